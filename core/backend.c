@@ -1,0 +1,30 @@
+/* backend.c - maps a device to its kernel table. The CPU backend is always
+ * there; gpu/ registers the CUDA one at start-up when it finds devices. */
+#include "core/backend.h"
+
+#include "core/error.h"
+
+static const Backend *cuda_backend;
+static int cuda_device_count;
+
+void backend_register_cuda(const Backend *cuda, int device_count) {
+    cuda_backend = cuda;
+    cuda_device_count = device_count;
+}
+
+int backend_cuda_device_count(void) { return cuda_backend ? cuda_device_count : 0; }
+
+const Backend *backend_for(Device device) {
+    if (device.type == DEVICE_CPU) return &cpu_backend;
+    if (!cuda_backend) {
+        error_set("device cuda:%d: this build has no CUDA backend or no GPU was found",
+                  device.index);
+        return NULL;
+    }
+    if (device.index < 0 || device.index >= cuda_device_count) {
+        error_set("device cuda:%d: only %d CUDA device(s) present", device.index,
+                  cuda_device_count);
+        return NULL;
+    }
+    return cuda_backend;
+}

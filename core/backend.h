@@ -1,0 +1,156 @@
+/* backend.h - the per-device kernel table.
+ *
+ * Every op in core/ops is written once: it checks shapes, allocates outputs,
+ * records autograd, and calls the kernels of backend_for(tensor->device). A
+ * backend (core/cpu for the CPU with OpenBLAS, gpu/ for CUDA with cuBLAS) is
+ * a table of function pointers, as ggml's backends are.
+ *
+ * Kernel contract, unless a kernel says otherwise:
+ *  - all tensors live on the backend's device and have a float dtype
+ *    (float32 or float64) that is the same for every argument;
+ *  - outputs are freshly allocated, contiguous, and of the right shape;
+ *  - inputs are contiguous.
+ * Kernels do not fail on valid arguments; the op layer validates first.
+ * Only memory allocation may fail (returns NULL).
+ */
+#ifndef TRAIND_CORE_BACKEND_H
+#define TRAIND_CORE_BACKEND_H
+
+#include "core/tensor.h"
+
+typedef enum {
+    BINARY_ADD,
+    BINARY_SUB,
+    BINARY_MUL,
+    BINARY_DIV,
+    BINARY_POW,   /* a ** b */
+    BINARY_MAX,   /* elementwise max */
+    BINARY_GT,    /* a > b ? 1 : 0 */
+    BINARY_EQ,    /* a == b ? 1 : 0 */
+} BinaryOp;
+
+typedef enum {
+    UNARY_NEG,
+    UNARY_EXP,
+    UNARY_LOG,
+    UNARY_SQRT,
+    UNARY_ABS,
+    UNARY_SIGN,
+    UNARY_RELU,
+    UNARY_SIGMOID,
+    UNARY_TANH,
+    UNARY_POW,        /* x ** alpha */
+    UNARY_MUL_SCALAR, /* x * alpha */
+    UNARY_ADD_SCALAR, /* x + alpha */
+    UNARY_RSUB_SCALAR,/* alpha - x */
+    UNARY_RDIV_SCALAR,/* alpha / x */
+    UNARY_GT_SCALAR,  /* x > alpha ? 1 : 0 */
+    UNARY_CLAMP_MIN,  /* max(x, alpha) */
+    UNARY_CLAMP_MAX,  /* min(x, alpha) */
+} UnaryOp;
+
+/* Geometry of a 2-d convolution or pooling window over [N, C, H, W]. */
+typedef struct {
+    int64_t batch, channels, height, width;
+    int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+    int64_t out_h, out_w;
+} Window2d;
+
+typedef struct Backend {
+    const char *name;
+
+    /* ---- memory ---- */
+    void *(*alloc)(Device device, size_t nbytes); /* NULL on out-of-memory */
+    void (*free)(Device device, void *ptr);
+    /* Host <-> device byte copies (memcpy on the CPU). */
+    int (*to_host)(Device device, void *host_dst, const void *src, size_t nbytes);
+    int (*from_host)(Device device, void *dst, const void *host_src, size_t nbytes);
+
+    /* ---- layout ---- */
+    /* dst[i] = (dst dtype) src[i] over the logical shape; both any strides and
+     * any dtype (all four); same shape. */
+    void (*copy)(const Tensor *src, Tensor *dst);
+    void (*fill)(Tensor *dst, double value); /* contiguous, any dtype */
+
+    /* ---- elementwise ---- */
+    /* out = a OP b. a and b have out's shape but any strides (0 where
+     * broadcast). */
+    void (*binary)(BinaryOp op, const Tensor *a, const Tensor *b, Tensor *out);
+    /* out = OP(x, alpha); x and out contiguous, same numel. */
+    void (*unary)(UnaryOp op, const Tensor *x, double alpha, Tensor *out);
+    /* Elementwise backward of activations, gx = gy * dOP/dx given y = OP(x):
+     * RELU uses x, SIGMOID and TANH use y. */
+    void (*unary_backward)(UnaryOp op, const Tensor *x, const Tensor *y, const Tensor *gy,
+                           Tensor *gx);
+
+    /* ---- reductions ---- */
+    /* out keeps x's ndim with size 1 in every reduced dim (keepdim=True);
+     * x contiguous. */
+    void (*sum)(const Tensor *x, Tensor *out);
+    /* Over the last dimension of x [rows, cols]: out float [rows] = max,
+     * indices int64 [rows] = argmax (first maximum); either may be NULL. */
+    void (*max_last_dim)(const Tensor *x, Tensor *out, Tensor *indices);
+
+    /* ---- matrix products ---- */
+    /* C = alpha * op(A) @ op(B) + beta * C, row-major, on raw device
+     * pointers; op(X) = X^T when trans_x. lda/ldb/ldc are row strides. */
+    void (*gemm)(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                 double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
+                 double beta, void *c, int64_t ldc);
+
+    /* ---- convolution helpers ---- */
+    /* One image [C, H, W] -> columns [C*kh*kw, out_h*out_w]. */
+    void (*im2col)(DType dtype, const Window2d *w, const void *image, void *columns);
+    /* Inverse scatter-add: columns -> image (image is zeroed first). */
+    void (*col2im)(DType dtype, const Window2d *w, const void *columns, void *image);
+
+    /* ---- pooling over [N, C, H, W] -> [N, C, out_h, out_w] ---- */
+    /* indices (int64, same shape as out) record the flat h*W+w argmax. */
+    void (*max_pool2d)(const Window2d *w, const Tensor *x, Tensor *out, Tensor *indices);
+    void (*max_pool2d_backward)(const Window2d *w, const Tensor *gy, const Tensor *indices,
+                                Tensor *gx); /* gx zeroed by the kernel */
+    /* count_include_pad as in torch's default. */
+    void (*avg_pool2d)(const Window2d *w, const Tensor *x, Tensor *out);
+    void (*avg_pool2d_backward)(const Window2d *w, const Tensor *gy, Tensor *gx);
+
+    /* ---- indexing along the last dim of x [rows, cols] ---- */
+    /* out[i] = x[i, index[i]]; index int64 [rows], values in range. */
+    void (*gather_last_dim)(const Tensor *x, const Tensor *index, Tensor *out);
+    /* gx = zeros [rows, cols]; gx[i, index[i]] = g[i]. */
+    void (*scatter_last_dim)(const Tensor *g, const Tensor *index, Tensor *gx);
+
+    /* ---- softmax over the last dim of [rows, cols] ---- */
+    void (*softmax)(const Tensor *x, Tensor *out, bool log);
+    /* gx from y = softmax (or log_softmax) output and gy. */
+    void (*softmax_backward)(const Tensor *y, const Tensor *gy, Tensor *gx, bool log);
+
+    /* ---- random ---- */
+    /* out[i] = uniform [0, 1) from a counter-based stream (seed, offset), so
+     * CPU and GPU draw the same numbers for the same (seed, offset). */
+    void (*uniform)(Tensor *out, uint64_t seed, uint64_t offset);
+
+    /* ---- optimizer updates, fused, over flat contiguous buffers ---- */
+    /* See core/optim/sgd.c for the exact PyTorch semantics. `momentum_buf`
+     * is NULL when momentum == 0; `first` is true on the buffer's first use. */
+    void (*sgd_update)(Tensor *param, const Tensor *grad, Tensor *momentum_buf, double lr,
+                       double momentum, double dampening, double weight_decay, bool nesterov,
+                       bool first);
+    /* Adam / AdamW (decoupled = true) with bias correction at `step` (1-based);
+     * max_exp_avg_sq NULL unless amsgrad. */
+    void (*adam_update)(Tensor *param, const Tensor *grad, Tensor *exp_avg, Tensor *exp_avg_sq,
+                        Tensor *max_exp_avg_sq, double lr, double beta1, double beta2,
+                        double eps, double weight_decay, bool decoupled, int64_t step);
+} Backend;
+
+/* The backend for a device; NULL with an error when none is compiled in or
+ * the device does not exist. */
+const Backend *backend_for(Device device);
+
+/* Registered by gpu/ at start-up when built with CUDA. */
+void backend_register_cuda(const Backend *cuda, int device_count);
+int backend_cuda_device_count(void);
+
+/* The CPU backend (core/cpu/backend.c). */
+extern const Backend cpu_backend;
+
+#endif

@@ -1,0 +1,119 @@
+/* conv.c - im2col and col2im, the CPU halves of convolution as a GEMM.
+ *
+ * im2col unrolls one image [C, H, W] into columns [C*kh*kw, out_h*out_w]
+ * (the layout of Caffe and torch.nn.functional.unfold), so that
+ * conv2d(x) = weight[O, C*kh*kw] @ columns. col2im is its adjoint: it
+ * scatter-adds columns back into a zeroed image, giving the input gradient.
+ *
+ * Each column row (c, ki, kj) reads image row ih = oh*sh - ph + ki*dh at
+ * iw = ow*sw - pw + kj*dw. The ranges of oh and ow that land inside the image
+ * depend only on ki and kj, so they are worked out once up front; the inner
+ * loops then run without bounds checks: padding rows and edges are zero-filled
+ * and the interior is one memcpy per row when sw == 1.
+ *
+ * Both dtypes share one loop body, instantiated per type by CONV_KERNELS.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cpu/cpu.h"
+
+/* floor(a / b) for b > 0 and any a. */
+static int64_t floor_div(int64_t a, int64_t b) {
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+/* The [lo, hi) range of output positions o in [0, n_out) whose input
+ * position o*stride + off falls inside [0, size). */
+static void valid_range(int64_t off, int64_t stride, int64_t size, int64_t n_out, int64_t *lo,
+                        int64_t *hi) {
+    int64_t a = off >= 0 ? 0 : floor_div(-off + stride - 1, stride); /* ceil(-off/stride) */
+    int64_t b = floor_div(size - 1 - off, stride) + 1;
+    if (a > n_out) a = n_out;
+    if (b > n_out) b = n_out;
+    if (b < a) b = a;
+    *lo = a;
+    *hi = b;
+}
+
+#define CONV_KERNELS(T, SUFFIX)                                                                    \
+    static void im2col_##SUFFIX(const Window2d *w, const T *image, T *columns) {                   \
+        const int64_t H = w->height, W = w->width, OH = w->out_h, OW = w->out_w;                   \
+        const int64_t sh = w->stride_h, sw = w->stride_w;                                          \
+        T *col = columns;                                                                          \
+        for (int64_t c = 0; c < w->channels; c++) {                                                \
+            const T *plane = image + c * H * W;                                                    \
+            for (int64_t ki = 0; ki < w->kernel_h; ki++) {                                         \
+                int64_t hoff = ki * w->dilation_h - w->pad_h, oh_lo, oh_hi;                        \
+                valid_range(hoff, sh, H, OH, &oh_lo, &oh_hi);                                      \
+                for (int64_t kj = 0; kj < w->kernel_w; kj++) {                                     \
+                    int64_t woff = kj * w->dilation_w - w->pad_w, ow_lo, ow_hi;                    \
+                    valid_range(woff, sw, W, OW, &ow_lo, &ow_hi);                                  \
+                    int64_t oh_end = ow_lo < ow_hi ? oh_hi : oh_lo; /* no column in range */       \
+                    memset(col, 0, (size_t)(oh_lo * OW) * sizeof(T));                              \
+                    for (int64_t oh = oh_lo; oh < oh_end; oh++) {                                  \
+                        /* src: the input element of ow = ow_lo; never before the row */           \
+                        const T *src = plane + (oh * sh + hoff) * W + ow_lo * sw + woff;           \
+                        T *dst = col + oh * OW;                                                    \
+                        memset(dst, 0, (size_t)ow_lo * sizeof(T));                                 \
+                        if (sw == 1) {                                                             \
+                            memcpy(dst + ow_lo, src, (size_t)(ow_hi - ow_lo) * sizeof(T));         \
+                        } else {                                                                   \
+                            for (int64_t i = 0; i < ow_hi - ow_lo; i++)                            \
+                                dst[ow_lo + i] = src[i * sw];                                      \
+                        }                                                                          \
+                        memset(dst + ow_hi, 0, (size_t)(OW - ow_hi) * sizeof(T));                  \
+                    }                                                                              \
+                    memset(col + oh_end * OW, 0, (size_t)((OH - oh_end) * OW) * sizeof(T));        \
+                    col += OH * OW;                                                                \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    static void col2im_##SUFFIX(const Window2d *w, const T *columns, T *image) {                   \
+        const int64_t H = w->height, W = w->width, OH = w->out_h, OW = w->out_w;                   \
+        const int64_t sh = w->stride_h, sw = w->stride_w;                                          \
+        memset(image, 0, (size_t)(w->channels * H * W) * sizeof(T));                               \
+        const T *col = columns;                                                                    \
+        for (int64_t c = 0; c < w->channels; c++) {                                                \
+            T *plane = image + c * H * W;                                                          \
+            for (int64_t ki = 0; ki < w->kernel_h; ki++) {                                         \
+                int64_t hoff = ki * w->dilation_h - w->pad_h, oh_lo, oh_hi;                        \
+                valid_range(hoff, sh, H, OH, &oh_lo, &oh_hi);                                      \
+                for (int64_t kj = 0; kj < w->kernel_w; kj++) {                                     \
+                    int64_t woff = kj * w->dilation_w - w->pad_w, ow_lo, ow_hi;                    \
+                    valid_range(woff, sw, W, OW, &ow_lo, &ow_hi);                                  \
+                    int64_t oh_end = ow_lo < ow_hi ? oh_hi : oh_lo; /* no column in range */       \
+                    for (int64_t oh = oh_lo; oh < oh_end; oh++) {                                  \
+                        T *dst = plane + (oh * sh + hoff) * W + ow_lo * sw + woff;                 \
+                        const T *src = col + oh * OW + ow_lo;                                      \
+                        if (sw == 1) {                                                             \
+                            for (int64_t i = 0; i < ow_hi - ow_lo; i++) dst[i] += src[i];          \
+                        } else {                                                                   \
+                            for (int64_t i = 0; i < ow_hi - ow_lo; i++)                            \
+                                dst[i * sw] += src[i];                                             \
+                        }                                                                          \
+                    }                                                                              \
+                    col += OH * OW;                                                                \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+CONV_KERNELS(float, f32)
+CONV_KERNELS(double, f64)
+
+void cpu_im2col(DType dtype, const Window2d *w, const void *image, void *columns) {
+    if (dtype == DTYPE_FLOAT64)
+        im2col_f64(w, image, columns);
+    else
+        im2col_f32(w, image, columns);
+}
+
+void cpu_col2im(DType dtype, const Window2d *w, const void *columns, void *image) {
+    if (dtype == DTYPE_FLOAT64)
+        col2im_f64(w, columns, image);
+    else
+        col2im_f32(w, columns, image);
+}

@@ -1,0 +1,58 @@
+/* cpu.h - the CPU backend's kernels, one file per concept under core/cpu/,
+ * gathered into the cpu_backend table by core/cpu/backend.c. Contracts are
+ * those of the matching Backend fields in core/backend.h. Kernels handle
+ * float32 and float64 (the layout kernels every dtype).
+ */
+#ifndef TRAIND_CORE_CPU_H
+#define TRAIND_CORE_CPU_H
+
+#include "core/backend.h"
+
+/* layout.c */
+void cpu_copy(const Tensor *src, Tensor *dst);
+void cpu_fill(Tensor *dst, double value);
+
+/* elementwise.c */
+void cpu_binary(BinaryOp op, const Tensor *a, const Tensor *b, Tensor *out);
+void cpu_unary(UnaryOp op, const Tensor *x, double alpha, Tensor *out);
+void cpu_unary_backward(UnaryOp op, const Tensor *x, const Tensor *y, const Tensor *gy,
+                        Tensor *gx);
+
+/* reduce.c */
+void cpu_sum(const Tensor *x, Tensor *out);
+void cpu_max_last_dim(const Tensor *x, Tensor *out, Tensor *indices);
+void cpu_gather_last_dim(const Tensor *x, const Tensor *index, Tensor *out);
+void cpu_scatter_last_dim(const Tensor *g, const Tensor *index, Tensor *gx);
+
+/* gemm.c (OpenBLAS) */
+void cpu_gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+              double alpha, const void *a, int64_t lda, const void *b, int64_t ldb, double beta,
+              void *c, int64_t ldc);
+
+/* conv.c */
+void cpu_im2col(DType dtype, const Window2d *w, const void *image, void *columns);
+void cpu_col2im(DType dtype, const Window2d *w, const void *columns, void *image);
+
+/* pool.c */
+void cpu_max_pool2d(const Window2d *w, const Tensor *x, Tensor *out, Tensor *indices);
+void cpu_max_pool2d_backward(const Window2d *w, const Tensor *gy, const Tensor *indices,
+                             Tensor *gx);
+void cpu_avg_pool2d(const Window2d *w, const Tensor *x, Tensor *out);
+void cpu_avg_pool2d_backward(const Window2d *w, const Tensor *gy, Tensor *gx);
+
+/* softmax.c */
+void cpu_softmax(const Tensor *x, Tensor *out, bool log);
+void cpu_softmax_backward(const Tensor *y, const Tensor *gy, Tensor *gx, bool log);
+
+/* random.c */
+void cpu_uniform(Tensor *out, uint64_t seed, uint64_t offset);
+
+/* optim.c */
+void cpu_sgd_update(Tensor *param, const Tensor *grad, Tensor *momentum_buf, double lr,
+                    double momentum, double dampening, double weight_decay, bool nesterov,
+                    bool first);
+void cpu_adam_update(Tensor *param, const Tensor *grad, Tensor *exp_avg, Tensor *exp_avg_sq,
+                     Tensor *max_exp_avg_sq, double lr, double beta1, double beta2, double eps,
+                     double weight_decay, bool decoupled, int64_t step);
+
+#endif

@@ -1,0 +1,43 @@
+/* gemm.c - CPU matrix products through OpenBLAS's cblas_sgemm / dgemm.
+ *
+ * Row-major throughout, so ld* are row strides exactly as the Backend
+ * contract states and no transposition trick is needed. k == 0 is done here
+ * (C = beta * C) because BLAS rejects the lda < 1 a caller may pass then;
+ * beta == 0 overwrites C without reading it, as BLAS does, so NaN garbage
+ * in a fresh output never leaks through.
+ */
+#include <cblas.h>
+
+#include "core/cpu/cpu.h"
+
+#define DEFINE_SCALE(T, SFX)                                                                       \
+    static void scale_##SFX(T *c, int64_t m, int64_t n, int64_t ldc, T beta) {                     \
+        for (int64_t i = 0; i < m; i++) {                                                          \
+            T *row = c + i * ldc;                                                                  \
+            for (int64_t j = 0; j < n; j++) row[j] = beta == 0 ? 0 : beta * row[j];                \
+        }                                                                                          \
+    }
+
+DEFINE_SCALE(float, f32)
+DEFINE_SCALE(double, f64)
+
+void cpu_gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+              double alpha, const void *a, int64_t lda, const void *b, int64_t ldb, double beta,
+              void *c, int64_t ldc) {
+    if (m == 0 || n == 0) return;
+    if (k == 0) {
+        if (dtype == DTYPE_FLOAT32)
+            scale_f32(c, m, n, ldc, (float)beta);
+        else
+            scale_f64(c, m, n, ldc, beta);
+        return;
+    }
+    enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+    if (dtype == DTYPE_FLOAT32)
+        cblas_sgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)n, (blasint)k, (float)alpha, a,
+                    (blasint)lda, b, (blasint)ldb, (float)beta, c, (blasint)ldc);
+    else
+        cblas_dgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)n, (blasint)k, alpha, a,
+                    (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+}

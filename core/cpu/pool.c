@@ -1,0 +1,147 @@
+/* pool.c - max and average pooling over [N, C, H, W] on the CPU.
+ *
+ * Every (n, c) plane is pooled on its own, so the kernels loop over N*C
+ * planes and, inside, over output positions; each window is clipped to the
+ * image once, so the innermost loops carry no bounds checks.
+ *
+ * The semantics are those of torch's CPU kernels (ATen's MaxPoolKernel.cpp
+ * and AvgPoolKernel.cpp):
+ *  - max: padding counts as -inf; a NaN wins and propagates; the index is
+ *    the flat h*W+w position of the maximum inside its input plane, the
+ *    first one on ties (the last NaN when there are several);
+ *  - avg: count_include_pad=True, ceil_mode=False: the divisor is the window
+ *    clipped to the padded input, (hend-hstart)*(wend-wstart) with
+ *    hend = min(hstart + kh, H + ph), before clipping to the real input. Sums
+ *    run in double, as torch's accumulate type on the CPU.
+ * Both dtypes share one loop body, instantiated per type by POOL_KERNELS.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "core/cpu/cpu.h"
+
+/* A window's clipped input range along one axis: first and one-past-last
+ * position, stepping by dilation; `padded` is the extent within the padded
+ * input (for the average's divisor). */
+typedef struct {
+    int64_t start, end, padded;
+} Span;
+
+static Span window_span(int64_t o, int64_t stride, int64_t pad, int64_t kernel,
+                        int64_t dilation, int64_t size) {
+    int64_t s = o * stride - pad;
+    int64_t e = s + (kernel - 1) * dilation + 1;
+    int64_t pe = e < size + pad ? e : size + pad;
+    Span span = {s, e, pe - s};
+    /* Step start up to the first tap inside the image, keeping the dilation grid. */
+    if (span.start < 0) span.start += dilation * ((-span.start + dilation - 1) / dilation);
+    if (span.end > size) span.end = size;
+    return span;
+}
+
+#define POOL_KERNELS(T, SUFFIX)                                                                    \
+    static void max_pool_##SUFFIX(const Window2d *w, const T *x, T *out, int64_t *idx) {           \
+        const int64_t H = w->height, W = w->width, OH = w->out_h, OW = w->out_w;                   \
+        const int64_t dh = w->dilation_h, dw = w->dilation_w;                                      \
+        for (int64_t p = 0; p < w->batch * w->channels; p++) {                                     \
+            const T *plane = x + p * H * W;                                                        \
+            for (int64_t oh = 0; oh < OH; oh++) {                                                  \
+                Span hs = window_span(oh, w->stride_h, w->pad_h, w->kernel_h, dh, H);              \
+                for (int64_t ow = 0; ow < OW; ow++) {                                              \
+                    Span ws = window_span(ow, w->stride_w, w->pad_w, w->kernel_w, dw, W);          \
+                    int64_t best_i = hs.start * W + ws.start;                                      \
+                    T best = (T)-INFINITY;                                                         \
+                    for (int64_t ih = hs.start; ih < hs.end; ih += dh) {                           \
+                        for (int64_t iw = ws.start; iw < ws.end; iw += dw) {                       \
+                            T v = plane[ih * W + iw];                                              \
+                            if (v > best || isnan(v)) {                                            \
+                                best = v;                                                          \
+                                best_i = ih * W + iw;                                              \
+                            }                                                                      \
+                        }                                                                          \
+                    }                                                                              \
+                    out[(p * OH + oh) * OW + ow] = best;                                           \
+                    idx[(p * OH + oh) * OW + ow] = best_i;                                         \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    static void max_pool_backward_##SUFFIX(const Window2d *w, const T *gy, const int64_t *idx,     \
+                                           T *gx) {                                                \
+        const int64_t HW = w->height * w->width, OHW = w->out_h * w->out_w;                        \
+        memset(gx, 0, (size_t)(w->batch * w->channels * HW) * sizeof(T));                          \
+        for (int64_t p = 0; p < w->batch * w->channels; p++)                                       \
+            for (int64_t o = 0; o < OHW; o++) gx[p * HW + idx[p * OHW + o]] += gy[p * OHW + o];    \
+    }                                                                                              \
+                                                                                                   \
+    static void avg_pool_##SUFFIX(const Window2d *w, const T *x, T *out) {                         \
+        const int64_t H = w->height, W = w->width, OH = w->out_h, OW = w->out_w;                   \
+        const int64_t dh = w->dilation_h, dw = w->dilation_w;                                      \
+        for (int64_t p = 0; p < w->batch * w->channels; p++) {                                     \
+            const T *plane = x + p * H * W;                                                        \
+            for (int64_t oh = 0; oh < OH; oh++) {                                                  \
+                Span hs = window_span(oh, w->stride_h, w->pad_h, w->kernel_h, dh, H);              \
+                for (int64_t ow = 0; ow < OW; ow++) {                                              \
+                    Span ws = window_span(ow, w->stride_w, w->pad_w, w->kernel_w, dw, W);          \
+                    double sum = 0;                                                                \
+                    for (int64_t ih = hs.start; ih < hs.end; ih += dh)                             \
+                        for (int64_t iw = ws.start; iw < ws.end; iw += dw)                         \
+                            sum += (double)plane[ih * W + iw];                                     \
+                    out[(p * OH + oh) * OW + ow] = (T)(sum / (double)(hs.padded * ws.padded));     \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    static void avg_pool_backward_##SUFFIX(const Window2d *w, const T *gy, T *gx) {                \
+        const int64_t H = w->height, W = w->width, OH = w->out_h, OW = w->out_w;                   \
+        const int64_t dh = w->dilation_h, dw = w->dilation_w;                                      \
+        memset(gx, 0, (size_t)(w->batch * w->channels * H * W) * sizeof(T));                       \
+        for (int64_t p = 0; p < w->batch * w->channels; p++) {                                     \
+            T *plane = gx + p * H * W;                                                             \
+            for (int64_t oh = 0; oh < OH; oh++) {                                                  \
+                Span hs = window_span(oh, w->stride_h, w->pad_h, w->kernel_h, dh, H);              \
+                for (int64_t ow = 0; ow < OW; ow++) {                                              \
+                    Span ws = window_span(ow, w->stride_w, w->pad_w, w->kernel_w, dw, W);          \
+                    T g = (T)((double)gy[(p * OH + oh) * OW + ow] /                                \
+                              (double)(hs.padded * ws.padded));                                    \
+                    for (int64_t ih = hs.start; ih < hs.end; ih += dh)                             \
+                        for (int64_t iw = ws.start; iw < ws.end; iw += dw)                         \
+                            plane[ih * W + iw] += g;                                               \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+POOL_KERNELS(float, f32)
+POOL_KERNELS(double, f64)
+
+void cpu_max_pool2d(const Window2d *w, const Tensor *x, Tensor *out, Tensor *indices) {
+    if (x->dtype == DTYPE_FLOAT64)
+        max_pool_f64(w, tensor_data(x), tensor_data(out), tensor_data(indices));
+    else
+        max_pool_f32(w, tensor_data(x), tensor_data(out), tensor_data(indices));
+}
+
+void cpu_max_pool2d_backward(const Window2d *w, const Tensor *gy, const Tensor *indices,
+                             Tensor *gx) {
+    if (gy->dtype == DTYPE_FLOAT64)
+        max_pool_backward_f64(w, tensor_data(gy), tensor_data(indices), tensor_data(gx));
+    else
+        max_pool_backward_f32(w, tensor_data(gy), tensor_data(indices), tensor_data(gx));
+}
+
+void cpu_avg_pool2d(const Window2d *w, const Tensor *x, Tensor *out) {
+    if (x->dtype == DTYPE_FLOAT64)
+        avg_pool_f64(w, tensor_data(x), tensor_data(out));
+    else
+        avg_pool_f32(w, tensor_data(x), tensor_data(out));
+}
+
+void cpu_avg_pool2d_backward(const Window2d *w, const Tensor *gy, Tensor *gx) {
+    if (gy->dtype == DTYPE_FLOAT64)
+        avg_pool_backward_f64(w, tensor_data(gy), tensor_data(gx));
+    else
+        avg_pool_backward_f32(w, tensor_data(gy), tensor_data(gx));
+}

@@ -1,0 +1,357 @@
+/* csv.c - numeric CSV files with a header row, as pandas.read_csv + a
+ * TensorDataset would load them.
+ *
+ * The file is read one line at a time (getline), each row parsed straight
+ * into fixed-size chunks of float32 features and targets (so a pipe works
+ * too: the row count is not needed up front); at the end the chunks are
+ * copied into the dataset's tensors and freed. The file text is never held:
+ * the peak is one line plus twice the parsed numbers, for a moment, which is
+ * about the size of the text of a typical numeric CSV, and no realloc ever
+ * copies the growing set.
+ *
+ * Accepted: comma separators; fields optionally in double quotes with ""
+ * for a quote (RFC 4180, but a quoted field may not span lines); CRLF line
+ * ends; a UTF-8 BOM; blank lines at the end. Every used field must be a
+ * finite number as strtod reads it. Errors name the file, the line (the
+ * header is line 1) and the column: "data.csv: line 1203, column 'x': 'abc'
+ * is not a number".
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/data/dataset.h"
+#include "core/error.h"
+
+#define CSV_CHUNK_ROWS 8192
+#define CSV_MAX_LABEL (1 << 24) /* class indices above this are surely not labels */
+
+typedef struct {
+    char **items;
+    int count, capacity;
+} Fields;
+
+/* Splits `line` (NUL-terminated, no line end) at commas, unquoting quoted
+ * fields in place. Returns 0, or -1 with an error for a bad quote. */
+static int split_fields(char *line, Fields *f, const char *path, long lineno) {
+    f->count = 0;
+    char *p = line;
+    for (;;) {
+        if (f->count == f->capacity) {
+            int cap = f->capacity ? 2 * f->capacity : 16;
+            char **items = realloc(f->items, (size_t)cap * sizeof *items);
+            if (!items) return error_set("csv: %s: out of memory", path);
+            f->items = items;
+            f->capacity = cap;
+        }
+        if (*p == '"') {
+            /* quoted: copy down over the quotes, "" -> " */
+            char *out = p, *in = p + 1;
+            f->items[f->count++] = out;
+            for (;;) {
+                if (*in == '\0')
+                    return error_set("csv: %s: line %ld, field %d: unterminated quote", path,
+                                     lineno, f->count);
+                if (*in == '"') {
+                    if (in[1] == '"') {
+                        *out++ = '"';
+                        in += 2;
+                        continue;
+                    }
+                    in++;
+                    break;
+                }
+                *out++ = *in++;
+            }
+            if (*in != ',' && *in != '\0')
+                return error_set("csv: %s: line %ld, field %d: text after a closing quote",
+                                 path, lineno, f->count);
+            *out = '\0';
+            if (*in == '\0') return 0;
+            p = in + 1;
+        } else {
+            f->items[f->count++] = p;
+            char *comma = strchr(p, ',');
+            if (!comma) return 0;
+            *comma = '\0';
+            p = comma + 1;
+        }
+    }
+}
+
+/* strtod over the whole field, spaces around allowed; finite values only. */
+static int parse_number(const char *field, double *out) {
+    const char *p = field;
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p == '\0') return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(p, &end);
+    if (end == p) return -1;
+    while (*end == ' ' || *end == '\t') end++;
+    if (*end != '\0' || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+/* Chunks of parsed rows. */
+typedef struct {
+    float *features; /* CSV_CHUNK_ROWS * nf */
+    void *targets;   /* CSV_CHUNK_ROWS * nt, int64 or float */
+} Chunk;
+
+typedef struct {
+    const char *path;
+    FILE *fp;
+    char *line;
+    size_t line_cap;
+    Fields fields;
+    char **names; /* header names, copied */
+    int ncols;
+    int *feat, nf; /* column indices */
+    int *targ, nt;
+    bool regression;
+    Chunk *chunks;
+    int nchunks, chunk_cap;
+    int64_t rows;
+} Csv;
+
+static void csv_cleanup(Csv *c) {
+    if (c->fp) fclose(c->fp);
+    free(c->line);
+    free(c->fields.items);
+    for (int i = 0; i < c->ncols; i++) free(c->names[i]);
+    free(c->names);
+    free(c->feat);
+    free(c->targ);
+    for (int i = 0; i < c->nchunks; i++) {
+        free(c->chunks[i].features);
+        free(c->chunks[i].targets);
+    }
+    free(c->chunks);
+}
+
+/* Reads the next line without its line end; returns its length, or -1 at EOF. */
+static ssize_t next_line(Csv *c) {
+    ssize_t n = getline(&c->line, &c->line_cap, c->fp);
+    if (n < 0) return -1;
+    while (n > 0 && (c->line[n - 1] == '\n' || c->line[n - 1] == '\r')) c->line[--n] = '\0';
+    return n;
+}
+
+static int find_column(const Csv *c, const char *name, const char *role) {
+    for (int i = 0; i < c->ncols; i++)
+        if (strcmp(c->names[i], name) == 0) return i;
+    /* list the header so a typo is easy to see */
+    char cols[400] = "";
+    size_t used = 0;
+    for (int i = 0; i < c->ncols && used < sizeof cols - 8; i++) {
+        int w = snprintf(cols + used, sizeof cols - used, "%s'%s'", i ? ", " : "", c->names[i]);
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+    if (used >= sizeof cols - 8) snprintf(cols + sizeof cols - 8, 8, ", ...");
+    error_set("csv: %s: %s column '%s' is not in the header (columns: %s)", c->path, role, name,
+              cols);
+    return -1;
+}
+
+static int read_header(Csv *c, const CsvOptions *o) {
+    ssize_t n = next_line(c);
+    if (n < 0) return error_set("csv: %s: empty file (a header row is needed)", c->path);
+    char *text = c->line;
+    if ((unsigned char)text[0] == 0xEF && (unsigned char)text[1] == 0xBB &&
+        (unsigned char)text[2] == 0xBF)
+        text += 3; /* UTF-8 byte order mark */
+    if (*text == '\0') return error_set("csv: %s: line 1: empty header row", c->path);
+    if (split_fields(text, &c->fields, c->path, 1) != 0) return -1;
+    c->names = calloc((size_t)c->fields.count, sizeof *c->names);
+    if (!c->names) return error_set("csv: %s: out of memory", c->path);
+    for (int i = 0; i < c->fields.count; i++) {
+        if (!(c->names[i] = strdup(c->fields.items[i])))
+            return error_set("csv: %s: out of memory", c->path);
+        c->ncols = i + 1;
+        for (int j = 0; j < i; j++)
+            if (strcmp(c->names[j], c->names[i]) == 0)
+                return error_set("csv: %s: line 1: column '%s' appears twice (columns %d and %d)",
+                                 c->path, c->names[i], j + 1, i + 1);
+    }
+
+    /* targets */
+    c->nt = o->num_label_columns > 0 ? o->num_label_columns : 1;
+    if (!c->regression && c->nt != 1)
+        return error_set("csv: %s: classification takes one label column, not %d", c->path,
+                         c->nt);
+    c->targ = malloc((size_t)c->nt * sizeof *c->targ);
+    if (!c->targ) return error_set("csv: %s: out of memory", c->path);
+    if (o->num_label_columns > 0) {
+        for (int i = 0; i < c->nt; i++)
+            if ((c->targ[i] = find_column(c, o->label_columns[i], "label")) < 0) return -1;
+    } else {
+        c->targ[0] = c->ncols - 1;
+    }
+
+    /* features */
+    c->feat = malloc((size_t)c->ncols * sizeof *c->feat);
+    if (!c->feat) return error_set("csv: %s: out of memory", c->path);
+    if (o->num_feature_columns > 0) {
+        c->nf = o->num_feature_columns;
+        if (c->nf > c->ncols)
+            return error_set("csv: %s: %d feature columns asked for, the header has %d",
+                             c->path, c->nf, c->ncols);
+        for (int i = 0; i < c->nf; i++) {
+            if ((c->feat[i] = find_column(c, o->feature_columns[i], "feature")) < 0) return -1;
+            for (int j = 0; j < c->nt; j++)
+                if (c->feat[i] == c->targ[j])
+                    return error_set("csv: %s: column '%s' is both a feature and a label",
+                                     c->path, o->feature_columns[i]);
+        }
+    } else {
+        c->nf = 0;
+        for (int i = 0; i < c->ncols; i++) {
+            bool is_target = false;
+            for (int j = 0; j < c->nt; j++) is_target |= c->targ[j] == i;
+            if (!is_target) c->feat[c->nf++] = i;
+        }
+    }
+    if (c->nf == 0) return error_set("csv: %s: no feature columns left", c->path);
+    return 0;
+}
+
+static int add_chunk(Csv *c) {
+    if (c->nchunks == c->chunk_cap) {
+        int cap = c->chunk_cap ? 2 * c->chunk_cap : 8;
+        Chunk *chunks = realloc(c->chunks, (size_t)cap * sizeof *chunks);
+        if (!chunks) return error_set("csv: %s: out of memory", c->path);
+        c->chunks = chunks;
+        c->chunk_cap = cap;
+    }
+    Chunk *k = &c->chunks[c->nchunks];
+    k->features = malloc((size_t)CSV_CHUNK_ROWS * (size_t)c->nf * sizeof(float));
+    k->targets = malloc((size_t)CSV_CHUNK_ROWS * (size_t)c->nt *
+                        (c->regression ? sizeof(float) : sizeof(int64_t)));
+    if (!k->features || !k->targets) {
+        free(k->features);
+        free(k->targets);
+        return error_set("csv: %s: out of memory after %lld rows", c->path, (long long)c->rows);
+    }
+    c->nchunks++;
+    return 0;
+}
+
+static int not_a_number(const Csv *c, long lineno, int col, const char *field) {
+    return error_set("csv: %s: line %ld, column '%s': '%.40s%s' is not a number", c->path, lineno,
+                     c->names[col], field, strlen(field) > 40 ? "..." : "");
+}
+
+static int read_rows(Csv *c) {
+    long lineno = 1, blank_since = 0;
+    ssize_t n;
+    while ((n = next_line(c)) >= 0) {
+        lineno++;
+        if (n == 0) {
+            if (!blank_since) blank_since = lineno;
+            continue;
+        }
+        if (blank_since)
+            return error_set("csv: %s: line %ld is empty (blank lines are only allowed at the "
+                             "end)", c->path, blank_since);
+        if (split_fields(c->line, &c->fields, c->path, lineno) != 0) return -1;
+        if (c->fields.count != c->ncols)
+            return error_set("csv: %s: line %ld has %d field%s but the header has %d columns",
+                             c->path, lineno, c->fields.count, c->fields.count == 1 ? "" : "s",
+                             c->ncols);
+        int64_t r = c->rows % CSV_CHUNK_ROWS;
+        if (r == 0 && add_chunk(c) != 0) return -1;
+        Chunk *k = &c->chunks[c->nchunks - 1];
+        for (int i = 0; i < c->nf; i++) {
+            double v;
+            const char *field = c->fields.items[c->feat[i]];
+            if (parse_number(field, &v) != 0) return not_a_number(c, lineno, c->feat[i], field);
+            k->features[r * c->nf + i] = (float)v;
+        }
+        for (int j = 0; j < c->nt; j++) {
+            double v;
+            const char *field = c->fields.items[c->targ[j]];
+            if (parse_number(field, &v) != 0) return not_a_number(c, lineno, c->targ[j], field);
+            if (c->regression) {
+                ((float *)k->targets)[r * c->nt + j] = (float)v;
+            } else {
+                if (v != floor(v) || v < 0 || v >= CSV_MAX_LABEL)
+                    return error_set("csv: %s: line %ld, column '%s': '%s' is not a class label "
+                                     "(an integer from 0 to %d); for regression targets use "
+                                     "a regression loss", c->path, lineno, c->names[c->targ[j]],
+                                     field, CSV_MAX_LABEL - 1);
+                ((int64_t *)k->targets)[r] = (int64_t)v;
+            }
+        }
+        c->rows++;
+    }
+    if (ferror(c->fp))
+        return error_set("csv: %s: read error after line %ld: %s", c->path, lineno,
+                         strerror(errno));
+    if (c->rows == 0) return error_set("csv: %s: no data rows after the header", c->path);
+    return 0;
+}
+
+Dataset *dataset_load_csv(const char *path, const CsvOptions *opts) {
+    CsvOptions defaults = {0};
+    if (!opts) opts = &defaults;
+    if (!path) return error_set("csv: no path given"), NULL;
+    Csv c = {.path = path, .regression = opts->regression};
+    Tensor *x = NULL, *y = NULL;
+    if (!(c.fp = fopen(path, "r"))) {
+        error_set("csv: %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (read_header(&c, opts) != 0 || read_rows(&c) != 0) goto fail;
+
+    /* Chunks into tensors, freeing each as it is copied. */
+    x = tensor_empty(SHAPE(c.rows, c.nf), DTYPE_FLOAT32, DEVICE_CPU_INIT);
+    y = c.regression ? tensor_empty(SHAPE(c.rows, c.nt), DTYPE_FLOAT32, DEVICE_CPU_INIT)
+                     : tensor_empty(SHAPE(c.rows), DTYPE_INT64, DEVICE_CPU_INIT);
+    if (!x || !y) goto fail;
+    size_t tsize = c.regression ? sizeof(float) : sizeof(int64_t);
+    for (int i = 0; i < c.nchunks; i++) {
+        int64_t first = (int64_t)i * CSV_CHUNK_ROWS;
+        int64_t count = c.rows - first < CSV_CHUNK_ROWS ? c.rows - first : CSV_CHUNK_ROWS;
+        memcpy((float *)tensor_data(x) + first * c.nf, c.chunks[i].features,
+               (size_t)(count * c.nf) * sizeof(float));
+        memcpy((char *)tensor_data(y) + (size_t)(first * c.nt) * tsize, c.chunks[i].targets,
+               (size_t)(count * c.nt) * tsize);
+        free(c.chunks[i].features);
+        free(c.chunks[i].targets);
+        c.chunks[i].features = NULL;
+        c.chunks[i].targets = NULL;
+    }
+
+    const char *slash = strrchr(path, '/');
+    char targets[160] = "";
+    for (int j = 0, used = 0; j < c.nt && used < (int)sizeof targets - 1; j++) {
+        int w = snprintf(targets + used, sizeof targets - (size_t)used, "%s'%s'", j ? ", " : "",
+                         c.names[c.targ[j]]);
+        if (w < 0) break;
+        used += w;
+    }
+    Dataset *ds = dataset_from_tensors(x, y, NULL);
+    x = y = NULL;
+    if (!ds) goto fail;
+    if (c.regression)
+        snprintf(ds->description, sizeof ds->description,
+                 "csv: %s: %lld samples of %d features, %d regression target%s (%s)",
+                 slash ? slash + 1 : path, (long long)c.rows, c.nf, c.nt, c.nt == 1 ? "" : "s",
+                 targets);
+    else
+        snprintf(ds->description, sizeof ds->description,
+                 "csv: %s: %lld samples of %d features, label %s, %d classes",
+                 slash ? slash + 1 : path, (long long)c.rows, c.nf, targets, ds->num_classes);
+    csv_cleanup(&c);
+    return ds;
+fail:
+    tensor_release(x);
+    tensor_release(y);
+    csv_cleanup(&c);
+    return NULL;
+}

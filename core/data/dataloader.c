@@ -1,0 +1,325 @@
+/* dataloader.c - epoch orders, batch gathering and the prefetch thread; see
+ * dataloader.h.
+ *
+ * make_batch() is the whole job of producing batch k: gather the rows named
+ * by order[k*B .. k*B+B) into new tensors, then apply the transforms. Without
+ * prefetch dataloader_next calls it directly; with prefetch a worker thread
+ * calls it ahead of the consumer and parks results in a small ring. Both
+ * paths run the same function on the same inputs, hence identical batches.
+ *
+ * Synchronisation is one mutex and three condition variables:
+ *   cv_work   the worker waits for room in the ring or a new epoch;
+ *   cv_ready  the consumer waits for a batch;
+ *   cv_idle   begin/end_epoch wait for the worker to finish the batch it is
+ *             making, so the epoch order can be rewritten while nobody reads
+ *             it (the worker only reads order, dataset and transforms, and
+ *             only while `busy`).
+ * A generation counter, bumped whenever the epoch changes, lets a batch
+ * finished for an epoch that has since been dropped be thrown away.
+ */
+#include "core/data/dataloader.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+typedef struct {
+    Batch batch;
+    int rc;
+    char error[ERROR_MAX]; /* the worker's message: error_get() is per thread */
+} Slot;
+
+struct DataLoader {
+    Tensor *inputs, *targets; /* retained from the dataset */
+    int64_t n, batch_size, num_batches;
+    bool shuffle, drop_last;
+    size_t input_row, target_row; /* bytes per sample */
+    TransformList transforms;
+
+    Rng rng;       /* runs on across epochs */
+    Rng epoch_rng; /* before the current epoch's shuffle */
+    int64_t *order;
+    int epoch;
+    int64_t next_batch; /* the next one dataloader_next returns */
+    bool epoch_active;
+
+    /* prefetch (only when depth > 0) */
+    int depth;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_ready, cv_idle;
+    Slot *ring;
+    int head, count;
+    int64_t produce_next; /* the next batch the worker makes */
+    bool producing, busy, quit;
+    uint64_t generation;
+};
+
+void batch_release(Batch *b) {
+    if (!b) return;
+    tensor_release(b->inputs);
+    tensor_release(b->targets);
+    memset(b, 0, sizeof *b);
+}
+
+int64_t dataloader_num_batches(const DataLoader *dl) { return dl->num_batches; }
+
+int64_t dataloader_num_samples(const DataLoader *dl) {
+    return dl->drop_last ? dl->num_batches * dl->batch_size : dl->n;
+}
+
+const int64_t *dataloader_order(const DataLoader *dl) { return dl->order; }
+
+/* Batch k of the current epoch. Reads only immutable state and `order`. */
+static int make_batch(const DataLoader *dl, int64_t k, int epoch, Batch *out) {
+    memset(out, 0, sizeof *out);
+    int64_t start = k * dl->batch_size;
+    int64_t size = dl->n - start < dl->batch_size ? dl->n - start : dl->batch_size;
+    int64_t shape[TENSOR_MAX_DIMS];
+    memcpy(shape, dl->inputs->shape, sizeof shape);
+    shape[0] = size;
+    Tensor *x = tensor_empty(dl->inputs->ndim, shape, dl->inputs->dtype, DEVICE_CPU_INIT);
+    memcpy(shape, dl->targets->shape, sizeof shape);
+    shape[0] = size;
+    Tensor *y = tensor_empty(dl->targets->ndim, shape, dl->targets->dtype, DEVICE_CPU_INIT);
+    if (!x || !y) goto fail;
+    const char *xs = tensor_data(dl->inputs), *ys = tensor_data(dl->targets);
+    char *xd = tensor_data(x), *yd = tensor_data(y);
+    const int64_t *idx = dl->order + start;
+    for (int64_t i = 0; i < size; i++) {
+        memcpy(xd + (size_t)i * dl->input_row, xs + (size_t)idx[i] * dl->input_row, dl->input_row);
+        memcpy(yd + (size_t)i * dl->target_row, ys + (size_t)idx[i] * dl->target_row,
+               dl->target_row);
+    }
+    out->inputs = transform_list_apply(&dl->transforms, x);
+    tensor_release(x);
+    x = NULL;
+    if (!out->inputs) {
+        error_prefix("batch %lld of epoch %d", (long long)k, epoch);
+        goto fail;
+    }
+    out->targets = y;
+    out->index = k;
+    out->size = size;
+    out->epoch = epoch;
+    return 0;
+fail:
+    tensor_release(x);
+    tensor_release(y);
+    batch_release(out);
+    return -1;
+}
+
+/* ---- the prefetch thread ---- */
+
+static void *worker_main(void *arg) {
+    DataLoader *dl = arg;
+    pthread_mutex_lock(&dl->mu);
+    for (;;) {
+        while (!dl->quit && !(dl->producing && dl->produce_next < dl->num_batches &&
+                              dl->count < dl->depth))
+            pthread_cond_wait(&dl->cv_work, &dl->mu);
+        if (dl->quit) break;
+        int64_t k = dl->produce_next++;
+        uint64_t generation = dl->generation;
+        int epoch = dl->epoch;
+        dl->busy = true;
+        pthread_mutex_unlock(&dl->mu);
+
+        Slot slot;
+        slot.rc = make_batch(dl, k, epoch, &slot.batch);
+        if (slot.rc != 0) snprintf(slot.error, sizeof slot.error, "%s", error_get());
+
+        pthread_mutex_lock(&dl->mu);
+        dl->busy = false;
+        pthread_cond_broadcast(&dl->cv_idle);
+        if (generation != dl->generation) { /* the epoch was dropped meanwhile */
+            batch_release(&slot.batch);
+            continue;
+        }
+        dl->ring[(dl->head + dl->count) % dl->depth] = slot;
+        dl->count++;
+        pthread_cond_signal(&dl->cv_ready);
+    }
+    pthread_mutex_unlock(&dl->mu);
+    return NULL;
+}
+
+/* Stops the worker's current epoch and drops what it made. Afterwards the
+ * worker is waiting and will not touch `order` until `producing` is set. */
+static void stop_producing(DataLoader *dl) {
+    if (dl->depth == 0) return;
+    pthread_mutex_lock(&dl->mu);
+    dl->generation++;
+    dl->producing = false;
+    while (dl->busy) pthread_cond_wait(&dl->cv_idle, &dl->mu);
+    while (dl->count > 0) {
+        batch_release(&dl->ring[dl->head].batch);
+        dl->head = (dl->head + 1) % dl->depth;
+        dl->count--;
+    }
+    dl->head = 0;
+    pthread_mutex_unlock(&dl->mu);
+}
+
+/* ---- public ---- */
+
+DataLoader *dataloader_new(const Dataset *ds, const DataLoaderOptions *opts,
+                           const TransformList *transforms) {
+    if (!ds || !opts) return error_set("dataloader: dataset and options needed"), NULL;
+    if (opts->batch_size < 1)
+        return error_set("dataloader: batch_size must be >= 1, not %lld",
+                         (long long)opts->batch_size), NULL;
+    if (opts->prefetch < 0 || opts->prefetch > DATALOADER_MAX_PREFETCH)
+        return error_set("dataloader: prefetch must be 0..%d, not %d", DATALOADER_MAX_PREFETCH,
+                         opts->prefetch), NULL;
+    if (ds->n < 1) return error_set("dataloader: the dataset is empty"), NULL;
+    DataLoader *dl = calloc(1, sizeof *dl);
+    if (!dl) return error_set("dataloader: out of memory"), NULL;
+    dl->inputs = tensor_retain(ds->inputs);
+    dl->targets = tensor_retain(ds->targets);
+    dl->n = ds->n;
+    dl->batch_size = opts->batch_size;
+    dl->shuffle = opts->shuffle;
+    dl->drop_last = opts->drop_last;
+    dl->num_batches = opts->drop_last ? dl->n / dl->batch_size
+                                      : (dl->n + dl->batch_size - 1) / dl->batch_size;
+    dl->input_row = (size_t)(tensor_numel(dl->inputs) / dl->n) * dtype_size(dl->inputs->dtype);
+    dl->target_row = (size_t)(tensor_numel(dl->targets) / dl->n) * dtype_size(dl->targets->dtype);
+    rng_init(&dl->rng, opts->seed);
+    dl->epoch_rng = dl->rng;
+    dl->order = malloc((size_t)dl->n * sizeof *dl->order);
+    if (!dl->order) {
+        error_set("dataloader: out of memory for the order of %lld samples", (long long)dl->n);
+        goto fail;
+    }
+    for (int64_t i = 0; i < dl->n; i++) dl->order[i] = i;
+    if (transforms && transform_list_copy(&dl->transforms, transforms) != 0) goto fail;
+
+    if (opts->prefetch > 0) {
+        dl->ring = calloc((size_t)opts->prefetch, sizeof *dl->ring);
+        if (!dl->ring) {
+            error_set("dataloader: out of memory");
+            goto fail;
+        }
+        pthread_mutex_init(&dl->mu, NULL);
+        pthread_cond_init(&dl->cv_work, NULL);
+        pthread_cond_init(&dl->cv_ready, NULL);
+        pthread_cond_init(&dl->cv_idle, NULL);
+        int rc = pthread_create(&dl->thread, NULL, worker_main, dl);
+        if (rc != 0) {
+            pthread_mutex_destroy(&dl->mu);
+            pthread_cond_destroy(&dl->cv_work);
+            pthread_cond_destroy(&dl->cv_ready);
+            pthread_cond_destroy(&dl->cv_idle);
+            error_set("dataloader: cannot start the prefetch thread: %s", strerror(rc));
+            goto fail;
+        }
+        dl->depth = opts->prefetch;
+    }
+    return dl;
+fail:
+    dataloader_free(dl);
+    return NULL;
+}
+
+void dataloader_free(DataLoader *dl) {
+    if (!dl) return;
+    if (dl->depth > 0) {
+        stop_producing(dl);
+        pthread_mutex_lock(&dl->mu);
+        dl->quit = true;
+        pthread_cond_broadcast(&dl->cv_work);
+        pthread_mutex_unlock(&dl->mu);
+        pthread_join(dl->thread, NULL);
+        pthread_mutex_destroy(&dl->mu);
+        pthread_cond_destroy(&dl->cv_work);
+        pthread_cond_destroy(&dl->cv_ready);
+        pthread_cond_destroy(&dl->cv_idle);
+    }
+    free(dl->ring);
+    free(dl->order);
+    transform_list_free(&dl->transforms);
+    tensor_release(dl->inputs);
+    tensor_release(dl->targets);
+    free(dl);
+}
+
+int dataloader_begin_epoch_at(DataLoader *dl, int epoch, int64_t first) {
+    if (first < 0 || first > dl->num_batches)
+        return error_set("dataloader: cannot start epoch %d at batch %lld of %lld", epoch,
+                         (long long)first, (long long)dl->num_batches);
+    stop_producing(dl); /* from here the worker leaves `order` alone */
+    dl->epoch_rng = dl->rng;
+    for (int64_t i = 0; i < dl->n; i++) dl->order[i] = i;
+    if (dl->shuffle) /* Fisher-Yates, from the back as Knuth gives it */
+        for (int64_t i = dl->n - 1; i > 0; i--) {
+            int64_t j = (int64_t)rng_below(&dl->rng, (uint64_t)i + 1);
+            int64_t tmp = dl->order[i];
+            dl->order[i] = dl->order[j];
+            dl->order[j] = tmp;
+        }
+    dl->epoch = epoch;
+    dl->next_batch = first;
+    dl->epoch_active = true;
+    if (dl->depth > 0) {
+        pthread_mutex_lock(&dl->mu);
+        dl->produce_next = first;
+        dl->producing = true;
+        pthread_cond_signal(&dl->cv_work);
+        pthread_mutex_unlock(&dl->mu);
+    }
+    return 0;
+}
+
+int dataloader_begin_epoch(DataLoader *dl, int epoch) {
+    return dataloader_begin_epoch_at(dl, epoch, 0);
+}
+
+int dataloader_next(DataLoader *dl, Batch *out) {
+    memset(out, 0, sizeof *out);
+    if (!dl->epoch_active || dl->next_batch >= dl->num_batches) return 0;
+    if (dl->depth == 0) {
+        int rc = make_batch(dl, dl->next_batch, dl->epoch, out);
+        dl->next_batch++;
+        return rc == 0 ? 1 : -1;
+    }
+    pthread_mutex_lock(&dl->mu);
+    /* The worker is making next_batch or has it ready: count == 0 means busy. */
+    while (dl->count == 0) pthread_cond_wait(&dl->cv_ready, &dl->mu);
+    Slot *slot = &dl->ring[dl->head];
+    int rc = slot->rc;
+    *out = slot->batch;
+    memset(&slot->batch, 0, sizeof slot->batch);
+    if (rc != 0) error_set("%s", slot->error);
+    dl->head = (dl->head + 1) % dl->depth;
+    dl->count--;
+    dl->next_batch++;
+    pthread_cond_signal(&dl->cv_work);
+    pthread_mutex_unlock(&dl->mu);
+    return rc == 0 ? 1 : -1;
+}
+
+void dataloader_end_epoch(DataLoader *dl) {
+    stop_producing(dl);
+    dl->epoch_active = false;
+}
+
+void dataloader_state(const DataLoader *dl, DataLoaderState *out) {
+    out->rng = dl->epoch_rng;
+    out->epoch = dl->epoch;
+    out->batch = dl->next_batch;
+}
+
+int dataloader_restore(DataLoader *dl, const DataLoaderState *st) {
+    Rng saved = dl->rng;
+    dl->rng = st->rng;
+    if (dataloader_begin_epoch_at(dl, st->epoch, st->batch) != 0) {
+        dl->rng = saved;
+        return -1;
+    }
+    return 0;
+}

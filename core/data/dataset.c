@@ -1,0 +1,92 @@
+/* dataset.c - the Dataset container: building one from two tensors and
+ * freeing it. The file formats live beside it (idx.c, csv.c, npy.c); they all
+ * end in dataset_from_tensors, so the invariants the DataLoader relies on
+ * (CPU, contiguous, same N, known dtypes) are checked in one place. */
+#include "core/data/dataset.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+static int check_tensors(const Tensor *inputs, const Tensor *targets) {
+    char s1[128], s2[128];
+    if (!inputs || !targets) return -1; /* the loader's error is kept */
+    if (inputs->device.type != DEVICE_CPU || targets->device.type != DEVICE_CPU)
+        return error_set("dataset: tensors must be on the CPU");
+    if (!tensor_is_contiguous(inputs) || !tensor_is_contiguous(targets))
+        return error_set("dataset: tensors must be contiguous");
+    if (inputs->ndim < 1 || targets->ndim < 1)
+        return error_set("dataset: inputs %s and targets %s need a sample dimension",
+                         tensor_shape_str(inputs, s1, sizeof s1),
+                         tensor_shape_str(targets, s2, sizeof s2));
+    if (inputs->shape[0] != targets->shape[0])
+        return error_set("dataset: %lld inputs but %lld targets", (long long)inputs->shape[0],
+                         (long long)targets->shape[0]);
+    if (inputs->dtype != DTYPE_UINT8 && inputs->dtype != DTYPE_FLOAT32)
+        return error_set("dataset: inputs must be uint8 or float32, not %s",
+                         dtype_name(inputs->dtype));
+    if (targets->dtype == DTYPE_INT64) {
+        if (targets->ndim != 1)
+            return error_set("dataset: int64 labels must be 1-d [N], not %s",
+                             tensor_shape_str(targets, s1, sizeof s1));
+    } else if (targets->dtype == DTYPE_FLOAT32) {
+        if (targets->ndim != 2)
+            return error_set("dataset: float32 targets must be 2-d [N, k], not %s",
+                             tensor_shape_str(targets, s1, sizeof s1));
+    } else {
+        return error_set("dataset: targets must be int64 labels or float32 values, not %s",
+                         dtype_name(targets->dtype));
+    }
+    return 0;
+}
+
+Dataset *dataset_from_tensors(Tensor *inputs, Tensor *targets, const char *description) {
+    Dataset *ds = NULL;
+    if (check_tensors(inputs, targets) != 0) goto fail;
+    int64_t n = inputs->shape[0], max_label = -1;
+    if (targets->dtype == DTYPE_INT64) {
+        const int64_t *labels = tensor_data(targets);
+        for (int64_t i = 0; i < n; i++) {
+            if (labels[i] < 0) {
+                error_set("dataset: label of sample %lld is %lld (class labels must be >= 0)",
+                          (long long)i, (long long)labels[i]);
+                goto fail;
+            }
+            if (labels[i] > max_label) max_label = labels[i];
+        }
+        if (max_label >= 1 << 24) { /* a float column passed as labels, most likely */
+            error_set("dataset: label %lld is too large for a class index",
+                      (long long)max_label);
+            goto fail;
+        }
+    }
+    ds = calloc(1, sizeof *ds);
+    if (!ds) {
+        error_set("dataset: out of memory");
+        goto fail;
+    }
+    ds->inputs = inputs;
+    ds->targets = targets;
+    ds->n = n;
+    ds->num_classes = (int)(max_label + 1);
+    snprintf(ds->description, sizeof ds->description, "%s", description ? description : "");
+    return ds;
+fail:
+    tensor_release(inputs);
+    tensor_release(targets);
+    return NULL;
+}
+
+void dataset_free(Dataset *ds) {
+    if (!ds) return;
+    tensor_release(ds->inputs);
+    tensor_release(ds->targets);
+    free(ds);
+}
+
+int dataset_sample_shape(const Dataset *ds, int64_t *shape) {
+    for (int i = 1; i < ds->inputs->ndim; i++) shape[i - 1] = ds->inputs->shape[i];
+    return ds->inputs->ndim - 1;
+}

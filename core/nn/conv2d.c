@@ -1,0 +1,88 @@
+/* conv2d.c - nn.Conv2d over [N, C, H, W] (groups=1, dilation=1).
+ *
+ * weight [out_channels, in_channels, kh, kw] and bias [out_channels],
+ * initialised as torch's reset_parameters() with fan_in = in_channels*kh*kw.
+ * The math is tensor_conv2d (im2col + GEMM on the CPU).
+ */
+#include "core/error.h"
+#include "core/nn/module.h"
+#include "core/ops.h"
+
+typedef struct {
+    Module base;
+    int64_t in_channels, out_channels;
+    Size2d kernel, stride, padding;
+} Conv2d;
+
+static int conv2d_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim,
+                              int64_t *out) {
+    const Conv2d *c = (const Conv2d *)m;
+    char s[128];
+    if (ndim != 4)
+        return error_set("expected a 4-d input [N, C, H, W], got %s",
+                         shape_str(ndim, in, s, sizeof s));
+    if (in[1] != c->in_channels)
+        return error_set("in_channels=%lld but its input has %lld channels (input %s)",
+                         (long long)c->in_channels, (long long)in[1],
+                         shape_str(ndim, in, s, sizeof s));
+    int64_t ph = in[2] + 2 * (int64_t)c->padding.h, pw = in[3] + 2 * (int64_t)c->padding.w;
+    if (ph < c->kernel.h || pw < c->kernel.w)
+        return error_set("kernel %dx%d is larger than the padded input %lldx%lld (input %s, "
+                         "padding %dx%d)",
+                         c->kernel.h, c->kernel.w, (long long)ph, (long long)pw,
+                         shape_str(ndim, in, s, sizeof s), c->padding.h, c->padding.w);
+    out[0] = in[0];
+    out[1] = c->out_channels;
+    out[2] = (ph - c->kernel.h) / c->stride.h + 1;
+    out[3] = (pw - c->kernel.w) / c->stride.w + 1;
+    *out_ndim = 4;
+    return 0;
+}
+
+static Tensor *conv2d_forward(Module *m, Tensor *x) {
+    const Conv2d *c = (const Conv2d *)m;
+    return tensor_conv2d(x, module_get(m, "weight"), module_get(m, "bias"), c->stride.h,
+                         c->stride.w, c->padding.h, c->padding.w);
+}
+
+static const ModuleVTable conv2d_vtable = {"Conv2d", conv2d_forward, conv2d_infer_shape, NULL};
+
+Module *nn_conv2d(int64_t in_channels, int64_t out_channels, Size2d kernel_size, Size2d stride,
+                  Size2d padding, bool bias, Rng *rng) {
+    if (in_channels <= 0)
+        return error_set("Conv2d: in_channels must be positive, got %lld",
+                         (long long)in_channels), NULL;
+    if (out_channels <= 0)
+        return error_set("Conv2d: out_channels must be positive, got %lld",
+                         (long long)out_channels), NULL;
+    if (kernel_size.h <= 0 || kernel_size.w <= 0)
+        return error_set("Conv2d: kernel_size must be positive, got (%d, %d)", kernel_size.h,
+                         kernel_size.w), NULL;
+    if (stride.h <= 0 || stride.w <= 0)
+        return error_set("Conv2d: stride must be positive, got (%d, %d)", stride.h, stride.w),
+               NULL;
+    if (padding.h < 0 || padding.w < 0)
+        return error_set("Conv2d: padding must be non-negative, got (%d, %d)", padding.h,
+                         padding.w), NULL;
+    if (!rng) return error_set("Conv2d: no Rng to initialise the weights from"), NULL;
+
+    Conv2d *c = (Conv2d *)module_alloc(sizeof *c, &conv2d_vtable);
+    if (!c) return NULL;
+    c->in_channels = in_channels;
+    c->out_channels = out_channels;
+    c->kernel = kernel_size;
+    c->stride = stride;
+    c->padding = padding;
+    Module *m = &c->base;
+    int64_t wshape[4] = {out_channels, in_channels, kernel_size.h, kernel_size.w};
+    if (module_add_param(m, "weight",
+                         tensor_empty(4, wshape, DTYPE_FLOAT32, DEVICE_CPU_INIT)) != 0 ||
+        (bias && module_add_param(m, "bias", tensor_empty(1, &out_channels, DTYPE_FLOAT32,
+                                                          DEVICE_CPU_INIT)) != 0) ||
+        nn_init_linear_like(module_get(m, "weight"), module_get(m, "bias"), rng) != 0) {
+        error_prefix("Conv2d");
+        module_free(m);
+        return NULL;
+    }
+    return m;
+}

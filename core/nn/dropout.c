@@ -1,0 +1,42 @@
+/* dropout.c - nn.Dropout(p=0.5): in training, zero each element with
+ * probability p and scale the rest by 1/(1-p); in eval, the identity.
+ *
+ * The mask comes from the counter-based stream of the model's shared Rng
+ * (module_set_rng): a training forward uses numbers [offset, offset+numel)
+ * of stream `seed` and advances the offset by numel, whatever p is. So the
+ * masks of a run are a pure function of (seed, offset), which a checkpoint
+ * saves, and CPU and GPU draw the same masks.
+ */
+#include "core/error.h"
+#include "core/nn/module.h"
+#include "core/ops.h"
+
+typedef struct {
+    Module base;
+    double p;
+} Dropout;
+
+static Tensor *dropout_forward(Module *m, Tensor *x) {
+    const Dropout *d = (const Dropout *)m;
+    if (!m->training) return tensor_dropout(x, d->p, false, 0, 0);
+    if (!m->rng) {
+        error_set("no Rng to draw the mask from in training mode (module_set_rng)");
+        return NULL;
+    }
+    uint64_t seed = m->rng->seed, offset = m->rng->offset;
+    Tensor *y = tensor_dropout(x, d->p, true, seed, offset);
+    if (y) m->rng->offset += (uint64_t)tensor_numel(x);
+    return y;
+}
+
+static const ModuleVTable dropout_vtable = {"Dropout", dropout_forward, module_infer_same_shape,
+                                            NULL};
+
+Module *nn_dropout(double p) {
+    if (!(p >= 0 && p <= 1)) /* also rejects NAN */
+        return error_set("Dropout: p must be in [0, 1], got %g", p), NULL;
+    Dropout *d = (Dropout *)module_alloc(sizeof *d, &dropout_vtable);
+    if (!d) return NULL;
+    d->p = p;
+    return &d->base;
+}

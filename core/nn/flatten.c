@@ -1,0 +1,63 @@
+/* flatten.c - nn.Flatten(start_dim=1, end_dim=-1): dims start..end merged
+ * into one, as a view when the strides allow (tensor_flatten). */
+#include "core/error.h"
+#include "core/nn/module.h"
+
+typedef struct {
+    Module base;
+    int start_dim, end_dim;
+} Flatten;
+
+/* start and end wrapped against ndim, or -1 with an error. A 0-d input
+ * counts as 1-d, as in torch. */
+static int flatten_dims(const Flatten *f, int ndim, int *start, int *end) {
+    int n = ndim ? ndim : 1;
+    int s = f->start_dim < 0 ? f->start_dim + n : f->start_dim;
+    int e = f->end_dim < 0 ? f->end_dim + n : f->end_dim;
+    if (s < 0 || s >= n)
+        return error_set("start_dim=%d is out of range for a %d-d input", f->start_dim, ndim);
+    if (e < 0 || e >= n)
+        return error_set("end_dim=%d is out of range for a %d-d input", f->end_dim, ndim);
+    if (s > e)
+        return error_set("start_dim=%d comes after end_dim=%d for a %d-d input", f->start_dim,
+                         f->end_dim, ndim);
+    *start = s;
+    *end = e;
+    return 0;
+}
+
+static int flatten_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim,
+                               int64_t *out) {
+    int s, e;
+    if (flatten_dims((const Flatten *)m, ndim, &s, &e) != 0) return -1;
+    if (ndim == 0) {
+        out[0] = 1;
+        *out_ndim = 1;
+        return 0;
+    }
+    int k = 0;
+    for (int i = 0; i < s; i++) out[k++] = in[i];
+    int64_t merged = 1;
+    for (int i = s; i <= e; i++) merged *= in[i];
+    out[k++] = merged;
+    for (int i = e + 1; i < ndim; i++) out[k++] = in[i];
+    *out_ndim = k;
+    return 0;
+}
+
+static Tensor *flatten_forward(Module *m, Tensor *x) {
+    int s, e;
+    if (flatten_dims((const Flatten *)m, x->ndim, &s, &e) != 0) return NULL;
+    return tensor_flatten(x, s, e);
+}
+
+static const ModuleVTable flatten_vtable = {"Flatten", flatten_forward, flatten_infer_shape,
+                                            NULL};
+
+Module *nn_flatten(int start_dim, int end_dim) {
+    Flatten *f = (Flatten *)module_alloc(sizeof *f, &flatten_vtable);
+    if (!f) return NULL;
+    f->start_dim = start_dim;
+    f->end_dim = end_dim;
+    return &f->base;
+}

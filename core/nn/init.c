@@ -1,0 +1,54 @@
+/* init.c - PyTorch's default parameter initialisation, from a seeded Rng.
+ *
+ * Linear and Conv2d reset_parameters() call
+ *   kaiming_uniform_(weight, a=sqrt(5))          bound = gain * sqrt(3 / fan_in)
+ *                                                gain  = sqrt(2 / (1 + a^2))
+ * which with a = sqrt(5) is exactly bound = 1 / sqrt(fan_in), and draw the
+ * bias from uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)). The distributions are
+ * torch's; the numbers are not (torch uses mt19937, we use Philox), so the
+ * promise is "same seed, same weights" within traind. Values are drawn in
+ * row-major order, weight before bias, each from rng_uniform.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/error.h"
+#include "core/nn/module.h"
+
+int64_t nn_init_fan_in(const Tensor *weight) {
+    if (weight->ndim < 2) return weight->ndim == 1 ? weight->shape[0] : 1;
+    int64_t fan_in = weight->shape[1];
+    for (int i = 2; i < weight->ndim; i++) fan_in *= weight->shape[i];
+    return fan_in;
+}
+
+int nn_init_uniform_(Tensor *t, double lo, double hi, Rng *rng) {
+    if (!t) return -1;
+    if (!rng) return error_set("init.uniform_: no Rng to draw from");
+    int64_t n = tensor_numel(t);
+    double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    if (!v) return error_set("init.uniform_: out of memory for %lld values", (long long)n);
+    for (int64_t i = 0; i < n; i++) v[i] = rng_uniform_range(rng, lo, hi);
+    /* Through a host tensor so that this works on any device and dtype. */
+    Tensor *host = tensor_from_doubles(v, t->ndim, t->shape, DTYPE_FLOAT64);
+    free(v);
+    int rc = host ? tensor_copy_(t, host) : -1;
+    tensor_release(host);
+    return rc;
+}
+
+int nn_init_kaiming_uniform_(Tensor *t, double a, Rng *rng) {
+    if (!t) return -1;
+    int64_t fan_in = nn_init_fan_in(t);
+    if (fan_in <= 0) return error_set("init.kaiming_uniform_: fan_in is 0 for an empty tensor");
+    double gain = sqrt(2.0 / (1.0 + a * a));
+    double bound = gain * sqrt(3.0 / (double)fan_in);
+    return nn_init_uniform_(t, -bound, bound, rng);
+}
+
+int nn_init_linear_like(Tensor *weight, Tensor *bias, Rng *rng) {
+    if (nn_init_kaiming_uniform_(weight, sqrt(5.0), rng) != 0) return -1;
+    if (!bias) return 0;
+    double bound = 1.0 / sqrt((double)nn_init_fan_in(weight));
+    return nn_init_uniform_(bias, -bound, bound, rng);
+}

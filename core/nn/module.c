@@ -1,0 +1,366 @@
+/* module.c - what every nn layer shares: forward with error paths, train/
+ * eval, parameters, state_dict load and save, moves; see module.h.
+ *
+ * A layer is a struct whose first member is a Module, so one free() releases
+ * it; its tensors sit in the Module's params/buffers arrays under torch's
+ * names, which is all state_dict needs. Walking the tree is recursive: a
+ * model's depth is a handful of Sequentials, not thousands.
+ */
+#include "core/nn/module.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/autograd.h"
+#include "core/error.h"
+
+static bool is_container(const Module *m) { return m->children != NULL || m->n_children > 0; }
+
+Module *module_alloc(size_t size, const ModuleVTable *vtable) {
+    Module *m = calloc(1, size);
+    if (!m) {
+        error_set("%s: out of memory", vtable->type);
+        return NULL;
+    }
+    m->vtable = vtable;
+    m->training = true;
+    return m;
+}
+
+static int add_tensor(Module *m, NamedTensor *slots, int *count, const char *name, Tensor *t) {
+    if (!t) return -1;
+    if (*count == MODULE_MAX_TENSORS) {
+        tensor_release(t);
+        return error_set("%s: too many tensors (adding '%s')", m->vtable->type, name);
+    }
+    slots[*count] = (NamedTensor){name, t};
+    (*count)++;
+    return 0;
+}
+
+int module_add_param(Module *m, const char *name, Tensor *t) {
+    if (t && tensor_set_requires_grad(t, true) != 0) {
+        tensor_release(t);
+        return -1;
+    }
+    return add_tensor(m, m->params, &m->n_params, name, t);
+}
+
+int module_add_buffer(Module *m, const char *name, Tensor *t) {
+    return add_tensor(m, m->buffers, &m->n_buffers, name, t);
+}
+
+void module_free(Module *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_children; i++) module_free(m->children[i]);
+    free(m->children);
+    for (int i = 0; i < m->n_params; i++) tensor_release(m->params[i].tensor);
+    for (int i = 0; i < m->n_buffers; i++) tensor_release(m->buffers[i].tensor);
+    if (m->vtable->free) m->vtable->free(m);
+    free(m);
+}
+
+const char *module_type(const Module *m) { return m ? m->vtable->type : "(null)"; }
+
+const char *module_path(const Module *m, char *buf, size_t n) {
+    /* Indices from the leaf up, then written root first. */
+    int idx[64], depth = 0;
+    for (const Module *p = m; p->parent && depth < 64; p = p->parent) idx[depth++] = p->index;
+    size_t len = 0;
+    buf[0] = '\0';
+    if (depth == 0) return buf;
+    len += (size_t)snprintf(buf, n, "model");
+    for (int i = depth - 1; i >= 0 && len < n; i--)
+        len += (size_t)snprintf(buf + len, n - len, "[%d]", idx[i]);
+    return buf;
+}
+
+/* "model[3] Linear: <message>" for a layer; containers pass their child's
+ * message through untouched. */
+static void prefix_with_path(const Module *m) {
+    if (is_container(m)) return;
+    char path[256];
+    module_path(m, path, sizeof path);
+    if (path[0])
+        error_prefix("%s %s", path, m->vtable->type);
+    else
+        error_prefix("%s", m->vtable->type);
+}
+
+int module_infer_same_shape(Module *m, int ndim, const int64_t *in_shape, int *out_ndim,
+                            int64_t *out_shape) {
+    for (int i = 0; i < ndim; i++) out_shape[i] = in_shape[i];
+    *out_ndim = ndim;
+    return 0;
+}
+
+int module_infer_shape(Module *m, int ndim, const int64_t *in_shape, int *out_ndim,
+                       int64_t *out_shape) {
+    if (!m) return error_set("module_infer_shape: no module");
+    if (ndim < 0 || ndim > TENSOR_MAX_DIMS)
+        return error_set("module_infer_shape: %d dimensions (at most %d)", ndim, TENSOR_MAX_DIMS);
+    if (m->vtable->infer_shape(m, ndim, in_shape, out_ndim, out_shape) == 0) return 0;
+    prefix_with_path(m);
+    return -1;
+}
+
+Tensor *module_forward(Module *m, Tensor *x) {
+    if (!m) {
+        error_set("module_forward: no module");
+        return NULL;
+    }
+    if (!x) return NULL;
+    if (!is_container(m)) {
+        /* Shape inference first: a mismatch then reads as the validator
+         * reports it ("in_features=1000 but its input has 6272 features"),
+         * rather than as the op's message. */
+        int out_ndim;
+        int64_t out_shape[TENSOR_MAX_DIMS];
+        if (module_infer_shape(m, x->ndim, x->shape, &out_ndim, out_shape) != 0) return NULL;
+    }
+    Tensor *y = m->vtable->forward(m, x);
+    if (!y) prefix_with_path(m);
+    return y;
+}
+
+void module_train(Module *m, bool training) {
+    if (!m) return;
+    m->training = training;
+    for (int i = 0; i < m->n_children; i++) module_train(m->children[i], training);
+}
+
+void module_set_rng(Module *m, Rng *rng) {
+    if (!m) return;
+    m->rng = rng;
+    for (int i = 0; i < m->n_children; i++) module_set_rng(m->children[i], rng);
+}
+
+Tensor *module_get(Module *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i].name, name) == 0) return m->params[i].tensor;
+    for (int i = 0; i < m->n_buffers; i++)
+        if (strcmp(m->buffers[i].name, name) == 0) return m->buffers[i].tensor;
+    return NULL;
+}
+
+/* ---- walking every tensor in state_dict order ---- */
+
+/* Calls fn(prefix + name, slot, is_param, ctx) for every tensor of the tree,
+ * in torch's order: own parameters, own buffers, then each child with
+ * "<i>." added to the prefix. Stops at the first nonzero return. */
+typedef int (*VisitFn)(const char *name, NamedTensor *slot, bool is_param, void *ctx);
+
+static int visit(Module *m, char *prefix, size_t len, size_t cap, VisitFn fn, void *ctx) {
+    char name[512];
+    for (int i = 0; i < m->n_params; i++) {
+        snprintf(name, sizeof name, "%.*s%s", (int)len, prefix, m->params[i].name);
+        int rc = fn(name, &m->params[i], true, ctx);
+        if (rc) return rc;
+    }
+    for (int i = 0; i < m->n_buffers; i++) {
+        snprintf(name, sizeof name, "%.*s%s", (int)len, prefix, m->buffers[i].name);
+        int rc = fn(name, &m->buffers[i], false, ctx);
+        if (rc) return rc;
+    }
+    for (int i = 0; i < m->n_children; i++) {
+        int k = snprintf(prefix + len, cap - len, "%d.", i);
+        if (k < 0 || (size_t)k >= cap - len) return error_set("state_dict: module tree too deep");
+        int rc = visit(m->children[i], prefix, len + (size_t)k, cap, fn, ctx);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int walk(Module *m, VisitFn fn, void *ctx) {
+    char prefix[256] = "";
+    return visit(m, prefix, 0, sizeof prefix, fn, ctx);
+}
+
+/* ---- parameters ---- */
+
+typedef struct {
+    Tensor **out;
+    int n;
+    int64_t numel;
+} ParamCollect;
+
+static int collect_param(const char *name, NamedTensor *slot, bool is_param, void *ctx) {
+    ParamCollect *c = ctx;
+    if (!is_param || !slot->tensor->requires_grad) return 0;
+    if (c->out) c->out[c->n] = slot->tensor;
+    c->n++;
+    c->numel += tensor_numel(slot->tensor);
+    return 0;
+}
+
+Tensor **module_parameters(Module *m, int *n) {
+    ParamCollect c = {0};
+    walk(m, collect_param, &c);
+    Tensor **out = malloc((size_t)(c.n ? c.n : 1) * sizeof *out);
+    if (!out) {
+        error_set("module_parameters: out of memory");
+        return NULL;
+    }
+    c = (ParamCollect){.out = out};
+    walk(m, collect_param, &c);
+    *n = c.n;
+    return out;
+}
+
+int64_t module_num_parameters(Module *m) {
+    ParamCollect c = {0};
+    walk(m, collect_param, &c);
+    return c.numel;
+}
+
+/* ---- lookup by qualified name ---- */
+
+typedef struct {
+    const char *name;
+    Tensor *found;
+} FindCtx;
+
+static int find_tensor(const char *name, NamedTensor *slot, bool is_param, void *ctx) {
+    FindCtx *c = ctx;
+    if (strcmp(name, c->name) != 0) return 0;
+    c->found = slot->tensor;
+    return 1; /* stop */
+}
+
+Tensor *module_find(Module *m, const char *qualified_name) {
+    FindCtx c = {qualified_name, NULL};
+    walk(m, find_tensor, &c);
+    return c.found;
+}
+
+/* ---- state_dict ---- */
+
+static int add_to_dict(const char *name, NamedTensor *slot, bool is_param, void *ctx) {
+    Tensor *d = tensor_detach(slot->tensor);
+    int rc = d ? tensor_dict_set(ctx, name, d) : -1;
+    tensor_release(d);
+    return rc;
+}
+
+int module_state_dict(Module *m, TensorDict *out) { return walk(m, add_to_dict, out); }
+
+/* Appends ", 'name'" to a message buffer, ending in "..." once full. */
+static void append_name(char *buf, size_t cap, size_t *len, const char *name, bool first) {
+    if (*len >= cap) return;
+    int k = snprintf(buf + *len, cap - *len, "%s'%s'", first ? "" : ", ", name);
+    if (k < 0 || (size_t)k >= cap - *len) {
+        /* Out of room: end with an ellipsis where it fits. */
+        if (cap >= 4) strcpy(buf + cap - 4, "...");
+        *len = cap;
+        return;
+    }
+    *len += (size_t)k;
+}
+
+int module_load_state_dict(Module *m, const TensorDict *sd, bool strict) {
+    if (!m || !sd) return error_set("load_state_dict: no module or no state_dict");
+    TensorDict own;
+    tensor_dict_init(&own);
+    if (module_state_dict(m, &own) != 0) {
+        tensor_dict_free(&own);
+        return -1;
+    }
+    /* Every check before the first copy, so a failed load leaves the model
+     * as it was. */
+    char missing[512], unexpected[512];
+    size_t n_missing = 0, n_unexpected = 0, missing_len = 0, unexpected_len = 0;
+    for (int i = 0; i < own.count; i++) {
+        Tensor *src = tensor_dict_get(sd, own.names[i]);
+        if (!src) {
+            append_name(missing, sizeof missing, &missing_len, own.names[i], n_missing++ == 0);
+            continue;
+        }
+        Tensor *dst = own.tensors[i];
+        if (!tensor_same_shape(src, dst)) {
+            char a[128], b[128];
+            error_set("load_state_dict: '%s' has shape %s in the file but %s in the model",
+                      own.names[i], tensor_shape_str(src, a, sizeof a),
+                      tensor_shape_str(dst, b, sizeof b));
+            tensor_dict_free(&own);
+            return -1;
+        }
+    }
+    for (int i = 0; i < sd->count; i++)
+        if (tensor_dict_index(&own, sd->names[i]) < 0)
+            append_name(unexpected, sizeof unexpected, &unexpected_len, sd->names[i],
+                        n_unexpected++ == 0);
+    if (strict && (n_missing || n_unexpected)) {
+        if (n_missing && n_unexpected)
+            error_set("load_state_dict: missing key(s) %s; unexpected key(s) %s", missing,
+                      unexpected);
+        else if (n_missing)
+            error_set("load_state_dict: missing key(s) %s", missing);
+        else
+            error_set("load_state_dict: unexpected key(s) %s", unexpected);
+        tensor_dict_free(&own);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < own.count && rc == 0; i++) {
+        Tensor *src = tensor_dict_get(sd, own.names[i]);
+        if (src && tensor_copy_(own.tensors[i], src) != 0) {
+            error_prefix("load_state_dict: '%s'", own.names[i]);
+            rc = -1;
+        }
+    }
+    tensor_dict_free(&own);
+    return rc;
+}
+
+/* ---- moves ---- */
+
+typedef struct {
+    bool to_device;
+    Device device;
+    DType dtype;
+} MoveCtx;
+
+static Tensor *moved(Tensor *t, const MoveCtx *c) {
+    if (c->to_device) return tensor_to_device(t, c->device);
+    if (!dtype_is_float(t->dtype)) return tensor_retain(t);
+    return tensor_to_dtype(t, c->dtype);
+}
+
+static int move_tensor(const char *name, NamedTensor *slot, bool is_param, void *ctx) {
+    const MoveCtx *c = ctx;
+    Tensor *t = slot->tensor;
+    /* The copy is a new leaf: no graph from the old tensor to the new. */
+    bool prev = autograd_set_enabled(false);
+    Tensor *nt = moved(t, c);
+    Tensor *ng = nt && t->grad ? moved(t->grad, c) : NULL;
+    autograd_set_enabled(prev);
+    if (!nt || (t->grad && !ng)) {
+        tensor_release(nt);
+        return error_prefix("moving '%s'", name);
+    }
+    if (nt == t) { /* already there */
+        tensor_release(nt);
+        tensor_release(ng);
+        return 0;
+    }
+    nt->requires_grad = t->requires_grad;
+    nt->grad = ng;
+    tensor_release(t);
+    slot->tensor = nt;
+    return 0;
+}
+
+int module_to(Module *m, Device device) {
+    MoveCtx c = {.to_device = true, .device = device};
+    if (walk(m, move_tensor, &c) != 0) return error_prefix("module_to");
+    return 0;
+}
+
+int module_to_dtype(Module *m, DType dtype) {
+    if (!dtype_is_float(dtype))
+        return error_set("module_to_dtype: expected a float dtype, got %s", dtype_name(dtype));
+    MoveCtx c = {.to_device = false, .dtype = dtype};
+    if (walk(m, move_tensor, &c) != 0) return error_prefix("module_to_dtype");
+    return 0;
+}

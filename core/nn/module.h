@@ -1,0 +1,187 @@
+/* module.h - torch.nn in C: layers with named parameters and buffers.
+ *
+ * A Module is a layer (Linear, Conv2d, BatchNorm2d, ...) or a container
+ * (Sequential) of child modules. Each one has a vtable (type name, forward,
+ * shape inference, free), a `training` flag, and its tensors under the names
+ * PyTorch gives them ("weight", "bias", "running_mean", ...), in PyTorch's
+ * registration order, so that module_state_dict() produces exactly the keys
+ * of torch's model.state_dict(): "0.weight", "2.running_var",
+ * "2.num_batches_tracked", "1.0.weight" for a nested Sequential.
+ *
+ * Constructors take torch's arguments (C has no defaults: pass torch's
+ * default values, listed beside each one) and the Rng that PyTorch's default
+ * initialisation draws from (core/nn/init.c), so the same seed gives the same
+ * weights. They return NULL with an error for bad arguments.
+ *
+ * Ownership: a module owns its tensors and its children; module_free frees
+ * the whole tree. Parameters are leaves with requires_grad; the optimizer
+ * updates them in place, load_state_dict copies into them in place, and
+ * module_to / module_to_dtype replace them (pointers taken earlier with
+ * module_parameters are stale after a move).
+ *
+ * Errors from a layer inside a Sequential carry its path and type,
+ * "model[3] Linear: ...", both from module_forward and module_infer_shape;
+ * callers should not add the path again.
+ */
+#ifndef TRAIND_CORE_NN_MODULE_H
+#define TRAIND_CORE_NN_MODULE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "core/tensor_dict.h"
+
+#define MODULE_MAX_TENSORS 4 /* parameters (or buffers) of one module */
+
+typedef struct Module Module;
+
+typedef struct {
+    const char *type; /* torch's class name: "Linear" */
+    /* One new reference, or NULL with a bare error (module_forward adds the
+     * path and type). Called by module_forward only. */
+    Tensor *(*forward)(Module *m, Tensor *x);
+    /* The output shape for an input shape, without running; -1 with a bare
+     * error otherwise. out_shape has room for TENSOR_MAX_DIMS. */
+    int (*infer_shape)(Module *m, int ndim, const int64_t *in_shape, int *out_ndim,
+                       int64_t *out_shape);
+    /* Frees what the module type allocated beyond struct Module's own
+     * fields; NULL when nothing. module_free does the rest. */
+    void (*free)(Module *m);
+} ModuleVTable;
+
+typedef struct {
+    const char *name; /* static: "weight", "running_mean", ... */
+    Tensor *tensor;
+} NamedTensor;
+
+struct Module {
+    const ModuleVTable *vtable;
+    bool training; /* true after construction, as in torch */
+
+    int n_params;
+    NamedTensor params[MODULE_MAX_TENSORS];
+    int n_buffers;
+    NamedTensor buffers[MODULE_MAX_TENSORS];
+
+    int n_children;
+    Module **children; /* named "0", "1", ... as in nn.Sequential */
+    Module *parent;    /* for error paths; NULL at the root */
+    int index;         /* position in the parent */
+
+    Rng *rng; /* borrowed; used by Dropout (module_set_rng) */
+    /* A layer's own configuration follows: each layer type allocates a
+     * larger struct whose first member is this Module. */
+};
+
+/* Size2d: a (height, width) pair for kernel_size, stride, padding. */
+typedef struct {
+    int h, w;
+} Size2d;
+#define SIZE2D(n) ((Size2d){(n), (n)})
+
+/* ---- generic (core/nn/module.c) ---- */
+Tensor *module_forward(Module *m, Tensor *x);
+/* model.train(training) / model.eval(), recursively. */
+void module_train(Module *m, bool training);
+void module_free(Module *m); /* NULL is fine */
+const char *module_type(const Module *m);
+/* Borrowed pointers to every parameter that requires grad, in state_dict
+ * order; *n set to their count. Free the array with free(). NULL with an
+ * error when out of memory. */
+Tensor **module_parameters(Module *m, int *n);
+/* Total elements over module_parameters. */
+int64_t module_num_parameters(Module *m);
+/* The tensor named `name` of this module (not its children): a parameter or
+ * a buffer; NULL when absent (e.g. "bias" of Linear(bias=false)). */
+Tensor *module_get(Module *m, const char *name);
+/* The tensor under a state_dict name ("12.0.weight", "1.running_mean"),
+ * itself rather than a detached view, as torch's get_parameter/get_buffer;
+ * NULL when there is none. */
+Tensor *module_find(Module *m, const char *qualified_name);
+/* Appends "<prefix>name" -> tensor for every parameter and buffer of the
+ * tree, as torch's state_dict() (detached views sharing the module's
+ * storage: writing into them writes into the model). */
+int module_state_dict(Module *m, TensorDict *out);
+/* Copies every tensor of `sd` into the model in place, converting dtypes.
+ * Fails before copying anything if a shape differs ("load_state_dict:
+ * '0.weight' has shape [10, 784] in the file but [256, 784] in the model")
+ * or, when strict, if keys are missing or unexpected (all of them listed). */
+int module_load_state_dict(Module *m, const TensorDict *sd, bool strict);
+/* model.to(device) / model.to(dtype): replaces every parameter and buffer
+ * (and gradient) by one on `device` / of `dtype`. module_to_dtype converts
+ * float tensors only (num_batches_tracked stays int64), as model.double(). */
+int module_to(Module *m, Device device);
+int module_to_dtype(Module *m, DType dtype);
+/* Gives every Dropout in the tree the shared stream it draws masks from.
+ * The Rng is borrowed and owned by whoever built the model (the trainer);
+ * each training forward of a Dropout consumes numel(x) numbers of it. */
+void module_set_rng(Module *m, Rng *rng);
+/* Output shape of the module for an input of shape (ndim, in_shape), as
+ * forward would give; for a Sequential, layer by layer. Errors name the
+ * layer: "model[4] Linear: in_features=1000 but its input has 6272
+ * features" (the path only when the layer sits in a Sequential). */
+int module_infer_shape(Module *m, int ndim, const int64_t *in_shape, int *out_ndim,
+                       int64_t *out_shape);
+
+/* For layer implementations: allocates `size` bytes (a struct starting with
+ * Module), zeroed, training on. */
+Module *module_alloc(size_t size, const ModuleVTable *vtable);
+/* Registers a parameter (sets requires_grad) or a buffer; takes over the
+ * caller's reference to t, also on failure. */
+int module_add_param(Module *m, const char *name, Tensor *t);
+int module_add_buffer(Module *m, const char *name, Tensor *t);
+/* infer_shape of layers whose output has their input's shape. */
+int module_infer_same_shape(Module *m, int ndim, const int64_t *in_shape, int *out_ndim,
+                            int64_t *out_shape);
+/* Error path of a module: "model[1][0]", or "" at the root. */
+const char *module_path(const Module *m, char *buf, size_t n);
+
+/* ---- layers; torch's defaults in comments ---- */
+/* linear.c: nn.Linear(in_features, out_features, bias=True) */
+Module *nn_linear(int64_t in_features, int64_t out_features, bool bias, Rng *rng);
+/* conv2d.c: nn.Conv2d(in_channels, out_channels, kernel_size, stride=1,
+ * padding=0, bias=True); groups=1, dilation=1. */
+Module *nn_conv2d(int64_t in_channels, int64_t out_channels, Size2d kernel_size, Size2d stride,
+                  Size2d padding, bool bias, Rng *rng);
+/* activation.c: nn.ReLU(), nn.Sigmoid(), nn.Tanh(), nn.Softmax(dim) */
+Module *nn_relu(void);
+Module *nn_sigmoid(void);
+Module *nn_tanh(void);
+Module *nn_softmax(int dim);
+/* pool.c: nn.MaxPool2d(kernel_size, stride=None, padding=0); a stride of
+ * {0, 0} means torch's None, i.e. the kernel size. Same for AvgPool2d
+ * (ceil_mode=False, count_include_pad=True). */
+Module *nn_max_pool2d(Size2d kernel_size, Size2d stride, Size2d padding);
+Module *nn_avg_pool2d(Size2d kernel_size, Size2d stride, Size2d padding);
+/* flatten.c: nn.Flatten(start_dim=1, end_dim=-1) */
+Module *nn_flatten(int start_dim, int end_dim);
+/* dropout.c: nn.Dropout(p=0.5) */
+Module *nn_dropout(double p);
+/* batch_norm.c: nn.BatchNorm1d / nn.BatchNorm2d(num_features, eps=1e-5,
+ * momentum=0.1, affine=True, track_running_stats=True); momentum NAN means
+ * torch's None (cumulative average). */
+Module *nn_batch_norm1d(int64_t num_features, double eps, double momentum, bool affine,
+                        bool track_running_stats);
+Module *nn_batch_norm2d(int64_t num_features, double eps, double momentum, bool affine,
+                        bool track_running_stats);
+/* sequential.c: nn.Sequential(*children). Takes ownership of the n
+ * children, also on failure; a NULL child (a constructor that failed) makes
+ * it fail with that constructor's error, so calls can be nested. */
+Module *nn_sequential(int n, Module **children);
+
+/* ---- PyTorch's default initialisation (core/nn/init.c) ---- */
+/* fan_in of a weight: size(1) * receptive field (in_features, or
+ * in_channels * kh * kw). */
+int64_t nn_init_fan_in(const Tensor *weight);
+/* nn.init.uniform_(t, lo, hi) from rng. */
+int nn_init_uniform_(Tensor *t, double lo, double hi, Rng *rng);
+/* nn.init.kaiming_uniform_(t, a, mode='fan_in', nonlinearity='leaky_relu'):
+ * bound = sqrt(6 / ((1 + a^2) * fan_in)). */
+int nn_init_kaiming_uniform_(Tensor *t, double a, Rng *rng);
+/* reset_parameters() of Linear and Conv2d: weight kaiming_uniform_(a=sqrt(5)),
+ * i.e. bound 1/sqrt(fan_in); bias (may be NULL) uniform(+-1/sqrt(fan_in)). */
+int nn_init_linear_like(Tensor *weight, Tensor *bias, Rng *rng);
+
+#endif

@@ -1,0 +1,69 @@
+/* sequential.c - nn.Sequential: children run in order, named "0", "1", ...
+ *
+ * The job spec's "model" list becomes one Sequential. Its forward and shape
+ * inference just chain the children; a failing child has already named
+ * itself ("model[3] Linear: ...") in module_forward / module_infer_shape,
+ * so nothing is added here. An empty Sequential is the identity, as torch's.
+ */
+#include <stdlib.h>
+
+#include "core/error.h"
+#include "core/nn/module.h"
+
+static int sequential_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim,
+                                  int64_t *out) {
+    int n = ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) shape[i] = in[i];
+    for (int i = 0; i < m->n_children; i++) {
+        int next_n;
+        int64_t next[TENSOR_MAX_DIMS];
+        if (module_infer_shape(m->children[i], n, shape, &next_n, next) != 0) return -1;
+        n = next_n;
+        for (int k = 0; k < n; k++) shape[k] = next[k];
+    }
+    for (int i = 0; i < n; i++) out[i] = shape[i];
+    *out_ndim = n;
+    return 0;
+}
+
+static Tensor *sequential_forward(Module *m, Tensor *x) {
+    Tensor *h = tensor_retain(x);
+    for (int i = 0; i < m->n_children && h; i++) {
+        Tensor *next = module_forward(m->children[i], h);
+        tensor_release(h);
+        h = next;
+    }
+    return h;
+}
+
+static const ModuleVTable sequential_vtable = {"Sequential", sequential_forward,
+                                               sequential_infer_shape, NULL};
+
+Module *nn_sequential(int n, Module **children) {
+    bool ok = n >= 0 && (n == 0 || children);
+    for (int i = 0; ok && i < n; i++) ok = children[i] != NULL;
+    if (!ok) {
+        /* A NULL child carries its constructor's error; keep that one. */
+        if (n < 0) error_set("Sequential: negative number of children %d", n);
+        for (int i = 0; i < n && children; i++) module_free(children[i]);
+        return NULL;
+    }
+    Module *m = module_alloc(sizeof *m, &sequential_vtable);
+    /* Always an array, even for n = 0: it marks the module a container. */
+    Module **own = m ? malloc((size_t)(n ? n : 1) * sizeof *own) : NULL;
+    if (!own) {
+        if (m) error_set("Sequential: out of memory");
+        free(m);
+        for (int i = 0; i < n; i++) module_free(children[i]);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        own[i] = children[i];
+        own[i]->parent = m;
+        own[i]->index = i;
+    }
+    m->children = own;
+    m->n_children = n;
+    return m;
+}

@@ -1,0 +1,98 @@
+/* ops.h - differentiable tensor operations, named as torch names them.
+ *
+ * Each op validates its arguments (shape and dtype errors name the op and both
+ * shapes), allocates its output on the input's device, runs the kernel of
+ * backend_for(device), and records an autograd node when an input requires
+ * grad. Float ops accept float32 and float64 (float64 for gradient checks);
+ * both operands of a binary op must share dtype and device.
+ *
+ * Every op returns a new reference, or NULL with error_get() set. Passing a
+ * NULL input returns NULL and keeps the earlier error.
+ *
+ * Implementations: core/ops/<concept>.c (elementwise.c, reduce.c, matmul.c,
+ * softmax.c, conv2d.c, pool.c, dropout.c, batch_norm.c, loss.c).
+ */
+#ifndef TRAIND_CORE_OPS_H
+#define TRAIND_CORE_OPS_H
+
+#include "core/tensor.h"
+
+/* ---- elementwise with broadcasting (core/ops/elementwise.c) ---- */
+Tensor *tensor_add(Tensor *a, Tensor *b);
+Tensor *tensor_sub(Tensor *a, Tensor *b);
+Tensor *tensor_mul(Tensor *a, Tensor *b);
+Tensor *tensor_div(Tensor *a, Tensor *b);
+Tensor *tensor_pow(Tensor *a, Tensor *b);          /* a ** b, both differentiable */
+Tensor *tensor_pow_scalar(Tensor *a, double exponent);
+Tensor *tensor_add_scalar(Tensor *a, double value);
+Tensor *tensor_mul_scalar(Tensor *a, double value);
+Tensor *tensor_neg(Tensor *a);
+Tensor *tensor_exp(Tensor *a);
+Tensor *tensor_log(Tensor *a);
+Tensor *tensor_sqrt(Tensor *a);
+Tensor *tensor_abs(Tensor *a);
+Tensor *tensor_relu(Tensor *a);
+Tensor *tensor_sigmoid(Tensor *a);
+Tensor *tensor_tanh(Tensor *a);
+Tensor *tensor_clamp(Tensor *a, double min, double max); /* NAN = no bound */
+/* The broadcast shape of a and b, or -1 with "add: shapes [2, 3] and [4]
+ * cannot be broadcast". */
+int broadcast_shapes(const char *op, int andim, const int64_t *ashape, int bndim,
+                     const int64_t *bshape, int *out_ndim, int64_t *out_shape);
+
+/* ---- reductions (core/ops/reduce.c) ---- */
+Tensor *tensor_sum(Tensor *a);  /* all elements -> 0-dim */
+Tensor *tensor_mean(Tensor *a); /* all elements -> 0-dim */
+/* Over `n_dims` dims (negative allowed); keepdim as torch. */
+Tensor *tensor_sum_dims(Tensor *a, int n_dims, const int *dims, bool keepdim);
+Tensor *tensor_mean_dims(Tensor *a, int n_dims, const int *dims, bool keepdim);
+/* Argmax over the last dim of a [rows, cols] tensor: int64 [rows]. No grad. */
+Tensor *tensor_argmax_last(Tensor *a);
+
+/* ---- matrix products (core/ops/matmul.c) ---- */
+/* torch.matmul for 1-d and 2-d operands and batched [..., n, k] @ [..., k, m]
+ * with broadcast batch dims. */
+Tensor *tensor_matmul(Tensor *a, Tensor *b);
+/* x @ weight^T + bias, as torch.nn.functional.linear; bias may be NULL. */
+Tensor *tensor_linear(Tensor *x, Tensor *weight, Tensor *bias);
+
+/* ---- softmax (core/ops/softmax.c) ---- */
+Tensor *tensor_softmax(Tensor *a, int dim);
+Tensor *tensor_log_softmax(Tensor *a, int dim);
+
+/* ---- convolution and pooling (core/ops/conv2d.c, core/ops/pool.c) ---- */
+/* x [N, C, H, W], weight [O, C, kh, kw], bias [O] or NULL; groups = 1. */
+Tensor *tensor_conv2d(Tensor *x, Tensor *weight, Tensor *bias, int stride_h, int stride_w,
+                      int pad_h, int pad_w);
+/* x [N, C, H, W]; stride 0 means stride = kernel, as torch's default. */
+Tensor *tensor_max_pool2d(Tensor *x, int kernel_h, int kernel_w, int stride_h, int stride_w,
+                          int pad_h, int pad_w);
+Tensor *tensor_avg_pool2d(Tensor *x, int kernel_h, int kernel_w, int stride_h, int stride_w,
+                          int pad_h, int pad_w);
+
+/* ---- regularisation and normalisation ---- */
+/* core/ops/dropout.c: in training, zero with probability p and scale by
+ * 1/(1-p); the mask comes from the counter-based stream (seed, offset). */
+Tensor *tensor_dropout(Tensor *x, double p, bool training, uint64_t seed, uint64_t offset);
+/* core/ops/batch_norm.c: x [N, C] or [N, C, *]; weight/bias [C] or NULL.
+ * In training, normalises with the batch statistics and, when running_mean /
+ * running_var are given, updates them in place (unbiased variance, as torch);
+ * in eval, uses the running statistics. */
+Tensor *tensor_batch_norm(Tensor *x, Tensor *running_mean, Tensor *running_var, Tensor *weight,
+                          Tensor *bias, bool training, double momentum, double eps);
+
+/* ---- losses (core/ops/loss.c); target never requires grad ---- */
+typedef enum { REDUCTION_MEAN, REDUCTION_SUM, REDUCTION_NONE } Reduction;
+int reduction_parse(const char *name, Reduction *out);
+Tensor *tensor_mse_loss(Tensor *input, Tensor *target, Reduction reduction);
+Tensor *tensor_l1_loss(Tensor *input, Tensor *target, Reduction reduction);
+/* logits [N, C], target int64 [N] of class indices in [0, C). */
+Tensor *tensor_cross_entropy(Tensor *logits, Tensor *target, Reduction reduction);
+/* log-probabilities [N, C], target int64 [N]. */
+Tensor *tensor_nll_loss(Tensor *log_probs, Tensor *target, Reduction reduction);
+/* probabilities in [0, 1] and targets of the same shape; log clamped at -100
+ * as torch does. */
+Tensor *tensor_bce_loss(Tensor *input, Tensor *target, Reduction reduction);
+Tensor *tensor_bce_with_logits(Tensor *logits, Tensor *target, Reduction reduction);
+
+#endif

@@ -1,0 +1,367 @@
+/* elementwise.c - arithmetic with broadcasting, and pointwise functions.
+ *
+ * The pattern every op file follows: check inputs, run the kernel of
+ * backend_for(device), then, if an input requires grad, record a node whose
+ * backward is written with the same public ops (grad mode is off while
+ * backward runs, so those ops record nothing).
+ *
+ * Broadcasting follows NumPy/PyTorch: shapes align at the right, a size-1
+ * dimension stretches. The kernel gets stride-0 views, so nothing is
+ * materialised; the gradient of a broadcast input is summed back to its
+ * shape by autograd_reduce_to_shape.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "core/autograd.h"
+#include "core/backend.h"
+#include "core/error.h"
+#include "core/ops.h"
+
+/* ---- checks shared by the ops of this file ---- */
+
+static int check_float(const char *op, const Tensor *t) {
+    if (!dtype_is_float(t->dtype))
+        return error_set("%s: expected a float tensor, got %s", op, dtype_name(t->dtype));
+    return 0;
+}
+
+static int check_pair(const char *op, const Tensor *a, const Tensor *b) {
+    if (!a || !b) return -1;
+    if (check_float(op, a) || check_float(op, b)) return -1;
+    if (a->dtype != b->dtype)
+        return error_set("%s: dtypes differ (%s and %s)", op, dtype_name(a->dtype),
+                         dtype_name(b->dtype));
+    if (!device_equal(a->device, b->device)) {
+        char da[16], db[16];
+        return error_set("%s: tensors on different devices (%s and %s)", op,
+                         device_name(a->device, da, sizeof da),
+                         device_name(b->device, db, sizeof db));
+    }
+    return 0;
+}
+
+int broadcast_shapes(const char *op, int andim, const int64_t *ashape, int bndim,
+                     const int64_t *bshape, int *out_ndim, int64_t *out_shape) {
+    int nd = andim > bndim ? andim : bndim;
+    for (int i = 0; i < nd; i++) {
+        int ai = i - (nd - andim), bi = i - (nd - bndim);
+        int64_t as = ai >= 0 ? ashape[ai] : 1, bs = bi >= 0 ? bshape[bi] : 1;
+        if (as != bs && as != 1 && bs != 1) {
+            char sa[128], sb[128];
+            return error_set("%s: shapes %s and %s cannot be broadcast (dimension %d: %lld vs "
+                             "%lld)",
+                             op, shape_str(andim, ashape, sa, sizeof sa),
+                             shape_str(bndim, bshape, sb, sizeof sb), i, (long long)as,
+                             (long long)bs);
+        }
+        out_shape[i] = as == 1 ? bs : as;
+    }
+    *out_ndim = nd;
+    return 0;
+}
+
+/* A stride-0 view of t at `shape` for the kernel; no autograd. */
+static Tensor *broadcast_view(Tensor *t, int ndim, const int64_t *shape) {
+    int64_t strides[TENSOR_MAX_DIMS];
+    int lead = ndim - t->ndim;
+    for (int i = 0; i < ndim; i++)
+        strides[i] = (i < lead || t->shape[i - lead] == 1) ? 0 : t->strides[i - lead];
+    return tensor_make_view(t, ndim, shape, strides, t->offset);
+}
+
+/* out = a OP b with broadcasting; no autograd. */
+static Tensor *binary_kernel(const char *name, BinaryOp op, Tensor *a, Tensor *b) {
+    if (check_pair(name, a, b) != 0) return NULL;
+    int nd;
+    int64_t shape[TENSOR_MAX_DIMS];
+    if (broadcast_shapes(name, a->ndim, a->shape, b->ndim, b->shape, &nd, shape) != 0) return NULL;
+    Tensor *out = tensor_empty(nd, shape, a->dtype, a->device);
+    Tensor *av = out ? broadcast_view(a, nd, shape) : NULL;
+    Tensor *bv = av ? broadcast_view(b, nd, shape) : NULL;
+    if (bv && tensor_numel(out) > 0) backend_for(a->device)->binary(op, av, bv, out);
+    tensor_release(av);
+    if (!bv) {
+        tensor_release(out);
+        return NULL;
+    }
+    tensor_release(bv);
+    return out;
+}
+
+/* out = OP(x, alpha); no autograd. */
+static Tensor *unary_kernel(const char *name, UnaryOp op, Tensor *x, double alpha) {
+    if (!x || check_float(name, x) != 0) return NULL;
+    Tensor *xc = tensor_contiguous(x);
+    Tensor *out = xc ? tensor_empty_like(xc) : NULL;
+    if (out && tensor_numel(out) > 0) backend_for(x->device)->unary(op, xc, alpha, out);
+    tensor_release(xc);
+    return out;
+}
+
+/* Records node `name` over (a, b) on out, failing the op cleanly. */
+static Tensor *record2(Tensor *out, const char *name, BackwardFn bw, Tensor *a, Tensor *b) {
+    Tensor *inputs[2] = {a, b};
+    if (out && autograd_needs_grad(b ? 2 : 1, inputs) &&
+        !autograd_record(out, name, bw, b ? 2 : 1, inputs)) {
+        tensor_release(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* Gradient of an input from g of the broadcast shape. */
+static Tensor *reduce_for(Tensor *g, const Tensor *input) {
+    return autograd_reduce_to_shape(g, input->ndim, input->shape);
+}
+
+/* Reduces `g` for input k and stores it, consuming g. */
+static void set_grad(Tensor **gx, int k, Tensor *g, AutogradNode *node) {
+    if (node->inputs[k]->requires_grad) gx[k] = reduce_for(g, node->inputs[k]);
+    tensor_release(g);
+}
+
+static int grads_ok(AutogradNode *node, Tensor **gx) {
+    for (int k = 0; k < node->n_inputs; k++)
+        if (node->inputs[k]->requires_grad && !gx[k]) return -1;
+    return 0;
+}
+
+/* ---- binary ops ---- */
+
+static int add_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
+    set_grad(gx, 0, tensor_retain(gy), node);
+    set_grad(gx, 1, tensor_retain(gy), node);
+    return grads_ok(node, gx);
+}
+
+static int sub_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
+    set_grad(gx, 0, tensor_retain(gy), node);
+    if (node->inputs[1]->requires_grad) set_grad(gx, 1, tensor_neg(gy), node);
+    return grads_ok(node, gx);
+}
+
+static int mul_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
+    Tensor *a = node->inputs[0], *b = node->inputs[1];
+    if (a->requires_grad) set_grad(gx, 0, tensor_mul(gy, b), node);
+    if (b->requires_grad) set_grad(gx, 1, tensor_mul(gy, a), node);
+    return grads_ok(node, gx);
+}
+
+static int div_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
+    Tensor *a = node->inputs[0], *b = node->inputs[1];
+    if (a->requires_grad) set_grad(gx, 0, tensor_div(gy, b), node);
+    if (b->requires_grad) { /* d(a/b)/db = -a / b^2 */
+        Tensor *b2 = tensor_mul(b, b);
+        Tensor *q = tensor_div(a, b2);
+        Tensor *t = tensor_mul(gy, q);
+        set_grad(gx, 1, tensor_neg(t), node);
+        tensor_release(b2);
+        tensor_release(q);
+        tensor_release(t);
+    }
+    return grads_ok(node, gx);
+}
+
+static int pow_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
+    Tensor *a = node->inputs[0], *b = node->inputs[1];
+    if (a->requires_grad) { /* b * a^(b-1) */
+        Tensor *bm1 = tensor_add_scalar(b, -1.0);
+        Tensor *p = tensor_pow(a, bm1);
+        Tensor *bp = tensor_mul(b, p);
+        set_grad(gx, 0, tensor_mul(gy, bp), node);
+        tensor_release(bm1);
+        tensor_release(p);
+        tensor_release(bp);
+    }
+    if (b->requires_grad) { /* a^b * log(a) */
+        Tensor *y = tensor_pow(a, b);
+        Tensor *la = tensor_log(a);
+        Tensor *t = tensor_mul(y, la);
+        set_grad(gx, 1, tensor_mul(gy, t), node);
+        tensor_release(y);
+        tensor_release(la);
+        tensor_release(t);
+    }
+    return grads_ok(node, gx);
+}
+
+Tensor *tensor_add(Tensor *a, Tensor *b) {
+    return record2(binary_kernel("add", BINARY_ADD, a, b), "AddBackward", add_backward, a, b);
+}
+
+Tensor *tensor_sub(Tensor *a, Tensor *b) {
+    return record2(binary_kernel("sub", BINARY_SUB, a, b), "SubBackward", sub_backward, a, b);
+}
+
+Tensor *tensor_mul(Tensor *a, Tensor *b) {
+    return record2(binary_kernel("mul", BINARY_MUL, a, b), "MulBackward", mul_backward, a, b);
+}
+
+Tensor *tensor_div(Tensor *a, Tensor *b) {
+    return record2(binary_kernel("div", BINARY_DIV, a, b), "DivBackward", div_backward, a, b);
+}
+
+Tensor *tensor_pow(Tensor *a, Tensor *b) {
+    return record2(binary_kernel("pow", BINARY_POW, a, b), "PowBackward", pow_backward, a, b);
+}
+
+/* ---- unary ops ---- */
+
+/* Backward of the unary ops: ints[0] holds the UnaryOp, scalars[0] alpha. */
+static int unary_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
+    Tensor *x = node->inputs[0], *y = node->saved[0];
+    double alpha = node->scalars[0];
+    switch ((UnaryOp)node->ints[0]) {
+    case UNARY_NEG: gx[0] = tensor_neg(gy); break;
+    case UNARY_ADD_SCALAR: gx[0] = tensor_retain(gy); break;
+    case UNARY_MUL_SCALAR: gx[0] = tensor_mul_scalar(gy, alpha); break;
+    case UNARY_EXP: gx[0] = tensor_mul(gy, y); break;
+    case UNARY_LOG: gx[0] = tensor_div(gy, x); break;
+    case UNARY_SQRT: { /* 1 / (2 sqrt(x)) */
+        Tensor *d = tensor_mul_scalar(y, 2.0);
+        gx[0] = tensor_div(gy, d);
+        tensor_release(d);
+        break;
+    }
+    case UNARY_ABS: {
+        Tensor *s = unary_kernel("abs", UNARY_SIGN, x, 0);
+        gx[0] = tensor_mul(gy, s);
+        tensor_release(s);
+        break;
+    }
+    case UNARY_POW: { /* alpha * x^(alpha-1); 0 for alpha = 0, as torch (not 0 * inf) */
+        if (alpha == 0.0) {
+            gx[0] = tensor_zeros_like(x);
+            break;
+        }
+        Tensor *p = tensor_pow_scalar(x, alpha - 1.0);
+        Tensor *d = tensor_mul_scalar(p, alpha);
+        gx[0] = tensor_mul(gy, d);
+        tensor_release(p);
+        tensor_release(d);
+        break;
+    }
+    case UNARY_RELU:
+    case UNARY_SIGMOID:
+    case UNARY_TANH: {
+        Tensor *gyc = tensor_contiguous(gy);
+        Tensor *g = gyc ? tensor_empty_like(x) : NULL;
+        if (g && tensor_numel(g) > 0)
+            backend_for(x->device)->unary_backward((UnaryOp)node->ints[0], x, y, gyc, g);
+        tensor_release(gyc);
+        gx[0] = g;
+        break;
+    }
+    default: return error_set("unary backward: op %d has no gradient", (int)node->ints[0]);
+    }
+    return gx[0] ? 0 : -1;
+}
+
+/* Runs unary op `op` and records it; `save_output` keeps y for backward. */
+static Tensor *unary_op(const char *name, const char *node_name, UnaryOp op, Tensor *x,
+                        double alpha, bool save_output) {
+    Tensor *xc = x ? tensor_contiguous(x) : NULL;
+    Tensor *out = unary_kernel(name, op, xc, alpha);
+    if (out && autograd_needs_grad(1, &x)) {
+        AutogradNode *node = autograd_record(out, node_name, unary_backward, 1, &xc);
+        if (!node) {
+            tensor_release(out);
+            out = NULL;
+        } else {
+            node->ints[0] = op;
+            node->scalars[0] = alpha;
+            /* Saving the output would make it own itself; keep a detached
+             * alias that shares the storage instead. */
+            if (save_output) {
+                Tensor *alias = tensor_detach(out);
+                if (!alias) {
+                    tensor_release(out);
+                    out = NULL;
+                } else {
+                    node->saved[0] = alias;
+                }
+            }
+        }
+    }
+    tensor_release(xc);
+    return out;
+}
+
+Tensor *tensor_neg(Tensor *a) { return unary_op("neg", "NegBackward", UNARY_NEG, a, 0, false); }
+Tensor *tensor_exp(Tensor *a) { return unary_op("exp", "ExpBackward", UNARY_EXP, a, 0, true); }
+Tensor *tensor_log(Tensor *a) { return unary_op("log", "LogBackward", UNARY_LOG, a, 0, false); }
+Tensor *tensor_sqrt(Tensor *a) {
+    return unary_op("sqrt", "SqrtBackward", UNARY_SQRT, a, 0, true);
+}
+Tensor *tensor_abs(Tensor *a) { return unary_op("abs", "AbsBackward", UNARY_ABS, a, 0, false); }
+Tensor *tensor_relu(Tensor *a) {
+    return unary_op("relu", "ReluBackward", UNARY_RELU, a, 0, false);
+}
+Tensor *tensor_sigmoid(Tensor *a) {
+    return unary_op("sigmoid", "SigmoidBackward", UNARY_SIGMOID, a, 0, true);
+}
+Tensor *tensor_tanh(Tensor *a) {
+    return unary_op("tanh", "TanhBackward", UNARY_TANH, a, 0, true);
+}
+Tensor *tensor_pow_scalar(Tensor *a, double exponent) {
+    return unary_op("pow", "PowBackward", UNARY_POW, a, exponent, false);
+}
+Tensor *tensor_add_scalar(Tensor *a, double value) {
+    return unary_op("add", "AddBackward", UNARY_ADD_SCALAR, a, value, false);
+}
+Tensor *tensor_mul_scalar(Tensor *a, double value) {
+    return unary_op("mul", "MulBackward", UNARY_MUL_SCALAR, a, value, false);
+}
+
+/* clamp: the gradient passes where min <= x <= max, as in torch. */
+static int clamp_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
+    Tensor *x = node->inputs[0];
+    double lo = node->scalars[0], hi = node->scalars[1];
+    Tensor *mask = tensor_full(x->ndim, x->shape, 1.0, x->dtype, x->device);
+    if (!isnan(lo) && mask) { /* mask -= (lo > x) */
+        Tensor *bound = tensor_scalar(lo, x->dtype, x->device);
+        Tensor *below = binary_kernel("clamp", BINARY_GT, bound, x);
+        Tensor *m = binary_kernel("clamp", BINARY_SUB, mask, below);
+        tensor_release(bound);
+        tensor_release(below);
+        tensor_release(mask);
+        mask = m;
+    }
+    if (!isnan(hi) && mask) { /* mask -= (x > hi) */
+        Tensor *above = unary_kernel("clamp", UNARY_GT_SCALAR, x, hi);
+        Tensor *m = binary_kernel("clamp", BINARY_SUB, mask, above);
+        tensor_release(above);
+        tensor_release(mask);
+        mask = m;
+    }
+    gx[0] = tensor_mul(gy, mask);
+    tensor_release(mask);
+    return gx[0] ? 0 : -1;
+}
+
+Tensor *tensor_clamp(Tensor *a, double min, double max) {
+    Tensor *out = a ? tensor_retain(a) : NULL;
+    bool prev = autograd_set_enabled(false);
+    if (out && !isnan(min)) {
+        Tensor *t = unary_kernel("clamp", UNARY_CLAMP_MIN, out, min);
+        tensor_release(out);
+        out = t;
+    }
+    if (out && !isnan(max)) {
+        Tensor *t = unary_kernel("clamp", UNARY_CLAMP_MAX, out, max);
+        tensor_release(out);
+        out = t;
+    }
+    autograd_set_enabled(prev);
+    if (out == a && out) { /* no bounds: still a new tensor, as torch.clamp */
+        tensor_release(out);
+        out = unary_kernel("clamp", UNARY_ADD_SCALAR, a, 0.0);
+    }
+    out = record2(out, "ClampBackward", clamp_backward, a, NULL);
+    if (out && out->grad_fn) {
+        out->grad_fn->scalars[0] = min;
+        out->grad_fn->scalars[1] = max;
+    }
+    return out;
+}

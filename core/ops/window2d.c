@@ -1,0 +1,41 @@
+/* window2d.c - input checks and output size of a 2-d window; see window2d.h. */
+#include "core/ops/window2d.h"
+
+#include "core/error.h"
+
+int window2d_init(const char *op, const Tensor *x, int kernel_h, int kernel_w, int stride_h,
+                  int stride_w, int pad_h, int pad_w, Window2d *w) {
+    char s[128];
+    if (x->ndim != 4)
+        return error_set("%s: expected a 4-d input [N, C, H, W], got %s", op,
+                         tensor_shape_str(x, s, sizeof s));
+    if (kernel_h < 1 || kernel_w < 1)
+        return error_set("%s: kernel size must be positive, got %dx%d", op, kernel_h, kernel_w);
+    if (stride_h < 1 || stride_w < 1)
+        return error_set("%s: stride must be positive, got %dx%d", op, stride_h, stride_w);
+    if (pad_h < 0 || pad_w < 0)
+        return error_set("%s: padding must be non-negative, got %dx%d", op, pad_h, pad_w);
+    int64_t ph = x->shape[2] + 2 * (int64_t)pad_h, pw = x->shape[3] + 2 * (int64_t)pad_w;
+    if (ph < kernel_h || pw < kernel_w)
+        return error_set("%s: kernel %dx%d is larger than the padded input %lldx%lld (input %s, "
+                         "padding %dx%d)",
+                         op, kernel_h, kernel_w, (long long)ph, (long long)pw,
+                         tensor_shape_str(x, s, sizeof s), pad_h, pad_w);
+    *w = (Window2d){
+        .batch = x->shape[0],
+        .channels = x->shape[1],
+        .height = x->shape[2],
+        .width = x->shape[3],
+        .kernel_h = kernel_h,
+        .kernel_w = kernel_w,
+        .stride_h = stride_h,
+        .stride_w = stride_w,
+        .pad_h = pad_h,
+        .pad_w = pad_w,
+        .dilation_h = 1,
+        .dilation_w = 1,
+        .out_h = (ph - kernel_h) / stride_h + 1,
+        .out_w = (pw - kernel_w) / stride_w + 1,
+    };
+    return 0;
+}

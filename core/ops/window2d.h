@@ -1,0 +1,18 @@
+/* window2d.h - the geometry shared by conv2d and the pooling ops.
+ *
+ * Validates a 4-d input against a kernel, stride and padding and fills the
+ * Window2d (core/backend.h) that the im2col and pooling kernels take. Used by
+ * core/ops/conv2d.c and core/ops/pool.c only.
+ */
+#ifndef TRAIND_CORE_OPS_WINDOW2D_H
+#define TRAIND_CORE_OPS_WINDOW2D_H
+
+#include "core/backend.h"
+
+/* Fills *w for x [N, C, H, W] (dilation 1), or returns -1 with an error
+ * naming `op` and x's shape: x not 4-d, kernel or stride < 1, padding < 0,
+ * or a kernel larger than the padded input. */
+int window2d_init(const char *op, const Tensor *x, int kernel_h, int kernel_w, int stride_h,
+                  int stride_w, int pad_h, int pad_w, Window2d *w);
+
+#endif

@@ -1,0 +1,165 @@
+/* optimizer.h - torch.optim: SGD, Adam and AdamW over one parameter group.
+ *
+ * An Optimizer holds its parameters (retained), the learning rate, and the
+ * per-parameter state PyTorch keeps in optimizer.state[p]: SGD's
+ * momentum_buffer, Adam's exp_avg / exp_avg_sq / max_exp_avg_sq and its
+ * per-parameter step counter. The arithmetic is PyTorch 1.13's exactly
+ * (see sgd.c, adam.c) and runs in the fused sgd_update / adam_update kernels
+ * of the parameters' backend, so the same code drives CPU and GPU tensors.
+ *
+ * The trainer does, as a PyTorch loop does,
+ *
+ *     Optimizer *opt = sgd_new(params, n, (SgdOptions){.lr = 0.01, .momentum = 0.9});
+ *     for each batch:
+ *         optimizer_zero_grad(opt); loss = ...; tensor_backward(loss);
+ *         opt->lr = lr_scheduler_get_lr(s);   // lr is public
+ *         optimizer_step(opt);
+ *
+ * As in torch, a parameter whose grad is NULL at a step is skipped: neither
+ * it nor its state (step counter included) changes.
+ *
+ * Checkpoints: optimizer_state_dict() flattens torch's state_dict() into
+ * named tensors, PyTorch's nesting joined by dots:
+ *
+ *     state.<i>.momentum_buffer                  SGD (once it exists)
+ *     state.<i>.exp_avg, state.<i>.exp_avg_sq,   Adam/AdamW (once param i
+ *     state.<i>.max_exp_avg_sq (amsgrad),        has had a step)
+ *     state.<i>.step                             0-dim float64
+ *     param_groups.0.lr, .momentum, .dampening,  hyperparameters, each a
+ *       .weight_decay, .nesterov, .betas.0,      0-dim float64 (booleans
+ *       .betas.1, .eps, .amsgrad                 0 or 1)
+ *     param_groups.0.params                      int64 [n]: 0..n-1, as torch
+ *
+ * State tensors are copies (a snapshot), on the parameters' device and dtype.
+ * optimizer_load_state_dict() restores all of it, hyperparameters included
+ * (as torch's load_state_dict does), into an optimizer built over parameters
+ * of the same shapes, so that the resumed run continues the trajectory bit
+ * for bit.
+ */
+#ifndef TRAIND_CORE_OPTIM_OPTIMIZER_H
+#define TRAIND_CORE_OPTIM_OPTIMIZER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+#include "core/tensor_dict.h"
+
+typedef struct Optimizer Optimizer;
+
+/* ---- construction (torch.optim's arguments and defaults) ---- */
+
+/* torch.optim.SGD. Zero-initialising gives torch's defaults; lr is required
+ * there, so set it. Errors as torch's ValueErrors: "SGD: invalid learning
+ * rate -1", "SGD: nesterov momentum requires a momentum and zero dampening". */
+typedef struct {
+    double lr;
+    double momentum;
+    double dampening;
+    double weight_decay; /* L2, added to the gradient */
+    bool nesterov;
+} SgdOptions;
+
+/* torch.optim.Adam / AdamW. Start from adam_options_default() or
+ * adamw_options_default(): lr 1e-3, betas (0.9, 0.999), eps 1e-8,
+ * weight_decay 0 (Adam, L2 added to the gradient) or 1e-2 (AdamW, decoupled:
+ * param *= 1 - lr * weight_decay), amsgrad false. */
+typedef struct {
+    double lr;
+    double betas[2];
+    double eps;
+    double weight_decay;
+    bool amsgrad;
+} AdamOptions;
+
+AdamOptions adam_options_default(void);
+AdamOptions adamw_options_default(void);
+
+/* Each takes n >= 1 distinct parameters: leaf, contiguous, float32 or float64
+ * tensors, on any device whose backend has the update kernel. Every
+ * parameter is retained. NULL with an error on bad options or parameters. */
+Optimizer *sgd_new(Tensor *const *params, int n, SgdOptions opts);
+Optimizer *adam_new(Tensor *const *params, int n, AdamOptions opts);
+Optimizer *adamw_new(Tensor *const *params, int n, AdamOptions opts);
+
+/* ---- use ---- */
+
+/* One update of every parameter that has a grad. The grads must match their
+ * parameter's shape, dtype and device; all are checked before any parameter
+ * changes. -1 with an error otherwise (or on out-of-memory while creating
+ * state, in which case earlier parameters may already have been updated). */
+int optimizer_step(Optimizer *opt);
+/* Drops every parameter's grad (grad = NULL), as torch 2.x's default
+ * zero_grad(set_to_none=True). torch 1.13's default zeroed the grads instead;
+ * the two differ only for a parameter that gets no gradient in a step, which
+ * is then skipped here rather than decayed with a zero gradient. */
+void optimizer_zero_grad(Optimizer *opt);
+void optimizer_free(Optimizer *opt); /* NULL is fine; releases the parameters */
+
+/* "SGD", "Adam", "AdamW" */
+const char *optimizer_name(const Optimizer *opt);
+
+/* ---- checkpoints ---- */
+
+/* Appends the state and hyperparameters (names above) to `out`, which the
+ * caller initialised; entries of the same name are replaced. */
+int optimizer_state_dict(const Optimizer *opt, TensorDict *out);
+/* Restores what optimizer_state_dict wrote. Keys under "state." and
+ * "param_groups." must all be known; other keys (a model's, a scheduler's)
+ * are ignored, so one checkpoint dict can hold them all. Shapes, the
+ * parameter count and the hyperparameters are checked, e.g.
+ * "optimizer_load_state_dict: Adam: 'state.1.exp_avg' has shape [3], parameter 1 has [4]".
+ * All or nothing: on error the optimizer is unchanged. */
+int optimizer_load_state_dict(Optimizer *opt, const TensorDict *dict);
+
+/* ---- for implementations (sgd.c, adam.c) ---- */
+
+#define OPTIMIZER_MAX_SLOTS 4
+#define OPTIMIZER_MAX_HPARAMS 8
+
+/* What one optimizer type is; the base code in optimizer.c drives it. */
+typedef struct {
+    const char *name;
+    /* Per-parameter state tensors, saved as state.<i>.<slot_names[j]>. */
+    int n_slots;
+    const char *slot_names[OPTIMIZER_MAX_SLOTS];
+    /* Whether parameters have a step counter (state.<i>.step). */
+    bool has_step;
+    /* Hyperparameters besides lr, saved as param_groups.0.<name>. */
+    int n_hparams;
+    const char *hparam_names[OPTIMIZER_MAX_HPARAMS];
+    /* Updates parameter i, whose grad `grad` (contiguous, checked) is set. */
+    int (*step)(Optimizer *opt, int i, const Tensor *grad);
+    /* Frees what the type allocated besides the base (may be NULL). */
+    void (*free)(Optimizer *opt);
+    /* Hyperparameters as doubles, in hparam_names order. */
+    void (*get_hparams)(const Optimizer *opt, double *values);
+    /* Checks lr and values as the constructor does (error naming the
+     * field); applies them only when `apply`. */
+    int (*set_hparams)(Optimizer *opt, double lr, const double *values, bool apply);
+    /* Whether param i's loaded state (slots[j] NULL when absent, step -1
+     * when absent) is complete under the hyperparameters `values`. */
+    int (*check_state)(const Optimizer *opt, const double *values, int i, Tensor *const *slots,
+                       int64_t step);
+} OptimizerType;
+
+struct Optimizer {
+    const OptimizerType *type;
+    double lr; /* public: the scheduler / trainer sets it before a step */
+    int n_params;
+    Tensor **params;  /* retained */
+    Tensor **state;   /* n_params * type->n_slots; NULL until created */
+    int64_t *steps;   /* per parameter; used when type->has_step */
+};
+
+/* A type's struct starts with the base (struct Sgd { Optimizer base; ... })
+ * and is allocated in one block, so optimizer_free() frees it with free().
+ * optimizer_init validates params and fills the base of *opt (zeroed, type
+ * set): retains the parameters and allocates empty state. */
+int optimizer_init(Optimizer *opt, Tensor *const *params, int n);
+/* Slot j of parameter i. */
+static inline Tensor **optimizer_slot(Optimizer *opt, int i, int j) {
+    return &opt->state[(size_t)i * (size_t)opt->type->n_slots + (size_t)j];
+}
+
+#endif

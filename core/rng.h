@@ -1,0 +1,34 @@
+/* rng.h - seeded, counter-based random numbers.
+ *
+ * Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as
+ * 1, 2, 3"): the n-th number of stream `seed` is a pure function of
+ * (seed, n), so CPU and CUDA kernels draw identical numbers, and a resumed
+ * run only has to remember how far each stream has been read.
+ *
+ * Rng is the sequential front end used for weight init and shuffling:
+ * its whole state is (seed, offset), which checkpoints save.
+ */
+#ifndef TRAIND_CORE_RNG_H
+#define TRAIND_CORE_RNG_H
+
+#include <stdint.h>
+
+typedef struct {
+    uint64_t seed;
+    uint64_t offset; /* how many 32-bit numbers have been drawn */
+} Rng;
+
+/* Four 32-bit outputs for counter `counter` of stream `seed`. */
+void philox4x32(uint64_t seed, uint64_t counter, uint32_t out[4]);
+/* The offset-th 32-bit number of stream `seed`, as a float in [0, 1)
+ * with 24 random bits (what torch.rand does for float32). */
+float philox_uniform(uint64_t seed, uint64_t offset);
+
+void rng_init(Rng *rng, uint64_t seed);
+uint32_t rng_next_u32(Rng *rng);
+double rng_uniform(Rng *rng);                  /* [0, 1), 53 random bits */
+double rng_uniform_range(Rng *rng, double lo, double hi);
+uint64_t rng_below(Rng *rng, uint64_t bound);  /* unbiased, bound > 0 */
+double rng_normal(Rng *rng);                   /* Box-Muller */
+
+#endif

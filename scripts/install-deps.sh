@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages traind builds and tests with, only those
+# missing, so a machine that has them all pays nothing.
+set -euo pipefail
+pkgs=(build-essential pkg-config libopenblas-dev libjansson-dev libcriterion-dev
+      libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev zlib1g-dev curl)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}" >&2
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+fi
