@@ -10,44 +10,58 @@
 
 SHELL   := /bin/bash
 CC      ?= cc
-CFLAGS  ?= -O2 -g
+CFLAGS  ?= -O2 -g -fvect-cost-model=dynamic
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
 STD     := -std=c11 -D_GNU_SOURCE
 INC     := -I. -I/usr/include/x86_64-linux-gnu
 DEPFLAGS = -MMD -MP
-LIBS    := -lopenblas -ljansson -lz -lm -lpthread
+# OpenBLAS's OpenMP build: GEMM and our own parallel loops (core/cpu) share
+# one OpenMP thread pool instead of two pools spinning against each other.
+OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
+OMP     := -fopenmp
+LIBS    := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -ljansson -lz -lm -lpthread -lmicrohttpd -lcurl -lsqlite3
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 CORE_SRC   := $(shell find core -name '*.c' | sort)
 SERVER_SRC := $(shell find server -name '*.c' | sort)
 TEST_SRC   := $(shell find tests -name '*.c' | sort)
+STORAGE_SRC := $(shell find storage -name '*.c' | sort)
 
 CORE_OBJ   := $(CORE_SRC:%.c=build/obj/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=build/obj/%.o)
 ASAN_CORE  := $(CORE_SRC:%.c=build/asan/%.o)
 ASAN_TEST  := $(TEST_SRC:%.c=build/asan/%.o)
+ASAN_SERVER := $(SERVER_SRC:%.c=build/asan/%.o)
+STORAGE_OBJ := $(STORAGE_SRC:%.c=build/obj/%.o)
+ASAN_STORAGE := $(STORAGE_SRC:%.c=build/asan/%.o)
+# The unit tests link the daemon's layers too (storage, scheduler), all but main().
+ASAN_SERVER_LIB := $(filter-out build/asan/server/main.o,$(ASAN_SERVER))
 
-.PHONY: all run test test-only deps clean fixtures
+.PHONY: all run test test-only test-e2e deps clean fixtures bench
 all: build/traind
 
 build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(STD) $(CFLAGS) $(WARN) $(INC) $(DEPFLAGS) -c $< -o $@
+	$(CC) $(STD) $(CFLAGS) $(OMP) $(WARN) $(INC) $(DEPFLAGS) -c $< -o $@
 
 build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(STD) -O1 -g $(SAN) $(WARN) $(INC) $(DEPFLAGS) -c $< -o $@
+	$(CC) $(STD) -O1 -g $(SAN) $(OMP) $(WARN) $(INC) $(DEPFLAGS) -c $< -o $@
 
 build/libtraind.a: $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-build/traind: $(SERVER_OBJ) build/libtraind.a
-	$(CC) $(CFLAGS) -o $@ $(SERVER_OBJ) build/libtraind.a $(LIBS)
+build/traind: $(SERVER_OBJ) $(STORAGE_OBJ) build/libtraind.a
+	$(CC) $(CFLAGS) $(OMP) -o $@ $(SERVER_OBJ) $(STORAGE_OBJ) build/libtraind.a $(LIBS)
 
-build/tests/unit: $(ASAN_TEST) $(ASAN_CORE)
+build/tests/unit: $(ASAN_TEST) $(ASAN_CORE) $(ASAN_STORAGE) $(ASAN_SERVER_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN) -o $@ $^ -lcriterion $(LIBS)
+	$(CC) $(SAN) $(OMP) -o $@ $^ -lcriterion $(LIBS)
+
+# traind itself under ASan + UBSan, for the command-line tests in tests/e2e.
+build/traind-asan: $(ASAN_SERVER) $(ASAN_STORAGE) $(ASAN_CORE)
+	$(CC) $(SAN) $(OMP) -o $@ $^ $(LIBS)
 
 deps:
 	@scripts/install-deps.sh
@@ -61,8 +75,9 @@ run: deps
 # process exits, after Criterion has counted the test, so the log is scanned
 # for sanitizer reports as well.
 test: deps
-	$(MAKE) all build/tests/unit
+	$(MAKE) all build/tests/unit build/traind-asan
 	$(MAKE) test-only
+	@$(MAKE) --no-print-directory test-e2e
 
 test-only:
 	@mkdir -p build
@@ -70,6 +85,17 @@ test-only:
 	    UBSAN_OPTIONS=print_stacktrace=1 build/tests/unit --jobs 2 $(TEST_ARGS) 2>&1 | tee build/test.log
 	@if grep -q 'ERROR: LeakSanitizer\|ERROR: AddressSanitizer\|runtime error:' build/test.log; then \
 	    echo "sanitizer reports above: failing the test run" >&2; exit 1; fi
+
+# Whole `traind run` jobs: parity with PyTorch (tests/fixtures/jobs, from
+# gen_jobs.py) and bad input under ASan. Each script ends "N passed, N failed".
+test-e2e: build/traind build/traind-asan
+	@ok=0; tests/e2e/test_run_parity.sh build/traind || ok=1; \
+	tests/e2e/test_run_errors.sh build/traind-asan || ok=1; exit $$ok
+
+# MNIST MLP and CNN, traind and (where torch imports) PyTorch side by side;
+# JSON lines on stdout. Needs ../shared/datasets/mnist (skips without it).
+bench: build/traind
+	@bench/run.sh
 
 # Regenerate the PyTorch fixtures (needs Debian's python3-torch).
 fixtures:

@@ -99,10 +99,16 @@ typedef struct Backend {
                  double beta, void *c, int64_t ldc);
 
     /* ---- convolution helpers ---- */
-    /* One image [C, H, W] -> columns [C*kh*kw, out_h*out_w]. */
-    void (*im2col)(DType dtype, const Window2d *w, const void *image, void *columns);
-    /* Inverse scatter-add: columns -> image (image is zeroed first). */
-    void (*col2im)(DType dtype, const Window2d *w, const void *columns, void *image);
+    /* n images [n, C, H, W] -> columns [C*kh*kw, n*L] (L = out_h*out_w):
+     * image i fills columns i*L .. i*L+L-1 of every row, and rows lie `ld`
+     * elements apart (ld >= n*L), so a batch shares one column matrix and
+     * one GEMM. */
+    void (*im2col)(DType dtype, const Window2d *w, const void *images, int64_t n, void *columns,
+                   int64_t ld);
+    /* The adjoint: scatter-adds columns back into n images, which the
+     * kernel zeroes first. */
+    void (*col2im)(DType dtype, const Window2d *w, const void *columns, int64_t ld, int64_t n,
+                   void *images);
 
     /* ---- pooling over [N, C, H, W] -> [N, C, out_h, out_w] ---- */
     /* indices (int64, same shape as out) record the flat h*W+w argmax. */

@@ -181,30 +181,11 @@ Tensor *tensor_from_buffer(const void *data, int ndim, const int64_t *shape, DTy
     return t;
 }
 
-static void store_double(void *base, DType dtype, int64_t i, double v) {
-    switch (dtype) {
-    case DTYPE_FLOAT32: ((float *)base)[i] = (float)v; break;
-    case DTYPE_FLOAT64: ((double *)base)[i] = v; break;
-    case DTYPE_INT64: ((int64_t *)base)[i] = (int64_t)v; break;
-    case DTYPE_UINT8: ((uint8_t *)base)[i] = (uint8_t)v; break;
-    }
-}
-
-static double load_double(const void *base, DType dtype, int64_t i) {
-    switch (dtype) {
-    case DTYPE_FLOAT32: return ((const float *)base)[i];
-    case DTYPE_FLOAT64: return ((const double *)base)[i];
-    case DTYPE_INT64: return (double)((const int64_t *)base)[i];
-    case DTYPE_UINT8: return ((const uint8_t *)base)[i];
-    }
-    return NAN;
-}
-
 Tensor *tensor_from_doubles(const double *values, int ndim, const int64_t *shape, DType dtype) {
     Tensor *t = tensor_empty(ndim, shape, dtype, DEVICE_CPU_INIT);
     if (!t) return NULL;
     int64_t n = tensor_numel(t);
-    for (int64_t i = 0; i < n; i++) store_double(t->storage->data, dtype, i, values[i]);
+    for (int64_t i = 0; i < n; i++) dtype_store(t->storage->data, dtype, i, values[i]);
     return t;
 }
 
@@ -356,7 +337,7 @@ static int64_t tensor_flat_to_storage(const Tensor *t, int64_t flat) {
 
 double tensor_get(const Tensor *t, int64_t flat) {
     if (t->device.type != DEVICE_CPU) return NAN;
-    return load_double(t->storage->data, t->dtype, tensor_flat_to_storage(t, flat));
+    return dtype_load(t->storage->data, t->dtype, tensor_flat_to_storage(t, flat));
 }
 
 int tensor_to_doubles(const Tensor *t, double *out, int64_t n) {

@@ -73,6 +73,27 @@ const char *device_name(Device device, char *buf, size_t n); /* "cpu", "cuda:0" 
 int device_parse(const char *name, Device *out);                /* "cpu", "cuda", "cuda:1" */
 bool device_equal(Device a, Device b);
 
+/* Element i of a host buffer of `dtype`, as a double, and back (values
+ * are converted as a C cast does). For loaders, copies and tests. */
+static inline double dtype_load(const void *base, DType dtype, int64_t i) {
+    switch (dtype) {
+    case DTYPE_FLOAT32: return ((const float *)base)[i];
+    case DTYPE_FLOAT64: return ((const double *)base)[i];
+    case DTYPE_INT64: return (double)((const int64_t *)base)[i];
+    case DTYPE_UINT8: return ((const uint8_t *)base)[i];
+    }
+    return 0;
+}
+
+static inline void dtype_store(void *base, DType dtype, int64_t i, double v) {
+    switch (dtype) {
+    case DTYPE_FLOAT32: ((float *)base)[i] = (float)v; break;
+    case DTYPE_FLOAT64: ((double *)base)[i] = v; break;
+    case DTYPE_INT64: ((int64_t *)base)[i] = (int64_t)v; break;
+    case DTYPE_UINT8: ((uint8_t *)base)[i] = (uint8_t)v; break;
+    }
+}
+
 /* ---- creation ---- */
 Tensor *tensor_empty(int ndim, const int64_t *shape, DType dtype, Device device);
 Tensor *tensor_zeros(int ndim, const int64_t *shape, DType dtype, Device device);

@@ -119,8 +119,9 @@ void train_init(Trainer *t);
  * "step 57: loss is nan", "cancelled at step 12" (steps done), or the
  * failing component's message prefixed with the step or epoch. After a
  * cancel or a failure t->state is where the run stopped (for a cancel a
- * consistent point that train_save_checkpoint can save); grad mode and
- * the model's train/eval flag are restored on every path. */
+ * consistent point that train_save_checkpoint can save). Grad mode is
+ * restored on every path; the model is left in the mode the loop last set
+ * (eval after a validation, as a PyTorch loop leaves it). */
 int train_run(Trainer *t);
 
 /* The number of optimizer steps a whole run makes (for progress bars). */
@@ -144,7 +145,7 @@ int train_resume(Trainer *t, const char *dir);
 
 /* Loads a .safetensors file of PyTorch state_dict names into the model
  * (strict: every key present, no others, shapes equal): the job spec's
- * "init". 0, or -1 with an error naming the file. */
+ * "init". 0, or -1 with an error naming the file (callers add "init: "). */
 int train_load_init(Module *model, const char *safetensors_path);
 
 #endif

@@ -2,7 +2,7 @@
 # Installs the Debian packages traind builds and tests with, only those
 # missing, so a machine that has them all pays nothing.
 set -euo pipefail
-pkgs=(build-essential pkg-config libopenblas-dev libjansson-dev libcriterion-dev
+pkgs=(build-essential pkg-config libopenblas-dev libopenblas-openmp-dev libjansson-dev libcriterion-dev
       libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev zlib1g-dev curl)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,13 +1,13 @@
-/* main.c - the traind command line.
+/* main.c - the traind command line: dispatches to the commands.
  *
- * `traind version` and `traind info` work today. `serve` (the HTTP daemon,
- * issue 4) and `run` (training from a job spec, issue 3) are dispatched here
- * as they land; until then they say so and exit with status 2.
+ * `serve` (the HTTP daemon, issue 4) is not built yet; it says so and exits
+ * with status 2.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "core/backend.h"
+#include "server/cmd_run.h"
 #include "core/tensor.h"
 
 #define TRAIND_VERSION "0.1.0"
@@ -19,7 +19,8 @@ static void usage(FILE *out) {
             "commands:\n"
             "  version            print the version\n"
             "  info               dtypes, devices and backends of this build\n"
-            "  run JOB.json       train one job in the foreground (not yet built)\n"
+            "  run JOB.json [--jsonl] [--device cpu] [--out DIR]\n"
+            "                     train one job in the foreground\n"
             "  serve              run the HTTP daemon (not yet built)\n");
 }
 
@@ -41,7 +42,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(argv[1], "info") == 0) return cmd_info();
-    if (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "serve") == 0) {
+    if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 2, argv + 2);
+    if (strcmp(argv[1], "serve") == 0) {
         fprintf(stderr, "traind: '%s' is not built yet in this version\n", argv[1]);
         return 2;
     }

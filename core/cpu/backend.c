@@ -1,21 +1,8 @@
-/* backend.c - the CPU backend table: host memory plus the kernels of
- * core/cpu/ (one file per concept). Memory is 64-byte aligned so OpenBLAS and the compiler's
- * vector loops get aligned rows. */
-#include <stdlib.h>
+/* backend.c - the CPU backend table: the host allocator (allocator.c) and
+ * the kernels of core/cpu/, one file per concept. */
 #include <string.h>
 
 #include "core/cpu/cpu.h"
-
-static void *cpu_alloc(Device device, size_t nbytes) {
-    (void)device;
-    size_t rounded = (nbytes + 63) & ~(size_t)63;
-    return aligned_alloc(64, rounded ? rounded : 64);
-}
-
-static void cpu_free(Device device, void *ptr) {
-    (void)device;
-    free(ptr);
-}
 
 static int cpu_memcpy(Device device, void *dst, const void *src, size_t nbytes) {
     (void)device;

@@ -2,7 +2,8 @@
  *
  * im2col unrolls one image [C, H, W] into columns [C*kh*kw, out_h*out_w]
  * (the layout of Caffe and torch.nn.functional.unfold), so that
- * conv2d(x) = weight[O, C*kh*kw] @ columns. col2im is its adjoint: it
+ * conv2d(x) = weight[O, C*kh*kw] @ columns. Rows lie `ld` apart, so the
+ * images of a batch fill side-by-side blocks of one wide column matrix. col2im is its adjoint: it
  * scatter-adds columns back into a zeroed image, giving the input gradient.
  *
  * Each column row (c, ki, kj) reads image row ih = oh*sh - ph + ki*dh at
@@ -37,7 +38,7 @@ static void valid_range(int64_t off, int64_t stride, int64_t size, int64_t n_out
 }
 
 #define CONV_KERNELS(T, SUFFIX)                                                                    \
-    static void im2col_##SUFFIX(const Window2d *w, const T *image, T *columns) {                   \
+    static void im2col_##SUFFIX(const Window2d *w, const T *image, T *columns, int64_t ld) {                   \
         const int64_t H = w->height, W = w->width, OH = w->out_h, OW = w->out_w;                   \
         const int64_t sh = w->stride_h, sw = w->stride_w;                                          \
         T *col = columns;                                                                          \
@@ -65,13 +66,13 @@ static void valid_range(int64_t off, int64_t stride, int64_t size, int64_t n_out
                         memset(dst + ow_hi, 0, (size_t)(OW - ow_hi) * sizeof(T));                  \
                     }                                                                              \
                     memset(col + oh_end * OW, 0, (size_t)((OH - oh_end) * OW) * sizeof(T));        \
-                    col += OH * OW;                                                                \
+                    col += ld;                                                                     \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
     }                                                                                              \
                                                                                                    \
-    static void col2im_##SUFFIX(const Window2d *w, const T *columns, T *image) {                   \
+    static void col2im_##SUFFIX(const Window2d *w, const T *columns, int64_t ld, T *image) {                 \
         const int64_t H = w->height, W = w->width, OH = w->out_h, OW = w->out_w;                   \
         const int64_t sh = w->stride_h, sw = w->stride_w;                                          \
         memset(image, 0, (size_t)(w->channels * H * W) * sizeof(T));                               \
@@ -95,7 +96,7 @@ static void valid_range(int64_t off, int64_t stride, int64_t size, int64_t n_out
                                 dst[i * sw] += src[i];                                             \
                         }                                                                          \
                     }                                                                              \
-                    col += OH * OW;                                                                \
+                    col += ld;                                                                     \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
@@ -104,16 +105,33 @@ static void valid_range(int64_t off, int64_t stride, int64_t size, int64_t n_out
 CONV_KERNELS(float, f32)
 CONV_KERNELS(double, f64)
 
-void cpu_im2col(DType dtype, const Window2d *w, const void *image, void *columns) {
-    if (dtype == DTYPE_FLOAT64)
-        im2col_f64(w, image, columns);
-    else
-        im2col_f32(w, image, columns);
+/* Images are independent: split them over the OpenMP threads. */
+void cpu_im2col(DType dtype, const Window2d *w, const void *images, int64_t n, void *columns,
+                int64_t ld) {
+    int64_t L = w->out_h * w->out_w, per = w->channels * w->height * w->width;
+    size_t es = dtype_size(dtype);
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (int64_t i = 0; i < n; i++) {
+        const char *img = (const char *)images + (size_t)(i * per) * es;
+        char *col = (char *)columns + (size_t)(i * L) * es;
+        if (dtype == DTYPE_FLOAT64)
+            im2col_f64(w, (const double *)img, (double *)col, ld);
+        else
+            im2col_f32(w, (const float *)img, (float *)col, ld);
+    }
 }
 
-void cpu_col2im(DType dtype, const Window2d *w, const void *columns, void *image) {
-    if (dtype == DTYPE_FLOAT64)
-        col2im_f64(w, columns, image);
-    else
-        col2im_f32(w, columns, image);
+void cpu_col2im(DType dtype, const Window2d *w, const void *columns, int64_t ld, int64_t n,
+                void *images) {
+    int64_t L = w->out_h * w->out_w, per = w->channels * w->height * w->width;
+    size_t es = dtype_size(dtype);
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (int64_t i = 0; i < n; i++) {
+        const char *col = (const char *)columns + (size_t)(i * L) * es;
+        char *img = (char *)images + (size_t)(i * per) * es;
+        if (dtype == DTYPE_FLOAT64)
+            col2im_f64(w, (const double *)col, ld, (double *)img);
+        else
+            col2im_f32(w, (const float *)col, ld, (float *)img);
+    }
 }

@@ -8,6 +8,20 @@
 
 #include "core/backend.h"
 
+/* Loops over at least this many elements are split over the OpenMP
+ * threads (the same pool OpenBLAS's OpenMP build uses for GEMM). Below it
+ * the fork/join costs more than it saves. */
+#define CPU_PARALLEL_MIN 32768
+
+/* allocator.c: host memory with a cache of large blocks */
+void *cpu_alloc(Device device, size_t nbytes);
+void cpu_free(Device device, void *ptr);
+/* Frees every cached block (a daemon between jobs, tests). */
+void cpu_allocator_trim(void);
+/* On by default (off under AddressSanitizer); off also trims. */
+void cpu_allocator_set_caching(bool enabled);
+size_t cpu_allocator_cached_bytes(void);
+
 /* layout.c */
 void cpu_copy(const Tensor *src, Tensor *dst);
 void cpu_fill(Tensor *dst, double value);
@@ -30,8 +44,10 @@ void cpu_gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int
               void *c, int64_t ldc);
 
 /* conv.c */
-void cpu_im2col(DType dtype, const Window2d *w, const void *image, void *columns);
-void cpu_col2im(DType dtype, const Window2d *w, const void *columns, void *image);
+void cpu_im2col(DType dtype, const Window2d *w, const void *images, int64_t n, void *columns,
+                int64_t ld);
+void cpu_col2im(DType dtype, const Window2d *w, const void *columns, int64_t ld, int64_t n,
+                void *images);
 
 /* pool.c */
 void cpu_max_pool2d(const Window2d *w, const Tensor *x, Tensor *out, Tensor *indices);

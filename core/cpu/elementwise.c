@@ -66,6 +66,7 @@ static inline void odometer_step(int nd, const int64_t *shape, int64_t *idx, con
     do {                                                                                           \
         switch (layout) {                                                                          \
         case LAYOUT_DENSE:                                                                         \
+            _Pragma("omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)")                \
             for (int64_t i = 0; i < n; i++) {                                                      \
                 const T va = pa[i], vb = pb[i];                                                    \
                 po[i] = (EXPR);                                                                    \
@@ -107,8 +108,8 @@ static inline void odometer_step(int nd, const int64_t *shape, int64_t *idx, con
 #define DEFINE_BINARY(T, SFX)                                                                      \
     static void binary_##SFX(BinaryOp op, const Tensor *a, const Tensor *b, Tensor *out,           \
                              Layout layout, int64_t n) {                                           \
-        const T *pa = tensor_data(a), *pb = tensor_data(b);                                        \
-        T *po = tensor_data(out);                                                                  \
+        const T *restrict pa = tensor_data(a), *restrict pb = tensor_data(b);                      \
+        T *restrict po = tensor_data(out); /* out is always fresh memory */                        \
         switch (op) {                                                                              \
         case BINARY_ADD: BINARY_LOOP(T, va + vb); break;                                           \
         case BINARY_SUB: BINARY_LOOP(T, va - vb); break;                                           \
@@ -138,6 +139,7 @@ void cpu_binary(BinaryOp op, const Tensor *a, const Tensor *b, Tensor *out) {
 
 #define UNARY_LOOP(T, EXPR)                                                                        \
     do {                                                                                           \
+        _Pragma("omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)")                    \
         for (int64_t i = 0; i < n; i++) {                                                          \
             const T v = px[i];                                                                     \
             po[i] = (EXPR);                                                                        \
@@ -175,7 +177,8 @@ DEFINE_SIGMOID(double, f64)
     } while (0)
 
 #define DEFINE_UNARY(T, SFX)                                                                       \
-    static void unary_##SFX(UnaryOp op, const T *px, double alpha, T *po, int64_t n) {             \
+    static void unary_##SFX(UnaryOp op, const T *restrict px, double alpha, T *restrict po,  \
+                            int64_t n) {                                                              \
         const T al = (T)alpha;                                                                     \
         switch (op) {                                                                              \
         case UNARY_NEG: UNARY_LOOP(T, -v); break;                                                  \
@@ -217,10 +220,12 @@ void cpu_unary(UnaryOp op, const Tensor *x, double alpha, Tensor *out) {
  * op layer from unary and binary kernels. Any other op writes NaN, so a
  * misuse shows up in the numbers rather than as silent zeros. */
 #define DEFINE_UNARY_BACKWARD(T, SFX)                                                              \
-    static void unary_backward_##SFX(UnaryOp op, const T *px, const T *py, const T *pgy, T *pgx,   \
+    static void unary_backward_##SFX(UnaryOp op, const T *restrict px, const T *restrict py,     \
+                                     const T *restrict pgy, T *restrict pgx,                       \
                                      int64_t n) {                                                  \
         switch (op) {                                                                              \
         case UNARY_RELU:                                                                           \
+            _Pragma("omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)")                \
             for (int64_t i = 0; i < n; i++) pgx[i] = px[i] > 0 ? pgy[i] : (T)0;                    \
             break;                                                                                 \
         case UNARY_SIGMOID:                                                                        \

@@ -2,30 +2,13 @@
  *
  * copy is the one kernel behind contiguous(), to(dtype), clone and
  * tensor_copy_: it walks the logical index with an odometer so any strides
- * work, with a memcpy fast path when both sides are contiguous and alike.
+ * work. Two fast paths: one memcpy when both sides are contiguous and
+ * alike, and one memcpy per row when only the last dimension is (a
+ * permutation of outer dimensions, as conv2d's layout changes are).
  */
 #include <string.h>
 
 #include "core/cpu/cpu.h"
-
-static inline double load_as_double(const void *base, DType dtype, int64_t i) {
-    switch (dtype) {
-    case DTYPE_FLOAT32: return ((const float *)base)[i];
-    case DTYPE_FLOAT64: return ((const double *)base)[i];
-    case DTYPE_INT64: return (double)((const int64_t *)base)[i];
-    case DTYPE_UINT8: return ((const uint8_t *)base)[i];
-    }
-    return 0;
-}
-
-static inline void store_from_double(void *base, DType dtype, int64_t i, double v) {
-    switch (dtype) {
-    case DTYPE_FLOAT32: ((float *)base)[i] = (float)v; break;
-    case DTYPE_FLOAT64: ((double *)base)[i] = v; break;
-    case DTYPE_INT64: ((int64_t *)base)[i] = (int64_t)v; break;
-    case DTYPE_UINT8: ((uint8_t *)base)[i] = (uint8_t)v; break;
-    }
-}
 
 void cpu_copy(const Tensor *src, Tensor *dst) {
     int64_t n = tensor_numel(dst);
@@ -43,11 +26,18 @@ void cpu_copy(const Tensor *src, Tensor *dst) {
      * values exceed 2^53; handle same dtype with a byte copy per element. */
     size_t es = dtype_size(dst->dtype);
     bool same = src->dtype == dst->dtype;
-    for (int64_t i = 0; i < n; i++) {
+    /* Rows: with both last strides 1, copy whole rows and walk the rest. */
+    int64_t row = 1;
+    if (same && nd > 0 && src->strides[nd - 1] == 1 && dst->strides[nd - 1] == 1 &&
+        dst->shape[nd - 1] > 1) {
+        row = dst->shape[nd - 1];
+        nd--;
+    }
+    for (int64_t i = 0; i < n; i += row) {
         if (same)
-            memcpy(d + doff * (int64_t)es, s + so * (int64_t)es, es);
+            memcpy(d + doff * (int64_t)es, s + so * (int64_t)es, (size_t)row * es);
         else
-            store_from_double(d, dst->dtype, doff, load_as_double(s, src->dtype, so));
+            dtype_store(d, dst->dtype, doff, dtype_load(s, src->dtype, so));
         for (int k = nd - 1; k >= 0; k--) {
             if (++idx[k] < dst->shape[k]) {
                 so += src->strides[k];
@@ -73,6 +63,6 @@ void cpu_fill(Tensor *dst, double value) {
         for (int64_t i = 0; i < n; i++) ((float *)base)[i] = (float)value;
         break;
     default:
-        for (int64_t i = 0; i < n; i++) store_from_double(base, dst->dtype, i, value);
+        for (int64_t i = 0; i < n; i++) dtype_store(base, dst->dtype, i, value);
     }
 }

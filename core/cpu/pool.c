@@ -40,9 +40,40 @@ static Span window_span(int64_t o, int64_t stride, int64_t pad, int64_t kernel,
 }
 
 #define POOL_KERNELS(T, SUFFIX)                                                                    \
+    /* The common 2x2, stride 2, unpadded window without the general        \
+     * clipping; the same rule (first max on ties, the last NaN wins). */   \
+    static void max_pool_2x2_##SUFFIX(const Window2d *w, const T *x, T *out, int64_t *idx) {       \
+        const int64_t H = w->height, W = w->width, OH = w->out_h, OW = w->out_w;                   \
+        _Pragma("omp parallel for schedule(static) if (w->batch * H * W >= CPU_PARALLEL_MIN)")     \
+        for (int64_t p = 0; p < w->batch * w->channels; p++) {                                     \
+            const T *plane = x + p * H * W;                                                        \
+            T *o = out + p * OH * OW;                                                              \
+            int64_t *oi = idx + p * OH * OW;                                                       \
+            for (int64_t oh = 0; oh < OH; oh++) {                                                  \
+                const T *r0 = plane + 2 * oh * W, *r1 = r0 + W;                                    \
+                for (int64_t ow = 0; ow < OW; ow++) {                                              \
+                    int64_t i0 = 2 * oh * W + 2 * ow;                                              \
+                    T best = r0[2 * ow];                                                           \
+                    int64_t bi = i0;                                                               \
+                    T c1 = r0[2 * ow + 1], c2 = r1[2 * ow], c3 = r1[2 * ow + 1];                   \
+                    if (c1 > best || isnan(c1)) best = c1, bi = i0 + 1;                            \
+                    if (c2 > best || isnan(c2)) best = c2, bi = i0 + W;                            \
+                    if (c3 > best || isnan(c3)) best = c3, bi = i0 + W + 1;                        \
+                    o[oh * OW + ow] = best;                                                        \
+                    oi[oh * OW + ow] = bi;                                                         \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
     static void max_pool_##SUFFIX(const Window2d *w, const T *x, T *out, int64_t *idx) {           \
         const int64_t H = w->height, W = w->width, OH = w->out_h, OW = w->out_w;                   \
         const int64_t dh = w->dilation_h, dw = w->dilation_w;                                      \
+        if (w->kernel_h == 2 && w->kernel_w == 2 && w->stride_h == 2 && w->stride_w == 2 &&        \
+            w->pad_h == 0 && w->pad_w == 0 && dh == 1 && dw == 1) {                                \
+            max_pool_2x2_##SUFFIX(w, x, out, idx);                                                 \
+            return;                                                                                \
+        }                                                                                          \
         for (int64_t p = 0; p < w->batch * w->channels; p++) {                                     \
             const T *plane = x + p * H * W;                                                        \
             for (int64_t oh = 0; oh < OH; oh++) {                                                  \
@@ -70,9 +101,11 @@ static Span window_span(int64_t o, int64_t stride, int64_t pad, int64_t kernel,
     static void max_pool_backward_##SUFFIX(const Window2d *w, const T *gy, const int64_t *idx,     \
                                            T *gx) {                                                \
         const int64_t HW = w->height * w->width, OHW = w->out_h * w->out_w;                        \
-        memset(gx, 0, (size_t)(w->batch * w->channels * HW) * sizeof(T));                          \
-        for (int64_t p = 0; p < w->batch * w->channels; p++)                                       \
+        _Pragma("omp parallel for schedule(static) if (w->batch * HW >= CPU_PARALLEL_MIN)")        \
+        for (int64_t p = 0; p < w->batch * w->channels; p++) {                                     \
+            memset(gx + p * HW, 0, (size_t)HW * sizeof(T));                                        \
             for (int64_t o = 0; o < OHW; o++) gx[p * HW + idx[p * OHW + o]] += gy[p * OHW + o];    \
+        }                                                                                          \
     }                                                                                              \
                                                                                                    \
     static void avg_pool_##SUFFIX(const Window2d *w, const T *x, T *out) {                         \

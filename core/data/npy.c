@@ -268,16 +268,6 @@ static void npy_close(NpyFile *f) {
     f->fp = NULL;
 }
 
-static double load_as_double(const void *src, DType dtype, size_t i) {
-    switch (dtype) {
-    case DTYPE_FLOAT32: return ((const float *)src)[i];
-    case DTYPE_FLOAT64: return ((const double *)src)[i];
-    case DTYPE_INT64: return (double)((const int64_t *)src)[i];
-    case DTYPE_UINT8: return ((const uint8_t *)src)[i];
-    }
-    return 0;
-}
-
 /* Reads the data as `dtype` into a new tensor of `ndim`/`shape` (the file's
  * shape unless given; same numel). Closes f. */
 static Tensor *npy_read(NpyFile *f, DType dtype, int ndim, const int64_t *shape) {
@@ -309,7 +299,7 @@ static Tensor *npy_read(NpyFile *f, DType dtype, int ndim, const int64_t *shape)
         if (fread(buf, isz, n, f->fp) != n) goto read_error;
         void *dst = tensor_data(t);
         for (size_t i = 0; i < n; i++) {
-            double v = load_as_double(buf, f->dtype, i);
+            double v = dtype_load(buf, f->dtype, i);
             switch (dtype) {
             case DTYPE_FLOAT32: ((float *)dst)[at + (int64_t)i] = (float)v; break;
             case DTYPE_FLOAT64: ((double *)dst)[at + (int64_t)i] = v; break;

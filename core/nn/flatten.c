@@ -28,7 +28,7 @@ static int flatten_dims(const Flatten *f, int ndim, int *start, int *end) {
 
 static int flatten_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim,
                                int64_t *out) {
-    int s, e;
+    int s = 0, e = 0;
     if (flatten_dims((const Flatten *)m, ndim, &s, &e) != 0) return -1;
     if (ndim == 0) {
         out[0] = 1;
@@ -46,7 +46,7 @@ static int flatten_infer_shape(Module *m, int ndim, const int64_t *in, int *out_
 }
 
 static Tensor *flatten_forward(Module *m, Tensor *x) {
-    int s, e;
+    int s = 0, e = 0;
     if (flatten_dims((const Flatten *)m, x->ndim, &s, &e) != 0) return NULL;
     return tensor_flatten(x, s, e);
 }

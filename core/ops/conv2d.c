@@ -1,14 +1,17 @@
 /* conv2d.c - 2-d convolution (groups = 1) as im2col + GEMM, with its backward.
  *
- * Per image n of the batch, with K = C*kh*kw and L = out_h*out_w:
- *   forward       out[n] [O, L]  = weight [O, K] @ im2col(x[n]) [K, L] (+ bias)
- *   weight grad   gW     [O, K] += gy[n] [O, L] @ im2col(x[n])^T      (beta = 1)
- *   input grad    gx[n]          = col2im(weight^T [K, O] @ gy[n] [O, L])
- *   bias grad     gb     [O]    += gy[n] [O, L] @ ones [L]
- * so one column buffer of K*L elements is the only scratch, whatever the
- * batch size; the bias is a rank-1 GEMM update, keeping every step on the
- * backend's kernels (and so on the tensor's device). A 1x1 kernel with
- * stride 1 and no padding skips im2col: the image already is its columns.
+ * With K = C*kh*kw and L = out_h*out_w, the images of a chunk of nb images
+ * are unrolled side by side into one column matrix cols [K, nb*L], so each
+ * step is one large GEMM (small per-image GEMMs leave OpenBLAS's threads
+ * spinning):
+ *   forward       Y  [O, nb*L] = weight [O, K] @ cols (+ bias [O, 1] @ 1)
+ *                 out[n] = Y[:, n*L : (n+1)*L]          (a permuting copy)
+ *   weight grad   gW [O, K]   += gY [O, nb*L] @ cols^T
+ *   bias grad     gb [O]      += gY @ ones [nb*L]
+ *   input grad    gx[n] = col2im((weight^T [K, O] @ gY)[:, n*L : (n+1)*L])
+ * where gY is gy permuted to [O, nb, L]. Chunks bound the scratch memory
+ * (CONV_SCRATCH_BYTES) whatever the batch size. Every step runs on the
+ * backend's kernels, so on the tensor's device.
  */
 #include "core/autograd.h"
 #include "core/backend.h"
@@ -16,15 +19,32 @@
 #include "core/ops.h"
 #include "core/ops/window2d.h"
 
+/* Column scratch per chunk; at least one image is always processed. */
+#define CONV_SCRATCH_BYTES ((int64_t)32 << 20)
+
 /* Image n of a contiguous [N, ...] tensor, as a raw (device) pointer. */
 static void *image_at(const Tensor *t, int64_t n) {
     int64_t per = t->shape[1] * t->shape[2] * t->shape[3];
     return (char *)tensor_data(t) + (size_t)(n * per) * dtype_size(t->dtype);
 }
 
-static bool is_identity_window(const Window2d *g) {
-    return g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == 1 && g->stride_w == 1 &&
-           g->pad_h == 0 && g->pad_w == 0;
+static int64_t chunk_images(const Window2d *g, int64_t K, DType dt) {
+    int64_t per = K * g->out_h * g->out_w * (int64_t)dtype_size(dt);
+    int64_t nb = per > 0 ? CONV_SCRATCH_BYTES / per : g->batch;
+    if (nb < 1) nb = 1;
+    return nb < g->batch ? nb : g->batch;
+}
+
+/* Copies between a chunk of a [N, O, L] tensor and its [O, nb, L] matrix
+ * form (to_matrix: tensor -> matrix). */
+static void permute_chunk(const Backend *be, Tensor *nol, int64_t n0, Tensor *onl, bool to_matrix) {
+    int64_t nb = onl->shape[1], O = onl->shape[0], L = onl->shape[2];
+    Tensor *a = tensor_make_view(nol, SHAPE(nb, O, L), (int64_t[]){O * L, L, 1},
+                                 nol->offset + n0 * O * L);
+    Tensor *b = tensor_make_view(onl, SHAPE(nb, O, L), (int64_t[]){L, nb * L, 1}, onl->offset);
+    if (a && b) be->copy(to_matrix ? a : b, to_matrix ? b : a);
+    tensor_release(a);
+    tensor_release(b);
 }
 
 /* dtype and device of `t` against the input x. */
@@ -75,31 +95,33 @@ static Tensor *conv2d_forward(const Backend *be, const Window2d *g, const Tensor
                               const Tensor *weight, const Tensor *bias) {
     DType dt = x->dtype;
     int64_t O = weight->shape[0], K = g->channels * g->kernel_h * g->kernel_w;
-    int64_t L = g->out_h * g->out_w;
-    bool direct = is_identity_window(g);
+    int64_t L = g->out_h * g->out_w, nb = chunk_images(g, K, dt);
     Tensor *out = tensor_empty(SHAPE(g->batch, O, g->out_h, g->out_w), dt, x->device);
-    Tensor *cols = direct ? NULL : tensor_empty(SHAPE(K, L), dt, x->device);
-    Tensor *ones = bias ? tensor_full(SHAPE(L), 1.0, dt, x->device) : NULL;
-    if (!out || (!direct && !cols) || (bias && !ones)) {
-        tensor_release(out);
-        tensor_release(cols);
-        tensor_release(ones);
-        return NULL;
-    }
-    for (int64_t n = 0; n < g->batch; n++) {
-        const void *c = image_at(x, n);
-        if (!direct) {
-            be->im2col(dt, g, c, tensor_data(cols));
-            c = tensor_data(cols);
-        }
-        be->gemm(dt, false, false, O, L, K, 1.0, tensor_data(weight), K, c, L, 0.0,
-                 image_at(out, n), L);
-        if (bias) /* out[n] += bias [O, 1] @ ones [1, L] */
-            be->gemm(dt, false, false, O, L, 1, 1.0, tensor_data(bias), 1, tensor_data(ones), L,
-                     1.0, image_at(out, n), L);
+    Tensor *cols = tensor_empty(SHAPE(K, nb * L), dt, x->device);
+    Tensor *y = tensor_empty(SHAPE(O, nb, L), dt, x->device);
+    Tensor *ones = bias ? tensor_full(SHAPE(nb * L), 1.0, dt, x->device) : NULL;
+    bool ok = out && cols && y && (!bias || ones);
+    for (int64_t n0 = 0; ok && n0 < g->batch; n0 += nb) {
+        int64_t m = g->batch - n0 < nb ? g->batch - n0 : nb;
+        /* a short last chunk uses the first m*L columns: ld stays m*L */
+        be->im2col(dt, g, image_at(x, n0), m, tensor_data(cols), m * L);
+        be->gemm(dt, false, false, O, m * L, K, 1.0, tensor_data(weight), K, tensor_data(cols),
+                 m * L, 0.0, tensor_data(y), m * L);
+        if (bias) /* Y += bias [O, 1] @ ones [1, m*L] */
+            be->gemm(dt, false, false, O, m * L, 1, 1.0, tensor_data(bias), 1, tensor_data(ones),
+                     m * L, 1.0, tensor_data(y), m * L);
+        Tensor *ym = tensor_make_view(y, SHAPE(O, m, L), (int64_t[]){m * L, L, 1}, 0);
+        ok = ym != NULL;
+        if (ok) permute_chunk(be, out, n0, ym, false);
+        tensor_release(ym);
     }
     tensor_release(cols);
+    tensor_release(y);
     tensor_release(ones);
+    if (!ok) {
+        tensor_release(out);
+        return NULL;
+    }
     return out;
 }
 
@@ -117,40 +139,43 @@ static int conv2d_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     if (!be) return -1;
     DType dt = x->dtype;
     int64_t O = weight->shape[0], K = g.channels * g.kernel_h * g.kernel_w;
-    int64_t L = g.out_h * g.out_w;
-    bool direct = is_identity_window(&g);
+    int64_t L = g.out_h * g.out_w, nb = chunk_images(&g, K, dt);
     bool need_x = x->requires_grad, need_w = weight->requires_grad;
     bool need_b = bias && bias->requires_grad;
 
     Tensor *gyc = tensor_contiguous(gy);
-    Tensor *cols = direct ? NULL : tensor_empty(SHAPE(K, L), dt, x->device);
+    Tensor *cols = tensor_empty(SHAPE(K, nb * L), dt, x->device);
+    Tensor *gyo = tensor_empty(SHAPE(O, nb, L), dt, x->device);
     Tensor *gw = need_w ? tensor_zeros_like(weight) : NULL;
     Tensor *gb = need_b ? tensor_zeros_like(bias) : NULL;
-    Tensor *ones = need_b ? tensor_full(SHAPE(L), 1.0, dt, x->device) : NULL;
+    Tensor *ones = need_b ? tensor_full(SHAPE(nb * L), 1.0, dt, x->device) : NULL;
     Tensor *gi = need_x ? tensor_empty_like(x) : NULL;
-    bool ok = gyc && (direct || cols) && (!need_w || gw) && (!need_b || (gb && ones)) &&
+    bool ok = gyc && cols && gyo && (!need_w || gw) && (!need_b || (gb && ones)) &&
               (!need_x || gi);
-    for (int64_t n = 0; ok && n < g.batch; n++) {
-        const void *gyn = image_at(gyc, n);
-        if (need_w) {
-            const void *c = image_at(x, n);
-            if (!direct) {
-                be->im2col(dt, &g, c, tensor_data(cols));
-                c = tensor_data(cols);
-            }
-            be->gemm(dt, false, true, O, K, L, 1.0, gyn, L, c, L, 1.0, tensor_data(gw), K);
-        }
+    for (int64_t n0 = 0; ok && n0 < g.batch; n0 += nb) {
+        int64_t m = g.batch - n0 < nb ? g.batch - n0 : nb;
+        Tensor *gym = tensor_make_view(gyo, SHAPE(O, m, L), (int64_t[]){m * L, L, 1}, 0);
+        if (!(ok = gym != NULL)) break;
+        permute_chunk(be, gyc, n0, gym, true);
+        tensor_release(gym);
+        const void *gY = tensor_data(gyo); /* [O, m*L] */
         if (need_b)
-            be->gemm(dt, false, false, O, 1, L, 1.0, gyn, L, tensor_data(ones), 1, 1.0,
+            be->gemm(dt, false, false, O, 1, m * L, 1.0, gY, m * L, tensor_data(ones), 1, 1.0,
                      tensor_data(gb), 1);
+        if (need_w) {
+            be->im2col(dt, &g, image_at(x, n0), m, tensor_data(cols), m * L);
+            be->gemm(dt, false, true, O, K, m * L, 1.0, gY, m * L, tensor_data(cols), m * L, 1.0,
+                     tensor_data(gw), K);
+        }
         if (need_x) {
-            void *c = direct ? image_at(gi, n) : tensor_data(cols);
-            be->gemm(dt, true, false, K, L, O, 1.0, tensor_data(weight), K, gyn, L, 0.0, c, L);
-            if (!direct) be->col2im(dt, &g, c, image_at(gi, n));
+            be->gemm(dt, true, false, K, m * L, O, 1.0, tensor_data(weight), K, gY, m * L, 0.0,
+                     tensor_data(cols), m * L);
+            be->col2im(dt, &g, tensor_data(cols), m * L, m, image_at(gi, n0));
         }
     }
     tensor_release(gyc);
     tensor_release(cols);
+    tensor_release(gyo);
     tensor_release(ones);
     if (!ok) {
         tensor_release(gw);

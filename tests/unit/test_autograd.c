@@ -548,3 +548,25 @@ Test(autograd, backward_twice_through_freed_graph_is_an_error) {
     tensor_release(y);
     tensor_release(x);
 }
+
+/* flatten (the op behind nn.Flatten) and the other reshaping views, each
+ * checked against finite differences on a non-trivial layout. */
+static Tensor *flatten_chain(Tensor **in, void *ctx) {
+    (void)ctx;
+    Tensor *t = tensor_transpose(in[0], 1, 2);   /* [2, 4, 3, 5], non-contiguous */
+    Tensor *f = tensor_flatten(t, 1, -1);        /* [2, 60]: a copying reshape */
+    Tensor *s = tensor_unsqueeze(f, 0);          /* [1, 2, 60] */
+    Tensor *q = tensor_squeeze(s, 0);            /* [2, 60] */
+    Tensor *c = tensor_clone(q);
+    Tensor *v = tensor_view(c, SHAPE(-1, 12));   /* [10, 12] */
+    Tensor *out = tensor_mul(v, v);
+    tensor_release(t), tensor_release(f), tensor_release(s), tensor_release(q);
+    tensor_release(c), tensor_release(v);
+    return out;
+}
+
+Test(autograd, gradcheck_flatten_squeeze_clone_view) {
+    Tensor *x = gradcheck_input(SHAPE(2, 3, 4, 5), -1, 1, 77);
+    gradcheck("flatten chain", flatten_chain, NULL, 1, &x);
+    tensor_release(x);
+}

@@ -71,7 +71,7 @@ Test(conv_kernels, im2col_hand_checked) {
     /* 1..9 in a 3x3 image, 2x2 kernel: each column row is one kernel tap. */
     float img[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, col[16];
     Window2d g = window(1, 1, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1);
-    cpu_im2col(DTYPE_FLOAT32, &g, img, col);
+    cpu_im2col(DTYPE_FLOAT32, &g, img, 1, col, g.out_h * g.out_w);
     float want[16] = {1, 2, 4, 5, 2, 3, 5, 6, 4, 5, 7, 8, 5, 6, 8, 9};
     for (int i = 0; i < 16; i++) cr_expect_eq(col[i], want[i], "col[%d] = %g", i, col[i]);
 
@@ -79,7 +79,7 @@ Test(conv_kernels, im2col_hand_checked) {
     float col2[16];
     g = window(1, 1, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1);
     cr_assert_eq(g.out_h, 2);
-    cpu_im2col(DTYPE_FLOAT32, &g, img, col2);
+    cpu_im2col(DTYPE_FLOAT32, &g, img, 1, col2, g.out_h * g.out_w);
     float want2[16] = {0, 0, 0, 5, 0, 0, 4, 6, 0, 2, 0, 8, 1, 3, 7, 9};
     for (int i = 0; i < 16; i++) cr_expect_eq(col2[i], want2[i], "col2[%d] = %g", i, col2[i]);
 }
@@ -101,8 +101,8 @@ Test(conv_kernels, im2col_matches_naive_loop) {
         memset(got, 0x7f, (size_t)n_col * sizeof *got); /* garbage: padding must be written */
         memset(got32, 0x7f, (size_t)n_col * sizeof *got32);
         naive_im2col(&g, img, want);
-        cpu_im2col(DTYPE_FLOAT64, &g, img, got);
-        cpu_im2col(DTYPE_FLOAT32, &g, img32, got32);
+        cpu_im2col(DTYPE_FLOAT64, &g, img, 1, got, g.out_h * g.out_w);
+        cpu_im2col(DTYPE_FLOAT32, &g, img32, 1, got32, g.out_h * g.out_w);
         for (int64_t i = 0; i < n_col; i++) {
             cr_assert_eq(got[i], want[i], "geometry %zu: f64 col[%ld] = %g, want %g", gi, (long)i,
                          got[i], want[i]);
@@ -125,8 +125,8 @@ Test(conv_kernels, col2im_is_adjoint_of_im2col) {
         double *xc = malloc((size_t)n_col * sizeof *xc), *cx = malloc((size_t)n_img * sizeof *cx);
         cr_assert(xc && cx);
         for (int64_t i = 0; i < n_img; i++) cx[i] = 1e30; /* col2im must zero first */
-        cpu_im2col(DTYPE_FLOAT64, &g, x, xc);
-        cpu_col2im(DTYPE_FLOAT64, &g, c, cx);
+        cpu_im2col(DTYPE_FLOAT64, &g, x, 1, xc, g.out_h * g.out_w);
+        cpu_col2im(DTYPE_FLOAT64, &g, c, g.out_h * g.out_w, 1, cx);
         double lhs = 0, rhs = 0;
         for (int64_t i = 0; i < n_col; i++) lhs += xc[i] * c[i];
         for (int64_t i = 0; i < n_img; i++) rhs += x[i] * cx[i];
@@ -141,7 +141,7 @@ Test(conv_kernels, col2im_counts_overlaps_float32) {
     Window2d g = window(1, 1, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1);
     float col[16], img[9];
     for (int i = 0; i < 16; i++) col[i] = 1;
-    cpu_col2im(DTYPE_FLOAT32, &g, col, img);
+    cpu_col2im(DTYPE_FLOAT32, &g, col, g.out_h * g.out_w, 1, img);
     float want[9] = {1, 2, 1, 2, 4, 2, 1, 2, 1};
     for (int i = 0; i < 9; i++) cr_expect_eq(img[i], want[i], "img[%d] = %g", i, img[i]);
 }
@@ -503,4 +503,34 @@ Test(pool2d, output_shapes_follow_torch) {
     cr_expect_str_eq(tensor_shape_str(b, s, sizeof s), "[2, 3, 4, 4]");
     cr_expect_str_eq(tensor_shape_str(c, s, sizeof s), "[2, 3, 3, 7]");
     tensor_release(x), tensor_release(a), tensor_release(b), tensor_release(c);
+}
+
+/* A batch: image i lands in columns i*L.. of rows `ld` apart, exactly as
+ * one image alone would, and col2im of the batch undoes it image by image. */
+Test(conv_kernels, batched_im2col_and_col2im_match_per_image) {
+    Rng rng;
+    rng_init(&rng, 9);
+    Window2d g = geometry(1);
+    int64_t per = g.channels * g.height * g.width, K = g.channels * g.kernel_h * g.kernel_w;
+    int64_t L = g.out_h * g.out_w, n = 3, ld = n * L + 5;
+    double *imgs = random_doubles(&rng, n * per);
+    double *cols = calloc((size_t)(K * ld), sizeof *cols);
+    double *one = malloc((size_t)(K * L) * sizeof *one);
+    double *back = malloc((size_t)(n * per) * sizeof *back);
+    double *back_one = malloc((size_t)per * sizeof *back_one);
+    cr_assert(cols && one && back && back_one);
+    cpu_im2col(DTYPE_FLOAT64, &g, imgs, n, cols, ld);
+    cpu_col2im(DTYPE_FLOAT64, &g, cols, ld, n, back);
+    for (int64_t i = 0; i < n; i++) {
+        cpu_im2col(DTYPE_FLOAT64, &g, imgs + i * per, 1, one, L);
+        for (int64_t r = 0; r < K; r++)
+            for (int64_t c = 0; c < L; c++)
+                cr_assert_eq(cols[r * ld + i * L + c], one[r * L + c], "image %ld row %ld col %ld",
+                             (long)i, (long)r, (long)c);
+        cpu_col2im(DTYPE_FLOAT64, &g, one, L, 1, back_one);
+        for (int64_t j = 0; j < per; j++)
+            cr_assert_eq(back[i * per + j], back_one[j], "col2im image %ld element %ld", (long)i,
+                         (long)j);
+    }
+    free(imgs), free(cols), free(one), free(back), free(back_one);
 }

@@ -635,3 +635,31 @@ Test(cpu_kernels, adam_float32_rounds_in_float32) {
     tensor_release(m);
     tensor_release(v);
 }
+
+/* The allocator's cache: a freed large block comes back for the same size,
+ * small blocks and other sizes do not hit it, and trim empties it. */
+Test(cpu_kernels, allocator_caches_large_blocks) {
+    cpu_allocator_set_caching(true);
+    cpu_allocator_trim();
+    Device cpu = DEVICE_CPU_INIT;
+    void *a = cpu_alloc(cpu, 1 << 20);
+    cr_assert(a != NULL);
+    cr_assert_eq((uintptr_t)a % 64, 0, "64-byte aligned");
+    memset(a, 1, 1 << 20);
+    cpu_free(cpu, a);
+    cr_assert_eq(cpu_allocator_cached_bytes(), (size_t)1 << 20);
+    void *b = cpu_alloc(cpu, (1 << 20) - 100); /* rounds to the same block */
+    cr_assert_eq(b, a, "the cached block is reused");
+    cr_assert_eq(cpu_allocator_cached_bytes(), 0);
+    void *c = cpu_alloc(cpu, 2 << 20); /* a different size: fresh memory */
+    cr_assert_neq(c, a);
+    cpu_free(cpu, b);
+    cpu_free(cpu, c);
+    cr_assert_eq(cpu_allocator_cached_bytes(), (size_t)3 << 20);
+    void *small = cpu_alloc(cpu, 100);
+    cpu_free(cpu, small); /* below the threshold: not cached */
+    cr_assert_eq(cpu_allocator_cached_bytes(), (size_t)3 << 20);
+    cpu_allocator_trim();
+    cr_assert_eq(cpu_allocator_cached_bytes(), 0);
+    cpu_allocator_set_caching(false);
+}

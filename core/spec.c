@@ -1,0 +1,495 @@
+/* spec.c - parsing and validating a job spec (see spec.h).
+ *
+ * The parse walks the JSON once, top level first: unknown fields are
+ * refused before anything is read, then each section in the order the
+ * design document lists them. Every value is copied out of the jansson tree,
+ * so the JobSpec stands alone once the tree is freed. The data section lives
+ * in spec_data.c, the model's layers in spec_model.c, the typed field
+ * readers in spec_json.c.
+ */
+#include "core/spec.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/optim/lr_expr.h"
+#include "core/spec_json.h"
+
+#define MAX_BATCH_SIZE ((int64_t)1 << 31)
+#define MAX_NAME 128
+
+static const char *const top_fields[] = {
+    "name",    "data",      "model", "loss",   "optimizer", "scheduler",  "epochs", "batch_size",
+    "shuffle", "drop_last", "seed",  "device", "metrics",   "checkpoint", "init",   NULL};
+
+/* ---- loss ---- */
+
+static const struct {
+    const char *name;
+    SpecLossType type;
+} losses[] = {
+    {"MSELoss", SPEC_LOSS_MSE},
+    {"L1Loss", SPEC_LOSS_L1},
+    {"CrossEntropyLoss", SPEC_LOSS_CROSS_ENTROPY},
+    {"NLLLoss", SPEC_LOSS_NLL},
+    {"BCELoss", SPEC_LOSS_BCE},
+    {"BCEWithLogitsLoss", SPEC_LOSS_BCE_WITH_LOGITS},
+};
+#define NUM_LOSSES ((int)(sizeof losses / sizeof losses[0]))
+
+const char *spec_loss_name(SpecLossType type) {
+    for (int i = 0; i < NUM_LOSSES; i++)
+        if (losses[i].type == type) return losses[i].name;
+    return "?";
+}
+
+static const char *const loss_fields[] = {"type", "reduction", NULL};
+
+static int parse_loss(JobSpec *spec, const json_t *v) {
+    if (!v) return error_set("loss: required");
+    const char *type, *red;
+    if (spec_expect_object(v, "loss") || spec_get_string(v, "loss", "type", true, &type))
+        return -1;
+    int k = -1;
+    for (int i = 0; i < NUM_LOSSES && k < 0; i++)
+        if (strcmp(losses[i].name, type) == 0) k = i;
+    if (k < 0) {
+        const char *names[NUM_LOSSES + 1];
+        for (int i = 0; i < NUM_LOSSES; i++) names[i] = losses[i].name;
+        names[NUM_LOSSES] = NULL;
+        int s = spec_suggest(type, names);
+        if (s >= 0) return error_set("loss.type: unknown loss '%s' (did you mean '%s'?)", type,
+                                     names[s]);
+        return error_set("loss.type: unknown loss '%s' (known: MSELoss, L1Loss, "
+                         "CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss)", type);
+    }
+    spec->loss = losses[k].type;
+    if (spec_check_fields(v, "loss", loss_fields, type) ||
+        spec_get_string(v, "loss", "reduction", false, &red))
+        return -1;
+    if (!red || strcmp(red, "mean") == 0)
+        spec->reduction = REDUCTION_MEAN;
+    else if (strcmp(red, "sum") == 0)
+        spec->reduction = REDUCTION_SUM;
+    else if (strcmp(red, "none") == 0)
+        return error_set("loss.reduction: 'none' gives one loss per sample, which cannot be "
+                         "trained on (use 'mean' or 'sum')");
+    else
+        return error_set("loss.reduction: unknown reduction '%s' (known: mean, sum, none)", red);
+    return 0;
+}
+
+bool job_spec_uses_labels(const JobSpec *spec) {
+    return spec->loss == SPEC_LOSS_CROSS_ENTROPY || spec->loss == SPEC_LOSS_NLL;
+}
+
+Tensor *job_spec_loss(const JobSpec *spec, Tensor *output, Tensor *target) {
+    switch (spec->loss) {
+    case SPEC_LOSS_MSE: return tensor_mse_loss(output, target, spec->reduction);
+    case SPEC_LOSS_L1: return tensor_l1_loss(output, target, spec->reduction);
+    case SPEC_LOSS_CROSS_ENTROPY: return tensor_cross_entropy(output, target, spec->reduction);
+    case SPEC_LOSS_NLL: return tensor_nll_loss(output, target, spec->reduction);
+    case SPEC_LOSS_BCE: return tensor_bce_loss(output, target, spec->reduction);
+    case SPEC_LOSS_BCE_WITH_LOGITS:
+        return tensor_bce_with_logits(output, target, spec->reduction);
+    }
+    error_set("loss: unknown type %d", (int)spec->loss);
+    return NULL;
+}
+
+/* ---- optimizer ---- */
+
+static const char *const sgd_fields[] = {"type",         "lr",       "momentum", "dampening",
+                                         "weight_decay", "nesterov", NULL};
+static const char *const adam_fields[] = {"type", "lr",           "betas",   "eps",
+                                          "weight_decay", "amsgrad", NULL};
+
+static int non_negative(const char *path, const char *key, double x) {
+    char p[SPEC_PATH_MAX];
+    if (x < 0) return error_set("%s: must be >= 0, got %g", spec_path_key(p, path, key), x);
+    return 0;
+}
+
+static int parse_optimizer(JobSpec *spec, const json_t *v) {
+    const char *p = "optimizer", *type;
+    if (!v) return error_set("optimizer: required");
+    if (spec_expect_object(v, p) || spec_get_string(v, p, "type", true, &type)) return -1;
+    if (strcmp(type, "SGD") == 0) {
+        SgdOptions *o = &spec->sgd;
+        spec->optimizer = SPEC_OPTIM_SGD;
+        if (spec_check_fields(v, p, sgd_fields, "SGD")) return -1;
+        if (!json_object_get(v, "lr"))
+            return error_set("optimizer.lr: required (torch.optim.SGD has no default)");
+        if (spec_get_number(v, p, "lr", true, 0, &o->lr) ||
+            spec_get_number(v, p, "momentum", false, 0, &o->momentum) ||
+            spec_get_number(v, p, "dampening", false, 0, &o->dampening) ||
+            spec_get_number(v, p, "weight_decay", false, 0, &o->weight_decay) ||
+            spec_get_bool(v, p, "nesterov", false, &o->nesterov) ||
+            non_negative(p, "lr", o->lr) || non_negative(p, "momentum", o->momentum) ||
+            non_negative(p, "weight_decay", o->weight_decay))
+            return -1;
+        if (o->nesterov && (o->momentum <= 0 || o->dampening != 0))
+            return error_set("optimizer.nesterov: needs a momentum > 0 and zero dampening (got "
+                             "momentum %g, dampening %g)", o->momentum, o->dampening);
+        return 0;
+    }
+    bool adamw = strcmp(type, "AdamW") == 0;
+    if (!adamw && strcmp(type, "Adam") != 0) {
+        static const char *const names[] = {"SGD", "Adam", "AdamW", NULL};
+        int s = spec_suggest(type, names);
+        if (s >= 0) return error_set("optimizer.type: unknown optimizer '%s' (did you mean "
+                                     "'%s'?)", type, names[s]);
+        return error_set("optimizer.type: unknown optimizer '%s' (known: SGD, Adam, AdamW)",
+                         type);
+    }
+    AdamOptions *o = &spec->adam;
+    *o = adamw ? adamw_options_default() : adam_options_default();
+    spec->optimizer = adamw ? SPEC_OPTIM_ADAMW : SPEC_OPTIM_ADAM;
+    if (spec_check_fields(v, p, adam_fields, type) ||
+        spec_get_number(v, p, "lr", false, o->lr, &o->lr) ||
+        spec_get_number(v, p, "eps", false, o->eps, &o->eps) ||
+        spec_get_number(v, p, "weight_decay", false, o->weight_decay, &o->weight_decay) ||
+        spec_get_bool(v, p, "amsgrad", false, &o->amsgrad) || non_negative(p, "lr", o->lr) ||
+        non_negative(p, "eps", o->eps) || non_negative(p, "weight_decay", o->weight_decay))
+        return -1;
+    json_t *betas = json_object_get(v, "betas");
+    if (betas) {
+        if (!json_is_array(betas) || json_array_size(betas) != 2)
+            return error_set("optimizer.betas: expected a list of 2 numbers, got %s",
+                             json_is_array(betas) ? "a list of another length"
+                                                  : spec_json_kind(betas));
+        for (size_t i = 0; i < 2; i++) {
+            char pi[SPEC_PATH_MAX];
+            spec_path_index(pi, "optimizer.betas", i);
+            if (spec_number_value(json_array_get(betas, i), pi, &o->betas[i])) return -1;
+            if (o->betas[i] < 0 || o->betas[i] >= 1)
+                return error_set("%s: must be in [0, 1), got %g", pi, o->betas[i]);
+        }
+    }
+    return 0;
+}
+
+double job_spec_lr(const JobSpec *spec) {
+    return spec->optimizer == SPEC_OPTIM_SGD ? spec->sgd.lr : spec->adam.lr;
+}
+
+Optimizer *job_spec_build_optimizer(const JobSpec *spec, Module *model) {
+    int n;
+    Tensor **params = module_parameters(model, &n);
+    if (!params) return NULL;
+    Optimizer *opt = NULL;
+    if (n == 0)
+        error_set("optimizer: the model has no parameters to optimize");
+    else if (spec->optimizer == SPEC_OPTIM_SGD)
+        opt = sgd_new(params, n, spec->sgd);
+    else if (spec->optimizer == SPEC_OPTIM_ADAM)
+        opt = adam_new(params, n, spec->adam);
+    else
+        opt = adamw_new(params, n, spec->adam);
+    free(params);
+    if (!opt && n) error_prefix("optimizer");
+    return opt;
+}
+
+/* ---- scheduler ---- */
+
+static const char *const lambda_fields[] = {"type", "lr_lambda", NULL};
+static const char *const step_fields[] = {"type", "step_size", "gamma", NULL};
+static const char *const multi_step_fields[] = {"type", "milestones", "gamma", NULL};
+static const char *const exponential_fields[] = {"type", "gamma", NULL};
+static const char *const cosine_fields[] = {"type", "T_max", "eta_min", NULL};
+
+static int cmp_int64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int parse_milestones(LrSchedulerConfig *c, const json_t *v) {
+    const char *p = "scheduler.milestones";
+    if (!v) return error_set("%s: required", p);
+    if (!json_is_array(v)) return error_set("%s: expected a list of integers, got %s", p,
+                                            spec_json_kind(v));
+    size_t n = json_array_size(v);
+    if (n > LR_SCHEDULER_MAX_MILESTONES)
+        return error_set("%s: at most %d milestones, got %zu", p, LR_SCHEDULER_MAX_MILESTONES, n);
+    int64_t *m = calloc(n ? n : 1, sizeof *m);
+    if (!m) return error_set("%s: out of memory", p);
+    c->milestones = m;
+    c->n_milestones = n;
+    for (size_t i = 0; i < n; i++) {
+        char pi[SPEC_PATH_MAX];
+        if (spec_int_value(json_array_get(v, i), spec_path_index(pi, p, i), 0,
+                           LR_SCHEDULER_MAX_EPOCH, &m[i]))
+            return -1;
+    }
+    /* torch keeps a Counter of them: order does not matter, repeats count twice */
+    qsort(m, n, sizeof *m, cmp_int64);
+    return 0;
+}
+
+static int parse_scheduler(JobSpec *spec, const json_t *v) {
+    const char *p = "scheduler", *type;
+    if (!v || json_is_null(v)) return 0;
+    if (spec_expect_object(v, p) || spec_get_string(v, p, "type", true, &type)) return -1;
+    LrSchedulerType t;
+    if (lr_scheduler_type_parse(type, &t)) {
+        static const char *const names[] = {"LambdaLR", "StepLR", "MultiStepLR", "ExponentialLR",
+                                            "CosineAnnealingLR", NULL};
+        int s = spec_suggest(type, names);
+        if (s >= 0)
+            return error_set("scheduler.type: unknown scheduler '%s' (did you mean '%s'?)", type,
+                             names[s]);
+        return error_set("scheduler.type: unknown scheduler '%s' (known: LambdaLR, StepLR, "
+                         "MultiStepLR, ExponentialLR, CosineAnnealingLR)", type);
+    }
+    LrSchedulerConfig *c = &spec->scheduler;
+    lr_scheduler_config_init(c, t);
+    spec->has_scheduler = true;
+    int64_t k;
+    switch (t) {
+    case LR_SCHEDULER_LAMBDA: {
+        const char *text;
+        if (spec_check_fields(v, p, lambda_fields, type) ||
+            spec_get_string(v, p, "lr_lambda", true, &text))
+            return -1;
+        LrExpr *e = lr_expr_parse(text);
+        if (!e) return error_prefix("scheduler.lr_lambda");
+        lr_expr_free(e);
+        if (!(c->lr_lambda = spec_strdup(text))) return -1;
+        break;
+    }
+    case LR_SCHEDULER_STEP:
+        if (spec_check_fields(v, p, step_fields, type) ||
+            spec_get_int(v, p, "step_size", true, 0, 1, LR_SCHEDULER_MAX_EPOCH, &k) ||
+            spec_get_number(v, p, "gamma", false, c->gamma, &c->gamma) ||
+            non_negative(p, "gamma", c->gamma))
+            return -1;
+        c->step_size = k;
+        break;
+    case LR_SCHEDULER_MULTI_STEP:
+        if (spec_check_fields(v, p, multi_step_fields, type) ||
+            parse_milestones(c, json_object_get(v, "milestones")) ||
+            spec_get_number(v, p, "gamma", false, c->gamma, &c->gamma) ||
+            non_negative(p, "gamma", c->gamma))
+            return -1;
+        break;
+    case LR_SCHEDULER_EXPONENTIAL:
+        if (spec_check_fields(v, p, exponential_fields, type) ||
+            spec_get_number(v, p, "gamma", true, 0, &c->gamma) ||
+            non_negative(p, "gamma", c->gamma))
+            return -1;
+        break;
+    case LR_SCHEDULER_COSINE:
+        if (spec_check_fields(v, p, cosine_fields, type) ||
+            spec_get_int(v, p, "T_max", true, 0, 1, LR_SCHEDULER_MAX_EPOCH, &k) ||
+            spec_get_number(v, p, "eta_min", false, 0, &c->eta_min) ||
+            non_negative(p, "eta_min", c->eta_min))
+            return -1;
+        c->T_max = k;
+        break;
+    }
+    /* What is left (an lr_lambda that fails at epoch 0, ...) the scheduler knows. */
+    LrScheduler *s = lr_scheduler_new(c, job_spec_lr(spec));
+    if (!s) return error_prefix("scheduler");
+    lr_scheduler_free(s);
+    return 0;
+}
+
+int job_spec_build_scheduler(const JobSpec *spec, double base_lr, LrScheduler **out) {
+    *out = NULL;
+    if (!spec->has_scheduler) return 0;
+    *out = lr_scheduler_new(&spec->scheduler, base_lr);
+    return *out ? 0 : error_prefix("scheduler");
+}
+
+/* ---- the loop's settings ---- */
+
+static int parse_name(JobSpec *spec, const json_t *v, const char *fallback) {
+    const char *name = fallback ? fallback : "";
+    if (v) {
+        if (!json_is_string(v))
+            return error_set("name: expected a string, got %s", spec_json_kind(v));
+        name = json_string_value(v);
+        size_t n = json_string_length(v);
+        if (n == 0 || n > MAX_NAME)
+            return error_set("name: must have 1 to %d characters, got %zu", MAX_NAME, n);
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+                return error_set("name: control character at position %zu", i);
+    }
+    return (spec->name = spec_strdup(name)) ? 0 : -1;
+}
+
+static int parse_device(JobSpec *spec, const json_t *top) {
+    const char *d;
+    if (spec_get_string(top, "", "device", false, &d)) return -1;
+    spec->device_auto = !d || strcmp(d, "auto") == 0;
+    if (spec->device_auto) return 0;
+    if (device_parse(d, &spec->device))
+        return error_set("device: expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got \"%s\"",
+                         d);
+    return 0;
+}
+
+static int parse_metrics(JobSpec *spec, const json_t *v) {
+    if (!v) return 0;
+    if (!json_is_array(v))
+        return error_set("metrics: expected a list of strings, got %s", spec_json_kind(v));
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        json_t *m = json_array_get(v, i);
+        char p[SPEC_PATH_MAX];
+        spec_path_index(p, "metrics", i);
+        if (!json_is_string(m))
+            return error_set("%s: expected a string, got %s", p, spec_json_kind(m));
+        if (strcmp(json_string_value(m), "accuracy") != 0)
+            return error_set("%s: unknown metric '%s' (known: accuracy)", p,
+                             json_string_value(m));
+        if (spec->accuracy) return error_set("%s: 'accuracy' is listed twice", p);
+        if (!job_spec_uses_labels(spec))
+            return error_set("%s: accuracy needs a classification loss (CrossEntropyLoss or "
+                             "NLLLoss), not %s", p, spec_loss_name(spec->loss));
+        spec->accuracy = true;
+    }
+    return 0;
+}
+
+static const char *const checkpoint_fields[] = {"every_epochs", "keep_last", NULL};
+
+static int parse_checkpoint(JobSpec *spec, const json_t *v) {
+    int64_t every = 1, keep = 3;
+    spec->checkpoint = !json_is_null(v);
+    if (v && !json_is_null(v) &&
+        (spec_expect_object(v, "checkpoint") ||
+         spec_check_fields(v, "checkpoint", checkpoint_fields, NULL) ||
+         spec_get_int(v, "checkpoint", "every_epochs", false, 1, 1, JOB_SPEC_MAX_EPOCHS, &every) ||
+         spec_get_int(v, "checkpoint", "keep_last", false, 3, 1, 1000000, &keep)))
+        return -1;
+    spec->checkpoint_every_epochs = (int)every;
+    spec->checkpoint_keep_last = (int)keep;
+    return 0;
+}
+
+static int parse_init(JobSpec *spec, const json_t *top, const char *base_dir) {
+    json_t *v = json_object_get(top, "init");
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v))
+        return error_set("init: expected null or a string, got %s", spec_json_kind(v));
+    return spec_get_path(top, "", "init", base_dir, &spec->init);
+}
+
+/* ---- the whole spec ---- */
+
+static JobSpec *parse_root(const json_t *root, const char *base_dir, const char *fallback_name) {
+    if (spec_expect_object(root, "")) return NULL;
+    JobSpec *spec = calloc(1, sizeof *spec);
+    if (!spec) {
+        error_set("job spec: out of memory");
+        return NULL;
+    }
+    int64_t epochs = 0, seed = 0;
+    if (spec_check_fields(root, "", top_fields, NULL) ||
+        parse_name(spec, json_object_get(root, "name"), fallback_name) ||
+        spec_parse_data(spec, json_object_get(root, "data"), base_dir) ||
+        spec_parse_model(spec, json_object_get(root, "model")) ||
+        parse_loss(spec, json_object_get(root, "loss")) || spec_data_check_loss(spec) ||
+        parse_optimizer(spec, json_object_get(root, "optimizer")) ||
+        parse_scheduler(spec, json_object_get(root, "scheduler")) ||
+        spec_get_int(root, "", "epochs", true, 0, 1, JOB_SPEC_MAX_EPOCHS, &epochs) ||
+        spec_get_int(root, "", "batch_size", false, 1, 1, MAX_BATCH_SIZE, &spec->batch_size) ||
+        spec_get_bool(root, "", "shuffle", false, &spec->shuffle) ||
+        spec_get_bool(root, "", "drop_last", false, &spec->drop_last) ||
+        spec_get_int(root, "", "seed", false, 0, 0, INT64_MAX, &seed) ||
+        parse_device(spec, root) || parse_metrics(spec, json_object_get(root, "metrics")) ||
+        parse_checkpoint(spec, json_object_get(root, "checkpoint")) ||
+        parse_init(spec, root, base_dir)) {
+        job_spec_free(spec);
+        return NULL;
+    }
+    spec->epochs = (int)epochs;
+    spec->seed = (uint64_t)seed;
+    return spec;
+}
+
+static JobSpec *parse_text(const char *text, size_t len, const char *base_dir,
+                           const char *fallback_name) {
+    if (!text) {
+        error_set("job spec: no text");
+        return NULL;
+    }
+    json_error_t err;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    if (!root) {
+        error_set("invalid JSON: line %d, column %d: %s", err.line, err.column, err.text);
+        return NULL;
+    }
+    JobSpec *spec = parse_root(root, base_dir, fallback_name);
+    json_decref(root);
+    return spec;
+}
+
+JobSpec *job_spec_parse(const char *json_text, size_t len) {
+    return parse_text(json_text, len, NULL, NULL);
+}
+
+JobSpec *job_spec_parse_in(const char *json_text, size_t len, const char *base_dir) {
+    return parse_text(json_text, len, base_dir, NULL);
+}
+
+JobSpec *job_spec_parse_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        error_set("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(JOB_SPEC_MAX_BYTES + 1);
+    size_t n = buf ? fread(buf, 1, JOB_SPEC_MAX_BYTES + 1, f) : 0;
+    int bad = buf ? ferror(f) : 0;
+    fclose(f);
+    if (!buf || bad || n > JOB_SPEC_MAX_BYTES) {
+        if (!buf)
+            error_set("%s: out of memory", path);
+        else if (bad)
+            error_set("%s: read error", path);
+        else
+            error_set("%s: larger than %d bytes", path, JOB_SPEC_MAX_BYTES);
+        free(buf);
+        return NULL;
+    }
+    /* base directory and default name from the path: "dir/job.json" -> "dir", "job" */
+    char *copy = strdup(path);
+    if (!copy) {
+        free(buf);
+        error_set("%s: out of memory", path);
+        return NULL;
+    }
+    char *slash = strrchr(copy, '/');
+    const char *base = slash ? (slash == copy ? "/" : copy) : ".";
+    char *file = slash ? slash + 1 : copy;
+    if (slash && slash != copy) *slash = '\0';
+    char name[MAX_NAME + 1];
+    snprintf(name, sizeof name, "%s", file);
+    size_t ln = strlen(name);
+    if (ln > 5 && strcmp(name + ln - 5, ".json") == 0) name[ln - 5] = '\0';
+    for (char *c = name; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '_';
+    JobSpec *spec = parse_text(buf, n, base, name[0] ? name : NULL);
+    free(buf);
+    free(copy);
+    if (!spec) error_prefix("%s", path);
+    return spec;
+}
+
+void job_spec_free(JobSpec *spec) {
+    if (!spec) return;
+    free(spec->name);
+    spec_data_free(spec);
+    free(spec->layers);
+    free((char *)spec->scheduler.lr_lambda);
+    free((int64_t *)spec->scheduler.milestones);
+    free(spec->init);
+    free(spec);
+}

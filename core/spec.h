@@ -1,0 +1,230 @@
+/* spec.h - the job spec: JSON in, a validated JobSpec out.
+ *
+ * A job spec is the JSON a user submits (../shared/design.md, "The job
+ * spec"): the data, an nn.Sequential written as a list of layers with
+ * torch.nn's names and argument names, a loss, an optimizer, a scheduler and
+ * the loop's settings. job_spec_parse reads it all, fills in PyTorch's
+ * defaults, and refuses anything it does not understand, with an error that
+ * names the JSON path and the reason:
+ *
+ *     optimizer.lr: expected a number, got string
+ *     epochs: must be >= 1, got 0
+ *     model[2]: unknown layer type 'Conv3d' (known: Linear, Conv2d, ...)
+ *     optimizer.momentun: unknown field (did you mean 'momentum'?)
+ *     scheduler.lr_lambda: unexpected character '$' at position 6
+ *
+ * Parsing checks the spec on its own. Whether the model fits the data
+ * (shapes layer by layer, the loss against the targets) needs the data's
+ * sample shape: job_spec_check_data / job_spec_check_shapes do that before
+ * training, e.g. "model[4] Linear: in_features=1000 but its input has 6272
+ * features".
+ *
+ * The spec then builds what a PyTorch script would construct:
+ * job_spec_build_model (nn.Sequential, PyTorch state_dict names "0.weight"),
+ * job_spec_build_optimizer, job_spec_build_scheduler, job_spec_loss.
+ *
+ * Files: spec.c (top level, loss, optimizer, scheduler, the loop's
+ * settings), spec_data.c (sources, transforms, loading), spec_model.c
+ * (layers, model building, shape checks), spec_json.c (typed field readers
+ * that produce the path errors).
+ */
+#ifndef TRAIND_CORE_SPEC_H
+#define TRAIND_CORE_SPEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/data/dataset.h"
+#include "core/data/transforms.h"
+#include "core/nn/module.h"
+#include "core/ops.h"
+#include "core/optim/optimizer.h"
+#include "core/optim/scheduler.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+
+#define JOB_SPEC_MAX_BYTES (16 << 20) /* job files larger than this are refused */
+#define JOB_SPEC_MAX_LAYERS 1024
+#define JOB_SPEC_MAX_EPOCHS 1000000
+
+/* ---- model layers ---- */
+
+typedef enum {
+    SPEC_LAYER_LINEAR,
+    SPEC_LAYER_CONV2D,
+    SPEC_LAYER_RELU,
+    SPEC_LAYER_SIGMOID,
+    SPEC_LAYER_TANH,
+    SPEC_LAYER_SOFTMAX,
+    SPEC_LAYER_MAX_POOL2D,
+    SPEC_LAYER_AVG_POOL2D,
+    SPEC_LAYER_FLATTEN,
+    SPEC_LAYER_DROPOUT,
+    SPEC_LAYER_BATCH_NORM1D,
+    SPEC_LAYER_BATCH_NORM2D,
+} SpecLayerType;
+
+/* One entry of "model", with torch's defaults filled in. Only the fields of
+ * its type are meaningful. */
+typedef struct {
+    SpecLayerType type;
+    int64_t in_features, out_features; /* Linear */
+    int64_t in_channels, out_channels; /* Conv2d */
+    Size2d kernel_size, stride, padding; /* Conv2d, MaxPool2d, AvgPool2d; a pool's
+                                            stride {0, 0} is torch's None (= kernel) */
+    bool bias;                         /* Linear, Conv2d (true) */
+    int dim;                           /* Softmax (required) */
+    int start_dim, end_dim;            /* Flatten (1, -1) */
+    double p;                          /* Dropout (0.5) */
+    int64_t num_features;              /* BatchNorm1d/2d */
+    double eps, momentum;              /*   1e-5, 0.1 (NAN: torch's None) */
+    bool affine, track_running_stats;  /*   true, true */
+} SpecLayer;
+
+/* torch's class name: "Linear", "BatchNorm2d", ... */
+const char *spec_layer_type_name(SpecLayerType type);
+
+/* ---- data ---- */
+
+typedef enum {
+    SPEC_SOURCE_NONE, /* data.val absent or null */
+    SPEC_SOURCE_NAME, /* a dataset name or id, resolved by the daemon */
+    SPEC_SOURCE_IDX,  /* {"format": "idx", "images": ..., "labels": ...} */
+    SPEC_SOURCE_CSV,  /* {"format": "csv", "path": ..., "feature_columns": [...],
+                         "label_column": "y" or [...]} */
+    SPEC_SOURCE_NPY,  /* {"format": "npy", "inputs": ..., "targets": ...} */
+} SpecSourceKind;
+
+/* Paths of inline sources are resolved against the job file's directory
+ * when the spec came from a file (job_spec_parse_file) or a base directory. */
+typedef struct {
+    SpecSourceKind kind;
+    char *name;            /* NAME */
+    char *images, *labels; /* IDX */
+    char *path;            /* CSV */
+    char **feature_columns; /* CSV; 0 of them: every column that is not a label */
+    int num_feature_columns;
+    char **label_columns; /* CSV; "label_column": a name or a list; 0: the last column */
+    int num_label_columns;
+    char *inputs, *targets; /* NPY */
+} SpecSource;
+
+/* ---- loss and optimizer ---- */
+
+typedef enum {
+    SPEC_LOSS_MSE,              /* "MSELoss" */
+    SPEC_LOSS_L1,               /* "L1Loss" */
+    SPEC_LOSS_CROSS_ENTROPY,    /* "CrossEntropyLoss" */
+    SPEC_LOSS_NLL,              /* "NLLLoss" */
+    SPEC_LOSS_BCE,              /* "BCELoss" */
+    SPEC_LOSS_BCE_WITH_LOGITS,  /* "BCEWithLogitsLoss" */
+} SpecLossType;
+
+const char *spec_loss_name(SpecLossType type);
+
+typedef enum { SPEC_OPTIM_SGD, SPEC_OPTIM_ADAM, SPEC_OPTIM_ADAMW } SpecOptimizerType;
+
+/* ---- the spec ---- */
+
+typedef struct {
+    char *name; /* "" when absent (job_spec_parse_file: the file's name without .json) */
+
+    SpecSource train, val; /* val.kind SPEC_SOURCE_NONE when there is none */
+    int num_transforms;
+    TransformConfig *transform_configs; /* as written (owned) */
+    TransformList transforms;           /* built from them, for the DataLoader */
+
+    int num_layers;
+    SpecLayer *layers;
+
+    SpecLossType loss;
+    Reduction reduction; /* "mean" (default) or "sum"; "none" is refused */
+
+    SpecOptimizerType optimizer;
+    SgdOptions sgd;   /* SGD */
+    AdamOptions adam; /* Adam, AdamW */
+
+    bool has_scheduler;
+    LrSchedulerConfig scheduler; /* lr_lambda and milestones owned by the spec;
+                                    milestones sorted (torch counts them as a set) */
+
+    int epochs;          /* required, >= 1 */
+    int64_t batch_size;  /* 1, as torch's DataLoader */
+    bool shuffle;        /* false */
+    bool drop_last;      /* false */
+    uint64_t seed;       /* 0 */
+    bool device_auto;    /* "auto" (default): the daemon picks */
+    Device device;       /* when !device_auto */
+    bool accuracy;       /* "metrics": ["accuracy"] */
+    bool checkpoint;     /* false when "checkpoint": null */
+    int checkpoint_every_epochs; /* 1 */
+    int checkpoint_keep_last;    /* 3 */
+    char *init;          /* NULL, or a .safetensors path (local) / checkpoint id (daemon) */
+} JobSpec;
+
+/* Parses and validates. Relative paths stay as written. NULL with an error
+ * (path and reason; for bad JSON, jansson's "line L, column C: ..."). */
+JobSpec *job_spec_parse(const char *json_text, size_t len);
+/* The same, resolving relative paths of inline sources and of init against
+ * base_dir (NULL: leave them). */
+JobSpec *job_spec_parse_in(const char *json_text, size_t len, const char *base_dir);
+/* Reads a job file; relative paths resolve against its directory. Errors
+ * start with the file's path. */
+JobSpec *job_spec_parse_file(const char *path);
+void job_spec_free(JobSpec *spec); /* NULL is fine */
+
+/* The optimizer's lr: the base lr of the scheduler. */
+double job_spec_lr(const JobSpec *spec);
+/* Whether the loss takes integer class labels (CrossEntropyLoss, NLLLoss)
+ * rather than float targets; decides how a CSV's label columns load. */
+bool job_spec_uses_labels(const JobSpec *spec);
+
+/* ---- fitting the model to the data ---- */
+
+/* What the data looks like, one sample (no batch dimension). */
+typedef struct {
+    DType input_dtype; /* uint8 images or float32 */
+    int input_ndim;
+    int64_t input_shape[TENSOR_MAX_DIMS];
+    DType target_dtype; /* int64 labels or float32 targets */
+    int target_ndim;    /* 0 for labels, 1 ([k]) for regression targets */
+    int64_t target_shape[TENSOR_MAX_DIMS];
+    int num_classes; /* labels: 1 + the largest label, 0 when unknown */
+} SpecDataShape;
+
+void spec_data_shape_of(const Dataset *ds, SpecDataShape *out);
+
+/* Runs a batch of batch_size samples through the transforms and the model's
+ * shape inference, and checks the output against the loss and the targets:
+ * CrossEntropyLoss/NLLLoss need a [N, C] output, integer labels and C above
+ * the largest label; the other losses an output shaped as the targets.
+ * model may be NULL (a temporary one is built). The output shape goes to
+ * out_ndim/out_shape when they are not NULL. 0, or -1 with an error such as
+ * "model[4] Linear: in_features=1000 but its input has 6272 features". */
+int job_spec_check_shapes(const JobSpec *spec, Module *model, const SpecDataShape *data,
+                          int *out_ndim, int64_t *out_shape);
+/* job_spec_check_shapes for a loaded dataset (train, or val: call it for each). */
+int job_spec_check_data(const JobSpec *spec, const Dataset *ds);
+
+/* Loads an inline source (spec->train or spec->val): IDX, CSV (labels or
+ * float targets as the loss needs) or NPY. A SPEC_SOURCE_NAME is an error
+ * here: the daemon resolves names. Errors start with "data.train" or
+ * "data.val". */
+Dataset *job_spec_load_source(const JobSpec *spec, const SpecSource *src);
+
+/* ---- building ---- */
+
+/* nn.Sequential of the layers, initialised from rng as torch would from its
+ * generator. NULL with an error. */
+Module *job_spec_build_model(const JobSpec *spec, Rng *rng);
+/* The optimizer over the model's parameters. */
+Optimizer *job_spec_build_optimizer(const JobSpec *spec, Module *model);
+/* The scheduler into *out, or NULL there when the spec has none: 0; -1 with
+ * an error. */
+int job_spec_build_scheduler(const JobSpec *spec, double base_lr, LrScheduler **out);
+/* The loss of a batch, as the spec's loss module with its reduction would
+ * compute it: a new reference, or NULL with an error. */
+Tensor *job_spec_loss(const JobSpec *spec, Tensor *output, Tensor *target);
+
+#endif

@@ -1,0 +1,251 @@
+/* spec_data.c - the job spec's "data": where the samples come from and the
+ * transforms applied to each batch.
+ *
+ * A source is a dataset name (the daemon resolves it) or, for `traind run`,
+ * an inline description of files: {"format": "idx" | "csv" | "npy", ...}.
+ * Paths in it are resolved against the job file's directory at parse time,
+ * so the rest of the program never thinks about where the job came from.
+ * job_spec_load_source turns an inline source into a Dataset, loading a
+ * CSV's label columns as class labels or float targets as the loss needs.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/spec.h"
+#include "core/spec_json.h"
+
+/* A list of non-empty strings (or one string when allow_one) into an owned array. */
+static int get_strings(const json_t *v, const char *p, bool allow_one, char ***out, int *n) {
+    if (allow_one && json_is_string(v)) {
+        if (json_string_length(v) == 0) return error_set("%s: must not be empty", p);
+        if (!(*out = calloc(1, sizeof **out))) return error_set("%s: out of memory", p);
+        *n = 1;
+        return (**out = spec_strdup(json_string_value(v))) ? 0 : -1;
+    }
+    if (!json_is_array(v))
+        return error_set("%s: expected a list of strings%s, got %s", p,
+                         allow_one ? " or a string" : "", spec_json_kind(v));
+    size_t k = json_array_size(v);
+    if (k == 0) return error_set("%s: must not be empty", p);
+    if (k > 100000) return error_set("%s: too many entries (%zu)", p, k);
+    if (!(*out = calloc(k, sizeof **out))) return error_set("%s: out of memory", p);
+    *n = (int)k;
+    for (size_t i = 0; i < k; i++) {
+        json_t *e = json_array_get(v, i);
+        char pi[SPEC_PATH_MAX];
+        spec_path_index(pi, p, i);
+        if (!json_is_string(e))
+            return error_set("%s: expected a string, got %s", pi, spec_json_kind(e));
+        if (json_string_length(e) == 0) return error_set("%s: must not be empty", pi);
+        if (!((*out)[i] = spec_strdup(json_string_value(e)))) return -1;
+    }
+    return 0;
+}
+
+/* ---- sources ---- */
+
+static const char *const idx_fields[] = {"format", "images", "labels", NULL};
+static const char *const csv_fields[] = {"format", "path", "feature_columns", "label_column",
+                                         NULL};
+static const char *const npy_fields[] = {"format", "inputs", "targets", NULL};
+
+static int parse_source(const json_t *v, const char *p, const char *base_dir, SpecSource *src) {
+    if (json_is_string(v)) {
+        if (json_string_length(v) == 0) return error_set("%s: must not be empty", p);
+        src->kind = SPEC_SOURCE_NAME;
+        return (src->name = spec_strdup(json_string_value(v))) ? 0 : -1;
+    }
+    if (!json_is_object(v))
+        return error_set("%s: expected a dataset name or a source object {\"format\": ...}, "
+                         "got %s", p, spec_json_kind(v));
+    const char *format;
+    if (spec_get_string(v, p, "format", true, &format)) return -1;
+    if (strcmp(format, "idx") == 0) {
+        src->kind = SPEC_SOURCE_IDX;
+        return spec_check_fields(v, p, idx_fields, "an idx source") ||
+                       spec_get_path(v, p, "images", base_dir, &src->images) ||
+                       spec_get_path(v, p, "labels", base_dir, &src->labels)
+                   ? -1
+                   : 0;
+    }
+    if (strcmp(format, "csv") == 0) {
+        src->kind = SPEC_SOURCE_CSV;
+        if (spec_check_fields(v, p, csv_fields, "a csv source") ||
+            spec_get_path(v, p, "path", base_dir, &src->path))
+            return -1;
+        char pk[SPEC_PATH_MAX];
+        json_t *fc = json_object_get(v, "feature_columns");
+        if (fc && get_strings(fc, spec_path_key(pk, p, "feature_columns"), false,
+                              &src->feature_columns, &src->num_feature_columns))
+            return -1;
+        json_t *lc = json_object_get(v, "label_column");
+        if (lc && get_strings(lc, spec_path_key(pk, p, "label_column"), true, &src->label_columns,
+                              &src->num_label_columns))
+            return -1;
+        return 0;
+    }
+    if (strcmp(format, "npy") == 0) {
+        src->kind = SPEC_SOURCE_NPY;
+        return spec_check_fields(v, p, npy_fields, "an npy source") ||
+                       spec_get_path(v, p, "inputs", base_dir, &src->inputs) ||
+                       spec_get_path(v, p, "targets", base_dir, &src->targets)
+                   ? -1
+                   : 0;
+    }
+    char pf[SPEC_PATH_MAX];
+    return error_set("%s: unknown format '%s' (known: idx, csv, npy)",
+                     spec_path_key(pf, p, "format"), format);
+}
+
+void spec_source_free(SpecSource *s) {
+    free(s->name);
+    free(s->images);
+    free(s->labels);
+    free(s->path);
+    for (int i = 0; i < s->num_feature_columns; i++) free(s->feature_columns[i]);
+    free(s->feature_columns);
+    for (int i = 0; i < s->num_label_columns; i++) free(s->label_columns[i]);
+    free(s->label_columns);
+    free(s->inputs);
+    free(s->targets);
+    memset(s, 0, sizeof *s);
+}
+
+/* mean / std: a list of numbers, or one number. */
+static int get_doubles(const json_t *v, const char *p, double **out, int *n) {
+    if (json_is_number(v)) {
+        if (!(*out = malloc(sizeof **out))) return error_set("%s: out of memory", p);
+        *n = 1;
+        return spec_number_value(v, p, *out);
+    }
+    if (!json_is_array(v))
+        return error_set("%s: expected a list of numbers, got %s", p, spec_json_kind(v));
+    size_t k = json_array_size(v);
+    if (k == 0 || k > 4096) return error_set("%s: expected 1 to 4096 numbers, got %zu", p, k);
+    if (!(*out = malloc(k * sizeof **out))) return error_set("%s: out of memory", p);
+    *n = (int)k;
+    for (size_t i = 0; i < k; i++) {
+        char pi[SPEC_PATH_MAX];
+        if (spec_number_value(json_array_get(v, i), spec_path_index(pi, p, i), &(*out)[i]))
+            return -1;
+    }
+    return 0;
+}
+
+static const char *const transform_fields[] = {"type", NULL};
+static const char *const normalize_fields[] = {"type", "mean", "std", "inplace", NULL};
+
+static int parse_transforms(JobSpec *spec, const json_t *v) {
+    const char *p = "data.transforms";
+    if (!v) return transform_list_init(&spec->transforms, NULL, 0);
+    if (!json_is_array(v))
+        return error_set("%s: expected a list, got %s", p, spec_json_kind(v));
+    size_t n = json_array_size(v);
+    if (n > 64) return error_set("%s: at most 64 transforms, got %zu", p, n);
+    if (n && !(spec->transform_configs = calloc(n, sizeof *spec->transform_configs)))
+        return error_set("%s: out of memory", p);
+    spec->num_transforms = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_array_get(v, i);
+        TransformConfig *c = &spec->transform_configs[i];
+        char pi[SPEC_PATH_MAX], pk[SPEC_PATH_MAX];
+        spec_path_index(pi, p, i);
+        const char *type;
+        if (spec_expect_object(t, pi) || spec_get_string(t, pi, "type", true, &type)) return -1;
+        bool normalize = strcmp(type, "Normalize") == 0;
+        if (!normalize && strcmp(type, "ToTensor") != 0 && strcmp(type, "Flatten") != 0)
+            return error_set("%s: unknown transform '%s' (known: ToTensor, Normalize, Flatten)",
+                             pi, type);
+        bool inplace;
+        if (spec_check_fields(t, pi, normalize ? normalize_fields : transform_fields, type) ||
+            spec_get_bool(t, pi, "inplace", false, &inplace) || !(c->type = spec_strdup(type)))
+            return -1;
+        json_t *mean = json_object_get(t, "mean"), *std = json_object_get(t, "std");
+        if (mean && get_doubles(mean, spec_path_key(pk, pi, "mean"), (double **)&c->mean,
+                                &c->num_mean))
+            return -1;
+        if (std && get_doubles(std, spec_path_key(pk, pi, "std"), (double **)&c->std,
+                               &c->num_std))
+            return -1;
+    }
+    if (transform_list_init(&spec->transforms, spec->transform_configs, (int)n)) {
+        char msg[ERROR_MAX];
+        snprintf(msg, sizeof msg, "%s", error_get());
+        return error_set("data.%s", msg); /* "data.transforms[1] Normalize: ..." */
+    }
+    return 0;
+}
+
+static const char *const data_fields[] = {"train", "val", "transforms", NULL};
+
+int spec_parse_data(JobSpec *spec, const json_t *v, const char *base_dir) {
+    if (!v) return error_set("data: required");
+    if (spec_expect_object(v, "data") || spec_check_fields(v, "data", data_fields, NULL))
+        return -1;
+    json_t *train = json_object_get(v, "train"), *val = json_object_get(v, "val");
+    if (!train) return error_set("data.train: required");
+    if (parse_source(train, "data.train", base_dir, &spec->train)) return -1;
+    if (val && !json_is_null(val) && parse_source(val, "data.val", base_dir, &spec->val))
+        return -1;
+    return parse_transforms(spec, json_object_get(v, "transforms"));
+}
+
+/* A classification loss takes one label column; say so before any loading. */
+static int check_source(const JobSpec *spec, const SpecSource *src, const char *path) {
+    if (src->kind == SPEC_SOURCE_CSV && job_spec_uses_labels(spec) && src->num_label_columns > 1)
+        return error_set("%s.label_column: %s takes one column of class labels, got %d", path,
+                         spec_loss_name(spec->loss), src->num_label_columns);
+    return 0;
+}
+
+int spec_data_check_loss(const JobSpec *spec) {
+    return check_source(spec, &spec->train, "data.train") ||
+                   check_source(spec, &spec->val, "data.val")
+               ? -1
+               : 0;
+}
+
+void spec_data_free(JobSpec *spec) {
+    spec_source_free(&spec->train);
+    spec_source_free(&spec->val);
+    for (int i = 0; i < spec->num_transforms; i++) {
+        free((char *)spec->transform_configs[i].type);
+        free((double *)spec->transform_configs[i].mean);
+        free((double *)spec->transform_configs[i].std);
+    }
+    free(spec->transform_configs);
+    spec->transform_configs = NULL;
+    spec->num_transforms = 0;
+    transform_list_free(&spec->transforms);
+}
+
+/* ---- loading inline sources ---- */
+
+Dataset *job_spec_load_source(const JobSpec *spec, const SpecSource *src) {
+    const char *what = src == &spec->val ? "data.val" : "data.train";
+    Dataset *ds = NULL;
+    switch (src->kind) {
+    case SPEC_SOURCE_NONE: error_set("%s: no dataset given", what); return NULL;
+    case SPEC_SOURCE_NAME:
+        error_set("%s: '%s' names a dataset of the daemon; here give a source such as "
+                  "{\"format\": \"idx\", \"images\": ..., \"labels\": ...}", what, src->name);
+        return NULL;
+    case SPEC_SOURCE_IDX: ds = dataset_load_idx(src->images, src->labels); break;
+    case SPEC_SOURCE_NPY: ds = dataset_load_npy(src->inputs, src->targets); break;
+    case SPEC_SOURCE_CSV: {
+        CsvOptions o = {
+            .label_columns = (const char *const *)src->label_columns,
+            .num_label_columns = src->num_label_columns,
+            .feature_columns = (const char *const *)src->feature_columns,
+            .num_feature_columns = src->num_feature_columns,
+            .regression = !job_spec_uses_labels(spec),
+        };
+        ds = dataset_load_csv(src->path, &o);
+        break;
+    }
+    }
+    if (!ds) error_prefix("%s", what);
+    return ds;
+}

@@ -1,0 +1,73 @@
+/* spec_json.h - typed readers of JSON fields for the job spec parser
+ * (core/spec.c, spec_data.c, spec_model.c); private to them.
+ *
+ * Each reader takes the JSON path of the object it reads from ("optimizer",
+ * "model[3]", "" at the top level) and, on failure, sets an error that starts
+ * with the field's full path: "optimizer.lr: expected a number, got string".
+ * Readers return 0 or -1; absent optional fields get the default given.
+ */
+#ifndef TRAIND_CORE_SPEC_JSON_H
+#define TRAIND_CORE_SPEC_JSON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/spec.h"
+
+#define SPEC_PATH_MAX 256
+
+/* "object", "array", "string", "number", "boolean", "null" */
+const char *spec_json_kind(const json_t *v);
+/* "parent.key" ("key" at the top level) into buf. */
+const char *spec_path_key(char *buf, const char *parent, const char *key);
+/* "parent[i]" into buf. */
+const char *spec_path_index(char *buf, const char *parent, size_t i);
+
+/* -1 with "path: expected an object, got array" unless v is an object. */
+int spec_expect_object(const json_t *v, const char *path);
+/* Every key of obj must be in the NULL-terminated `known`; otherwise
+ * "path.key: unknown field (did you mean 'x'?)", or listing the known
+ * fields of `owner` ("SGD") when nothing is close. */
+int spec_check_fields(const json_t *obj, const char *path, const char *const *known,
+                      const char *owner);
+/* Index of the entry of `known` (NULL-terminated) that `word` is probably a
+ * misspelling of (case or one or two letters), or -1. */
+int spec_suggest(const char *word, const char *const *known);
+
+/* obj[key] read as a type. `required`: absent is "path.key: required";
+ * otherwise absent gives `def`. null counts as present (and is a type error). */
+int spec_get_int(const json_t *obj, const char *path, const char *key, bool required,
+                 int64_t def, int64_t lo, int64_t hi, int64_t *out);
+int spec_get_number(const json_t *obj, const char *path, const char *key, bool required,
+                    double def, double *out);
+int spec_get_bool(const json_t *obj, const char *path, const char *key, bool def, bool *out);
+/* *out borrowed from obj; NULL when absent and not required. Empty strings
+ * are refused. */
+int spec_get_string(const json_t *obj, const char *path, const char *key, bool required,
+                    const char **out);
+/* A JSON integer value as int64 in [lo, hi]; path is the value's own path. */
+int spec_int_value(const json_t *v, const char *path, int64_t lo, int64_t hi, int64_t *out);
+/* A JSON number (integer or real) value. */
+int spec_number_value(const json_t *v, const char *path, double *out);
+
+/* strdup that sets an error when out of memory. */
+char *spec_strdup(const char *s);
+/* obj[key], a required non-empty string, as a path: kept as written when
+ * absolute or when base_dir is NULL, else base_dir/path. *out is owned. */
+int spec_get_path(const json_t *obj, const char *path, const char *key, const char *base_dir,
+                  char **out);
+
+/* ---- the sections, for spec.c ---- */
+
+/* The "model" list into spec->layers (spec_model.c). */
+int spec_parse_model(JobSpec *spec, const json_t *model);
+/* The "data" object into spec->train, val and transforms (spec_data.c);
+ * spec_data_free releases what it filled. */
+int spec_parse_data(JobSpec *spec, const json_t *data, const char *base_dir);
+void spec_data_free(JobSpec *spec);
+/* What the sources ask of the loss, once it is known (spec_data.c). */
+int spec_data_check_loss(const JobSpec *spec);
+
+#endif

@@ -1,0 +1,473 @@
+/* spec_model.c - the job spec's "model": a list of torch.nn layers.
+ *
+ * Each entry is {"type": "<torch class>", <torch's constructor arguments>}.
+ * The table below says, per type, which arguments exist and how to read
+ * them; arguments PyTorch has but traind does not implement (groups,
+ * dilation, ceil_mode, ...) are accepted only with torch's default value, so
+ * a spec copied from a script either means the same thing or is refused.
+ *
+ * Also here: building the nn.Sequential, and the shape check that runs a
+ * batch's shape through the transforms, the layers and the loss before any
+ * training (job_spec_check_shapes).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/error.h"
+#include "core/spec.h"
+#include "core/spec_json.h"
+
+#define MAX_FEATURES ((int64_t)1 << 31)
+#define MAX_WINDOW 65535
+
+/* ---- argument readers ---- */
+
+/* kernel_size / stride / padding: an int or [h, w]. */
+static int size2d_value(const json_t *v, const char *p, int64_t lo, Size2d *out) {
+    int64_t h, w;
+    if (json_is_array(v)) {
+        if (json_array_size(v) != 2)
+            return error_set("%s: expected an integer or a list of 2 integers, got a list of %zu",
+                             p, json_array_size(v));
+        char ph[SPEC_PATH_MAX], pw[SPEC_PATH_MAX];
+        if (spec_int_value(json_array_get(v, 0), spec_path_index(ph, p, 0), lo, MAX_WINDOW, &h) ||
+            spec_int_value(json_array_get(v, 1), spec_path_index(pw, p, 1), lo, MAX_WINDOW, &w))
+            return -1;
+    } else if (json_is_integer(v)) {
+        if (spec_int_value(v, p, lo, MAX_WINDOW, &h)) return -1;
+        w = h;
+    } else {
+        return error_set("%s: expected an integer or a list of 2 integers, got %s", p,
+                         spec_json_kind(v));
+    }
+    *out = (Size2d){(int)h, (int)w};
+    return 0;
+}
+
+static int get_size2d(const json_t *obj, const char *path, const char *key, bool required,
+                      Size2d def, int64_t lo, Size2d *out) {
+    char p[SPEC_PATH_MAX];
+    spec_path_key(p, path, key);
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        if (required) return error_set("%s: required", p);
+        *out = def;
+        return 0;
+    }
+    return size2d_value(v, p, lo, out);
+}
+
+/* An argument traind accepts only at torch's default `def` (consumed). */
+static int only_default(const json_t *obj, const char *path, const char *key, json_t *def,
+                        const char *def_text) {
+    json_t *v = json_object_get(obj, key);
+    int ok = !v || json_equal(v, def);
+    json_decref(def);
+    if (ok) return 0;
+    char p[SPEC_PATH_MAX];
+    spec_path_key(p, path, key);
+    char *got = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    error_set("%s: only torch's default %s is supported, got %s", p, def_text,
+              got ? got : spec_json_kind(v));
+    free(got);
+    return -1;
+}
+
+/* dilation: 1 or [1, 1] only. */
+static int only_unit_dilation(const json_t *obj, const char *path) {
+    Size2d d;
+    if (get_size2d(obj, path, "dilation", false, SIZE2D(1), 1, &d)) return -1;
+    if (d.h == 1 && d.w == 1) return 0;
+    char p[SPEC_PATH_MAX];
+    return error_set("%s: only torch's default 1 is supported, got (%d, %d)",
+                     spec_path_key(p, path, "dilation"), d.h, d.w);
+}
+
+static int get_features(const json_t *obj, const char *path, const char *key, int64_t *out) {
+    return spec_get_int(obj, path, key, true, 0, 1, MAX_FEATURES, out);
+}
+
+/* ---- one parser per layer type ---- */
+
+static int parse_linear(const json_t *o, const char *path, SpecLayer *l) {
+    return get_features(o, path, "in_features", &l->in_features) ||
+                   get_features(o, path, "out_features", &l->out_features) ||
+                   spec_get_bool(o, path, "bias", true, &l->bias)
+               ? -1
+               : 0;
+}
+
+static int parse_conv2d(const json_t *o, const char *path, SpecLayer *l) {
+    if (get_features(o, path, "in_channels", &l->in_channels) ||
+        get_features(o, path, "out_channels", &l->out_channels) ||
+        get_size2d(o, path, "kernel_size", true, SIZE2D(0), 1, &l->kernel_size) ||
+        get_size2d(o, path, "stride", false, SIZE2D(1), 1, &l->stride))
+        return -1;
+    /* padding: an int, [h, w], or torch's "valid" / "same" */
+    char p[SPEC_PATH_MAX];
+    spec_path_key(p, path, "padding");
+    json_t *pad = json_object_get(o, "padding");
+    if (json_is_string(pad)) {
+        const char *s = json_string_value(pad);
+        if (strcmp(s, "valid") == 0) {
+            l->padding = SIZE2D(0);
+        } else if (strcmp(s, "same") == 0) {
+            if (l->stride.h != 1 || l->stride.w != 1)
+                return error_set("%s: 'same' needs stride 1 (as in torch), got (%d, %d)", p,
+                                 l->stride.h, l->stride.w);
+            if (l->kernel_size.h % 2 == 0 || l->kernel_size.w % 2 == 0)
+                return error_set("%s: 'same' with the even kernel_size (%d, %d) pads unevenly, "
+                                 "which is not supported; give the padding as numbers",
+                                 p, l->kernel_size.h, l->kernel_size.w);
+            l->padding = (Size2d){l->kernel_size.h / 2, l->kernel_size.w / 2};
+        } else {
+            return error_set("%s: expected an integer, a list of 2 integers, 'valid' or 'same', "
+                             "got '%s'", p, s);
+        }
+    } else if (get_size2d(o, path, "padding", false, SIZE2D(0), 0, &l->padding)) {
+        return -1;
+    }
+    return spec_get_bool(o, path, "bias", true, &l->bias) || only_unit_dilation(o, path) ||
+                   only_default(o, path, "groups", json_integer(1), "1") ||
+                   only_default(o, path, "padding_mode", json_string("zeros"), "'zeros'")
+               ? -1
+               : 0;
+}
+
+static int parse_relu(const json_t *o, const char *path, SpecLayer *l) {
+    bool inplace; /* same result; traind never needs it */
+    return spec_get_bool(o, path, "inplace", false, &inplace);
+}
+
+static int parse_no_args(const json_t *o, const char *path, SpecLayer *l) { return 0; }
+
+static int parse_softmax(const json_t *o, const char *path, SpecLayer *l) {
+    int64_t dim;
+    char p[SPEC_PATH_MAX];
+    if (!json_object_get(o, "dim") || json_is_null(json_object_get(o, "dim")))
+        return error_set("%s: required (torch's implicit dim=None is deprecated; the class "
+                         "dimension of [N, C] is 1)", spec_path_key(p, path, "dim"));
+    if (spec_get_int(o, path, "dim", true, 0, -TENSOR_MAX_DIMS, TENSOR_MAX_DIMS - 1, &dim))
+        return -1;
+    l->dim = (int)dim;
+    return 0;
+}
+
+static int parse_pool(const json_t *o, const char *path, SpecLayer *l) {
+    if (get_size2d(o, path, "kernel_size", true, SIZE2D(0), 1, &l->kernel_size)) return -1;
+    /* stride=None (absent or null) is the kernel size, kept as {0, 0} as nn_*_pool2d want */
+    json_t *st = json_object_get(o, "stride");
+    if (st && !json_is_null(st)) {
+        if (get_size2d(o, path, "stride", false, SIZE2D(0), 1, &l->stride)) return -1;
+    } else {
+        l->stride = SIZE2D(0);
+    }
+    if (get_size2d(o, path, "padding", false, SIZE2D(0), 0, &l->padding)) return -1;
+    if (l->padding.h > l->kernel_size.h / 2 || l->padding.w > l->kernel_size.w / 2) {
+        char p[SPEC_PATH_MAX];
+        return error_set("%s: must be at most half of kernel_size (%d, %d), got (%d, %d)",
+                         spec_path_key(p, path, "padding"), l->kernel_size.h, l->kernel_size.w,
+                         l->padding.h, l->padding.w);
+    }
+    if (only_default(o, path, "ceil_mode", json_false(), "false")) return -1;
+    if (l->type == SPEC_LAYER_MAX_POOL2D)
+        return only_unit_dilation(o, path) ||
+                       only_default(o, path, "return_indices", json_false(), "false")
+                   ? -1
+                   : 0;
+    return only_default(o, path, "count_include_pad", json_true(), "true") ||
+                   only_default(o, path, "divisor_override", json_null(), "null")
+               ? -1
+               : 0;
+}
+
+static int parse_flatten(const json_t *o, const char *path, SpecLayer *l) {
+    int64_t s, e;
+    if (spec_get_int(o, path, "start_dim", false, 1, -TENSOR_MAX_DIMS, TENSOR_MAX_DIMS - 1, &s) ||
+        spec_get_int(o, path, "end_dim", false, -1, -TENSOR_MAX_DIMS, TENSOR_MAX_DIMS - 1, &e))
+        return -1;
+    l->start_dim = (int)s;
+    l->end_dim = (int)e;
+    return 0;
+}
+
+static int parse_dropout(const json_t *o, const char *path, SpecLayer *l) {
+    bool inplace;
+    if (spec_get_number(o, path, "p", false, 0.5, &l->p) ||
+        spec_get_bool(o, path, "inplace", false, &inplace))
+        return -1;
+    if (l->p < 0 || l->p > 1) {
+        char p[SPEC_PATH_MAX];
+        return error_set("%s: must be in [0, 1], got %g", spec_path_key(p, path, "p"), l->p);
+    }
+    return 0;
+}
+
+static int parse_batch_norm(const json_t *o, const char *path, SpecLayer *l) {
+    char p[SPEC_PATH_MAX];
+    if (get_features(o, path, "num_features", &l->num_features) ||
+        spec_get_number(o, path, "eps", false, 1e-5, &l->eps))
+        return -1;
+    if (!(l->eps > 0))
+        return error_set("%s: must be > 0, got %g", spec_path_key(p, path, "eps"), l->eps);
+    json_t *mom = json_object_get(o, "momentum");
+    if (json_is_null(mom)) {
+        l->momentum = NAN; /* torch's None: a cumulative moving average */
+    } else {
+        if (spec_get_number(o, path, "momentum", false, 0.1, &l->momentum)) return -1;
+        if (l->momentum < 0 || l->momentum > 1)
+            return error_set("%s: must be in [0, 1] (or null), got %g",
+                             spec_path_key(p, path, "momentum"), l->momentum);
+    }
+    return spec_get_bool(o, path, "affine", true, &l->affine) ||
+                   spec_get_bool(o, path, "track_running_stats", true, &l->track_running_stats)
+               ? -1
+               : 0;
+}
+
+/* ---- the table ---- */
+
+typedef struct {
+    const char *name;
+    SpecLayerType type;
+    int (*parse)(const json_t *o, const char *path, SpecLayer *l);
+    const char *fields[12]; /* "type" first, NULL-terminated */
+} LayerKind;
+
+static const LayerKind layer_kinds[] = {
+    {"Linear", SPEC_LAYER_LINEAR, parse_linear,
+     {"type", "in_features", "out_features", "bias", NULL}},
+    {"Conv2d", SPEC_LAYER_CONV2D, parse_conv2d,
+     {"type", "in_channels", "out_channels", "kernel_size", "stride", "padding", "bias",
+      "dilation", "groups", "padding_mode", NULL}},
+    {"ReLU", SPEC_LAYER_RELU, parse_relu, {"type", "inplace", NULL}},
+    {"Sigmoid", SPEC_LAYER_SIGMOID, parse_no_args, {"type", NULL}},
+    {"Tanh", SPEC_LAYER_TANH, parse_no_args, {"type", NULL}},
+    {"Softmax", SPEC_LAYER_SOFTMAX, parse_softmax, {"type", "dim", NULL}},
+    {"MaxPool2d", SPEC_LAYER_MAX_POOL2D, parse_pool,
+     {"type", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices",
+      NULL}},
+    {"AvgPool2d", SPEC_LAYER_AVG_POOL2D, parse_pool,
+     {"type", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+      "divisor_override", NULL}},
+    {"Flatten", SPEC_LAYER_FLATTEN, parse_flatten, {"type", "start_dim", "end_dim", NULL}},
+    {"Dropout", SPEC_LAYER_DROPOUT, parse_dropout, {"type", "p", "inplace", NULL}},
+    {"BatchNorm1d", SPEC_LAYER_BATCH_NORM1D, parse_batch_norm,
+     {"type", "num_features", "eps", "momentum", "affine", "track_running_stats", NULL}},
+    {"BatchNorm2d", SPEC_LAYER_BATCH_NORM2D, parse_batch_norm,
+     {"type", "num_features", "eps", "momentum", "affine", "track_running_stats", NULL}},
+};
+#define NUM_LAYER_KINDS ((int)(sizeof layer_kinds / sizeof layer_kinds[0]))
+
+const char *spec_layer_type_name(SpecLayerType type) {
+    for (int i = 0; i < NUM_LAYER_KINDS; i++)
+        if (layer_kinds[i].type == type) return layer_kinds[i].name;
+    return "?";
+}
+
+static int unknown_type(const char *path, const char *type) {
+    const char *names[NUM_LAYER_KINDS + 1];
+    char list[512];
+    size_t n = 0;
+    for (int i = 0; i < NUM_LAYER_KINDS; i++) {
+        names[i] = layer_kinds[i].name;
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", names[i]);
+    }
+    names[NUM_LAYER_KINDS] = NULL;
+    /* Only a difference of case gets a suggestion: "Conv3d" is not a typo of
+     * "Conv2d", and the list says what there is. */
+    for (int i = 0; i < NUM_LAYER_KINDS; i++)
+        if (strcasecmp(type, names[i]) == 0)
+            return error_set("%s: unknown layer type '%s' (did you mean '%s'?)", path, type,
+                             names[i]);
+    return error_set("%s: unknown layer type '%s' (known: %s)", path, type, list);
+}
+
+static int parse_layer(const json_t *o, const char *path, SpecLayer *l) {
+    if (spec_expect_object(o, path)) return -1;
+    const char *type;
+    if (spec_get_string(o, path, "type", true, &type)) return -1;
+    const LayerKind *k = NULL;
+    for (int i = 0; i < NUM_LAYER_KINDS && !k; i++)
+        if (strcmp(layer_kinds[i].name, type) == 0) k = &layer_kinds[i];
+    if (!k) return unknown_type(path, type);
+    char owner[64];
+    snprintf(owner, sizeof owner, "%s", k->name);
+    if (spec_check_fields(o, path, k->fields, owner)) return -1;
+    memset(l, 0, sizeof *l);
+    l->type = k->type;
+    return k->parse(o, path, l);
+}
+
+int spec_parse_model(JobSpec *spec, const json_t *model) {
+    if (!model) return error_set("model: required");
+    if (!json_is_array(model))
+        return error_set("model: expected a list of layers, got %s", spec_json_kind(model));
+    size_t n = json_array_size(model);
+    if (n == 0) return error_set("model: must have at least one layer");
+    if (n > JOB_SPEC_MAX_LAYERS)
+        return error_set("model: at most %d layers, got %zu", JOB_SPEC_MAX_LAYERS, n);
+    spec->layers = calloc(n, sizeof *spec->layers);
+    if (!spec->layers) return error_set("model: out of memory");
+    spec->num_layers = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        char p[SPEC_PATH_MAX];
+        if (parse_layer(json_array_get(model, i), spec_path_index(p, "model", i),
+                        &spec->layers[i]))
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- building ---- */
+
+static Module *build_layer(const SpecLayer *l, Rng *rng) {
+    switch (l->type) {
+    case SPEC_LAYER_LINEAR: return nn_linear(l->in_features, l->out_features, l->bias, rng);
+    case SPEC_LAYER_CONV2D:
+        return nn_conv2d(l->in_channels, l->out_channels, l->kernel_size, l->stride, l->padding,
+                         l->bias, rng);
+    case SPEC_LAYER_RELU: return nn_relu();
+    case SPEC_LAYER_SIGMOID: return nn_sigmoid();
+    case SPEC_LAYER_TANH: return nn_tanh();
+    case SPEC_LAYER_SOFTMAX: return nn_softmax(l->dim);
+    case SPEC_LAYER_MAX_POOL2D: return nn_max_pool2d(l->kernel_size, l->stride, l->padding);
+    case SPEC_LAYER_AVG_POOL2D: return nn_avg_pool2d(l->kernel_size, l->stride, l->padding);
+    case SPEC_LAYER_FLATTEN: return nn_flatten(l->start_dim, l->end_dim);
+    case SPEC_LAYER_DROPOUT: return nn_dropout(l->p);
+    case SPEC_LAYER_BATCH_NORM1D:
+        return nn_batch_norm1d(l->num_features, l->eps, l->momentum, l->affine,
+                               l->track_running_stats);
+    case SPEC_LAYER_BATCH_NORM2D:
+        return nn_batch_norm2d(l->num_features, l->eps, l->momentum, l->affine,
+                               l->track_running_stats);
+    }
+    error_set("unknown layer type %d", (int)l->type);
+    return NULL;
+}
+
+Module *job_spec_build_model(const JobSpec *spec, Rng *rng) {
+    if (!spec || !rng) {
+        error_set("job_spec_build_model: no spec or no Rng");
+        return NULL;
+    }
+    Module **children = calloc((size_t)spec->num_layers, sizeof *children);
+    if (!children) {
+        error_set("model: out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < spec->num_layers; i++) {
+        children[i] = build_layer(&spec->layers[i], rng);
+        if (!children[i]) {
+            error_prefix("model[%d]", i);
+            for (int j = 0; j < i; j++) module_free(children[j]);
+            free(children);
+            return NULL;
+        }
+    }
+    Module *m = nn_sequential(spec->num_layers, children); /* owns them, also on failure */
+    free(children);
+    return m;
+}
+
+/* ---- shape checks ---- */
+
+void spec_data_shape_of(const Dataset *ds, SpecDataShape *out) {
+    memset(out, 0, sizeof *out);
+    out->input_dtype = ds->inputs->dtype;
+    out->input_ndim = dataset_sample_shape(ds, out->input_shape);
+    out->target_dtype = ds->targets->dtype;
+    out->target_ndim = ds->targets->ndim - 1;
+    for (int i = 1; i < ds->targets->ndim; i++) out->target_shape[i - 1] = ds->targets->shape[i];
+    out->num_classes = ds->num_classes;
+}
+
+static bool uses_labels(SpecLossType t) {
+    return t == SPEC_LOSS_CROSS_ENTROPY || t == SPEC_LOSS_NLL;
+}
+
+/* Output [N, ...] of the model against the loss and the targets. */
+static int check_loss(const JobSpec *spec, const SpecDataShape *d, int nd, const int64_t *out) {
+    const char *loss = spec_loss_name(spec->loss);
+    char s1[128], s2[128];
+    if (uses_labels(spec->loss)) {
+        if (d->target_dtype != DTYPE_INT64 || d->target_ndim != 0)
+            return error_set("loss: %s needs integer class labels, but the targets are %s %s "
+                             "per sample (use MSELoss or L1Loss for regression)",
+                             loss, dtype_name(d->target_dtype),
+                             shape_str(d->target_ndim, d->target_shape, s1, sizeof s1));
+        if (nd != 2)
+            return error_set("loss: %s needs the model's output to be [N, C] (class scores), "
+                             "got %s", loss, shape_str(nd, out, s1, sizeof s1));
+        if (d->num_classes > out[1])
+            return error_set("loss: %s: the model's output %s has %lld classes, but the "
+                             "labels go up to %d", loss, shape_str(nd, out, s1, sizeof s1),
+                             (long long)out[1], d->num_classes - 1);
+        return 0;
+    }
+    if (!dtype_is_float(d->target_dtype))
+        return error_set("loss: %s needs float targets, but the data has %s class labels (use "
+                         "CrossEntropyLoss for classification)", loss,
+                         dtype_name(d->target_dtype));
+    int64_t want[TENSOR_MAX_DIMS];
+    int wn = d->target_ndim + 1;
+    if (wn > TENSOR_MAX_DIMS) return error_set("loss: targets have too many dimensions");
+    want[0] = out[0];
+    for (int i = 0; i < d->target_ndim; i++) want[i + 1] = d->target_shape[i];
+    bool same = wn == nd;
+    for (int i = 0; same && i < nd; i++) same = want[i] == out[i];
+    if (!same)
+        return error_set("loss: %s: the model's output %s does not match the targets %s", loss,
+                         shape_str(nd, out, s1, sizeof s1), shape_str(wn, want, s2, sizeof s2));
+    return 0;
+}
+
+int job_spec_check_shapes(const JobSpec *spec, Module *model, const SpecDataShape *d,
+                          int *out_ndim, int64_t *out_shape) {
+    if (!spec || !d) return error_set("job_spec_check_shapes: no spec or no data shape");
+    if (d->input_ndim + 1 > TENSOR_MAX_DIMS)
+        return error_set("data: samples have %d dimensions (at most %d)", d->input_ndim,
+                         TENSOR_MAX_DIMS - 1);
+    /* one batch, as the DataLoader hands it to the model */
+    int64_t in[TENSOR_MAX_DIMS], x[TENSOR_MAX_DIMS], out[TENSOR_MAX_DIMS];
+    in[0] = spec->batch_size;
+    for (int i = 0; i < d->input_ndim; i++) in[i + 1] = d->input_shape[i];
+    DType xt;
+    int xn;
+    if (transform_list_output(&spec->transforms, d->input_dtype, d->input_ndim + 1, in, &xt, &xn,
+                              x)) {
+        char msg[ERROR_MAX];
+        snprintf(msg, sizeof msg, "%s", error_get());
+        return error_set("data.%s", msg);
+    }
+    char s[128];
+    if (!dtype_is_float(xt))
+        return error_set("data.transforms: the model's input would be %s %s; images need "
+                         "{\"type\": \"ToTensor\"} to become float32", dtype_name(xt),
+                         shape_str(xn, x, s, sizeof s));
+    Module *tmp = NULL;
+    if (!model) {
+        Rng rng;
+        rng_init(&rng, spec->seed);
+        model = tmp = job_spec_build_model(spec, &rng);
+        if (!model) return -1;
+    }
+    int on;
+    int rc = module_infer_shape(model, xn, x, &on, out);
+    module_free(tmp);
+    if (rc) return -1;
+    if (check_loss(spec, d, on, out)) return -1;
+    if (out_ndim) *out_ndim = on;
+    if (out_shape) memcpy(out_shape, out, (size_t)on * sizeof *out);
+    return 0;
+}
+
+int job_spec_check_data(const JobSpec *spec, const Dataset *ds) {
+    if (!ds) return error_set("job_spec_check_data: no dataset");
+    SpecDataShape d;
+    spec_data_shape_of(ds, &d);
+    return job_spec_check_shapes(spec, NULL, &d, NULL, NULL);
+}

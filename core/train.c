@@ -1,0 +1,717 @@
+/* train.c - the training loop, its metrics, checkpoints and resuming; see
+ * train.h.
+ *
+ * train_run() is the seed's PyTorch loop statement for statement; the rest
+ * of this file is bookkeeping around it. TrainState is kept exact at every
+ * point where the loop can stop (the top of each step, each validation
+ * batch, the end of an epoch), so that whatever train_save_checkpoint()
+ * writes there, train_resume() + train_run() continue with the same batches
+ * in the same order, the same dropout masks and the same optimizer state:
+ * the same losses, bit for bit.
+ *
+ * Checkpoint layout (trainer.safetensors): the tensors are exactly
+ * optimizer_state_dict()'s (torch's names: "state.0.momentum_buffer",
+ * "param_groups.0.lr", ...); everything scalar lives in "__metadata__" as
+ * decimal strings, which keep uint64 seeds and doubles (%.17g) exact and
+ * are readable with any safetensors tool.
+ */
+#include "core/train.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/autograd.h"
+#include "core/error.h"
+#include "core/io/safetensors.h"
+
+#define TRAIN_CHECKPOINT_FORMAT "traind.trainer.v1"
+
+void train_init(Trainer *t) {
+    memset(t, 0, sizeof *t);
+    t->device = DEVICE_CPU_INIT;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static bool cancelled(const Trainer *t) { return t->cancel && atomic_load(t->cancel) != 0; }
+
+static void emit(const Trainer *t, const char *name, int64_t step, int epoch, double value) {
+    if (t->cb.metric) t->cb.metric(t->cb.user, name, step, epoch, value);
+}
+
+static void logf_(const Trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(const Trainer *t, const char *fmt, ...) {
+    if (!t->cb.log) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    t->cb.log(t->cb.user, line);
+}
+
+int64_t train_total_steps(const Trainer *t) {
+    if (!t->train || t->epochs <= 0) return 0;
+    return (int64_t)t->epochs * dataloader_num_batches(t->train);
+}
+
+/* ---- one batch ---- */
+
+/* The batch's tensors on the trainer's device (new references). */
+static int to_device(const Trainer *t, const Batch *b, Tensor **x, Tensor **y) {
+    *x = device_equal(b->inputs->device, t->device) ? tensor_retain(b->inputs)
+                                                     : tensor_to_device(b->inputs, t->device);
+    *y = device_equal(b->targets->device, t->device) ? tensor_retain(b->targets)
+                                                      : tensor_to_device(b->targets, t->device);
+    if (*x && *y) return 0;
+    tensor_release(*x);
+    tensor_release(*y);
+    *x = *y = NULL;
+    return -1;
+}
+
+/* How many rows of out [B, C] have their argmax equal to the int64 label. */
+static int64_t count_correct(Tensor *out, Tensor *target, int64_t *correct) {
+    if (out->ndim != 2 || target->dtype != DTYPE_INT64 || target->ndim != 1 ||
+        target->shape[0] != out->shape[0]) {
+        char a[64], b[64];
+        return error_set("accuracy needs [B, C] outputs and int64 [B] labels, got outputs %s "
+                         "and %s targets %s",
+                         tensor_shape_str(out, a, sizeof a), dtype_name(target->dtype),
+                         tensor_shape_str(target, b, sizeof b));
+    }
+    Tensor *pred = tensor_argmax_last(out);
+    Tensor *pc = pred && pred->device.type != DEVICE_CPU ? tensor_to_device(pred, DEVICE_CPU_INIT)
+                                                         : tensor_retain(pred);
+    Tensor *tc = target->device.type != DEVICE_CPU ? tensor_to_device(target, DEVICE_CPU_INIT)
+                                                   : tensor_retain(target);
+    Tensor *pcc = tensor_contiguous(pc), *tcc = tensor_contiguous(tc);
+    int rc = -1;
+    if (pcc && tcc) {
+        const int64_t *p = tensor_data(pcc), *y = tensor_data(tcc);
+        int64_t n = tensor_numel(tcc), c = 0;
+        for (int64_t i = 0; i < n; i++) c += p[i] == y[i];
+        *correct += c;
+        rc = 0;
+    }
+    tensor_release(pred);
+    tensor_release(pc);
+    tensor_release(tc);
+    tensor_release(pcc);
+    tensor_release(tcc);
+    return rc;
+}
+
+static const char *nonfinite_name(double v) {
+    return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+}
+
+/* One optimizer step on batch b: zero_grad, forward, loss, metrics,
+ * backward, step. The state advances only when the step is done. */
+static int train_step(Trainer *t, int epoch, const Batch *b) {
+    TrainState *s = &t->state;
+    int64_t step = s->step + 1;
+    Tensor *x = NULL, *y = NULL, *out = NULL, *loss = NULL;
+    int64_t correct = 0;
+    int rc = -1;
+
+    optimizer_zero_grad(t->opt);
+    if (to_device(t, b, &x, &y) != 0) goto fail;
+    out = module_forward(t->model, x);
+    if (!out) goto fail;
+    loss = t->loss(out, y, REDUCTION_MEAN);
+    if (!loss) {
+        error_prefix("loss");
+        goto fail;
+    }
+    double v = tensor_item(loss);
+    if (!isfinite(v)) {
+        /* tensor_item's NAN on failure has its own message */
+        if (tensor_numel(loss) == 1) error_set("loss is %s", nonfinite_name(v));
+        goto fail;
+    }
+    emit(t, "loss", step, epoch, v);
+    emit(t, "lr", step, epoch, t->opt->lr);
+    if (t->accuracy && count_correct(out, y, &correct) != 0) goto fail;
+    tensor_release(out);
+    out = NULL;
+    if (tensor_backward(loss) != 0) {
+        error_prefix("backward");
+        goto fail;
+    }
+    if (optimizer_step(t->opt) != 0) goto fail;
+
+    s->step = step;
+    s->batch++;
+    s->loss_sum += v * (double)b->size;
+    s->samples += b->size;
+    s->correct += correct;
+    rc = 0;
+fail:
+    if (rc != 0) error_prefix("step %" PRId64, step);
+    tensor_release(x);
+    tensor_release(y);
+    tensor_release(out);
+    tensor_release(loss);
+    return rc;
+}
+
+/* ---- validation (eval mode, no grad) ---- */
+
+static int validate(Trainer *t, int epoch, double *val_loss, double *val_acc) {
+    DataLoader *dl = t->val;
+    module_train(t->model, false);
+    bool prev = autograd_set_enabled(false);
+    double loss_sum = 0;
+    int64_t samples = 0, correct = 0;
+    int rc = -1;
+    if (dataloader_begin_epoch(dl, epoch) != 0) goto done;
+    for (;;) {
+        if (cancelled(t)) {
+            error_set("cancelled at step %" PRId64 " (validation of epoch %d)", t->state.step,
+                      epoch);
+            goto done;
+        }
+        Batch b;
+        int got = dataloader_next(dl, &b);
+        if (got < 0) goto done;
+        if (got == 0) break;
+        Tensor *x = NULL, *y = NULL, *out = NULL, *loss = NULL;
+        int brc = -1;
+        if (to_device(t, &b, &x, &y) != 0) goto batch_done;
+        if (!(out = module_forward(t->model, x))) goto batch_done;
+        if (!(loss = t->loss(out, y, REDUCTION_MEAN))) {
+            error_prefix("loss");
+            goto batch_done;
+        }
+        double v = tensor_item(loss);
+        if (isnan(v) && tensor_numel(loss) != 1) goto batch_done;
+        loss_sum += v * (double)b.size;
+        samples += b.size;
+        if (t->accuracy && count_correct(out, y, &correct) != 0) goto batch_done;
+        brc = 0;
+    batch_done:
+        tensor_release(x);
+        tensor_release(y);
+        tensor_release(out);
+        tensor_release(loss);
+        batch_release(&b);
+        if (brc != 0) goto done;
+    }
+    *val_loss = samples > 0 ? loss_sum / (double)samples : NAN;
+    *val_acc = samples > 0 ? (double)correct / (double)samples : NAN;
+    rc = 0;
+done:
+    if (rc != 0) {
+        dataloader_end_epoch(dl);
+        if (strncmp(error_get(), "cancelled", 9) != 0) error_prefix("epoch %d validation", epoch);
+    }
+    autograd_set_enabled(prev);
+    return rc;
+}
+
+/* ---- the loop ---- */
+
+static int check_trainer(const Trainer *t) {
+    if (!t->model || !t->opt || !t->train || !t->loss)
+        return error_set("train: the trainer needs a model, an optimizer, a train loader and a "
+                         "loss");
+    if (t->epochs < 0) return error_set("train: epochs must be >= 0, got %d", t->epochs);
+    if (t->checkpoint_every < 0)
+        return error_set("train: checkpoint_every must be >= 0, got %d", t->checkpoint_every);
+    if (t->state.epoch < 0 || t->state.batch < 0 || t->state.step < 0)
+        return error_set("train: bad state (epoch %d, batch %" PRId64 ", step %" PRId64 ")",
+                         t->state.epoch, t->state.batch, t->state.step);
+    return 0;
+}
+
+static int train_epoch(Trainer *t, int epoch) {
+    TrainState *s = &t->state;
+    double t0 = now_s();
+    module_train(t->model, true);
+    if (!s->epoch_begun) {
+        if (dataloader_begin_epoch(t->train, epoch) != 0) return error_prefix("epoch %d", epoch);
+        s->batch = 0;
+        s->loss_sum = 0;
+        s->samples = s->correct = 0;
+        s->elapsed_s = 0;
+    }
+    s->epoch_begun = false;
+    if (t->sched) t->opt->lr = lr_scheduler_get_lr(t->sched);
+
+    for (;;) {
+        if (cancelled(t)) {
+            dataloader_end_epoch(t->train);
+            s->elapsed_s += now_s() - t0;
+            return error_set("cancelled at step %" PRId64, s->step);
+        }
+        Batch b;
+        int got = dataloader_next(t->train, &b);
+        if (got < 0) {
+            error_prefix("epoch %d batch %" PRId64, epoch, s->batch);
+            dataloader_end_epoch(t->train);
+            return -1;
+        }
+        if (got == 0) break;
+        int rc = train_step(t, epoch, &b);
+        batch_release(&b);
+        if (rc != 0) {
+            dataloader_end_epoch(t->train);
+            return -1;
+        }
+    }
+    s->elapsed_s += now_s() - t0;
+
+    /* validation and the epoch's metrics */
+    double v0 = now_s(), val_loss = NAN, val_acc = NAN;
+    if (t->val && validate(t, epoch, &val_loss, &val_acc) != 0) {
+        s->elapsed_s += now_s() - v0; /* the epoch stays in progress */
+        return -1;
+    }
+    double epoch_time = s->elapsed_s + (now_s() - v0);
+    double train_loss = s->samples > 0 ? s->loss_sum / (double)s->samples : NAN;
+    double train_acc = s->samples > 0 ? (double)s->correct / (double)s->samples : NAN;
+    double sps = epoch_time > 0 ? (double)s->samples / epoch_time : 0;
+    emit(t, "train_loss", s->step, epoch, train_loss);
+    if (t->accuracy) emit(t, "train_accuracy", s->step, epoch, train_acc);
+    if (t->val) {
+        emit(t, "val_loss", s->step, epoch, val_loss);
+        if (t->accuracy) emit(t, "val_accuracy", s->step, epoch, val_acc);
+    }
+    emit(t, "samples_per_s", s->step, epoch, sps);
+    emit(t, "epoch_time_s", s->step, epoch, epoch_time);
+
+    char acc[64] = "", val[96] = "";
+    if (t->accuracy) snprintf(acc, sizeof acc, " train_accuracy %.4f", train_acc);
+    if (t->val && t->accuracy)
+        snprintf(val, sizeof val, " val_loss %.6g val_accuracy %.4f", val_loss, val_acc);
+    else if (t->val)
+        snprintf(val, sizeof val, " val_loss %.6g", val_loss);
+    logf_(t, "epoch %d: step %" PRId64 " train_loss %.6g%s%s lr %.6g %.0f samples/s %.2fs", epoch,
+          s->step, train_loss, acc, val, t->opt->lr, sps, epoch_time);
+
+    /* scheduler.step() after the epoch; the next epoch starts clean */
+    if (t->sched) {
+        if (lr_scheduler_step(t->sched) != 0) return error_prefix("epoch %d scheduler", epoch);
+        t->opt->lr = lr_scheduler_get_lr(t->sched);
+    }
+    s->epoch = epoch + 1;
+    s->batch = 0;
+    s->loss_sum = 0;
+    s->samples = s->correct = 0;
+    s->elapsed_s = 0;
+
+    if (t->cb.checkpoint && t->checkpoint_every > 0 &&
+        ((epoch + 1) % t->checkpoint_every == 0 || epoch + 1 == t->epochs)) {
+        if (t->cb.checkpoint(t->cb.user, t, epoch, s->step) != 0)
+            return error_prefix("checkpoint after epoch %d", epoch);
+    }
+    return 0;
+}
+
+int train_run(Trainer *t) {
+    if (check_trainer(t) != 0) return -1;
+    if (t->rng) module_set_rng(t->model, t->rng);
+    /* Grad mode is per thread; the loop needs it on and gives it back. */
+    bool prev = autograd_set_enabled(true);
+    int rc = 0;
+    while (t->state.epoch < t->epochs) {
+        if (train_epoch(t, t->state.epoch) != 0) {
+            rc = -1;
+            break;
+        }
+    }
+    autograd_set_enabled(prev);
+    return rc;
+}
+
+/* ---- checkpoints: files ---- */
+
+static int meta_i64(SafetensorsMeta *m, const char *key, int64_t v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRId64, v);
+    return safetensors_meta_set(m, key, buf);
+}
+
+static int meta_u64(SafetensorsMeta *m, const char *key, uint64_t v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRIu64, v);
+    return safetensors_meta_set(m, key, buf);
+}
+
+static int meta_f64(SafetensorsMeta *m, const char *key, double v) {
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    return safetensors_meta_set(m, key, buf);
+}
+
+/* prefix.rng_seed, prefix.rng_offset, prefix.epoch, prefix.batch */
+static int meta_loader(SafetensorsMeta *m, const char *prefix, const DataLoader *dl) {
+    DataLoaderState st;
+    dataloader_state(dl, &st);
+    char k[64];
+    int rc = 0;
+    snprintf(k, sizeof k, "%s.rng_seed", prefix);
+    rc |= meta_u64(m, k, st.rng.seed);
+    snprintf(k, sizeof k, "%s.rng_offset", prefix);
+    rc |= meta_u64(m, k, st.rng.offset);
+    snprintf(k, sizeof k, "%s.epoch", prefix);
+    rc |= meta_i64(m, k, st.epoch);
+    snprintf(k, sizeof k, "%s.batch", prefix);
+    rc |= meta_i64(m, k, st.batch);
+    return rc ? -1 : 0;
+}
+
+static int trainer_meta(const Trainer *t, SafetensorsMeta *m) {
+    const TrainState *s = &t->state;
+    int rc = 0;
+    rc |= safetensors_meta_set(m, "format", TRAIN_CHECKPOINT_FORMAT);
+    rc |= safetensors_meta_set(m, "optimizer", optimizer_name(t->opt));
+    rc |= meta_i64(m, "step", s->step);
+    rc |= meta_i64(m, "epoch", s->epoch);
+    rc |= meta_i64(m, "batch", s->batch);
+    rc |= meta_f64(m, "epoch_loss_sum", s->loss_sum);
+    rc |= meta_i64(m, "epoch_samples", s->samples);
+    rc |= meta_i64(m, "epoch_correct", s->correct);
+    rc |= meta_f64(m, "epoch_elapsed_s", s->elapsed_s);
+    if (t->sched) rc |= meta_i64(m, "scheduler.last_epoch", lr_scheduler_last_epoch(t->sched));
+    if (t->rng) {
+        rc |= meta_u64(m, "dropout.rng_seed", t->rng->seed);
+        rc |= meta_u64(m, "dropout.rng_offset", t->rng->offset);
+    }
+    rc |= meta_loader(m, "train_data", t->train);
+    if (t->val) rc |= meta_loader(m, "val_data", t->val);
+    return rc ? -1 : 0;
+}
+
+/* Removes a directory holding only files (a checkpoint); best effort. */
+static void remove_flat_dir(const char *path) {
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+            unlinkat(dirfd(d), e->d_name, 0);
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
+
+static int fsync_parent(const char *path) {
+    char *copy = strdup(path);
+    if (!copy) return error_set("out of memory");
+    size_t n = strlen(copy);
+    while (n > 1 && copy[n - 1] == '/') copy[--n] = '\0';
+    char *slash = strrchr(copy, '/');
+    const char *parent = ".";
+    if (slash == copy) parent = "/";
+    else if (slash) {
+        *slash = '\0';
+        parent = copy;
+    }
+    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = 0;
+    if (fd < 0 || fsync(fd) != 0)
+        rc = error_set("fsync of directory '%s': %s", parent, strerror(errno));
+    if (fd >= 0) close(fd);
+    free(copy);
+    return rc;
+}
+
+/* Puts the directory `tmp` in place of `dir` in one atomic step. */
+static int replace_dir(const char *tmp, const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (errno != ENOENT) return error_set("'%s': %s", dir, strerror(errno));
+        if (rename(tmp, dir) != 0)
+            return error_set("renaming '%s' to '%s': %s", tmp, dir, strerror(errno));
+        return 0;
+    }
+    if (!S_ISDIR(st.st_mode)) return error_set("'%s' exists and is not a directory", dir);
+    /* The old checkpoint and the new one swap names atomically; the old one
+     * is then deleted under the temporary name. */
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
+        remove_flat_dir(tmp);
+        return 0;
+    }
+    if (errno != EINVAL && errno != ENOSYS)
+        return error_set("exchanging '%s' and '%s': %s", tmp, dir, strerror(errno));
+    /* A filesystem without RENAME_EXCHANGE: a short window without dir. */
+    char *old = NULL;
+    if (asprintf(&old, "%s.old", tmp) < 0) return error_set("out of memory");
+    int rc = 0;
+    if (rename(dir, old) != 0) {
+        rc = error_set("renaming '%s' to '%s': %s", dir, old, strerror(errno));
+    } else if (rename(tmp, dir) != 0) {
+        rc = error_set("renaming '%s' to '%s': %s", tmp, dir, strerror(errno));
+        rename(old, dir);
+    } else {
+        remove_flat_dir(old);
+    }
+    free(old);
+    return rc;
+}
+
+int train_save_checkpoint(const Trainer *t, const char *dir) {
+    static atomic_uint seq;
+    if (!t || !t->model || !t->opt || !t->train || !dir || !*dir)
+        return error_set("train_save_checkpoint: no trainer or no directory");
+    char *tmp = NULL, *model_path = NULL, *trainer_path = NULL;
+    TensorDict model_sd, opt_sd;
+    SafetensorsMeta meta;
+    tensor_dict_init(&model_sd);
+    tensor_dict_init(&opt_sd);
+    safetensors_meta_init(&meta);
+    int rc = -1;
+    bool made = false;
+
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    if (asprintf(&tmp, "%.*s.tmp.%ld.%u", (int)n, dir, (long)getpid(),
+                 atomic_fetch_add(&seq, 1)) < 0) {
+        tmp = NULL;
+        error_set("out of memory");
+        goto done;
+    }
+    if (asprintf(&model_path, "%s/model.safetensors", tmp) < 0) {
+        model_path = NULL;
+        error_set("out of memory");
+        goto done;
+    }
+    if (asprintf(&trainer_path, "%s/trainer.safetensors", tmp) < 0) {
+        trainer_path = NULL;
+        error_set("out of memory");
+        goto done;
+    }
+    if (module_state_dict(t->model, &model_sd) != 0) goto done;
+    if (optimizer_state_dict(t->opt, &opt_sd) != 0) goto done;
+    if (trainer_meta(t, &meta) != 0) goto done;
+    if (mkdir(tmp, 0755) != 0) {
+        error_set("cannot create '%s': %s", tmp, strerror(errno));
+        goto done;
+    }
+    made = true;
+    if (safetensors_save(model_path, &model_sd, NULL) != 0) goto done;
+    if (safetensors_save(trainer_path, &opt_sd, &meta) != 0) goto done;
+    if (replace_dir(tmp, dir) != 0) goto done;
+    made = false;
+    if (fsync_parent(dir) != 0) goto done;
+    rc = 0;
+done:
+    if (made) remove_flat_dir(tmp);
+    if (rc != 0) error_prefix("train_save_checkpoint '%s'", dir);
+    free(tmp);
+    free(model_path);
+    free(trainer_path);
+    tensor_dict_free(&model_sd);
+    tensor_dict_free(&opt_sd);
+    safetensors_meta_free(&meta);
+    return rc;
+}
+
+/* ---- checkpoints: reading back ---- */
+
+static int get_i64(const SafetensorsMeta *m, const char *key, int64_t lo, int64_t hi,
+                   int64_t *out) {
+    const char *v = safetensors_meta_get(m, key);
+    if (!v) return error_set("metadata '%s' is missing", key);
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return error_set("metadata '%s' is not an integer in [%" PRId64 ", %" PRId64 "]: '%s'",
+                         key, lo, hi, v);
+    *out = x;
+    return 0;
+}
+
+static int get_u64(const SafetensorsMeta *m, const char *key, uint64_t *out) {
+    const char *v = safetensors_meta_get(m, key);
+    if (!v) return error_set("metadata '%s' is missing", key);
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || end == v || *end || *v == '-')
+        return error_set("metadata '%s' is not an unsigned integer: '%s'", key, v);
+    *out = x;
+    return 0;
+}
+
+static int get_f64(const SafetensorsMeta *m, const char *key, double *out) {
+    const char *v = safetensors_meta_get(m, key);
+    if (!v) return error_set("metadata '%s' is missing", key);
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(x))
+        return error_set("metadata '%s' is not a finite number: '%s'", key, v);
+    *out = x;
+    return 0;
+}
+
+static int get_loader(const SafetensorsMeta *m, const char *prefix, const DataLoader *dl,
+                      DataLoaderState *st) {
+    char k[64];
+    int64_t epoch;
+    snprintf(k, sizeof k, "%s.rng_seed", prefix);
+    if (get_u64(m, k, &st->rng.seed) != 0) return -1;
+    snprintf(k, sizeof k, "%s.rng_offset", prefix);
+    if (get_u64(m, k, &st->rng.offset) != 0) return -1;
+    snprintf(k, sizeof k, "%s.epoch", prefix);
+    if (get_i64(m, k, 0, INT32_MAX, &epoch) != 0) return -1;
+    st->epoch = (int)epoch;
+    snprintf(k, sizeof k, "%s.batch", prefix);
+    if (get_i64(m, k, 0, dataloader_num_batches(dl), &st->batch) != 0)
+        return error_prefix("the loader has %" PRId64 " batches",
+                            dataloader_num_batches(dl));
+    return 0;
+}
+
+/* Everything of trainer.safetensors's metadata, checked against t. */
+typedef struct {
+    TrainState state;
+    int64_t sched_epoch;
+    Rng rng;
+    DataLoaderState train, val;
+} Saved;
+
+static int parse_saved(const Trainer *t, const SafetensorsMeta *m, Saved *sv) {
+    const char *fmt = safetensors_meta_get(m, "format");
+    if (!fmt || strcmp(fmt, TRAIN_CHECKPOINT_FORMAT) != 0)
+        return error_set("not a traind trainer checkpoint (metadata format is %s%s%s, expected "
+                         "'" TRAIN_CHECKPOINT_FORMAT "')",
+                         fmt ? "'" : "", fmt ? fmt : "missing", fmt ? "'" : "");
+    const char *opt = safetensors_meta_get(m, "optimizer");
+    if (!opt || strcmp(opt, optimizer_name(t->opt)) != 0)
+        return error_set("the checkpoint's optimizer is %s but the trainer's is %s",
+                         opt ? opt : "missing", optimizer_name(t->opt));
+    int64_t epoch;
+    TrainState *s = &sv->state;
+    memset(s, 0, sizeof *s);
+    if (get_i64(m, "step", 0, INT64_MAX, &s->step) != 0) return -1;
+    if (get_i64(m, "epoch", 0, INT32_MAX, &epoch) != 0) return -1;
+    s->epoch = (int)epoch;
+    if (get_i64(m, "batch", 0, dataloader_num_batches(t->train), &s->batch) != 0) return -1;
+    if (get_f64(m, "epoch_loss_sum", &s->loss_sum) != 0) return -1;
+    if (get_i64(m, "epoch_samples", 0, INT64_MAX, &s->samples) != 0) return -1;
+    if (get_i64(m, "epoch_correct", 0, s->samples, &s->correct) != 0) return -1;
+    if (get_f64(m, "epoch_elapsed_s", &s->elapsed_s) != 0) return -1;
+
+    bool has_sched = safetensors_meta_get(m, "scheduler.last_epoch") != NULL;
+    if (has_sched != (t->sched != NULL))
+        return error_set("the checkpoint %s a scheduler but the trainer %s",
+                         has_sched ? "has" : "has no", t->sched ? "has one" : "has none");
+    if (t->sched &&
+        get_i64(m, "scheduler.last_epoch", 0, LR_SCHEDULER_MAX_EPOCH, &sv->sched_epoch) != 0)
+        return -1;
+    /* A model without Dropout has no Rng to restore; a saved one is then
+     * simply not needed. A trainer with an Rng needs it saved. */
+    if (t->rng && (get_u64(m, "dropout.rng_seed", &sv->rng.seed) != 0 ||
+                   get_u64(m, "dropout.rng_offset", &sv->rng.offset) != 0))
+        return -1;
+    if (get_loader(m, "train_data", t->train, &sv->train) != 0) return -1;
+    if (t->val && get_loader(m, "val_data", t->val, &sv->val) != 0) return -1;
+
+    /* The train loader stands in the epoch in progress, or at the end of
+     * the one before the next to start. */
+    bool in_epoch = sv->train.epoch == s->epoch && sv->train.batch == s->batch;
+    bool between = s->batch == 0 && sv->train.epoch + 1 == s->epoch &&
+                   sv->train.batch == dataloader_num_batches(t->train);
+    if (!in_epoch && !between)
+        return error_set("inconsistent positions: epoch %d batch %" PRId64
+                         " but the train loader stands at epoch %d batch %" PRId64,
+                         s->epoch, s->batch, sv->train.epoch, sv->train.batch);
+    s->epoch_begun = in_epoch;
+    return 0;
+}
+
+int train_resume(Trainer *t, const char *dir) {
+    if (!t || !t->model || !t->opt || !t->train || !dir)
+        return error_set("train_resume: no trainer or no directory");
+    char *model_path = NULL, *trainer_path = NULL;
+    TensorDict model_sd, opt_sd;
+    SafetensorsMeta meta;
+    tensor_dict_init(&model_sd);
+    tensor_dict_init(&opt_sd);
+    safetensors_meta_init(&meta);
+    Saved sv;
+    memset(&sv, 0, sizeof sv);
+    int rc = -1;
+
+    if (asprintf(&model_path, "%s/model.safetensors", dir) < 0) {
+        model_path = NULL;
+        error_set("out of memory");
+        goto done;
+    }
+    if (asprintf(&trainer_path, "%s/trainer.safetensors", dir) < 0) {
+        trainer_path = NULL;
+        error_set("out of memory");
+        goto done;
+    }
+    /* Read and check everything first. */
+    if (safetensors_load(model_path, &model_sd, NULL) != 0) goto done;
+    if (safetensors_load(trainer_path, &opt_sd, &meta) != 0) goto done;
+    if (parse_saved(t, &meta, &sv) != 0) {
+        error_prefix("'%s'", trainer_path);
+        goto done;
+    }
+    /* Then apply: each of these checks before it changes anything. */
+    if (module_load_state_dict(t->model, &model_sd, true) != 0) {
+        error_prefix("'%s'", model_path);
+        goto done;
+    }
+    if (optimizer_load_state_dict(t->opt, &opt_sd) != 0) {
+        error_prefix("'%s'", trainer_path);
+        goto done;
+    }
+    if (t->sched && lr_scheduler_set_last_epoch(t->sched, sv.sched_epoch) != 0) goto done;
+    if (dataloader_restore(t->train, &sv.train) != 0) goto done;
+    if (t->val) {
+        /* regenerates that epoch's order, so its Rng runs on as it did */
+        if (dataloader_restore(t->val, &sv.val) != 0) goto done;
+        dataloader_end_epoch(t->val);
+    }
+    if (t->rng) *t->rng = sv.rng;
+    if (t->sched) t->opt->lr = lr_scheduler_get_lr(t->sched);
+    t->state = sv.state;
+    logf_(t, "resumed from '%s' at epoch %d, step %" PRId64, dir, t->state.epoch, t->state.step);
+    rc = 0;
+done:
+    if (rc != 0) error_prefix("train_resume");
+    free(model_path);
+    free(trainer_path);
+    tensor_dict_free(&model_sd);
+    tensor_dict_free(&opt_sd);
+    safetensors_meta_free(&meta);
+    return rc;
+}
+
+int train_load_init(Module *model, const char *path) {
+    TensorDict sd;
+    tensor_dict_init(&sd);
+    int rc = -1;
+    /* safetensors_load's errors name the file already; callers add "init" */
+    if (!model || !path) {
+        error_set("train_load_init: no model or no path");
+    } else if (safetensors_load(path, &sd, NULL) == 0) {
+        if (module_load_state_dict(model, &sd, true) == 0) rc = 0;
+        else error_prefix("'%s'", path);
+    }
+    tensor_dict_free(&sd);
+    return rc;
+}

@@ -1,0 +1,884 @@
+/* test_spec.c - core/spec: the job spec of design.md parses with the right
+ * values and PyTorch's defaults; malformed specs fail with the JSON path and
+ * the reason; inline idx/csv/npy sources load, with paths relative to the job
+ * file; shape checks catch a model that does not fit its data; and the spec
+ * builds the model (torch's state_dict names), optimizer and scheduler. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/spec.h"
+
+/* design.md's example, verbatim, except that JSON has no comments. */
+static const char *design_example =
+    "{\n"
+    "  \"name\": \"mnist-cnn\",\n"
+    "  \"data\": {\n"
+    "    \"train\": \"mnist-train\",\n"
+    "    \"val\": \"mnist-test\",\n"
+    "    \"transforms\": [{\"type\": \"ToTensor\"}, {\"type\": \"Normalize\", \"mean\": [0.5], "
+    "\"std\": [1.0]}]\n"
+    "  },\n"
+    "  \"model\": [\n"
+    "    {\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 32, \"kernel_size\": 3, "
+    "\"padding\": 1},\n"
+    "    {\"type\": \"ReLU\"},\n"
+    "    {\"type\": \"MaxPool2d\", \"kernel_size\": 2},\n"
+    "    {\"type\": \"Flatten\"},\n"
+    "    {\"type\": \"Linear\", \"in_features\": 6272, \"out_features\": 10}\n"
+    "  ],\n"
+    "  \"loss\": {\"type\": \"CrossEntropyLoss\"},\n"
+    "  \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.01, \"momentum\": 0.9},\n"
+    "  \"scheduler\": {\"type\": \"LambdaLR\", \"lr_lambda\": \"0.95 ** epoch\"},\n"
+    "  \"epochs\": 2, \"batch_size\": 64, \"shuffle\": true, \"seed\": 0,\n"
+    "  \"device\": \"auto\",\n"
+    "  \"metrics\": [\"accuracy\"],\n"
+    "  \"checkpoint\": {\"every_epochs\": 1, \"keep_last\": 3},\n"
+    "  \"init\": null\n"
+    "}\n";
+
+/* A small valid spec: an MLP on 4 features, 3 classes. */
+static const char *mlp_spec =
+    "{\"data\": {\"train\": \"t\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4, "
+    "\"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, "
+    "\"optimizer\": {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1}";
+
+static JobSpec *parse_ok(const char *text) {
+    JobSpec *s = job_spec_parse(text, strlen(text));
+    cr_assert(s != NULL, "parse failed: %s", error_get());
+    return s;
+}
+
+/* `base` with the value at a dotted path ("optimizer.lr") replaced by
+ * value_json, or removed when value_json is NULL. Returns malloc'd text. */
+static char *variant(const char *base, const char *dotted, const char *value_json) {
+    json_t *root = json_loads(base, 0, NULL);
+    cr_assert(root != NULL);
+    char path[256];
+    snprintf(path, sizeof path, "%s", dotted);
+    json_t *obj = root;
+    char *key = path, *dot;
+    while ((dot = strchr(key, '.'))) {
+        *dot = '\0';
+        obj = json_object_get(obj, key);
+        cr_assert(json_is_object(obj), "variant: no object at %s", key);
+        key = dot + 1;
+    }
+    if (value_json) {
+        json_error_t err;
+        json_t *v = json_loads(value_json, JSON_DECODE_ANY, &err);
+        cr_assert(v != NULL, "variant: bad value %s: %s", value_json, err.text);
+        json_object_set_new(obj, key, v);
+    } else {
+        json_object_del(obj, key);
+    }
+    char *out = json_dumps(root, 0);
+    json_decref(root);
+    return out;
+}
+
+static void expect_error_text(const char *text, const char *want, bool exact) {
+    JobSpec *s = job_spec_parse(text, strlen(text));
+    if (s) {
+        job_spec_free(s);
+        cr_assert_fail("parsed %s, expected the error: %s", text, want);
+    }
+    const char *got = error_get();
+    if (exact)
+        cr_assert_str_eq(got, want);
+    else
+        cr_assert(strncmp(got, want, strlen(want)) == 0, "got \"%s\", want \"%s...\"", got,
+                  want);
+}
+
+/* The example with one change must fail with exactly `want` (or starting with
+ * it when !exact). */
+static void expect_variant_error(const char *dotted, const char *value, const char *want,
+                                 bool exact) {
+    char *text = variant(design_example, dotted, value);
+    expect_error_text(text, want, exact);
+    free(text);
+}
+
+/* MNIST as the daemon describes it: uint8 [28, 28] images, labels 0..9. */
+static SpecDataShape mnist_shape(void) {
+    SpecDataShape d = {.input_dtype = DTYPE_UINT8,
+                       .input_ndim = 2,
+                       .input_shape = {28, 28},
+                       .target_dtype = DTYPE_INT64,
+                       .target_ndim = 0,
+                       .num_classes = 10};
+    return d;
+}
+
+/* ---- the design example ---- */
+
+Test(spec, design_example_values) {
+    JobSpec *s = parse_ok(design_example);
+    cr_assert_str_eq(s->name, "mnist-cnn");
+    cr_assert_eq(s->train.kind, SPEC_SOURCE_NAME);
+    cr_assert_str_eq(s->train.name, "mnist-train");
+    cr_assert_eq(s->val.kind, SPEC_SOURCE_NAME);
+    cr_assert_str_eq(s->val.name, "mnist-test");
+
+    cr_assert_eq(s->num_transforms, 2);
+    cr_assert_str_eq(s->transform_configs[0].type, "ToTensor");
+    cr_assert_str_eq(s->transform_configs[1].type, "Normalize");
+    cr_assert_eq(s->transform_configs[1].num_mean, 1);
+    cr_assert_eq(s->transform_configs[1].mean[0], 0.5);
+    cr_assert_eq(s->transform_configs[1].std[0], 1.0);
+    cr_assert_eq(s->transforms.count, 2);
+    cr_assert_eq(s->transforms.items[1].type, TRANSFORM_NORMALIZE);
+
+    cr_assert_eq(s->num_layers, 5);
+    const SpecLayer *c = &s->layers[0];
+    cr_assert_eq(c->type, SPEC_LAYER_CONV2D);
+    cr_assert_eq(c->in_channels, 1);
+    cr_assert_eq(c->out_channels, 32);
+    cr_assert(c->kernel_size.h == 3 && c->kernel_size.w == 3);
+    cr_assert(c->stride.h == 1 && c->stride.w == 1);
+    cr_assert(c->padding.h == 1 && c->padding.w == 1);
+    cr_assert(c->bias);
+    cr_assert_eq(s->layers[1].type, SPEC_LAYER_RELU);
+    const SpecLayer *mp = &s->layers[2];
+    cr_assert_eq(mp->type, SPEC_LAYER_MAX_POOL2D);
+    cr_assert(mp->kernel_size.h == 2 && mp->kernel_size.w == 2);
+    cr_assert(mp->stride.h == 0 && mp->stride.w == 0); /* torch's None */
+    cr_assert(mp->padding.h == 0 && mp->padding.w == 0);
+    cr_assert_eq(s->layers[3].type, SPEC_LAYER_FLATTEN);
+    cr_assert_eq(s->layers[3].start_dim, 1);
+    cr_assert_eq(s->layers[3].end_dim, -1);
+    const SpecLayer *l = &s->layers[4];
+    cr_assert_eq(l->type, SPEC_LAYER_LINEAR);
+    cr_assert_eq(l->in_features, 6272);
+    cr_assert_eq(l->out_features, 10);
+    cr_assert(l->bias);
+    cr_assert_str_eq(spec_layer_type_name(l->type), "Linear");
+
+    cr_assert_eq(s->loss, SPEC_LOSS_CROSS_ENTROPY);
+    cr_assert_eq(s->reduction, REDUCTION_MEAN);
+    cr_assert(job_spec_uses_labels(s));
+    cr_assert_eq(s->optimizer, SPEC_OPTIM_SGD);
+    cr_assert_eq(s->sgd.lr, 0.01);
+    cr_assert_eq(s->sgd.momentum, 0.9);
+    cr_assert_eq(s->sgd.dampening, 0.0);
+    cr_assert_eq(s->sgd.weight_decay, 0.0);
+    cr_assert(!s->sgd.nesterov);
+    cr_assert_eq(job_spec_lr(s), 0.01);
+    cr_assert(s->has_scheduler);
+    cr_assert_eq(s->scheduler.type, LR_SCHEDULER_LAMBDA);
+    cr_assert_str_eq(s->scheduler.lr_lambda, "0.95 ** epoch");
+
+    cr_assert_eq(s->epochs, 2);
+    cr_assert_eq(s->batch_size, 64);
+    cr_assert(s->shuffle);
+    cr_assert(!s->drop_last);
+    cr_assert_eq(s->seed, 0);
+    cr_assert(s->device_auto);
+    cr_assert(s->accuracy);
+    cr_assert(s->checkpoint);
+    cr_assert_eq(s->checkpoint_every_epochs, 1);
+    cr_assert_eq(s->checkpoint_keep_last, 3);
+    cr_assert_null(s->init);
+
+    /* and it fits MNIST: [64, 1, 28, 28] -> ... -> [64, 10] */
+    SpecDataShape d = mnist_shape();
+    int nd;
+    int64_t out[TENSOR_MAX_DIMS];
+    cr_assert_eq(job_spec_check_shapes(s, NULL, &d, &nd, out), 0, "%s", error_get());
+    cr_assert_eq(nd, 2);
+    cr_assert_eq(out[0], 64);
+    cr_assert_eq(out[1], 10);
+    job_spec_free(s);
+}
+
+Test(spec, defaults_as_pytorch) {
+    JobSpec *s = parse_ok(mlp_spec);
+    cr_assert_str_eq(s->name, "");
+    cr_assert_eq(s->val.kind, SPEC_SOURCE_NONE);
+    cr_assert_eq(s->num_transforms, 0);
+    cr_assert_eq(s->batch_size, 1); /* DataLoader(batch_size=1) */
+    cr_assert(!s->shuffle);
+    cr_assert(!s->drop_last);
+    cr_assert_eq(s->seed, 0);
+    cr_assert(s->device_auto);
+    cr_assert(!s->accuracy);
+    cr_assert(!s->has_scheduler);
+    cr_assert(s->checkpoint);
+    cr_assert_eq(s->checkpoint_every_epochs, 1);
+    cr_assert_eq(s->checkpoint_keep_last, 3);
+    cr_assert_null(s->init);
+    cr_assert(s->layers[0].bias);
+    job_spec_free(s);
+
+    /* Adam and AdamW defaults; layer defaults */
+    char *t = variant(mlp_spec, "optimizer", "{\"type\": \"Adam\"}");
+    s = parse_ok(t);
+    free(t);
+    cr_assert_eq(s->optimizer, SPEC_OPTIM_ADAM);
+    cr_assert_eq(s->adam.lr, 1e-3);
+    cr_assert_eq(s->adam.betas[0], 0.9);
+    cr_assert_eq(s->adam.betas[1], 0.999);
+    cr_assert_eq(s->adam.eps, 1e-8);
+    cr_assert_eq(s->adam.weight_decay, 0.0);
+    cr_assert(!s->adam.amsgrad);
+    job_spec_free(s);
+
+    t = variant(mlp_spec, "optimizer", "{\"type\": \"AdamW\", \"lr\": 0.5, \"betas\": [0.8, 0.9]}");
+    s = parse_ok(t);
+    free(t);
+    cr_assert_eq(s->optimizer, SPEC_OPTIM_ADAMW);
+    cr_assert_eq(s->adam.lr, 0.5);
+    cr_assert_eq(s->adam.betas[0], 0.8);
+    cr_assert_eq(s->adam.weight_decay, 1e-2);
+    job_spec_free(s);
+
+    t = variant(mlp_spec, "model",
+                "[{\"type\": \"BatchNorm1d\", \"num_features\": 4}, {\"type\": \"Dropout\"},"
+                " {\"type\": \"AvgPool2d\", \"kernel_size\": [2, 3], \"stride\": null},"
+                " {\"type\": \"BatchNorm2d\", \"num_features\": 2, \"momentum\": null},"
+                " {\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 1,"
+                "  \"kernel_size\": [3, 5], \"padding\": \"same\", \"bias\": false},"
+                " {\"type\": \"Softmax\", \"dim\": 1}]");
+    s = parse_ok(t);
+    free(t);
+    const SpecLayer *bn = &s->layers[0];
+    cr_assert_eq(bn->eps, 1e-5);
+    cr_assert_eq(bn->momentum, 0.1);
+    cr_assert(bn->affine && bn->track_running_stats);
+    cr_assert_eq(s->layers[1].p, 0.5);
+    cr_assert(s->layers[2].kernel_size.h == 2 && s->layers[2].kernel_size.w == 3);
+    cr_assert(s->layers[2].stride.h == 0);
+    cr_assert(isnan(s->layers[3].momentum));
+    cr_assert(s->layers[4].padding.h == 1 && s->layers[4].padding.w == 2);
+    cr_assert(!s->layers[4].bias);
+    cr_assert_eq(s->layers[5].dim, 1);
+    job_spec_free(s);
+
+    /* checkpoint: null turns checkpoints off; seed, device, drop_last */
+    t = variant(mlp_spec, "checkpoint", "null");
+    char *t2 = variant(t, "device", "\"cuda:1\"");
+    char *t3 = variant(t2, "seed", "1234567890123");
+    s = parse_ok(t3);
+    free(t);
+    free(t2);
+    free(t3);
+    cr_assert(!s->checkpoint);
+    cr_assert(!s->device_auto);
+    cr_assert_eq(s->device.type, DEVICE_CUDA);
+    cr_assert_eq(s->device.index, 1);
+    cr_assert_eq(s->seed, 1234567890123ULL);
+    job_spec_free(s);
+}
+
+Test(spec, schedulers) {
+    char *t = variant(design_example, "scheduler",
+                      "{\"type\": \"MultiStepLR\", \"milestones\": [5, 2, 5]}");
+    JobSpec *s = parse_ok(t);
+    free(t);
+    cr_assert_eq(s->scheduler.type, LR_SCHEDULER_MULTI_STEP);
+    cr_assert_eq(s->scheduler.n_milestones, 3);
+    cr_assert_eq(s->scheduler.milestones[0], 2); /* sorted: torch counts them */
+    cr_assert_eq(s->scheduler.milestones[1], 5);
+    cr_assert_eq(s->scheduler.gamma, 0.1);
+    job_spec_free(s);
+
+    t = variant(design_example, "scheduler", "{\"type\": \"CosineAnnealingLR\", \"T_max\": 10}");
+    s = parse_ok(t);
+    free(t);
+    cr_assert_eq(s->scheduler.T_max, 10);
+    cr_assert_eq(s->scheduler.eta_min, 0.0);
+    job_spec_free(s);
+
+    t = variant(design_example, "scheduler", "null");
+    s = parse_ok(t);
+    free(t);
+    cr_assert(!s->has_scheduler);
+    LrScheduler *sched = (LrScheduler *)1;
+    cr_assert_eq(job_spec_build_scheduler(s, 0.1, &sched), 0);
+    cr_assert_null(sched);
+    job_spec_free(s);
+}
+
+/* ---- errors: path and reason ---- */
+
+Test(spec, errors_name_path_and_reason) {
+    expect_variant_error("optimizer.lr", "\"0.01\"", "optimizer.lr: expected a number, got string",
+                         true);
+    expect_variant_error("epochs", "0", "epochs: must be >= 1, got 0", true);
+    expect_variant_error("model",
+                         "[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 4, "
+                         "\"kernel_size\": 3}, {\"type\": \"ReLU\"}, {\"type\": \"Conv3d\"}]",
+                         "model[2]: unknown layer type 'Conv3d' (known: Linear, Conv2d, ReLU, "
+                         "Sigmoid, Tanh, Softmax, MaxPool2d, AvgPool2d, Flatten, Dropout, "
+                         "BatchNorm1d, BatchNorm2d)",
+                         true);
+    expect_variant_error("loss.type", "\"Foo\"",
+                         "loss.type: unknown loss 'Foo' (known: MSELoss, L1Loss, "
+                         "CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss)",
+                         true);
+    expect_variant_error("scheduler.lr_lambda", "\"epoch $ 2\"",
+                         "scheduler.lr_lambda: unexpected character '$' at position 6", true);
+    expect_variant_error("optimizer.momentun", "0.9",
+                         "optimizer.momentun: unknown field (did you mean 'momentum'?)", true);
+    expect_variant_error("optimizer.betas", "[0.9, 0.999]",
+                         "optimizer.betas: unknown field (SGD takes type, lr, momentum, "
+                         "dampening, weight_decay, nesterov)",
+                         true);
+    expect_variant_error("optimizer.lr", NULL,
+                         "optimizer.lr: required (torch.optim.SGD has no default)", true);
+    expect_variant_error("epoch", "3", "epoch: unknown field (did you mean 'epochs'?)", true);
+    expect_variant_error("batch_size", "2.5", "batch_size: expected an integer, got 2.5", true);
+    expect_variant_error("shuffle", "\"yes\"", "shuffle: expected true or false, got string",
+                         true);
+    expect_variant_error("loss.reduction", "\"none\"",
+                         "loss.reduction: 'none' gives one loss per sample, which cannot be "
+                         "trained on (use 'mean' or 'sum')",
+                         true);
+    expect_variant_error("device", "\"tpu\"",
+                         "device: expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got \"tpu\"",
+                         true);
+    expect_variant_error("metrics", "[\"accuracy\", \"f1\"]",
+                         "metrics[1]: unknown metric 'f1' (known: accuracy)", true);
+    expect_variant_error("data.train", NULL, "data.train: required", true);
+    expect_variant_error("data.val", "{\"format\": \"parquet\"}",
+                         "data.val.format: unknown format 'parquet' (known: idx, csv, npy)", true);
+    expect_variant_error("data.train",
+                         "{\"format\": \"csv\", \"path\": \"a.csv\", \"label_column\": "
+                         "[\"y\", \"z\"]}",
+                         "data.train.label_column: CrossEntropyLoss takes one column of class "
+                         "labels, got 2",
+                         true);
+    expect_variant_error("data.train", "{\"format\": \"idx\", \"images\": \"a\"}",
+                         "data.train.labels: required", true);
+    expect_variant_error("data.transforms",
+                         "[{\"type\": \"ToTensor\"}, {\"type\": \"Normalize\", \"mean\": [0.5], "
+                         "\"std\": [0]}]",
+                         "data.transforms[1] Normalize: std[0] is 0", false);
+    expect_variant_error("data.transforms", "[{\"type\": \"Normalize\", \"mean\": [\"a\"]}]",
+                         "data.transforms[0].mean[0]: expected a number, got string", true);
+    expect_variant_error("scheduler", "{\"type\": \"StepLR\"}", "scheduler.step_size: required",
+                         true);
+    expect_variant_error("scheduler", "{\"type\": \"StepLr\", \"step_size\": 2}",
+                         "scheduler.type: unknown scheduler 'StepLr' (did you mean 'StepLR'?)",
+                         true);
+    expect_variant_error("scheduler", "{\"type\": \"LambdaLR\", \"lr_lambda\": \"1 / epoch\"}",
+                         "scheduler: LambdaLR: lr_lambda", false);
+    expect_variant_error("checkpoint", "{\"every_epochs\": 0}",
+                         "checkpoint.every_epochs: must be >= 1, got 0", true);
+    expect_variant_error("init", "3", "init: expected null or a string, got number", true);
+    expect_variant_error("name", "\"\"", "name: must have 1 to 128 characters, got 0", true);
+    expect_variant_error("model", "[]", "model: must have at least one layer", true);
+}
+
+Test(spec, layer_errors) {
+    static const struct {
+        const char *model, *want;
+    } cases[] = {
+        {"[{\"type\": \"Linear\", \"in_features\": 0, \"out_features\": 2}]",
+         "model[0].in_features: must be >= 1, got 0"},
+        {"[{\"type\": \"Linear\", \"in_features\": 4}]", "model[0].out_features: required"},
+        {"[{\"type\": \"Linear\", \"in_features\": 4, \"out_features\": 2, \"bais\": false}]",
+         "model[0].bais: unknown field (did you mean 'bias'?)"},
+        {"[{\"type\": \"Relu\"}]", "model[0]: unknown layer type 'Relu' (did you mean 'ReLU'?)"},
+        {"[{\"in_features\": 4}]", "model[0].type: required"},
+        {"[3]", "model[0]: expected an object, got number"},
+        {"[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 2, \"kernel_size\": [3]}]",
+         "model[0].kernel_size: expected an integer or a list of 2 integers, got a list of 1"},
+        {"[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 2, \"kernel_size\": 3, "
+         "\"groups\": 2}]",
+         "model[0].groups: only torch's default 1 is supported, got 2"},
+        {"[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 2, \"kernel_size\": 3, "
+         "\"stride\": [1, 0]}]",
+         "model[0].stride[1]: must be >= 1, got 0"},
+        {"[{\"type\": \"MaxPool2d\", \"kernel_size\": 2, \"padding\": 2}]",
+         "model[0].padding: must be at most half of kernel_size (2, 2), got (2, 2)"},
+        {"[{\"type\": \"Dropout\", \"p\": 1.5}]", "model[0].p: must be in [0, 1], got 1.5"},
+        {"[{\"type\": \"BatchNorm2d\", \"num_features\": 3, \"eps\": 0}]",
+         "model[0].eps: must be > 0, got 0"},
+        {"[{\"type\": \"Softmax\"}]", "model[0].dim: required"},
+        {"{\"type\": \"ReLU\"}", "model: expected a list of layers, got object"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = variant(mlp_spec, "model", cases[i].model);
+        expect_error_text(t, cases[i].want, false);
+        free(t);
+    }
+}
+
+Test(spec, optimizer_errors) {
+    static const struct {
+        const char *opt, *want;
+    } cases[] = {
+        {"{\"type\": \"SGD\", \"lr\": -1}", "optimizer.lr: must be >= 0, got -1"},
+        {"{\"type\": \"SGD\", \"lr\": 0.1, \"nesterov\": true}",
+         "optimizer.nesterov: needs a momentum > 0 and zero dampening"},
+        {"{\"type\": \"Adam\", \"betas\": [0.9, 1.0]}",
+         "optimizer.betas[1]: must be in [0, 1), got 1"},
+        {"{\"type\": \"Adam\", \"betas\": [0.9]}",
+         "optimizer.betas: expected a list of 2 numbers"},
+        {"{\"type\": \"Adagrad\"}",
+         "optimizer.type: unknown optimizer 'Adagrad' (known: SGD, Adam, AdamW)"},
+        {"{\"lr\": 1}", "optimizer.type: required"},
+        {"\"SGD\"", "optimizer: expected an object, got string"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = variant(mlp_spec, "optimizer", cases[i].opt);
+        expect_error_text(t, cases[i].want, false);
+        free(t);
+    }
+    /* accuracy needs a classification loss */
+    char *t = variant(mlp_spec, "loss", "{\"type\": \"MSELoss\"}");
+    char *t2 = variant(t, "metrics", "[\"accuracy\"]");
+    expect_error_text(t2, "metrics[0]: accuracy needs a classification loss (CrossEntropyLoss or "
+                          "NLLLoss), not MSELoss", true);
+    free(t);
+    free(t2);
+}
+
+Test(spec, invalid_json) {
+    expect_error_text("{\"epochs\": 1,\n  \"model\": [}", "invalid JSON: line 2, column", false);
+    expect_error_text("{\"epochs\": 1, \"epochs\": 2}", "invalid JSON: line 1", false);
+    expect_error_text("[1, 2]", "job spec: expected an object, got array", true);
+    expect_error_text("", "invalid JSON: line 1", false);
+    cr_assert_null(job_spec_parse_file("tests/fixtures/spec/no-such-job.json"));
+    cr_assert_str_eq(error_get(),
+                     "tests/fixtures/spec/no-such-job.json: No such file or directory");
+}
+
+/* ---- shapes ---- */
+
+Test(spec, linear_mismatch_names_layer_and_shapes) {
+    char *t = variant(design_example, "model",
+                      "[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 32, "
+                      "\"kernel_size\": 3, \"padding\": 1}, {\"type\": \"ReLU\"},"
+                      " {\"type\": \"MaxPool2d\", \"kernel_size\": 2}, {\"type\": \"Flatten\"},"
+                      " {\"type\": \"Linear\", \"in_features\": 1000, \"out_features\": 10}]");
+    JobSpec *s = parse_ok(t); /* the spec alone is fine; the data decides */
+    free(t);
+    SpecDataShape d = mnist_shape();
+    cr_assert_eq(job_spec_check_shapes(s, NULL, &d, NULL, NULL), -1);
+    cr_assert_str_eq(error_get(),
+                     "model[4] Linear: in_features=1000 but its input has 6272 features");
+
+    /* the same through a loaded dataset */
+    int64_t n = 3;
+    Tensor *x = tensor_zeros(SHAPE(3, 28, 28), DTYPE_UINT8, DEVICE_CPU_INIT);
+    Tensor *y = tensor_zeros(1, &n, DTYPE_INT64, DEVICE_CPU_INIT);
+    Dataset *ds = dataset_from_tensors(x, y, "test");
+    cr_assert(ds != NULL, "%s", error_get());
+    cr_assert_eq(job_spec_check_data(s, ds), -1);
+    cr_assert_str_eq(error_get(),
+                     "model[4] Linear: in_features=1000 but its input has 6272 features");
+    dataset_free(ds);
+    job_spec_free(s);
+}
+
+Test(spec, loss_and_transform_checks) {
+    JobSpec *s = parse_ok(design_example);
+    SpecDataShape d = mnist_shape();
+
+    d.num_classes = 12; /* labels up to 11, 10 outputs */
+    cr_assert_eq(job_spec_check_shapes(s, NULL, &d, NULL, NULL), -1);
+    cr_assert_str_eq(error_get(), "loss: CrossEntropyLoss: the model's output [64, 10] has 10 "
+                                  "classes, but the labels go up to 11");
+
+    d = mnist_shape(); /* regression targets for a classification loss */
+    d.target_dtype = DTYPE_FLOAT32;
+    d.target_ndim = 1;
+    d.target_shape[0] = 1;
+    cr_assert_eq(job_spec_check_shapes(s, NULL, &d, NULL, NULL), -1);
+    cr_assert_str_eq(error_get(), "loss: CrossEntropyLoss needs integer class labels, but the "
+                                  "targets are float32 [1] per sample (use MSELoss or L1Loss for "
+                                  "regression)");
+    job_spec_free(s);
+
+    /* no Flatten/Linear: the output is not [N, C] */
+    char *t = variant(design_example, "model",
+                      "[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 2, "
+                      "\"kernel_size\": 3}]");
+    s = parse_ok(t);
+    free(t);
+    d = mnist_shape();
+    cr_assert_eq(job_spec_check_shapes(s, NULL, &d, NULL, NULL), -1);
+    cr_assert_str_eq(error_get(), "loss: CrossEntropyLoss needs the model's output to be [N, C] "
+                                  "(class scores), got [64, 2, 26, 26]");
+    job_spec_free(s);
+
+    /* images without ToTensor */
+    t = variant(design_example, "data.transforms", "[]");
+    s = parse_ok(t);
+    free(t);
+    cr_assert_eq(job_spec_check_shapes(s, NULL, &d, NULL, NULL), -1);
+    cr_assert_str_eq(error_get(), "data.transforms: the model's input would be uint8 [64, 28, 28]; "
+                                  "images need {\"type\": \"ToTensor\"} to become float32");
+    job_spec_free(s);
+
+    /* Normalize with 3 channels on 1-channel images: the transform's error, under data. */
+    t = variant(design_example, "data.transforms",
+                "[{\"type\": \"ToTensor\"}, {\"type\": \"Normalize\", \"mean\": [0.5, 0.5, 0.5], "
+                "\"std\": [1, 1, 1]}]");
+    s = parse_ok(t);
+    free(t);
+    cr_assert_eq(job_spec_check_shapes(s, NULL, &d, NULL, NULL), -1);
+    cr_assert(strncmp(error_get(), "data.transforms[1] Normalize: ", 30) == 0, "%s", error_get());
+    job_spec_free(s);
+
+    /* regression: MSELoss needs the output shaped as the targets */
+    t = variant(mlp_spec, "loss", "{\"type\": \"MSELoss\"}");
+    s = parse_ok(t);
+    free(t);
+    SpecDataShape r = {.input_dtype = DTYPE_FLOAT32, .input_ndim = 1, .input_shape = {4},
+                       .target_dtype = DTYPE_FLOAT32, .target_ndim = 1, .target_shape = {1}};
+    cr_assert_eq(job_spec_check_shapes(s, NULL, &r, NULL, NULL), -1);
+    cr_assert_str_eq(error_get(), "loss: MSELoss: the model's output [1, 3] does not match the "
+                                  "targets [1, 1]");
+    r.target_shape[0] = 3;
+    cr_assert_eq(job_spec_check_shapes(s, NULL, &r, NULL, NULL), 0, "%s", error_get());
+    r.target_dtype = DTYPE_INT64;
+    r.target_ndim = 0;
+    cr_assert_eq(job_spec_check_shapes(s, NULL, &r, NULL, NULL), -1);
+    cr_assert_str_eq(error_get(), "loss: MSELoss needs float targets, but the data has int64 "
+                                  "class labels (use CrossEntropyLoss for classification)");
+    job_spec_free(s);
+}
+
+/* ---- building ---- */
+
+Test(spec, builds_model_optimizer_scheduler) {
+    JobSpec *s = parse_ok(design_example);
+    Rng rng;
+    rng_init(&rng, s->seed);
+    Module *m = job_spec_build_model(s, &rng);
+    cr_assert(m != NULL, "%s", error_get());
+    TensorDict sd;
+    tensor_dict_init(&sd);
+    cr_assert_eq(module_state_dict(m, &sd), 0, "%s", error_get());
+    static const char *names[] = {"0.weight", "0.bias", "4.weight", "4.bias"};
+    static const int64_t shapes[][4] = {{32, 1, 3, 3}, {32}, {10, 6272}, {10}};
+    cr_assert_eq(sd.count, 4);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_str_eq(sd.names[i], names[i]);
+        Tensor *t = sd.tensors[i];
+        for (int j = 0; j < t->ndim; j++) cr_assert_eq(t->shape[j], shapes[i][j]);
+    }
+    tensor_dict_free(&sd);
+
+    /* the built model is the one the check uses, and it runs */
+    SpecDataShape d = mnist_shape();
+    cr_assert_eq(job_spec_check_shapes(s, m, &d, NULL, NULL), 0, "%s", error_get());
+    Tensor *x = tensor_zeros(SHAPE(2, 1, 28, 28), DTYPE_FLOAT32, DEVICE_CPU_INIT);
+    Tensor *y = module_forward(m, x);
+    cr_assert(y != NULL, "%s", error_get());
+    cr_assert(y->ndim == 2 && y->shape[0] == 2 && y->shape[1] == 10);
+    int64_t two = 2;
+    Tensor *labels = tensor_zeros(1, &two, DTYPE_INT64, DEVICE_CPU_INIT);
+    Tensor *loss = job_spec_loss(s, y, labels);
+    cr_assert(loss != NULL, "%s", error_get());
+    cr_assert_eq(loss->ndim, 0);
+    cr_assert(isfinite(tensor_item(loss)));
+    tensor_release(loss);
+    tensor_release(labels);
+    tensor_release(y);
+    tensor_release(x);
+
+    Optimizer *opt = job_spec_build_optimizer(s, m);
+    cr_assert(opt != NULL, "%s", error_get());
+    cr_assert_str_eq(optimizer_name(opt), "SGD");
+    cr_assert_eq(opt->lr, 0.01);
+    cr_assert_eq(opt->n_params, 4);
+    LrScheduler *sched = NULL;
+    cr_assert_eq(job_spec_build_scheduler(s, opt->lr, &sched), 0, "%s", error_get());
+    cr_assert(sched != NULL);
+    cr_assert_float_eq(lr_scheduler_get_lr(sched), 0.01, 1e-15);
+    cr_assert_eq(lr_scheduler_step(sched), 0);
+    cr_assert_float_eq(lr_scheduler_get_lr(sched), 0.01 * 0.95, 1e-15);
+    lr_scheduler_free(sched);
+    optimizer_free(opt);
+    module_free(m);
+    job_spec_free(s);
+
+    /* BatchNorm's buffers, and an Adam optimizer */
+    char *t = variant(mlp_spec, "model",
+                      "[{\"type\": \"Linear\", \"in_features\": 4, \"out_features\": 8, "
+                      "\"bias\": false}, {\"type\": \"BatchNorm1d\", \"num_features\": 8},"
+                      " {\"type\": \"Tanh\"}, {\"type\": \"Dropout\", \"p\": 0.1},"
+                      " {\"type\": \"Linear\", \"in_features\": 8, \"out_features\": 3}]");
+    char *t2 = variant(t, "optimizer", "{\"type\": \"Adam\", \"lr\": 0.002}");
+    s = parse_ok(t2);
+    free(t);
+    free(t2);
+    rng_init(&rng, 0);
+    m = job_spec_build_model(s, &rng);
+    cr_assert(m != NULL, "%s", error_get());
+    tensor_dict_init(&sd);
+    cr_assert_eq(module_state_dict(m, &sd), 0);
+    static const char *bn_names[] = {"0.weight",         "1.weight",     "1.bias",
+                                     "1.running_mean",   "1.running_var", "1.num_batches_tracked",
+                                     "4.weight",         "4.bias"};
+    cr_assert_eq(sd.count, 8);
+    for (int i = 0; i < 8; i++) cr_assert_str_eq(sd.names[i], bn_names[i]);
+    tensor_dict_free(&sd);
+    opt = job_spec_build_optimizer(s, m);
+    cr_assert(opt != NULL, "%s", error_get());
+    cr_assert_str_eq(optimizer_name(opt), "Adam");
+    cr_assert_eq(opt->lr, 0.002);
+    optimizer_free(opt);
+    module_free(m);
+    job_spec_free(s);
+
+    /* no parameters to optimise */
+    t = variant(mlp_spec, "model", "[{\"type\": \"ReLU\"}]");
+    s = parse_ok(t);
+    free(t);
+    m = job_spec_build_model(s, &rng);
+    cr_assert(m != NULL);
+    cr_assert_null(job_spec_build_optimizer(s, m));
+    cr_assert_str_eq(error_get(), "optimizer: the model has no parameters to optimize");
+    module_free(m);
+    job_spec_free(s);
+}
+
+/* ---- inline sources and relative paths ---- */
+
+static char dir[64];
+
+static void setup(void) {
+    snprintf(dir, sizeof dir, "/tmp/traind-spec-XXXXXX");
+    cr_assert(mkdtemp(dir) != NULL);
+}
+
+static void teardown(void) {
+    static const char *files[] = {"images.idx", "labels.idx", "data.csv", "job.json"};
+    char p[256];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    snprintf(p, sizeof p, "%s/sub", dir);
+    rmdir(p);
+    rmdir(dir);
+}
+
+static void write_bytes(const char *name, const void *data, size_t n) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "wb");
+    cr_assert(f != NULL, "cannot write %s", p);
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+Test(spec, inline_idx_relative_to_job_file, .init = setup, .fini = teardown) {
+    /* 3 images of 4x4 and their labels, raw IDX */
+    unsigned char img[16 + 3 * 16] = {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 4};
+    for (int i = 0; i < 3 * 16; i++) img[16 + i] = (unsigned char)(i * 5);
+    unsigned char lab[8 + 3] = {0, 0, 8, 1, 0, 0, 0, 3, 2, 0, 1};
+    write_bytes("images.idx", img, sizeof img);
+    write_bytes("labels.idx", lab, sizeof lab);
+    const char *job =
+        "{\"data\": {\"train\": {\"format\": \"idx\", \"images\": \"images.idx\", "
+        "\"labels\": \"labels.idx\"}, \"transforms\": [{\"type\": \"ToTensor\"}]},"
+        " \"model\": [{\"type\": \"Flatten\"}, {\"type\": \"Linear\", \"in_features\": 16, "
+        "\"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"},"
+        " \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"batch_size\": 2,"
+        " \"init\": \"w.safetensors\"}";
+    write_bytes("job.json", job, strlen(job));
+    char path[256], want[512];
+    snprintf(path, sizeof path, "%s/job.json", dir);
+    JobSpec *s = job_spec_parse_file(path);
+    cr_assert(s != NULL, "%s", error_get());
+    cr_assert_str_eq(s->name, "job"); /* from the file name */
+    cr_assert_eq(s->train.kind, SPEC_SOURCE_IDX);
+    snprintf(want, sizeof want, "%s/images.idx", dir);
+    cr_assert_str_eq(s->train.images, want);
+    snprintf(want, sizeof want, "%s/labels.idx", dir);
+    cr_assert_str_eq(s->train.labels, want);
+    snprintf(want, sizeof want, "%s/w.safetensors", dir);
+    cr_assert_str_eq(s->init, want);
+
+    Dataset *ds = job_spec_load_source(s, &s->train);
+    cr_assert(ds != NULL, "%s", error_get());
+    cr_assert_eq(ds->n, 3);
+    cr_assert_eq(ds->num_classes, 3);
+    cr_assert_eq(job_spec_check_data(s, ds), 0, "%s", error_get());
+    dataset_free(ds);
+    cr_assert_null(job_spec_load_source(s, &s->val));
+    cr_assert_str_eq(error_get(), "data.val: no dataset given");
+    job_spec_free(s);
+
+    /* the same text without a base directory keeps the paths as written */
+    s = job_spec_parse(job, strlen(job));
+    cr_assert(s != NULL, "%s", error_get());
+    cr_assert_str_eq(s->train.images, "images.idx");
+    cr_assert_str_eq(s->init, "w.safetensors");
+    job_spec_free(s);
+
+    /* errors from a file start with its path */
+    const char *bad = "{\"epochs\": 0}";
+    write_bytes("job.json", bad, strlen(bad));
+    cr_assert_null(job_spec_parse_file(path));
+    snprintf(want, sizeof want, "%s: data: required", path);
+    cr_assert_str_eq(error_get(), want);
+}
+
+Test(spec, inline_csv_regression, .init = setup, .fini = teardown) {
+    const char *csv = "a,b,y,z\n1,2,3,4\n5,6,7,8\n9,10,11,12\n";
+    write_bytes("data.csv", csv, strlen(csv));
+    const char *job =
+        "{\"data\": {\"train\": {\"format\": \"csv\", \"path\": \"data.csv\", "
+        "\"feature_columns\": [\"a\", \"b\"], \"label_column\": \"y\"}},"
+        " \"model\": [{\"type\": \"Linear\", \"in_features\": 2, \"out_features\": 1}],"
+        " \"loss\": {\"type\": \"MSELoss\"}, \"optimizer\": {\"type\": \"Adam\"}, \"epochs\": 3}";
+    JobSpec *s = job_spec_parse_in(job, strlen(job), dir);
+    cr_assert(s != NULL, "%s", error_get());
+    cr_assert_eq(s->train.kind, SPEC_SOURCE_CSV);
+    cr_assert_eq(s->train.num_feature_columns, 2);
+    cr_assert_str_eq(s->train.feature_columns[1], "b");
+    cr_assert_eq(s->train.num_label_columns, 1);
+    cr_assert_str_eq(s->train.label_columns[0], "y");
+    cr_assert(!job_spec_uses_labels(s));
+    Dataset *ds = job_spec_load_source(s, &s->train);
+    cr_assert(ds != NULL, "%s", error_get());
+    cr_assert_eq(ds->n, 3);
+    cr_assert_eq(ds->targets->dtype, DTYPE_FLOAT32);
+    cr_assert_eq(ds->targets->ndim, 2);
+    cr_assert_float_eq(tensor_get(ds->targets, 2), 11.0, 0);
+    cr_assert_float_eq(tensor_get(ds->inputs, 3), 6.0, 0);
+    cr_assert_eq(job_spec_check_data(s, ds), 0, "%s", error_get());
+    dataset_free(ds);
+    job_spec_free(s);
+
+    /* two target columns as a list; the model gives one: mismatch */
+    char *t = variant(job, "data.train",
+                      "{\"format\": \"csv\", \"path\": \"data.csv\", \"label_column\": [\"y\", "
+                      "\"z\"]}");
+    s = job_spec_parse_in(t, strlen(t), dir);
+    free(t);
+    cr_assert(s != NULL, "%s", error_get());
+    ds = job_spec_load_source(s, &s->train);
+    cr_assert(ds != NULL, "%s", error_get());
+    cr_assert_eq(job_spec_check_data(s, ds), -1);
+    cr_assert_str_eq(error_get(), "loss: MSELoss: the model's output [1, 1] does not match the "
+                                  "targets [1, 2]");
+    dataset_free(ds);
+    job_spec_free(s);
+
+    /* a missing file: the error names data.train and the file */
+    t = variant(job, "data.train.path", "\"missing.csv\"");
+    s = job_spec_parse_in(t, strlen(t), dir);
+    free(t);
+    cr_assert(s != NULL, "%s", error_get());
+    cr_assert_null(job_spec_load_source(s, &s->train));
+    cr_assert(strncmp(error_get(), "data.train: ", 12) == 0 && strstr(error_get(), "missing.csv"),
+              "%s", error_get());
+    job_spec_free(s);
+
+    /* a name is for the daemon */
+    s = parse_ok(mlp_spec);
+    cr_assert_null(job_spec_load_source(s, &s->train));
+    cr_assert(strncmp(error_get(), "data.train: 't' names a dataset of the daemon", 45) == 0,
+              "%s", error_get());
+    job_spec_free(s);
+}
+
+Test(spec, inline_npy) {
+    const char *job =
+        "{\"data\": {\"train\": {\"format\": \"npy\", \"inputs\": \"x_f4.npy\", "
+        "\"targets\": \"y_f4_2.npy\"}, \"val\": {\"format\": \"npy\", \"inputs\": "
+        "\"/abs/x.npy\", \"targets\": \"/abs/y.npy\"}},"
+        " \"model\": [{\"type\": \"Linear\", \"in_features\": 3, \"out_features\": 2}],"
+        " \"loss\": {\"type\": \"L1Loss\", \"reduction\": \"sum\"},"
+        " \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1}";
+    JobSpec *s = job_spec_parse_in(job, strlen(job), "tests/fixtures/npy/");
+    cr_assert(s != NULL, "%s", error_get());
+    cr_assert_str_eq(s->train.inputs, "tests/fixtures/npy/x_f4.npy");
+    cr_assert_str_eq(s->val.inputs, "/abs/x.npy"); /* absolute paths stay */
+    cr_assert_eq(s->reduction, REDUCTION_SUM);
+    Dataset *ds = job_spec_load_source(s, &s->train);
+    cr_assert(ds != NULL, "%s", error_get());
+    cr_assert_eq(job_spec_check_data(s, ds), 0, "%s", error_get());
+    dataset_free(ds);
+    job_spec_free(s);
+}
+
+/* ---- every field, every wrong type ---- */
+
+/* Replaces each value of the example in turn by values of every JSON type;
+ * a spec that fails must name the replaced value, or a part of the spec
+ * around it (its path is a prefix of the other), and nothing crashes. */
+static int bad_paths;
+
+static void try_substitutes(json_t *root, json_t *parent, const char *key, size_t index,
+                            const char *path) {
+    static const char *subs[] = {"null", "\"x\"", "1.5", "-1", "0", "[]", "{}", "true",
+                                 "[{}]", "[\"accuracy\", 1]"};
+    json_t *orig = key ? json_object_get(parent, key) : json_array_get(parent, index);
+    json_incref(orig);
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        json_t *sub = json_loads(subs[i], JSON_DECODE_ANY, NULL);
+        cr_assert(sub != NULL);
+        if (key)
+            json_object_set_new(parent, key, sub);
+        else
+            json_array_set_new(parent, index, sub);
+        char *text = json_dumps(root, 0);
+        JobSpec *s = job_spec_parse(text, strlen(text));
+        free(text);
+        if (s) {
+            job_spec_free(s);
+            continue;
+        }
+        const char *err = error_get();
+        size_t n = strcspn(err, ": ");
+        bool related = (strlen(path) <= n && strncmp(err, path, strlen(path)) == 0) ||
+                       (n <= strlen(path) && strncmp(err, path, n) == 0);
+        if (!related) {
+            bad_paths++;
+            cr_log_error("%s = %s: error names another place: %s", path, subs[i], err);
+        }
+    }
+    if (key)
+        json_object_set(parent, key, orig);
+    else
+        json_array_set(parent, index, orig);
+    json_decref(orig);
+}
+
+static void walk(json_t *root, json_t *node, const char *path) {
+    char p[256];
+    if (json_is_object(node)) {
+        const char *k;
+        json_t *v;
+        void *tmp;
+        json_object_foreach_safe(node, tmp, k, v) {
+            if (path[0])
+                snprintf(p, sizeof p, "%s.%s", path, k);
+            else
+                snprintf(p, sizeof p, "%s", k);
+            walk(root, v, p);
+            try_substitutes(root, node, k, 0, p);
+        }
+    } else if (json_is_array(node)) {
+        for (size_t i = 0; i < json_array_size(node); i++) {
+            snprintf(p, sizeof p, "%s[%zu]", path, i);
+            walk(root, json_array_get(node, i), p);
+            try_substitutes(root, node, NULL, i, p);
+        }
+    }
+}
+
+Test(spec, every_field_wrong_type_names_its_path) {
+    json_t *root = json_loads(design_example, 0, NULL);
+    cr_assert(root != NULL);
+    bad_paths = 0;
+    walk(root, root, "");
+    json_decref(root);
+    cr_assert_eq(bad_paths, 0, "%d substitutions gave an error about another place", bad_paths);
+}
