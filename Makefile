@@ -81,16 +81,18 @@ test: deps
 
 test-only:
 	@mkdir -p build
-	set -o pipefail; ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	set -o pipefail; OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1 build/tests/unit --jobs 2 $(TEST_ARGS) 2>&1 | tee build/test.log
 	@if grep -q 'ERROR: LeakSanitizer\|ERROR: AddressSanitizer\|runtime error:' build/test.log; then \
 	    echo "sanitizer reports above: failing the test run" >&2; exit 1; fi
 
 # Whole `traind run` jobs: parity with PyTorch (tests/fixtures/jobs, from
-# gen_jobs.py) and bad input under ASan. Each script ends "N passed, N failed".
+# gen_jobs.py) and bad input under ASan; the HTTP API against the real
+# daemon under ASan (test_api.sh). Each script ends "N passed, N failed".
 test-e2e: build/traind build/traind-asan
 	@ok=0; tests/e2e/test_run_parity.sh build/traind || ok=1; \
-	tests/e2e/test_run_errors.sh build/traind-asan || ok=1; exit $$ok
+	tests/e2e/test_run_errors.sh build/traind-asan || ok=1; \
+	tests/e2e/test_api.sh build/traind-asan || ok=1; exit $$ok
 
 # MNIST MLP and CNN, traind and (where torch imports) PyTorch side by side;
 # JSON lines on stdout. Needs ../shared/datasets/mnist (skips without it).

@@ -2,8 +2,9 @@
  * one job in the foreground, no server.
  *
  * The glue between a job file and the trainer: parse and validate the spec,
- * load its inline data sources, check shapes against the data, build the
- * model (or load `init`), optimizer, scheduler and loaders, then train,
+ * then build it (server/job_build.c, shared with the daemon's workers:
+ * inline data sources, shape checks, model or `init`, optimizer, scheduler
+ * and loaders), then train,
  * reporting a progress bar on a terminal or design.md's JSON lines with
  * --jsonl, and writing checkpoints under DIR (default ./runs/<name>):
  * DIR/epoch-<N>/{model,trainer}.safetensors, the last `keep_last` kept.
@@ -22,6 +23,7 @@
 #include "core/error.h"
 #include "core/spec.h"
 #include "core/train.h"
+#include "server/job_build.h"
 
 typedef struct {
     const JobSpec *spec;
@@ -105,72 +107,6 @@ static int on_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) 
     return 0;
 }
 
-static TrainLossFn loss_fn_of(const JobSpec *spec) {
-    switch (spec->loss) {
-    case SPEC_LOSS_MSE: return tensor_mse_loss;
-    case SPEC_LOSS_L1: return tensor_l1_loss;
-    case SPEC_LOSS_CROSS_ENTROPY: return tensor_cross_entropy;
-    case SPEC_LOSS_NLL: return tensor_nll_loss;
-    case SPEC_LOSS_BCE: return tensor_bce_loss;
-    case SPEC_LOSS_BCE_WITH_LOGITS: return tensor_bce_with_logits;
-    }
-    return NULL;
-}
-
-/* Everything a run owns, freed in one place. */
-typedef struct {
-    JobSpec *spec;
-    Dataset *train_ds, *val_ds;
-    Module *model;
-    Optimizer *opt;
-    LrScheduler *sched;
-    DataLoader *train, *val;
-    Rng init_rng, dropout_rng;
-} Run;
-
-static void run_free(Run *r) {
-    dataloader_free(r->train);
-    dataloader_free(r->val);
-    lr_scheduler_free(r->sched);
-    optimizer_free(r->opt);
-    if (r->model) module_free(r->model);
-    dataset_free(r->train_ds);
-    dataset_free(r->val_ds);
-    job_spec_free(r->spec);
-}
-
-static int run_build(Run *r, const char *job_path) {
-    r->spec = job_spec_parse_file(job_path);
-    if (!r->spec) return -1;
-    const JobSpec *spec = r->spec;
-    if (spec->reduction != REDUCTION_MEAN)
-        return error_set("loss.reduction: the trainer logs batch-mean losses; only 'mean' is "
-                         "supported");
-    r->train_ds = job_spec_load_source(spec, &spec->train);
-    if (!r->train_ds || job_spec_check_data(spec, r->train_ds) != 0) return -1;
-    if (spec->val.kind != SPEC_SOURCE_NONE) {
-        r->val_ds = job_spec_load_source(spec, &spec->val);
-        if (!r->val_ds || job_spec_check_data(spec, r->val_ds) != 0) return -1;
-    }
-    rng_init(&r->init_rng, spec->seed);
-    rng_init(&r->dropout_rng, spec->seed + 1);
-    r->model = job_spec_build_model(spec, &r->init_rng);
-    if (!r->model) return -1;
-    if (spec->init && train_load_init(r->model, spec->init) != 0) return error_prefix("init");
-    r->opt = job_spec_build_optimizer(spec, r->model);
-    if (!r->opt || job_spec_build_scheduler(spec, job_spec_lr(spec), &r->sched) != 0) return -1;
-    DataLoaderOptions lo = {.batch_size = spec->batch_size, .shuffle = spec->shuffle,
-                            .seed = spec->seed, .drop_last = spec->drop_last, .prefetch = 2};
-    r->train = dataloader_new(r->train_ds, &lo, &spec->transforms);
-    if (!r->train) return error_prefix("data.train");
-    if (r->val_ds) {
-        DataLoaderOptions vo = {.batch_size = spec->batch_size, .prefetch = 2};
-        r->val = dataloader_new(r->val_ds, &vo, &spec->transforms);
-        if (!r->val) return error_prefix("data.val");
-    }
-    return 0;
-}
-
 int cmd_run(int argc, char **argv) {
     const char *job = NULL, *device_arg = NULL, *out_arg = NULL;
     bool jsonl = false;
@@ -192,9 +128,9 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "usage: traind run JOB.json [--jsonl] [--device cpu] [--out DIR]\n");
         return 2;
     }
-    Run r = {0};
+    JobBuild r = {0};
     int status = 1;
-    if (run_build(&r, job) != 0) goto done;
+    if (job_build(&r, job_spec_parse_file(job), NULL) != 0) goto done;
     Device device = DEVICE_CPU_INIT;
     if (device_arg && device_parse(device_arg, &device) != 0) goto done;
     if (!device_arg && !r.spec->device_auto) device = r.spec->device;
@@ -214,17 +150,7 @@ int cmd_run(int argc, char **argv) {
                       .tty = isatty(STDERR_FILENO), .start = now_s()};
     Trainer t;
     train_init(&t);
-    t.model = r.model;
-    t.opt = r.opt;
-    t.sched = r.sched;
-    t.train = r.train;
-    t.val = r.val;
-    t.rng = &r.dropout_rng;
-    t.loss = loss_fn_of(r.spec);
-    t.epochs = r.spec->epochs;
-    t.accuracy = r.spec->accuracy;
-    t.device = device;
-    t.checkpoint_every = r.spec->checkpoint ? r.spec->checkpoint_every_epochs : 0;
+    job_build_trainer(&r, &t, device);
     t.cb = (TrainCallbacks){.user = &ctx, .metric = on_metric, .log = on_log,
                             .checkpoint = on_checkpoint};
     ctx.total_steps = train_total_steps(&t);
@@ -233,6 +159,6 @@ int cmd_run(int argc, char **argv) {
 done:
     if (status != 0) fprintf(stderr, "traind run: %s\n", error_get());
     fflush(stdout);
-    run_free(&r);
+    job_build_free(&r);
     return status;
 }

@@ -1,16 +1,18 @@
 /* main.c - the traind command line: dispatches to the commands.
  *
- * `serve` (the HTTP daemon, issue 4) is not built yet; it says so and exits
- * with status 2.
+ * `serve` runs the HTTP daemon and `user add` creates a user of its
+ * database (server/serve.c).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/backend.h"
 #include "server/cmd_run.h"
 #include "core/tensor.h"
-
-#define TRAIND_VERSION "0.1.0"
+#include "server/serve.h"
+#include "server/version.h"
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -21,7 +23,11 @@ static void usage(FILE *out) {
             "  info               dtypes, devices and backends of this build\n"
             "  run JOB.json [--jsonl] [--device cpu] [--out DIR]\n"
             "                     train one job in the foreground\n"
-            "  serve              run the HTTP daemon (not yet built)\n");
+            "  serve [--port 8080] [--bind 127.0.0.1] [--data-dir ./var] [--workers N]\n"
+            "        [--devices cpu,...]\n"
+            "                     run the HTTP daemon (serve --help: all options)\n"
+            "  user add NAME [--admin] --data-dir DIR\n"
+            "                     create a user and print its token\n");
 }
 
 static int cmd_info(void) {
@@ -32,7 +38,19 @@ static int cmd_info(void) {
     return 0;
 }
 
+/* OpenMP threads (ours and OpenBLAS's) that wait by spinning steal the
+ * CPU from each other and from other jobs on a shared machine: measured on
+ * 2 loaded cores, the MNIST CNN trains 2-3x faster with passive waiting.
+ * libgomp reads OMP_WAIT_POLICY once, before main runs, so when the user has
+ * not chosen a policy, set it and start over once. */
+static void prefer_passive_openmp(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    execv("/proc/self/exe", argv); /* returns only on failure: go on as we are */
+}
+
 int main(int argc, char **argv) {
+    prefer_passive_openmp(argv);
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
@@ -43,10 +61,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[1], "info") == 0) return cmd_info();
     if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 2, argv + 2);
-    if (strcmp(argv[1], "serve") == 0) {
-        fprintf(stderr, "traind: '%s' is not built yet in this version\n", argv[1]);
-        return 2;
-    }
+    if (strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(argv[1], "user") == 0) return cmd_user(argc - 2, argv + 2);
     fprintf(stderr, "traind: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -226,7 +226,10 @@ void cpu_unary(UnaryOp op, const Tensor *x, double alpha, Tensor *out) {
         switch (op) {                                                                              \
         case UNARY_RELU:                                                                           \
             _Pragma("omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)")                \
-            for (int64_t i = 0; i < n; i++) pgx[i] = px[i] > 0 ? pgy[i] : (T)0;                    \
+            for (int64_t i = 0; i < n; i++) { /* load first: a select vectorises */                \
+                const T g = pgy[i];                                                                \
+                pgx[i] = px[i] > 0 ? g : (T)0;                                                     \
+            }                                                                                      \
             break;                                                                                 \
         case UNARY_SIGMOID:                                                                        \
             for (int64_t i = 0; i < n; i++) pgx[i] = pgy[i] * ((T)1 - py[i]) * py[i];              \

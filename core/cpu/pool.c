@@ -16,6 +16,7 @@
  * Both dtypes share one loop body, instantiated per type by POOL_KERNELS.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "core/cpu/cpu.h"
@@ -56,9 +57,13 @@ static Span window_span(int64_t o, int64_t stride, int64_t pad, int64_t kernel,
                     T best = r0[2 * ow];                                                           \
                     int64_t bi = i0;                                                               \
                     T c1 = r0[2 * ow + 1], c2 = r1[2 * ow], c3 = r1[2 * ow + 1];                   \
-                    if (c1 > best || isnan(c1)) best = c1, bi = i0 + 1;                            \
-                    if (c2 > best || isnan(c2)) best = c2, bi = i0 + W;                            \
-                    if (c3 > best || isnan(c3)) best = c3, bi = i0 + W + 1;                        \
+                    /* selects, not branches: the comparisons are data-dependent */        \
+                    bool t1 = (c1 > best) | (c1 != c1);                                              \
+                    best = t1 ? c1 : best, bi = t1 ? i0 + 1 : bi;                                  \
+                    bool t2 = (c2 > best) | (c2 != c2);                                              \
+                    best = t2 ? c2 : best, bi = t2 ? i0 + W : bi;                                  \
+                    bool t3 = (c3 > best) | (c3 != c3);                                              \
+                    best = t3 ? c3 : best, bi = t3 ? i0 + W + 1 : bi;                              \
                     o[oh * OW + ow] = best;                                                        \
                     oi[oh * OW + ow] = bi;                                                         \
                 }                                                                                  \

@@ -90,9 +90,11 @@ static int conv2d_check(const Tensor *x, const Tensor *weight, const Tensor *bia
     return 0;
 }
 
-/* out = conv(x, weight) + bias on contiguous operands; no autograd. */
+/* out = conv(x, weight) + bias on contiguous operands; no autograd. When
+ * keep_cols is given and the whole batch fit in one chunk, the column
+ * matrix is handed back there, so backward need not unroll x again. */
 static Tensor *conv2d_forward(const Backend *be, const Window2d *g, const Tensor *x,
-                              const Tensor *weight, const Tensor *bias) {
+                              const Tensor *weight, const Tensor *bias, Tensor **keep_cols) {
     DType dt = x->dtype;
     int64_t O = weight->shape[0], K = g->channels * g->kernel_h * g->kernel_w;
     int64_t L = g->out_h * g->out_w, nb = chunk_images(g, K, dt);
@@ -115,6 +117,7 @@ static Tensor *conv2d_forward(const Backend *be, const Window2d *g, const Tensor
         if (ok) permute_chunk(be, out, n0, ym, false);
         tensor_release(ym);
     }
+    if (ok && keep_cols && nb == g->batch) *keep_cols = tensor_retain(cols);
     tensor_release(cols);
     tensor_release(y);
     tensor_release(ones);
@@ -126,7 +129,8 @@ static Tensor *conv2d_forward(const Backend *be, const Window2d *g, const Tensor
 }
 
 /* ints: stride_h, stride_w, pad_h, pad_w. inputs: x, weight[, bias], all
- * contiguous (the op recorded its contiguous copies). */
+ * contiguous (the op recorded its contiguous copies). saved[0]: the forward's
+ * column matrix of the whole batch, when it kept one. */
 static int conv2d_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     Tensor *x = node->inputs[0], *weight = node->inputs[1];
     Tensor *bias = node->n_inputs > 2 ? node->inputs[2] : NULL;
@@ -144,14 +148,16 @@ static int conv2d_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     bool need_b = bias && bias->requires_grad;
 
     Tensor *gyc = tensor_contiguous(gy);
-    Tensor *cols = tensor_empty(SHAPE(K, nb * L), dt, x->device);
+    Tensor *saved_cols = node->saved[0]; /* im2col(x) of the whole batch, or NULL */
+    bool need_cols = need_x || (need_w && !saved_cols);
+    Tensor *cols = need_cols ? tensor_empty(SHAPE(K, nb * L), dt, x->device) : NULL;
     Tensor *gyo = tensor_empty(SHAPE(O, nb, L), dt, x->device);
     Tensor *gw = need_w ? tensor_zeros_like(weight) : NULL;
     Tensor *gb = need_b ? tensor_zeros_like(bias) : NULL;
     Tensor *ones = need_b ? tensor_full(SHAPE(nb * L), 1.0, dt, x->device) : NULL;
     Tensor *gi = need_x ? tensor_empty_like(x) : NULL;
-    bool ok = gyc && cols && gyo && (!need_w || gw) && (!need_b || (gb && ones)) &&
-              (!need_x || gi);
+    bool ok = gyc && (!need_cols || cols) && gyo && (!need_w || gw) &&
+              (!need_b || (gb && ones)) && (!need_x || gi);
     for (int64_t n0 = 0; ok && n0 < g.batch; n0 += nb) {
         int64_t m = g.batch - n0 < nb ? g.batch - n0 : nb;
         Tensor *gym = tensor_make_view(gyo, SHAPE(O, m, L), (int64_t[]){m * L, L, 1}, 0);
@@ -163,8 +169,9 @@ static int conv2d_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
             be->gemm(dt, false, false, O, 1, m * L, 1.0, gY, m * L, tensor_data(ones), 1, 1.0,
                      tensor_data(gb), 1);
         if (need_w) {
-            be->im2col(dt, &g, image_at(x, n0), m, tensor_data(cols), m * L);
-            be->gemm(dt, false, true, O, K, m * L, 1.0, gY, m * L, tensor_data(cols), m * L, 1.0,
+            const void *xcols = saved_cols ? tensor_data(saved_cols) : tensor_data(cols);
+            if (!saved_cols) be->im2col(dt, &g, image_at(x, n0), m, tensor_data(cols), m * L);
+            be->gemm(dt, false, true, O, K, m * L, 1.0, gY, m * L, xcols, m * L, 1.0,
                      tensor_data(gw), K);
         }
         if (need_x) {
@@ -198,11 +205,14 @@ Tensor *tensor_conv2d(Tensor *x, Tensor *weight, Tensor *bias, int stride_h, int
     if (!be) return NULL;
     Tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(weight);
     Tensor *bc = bias ? tensor_contiguous(bias) : NULL;
-    Tensor *out = NULL;
-    if (xc && wc && (!bias || bc)) out = conv2d_forward(be, &g, xc, wc, bc);
+    Tensor *out = NULL, *cols = NULL;
     Tensor *inputs[3] = {xc, wc, bc};
     int n_inputs = bias ? 3 : 2;
-    if (out && autograd_needs_grad(n_inputs, inputs)) {
+    bool record = autograd_needs_grad(n_inputs, inputs);
+    /* the weight's gradient reads im2col(x): keep it rather than redo it */
+    bool keep = record && wc && wc->requires_grad;
+    if (xc && wc && (!bias || bc)) out = conv2d_forward(be, &g, xc, wc, bc, keep ? &cols : NULL);
+    if (out && record) {
         AutogradNode *node =
             autograd_record(out, "ConvolutionBackward", conv2d_backward, n_inputs, inputs);
         if (!node) {
@@ -213,8 +223,11 @@ Tensor *tensor_conv2d(Tensor *x, Tensor *weight, Tensor *bias, int stride_h, int
             node->ints[1] = stride_w;
             node->ints[2] = pad_h;
             node->ints[3] = pad_w;
+            node->saved[0] = cols; /* the node takes the reference */
+            cols = NULL;
         }
     }
+    tensor_release(cols);
     tensor_release(xc);
     tensor_release(wc);
     tensor_release(bc);

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# bench/run.sh - `make bench`: the seed's MNIST MLP and CNN, traind against
+# PyTorch, side by side in one run. JSON lines on stdout:
+#
+#   {"bench": "mnist_mlp", "impl": "traind",  "train_samples_per_s": ..., "test_accuracy": ...,
+#    "epoch_time_s": [...], ...}
+#   {"bench": "mnist_mlp", "impl": "pytorch", ...}           (where torch imports)
+#   {"bench": "mnist_mlp", "impl": "pytorch-tuned", ...}     (TORCH_TUNED=0 to skip)
+#   {"bench": "mnist_mlp", "ratio_samples_per_s": traind / pytorch,
+#    "ratio_vs_tuned": traind / pytorch-tuned, "ratio_best_epoch": ...,
+#    "ratio_best_epoch_vs_tuned": ..., "test_accuracy_diff": traind - pytorch}
+#
+# and the same for mnist_cnn. Both train on ../shared/datasets/mnist (its
+# train file, 20k images here, and the 10k test set as validation): batch
+# 64, shuffle on, SGD lr 0.01 momentum 0.9, LambdaLR 0.95**epoch, 2 epochs,
+# ToTensor + Normalize(0.5, 1.0). Speed is design.md's samples_per_s:
+# training samples over each epoch's wall time (training and validation),
+# summed over the epochs (best_epoch_samples_per_s: the fastest epoch alone,
+# which a burst of other work on the machine skews less); test_accuracy is
+# the last epoch's val_accuracy.
+# PyTorch runs bench/torch_mnist.py with torch.set_num_threads(2): "pytorch"
+# as the seed writes it (per-sample Dataset, DataLoader), "pytorch-tuned" with
+# OPENBLAS_NUM_THREADS=1 and whole-tensor batches (see below). The runs are
+# one after another, so a machine loaded by other work skews the ratios.
+#
+#   bench/run.sh [mlp] [cnn]        (default both)
+#   MNIST_DIR=... EPOCHS=2 TORCH_LOADER=dataset|tensor TORCH_TUNED=0|1 bench/run.sh
+#
+# Without the data it says so (stderr, and a "skipped" JSON line) and exits 0.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MNIST_DIR=${MNIST_DIR:-../shared/datasets/mnist}
+EPOCHS=${EPOCHS:-2}
+TORCH_LOADER=${TORCH_LOADER:-dataset}
+TORCH_TUNED=${TORCH_TUNED:-1}
+TRAIND=${TRAIND:-build/traind}
+models=("$@")
+[ ${#models[@]} -gt 0 ] || models=(mlp cnn)
+
+for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz \
+         t10k-labels-idx1-ubyte.gz; do
+    if [ ! -f "$MNIST_DIR/$f" ]; then
+        echo "bench: skipped: $MNIST_DIR/$f not found (MNIST_DIR=... to point elsewhere)" >&2
+        echo "{\"bench\": \"mnist\", \"skipped\": \"$MNIST_DIR/$f not found\"}"
+        exit 0
+    fi
+done
+MNIST_DIR=$(cd "$MNIST_DIR" && pwd)
+[ -x "$TRAIND" ] || { echo "bench: $TRAIND not built (make all)" >&2; exit 1; }
+have_torch=0
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    have_torch=1
+else
+    echo "bench: /usr/bin/python3 cannot import torch: PyTorch side skipped" >&2
+fi
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+model_json() {
+    case $1 in
+    mlp) echo '[{"type": "Flatten"},
+     {"type": "Linear", "in_features": 784, "out_features": 256}, {"type": "ReLU"},
+     {"type": "Linear", "in_features": 256, "out_features": 10}]' ;;
+    cnn) echo '[{"type": "Conv2d", "in_channels": 1, "out_channels": 32, "kernel_size": 3, "padding": 1},
+     {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+     {"type": "Conv2d", "in_channels": 32, "out_channels": 64, "kernel_size": 3, "padding": 1},
+     {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2}, {"type": "Flatten"},
+     {"type": "Linear", "in_features": 3136, "out_features": 128}, {"type": "ReLU"},
+     {"type": "Linear", "in_features": 128, "out_features": 10}]' ;;
+    esac
+}
+
+# summarize BENCH JSONL WALL_MS: traind's metric lines -> one bench line.
+summarize() {
+    python3 - "$@" <<'EOF'
+import json, sys
+bench, path, wall = sys.argv[1], sys.argv[2], float(sys.argv[3]) / 1000  # ms
+m = {}
+for line in open(path):
+    ev = json.loads(line)
+    if ev.get("event") == "metric" and ev["name"] != "loss" and ev["name"] != "lr":
+        m.setdefault(ev["name"], []).append(ev["value"])
+times, sps = m["epoch_time_s"], m["samples_per_s"]
+samples = sum(s * t for s, t in zip(sps, times))
+print(json.dumps({"bench": bench, "impl": "traind",
+                  "train_samples_per_s": round(samples / sum(times), 1),
+                  "best_epoch_samples_per_s": round(max(sps), 1),
+                  "test_accuracy": m["val_accuracy"][-1],
+                  "epoch_time_s": [round(t, 3) for t in times],
+                  "train_loss": [round(v, 5) for v in m["train_loss"]],
+                  "wall_s": round(wall, 2)}))
+EOF
+}
+
+for model in "${models[@]}"; do
+    bench=mnist_$model
+    cat >"$TMP/$bench.json" <<EOF
+{"name": "$bench",
+ "data": {"train": {"format": "idx", "images": "$MNIST_DIR/train-images-idx3-ubyte.gz",
+                    "labels": "$MNIST_DIR/train-labels-idx1-ubyte.gz"},
+          "val": {"format": "idx", "images": "$MNIST_DIR/t10k-images-idx3-ubyte.gz",
+                  "labels": "$MNIST_DIR/t10k-labels-idx1-ubyte.gz"},
+          "transforms": [{"type": "ToTensor"}, {"type": "Normalize", "mean": [0.5], "std": [1.0]}]},
+ "model": $(model_json "$model"),
+ "loss": {"type": "CrossEntropyLoss"},
+ "optimizer": {"type": "SGD", "lr": 0.01, "momentum": 0.9},
+ "scheduler": {"type": "LambdaLR", "lr_lambda": "0.95 ** epoch"},
+ "epochs": $EPOCHS, "batch_size": 64, "shuffle": true, "seed": 0,
+ "metrics": ["accuracy"], "checkpoint": null}
+EOF
+    t0=$(date +%s%N)
+    if ! "$TRAIND" run "$TMP/$bench.json" --jsonl --device cpu --out "$TMP/out" \
+            >"$TMP/$bench.jsonl" 2>"$TMP/$bench.err"; then
+        echo "bench: $bench: traind failed: $(cat "$TMP/$bench.err")" >&2
+        exit 1
+    fi
+    t1=$(date +%s%N)
+    ours=$(summarize "$bench" "$TMP/$bench.jsonl" "$(( (t1 - t0) / 1000000 ))")
+    echo "$ours"
+    [ $have_torch -eq 1 ] || continue
+    # pytorch: the loop as specified (2 threads, the seed's per-sample Dataset).
+    theirs=$(/usr/bin/python3 bench/torch_mnist.py --model "$model" --data "$MNIST_DIR" \
+             --epochs "$EPOCHS" --threads 2 --loader "$TORCH_LOADER")
+    echo "$theirs"
+    tuned='{}'
+    if [ "$TORCH_TUNED" = 1 ]; then
+        # pytorch-tuned: Debian's torch calls a multi-threaded OpenBLAS from
+        # inside its own 2 OpenMP threads, 4 spinning threads on 2 cores;
+        # one OpenBLAS thread per caller and whole-tensor batches is the
+        # fastest PyTorch gets here.
+        tuned=$(OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_mnist.py --model "$model" \
+                --data "$MNIST_DIR" --epochs "$EPOCHS" --threads 2 --loader tensor \
+                --impl pytorch-tuned)
+        echo "$tuned"
+    fi
+    python3 - "$bench" "$ours" "$theirs" "$tuned" <<'EOF'
+import json, sys
+a, b, c = (json.loads(v) for v in sys.argv[2:5])
+line = {"bench": sys.argv[1],
+        "ratio_samples_per_s": round(a["train_samples_per_s"] / b["train_samples_per_s"], 3)}
+if c:
+    line["ratio_vs_tuned"] = round(a["train_samples_per_s"] / c["train_samples_per_s"], 3)
+# the fastest epoch of each: less skewed by a burst of other work on the machine
+line["ratio_best_epoch"] = round(a["best_epoch_samples_per_s"] / b["best_epoch_samples_per_s"], 3)
+if c:
+    line["ratio_best_epoch_vs_tuned"] = round(
+        a["best_epoch_samples_per_s"] / c["best_epoch_samples_per_s"], 3)
+line["test_accuracy_diff"] = round(a["test_accuracy"] - b["test_accuracy"], 4)
+print(json.dumps(line))
+EOF
+done

@@ -1,0 +1,77 @@
+/* api.c - the v1 route table and the helpers the route files share; see
+ * api.h. The table is design.md "HTTP API (v1)", in its order. */
+#include "server/api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+const HttpRoute api_routes[] = {
+    {"GET", "/v1/health", health_get, HTTP_ROUTE_PUBLIC, NULL},
+    {"GET", "/v1/devices", devices_get, 0, NULL},
+    {"POST", "/v1/datasets", datasets_post, 0, &datasets_upload_body},
+    {"GET", "/v1/datasets", datasets_list, 0, NULL},
+    {"GET", "/v1/datasets/{id}", datasets_get, 0, NULL},
+    {"DELETE", "/v1/datasets/{id}", datasets_delete, 0, NULL},
+    {"POST", "/v1/jobs", jobs_post, 0, NULL},
+    {"GET", "/v1/jobs", jobs_list, 0, NULL},
+    {"GET", "/v1/jobs/{id}", jobs_get, 0, NULL},
+    {"POST", "/v1/jobs/{id}/cancel", jobs_cancel, 0, NULL},
+    {"GET", "/v1/jobs/{id}/metrics", metrics_get, 0, NULL},
+    {"GET", "/v1/jobs/{id}/logs", logs_get, 0, NULL},
+    {"GET", "/v1/jobs/{id}/checkpoints", checkpoints_list, 0, NULL},
+    {"GET", "/v1/jobs/{id}/checkpoints/{n}", checkpoints_get, 0, NULL},
+    {"GET", "/metrics", prometheus_get, 0, NULL},
+};
+const int api_num_routes = (int)(sizeof api_routes / sizeof api_routes[0]);
+
+int api_authenticate(void *app, const char *token, HttpAuth *out) {
+    Api *api = app;
+    DbUser u;
+    int st = db_user_by_token(api->db, token, &u);
+    if (st == DB_NOT_FOUND || st == DB_INVALID) return 0;
+    if (st != DB_OK) return -1;
+    out->user_id = u.id;
+    out->admin = u.admin;
+    snprintf(out->name, sizeof out->name, "%s", u.name);
+    return 1;
+}
+
+int api_reply_db(HttpRequest *req, int st, const char *path) {
+    const char *msg = *error_get() ? error_get() : "storage failed";
+    switch (st) {
+    case DB_NOT_FOUND: return http_reply_error(req, 404, "not_found", path, "%s", msg);
+    case DB_CONFLICT: return http_reply_error(req, 409, "conflict", path, "%s", msg);
+    case DB_INVALID: return http_reply_error(req, 422, "invalid", path, "%s", msg);
+    default: return http_reply_error(req, 503, "unavailable", path, "%s", msg);
+    }
+}
+
+int64_t api_param_id(HttpRequest *req, int i, const char *what) {
+    const char *s = http_param(req, i);
+    char *end;
+    long long id = strtoll(s, &end, 10);
+    if (!*s || *end || id <= 0 || s[0] == '+' || s[0] == ' ') {
+        http_reply_error(req, 404, "not_found", NULL, "%s '%.64s' does not exist (ids are "
+                                                      "positive integers)", what, s);
+        return -1;
+    }
+    return id;
+}
+
+int api_check_owner(HttpRequest *req, int64_t owner, const char *what, int64_t id) {
+    const HttpAuth *a = http_auth(req);
+    if (a->admin || (owner != 0 && owner == a->user_id)) return 0;
+    http_reply_error(req, 403, "forbidden", NULL,
+                     "%s %lld belongs to another user; only its owner or an admin may change it",
+                     what, (long long)id);
+    return -1;
+}
+
+json_t *api_time(int64_t ms) {
+    if (ms <= 0) return json_null();
+    char buf[40];
+    return json_string(db_format_time(ms, buf, sizeof buf));
+}

@@ -1,0 +1,75 @@
+/* api.h - the v1 HTTP API: its route table, the state its handlers share,
+ * and the helpers every route file uses.
+ *
+ * server/http.c knows nothing of jobs or datasets; server/api.c lists the
+ * routes of design.md "HTTP API (v1)" and maps storage's DbStatus to
+ * statuses; one file per resource under server/routes/ holds the handlers.
+ *
+ * Access: every route but GET /v1/health needs a token. Any user may read
+ * everything (a lab's shared server); changing a job or dataset (cancel,
+ * delete) takes its owner or an admin (403 otherwise).
+ *
+ * Errors: "path" in the error body is the JSON path of a bad field of a
+ * body ("optimizer.lr", "urls.images"), "?name" for a query argument, or
+ * the request's path when the request as a whole is at fault.
+ */
+#ifndef TRAIND_SERVER_API_H
+#define TRAIND_SERVER_API_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "server/http.h"
+#include "server/scheduler.h"
+#include "storage/db.h"
+
+typedef struct {
+    Db *db;
+    MetricWriter *metrics;
+    Scheduler *sched;
+    HttpServer *http;      /* set once listening */
+    int64_t import_max;    /* bytes per file a URL import may fetch */
+    int import_timeout_s;  /* whole transfer of one URL */
+    time_t started;
+} Api;
+
+extern const HttpRoute api_routes[];
+extern const int api_num_routes;
+
+/* HttpConfig.authenticate: the token's user from the database. */
+int api_authenticate(void *app, const char *token, HttpAuth *out);
+
+/* Replies for a failed storage or scheduler call (st < 0), with
+ * error_get() as the message: DB_NOT_FOUND 404, DB_CONFLICT 409,
+ * DB_INVALID 422, DB_ERROR 503. path may be NULL. Returns 0. */
+int api_reply_db(HttpRequest *req, int st, const char *path);
+/* {id} as a positive integer, or -1 after replying 404. what: "job". */
+int64_t api_param_id(HttpRequest *req, int i, const char *what);
+/* Owner or admin, or -1 after replying 403. */
+int api_check_owner(HttpRequest *req, int64_t owner, const char *what, int64_t id);
+/* ms since the epoch as an RFC 3339 string, or JSON null for 0. */
+json_t *api_time(int64_t ms);
+
+/* the handlers, one file each under server/routes/ */
+int health_get(HttpRequest *req);               /* health.c */
+int devices_get(HttpRequest *req);              /* devices.c */
+int datasets_post(HttpRequest *req);            /* datasets.c */
+int datasets_list(HttpRequest *req);
+int datasets_get(HttpRequest *req);
+int datasets_delete(HttpRequest *req);
+extern const HttpBodyStream datasets_upload_body; /* dataset_upload.c */
+int dataset_upload_finish(HttpRequest *req);
+int dataset_import(HttpRequest *req, json_t *body); /* dataset_import.c */
+json_t *dataset_json(const DbDataset *ds);
+int jobs_post(HttpRequest *req);                /* jobs.c */
+int jobs_list(HttpRequest *req);
+int jobs_get(HttpRequest *req);
+int jobs_cancel(HttpRequest *req);
+int metrics_get(HttpRequest *req);              /* metrics.c */
+int logs_get(HttpRequest *req);                 /* logs.c */
+int checkpoints_list(HttpRequest *req);         /* checkpoints.c */
+int checkpoints_get(HttpRequest *req);
+int prometheus_get(HttpRequest *req);           /* prometheus.c */
+
+#endif

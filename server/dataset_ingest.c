@@ -1,0 +1,172 @@
+/* dataset_ingest.c - validate arrived files by loading them; see
+ * dataset_ingest.h. */
+#include "server/dataset_ingest.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/data/dataset.h"
+#include "core/error.h"
+#include "core/spec.h"
+
+static const char *const IDX_ROLES[] = {"images", "labels"};
+static const char *const CSV_ROLES[] = {"file"};
+static const char *const NPY_ROLES[] = {"inputs", "targets"};
+
+const char *const *dataset_ingest_roles(const char *format, int *n) {
+    if (!format) return NULL;
+    if (!strcmp(format, "idx")) return *n = 2, IDX_ROLES;
+    if (!strcmp(format, "csv")) return *n = 1, CSV_ROLES;
+    if (!strcmp(format, "npy")) return *n = 2, NPY_ROLES;
+    return NULL;
+}
+
+bool dataset_ingest_role_ok(const char *format, const char *role) {
+    int n = 0;
+    const char *const *roles = dataset_ingest_roles(format, &n);
+    for (int i = 0; roles && i < n; i++)
+        if (!strcmp(roles[i], role)) return true;
+    return false;
+}
+
+void dataset_ingest_file_name(const char *role, const char *client_name, char *out, size_t size) {
+    const char *base = client_name ? strrchr(client_name, '/') : NULL;
+    base = base ? base + 1 : client_name;
+    if (base) {
+        const char *slash = strrchr(base, '\\'); /* browsers on Windows send C:\x\y */
+        if (slash) base = slash + 1;
+    }
+    bool ok = base && *base && base[0] != '.' && strlen(base) <= 100;
+    for (const char *p = base; ok && *p; p++)
+        ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+             *p == '.' || *p == '_' || *p == '-';
+    snprintf(out, size, "%s", ok ? base : role);
+}
+
+char *dataset_ingest_options(const char *label_column, const char *feature_columns) {
+    json_t *o = json_object();
+    if (!o) return NULL;
+    if (label_column && *label_column) json_object_set_new(o, "label_column", json_string(label_column));
+    if (feature_columns && *feature_columns) {
+        json_t *cols = json_array();
+        const char *p = feature_columns;
+        while (cols && *p) {
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            while (len && *p == ' ') p++, len--;
+            while (len && p[len - 1] == ' ') len--;
+            if (len) json_array_append_new(cols, json_stringn(p, len));
+            p += comma ? (size_t)(comma - p) + 1 : strlen(p);
+        }
+        json_object_set_new(o, "feature_columns", cols);
+    }
+    char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return text;
+}
+
+static int file_path(Db *db, int64_t id, const DbDataset *info, const char *role, char *buf,
+                     size_t size) {
+    char dir[4096];
+    if (db_dataset_dir(db, id, dir, sizeof dir) != DB_OK) return -1;
+    for (int i = 0; i < info->num_files; i++)
+        if (!strcmp(info->files[i].role, role)) {
+            if ((size_t)snprintf(buf, size, "%s/%s", dir, info->files[i].name) >= size)
+                return error_set("dataset %lld: path too long", (long long)id);
+            return 0;
+        }
+    return error_set("missing file '%s'", role);
+}
+
+/* CSV with the stored options: integer labels when the label column holds
+ * them (classification), float targets otherwise (regression). */
+static Dataset *load_csv(const char *path, const char *options_json) {
+    json_error_t jerr;
+    json_t *o = json_loads(options_json ? options_json : "{}", 0, &jerr);
+    const char *labels[64], *features[1024];
+    CsvOptions opts = {0};
+    json_t *lc = json_object_get(o, "label_column"), *fc = json_object_get(o, "feature_columns");
+    if (json_is_string(lc)) labels[opts.num_label_columns++] = json_string_value(lc);
+    size_t i;
+    json_t *v;
+    json_array_foreach(fc, i, v) {
+        if (opts.num_feature_columns < 1024 && json_is_string(v))
+            features[opts.num_feature_columns++] = json_string_value(v);
+    }
+    opts.label_columns = opts.num_label_columns ? labels : NULL;
+    opts.feature_columns = opts.num_feature_columns ? features : NULL;
+    Dataset *ds = dataset_load_csv(path, &opts);
+    if (!ds) {
+        char first[ERROR_MAX];
+        snprintf(first, sizeof first, "%s", error_get());
+        opts.regression = true;
+        ds = dataset_load_csv(path, &opts);
+        /* the regression attempt's error is about the data itself; when the
+         * labels were the only problem it succeeds */
+        if (!ds && strstr(first, "label")) error_set("%s", first);
+    }
+    json_decref(o);
+    return ds;
+}
+
+static void shape_to_db(const Dataset *ds, DbSampleShape *out) {
+    SpecDataShape s;
+    spec_data_shape_of(ds, &s);
+    memset(out, 0, sizeof *out);
+    snprintf(out->input_dtype, sizeof out->input_dtype, "%s", dtype_name(s.input_dtype));
+    out->input_ndim = s.input_ndim < DB_MAX_DIMS ? s.input_ndim : DB_MAX_DIMS;
+    for (int i = 0; i < out->input_ndim; i++) out->input_shape[i] = s.input_shape[i];
+    snprintf(out->target_dtype, sizeof out->target_dtype, "%s", dtype_name(s.target_dtype));
+    out->target_ndim = s.target_ndim < DB_MAX_DIMS ? s.target_ndim : DB_MAX_DIMS;
+    for (int i = 0; i < out->target_ndim; i++) out->target_shape[i] = s.target_shape[i];
+    out->num_classes = s.num_classes;
+}
+
+int dataset_ingest_finish(Db *db, int64_t id, const char *format, const char *options_json,
+                          DbDataset *info, bool *bad_data) {
+    *bad_data = true;
+    char a[4096 + 256], b[4096 + 256];
+    Dataset *ds = NULL;
+    if (!strcmp(format, "idx")) {
+        if (file_path(db, id, info, "images", a, sizeof a) || file_path(db, id, info, "labels", b, sizeof b))
+            return -1;
+        ds = dataset_load_idx(a, b);
+    } else if (!strcmp(format, "npy")) {
+        if (file_path(db, id, info, "inputs", a, sizeof a) || file_path(db, id, info, "targets", b, sizeof b))
+            return -1;
+        ds = dataset_load_npy(a, b);
+    } else if (!strcmp(format, "csv")) {
+        if (file_path(db, id, info, "file", a, sizeof a)) return -1;
+        ds = load_csv(a, options_json);
+    } else {
+        return error_set("format: unknown format '%s' (known: idx, csv, npy)", format);
+    }
+    if (!ds) {
+        /* core/data's messages start with the file's full path: keep
+         * only its name, the data dir is none of the client's business */
+        char dir[4096], msg[ERROR_MAX];
+        snprintf(msg, sizeof msg, "%s", error_get());
+        if (db_dataset_dir(db, id, dir, sizeof dir) == DB_OK) {
+            size_t n = strlen(dir);
+            char *p;
+            while ((p = strstr(msg, dir)) != NULL) {
+                size_t skip = n + (p[n] == '/');
+                memmove(p, p + skip, strlen(p + skip) + 1);
+            }
+        }
+        return error_set("%s", msg);
+    }
+    info->samples = ds->n;
+    shape_to_db(ds, &info->shape);
+    info->bytes = 0;
+    for (int i = 0; i < info->num_files; i++) info->bytes += info->files[i].bytes;
+    if (info->num_files == 1)
+        memcpy(info->sha256, info->files[0].sha256, sizeof info->sha256);
+    else
+        info->sha256[0] = '\0';
+    dataset_free(ds);
+    *bad_data = false;
+    return db_dataset_mark_ready(db, id, info) == DB_OK ? 0 : -1;
+}

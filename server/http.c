@@ -1,0 +1,799 @@
+/* http.c - libmicrohttpd behind a route table; see http.h.
+ *
+ * MHD calls on_request several times per request: once when the headers
+ * are in (we match the route, check the token and the declared body size
+ * there, so a 401 or 413 goes out before the body is read), once per piece
+ * of the body (buffered, or handed to the route's stream callbacks), and
+ * once more at the end, where the handler runs and its reply is queued.
+ * on_completed runs when the response is gone (or the client is): it calls
+ * the route's finish, counts, logs and frees the request.
+ *
+ * Streams (SSE) use MHD's suspend/resume: a producer with nothing to say
+ * returns 0, the reader suspends the connection and parks it on a list that
+ * a ticker thread (and http_server_wake) resumes, so a waiting client costs
+ * no thread and no busy loop.
+ */
+#include "server/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "server/log.h"
+
+#define HTTP_STATUS_SLOTS 24
+#define HTTP_TICK_MS 200
+/* Past this many bytes beyond the limit a refused body is no longer read
+ * to its end: the connection is closed instead. */
+#define HTTP_DISCARD_SLACK ((uint64_t)64 << 20)
+
+typedef struct {
+    int status;
+    uint64_t count;
+} StatusCount;
+
+typedef struct HttpStream HttpStream;
+
+struct HttpServer {
+    struct MHD_Daemon *daemon;
+    HttpConfig cfg;
+    char bind[64];
+    int port;
+
+    pthread_mutex_t count_lock;
+    StatusCount (*counts)[HTTP_STATUS_SLOTS]; /* [num_routes + 1]: last is "unmatched" */
+    atomic_uint_fast64_t upload_bytes;
+
+    pthread_mutex_t stream_lock;
+    pthread_cond_t tick_cond;
+    HttpStream *waiting; /* suspended streams */
+    bool stopping;
+    bool ticker_started;
+    pthread_t ticker;
+};
+
+struct HttpStream {
+    HttpServer *server;
+    struct MHD_Connection *conn;
+    HttpStreamFn fn;
+    void *ctx;
+    void (*free_ctx)(void *ctx);
+    bool waiting;
+    HttpStream *next;
+};
+
+struct HttpRequest {
+    HttpServer *server;
+    struct MHD_Connection *conn;
+    int route; /* index into cfg.routes, -1: none */
+    char method[16];
+    char *path;
+    char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
+    int num_params;
+    HttpAuth auth;
+
+    bool has_body, body_begun, discard;
+    int body_mode;
+    uint64_t limit, received;
+    char *body;
+    size_t body_len, body_cap;
+
+    struct MHD_Response *response; /* made, not yet queued */
+    int status;
+    bool queued;
+    void *state;
+    struct timespec start;
+};
+
+/* ---- small helpers ---- */
+
+static double elapsed_ms(const struct timespec *start) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) * 1e3 + (double)(now.tv_nsec - start->tv_nsec) / 1e6;
+}
+
+static const HttpRoute *route_of(const HttpRequest *req) {
+    return req->route >= 0 ? &req->server->cfg.routes[req->route] : NULL;
+}
+
+/* Matches path against pattern, copying {name} segments into params. */
+static bool pattern_match(const char *pattern, const char *path, char (*params)[HTTP_PARAM_MAX],
+                          int *num_params) {
+    int np = 0;
+    const char *p = pattern, *u = path;
+    while (*p && *u) {
+        if (*p != '/' || *u != '/') return false;
+        p++, u++;
+        const char *pe = strchr(p, '/'), *ue = strchr(u, '/');
+        size_t plen = pe ? (size_t)(pe - p) : strlen(p), ulen = ue ? (size_t)(ue - u) : strlen(u);
+        if (plen >= 2 && p[0] == '{' && p[plen - 1] == '}') {
+            if (ulen == 0 || ulen >= HTTP_PARAM_MAX || np >= HTTP_MAX_PARAMS) return false;
+            memcpy(params[np], u, ulen);
+            params[np][ulen] = '\0';
+            np++;
+        } else if (plen != ulen || memcmp(p, u, plen) != 0) {
+            return false;
+        }
+        p += plen, u += ulen;
+    }
+    /* a trailing slash is tolerated: /v1/jobs/ is /v1/jobs */
+    if (*u == '/' && u[1] == '\0') u++;
+    if (*p || *u) return false;
+    *num_params = np;
+    return true;
+}
+
+static void count_request(HttpServer *s, int route, int status) {
+    int row = route >= 0 ? route : s->cfg.num_routes;
+    pthread_mutex_lock(&s->count_lock);
+    StatusCount *slots = s->counts[row];
+    for (int i = 0; i < HTTP_STATUS_SLOTS; i++) {
+        if (slots[i].count == 0 || slots[i].status == status) {
+            slots[i].status = status;
+            slots[i].count++;
+            break;
+        }
+        /* more distinct statuses than slots: the last slot takes the rest */
+        if (i == HTTP_STATUS_SLOTS - 1) slots[i].count++;
+    }
+    pthread_mutex_unlock(&s->count_lock);
+}
+
+/* ---- the request accessors ---- */
+
+void *http_app(const HttpRequest *req) { return req->server->cfg.app; }
+HttpServer *http_server_of(const HttpRequest *req) { return req->server; }
+const char *http_method(const HttpRequest *req) { return req->method; }
+const char *http_path(const HttpRequest *req) { return req->path; }
+const HttpAuth *http_auth(const HttpRequest *req) { return &req->auth; }
+void *http_state(const HttpRequest *req) { return req->state; }
+void http_set_state(HttpRequest *req, void *state) { req->state = state; }
+struct MHD_Connection *http_connection(const HttpRequest *req) { return req->conn; }
+int64_t http_upload_max(const HttpRequest *req) { return req->server->cfg.upload_max; }
+
+const char *http_param(const HttpRequest *req, int i) {
+    return i >= 0 && i < req->num_params ? req->params[i] : "";
+}
+
+const char *http_query(const HttpRequest *req, const char *key) {
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *http_header(const HttpRequest *req, const char *name) {
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_body(const HttpRequest *req, size_t *len) {
+    if (len) *len = req->body_len;
+    return req->body ? req->body : "";
+}
+
+/* ---- replies ---- */
+
+static int set_response(HttpRequest *req, int status, struct MHD_Response *r) {
+    if (req->response) MHD_destroy_response(req->response);
+    req->response = r;
+    req->status = status;
+    return 0;
+}
+
+static int reply_static(HttpRequest *req, int status, const char *content_type, const char *text,
+                        size_t len) {
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
+    if (!r) {
+        set_response(req, 0, NULL);
+        return 0;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    return set_response(req, status, r);
+}
+
+int http_reply_text(HttpRequest *req, int status, const char *content_type, const char *text,
+                    size_t len) {
+    return reply_static(req, status, content_type, text, len);
+}
+
+int http_reply_json(HttpRequest *req, int status, json_t *body) {
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(body);
+    if (!text) {
+        static const char oom[] =
+            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\",\"path\":\"\"}}";
+        return reply_static(req, 500, "application/json", oom, sizeof oom - 1);
+    }
+    size_t len = strlen(text);
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(text);
+        return set_response(req, 0, NULL);
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    return set_response(req, status, r);
+}
+
+int http_reply_error(HttpRequest *req, int status, const char *code, const char *path,
+                     const char *fmt, ...) {
+    char msg[ERROR_MAX + 256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *err = json_pack("{s:s, s:o, s:o}", "code", code, "message", log_string(msg), "path",
+                            log_string(path ? path : req->path));
+    json_t *body = err ? json_pack("{s:o}", "error", err) : NULL;
+    http_reply_json(req, status, body);
+    if (status == 401 && req->response)
+        MHD_add_response_header(req->response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"traind\"");
+    return 0;
+}
+
+int http_reply_fd(HttpRequest *req, int status, const char *content_type, int fd, uint64_t size) {
+    struct MHD_Response *r = MHD_create_response_from_fd64(size, fd);
+    if (!r) {
+        close(fd);
+        return http_reply_error(req, 500, "internal", NULL, "cannot create a file response");
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    return set_response(req, status, r);
+}
+
+void http_reply_header(HttpRequest *req, const char *name, const char *value) {
+    if (req->response) MHD_add_response_header(req->response, name, value);
+}
+
+json_t *http_json_body(HttpRequest *req) {
+    if (req->body_len == 0) {
+        http_reply_error(req, 400, "bad_json", "", "the request body is empty; expected a JSON "
+                                                   "object");
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j) {
+        http_reply_error(req, 400, "bad_json", "", "malformed JSON: line %d, column %d: %s",
+                         jerr.line, jerr.column, jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        static const char *const names[] = {"object", "array", "string", "integer",
+                                            "real", "true", "false", "null"};
+        http_reply_error(req, 400, "bad_json", "", "expected a JSON object, got %s",
+                         names[json_typeof(j)]);
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+int http_query_int(HttpRequest *req, const char *key, int64_t def, int64_t min, int64_t max,
+                   int64_t *out) {
+    const char *v = http_query(req, key);
+    char where[80];
+    snprintf(where, sizeof where, "?%s", key);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || errno) {
+        http_reply_error(req, 400, "bad_query", where, "%s: expected an integer, got '%.64s'", key,
+                         v);
+        return -1;
+    }
+    if (x < min || x > max) {
+        http_reply_error(req, 400, "bad_query", where,
+                         "%s: must be in [%" PRId64 ", %" PRId64 "], got %lld", key, min, max, x);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int http_query_bool(HttpRequest *req, const char *key, bool *out) {
+    const char *v = http_query(req, key);
+    *out = false;
+    if (!v) return 0;
+    if (!strcmp(v, "1") || !strcmp(v, "true") || !*v) {
+        *out = true;
+        return 0;
+    }
+    if (!strcmp(v, "0") || !strcmp(v, "false")) return 0;
+    char where[80];
+    snprintf(where, sizeof where, "?%s", key);
+    http_reply_error(req, 400, "bad_query", where, "%s: expected 1, 0, true or false, got '%.64s'",
+                     key, v);
+    return -1;
+}
+
+/* ---- streams ---- */
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    HttpStream *st = cls;
+    HttpServer *s = st->server;
+    pthread_mutex_lock(&s->stream_lock);
+    bool stopping = s->stopping;
+    pthread_mutex_unlock(&s->stream_lock);
+    if (stopping) return MHD_CONTENT_READER_END_OF_STREAM;
+    ssize_t n = st->fn(st->ctx, buf, max);
+    if (n > 0) return n;
+    if (n == HTTP_STREAM_END) return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+    /* nothing yet: park the connection until the next tick */
+    pthread_mutex_lock(&s->stream_lock);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->stream_lock);
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    MHD_suspend_connection(st->conn);
+    st->waiting = true;
+    st->next = s->waiting;
+    s->waiting = st;
+    pthread_mutex_unlock(&s->stream_lock);
+    return 0;
+}
+
+static void stream_free(void *cls) {
+    HttpStream *st = cls;
+    HttpServer *s = st->server;
+    pthread_mutex_lock(&s->stream_lock);
+    for (HttpStream **pp = &s->waiting; *pp; pp = &(*pp)->next)
+        if (*pp == st) {
+            *pp = st->next;
+            break;
+        }
+    pthread_mutex_unlock(&s->stream_lock);
+    if (st->free_ctx) st->free_ctx(st->ctx);
+    free(st);
+}
+
+/* Resumes every parked stream; the caller holds stream_lock. */
+static void resume_waiting(HttpServer *s) {
+    while (s->waiting) {
+        HttpStream *st = s->waiting;
+        s->waiting = st->next;
+        st->next = NULL;
+        st->waiting = false;
+        MHD_resume_connection(st->conn);
+    }
+}
+
+void http_server_wake(HttpServer *s) {
+    if (!s) return;
+    pthread_mutex_lock(&s->stream_lock);
+    resume_waiting(s);
+    pthread_mutex_unlock(&s->stream_lock);
+}
+
+static void *ticker_main(void *arg) {
+    HttpServer *s = arg;
+    pthread_mutex_lock(&s->stream_lock);
+    while (!s->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += HTTP_TICK_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&s->tick_cond, &s->stream_lock, &until);
+        resume_waiting(s);
+    }
+    pthread_mutex_unlock(&s->stream_lock);
+    return NULL;
+}
+
+int http_reply_stream(HttpRequest *req, int status, const char *content_type, HttpStreamFn fn,
+                      void *ctx, void (*free_ctx)(void *ctx)) {
+    HttpStream *st = calloc(1, sizeof *st);
+    if (!st) {
+        if (free_ctx) free_ctx(ctx);
+        return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
+    }
+    *st = (HttpStream){.server = req->server, .conn = req->conn, .fn = fn, .ctx = ctx,
+                       .free_ctx = free_ctx};
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st,
+                                          stream_free);
+    if (!r) {
+        stream_free(st);
+        return http_reply_error(req, 503, "unavailable", NULL, "cannot create a stream");
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    return set_response(req, status, r);
+}
+
+/* ---- MHD callbacks ---- */
+
+static HttpRequest *request_new(HttpServer *s, struct MHD_Connection *conn, const char *url,
+                                const char *method) {
+    HttpRequest *req = calloc(1, sizeof *req);
+    if (!req) return NULL;
+    req->server = s;
+    req->conn = conn;
+    req->route = -1;
+    snprintf(req->method, sizeof req->method, "%s", method);
+    req->path = strdup(url);
+    if (!req->path) {
+        free(req);
+        return NULL;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &req->start);
+    return req;
+}
+
+static void request_free(HttpRequest *req) {
+    if (req->response) MHD_destroy_response(req->response);
+    free(req->body);
+    free(req->path);
+    free(req);
+}
+
+/* Route, auth, declared size and the route's body mode, when the headers
+ * are in. Leaves an error reply in req->response when the request is
+ * refused. */
+static void request_begin(HttpRequest *req) {
+    HttpServer *s = req->server;
+    const HttpConfig *c = &s->cfg;
+    bool path_known = false;
+    for (int i = 0; i < c->num_routes; i++) {
+        int np = 0;
+        char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
+        if (!pattern_match(c->routes[i].pattern, req->path, params, &np)) continue;
+        path_known = true;
+        if (strcmp(c->routes[i].method, req->method) != 0) continue;
+        req->route = i;
+        req->num_params = np;
+        memcpy(req->params, params, sizeof params);
+        break;
+    }
+    const char *cl = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te = http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    uint64_t declared = cl ? strtoull(cl, NULL, 10) : 0;
+    req->has_body = declared > 0 || te != NULL;
+    if (req->route < 0) {
+        if (path_known) {
+            http_reply_error(req, 405, "method_not_allowed", NULL, "%s is not allowed on %s",
+                             req->method, req->path);
+            return;
+        }
+        http_reply_error(req, 404, "not_found", NULL, "no route %s %s", req->method, req->path);
+        return;
+    }
+    const HttpRoute *route = route_of(req);
+    if (!(route->flags & HTTP_ROUTE_PUBLIC)) {
+        const char *h = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+        if (!h || !*h) {
+            http_reply_error(req, 401, "unauthorized", NULL,
+                             "missing token: send 'Authorization: Bearer <token>'");
+            return;
+        }
+        if (strncasecmp(h, "Bearer ", 7) != 0) {
+            http_reply_error(req, 401, "unauthorized", NULL,
+                             "the Authorization header must be 'Bearer <token>'");
+            return;
+        }
+        const char *token = h + 7;
+        while (*token == ' ') token++;
+        int ok = c->authenticate ? c->authenticate(c->app, token, &req->auth) : 0;
+        if (ok < 0) {
+            http_reply_error(req, 503, "unavailable", NULL, "cannot check the token: %s",
+                             error_get());
+            return;
+        }
+        if (ok == 0) {
+            http_reply_error(req, 401, "unauthorized", NULL, "invalid token");
+            return;
+        }
+        if ((route->flags & HTTP_ROUTE_ADMIN) && !req->auth.admin) {
+            http_reply_error(req, 403, "forbidden", NULL, "%s %s needs an admin token",
+                             req->method, route->pattern);
+            return;
+        }
+    }
+    uint64_t json_max = c->json_max, upload_max = (uint64_t)c->upload_max;
+    uint64_t most = route->body ? (upload_max > json_max ? upload_max : json_max) : json_max;
+    if (declared > most) {
+        http_reply_error(req, 413, "too_large", NULL,
+                         "the body of %" PRIu64 " bytes is over the limit of %" PRIu64 " bytes",
+                         declared, most);
+        return;
+    }
+    req->body_mode = HTTP_BODY_BUFFER;
+    if (route->body && route->body->begin) {
+        req->body_begun = true;
+        int mode = route->body->begin(req);
+        if (mode < 0) {
+            if (!req->response)
+                http_reply_error(req, 500, "internal", NULL, "the route refused the request");
+            return;
+        }
+        req->body_mode = mode;
+    }
+    req->limit = req->body_mode == HTTP_BODY_STREAM ? upload_max : json_max;
+    if (declared > req->limit)
+        http_reply_error(req, 413, "too_large", NULL,
+                         "the body of %" PRIu64 " bytes is over the limit of %" PRIu64 " bytes",
+                         declared, req->limit);
+}
+
+static enum MHD_Result queue_reply(HttpRequest *req) {
+    if (!req->response) {
+        /* out of memory making the reply: answer with a static one */
+        static const char oom[] =
+            "{\"error\":{\"code\":\"unavailable\",\"message\":\"out of memory\",\"path\":\"\"}}";
+        struct MHD_Response *r = MHD_create_response_from_buffer(
+            sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+        if (!r) return MHD_NO;
+        req->response = r;
+        req->status = 503;
+    }
+    enum MHD_Result ok = MHD_queue_response(req->conn, (unsigned)req->status, req->response);
+    MHD_destroy_response(req->response);
+    req->response = NULL;
+    req->queued = true;
+    return ok;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+    (void)version;
+    HttpServer *s = cls;
+    HttpRequest *req = *con_cls;
+    if (!req) {
+        req = request_new(s, conn, url, method);
+        if (!req) return MHD_NO;
+        *con_cls = req;
+        request_begin(req);
+        /* refused with a body on its way: answer now, the body is dropped */
+        if (req->response && req->has_body) return queue_reply(req);
+        return MHD_YES;
+    }
+    if (req->queued) {
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        req->received += n;
+        if (req->response || req->discard) {
+            /* a refused body: read to its end unless it goes on and on */
+            return req->received > req->limit + HTTP_DISCARD_SLACK ? MHD_NO : MHD_YES;
+        }
+        if (req->received > req->limit) {
+            http_reply_error(req, 413, "too_large", NULL,
+                             "the body is over the limit of %" PRIu64 " bytes", req->limit);
+            return MHD_YES;
+        }
+        if (req->body_mode == HTTP_BODY_STREAM) {
+            atomic_fetch_add(&s->upload_bytes, n);
+            const HttpRoute *route = route_of(req);
+            if (route->body->data(req, upload_data, n) != 0 && !req->response)
+                http_reply_error(req, 500, "internal", NULL, "the upload failed");
+            return MHD_YES;
+        }
+        if (req->body_len + n + 1 > req->body_cap) {
+            size_t cap = req->body_cap ? req->body_cap : 4096;
+            while (cap < req->body_len + n + 1) cap *= 2;
+            char *grown = realloc(req->body, cap);
+            if (!grown) {
+                req->discard = true;
+                http_reply_error(req, 503, "unavailable", NULL, "out of memory reading the body");
+                return MHD_YES;
+            }
+            req->body = grown;
+            req->body_cap = cap;
+        }
+        memcpy(req->body + req->body_len, upload_data, n);
+        req->body_len += n;
+        req->body[req->body_len] = '\0';
+        return MHD_YES;
+    }
+    /* the whole request is in */
+    if (!req->response) {
+        const HttpRoute *route = route_of(req);
+        error_clear();
+        route->handler(req);
+        if (!req->response)
+            http_reply_error(req, 500, "internal", NULL, "%s",
+                             *error_get() ? error_get() : "the handler gave no reply");
+    }
+    return queue_reply(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)conn;
+    HttpServer *s = cls;
+    HttpRequest *req = *con_cls;
+    if (!req) return;
+    *con_cls = NULL;
+    bool completed = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && req->queued;
+    const HttpRoute *route = route_of(req);
+    if (req->body_begun && route->body->finish) route->body->finish(req, completed);
+    int status = req->queued ? req->status : 0;
+    count_request(s, req->route, status);
+    if (log_requests_enabled()) {
+        json_t *o = json_object();
+        if (o) {
+            json_object_set_new(o, "method", log_string(req->method));
+            json_object_set_new(o, "path", log_string(req->path));
+            json_object_set_new(o, "status", json_integer(status));
+            json_object_set_new(o, "ms", json_real(round(elapsed_ms(&req->start) * 1000) / 1000));
+            if (req->received) json_object_set_new(o, "bytes_in", json_integer((json_int_t)req->received));
+            if (req->auth.name[0]) json_object_set_new(o, "user", log_string(req->auth.name));
+            if (!completed) {
+                static const char *const why[] = {"completed", "error", "timeout",
+                                                  "shutdown", "read_error", "client_abort"};
+                json_object_set_new(o, "terminated",
+                                    json_string((unsigned)toe < 6 ? why[toe] : "other"));
+            }
+            log_json("request", o);
+        }
+    }
+    request_free(req);
+}
+
+static char last_mhd_error[512];
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
+    snprintf(last_mhd_error, sizeof last_mhd_error, "%s", msg);
+    log_message("http", "%s", msg);
+}
+
+/* ---- start and stop ---- */
+
+HttpServer *http_server_start(const HttpConfig *config) {
+    HttpServer *s = calloc(1, sizeof *s);
+    if (!s) {
+        error_set("http: out of memory");
+        return NULL;
+    }
+    s->cfg = *config;
+    if (s->cfg.threads <= 0) s->cfg.threads = 4;
+    if (s->cfg.json_max == 0) s->cfg.json_max = HTTP_JSON_MAX_DEFAULT;
+    if (s->cfg.upload_max <= 0) s->cfg.upload_max = HTTP_UPLOAD_MAX_DEFAULT;
+    snprintf(s->bind, sizeof s->bind, "%s", config->bind ? config->bind : "127.0.0.1");
+    s->counts = calloc((size_t)s->cfg.num_routes + 1, sizeof *s->counts);
+    if (!s->counts) {
+        free(s);
+        error_set("http: out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&s->count_lock, NULL);
+    pthread_mutex_init(&s->stream_lock, NULL);
+    pthread_cond_init(&s->tick_cond, NULL);
+
+    struct sockaddr_in v4 = {0};
+    struct sockaddr_in6 v6 = {0};
+    const struct sockaddr *addr;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (config->port < 0 || config->port > 65535) {
+        error_set("--port: %d is not a port (0..65535)", config->port);
+        goto fail;
+    }
+    if (inet_pton(AF_INET, s->bind, &v4.sin_addr) == 1) {
+        v4.sin_family = AF_INET;
+        v4.sin_port = htons((uint16_t)config->port);
+        addr = (const struct sockaddr *)&v4;
+    } else if (inet_pton(AF_INET6, s->bind, &v6.sin6_addr) == 1) {
+        v6.sin6_family = AF_INET6;
+        v6.sin6_port = htons((uint16_t)config->port);
+        addr = (const struct sockaddr *)&v6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        error_set("--bind: '%s' is not a numeric IPv4 or IPv6 address", s->bind);
+        goto fail;
+    }
+    last_mhd_error[0] = '\0';
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)config->port, NULL, NULL, on_request, s,
+        /* the logger first, or MHD prints the other options' errors itself */
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_SOCK_ADDR, addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->cfg.threads, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned)1, MHD_OPTION_END);
+    if (!s->daemon) {
+        error_set("http: cannot listen on %s:%d%s%s", s->bind, config->port,
+                  last_mhd_error[0] ? ": " : "", last_mhd_error);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : config->port;
+    if (pthread_create(&s->ticker, NULL, ticker_main, s) != 0) {
+        error_set("http: cannot start the stream ticker");
+        MHD_stop_daemon(s->daemon);
+        goto fail;
+    }
+    s->ticker_started = true;
+    return s;
+fail:
+    pthread_mutex_destroy(&s->count_lock);
+    pthread_mutex_destroy(&s->stream_lock);
+    pthread_cond_destroy(&s->tick_cond);
+    free(s->counts);
+    free(s);
+    return NULL;
+}
+
+int http_server_port(const HttpServer *s) { return s->port; }
+
+void http_server_stop(HttpServer *s) {
+    if (!s) return;
+    /* streams end first (MHD must not be stopped with suspended
+     * connections), then the daemon closes whatever is left */
+    pthread_mutex_lock(&s->stream_lock);
+    s->stopping = true;
+    resume_waiting(s);
+    pthread_cond_broadcast(&s->tick_cond);
+    pthread_mutex_unlock(&s->stream_lock);
+    if (s->ticker_started) pthread_join(s->ticker, NULL);
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+    /* give resumed streams a moment to send their end */
+    for (int i = 0; i < 20; i++) {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!info || info->num_connections == 0) break;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(s->daemon);
+    pthread_mutex_destroy(&s->count_lock);
+    pthread_mutex_destroy(&s->stream_lock);
+    pthread_cond_destroy(&s->tick_cond);
+    free(s->counts);
+    free(s);
+}
+
+void http_server_foreach_count(HttpServer *s,
+                               void (*fn)(void *ctx, const char *method, const char *route,
+                                          int status, uint64_t count),
+                               void *ctx) {
+    int rows = s->cfg.num_routes + 1;
+    /* copy under the lock, call outside it */
+    StatusCount(*copy)[HTTP_STATUS_SLOTS] = malloc((size_t)rows * sizeof *copy);
+    if (!copy) return;
+    pthread_mutex_lock(&s->count_lock);
+    memcpy(copy, s->counts, (size_t)rows * sizeof *copy);
+    pthread_mutex_unlock(&s->count_lock);
+    for (int r = 0; r < rows; r++) {
+        const char *method = r < s->cfg.num_routes ? s->cfg.routes[r].method : "";
+        const char *route = r < s->cfg.num_routes ? s->cfg.routes[r].pattern : "unmatched";
+        for (int i = 0; i < HTTP_STATUS_SLOTS && copy[r][i].count; i++)
+            fn(ctx, method, route, copy[r][i].status, copy[r][i].count);
+    }
+    free(copy);
+}
+
+uint64_t http_server_upload_bytes(const HttpServer *s) {
+    return atomic_load(&((HttpServer *)s)->upload_bytes);
+}

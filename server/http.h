@@ -1,0 +1,182 @@
+/* http.h - the daemon's HTTP layer: libmicrohttpd, a route table, JSON.
+ *
+ * The server owns everything that is the same for every route, so that a
+ * route file (server/routes/) is only the logic of its resource:
+ *   - a route table: method + path pattern ("/v1/jobs/{id}/cancel"), each
+ *     {name} segment matching one path segment, handed to the handler as
+ *     http_param(req, i);
+ *   - bearer-token auth on every route but those marked HTTP_ROUTE_PUBLIC
+ *     (401 with WWW-Authenticate), HTTP_ROUTE_ADMIN routes 403 for others;
+ *   - request bodies: buffered up to a limit for JSON (413 beyond it, told
+ *     by Content-Length before a byte is read, or counted for chunked
+ *     bodies), or streamed to the route piece by piece (uploads) up to the
+ *     upload limit;
+ *   - replies: JSON, the error body of design.md
+ *     {"error": {"code", "message", "path"}}, text, a file descriptor
+ *     (sendfile), or a stream (Server-Sent Events) whose producer may say
+ *     "nothing yet": the connection is then suspended and retried on the
+ *     next tick or http_server_wake(), never busy-waiting a thread;
+ *   - per route and status request counters for GET /metrics, and one JSON
+ *     log line per request on stderr (method, path, status, ms).
+ *
+ * MHD runs its own threads (a pool, each with epoll), HTTP/1.1 keep-alive.
+ * Handlers run on those threads: they must not block for long (a training
+ * step, a lock held by the trainer), since every connection of that thread
+ * waits meanwhile.
+ */
+#ifndef TRAIND_SERVER_HTTP_H
+#define TRAIND_SERVER_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define HTTP_JSON_MAX_DEFAULT (1 << 20)               /* JSON bodies: 1 MiB */
+#define HTTP_UPLOAD_MAX_DEFAULT ((int64_t)4 << 30)    /* streamed bodies: 4 GiB */
+#define HTTP_MAX_PARAMS 4
+#define HTTP_PARAM_MAX 128 /* bytes of one {name} segment, longer ones do not match */
+
+typedef struct HttpServer HttpServer;
+typedef struct HttpRequest HttpRequest;
+
+/* Who is calling, filled in by the authenticate callback. */
+typedef struct {
+    int64_t user_id;
+    bool admin;
+    char name[80];
+} HttpAuth;
+
+/* A handler replies with one of the http_reply_* functions and returns 0.
+ * Returning without a reply answers 500. */
+typedef int (*HttpHandler)(HttpRequest *req);
+
+/* What a route's body callbacks want done with the body. */
+enum { HTTP_BODY_BUFFER = 0, HTTP_BODY_STREAM = 1 };
+
+/* Routes that take uploads. begin runs once the headers are in (auth
+ * passed) and returns HTTP_BODY_BUFFER (the body is collected up to the
+ * JSON limit, as for other routes), HTTP_BODY_STREAM (data gets the body
+ * piece by piece, up to the upload limit), or -1 after replying (an error:
+ * the body is then read and dropped). data returns 0, or -1 after replying
+ * an error (the rest of the body is dropped, the error answered at its
+ * end). Then the handler runs as for any route. finish runs once at the
+ * very end, whatever happened, with completed = the response was sent in
+ * full: the place to remove temporary files of an upload that did not
+ * finish. */
+typedef struct {
+    int (*begin)(HttpRequest *req);
+    int (*data)(HttpRequest *req, const char *data, size_t size);
+    void (*finish)(HttpRequest *req, bool completed);
+} HttpBodyStream;
+
+enum {
+    HTTP_ROUTE_PUBLIC = 1 << 0, /* no token needed */
+    HTTP_ROUTE_ADMIN = 1 << 1,  /* admins only (403 for others) */
+};
+
+typedef struct {
+    const char *method;  /* "GET", "POST", "DELETE" */
+    const char *pattern; /* "/v1/jobs/{id}" */
+    HttpHandler handler;
+    unsigned flags;
+    const HttpBodyStream *body; /* NULL: the body is buffered as JSON */
+} HttpRoute;
+
+typedef struct {
+    const char *bind;    /* numeric address, "127.0.0.1" (default) or "::1" */
+    int port;            /* 0: any free port (see http_server_port) */
+    int threads;         /* MHD threads (default 4) */
+    size_t json_max;     /* default HTTP_JSON_MAX_DEFAULT */
+    int64_t upload_max;  /* default HTTP_UPLOAD_MAX_DEFAULT */
+    const HttpRoute *routes;
+    int num_routes;
+    /* 1 when token names a user (filling *out), 0 when it does not, -1 on
+     * an internal error (answered 503). Called from MHD's threads. */
+    int (*authenticate)(void *app, const char *token, HttpAuth *out);
+    void *app; /* handed to handlers as http_app(req) */
+} HttpConfig;
+
+/* Starts listening; NULL with an error (address in use, bad bind). */
+HttpServer *http_server_start(const HttpConfig *config);
+int http_server_port(const HttpServer *s);
+/* Ends the streams (their clients see the end of the stream), stops
+ * accepting, closes connections, frees. NULL is fine. */
+void http_server_stop(HttpServer *s);
+/* Retries every waiting stream now (new metrics, a job ended). Any thread. */
+void http_server_wake(HttpServer *s);
+
+/* Counters for GET /metrics: calls fn once per (route, status) seen.
+ * route is the pattern ("/v1/jobs/{id}"), or "unmatched". */
+void http_server_foreach_count(HttpServer *s,
+                               void (*fn)(void *ctx, const char *method, const char *route,
+                                          int status, uint64_t count),
+                               void *ctx);
+/* Bytes received by streamed (upload) bodies so far. */
+uint64_t http_server_upload_bytes(const HttpServer *s);
+
+/* ---- the request ---- */
+
+void *http_app(const HttpRequest *req);
+HttpServer *http_server_of(const HttpRequest *req);
+const char *http_method(const HttpRequest *req);
+const char *http_path(const HttpRequest *req);
+/* The i-th {name} segment of the route's pattern, "" past the last. */
+const char *http_param(const HttpRequest *req, int i);
+/* A query argument (decoded), or NULL. */
+const char *http_query(const HttpRequest *req, const char *key);
+/* A request header (case-insensitive), or NULL. */
+const char *http_header(const HttpRequest *req, const char *name);
+/* The buffered body, NUL-terminated ("" for none); len may be NULL. */
+const char *http_body(const HttpRequest *req, size_t *len);
+const HttpAuth *http_auth(const HttpRequest *req);
+/* Per-request slot for a route's own state (uploads). */
+void *http_state(const HttpRequest *req);
+void http_set_state(HttpRequest *req, void *state);
+/* MHD's connection, for server/multipart.c (MHD's post processor). */
+struct MHD_Connection;
+struct MHD_Connection *http_connection(const HttpRequest *req);
+/* The upload limit of the server (for a route's own accounting). */
+int64_t http_upload_max(const HttpRequest *req);
+
+/* Parses the buffered body as a JSON object: the object (a new reference),
+ * or NULL after replying 400 "bad_json" (empty body, bad JSON with
+ * jansson's line and column, not an object). */
+json_t *http_json_body(HttpRequest *req);
+
+/* Query argument helpers: 0 and the value in *out (def when absent), or
+ * -1 after replying 400 "bad_query" naming the argument. */
+int http_query_int(HttpRequest *req, const char *key, int64_t def, int64_t min, int64_t max,
+                   int64_t *out);
+int http_query_bool(HttpRequest *req, const char *key, bool *out);
+
+/* ---- replies (each returns 0 so handlers can `return http_reply...`) ---- */
+
+/* Takes body's reference. */
+int http_reply_json(HttpRequest *req, int status, json_t *body);
+/* {"error": {"code", "message", "path"}}; path may be NULL (then the
+ * request's path is used, so every error says where). */
+int http_reply_error(HttpRequest *req, int status, const char *code, const char *path,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+int http_reply_text(HttpRequest *req, int status, const char *content_type, const char *text,
+                    size_t len);
+/* Sends size bytes of fd from offset 0 and closes fd (also on failure). */
+int http_reply_fd(HttpRequest *req, int status, const char *content_type, int fd,
+                  uint64_t size);
+/* Adds a header to the reply made by the last http_reply_* call. */
+void http_reply_header(HttpRequest *req, const char *name, const char *value);
+
+/* A stream's producer: copies up to max bytes to buf and returns how many;
+ * 0 means "nothing yet, ask again later" (the connection waits without a
+ * thread until the next tick, ~200 ms, or http_server_wake);
+ * HTTP_STREAM_END ends the response normally, HTTP_STREAM_ERROR aborts it. */
+#define HTTP_STREAM_END (-1)
+#define HTTP_STREAM_ERROR (-2)
+typedef ssize_t (*HttpStreamFn)(void *ctx, char *buf, size_t max);
+/* A chunked response of unknown length. free_ctx(ctx) runs when it is over
+ * (also when the client went away); on failure too. */
+int http_reply_stream(HttpRequest *req, int status, const char *content_type, HttpStreamFn fn,
+                      void *ctx, void (*free_ctx)(void *ctx));
+
+#endif

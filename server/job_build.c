@@ -1,0 +1,286 @@
+/* job_build.c - a job spec made into a Trainer's objects, for `traind run`
+ * and for the daemon's workers alike, so both train a spec the same way
+ * (the same seeds, the same loaders, the same checks).
+ *
+ * The daemon differs in two places only: its data sources are uploaded
+ * datasets, looked up in the database and loaded from
+ * <data-dir>/datasets/<id>/, and `init` names a checkpoint by id. Inline
+ * sources (paths on the server's disk) are refused there: a job must not
+ * read whatever file the daemon can.
+ */
+#include "server/job_build.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+void job_build_free(JobBuild *b) {
+    if (!b) return;
+    dataloader_free(b->train);
+    dataloader_free(b->val);
+    lr_scheduler_free(b->sched);
+    optimizer_free(b->opt);
+    if (b->model) module_free(b->model);
+    dataset_free(b->train_ds);
+    dataset_free(b->val_ds);
+    job_spec_free(b->spec);
+    memset(b, 0, sizeof *b);
+}
+
+TrainLossFn job_build_loss_fn(const JobSpec *spec) {
+    switch (spec->loss) {
+    case SPEC_LOSS_MSE: return tensor_mse_loss;
+    case SPEC_LOSS_L1: return tensor_l1_loss;
+    case SPEC_LOSS_CROSS_ENTROPY: return tensor_cross_entropy;
+    case SPEC_LOSS_NLL: return tensor_nll_loss;
+    case SPEC_LOSS_BCE: return tensor_bce_loss;
+    case SPEC_LOSS_BCE_WITH_LOGITS: return tensor_bce_with_logits;
+    }
+    return NULL;
+}
+
+/* ---- datasets of the daemon ---- */
+
+/* A string or a list of strings of a JSON object, as pointers into it
+ * (valid while obj lives). -1 with an error for other types. */
+static int string_list(json_t *obj, const char *key, const char **out, int max, int *n) {
+    *n = 0;
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) return 0;
+    if (json_is_string(v)) {
+        out[(*n)++] = json_string_value(v);
+        return 0;
+    }
+    if (!json_is_array(v) || json_array_size(v) > (size_t)max)
+        return error_set("options.%s: expected a string or a list of at most %d strings", key,
+                         max);
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        const char *s = json_string_value(json_array_get(v, i));
+        if (!s) return error_set("options.%s[%zu]: expected a string", key, i);
+        out[(*n)++] = s;
+    }
+    return 0;
+}
+
+#define MAX_CSV_COLUMNS 4096
+
+Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression) {
+    char a[4400], b[4400];
+    Dataset *ds = NULL;
+    if (strcmp(rec->format, "idx") == 0) {
+        if (db_dataset_file_path(db, rec, "images", a, sizeof a) != 0 ||
+            db_dataset_file_path(db, rec, "labels", b, sizeof b) != 0)
+            return NULL;
+        ds = dataset_load_idx(a, b);
+    } else if (strcmp(rec->format, "npy") == 0) {
+        if (db_dataset_file_path(db, rec, "inputs", a, sizeof a) != 0 ||
+            db_dataset_file_path(db, rec, "targets", b, sizeof b) != 0)
+            return NULL;
+        ds = dataset_load_npy(a, b);
+    } else if (strcmp(rec->format, "csv") == 0) {
+        if (db_dataset_file_path(db, rec, "file", a, sizeof a) != 0) return NULL;
+        json_t *opts = json_loads(rec->options_json ? rec->options_json : "{}", 0, NULL);
+        const char **labels = calloc(MAX_CSV_COLUMNS, sizeof *labels);
+        const char **features = calloc(MAX_CSV_COLUMNS, sizeof *features);
+        int nl = 0, nf = 0;
+        if (!labels || !features)
+            error_set("out of memory");
+        else if (string_list(opts, "label_column", labels, MAX_CSV_COLUMNS, &nl) == 0 &&
+                 string_list(opts, "feature_columns", features, MAX_CSV_COLUMNS, &nf) == 0) {
+            CsvOptions o = {.label_columns = labels, .num_label_columns = nl,
+                            .feature_columns = features, .num_feature_columns = nf,
+                            .regression = regression};
+            ds = dataset_load_csv(a, &o);
+        }
+        free(labels);
+        free(features);
+        json_decref(opts);
+    } else
+        error_set("unknown format '%s'", rec->format);
+    if (!ds) error_prefix("dataset '%s'", rec->name);
+    return ds;
+}
+
+void job_build_sample_shape(const Dataset *ds, DbSampleShape *out) {
+    memset(out, 0, sizeof *out);
+    SpecDataShape d;
+    spec_data_shape_of(ds, &d);
+    snprintf(out->input_dtype, sizeof out->input_dtype, "%s", dtype_name(d.input_dtype));
+    snprintf(out->target_dtype, sizeof out->target_dtype, "%s", dtype_name(d.target_dtype));
+    out->input_ndim = d.input_ndim < DB_MAX_DIMS ? d.input_ndim : DB_MAX_DIMS;
+    for (int i = 0; i < out->input_ndim; i++) out->input_shape[i] = d.input_shape[i];
+    out->target_ndim = d.target_ndim < DB_MAX_DIMS ? d.target_ndim : DB_MAX_DIMS;
+    for (int i = 0; i < out->target_ndim; i++) out->target_shape[i] = d.target_shape[i];
+    out->num_classes = d.num_classes;
+}
+
+/* The ready dataset a SPEC_SOURCE_NAME source names. */
+static int resolve(Db *db, const SpecSource *src, const char *field, DbDataset *rec) {
+    int rc = db_dataset_resolve(db, src->name, rec);
+    if (rc == DB_NOT_FOUND) return error_set("%s: unknown dataset '%s'", field, src->name);
+    if (rc != DB_OK) return error_prefix("%s", field);
+    if (rec->state != DB_DATASET_READY) {
+        db_dataset_clear(rec);
+        return error_set("%s: dataset '%s' is still uploading", field, src->name);
+    }
+    return 0;
+}
+
+static int daemon_source_check(const SpecSource *src, const char *field) {
+    if (src->kind == SPEC_SOURCE_NAME || src->kind == SPEC_SOURCE_NONE) return 0;
+    return error_set("%s: the daemon takes a dataset id or name (upload the files with POST "
+                     "/v1/datasets); inline sources are for `traind run`",
+                     field);
+}
+
+Dataset *job_build_load_source(const JobSpec *spec, const SpecSource *src, Db *db,
+                               const char *field) {
+    if (src->kind != SPEC_SOURCE_NAME || !db) return job_spec_load_source(spec, src);
+    DbDataset rec;
+    if (resolve(db, src, field, &rec) != 0) return NULL;
+    Dataset *ds = job_build_load_dataset(db, &rec, !job_spec_uses_labels(spec));
+    db_dataset_clear(&rec);
+    if (!ds) error_prefix("%s", field);
+    return ds;
+}
+
+/* `init` of a daemon job: a checkpoint id -> its model.safetensors. */
+static int init_path(Db *db, const char *init, char *buf, size_t size) {
+    char *end;
+    long long id = strtoll(init, &end, 10);
+    if (!*init || *end || id <= 0)
+        return error_set("init: expected a checkpoint id, got '%s'", init);
+    DbCheckpoint c;
+    int rc = db_checkpoint_get(db, id, &c);
+    if (rc == DB_NOT_FOUND) return error_set("init: unknown checkpoint %lld", id);
+    if (rc != DB_OK) return error_prefix("init");
+    return db_checkpoint_file_path(db, &c, "model.safetensors", buf, size);
+}
+
+/* ---- building ---- */
+
+int job_build(JobBuild *b, JobSpec *spec, Db *db) {
+    memset(b, 0, sizeof *b);
+    b->spec = spec;
+    if (!spec) return -1;
+    if (spec->reduction != REDUCTION_MEAN)
+        return error_set("loss.reduction: the trainer logs batch-mean losses; only 'mean' is "
+                         "supported");
+    if (db && (daemon_source_check(&spec->train, "data.train") ||
+               daemon_source_check(&spec->val, "data.val")))
+        return -1;
+    b->train_ds = job_build_load_source(spec, &spec->train, db, "data.train");
+    if (!b->train_ds || job_spec_check_data(spec, b->train_ds) != 0) return -1;
+    if (spec->val.kind != SPEC_SOURCE_NONE) {
+        b->val_ds = job_build_load_source(spec, &spec->val, db, "data.val");
+        if (!b->val_ds || job_spec_check_data(spec, b->val_ds) != 0) return -1;
+    }
+    rng_init(&b->init_rng, spec->seed);
+    rng_init(&b->dropout_rng, spec->seed + 1);
+    b->model = job_spec_build_model(spec, &b->init_rng);
+    if (!b->model) return -1;
+    if (spec->init) {
+        char path[4400];
+        const char *p = spec->init;
+        if (db) {
+            if (init_path(db, spec->init, path, sizeof path) != 0) return -1;
+            p = path;
+        }
+        if (train_load_init(b->model, p) != 0) return error_prefix("init");
+    }
+    b->opt = job_spec_build_optimizer(spec, b->model);
+    if (!b->opt || job_spec_build_scheduler(spec, job_spec_lr(spec), &b->sched) != 0) return -1;
+    DataLoaderOptions lo = {.batch_size = spec->batch_size, .shuffle = spec->shuffle,
+                            .seed = spec->seed, .drop_last = spec->drop_last, .prefetch = 2};
+    b->train = dataloader_new(b->train_ds, &lo, &spec->transforms);
+    if (!b->train) return error_prefix("data.train");
+    if (b->val_ds) {
+        DataLoaderOptions vo = {.batch_size = spec->batch_size, .prefetch = 2};
+        b->val = dataloader_new(b->val_ds, &vo, &spec->transforms);
+        if (!b->val) return error_prefix("data.val");
+    }
+    return 0;
+}
+
+void job_build_trainer(JobBuild *b, Trainer *t, Device device) {
+    t->model = b->model;
+    t->opt = b->opt;
+    t->sched = b->sched;
+    t->train = b->train;
+    t->val = b->val;
+    t->rng = &b->dropout_rng;
+    t->loss = job_build_loss_fn(b->spec);
+    t->epochs = b->spec->epochs;
+    t->accuracy = b->spec->accuracy;
+    t->device = device;
+    t->checkpoint_every = b->spec->checkpoint ? b->spec->checkpoint_every_epochs : 0;
+}
+
+/* ---- validation at submission ---- */
+
+/* The SpecDataShape a dataset will load as for this spec: its record's,
+ * except that a CSV's targets follow the loss (labels or float columns). */
+static int record_shape(const JobSpec *spec, const DbDataset *rec, const char *field,
+                        SpecDataShape *d) {
+    memset(d, 0, sizeof *d);
+    const DbSampleShape *s = &rec->shape;
+    if (dtype_parse(s->input_dtype, &d->input_dtype) != 0 ||
+        dtype_parse(s->target_dtype, &d->target_dtype) != 0)
+        return error_set("%s: dataset '%s' has no recorded sample shape", field, rec->name);
+    d->input_ndim = s->input_ndim < TENSOR_MAX_DIMS ? s->input_ndim : TENSOR_MAX_DIMS;
+    for (int i = 0; i < d->input_ndim; i++) d->input_shape[i] = s->input_shape[i];
+    d->target_ndim = s->target_ndim < TENSOR_MAX_DIMS ? s->target_ndim : TENSOR_MAX_DIMS;
+    for (int i = 0; i < d->target_ndim; i++) d->target_shape[i] = s->target_shape[i];
+    d->num_classes = s->num_classes;
+    /* a CSV recorded with label targets loads as float targets for a
+     * regression loss */
+    if (strcmp(rec->format, "csv") == 0 && !job_spec_uses_labels(spec) &&
+        d->target_dtype == DTYPE_INT64) {
+        d->target_dtype = DTYPE_FLOAT32;
+        d->target_ndim = 1;
+        d->target_shape[0] = 1;
+        d->num_classes = 0;
+    }
+    return 0;
+}
+
+static int check_named(Db *db, const JobSpec *spec, const SpecSource *src, const char *field) {
+    if (src->kind != SPEC_SOURCE_NAME) return 0;
+    DbDataset rec;
+    if (resolve(db, src, field, &rec) != 0) return -1;
+    SpecDataShape d;
+    int rc = record_shape(spec, &rec, field, &d);
+    db_dataset_clear(&rec);
+    if (rc != 0) return -1;
+    return job_spec_check_shapes(spec, NULL, &d, NULL, NULL);
+}
+
+int job_build_validate(Db *db, const char *spec_json, size_t len, JobSpec **out) {
+    if (out) *out = NULL;
+    JobSpec *spec = job_spec_parse(spec_json, len);
+    if (!spec) return -1;
+    if (daemon_source_check(&spec->train, "data.train") ||
+        daemon_source_check(&spec->val, "data.val") ||
+        check_named(db, spec, &spec->train, "data.train") ||
+        check_named(db, spec, &spec->val, "data.val"))
+        goto fail;
+    if (spec->reduction != REDUCTION_MEAN) {
+        error_set("loss.reduction: the trainer logs batch-mean losses; only 'mean' is supported");
+        goto fail;
+    }
+    if (spec->init) {
+        char path[4400];
+        if (init_path(db, spec->init, path, sizeof path) != 0) goto fail;
+    }
+    if (out)
+        *out = spec;
+    else
+        job_spec_free(spec);
+    return 0;
+fail:
+    job_spec_free(spec);
+    return -1;
+}

@@ -1,0 +1,71 @@
+/* job_build.h - from a job spec to a ready Trainer: the glue that
+ * `traind run` (server/cmd_run.c) and the daemon's workers
+ * (server/scheduler.c) share.
+ *
+ * Building loads the data sources, checks the model's shapes against the
+ * data, builds the model (or loads `init`), optimizer, scheduler and data
+ * loaders, seeding the init and dropout Rngs from the spec's seed as the
+ * foreground runner always has. With a Db (the daemon), `data.train` /
+ * `data.val` name uploaded datasets (id or name) and `init` is a
+ * checkpoint id; without one (local mode) sources are inline and `init`
+ * is a .safetensors path.
+ */
+#ifndef TRAIND_SERVER_JOB_BUILD_H
+#define TRAIND_SERVER_JOB_BUILD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/spec.h"
+#include "core/train.h"
+#include "storage/db.h"
+
+/* Everything a run owns, freed in one place (job_build_free). */
+typedef struct {
+    JobSpec *spec;
+    Dataset *train_ds, *val_ds;
+    Module *model;
+    Optimizer *opt;
+    LrScheduler *sched;
+    DataLoader *train, *val;
+    Rng init_rng, dropout_rng;
+} JobBuild;
+
+/* Builds *b (zeroed first) from spec, which it takes over (freed by
+ * job_build_free, also on failure). db may be NULL (local mode). 0, or -1
+ * with an error naming the spec's path ("data.train: ...", "init: ..."). */
+int job_build(JobBuild *b, JobSpec *spec, Db *db);
+void job_build_free(JobBuild *b); /* the struct itself is not freed */
+
+/* Fills a train_init'ed Trainer with the build's objects and the spec's
+ * loop settings (epochs, accuracy, checkpoint_every), on `device`. The
+ * caller sets callbacks and the cancel flag. */
+void job_build_trainer(JobBuild *b, Trainer *t, Device device);
+
+/* The trainer's loss function for the spec's loss. */
+TrainLossFn job_build_loss_fn(const JobSpec *spec);
+
+/* Loads a SPEC_SOURCE_NAME source: the dataset (id or name) from db, which
+ * must be `ready`, loaded from its files with the spec's needs (CSV labels
+ * or float targets as the loss wants). Other kinds load inline. field is
+ * "data.train" or "data.val" for the errors. NULL with an error. */
+Dataset *job_build_load_source(const JobSpec *spec, const SpecSource *src, Db *db,
+                               const char *field);
+
+/* Loads a dataset record's files (its format, its CSV options; CSV
+ * targets as labels unless `regression`): for the HTTP layer to validate an
+ * upload before db_dataset_mark_ready, and for the workers. NULL with an
+ * error. */
+Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression);
+/* The record's form of a loaded dataset's sample shape (spec_data_shape_of
+ * with dtype names), for db_dataset_mark_ready. */
+void job_build_sample_shape(const Dataset *ds, DbSampleShape *out);
+
+/* Submission-time validation in the daemon, without loading any data:
+ * parses the spec, resolves its datasets (ready ones only) and checks the
+ * model's shapes against their recorded sample shapes, and an `init`
+ * checkpoint id. The parsed spec goes to *out (may be NULL: freed). 0, or
+ * -1 with an error whose text before the first ": " is the JSON path. */
+int job_build_validate(Db *db, const char *spec_json, size_t len, JobSpec **out);
+
+#endif

@@ -1,0 +1,309 @@
+/* dataset_upload.c - POST /v1/datasets as multipart/form-data, streamed.
+ *
+ *   curl -H "Authorization: Bearer $T" -F name=mnist-test -F format=idx \
+ *        -F images=@t10k-images-idx3-ubyte.gz -F labels=@t10k-labels-idx1-ubyte.gz \
+ *        http://127.0.0.1:8080/v1/datasets
+ *
+ * Fields: name, format (idx | csv | npy), label_column and feature_columns
+ * (csv, optional; feature_columns comma separated), then the files: images
+ * + labels (idx), file (csv), inputs + targets (npy). The fields must come
+ * before the files (curl -F and HTML forms send parts in order): the row is
+ * inserted, state `uploading`, when the first file starts, so a taken name
+ * (409) or a bad one (422) is refused before any data is stored.
+ *
+ * Each file part is written to <data-dir>/datasets/<id>/<name> as its bytes
+ * arrive and hashed on the way (sha256); nothing of it is held in memory.
+ * At the end the files are loaded with core/data (magic numbers, counts,
+ * shapes) and only then is the dataset `ready` and listed. An invalid file,
+ * a body cut short, or a client that goes away leaves nothing behind:
+ * finish() deletes the files and the row of any upload not made ready.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "server/api.h"
+#include "server/dataset_ingest.h"
+#include "server/log.h"
+#include "server/multipart.h"
+#include "storage/sha256.h"
+
+#define UPLOAD_FIELD_MAX 1024
+
+typedef struct {
+    Api *api;
+    int64_t owner;
+    Multipart *mp;
+    char name[UPLOAD_FIELD_MAX], format[UPLOAD_FIELD_MAX];
+    char label_column[UPLOAD_FIELD_MAX], feature_columns[UPLOAD_FIELD_MAX];
+    char *field; /* the plain field in progress (one of the above), NULL for none */
+    char field_name[32];
+    size_t field_len;
+
+    int64_t id; /* the row, once the first file starts */
+    bool ready;
+    char dir[4096];
+    int fd;         /* the file in progress, -1 for none */
+    int file_index; /* into info.files */
+    Sha256 sha;
+    DbDataset info;
+
+    /* the first error, replied by data() or the handler */
+    int err_status;
+    char err_code[32], err_path[64], err_msg[ERROR_MAX];
+} Upload;
+
+static int fail(Upload *u, int status, const char *code, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int fail(Upload *u, int status, const char *code, const char *path, const char *fmt, ...) {
+    if (u->err_status) return -1;
+    u->err_status = status;
+    snprintf(u->err_code, sizeof u->err_code, "%s", code);
+    snprintf(u->err_path, sizeof u->err_path, "%s", path);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(u->err_msg, sizeof u->err_msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int reply_failure(HttpRequest *req, Upload *u) {
+    return http_reply_error(req, u->err_status, u->err_code, u->err_path, "%s", u->err_msg);
+}
+
+/* Closes the file in progress and records its size and hash. */
+static int close_file(Upload *u) {
+    if (u->fd < 0) return 0;
+    DbDatasetFile *f = &u->info.files[u->file_index];
+    sha256_final_hex(&u->sha, f->sha256);
+    int rc = close(u->fd);
+    u->fd = -1;
+    if (rc != 0) return fail(u, 503, "unavailable", f->role, "cannot write %s: %s", f->name, strerror(errno));
+    return 0;
+}
+
+static int start_file(Upload *u, const char *role, const char *filename) {
+    int n = 0;
+    const char *const *roles = dataset_ingest_roles(u->format, &n);
+    if (!roles)
+        return fail(u, 422, "invalid", "format", "unknown format '%.32s' (known: idx, csv, npy)",
+                    u->format);
+    if (!dataset_ingest_role_ok(u->format, role)) {
+        return fail(u, 422, "invalid", role, "format %s takes the files %s%s%s, not '%.64s'",
+                    u->format, roles[0], n > 1 ? " and " : "", n > 1 ? roles[1] : "", role);
+    }
+    for (int i = 0; i < u->info.num_files; i++)
+        if (!strcmp(u->info.files[i].role, role))
+            return fail(u, 422, "invalid", role, "file '%s' sent twice", role);
+    if (u->id == 0) {
+        char *options = dataset_ingest_options(u->label_column, u->feature_columns);
+        if (!options) return fail(u, 503, "unavailable", "", "out of memory");
+        error_clear();
+        int st = db_dataset_insert(u->api->db, u->name, u->format, options, u->owner, &u->id);
+        free(options);
+        if (st == DB_CONFLICT)
+            return fail(u, 409, "conflict", "name", "%s", error_get());
+        if (st == DB_INVALID) return fail(u, 422, "invalid", "name", "%s", error_get());
+        if (st != DB_OK) return fail(u, 503, "unavailable", "", "%s", error_get());
+        if (db_dataset_dir(u->api->db, u->id, u->dir, sizeof u->dir) != DB_OK)
+            return fail(u, 503, "unavailable", "", "%s", error_get());
+    }
+    DbDatasetFile *f = &u->info.files[u->info.num_files];
+    memset(f, 0, sizeof *f);
+    snprintf(f->role, sizeof f->role, "%s", role);
+    dataset_ingest_file_name(role, filename, f->name, sizeof f->name);
+    for (int i = 0; i < u->info.num_files; i++) /* two files of one name: use the roles */
+        if (!strcmp(u->info.files[i].name, f->name)) snprintf(f->name, sizeof f->name, "%s", role);
+    u->file_index = u->info.num_files++;
+    char path[4096 + 160];
+    snprintf(path, sizeof path, "%s/%s", u->dir, f->name);
+    u->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (u->fd < 0)
+        return fail(u, 503, "unavailable", role, "cannot create %s: %s", f->name, strerror(errno));
+    sha256_init(&u->sha);
+    return 0;
+}
+
+static int write_file(Upload *u, const char *data, size_t size) {
+    DbDatasetFile *f = &u->info.files[u->file_index];
+    sha256_update(&u->sha, data, size);
+    f->bytes += (int64_t)size;
+    while (size > 0) {
+        ssize_t w = write(u->fd, data, size);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0)
+            return fail(u, errno == ENOSPC ? 507 : 503, "unavailable", f->role,
+                        "cannot write %s: %s", f->name, strerror(errno));
+        data += w;
+        size -= (size_t)w;
+    }
+    return 0;
+}
+
+static int start_field(Upload *u, const char *field) {
+    if (u->id != 0)
+        return fail(u, 400, "bad_request", field,
+                    "field '%.64s' came after a file; send name, format and the other fields "
+                    "before the files", field);
+    char *dst = !strcmp(field, "name") ? u->name
+              : !strcmp(field, "format") ? u->format
+              : !strcmp(field, "label_column") ? u->label_column
+              : !strcmp(field, "feature_columns") ? u->feature_columns
+              : NULL;
+    if (!dst)
+        return fail(u, 400, "bad_request", field,
+                    "unknown field '%.64s' (fields: name, format, label_column, feature_columns, "
+                    "and the files)", field);
+    if (*dst) return fail(u, 400, "bad_request", field, "field '%s' sent twice", field);
+    u->field = dst;
+    u->field_len = 0;
+    snprintf(u->field_name, sizeof u->field_name, "%s", field);
+    return 0;
+}
+
+static int on_part(void *ctx, const char *field, const char *filename, bool first, const char *data,
+                   size_t size) {
+    Upload *u = ctx;
+    if (u->err_status) return -1;
+    if (first) {
+        u->field = NULL;
+        if (close_file(u) != 0) return -1;
+        if (filename) {
+            if (!u->name[0])
+                return fail(u, 400, "bad_request", "name",
+                            "field 'name' is missing (it must come before the files)");
+            if (!u->format[0])
+                return fail(u, 400, "bad_request", "format",
+                            "field 'format' is missing (it must come before the files)");
+            if (u->info.num_files >= DB_DATASET_MAX_FILES)
+                return fail(u, 422, "invalid", field, "too many files");
+            if (start_file(u, field, filename) != 0) return -1;
+        } else if (start_field(u, field) != 0) {
+            return -1;
+        }
+    }
+    if (u->fd >= 0) return size ? write_file(u, data, size) : 0;
+    if (!u->field) return 0;
+    if (u->field_len + size >= UPLOAD_FIELD_MAX)
+        return fail(u, 413, "too_large", u->field_name, "field '%s' is over %d bytes",
+                    u->field_name, UPLOAD_FIELD_MAX - 1);
+    memcpy(u->field + u->field_len, data, size);
+    u->field_len += size;
+    u->field[u->field_len] = '\0';
+    /* the format is known once its part ends; check it when the first
+     * file starts (start_file), where the roles need it */
+    return 0;
+}
+
+static int upload_begin(HttpRequest *req) {
+    const char *ct = http_header(req, "Content-Type");
+    if (ct && strncasecmp(ct, "multipart/form-data", 19) != 0 &&
+        strncasecmp(ct, "application/json", 16) != 0) {
+        http_reply_error(req, 415, "unsupported_media_type", NULL,
+                         "POST /v1/datasets takes multipart/form-data (an upload) or "
+                         "application/json (an import from URLs), not '%.80s'", ct);
+        return -1;
+    }
+    if (!ct || strncasecmp(ct, "application/json", 16) == 0) return HTTP_BODY_BUFFER;
+    Upload *u = calloc(1, sizeof *u);
+    if (!u) {
+        http_reply_error(req, 503, "unavailable", NULL, "out of memory");
+        return -1;
+    }
+    u->api = http_app(req);
+    u->owner = http_auth(req)->user_id;
+    u->fd = -1;
+    u->mp = multipart_new(req, on_part, u);
+    if (!u->mp) {
+        free(u);
+        http_reply_error(req, 400, "bad_request", NULL,
+                         "multipart/form-data without a boundary, or out of memory");
+        return -1;
+    }
+    http_set_state(req, u);
+    return HTTP_BODY_STREAM;
+}
+
+static int upload_data(HttpRequest *req, const char *data, size_t size) {
+    Upload *u = http_state(req);
+    if (multipart_feed(u->mp, data, size) == 0 && !u->err_status) return 0;
+    if (!u->err_status) fail(u, 400, "bad_request", "", "malformed multipart/form-data body");
+    reply_failure(req, u);
+    return -1;
+}
+
+int dataset_upload_finish(HttpRequest *req) {
+    Upload *u = http_state(req);
+    int complete = multipart_end(u->mp);
+    u->mp = NULL;
+    if (u->err_status) return reply_failure(req, u);
+    if (close_file(u) != 0) return reply_failure(req, u);
+    if (complete != 0)
+        return http_reply_error(req, 400, "bad_request", "",
+                                "the multipart body is cut short or malformed (no closing "
+                                "boundary)");
+    if (!u->name[0]) return http_reply_error(req, 400, "bad_request", "name", "field 'name' is missing");
+    if (!u->format[0])
+        return http_reply_error(req, 400, "bad_request", "format", "field 'format' is missing");
+    if (db_dataset_name_check(u->name) != DB_OK)
+        return http_reply_error(req, 422, "invalid", "name", "%s", error_get());
+    int n = 0;
+    const char *const *roles = dataset_ingest_roles(u->format, &n);
+    if (!roles)
+        return http_reply_error(req, 422, "invalid", "format",
+                                "unknown format '%.32s' (known: idx, csv, npy)", u->format);
+    for (int i = 0; i < n; i++) {
+        bool have = false;
+        for (int k = 0; k < u->info.num_files; k++) have |= !strcmp(u->info.files[k].role, roles[i]);
+        if (!have)
+            return http_reply_error(req, 422, "invalid", roles[i], "format %s needs the file '%s'",
+                                    u->format, roles[i]);
+    }
+    bool bad_data;
+    error_clear();
+    char *options = dataset_ingest_options(u->label_column, u->feature_columns);
+    int rc = options ? dataset_ingest_finish(u->api->db, u->id, u->format, options, &u->info,
+                                             &bad_data)
+                     : error_set("out of memory");
+    free(options);
+    if (rc != 0)
+        return bad_data ? http_reply_error(req, 422, "invalid_dataset", "", "%s", error_get())
+                        : http_reply_error(req, 503, "unavailable", "", "%s", error_get());
+    u->ready = true;
+    DbDataset ds;
+    if (db_dataset_get(u->api->db, u->id, &ds) != DB_OK) return api_reply_db(req, DB_ERROR, NULL);
+    json_t *body = dataset_json(&ds);
+    db_dataset_clear(&ds);
+    char loc[64];
+    snprintf(loc, sizeof loc, "/v1/datasets/%lld", (long long)u->id);
+    http_reply_json(req, 201, body);
+    http_reply_header(req, "Location", loc);
+    return 0;
+}
+
+static void upload_finish(HttpRequest *req, bool completed) {
+    (void)completed;
+    Upload *u = http_state(req);
+    if (!u) return;
+    if (u->mp) multipart_end(u->mp);
+    if (u->fd >= 0) close(u->fd);
+    if (u->id && !u->ready) {
+        /* an invalid file, a body cut short, a client gone: nothing stays */
+        if (db_dataset_delete(u->api->db, u->id) != DB_OK)
+            log_message("upload", "dataset %lld: cannot remove a failed upload: %s",
+                        (long long)u->id, error_get());
+        else
+            log_message("upload", "dataset %lld ('%s'): upload %s; its files and row removed",
+                        (long long)u->id, u->name, completed ? "refused" : "abandoned");
+    }
+    free(u);
+    http_set_state(req, NULL);
+}
+
+const HttpBodyStream datasets_upload_body = {upload_begin, upload_data, upload_finish};

@@ -1,0 +1,57 @@
+/* devices.c - GET /v1/devices: the CPU and each GPU this daemon trains on,
+ * with the job each worker runs now.
+ *
+ * One entry per device; a device with several workers ("cpu,cpu") lists
+ * each worker's job. GPU names and memory need the CUDA runtime, which the
+ * core does not expose yet: they are null for cuda devices.
+ */
+#include <string.h>
+#include <unistd.h>
+
+#include "server/api.h"
+
+static json_t *device_entry(const char *device) {
+    bool cpu = strncmp(device, "cpu", 3) == 0;
+    json_t *d = json_pack("{s:s, s:s, s:o}", "device", device, "type", cpu ? "cpu" : "cuda",
+                          "workers", json_array());
+    if (!d || !cpu) {
+        if (d) json_object_set_new(d, "name", json_null());
+        if (d) json_object_set_new(d, "memory_bytes", json_null());
+        return d;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    json_object_set_new(d, "name", json_string("cpu"));
+    json_object_set_new(d, "cores", json_integer(cores));
+    json_object_set_new(d, "memory_bytes", json_integer((json_int_t)pages * page));
+    return d;
+}
+
+int devices_get(HttpRequest *req) {
+    Api *api = http_app(req);
+    SchedulerWorkerInfo w[SCHEDULER_MAX_WORKERS];
+    int n = scheduler_workers(api->sched, w, SCHEDULER_MAX_WORKERS);
+    if (n > SCHEDULER_MAX_WORKERS) n = SCHEDULER_MAX_WORKERS;
+    json_t *list = json_array();
+    if (!list) return http_reply_json(req, 200, NULL);
+    for (int i = 0; i < n; i++) {
+        json_t *entry = NULL;
+        size_t k;
+        json_t *e;
+        json_array_foreach(list, k, e) {
+            if (strcmp(json_string_value(json_object_get(e, "device")), w[i].device) == 0)
+                entry = e;
+        }
+        if (!entry) {
+            entry = device_entry(w[i].device);
+            if (!entry) continue;
+            json_array_append_new(list, entry);
+        }
+        json_t *job = w[i].job_id ? json_pack("{s:I, s:f}", "id", (json_int_t)w[i].job_id,
+                                              "samples_per_s", w[i].samples_per_s)
+                                  : json_null();
+        json_array_append_new(json_object_get(entry, "workers"),
+                              json_pack("{s:i, s:o*}", "worker", i, "job", job));
+    }
+    return http_reply_json(req, 200, json_pack("{s:o}", "devices", list));
+}

@@ -1,0 +1,180 @@
+/* jobs.c - /v1/jobs: submit, list, describe, cancel.
+ *
+ * Submission validates twice over, so the status says whose fault it is:
+ * a body that is not JSON is 400 "bad_json"; a spec job_spec_parse refuses
+ * (wrong types, unknown fields, bad values) is 400 "invalid_spec"; a spec
+ * that parses but does not fit this daemon (an unknown dataset, a model
+ * whose shapes do not match the data's, a device it lacks) is 422
+ * "invalid_spec". Either way "path" is the JSON path the error names
+ * ("optimizer.lr", "data.train", "model[4]") and "message" the whole
+ * sentence. ?priority=N (-1000..1000, default 0) orders the queue.
+ *
+ * GET /v1/jobs/{id} gives the state, the device, the progress (live from
+ * the scheduler while running: epoch, step, samples/s, ETA), the newest
+ * value of each metric, the error, and for a queued job why it waits and
+ * how many jobs are ahead.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/spec.h"
+#include "server/api.h"
+
+/* The JSON path an error message starts with: the text before its first
+ * ": ", cut at a space ("model[4] Linear: ..." -> "model[4]"). */
+static void error_path(const char *msg, char *out, size_t size) {
+    const char *colon = strstr(msg, ": ");
+    size_t n = colon ? (size_t)(colon - msg) : 0;
+    const char *space = memchr(msg, ' ', n);
+    if (space) n = (size_t)(space - msg);
+    if (n >= size) n = size - 1;
+    memcpy(out, msg, n);
+    out[n] = '\0';
+}
+
+static json_t *progress_json(const DbJobProgress *p) {
+    return json_pack("{s:i, s:I, s:I, s:f, s:o}", "epoch", p->epoch, "step", (json_int_t)p->step,
+                     "total_steps", (json_int_t)p->total_steps, "samples_per_s", p->samples_per_s,
+                     "eta_s", p->eta_s >= 0 ? json_real(p->eta_s) : json_null());
+}
+
+static json_t *job_json(const DbJob *j, const DbJobProgress *progress) {
+    return json_pack("{s:I, s:s, s:s, s:o, s:i, s:i, s:I, s:o, s:o, s:o, s:o, s:o*}", "id",
+                     (json_int_t)j->id, "name", j->name, "state", db_job_state_name(j->state),
+                     "device", j->device[0] ? json_string(j->device) : json_null(), "priority",
+                     j->priority, "attempt", j->attempt, "owner", (json_int_t)j->owner,
+                     "created_at", api_time(j->created_at), "started_at",
+                     api_time(j->started_at), "finished_at", api_time(j->finished_at), "error",
+                     j->error ? json_string(j->error) : json_null(), "progress",
+                     progress_json(progress ? progress : &j->progress));
+}
+
+int jobs_post(HttpRequest *req) {
+    Api *api = http_app(req);
+    json_t *body = http_json_body(req);
+    if (!body) return 0;
+    json_decref(body);
+    int64_t priority;
+    if (http_query_int(req, "priority", 0, -1000, 1000, &priority) != 0) return 0;
+    size_t len;
+    const char *text = http_body(req, &len);
+    char path[128];
+    error_clear();
+    JobSpec *spec = job_spec_parse(text, len);
+    if (!spec) {
+        error_path(error_get(), path, sizeof path);
+        return http_reply_error(req, 400, "invalid_spec", path, "%s", error_get());
+    }
+    job_spec_free(spec);
+    int64_t id = 0;
+    error_clear();
+    int st = scheduler_create_job(api->sched, text, len, http_auth(req)->user_id, (int)priority, &id);
+    if (st == DB_INVALID) {
+        error_path(error_get(), path, sizeof path);
+        return http_reply_error(req, 422, "invalid_spec", path, "%s", error_get());
+    }
+    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    char loc[64];
+    snprintf(loc, sizeof loc, "/v1/jobs/%lld", (long long)id);
+    http_reply_json(req, 201, json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id, "state", "queued",
+                                        "url", loc));
+    http_reply_header(req, "Location", loc);
+    return 0;
+}
+
+int jobs_list(HttpRequest *req) {
+    Api *api = http_app(req);
+    DbJobQuery q = {.state = -1};
+    const char *state = http_query(req, "state");
+    if (state) {
+        DbJobState s;
+        if (db_job_state_parse(state, &s) != DB_OK)
+            return http_reply_error(req, 400, "bad_query", "?state",
+                                    "state: unknown state '%.32s' (queued, running, succeeded, "
+                                    "failed, cancelled)", state);
+        q.state = (int)s;
+    }
+    int64_t limit, cursor, offset;
+    if (http_query_int(req, "limit", 100, 1, 1000, &limit) ||
+        http_query_int(req, "cursor", 0, 0, INT64_MAX, &cursor) ||
+        http_query_int(req, "offset", 0, 0, INT64_MAX, &offset))
+        return 0;
+    q.limit = (int)limit;
+    q.before_id = cursor;
+    q.offset = offset;
+    DbJob *jobs = NULL;
+    int n = 0;
+    int64_t next = 0;
+    int st = db_job_list(api->db, &q, &jobs, &n, &next);
+    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    json_t *arr = json_array();
+    for (int i = 0; arr && i < n; i++) {
+        DbJobProgress live;
+        bool running = jobs[i].state == DB_JOB_RUNNING &&
+                       scheduler_progress(api->sched, jobs[i].id, &live) == DB_OK;
+        json_array_append_new(arr, job_json(&jobs[i], running ? &live : NULL));
+    }
+    db_job_list_free(jobs, n);
+    return http_reply_json(req, 200, json_pack("{s:o*, s:o}", "jobs", arr, "next_cursor",
+                                               next ? json_integer(next) : json_null()));
+}
+
+int jobs_get(HttpRequest *req) {
+    Api *api = http_app(req);
+    int64_t id = api_param_id(req, 0, "job");
+    if (id < 0) return 0;
+    DbJob j;
+    error_clear();
+    int st = db_job_get(api->db, id, &j);
+    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    DbJobProgress live;
+    bool running = j.state == DB_JOB_RUNNING && scheduler_progress(api->sched, id, &live) == DB_OK;
+    json_t *out = job_json(&j, running ? &live : NULL);
+    json_error_t jerr;
+    json_t *spec = j.spec_json ? json_loads(j.spec_json, 0, &jerr) : NULL;
+    json_object_set_new(out, "spec", spec ? spec : json_null());
+    if (j.state == DB_JOB_QUEUED) {
+        int ahead = 0;
+        char reason[256] = "";
+        if (scheduler_queue_info(api->sched, id, &ahead, reason, sizeof reason) == DB_OK)
+            json_object_set_new(out, "queue", json_pack("{s:i, s:s}", "ahead", ahead, "reason", reason));
+    }
+    DbMetric *m = NULL;
+    int n = 0;
+    json_t *latest = json_object();
+    if (db_metric_latest(api->db, id, &m, &n) == DB_OK) {
+        for (int i = 0; latest && i < n; i++)
+            json_object_set_new(latest, m[i].name,
+                                json_pack("{s:I, s:i, s:f}", "step", (json_int_t)m[i].step,
+                                          "epoch", m[i].epoch, "value", m[i].value));
+        free(m);
+    }
+    json_object_set_new(out, "metrics", latest ? latest : json_null());
+    db_job_clear(&j);
+    return http_reply_json(req, 200, out);
+}
+
+int jobs_cancel(HttpRequest *req) {
+    Api *api = http_app(req);
+    int64_t id = api_param_id(req, 0, "job");
+    if (id < 0) return 0;
+    DbJob j;
+    error_clear();
+    int st = db_job_get(api->db, id, &j);
+    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    int64_t owner = j.owner;
+    db_job_clear(&j);
+    if (api_check_owner(req, owner, "job", id) != 0) return 0;
+    error_clear();
+    st = scheduler_cancel(api->sched, id);
+    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    if ((st = db_job_get(api->db, id, &j)) != DB_OK) return api_reply_db(req, st, NULL);
+    /* a running job stops at its next step: 202 until it has */
+    bool done = db_job_state_final(j.state);
+    json_t *out = job_json(&j, NULL);
+    json_object_set_new(out, "cancel_requested", json_true());
+    db_job_clear(&j);
+    return http_reply_json(req, done ? 200 : 202, out);
+}

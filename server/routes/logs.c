@@ -1,0 +1,130 @@
+/* logs.c - GET /v1/jobs/{id}/logs: a job's log lines ("epoch 0:
+ * train_loss ...", "resumed from epoch-2", the error that ended it).
+ *
+ * ?after=SEQ&limit=N (1..10000, default 1000) pages through them:
+ *     {"job_id": 3, "lines": [{"seq", "ts", "line"}], "next_after": 1000 | null}
+ * ?follow=1 streams them as Server-Sent Events (id: <seq>, event: log),
+ * honouring Last-Event-ID, and ends with `event: end` once the job has
+ * ended and its last line is out, as metrics.c does.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "server/api.h"
+#include "server/log.h"
+#include "server/sse.h"
+
+#define KEEPALIVE_S 15
+/* a generation bumped just before a state change commits is missed; a
+ * slow poll covers it */
+#define FALLBACK_POLL_MS 1000
+#define FOLLOW_BATCH 1000
+
+static json_t *line_json(const DbLogLine *l) {
+    return json_pack("{s:I, s:o, s:o}", "seq", (json_int_t)l->seq, "ts", api_time(l->ts), "line",
+                     log_string(l->line));
+}
+
+typedef struct {
+    Api *api;
+    int64_t job, after;
+    uint64_t sched_gen;
+    bool poll_now, ended;
+    time_t last_out;
+    struct timespec last_poll;
+    SseBuf out;
+} Follow;
+
+static int follow_poll(Follow *f) {
+    DbJob j;
+    if (db_job_get(f->api->db, f->job, &j) != DB_OK) return -1;
+    DbJobState state = j.state;
+    db_job_clear(&j);
+    DbLogLine *lines = NULL;
+    int n = 0;
+    if (db_log_list(f->api->db, f->job, f->after, FOLLOW_BATCH, &lines, &n) != DB_OK) return -1;
+    for (int i = 0; i < n; i++) {
+        if (sse_event(&f->out, lines[i].seq, "log", line_json(&lines[i])) != 0) {
+            db_log_list_free(lines, n);
+            return -1;
+        }
+        f->after = lines[i].seq;
+    }
+    db_log_list_free(lines, n);
+    f->poll_now = n > 0; /* more may wait, or the end: look again at once */
+    if (n == 0 && db_job_state_final(state)) {
+        sse_event(&f->out, -1, "end", json_pack("{s:I, s:s}", "job_id", (json_int_t)f->job,
+                                                "state", db_job_state_name(state)));
+        f->ended = true;
+    }
+    return 0;
+}
+
+static ssize_t follow_read(void *ctx, char *buf, size_t max) {
+    Follow *f = ctx;
+    if (sse_pending(&f->out)) {
+        f->last_out = time(NULL);
+        return sse_take(&f->out, buf, max);
+    }
+    if (f->ended) return HTTP_STREAM_END;
+    uint64_t g = scheduler_generation(f->api->sched);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t since_ms = (now.tv_sec - f->last_poll.tv_sec) * 1000 +
+                       (now.tv_nsec - f->last_poll.tv_nsec) / 1000000;
+    if (f->poll_now || g != f->sched_gen || since_ms >= FALLBACK_POLL_MS) {
+        f->sched_gen = g;
+        f->last_poll = now;
+        if (follow_poll(f) != 0) return HTTP_STREAM_ERROR;
+    }
+    if (!sse_pending(&f->out) && time(NULL) - f->last_out >= KEEPALIVE_S) sse_comment(&f->out, "keep-alive");
+    if (!sse_pending(&f->out)) return 0;
+    f->last_out = time(NULL);
+    return sse_take(&f->out, buf, max);
+}
+
+static void follow_free(void *ctx) {
+    Follow *f = ctx;
+    sse_free(&f->out);
+    free(f);
+}
+
+int logs_get(HttpRequest *req) {
+    Api *api = http_app(req);
+    int64_t job = api_param_id(req, 0, "job");
+    if (job < 0) return 0;
+    DbJob j;
+    error_clear();
+    int st = db_job_get(api->db, job, &j);
+    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    db_job_clear(&j);
+    bool follow;
+    int64_t after, limit;
+    if (http_query_bool(req, "follow", &follow) || sse_resume_point(req, 0, &after) ||
+        http_query_int(req, "limit", 1000, 1, 10000, &limit))
+        return 0;
+    if (follow) {
+        Follow *f = calloc(1, sizeof *f);
+        if (!f) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
+        f->api = api;
+        f->job = job;
+        f->after = after;
+        f->poll_now = true;
+        f->last_out = time(NULL);
+        sse_retry(&f->out, 2000);
+        return http_reply_stream(req, 200, "text/event-stream", follow_read, f, follow_free);
+    }
+    DbLogLine *lines = NULL;
+    int n = 0;
+    st = db_log_list(api->db, job, after, (int)limit, &lines, &n);
+    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    json_t *arr = json_array();
+    for (int i = 0; arr && i < n; i++) json_array_append_new(arr, line_json(&lines[i]));
+    json_t *next = n == limit ? json_integer(lines[n - 1].seq) : json_null();
+    db_log_list_free(lines, n);
+    return http_reply_json(req, 200, json_pack("{s:I, s:o*, s:o}", "job_id", (json_int_t)job,
+                                               "lines", arr, "next_after", next));
+}

@@ -1,0 +1,247 @@
+/* metrics.c - GET /v1/jobs/{id}/metrics: a job's metric history, or a live
+ * stream of it.
+ *
+ * History: ?name=loss (default every metric), ?after=STEP (steps above
+ * it), ?limit=N (1..100000, default 10000) give the points in step order,
+ *     {"job_id": 3, "metrics": [{"name", "step", "epoch", "value"}, ...],
+ *      "next_after": 1200 | null}
+ * next_after is the `after` of the next page when the limit cut the list
+ * (the page ends at a step boundary, so no point is skipped or repeated).
+ * ?max_points=N downsamples each series into at most N buckets of equal
+ * step width: each item then also has min, max, count and first_step, and
+ * step/value are the bucket's last point, as a chart of a million-point
+ * run needs.
+ *
+ * ?follow=1 streams Server-Sent Events instead: one event per point,
+ *     id: <step>\nevent: metric\ndata: {"name","step","epoch","value"}
+ * from after Last-Event-ID (a reconnect) or ?after=, and when the job has
+ * ended and every point is out, `event: end` with its final state. The
+ * stream waits for new rows without a thread (http.h streams), querying
+ * only when the metric writer committed or a job changed state.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "server/api.h"
+#include "server/sse.h"
+
+#define FOLLOW_BATCH 2000
+#define FOLLOW_NAMES 32
+#define KEEPALIVE_S 15
+/* a generation bumped just before a state change commits is missed; a
+ * slow poll covers it */
+#define FALLBACK_POLL_MS 1000
+
+static json_t *point_json(const DbMetric *m) {
+    return json_pack("{s:s, s:I, s:i, s:o}", "name", m->name, "step", (json_int_t)m->step, "epoch",
+                     m->epoch, "value", sse_number(m->value));
+}
+
+/* ---- history ---- */
+
+static int history(HttpRequest *req, int64_t job, const char *name, int64_t after, int64_t limit,
+                   int64_t max_points) {
+    Api *api = http_app(req);
+    json_t *items = json_array();
+    json_t *next = json_null();
+    if (max_points > 0) {
+        /* each series apart: the named one, or every one the job has */
+        DbMetric *names = NULL;
+        int nn = 0;
+        if (!name) {
+            int st = db_metric_latest(api->db, job, &names, &nn);
+            if (st != DB_OK) {
+                json_decref(items);
+                return api_reply_db(req, st, NULL);
+            }
+        }
+        for (int k = 0; k < (name ? 1 : nn); k++) {
+            const char *series = name ? name : names[k].name;
+            DbMetricBucket *b = NULL;
+            int nb = 0;
+            int st = db_metric_downsample(api->db, job, series, after, (int)max_points, &b, &nb);
+            if (st != DB_OK) {
+                free(names);
+                json_decref(items);
+                return api_reply_db(req, st, NULL);
+            }
+            for (int i = 0; i < nb; i++)
+                json_array_append_new(
+                    items, json_pack("{s:s, s:I, s:i, s:o, s:o, s:o, s:I, s:I}", "name", series,
+                                     "step", (json_int_t)b[i].last_step, "epoch", b[i].epoch,
+                                     "value", sse_number(b[i].last), "min", sse_number(b[i].min),
+                                     "max", sse_number(b[i].max), "count",
+                                     (json_int_t)b[i].count, "first_step",
+                                     (json_int_t)b[i].first_step));
+            free(b);
+        }
+        free(names);
+    } else {
+        DbMetricQuery q = {.name = name, .after = after, .limit = (int)limit};
+        DbMetric *m = NULL;
+        int n = 0;
+        int st = db_metric_query(api->db, job, &q, &m, &n);
+        if (st != DB_OK) {
+            json_decref(items);
+            return api_reply_db(req, st, NULL);
+        }
+        int keep = n;
+        if (n == limit && n > 0) {
+            /* cut at a step boundary: the rest of the last step comes with
+             * the next page (one series has one point per step) */
+            while (!name && keep > 0 && m[keep - 1].step == m[n - 1].step) keep--;
+            if (keep == 0) keep = n; /* one step holds more than a page */
+            json_decref(next);
+            next = json_integer(keep < n ? m[keep - 1].step : m[n - 1].step);
+        }
+        for (int i = 0; i < keep; i++) json_array_append_new(items, point_json(&m[i]));
+        free(m);
+    }
+    return http_reply_json(req, 200, json_pack("{s:I, s:o*, s:o}", "job_id", (json_int_t)job,
+                                               "metrics", items, "next_after", next));
+}
+
+/* ---- follow ---- */
+
+typedef struct {
+    Api *api;
+    int64_t job;
+    char name[DB_METRIC_NAME_MAX + 1]; /* "" for every metric */
+    /* every point with step <= done is out; at step `partial` the names in
+     * sent[] are (more may come: epoch metrics share the last step) */
+    int64_t done, partial;
+    char sent[FOLLOW_NAMES][DB_METRIC_NAME_MAX + 1];
+    int num_sent;
+    uint64_t metric_gen, sched_gen;
+    bool poll_now, ended;
+    time_t last_out;
+    struct timespec last_poll;
+    SseBuf out;
+} Follow;
+
+static bool already_sent(const Follow *f, const DbMetric *m) {
+    if (m->step <= f->done) return true;
+    if (m->step != f->partial) return false;
+    for (int i = 0; i < f->num_sent; i++)
+        if (!strcmp(f->sent[i], m->name)) return true;
+    return false;
+}
+
+static void mark_sent(Follow *f, const DbMetric *m) {
+    if (m->step != f->partial) {
+        if (f->partial > f->done) f->done = f->partial;
+        f->partial = m->step;
+        f->num_sent = 0;
+    }
+    if (f->num_sent < FOLLOW_NAMES) snprintf(f->sent[f->num_sent++], sizeof f->sent[0], "%s", m->name);
+}
+
+/* One look at the database: new points, or the end. -1 on failure. */
+static int follow_poll(Follow *f) {
+    DbJob j;
+    if (db_job_get(f->api->db, f->job, &j) != DB_OK) return -1;
+    DbJobState state = j.state;
+    char *error = j.error ? strdup(j.error) : NULL;
+    db_job_clear(&j);
+    /* the state is read before the points: once final, the points of the
+     * whole run are committed, and an empty answer below means the end */
+    int64_t after = f->partial > f->done ? f->partial - 1 : f->done;
+    DbMetricQuery q = {.name = f->name[0] ? f->name : NULL, .after = after, .limit = FOLLOW_BATCH};
+    DbMetric *m = NULL;
+    int n = 0;
+    if (db_metric_query(f->api->db, f->job, &q, &m, &n) != DB_OK) {
+        free(error);
+        return -1;
+    }
+    int fresh = 0;
+    for (int i = 0; i < n; i++) {
+        if (already_sent(f, &m[i])) continue;
+        if (sse_event(&f->out, m[i].step, "metric", point_json(&m[i])) != 0) {
+            free(m);
+            free(error);
+            return -1;
+        }
+        mark_sent(f, &m[i]);
+        fresh++;
+    }
+    free(m);
+    /* more rows may wait (a full batch), or the end may already be due
+     * (rows came): look again at once rather than on the next change */
+    f->poll_now = fresh > 0;
+    if (fresh == 0 && db_job_state_final(state)) {
+        sse_event(&f->out, -1, "end",
+                  json_pack("{s:I, s:s, s:o}", "job_id", (json_int_t)f->job, "state",
+                            db_job_state_name(state), "error",
+                            error ? json_string(error) : json_null()));
+        f->ended = true;
+    }
+    free(error);
+    return 0;
+}
+
+static ssize_t follow_read(void *ctx, char *buf, size_t max) {
+    Follow *f = ctx;
+    if (sse_pending(&f->out)) {
+        f->last_out = time(NULL);
+        return sse_take(&f->out, buf, max);
+    }
+    if (f->ended) return HTTP_STREAM_END;
+    uint64_t mg = metric_writer_generation(f->api->metrics);
+    uint64_t sg = scheduler_generation(f->api->sched);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t since_ms = (now.tv_sec - f->last_poll.tv_sec) * 1000 +
+                       (now.tv_nsec - f->last_poll.tv_nsec) / 1000000;
+    if (f->poll_now || mg != f->metric_gen || sg != f->sched_gen || since_ms >= FALLBACK_POLL_MS) {
+        f->metric_gen = mg;
+        f->sched_gen = sg;
+        f->last_poll = now;
+        if (follow_poll(f) != 0) return HTTP_STREAM_ERROR;
+    }
+    if (!sse_pending(&f->out) && time(NULL) - f->last_out >= KEEPALIVE_S) sse_comment(&f->out, "keep-alive");
+    if (!sse_pending(&f->out)) return 0;
+    f->last_out = time(NULL);
+    return sse_take(&f->out, buf, max);
+}
+
+static void follow_free(void *ctx) {
+    Follow *f = ctx;
+    sse_free(&f->out);
+    free(f);
+}
+
+int metrics_get(HttpRequest *req) {
+    Api *api = http_app(req);
+    int64_t job = api_param_id(req, 0, "job");
+    if (job < 0) return 0;
+    DbJob j;
+    error_clear();
+    int st = db_job_get(api->db, job, &j);
+    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    db_job_clear(&j);
+    const char *name = http_query(req, "name");
+    if (name && (!*name || strlen(name) > DB_METRIC_NAME_MAX))
+        return http_reply_error(req, 400, "bad_query", "?name", "name: expected a metric name");
+    bool follow;
+    int64_t after, limit, max_points;
+    if (http_query_bool(req, "follow", &follow) || sse_resume_point(req, -1, &after) ||
+        http_query_int(req, "limit", 10000, 1, 100000, &limit) ||
+        http_query_int(req, "max_points", 0, 1, 100000, &max_points))
+        return 0;
+    if (!follow) return history(req, job, name, after, limit, max_points);
+
+    Follow *f = calloc(1, sizeof *f);
+    if (!f) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
+    f->api = api;
+    f->job = job;
+    snprintf(f->name, sizeof f->name, "%s", name ? name : "");
+    f->done = after;
+    f->partial = after;
+    f->poll_now = true;
+    f->last_out = time(NULL);
+    sse_retry(&f->out, 2000);
+    return http_reply_stream(req, 200, "text/event-stream", follow_read, f, follow_free);
+}

@@ -1,0 +1,121 @@
+/* scheduler.h - the daemon's job scheduler: a pool of workers, one per
+ * device.
+ *
+ * Jobs live in the database (storage/db.h); the queue is the set of
+ * `queued` rows in run order (priority descending, then submission order).
+ * Each worker owns one device ("cpu" now, "cuda:N" later) and loops: claim
+ * the first queued job its device can run (queued -> running, attempt + 1),
+ * build it from its spec (server/job_build.h, the same code `traind run`
+ * uses; dataset names resolve through the database), train it with
+ * core/train.h, and record the end: succeeded, failed (with the error) or
+ * cancelled. While it trains, metrics go to the MetricWriter (batched, off
+ * the training thread), log lines to the job's log, checkpoints to
+ * <data-dir>/jobs/<id>/checkpoints/epoch-<N> (a row with bytes and sha256,
+ * then keep_last garbage collection), and the live progress (epoch, step,
+ * samples/s, ETA) to memory, for GET /v1/jobs/{id}.
+ *
+ * Restarts. scheduler_start puts jobs left `running` (by a daemon that
+ * crashed or was stopped) back in the queue. When such a job runs again it
+ * resumes from its newest checkpoint with train_resume, after deleting its
+ * metrics past that checkpoint's step, so every step's metric is stored
+ * once and the trajectory is the one an uninterrupted run follows. A job
+ * without a checkpoint starts over (its metrics are all deleted first).
+ *
+ * Stopping (scheduler_stop, the SIGTERM path): running jobs are NOT
+ * cancelled. Each stops at its next step, is checkpointed where it stands
+ * (a mid-epoch checkpoint: train_save_checkpoint saves the data position
+ * and the epoch's running sums), its metrics are flushed, and it goes back
+ * to `queued`, to resume on the next start. A job whose spec has
+ * "checkpoint": null is requeued without one and starts over.
+ *
+ * Threads. submit, cancel, queue_info, progress, devices and wait are safe
+ * to call concurrently from any thread (MHD's pool) while workers run.
+ */
+#ifndef TRAIND_SERVER_SCHEDULER_H
+#define TRAIND_SERVER_SCHEDULER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "storage/db.h"
+
+typedef struct Scheduler Scheduler;
+
+#define SCHEDULER_MAX_WORKERS 64
+
+typedef struct {
+    Db *db;                  /* borrowed; outlives the scheduler */
+    MetricWriter *metrics;   /* borrowed; started on db, stopped after the scheduler */
+    /* Worker devices, comma separated: "cpu,cpu,cuda:0" (one worker each).
+     * NULL or "": `workers` CPU workers. */
+    const char *devices;
+    int workers;             /* CPU workers when devices is NULL; 0 means 1 */
+    /* OpenMP threads each job's kernels may use; 0: leave as is. */
+    int threads_per_job;
+    /* Tests and instrumentation; may be NULL. Called on the worker's
+     * thread after each training step's "loss" metric. */
+    void (*step_hook)(void *user, int64_t job_id, int64_t step);
+    void *hook_user;
+    /* Tests: scheduler_stop requeues running jobs WITHOUT a partial
+     * checkpoint, as a kill -9 would leave them (they resume from their
+     * last epoch checkpoint). */
+    bool stop_without_checkpoint;
+} SchedulerConfig;
+
+/* Requeues jobs left running, starts the workers, and lets them take the
+ * queued jobs. NULL with an error (a bad device list, no thread). */
+Scheduler *scheduler_start(const SchedulerConfig *cfg);
+
+/* The SIGTERM path (see above): stops taking jobs, stops running ones at
+ * their next step, checkpoints and requeues them, joins the workers, frees.
+ * Queued jobs stay queued. Flushes the metric writer. NULL is fine. */
+void scheduler_stop(Scheduler *s);
+
+/* POST /v1/jobs in one call: parses and validates spec_json (unknown
+ * fields, datasets exist and are ready, the model's shapes against the
+ * dataset's, a device this daemon has), inserts the job as `queued` and
+ * submits it. DB_INVALID with error_get() naming the JSON path
+ * ("data.train: unknown dataset 'foo'", "model[4] Linear: in_features=...");
+ * the message's text before the first ": " is that path. */
+int scheduler_create_job(Scheduler *s, const char *spec_json, size_t len, int64_t owner,
+                         int priority, int64_t *id_out);
+
+/* Tells the workers a queued job is there (a job inserted directly with
+ * db_job_insert). DB_OK too when a worker has already taken it; DB_NOT_FOUND,
+ * or DB_CONFLICT when it has ended. */
+int scheduler_submit(Scheduler *s, int64_t job_id);
+
+/* A queued job becomes `cancelled` at once; a running one stops at its
+ * next step and is recorded `cancelled` (returns before that happens).
+ * DB_NOT_FOUND for no such job, DB_CONFLICT when it has already ended. */
+int scheduler_cancel(Scheduler *s, int64_t job_id);
+
+/* Why a queued job waits: *ahead = queued jobs that run before it, and a
+ * sentence in reason ("waiting for a free cpu worker; 2 jobs ahead").
+ * DB_CONFLICT when the job is not queued. reason/size may be NULL/0. */
+int scheduler_queue_info(Scheduler *s, int64_t job_id, int *ahead, char *reason, size_t size);
+
+/* The live progress of a running job (updated every step): DB_OK, or
+ * DB_NOT_FOUND when it is not running here (then the stored
+ * DbJob.progress is the latest). */
+int scheduler_progress(Scheduler *s, int64_t job_id, DbJobProgress *out);
+
+/* One worker, for GET /v1/devices and GET /metrics. */
+typedef struct {
+    char device[32];      /* "cpu", "cuda:0" */
+    int64_t job_id;       /* running here, 0 when idle */
+    double samples_per_s; /* of that job, 0 when idle */
+} SchedulerWorkerInfo;
+
+/* Copies at most max workers' info; returns the number of workers. */
+int scheduler_workers(Scheduler *s, SchedulerWorkerInfo *out, int max);
+
+/* A counter bumped whenever a job changes state or logs a line; HTTP
+ * followers (SSE on logs, "until the job ends") wait on it instead of
+ * polling. scheduler_wait returns the counter once it differs from `seen`
+ * or after timeout_ms. */
+uint64_t scheduler_generation(Scheduler *s);
+uint64_t scheduler_wait(Scheduler *s, uint64_t seen, int timeout_ms);
+
+#endif

@@ -1,0 +1,250 @@
+/* serve.c - `traind serve`: the daemon, from its options to a graceful stop.
+ *
+ *   traind serve [--port 8080] [--bind 127.0.0.1] [--data-dir ./var]
+ *                [--workers N] [--devices cpu,cuda:0,...]
+ *                [--http-threads 4] [--max-upload-mb 4096]
+ *                [--import-timeout 600] [--threads-per-job N] [--quiet]
+ *
+ * Start: open (or create) the data dir and its database, drop uploads a
+ * previous daemon left half done, create the admin user on first start
+ * (its token in <data-dir>/admin.token, mode 0600), start the metric
+ * writer, the scheduler (which requeues jobs left running) and the HTTP
+ * server, and log {"event":"listening","port":N} (--port 0 picks a free
+ * port: tests read it there).
+ *
+ * Stop, on SIGINT or SIGTERM: the HTTP server first (streams end, no new
+ * request can reach the scheduler), then the scheduler (running jobs are
+ * checkpointed where they stand and requeued, to resume on the next
+ * start), the metric writer (flushed), the database. A second signal
+ * while stopping exits at once.
+ *
+ * Signals are blocked in every thread (masked before any is created) and
+ * taken by sigwait in the main thread, so no handler runs inside MHD or a
+ * training step.
+ */
+#include "server/serve.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "server/api.h"
+#include "server/log.h"
+#include "server/version.h"
+
+typedef struct {
+    int port;
+    const char *bind, *data_dir, *devices;
+    int workers, http_threads, threads_per_job, import_timeout_s;
+    int64_t max_upload_mb;
+    bool quiet;
+} ServeOptions;
+
+static void serve_usage(FILE *out) {
+    fprintf(out,
+            "usage: traind serve [--port 8080] [--bind 127.0.0.1] [--data-dir ./var]\n"
+            "                    [--workers N] [--devices cpu,cuda:0,...] [--http-threads 4]\n"
+            "                    [--max-upload-mb 4096] [--import-timeout 600]\n"
+            "                    [--threads-per-job N] [--quiet]\n");
+}
+
+/* An integer option value in [min, max]; -1 with a message otherwise. */
+static int int_arg(const char *opt, const char *v, long long min, long long max, long long *out) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || errno || x < min || x > max) {
+        fprintf(stderr, "traind serve: %s: expected an integer in [%lld, %lld], got '%s'\n", opt,
+                min, max, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, ServeOptions *o) {
+    *o = (ServeOptions){.port = 8080, .bind = "127.0.0.1", .data_dir = "./var", .workers = 1,
+                        .http_threads = 4, .import_timeout_s = 600, .max_upload_mb = 4096};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            serve_usage(stdout);
+            exit(0);
+        }
+        if (!strcmp(a, "--quiet")) {
+            o->quiet = true;
+            continue;
+        }
+        if (i + 1 >= argc || a[0] != '-') {
+            fprintf(stderr, "traind serve: unexpected argument '%s'\n", a);
+            serve_usage(stderr);
+            return -1;
+        }
+        const char *v = argv[++i];
+        long long x = 0;
+        if (!strcmp(a, "--bind"))
+            o->bind = v;
+        else if (!strcmp(a, "--data-dir"))
+            o->data_dir = v;
+        else if (!strcmp(a, "--devices"))
+            o->devices = v;
+        else if (!strcmp(a, "--port")) {
+            if (int_arg(a, v, 0, 65535, &x)) return -1;
+            o->port = (int)x;
+        } else if (!strcmp(a, "--workers")) {
+            if (int_arg(a, v, 1, SCHEDULER_MAX_WORKERS, &x)) return -1;
+            o->workers = (int)x;
+        } else if (!strcmp(a, "--http-threads")) {
+            if (int_arg(a, v, 1, 256, &x)) return -1;
+            o->http_threads = (int)x;
+        } else if (!strcmp(a, "--threads-per-job")) {
+            if (int_arg(a, v, 0, 1024, &x)) return -1;
+            o->threads_per_job = (int)x;
+        } else if (!strcmp(a, "--import-timeout")) {
+            if (int_arg(a, v, 1, 86400, &x)) return -1;
+            o->import_timeout_s = (int)x;
+        } else if (!strcmp(a, "--max-upload-mb")) {
+            if (int_arg(a, v, 1, (long long)1 << 30, &x)) return -1;
+            o->max_upload_mb = x;
+        } else {
+            fprintf(stderr, "traind serve: unknown option '%s'\n", a);
+            serve_usage(stderr);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* After the first signal: a second one ends the process at once. */
+static void *second_signal(void *arg) {
+    sigset_t *set = arg;
+    int sig;
+    if (sigwait(set, &sig) == 0) {
+        log_message("stop", "second signal (%d): exiting without a graceful stop", sig);
+        _exit(130);
+    }
+    return NULL;
+}
+
+int cmd_serve(int argc, char **argv) {
+    ServeOptions o;
+    if (parse_options(argc, argv, &o) != 0) return 2;
+    if (o.quiet) log_set_requests(0);
+
+    /* before any thread exists, so every thread inherits the mask */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "traind serve: cannot initialise libcurl\n");
+        return 1;
+    }
+
+    int status = 1;
+    Db *db = NULL;
+    MetricWriter *mw = NULL;
+    Scheduler *sched = NULL;
+    HttpServer *http = NULL;
+    Api api = {.import_max = o.max_upload_mb << 20, .import_timeout_s = o.import_timeout_s,
+               .started = time(NULL)};
+
+    db = db_open(o.data_dir);
+    if (!db) goto fail;
+    int stale = 0;
+    if (db_dataset_delete_stale(db, &stale) != DB_OK) goto fail;
+    if (stale) log_message("start", "removed %d dataset upload(s) left unfinished", stale);
+    bool created = false;
+    if (db_user_bootstrap_admin(db, &created) != DB_OK) goto fail;
+    if (created)
+        log_message("start", "created the admin user; its token is in %s/admin.token", o.data_dir);
+    mw = metric_writer_start(db);
+    if (!mw) goto fail;
+    SchedulerConfig sc = {.db = db, .metrics = mw, .devices = o.devices, .workers = o.workers,
+                          .threads_per_job = o.threads_per_job};
+    sched = scheduler_start(&sc);
+    if (!sched) goto fail;
+    api.db = db;
+    api.metrics = mw;
+    api.sched = sched;
+    HttpConfig hc = {.bind = o.bind, .port = o.port, .threads = o.http_threads,
+                     .json_max = HTTP_JSON_MAX_DEFAULT, .upload_max = o.max_upload_mb << 20,
+                     .routes = api_routes, .num_routes = api_num_routes,
+                     .authenticate = api_authenticate, .app = &api};
+    http = http_server_start(&hc);
+    if (!http) goto fail;
+    api.http = http;
+    json_t *l = json_pack("{s:s, s:i, s:s, s:s, s:i}", "bind", o.bind, "port",
+                          http_server_port(http), "data_dir", o.data_dir, "version",
+                          TRAIND_VERSION, "pid", (int)getpid());
+    log_json("listening", l);
+
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0) {
+    }
+    log_message("stop", "signal %d: stopping (HTTP, then the scheduler checkpoints and requeues "
+                        "running jobs)", sig);
+    pthread_t watcher;
+    if (pthread_create(&watcher, NULL, second_signal, &set) == 0) pthread_detach(watcher);
+    status = 0;
+    goto stop;
+fail:
+    fprintf(stderr, "traind serve: %s\n", error_get());
+stop:
+    http_server_stop(http);
+    scheduler_stop(sched);
+    metric_writer_stop(mw);
+    db_close(db);
+    curl_global_cleanup();
+    if (status == 0) log_message("stop", "stopped");
+    return status;
+}
+
+int cmd_user(int argc, char **argv) {
+    const char *name = NULL, *data_dir = "./var";
+    bool admin = false;
+    if (argc < 1 || strcmp(argv[0], "add") != 0) {
+        fprintf(stderr, "usage: traind user add NAME [--admin] --data-dir DIR\n");
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--admin"))
+            admin = true;
+        else if (!strcmp(argv[i], "--data-dir") && i + 1 < argc)
+            data_dir = argv[++i];
+        else if (argv[i][0] != '-' && !name)
+            name = argv[i];
+        else {
+            fprintf(stderr, "traind user add: unexpected argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!name) {
+        fprintf(stderr, "usage: traind user add NAME [--admin] --data-dir DIR\n");
+        return 2;
+    }
+    Db *db = db_open(data_dir);
+    if (!db) {
+        fprintf(stderr, "traind user add: %s\n", error_get());
+        return 1;
+    }
+    char token[DB_TOKEN_LEN + 1];
+    int st = db_user_create(db, name, admin, NULL, token);
+    db_close(db);
+    if (st != DB_OK) {
+        fprintf(stderr, "traind user add: %s\n", error_get());
+        return 1;
+    }
+    printf("%s\n", token);
+    return 0;
+}

@@ -1,0 +1,81 @@
+/* sse.c - text/event-stream framing; see sse.h. */
+#include "server/sse.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int append(SseBuf *b, const char *text, size_t n) {
+    if (b->pos == b->len) b->pos = b->len = 0; /* drained: start over */
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n) cap *= 2;
+        char *grown = realloc(b->buf, cap);
+        if (!grown) return -1;
+        b->buf = grown;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, text, n);
+    b->len += n;
+    return 0;
+}
+
+int sse_event(SseBuf *b, int64_t id, const char *event, json_t *data) {
+    char *text = data ? json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(data);
+    if (!text) return -1;
+    char head[128];
+    int n = id >= 0 ? snprintf(head, sizeof head, "id: %lld\nevent: %s\ndata: ", (long long)id, event)
+                    : snprintf(head, sizeof head, "event: %s\ndata: ", event);
+    int rc = append(b, head, (size_t)n) || append(b, text, strlen(text)) || append(b, "\n\n", 2);
+    free(text);
+    return rc ? -1 : 0;
+}
+
+int sse_comment(SseBuf *b, const char *text) {
+    char line[256];
+    int n = snprintf(line, sizeof line, ": %s\n\n", text);
+    return append(b, line, (size_t)n);
+}
+
+int sse_retry(SseBuf *b, int ms) {
+    char line[64];
+    int n = snprintf(line, sizeof line, "retry: %d\n\n", ms);
+    return append(b, line, (size_t)n);
+}
+
+bool sse_pending(const SseBuf *b) { return b->pos < b->len; }
+
+ssize_t sse_take(SseBuf *b, char *out, size_t max) {
+    size_t n = b->len - b->pos;
+    if (n > max) n = max;
+    memcpy(out, b->buf + b->pos, n);
+    b->pos += n;
+    return (ssize_t)n;
+}
+
+void sse_free(SseBuf *b) {
+    free(b->buf);
+    memset(b, 0, sizeof *b);
+}
+
+int sse_resume_point(HttpRequest *req, int64_t def, int64_t *out) {
+    const char *last = http_header(req, "Last-Event-ID");
+    if (last && *last) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(last, &end, 10);
+        if (*end || errno) {
+            http_reply_error(req, 400, "bad_request", "Last-Event-ID",
+                             "Last-Event-ID: expected an integer, got '%.32s'", last);
+            return -1;
+        }
+        *out = v;
+        return 0;
+    }
+    return http_query_int(req, "after", def, -1, INT64_MAX, out);
+}
+
+json_t *sse_number(double v) { return isfinite(v) ? json_real(v) : json_null(); }

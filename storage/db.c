@@ -1,0 +1,443 @@
+/* db.c - opening the database, its schema migrations and the connection
+ * pool every other storage/ files file borrows from.
+ *
+ * Concurrency model: one SQLite connection per concurrent caller, from a
+ * pool. MHD's threads read (job status, metric history) while workers and
+ * the metric writer write; with a single connection behind a mutex every
+ * read would queue behind a batch commit. With WAL and one connection per
+ * thread at a time, reads run beside the one writer, and writers wait for
+ * each other inside SQLite (BEGIN IMMEDIATE + busy_timeout 5000 ms). The
+ * pool grows on demand to DB_MAX_CONNECTIONS, then callers wait for a free
+ * one. Connections are opened SQLITE_OPEN_NOMUTEX: the pool, not SQLite,
+ * guarantees one thread per connection.
+ *
+ * Migrations are an ordered list of SQL scripts; PRAGMA user_version says
+ * how many have run. Each runs in its own IMMEDIATE transaction that also
+ * bumps user_version, so two daemons racing on one new file, or a crash in
+ * the middle, leave either the old or the new schema.
+ */
+#include "storage/db_internal.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+struct Db {
+    char *dir;
+    char *path;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    DbConn *free_list;
+    DbConn *all[DB_MAX_CONNECTIONS];
+    int nall;
+};
+
+/* ---- schema ---- */
+
+static const char *const migrations[] = {
+    /* 1: the first schema */
+    "CREATE TABLE users ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  token_sha256 TEXT NOT NULL UNIQUE,"
+    "  admin INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE TABLE datasets ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  format TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('uploading', 'ready')),"
+    "  owner INTEGER REFERENCES users(id) ON DELETE SET NULL,"
+    "  files TEXT NOT NULL DEFAULT '[]',"
+    "  bytes INTEGER NOT NULL DEFAULT 0,"
+    "  sha256 TEXT NOT NULL DEFAULT '',"
+    "  samples INTEGER NOT NULL DEFAULT 0,"
+    "  shape TEXT NOT NULL DEFAULT '{}',"
+    "  options TEXT NOT NULL DEFAULT '{}',"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE TABLE jobs ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL DEFAULT '',"
+    "  owner INTEGER REFERENCES users(id) ON DELETE SET NULL,"
+    "  spec TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN "
+    "    ('queued', 'running', 'succeeded', 'failed', 'cancelled')),"
+    "  device TEXT NOT NULL DEFAULT '',"
+    "  priority INTEGER NOT NULL DEFAULT 0,"
+    "  attempt INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  started_at INTEGER NOT NULL DEFAULT 0,"
+    "  finished_at INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT,"
+    "  epoch INTEGER NOT NULL DEFAULT 0,"
+    "  step INTEGER NOT NULL DEFAULT 0,"
+    "  total_steps INTEGER NOT NULL DEFAULT 0,"
+    "  samples_per_s REAL NOT NULL DEFAULT 0,"
+    "  eta_s REAL NOT NULL DEFAULT -1);"
+    "CREATE INDEX jobs_queue ON jobs (state, priority DESC, created_at, id);"
+    "CREATE INDEX jobs_state_id ON jobs (state, id);"
+    /* WITHOUT ROWID: the table is its primary key's b-tree, so a series
+     * (job, name) is one contiguous range in step order. */
+    "CREATE TABLE metrics ("
+    "  job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL,"
+    "  step INTEGER NOT NULL,"
+    "  epoch INTEGER NOT NULL,"
+    "  value REAL," /* NULL holds a NaN: SQLite stores NaN as NULL */
+    "  PRIMARY KEY (job_id, name, step)) WITHOUT ROWID;"
+    "CREATE INDEX metrics_step ON metrics (job_id, step);"
+    "CREATE TABLE checkpoints ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    "  epoch INTEGER NOT NULL,"
+    "  step INTEGER NOT NULL,"
+    "  partial INTEGER NOT NULL DEFAULT 0,"
+    "  path TEXT NOT NULL,"
+    "  bytes INTEGER NOT NULL,"
+    "  sha256 TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  UNIQUE (job_id, step));"
+    "CREATE TABLE logs ("
+    "  job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    "  seq INTEGER NOT NULL,"
+    "  ts INTEGER NOT NULL,"
+    "  line TEXT NOT NULL,"
+    "  PRIMARY KEY (job_id, seq)) WITHOUT ROWID;",
+};
+
+_Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,
+               "DB_SCHEMA_VERSION must count the migrations");
+
+/* ---- helpers shared by storage/ files ---- */
+
+int db_fail(DbConn *c, const char *what) {
+    error_set("%s: %s", what, c && c->h ? sqlite3_errmsg(c->h) : "no connection");
+    return DB_ERROR;
+}
+
+sqlite3_stmt *db_stmt(DbConn *c, const char *sql) {
+    for (int i = 0; i < c->ncache; i++)
+        if (c->cache[i].sql == sql) {
+            sqlite3_reset(c->cache[i].st);
+            sqlite3_clear_bindings(c->cache[i].st);
+            return c->cache[i].st;
+        }
+    sqlite3_stmt *st = NULL;
+    unsigned flags = c->ncache < DB_STMT_CACHE ? SQLITE_PREPARE_PERSISTENT : 0;
+    if (sqlite3_prepare_v3(c->h, sql, -1, flags, &st, NULL) != SQLITE_OK) {
+        error_set("sql: %s (in \"%.60s...\")", sqlite3_errmsg(c->h), sql);
+        return NULL;
+    }
+    if (c->ncache == DB_STMT_CACHE) {
+        /* full: evict the oldest; the cache holds far fewer statements
+         * than this in practice */
+        sqlite3_finalize(c->cache[0].st);
+        memmove(c->cache, c->cache + 1, sizeof c->cache[0] * (DB_STMT_CACHE - 1));
+        c->ncache--;
+    }
+    c->cache[c->ncache].sql = sql;
+    c->cache[c->ncache].st = st;
+    c->ncache++;
+    return st;
+}
+
+int db_exec(DbConn *c, const char *sql) {
+    char *msg = NULL;
+    if (sqlite3_exec(c->h, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        error_set("sql: %s", msg ? msg : sqlite3_errmsg(c->h));
+        sqlite3_free(msg);
+        return DB_ERROR;
+    }
+    return DB_OK;
+}
+
+int db_begin(DbConn *c) {
+    sqlite3_stmt *st = db_stmt(c, "BEGIN IMMEDIATE");
+    if (!st) return DB_ERROR;
+    if (sqlite3_step(st) != SQLITE_DONE) return db_fail(c, "begin");
+    sqlite3_reset(st);
+    return DB_OK;
+}
+
+int db_commit(DbConn *c) {
+    sqlite3_stmt *st = db_stmt(c, "COMMIT");
+    if (!st) return DB_ERROR;
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        db_fail(c, "commit");
+        db_rollback(c);
+        return DB_ERROR;
+    }
+    sqlite3_reset(st);
+    return DB_OK;
+}
+
+void db_rollback(DbConn *c) {
+    if (!sqlite3_get_autocommit(c->h)) sqlite3_exec(c->h, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int db_step_done(DbConn *c, sqlite3_stmt *st, const char *what) {
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
+        sqlite3_reset(st);
+        return DB_OK;
+    }
+    int status = (rc & 0xff) == SQLITE_CONSTRAINT ? DB_CONFLICT : DB_ERROR;
+    error_set("%s: %s", what, sqlite3_errmsg(c->h));
+    sqlite3_reset(st);
+    return status;
+}
+
+int db_bind_text(sqlite3_stmt *st, int i, const char *s) {
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
+void db_column_copy(sqlite3_stmt *st, int i, char *buf, size_t size) {
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(buf, size, "%s", t ? (const char *)t : "");
+}
+
+char *db_column_dup(sqlite3_stmt *st, int i, int *oom) {
+    const unsigned char *t = sqlite3_column_text(st, i);
+    if (!t) return NULL;
+    char *s = strdup((const char *)t);
+    if (!s && oom) *oom = 1;
+    return s;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)ftw;
+    int rc = flag == FTW_DP ? rmdir(path) : unlink(path);
+    if (rc != 0 && errno != ENOENT) {
+        error_set("cannot remove %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int db_remove_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) return 0;
+        return error_set("cannot stat %s: %s", path, strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlink(path) != 0 && errno != ENOENT)
+            return error_set("cannot remove %s: %s", path, strerror(errno));
+        return 0;
+    }
+    return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : -1;
+}
+
+/* ---- the pool ---- */
+
+static void conn_close(DbConn *c) {
+    if (!c) return;
+    for (int i = 0; i < c->ncache; i++) sqlite3_finalize(c->cache[i].st);
+    sqlite3_close(c->h);
+    free(c);
+}
+
+static DbConn *conn_open(Db *db) {
+    DbConn *c = calloc(1, sizeof *c);
+    if (!c) {
+        error_set("database: out of memory");
+        return NULL;
+    }
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(db->path, &c->h, flags, NULL) != SQLITE_OK) {
+        error_set("database %s: %s", db->path, c->h ? sqlite3_errmsg(c->h) : "cannot open");
+        conn_close(c);
+        return NULL;
+    }
+    sqlite3_busy_timeout(c->h, 5000);
+    sqlite3_extended_result_codes(c->h, 1);
+    /* WAL is a property of the file (set once, kept); the rest is per
+     * connection. synchronous=NORMAL in WAL: a commit survives a crash of
+     * the process (kill -9), not necessarily a power cut. */
+    if (db_exec(c, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
+                   "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY; "
+                   "PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456;") != DB_OK) {
+        error_prefix("database %s", db->path);
+        conn_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+DbConn *db_acquire(Db *db) {
+    pthread_mutex_lock(&db->mu);
+    for (;;) {
+        if (db->free_list) {
+            DbConn *c = db->free_list;
+            db->free_list = c->next_free;
+            pthread_mutex_unlock(&db->mu);
+            return c;
+        }
+        if (db->nall < DB_MAX_CONNECTIONS) {
+            /* opened under the lock: it happens at most DB_MAX_CONNECTIONS
+             * times in a daemon's life */
+            DbConn *c = conn_open(db);
+            if (c) db->all[db->nall++] = c;
+            pthread_mutex_unlock(&db->mu);
+            return c;
+        }
+        pthread_cond_wait(&db->cv, &db->mu);
+    }
+}
+
+void db_release(Db *db, DbConn *c) {
+    if (!c) return;
+    for (int i = 0; i < c->ncache; i++) sqlite3_reset(c->cache[i].st);
+    db_rollback(c); /* a transaction left open by an error path */
+    pthread_mutex_lock(&db->mu);
+    c->next_free = db->free_list;
+    db->free_list = c;
+    pthread_cond_signal(&db->cv);
+    pthread_mutex_unlock(&db->mu);
+}
+
+/* ---- open, migrate, close ---- */
+
+static int mkdir_p(const char *path) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return error_set("data dir: path too long");
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return error_set("data dir: cannot create %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return error_set("data dir: cannot create %s: %s", buf, strerror(errno));
+    return 0;
+}
+
+static int user_version(DbConn *c, int *v) {
+    sqlite3_stmt *st = db_stmt(c, "PRAGMA user_version");
+    if (!st) return DB_ERROR;
+    if (sqlite3_step(st) != SQLITE_ROW) return db_fail(c, "user_version");
+    *v = sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    return DB_OK;
+}
+
+static int migrate(DbConn *c, const char *path) {
+    for (;;) {
+        if (db_begin(c) != DB_OK) return error_prefix("database %s: migration", path);
+        int v;
+        if (user_version(c, &v) != DB_OK) goto fail;
+        if (v > DB_SCHEMA_VERSION) {
+            db_rollback(c);
+            return error_set("database %s: schema version %d is newer than this traind's %d",
+                             path, v, DB_SCHEMA_VERSION);
+        }
+        if (v == DB_SCHEMA_VERSION) {
+            db_rollback(c);
+            return 0;
+        }
+        char bump[64];
+        snprintf(bump, sizeof bump, "PRAGMA user_version=%d", v + 1);
+        if (db_exec(c, migrations[v]) != DB_OK || db_exec(c, bump) != DB_OK) goto fail;
+        if (db_commit(c) != DB_OK) goto fail;
+        continue;
+    fail:
+        db_rollback(c);
+        return error_prefix("database %s: migration to version %d", path, v + 1);
+    }
+}
+
+Db *db_open(const char *data_dir) {
+    if (!data_dir || !*data_dir) {
+        error_set("data dir: empty path");
+        return NULL;
+    }
+    if (mkdir_p(data_dir) != 0) return NULL;
+    Db *db = calloc(1, sizeof *db);
+    if (!db) {
+        error_set("database: out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&db->mu, NULL);
+    pthread_cond_init(&db->cv, NULL);
+    size_t n = strlen(data_dir);
+    while (n > 1 && data_dir[n - 1] == '/') n--;
+    db->dir = strndup(data_dir, n);
+    db->path = malloc(n + 16);
+    if (!db->dir || !db->path) {
+        error_set("database: out of memory");
+        db_close(db);
+        return NULL;
+    }
+    snprintf(db->path, n + 16, "%s/traind.db", db->dir);
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/datasets", db->dir);
+    if (mkdir_p(sub) != 0) goto fail;
+    snprintf(sub, sizeof sub, "%s/jobs", db->dir);
+    if (mkdir_p(sub) != 0) goto fail;
+    DbConn *c = db_acquire(db);
+    if (!c) goto fail;
+    int rc = migrate(c, db->path);
+    db_release(db, c);
+    if (rc != 0) goto fail;
+    return db;
+fail:
+    db_close(db);
+    return NULL;
+}
+
+void db_close(Db *db) {
+    if (!db) return;
+    for (int i = 0; i < db->nall; i++) conn_close(db->all[i]);
+    pthread_mutex_destroy(&db->mu);
+    pthread_cond_destroy(&db->cv);
+    free(db->dir);
+    free(db->path);
+    free(db);
+}
+
+const char *db_data_dir(const Db *db) { return db->dir; }
+
+int db_schema_version(Db *db) {
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int v = 0;
+    int rc = user_version(c, &v);
+    db_release(db, c);
+    return rc == DB_OK ? v : rc;
+}
+
+int64_t db_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *db_format_time(int64_t ms, char *buf, size_t size) {
+    if (size == 0) return buf;
+    buf[0] = '\0';
+    if (ms <= 0) return buf;
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&secs, &tm)) return buf;
+    char date[32];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, size, "%s.%03dZ", date, (int)(ms % 1000));
+    return buf;
+}
+
+int db_path(const Db *db, const char *rel, char *buf, size_t size) {
+    if (snprintf(buf, size, "%s/%s", db->dir, rel) >= (int)size)
+        return error_set("path too long: %s/%s", db->dir, rel);
+    return 0;
+}

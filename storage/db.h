@@ -1,0 +1,407 @@
+/* db.h - the daemon's records: SQLite in <data-dir>/traind.db.
+ *
+ * One header for the storage layer; one .c per concept:
+ *   storage/db.c           open, pragmas, migrations, the connection pool
+ *   storage/users.c        users and their bearer tokens (sha256 only)
+ *   storage/datasets.c     uploaded datasets and their files on disk
+ *   storage/jobs.c         jobs: spec, state machine, queue order, progress
+ *   storage/metrics.c      metric history, downsampling, the async writer
+ *   storage/checkpoints.c  checkpoint rows and keep_last garbage collection
+ *   storage/logs.c         job log lines
+ *   storage/sha256.c       FIPS 180-4 SHA-256 (storage/sha256.h)
+ *
+ * Threads. A Db is shared by every thread of the daemon: MHD's pool answers
+ * requests while workers write progress and the metric writer commits
+ * batches. Each call borrows one connection from a small pool inside the
+ * Db (opening another when all are busy, up to DB_MAX_CONNECTIONS, then
+ * waiting), so readers never queue behind a writer: in WAL mode a read
+ * sees the last committed state while a write is in progress. Writers are
+ * serialised by SQLite itself (transactions start IMMEDIATE, busy_timeout
+ * 5000 ms). Every function here is safe to call from any thread.
+ *
+ * Files on disk live under the data dir and the database stores their
+ * paths relative to it, so a data dir can move (a docker volume):
+ *   <data-dir>/traind.db            (+ -wal, -shm)
+ *   <data-dir>/admin.token          mode 0600, written on first start
+ *   <data-dir>/datasets/<id>/...    a dataset's files
+ *   <data-dir>/jobs/<id>/checkpoints/epoch-<N>/{model,trainer}.safetensors
+ *
+ * Return values. Functions returning int give DB_OK (0) or a negative
+ * DbStatus, with a message in core/error.h's error_get() that says what and
+ * where ("job 12: not found", "dataset name 'a/b': ..."). The status picks
+ * the HTTP answer: DB_NOT_FOUND 404, DB_CONFLICT 409, DB_INVALID 400/422,
+ * DB_ERROR 500/503.
+ *
+ * Times are int64 milliseconds since the Unix epoch (0: not yet); ids are
+ * positive int64 from SQLite (a dataset's `name` is its other handle).
+ * Records returned by value hold owned strings only where noted; free them
+ * with the matching *_clear / *_free.
+ */
+#ifndef TRAIND_STORAGE_DB_H
+#define TRAIND_STORAGE_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Db Db;
+
+typedef enum {
+    DB_OK = 0,
+    DB_ERROR = -1,     /* SQLite or the file system failed */
+    DB_NOT_FOUND = -2, /* no such row */
+    DB_CONFLICT = -3,  /* a unique name taken, or a state that forbids it */
+    DB_INVALID = -4,   /* bad argument: a name, a state, a limit */
+} DbStatus;
+
+#define DB_MAX_CONNECTIONS 16
+#define DB_SCHEMA_VERSION 1
+
+/* ---- open, close (storage/db.c) ---- */
+
+/* Creates data_dir (and datasets/, jobs/) if needed, opens or creates
+ * traind.db in WAL mode with foreign keys, and runs the migrations up to
+ * DB_SCHEMA_VERSION (each in one transaction, PRAGMA user_version bumped in
+ * it). A database newer than this build is refused. NULL with an error. */
+Db *db_open(const char *data_dir);
+void db_close(Db *db); /* NULL is fine; no call may be in flight */
+
+const char *db_data_dir(const Db *db);
+/* PRAGMA user_version of the open database. */
+int db_schema_version(Db *db);
+/* Now, in ms since the epoch (CLOCK_REALTIME). */
+int64_t db_now_ms(void);
+/* "2024-05-01T12:00:00.123Z" (UTC) into buf (>= 32 bytes); "" for 0. */
+const char *db_format_time(int64_t ms, char *buf, size_t size);
+/* "<data-dir>/<rel>" into buf; -1 with an error when it does not fit. */
+int db_path(const Db *db, const char *rel, char *buf, size_t size);
+
+/* ---- users (storage/users.c) ---- */
+
+#define DB_TOKEN_LEN 64 /* hex chars of a token: 32 random bytes */
+#define DB_USER_NAME_MAX 64
+
+typedef struct {
+    int64_t id;
+    char name[DB_USER_NAME_MAX + 1];
+    bool admin;
+    int64_t created_at;
+} DbUser;
+
+/* Creates a user (name as a dataset name: [A-Za-z0-9._-]{1,64}) with a new
+ * random token, stored only as its sha256. The token goes to token_out
+ * (DB_TOKEN_LEN + 1 bytes) and is never retrievable again. DB_CONFLICT when
+ * the name is taken. id_out may be NULL. */
+int db_user_create(Db *db, const char *name, bool admin, int64_t *id_out, char *token_out);
+/* The user whose token this is. DB_NOT_FOUND for an unknown token. */
+int db_user_by_token(Db *db, const char *token, DbUser *out);
+int db_user_get(Db *db, int64_t id, DbUser *out);
+/* First start: when no admin user exists, creates "admin" and writes its
+ * token to <data-dir>/admin.token (mode 0600; written to a temporary name,
+ * fsynced, renamed). *created (may be NULL) says whether it did. */
+int db_user_bootstrap_admin(Db *db, bool *created);
+
+/* ---- datasets (storage/datasets.c) ---- */
+
+#define DB_DATASET_NAME_MAX 64
+#define DB_DATASET_MAX_FILES 4
+#define DB_MAX_DIMS 8
+
+typedef enum { DB_DATASET_UPLOADING, DB_DATASET_READY } DbDatasetState;
+
+/* One file of a dataset: its role ("images", "labels" for idx; "file" for
+ * csv; "inputs", "targets" for npy) and its name inside the dataset's
+ * directory <data-dir>/datasets/<id>/ (no '/'). */
+typedef struct {
+    char role[16];
+    char name[128];
+    int64_t bytes;
+    char sha256[65]; /* hex */
+} DbDatasetFile;
+
+/* What one sample looks like, as core/spec.h's SpecDataShape (dtypes by
+ * their torch names), so a job spec is shape-checked at submission
+ * without loading the data. */
+typedef struct {
+    char input_dtype[16]; /* "uint8", "float32" */
+    int input_ndim;
+    int64_t input_shape[DB_MAX_DIMS];
+    char target_dtype[16]; /* "int64" labels or "float32" targets */
+    int target_ndim;       /* 0 for labels */
+    int64_t target_shape[DB_MAX_DIMS];
+    int num_classes;       /* labels: 1 + the largest; 0 otherwise */
+} DbSampleShape;
+
+typedef struct {
+    int64_t id;
+    char name[DB_DATASET_NAME_MAX + 1];
+    char format[8]; /* "idx", "csv", "npy" */
+    DbDatasetState state;
+    int64_t owner; /* user id, 0 for none */
+    int num_files;
+    DbDatasetFile files[DB_DATASET_MAX_FILES];
+    int64_t bytes;     /* all files */
+    char sha256[65];   /* hex; of the file's sha256 lines, see db_dataset_mark_ready */
+    int64_t samples;
+    DbSampleShape shape;
+    /* Format options as JSON text, owned: for csv {"label_column": "y" or
+     * [...], "feature_columns": [...]} (both optional); "{}" otherwise. */
+    char *options_json;
+    int64_t created_at;
+} DbDataset;
+
+void db_dataset_clear(DbDataset *ds); /* frees options_json; the struct may be reused */
+
+/* [A-Za-z0-9._-]{1,64}, not "." or "..", not only digits (it would read
+ * as an id). 0, or DB_INVALID with "dataset name '...': ..." */
+int db_dataset_name_check(const char *name);
+
+/* Inserts a dataset in state `uploading` and creates its empty directory
+ * (<data-dir>/datasets/<id>, mode 0755) for the upload to stream into.
+ * options_json may be NULL ("{}"). DB_CONFLICT when the name is taken,
+ * DB_INVALID for a bad name or format. */
+int db_dataset_insert(Db *db, const char *name, const char *format, const char *options_json,
+                      int64_t owner, int64_t *id_out);
+/* "<data-dir>/datasets/<id>" into buf. */
+int db_dataset_dir(const Db *db, int64_t id, char *buf, size_t size);
+/* Records what the upload produced and makes the dataset `ready` (listed
+ * and usable by jobs): info's files (num_files, files[]), bytes, sha256,
+ * samples and shape; its other fields are ignored. When info->sha256 is ""
+ * it is computed as the sha256 of the text "<role> <file sha256>\n" for each
+ * file in order. DB_CONFLICT when it is not `uploading`. */
+int db_dataset_mark_ready(Db *db, int64_t id, const DbDataset *info);
+int db_dataset_get(Db *db, int64_t id, DbDataset *out);
+int db_dataset_get_by_name(Db *db, const char *name, DbDataset *out);
+/* A dataset by id (all digits) or name, as `data.train` and the URL's
+ * {id} give it. */
+int db_dataset_resolve(Db *db, const char *id_or_name, DbDataset *out);
+/* Datasets ordered by id; include_uploading false lists only `ready` ones.
+ * *out is an array of *n (free with db_dataset_list_free). */
+int db_dataset_list(Db *db, bool include_uploading, DbDataset **out, int *n);
+void db_dataset_list_free(DbDataset *list, int n);
+/* Deletes the dataset's files and directory first, then its row; a second
+ * call, or one after a crash between the two, finishes the job. */
+int db_dataset_delete(Db *db, int64_t id);
+/* Deletes datasets left `uploading` (by a daemon that died mid-upload);
+ * call at start, before serving. *n (may be NULL) gets how many. */
+int db_dataset_delete_stale(Db *db, int *n);
+/* "<data-dir>/datasets/<id>/<file name>" of the file with this role. */
+int db_dataset_file_path(const Db *db, const DbDataset *ds, const char *role, char *buf,
+                         size_t size);
+
+/* ---- jobs (storage/jobs.c) ---- */
+
+typedef enum {
+    DB_JOB_QUEUED,
+    DB_JOB_RUNNING,
+    DB_JOB_SUCCEEDED,
+    DB_JOB_FAILED,
+    DB_JOB_CANCELLED,
+} DbJobState;
+#define DB_JOB_NUM_STATES 5
+
+const char *db_job_state_name(DbJobState s); /* "queued", ... */
+/* DB_INVALID with an error for an unknown name. */
+int db_job_state_parse(const char *name, DbJobState *out);
+static inline bool db_job_state_final(DbJobState s) { return s >= DB_JOB_SUCCEEDED; }
+
+/* Progress of a job, as stored at the end of each epoch and at the end of
+ * the job (the scheduler keeps the live one: scheduler_progress). */
+typedef struct {
+    int epoch;            /* the epoch in progress (0-based) */
+    int64_t step;         /* optimizer steps done */
+    int64_t total_steps;  /* of the whole run */
+    double samples_per_s; /* over the last epoch, or recent steps */
+    double eta_s;         /* seconds left; -1 when unknown */
+} DbJobProgress;
+
+typedef struct {
+    int64_t id;
+    char name[128]; /* the spec's name, may be "" */
+    int64_t owner;  /* user id, 0 for none */
+    char *spec_json; /* owned: the spec as submitted */
+    DbJobState state;
+    char device[32]; /* "cpu", "cuda:0": where it runs / ran; "" before */
+    int priority;    /* higher runs first */
+    int attempt;     /* 1 on the first run, +1 for each resume */
+    int64_t created_at, started_at, finished_at; /* started_at: of the latest attempt */
+    char *error;     /* owned; NULL unless failed */
+    DbJobProgress progress;
+} DbJob;
+
+void db_job_clear(DbJob *job); /* frees spec_json and error */
+
+/* A new job in state `queued`. name may be NULL. */
+int db_job_insert(Db *db, const char *name, int64_t owner, const char *spec_json, int priority,
+                  int64_t *id_out);
+int db_job_get(Db *db, int64_t id, DbJob *out);
+
+typedef struct {
+    int state;          /* a DbJobState, or -1 for every state */
+    int64_t owner;      /* 0: every owner */
+    int limit;          /* 1..1000; 0 means 100 */
+    int64_t offset;     /* rows to skip (with before_id or alone) */
+    int64_t before_id;  /* cursor: only ids below it; 0 for none */
+    bool with_spec;     /* fill spec_json (NULL otherwise) */
+} DbJobQuery;
+
+/* Jobs newest first (id descending). *next_cursor gets the before_id of
+ * the next page, 0 when this is the last. Free with db_job_list_free. */
+int db_job_list(Db *db, const DbJobQuery *q, DbJob **out, int *n, int64_t *next_cursor);
+void db_job_list_free(DbJob *list, int n);
+
+/* queued -> running: attempt + 1, started_at now, device set, error and
+ * finished_at cleared. DB_CONFLICT when it is no longer queued (cancelled
+ * meanwhile). *out (may be NULL) gets the updated job. */
+int db_job_claim(Db *db, int64_t id, const char *device, DbJob *out);
+/* running -> succeeded | failed | cancelled, finished_at now, error stored
+ * (NULL for none). DB_CONFLICT when it is not running. */
+int db_job_finish(Db *db, int64_t id, DbJobState final, const char *error);
+/* queued -> cancelled (finished_at now). DB_CONFLICT when not queued. */
+int db_job_cancel_queued(Db *db, int64_t id);
+/* running -> queued for one job (a daemon stopping, SIGTERM); the attempt
+ * count stays, the next claim adds one. DB_CONFLICT when not running. */
+int db_job_requeue(Db *db, int64_t id);
+/* Every running job -> queued (daemon start). *n (may be NULL): how many. */
+int db_job_requeue_running(Db *db, int *n);
+int db_job_set_progress(Db *db, int64_t id, const DbJobProgress *p);
+
+/* Queued job ids in run order: priority descending, then created_at and id
+ * ascending. Free *ids with free(). */
+int db_job_queue(Db *db, int64_t **ids, int *n);
+/* How many queued jobs run before this queued one. DB_CONFLICT when it is
+ * not queued. */
+int db_job_queue_position(Db *db, int64_t id, int *ahead);
+/* Jobs per state, indexed by DbJobState (for GET /metrics). */
+int db_job_count_by_state(Db *db, int64_t counts[DB_JOB_NUM_STATES]);
+
+/* ---- metrics (storage/metrics.c) ---- */
+
+#define DB_METRIC_NAME_MAX 63
+
+typedef struct {
+    char name[DB_METRIC_NAME_MAX + 1];
+    int64_t step;
+    int epoch;
+    double value;
+} DbMetric;
+
+/* One metric, written now (INSERT OR REPLACE on (job, name, step): a
+ * resumed attempt overwrites). Training uses the MetricWriter instead. */
+int db_metric_put(Db *db, int64_t job, const char *name, int64_t step, int epoch, double value);
+
+typedef struct {
+    const char *name; /* NULL: every metric */
+    int64_t after;    /* steps > after; -1 (or any negative) for all */
+    int limit;        /* 1..100000; 0 means 10000 */
+} DbMetricQuery;
+
+/* History in step order (then name): the rows of design.md's
+ * `?name=&after=&limit=`. Free *out with free(). */
+int db_metric_query(Db *db, int64_t job, const DbMetricQuery *q, DbMetric **out, int *n);
+
+/* One bucket of a downsampled series: the points with step in
+ * [first_step, last_step], their min and max and the value at last_step. */
+typedef struct {
+    int64_t first_step, last_step;
+    int epoch; /* of last_step */
+    double min, max, last;
+    int64_t count;
+} DbMetricBucket;
+
+/* The series `name` after step `after`, in at most max_points buckets of
+ * equal step width, in step order, empty buckets left out. When the steps
+ * span no more than max_points every bucket is one point (min = max =
+ * last). One pass over the primary key. Free *out with free(). */
+int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, int max_points,
+                         DbMetricBucket **out, int *n);
+/* The newest point (highest step) of each metric of a job, by name. */
+int db_metric_latest(Db *db, int64_t job, DbMetric **out, int *n);
+/* Deletes the job's metrics with step > after_step (superseded on resume).
+ * *deleted may be NULL. */
+int db_metric_delete_after(Db *db, int64_t job, int64_t after_step, int64_t *deleted);
+int db_metric_count(Db *db, int64_t job, int64_t *count);
+
+/* The batched writer: training threads push, one background thread
+ * commits what has accumulated in one transaction every ~100 ms or 1000
+ * rows, so a training step never waits for SQLite. A failed commit is
+ * retried (and reported on stderr); rows are never dropped. */
+typedef struct MetricWriter MetricWriter;
+
+MetricWriter *metric_writer_start(Db *db); /* NULL with an error */
+/* Appends to the in-memory queue; returns at once (it waits only when
+ * more than 4M rows are pending, i.e. SQLite is stuck). Names longer than
+ * DB_METRIC_NAME_MAX are cut. */
+void metric_writer_push(MetricWriter *w, int64_t job, const char *name, int64_t step, int epoch,
+                        double value);
+/* Commits everything pushed before the call now and waits for it. 0, or
+ * -1 with an error when the commit keeps failing. */
+int metric_writer_flush(MetricWriter *w);
+/* Counts commits: it changes after each committed batch. */
+uint64_t metric_writer_generation(MetricWriter *w);
+/* Waits until the generation differs from `seen` or timeout_ms passes;
+ * returns the generation. For SSE followers that wait for new rows. */
+uint64_t metric_writer_wait(MetricWriter *w, uint64_t seen, int timeout_ms);
+/* Flushes, stops the thread, frees. NULL is fine. */
+void metric_writer_stop(MetricWriter *w);
+
+/* ---- checkpoints (storage/checkpoints.c) ---- */
+
+/* Checkpoints are taken after an epoch (every `checkpoint.every_epochs`,
+ * and after the last) into "jobs/<job>/checkpoints/epoch-<N>"; a daemon
+ * stopping mid-epoch saves a `partial` one into ".../step-<S>", only for
+ * resuming (removed as soon as a newer checkpoint exists). */
+typedef struct {
+    int64_t id, job_id;
+    int epoch;       /* the epoch completed (partial: the epoch in progress) */
+    int64_t step;    /* optimizer steps done; unique per job */
+    bool partial;
+    char path[256];  /* the directory, relative to the data dir */
+    int64_t bytes;   /* model.safetensors (the downloadable file) */
+    char sha256[65]; /* of model.safetensors, hex */
+    int64_t created_at;
+} DbCheckpoint;
+
+/* The relative directory of a checkpoint: "jobs/<job>/checkpoints/epoch-<epoch>",
+ * or ".../step-<step>" when partial, into buf. */
+int db_checkpoint_rel_dir(int64_t job, int epoch, int64_t step, bool partial, char *buf,
+                          size_t size);
+/* Records a checkpoint directory already written (rel_dir as above):
+ * hashes its model.safetensors for bytes and sha256. A row of the same
+ * (job, step) is replaced (a resumed attempt re-saving it). *out may be
+ * NULL. */
+int db_checkpoint_insert(Db *db, int64_t job, int epoch, int64_t step, bool partial,
+                         const char *rel_dir, DbCheckpoint *out);
+/* A job's checkpoints, oldest (lowest step) first. Free *out with free(). */
+int db_checkpoint_list(Db *db, int64_t job, DbCheckpoint **out, int *n);
+int db_checkpoint_get(Db *db, int64_t id, DbCheckpoint *out);
+/* The complete (not partial) checkpoint of a job after this epoch. */
+int db_checkpoint_get_epoch(Db *db, int64_t job, int epoch, DbCheckpoint *out);
+/* The newest (highest step) checkpoint of a job: the one to resume from. */
+int db_checkpoint_latest(Db *db, int64_t job, DbCheckpoint *out);
+/* Absolute path of the checkpoint's file ("model.safetensors",
+ * "trainer.safetensors") or of its directory (file NULL). */
+int db_checkpoint_file_path(const Db *db, const DbCheckpoint *c, const char *file, char *buf,
+                            size_t size);
+/* Keeps the newest keep_last complete checkpoints of a job (keep_last >= 1)
+ * and removes partial ones older than the newest checkpoint: for each, its
+ * files and directory are removed first, then its row, so a crash in
+ * between leaves a row whose files are gone and the next call finishes it.
+ * Idempotent. *removed may be NULL. */
+int db_checkpoint_gc(Db *db, int64_t job, int keep_last, int *removed);
+
+/* ---- job logs (storage/logs.c) ---- */
+
+typedef struct {
+    int64_t seq; /* 1, 2, ... per job, across attempts */
+    int64_t ts;  /* ms */
+    char *line;  /* owned */
+} DbLogLine;
+
+/* Appends a line (no newline needed; one is stripped). *seq may be NULL. */
+int db_log_append(Db *db, int64_t job, const char *line, int64_t *seq);
+/* Lines with seq > after_seq, oldest first, at most limit (0: 1000). */
+int db_log_list(Db *db, int64_t job, int64_t after_seq, int limit, DbLogLine **out, int *n);
+void db_log_list_free(DbLogLine *lines, int n);
+
+#endif

@@ -1,0 +1,62 @@
+/* db_internal.h - what the storage/ files files share and nobody else uses:
+ * borrowing a pooled connection, cached prepared statements, transactions
+ * and error reporting in core/error.h's style.
+ *
+ * A borrowed connection belongs to one thread until db_release, which also
+ * resets every statement it handed out, so a forgotten reset cannot keep a
+ * read transaction (and the WAL) pinned.
+ */
+#ifndef TRAIND_STORAGE_DB_INTERNAL_H
+#define TRAIND_STORAGE_DB_INTERNAL_H
+
+#include <sqlite3.h>
+
+#include "storage/db.h"
+
+#define DB_STMT_CACHE 64
+
+typedef struct DbConn {
+    sqlite3 *h;
+    struct {
+        const char *sql; /* a string literal: cached by its address */
+        sqlite3_stmt *st;
+    } cache[DB_STMT_CACHE];
+    int ncache;
+    struct DbConn *next_free;
+} DbConn;
+
+/* A connection of the pool (waits when all DB_MAX_CONNECTIONS are busy).
+ * NULL with an error. */
+DbConn *db_acquire(Db *db);
+void db_release(Db *db, DbConn *c);
+
+/* The statement for sql (a literal), prepared once per connection and
+ * handed out reset with its bindings cleared. NULL with an error. */
+sqlite3_stmt *db_stmt(DbConn *c, const char *sql);
+/* Runs statements without results. DB_OK or DB_ERROR. */
+int db_exec(DbConn *c, const char *sql);
+/* BEGIN IMMEDIATE (the write lock up front, so busy_timeout applies),
+ * COMMIT, ROLLBACK (never fails the caller). */
+int db_begin(DbConn *c);
+int db_commit(DbConn *c);
+void db_rollback(DbConn *c);
+
+/* Sets "what: <sqlite's message>" and returns DB_ERROR. */
+int db_fail(DbConn *c, const char *what);
+/* Steps a statement that returns no rows. DB_OK, DB_CONFLICT for a
+ * constraint failure (error "what: ..."), DB_ERROR otherwise. */
+int db_step_done(DbConn *c, sqlite3_stmt *st, const char *what);
+
+/* Binds text or NULL. */
+int db_bind_text(sqlite3_stmt *st, int i, const char *s);
+/* Copies column i's text into buf (truncating; "" for NULL). */
+void db_column_copy(sqlite3_stmt *st, int i, char *buf, size_t size);
+/* A malloc'ed copy of column i's text, NULL for NULL (and *oom set on a
+ * failed allocation when oom is not NULL). */
+char *db_column_dup(sqlite3_stmt *st, int i, int *oom);
+
+/* Removes a directory tree under the data dir (files first, then the
+ * directory). A missing path is success. 0, or -1 with an error. */
+int db_remove_tree(const char *path);
+
+#endif

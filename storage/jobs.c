@@ -1,0 +1,405 @@
+/* jobs.c - job records and their state machine.
+ *
+ *     queued -> running -> succeeded | failed | cancelled
+ *     queued -> cancelled                (cancelled before it ran)
+ *     running -> queued                  (daemon stopped or crashed; resumes)
+ *
+ * Every transition is one UPDATE guarded by the state it leaves ("... WHERE
+ * id = ? AND state = 'queued'"), so two threads racing (a cancel and a
+ * worker's claim) cannot both win: the loser sees no row changed and gets
+ * DB_CONFLICT. The queue is the queued rows in (priority desc, created_at,
+ * id) order, which the jobs_queue index serves directly.
+ */
+#include "storage/db_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+static const char *const state_names[DB_JOB_NUM_STATES] = {"queued", "running", "succeeded",
+                                                           "failed", "cancelled"};
+
+const char *db_job_state_name(DbJobState s) {
+    return (unsigned)s < DB_JOB_NUM_STATES ? state_names[s] : "unknown";
+}
+
+int db_job_state_parse(const char *name, DbJobState *out) {
+    for (int i = 0; i < DB_JOB_NUM_STATES; i++)
+        if (name && strcmp(name, state_names[i]) == 0) {
+            *out = (DbJobState)i;
+            return DB_OK;
+        }
+    error_set("state: unknown job state '%s' (known: queued, running, succeeded, failed, "
+              "cancelled)",
+              name ? name : "");
+    return DB_INVALID;
+}
+
+void db_job_clear(DbJob *job) {
+    if (!job) return;
+    free(job->spec_json);
+    free(job->error);
+    job->spec_json = job->error = NULL;
+}
+
+int db_job_insert(Db *db, const char *name, int64_t owner, const char *spec_json, int priority,
+                  int64_t *id_out) {
+    if (!spec_json) {
+        error_set("job: no spec");
+        return DB_INVALID;
+    }
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, "INSERT INTO jobs (name, owner, spec, state, priority, "
+                                  "created_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5)");
+    if (!st) goto done;
+    db_bind_text(st, 1, name ? name : "");
+    if (owner > 0)
+        sqlite3_bind_int64(st, 2, owner);
+    else
+        sqlite3_bind_null(st, 2);
+    db_bind_text(st, 3, spec_json);
+    sqlite3_bind_int(st, 4, priority);
+    sqlite3_bind_int64(st, 5, db_now_ms());
+    rc = db_step_done(c, st, "job");
+    if (rc == DB_OK && id_out) *id_out = sqlite3_last_insert_rowid(c->h);
+done:
+    db_release(db, c);
+    return rc;
+}
+
+/* ?9 says whether to read the spec: listings leave the (large) text out. */
+#define JOB_COLS                                                                           \
+    "SELECT id, name, coalesce(owner, 0), CASE WHEN ?9 THEN spec END, state, device, "    \
+    "priority, attempt, created_at, started_at, finished_at, error, epoch, step, "         \
+    "total_steps, samples_per_s, eta_s FROM jobs "
+
+static int read_job(sqlite3_stmt *st, DbJob *j) {
+    memset(j, 0, sizeof *j);
+    int oom = 0;
+    j->id = sqlite3_column_int64(st, 0);
+    db_column_copy(st, 1, j->name, sizeof j->name);
+    j->owner = sqlite3_column_int64(st, 2);
+    j->spec_json = db_column_dup(st, 3, &oom);
+    const char *state = (const char *)sqlite3_column_text(st, 4);
+    DbJobState s = DB_JOB_QUEUED;
+    for (int i = 0; state && i < DB_JOB_NUM_STATES; i++)
+        if (strcmp(state, state_names[i]) == 0) s = (DbJobState)i;
+    j->state = s;
+    db_column_copy(st, 5, j->device, sizeof j->device);
+    j->priority = sqlite3_column_int(st, 6);
+    j->attempt = sqlite3_column_int(st, 7);
+    j->created_at = sqlite3_column_int64(st, 8);
+    j->started_at = sqlite3_column_int64(st, 9);
+    j->finished_at = sqlite3_column_int64(st, 10);
+    j->error = db_column_dup(st, 11, &oom);
+    j->progress.epoch = sqlite3_column_int(st, 12);
+    j->progress.step = sqlite3_column_int64(st, 13);
+    j->progress.total_steps = sqlite3_column_int64(st, 14);
+    j->progress.samples_per_s = sqlite3_column_double(st, 15);
+    j->progress.eta_s = sqlite3_column_double(st, 16);
+    if (oom) {
+        db_job_clear(j);
+        return error_set("job: out of memory");
+    }
+    return 0;
+}
+
+static int get_with(DbConn *c, int64_t id, DbJob *out) {
+    sqlite3_stmt *st = db_stmt(c, JOB_COLS "WHERE id = ?1");
+    if (!st) return DB_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int(st, 9, 1);
+    int s = sqlite3_step(st), rc;
+    if (s == SQLITE_ROW)
+        rc = read_job(st, out) == 0 ? DB_OK : DB_ERROR;
+    else if (s == SQLITE_DONE) {
+        error_set("job %lld: not found", (long long)id);
+        rc = DB_NOT_FOUND;
+    } else
+        rc = db_fail(c, "job");
+    sqlite3_reset(st);
+    return rc;
+}
+
+int db_job_get(Db *db, int64_t id, DbJob *out) {
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = get_with(c, id, out);
+    db_release(db, c);
+    return rc;
+}
+
+int db_job_list(Db *db, const DbJobQuery *q, DbJob **out, int *n, int64_t *next_cursor) {
+    *out = NULL;
+    *n = 0;
+    if (next_cursor) *next_cursor = 0;
+    DbJobQuery dq = {.state = -1};
+    if (!q) q = &dq;
+    int limit = q->limit == 0 ? 100 : q->limit;
+    if (limit < 1 || limit > 1000) {
+        error_set("limit: must be 1 to 1000, got %d", q->limit);
+        return DB_INVALID;
+    }
+    if (q->state >= DB_JOB_NUM_STATES || q->state < -1 || q->offset < 0 || q->before_id < 0) {
+        error_set("jobs: bad query (state %d, offset %lld)", q->state, (long long)q->offset);
+        return DB_INVALID;
+    }
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_OK;
+    DbJob *list = NULL;
+    int count = 0;
+    sqlite3_stmt *st = db_stmt(c, JOB_COLS "WHERE (?1 IS NULL OR state = ?1) "
+                                          "AND (?2 = 0 OR owner = ?2) AND (?3 = 0 OR id < ?3) "
+                                          "ORDER BY id DESC LIMIT ?4 OFFSET ?5");
+    if (!st) {
+        rc = DB_ERROR;
+        goto done;
+    }
+    db_bind_text(st, 1, q->state >= 0 ? state_names[q->state] : NULL);
+    sqlite3_bind_int64(st, 2, q->owner);
+    sqlite3_bind_int64(st, 3, q->before_id);
+    sqlite3_bind_int(st, 4, limit + 1); /* one more: is there a next page? */
+    sqlite3_bind_int64(st, 5, q->offset);
+    sqlite3_bind_int(st, 9, q->with_spec);
+    list = calloc((size_t)limit, sizeof *list);
+    if (!list) {
+        rc = error_set("jobs: out of memory");
+        goto done;
+    }
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == limit) {
+            if (next_cursor) *next_cursor = list[count - 1].id;
+            break;
+        }
+        if (read_job(st, &list[count]) != 0) {
+            rc = DB_ERROR;
+            goto done;
+        }
+        count++;
+    }
+    if (s != SQLITE_ROW && s != SQLITE_DONE) rc = db_fail(c, "jobs");
+done:
+    db_release(db, c);
+    if (rc != DB_OK) {
+        db_job_list_free(list, count);
+        return rc;
+    }
+    *out = list;
+    *n = count;
+    return DB_OK;
+}
+
+void db_job_list_free(DbJob *list, int n) {
+    for (int i = 0; list && i < n; i++) db_job_clear(&list[i]);
+    free(list);
+}
+
+/* Runs one guarded UPDATE (bound by `bind`) and turns "no row changed"
+ * into DB_NOT_FOUND or DB_CONFLICT with a message naming the state. */
+static int transition(Db *db, int64_t id, const char *sql, const char *text, int ival,
+                      const char *want, DbJob *out) {
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, sql);
+    if (!st) goto done;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, db_now_ms());
+    db_bind_text(st, 3, text);
+    sqlite3_bind_int(st, 4, ival);
+    rc = db_step_done(c, st, "job");
+    if (rc != DB_OK) goto done;
+    if (sqlite3_changes(c->h) == 0) {
+        DbJob j;
+        rc = get_with(c, id, &j);
+        if (rc == DB_OK) {
+            error_set("job %lld is %s, not %s", (long long)id, db_job_state_name(j.state), want);
+            db_job_clear(&j);
+            rc = DB_CONFLICT;
+        }
+        goto done;
+    }
+    if (out) rc = get_with(c, id, out);
+done:
+    db_release(db, c);
+    return rc;
+}
+
+int db_job_claim(Db *db, int64_t id, const char *device, DbJob *out) {
+    return transition(db, id,
+                      "UPDATE jobs SET state = 'running', attempt = attempt + 1, "
+                      "started_at = ?2, finished_at = 0, device = ?3, error = NULL "
+                      "WHERE id = ?1 AND state = 'queued'",
+                      device ? device : "", 0, "queued", out);
+}
+
+int db_job_finish(Db *db, int64_t id, DbJobState final, const char *error) {
+    if (!db_job_state_final(final)) {
+        error_set("job %lld: %s is not a final state", (long long)id, db_job_state_name(final));
+        return DB_INVALID;
+    }
+    const char *sql = NULL;
+    switch (final) {
+    case DB_JOB_SUCCEEDED:
+        sql = "UPDATE jobs SET state = 'succeeded', finished_at = ?2, error = ?3, eta_s = 0 "
+              "WHERE id = ?1 AND state = 'running'";
+        break;
+    case DB_JOB_FAILED:
+        sql = "UPDATE jobs SET state = 'failed', finished_at = ?2, error = ?3, eta_s = -1 "
+              "WHERE id = ?1 AND state = 'running'";
+        break;
+    default:
+        sql = "UPDATE jobs SET state = 'cancelled', finished_at = ?2, error = ?3, eta_s = -1 "
+              "WHERE id = ?1 AND state = 'running'";
+        break;
+    }
+    return transition(db, id, sql, error, 0, "running", NULL);
+}
+
+int db_job_cancel_queued(Db *db, int64_t id) {
+    return transition(db, id,
+                      "UPDATE jobs SET state = 'cancelled', finished_at = ?2 "
+                      "WHERE id = ?1 AND state = 'queued'",
+                      NULL, 0, "queued", NULL);
+}
+
+int db_job_requeue(Db *db, int64_t id) {
+    return transition(db, id,
+                      "UPDATE jobs SET state = 'queued', samples_per_s = 0, eta_s = -1 "
+                      "WHERE id = ?1 AND state = 'running'",
+                      NULL, 0, "running", NULL);
+}
+
+int db_job_requeue_running(Db *db, int *n) {
+    if (n) *n = 0;
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, "UPDATE jobs SET state = 'queued', samples_per_s = 0, "
+                                  "eta_s = -1 WHERE state = 'running'");
+    if (st) rc = db_step_done(c, st, "jobs");
+    if (rc == DB_OK && n) *n = sqlite3_changes(c->h);
+    db_release(db, c);
+    return rc;
+}
+
+int db_job_set_progress(Db *db, int64_t id, const DbJobProgress *p) {
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, "UPDATE jobs SET epoch = ?2, step = ?3, total_steps = ?4, "
+                                  "samples_per_s = ?5, eta_s = ?6 WHERE id = ?1");
+    if (st) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int(st, 2, p->epoch);
+        sqlite3_bind_int64(st, 3, p->step);
+        sqlite3_bind_int64(st, 4, p->total_steps);
+        sqlite3_bind_double(st, 5, p->samples_per_s);
+        sqlite3_bind_double(st, 6, p->eta_s);
+        rc = db_step_done(c, st, "job progress");
+        if (rc == DB_OK && sqlite3_changes(c->h) == 0) {
+            error_set("job %lld: not found", (long long)id);
+            rc = DB_NOT_FOUND;
+        }
+    }
+    db_release(db, c);
+    return rc;
+}
+
+int db_job_queue(Db *db, int64_t **ids, int *n) {
+    *ids = NULL;
+    *n = 0;
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_OK, cap = 0;
+    sqlite3_stmt *st = db_stmt(c, "SELECT id FROM jobs WHERE state = 'queued' "
+                                  "ORDER BY priority DESC, created_at, id");
+    if (!st) {
+        rc = DB_ERROR;
+        goto done;
+    }
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            int64_t *grown = realloc(*ids, (size_t)cap * sizeof **ids);
+            if (!grown) {
+                rc = error_set("queue: out of memory");
+                goto done;
+            }
+            *ids = grown;
+        }
+        (*ids)[(*n)++] = sqlite3_column_int64(st, 0);
+    }
+    if (s != SQLITE_DONE) rc = db_fail(c, "queue");
+done:
+    db_release(db, c);
+    if (rc != DB_OK) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int db_job_queue_position(Db *db, int64_t id, int *ahead) {
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    /* the job's own row decides "before": a higher priority, or the same
+     * one submitted earlier */
+    sqlite3_stmt *st = db_stmt(
+        c, "SELECT j.state, (SELECT count(*) FROM jobs q WHERE q.state = 'queued' AND "
+           "(q.priority > j.priority OR (q.priority = j.priority AND "
+           "(q.created_at < j.created_at OR (q.created_at = j.created_at AND q.id < j.id))))) "
+           "FROM jobs j WHERE j.id = ?1");
+    if (!st) goto done;
+    sqlite3_bind_int64(st, 1, id);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_DONE) {
+        error_set("job %lld: not found", (long long)id);
+        rc = DB_NOT_FOUND;
+    } else if (s != SQLITE_ROW)
+        rc = db_fail(c, "queue");
+    else {
+        const char *state = (const char *)sqlite3_column_text(st, 0);
+        if (!state || strcmp(state, "queued") != 0) {
+            error_set("job %lld is %s, not queued", (long long)id, state ? state : "?");
+            rc = DB_CONFLICT;
+        } else {
+            *ahead = sqlite3_column_int(st, 1);
+            rc = DB_OK;
+        }
+    }
+done:
+    db_release(db, c);
+    return rc;
+}
+
+int db_job_count_by_state(Db *db, int64_t counts[DB_JOB_NUM_STATES]) {
+    memset(counts, 0, sizeof(int64_t) * DB_JOB_NUM_STATES);
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_OK;
+    sqlite3_stmt *st = db_stmt(c, "SELECT state, count(*) FROM jobs GROUP BY state");
+    if (!st) {
+        rc = DB_ERROR;
+        goto done;
+    }
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *state = (const char *)sqlite3_column_text(st, 0);
+        for (int i = 0; state && i < DB_JOB_NUM_STATES; i++)
+            if (strcmp(state, state_names[i]) == 0) counts[i] = sqlite3_column_int64(st, 1);
+    }
+    if (s != SQLITE_DONE) rc = db_fail(c, "jobs");
+done:
+    db_release(db, c);
+    return rc;
+}

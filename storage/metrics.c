@@ -1,0 +1,574 @@
+/* metrics.c - metric history: one row per (job, name, step), queries,
+ * downsampling, and the batched writer that keeps SQLite off the training
+ * thread.
+ *
+ * The table is WITHOUT ROWID with primary key (job_id, name, step), so one
+ * series is one contiguous, step-ordered range of the b-tree: a history
+ * query or a downsampling pass is a single sequential scan. INSERT OR
+ * REPLACE on that key means a resumed attempt re-logging a step overwrites
+ * the old value; the scheduler also deletes the steps past the checkpoint
+ * it resumes from, so nothing is left from the lost attempt.
+ *
+ * The writer: training threads append rows to an in-memory queue under a
+ * mutex (a memcpy, no I/O), and one thread swaps the queue out and commits
+ * it in one IMMEDIATE transaction when 1000 rows are waiting or 100 ms
+ * have passed. A step of training costs a lock and a copy; a commit of a
+ * thousand rows costs a few ms on the writer thread. A commit that fails
+ * (the database busy for longer than busy_timeout) is retried; rows are
+ * kept until they are in.
+ */
+#include "storage/db_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+
+static void bind_value(sqlite3_stmt *st, int i, double v) {
+    if (isnan(v))
+        sqlite3_bind_null(st, i); /* SQLite would store a NaN as NULL anyway */
+    else
+        sqlite3_bind_double(st, i, v);
+}
+
+static double column_value(sqlite3_stmt *st, int i) {
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
+static const char *const put_sql =
+    "INSERT OR REPLACE INTO metrics (job_id, name, step, epoch, value) "
+    "VALUES (?1, ?2, ?3, ?4, ?5)";
+
+int db_metric_put(Db *db, int64_t job, const char *name, int64_t step, int epoch, double value) {
+    if (!name || !*name || strlen(name) > DB_METRIC_NAME_MAX) {
+        error_set("metric name: must be 1 to %d characters", DB_METRIC_NAME_MAX);
+        return DB_INVALID;
+    }
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, put_sql);
+    if (st) {
+        sqlite3_bind_int64(st, 1, job);
+        db_bind_text(st, 2, name);
+        sqlite3_bind_int64(st, 3, step);
+        sqlite3_bind_int(st, 4, epoch);
+        bind_value(st, 5, value);
+        rc = db_step_done(c, st, "metric");
+        if (rc == DB_CONFLICT) {
+            error_set("metric: job %lld: not found", (long long)job);
+            rc = DB_NOT_FOUND;
+        }
+    }
+    db_release(db, c);
+    return rc;
+}
+
+/* ---- queries ---- */
+
+/* Appends rows of st (name, step, epoch, value) to a growing array. */
+static int collect(DbConn *c, sqlite3_stmt *st, DbMetric **out, int *n) {
+    int cap = 0, s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 256;
+            DbMetric *grown = realloc(*out, (size_t)cap * sizeof **out);
+            if (!grown) return error_set("metrics: out of memory");
+            *out = grown;
+        }
+        DbMetric *m = &(*out)[(*n)++];
+        db_column_copy(st, 0, m->name, sizeof m->name);
+        m->step = sqlite3_column_int64(st, 1);
+        m->epoch = sqlite3_column_int(st, 2);
+        m->value = column_value(st, 3);
+    }
+    return s == SQLITE_DONE ? DB_OK : db_fail(c, "metrics");
+}
+
+int db_metric_query(Db *db, int64_t job, const DbMetricQuery *q, DbMetric **out, int *n) {
+    *out = NULL;
+    *n = 0;
+    DbMetricQuery dq = {.after = -1};
+    if (!q) q = &dq;
+    int limit = q->limit == 0 ? 10000 : q->limit;
+    if (limit < 1 || limit > 100000) {
+        error_set("limit: must be 1 to 100000, got %d", q->limit);
+        return DB_INVALID;
+    }
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    sqlite3_stmt *st;
+    if (q->name) {
+        st = db_stmt(c, "SELECT name, step, epoch, value FROM metrics "
+                        "WHERE job_id = ?1 AND name = ?2 AND step > ?3 ORDER BY step LIMIT ?4");
+        if (st) db_bind_text(st, 2, q->name);
+    } else
+        st = db_stmt(c, "SELECT name, step, epoch, value FROM metrics INDEXED BY metrics_step "
+                        "WHERE job_id = ?1 AND step > ?3 ORDER BY step, name LIMIT ?4");
+    if (st) {
+        sqlite3_bind_int64(st, 1, job);
+        sqlite3_bind_int64(st, 3, q->after < 0 ? INT64_MIN : q->after);
+        sqlite3_bind_int(st, 4, limit);
+        rc = collect(c, st, out, n);
+    }
+    db_release(db, c);
+    if (rc != DB_OK) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+/* The lowest (desc = 0) or highest step of a series after `after`; 0 and
+ * *found = false when there is none. */
+static int series_end(DbConn *c, int64_t job, const char *name, int64_t after, int desc,
+                      int64_t *step, bool *found) {
+    sqlite3_stmt *st = db_stmt(
+        c, desc ? "SELECT step FROM metrics WHERE job_id = ?1 AND name = ?2 AND step > ?3 "
+                  "ORDER BY step DESC LIMIT 1"
+                : "SELECT step FROM metrics WHERE job_id = ?1 AND name = ?2 AND step > ?3 "
+                  "ORDER BY step LIMIT 1");
+    if (!st) return DB_ERROR;
+    sqlite3_bind_int64(st, 1, job);
+    db_bind_text(st, 2, name);
+    sqlite3_bind_int64(st, 3, after);
+    int s = sqlite3_step(st);
+    *found = s == SQLITE_ROW;
+    *step = *found ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return s == SQLITE_ROW || s == SQLITE_DONE ? DB_OK : db_fail(c, "metrics");
+}
+
+int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, int max_points,
+                         DbMetricBucket **out, int *n) {
+    *out = NULL;
+    *n = 0;
+    if (!name || !*name) {
+        error_set("name: downsampling (max_points) needs a metric name");
+        return DB_INVALID;
+    }
+    if (max_points < 1 || max_points > 100000) {
+        error_set("max_points: must be 1 to 100000, got %d", max_points);
+        return DB_INVALID;
+    }
+    if (after < 0) after = INT64_MIN;
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc;
+    int64_t lo, hi;
+    bool found;
+    DbMetricBucket *b = NULL;
+    int count = 0;
+    if ((rc = series_end(c, job, name, after, 0, &lo, &found)) != DB_OK || !found) goto done;
+    if ((rc = series_end(c, job, name, after, 1, &hi, &found)) != DB_OK || !found) goto done;
+    /* equal step widths: bucket k holds steps [lo + k*w, lo + (k+1)*w) */
+    uint64_t span = (uint64_t)(hi - lo) + 1;
+    uint64_t w = (span + (uint64_t)max_points - 1) / (uint64_t)max_points;
+    uint64_t nb = (span + w - 1) / w;
+    b = malloc((size_t)nb * sizeof *b);
+    if (!b) {
+        rc = error_set("metrics: out of memory");
+        goto done;
+    }
+    sqlite3_stmt *st = db_stmt(c, "SELECT step, epoch, value FROM metrics "
+                                  "WHERE job_id = ?1 AND name = ?2 AND step > ?3 ORDER BY step");
+    if (!st) {
+        rc = DB_ERROR;
+        goto done;
+    }
+    sqlite3_bind_int64(st, 1, job);
+    db_bind_text(st, 2, name);
+    sqlite3_bind_int64(st, 3, after);
+    uint64_t cur = UINT64_MAX;
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t step = sqlite3_column_int64(st, 0);
+        double v = column_value(st, 2);
+        uint64_t k = (uint64_t)(step - lo) / w;
+        if (k >= nb) break; /* a row committed after hi was read */
+        if (k != cur) {
+            cur = k;
+            DbMetricBucket *nbk = &b[count++];
+            nbk->first_step = step;
+            nbk->min = nbk->max = v;
+            nbk->count = 0;
+        }
+        DbMetricBucket *bk = &b[count - 1];
+        bk->last_step = step;
+        bk->epoch = sqlite3_column_int(st, 1);
+        bk->last = v;
+        bk->count++;
+        /* fmin/fmax skip a NaN unless both are */
+        bk->min = fmin(bk->min, v);
+        bk->max = fmax(bk->max, v);
+    }
+    rc = s == SQLITE_DONE || s == SQLITE_ROW ? DB_OK : db_fail(c, "metrics");
+done:
+    db_release(db, c);
+    if (rc != DB_OK || count == 0) {
+        free(b);
+        b = NULL;
+        count = 0;
+    }
+    *out = b;
+    *n = count;
+    return rc;
+}
+
+int db_metric_latest(Db *db, int64_t job, DbMetric **out, int *n) {
+    *out = NULL;
+    *n = 0;
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_OK, cap = 0;
+    char name[DB_METRIC_NAME_MAX + 1] = "";
+    /* skip from one name to the next through the primary key, then take
+     * each series' last row: O(names * log rows), whatever the history */
+    for (;;) {
+        sqlite3_stmt *st = db_stmt(c, "SELECT name FROM metrics WHERE job_id = ?1 AND name > ?2 "
+                                      "ORDER BY name LIMIT 1");
+        if (!st) {
+            rc = DB_ERROR;
+            break;
+        }
+        sqlite3_bind_int64(st, 1, job);
+        db_bind_text(st, 2, name);
+        int s = sqlite3_step(st);
+        if (s == SQLITE_DONE) break;
+        if (s != SQLITE_ROW) {
+            rc = db_fail(c, "metrics");
+            break;
+        }
+        db_column_copy(st, 0, name, sizeof name);
+        sqlite3_reset(st);
+        st = db_stmt(c, "SELECT name, step, epoch, value FROM metrics "
+                        "WHERE job_id = ?1 AND name = ?2 ORDER BY step DESC LIMIT 1");
+        if (!st) {
+            rc = DB_ERROR;
+            break;
+        }
+        sqlite3_bind_int64(st, 1, job);
+        db_bind_text(st, 2, name);
+        if (sqlite3_step(st) != SQLITE_ROW) {
+            rc = db_fail(c, "metrics");
+            break;
+        }
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            DbMetric *grown = realloc(*out, (size_t)cap * sizeof **out);
+            if (!grown) {
+                rc = error_set("metrics: out of memory");
+                break;
+            }
+            *out = grown;
+        }
+        DbMetric *m = &(*out)[(*n)++];
+        db_column_copy(st, 0, m->name, sizeof m->name);
+        m->step = sqlite3_column_int64(st, 1);
+        m->epoch = sqlite3_column_int(st, 2);
+        m->value = column_value(st, 3);
+        sqlite3_reset(st);
+    }
+    db_release(db, c);
+    if (rc != DB_OK) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int db_metric_delete_after(Db *db, int64_t job, int64_t after_step, int64_t *deleted) {
+    if (deleted) *deleted = 0;
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, "DELETE FROM metrics WHERE job_id = ?1 AND step > ?2");
+    if (st) {
+        sqlite3_bind_int64(st, 1, job);
+        sqlite3_bind_int64(st, 2, after_step);
+        rc = db_step_done(c, st, "metrics");
+        if (rc == DB_OK && deleted) *deleted = sqlite3_changes64(c->h);
+    }
+    db_release(db, c);
+    return rc;
+}
+
+int db_metric_count(Db *db, int64_t job, int64_t *count) {
+    *count = 0;
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, "SELECT count(*) FROM metrics WHERE job_id = ?1");
+    if (st) {
+        sqlite3_bind_int64(st, 1, job);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            *count = sqlite3_column_int64(st, 0);
+            rc = DB_OK;
+        } else
+            rc = db_fail(c, "metrics");
+    }
+    db_release(db, c);
+    return rc;
+}
+
+/* ---- the batched writer ---- */
+
+#define WRITER_BATCH 1000
+#define WRITER_INTERVAL_MS 100
+#define WRITER_MAX_PENDING (4 << 20)
+
+typedef struct {
+    int64_t job, step;
+    int epoch;
+    double value;
+    char name[DB_METRIC_NAME_MAX + 1];
+} PendingMetric;
+
+struct MetricWriter {
+    Db *db;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;    /* the writer: rows, a flush, or stop */
+    pthread_cond_t done;    /* flushers, blocked pushers and waiters: a commit */
+    PendingMetric *rows;    /* pushed, not yet taken by the writer */
+    size_t n, cap;
+    uint64_t pushed;        /* rows ever pushed */
+    uint64_t committed;     /* rows ever committed (or dropped as orphans) */
+    uint64_t flush_target;  /* commit at once up to here */
+    uint64_t generation;    /* commits */
+    int failures;           /* consecutive failed commits */
+    bool stop;
+};
+
+static void deadline_in(struct timespec *ts, int ms) {
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Commits rows[0..n) in one transaction. A row whose job is gone (foreign
+ * key) is skipped with a warning rather than failing the batch forever. */
+static int commit_batch(MetricWriter *w, PendingMetric *rows, size_t n) {
+    DbConn *c = db_acquire(w->db);
+    if (!c) return DB_ERROR;
+    int rc = db_begin(c);
+    if (rc != DB_OK) goto done;
+    sqlite3_stmt *st = db_stmt(c, put_sql);
+    if (!st) {
+        rc = DB_ERROR;
+        goto done;
+    }
+    size_t orphans = 0;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, rows[i].job);
+        sqlite3_bind_text(st, 2, rows[i].name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, rows[i].step);
+        sqlite3_bind_int(st, 4, rows[i].epoch);
+        bind_value(st, 5, rows[i].value);
+        int s = sqlite3_step(st);
+        if (s == SQLITE_DONE) continue;
+        if ((s & 0xff) == SQLITE_CONSTRAINT) {
+            orphans++;
+            continue;
+        }
+        rc = db_fail(c, "metric writer");
+        goto done;
+    }
+    sqlite3_reset(st);
+    rc = db_commit(c);
+    if (rc == DB_OK && orphans)
+        fprintf(stderr, "traind: metric writer: skipped %zu rows of jobs that do not exist\n",
+                orphans);
+done:
+    db_release(w->db, c); /* rolls back a transaction left open */
+    return rc;
+}
+
+static void *writer_main(void *arg) {
+    MetricWriter *w = arg;
+    PendingMetric *batch = NULL;
+    size_t batch_cap = 0;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        if (w->n == 0) {
+            if (w->stop) break;
+            pthread_cond_wait(&w->wake, &w->mu);
+            continue;
+        }
+        /* rows are waiting: give them WRITER_INTERVAL_MS to accumulate,
+         * unless there are enough already or someone waits for them */
+        if ((w->failures || (w->n < WRITER_BATCH && w->flush_target <= w->committed)) &&
+            !w->stop) {
+            /* after a failure, wait 200 ms before trying again */
+            struct timespec ts;
+            deadline_in(&ts, w->failures ? 200 : WRITER_INTERVAL_MS);
+            uint64_t target = w->flush_target;
+            while ((w->failures || w->n < WRITER_BATCH) && w->flush_target == target && !w->stop)
+                if (pthread_cond_timedwait(&w->wake, &w->mu, &ts) == ETIMEDOUT) break;
+        }
+        /* swap the queue out: pushers go on filling the other buffer */
+        PendingMetric *rows = w->rows;
+        size_t n = w->n, cap = w->cap;
+        w->rows = batch;
+        w->cap = batch_cap;
+        w->n = 0;
+        pthread_mutex_unlock(&w->mu);
+        int rc = commit_batch(w, rows, n);
+        pthread_mutex_lock(&w->mu);
+        if (rc == DB_OK) {
+            w->committed += n;
+            w->generation++;
+            w->failures = 0;
+            batch = rows;
+            batch_cap = cap;
+        } else {
+            /* put the rows back in front of what came meanwhile */
+            fprintf(stderr, "traind: metric writer: %s (retrying)\n", error_get());
+            w->failures++;
+            size_t need = n + w->n;
+            if (need > cap) {
+                PendingMetric *grown = realloc(rows, need * sizeof *rows);
+                if (grown) {
+                    rows = grown;
+                    cap = need;
+                }
+            }
+            if (need <= cap) {
+                memcpy(rows + n, w->rows, w->n * sizeof *rows);
+                batch = w->rows;
+                batch_cap = w->cap;
+                w->rows = rows;
+                w->cap = cap;
+                w->n = need;
+            } else {
+                /* out of memory merging: drop the failed batch rather than
+                 * reorder (a later row of a step must win) */
+                fprintf(stderr, "traind: metric writer: out of memory, %zu rows lost\n", n);
+                w->committed += n;
+                batch = rows;
+                batch_cap = cap;
+            }
+            if (w->stop && w->failures >= 3) {
+                fprintf(stderr, "traind: metric writer: giving up on %zu rows at stop\n", w->n);
+                w->committed += w->n;
+                w->n = 0;
+            }
+        }
+        pthread_cond_broadcast(&w->done);
+    }
+    pthread_mutex_unlock(&w->mu);
+    free(batch);
+    return NULL;
+}
+
+MetricWriter *metric_writer_start(Db *db) {
+    MetricWriter *w = calloc(1, sizeof *w);
+    if (!w) {
+        error_set("metric writer: out of memory");
+        return NULL;
+    }
+    w->db = db;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->wake, NULL);
+    pthread_cond_init(&w->done, NULL);
+    int e = pthread_create(&w->thread, NULL, writer_main, w);
+    if (e != 0) {
+        error_set("metric writer: cannot start a thread: %s", strerror(e));
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->wake);
+        pthread_cond_destroy(&w->done);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void metric_writer_push(MetricWriter *w, int64_t job, const char *name, int64_t step, int epoch,
+                        double value) {
+    pthread_mutex_lock(&w->mu);
+    while (w->n >= WRITER_MAX_PENDING && !w->stop) pthread_cond_wait(&w->done, &w->mu);
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 4096;
+        PendingMetric *grown = realloc(w->rows, cap * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&w->mu);
+            fprintf(stderr, "traind: metric writer: out of memory, %s@%lld lost\n", name,
+                    (long long)step);
+            return;
+        }
+        w->rows = grown;
+        w->cap = cap;
+    }
+    PendingMetric *r = &w->rows[w->n++];
+    r->job = job;
+    r->step = step;
+    r->epoch = epoch;
+    r->value = value;
+    snprintf(r->name, sizeof r->name, "%s", name ? name : "");
+    w->pushed++;
+    if (w->n == 1 || w->n == WRITER_BATCH) pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int metric_writer_flush(MetricWriter *w) {
+    pthread_mutex_lock(&w->mu);
+    uint64_t target = w->pushed;
+    if (w->flush_target < target) w->flush_target = target;
+    pthread_cond_signal(&w->wake);
+    int rc = 0;
+    while (w->committed < target) {
+        if (w->failures >= 3) {
+            rc = error_set("metric writer: commits keep failing; rows are kept and retried");
+            break;
+        }
+        pthread_cond_wait(&w->done, &w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+uint64_t metric_writer_generation(MetricWriter *w) {
+    pthread_mutex_lock(&w->mu);
+    uint64_t g = w->generation;
+    pthread_mutex_unlock(&w->mu);
+    return g;
+}
+
+uint64_t metric_writer_wait(MetricWriter *w, uint64_t seen, int timeout_ms) {
+    struct timespec ts;
+    deadline_in(&ts, timeout_ms < 0 ? 0 : timeout_ms);
+    pthread_mutex_lock(&w->mu);
+    while (w->generation == seen && !w->stop)
+        if (pthread_cond_timedwait(&w->done, &w->mu, &ts) == ETIMEDOUT) break;
+    uint64_t g = w->generation;
+    pthread_mutex_unlock(&w->mu);
+    return g;
+}
+
+void metric_writer_stop(MetricWriter *w) {
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_broadcast(&w->wake);
+    pthread_cond_broadcast(&w->done);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    free(w->rows);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->wake);
+    pthread_cond_destroy(&w->done);
+    free(w);
+}

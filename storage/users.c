@@ -1,0 +1,214 @@
+/* users.c - users and their bearer tokens.
+ *
+ * A token is 32 bytes from the kernel's CSPRNG, shown once as 64 hex
+ * characters; the database keeps only its sha256, so a leaked database
+ * file does not leak credentials. Looking a token up hashes it and finds
+ * the hash through its unique index.
+ *
+ * On first start the daemon creates "admin" and writes its token to
+ * <data-dir>/admin.token, mode 0600, through a temporary file that is
+ * fsynced and renamed, so the file is either absent or whole.
+ */
+#include "storage/db_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "storage/sha256.h"
+
+static int new_token(char *token) {
+    uint8_t raw[DB_TOKEN_LEN / 2];
+    size_t got = 0;
+    while (got < sizeof raw) {
+        ssize_t r = getrandom(raw + got, sizeof raw - got, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return error_set("token: getrandom: %s", strerror(errno));
+        }
+        got += (size_t)r;
+    }
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof raw; i++) {
+        token[2 * i] = digits[raw[i] >> 4];
+        token[2 * i + 1] = digits[raw[i] & 15];
+    }
+    token[DB_TOKEN_LEN] = '\0';
+    return 0;
+}
+
+static int check_name(const char *name) {
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > DB_USER_NAME_MAX)
+        return error_set("user name: must be 1 to %d characters", DB_USER_NAME_MAX), DB_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return error_set("user name '%s': character %zu is not one of [A-Za-z0-9._-]", name,
+                             i + 1),
+                   DB_INVALID;
+    }
+    return DB_OK;
+}
+
+static int create_with_token(Db *db, const char *name, bool admin, const char *token,
+                             int64_t *id_out) {
+    int rc = check_name(name);
+    if (rc != DB_OK) return rc;
+    char hash[SHA256_HEX_LEN + 1];
+    sha256_buffer_hex(token, DB_TOKEN_LEN, hash);
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, "INSERT INTO users (name, token_sha256, admin, created_at) "
+                                  "VALUES (?1, ?2, ?3, ?4)");
+    if (!st) {
+        rc = DB_ERROR;
+        goto done;
+    }
+    db_bind_text(st, 1, name);
+    db_bind_text(st, 2, hash);
+    sqlite3_bind_int(st, 3, admin);
+    sqlite3_bind_int64(st, 4, db_now_ms());
+    rc = db_step_done(c, st, "user");
+    if (rc == DB_CONFLICT) error_set("user '%s' already exists", name);
+    if (rc == DB_OK && id_out) *id_out = sqlite3_last_insert_rowid(c->h);
+done:
+    db_release(db, c);
+    return rc;
+}
+
+int db_user_create(Db *db, const char *name, bool admin, int64_t *id_out, char *token_out) {
+    char token[DB_TOKEN_LEN + 1];
+    if (new_token(token) != 0) return DB_ERROR;
+    int rc = create_with_token(db, name, admin, token, id_out);
+    if (rc == DB_OK) memcpy(token_out, token, DB_TOKEN_LEN + 1);
+    return rc;
+}
+
+static void read_user(sqlite3_stmt *st, DbUser *out) {
+    memset(out, 0, sizeof *out);
+    out->id = sqlite3_column_int64(st, 0);
+    db_column_copy(st, 1, out->name, sizeof out->name);
+    out->admin = sqlite3_column_int(st, 2) != 0;
+    out->created_at = sqlite3_column_int64(st, 3);
+}
+
+static int get_one(Db *db, const char *sql, const char *key_text, int64_t key_int, DbUser *out,
+                   const char *what) {
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc;
+    sqlite3_stmt *st = db_stmt(c, sql);
+    if (!st) {
+        rc = DB_ERROR;
+        goto done;
+    }
+    if (key_text)
+        db_bind_text(st, 1, key_text);
+    else
+        sqlite3_bind_int64(st, 1, key_int);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        read_user(st, out);
+        rc = DB_OK;
+    } else if (s == SQLITE_DONE) {
+        error_set("%s", what);
+        rc = DB_NOT_FOUND;
+    } else
+        rc = db_fail(c, "user");
+done:
+    db_release(db, c);
+    return rc;
+}
+
+int db_user_by_token(Db *db, const char *token, DbUser *out) {
+    if (!token || strlen(token) != DB_TOKEN_LEN) {
+        error_set("unknown token");
+        return DB_NOT_FOUND;
+    }
+    char hash[SHA256_HEX_LEN + 1];
+    sha256_buffer_hex(token, DB_TOKEN_LEN, hash);
+    return get_one(db,
+                   "SELECT id, name, admin, created_at FROM users WHERE token_sha256 = ?1",
+                   hash, 0, out, "unknown token");
+}
+
+int db_user_get(Db *db, int64_t id, DbUser *out) {
+    char what[64];
+    snprintf(what, sizeof what, "user %lld: not found", (long long)id);
+    return get_one(db, "SELECT id, name, admin, created_at FROM users WHERE id = ?1", NULL, id,
+                   out, what);
+}
+
+/* Writes the token to path through path.tmp: write, fsync, rename, then
+ * fsync the directory so the rename itself is durable. */
+static int write_token_file(const char *dir, const char *token) {
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/admin.token", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return error_set("admin token: cannot create %s: %s", tmp, strerror(errno));
+    char line[DB_TOKEN_LEN + 2];
+    snprintf(line, sizeof line, "%s\n", token);
+    size_t len = strlen(line), off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, line + off, len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return error_set("admin token: cannot write %s: %s", tmp, strerror(e));
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        unlink(tmp);
+        return error_set("admin token: cannot sync %s: %s", tmp, strerror(errno));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return error_set("admin token: cannot rename to %s: %s", path, strerror(e));
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+int db_user_bootstrap_admin(Db *db, bool *created) {
+    if (created) *created = false;
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_OK, admins = 0;
+    sqlite3_stmt *st = db_stmt(c, "SELECT count(*) FROM users WHERE admin = 1");
+    if (!st)
+        rc = DB_ERROR;
+    else if (sqlite3_step(st) != SQLITE_ROW)
+        rc = db_fail(c, "users");
+    else
+        admins = sqlite3_column_int(st, 0);
+    db_release(db, c);
+    if (rc != DB_OK || admins > 0) return rc;
+    /* the file first: a row whose token was never written would lock
+     * everyone out for good */
+    char token[DB_TOKEN_LEN + 1];
+    if (new_token(token) != 0 || write_token_file(db_data_dir(db), token) != 0) return DB_ERROR;
+    rc = create_with_token(db, "admin", true, token, NULL);
+    if (rc != DB_OK) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/admin.token", db_data_dir(db));
+        unlink(path);
+        return rc;
+    }
+    if (created) *created = true;
+    return DB_OK;
+}

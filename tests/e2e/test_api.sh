@@ -1,0 +1,470 @@
+#!/usr/bin/env bash
+# test_api.sh - the HTTP API end to end: the real daemon on a free loopback
+# port with a temporary data dir, driven with curl.
+#
+#   tests/e2e/test_api.sh [TRAIND]      (default build/traind)
+#
+# Covers: health and auth (401, 403-free reads), uploads (MNIST's t10k set
+# from ../shared/datasets/mnist when it is there, and a generated CSV),
+# listing and describing datasets (samples, sha256 equal to sha256sum's),
+# an import from URLs (python3 -m http.server on 127.0.0.1), a small MLP job
+# followed over Server-Sent Events to its end, metric history with
+# after/limit/max_points, logs, the checkpoint download checked against its
+# listed sha256, two jobs at once on two CPU workers, cancelling a queued
+# and a running job, GET /metrics, and bad input -- malformed JSON, wrong
+# types, unknown fields, an unknown dataset, truncated and lying uploads, a
+# client killed mid-upload, names with '/' or '..', unknown ids, bodies
+# over the limits -- each a 4xx with a JSON error body, the daemon alive
+# and `PRAGMA integrity_check` ok afterwards. Last, SIGTERM stops it
+# cleanly (exit 0; under ASan, no sanitizer report).
+#
+# Needs curl and python3 (no torch). Prints a line per check and ends with
+# "N passed, N failed"; exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+TRAIND=${1:-build/traind}
+MNIST=${MNIST:-../shared/datasets/mnist}
+if [ ! -x "$TRAIND" ]; then
+    echo "test_api: $TRAIND not built (make $TRAIND)" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+TMP=$(mktemp -d)
+VAR=$TMP/var
+DAEMON_PID="" WWW_PID=""
+cleanup() {
+    [ -n "$DAEMON_PID" ] && kill -9 "$DAEMON_PID" 2>/dev/null
+    [ -n "$WWW_PID" ] && kill "$WWW_PID" 2>/dev/null
+    wait 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+SANITIZER='Sanitizer\|runtime error:\|==[0-9]*==ERROR'
+
+# a plain interpreter: version-manager shims cost half a second a call
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+
+passed=0 failed=0
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+
+# jv EXPR [FILE]: a Python expression over the JSON in FILE (default the
+# last response body) as `d`; prints it ("" for None).
+jv() {
+    $PY - "$1" "${2:-$TMP/body}" <<'EOF'
+import json, sys
+try:
+    d = json.load(open(sys.argv[2]))
+    v = eval(sys.argv[1])
+except Exception as e:
+    v = "<%s>" % e
+print("" if v is None else v)
+EOF
+}
+
+# api METHOD PATH [CURL ARGS...]: STATUS gets the status, $TMP/body the body.
+api() {
+    local m=$1 p=$2
+    shift 2
+    STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $TOKEN" \
+        "$@" "$URL$p")
+}
+
+# expect NAME STATUS [CODE]: the last response had STATUS; a 4xx/5xx must be
+# design.md's JSON error body (with error.code CODE when given).
+expect() {
+    local name=$1 want=$2 code=${3:-}
+    if [ "$STATUS" != "$want" ]; then
+        fail "$name" "status $STATUS, want $want: $(head -c 300 "$TMP/body")"
+        return 1
+    fi
+    if [ "$want" -ge 400 ]; then
+        local got
+        got=$(jv 'd["error"]["code"] + "|" + str(bool(d["error"]["message"])) + "|" + str("path" in d["error"])')
+        if [[ "$got" != *"|True|True" ]] || { [ -n "$code" ] && [ "${got%%|*}" != "$code" ]; }; then
+            fail "$name" "error body $(head -c 300 "$TMP/body") (want code '${code:-any}')"
+            return 1
+        fi
+        pass "$name ($STATUS ${got%%|*}: $(jv 'd["error"]["message"]' | head -c 120))"
+        return 0
+    fi
+    pass "$name ($STATUS)"
+}
+
+# check NAME ACTUAL WANTED
+check() {
+    if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "got '$2', want '$3'"; fi
+}
+
+alive_and_intact() {
+    api GET /v1/health
+    check "$1: daemon alive" "$STATUS" 200
+    local ic
+    if command -v sqlite3 >/dev/null; then
+        ic=$(sqlite3 "$VAR/traind.db" 'PRAGMA integrity_check' 2>&1)
+    else
+        ic=$($PY -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("PRAGMA integrity_check").fetchone()[0])' "$VAR/traind.db" 2>&1)
+    fi
+    check "$1: integrity_check" "$ic" ok
+}
+
+# ---------------------------------------------------------------- start
+"$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$VAR" --workers 2 --max-upload-mb 3 \
+    2>"$TMP/daemon.log" &
+DAEMON_PID=$!
+PORT=""
+for _ in $(seq 100); do
+    PORT=$(grep -o '"event":"listening".*"port":[0-9]*' "$TMP/daemon.log" 2>/dev/null | grep -o '[0-9]*$')
+    [ -n "$PORT" ] && break
+    kill -0 "$DAEMON_PID" 2>/dev/null || break
+    sleep 0.1
+done
+if [ -z "$PORT" ]; then
+    echo "test_api: the daemon did not start:" >&2
+    head -n 20 "$TMP/daemon.log" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+URL=http://127.0.0.1:$PORT
+TOKEN=$(cat "$VAR/admin.token")
+echo "daemon on $URL, data dir $VAR"
+check "admin.token is mode 600" "$(stat -c %a "$VAR/admin.token")" 600
+
+# ---------------------------------------------------------------- health, auth
+STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' "$URL/v1/health")
+expect "health without a token" 200 && check "health status" "$(jv 'd["status"]')" ok
+check "health lists two cpu workers" "$(jv 'd["devices"]')" "['cpu', 'cpu']"
+STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' "$URL/v1/jobs")
+expect "no token" 401 unauthorized
+STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -H 'Authorization: Bearer nope' "$URL/v1/jobs")
+expect "bad token" 401 unauthorized
+STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -H "Authorization: Basic $TOKEN" "$URL/v1/datasets")
+expect "not a bearer token" 401 unauthorized
+api GET /v1/nothing-here
+expect "unknown route" 404 not_found
+api DELETE /v1/jobs
+expect "wrong method" 405
+USER_TOKEN=$("$TRAIND" user add alice --data-dir "$VAR" 2>"$TMP/user.err")
+check "user add prints a token" "${#USER_TOKEN}" 64
+
+# ---------------------------------------------------------------- datasets
+$PY - "$TMP/tab.csv" <<'EOF'
+import random, sys
+random.seed(0)
+with open(sys.argv[1], "w") as f:
+    f.write("x0,x1,x2,x3,label\n")
+    for i in range(600):
+        y = i % 3
+        xs = [random.gauss(y if k == y else 0.0, 0.5) for k in range(4)]
+        f.write(",".join("%.5f" % x for x in xs) + ",%d\n" % y)
+EOF
+api POST /v1/datasets -F name=tab -F format=csv -F label_column=label -F "file=@$TMP/tab.csv"
+expect "upload csv" 201 &&
+    check "csv: samples, features, classes" "$(jv '(d["samples"], d["inputs"]["shape"], d["classes"])')" "(600, [4], 3)"
+check "csv: sha256 is sha256sum's" "$(jv 'd["sha256"]')" "$(sha256sum "$TMP/tab.csv" | cut -d' ' -f1)"
+
+HAVE_MNIST=0
+if [ -f "$MNIST/t10k-images-idx3-ubyte.gz" ] && [ -f "$MNIST/t10k-labels-idx1-ubyte.gz" ]; then
+    HAVE_MNIST=1
+    api POST /v1/datasets -F name=mnist-test -F format=idx \
+        -F "images=@$MNIST/t10k-images-idx3-ubyte.gz" -F "labels=@$MNIST/t10k-labels-idx1-ubyte.gz"
+    expect "upload mnist t10k (idx, 1.6 MB)" 201
+    api GET /v1/datasets/mnist-test
+    expect "describe mnist-test" 200
+    check "mnist: samples, shape, classes" \
+        "$(jv '(d["samples"], d["inputs"]["dtype"], d["inputs"]["shape"], d["classes"], d["state"])')" \
+        "(10000, 'uint8', [28, 28], 10, 'ready')"
+    check "mnist: images sha256 is sha256sum's" "$(jv '[f["sha256"] for f in d["files"] if f["role"] == "images"][0]')" \
+        "$(sha256sum "$MNIST/t10k-images-idx3-ubyte.gz" | cut -d' ' -f1)"
+    check "mnist: labels sha256 is sha256sum's" "$(jv '[f["sha256"] for f in d["files"] if f["role"] == "labels"][0]')" \
+        "$(sha256sum "$MNIST/t10k-labels-idx1-ubyte.gz" | cut -d' ' -f1)"
+    MNIST_ID=$(jv 'd["id"]')
+    api GET "/v1/datasets/$MNIST_ID"
+    expect "describe by id" 200
+else
+    echo "SKIP mnist upload: $MNIST is absent (the jobs below train on the CSV)"
+fi
+api GET /v1/datasets
+expect "list datasets" 200
+check "list has the uploads" "$(jv 'sorted(x["name"] for x in d["datasets"])')" \
+    "$([ $HAVE_MNIST = 1 ] && echo "['mnist-test', 'tab']" || echo "['tab']")"
+api GET /v1/datasets/no-such-set
+expect "unknown dataset" 404 not_found
+
+# import from URLs: a local http.server over a temp dir
+mkdir -p "$TMP/www"
+cp "$TMP/tab.csv" "$TMP/www/tab.csv"
+$PY -u -m http.server 0 --bind 127.0.0.1 --directory "$TMP/www" >"$TMP/www.log" 2>&1 &
+WWW_PID=$!
+WWW_PORT=""
+for _ in $(seq 50); do
+    WWW_PORT=$(grep -o 'port [0-9]*' "$TMP/www.log" 2>/dev/null | grep -o '[0-9]*')
+    [ -n "$WWW_PORT" ] && break
+    sleep 0.1
+done
+api POST /v1/datasets -H 'Content-Type: application/json' \
+    -d "{\"name\":\"tab-url\",\"format\":\"csv\",\"label_column\":\"label\",\"urls\":{\"file\":\"http://127.0.0.1:$WWW_PORT/tab.csv\"}}"
+expect "import csv from a URL" 201 &&
+    check "import: sha256 and samples" "$(jv '(d["sha256"], d["samples"])')" \
+        "('$(sha256sum "$TMP/tab.csv" | cut -d' ' -f1)', 600)"
+api POST /v1/datasets -H 'Content-Type: application/json' \
+    -d "{\"name\":\"gone\",\"format\":\"csv\",\"urls\":{\"file\":\"http://127.0.0.1:$WWW_PORT/missing.csv\"}}"
+expect "import: a 404 URL" 422 import_failed
+api POST /v1/datasets -H 'Content-Type: application/json' \
+    -d '{"name":"local","format":"csv","urls":{"file":"file:///etc/passwd"}}'
+expect "import: file:// refused" 422 invalid
+api POST /v1/datasets -H 'Content-Type: application/json' \
+    -d "{\"name\":\"tab\",\"format\":\"csv\",\"urls\":{\"file\":\"http://127.0.0.1:$WWW_PORT/tab.csv\"}}"
+expect "import: a taken name" 409 conflict
+
+# ---------------------------------------------------------------- a job, followed to its end
+if [ $HAVE_MNIST = 1 ]; then
+    DATA='"train": "mnist-test", "transforms": [{"type": "ToTensor"}]'
+    MODEL='[{"type": "Flatten"}, {"type": "Linear", "in_features": 784, "out_features": 32},
+            {"type": "ReLU"}, {"type": "Linear", "in_features": 32, "out_features": 10}]'
+    BATCH=100 STEPS=100 KEYS="['1.bias', '1.weight', '3.bias', '3.weight']"
+else
+    DATA='"train": "tab"'
+    MODEL='[{"type": "Linear", "in_features": 4, "out_features": 16}, {"type": "ReLU"},
+            {"type": "Linear", "in_features": 16, "out_features": 3}]'
+    BATCH=6 STEPS=100 KEYS="['0.bias', '0.weight', '2.bias', '2.weight']"
+fi
+job() { # job NAME EPOCHS
+    echo "{\"name\": \"$1\", \"data\": {$DATA}, \"model\": $MODEL,
+      \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.05, \"momentum\": 0.9},
+      \"epochs\": $2, \"batch_size\": $BATCH, \"shuffle\": true, \"seed\": 1, \"metrics\": [\"accuracy\"]}"
+}
+job mlp 1 >"$TMP/job.json"
+api POST /v1/jobs -H 'Content-Type: application/json' --data-binary "@$TMP/job.json"
+expect "submit a job" 201 && check "submitted job is queued" "$(jv 'd["state"]')" queued
+JOB=$(jv 'd["id"]')
+timeout 90 curl -sN -H "Authorization: Bearer $TOKEN" "$URL/v1/jobs/$JOB/metrics?follow=1" >"$TMP/sse.txt"
+check "SSE ends with the job (succeeded)" "$(grep -A1 '^event: end' "$TMP/sse.txt" | grep -o '"state":"[a-z]*"')" '"state":"succeeded"'
+check "SSE: one loss event per step" "$(grep -c '"name":"loss"' "$TMP/sse.txt")" "$STEPS"
+check "SSE: ids are the steps, in order" "$($PY - "$TMP/sse.txt" <<'EOF'
+import json, sys
+ids, ok = [], True
+cur = None
+for line in open(sys.argv[1]):
+    if line.startswith("id: "): cur = int(line[4:])
+    if line.startswith("data: ") and '"step"' in line:
+        ok &= json.loads(line[6:])["step"] == cur
+        ids.append(cur)
+print(ok and ids == sorted(ids))
+EOF
+)" True
+timeout 30 curl -sN -H "Authorization: Bearer $TOKEN" -H 'Last-Event-ID: 90' \
+    "$URL/v1/jobs/$JOB/metrics?follow=1&name=loss" >"$TMP/sse2.txt"
+check "SSE resumes after Last-Event-ID" "$(grep -c '"name":"loss"' "$TMP/sse2.txt"),$(grep -c '^event: end' "$TMP/sse2.txt")" "$((STEPS - 90)),1"
+
+api GET "/v1/jobs/$JOB"
+expect "describe the job" 200
+check "job: state, step, device" "$(jv '(d["state"], d["progress"]["step"], d["device"])')" "('succeeded', $STEPS, 'cpu')"
+check "job: latest metrics" "$(jv 'sorted(k for k in d["metrics"] if k in ("loss", "train_loss", "train_accuracy"))')" \
+    "['loss', 'train_accuracy', 'train_loss']"
+api GET "/v1/jobs/$JOB/metrics?name=loss&after=50&limit=10"
+expect "history: after + limit" 200
+check "history: steps 51..60, next_after 60" "$(jv '([m["step"] for m in d["metrics"]], d["next_after"])')" \
+    "([51, 52, 53, 54, 55, 56, 57, 58, 59, 60], 60)"
+api GET "/v1/jobs/$JOB/metrics?name=loss&max_points=10"
+expect "history: max_points" 200
+check "history: 10 buckets covering every step" "$(jv '(len(d["metrics"]), sum(m["count"] for m in d["metrics"]), all(m["min"] <= m["value"] <= m["max"] for m in d["metrics"]))')" \
+    "(10, $STEPS, True)"
+api GET "/v1/jobs/$JOB/metrics?limit=abc"
+expect "history: a bad limit" 400 bad_query
+api GET "/v1/jobs/$JOB/logs"
+expect "logs" 200 && check "logs: the run's lines" "$(jv 'len(d["lines"]) >= 2')" True
+
+api GET "/v1/jobs/$JOB/checkpoints"
+expect "list checkpoints" 200
+CK_SHA=$(jv 'd["checkpoints"][-1]["sha256"]')
+CK_BYTES=$(jv 'd["checkpoints"][-1]["bytes"]')
+CK_URL=$(jv 'd["checkpoints"][-1]["url"]')
+HDR=$(curl -s -D - -o "$TMP/model.safetensors" -H "Authorization: Bearer $TOKEN" "$URL$CK_URL")
+check "checkpoint download: Content-Length" "$(echo "$HDR" | tr -d '\r' | grep -i '^content-length' | cut -d' ' -f2)" "$CK_BYTES"
+check "checkpoint download: sha256 is the listed one" "$(sha256sum "$TMP/model.safetensors" | cut -d' ' -f1)" "$CK_SHA"
+check "checkpoint is safetensors with PyTorch names" "$($PY - "$TMP/model.safetensors" <<'EOF'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+print(sorted(k for k in json.loads(b[8:8 + n]) if k != "__metadata__"))
+EOF
+)" "$KEYS"
+api GET "/v1/jobs/$JOB/checkpoints/99"
+expect "unknown checkpoint" 404 not_found
+
+# ---------------------------------------------------------------- two at once, queue, cancel
+job long-a 500 >"$TMP/long.json"
+api POST /v1/jobs --data-binary "@$TMP/long.json"
+LONG_A=$(jv 'd["id"]')
+job long-b 500 >"$TMP/long.json"
+api POST /v1/jobs --data-binary "@$TMP/long.json"
+LONG_B=$(jv 'd["id"]')
+for _ in $(seq 100); do
+    api GET /v1/devices
+    [ "$(jv 'sum(1 for x in d["devices"] for w in x["workers"] if w["job"])')" = 2 ] && break
+    sleep 0.1
+done
+check "two jobs at once on two cpu workers" "$(jv 'sorted(w["job"]["id"] for x in d["devices"] for w in x["workers"] if w["job"])')" \
+    "[$LONG_A, $LONG_B]"
+job waiting 1 >"$TMP/q.json"
+api POST /v1/jobs --data-binary "@$TMP/q.json"
+QUEUED=$(jv 'd["id"]')
+api GET "/v1/jobs/$QUEUED"
+check "queued job says why it waits" "$(jv '(d["state"], d["queue"]["ahead"], len(d["queue"]["reason"]) > 0)')" "('queued', 0, True)"
+STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST -H "Authorization: Bearer $USER_TOKEN" "$URL/v1/jobs/$QUEUED/cancel")
+expect "cancel another user's job" 403 forbidden
+api POST "/v1/jobs/$QUEUED/cancel"
+expect "cancel a queued job" 200 && check "queued job cancelled" "$(jv 'd["state"]')" cancelled
+api POST "/v1/jobs/$QUEUED/cancel"
+expect "cancel it again" 409 conflict
+api POST "/v1/jobs/$LONG_A/cancel"
+expect "cancel a running job" 202
+api POST "/v1/jobs/$LONG_B/cancel"
+for _ in $(seq 100); do
+    api GET "/v1/jobs?state=cancelled"
+    [ "$(jv 'len(d["jobs"])')" = 3 ] && break
+    sleep 0.1
+done
+check "running jobs end cancelled" "$(jv 'sorted(j["id"] for j in d["jobs"])')" "$($PY -c "print(sorted([$LONG_A, $LONG_B, $QUEUED]))")"
+api GET "/v1/jobs?limit=2"
+expect "list jobs, paginated" 200
+check "page 1: newest two, a cursor" "$(jv '(len(d["jobs"]), d["next_cursor"] is not None)')" "(2, True)"
+api GET "/v1/jobs?limit=2&cursor=$(jv 'd["next_cursor"]')"
+check "page 2: the rest" "$(jv 'len(d["jobs"])')" 2
+api GET "/v1/jobs?state=bogus"
+expect "list: unknown state" 400 bad_query
+
+# ---------------------------------------------------------------- bad input
+api POST /v1/jobs --data-binary '{"name": "x", "epochs": 1,'
+expect "malformed JSON" 400 bad_json
+sed 's/"epochs": 1/"epochs": "one"/' "$TMP/job.json" >"$TMP/bad.json"
+api POST /v1/jobs --data-binary "@$TMP/bad.json"
+expect "wrong type" 400 invalid_spec && check "wrong type: path" "$(jv 'd["error"]["path"]')" epochs
+sed 's/"momentum": 0.9/"momentun": 0.9/' "$TMP/job.json" >"$TMP/bad.json"
+api POST /v1/jobs --data-binary "@$TMP/bad.json"
+expect "unknown field" 400 invalid_spec && check "unknown field: path" "$(jv 'd["error"]["path"]')" optimizer.momentun
+sed 's/"train": "[a-z-]*"/"train": "no-such-data"/' "$TMP/job.json" >"$TMP/bad.json"
+api POST /v1/jobs --data-binary "@$TMP/bad.json"
+expect "unknown dataset" 422 invalid_spec && check "unknown dataset: path" "$(jv 'd["error"]["path"]')" data.train
+$PY -c 'print("{\"name\": \"" + "x" * 2000000 + "\"}")' >"$TMP/huge.json"
+api POST /v1/jobs --data-binary "@$TMP/huge.json"
+expect "JSON body over 1 MiB" 413 too_large
+head -c 4000000 /dev/urandom >"$TMP/big.bin"
+api POST /v1/datasets -F name=big -F format=csv -F "file=@$TMP/big.bin"
+expect "upload over --max-upload-mb" 413 too_large
+api GET /v1/jobs/999999
+expect "unknown job id" 404 not_found
+api GET /v1/jobs/abc
+expect "non-numeric job id" 404 not_found
+api POST /v1/jobs/999999/cancel
+expect "cancel an unknown job" 404 not_found
+api GET /v1/jobs/999999/metrics
+expect "metrics of an unknown job" 404 not_found
+api POST /v1/datasets -F 'name=a/b' -F format=csv -F "file=@$TMP/tab.csv"
+expect "dataset name with '/'" 422 invalid
+api POST /v1/datasets -F 'name=..' -F format=csv -F "file=@$TMP/tab.csv"
+expect "dataset name '..'" 422 invalid
+api POST /v1/datasets -F 'name=../up' -F format=csv -F "file=@$TMP/tab.csv"
+expect "dataset name with '../'" 422 invalid
+api POST /v1/datasets -F name=fmt -F format=zip -F "file=@$TMP/tab.csv"
+expect "unknown format" 422 invalid
+api POST /v1/datasets -F name=badidx -F format=idx -F "images=@$TMP/tab.csv" -F "labels=@$TMP/tab.csv"
+expect "invalid IDX files" 422 invalid_dataset
+api POST /v1/datasets -F name=half -F format=idx -F "images=@$TMP/tab.csv"
+expect "idx without labels" 422 invalid
+api POST /v1/datasets -F format=csv -F "file=@$TMP/tab.csv"
+expect "upload without a name" 400
+api POST /v1/datasets -H 'Content-Type: application/json' -d '{"name": 5, "format": "csv", "urls": {}}'
+expect "import: wrong type" 400
+api POST /v1/datasets -H 'Content-Type: text/plain' -d 'hello'
+expect "dataset: unsupported content type" 415
+
+# multipart bodies cut short: (1) complete HTTP body without the closing
+# boundary, (2) a lying Content-Length and the client gone, (3) curl killed
+# mid-upload
+$PY - "$PORT" "$TOKEN" "$TMP/tab.csv" >"$TMP/raw.out" <<'EOF'
+import socket, sys, time
+port, tok, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+data = open(path, "rb").read()
+b = "traindTestBoundary"
+head = ("--%s\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n%%s\r\n"
+        "--%s\r\nContent-Disposition: form-data; name=\"format\"\r\n\r\ncsv\r\n"
+        "--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.csv\"\r\n\r\n") % (b, b, b)
+def send(name, body, length):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(("POST /v1/datasets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+               "Content-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n"
+               "Connection: close\r\n\r\n" % (tok, b, length)).encode() + body)
+    return s
+# (1) the HTTP body is whole, the multipart one is not
+body = (head % "cut").encode() + data[: len(data) // 2]
+s = send("cut", body, len(body))
+s.settimeout(10)
+reply = b""
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk: break
+        reply += chunk
+except Exception:
+    pass
+print(reply.split(b"\r\n")[0].decode())
+# (2) Content-Length promises more than comes; the client goes away
+body = (head % "liar").encode() + data[: len(data) // 2]
+s = send("liar", body, len(body) + 100000)
+time.sleep(0.3)
+s.close()
+EOF
+check "multipart without its closing boundary" "$(head -n1 "$TMP/raw.out" | cut -d' ' -f2)" 400
+head -c 2500000 /dev/urandom | base64 -w 100 >"$TMP/slow.csv"
+curl -s -o /dev/null --limit-rate 200k -H "Authorization: Bearer $TOKEN" \
+    -F name=killed -F format=csv -F "file=@$TMP/slow.csv" "$URL/v1/datasets" &
+CURL_PID=$!
+sleep 1
+kill -9 $CURL_PID 2>/dev/null
+wait $CURL_PID 2>/dev/null
+for _ in $(seq 50); do
+    api GET '/v1/datasets?all=1'
+    [ "$(jv '",".join(sorted(x["name"] for x in d["datasets"] if x["name"] in ("cut", "liar", "killed", "badidx", "half", "big")))')" = "" ] && break
+    sleep 0.1
+done
+check "cut, lying, killed and invalid uploads leave no row" "$(jv '",".join(sorted(x["name"] for x in d["datasets"] if x["state"] != "ready" or x["name"] in ("cut", "liar", "killed", "badidx", "half", "big")))')" ""
+check "... and no files" "$(ls "$VAR/datasets" | sort -n | tr '\n' ' ')" "$(jv '" ".join(str(i) for i in sorted(x["id"] for x in d["datasets"])) + " "')"
+alive_and_intact "after bad input"
+
+# ---------------------------------------------------------------- /metrics, stop
+api GET /metrics
+expect "prometheus metrics" 200
+for series in 'traind_jobs{state="succeeded"} 1' 'traind_jobs{state="cancelled"} 3' 'traind_queue_length 0' \
+    'traind_http_requests_total{method="POST",route="/v1/jobs",status="201"}' 'traind_upload_bytes_total'; do
+    if grep -qF "$series" "$TMP/body"; then pass "/metrics has $series"; else fail "/metrics has $series" "$(head -c 600 "$TMP/body")"; fi
+done
+check "request log lines are JSON" "$(grep '"event":"request"' "$TMP/daemon.log" | head -n 50 | $PY -c '
+import json, sys
+print(all({"method", "path", "status", "ms"} <= set(json.loads(l)) for l in sys.stdin))')" True
+
+kill -TERM "$DAEMON_PID"
+rc=""
+for _ in $(seq 150); do
+    if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+        wait "$DAEMON_PID"
+        rc=$?
+        break
+    fi
+    sleep 0.1
+done
+DAEMON_PID=""
+check "SIGTERM: a graceful stop, exit 0" "$rc" 0
+if grep -q "$SANITIZER" "$TMP/daemon.log"; then
+    fail "no sanitizer report" "$(grep -m1 -A30 "$SANITIZER" "$TMP/daemon.log")"
+else
+    pass "no sanitizer report"
+fi
+
+echo "test_api: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,329 @@
+/* test_http.c - server/http.c on its own: a server on a free loopback port
+ * with a few test routes, driven with libcurl. Route matching and {params},
+ * 404/405, bearer auth (401, 403), the JSON body limit told by
+ * Content-Length and counted for chunked bodies (413), JSON parse errors,
+ * streamed bodies and their finish callback, suspended streams that resume,
+ * and the per-route counters. */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server/http.h"
+#include "server/log.h"
+
+/* ---- test routes ---- */
+
+static int echo_params(HttpRequest *req) {
+    return http_reply_json(req, 200, json_pack("{s:s, s:s, s:s}", "a", http_param(req, 0), "b",
+                                               http_param(req, 1), "user", http_auth(req)->name));
+}
+
+static int echo_json(HttpRequest *req) {
+    json_t *body = http_json_body(req);
+    if (!body) return 0;
+    return http_reply_json(req, 200, body);
+}
+
+static int admin_only(HttpRequest *req) { return http_reply_text(req, 200, "text/plain", "ok", 2); }
+
+typedef struct {
+    int calls;
+} Producer;
+
+static atomic_int producers_freed;
+
+/* "abc" after three empty answers (each one a suspend), then "def", then
+ * the end */
+static ssize_t produce(void *ctx, char *buf, size_t max) {
+    Producer *p = ctx;
+    int c = p->calls++;
+    if (c < 3) return 0;
+    if (c == 3) return (ssize_t)(memcpy(buf, "abc", 3), 3);
+    if (c == 4) return 0;
+    if (c == 5) return (ssize_t)(memcpy(buf, "def", 3), 3);
+    (void)max;
+    return HTTP_STREAM_END;
+}
+
+static void producer_free(void *ctx) {
+    free(ctx);
+    atomic_fetch_add(&producers_freed, 1);
+}
+
+static int stream(HttpRequest *req) {
+    Producer *p = calloc(1, sizeof *p);
+    cr_assert(p);
+    return http_reply_stream(req, 200, "text/event-stream", produce, p, producer_free);
+}
+
+/* a streamed body: counts bytes, remembers how the request ended */
+static atomic_long upload_bytes_seen;
+static atomic_int upload_finished, upload_completed;
+
+static int upload_begin(HttpRequest *req) {
+    (void)req;
+    return HTTP_BODY_STREAM;
+}
+static int upload_data(HttpRequest *req, const char *data, size_t size) {
+    (void)req, (void)data;
+    atomic_fetch_add(&upload_bytes_seen, (long)size);
+    return 0;
+}
+static void upload_finish(HttpRequest *req, bool completed) {
+    (void)req;
+    atomic_fetch_add(&upload_finished, 1);
+    if (completed) atomic_fetch_add(&upload_completed, 1);
+}
+static const HttpBodyStream upload_body = {upload_begin, upload_data, upload_finish};
+static int upload_done(HttpRequest *req) {
+    return http_reply_json(req, 201, json_pack("{s:I}", "bytes", (json_int_t)atomic_load(&upload_bytes_seen)));
+}
+
+static const HttpRoute routes[] = {
+    {"GET", "/t/{a}/x/{b}", echo_params, HTTP_ROUTE_PUBLIC, NULL},
+    {"GET", "/private/{a}", echo_params, 0, NULL},
+    {"POST", "/json", echo_json, 0, NULL},
+    {"GET", "/admin", admin_only, HTTP_ROUTE_ADMIN, NULL},
+    {"GET", "/stream", stream, HTTP_ROUTE_PUBLIC, NULL},
+    {"POST", "/upload", upload_done, HTTP_ROUTE_PUBLIC, &upload_body},
+};
+
+static int authenticate(void *app, const char *token, HttpAuth *out) {
+    (void)app;
+    if (!strcmp(token, "user-token")) {
+        out->user_id = 2;
+        snprintf(out->name, sizeof out->name, "alice");
+        return 1;
+    }
+    if (!strcmp(token, "admin-token")) {
+        out->user_id = 1;
+        out->admin = true;
+        snprintf(out->name, sizeof out->name, "admin");
+        return 1;
+    }
+    return 0;
+}
+
+static HttpServer *server;
+static char base[64];
+
+static void start(void) {
+    log_set_requests(0);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    HttpConfig c = {.bind = "127.0.0.1", .port = 0, .threads = 2, .json_max = 1000,
+                    .upload_max = 5000, .routes = routes,
+                    .num_routes = (int)(sizeof routes / sizeof routes[0]),
+                    .authenticate = authenticate};
+    server = http_server_start(&c);
+    cr_assert(server, "http_server_start failed");
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", http_server_port(server));
+}
+
+static void stop(void) {
+    http_server_stop(server);
+    curl_global_cleanup();
+}
+
+/* ---- a small curl client ---- */
+
+typedef struct {
+    char *data;
+    size_t len;
+} Buf;
+
+static size_t on_data(char *p, size_t size, size_t n, void *user) {
+    Buf *b = user;
+    char *grown = realloc(b->data, b->len + size * n + 1);
+    cr_assert(grown);
+    b->data = grown;
+    memcpy(b->data + b->len, p, size * n);
+    b->len += size * n;
+    b->data[b->len] = '\0';
+    return size * n;
+}
+
+typedef struct {
+    const char *data;
+    size_t len, pos;
+} Source;
+
+static size_t on_read(char *out, size_t size, size_t n, void *user) {
+    Source *s = user;
+    size_t k = size * n < s->len - s->pos ? size * n : s->len - s->pos;
+    memcpy(out, s->data + s->pos, k);
+    s->pos += k;
+    return k;
+}
+
+/* Returns the status; *body (may be NULL) gets the response body, freed by
+ * the caller. chunked sends the body with Transfer-Encoding: chunked. */
+static long request(const char *method, const char *path, const char *token, const char *body,
+                    size_t body_len, bool chunked, char **out) {
+    CURL *c = curl_easy_init();
+    cr_assert(c);
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    Buf b = {0};
+    struct curl_slist *h = NULL;
+    char auth[128];
+    if (token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, auth);
+    }
+    Source src = {body, body_len, 0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, &src);
+        if (chunked)
+            h = curl_slist_append(h, "Transfer-Encoding: chunked");
+        else
+            curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)body_len);
+        h = curl_slist_append(h, "Expect:");
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    cr_assert(rc == CURLE_OK || status != 0, "%s %s: %s", method, path, curl_easy_strerror(rc));
+    if (out)
+        *out = b.data ? b.data : strdup("");
+    else
+        free(b.data);
+    return status;
+}
+
+/* error.code of an error body */
+static void assert_error(const char *body, const char *code) {
+    json_error_t e;
+    json_t *j = json_loads(body, 0, &e);
+    cr_assert(j, "not JSON: %s", body);
+    json_t *err = json_object_get(j, "error");
+    cr_assert(json_is_string(json_object_get(err, "message")), "%s", body);
+    cr_assert(json_is_string(json_object_get(err, "path")), "%s", body);
+    cr_assert_str_eq(json_string_value(json_object_get(err, "code")), code, "%s", body);
+    json_decref(j);
+}
+
+TestSuite(http, .init = start, .fini = stop, .timeout = 60);
+
+Test(http, routes_and_params) {
+    char *body;
+    cr_assert_eq(request("GET", "/t/one/x/two", NULL, NULL, 0, false, &body), 200);
+    cr_assert_str_eq(body, "{\"a\":\"one\",\"b\":\"two\",\"user\":\"\"}");
+    free(body);
+    cr_assert_eq(request("GET", "/t/one/x/two/", NULL, NULL, 0, false, NULL), 200);
+    cr_assert_eq(request("GET", "/t/one/x", NULL, NULL, 0, false, &body), 404);
+    assert_error(body, "not_found");
+    free(body);
+    cr_assert_eq(request("DELETE", "/t/one/x/two", NULL, NULL, 0, false, &body), 405);
+    assert_error(body, "method_not_allowed");
+    free(body);
+}
+
+Test(http, bearer_auth) {
+    char *body;
+    cr_assert_eq(request("GET", "/private/7", NULL, NULL, 0, false, &body), 401);
+    assert_error(body, "unauthorized");
+    free(body);
+    cr_assert_eq(request("GET", "/private/7", "wrong", NULL, 0, false, NULL), 401);
+    cr_assert_eq(request("GET", "/private/7", "user-token", NULL, 0, false, &body), 200);
+    cr_assert(strstr(body, "\"user\":\"alice\""), "%s", body);
+    free(body);
+    cr_assert_eq(request("GET", "/admin", "user-token", NULL, 0, false, &body), 403);
+    assert_error(body, "forbidden");
+    free(body);
+    cr_assert_eq(request("GET", "/admin", "admin-token", NULL, 0, false, NULL), 200);
+}
+
+Test(http, json_bodies_and_limits) {
+    char *body;
+    const char *ok = "{\"x\": [1, 2]}";
+    cr_assert_eq(request("POST", "/json", "user-token", ok, strlen(ok), false, &body), 200);
+    cr_assert_str_eq(body, "{\"x\":[1,2]}");
+    free(body);
+    cr_assert_eq(request("POST", "/json", "user-token", "{\"x\":", 5, false, &body), 400);
+    assert_error(body, "bad_json");
+    free(body);
+    cr_assert_eq(request("POST", "/json", "user-token", "[1]", 3, false, &body), 400);
+    assert_error(body, "bad_json");
+    free(body);
+    /* over json_max (1000): told by Content-Length, and counted when chunked */
+    char big[3000];
+    memset(big, ' ', sizeof big);
+    cr_assert_eq(request("POST", "/json", "user-token", big, sizeof big, false, &body), 413);
+    assert_error(body, "too_large");
+    free(body);
+    cr_assert_eq(request("POST", "/json", "user-token", big, sizeof big, true, &body), 413);
+    assert_error(body, "too_large");
+    free(body);
+    /* the server is still fine */
+    cr_assert_eq(request("POST", "/json", "user-token", ok, strlen(ok), true, NULL), 200);
+}
+
+Test(http, streamed_body) {
+    char *body;
+    char data[4000];
+    memset(data, 'u', sizeof data);
+    cr_assert_eq(request("POST", "/upload", NULL, data, sizeof data, false, &body), 201);
+    cr_assert_str_eq(body, "{\"bytes\":4000}");
+    free(body);
+    /* over upload_max (5000) while it streams: 413, and finish still runs */
+    char more[9000];
+    memset(more, 'v', sizeof more);
+    cr_assert_eq(request("POST", "/upload", NULL, more, sizeof more, true, &body), 413);
+    assert_error(body, "too_large");
+    free(body);
+    for (int i = 0; i < 100 && atomic_load(&upload_finished) < 2; i++) usleep(10000);
+    cr_assert_eq(atomic_load(&upload_finished), 2);
+    cr_assert_eq(atomic_load(&upload_completed), 2);
+    /* the server counts exactly what reached the route */
+    cr_assert_eq(http_server_upload_bytes(server), (uint64_t)atomic_load(&upload_bytes_seen));
+    cr_assert(atomic_load(&upload_bytes_seen) <= 4000 + 5000);
+}
+
+Test(http, suspended_stream_resumes) {
+    char *body;
+    cr_assert_eq(request("GET", "/stream", NULL, NULL, 0, false, &body), 200);
+    cr_assert_str_eq(body, "abcdef");
+    free(body);
+    for (int i = 0; i < 100 && atomic_load(&producers_freed) < 1; i++) usleep(10000);
+    cr_assert_eq(atomic_load(&producers_freed), 1);
+}
+
+typedef struct {
+    int ok200, e404;
+} Counts;
+
+static void count(void *ctx, const char *method, const char *route, int status, uint64_t n) {
+    Counts *c = ctx;
+    if (!strcmp(method, "GET") && !strcmp(route, "/t/{a}/x/{b}") && status == 200) c->ok200 += (int)n;
+    if (!strcmp(route, "unmatched") && status == 404) c->e404 += (int)n;
+}
+
+Test(http, counters) {
+    request("GET", "/t/a/x/b", NULL, NULL, 0, false, NULL);
+    request("GET", "/t/a/x/c", NULL, NULL, 0, false, NULL);
+    request("GET", "/nope", NULL, NULL, 0, false, NULL);
+    Counts c = {0};
+    /* counted when each response is done, on MHD's threads: give them a
+     * moment */
+    for (int i = 0; i < 200 && (c.e404 < 1 || c.ok200 < 2); i++) {
+        c = (Counts){0};
+        http_server_foreach_count(server, count, &c);
+        if (c.e404 < 1 || c.ok200 < 2) usleep(10000);
+    }
+    cr_assert_eq(c.ok200, 2, "ok200 %d e404 %d", c.ok200, c.e404);
+    cr_assert_eq(c.e404, 1);
+}

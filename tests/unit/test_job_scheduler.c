@@ -1,0 +1,489 @@
+/* test_job_scheduler.c - the daemon's job scheduler (server/scheduler.h)
+ * on a tiny CSV dataset in a temporary data dir: a job runs to
+ * `succeeded` with its metrics, checkpoints and logs stored; specs are
+ * refused at submission or fail at build with their error; cancel works
+ * on queued and running jobs; two workers train two jobs at once; and a
+ * daemon stopped mid-job (the SIGTERM path, and a kill -9 like stop
+ * without the partial checkpoint) resumes the job on restart with every
+ * step's metric stored once and the losses of an uninterrupted run, bit
+ * for bit.
+ *
+ * (test_scheduler.c is the LR schedulers'.) A step hook slows training
+ * down where a test needs a job to be caught running.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "server/job_build.h"
+#include "server/scheduler.h"
+#include "storage/db.h"
+#include "storage/db_internal.h"
+
+static char tmpdir[256];
+
+typedef struct {
+    Db *db;
+    MetricWriter *mw;
+} Env;
+
+/* Hook state: sleep per step, and note when `at_job` reaches `at_step`. */
+static atomic_int hook_sleep_us;
+static atomic_llong hook_at_job, hook_at_step;
+static atomic_int hook_reached;
+
+static atomic_int hook_release;
+
+/* At `at_step` of `at_job` the hook holds the worker until released, so a
+ * test can stop the daemon there however loaded the machine is. */
+static void step_hook(void *user, int64_t job, int64_t step) {
+    (void)user;
+    if (job == atomic_load(&hook_at_job) && step >= atomic_load(&hook_at_step)) {
+        atomic_store(&hook_reached, 1);
+        for (int i = 0; i < 20000 && !atomic_load(&hook_release); i++) usleep(1000);
+    }
+    int us = atomic_load(&hook_sleep_us);
+    if (us > 0) usleep((useconds_t)us);
+}
+
+/* 96 rows, 4 features, 3 classes (the argmax of three fixed linear
+ * scores): a dataset "toy" registered as an upload would be. */
+static void make_dataset(Env *e) {
+    int64_t id;
+    cr_assert_eq(db_dataset_insert(e->db, "toy", "csv", "{\"label_column\": \"y\"}", 0, &id),
+                 DB_OK);
+    char dir[300], path[400];
+    db_dataset_dir(e->db, id, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/toy.csv", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs("x1,x2,x3,x4,y\n", f);
+    uint32_t r = 12345;
+    for (int i = 0; i < 96; i++) {
+        double x[4];
+        for (int k = 0; k < 4; k++) {
+            r = r * 1664525u + 1013904223u;
+            x[k] = (double)(r >> 8) / (double)(1u << 24) * 2 - 1;
+        }
+        double s0 = x[0] + x[1], s1 = x[2] - x[3], s2 = 0.5 * x[1] - x[0] + x[3];
+        int y = s0 > s1 ? (s0 > s2 ? 0 : 2) : (s1 > s2 ? 1 : 2);
+        fprintf(f, "%.6f,%.6f,%.6f,%.6f,%d\n", x[0], x[1], x[2], x[3], y);
+    }
+    fclose(f);
+    DbDataset rec = {0};
+    cr_assert_eq(db_dataset_get(e->db, id, &rec), DB_OK);
+    rec.num_files = 1;
+    snprintf(rec.files[0].role, sizeof rec.files[0].role, "file");
+    snprintf(rec.files[0].name, sizeof rec.files[0].name, "toy.csv");
+    Dataset *ds = job_build_load_dataset(e->db, &rec, false);
+    cr_assert(ds, "%s", error_get());
+    job_build_sample_shape(ds, &rec.shape);
+    rec.samples = ds->n;
+    dataset_free(ds);
+    cr_assert_eq(db_dataset_mark_ready(e->db, id, &rec), DB_OK, "%s", error_get());
+    db_dataset_clear(&rec);
+}
+
+static Env setup(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/traind-sched-XXXXXX");
+    cr_assert(mkdtemp(tmpdir));
+    Env e;
+    e.db = db_open(tmpdir);
+    cr_assert(e.db, "%s", error_get());
+    e.mw = metric_writer_start(e.db);
+    cr_assert(e.mw);
+    make_dataset(&e);
+    atomic_store(&hook_sleep_us, 0);
+    atomic_store(&hook_at_job, -1);
+    atomic_store(&hook_at_step, 0);
+    atomic_store(&hook_reached, 0);
+    atomic_store(&hook_release, 0);
+    return e;
+}
+
+static void teardown(Env *e) {
+    metric_writer_stop(e->mw);
+    db_close(e->db);
+    db_remove_tree(tmpdir);
+}
+
+static Scheduler *start(Env *e, int workers, bool crash_like) {
+    SchedulerConfig cfg = {.db = e->db, .metrics = e->mw, .workers = workers,
+                           .step_hook = step_hook, .stop_without_checkpoint = crash_like};
+    Scheduler *s = scheduler_start(&cfg);
+    cr_assert(s, "%s", error_get());
+    return s;
+}
+
+/* 12 steps per epoch (96 / 8), shuffled, with dropout and a scheduler, so
+ * a resume must restore the data order, the RNG and the lr. */
+static const char *spec_fmt =
+    "{\"name\": \"toy-%s\", \"data\": {\"train\": \"toy\", \"val\": \"toy\"},"
+    " \"model\": [{\"type\": \"Linear\", \"in_features\": %d, \"out_features\": 16},"
+    "  {\"type\": \"ReLU\"}, {\"type\": \"Dropout\", \"p\": 0.2},"
+    "  {\"type\": \"Linear\", \"in_features\": 16, \"out_features\": 3}],"
+    " \"loss\": {\"type\": \"CrossEntropyLoss\"},"
+    " \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.1, \"momentum\": 0.9},"
+    " \"scheduler\": {\"type\": \"StepLR\", \"step_size\": 1, \"gamma\": 0.8},"
+    " \"epochs\": %d, \"batch_size\": 8, \"shuffle\": true, \"seed\": 7,"
+    " \"metrics\": [\"accuracy\"], \"checkpoint\": {\"every_epochs\": 1, \"keep_last\": 2}}";
+
+static int64_t submit(Scheduler *s, const char *tag, int epochs) {
+    char spec[2048];
+    snprintf(spec, sizeof spec, spec_fmt, tag, 4, epochs);
+    int64_t id = 0;
+    int rc = scheduler_create_job(s, spec, strlen(spec), 0, 0, &id);
+    cr_assert_eq(rc, DB_OK, "%s", error_get());
+    return id;
+}
+
+/* Polls until the job is in `want` (or any final state when want < 0). */
+static DbJobState wait_state(Env *e, int64_t id, int want, double timeout_s) {
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        DbJob j;
+        cr_assert_eq(db_job_get(e->db, id, &j), DB_OK);
+        DbJobState st = j.state;
+        db_job_clear(&j);
+        if ((want < 0 && db_job_state_final(st)) || (int)st == want) return st;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) * 1e-9 > timeout_s)
+            return st;
+        usleep(5000);
+    }
+}
+
+static void wait_step(Scheduler *s, int64_t id, int64_t step) {
+    for (int i = 0; i < 20000; i++) {
+        DbJobProgress p;
+        if (scheduler_progress(s, id, &p) == DB_OK && p.step >= step) return;
+        usleep(1000);
+    }
+    cr_assert_fail("job %lld never reached step %lld", (long long)id, (long long)step);
+}
+
+/* The job's metric `name`, one value per step (NAN where absent); checks
+ * that no step appears twice and returns how many there are. */
+static int series(Env *e, int64_t job, const char *name, double *out, int max) {
+    for (int i = 0; i < max; i++) out[i] = NAN;
+    DbMetric *m;
+    int n;
+    DbMetricQuery q = {.name = name, .after = -1, .limit = 100000};
+    cr_assert_eq(db_metric_query(e->db, job, &q, &m, &n), DB_OK);
+    for (int i = 0; i < n; i++) {
+        cr_assert_lt(m[i].step, max);
+        cr_assert(isnan(out[m[i].step]), "%s at step %lld twice", name, (long long)m[i].step);
+        out[m[i].step] = m[i].value;
+    }
+    free(m);
+    return n;
+}
+
+Test(job_scheduler, submit_runs_to_succeeded) {
+    Env e = setup();
+    Scheduler *s = start(&e, 1, false);
+    int64_t id = submit(s, "ok", 3);
+    cr_assert_eq(wait_state(&e, id, -1, 100), DB_JOB_SUCCEEDED);
+    DbJob j;
+    cr_assert_eq(db_job_get(e.db, id, &j), DB_OK);
+    cr_assert_str_eq(j.name, "toy-ok");
+    cr_assert_str_eq(j.device, "cpu");
+    cr_assert_eq(j.attempt, 1);
+    cr_assert_null(j.error);
+    cr_assert_eq(j.progress.step, 36);
+    cr_assert_eq(j.progress.total_steps, 36);
+    cr_assert_gt(j.finished_at, 0);
+    db_job_clear(&j);
+    double v[64];
+    cr_assert_eq(series(&e, id, "loss", v, 64), 36);
+    for (int st = 1; st <= 36; st++) cr_assert(isfinite(v[st]), "loss at step %d", st);
+    cr_assert_eq(series(&e, id, "train_loss", v, 64), 3);
+    cr_assert_eq(series(&e, id, "val_accuracy", v, 64), 3);
+    cr_assert(!isnan(v[36]));
+    /* keep_last 2 of 3 epoch checkpoints, each hashed */
+    DbCheckpoint *c;
+    int n;
+    cr_assert_eq(db_checkpoint_list(e.db, id, &c, &n), DB_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(c[0].epoch, 1);
+    cr_assert_eq(c[1].epoch, 2);
+    cr_assert_eq(c[1].step, 36);
+    cr_assert_eq(strlen(c[1].sha256), 64);
+    cr_assert_gt(c[1].bytes, 0);
+    char path[600];
+    db_checkpoint_file_path(e.db, &c[1], "model.safetensors", path, sizeof path);
+    cr_assert_eq(access(path, R_OK), 0);
+    free(c);
+    DbLogLine *lines;
+    cr_assert_eq(db_log_list(e.db, id, 0, 0, &lines, &n), DB_OK);
+    bool epoch_line = false, done_line = false;
+    for (int i = 0; i < n; i++) {
+        epoch_line |= strncmp(lines[i].line, "epoch 2:", 8) == 0;
+        done_line |= strstr(lines[i].line, "succeeded") != NULL;
+    }
+    db_log_list_free(lines, n);
+    cr_assert(epoch_line && done_line);
+    /* the worker lets go of the job right after recording its end */
+    int rc = DB_OK;
+    for (int i = 0; i < 5000 && rc == DB_OK; i++) {
+        rc = scheduler_progress(s, id, &j.progress);
+        if (rc == DB_OK) usleep(1000);
+    }
+    cr_assert_eq(rc, DB_NOT_FOUND);
+    scheduler_stop(s);
+    teardown(&e);
+}
+
+Test(job_scheduler, bad_specs_refused_at_submission) {
+    Env e = setup();
+    Scheduler *s = start(&e, 1, false);
+    struct {
+        const char *spec, *want;
+    } cases[] = {
+        {"{\"data\": {\"train\": \"nope\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
+         " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
+         " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1}",
+         "data.train: unknown dataset 'nope'"},
+        {"{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 5,"
+         " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
+         " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1}",
+         "model[0]"},
+        {"{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
+         " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
+         " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"devcie\": \"cpu\"}",
+         "devcie"},
+        {"{\"data\": {\"train\": {\"format\": \"csv\", \"path\": \"/etc/passwd\"}}, \"model\":"
+         " [{\"type\": \"ReLU\"}], \"loss\": {\"type\": \"MSELoss\"}, \"optimizer\":"
+         " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1}",
+         "data.train"},
+        {"{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
+         " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
+         " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"device\": \"cuda:0\"}",
+         "device"},
+        {"{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
+         " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
+         " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"init\": \"77\"}",
+         "init: unknown checkpoint 77"},
+        {"{\"data\": ", "line"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t id = 0;
+        int rc = scheduler_create_job(s, cases[i].spec, strlen(cases[i].spec), 0, 0, &id);
+        cr_assert_eq(rc, DB_INVALID, "case %zu", i);
+        cr_assert(strstr(error_get(), cases[i].want) != NULL, "case %zu: %s", i, error_get());
+    }
+    DbJob *list;
+    int n;
+    int64_t next;
+    cr_assert_eq(db_job_list(e.db, NULL, &list, &n, &next), DB_OK);
+    cr_assert_eq(n, 0); /* nothing was stored */
+    db_job_list_free(list, n);
+    scheduler_stop(s);
+    teardown(&e);
+}
+
+Test(job_scheduler, build_failure_records_failed) {
+    Env e = setup();
+    Scheduler *s = start(&e, 1, false);
+    /* stored directly, as if its dataset was deleted after submission */
+    const char *spec =
+        "{\"data\": {\"train\": \"gone\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
+        " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
+        " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1}";
+    int64_t id;
+    cr_assert_eq(db_job_insert(e.db, "x", 0, spec, 0, &id), DB_OK);
+    cr_assert_eq(scheduler_submit(s, id), DB_OK);
+    cr_assert_eq(wait_state(&e, id, -1, 50), DB_JOB_FAILED);
+    DbJob j;
+    cr_assert_eq(db_job_get(e.db, id, &j), DB_OK);
+    cr_assert(j.error && strstr(j.error, "data.train: unknown dataset 'gone'"), "%s",
+              j.error ? j.error : "(null)");
+    db_job_clear(&j);
+    cr_assert_eq(scheduler_submit(s, id), DB_CONFLICT);
+    cr_assert_eq(scheduler_submit(s, id + 50), DB_NOT_FOUND);
+    scheduler_stop(s);
+    teardown(&e);
+}
+
+Test(job_scheduler, cancel_queued_and_running) {
+    Env e = setup();
+    atomic_store(&hook_sleep_us, 20000);
+    Scheduler *s = start(&e, 1, false);
+    int64_t a = submit(s, "a", 5);
+    int64_t b = submit(s, "b", 1);
+    cr_assert_eq(wait_state(&e, a, DB_JOB_RUNNING, 30), DB_JOB_RUNNING);
+    int ahead = -1;
+    char reason[256];
+    cr_assert_eq(scheduler_queue_info(s, b, &ahead, reason, sizeof reason), DB_OK);
+    cr_assert_eq(ahead, 0);
+    cr_assert(strstr(reason, "waiting for a free cpu worker") != NULL, "%s", reason);
+    cr_assert(strstr(reason, "0 jobs ahead") != NULL, "%s", reason);
+    cr_assert_eq(scheduler_queue_info(s, a, &ahead, NULL, 0), DB_CONFLICT);
+
+    /* queued: cancelled at once */
+    cr_assert_eq(scheduler_cancel(s, b), DB_OK);
+    DbJob j;
+    cr_assert_eq(db_job_get(e.db, b, &j), DB_OK);
+    cr_assert_eq(j.state, DB_JOB_CANCELLED);
+    db_job_clear(&j);
+    cr_assert_eq(scheduler_cancel(s, b), DB_CONFLICT);
+    cr_assert_eq(scheduler_cancel(s, 999), DB_NOT_FOUND);
+
+    /* running: stops at its next step */
+    wait_step(s, a, 2);
+    DbJobProgress p;
+    cr_assert_eq(scheduler_progress(s, a, &p), DB_OK);
+    cr_assert_eq(p.total_steps, 60);
+    cr_assert_gt(p.samples_per_s, 0);
+    cr_assert_eq(scheduler_cancel(s, a), DB_OK);
+    cr_assert_eq(wait_state(&e, a, -1, 30), DB_JOB_CANCELLED);
+    cr_assert_eq(db_job_get(e.db, a, &j), DB_OK);
+    cr_assert(j.error && strncmp(j.error, "cancelled at step", 17) == 0);
+    cr_assert_lt(j.progress.step, 60);
+    db_job_clear(&j);
+    scheduler_stop(s);
+    teardown(&e);
+}
+
+Test(job_scheduler, two_workers_run_two_jobs_at_once) {
+    Env e = setup();
+    atomic_store(&hook_sleep_us, 5000);
+    Scheduler *s = start(&e, 2, false);
+    int64_t a = submit(s, "a", 2), b = submit(s, "b", 2);
+    bool both = false;
+    for (int i = 0; i < 4000 && !both; i++) {
+        SchedulerWorkerInfo w[4];
+        int n = scheduler_workers(s, w, 4);
+        cr_assert_eq(n, 2);
+        both = w[0].job_id && w[1].job_id;
+        if (!both) usleep(1000);
+    }
+    cr_assert(both, "the two jobs never ran at the same time");
+    cr_assert_eq(wait_state(&e, a, -1, 100), DB_JOB_SUCCEEDED);
+    cr_assert_eq(wait_state(&e, b, -1, 100), DB_JOB_SUCCEEDED);
+    DbJob ja, jb;
+    db_job_get(e.db, a, &ja);
+    db_job_get(e.db, b, &jb);
+    cr_assert(ja.started_at < jb.finished_at && jb.started_at < ja.finished_at);
+    db_job_clear(&ja);
+    db_job_clear(&jb);
+    /* same spec and seed: the same losses */
+    double va[32], vb[32];
+    cr_assert_eq(series(&e, a, "loss", va, 32), 24);
+    cr_assert_eq(series(&e, b, "loss", vb, 32), 24);
+    for (int st = 1; st <= 24; st++) cr_assert_eq(va[st], vb[st], "step %d", st);
+    scheduler_stop(s);
+    teardown(&e);
+}
+
+static void *stop_thread(void *s) {
+    scheduler_stop(s);
+    return NULL;
+}
+
+/* Stops the daemon (scheduler_stop) while `job` trains epoch 2, after the
+ * checkpoint of epoch 0 (and possibly 1), starts another on the same data
+ * dir, and checks the job finishes as the uninterrupted `ref` did. */
+static void restart_case(bool crash_like) {
+    Env e = setup();
+    enum { EPOCHS = 4, STEPS = 48 };
+    /* the uninterrupted run */
+    Scheduler *s = start(&e, 1, crash_like);
+    int64_t ref = submit(s, "ref", EPOCHS);
+    cr_assert_eq(wait_state(&e, ref, -1, 100), DB_JOB_SUCCEEDED);
+    scheduler_stop(s);
+
+    /* the interrupted one: stop it mid-epoch 2 (step 30 of 48) */
+    s = start(&e, 1, crash_like);
+    int64_t id = submit(s, "int", EPOCHS);
+    atomic_store(&hook_at_step, 30);
+    atomic_store(&hook_at_job, id);
+    for (int i = 0; i < 60000 && !atomic_load(&hook_reached); i++) usleep(1000);
+    cr_assert(atomic_load(&hook_reached));
+    /* SIGTERM: stop at the next step, requeue. The stop flags the job at
+     * once, then waits for it; the hook lets the job go on meanwhile. */
+    pthread_t stopper;
+    pthread_create(&stopper, NULL, stop_thread, s);
+    usleep(100000);
+    atomic_store(&hook_release, 1);
+    pthread_join(stopper, NULL);
+    DbJob j;
+    cr_assert_eq(db_job_get(e.db, id, &j), DB_OK);
+    cr_assert_eq(j.state, DB_JOB_QUEUED);
+    cr_assert_eq(j.attempt, 1);
+    db_job_clear(&j);
+    DbCheckpoint last;
+    cr_assert_eq(db_checkpoint_latest(e.db, id, &last), DB_OK);
+    if (crash_like) {
+        cr_assert(!last.partial);
+        cr_assert_eq(last.step, 24); /* after epoch 1 */
+    } else {
+        cr_assert(last.partial, "a stop mid-epoch leaves a partial checkpoint");
+        cr_assert_eq(last.step, 30); /* the step the hook held finishes, then it stops */
+    }
+    int64_t stored;
+    db_metric_count(e.db, id, &stored);
+    cr_assert_gt(stored, 0);
+
+    /* restart: the job resumes and finishes */
+    atomic_store(&hook_at_job, -1);
+    s = start(&e, 1, crash_like);
+    cr_assert_eq(wait_state(&e, id, -1, 100), DB_JOB_SUCCEEDED);
+    cr_assert_eq(db_job_get(e.db, id, &j), DB_OK);
+    cr_assert_eq(j.attempt, 2);
+    db_job_clear(&j);
+    scheduler_stop(s);
+
+    /* every step once, the same trajectory */
+    const char *names[] = {"loss", "lr", "train_loss", "train_accuracy", "val_loss",
+                           "val_accuracy"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        double want[STEPS + 1], got[STEPS + 1];
+        int nw = series(&e, ref, names[k], want, STEPS + 1);
+        int ng = series(&e, id, names[k], got, STEPS + 1);
+        cr_assert_eq(ng, nw, "%s: %d rows, uninterrupted %d", names[k], ng, nw);
+        for (int st = 1; st <= STEPS; st++) {
+            if (isnan(want[st])) {
+                cr_assert(isnan(got[st]), "%s at step %d", names[k], st);
+                continue;
+            }
+            cr_assert_eq(got[st], want[st], "%s at step %d: %.17g vs %.17g", names[k], st,
+                         got[st], want[st]);
+        }
+    }
+    int64_t nref, nint;
+    db_metric_count(e.db, ref, &nref);
+    db_metric_count(e.db, id, &nint);
+    cr_assert_eq(nint, nref);
+    /* the partial checkpoint is gone once epoch checkpoints follow it */
+    DbCheckpoint *c;
+    int n;
+    cr_assert_eq(db_checkpoint_list(e.db, id, &c, &n), DB_OK);
+    cr_assert_eq(n, 2);
+    for (int i = 0; i < n; i++) cr_assert(!c[i].partial);
+    free(c);
+    DbLogLine *lines;
+    cr_assert_eq(db_log_list(e.db, id, 0, 0, &lines, &n), DB_OK);
+    bool resumed = false;
+    for (int i = 0; i < n; i++) {
+        if (!strstr(lines[i].line, "resumed from")) continue;
+        resumed = true;
+        /* kill -9 like: the steps 25..30 logged past the checkpoint went */
+        if (crash_like) cr_assert(!strstr(lines[i].line, "(0 metric rows"), "%s", lines[i].line);
+    }
+    db_log_list_free(lines, n);
+    cr_assert(resumed);
+    teardown(&e);
+}
+
+Test(job_scheduler, restart_resumes_same_trajectory) { restart_case(false); }
+
+Test(job_scheduler, crash_resumes_from_epoch_checkpoint) { restart_case(true); }
