@@ -79,3 +79,31 @@ int sse_resume_point(HttpRequest *req, int64_t def, int64_t *out) {
 }
 
 json_t *sse_number(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+void sse_pacer_init(SsePacer *p) {
+    memset(p, 0, sizeof *p);
+    p->poll_now = true;
+    p->last_out = time(NULL);
+}
+
+bool sse_pacer_due(SsePacer *p, const uint64_t *gens, int n) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t since_ms = (now.tv_sec - p->last_poll.tv_sec) * 1000 +
+                       (now.tv_nsec - p->last_poll.tv_nsec) / 1000000;
+    bool due = p->poll_now || since_ms >= SSE_FALLBACK_POLL_MS;
+    for (int i = 0; i < n && i < SSE_MAX_GENERATIONS; i++) {
+        if (gens[i] != p->gens[i]) due = true;
+        p->gens[i] = gens[i];
+    }
+    if (due) p->last_poll = now;
+    return due;
+}
+
+ssize_t sse_pacer_take(SsePacer *p, SseBuf *out, char *buf, size_t max) {
+    if (!sse_pending(out) && time(NULL) - p->last_out >= SSE_KEEPALIVE_S)
+        sse_comment(out, "keep-alive");
+    if (!sse_pending(out)) return 0;
+    p->last_out = time(NULL);
+    return sse_take(out, buf, max);
+}

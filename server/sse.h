@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -36,6 +37,32 @@ bool sse_pending(const SseBuf *b);
 /* Copies up to max pending bytes to out; returns how many (0: none). */
 ssize_t sse_take(SseBuf *b, char *out, size_t max);
 void sse_free(SseBuf *b);
+
+/* When a follower (a ?follow=1 stream) looks at the database and when it
+ * says it is alive. It polls at once after a poll that found rows (more
+ * may wait, or the end), when a watched generation counter moved, or every
+ * SSE_FALLBACK_POLL_MS (a counter bumped just before a state change commits
+ * is otherwise missed); after SSE_KEEPALIVE_S of silence it sends a
+ * keep-alive comment, which proxies need. */
+#define SSE_KEEPALIVE_S 15
+#define SSE_FALLBACK_POLL_MS 1000
+#define SSE_MAX_GENERATIONS 2
+
+typedef struct {
+    uint64_t gens[SSE_MAX_GENERATIONS];
+    bool poll_now; /* set by the follower's poll when it found rows */
+    time_t last_out;
+    struct timespec last_poll;
+} SsePacer;
+
+/* A pacer that polls on its first call. */
+void sse_pacer_init(SsePacer *p);
+/* True when the follower should poll now, given the current values of the
+ * generation counters it watches (n <= SSE_MAX_GENERATIONS); records them. */
+bool sse_pacer_due(SsePacer *p, const uint64_t *gens, int n);
+/* The bytes to hand MHD from `out` (a keep-alive when silent too long), or
+ * 0 when there is nothing yet. */
+ssize_t sse_pacer_take(SsePacer *p, SseBuf *out, char *buf, size_t max);
 
 /* Where a follower resumes: Last-Event-ID (a reconnect) if present, else
  * the query argument `after`, else def. -1 after replying 400 for a value

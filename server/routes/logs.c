@@ -17,10 +17,6 @@
 #include "server/log.h"
 #include "server/sse.h"
 
-#define KEEPALIVE_S 15
-/* a generation bumped just before a state change commits is missed; a
- * slow poll covers it */
-#define FALLBACK_POLL_MS 1000
 #define FOLLOW_BATCH 1000
 
 static json_t *line_json(const DbLogLine *l) {
@@ -31,10 +27,8 @@ static json_t *line_json(const DbLogLine *l) {
 typedef struct {
     Api *api;
     int64_t job, after;
-    uint64_t sched_gen;
-    bool poll_now, ended;
-    time_t last_out;
-    struct timespec last_poll;
+    bool ended;
+    SsePacer pace;
     SseBuf out;
 } Follow;
 
@@ -54,7 +48,7 @@ static int follow_poll(Follow *f) {
         f->after = lines[i].seq;
     }
     db_log_list_free(lines, n);
-    f->poll_now = n > 0; /* more may wait, or the end: look again at once */
+    f->pace.poll_now = n > 0; /* more may wait, or the end: look again at once */
     if (n == 0 && db_job_state_final(state)) {
         sse_event(&f->out, -1, "end", json_pack("{s:I, s:s}", "job_id", (json_int_t)f->job,
                                                 "state", db_job_state_name(state)));
@@ -65,25 +59,11 @@ static int follow_poll(Follow *f) {
 
 static ssize_t follow_read(void *ctx, char *buf, size_t max) {
     Follow *f = ctx;
-    if (sse_pending(&f->out)) {
-        f->last_out = time(NULL);
-        return sse_take(&f->out, buf, max);
-    }
+    if (sse_pending(&f->out)) return sse_pacer_take(&f->pace, &f->out, buf, max);
     if (f->ended) return HTTP_STREAM_END;
-    uint64_t g = scheduler_generation(f->api->sched);
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t since_ms = (now.tv_sec - f->last_poll.tv_sec) * 1000 +
-                       (now.tv_nsec - f->last_poll.tv_nsec) / 1000000;
-    if (f->poll_now || g != f->sched_gen || since_ms >= FALLBACK_POLL_MS) {
-        f->sched_gen = g;
-        f->last_poll = now;
-        if (follow_poll(f) != 0) return HTTP_STREAM_ERROR;
-    }
-    if (!sse_pending(&f->out) && time(NULL) - f->last_out >= KEEPALIVE_S) sse_comment(&f->out, "keep-alive");
-    if (!sse_pending(&f->out)) return 0;
-    f->last_out = time(NULL);
-    return sse_take(&f->out, buf, max);
+    uint64_t gens[1] = {scheduler_generation(f->api->sched)};
+    if (sse_pacer_due(&f->pace, gens, 1) && follow_poll(f) != 0) return HTTP_STREAM_ERROR;
+    return sse_pacer_take(&f->pace, &f->out, buf, max);
 }
 
 static void follow_free(void *ctx) {
@@ -112,8 +92,7 @@ int logs_get(HttpRequest *req) {
         f->api = api;
         f->job = job;
         f->after = after;
-        f->poll_now = true;
-        f->last_out = time(NULL);
+        sse_pacer_init(&f->pace);
         sse_retry(&f->out, 2000);
         return http_reply_stream(req, 200, "text/event-stream", follow_read, f, follow_free);
     }

@@ -30,10 +30,6 @@
 
 #define FOLLOW_BATCH 2000
 #define FOLLOW_NAMES 32
-#define KEEPALIVE_S 15
-/* a generation bumped just before a state change commits is missed; a
- * slow poll covers it */
-#define FALLBACK_POLL_MS 1000
 
 static json_t *point_json(const DbMetric *m) {
     return json_pack("{s:s, s:I, s:i, s:o}", "name", m->name, "step", (json_int_t)m->step, "epoch",
@@ -115,10 +111,8 @@ typedef struct {
     int64_t done, partial;
     char sent[FOLLOW_NAMES][DB_METRIC_NAME_MAX + 1];
     int num_sent;
-    uint64_t metric_gen, sched_gen;
-    bool poll_now, ended;
-    time_t last_out;
-    struct timespec last_poll;
+    bool ended;
+    SsePacer pace;
     SseBuf out;
 } Follow;
 
@@ -170,7 +164,7 @@ static int follow_poll(Follow *f) {
     free(m);
     /* more rows may wait (a full batch), or the end may already be due
      * (rows came): look again at once rather than on the next change */
-    f->poll_now = fresh > 0;
+    f->pace.poll_now = fresh > 0;
     if (fresh == 0 && db_job_state_final(state)) {
         sse_event(&f->out, -1, "end",
                   json_pack("{s:I, s:s, s:o}", "job_id", (json_int_t)f->job, "state",
@@ -184,27 +178,11 @@ static int follow_poll(Follow *f) {
 
 static ssize_t follow_read(void *ctx, char *buf, size_t max) {
     Follow *f = ctx;
-    if (sse_pending(&f->out)) {
-        f->last_out = time(NULL);
-        return sse_take(&f->out, buf, max);
-    }
+    if (sse_pending(&f->out)) return sse_pacer_take(&f->pace, &f->out, buf, max);
     if (f->ended) return HTTP_STREAM_END;
-    uint64_t mg = metric_writer_generation(f->api->metrics);
-    uint64_t sg = scheduler_generation(f->api->sched);
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t since_ms = (now.tv_sec - f->last_poll.tv_sec) * 1000 +
-                       (now.tv_nsec - f->last_poll.tv_nsec) / 1000000;
-    if (f->poll_now || mg != f->metric_gen || sg != f->sched_gen || since_ms >= FALLBACK_POLL_MS) {
-        f->metric_gen = mg;
-        f->sched_gen = sg;
-        f->last_poll = now;
-        if (follow_poll(f) != 0) return HTTP_STREAM_ERROR;
-    }
-    if (!sse_pending(&f->out) && time(NULL) - f->last_out >= KEEPALIVE_S) sse_comment(&f->out, "keep-alive");
-    if (!sse_pending(&f->out)) return 0;
-    f->last_out = time(NULL);
-    return sse_take(&f->out, buf, max);
+    uint64_t gens[2] = {metric_writer_generation(f->api->metrics), scheduler_generation(f->api->sched)};
+    if (sse_pacer_due(&f->pace, gens, 2) && follow_poll(f) != 0) return HTTP_STREAM_ERROR;
+    return sse_pacer_take(&f->pace, &f->out, buf, max);
 }
 
 static void follow_free(void *ctx) {
@@ -240,8 +218,7 @@ int metrics_get(HttpRequest *req) {
     snprintf(f->name, sizeof f->name, "%s", name ? name : "");
     f->done = after;
     f->partial = after;
-    f->poll_now = true;
-    f->last_out = time(NULL);
+    sse_pacer_init(&f->pace);
     sse_retry(&f->out, 2000);
     return http_reply_stream(req, 200, "text/event-stream", follow_read, f, follow_free);
 }
