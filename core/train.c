@@ -467,6 +467,22 @@ static int replace_dir(const char *tmp, const char *dir) {
     return rc;
 }
 
+/* The two files of checkpoint directory dir (new strings, freed by the
+ * caller; both NULL on failure). */
+static int checkpoint_paths(const char *dir, char **model_path, char **trainer_path) {
+    *model_path = *trainer_path = NULL;
+    if (asprintf(model_path, "%s/model.safetensors", dir) < 0) {
+        *model_path = NULL;
+        return error_set("out of memory");
+    }
+    if (asprintf(trainer_path, "%s/trainer.safetensors", dir) < 0) {
+        free(*model_path);
+        *model_path = *trainer_path = NULL;
+        return error_set("out of memory");
+    }
+    return 0;
+}
+
 int train_save_checkpoint(const Trainer *t, const char *dir) {
     static atomic_uint seq;
     if (!t || !t->model || !t->opt || !t->train || !dir || !*dir)
@@ -488,16 +504,7 @@ int train_save_checkpoint(const Trainer *t, const char *dir) {
         error_set("out of memory");
         goto done;
     }
-    if (asprintf(&model_path, "%s/model.safetensors", tmp) < 0) {
-        model_path = NULL;
-        error_set("out of memory");
-        goto done;
-    }
-    if (asprintf(&trainer_path, "%s/trainer.safetensors", tmp) < 0) {
-        trainer_path = NULL;
-        error_set("out of memory");
-        goto done;
-    }
+    if (checkpoint_paths(tmp, &model_path, &trainer_path) != 0) goto done;
     if (module_state_dict(t->model, &model_sd) != 0) goto done;
     if (optimizer_state_dict(t->opt, &opt_sd) != 0) goto done;
     if (trainer_meta(t, &meta) != 0) goto done;
@@ -653,16 +660,7 @@ int train_resume(Trainer *t, const char *dir) {
     memset(&sv, 0, sizeof sv);
     int rc = -1;
 
-    if (asprintf(&model_path, "%s/model.safetensors", dir) < 0) {
-        model_path = NULL;
-        error_set("out of memory");
-        goto done;
-    }
-    if (asprintf(&trainer_path, "%s/trainer.safetensors", dir) < 0) {
-        trainer_path = NULL;
-        error_set("out of memory");
-        goto done;
-    }
+    if (checkpoint_paths(dir, &model_path, &trainer_path) != 0) goto done;
     /* Read and check everything first. */
     if (safetensors_load(model_path, &model_sd, NULL) != 0) goto done;
     if (safetensors_load(trainer_path, &opt_sd, &meta) != 0) goto done;
