@@ -86,11 +86,12 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--loader", choices=("dataset", "tensor"), default="dataset")
     ap.add_argument("--impl", default="pytorch", help="the name in the JSON line")
+    ap.add_argument("--seed", type=int, default=0, help="torch.manual_seed for init and shuffle")
     args = ap.parse_args()
 
     wall0 = time.perf_counter()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     d = args.data
     train_x = read_idx(os.path.join(d, "train-images-idx3-ubyte.gz"))
     train_y = read_idx(os.path.join(d, "train-labels-idx1-ubyte.gz"))
@@ -107,7 +108,7 @@ def main():
             return torch.from_numpy(x.copy()).to(torch.float32).div(255).unsqueeze(1).sub(0.5)
         tx, ty = prep(train_x), torch.from_numpy(train_y.astype(np.int64))
         vx, vy = prep(test_x), torch.from_numpy(test_y.astype(np.int64))
-        gen = torch.Generator().manual_seed(0)
+        gen = torch.Generator().manual_seed(args.seed)
         train_batches = lambda: tensor_batches(tx, ty, args.batch_size, True, gen)  # noqa: E731
         test_batches = lambda: tensor_batches(vx, vy, args.batch_size, False, gen)  # noqa: E731
 
