@@ -4,6 +4,7 @@
 #   make test       install missing Debian packages, build, run every test
 #   make bench      benchmarks, JSON lines on stdout
 #   make GPU=0      never build the CUDA backend (default: auto-detect nvcc)
+#   make bench-gpu  GPU benchmarks beside PyTorch CUDA (skips without a GPU)
 #
 # Tests are built a second time with AddressSanitizer + UBSan (LeakSanitizer
 # included), in build/asan, so `make test` is also the leak check.
@@ -22,6 +23,45 @@ OMP     := -fopenmp
 LIBS    := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -ljansson -lz -lm -lpthread -lmicrohttpd -lcurl -lsqlite3
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
+# CUDA backend (gpu/): built when nvcc is found ($(CUDA_HOME)/bin, PATH, or
+# /usr/local/cuda/bin) unless GPU=0. Kernels target sm_90 (H100/H200) plus
+# compute_90 PTX that newer GPUs JIT; --fmad=false keeps elementwise and
+# optimizer arithmetic rounding as the CPU backend's (see gpu/kernels/common.cuh).
+GPU     ?= auto
+ifeq ($(GPU),0)
+NVCC    :=
+else
+NVCC    ?= $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null) \
+                       $(wildcard /usr/local/cuda/bin/nvcc))
+endif
+ifneq ($(strip $(NVCC)),)
+# the toolkit nvcc belongs to (CUDA_HOME when that is where it was found)
+CUDA_ROOT := $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_LIB  := $(CUDA_ROOT)/lib64
+NVCCFLAGS := -O2 -g -std=c++17 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90 --fmad=false \
+             -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings
+GPU_C_SRC  := $(shell find gpu -name '*.c' | sort)
+GPU_CU_SRC := $(shell find gpu -name '*.cu' ! -name 'bench_*' | sort)
+GPU_CU_OBJ := $(GPU_CU_SRC:%.cu=build/obj/%.cu.o)
+GPU_OBJ    := $(GPU_C_SRC:%.c=build/obj/%.o) $(GPU_CU_OBJ)
+# nvcc objects are not sanitised; gpu/backend.c is.
+ASAN_GPU   := $(GPU_C_SRC:%.c=build/asan/%.o) $(GPU_CU_OBJ)
+STD     += -DTRAIND_CUDA=1
+GPU_LIBS := -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublas -lcudart -lstdc++
+# CUDA under ASan needs the shadow gap unprotected; the driver's own
+# allocations at exit are not our leaks.
+GPU_ASAN_OPTIONS := :protect_shadow_gap=0
+GPU_LSAN := LSAN_OPTIONS=suppressions=$(CURDIR)/gpu/lsan.supp
+endif
+
+# Files that test TRAIND_CUDA are rebuilt when the CUDA choice changes
+# (make vs make GPU=0 in one build directory).
+GPU_STAMP := build/gpu-config.stamp
+GPU_STAMP_TEXT := cuda=$(if $(strip $(NVCC)),$(NVCC),none)
+$(shell mkdir -p build; [ "$$(cat $(GPU_STAMP) 2>/dev/null)" = "$(GPU_STAMP_TEXT)" ] || \
+        echo "$(GPU_STAMP_TEXT)" > $(GPU_STAMP))
+
 CORE_SRC   := $(shell find core -name '*.c' | sort)
 SERVER_SRC := $(shell find server -name '*.c' | sort)
 TEST_SRC   := $(shell find tests -name '*.c' | sort)
@@ -37,12 +77,18 @@ ASAN_STORAGE := $(STORAGE_SRC:%.c=build/asan/%.o)
 # The unit tests link the daemon's layers too (storage, scheduler), all but main().
 ASAN_SERVER_LIB := $(filter-out build/asan/server/main.o,$(ASAN_SERVER))
 
-.PHONY: all run test test-only test-e2e deps clean fixtures bench
+.PHONY: all run test test-only test-e2e lint-api deps clean fixtures bench bench-gpu
 all: build/traind
 
 build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(STD) $(CFLAGS) $(OMP) $(WARN) $(INC) $(DEPFLAGS) -c $< -o $@
+
+build/obj/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -I. -MMD -MP -c $< -o $@
+
+build/obj/server/main.o build/asan/server/main.o build/asan/tests/unit/test_gpu.o: $(GPU_STAMP)
 
 build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -52,16 +98,16 @@ build/libtraind.a: $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-build/traind: $(SERVER_OBJ) $(STORAGE_OBJ) build/libtraind.a
-	$(CC) $(CFLAGS) $(OMP) -o $@ $(SERVER_OBJ) $(STORAGE_OBJ) build/libtraind.a $(LIBS)
+build/traind: $(SERVER_OBJ) $(STORAGE_OBJ) $(GPU_OBJ) build/libtraind.a
+	$(CC) $(CFLAGS) $(OMP) -o $@ $(SERVER_OBJ) $(STORAGE_OBJ) $(GPU_OBJ) build/libtraind.a $(LIBS) $(GPU_LIBS)
 
-build/tests/unit: $(ASAN_TEST) $(ASAN_CORE) $(ASAN_STORAGE) $(ASAN_SERVER_LIB)
+build/tests/unit: $(ASAN_TEST) $(ASAN_CORE) $(ASAN_STORAGE) $(ASAN_SERVER_LIB) $(ASAN_GPU)
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN) $(OMP) -o $@ $^ -lcriterion $(LIBS)
+	$(CC) $(SAN) $(OMP) -o $@ $^ -lcriterion $(LIBS) $(GPU_LIBS)
 
 # traind itself under ASan + UBSan, for the command-line tests in tests/e2e.
-build/traind-asan: $(ASAN_SERVER) $(ASAN_STORAGE) $(ASAN_CORE)
-	$(CC) $(SAN) $(OMP) -o $@ $^ $(LIBS)
+build/traind-asan: $(ASAN_SERVER) $(ASAN_STORAGE) $(ASAN_CORE) $(ASAN_GPU)
+	$(CC) $(SAN) $(OMP) -o $@ $^ $(LIBS) $(GPU_LIBS)
 
 deps:
 	@scripts/install-deps.sh
@@ -71,33 +117,60 @@ run: deps
 	$(MAKE) all
 	build/traind serve --port 8080 --bind 127.0.0.1 --data-dir ./var
 
-# Criterion forks one process per test. A leak is reported when a test's
-# process exits, after Criterion has counted the test, so the log is scanned
-# for sanitizer reports as well.
+# Unit tests (scripts/run-unit-tests.sh: Criterion under the sanitizers,
+# failing on any sanitizer report), the OpenAPI lint, then the e2e scripts.
 test: deps
 	$(MAKE) all build/tests/unit build/traind-asan
 	$(MAKE) test-only
+	@$(MAKE) --no-print-directory lint-api
 	@$(MAKE) --no-print-directory test-e2e
 
 test-only:
-	@mkdir -p build
-	set -o pipefail; OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	    UBSAN_OPTIONS=print_stacktrace=1 build/tests/unit --jobs 2 $(TEST_ARGS) 2>&1 | tee build/test.log
-	@if grep -q 'ERROR: LeakSanitizer\|ERROR: AddressSanitizer\|runtime error:' build/test.log; then \
-	    echo "sanitizer reports above: failing the test run" >&2; exit 1; fi
+	OMP_WAIT_POLICY=passive $(GPU_LSAN) \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1$(GPU_ASAN_OPTIONS) \
+	    UBSAN_OPTIONS=print_stacktrace=1 scripts/run-unit-tests.sh $(TEST_ARGS)
 
 # Whole `traind run` jobs: parity with PyTorch (tests/fixtures/jobs, from
 # gen_jobs.py) and bad input under ASan; the HTTP API against the real
-# daemon under ASan (test_api.sh). Each script ends "N passed, N failed".
+# daemon under ASan (test_api.sh); kill -9 and resume, cancel, two workers,
+# SSE resume, /metrics (test_daemon.sh); api-docs/README.md's curl
+# walkthrough, run verbatim (test_walkthrough.sh). Each script ends
+# "N passed, N failed".
 test-e2e: build/traind build/traind-asan
 	@ok=0; tests/e2e/test_run_parity.sh build/traind || ok=1; \
 	tests/e2e/test_run_errors.sh build/traind-asan || ok=1; \
-	tests/e2e/test_api.sh build/traind-asan || ok=1; exit $$ok
+	tests/e2e/test_api.sh build/traind-asan || ok=1; \
+	tests/e2e/test_daemon.sh build/traind-asan || ok=1; \
+	tests/e2e/test_walkthrough.sh build/traind || ok=1; exit $$ok
+
+# api-docs/openapi.yaml through Redocly's linter (pinned in
+# api-docs/package.json); npm ci runs only when api-docs/node_modules is
+# missing. No telemetry, no update check: the tests run offline.
+lint-api:
+	@if [ ! -d api-docs/node_modules ]; then npm ci --prefix api-docs --no-audit --no-fund; fi
+	cd api-docs && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+	    node_modules/.bin/redocly lint --format=stylish openapi.yaml
 
 # MNIST MLP and CNN, traind and (where torch imports) PyTorch side by side;
 # JSON lines on stdout. Needs ../shared/datasets/mnist (skips without it).
+# Then the API under wrk load while a job trains (bench-api, bench/api.sh;
+# installs Debian's wrk when missing).
 bench: build/traind
 	@bench/run.sh
+	@bench/api.sh
+
+bench-api: build/traind
+	@bench/api.sh
+
+# The GPU benchmark: MNIST MLP and CNN and a GEMM-heavy MLP on --device cuda
+# beside PyTorch CUDA, and the cuBLAS sgemm peak (build/bench_gemm). Prints
+# "skipped: no GPU" where there is none.
+bench-gpu: build/traind $(if $(strip $(NVCC)),build/bench_gemm)
+	@bench/gpu.sh
+
+build/bench_gemm: gpu/bench_gemm.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -I. -o $@ $< -L$(CUDA_LIB) -Xlinker -rpath,$(CUDA_LIB) -lcublas
 
 # Regenerate the PyTorch fixtures (needs Debian's python3-torch).
 fixtures:

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian packages traind builds and tests with, only those
-# missing, so a machine that has them all pays nothing.
+# Installs the Debian packages traind builds and tests with (and the curl,
+# jq and npm that the API docs and their tests use), only those missing,
+# so a machine that has them all pays nothing.
 set -euo pipefail
 pkgs=(build-essential pkg-config libopenblas-dev libopenblas-openmp-dev libjansson-dev libcriterion-dev
-      libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev zlib1g-dev curl)
+      libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev zlib1g-dev curl jq)
 missing=()
+# make lint-api runs Redocly's OpenAPI linter with npm (api-docs/package.json):
+# Debian's nodejs and npm, unless an npm is already on the PATH (NodeSource, nvm).
+command -v npm >/dev/null || pkgs+=(nodejs npm)
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/backend.h"
 #include "core/error.h"
 #include "core/spec.h"
 #include "core/train.h"
@@ -125,7 +126,7 @@ int cmd_run(int argc, char **argv) {
         }
     }
     if (!job) {
-        fprintf(stderr, "usage: traind run JOB.json [--jsonl] [--device cpu] [--out DIR]\n");
+        fprintf(stderr, "usage: traind run JOB.json [--jsonl] [--device cpu|cuda:N] [--out DIR]\n");
         return 2;
     }
     JobBuild r = {0};
@@ -134,11 +135,10 @@ int cmd_run(int argc, char **argv) {
     Device device = DEVICE_CPU_INIT;
     if (device_arg && device_parse(device_arg, &device) != 0) goto done;
     if (!device_arg && !r.spec->device_auto) device = r.spec->device;
-    if (device.type != DEVICE_CPU) {
-        error_set("device: %s is not supported by this build's trainer yet", device_arg
-                      ? device_arg : "cuda");
-        goto done;
-    }
+    /* cuda:N needs a registered CUDA backend (gpu_init in main) with that
+     * device: "device cuda:0: this build has no CUDA backend or no GPU was
+     * found" otherwise. */
+    if (!backend_for(device) || job_build_to_device(&r, device) != 0) goto done;
     char out_dir[4096];
     if (out_arg)
         snprintf(out_dir, sizeof out_dir, "%s", out_arg);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "core/error.h"
 
 void job_build_free(JobBuild *b) {
@@ -205,7 +206,33 @@ int job_build(JobBuild *b, JobSpec *spec, Db *db) {
     return 0;
 }
 
+/* The device of the model's first parameter (CPU for a model without any). */
+static Device model_device(Module *m) {
+    int n = 0;
+    Tensor **params = module_parameters(m, &n);
+    Device d = params && n > 0 ? params[0]->device : DEVICE_CPU_INIT;
+    free(params);
+    return d;
+}
+
+int job_build_to_device(JobBuild *b, Device device) {
+    if (!b->model) return error_set("job_build_to_device: nothing built");
+    if (!backend_for(device)) return -1;
+    if (device_equal(model_device(b->model), device)) return 0;
+    if (module_to(b->model, device) != 0) return error_prefix("model.to(device)");
+    /* module_to replaced the parameters: an optimizer holds the old ones.
+     * Nothing has stepped yet, so a new one over the moved parameters is
+     * the same optimizer. */
+    optimizer_free(b->opt);
+    b->opt = job_spec_build_optimizer(b->spec, b->model);
+    return b->opt ? 0 : -1;
+}
+
 void job_build_trainer(JobBuild *b, Trainer *t, Device device) {
+    /* Callers should have moved the build (to report a failure); if not,
+     * move it here, and a failure shows when train_run meets the model on
+     * the wrong device. */
+    if (!device_equal(model_device(b->model), device)) (void)job_build_to_device(b, device);
     t->model = b->model;
     t->opt = b->opt;
     t->sched = b->sched;
@@ -271,6 +298,10 @@ int job_build_validate(Db *db, const char *spec_json, size_t len, JobSpec **out)
         error_set("loss.reduction: the trainer logs batch-mean losses; only 'mean' is supported");
         goto fail;
     }
+    /* "cuda" / "cuda:N" needs the CUDA backend registered with that device;
+     * backend_for says "device cuda:0: this build has no CUDA backend or no
+     * GPU was found" otherwise, and the job is refused at submission. */
+    if (!spec->device_auto && !backend_for(spec->device)) goto fail;
     if (spec->init) {
         char path[4400];
         if (init_path(db, spec->init, path, sizeof path) != 0) goto fail;

@@ -37,6 +37,13 @@ typedef struct {
 int job_build(JobBuild *b, JobSpec *spec, Db *db);
 void job_build_free(JobBuild *b); /* the struct itself is not freed */
 
+/* Moves the built model to `device` (module_to) and rebuilds the optimizer
+ * over the moved parameters; a no-op when it is there already. Call after
+ * job_build and before job_build_trainer (and any resume). -1 with an error
+ * ("device cuda:0: this build has no CUDA backend or no GPU was found",
+ * an out-of-memory on the device). */
+int job_build_to_device(JobBuild *b, Device device);
+
 /* Fills a train_init'ed Trainer with the build's objects and the spec's
  * loop settings (epochs, accuracy, checkpoint_every), on `device`. The
  * caller sets callbacks and the cancel flag. */

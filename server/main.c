@@ -13,6 +13,9 @@
 #include "core/tensor.h"
 #include "server/serve.h"
 #include "server/version.h"
+#ifdef TRAIND_CUDA
+#include "gpu/gpu.h"
+#endif
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -21,7 +24,7 @@ static void usage(FILE *out) {
             "commands:\n"
             "  version            print the version\n"
             "  info               dtypes, devices and backends of this build\n"
-            "  run JOB.json [--jsonl] [--device cpu] [--out DIR]\n"
+            "  run JOB.json [--jsonl] [--device cpu|cuda|cuda:N] [--out DIR]\n"
             "                     train one job in the foreground\n"
             "  serve [--port 8080] [--bind 127.0.0.1] [--data-dir ./var] [--workers N]\n"
             "        [--devices cpu,...]\n"
@@ -35,6 +38,17 @@ static int cmd_info(void) {
     printf("dtypes: float32 float64 int64 uint8\n");
     printf("backends: cpu (OpenBLAS)%s\n", backend_cuda_device_count() ? ", cuda" : "");
     printf("cuda devices: %d\n", backend_cuda_device_count());
+#ifdef TRAIND_CUDA
+    for (int i = 0; i < backend_cuda_device_count(); i++) {
+        char name[256];
+        size_t total = 0, free_ = 0;
+        if (gpu_device_info(i, name, sizeof name, &total, &free_) == 0)
+            printf("  cuda:%d  %s  %.1f GiB (%.1f GiB free)\n", i, name,
+                   (double)total / (1 << 30), (double)free_ / (1 << 30));
+    }
+#else
+    printf("  (built without CUDA: make GPU=0 or no nvcc)\n");
+#endif
     return 0;
 }
 
@@ -59,6 +73,12 @@ int main(int argc, char **argv) {
         printf("traind %s\n", TRAIND_VERSION);
         return 0;
     }
+#ifdef TRAIND_CUDA
+    /* The CUDA backend is registered before any job can name a cuda device;
+     * only the commands that use devices pay for the driver's start-up. */
+    if (!strcmp(argv[1], "info") || !strcmp(argv[1], "run") || !strcmp(argv[1], "serve"))
+        gpu_init();
+#endif
     if (strcmp(argv[1], "info") == 0) return cmd_info();
     if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 2, argv + 2);
     if (strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 2, argv + 2);

@@ -39,6 +39,7 @@
 #include "core/error.h"
 #include "core/train.h"
 #include "server/job_build.h"
+#include "server/log.h"
 
 typedef enum { STOP_NONE, STOP_CANCEL, STOP_SHUTDOWN } StopKind;
 
@@ -120,7 +121,26 @@ uint64_t scheduler_wait(Scheduler *s, uint64_t seen, int timeout_ms) {
     return g;
 }
 
-/* A log line for the job, also on stderr as a structured line. */
+/* The scheduler's own lines on stderr, through server/log.h like the HTTP
+ * layer's: {"event":"job","job":N,"level":"info","message":...}, or
+ * "event":"scheduler" without a job (job 0). */
+static void sched_log(int64_t job, const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void sched_log(int64_t job, const char *level, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *o = job ? json_pack("{s:I}", "job", (json_int_t)job) : json_object();
+    if (!o) return;
+    json_object_set_new(o, "level", json_string(level));
+    json_object_set_new(o, "message", log_string(msg));
+    log_json(job ? "job" : "scheduler", o);
+}
+
+/* A log line for the job (its stored log, GET /v1/jobs/{id}/logs), also on
+ * stderr as a structured line. */
 static void job_log(Scheduler *s, int64_t job, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void job_log(Scheduler *s, int64_t job, const char *fmt, ...) {
@@ -129,9 +149,9 @@ static void job_log(Scheduler *s, int64_t job, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    sched_log(job, "info", "%s", line);
     if (db_log_append(s->db, job, line, NULL) != DB_OK)
-        fprintf(stderr, "traind: job %" PRId64 ": cannot store a log line: %s\n", job,
-                error_get());
+        sched_log(job, "error", "cannot store a log line: %s", error_get());
     bump(s);
 }
 
@@ -260,7 +280,7 @@ static int save_checkpoint(JobRun *r, const Trainer *t, int epoch, int64_t step,
     if (db_checkpoint_insert(r->s->db, r->job, epoch, step, partial, rel, &c) != DB_OK) return -1;
     int removed = 0;
     if (db_checkpoint_gc(r->s->db, r->job, r->spec->checkpoint_keep_last, &removed) != DB_OK)
-        fprintf(stderr, "traind: job %" PRId64 ": checkpoint gc: %s\n", r->job, error_get());
+        sched_log(r->job, "error", "checkpoint gc: %s", error_get());
     job_log(r->s, r->job, "checkpoint %s%s: step %" PRId64 ", %" PRId64 " bytes, sha256 %s",
             rel, partial ? " (partial, for resuming)" : "", step, c.bytes, c.sha256);
     return 0;
@@ -306,15 +326,14 @@ static void requeue_stopped(JobRun *r, const Trainer *t, bool built) {
         bool newer = rc == DB_NOT_FOUND ? t->state.step > 0
                                         : rc == DB_OK && t->state.step > last.step;
         if (newer && save_checkpoint(r, t, t->state.epoch, t->state.step, true) != 0)
-            fprintf(stderr, "traind: job %" PRId64 ": partial checkpoint at stop: %s\n", r->job,
-                    error_get());
+            sched_log(r->job, "error", "partial checkpoint at stop: %s", error_get());
     }
     metric_writer_flush(s->mw);
     if (db_job_requeue(s->db, r->job) != DB_OK)
-        fprintf(stderr, "traind: job %" PRId64 ": requeue: %s\n", r->job, error_get());
+        sched_log(r->job, "error", "requeue: %s", error_get());
     else
-        fprintf(stderr, "traind: job %" PRId64 ": stopped at step %" PRId64
-                ", queued to resume\n", r->job, built ? t->state.step : 0);
+        sched_log(r->job, "info", "stopped at step %" PRId64 ", queued to resume",
+                  built ? t->state.step : 0);
 }
 
 static void run_job(Worker *w, const DbJob *job) {
@@ -322,8 +341,7 @@ static void run_job(Worker *w, const DbJob *job) {
     JobRun r = {.s = s, .w = w, .job = job->id, .t0 = now_s()};
     snprintf(r.ckpt_dir, sizeof r.ckpt_dir, "%s/jobs/%" PRId64 "/checkpoints", db_data_dir(s->db),
              job->id);
-    fprintf(stderr, "traind: job %" PRId64 ": attempt %d on %s\n", job->id, job->attempt,
-            w->device_name);
+    sched_log(job->id, "info", "attempt %d on %s", job->attempt, w->device_name);
 #ifdef _OPENMP
     if (s->cfg.threads_per_job > 0) omp_set_num_threads(s->cfg.threads_per_job);
 #endif
@@ -367,7 +385,7 @@ static void run_job(Worker *w, const DbJob *job) {
         db_job_set_progress(s->db, job->id, &p);
         job_log(s, job->id, "succeeded after %" PRId64 " steps", t.state.step);
         if (db_job_finish(s->db, job->id, DB_JOB_SUCCEEDED, NULL) != DB_OK)
-            fprintf(stderr, "traind: job %" PRId64 ": %s\n", job->id, error_get());
+            sched_log(job->id, "error", "%s", error_get());
     } else if (stop == STOP_SHUTDOWN) {
         requeue_stopped(&r, &t, built);
     } else {
@@ -383,9 +401,7 @@ static void run_job(Worker *w, const DbJob *job) {
                                                 built ? t.state.step : 0);
         job_log(s, job->id, "%s: %s", final == DB_JOB_CANCELLED ? "cancelled" : "failed", err);
         if (db_job_finish(s->db, job->id, final, err) != DB_OK)
-            fprintf(stderr, "traind: job %" PRId64 ": %s\n", job->id, error_get());
-        fprintf(stderr, "traind: job %" PRId64 ": %s: %s\n", job->id,
-                db_job_state_name(final), err);
+            sched_log(job->id, "error", "%s", error_get());
     }
     job_build_free(&b);
     error_clear();
@@ -400,7 +416,7 @@ static int claim_next(Worker *w, DbJob *out) {
     int64_t *ids;
     int n;
     if (db_job_queue(s->db, &ids, &n) != DB_OK) {
-        fprintf(stderr, "traind: scheduler: %s\n", error_get());
+        sched_log(0, "error", "%s", error_get());
         return 0;
     }
     /* the cache keeps only queued jobs */
@@ -496,8 +512,7 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg) {
     int requeued = 0;
     if (db_job_requeue_running(cfg->db, &requeued) != DB_OK) return NULL;
     if (requeued)
-        fprintf(stderr, "traind: scheduler: %d job(s) left running put back in the queue\n",
-                requeued);
+        sched_log(0, "info", "%d job(s) left running put back in the queue", requeued);
     Scheduler *s = calloc(1, sizeof *s + (size_t)n * sizeof(Worker));
     if (!s) {
         error_set("scheduler: out of memory");

@@ -6,6 +6,7 @@
 # relative. Needs only python3 (no torch, no ../shared: the data is committed).
 #
 #   tests/e2e/test_run_parity.sh [TRAIND]      (default build/traind)
+#   DEVICE=cuda tests/e2e/test_run_parity.sh   (the same jobs on the GPU)
 #
 # Prints a line per case and ends with "N passed, N failed".
 set -uo pipefail
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/../.."
 
 TRAIND=${1:-build/traind}
 RTOL=${RTOL:-1e-4}
+DEVICE=${DEVICE:-cpu}
 JOBS=tests/fixtures/jobs
 if [ ! -x "$TRAIND" ]; then
     echo "test_run_parity: $TRAIND not built (make $TRAIND)" >&2
@@ -27,7 +29,7 @@ for expected in "$JOBS"/*.expected.json; do
     c=$(basename "$expected" .expected.json)
     job="$JOBS/$c.json"
     out="$TMP/$c"
-    if ! "$TRAIND" run "$job" --jsonl --device cpu --out "$out" >"$out.jsonl" 2>"$out.err"; then
+    if ! "$TRAIND" run "$job" --jsonl --device "$DEVICE" --out "$out" >"$out.jsonl" 2>"$out.err"; then
         echo "FAIL $c: traind run exited $?: $(tail -n 3 "$out.err")"
         failed=$((failed + 1))
         continue

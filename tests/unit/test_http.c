@@ -216,7 +216,7 @@ static void assert_error(const char *body, const char *code) {
     json_decref(j);
 }
 
-TestSuite(http, .init = start, .fini = stop, .timeout = 60);
+TestSuite(http, .init = start, .fini = stop);
 
 Test(http, routes_and_params) {
     char *body;

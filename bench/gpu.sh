@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# bench/gpu.sh - `make bench-gpu`: traind on `--device cuda` beside PyTorch
+# CUDA, in one run, JSON lines on stdout (also saved to
+# bench/results/gpu-<date>-<device>.jsonl):
+#
+#   {"bench": "cublas_sgemm_peak", "device": ..., "peak_tflops": ..., ...}  (build/bench_gemm)
+#   {"bench": "mnist_mlp", "impl": "traind-cuda", "train_samples_per_s": ...}
+#   {"bench": "mnist_mlp", "impl": "pytorch-cuda", ...}
+#   {"bench": "mnist_mlp", "ratio_samples_per_s": traind / pytorch}
+#   ... the same for mnist_cnn (bench/run.sh's loops, on ../shared/datasets/mnist)
+#   ... and gemm_mlp_4096: MLP 4096-4096-4096-10, batch 1024, SGD, on 8192
+#       random samples (npy), with "tflops" = samples/s * 6 * parameters and
+#       "fraction_of_cublas_peak" against the measured sgemm peak.
+#
+# Without a GPU (traind info: "cuda devices: 0", or a build without CUDA)
+# it prints "skipped: no GPU" and exits 0. Without MNIST the MNIST benches
+# are skipped (a "skipped" line); the GEMM job needs only numpy.
+#
+#   MNIST_DIR=... EPOCHS=2 PYTHON=python3 bench/gpu.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+TRAIND=${TRAIND:-build/traind}
+PY=${PYTHON:-python3}
+MNIST_DIR=${MNIST_DIR:-../shared/datasets/mnist}
+EPOCHS=${EPOCHS:-2}
+
+[ -x "$TRAIND" ] || { echo "bench-gpu: $TRAIND not built (make all)" >&2; exit 1; }
+ngpu=$("$TRAIND" info 2>/dev/null | sed -n 's/^cuda devices: //p')
+if [ -z "$ngpu" ] || [ "$ngpu" = 0 ] || [ ! -x build/bench_gemm ]; then
+    echo "bench-gpu: skipped: no GPU (traind info: cuda devices: ${ngpu:-?})" >&2
+    echo "skipped: no GPU"
+    exit 0
+fi
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+device=$("$TRAIND" info | sed -n 's/^  cuda:0  \(.*\)  [0-9.]* GiB.*/\1/p')
+mkdir -p bench/results
+RESULTS=bench/results/gpu-$(date -u +%Y%m%d)-$(echo "${device:-gpu}" | tr -c 'A-Za-z0-9\n' '_').jsonl
+: >"$RESULTS"
+emit() { echo "$1"; echo "$1" >>"$RESULTS"; }
+emit "{\"bench\": \"gpu\", \"device\": \"$device\", \"date\": \"$(date -u +%FT%TZ)\"}"
+
+peak_line=$(build/bench_gemm)
+emit "$peak_line"
+peak=$(echo "$peak_line" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["peak_tflops"])')
+
+# summarize BENCH JSONL PARAMS: traind's metric lines -> one bench line.
+summarize() {
+    "$PY" - "$@" <<'PYEOF'
+import json, sys
+bench, path, params = sys.argv[1], sys.argv[2], float(sys.argv[3])
+m = {}
+for line in open(path):
+    ev = json.loads(line)
+    if ev.get("event") == "metric" and ev["name"] not in ("loss", "lr"):
+        m.setdefault(ev["name"], []).append(ev["value"])
+times, sps = m["epoch_time_s"], m["samples_per_s"]
+samples = sum(s * t for s, t in zip(sps, times))
+out = {"bench": bench, "impl": "traind-cuda",
+       "train_samples_per_s": round(samples / sum(times), 1),
+       "best_epoch_samples_per_s": round(max(sps), 1),
+       "epoch_time_s": [round(t, 3) for t in times],
+       "train_loss": [round(v, 5) for v in m["train_loss"]]}
+if "val_accuracy" in m:
+    out["test_accuracy"] = m["val_accuracy"][-1]
+print(json.dumps(out))
+PYEOF
+}
+
+# ratio BENCH OURS THEIRS PARAMS PEAK: the comparison line.
+ratio() {
+    "$PY" - "$@" <<'PYEOF'
+import json, sys
+bench, ours, theirs = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+params, peak = float(sys.argv[4]), float(sys.argv[5])
+out = {"bench": bench,
+       "ratio_samples_per_s": round(ours["train_samples_per_s"] / theirs["train_samples_per_s"], 3),
+       "ratio_best_epoch": round(ours["best_epoch_samples_per_s"] /
+                                 theirs["best_epoch_samples_per_s"], 3)}
+if params > 0:
+    for who, r in (("traind", ours), ("pytorch", theirs)):
+        tf = r["best_epoch_samples_per_s"] * 6 * params / 1e12
+        out[who + "_tflops"] = round(tf, 2)
+        out[who + "_fraction_of_cublas_peak"] = round(tf / peak, 3)
+    out["cublas_peak_tflops"] = peak
+print(json.dumps(out))
+PYEOF
+}
+
+# run_bench BENCH SPEC PARAMS TORCH_ARGS...
+run_bench() {
+    local bench=$1 spec=$2 params=$3
+    shift 3
+    if ! "$TRAIND" run "$spec" --jsonl --device cuda --out "$TMP/out-$bench" \
+            >"$TMP/$bench.jsonl" 2>"$TMP/$bench.err"; then
+        emit "{\"bench\": \"$bench\", \"impl\": \"traind-cuda\", \"failed\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-500:]))' <"$TMP/$bench.err")}"
+        return
+    fi
+    local ours theirs
+    ours=$(summarize "$bench" "$TMP/$bench.jsonl" "$params")
+    emit "$ours"
+    if theirs=$("$PY" bench/torch_gpu.py "$@" --epochs "$EPOCHS" 2>"$TMP/$bench.torch.err"); then
+        emit "$theirs"
+        emit "$(ratio "$bench" "$ours" "$theirs" "$params" "$peak")"
+    else
+        echo "bench-gpu: $bench: PyTorch side failed: $(tail -n 3 "$TMP/$bench.torch.err")" >&2
+    fi
+}
+
+mnist_model() {
+    case $1 in
+    mlp) echo '[{"type": "Flatten"},
+     {"type": "Linear", "in_features": 784, "out_features": 256}, {"type": "ReLU"},
+     {"type": "Linear", "in_features": 256, "out_features": 10}]' ;;
+    cnn) echo '[{"type": "Conv2d", "in_channels": 1, "out_channels": 32, "kernel_size": 3, "padding": 1},
+     {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+     {"type": "Conv2d", "in_channels": 32, "out_channels": 64, "kernel_size": 3, "padding": 1},
+     {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2}, {"type": "Flatten"},
+     {"type": "Linear", "in_features": 3136, "out_features": 128}, {"type": "ReLU"},
+     {"type": "Linear", "in_features": 128, "out_features": 10}]' ;;
+    esac
+}
+
+if [ -f "$MNIST_DIR/train-images-idx3-ubyte.gz" ] && [ -f "$MNIST_DIR/t10k-images-idx3-ubyte.gz" ]; then
+    MNIST_DIR=$(cd "$MNIST_DIR" && pwd)
+    for model in mlp cnn; do
+        cat >"$TMP/mnist_$model.json" <<EOF
+{"name": "mnist_$model",
+ "data": {"train": {"format": "idx", "images": "$MNIST_DIR/train-images-idx3-ubyte.gz",
+                    "labels": "$MNIST_DIR/train-labels-idx1-ubyte.gz"},
+          "val": {"format": "idx", "images": "$MNIST_DIR/t10k-images-idx3-ubyte.gz",
+                  "labels": "$MNIST_DIR/t10k-labels-idx1-ubyte.gz"},
+          "transforms": [{"type": "ToTensor"}, {"type": "Normalize", "mean": [0.5], "std": [1.0]}]},
+ "model": $(mnist_model $model),
+ "loss": {"type": "CrossEntropyLoss"},
+ "optimizer": {"type": "SGD", "lr": 0.01, "momentum": 0.9},
+ "scheduler": {"type": "LambdaLR", "lr_lambda": "0.95 ** epoch"},
+ "epochs": $EPOCHS, "batch_size": 64, "shuffle": true, "seed": 0,
+ "metrics": ["accuracy"], "checkpoint": null}
+EOF
+        run_bench "mnist_$model" "$TMP/mnist_$model.json" 0 --model "$model" --data "$MNIST_DIR"
+    done
+else
+    emit "{\"bench\": \"mnist\", \"skipped\": \"$MNIST_DIR/train-images-idx3-ubyte.gz not found\"}"
+fi
+
+# The GEMM-heavy job: 8192 random samples of 4096 features, 10 classes.
+"$PY" - "$TMP" <<'PYEOF'
+import sys, numpy as np
+rng = np.random.default_rng(0)
+np.save(sys.argv[1] + "/x.npy", rng.standard_normal((8192, 4096), dtype=np.float32))
+np.save(sys.argv[1] + "/y.npy", rng.integers(0, 10, 8192).astype(np.int64))
+PYEOF
+cat >"$TMP/gemm.json" <<EOF
+{"name": "gemm_mlp_4096",
+ "data": {"train": {"format": "npy", "inputs": "$TMP/x.npy", "targets": "$TMP/y.npy"}},
+ "model": [{"type": "Linear", "in_features": 4096, "out_features": 4096}, {"type": "ReLU"},
+           {"type": "Linear", "in_features": 4096, "out_features": 4096}, {"type": "ReLU"},
+           {"type": "Linear", "in_features": 4096, "out_features": 10}],
+ "loss": {"type": "CrossEntropyLoss"},
+ "optimizer": {"type": "SGD", "lr": 0.01},
+ "epochs": $EPOCHS, "batch_size": 1024, "shuffle": false, "seed": 0, "checkpoint": null}
+EOF
+params=$((4096 * 4096 * 2 + 4096 * 2 + 4096 * 10 + 10))
+run_bench gemm_mlp_4096 "$TMP/gemm.json" "$params" --model gemm --npy "$TMP"
+echo "bench-gpu: results in $RESULTS" >&2

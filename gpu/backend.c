@@ -1,0 +1,313 @@
+/* backend.c - the CUDA backend table: unpacks Tensors into device pointers,
+ * shapes and strides and calls the launchers of gpu/kernels.h.
+ *
+ * This file is C (and the kernels C++) because core/tensor.h uses
+ * <stdatomic.h>, which nvcc's C++ cannot include; so the .cu files never
+ * see a Tensor, only the plain types of gpu/kernels.h.
+ *
+ * Every kernel first makes the tensor's device current for the thread.
+ * gemm, im2col and col2im get raw pointers and no device: they run on the
+ * thread's current device, which is the one of the op's tensors, since the
+ * op layer has just allocated its output there (alloc selects the device).
+ * Failures of the asynchronous kernels stay in gpu/'s sticky error until
+ * to_host, the synchronising copy, reports them (see gpu/gpu.h).
+ */
+#include <string.h>
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "gpu/gpu.h"
+#include "gpu/kernels.h"
+
+_Static_assert((int)DTYPE_FLOAT32 == (int)GPU_F32 && (int)DTYPE_FLOAT64 == (int)GPU_F64 && (int)DTYPE_INT64 == (int)GPU_I64 &&
+                   (int)DTYPE_UINT8 == (int)GPU_U8,
+               "gpu/kernels.h dtype codes follow core's DType");
+_Static_assert((int)BINARY_ADD == (int)GPU_BIN_ADD && (int)BINARY_SUB == (int)GPU_BIN_SUB &&
+                   (int)BINARY_MUL == (int)GPU_BIN_MUL && (int)BINARY_DIV == (int)GPU_BIN_DIV &&
+                   (int)BINARY_POW == (int)GPU_BIN_POW && (int)BINARY_MAX == (int)GPU_BIN_MAX &&
+                   (int)BINARY_GT == (int)GPU_BIN_GT && (int)BINARY_EQ == (int)GPU_BIN_EQ,
+               "gpu/kernels.h binary op codes follow BinaryOp");
+_Static_assert((int)UNARY_NEG == (int)GPU_UN_NEG && (int)UNARY_EXP == (int)GPU_UN_EXP && (int)UNARY_LOG == (int)GPU_UN_LOG &&
+                   (int)UNARY_SQRT == (int)GPU_UN_SQRT && (int)UNARY_ABS == (int)GPU_UN_ABS &&
+                   (int)UNARY_SIGN == (int)GPU_UN_SIGN && (int)UNARY_RELU == (int)GPU_UN_RELU &&
+                   (int)UNARY_SIGMOID == (int)GPU_UN_SIGMOID && (int)UNARY_TANH == (int)GPU_UN_TANH &&
+                   (int)UNARY_POW == (int)GPU_UN_POW && (int)UNARY_MUL_SCALAR == (int)GPU_UN_MUL_SCALAR &&
+                   (int)UNARY_ADD_SCALAR == (int)GPU_UN_ADD_SCALAR &&
+                   (int)UNARY_RSUB_SCALAR == (int)GPU_UN_RSUB_SCALAR &&
+                   (int)UNARY_RDIV_SCALAR == (int)GPU_UN_RDIV_SCALAR &&
+                   (int)UNARY_GT_SCALAR == (int)GPU_UN_GT_SCALAR && (int)UNARY_CLAMP_MIN == (int)GPU_UN_CLAMP_MIN &&
+                   (int)UNARY_CLAMP_MAX == (int)GPU_UN_CLAMP_MAX,
+               "gpu/kernels.h unary op codes follow UnaryOp");
+_Static_assert(sizeof(GpuWindow) == sizeof(Window2d) && GPU_MAX_DIMS == TENSOR_MAX_DIMS,
+               "GpuWindow mirrors Window2d");
+
+static GpuView view_of(const Tensor *t) {
+    GpuView v;
+    memset(&v, 0, sizeof v);
+    v.ndim = t->ndim;
+    for (int d = 0; d < t->ndim; d++) {
+        v.shape[d] = t->shape[d];
+        v.stride[d] = t->strides[d];
+    }
+    return v;
+}
+
+static GpuWindow window_of(const Window2d *w) {
+    GpuWindow g;
+    memcpy(&g, w, sizeof g);
+    return g;
+}
+
+static void use(const Tensor *t) { gpu_use_device(t->device.index); }
+
+static void rows_cols(const Tensor *x, int64_t *rows, int64_t *cols) {
+    *cols = x->ndim > 0 ? x->shape[x->ndim - 1] : 1;
+    *rows = *cols > 0 ? tensor_numel(x) / *cols : 0;
+}
+
+/* ---- memory ---- */
+
+static void *cuda_alloc(Device device, size_t nbytes) {
+    return gpu_alloc_bytes(device.index, nbytes);
+}
+
+static void cuda_free(Device device, void *ptr) { gpu_free_bytes(device.index, ptr); }
+
+/* Moves the sticky CUDA error into core's error message. */
+static int report(void) {
+    const char *e = gpu_last_error();
+    error_set("%s", e ? e : "cuda: unknown failure");
+    gpu_clear_error();
+    return -1;
+}
+
+static int cuda_to_host(Device device, void *host_dst, const void *src, size_t nbytes) {
+    return gpu_memcpy_to_host(device.index, host_dst, src, nbytes) == 0 ? 0 : report();
+}
+
+static int cuda_from_host(Device device, void *dst, const void *host_src, size_t nbytes) {
+    return gpu_memcpy_from_host(device.index, dst, host_src, nbytes) == 0 ? 0 : report();
+}
+
+/* ---- layout ---- */
+
+static void cuda_copy(const Tensor *src, Tensor *dst) {
+    use(dst);
+    gpu_launch_copy(tensor_data(src), (int)src->dtype, view_of(src), tensor_data(dst),
+                    (int)dst->dtype, view_of(dst), tensor_numel(dst));
+}
+
+static void cuda_fill(Tensor *dst, double value) {
+    use(dst);
+    gpu_launch_fill(tensor_data(dst), (int)dst->dtype, tensor_numel(dst), value);
+}
+
+/* ---- elementwise ---- */
+
+static void cuda_binary(BinaryOp op, const Tensor *a, const Tensor *b, Tensor *out) {
+    use(out);
+    gpu_launch_binary((int)op, (int)out->dtype, tensor_data(a), view_of(a), tensor_data(b),
+                      view_of(b), tensor_data(out), tensor_numel(out));
+}
+
+static void cuda_unary(UnaryOp op, const Tensor *x, double alpha, Tensor *out) {
+    use(out);
+    gpu_launch_unary((int)op, (int)out->dtype, tensor_data(x), alpha, tensor_data(out),
+                     tensor_numel(out));
+}
+
+static void cuda_unary_backward(UnaryOp op, const Tensor *x, const Tensor *y, const Tensor *gy,
+                                Tensor *gx) {
+    use(gx);
+    gpu_launch_unary_backward((int)op, (int)gx->dtype, x ? tensor_data(x) : NULL,
+                              y ? tensor_data(y) : NULL, tensor_data(gy), tensor_data(gx),
+                              tensor_numel(gx));
+}
+
+/* ---- reductions ---- */
+
+static void cuda_sum(const Tensor *x, Tensor *out) {
+    use(out);
+    if (tensor_numel(x) == 0) { /* an empty sum is 0 */
+        gpu_launch_fill(tensor_data(out), (int)out->dtype, tensor_numel(out), 0.0);
+        return;
+    }
+    /* x is contiguous: split its dims (outermost first, size-1 dims
+     * dropped) into kept and reduced ones with their strides. */
+    int nk = 0, nr = 0;
+    int64_t ks[TENSOR_MAX_DIMS], kst[TENSOR_MAX_DIMS], rs[TENSOR_MAX_DIMS], rst[TENSOR_MAX_DIMS];
+    int64_t stride[TENSOR_MAX_DIMS], s = 1, nred = 1;
+    for (int d = x->ndim - 1; d >= 0; d--) {
+        stride[d] = s;
+        s *= x->shape[d];
+    }
+    for (int d = 0; d < x->ndim; d++) {
+        if (x->shape[d] == 1) continue;
+        if (out->shape[d] == 1) {
+            rs[nr] = x->shape[d];
+            rst[nr++] = stride[d];
+            nred *= x->shape[d];
+        } else {
+            ks[nk] = x->shape[d];
+            kst[nk++] = stride[d];
+        }
+    }
+    gpu_launch_sum((int)x->dtype, tensor_data(x), nk, ks, kst, nr, rs, rst, tensor_data(out),
+                   tensor_numel(out), nred);
+}
+
+static void cuda_max_last_dim(const Tensor *x, Tensor *out, Tensor *indices) {
+    use(x);
+    int64_t rows, cols;
+    rows_cols(x, &rows, &cols);
+    gpu_launch_max_last_dim((int)x->dtype, tensor_data(x), rows, cols,
+                            out ? tensor_data(out) : NULL,
+                            indices ? (int64_t *)tensor_data(indices) : NULL);
+}
+
+static void cuda_gather_last_dim(const Tensor *x, const Tensor *index, Tensor *out) {
+    use(x);
+    int64_t rows, cols;
+    rows_cols(x, &rows, &cols);
+    gpu_launch_gather_last_dim((int)x->dtype, tensor_data(x), tensor_data(index), rows, cols,
+                               tensor_data(out));
+}
+
+static void cuda_scatter_last_dim(const Tensor *g, const Tensor *index, Tensor *gx) {
+    use(gx);
+    int64_t rows, cols;
+    rows_cols(gx, &rows, &cols);
+    gpu_launch_scatter_last_dim((int)gx->dtype, tensor_data(g), tensor_data(index), rows, cols,
+                                tensor_data(gx));
+}
+
+/* ---- matrix products and convolution (current device) ---- */
+
+static void cuda_gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                      double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
+                      double beta, void *c, int64_t ldc) {
+    gpu_launch_gemm((int)dtype, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static void cuda_im2col(DType dtype, const Window2d *w, const void *images, int64_t n,
+                        void *columns, int64_t ld) {
+    GpuWindow g = window_of(w);
+    gpu_launch_im2col((int)dtype, &g, images, n, columns, ld);
+}
+
+static void cuda_col2im(DType dtype, const Window2d *w, const void *columns, int64_t ld,
+                        int64_t n, void *images) {
+    GpuWindow g = window_of(w);
+    gpu_launch_col2im((int)dtype, &g, columns, ld, n, images);
+}
+
+/* ---- pooling ---- */
+
+static void cuda_max_pool2d(const Window2d *w, const Tensor *x, Tensor *out, Tensor *indices) {
+    use(x);
+    GpuWindow g = window_of(w);
+    gpu_launch_max_pool2d((int)x->dtype, &g, tensor_data(x), tensor_data(out),
+                          tensor_data(indices));
+}
+
+static void cuda_max_pool2d_backward(const Window2d *w, const Tensor *gy, const Tensor *indices,
+                                     Tensor *gx) {
+    use(gx);
+    GpuWindow g = window_of(w);
+    gpu_launch_max_pool2d_backward((int)gy->dtype, &g, tensor_data(gy), tensor_data(indices),
+                                   tensor_data(gx));
+}
+
+static void cuda_avg_pool2d(const Window2d *w, const Tensor *x, Tensor *out) {
+    use(x);
+    GpuWindow g = window_of(w);
+    gpu_launch_avg_pool2d((int)x->dtype, &g, tensor_data(x), tensor_data(out));
+}
+
+static void cuda_avg_pool2d_backward(const Window2d *w, const Tensor *gy, Tensor *gx) {
+    use(gx);
+    GpuWindow g = window_of(w);
+    gpu_launch_avg_pool2d_backward((int)gy->dtype, &g, tensor_data(gy), tensor_data(gx));
+}
+
+/* ---- softmax ---- */
+
+static void cuda_softmax(const Tensor *x, Tensor *out, bool log) {
+    use(x);
+    int64_t rows, cols;
+    rows_cols(x, &rows, &cols);
+    gpu_launch_softmax((int)x->dtype, tensor_data(x), tensor_data(out), rows, cols, log);
+}
+
+static void cuda_softmax_backward(const Tensor *y, const Tensor *gy, Tensor *gx, bool log) {
+    use(gx);
+    int64_t rows, cols;
+    rows_cols(y, &rows, &cols);
+    gpu_launch_softmax_backward((int)y->dtype, tensor_data(y), tensor_data(gy), tensor_data(gx),
+                                rows, cols, log);
+}
+
+/* ---- random ---- */
+
+static void cuda_uniform(Tensor *out, uint64_t seed, uint64_t offset) {
+    use(out);
+    gpu_launch_uniform((int)out->dtype, tensor_data(out), tensor_numel(out), seed, offset);
+}
+
+/* ---- optimizers ---- */
+
+static void cuda_sgd_update(Tensor *param, const Tensor *grad, Tensor *momentum_buf, double lr,
+                            double momentum, double dampening, double weight_decay,
+                            bool nesterov, bool first) {
+    use(param);
+    gpu_launch_sgd((int)param->dtype, tensor_data(param), tensor_data(grad),
+                   momentum_buf ? tensor_data(momentum_buf) : NULL, tensor_numel(param), lr,
+                   momentum, dampening, weight_decay, nesterov, first);
+}
+
+static void cuda_adam_update(Tensor *param, const Tensor *grad, Tensor *exp_avg,
+                             Tensor *exp_avg_sq, Tensor *max_exp_avg_sq, double lr, double beta1,
+                             double beta2, double eps, double weight_decay, bool decoupled,
+                             int64_t step) {
+    use(param);
+    gpu_launch_adam((int)param->dtype, tensor_data(param), tensor_data(grad),
+                    tensor_data(exp_avg), tensor_data(exp_avg_sq),
+                    max_exp_avg_sq ? tensor_data(max_exp_avg_sq) : NULL, tensor_numel(param),
+                    lr, beta1, beta2, eps, weight_decay, decoupled, step);
+}
+
+static const Backend cuda_backend = {
+    .name = "cuda",
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .to_host = cuda_to_host,
+    .from_host = cuda_from_host,
+    .copy = cuda_copy,
+    .fill = cuda_fill,
+    .binary = cuda_binary,
+    .unary = cuda_unary,
+    .unary_backward = cuda_unary_backward,
+    .sum = cuda_sum,
+    .max_last_dim = cuda_max_last_dim,
+    .gemm = cuda_gemm,
+    .im2col = cuda_im2col,
+    .col2im = cuda_col2im,
+    .max_pool2d = cuda_max_pool2d,
+    .max_pool2d_backward = cuda_max_pool2d_backward,
+    .avg_pool2d = cuda_avg_pool2d,
+    .avg_pool2d_backward = cuda_avg_pool2d_backward,
+    .gather_last_dim = cuda_gather_last_dim,
+    .scatter_last_dim = cuda_scatter_last_dim,
+    .softmax = cuda_softmax,
+    .softmax_backward = cuda_softmax_backward,
+    .uniform = cuda_uniform,
+    .sgd_update = cuda_sgd_update,
+    .adam_update = cuda_adam_update,
+};
+
+int gpu_init(void) {
+    int n = gpu_runtime_device_count();
+    if (n > 64) n = 64; /* device_parse accepts cuda:0 .. cuda:63 */
+    if (n > 0) backend_register_cuda(&cuda_backend, n);
+    return n;
+}

@@ -1,0 +1,56 @@
+/* gpu.h - the CUDA backend's C interface for the rest of traind.
+ *
+ * gpu_init() counts the CUDA devices and, when there is at least one,
+ * registers the kernel table (gpu/backend.c) with backend_register_cuda(),
+ * so that backend_for((Device){DEVICE_CUDA, i}) works from then on.
+ * server/main.c calls it at start-up under #ifdef TRAIND_CUDA; core/ never
+ * includes this header.
+ *
+ * Errors. Kernels of the Backend table return void and run asynchronously,
+ * so a failed launch or a failed kernel cannot be returned where it
+ * happened. gpu/ keeps a sticky, thread-local error instead: the first
+ * CUDA or cuBLAS failure on a thread is recorded ("cuda: <what> at
+ * <where>") and kept until read. The backend's to_host (the one point
+ * where the host waits for the device: tensor_item, tensor_to_device to
+ * the CPU, the trainer's metrics) reports it through error_set() and
+ * returns -1, so the op that reads a result fails with the message. Tests
+ * and callers can also poll gpu_last_error().
+ */
+#ifndef TRAIND_GPU_GPU_H
+#define TRAIND_GPU_GPU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Number of CUDA devices (0 when none or no driver); registers the CUDA
+ * backend when > 0. Safe to call more than once. */
+int gpu_init(void);
+
+/* Name and memory of device `index`; -1 with an error when out of range. */
+int gpu_device_info(int index, char *name, size_t n, size_t *mem_total, size_t *mem_free);
+
+/* The first CUDA failure recorded on this thread, or NULL; and forget it. */
+const char *gpu_last_error(void);
+void gpu_clear_error(void);
+
+/* TF32 tensor cores for float32 GEMMs (cuBLAS); off unless a job asks. */
+void gpu_set_tf32(bool enabled);
+
+/* Caching allocator statistics for `device`: bytes handed out now, bytes
+ * cached (freed, kept for reuse), the high-water mark of bytes handed out,
+ * and how many times cudaMalloc was called. Any pointer may be NULL. */
+void gpu_allocator_stats(int device, size_t *in_use, size_t *cached, size_t *peak,
+                         uint64_t *cuda_mallocs);
+/* Returns every cached block of `device` to CUDA (between jobs, on OOM). */
+void gpu_allocator_trim(int device);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

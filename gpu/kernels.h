@@ -1,0 +1,138 @@
+/* kernels.h - the CUDA backend's launchers, in plain C types.
+ *
+ * core/tensor.h uses <stdatomic.h>, which C++ (and so nvcc) cannot include,
+ * so the split is: gpu/backend.c (C) unpacks Tensors into raw device
+ * pointers, shapes and strides, and calls these extern "C" launchers, which
+ * live in the .cu files of gpu/ and gpu/kernels/ and never see a Tensor.
+ *
+ * Every launcher runs on the calling thread's current device (gpu_use_device)
+ * and the default stream, returns without synchronising, and records a
+ * failed launch in the sticky error of gpu/runtime.cu (gpu_last_error).
+ * dtype is core's DType as an int: GPU_F32, GPU_F64, GPU_I64, GPU_U8.
+ */
+#ifndef TRAIND_GPU_KERNELS_H
+#define TRAIND_GPU_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { GPU_F32 = 0, GPU_F64 = 1, GPU_I64 = 2, GPU_U8 = 3 };
+#define GPU_MAX_DIMS 8
+
+/* BinaryOp and UnaryOp of core/backend.h, value for value (checked by
+ * static asserts in gpu/backend.c). */
+enum {
+    GPU_BIN_ADD, GPU_BIN_SUB, GPU_BIN_MUL, GPU_BIN_DIV, GPU_BIN_POW, GPU_BIN_MAX, GPU_BIN_GT,
+    GPU_BIN_EQ
+};
+enum {
+    GPU_UN_NEG, GPU_UN_EXP, GPU_UN_LOG, GPU_UN_SQRT, GPU_UN_ABS, GPU_UN_SIGN, GPU_UN_RELU,
+    GPU_UN_SIGMOID, GPU_UN_TANH, GPU_UN_POW, GPU_UN_MUL_SCALAR, GPU_UN_ADD_SCALAR,
+    GPU_UN_RSUB_SCALAR, GPU_UN_RDIV_SCALAR, GPU_UN_GT_SCALAR, GPU_UN_CLAMP_MIN, GPU_UN_CLAMP_MAX
+};
+
+/* A strided view from a tensor's first element (tensor_data): shape and
+ * strides in elements. */
+typedef struct {
+    int ndim;
+    int64_t shape[GPU_MAX_DIMS];
+    int64_t stride[GPU_MAX_DIMS];
+} GpuView;
+
+/* Window2d of core/backend.h, field for field. */
+typedef struct {
+    int64_t batch, channels, height, width;
+    int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+    int64_t out_h, out_w;
+} GpuWindow;
+
+/* ---- runtime.cu ---- */
+int gpu_runtime_device_count(void);
+/* Makes `index` the thread's current device (cached: cheap when unchanged). */
+void gpu_use_device(int index);
+int gpu_current_device(void);
+/* Records the first failure on this thread: "cuda: <what> at <where>". */
+void gpu_record(int cuda_status, const char *where);
+void gpu_record_msg(const char *msg, const char *where);
+/* cudaGetLastError() recorded at `where`; after every launch. */
+void gpu_check_launch(const char *where);
+int gpu_memcpy_to_host(int device, void *host_dst, const void *src, size_t nbytes);
+int gpu_memcpy_from_host(int device, void *dst, const void *host_src, size_t nbytes);
+int gpu_synchronize(int device);
+
+/* ---- allocator.cu ---- */
+void *gpu_alloc_bytes(int device, size_t nbytes);
+void gpu_free_bytes(int device, void *ptr);
+
+/* ---- kernels/layout.cu ---- */
+void gpu_launch_copy(const void *src, int src_dtype, GpuView sv, void *dst, int dst_dtype,
+                     GpuView dv, int64_t n);
+void gpu_launch_fill(void *dst, int dtype, int64_t n, double value);
+
+/* ---- kernels/elementwise.cu ---- (op: BinaryOp / UnaryOp as int) */
+/* a and b are views over out's shape (strides 0 where broadcast). */
+void gpu_launch_binary(int op, int dtype, const void *a, GpuView av, const void *b, GpuView bv,
+                       void *out, int64_t n);
+void gpu_launch_unary(int op, int dtype, const void *x, double alpha, void *out, int64_t n);
+void gpu_launch_unary_backward(int op, int dtype, const void *x, const void *y, const void *gy,
+                               void *gx, int64_t n);
+
+/* ---- kernels/reduce.cu ---- */
+/* out[o] = sum over the reduced dims; kept/red list (size, stride) pairs of
+ * x, outermost first; out is in row-major order of the kept dims. */
+void gpu_launch_sum(int dtype, const void *x, int nkept, const int64_t *kept_size,
+                    const int64_t *kept_stride, int nred, const int64_t *red_size,
+                    const int64_t *red_stride, void *out, int64_t nout, int64_t nred_total);
+void gpu_launch_max_last_dim(int dtype, const void *x, int64_t rows, int64_t cols, void *out,
+                             int64_t *indices);
+void gpu_launch_gather_last_dim(int dtype, const void *x, const int64_t *index, int64_t rows,
+                                int64_t cols, void *out);
+void gpu_launch_scatter_last_dim(int dtype, const void *g, const int64_t *index, int64_t rows,
+                                 int64_t cols, void *gx);
+
+/* ---- kernels/softmax.cu ---- */
+void gpu_launch_softmax(int dtype, const void *x, void *out, int64_t rows, int64_t cols,
+                        bool log_);
+void gpu_launch_softmax_backward(int dtype, const void *y, const void *gy, void *gx,
+                                 int64_t rows, int64_t cols, bool log_);
+
+/* ---- kernels/gemm.cu ---- */
+void gpu_launch_gemm(int dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                     double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
+                     double beta, void *c, int64_t ldc);
+
+/* ---- kernels/conv.cu ---- */
+void gpu_launch_im2col(int dtype, const GpuWindow *w, const void *images, int64_t n,
+                       void *columns, int64_t ld);
+void gpu_launch_col2im(int dtype, const GpuWindow *w, const void *columns, int64_t ld, int64_t n,
+                       void *images);
+
+/* ---- kernels/pool.cu ---- */
+void gpu_launch_max_pool2d(int dtype, const GpuWindow *w, const void *x, void *out,
+                           int64_t *indices);
+void gpu_launch_max_pool2d_backward(int dtype, const GpuWindow *w, const void *gy,
+                                    const int64_t *indices, void *gx);
+void gpu_launch_avg_pool2d(int dtype, const GpuWindow *w, const void *x, void *out);
+void gpu_launch_avg_pool2d_backward(int dtype, const GpuWindow *w, const void *gy, void *gx);
+
+/* ---- kernels/random.cu ---- */
+void gpu_launch_uniform(int dtype, void *out, int64_t n, uint64_t seed, uint64_t offset);
+
+/* ---- kernels/optim.cu ---- */
+void gpu_launch_sgd(int dtype, void *param, const void *grad, void *buf, int64_t n, double lr,
+                    double momentum, double dampening, double weight_decay, bool nesterov,
+                    bool first);
+void gpu_launch_adam(int dtype, void *param, const void *grad, void *m, void *v, void *vmax,
+                     int64_t n, double lr, double beta1, double beta2, double eps,
+                     double weight_decay, bool decoupled, int64_t step);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

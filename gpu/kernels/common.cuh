@@ -1,0 +1,71 @@
+/* common.cuh - what every kernel file of gpu/kernels shares: launch
+ * geometry, grid-stride loops, strided-view offsets, and math overloaded on
+ * float and double (so one template serves both dtypes with expf / exp).
+ *
+ * Kernels are compiled with --fmad=false (Makefile): a * b + c is not
+ * contracted, so elementwise and optimizer arithmetic rounds step by step
+ * as the CPU backend's does, and the two agree bit for bit where the math
+ * library agrees.
+ */
+#ifndef TRAIND_GPU_KERNELS_COMMON_CUH
+#define TRAIND_GPU_KERNELS_COMMON_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "gpu/kernels.h"
+
+#define GPU_THREADS 256
+
+/* Blocks for n elements at GPU_THREADS each; capped, grid-stride loops
+ * cover the rest. */
+static inline unsigned gpu_blocks(int64_t n) {
+    int64_t b = (n + GPU_THREADS - 1) / GPU_THREADS;
+    if (b > 1048576) b = 1048576;
+    if (b < 1) b = 1;
+    return (unsigned)b;
+}
+
+#define GRID_STRIDE(i, n)                                                                          \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                      \
+         i += (int64_t)blockDim.x * gridDim.x)
+
+/* Offset of logical row-major element `flat` in a strided view. */
+__device__ inline int64_t view_offset(const GpuView &v, int64_t flat) {
+    int64_t off = 0;
+    for (int d = v.ndim - 1; d >= 0; d--) {
+        int64_t s = v.shape[d];
+        off += (flat % s) * v.stride[d];
+        flat /= s;
+    }
+    return off;
+}
+
+static inline bool view_is_contiguous(const GpuView &v) {
+    int64_t expect = 1;
+    for (int d = v.ndim - 1; d >= 0; d--) {
+        if (v.shape[d] != 1 && v.stride[d] != expect) return false;
+        expect *= v.shape[d];
+    }
+    return true;
+}
+
+__device__ inline float g_exp(float x) { return expf(x); }
+__device__ inline double g_exp(double x) { return exp(x); }
+__device__ inline float g_log(float x) { return logf(x); }
+__device__ inline double g_log(double x) { return log(x); }
+__device__ inline float g_sqrt(float x) { return sqrtf(x); }
+__device__ inline double g_sqrt(double x) { return sqrt(x); }
+__device__ inline float g_fabs(float x) { return fabsf(x); }
+__device__ inline double g_fabs(double x) { return fabs(x); }
+__device__ inline float g_tanh(float x) { return tanhf(x); }
+__device__ inline double g_tanh(double x) { return tanh(x); }
+__device__ inline float g_pow(float x, float y) { return powf(x, y); }
+__device__ inline double g_pow(double x, double y) { return pow(x, y); }
+
+/* NaN in either operand gives NaN, as torch.maximum (and core/cpu). */
+template <typename T> __device__ inline T nan_max(T x, T y) {
+    return x != x ? x : y != y ? y : x < y ? y : x;
+}
+
+#endif

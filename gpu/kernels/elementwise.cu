@@ -1,0 +1,144 @@
+/* elementwise.cu - binary (with broadcast views), unary and activation
+ * backward kernels: the CUDA twins of core/cpu/elementwise.c, with the same
+ * float semantics (relu(-0) = -0, relu(NaN) = NaN, sign(NaN) = 0, MAX and
+ * CLAMP propagate NaN, GT/EQ give 1/0, scalars cast to T first, pow's
+ * shortcuts for 2, 3, 0.5, -0.5, -1, -2, the sigmoid that never forms
+ * exp(-x) = inf). The op is a kernel argument: it is the same for every
+ * thread, so the switch costs no divergence.
+ */
+#include "gpu/kernels/common.cuh"
+
+template <typename T> __device__ inline T binary_op(int op, T va, T vb) {
+    switch (op) {
+    case GPU_BIN_ADD: return va + vb;
+    case GPU_BIN_SUB: return va - vb;
+    case GPU_BIN_MUL: return va * vb;
+    case GPU_BIN_DIV: return va / vb;
+    case GPU_BIN_POW: return g_pow(va, vb);
+    case GPU_BIN_MAX: return nan_max(va, vb);
+    case GPU_BIN_GT: return va > vb ? (T)1 : (T)0;
+    case GPU_BIN_EQ: return va == vb ? (T)1 : (T)0;
+    }
+    return (T)NAN;
+}
+
+template <typename T>
+__global__ void binary_dense(int op, const T *a, const T *b, T *out, int64_t n) {
+    GRID_STRIDE(i, n) out[i] = binary_op<T>(op, a[i], b[i]);
+}
+
+template <typename T>
+__global__ void binary_strided(int op, const T *a, GpuView av, bool a_dense, const T *b,
+                               GpuView bv, bool b_dense, T *out, int64_t n) {
+    GRID_STRIDE(i, n) {
+        T va = a[a_dense ? i : view_offset(av, i)];
+        T vb = b[b_dense ? i : view_offset(bv, i)];
+        out[i] = binary_op<T>(op, va, vb);
+    }
+}
+
+template <typename T>
+static void binary_t(int op, const void *a, GpuView av, const void *b, GpuView bv, void *out,
+                     int64_t n) {
+    bool ad = view_is_contiguous(av), bd = view_is_contiguous(bv);
+    if (ad && bd)
+        binary_dense<T><<<gpu_blocks(n), GPU_THREADS>>>(op, (const T *)a, (const T *)b, (T *)out,
+                                                        n);
+    else
+        binary_strided<T><<<gpu_blocks(n), GPU_THREADS>>>(op, (const T *)a, av, ad, (const T *)b,
+                                                          bv, bd, (T *)out, n);
+}
+
+extern "C" void gpu_launch_binary(int op, int dtype, const void *a, GpuView av, const void *b,
+                                  GpuView bv, void *out, int64_t n) {
+    if (n <= 0) return;
+    if (dtype == GPU_F32)
+        binary_t<float>(op, a, av, b, bv, out, n);
+    else
+        binary_t<double>(op, a, av, b, bv, out, n);
+    gpu_check_launch("binary kernel");
+}
+
+template <typename T> __device__ inline T sigmoid_stable(T v) {
+    if (v >= 0) return (T)1 / ((T)1 + g_exp(-v));
+    T e = g_exp(v);
+    return e / ((T)1 + e);
+}
+
+template <typename T> __device__ inline T pow_scalar(T v, double alpha, T al) {
+    if (alpha == 2.0) return v * v;
+    if (alpha == 3.0) return v * v * v;
+    if (alpha == 0.5) return g_sqrt(v);
+    if (alpha == -0.5) return (T)1 / g_sqrt(v);
+    if (alpha == -1.0) return (T)1 / v;
+    if (alpha == -2.0) return (T)1 / (v * v);
+    return g_pow(v, al);
+}
+
+template <typename T> __device__ inline T unary_op(int op, T v, double alpha, T al) {
+    switch (op) {
+    case GPU_UN_NEG: return -v;
+    case GPU_UN_EXP: return g_exp(v);
+    case GPU_UN_LOG: return g_log(v);
+    case GPU_UN_SQRT: return g_sqrt(v);
+    case GPU_UN_ABS: return g_fabs(v);
+    case GPU_UN_SIGN: return (T)((v > 0) - (v < 0));
+    case GPU_UN_RELU: return v < 0 ? (T)0 : v;
+    case GPU_UN_SIGMOID: return sigmoid_stable(v);
+    case GPU_UN_TANH: return g_tanh(v);
+    case GPU_UN_POW: return pow_scalar(v, alpha, al);
+    case GPU_UN_MUL_SCALAR: return v * al;
+    case GPU_UN_ADD_SCALAR: return v + al;
+    case GPU_UN_RSUB_SCALAR: return al - v;
+    case GPU_UN_RDIV_SCALAR: return al / v;
+    case GPU_UN_GT_SCALAR: return v > al ? (T)1 : (T)0;
+    case GPU_UN_CLAMP_MIN: return v < al ? al : v; /* NaN stays NaN */
+    case GPU_UN_CLAMP_MAX: return v > al ? al : v;
+    }
+    return (T)NAN;
+}
+
+template <typename T>
+__global__ void unary_kernel(int op, const T *x, double alpha, T *out, int64_t n) {
+    const T al = (T)alpha;
+    GRID_STRIDE(i, n) out[i] = unary_op<T>(op, x[i], alpha, al);
+}
+
+extern "C" void gpu_launch_unary(int op, int dtype, const void *x, double alpha, void *out,
+                                 int64_t n) {
+    if (n <= 0) return;
+    if (dtype == GPU_F32)
+        unary_kernel<float><<<gpu_blocks(n), GPU_THREADS>>>(op, (const float *)x, alpha,
+                                                            (float *)out, n);
+    else
+        unary_kernel<double><<<gpu_blocks(n), GPU_THREADS>>>(op, (const double *)x, alpha,
+                                                             (double *)out, n);
+    gpu_check_launch("unary kernel");
+}
+
+/* RELU as torch's threshold_backward (x <= 0 gives exactly 0); SIGMOID and
+ * TANH in torch's order; any other op writes NaN, as the CPU kernel. */
+template <typename T>
+__global__ void unary_backward_kernel(int op, const T *x, const T *y, const T *gy, T *gx,
+                                      int64_t n) {
+    GRID_STRIDE(i, n) {
+        switch (op) {
+        case GPU_UN_RELU: gx[i] = x[i] > 0 ? gy[i] : (T)0; break;
+        case GPU_UN_SIGMOID: gx[i] = gy[i] * ((T)1 - y[i]) * y[i]; break;
+        case GPU_UN_TANH: gx[i] = gy[i] * ((T)1 - y[i] * y[i]); break;
+        default: gx[i] = (T)NAN; break;
+        }
+    }
+}
+
+extern "C" void gpu_launch_unary_backward(int op, int dtype, const void *x, const void *y,
+                                          const void *gy, void *gx, int64_t n) {
+    if (n <= 0) return;
+    if (dtype == GPU_F32)
+        unary_backward_kernel<float><<<gpu_blocks(n), GPU_THREADS>>>(
+            op, (const float *)x, (const float *)y, (const float *)gy, (float *)gx, n);
+    else
+        unary_backward_kernel<double><<<gpu_blocks(n), GPU_THREADS>>>(
+            op, (const double *)x, (const double *)y, (const double *)gy, (double *)gx, n);
+    gpu_check_launch("unary_backward kernel");
+}

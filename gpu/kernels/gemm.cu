@@ -1,0 +1,115 @@
+/* gemm.cu - matrix products through cuBLAS sgemm / dgemm.
+ *
+ * cuBLAS is column-major; the backend contract is row-major. A row-major
+ * matrix with row stride ld is, read column-major, its transpose with the
+ * same ld, so C = op(A) op(B) (row-major) is computed as
+ * C^T = op(B)^T op(A)^T: swap the operands and m with n, keep the
+ * transposition flags. One handle per device, created on first use; it
+ * runs on the default stream, as every other kernel. TF32 tensor cores are
+ * off unless gpu_set_tf32(true) (cuBLAS's default math is full float32).
+ * k == 0 scales C by beta here (beta == 0 writes zeros without reading C),
+ * as core/cpu/gemm.c does.
+ */
+#include <cublas_v2.h>
+
+#include <mutex>
+
+#include "gpu/gpu.h"
+#include "gpu/kernels/common.cuh"
+
+#define MAX_DEVICES 64
+
+static cublasHandle_t handles[MAX_DEVICES];
+static bool handle_tf32[MAX_DEVICES];
+static std::mutex handle_lock;
+static bool want_tf32;
+
+static const char *cublas_message(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "cuBLAS not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "cuBLAS allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE: return "cuBLAS invalid value";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "cuBLAS architecture mismatch";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "cuBLAS execution failed";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "cuBLAS internal error";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "cuBLAS operation not supported";
+    default: return "cuBLAS error";
+    }
+}
+
+static bool cublas_ok(cublasStatus_t s, const char *where) {
+    if (s == CUBLAS_STATUS_SUCCESS) return true;
+    gpu_record_msg(cublas_message(s), where);
+    return false;
+}
+
+extern "C" void gpu_set_tf32(bool enabled) {
+    std::lock_guard<std::mutex> guard(handle_lock);
+    want_tf32 = enabled;
+}
+
+/* The handle of the current device, with the math mode wanted now. */
+static cublasHandle_t device_handle(void) {
+    int dev = gpu_current_device();
+    if (dev < 0 || dev >= MAX_DEVICES) return NULL;
+    std::lock_guard<std::mutex> guard(handle_lock);
+    if (!handles[dev]) {
+        cublasHandle_t h;
+        if (!cublas_ok(cublasCreate(&h), "cublasCreate")) return NULL;
+        if (!cublas_ok(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode")) {
+            cublasDestroy(h);
+            return NULL;
+        }
+        handles[dev] = h;
+        handle_tf32[dev] = false;
+    }
+    if (handle_tf32[dev] != want_tf32) {
+        cublasMath_t mode = want_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+        if (!cublas_ok(cublasSetMathMode(handles[dev], mode), "cublasSetMathMode")) return NULL;
+        handle_tf32[dev] = want_tf32;
+    }
+    return handles[dev];
+}
+
+template <typename T> __global__ void scale_kernel(T *c, int64_t m, int64_t n, int64_t ldc, T beta) {
+    GRID_STRIDE(i, m * n) {
+        T *p = c + (i / n) * ldc + i % n;
+        *p = beta == (T)0 ? (T)0 : beta * *p;
+    }
+}
+
+extern "C" void gpu_launch_gemm(int dtype, bool trans_a, bool trans_b, int64_t m, int64_t n,
+                                int64_t k, double alpha, const void *a, int64_t lda,
+                                const void *b, int64_t ldb, double beta, void *c, int64_t ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        if (dtype == GPU_F32)
+            scale_kernel<float><<<gpu_blocks(m * n), GPU_THREADS>>>((float *)c, m, n, ldc,
+                                                                    (float)beta);
+        else
+            scale_kernel<double><<<gpu_blocks(m * n), GPU_THREADS>>>((double *)c, m, n, ldc,
+                                                                     beta);
+        gpu_check_launch("gemm (k = 0) scale kernel");
+        return;
+    }
+    if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX || lda > INT32_MAX || ldb > INT32_MAX ||
+        ldc > INT32_MAX) {
+        gpu_record_msg("matrix dimension above 2^31 - 1", "gemm");
+        return;
+    }
+    cublasHandle_t h = device_handle();
+    if (!h) return;
+    cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (dtype == GPU_F32) {
+        float al = (float)alpha, be = (float)beta;
+        cublas_ok(cublasSgemm(h, tb, ta, (int)n, (int)m, (int)k, &al, (const float *)b, (int)ldb,
+                              (const float *)a, (int)lda, &be, (float *)c, (int)ldc),
+                  "cublasSgemm");
+    } else {
+        cublas_ok(cublasDgemm(h, tb, ta, (int)n, (int)m, (int)k, &alpha, (const double *)b,
+                              (int)ldb, (const double *)a, (int)lda, &beta, (double *)c,
+                              (int)ldc),
+                  "cublasDgemm");
+    }
+}

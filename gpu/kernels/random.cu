@@ -1,0 +1,67 @@
+/* random.cu - uniform [0, 1) from Philox-4x32-10, identical to core/rng.c.
+ *
+ * Element i of the output is 32-bit number offset + i of stream `seed`:
+ * word (offset + i) % 4 of block (offset + i) / 4, key = (seed low, seed
+ * high), counter = (block low, block high, 0, 0), ten rounds with the key
+ * bumped between rounds; the top 24 bits scaled by 2^-24. One thread per
+ * Philox block, writing the (up to four) elements that fall in the output.
+ * float64 outputs get the same 24-bit values, widened, as the CPU's.
+ */
+#include "gpu/kernels/common.cuh"
+
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+
+__device__ inline void philox_block(uint64_t seed, uint64_t counter, uint32_t out[4]) {
+    uint32_t c[4] = {(uint32_t)counter, (uint32_t)(counter >> 32), 0u, 0u};
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int round = 0; round < 10; round++) {
+        if (round > 0) {
+            k0 += PHILOX_W0;
+            k1 += PHILOX_W1;
+        }
+        uint64_t p0 = (uint64_t)PHILOX_M0 * c[0];
+        uint64_t p1 = (uint64_t)PHILOX_M1 * c[2];
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k0;
+        uint32_t n1 = (uint32_t)p1;
+        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k1;
+        uint32_t n3 = (uint32_t)p0;
+        c[0] = n0;
+        c[1] = n1;
+        c[2] = n2;
+        c[3] = n3;
+    }
+    for (int i = 0; i < 4; i++) out[i] = c[i];
+}
+
+template <typename T>
+__global__ void uniform_kernel(T *out, int64_t n, uint64_t seed, uint64_t offset) {
+    /* blocks touched: from offset / 4 to (offset + n - 1) / 4 */
+    uint64_t first = offset / 4;
+    int64_t nblocks = (int64_t)((offset + (uint64_t)n - 1) / 4 - first + 1);
+    GRID_STRIDE(b, nblocks) {
+        uint64_t block = first + (uint64_t)b;
+        uint32_t words[4];
+        philox_block(seed, block, words);
+        for (int lane = 0; lane < 4; lane++) {
+            uint64_t pos = block * 4 + (uint64_t)lane;
+            if (pos < offset || pos - offset >= (uint64_t)n) continue;
+            out[pos - offset] = (T)((float)(words[lane] >> 8) * (1.0f / 16777216.0f));
+        }
+    }
+}
+
+extern "C" void gpu_launch_uniform(int dtype, void *out, int64_t n, uint64_t seed,
+                                   uint64_t offset) {
+    if (n <= 0) return;
+    int64_t nblocks = (int64_t)((offset + (uint64_t)n - 1) / 4 - offset / 4 + 1);
+    if (dtype == GPU_F32)
+        uniform_kernel<float><<<gpu_blocks(nblocks), GPU_THREADS>>>((float *)out, n, seed,
+                                                                    offset);
+    else
+        uniform_kernel<double><<<gpu_blocks(nblocks), GPU_THREADS>>>((double *)out, n, seed,
+                                                                     offset);
+    gpu_check_launch("uniform kernel");
+}

@@ -1,0 +1,112 @@
+/* runtime.cu - devices, the sticky error, and host <-> device copies.
+ *
+ * The sticky error (see gpu/gpu.h): the first CUDA failure of a thread is
+ * kept, formatted "cuda: <cudaGetErrorString> at <where>", until
+ * gpu_clear_error(). Launchers call gpu_check_launch() after each kernel;
+ * gpu_memcpy_to_host, the synchronising copy, returns -1 when any failure
+ * is pending, so the op that reads a result back reports it.
+ */
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "gpu/gpu.h"
+#include "gpu/kernels.h"
+
+extern "C" {
+#include "core/error.h"
+}
+
+static thread_local char last_error[512];
+static thread_local bool has_error;
+static thread_local int current_device = -1;
+
+extern "C" void gpu_record_msg(const char *msg, const char *where) {
+    if (has_error) return; /* the first failure is the cause; keep it */
+    snprintf(last_error, sizeof last_error, "cuda: %s at %s", msg, where);
+    has_error = true;
+}
+
+extern "C" void gpu_record(int status, const char *where) {
+    if (status == (int)cudaSuccess) return;
+    gpu_record_msg(cudaGetErrorString((cudaError_t)status), where);
+}
+
+extern "C" void gpu_check_launch(const char *where) {
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) gpu_record((int)e, where);
+}
+
+extern "C" const char *gpu_last_error(void) { return has_error ? last_error : NULL; }
+
+extern "C" void gpu_clear_error(void) {
+    has_error = false;
+    last_error[0] = '\0';
+}
+
+extern "C" int gpu_runtime_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError(); /* no driver or no device: not an error here */
+        return 0;
+    }
+    return n;
+}
+
+extern "C" void gpu_use_device(int index) {
+    if (index == current_device) return;
+    cudaError_t e = cudaSetDevice(index);
+    if (e != cudaSuccess) {
+        gpu_record((int)e, "cudaSetDevice");
+        return;
+    }
+    current_device = index;
+}
+
+extern "C" int gpu_current_device(void) { return current_device < 0 ? 0 : current_device; }
+
+extern "C" int gpu_memcpy_to_host(int device, void *host_dst, const void *src, size_t nbytes) {
+    gpu_use_device(device);
+    if (nbytes) gpu_record((int)cudaMemcpy(host_dst, src, nbytes, cudaMemcpyDeviceToHost),
+                           "cudaMemcpy (device to host)");
+    /* the copy waited for every kernel before it: their failures show now */
+    gpu_check_launch("a kernel before cudaMemcpy (device to host)");
+    return has_error ? -1 : 0;
+}
+
+extern "C" int gpu_memcpy_from_host(int device, void *dst, const void *host_src, size_t nbytes) {
+    gpu_use_device(device);
+    if (nbytes) gpu_record((int)cudaMemcpy(dst, host_src, nbytes, cudaMemcpyHostToDevice),
+                           "cudaMemcpy (host to device)");
+    return has_error ? -1 : 0;
+}
+
+extern "C" int gpu_synchronize(int device) {
+    gpu_use_device(device);
+    gpu_record((int)cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    return has_error ? -1 : 0;
+}
+
+extern "C" int gpu_device_info(int index, char *name, size_t n, size_t *mem_total,
+                               size_t *mem_free) {
+    int count = gpu_runtime_device_count();
+    if (index < 0 || index >= count)
+        return error_set("gpu_device_info: device cuda:%d not present (%d device(s))", index,
+                         count);
+    cudaDeviceProp prop;
+    cudaError_t e = cudaGetDeviceProperties(&prop, index);
+    if (e != cudaSuccess)
+        return error_set("cuda: %s at cudaGetDeviceProperties", cudaGetErrorString(e));
+    if (name && n) snprintf(name, n, "%s", prop.name);
+    size_t fr = 0, tot = 0;
+    int prev = current_device;
+    gpu_use_device(index);
+    e = cudaMemGetInfo(&fr, &tot);
+    if (prev >= 0) gpu_use_device(prev);
+    if (e != cudaSuccess)
+        return error_set("cuda: %s at cudaMemGetInfo", cudaGetErrorString(e));
+    if (mem_total) *mem_total = tot;
+    if (mem_free) *mem_free = fr;
+    return 0;
+}

@@ -1,0 +1,356 @@
+#!/usr/bin/env bash
+# test_daemon.sh - the daemon's life cycle end to end: the real daemon on
+# free loopback ports with temporary data dirs, driven with curl.
+#
+#   tests/e2e/test_daemon.sh [TRAIND]      (default build/traind)
+#
+# Covers what test_api.sh does not: (a) `kill -9` in the middle of a job
+# (after its first checkpoint), a restart on the same data dir, and the job
+# resumes and succeeds with every step's `loss` stored exactly once, equal
+# to the same job run uninterrupted by a second daemon in another data dir;
+# the database passes `PRAGMA integrity_check` after the kill; (b) a running
+# job cancelled: `cancelled` within a few seconds and its worker free
+# again; (c) two jobs at once on `--workers 2` (both seen running together,
+# their running intervals overlap); (d) `?follow=1` with Last-Event-ID,
+# live and after the end, resumes right after that step; (e) GET /metrics
+# while jobs run: jobs by state, queue length, samples/s of each running
+# job, requests by route and status, upload bytes. Last, SIGTERM stops
+# both daemons cleanly, with no sanitizer report.
+#
+# The jobs train a small MLP on a generated CSV (no MNIST needed), sized to
+# take a few seconds each under ASan. Needs curl, python3 and sqlite3 (or
+# python3's sqlite3 module). Ends with "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+TRAIND=${1:-build/traind}
+if [ ! -x "$TRAIND" ]; then
+    echo "test_daemon: $TRAIND not built (make $TRAIND)" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+SANITIZER='Sanitizer\|runtime error:\|==[0-9]*==ERROR'
+
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+
+passed=0 failed=0
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+check() {
+    if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "got '$2', want '$3'"; fi
+}
+
+# jv EXPR [FILE]: a Python expression over the JSON in FILE (default the
+# last response body) as `d`; prints it ("" for None).
+jv() {
+    $PY - "$1" "${2:-$TMP/body}" <<'EOF'
+import json, sys
+try:
+    d = json.load(open(sys.argv[2]))
+    v = eval(sys.argv[1])
+except Exception as e:
+    v = "<%s>" % e
+print("" if v is None else v)
+EOF
+}
+
+# api METHOD PATH [CURL ARGS...] against $URL with $TOKEN: STATUS, $TMP/body.
+api() {
+    local m=$1 p=$2
+    shift 2
+    STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $TOKEN" \
+        "$@" "$URL$p")
+}
+
+# start VAR LOG [ARGS...]: a daemon on a free port; sets DPID, URL, TOKEN.
+start() {
+    local var=$1 log=$2
+    shift 2
+    "$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$var" --quiet "$@" 2>>"$log" &
+    DPID=$!
+    PIDS+=("$DPID")
+    local port="" lines
+    lines=$(wc -l <"$log" 2>/dev/null || echo 0)
+    for _ in $(seq 150); do
+        port=$(tail -n +"$((lines + 1))" "$log" 2>/dev/null |
+            grep -o '"event":"listening".*"port":[0-9]*' | grep -o '[0-9]*$')
+        [ -n "$port" ] && break
+        kill -0 "$DPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$port" ]; then
+        echo "test_daemon: the daemon did not start:" >&2
+        tail -n 20 "$log" >&2
+        echo "$passed passed, $((failed + 1)) failed"
+        exit 1
+    fi
+    URL=http://127.0.0.1:$port
+    TOKEN=$(cat "$var/admin.token")
+}
+
+integrity() {
+    if command -v sqlite3 >/dev/null; then
+        sqlite3 "$1/traind.db" 'PRAGMA integrity_check' 2>&1
+    else
+        $PY -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("PRAGMA integrity_check").fetchone()[0])' "$1/traind.db" 2>&1
+    fi
+}
+
+# state JOB: its state now (against $URL)
+state() {
+    api GET "/v1/jobs/$1"
+    jv 'd["state"]'
+}
+
+# wait_state JOB SECONDS STATE...: polls until the job is in one of them;
+# prints the state it ended in.
+wait_state() {
+    local job=$1 secs=$2 s=""
+    shift 2
+    for _ in $(seq $((secs * 10))); do
+        s=$(state "$job")
+        for want in "$@"; do [ "$s" = "$want" ] && { echo "$s"; return 0; }; done
+        sleep 0.1
+    done
+    echo "$s"
+}
+
+# loss_history JOB OUT: the whole loss history as JSON in OUT.
+loss_history() {
+    curl -s -H "Authorization: Bearer $TOKEN" "$URL/v1/jobs/$1/metrics?name=loss&limit=100000" >"$2"
+}
+
+# ---------------------------------------------------------------- data, jobs
+$PY - "$TMP/tab.csv" <<'EOF'
+import random, sys
+random.seed(0)
+with open(sys.argv[1], "w") as f:
+    f.write("x0,x1,x2,x3,label\n")
+    for i in range(6000):
+        y = i % 3
+        xs = [random.gauss(y if k == y else 0.0, 0.5) for k in range(4)]
+        f.write(",".join("%.5f" % x for x in xs) + ",%d\n" % y)
+EOF
+BATCH=10
+STEPS_PER_EPOCH=$((6000 / BATCH))
+job() { # job NAME EPOCHS
+    echo "{\"name\": \"$1\", \"data\": {\"train\": \"tab\"},
+      \"model\": [{\"type\": \"Linear\", \"in_features\": 4, \"out_features\": 16}, {\"type\": \"ReLU\"},
+                {\"type\": \"Linear\", \"in_features\": 16, \"out_features\": 3}],
+      \"loss\": {\"type\": \"CrossEntropyLoss\"},
+      \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.05, \"momentum\": 0.9},
+      \"scheduler\": {\"type\": \"StepLR\", \"step_size\": 1, \"gamma\": 0.5},
+      \"epochs\": $2, \"batch_size\": $BATCH, \"shuffle\": true, \"seed\": 7,
+      \"checkpoint\": {\"every_epochs\": 1, \"keep_last\": 2}}"
+}
+upload() {
+    api POST /v1/datasets -F name=tab -F format=csv -F label_column=label -F "file=@$TMP/tab.csv"
+    check "$1: upload the csv" "$STATUS" 201
+}
+submit() { # submit NAME EPOCHS -> JOB_ID
+    job "$1" "$2" >"$TMP/job.json"
+    api POST /v1/jobs --data-binary "@$TMP/job.json"
+    JOB_ID=$(jv 'd["id"]')
+    [ "$STATUS" = 201 ] || fail "submit $1" "status $STATUS: $(head -c 300 "$TMP/body")"
+}
+
+VA=$TMP/a VB=$TMP/b
+LOG_A=$TMP/a.log LOG_B=$TMP/b.log
+start "$VA" "$LOG_A" --workers 2
+PID_A=$DPID URL_A=$URL TOKEN_A=$TOKEN
+upload "daemon A"
+start "$VB" "$LOG_B" --workers 1
+PID_B=$DPID URL_B=$URL TOKEN_B=$TOKEN
+upload "daemon B (reference)"
+echo "daemon A on $URL_A ($VA), daemon B on $URL_B ($VB)"
+
+# ---------------------------------------------------------------- (a) kill -9 and resume
+EPOCHS=4
+TOTAL=$((EPOCHS * STEPS_PER_EPOCH))
+URL=$URL_A TOKEN=$TOKEN_A submit resume "$EPOCHS"
+JA=$JOB_ID
+URL=$URL_B TOKEN=$TOKEN_B submit resume "$EPOCHS"
+JB=$JOB_ID
+URL=$URL_A TOKEN=$TOKEN_A
+ck=0
+for _ in $(seq 300); do
+    api GET "/v1/jobs/$JA/checkpoints"
+    ck=$(jv 'len(d["checkpoints"])')
+    [ "$ck" -ge 1 ] 2>/dev/null && break
+    sleep 0.05
+done
+kill -9 "$PID_A"
+wait "$PID_A" 2>/dev/null
+check "kill -9: after the first checkpoint" "$([ "$ck" -ge 1 ] 2>/dev/null && echo yes)" yes
+row=$(sqlite3 "$VA/traind.db" "SELECT state FROM jobs WHERE id = $JA" 2>&1)
+ck_step=$(sqlite3 "$VA/traind.db" "SELECT max(step) FROM checkpoints WHERE job_id = $JA" 2>&1)
+echo "     killed with job $JA '$row', newest checkpoint at step $ck_step of $TOTAL"
+check "kill -9: the job was mid-run (running, checkpoint before the last step)" \
+    "$row,$([ "$ck_step" -lt "$TOTAL" ] 2>/dev/null && echo before)" "running,before"
+check "kill -9: integrity_check" "$(integrity "$VA")" ok
+
+start "$VA" "$LOG_A" --workers 2
+PID_A=$DPID URL_A=$URL TOKEN_A=$TOKEN
+check "restart: the job resumes and succeeds" "$(wait_state "$JA" 60 succeeded failed cancelled)" succeeded
+api GET "/v1/jobs/$JA"
+check "restart: second attempt, all steps" "$(jv '(d["attempt"], d["progress"]["step"])')" "(2, $TOTAL)"
+api GET "/v1/jobs/$JA/logs"
+check "restart: the log says where it resumed" \
+    "$(jv 'any("resumed from" in (l["line"] if isinstance(l, dict) else l) for l in d["lines"])')" True
+loss_history "$JA" "$TMP/hist_a.json"
+check "resumed: loss at steps 1..$TOTAL, each exactly once" \
+    "$(jv '(lambda s: (len(s), s == list(range(1, len(s) + 1)), d["next_after"]))([m["step"] for m in d["metrics"]])' "$TMP/hist_a.json")" \
+    "($TOTAL, True, None)"
+URL=$URL_B TOKEN=$TOKEN_B
+check "reference run succeeds" "$(wait_state "$JB" 60 succeeded failed cancelled)" succeeded
+loss_history "$JB" "$TMP/hist_b.json"
+URL=$URL_A TOKEN=$TOKEN_A
+check "resumed loss == uninterrupted loss, every step" "$($PY - "$TMP/hist_a.json" "$TMP/hist_b.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p))["metrics"] for p in sys.argv[1:3])
+pa = [(m["step"], m["value"]) for m in a]
+pb = [(m["step"], m["value"]) for m in b]
+bad = [(x, y) for x, y in zip(pa, pb) if x != y]
+print("equal" if pa == pb else "%d vs %d points, %d differ, first %s" % (len(pa), len(pb), len(bad), bad[:1]))
+EOF
+)" equal
+
+# ---------------------------------------------------------------- (d) Last-Event-ID after the end
+curl -sN -m 30 -H "Authorization: Bearer $TOKEN" -H "Last-Event-ID: $((TOTAL - 5))" \
+    "$URL/v1/jobs/$JA/metrics?follow=1&name=loss" >"$TMP/sse_end.txt"
+check "SSE after the end: Last-Event-ID $((TOTAL - 5)) gives the last 5 steps, then end" \
+    "$(grep '^id: ' "$TMP/sse_end.txt" | cut -d' ' -f2 | tr '\n' ' ')$(grep -A1 '^event: end' "$TMP/sse_end.txt" | grep -o '"state":"[a-z]*"')" \
+    "$(seq -s ' ' $((TOTAL - 4)) $TOTAL) \"state\":\"succeeded\""
+
+# ---------------------------------------------------------------- (b) cancel a running job
+submit to-cancel 500
+JC=$JOB_ID
+check "cancel: the job runs" "$(wait_state "$JC" 30 running)" running
+for _ in $(seq 50); do
+    api GET "/v1/jobs/$JC"
+    [ "$(jv 'd["progress"]["step"] > 0')" = True ] && break
+    sleep 0.1
+done
+t0=$(date +%s%N)
+api POST "/v1/jobs/$JC/cancel"
+check "cancel: 202 while it stops" "$STATUS" 202
+s=$(wait_state "$JC" 10 cancelled failed succeeded)
+ms=$((($(date +%s%N) - t0) / 1000000))
+check "cancel: cancelled promptly (${ms} ms)" "$s,$([ $ms -lt 3000 ] && echo prompt)" "cancelled,prompt"
+check "cancel: the error says at which step" "$(jv 'd["error"].startswith("cancelled at step")')" True
+busy=""
+for _ in $(seq 30); do
+    api GET /v1/devices
+    busy=$(jv 'sum(1 for x in d["devices"] for w in x["workers"] if w["job"])')
+    [ "$busy" = 0 ] && break
+    sleep 0.1
+done
+check "cancel: its worker is free again" "$busy" 0
+
+# ---------------------------------------------------------------- (c), (d), (e): two at once
+submit two-a 8
+J1=$JOB_ID
+submit two-b 8
+J2=$JOB_ID
+T2=$((8 * STEPS_PER_EPOCH))
+# a live follower that reconnects "after step 100"
+curl -sN -m 60 -H "Authorization: Bearer $TOKEN" -H 'Last-Event-ID: 100' \
+    "$URL/v1/jobs/$J1/metrics?follow=1&name=loss" >"$TMP/sse_live.txt" &
+SSE_PID=$!
+both=""
+for _ in $(seq 200); do
+    api GET "/v1/jobs?state=running"
+    both=$(jv 'sorted(j["id"] for j in d["jobs"])')
+    [ "$both" = "[$J1, $J2]" ] && break
+    sleep 0.05
+done
+check "two jobs running at the same time on two workers" "$both" "[$J1, $J2]"
+
+# (e) /metrics while both run (samples/s appears after the first steps)
+sps=""
+for _ in $(seq 50); do
+    api GET /metrics
+    sps=$(grep -o "^traind_job_samples_per_second{job=\"$J1\",device=\"cpu\"} [0-9.e+]*" "$TMP/body" |
+        awk '{print ($2 > 0) ? "positive" : "zero"}')
+    [ "$sps" = positive ] && break
+    sleep 0.1
+done
+check "/metrics: 200" "$STATUS" 200
+check "/metrics: samples/s of a running job" "$sps" positive
+for series in 'traind_jobs{state="running"} 2' 'traind_jobs{state="succeeded"} 1' \
+    'traind_jobs{state="cancelled"} 1' 'traind_queue_length 0' 'traind_workers{device="cpu"} 2' \
+    'traind_http_requests_total{method="GET",route="/v1/jobs/{id}",status="200"}' \
+    'traind_http_requests_total{method="POST",route="/v1/jobs/{id}/cancel",status="202"}'; do
+    if grep -qF "$series" "$TMP/body"; then pass "/metrics has $series"; else fail "/metrics has $series" "$(head -c 800 "$TMP/body")"; fi
+done
+# upload bytes count since this daemon started: one more upload now
+$PY -c 'print("a,label"); [print("%d,%d" % (i, i % 2)) for i in range(50)]' >"$TMP/small.csv"
+api POST /v1/datasets -F name=small -F format=csv -F label_column=label -F "file=@$TMP/small.csv"
+api GET /metrics
+up=$(grep -o '^traind_upload_bytes_total [0-9]*' "$TMP/body" | cut -d' ' -f2)
+check "/metrics: upload bytes count the upload" "$([ "${up:-0}" -ge "$(stat -c %s "$TMP/small.csv")" ] && echo yes)" yes
+check "/metrics: a 201 on POST /v1/datasets" \
+    "$(grep -c 'traind_http_requests_total{method="POST",route="/v1/datasets",status="201"} 1$' "$TMP/body")" 1
+
+check "two at once: both succeed" \
+    "$(wait_state "$J1" 60 succeeded failed cancelled),$(wait_state "$J2" 60 succeeded failed cancelled)" \
+    succeeded,succeeded
+api GET "/v1/jobs/$J1"
+cp "$TMP/body" "$TMP/j1.json"
+api GET "/v1/jobs/$J2"
+check "two at once: running intervals overlap (started_at/finished_at)" "$($PY - "$TMP/j1.json" "$TMP/body" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+print(a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"])
+EOF
+)" True
+wait "$SSE_PID" 2>/dev/null
+check "SSE live: Last-Event-ID 100 streams steps 101..$T2 once each, then end" \
+    "$($PY - "$TMP/sse_live.txt" "$T2" <<'EOF'
+import json, sys
+ids = [int(l[4:]) for l in open(sys.argv[1]) if l.startswith("id: ")]
+end = [l for l in open(sys.argv[1]) if l.startswith("event: end")]
+print(ids == list(range(101, int(sys.argv[2]) + 1)) and len(end) == 1)
+EOF
+)" True
+
+# ---------------------------------------------------------------- stop
+stop() { # stop NAME PID LOG
+    kill -TERM "$2"
+    local rc=""
+    for _ in $(seq 150); do
+        if ! kill -0 "$2" 2>/dev/null; then
+            wait "$2"
+            rc=$?
+            break
+        fi
+        sleep 0.1
+    done
+    check "$1: SIGTERM, exit 0" "$rc" 0
+}
+stop "daemon A" "$PID_A" "$LOG_A"
+stop "daemon B" "$PID_B" "$LOG_B"
+check "integrity_check at the end (A, B)" "$(integrity "$VA"),$(integrity "$VB")" ok,ok
+check "scheduler log lines are JSON" "$(grep -v '^ *$' "$LOG_A" | $PY -c '
+import json, sys
+bad = [l for l in sys.stdin if not l.startswith("{") or not json.loads(l).get("event")]
+print(bad[:1] or "ok")')" ok
+if grep -q "$SANITIZER" "$LOG_A" "$LOG_B"; then
+    fail "no sanitizer report" "$(grep -h -m1 -A30 "$SANITIZER" "$LOG_A" "$LOG_B")"
+else
+    pass "no sanitizer report"
+fi
+
+echo "test_daemon: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,727 @@
+/* test_gpu.c - the CUDA backend (gpu/) against the CPU backend: every op
+ * through the public ops, forward and backward, on tensors moved with
+ * tensor_to_device (relative error printed per op), the raw kernels the
+ * ops do not reach in every form (GEMM transposes and leading dimensions,
+ * Philox offsets, copies and fills of all four dtypes, the fused
+ * optimizer updates), the caching allocator's reuse, an out-of-memory that
+ * fails cleanly and leaves the device usable, and the trainer's parity jobs
+ * (tests/fixtures/jobs) run on cuda against the same jobs on the CPU
+ * (the CPU path is itself checked against PyTorch).
+ *
+ * Every test skips with "no CUDA device: ..." when gpu_init() finds none or
+ * the build has no CUDA (make GPU=0, no nvcc); then only the skips run.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/autograd.h"
+#include "core/backend.h"
+#include "core/error.h"
+#include "core/ops.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "core/train.h"
+#include "server/job_build.h"
+#ifdef TRAIND_CUDA
+#include "gpu/gpu.h"
+#endif
+
+static const Device CUDA0 = {DEVICE_CUDA, 0};
+
+/* Skips the calling test unless device cuda:0 is there. */
+static void need_gpu(void) {
+#ifdef TRAIND_CUDA
+    if (gpu_init() > 0) return;
+    cr_skip_test("no CUDA device: gpu_init() found none, CUDA tests skipped");
+#else
+    cr_skip_test("no CUDA device: this build has no CUDA backend (make GPU=0 or no nvcc)");
+#endif
+}
+
+/* ---- helpers ---- */
+
+static Tensor *rand_t(Rng *r, int ndim, const int64_t *shape, DType dt, double lo, double hi) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    cr_assert(v);
+    for (int64_t i = 0; i < n; i++) v[i] = rng_uniform_range(r, lo, hi);
+    Tensor *t = tensor_from_doubles(v, ndim, shape, dt);
+    free(v);
+    cr_assert(t, "%s", error_get());
+    return t;
+}
+
+static Tensor *labels(Rng *r, int64_t n, int64_t classes) {
+    double v[256];
+    cr_assert(n <= 256);
+    for (int64_t i = 0; i < n; i++) v[i] = (double)rng_below(r, (uint64_t)classes);
+    Tensor *t = tensor_from_doubles(v, SHAPE(n), DTYPE_INT64);
+    cr_assert(t);
+    return t;
+}
+
+static Tensor *to_gpu(Tensor *t) {
+    Tensor *g = tensor_to_device(t, CUDA0);
+    cr_assert(g, "to cuda: %s", error_get());
+    return g;
+}
+
+/* max |got - want| / max |want| over all elements (normwise); NaN in
+ * the same places counts as equal. got may live on the GPU. */
+static double rel_err(const Tensor *got, const Tensor *want) {
+    int64_t n = tensor_numel(want);
+    cr_assert_eq(tensor_numel(got), n);
+    double *a = malloc((size_t)(n ? n : 1) * sizeof *a), *b = malloc((size_t)(n ? n : 1) * sizeof *b);
+    cr_assert(a && b);
+    cr_assert_eq(tensor_to_doubles(got, a, n), 0, "to host: %s", error_get());
+    cr_assert_eq(tensor_to_doubles(want, b, n), 0, "%s", error_get());
+    double diff = 0, scale = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(a[i]) || isnan(b[i])) {
+            if (!(isnan(a[i]) && isnan(b[i]))) diff = INFINITY;
+            continue;
+        }
+        double d = fabs(a[i] - b[i]);
+        if (d > diff) diff = d;
+        if (fabs(b[i]) > scale) scale = fabs(b[i]);
+    }
+    free(a);
+    free(b);
+    return scale > 0 ? diff / scale : diff;
+}
+
+static void check_close(const char *what, DType dt, const Tensor *got, const Tensor *want,
+                        double tol) {
+    double e = rel_err(got, want);
+    fprintf(stderr, "gpu %-36s %-7s rel err %.3g\n", what, dtype_name(dt), e);
+    cr_assert(e <= tol, "%s (%s): relative error %g > %g", what, dtype_name(dt), e, tol);
+}
+
+/* ---- forward and backward of an op, CPU vs CUDA ---- */
+
+typedef Tensor *(*OpFn)(Tensor **in, const void *ctx);
+
+/* Runs f on the CPU inputs and on their GPU copies; float inputs require
+ * grad. loss = sum(f(in) * w) with a random w, so every gradient entry
+ * matters. Compares the output and every input's gradient. */
+static void op_parity(const char *name, int nin, Tensor **cpu_in, OpFn f, const void *ctx,
+                      DType dt, double tol) {
+    Tensor *gpu_in[8];
+    cr_assert(nin <= 8);
+    for (int i = 0; i < nin; i++) gpu_in[i] = to_gpu(cpu_in[i]);
+    for (int i = 0; i < nin; i++)
+        if (dtype_is_float(cpu_in[i]->dtype)) {
+            cr_assert_eq(tensor_set_requires_grad(cpu_in[i], true), 0);
+            cr_assert_eq(tensor_set_requires_grad(gpu_in[i], true), 0);
+        }
+    Tensor *yc = f(cpu_in, ctx);
+    cr_assert(yc, "%s on cpu: %s", name, error_get());
+    Tensor *yg = f(gpu_in, ctx);
+    cr_assert(yg, "%s on cuda: %s", name, error_get());
+    cr_assert(device_equal(yg->device, CUDA0), "%s: output not on cuda", name);
+    char what[96];
+    snprintf(what, sizeof what, "%s forward", name);
+    check_close(what, dt, yg, yc, tol);
+    if (dtype_is_float(yc->dtype) && yc->requires_grad) {
+        Rng r;
+        rng_init(&r, 99);
+        Tensor *w = rand_t(&r, yc->ndim, yc->shape, yc->dtype, -1, 1);
+        Tensor *wg = to_gpu(w);
+        Tensor *pc = tensor_mul(yc, w), *pg = tensor_mul(yg, wg);
+        Tensor *lc = tensor_sum(pc), *lg = tensor_sum(pg);
+        cr_assert(lc && lg, "%s", error_get());
+        cr_assert_eq(tensor_backward(lc), 0, "%s backward on cpu: %s", name, error_get());
+        cr_assert_eq(tensor_backward(lg), 0, "%s backward on cuda: %s", name, error_get());
+        for (int i = 0; i < nin; i++) {
+            if (!cpu_in[i]->grad) continue;
+            cr_assert(gpu_in[i]->grad, "%s: no gradient for input %d on cuda", name, i);
+            snprintf(what, sizeof what, "%s grad[%d]", name, i);
+            check_close(what, dt, gpu_in[i]->grad, cpu_in[i]->grad, tol);
+        }
+        tensor_release(w);
+        tensor_release(wg);
+        tensor_release(pc);
+        tensor_release(pg);
+        tensor_release(lc);
+        tensor_release(lg);
+    }
+    tensor_release(yc);
+    tensor_release(yg);
+    for (int i = 0; i < nin; i++) tensor_release(gpu_in[i]);
+#ifdef TRAIND_CUDA
+    cr_assert_null(gpu_last_error(), "%s: %s", name, gpu_last_error());
+#endif
+}
+
+static Tensor *op_add(Tensor **in, const void *c) { (void)c; return tensor_add(in[0], in[1]); }
+static Tensor *op_sub(Tensor **in, const void *c) { (void)c; return tensor_sub(in[0], in[1]); }
+static Tensor *op_mul(Tensor **in, const void *c) { (void)c; return tensor_mul(in[0], in[1]); }
+static Tensor *op_div(Tensor **in, const void *c) { (void)c; return tensor_div(in[0], in[1]); }
+static Tensor *op_pow(Tensor **in, const void *c) { (void)c; return tensor_pow(in[0], in[1]); }
+static Tensor *op_pow_s(Tensor **in, const void *c) {
+    return tensor_pow_scalar(in[0], *(const double *)c);
+}
+static Tensor *op_add_s(Tensor **in, const void *c) { (void)c; return tensor_add_scalar(in[0], 0.7); }
+static Tensor *op_mul_s(Tensor **in, const void *c) { (void)c; return tensor_mul_scalar(in[0], -1.3); }
+static Tensor *op_neg(Tensor **in, const void *c) { (void)c; return tensor_neg(in[0]); }
+static Tensor *op_exp(Tensor **in, const void *c) { (void)c; return tensor_exp(in[0]); }
+static Tensor *op_log(Tensor **in, const void *c) { (void)c; return tensor_log(in[0]); }
+static Tensor *op_sqrt(Tensor **in, const void *c) { (void)c; return tensor_sqrt(in[0]); }
+static Tensor *op_abs(Tensor **in, const void *c) { (void)c; return tensor_abs(in[0]); }
+static Tensor *op_relu(Tensor **in, const void *c) { (void)c; return tensor_relu(in[0]); }
+static Tensor *op_sigmoid(Tensor **in, const void *c) { (void)c; return tensor_sigmoid(in[0]); }
+static Tensor *op_tanh(Tensor **in, const void *c) { (void)c; return tensor_tanh(in[0]); }
+static Tensor *op_clamp(Tensor **in, const void *c) { (void)c; return tensor_clamp(in[0], -0.3, 0.4); }
+static Tensor *op_sum(Tensor **in, const void *c) { (void)c; return tensor_sum(in[0]); }
+static Tensor *op_mean(Tensor **in, const void *c) { (void)c; return tensor_mean(in[0]); }
+static Tensor *op_sum_02(Tensor **in, const void *c) {
+    (void)c;
+    int dims[] = {0, 2};
+    return tensor_sum_dims(in[0], 2, dims, false);
+}
+static Tensor *op_sum_1(Tensor **in, const void *c) {
+    (void)c;
+    int dims[] = {1};
+    return tensor_sum_dims(in[0], 1, dims, true);
+}
+static Tensor *op_mean_0(Tensor **in, const void *c) {
+    (void)c;
+    int dims[] = {0};
+    return tensor_mean_dims(in[0], 1, dims, false);
+}
+static Tensor *op_argmax(Tensor **in, const void *c) { (void)c; return tensor_argmax_last(in[0]); }
+static Tensor *op_matmul(Tensor **in, const void *c) { (void)c; return tensor_matmul(in[0], in[1]); }
+static Tensor *op_matmul_t(Tensor **in, const void *c) {
+    (void)c; /* a^T @ b through a transposed view */
+    Tensor *at = tensor_transpose(in[0], 0, 1);
+    Tensor *y = tensor_matmul(at, in[1]);
+    tensor_release(at);
+    return y;
+}
+static Tensor *op_linear(Tensor **in, const void *c) {
+    (void)c;
+    return tensor_linear(in[0], in[1], in[2]);
+}
+static Tensor *op_softmax(Tensor **in, const void *c) { (void)c; return tensor_softmax(in[0], -1); }
+static Tensor *op_log_softmax(Tensor **in, const void *c) {
+    (void)c;
+    return tensor_log_softmax(in[0], -1);
+}
+static Tensor *op_conv(Tensor **in, const void *c) {
+    const int *p = c; /* stride, pad */
+    return tensor_conv2d(in[0], in[1], in[2], p[0], p[0], p[1], p[1]);
+}
+static Tensor *op_max_pool(Tensor **in, const void *c) {
+    const int *p = c; /* kernel, stride, pad */
+    return tensor_max_pool2d(in[0], p[0], p[0], p[1], p[1], p[2], p[2]);
+}
+static Tensor *op_avg_pool(Tensor **in, const void *c) {
+    const int *p = c;
+    return tensor_avg_pool2d(in[0], p[0], p[0], p[1], p[1], p[2], p[2]);
+}
+static Tensor *op_dropout(Tensor **in, const void *c) {
+    (void)c;
+    return tensor_dropout(in[0], 0.3, true, 1234, 5);
+}
+static Tensor *op_batch_norm(Tensor **in, const void *c) {
+    (void)c;
+    return tensor_batch_norm(in[0], NULL, NULL, in[1], in[2], true, 0.1, 1e-5);
+}
+static Tensor *op_cross_entropy(Tensor **in, const void *c) {
+    (void)c;
+    return tensor_cross_entropy(in[0], in[1], REDUCTION_MEAN);
+}
+static Tensor *op_nll(Tensor **in, const void *c) {
+    (void)c;
+    Tensor *lp = tensor_log_softmax(in[0], -1);
+    Tensor *y = tensor_nll_loss(lp, in[1], REDUCTION_SUM);
+    tensor_release(lp);
+    return y;
+}
+static Tensor *op_mse(Tensor **in, const void *c) {
+    (void)c;
+    return tensor_mse_loss(in[0], in[1], REDUCTION_MEAN);
+}
+static Tensor *op_l1(Tensor **in, const void *c) {
+    (void)c;
+    return tensor_l1_loss(in[0], in[1], REDUCTION_MEAN);
+}
+static Tensor *op_bce_logits(Tensor **in, const void *c) {
+    (void)c;
+    return tensor_bce_with_logits(in[0], in[1], REDUCTION_MEAN);
+}
+
+static void release_all(int n, Tensor **t) {
+    for (int i = 0; i < n; i++) tensor_release(t[i]);
+}
+
+/* One op in both dtypes: make(r, dt, in) builds fresh CPU inputs. */
+typedef int (*MakeFn)(Rng *r, DType dt, Tensor **in);
+
+static void both_dtypes(const char *name, MakeFn make, OpFn f, const void *ctx, double tol32) {
+    DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
+    for (int k = 0; k < 2; k++) {
+        Rng r;
+        rng_init(&r, 7 + (uint64_t)k);
+        Tensor *in[8];
+        int n = make(&r, dts[k], in);
+        op_parity(name, n, in, f, ctx, dts[k], dts[k] == DTYPE_FLOAT32 ? tol32 : 1e-11);
+        release_all(n, in);
+    }
+}
+
+static int mk_bcast(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(3, 1, 4), dt, -2, 2);
+    in[1] = rand_t(r, SHAPE(1, 5, 4), dt, 0.5, 2);
+    return 2;
+}
+static int mk_pow(Rng *r, DType dt, Tensor **in) { /* positive bases: no NaN to hide behind */
+    in[0] = rand_t(r, SHAPE(3, 1, 4), dt, 0.2, 2);
+    in[1] = rand_t(r, SHAPE(1, 5, 4), dt, -1.5, 2);
+    return 2;
+}
+static int mk_row(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(6, 7), dt, -2, 2);
+    in[1] = rand_t(r, SHAPE(7), dt, 0.5, 2);
+    return 2;
+}
+static int mk_same(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(5, 33), dt, 0.2, 2);
+    in[1] = rand_t(r, SHAPE(5, 33), dt, -1.5, 1.5);
+    return 2;
+}
+static int mk_one(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(4, 77), dt, -3, 3);
+    return 1;
+}
+static int mk_pos(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(4, 77), dt, 0.1, 3);
+    return 1;
+}
+static int mk_3d(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(3, 4, 300), dt, -1, 1);
+    return 1;
+}
+static int mk_wide(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(9, 1000), dt, -4, 4);
+    return 1;
+}
+static int mk_mm(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(37, 45), dt, -1, 1);
+    in[1] = rand_t(r, SHAPE(45, 29), dt, -1, 1);
+    return 2;
+}
+static int mk_mm_t(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(45, 37), dt, -1, 1);
+    in[1] = rand_t(r, SHAPE(45, 29), dt, -1, 1);
+    return 2;
+}
+static int mk_linear(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(64, 130), dt, -1, 1);
+    in[1] = rand_t(r, SHAPE(40, 130), dt, -0.1, 0.1);
+    in[2] = rand_t(r, SHAPE(40), dt, -0.1, 0.1);
+    return 3;
+}
+static int mk_conv(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(3, 3, 11, 10), dt, -1, 1);
+    in[1] = rand_t(r, SHAPE(5, 3, 3, 3), dt, -0.3, 0.3);
+    in[2] = rand_t(r, SHAPE(5), dt, -0.1, 0.1);
+    return 3;
+}
+static int mk_image(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(2, 3, 12, 11), dt, -1, 1);
+    return 1;
+}
+static int mk_bn(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(8, 4, 5, 5), dt, -2, 3);
+    in[1] = rand_t(r, SHAPE(4), dt, 0.5, 1.5);
+    in[2] = rand_t(r, SHAPE(4), dt, -0.5, 0.5);
+    return 3;
+}
+static int mk_cls(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(50, 10), dt, -3, 3);
+    in[1] = labels(r, 50, 10);
+    return 2;
+}
+static int mk_reg(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(16, 3), dt, -2, 2);
+    in[1] = rand_t(r, SHAPE(16, 3), dt, -2, 2);
+    return 2;
+}
+static int mk_bce(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(16, 3), dt, -4, 4);
+    in[1] = rand_t(r, SHAPE(16, 3), dt, 0, 1);
+    return 2;
+}
+
+Test(gpu, elementwise_binary) {
+    need_gpu();
+    both_dtypes("add broadcast", mk_bcast, op_add, NULL, 2e-7);
+    both_dtypes("sub row", mk_row, op_sub, NULL, 2e-7);
+    both_dtypes("mul broadcast", mk_bcast, op_mul, NULL, 2e-7);
+    both_dtypes("div", mk_same, op_div, NULL, 2e-7);
+    both_dtypes("pow tensor", mk_pow, op_pow, NULL, 1e-6);
+}
+
+Test(gpu, elementwise_unary) {
+    need_gpu();
+    static const double e2 = 2.0, e05 = 0.5, e17 = 1.7, em1 = -1.0;
+    both_dtypes("pow 2", mk_one, op_pow_s, &e2, 2e-7);
+    both_dtypes("pow 0.5", mk_pos, op_pow_s, &e05, 2e-7);
+    both_dtypes("pow 1.7", mk_pos, op_pow_s, &e17, 1e-6);
+    both_dtypes("pow -1", mk_pos, op_pow_s, &em1, 2e-7);
+    both_dtypes("add_scalar", mk_one, op_add_s, NULL, 2e-7);
+    both_dtypes("mul_scalar", mk_one, op_mul_s, NULL, 2e-7);
+    both_dtypes("neg", mk_one, op_neg, NULL, 0);
+    both_dtypes("exp", mk_one, op_exp, NULL, 1e-6);
+    both_dtypes("log", mk_pos, op_log, NULL, 1e-6);
+    both_dtypes("sqrt", mk_pos, op_sqrt, NULL, 2e-7);
+    both_dtypes("abs", mk_one, op_abs, NULL, 0);
+    both_dtypes("relu", mk_one, op_relu, NULL, 0);
+    both_dtypes("sigmoid", mk_one, op_sigmoid, NULL, 1e-6);
+    both_dtypes("tanh", mk_one, op_tanh, NULL, 1e-6);
+    both_dtypes("clamp", mk_one, op_clamp, NULL, 0);
+}
+
+Test(gpu, reductions) {
+    need_gpu();
+    both_dtypes("sum all", mk_3d, op_sum, NULL, 1e-6);
+    both_dtypes("mean all", mk_3d, op_mean, NULL, 1e-6);
+    both_dtypes("sum dims (0, 2)", mk_3d, op_sum_02, NULL, 1e-6);
+    both_dtypes("sum dim 1 keepdim", mk_3d, op_sum_1, NULL, 1e-6);
+    both_dtypes("mean dim 0", mk_wide, op_mean_0, NULL, 1e-6);
+    both_dtypes("argmax last", mk_wide, op_argmax, NULL, 0);
+}
+
+Test(gpu, matmul_linear) {
+    need_gpu();
+    both_dtypes("matmul", mk_mm, op_matmul, NULL, 2e-6);
+    both_dtypes("matmul a^T", mk_mm_t, op_matmul_t, NULL, 2e-6);
+    both_dtypes("linear", mk_linear, op_linear, NULL, 2e-6);
+}
+
+Test(gpu, softmax_and_losses) {
+    need_gpu();
+    both_dtypes("softmax", mk_wide, op_softmax, NULL, 1e-6);
+    both_dtypes("log_softmax", mk_wide, op_log_softmax, NULL, 1e-6);
+    both_dtypes("cross_entropy", mk_cls, op_cross_entropy, NULL, 1e-6);
+    both_dtypes("nll(log_softmax)", mk_cls, op_nll, NULL, 1e-6);
+    both_dtypes("mse", mk_reg, op_mse, NULL, 1e-6);
+    both_dtypes("l1", mk_reg, op_l1, NULL, 1e-6);
+    both_dtypes("bce_with_logits", mk_bce, op_bce_logits, NULL, 1e-6);
+}
+
+Test(gpu, conv_pool) {
+    need_gpu();
+    static const int s1p0[] = {1, 0}, s2p1[] = {2, 1};
+    both_dtypes("conv2d s1 p0", mk_conv, op_conv, s1p0, 2e-6);
+    both_dtypes("conv2d s2 p1", mk_conv, op_conv, s2p1, 2e-6);
+    static const int k2[] = {2, 2, 0}, k3s2p1[] = {3, 2, 1};
+    both_dtypes("max_pool2d 2x2", mk_image, op_max_pool, k2, 0);
+    both_dtypes("max_pool2d k3 s2 p1", mk_image, op_max_pool, k3s2p1, 0);
+    both_dtypes("avg_pool2d 2x2", mk_image, op_avg_pool, k2, 2e-7);
+    both_dtypes("avg_pool2d k3 s2 p1", mk_image, op_avg_pool, k3s2p1, 2e-7);
+}
+
+Test(gpu, dropout_batch_norm) {
+    need_gpu();
+    both_dtypes("dropout p=0.3", mk_one, op_dropout, NULL, 0);
+    both_dtypes("batch_norm train", mk_bn, op_batch_norm, NULL, 2e-6);
+}
+
+/* ---- raw kernels ---- */
+
+Test(gpu, philox_stream_matches_cpu) {
+    need_gpu();
+    const Backend *be = backend_for(CUDA0);
+    cr_assert(be, "%s", error_get());
+    uint64_t offsets[] = {0, 3, 1ull << 33};
+    DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
+    for (int o = 0; o < 3; o++)
+        for (int k = 0; k < 2; k++) {
+            Tensor *g = tensor_empty(SHAPE(1001), dts[k], CUDA0);
+            Tensor *c = tensor_empty(SHAPE(1001), dts[k], DEVICE_CPU_INIT);
+            cr_assert(g && c, "%s", error_get());
+            be->uniform(g, 0x123456789abcdefull, offsets[o]);
+            cpu_backend.uniform(c, 0x123456789abcdefull, offsets[o]);
+            Tensor *h = tensor_to_device(g, DEVICE_CPU_INIT);
+            cr_assert(h, "%s", error_get());
+            for (int64_t i = 0; i < 1001; i++) {
+                cr_assert_eq(tensor_get(h, i), tensor_get(c, i), "offset %llu element %lld",
+                             (unsigned long long)offsets[o], (long long)i);
+                cr_assert_eq(tensor_get(h, i),
+                             (double)philox_uniform(0x123456789abcdefull, offsets[o] + (uint64_t)i));
+            }
+            tensor_release(g);
+            tensor_release(c);
+            tensor_release(h);
+        }
+}
+
+/* C = alpha op(A) op(B) + beta C on sub-matrices (ld > width), every
+ * transpose combination, and k = 0. */
+Test(gpu, gemm_transposes_and_strides) {
+    need_gpu();
+    const Backend *be = backend_for(CUDA0);
+    cr_assert(be);
+    DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
+    for (int d = 0; d < 2; d++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int kk = 0; kk < 2; kk++) {
+                    DType dt = dts[d];
+                    int64_t m = 13, n = 17, k = kk ? 0 : 19, pad = 3;
+                    int64_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+                    int64_t lda = ac + pad, ldb = bc + pad, ldc = n + pad;
+                    Rng r;
+                    rng_init(&r, (uint64_t)(d * 8 + ta * 4 + tb * 2 + kk));
+                    Tensor *a = rand_t(&r, SHAPE(ar ? ar : 1, lda), dt, -1, 1);
+                    Tensor *b = rand_t(&r, SHAPE(br ? br : 1, ldb), dt, -1, 1);
+                    Tensor *c = rand_t(&r, SHAPE(m, ldc), dt, -1, 1);
+                    Tensor *ag = to_gpu(a), *bg = to_gpu(b), *cg = to_gpu(c);
+                    cpu_backend.gemm(dt, ta, tb, m, n, k, 0.75, tensor_data(a), lda,
+                                     tensor_data(b), ldb, -0.5, tensor_data(c), ldc);
+                    be->gemm(dt, ta, tb, m, n, k, 0.75, tensor_data(ag), lda, tensor_data(bg), ldb,
+                             -0.5, tensor_data(cg), ldc);
+                    char what[64];
+                    snprintf(what, sizeof what, "gemm ta=%d tb=%d k=%lld", ta, tb, (long long)k);
+                    check_close(what, dt, cg, c, dt == DTYPE_FLOAT32 ? 2e-6 : 1e-13);
+                    Tensor *all[] = {a, b, c, ag, bg, cg};
+                    release_all(6, all);
+                }
+}
+
+Test(gpu, copy_and_fill_all_dtypes) {
+    need_gpu();
+    DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64, DTYPE_INT64, DTYPE_UINT8};
+    double vals[24];
+    for (int i = 0; i < 24; i++) vals[i] = (double)((i * 37) % 200);
+    for (int s = 0; s < 4; s++) {
+        Tensor *c = tensor_from_doubles(vals, SHAPE(2, 3, 4), dts[s]);
+        Tensor *g = to_gpu(c);
+        /* a strided copy on the device: permute then contiguous */
+        int perm[] = {2, 0, 1};
+        Tensor *pc = tensor_permute(c, perm), *pg = tensor_permute(g, perm);
+        Tensor *cc = tensor_contiguous(pc), *cg = tensor_contiguous(pg);
+        cr_assert(cc && cg, "%s", error_get());
+        check_close("permute+contiguous", dts[s], cg, cc, 0);
+        for (int t = 0; t < 4; t++) { /* dtype conversion on the device */
+            Tensor *xc = tensor_to_dtype(pc, dts[t]), *xg = tensor_to_dtype(pg, dts[t]);
+            cr_assert(xc && xg, "%s", error_get());
+            check_close("strided to_dtype", dts[t], xg, xc, 0);
+            tensor_release(xc);
+            tensor_release(xg);
+        }
+        Tensor *fc = tensor_full(SHAPE(5, 7), 42.0, dts[s], DEVICE_CPU_INIT);
+        Tensor *fg = tensor_full(SHAPE(5, 7), 42.0, dts[s], CUDA0);
+        Tensor *zg = tensor_zeros(SHAPE(5, 7), dts[s], CUDA0);
+        Tensor *zc = tensor_zeros(SHAPE(5, 7), dts[s], DEVICE_CPU_INIT);
+        cr_assert(fc && fg && zg && zc, "%s", error_get());
+        check_close("fill 42", dts[s], fg, fc, 0);
+        check_close("zeros", dts[s], zg, zc, 0);
+        Tensor *all[] = {c, g, pc, pg, cc, cg, fc, fg, zg, zc};
+        release_all(10, all);
+    }
+    /* int64 beyond 2^53 keeps every bit through the device */
+    int64_t big[2] = {(1ll << 62) + 1, -((1ll << 60) + 3)};
+    Tensor *bc = tensor_from_buffer(big, SHAPE(2), DTYPE_INT64);
+    Tensor *bg = to_gpu(bc);
+    Tensor *bt = tensor_transpose(bg, 0, 0);
+    Tensor *back = tensor_to_device(bg, DEVICE_CPU_INIT);
+    cr_assert(back);
+    cr_assert_eq(((int64_t *)tensor_data(back))[0], big[0]);
+    cr_assert_eq(((int64_t *)tensor_data(back))[1], big[1]);
+    Tensor *all[] = {bc, bg, bt, back};
+    release_all(4, all);
+}
+
+/* The fused updates against the CPU's, three steps, bit for bit up to
+ * sqrt/division rounding (both are IEEE on the GPU, so in practice equal). */
+Test(gpu, fused_optimizer_updates) {
+    need_gpu();
+    const Backend *be = backend_for(CUDA0);
+    DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
+    for (int d = 0; d < 2; d++)
+        for (int variant = 0; variant < 4; variant++) {
+            DType dt = dts[d];
+            Rng r;
+            rng_init(&r, 5 + (uint64_t)variant);
+            Tensor *pc = rand_t(&r, SHAPE(1000), dt, -1, 1), *pg = to_gpu(pc);
+            Tensor *s1c = tensor_zeros(SHAPE(1000), dt, DEVICE_CPU_INIT), *s1g = to_gpu(s1c);
+            Tensor *s2c = tensor_zeros(SHAPE(1000), dt, DEVICE_CPU_INIT), *s2g = to_gpu(s2c);
+            Tensor *s3c = tensor_zeros(SHAPE(1000), dt, DEVICE_CPU_INIT), *s3g = to_gpu(s3c);
+            for (int step = 1; step <= 3; step++) {
+                Tensor *gc = rand_t(&r, SHAPE(1000), dt, -1, 1), *gg = to_gpu(gc);
+                switch (variant) {
+                case 0: /* SGD momentum + weight decay + dampening */
+                    cpu_backend.sgd_update(pc, gc, s1c, 0.1, 0.9, 0.1, 0.01, false, step == 1);
+                    be->sgd_update(pg, gg, s1g, 0.1, 0.9, 0.1, 0.01, false, step == 1);
+                    break;
+                case 1: /* SGD nesterov */
+                    cpu_backend.sgd_update(pc, gc, s1c, 0.05, 0.8, 0, 0, true, step == 1);
+                    be->sgd_update(pg, gg, s1g, 0.05, 0.8, 0, 0, true, step == 1);
+                    break;
+                case 2: /* Adam, coupled weight decay, amsgrad */
+                    cpu_backend.adam_update(pc, gc, s1c, s2c, s3c, 1e-3, 0.9, 0.999, 1e-8, 0.01,
+                                            false, step);
+                    be->adam_update(pg, gg, s1g, s2g, s3g, 1e-3, 0.9, 0.999, 1e-8, 0.01, false,
+                                    step);
+                    break;
+                default: /* AdamW */
+                    cpu_backend.adam_update(pc, gc, s1c, s2c, NULL, 1e-3, 0.9, 0.999, 1e-8, 0.01,
+                                            true, step);
+                    be->adam_update(pg, gg, s1g, s2g, NULL, 1e-3, 0.9, 0.999, 1e-8, 0.01, true,
+                                    step);
+                    break;
+                }
+                tensor_release(gc);
+                tensor_release(gg);
+            }
+            const char *names[] = {"sgd momentum", "sgd nesterov", "adam amsgrad", "adamw"};
+            check_close(names[variant], dt, pg, pc, dt == DTYPE_FLOAT32 ? 1e-6 : 1e-14);
+            check_close(names[variant], dt, s1g, s1c, dt == DTYPE_FLOAT32 ? 1e-6 : 1e-14);
+            Tensor *all[] = {pc, pg, s1c, s1g, s2c, s2g, s3c, s3g};
+            release_all(8, all);
+        }
+}
+
+/* ---- memory ---- */
+
+Test(gpu, allocator_reuses_freed_blocks) {
+    need_gpu();
+#ifdef TRAIND_CUDA
+    Tensor *a = tensor_empty(SHAPE(1000, 1000), DTYPE_FLOAT32, CUDA0);
+    cr_assert(a, "%s", error_get());
+    void *first = tensor_data(a);
+    size_t in_use0, cached0, peak0;
+    uint64_t mallocs0;
+    gpu_allocator_stats(0, &in_use0, &cached0, &peak0, &mallocs0);
+    tensor_release(a);
+    size_t in_use1, cached1;
+    gpu_allocator_stats(0, &in_use1, &cached1, NULL, NULL);
+    cr_assert_lt(in_use1, in_use0);
+    cr_assert_gt(cached1, cached0);
+    Tensor *b = tensor_empty(SHAPE(1000, 1000), DTYPE_FLOAT32, CUDA0);
+    cr_assert(b, "%s", error_get());
+    uint64_t mallocs1;
+    gpu_allocator_stats(0, NULL, NULL, NULL, &mallocs1);
+    cr_assert_eq(mallocs1, mallocs0, "a block of the same size was not reused");
+    cr_assert_eq(tensor_data(b), first);
+    /* a training-like loop: no cudaMalloc after the first iteration */
+    for (int it = 0; it < 5; it++) {
+        Tensor *x = tensor_full(SHAPE(256, 300), 1.0, DTYPE_FLOAT32, CUDA0);
+        Tensor *y = tensor_mul_scalar(x, 2.0);
+        Tensor *s = tensor_sum(y);
+        cr_assert(s, "%s", error_get());
+        cr_assert_float_eq(tensor_item(s), 2.0 * 256 * 300, 1e-3);
+        if (it == 0) gpu_allocator_stats(0, NULL, NULL, NULL, &mallocs0);
+        tensor_release(x);
+        tensor_release(y);
+        tensor_release(s);
+    }
+    gpu_allocator_stats(0, NULL, NULL, NULL, &mallocs1);
+    cr_assert_eq(mallocs1, mallocs0, "cudaMalloc in the loop after warm-up");
+    tensor_release(b);
+    gpu_allocator_trim(0);
+    gpu_allocator_stats(0, NULL, &cached1, NULL, NULL);
+    cr_assert_eq(cached1, 0);
+#endif
+}
+
+Test(gpu, out_of_memory_fails_cleanly) {
+    need_gpu();
+#ifdef TRAIND_CUDA
+    char name[256];
+    size_t total = 0, free_ = 0;
+    cr_assert_eq(gpu_device_info(0, name, sizeof name, &total, &free_), 0, "%s", error_get());
+    fprintf(stderr, "gpu device 0: %s, %zu MiB (%zu MiB free)\n", name, total >> 20, free_ >> 20);
+    int64_t too_many = (int64_t)(total / sizeof(float)) * 2;
+    Tensor *huge = tensor_empty(SHAPE(too_many), DTYPE_FLOAT32, CUDA0);
+    cr_assert_null(huge);
+    cr_assert(strstr(error_get(), "out of memory") && strstr(error_get(), "cuda:0"),
+              "unclear error: %s", error_get());
+    cr_assert_null(gpu_last_error(), "an OOM must not poison later ops: %s", gpu_last_error());
+    /* the device still works */
+    Tensor *a = tensor_full(SHAPE(3), 2.0, DTYPE_FLOAT32, CUDA0);
+    Tensor *b = tensor_add_scalar(a, 1.0);
+    Tensor *s = tensor_sum(b);
+    cr_assert(s, "%s", error_get());
+    cr_assert_float_eq(tensor_item(s), 9.0, 1e-6);
+    Tensor *all[] = {a, b, s};
+    release_all(3, all);
+#endif
+}
+
+Test(gpu, device_info_and_errors) {
+    need_gpu();
+    Device bad = {DEVICE_CUDA, 63};
+    if (backend_cuda_device_count() < 64) {
+        cr_assert_null(tensor_empty(SHAPE(2), DTYPE_FLOAT32, bad));
+        cr_assert(strstr(error_get(), "cuda:63"), "%s", error_get());
+    }
+#ifdef TRAIND_CUDA
+    cr_assert_eq(gpu_device_info(-1, NULL, 0, NULL, NULL), -1);
+#endif
+}
+
+/* ---- the trainer: parity jobs on cuda vs the CPU ---- */
+
+typedef struct {
+    int n;
+    double loss[4096];
+    char last_name[32];
+} Losses;
+
+static void rec_metric(void *user, const char *name, int64_t step, int epoch, double value) {
+    (void)step;
+    (void)epoch;
+    Losses *l = user;
+    if ((strcmp(name, "loss") == 0 || strstr(name, "val_") == name ||
+         strstr(name, "train_") == name) && l->n < 4096)
+        l->loss[l->n++] = value;
+}
+
+static void run_job(const char *path, Device device, Losses *out) {
+    JobBuild b;
+    memset(out, 0, sizeof *out);
+    cr_assert_eq(job_build(&b, job_spec_parse_file(path), NULL), 0, "%s: %s", path, error_get());
+    cr_assert_eq(job_build_to_device(&b, device), 0, "%s: %s", path, error_get());
+    Trainer t;
+    train_init(&t);
+    job_build_trainer(&b, &t, device);
+    t.cb = (TrainCallbacks){.user = out, .metric = rec_metric};
+    cr_assert_eq(train_run(&t), 0, "%s on %s: %s", path,
+                 device.type == DEVICE_CPU ? "cpu" : "cuda", error_get());
+    job_build_free(&b);
+}
+
+Test(gpu, trainer_parity_jobs_on_cuda) {
+    need_gpu();
+    const char *cases[] = {"mlp_sgd_lambda", "cnn_adam_steplr", "batchnorm_dropout_sgd_multistep",
+                           "csv_regression_adamw_cosine"};
+    for (int i = 0; i < 4; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "tests/fixtures/jobs/%s.json", cases[i]);
+        Losses *cpu = malloc(sizeof *cpu), *gpu = malloc(sizeof *gpu);
+        cr_assert(cpu && gpu);
+        run_job(path, DEVICE_CPU_INIT, cpu);
+        run_job(path, CUDA0, gpu);
+        cr_assert_eq(gpu->n, cpu->n, "%s: %d metrics on cuda, %d on cpu", cases[i], gpu->n,
+                     cpu->n);
+        double worst = 0;
+        for (int k = 0; k < cpu->n; k++) {
+            double e = fabs(gpu->loss[k] - cpu->loss[k]) / fmax(fabs(cpu->loss[k]), 1e-12);
+            if (e > worst) worst = e;
+        }
+        fprintf(stderr, "gpu trainer %-36s %d metrics, worst rel err %.3g\n", cases[i], cpu->n,
+                worst);
+        cr_assert(worst <= 1e-4, "%s: cuda run differs from cpu by %g (relative)", cases[i],
+                  worst);
+        free(cpu);
+        free(gpu);
+    }
+}
