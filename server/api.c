@@ -61,6 +61,24 @@ int64_t api_param_id(HttpRequest *req, int i, const char *what) {
     return id;
 }
 
+int64_t api_job_param(HttpRequest *req, DbJob *out) {
+    Api *api = http_app(req);
+    int64_t id = api_param_id(req, 0, "job");
+    if (id < 0) return -1;
+    DbJob j;
+    error_clear();
+    int st = db_job_get(api->db, id, &j);
+    if (st != DB_OK) {
+        api_reply_db(req, st, NULL);
+        return -1;
+    }
+    if (out)
+        *out = j;
+    else
+        db_job_clear(&j);
+    return id;
+}
+
 int api_check_owner(HttpRequest *req, int64_t owner, const char *what, int64_t id) {
     const HttpAuth *a = http_auth(req);
     if (a->admin || (owner != 0 && owner == a->user_id)) return 0;

@@ -46,6 +46,10 @@ int api_authenticate(void *app, const char *token, HttpAuth *out);
 int api_reply_db(HttpRequest *req, int st, const char *path);
 /* {id} as a positive integer, or -1 after replying 404. what: "job". */
 int64_t api_param_id(HttpRequest *req, int i, const char *what);
+/* The job named by the route's {id}: its id, with its record in *out when
+ * out is not NULL (db_job_clear it); -1 after replying 404 (or the storage
+ * error's status) when there is no such job. */
+int64_t api_job_param(HttpRequest *req, DbJob *out);
 /* Owner or admin, or -1 after replying 403. */
 int api_check_owner(HttpRequest *req, int64_t owner, const char *what, int64_t id);
 /* ms since the epoch as an RFC 3339 string, or JSON null for 0. */

@@ -28,25 +28,9 @@ static json_t *checkpoint_json(const DbCheckpoint *c) {
                      "sha256", c->sha256, "created_at", api_time(c->created_at), "url", url);
 }
 
-/* The job must exist (404 otherwise). */
-static int64_t job_of(HttpRequest *req) {
-    Api *api = http_app(req);
-    int64_t job = api_param_id(req, 0, "job");
-    if (job < 0) return -1;
-    DbJob j;
-    error_clear();
-    int st = db_job_get(api->db, job, &j);
-    if (st != DB_OK) {
-        api_reply_db(req, st, NULL);
-        return -1;
-    }
-    db_job_clear(&j);
-    return job;
-}
-
 int checkpoints_list(HttpRequest *req) {
     Api *api = http_app(req);
-    int64_t job = job_of(req);
+    int64_t job = api_job_param(req, NULL);
     if (job < 0) return 0;
     DbCheckpoint *list = NULL;
     int n = 0;
@@ -61,7 +45,7 @@ int checkpoints_list(HttpRequest *req) {
 
 int checkpoints_get(HttpRequest *req) {
     Api *api = http_app(req);
-    int64_t job = job_of(req);
+    int64_t job = api_job_param(req, NULL);
     if (job < 0) return 0;
     const char *ns = http_param(req, 1);
     char *end;

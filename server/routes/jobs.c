@@ -123,12 +123,9 @@ int jobs_list(HttpRequest *req) {
 
 int jobs_get(HttpRequest *req) {
     Api *api = http_app(req);
-    int64_t id = api_param_id(req, 0, "job");
-    if (id < 0) return 0;
     DbJob j;
-    error_clear();
-    int st = db_job_get(api->db, id, &j);
-    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    int64_t id = api_job_param(req, &j);
+    if (id < 0) return 0;
     DbJobProgress live;
     bool running = j.state == DB_JOB_RUNNING && scheduler_progress(api->sched, id, &live) == DB_OK;
     json_t *out = job_json(&j, running ? &live : NULL);
@@ -158,17 +155,14 @@ int jobs_get(HttpRequest *req) {
 
 int jobs_cancel(HttpRequest *req) {
     Api *api = http_app(req);
-    int64_t id = api_param_id(req, 0, "job");
-    if (id < 0) return 0;
     DbJob j;
-    error_clear();
-    int st = db_job_get(api->db, id, &j);
-    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    int64_t id = api_job_param(req, &j);
+    if (id < 0) return 0;
     int64_t owner = j.owner;
     db_job_clear(&j);
     if (api_check_owner(req, owner, "job", id) != 0) return 0;
     error_clear();
-    st = scheduler_cancel(api->sched, id);
+    int st = scheduler_cancel(api->sched, id);
     if (st != DB_OK) return api_reply_db(req, st, NULL);
     if ((st = db_job_get(api->db, id, &j)) != DB_OK) return api_reply_db(req, st, NULL);
     /* a running job stops at its next step: 202 until it has */

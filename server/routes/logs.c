@@ -74,13 +74,8 @@ static void follow_free(void *ctx) {
 
 int logs_get(HttpRequest *req) {
     Api *api = http_app(req);
-    int64_t job = api_param_id(req, 0, "job");
+    int64_t job = api_job_param(req, NULL);
     if (job < 0) return 0;
-    DbJob j;
-    error_clear();
-    int st = db_job_get(api->db, job, &j);
-    if (st != DB_OK) return api_reply_db(req, st, NULL);
-    db_job_clear(&j);
     bool follow;
     int64_t after, limit;
     if (http_query_bool(req, "follow", &follow) || sse_resume_point(req, 0, &after) ||
@@ -98,7 +93,7 @@ int logs_get(HttpRequest *req) {
     }
     DbLogLine *lines = NULL;
     int n = 0;
-    st = db_log_list(api->db, job, after, (int)limit, &lines, &n);
+    int st = db_log_list(api->db, job, after, (int)limit, &lines, &n);
     if (st != DB_OK) return api_reply_db(req, st, NULL);
     json_t *arr = json_array();
     for (int i = 0; arr && i < n; i++) json_array_append_new(arr, line_json(&lines[i]));

@@ -301,13 +301,8 @@ static void follow_free(void *ctx) {
 
 int metrics_get(HttpRequest *req) {
     Api *api = http_app(req);
-    int64_t job = api_param_id(req, 0, "job");
+    int64_t job = api_job_param(req, NULL);
     if (job < 0) return 0;
-    DbJob j;
-    error_clear();
-    int st = db_job_get(api->db, job, &j);
-    if (st != DB_OK) return api_reply_db(req, st, NULL);
-    db_job_clear(&j);
     const char *name = http_query(req, "name");
     if (name && (!*name || strlen(name) > DB_METRIC_NAME_MAX))
         return http_reply_error(req, 400, "bad_query", "?name", "name: expected a metric name");
