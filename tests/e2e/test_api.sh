@@ -40,39 +40,7 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-SANITIZER='Sanitizer\|runtime error:\|==[0-9]*==ERROR'
-
-# a plain interpreter: version-manager shims cost half a second a call
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-
-passed=0 failed=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
-
-# jv EXPR [FILE]: a Python expression over the JSON in FILE (default the
-# last response body) as `d`; prints it ("" for None).
-jv() {
-    $PY - "$1" "${2:-$TMP/body}" <<'EOF'
-import json, sys
-try:
-    d = json.load(open(sys.argv[2]))
-    v = eval(sys.argv[1])
-except Exception as e:
-    v = "<%s>" % e
-print("" if v is None else v)
-EOF
-}
-
-# api METHOD PATH [CURL ARGS...]: STATUS gets the status, $TMP/body the body.
-api() {
-    local m=$1 p=$2
-    shift 2
-    STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $TOKEN" \
-        "$@" "$URL$p")
-}
+. "$(dirname "$0")/lib.sh"
 
 # expect NAME STATUS [CODE]: the last response had STATUS; a 4xx/5xx must be
 # design.md's JSON error body (with error.code CODE when given).
@@ -95,21 +63,10 @@ expect() {
     pass "$name ($STATUS)"
 }
 
-# check NAME ACTUAL WANTED
-check() {
-    if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "got '$2', want '$3'"; fi
-}
-
 alive_and_intact() {
     api GET /v1/health
     check "$1: daemon alive" "$STATUS" 200
-    local ic
-    if command -v sqlite3 >/dev/null; then
-        ic=$(sqlite3 "$VAR/traind.db" 'PRAGMA integrity_check' 2>&1)
-    else
-        ic=$($PY -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("PRAGMA integrity_check").fetchone()[0])' "$VAR/traind.db" 2>&1)
-    fi
-    check "$1: integrity_check" "$ic" ok
+    check "$1: integrity_check" "$(integrity "$VAR")" ok
 }
 
 # ---------------------------------------------------------------- start

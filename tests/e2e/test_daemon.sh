@@ -37,41 +37,7 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-SANITIZER='Sanitizer\|runtime error:\|==[0-9]*==ERROR'
-
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-
-passed=0 failed=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
-check() {
-    if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "got '$2', want '$3'"; fi
-}
-
-# jv EXPR [FILE]: a Python expression over the JSON in FILE (default the
-# last response body) as `d`; prints it ("" for None).
-jv() {
-    $PY - "$1" "${2:-$TMP/body}" <<'EOF'
-import json, sys
-try:
-    d = json.load(open(sys.argv[2]))
-    v = eval(sys.argv[1])
-except Exception as e:
-    v = "<%s>" % e
-print("" if v is None else v)
-EOF
-}
-
-# api METHOD PATH [CURL ARGS...] against $URL with $TOKEN: STATUS, $TMP/body.
-api() {
-    local m=$1 p=$2
-    shift 2
-    STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $TOKEN" \
-        "$@" "$URL$p")
-}
+. "$(dirname "$0")/lib.sh"
 
 # start VAR LOG [ARGS...]: a daemon on a free port; sets DPID, URL, TOKEN.
 start() {
@@ -97,14 +63,6 @@ start() {
     fi
     URL=http://127.0.0.1:$port
     TOKEN=$(cat "$var/admin.token")
-}
-
-integrity() {
-    if command -v sqlite3 >/dev/null; then
-        sqlite3 "$1/traind.db" 'PRAGMA integrity_check' 2>&1
-    else
-        $PY -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("PRAGMA integrity_check").fetchone()[0])' "$1/traind.db" 2>&1
-    fi
 }
 
 # state JOB: its state now (against $URL)

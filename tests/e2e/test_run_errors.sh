@@ -25,13 +25,7 @@ if [ ! -x "$TRAIND" ]; then
 fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-SANITIZER='Sanitizer\|runtime error:\|==[0-9]*==ERROR'
-
-passed=0 failed=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+. "$(dirname "$0")/lib.sh"
 
 # ---- control: the good jobs run clean under ASan ----
 for job in "$JOBS"/*.expected.json; do

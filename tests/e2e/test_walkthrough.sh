@@ -48,9 +48,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0 failed=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+. "$(dirname "$0")/lib.sh"
 
 # ---------------------------------------------------------------- the blocks
 mkdir -p "$TMP/blocks"
