@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/spec.h"
 #include "server/api.h"
+#include "server/sse.h"
 
 /* The JSON path an error message starts with: the text before its first
  * ": ", cut at a space ("model[4] Linear: ..." -> "model[4]"). */
@@ -144,8 +145,8 @@ int jobs_get(HttpRequest *req) {
     if (db_metric_latest(api->db, id, &m, &n) == DB_OK) {
         for (int i = 0; latest && i < n; i++)
             json_object_set_new(latest, m[i].name,
-                                json_pack("{s:I, s:i, s:f}", "step", (json_int_t)m[i].step,
-                                          "epoch", m[i].epoch, "value", m[i].value));
+                                json_pack("{s:I, s:i, s:o}", "step", (json_int_t)m[i].step,
+                                          "epoch", m[i].epoch, "value", sse_number(m[i].value)));
         free(m);
     }
     json_object_set_new(out, "metrics", latest ? latest : json_null());

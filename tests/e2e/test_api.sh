@@ -236,6 +236,18 @@ expect "history: a bad limit" 400 bad_query
 api GET "/v1/jobs/$JOB/logs"
 expect "logs" 200 && check "logs: the run's lines" "$(jv 'len(d["lines"]) >= 2')" True
 
+# a job whose loss blows up: it fails naming the step; the loss of that step
+# is not recorded, so the latest loss is the step before it
+job mlp 1 | sed 's/"lr": 0.05/"lr": 1e30/' >"$TMP/job_nan.json"
+api POST /v1/jobs -H 'Content-Type: application/json' --data-binary "@$TMP/job_nan.json"
+expect "submit a diverging job" 201
+NAN_JOB=$(jv 'd["id"]')
+timeout 60 curl -sN -H "Authorization: Bearer $TOKEN" "$URL/v1/jobs/$NAN_JOB/metrics?follow=1" >/dev/null
+api GET "/v1/jobs/$NAN_JOB"
+check "diverging job fails naming the step" "$(jv '(d["state"], "loss is" in d["error"] and d["error"].startswith("step"))')" "('failed', True)"
+check "its latest loss is the step before the failing one" \
+    "$(jv 'd["metrics"]["loss"]["step"] + 1 == int(d["error"].split(":")[0].split()[1]) and d["metrics"]["loss"]["value"] is not None')" True
+
 api GET "/v1/jobs/$JOB/checkpoints"
 expect "list checkpoints" 200
 CK_SHA=$(jv 'd["checkpoints"][-1]["sha256"]')
