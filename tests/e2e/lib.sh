@@ -51,3 +51,19 @@ integrity() {
         $PY -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("PRAGMA integrity_check").fetchone()[0])' "$1/traind.db" 2>&1
     fi
 }
+
+# listening_port LOG PID [SKIP]: waits (up to 15 s) for the daemon PID to log
+# its "listening" line in LOG, after the first SKIP lines (a log that earlier
+# runs appended to), and prints its port; prints nothing if the daemon died
+# or never listened.
+listening_port() {
+    local log=$1 pid=$2 skip=${3:-0} port=""
+    for _ in $(seq 150); do
+        port=$(tail -n +"$((skip + 1))" "$log" 2>/dev/null |
+            grep -o '"event":"listening".*"port":[0-9]*' | grep -o '[0-9]*$')
+        [ -n "$port" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "$port"
+}

@@ -73,13 +73,7 @@ alive_and_intact() {
 "$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$VAR" --workers 2 --max-upload-mb 3 \
     2>"$TMP/daemon.log" &
 DAEMON_PID=$!
-PORT=""
-for _ in $(seq 100); do
-    PORT=$(grep -o '"event":"listening".*"port":[0-9]*' "$TMP/daemon.log" 2>/dev/null | grep -o '[0-9]*$')
-    [ -n "$PORT" ] && break
-    kill -0 "$DAEMON_PID" 2>/dev/null || break
-    sleep 0.1
-done
+PORT=$(listening_port "$TMP/daemon.log" "$DAEMON_PID")
 if [ -z "$PORT" ]; then
     echo "test_api: the daemon did not start:" >&2
     head -n 20 "$TMP/daemon.log" >&2

@@ -46,15 +46,9 @@ start() {
     "$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$var" --quiet "$@" 2>>"$log" &
     DPID=$!
     PIDS+=("$DPID")
-    local port="" lines
+    local port lines
     lines=$(wc -l <"$log" 2>/dev/null || echo 0)
-    for _ in $(seq 150); do
-        port=$(tail -n +"$((lines + 1))" "$log" 2>/dev/null |
-            grep -o '"event":"listening".*"port":[0-9]*' | grep -o '[0-9]*$')
-        [ -n "$port" ] && break
-        kill -0 "$DPID" 2>/dev/null || break
-        sleep 0.1
-    done
+    port=$(listening_port "$log" "$DPID" "$lines")
     if [ -z "$port" ]; then
         echo "test_daemon: the daemon did not start:" >&2
         tail -n 20 "$log" >&2

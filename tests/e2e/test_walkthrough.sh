@@ -67,13 +67,7 @@ fi
 # ---------------------------------------------------------------- the daemon
 "$TRAIND_BIN" serve --port 0 --bind 127.0.0.1 --data-dir "$TMP/var" 2>"$TMP/daemon.log" &
 DAEMON_PID=$!
-PORT=""
-for _ in $(seq 100); do
-    PORT=$(grep -o '"event":"listening".*"port":[0-9]*' "$TMP/daemon.log" 2>/dev/null | grep -o '[0-9]*$')
-    [ -n "$PORT" ] && break
-    kill -0 "$DAEMON_PID" 2>/dev/null || break
-    sleep 0.1
-done
+PORT=$(listening_port "$TMP/daemon.log" "$DAEMON_PID")
 if [ -z "$PORT" ]; then
     echo "test_walkthrough: the daemon did not start:" >&2
     head -n 20 "$TMP/daemon.log" >&2
