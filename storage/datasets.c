@@ -289,32 +289,16 @@ static int read_dataset(sqlite3_stmt *st, DbDataset *out) {
     return 0;
 }
 
+static int read_dataset_row(sqlite3_stmt *st, void *out) { return read_dataset(st, out); }
+
 static int get_one(Db *db, const char *sql, const char *key_text, int64_t key_int, DbDataset *out) {
-    DbConn *c = db_acquire(db);
-    if (!c) return DB_ERROR;
-    int rc;
-    sqlite3_stmt *st = db_stmt(c, sql);
-    if (!st) {
-        rc = DB_ERROR;
-        goto done;
-    }
-    if (key_text)
-        db_bind_text(st, 1, key_text);
-    else
-        sqlite3_bind_int64(st, 1, key_int);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW)
-        rc = read_dataset(st, out) == 0 ? DB_OK : DB_ERROR;
-    else if (s == SQLITE_DONE) {
+    int rc = db_get_row(db, sql, key_text, key_int, read_dataset_row, out, "dataset");
+    if (rc == DB_NOT_FOUND) {
         if (key_text)
             error_set("dataset '%s': not found", key_text);
         else
             error_set("dataset %lld: not found", (long long)key_int);
-        rc = DB_NOT_FOUND;
-    } else
-        rc = db_fail(c, "dataset");
-done:
-    db_release(db, c);
+    }
     return rc;
 }
 

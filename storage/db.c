@@ -123,6 +123,32 @@ int db_fail(DbConn *c, const char *what) {
     return DB_ERROR;
 }
 
+int db_get_row(Db *db, const char *sql, const char *key_text, int64_t key_int, DbRowReader read,
+               void *out, const char *what) {
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc;
+    sqlite3_stmt *st = db_stmt(c, sql);
+    if (!st) {
+        rc = DB_ERROR;
+        goto done;
+    }
+    if (key_text)
+        db_bind_text(st, 1, key_text);
+    else
+        sqlite3_bind_int64(st, 1, key_int);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        rc = read(st, out) == 0 ? DB_OK : DB_ERROR;
+    else if (s == SQLITE_DONE)
+        rc = DB_NOT_FOUND;
+    else
+        rc = db_fail(c, what);
+done:
+    db_release(db, c);
+    return rc;
+}
+
 sqlite3_stmt *db_stmt(DbConn *c, const char *sql) {
     for (int i = 0; i < c->ncache; i++)
         if (c->cache[i].sql == sql) {

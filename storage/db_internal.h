@@ -47,6 +47,14 @@ int db_fail(DbConn *c, const char *what);
  * constraint failure (error "what: ..."), DB_ERROR otherwise. */
 int db_step_done(DbConn *c, sqlite3_stmt *st, const char *what);
 
+/* Reads the current row of st into out: 0, or -1 with an error. */
+typedef int (*DbRowReader)(sqlite3_stmt *st, void *out);
+/* Runs sql with one parameter ?1 (key_text when not NULL, else key_int)
+ * and reads its first row with read. DB_OK; DB_NOT_FOUND when there is no
+ * row (the caller says what was not found); DB_ERROR with "what: ...". */
+int db_get_row(Db *db, const char *sql, const char *key_text, int64_t key_int, DbRowReader read,
+               void *out, const char *what);
+
 /* Binds text or NULL. */
 int db_bind_text(sqlite3_stmt *st, int i, const char *s);
 /* Copies column i's text into buf (truncating; "" for NULL). */

@@ -98,31 +98,16 @@ static void read_user(sqlite3_stmt *st, DbUser *out) {
     out->created_at = sqlite3_column_int64(st, 3);
 }
 
+static int read_user_row(sqlite3_stmt *st, void *out) {
+    read_user(st, out);
+    return 0;
+}
+
+/* not_found: the error for no such user. */
 static int get_one(Db *db, const char *sql, const char *key_text, int64_t key_int, DbUser *out,
-                   const char *what) {
-    DbConn *c = db_acquire(db);
-    if (!c) return DB_ERROR;
-    int rc;
-    sqlite3_stmt *st = db_stmt(c, sql);
-    if (!st) {
-        rc = DB_ERROR;
-        goto done;
-    }
-    if (key_text)
-        db_bind_text(st, 1, key_text);
-    else
-        sqlite3_bind_int64(st, 1, key_int);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW) {
-        read_user(st, out);
-        rc = DB_OK;
-    } else if (s == SQLITE_DONE) {
-        error_set("%s", what);
-        rc = DB_NOT_FOUND;
-    } else
-        rc = db_fail(c, "user");
-done:
-    db_release(db, c);
+                   const char *not_found) {
+    int rc = db_get_row(db, sql, key_text, key_int, read_user_row, out, "user");
+    if (rc == DB_NOT_FOUND) error_set("%s", not_found);
     return rc;
 }
 
