@@ -209,6 +209,29 @@ int http_reply_text(HttpRequest *req, int status, const char *content_type, cons
     return reply_static(req, status, content_type, text, len);
 }
 
+int http_reply_owned(HttpRequest *req, int status, const char *content_type, char *text,
+                     size_t len) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(text);
+        return set_response(req, 0, NULL);
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    return set_response(req, status, r);
+}
+
+int http_reply_shared(HttpRequest *req, int status, const char *content_type, const char *body,
+                      size_t len, void (*release)(void *cls), void *cls) {
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer_with_free_callback_cls(len, (void *)body, release, cls);
+    if (!r) {
+        release(cls);
+        return set_response(req, 0, NULL);
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    return set_response(req, status, r);
+}
+
 int http_reply_json(HttpRequest *req, int status, json_t *body) {
     char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(body);
@@ -217,14 +240,7 @@ int http_reply_json(HttpRequest *req, int status, json_t *body) {
             "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\",\"path\":\"\"}}";
         return reply_static(req, 500, "application/json", oom, sizeof oom - 1);
     }
-    size_t len = strlen(text);
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(text);
-        return set_response(req, 0, NULL);
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    return set_response(req, status, r);
+    return http_reply_owned(req, status, "application/json", text, strlen(text));
 }
 
 int http_reply_error(HttpRequest *req, int status, const char *code, const char *path,

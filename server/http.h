@@ -161,6 +161,14 @@ int http_reply_error(HttpRequest *req, int status, const char *code, const char 
                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 int http_reply_text(HttpRequest *req, int status, const char *content_type, const char *text,
                     size_t len);
+/* Like http_reply_text for a malloc'd text it takes and frees (also on
+ * failure): a large reply is sent without being copied. */
+int http_reply_owned(HttpRequest *req, int status, const char *content_type, char *text,
+                     size_t len);
+/* Sends len bytes of a body someone else owns, without a copy:
+ * release(cls) once the reply is sent or dropped (also on failure). */
+int http_reply_shared(HttpRequest *req, int status, const char *content_type, const char *body,
+                      size_t len, void (*release)(void *cls), void *cls);
 /* Sends size bytes of fd from offset 0 and closes fd (also on failure). */
 int http_reply_fd(HttpRequest *req, int status, const char *content_type, int fd,
                   uint64_t size);

@@ -226,8 +226,12 @@ int db_bind_text(sqlite3_stmt *st, int i, const char *s) {
 }
 
 void db_column_copy(sqlite3_stmt *st, int i, char *buf, size_t size) {
+    /* memcpy, not snprintf: this runs for each row of a metric history */
     const unsigned char *t = sqlite3_column_text(st, i);
-    snprintf(buf, size, "%s", t ? (const char *)t : "");
+    size_t n = t ? (size_t)sqlite3_column_bytes(st, i) : 0;
+    if (n >= size) n = size - 1;
+    if (n) memcpy(buf, t, n);
+    buf[n] = '\0';
 }
 
 char *db_column_dup(sqlite3_stmt *st, int i, int *oom) {

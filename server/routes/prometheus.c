@@ -10,107 +10,69 @@
  * Routes are the table's patterns ("/v1/jobs/{id}"), so the label set
  * stays small however many jobs there are.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "server/api.h"
-
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    bool oom;
-} Text;
-
-static void put(Text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(Text *t, const char *fmt, ...) {
-    if (t->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->oom = true;
-            return;
-        }
-        if ((size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = t->cap * 2 + (size_t)n + 1;
-        char *grown = realloc(t->buf, cap);
-        if (!grown) {
-            t->oom = true;
-            return;
-        }
-        t->buf = grown;
-        t->cap = cap;
-    }
-}
+#include "server/text.h"
 
 static void put_request_count(void *ctx, const char *method, const char *route, int status,
                               uint64_t count) {
-    put(ctx, "traind_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n", method,
+    text_printf(ctx, "traind_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n", method,
         route, status, (unsigned long long)count);
 }
 
 int prometheus_get(HttpRequest *req) {
     Api *api = http_app(req);
-    Text t = {.cap = 4096};
-    t.buf = malloc(t.cap);
-    if (!t.buf) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
-    t.buf[0] = '\0';
+    Text t = {0};
 
     int64_t counts[DB_JOB_NUM_STATES] = {0};
     int st = db_job_count_by_state(api->db, counts);
     if (st != DB_OK) {
-        free(t.buf);
+        text_free(&t);
         return api_reply_db(req, st, NULL);
     }
-    put(&t, "# HELP traind_jobs Jobs by state.\n# TYPE traind_jobs gauge\n");
+    text_printf(&t, "# HELP traind_jobs Jobs by state.\n# TYPE traind_jobs gauge\n");
     for (int s = 0; s < DB_JOB_NUM_STATES; s++)
-        put(&t, "traind_jobs{state=\"%s\"} %lld\n", db_job_state_name((DbJobState)s),
+        text_printf(&t, "traind_jobs{state=\"%s\"} %lld\n", db_job_state_name((DbJobState)s),
             (long long)counts[s]);
-    put(&t, "# HELP traind_queue_length Jobs waiting for a worker.\n"
+    text_printf(&t, "# HELP traind_queue_length Jobs waiting for a worker.\n"
             "# TYPE traind_queue_length gauge\ntraind_queue_length %lld\n",
         (long long)counts[DB_JOB_QUEUED]);
 
     SchedulerWorkerInfo w[SCHEDULER_MAX_WORKERS];
     int n = scheduler_workers(api->sched, w, SCHEDULER_MAX_WORKERS);
     if (n > SCHEDULER_MAX_WORKERS) n = SCHEDULER_MAX_WORKERS;
-    put(&t, "# HELP traind_workers Training workers per device.\n# TYPE traind_workers gauge\n");
+    text_printf(&t, "# HELP traind_workers Training workers per device.\n# TYPE traind_workers gauge\n");
     for (int i = 0; i < n; i++) {
         bool seen = false;
         for (int k = 0; k < i; k++) seen |= !strcmp(w[k].device, w[i].device);
         if (seen) continue;
         int count = 0;
         for (int k = i; k < n; k++) count += !strcmp(w[k].device, w[i].device);
-        put(&t, "traind_workers{device=\"%s\"} %d\n", w[i].device, count);
+        text_printf(&t, "traind_workers{device=\"%s\"} %d\n", w[i].device, count);
     }
-    put(&t, "# HELP traind_job_samples_per_second Training throughput of each running job.\n"
+    text_printf(&t, "# HELP traind_job_samples_per_second Training throughput of each running job.\n"
             "# TYPE traind_job_samples_per_second gauge\n");
     for (int i = 0; i < n; i++)
         if (w[i].job_id)
-            put(&t, "traind_job_samples_per_second{job=\"%lld\",device=\"%s\"} %.6g\n",
+            text_printf(&t, "traind_job_samples_per_second{job=\"%lld\",device=\"%s\"} %.6g\n",
                 (long long)w[i].job_id, w[i].device, w[i].samples_per_s);
 
-    put(&t, "# HELP traind_http_requests_total HTTP requests by route and status.\n"
+    text_printf(&t, "# HELP traind_http_requests_total HTTP requests by route and status.\n"
             "# TYPE traind_http_requests_total counter\n");
     http_server_foreach_count(http_server_of(req), put_request_count, &t);
-    put(&t, "# HELP traind_upload_bytes_total Bytes received by dataset uploads.\n"
+    text_printf(&t, "# HELP traind_upload_bytes_total Bytes received by dataset uploads.\n"
             "# TYPE traind_upload_bytes_total counter\ntraind_upload_bytes_total %llu\n",
         (unsigned long long)http_server_upload_bytes(http_server_of(req)));
-    put(&t, "# HELP traind_uptime_seconds Seconds since the daemon started.\n"
+    text_printf(&t, "# HELP traind_uptime_seconds Seconds since the daemon started.\n"
             "# TYPE traind_uptime_seconds gauge\ntraind_uptime_seconds %lld\n",
         (long long)(time(NULL) - api->started));
     if (t.oom) {
-        free(t.buf);
+        text_free(&t);
         return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
     }
-    http_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", t.buf, t.len);
-    free(t.buf);
-    return 0;
+    return http_reply_owned(req, 200, "text/plain; version=0.0.4; charset=utf-8", t.buf, t.len);
 }
