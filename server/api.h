@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "server/http.h"
+#include "server/reply_cache.h"
 #include "server/scheduler.h"
 #include "storage/db.h"
 
@@ -32,7 +33,11 @@ typedef struct {
     int64_t import_max;    /* bytes per file a URL import may fetch */
     int import_timeout_s;  /* whole transfer of one URL */
     time_t started;
+    ReplyCache *replies;   /* finished jobs' metric histories */
 } Api;
+
+#define API_REPLY_CACHE_BYTES (64u << 20)
+#define API_REPLY_CACHE_ENTRIES 256
 
 extern const HttpRoute api_routes[];
 extern const int api_num_routes;

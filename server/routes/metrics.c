@@ -29,6 +29,7 @@
 #include "server/api.h"
 #include "server/log.h"
 #include "server/sse.h"
+#include "server/text.h"
 
 #define FOLLOW_BATCH 2000
 #define FOLLOW_NAMES 32
@@ -40,172 +41,150 @@ static json_t *point_json(const DbMetric *m) {
 
 /* ---- history ---- */
 
-/* The plain history is written as text, not through jansson's tree: a
- * 10,000-point page is ~50,000 small allocations and a printf per field
- * that way, most of a GET's time (bench/api.sh). The bytes are those of
- * json_dumps(JSON_COMPACT): a real as %.17g with ".0" when it would read
- * as an integer, the exponent without '+' or leading zeros; a NaN or
- * infinity (stored as NULL) is null; the name is escaped by jansson. */
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    bool oom;
-} Text;
-
-static void text_put(Text *t, const char *s, size_t n) {
-    if (t->oom) return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 4096;
-        while (cap < t->len + n + 1) cap *= 2;
-        char *grown = realloc(t->buf, cap);
-        if (!grown) {
-            t->oom = true;
-            return;
-        }
-        t->buf = grown;
-        t->cap = cap;
-    }
-    memcpy(t->buf + t->len, s, n);
-    t->len += n;
-}
-
-static void text_real(Text *t, double v) {
-    if (!isfinite(v)) {
-        text_put(t, "null", 4);
-        return;
-    }
-    char b[40];
-    int n = snprintf(b, sizeof b - 2, "%.17g", v);
-    char *e = strchr(b, 'e');
-    if (e) {
-        char *from = e + 1, *to = e + 1;
-        if (*from == '+') from++;
-        else if (*from == '-') from++, to++;
-        while (*from == '0' && from[1]) from++;
-        memmove(to, from, strlen(from) + 1);
-        n = (int)strlen(b);
-    } else if (!strchr(b, '.')) {
-        memcpy(b + n, ".0", 3);
-        n += 2;
-    }
-    text_put(t, b, (size_t)n);
-}
-
-/* A decimal integer, without printf's format parsing (three a point). */
-static void text_int(Text *t, long long v) {
-    char b[24], *p = b + sizeof b;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do *--p = (char)('0' + u % 10); while ((u /= 10) != 0);
-    if (v < 0) *--p = '-';
-    text_put(t, p, (size_t)(b + sizeof b - p));
-}
-
-static int history_text(HttpRequest *req, int64_t job, const DbMetric *m, int n, json_t *next) {
-    Text t = {0};
-    char b[96], name[DB_METRIC_NAME_MAX + 1] = "";
+/* The plain history is written as text (server/text.h), not through
+ * jansson's tree: a 10,000-point page is ~50,000 small allocations and a
+ * printf per field that way, most of a GET's time (bench/api.sh). The
+ * bytes are those json_dumps(JSON_COMPACT) would write. */
+/* The page's points as text into t; next is the next page's `after` or
+ * -1 when the list is whole. */
+static void history_text(Text *t, int64_t job, const DbMetric *m, int n, int64_t next) {
+    char name[DB_METRIC_NAME_MAX + 1] = "";
     char *quoted = NULL; /* the name of the points before, as a JSON string */
-    int k = snprintf(b, sizeof b, "{\"job_id\":%lld,\"metrics\":[", (long long)job);
-    text_put(&t, b, (size_t)k);
-    for (int i = 0; i < n && !t.oom; i++) {
+    text_puts(t, "{\"job_id\":");
+    text_int(t, job);
+    text_puts(t, ",\"metrics\":[");
+    for (int i = 0; i < n && !t->oom; i++) {
         if (!quoted || strcmp(name, m[i].name) != 0) {
             free(quoted);
             json_t *s = log_string(m[i].name);
             quoted = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
             json_decref(s);
             if (!quoted) {
-                t.oom = true;
+                t->oom = true;
                 break;
             }
             snprintf(name, sizeof name, "%s", m[i].name);
         }
-        text_put(&t, i ? ",{\"name\":" : "{\"name\":", i ? 9 : 8);
-        text_put(&t, quoted, strlen(quoted));
-        text_put(&t, ",\"step\":", 8);
-        text_int(&t, m[i].step);
-        text_put(&t, ",\"epoch\":", 9);
-        text_int(&t, m[i].epoch);
-        text_put(&t, ",\"value\":", 9);
-        text_real(&t, m[i].value);
-        text_put(&t, "}", 1);
+        text_put(t, i ? ",{\"name\":" : "{\"name\":", i ? 9 : 8);
+        text_puts(t, quoted);
+        text_put(t, ",\"step\":", 8);
+        text_int(t, m[i].step);
+        text_put(t, ",\"epoch\":", 9);
+        text_int(t, m[i].epoch);
+        text_put(t, ",\"value\":", 9);
+        text_real(t, m[i].value);
+        text_put(t, "}", 1);
     }
     free(quoted);
-    if (json_is_integer(next))
-        k = snprintf(b, sizeof b, "],\"next_after\":%lld}", (long long)json_integer_value(next));
-    else
-        k = snprintf(b, sizeof b, "],\"next_after\":null}");
-    text_put(&t, b, (size_t)k);
-    json_decref(next);
-    if (t.oom) {
-        free(t.buf);
-        return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
-    }
-    int rc = http_reply_text(req, 200, "application/json", t.buf, t.len);
-    free(t.buf);
-    return rc;
+    text_puts(t, "],\"next_after\":");
+    if (next >= 0) text_int(t, next);
+    else text_puts(t, "null");
+    text_puts(t, "}");
 }
 
-static int history(HttpRequest *req, int64_t job, const char *name, int64_t after, int64_t limit,
-                   int64_t max_points) {
-    Api *api = http_app(req);
-    json_t *items = json_array();
-    json_t *next = json_null();
-    if (max_points > 0) {
-        /* each series apart: the named one, or every one the job has */
-        DbMetric *names = NULL;
-        int nn = 0;
-        if (!name) {
-            int st = db_metric_latest(api->db, job, &names, &nn);
-            if (st != DB_OK) {
-                json_decref(items);
-                return api_reply_db(req, st, NULL);
-            }
-        }
-        for (int k = 0; k < (name ? 1 : nn); k++) {
-            const char *series = name ? name : names[k].name;
-            DbMetricBucket *b = NULL;
-            int nb = 0;
-            int st = db_metric_downsample(api->db, job, series, after, (int)max_points, &b, &nb);
-            if (st != DB_OK) {
-                free(names);
-                json_decref(items);
-                return api_reply_db(req, st, NULL);
-            }
-            for (int i = 0; i < nb; i++)
-                json_array_append_new(
-                    items, json_pack("{s:s, s:I, s:i, s:o, s:o, s:o, s:I, s:I}", "name", series,
-                                     "step", (json_int_t)b[i].last_step, "epoch", b[i].epoch,
-                                     "value", sse_number(b[i].last), "min", sse_number(b[i].min),
-                                     "max", sse_number(b[i].max), "count",
-                                     (json_int_t)b[i].count, "first_step",
-                                     (json_int_t)b[i].first_step));
-            free(b);
-        }
-        free(names);
-    } else {
-        DbMetricQuery q = {.name = name, .after = after, .limit = (int)limit};
-        DbMetric *m = NULL;
-        int n = 0;
-        int st = db_metric_query(api->db, job, &q, &m, &n);
-        if (st != DB_OK) {
-            json_decref(items);
-            return api_reply_db(req, st, NULL);
-        }
-        int keep = n;
-        if (n == limit && n > 0) {
-            /* cut at a step boundary: the rest of the last step comes with
-             * the next page (one series has one point per step) */
-            while (!name && keep > 0 && m[keep - 1].step == m[n - 1].step) keep--;
-            if (keep == 0) keep = n; /* one step holds more than a page */
-            json_decref(next);
-            next = json_integer(keep < n ? m[keep - 1].step : m[n - 1].step);
-        }
-        json_decref(items);
-        int rc = history_text(req, job, m, keep, next);
-        free(m);
-        return rc;
+/* ?max_points: each series apart, the named one or every one the job has,
+ * in buckets; as jansson text into *out. */
+static int downsampled_body(Api *api, int64_t job, const char *name, int64_t after,
+                            int64_t max_points, char **out) {
+    DbMetric *names = NULL;
+    int nn = 0;
+    if (!name) {
+        int st = db_metric_latest(api->db, job, &names, &nn);
+        if (st != DB_OK) return st;
     }
-    return http_reply_json(req, 200, json_pack("{s:I, s:o*, s:o}", "job_id", (json_int_t)job,
-                                               "metrics", items, "next_after", next));
+    json_t *items = json_array();
+    for (int k = 0; k < (name ? 1 : nn); k++) {
+        const char *series = name ? name : names[k].name;
+        DbMetricBucket *b = NULL;
+        int nb = 0;
+        int st = db_metric_downsample(api->db, job, series, after, (int)max_points, &b, &nb);
+        if (st != DB_OK) {
+            free(names);
+            json_decref(items);
+            return st;
+        }
+        for (int i = 0; i < nb; i++)
+            json_array_append_new(
+                items, json_pack("{s:s, s:I, s:i, s:o, s:o, s:o, s:I, s:I}", "name", series, "step",
+                                 (json_int_t)b[i].last_step, "epoch", b[i].epoch, "value",
+                                 sse_number(b[i].last), "min", sse_number(b[i].min), "max",
+                                 sse_number(b[i].max), "count", (json_int_t)b[i].count,
+                                 "first_step", (json_int_t)b[i].first_step));
+        free(b);
+    }
+    free(names);
+    json_t *o = json_pack("{s:I, s:o*, s:n}", "job_id", (json_int_t)job, "metrics", items,
+                          "next_after");
+    *out = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    return *out ? DB_OK : error_set("out of memory");
+}
+
+/* The whole reply's bytes into *out (malloc'd), or a DbStatus. */
+static int history_body(Api *api, int64_t job, const char *name, int64_t after, int64_t limit,
+                        int64_t max_points, char **out, size_t *len) {
+    *out = NULL;
+    if (max_points > 0) {
+        int st = downsampled_body(api, job, name, after, max_points, out);
+        if (st == DB_OK) *len = strlen(*out);
+        return st;
+    }
+    DbMetricQuery q = {.name = name, .after = after, .limit = (int)limit};
+    DbMetric *m = NULL;
+    int n = 0;
+    int st = db_metric_query(api->db, job, &q, &m, &n);
+    if (st != DB_OK) return st;
+    int keep = n;
+    int64_t next = -1;
+    if (n == limit && n > 0) {
+        /* cut at a step boundary: the rest of the last step comes with the
+         * next page (one series has one point per step) */
+        while (!name && keep > 0 && m[keep - 1].step == m[n - 1].step) keep--;
+        if (keep == 0) keep = n; /* one step holds more than a page */
+        next = keep < n ? m[keep - 1].step : m[n - 1].step;
+    }
+    Text t = {0};
+    history_text(&t, job, m, keep, next);
+    free(m);
+    if (t.oom) {
+        text_free(&t);
+        return error_set("out of memory");
+    }
+    *out = t.buf;
+    *len = t.len;
+    return DB_OK;
+}
+
+static void release_cached(void *r) { cached_reply_release(r); }
+
+static int reply_cached(HttpRequest *req, CachedReply *r) {
+    size_t len;
+    const char *body = cached_reply_body(r, &len);
+    return http_reply_shared(req, 200, "application/json", body, len, release_cached, r);
+}
+
+/* A finished job's history never changes: its replies are kept (the key is
+ * every input of the answer) and sent again as they are. */
+static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t after,
+                   int64_t limit, int64_t max_points) {
+    Api *api = http_app(req);
+    bool final = db_job_state_final(j->state);
+    char key[DB_METRIC_NAME_MAX + 160];
+    if (final) {
+        snprintf(key, sizeof key, "history %lld %d %lld after=%lld limit=%lld max_points=%lld %s",
+                 (long long)j->id, j->attempt, (long long)j->finished_at, (long long)after,
+                 (long long)limit, (long long)max_points, name ? name : "*");
+        CachedReply *r = reply_cache_get(api->replies, key);
+        if (r) return reply_cached(req, r);
+    }
+    char *body = NULL;
+    size_t len = 0;
+    int st = history_body(api, j->id, name, after, limit, max_points, &body, &len);
+    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    if (!final) return http_reply_owned(req, 200, "application/json", body, len);
+    CachedReply *r = reply_cache_put(api->replies, key, body, len);
+    if (!r) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
+    return reply_cached(req, r);
 }
 
 /* ---- follow ---- */
@@ -301,18 +280,28 @@ static void follow_free(void *ctx) {
 
 int metrics_get(HttpRequest *req) {
     Api *api = http_app(req);
-    int64_t job = api_job_param(req, NULL);
+    DbJob j;
+    int64_t job = api_job_param(req, &j);
     if (job < 0) return 0;
     const char *name = http_query(req, "name");
-    if (name && (!*name || strlen(name) > DB_METRIC_NAME_MAX))
-        return http_reply_error(req, 400, "bad_query", "?name", "name: expected a metric name");
     bool follow;
     int64_t after, limit, max_points;
+    if (name && (!*name || strlen(name) > DB_METRIC_NAME_MAX)) {
+        db_job_clear(&j);
+        return http_reply_error(req, 400, "bad_query", "?name", "name: expected a metric name");
+    }
     if (http_query_bool(req, "follow", &follow) || sse_resume_point(req, -1, &after) ||
         http_query_int(req, "limit", 10000, 1, 100000, &limit) ||
-        http_query_int(req, "max_points", 0, 1, 100000, &max_points))
+        http_query_int(req, "max_points", 0, 1, 100000, &max_points)) {
+        db_job_clear(&j);
         return 0;
-    if (!follow) return history(req, job, name, after, limit, max_points);
+    }
+    if (!follow) {
+        int rc = history(req, &j, name, after, limit, max_points);
+        db_job_clear(&j);
+        return rc;
+    }
+    db_job_clear(&j);
 
     Follow *f = calloc(1, sizeof *f);
     if (!f) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");

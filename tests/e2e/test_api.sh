@@ -221,6 +221,18 @@ api GET "/v1/jobs/$JOB/metrics?name=loss&after=50&limit=10"
 expect "history: after + limit" 200
 check "history: steps 51..60, next_after 60" "$(jv '([m["step"] for m in d["metrics"]], d["next_after"])')" \
     "([51, 52, 53, 54, 55, 56, 57, 58, 59, 60], 60)"
+api GET "/v1/jobs/$JOB/metrics"
+cp "$TMP/body" "$TMP/history1.json"
+api GET "/v1/jobs/$JOB/metrics" # the finished job's reply, again (from the reply cache)
+check "history of a finished job: the same bytes twice" "$(cmp -s "$TMP/body" "$TMP/history1.json" && echo same)" same
+check "history: every point as the SSE stream gave it, number for number" "$($PY - "$TMP/sse.txt" "$TMP/body" <<'EOF'
+import json, sys
+sse = [json.loads(l[6:]) for l in open(sys.argv[1]) if l.startswith("data: ") and '"step"' in l]
+hist = json.load(open(sys.argv[2]))["metrics"]
+key = lambda m: (m["step"], m["name"])
+print(sorted(sse, key=key) == sorted(hist, key=key) and len(hist) > 0)
+EOF
+)" True
 api GET "/v1/jobs/$JOB/metrics?name=loss&max_points=10"
 expect "history: max_points" 200
 check "history: 10 buckets covering every step" "$(jv '(len(d["metrics"]), sum(m["count"] for m in d["metrics"]), all(m["min"] <= m["value"] <= m["max"] for m in d["metrics"]))')" \
@@ -274,6 +286,9 @@ for _ in $(seq 100); do
 done
 check "two jobs at once on two cpu workers" "$(jv 'sorted(w["job"]["id"] for x in d["devices"] for w in x["workers"] if w["job"])')" \
     "[$LONG_A, $LONG_B]"
+check "the cpu's name and memory" \
+    "$(jv '[(x["type"], len(x["name"]) > 0, x["memory_bytes"] >= x["memory_free_bytes"] > 0, x["cores"] > 0) for x in d["devices"]]')" \
+    "[('cpu', True, True, True)]"
 job waiting 1 >"$TMP/q.json"
 api POST /v1/jobs --data-binary "@$TMP/q.json"
 QUEUED=$(jv 'd["id"]')

@@ -1,0 +1,122 @@
+/* reply_cache.c - the finished-job reply cache of reply_cache.h: a
+ * doubly linked list in recency order, searched linearly (a few hundred
+ * entries at most, each a megabyte-sized reply, so a scan of keys is
+ * nothing beside what a hit saves). */
+#include "server/reply_cache.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct CachedReply {
+    atomic_int refs; /* the cache's own (while listed) and each user's */
+    CachedReply *prev, *next;
+    char *key, *body;
+    size_t len;
+};
+
+struct ReplyCache {
+    pthread_mutex_t lock;
+    CachedReply *head, *tail; /* most recently used first */
+    size_t bytes, max_bytes;
+    int entries, max_entries;
+};
+
+ReplyCache *reply_cache_new(size_t max_bytes, int max_entries) {
+    ReplyCache *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    pthread_mutex_init(&c->lock, NULL);
+    c->max_bytes = max_bytes;
+    c->max_entries = max_entries;
+    return c;
+}
+
+void cached_reply_release(CachedReply *r) {
+    if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
+    free(r->key);
+    free(r->body);
+    free(r);
+}
+
+const char *cached_reply_body(const CachedReply *r, size_t *len) {
+    *len = r->len;
+    return r->body;
+}
+
+static void unlink_entry(ReplyCache *c, CachedReply *r) {
+    if (r->prev) r->prev->next = r->next;
+    else c->head = r->next;
+    if (r->next) r->next->prev = r->prev;
+    else c->tail = r->prev;
+    r->prev = r->next = NULL;
+}
+
+static void push_front(ReplyCache *c, CachedReply *r) {
+    r->prev = NULL;
+    r->next = c->head;
+    if (c->head) c->head->prev = r;
+    c->head = r;
+    if (!c->tail) c->tail = r;
+}
+
+static void evict(ReplyCache *c, CachedReply *r) {
+    unlink_entry(c, r);
+    c->bytes -= r->len;
+    c->entries--;
+    cached_reply_release(r);
+}
+
+void reply_cache_free(ReplyCache *c) {
+    if (!c) return;
+    while (c->head) evict(c, c->head);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static CachedReply *find(ReplyCache *c, const char *key) {
+    for (CachedReply *r = c->head; r; r = r->next)
+        if (!strcmp(r->key, key)) return r;
+    return NULL;
+}
+
+CachedReply *reply_cache_get(ReplyCache *c, const char *key) {
+    pthread_mutex_lock(&c->lock);
+    CachedReply *r = find(c, key);
+    if (r) {
+        unlink_entry(c, r);
+        push_front(c, r);
+        atomic_fetch_add(&r->refs, 1);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+CachedReply *reply_cache_put(ReplyCache *c, const char *key, char *body, size_t len) {
+    CachedReply *r = calloc(1, sizeof *r);
+    char *k = strdup(key);
+    if (!r || !k) {
+        free(r);
+        free(k);
+        free(body);
+        return NULL;
+    }
+    r->key = k;
+    r->body = body;
+    r->len = len;
+    atomic_init(&r->refs, 1); /* the caller's */
+    /* an entry over a quarter of the cache would push out most of it */
+    if (len > c->max_bytes / 4 || c->max_entries < 1) return r;
+    pthread_mutex_lock(&c->lock);
+    CachedReply *old = find(c, key); /* two requests raced to fill it */
+    if (old) evict(c, old);
+    while (c->head && (c->bytes + len > c->max_bytes || c->entries + 1 > c->max_entries))
+        evict(c, c->tail);
+    atomic_fetch_add(&r->refs, 1); /* the cache's */
+    push_front(c, r);
+    c->bytes += len;
+    c->entries++;
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}

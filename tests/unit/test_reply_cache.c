@@ -1,0 +1,80 @@
+/* test_reply_cache.c - server/reply_cache.c: hits return the bytes put,
+ * the least recently used entry goes first when the byte or entry bound
+ * is reached, a reply too large is returned but not kept, a key put twice
+ * keeps the newer body, and a reference outlives its entry's eviction
+ * (a reply still being sent). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/reply_cache.h"
+
+static char *body_of(const char *s) { return strdup(s); }
+
+static bool holds(ReplyCache *c, const char *key, const char *want) {
+    CachedReply *r = reply_cache_get(c, key);
+    if (!r) return false;
+    size_t len;
+    const char *b = cached_reply_body(r, &len);
+    bool same = len == strlen(want) && !memcmp(b, want, len);
+    cached_reply_release(r);
+    return same;
+}
+
+Test(reply_cache, hit_miss_and_lru_by_entries) {
+    ReplyCache *c = reply_cache_new(1 << 20, 2);
+    cr_assert_not_null(c);
+    cached_reply_release(reply_cache_put(c, "a", body_of("alpha"), 5));
+    cached_reply_release(reply_cache_put(c, "b", body_of("beta"), 4));
+    cr_assert(holds(c, "a", "alpha")); /* a is now the most recent */
+    cr_assert_null(reply_cache_get(c, "zz"));
+    cached_reply_release(reply_cache_put(c, "c", body_of("gamma"), 5)); /* evicts b */
+    cr_assert(holds(c, "a", "alpha"));
+    cr_assert(holds(c, "c", "gamma"));
+    cr_assert_null(reply_cache_get(c, "b"));
+    cached_reply_release(reply_cache_put(c, "c", body_of("delta"), 5)); /* replaced */
+    cr_assert(holds(c, "c", "delta"));
+    cr_assert(holds(c, "a", "alpha"));
+    reply_cache_free(c);
+}
+
+Test(reply_cache, byte_bound_and_large_replies) {
+    ReplyCache *c = reply_cache_new(100, 100);
+    char *big = malloc(60);
+    memset(big, 'x', 60);
+    CachedReply *r = reply_cache_put(c, "big", big, 60); /* over a quarter: not kept */
+    cr_assert_not_null(r);
+    size_t len;
+    cr_assert_eq(cached_reply_body(r, &len)[59], 'x');
+    cr_assert_eq(len, 60);
+    cached_reply_release(r);
+    cr_assert_null(reply_cache_get(c, "big"));
+    char key[16];
+    for (int i = 0; i < 5; i++) { /* 5 x 24 bytes > 100: the first goes */
+        snprintf(key, sizeof key, "k%d", i);
+        char *b = malloc(24);
+        memset(b, 'a' + i, 24);
+        cached_reply_release(reply_cache_put(c, key, b, 24));
+    }
+    cr_assert_null(reply_cache_get(c, "k0"));
+    for (int i = 1; i < 5; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        CachedReply *h = reply_cache_get(c, key);
+        cr_assert_not_null(h, "%s was evicted", key);
+        cr_assert_eq(cached_reply_body(h, &len)[0], 'a' + i);
+        cached_reply_release(h);
+    }
+    reply_cache_free(c);
+}
+
+Test(reply_cache, reference_outlives_eviction_and_free) {
+    ReplyCache *c = reply_cache_new(1 << 20, 1);
+    CachedReply *held = reply_cache_put(c, "a", body_of("still here"), 10);
+    cached_reply_release(reply_cache_put(c, "b", body_of("b"), 1)); /* evicts a */
+    cr_assert_null(reply_cache_get(c, "a"));
+    reply_cache_free(c);
+    size_t len;
+    cr_assert_eq(memcmp(cached_reply_body(held, &len), "still here", 10), 0); /* ASan: no UAF */
+    cached_reply_release(held);
+}
