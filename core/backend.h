@@ -66,6 +66,12 @@ typedef struct Backend {
     int (*to_host)(Device device, void *host_dst, const void *src, size_t nbytes);
     int (*from_host)(Device device, void *dst, const void *host_src, size_t nbytes);
 
+    /* ---- the device itself ---- */
+    /* Its model name (NUL-terminated in n bytes) and memory: bytes in all
+     * and bytes free now. -1 with an error when it cannot be read. */
+    int (*device_info)(Device device, char *name, size_t n, uint64_t *mem_total,
+                       uint64_t *mem_free);
+
     /* ---- layout ---- */
     /* dst[i] = (dst dtype) src[i] over the logical shape; both any strides and
      * any dtype (all four); same shape. */

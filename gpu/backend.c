@@ -276,12 +276,22 @@ static void cuda_adam_update(Tensor *param, const Tensor *grad, Tensor *exp_avg,
                     lr, beta1, beta2, eps, weight_decay, decoupled, step);
 }
 
+static int cuda_device_info(Device device, char *name, size_t n, uint64_t *mem_total,
+                            uint64_t *mem_free) {
+    size_t total = 0, free_ = 0;
+    if (gpu_device_info(device.index, name, n, &total, &free_) != 0) return -1; /* error set */
+    *mem_total = total;
+    *mem_free = free_;
+    return 0;
+}
+
 static const Backend cuda_backend = {
     .name = "cuda",
     .alloc = cuda_alloc,
     .free = cuda_free,
     .to_host = cuda_to_host,
     .from_host = cuda_from_host,
+    .device_info = cuda_device_info,
     .copy = cuda_copy,
     .fill = cuda_fill,
     .binary = cuda_binary,

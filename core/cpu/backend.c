@@ -1,12 +1,41 @@
 /* backend.c - the CPU backend table: the host allocator (allocator.c) and
  * the kernels of core/cpu/, one file per concept. */
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/cpu/cpu.h"
+#include "core/error.h"
 
 static int cpu_memcpy(Device device, void *dst, const void *src, size_t nbytes) {
     (void)device;
     if (nbytes) memcpy(dst, src, nbytes);
+    return 0;
+}
+
+/* The model name from /proc/cpuinfo ("cpu" where there is none, as on
+ * some ARM kernels), and the machine's memory. */
+static int cpu_device_info(Device device, char *name, size_t n, uint64_t *mem_total,
+                           uint64_t *mem_free) {
+    (void)device;
+    snprintf(name, n, "cpu");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) != 0 || !colon) continue;
+        colon += 1 + (colon[1] == ' ');
+        colon[strcspn(colon, "\n")] = '\0';
+        snprintf(name, n, "%s", colon);
+        break;
+    }
+    if (f) fclose(f);
+    long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
+    long page = sysconf(_SC_PAGESIZE);
+    if (pages < 0 || avail < 0 || page < 0)
+        return error_set("cpu: cannot read the machine's memory size");
+    *mem_total = (uint64_t)pages * (uint64_t)page;
+    *mem_free = (uint64_t)avail * (uint64_t)page;
     return 0;
 }
 
@@ -16,6 +45,7 @@ const Backend cpu_backend = {
     .free = cpu_free,
     .to_host = cpu_memcpy,
     .from_host = cpu_memcpy,
+    .device_info = cpu_device_info,
     .copy = cpu_copy,
     .fill = cpu_fill,
     .im2col = cpu_im2col,

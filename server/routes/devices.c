@@ -2,28 +2,36 @@
  * with the job each worker runs now.
  *
  * One entry per device; a device with several workers ("cpu,cpu") lists
- * each worker's job. GPU names and memory need the CUDA runtime, which the
- * core does not expose yet: they are null for cuda devices.
+ * each worker's job. Name and memory come from the device's backend
+ * (core/backend.h's device_info: /proc/cpuinfo and sysconf for the CPU,
+ * the CUDA runtime for a GPU), read at each request: free memory is what
+ * a user choosing a GPU needs to see.
  */
 #include <string.h>
 #include <unistd.h>
 
+#include "core/backend.h"
+#include "core/error.h"
 #include "server/api.h"
+#include "server/log.h"
 
 static json_t *device_entry(const char *device) {
     bool cpu = strncmp(device, "cpu", 3) == 0;
-    json_t *d = json_pack("{s:s, s:s, s:o}", "device", device, "type", cpu ? "cpu" : "cuda",
+    json_t *d = json_pack("{s:s, s:s, s:n, s:n, s:n, s:o}", "device", device, "type",
+                          cpu ? "cpu" : "cuda", "name", "memory_bytes", "memory_free_bytes",
                           "workers", json_array());
-    if (!d || !cpu) {
-        if (d) json_object_set_new(d, "name", json_null());
-        if (d) json_object_set_new(d, "memory_bytes", json_null());
-        return d;
-    }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    json_object_set_new(d, "name", json_string("cpu"));
-    json_object_set_new(d, "cores", json_integer(cores));
-    json_object_set_new(d, "memory_bytes", json_integer((json_int_t)pages * page));
+    if (!d) return NULL;
+    if (cpu) json_object_set_new(d, "cores", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
+    Device dev;
+    const Backend *b = device_parse(device, &dev) == 0 ? backend_for(dev) : NULL;
+    char name[256];
+    uint64_t total = 0, free_ = 0;
+    if (b && b->device_info(dev, name, sizeof name, &total, &free_) == 0) {
+        json_object_set_new(d, "name", json_string(name));
+        json_object_set_new(d, "memory_bytes", json_integer((json_int_t)total));
+        json_object_set_new(d, "memory_free_bytes", json_integer((json_int_t)free_));
+    } else
+        log_message("devices", "%s: %s", device, error_get());
     return d;
 }
 
