@@ -71,6 +71,11 @@ typedef struct Backend {
      * and bytes free now. -1 with an error when it cannot be read. */
     int (*device_info)(Device device, char *name, size_t n, uint64_t *mem_total,
                        uint64_t *mem_free);
+    /* Bytes its tensors hold now and the most they held since the last
+     * reset: the caching allocator's own count, for a job's
+     * peak_memory_bytes metric. NULL where not tracked (the CPU). */
+    void (*memory_stats)(Device device, uint64_t *in_use, uint64_t *peak);
+    void (*memory_reset_peak)(Device device);
 
     /* ---- layout ---- */
     /* dst[i] = (dst dtype) src[i] over the logical shape; both any strides and

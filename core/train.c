@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "core/autograd.h"
+#include "core/backend.h"
 #include "core/error.h"
 #include "core/io/safetensors.h"
 
@@ -48,6 +49,13 @@ static double now_s(void) {
 }
 
 static bool cancelled(const Trainer *t) { return t->cancel && atomic_load(t->cancel) != 0; }
+
+/* The device's backend when it counts its memory (a GPU), else NULL. */
+static const Backend *memory_tracker(Device device) {
+    const Backend *b = backend_for(device);
+    if (!b) error_clear(); /* not this function's failure to report */
+    return b && b->memory_stats && b->memory_reset_peak ? b : NULL;
+}
 
 static void emit(const Trainer *t, const char *name, int64_t step, int epoch, double value) {
     if (t->cb.metric) t->cb.metric(t->cb.user, name, step, epoch, value);
@@ -294,6 +302,12 @@ static int train_epoch(Trainer *t, int epoch) {
     }
     emit(t, "samples_per_s", s->step, epoch, sps);
     emit(t, "epoch_time_s", s->step, epoch, epoch_time);
+    const Backend *be = memory_tracker(t->device);
+    if (be) { /* a GPU: its allocator's high-water mark */
+        uint64_t in_use = 0, peak = 0;
+        be->memory_stats(t->device, &in_use, &peak);
+        emit(t, "peak_memory_bytes", s->step, epoch, (double)peak);
+    }
 
     char acc[64] = "", val[96] = "";
     if (t->accuracy) snprintf(acc, sizeof acc, " train_accuracy %.4f", train_acc);
@@ -328,6 +342,10 @@ int train_run(Trainer *t) {
     if (t->rng) module_set_rng(t->model, t->rng);
     /* Grad mode is per thread; the loop needs it on and gives it back. */
     bool prev = autograd_set_enabled(true);
+    /* peak_memory_bytes counts from here: one job per GPU makes the
+     * device's high-water mark this job's */
+    const Backend *be = memory_tracker(t->device);
+    if (be) be->memory_reset_peak(t->device);
     int rc = 0;
     while (t->state.epoch < t->epochs) {
         if (train_epoch(t, t->state.epoch) != 0) {

@@ -134,6 +134,12 @@ extern "C" void gpu_allocator_stats(int device, size_t *in_use, size_t *cached, 
     if (cuda_mallocs) *cuda_mallocs = c.mallocs;
 }
 
+extern "C" void gpu_allocator_reset_peak(int device) {
+    if (device < 0 || device >= kMaxDevices) return;
+    std::lock_guard<std::mutex> guard(cache_lock);
+    caches[device].peak = caches[device].in_use;
+}
+
 extern "C" void gpu_allocator_trim(int device) {
     if (device < 0 || device >= kMaxDevices) return;
     std::lock_guard<std::mutex> guard(cache_lock);

@@ -285,6 +285,15 @@ static int cuda_device_info(Device device, char *name, size_t n, uint64_t *mem_t
     return 0;
 }
 
+static void cuda_memory_stats(Device device, uint64_t *in_use, uint64_t *peak) {
+    size_t now = 0, high = 0;
+    gpu_allocator_stats(device.index, &now, NULL, &high, NULL);
+    *in_use = now;
+    *peak = high;
+}
+
+static void cuda_memory_reset_peak(Device device) { gpu_allocator_reset_peak(device.index); }
+
 static const Backend cuda_backend = {
     .name = "cuda",
     .alloc = cuda_alloc,
@@ -292,6 +301,8 @@ static const Backend cuda_backend = {
     .to_host = cuda_to_host,
     .from_host = cuda_from_host,
     .device_info = cuda_device_info,
+    .memory_stats = cuda_memory_stats,
+    .memory_reset_peak = cuda_memory_reset_peak,
     .copy = cuda_copy,
     .fill = cuda_fill,
     .binary = cuda_binary,

@@ -46,6 +46,8 @@ void gpu_set_tf32(bool enabled);
  * and how many times cudaMalloc was called. Any pointer may be NULL. */
 void gpu_allocator_stats(int device, size_t *in_use, size_t *cached, size_t *peak,
                          uint64_t *cuda_mallocs);
+/* Starts the high-water mark over from the bytes in use now (a new job). */
+void gpu_allocator_reset_peak(int device);
 /* Returns every cached block of `device` to CUDA (between jobs, on OOM). */
 void gpu_allocator_trim(int device);
 

@@ -213,6 +213,17 @@ static bool can_run(const Worker *w, const QueuedDevice *q) {
     return q->any || device_equal(q->device, w->device);
 }
 
+/* Under mu. "auto" runs on any free worker, but on a GPU when one is
+ * free: a CPU worker leaves an auto job to an idle GPU worker, which is
+ * woken with every other and claims it. */
+static bool leave_to_gpu(const Worker *w, const QueuedDevice *q) {
+    if (!q->any || w->device.type == DEVICE_CUDA) return false;
+    const Scheduler *s = w->s;
+    for (int i = 0; i < s->nworkers; i++)
+        if (s->workers[i].device.type == DEVICE_CUDA && s->workers[i].job_id == 0) return true;
+    return false;
+}
+
 /* ---- running one job ---- */
 
 typedef struct {
@@ -350,6 +361,9 @@ static void run_job(Worker *w, const DbJob *job) {
     train_init(&t);
     bool built = false;
     int rc = job_build(&b, job_spec_parse(job->spec_json, strlen(job->spec_json)), s->db);
+    /* the model on the worker's device now, so that a GPU out of memory
+     * fails the job here with its message */
+    if (rc == 0) rc = job_build_to_device(&b, w->device);
     if (rc == 0) {
         r.spec = b.spec;
         job_build_trainer(&b, &t, w->device);
@@ -431,7 +445,7 @@ static int claim_next(Worker *w, DbJob *out) {
     int got = 0;
     for (int i = 0; i < n && !got; i++) {
         QueuedDevice q;
-        if (queued_device(s, ids[i], &q) && !can_run(w, &q)) continue;
+        if (queued_device(s, ids[i], &q) && (!can_run(w, &q) || leave_to_gpu(w, &q))) continue;
         int rc = db_job_claim(s->db, ids[i], w->device_name, out);
         forget_device(s, ids[i]);
         if (rc == DB_OK) got = 1;
@@ -475,10 +489,14 @@ static void *worker_main(void *arg) {
 static int parse_devices(const SchedulerConfig *cfg, Device *out, int *n) {
     *n = 0;
     if (!cfg->devices || !*cfg->devices) {
+        /* the CPU workers asked for, and one worker (one job) per GPU */
         int k = cfg->workers > 0 ? cfg->workers : 1;
-        if (k > SCHEDULER_MAX_WORKERS)
-            return error_set("workers: at most %d, got %d", SCHEDULER_MAX_WORKERS, k);
+        int gpus = backend_cuda_device_count();
+        if (k + gpus > SCHEDULER_MAX_WORKERS)
+            return error_set("workers: at most %d, got %d (and %d GPU(s))",
+                             SCHEDULER_MAX_WORKERS, k, gpus);
         for (int i = 0; i < k; i++) out[(*n)++] = DEVICE_CPU_INIT;
+        for (int i = 0; i < gpus; i++) out[(*n)++] = (Device){.type = DEVICE_CUDA, .index = i};
         return 0;
     }
     char buf[1024];

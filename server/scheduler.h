@@ -48,7 +48,8 @@ typedef struct {
     Db *db;                  /* borrowed; outlives the scheduler */
     MetricWriter *metrics;   /* borrowed; started on db, stopped after the scheduler */
     /* Worker devices, comma separated: "cpu,cpu,cuda:0" (one worker each).
-     * NULL or "": `workers` CPU workers. */
+     * NULL or "": `workers` CPU workers and one worker per GPU found. A
+     * job with "device": "auto" takes a free GPU before a CPU. */
     const char *devices;
     int workers;             /* CPU workers when devices is NULL; 0 means 1 */
     /* OpenMP threads each job's kernels may use; 0: leave as is. */

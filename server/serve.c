@@ -5,6 +5,10 @@
  *                [--http-threads 4] [--max-upload-mb 4096]
  *                [--import-timeout 600] [--threads-per-job N] [--quiet]
  *
+ * Workers: --devices lists them, one per entry ("cpu,cpu,cuda:0");
+ * without it, --workers CPU workers (1) and one per GPU found, so each GPU
+ * runs one job at a time.
+ *
  * Start: open (or create) the data dir and its database, drop uploads a
  * previous daemon left half done, create the admin user on first start
  * (its token in <data-dir>/admin.token, mode 0600), start the metric

@@ -674,12 +674,18 @@ typedef struct {
     int n;
     double loss[4096];
     char last_name[32];
+    int peaks;           /* peak_memory_bytes metrics seen */
+    double peak;         /* the last one */
 } Losses;
 
 static void rec_metric(void *user, const char *name, int64_t step, int epoch, double value) {
     (void)step;
     (void)epoch;
     Losses *l = user;
+    if (strcmp(name, "peak_memory_bytes") == 0) {
+        l->peaks++;
+        l->peak = value;
+    }
     if ((strcmp(name, "loss") == 0 || strstr(name, "val_") == name ||
          strstr(name, "train_") == name) && l->n < 4096)
         l->loss[l->n++] = value;
@@ -717,8 +723,12 @@ Test(gpu, trainer_parity_jobs_on_cuda) {
             double e = fabs(gpu->loss[k] - cpu->loss[k]) / fmax(fabs(cpu->loss[k]), 1e-12);
             if (e > worst) worst = e;
         }
-        fprintf(stderr, "gpu trainer %-36s %d metrics, worst rel err %.3g\n", cases[i], cpu->n,
-                worst);
+        fprintf(stderr, "gpu trainer %-36s %d metrics, worst rel err %.3g, peak %.0f bytes\n",
+                cases[i], cpu->n, worst, gpu->peak);
+        /* one peak_memory_bytes per epoch on cuda (the allocator's count),
+         * none on the CPU */
+        cr_assert(gpu->peaks > 0 && gpu->peak > 0 && cpu->peaks == 0, "%s: peaks %d/%d, %g",
+                  cases[i], gpu->peaks, cpu->peaks, gpu->peak);
         cr_assert(worst <= 1e-4, "%s: cuda run differs from cpu by %g (relative)", cases[i],
                   worst);
         free(cpu);

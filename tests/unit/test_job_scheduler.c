@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/backend.h"
 #include "core/error.h"
 #include "server/job_build.h"
 #include "server/scheduler.h"
@@ -487,3 +488,37 @@ static void restart_case(bool crash_like) {
 Test(job_scheduler, restart_resumes_same_trajectory) { restart_case(false); }
 
 Test(job_scheduler, crash_resumes_from_epoch_checkpoint) { restart_case(true); }
+
+/* A stand-in GPU: the CPU's kernel table registered as cuda:0 (its memory
+ * is host memory, so everything runs), to watch the scheduler's choice of
+ * device on a machine without one. Without --devices the daemon has its
+ * CPU worker and one worker per GPU; an "auto" job takes the free GPU
+ * first, and the CPU only while the GPU is busy. */
+Test(job_scheduler, auto_takes_a_free_gpu_first) {
+    backend_register_cuda(&cpu_backend, 1);
+    Env e = setup();
+    Scheduler *s = start(&e, 1, false);
+    SchedulerWorkerInfo w[4];
+    cr_assert_eq(scheduler_workers(s, w, 4), 2);
+    cr_assert_str_eq(w[0].device, "cpu");
+    cr_assert_str_eq(w[1].device, "cuda:0");
+    atomic_store(&hook_sleep_us, 2000);
+    int64_t first = submit(s, "first", 1);
+    atomic_store(&hook_at_job, first); /* held at its first steps */
+    atomic_store(&hook_at_step, 1);
+    for (int i = 0; i < 20000 && !atomic_load(&hook_reached); i++) usleep(1000);
+    cr_assert(atomic_load(&hook_reached));
+    int64_t second = submit(s, "second", 1);
+    cr_assert_eq(wait_state(&e, second, -1, 100), DB_JOB_SUCCEEDED);
+    atomic_store(&hook_release, 1);
+    cr_assert_eq(wait_state(&e, first, -1, 100), DB_JOB_SUCCEEDED);
+    DbJob j;
+    cr_assert_eq(db_job_get(e.db, first, &j), DB_OK);
+    cr_assert_str_eq(j.device, "cuda:0");
+    db_job_clear(&j);
+    cr_assert_eq(db_job_get(e.db, second, &j), DB_OK);
+    cr_assert_str_eq(j.device, "cpu", "the GPU was busy: the CPU worker takes it");
+    db_job_clear(&j);
+    scheduler_stop(s);
+    teardown(&e);
+}
