@@ -21,8 +21,11 @@
 #
 # Paths: GET /v1/jobs/{id} of the running job; a 10,000-point loss history
 # of a finished job (a 10,000-row CSV trained one epoch at batch size 1,
-# made for real); the first 10,000 loss points of the running job (no
-# reply cache: its history still grows).
+# made for real); the first 10,000 loss points of the running job. Both
+# histories are answered from the daemon's reply cache after the first
+# request (a finished job's, and a running job's full page, never change),
+# so a last line asks the running job for a different page each time
+# (after=0..4999): the cost of a query that misses the cache.
 #
 # Training: the MNIST MLP (784-256-10) on the 20k training images, batch
 # 64, for as long as the bench lasts (a generated CSV and a wider MLP
@@ -168,13 +171,15 @@ window_idle() {
     s1=$(step_now); t1=$(now)
     rate "$s0" "$t0" "$s1" "$t1"
 }
-# window_wrk PATH OUT saturating|paced -> samples/s while wrk runs on PATH
-# for WINDOW seconds (its report in OUT)
+# window_wrk PATH OUT saturating|paced|paced-cold -> samples/s while wrk
+# runs on PATH for WINDOW seconds (its report in OUT); paced-cold varies
+# the history's `after` so that no reply comes from the cache
 window_wrk() {
-    local s0 t0 s1 t1 script=()
-    [ "$3" = paced ] && script=(-s bench/paced.lua)
+    local s0 t0 s1 t1 script=() vary=0
+    [ "$3" != saturating ] && script=(-s bench/paced.lua)
+    [ "$3" = paced-cold ] && vary=1
     s0=$(step_now); t0=$(now)
-    WRK_PAUSE_MS=$PAUSE_MS wrk -t"$THREADS" -c"$CONNS" -d"${WINDOW}s" --latency "${script[@]}" \
+    WRK_PAUSE_MS=$PAUSE_MS WRK_VARY_AFTER=$vary wrk -t"$THREADS" -c"$CONNS" -d"${WINDOW}s" --latency "${script[@]}" \
         -H "$AUTH" "$URL$1" >"$2"
     s1=$(step_now); t1=$(now)
     rate "$s0" "$t0" "$s1" "$t1"
@@ -189,8 +194,14 @@ pairs() {
     done
     echo "${idle[*]}|${loaded[*]}"
 }
-# c1 PATH OUT: one connection, no queueing behind other requests
-c1() { wrk -t1 -c1 -d"${WINDOW_C1}s" --latency -H "$AUTH" "$URL$1" >"$2"; }
+# c1 PATH OUT [cold]: one connection, no queueing behind other requests
+# (cold: a different history page each request, as paced-cold)
+c1() {
+    local script=()
+    [ "${3:-}" = cold ] && script=(-s bench/paced.lua)
+    WRK_PAUSE_MS=0 WRK_VARY_AFTER=1 wrk -t1 -c1 -d"${WINDOW_C1}s" --latency "${script[@]}" \
+        -H "$AUTH" "$URL$1" >"$2"
+}
 
 # report BENCH LOAD NAME C1_REPORT|- PAIRS EXTRA_JSON -> one bench line
 report() {
@@ -238,22 +249,26 @@ RUN_HIST_PATH="/v1/jobs/$TRAIN/metrics?name=loss&limit=10000"
 c1 "/v1/jobs/$TRAIN" "$TMP/c1_job.txt"
 c1 "$HIST_PATH" "$TMP/c1_hist.txt"
 c1 "$RUN_HIST_PATH" "$TMP/c1_run_hist.txt"
+c1 "$RUN_HIST_PATH" "$TMP/c1_cold_hist.txt" cold
 RUN_POINTS=$(get "$RUN_HIST_PATH" 'len(d["metrics"])')
 SAT_JOB=$(pairs sat_job "/v1/jobs/$TRAIN" saturating "$REPS_SATURATING")
 SAT_HIST=$(pairs sat_hist "$HIST_PATH" saturating "$REPS_SATURATING")
 PACED_JOB=$(pairs paced_job "/v1/jobs/$TRAIN" paced "$REPS_PACED")
 PACED_HIST=$(pairs paced_hist "$HIST_PATH" paced "$REPS_PACED")
 PACED_RUN_HIST=$(pairs paced_run_hist "$RUN_HIST_PATH" paced "$REPS_PACED")
+COLD_HIST=$(pairs cold_hist "$RUN_HIST_PATH" paced-cold "$REPS_PACED")
 
 COMMON="\"threads\": $THREADS, \"connections\": $CONNS, \"window_s\": $WINDOW, \"cores\": $(nproc), \"training_job\": \"$TRAIN_NAME\""
 SAT="\"pairs\": $REPS_SATURATING, $COMMON"
 PACED="\"pause_ms\": $PAUSE_MS, \"pairs\": $REPS_PACED, $COMMON"
-JOB="\"path\": \"/v1/jobs/{id}\", \"job_state\": \"running\""
-HIST="\"path\": \"/v1/jobs/{id}/metrics?name=loss&limit=10000\", \"points\": $POINTS, \"job_state\": \"succeeded\""
-RUN_HIST="\"path\": \"/v1/jobs/{id}/metrics?name=loss&limit=10000\", \"points\": $RUN_POINTS, \"job_state\": \"running\""
-report api_get_job saturating sat_job "$TMP/c1_job.txt" "$SAT_JOB" "{$JOB, $SAT}"
-report api_get_job paced paced_job - "$PACED_JOB" "{$JOB, $PACED}"
-report api_metric_history_10k saturating sat_hist "$TMP/c1_hist.txt" "$SAT_HIST" "{$HIST, $SAT}"
-report api_metric_history_10k paced paced_hist - "$PACED_HIST" "{$HIST, $PACED}"
-report api_metric_history_10k paced paced_run_hist "$TMP/c1_run_hist.txt" "$PACED_RUN_HIST" "{$RUN_HIST, $PACED}"
+JOB_FIELDS="\"path\": \"/v1/jobs/{id}\", \"job_state\": \"running\""
+HIST_FIELDS="\"path\": \"/v1/jobs/{id}/metrics?name=loss&limit=10000\", \"points\": $POINTS, \"job_state\": \"succeeded\", \"cache\": \"a finished job's, kept\""
+RUN_HIST_FIELDS="\"path\": \"/v1/jobs/{id}/metrics?name=loss&limit=10000\", \"points\": $RUN_POINTS, \"job_state\": \"running\", \"cache\": \"a full page, kept\""
+COLD_HIST_FIELDS="\"path\": \"/v1/jobs/{id}/metrics?name=loss&limit=10000&after=0..4999\", \"points\": $RUN_POINTS, \"job_state\": \"running\", \"cache\": \"cold: a different page each request\""
+report api_get_job saturating sat_job "$TMP/c1_job.txt" "$SAT_JOB" "{$JOB_FIELDS, $SAT}"
+report api_get_job paced paced_job - "$PACED_JOB" "{$JOB_FIELDS, $PACED}"
+report api_metric_history_10k saturating sat_hist "$TMP/c1_hist.txt" "$SAT_HIST" "{$HIST_FIELDS, $SAT}"
+report api_metric_history_10k paced paced_hist - "$PACED_HIST" "{$HIST_FIELDS, $PACED}"
+report api_metric_history_10k paced paced_run_hist "$TMP/c1_run_hist.txt" "$PACED_RUN_HIST" "{$RUN_HIST_FIELDS, $PACED}"
+report api_metric_history_10k paced cold_hist "$TMP/c1_cold_hist.txt" "$COLD_HIST" "{$COLD_HIST_FIELDS, $PACED}"
 curl -sf -o /dev/null -X POST -H "$AUTH" "$URL/v1/jobs/$TRAIN/cancel" || true

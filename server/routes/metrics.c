@@ -120,10 +120,12 @@ static int downsampled_body(Api *api, int64_t job, const char *name, int64_t aft
     return *out ? DB_OK : error_set("out of memory");
 }
 
-/* The whole reply's bytes into *out (malloc'd), or a DbStatus. */
+/* The whole reply's bytes into *out (malloc'd), or a DbStatus. *full: a
+ * plain page that the limit cut (more points follow it). */
 static int history_body(Api *api, int64_t job, const char *name, int64_t after, int64_t limit,
-                        int64_t max_points, char **out, size_t *len) {
+                        int64_t max_points, char **out, size_t *len, bool *full) {
     *out = NULL;
+    *full = false;
     if (max_points > 0) {
         int st = downsampled_body(api, job, name, after, max_points, out);
         if (st == DB_OK) *len = strlen(*out);
@@ -142,6 +144,7 @@ static int history_body(Api *api, int64_t job, const char *name, int64_t after, 
         while (!name && keep > 0 && m[keep - 1].step == m[n - 1].step) keep--;
         if (keep == 0) keep = n; /* one step holds more than a page */
         next = keep < n ? m[keep - 1].step : m[n - 1].step;
+        *full = true;
     }
     Text t = {0};
     history_text(&t, job, m, keep, next);
@@ -163,25 +166,36 @@ static int reply_cached(HttpRequest *req, CachedReply *r) {
     return http_reply_shared(req, 200, "application/json", body, len, release_cached, r);
 }
 
-/* A finished job's history never changes: its replies are kept (the key is
- * every input of the answer) and sent again as they are. */
+/* Which replies never change, so are kept (the key is every input of the
+ * answer) and sent again as they are:
+ *  - any reply about a finished job;
+ *  - a full page (the limit cut it) of a running job's attempt, once the
+ *    attempt has resumed: its rows past the checkpoint are deleted at the
+ *    attempt's start, and after that rows are only added, in step order
+ *    (the metric writer commits in push order), so a full page is a
+ *    committed prefix that stays as it is. A job is resumed only by a new
+ *    daemon, whose cache starts empty. */
 static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t after,
                    int64_t limit, int64_t max_points) {
     Api *api = http_app(req);
     bool final = db_job_state_final(j->state);
+    DbJobProgress live;
+    bool resumed = j->state == DB_JOB_RUNNING && max_points == 0 &&
+                   scheduler_progress(api->sched, j->id, &live) == DB_OK && live.total_steps > 0;
     char key[DB_METRIC_NAME_MAX + 160];
-    if (final) {
-        snprintf(key, sizeof key, "history %lld %d %lld after=%lld limit=%lld max_points=%lld %s",
-                 (long long)j->id, j->attempt, (long long)j->finished_at, (long long)after,
-                 (long long)limit, (long long)max_points, name ? name : "*");
+    snprintf(key, sizeof key, "history %lld %d %lld after=%lld limit=%lld max_points=%lld %s",
+             (long long)j->id, j->attempt, final ? (long long)j->finished_at : -1LL,
+             (long long)after, (long long)limit, (long long)max_points, name ? name : "*");
+    if (final || resumed) {
         CachedReply *r = reply_cache_get(api->replies, key);
         if (r) return reply_cached(req, r);
     }
     char *body = NULL;
     size_t len = 0;
-    int st = history_body(api, j->id, name, after, limit, max_points, &body, &len);
+    bool full = false;
+    int st = history_body(api, j->id, name, after, limit, max_points, &body, &len, &full);
     if (st != DB_OK) return api_reply_db(req, st, NULL);
-    if (!final) return http_reply_owned(req, 200, "application/json", body, len);
+    if (!final && !(resumed && full)) return http_reply_owned(req, 200, "application/json", body, len);
     CachedReply *r = reply_cache_put(api->replies, key, body, len);
     if (!r) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
     return reply_cached(req, r);

@@ -289,6 +289,19 @@ check "two jobs at once on two cpu workers" "$(jv 'sorted(w["job"]["id"] for x i
 check "the cpu's name and memory" \
     "$(jv '[(x["type"], len(x["name"]) > 0, x["memory_bytes"] >= x["memory_free_bytes"] > 0, x["cores"] > 0) for x in d["devices"]]')" \
     "[('cpu', True, True, True)]"
+# a running job's full history page is kept once read: the same bytes
+# again, and the same as a fresh read after the job has ended
+for _ in $(seq 100); do
+    api GET "/v1/jobs/$LONG_A"
+    [ "$(jv 'd["progress"]["step"] > 6')" = True ] && break
+    sleep 0.1
+done
+api GET "/v1/jobs/$LONG_A/metrics?name=loss&limit=5"
+cp "$TMP/body" "$TMP/running_page1.json"
+check "a running job's full page: steps 1..5, next_after 5" "$(jv '([m["step"] for m in d["metrics"]], d["next_after"])')" \
+    "([1, 2, 3, 4, 5], 5)"
+api GET "/v1/jobs/$LONG_A/metrics?name=loss&limit=5"
+check "a running job's full page: the same bytes twice" "$(cmp -s "$TMP/body" "$TMP/running_page1.json" && echo same)" same
 job waiting 1 >"$TMP/q.json"
 api POST /v1/jobs --data-binary "@$TMP/q.json"
 QUEUED=$(jv 'd["id"]')
@@ -309,6 +322,8 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 check "running jobs end cancelled" "$(jv 'sorted(j["id"] for j in d["jobs"])')" "$($PY -c "print(sorted([$LONG_A, $LONG_B, $QUEUED]))")"
+api GET "/v1/jobs/$LONG_A/metrics?name=loss&limit=5"
+check "... and the same page read afresh once the job ended" "$(cmp -s "$TMP/body" "$TMP/running_page1.json" && echo same)" same
 api GET "/v1/jobs?limit=2"
 expect "list jobs, paginated" 200
 check "page 1: newest two, a cursor" "$(jv '(len(d["jobs"]), d["next_cursor"] is not None)')" "(2, True)"
