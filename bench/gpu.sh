@@ -19,6 +19,7 @@
 #   MNIST_DIR=... EPOCHS=2 PYTHON=python3 bench/gpu.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 TRAIND=${TRAIND:-build/traind}
 PY=${PYTHON:-python3}
@@ -44,29 +45,6 @@ emit "{\"bench\": \"gpu\", \"device\": \"$device\", \"date\": \"$(date -u +%FT%T
 peak_line=$(build/bench_gemm)
 emit "$peak_line"
 peak=$(echo "$peak_line" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["peak_tflops"])')
-
-# summarize BENCH JSONL PARAMS: traind's metric lines -> one bench line.
-summarize() {
-    "$PY" - "$@" <<'PYEOF'
-import json, sys
-bench, path, params = sys.argv[1], sys.argv[2], float(sys.argv[3])
-m = {}
-for line in open(path):
-    ev = json.loads(line)
-    if ev.get("event") == "metric" and ev["name"] not in ("loss", "lr"):
-        m.setdefault(ev["name"], []).append(ev["value"])
-times, sps = m["epoch_time_s"], m["samples_per_s"]
-samples = sum(s * t for s, t in zip(sps, times))
-out = {"bench": bench, "impl": "traind-cuda",
-       "train_samples_per_s": round(samples / sum(times), 1),
-       "best_epoch_samples_per_s": round(max(sps), 1),
-       "epoch_time_s": [round(t, 3) for t in times],
-       "train_loss": [round(v, 5) for v in m["train_loss"]]}
-if "val_accuracy" in m:
-    out["test_accuracy"] = m["val_accuracy"][-1]
-print(json.dumps(out))
-PYEOF
-}
 
 # ratio BENCH OURS THEIRS PARAMS PEAK: the comparison line.
 ratio() {
@@ -98,7 +76,7 @@ run_bench() {
         return
     fi
     local ours theirs
-    ours=$(summarize "$bench" "$TMP/$bench.jsonl" "$params")
+    ours=$(bench_summarize "$bench" "$TMP/$bench.jsonl" traind-cuda)
     emit "$ours"
     if theirs=$("$PY" bench/torch_gpu.py "$@" --epochs "$EPOCHS" 2>"$TMP/$bench.torch.err"); then
         emit "$theirs"
@@ -108,37 +86,10 @@ run_bench() {
     fi
 }
 
-mnist_model() {
-    case $1 in
-    mlp) echo '[{"type": "Flatten"},
-     {"type": "Linear", "in_features": 784, "out_features": 256}, {"type": "ReLU"},
-     {"type": "Linear", "in_features": 256, "out_features": 10}]' ;;
-    cnn) echo '[{"type": "Conv2d", "in_channels": 1, "out_channels": 32, "kernel_size": 3, "padding": 1},
-     {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
-     {"type": "Conv2d", "in_channels": 32, "out_channels": 64, "kernel_size": 3, "padding": 1},
-     {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2}, {"type": "Flatten"},
-     {"type": "Linear", "in_features": 3136, "out_features": 128}, {"type": "ReLU"},
-     {"type": "Linear", "in_features": 128, "out_features": 10}]' ;;
-    esac
-}
-
 if [ -f "$MNIST_DIR/train-images-idx3-ubyte.gz" ] && [ -f "$MNIST_DIR/t10k-images-idx3-ubyte.gz" ]; then
     MNIST_DIR=$(cd "$MNIST_DIR" && pwd)
     for model in mlp cnn; do
-        cat >"$TMP/mnist_$model.json" <<EOF
-{"name": "mnist_$model",
- "data": {"train": {"format": "idx", "images": "$MNIST_DIR/train-images-idx3-ubyte.gz",
-                    "labels": "$MNIST_DIR/train-labels-idx1-ubyte.gz"},
-          "val": {"format": "idx", "images": "$MNIST_DIR/t10k-images-idx3-ubyte.gz",
-                  "labels": "$MNIST_DIR/t10k-labels-idx1-ubyte.gz"},
-          "transforms": [{"type": "ToTensor"}, {"type": "Normalize", "mean": [0.5], "std": [1.0]}]},
- "model": $(mnist_model $model),
- "loss": {"type": "CrossEntropyLoss"},
- "optimizer": {"type": "SGD", "lr": 0.01, "momentum": 0.9},
- "scheduler": {"type": "LambdaLR", "lr_lambda": "0.95 ** epoch"},
- "epochs": $EPOCHS, "batch_size": 64, "shuffle": true, "seed": 0,
- "metrics": ["accuracy"], "checkpoint": null}
-EOF
+        bench_mnist_spec "$model" "$MNIST_DIR" "$EPOCHS" >"$TMP/mnist_$model.json"
         run_bench "mnist_$model" "$TMP/mnist_$model.json" 0 --model "$model" --data "$MNIST_DIR"
     done
 else

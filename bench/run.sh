@@ -29,12 +29,14 @@
 # Without the data it says so (stderr, and a "skipped" JSON line) and exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 MNIST_DIR=${MNIST_DIR:-../shared/datasets/mnist}
 EPOCHS=${EPOCHS:-2}
 TORCH_LOADER=${TORCH_LOADER:-dataset}
 TORCH_TUNED=${TORCH_TUNED:-1}
 TRAIND=${TRAIND:-build/traind}
+PY=python3 # bench/lib.sh's python
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(mlp cnn)
 
@@ -57,58 +59,9 @@ fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-model_json() {
-    case $1 in
-    mlp) echo '[{"type": "Flatten"},
-     {"type": "Linear", "in_features": 784, "out_features": 256}, {"type": "ReLU"},
-     {"type": "Linear", "in_features": 256, "out_features": 10}]' ;;
-    cnn) echo '[{"type": "Conv2d", "in_channels": 1, "out_channels": 32, "kernel_size": 3, "padding": 1},
-     {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
-     {"type": "Conv2d", "in_channels": 32, "out_channels": 64, "kernel_size": 3, "padding": 1},
-     {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2}, {"type": "Flatten"},
-     {"type": "Linear", "in_features": 3136, "out_features": 128}, {"type": "ReLU"},
-     {"type": "Linear", "in_features": 128, "out_features": 10}]' ;;
-    esac
-}
-
-# summarize BENCH JSONL WALL_MS: traind's metric lines -> one bench line.
-summarize() {
-    python3 - "$@" <<'EOF'
-import json, sys
-bench, path, wall = sys.argv[1], sys.argv[2], float(sys.argv[3]) / 1000  # ms
-m = {}
-for line in open(path):
-    ev = json.loads(line)
-    if ev.get("event") == "metric" and ev["name"] != "loss" and ev["name"] != "lr":
-        m.setdefault(ev["name"], []).append(ev["value"])
-times, sps = m["epoch_time_s"], m["samples_per_s"]
-samples = sum(s * t for s, t in zip(sps, times))
-print(json.dumps({"bench": bench, "impl": "traind",
-                  "train_samples_per_s": round(samples / sum(times), 1),
-                  "best_epoch_samples_per_s": round(max(sps), 1),
-                  "test_accuracy": m["val_accuracy"][-1],
-                  "epoch_time_s": [round(t, 3) for t in times],
-                  "train_loss": [round(v, 5) for v in m["train_loss"]],
-                  "wall_s": round(wall, 2)}))
-EOF
-}
-
 for model in "${models[@]}"; do
     bench=mnist_$model
-    cat >"$TMP/$bench.json" <<EOF
-{"name": "$bench",
- "data": {"train": {"format": "idx", "images": "$MNIST_DIR/train-images-idx3-ubyte.gz",
-                    "labels": "$MNIST_DIR/train-labels-idx1-ubyte.gz"},
-          "val": {"format": "idx", "images": "$MNIST_DIR/t10k-images-idx3-ubyte.gz",
-                  "labels": "$MNIST_DIR/t10k-labels-idx1-ubyte.gz"},
-          "transforms": [{"type": "ToTensor"}, {"type": "Normalize", "mean": [0.5], "std": [1.0]}]},
- "model": $(model_json "$model"),
- "loss": {"type": "CrossEntropyLoss"},
- "optimizer": {"type": "SGD", "lr": 0.01, "momentum": 0.9},
- "scheduler": {"type": "LambdaLR", "lr_lambda": "0.95 ** epoch"},
- "epochs": $EPOCHS, "batch_size": 64, "shuffle": true, "seed": 0,
- "metrics": ["accuracy"], "checkpoint": null}
-EOF
+    bench_mnist_spec "$model" "$MNIST_DIR" "$EPOCHS" >"$TMP/$bench.json"
     t0=$(date +%s%N)
     if ! "$TRAIND" run "$TMP/$bench.json" --jsonl --device cpu --out "$TMP/out" \
             >"$TMP/$bench.jsonl" 2>"$TMP/$bench.err"; then
@@ -116,7 +69,7 @@ EOF
         exit 1
     fi
     t1=$(date +%s%N)
-    ours=$(summarize "$bench" "$TMP/$bench.jsonl" "$(( (t1 - t0) / 1000000 ))")
+    ours=$(bench_summarize "$bench" "$TMP/$bench.jsonl" traind "$(( (t1 - t0) / 1000000 ))")
     echo "$ours"
     [ $have_torch -eq 1 ] || continue
     # pytorch: the loop as specified (2 threads, the seed's per-sample Dataset).

@@ -55,48 +55,31 @@ static void read_ckpt(sqlite3_stmt *st, DbCheckpoint *c) {
     c->created_at = sqlite3_column_int64(st, 8);
 }
 
-/* One row of sql bound with (a, b); DB_NOT_FOUND with `what` otherwise. */
-static int get_one(Db *db, const char *sql, int64_t a, int64_t b, DbCheckpoint *out,
-                   const char *what) {
-    DbConn *c = db_acquire(db);
-    if (!c) return DB_ERROR;
-    int rc = DB_ERROR;
-    sqlite3_stmt *st = db_stmt(c, sql);
-    if (st) {
-        sqlite3_bind_int64(st, 1, a);
-        sqlite3_bind_int64(st, 2, b);
-        int s = sqlite3_step(st);
-        if (s == SQLITE_ROW) {
-            read_ckpt(st, out);
-            rc = DB_OK;
-        } else if (s == SQLITE_DONE) {
-            error_set("%s", what);
-            rc = DB_NOT_FOUND;
-        } else
-            rc = db_fail(c, "checkpoint");
-    }
-    db_release(db, c);
-    return rc;
+static int read_ckpt_row(sqlite3_stmt *st, void *out) {
+    read_ckpt(st, out);
+    return 0;
 }
 
 int db_checkpoint_get(Db *db, int64_t id, DbCheckpoint *out) {
-    char what[64];
-    snprintf(what, sizeof what, "checkpoint %lld: not found", (long long)id);
-    return get_one(db, CKPT_COLS "WHERE id = ?1 AND ?2 = 0", id, 0, out, what);
+    int rc = db_get_row(db, CKPT_COLS "WHERE id = ?1", NULL, id, read_ckpt_row, out, "checkpoint");
+    if (rc == DB_NOT_FOUND) error_set("checkpoint %lld: not found", (long long)id);
+    return rc;
 }
 
 int db_checkpoint_get_epoch(Db *db, int64_t job, int epoch, DbCheckpoint *out) {
-    char what[96];
-    snprintf(what, sizeof what, "job %lld: no checkpoint of epoch %d", (long long)job, epoch);
-    return get_one(db, CKPT_COLS "WHERE job_id = ?1 AND epoch = ?2 AND partial = 0", job, epoch,
-                   out, what);
+    const int64_t keys[2] = {job, epoch};
+    int rc = db_get_row_ints(db, CKPT_COLS "WHERE job_id = ?1 AND epoch = ?2 AND partial = 0",
+                             keys, 2, read_ckpt_row, out, "checkpoint");
+    if (rc == DB_NOT_FOUND)
+        error_set("job %lld: no checkpoint of epoch %d", (long long)job, epoch);
+    return rc;
 }
 
 int db_checkpoint_latest(Db *db, int64_t job, DbCheckpoint *out) {
-    char what[64];
-    snprintf(what, sizeof what, "job %lld: no checkpoint", (long long)job);
-    return get_one(db, CKPT_COLS "WHERE job_id = ?1 AND ?2 = 0 ORDER BY step DESC LIMIT 1", job,
-                   0, out, what);
+    int rc = db_get_row(db, CKPT_COLS "WHERE job_id = ?1 ORDER BY step DESC LIMIT 1", NULL, job,
+                        read_ckpt_row, out, "checkpoint");
+    if (rc == DB_NOT_FOUND) error_set("job %lld: no checkpoint", (long long)job);
+    return rc;
 }
 
 int db_checkpoint_insert(Db *db, int64_t job, int epoch, int64_t step, bool partial,

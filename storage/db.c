@@ -123,8 +123,10 @@ int db_fail(DbConn *c, const char *what) {
     return DB_ERROR;
 }
 
-int db_get_row(Db *db, const char *sql, const char *key_text, int64_t key_int, DbRowReader read,
-               void *out, const char *what) {
+/* db_get_row and db_get_row_ints: ?1 is key_text when not NULL, else the
+ * n keys are ?1..?n. */
+static int get_row(Db *db, const char *sql, const char *key_text, const int64_t *keys, int n,
+                   DbRowReader read, void *out, const char *what) {
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
     int rc;
@@ -136,7 +138,7 @@ int db_get_row(Db *db, const char *sql, const char *key_text, int64_t key_int, D
     if (key_text)
         db_bind_text(st, 1, key_text);
     else
-        sqlite3_bind_int64(st, 1, key_int);
+        for (int i = 0; i < n; i++) sqlite3_bind_int64(st, i + 1, keys[i]);
     int s = sqlite3_step(st);
     if (s == SQLITE_ROW)
         rc = read(st, out) == 0 ? DB_OK : DB_ERROR;
@@ -147,6 +149,16 @@ int db_get_row(Db *db, const char *sql, const char *key_text, int64_t key_int, D
 done:
     db_release(db, c);
     return rc;
+}
+
+int db_get_row(Db *db, const char *sql, const char *key_text, int64_t key_int, DbRowReader read,
+               void *out, const char *what) {
+    return get_row(db, sql, key_text, &key_int, 1, read, out, what);
+}
+
+int db_get_row_ints(Db *db, const char *sql, const int64_t *keys, int n, DbRowReader read,
+                    void *out, const char *what) {
+    return get_row(db, sql, NULL, keys, n, read, out, what);
 }
 
 sqlite3_stmt *db_stmt(DbConn *c, const char *sql) {

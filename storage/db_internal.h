@@ -54,6 +54,9 @@ typedef int (*DbRowReader)(sqlite3_stmt *st, void *out);
  * row (the caller says what was not found); DB_ERROR with "what: ...". */
 int db_get_row(Db *db, const char *sql, const char *key_text, int64_t key_int, DbRowReader read,
                void *out, const char *what);
+/* The same with the n integer parameters ?1..?n bound to keys. */
+int db_get_row_ints(Db *db, const char *sql, const int64_t *keys, int n, DbRowReader read,
+                    void *out, const char *what);
 
 /* Binds text or NULL. */
 int db_bind_text(sqlite3_stmt *st, int i, const char *s);

@@ -38,6 +38,22 @@ __device__ inline void covering(int64_t i, int64_t stride, int64_t pad, int64_t 
     *hi = b + 1;
 }
 
+/* Output t of a forward ([N*C, OH, OW] row-major): its plane (n*C + c) and
+ * its window clipped to the input, rows hs and columns ws. */
+struct OutputWindow {
+    int64_t plane;
+    Span hs, ws;
+};
+
+__device__ inline OutputWindow output_window(const GpuWindow &w, int64_t t) {
+    int64_t ow = t % w.out_w, oh = (t / w.out_w) % w.out_h;
+    OutputWindow o;
+    o.plane = t / (w.out_w * w.out_h);
+    o.hs = window_span(oh, w.stride_h, w.pad_h, w.kernel_h, w.dilation_h, w.height);
+    o.ws = window_span(ow, w.stride_w, w.pad_w, w.kernel_w, w.dilation_w, w.width);
+    return o;
+}
+
 /* Does window o along this axis contain input position i (on its
  * dilation grid, inside the clipped span)? */
 __device__ inline bool in_window(int64_t i, Span s, int64_t dilation) {
@@ -46,17 +62,15 @@ __device__ inline bool in_window(int64_t i, Span s, int64_t dilation) {
 
 template <typename T>
 __global__ void max_pool_kernel(GpuWindow w, const T *x, T *out, int64_t *idx) {
-    const int64_t H = w.height, W = w.width, OH = w.out_h, OW = w.out_w;
-    const int64_t total = w.batch * w.channels * OH * OW;
+    const int64_t W = w.width;
+    const int64_t total = w.batch * w.channels * w.out_h * w.out_w;
     GRID_STRIDE(t, total) {
-        int64_t ow = t % OW, oh = (t / OW) % OH, p = t / (OW * OH);
-        const T *plane = x + p * H * W;
-        Span hs = window_span(oh, w.stride_h, w.pad_h, w.kernel_h, w.dilation_h, H);
-        Span ws = window_span(ow, w.stride_w, w.pad_w, w.kernel_w, w.dilation_w, W);
-        int64_t best_i = hs.start * W + ws.start;
+        const OutputWindow o = output_window(w, t);
+        const T *plane = x + o.plane * w.height * W;
+        int64_t best_i = o.hs.start * W + o.ws.start;
         T best = (T)-INFINITY;
-        for (int64_t ih = hs.start; ih < hs.end; ih += w.dilation_h)
-            for (int64_t iw = ws.start; iw < ws.end; iw += w.dilation_w) {
+        for (int64_t ih = o.hs.start; ih < o.hs.end; ih += w.dilation_h)
+            for (int64_t iw = o.ws.start; iw < o.ws.end; iw += w.dilation_w) {
                 T v = plane[ih * W + iw];
                 if (v > best || v != v) {
                     best = v;
@@ -88,18 +102,16 @@ __global__ void max_pool_backward_kernel(GpuWindow w, const T *gy, const int64_t
 }
 
 template <typename T> __global__ void avg_pool_kernel(GpuWindow w, const T *x, T *out) {
-    const int64_t H = w.height, W = w.width, OH = w.out_h, OW = w.out_w;
-    const int64_t total = w.batch * w.channels * OH * OW;
+    const int64_t W = w.width;
+    const int64_t total = w.batch * w.channels * w.out_h * w.out_w;
     GRID_STRIDE(t, total) {
-        int64_t ow = t % OW, oh = (t / OW) % OH, p = t / (OW * OH);
-        const T *plane = x + p * H * W;
-        Span hs = window_span(oh, w.stride_h, w.pad_h, w.kernel_h, w.dilation_h, H);
-        Span ws = window_span(ow, w.stride_w, w.pad_w, w.kernel_w, w.dilation_w, W);
+        const OutputWindow o = output_window(w, t);
+        const T *plane = x + o.plane * w.height * W;
         double sum = 0;
-        for (int64_t ih = hs.start; ih < hs.end; ih += w.dilation_h)
-            for (int64_t iw = ws.start; iw < ws.end; iw += w.dilation_w)
+        for (int64_t ih = o.hs.start; ih < o.hs.end; ih += w.dilation_h)
+            for (int64_t iw = o.ws.start; iw < o.ws.end; iw += w.dilation_w)
                 sum += (double)plane[ih * W + iw];
-        out[t] = (T)(sum / (double)(hs.padded * ws.padded));
+        out[t] = (T)(sum / (double)(o.hs.padded * o.ws.padded));
     }
 }
 
