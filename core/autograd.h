@@ -8,7 +8,8 @@
  * and frees the graph as PyTorch does without retain_graph.
  *
  * Ownership: an output tensor owns its node; the node holds references to its
- * inputs and saved tensors. Releasing the last tensor of a graph frees it.
+ * inputs and saved tensors. Releasing the last tensor of a graph frees it,
+ * iteratively (tensor.c), so a graph of any depth can be dropped unused.
  *
  * Backward functions compute gradients with ordinary ops (grad mode off), so
  * they run on whatever device the tensors are on.

@@ -295,15 +295,36 @@ Tensor *tensor_retain(Tensor *t) {
     return t;
 }
 
-void tensor_release(Tensor *t) {
-    if (!t || --t->refcount > 0) return;
-    /* A long chain of graph nodes would recurse here once per node; the
-     * depth is the graph's depth (layers x ops), a few hundred at most. */
-    if (t->grad_fn) autograd_node_free(t->grad_fn);
+/* Freeing a tensor frees its grad_fn, which releases the node's inputs,
+ * whose grad_fns release theirs, and so on: done recursively, dropping a
+ * graph 100k ops deep without backward() would overflow the C stack. So
+ * tensors whose count reaches zero are pushed on a per-thread list, linked
+ * through the dead tensor itself (no allocation, so nothing can fail), and
+ * the outermost tensor_release drains it; releases made while draining only
+ * push. The caller still sees the whole graph freed when release returns. */
+static _Thread_local Tensor *release_pending;
+static _Thread_local bool release_draining;
+
+static void tensor_free(Tensor *t) {
+    if (t->grad_fn) autograd_node_free(t->grad_fn); /* pushes dead inputs */
     tensor_release(t->grad);
     tensor_release(t->backward_grad);
     storage_release(t->storage);
     free(t);
+}
+
+void tensor_release(Tensor *t) {
+    if (!t || --t->refcount > 0) return;
+    t->release_next = release_pending;
+    release_pending = t;
+    if (release_draining) return; /* an outer call frees it */
+    release_draining = true;
+    while (release_pending) {
+        Tensor *dead = release_pending;
+        release_pending = dead->release_next;
+        tensor_free(dead);
+    }
+    release_draining = false;
 }
 
 int64_t tensor_numel(const Tensor *t) {

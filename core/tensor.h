@@ -57,6 +57,8 @@ struct Tensor {
     AutogradNode *grad_fn; /* the op that produced this tensor, or NULL for leaves */
     Tensor *backward_grad; /* scratch used while backward() runs */
     bool graph_freed;      /* a backward() freed grad_fn: not a leaf, not reusable */
+
+    Tensor *release_next; /* link in tensor_release's pending-free list, once dead */
 };
 
 /* Shapes are passed as (ndim, int64_t *shape). SHAPE(2, 3) expands to both. */

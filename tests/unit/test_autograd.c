@@ -570,3 +570,58 @@ Test(autograd, gradcheck_flatten_squeeze_clone_view) {
     gradcheck("flatten chain", flatten_chain, NULL, 1, &x);
     tensor_release(x);
 }
+
+/* ---- very deep graphs: releasing one must not recurse per node ---- */
+
+#define VERY_DEEP 200000
+
+/* y = x * c, repeated n times, holding only the chain's end. */
+static Tensor *scalar_chain(Tensor *x, double c, int n) {
+    Tensor *cur = tensor_retain(x);
+    for (int i = 0; i < n; i++) {
+        Tensor *next = tensor_mul_scalar(cur, c);
+        cr_assert(next != NULL, "step %d: %s", i, error_get());
+        tensor_release(cur);
+        cur = next;
+    }
+    return cur;
+}
+
+Test(autograd, very_deep_chain_released_without_backward) {
+    /* 200k nodes would overflow the C stack if releasing the end recursed
+     * into each node's inputs. */
+    Tensor *x = tensor_from_string("[1, 2]", DTYPE_FLOAT32);
+    cr_assert(x != NULL, "%s", error_get());
+    cr_assert_eq(tensor_set_requires_grad(x, true), 0);
+    Tensor *y = scalar_chain(x, 1.0001, VERY_DEEP);
+    cr_assert_not_null(y->grad_fn);
+    cr_assert_eq(x->refcount, 2); /* held by the first node */
+    tensor_release(y);
+    cr_assert_eq(x->refcount, 1);
+    cr_assert_null(x->grad);
+    tensor_release(x);
+}
+
+Test(autograd, very_deep_chain_backward) {
+    /* d/dx of x * c^N is c^N, through a 50k-node graph (deep enough to
+     * matter, short enough to stay fast under ASan). float64 so the
+     * comparison with pow() is tight. */
+    const double c = 1.0001;
+    const int n = VERY_DEEP / 4;
+    Tensor *x = leaf("[1, -2]");
+    Tensor *y = scalar_chain(x, c, n);
+    double want = pow(c, n);
+    cr_assert(fabs(tensor_get(y, 1) + 2 * want) <= 1e-9 * 2 * want, "forward %.17g, want %.17g",
+              tensor_get(y, 1), -2 * want);
+    Tensor *l = tensor_sum(y);
+    backward_ok(l);
+    cr_assert_not_null(x->grad);
+    for (int64_t i = 0; i < 2; i++)
+        cr_assert(fabs(tensor_get(x->grad, i) - want) <= 1e-9 * want, "grad[%lld] %.17g, want %.17g",
+                  (long long)i, tensor_get(x->grad, i), want);
+    cr_assert_null(y->grad_fn);
+    cr_assert_eq(x->refcount, 1);
+    tensor_release(l);
+    tensor_release(y);
+    tensor_release(x);
+}
