@@ -31,14 +31,15 @@
 # 64, for as long as the bench lasts (a generated CSV and a wider MLP
 # without MNIST). Its speed is read from its step counter. These shared
 # VMs drift by tens of percent over a minute, so each loaded window of
-# WINDOW seconds comes right after an idle one, REPS_PACED (3) pairs per
-# paced path, REPS_SATURATING (1) per saturating one; the slowdown is
+# WINDOW seconds has an idle one beside it, REPS_PACED (4) pairs per
+# paced path (idle first, then last: ABBA, so a steady drift cancels),
+# REPS_SATURATING (1) per saturating one; the slowdown is
 # 1 - mean(loaded) / mean(idle), and each pair's is listed beside it.
 #
 # wrk comes from Debian (apt-get install wrk) when it is missing; this is the
 # only place that installs it. Needs curl, python3.
 #
-#   bench/api.sh        WINDOW=5 REPS_PACED=3 PAUSE_MS=100 MNIST_DIR=... TRAIND=... bench/api.sh
+#   bench/api.sh        WINDOW=5 REPS_PACED=4 PAUSE_MS=100 SERVE_ARGS=... MNIST_DIR=... TRAIND=... bench/api.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,7 +47,7 @@ MNIST_DIR=${MNIST_DIR:-../shared/datasets/mnist}
 TRAIND=${TRAIND:-build/traind}
 WINDOW=${WINDOW:-5}
 REPS_SATURATING=${REPS_SATURATING:-1}
-REPS_PACED=${REPS_PACED:-3}
+REPS_PACED=${REPS_PACED:-4}
 WINDOW_C1=${WINDOW_C1:-5}
 THREADS=${WRK_THREADS:-2}
 CONNS=${WRK_CONNECTIONS:-16}
@@ -72,7 +73,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$TMP/var" --workers 2 \
+"$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$TMP/var" --workers 2 ${SERVE_ARGS:-} \
     2>"$TMP/daemon.log" &
 DAEMON_PID=$!
 PORT=""
@@ -185,12 +186,19 @@ window_wrk() {
     rate "$s0" "$t0" "$s1" "$t1"
 }
 # pairs NAME PATH LOAD REPS -> "IDLE_RATES|LOADED_RATES": REPS pairs of an
-# idle window and a loaded one side by side (wrk reports in $TMP/NAME.K.txt)
+# idle window and a loaded one side by side, idle first in odd pairs and
+# last in even ones (ABBA: a steady drift cancels over two pairs); wrk's
+# reports in $TMP/NAME.K.txt
 pairs() {
     local idle=() loaded=() k
     for k in $(seq "$4"); do
-        idle+=("$(window_idle)")
-        loaded+=("$(window_wrk "$2" "$TMP/$1.$k.txt" "$3")")
+        if [ $((k % 2)) = 1 ]; then
+            idle+=("$(window_idle)")
+            loaded+=("$(window_wrk "$2" "$TMP/$1.$k.txt" "$3")")
+        else
+            loaded+=("$(window_wrk "$2" "$TMP/$1.$k.txt" "$3")")
+            idle+=("$(window_idle)")
+        fi
     done
     echo "${idle[*]}|${loaded[*]}"
 }

@@ -457,6 +457,9 @@ static int claim_next(Worker *w, DbJob *out) {
 static void *worker_main(void *arg) {
     Worker *w = arg;
     Scheduler *s = w->s;
+    char name[16]; /* as ps -L and perf show it */
+    snprintf(name, sizeof name, "train-%.9s", w->device_name);
+    pthread_setname_np(pthread_self(), name);
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
         DbJob job;

@@ -441,6 +441,22 @@ check "request log lines are JSON" "$(grep '"event":"request"' "$TMP/daemon.log"
 import json, sys
 print(all({"method", "path", "status", "ms"} <= set(json.loads(l)) for l in sys.stdin))')" True
 
+# the HTTP threads run 10 nice levels below the training workers
+# (--http-nice 10)
+check "HTTP threads at nice +10 from the training workers'" "$($PY - "$DAEMON_PID" <<'EOF'
+import os, sys
+pid = sys.argv[1]
+nice = {}
+for tid in os.listdir("/proc/%s/task" % pid):
+    stat = open("/proc/%s/task/%s/stat" % (pid, tid)).read()
+    name = stat[stat.index("(") + 1:stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2:].split()
+    nice.setdefault(name.split("-")[0], set()).add(int(fields[16]))
+train = nice.get("train", set())  # the workers, "train-cpu"
+print(len(train) == 1 and nice.get("MHD") == {min(train) + 10} or nice)
+EOF
+)" True
+
 kill -TERM "$DAEMON_PID"
 rc=""
 for _ in $(seq 150); do
