@@ -221,6 +221,9 @@ api GET "/v1/jobs/$JOB/metrics?name=loss&after=50&limit=10"
 expect "history: after + limit" 200
 check "history: steps 51..60, next_after 60" "$(jv '([m["step"] for m in d["metrics"]], d["next_after"])')" \
     "([51, 52, 53, 54, 55, 56, 57, 58, 59, 60], 60)"
+api GET "/v1/jobs/$JOB/metrics?after=50&limit=3"
+check "history of every metric: a page cut at a step boundary" \
+    "$(jv '([(m["step"], m["name"]) for m in d["metrics"]], d["next_after"])')" "([(51, 'loss'), (51, 'lr')], 51)"
 api GET "/v1/jobs/$JOB/metrics"
 cp "$TMP/body" "$TMP/history1.json"
 api GET "/v1/jobs/$JOB/metrics" # the finished job's reply, again (from the reply cache)
