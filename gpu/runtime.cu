@@ -101,9 +101,14 @@ extern "C" int gpu_device_info(int index, char *name, size_t n, size_t *mem_tota
     if (name && n) snprintf(name, n, "%s", prop.name);
     size_t fr = 0, tot = 0;
     int prev = current_device;
-    gpu_use_device(index);
+    /* directly, not through gpu_use_device: a failure here is this
+     * call's to report, not a sticky error left on an HTTP thread */
+    e = cudaSetDevice(index);
+    if (e != cudaSuccess)
+        return error_set("cuda: %s at cudaSetDevice(%d)", cudaGetErrorString(e), index);
+    current_device = index;
     e = cudaMemGetInfo(&fr, &tot);
-    if (prev >= 0) gpu_use_device(prev);
+    if (prev >= 0 && prev != index && cudaSetDevice(prev) == cudaSuccess) current_device = prev;
     if (e != cudaSuccess)
         return error_set("cuda: %s at cudaMemGetInfo", cudaGetErrorString(e));
     if (mem_total) *mem_total = tot;

@@ -470,6 +470,9 @@ static void *worker_main(void *arg) {
         w->job_id = job.id;
         w->stop = STOP_NONE;
         atomic_store(&w->cancel, 0);
+        /* a CPU worker that left auto jobs to this idle GPU worker
+         * (leave_to_gpu) looks again now that it is busy */
+        if (w->device.type == DEVICE_CUDA) pthread_cond_broadcast(&s->work);
         pthread_mutex_unlock(&s->mu);
         bump(s);
         run_job(w, &job);

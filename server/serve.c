@@ -10,6 +10,8 @@
  * loaded machine then slows the requests, not the training. bench/api.sh
  * on 2 cores: saturating GET /v1/jobs/{id} cost the MNIST MLP 70% of its
  * speed at nice 0 and nothing measurable at nice 10 (p99 13 -> 9 ms).
+ * The price: large uncached reads wait longer on a busy CPU, and an HTTP
+ * thread holding SQLite's write lock (short transactions) runs slower.
  *
  * Workers: --devices lists them, one per entry ("cpu,cpu,cuda:0");
  * without it, --workers CPU workers (1) and one per GPU found, so each GPU

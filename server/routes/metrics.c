@@ -144,7 +144,9 @@ static int history_body(Api *api, int64_t job, const char *name, int64_t after, 
         while (!name && keep > 0 && m[keep - 1].step == m[n - 1].step) keep--;
         if (keep == 0) keep = n; /* one step holds more than a page */
         next = keep < n ? m[keep - 1].step : m[n - 1].step;
-        *full = true;
+        /* a page that is part of one step is not a finished prefix: the
+         * step's epoch metrics may still come */
+        *full = keep < n || name;
     }
     Text t = {0};
     history_text(&t, job, m, keep, next);
@@ -196,6 +198,8 @@ static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t a
     int st = history_body(api, j->id, name, after, limit, max_points, &body, &len, &full);
     if (st != DB_OK) return api_reply_db(req, st, NULL);
     if (!final && !(resumed && full)) return http_reply_owned(req, 200, "application/json", body, len);
+    char *fit = realloc(body, len + 1); /* the cache counts len bytes: hold no more */
+    if (fit) body = fit;
     CachedReply *r = reply_cache_put(api->replies, key, body, len);
     if (!r) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
     return reply_cached(req, r);

@@ -522,3 +522,34 @@ Test(job_scheduler, auto_takes_a_free_gpu_first) {
     scheduler_stop(s);
     teardown(&e);
 }
+
+/* Auto jobs already queued when the daemon starts (a restart): the GPU
+ * worker takes the first; the CPU worker, which may have looked first
+ * and left both to the idle GPU, must look again once the GPU is busy and
+ * run the second meanwhile instead of waiting for the first to end. */
+Test(job_scheduler, queued_auto_jobs_fill_the_gpu_then_the_cpu) {
+    backend_register_cuda(&cpu_backend, 1);
+    Env e = setup();
+    int64_t ids[2];
+    for (int i = 0; i < 2; i++) {
+        char spec[2048];
+        snprintf(spec, sizeof spec, spec_fmt, i ? "second" : "first", 4, 1);
+        cr_assert_eq(db_job_insert(e.db, "queued", 0, spec, 0, &ids[i]), DB_OK, "%s", error_get());
+    }
+    atomic_store(&hook_sleep_us, 2000);
+    atomic_store(&hook_at_job, ids[0]); /* the first is held at its first step */
+    atomic_store(&hook_at_step, 1);
+    Scheduler *s = start(&e, 1, false);
+    cr_assert_eq(wait_state(&e, ids[1], -1, 15), DB_JOB_SUCCEEDED,
+                 "the second job did not run while the first held the GPU");
+    cr_assert(atomic_load(&hook_reached));
+    DbJob j;
+    cr_assert_eq(db_job_get(e.db, ids[0], &j), DB_OK);
+    cr_assert_eq(j.state, DB_JOB_RUNNING);
+    cr_assert_str_eq(j.device, "cuda:0");
+    db_job_clear(&j);
+    atomic_store(&hook_release, 1);
+    cr_assert_eq(wait_state(&e, ids[0], -1, 100), DB_JOB_SUCCEEDED);
+    scheduler_stop(s);
+    teardown(&e);
+}
