@@ -178,6 +178,27 @@ const char *http_header(const HttpRequest *req, const char *name) {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+bool http_accepts_gzip(const HttpRequest *req) {
+    /* "gzip, deflate;q=0.5, *;q=0": gzip's own weight, else *'s (RFC 9110) */
+    double gzip = -1, star = -1;
+    const char *ae = http_header(req, "Accept-Encoding");
+    for (const char *p = ae; p && *p;) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, " \t;,");
+        const char *end = p + strcspn(p, ",");
+        double weight = 1;
+        for (const char *q = p + n; (q = memchr(q, ';', (size_t)(end - q))) != NULL;) {
+            q++;
+            q += strspn(q, " \t");
+            if ((*q == 'q' || *q == 'Q') && q[1] == '=') weight = strtod(q + 2, NULL);
+        }
+        if (n == 4 && !strncasecmp(p, "gzip", 4)) gzip = weight;
+        else if (n == 1 && *p == '*') star = weight;
+        p = end;
+    }
+    return (gzip >= 0 ? gzip : star) > 0;
+}
+
 const char *http_body(const HttpRequest *req, size_t *len) {
     if (len) *len = req->body_len;
     return req->body ? req->body : "";

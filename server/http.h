@@ -128,6 +128,8 @@ const char *http_param(const HttpRequest *req, int i);
 const char *http_query(const HttpRequest *req, const char *key);
 /* A request header (case-insensitive), or NULL. */
 const char *http_header(const HttpRequest *req, const char *name);
+/* Whether Accept-Encoding lists gzip (or *) without q=0. */
+bool http_accepts_gzip(const HttpRequest *req);
 /* The buffered body, NUL-terminated ("" for none); len may be NULL. */
 const char *http_body(const HttpRequest *req, size_t *len);
 const HttpAuth *http_auth(const HttpRequest *req);

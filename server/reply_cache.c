@@ -9,12 +9,18 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
+
+enum { GZIP_NONE, GZIP_MAKING, GZIP_READY, GZIP_FAILED };
 
 struct CachedReply {
     atomic_int refs; /* the cache's own (while listed) and each user's */
     CachedReply *prev, *next;
     char *key, *body;
     size_t len;
+    atomic_int gzip_state; /* gz is written once, before READY is stored */
+    char *gz;
+    size_t gz_len;
 };
 
 struct ReplyCache {
@@ -37,12 +43,52 @@ void cached_reply_release(CachedReply *r) {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
     free(r->key);
     free(r->body);
+    free(r->gz);
     free(r);
 }
 
 const char *cached_reply_body(const CachedReply *r, size_t *len) {
     *len = r->len;
     return r->body;
+}
+
+/* body as one gzip member; NULL when out of memory */
+static char *gzip_body(const char *body, size_t len, size_t *out_len) {
+    z_stream z = {0};
+    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return NULL;
+    size_t cap = deflateBound(&z, (uLong)len);
+    char *out = malloc(cap);
+    if (!out) {
+        deflateEnd(&z);
+        return NULL;
+    }
+    z.next_in = (Bytef *)body;
+    z.avail_in = (uInt)len;
+    z.next_out = (Bytef *)out;
+    z.avail_out = (uInt)cap;
+    int rc = deflate(&z, Z_FINISH);
+    *out_len = z.total_out;
+    deflateEnd(&z);
+    if (rc != Z_STREAM_END) {
+        free(out);
+        return NULL;
+    }
+    char *fit = realloc(out, *out_len ? *out_len : 1);
+    return fit ? fit : out;
+}
+
+const char *cached_reply_gzip(CachedReply *r, size_t *len) {
+    int state = atomic_load(&r->gzip_state);
+    if (state == GZIP_NONE &&
+        atomic_compare_exchange_strong(&r->gzip_state, &state, GZIP_MAKING)) {
+        /* bodies are replies of at most a quarter of the cache: uInt fits */
+        r->gz = gzip_body(r->body, r->len, &r->gz_len);
+        atomic_store(&r->gzip_state, r->gz ? GZIP_READY : GZIP_FAILED);
+        state = r->gz ? GZIP_READY : GZIP_FAILED;
+    }
+    if (state != GZIP_READY) return NULL;
+    *len = r->gz_len;
+    return r->gz;
 }
 
 static void unlink_entry(ReplyCache *c, CachedReply *r) {
@@ -106,6 +152,7 @@ CachedReply *reply_cache_put(ReplyCache *c, const char *key, char *body, size_t 
     r->body = body;
     r->len = len;
     atomic_init(&r->refs, 1); /* the caller's */
+    atomic_init(&r->gzip_state, GZIP_NONE);
     /* an entry over a quarter of the cache would push out most of it */
     if (len > c->max_bytes / 4 || c->max_entries < 1) return r;
     pthread_mutex_lock(&c->lock);

@@ -162,10 +162,16 @@ static int history_body(Api *api, int64_t job, const char *name, int64_t after, 
 
 static void release_cached(void *r) { cached_reply_release(r); }
 
-static int reply_cached(HttpRequest *req, CachedReply *r) {
+/* A kept reply; gzip'd when the client takes it and this is not the
+ * request that made it (a miss pays for the query, not also for zlib). */
+static int reply_cached(HttpRequest *req, CachedReply *r, bool hit) {
     size_t len;
-    const char *body = cached_reply_body(r, &len);
-    return http_reply_shared(req, 200, "application/json", body, len, release_cached, r);
+    const char *gz = hit && http_accepts_gzip(req) ? cached_reply_gzip(r, &len) : NULL;
+    const char *body = gz ? gz : cached_reply_body(r, &len);
+    int rc = http_reply_shared(req, 200, "application/json", body, len, release_cached, r);
+    if (gz) http_reply_header(req, "Content-Encoding", "gzip");
+    http_reply_header(req, "Vary", "Accept-Encoding");
+    return rc;
 }
 
 /* Which replies never change, so are kept (the key is every input of the
@@ -190,7 +196,7 @@ static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t a
              (long long)after, (long long)limit, (long long)max_points, name ? name : "*");
     if (final || resumed) {
         CachedReply *r = reply_cache_get(api->replies, key);
-        if (r) return reply_cached(req, r);
+        if (r) return reply_cached(req, r, true);
     }
     char *body = NULL;
     size_t len = 0;
@@ -202,7 +208,7 @@ static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t a
     if (fit) body = fit;
     CachedReply *r = reply_cache_put(api->replies, key, body, len);
     if (!r) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
-    return reply_cached(req, r);
+    return reply_cached(req, r, false);
 }
 
 /* ---- follow ---- */

@@ -228,6 +228,9 @@ api GET "/v1/jobs/$JOB/metrics"
 cp "$TMP/body" "$TMP/history1.json"
 api GET "/v1/jobs/$JOB/metrics" # the finished job's reply, again (from the reply cache)
 check "history of a finished job: the same bytes twice" "$(cmp -s "$TMP/body" "$TMP/history1.json" && echo same)" same
+api GET "/v1/jobs/$JOB/metrics" --compressed -D "$TMP/headers"
+check "history of a finished job, again with gzip: Content-Encoding gzip, the same JSON" \
+    "$(grep -ci '^content-encoding: gzip' "$TMP/headers"),$(cmp -s "$TMP/body" "$TMP/history1.json" && echo same)" "1,same"
 check "history: every point as the SSE stream gave it, number for number" "$($PY - "$TMP/sse.txt" "$TMP/body" <<'EOF'
 import json, sys
 sse = [json.loads(l[6:]) for l in open(sys.argv[1]) if l.startswith("data: ") and '"step"' in l]

@@ -83,7 +83,12 @@ static int upload_done(HttpRequest *req) {
     return http_reply_json(req, 201, json_pack("{s:I}", "bytes", (json_int_t)atomic_load(&upload_bytes_seen)));
 }
 
+static int gzip_ok(HttpRequest *req) {
+    return http_reply_text(req, 200, "text/plain", http_accepts_gzip(req) ? "yes" : "no", 3);
+}
+
 static const HttpRoute routes[] = {
+    {"GET", "/gzip", gzip_ok, HTTP_ROUTE_PUBLIC, NULL},
     {"GET", "/t/{a}/x/{b}", echo_params, HTTP_ROUTE_PUBLIC, NULL},
     {"GET", "/private/{a}", echo_params, 0, NULL},
     {"POST", "/json", echo_json, 0, NULL},
@@ -326,4 +331,50 @@ Test(http, counters) {
     }
     cr_assert_eq(c.ok200, 2, "ok200 %d e404 %d", c.ok200, c.e404);
     cr_assert_eq(c.e404, 1);
+}
+
+/* "yes" or "no": whether the server reads Accept-Encoding as taking gzip */
+static char *accepts_gzip(const char *accept_encoding) {
+    CURL *c = curl_easy_init();
+    cr_assert(c);
+    char url[256], header[256];
+    snprintf(url, sizeof url, "%s/gzip", base);
+    Buf b = {0};
+    struct curl_slist *h = NULL;
+    if (accept_encoding) {
+        snprintf(header, sizeof header, "Accept-Encoding: %s", accept_encoding);
+        h = curl_slist_append(h, header);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    cr_assert(b.data);
+    return b.data;
+}
+
+Test(http, accept_encoding_gzip) {
+    struct {
+        const char *header, *want;
+    } cases[] = {
+        {NULL, "no"},
+        {"gzip", "yes"},
+        {"gzip, deflate, br", "yes"},
+        {"deflate, GZIP;q=0.5", "yes"},
+        {"br;q=1.0, gzip;q=0", "no"},
+        {"gzip;q=0, *", "no"},
+        {"*", "yes"},
+        {"*;q=0", "no"},
+        {"identity", "no"},
+        {"x-gzip, gzipx", "no"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *got = accepts_gzip(cases[i].header);
+        cr_expect_str_eq(got, cases[i].want, "Accept-Encoding: %s",
+                         cases[i].header ? cases[i].header : "(none)");
+        free(got);
+    }
 }

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "server/reply_cache.h"
 
 static char *body_of(const char *s) { return strdup(s); }
@@ -77,4 +79,36 @@ Test(reply_cache, reference_outlives_eviction_and_free) {
     size_t len;
     cr_assert_eq(memcmp(cached_reply_body(held, &len), "still here", 10), 0); /* ASan: no UAF */
     cached_reply_release(held);
+}
+
+/* the gzip copy inflates back to the body, is made once and kept */
+Test(reply_cache, gzip_copy) {
+    ReplyCache *c = reply_cache_new(1 << 20, 4);
+    size_t n = 50000;
+    char *body = malloc(n);
+    cr_assert(body);
+    for (size_t i = 0; i < n; i++) body[i] = "{\"step\":1234,\"value\":0.5}"[i % 25];
+    CachedReply *r = reply_cache_put(c, "k", body, n);
+    size_t gl = 0, gl2 = 0;
+    const char *gz = cached_reply_gzip(r, &gl);
+    cr_assert_not_null(gz);
+    cr_assert(gl > 18 && gl < n / 10, "gzip of %zu bytes: %zu", n, gl);
+    cr_assert_eq((unsigned char)gz[0], 0x1f); /* the gzip magic */
+    cr_assert_eq((unsigned char)gz[1], 0x8b);
+    cr_assert_eq(cached_reply_gzip(r, &gl2), gz, "made once");
+    cr_assert_eq(gl2, gl);
+    char *back = malloc(n + 1);
+    z_stream z = {0};
+    cr_assert_eq(inflateInit2(&z, 15 + 16), Z_OK);
+    z.next_in = (Bytef *)gz;
+    z.avail_in = (uInt)gl;
+    z.next_out = (Bytef *)back;
+    z.avail_out = (uInt)n + 1;
+    cr_assert_eq(inflate(&z, Z_FINISH), Z_STREAM_END);
+    cr_assert_eq(z.total_out, n);
+    inflateEnd(&z);
+    cr_assert_eq(memcmp(back, body, n), 0);
+    free(back);
+    cached_reply_release(r);
+    reply_cache_free(c);
 }
