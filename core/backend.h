@@ -76,6 +76,10 @@ typedef struct Backend {
      * peak_memory_bytes metric. NULL where not tracked (the CPU). */
     void (*memory_stats)(Device device, uint64_t *in_use, uint64_t *peak);
     void (*memory_reset_peak)(Device device);
+    /* Forgets a failure recorded on this thread and not yet reported
+     * (gpu/gpu.h's sticky error), so that a job does not inherit the last
+     * one's. NULL where failures are reported where they happen (CPU). */
+    void (*clear_error)(Device device);
 
     /* ---- layout ---- */
     /* dst[i] = (dst dtype) src[i] over the logical shape; both any strides and

@@ -294,6 +294,11 @@ static void cuda_memory_stats(Device device, uint64_t *in_use, uint64_t *peak) {
 
 static void cuda_memory_reset_peak(Device device) { gpu_allocator_reset_peak(device.index); }
 
+static void cuda_clear_error(Device device) {
+    (void)device;
+    gpu_clear_error();
+}
+
 static const Backend cuda_backend = {
     .name = "cuda",
     .alloc = cuda_alloc,
@@ -303,6 +308,7 @@ static const Backend cuda_backend = {
     .device_info = cuda_device_info,
     .memory_stats = cuda_memory_stats,
     .memory_reset_peak = cuda_memory_reset_peak,
+    .clear_error = cuda_clear_error,
     .copy = cuda_copy,
     .fill = cuda_fill,
     .binary = cuda_binary,

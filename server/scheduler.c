@@ -356,6 +356,9 @@ static void run_job(Worker *w, const DbJob *job) {
 #ifdef _OPENMP
     if (s->cfg.threads_per_job > 0) omp_set_num_threads(s->cfg.threads_per_job);
 #endif
+    const Backend *be = backend_for(w->device);
+    if (be && be->clear_error) be->clear_error(w->device); /* not the last job's failure */
+    error_clear();
     JobBuild b;
     Trainer t;
     train_init(&t);
@@ -383,6 +386,13 @@ static void run_job(Worker *w, const DbJob *job) {
         pthread_mutex_unlock(&w->pmu);
         rc = train_run(&t);
     }
+    /* a run whose metrics are not all stored has not succeeded: its
+     * history would be missing points, and a finished job's history is
+     * kept as final by the HTTP side (server/reply_cache.h) */
+    if (rc == 0 && metric_writer_flush(s->mw) != 0) {
+        error_prefix("storing its metrics");
+        rc = -1;
+    }
     char err[ERROR_MAX];
     snprintf(err, sizeof err, "%s", rc != 0 ? error_get() : "");
 
@@ -391,7 +401,6 @@ static void run_job(Worker *w, const DbJob *job) {
     pthread_mutex_unlock(&s->mu);
 
     if (rc == 0) {
-        metric_writer_flush(s->mw);
         pthread_mutex_lock(&w->pmu);
         w->progress.eta_s = 0;
         DbJobProgress p = w->progress;
