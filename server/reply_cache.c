@@ -21,6 +21,8 @@ struct CachedReply {
     atomic_int gzip_state; /* gz is written once, before READY is stored */
     char *gz;
     size_t gz_len;
+    _Atomic(ReplyCache *) cache; /* while listed; the cache outlives requests */
+    size_t charged;              /* bytes counted in cache->bytes (under its lock) */
 };
 
 struct ReplyCache {
@@ -77,20 +79,6 @@ static char *gzip_body(const char *body, size_t len, size_t *out_len) {
     return fit ? fit : out;
 }
 
-const char *cached_reply_gzip(CachedReply *r, size_t *len) {
-    int state = atomic_load(&r->gzip_state);
-    if (state == GZIP_NONE &&
-        atomic_compare_exchange_strong(&r->gzip_state, &state, GZIP_MAKING)) {
-        /* bodies are replies of at most a quarter of the cache: uInt fits */
-        r->gz = gzip_body(r->body, r->len, &r->gz_len);
-        atomic_store(&r->gzip_state, r->gz ? GZIP_READY : GZIP_FAILED);
-        state = r->gz ? GZIP_READY : GZIP_FAILED;
-    }
-    if (state != GZIP_READY) return NULL;
-    *len = r->gz_len;
-    return r->gz;
-}
-
 static void unlink_entry(ReplyCache *c, CachedReply *r) {
     if (r->prev) r->prev->next = r->next;
     else c->head = r->next;
@@ -109,9 +97,39 @@ static void push_front(ReplyCache *c, CachedReply *r) {
 
 static void evict(ReplyCache *c, CachedReply *r) {
     unlink_entry(c, r);
-    c->bytes -= r->len;
+    atomic_store(&r->cache, NULL);
+    c->bytes -= r->charged;
     c->entries--;
     cached_reply_release(r);
+}
+
+/* The gzip copy counts in the cache's bytes too, while the entry is
+ * listed; older entries make room for it. */
+static void charge_gzip(CachedReply *r) {
+    ReplyCache *c = atomic_load(&r->cache);
+    if (!c) return;
+    pthread_mutex_lock(&c->lock);
+    if (atomic_load(&r->cache) == c) {
+        r->charged += r->gz_len;
+        c->bytes += r->gz_len;
+        while (c->bytes > c->max_bytes && c->tail && c->tail != r) evict(c, c->tail);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+const char *cached_reply_gzip(CachedReply *r, size_t *len) {
+    int state = atomic_load(&r->gzip_state);
+    if (state == GZIP_NONE &&
+        atomic_compare_exchange_strong(&r->gzip_state, &state, GZIP_MAKING)) {
+        /* bodies are replies of at most a quarter of the cache: uInt fits */
+        r->gz = gzip_body(r->body, r->len, &r->gz_len);
+        if (r->gz) charge_gzip(r);
+        atomic_store(&r->gzip_state, r->gz ? GZIP_READY : GZIP_FAILED);
+        state = r->gz ? GZIP_READY : GZIP_FAILED;
+    }
+    if (state != GZIP_READY) return NULL;
+    *len = r->gz_len;
+    return r->gz;
 }
 
 void reply_cache_free(ReplyCache *c) {
@@ -153,6 +171,7 @@ CachedReply *reply_cache_put(ReplyCache *c, const char *key, char *body, size_t 
     r->len = len;
     atomic_init(&r->refs, 1); /* the caller's */
     atomic_init(&r->gzip_state, GZIP_NONE);
+    atomic_init(&r->cache, NULL);
     /* an entry over a quarter of the cache would push out most of it */
     if (len > c->max_bytes / 4 || c->max_entries < 1) return r;
     pthread_mutex_lock(&c->lock);
@@ -162,6 +181,8 @@ CachedReply *reply_cache_put(ReplyCache *c, const char *key, char *body, size_t 
         evict(c, c->tail);
     atomic_fetch_add(&r->refs, 1); /* the cache's */
     push_front(c, r);
+    atomic_store(&r->cache, c);
+    r->charged = len;
     c->bytes += len;
     c->entries++;
     pthread_mutex_unlock(&c->lock);

@@ -33,7 +33,7 @@ const char *cached_reply_body(const CachedReply *r, size_t *len);
  * for it once (~10 ms a megabyte), and kept with the entry, so a reply
  * that is asked for again costs a fifth of the bytes to send. NULL while
  * another thread is making it, or when it cannot be made (no memory):
- * send the body instead. Not counted in the cache's bytes. */
+ * send the body instead. Counted in the cache's bytes. */
 const char *cached_reply_gzip(CachedReply *r, size_t *len);
 void cached_reply_release(CachedReply *r);
 

@@ -4,6 +4,7 @@
  * keeps the newer body, and a reference outlives its entry's eviction
  * (a reply still being sent). */
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,5 +111,37 @@ Test(reply_cache, gzip_copy) {
     cr_assert_eq(memcmp(back, body, n), 0);
     free(back);
     cached_reply_release(r);
+    reply_cache_free(c);
+}
+
+static char *noise(size_t n, uint32_t seed) { /* bytes gzip cannot shrink */
+    char *b = malloc(n);
+    cr_assert(b);
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        b[i] = (char)(seed >> 24);
+    }
+    return b;
+}
+
+/* a gzip copy counts in the cache's bytes: with it, the next put must push
+ * out the oldest entry, which would fit without it */
+Test(reply_cache, gzip_copy_counts_in_the_bound) {
+    ReplyCache *c = reply_cache_new(100000, 16);
+    CachedReply *a = reply_cache_put(c, "a", noise(24000, 1), 24000);
+    cached_reply_release(reply_cache_put(c, "b", noise(24000, 2), 24000));
+    cached_reply_release(reply_cache_put(c, "c", noise(24000, 3), 24000));
+    size_t gl = 0;
+    cr_assert_not_null(cached_reply_gzip(a, &gl));
+    cr_assert_gt(gl, 24000 - 100, "noise does not compress: %zu", gl);
+    cached_reply_release(a); /* 3 x 24000 + ~24000 = ~96000 */
+    cached_reply_release(reply_cache_put(c, "d", noise(24000, 4), 24000)); /* ~120000 */
+    cr_assert_null(reply_cache_get(c, "a"), "the oldest, with its gzip copy, made room");
+    const char *keys[] = {"b", "c", "d"};
+    for (int i = 0; i < 3; i++) {
+        CachedReply *r = reply_cache_get(c, keys[i]);
+        cr_assert_not_null(r, "%s evicted", keys[i]);
+        cached_reply_release(r);
+    }
     reply_cache_free(c);
 }
