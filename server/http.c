@@ -213,16 +213,20 @@ static int set_response(HttpRequest *req, int status, struct MHD_Response *r) {
     return 0;
 }
 
-static int reply_static(HttpRequest *req, int status, const char *content_type, const char *text,
-                        size_t len) {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
-    if (!r) {
-        set_response(req, 0, NULL);
-        return 0;
-    }
+/* The reply r with its Content-Type, or none (status 0: the connection is
+ * dropped) when libmicrohttpd could not make it; the caller has freed what
+ * r would have held. */
+static int reply_with(HttpRequest *req, int status, const char *content_type,
+                      struct MHD_Response *r) {
+    if (!r) return set_response(req, 0, NULL);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     return set_response(req, status, r);
+}
+
+static int reply_static(HttpRequest *req, int status, const char *content_type, const char *text,
+                        size_t len) {
+    return reply_with(req, status, content_type,
+                      MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY));
 }
 
 int http_reply_text(HttpRequest *req, int status, const char *content_type, const char *text,
@@ -233,24 +237,16 @@ int http_reply_text(HttpRequest *req, int status, const char *content_type, cons
 int http_reply_owned(HttpRequest *req, int status, const char *content_type, char *text,
                      size_t len) {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(text);
-        return set_response(req, 0, NULL);
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    return set_response(req, status, r);
+    if (!r) free(text);
+    return reply_with(req, status, content_type, r);
 }
 
 int http_reply_shared(HttpRequest *req, int status, const char *content_type, const char *body,
                       size_t len, void (*release)(void *cls), void *cls) {
     struct MHD_Response *r =
         MHD_create_response_from_buffer_with_free_callback_cls(len, (void *)body, release, cls);
-    if (!r) {
-        release(cls);
-        return set_response(req, 0, NULL);
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    return set_response(req, status, r);
+    if (!r) release(cls);
+    return reply_with(req, status, content_type, r);
 }
 
 int http_reply_json(HttpRequest *req, int status, json_t *body) {
@@ -287,8 +283,7 @@ int http_reply_fd(HttpRequest *req, int status, const char *content_type, int fd
         close(fd);
         return http_reply_error(req, 500, "internal", NULL, "cannot create a file response");
     }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    return set_response(req, status, r);
+    return reply_with(req, status, content_type, r);
 }
 
 void http_reply_header(HttpRequest *req, const char *name, const char *value) {

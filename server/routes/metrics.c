@@ -41,12 +41,11 @@ static json_t *point_json(const DbMetric *m) {
 
 /* ---- history ---- */
 
-/* The plain history is written as text (server/text.h), not through
+/* The page's points as text into t; next is the next page's `after` or
+ * -1 when the list is whole. Written as text (server/text.h), not through
  * jansson's tree: a 10,000-point page is ~50,000 small allocations and a
  * printf per field that way, most of a GET's time (bench/api.sh). The
  * bytes are those json_dumps(JSON_COMPACT) would write. */
-/* The page's points as text into t; next is the next page's `after` or
- * -1 when the list is whole. */
 static void history_text(Text *t, int64_t job, const DbMetric *m, int n, int64_t next) {
     char name[DB_METRIC_NAME_MAX + 1] = "";
     char *quoted = NULL; /* the name of the points before, as a JSON string */
