@@ -88,7 +88,8 @@ build/obj/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -I. -MMD -MP -c $< -o $@
 
-build/obj/server/main.o build/asan/server/main.o build/asan/tests/unit/test_gpu.o: $(GPU_STAMP)
+build/obj/server/main.o build/asan/server/main.o build/asan/tests/unit/test_gpu.o \
+    build/obj/tests/unit/test_gpu.o: $(GPU_STAMP)
 
 build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -104,6 +105,13 @@ build/traind: $(SERVER_OBJ) $(STORAGE_OBJ) $(GPU_OBJ) build/libtraind.a
 build/tests/unit: $(ASAN_TEST) $(ASAN_CORE) $(ASAN_STORAGE) $(ASAN_SERVER_LIB) $(ASAN_GPU)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) $(OMP) -o $@ $^ -lcriterion $(LIBS) $(GPU_LIBS)
+
+# The same tests without sanitizers (-O2): for a GPU machine, where they run
+# beside the ASan build (gpu/check.sh), and for timing a test by itself.
+build/tests/unit-nosan: $(TEST_SRC:%.c=build/obj/%.o) $(CORE_OBJ) $(STORAGE_OBJ) \
+        $(filter-out build/obj/server/main.o,$(SERVER_OBJ)) $(GPU_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(OMP) -o $@ $^ -lcriterion $(LIBS) $(GPU_LIBS)
 
 # traind itself under ASan + UBSan, for the command-line tests in tests/e2e.
 build/traind-asan: $(ASAN_SERVER) $(ASAN_STORAGE) $(ASAN_CORE) $(ASAN_GPU)

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# gpu/check.sh - gpu/README.md's checks in one go, on a machine with a GPU:
+# the GPU unit tests (plain, then under ASan), the trainer's PyTorch parity
+# jobs on cuda, the daemon (gpu/check_daemon.py) and `make bench-gpu`
+# (bench/gpu.sh). Each step runs under a time limit with its output in
+# LOGS/<step>.log; a table of steps, exit codes and seconds ends the output.
+# It uses the binaries already built (make all build/tests/unit
+# build/tests/unit-nosan build/bench_gemm, or scripts/gpu-kit.sh's tarball),
+# so it runs where nothing can be built or installed.
+#
+#   gpu/check.sh [LOGS]          (default build/gpu-check)
+#   STEPS="unit parity" gpu/check.sh      only those steps
+set -uo pipefail
+cd "$(dirname "$0")/.."
+LOGS=${1:-build/gpu-check}
+STEPS=${STEPS:-env unit parity bench daemon asan}
+mkdir -p "$LOGS"
+export MNIST_DIR=${MNIST_DIR:-../shared/datasets/mnist}
+SUMMARY=()
+
+# step NAME SECONDS CMD...: runs CMD with its output in LOGS/NAME.log.
+step() {
+    local name=$1 secs=$2 t0 rc
+    shift 2
+    case " $STEPS " in *" $name "*) ;; *) return ;; esac
+    echo "== $name: $*"
+    t0=$(date +%s%N)
+    # through bash -c, so that CMD may be one of the functions below
+    timeout -k 5 "$secs" bash -c '"$@"' step "$@" >"$LOGS/$name.log" 2>&1
+    rc=$?
+    local ms=$((($(date +%s%N) - t0) / 1000000))
+    [ "$rc" = 124 ] && echo "   timed out after ${secs}s"
+    grep -E 'passed, [0-9]+ failed|Synthesis|FAIL|CRASH|Assertion|ERROR|not found|Error:' "$LOGS/$name.log" | head -n 40
+    SUMMARY+=("$(printf '%-8s rc=%-4s %4d.%ds' "$name" "$rc" $((ms / 1000)) $((ms % 1000 / 100)))")
+}
+
+env_report() {
+    nvidia-smi || true
+    command -v nvcc && nvcc --version | tail -n 2
+    build/traind info
+    for b in build/traind build/tests/unit build/tests/unit-nosan build/bench_gemm; do
+        ldd "$b" | grep -E 'not found|cublas|cudart' | sed "s|^|$b: |"
+    done
+    python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
+}
+
+unit_asan() {
+    OMP_WAIT_POLICY=passive LSAN_OPTIONS=suppressions=$PWD/gpu/lsan.supp \
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:protect_shadow_gap=0 \
+        UBSAN_OPTIONS=print_stacktrace=1 scripts/run-unit-tests.sh --filter 'gpu/*' --verbose
+}
+
+export -f env_report unit_asan
+step env 60 env_report
+step unit 120 build/tests/unit-nosan --jobs 4 --filter 'gpu/*' --verbose
+step parity 60 env DEVICE=cuda tests/e2e/test_run_parity.sh build/traind
+step bench 150 bench/gpu.sh
+step daemon 90 python3 gpu/check_daemon.py build/traind
+step asan 90 unit_asan
+cp bench/results/gpu-*.jsonl "$LOGS/" 2>/dev/null
+echo "== summary (logs in $LOGS)"
+printf '%s\n' "${SUMMARY[@]}"
