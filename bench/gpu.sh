@@ -8,9 +8,11 @@
 #   {"bench": "mnist_mlp", "impl": "pytorch-cuda", ...}
 #   {"bench": "mnist_mlp", "ratio_samples_per_s": traind / pytorch}
 #   ... the same for mnist_cnn (bench/run.sh's loops, on ../shared/datasets/mnist)
-#   ... and gemm_mlp_4096: MLP 4096-4096-4096-10, batch 1024, SGD, on 8192
+#   ... and gemm_mlp_4096: MLP 4096-4096-4096-10, batch 1024, SGD, on 32768
 #       random samples (npy), with "tflops" = samples/s * 6 * parameters and
-#       "fraction_of_cublas_peak" against the measured sgemm peak.
+#       "fraction_of_cublas_peak" against the measured sgemm peak; then
+#       gemm_mlp_4096_tf32, the same job with "allow_tf32" (PyTorch with
+#       allow_tf32), against the measured TF32 peak.
 #
 # Without a GPU (traind info: "cuda devices: 0", or a build without CUDA)
 # it prints "skipped: no GPU" and exits 0. Without MNIST the MNIST benches
@@ -45,6 +47,7 @@ emit "{\"bench\": \"gpu\", \"device\": \"$device\", \"date\": \"$(date -u +%FT%T
 peak_line=$(build/bench_gemm)
 emit "$peak_line"
 peak=$(echo "$peak_line" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["peak_tflops"])')
+peak_tf32=$(echo "$peak_line" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["peak_tflops_tf32"])')
 
 # ratio BENCH OURS THEIRS PARAMS PEAK: the comparison line.
 ratio() {
@@ -66,10 +69,10 @@ print(json.dumps(out))
 PYEOF
 }
 
-# run_bench BENCH SPEC PARAMS TORCH_ARGS...
+# run_bench BENCH SPEC PARAMS PEAK TORCH_ARGS...
 run_bench() {
-    local bench=$1 spec=$2 params=$3
-    shift 3
+    local bench=$1 spec=$2 params=$3 peak=$4
+    shift 4
     if ! "$TRAIND" run "$spec" --jsonl --device cuda --out "$TMP/out-$bench" \
             >"$TMP/$bench.jsonl" 2>"$TMP/$bench.err"; then
         emit "{\"bench\": \"$bench\", \"impl\": \"traind-cuda\", \"failed\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-500:]))' <"$TMP/$bench.err")}"
@@ -90,21 +93,25 @@ if [ -f "$MNIST_DIR/train-images-idx3-ubyte.gz" ] && [ -f "$MNIST_DIR/t10k-image
     MNIST_DIR=$(cd "$MNIST_DIR" && pwd)
     for model in mlp cnn; do
         bench_mnist_spec "$model" "$MNIST_DIR" "$EPOCHS" >"$TMP/mnist_$model.json"
-        run_bench "mnist_$model" "$TMP/mnist_$model.json" 0 --model "$model" --data "$MNIST_DIR"
+        run_bench "mnist_$model" "$TMP/mnist_$model.json" 0 "$peak" --model "$model" --data "$MNIST_DIR"
     done
 else
     emit "{\"bench\": \"mnist\", \"skipped\": \"$MNIST_DIR/train-images-idx3-ubyte.gz not found\"}"
 fi
 
-# The GEMM-heavy job: 8192 random samples of 4096 features, 10 classes.
+# The GEMM-heavy job: 32768 random samples of 4096 features, 10 classes (32
+# steps an epoch, so the first batch of each, which nothing prefetched, weighs
+# little).
 "$PY" - "$TMP" <<'PYEOF'
 import sys, numpy as np
 rng = np.random.default_rng(0)
-np.save(sys.argv[1] + "/x.npy", rng.standard_normal((8192, 4096), dtype=np.float32))
-np.save(sys.argv[1] + "/y.npy", rng.integers(0, 10, 8192).astype(np.int64))
+np.save(sys.argv[1] + "/x.npy", rng.standard_normal((32768, 4096), dtype=np.float32))
+np.save(sys.argv[1] + "/y.npy", rng.integers(0, 10, 32768).astype(np.int64))
 PYEOF
-cat >"$TMP/gemm.json" <<EOF
-{"name": "gemm_mlp_4096",
+# gemm_spec NAME ALLOW_TF32: the job
+gemm_spec() {
+    cat <<EOF
+{"name": "$1", "allow_tf32": $2,
  "data": {"train": {"format": "npy", "inputs": "$TMP/x.npy", "targets": "$TMP/y.npy"}},
  "model": [{"type": "Linear", "in_features": 4096, "out_features": 4096}, {"type": "ReLU"},
            {"type": "Linear", "in_features": 4096, "out_features": 4096}, {"type": "ReLU"},
@@ -113,6 +120,12 @@ cat >"$TMP/gemm.json" <<EOF
  "optimizer": {"type": "SGD", "lr": 0.01},
  "epochs": $EPOCHS, "batch_size": 1024, "shuffle": false, "seed": 0, "checkpoint": null}
 EOF
+}
 params=$((4096 * 4096 * 2 + 4096 * 2 + 4096 * 10 + 10))
-run_bench gemm_mlp_4096 "$TMP/gemm.json" "$params" --model gemm --npy "$TMP"
+gemm_spec gemm_mlp_4096 false >"$TMP/gemm.json"
+run_bench gemm_mlp_4096 "$TMP/gemm.json" "$params" "$peak" --model gemm --npy "$TMP"
+# the same job on TF32 tensor cores ("allow_tf32": true), against the TF32 peak
+gemm_spec gemm_mlp_4096_tf32 true >"$TMP/gemm_tf32.json"
+run_bench gemm_mlp_4096_tf32 "$TMP/gemm_tf32.json" "$params" "$peak_tf32" --model gemm \
+    --npy "$TMP" --tf32
 echo "bench-gpu: results in $RESULTS" >&2

@@ -11,7 +11,7 @@ validation on the test set); the data set sits on the GPU, normalised
 once, and batches are slices of a shuffled index (PyTorch eager at its
 fastest, no DataLoader). gemm: the GEMM-heavy MLP 4096-4096-4096-10,
 batch 1024, SGD lr 0.01, on x.npy / y.npy of DIR, no validation. float32,
-TF32 off (torch's default for matmul). One JSON line on stdout.
+TF32 off (torch's default for matmul) unless --tf32. One JSON line on stdout.
 """
 import argparse
 import gzip
@@ -51,8 +51,9 @@ def main():
     ap.add_argument("--data")
     ap.add_argument("--npy")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--tf32", action="store_true", help="TF32 matmuls (a job's allow_tf32)")
     args = ap.parse_args()
-    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
     dev = torch.device("cuda")
@@ -101,7 +102,8 @@ def main():
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
         sched.step()
-    out = {"bench": "mnist_" + args.model if args.model != "gemm" else "gemm_mlp_4096",
+    name = "mnist_" + args.model if args.model != "gemm" else "gemm_mlp_4096"
+    out = {"bench": name + ("_tf32" if args.tf32 else ""),
            "impl": "pytorch-cuda", "torch": torch.__version__,
            "device": torch.cuda.get_device_name(0),
            "train_samples_per_s": round(n * len(times) / sum(times), 1),

@@ -65,6 +65,15 @@ typedef struct Backend {
     /* Host <-> device byte copies (memcpy on the CPU). */
     int (*to_host)(Device device, void *host_dst, const void *src, size_t nbytes);
     int (*from_host)(Device device, void *dst, const void *host_src, size_t nbytes);
+    /* Page-locked host memory that this device copies from at full speed
+     * (tensor_empty_pinned); host_alloc returns NULL when none can be had.
+     * NULL entries where there is no such thing (the CPU). */
+    void *(*host_alloc)(Device device, size_t nbytes);
+    void (*host_free)(Device device, void *ptr);
+    /* from_host for a background thread (the DataLoader's prefetch): the copy
+     * runs beside the kernels other threads have queued, not after them, and
+     * is complete on return. NULL where from_host already is that (the CPU). */
+    int (*from_host_beside)(Device device, void *dst, const void *host_src, size_t nbytes);
 
     /* ---- the device itself ---- */
     /* Its model name (NUL-terminated in n bytes) and memory: bytes in all
@@ -80,6 +89,10 @@ typedef struct Backend {
      * (gpu/gpu.h's sticky error), so that a job does not inherit the last
      * one's. NULL where failures are reported where they happen (CPU). */
     void (*clear_error)(Device device);
+    /* TF32 tensor cores for this thread's float32 matrix products on the
+     * device, as torch.backends.cuda.matmul.allow_tf32 (off by default).
+     * NULL where there are none (the CPU). */
+    void (*allow_tf32)(Device device, bool allow);
 
     /* ---- layout ---- */
     /* dst[i] = (dst dtype) src[i] over the logical shape; both any strides and

@@ -24,7 +24,8 @@
 
 static const char *const top_fields[] = {
     "name",    "data",      "model", "loss",   "optimizer", "scheduler",  "epochs", "batch_size",
-    "shuffle", "drop_last", "seed",  "device", "metrics",   "checkpoint", "init",   NULL};
+    "shuffle", "drop_last", "seed",  "device", "metrics",   "checkpoint", "init",   "allow_tf32",
+    NULL};
 
 /* ---- loss ---- */
 
@@ -402,6 +403,7 @@ static JobSpec *parse_root(const json_t *root, const char *base_dir, const char 
         spec_get_int(root, "", "batch_size", false, 1, 1, MAX_BATCH_SIZE, &spec->batch_size) ||
         spec_get_bool(root, "", "shuffle", false, &spec->shuffle) ||
         spec_get_bool(root, "", "drop_last", false, &spec->drop_last) ||
+        spec_get_bool(root, "", "allow_tf32", false, &spec->allow_tf32) ||
         spec_get_int(root, "", "seed", false, 0, 0, INT64_MAX, &seed) ||
         parse_device(spec, root) || parse_metrics(spec, json_object_get(root, "metrics")) ||
         parse_checkpoint(spec, json_object_get(root, "checkpoint")) ||

@@ -153,6 +153,7 @@ typedef struct {
     int64_t batch_size;  /* 1, as torch's DataLoader */
     bool shuffle;        /* false */
     bool drop_last;      /* false */
+    bool allow_tf32;     /* false: float32 matrix products in full float32 on a GPU */
     uint64_t seed;       /* 0 */
     bool device_auto;    /* "auto" (default): the daemon picks */
     Device device;       /* when !device_auto */

@@ -91,10 +91,35 @@ static Storage *storage_new(size_t nbytes, Device device) {
     return s;
 }
 
+/* Page-locked host memory from for_device's backend; NULL (no error) when
+ * it has none to give. */
+static Storage *storage_new_pinned(size_t nbytes, Device for_device) {
+    const Backend *be = for_device.type != DEVICE_CPU ? backend_for(for_device) : NULL;
+    if (!be || !be->host_alloc) return NULL;
+    Storage *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->data = be->host_alloc(for_device, nbytes ? nbytes : 1);
+    if (!s->data) {
+        free(s);
+        return NULL;
+    }
+    s->nbytes = nbytes;
+    s->device = DEVICE_CPU_INIT;
+    s->pinned = true;
+    s->pinned_for = for_device;
+    atomic_init(&s->refcount, 1);
+    return s;
+}
+
 static void storage_release(Storage *s) {
     if (s && atomic_fetch_sub(&s->refcount, 1) == 1) {
-        const Backend *be = backend_for(s->device);
-        if (be) be->free(s->device, s->data);
+        if (s->pinned) {
+            const Backend *be = backend_for(s->pinned_for);
+            if (be) be->host_free(s->pinned_for, s->data);
+        } else {
+            const Backend *be = backend_for(s->device);
+            if (be) be->free(s->device, s->data);
+        }
         free(s);
     }
 }
@@ -134,7 +159,10 @@ static Tensor *tensor_alloc_header(int ndim, const int64_t *shape, DType dtype, 
     return t;
 }
 
-Tensor *tensor_empty(int ndim, const int64_t *shape, DType dtype, Device device) {
+/* tensor_empty on `device`, or pinned host memory for pinned_for when it
+ * is a device (falling back to plain host memory). */
+static Tensor *empty_tensor(int ndim, const int64_t *shape, DType dtype, Device device,
+                            const Device *pinned_for) {
     Tensor *t = tensor_alloc_header(ndim, shape, dtype, device);
     if (!t) return NULL;
     int64_t numel = tensor_numel(t);
@@ -142,13 +170,25 @@ Tensor *tensor_empty(int ndim, const int64_t *shape, DType dtype, Device device)
         free(t);
         return error_set("tensor: %lld elements is too many", (long long)numel), NULL;
     }
-    t->storage = storage_new((size_t)numel * dtype_size(dtype), device);
+    size_t nbytes = (size_t)numel * dtype_size(dtype);
+    t->storage = pinned_for ? storage_new_pinned(nbytes, *pinned_for) : NULL;
+    if (!t->storage) t->storage = storage_new(nbytes, device);
     if (!t->storage) {
         free(t);
         return NULL;
     }
     return t;
 }
+
+Tensor *tensor_empty(int ndim, const int64_t *shape, DType dtype, Device device) {
+    return empty_tensor(ndim, shape, dtype, device, NULL);
+}
+
+Tensor *tensor_empty_pinned(int ndim, const int64_t *shape, DType dtype, Device for_device) {
+    return empty_tensor(ndim, shape, dtype, DEVICE_CPU_INIT, &for_device);
+}
+
+bool tensor_is_pinned(const Tensor *t) { return t && t->storage && t->storage->pinned; }
 
 Tensor *tensor_full(int ndim, const int64_t *shape, double value, DType dtype, Device device) {
     Tensor *t = tensor_empty(ndim, shape, dtype, device);
@@ -794,6 +834,31 @@ int tensor_copy_(Tensor *dst, const Tensor *src) {
     tensor_release(src_c);
     autograd_set_enabled(prev);
     return rc;
+}
+
+Tensor *tensor_upload(Tensor *t, Device device) {
+    if (!t) return NULL;
+    if (t->device.type != DEVICE_CPU) {
+        char d[32];
+        return error_set("upload: the tensor is on %s, not the CPU",
+                         device_name(t->device, d, sizeof d)), NULL;
+    }
+    const Backend *be = backend_for(device);
+    if (!be) return NULL;
+    if (device.type == DEVICE_CPU) return tensor_retain(t);
+    int (*copy)(Device, void *, const void *, size_t) =
+        be->from_host_beside ? be->from_host_beside : be->from_host;
+    bool prev = autograd_set_enabled(false);
+    Tensor *src = tensor_contiguous(t);
+    Tensor *out = src ? tensor_empty(t->ndim, t->shape, t->dtype, device) : NULL;
+    if (out && copy(device, tensor_data(out), tensor_data(src),
+                    (size_t)tensor_numel(t) * dtype_size(t->dtype)) != 0) {
+        tensor_release(out);
+        out = NULL;
+    }
+    tensor_release(src);
+    autograd_set_enabled(prev);
+    return out;
 }
 
 int tensor_fill_(Tensor *t, double value) {

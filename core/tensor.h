@@ -35,6 +35,10 @@ typedef struct Storage {
     void *data; /* host or device pointer, per `device` */
     size_t nbytes;
     Device device;
+    /* host memory page-locked by pinned_for's backend (tensor_empty_pinned),
+     * and given back through it */
+    bool pinned;
+    Device pinned_for;
     atomic_int refcount;
 } Storage;
 
@@ -98,6 +102,11 @@ static inline void dtype_store(void *base, DType dtype, int64_t i, double v) {
 
 /* ---- creation ---- */
 Tensor *tensor_empty(int ndim, const int64_t *shape, DType dtype, Device device);
+/* A CPU tensor in page-locked memory that `for_device` copies from at full
+ * speed (as torch's pin_memory); plain memory where that device has none
+ * to give (the CPU itself, or pinning failed). tensor_is_pinned tells. */
+Tensor *tensor_empty_pinned(int ndim, const int64_t *shape, DType dtype, Device for_device);
+bool tensor_is_pinned(const Tensor *t);
 Tensor *tensor_zeros(int ndim, const int64_t *shape, DType dtype, Device device);
 Tensor *tensor_full(int ndim, const int64_t *shape, double value, DType dtype, Device device);
 Tensor *tensor_scalar(double value, DType dtype, Device device); /* 0-dim */
@@ -155,6 +164,11 @@ Tensor *tensor_contiguous(Tensor *t); /* t retained if already contiguous */
 Tensor *tensor_clone(Tensor *t);      /* always a fresh contiguous copy */
 Tensor *tensor_to_dtype(Tensor *t, DType dtype);
 Tensor *tensor_to_device(Tensor *t, Device device);
+/* A contiguous copy of the host tensor t on `device`, not recorded by
+ * autograd, for a background thread such as the DataLoader's prefetch: the
+ * bytes go beside the device's queued kernels (the backend's
+ * from_host_beside) instead of waiting behind them. */
+Tensor *tensor_upload(Tensor *t, Device device);
 /* Copy src's values into dst in place (same numel; dtype converted). Not
  * recorded by autograd: for optimizers, loading weights, buffers. */
 int tensor_copy_(Tensor *dst, const Tensor *src);

@@ -346,6 +346,9 @@ int train_run(Trainer *t) {
      * device's high-water mark this job's */
     const Backend *be = memory_tracker(t->device);
     if (be) be->memory_reset_peak(t->device);
+    /* set for every run, so a thread's next job does not inherit it */
+    const Backend *dev = backend_for(t->device);
+    if (dev && dev->allow_tf32) dev->allow_tf32(t->device, t->allow_tf32);
     int rc = 0;
     while (t->state.epoch < t->epochs) {
         if (train_epoch(t, t->state.epoch) != 0) {

@@ -104,6 +104,7 @@ struct Trainer {
     int epochs;      /* total, counted from epoch 0 (a resumed run goes on to it) */
     bool accuracy;   /* train_accuracy / val_accuracy */
     Device device;   /* where batches go; the model must already be there */
+    bool allow_tf32; /* TF32 tensor cores for float32 matrix products (GPU) */
     atomic_int *cancel; /* may be NULL; non-zero stops the run at the next step */
     int checkpoint_every; /* epochs between checkpoint callbacks; 0: none */
     TrainCallbacks cb;

@@ -10,7 +10,8 @@
  *
  * Reuse is safe without events because every kernel runs on the one
  * default stream: work on the old owner of a block is queued before any
- * work of the new one.
+ * work of the new one. The one other stream, the copy stream of the
+ * DataLoader's uploads (runtime.cu), first waits for the default stream.
  *
  * Out of memory: the device's cache is released (cudaFree) and the
  * cudaMalloc tried once more; if that fails too the allocation returns
@@ -28,8 +29,6 @@
 
 namespace {
 
-const int kMaxDevices = 64;
-
 struct DeviceCache {
     std::multimap<size_t, void *> free_blocks; /* size -> block */
     std::unordered_map<void *, size_t> live;   /* block -> size */
@@ -38,7 +37,7 @@ struct DeviceCache {
 };
 
 std::mutex cache_lock;
-DeviceCache caches[kMaxDevices];
+DeviceCache caches[GPU_MAX_DEVICES];
 
 size_t round_size(size_t n) {
     const size_t small = 512, large = (size_t)2 << 20;
@@ -60,7 +59,7 @@ void trim_locked(int device) {
 } // namespace
 
 extern "C" void *gpu_alloc_bytes(int device, size_t nbytes) {
-    if (device < 0 || device >= kMaxDevices) return NULL;
+    if (device < 0 || device >= GPU_MAX_DEVICES) return NULL;
     size_t size = round_size(nbytes);
     /* The op that allocates runs next on this device: make it current here,
      * since gemm, im2col and col2im only see raw pointers (gpu/backend.c). */
@@ -102,7 +101,7 @@ extern "C" void *gpu_alloc_bytes(int device, size_t nbytes) {
 }
 
 extern "C" void gpu_free_bytes(int device, void *ptr) {
-    if (!ptr || device < 0 || device >= kMaxDevices) return;
+    if (!ptr || device < 0 || device >= GPU_MAX_DEVICES) return;
     std::lock_guard<std::mutex> guard(cache_lock);
     DeviceCache &c = caches[device];
     auto it = c.live.find(ptr);
@@ -125,7 +124,7 @@ extern "C" void gpu_free_bytes(int device, void *ptr) {
 
 extern "C" void gpu_allocator_stats(int device, size_t *in_use, size_t *cached, size_t *peak,
                                     uint64_t *cuda_mallocs) {
-    if (device < 0 || device >= kMaxDevices) device = 0;
+    if (device < 0 || device >= GPU_MAX_DEVICES) device = 0;
     std::lock_guard<std::mutex> guard(cache_lock);
     DeviceCache &c = caches[device];
     if (in_use) *in_use = c.in_use;
@@ -135,13 +134,13 @@ extern "C" void gpu_allocator_stats(int device, size_t *in_use, size_t *cached, 
 }
 
 extern "C" void gpu_allocator_reset_peak(int device) {
-    if (device < 0 || device >= kMaxDevices) return;
+    if (device < 0 || device >= GPU_MAX_DEVICES) return;
     std::lock_guard<std::mutex> guard(cache_lock);
     caches[device].peak = caches[device].in_use;
 }
 
 extern "C" void gpu_allocator_trim(int device) {
-    if (device < 0 || device >= kMaxDevices) return;
+    if (device < 0 || device >= GPU_MAX_DEVICES) return;
     std::lock_guard<std::mutex> guard(cache_lock);
     trim_locked(device);
 }

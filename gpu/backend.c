@@ -89,6 +89,20 @@ static int cuda_from_host(Device device, void *dst, const void *host_src, size_t
     return gpu_memcpy_from_host(device.index, dst, host_src, nbytes) == 0 ? 0 : report();
 }
 
+static void *cuda_host_alloc(Device device, size_t nbytes) {
+    (void)device; /* portable: one pool serves every device */
+    return gpu_pinned_alloc(nbytes);
+}
+
+static void cuda_host_free(Device device, void *ptr) {
+    (void)device;
+    gpu_pinned_free(ptr);
+}
+
+static int cuda_from_host_beside(Device device, void *dst, const void *host_src, size_t nbytes) {
+    return gpu_memcpy_from_host_beside(device.index, dst, host_src, nbytes) == 0 ? 0 : report();
+}
+
 /* ---- layout ---- */
 
 static void cuda_copy(const Tensor *src, Tensor *dst) {
@@ -299,16 +313,25 @@ static void cuda_clear_error(Device device) {
     gpu_clear_error();
 }
 
+static void cuda_allow_tf32(Device device, bool allow) {
+    (void)device; /* per thread, for every device it uses */
+    gpu_set_tf32(allow);
+}
+
 static const Backend cuda_backend = {
     .name = "cuda",
     .alloc = cuda_alloc,
     .free = cuda_free,
     .to_host = cuda_to_host,
     .from_host = cuda_from_host,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
+    .from_host_beside = cuda_from_host_beside,
     .device_info = cuda_device_info,
     .memory_stats = cuda_memory_stats,
     .memory_reset_peak = cuda_memory_reset_peak,
     .clear_error = cuda_clear_error,
+    .allow_tf32 = cuda_allow_tf32,
     .copy = cuda_copy,
     .fill = cuda_fill,
     .binary = cuda_binary,
@@ -334,7 +357,7 @@ static const Backend cuda_backend = {
 
 int gpu_init(void) {
     int n = gpu_runtime_device_count();
-    if (n > 64) n = 64; /* device_parse accepts cuda:0 .. cuda:63 */
+    if (n > GPU_MAX_DEVICES) n = GPU_MAX_DEVICES;
     if (n > 0) backend_register_cuda(&cuda_backend, n);
     return n;
 }

@@ -74,9 +74,9 @@ class Api:
         return d
 
 
-def job_spec(name, device, hidden, epochs, batch):
+def job_spec(name, device, hidden, epochs, batch, dataset="tab"):
     return json.dumps({
-        "name": name, "device": device, "data": {"train": "tab"},
+        "name": name, "device": device, "data": {"train": dataset},
         "model": [{"type": "Linear", "in_features": 4, "out_features": hidden}, {"type": "ReLU"},
                   {"type": "Linear", "in_features": hidden, "out_features": 3}],
         "loss": {"type": "CrossEntropyLoss"},
@@ -119,11 +119,13 @@ def main():
 
         rng = random.Random(3)
         rows = ["f0,f1,f2,f3,label"]
-        for _ in range(4000):
+        for _ in range(20000):
             x = [rng.gauss(0, 1) for _ in range(4)]
             rows.append("%.5f,%.5f,%.5f,%.5f,%d" % (*x, (x[0] + x[1] > 0) + (x[2] > 0.5)))
-        st, d = api.upload_csv("tab", "\n".join(rows) + "\n")
+        st, d = api.upload_csv("tab", "\n".join(rows[:4001]) + "\n")
         check("upload a CSV", st == 201, json.dumps(d))
+        st, d = api.upload_csv("wide", "\n".join(rows) + "\n")
+        check("upload a larger CSV", st == 201, json.dumps(d))
 
         # An auto job: the GPU is free, so it goes there.
         st, d = api.call("POST", "/v1/jobs", job_spec("auto-job", "auto", 64, 30, 32))
@@ -149,9 +151,10 @@ def main():
         check("peak_memory_bytes is reported per epoch on the GPU",
               st == 200 and len(pts) == 30, json.dumps(m)[:400])
 
-        # Too large for the GPU: a [4000, 40M] float32 activation is 640 GB
-        # (the weights, 4x40M and 40Mx3, fit in host memory: 1.1 GB).
-        st, d = api.call("POST", "/v1/jobs", job_spec("too-big", "cuda:0", 40_000_000, 1, 4000))
+        # Too large for the GPU: a [20000, 2M] float32 activation is 160 GB
+        # (the weights, 4x2M and 2Mx3, are 56 MB: quick to build on the host).
+        st, d = api.call("POST", "/v1/jobs",
+                         job_spec("too-big", "cuda:0", 2_000_000, 1, 20000, "wide"))
         check("submit a job too large for the GPU", st == 201, json.dumps(d))
         j = api.wait(d.get("id", 0), 180)
         print("too-big job:", json.dumps(j)[:600], flush=True)

@@ -38,7 +38,8 @@ int gpu_device_info(int index, char *name, size_t n, size_t *mem_total, size_t *
 const char *gpu_last_error(void);
 void gpu_clear_error(void);
 
-/* TF32 tensor cores for float32 GEMMs (cuBLAS); off unless a job asks. */
+/* TF32 tensor cores for the calling thread's float32 GEMMs (cuBLAS); off
+ * unless its job asks ("allow_tf32"). */
 void gpu_set_tf32(bool enabled);
 
 /* Caching allocator statistics for `device`: bytes handed out now, bytes
@@ -50,6 +51,12 @@ void gpu_allocator_stats(int device, size_t *in_use, size_t *cached, size_t *pea
 void gpu_allocator_reset_peak(int device);
 /* Returns every cached block of `device` to CUDA (between jobs, on OOM). */
 void gpu_allocator_trim(int device);
+
+/* Page-locked host buffers (pinned.cu), cached: NULL when memory cannot be
+ * pinned. Stats: bytes handed out now and bytes kept for reuse. */
+void *gpu_pinned_alloc(size_t nbytes);
+void gpu_pinned_free(void *ptr);
+void gpu_pinned_stats(size_t *in_use, size_t *cached);
 
 #ifdef __cplusplus
 }

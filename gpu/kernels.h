@@ -22,6 +22,9 @@ extern "C" {
 #endif
 
 enum { GPU_F32 = 0, GPU_F64 = 1, GPU_I64 = 2, GPU_U8 = 3 };
+
+/* cuda:0 .. cuda:63, as device_parse accepts */
+#define GPU_MAX_DEVICES 64
 #define GPU_MAX_DIMS 8
 
 /* BinaryOp and UnaryOp of core/backend.h, value for value (checked by
@@ -63,6 +66,9 @@ void gpu_record_msg(const char *msg, const char *where);
 void gpu_check_launch(const char *where);
 int gpu_memcpy_to_host(int device, void *host_dst, const void *src, size_t nbytes);
 int gpu_memcpy_from_host(int device, void *dst, const void *host_src, size_t nbytes);
+/* The same on the device's copy stream, beside the kernels queued on the
+ * default stream; complete on return (see runtime.cu). */
+int gpu_memcpy_from_host_beside(int device, void *dst, const void *host_src, size_t nbytes);
 int gpu_synchronize(int device);
 
 /* ---- allocator.cu ---- */

@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 
 #include "gpu/gpu.h"
 #include "gpu/kernels.h"
@@ -79,6 +80,49 @@ extern "C" int gpu_memcpy_from_host(int device, void *dst, const void *host_src,
     gpu_use_device(device);
     if (nbytes) gpu_record((int)cudaMemcpy(dst, host_src, nbytes, cudaMemcpyHostToDevice),
                            "cudaMemcpy (host to device)");
+    return has_error ? -1 : 0;
+}
+
+/* The copy stream: one per device, non-blocking (it does not wait for the
+ * legacy default stream, where every kernel runs), for the DataLoader's
+ * prefetch thread, so the next batch crosses PCIe while this step computes.
+ * Created on first use and kept, as the cuBLAS handles are. */
+static std::mutex copy_streams_lock;
+static cudaStream_t copy_streams[GPU_MAX_DEVICES];
+
+static cudaStream_t copy_stream(int device) {
+    std::lock_guard<std::mutex> g(copy_streams_lock);
+    if (!copy_streams[device])
+        gpu_record((int)cudaStreamCreateWithFlags(&copy_streams[device], cudaStreamNonBlocking),
+                   "cudaStreamCreateWithFlags (copy stream)");
+    return copy_streams[device];
+}
+
+/* dst came from the caching allocator, which hands a freed block on at once
+ * because every kernel runs in one stream: kernels queued on the default
+ * stream may still read it. So the copy first waits for everything queued
+ * there now (an event), and is synchronised before returning, so that the
+ * default stream's later kernels see the bytes. */
+extern "C" int gpu_memcpy_from_host_beside(int device, void *dst, const void *host_src,
+                                           size_t nbytes) {
+    gpu_use_device(device);
+    if (!nbytes || has_error) return has_error ? -1 : 0;
+    if (device < 0 || device >= GPU_MAX_DEVICES) {
+        gpu_record_msg("device index out of range", "gpu_memcpy_from_host_beside");
+        return -1;
+    }
+    cudaStream_t s = copy_stream(device);
+    cudaEvent_t queued;
+    if (has_error ||
+        (gpu_record((int)cudaEventCreateWithFlags(&queued, cudaEventDisableTiming),
+                    "cudaEventCreateWithFlags"), has_error))
+        return -1;
+    gpu_record((int)cudaEventRecord(queued, cudaStreamLegacy), "cudaEventRecord (default stream)");
+    gpu_record((int)cudaStreamWaitEvent(s, queued, 0), "cudaStreamWaitEvent (copy stream)");
+    gpu_record((int)cudaMemcpyAsync(dst, host_src, nbytes, cudaMemcpyHostToDevice, s),
+               "cudaMemcpyAsync (host to device, copy stream)");
+    gpu_record((int)cudaStreamSynchronize(s), "cudaStreamSynchronize (copy stream)");
+    gpu_record((int)cudaEventDestroy(queued), "cudaEventDestroy");
     return has_error ? -1 : 0;
 }
 

@@ -218,6 +218,10 @@ static Device model_device(Module *m) {
 int job_build_to_device(JobBuild *b, Device device) {
     if (!b->model) return error_set("job_build_to_device: nothing built");
     if (!backend_for(device)) return -1;
+    /* batches come out of the loaders on the device, uploaded by their
+     * prefetch threads while the previous step computes */
+    if (dataloader_set_device(b->train, device) != 0) return error_prefix("data.train");
+    if (b->val && dataloader_set_device(b->val, device) != 0) return error_prefix("data.val");
     if (device_equal(model_device(b->model), device)) return 0;
     if (module_to(b->model, device) != 0) return error_prefix("model.to(device)");
     /* module_to replaced the parameters: an optimizer holds the old ones.
@@ -242,6 +246,7 @@ void job_build_trainer(JobBuild *b, Trainer *t, Device device) {
     t->loss = job_build_loss_fn(b->spec);
     t->epochs = b->spec->epochs;
     t->accuracy = b->spec->accuracy;
+    t->allow_tf32 = b->spec->allow_tf32;
     t->device = device;
     t->checkpoint_every = b->spec->checkpoint ? b->spec->checkpoint_every_epochs : 0;
 }

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "core/error.h"
 
 typedef struct {
@@ -38,6 +39,7 @@ struct DataLoader {
     bool shuffle, drop_last;
     size_t input_row, target_row; /* bytes per sample */
     TransformList transforms;
+    Device device; /* batches are uploaded there; changed only while idle */
 
     Rng rng;       /* runs on across epochs */
     Rng epoch_rng; /* before the current epoch's shuffle */
@@ -81,10 +83,11 @@ static int make_batch(const DataLoader *dl, int64_t k, int epoch, Batch *out) {
     int64_t shape[TENSOR_MAX_DIMS];
     memcpy(shape, dl->inputs->shape, sizeof shape);
     shape[0] = size;
-    Tensor *x = tensor_empty(dl->inputs->ndim, shape, dl->inputs->dtype, DEVICE_CPU_INIT);
+    /* gathered into page-locked memory when the batch goes to a GPU */
+    Tensor *x = tensor_empty_pinned(dl->inputs->ndim, shape, dl->inputs->dtype, dl->device);
     memcpy(shape, dl->targets->shape, sizeof shape);
     shape[0] = size;
-    Tensor *y = tensor_empty(dl->targets->ndim, shape, dl->targets->dtype, DEVICE_CPU_INIT);
+    Tensor *y = tensor_empty_pinned(dl->targets->ndim, shape, dl->targets->dtype, dl->device);
     if (!x || !y) goto fail;
     const char *xs = tensor_data(dl->inputs), *ys = tensor_data(dl->targets);
     char *xd = tensor_data(x), *yd = tensor_data(y);
@@ -102,6 +105,19 @@ static int make_batch(const DataLoader *dl, int64_t k, int epoch, Batch *out) {
         goto fail;
     }
     out->targets = y;
+    y = NULL;
+    if (dl->device.type != DEVICE_CPU) {
+        Tensor *xd = tensor_upload(out->inputs, dl->device);
+        Tensor *yd = xd ? tensor_upload(out->targets, dl->device) : NULL;
+        tensor_release(out->inputs);
+        tensor_release(out->targets);
+        out->inputs = xd;
+        out->targets = yd;
+        if (!yd) {
+            error_prefix("batch %lld of epoch %d to the device", (long long)k, epoch);
+            goto fail;
+        }
+    }
     out->index = k;
     out->size = size;
     out->epoch = epoch;
@@ -185,6 +201,11 @@ DataLoader *dataloader_new(const Dataset *ds, const DataLoaderOptions *opts,
     dl->batch_size = opts->batch_size;
     dl->shuffle = opts->shuffle;
     dl->drop_last = opts->drop_last;
+    dl->device = opts->device;
+    if (dl->device.type != DEVICE_CPU && !backend_for(dl->device)) {
+        error_prefix("dataloader");
+        goto fail;
+    }
     dl->num_batches = opts->drop_last ? dl->n / dl->batch_size
                                       : (dl->n + dl->batch_size - 1) / dl->batch_size;
     dl->input_row = (size_t)(tensor_numel(dl->inputs) / dl->n) * dtype_size(dl->inputs->dtype);
@@ -306,6 +327,13 @@ int dataloader_next(DataLoader *dl, Batch *out) {
 void dataloader_end_epoch(DataLoader *dl) {
     stop_producing(dl);
     dl->epoch_active = false;
+}
+
+int dataloader_set_device(DataLoader *dl, Device device) {
+    if (device.type != DEVICE_CPU && !backend_for(device)) return error_prefix("dataloader");
+    dataloader_end_epoch(dl); /* the worker is idle: it reads device only while busy */
+    dl->device = device;
+    return 0;
 }
 
 void dataloader_state(const DataLoader *dl, DataLoaderState *out) {

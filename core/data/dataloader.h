@@ -6,7 +6,10 @@
  * new one because the Rng runs on across epochs, as a DataLoader with a
  * seeded generator does. Batches are cut in that order; the last, partial
  * one is returned unless drop_last. Each Batch holds new contiguous tensors
- * (rows gathered, then the transforms applied to the whole batch).
+ * (rows gathered, then the transforms applied to the whole batch) on the
+ * loader's device: a GPU loader uploads each batch after its transforms,
+ * from the prefetch thread beside the training's kernels (tensor_upload),
+ * so the next batch is on the GPU before the trainer asks for it.
  *
  * With prefetch, one background thread prepares the next batches (a ring of
  * `prefetch` slots) while the caller trains on the current one; batches come
@@ -39,6 +42,7 @@ typedef struct {
     uint64_t seed;
     bool drop_last;
     int prefetch; /* batches prepared ahead by a background thread; 0: none. 2 is plenty */
+    Device device; /* where batches are delivered; zeroed: the CPU */
 } DataLoaderOptions;
 
 typedef struct {
@@ -65,6 +69,12 @@ DataLoader *dataloader_new(const Dataset *ds, const DataLoaderOptions *opts,
                            const TransformList *transforms);
 /* Stops and joins the prefetch thread, releases every pending batch. */
 void dataloader_free(DataLoader *dl);
+
+/* Delivers batches on `device` from the next begin_epoch on; ends the
+ * current epoch, as dataloader_end_epoch. For a job whose device is chosen
+ * after its loaders are made. -1 with an error when the device has no
+ * backend. */
+int dataloader_set_device(DataLoader *dl, Device device);
 
 int64_t dataloader_num_batches(const DataLoader *dl);
 int64_t dataloader_num_samples(const DataLoader *dl);

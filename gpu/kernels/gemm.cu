@@ -6,7 +6,10 @@
  * C^T = op(B)^T op(A)^T: swap the operands and m with n, keep the
  * transposition flags. One handle per device, created on first use; it
  * runs on the default stream, as every other kernel. TF32 tensor cores are
- * off unless gpu_set_tf32(true) (cuBLAS's default math is full float32).
+ * off unless the calling thread asked for them with gpu_set_tf32(true) (a
+ * job's "allow_tf32"; cuBLAS's default math is full float32). Jobs on one
+ * GPU share its handle, so the math mode is set and the product queued
+ * under the handle's lock (queueing takes microseconds).
  * k == 0 scales C by beta here (beta == 0 writes zeros without reading C),
  * as core/cpu/gemm.c does.
  */
@@ -17,12 +20,11 @@
 #include "gpu/gpu.h"
 #include "gpu/kernels/common.cuh"
 
-#define MAX_DEVICES 64
 
-static cublasHandle_t handles[MAX_DEVICES];
-static bool handle_tf32[MAX_DEVICES];
+static cublasHandle_t handles[GPU_MAX_DEVICES];
+static bool handle_tf32[GPU_MAX_DEVICES];
 static std::mutex handle_lock;
-static bool want_tf32;
+static thread_local bool want_tf32;
 
 static const char *cublas_message(cublasStatus_t s) {
     switch (s) {
@@ -43,16 +45,13 @@ static bool cublas_ok(cublasStatus_t s, const char *where) {
     return false;
 }
 
-extern "C" void gpu_set_tf32(bool enabled) {
-    std::lock_guard<std::mutex> guard(handle_lock);
-    want_tf32 = enabled;
-}
+extern "C" void gpu_set_tf32(bool enabled) { want_tf32 = enabled; }
 
-/* The handle of the current device, with the math mode wanted now. */
-static cublasHandle_t device_handle(void) {
+/* The handle of the current device, with this thread's math mode; the
+ * caller holds handle_lock until its product is queued. */
+static cublasHandle_t device_handle_locked(void) {
     int dev = gpu_current_device();
-    if (dev < 0 || dev >= MAX_DEVICES) return NULL;
-    std::lock_guard<std::mutex> guard(handle_lock);
+    if (dev < 0 || dev >= GPU_MAX_DEVICES) return NULL;
     if (!handles[dev]) {
         cublasHandle_t h;
         if (!cublas_ok(cublasCreate(&h), "cublasCreate")) return NULL;
@@ -97,7 +96,8 @@ extern "C" void gpu_launch_gemm(int dtype, bool trans_a, bool trans_b, int64_t m
         gpu_record_msg("matrix dimension above 2^31 - 1", "gemm");
         return;
     }
-    cublasHandle_t h = device_handle();
+    std::lock_guard<std::mutex> guard(handle_lock);
+    cublasHandle_t h = device_handle_locked();
     if (!h) return;
     cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;

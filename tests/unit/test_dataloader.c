@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "core/data/dataloader.h"
 #include "core/error.h"
+#include "tests/support/batches.h"
 #include "tests/support/fixture.h"
 
 /* n samples: inputs float32 [n, 2] with row i = (i, -i), labels i % 7. */
@@ -175,34 +177,54 @@ Test(dataloader, prefetch_gives_identical_batches) {
     for (int depth = 1; depth <= 4; depth++) {
         DataLoader *plain = make_loader(ds, 16, true, 7, false, 0, &tl);
         DataLoader *pre = make_loader(ds, 16, true, 7, false, depth, &tl);
-        for (int epoch = 0; epoch < 3; epoch++) {
-            cr_assert_eq(dataloader_begin_epoch(plain, epoch), 0);
-            cr_assert_eq(dataloader_begin_epoch(pre, epoch), 0);
-            Batch a, b;
-            int ra, rb, k = 0;
-            while ((ra = dataloader_next(plain, &a)) == 1) {
-                rb = dataloader_next(pre, &b);
-                cr_assert_eq(rb, 1, "%s", error_get());
-                cr_assert_eq(a.index, b.index);
-                cr_assert_eq(a.size, b.size);
-                cr_assert_eq(b.inputs->dtype, DTYPE_FLOAT32);
-                cr_assert_eq(b.inputs->ndim, 4);
-                cr_assert_eq(b.inputs->shape[1], 1);
-                cr_assert_eq(memcmp(tensor_data(a.inputs), tensor_data(b.inputs),
-                                    (size_t)tensor_numel(a.inputs) * 4), 0, "batch %d", k);
-                cr_assert_eq(memcmp(tensor_data(a.targets), tensor_data(b.targets),
-                                    (size_t)a.size * 8), 0);
-                batch_release(&a);
-                batch_release(&b);
-                k++;
-            }
-            cr_assert_eq(ra, 0);
-            cr_assert_eq(dataloader_next(pre, &b), 0);
-            cr_assert_eq(k, 19);
-        }
+        cr_assert_eq(assert_same_batches(plain, pre, 3, DEVICE_CPU_INIT), 3 * 19);
         dataloader_free(pre);
         dataloader_free(plain);
     }
+    transform_list_free(&tl);
+    dataset_free(ds);
+}
+
+/* Batches delivered on a device: a stand-in GPU, the CPU's kernel table
+ * registered as cuda:0 (test_gpu.c runs the same on a real one). Set at
+ * creation or later with dataloader_set_device, with and without the
+ * prefetch thread, the batches are the CPU loader's, on cuda:0. */
+Test(dataloader, batches_on_a_device) {
+    backend_register_cuda(&cpu_backend, 1);
+    const Device cuda0 = {DEVICE_CUDA, 0};
+    Dataset *ds = toy_images(301);
+    TransformList tl;
+    cr_assert_eq(transform_list_init(&tl, (TransformConfig[]){{.type = "ToTensor"}}, 1), 0);
+    for (int prefetch = 0; prefetch <= 2; prefetch += 2) {
+        DataLoader *plain = make_loader(ds, 16, true, 7, false, 0, &tl);
+        DataLoaderOptions o = {.batch_size = 16, .shuffle = true, .seed = 7,
+                               .prefetch = prefetch, .device = cuda0};
+        DataLoader *on = dataloader_new(ds, &o, &tl);
+        cr_assert(on != NULL, "%s", error_get());
+        cr_assert_eq(assert_same_batches(plain, on, 2, cuda0), 2 * 19);
+        dataloader_free(on);
+        dataloader_free(plain);
+
+        /* moved after creation, mid-epoch: the epoch ends there (and its
+         * shuffle was drawn: the plain loader draws one too) */
+        plain = make_loader(ds, 16, true, 7, false, 0, &tl);
+        DataLoader *moved = make_loader(ds, 16, true, 7, false, prefetch, &tl);
+        Batch b;
+        cr_assert_eq(dataloader_begin_epoch(plain, 0), 0);
+        cr_assert_eq(dataloader_begin_epoch(moved, 0), 0);
+        cr_assert_eq(dataloader_next(moved, &b), 1);
+        cr_assert_eq(b.inputs->device.type, DEVICE_CPU);
+        batch_release(&b);
+        cr_assert_eq(dataloader_set_device(moved, cuda0), 0, "%s", error_get());
+        cr_assert_eq(dataloader_next(moved, &b), 0, "set_device ends the epoch");
+        cr_assert_eq(assert_same_batches(plain, moved, 2, cuda0), 2 * 19);
+        dataloader_free(moved);
+        dataloader_free(plain);
+    }
+    DataLoaderOptions bad = {.batch_size = 4, .device = {DEVICE_CUDA, 3}};
+    cr_assert_null(dataloader_new(ds, &bad, NULL));
+    cr_assert(strncmp(error_get(), "dataloader: ", 12) == 0 && strstr(error_get(), "cuda:3"),
+              "%s", error_get());
     transform_list_free(&tl);
     dataset_free(ds);
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/autograd.h"
+#include "core/data/dataloader.h"
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/ops.h"
@@ -25,6 +26,7 @@
 #include "core/tensor.h"
 #include "core/train.h"
 #include "server/job_build.h"
+#include "tests/support/batches.h"
 #ifdef TRAIND_CUDA
 #include "gpu/gpu.h"
 #endif
@@ -464,6 +466,33 @@ Test(gpu, philox_stream_matches_cpu) {
 
 /* C = alpha op(A) op(B) + beta C on sub-matrices (ld > width), every
  * transpose combination, and k = 0. */
+/* A job's "allow_tf32": the thread's float32 products on TF32 tensor cores
+ * (10-bit mantissas: normwise error near 1e-4..1e-3), and full float32
+ * again when it is turned off (near 1e-7). */
+Test(gpu, allow_tf32_per_thread) {
+    need_gpu();
+    Rng r;
+    rng_init(&r, 5);
+    Tensor *a = rand_t(&r, SHAPE(256, 1024), DTYPE_FLOAT32, -1, 1);
+    Tensor *b = rand_t(&r, SHAPE(1024, 256), DTYPE_FLOAT32, -1, 1);
+    Tensor *ga = to_gpu(a), *gb = to_gpu(b);
+    Tensor *want = tensor_matmul(a, b);
+    const Backend *be = backend_for(CUDA0);
+    cr_assert(be && be->allow_tf32);
+    be->allow_tf32(CUDA0, true);
+    Tensor *tf = tensor_matmul(ga, gb);
+    be->allow_tf32(CUDA0, false);
+    Tensor *full = tensor_matmul(ga, gb);
+    cr_assert(want && tf && full, "%s", error_get());
+    double e_tf = rel_err(tf, want), e_full = rel_err(full, want);
+    fprintf(stderr, "gpu matmul allow_tf32            float32 rel err %.3g (off: %.3g)\n", e_tf,
+            e_full);
+    cr_assert(e_tf > 1e-5 && e_tf < 5e-3, "TF32 error %g", e_tf);
+    cr_assert(e_full < 1e-5, "float32 error %g", e_full);
+    Tensor *all[] = {a, b, ga, gb, want, tf, full};
+    for (int i = 0; i < 7; i++) tensor_release(all[i]);
+}
+
 Test(gpu, gemm_transposes_and_strides) {
     need_gpu();
     const Backend *be = backend_for(CUDA0);
@@ -591,6 +620,68 @@ Test(gpu, fused_optimizer_updates) {
 
 /* ---- memory ---- */
 
+/* The DataLoader on cuda: each batch is uploaded by the prefetch thread on
+ * the copy stream (tensor_upload), beside the kernels the trainer queued.
+ * The batches are the CPU loader's. And a batch released while kernels that
+ * read it are still queued gives its block back to the allocator, which may
+ * hand it to the next upload at once: the upload must wait for those
+ * kernels, or their results change. */
+Test(gpu, dataloader_uploads_beside_queued_kernels) {
+    need_gpu();
+    enum { B = 64, NB = 24, F = 4096, REPS = 8 }; /* each matmul ~50 us on an H200 */
+    Rng r;
+    rng_init(&r, 11);
+    Tensor *x = rand_t(&r, SHAPE(B * NB, F), DTYPE_FLOAT32, -1, 1);
+    Tensor *y = tensor_empty(SHAPE(B * NB), DTYPE_INT64, DEVICE_CPU_INIT);
+    cr_assert(y);
+    for (int64_t i = 0; i < B * NB; i++) ((int64_t *)tensor_data(y))[i] = i % 10;
+    Dataset *ds = dataset_from_tensors(x, y, "uploads");
+    cr_assert(ds, "%s", error_get());
+    DataLoaderOptions co = {.batch_size = B, .shuffle = true, .seed = 3};
+    DataLoaderOptions go = co;
+    go.prefetch = 2;
+    go.device = CUDA0;
+    DataLoader *cpu = dataloader_new(ds, &co, NULL), *gpu = dataloader_new(ds, &go, NULL);
+    cr_assert(cpu && gpu, "%s", error_get());
+    cr_assert_eq(assert_same_batches(cpu, gpu, 2, CUDA0), 2 * NB);
+
+    Tensor *w = rand_t(&r, SHAPE(F, F), DTYPE_FLOAT32, -1, 1), *wg = to_gpu(w);
+    Tensor *acc[NB];
+    cr_assert_eq(dataloader_begin_epoch(gpu, 2), 0);
+    for (int k = 0; k < NB; k++) {
+        Batch b;
+        cr_assert_eq(dataloader_next(gpu, &b), 1, "%s", error_get());
+        acc[k] = NULL;
+        for (int rep = 0; rep < REPS; rep++) { /* queued, not waited for */
+            Tensor *p = tensor_matmul(b.inputs, wg);
+            Tensor *sum = acc[k] ? tensor_add(acc[k], p) : tensor_retain(p);
+            cr_assert(p && sum, "%s", error_get());
+            tensor_release(p);
+            tensor_release(acc[k]);
+            acc[k] = sum;
+        }
+        batch_release(&b);
+    }
+    cr_assert_eq(dataloader_begin_epoch(cpu, 2), 0);
+    for (int k = 0; k < NB; k++) {
+        Batch a;
+        cr_assert_eq(dataloader_next(cpu, &a), 1);
+        Tensor *p = tensor_matmul(a.inputs, w);
+        Tensor *want = tensor_mul_scalar(p, REPS);
+        check_close("upload beside queued matmuls", DTYPE_FLOAT32, acc[k], want, 1e-5);
+        tensor_release(p);
+        tensor_release(want);
+        tensor_release(acc[k]);
+        batch_release(&a);
+    }
+    tensor_release(w);
+    tensor_release(wg);
+    dataloader_free(gpu);
+    dataloader_free(cpu);
+    dataset_free(ds);
+}
+
+
 Test(gpu, allocator_reuses_freed_blocks) {
     need_gpu();
 #ifdef TRAIND_CUDA
@@ -629,6 +720,36 @@ Test(gpu, allocator_reuses_freed_blocks) {
     gpu_allocator_trim(0);
     gpu_allocator_stats(0, NULL, &cached1, NULL, NULL);
     cr_assert_eq(cached1, 0);
+#endif
+}
+
+/* tensor_empty_pinned on cuda: page-locked host memory from gpu/pinned.cu,
+ * uploaded exactly, and cached by size for the next batch. */
+Test(gpu, pinned_host_buffers) {
+    need_gpu();
+#ifdef TRAIND_CUDA
+    size_t in0, cached0;
+    gpu_pinned_stats(&in0, &cached0);
+    Tensor *t = tensor_empty_pinned(SHAPE(1024, 1024), DTYPE_FLOAT32, CUDA0);
+    cr_assert(t, "%s", error_get());
+    cr_assert(tensor_is_pinned(t) && t->device.type == DEVICE_CPU);
+    size_t in1;
+    gpu_pinned_stats(&in1, NULL);
+    cr_assert_geq(in1 - in0, (size_t)4 << 20);
+    float *p = tensor_data(t);
+    for (int i = 0; i < 1024 * 1024; i++) p[i] = (float)i * 0.25f - 7.0f;
+    Tensor *g = tensor_upload(t, CUDA0);
+    cr_assert(g, "%s", error_get());
+    check_close("upload from pinned memory", DTYPE_FLOAT32, g, t, 0);
+    void *first = tensor_data(t);
+    tensor_release(t);
+    size_t cached1;
+    gpu_pinned_stats(NULL, &cached1);
+    cr_assert_gt(cached1, cached0, "a freed buffer is kept");
+    Tensor *again = tensor_empty_pinned(SHAPE(1024, 1024), DTYPE_FLOAT32, CUDA0);
+    cr_assert(again && tensor_data(again) == first, "the kept buffer is taken back");
+    tensor_release(again);
+    tensor_release(g);
 #endif
 }
 

@@ -179,6 +179,7 @@ Test(spec, design_example_values) {
     cr_assert_eq(s->batch_size, 64);
     cr_assert(s->shuffle);
     cr_assert(!s->drop_last);
+    cr_assert(!s->allow_tf32); /* torch.backends.cuda.matmul.allow_tf32 = False */
     cr_assert_eq(s->seed, 0);
     cr_assert(s->device_auto);
     cr_assert(s->accuracy);
@@ -265,10 +266,13 @@ Test(spec, defaults_as_pytorch) {
     t = variant(mlp_spec, "checkpoint", "null");
     char *t2 = variant(t, "device", "\"cuda:1\"");
     char *t3 = variant(t2, "seed", "1234567890123");
-    s = parse_ok(t3);
+    char *t4 = variant(t3, "allow_tf32", "true");
+    s = parse_ok(t4);
     free(t);
     free(t2);
     free(t3);
+    free(t4);
+    cr_assert(s->allow_tf32);
     cr_assert(!s->checkpoint);
     cr_assert(!s->device_auto);
     cr_assert_eq(s->device.type, DEVICE_CUDA);
@@ -336,6 +340,8 @@ Test(spec, errors_name_path_and_reason) {
     expect_variant_error("epoch", "3", "epoch: unknown field (did you mean 'epochs'?)", true);
     expect_variant_error("batch_size", "2.5", "batch_size: expected an integer, got 2.5", true);
     expect_variant_error("shuffle", "\"yes\"", "shuffle: expected true or false, got string",
+                         true);
+    expect_variant_error("allow_tf32", "1", "allow_tf32: expected true or false, got number",
                          true);
     expect_variant_error("loss.reduction", "\"none\"",
                          "loss.reduction: 'none' gives one loss per sample, which cannot be "

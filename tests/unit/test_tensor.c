@@ -783,3 +783,63 @@ Test(tensor, fill_non_contiguous) {
     tensor_release(tt);
     tensor_release(cols);
 }
+
+/* Pinned host memory through a stand-in GPU: the CPU's kernel table
+ * registered as cuda:0, plus host_alloc/host_free that count (a real GPU's
+ * are checked in test_gpu.c). tensor_empty_pinned takes its memory from the
+ * device's backend and gives it back there; for the CPU, or a device
+ * without host_alloc, it is plain host memory. */
+static int pinned_allocs, pinned_frees;
+static void *counting_host_alloc(Device d, size_t n) {
+    (void)d;
+    pinned_allocs++;
+    return malloc(n);
+}
+static void counting_host_free(Device d, void *p) {
+    (void)d;
+    pinned_frees++;
+    free(p);
+}
+
+Test(tensor, empty_pinned_takes_the_devices_host_memory) {
+    static Backend standin;
+    standin = cpu_backend;
+    standin.host_alloc = counting_host_alloc;
+    standin.host_free = counting_host_free;
+    backend_register_cuda(&standin, 1);
+    const Device cuda0 = {DEVICE_CUDA, 0};
+
+    Tensor *t = tensor_empty_pinned(SHAPE(3, 4), DTYPE_FLOAT32, cuda0);
+    cr_assert(t, "%s", error_get());
+    cr_assert(tensor_is_pinned(t));
+    cr_assert_eq(t->device.type, DEVICE_CPU, "pinned memory is host memory");
+    cr_assert_eq(pinned_allocs, 1);
+    cr_assert_eq(tensor_fill_(t, 2.5), 0);
+    Tensor *v = tensor_view(t, SHAPE(12));
+    cr_assert(v && tensor_is_pinned(v), "a view shares the pinned storage");
+    Tensor *up = tensor_upload(v, cuda0);
+    cr_assert(up, "%s", error_get());
+    cr_assert(device_equal(up->device, cuda0));
+    double back[12];
+    cr_assert_eq(tensor_to_doubles(up, back, 12), 0, "%s", error_get());
+    for (int i = 0; i < 12; i++) cr_assert_float_eq(back[i], 2.5, 0);
+    tensor_release(up);
+    tensor_release(t);
+    cr_assert_eq(pinned_frees, 0, "the view still holds the storage");
+    tensor_release(v);
+    cr_assert_eq(pinned_frees, 1);
+
+    Tensor *plain = tensor_empty_pinned(SHAPE(3), DTYPE_INT64, DEVICE_CPU_INIT);
+    cr_assert(plain && !tensor_is_pinned(plain));
+    tensor_release(plain);
+    standin.host_alloc = NULL;
+    plain = tensor_empty_pinned(SHAPE(3), DTYPE_INT64, cuda0);
+    cr_assert(plain && !tensor_is_pinned(plain), "no host_alloc: plain memory");
+    tensor_release(plain);
+    cr_assert_eq(pinned_allocs, 1);
+    cr_assert(!tensor_is_pinned(NULL));
+    Tensor *gpu_side = tensor_zeros(SHAPE(2), DTYPE_FLOAT32, cuda0);
+    cr_assert_null(tensor_upload(gpu_side, cuda0));
+    assert_error_has("upload: the tensor is on cuda:0, not the CPU");
+    tensor_release(gpu_side);
+}
