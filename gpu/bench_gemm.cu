@@ -16,6 +16,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "gpu/kernels.h"
+
 #define CHECK(call)                                                                                \
     do {                                                                                           \
         cudaError_t e_ = (call);                                                                   \
@@ -107,7 +109,16 @@ int main(int argc, char **argv) {
     double sq4096 = time_sgemm(h, 4096, 4096, 4096, iters);
     double sq8192 = time_sgemm(h, 8192, 8192, 8192, iters);
     double job = time_sgemm(h, 1024, 4096, 4096, iters);
-    double peak = sq4096 > sq8192 ? sq4096 : sq8192;
+    /* again with the 32 MiB workspace that traind's handles get (gemm.cu);
+     * the peak is the best seen */
+    void *ws;
+    CHECK(cudaMalloc(&ws, GPU_CUBLAS_WORKSPACE));
+    CHECK_BLAS(cublasSetWorkspace(h, ws, GPU_CUBLAS_WORKSPACE));
+    double ws4096 = time_sgemm(h, 4096, 4096, 4096, iters);
+    double ws8192 = time_sgemm(h, 8192, 8192, 8192, iters);
+    double ws_job = time_sgemm(h, 1024, 4096, 4096, iters);
+    double peak = sq4096;
+    for (double v : {sq8192, ws4096, ws8192}) peak = v > peak ? v : peak;
     /* the same products on TF32 tensor cores, for jobs with allow_tf32 */
     CHECK_BLAS(cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH));
     double tf4096 = time_sgemm(h, 4096, 4096, 4096, iters);
@@ -115,8 +126,11 @@ int main(int argc, char **argv) {
     double tf_peak = tf4096 > tf8192 ? tf4096 : tf8192;
     printf("{\"bench\": \"cublas_sgemm_peak\", \"device\": \"%s\", \"tf32\": false, "
            "\"tflops_4096\": %.2f, \"tflops_8192\": %.2f, \"tflops_1024x4096x4096\": %.2f, "
+           "\"workspace_32m\": {\"tflops_4096\": %.2f, \"tflops_8192\": %.2f, "
+           "\"tflops_1024x4096x4096\": %.2f}, "
            "\"peak_tflops\": %.2f, \"peak_tflops_tf32\": %.2f}\n",
-           prop.name, sq4096, sq8192, job, peak, tf_peak);
+           prop.name, sq4096, sq8192, job, ws4096, ws8192, ws_job, peak, tf_peak);
     CHECK_BLAS(cublasDestroy(h));
+    CHECK(cudaFree(ws));
     return 0;
 }

@@ -25,6 +25,9 @@ enum { GPU_F32 = 0, GPU_F64 = 1, GPU_I64 = 2, GPU_U8 = 3 };
 
 /* cuda:0 .. cuda:63, as device_parse accepts */
 #define GPU_MAX_DEVICES 64
+/* bytes of workspace each device's cuBLAS handle gets (kernels/gemm.cu):
+ * what cuBLAS's guide recommends for Hopper (4 MiB for older GPUs) */
+#define GPU_CUBLAS_WORKSPACE ((size_t)32 << 20)
 #define GPU_MAX_DIMS 8
 
 /* BinaryOp and UnaryOp of core/backend.h, value for value (checked by

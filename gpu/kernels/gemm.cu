@@ -59,6 +59,16 @@ static cublasHandle_t device_handle_locked(void) {
             cublasDestroy(h);
             return NULL;
         }
+        /* a workspace of the size cuBLAS's guide gives for Hopper
+         * (cublasSetWorkspace), kept with the handle for the process's
+         * life, instead of the library's smaller default pool */
+        void *ws = NULL;
+        if (cudaMalloc(&ws, GPU_CUBLAS_WORKSPACE) == cudaSuccess) {
+            if (cublasSetWorkspace(h, ws, GPU_CUBLAS_WORKSPACE) != CUBLAS_STATUS_SUCCESS)
+                cudaFree(ws);
+        } else {
+            (void)cudaGetLastError(); /* short of memory: run without */
+        }
         handles[dev] = h;
         handle_tf32[dev] = false;
     }

@@ -229,6 +229,40 @@ Test(dataloader, batches_on_a_device) {
     dataset_free(ds);
 }
 
+/* Batches of 1 MiB and more are gathered by several OpenMP threads: every
+ * row still lands whole in its place, in the epoch's order. */
+Test(dataloader, large_batches_gathered_in_parallel) {
+    enum { N = 700, F = 1024, BS = 300 }; /* 300 rows of 4 KiB: 1.2 MB a batch */
+    Tensor *x = tensor_empty(SHAPE(N, F), DTYPE_FLOAT32, DEVICE_CPU_INIT);
+    Tensor *y = tensor_empty(SHAPE(N), DTYPE_INT64, DEVICE_CPU_INIT);
+    cr_assert(x && y);
+    for (int64_t i = 0; i < N; i++) {
+        for (int j = 0; j < F; j++) ((float *)tensor_data(x))[i * F + j] = (float)i + j * 1e-3f;
+        ((int64_t *)tensor_data(y))[i] = i;
+    }
+    Dataset *ds = dataset_from_tensors(x, y, "wide");
+    cr_assert(ds, "%s", error_get());
+    DataLoader *dl = make_loader(ds, BS, true, 5, false, 2, NULL);
+    cr_assert_eq(dataloader_begin_epoch(dl, 0), 0);
+    const int64_t *order = dataloader_order(dl);
+    Batch b;
+    int64_t seen = 0;
+    while (dataloader_next(dl, &b) == 1) {
+        const float *bx = tensor_data(b.inputs);
+        const int64_t *by = tensor_data(b.targets);
+        for (int64_t i = 0; i < b.size; i++, seen++) {
+            cr_assert_eq(by[i], order[seen]);
+            for (int j = 0; j < F; j++)
+                cr_assert_eq(bx[i * F + j], (float)order[seen] + j * 1e-3f, "row %lld col %d",
+                             (long long)seen, j);
+        }
+        batch_release(&b);
+    }
+    cr_assert_eq(seen, N);
+    dataloader_free(dl);
+    dataset_free(ds);
+}
+
 /* A checkpoint taken mid-epoch resumes to the same batches, and the epochs
  * after it draw the same orders as the uninterrupted run. */
 Test(dataloader, resume_mid_epoch) {
