@@ -49,6 +49,18 @@ typedef enum {
     UNARY_CLAMP_MAX,  /* min(x, alpha) */
 } UnaryOp;
 
+/* One parameter's part in a fused optimizer update (see the Backend's
+ * sgd_update / adam_update). */
+typedef struct {
+    Tensor *param;
+    const Tensor *grad; /* contiguous; the param's shape, dtype and device */
+    Tensor *state[3];   /* SGD: momentum_buffer (NULL while momentum == 0);
+                           Adam: exp_avg, exp_avg_sq, max_exp_avg_sq (NULL
+                           unless amsgrad) */
+    bool first;         /* SGD: the momentum buffer's first use */
+    int64_t step;       /* Adam: this parameter's step, 1-based */
+} OptimUpdate;
+
 /* Geometry of a 2-d convolution or pooling window over [N, C, H, W]. */
 typedef struct {
     int64_t batch, channels, height, width;
@@ -163,17 +175,17 @@ typedef struct Backend {
      * CPU and GPU draw the same numbers for the same (seed, offset). */
     void (*uniform)(Tensor *out, uint64_t seed, uint64_t offset);
 
-    /* ---- optimizer updates, fused, over flat contiguous buffers ---- */
-    /* See core/optim/sgd.c for the exact PyTorch semantics. `momentum_buf`
-     * is NULL when momentum == 0; `first` is true on the buffer's first use. */
-    void (*sgd_update)(Tensor *param, const Tensor *grad, Tensor *momentum_buf, double lr,
-                       double momentum, double dampening, double weight_decay, bool nesterov,
-                       bool first);
-    /* Adam / AdamW (decoupled = true) with bias correction at `step` (1-based);
-     * max_exp_avg_sq NULL unless amsgrad. */
-    void (*adam_update)(Tensor *param, const Tensor *grad, Tensor *exp_avg, Tensor *exp_avg_sq,
-                        Tensor *max_exp_avg_sq, double lr, double beta1, double beta2,
-                        double eps, double weight_decay, bool decoupled, int64_t step);
+    /* ---- optimizer updates, fused ---- */
+    /* n parameters of one dtype updated at once, each over its flat
+     * contiguous buffers: on a GPU one kernel launch for all of them (as
+     * torch's fused optimizers apply one kernel to a list of tensors).
+     * core/optim/sgd.c and adam.c give the exact PyTorch semantics. */
+    void (*sgd_update)(int n, const OptimUpdate *u, double lr, double momentum,
+                       double dampening, double weight_decay, bool nesterov);
+    /* Adam / AdamW (decoupled = true), each parameter's bias correction at
+     * its own u[i].step. */
+    void (*adam_update)(int n, const OptimUpdate *u, double lr, double beta1, double beta2,
+                        double eps, double weight_decay, bool decoupled);
 } Backend;
 
 /* The backend for a device; NULL with an error when none is compiled in or

@@ -12,6 +12,7 @@
  * Failures of the asynchronous kernels stay in gpu/'s sticky error until
  * to_host, the synchronising copy, reports them (see gpu/gpu.h).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/backend.h"
@@ -270,24 +271,43 @@ static void cuda_uniform(Tensor *out, uint64_t seed, uint64_t offset) {
 
 /* ---- optimizers ---- */
 
-static void cuda_sgd_update(Tensor *param, const Tensor *grad, Tensor *momentum_buf, double lr,
-                            double momentum, double dampening, double weight_decay,
-                            bool nesterov, bool first) {
-    use(param);
-    gpu_launch_sgd((int)param->dtype, tensor_data(param), tensor_data(grad),
-                   momentum_buf ? tensor_data(momentum_buf) : NULL, tensor_numel(param), lr,
-                   momentum, dampening, weight_decay, nesterov, first);
+/* The list as raw pointers for the launcher; NULL (the failure recorded
+ * as the sticky error) when there is no memory for it. */
+static GpuOptimTensor *optim_list(int n, const OptimUpdate *u) {
+    GpuOptimTensor *t = calloc((size_t)(n > 0 ? n : 1), sizeof *t);
+    if (!t) {
+        gpu_record_msg("out of memory for the optimizer's list of tensors", "optimizer update");
+        return NULL;
+    }
+    for (int k = 0; k < n; k++) {
+        t[k].param = tensor_data(u[k].param);
+        t[k].grad = tensor_data(u[k].grad);
+        for (int s = 0; s < 3; s++) t[k].state[s] = u[k].state[s] ? tensor_data(u[k].state[s]) : NULL;
+        t[k].n = tensor_numel(u[k].param);
+        t[k].first = u[k].first;
+        t[k].step = u[k].step;
+    }
+    return t;
 }
 
-static void cuda_adam_update(Tensor *param, const Tensor *grad, Tensor *exp_avg,
-                             Tensor *exp_avg_sq, Tensor *max_exp_avg_sq, double lr, double beta1,
-                             double beta2, double eps, double weight_decay, bool decoupled,
-                             int64_t step) {
-    use(param);
-    gpu_launch_adam((int)param->dtype, tensor_data(param), tensor_data(grad),
-                    tensor_data(exp_avg), tensor_data(exp_avg_sq),
-                    max_exp_avg_sq ? tensor_data(max_exp_avg_sq) : NULL, tensor_numel(param),
-                    lr, beta1, beta2, eps, weight_decay, decoupled, step);
+static void cuda_sgd_update(int n, const OptimUpdate *u, double lr, double momentum,
+                            double dampening, double weight_decay, bool nesterov) {
+    if (n <= 0) return;
+    use(u[0].param);
+    GpuOptimTensor *t = optim_list(n, u);
+    if (!t) return;
+    gpu_launch_sgd((int)u[0].param->dtype, n, t, lr, momentum, dampening, weight_decay, nesterov);
+    free(t);
+}
+
+static void cuda_adam_update(int n, const OptimUpdate *u, double lr, double beta1, double beta2,
+                             double eps, double weight_decay, bool decoupled) {
+    if (n <= 0) return;
+    use(u[0].param);
+    GpuOptimTensor *t = optim_list(n, u);
+    if (!t) return;
+    gpu_launch_adam((int)u[0].param->dtype, n, t, lr, beta1, beta2, eps, weight_decay, decoupled);
+    free(t);
 }
 
 static int cuda_device_info(Device device, char *name, size_t n, uint64_t *mem_total,

@@ -133,12 +133,21 @@ void gpu_launch_avg_pool2d_backward(int dtype, const GpuWindow *w, const void *g
 void gpu_launch_uniform(int dtype, void *out, int64_t n, uint64_t seed, uint64_t offset);
 
 /* ---- kernels/optim.cu ---- */
-void gpu_launch_sgd(int dtype, void *param, const void *grad, void *buf, int64_t n, double lr,
-                    double momentum, double dampening, double weight_decay, bool nesterov,
-                    bool first);
-void gpu_launch_adam(int dtype, void *param, const void *grad, void *m, void *v, void *vmax,
-                     int64_t n, double lr, double beta1, double beta2, double eps,
-                     double weight_decay, bool decoupled, int64_t step);
+/* One parameter of a fused update (core's OptimUpdate as raw pointers). */
+typedef struct {
+    void *param;
+    const void *grad;
+    void *state[3]; /* SGD: momentum buffer or NULL; Adam: m, v, vmax or NULL */
+    int64_t n;
+    bool first;     /* SGD */
+    int64_t step;   /* Adam, 1-based */
+} GpuOptimTensor;
+
+/* All `count` tensors (of one dtype) in as few launches as fit. */
+void gpu_launch_sgd(int dtype, int count, const GpuOptimTensor *t, double lr, double momentum,
+                    double dampening, double weight_decay, bool nesterov);
+void gpu_launch_adam(int dtype, int count, const GpuOptimTensor *t, double lr, double beta1,
+                     double beta2, double eps, double weight_decay, bool decoupled);
 
 #ifdef __cplusplus
 }

@@ -64,11 +64,9 @@ void cpu_softmax_backward(const Tensor *y, const Tensor *gy, Tensor *gx, bool lo
 void cpu_uniform(Tensor *out, uint64_t seed, uint64_t offset);
 
 /* optim.c */
-void cpu_sgd_update(Tensor *param, const Tensor *grad, Tensor *momentum_buf, double lr,
-                    double momentum, double dampening, double weight_decay, bool nesterov,
-                    bool first);
-void cpu_adam_update(Tensor *param, const Tensor *grad, Tensor *exp_avg, Tensor *exp_avg_sq,
-                     Tensor *max_exp_avg_sq, double lr, double beta1, double beta2, double eps,
-                     double weight_decay, bool decoupled, int64_t step);
+void cpu_sgd_update(int n, const OptimUpdate *u, double lr, double momentum, double dampening,
+                    double weight_decay, bool nesterov);
+void cpu_adam_update(int n, const OptimUpdate *u, double lr, double beta1, double beta2,
+                     double eps, double weight_decay, bool decoupled);
 
 #endif

@@ -39,18 +39,21 @@
 DEFINE_SGD(float, f32)
 DEFINE_SGD(double, f64)
 
-void cpu_sgd_update(Tensor *param, const Tensor *grad, Tensor *momentum_buf, double lr,
-                    double momentum, double dampening, double weight_decay, bool nesterov,
-                    bool first) {
-    int64_t n = tensor_numel(param);
-    void *buf = momentum != 0 && momentum_buf ? tensor_data(momentum_buf) : NULL;
-    if (momentum != 0 && !buf) momentum = 0; /* contract: buf given whenever momentum != 0 */
-    if (param->dtype == DTYPE_FLOAT32)
-        sgd_f32(tensor_data(param), tensor_data(grad), buf, n, lr, momentum, dampening,
-                weight_decay, nesterov, first);
-    else
-        sgd_f64(tensor_data(param), tensor_data(grad), buf, n, lr, momentum, dampening,
-                weight_decay, nesterov, first);
+void cpu_sgd_update(int count, const OptimUpdate *u, double lr, double momentum,
+                    double dampening, double weight_decay, bool nesterov) {
+    for (int k = 0; k < count; k++) {
+        Tensor *param = u[k].param;
+        int64_t n = tensor_numel(param);
+        void *buf = momentum != 0 && u[k].state[0] ? tensor_data(u[k].state[0]) : NULL;
+        /* contract: a buffer whenever momentum != 0 */
+        double mom = momentum != 0 && !buf ? 0 : momentum;
+        if (param->dtype == DTYPE_FLOAT32)
+            sgd_f32(tensor_data(param), tensor_data(u[k].grad), buf, n, lr, mom, dampening,
+                    weight_decay, nesterov, u[k].first);
+        else
+            sgd_f64(tensor_data(param), tensor_data(u[k].grad), buf, n, lr, mom, dampening,
+                    weight_decay, nesterov, u[k].first);
+    }
 }
 
 /* Adam (torch.optim.adam._single_tensor_adam) and AdamW (decoupled,
@@ -97,17 +100,18 @@ void cpu_sgd_update(Tensor *param, const Tensor *grad, Tensor *momentum_buf, dou
 DEFINE_ADAM(float, f32)
 DEFINE_ADAM(double, f64)
 
-void cpu_adam_update(Tensor *param, const Tensor *grad, Tensor *exp_avg, Tensor *exp_avg_sq,
-                     Tensor *max_exp_avg_sq, double lr, double beta1, double beta2, double eps,
-                     double weight_decay, bool decoupled, int64_t step) {
-    int64_t n = tensor_numel(param);
-    void *vmax = max_exp_avg_sq ? tensor_data(max_exp_avg_sq) : NULL;
-    if (param->dtype == DTYPE_FLOAT32)
-        adam_f32(tensor_data(param), tensor_data(grad), tensor_data(exp_avg),
-                 tensor_data(exp_avg_sq), vmax, n, lr, beta1, beta2, eps, weight_decay, decoupled,
-                 step);
-    else
-        adam_f64(tensor_data(param), tensor_data(grad), tensor_data(exp_avg),
-                 tensor_data(exp_avg_sq), vmax, n, lr, beta1, beta2, eps, weight_decay, decoupled,
-                 step);
+void cpu_adam_update(int count, const OptimUpdate *u, double lr, double beta1, double beta2,
+                     double eps, double weight_decay, bool decoupled) {
+    for (int k = 0; k < count; k++) {
+        Tensor *param = u[k].param;
+        int64_t n = tensor_numel(param);
+        void *m = tensor_data(u[k].state[0]), *v = tensor_data(u[k].state[1]);
+        void *vmax = u[k].state[2] ? tensor_data(u[k].state[2]) : NULL;
+        if (param->dtype == DTYPE_FLOAT32)
+            adam_f32(tensor_data(param), tensor_data(u[k].grad), m, v, vmax, n, lr, beta1, beta2,
+                     eps, weight_decay, decoupled, u[k].step);
+        else
+            adam_f64(tensor_data(param), tensor_data(u[k].grad), m, v, vmax, n, lr, beta1, beta2,
+                     eps, weight_decay, decoupled, u[k].step);
+    }
 }

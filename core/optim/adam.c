@@ -96,29 +96,36 @@ static int adam_check_state(const Optimizer *opt, const double *values, int i,
     return 0;
 }
 
-static int adam_step(Optimizer *opt, int i, const Tensor *grad) {
+static int adam_step(Optimizer *opt, int n, OptimUpdate *u, const int *index) {
     Adam *a = (Adam *)opt;
-    Tensor *p = opt->params[i];
-    Tensor **m = optimizer_slot(opt, i, SLOT_EXP_AVG);
-    Tensor **v = optimizer_slot(opt, i, SLOT_EXP_AVG_SQ);
-    Tensor **vmax = optimizer_slot(opt, i, SLOT_MAX_EXP_AVG_SQ);
-    if (!*m) { /* first step of this parameter (a loaded state has all three) */
-        *m = tensor_zeros_like(p);
-        *v = tensor_zeros_like(p);
-        if (a->o.amsgrad) *vmax = tensor_zeros_like(p);
-        if (!*m || !*v || (a->o.amsgrad && !*vmax)) {
-            for (Tensor **s = m; s <= vmax; s++) {
-                tensor_release(*s);
-                *s = NULL;
+    for (int k = 0; k < n; k++) {
+        int i = index[k];
+        Tensor *p = u[k].param;
+        Tensor **m = optimizer_slot(opt, i, SLOT_EXP_AVG);
+        Tensor **v = optimizer_slot(opt, i, SLOT_EXP_AVG_SQ);
+        Tensor **vmax = optimizer_slot(opt, i, SLOT_MAX_EXP_AVG_SQ);
+        if (!*m) { /* first step of this parameter (a loaded state has all three) */
+            *m = tensor_zeros_like(p);
+            *v = tensor_zeros_like(p);
+            if (a->o.amsgrad) *vmax = tensor_zeros_like(p);
+            if (!*m || !*v || (a->o.amsgrad && !*vmax)) {
+                for (Tensor **s = m; s <= vmax; s++) {
+                    tensor_release(*s);
+                    *s = NULL;
+                }
+                return error_prefix("%s: state of parameter %d", opt->type->name, i);
             }
-            return error_prefix("%s: state of parameter %d", opt->type->name, i);
+            opt->steps[i] = 0;
         }
-        opt->steps[i] = 0;
+        u[k].state[0] = *m;
+        u[k].state[1] = *v;
+        u[k].state[2] = a->o.amsgrad ? *vmax : NULL;
+        u[k].step = opt->steps[i] + 1;
     }
-    opt->steps[i]++;
-    backend_for(p->device)->adam_update(p, grad, *m, *v, a->o.amsgrad ? *vmax : NULL, opt->lr,
-                                        a->o.betas[0], a->o.betas[1], a->o.eps,
-                                        a->o.weight_decay, a->decoupled, opt->steps[i]);
+    /* counted once the whole list has its state */
+    for (int k = 0; k < n; k++) opt->steps[index[k]]++;
+    backend_for(u[0].param->device)->adam_update(n, u, opt->lr, a->o.betas[0], a->o.betas[1],
+                                                 a->o.eps, a->o.weight_decay, a->decoupled);
     return 0;
 }
 

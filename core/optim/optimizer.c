@@ -89,17 +89,36 @@ int optimizer_step(Optimizer *opt) {
     if (!opt) return error_set("optimizer_step: NULL optimizer");
     for (int i = 0; i < opt->n_params; i++)
         if (opt->params[i]->grad && check_grad(opt, i) != 0) return -1;
+    OptimUpdate *u = calloc((size_t)opt->n_params + 1, sizeof *u);
+    int *index = calloc((size_t)opt->n_params + 1, sizeof *index);
+    if (!u || !index) {
+        free(u);
+        free(index);
+        return error_set("%s: out of memory", opt->type->name);
+    }
     /* The kernels touch raw buffers; nothing here is recorded, but a
      * contiguous copy of a grad that requires grad would be. */
     bool prev = autograd_set_enabled(false);
-    int rc = 0;
+    int rc = 0, count = 0;
     for (int i = 0; i < opt->n_params && rc == 0; i++) {
         Tensor *g = opt->params[i]->grad;
         if (!g) continue; /* as torch: no grad, no update, no state change */
-        Tensor *gc = tensor_contiguous(g);
-        rc = gc ? opt->type->step(opt, i, gc) : -1;
-        tensor_release(gc);
+        u[count].param = opt->params[i];
+        u[count].grad = tensor_contiguous(g);
+        index[count] = i;
+        if (!u[count++].grad) rc = -1;
     }
+    /* one fused update per run of parameters on one device, of one dtype */
+    for (int start = 0, end; start < count && rc == 0; start = end) {
+        const Tensor *p0 = u[start].param;
+        for (end = start + 1; end < count; end++)
+            if (!device_equal(u[end].param->device, p0->device) || u[end].param->dtype != p0->dtype)
+                break;
+        rc = opt->type->step(opt, end - start, u + start, index + start);
+    }
+    for (int k = 0; k < count; k++) tensor_release((Tensor *)u[k].grad);
+    free(u);
+    free(index);
     autograd_set_enabled(prev);
     return rc;
 }

@@ -5,7 +5,9 @@
  * momentum_buffer, Adam's exp_avg / exp_avg_sq / max_exp_avg_sq and its
  * per-parameter step counter. The arithmetic is PyTorch 1.13's exactly
  * (see sgd.c, adam.c) and runs in the fused sgd_update / adam_update kernels
- * of the parameters' backend, so the same code drives CPU and GPU tensors.
+ * of the parameters' backend, so the same code drives CPU and GPU tensors:
+ * one call per step for every parameter with a grad (per device and dtype),
+ * which a GPU runs as one kernel launch over the list.
  *
  * The trainer does, as a PyTorch loop does,
  *
@@ -42,6 +44,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/backend.h"
 #include "core/tensor.h"
 #include "core/tensor_dict.h"
 
@@ -128,8 +131,10 @@ typedef struct {
     /* Hyperparameters besides lr, saved as param_groups.0.<name>. */
     int n_hparams;
     const char *hparam_names[OPTIMIZER_MAX_HPARAMS];
-    /* Updates parameter i, whose grad `grad` (contiguous, checked) is set. */
-    int (*step)(Optimizer *opt, int i, const Tensor *grad);
+    /* Updates the n parameters of u (param and grad set: contiguous,
+     * checked, one device and dtype; u[k] is parameter index[k]): fills in
+     * their state and runs the backend's fused update once for all. */
+    int (*step)(Optimizer *opt, int n, OptimUpdate *u, const int *index);
     /* Frees what the type allocated besides the base (may be NULL). */
     void (*free)(Optimizer *opt);
     /* Hyperparameters as doubles, in hparam_names order. */

@@ -73,19 +73,19 @@ static int sgd_check_state(const Optimizer *opt, const double *values, int i,
     return 0;
 }
 
-static int sgd_step(Optimizer *opt, int i, const Tensor *grad) {
+static int sgd_step(Optimizer *opt, int n, OptimUpdate *u, const int *index) {
     const SgdOptions *o = &((Sgd *)opt)->o;
-    Tensor *p = opt->params[i];
-    Tensor **buf = optimizer_slot(opt, i, 0);
-    bool first = false;
-    if (o->momentum != 0 && !*buf) {
-        if (!(*buf = tensor_zeros_like(p)))
-            return error_prefix("SGD: momentum buffer of parameter %d", i);
-        first = true;
+    for (int k = 0; k < n && o->momentum != 0; k++) {
+        Tensor **buf = optimizer_slot(opt, index[k], 0);
+        if (!*buf) {
+            if (!(*buf = tensor_zeros_like(u[k].param)))
+                return error_prefix("SGD: momentum buffer of parameter %d", index[k]);
+            u[k].first = true;
+        }
+        u[k].state[0] = *buf;
     }
-    backend_for(p->device)->sgd_update(p, grad, o->momentum != 0 ? *buf : NULL, opt->lr,
-                                       o->momentum, o->dampening, o->weight_decay, o->nesterov,
-                                       first);
+    backend_for(u[0].param->device)->sgd_update(n, u, opt->lr, o->momentum, o->dampening,
+                                                o->weight_decay, o->nesterov);
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "tests/support/fixture.h"
+#include "tests/support/optim_one.h"
 
 static const DType float_dtypes[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
 #define FOR_EACH_DTYPE(dt)                                                                         \
@@ -525,7 +526,7 @@ Test(cpu_kernels, sgd_plain_momentum_nesterov) {
     Tensor *p = from((double[]){1, -2}, SHAPE(2), DTYPE_FLOAT64);
     Tensor *g = from((double[]){0.5, 1}, SHAPE(2), DTYPE_FLOAT64);
     /* plain: p -= 0.1 * g */
-    cpu_backend.sgd_update(p, g, NULL, 0.1, 0, 0, 0, false, true);
+    sgd_one(&cpu_backend, p, g, NULL, 0.1, 0, 0, 0, false, true);
     assert_tensor_values(p, (double[]){0.95, -2.1}, 2, 1e-15, "sgd plain");
 
     /* momentum 0.9, wd 0.1, from p = 1: d = 0.5 + 0.1 = 0.6, buf = 0.6,
@@ -534,24 +535,24 @@ Test(cpu_kernels, sgd_plain_momentum_nesterov) {
     Tensor *p1 = from((double[]){1}, SHAPE(1), DTYPE_FLOAT64);
     Tensor *g1 = from((double[]){0.5}, SHAPE(1), DTYPE_FLOAT64);
     Tensor *b1 = empty(SHAPE(1), DTYPE_FLOAT64);
-    cpu_backend.sgd_update(p1, g1, b1, 0.1, 0.9, 0, 0.1, false, true);
+    sgd_one(&cpu_backend, p1, g1, b1, 0.1, 0.9, 0, 0.1, false, true);
     assert_tensor_values(p1, (double[]){0.94}, 1, 1e-15, "sgd momentum step 1");
     assert_tensor_values(b1, (double[]){0.6}, 1, 1e-15, "buf step 1");
-    cpu_backend.sgd_update(p1, g1, b1, 0.1, 0.9, 0, 0.1, false, false);
+    sgd_one(&cpu_backend, p1, g1, b1, 0.1, 0.9, 0, 0.1, false, false);
     assert_tensor_values(p1, (double[]){0.8266}, 1, 1e-15, "sgd momentum step 2");
     assert_tensor_values(b1, (double[]){1.134}, 1, 1e-15, "buf step 2");
     /* dampening 0.5 on step 3: d = 0.5 + 0.08266 = 0.58266,
      * buf = 0.9 * 1.134 + 0.5 * 0.58266 = 1.31193, p = 0.8266 - 0.131193 */
-    cpu_backend.sgd_update(p1, g1, b1, 0.1, 0.9, 0.5, 0.1, false, false);
+    sgd_one(&cpu_backend, p1, g1, b1, 0.1, 0.9, 0.5, 0.1, false, false);
     assert_tensor_values(b1, (double[]){1.31193}, 1, 1e-15, "buf dampened");
     assert_tensor_values(p1, (double[]){0.695407}, 1, 1e-15, "sgd dampened");
 
     /* nesterov from p = 1, g = 0.5, no wd: buf = 0.5, d = 0.5 + 0.45 = 0.95 */
     Tensor *p2 = from((double[]){1}, SHAPE(1), DTYPE_FLOAT64);
-    cpu_backend.sgd_update(p2, g1, b1, 0.1, 0.9, 0, 0, true, true);
+    sgd_one(&cpu_backend, p2, g1, b1, 0.1, 0.9, 0, 0, true, true);
     assert_tensor_values(p2, (double[]){0.905}, 1, 1e-15, "nesterov step 1");
     /* step 2: buf = 0.45 + 0.5 = 0.95, d = 0.5 + 0.855 = 1.355 */
-    cpu_backend.sgd_update(p2, g1, b1, 0.1, 0.9, 0, 0, true, false);
+    sgd_one(&cpu_backend, p2, g1, b1, 0.1, 0.9, 0, 0, true, false);
     assert_tensor_values(p2, (double[]){0.7695}, 1, 1e-15, "nesterov step 2");
     Tensor *ts[] = {p, g, p1, g1, b1, p2};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_release(ts[i]);
@@ -566,7 +567,7 @@ Test(cpu_kernels, adam_adamw_amsgrad) {
     Tensor *m = tensor_zeros(SHAPE(2), DTYPE_FLOAT64, DEVICE_CPU_INIT);
     Tensor *v = tensor_zeros(SHAPE(2), DTYPE_FLOAT64, DEVICE_CPU_INIT);
     Tensor *vmax = tensor_zeros(SHAPE(2), DTYPE_FLOAT64, DEVICE_CPU_INIT);
-    cpu_backend.adam_update(p, g, m, v, NULL, lr, b1, b2, eps, 0, false, 1);
+    adam_one(&cpu_backend, p, g, m, v, NULL, lr, b1, b2, eps, 0, false, 1);
     assert_tensor_values(p, (double[]){1 - 0.1 * 0.5 / (0.5 + eps), -1 + 0.1 * 2 / (2 + eps)}, 2,
                          1e-15, "adam step 1");
     assert_tensor_values(m, (double[]){0.05, -0.2}, 2, 1e-15, "exp_avg");
@@ -577,7 +578,7 @@ Test(cpu_kernels, adam_adamw_amsgrad) {
     tensor_release(g);
     g = from((double[]){0.1, -2}, SHAPE(2), DTYPE_FLOAT64);
     double p0 = tensor_get(p, 0);
-    cpu_backend.adam_update(p, g, m, v, NULL, lr, b1, b2, eps, 0, false, 2);
+    adam_one(&cpu_backend, p, g, m, v, NULL, lr, b1, b2, eps, 0, false, 2);
     double want = p0 - (lr / 0.19) * 0.055 / (sqrt(0.00025975) / sqrt(0.001999) + eps);
     cr_assert(fabs(tensor_get(p, 0) - want) <= 1e-15, "adam step 2: %.17g vs %.17g",
               tensor_get(p, 0), want);
@@ -587,13 +588,13 @@ Test(cpu_kernels, adam_adamw_amsgrad) {
     Tensor *gq = from((double[]){0.5}, SHAPE(1), DTYPE_FLOAT64);
     Tensor *mq = tensor_zeros(SHAPE(1), DTYPE_FLOAT64, DEVICE_CPU_INIT);
     Tensor *vq = tensor_zeros(SHAPE(1), DTYPE_FLOAT64, DEVICE_CPU_INIT);
-    cpu_backend.adam_update(q, gq, mq, vq, NULL, lr, b1, b2, eps, 0.1, false, 1);
+    adam_one(&cpu_backend, q, gq, mq, vq, NULL, lr, b1, b2, eps, 0.1, false, 1);
     assert_tensor_values(q, (double[]){1 - 0.1 * 0.6 / (0.6 + eps)}, 1, 1e-15, "adam wd");
     /* AdamW decays the param first: 1 * (1 - 0.01) = 0.99, then the step. */
     tensor_fill_(q, 1);
     tensor_fill_(mq, 0);
     tensor_fill_(vq, 0);
-    cpu_backend.adam_update(q, gq, mq, vq, NULL, lr, b1, b2, eps, 0.1, true, 1);
+    adam_one(&cpu_backend, q, gq, mq, vq, NULL, lr, b1, b2, eps, 0.1, true, 1);
     assert_tensor_values(q, (double[]){0.99 - 0.1 * 0.5 / (0.5 + eps)}, 1, 1e-15, "adamw");
 
     /* amsgrad: vmax keeps the larger second moment. Step 1 with g = 2,
@@ -602,11 +603,11 @@ Test(cpu_kernels, adam_adamw_amsgrad) {
     tensor_fill_(v, 0);
     tensor_release(g);
     g = from((double[]){2, 2}, SHAPE(2), DTYPE_FLOAT64);
-    cpu_backend.adam_update(p, g, m, v, vmax, lr, b1, b2, eps, 0, false, 1);
+    adam_one(&cpu_backend, p, g, m, v, vmax, lr, b1, b2, eps, 0, false, 1);
     assert_tensor_values(vmax, (double[]){0.004, 0.004}, 2, 1e-15, "vmax step 1");
     tensor_fill_(g, 0);
     p0 = tensor_get(p, 0);
-    cpu_backend.adam_update(p, g, m, v, vmax, lr, b1, b2, eps, 0, false, 2);
+    adam_one(&cpu_backend, p, g, m, v, vmax, lr, b1, b2, eps, 0, false, 2);
     assert_tensor_values(v, (double[]){0.003996, 0.003996}, 2, 1e-15, "v step 2");
     assert_tensor_values(vmax, (double[]){0.004, 0.004}, 2, 1e-15, "vmax step 2");
     want = p0 - (lr / 0.19) * 0.18 / (sqrt(0.004) / sqrt(0.001999) + eps);
@@ -623,7 +624,7 @@ Test(cpu_kernels, adam_float32_rounds_in_float32) {
     Tensor *g = from((double[]){0.7}, SHAPE(1), DTYPE_FLOAT32);
     Tensor *m = tensor_zeros(SHAPE(1), DTYPE_FLOAT32, DEVICE_CPU_INIT);
     Tensor *v = tensor_zeros(SHAPE(1), DTYPE_FLOAT32, DEVICE_CPU_INIT);
-    cpu_backend.adam_update(p, g, m, v, NULL, 0.01, 0.9, 0.999, 1e-8, 0, false, 1);
+    adam_one(&cpu_backend, p, g, m, v, NULL, 0.01, 0.9, 0.999, 1e-8, 0, false, 1);
     float gf = 0.7f;
     float mf = 0.0f * 0.9f + (float)(1 - 0.9) * gf;
     float vf = 0.0f * 0.999f + (float)(1 - 0.999) * gf * gf;

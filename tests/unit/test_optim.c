@@ -323,6 +323,46 @@ Test(optim, params_without_grad_are_untouched) {
     tensor_release(b);
 }
 
+/* One optimizer over float32 and float64 parameters, interleaved: each
+ * step runs one fused update per run of one dtype, and every parameter
+ * ends as it would under an optimizer of its own. */
+Test(optim, mixed_dtypes_update_as_separate_optimizers) {
+    const DType dts[4] = {DTYPE_FLOAT32, DTYPE_FLOAT64, DTYPE_FLOAT64, DTYPE_FLOAT32};
+    Tensor *p[4], *q[4];
+    Optimizer *alone[4];
+    AdamOptions o = adam_options_default();
+    o.amsgrad = true;
+    for (int i = 0; i < 4; i++) {
+        Tensor *v = vec(3 + i, 0.25 * (i + 1));
+        p[i] = tensor_to_dtype(v, dts[i]);
+        q[i] = tensor_clone(p[i]);
+        tensor_release(v);
+        alone[i] = adam_new(&q[i], 1, o);
+        cr_assert(alone[i], "%s", error_get());
+    }
+    Optimizer *all = adam_new(p, 4, o);
+    cr_assert(all, "%s", error_get());
+    for (int step = 0; step < 3; step++) {
+        for (int i = 0; i < 4; i++) {
+            Tensor *g = vec(3 + i, 0.1 * (step + 1) - 0.05 * i);
+            tensor_zero_grad(p[i]);
+            tensor_zero_grad(q[i]);
+            p[i]->grad = tensor_to_dtype(g, dts[i]);
+            q[i]->grad = tensor_to_dtype(g, dts[i]);
+            tensor_release(g);
+            cr_assert_eq(optimizer_step(alone[i]), 0, "%s", error_get());
+        }
+        cr_assert_eq(optimizer_step(all), 0, "%s", error_get());
+    }
+    for (int i = 0; i < 4; i++) {
+        expect_same_bits(p[i], q[i], "mixed-dtype parameter");
+        optimizer_free(alone[i]);
+        tensor_release(q[i]);
+    }
+    optimizer_free(all);
+    for (int i = 0; i < 4; i++) tensor_release(p[i]);
+}
+
 Test(optim, lr_is_read_at_each_step) {
     Tensor *p = vec(4, 1);
     Optimizer *opt = sgd_new(&p, 1, (SgdOptions){.lr = 0.1});
