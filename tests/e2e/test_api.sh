@@ -350,6 +350,15 @@ expect "unknown field" 400 invalid_spec && check "unknown field: path" "$(jv 'd[
 sed 's/"train": "[a-z-]*"/"train": "no-such-data"/' "$TMP/job.json" >"$TMP/bad.json"
 api POST /v1/jobs --data-binary "@$TMP/bad.json"
 expect "unknown dataset" 422 invalid_spec && check "unknown dataset: path" "$(jv 'd["error"]["path"]')" data.train
+# "device": "cuda" where the daemon has no GPU worker: refused at submission
+if [ "$("$TRAIND" info | sed -n 's/^cuda devices: //p')" = 0 ]; then
+    $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); d["device"]="cuda"; print(json.dumps(d))' \
+        "$TMP/job.json" >"$TMP/bad.json"
+    api POST /v1/jobs --data-binary "@$TMP/bad.json"
+    expect "device cuda without a GPU" 422 invalid_spec &&
+        check "device cuda without a GPU: path and message" \
+            "$(jv '(d["error"]["path"], "cuda:0" in d["error"]["message"])')" "('device', True)"
+fi
 $PY -c 'print("{\"name\": \"" + "x" * 2000000 + "\"}")' >"$TMP/huge.json"
 api POST /v1/jobs --data-binary "@$TMP/huge.json"
 expect "JSON body over 1 MiB" 413 too_large
