@@ -91,7 +91,9 @@ static int cuda_from_host(Device device, void *dst, const void *host_src, size_t
 }
 
 static void *cuda_host_alloc(Device device, size_t nbytes) {
-    (void)device; /* portable: one pool serves every device */
+    /* portable buffers serve every device; the device is made current so
+     * that a fresh thread does not start cuda:0's context for them */
+    gpu_use_device(device.index);
     return gpu_pinned_alloc(nbytes);
 }
 

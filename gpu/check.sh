@@ -3,7 +3,8 @@
 # the GPU unit tests (plain, then under ASan), the trainer's PyTorch parity
 # jobs on cuda, the daemon (gpu/check_daemon.py) and `make bench-gpu`
 # (bench/gpu.sh). Each step runs under a time limit with its output in
-# LOGS/<step>.log; a table of steps, exit codes and seconds ends the output.
+# LOGS/<step>.log; a table of steps, exit codes and seconds ends the output,
+# and the script exits with the first failing step's code (0 when all pass).
 # It uses the binaries already built (make all build/tests/unit
 # build/tests/unit-nosan build/bench_gemm, or scripts/gpu-kit.sh's tarball),
 # so it runs where nothing can be built or installed.
@@ -17,6 +18,7 @@ STEPS=${STEPS:-env unit parity bench daemon asan}
 mkdir -p "$LOGS"
 export MNIST_DIR=${MNIST_DIR:-../shared/datasets/mnist}
 SUMMARY=()
+WORST=0 # the first failing step's exit code, the script's
 
 # step NAME SECONDS CMD...: runs CMD with its output in LOGS/NAME.log.
 step() {
@@ -28,6 +30,7 @@ step() {
     # through bash -c, so that CMD may be one of the functions below
     timeout -k 5 "$secs" bash -c '"$@"' step "$@" >"$LOGS/$name.log" 2>&1
     rc=$?
+    [ "$WORST" = 0 ] && WORST=$rc
     local ms=$((($(date +%s%N) - t0) / 1000000))
     [ "$rc" = 124 ] && echo "   timed out after ${secs}s"
     grep -E 'passed, [0-9]+ failed|Synthesis|FAIL|CRASH|Assertion|ERROR|not found|Error:' "$LOGS/$name.log" | head -n 40
@@ -59,4 +62,5 @@ step daemon 90 python3 gpu/check_daemon.py build/traind
 step asan 90 unit_asan
 cp bench/results/gpu-*.jsonl "$LOGS/" 2>/dev/null
 echo "== summary (logs in $LOGS)"
-printf '%s\n' "${SUMMARY[@]}"
+[ ${#SUMMARY[@]} -gt 0 ] && printf '%s\n' "${SUMMARY[@]}"
+exit "$WORST"

@@ -7,7 +7,8 @@
  *
  * cudaHostAlloc pins every page and costs far more than malloc, so freed
  * buffers are cached by size (rounded as the device allocator rounds) and
- * taken back by the next request of that size, up to kCacheMax bytes kept.
+ * taken back by the next request of that size, up to kCacheMax bytes kept;
+ * when pinning fails, the kept buffers are unpinned and it is tried again.
  * A buffer is reusable as soon as it is freed: every copy out of one
  * (gpu_memcpy_from_host_beside, cudaMemcpy) has completed when it returns.
  * Portable: the buffers serve every device.
@@ -23,7 +24,7 @@
 
 namespace {
 
-const size_t kCacheMax = (size_t)512 << 20;
+const size_t kCacheMax = (size_t)256 << 20;
 
 std::mutex lock;
 std::multimap<size_t, void *> free_buffers; /* size -> buffer */
@@ -35,6 +36,13 @@ size_t round_size(size_t n) {
     if (n == 0) n = 1;
     if (n < ((size_t)1 << 20)) return (n + small - 1) / small * small;
     return (n + large - 1) / large * large;
+}
+
+/* Unpins every kept buffer; the caller holds the lock. */
+void trim_locked() {
+    for (auto &kv : free_buffers) (void)cudaFreeHost(kv.second);
+    free_buffers.clear();
+    cached = 0;
 }
 
 } // namespace
@@ -57,7 +65,11 @@ extern "C" void *gpu_pinned_alloc(size_t nbytes) {
     void *p = nullptr;
     if (cudaHostAlloc(&p, size, cudaHostAllocPortable) != cudaSuccess) {
         (void)cudaGetLastError();
-        return nullptr;
+        trim_locked();
+        if (cudaHostAlloc(&p, size, cudaHostAllocPortable) != cudaSuccess) {
+            (void)cudaGetLastError();
+            return nullptr;
+        }
     }
     live[p] = size;
     in_use += size;

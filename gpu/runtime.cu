@@ -119,9 +119,11 @@ extern "C" int gpu_memcpy_from_host_beside(int device, void *dst, const void *ho
         return -1;
     gpu_record((int)cudaEventRecord(queued, cudaStreamLegacy), "cudaEventRecord (default stream)");
     gpu_record((int)cudaStreamWaitEvent(s, queued, 0), "cudaStreamWaitEvent (copy stream)");
-    gpu_record((int)cudaMemcpyAsync(dst, host_src, nbytes, cudaMemcpyHostToDevice, s),
-               "cudaMemcpyAsync (host to device, copy stream)");
-    gpu_record((int)cudaStreamSynchronize(s), "cudaStreamSynchronize (copy stream)");
+    if (!has_error) { /* never unordered: without the wait, no copy */
+        gpu_record((int)cudaMemcpyAsync(dst, host_src, nbytes, cudaMemcpyHostToDevice, s),
+                   "cudaMemcpyAsync (host to device, copy stream)");
+        gpu_record((int)cudaStreamSynchronize(s), "cudaStreamSynchronize (copy stream)");
+    }
     gpu_record((int)cudaEventDestroy(queued), "cudaEventDestroy");
     return has_error ? -1 : 0;
 }

@@ -20,6 +20,9 @@
 #include "core/data/dataloader.h"
 
 #include <pthread.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +46,7 @@ struct DataLoader {
     size_t input_row, target_row; /* bytes per sample */
     TransformList transforms;
     Device device; /* batches are uploaded there; changed only while idle */
+    int gather_threads; /* the creating thread's OpenMP budget (a job's share) */
 
     Rng rng;       /* runs on across epochs */
     Rng epoch_rng; /* before the current epoch's shuffle */
@@ -96,8 +100,11 @@ static int make_batch(const DataLoader *dl, int64_t k, int epoch, Batch *out) {
     char *xd = tensor_data(x), *yd = tensor_data(y);
     const int64_t *idx = dl->order + start;
     /* A large batch is gathered by several threads: one thread copying
-     * 16 MB of scattered rows takes longer than a GPU step on them. */
-#pragma omp parallel for schedule(static) if ((size_t)size * dl->input_row >= GATHER_PARALLEL_BYTES)
+     * 16 MB of scattered rows takes longer than a GPU step on them. The
+     * prefetch thread is not the job's, so the job's thread budget is
+     * passed on explicitly. */
+#pragma omp parallel for schedule(static) num_threads(dl->gather_threads) \
+    if ((size_t)size * dl->input_row >= GATHER_PARALLEL_BYTES)
     for (int64_t i = 0; i < size; i++) {
         memcpy(xd + (size_t)i * dl->input_row, xs + (size_t)idx[i] * dl->input_row, dl->input_row);
         memcpy(yd + (size_t)i * dl->target_row, ys + (size_t)idx[i] * dl->target_row,
@@ -208,6 +215,10 @@ DataLoader *dataloader_new(const Dataset *ds, const DataLoaderOptions *opts,
     dl->shuffle = opts->shuffle;
     dl->drop_last = opts->drop_last;
     dl->device = opts->device;
+    dl->gather_threads = 1;
+#ifdef _OPENMP
+    dl->gather_threads = omp_get_max_threads();
+#endif
     if (dl->device.type != DEVICE_CPU && !backend_for(dl->device)) {
         error_prefix("dataloader");
         goto fail;

@@ -7,9 +7,11 @@
  * seeded generator does. Batches are cut in that order; the last, partial
  * one is returned unless drop_last. Each Batch holds new contiguous tensors
  * (rows gathered, then the transforms applied to the whole batch) on the
- * loader's device: a GPU loader uploads each batch after its transforms,
- * from the prefetch thread beside the training's kernels (tensor_upload),
- * so the next batch is on the GPU before the trainer asks for it.
+ * loader's device: a GPU loader gathers each batch into page-locked memory
+ * and uploads it after its transforms (from the transforms' output, in
+ * plain memory, when there are any), from the prefetch thread beside the
+ * training's kernels (tensor_upload), so the next batch is on the GPU
+ * before the trainer asks for it.
  *
  * With prefetch, one background thread prepares the next batches (a ring of
  * `prefetch` slots) while the caller trains on the current one; batches come

@@ -78,8 +78,17 @@ static int sgd_step(Optimizer *opt, int n, OptimUpdate *u, const int *index) {
     for (int k = 0; k < n && o->momentum != 0; k++) {
         Tensor **buf = optimizer_slot(opt, index[k], 0);
         if (!*buf) {
-            if (!(*buf = tensor_zeros_like(u[k].param)))
+            if (!(*buf = tensor_zeros_like(u[k].param))) {
+                /* drop the buffers made for this step: kept, they would
+                 * lose their first use (a buffer starts as a copy of d) */
+                for (int j = 0; j < k; j++)
+                    if (u[j].first) {
+                        Tensor **made = optimizer_slot(opt, index[j], 0);
+                        tensor_release(*made);
+                        *made = NULL;
+                    }
                 return error_prefix("SGD: momentum buffer of parameter %d", index[k]);
+            }
             u[k].first = true;
         }
         u[k].state[0] = *buf;

@@ -9,7 +9,7 @@
  * off unless the calling thread asked for them with gpu_set_tf32(true) (a
  * job's "allow_tf32"; cuBLAS's default math is full float32). Jobs on one
  * GPU share its handle, so the math mode is set and the product queued
- * under the handle's lock (queueing takes microseconds).
+ * under that device's lock (queueing takes microseconds).
  * k == 0 scales C by beta here (beta == 0 writes zeros without reading C),
  * as core/cpu/gemm.c does.
  */
@@ -23,7 +23,7 @@
 
 static cublasHandle_t handles[GPU_MAX_DEVICES];
 static bool handle_tf32[GPU_MAX_DEVICES];
-static std::mutex handle_lock;
+static std::mutex handle_locks[GPU_MAX_DEVICES];
 static thread_local bool want_tf32;
 
 static const char *cublas_message(cublasStatus_t s) {
@@ -47,11 +47,9 @@ static bool cublas_ok(cublasStatus_t s, const char *where) {
 
 extern "C" void gpu_set_tf32(bool enabled) { want_tf32 = enabled; }
 
-/* The handle of the current device, with this thread's math mode; the
- * caller holds handle_lock until its product is queued. */
-static cublasHandle_t device_handle_locked(void) {
-    int dev = gpu_current_device();
-    if (dev < 0 || dev >= GPU_MAX_DEVICES) return NULL;
+/* The handle of device dev, with this thread's math mode; the caller holds
+ * handle_locks[dev] until its product is queued. */
+static cublasHandle_t device_handle_locked(int dev) {
     if (!handles[dev]) {
         cublasHandle_t h;
         if (!cublas_ok(cublasCreate(&h), "cublasCreate")) return NULL;
@@ -106,8 +104,13 @@ extern "C" void gpu_launch_gemm(int dtype, bool trans_a, bool trans_b, int64_t m
         gpu_record_msg("matrix dimension above 2^31 - 1", "gemm");
         return;
     }
-    std::lock_guard<std::mutex> guard(handle_lock);
-    cublasHandle_t h = device_handle_locked();
+    int dev = gpu_current_device();
+    if (dev < 0 || dev >= GPU_MAX_DEVICES) {
+        gpu_record_msg("device index out of range", "gemm");
+        return;
+    }
+    std::lock_guard<std::mutex> guard(handle_locks[dev]);
+    cublasHandle_t h = device_handle_locked(dev);
     if (!h) return;
     cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/autograd.h"
+#include "core/backend.h"
 #include "core/error.h"
 #include "core/optim/optimizer.h"
 #include "tests/support/fixture.h"
@@ -361,6 +362,64 @@ Test(optim, mixed_dtypes_update_as_separate_optimizers) {
     }
     optimizer_free(all);
     for (int i = 0; i < 4; i++) tensor_release(p[i]);
+}
+
+/* SGD whose momentum buffers cannot all be made in a step (out of memory
+ * at the third, on a stand-in device: the CPU's kernels as cuda:0 with an
+ * allocator that can be told to fail): the step fails, no buffer is kept,
+ * so the next step is every buffer's first use, as a fresh SGD's. */
+static int allocs_left = -1; /* < 0: no limit */
+static void *limited_alloc(Device d, size_t n) {
+    if (allocs_left == 0) return NULL;
+    if (allocs_left > 0) allocs_left--;
+    return cpu_backend.alloc(d, n);
+}
+
+Test(optim, sgd_out_of_memory_keeps_no_half_state) {
+    static Backend standin;
+    standin = cpu_backend;
+    standin.alloc = limited_alloc;
+    backend_register_cuda(&standin, 1);
+    const Device cuda0 = {DEVICE_CUDA, 0};
+    Tensor *p[3], *q[3];
+    for (int i = 0; i < 3; i++) {
+        Tensor *v = vec(4, i);
+        p[i] = tensor_to_device(v, cuda0);
+        q[i] = tensor_clone(v);
+        tensor_release(v);
+        cr_assert(p[i] && q[i], "%s", error_get());
+    }
+    SgdOptions o = {.lr = 0.1, .momentum = 0.9, .dampening = 0.5};
+    Optimizer *opt = sgd_new(p, 3, o), *fresh = sgd_new(q, 3, o);
+    cr_assert(opt && fresh, "%s", error_get());
+    for (int i = 0; i < 3; i++) {
+        p[i]->grad = tensor_to_device(q[i], cuda0); /* any values */
+        q[i]->grad = tensor_clone(q[i]);
+    }
+    allocs_left = 2; /* the third buffer fails */
+    cr_assert_eq(optimizer_step(opt), -1);
+    cr_assert(strstr(error_get(), "momentum buffer of parameter 2"), "%s", error_get());
+    allocs_left = -1;
+    TensorDict d;
+    tensor_dict_init(&d);
+    cr_assert_eq(optimizer_state_dict(opt, &d), 0);
+    cr_assert_null(tensor_dict_get(&d, "state.0.momentum_buffer"), "no half-made state");
+    tensor_dict_free(&d);
+    cr_assert_eq(optimizer_step(opt), 0, "%s", error_get());
+    cr_assert_eq(optimizer_step(fresh), 0, "%s", error_get());
+    for (int i = 0; i < 3; i++) {
+        Tensor *back = tensor_to_device(p[i], DEVICE_CPU_INIT);
+        expect_same_bits(back, q[i], "after the failed step, a first step");
+        tensor_release(back);
+    }
+    optimizer_zero_grad(opt);
+    optimizer_zero_grad(fresh);
+    optimizer_free(opt);
+    optimizer_free(fresh);
+    for (int i = 0; i < 3; i++) {
+        tensor_release(p[i]);
+        tensor_release(q[i]);
+    }
 }
 
 Test(optim, lr_is_read_at_each_step) {
