@@ -110,15 +110,7 @@ wait_end() { # wait_end JOB SECONDS
 }
 
 # ---- a finished job with a 10,000-point loss history
-$PY - "$TMP/hist.csv" <<'EOF'
-import random, sys
-random.seed(0)
-with open(sys.argv[1], "w") as f:
-    f.write("x0,x1,x2,x3,label\n")
-    for i in range(10000):
-        y = i % 3
-        f.write(",".join("%.4f" % random.gauss(y if k == y else 0.0, 0.5) for k in range(4)) + ",%d\n" % y)
-EOF
+$PY scripts/toy_csv.py 10000 "$TMP/hist.csv"
 curl -sf -o /dev/null -H "$AUTH" -F name=hist -F format=csv -F label_column=label \
     -F "file=@$TMP/hist.csv" "$URL/v1/datasets"
 cat >"$TMP/hist.json" <<'EOF'

@@ -103,16 +103,7 @@ USER_TOKEN=$("$TRAIND" user add alice --data-dir "$VAR" 2>"$TMP/user.err")
 check "user add prints a token" "${#USER_TOKEN}" 64
 
 # ---------------------------------------------------------------- datasets
-$PY - "$TMP/tab.csv" <<'EOF'
-import random, sys
-random.seed(0)
-with open(sys.argv[1], "w") as f:
-    f.write("x0,x1,x2,x3,label\n")
-    for i in range(600):
-        y = i % 3
-        xs = [random.gauss(y if k == y else 0.0, 0.5) for k in range(4)]
-        f.write(",".join("%.5f" % x for x in xs) + ",%d\n" % y)
-EOF
+$PY scripts/toy_csv.py 600 "$TMP/tab.csv"
 api POST /v1/datasets -F name=tab -F format=csv -F label_column=label -F "file=@$TMP/tab.csv"
 expect "upload csv" 201 &&
     check "csv: samples, features, classes" "$(jv '(d["samples"], d["inputs"]["shape"], d["classes"])')" "(600, [4], 3)"

@@ -84,16 +84,7 @@ loss_history() {
 }
 
 # ---------------------------------------------------------------- data, jobs
-$PY - "$TMP/tab.csv" <<'EOF'
-import random, sys
-random.seed(0)
-with open(sys.argv[1], "w") as f:
-    f.write("x0,x1,x2,x3,label\n")
-    for i in range(6000):
-        y = i % 3
-        xs = [random.gauss(y if k == y else 0.0, 0.5) for k in range(4)]
-        f.write(",".join("%.5f" % x for x in xs) + ",%d\n" % y)
-EOF
+$PY scripts/toy_csv.py 6000 "$TMP/tab.csv"
 BATCH=10
 STEPS_PER_EPOCH=$((6000 / BATCH))
 job() { # job NAME EPOCHS
