@@ -20,25 +20,7 @@
 #include <string.h>
 
 #include "core/cpu/cpu.h"
-
-/* A window's clipped input range along one axis: first and one-past-last
- * position, stepping by dilation; `padded` is the extent within the padded
- * input (for the average's divisor). */
-typedef struct {
-    int64_t start, end, padded;
-} Span;
-
-static Span window_span(int64_t o, int64_t stride, int64_t pad, int64_t kernel,
-                        int64_t dilation, int64_t size) {
-    int64_t s = o * stride - pad;
-    int64_t e = s + (kernel - 1) * dilation + 1;
-    int64_t pe = e < size + pad ? e : size + pad;
-    Span span = {s, e, pe - s};
-    /* Step start up to the first tap inside the image, keeping the dilation grid. */
-    if (span.start < 0) span.start += dilation * ((-span.start + dilation - 1) / dilation);
-    if (span.end > size) span.end = size;
-    return span;
-}
+#include "core/window_span.h"
 
 #define POOL_KERNELS(T, SUFFIX)                                                                    \
     /* The common 2x2, stride 2, unpadded window without the general        \

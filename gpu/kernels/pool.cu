@@ -8,23 +8,8 @@
  * gathering from the windows that cover it in the CPU's (oh, ow) order, so
  * no atomics and the same order of additions as the CPU's scatter.
  */
+#include "core/window_span.h"
 #include "gpu/kernels/common.cuh"
-
-struct Span {
-    int64_t start, end, padded;
-};
-
-/* As core/cpu/pool.c's window_span. */
-__device__ inline Span window_span(int64_t o, int64_t stride, int64_t pad, int64_t kernel,
-                                   int64_t dilation, int64_t size) {
-    int64_t s = o * stride - pad;
-    int64_t e = s + (kernel - 1) * dilation + 1;
-    int64_t pe = e < size + pad ? e : size + pad;
-    Span span = {s, e, pe - s};
-    if (span.start < 0) span.start += dilation * ((-span.start + dilation - 1) / dilation);
-    if (span.end > size) span.end = size;
-    return span;
-}
 
 /* The output positions along one axis whose window may cover input i. */
 __device__ inline void covering(int64_t i, int64_t stride, int64_t pad, int64_t kernel,
