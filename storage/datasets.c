@@ -178,7 +178,7 @@ static void shape_from_json(const char *text, DbSampleShape *s) {
     json_decref(j);
 }
 
-static json_t *files_to_json(const DbDataset *ds) {
+json_t *db_dataset_files_json(const DbDataset *ds) {
     json_t *a = json_array();
     for (int i = 0; a && i < ds->num_files; i++)
         json_array_append_new(a, json_pack("{s:s, s:s, s:I, s:s}", "role", ds->files[i].role,
@@ -230,7 +230,7 @@ int db_dataset_mark_ready(Db *db, int64_t id, const DbDataset *info) {
         }
         sha256_final_hex(&s, sha);
     }
-    json_t *files = files_to_json(info), *shape = shape_to_json(&info->shape);
+    json_t *files = db_dataset_files_json(info), *shape = shape_to_json(&info->shape);
     char *files_text = files ? json_dumps(files, JSON_COMPACT) : NULL;
     char *shape_text = shape ? json_dumps(shape, JSON_COMPACT) : NULL;
     json_decref(files);

@@ -44,6 +44,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 typedef struct Db Db;
 
 typedef enum {
@@ -151,6 +153,11 @@ typedef struct {
 } DbDataset;
 
 void db_dataset_clear(DbDataset *ds); /* frees options_json; the struct may be reused */
+
+/* The dataset's files as a JSON array of {role, name, bytes, sha256} (a new
+ * reference; NULL when out of memory): what its row stores, and what the
+ * API shows. */
+json_t *db_dataset_files_json(const DbDataset *ds);
 
 /* [A-Za-z0-9._-]{1,64}, not "." or "..", not only digits (it would read
  * as an id). 0, or DB_INVALID with "dataset name '...': ..." */

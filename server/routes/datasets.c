@@ -19,12 +19,7 @@ static json_t *dims(int ndim, const int64_t *shape) {
 }
 
 json_t *dataset_json(const DbDataset *ds) {
-    json_t *files = json_array();
-    for (int i = 0; files && i < ds->num_files; i++)
-        json_array_append_new(files, json_pack("{s:s, s:s, s:I, s:s}", "role", ds->files[i].role,
-                                               "name", ds->files[i].name, "bytes",
-                                               (json_int_t)ds->files[i].bytes, "sha256",
-                                               ds->files[i].sha256));
+    json_t *files = db_dataset_files_json(ds);
     json_error_t jerr;
     json_t *options = json_loads(ds->options_json ? ds->options_json : "{}", 0, &jerr);
     const DbSampleShape *s = &ds->shape;
