@@ -16,6 +16,7 @@
  * are readable with any safetensors tool.
  */
 #include "core/train.h"
+#include "core/clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -40,12 +41,6 @@
 void train_init(Trainer *t) {
     memset(t, 0, sizeof *t);
     t->device = DEVICE_CPU_INIT;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static bool cancelled(const Trainer *t) { return t->cancel && atomic_load(t->cancel) != 0; }
@@ -249,7 +244,7 @@ static int check_trainer(const Trainer *t) {
 
 static int train_epoch(Trainer *t, int epoch) {
     TrainState *s = &t->state;
-    double t0 = now_s();
+    double t0 = clock_now_s();
     module_train(t->model, true);
     if (!s->epoch_begun) {
         if (dataloader_begin_epoch(t->train, epoch) != 0) return error_prefix("epoch %d", epoch);
@@ -264,7 +259,7 @@ static int train_epoch(Trainer *t, int epoch) {
     for (;;) {
         if (cancelled(t)) {
             dataloader_end_epoch(t->train);
-            s->elapsed_s += now_s() - t0;
+            s->elapsed_s += clock_now_s() - t0;
             return error_set("cancelled at step %" PRId64, s->step);
         }
         Batch b;
@@ -282,15 +277,15 @@ static int train_epoch(Trainer *t, int epoch) {
             return -1;
         }
     }
-    s->elapsed_s += now_s() - t0;
+    s->elapsed_s += clock_now_s() - t0;
 
     /* validation and the epoch's metrics */
-    double v0 = now_s(), val_loss = NAN, val_acc = NAN;
+    double v0 = clock_now_s(), val_loss = NAN, val_acc = NAN;
     if (t->val && validate(t, epoch, &val_loss, &val_acc) != 0) {
-        s->elapsed_s += now_s() - v0; /* the epoch stays in progress */
+        s->elapsed_s += clock_now_s() - v0; /* the epoch stays in progress */
         return -1;
     }
-    double epoch_time = s->elapsed_s + (now_s() - v0);
+    double epoch_time = s->elapsed_s + (clock_now_s() - v0);
     double train_loss = s->samples > 0 ? s->loss_sum / (double)s->samples : NAN;
     double train_acc = s->samples > 0 ? (double)s->correct / (double)s->samples : NAN;
     double sps = epoch_time > 0 ? (double)s->samples / epoch_time : 0;

@@ -10,6 +10,7 @@
  * DIR/epoch-<N>/{model,trainer}.safetensors, the last `keep_last` kept.
  */
 #include "server/cmd_run.h"
+#include "core/clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -34,12 +35,6 @@ typedef struct {
     double start;
 } RunContext;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void on_metric(void *user, const char *name, int64_t step, int epoch, double value) {
     RunContext *rc = user;
     if (rc->jsonl) {
@@ -49,7 +44,7 @@ static void on_metric(void *user, const char *name, int64_t step, int epoch, dou
     }
     if (!rc->tty || strcmp(name, "loss") != 0) return;
     /* progress bar: epoch, step/total, loss, samples/s, ETA */
-    double elapsed = now_s() - rc->start;
+    double elapsed = clock_now_s() - rc->start;
     double eta = step > 0 ? elapsed * (double)(rc->total_steps - step) / (double)step : 0;
     int width = 30, filled = rc->total_steps ? (int)(width * step / rc->total_steps) : width;
     char bar[64];
@@ -147,7 +142,7 @@ int cmd_run(int argc, char **argv) {
         snprintf(out_dir, sizeof out_dir, "runs/%s", r.spec->name[0] ? r.spec->name : "job");
     }
     RunContext ctx = {.spec = r.spec, .out_dir = out_dir, .jsonl = jsonl,
-                      .tty = isatty(STDERR_FILENO), .start = now_s()};
+                      .tty = isatty(STDERR_FILENO), .start = clock_now_s()};
     Trainer t;
     train_init(&t);
     job_build_trainer(&r, &t, device);

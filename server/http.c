@@ -14,6 +14,7 @@
  * no thread and no busy loop.
  */
 #include "server/http.h"
+#include "core/clock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -421,9 +422,7 @@ static void *ticker_main(void *arg) {
     pthread_mutex_lock(&s->stream_lock);
     while (!s->stopping) {
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += HTTP_TICK_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+        clock_deadline_in(&until, HTTP_TICK_MS);
         pthread_cond_timedwait(&s->tick_cond, &s->stream_lock, &until);
         resume_waiting(s);
     }

@@ -19,6 +19,7 @@
  * resumed attempt continues the very same trajectory.
  */
 #include "server/scheduler.h"
+#include "core/clock.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -83,12 +84,6 @@ struct Scheduler {
     Worker workers[];
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void bump(Scheduler *s) {
     pthread_mutex_lock(&s->gmu);
     s->generation++;
@@ -105,14 +100,7 @@ uint64_t scheduler_generation(Scheduler *s) {
 
 uint64_t scheduler_wait(Scheduler *s, uint64_t seen, int timeout_ms) {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (timeout_ms < 0) timeout_ms = 0;
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    clock_deadline_in(&ts, timeout_ms);
     pthread_mutex_lock(&s->gmu);
     while (s->generation == seen)
         if (pthread_cond_timedwait(&s->gcv, &s->gmu, &ts) == ETIMEDOUT) break;
@@ -241,7 +229,7 @@ static void on_metric(void *user, const char *name, int64_t step, int epoch, dou
     JobRun *r = user;
     metric_writer_push(r->s->mw, r->job, name, step, epoch, value);
     if (strcmp(name, "loss") == 0) {
-        double dt = now_s() - r->t0;
+        double dt = clock_now_s() - r->t0;
         double steps_per_s = dt > 0 ? (double)(step - r->step0) / dt : 0;
         pthread_mutex_lock(&r->w->pmu);
         DbJobProgress *p = &r->w->progress;
@@ -349,7 +337,7 @@ static void requeue_stopped(JobRun *r, const Trainer *t, bool built) {
 
 static void run_job(Worker *w, const DbJob *job) {
     Scheduler *s = w->s;
-    JobRun r = {.s = s, .w = w, .job = job->id, .t0 = now_s()};
+    JobRun r = {.s = s, .w = w, .job = job->id, .t0 = clock_now_s()};
     snprintf(r.ckpt_dir, sizeof r.ckpt_dir, "%s/jobs/%" PRId64 "/checkpoints", db_data_dir(s->db),
              job->id);
     sched_log(job->id, "info", "attempt %d on %s", job->attempt, w->device_name);
@@ -379,7 +367,7 @@ static void run_job(Worker *w, const DbJob *job) {
     }
     if (rc == 0) {
         r.step0 = t.state.step;
-        r.t0 = now_s();
+        r.t0 = clock_now_s();
         pthread_mutex_lock(&w->pmu);
         w->progress = (DbJobProgress){.epoch = t.state.epoch, .step = t.state.step,
                                       .total_steps = r.total_steps, .eta_s = -1};

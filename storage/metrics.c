@@ -18,6 +18,7 @@
  * kept until they are in.
  */
 #include "storage/db_internal.h"
+#include "core/clock.h"
 
 #include <errno.h>
 #include <math.h>
@@ -348,16 +349,6 @@ struct MetricWriter {
     bool stop;
 };
 
-static void deadline_in(struct timespec *ts, int ms) {
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* Commits rows[0..n) in one transaction. A row whose job is gone (foreign
  * key) is skipped with a warning rather than failing the batch forever. */
 static int commit_batch(MetricWriter *w, PendingMetric *rows, size_t n) {
@@ -414,7 +405,7 @@ static void *writer_main(void *arg) {
             !w->stop) {
             /* after a failure, wait 200 ms before trying again */
             struct timespec ts;
-            deadline_in(&ts, w->failures ? 200 : WRITER_INTERVAL_MS);
+            clock_deadline_in(&ts, w->failures ? 200 : WRITER_INTERVAL_MS);
             uint64_t target = w->flush_target;
             while ((w->failures || w->n < WRITER_BATCH) && w->flush_target == target && !w->stop)
                 if (pthread_cond_timedwait(&w->wake, &w->mu, &ts) == ETIMEDOUT) break;
@@ -549,7 +540,7 @@ uint64_t metric_writer_generation(MetricWriter *w) {
 
 uint64_t metric_writer_wait(MetricWriter *w, uint64_t seen, int timeout_ms) {
     struct timespec ts;
-    deadline_in(&ts, timeout_ms < 0 ? 0 : timeout_ms);
+    clock_deadline_in(&ts, timeout_ms);
     pthread_mutex_lock(&w->mu);
     while (w->generation == seen && !w->stop)
         if (pthread_cond_timedwait(&w->done, &w->mu, &ts) == ETIMEDOUT) break;

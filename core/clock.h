@@ -1,0 +1,17 @@
+/* clock.h - the two clocks traind reads: seconds on the monotonic clock,
+ * for durations (epoch times, samples/s, ETAs), and deadlines on the
+ * realtime clock, which pthread_cond_timedwait measures against.
+ */
+#ifndef TRAIND_CORE_CLOCK_H
+#define TRAIND_CORE_CLOCK_H
+
+#include <time.h>
+
+/* Seconds since an arbitrary point (CLOCK_MONOTONIC): only differences mean anything. */
+double clock_now_s(void);
+
+/* *ts = the realtime clock `ms` milliseconds from now (ms < 0: now), for
+ * pthread_cond_timedwait. */
+void clock_deadline_in(struct timespec *ts, int ms);
+
+#endif
