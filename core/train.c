@@ -16,7 +16,6 @@
  * are readable with any safetensors tool.
  */
 #include "core/train.h"
-#include "core/clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -33,6 +32,7 @@
 
 #include "core/autograd.h"
 #include "core/backend.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/io/safetensors.h"
 

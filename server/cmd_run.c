@@ -10,7 +10,6 @@
  * DIR/epoch-<N>/{model,trainer}.safetensors, the last `keep_last` kept.
  */
 #include "server/cmd_run.h"
-#include "core/clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -22,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/backend.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/spec.h"
 #include "core/train.h"

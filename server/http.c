@@ -14,7 +14,6 @@
  * no thread and no busy loop.
  */
 #include "server/http.h"
-#include "core/clock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "server/log.h"
 

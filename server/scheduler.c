@@ -19,7 +19,6 @@
  * resumed attempt continues the very same trajectory.
  */
 #include "server/scheduler.h"
-#include "core/clock.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -37,6 +36,7 @@
 #endif
 
 #include "core/backend.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/train.h"
 #include "server/job_build.h"

@@ -18,7 +18,6 @@
  * kept until they are in.
  */
 #include "storage/db_internal.h"
-#include "core/clock.h"
 
 #include <errno.h>
 #include <math.h>
@@ -28,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 
 static void bind_value(sqlite3_stmt *st, int i, double v) {
