@@ -6,19 +6,19 @@
  * (tensor_empty_pinned) and its prefetch thread uploads it from there.
  *
  * cudaHostAlloc pins every page and costs far more than malloc, so freed
- * buffers are cached by size (rounded as the device allocator rounds) and
- * taken back by the next request of that size, up to kCacheMax bytes kept;
- * when pinning fails, the kept buffers are unpinned and it is tried again.
+ * buffers are cached by size (block_cache.cuh, as the device allocator's,
+ * rounded to whole pages) and taken back by the next request of that size,
+ * up to kCacheMax bytes kept; when pinning fails, the kept buffers are
+ * unpinned and it is tried again.
  * A buffer is reusable as soon as it is freed: every copy out of one
  * (gpu_memcpy_from_host_beside, cudaMemcpy) has completed when it returns.
  * Portable: the buffers serve every device.
  */
 #include <cuda_runtime.h>
 
-#include <map>
 #include <mutex>
-#include <unordered_map>
 
+#include "gpu/block_cache.cuh"
 #include "gpu/gpu.h"
 #include "gpu/kernels.h"
 
@@ -27,73 +27,43 @@ namespace {
 const size_t kCacheMax = (size_t)256 << 20;
 
 std::mutex lock;
-std::multimap<size_t, void *> free_buffers; /* size -> buffer */
-std::unordered_map<void *, size_t> live;    /* buffer -> size */
-size_t in_use, cached;
-
-size_t round_size(size_t n) {
-    const size_t small = 4096, large = (size_t)2 << 20;
-    if (n == 0) n = 1;
-    if (n < ((size_t)1 << 20)) return (n + small - 1) / small * small;
-    return (n + large - 1) / large * large;
-}
-
-/* Unpins every kept buffer; the caller holds the lock. */
-void trim_locked() {
-    for (auto &kv : free_buffers) (void)cudaFreeHost(kv.second);
-    free_buffers.clear();
-    cached = 0;
-}
+BlockCache cache;
 
 } // namespace
 
 /* NULL when the memory cannot be pinned (the caller falls back to plain
  * memory); that failure is not recorded as an error. */
 extern "C" void *gpu_pinned_alloc(size_t nbytes) {
-    size_t size = round_size(nbytes);
+    size_t size = BlockCache::round(nbytes, 4096);
     std::lock_guard<std::mutex> g(lock);
-    auto it = free_buffers.lower_bound(size);
-    if (it != free_buffers.end() && it->first <= size + size / 4) {
-        void *p = it->second;
-        size_t got = it->first;
-        free_buffers.erase(it);
-        cached -= got;
-        live[p] = got;
-        in_use += got;
-        return p;
-    }
+    if (void *p = cache.take(size)) return p;
     void *p = nullptr;
     if (cudaHostAlloc(&p, size, cudaHostAllocPortable) != cudaSuccess) {
         (void)cudaGetLastError();
-        trim_locked();
+        cache.drain([](void *b) { (void)cudaFreeHost(b); }); /* unpin what is kept, once more */
         if (cudaHostAlloc(&p, size, cudaHostAllocPortable) != cudaSuccess) {
             (void)cudaGetLastError();
             return nullptr;
         }
     }
-    live[p] = size;
-    in_use += size;
+    if (!cache.add(p, size)) {
+        (void)cudaFreeHost(p);
+        return nullptr;
+    }
     return p;
 }
 
 extern "C" void gpu_pinned_free(void *ptr) {
     if (!ptr) return;
     std::lock_guard<std::mutex> g(lock);
-    auto it = live.find(ptr);
-    if (it == live.end()) return; /* not ours: nothing sane to do */
-    size_t size = it->second;
-    live.erase(it);
-    in_use -= size;
-    if (cached + size <= kCacheMax) {
-        free_buffers.emplace(size, ptr);
-        cached += size;
-    } else {
+    size_t size = cache.release(ptr);
+    if (size == 0) return; /* not ours: nothing sane to do */
+    if (cache.cached + size > kCacheMax || !cache.keep(ptr, size))
         gpu_record((int)cudaFreeHost(ptr), "cudaFreeHost");
-    }
 }
 
 extern "C" void gpu_pinned_stats(size_t *in_use_bytes, size_t *cached_bytes) {
     std::lock_guard<std::mutex> g(lock);
-    if (in_use_bytes) *in_use_bytes = in_use;
-    if (cached_bytes) *cached_bytes = cached;
+    if (in_use_bytes) *in_use_bytes = cache.in_use;
+    if (cached_bytes) *cached_bytes = cache.cached;
 }
