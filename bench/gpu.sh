@@ -46,8 +46,8 @@ emit "{\"bench\": \"gpu\", \"device\": \"$device\", \"date\": \"$(date -u +%FT%T
 
 peak_line=$(build/bench_gemm)
 emit "$peak_line"
-peak=$(echo "$peak_line" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["peak_tflops"])')
-peak_tf32=$(echo "$peak_line" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["peak_tflops_tf32"])')
+read -r peak peak_tf32 < <(echo "$peak_line" |
+    "$PY" -c 'import json,sys; d = json.load(sys.stdin); print(d["peak_tflops"], d["peak_tflops_tf32"])')
 
 # ratio BENCH OURS THEIRS PARAMS PEAK: the comparison line.
 ratio() {
