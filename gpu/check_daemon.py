@@ -24,6 +24,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+import toy_csv  # noqa: E402  (scripts/toy_csv.py: the tests' synthetic CSV)
+
 TRAIND = sys.argv[1] if len(sys.argv) > 1 else "build/traind"
 passed = failed = 0
 
@@ -117,14 +120,9 @@ def main():
               and 0 < g.get("memory_free_bytes", 0) <= g["memory_bytes"], json.dumps(g))
         check("one worker on cuda:0 by default", len(g.get("workers", [])) == 1, json.dumps(g))
 
-        rng = random.Random(3)
-        rows = ["f0,f1,f2,f3,label"]
-        for _ in range(20000):
-            x = [rng.gauss(0, 1) for _ in range(4)]
-            rows.append("%.5f,%.5f,%.5f,%.5f,%d" % (*x, (x[0] + x[1] > 0) + (x[2] > 0.5)))
-        st, d = api.upload_csv("tab", "\n".join(rows[:4001]) + "\n")
+        st, d = api.upload_csv("tab", toy_csv.text(4000))
         check("upload a CSV", st == 201, json.dumps(d))
-        st, d = api.upload_csv("wide", "\n".join(rows) + "\n")
+        st, d = api.upload_csv("wide", toy_csv.text(20000))
         check("upload a larger CSV", st == 201, json.dumps(d))
 
         # An auto job: the GPU is free, so it goes there.
