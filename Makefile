@@ -162,13 +162,16 @@ lint-api:
 # MNIST MLP and CNN, traind and (where torch imports) PyTorch side by side;
 # JSON lines on stdout. Needs ../shared/datasets/mnist (skips without it).
 # Then the API under wrk load while a job trains (bench-api, bench/api.sh;
-# installs Debian's wrk when missing).
+# installs Debian's wrk when missing), twice: every thread on every core
+# (the default daemon), then --http-cpus on the last CPU with wrk beside it
+# (HTTP_CPUS=last; skipped on one CPU).
 bench: build/traind
 	@bench/run.sh
-	@bench/api.sh
+	@$(MAKE) --no-print-directory bench-api
 
 bench-api: build/traind
 	@bench/api.sh
+	@HTTP_CPUS=last bench/api.sh
 
 # The GPU benchmark: MNIST MLP and CNN and a GEMM-heavy MLP on --device cuda
 # beside PyTorch CUDA, and the cuBLAS sgemm peak (build/bench_gemm). Prints

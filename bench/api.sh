@@ -16,6 +16,10 @@
 #   paced       each connection waits PAUSE_MS (100, jittered 50-150 ms,
 #               bench/paced.lua) between requests: 16 clients polling ten
 #               times a second, ~160 requests/s, a heavy lab's load.
+# HTTP_CPUS=LIST (e.g. 1, or "last": the last CPU) starts the daemon with --http-cpus LIST and runs
+# wrk on those CPUs too: the training keeps the other cores to itself, the
+# requests and the clients share the rest, as when the clients are on other
+# machines. Without it, everything shares every core (the default daemon).
 # And each path alone on one connection first (-t1 -c1 -d${WINDOW_C1}s):
 # the c1_* fields, latency without queueing behind other requests.
 #
@@ -58,6 +62,20 @@ PAUSE_MS=${PAUSE_MS:-100}
 ACCEPT=${ACCEPT:-"Accept-Encoding: gzip"}
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+HTTP_CPUS=${HTTP_CPUS:-}
+if [ "$HTTP_CPUS" = last ]; then
+    HTTP_CPUS=$($PY -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[-1] if len(c) > 1 else "")')
+    if [ -z "$HTTP_CPUS" ]; then
+        echo "bench api: HTTP_CPUS=last: skipped, this process has one CPU" >&2
+        exit 0
+    fi
+fi
+WRK=(wrk)
+PIN_ARGS=()
+if [ -n "$HTTP_CPUS" ]; then
+    WRK=(taskset -c "$HTTP_CPUS" wrk)
+    PIN_ARGS=(--http-cpus "$HTTP_CPUS")
+fi
 
 [ -x "$TRAIND" ] || { echo "bench api: $TRAIND not built (make all)" >&2; exit 1; }
 if ! command -v wrk >/dev/null; then
@@ -77,7 +95,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$TMP/var" --workers 2 ${SERVE_ARGS:-} \
+"$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$TMP/var" --workers 2 "${PIN_ARGS[@]}" ${SERVE_ARGS:-} \
     2>"$TMP/daemon.log" &
 DAEMON_PID=$!
 PORT=""
@@ -176,7 +194,7 @@ window_wrk() {
     [ "$3" != saturating ] && script=(-s bench/paced.lua)
     [ "$3" = paced-cold ] && vary=1
     s0=$(step_now); t0=$(now)
-    WRK_PAUSE_MS=$PAUSE_MS WRK_VARY_AFTER=$vary wrk -t"$THREADS" -c"$CONNS" -d"${WINDOW}s" --latency "${script[@]}" \
+    WRK_PAUSE_MS=$PAUSE_MS WRK_VARY_AFTER=$vary "${WRK[@]}" -t"$THREADS" -c"$CONNS" -d"${WINDOW}s" --latency "${script[@]}" \
         -H "$AUTH" -H "$ACCEPT" "$URL$1" >"$2"
     s1=$(step_now); t1=$(now)
     rate "$s0" "$t0" "$s1" "$t1"
@@ -203,7 +221,7 @@ pairs() {
 c1() {
     local script=()
     [ "${3:-}" = cold ] && script=(-s bench/paced.lua)
-    WRK_PAUSE_MS=0 WRK_VARY_AFTER=1 wrk -t1 -c1 -d"${WINDOW_C1}s" --latency "${script[@]}" \
+    WRK_PAUSE_MS=0 WRK_VARY_AFTER=1 "${WRK[@]}" -t1 -c1 -d"${WINDOW_C1}s" --latency "${script[@]}" \
         -H "$AUTH" -H "$ACCEPT" "$URL$1" >"$2"
 }
 
@@ -262,7 +280,7 @@ PACED_HIST=$(pairs paced_hist "$HIST_PATH" paced "$REPS_PACED")
 PACED_RUN_HIST=$(pairs paced_run_hist "$RUN_HIST_PATH" paced "$REPS_PACED")
 COLD_HIST=$(pairs cold_hist "$RUN_HIST_PATH" paced-cold "$REPS_PACED")
 
-COMMON="\"threads\": $THREADS, \"connections\": $CONNS, \"window_s\": $WINDOW, \"cores\": $(nproc), \"training_job\": \"$TRAIN_NAME\""
+COMMON="\"threads\": $THREADS, \"connections\": $CONNS, \"window_s\": $WINDOW, \"cores\": $(nproc), \"http_cpus\": \"${HTTP_CPUS:-all}\", \"training_job\": \"$TRAIN_NAME\""
 SAT="\"pairs\": $REPS_SATURATING, $COMMON"
 PACED="\"pause_ms\": $PAUSE_MS, \"pairs\": $REPS_PACED, $COMMON"
 JOB_FIELDS="\"path\": \"/v1/jobs/{id}\", \"job_state\": \"running\""

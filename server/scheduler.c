@@ -24,6 +24,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -340,10 +341,20 @@ static void run_job(Worker *w, const DbJob *job) {
     JobRun r = {.s = s, .w = w, .job = job->id, .t0 = clock_now_s()};
     snprintf(r.ckpt_dir, sizeof r.ckpt_dir, "%s/jobs/%" PRId64 "/checkpoints", db_data_dir(s->db),
              job->id);
-    sched_log(job->id, "info", "attempt %d on %s", job->attempt, w->device_name);
+    int threads = 1;
 #ifdef _OPENMP
-    if (s->cfg.threads_per_job > 0) omp_set_num_threads(s->cfg.threads_per_job);
+    /* OpenMP's default is every CPU the process had when it started; a
+     * worker kept to fewer (serve --http-cpus, or a taskset on the thread)
+     * would run more threads than cores and have them wait on each other */
+    cpu_set_t mine;
+    if (s->cfg.threads_per_job > 0)
+        omp_set_num_threads(s->cfg.threads_per_job);
+    else if (sched_getaffinity(0, sizeof mine, &mine) == 0 && CPU_COUNT(&mine) > 0)
+        omp_set_num_threads(CPU_COUNT(&mine));
+    threads = omp_get_max_threads();
 #endif
+    job_log(s, job->id, "attempt %d on %s, %d CPU thread%s", job->attempt, w->device_name,
+            threads, threads == 1 ? "" : "s");
     const Backend *be = backend_for(w->device);
     if (be && be->clear_error) be->clear_error(w->device); /* not the last job's failure */
     error_clear();

@@ -2,8 +2,9 @@
  *
  *   traind serve [--port 8080] [--bind 127.0.0.1] [--data-dir ./var]
  *                [--workers N] [--devices cpu,cuda:0,...]
- *                [--http-threads 4] [--http-nice 10] [--max-upload-mb 4096]
- *                [--import-timeout 600] [--threads-per-job N] [--quiet]
+ *                [--http-threads 4] [--http-nice 10] [--http-cpus LIST]
+ *                [--max-upload-mb 4096] [--import-timeout 600]
+ *                [--threads-per-job N] [--quiet]
  *
  * Priority: the HTTP threads run at nice --http-nice (10; 0 turns it off),
  * the training workers at the daemon's own: a flood of requests on a
@@ -12,6 +13,14 @@
  * speed at nice 0 and nothing measurable at nice 10 (p99 13 -> 9 ms).
  * The price: large uncached reads wait longer on a busy CPU, and an HTTP
  * thread holding SQLite's write lock (short transactions) runs slower.
+ *
+ * Cores: --http-cpus LIST ("3", "0-1"; taskset's form) puts the HTTP
+ * threads and the metric writer on those CPUs and the training workers on
+ * the others, each job then running as many threads as its worker has
+ * CPUs (--threads-per-job overrides). A nice value only orders threads
+ * that share a core; this keeps a burst of requests off the training's
+ * cores altogether, at the price of those cores. bench/api.sh
+ * (HTTP_CPUS=1) measures both.
  *
  * Workers: --devices lists them, one per entry ("cpu,cpu,cuda:0");
  * without it, --workers CPU workers (1) and one per GPU found, so each GPU
@@ -51,6 +60,7 @@
 
 #include "core/error.h"
 #include "server/api.h"
+#include "server/cpu_list.h"
 #include "server/log.h"
 #include "server/version.h"
 
@@ -60,13 +70,15 @@ typedef struct {
     int workers, http_threads, http_nice, threads_per_job, import_timeout_s;
     int64_t max_upload_mb;
     bool quiet;
+    const char *http_cpus;          /* --http-cpus as given, NULL without it */
+    cpu_set_t http_set, train_set;  /* from it: the HTTP threads', the workers' */
 } ServeOptions;
 
 static void serve_usage(FILE *out) {
     fprintf(out,
             "usage: traind serve [--port 8080] [--bind 127.0.0.1] [--data-dir ./var]\n"
             "                    [--workers N] [--devices cpu,cuda:0,...] [--http-threads 4]\n"
-            "                    [--http-nice 10]\n"
+            "                    [--http-nice 10] [--http-cpus LIST]\n"
             "                    [--max-upload-mb 4096] [--import-timeout 600]\n"
             "                    [--threads-per-job N] [--quiet]\n");
 }
@@ -82,6 +94,41 @@ static int int_arg(const char *opt, const char *v, long long min, long long max,
         return -1;
     }
     *out = x;
+    return 0;
+}
+
+/* --http-cpus V: the HTTP threads' CPUs, which must be CPUs this process
+ * may run on, and the others for the workers, of which there must be one. */
+static int http_cpus_arg(const char *v, ServeOptions *o) {
+    cpu_set_t allowed;
+    char list[256];
+    if (cpu_list_parse(v, &o->http_set) != 0) {
+        fprintf(stderr, "traind serve: --http-cpus: %s\n", error_get());
+        return -1;
+    }
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+        fprintf(stderr, "traind serve: --http-cpus: cannot read this process's CPUs: %s\n",
+                strerror(errno));
+        return -1;
+    }
+    cpu_set_t outside;
+    CPU_XOR(&outside, &o->http_set, &allowed);
+    CPU_AND(&outside, &outside, &o->http_set);
+    cpu_list_format(&allowed, list, sizeof list);
+    if (CPU_COUNT(&outside) > 0) {
+        char bad[256];
+        cpu_list_format(&outside, bad, sizeof bad);
+        fprintf(stderr, "traind serve: --http-cpus %s: CPU(s) %s are not among this process's "
+                        "CPUs (%s)\n", v, bad, list);
+        return -1;
+    }
+    CPU_XOR(&o->train_set, &allowed, &o->http_set); /* allowed minus http: http is inside */
+    if (CPU_COUNT(&o->train_set) == 0) {
+        fprintf(stderr, "traind serve: --http-cpus %s: leaves none of this process's CPUs (%s) "
+                        "for the training workers\n", v, list);
+        return -1;
+    }
+    o->http_cpus = v;
     return 0;
 }
 
@@ -123,6 +170,8 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
         } else if (!strcmp(a, "--http-nice")) {
             if (int_arg(a, v, 0, 19, &x)) return -1;
             o->http_nice = (int)x;
+        } else if (!strcmp(a, "--http-cpus")) {
+            if (http_cpus_arg(v, o)) return -1;
         } else if (!strcmp(a, "--threads-per-job")) {
             if (int_arg(a, v, 0, 1024, &x)) return -1;
             o->threads_per_job = (int)x;
@@ -138,6 +187,13 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
             return -1;
         }
     }
+    return 0;
+}
+
+/* The calling thread onto SET; the threads it starts inherit it. */
+static int pin_this_thread(const cpu_set_t *set, const char *what) {
+    int e = pthread_setaffinity_np(pthread_self(), sizeof *set, set);
+    if (e) return error_set("--http-cpus: cannot move the %s onto their CPUs: %s", what, strerror(e));
     return 0;
 }
 
@@ -194,8 +250,12 @@ int cmd_serve(int argc, char **argv) {
     if (db_user_bootstrap_admin(db, &created) != DB_OK) goto fail;
     if (created)
         log_message("start", "created the admin user; its token is in %s/admin.token", o.data_dir);
+    /* --http-cpus: each group of threads is started from this thread while it
+     * stands on that group's CPUs, and inherits them */
+    if (o.http_cpus && pin_this_thread(&o.http_set, "metric writer") != 0) goto fail;
     mw = metric_writer_start(db);
     if (!mw) goto fail;
+    if (o.http_cpus && pin_this_thread(&o.train_set, "training workers") != 0) goto fail;
     SchedulerConfig sc = {.db = db, .metrics = mw, .devices = o.devices, .workers = o.workers,
                           .threads_per_job = o.threads_per_job};
     sched = scheduler_start(&sc);
@@ -220,6 +280,13 @@ int cmd_serve(int argc, char **argv) {
         int nice = (errno ? 0 : base) + o.http_nice;
         if (setpriority(PRIO_PROCESS, (id_t)gettid(), nice > 19 ? 19 : nice) != 0)
             log_message("start", "--http-nice %d: %s", o.http_nice, strerror(errno));
+    }
+    if (o.http_cpus) {
+        if (pin_this_thread(&o.http_set, "HTTP threads") != 0) goto fail;
+        char train[256];
+        cpu_list_format(&o.train_set, train, sizeof train);
+        log_message("start", "HTTP threads on CPU(s) %s, training workers on %s", o.http_cpus,
+                    train);
     }
     http = http_server_start(&hc);
     if (!http) goto fail;

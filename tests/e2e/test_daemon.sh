@@ -14,8 +14,10 @@
 # their running intervals overlap); (d) `?follow=1` with Last-Event-ID,
 # live and after the end, resumes right after that step; (e) GET /metrics
 # while jobs run: jobs by state, queue length, samples/s of each running
-# job, requests by route and status, upload bytes. Last, SIGTERM stops
-# both daemons cleanly, with no sanitizer report.
+# job, requests by route and status, upload bytes; (f) --http-cpus: the
+# HTTP threads and the training worker on their own CPUs, a job on as many
+# threads as its worker has CPUs, bad lists refused at start. Last,
+# SIGTERM stops both daemons cleanly, with no sanitizer report.
 #
 # The jobs train a small MLP on a generated CSV (no MNIST needed), sized to
 # take a few seconds each under ASan. Needs curl, python3 and sqlite3 (or
@@ -268,6 +270,47 @@ print(ids == list(range(101, int(sys.argv[2]) + 1)) and len(end) == 1)
 EOF
 )" True
 
+# ---------------------------------------------------------------- --http-cpus
+# The HTTP threads on the last CPU, the training worker on the others, and
+# a job runs as many threads as the worker has CPUs; lists that name a CPU
+# the process does not have, or leave none for training, stop the start.
+CPUS=$($PY -c 'import os; print(" ".join(map(str, sorted(os.sched_getaffinity(0)))))')
+LAST=${CPUS##* }
+"$TRAIND" serve --port 0 --data-dir "$TMP/vx" --http-cpus 1024 2>"$TMP/bad.log"
+check "--http-cpus 1024: exit 2, the byte named" \
+    "$?,$(grep -c "byte 0: expected a CPU number below 1024" "$TMP/bad.log")" "2,1"
+"$TRAIND" serve --port 0 --data-dir "$TMP/vx" --http-cpus "${CPUS// /,}" 2>"$TMP/bad.log"
+check "--http-cpus (every CPU): exit 2, none left for training" \
+    "$?,$(grep -c "leaves none of this process's CPUs" "$TMP/bad.log")" "2,1"
+if [ "$CPUS" = "$LAST" ]; then
+    echo "SKIP --http-cpus on a running daemon: this process has one CPU ($LAST)"
+else
+    VC=$TMP/vc LOG_C=$TMP/daemon_c.log
+    start "$VC" "$LOG_C" --http-cpus "$LAST"
+    PID_C=$DPID
+    upload "daemon C"
+    submit "pinned" 1
+    check "pinned: the job succeeds" "$(wait_state "$JOB_ID" 120 succeeded failed cancelled)" succeeded
+    check "pinned: HTTP threads on CPU $LAST, the worker on the others" "$($PY - "$PID_C" "$LAST" <<'EOF'
+import glob, os, sys
+pid, last = sys.argv[1], int(sys.argv[2])
+want_train = tuple(sorted(c for c in os.sched_getaffinity(0) if c != last))
+seen = {}
+for t in glob.glob("/proc/%s/task/*" % pid):
+    name = open(t + "/comm").read().strip().split("-")[0]
+    seen.setdefault(name, set()).add(tuple(sorted(os.sched_getaffinity(int(t.rsplit("/", 1)[1])))))
+print(seen.get("MHD") == {(last,)} and seen.get("train") == {want_train} or seen)
+EOF
+)" True
+    N=$(($(echo "$CPUS" | wc -w) - 1))
+    api GET "/v1/jobs/$JOB_ID/logs"
+    check "pinned: the job ran on the worker's $N CPU(s)" "$(jv 'd["lines"][0]["line"]')" \
+        "attempt 1 on cpu, $N CPU thread$([ "$N" = 1 ] || echo s)"
+    kill -TERM "$PID_C"
+    wait "$PID_C"
+    check "daemon C: SIGTERM, exit 0" "$?" 0
+fi
+
 # ---------------------------------------------------------------- stop
 stop() { # stop NAME PID LOG
     kill -TERM "$2"
@@ -289,8 +332,8 @@ check "scheduler log lines are JSON" "$(grep -v '^ *$' "$LOG_A" | $PY -c '
 import json, sys
 bad = [l for l in sys.stdin if not l.startswith("{") or not json.loads(l).get("event")]
 print(bad[:1] or "ok")')" ok
-if grep -q "$SANITIZER" "$LOG_A" "$LOG_B"; then
-    fail "no sanitizer report" "$(grep -h -m1 -A30 "$SANITIZER" "$LOG_A" "$LOG_B")"
+if grep -q "$SANITIZER" "$LOG_A" "$LOG_B" "${LOG_C:-/dev/null}"; then
+    fail "no sanitizer report" "$(grep -h -m1 -A30 "$SANITIZER" "$LOG_A" "$LOG_B" "${LOG_C:-/dev/null}")"
 else
     pass "no sanitizer report"
 fi

@@ -6,7 +6,7 @@
  * daemon stopped mid-job (the SIGTERM path, and a kill -9 like stop
  * without the partial checkpoint) resumes the job on restart with every
  * step's metric stored once and the losses of an uninterrupted run, bit
- * for bit.
+ * for bit; a job runs as many CPU threads as its worker has CPUs.
  *
  * (test_scheduler.c is the LR schedulers'.) A step hook slows training
  * down where a test needs a job to be caught running.
@@ -14,6 +14,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -551,5 +552,66 @@ Test(job_scheduler, queued_auto_jobs_fill_the_gpu_then_the_cpu) {
     atomic_store(&hook_release, 1);
     cr_assert_eq(wait_state(&e, ids[0], -1, 100), DB_JOB_SUCCEEDED);
     scheduler_stop(s);
+    teardown(&e);
+}
+
+/* The job's first log line, which names its device and thread count. */
+static char *first_log_line(Env *e, int64_t id) {
+    DbLogLine *lines;
+    int n;
+    cr_assert_eq(db_log_list(e->db, id, 0, 1, &lines, &n), DB_OK);
+    cr_assert_eq(n, 1);
+    char *line = strdup(lines[0].line);
+    db_log_list_free(lines, n);
+    cr_assert(line);
+    return line;
+}
+
+/* A worker started on one CPU (serve --http-cpus keeps the workers to the
+ * CPUs the HTTP threads leave) runs its jobs on one OpenMP thread, not on
+ * the process's count from start-up; with no limit, on as many as its
+ * CPUs; --threads-per-job wins over both. */
+Test(job_scheduler, jobs_run_as_many_threads_as_their_worker_has_cpus) {
+    cpu_set_t all, one;
+    cr_assert_eq(sched_getaffinity(0, sizeof all, &all), 0);
+    int first = 0;
+    while (!CPU_ISSET(first, &all)) first++;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    char want[64];
+
+    Env e = setup();
+    Scheduler *s = start(&e, 1, false);
+    int64_t id = submit(s, "all-cpus", 1);
+    cr_assert_eq(wait_state(&e, id, -1, 100), DB_JOB_SUCCEEDED);
+    scheduler_stop(s);
+    char *line = first_log_line(&e, id);
+    int n = CPU_COUNT(&all);
+    snprintf(want, sizeof want, "attempt 1 on cpu, %d CPU thread%s", n, n == 1 ? "" : "s");
+    cr_assert_str_eq(line, want);
+    free(line);
+
+    /* the workers inherit the starting thread's CPUs */
+    cr_assert_eq(pthread_setaffinity_np(pthread_self(), sizeof one, &one), 0);
+    s = start(&e, 1, false);
+    cr_assert_eq(pthread_setaffinity_np(pthread_self(), sizeof all, &all), 0);
+    id = submit(s, "one-cpu", 1);
+    cr_assert_eq(wait_state(&e, id, -1, 100), DB_JOB_SUCCEEDED);
+    scheduler_stop(s);
+    line = first_log_line(&e, id);
+    cr_assert_str_eq(line, "attempt 1 on cpu, 1 CPU thread");
+    free(line);
+
+    SchedulerConfig cfg = {.db = e.db, .metrics = e.mw, .workers = 1, .threads_per_job = 3};
+    cr_assert_eq(pthread_setaffinity_np(pthread_self(), sizeof one, &one), 0);
+    s = scheduler_start(&cfg);
+    cr_assert_eq(pthread_setaffinity_np(pthread_self(), sizeof all, &all), 0);
+    cr_assert(s, "%s", error_get());
+    id = submit(s, "three", 1);
+    cr_assert_eq(wait_state(&e, id, -1, 100), DB_JOB_SUCCEEDED);
+    scheduler_stop(s);
+    line = first_log_line(&e, id);
+    cr_assert_str_eq(line, "attempt 1 on cpu, 3 CPU threads");
+    free(line);
     teardown(&e);
 }
