@@ -77,7 +77,7 @@ ASAN_STORAGE := $(STORAGE_SRC:%.c=build/asan/%.o)
 # The unit tests link the daemon's layers too (storage, scheduler), all but main().
 ASAN_SERVER_LIB := $(filter-out build/asan/server/main.o,$(ASAN_SERVER))
 
-.PHONY: all run test test-only test-e2e lint-api deps clean fixtures bench bench-gpu
+.PHONY: all run test test-only test-e2e lint-api deps clean fixtures bench bench-gpu docker-check
 all: build/traind
 
 build/obj/%.o: %.c
@@ -168,6 +168,12 @@ lint-api:
 bench: build/traind
 	@bench/run.sh
 	@$(MAKE) --no-print-directory bench-api
+
+# docker/Dockerfile's CPU image built with buildah (no Docker engine needed)
+# and a job trained in a container of it (docker/check-image.sh). Needs root
+# and Debian's mirror; not part of `make test`.
+docker-check:
+	@docker/check-image.sh
 
 bench-api: build/traind
 	@bench/api.sh
