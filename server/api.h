@@ -34,10 +34,15 @@ typedef struct {
     int import_timeout_s;  /* whole transfer of one URL */
     time_t started;
     ReplyCache *replies;   /* finished jobs' metric histories */
+    ReplyCache *chunks;    /* series cut in chunks (history_chunks.h); NULL: off */
 } Api;
 
 #define API_REPLY_CACHE_BYTES (64u << 20)
 #define API_REPLY_CACHE_ENTRIES 256
+/* --history-cache-mb's default; entries: 64 MiB of 8192-point chunks of a
+ * dense series is ~120, of sparse (epoch) series many more, small */
+#define API_CHUNK_CACHE_MB 64
+#define API_CHUNK_CACHE_ENTRIES 4096
 
 extern const HttpRoute api_routes[];
 extern const int api_num_routes;

@@ -1,12 +1,13 @@
-/* reply_cache.c - the finished-job reply cache of reply_cache.h: a
- * doubly linked list in recency order, searched linearly (a few hundred
- * entries at most, each a megabyte-sized reply, so a scan of keys is
- * nothing beside what a hit saves). */
+/* reply_cache.c - the reply cache of reply_cache.h: a doubly linked list
+ * in recency order, searched linearly by a hash of the key first (a few
+ * hundred to a few thousand entries, each a sizeable reply or history
+ * chunk, so a scan is nothing beside what a hit saves). */
 #include "server/reply_cache.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -16,6 +17,7 @@ enum { GZIP_NONE, GZIP_MAKING, GZIP_READY, GZIP_FAILED };
 struct CachedReply {
     atomic_int refs; /* the cache's own (while listed) and each user's */
     CachedReply *prev, *next;
+    uint64_t hash; /* of key: the scan compares this first */
     char *key, *body;
     size_t len;
     atomic_int gzip_state; /* gz is written once, before READY is stored */
@@ -139,15 +141,23 @@ void reply_cache_free(ReplyCache *c) {
     free(c);
 }
 
-static CachedReply *find(ReplyCache *c, const char *key) {
+/* FNV-1a, 64 bits */
+static uint64_t key_hash(const char *key) {
+    uint64_t h = 14695981039346656037ull;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) h = (h ^ *p) * 1099511628211ull;
+    return h;
+}
+
+static CachedReply *find(ReplyCache *c, const char *key, uint64_t hash) {
     for (CachedReply *r = c->head; r; r = r->next)
-        if (!strcmp(r->key, key)) return r;
+        if (r->hash == hash && !strcmp(r->key, key)) return r;
     return NULL;
 }
 
 CachedReply *reply_cache_get(ReplyCache *c, const char *key) {
+    uint64_t hash = key_hash(key);
     pthread_mutex_lock(&c->lock);
-    CachedReply *r = find(c, key);
+    CachedReply *r = find(c, key, hash);
     if (r) {
         unlink_entry(c, r);
         push_front(c, r);
@@ -167,6 +177,7 @@ CachedReply *reply_cache_put(ReplyCache *c, const char *key, char *body, size_t 
         return NULL;
     }
     r->key = k;
+    r->hash = key_hash(key);
     r->body = body;
     r->len = len;
     atomic_init(&r->refs, 1); /* the caller's */
@@ -175,7 +186,7 @@ CachedReply *reply_cache_put(ReplyCache *c, const char *key, char *body, size_t 
     /* an entry over a quarter of the cache would push out most of it */
     if (len > c->max_bytes / 4 || c->max_entries < 1) return r;
     pthread_mutex_lock(&c->lock);
-    CachedReply *old = find(c, key); /* two requests raced to fill it */
+    CachedReply *old = find(c, key, r->hash); /* two requests raced to fill it */
     if (old) evict(c, old);
     while (c->head && (c->bytes + len > c->max_bytes || c->entries + 1 > c->max_entries))
         evict(c, c->tail);

@@ -7,7 +7,9 @@
  * number formatting. The key names everything the answer depends on (the
  * job, its attempt and end time, the query). Bounded in bytes and entries,
  * least recently used out first; thread-safe. Entries are counted
- * references, so a reply still being sent outlives its eviction.
+ * references, so a reply still being sent outlives its eviction. A second
+ * cache of the same kind holds the chunks pages are cut from
+ * (history_chunks.h): blobs that never change, like these replies.
  */
 #ifndef TRAIND_SERVER_REPLY_CACHE_H
 #define TRAIND_SERVER_REPLY_CACHE_H

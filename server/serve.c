@@ -3,7 +3,7 @@
  *   traind serve [--port 8080] [--bind 127.0.0.1] [--data-dir ./var]
  *                [--workers N] [--devices cpu,cuda:0,...]
  *                [--http-threads 4] [--http-nice 10] [--http-cpus LIST]
- *                [--max-upload-mb 4096] [--import-timeout 600]
+ *                [--history-cache-mb 64] [--max-upload-mb 4096] [--import-timeout 600]
  *                [--threads-per-job N] [--quiet]
  *
  * Priority: the HTTP threads run at nice --http-nice (10; 0 turns it off),
@@ -67,7 +67,7 @@
 typedef struct {
     int port;
     const char *bind, *data_dir, *devices;
-    int workers, http_threads, http_nice, threads_per_job, import_timeout_s;
+    int workers, http_threads, http_nice, threads_per_job, import_timeout_s, history_cache_mb;
     int64_t max_upload_mb;
     bool quiet;
     const char *http_cpus;          /* --http-cpus as given, NULL without it */
@@ -78,7 +78,7 @@ static void serve_usage(FILE *out) {
     fprintf(out,
             "usage: traind serve [--port 8080] [--bind 127.0.0.1] [--data-dir ./var]\n"
             "                    [--workers N] [--devices cpu,cuda:0,...] [--http-threads 4]\n"
-            "                    [--http-nice 10] [--http-cpus LIST]\n"
+            "                    [--http-nice 10] [--http-cpus LIST] [--history-cache-mb 64]\n"
             "                    [--max-upload-mb 4096] [--import-timeout 600]\n"
             "                    [--threads-per-job N] [--quiet]\n");
 }
@@ -134,7 +134,8 @@ static int http_cpus_arg(const char *v, ServeOptions *o) {
 
 static int parse_options(int argc, char **argv, ServeOptions *o) {
     *o = (ServeOptions){.port = 8080, .bind = "127.0.0.1", .data_dir = "./var", .workers = 1,
-                        .http_threads = 4, .http_nice = 10, .import_timeout_s = 600, .max_upload_mb = 4096};
+                        .http_threads = 4, .http_nice = 10, .import_timeout_s = 600, .max_upload_mb = 4096,
+                        .history_cache_mb = API_CHUNK_CACHE_MB};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -170,6 +171,9 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
         } else if (!strcmp(a, "--http-nice")) {
             if (int_arg(a, v, 0, 19, &x)) return -1;
             o->http_nice = (int)x;
+        } else if (!strcmp(a, "--history-cache-mb")) {
+            if (int_arg(a, v, 0, 1 << 20, &x)) return -1;
+            o->history_cache_mb = (int)x;
         } else if (!strcmp(a, "--http-cpus")) {
             if (http_cpus_arg(v, o)) return -1;
         } else if (!strcmp(a, "--threads-per-job")) {
@@ -264,7 +268,9 @@ int cmd_serve(int argc, char **argv) {
     api.metrics = mw;
     api.sched = sched;
     api.replies = reply_cache_new(API_REPLY_CACHE_BYTES, API_REPLY_CACHE_ENTRIES);
-    if (!api.replies) {
+    if (o.history_cache_mb > 0)
+        api.chunks = reply_cache_new((size_t)o.history_cache_mb << 20, API_CHUNK_CACHE_ENTRIES);
+    if (!api.replies || (o.history_cache_mb > 0 && !api.chunks)) {
         error_set("out of memory");
         goto fail;
     }
@@ -312,6 +318,7 @@ stop:
     scheduler_stop(sched);
     metric_writer_stop(mw);
     reply_cache_free(api.replies);
+    reply_cache_free(api.chunks);
     db_close(db);
     curl_global_cleanup();
     if (status == 0) log_message("stop", "stopped");

@@ -12,6 +12,11 @@
  * step/value are the bucket's last point, as a chart of a million-point
  * run needs.
  *
+ * Where the answer cannot change (a finished job; a full page of a running
+ * attempt) the whole reply is kept (reply_cache.h); a page of one named
+ * series is cut from that series' cached chunks (history_chunks.h), so a
+ * page at any `after` costs a copy, not a query.
+ *
  * ?follow=1 streams Server-Sent Events instead: one event per point,
  *     id: <step>\nevent: metric\ndata: {"name","step","epoch","value"}
  * from after Last-Event-ID (a reconnect) or ?after=, and when the job has
@@ -27,6 +32,7 @@
 
 #include "core/error.h"
 #include "server/api.h"
+#include "server/history_chunks.h"
 #include "server/log.h"
 #include "server/sse.h"
 #include "server/text.h"
@@ -41,6 +47,27 @@ static json_t *point_json(const DbMetric *m) {
 
 /* ---- history ---- */
 
+/* A metric name as a JSON string (malloc'd), as the history writes it. */
+static char *quoted_name(const char *name) {
+    json_t *s = log_string(name);
+    char *q = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+    json_decref(s);
+    return q;
+}
+
+static void page_open(Text *t, int64_t job) {
+    text_puts(t, "{\"job_id\":");
+    text_int(t, job);
+    text_puts(t, ",\"metrics\":[");
+}
+
+static void page_close(Text *t, int64_t next) {
+    text_puts(t, "],\"next_after\":");
+    if (next >= 0) text_int(t, next);
+    else text_puts(t, "null");
+    text_puts(t, "}");
+}
+
 /* The page's points as text into t; next is the next page's `after` or
  * -1 when the list is whole. Written as text (server/text.h), not through
  * jansson's tree: a 10,000-point page is ~50,000 small allocations and a
@@ -49,36 +76,51 @@ static json_t *point_json(const DbMetric *m) {
 static void history_text(Text *t, int64_t job, const DbMetric *m, int n, int64_t next) {
     char name[DB_METRIC_NAME_MAX + 1] = "";
     char *quoted = NULL; /* the name of the points before, as a JSON string */
-    text_puts(t, "{\"job_id\":");
-    text_int(t, job);
-    text_puts(t, ",\"metrics\":[");
+    page_open(t, job);
     for (int i = 0; i < n && !t->oom; i++) {
         if (!quoted || strcmp(name, m[i].name) != 0) {
             free(quoted);
-            json_t *s = log_string(m[i].name);
-            quoted = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
-            json_decref(s);
+            quoted = quoted_name(m[i].name);
             if (!quoted) {
                 t->oom = true;
                 break;
             }
             snprintf(name, sizeof name, "%s", m[i].name);
         }
-        text_put(t, i ? ",{\"name\":" : "{\"name\":", i ? 9 : 8);
-        text_puts(t, quoted);
-        text_put(t, ",\"step\":", 8);
-        text_int(t, m[i].step);
-        text_put(t, ",\"epoch\":", 9);
-        text_int(t, m[i].epoch);
-        text_put(t, ",\"value\":", 9);
-        text_real(t, m[i].value);
-        text_put(t, "}", 1);
+        history_point_text(t, quoted, &m[i], i > 0);
     }
     free(quoted);
-    text_puts(t, "],\"next_after\":");
-    if (next >= 0) text_int(t, next);
-    else text_puts(t, "null");
-    text_puts(t, "}");
+    page_close(t, next);
+}
+
+/* A page of one series from its cached chunks (server/history_chunks.h),
+ * the same bytes as history_body's; *answered false when the chunks cannot
+ * give it (history_chunks_page says when). */
+static int chunked_body(Api *api, const DbJob *j, const char *name, int64_t after, int64_t limit,
+                        char **out, size_t *len, bool *full, bool *answered) {
+    *answered = false;
+    char *quoted = quoted_name(name);
+    if (!quoted) return error_set("out of memory");
+    HistorySeries s = {.cache = api->chunks, .db = api->db, .job = j->id, .attempt = j->attempt,
+                       .final = db_job_state_final(j->state), .name = name, .quoted = quoted};
+    Text t = {0};
+    int64_t count, last;
+    page_open(&t, j->id);
+    int st = history_chunks_page(&s, after, limit, &t, &count, &last, answered);
+    free(quoted);
+    if (st != DB_OK || !*answered) {
+        text_free(&t);
+        return st;
+    }
+    *full = count == limit; /* as history_body: a page the limit cut */
+    page_close(&t, *full ? last : -1);
+    if (t.oom) {
+        text_free(&t);
+        return error_set("out of memory");
+    }
+    *out = t.buf;
+    *len = t.len;
+    return DB_OK;
 }
 
 /* ?max_points: each series apart, the named one or every one the job has,
@@ -199,8 +241,13 @@ static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t a
     }
     char *body = NULL;
     size_t len = 0;
-    bool full = false;
-    int st = history_body(api, j->id, name, after, limit, max_points, &body, &len, &full);
+    bool full = false, answered = false;
+    int st = DB_OK;
+    /* one series of a job whose points stay put: from the chunks */
+    if (api->chunks && name && max_points == 0 && (final || resumed))
+        st = chunked_body(api, j, name, after, limit, &body, &len, &full, &answered);
+    if (st == DB_OK && !answered)
+        st = history_body(api, j->id, name, after, limit, max_points, &body, &len, &full);
     if (st != DB_OK) return api_reply_db(req, st, NULL);
     if (!final && !(resumed && full)) return http_reply_owned(req, 200, "application/json", body, len);
     char *fit = realloc(body, len + 1); /* the cache counts len bytes: hold no more */

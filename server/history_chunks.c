@@ -1,0 +1,183 @@
+/* history_chunks.c - a metric series' history as cached chunks of JSON;
+ * see history_chunks.h.
+ *
+ * A chunk is one allocation, kept in the ReplyCache as it is:
+ *
+ *   ChunkHead | int64 steps[count] | uint32 offsets[count + 1] | text
+ *
+ * where point i's JSON, with the comma before it, is
+ * text[offsets[i] .. offsets[i + 1]). Chunk 0 holds steps below
+ * HISTORY_CHUNK_STEPS (negative ones too, which the trainer never writes
+ * but db_metric_put allows), chunk k >= 1 steps [k, k + 1) times
+ * HISTORY_CHUNK_STEPS. A series has one point per step, so a chunk holds at
+ * most that many points, and reading one more row tells whether the series
+ * goes on past it.
+ */
+#include "server/history_chunks.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+typedef struct {
+    int32_t count; /* points in the chunk */
+    int32_t more;  /* the series had a point past the chunk when it was read */
+    int64_t next;  /* that point's step */
+} ChunkHead;
+
+typedef struct {
+    const ChunkHead *head;
+    const int64_t *steps;
+    const uint32_t *offsets;
+    const char *text;
+    CachedReply *kept; /* the cache's, or NULL and own holds it */
+    char *own;
+} Chunk;
+
+void history_point_text(Text *t, const char *quoted, const DbMetric *m, bool comma) {
+    text_put(t, comma ? ",{\"name\":" : "{\"name\":", comma ? 9 : 8);
+    text_puts(t, quoted);
+    text_put(t, ",\"step\":", 8);
+    text_int(t, m->step);
+    text_put(t, ",\"epoch\":", 9);
+    text_int(t, m->epoch);
+    text_put(t, ",\"value\":", 9);
+    text_real(t, m->value);
+    text_put(t, "}", 1);
+}
+
+static void chunk_view(Chunk *c, const char *blob) {
+    c->head = (const ChunkHead *)blob;
+    c->steps = (const int64_t *)(c->head + 1);
+    c->offsets = (const uint32_t *)(c->steps + c->head->count);
+    c->text = (const char *)(c->offsets + c->head->count + 1);
+}
+
+static void chunk_release(Chunk *c) {
+    cached_reply_release(c->kept);
+    free(c->own);
+    c->kept = NULL;
+    c->own = NULL;
+}
+
+/* Chunk k of the series from SQLite into a new blob. *fits false: chunk 0
+ * has more points than a chunk holds (negative steps). *whole: it can be
+ * kept (the job has ended, or a point past it is committed). */
+static int chunk_read(const HistorySeries *s, int64_t k, char **blob, size_t *len, bool *fits,
+                      bool *whole) {
+    *blob = NULL;
+    *fits = true;
+    int64_t end = (k + 1) * HISTORY_CHUNK_STEPS; /* steps below it */
+    DbMetricQuery q = {.name = s->name, .after = k == 0 ? -1 : k * HISTORY_CHUNK_STEPS - 1,
+                       .limit = HISTORY_CHUNK_STEPS + 1};
+    DbMetric *m = NULL;
+    int n = 0;
+    int st = db_metric_query(s->db, s->job, &q, &m, &n);
+    if (st != DB_OK) return st;
+    int count = 0;
+    while (count < n && m[count].step < end) count++;
+    if (count > HISTORY_CHUNK_STEPS) {
+        free(m);
+        *fits = false;
+        return DB_OK;
+    }
+    ChunkHead head = {.count = count, .more = count < n, .next = count < n ? m[count].step : 0};
+    *whole = s->final || head.more;
+    size_t index = sizeof head + (size_t)count * sizeof(int64_t) + (size_t)(count + 1) * sizeof(uint32_t);
+    Text t = {0};
+    uint32_t *offsets = malloc((size_t)(count + 1) * sizeof *offsets);
+    for (int i = 0; i < count && offsets && !t.oom; i++) {
+        offsets[i] = (uint32_t)t.len;
+        history_point_text(&t, s->quoted, &m[i], true);
+    }
+    char *b = offsets && !t.oom ? malloc(index + t.len) : NULL;
+    if (b) {
+        offsets[count] = (uint32_t)t.len;
+        memcpy(b, &head, sizeof head);
+        int64_t *steps = (int64_t *)(b + sizeof head);
+        for (int i = 0; i < count; i++) steps[i] = m[i].step;
+        memcpy(steps + count, offsets, (size_t)(count + 1) * sizeof *offsets);
+        if (t.len) memcpy(b + index, t.buf, t.len);
+    }
+    *len = index + t.len;
+    free(offsets);
+    text_free(&t);
+    free(m);
+    if (!b) return error_set("metric history: out of memory");
+    *blob = b;
+    return DB_OK;
+}
+
+/* Chunk k, from the cache or read (and kept when whole). */
+static int chunk_get(const HistorySeries *s, int64_t k, Chunk *c, bool *fits) {
+    char key[DB_METRIC_NAME_MAX + 96];
+    snprintf(key, sizeof key, "chunk %lld %d %lld %s", (long long)s->job, s->attempt, (long long)k,
+             s->name);
+    *c = (Chunk){0};
+    *fits = true;
+    c->kept = reply_cache_get(s->cache, key);
+    if (!c->kept) {
+        char *blob;
+        size_t len;
+        bool whole;
+        int st = chunk_read(s, k, &blob, &len, fits, &whole);
+        if (st != DB_OK || !*fits) return st;
+        if (whole) {
+            c->kept = reply_cache_put(s->cache, key, blob, len);
+            if (!c->kept) return error_set("metric history: out of memory");
+        } else
+            c->own = blob;
+    }
+    size_t len;
+    chunk_view(c, c->kept ? cached_reply_body(c->kept, &len) : c->own);
+    return DB_OK;
+}
+
+int history_chunks_page(const HistorySeries *s, int64_t after, int64_t limit, Text *t,
+                        int64_t *count, int64_t *last_step, bool *answered) {
+    *count = 0;
+    *last_step = after;
+    *answered = after <= INT64_MAX / 4; /* past that, chunk bounds would overflow */
+    if (!*answered) return DB_OK;
+    int64_t k = after < 0 ? 0 : (after + 1) / HISTORY_CHUNK_STEPS;
+    while (*count < limit) {
+        Chunk c;
+        bool fits;
+        int st = chunk_get(s, k, &c, &fits);
+        if (st != DB_OK) return st;
+        if (!fits) { /* only chunk 0 can overflow, and it comes first */
+            *answered = false;
+            return DB_OK;
+        }
+        /* the first point past `after`: binary search */
+        int lo = 0, hi = c.head->count;
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (c.steps[mid] > after) hi = mid;
+            else lo = mid + 1;
+        }
+        int64_t take = c.head->count - lo;
+        if (take > limit - *count) take = limit - *count;
+        if (take > 0) {
+            const char *from = c.text + c.offsets[lo];
+            size_t size = c.offsets[lo + take] - c.offsets[lo];
+            if (*count == 0) { /* the page's first point has no comma */
+                from++;
+                size--;
+            }
+            text_put(t, from, size);
+            *count += take;
+            *last_step = c.steps[lo + take - 1];
+        }
+        bool more = c.head->more;
+        int64_t next = c.head->next;
+        chunk_release(&c);
+        if (!more) break;
+        /* the chunk of the next point (past this one's end, so k grows),
+         * over the empty ones a sparse series (a point an epoch) leaves */
+        k = next / HISTORY_CHUNK_STEPS;
+    }
+    return t->oom ? error_set("metric history: out of memory") : DB_OK;
+}

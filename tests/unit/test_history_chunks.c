@@ -1,0 +1,175 @@
+/* test_history_chunks.c - server/history_chunks: a page cut from the cached
+ * chunks is byte for byte the page SQLite gives (db_metric_query, each
+ * point through history_point_text), for `after` and `limit` on and
+ * around the chunk boundaries, for a dense series (a point a step), a
+ * sparse one (a point every 5,000 steps: chunks with nothing in them) and
+ * one with a point at step 0; a running job's newest chunk is read again
+ * until a point past it is committed, so new points show at once; and the
+ * cases the chunks hand back to SQLite (more points below the first
+ * boundary than a chunk holds, an `after` near INT64_MAX). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "server/history_chunks.h"
+#include "storage/db.h"
+#include "storage/db_internal.h"
+
+#define W HISTORY_CHUNK_STEPS
+
+static char tmpdir[256];
+
+typedef struct {
+    Db *db;
+    MetricWriter *mw;
+    ReplyCache *cache;
+    int64_t job;
+} Env;
+
+static Env setup(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/traind-chunks-XXXXXX");
+    cr_assert(mkdtemp(tmpdir));
+    Env e;
+    e.db = db_open(tmpdir);
+    cr_assert(e.db, "%s", error_get());
+    e.mw = metric_writer_start(e.db);
+    cr_assert(e.mw);
+    e.cache = reply_cache_new(64u << 20, 4096);
+    cr_assert(e.cache);
+    cr_assert_eq(db_job_insert(e.db, "chunks", 0, "{}", 0, &e.job), DB_OK);
+    return e;
+}
+
+static void teardown(Env *e) {
+    reply_cache_free(e->cache);
+    metric_writer_stop(e->mw);
+    db_close(e->db);
+    db_remove_tree(tmpdir);
+}
+
+/* A value whose text changes from step to step, with a NaN now and then
+ * (written as null). */
+static double value_at(int64_t step) { return step % 977 == 0 ? NAN : 1.0 / (double)(step + 3); }
+
+static void put(Env *e, const char *name, int64_t from, int64_t to, int64_t every) {
+    for (int64_t s = from; s <= to; s += every)
+        metric_writer_push(e->mw, e->job, name, s, (int)(s / 1000), value_at(s));
+    cr_assert_eq(metric_writer_flush(e->mw), 0);
+}
+
+/* The page as SQLite gives it: the points' text, comma separated. */
+static char *page_sqlite(Env *e, const char *name, const char *quoted, int64_t after,
+                         int64_t limit, int64_t *count) {
+    DbMetricQuery q = {.name = name, .after = after, .limit = (int)limit};
+    DbMetric *m;
+    int n;
+    cr_assert_eq(db_metric_query(e->db, e->job, &q, &m, &n), DB_OK);
+    Text t = {0};
+    text_put(&t, "", 0);
+    for (int i = 0; i < n; i++) history_point_text(&t, quoted, &m[i], i > 0);
+    free(m);
+    cr_assert(!t.oom);
+    *count = n;
+    return t.buf;
+}
+
+static char *page_chunks(Env *e, bool final, const char *name, const char *quoted,
+                         int64_t after, int64_t limit, int64_t *count, int64_t *last) {
+    HistorySeries s = {.cache = e->cache, .db = e->db, .job = e->job, .attempt = 1,
+                       .final = final, .name = name, .quoted = quoted};
+    Text t = {0};
+    text_put(&t, "", 0);
+    bool answered;
+    cr_assert_eq(history_chunks_page(&s, after, limit, &t, count, last, &answered), DB_OK, "%s",
+                 error_get());
+    cr_assert(answered, "after %lld", (long long)after);
+    cr_assert(!t.oom);
+    return t.buf;
+}
+
+static void assert_same_page(Env *e, bool final, const char *name, int64_t after, int64_t limit) {
+    char quoted[64];
+    snprintf(quoted, sizeof quoted, "\"%s\"", name);
+    int64_t n_sql, n, last;
+    char *want = page_sqlite(e, name, quoted, after, limit, &n_sql);
+    /* twice: the first reads (and keeps) the chunks, the second uses them */
+    for (int pass = 0; pass < 2; pass++) {
+        char *got = page_chunks(e, final, name, quoted, after, limit, &n, &last);
+        cr_assert_eq(n, n_sql, "%s after %lld limit %lld pass %d: %lld points, want %lld", name,
+                     (long long)after, (long long)limit, pass, (long long)n, (long long)n_sql);
+        cr_assert(strcmp(got, want) == 0, "%s after %lld limit %lld pass %d: the text differs",
+                  name, (long long)after, (long long)limit, pass);
+        if (n > 0) {
+            const char *tail = strrchr(want, '{');
+            char step[40];
+            snprintf(step, sizeof step, "\"step\":%lld,", (long long)last);
+            cr_assert(strstr(tail, step), "last step %lld, last point %s", (long long)last, tail);
+        }
+        free(got);
+    }
+    free(want);
+}
+
+Test(history_chunks, pages_equal_sqlite_on_and_around_chunk_boundaries) {
+    Env e = setup();
+    put(&e, "loss", 1, 2 * W + 3000, 1);       /* dense, three chunks */
+    put(&e, "val_loss", 5000, 60000, 5000);    /* sparse: empty chunks between */
+    put(&e, "lr", 0, 10, 1);                   /* a point at step 0 */
+    const int64_t afters[] = {-1, 0, 1, W - 2, W - 1, W, W + 1, 2 * W - 1, 2 * W, 2 * W + 2999,
+                              2 * W + 3000, 3 * W, 5000, 4999, 59999, 60000, 123456};
+    const int64_t limits[] = {1, 2, 7, W - 1, W, W + 1, 10000, 100000};
+    const char *names[] = {"loss", "val_loss", "lr", "absent"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+        for (size_t a = 0; a < sizeof afters / sizeof afters[0]; a++)
+            for (size_t l = 0; l < sizeof limits / sizeof limits[0]; l++)
+                assert_same_page(&e, true, names[k], afters[a], limits[l]);
+    teardown(&e);
+}
+
+Test(history_chunks, a_running_jobs_newest_chunk_is_read_again) {
+    Env e = setup();
+    put(&e, "loss", 1, W - 10, 1); /* the first chunk, not yet whole */
+    assert_same_page(&e, false, "loss", 0, 100000);
+    put(&e, "loss", W - 9, W - 1, 1); /* fills it: still no point past it */
+    assert_same_page(&e, false, "loss", W - 20, 100);
+    put(&e, "loss", W, W + 5, 1); /* a point past it: now it is whole and kept */
+    assert_same_page(&e, false, "loss", 0, 100000);
+    assert_same_page(&e, false, "loss", W - 3, 5);
+    put(&e, "loss", W + 6, W + 9, 1);
+    assert_same_page(&e, false, "loss", W, 100); /* the new points show */
+    int64_t n, last;
+    char *got = page_chunks(&e, false, "loss", "\"loss\"", -1, 100000, &n, &last);
+    cr_assert_eq(n, W + 9);
+    cr_assert_eq(last, W + 9);
+    free(got);
+    teardown(&e);
+}
+
+Test(history_chunks, hands_back_what_a_chunk_cannot_hold) {
+    Env e = setup();
+    put(&e, "odd", -W, 5, 1); /* W + 6 points below the first boundary */
+    HistorySeries s = {.cache = e.cache, .db = e.db, .job = e.job, .attempt = 1, .final = true,
+                       .name = "odd", .quoted = "\"odd\""};
+    Text t = {0};
+    int64_t n, last;
+    bool answered = true;
+    cr_assert_eq(history_chunks_page(&s, -1, 10, &t, &n, &last, &answered), DB_OK);
+    cr_assert(!answered);
+    cr_assert_eq(t.len, 0);
+    answered = true;
+    cr_assert_eq(history_chunks_page(&s, INT64_MAX - 1, 10, &t, &n, &last, &answered), DB_OK);
+    cr_assert(!answered);
+    /* past the first boundary the series is ordinary again */
+    put(&e, "odd", W, W + 4, 1);
+    answered = false;
+    cr_assert_eq(history_chunks_page(&s, W - 1, 10, &t, &n, &last, &answered), DB_OK);
+    cr_assert(answered);
+    cr_assert_eq(n, 5);
+    cr_assert_eq(last, W + 4);
+    text_free(&t);
+    teardown(&e);
+}
