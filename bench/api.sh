@@ -29,7 +29,10 @@
 # histories are answered from the daemon's reply cache after the first
 # request (a finished job's, and a running job's full page, never change),
 # so a last line asks the running job for a different page each time
-# (after=0..4999): the cost of a query that misses the cache. Every
+# (after=0..4999): a query the reply cache misses. It is cut from the
+# series' cached chunks (server/history_chunks.h) once they have been read;
+# SERVE_ARGS="--history-cache-mb 0" turns those off and measures SQLite and
+# the formatting on every request. Every
 # request says Accept-Encoding: gzip, as a browser or Python's requests
 # does, so a kept reply goes out as its gzip copy (a fifth of the bytes).
 #
@@ -286,7 +289,7 @@ PACED="\"pause_ms\": $PAUSE_MS, \"pairs\": $REPS_PACED, $COMMON"
 JOB_FIELDS="\"path\": \"/v1/jobs/{id}\", \"job_state\": \"running\""
 HIST_FIELDS="\"path\": \"/v1/jobs/{id}/metrics?name=loss&limit=10000\", \"points\": $POINTS, \"job_state\": \"succeeded\", \"cache\": \"a finished job's, kept\""
 RUN_HIST_FIELDS="\"path\": \"/v1/jobs/{id}/metrics?name=loss&limit=10000\", \"points\": $RUN_POINTS, \"job_state\": \"running\", \"cache\": \"a full page, kept\""
-COLD_HIST_FIELDS="\"path\": \"/v1/jobs/{id}/metrics?name=loss&limit=10000&after=0..4999\", \"points\": $RUN_POINTS, \"job_state\": \"running\", \"cache\": \"cold: a different page each request\""
+COLD_HIST_FIELDS="\"path\": \"/v1/jobs/{id}/metrics?name=loss&limit=10000&after=0..4999\", \"points\": $RUN_POINTS, \"job_state\": \"running\", \"cache\": \"a different page each request: not in the reply cache; from the series' chunks unless --history-cache-mb 0\", \"serve_args\": \"${SERVE_ARGS:-}\""
 report api_get_job saturating sat_job "$TMP/c1_job.txt" "$SAT_JOB" "{$JOB_FIELDS, $SAT}"
 report api_get_job paced paced_job - "$PACED_JOB" "{$JOB_FIELDS, $PACED}"
 report api_metric_history_10k saturating sat_hist "$TMP/c1_hist.txt" "$SAT_HIST" "{$HIST_FIELDS, $SAT}"
