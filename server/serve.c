@@ -19,8 +19,9 @@
  * the others, each job then running as many threads as its worker has
  * CPUs (--threads-per-job overrides). A nice value only orders threads
  * that share a core; this keeps a burst of requests off the training's
- * cores altogether, at the price of those cores. bench/api.sh
- * (HTTP_CPUS=1) measures both.
+ * cores altogether, at the price of those cores. The HTTP threads then
+ * share no core with the training, so --http-nice defaults to 0 with it.
+ * bench/api.sh measures both (HTTP_CPUS=last).
  *
  * Workers: --devices lists them, one per entry ("cpu,cpu,cuda:0");
  * without it, --workers CPU workers (1) and one per GPU found, so each GPU
@@ -134,7 +135,7 @@ static int http_cpus_arg(const char *v, ServeOptions *o) {
 
 static int parse_options(int argc, char **argv, ServeOptions *o) {
     *o = (ServeOptions){.port = 8080, .bind = "127.0.0.1", .data_dir = "./var", .workers = 1,
-                        .http_threads = 4, .http_nice = 10, .import_timeout_s = 600, .max_upload_mb = 4096,
+                        .http_threads = 4, .http_nice = -1, .import_timeout_s = 600, .max_upload_mb = 4096,
                         .history_cache_mb = API_CHUNK_CACHE_MB};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -191,6 +192,7 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
             return -1;
         }
     }
+    if (o->http_nice < 0) o->http_nice = o->http_cpus ? 0 : 10; /* not given */
     return 0;
 }
 

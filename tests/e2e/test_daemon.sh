@@ -291,15 +291,22 @@ else
     upload "daemon C"
     submit "pinned" 1
     check "pinned: the job succeeds" "$(wait_state "$JOB_ID" 120 succeeded failed cancelled)" succeeded
-    check "pinned: HTTP threads on CPU $LAST, the worker on the others" "$($PY - "$PID_C" "$LAST" <<'EOF'
+    # (at the workers' nice too: they share no core, so --http-nice is 0)
+    check "pinned: HTTP threads on CPU $LAST at the worker's nice, the worker on the others" \
+        "$($PY - "$PID_C" "$LAST" <<'EOF'
 import glob, os, sys
 pid, last = sys.argv[1], int(sys.argv[2])
 want_train = tuple(sorted(c for c in os.sched_getaffinity(0) if c != last))
 seen = {}
 for t in glob.glob("/proc/%s/task/*" % pid):
     name = open(t + "/comm").read().strip().split("-")[0]
-    seen.setdefault(name, set()).add(tuple(sorted(os.sched_getaffinity(int(t.rsplit("/", 1)[1])))))
-print(seen.get("MHD") == {(last,)} and seen.get("train") == {want_train} or seen)
+    nice = int(open(t + "/stat").read().rsplit(")", 1)[1].split()[16])
+    cpus = tuple(sorted(os.sched_getaffinity(int(t.rsplit("/", 1)[1]))))
+    seen.setdefault(name, set()).add((cpus, nice))
+train = seen.get("train", set())
+ok = (len(train) == 1 and next(iter(train))[0] == want_train and
+      seen.get("MHD") == {((last,), next(iter(train))[1])})
+print(ok or seen)
 EOF
 )" True
     N=$(($(echo "$CPUS" | wc -w) - 1))
