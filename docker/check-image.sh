@@ -36,8 +36,10 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 TMP=$(mktemp -d)
 CTR=""
 DPID=""
+RUNNER=""
 cleanup() {
     [ -n "$DPID" ] && kill -TERM "$DPID" 2>/dev/null
+    [ -n "$RUNNER" ] && kill "$RUNNER" 2>/dev/null && wait "$RUNNER" 2>/dev/null
     [ -n "$CTR" ] && buildah rm "$CTR" >/dev/null 2>&1
     rm -rf "$TMP"
 }
@@ -60,7 +62,11 @@ if ! buildah inspect --type image "$BASE" >/dev/null 2>&1; then
     c=$(buildah from scratch) && m=$(buildah mount "$c") && cp -a "$TMP/rootfs/." "$m/" &&
         buildah umount "$c" >/dev/null && buildah config --cmd /bin/bash "$c" &&
         buildah commit -q "$c" "$BASE" >/dev/null && buildah tag "$BASE" "$BASE-slim" &&
-        buildah rm "$c" >/dev/null || { echo "docker/check-image.sh: cannot make $BASE" >&2; exit 2; }
+        buildah rm "$c" >/dev/null || {
+        echo "docker/check-image.sh: cannot make $BASE" >&2
+        [ -n "${c:-}" ] && buildah rm "$c" >/dev/null 2>&1
+        exit 2
+    }
     rm -rf "$TMP/rootfs"
 fi
 
@@ -142,9 +148,10 @@ api GET "$CKPT"
 check "its last checkpoint downloads with its listed sha256" "$(sha256sum "$TMP/body" | cut -c1-64)" "$WANT"
 
 kill -TERM "$DPID"
-for _ in $(seq 100); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 300); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$DPID" 2>/dev/null && kill -9 "$DPID" # 30 s: not a graceful stop; the check fails
 wait "$RUNNER"
 check "SIGTERM (docker stop): the daemon exits 0" "$?,$(grep -c '"message":"stopped"' "$TMP/daemon.log")" "0,1"
-DPID=""
+DPID="" RUNNER=""
 echo "docker/check-image.sh: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -32,8 +32,7 @@ typedef struct {
     const int64_t *steps;
     const uint32_t *offsets;
     const char *text;
-    CachedReply *kept; /* the cache's, or NULL and own holds it */
-    char *own;
+    CachedReply *kept; /* the cache's entry, which holds the blob */
 } Chunk;
 
 void history_point_text(Text *t, const char *quoted, const DbMetric *m, bool comma) {
@@ -57,16 +56,12 @@ static void chunk_view(Chunk *c, const char *blob) {
 
 static void chunk_release(Chunk *c) {
     cached_reply_release(c->kept);
-    free(c->own);
     c->kept = NULL;
-    c->own = NULL;
 }
 
 /* Chunk k of the series from SQLite into a new blob. *fits false: chunk 0
- * has more points than a chunk holds (negative steps). *whole: it can be
- * kept (the job has ended, or a point past it is committed). */
-static int chunk_read(const HistorySeries *s, int64_t k, char **blob, size_t *len, bool *fits,
-                      bool *whole) {
+ * has more points than a chunk holds (negative steps). */
+static int chunk_read(const HistorySeries *s, int64_t k, char **blob, size_t *len, bool *fits) {
     *blob = NULL;
     *fits = true;
     int64_t end = (k + 1) * HISTORY_CHUNK_STEPS; /* steps below it */
@@ -84,7 +79,6 @@ static int chunk_read(const HistorySeries *s, int64_t k, char **blob, size_t *le
         return DB_OK;
     }
     ChunkHead head = {.count = count, .more = count < n, .next = count < n ? m[count].step : 0};
-    *whole = s->final || head.more;
     size_t index = sizeof head + (size_t)count * sizeof(int64_t) + (size_t)(count + 1) * sizeof(uint32_t);
     Text t = {0};
     uint32_t *offsets = malloc((size_t)(count + 1) * sizeof *offsets);
@@ -110,47 +104,93 @@ static int chunk_read(const HistorySeries *s, int64_t k, char **blob, size_t *le
     return DB_OK;
 }
 
-/* Chunk k, from the cache or read (and kept when whole). */
-static int chunk_get(const HistorySeries *s, int64_t k, Chunk *c, bool *fits) {
+/* Whether chunk k is whole: the job has ended, or the series has a
+ * committed point at or past the chunk's end (one indexed lookup). */
+static int chunk_whole(const HistorySeries *s, int64_t k, bool *whole) {
+    *whole = s->final;
+    if (*whole) return DB_OK;
+    DbMetricQuery q = {.name = s->name, .after = (k + 1) * HISTORY_CHUNK_STEPS - 1, .limit = 1};
+    DbMetric *m = NULL;
+    int n = 0;
+    int st = db_metric_query(s->db, s->job, &q, &m, &n);
+    free(m);
+    *whole = n > 0;
+    return st;
+}
+
+/* Chunk k from the cache, or read and kept when the page wants enough of
+ * it (`worth`). *elsewhere: not in the cache and not read - the running
+ * job's newest chunk, or one the page wants only a little of - so the
+ * caller asks SQLite for the rest of the page: a poll for the last few
+ * points must not format 8,192. */
+static int chunk_get(const HistorySeries *s, int64_t k, bool worth, Chunk *c, bool *fits,
+                     bool *elsewhere) {
     char key[DB_METRIC_NAME_MAX + 96];
     snprintf(key, sizeof key, "chunk %lld %d %lld %s", (long long)s->job, s->attempt, (long long)k,
              s->name);
     *c = (Chunk){0};
     *fits = true;
+    *elsewhere = false;
     c->kept = reply_cache_get(s->cache, key);
     if (!c->kept) {
+        bool whole = false;
+        int st = worth ? chunk_whole(s, k, &whole) : DB_OK;
+        if (st != DB_OK) return st;
+        if (!whole) {
+            *elsewhere = true;
+            return DB_OK;
+        }
         char *blob;
         size_t len;
-        bool whole;
-        int st = chunk_read(s, k, &blob, &len, fits, &whole);
+        st = chunk_read(s, k, &blob, &len, fits);
         if (st != DB_OK || !*fits) return st;
-        if (whole) {
-            c->kept = reply_cache_put(s->cache, key, blob, len);
-            if (!c->kept) return error_set("metric history: out of memory");
-        } else
-            c->own = blob;
+        c->kept = reply_cache_put(s->cache, key, blob, len); /* whole: rows never go */
+        if (!c->kept) return error_set("metric history: out of memory");
     }
     size_t len;
-    chunk_view(c, c->kept ? cached_reply_body(c->kept, &len) : c->own);
+    chunk_view(c, cached_reply_body(c->kept, &len));
+    return DB_OK;
+}
+
+/* The rest of a page from SQLite: up to `limit` points past `after`. */
+static int tail_text(const HistorySeries *s, int64_t after, int64_t limit, Text *t,
+                     int64_t *count, int64_t *last_step) {
+    DbMetricQuery q = {.name = s->name, .after = after, .limit = (int)limit};
+    DbMetric *m = NULL;
+    int n = 0;
+    int st = db_metric_query(s->db, s->job, &q, &m, &n);
+    if (st != DB_OK) return st;
+    for (int i = 0; i < n; i++) history_point_text(t, s->quoted, &m[i], *count + i > 0);
+    if (n > 0) *last_step = m[n - 1].step;
+    *count += n;
+    free(m);
     return DB_OK;
 }
 
 int history_chunks_page(const HistorySeries *s, int64_t after, int64_t limit, Text *t,
-                        int64_t *count, int64_t *last_step, bool *answered) {
+                        int64_t *count, int64_t *last_step) {
     *count = 0;
     *last_step = after;
-    *answered = after <= INT64_MAX / 4; /* past that, chunk bounds would overflow */
-    if (!*answered) return DB_OK;
+    /* past INT64_MAX / 4, chunk bounds would overflow: SQLite's turn */
+    if (after > INT64_MAX / 4) return tail_text(s, after, limit, t, count, last_step);
+    if (after < 0) after = INT64_MIN; /* as SQLite reads it: every point */
+    *last_step = after;
     int64_t k = after < 0 ? 0 : (after + 1) / HISTORY_CHUNK_STEPS;
     while (*count < limit) {
+        /* at most this many of the page's points are in chunk k: reading
+         * all 8,192 to keep them pays off from an eighth of that on */
+        int64_t from = *last_step > k * HISTORY_CHUNK_STEPS ? *last_step : k * HISTORY_CHUNK_STEPS - 1;
+        int64_t wanted = (k + 1) * HISTORY_CHUNK_STEPS - 1 - from;
+        if (wanted > limit - *count) wanted = limit - *count;
         Chunk c;
-        bool fits;
-        int st = chunk_get(s, k, &c, &fits);
+        bool fits, elsewhere;
+        int st = chunk_get(s, k, wanted >= HISTORY_CHUNK_STEPS / 8, &c, &fits, &elsewhere);
         if (st != DB_OK) return st;
-        if (!fits) { /* only chunk 0 can overflow, and it comes first */
-            *answered = false;
-            return DB_OK;
-        }
+        /* not from the chunks (see chunk_get; or chunk 0, the first, holds
+         * too many points): the rest of the page, wherever it ends */
+        if (!fits || elsewhere)
+            return tail_text(s, *last_step < 0 ? -1 : *last_step, limit - *count, t, count,
+                             last_step);
         /* the first point past `after`: binary search */
         int lo = 0, hi = c.head->count;
         while (lo < hi) {
@@ -161,20 +201,22 @@ int history_chunks_page(const HistorySeries *s, int64_t after, int64_t limit, Te
         int64_t take = c.head->count - lo;
         if (take > limit - *count) take = limit - *count;
         if (take > 0) {
-            const char *from = c.text + c.offsets[lo];
+            const char *first = c.text + c.offsets[lo];
             size_t size = c.offsets[lo + take] - c.offsets[lo];
             if (*count == 0) { /* the page's first point has no comma */
-                from++;
+                first++;
                 size--;
             }
-            text_put(t, from, size);
+            text_put(t, first, size);
             *count += take;
             *last_step = c.steps[lo + take - 1];
         }
         bool more = c.head->more;
         int64_t next = c.head->next;
         chunk_release(&c);
-        if (!more) break;
+        if (!more || *count == limit) break;
+        if (next > INT64_MAX / 4) /* its chunk's bounds would overflow */
+            return tail_text(s, *last_step, limit - *count, t, count, last_step);
         /* the chunk of the next point (past this one's end, so k grows),
          * over the empty ones a sparse series (a point an epoch) leaves */
         k = next / HISTORY_CHUNK_STEPS;

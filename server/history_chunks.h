@@ -8,8 +8,9 @@
  * answers any page, wherever its `after` falls, by copying a slice of one
  * or a few chunks: no SQLite, no number formatting. A chunk is kept once
  * it is whole: the job has ended, or the series already has a point past
- * it (the metric writer commits a series in step order). The newest,
- * still growing chunk of a running job is read from SQLite each time.
+ * it (the metric writer commits a series in step order). Of the newest,
+ * still growing chunk of a running job, SQLite gives the points a page
+ * needs each time (a poll for the last few points reads only those).
  *
  * The chunks live in a ReplyCache (bounded in bytes, least recently used
  * out first), keyed by job, attempt, name and chunk: a resumed attempt
@@ -43,12 +44,14 @@ typedef struct {
  * "value":...}, after a comma when `comma`. */
 void history_point_text(Text *t, const char *quoted, const DbMetric *m, bool comma);
 
-/* Appends the page's points (steps > after, at most limit) to t, comma
- * separated, and gives their count and the step of the last one. DB_OK,
- * a DbStatus with error_get() set, or DB_OK with *answered false when the
- * chunks cannot hold this series (more points below step HISTORY_CHUNK_STEPS
- * than a chunk holds: steps below 0): ask SQLite instead. */
+/* Appends the page's points (steps > after, every one when after < 0, at
+ * most limit) to t, comma separated, and gives their count and the step of
+ * the last one: DB_OK or a DbStatus with error_get() set. What the chunks
+ * cannot give comes from SQLite: the running job's newest chunk, a chunk
+ * the page wants little of and that is not kept, more points below step
+ * HISTORY_CHUNK_STEPS than a chunk holds (steps below 0), steps or an
+ * `after` beyond INT64_MAX / 4. */
 int history_chunks_page(const HistorySeries *s, int64_t after, int64_t limit, Text *t,
-                        int64_t *count, int64_t *last_step, bool *answered);
+                        int64_t *count, int64_t *last_step);
 
 #endif

@@ -345,11 +345,13 @@ static void run_job(Worker *w, const DbJob *job) {
 #ifdef _OPENMP
     /* OpenMP's default is every CPU the process had when it started; a
      * worker kept to fewer (serve --http-cpus, or a taskset on the thread)
-     * would run more threads than cores and have them wait on each other */
+     * would run more threads than cores and have them wait on each other.
+     * An OMP_NUM_THREADS the operator set is theirs to keep. */
     cpu_set_t mine;
     if (s->cfg.threads_per_job > 0)
         omp_set_num_threads(s->cfg.threads_per_job);
-    else if (sched_getaffinity(0, sizeof mine, &mine) == 0 && CPU_COUNT(&mine) > 0)
+    else if (!getenv("OMP_NUM_THREADS") && sched_getaffinity(0, sizeof mine, &mine) == 0 &&
+             CPU_COUNT(&mine) > 0)
         omp_set_num_threads(CPU_COUNT(&mine));
     threads = omp_get_max_threads();
 #endif

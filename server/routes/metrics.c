@@ -94,11 +94,9 @@ static void history_text(Text *t, int64_t job, const DbMetric *m, int n, int64_t
 }
 
 /* A page of one series from its cached chunks (server/history_chunks.h),
- * the same bytes as history_body's; *answered false when the chunks cannot
- * give it (history_chunks_page says when). */
+ * the same bytes as history_body's. */
 static int chunked_body(Api *api, const DbJob *j, const char *name, int64_t after, int64_t limit,
-                        char **out, size_t *len, bool *full, bool *answered) {
-    *answered = false;
+                        char **out, size_t *len, bool *full) {
     char *quoted = quoted_name(name);
     if (!quoted) return error_set("out of memory");
     HistorySeries s = {.cache = api->chunks, .db = api->db, .job = j->id, .attempt = j->attempt,
@@ -106,9 +104,9 @@ static int chunked_body(Api *api, const DbJob *j, const char *name, int64_t afte
     Text t = {0};
     int64_t count, last;
     page_open(&t, j->id);
-    int st = history_chunks_page(&s, after, limit, &t, &count, &last, answered);
+    int st = history_chunks_page(&s, after, limit, &t, &count, &last);
     free(quoted);
-    if (st != DB_OK || !*answered) {
+    if (st != DB_OK) {
         text_free(&t);
         return st;
     }
@@ -241,12 +239,12 @@ static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t a
     }
     char *body = NULL;
     size_t len = 0;
-    bool full = false, answered = false;
-    int st = DB_OK;
+    bool full = false;
+    int st;
     /* one series of a job whose points stay put: from the chunks */
     if (api->chunks && name && max_points == 0 && (final || resumed))
-        st = chunked_body(api, j, name, after, limit, &body, &len, &full, &answered);
-    if (st == DB_OK && !answered)
+        st = chunked_body(api, j, name, after, limit, &body, &len, &full);
+    else
         st = history_body(api, j->id, name, after, limit, max_points, &body, &len, &full);
     if (st != DB_OK) return api_reply_db(req, st, NULL);
     if (!final && !(resumed && full)) return http_reply_owned(req, 200, "application/json", body, len);

@@ -276,10 +276,10 @@ EOF
 # the process does not have, or leave none for training, stop the start.
 CPUS=$($PY -c 'import os; print(" ".join(map(str, sorted(os.sched_getaffinity(0)))))')
 LAST=${CPUS##* }
-"$TRAIND" serve --port 0 --data-dir "$TMP/vx" --http-cpus 1024 2>"$TMP/bad.log"
+timeout 20 "$TRAIND" serve --port 0 --data-dir "$TMP/vx" --http-cpus 1024 2>"$TMP/bad.log"
 check "--http-cpus 1024: exit 2, the byte named" \
     "$?,$(grep -c "byte 0: expected a CPU number below 1024" "$TMP/bad.log")" "2,1"
-"$TRAIND" serve --port 0 --data-dir "$TMP/vx" --http-cpus "${CPUS// /,}" 2>"$TMP/bad.log"
+timeout 20 "$TRAIND" serve --port 0 --data-dir "$TMP/vx" --http-cpus "${CPUS// /,}" 2>"$TMP/bad.log"
 check "--http-cpus (every CPU): exit 2, none left for training" \
     "$?,$(grep -c "leaves none of this process's CPUs" "$TMP/bad.log")" "2,1"
 if [ "$CPUS" = "$LAST" ]; then

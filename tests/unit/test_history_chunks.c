@@ -3,10 +3,13 @@
  * point through history_point_text), for `after` and `limit` on and
  * around the chunk boundaries, for a dense series (a point a step), a
  * sparse one (a point every 5,000 steps: chunks with nothing in them) and
- * one with a point at step 0; a running job's newest chunk is read again
- * until a point past it is committed, so new points show at once; and the
- * cases the chunks hand back to SQLite (more points below the first
- * boundary than a chunk holds, an `after` near INT64_MAX). */
+ * one with a point at step 0, one with a few below 0; a running job's
+ * newest chunk is read again until a point past it is committed, so new
+ * points show at once; a page that wants only a little of a chunk it has
+ * not kept reads SQLite (the small limits of the grid); a new attempt
+ * (rows past its checkpoint rewritten) is a new series; and what the
+ * chunks leave to SQLite (more points below the first boundary than a
+ * chunk holds, steps or an `after` near INT64_MAX) is still the same page. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdint.h>
@@ -22,6 +25,7 @@
 #define W HISTORY_CHUNK_STEPS
 
 static char tmpdir[256];
+static int attempt = 1; /* the attempt page_chunks reads */
 
 typedef struct {
     Db *db;
@@ -79,14 +83,12 @@ static char *page_sqlite(Env *e, const char *name, const char *quoted, int64_t a
 
 static char *page_chunks(Env *e, bool final, const char *name, const char *quoted,
                          int64_t after, int64_t limit, int64_t *count, int64_t *last) {
-    HistorySeries s = {.cache = e->cache, .db = e->db, .job = e->job, .attempt = 1,
+    HistorySeries s = {.cache = e->cache, .db = e->db, .job = e->job, .attempt = attempt,
                        .final = final, .name = name, .quoted = quoted};
     Text t = {0};
     text_put(&t, "", 0);
-    bool answered;
-    cr_assert_eq(history_chunks_page(&s, after, limit, &t, count, last, &answered), DB_OK, "%s",
+    cr_assert_eq(history_chunks_page(&s, after, limit, &t, count, last), DB_OK, "%s",
                  error_get());
-    cr_assert(answered, "after %lld", (long long)after);
     cr_assert(!t.oom);
     return t.buf;
 }
@@ -119,10 +121,11 @@ Test(history_chunks, pages_equal_sqlite_on_and_around_chunk_boundaries) {
     put(&e, "loss", 1, 2 * W + 3000, 1);       /* dense, three chunks */
     put(&e, "val_loss", 5000, 60000, 5000);    /* sparse: empty chunks between */
     put(&e, "lr", 0, 10, 1);                   /* a point at step 0 */
-    const int64_t afters[] = {-1, 0, 1, W - 2, W - 1, W, W + 1, 2 * W - 1, 2 * W, 2 * W + 2999,
+    put(&e, "neg", -3, 5, 1);                  /* a few below 0: db_metric_put allows them */
+    const int64_t afters[] = {INT64_MIN, -5, -2, -1, 0, 1, W - 2, W - 1, W, W + 1, 2 * W - 1, 2 * W, 2 * W + 2999,
                               2 * W + 3000, 3 * W, 5000, 4999, 59999, 60000, 123456};
     const int64_t limits[] = {1, 2, 7, W - 1, W, W + 1, 10000, 100000};
-    const char *names[] = {"loss", "val_loss", "lr", "absent"};
+    const char *names[] = {"loss", "val_loss", "lr", "neg", "absent"};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
         for (size_t a = 0; a < sizeof afters / sizeof afters[0]; a++)
             for (size_t l = 0; l < sizeof limits / sizeof limits[0]; l++)
@@ -149,27 +152,39 @@ Test(history_chunks, a_running_jobs_newest_chunk_is_read_again) {
     teardown(&e);
 }
 
-Test(history_chunks, hands_back_what_a_chunk_cannot_hold) {
+Test(history_chunks, what_a_chunk_cannot_hold_comes_from_sqlite) {
     Env e = setup();
     put(&e, "odd", -W, 5, 1); /* W + 6 points below the first boundary */
-    HistorySeries s = {.cache = e.cache, .db = e.db, .job = e.job, .attempt = 1, .final = true,
-                       .name = "odd", .quoted = "\"odd\""};
-    Text t = {0};
-    int64_t n, last;
-    bool answered = true;
-    cr_assert_eq(history_chunks_page(&s, -1, 10, &t, &n, &last, &answered), DB_OK);
-    cr_assert(!answered);
-    cr_assert_eq(t.len, 0);
-    answered = true;
-    cr_assert_eq(history_chunks_page(&s, INT64_MAX - 1, 10, &t, &n, &last, &answered), DB_OK);
-    cr_assert(!answered);
-    /* past the first boundary the series is ordinary again */
     put(&e, "odd", W, W + 4, 1);
-    answered = false;
-    cr_assert_eq(history_chunks_page(&s, W - 1, 10, &t, &n, &last, &answered), DB_OK);
-    cr_assert(answered);
-    cr_assert_eq(n, 5);
-    cr_assert_eq(last, W + 4);
-    text_free(&t);
+    put(&e, "far", 1, 3, 1);  /* then one whose chunk's bounds would overflow */
+    put(&e, "far", INT64_MAX - 5, INT64_MAX - 5, 1);
+    for (int final = 0; final < 2; final++) {
+        assert_same_page(&e, final, "odd", -1, 100000);
+        assert_same_page(&e, final, "odd", -1, 10);
+        assert_same_page(&e, final, "odd", W - 1, 100000);
+        assert_same_page(&e, final, "far", -1, 100000);
+        assert_same_page(&e, final, "far", -1, 10);
+        assert_same_page(&e, final, "far", 2, 100000);
+        assert_same_page(&e, final, "far", INT64_MAX - 6, 10);
+        assert_same_page(&e, final, "far", INT64_MAX - 1, 10);
+    }
+    teardown(&e);
+}
+
+Test(history_chunks, a_new_attempt_is_a_new_series) {
+    Env e = setup();
+    put(&e, "loss", 1, W + 100, 1);
+    assert_same_page(&e, false, "loss", 0, 100000); /* attempt 1 keeps chunk 0 */
+    /* attempt 2 resumes from step 50: the rows past it go, new ones come */
+    int64_t deleted;
+    cr_assert_eq(db_metric_delete_after(e.db, e.job, 50, &deleted), DB_OK);
+    cr_assert_eq(deleted, W + 50);
+    for (int64_t s = 51; s <= W + 10; s++)
+        metric_writer_push(e.mw, e.job, "loss", s, 99, 2.0 * (double)s);
+    cr_assert_eq(metric_writer_flush(e.mw), 0);
+    attempt = 2;
+    assert_same_page(&e, false, "loss", 0, 100000);
+    assert_same_page(&e, true, "loss", 40, 20);
+    attempt = 1;
     teardown(&e);
 }

@@ -572,6 +572,7 @@ static char *first_log_line(Env *e, int64_t id) {
  * the process's count from start-up; with no limit, on as many as its
  * CPUs; --threads-per-job wins over both. */
 Test(job_scheduler, jobs_run_as_many_threads_as_their_worker_has_cpus) {
+    unsetenv("OMP_NUM_THREADS"); /* which the scheduler would leave in charge */
     cpu_set_t all, one;
     cr_assert_eq(sched_getaffinity(0, sizeof all, &all), 0);
     int first = 0;
