@@ -22,9 +22,8 @@
  * cores altogether, at the price of those cores. The HTTP threads then
  * share no core with the training, so --http-nice defaults to 0 with it.
  * bench/api.sh measures both (HTTP_CPUS=last): on 2 cores, with
- * --http-cpus 1, saturating GET /v1/jobs/{id} had p99 5.6 ms and slowed
- * the MNIST MLP 1.4%; sharing the cores, 10.6 ms (and up to 25% for a
- * saturating history read).
+ * --http-cpus 1, saturating GET /v1/jobs/{id} had p99 7.7 ms and slowed
+ * the MNIST MLP 1.7%; sharing the cores, 18 ms and 20%.
  *
  * Workers: --devices lists them, one per entry ("cpu,cpu,cuda:0");
  * without it, --workers CPU workers (1) and one per GPU found, so each GPU
