@@ -79,7 +79,8 @@ static int chunk_read(const HistorySeries *s, int64_t k, char **blob, size_t *le
         return DB_OK;
     }
     ChunkHead head = {.count = count, .more = count < n, .next = count < n ? m[count].step : 0};
-    size_t index = sizeof head + (size_t)count * sizeof(int64_t) + (size_t)(count + 1) * sizeof(uint32_t);
+    size_t index =
+        sizeof head + (size_t)count * sizeof(int64_t) + (size_t)(count + 1) * sizeof(uint32_t);
     Text t = {0};
     uint32_t *offsets = malloc((size_t)(count + 1) * sizeof *offsets);
     for (int i = 0; i < count && offsets && !t.oom; i++) {
@@ -170,16 +171,16 @@ static int tail_text(const HistorySeries *s, int64_t after, int64_t limit, Text 
 int history_chunks_page(const HistorySeries *s, int64_t after, int64_t limit, Text *t,
                         int64_t *count, int64_t *last_step) {
     *count = 0;
+    if (after < 0) after = INT64_MIN; /* as SQLite reads it: every point */
     *last_step = after;
     /* past INT64_MAX / 4, chunk bounds would overflow: SQLite's turn */
     if (after > INT64_MAX / 4) return tail_text(s, after, limit, t, count, last_step);
-    if (after < 0) after = INT64_MIN; /* as SQLite reads it: every point */
-    *last_step = after;
     int64_t k = after < 0 ? 0 : (after + 1) / HISTORY_CHUNK_STEPS;
     while (*count < limit) {
         /* at most this many of the page's points are in chunk k: reading
          * all 8,192 to keep them pays off from an eighth of that on */
-        int64_t from = *last_step > k * HISTORY_CHUNK_STEPS ? *last_step : k * HISTORY_CHUNK_STEPS - 1;
+        int64_t from = k * HISTORY_CHUNK_STEPS - 1;
+        if (*last_step > from) from = *last_step;
         int64_t wanted = (k + 1) * HISTORY_CHUNK_STEPS - 1 - from;
         if (wanted > limit - *count) wanted = limit - *count;
         Chunk c;

@@ -137,8 +137,8 @@ static int http_cpus_arg(const char *v, ServeOptions *o) {
 
 static int parse_options(int argc, char **argv, ServeOptions *o) {
     *o = (ServeOptions){.port = 8080, .bind = "127.0.0.1", .data_dir = "./var", .workers = 1,
-                        .http_threads = 4, .http_nice = -1, .import_timeout_s = 600, .max_upload_mb = 4096,
-                        .history_cache_mb = API_CHUNK_CACHE_MB};
+                        .http_threads = 4, .http_nice = -1, .import_timeout_s = 600,
+                        .max_upload_mb = 4096, .history_cache_mb = API_CHUNK_CACHE_MB};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -201,7 +201,8 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
 /* The calling thread onto SET; the threads it starts inherit it. */
 static int pin_this_thread(const cpu_set_t *set, const char *what) {
     int e = pthread_setaffinity_np(pthread_self(), sizeof *set, set);
-    if (e) return error_set("--http-cpus: cannot move the %s onto their CPUs: %s", what, strerror(e));
+    if (e)
+        return error_set("--http-cpus: cannot move the %s onto their CPUs: %s", what, strerror(e));
     return 0;
 }
 

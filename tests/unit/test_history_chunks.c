@@ -20,39 +20,30 @@
 #include "core/error.h"
 #include "server/history_chunks.h"
 #include "storage/db.h"
-#include "storage/db_internal.h"
+#include "tests/support/tmp_db.h"
 
 #define W HISTORY_CHUNK_STEPS
 
-static char tmpdir[256];
 static int attempt = 1; /* the attempt page_chunks reads */
 
 typedef struct {
-    Db *db;
-    MetricWriter *mw;
+    TmpDb store;
     ReplyCache *cache;
     int64_t job;
 } Env;
 
 static Env setup(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/traind-chunks-XXXXXX");
-    cr_assert(mkdtemp(tmpdir));
     Env e;
-    e.db = db_open(tmpdir);
-    cr_assert(e.db, "%s", error_get());
-    e.mw = metric_writer_start(e.db);
-    cr_assert(e.mw);
+    tmp_db_open(&e.store, "chunks");
     e.cache = reply_cache_new(64u << 20, 4096);
     cr_assert(e.cache);
-    cr_assert_eq(db_job_insert(e.db, "chunks", 0, "{}", 0, &e.job), DB_OK);
+    cr_assert_eq(db_job_insert(e.store.db, "chunks", 0, "{}", 0, &e.job), DB_OK);
     return e;
 }
 
 static void teardown(Env *e) {
     reply_cache_free(e->cache);
-    metric_writer_stop(e->mw);
-    db_close(e->db);
-    db_remove_tree(tmpdir);
+    tmp_db_close(&e->store);
 }
 
 /* A value whose text changes from step to step, with a NaN now and then
@@ -61,8 +52,8 @@ static double value_at(int64_t step) { return step % 977 == 0 ? NAN : 1.0 / (dou
 
 static void put(Env *e, const char *name, int64_t from, int64_t to, int64_t every) {
     for (int64_t s = from; s <= to; s += every)
-        metric_writer_push(e->mw, e->job, name, s, (int)(s / 1000), value_at(s));
-    cr_assert_eq(metric_writer_flush(e->mw), 0);
+        metric_writer_push(e->store.mw, e->job, name, s, (int)(s / 1000), value_at(s));
+    cr_assert_eq(metric_writer_flush(e->store.mw), 0);
 }
 
 /* The page as SQLite gives it: the points' text, comma separated. */
@@ -71,7 +62,7 @@ static char *page_sqlite(Env *e, const char *name, const char *quoted, int64_t a
     DbMetricQuery q = {.name = name, .after = after, .limit = (int)limit};
     DbMetric *m;
     int n;
-    cr_assert_eq(db_metric_query(e->db, e->job, &q, &m, &n), DB_OK);
+    cr_assert_eq(db_metric_query(e->store.db, e->job, &q, &m, &n), DB_OK);
     Text t = {0};
     text_put(&t, "", 0);
     for (int i = 0; i < n; i++) history_point_text(&t, quoted, &m[i], i > 0);
@@ -83,7 +74,7 @@ static char *page_sqlite(Env *e, const char *name, const char *quoted, int64_t a
 
 static char *page_chunks(Env *e, bool final, const char *name, const char *quoted,
                          int64_t after, int64_t limit, int64_t *count, int64_t *last) {
-    HistorySeries s = {.cache = e->cache, .db = e->db, .job = e->job, .attempt = attempt,
+    HistorySeries s = {.cache = e->cache, .db = e->store.db, .job = e->job, .attempt = attempt,
                        .final = final, .name = name, .quoted = quoted};
     Text t = {0};
     text_put(&t, "", 0);
@@ -122,8 +113,8 @@ Test(history_chunks, pages_equal_sqlite_on_and_around_chunk_boundaries) {
     put(&e, "val_loss", 5000, 60000, 5000);    /* sparse: empty chunks between */
     put(&e, "lr", 0, 10, 1);                   /* a point at step 0 */
     put(&e, "neg", -3, 5, 1);                  /* a few below 0: db_metric_put allows them */
-    const int64_t afters[] = {INT64_MIN, -5, -2, -1, 0, 1, W - 2, W - 1, W, W + 1, 2 * W - 1, 2 * W, 2 * W + 2999,
-                              2 * W + 3000, 3 * W, 5000, 4999, 59999, 60000, 123456};
+    const int64_t afters[] = {INT64_MIN, -5, -2, -1, 0, 1, W - 2, W - 1, W, W + 1, 2 * W - 1, 2 * W,
+                              2 * W + 2999, 2 * W + 3000, 3 * W, 5000, 4999, 59999, 60000, 123456};
     const int64_t limits[] = {1, 2, 7, W - 1, W, W + 1, 10000, 100000};
     const char *names[] = {"loss", "val_loss", "lr", "neg", "absent"};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
@@ -177,11 +168,11 @@ Test(history_chunks, a_new_attempt_is_a_new_series) {
     assert_same_page(&e, false, "loss", 0, 100000); /* attempt 1 keeps chunk 0 */
     /* attempt 2 resumes from step 50: the rows past it go, new ones come */
     int64_t deleted;
-    cr_assert_eq(db_metric_delete_after(e.db, e.job, 50, &deleted), DB_OK);
+    cr_assert_eq(db_metric_delete_after(e.store.db, e.job, 50, &deleted), DB_OK);
     cr_assert_eq(deleted, W + 50);
     for (int64_t s = 51; s <= W + 10; s++)
-        metric_writer_push(e.mw, e.job, "loss", s, 99, 2.0 * (double)s);
-    cr_assert_eq(metric_writer_flush(e.mw), 0);
+        metric_writer_push(e.store.mw, e.job, "loss", s, 99, 2.0 * (double)s);
+    cr_assert_eq(metric_writer_flush(e.store.mw), 0);
     attempt = 2;
     assert_same_page(&e, false, "loss", 0, 100000);
     assert_same_page(&e, true, "loss", 40, 20);

@@ -27,14 +27,9 @@
 #include "server/job_build.h"
 #include "server/scheduler.h"
 #include "storage/db.h"
-#include "storage/db_internal.h"
+#include "tests/support/tmp_db.h"
 
-static char tmpdir[256];
-
-typedef struct {
-    Db *db;
-    MetricWriter *mw;
-} Env;
+typedef TmpDb Env; /* a temporary data dir's db and metric writer */
 
 /* Hook state: sleep per step, and note when `at_job` reaches `at_step`. */
 static atomic_int hook_sleep_us;
@@ -94,13 +89,8 @@ static void make_dataset(Env *e) {
 }
 
 static Env setup(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/traind-sched-XXXXXX");
-    cr_assert(mkdtemp(tmpdir));
     Env e;
-    e.db = db_open(tmpdir);
-    cr_assert(e.db, "%s", error_get());
-    e.mw = metric_writer_start(e.db);
-    cr_assert(e.mw);
+    tmp_db_open(&e, "sched");
     make_dataset(&e);
     atomic_store(&hook_sleep_us, 0);
     atomic_store(&hook_at_job, -1);
@@ -110,11 +100,7 @@ static Env setup(void) {
     return e;
 }
 
-static void teardown(Env *e) {
-    metric_writer_stop(e->mw);
-    db_close(e->db);
-    db_remove_tree(tmpdir);
-}
+static void teardown(Env *e) { tmp_db_close(e); }
 
 static Scheduler *start(Env *e, int workers, bool crash_like) {
     SchedulerConfig cfg = {.db = e->db, .metrics = e->mw, .workers = workers,
@@ -555,8 +541,22 @@ Test(job_scheduler, queued_auto_jobs_fill_the_gpu_then_the_cpu) {
     teardown(&e);
 }
 
-/* The job's first log line, which names its device and thread count. */
-static char *first_log_line(Env *e, int64_t id) {
+/* One job on a one-worker scheduler started while this thread stands on
+ * CPUS (its workers inherit them; this thread's own come back after):
+ * the job's first log line, which names its device and thread count. */
+static char *first_log_line_on(Env *e, const cpu_set_t *cpus, int threads_per_job,
+                               const char *tag) {
+    cpu_set_t was;
+    cr_assert_eq(sched_getaffinity(0, sizeof was, &was), 0);
+    cr_assert_eq(pthread_setaffinity_np(pthread_self(), sizeof *cpus, cpus), 0);
+    SchedulerConfig cfg = {.db = e->db, .metrics = e->mw, .workers = 1,
+                           .threads_per_job = threads_per_job};
+    Scheduler *s = scheduler_start(&cfg);
+    cr_assert_eq(pthread_setaffinity_np(pthread_self(), sizeof was, &was), 0);
+    cr_assert(s, "%s", error_get());
+    int64_t id = submit(s, tag, 1);
+    cr_assert_eq(wait_state(e, id, -1, 100), DB_JOB_SUCCEEDED);
+    scheduler_stop(s);
     DbLogLine *lines;
     int n;
     cr_assert_eq(db_log_list(e->db, id, 0, 1, &lines, &n), DB_OK);
@@ -580,38 +580,17 @@ Test(job_scheduler, jobs_run_as_many_threads_as_their_worker_has_cpus) {
     CPU_ZERO(&one);
     CPU_SET(first, &one);
     char want[64];
-
-    Env e = setup();
-    Scheduler *s = start(&e, 1, false);
-    int64_t id = submit(s, "all-cpus", 1);
-    cr_assert_eq(wait_state(&e, id, -1, 100), DB_JOB_SUCCEEDED);
-    scheduler_stop(s);
-    char *line = first_log_line(&e, id);
     int n = CPU_COUNT(&all);
     snprintf(want, sizeof want, "attempt 1 on cpu, %d CPU thread%s", n, n == 1 ? "" : "s");
+
+    Env e = setup();
+    char *line = first_log_line_on(&e, &all, 0, "all-cpus");
     cr_assert_str_eq(line, want);
     free(line);
-
-    /* the workers inherit the starting thread's CPUs */
-    cr_assert_eq(pthread_setaffinity_np(pthread_self(), sizeof one, &one), 0);
-    s = start(&e, 1, false);
-    cr_assert_eq(pthread_setaffinity_np(pthread_self(), sizeof all, &all), 0);
-    id = submit(s, "one-cpu", 1);
-    cr_assert_eq(wait_state(&e, id, -1, 100), DB_JOB_SUCCEEDED);
-    scheduler_stop(s);
-    line = first_log_line(&e, id);
+    line = first_log_line_on(&e, &one, 0, "one-cpu");
     cr_assert_str_eq(line, "attempt 1 on cpu, 1 CPU thread");
     free(line);
-
-    SchedulerConfig cfg = {.db = e.db, .metrics = e.mw, .workers = 1, .threads_per_job = 3};
-    cr_assert_eq(pthread_setaffinity_np(pthread_self(), sizeof one, &one), 0);
-    s = scheduler_start(&cfg);
-    cr_assert_eq(pthread_setaffinity_np(pthread_self(), sizeof all, &all), 0);
-    cr_assert(s, "%s", error_get());
-    id = submit(s, "three", 1);
-    cr_assert_eq(wait_state(&e, id, -1, 100), DB_JOB_SUCCEEDED);
-    scheduler_stop(s);
-    line = first_log_line(&e, id);
+    line = first_log_line_on(&e, &one, 3, "three");
     cr_assert_str_eq(line, "attempt 1 on cpu, 3 CPU threads");
     free(line);
     teardown(&e);
