@@ -63,7 +63,7 @@ $(shell mkdir -p build; [ "$$(cat $(GPU_STAMP) 2>/dev/null)" = "$(GPU_STAMP_TEXT
         echo "$(GPU_STAMP_TEXT)" > $(GPU_STAMP))
 
 CORE_SRC   := $(shell find core -name '*.c' | sort)
-SERVER_SRC := $(shell find server -name '*.c' | sort)
+SERVER_SRC := $(shell find job server -name '*.c' | sort)
 TEST_SRC   := $(shell find tests -name '*.c' | sort)
 STORAGE_SRC := $(shell find storage -name '*.c' | sort)
 

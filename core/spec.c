@@ -247,9 +247,9 @@ static int parse_scheduler(JobSpec *spec, const json_t *v) {
         return error_set("scheduler.type: unknown scheduler '%s' (known: LambdaLR, StepLR, "
                          "MultiStepLR, ExponentialLR, CosineAnnealingLR)", type);
     }
-    LrSchedulerConfig *c = &spec->scheduler;
+    LrSchedulerConfig *c = &spec->lr_scheduler;
     lr_scheduler_config_init(c, t);
-    spec->has_scheduler = true;
+    spec->has_lr_scheduler = true;
     int64_t k;
     switch (t) {
     case LR_SCHEDULER_LAMBDA: {
@@ -300,10 +300,10 @@ static int parse_scheduler(JobSpec *spec, const json_t *v) {
     return 0;
 }
 
-int job_spec_build_scheduler(const JobSpec *spec, double base_lr, LrScheduler **out) {
+int job_spec_build_lr_scheduler(const JobSpec *spec, double base_lr, LrScheduler **out) {
     *out = NULL;
-    if (!spec->has_scheduler) return 0;
-    *out = lr_scheduler_new(&spec->scheduler, base_lr);
+    if (!spec->has_lr_scheduler) return 0;
+    *out = lr_scheduler_new(&spec->lr_scheduler, base_lr);
     return *out ? 0 : error_prefix("scheduler");
 }
 
@@ -490,8 +490,8 @@ void job_spec_free(JobSpec *spec) {
     free(spec->name);
     spec_data_free(spec);
     free(spec->layers);
-    free((char *)spec->scheduler.lr_lambda);
-    free((int64_t *)spec->scheduler.milestones);
+    free((char *)spec->lr_scheduler.lr_lambda);
+    free((int64_t *)spec->lr_scheduler.milestones);
     free(spec->init);
     free(spec);
 }

@@ -21,7 +21,7 @@
  *
  * The spec then builds what a PyTorch script would construct:
  * job_spec_build_model (nn.Sequential, PyTorch state_dict names "0.weight"),
- * job_spec_build_optimizer, job_spec_build_scheduler, job_spec_loss.
+ * job_spec_build_optimizer, job_spec_build_lr_scheduler, job_spec_loss.
  *
  * Files: spec.c (top level, loss, optimizer, scheduler, the loop's
  * settings), spec_data.c (sources, transforms, loading), spec_model.c
@@ -40,7 +40,7 @@
 #include "core/nn/module.h"
 #include "core/ops.h"
 #include "core/optim/optimizer.h"
-#include "core/optim/scheduler.h"
+#include "core/optim/lr_scheduler.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 
@@ -145,8 +145,8 @@ typedef struct {
     SgdOptions sgd;   /* SGD */
     AdamOptions adam; /* Adam, AdamW */
 
-    bool has_scheduler;
-    LrSchedulerConfig scheduler; /* lr_lambda and milestones owned by the spec;
+    bool has_lr_scheduler;
+    LrSchedulerConfig lr_scheduler; /* lr_lambda and milestones owned by the spec;
                                     milestones sorted (torch counts them as a set) */
 
     int epochs;          /* required, >= 1 */
@@ -223,7 +223,7 @@ Module *job_spec_build_model(const JobSpec *spec, Rng *rng);
 Optimizer *job_spec_build_optimizer(const JobSpec *spec, Module *model);
 /* The scheduler into *out, or NULL there when the spec has none: 0; -1 with
  * an error. */
-int job_spec_build_scheduler(const JobSpec *spec, double base_lr, LrScheduler **out);
+int job_spec_build_lr_scheduler(const JobSpec *spec, double base_lr, LrScheduler **out);
 /* The loss of a batch, as the spec's loss module with its reduction would
  * compute it: a new reference, or NULL with an error. */
 Tensor *job_spec_loss(const JobSpec *spec, Tensor *output, Tensor *target);

@@ -254,7 +254,7 @@ static int train_epoch(Trainer *t, int epoch) {
         s->elapsed_s = 0;
     }
     s->epoch_begun = false;
-    if (t->sched) t->opt->lr = lr_scheduler_get_lr(t->sched);
+    if (t->lr_scheduler) t->opt->lr = lr_scheduler_get_lr(t->lr_scheduler);
 
     for (;;) {
         if (cancelled(t)) {
@@ -314,9 +314,9 @@ static int train_epoch(Trainer *t, int epoch) {
           s->step, train_loss, acc, val, t->opt->lr, sps, epoch_time);
 
     /* scheduler.step() after the epoch; the next epoch starts clean */
-    if (t->sched) {
-        if (lr_scheduler_step(t->sched) != 0) return error_prefix("epoch %d scheduler", epoch);
-        t->opt->lr = lr_scheduler_get_lr(t->sched);
+    if (t->lr_scheduler) {
+        if (lr_scheduler_step(t->lr_scheduler) != 0) return error_prefix("epoch %d scheduler", epoch);
+        t->opt->lr = lr_scheduler_get_lr(t->lr_scheduler);
     }
     s->epoch = epoch + 1;
     s->batch = 0;
@@ -404,7 +404,7 @@ static int trainer_meta(const Trainer *t, SafetensorsMeta *m) {
     rc |= meta_i64(m, "epoch_samples", s->samples);
     rc |= meta_i64(m, "epoch_correct", s->correct);
     rc |= meta_f64(m, "epoch_elapsed_s", s->elapsed_s);
-    if (t->sched) rc |= meta_i64(m, "scheduler.last_epoch", lr_scheduler_last_epoch(t->sched));
+    if (t->lr_scheduler) rc |= meta_i64(m, "scheduler.last_epoch", lr_scheduler_last_epoch(t->lr_scheduler));
     if (t->rng) {
         rc |= meta_u64(m, "dropout.rng_seed", t->rng->seed);
         rc |= meta_u64(m, "dropout.rng_offset", t->rng->offset);
@@ -636,10 +636,10 @@ static int parse_saved(const Trainer *t, const SafetensorsMeta *m, Saved *sv) {
     if (get_f64(m, "epoch_elapsed_s", &s->elapsed_s) != 0) return -1;
 
     bool has_sched = safetensors_meta_get(m, "scheduler.last_epoch") != NULL;
-    if (has_sched != (t->sched != NULL))
+    if (has_sched != (t->lr_scheduler != NULL))
         return error_set("the checkpoint %s a scheduler but the trainer %s",
-                         has_sched ? "has" : "has no", t->sched ? "has one" : "has none");
-    if (t->sched &&
+                         has_sched ? "has" : "has no", t->lr_scheduler ? "has one" : "has none");
+    if (t->lr_scheduler &&
         get_i64(m, "scheduler.last_epoch", 0, LR_SCHEDULER_MAX_EPOCH, &sv->sched_epoch) != 0)
         return -1;
     /* A model without Dropout has no Rng to restore; a saved one is then
@@ -693,7 +693,7 @@ int train_resume(Trainer *t, const char *dir) {
         error_prefix("'%s'", trainer_path);
         goto done;
     }
-    if (t->sched && lr_scheduler_set_last_epoch(t->sched, sv.sched_epoch) != 0) goto done;
+    if (t->lr_scheduler && lr_scheduler_set_last_epoch(t->lr_scheduler, sv.sched_epoch) != 0) goto done;
     if (dataloader_restore(t->train, &sv.train) != 0) goto done;
     if (t->val) {
         /* regenerates that epoch's order, so its Rng runs on as it did */
@@ -701,7 +701,7 @@ int train_resume(Trainer *t, const char *dir) {
         dataloader_end_epoch(t->val);
     }
     if (t->rng) *t->rng = sv.rng;
-    if (t->sched) t->opt->lr = lr_scheduler_get_lr(t->sched);
+    if (t->lr_scheduler) t->opt->lr = lr_scheduler_get_lr(t->lr_scheduler);
     t->state = sv.state;
     logf_(t, "resumed from '%s' at epoch %d, step %" PRId64, dir, t->state.epoch, t->state.step);
     rc = 0;

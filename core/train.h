@@ -49,7 +49,7 @@
 #include "core/nn/module.h"
 #include "core/ops.h"
 #include "core/optim/optimizer.h"
-#include "core/optim/scheduler.h"
+#include "core/optim/lr_scheduler.h"
 #include "core/rng.h"
 
 /* A batch-mean loss: tensor_cross_entropy, tensor_mse_loss, ... (called
@@ -94,7 +94,7 @@ struct Trainer {
      * scheduler over opt's lr). */
     Module *model;
     Optimizer *opt;
-    LrScheduler *sched; /* may be NULL: constant lr */
+    LrScheduler *lr_scheduler; /* may be NULL: constant lr */
     DataLoader *train;
     DataLoader *val; /* may be NULL: no validation */
     Rng *rng;        /* the stream Dropout draws from; may be NULL when the

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "core/backend.h"
-#include "server/cmd_run.h"
+#include "job/run_local.h"
 #include "core/tensor.h"
 #include "server/serve.h"
 #include "server/version.h"
@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
         gpu_init();
 #endif
     if (strcmp(argv[1], "info") == 0) return cmd_info();
-    if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 2, argv + 2);
+    if (strcmp(argv[1], "run") == 0) return job_run_local(argc - 2, argv + 2);
     if (strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 2, argv + 2);
     if (strcmp(argv[1], "user") == 0) return cmd_user(argc - 2, argv + 2);
     fprintf(stderr, "traind: unknown command '%s'\n", argv[1]);

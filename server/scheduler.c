@@ -40,7 +40,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/train.h"
-#include "server/job_build.h"
+#include "job/build.h"
 #include "server/log.h"
 
 typedef enum { STOP_NONE, STOP_CANCEL, STOP_SHUTDOWN } StopKind;

@@ -5,7 +5,7 @@
  * `queued` rows in run order (priority descending, then submission order).
  * Each worker owns one device ("cpu" now, "cuda:N" later) and loops: claim
  * the first queued job its device can run (queued -> running, attempt + 1),
- * build it from its spec (server/job_build.h, the same code `traind run`
+ * build it from its spec (job/build.h, the same code `traind run`
  * uses; dataset names resolve through the database), train it with
  * core/train.h, and record the end: succeeded, failed (with the error) or
  * cancelled. While it trains, metrics go to the MetricWriter (batched, off

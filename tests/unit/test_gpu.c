@@ -26,7 +26,7 @@
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "core/train.h"
-#include "server/job_build.h"
+#include "job/build.h"
 #include "tests/support/batches.h"
 #include "tests/support/optim_one.h"
 #ifdef TRAIND_CUDA

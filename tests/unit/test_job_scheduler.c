@@ -8,7 +8,7 @@
  * step's metric stored once and the losses of an uninterrupted run, bit
  * for bit; a job runs as many CPU threads as its worker has CPUs.
  *
- * (test_scheduler.c is the LR schedulers'.) A step hook slows training
+ * (test_lr_scheduler.c is the LR schedulers'.) A step hook slows training
  * down where a test needs a job to be caught running.
  */
 #include <criterion/criterion.h>
@@ -24,7 +24,7 @@
 
 #include "core/backend.h"
 #include "core/error.h"
-#include "server/job_build.h"
+#include "job/build.h"
 #include "server/scheduler.h"
 #include "storage/db.h"
 #include "tests/support/tmp_db.h"

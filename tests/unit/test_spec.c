@@ -171,9 +171,9 @@ Test(spec, design_example_values) {
     cr_assert_eq(s->sgd.weight_decay, 0.0);
     cr_assert(!s->sgd.nesterov);
     cr_assert_eq(job_spec_lr(s), 0.01);
-    cr_assert(s->has_scheduler);
-    cr_assert_eq(s->scheduler.type, LR_SCHEDULER_LAMBDA);
-    cr_assert_str_eq(s->scheduler.lr_lambda, "0.95 ** epoch");
+    cr_assert(s->has_lr_scheduler);
+    cr_assert_eq(s->lr_scheduler.type, LR_SCHEDULER_LAMBDA);
+    cr_assert_str_eq(s->lr_scheduler.lr_lambda, "0.95 ** epoch");
 
     cr_assert_eq(s->epochs, 2);
     cr_assert_eq(s->batch_size, 64);
@@ -210,7 +210,7 @@ Test(spec, defaults_as_pytorch) {
     cr_assert_eq(s->seed, 0);
     cr_assert(s->device_auto);
     cr_assert(!s->accuracy);
-    cr_assert(!s->has_scheduler);
+    cr_assert(!s->has_lr_scheduler);
     cr_assert(s->checkpoint);
     cr_assert_eq(s->checkpoint_every_epochs, 1);
     cr_assert_eq(s->checkpoint_keep_last, 3);
@@ -286,26 +286,26 @@ Test(spec, schedulers) {
                       "{\"type\": \"MultiStepLR\", \"milestones\": [5, 2, 5]}");
     JobSpec *s = parse_ok(t);
     free(t);
-    cr_assert_eq(s->scheduler.type, LR_SCHEDULER_MULTI_STEP);
-    cr_assert_eq(s->scheduler.n_milestones, 3);
-    cr_assert_eq(s->scheduler.milestones[0], 2); /* sorted: torch counts them */
-    cr_assert_eq(s->scheduler.milestones[1], 5);
-    cr_assert_eq(s->scheduler.gamma, 0.1);
+    cr_assert_eq(s->lr_scheduler.type, LR_SCHEDULER_MULTI_STEP);
+    cr_assert_eq(s->lr_scheduler.n_milestones, 3);
+    cr_assert_eq(s->lr_scheduler.milestones[0], 2); /* sorted: torch counts them */
+    cr_assert_eq(s->lr_scheduler.milestones[1], 5);
+    cr_assert_eq(s->lr_scheduler.gamma, 0.1);
     job_spec_free(s);
 
     t = variant(design_example, "scheduler", "{\"type\": \"CosineAnnealingLR\", \"T_max\": 10}");
     s = parse_ok(t);
     free(t);
-    cr_assert_eq(s->scheduler.T_max, 10);
-    cr_assert_eq(s->scheduler.eta_min, 0.0);
+    cr_assert_eq(s->lr_scheduler.T_max, 10);
+    cr_assert_eq(s->lr_scheduler.eta_min, 0.0);
     job_spec_free(s);
 
     t = variant(design_example, "scheduler", "null");
     s = parse_ok(t);
     free(t);
-    cr_assert(!s->has_scheduler);
+    cr_assert(!s->has_lr_scheduler);
     LrScheduler *sched = (LrScheduler *)1;
-    cr_assert_eq(job_spec_build_scheduler(s, 0.1, &sched), 0);
+    cr_assert_eq(job_spec_build_lr_scheduler(s, 0.1, &sched), 0);
     cr_assert_null(sched);
     job_spec_free(s);
 }
@@ -600,7 +600,7 @@ Test(spec, builds_model_optimizer_scheduler) {
     cr_assert_eq(opt->lr, 0.01);
     cr_assert_eq(opt->n_params, 4);
     LrScheduler *sched = NULL;
-    cr_assert_eq(job_spec_build_scheduler(s, opt->lr, &sched), 0, "%s", error_get());
+    cr_assert_eq(job_spec_build_lr_scheduler(s, opt->lr, &sched), 0, "%s", error_get());
     cr_assert(sched != NULL);
     cr_assert_float_eq(lr_scheduler_get_lr(sched), 0.01, 1e-15);
     cr_assert_eq(lr_scheduler_step(sched), 0);

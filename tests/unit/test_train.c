@@ -161,7 +161,7 @@ static Rig *rig_new(const RigOptions *o, Tensor *x, Tensor *y, Tensor *vx, Tenso
     train_init(&r->t);
     r->t.model = r->model;
     r->t.opt = r->opt;
-    r->t.sched = r->sched;
+    r->t.lr_scheduler = r->sched;
     r->t.train = r->train;
     r->t.val = r->val;
     r->t.rng = o->dropout ? &r->drop_rng : NULL;

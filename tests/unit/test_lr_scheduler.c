@@ -1,4 +1,4 @@
-/* test_scheduler.c - LR schedulers against torch.optim.lr_scheduler
+/* test_lr_scheduler.c - LR schedulers against torch.optim.lr_scheduler
  * (tests/fixtures/gen_scheduler.py): every case of the fixture is rebuilt
  * from the arguments stored with it, its lrs compared within 1e-12 relative,
  * and resumed at every epoch with lr_scheduler_set_last_epoch. */
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/optim/scheduler.h"
+#include "core/optim/lr_scheduler.h"
 #include "tests/support/fixture.h"
 
 #define MAX_EPOCHS 64
@@ -84,7 +84,7 @@ static void check_trajectory(const SchedCase *c) {
     lr_scheduler_free(s);
 }
 
-Test(scheduler, matches_pytorch) { for_each_case(check_trajectory); }
+Test(lr_scheduler, matches_pytorch) { for_each_case(check_trajectory); }
 
 static void check_resume(const SchedCase *c) {
     /* The uninterrupted run, and a fresh scheduler resumed at each epoch k:
@@ -117,9 +117,9 @@ static void check_resume(const SchedCase *c) {
     lr_scheduler_free(ref);
 }
 
-Test(scheduler, resume_with_set_last_epoch) { for_each_case(check_resume); }
+Test(lr_scheduler, resume_with_set_last_epoch) { for_each_case(check_resume); }
 
-Test(scheduler, type_names) {
+Test(lr_scheduler, type_names) {
     static const char *names[] = {"LambdaLR", "StepLR", "MultiStepLR", "ExponentialLR",
                                   "CosineAnnealingLR"};
     static const LrSchedulerType types[] = {LR_SCHEDULER_LAMBDA, LR_SCHEDULER_STEP,
@@ -138,7 +138,7 @@ Test(scheduler, type_names) {
     cr_expect_eq(lr_scheduler_type_parse(NULL, &t), -1);
 }
 
-Test(scheduler, config_defaults) {
+Test(lr_scheduler, config_defaults) {
     LrSchedulerConfig c;
     lr_scheduler_config_init(&c, LR_SCHEDULER_MULTI_STEP);
     cr_expect_eq(c.type, LR_SCHEDULER_MULTI_STEP);
@@ -156,7 +156,7 @@ static void expect_bad(const LrSchedulerConfig *c, double base_lr, const char *m
     cr_expect_str_eq(error_get(), msg);
 }
 
-Test(scheduler, bad_configs) {
+Test(lr_scheduler, bad_configs) {
     LrSchedulerConfig c;
     lr_scheduler_config_init(&c, LR_SCHEDULER_LAMBDA);
     expect_bad(&c, 0.1, "LambdaLR: lr_lambda is required");
@@ -212,7 +212,7 @@ Test(scheduler, bad_configs) {
 
 /* An lr_lambda that fails at a later epoch: step reports it with the epoch
  * and leaves the scheduler as it was. */
-Test(scheduler, lambda_error_at_step) {
+Test(lr_scheduler, lambda_error_at_step) {
     LrSchedulerConfig c;
     lr_scheduler_config_init(&c, LR_SCHEDULER_LAMBDA);
     c.lr_lambda = "1 / (2 - epoch)";
@@ -232,7 +232,7 @@ Test(scheduler, lambda_error_at_step) {
     lr_scheduler_free(s);
 }
 
-Test(scheduler, set_last_epoch_bounds) {
+Test(lr_scheduler, set_last_epoch_bounds) {
     LrSchedulerConfig c;
     lr_scheduler_config_init(&c, LR_SCHEDULER_EXPONENTIAL);
     c.gamma = 0.9;
@@ -252,7 +252,7 @@ Test(scheduler, set_last_epoch_bounds) {
 
 /* Far past T_max the recursive form still follows PyTorch's restarts: the lr
  * comes back to base_lr at every even multiple of T_max. */
-Test(scheduler, cosine_long_run) {
+Test(lr_scheduler, cosine_long_run) {
     LrSchedulerConfig c;
     lr_scheduler_config_init(&c, LR_SCHEDULER_COSINE);
     c.T_max = 7;

@@ -1,15 +1,15 @@
-/* cmd_run.c - `traind run JOB.json [--jsonl] [--device D] [--out DIR]`:
+/* run_local.c - `traind run JOB.json [--jsonl] [--device D] [--out DIR]`:
  * one job in the foreground, no server.
  *
  * The glue between a job file and the trainer: parse and validate the spec,
- * then build it (server/job_build.c, shared with the daemon's workers:
+ * then build it (job/build.c, shared with the daemon's workers:
  * inline data sources, shape checks, model or `init`, optimizer, scheduler
  * and loaders), then train,
  * reporting a progress bar on a terminal or design.md's JSON lines with
  * --jsonl, and writing checkpoints under DIR (default ./runs/<name>):
  * DIR/epoch-<N>/{model,trainer}.safetensors, the last `keep_last` kept.
  */
-#include "server/cmd_run.h"
+#include "job/run_local.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,7 +25,7 @@
 #include "core/error.h"
 #include "core/spec.h"
 #include "core/train.h"
-#include "server/job_build.h"
+#include "job/build.h"
 
 typedef struct {
     const JobSpec *spec;
@@ -103,7 +103,7 @@ static int on_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) 
     return 0;
 }
 
-int cmd_run(int argc, char **argv) {
+int job_run_local(int argc, char **argv) {
     const char *job = NULL, *device_arg = NULL, *out_arg = NULL;
     bool jsonl = false;
     for (int i = 0; i < argc; i++) {

@@ -1,5 +1,5 @@
-/* scheduler.c - LR schedulers with torch 1.13's get_lr() arithmetic; see
- * scheduler.h.
+/* lr_scheduler.c - LR schedulers with torch 1.13's get_lr() arithmetic; see
+ * lr_scheduler.h.
  *
  * The whole schedule is one function, next_lr(epoch, lr): the lr at `epoch`
  * given the lr at epoch - 1, a line-by-line transcription of each class's
@@ -7,7 +7,7 @@
  * PyTorch's _initial_step; a resume replays next_lr from 0, which is exact
  * where a closed form would differ in the last bits.
  */
-#include "core/optim/scheduler.h"
+#include "core/optim/lr_scheduler.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* scheduler.h - learning-rate schedulers, as torch.optim.lr_scheduler.
+/* lr_scheduler.h - learning-rate schedulers, as torch.optim.lr_scheduler.
  *
  * LambdaLR, StepLR, MultiStepLR, ExponentialLR and CosineAnnealingLR for one
  * parameter group, with PyTorch 1.13's exact arithmetic: the "chainable"
@@ -17,8 +17,8 @@
  * restores it with lr_scheduler_set_last_epoch(), which replays the steps so
  * the following lrs are those of an uninterrupted run.
  */
-#ifndef TRAIND_CORE_OPTIM_SCHEDULER_H
-#define TRAIND_CORE_OPTIM_SCHEDULER_H
+#ifndef TRAIND_CORE_OPTIM_LR_SCHEDULER_H
+#define TRAIND_CORE_OPTIM_LR_SCHEDULER_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
-/* job_build.h - from a job spec to a ready Trainer: the glue that
- * `traind run` (server/cmd_run.c) and the daemon's workers
+/* build.h - from a job spec to a ready Trainer: the glue that
+ * `traind run` (job/run_local.c) and the daemon's workers
  * (server/scheduler.c) share.
  *
  * Building loads the data sources, checks the model's shapes against the
@@ -10,8 +10,8 @@
  * checkpoint id; without one (local mode) sources are inline and `init`
  * is a .safetensors path.
  */
-#ifndef TRAIND_SERVER_JOB_BUILD_H
-#define TRAIND_SERVER_JOB_BUILD_H
+#ifndef TRAIND_JOB_BUILD_H
+#define TRAIND_JOB_BUILD_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -26,7 +26,7 @@ typedef struct {
     Dataset *train_ds, *val_ds;
     Module *model;
     Optimizer *opt;
-    LrScheduler *sched;
+    LrScheduler *lr_scheduler;
     DataLoader *train, *val;
     Rng init_rng, dropout_rng;
 } JobBuild;

@@ -1,4 +1,4 @@
-/* job_build.c - a job spec made into a Trainer's objects, for `traind run`
+/* build.c - a job spec made into a Trainer's objects, for `traind run`
  * and for the daemon's workers alike, so both train a spec the same way
  * (the same seeds, the same loaders, the same checks).
  *
@@ -8,7 +8,7 @@
  * sources (paths on the server's disk) are refused there: a job must not
  * read whatever file the daemon can.
  */
-#include "server/job_build.h"
+#include "job/build.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -22,7 +22,7 @@ void job_build_free(JobBuild *b) {
     if (!b) return;
     dataloader_free(b->train);
     dataloader_free(b->val);
-    lr_scheduler_free(b->sched);
+    lr_scheduler_free(b->lr_scheduler);
     optimizer_free(b->opt);
     if (b->model) module_free(b->model);
     dataset_free(b->train_ds);
@@ -193,7 +193,7 @@ int job_build(JobBuild *b, JobSpec *spec, Db *db) {
         if (train_load_init(b->model, p) != 0) return error_prefix("init");
     }
     b->opt = job_spec_build_optimizer(spec, b->model);
-    if (!b->opt || job_spec_build_scheduler(spec, job_spec_lr(spec), &b->sched) != 0) return -1;
+    if (!b->opt || job_spec_build_lr_scheduler(spec, job_spec_lr(spec), &b->lr_scheduler) != 0) return -1;
     DataLoaderOptions lo = {.batch_size = spec->batch_size, .shuffle = spec->shuffle,
                             .seed = spec->seed, .drop_last = spec->drop_last, .prefetch = 2};
     b->train = dataloader_new(b->train_ds, &lo, &spec->transforms);
@@ -239,7 +239,7 @@ void job_build_trainer(JobBuild *b, Trainer *t, Device device) {
     if (!device_equal(model_device(b->model), device)) (void)job_build_to_device(b, device);
     t->model = b->model;
     t->opt = b->opt;
-    t->sched = b->sched;
+    t->lr_scheduler = b->lr_scheduler;
     t->train = b->train;
     t->val = b->val;
     t->rng = &b->dropout_rng;
