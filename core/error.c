@@ -1,34 +1,81 @@
-/* error.c - thread-local last-error buffer; see error.h. */
+/* error.c - the thread-local last error; see error.h. */
 #include "core/error.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static _Thread_local char error_buf[ERROR_MAX];
+static _Thread_local Error last;
+
+/* a + sep + b into dst (size bytes), cut at size - 1 bytes: messages and
+ * paths longer than their buffers lose their ends. */
+static void join(char *dst, size_t size, const char *a, const char *sep, const char *b) {
+    char out[ERROR_MAX];
+    size_t n = 0;
+    const char *parts[3] = {a, sep, b};
+    if (size > sizeof out) size = sizeof out;
+    for (int i = 0; i < 3; i++) {
+        size_t len = strlen(parts[i]);
+        if (len > size - 1 - n) len = size - 1 - n;
+        memcpy(out + n, parts[i], len);
+        n += len;
+    }
+    out[n] = '\0';
+    memcpy(dst, out, n + 1);
+}
 
 int error_set(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(error_buf, sizeof error_buf, fmt, ap);
+    vsnprintf(last.message, sizeof last.message, fmt, ap);
     va_end(ap);
+    last.path[0] = '\0';
+    return -1;
+}
+
+int error_at(const char *path, const char *fmt, ...) {
+    char msg[ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    join(last.message, sizeof last.message, path, ": ", msg);
+    join(last.path, sizeof last.path, path, "", "");
     return -1;
 }
 
 int error_prefix(const char *fmt, ...) {
-    char joined[2 * ERROR_MAX + 2];
+    char prefix[ERROR_MAX];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(joined, ERROR_MAX, fmt, ap);
+    int n = vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     if (n < 0) return -1;
-    if (n >= ERROR_MAX) n = ERROR_MAX - 1;
-    /* long messages are cut at ERROR_MAX - 1 bytes */
-    snprintf(joined + n, sizeof joined - (size_t)n, ": %s", error_buf);
-    memcpy(error_buf, joined, ERROR_MAX - 1);
-    error_buf[ERROR_MAX - 1] = '\0';
+    join(last.message, sizeof last.message, prefix, ": ", last.message);
     return -1;
 }
 
-const char *error_get(void) { return error_buf; }
+int error_prefix_at(const char *path) {
+    join(last.message, sizeof last.message, path, ": ", last.message);
+    join(last.path, sizeof last.path, path, "", "");
+    return -1;
+}
 
-void error_clear(void) { error_buf[0] = '\0'; }
+int error_nest(const char *parent) {
+    join(last.message, sizeof last.message, parent, ".", last.message);
+    join(last.path, sizeof last.path, parent, last.path[0] ? "." : "", last.path);
+    return -1;
+}
+
+int error_set_path(const char *path) {
+    join(last.path, sizeof last.path, path ? path : "", "", "");
+    return -1;
+}
+
+const char *error_get(void) { return last.message; }
+
+const Error *error_last(void) { return &last; }
+
+void error_clear(void) {
+    last.message[0] = '\0';
+    last.path[0] = '\0';
+}

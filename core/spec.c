@@ -51,7 +51,7 @@ const char *spec_loss_name(SpecLossType type) {
 static const char *const loss_fields[] = {"type", "reduction", NULL};
 
 static int parse_loss(JobSpec *spec, const json_t *v) {
-    if (!v) return error_set("loss: required");
+    if (!v) return error_at("loss", "required");
     const char *type, *red;
     if (spec_expect_object(v, "loss") || spec_get_string(v, "loss", "type", true, &type))
         return -1;
@@ -63,10 +63,12 @@ static int parse_loss(JobSpec *spec, const json_t *v) {
         for (int i = 0; i < NUM_LOSSES; i++) names[i] = losses[i].name;
         names[NUM_LOSSES] = NULL;
         int s = spec_suggest(type, names);
-        if (s >= 0) return error_set("loss.type: unknown loss '%s' (did you mean '%s'?)", type,
-                                     names[s]);
-        return error_set("loss.type: unknown loss '%s' (known: MSELoss, L1Loss, "
-                         "CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss)", type);
+        if (s >= 0)
+            return error_at("loss.type", "unknown loss '%s' (did you mean '%s'?)", type, names[s]);
+        return error_at("loss.type",
+                        "unknown loss '%s' (known: MSELoss, L1Loss, "
+                        "CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss)",
+                        type);
     }
     spec->loss = losses[k].type;
     if (spec_check_fields(v, "loss", loss_fields, type) ||
@@ -77,10 +79,10 @@ static int parse_loss(JobSpec *spec, const json_t *v) {
     else if (strcmp(red, "sum") == 0)
         spec->reduction = REDUCTION_SUM;
     else if (strcmp(red, "none") == 0)
-        return error_set("loss.reduction: 'none' gives one loss per sample, which cannot be "
-                         "trained on (use 'mean' or 'sum')");
+        return error_at("loss.reduction", "'none' gives one loss per sample, which cannot be "
+                                          "trained on (use 'mean' or 'sum')");
     else
-        return error_set("loss.reduction: unknown reduction '%s' (known: mean, sum, none)", red);
+        return error_at("loss.reduction", "unknown reduction '%s' (known: mean, sum, none)", red);
     return 0;
 }
 
@@ -98,7 +100,7 @@ Tensor *job_spec_loss(const JobSpec *spec, Tensor *output, Tensor *target) {
     case SPEC_LOSS_BCE_WITH_LOGITS:
         return tensor_bce_with_logits(output, target, spec->reduction);
     }
-    error_set("loss: unknown type %d", (int)spec->loss);
+    error_at("loss", "unknown type %d", (int)spec->loss);
     return NULL;
 }
 
@@ -111,20 +113,20 @@ static const char *const adam_fields[] = {"type", "lr",           "betas",   "ep
 
 static int non_negative(const char *path, const char *key, double x) {
     char p[SPEC_PATH_MAX];
-    if (x < 0) return error_set("%s: must be >= 0, got %g", spec_path_key(p, path, key), x);
+    if (x < 0) return error_at(spec_path_key(p, path, key), "must be >= 0, got %g", x);
     return 0;
 }
 
 static int parse_optimizer(JobSpec *spec, const json_t *v) {
     const char *p = "optimizer", *type;
-    if (!v) return error_set("optimizer: required");
+    if (!v) return error_at("optimizer", "required");
     if (spec_expect_object(v, p) || spec_get_string(v, p, "type", true, &type)) return -1;
     if (strcmp(type, "SGD") == 0) {
         SgdOptions *o = &spec->sgd;
         spec->optimizer = SPEC_OPTIM_SGD;
         if (spec_check_fields(v, p, sgd_fields, "SGD")) return -1;
         if (!json_object_get(v, "lr"))
-            return error_set("optimizer.lr: required (torch.optim.SGD has no default)");
+            return error_at("optimizer.lr", "required (torch.optim.SGD has no default)");
         if (spec_get_number(v, p, "lr", true, 0, &o->lr) ||
             spec_get_number(v, p, "momentum", false, 0, &o->momentum) ||
             spec_get_number(v, p, "dampening", false, 0, &o->dampening) ||
@@ -134,18 +136,22 @@ static int parse_optimizer(JobSpec *spec, const json_t *v) {
             non_negative(p, "weight_decay", o->weight_decay))
             return -1;
         if (o->nesterov && (o->momentum <= 0 || o->dampening != 0))
-            return error_set("optimizer.nesterov: needs a momentum > 0 and zero dampening (got "
-                             "momentum %g, dampening %g)", o->momentum, o->dampening);
+            return error_at("optimizer.nesterov",
+                            "needs a momentum > 0 and zero dampening (got "
+                            "momentum %g, dampening %g)",
+                            o->momentum, o->dampening);
         return 0;
     }
     bool adamw = strcmp(type, "AdamW") == 0;
     if (!adamw && strcmp(type, "Adam") != 0) {
         static const char *const names[] = {"SGD", "Adam", "AdamW", NULL};
         int s = spec_suggest(type, names);
-        if (s >= 0) return error_set("optimizer.type: unknown optimizer '%s' (did you mean "
-                                     "'%s'?)", type, names[s]);
-        return error_set("optimizer.type: unknown optimizer '%s' (known: SGD, Adam, AdamW)",
-                         type);
+        if (s >= 0)
+            return error_at("optimizer.type",
+                            "unknown optimizer '%s' (did you mean "
+                            "'%s'?)",
+                            type, names[s]);
+        return error_at("optimizer.type", "unknown optimizer '%s' (known: SGD, Adam, AdamW)", type);
     }
     AdamOptions *o = &spec->adam;
     *o = adamw ? adamw_options_default() : adam_options_default();
@@ -160,15 +166,15 @@ static int parse_optimizer(JobSpec *spec, const json_t *v) {
     json_t *betas = json_object_get(v, "betas");
     if (betas) {
         if (!json_is_array(betas) || json_array_size(betas) != 2)
-            return error_set("optimizer.betas: expected a list of 2 numbers, got %s",
-                             json_is_array(betas) ? "a list of another length"
-                                                  : spec_json_kind(betas));
+            return error_at("optimizer.betas", "expected a list of 2 numbers, got %s",
+                            json_is_array(betas) ? "a list of another length"
+                                                 : spec_json_kind(betas));
         for (size_t i = 0; i < 2; i++) {
             char pi[SPEC_PATH_MAX];
             spec_path_index(pi, "optimizer.betas", i);
             if (spec_number_value(json_array_get(betas, i), pi, &o->betas[i])) return -1;
             if (o->betas[i] < 0 || o->betas[i] >= 1)
-                return error_set("%s: must be in [0, 1), got %g", pi, o->betas[i]);
+                return error_at(pi, "must be in [0, 1), got %g", o->betas[i]);
         }
     }
     return 0;
@@ -184,7 +190,7 @@ Optimizer *job_spec_build_optimizer(const JobSpec *spec, Module *model) {
     if (!params) return NULL;
     Optimizer *opt = NULL;
     if (n == 0)
-        error_set("optimizer: the model has no parameters to optimize");
+        error_at("optimizer", "the model has no parameters to optimize");
     else if (spec->optimizer == SPEC_OPTIM_SGD)
         opt = sgd_new(params, n, spec->sgd);
     else if (spec->optimizer == SPEC_OPTIM_ADAM)
@@ -192,7 +198,7 @@ Optimizer *job_spec_build_optimizer(const JobSpec *spec, Module *model) {
     else
         opt = adamw_new(params, n, spec->adam);
     free(params);
-    if (!opt && n) error_prefix("optimizer");
+    if (!opt && n) error_prefix_at("optimizer");
     return opt;
 }
 
@@ -211,14 +217,14 @@ static int cmp_int64(const void *a, const void *b) {
 
 static int parse_milestones(LrSchedulerConfig *c, const json_t *v) {
     const char *p = "scheduler.milestones";
-    if (!v) return error_set("%s: required", p);
-    if (!json_is_array(v)) return error_set("%s: expected a list of integers, got %s", p,
-                                            spec_json_kind(v));
+    if (!v) return error_at(p, "required");
+    if (!json_is_array(v))
+        return error_at(p, "expected a list of integers, got %s", spec_json_kind(v));
     size_t n = json_array_size(v);
     if (n > LR_SCHEDULER_MAX_MILESTONES)
-        return error_set("%s: at most %d milestones, got %zu", p, LR_SCHEDULER_MAX_MILESTONES, n);
+        return error_at(p, "at most %d milestones, got %zu", LR_SCHEDULER_MAX_MILESTONES, n);
     int64_t *m = calloc(n ? n : 1, sizeof *m);
-    if (!m) return error_set("%s: out of memory", p);
+    if (!m) return error_at(p, "out of memory");
     c->milestones = m;
     c->n_milestones = n;
     for (size_t i = 0; i < n; i++) {
@@ -242,10 +248,12 @@ static int parse_scheduler(JobSpec *spec, const json_t *v) {
                                             "CosineAnnealingLR", NULL};
         int s = spec_suggest(type, names);
         if (s >= 0)
-            return error_set("scheduler.type: unknown scheduler '%s' (did you mean '%s'?)", type,
-                             names[s]);
-        return error_set("scheduler.type: unknown scheduler '%s' (known: LambdaLR, StepLR, "
-                         "MultiStepLR, ExponentialLR, CosineAnnealingLR)", type);
+            return error_at("scheduler.type", "unknown scheduler '%s' (did you mean '%s'?)", type,
+                            names[s]);
+        return error_at("scheduler.type",
+                        "unknown scheduler '%s' (known: LambdaLR, StepLR, "
+                        "MultiStepLR, ExponentialLR, CosineAnnealingLR)",
+                        type);
     }
     LrSchedulerConfig *c = &spec->lr_scheduler;
     lr_scheduler_config_init(c, t);
@@ -258,7 +266,7 @@ static int parse_scheduler(JobSpec *spec, const json_t *v) {
             spec_get_string(v, p, "lr_lambda", true, &text))
             return -1;
         LrExpr *e = lr_expr_parse(text);
-        if (!e) return error_prefix("scheduler.lr_lambda");
+        if (!e) return error_prefix_at("scheduler.lr_lambda");
         lr_expr_free(e);
         if (!(c->lr_lambda = spec_strdup(text))) return -1;
         break;
@@ -295,7 +303,7 @@ static int parse_scheduler(JobSpec *spec, const json_t *v) {
     }
     /* What is left (an lr_lambda that fails at epoch 0, ...) the scheduler knows. */
     LrScheduler *s = lr_scheduler_new(c, job_spec_lr(spec));
-    if (!s) return error_prefix("scheduler");
+    if (!s) return error_prefix_at("scheduler");
     lr_scheduler_free(s);
     return 0;
 }
@@ -304,7 +312,7 @@ int job_spec_build_lr_scheduler(const JobSpec *spec, double base_lr, LrScheduler
     *out = NULL;
     if (!spec->has_lr_scheduler) return 0;
     *out = lr_scheduler_new(&spec->lr_scheduler, base_lr);
-    return *out ? 0 : error_prefix("scheduler");
+    return *out ? 0 : error_prefix_at("scheduler");
 }
 
 /* ---- the loop's settings ---- */
@@ -313,14 +321,14 @@ static int parse_name(JobSpec *spec, const json_t *v, const char *fallback) {
     const char *name = fallback ? fallback : "";
     if (v) {
         if (!json_is_string(v))
-            return error_set("name: expected a string, got %s", spec_json_kind(v));
+            return error_at("name", "expected a string, got %s", spec_json_kind(v));
         name = json_string_value(v);
         size_t n = json_string_length(v);
         if (n == 0 || n > MAX_NAME)
-            return error_set("name: must have 1 to %d characters, got %zu", MAX_NAME, n);
+            return error_at("name", "must have 1 to %d characters, got %zu", MAX_NAME, n);
         for (size_t i = 0; i < n; i++)
             if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-                return error_set("name: control character at position %zu", i);
+                return error_at("name", "control character at position %zu", i);
     }
     return (spec->name = spec_strdup(name)) ? 0 : -1;
 }
@@ -331,28 +339,28 @@ static int parse_device(JobSpec *spec, const json_t *top) {
     spec->device_auto = !d || strcmp(d, "auto") == 0;
     if (spec->device_auto) return 0;
     if (device_parse(d, &spec->device))
-        return error_set("device: expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got \"%s\"",
-                         d);
+        return error_at("device", "expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got \"%s\"",
+                        d);
     return 0;
 }
 
 static int parse_metrics(JobSpec *spec, const json_t *v) {
     if (!v) return 0;
     if (!json_is_array(v))
-        return error_set("metrics: expected a list of strings, got %s", spec_json_kind(v));
+        return error_at("metrics", "expected a list of strings, got %s", spec_json_kind(v));
     for (size_t i = 0; i < json_array_size(v); i++) {
         json_t *m = json_array_get(v, i);
         char p[SPEC_PATH_MAX];
         spec_path_index(p, "metrics", i);
-        if (!json_is_string(m))
-            return error_set("%s: expected a string, got %s", p, spec_json_kind(m));
+        if (!json_is_string(m)) return error_at(p, "expected a string, got %s", spec_json_kind(m));
         if (strcmp(json_string_value(m), "accuracy") != 0)
-            return error_set("%s: unknown metric '%s' (known: accuracy)", p,
-                             json_string_value(m));
-        if (spec->accuracy) return error_set("%s: 'accuracy' is listed twice", p);
+            return error_at(p, "unknown metric '%s' (known: accuracy)", json_string_value(m));
+        if (spec->accuracy) return error_at(p, "'accuracy' is listed twice");
         if (!job_spec_uses_labels(spec))
-            return error_set("%s: accuracy needs a classification loss (CrossEntropyLoss or "
-                             "NLLLoss), not %s", p, spec_loss_name(spec->loss));
+            return error_at(p,
+                            "accuracy needs a classification loss (CrossEntropyLoss or "
+                            "NLLLoss), not %s",
+                            spec_loss_name(spec->loss));
         spec->accuracy = true;
     }
     return 0;
@@ -378,7 +386,7 @@ static int parse_init(JobSpec *spec, const json_t *top, const char *base_dir) {
     json_t *v = json_object_get(top, "init");
     if (!v || json_is_null(v)) return 0;
     if (!json_is_string(v))
-        return error_set("init: expected null or a string, got %s", spec_json_kind(v));
+        return error_at("init", "expected null or a string, got %s", spec_json_kind(v));
     return spec_get_path(top, "", "init", base_dir, &spec->init);
 }
 
@@ -432,6 +440,8 @@ static JobSpec *parse_text(const char *text, size_t len, const char *base_dir,
     json_decref(root);
     return spec;
 }
+
+JobSpec *job_spec_from_json(const json_t *root) { return parse_root(root, NULL, NULL); }
 
 JobSpec *job_spec_parse(const char *json_text, size_t len) {
     return parse_text(json_text, len, NULL, NULL);

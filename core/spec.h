@@ -13,11 +13,16 @@
  *     optimizer.momentun: unknown field (did you mean 'momentum'?)
  *     scheduler.lr_lambda: unexpected character '$' at position 6
  *
+ * Errors are structures (core/error.h): error_last()->path is the JSON path
+ * the message starts with ("optimizer.momentun"), "" when the spec as a
+ * whole is at fault (not JSON, not an object).
+ *
  * Parsing checks the spec on its own. Whether the model fits the data
  * (shapes layer by layer, the loss against the targets) needs the data's
  * sample shape: job_spec_check_data / job_spec_check_shapes do that before
- * training, e.g. "model[4] Linear: in_features=1000 but its input has 6272
- * features".
+ * training, from the layer list alone, and measure the model (parameters,
+ * the bytes training takes), e.g. "model[4] Linear: in_features=1000 but its
+ * input has 6272 features".
  *
  * The spec then builds what a PyTorch script would construct:
  * job_spec_build_model (nn.Sequential, PyTorch state_dict names "0.weight"),
@@ -25,12 +30,13 @@
  *
  * Files: spec.c (top level, loss, optimizer, scheduler, the loop's
  * settings), spec_data.c (sources, transforms, loading), spec_model.c
- * (layers, model building, shape checks), spec_json.c (typed field readers
- * that produce the path errors).
+ * (layers, model building), spec_shapes.c (shapes and sizes from the layer
+ * list), spec_json.c (typed field readers that produce the path errors).
  */
 #ifndef TRAIND_CORE_SPEC_H
 #define TRAIND_CORE_SPEC_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -164,6 +170,10 @@ typedef struct {
     char *init;          /* NULL, or a .safetensors path (local) / checkpoint id (daemon) */
 } JobSpec;
 
+/* Validates a spec already parsed from JSON (the daemon's request body):
+ * the one reading of a job spec that everything after it uses. Relative
+ * paths stay as written. NULL with an error. */
+JobSpec *job_spec_from_json(const json_t *root);
 /* Parses and validates. Relative paths stay as written. NULL with an error
  * (path and reason; for bad JSON, jansson's "line L, column C: ..."). */
 JobSpec *job_spec_parse(const char *json_text, size_t len);
@@ -196,17 +206,30 @@ typedef struct {
 
 void spec_data_shape_of(const Dataset *ds, SpecDataShape *out);
 
-/* Runs a batch of batch_size samples through the transforms and the model's
- * shape inference, and checks the output against the loss and the targets:
+/* What the model does to one batch, from its layer list alone (nothing is
+ * allocated; core/spec_shapes.c). Counts saturate at INT64_MAX. */
+typedef struct {
+    int out_ndim; /* the model's output for a batch of batch_size samples */
+    int64_t out_shape[TENSOR_MAX_DIMS];
+    int64_t parameters;  /* trainable elements, as sum(p.numel() for p in model.parameters()) */
+    int64_t buffers;     /* elements of the running statistics */
+    int64_t activations; /* elements of every layer's output for one batch */
+    /* Bytes training takes, at least: float32 weights, gradients and the
+     * optimizer's state, the buffers, and the batch and each layer's output
+     * with their gradients. */
+    int64_t train_bytes;
+} SpecModelSize;
+
+/* Runs the shape of a batch of batch_size samples through the transforms
+ * and the layers, and checks the output against the loss and the targets:
  * CrossEntropyLoss/NLLLoss need a [N, C] output, integer labels and C above
- * the largest label; the other losses an output shaped as the targets.
- * model may be NULL (a temporary one is built). The output shape goes to
- * out_ndim/out_shape when they are not NULL. 0, or -1 with an error such as
- * "model[4] Linear: in_features=1000 but its input has 6272 features". */
-int job_spec_check_shapes(const JobSpec *spec, Module *model, const SpecDataShape *data,
-                          int *out_ndim, int64_t *out_shape);
+ * the largest label; the other losses an output shaped as the targets. The
+ * sizes go to *out (may be NULL). 0, or -1 with an error naming its path,
+ * such as "model[4] Linear: in_features=1000 but its input has 6272
+ * features" (path "model[4]"). */
+int job_spec_check_shapes(const JobSpec *spec, const SpecDataShape *data, SpecModelSize *out);
 /* job_spec_check_shapes for a loaded dataset (train, or val: call it for each). */
-int job_spec_check_data(const JobSpec *spec, const Dataset *ds);
+int job_spec_check_data(const JobSpec *spec, const Dataset *ds, SpecModelSize *out);
 
 /* Loads an inline source (spec->train or spec->val): IDX, CSV (labels or
  * float targets as the loss needs) or NPY. A SPEC_SOURCE_NAME is an error

@@ -19,26 +19,25 @@
 /* A list of non-empty strings (or one string when allow_one) into an owned array. */
 static int get_strings(const json_t *v, const char *p, bool allow_one, char ***out, int *n) {
     if (allow_one && json_is_string(v)) {
-        if (json_string_length(v) == 0) return error_set("%s: must not be empty", p);
-        if (!(*out = calloc(1, sizeof **out))) return error_set("%s: out of memory", p);
+        if (json_string_length(v) == 0) return error_at(p, "must not be empty");
+        if (!(*out = calloc(1, sizeof **out))) return error_at(p, "out of memory");
         *n = 1;
         return (**out = spec_strdup(json_string_value(v))) ? 0 : -1;
     }
     if (!json_is_array(v))
-        return error_set("%s: expected a list of strings%s, got %s", p,
-                         allow_one ? " or a string" : "", spec_json_kind(v));
+        return error_at(p, "expected a list of strings%s, got %s", allow_one ? " or a string" : "",
+                        spec_json_kind(v));
     size_t k = json_array_size(v);
-    if (k == 0) return error_set("%s: must not be empty", p);
-    if (k > 100000) return error_set("%s: too many entries (%zu)", p, k);
-    if (!(*out = calloc(k, sizeof **out))) return error_set("%s: out of memory", p);
+    if (k == 0) return error_at(p, "must not be empty");
+    if (k > 100000) return error_at(p, "too many entries (%zu)", k);
+    if (!(*out = calloc(k, sizeof **out))) return error_at(p, "out of memory");
     *n = (int)k;
     for (size_t i = 0; i < k; i++) {
         json_t *e = json_array_get(v, i);
         char pi[SPEC_PATH_MAX];
         spec_path_index(pi, p, i);
-        if (!json_is_string(e))
-            return error_set("%s: expected a string, got %s", pi, spec_json_kind(e));
-        if (json_string_length(e) == 0) return error_set("%s: must not be empty", pi);
+        if (!json_is_string(e)) return error_at(pi, "expected a string, got %s", spec_json_kind(e));
+        if (json_string_length(e) == 0) return error_at(pi, "must not be empty");
         if (!((*out)[i] = spec_strdup(json_string_value(e)))) return -1;
     }
     return 0;
@@ -53,13 +52,15 @@ static const char *const npy_fields[] = {"format", "inputs", "targets", NULL};
 
 static int parse_source(const json_t *v, const char *p, const char *base_dir, SpecSource *src) {
     if (json_is_string(v)) {
-        if (json_string_length(v) == 0) return error_set("%s: must not be empty", p);
+        if (json_string_length(v) == 0) return error_at(p, "must not be empty");
         src->kind = SPEC_SOURCE_NAME;
         return (src->name = spec_strdup(json_string_value(v))) ? 0 : -1;
     }
     if (!json_is_object(v))
-        return error_set("%s: expected a dataset name or a source object {\"format\": ...}, "
-                         "got %s", p, spec_json_kind(v));
+        return error_at(p,
+                        "expected a dataset name or a source object {\"format\": ...}, "
+                        "got %s",
+                        spec_json_kind(v));
     const char *format;
     if (spec_get_string(v, p, "format", true, &format)) return -1;
     if (strcmp(format, "idx") == 0) {
@@ -95,8 +96,8 @@ static int parse_source(const json_t *v, const char *p, const char *base_dir, Sp
                    : 0;
     }
     char pf[SPEC_PATH_MAX];
-    return error_set("%s: unknown format '%s' (known: idx, csv, npy)",
-                     spec_path_key(pf, p, "format"), format);
+    return error_at(spec_path_key(pf, p, "format"), "unknown format '%s' (known: idx, csv, npy)",
+                    format);
 }
 
 void spec_source_free(SpecSource *s) {
@@ -116,15 +117,15 @@ void spec_source_free(SpecSource *s) {
 /* mean / std: a list of numbers, or one number. */
 static int get_doubles(const json_t *v, const char *p, double **out, int *n) {
     if (json_is_number(v)) {
-        if (!(*out = malloc(sizeof **out))) return error_set("%s: out of memory", p);
+        if (!(*out = malloc(sizeof **out))) return error_at(p, "out of memory");
         *n = 1;
         return spec_number_value(v, p, *out);
     }
     if (!json_is_array(v))
-        return error_set("%s: expected a list of numbers, got %s", p, spec_json_kind(v));
+        return error_at(p, "expected a list of numbers, got %s", spec_json_kind(v));
     size_t k = json_array_size(v);
-    if (k == 0 || k > 4096) return error_set("%s: expected 1 to 4096 numbers, got %zu", p, k);
-    if (!(*out = malloc(k * sizeof **out))) return error_set("%s: out of memory", p);
+    if (k == 0 || k > 4096) return error_at(p, "expected 1 to 4096 numbers, got %zu", k);
+    if (!(*out = malloc(k * sizeof **out))) return error_at(p, "out of memory");
     *n = (int)k;
     for (size_t i = 0; i < k; i++) {
         char pi[SPEC_PATH_MAX];
@@ -140,12 +141,11 @@ static const char *const normalize_fields[] = {"type", "mean", "std", "inplace",
 static int parse_transforms(JobSpec *spec, const json_t *v) {
     const char *p = "data.transforms";
     if (!v) return transform_list_init(&spec->transforms, NULL, 0);
-    if (!json_is_array(v))
-        return error_set("%s: expected a list, got %s", p, spec_json_kind(v));
+    if (!json_is_array(v)) return error_at(p, "expected a list, got %s", spec_json_kind(v));
     size_t n = json_array_size(v);
-    if (n > 64) return error_set("%s: at most 64 transforms, got %zu", p, n);
+    if (n > 64) return error_at(p, "at most 64 transforms, got %zu", n);
     if (n && !(spec->transform_configs = calloc(n, sizeof *spec->transform_configs)))
-        return error_set("%s: out of memory", p);
+        return error_at(p, "out of memory");
     spec->num_transforms = (int)n;
     for (size_t i = 0; i < n; i++) {
         json_t *t = json_array_get(v, i);
@@ -156,8 +156,8 @@ static int parse_transforms(JobSpec *spec, const json_t *v) {
         if (spec_expect_object(t, pi) || spec_get_string(t, pi, "type", true, &type)) return -1;
         bool normalize = strcmp(type, "Normalize") == 0;
         if (!normalize && strcmp(type, "ToTensor") != 0 && strcmp(type, "Flatten") != 0)
-            return error_set("%s: unknown transform '%s' (known: ToTensor, Normalize, Flatten)",
-                             pi, type);
+            return error_at(pi, "unknown transform '%s' (known: ToTensor, Normalize, Flatten)",
+                            type);
         bool inplace;
         if (spec_check_fields(t, pi, normalize ? normalize_fields : transform_fields, type) ||
             spec_get_bool(t, pi, "inplace", false, &inplace) || !(c->type = spec_strdup(type)))
@@ -170,22 +170,19 @@ static int parse_transforms(JobSpec *spec, const json_t *v) {
                                &c->num_std))
             return -1;
     }
-    if (transform_list_init(&spec->transforms, spec->transform_configs, (int)n)) {
-        char msg[ERROR_MAX];
-        snprintf(msg, sizeof msg, "%s", error_get());
-        return error_set("data.%s", msg); /* "data.transforms[1] Normalize: ..." */
-    }
+    if (transform_list_init(&spec->transforms, spec->transform_configs, (int)n))
+        return error_nest("data"); /* "data.transforms[1] Normalize: ..." */
     return 0;
 }
 
 static const char *const data_fields[] = {"train", "val", "transforms", NULL};
 
 int spec_parse_data(JobSpec *spec, const json_t *v, const char *base_dir) {
-    if (!v) return error_set("data: required");
+    if (!v) return error_at("data", "required");
     if (spec_expect_object(v, "data") || spec_check_fields(v, "data", data_fields, NULL))
         return -1;
     json_t *train = json_object_get(v, "train"), *val = json_object_get(v, "val");
-    if (!train) return error_set("data.train: required");
+    if (!train) return error_at("data.train", "required");
     if (parse_source(train, "data.train", base_dir, &spec->train)) return -1;
     if (val && !json_is_null(val) && parse_source(val, "data.val", base_dir, &spec->val))
         return -1;
@@ -227,10 +224,12 @@ Dataset *job_spec_load_source(const JobSpec *spec, const SpecSource *src) {
     const char *what = src == &spec->val ? "data.val" : "data.train";
     Dataset *ds = NULL;
     switch (src->kind) {
-    case SPEC_SOURCE_NONE: error_set("%s: no dataset given", what); return NULL;
+    case SPEC_SOURCE_NONE: error_at(what, "no dataset given"); return NULL;
     case SPEC_SOURCE_NAME:
-        error_set("%s: '%s' names a dataset of the daemon; here give a source such as "
-                  "{\"format\": \"idx\", \"images\": ..., \"labels\": ...}", what, src->name);
+        error_at(what,
+                 "'%s' names a dataset of the daemon; here give a source such as "
+                 "{\"format\": \"idx\", \"images\": ..., \"labels\": ...}",
+                 src->name);
         return NULL;
     case SPEC_SOURCE_IDX: ds = dataset_load_idx(src->images, src->labels); break;
     case SPEC_SOURCE_NPY: ds = dataset_load_npy(src->inputs, src->targets); break;
@@ -246,6 +245,6 @@ Dataset *job_spec_load_source(const JobSpec *spec, const SpecSource *src) {
         break;
     }
     }
-    if (!ds) error_prefix("%s", what);
+    if (!ds) error_prefix_at(what);
     return ds;
 }

@@ -38,11 +38,11 @@ const char *spec_path_index(char *buf, const char *parent, size_t i) {
     return buf;
 }
 
-static const char *label(const char *path) { return path && path[0] ? path : "job spec"; }
-
 int spec_expect_object(const json_t *v, const char *path) {
     if (json_is_object(v)) return 0;
-    return error_set("%s: expected an object, got %s", label(path), spec_json_kind(v));
+    if (!path || !path[0]) /* the whole spec: no field to name */
+        return error_set("job spec: expected an object, got %s", spec_json_kind(v));
+    return error_at(path, "expected an object, got %s", spec_json_kind(v));
 }
 
 /* Edit distance with transpositions (optimal string alignment),
@@ -89,35 +89,33 @@ int spec_check_fields(const json_t *obj, const char *path, const char *const *kn
         char p[SPEC_PATH_MAX];
         spec_path_key(p, path, key);
         int s = spec_suggest(key, known);
-        if (s >= 0) return error_set("%s: unknown field (did you mean '%s'?)", p, known[s]);
+        if (s >= 0) return error_at(p, "unknown field (did you mean '%s'?)", known[s]);
         char list[512];
         size_t n = 0;
         list[0] = '\0';
         for (int i = 0; known[i] && n < sizeof list; i++)
             n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", known[i]);
-        if (owner) return error_set("%s: unknown field (%s takes %s)", p, owner, list);
-        return error_set("%s: unknown field (known: %s)", p, list);
+        if (owner) return error_at(p, "unknown field (%s takes %s)", owner, list);
+        return error_at(p, "unknown field (known: %s)", list);
     }
     return 0;
 }
 
 int spec_int_value(const json_t *v, const char *path, int64_t lo, int64_t hi, int64_t *out) {
-    if (json_is_real(v))
-        return error_set("%s: expected an integer, got %g", path, json_real_value(v));
+    if (json_is_real(v)) return error_at(path, "expected an integer, got %g", json_real_value(v));
     if (!json_is_integer(v))
-        return error_set("%s: expected an integer, got %s", path, spec_json_kind(v));
+        return error_at(path, "expected an integer, got %s", spec_json_kind(v));
     long long x = json_integer_value(v);
-    if (x < lo) return error_set("%s: must be >= %lld, got %lld", path, (long long)lo, x);
-    if (x > hi) return error_set("%s: must be <= %lld, got %lld", path, (long long)hi, x);
+    if (x < lo) return error_at(path, "must be >= %lld, got %lld", (long long)lo, x);
+    if (x > hi) return error_at(path, "must be <= %lld, got %lld", (long long)hi, x);
     *out = (int64_t)x;
     return 0;
 }
 
 int spec_number_value(const json_t *v, const char *path, double *out) {
-    if (!json_is_number(v))
-        return error_set("%s: expected a number, got %s", path, spec_json_kind(v));
+    if (!json_is_number(v)) return error_at(path, "expected a number, got %s", spec_json_kind(v));
     double x = json_number_value(v);
-    if (!isfinite(x)) return error_set("%s: must be finite, got %g", path, x);
+    if (!isfinite(x)) return error_at(path, "must be finite, got %g", x);
     *out = x;
     return 0;
 }
@@ -128,7 +126,7 @@ int spec_get_int(const json_t *obj, const char *path, const char *key, bool requ
     spec_path_key(p, path, key);
     json_t *v = json_object_get(obj, key);
     if (!v) {
-        if (required) return error_set("%s: required", p);
+        if (required) return error_at(p, "required");
         *out = def;
         return 0;
     }
@@ -141,7 +139,7 @@ int spec_get_number(const json_t *obj, const char *path, const char *key, bool r
     spec_path_key(p, path, key);
     json_t *v = json_object_get(obj, key);
     if (!v) {
-        if (required) return error_set("%s: required", p);
+        if (required) return error_at(p, "required");
         *out = def;
         return 0;
     }
@@ -156,8 +154,8 @@ int spec_get_bool(const json_t *obj, const char *path, const char *key, bool def
     }
     if (!json_is_boolean(v)) {
         char p[SPEC_PATH_MAX];
-        return error_set("%s: expected true or false, got %s", spec_path_key(p, path, key),
-                         spec_json_kind(v));
+        return error_at(spec_path_key(p, path, key), "expected true or false, got %s",
+                        spec_json_kind(v));
     }
     *out = json_is_true(v);
     return 0;
@@ -169,10 +167,9 @@ int spec_get_string(const json_t *obj, const char *path, const char *key, bool r
     spec_path_key(p, path, key);
     json_t *v = json_object_get(obj, key);
     *out = NULL;
-    if (!v) return required ? error_set("%s: required", p) : 0;
-    if (!json_is_string(v))
-        return error_set("%s: expected a string, got %s", p, spec_json_kind(v));
-    if (json_string_length(v) == 0) return error_set("%s: must not be empty", p);
+    if (!v) return required ? error_at(p, "required") : 0;
+    if (!json_is_string(v)) return error_at(p, "expected a string, got %s", spec_json_kind(v));
+    if (json_string_length(v) == 0) return error_at(p, "must not be empty");
     *out = json_string_value(v);
     return 0;
 }

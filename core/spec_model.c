@@ -6,9 +6,8 @@
  * dilation, ceil_mode, ...) are accepted only with torch's default value, so
  * a spec copied from a script either means the same thing or is refused.
  *
- * Also here: building the nn.Sequential, and the shape check that runs a
- * batch's shape through the transforms, the layers and the loss before any
- * training (job_spec_check_shapes).
+ * Also here: building the nn.Sequential. The shape check, which needs no
+ * built model, is spec_shapes.c.
  */
 #include <math.h>
 #include <stdio.h>
@@ -30,8 +29,8 @@ static int size2d_value(const json_t *v, const char *p, int64_t lo, Size2d *out)
     int64_t h, w;
     if (json_is_array(v)) {
         if (json_array_size(v) != 2)
-            return error_set("%s: expected an integer or a list of 2 integers, got a list of %zu",
-                             p, json_array_size(v));
+            return error_at(p, "expected an integer or a list of 2 integers, got a list of %zu",
+                            json_array_size(v));
         char ph[SPEC_PATH_MAX], pw[SPEC_PATH_MAX];
         if (spec_int_value(json_array_get(v, 0), spec_path_index(ph, p, 0), lo, MAX_WINDOW, &h) ||
             spec_int_value(json_array_get(v, 1), spec_path_index(pw, p, 1), lo, MAX_WINDOW, &w))
@@ -40,8 +39,8 @@ static int size2d_value(const json_t *v, const char *p, int64_t lo, Size2d *out)
         if (spec_int_value(v, p, lo, MAX_WINDOW, &h)) return -1;
         w = h;
     } else {
-        return error_set("%s: expected an integer or a list of 2 integers, got %s", p,
-                         spec_json_kind(v));
+        return error_at(p, "expected an integer or a list of 2 integers, got %s",
+                        spec_json_kind(v));
     }
     *out = (Size2d){(int)h, (int)w};
     return 0;
@@ -53,7 +52,7 @@ static int get_size2d(const json_t *obj, const char *path, const char *key, bool
     spec_path_key(p, path, key);
     json_t *v = json_object_get(obj, key);
     if (!v) {
-        if (required) return error_set("%s: required", p);
+        if (required) return error_at(p, "required");
         *out = def;
         return 0;
     }
@@ -70,8 +69,8 @@ static int only_default(const json_t *obj, const char *path, const char *key, js
     char p[SPEC_PATH_MAX];
     spec_path_key(p, path, key);
     char *got = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    error_set("%s: only torch's default %s is supported, got %s", p, def_text,
-              got ? got : spec_json_kind(v));
+    error_at(p, "only torch's default %s is supported, got %s", def_text,
+             got ? got : spec_json_kind(v));
     free(got);
     return -1;
 }
@@ -82,8 +81,8 @@ static int only_unit_dilation(const json_t *obj, const char *path) {
     if (get_size2d(obj, path, "dilation", false, SIZE2D(1), 1, &d)) return -1;
     if (d.h == 1 && d.w == 1) return 0;
     char p[SPEC_PATH_MAX];
-    return error_set("%s: only torch's default 1 is supported, got (%d, %d)",
-                     spec_path_key(p, path, "dilation"), d.h, d.w);
+    return error_at(spec_path_key(p, path, "dilation"),
+                    "only torch's default 1 is supported, got (%d, %d)", d.h, d.w);
 }
 
 static int get_features(const json_t *obj, const char *path, const char *key, int64_t *out) {
@@ -116,16 +115,19 @@ static int parse_conv2d(const json_t *o, const char *path, SpecLayer *l) {
             l->padding = SIZE2D(0);
         } else if (strcmp(s, "same") == 0) {
             if (l->stride.h != 1 || l->stride.w != 1)
-                return error_set("%s: 'same' needs stride 1 (as in torch), got (%d, %d)", p,
-                                 l->stride.h, l->stride.w);
+                return error_at(p, "'same' needs stride 1 (as in torch), got (%d, %d)", l->stride.h,
+                                l->stride.w);
             if (l->kernel_size.h % 2 == 0 || l->kernel_size.w % 2 == 0)
-                return error_set("%s: 'same' with the even kernel_size (%d, %d) pads unevenly, "
-                                 "which is not supported; give the padding as numbers",
-                                 p, l->kernel_size.h, l->kernel_size.w);
+                return error_at(p,
+                                "'same' with the even kernel_size (%d, %d) pads unevenly, "
+                                "which is not supported; give the padding as numbers",
+                                l->kernel_size.h, l->kernel_size.w);
             l->padding = (Size2d){l->kernel_size.h / 2, l->kernel_size.w / 2};
         } else {
-            return error_set("%s: expected an integer, a list of 2 integers, 'valid' or 'same', "
-                             "got '%s'", p, s);
+            return error_at(p,
+                            "expected an integer, a list of 2 integers, 'valid' or 'same', "
+                            "got '%s'",
+                            s);
         }
     } else if (get_size2d(o, path, "padding", false, SIZE2D(0), 0, &l->padding)) {
         return -1;
@@ -148,8 +150,9 @@ static int parse_softmax(const json_t *o, const char *path, SpecLayer *l) {
     int64_t dim;
     char p[SPEC_PATH_MAX];
     if (!json_object_get(o, "dim") || json_is_null(json_object_get(o, "dim")))
-        return error_set("%s: required (torch's implicit dim=None is deprecated; the class "
-                         "dimension of [N, C] is 1)", spec_path_key(p, path, "dim"));
+        return error_at(spec_path_key(p, path, "dim"),
+                        "required (torch's implicit dim=None is deprecated; the class "
+                        "dimension of [N, C] is 1)");
     if (spec_get_int(o, path, "dim", true, 0, -TENSOR_MAX_DIMS, TENSOR_MAX_DIMS - 1, &dim))
         return -1;
     l->dim = (int)dim;
@@ -168,9 +171,9 @@ static int parse_pool(const json_t *o, const char *path, SpecLayer *l) {
     if (get_size2d(o, path, "padding", false, SIZE2D(0), 0, &l->padding)) return -1;
     if (l->padding.h > l->kernel_size.h / 2 || l->padding.w > l->kernel_size.w / 2) {
         char p[SPEC_PATH_MAX];
-        return error_set("%s: must be at most half of kernel_size (%d, %d), got (%d, %d)",
-                         spec_path_key(p, path, "padding"), l->kernel_size.h, l->kernel_size.w,
-                         l->padding.h, l->padding.w);
+        return error_at(spec_path_key(p, path, "padding"),
+                        "must be at most half of kernel_size (%d, %d), got (%d, %d)",
+                        l->kernel_size.h, l->kernel_size.w, l->padding.h, l->padding.w);
     }
     if (only_default(o, path, "ceil_mode", json_false(), "false")) return -1;
     if (l->type == SPEC_LAYER_MAX_POOL2D)
@@ -201,7 +204,7 @@ static int parse_dropout(const json_t *o, const char *path, SpecLayer *l) {
         return -1;
     if (l->p < 0 || l->p > 1) {
         char p[SPEC_PATH_MAX];
-        return error_set("%s: must be in [0, 1], got %g", spec_path_key(p, path, "p"), l->p);
+        return error_at(spec_path_key(p, path, "p"), "must be in [0, 1], got %g", l->p);
     }
     return 0;
 }
@@ -212,15 +215,15 @@ static int parse_batch_norm(const json_t *o, const char *path, SpecLayer *l) {
         spec_get_number(o, path, "eps", false, 1e-5, &l->eps))
         return -1;
     if (!(l->eps > 0))
-        return error_set("%s: must be > 0, got %g", spec_path_key(p, path, "eps"), l->eps);
+        return error_at(spec_path_key(p, path, "eps"), "must be > 0, got %g", l->eps);
     json_t *mom = json_object_get(o, "momentum");
     if (json_is_null(mom)) {
         l->momentum = NAN; /* torch's None: a cumulative moving average */
     } else {
         if (spec_get_number(o, path, "momentum", false, 0.1, &l->momentum)) return -1;
         if (l->momentum < 0 || l->momentum > 1)
-            return error_set("%s: must be in [0, 1] (or null), got %g",
-                             spec_path_key(p, path, "momentum"), l->momentum);
+            return error_at(spec_path_key(p, path, "momentum"),
+                            "must be in [0, 1] (or null), got %g", l->momentum);
     }
     return spec_get_bool(o, path, "affine", true, &l->affine) ||
                    spec_get_bool(o, path, "track_running_stats", true, &l->track_running_stats)
@@ -281,9 +284,8 @@ static int unknown_type(const char *path, const char *type) {
      * "Conv2d", and the list says what there is. */
     for (int i = 0; i < NUM_LAYER_KINDS; i++)
         if (strcasecmp(type, names[i]) == 0)
-            return error_set("%s: unknown layer type '%s' (did you mean '%s'?)", path, type,
-                             names[i]);
-    return error_set("%s: unknown layer type '%s' (known: %s)", path, type, list);
+            return error_at(path, "unknown layer type '%s' (did you mean '%s'?)", type, names[i]);
+    return error_at(path, "unknown layer type '%s' (known: %s)", type, list);
 }
 
 static int parse_layer(const json_t *o, const char *path, SpecLayer *l) {
@@ -303,15 +305,15 @@ static int parse_layer(const json_t *o, const char *path, SpecLayer *l) {
 }
 
 int spec_parse_model(JobSpec *spec, const json_t *model) {
-    if (!model) return error_set("model: required");
+    if (!model) return error_at("model", "required");
     if (!json_is_array(model))
-        return error_set("model: expected a list of layers, got %s", spec_json_kind(model));
+        return error_at("model", "expected a list of layers, got %s", spec_json_kind(model));
     size_t n = json_array_size(model);
-    if (n == 0) return error_set("model: must have at least one layer");
+    if (n == 0) return error_at("model", "must have at least one layer");
     if (n > JOB_SPEC_MAX_LAYERS)
-        return error_set("model: at most %d layers, got %zu", JOB_SPEC_MAX_LAYERS, n);
+        return error_at("model", "at most %d layers, got %zu", JOB_SPEC_MAX_LAYERS, n);
     spec->layers = calloc(n, sizeof *spec->layers);
-    if (!spec->layers) return error_set("model: out of memory");
+    if (!spec->layers) return error_at("model", "out of memory");
     spec->num_layers = (int)n;
     for (size_t i = 0; i < n; i++) {
         char p[SPEC_PATH_MAX];
@@ -356,7 +358,7 @@ Module *job_spec_build_model(const JobSpec *spec, Rng *rng) {
     }
     Module **children = calloc((size_t)spec->num_layers, sizeof *children);
     if (!children) {
-        error_set("model: out of memory");
+        error_at("model", "out of memory");
         return NULL;
     }
     for (int i = 0; i < spec->num_layers; i++) {
@@ -371,103 +373,4 @@ Module *job_spec_build_model(const JobSpec *spec, Rng *rng) {
     Module *m = nn_sequential(spec->num_layers, children); /* owns them, also on failure */
     free(children);
     return m;
-}
-
-/* ---- shape checks ---- */
-
-void spec_data_shape_of(const Dataset *ds, SpecDataShape *out) {
-    memset(out, 0, sizeof *out);
-    out->input_dtype = ds->inputs->dtype;
-    out->input_ndim = dataset_sample_shape(ds, out->input_shape);
-    out->target_dtype = ds->targets->dtype;
-    out->target_ndim = ds->targets->ndim - 1;
-    for (int i = 1; i < ds->targets->ndim; i++) out->target_shape[i - 1] = ds->targets->shape[i];
-    out->num_classes = ds->num_classes;
-}
-
-static bool uses_labels(SpecLossType t) {
-    return t == SPEC_LOSS_CROSS_ENTROPY || t == SPEC_LOSS_NLL;
-}
-
-/* Output [N, ...] of the model against the loss and the targets. */
-static int check_loss(const JobSpec *spec, const SpecDataShape *d, int nd, const int64_t *out) {
-    const char *loss = spec_loss_name(spec->loss);
-    char s1[128], s2[128];
-    if (uses_labels(spec->loss)) {
-        if (d->target_dtype != DTYPE_INT64 || d->target_ndim != 0)
-            return error_set("loss: %s needs integer class labels, but the targets are %s %s "
-                             "per sample (use MSELoss or L1Loss for regression)",
-                             loss, dtype_name(d->target_dtype),
-                             shape_str(d->target_ndim, d->target_shape, s1, sizeof s1));
-        if (nd != 2)
-            return error_set("loss: %s needs the model's output to be [N, C] (class scores), "
-                             "got %s", loss, shape_str(nd, out, s1, sizeof s1));
-        if (d->num_classes > out[1])
-            return error_set("loss: %s: the model's output %s has %lld classes, but the "
-                             "labels go up to %d", loss, shape_str(nd, out, s1, sizeof s1),
-                             (long long)out[1], d->num_classes - 1);
-        return 0;
-    }
-    if (!dtype_is_float(d->target_dtype))
-        return error_set("loss: %s needs float targets, but the data has %s class labels (use "
-                         "CrossEntropyLoss for classification)", loss,
-                         dtype_name(d->target_dtype));
-    int64_t want[TENSOR_MAX_DIMS];
-    int wn = d->target_ndim + 1;
-    if (wn > TENSOR_MAX_DIMS) return error_set("loss: targets have too many dimensions");
-    want[0] = out[0];
-    for (int i = 0; i < d->target_ndim; i++) want[i + 1] = d->target_shape[i];
-    bool same = wn == nd;
-    for (int i = 0; same && i < nd; i++) same = want[i] == out[i];
-    if (!same)
-        return error_set("loss: %s: the model's output %s does not match the targets %s", loss,
-                         shape_str(nd, out, s1, sizeof s1), shape_str(wn, want, s2, sizeof s2));
-    return 0;
-}
-
-int job_spec_check_shapes(const JobSpec *spec, Module *model, const SpecDataShape *d,
-                          int *out_ndim, int64_t *out_shape) {
-    if (!spec || !d) return error_set("job_spec_check_shapes: no spec or no data shape");
-    if (d->input_ndim + 1 > TENSOR_MAX_DIMS)
-        return error_set("data: samples have %d dimensions (at most %d)", d->input_ndim,
-                         TENSOR_MAX_DIMS - 1);
-    /* one batch, as the DataLoader hands it to the model */
-    int64_t in[TENSOR_MAX_DIMS], x[TENSOR_MAX_DIMS], out[TENSOR_MAX_DIMS];
-    in[0] = spec->batch_size;
-    for (int i = 0; i < d->input_ndim; i++) in[i + 1] = d->input_shape[i];
-    DType xt;
-    int xn;
-    if (transform_list_output(&spec->transforms, d->input_dtype, d->input_ndim + 1, in, &xt, &xn,
-                              x)) {
-        char msg[ERROR_MAX];
-        snprintf(msg, sizeof msg, "%s", error_get());
-        return error_set("data.%s", msg);
-    }
-    char s[128];
-    if (!dtype_is_float(xt))
-        return error_set("data.transforms: the model's input would be %s %s; images need "
-                         "{\"type\": \"ToTensor\"} to become float32", dtype_name(xt),
-                         shape_str(xn, x, s, sizeof s));
-    Module *tmp = NULL;
-    if (!model) {
-        Rng rng;
-        rng_init(&rng, spec->seed);
-        model = tmp = job_spec_build_model(spec, &rng);
-        if (!model) return -1;
-    }
-    int on;
-    int rc = module_infer_shape(model, xn, x, &on, out);
-    module_free(tmp);
-    if (rc) return -1;
-    if (check_loss(spec, d, on, out)) return -1;
-    if (out_ndim) *out_ndim = on;
-    if (out_shape) memcpy(out_shape, out, (size_t)on * sizeof *out);
-    return 0;
-}
-
-int job_spec_check_data(const JobSpec *spec, const Dataset *ds) {
-    if (!ds) return error_set("job_spec_check_data: no dataset");
-    SpecDataShape d;
-    spec_data_shape_of(ds, &d);
-    return job_spec_check_shapes(spec, NULL, &d, NULL, NULL);
 }

@@ -121,20 +121,19 @@ void job_build_sample_shape(const Dataset *ds, DbSampleShape *out) {
 /* The ready dataset a SPEC_SOURCE_NAME source names. */
 static int resolve(Db *db, const SpecSource *src, const char *field, DbDataset *rec) {
     int rc = db_dataset_resolve(db, src->name, rec);
-    if (rc == DB_NOT_FOUND) return error_set("%s: unknown dataset '%s'", field, src->name);
-    if (rc != DB_OK) return error_prefix("%s", field);
+    if (rc == DB_NOT_FOUND) return error_at(field, "unknown dataset '%s'", src->name);
+    if (rc != DB_OK) return error_prefix_at(field);
     if (rec->state != DB_DATASET_READY) {
         db_dataset_clear(rec);
-        return error_set("%s: dataset '%s' is still uploading", field, src->name);
+        return error_at(field, "dataset '%s' is still uploading", src->name);
     }
     return 0;
 }
 
 static int daemon_source_check(const SpecSource *src, const char *field) {
     if (src->kind == SPEC_SOURCE_NAME || src->kind == SPEC_SOURCE_NONE) return 0;
-    return error_set("%s: the daemon takes a dataset id or name (upload the files with POST "
-                     "/v1/datasets); inline sources are for `traind run`",
-                     field);
+    return error_at(field, "the daemon takes a dataset id or name (upload the files with POST "
+                           "/v1/datasets); inline sources are for `traind run`");
 }
 
 Dataset *job_build_load_source(const JobSpec *spec, const SpecSource *src, Db *db,
@@ -144,7 +143,7 @@ Dataset *job_build_load_source(const JobSpec *spec, const SpecSource *src, Db *d
     if (resolve(db, src, field, &rec) != 0) return NULL;
     Dataset *ds = job_build_load_dataset(db, &rec, !job_spec_uses_labels(spec));
     db_dataset_clear(&rec);
-    if (!ds) error_prefix("%s", field);
+    if (!ds) error_prefix_at(field);
     return ds;
 }
 
@@ -153,31 +152,35 @@ static int init_path(Db *db, const char *init, char *buf, size_t size) {
     char *end;
     long long id = strtoll(init, &end, 10);
     if (!*init || *end || id <= 0)
-        return error_set("init: expected a checkpoint id, got '%s'", init);
+        return error_at("init", "expected a checkpoint id, got '%s'", init);
     DbCheckpoint c;
     int rc = db_checkpoint_get(db, id, &c);
-    if (rc == DB_NOT_FOUND) return error_set("init: unknown checkpoint %lld", id);
-    if (rc != DB_OK) return error_prefix("init");
+    if (rc == DB_NOT_FOUND) return error_at("init", "unknown checkpoint %lld", id);
+    if (rc != DB_OK) return error_prefix_at("init");
     return db_checkpoint_file_path(db, &c, "model.safetensors", buf, size);
 }
 
 /* ---- building ---- */
 
+static int check_reduction(const JobSpec *spec) {
+    if (spec->reduction == REDUCTION_MEAN) return 0;
+    return error_at("loss.reduction",
+                    "the trainer logs batch-mean losses; only 'mean' is supported");
+}
+
 int job_build(JobBuild *b, JobSpec *spec, Db *db) {
     memset(b, 0, sizeof *b);
     b->spec = spec;
     if (!spec) return -1;
-    if (spec->reduction != REDUCTION_MEAN)
-        return error_set("loss.reduction: the trainer logs batch-mean losses; only 'mean' is "
-                         "supported");
+    if (check_reduction(spec)) return -1;
     if (db && (daemon_source_check(&spec->train, "data.train") ||
                daemon_source_check(&spec->val, "data.val")))
         return -1;
     b->train_ds = job_build_load_source(spec, &spec->train, db, "data.train");
-    if (!b->train_ds || job_spec_check_data(spec, b->train_ds) != 0) return -1;
+    if (!b->train_ds || job_spec_check_data(spec, b->train_ds, NULL) != 0) return -1;
     if (spec->val.kind != SPEC_SOURCE_NONE) {
         b->val_ds = job_build_load_source(spec, &spec->val, db, "data.val");
-        if (!b->val_ds || job_spec_check_data(spec, b->val_ds) != 0) return -1;
+        if (!b->val_ds || job_spec_check_data(spec, b->val_ds, NULL) != 0) return -1;
     }
     rng_init(&b->init_rng, spec->seed);
     rng_init(&b->dropout_rng, spec->seed + 1);
@@ -190,18 +193,19 @@ int job_build(JobBuild *b, JobSpec *spec, Db *db) {
             if (init_path(db, spec->init, path, sizeof path) != 0) return -1;
             p = path;
         }
-        if (train_load_init(b->model, p) != 0) return error_prefix("init");
+        if (train_load_init(b->model, p) != 0) return error_prefix_at("init");
     }
     b->opt = job_spec_build_optimizer(spec, b->model);
-    if (!b->opt || job_spec_build_lr_scheduler(spec, job_spec_lr(spec), &b->lr_scheduler) != 0) return -1;
+    if (!b->opt || job_spec_build_lr_scheduler(spec, job_spec_lr(spec), &b->lr_scheduler) != 0)
+        return -1;
     DataLoaderOptions lo = {.batch_size = spec->batch_size, .shuffle = spec->shuffle,
                             .seed = spec->seed, .drop_last = spec->drop_last, .prefetch = 2};
     b->train = dataloader_new(b->train_ds, &lo, &spec->transforms);
-    if (!b->train) return error_prefix("data.train");
+    if (!b->train) return error_prefix_at("data.train");
     if (b->val_ds) {
         DataLoaderOptions vo = {.batch_size = spec->batch_size, .prefetch = 2};
         b->val = dataloader_new(b->val_ds, &vo, &spec->transforms);
-        if (!b->val) return error_prefix("data.val");
+        if (!b->val) return error_prefix_at("data.val");
     }
     return 0;
 }
@@ -220,8 +224,8 @@ int job_build_to_device(JobBuild *b, Device device) {
     if (!backend_for(device)) return -1;
     /* batches come out of the loaders on the device, uploaded by their
      * prefetch threads while the previous step computes */
-    if (dataloader_set_device(b->train, device) != 0) return error_prefix("data.train");
-    if (b->val && dataloader_set_device(b->val, device) != 0) return error_prefix("data.val");
+    if (dataloader_set_device(b->train, device) != 0) return error_prefix_at("data.train");
+    if (b->val && dataloader_set_device(b->val, device) != 0) return error_prefix_at("data.val");
     if (device_equal(model_device(b->model), device)) return 0;
     if (module_to(b->model, device) != 0) return error_prefix("model.to(device)");
     /* module_to replaced the parameters: an optimizer holds the old ones.
@@ -261,7 +265,7 @@ static int record_shape(const JobSpec *spec, const DbDataset *rec, const char *f
     const DbSampleShape *s = &rec->shape;
     if (dtype_parse(s->input_dtype, &d->input_dtype) != 0 ||
         dtype_parse(s->target_dtype, &d->target_dtype) != 0)
-        return error_set("%s: dataset '%s' has no recorded sample shape", field, rec->name);
+        return error_at(field, "dataset '%s' has no recorded sample shape", rec->name);
     d->input_ndim = s->input_ndim < TENSOR_MAX_DIMS ? s->input_ndim : TENSOR_MAX_DIMS;
     for (int i = 0; i < d->input_ndim; i++) d->input_shape[i] = s->input_shape[i];
     d->target_ndim = s->target_ndim < TENSOR_MAX_DIMS ? s->target_ndim : TENSOR_MAX_DIMS;
@@ -279,7 +283,10 @@ static int record_shape(const JobSpec *spec, const DbDataset *rec, const char *f
     return 0;
 }
 
-static int check_named(Db *db, const JobSpec *spec, const SpecSource *src, const char *field) {
+/* A named source's recorded shape against the model; the sizes go to size
+ * (may be NULL). */
+static int check_named(Db *db, const JobSpec *spec, const SpecSource *src, const char *field,
+                       SpecModelSize *size) {
     if (src->kind != SPEC_SOURCE_NAME) return 0;
     DbDataset rec;
     if (resolve(db, src, field, &rec) != 0) return -1;
@@ -287,36 +294,19 @@ static int check_named(Db *db, const JobSpec *spec, const SpecSource *src, const
     int rc = record_shape(spec, &rec, field, &d);
     db_dataset_clear(&rec);
     if (rc != 0) return -1;
-    return job_spec_check_shapes(spec, NULL, &d, NULL, NULL);
+    return job_spec_check_shapes(spec, &d, size);
 }
 
-int job_build_validate(Db *db, const char *spec_json, size_t len, JobSpec **out) {
-    if (out) *out = NULL;
-    JobSpec *spec = job_spec_parse(spec_json, len);
-    if (!spec) return -1;
+int job_build_check(Db *db, const JobSpec *spec, SpecModelSize *size) {
     if (daemon_source_check(&spec->train, "data.train") ||
         daemon_source_check(&spec->val, "data.val") ||
-        check_named(db, spec, &spec->train, "data.train") ||
-        check_named(db, spec, &spec->val, "data.val"))
-        goto fail;
-    if (spec->reduction != REDUCTION_MEAN) {
-        error_set("loss.reduction: the trainer logs batch-mean losses; only 'mean' is supported");
-        goto fail;
-    }
+        check_named(db, spec, &spec->train, "data.train", size) ||
+        check_named(db, spec, &spec->val, "data.val", NULL) || check_reduction(spec))
+        return -1;
     /* "cuda" / "cuda:N" needs the CUDA backend registered with that device;
      * backend_for says "device cuda:0: this build has no CUDA backend or no
      * GPU was found" otherwise, and the job is refused at submission. */
-    if (!spec->device_auto && !backend_for(spec->device)) goto fail;
-    if (spec->init) {
-        char path[4400];
-        if (init_path(db, spec->init, path, sizeof path) != 0) goto fail;
-    }
-    if (out)
-        *out = spec;
-    else
-        job_spec_free(spec);
-    return 0;
-fail:
-    job_spec_free(spec);
-    return -1;
+    if (!spec->device_auto && !backend_for(spec->device)) return error_set_path("device");
+    char path[4400];
+    return spec->init ? init_path(db, spec->init, path, sizeof path) : 0;
 }

@@ -68,11 +68,12 @@ Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression);
  * with dtype names), for db_dataset_mark_ready. */
 void job_build_sample_shape(const Dataset *ds, DbSampleShape *out);
 
-/* Submission-time validation in the daemon, without loading any data:
- * parses the spec, resolves its datasets (ready ones only) and checks the
- * model's shapes against their recorded sample shapes, and an `init`
- * checkpoint id. The parsed spec goes to *out (may be NULL: freed). 0, or
- * -1 with an error whose text before the first ": " is the JSON path. */
-int job_build_validate(Db *db, const char *spec_json, size_t len, JobSpec **out);
+/* Submission-time checks in the daemon, without loading any data: the
+ * sources are datasets of the daemon (ready ones), the model's shapes fit
+ * their recorded sample shapes, the device exists in this build, `init` is
+ * a checkpoint. The model's size against data.train goes to *size (may be
+ * NULL). 0, or -1 with an error whose path names the field
+ * (error_last()->path: "data.train", "model[4]", "init"). */
+int job_build_check(Db *db, const JobSpec *spec, SpecModelSize *size);
 
 #endif

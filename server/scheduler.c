@@ -1,121 +1,45 @@
-/* scheduler.c - the worker pool that trains the daemon's jobs; see
- * scheduler.h for the contract.
+/* scheduler.c - the queue and its workers; see scheduler.h for the
+ * contract. One attempt at a job (build, resume, train, record the end) is
+ * server/attempt.c.
  *
  * State lives in the database; the scheduler adds only what is per
  * process: which worker runs which job, each job's cancel flag and live
- * progress, and a small cache of the device each queued job asks for.
+ * progress. What the queue needs of a job (the device it asks for, its
+ * size) is in columns of the jobs table, filled at submission: the queue
+ * never reads a spec.
  *
  * Locking. `mu` guards the workers' assignments and is held while a
  * worker picks and claims a job, and while a cancel looks for the job's
  * worker or cancels it in the queue, so a job is never both claimed and
  * cancelled-as-queued. The training thread never takes `mu`: its per-step
  * callbacks touch only its worker's `pmu` (progress) and the metric
- * writer's queue. `gmu` guards the generation counter that followers wait
- * on.
- *
- * Why a stopped job is checkpointed mid-epoch: train_run leaves the
- * Trainer at a consistent point after a cancel (data position, running
- * sums of the epoch), so a partial checkpoint there loses no work and the
- * resumed attempt continues the very same trajectory.
+ * writer's queue.
  */
 #include "server/scheduler.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "core/backend.h"
-#include "core/clock.h"
 #include "core/error.h"
-#include "core/train.h"
 #include "job/build.h"
 #include "server/log.h"
+#include "server/scheduler_internal.h"
 
-typedef enum { STOP_NONE, STOP_CANCEL, STOP_SHUTDOWN } StopKind;
+void scheduler_bump(Scheduler *s) { atomic_fetch_add(&s->generation, 1); }
 
-typedef struct Worker {
-    struct Scheduler *s;
-    int index;
-    Device device;
-    char device_name[32];
-    pthread_t thread;
-    bool started;
-    /* under s->mu */
-    int64_t job_id;
-    StopKind stop;
-    /* set by cancel/stop, read by the trainer at each step */
-    atomic_int cancel;
-    /* under pmu: live progress of job_id */
-    pthread_mutex_t pmu;
-    DbJobProgress progress;
-} Worker;
-
-/* The device a queued job asks for, parsed once from its spec. */
-typedef struct {
-    int64_t id;
-    bool any;
-    Device device;
-} QueuedDevice;
-
-struct Scheduler {
-    Db *db;
-    MetricWriter *mw;
-    SchedulerConfig cfg;
-    pthread_mutex_t mu;
-    pthread_cond_t work;
-    bool stopping;
-    QueuedDevice *qdev;
-    int nqdev, qdev_cap;
-    pthread_mutex_t gmu;
-    pthread_cond_t gcv;
-    uint64_t generation;
-    int nworkers;
-    Worker workers[];
-};
-
-static void bump(Scheduler *s) {
-    pthread_mutex_lock(&s->gmu);
-    s->generation++;
-    pthread_cond_broadcast(&s->gcv);
-    pthread_mutex_unlock(&s->gmu);
-}
-
-uint64_t scheduler_generation(Scheduler *s) {
-    pthread_mutex_lock(&s->gmu);
-    uint64_t g = s->generation;
-    pthread_mutex_unlock(&s->gmu);
-    return g;
-}
-
-uint64_t scheduler_wait(Scheduler *s, uint64_t seen, int timeout_ms) {
-    struct timespec ts;
-    clock_deadline_in(&ts, timeout_ms);
-    pthread_mutex_lock(&s->gmu);
-    while (s->generation == seen)
-        if (pthread_cond_timedwait(&s->gcv, &s->gmu, &ts) == ETIMEDOUT) break;
-    uint64_t g = s->generation;
-    pthread_mutex_unlock(&s->gmu);
-    return g;
-}
+uint64_t scheduler_generation(Scheduler *s) { return atomic_load(&s->generation); }
 
 /* The scheduler's own lines on stderr, through server/log.h like the HTTP
  * layer's: {"event":"job","job":N,"level":"info","message":...}, or
  * "event":"scheduler" without a job (job 0). */
-static void sched_log(int64_t job, const char *level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void sched_log(int64_t job, const char *level, const char *fmt, ...) {
+void scheduler_log(int64_t job, const char *level, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -128,307 +52,36 @@ static void sched_log(int64_t job, const char *level, const char *fmt, ...) {
     log_json(job ? "job" : "scheduler", o);
 }
 
-/* A log line for the job (its stored log, GET /v1/jobs/{id}/logs), also on
- * stderr as a structured line. */
-static void job_log(Scheduler *s, int64_t job, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void job_log(Scheduler *s, int64_t job, const char *fmt, ...) {
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    sched_log(job, "info", "%s", line);
-    if (db_log_append(s->db, job, line, NULL) != DB_OK)
-        sched_log(job, "error", "cannot store a log line: %s", error_get());
-    bump(s);
-}
-
 /* ---- which device a job wants ---- */
 
-/* "device" of a spec: "auto" (or absent, or unparsable: let the build
- * report it) is any device. */
-static void spec_device(const char *spec_json, QueuedDevice *q) {
-    q->any = true;
-    json_t *j = json_loads(spec_json ? spec_json : "", 0, NULL);
-    const char *d = json_string_value(json_object_get(j, "device"));
-    if (d && strcmp(d, "auto") != 0 && device_parse(d, &q->device) == 0) q->any = false;
-    json_decref(j);
-    error_clear();
-}
-
-/* Under mu. Adds q to the cache (a failed allocation only means the
- * spec is read again next time). */
-static QueuedDevice *remember_device(Scheduler *s, const QueuedDevice *q) {
-    for (int i = 0; i < s->nqdev; i++)
-        if (s->qdev[i].id == q->id) return &s->qdev[i];
-    if (s->nqdev == s->qdev_cap) {
-        int cap = s->qdev_cap ? 2 * s->qdev_cap : 32;
-        QueuedDevice *grown = realloc(s->qdev, (size_t)cap * sizeof *grown);
-        if (!grown) return NULL;
-        s->qdev = grown;
-        s->qdev_cap = cap;
+/* Whether w can run a job asking for `request` ("auto", "cpu", "cuda:N",
+ * the jobs table's device_request). */
+static bool can_run(const Worker *w, const char *request) {
+    Device d;
+    if (strcmp(request, "auto") == 0) return true;
+    if (device_parse(request, &d) != 0) {
+        error_clear();
+        return false;
     }
-    s->qdev[s->nqdev] = *q;
-    return &s->qdev[s->nqdev++];
-}
-
-/* Under mu. The request of a queued job, from the cache or its spec.
- * false when the job cannot be read. */
-static bool queued_device(Scheduler *s, int64_t id, QueuedDevice *out) {
-    for (int i = 0; i < s->nqdev; i++)
-        if (s->qdev[i].id == id) {
-            *out = s->qdev[i];
-            return true;
-        }
-    DbJob job;
-    if (db_job_get(s->db, id, &job) != DB_OK) return false;
-    out->id = id;
-    spec_device(job.spec_json, out);
-    db_job_clear(&job);
-    remember_device(s, out);
-    return true;
-}
-
-static void forget_device(Scheduler *s, int64_t id) {
-    for (int i = 0; i < s->nqdev; i++)
-        if (s->qdev[i].id == id) {
-            s->qdev[i] = s->qdev[--s->nqdev];
-            return;
-        }
-}
-
-static bool can_run(const Worker *w, const QueuedDevice *q) {
-    return q->any || device_equal(q->device, w->device);
+    return device_equal(d, w->device);
 }
 
 /* Under mu. "auto" runs on any free worker, but on a GPU when one is
  * free: a CPU worker leaves an auto job to an idle GPU worker, which is
  * woken with every other and claims it. */
-static bool leave_to_gpu(const Worker *w, const QueuedDevice *q) {
-    if (!q->any || w->device.type == DEVICE_CUDA) return false;
+static bool leave_to_gpu(const Worker *w, const char *request) {
+    if (strcmp(request, "auto") != 0 || w->device.type == DEVICE_CUDA) return false;
     const Scheduler *s = w->s;
     for (int i = 0; i < s->nworkers; i++)
         if (s->workers[i].device.type == DEVICE_CUDA && s->workers[i].job_id == 0) return true;
     return false;
 }
 
-/* ---- running one job ---- */
-
-typedef struct {
-    Scheduler *s;
-    Worker *w;
-    int64_t job;
-    const JobSpec *spec;
-    int64_t total_steps;
-    int64_t step0;  /* step the attempt started from */
-    double t0;
-    char ckpt_dir[4200]; /* <data-dir>/jobs/<id>/checkpoints */
-} JobRun;
-
-static void on_metric(void *user, const char *name, int64_t step, int epoch, double value) {
-    JobRun *r = user;
-    metric_writer_push(r->s->mw, r->job, name, step, epoch, value);
-    if (strcmp(name, "loss") == 0) {
-        double dt = clock_now_s() - r->t0;
-        double steps_per_s = dt > 0 ? (double)(step - r->step0) / dt : 0;
-        pthread_mutex_lock(&r->w->pmu);
-        DbJobProgress *p = &r->w->progress;
-        p->epoch = epoch;
-        p->step = step;
-        p->total_steps = r->total_steps;
-        if (steps_per_s > 0) {
-            p->samples_per_s = steps_per_s * (double)r->spec->batch_size;
-            p->eta_s = (double)(r->total_steps - step) / steps_per_s;
-        }
-        pthread_mutex_unlock(&r->w->pmu);
-        if (r->s->cfg.step_hook) r->s->cfg.step_hook(r->s->cfg.hook_user, r->job, step);
-    } else if (strcmp(name, "samples_per_s") == 0) {
-        /* the end of an epoch: its exact rate, and a progress row */
-        pthread_mutex_lock(&r->w->pmu);
-        r->w->progress.samples_per_s = value;
-        DbJobProgress p = r->w->progress;
-        pthread_mutex_unlock(&r->w->pmu);
-        db_job_set_progress(r->s->db, r->job, &p);
-    }
-}
-
-static void on_log(void *user, const char *line) {
-    JobRun *r = user;
-    job_log(r->s, r->job, "%s", line);
-}
-
-static int ensure_dir(const char *path) {
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return error_set("cannot create %s: %s", path, strerror(errno));
-    return 0;
-}
-
-/* Saves t into its checkpoint directory and records it: the metrics up to
- * `step` are committed first, so a recorded checkpoint never points past
- * the stored history; then keep_last collects the old ones. */
-static int save_checkpoint(JobRun *r, const Trainer *t, int epoch, int64_t step, bool partial) {
-    char rel[256], abs[4400], jobdir[4200];
-    snprintf(jobdir, sizeof jobdir, "%s/jobs/%" PRId64, db_data_dir(r->s->db), r->job);
-    if (ensure_dir(jobdir) != 0 || ensure_dir(r->ckpt_dir) != 0) return -1;
-    if (db_checkpoint_rel_dir(r->job, epoch, step, partial, rel, sizeof rel) != 0 ||
-        db_path(r->s->db, rel, abs, sizeof abs) != 0)
-        return -1;
-    if (train_save_checkpoint(t, abs) != 0) return -1;
-    if (metric_writer_flush(r->s->mw) != 0) return -1;
-    DbCheckpoint c;
-    if (db_checkpoint_insert(r->s->db, r->job, epoch, step, partial, rel, &c) != DB_OK) return -1;
-    int removed = 0;
-    if (db_checkpoint_gc(r->s->db, r->job, r->spec->checkpoint_keep_last, &removed) != DB_OK)
-        sched_log(r->job, "error", "checkpoint gc: %s", error_get());
-    job_log(r->s, r->job, "checkpoint %s%s: step %" PRId64 ", %" PRId64 " bytes, sha256 %s",
-            rel, partial ? " (partial, for resuming)" : "", step, c.bytes, c.sha256);
-    return 0;
-}
-
-static int on_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) {
-    return save_checkpoint(user, t, epoch, step, false);
-}
-
-/* Puts a freshly built Trainer where the job's newest checkpoint left it,
- * after deleting the metrics logged past it by the lost attempt; without a
- * checkpoint the job starts over and all its metrics go. */
-static int resume(JobRun *r, Trainer *t, int attempt) {
-    DbCheckpoint c;
-    int rc = db_checkpoint_latest(r->s->db, r->job, &c);
-    if (rc != DB_OK && rc != DB_NOT_FOUND) return -1;
-    int64_t from = rc == DB_OK ? c.step : -1;
-    int64_t deleted = 0;
-    if (db_metric_delete_after(r->s->db, r->job, from, &deleted) != DB_OK) return -1;
-    if (rc == DB_NOT_FOUND) {
-        if (attempt > 1)
-            job_log(r->s, r->job, "attempt %d: no checkpoint, starting over (%" PRId64
-                    " metric rows superseded)", attempt, deleted);
-        return 0;
-    }
-    char dir[4400];
-    if (db_checkpoint_file_path(r->s->db, &c, NULL, dir, sizeof dir) != 0) return -1;
-    if (train_resume(t, dir) != 0) return error_prefix("resume from %s", c.path);
-    job_log(r->s, r->job, "attempt %d: resumed from %s at epoch %d, step %" PRId64
-            " (%" PRId64 " metric rows past it superseded)", attempt, c.path, t->state.epoch,
-            t->state.step, deleted);
-    return 0;
-}
-
-/* The end of a run that stopped early: cancelled for a user, requeued (with
- * a partial checkpoint when the job has any progress past its last one)
- * for a daemon stopping. */
-static void requeue_stopped(JobRun *r, const Trainer *t, bool built) {
-    Scheduler *s = r->s;
-    if (built && r->spec->checkpoint && !s->cfg.stop_without_checkpoint) {
-        DbCheckpoint last;
-        int rc = db_checkpoint_latest(s->db, r->job, &last);
-        bool newer = rc == DB_NOT_FOUND ? t->state.step > 0
-                                        : rc == DB_OK && t->state.step > last.step;
-        if (newer && save_checkpoint(r, t, t->state.epoch, t->state.step, true) != 0)
-            sched_log(r->job, "error", "partial checkpoint at stop: %s", error_get());
-    }
-    metric_writer_flush(s->mw);
-    if (db_job_requeue(s->db, r->job) != DB_OK)
-        sched_log(r->job, "error", "requeue: %s", error_get());
-    else
-        sched_log(r->job, "info", "stopped at step %" PRId64 ", queued to resume",
-                  built ? t->state.step : 0);
-}
-
-static void run_job(Worker *w, const DbJob *job) {
-    Scheduler *s = w->s;
-    JobRun r = {.s = s, .w = w, .job = job->id, .t0 = clock_now_s()};
-    snprintf(r.ckpt_dir, sizeof r.ckpt_dir, "%s/jobs/%" PRId64 "/checkpoints", db_data_dir(s->db),
-             job->id);
-    int threads = 1;
-#ifdef _OPENMP
-    /* OpenMP's default is every CPU the process had when it started; a
-     * worker kept to fewer (serve --http-cpus, or a taskset on the thread)
-     * would run more threads than cores and have them wait on each other.
-     * An OMP_NUM_THREADS the operator set is theirs to keep. */
-    cpu_set_t mine;
-    if (s->cfg.threads_per_job > 0)
-        omp_set_num_threads(s->cfg.threads_per_job);
-    else if (!getenv("OMP_NUM_THREADS") && sched_getaffinity(0, sizeof mine, &mine) == 0 &&
-             CPU_COUNT(&mine) > 0)
-        omp_set_num_threads(CPU_COUNT(&mine));
-    threads = omp_get_max_threads();
-#endif
-    job_log(s, job->id, "attempt %d on %s, %d CPU thread%s", job->attempt, w->device_name,
-            threads, threads == 1 ? "" : "s");
-    const Backend *be = backend_for(w->device);
-    if (be && be->clear_error) be->clear_error(w->device); /* not the last job's failure */
-    error_clear();
-    JobBuild b;
-    Trainer t;
-    train_init(&t);
-    bool built = false;
-    int rc = job_build(&b, job_spec_parse(job->spec_json, strlen(job->spec_json)), s->db);
-    /* the model on the worker's device now, so that a GPU out of memory
-     * fails the job here with its message */
-    if (rc == 0) rc = job_build_to_device(&b, w->device);
-    if (rc == 0) {
-        r.spec = b.spec;
-        job_build_trainer(&b, &t, w->device);
-        t.cancel = &w->cancel;
-        t.cb = (TrainCallbacks){.user = &r, .metric = on_metric, .log = on_log,
-                                .checkpoint = on_checkpoint};
-        r.total_steps = train_total_steps(&t);
-        rc = resume(&r, &t, job->attempt);
-        built = rc == 0;
-    }
-    if (rc == 0) {
-        r.step0 = t.state.step;
-        r.t0 = clock_now_s();
-        pthread_mutex_lock(&w->pmu);
-        w->progress = (DbJobProgress){.epoch = t.state.epoch, .step = t.state.step,
-                                      .total_steps = r.total_steps, .eta_s = -1};
-        pthread_mutex_unlock(&w->pmu);
-        rc = train_run(&t);
-    }
-    /* a run whose metrics are not all stored has not succeeded: its
-     * history would be missing points, and a finished job's history is
-     * kept as final by the HTTP side (server/reply_cache.h) */
-    if (rc == 0 && metric_writer_flush(s->mw) != 0) {
-        error_prefix("storing its metrics");
-        rc = -1;
-    }
-    char err[ERROR_MAX];
-    snprintf(err, sizeof err, "%s", rc != 0 ? error_get() : "");
-
-    pthread_mutex_lock(&s->mu);
-    StopKind stop = atomic_load(&w->cancel) ? w->stop : STOP_NONE;
-    pthread_mutex_unlock(&s->mu);
-
-    if (rc == 0) {
-        pthread_mutex_lock(&w->pmu);
-        w->progress.eta_s = 0;
-        DbJobProgress p = w->progress;
-        pthread_mutex_unlock(&w->pmu);
-        db_job_set_progress(s->db, job->id, &p);
-        job_log(s, job->id, "succeeded after %" PRId64 " steps", t.state.step);
-        if (db_job_finish(s->db, job->id, DB_JOB_SUCCEEDED, NULL) != DB_OK)
-            sched_log(job->id, "error", "%s", error_get());
-    } else if (stop == STOP_SHUTDOWN) {
-        requeue_stopped(&r, &t, built);
-    } else {
-        metric_writer_flush(s->mw);
-        DbJobState final = stop == STOP_CANCEL ? DB_JOB_CANCELLED : DB_JOB_FAILED;
-        if (built) {
-            pthread_mutex_lock(&w->pmu);
-            DbJobProgress p = w->progress;
-            pthread_mutex_unlock(&w->pmu);
-            db_job_set_progress(s->db, job->id, &p);
-        }
-        if (final == DB_JOB_CANCELLED) snprintf(err, sizeof err, "cancelled at step %" PRId64,
-                                                built ? t.state.step : 0);
-        job_log(s, job->id, "%s: %s", final == DB_JOB_CANCELLED ? "cancelled" : "failed", err);
-        if (db_job_finish(s->db, job->id, final, err) != DB_OK)
-            sched_log(job->id, "error", "%s", error_get());
-    }
-    job_build_free(&b);
-    error_clear();
+WorkerStop worker_stop(Worker *w) {
+    pthread_mutex_lock(&w->s->mu);
+    WorkerStop stop = atomic_load(&w->cancel) ? w->stop : WORKER_STOP_NONE;
+    pthread_mutex_unlock(&w->s->mu);
+    return stop;
 }
 
 /* ---- the workers ---- */
@@ -437,30 +90,19 @@ static void run_job(Worker *w, const DbJob *job) {
  * filled, 0 when there is none. */
 static int claim_next(Worker *w, DbJob *out) {
     Scheduler *s = w->s;
-    int64_t *ids;
+    DbQueuedJob *queue;
     int n;
-    if (db_job_queue(s->db, &ids, &n) != DB_OK) {
-        sched_log(0, "error", "%s", error_get());
+    if (db_job_queue(s->db, &queue, &n) != DB_OK) {
+        scheduler_log(0, "error", "%s", error_get());
         return 0;
-    }
-    /* the cache keeps only queued jobs */
-    for (int k = 0; k < s->nqdev;) {
-        bool queued = false;
-        for (int i = 0; i < n && !queued; i++) queued = ids[i] == s->qdev[k].id;
-        if (queued)
-            k++;
-        else
-            s->qdev[k] = s->qdev[--s->nqdev];
     }
     int got = 0;
     for (int i = 0; i < n && !got; i++) {
-        QueuedDevice q;
-        if (queued_device(s, ids[i], &q) && (!can_run(w, &q) || leave_to_gpu(w, &q))) continue;
-        int rc = db_job_claim(s->db, ids[i], w->device_name, out);
-        forget_device(s, ids[i]);
-        if (rc == DB_OK) got = 1;
+        const char *request = queue[i].device_request;
+        if (!can_run(w, request) || leave_to_gpu(w, request)) continue;
+        got = db_job_claim(s->db, queue[i].id, w->device_name, out) == DB_OK;
     }
-    free(ids);
+    free(queue);
     return got;
 }
 
@@ -478,14 +120,14 @@ static void *worker_main(void *arg) {
             continue;
         }
         w->job_id = job.id;
-        w->stop = STOP_NONE;
+        w->stop = WORKER_STOP_NONE;
         atomic_store(&w->cancel, 0);
         /* a CPU worker that left auto jobs to this idle GPU worker
          * (leave_to_gpu) looks again now that it is busy */
         if (w->device.type == DEVICE_CUDA) pthread_cond_broadcast(&s->work);
         pthread_mutex_unlock(&s->mu);
-        bump(s);
-        run_job(w, &job);
+        scheduler_bump(s);
+        attempt_run(w, &job);
         db_job_clear(&job);
         pthread_mutex_lock(&s->mu);
         w->job_id = 0;
@@ -493,7 +135,7 @@ static void *worker_main(void *arg) {
         memset(&w->progress, 0, sizeof w->progress);
         pthread_mutex_unlock(&w->pmu);
         pthread_mutex_unlock(&s->mu);
-        bump(s);
+        scheduler_bump(s);
         pthread_mutex_lock(&s->mu);
         /* a worker freed: another may find work it could not take */
         pthread_cond_broadcast(&s->work);
@@ -534,6 +176,16 @@ static int parse_devices(const SchedulerConfig *cfg, Device *out, int *n) {
     return 0;
 }
 
+/* The device's memory in all (RAM for the CPU), 0 when it cannot be read. */
+static uint64_t device_memory(Device d) {
+    const Backend *be = backend_for(d);
+    char name[128];
+    uint64_t total = 0, free_ = 0;
+    if (!be || be->device_info(d, name, sizeof name, &total, &free_) != 0) total = 0;
+    error_clear();
+    return total;
+}
+
 Scheduler *scheduler_start(const SchedulerConfig *cfg) {
     if (!cfg || !cfg->db || !cfg->metrics) {
         error_set("scheduler: needs a database and a metric writer");
@@ -546,7 +198,7 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg) {
     int requeued = 0;
     if (db_job_requeue_running(cfg->db, &requeued) != DB_OK) return NULL;
     if (requeued)
-        sched_log(0, "info", "%d job(s) left running put back in the queue", requeued);
+        scheduler_log(0, "info", "%d job(s) left running put back in the queue", requeued);
     Scheduler *s = calloc(1, sizeof *s + (size_t)n * sizeof(Worker));
     if (!s) {
         error_set("scheduler: out of memory");
@@ -559,14 +211,13 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg) {
     s->nworkers = n;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
-    pthread_mutex_init(&s->gmu, NULL);
-    pthread_cond_init(&s->gcv, NULL);
     for (int i = 0; i < n; i++) {
         Worker *w = &s->workers[i];
         w->s = s;
         w->index = i;
         w->device = devs[i];
         device_name(devs[i], w->device_name, sizeof w->device_name);
+        w->memory_bytes = device_memory(devs[i]);
         atomic_init(&w->cancel, 0);
         pthread_mutex_init(&w->pmu, NULL);
     }
@@ -589,8 +240,8 @@ void scheduler_stop(Scheduler *s) {
     s->stopping = true;
     for (int i = 0; i < s->nworkers; i++) {
         Worker *w = &s->workers[i];
-        if (w->job_id && w->stop != STOP_CANCEL) {
-            w->stop = STOP_SHUTDOWN;
+        if (w->job_id && w->stop != WORKER_STOP_CANCEL) {
+            w->stop = WORKER_STOP_SHUTDOWN;
             atomic_store(&w->cancel, 1);
         }
     }
@@ -602,21 +253,17 @@ void scheduler_stop(Scheduler *s) {
     for (int i = 0; i < s->nworkers; i++) pthread_mutex_destroy(&s->workers[i].pmu);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work);
-    pthread_mutex_destroy(&s->gmu);
-    pthread_cond_destroy(&s->gcv);
-    free(s->qdev);
     free(s);
 }
 
 /* ---- the HTTP side ---- */
 
-/* Wakes the workers for a queued job whose device request is q. */
-static void wake(Scheduler *s, const QueuedDevice *q) {
+/* Wakes the workers: a job was queued. */
+static void wake(Scheduler *s) {
     pthread_mutex_lock(&s->mu);
-    remember_device(s, q);
     pthread_cond_broadcast(&s->work);
     pthread_mutex_unlock(&s->mu);
-    bump(s);
+    scheduler_bump(s);
 }
 
 int scheduler_submit(Scheduler *s, int64_t job_id) {
@@ -624,8 +271,6 @@ int scheduler_submit(Scheduler *s, int64_t job_id) {
     int rc = db_job_get(s->db, job_id, &job);
     if (rc != DB_OK) return rc;
     DbJobState state = job.state;
-    QueuedDevice q = {.id = job_id};
-    spec_device(job.spec_json, &q);
     db_job_clear(&job);
     /* running: a worker took it already (workers also look at the queue
      * on their own) */
@@ -634,46 +279,65 @@ int scheduler_submit(Scheduler *s, int64_t job_id) {
         error_set("job %" PRId64 " is %s, not queued", job_id, db_job_state_name(state));
         return DB_CONFLICT;
     }
-    wake(s, &q);
+    wake(s);
     return DB_OK;
 }
 
-int scheduler_create_job(Scheduler *s, const char *spec_json, size_t len, int64_t owner,
+/* The workers that can run a job asking for `device` (NULL: any), and the
+ * one of them with the most memory, or NULL with an error naming the
+ * devices this daemon has. */
+static const Worker *device_check(Scheduler *s, const Device *device) {
+    const Worker *best = NULL;
+    char list[256] = "", name[32];
+    for (int i = 0; i < s->nworkers; i++) {
+        const Worker *w = &s->workers[i];
+        if ((!device || device_equal(w->device, *device)) &&
+            (!best || w->memory_bytes > best->memory_bytes))
+            best = w;
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", w->device_name);
+    }
+    if (!best)
+        error_at("device", "this daemon has no %s worker (workers: %s)",
+                 device ? device_name(*device, name, sizeof name) : "", list);
+    return best;
+}
+
+/* Refuses a model whose training cannot fit the memory of the device it
+ * would run on (the largest for "auto"): a model of 10^12 parameters is
+ * told so at submission instead of failing on a worker. */
+static int memory_check(const SpecModelSize *size, const Worker *w) {
+    if (w->memory_bytes == 0 || (uint64_t)size->train_bytes <= w->memory_bytes) return 0;
+    return error_at("model",
+                    "%" PRId64 " parameters need at least %" PRId64 " bytes to train "
+                    "(float32 weights, gradients, optimizer state and one batch's activations), "
+                    "more than the %" PRIu64 " bytes of %s",
+                    size->parameters, size->train_bytes, w->memory_bytes, w->device_name);
+}
+
+int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_json, int64_t owner,
                          int priority, int64_t *id_out) {
-    JobSpec *spec;
-    if (job_build_validate(s->db, spec_json, len, &spec) != 0) return DB_INVALID;
-    if (!spec->device_auto) {
-        bool have = false;
-        char list[256] = "", name[32];
-        for (int i = 0; i < s->nworkers; i++) {
-            have |= device_equal(s->workers[i].device, spec->device);
-            size_t used = strlen(list);
-            snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
-                     s->workers[i].device_name);
-        }
-        if (!have) {
-            error_set("device: this daemon has no %s worker (workers: %s)",
-                      device_name(spec->device, name, sizeof name), list);
-            job_spec_free(spec);
-            return DB_INVALID;
-        }
-    }
-    /* the spec is stored as submitted: the workers parse it again */
-    char *text = strndup(spec_json, len);
-    if (!text) {
-        job_spec_free(spec);
-        error_set("job: out of memory");
-        return DB_ERROR;
-    }
+    SpecModelSize size = {0};
+    if (job_build_check(s->db, spec, &size) != 0) return DB_INVALID;
+    const Worker *w = device_check(s, spec->device_auto ? NULL : &spec->device);
+    if (!w || memory_check(&size, w) != 0) return DB_INVALID;
+    char request[32] = "auto";
+    if (!spec->device_auto) device_name(spec->device, request, sizeof request);
+    /* the spec is stored as submitted: it is the job's record, which the
+     * worker that runs it reads back */
+    DbJobNew job = {.name = spec->name,
+                    .owner = owner,
+                    .spec_json = spec_json,
+                    .priority = priority,
+                    .device_request = request,
+                    .parameters = size.parameters,
+                    .train_bytes = size.train_bytes};
     int64_t id;
-    int rc = db_job_insert(s->db, spec->name, owner, text, priority, &id);
-    free(text);
-    QueuedDevice q = {.id = id, .any = spec->device_auto, .device = spec->device};
-    job_spec_free(spec);
+    int rc = db_job_insert(s->db, &job, &id);
     if (rc != DB_OK) return rc;
     if (id_out) *id_out = id;
     /* a worker may claim it before this line: the insert is what counts */
-    wake(s, &q);
+    wake(s);
     return DB_OK;
 }
 
@@ -682,8 +346,8 @@ int scheduler_cancel(Scheduler *s, int64_t job_id) {
     for (int i = 0; i < s->nworkers; i++) {
         Worker *w = &s->workers[i];
         if (w->job_id != job_id) continue;
-        if (w->stop != STOP_SHUTDOWN) {
-            w->stop = STOP_CANCEL;
+        if (w->stop != WORKER_STOP_SHUTDOWN) {
+            w->stop = WORKER_STOP_CANCEL;
             atomic_store(&w->cancel, 1);
         }
         pthread_mutex_unlock(&s->mu);
@@ -692,11 +356,10 @@ int scheduler_cancel(Scheduler *s, int64_t job_id) {
     /* not on a worker: cancel it in the queue, under mu so no worker claims
      * it meanwhile */
     int rc = db_job_cancel_queued(s->db, job_id);
-    if (rc == DB_OK) forget_device(s, job_id);
     pthread_mutex_unlock(&s->mu);
     if (rc == DB_OK) {
         db_log_append(s->db, job_id, "cancelled while queued", NULL);
-        bump(s);
+        scheduler_bump(s);
     } else if (rc == DB_CONFLICT) {
         error_set("job %" PRId64 " has already ended", job_id);
         DbJob job;
@@ -715,12 +378,16 @@ int scheduler_queue_info(Scheduler *s, int64_t job_id, int *ahead, char *reason,
     if (rc != DB_OK) return rc;
     if (ahead) *ahead = pos;
     if (!reason || size == 0) return DB_OK;
+    DbJob job;
+    if ((rc = db_job_get(s->db, job_id, &job)) != DB_OK) return rc;
+    char request[32];
+    snprintf(request, sizeof request, "%s", job.device_request);
+    db_job_clear(&job);
+    bool any = strcmp(request, "auto") == 0;
     pthread_mutex_lock(&s->mu);
-    QueuedDevice want;
-    if (!queued_device(s, job_id, &want)) want = (QueuedDevice){.id = job_id, .any = true};
     int able = 0, busy = 0;
     for (int i = 0; i < s->nworkers; i++) {
-        if (!can_run(&s->workers[i], &want)) continue;
+        if (!can_run(&s->workers[i], request)) continue;
         able++;
         busy += s->workers[i].job_id != 0;
     }
@@ -730,13 +397,11 @@ int scheduler_queue_info(Scheduler *s, int64_t job_id, int *ahead, char *reason,
     bool same = true;
     for (int i = 1; i < s->nworkers; i++)
         same &= device_equal(s->workers[i].device, s->workers[0].device);
-    if (!want.any) {
-        char d[32];
-        snprintf(kind, sizeof kind, "%s ", device_name(want.device, d, sizeof d));
-    } else if (same && s->nworkers)
+    if (!any)
+        snprintf(kind, sizeof kind, "%s ", request);
+    else if (same && s->nworkers)
         snprintf(kind, sizeof kind, "%s ", s->workers[0].device_name);
     pthread_mutex_unlock(&s->mu);
-    error_clear();
     char jobs[64];
     snprintf(jobs, sizeof jobs, "%d job%s ahead", pos, pos == 1 ? "" : "s");
     if (able == 0)

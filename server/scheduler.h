@@ -2,24 +2,19 @@
  * device.
  *
  * Jobs live in the database (storage/db.h); the queue is the set of
- * `queued` rows in run order (priority descending, then submission order).
- * Each worker owns one device ("cpu" now, "cuda:N" later) and loops: claim
- * the first queued job its device can run (queued -> running, attempt + 1),
- * build it from its spec (job/build.h, the same code `traind run`
- * uses; dataset names resolve through the database), train it with
- * core/train.h, and record the end: succeeded, failed (with the error) or
- * cancelled. While it trains, metrics go to the MetricWriter (batched, off
- * the training thread), log lines to the job's log, checkpoints to
- * <data-dir>/jobs/<id>/checkpoints/epoch-<N> (a row with bytes and sha256,
- * then keep_last garbage collection), and the live progress (epoch, step,
- * samples/s, ETA) to memory, for GET /v1/jobs/{id}.
+ * `queued` rows in run order (priority descending, then submission order),
+ * with what it needs of each (the device asked for, the model's size) in
+ * columns filled at submission. Each worker owns one device ("cpu",
+ * "cuda:N") and loops: claim the first queued job its device can run
+ * (queued -> running, attempt + 1) and make an attempt at it
+ * (server/attempt.c: build it from its spec with job/build.h, the same code
+ * `traind run` uses, train it, record the end: succeeded, failed with the
+ * error, or cancelled).
  *
  * Restarts. scheduler_start puts jobs left `running` (by a daemon that
  * crashed or was stopped) back in the queue. When such a job runs again it
- * resumes from its newest checkpoint with train_resume, after deleting its
- * metrics past that checkpoint's step, so every step's metric is stored
- * once and the trajectory is the one an uninterrupted run follows. A job
- * without a checkpoint starts over (its metrics are all deleted first).
+ * resumes from its newest checkpoint (attempt.c), so every step's metric is
+ * stored once and the trajectory is the one an uninterrupted run follows.
  *
  * Stopping (scheduler_stop, the SIGTERM path): running jobs are NOT
  * cancelled. Each stops at its next step, is checkpointed where it stands
@@ -28,7 +23,7 @@
  * to `queued`, to resume on the next start. A job whose spec has
  * "checkpoint": null is requeued without one and starts over.
  *
- * Threads. submit, cancel, queue_info, progress, devices and wait are safe
+ * Threads. submit, cancel, queue_info, progress and workers are safe
  * to call concurrently from any thread (MHD's pool) while workers run.
  */
 #ifndef TRAIND_SERVER_SCHEDULER_H
@@ -38,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/spec.h"
 #include "storage/db.h"
 
 typedef struct Scheduler Scheduler;
@@ -73,13 +69,14 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg);
  * Queued jobs stay queued. Flushes the metric writer. NULL is fine. */
 void scheduler_stop(Scheduler *s);
 
-/* POST /v1/jobs in one call: parses and validates spec_json (unknown
- * fields, datasets exist and are ready, the model's shapes against the
- * dataset's, a device this daemon has), inserts the job as `queued` and
- * submits it. DB_INVALID with error_get() naming the JSON path
- * ("data.train: unknown dataset 'foo'", "model[4] Linear: in_features=...");
- * the message's text before the first ": " is that path. */
-int scheduler_create_job(Scheduler *s, const char *spec_json, size_t len, int64_t owner,
+/* POST /v1/jobs, once the body is a JobSpec: checks it against this
+ * daemon (job_build_check: datasets exist and are ready, the model's shapes
+ * against theirs; a device this daemon has; a model whose training fits
+ * that device's memory), inserts the job as `queued` with spec_json (the
+ * spec as submitted) and what the queue needs of it, and wakes the workers.
+ * DB_INVALID with an error whose path names the field ("data.train",
+ * "model[4]", "device", "model"). */
+int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_json, int64_t owner,
                          int priority, int64_t *id_out);
 
 /* Tells the workers a queued job is there (a job inserted directly with
@@ -113,10 +110,8 @@ typedef struct {
 int scheduler_workers(Scheduler *s, SchedulerWorkerInfo *out, int max);
 
 /* A counter bumped whenever a job changes state or logs a line; HTTP
- * followers (SSE on logs, "until the job ends") wait on it instead of
- * polling. scheduler_wait returns the counter once it differs from `seen`
- * or after timeout_ms. */
+ * followers (SSE on logs, "until the job ends") compare it with the one
+ * they last saw. */
 uint64_t scheduler_generation(Scheduler *s);
-uint64_t scheduler_wait(Scheduler *s, uint64_t seen, int timeout_ms);
 
 #endif

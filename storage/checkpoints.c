@@ -159,27 +159,14 @@ int db_checkpoint_list(Db *db, int64_t job, DbCheckpoint **out, int *n) {
     *n = 0;
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
-    int rc = DB_OK, cap = 0;
+    int rc = DB_OK;
     sqlite3_stmt *st = db_stmt(c, CKPT_COLS "WHERE job_id = ?1 ORDER BY step");
     if (!st) {
         rc = DB_ERROR;
         goto done;
     }
     sqlite3_bind_int64(st, 1, job);
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 8;
-            DbCheckpoint *grown = realloc(*out, (size_t)cap * sizeof **out);
-            if (!grown) {
-                rc = error_set("checkpoints: out of memory");
-                goto done;
-            }
-            *out = grown;
-        }
-        read_ckpt(st, &(*out)[(*n)++]);
-    }
-    if (s != SQLITE_DONE) rc = db_fail(c, "checkpoints");
+    rc = db_collect(c, st, sizeof **out, read_ckpt_row, (void **)out, n, "checkpoints");
 done:
     db_release(db, c);
     if (rc != DB_OK) {

@@ -329,32 +329,14 @@ int db_dataset_list(Db *db, bool include_uploading, DbDataset **out, int *n) {
     *n = 0;
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
-    int rc = DB_OK, cap = 0;
+    int rc = DB_OK;
     sqlite3_stmt *st = db_stmt(c, DATASET_COLS "WHERE ?1 OR state = 'ready' ORDER BY id");
     if (!st) {
         rc = DB_ERROR;
         goto done;
     }
     sqlite3_bind_int(st, 1, include_uploading);
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            DbDataset *grown = realloc(*out, (size_t)cap * sizeof **out);
-            if (!grown) {
-                rc = error_set("datasets: out of memory");
-                goto done;
-            }
-            *out = grown;
-        }
-        if (read_dataset(st, &(*out)[*n]) != 0) {
-            db_dataset_clear(&(*out)[*n]);
-            rc = DB_ERROR;
-            goto done;
-        }
-        (*n)++;
-    }
-    if (s != SQLITE_DONE) rc = db_fail(c, "datasets");
+    rc = db_collect(c, st, sizeof **out, read_dataset_row, (void **)out, n, "datasets");
 done:
     db_release(db, c);
     if (rc != DB_OK) {

@@ -111,6 +111,18 @@ static const char *const migrations[] = {
     "  ts INTEGER NOT NULL,"
     "  line TEXT NOT NULL,"
     "  PRIMARY KEY (job_id, seq)) WITHOUT ROWID;",
+    /* 2: what the queue needs of a job, measured at submission, in columns
+     * of its own so that the queue never reads a spec: the device it asks
+     * for ("auto", "cpu", "cuda:N") and the model's size. Jobs of version
+     * 1 take their device from their spec. */
+    "ALTER TABLE jobs ADD COLUMN device_request TEXT NOT NULL DEFAULT 'auto';"
+    "ALTER TABLE jobs ADD COLUMN parameters INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN train_bytes INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE jobs SET device_request = CASE"
+    "  WHEN NOT json_valid(spec) THEN 'auto'"
+    "  WHEN json_extract(spec, '$.device') = 'cuda' THEN 'cuda:0'"
+    "  WHEN json_type(spec, '$.device') = 'text' THEN json_extract(spec, '$.device')"
+    "  ELSE 'auto' END;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,
@@ -159,6 +171,23 @@ int db_get_row(Db *db, const char *sql, const char *key_text, int64_t key_int, D
 int db_get_row_ints(Db *db, const char *sql, const int64_t *keys, int n, DbRowReader read,
                     void *out, const char *what) {
     return get_row(db, sql, NULL, keys, n, read, out, what);
+}
+
+int db_collect(DbConn *c, sqlite3_stmt *st, size_t elem_size, DbRowReader read, void **out, int *n,
+               const char *what) {
+    size_t cap = (size_t)*n;
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((size_t)*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            void *grown = realloc(*out, cap * elem_size);
+            if (!grown) return error_set("%s: out of memory", what), DB_ERROR;
+            *out = grown;
+        }
+        if (read(st, (char *)*out + (size_t)*n * elem_size) != 0) return DB_ERROR;
+        (*n)++;
+    }
+    return s == SQLITE_DONE ? DB_OK : db_fail(c, what);
 }
 
 sqlite3_stmt *db_stmt(DbConn *c, const char *sql) {

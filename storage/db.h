@@ -57,7 +57,7 @@ typedef enum {
 } DbStatus;
 
 #define DB_MAX_CONNECTIONS 16
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2
 
 /* ---- open, close (storage/db.c) ---- */
 
@@ -231,6 +231,9 @@ typedef struct {
     char device[32]; /* "cpu", "cuda:0": where it runs / ran; "" before */
     int priority;    /* higher runs first */
     int attempt;     /* 1 on the first run, +1 for each resume */
+    char device_request[32];                     /* what the spec asks: "auto", "cpu", "cuda:N" */
+    int64_t parameters;                          /* of the model (core/spec.h SpecModelSize) */
+    int64_t train_bytes;                         /* memory training it takes, at least */
     int64_t created_at, started_at, finished_at; /* started_at: of the latest attempt */
     char *error;     /* owned; NULL unless failed */
     DbJobProgress progress;
@@ -238,9 +241,18 @@ typedef struct {
 
 void db_job_clear(DbJob *job); /* frees spec_json and error */
 
-/* A new job in state `queued`. name may be NULL. */
-int db_job_insert(Db *db, const char *name, int64_t owner, const char *spec_json, int priority,
-                  int64_t *id_out);
+/* A job as submitted: its spec, checked, and what the queue needs of it. */
+typedef struct {
+    const char *name;      /* may be NULL */
+    int64_t owner;         /* user id, 0 for none */
+    const char *spec_json; /* the spec as submitted */
+    int priority;
+    const char *device_request; /* "auto", "cpu", "cuda:N"; NULL: "auto" */
+    int64_t parameters, train_bytes;
+} DbJobNew;
+
+/* A new job in state `queued`. */
+int db_job_insert(Db *db, const DbJobNew *job, int64_t *id_out);
 int db_job_get(Db *db, int64_t id, DbJob *out);
 
 typedef struct {
@@ -273,9 +285,18 @@ int db_job_requeue(Db *db, int64_t id);
 int db_job_requeue_running(Db *db, int *n);
 int db_job_set_progress(Db *db, int64_t id, const DbJobProgress *p);
 
-/* Queued job ids in run order: priority descending, then created_at and id
- * ascending. Free *ids with free(). */
-int db_job_queue(Db *db, int64_t **ids, int *n);
+/* A queued job as the queue sees it. */
+typedef struct {
+    int64_t id, owner;
+    int priority;
+    char device_request[32];
+    int64_t train_bytes;
+    int64_t created_at;
+} DbQueuedJob;
+
+/* The queued jobs in run order: priority descending, then created_at and
+ * id ascending. Free *out with free(). */
+int db_job_queue(Db *db, DbQueuedJob **out, int *n);
 /* How many queued jobs run before this queued one. DB_CONFLICT when it is
  * not queued. */
 int db_job_queue_position(Db *db, int64_t id, int *ahead);

@@ -58,6 +58,13 @@ int db_get_row(Db *db, const char *sql, const char *key_text, int64_t key_int, D
 int db_get_row_ints(Db *db, const char *sql, const int64_t *keys, int n, DbRowReader read,
                     void *out, const char *what);
 
+/* Steps st to its end, reading each row with read into a growing array of
+ * elem_size elements at *out (which may already hold *n of them). *n counts
+ * the rows read in full, also on failure, so that the caller frees what
+ * there is. DB_OK; DB_ERROR with "what: ..." (out of memory, SQLite). */
+int db_collect(DbConn *c, sqlite3_stmt *st, size_t elem_size, DbRowReader read, void **out, int *n,
+               const char *what);
+
 /* Binds text or NULL. */
 int db_bind_text(sqlite3_stmt *st, int i, const char *s);
 /* Copies column i's text into buf (truncating; "" for NULL). */

@@ -44,9 +44,8 @@ void db_job_clear(DbJob *job) {
     job->spec_json = job->error = NULL;
 }
 
-int db_job_insert(Db *db, const char *name, int64_t owner, const char *spec_json, int priority,
-                  int64_t *id_out) {
-    if (!spec_json) {
+int db_job_insert(Db *db, const DbJobNew *job, int64_t *id_out) {
+    if (!job || !job->spec_json) {
         error_set("job: no spec");
         return DB_INVALID;
     }
@@ -54,16 +53,20 @@ int db_job_insert(Db *db, const char *name, int64_t owner, const char *spec_json
     if (!c) return DB_ERROR;
     int rc = DB_ERROR;
     sqlite3_stmt *st = db_stmt(c, "INSERT INTO jobs (name, owner, spec, state, priority, "
-                                  "created_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5)");
+                                  "created_at, device_request, parameters, train_bytes) "
+                                  "VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8)");
     if (!st) goto done;
-    db_bind_text(st, 1, name ? name : "");
-    if (owner > 0)
-        sqlite3_bind_int64(st, 2, owner);
+    db_bind_text(st, 1, job->name ? job->name : "");
+    if (job->owner > 0)
+        sqlite3_bind_int64(st, 2, job->owner);
     else
         sqlite3_bind_null(st, 2);
-    db_bind_text(st, 3, spec_json);
-    sqlite3_bind_int(st, 4, priority);
+    db_bind_text(st, 3, job->spec_json);
+    sqlite3_bind_int(st, 4, job->priority);
     sqlite3_bind_int64(st, 5, db_now_ms());
+    db_bind_text(st, 6, job->device_request ? job->device_request : "auto");
+    sqlite3_bind_int64(st, 7, job->parameters);
+    sqlite3_bind_int64(st, 8, job->train_bytes);
     rc = db_step_done(c, st, "job");
     if (rc == DB_OK && id_out) *id_out = sqlite3_last_insert_rowid(c->h);
 done:
@@ -72,10 +75,10 @@ done:
 }
 
 /* ?9 says whether to read the spec: listings leave the (large) text out. */
-#define JOB_COLS                                                                           \
-    "SELECT id, name, coalesce(owner, 0), CASE WHEN ?9 THEN spec END, state, device, "    \
-    "priority, attempt, created_at, started_at, finished_at, error, epoch, step, "         \
-    "total_steps, samples_per_s, eta_s FROM jobs "
+#define JOB_COLS                                                                                   \
+    "SELECT id, name, coalesce(owner, 0), CASE WHEN ?9 THEN spec END, state, device, "             \
+    "priority, attempt, created_at, started_at, finished_at, error, epoch, step, "                 \
+    "total_steps, samples_per_s, eta_s, device_request, parameters, train_bytes FROM jobs "
 
 static int read_job(sqlite3_stmt *st, DbJob *j) {
     memset(j, 0, sizeof *j);
@@ -101,6 +104,9 @@ static int read_job(sqlite3_stmt *st, DbJob *j) {
     j->progress.total_steps = sqlite3_column_int64(st, 14);
     j->progress.samples_per_s = sqlite3_column_double(st, 15);
     j->progress.eta_s = sqlite3_column_double(st, 16);
+    db_column_copy(st, 17, j->device_request, sizeof j->device_request);
+    j->parameters = sqlite3_column_int64(st, 18);
+    j->train_bytes = sqlite3_column_int64(st, 19);
     if (oom) {
         db_job_clear(j);
         return error_set("job: out of memory");
@@ -312,37 +318,31 @@ int db_job_set_progress(Db *db, int64_t id, const DbJobProgress *p) {
     return rc;
 }
 
-int db_job_queue(Db *db, int64_t **ids, int *n) {
-    *ids = NULL;
+static int read_queued(sqlite3_stmt *st, void *out) {
+    DbQueuedJob *q = out;
+    q->id = sqlite3_column_int64(st, 0);
+    q->owner = sqlite3_column_int64(st, 1);
+    q->priority = sqlite3_column_int(st, 2);
+    db_column_copy(st, 3, q->device_request, sizeof q->device_request);
+    q->train_bytes = sqlite3_column_int64(st, 4);
+    q->created_at = sqlite3_column_int64(st, 5);
+    return 0;
+}
+
+int db_job_queue(Db *db, DbQueuedJob **out, int *n) {
+    *out = NULL;
     *n = 0;
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
-    int rc = DB_OK, cap = 0;
-    sqlite3_stmt *st = db_stmt(c, "SELECT id FROM jobs WHERE state = 'queued' "
+    int rc = DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, "SELECT id, coalesce(owner, 0), priority, device_request, "
+                                  "train_bytes, created_at FROM jobs WHERE state = 'queued' "
                                   "ORDER BY priority DESC, created_at, id");
-    if (!st) {
-        rc = DB_ERROR;
-        goto done;
-    }
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            int64_t *grown = realloc(*ids, (size_t)cap * sizeof **ids);
-            if (!grown) {
-                rc = error_set("queue: out of memory");
-                goto done;
-            }
-            *ids = grown;
-        }
-        (*ids)[(*n)++] = sqlite3_column_int64(st, 0);
-    }
-    if (s != SQLITE_DONE) rc = db_fail(c, "queue");
-done:
+    if (st) rc = db_collect(c, st, sizeof **out, read_queued, (void **)out, n, "queue");
     db_release(db, c);
     if (rc != DB_OK) {
-        free(*ids);
-        *ids = NULL;
+        free(*out);
+        *out = NULL;
         *n = 0;
     }
     return rc;

@@ -43,6 +43,14 @@ done:
     return rc;
 }
 
+static int read_line(sqlite3_stmt *st, void *out) {
+    DbLogLine *l = out;
+    l->seq = sqlite3_column_int64(st, 0);
+    l->ts = sqlite3_column_int64(st, 1);
+    l->line = db_column_dup(st, 2, NULL);
+    return l->line ? 0 : error_set("logs: out of memory");
+}
+
 int db_log_list(Db *db, int64_t job, int64_t after_seq, int limit, DbLogLine **out, int *n) {
     *out = NULL;
     *n = 0;
@@ -53,7 +61,7 @@ int db_log_list(Db *db, int64_t job, int64_t after_seq, int limit, DbLogLine **o
     }
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
-    int rc = DB_OK, cap = 0;
+    int rc = DB_OK;
     sqlite3_stmt *st = db_stmt(c, "SELECT seq, ts, line FROM logs WHERE job_id = ?1 AND seq > ?2 "
                                   "ORDER BY seq LIMIT ?3");
     if (!st) {
@@ -63,29 +71,7 @@ int db_log_list(Db *db, int64_t job, int64_t after_seq, int limit, DbLogLine **o
     sqlite3_bind_int64(st, 1, job);
     sqlite3_bind_int64(st, 2, after_seq);
     sqlite3_bind_int(st, 3, limit);
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 64;
-            DbLogLine *grown = realloc(*out, (size_t)cap * sizeof **out);
-            if (!grown) {
-                rc = error_set("logs: out of memory");
-                goto done;
-            }
-            *out = grown;
-        }
-        DbLogLine *l = &(*out)[*n];
-        int oom = 0;
-        l->seq = sqlite3_column_int64(st, 0);
-        l->ts = sqlite3_column_int64(st, 1);
-        l->line = db_column_dup(st, 2, &oom);
-        if (!l->line) {
-            rc = error_set("logs: out of memory");
-            goto done;
-        }
-        (*n)++;
-    }
-    if (s != SQLITE_DONE) rc = db_fail(c, "logs");
+    rc = db_collect(c, st, sizeof **out, read_line, (void **)out, n, "logs");
 done:
     db_release(db, c);
     if (rc != DB_OK) {

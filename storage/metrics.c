@@ -72,23 +72,14 @@ int db_metric_put(Db *db, int64_t job, const char *name, int64_t step, int epoch
 
 /* ---- queries ---- */
 
-/* Appends rows of st (name, step, epoch, value) to a growing array. */
-static int collect(DbConn *c, sqlite3_stmt *st, DbMetric **out, int *n) {
-    int cap = 0, s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 256;
-            DbMetric *grown = realloc(*out, (size_t)cap * sizeof **out);
-            if (!grown) return error_set("metrics: out of memory");
-            *out = grown;
-        }
-        DbMetric *m = &(*out)[(*n)++];
-        db_column_copy(st, 0, m->name, sizeof m->name);
-        m->step = sqlite3_column_int64(st, 1);
-        m->epoch = sqlite3_column_int(st, 2);
-        m->value = column_value(st, 3);
-    }
-    return s == SQLITE_DONE ? DB_OK : db_fail(c, "metrics");
+/* A row (name, step, epoch, value). */
+static int read_metric(sqlite3_stmt *st, void *out) {
+    DbMetric *m = out;
+    db_column_copy(st, 0, m->name, sizeof m->name);
+    m->step = sqlite3_column_int64(st, 1);
+    m->epoch = sqlite3_column_int(st, 2);
+    m->value = column_value(st, 3);
+    return 0;
 }
 
 int db_metric_query(Db *db, int64_t job, const DbMetricQuery *q, DbMetric **out, int *n) {
@@ -116,7 +107,7 @@ int db_metric_query(Db *db, int64_t job, const DbMetricQuery *q, DbMetric **out,
         sqlite3_bind_int64(st, 1, job);
         sqlite3_bind_int64(st, 3, q->after < 0 ? INT64_MIN : q->after);
         sqlite3_bind_int(st, 4, limit);
-        rc = collect(c, st, out, n);
+        rc = db_collect(c, st, sizeof **out, read_metric, (void **)out, n, "metrics");
     }
     db_release(db, c);
     if (rc != DB_OK) {
@@ -270,11 +261,7 @@ int db_metric_latest(Db *db, int64_t job, DbMetric **out, int *n) {
             }
             *out = grown;
         }
-        DbMetric *m = &(*out)[(*n)++];
-        db_column_copy(st, 0, m->name, sizeof m->name);
-        m->step = sqlite3_column_int64(st, 1);
-        m->epoch = sqlite3_column_int(st, 2);
-        m->value = column_value(st, 3);
+        read_metric(st, &(*out)[(*n)++]);
         sqlite3_reset(st);
     }
     db_release(db, c);

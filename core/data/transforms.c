@@ -44,6 +44,13 @@ static int set_values(Transform *t, const double *mean, const double *std, int n
     return 0;
 }
 
+/* The error of transform i names it as its path: "transforms[1]". */
+static int item_path(int i) {
+    char p[32];
+    snprintf(p, sizeof p, "transforms[%d]", i);
+    return error_set_path(p);
+}
+
 int transform_list_init(TransformList *tl, const TransformConfig *configs, int count) {
     tl->count = 0;
     tl->items = NULL;
@@ -94,6 +101,7 @@ int transform_list_init(TransformList *tl, const TransformConfig *configs, int c
     }
     return 0;
 fail:
+    item_path(tl->count - 1);
     transform_list_free(tl);
     return -1;
 }
@@ -174,7 +182,8 @@ int transform_list_output(const TransformList *tl, DType dtype, int ndim, const 
     int64_t cur[TENSOR_MAX_DIMS], next[TENSOR_MAX_DIMS];
     memcpy(cur, shape, (size_t)ndim * sizeof *shape);
     for (int i = 0; i < tl->count; i++) {
-        if (step_output(&tl->items[i], i, dtype, ndim, cur, &dtype, &ndim, next) != 0) return -1;
+        if (step_output(&tl->items[i], i, dtype, ndim, cur, &dtype, &ndim, next) != 0)
+            return item_path(i);
         memcpy(cur, next, (size_t)ndim * sizeof *next);
     }
     *out_dtype = dtype;

@@ -26,14 +26,17 @@ typedef struct {
     int dim;
 } Softmax;
 
-static int softmax_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim,
-                               int64_t *out) {
-    int dim = ((Softmax *)m)->dim;
+int nn_softmax_shape(int dim, int ndim, const int64_t *in, int *out_ndim, int64_t *out) {
     /* torch treats a 0-d input as 1-d here (dim -1 or 0). */
     int n = ndim ? ndim : 1;
     if (dim < -n || dim >= n)
         return error_set("dim=%d is out of range for a %d-d input", dim, ndim);
-    return module_infer_same_shape(m, ndim, in, out_ndim, out);
+    return module_infer_same_shape(NULL, ndim, in, out_ndim, out);
+}
+
+static int softmax_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim,
+                               int64_t *out) {
+    return nn_softmax_shape(((Softmax *)m)->dim, ndim, in, out_ndim, out);
 }
 
 static Tensor *softmax_forward(Module *m, Tensor *x) {

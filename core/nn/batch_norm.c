@@ -26,21 +26,26 @@ typedef struct {
     bool is_2d;
 } BatchNorm;
 
+int nn_batch_norm_shape(int64_t num_features, bool is_2d, int ndim, const int64_t *in,
+                        int *out_ndim, int64_t *out) {
+    char s[128];
+    if (is_2d && ndim != 4)
+        return error_set("expected a 4-d input [N, C, H, W], got %s",
+                         shape_str(ndim, in, s, sizeof s));
+    if (!is_2d && ndim != 2 && ndim != 3)
+        return error_set("expected a 2-d or 3-d input [N, C] or [N, C, L], got %s",
+                         shape_str(ndim, in, s, sizeof s));
+    if (in[1] != num_features)
+        return error_set("num_features=%lld but its input has %lld %s (input %s)",
+                         (long long)num_features, (long long)in[1],
+                         ndim == 2 ? "features" : "channels", shape_str(ndim, in, s, sizeof s));
+    return module_infer_same_shape(NULL, ndim, in, out_ndim, out);
+}
+
 static int batch_norm_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim,
                                   int64_t *out) {
     const BatchNorm *b = (const BatchNorm *)m;
-    char s[128];
-    if (b->is_2d && ndim != 4)
-        return error_set("expected a 4-d input [N, C, H, W], got %s",
-                         shape_str(ndim, in, s, sizeof s));
-    if (!b->is_2d && ndim != 2 && ndim != 3)
-        return error_set("expected a 2-d or 3-d input [N, C] or [N, C, L], got %s",
-                         shape_str(ndim, in, s, sizeof s));
-    if (in[1] != b->num_features)
-        return error_set("num_features=%lld but its input has %lld %s (input %s)",
-                         (long long)b->num_features, (long long)in[1],
-                         ndim == 2 ? "features" : "channels", shape_str(ndim, in, s, sizeof s));
-    return module_infer_same_shape(m, ndim, in, out_ndim, out);
+    return nn_batch_norm_shape(b->num_features, b->is_2d, ndim, in, out_ndim, out);
 }
 
 static Tensor *batch_norm_forward(Module *m, Tensor *x) {

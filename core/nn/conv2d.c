@@ -14,29 +14,22 @@ typedef struct {
     Size2d kernel, stride, padding;
 } Conv2d;
 
-static int conv2d_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim,
-                              int64_t *out) {
-    const Conv2d *c = (const Conv2d *)m;
+int nn_conv2d_shape(int64_t in_channels, int64_t out_channels, Size2d kernel, Size2d stride,
+                    Size2d padding, int ndim, const int64_t *in, int *out_ndim, int64_t *out) {
     char s[128];
-    if (ndim != 4)
-        return error_set("expected a 4-d input [N, C, H, W], got %s",
-                         shape_str(ndim, in, s, sizeof s));
-    if (in[1] != c->in_channels)
+    if (ndim == 4 && in[1] != in_channels)
         return error_set("in_channels=%lld but its input has %lld channels (input %s)",
-                         (long long)c->in_channels, (long long)in[1],
+                         (long long)in_channels, (long long)in[1],
                          shape_str(ndim, in, s, sizeof s));
-    int64_t ph = in[2] + 2 * (int64_t)c->padding.h, pw = in[3] + 2 * (int64_t)c->padding.w;
-    if (ph < c->kernel.h || pw < c->kernel.w)
-        return error_set("kernel %dx%d is larger than the padded input %lldx%lld (input %s, "
-                         "padding %dx%d)",
-                         c->kernel.h, c->kernel.w, (long long)ph, (long long)pw,
-                         shape_str(ndim, in, s, sizeof s), c->padding.h, c->padding.w);
-    out[0] = in[0];
-    out[1] = c->out_channels;
-    out[2] = (ph - c->kernel.h) / c->stride.h + 1;
-    out[3] = (pw - c->kernel.w) / c->stride.w + 1;
-    *out_ndim = 4;
+    if (nn_window2d_shape(kernel, stride, padding, ndim, in, out_ndim, out) != 0) return -1;
+    out[1] = out_channels;
     return 0;
+}
+
+static int conv2d_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim, int64_t *out) {
+    const Conv2d *c = (const Conv2d *)m;
+    return nn_conv2d_shape(c->in_channels, c->out_channels, c->kernel, c->stride, c->padding, ndim,
+                           in, out_ndim, out);
 }
 
 static Tensor *conv2d_forward(Module *m, Tensor *x) {

@@ -10,26 +10,26 @@ typedef struct {
 
 /* start and end wrapped against ndim, or -1 with an error. A 0-d input
  * counts as 1-d, as in torch. */
-static int flatten_dims(const Flatten *f, int ndim, int *start, int *end) {
+static int flatten_dims(int start_dim, int end_dim, int ndim, int *start, int *end) {
     int n = ndim ? ndim : 1;
-    int s = f->start_dim < 0 ? f->start_dim + n : f->start_dim;
-    int e = f->end_dim < 0 ? f->end_dim + n : f->end_dim;
+    int s = start_dim < 0 ? start_dim + n : start_dim;
+    int e = end_dim < 0 ? end_dim + n : end_dim;
     if (s < 0 || s >= n)
-        return error_set("start_dim=%d is out of range for a %d-d input", f->start_dim, ndim);
+        return error_set("start_dim=%d is out of range for a %d-d input", start_dim, ndim);
     if (e < 0 || e >= n)
-        return error_set("end_dim=%d is out of range for a %d-d input", f->end_dim, ndim);
+        return error_set("end_dim=%d is out of range for a %d-d input", end_dim, ndim);
     if (s > e)
-        return error_set("start_dim=%d comes after end_dim=%d for a %d-d input", f->start_dim,
-                         f->end_dim, ndim);
+        return error_set("start_dim=%d comes after end_dim=%d for a %d-d input", start_dim, end_dim,
+                         ndim);
     *start = s;
     *end = e;
     return 0;
 }
 
-static int flatten_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim,
-                               int64_t *out) {
+int nn_flatten_shape(int start_dim, int end_dim, int ndim, const int64_t *in, int *out_ndim,
+                     int64_t *out) {
     int s = 0, e = 0;
-    if (flatten_dims((const Flatten *)m, ndim, &s, &e) != 0) return -1;
+    if (flatten_dims(start_dim, end_dim, ndim, &s, &e) != 0) return -1;
     if (ndim == 0) {
         out[0] = 1;
         *out_ndim = 1;
@@ -45,9 +45,16 @@ static int flatten_infer_shape(Module *m, int ndim, const int64_t *in, int *out_
     return 0;
 }
 
+static int flatten_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim,
+                               int64_t *out) {
+    const Flatten *f = (const Flatten *)m;
+    return nn_flatten_shape(f->start_dim, f->end_dim, ndim, in, out_ndim, out);
+}
+
 static Tensor *flatten_forward(Module *m, Tensor *x) {
     int s = 0, e = 0;
-    if (flatten_dims((const Flatten *)m, x->ndim, &s, &e) != 0) return NULL;
+    const Flatten *f = (const Flatten *)m;
+    if (flatten_dims(f->start_dim, f->end_dim, x->ndim, &s, &e) != 0) return NULL;
     return tensor_flatten(x, s, e);
 }
 

@@ -12,17 +12,21 @@ typedef struct {
     int64_t in_features, out_features;
 } Linear;
 
-static int linear_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim,
-                              int64_t *out) {
-    const Linear *l = (const Linear *)m;
+int nn_linear_shape(int64_t in_features, int64_t out_features, int ndim, const int64_t *in,
+                    int *out_ndim, int64_t *out) {
     if (ndim < 1) return error_set("expected an input with at least 1 dimension, got a 0-d one");
-    if (in[ndim - 1] != l->in_features)
-        return error_set("in_features=%lld but its input has %lld features",
-                         (long long)l->in_features, (long long)in[ndim - 1]);
+    if (in[ndim - 1] != in_features)
+        return error_set("in_features=%lld but its input has %lld features", (long long)in_features,
+                         (long long)in[ndim - 1]);
     for (int i = 0; i < ndim - 1; i++) out[i] = in[i];
-    out[ndim - 1] = l->out_features;
+    out[ndim - 1] = out_features;
     *out_ndim = ndim;
     return 0;
+}
+
+static int linear_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim, int64_t *out) {
+    const Linear *l = (const Linear *)m;
+    return nn_linear_shape(l->in_features, l->out_features, ndim, in, out_ndim, out);
 }
 
 static Tensor *linear_forward(Module *m, Tensor *x) {

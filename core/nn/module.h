@@ -138,6 +138,25 @@ int module_infer_same_shape(Module *m, int ndim, const int64_t *in_shape, int *o
 /* Error path of a module: "model[1][0]", or "" at the root. */
 const char *module_path(const Module *m, char *buf, size_t n);
 
+/* ---- shape rules ----
+ * Each layer's output shape for an input shape, from its arguments alone:
+ * the layers' infer_shape, and a job spec's check before anything is built
+ * (core/spec_model.c). -1 with a bare error ("in_features=1000 but its input
+ * has 6272 features"). out has room for TENSOR_MAX_DIMS. */
+int nn_linear_shape(int64_t in_features, int64_t out_features, int ndim, const int64_t *in,
+                    int *out_ndim, int64_t *out);
+int nn_conv2d_shape(int64_t in_channels, int64_t out_channels, Size2d kernel, Size2d stride,
+                    Size2d padding, int ndim, const int64_t *in, int *out_ndim, int64_t *out);
+/* The sliding window of Conv2d and the pools over [N, C, H, W] (pool.c):
+ * channels kept; stride already defaulted. */
+int nn_window2d_shape(Size2d kernel, Size2d stride, Size2d padding, int ndim, const int64_t *in,
+                      int *out_ndim, int64_t *out);
+int nn_softmax_shape(int dim, int ndim, const int64_t *in, int *out_ndim, int64_t *out);
+int nn_flatten_shape(int start_dim, int end_dim, int ndim, const int64_t *in, int *out_ndim,
+                     int64_t *out);
+int nn_batch_norm_shape(int64_t num_features, bool is_2d, int ndim, const int64_t *in,
+                        int *out_ndim, int64_t *out);
+
 /* ---- layers; torch's defaults in comments ---- */
 /* linear.c: nn.Linear(in_features, out_features, bias=True) */
 Module *nn_linear(int64_t in_features, int64_t out_features, bool bias, Rng *rng);

@@ -14,25 +14,29 @@ typedef struct {
     Size2d kernel, stride, padding; /* stride already defaulted */
 } Pool2d;
 
-static int pool_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim,
-                            int64_t *out) {
-    const Pool2d *p = (const Pool2d *)m;
+int nn_window2d_shape(Size2d kernel, Size2d stride, Size2d padding, int ndim, const int64_t *in,
+                      int *out_ndim, int64_t *out) {
     char s[128];
     if (ndim != 4)
         return error_set("expected a 4-d input [N, C, H, W], got %s",
                          shape_str(ndim, in, s, sizeof s));
-    int64_t ph = in[2] + 2 * (int64_t)p->padding.h, pw = in[3] + 2 * (int64_t)p->padding.w;
-    if (ph < p->kernel.h || pw < p->kernel.w)
+    int64_t ph = in[2] + 2 * (int64_t)padding.h, pw = in[3] + 2 * (int64_t)padding.w;
+    if (ph < kernel.h || pw < kernel.w)
         return error_set("kernel %dx%d is larger than the padded input %lldx%lld (input %s, "
                          "padding %dx%d)",
-                         p->kernel.h, p->kernel.w, (long long)ph, (long long)pw,
-                         shape_str(ndim, in, s, sizeof s), p->padding.h, p->padding.w);
+                         kernel.h, kernel.w, (long long)ph, (long long)pw,
+                         shape_str(ndim, in, s, sizeof s), padding.h, padding.w);
     out[0] = in[0];
     out[1] = in[1];
-    out[2] = (ph - p->kernel.h) / p->stride.h + 1;
-    out[3] = (pw - p->kernel.w) / p->stride.w + 1;
+    out[2] = (ph - kernel.h) / stride.h + 1;
+    out[3] = (pw - kernel.w) / stride.w + 1;
     *out_ndim = 4;
     return 0;
+}
+
+static int pool_infer_shape(Module *m, int ndim, const int64_t *in, int *out_ndim, int64_t *out) {
+    const Pool2d *p = (const Pool2d *)m;
+    return nn_window2d_shape(p->kernel, p->stride, p->padding, ndim, in, out_ndim, out);
 }
 
 static Tensor *max_pool2d_forward(Module *m, Tensor *x) {

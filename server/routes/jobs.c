@@ -1,13 +1,15 @@
 /* jobs.c - /v1/jobs: submit, list, describe, cancel.
  *
- * Submission validates twice over, so the status says whose fault it is:
- * a body that is not JSON is 400 "bad_json"; a spec job_spec_parse refuses
- * (wrong types, unknown fields, bad values) is 400 "invalid_spec"; a spec
- * that parses but does not fit this daemon (an unknown dataset, a model
- * whose shapes do not match the data's, a device it lacks) is 422
- * "invalid_spec". Either way "path" is the JSON path the error names
- * ("optimizer.lr", "data.train", "model[4]") and "message" the whole
- * sentence. ?priority=N (-1000..1000, default 0) orders the queue.
+ * Submission reads the body once: the JSON tree becomes a JobSpec, which is
+ * checked against this daemon and queued. The status says whose fault an
+ * error is: a body that is not JSON is 400 "bad_json"; a spec that
+ * job_spec_from_json refuses (wrong types, unknown fields, bad values) is
+ * 400 "invalid_spec"; a spec that does not fit this daemon (an unknown
+ * dataset, a model whose shapes do not match the data's, a device it lacks,
+ * a model too big for the device's memory) is 422 "invalid_spec". Either
+ * way "path" is the error's path ("optimizer.lr", "data.train", "model[4]")
+ * and "message" the whole sentence. ?priority=N (-1000..1000, default 0)
+ * orders the queue.
  *
  * GET /v1/jobs/{id} gives the state, the device, the progress (live from
  * the scheduler while running: epoch, step, samples/s, ETA), the newest
@@ -22,18 +24,6 @@
 #include "core/spec.h"
 #include "server/api.h"
 #include "server/sse.h"
-
-/* The JSON path an error message starts with: the text before its first
- * ": ", cut at a space ("model[4] Linear: ..." -> "model[4]"). */
-static void error_path(const char *msg, char *out, size_t size) {
-    const char *colon = strstr(msg, ": ");
-    size_t n = colon ? (size_t)(colon - msg) : 0;
-    const char *space = memchr(msg, ' ', n);
-    if (space) n = (size_t)(space - msg);
-    if (n >= size) n = size - 1;
-    memcpy(out, msg, n);
-    out[n] = '\0';
-}
 
 static json_t *progress_json(const DbJobProgress *p) {
     return json_pack("{s:i, s:I, s:I, s:f, s:o}", "epoch", p->epoch, "step", (json_int_t)p->step,
@@ -54,28 +44,22 @@ static json_t *job_json(const DbJob *j, const DbJobProgress *progress) {
 
 int jobs_post(HttpRequest *req) {
     Api *api = http_app(req);
-    json_t *body = http_json_body(req);
-    if (!body) return 0;
-    json_decref(body);
     int64_t priority;
     if (http_query_int(req, "priority", 0, -1000, 1000, &priority) != 0) return 0;
-    size_t len;
-    const char *text = http_body(req, &len);
-    char path[128];
+    json_t *body = http_json_body(req);
+    if (!body) return 0;
     error_clear();
-    JobSpec *spec = job_spec_parse(text, len);
-    if (!spec) {
-        error_path(error_get(), path, sizeof path);
-        return http_reply_error(req, 400, "invalid_spec", path, "%s", error_get());
-    }
-    job_spec_free(spec);
+    JobSpec *spec = job_spec_from_json(body);
+    json_decref(body);
+    if (!spec)
+        return http_reply_error(req, 400, "invalid_spec", error_last()->path, "%s", error_get());
     int64_t id = 0;
     error_clear();
-    int st = scheduler_create_job(api->sched, text, len, http_auth(req)->user_id, (int)priority, &id);
-    if (st == DB_INVALID) {
-        error_path(error_get(), path, sizeof path);
-        return http_reply_error(req, 422, "invalid_spec", path, "%s", error_get());
-    }
+    int st = scheduler_create_job(api->sched, spec, http_body(req, NULL), http_auth(req)->user_id,
+                                  (int)priority, &id);
+    job_spec_free(spec);
+    if (st == DB_INVALID)
+        return http_reply_error(req, 422, "invalid_spec", error_last()->path, "%s", error_get());
     if (st != DB_OK) return api_reply_db(req, st, NULL);
     char loc[64];
     snprintf(loc, sizeof loc, "/v1/jobs/%lld", (long long)id);

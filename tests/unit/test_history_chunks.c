@@ -37,7 +37,8 @@ static Env setup(void) {
     tmp_db_open(&e.store, "chunks");
     e.cache = reply_cache_new(64u << 20, 4096);
     cr_assert(e.cache);
-    cr_assert_eq(db_job_insert(e.store.db, "chunks", 0, "{}", 0, &e.job), DB_OK);
+    cr_assert_eq(
+        db_job_insert(e.store.db, &(DbJobNew){.name = "chunks", .spec_json = "{}"}, &e.job), DB_OK);
     return e;
 }
 

@@ -123,13 +123,27 @@ static const char *spec_fmt =
     " \"epochs\": %d, \"batch_size\": 8, \"shuffle\": true, \"seed\": 7,"
     " \"metrics\": [\"accuracy\"], \"checkpoint\": {\"every_epochs\": 1, \"keep_last\": 2}}";
 
+/* POST /v1/jobs's path: the text parsed into a JobSpec, then queued. DB_OK
+ * with *id, or the status with the error; a spec that does not parse is
+ * DB_INVALID too. */
+static int try_create(Scheduler *s, const char *text, int64_t *id) {
+    JobSpec *spec = job_spec_parse(text, strlen(text));
+    if (!spec) return DB_INVALID;
+    int rc = scheduler_create_job(s, spec, text, 0, 0, id);
+    job_spec_free(spec);
+    return rc;
+}
+
+static int64_t create(Scheduler *s, const char *text) {
+    int64_t id = 0;
+    cr_assert_eq(try_create(s, text, &id), DB_OK, "%s", error_get());
+    return id;
+}
+
 static int64_t submit(Scheduler *s, const char *tag, int epochs) {
     char spec[2048];
     snprintf(spec, sizeof spec, spec_fmt, tag, 4, epochs);
-    int64_t id = 0;
-    int rc = scheduler_create_job(s, spec, strlen(spec), 0, 0, &id);
-    cr_assert_eq(rc, DB_OK, "%s", error_get());
-    return id;
+    return create(s, spec);
 }
 
 /* Polls until the job is in `want` (or any final state when want < 0). */
@@ -264,7 +278,7 @@ Test(job_scheduler, bad_specs_refused_at_submission) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int64_t id = 0;
-        int rc = scheduler_create_job(s, cases[i].spec, strlen(cases[i].spec), 0, 0, &id);
+        int rc = try_create(s, cases[i].spec, &id);
         cr_assert_eq(rc, DB_INVALID, "case %zu", i);
         cr_assert(strstr(error_get(), cases[i].want) != NULL, "case %zu: %s", i, error_get());
     }
@@ -278,6 +292,63 @@ Test(job_scheduler, bad_specs_refused_at_submission) {
     teardown(&e);
 }
 
+/* A model of 10^12 parameters is refused at submission from its layer list
+ * (nothing is built), naming its size and the memory of the device. */
+Test(job_scheduler, a_model_too_big_for_the_device_is_refused) {
+    Env e = setup();
+    Scheduler *s = start(&e, 1, false);
+    const char *spec =
+        "{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
+        " \"out_features\": 1000000}, {\"type\": \"Linear\", \"in_features\": 1000000,"
+        " \"out_features\": 1000000}, {\"type\": \"Linear\", \"in_features\": 1000000,"
+        " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
+        " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"batch_size\": 8}";
+    int64_t id = 0;
+    error_clear();
+    cr_assert_eq(try_create(s, spec, &id), DB_INVALID);
+    cr_assert_str_eq(error_last()->path, "model");
+    int64_t params = 4 * 1000000 + 1000000 + 1000000LL * 1000000 + 1000000 + 3000000 + 3;
+    int64_t bytes = 4 * (2 * params + 2 * (8 * 4 + 8 * (1000000 + 1000000 + 3)));
+    char want[160];
+    snprintf(want, sizeof want, "model: %lld parameters need at least %lld bytes to train",
+             (long long)params, (long long)bytes);
+    cr_assert(strncmp(error_get(), want, strlen(want)) == 0, "%s", error_get());
+    cr_assert(strstr(error_get(), "bytes of cpu"), "%s", error_get());
+    DbJob *list;
+    int n;
+    int64_t next;
+    cr_assert_eq(db_job_list(e.db, NULL, &list, &n, &next), DB_OK);
+    cr_assert_eq(n, 0);
+    db_job_list_free(list, n);
+    scheduler_stop(s);
+    teardown(&e);
+}
+
+/* What the queue needs of a job is in its row: the device asked for and
+ * the model's size, as measured at submission. */
+Test(job_scheduler, submission_fills_the_queue_columns) {
+    Env e = setup();
+    Scheduler *s = start(&e, 1, false);
+    char spec[2048], on_cpu[2100];
+    snprintf(spec, sizeof spec, spec_fmt, "cols", 4, 1);
+    const char *seed = strstr(spec, "\"seed\": 7,");
+    cr_assert(seed);
+    snprintf(on_cpu, sizeof on_cpu, "%.*s\"device\": \"cpu\", %s", (int)(seed - spec), spec, seed);
+    int64_t ids[2] = {create(s, spec), create(s, on_cpu)};
+    const char *want[2] = {"auto", "cpu"};
+    for (int i = 0; i < 2; i++) {
+        DbJob j;
+        cr_assert_eq(db_job_get(e.db, ids[i], &j), DB_OK);
+        cr_assert_str_eq(j.device_request, want[i]);
+        cr_assert_eq(j.parameters, 4 * 16 + 16 + 16 * 3 + 3);
+        /* SGD with momentum; a batch of 8 through 4 layers */
+        cr_assert_eq(j.train_bytes, 4 * (3 * j.parameters + 2 * 8 * (4 + 16 + 16 + 16 + 3)));
+        db_job_clear(&j);
+    }
+    scheduler_stop(s);
+    teardown(&e);
+}
+
 Test(job_scheduler, build_failure_records_failed) {
     Env e = setup();
     Scheduler *s = start(&e, 1, false);
@@ -287,8 +358,11 @@ Test(job_scheduler, build_failure_records_failed) {
         " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
         " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1}";
     int64_t id;
-    cr_assert_eq(db_job_insert(e.db, "x", 0, spec, 0, &id), DB_OK);
-    cr_assert_eq(scheduler_submit(s, id), DB_OK);
+    cr_assert_eq(db_job_insert(e.db, &(DbJobNew){.name = "x", .spec_json = spec}, &id), DB_OK);
+    /* the worker may look at the queue on its own before this call, and
+     * the job have failed already (then the call is a conflict) */
+    int rc = scheduler_submit(s, id);
+    cr_assert(rc == DB_OK || rc == DB_CONFLICT, "%d: %s", rc, error_get());
     cr_assert_eq(wait_state(&e, id, -1, 50), DB_JOB_FAILED);
     DbJob j;
     cr_assert_eq(db_job_get(e.db, id, &j), DB_OK);
@@ -521,7 +595,8 @@ Test(job_scheduler, queued_auto_jobs_fill_the_gpu_then_the_cpu) {
     for (int i = 0; i < 2; i++) {
         char spec[2048];
         snprintf(spec, sizeof spec, spec_fmt, i ? "second" : "first", 4, 1);
-        cr_assert_eq(db_job_insert(e.db, "queued", 0, spec, 0, &ids[i]), DB_OK, "%s", error_get());
+        cr_assert_eq(db_job_insert(e.db, &(DbJobNew){.name = "queued", .spec_json = spec}, &ids[i]),
+                     DB_OK, "%s", error_get());
     }
     atomic_store(&hook_sleep_us, 2000);
     atomic_store(&hook_at_job, ids[0]); /* the first is held at its first step */

@@ -190,12 +190,11 @@ Test(spec, design_example_values) {
 
     /* and it fits MNIST: [64, 1, 28, 28] -> ... -> [64, 10] */
     SpecDataShape d = mnist_shape();
-    int nd;
-    int64_t out[TENSOR_MAX_DIMS];
-    cr_assert_eq(job_spec_check_shapes(s, NULL, &d, &nd, out), 0, "%s", error_get());
-    cr_assert_eq(nd, 2);
-    cr_assert_eq(out[0], 64);
-    cr_assert_eq(out[1], 10);
+    SpecModelSize size;
+    cr_assert_eq(job_spec_check_shapes(s, &d, &size), 0, "%s", error_get());
+    cr_assert_eq(size.out_ndim, 2);
+    cr_assert_eq(size.out_shape[0], 64);
+    cr_assert_eq(size.out_shape[1], 10);
     job_spec_free(s);
 }
 
@@ -469,7 +468,7 @@ Test(spec, linear_mismatch_names_layer_and_shapes) {
     JobSpec *s = parse_ok(t); /* the spec alone is fine; the data decides */
     free(t);
     SpecDataShape d = mnist_shape();
-    cr_assert_eq(job_spec_check_shapes(s, NULL, &d, NULL, NULL), -1);
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
     cr_assert_str_eq(error_get(),
                      "model[4] Linear: in_features=1000 but its input has 6272 features");
 
@@ -479,7 +478,7 @@ Test(spec, linear_mismatch_names_layer_and_shapes) {
     Tensor *y = tensor_zeros(1, &n, DTYPE_INT64, DEVICE_CPU_INIT);
     Dataset *ds = dataset_from_tensors(x, y, "test");
     cr_assert(ds != NULL, "%s", error_get());
-    cr_assert_eq(job_spec_check_data(s, ds), -1);
+    cr_assert_eq(job_spec_check_data(s, ds, NULL), -1);
     cr_assert_str_eq(error_get(),
                      "model[4] Linear: in_features=1000 but its input has 6272 features");
     dataset_free(ds);
@@ -491,7 +490,7 @@ Test(spec, loss_and_transform_checks) {
     SpecDataShape d = mnist_shape();
 
     d.num_classes = 12; /* labels up to 11, 10 outputs */
-    cr_assert_eq(job_spec_check_shapes(s, NULL, &d, NULL, NULL), -1);
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
     cr_assert_str_eq(error_get(), "loss: CrossEntropyLoss: the model's output [64, 10] has 10 "
                                   "classes, but the labels go up to 11");
 
@@ -499,7 +498,7 @@ Test(spec, loss_and_transform_checks) {
     d.target_dtype = DTYPE_FLOAT32;
     d.target_ndim = 1;
     d.target_shape[0] = 1;
-    cr_assert_eq(job_spec_check_shapes(s, NULL, &d, NULL, NULL), -1);
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
     cr_assert_str_eq(error_get(), "loss: CrossEntropyLoss needs integer class labels, but the "
                                   "targets are float32 [1] per sample (use MSELoss or L1Loss for "
                                   "regression)");
@@ -512,7 +511,7 @@ Test(spec, loss_and_transform_checks) {
     s = parse_ok(t);
     free(t);
     d = mnist_shape();
-    cr_assert_eq(job_spec_check_shapes(s, NULL, &d, NULL, NULL), -1);
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
     cr_assert_str_eq(error_get(), "loss: CrossEntropyLoss needs the model's output to be [N, C] "
                                   "(class scores), got [64, 2, 26, 26]");
     job_spec_free(s);
@@ -521,7 +520,7 @@ Test(spec, loss_and_transform_checks) {
     t = variant(design_example, "data.transforms", "[]");
     s = parse_ok(t);
     free(t);
-    cr_assert_eq(job_spec_check_shapes(s, NULL, &d, NULL, NULL), -1);
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
     cr_assert_str_eq(error_get(), "data.transforms: the model's input would be uint8 [64, 28, 28]; "
                                   "images need {\"type\": \"ToTensor\"} to become float32");
     job_spec_free(s);
@@ -532,7 +531,7 @@ Test(spec, loss_and_transform_checks) {
                 "\"std\": [1, 1, 1]}]");
     s = parse_ok(t);
     free(t);
-    cr_assert_eq(job_spec_check_shapes(s, NULL, &d, NULL, NULL), -1);
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
     cr_assert(strncmp(error_get(), "data.transforms[1] Normalize: ", 30) == 0, "%s", error_get());
     job_spec_free(s);
 
@@ -542,16 +541,160 @@ Test(spec, loss_and_transform_checks) {
     free(t);
     SpecDataShape r = {.input_dtype = DTYPE_FLOAT32, .input_ndim = 1, .input_shape = {4},
                        .target_dtype = DTYPE_FLOAT32, .target_ndim = 1, .target_shape = {1}};
-    cr_assert_eq(job_spec_check_shapes(s, NULL, &r, NULL, NULL), -1);
+    cr_assert_eq(job_spec_check_shapes(s, &r, NULL), -1);
     cr_assert_str_eq(error_get(), "loss: MSELoss: the model's output [1, 3] does not match the "
                                   "targets [1, 1]");
     r.target_shape[0] = 3;
-    cr_assert_eq(job_spec_check_shapes(s, NULL, &r, NULL, NULL), 0, "%s", error_get());
+    cr_assert_eq(job_spec_check_shapes(s, &r, NULL), 0, "%s", error_get());
     r.target_dtype = DTYPE_INT64;
     r.target_ndim = 0;
-    cr_assert_eq(job_spec_check_shapes(s, NULL, &r, NULL, NULL), -1);
+    cr_assert_eq(job_spec_check_shapes(s, &r, NULL), -1);
     cr_assert_str_eq(error_get(), "loss: MSELoss needs float targets, but the data has int64 "
                                   "class labels (use CrossEntropyLoss for classification)");
+    job_spec_free(s);
+}
+
+/* Errors are structures: the path is the field's, not cut out of the text. */
+static void expect_path(const char *text, const char *want_path, const char *want_start) {
+    error_clear();
+    JobSpec *s = job_spec_parse(text, strlen(text));
+    cr_assert_null(s, "parsed: %s", text);
+    cr_assert_str_eq(error_last()->path, want_path, "%s", error_get());
+    cr_assert(strncmp(error_get(), want_start, strlen(want_start)) == 0, "%s", error_get());
+}
+
+Test(spec, errors_are_structures) {
+    char *t = variant(design_example, "optimizer.momentun", "0.9");
+    expect_path(t, "optimizer.momentun", "optimizer.momentun: unknown field");
+    free(t);
+    t = variant(design_example, "epochs", "\"one\"");
+    expect_path(t, "epochs", "epochs: expected an integer, got string");
+    free(t);
+    t = variant(design_example, "scheduler.lr_lambda", "\"0.95 $ epoch\"");
+    expect_path(t, "scheduler.lr_lambda", "scheduler.lr_lambda: ");
+    free(t);
+    t = variant(design_example, "model", "[{\"type\": \"ReLU\"}, {\"type\": \"Conv3d\"}]");
+    expect_path(t, "model[1]", "model[1]: unknown layer type 'Conv3d'");
+    free(t);
+    t = variant(design_example, "data.transforms", "[{\"type\": \"Normalize\"}]");
+    expect_path(t, "data.transforms[0]", "data.transforms[0] Normalize: mean and std");
+    free(t);
+    /* the spec as a whole: no field to name */
+    expect_path("[1, 2]", "", "job spec: expected an object, got array");
+    expect_path("{\"epochs\": ", "", "invalid JSON: line 1");
+
+    /* shape errors name the layer, whose type the message adds */
+    t = variant(design_example, "model",
+                "[{\"type\": \"Flatten\"}, {\"type\": \"Linear\", \"in_features\": 1000, "
+                "\"out_features\": 10}]");
+    JobSpec *s = parse_ok(t);
+    free(t);
+    SpecDataShape d = mnist_shape();
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
+    cr_assert_str_eq(error_last()->path, "model[1]");
+    cr_assert_str_eq(error_get(), "model[1] Linear: in_features=1000 but its input has 784 "
+                                  "features");
+    d.num_classes = 11;
+    job_spec_free(s);
+    s = parse_ok(design_example);
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
+    cr_assert_str_eq(error_last()->path, "loss");
+    job_spec_free(s);
+}
+
+/* The elements of a built model's state_dict (parameters and buffers), as
+ * torch's sum(t.numel() for t in model.state_dict().values()). */
+static int64_t state_dict_elements(const JobSpec *s) {
+    Rng rng;
+    rng_init(&rng, 0);
+    Module *m = job_spec_build_model(s, &rng);
+    cr_assert(m != NULL, "%s", error_get());
+    TensorDict sd;
+    tensor_dict_init(&sd);
+    cr_assert_eq(module_state_dict(m, &sd), 0, "%s", error_get());
+    int64_t n = 0;
+    for (int i = 0; i < sd.count; i++) n += tensor_numel(sd.tensors[i]);
+    tensor_dict_free(&sd);
+    module_free(m);
+    return n;
+}
+
+Test(spec, model_size_from_the_layer_list) {
+    /* the CNN: conv 32*1*3*3 + 32, linear 10*6272 + 10, as torch counts them */
+    JobSpec *s = parse_ok(design_example);
+    SpecDataShape d = mnist_shape();
+    SpecModelSize z;
+    cr_assert_eq(job_spec_check_shapes(s, &d, &z), 0, "%s", error_get());
+    cr_assert_eq(z.parameters, 32 * 9 + 32 + 10 * 6272 + 10);
+    cr_assert_eq(z.buffers, 0);
+    cr_assert_eq(z.parameters, state_dict_elements(s));
+    /* outputs of conv, relu, pool, flatten and linear for a batch of 64 */
+    int64_t acts = 64 * (32 * 28 * 28 * 2 + 32 * 14 * 14 + 6272 + 10);
+    cr_assert_eq(z.activations, acts);
+    /* SGD with momentum: weights, gradients and one buffer; the batch and the
+     * outputs with their gradients; float32 */
+    cr_assert_eq(z.train_bytes, 4 * (3 * z.parameters + 2 * (64 * 784 + acts)));
+    job_spec_free(s);
+
+    /* BatchNorm's running statistics and num_batches_tracked, and Adam's two moments */
+    char *t = variant(design_example, "model",
+                      "[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 8, "
+                      "\"kernel_size\": 3, \"bias\": false}, {\"type\": \"BatchNorm2d\", "
+                      "\"num_features\": 8}, {\"type\": \"Flatten\"}, {\"type\": \"Linear\", "
+                      "\"in_features\": 5408, \"out_features\": 10}]");
+    char *t2 = variant(t, "optimizer", "{\"type\": \"Adam\"}");
+    s = parse_ok(t2);
+    free(t);
+    free(t2);
+    cr_assert_eq(job_spec_check_shapes(s, &d, &z), 0, "%s", error_get());
+    cr_assert_eq(z.parameters, 8 * 9 + 2 * 8 + 5408 * 10 + 10);
+    cr_assert_eq(z.buffers, 2 * 8 + 1);
+    cr_assert_eq(z.parameters + z.buffers, state_dict_elements(s));
+    cr_assert_eq(z.train_bytes,
+                 4 * (4 * z.parameters + z.buffers + 2 * (64 * 784 + z.activations)));
+    job_spec_free(s);
+}
+
+/* A model of 10^12 parameters is measured without a weight allocated; sizes
+ * past int64 saturate instead of wrapping round to small numbers. */
+Test(spec, huge_models_are_measured_not_built) {
+    char *t = variant(mlp_spec, "model",
+                      "[{\"type\": \"Linear\", \"in_features\": 1000000, "
+                      "\"out_features\": 1000000}, {\"type\": \"Linear\", "
+                      "\"in_features\": 1000000, \"out_features\": 3}]");
+    JobSpec *s = parse_ok(t);
+    free(t);
+    SpecDataShape d = {.input_dtype = DTYPE_FLOAT32,
+                       .input_ndim = 1,
+                       .input_shape = {1000000},
+                       .target_dtype = DTYPE_INT64,
+                       .num_classes = 3};
+    SpecModelSize z;
+    cr_assert_eq(job_spec_check_shapes(s, &d, &z), 0, "%s", error_get());
+    int64_t p = 1000000LL * 1000000 + 1000000 + 1000000LL * 3 + 3;
+    cr_assert_eq(z.parameters, p);
+    cr_assert_eq(z.train_bytes, 4 * (2 * p + 2 * (1000000 + 1000000 + 3)));
+    job_spec_free(s);
+
+    t = variant(mlp_spec, "model",
+                "[{\"type\": \"Linear\", \"in_features\": 4, \"out_features\": 2147483648},"
+                " {\"type\": \"Linear\", \"in_features\": 2147483648, "
+                "\"out_features\": 2147483648}, {\"type\": \"Linear\", \"in_features\": "
+                "2147483648, \"out_features\": 2147483648}, {\"type\": \"Linear\", "
+                "\"in_features\": "
+                "2147483648, \"out_features\": 3}]");
+    char *t2 = variant(t, "batch_size", "2147483648");
+    s = parse_ok(t2);
+    free(t);
+    free(t2);
+    d = (SpecDataShape){.input_dtype = DTYPE_FLOAT32,
+                        .input_ndim = 1,
+                        .input_shape = {4},
+                        .target_dtype = DTYPE_INT64,
+                        .num_classes = 3};
+    cr_assert_eq(job_spec_check_shapes(s, &d, &z), 0, "%s", error_get());
+    cr_assert_eq(z.parameters, INT64_MAX);
+    cr_assert_eq(z.train_bytes, INT64_MAX);
     job_spec_free(s);
 }
 
@@ -576,9 +719,9 @@ Test(spec, builds_model_optimizer_scheduler) {
     }
     tensor_dict_free(&sd);
 
-    /* the built model is the one the check uses, and it runs */
+    /* the model the check measured without building it is the built one, and it runs */
     SpecDataShape d = mnist_shape();
-    cr_assert_eq(job_spec_check_shapes(s, m, &d, NULL, NULL), 0, "%s", error_get());
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), 0, "%s", error_get());
     Tensor *x = tensor_zeros(SHAPE(2, 1, 28, 28), DTYPE_FLOAT32, DEVICE_CPU_INIT);
     Tensor *y = module_forward(m, x);
     cr_assert(y != NULL, "%s", error_get());
@@ -713,7 +856,7 @@ Test(spec, inline_idx_relative_to_job_file, .init = setup, .fini = teardown) {
     cr_assert(ds != NULL, "%s", error_get());
     cr_assert_eq(ds->n, 3);
     cr_assert_eq(ds->num_classes, 3);
-    cr_assert_eq(job_spec_check_data(s, ds), 0, "%s", error_get());
+    cr_assert_eq(job_spec_check_data(s, ds, NULL), 0, "%s", error_get());
     dataset_free(ds);
     cr_assert_null(job_spec_load_source(s, &s->val));
     cr_assert_str_eq(error_get(), "data.val: no dataset given");
@@ -757,7 +900,7 @@ Test(spec, inline_csv_regression, .init = setup, .fini = teardown) {
     cr_assert_eq(ds->targets->ndim, 2);
     cr_assert_float_eq(tensor_get(ds->targets, 2), 11.0, 0);
     cr_assert_float_eq(tensor_get(ds->inputs, 3), 6.0, 0);
-    cr_assert_eq(job_spec_check_data(s, ds), 0, "%s", error_get());
+    cr_assert_eq(job_spec_check_data(s, ds, NULL), 0, "%s", error_get());
     dataset_free(ds);
     job_spec_free(s);
 
@@ -770,7 +913,7 @@ Test(spec, inline_csv_regression, .init = setup, .fini = teardown) {
     cr_assert(s != NULL, "%s", error_get());
     ds = job_spec_load_source(s, &s->train);
     cr_assert(ds != NULL, "%s", error_get());
-    cr_assert_eq(job_spec_check_data(s, ds), -1);
+    cr_assert_eq(job_spec_check_data(s, ds, NULL), -1);
     cr_assert_str_eq(error_get(), "loss: MSELoss: the model's output [1, 1] does not match the "
                                   "targets [1, 2]");
     dataset_free(ds);
@@ -809,7 +952,7 @@ Test(spec, inline_npy) {
     cr_assert_eq(s->reduction, REDUCTION_SUM);
     Dataset *ds = job_spec_load_source(s, &s->train);
     cr_assert(ds != NULL, "%s", error_get());
-    cr_assert_eq(job_spec_check_data(s, ds), 0, "%s", error_get());
+    cr_assert_eq(job_spec_check_data(s, ds, NULL), 0, "%s", error_get());
     dataset_free(ds);
     job_spec_free(s);
 }

@@ -121,7 +121,7 @@ Test(storage, migrations_from_empty_and_reopen) {
     snprintf(path, sizeof path, "%s/jobs", tmpdir);
     cr_assert(exists(path));
     int64_t id;
-    cr_assert_eq(db_job_insert(db, "a", 0, "{}", 0, &id), DB_OK);
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.name = "a", .spec_json = "{}"}, &id), DB_OK);
     db_close(db);
 
     db = db_open(tmpdir);
@@ -147,6 +147,42 @@ Test(storage, migrations_from_empty_and_reopen) {
     db_close(db);
     cr_assert_null(db_open(tmpdir));
     cr_assert(strstr(error_get(), "newer") != NULL, "%s", error_get());
+    remove_tmp();
+}
+
+/* Version 2 puts what the queue needs of a job in columns; the jobs of a
+ * version-1 database take their device from their specs. */
+Test(storage, migration_2_fills_device_request_from_the_spec) {
+    Db *db = open_tmp();
+    DbConn *c = db_acquire(db);
+    /* back to version 1: its jobs table, four jobs of its time */
+    cr_assert_eq(db_exec(c, "ALTER TABLE jobs DROP COLUMN device_request;"
+                            "ALTER TABLE jobs DROP COLUMN parameters;"
+                            "ALTER TABLE jobs DROP COLUMN train_bytes;"
+                            "PRAGMA user_version=1;"
+                            "INSERT INTO jobs (spec, state, created_at) VALUES"
+                            " ('{\"device\": \"cuda\"}', 'queued', 1),"
+                            " ('{\"device\": \"cpu\"}', 'queued', 2),"
+                            " ('{\"epochs\": 1}', 'queued', 3),"
+                            " ('{\"device\": \"cuda:1\"}', 'succeeded', 4)"),
+                 DB_OK, "%s", error_get());
+    db_release(db, c);
+    db_close(db);
+    db = db_open(tmpdir);
+    cr_assert(db != NULL, "%s", error_get());
+    cr_assert_eq(db_schema_version(db), 2);
+    DbQueuedJob *q;
+    int n;
+    cr_assert_eq(db_job_queue(db, &q, &n), DB_OK);
+    cr_assert_eq(n, 3);
+    const char *want[3] = {"cuda:0", "cpu", "auto"};
+    for (int i = 0; i < 3; i++) cr_assert_str_eq(q[i].device_request, want[i]);
+    free(q);
+    DbJob j;
+    cr_assert_eq(db_job_get(db, 4, &j), DB_OK);
+    cr_assert_str_eq(j.device_request, "cuda:1");
+    db_job_clear(&j);
+    db_close(db);
     remove_tmp();
 }
 
@@ -306,7 +342,8 @@ Test(storage, dataset_crud) {
 Test(storage, job_crud_and_state_machine) {
     Db *db = open_tmp();
     int64_t id;
-    cr_assert_eq(db_job_insert(db, "j", 0, "{\"epochs\": 1}", 0, &id), DB_OK);
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.name = "j", .spec_json = "{\"epochs\": 1}"}, &id),
+                 DB_OK);
     DbJob j;
     cr_assert_eq(db_job_get(db, id, &j), DB_OK);
     cr_assert_eq(j.state, DB_JOB_QUEUED);
@@ -350,7 +387,7 @@ Test(storage, job_crud_and_state_machine) {
     cr_assert_eq(db_job_finish(db, id, DB_JOB_RUNNING, NULL), DB_INVALID);
 
     int64_t q;
-    cr_assert_eq(db_job_insert(db, NULL, 0, "{}", 0, &q), DB_OK);
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &q), DB_OK);
     cr_assert_eq(db_job_cancel_queued(db, q), DB_OK);
     cr_assert_eq(db_job_claim(db, q, "cpu", NULL), DB_CONFLICT);
     cr_assert_eq(db_job_requeue(db, q), DB_CONFLICT);
@@ -376,7 +413,8 @@ Test(storage, job_list_filter_and_pagination) {
     for (int i = 0; i < 25; i++) {
         char name[16];
         snprintf(name, sizeof name, "j%d", i);
-        cr_assert_eq(db_job_insert(db, name, 0, "{}", 0, &ids[i]), DB_OK);
+        cr_assert_eq(db_job_insert(db, &(DbJobNew){.name = name, .spec_json = "{}"}, &ids[i]),
+                     DB_OK);
     }
     for (int i = 0; i < 25; i += 3) cr_assert_eq(db_job_cancel_queued(db, ids[i]), DB_OK);
     /* every job, pages of 10 by cursor, newest first */
@@ -429,14 +467,15 @@ Test(storage, queue_order_and_position) {
     /* priorities in submission order; the queue is priority desc, then FIFO */
     int prio[6] = {0, 5, 0, 5, 1, 0};
     int64_t ids[6];
-    for (int i = 0; i < 6; i++) cr_assert_eq(db_job_insert(db, NULL, 0, "{}", prio[i], &ids[i]),
-                                             DB_OK);
-    int64_t *queue;
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(
+            db_job_insert(db, &(DbJobNew){.spec_json = "{}", .priority = prio[i]}, &ids[i]), DB_OK);
+    DbQueuedJob *queue;
     int n;
     cr_assert_eq(db_job_queue(db, &queue, &n), DB_OK);
     int64_t want[6] = {ids[1], ids[3], ids[4], ids[0], ids[2], ids[5]};
     cr_assert_eq(n, 6);
-    for (int i = 0; i < 6; i++) cr_assert_eq(queue[i], want[i], "position %d", i);
+    for (int i = 0; i < 6; i++) cr_assert_eq(queue[i].id, want[i], "position %d", i);
     free(queue);
     for (int i = 0; i < 6; i++) {
         int ahead = -1;
@@ -458,7 +497,7 @@ Test(storage, queue_order_and_position) {
 Test(storage, metrics_overwrite_query_latest) {
     Db *db = open_tmp();
     int64_t job;
-    cr_assert_eq(db_job_insert(db, NULL, 0, "{}", 0, &job), DB_OK);
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &job), DB_OK);
     for (int s = 1; s <= 10; s++) {
         cr_assert_eq(db_metric_put(db, job, "loss", s, (s - 1) / 5, 1.0 / s), DB_OK);
         cr_assert_eq(db_metric_put(db, job, "lr", s, (s - 1) / 5, 0.1), DB_OK);
@@ -513,7 +552,7 @@ Test(storage, metrics_overwrite_query_latest) {
 Test(storage, metric_writer_batches_100k) {
     Db *db = open_tmp();
     int64_t job;
-    cr_assert_eq(db_job_insert(db, NULL, 0, "{}", 0, &job), DB_OK);
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &job), DB_OK);
     MetricWriter *w = metric_writer_start(db);
     cr_assert(w != NULL);
     uint64_t g0 = metric_writer_generation(w);
@@ -547,7 +586,7 @@ Test(storage, metric_writer_batches_100k) {
 Test(storage, metric_writer_wait_wakes_on_commit) {
     Db *db = open_tmp();
     int64_t job;
-    cr_assert_eq(db_job_insert(db, NULL, 0, "{}", 0, &job), DB_OK);
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &job), DB_OK);
     MetricWriter *w = metric_writer_start(db);
     uint64_t g = metric_writer_generation(w);
     cr_assert_eq(metric_writer_wait(w, g, 10), g); /* nothing: times out */
@@ -562,7 +601,7 @@ Test(storage, metric_writer_wait_wakes_on_commit) {
 Test(storage, downsample_small_series) {
     Db *db = open_tmp();
     int64_t job;
-    cr_assert_eq(db_job_insert(db, NULL, 0, "{}", 0, &job), DB_OK);
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &job), DB_OK);
     double v[10] = {5, 3, 8, 1, 9, 2, 7, 4, 6, 0};
     for (int s = 1; s <= 10; s++) db_metric_put(db, job, "loss", s, s > 5, v[s - 1]);
     db_metric_put(db, job, "lr", 1, 0, 0.1); /* another series, not mixed in */
@@ -617,7 +656,7 @@ Test(storage, downsample_small_series) {
 Test(storage, downsample_a_million_points) {
     Db *db = open_tmp();
     int64_t job;
-    cr_assert_eq(db_job_insert(db, NULL, 0, "{}", 0, &job), DB_OK);
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &job), DB_OK);
     const int N = 1000000;
     double t0 = now_s();
     /* filled inside SQLite (one statement) to keep the test quick; the
@@ -711,7 +750,7 @@ static void fake_checkpoint(Db *db, int64_t job, int epoch, int64_t step, bool p
 Test(storage, checkpoints_crud_and_gc) {
     Db *db = open_tmp();
     int64_t job;
-    cr_assert_eq(db_job_insert(db, NULL, 0, "{}", 0, &job), DB_OK);
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &job), DB_OK);
     char rel[5][256];
     DbCheckpoint c;
     for (int e = 0; e < 5; e++) {
@@ -793,7 +832,7 @@ Test(storage, checkpoints_crud_and_gc) {
 Test(storage, logs_append_and_list) {
     Db *db = open_tmp();
     int64_t job, seq;
-    cr_assert_eq(db_job_insert(db, NULL, 0, "{}", 0, &job), DB_OK);
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &job), DB_OK);
     cr_assert_eq(db_log_append(db, job, "first\n", &seq), DB_OK);
     cr_assert_eq(seq, 1);
     cr_assert_eq(db_log_append(db, job, "second", &seq), DB_OK);
@@ -836,7 +875,7 @@ static void *append_many(void *p) {
 Test(storage, concurrent_threads_share_the_pool) {
     Db *db = open_tmp();
     int64_t job;
-    cr_assert_eq(db_job_insert(db, NULL, 0, "{}", 0, &job), DB_OK);
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &job), DB_OK);
     enum { T = 24 }; /* more threads than pooled connections */
     pthread_t th[T];
     ThreadArg args[T];

@@ -1,0 +1,211 @@
+/* spec_shapes.c - what a job spec's model does to a batch, worked out from
+ * the layer list alone: each layer's output shape (core/nn's shape rules,
+ * the ones the built layers check at forward time), the loss against the
+ * targets, and the model's size: parameters, activations and the bytes
+ * training them takes. No weight is allocated, so a model of 10^12
+ * parameters is measured (and refused) in microseconds, on any thread.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/spec.h"
+
+void spec_data_shape_of(const Dataset *ds, SpecDataShape *out) {
+    memset(out, 0, sizeof *out);
+    out->input_dtype = ds->inputs->dtype;
+    out->input_ndim = dataset_sample_shape(ds, out->input_shape);
+    out->target_dtype = ds->targets->dtype;
+    out->target_ndim = ds->targets->ndim - 1;
+    for (int i = 1; i < ds->targets->ndim; i++) out->target_shape[i - 1] = ds->targets->shape[i];
+    out->num_classes = ds->num_classes;
+}
+
+/* Output [N, ...] of the model against the loss and the targets. */
+static int check_loss(const JobSpec *spec, const SpecDataShape *d, int nd, const int64_t *out) {
+    const char *loss = spec_loss_name(spec->loss);
+    char s1[128], s2[128];
+    if (job_spec_uses_labels(spec)) {
+        if (d->target_dtype != DTYPE_INT64 || d->target_ndim != 0)
+            return error_at("loss",
+                            "%s needs integer class labels, but the targets are %s %s "
+                            "per sample (use MSELoss or L1Loss for regression)",
+                            loss, dtype_name(d->target_dtype),
+                            shape_str(d->target_ndim, d->target_shape, s1, sizeof s1));
+        if (nd != 2)
+            return error_at("loss",
+                            "%s needs the model's output to be [N, C] (class scores), "
+                            "got %s",
+                            loss, shape_str(nd, out, s1, sizeof s1));
+        if (d->num_classes > out[1])
+            return error_at("loss",
+                            "%s: the model's output %s has %lld classes, but the "
+                            "labels go up to %d",
+                            loss, shape_str(nd, out, s1, sizeof s1), (long long)out[1],
+                            d->num_classes - 1);
+        return 0;
+    }
+    if (!dtype_is_float(d->target_dtype))
+        return error_at("loss",
+                        "%s needs float targets, but the data has %s class labels (use "
+                        "CrossEntropyLoss for classification)",
+                        loss, dtype_name(d->target_dtype));
+    int64_t want[TENSOR_MAX_DIMS];
+    int wn = d->target_ndim + 1;
+    if (wn > TENSOR_MAX_DIMS) return error_at("loss", "targets have too many dimensions");
+    want[0] = out[0];
+    for (int i = 0; i < d->target_ndim; i++) want[i + 1] = d->target_shape[i];
+    bool same = wn == nd;
+    for (int i = 0; same && i < nd; i++) same = want[i] == out[i];
+    if (!same)
+        return error_at("loss", "%s: the model's output %s does not match the targets %s", loss,
+                        shape_str(nd, out, s1, sizeof s1), shape_str(wn, want, s2, sizeof s2));
+    return 0;
+}
+
+/* ---- sizes, saturating at INT64_MAX: a spec may describe any size ---- */
+
+static int64_t sat_add(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+static int64_t sat_mul(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+static int64_t numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n = sat_mul(n, shape[i]);
+    return n;
+}
+
+/* Trainable elements and buffer elements of one layer, as torch counts
+ * model.parameters() and model.buffers() (num_batches_tracked included). */
+static void layer_counts(const SpecLayer *l, int64_t *params, int64_t *buffers) {
+    *params = *buffers = 0;
+    switch (l->type) {
+    case SPEC_LAYER_LINEAR:
+        *params = sat_add(sat_mul(l->in_features, l->out_features), l->bias ? l->out_features : 0);
+        break;
+    case SPEC_LAYER_CONV2D:
+        *params = sat_add(sat_mul(sat_mul(l->out_channels, l->in_channels),
+                                  (int64_t)l->kernel_size.h * l->kernel_size.w),
+                          l->bias ? l->out_channels : 0);
+        break;
+    case SPEC_LAYER_BATCH_NORM1D:
+    case SPEC_LAYER_BATCH_NORM2D:
+        *params = l->affine ? sat_mul(2, l->num_features) : 0;
+        *buffers = l->track_running_stats ? sat_add(sat_mul(2, l->num_features), 1) : 0;
+        break;
+    default: break;
+    }
+}
+
+/* One layer's output shape for its input (x, n). -1 with a bare error. */
+static int layer_shape(const SpecLayer *l, int n, const int64_t *x, int *on, int64_t *out) {
+    Size2d stride = l->stride;
+    switch (l->type) {
+    case SPEC_LAYER_LINEAR: return nn_linear_shape(l->in_features, l->out_features, n, x, on, out);
+    case SPEC_LAYER_CONV2D:
+        return nn_conv2d_shape(l->in_channels, l->out_channels, l->kernel_size, l->stride,
+                               l->padding, n, x, on, out);
+    case SPEC_LAYER_MAX_POOL2D:
+    case SPEC_LAYER_AVG_POOL2D:
+        if (stride.h == 0 && stride.w == 0) stride = l->kernel_size; /* torch's None */
+        return nn_window2d_shape(l->kernel_size, stride, l->padding, n, x, on, out);
+    case SPEC_LAYER_SOFTMAX: return nn_softmax_shape(l->dim, n, x, on, out);
+    case SPEC_LAYER_FLATTEN: return nn_flatten_shape(l->start_dim, l->end_dim, n, x, on, out);
+    case SPEC_LAYER_BATCH_NORM1D:
+    case SPEC_LAYER_BATCH_NORM2D:
+        return nn_batch_norm_shape(l->num_features, l->type == SPEC_LAYER_BATCH_NORM2D, n, x, on,
+                                   out);
+    case SPEC_LAYER_RELU:
+    case SPEC_LAYER_SIGMOID:
+    case SPEC_LAYER_TANH:
+    case SPEC_LAYER_DROPOUT:
+        *on = n;
+        memcpy(out, x, (size_t)n * sizeof *x);
+        return 0;
+    }
+    return error_set("unknown layer type %d", (int)l->type);
+}
+
+/* The model's layers over one batch of shape (x, n): the output shape and
+ * the counts in *size. Errors name the layer: "model[4] Linear: ...". */
+static int run_layers(const JobSpec *spec, int n, const int64_t *x, SpecModelSize *size) {
+    int64_t cur[TENSOR_MAX_DIMS];
+    memcpy(cur, x, (size_t)n * sizeof *x);
+    for (int i = 0; i < spec->num_layers; i++) {
+        const SpecLayer *l = &spec->layers[i];
+        int64_t next[TENSOR_MAX_DIMS], params, buffers;
+        if (layer_shape(l, n, cur, &n, next) != 0) {
+            char path[32];
+            snprintf(path, sizeof path, "model[%d]", i);
+            error_prefix("%s %s", path, spec_layer_type_name(l->type));
+            return error_set_path(path);
+        }
+        memcpy(cur, next, (size_t)n * sizeof *next);
+        layer_counts(l, &params, &buffers);
+        size->parameters = sat_add(size->parameters, params);
+        size->buffers = sat_add(size->buffers, buffers);
+        size->activations = sat_add(size->activations, numel(n, cur));
+    }
+    size->out_ndim = n;
+    memcpy(size->out_shape, cur, (size_t)n * sizeof *cur);
+    return 0;
+}
+
+/* Copies of the parameters an optimizer keeps: SGD's momentum buffer,
+ * Adam's two moments (three with amsgrad). */
+static int optimizer_copies(const JobSpec *spec) {
+    if (spec->optimizer == SPEC_OPTIM_SGD) return spec->sgd.momentum != 0;
+    return spec->adam.amsgrad ? 3 : 2;
+}
+
+/* Float32 throughout: weights, their gradients and the optimizer's state;
+ * the buffers; the batch and every layer's output, kept for the backward
+ * pass, and as many gradients of them. An estimate from below: kernels'
+ * workspaces and the allocator's rounding come on top. */
+static int64_t train_bytes(const JobSpec *spec, const SpecModelSize *z, int64_t input) {
+    int64_t per_param = sat_mul(2 + optimizer_copies(spec), z->parameters);
+    int64_t elems =
+        sat_add(sat_add(per_param, z->buffers), sat_mul(2, sat_add(input, z->activations)));
+    return sat_mul(elems, 4);
+}
+
+int job_spec_check_shapes(const JobSpec *spec, const SpecDataShape *d, SpecModelSize *out) {
+    if (!spec || !d) return error_set("job_spec_check_shapes: no spec or no data shape");
+    if (d->input_ndim + 1 > TENSOR_MAX_DIMS)
+        return error_at("data", "samples have %d dimensions (at most %d)", d->input_ndim,
+                        TENSOR_MAX_DIMS - 1);
+    /* one batch, as the DataLoader hands it to the model */
+    int64_t in[TENSOR_MAX_DIMS], x[TENSOR_MAX_DIMS];
+    in[0] = spec->batch_size;
+    for (int i = 0; i < d->input_ndim; i++) in[i + 1] = d->input_shape[i];
+    DType xt;
+    int xn;
+    if (transform_list_output(&spec->transforms, d->input_dtype, d->input_ndim + 1, in, &xt, &xn,
+                              x))
+        return error_nest("data");
+    char s[128];
+    if (!dtype_is_float(xt))
+        return error_at("data.transforms",
+                        "the model's input would be %s %s; images need "
+                        "{\"type\": \"ToTensor\"} to become float32",
+                        dtype_name(xt), shape_str(xn, x, s, sizeof s));
+    SpecModelSize size = {0};
+    if (run_layers(spec, xn, x, &size) != 0) return -1;
+    if (check_loss(spec, d, size.out_ndim, size.out_shape)) return -1;
+    size.train_bytes = train_bytes(spec, &size, numel(xn, x));
+    if (out) *out = size;
+    return 0;
+}
+
+int job_spec_check_data(const JobSpec *spec, const Dataset *ds, SpecModelSize *out) {
+    if (!ds) return error_set("job_spec_check_data: no dataset");
+    SpecDataShape d;
+    spec_data_shape_of(ds, &d);
+    return job_spec_check_shapes(spec, &d, out);
+}

@@ -1,0 +1,297 @@
+/* attempt.c - one attempt at a job on a worker: build it from its spec
+ * (job/build.h, the code `traind run` uses), resume it from its newest
+ * checkpoint, train it with the callbacks that store its metrics, log lines
+ * and checkpoints, and record how it ended.
+ *
+ * Metrics go to the MetricWriter (batched, off the training thread), log
+ * lines to the job's log, checkpoints to
+ * <data-dir>/jobs/<id>/checkpoints/epoch-<N> (a row with bytes and sha256,
+ * then keep_last garbage collection), and the live progress (epoch, step,
+ * samples/s, ETA) to the worker, for GET /v1/jobs/{id}.
+ *
+ * Resuming: an attempt after the first (a daemon restarted, a job put back
+ * in the queue) starts from the job's newest checkpoint with train_resume,
+ * after deleting the metrics the lost attempt logged past it, so every
+ * step's metric is stored once and the trajectory is the one an
+ * uninterrupted run follows. A job without a checkpoint starts over.
+ *
+ * Stopping early: a cancel ends the job `cancelled`; a daemon stopping
+ * checkpoints it where it stands (train_run leaves the Trainer at a
+ * consistent point after a cancel: data position, running sums of the
+ * epoch, so a partial checkpoint there loses no work) and puts it back in
+ * the queue.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/backend.h"
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/train.h"
+#include "job/build.h"
+#include "server/scheduler_internal.h"
+
+/* A log line for the job (its stored log, GET /v1/jobs/{id}/logs), also on
+ * stderr as a structured line. */
+static void job_log(Scheduler *s, int64_t job, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void job_log(Scheduler *s, int64_t job, const char *fmt, ...) {
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    scheduler_log(job, "info", "%s", line);
+    if (db_log_append(s->db, job, line, NULL) != DB_OK)
+        scheduler_log(job, "error", "cannot store a log line: %s", error_get());
+    scheduler_bump(s);
+}
+
+typedef struct {
+    Scheduler *s;
+    Worker *w;
+    int64_t job;
+    const JobSpec *spec;
+    int64_t total_steps;
+    int64_t step0; /* step the attempt started from */
+    double t0;
+    char ckpt_dir[4200]; /* <data-dir>/jobs/<id>/checkpoints */
+} JobRun;
+
+static void on_metric(void *user, const char *name, int64_t step, int epoch, double value) {
+    JobRun *r = user;
+    metric_writer_push(r->s->mw, r->job, name, step, epoch, value);
+    if (strcmp(name, "loss") == 0) {
+        double dt = clock_now_s() - r->t0;
+        double steps_per_s = dt > 0 ? (double)(step - r->step0) / dt : 0;
+        pthread_mutex_lock(&r->w->pmu);
+        DbJobProgress *p = &r->w->progress;
+        p->epoch = epoch;
+        p->step = step;
+        p->total_steps = r->total_steps;
+        if (steps_per_s > 0) {
+            p->samples_per_s = steps_per_s * (double)r->spec->batch_size;
+            p->eta_s = (double)(r->total_steps - step) / steps_per_s;
+        }
+        pthread_mutex_unlock(&r->w->pmu);
+        if (r->s->cfg.step_hook) r->s->cfg.step_hook(r->s->cfg.hook_user, r->job, step);
+    } else if (strcmp(name, "samples_per_s") == 0) {
+        /* the end of an epoch: its exact rate, and a progress row */
+        pthread_mutex_lock(&r->w->pmu);
+        r->w->progress.samples_per_s = value;
+        DbJobProgress p = r->w->progress;
+        pthread_mutex_unlock(&r->w->pmu);
+        db_job_set_progress(r->s->db, r->job, &p);
+    }
+}
+
+static void on_log(void *user, const char *line) {
+    JobRun *r = user;
+    job_log(r->s, r->job, "%s", line);
+}
+
+static int ensure_dir(const char *path) {
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return error_set("cannot create %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* Saves t into its checkpoint directory and records it: the metrics up to
+ * `step` are committed first, so a recorded checkpoint never points past
+ * the stored history; then keep_last collects the old ones. */
+static int save_checkpoint(JobRun *r, const Trainer *t, int epoch, int64_t step, bool partial) {
+    char rel[256], abs[4400], jobdir[4200];
+    snprintf(jobdir, sizeof jobdir, "%s/jobs/%" PRId64, db_data_dir(r->s->db), r->job);
+    if (ensure_dir(jobdir) != 0 || ensure_dir(r->ckpt_dir) != 0) return -1;
+    if (db_checkpoint_rel_dir(r->job, epoch, step, partial, rel, sizeof rel) != 0 ||
+        db_path(r->s->db, rel, abs, sizeof abs) != 0)
+        return -1;
+    if (train_save_checkpoint(t, abs) != 0) return -1;
+    if (metric_writer_flush(r->s->mw) != 0) return -1;
+    DbCheckpoint c;
+    if (db_checkpoint_insert(r->s->db, r->job, epoch, step, partial, rel, &c) != DB_OK) return -1;
+    int removed = 0;
+    if (db_checkpoint_gc(r->s->db, r->job, r->spec->checkpoint_keep_last, &removed) != DB_OK)
+        scheduler_log(r->job, "error", "checkpoint gc: %s", error_get());
+    job_log(r->s, r->job, "checkpoint %s%s: step %" PRId64 ", %" PRId64 " bytes, sha256 %s", rel,
+            partial ? " (partial, for resuming)" : "", step, c.bytes, c.sha256);
+    return 0;
+}
+
+static int on_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) {
+    return save_checkpoint(user, t, epoch, step, false);
+}
+
+/* Puts a freshly built Trainer where the job's newest checkpoint left it,
+ * after deleting the metrics logged past it by the lost attempt; without a
+ * checkpoint the job starts over and all its metrics go. */
+static int resume(JobRun *r, Trainer *t, int attempt) {
+    DbCheckpoint c;
+    int rc = db_checkpoint_latest(r->s->db, r->job, &c);
+    if (rc != DB_OK && rc != DB_NOT_FOUND) return -1;
+    int64_t from = rc == DB_OK ? c.step : -1;
+    int64_t deleted = 0;
+    if (db_metric_delete_after(r->s->db, r->job, from, &deleted) != DB_OK) return -1;
+    if (rc == DB_NOT_FOUND) {
+        if (attempt > 1)
+            job_log(r->s, r->job,
+                    "attempt %d: no checkpoint, starting over (%" PRId64 " metric rows superseded)",
+                    attempt, deleted);
+        return 0;
+    }
+    char dir[4400];
+    if (db_checkpoint_file_path(r->s->db, &c, NULL, dir, sizeof dir) != 0) return -1;
+    if (train_resume(t, dir) != 0) return error_prefix("resume from %s", c.path);
+    job_log(r->s, r->job,
+            "attempt %d: resumed from %s at epoch %d, step %" PRId64 " (%" PRId64
+            " metric rows past it superseded)",
+            attempt, c.path, t->state.epoch, t->state.step, deleted);
+    return 0;
+}
+
+/* The end of a run that stopped early: cancelled for a user, requeued (with
+ * a partial checkpoint when the job has any progress past its last one)
+ * for a daemon stopping. */
+static void requeue_stopped(JobRun *r, const Trainer *t, bool built) {
+    Scheduler *s = r->s;
+    if (built && r->spec->checkpoint && !s->cfg.stop_without_checkpoint) {
+        DbCheckpoint last;
+        int rc = db_checkpoint_latest(s->db, r->job, &last);
+        bool newer =
+            rc == DB_NOT_FOUND ? t->state.step > 0 : rc == DB_OK && t->state.step > last.step;
+        if (newer && save_checkpoint(r, t, t->state.epoch, t->state.step, true) != 0)
+            scheduler_log(r->job, "error", "partial checkpoint at stop: %s", error_get());
+    }
+    metric_writer_flush(s->mw);
+    if (db_job_requeue(s->db, r->job) != DB_OK)
+        scheduler_log(r->job, "error", "requeue: %s", error_get());
+    else
+        scheduler_log(r->job, "info", "stopped at step %" PRId64 ", queued to resume",
+                      built ? t->state.step : 0);
+}
+
+/* OpenMP threads for this job, and how many that is. OpenMP's default is
+ * every CPU the process had when it started; a worker kept to fewer (serve
+ * --http-cpus, or a taskset on the thread) would run more threads than
+ * cores and have them wait on each other. An OMP_NUM_THREADS the operator
+ * set is theirs to keep. */
+static int job_threads(const Scheduler *s) {
+#ifdef _OPENMP
+    cpu_set_t mine;
+    if (s->cfg.threads_per_job > 0)
+        omp_set_num_threads(s->cfg.threads_per_job);
+    else if (!getenv("OMP_NUM_THREADS") && sched_getaffinity(0, sizeof mine, &mine) == 0 &&
+             CPU_COUNT(&mine) > 0)
+        omp_set_num_threads(CPU_COUNT(&mine));
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* The job built from its stored spec (the record a worker reads back; it
+ * was checked when submitted) on the worker's device, with a Trainer where
+ * its newest checkpoint left it. *built says whether t is usable. */
+static int prepare(JobRun *r, const DbJob *job, JobBuild *b, Trainer *t, bool *built) {
+    Worker *w = r->w;
+    int rc = job_build(b, job_spec_parse(job->spec_json, strlen(job->spec_json)), r->s->db);
+    /* the model on the worker's device now, so that a GPU out of memory
+     * fails the job here with its message */
+    if (rc == 0) rc = job_build_to_device(b, w->device);
+    if (rc != 0) return -1;
+    r->spec = b->spec;
+    job_build_trainer(b, t, w->device);
+    t->cancel = &w->cancel;
+    t->cb = (TrainCallbacks){
+        .user = r, .metric = on_metric, .log = on_log, .checkpoint = on_checkpoint};
+    r->total_steps = train_total_steps(t);
+    if (resume(r, t, job->attempt) != 0) return -1;
+    *built = true;
+    return 0;
+}
+
+/* Trains from where t stands; all its metrics stored is part of success. */
+static int train(JobRun *r, Trainer *t) {
+    r->step0 = t->state.step;
+    r->t0 = clock_now_s();
+    pthread_mutex_lock(&r->w->pmu);
+    r->w->progress = (DbJobProgress){
+        .epoch = t->state.epoch, .step = t->state.step, .total_steps = r->total_steps, .eta_s = -1};
+    pthread_mutex_unlock(&r->w->pmu);
+    if (train_run(t) != 0) return -1;
+    /* a run whose metrics are not all stored has not succeeded: its
+     * history would be missing points, and a finished job's history is
+     * kept as final by the HTTP side (server/reply_cache.h) */
+    if (metric_writer_flush(r->s->mw) != 0) return error_prefix("storing its metrics");
+    return 0;
+}
+
+/* The worker's live progress stored as the job's; `done` zeroes its ETA. */
+static void store_progress(JobRun *r, bool done) {
+    pthread_mutex_lock(&r->w->pmu);
+    if (done) r->w->progress.eta_s = 0;
+    DbJobProgress p = r->w->progress;
+    pthread_mutex_unlock(&r->w->pmu);
+    db_job_set_progress(r->s->db, r->job, &p);
+}
+
+/* Records how the attempt ended: error is the failure's message. */
+static void finish(JobRun *r, const Trainer *t, bool ok, bool built, const char *error) {
+    Scheduler *s = r->s;
+    WorkerStop stop = worker_stop(r->w);
+    if (ok) {
+        store_progress(r, true);
+        job_log(s, r->job, "succeeded after %" PRId64 " steps", t->state.step);
+        if (db_job_finish(s->db, r->job, DB_JOB_SUCCEEDED, NULL) != DB_OK)
+            scheduler_log(r->job, "error", "%s", error_get());
+        return;
+    }
+    if (stop == WORKER_STOP_SHUTDOWN) {
+        requeue_stopped(r, t, built);
+        return;
+    }
+    metric_writer_flush(s->mw);
+    bool cancelled = stop == WORKER_STOP_CANCEL;
+    if (built) store_progress(r, false);
+    char err[ERROR_MAX];
+    if (cancelled)
+        snprintf(err, sizeof err, "cancelled at step %" PRId64, built ? t->state.step : 0);
+    else
+        snprintf(err, sizeof err, "%s", error);
+    job_log(s, r->job, "%s: %s", cancelled ? "cancelled" : "failed", err);
+    if (db_job_finish(s->db, r->job, cancelled ? DB_JOB_CANCELLED : DB_JOB_FAILED, err) != DB_OK)
+        scheduler_log(r->job, "error", "%s", error_get());
+}
+
+void attempt_run(Worker *w, const DbJob *job) {
+    Scheduler *s = w->s;
+    JobRun r = {.s = s, .w = w, .job = job->id, .t0 = clock_now_s()};
+    snprintf(r.ckpt_dir, sizeof r.ckpt_dir, "%s/jobs/%" PRId64 "/checkpoints", db_data_dir(s->db),
+             job->id);
+    int threads = job_threads(s);
+    job_log(s, job->id, "attempt %d on %s, %d CPU thread%s", job->attempt, w->device_name, threads,
+            threads == 1 ? "" : "s");
+    const Backend *be = backend_for(w->device);
+    if (be && be->clear_error) be->clear_error(w->device); /* not the last job's failure */
+    error_clear();
+    JobBuild b;
+    Trainer t;
+    train_init(&t);
+    bool built = false;
+    bool ok = prepare(&r, job, &b, &t, &built) == 0 && train(&r, &t) == 0;
+    char err[ERROR_MAX];
+    snprintf(err, sizeof err, "%s", ok ? "" : error_get());
+    finish(&r, &t, ok, built, err);
+    job_build_free(&b);
+    error_clear();
+}

@@ -1,0 +1,74 @@
+/* scheduler_internal.h - what the queue's workers (server/scheduler.c) and
+ * one attempt at a job (server/attempt.c) share, and nobody else uses.
+ *
+ * A Worker owns one device and runs one attempt at a time; the attempt
+ * reads its cancel flag at every step and writes its live progress, and the
+ * scheduler says, once the attempt has stopped early, why (worker_stop).
+ */
+#ifndef TRAIND_SERVER_SCHEDULER_INTERNAL_H
+#define TRAIND_SERVER_SCHEDULER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+#include "server/scheduler.h"
+
+/* Why a running job was asked to stop. */
+typedef enum {
+    WORKER_STOP_NONE,
+    WORKER_STOP_CANCEL,   /* a user cancelled it: it ends `cancelled` */
+    WORKER_STOP_SHUTDOWN, /* the daemon is stopping: checkpointed, back to the queue */
+} WorkerStop;
+
+typedef struct Worker {
+    struct Scheduler *s;
+    int index;
+    Device device;
+    char device_name[32];
+    uint64_t memory_bytes; /* the device's memory in all, 0 when unknown */
+    pthread_t thread;
+    bool started;
+    /* under s->mu */
+    int64_t job_id;
+    WorkerStop stop;
+    /* set by cancel/stop, read by the trainer at each step */
+    atomic_int cancel;
+    /* under pmu: live progress of job_id */
+    pthread_mutex_t pmu;
+    DbJobProgress progress;
+} Worker;
+
+struct Scheduler {
+    Db *db;
+    MetricWriter *mw;
+    SchedulerConfig cfg;
+    pthread_mutex_t mu;
+    pthread_cond_t work;
+    bool stopping;
+    atomic_uint_least64_t generation; /* scheduler_generation */
+    int nworkers;
+    Worker workers[];
+};
+
+/* Bumps the generation that followers wait on (a state changed, a line was
+ * logged). */
+void scheduler_bump(Scheduler *s);
+/* The scheduler's own line on stderr through server/log.h:
+ * {"event":"job","job":N,"level":...,"message":...}, or "event":"scheduler"
+ * for job 0. */
+void scheduler_log(int64_t job, const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Why the worker's job was asked to stop, once it has (WORKER_STOP_NONE
+ * when it was not). */
+WorkerStop worker_stop(Worker *w);
+
+/* One attempt at a claimed job on w's device (server/attempt.c): builds it
+ * from its spec, resumes it from its newest checkpoint, trains it, and
+ * records how it ended: succeeded, failed, cancelled, or back in the queue
+ * when the daemon stops. */
+void attempt_run(Worker *w, const DbJob *job);
+
+#endif
