@@ -34,6 +34,7 @@
 #include "core/backend.h"
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/io/durable.h"
 #include "core/io/safetensors.h"
 
 #define TRAIN_CHECKPOINT_FORMAT "traind.trainer.v1"
@@ -428,27 +429,6 @@ static void remove_flat_dir(const char *path) {
     rmdir(path);
 }
 
-static int fsync_parent(const char *path) {
-    char *copy = strdup(path);
-    if (!copy) return error_set("out of memory");
-    size_t n = strlen(copy);
-    while (n > 1 && copy[n - 1] == '/') copy[--n] = '\0';
-    char *slash = strrchr(copy, '/');
-    const char *parent = ".";
-    if (slash == copy) parent = "/";
-    else if (slash) {
-        *slash = '\0';
-        parent = copy;
-    }
-    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc = 0;
-    if (fd < 0 || fsync(fd) != 0)
-        rc = error_set("fsync of directory '%s': %s", parent, strerror(errno));
-    if (fd >= 0) close(fd);
-    free(copy);
-    return rc;
-}
-
 /* Puts the directory `tmp` in place of `dir` in one atomic step. */
 static int replace_dir(const char *tmp, const char *dir) {
     struct stat st;
@@ -500,7 +480,6 @@ static int checkpoint_paths(const char *dir, char **model_path, char **trainer_p
 }
 
 int train_save_checkpoint(const Trainer *t, const char *dir) {
-    static atomic_uint seq;
     if (!t || !t->model || !t->opt || !t->train || !dir || !*dir)
         return error_set("train_save_checkpoint: no trainer or no directory");
     char *tmp = NULL, *model_path = NULL, *trainer_path = NULL;
@@ -512,14 +491,7 @@ int train_save_checkpoint(const Trainer *t, const char *dir) {
     int rc = -1;
     bool made = false;
 
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/') n--;
-    if (asprintf(&tmp, "%.*s.tmp.%ld.%u", (int)n, dir, (long)getpid(),
-                 atomic_fetch_add(&seq, 1)) < 0) {
-        tmp = NULL;
-        error_set("out of memory");
-        goto done;
-    }
+    if (!(tmp = durable_temp_name(dir))) goto done;
     if (checkpoint_paths(tmp, &model_path, &trainer_path) != 0) goto done;
     if (module_state_dict(t->model, &model_sd) != 0) goto done;
     if (optimizer_state_dict(t->opt, &opt_sd) != 0) goto done;
@@ -533,7 +505,7 @@ int train_save_checkpoint(const Trainer *t, const char *dir) {
     if (safetensors_save(trainer_path, &opt_sd, &meta) != 0) goto done;
     if (replace_dir(tmp, dir) != 0) goto done;
     made = false;
-    if (fsync_parent(dir) != 0) goto done;
+    if (durable_sync_parent(dir) != 0) goto done;
     rc = 0;
 done:
     if (made) remove_flat_dir(tmp);

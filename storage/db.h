@@ -97,7 +97,6 @@ typedef struct {
 int db_user_create(Db *db, const char *name, bool admin, int64_t *id_out, char *token_out);
 /* The user whose token this is. DB_NOT_FOUND for an unknown token. */
 int db_user_by_token(Db *db, const char *token, DbUser *out);
-int db_user_get(Db *db, int64_t id, DbUser *out);
 /* First start: when no admin user exists, creates "admin" and writes its
  * token to <data-dir>/admin.token (mode 0600; written to a temporary name,
  * fsynced, renamed). *created (may be NULL) says whether it did. */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/io/durable.h"
 #include "storage/sha256.h"
 
 static int new_token(char *token) {
@@ -123,49 +124,18 @@ int db_user_by_token(Db *db, const char *token, DbUser *out) {
                    hash, 0, out, "unknown token");
 }
 
-int db_user_get(Db *db, int64_t id, DbUser *out) {
-    char what[64];
-    snprintf(what, sizeof what, "user %lld: not found", (long long)id);
-    return get_one(db, "SELECT id, name, admin, created_at FROM users WHERE id = ?1", NULL, id,
-                   out, what);
+static int write_token(FILE *f, const char *tmp, void *token) {
+    return fprintf(f, "%s\n", (const char *)token) < 0
+               ? error_set("writing '%s': %s", tmp, strerror(errno))
+               : 0;
 }
 
-/* Writes the token to path through path.tmp: write, fsync, rename, then
- * fsync the directory so the rename itself is durable. */
+/* <dir>/admin.token, mode 0600, written whole or not at all. */
 static int write_token_file(const char *dir, const char *token) {
-    char path[4200], tmp[4300];
+    char path[4200];
     snprintf(path, sizeof path, "%s/admin.token", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return error_set("admin token: cannot create %s: %s", tmp, strerror(errno));
-    char line[DB_TOKEN_LEN + 2];
-    snprintf(line, sizeof line, "%s\n", token);
-    size_t len = strlen(line), off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, line + off, len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return error_set("admin token: cannot write %s: %s", tmp, strerror(e));
-        }
-        off += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        unlink(tmp);
-        return error_set("admin token: cannot sync %s: %s", tmp, strerror(errno));
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return error_set("admin token: cannot rename to %s: %s", path, strerror(e));
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    if (durable_write(path, 0600, write_token, (void *)token) != 0)
+        return error_prefix("admin token");
     return 0;
 }
 

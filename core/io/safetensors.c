@@ -26,6 +26,7 @@
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/io/durable.h"
 
 /* Tensor bytes go between the file and storage untouched. */
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -533,91 +534,36 @@ static Tensor *host_contiguous(Tensor *t) {
     return c;
 }
 
-static int write_tensors(FILE *f, const char *path, const char *tmp, const TensorDict *dict) {
-    for (int i = 0; i < dict->count; i++) {
-        Tensor *c = host_contiguous(dict->tensors[i]);
-        if (!c) return error_prefix("safetensors_save '%s': tensor '%s'", path, dict->names[i]);
-        size_t nbytes = (size_t)tensor_numel(c) * dtype_size(c->dtype);
-        size_t put = nbytes ? fwrite(tensor_data(c), 1, nbytes, f) : 0;
-        tensor_release(c);
+/* What safetensors_save writes through durable_write. */
+typedef struct {
+    const char *header;
+    size_t hlen;
+    const TensorDict *dict;
+} SaveContent;
+
+static int write_content(FILE *f, const char *tmp, void *ctx) {
+    const SaveContent *c = ctx;
+    if (fwrite(c->header, 1, c->hlen, f) != c->hlen)
+        return error_set("writing the header to '%s': %s", tmp, strerror(errno));
+    for (int i = 0; i < c->dict->count; i++) {
+        Tensor *t = host_contiguous(c->dict->tensors[i]);
+        if (!t) return error_prefix("tensor '%s'", c->dict->names[i]);
+        size_t nbytes = (size_t)tensor_numel(t) * dtype_size(t->dtype);
+        size_t put = nbytes ? fwrite(tensor_data(t), 1, nbytes, f) : 0;
+        tensor_release(t);
         if (put != nbytes)
-            return error_set("safetensors_save '%s': writing tensor '%s' to '%s': %s", path,
-                             dict->names[i], tmp, strerror(errno));
+            return error_set("writing tensor '%s' to '%s': %s", c->dict->names[i], tmp,
+                             strerror(errno));
     }
     return 0;
 }
 
-/* fsync the directory holding `path`, so the rename itself is durable. */
-static int sync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return error_set("safetensors_save '%s': out of memory", path);
-    int rc = 0;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0)
-        rc = error_set("safetensors_save '%s': written, but fsync of directory '%s' failed: %s",
-                       path, dir, strerror(errno));
-    if (fd >= 0) close(fd);
-    free(dir);
-    return rc;
-}
-
 int safetensors_save(const char *path, const TensorDict *dict, const SafetensorsMeta *meta) {
-    /* pid and a counter: two threads (or a restarted daemon that reused a
-     * pid and found a stale file) never write into the same temporary. */
-    static atomic_uint seq;
-    size_t hlen = 0;
-    char *header = build_header(path, dict, meta, &hlen);
+    SaveContent c = {.dict = dict};
+    char *header = build_header(path, dict, meta, &c.hlen);
     if (!header) return -1;
-
-    char *tmp = NULL;
-    if (asprintf(&tmp, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&seq, 1)) < 0) {
-        free(header);
-        return error_set("safetensors_save '%s': out of memory", path);
-    }
-    FILE *f = NULL;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        error_set("safetensors_save '%s': cannot create temporary file '%s': %s", path, tmp,
-                  strerror(errno));
-        free(header);
-        free(tmp);
-        return -1;
-    }
-    f = fdopen(fd, "wb");
-    if (!f) {
-        error_set("safetensors_save '%s': fdopen '%s': %s", path, tmp, strerror(errno));
-        close(fd);
-        goto fail;
-    }
-    if (fwrite(header, 1, hlen, f) != hlen) {
-        error_set("safetensors_save '%s': writing the header to '%s': %s", path, tmp,
-                  strerror(errno));
-        goto fail;
-    }
-    if (write_tensors(f, path, tmp, dict) != 0) goto fail;
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        error_set("safetensors_save '%s': flushing '%s': %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    int closed = fclose(f);
-    f = NULL;
-    if (closed != 0) {
-        error_set("safetensors_save '%s': closing '%s': %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    if (rename(tmp, path) != 0) {
-        error_set("safetensors_save '%s': renaming '%s' over it: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
+    c.header = header;
+    int rc = durable_write(path, 0644, write_content, &c);
     free(header);
-    free(tmp);
-    return sync_parent_dir(path);
-
-fail:
-    if (f) fclose(f);
-    unlink(tmp);
-    free(header);
-    free(tmp);
-    return -1;
+    return rc == 0 ? 0 : error_prefix("safetensors_save");
 }

@@ -244,6 +244,15 @@ Test(job_scheduler, submit_runs_to_succeeded) {
     teardown(&e);
 }
 
+static void assert_no_jobs(Env *e) {
+    DbJob *list;
+    int n;
+    int64_t next;
+    cr_assert_eq(db_job_list(e->db, NULL, &list, &n, &next), DB_OK);
+    cr_assert_eq(n, 0, "%d job(s) stored", n);
+    db_job_list_free(list, n);
+}
+
 Test(job_scheduler, bad_specs_refused_at_submission) {
     Env e = setup();
     Scheduler *s = start(&e, 1, false);
@@ -282,12 +291,7 @@ Test(job_scheduler, bad_specs_refused_at_submission) {
         cr_assert_eq(rc, DB_INVALID, "case %zu", i);
         cr_assert(strstr(error_get(), cases[i].want) != NULL, "case %zu: %s", i, error_get());
     }
-    DbJob *list;
-    int n;
-    int64_t next;
-    cr_assert_eq(db_job_list(e.db, NULL, &list, &n, &next), DB_OK);
-    cr_assert_eq(n, 0); /* nothing was stored */
-    db_job_list_free(list, n);
+    assert_no_jobs(&e); /* nothing was stored */
     scheduler_stop(s);
     teardown(&e);
 }
@@ -314,12 +318,7 @@ Test(job_scheduler, a_model_too_big_for_the_device_is_refused) {
              (long long)params, (long long)bytes);
     cr_assert(strncmp(error_get(), want, strlen(want)) == 0, "%s", error_get());
     cr_assert(strstr(error_get(), "bytes of cpu"), "%s", error_get());
-    DbJob *list;
-    int n;
-    int64_t next;
-    cr_assert_eq(db_job_list(e.db, NULL, &list, &n, &next), DB_OK);
-    cr_assert_eq(n, 0);
-    db_job_list_free(list, n);
+    assert_no_jobs(&e);
     scheduler_stop(s);
     teardown(&e);
 }

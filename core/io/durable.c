@@ -1,0 +1,79 @@
+/* durable.c - the temporary name, fsync, rename, fsync of the directory;
+ * see durable.h. */
+#include "core/io/durable.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+char *durable_temp_name(const char *path) {
+    /* pid and a counter: two threads (or a restarted daemon that reused a
+     * pid and found a stale file) never write into the same temporary */
+    static atomic_uint seq;
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    char *tmp = NULL;
+    if (asprintf(&tmp, "%.*s.tmp.%ld.%u", (int)n, path, (long)getpid(),
+                 atomic_fetch_add(&seq, 1)) < 0) {
+        error_set("%s: out of memory", path);
+        return NULL;
+    }
+    return tmp;
+}
+
+int durable_sync_parent(const char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    const char *slash = memrchr(path, '/', n);
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir) return error_set("%s: out of memory", path);
+    int rc = 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0)
+        rc = error_set("%s: written, but fsync of directory '%s' failed: %s", path, dir,
+                       strerror(errno));
+    if (fd >= 0) close(fd);
+    free(dir);
+    return rc;
+}
+
+/* Writes, flushes, fsyncs and closes f; on failure the error names tmp. */
+static int write_all(FILE *f, const char *tmp, DurableWriteFn write, void *ctx) {
+    int rc = write(f, tmp, ctx);
+    if (rc == 0 && (fflush(f) != 0 || ferror(f)))
+        rc = error_set("writing '%s': %s", tmp, strerror(errno));
+    if (rc == 0 && fsync(fileno(f)) != 0)
+        rc = error_set("fsync of '%s': %s", tmp, strerror(errno));
+    if (fclose(f) != 0 && rc == 0) rc = error_set("closing '%s': %s", tmp, strerror(errno));
+    return rc;
+}
+
+int durable_write(const char *path, mode_t mode, DurableWriteFn write, void *ctx) {
+    char *tmp = durable_temp_name(path);
+    if (!tmp) return -1;
+    int rc = -1;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (fd < 0)
+        error_set("cannot create temporary file '%s': %s", tmp, strerror(errno));
+    else if (!f) {
+        error_set("fdopen '%s': %s", tmp, strerror(errno));
+        close(fd);
+    } else if (write_all(f, tmp, write, ctx) == 0) {
+        if (rename(tmp, path) != 0)
+            error_set("renaming '%s' over it: %s", tmp, strerror(errno));
+        else
+            rc = 0;
+    }
+    if (rc != 0) {
+        if (fd >= 0) unlink(tmp);
+        error_prefix("%s", path);
+    }
+    free(tmp);
+    return rc == 0 ? durable_sync_parent(path) : -1;
+}

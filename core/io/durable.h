@@ -1,0 +1,34 @@
+/* durable.h - files written whole or not at all, and kept across a crash.
+ *
+ * A file is written to a temporary name beside it (unique to the process
+ * and the call, so two writers never share one), flushed and fsynced, then
+ * renamed over its name, and the directory holding it fsynced so that the
+ * rename itself survives a power cut: a reader sees the old file or the
+ * new one, never a half-written one, and a failure leaves no temporary
+ * behind. Checkpoints (core/train.c), safetensors files
+ * (core/io/safetensors.c) and the admin token (storage/users.c) are all
+ * written this way.
+ */
+#ifndef TRAIND_CORE_IO_DURABLE_H
+#define TRAIND_CORE_IO_DURABLE_H
+
+#include <stdio.h>
+#include <sys/types.h>
+
+/* Writes the content to f; 0, or -1 with an error naming what failed.
+ * durable_write checks f's own write errors after it returns. */
+typedef int (*DurableWriteFn)(FILE *f, const char *tmp_path, void *ctx);
+
+/* path replaced by what write() writes, with the given mode. 0, or -1 with
+ * an error "<path>: <what failed>" (nothing left at the temporary name). */
+int durable_write(const char *path, mode_t mode, DurableWriteFn write, void *ctx);
+
+/* "<path>.tmp.<pid>.<n>", a name no other writer uses: a new string, or
+ * NULL with an error. For a file or directory built beside its final name. */
+char *durable_temp_name(const char *path);
+
+/* fsync of the directory holding path, after a rename into it. 0, or -1
+ * with an error naming the directory. */
+int durable_sync_parent(const char *path);
+
+#endif
