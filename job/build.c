@@ -118,14 +118,18 @@ void job_build_sample_shape(const Dataset *ds, DbSampleShape *out) {
     out->num_classes = d.num_classes;
 }
 
-/* The ready dataset a SPEC_SOURCE_NAME source names. */
-static int resolve(Db *db, const SpecSource *src, const char *field, DbDataset *rec) {
-    int rc = db_dataset_resolve(db, src->name, rec);
+/* The ready dataset a SPEC_SOURCE_NAME source names, as the owner sees
+ * it (d->owner NULL: any), or the one with id `id` when it is known. */
+static int resolve(const JobDaemon *d, const SpecSource *src, int64_t id, const char *field,
+                   DbDataset *rec) {
+    int rc = id > 0 ? db_dataset_get(d->db, id, rec)
+                    : db_dataset_resolve(d->db, d->owner, src->name, rec);
     if (rc == DB_NOT_FOUND) return error_at(field, "unknown dataset '%s'", src->name);
     if (rc != DB_OK) return error_prefix_at(field);
     if (rec->state != DB_DATASET_READY) {
         db_dataset_clear(rec);
-        return error_at(field, "dataset '%s' is still uploading", src->name);
+        return error_at(field, "dataset '%s' is still %s", src->name,
+                        rec->state == DB_DATASET_IMPORTING ? "importing" : "uploading");
     }
     return 0;
 }
@@ -136,28 +140,37 @@ static int daemon_source_check(const SpecSource *src, const char *field) {
                            "/v1/datasets); inline sources are for `traind run`");
 }
 
-Dataset *job_build_load_source(const JobSpec *spec, const SpecSource *src, Db *db,
-                               const char *field) {
-    if (src->kind != SPEC_SOURCE_NAME || !db) return job_spec_load_source(spec, src);
+/* data.train (val false) or data.val of a build: inline, or the daemon's. */
+static Dataset *load_source(const JobSpec *spec, const JobDaemon *d, bool val) {
+    const SpecSource *src = val ? &spec->val : &spec->train;
+    const char *field = val ? "data.val" : "data.train";
+    if (src->kind != SPEC_SOURCE_NAME || !d) return job_spec_load_source(spec, src);
     DbDataset rec;
-    if (resolve(db, src, field, &rec) != 0) return NULL;
-    Dataset *ds = job_build_load_dataset(db, &rec, !job_spec_uses_labels(spec));
+    if (resolve(d, src, val ? d->val_dataset : d->train_dataset, field, &rec) != 0) return NULL;
+    Dataset *ds = job_build_load_dataset(d->db, &rec, !job_spec_uses_labels(spec));
     db_dataset_clear(&rec);
     if (!ds) error_prefix_at(field);
     return ds;
 }
 
-/* `init` of a daemon job: a checkpoint id -> its model.safetensors. */
-static int init_path(Db *db, const char *init, char *buf, size_t size) {
+/* `init` of a daemon job: a checkpoint id of one of the owner's jobs (any
+ * job's for an admin, or for d->owner NULL) -> its model.safetensors. */
+static int init_path(const JobDaemon *d, const char *init, char *buf, size_t size) {
     char *end;
     long long id = strtoll(init, &end, 10);
     if (!*init || *end || id <= 0)
         return error_at("init", "expected a checkpoint id, got '%s'", init);
     DbCheckpoint c;
-    int rc = db_checkpoint_get(db, id, &c);
+    DbJob job;
+    int rc = db_checkpoint_get(d->db, id, &c);
+    if (rc == DB_OK && d->owner && !d->owner->admin) {
+        if ((rc = db_job_get(d->db, c.job_id, &job)) == DB_OK && job.owner != d->owner->user_id)
+            rc = DB_NOT_FOUND; /* another user's: not told it exists */
+        if (rc != DB_ERROR) db_job_clear(&job);
+    }
     if (rc == DB_NOT_FOUND) return error_at("init", "unknown checkpoint %lld", id);
     if (rc != DB_OK) return error_prefix_at("init");
-    return db_checkpoint_file_path(db, &c, "model.safetensors", buf, size);
+    return db_checkpoint_file_path(d->db, &c, "model.safetensors", buf, size);
 }
 
 /* ---- building ---- */
@@ -168,18 +181,18 @@ static int check_reduction(const JobSpec *spec) {
                     "the trainer logs batch-mean losses; only 'mean' is supported");
 }
 
-int job_build(JobBuild *b, JobSpec *spec, Db *db) {
+int job_build(JobBuild *b, JobSpec *spec, const JobDaemon *d) {
     memset(b, 0, sizeof *b);
     b->spec = spec;
     if (!spec) return -1;
     if (check_reduction(spec)) return -1;
-    if (db && (daemon_source_check(&spec->train, "data.train") ||
-               daemon_source_check(&spec->val, "data.val")))
+    if (d && (daemon_source_check(&spec->train, "data.train") ||
+              daemon_source_check(&spec->val, "data.val")))
         return -1;
-    b->train_ds = job_build_load_source(spec, &spec->train, db, "data.train");
+    b->train_ds = load_source(spec, d, false);
     if (!b->train_ds || job_spec_check_data(spec, b->train_ds, NULL) != 0) return -1;
     if (spec->val.kind != SPEC_SOURCE_NONE) {
-        b->val_ds = job_build_load_source(spec, &spec->val, db, "data.val");
+        b->val_ds = load_source(spec, d, true);
         if (!b->val_ds || job_spec_check_data(spec, b->val_ds, NULL) != 0) return -1;
     }
     rng_init(&b->init_rng, spec->seed);
@@ -189,8 +202,8 @@ int job_build(JobBuild *b, JobSpec *spec, Db *db) {
     if (spec->init) {
         char path[4400];
         const char *p = spec->init;
-        if (db) {
-            if (init_path(db, spec->init, path, sizeof path) != 0) return -1;
+        if (d) {
+            if (init_path(d, spec->init, path, sizeof path) != 0) return -1;
             p = path;
         }
         if (train_load_init(b->model, p) != 0) return error_prefix_at("init");
@@ -283,30 +296,51 @@ static int record_shape(const JobSpec *spec, const DbDataset *rec, const char *f
     return 0;
 }
 
-/* A named source's recorded shape against the model; the sizes go to size
- * (may be NULL). */
-static int check_named(Db *db, const JobSpec *spec, const SpecSource *src, const char *field,
-                       SpecModelSize *size) {
+/* A named source resolved in the owner's namespace, its recorded shape
+ * checked against the model; its id to *id, its samples to *samples and
+ * the sizes to size (may be NULL). */
+static int check_named(const JobDaemon *d, const JobSpec *spec, bool val, int64_t *id,
+                       int64_t *samples, SpecModelSize *size) {
+    const SpecSource *src = val ? &spec->val : &spec->train;
+    const char *field = val ? "data.val" : "data.train";
+    *id = 0;
     if (src->kind != SPEC_SOURCE_NAME) return 0;
     DbDataset rec;
-    if (resolve(db, src, field, &rec) != 0) return -1;
-    SpecDataShape d;
-    int rc = record_shape(spec, &rec, field, &d);
+    if (resolve(d, src, 0, field, &rec) != 0) return -1;
+    SpecDataShape shape;
+    int rc = record_shape(spec, &rec, field, &shape);
+    *id = rec.id;
+    *samples = rec.samples;
     db_dataset_clear(&rec);
     if (rc != 0) return -1;
-    return job_spec_check_shapes(spec, &d, size);
+    return job_spec_check_shapes(spec, &shape, size);
 }
 
-int job_build_check(Db *db, const JobSpec *spec, SpecModelSize *size) {
+/* epochs x batches of data.train, within JOB_MAX_STEPS. */
+static int count_steps(const JobSpec *spec, int64_t samples, int64_t *total) {
+    int64_t per_epoch = spec->drop_last ? samples / spec->batch_size
+                                        : (samples + spec->batch_size - 1) / spec->batch_size;
+    *total = per_epoch * spec->epochs;
+    if (*total <= JOB_MAX_STEPS) return 0;
+    return error_at("epochs", "%d epochs of %lld steps (%lld samples in batches of %lld) are "
+                              "%lld steps; a job may take at most %lld",
+                    spec->epochs, (long long)per_epoch, (long long)samples,
+                    (long long)spec->batch_size, (long long)*total, (long long)JOB_MAX_STEPS);
+}
+
+int job_build_check(const JobDaemon *d, const JobSpec *spec, JobCheck *out) {
+    memset(out, 0, sizeof *out);
+    int64_t samples = 0, val_samples;
     if (daemon_source_check(&spec->train, "data.train") ||
         daemon_source_check(&spec->val, "data.val") ||
-        check_named(db, spec, &spec->train, "data.train", size) ||
-        check_named(db, spec, &spec->val, "data.val", NULL) || check_reduction(spec))
+        check_named(d, spec, false, &out->train_dataset, &samples, &out->size) ||
+        check_named(d, spec, true, &out->val_dataset, &val_samples, NULL) ||
+        check_reduction(spec) || count_steps(spec, samples, &out->total_steps))
         return -1;
     /* "cuda" / "cuda:N" needs the CUDA backend registered with that device;
      * backend_for says "device cuda:0: this build has no CUDA backend or no
      * GPU was found" otherwise, and the job is refused at submission. */
     if (!spec->device_auto && !backend_for(spec->device)) return error_set_path("device");
     char path[4400];
-    return spec->init ? init_path(db, spec->init, path, sizeof path) : 0;
+    return spec->init ? init_path(d, spec->init, path, sizeof path) : 0;
 }

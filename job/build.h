@@ -31,10 +31,20 @@ typedef struct {
     Rng init_rng, dropout_rng;
 } JobBuild;
 
+/* A daemon's job: its database, whose namespace the spec's dataset names
+ * resolve in (owner; NULL: every dataset), and the datasets its row
+ * recorded at submission (0: resolve the name). */
+typedef struct {
+    Db *db;
+    const DbViewer *owner;
+    int64_t train_dataset, val_dataset;
+} JobDaemon;
+
 /* Builds *b (zeroed first) from spec, which it takes over (freed by
- * job_build_free, also on failure). db may be NULL (local mode). 0, or -1
- * with an error naming the spec's path ("data.train: ...", "init: ..."). */
-int job_build(JobBuild *b, JobSpec *spec, Db *db);
+ * job_build_free, also on failure). d NULL: `traind run` (inline sources,
+ * `init` a file). 0, or -1 with an error naming the spec's path
+ * ("data.train: ...", "init: ..."). */
+int job_build(JobBuild *b, JobSpec *spec, const JobDaemon *d);
 void job_build_free(JobBuild *b); /* the struct itself is not freed */
 
 /* Moves the built model to `device` (module_to) and rebuilds the optimizer
@@ -52,13 +62,6 @@ void job_build_trainer(JobBuild *b, Trainer *t, Device device);
 /* The trainer's loss function for the spec's loss. */
 TrainLossFn job_build_loss_fn(const JobSpec *spec);
 
-/* Loads a SPEC_SOURCE_NAME source: the dataset (id or name) from db, which
- * must be `ready`, loaded from its files with the spec's needs (CSV labels
- * or float targets as the loss wants). Other kinds load inline. field is
- * "data.train" or "data.val" for the errors. NULL with an error. */
-Dataset *job_build_load_source(const JobSpec *spec, const SpecSource *src, Db *db,
-                               const char *field);
-
 /* Loads a dataset record's files (its format, its CSV options; CSV
  * targets as labels unless `regression`): for the HTTP layer to validate an
  * upload before db_dataset_mark_ready, and for the workers. NULL with an
@@ -68,12 +71,23 @@ Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression);
  * with dtype names), for db_dataset_mark_ready. */
 void job_build_sample_shape(const Dataset *ds, DbSampleShape *out);
 
+/* The most steps a job may take (epochs x batches). */
+#define JOB_MAX_STEPS ((int64_t)1000000000)
+
+/* What a daemon job's spec came to at submission. */
+typedef struct {
+    SpecModelSize size;                 /* the model against data.train */
+    int64_t train_dataset, val_dataset; /* ids, 0 for none */
+    int64_t total_steps;                /* epochs x batches of data.train */
+} JobCheck;
+
 /* Submission-time checks in the daemon, without loading any data: the
- * sources are datasets of the daemon (ready ones), the model's shapes fit
- * their recorded sample shapes, the device exists in this build, `init` is
- * a checkpoint. The model's size against data.train goes to *size (may be
- * NULL). 0, or -1 with an error whose path names the field
- * (error_last()->path: "data.train", "model[4]", "init"). */
-int job_build_check(Db *db, const JobSpec *spec, SpecModelSize *size);
+ * sources are datasets the owner may train on (their own or shared; ready
+ * ones), the model's shapes fit their recorded sample shapes, the steps
+ * stay within JOB_MAX_STEPS, the device exists in this build, `init` is a
+ * checkpoint of the owner's. 0 with *out filled, or -1 with an error whose
+ * path names the field (error_last()->path: "data.train", "model[4]",
+ * "init"). */
+int job_build_check(const JobDaemon *d, const JobSpec *spec, JobCheck *out);
 
 #endif

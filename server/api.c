@@ -15,6 +15,7 @@ const HttpRoute api_routes[] = {
     {"GET", "/v1/datasets", datasets_list, 0, NULL},
     {"GET", "/v1/datasets/{id}", datasets_get, 0, NULL},
     {"DELETE", "/v1/datasets/{id}", datasets_delete, 0, NULL},
+    {"PATCH", "/v1/datasets/{id}", datasets_patch, 0, NULL},
     {"POST", "/v1/jobs", jobs_post, 0, NULL},
     {"GET", "/v1/jobs", jobs_list, 0, NULL},
     {"GET", "/v1/jobs/{id}", jobs_get, 0, NULL},
@@ -30,7 +31,7 @@ const int api_num_routes = (int)(sizeof api_routes / sizeof api_routes[0]);
 int api_authenticate(void *app, const char *token, HttpAuth *out) {
     Api *api = app;
     DbUser u;
-    int st = db_user_by_token(api->db, token, &u);
+    int st = db_user_by_token(api->db, token, &u, NULL);
     if (st == DB_NOT_FOUND || st == DB_INVALID) return 0;
     if (st != DB_OK) return -1;
     out->user_id = u.id;
@@ -68,6 +69,12 @@ int64_t api_job_param(HttpRequest *req, DbJob *out) {
     DbJob j;
     error_clear();
     int st = db_job_get(api->db, id, &j);
+    if (st == DB_OK && !api_owns(req, j.owner)) {
+        /* another user's job answers as one that does not exist */
+        db_job_clear(&j);
+        error_set("job %lld: not found", (long long)id);
+        st = DB_NOT_FOUND;
+    }
     if (st != DB_OK) {
         api_reply_db(req, st, NULL);
         return -1;
@@ -79,9 +86,39 @@ int64_t api_job_param(HttpRequest *req, DbJob *out) {
     return id;
 }
 
-int api_check_owner(HttpRequest *req, int64_t owner, const char *what, int64_t id) {
+DbViewer api_viewer(HttpRequest *req) {
     const HttpAuth *a = http_auth(req);
-    if (a->admin || (owner != 0 && owner == a->user_id)) return 0;
+    return (DbViewer){.user_id = a->user_id, .admin = a->admin};
+}
+
+bool api_owns(HttpRequest *req, int64_t owner) {
+    const HttpAuth *a = http_auth(req);
+    return a->admin || (owner != 0 && owner == a->user_id);
+}
+
+int api_user_filter(HttpRequest *req, int64_t *owner) {
+    Api *api = http_app(req);
+    const HttpAuth *a = http_auth(req);
+    const char *name = http_query(req, "user");
+    *owner = 0;
+    if (!name) return 0;
+    if (strcmp(name, a->name) == 0) {
+        *owner = a->user_id;
+        return 0;
+    }
+    DbUser u;
+    error_clear();
+    int st = db_user_get_by_name(api->db, name, &u);
+    if (st == DB_NOT_FOUND)
+        return http_reply_error(req, 400, "bad_query", "?user", "user: no user '%.64s'", name),
+               -1;
+    if (st != DB_OK) return api_reply_db(req, st, "?user"), -1;
+    *owner = u.id;
+    return 0;
+}
+
+int api_check_owner(HttpRequest *req, int64_t owner, const char *what, int64_t id) {
+    if (api_owns(req, owner)) return 0;
     http_reply_error(req, 403, "forbidden", NULL,
                      "%s %lld belongs to another user; only its owner or an admin may change it",
                      what, (long long)id);

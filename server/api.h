@@ -5,9 +5,11 @@
  * routes of design.md "HTTP API (v1)" and maps storage's DbStatus to
  * statuses; one file per resource under server/routes/ holds the handlers.
  *
- * Access: every route but GET /v1/health needs a token. Any user may read
- * everything (a lab's shared server); changing a job or dataset (cancel,
- * delete) takes its owner or an admin (403 otherwise).
+ * Access: every route but GET /v1/health needs a token. A user's work is
+ * private: another user's job (and its metrics, logs, checkpoints, streams)
+ * answers 404, as one that does not exist would; a dataset is seen by its
+ * owner, and by everyone once its owner shares it (read-only: changing it
+ * is 403 for the others). Admins see and may change everything.
  *
  * Errors: "path" in the error body is the JSON path of a bad field of a
  * body ("optimizer.lr", "urls.images"), "?name" for a query argument, or
@@ -58,8 +60,15 @@ int api_reply_db(HttpRequest *req, int st, const char *path);
 int64_t api_param_id(HttpRequest *req, int i, const char *what);
 /* The job named by the route's {id}: its id, with its record in *out when
  * out is not NULL (db_job_clear it); -1 after replying 404 (or the storage
- * error's status) when there is no such job. */
+ * error's status) when there is no such job, or it is another user's. */
 int64_t api_job_param(HttpRequest *req, DbJob *out);
+/* The caller, as storage's visibility rules take it. */
+DbViewer api_viewer(HttpRequest *req);
+/* Whether the caller is the owner or an admin. */
+bool api_owns(HttpRequest *req, int64_t owner);
+/* ?user=NAME of a listing: that user's id in *owner (0 without it). -1
+ * after replying 400 for an unknown user. */
+int api_user_filter(HttpRequest *req, int64_t *owner);
 /* Owner or admin, or -1 after replying 403. */
 int api_check_owner(HttpRequest *req, int64_t owner, const char *what, int64_t id);
 /* ms since the epoch as an RFC 3339 string, or JSON null for 0. */
@@ -72,6 +81,7 @@ int datasets_post(HttpRequest *req);            /* datasets.c */
 int datasets_list(HttpRequest *req);
 int datasets_get(HttpRequest *req);
 int datasets_delete(HttpRequest *req);
+int datasets_patch(HttpRequest *req);
 extern const HttpBodyStream datasets_upload_body; /* dataset_upload.c */
 int dataset_upload_finish(HttpRequest *req);
 int dataset_import(HttpRequest *req, json_t *body); /* dataset_import.c */

@@ -204,7 +204,9 @@ static int job_threads(const Scheduler *s) {
  * its newest checkpoint left it. *built says whether t is usable. */
 static int prepare(JobRun *r, const DbJob *job, JobBuild *b, Trainer *t, bool *built) {
     Worker *w = r->w;
-    int rc = job_build(b, job_spec_parse(job->spec_json, strlen(job->spec_json)), r->s->db);
+    JobDaemon daemon = {.db = r->s->db, .train_dataset = job->train_dataset,
+                        .val_dataset = job->val_dataset};
+    int rc = job_build(b, job_spec_parse(job->spec_json, strlen(job->spec_json)), &daemon);
     /* the model on the worker's device now, so that a GPU out of memory
      * fails the job here with its message */
     if (rc == 0) rc = job_build_to_device(b, w->device);

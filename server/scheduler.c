@@ -315,23 +315,27 @@ static int memory_check(const SpecModelSize *size, const Worker *w) {
                     size->parameters, size->train_bytes, w->memory_bytes, w->device_name);
 }
 
-int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_json, int64_t owner,
-                         int priority, int64_t *id_out) {
-    SpecModelSize size = {0};
-    if (job_build_check(s->db, spec, &size) != 0) return DB_INVALID;
+int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_json,
+                         const DbViewer *owner, int priority, int64_t *id_out) {
+    JobCheck check;
+    JobDaemon daemon = {.db = s->db, .owner = owner};
+    if (job_build_check(&daemon, spec, &check) != 0) return DB_INVALID;
     const Worker *w = device_check(s, spec->device_auto ? NULL : &spec->device);
-    if (!w || memory_check(&size, w) != 0) return DB_INVALID;
+    if (!w || memory_check(&check.size, w) != 0) return DB_INVALID;
     char request[32] = "auto";
     if (!spec->device_auto) device_name(spec->device, request, sizeof request);
     /* the spec is stored as submitted: it is the job's record, which the
      * worker that runs it reads back */
     DbJobNew job = {.name = spec->name,
-                    .owner = owner,
+                    .owner = owner ? owner->user_id : 0,
                     .spec_json = spec_json,
                     .priority = priority,
                     .device_request = request,
-                    .parameters = size.parameters,
-                    .train_bytes = size.train_bytes};
+                    .parameters = check.size.parameters,
+                    .train_bytes = check.size.train_bytes,
+                    .train_dataset = check.train_dataset,
+                    .val_dataset = check.val_dataset,
+                    .total_steps = check.total_steps};
     int64_t id;
     int rc = db_job_insert(s->db, &job, &id);
     if (rc != DB_OK) return rc;

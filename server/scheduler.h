@@ -70,14 +70,16 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg);
 void scheduler_stop(Scheduler *s);
 
 /* POST /v1/jobs, once the body is a JobSpec: checks it against this
- * daemon (job_build_check: datasets exist and are ready, the model's shapes
- * against theirs; a device this daemon has; a model whose training fits
- * that device's memory), inserts the job as `queued` with spec_json (the
- * spec as submitted) and what the queue needs of it, and wakes the workers.
+ * daemon for its owner (job_build_check: datasets the owner may use, ready,
+ * the model's shapes against theirs; a device this daemon has; a model
+ * whose training fits that device's memory), inserts the job as `queued`
+ * with spec_json (the spec as submitted) and what the queue needs of it
+ * (the datasets resolved, the device, the sizes, the total steps), and
+ * wakes the workers. owner NULL: a job of no user.
  * DB_INVALID with an error whose path names the field ("data.train",
  * "model[4]", "device", "model"). */
-int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_json, int64_t owner,
-                         int priority, int64_t *id_out);
+int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_json,
+                         const DbViewer *owner, int priority, int64_t *id_out);
 
 /* Tells the workers a queued job is there (a job inserted directly with
  * db_job_insert). DB_OK too when a worker has already taken it; DB_NOT_FOUND,

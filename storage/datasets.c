@@ -120,7 +120,7 @@ int db_dataset_insert(Db *db, const char *name, const char *format, const char *
     db_bind_text(st, 4, options_json);
     sqlite3_bind_int64(st, 5, db_now_ms());
     rc = db_step_done(c, st, "dataset");
-    if (rc == DB_CONFLICT) error_set("dataset name '%s': already taken", name);
+    if (rc == DB_CONFLICT) error_set("dataset name '%s': you have a dataset of that name", name);
     if (rc != DB_OK) goto done;
     int64_t id = sqlite3_last_insert_rowid(c->h);
     char dir[4200];
@@ -245,7 +245,7 @@ int db_dataset_mark_ready(Db *db, int64_t id, const DbDataset *info) {
     if (!c) goto done;
     sqlite3_stmt *st = db_stmt(c, "UPDATE datasets SET state = 'ready', files = ?2, bytes = ?3, "
                                   "sha256 = ?4, samples = ?5, shape = ?6 "
-                                  "WHERE id = ?1 AND state = 'uploading'");
+                                  "WHERE id = ?1 AND state IN ('uploading', 'importing')");
     if (!st) goto done;
     sqlite3_bind_int64(st, 1, id);
     db_bind_text(st, 2, files_text);
@@ -255,7 +255,7 @@ int db_dataset_mark_ready(Db *db, int64_t id, const DbDataset *info) {
     db_bind_text(st, 6, shape_text);
     rc = db_step_done(c, st, "dataset");
     if (rc == DB_OK && sqlite3_changes(c->h) == 0) {
-        error_set("dataset %lld: not found or not uploading", (long long)id);
+        error_set("dataset %lld: not found or already ready", (long long)id);
         rc = DB_CONFLICT;
     }
 done:
@@ -267,7 +267,11 @@ done:
 
 #define DATASET_COLS                                                                        \
     "SELECT id, name, format, state, coalesce(owner, 0), files, bytes, sha256, samples, "  \
-    "shape, options, created_at FROM datasets "
+    "shape, options, created_at, shared, progress_bytes, total_bytes, error, "            \
+    "(SELECT u.name FROM users u WHERE u.id = datasets.owner) FROM datasets "
+
+/* Whether the viewer (?v: user id, ?a: admin) may see the row. */
+#define VISIBLE(v, a) "(" a " OR owner = " v " OR shared = 1)"
 
 static int read_dataset(sqlite3_stmt *st, DbDataset *out) {
     memset(out, 0, sizeof *out);
@@ -275,7 +279,10 @@ static int read_dataset(sqlite3_stmt *st, DbDataset *out) {
     db_column_copy(st, 1, out->name, sizeof out->name);
     db_column_copy(st, 2, out->format, sizeof out->format);
     const char *state = (const char *)sqlite3_column_text(st, 3);
-    out->state = state && strcmp(state, "ready") == 0 ? DB_DATASET_READY : DB_DATASET_UPLOADING;
+    out->state = !state                         ? DB_DATASET_UPLOADING
+                 : strcmp(state, "ready") == 0     ? DB_DATASET_READY
+                 : strcmp(state, "importing") == 0 ? DB_DATASET_IMPORTING
+                                                   : DB_DATASET_UPLOADING;
     out->owner = sqlite3_column_int64(st, 4);
     files_from_json((const char *)sqlite3_column_text(st, 5), out);
     out->bytes = sqlite3_column_int64(st, 6);
@@ -285,6 +292,11 @@ static int read_dataset(sqlite3_stmt *st, DbDataset *out) {
     int oom = 0;
     out->options_json = db_column_dup(st, 10, &oom);
     out->created_at = sqlite3_column_int64(st, 11);
+    out->shared = sqlite3_column_int(st, 12) != 0;
+    out->progress_bytes = sqlite3_column_int64(st, 13);
+    out->total_bytes = sqlite3_column_int64(st, 14);
+    db_column_copy(st, 15, out->error, sizeof out->error);
+    db_column_copy(st, 16, out->owner_name, sizeof out->owner_name);
     if (oom) return error_set("dataset: out of memory");
     return 0;
 }
@@ -306,36 +318,96 @@ int db_dataset_get(Db *db, int64_t id, DbDataset *out) {
     return get_one(db, DATASET_COLS "WHERE id = ?1", NULL, id, out);
 }
 
-int db_dataset_get_by_name(Db *db, const char *name, DbDataset *out) {
-    return get_one(db, DATASET_COLS "WHERE name = ?1", name ? name : "", 0, out);
+/* Whether v may see ds (NULL: the daemon, which sees everything). */
+static bool visible(const DbViewer *v, const DbDataset *ds) {
+    return !v || v->admin || (ds->owner && ds->owner == v->user_id) || ds->shared;
 }
 
-int db_dataset_resolve(Db *db, const char *id_or_name, DbDataset *out) {
-    if (!id_or_name || !*id_or_name) {
+/* The dataset `name` of owner (0: any owner) among those v sees: v's own
+ * first, else the others'; DB_CONFLICT when several others' carry it. */
+static int by_name(Db *db, const DbViewer *v, int64_t owner, const char *name, DbDataset *out) {
+    DbDataset *list = NULL;
+    int n = 0;
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, DATASET_COLS "WHERE name = ?1 AND (?4 = 0 OR owner = ?4) AND "
+                                  VISIBLE("?2", "?3") " ORDER BY owner = ?2 DESC, id LIMIT 8");
+    if (st) {
+        db_bind_text(st, 1, name);
+        sqlite3_bind_int64(st, 2, v ? v->user_id : 0);
+        sqlite3_bind_int(st, 3, !v || v->admin);
+        sqlite3_bind_int64(st, 4, owner);
+        rc = db_collect(c, st, sizeof *list, read_dataset_row, (void **)&list, &n, "datasets");
+    }
+    db_release(db, c);
+    if (rc == DB_OK && n == 0) {
+        error_set("dataset '%s': not found", name);
+        rc = DB_NOT_FOUND;
+    } else if (rc == DB_OK && n > 1 && !(v && list[0].owner == v->user_id)) {
+        char owners[256] = "";
+        for (int i = 0; i < n && i < 4; i++) {
+            size_t used = strlen(owners);
+            snprintf(owners + used, sizeof owners - used, "%s%s/%s", i ? ", " : "",
+                     list[i].owner_name[0] ? list[i].owner_name : "?", name);
+        }
+        error_set("dataset '%s': several users have one of that name (%s); give it as "
+                  "user/name or by id", name, owners);
+        rc = DB_CONFLICT;
+    }
+    if (rc == DB_OK) {
+        *out = list[0];
+        list[0].options_json = NULL;
+    }
+    db_dataset_list_free(list, n);
+    return rc;
+}
+
+int db_dataset_resolve(Db *db, const DbViewer *viewer, const char *ref, DbDataset *out) {
+    if (!ref || !*ref) {
         error_set("dataset: empty id or name");
         return DB_NOT_FOUND;
     }
-    bool digits = strlen(id_or_name) <= 18;
-    for (const char *p = id_or_name; *p && digits; p++) digits = *p >= '0' && *p <= '9';
+    bool digits = strlen(ref) <= 18;
+    for (const char *p = ref; *p && digits; p++) digits = *p >= '0' && *p <= '9';
+    const char *slash = strchr(ref, '/');
+    int rc;
     if (digits) {
-        int64_t id = strtoll(id_or_name, NULL, 10);
-        return db_dataset_get(db, id, out);
-    }
-    return db_dataset_get_by_name(db, id_or_name, out);
+        rc = db_dataset_get(db, strtoll(ref, NULL, 10), out);
+        if (rc == DB_OK && !visible(viewer, out)) {
+            db_dataset_clear(out);
+            rc = DB_NOT_FOUND;
+        }
+    } else if (slash) { /* user/name: that user's */
+        char user[DB_USER_NAME_MAX + 1];
+        snprintf(user, sizeof user, "%.*s", (int)(slash - ref), ref);
+        DbUser u;
+        rc = db_user_get_by_name(db, user, &u);
+        if (rc == DB_OK) rc = by_name(db, viewer, u.id, slash + 1, out);
+    } else
+        rc = by_name(db, viewer, 0, ref, out);
+    if (rc == DB_NOT_FOUND) error_set("dataset '%.80s': not found", ref);
+    return rc;
 }
 
-int db_dataset_list(Db *db, bool include_uploading, DbDataset **out, int *n) {
+int db_dataset_list(Db *db, const DbViewer *viewer, int64_t owner, bool include_uploading,
+                    DbDataset **out, int *n) {
     *out = NULL;
     *n = 0;
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
     int rc = DB_OK;
-    sqlite3_stmt *st = db_stmt(c, DATASET_COLS "WHERE ?1 OR state = 'ready' ORDER BY id");
+    sqlite3_stmt *st = db_stmt(c, DATASET_COLS "WHERE (?1 OR state = 'ready') AND "
+                                  "(?2 = 0 OR owner = ?2) AND " VISIBLE("?3", "?4")
+                                  " ORDER BY id");
     if (!st) {
         rc = DB_ERROR;
         goto done;
     }
     sqlite3_bind_int(st, 1, include_uploading);
+    sqlite3_bind_int64(st, 2, owner);
+    sqlite3_bind_int64(st, 3, viewer ? viewer->user_id : 0);
+    sqlite3_bind_int(st, 4, !viewer || viewer->admin);
     rc = db_collect(c, st, sizeof **out, read_dataset_row, (void **)out, n, "datasets");
 done:
     db_release(db, c);
@@ -374,13 +446,67 @@ int db_dataset_delete_stale(Db *db, int *n) {
     if (n) *n = 0;
     DbDataset *list;
     int count;
-    int rc = db_dataset_list(db, true, &list, &count);
+    int rc = db_dataset_list(db, NULL, 0, true, &list, &count);
     if (rc != DB_OK) return rc;
     for (int i = 0; i < count && rc == DB_OK; i++) {
-        if (list[i].state != DB_DATASET_UPLOADING) continue;
+        if (list[i].state == DB_DATASET_READY) continue;
         rc = db_dataset_delete(db, list[i].id);
         if (rc == DB_OK && n) (*n)++;
     }
     db_dataset_list_free(list, count);
+    return rc;
+}
+
+/* One UPDATE of dataset id binding ?2 (int64) and ?3 (text). */
+static int update(Db *db, int64_t id, const char *sql, int64_t a, int64_t b, const char *text) {
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, sql);
+    if (st) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, a);
+        sqlite3_bind_int64(st, 3, b);
+        db_bind_text(st, 4, text);
+        rc = db_step_done(c, st, "dataset");
+        if (rc == DB_OK && sqlite3_changes(c->h) == 0) {
+            error_set("dataset %lld: not found", (long long)id);
+            rc = DB_NOT_FOUND;
+        }
+    }
+    db_release(db, c);
+    return rc;
+}
+
+int db_dataset_import_progress(Db *db, int64_t id, int64_t bytes, int64_t total) {
+    return update(db, id, "UPDATE datasets SET state = 'importing', progress_bytes = ?2, "
+                          "total_bytes = ?3 WHERE id = ?1 AND state != 'ready'",
+                  bytes, total, NULL);
+}
+
+int db_dataset_import_failed(Db *db, int64_t id, const char *error) {
+    return update(db, id, "UPDATE datasets SET error = ?4 WHERE id = ?1", 0, 0, error);
+}
+
+int db_dataset_set_shared(Db *db, int64_t id, bool shared) {
+    return update(db, id, "UPDATE datasets SET shared = ?2 WHERE id = ?1", shared, 0, NULL);
+}
+
+static int read_jobs(sqlite3_stmt *st, void *out) {
+    int64_t *v = out;
+    v[0] = sqlite3_column_int64(st, 0);
+    v[1] = sqlite3_column_int64(st, 1);
+    return 0;
+}
+
+int db_dataset_jobs(Db *db, int64_t id, int *count, int64_t *job) {
+    int64_t v[2] = {0, 0}, keys[1] = {id};
+    int rc = db_get_row_ints(db,
+                             "SELECT count(*), coalesce(min(id), 0) FROM jobs WHERE "
+                             "state IN ('queued', 'running') AND "
+                             "(train_dataset = ?1 OR val_dataset = ?1)",
+                             keys, 1, read_jobs, v, "dataset's jobs");
+    *count = (int)v[0];
+    if (job) *job = v[1];
     return rc;
 }

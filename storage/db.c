@@ -123,10 +123,74 @@ static const char *const migrations[] = {
     "  WHEN json_extract(spec, '$.device') = 'cuda' THEN 'cuda:0'"
     "  WHEN json_type(spec, '$.device') = 'text' THEN json_extract(spec, '$.device')"
     "  ELSE 'auto' END;",
+    /* 3: a server a lab shares. Users: revoked tokens, quotas (NULL: the
+     * daemon's default), recent device use for the fair queue. Datasets:
+     * names unique per owner (each user's namespace; SQLite cannot drop a
+     * UNIQUE, so the table is rebuilt), `shared` (read-only to the others),
+     * `importing` with its progress (URL imports run in the background).
+     * Jobs: an admin's priority over other users' work, and how often the
+     * job was preempted. The audit trail. */
+    "ALTER TABLE users ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE users ADD COLUMN quota_running INTEGER;"
+    "ALTER TABLE users ADD COLUMN quota_queued INTEGER;"
+    "ALTER TABLE users ADD COLUMN quota_gpus INTEGER;"
+    "ALTER TABLE users ADD COLUMN quota_dataset_bytes INTEGER;"
+    "ALTER TABLE users ADD COLUMN quota_checkpoint_bytes INTEGER;"
+    "ALTER TABLE users ADD COLUMN usage_s REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE users ADD COLUMN usage_at INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE datasets_v3 ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL,"
+    "  format TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('uploading', 'importing', 'ready')),"
+    "  owner INTEGER REFERENCES users(id) ON DELETE SET NULL,"
+    "  files TEXT NOT NULL DEFAULT '[]',"
+    "  bytes INTEGER NOT NULL DEFAULT 0,"
+    "  sha256 TEXT NOT NULL DEFAULT '',"
+    "  samples INTEGER NOT NULL DEFAULT 0,"
+    "  shape TEXT NOT NULL DEFAULT '{}',"
+    "  options TEXT NOT NULL DEFAULT '{}',"
+    "  created_at INTEGER NOT NULL,"
+    "  shared INTEGER NOT NULL DEFAULT 0,"
+    "  progress_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  total_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT);"
+    "INSERT INTO datasets_v3 (id, name, format, state, owner, files, bytes, sha256, samples,"
+    "  shape, options, created_at)"
+    "  SELECT id, name, format, state, owner, files, bytes, sha256, samples, shape, options,"
+    "  created_at FROM datasets;"
+    "DROP TABLE datasets;"
+    "ALTER TABLE datasets_v3 RENAME TO datasets;"
+    /* an ownerless dataset (owner NULL) is owner 0 here, so that its names
+     * are unique too */
+    "CREATE UNIQUE INDEX datasets_owner_name ON datasets (coalesce(owner, 0), name);"
+    "ALTER TABLE jobs ADD COLUMN admin_priority INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN train_dataset INTEGER;"
+    "ALTER TABLE jobs ADD COLUMN val_dataset INTEGER;"
+    /* the datasets a job's spec named, while names were still global */
+    "UPDATE jobs SET"
+    "  train_dataset = (SELECT d.id FROM datasets d WHERE d.name = json_extract(jobs.spec,"
+    "    '$.data.train') OR CAST(d.id AS TEXT) = json_extract(jobs.spec, '$.data.train')),"
+    "  val_dataset = (SELECT d.id FROM datasets d WHERE d.name = json_extract(jobs.spec,"
+    "    '$.data.val') OR CAST(d.id AS TEXT) = json_extract(jobs.spec, '$.data.val'))"
+    "  WHERE json_valid(spec);"
+    "ALTER TABLE jobs ADD COLUMN preemptions INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX jobs_owner_state ON jobs (owner, state);"
+    "CREATE TABLE audit ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  ts INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  target TEXT NOT NULL,"
+    "  detail TEXT);",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,
                "DB_SCHEMA_VERSION must count the migrations");
+
+const char *db_migration(int version) {
+    return version >= 1 && version <= DB_SCHEMA_VERSION ? migrations[version - 1] : NULL;
+}
 
 /* ---- helpers shared by storage/ files ---- */
 

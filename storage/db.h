@@ -2,7 +2,8 @@
  *
  * One header for the storage layer; one .c per concept:
  *   storage/db.c           open, pragmas, migrations, the connection pool
- *   storage/users.c        users and their bearer tokens (sha256 only)
+ *   storage/users.c        users, their bearer tokens (sha256 only), quotas, usage
+ *   storage/audit.c        who did what, when
  *   storage/datasets.c     uploaded datasets and their files on disk
  *   storage/jobs.c         jobs: spec, state machine, queue order, progress
  *   storage/metrics.c      metric history, downsampling, the async writer
@@ -57,7 +58,7 @@ typedef enum {
 } DbStatus;
 
 #define DB_MAX_CONNECTIONS 16
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
 
 /* ---- open, close (storage/db.c) ---- */
 
@@ -83,11 +84,26 @@ int db_path(const Db *db, const char *rel, char *buf, size_t size);
 #define DB_TOKEN_LEN 64 /* hex chars of a token: 32 random bytes */
 #define DB_USER_NAME_MAX 64
 
+/* What a user may take at once; -1 in a field: the daemon's default (serve
+ * options), which the scheduler and the routes fill in. */
+typedef struct {
+    int64_t running_jobs, queued_jobs, gpus, dataset_bytes, checkpoint_bytes;
+} DbQuota;
+#define DB_QUOTA_DEFAULT (-1)
+/* In db_user_set_quota: leave the field as it is. */
+#define DB_QUOTA_UNCHANGED INT64_MIN
+
 typedef struct {
     int64_t id;
     char name[DB_USER_NAME_MAX + 1];
     bool admin;
     int64_t created_at;
+    int64_t revoked_at; /* 0: active */
+    DbQuota quota;
+    /* Recent use of the devices, for the fair queue: device-seconds,
+     * decayed with a half-life, as of usage_at (ms). */
+    double usage_s;
+    int64_t usage_at;
 } DbUser;
 
 /* Creates a user (name as a dataset name: [A-Za-z0-9._-]{1,64}) with a new
@@ -95,12 +111,66 @@ typedef struct {
  * (DB_TOKEN_LEN + 1 bytes) and is never retrievable again. DB_CONFLICT when
  * the name is taken. id_out may be NULL. */
 int db_user_create(Db *db, const char *name, bool admin, int64_t *id_out, char *token_out);
-/* The user whose token this is. DB_NOT_FOUND for an unknown token. */
-int db_user_by_token(Db *db, const char *token, DbUser *out);
+/* The active user whose token this is: the token's sha256 found through its
+ * index, then compared again in constant time. DB_NOT_FOUND for an unknown
+ * or revoked token. token_sha256_out (SHA256_HEX_LEN + 1 bytes, may be
+ * NULL) gets the hash, for db_user_token_valid. */
+int db_user_by_token(Db *db, const char *token, DbUser *out, char *token_sha256_out);
+/* Whether the user still holds this token hash and is not revoked: for a
+ * stream opened with it, which ends when its token stops working. DB_OK,
+ * DB_NOT_FOUND when it no longer does. */
+int db_user_token_valid(Db *db, int64_t id, const char *token_sha256);
+int db_user_get_by_name(Db *db, const char *name, DbUser *out);
+/* Every user, by id. Free *out with free(). */
+int db_user_list(Db *db, DbUser **out, int *n);
+/* The token stops working at once; the user's work stays. DB_CONFLICT when
+ * already revoked. */
+int db_user_revoke(Db *db, const char *name);
+/* A new token for the user (also a revoked one, which becomes active
+ * again); the old one stops working at once. */
+int db_user_rotate(Db *db, const char *name, char *token_out);
+/* Sets the fields of q that are not DB_QUOTA_UNCHANGED (DB_QUOTA_DEFAULT:
+ * back to the daemon's default). DB_INVALID for a value below -1. */
+int db_user_set_quota(Db *db, const char *name, const DbQuota *q);
+/* Adds device-seconds of use, after decaying what there was by
+ * 2^(-elapsed / half_life_s). */
+int db_user_add_usage(Db *db, int64_t id, double device_s, double half_life_s);
+/* usage_s decayed from usage_at to now_ms. */
+double db_user_usage_now(const DbUser *u, int64_t now_ms, double half_life_s);
+
+/* What a user holds now, against the quota. */
+typedef struct {
+    int64_t running_jobs, queued_jobs, gpus; /* gpus: running jobs on a cuda device */
+    int64_t dataset_bytes;                   /* datasets they own, all states */
+    int64_t checkpoint_bytes;                /* checkpoints of their jobs */
+} DbUsage;
+int db_user_holdings(Db *db, int64_t id, DbUsage *out);
+
 /* First start: when no admin user exists, creates "admin" and writes its
  * token to <data-dir>/admin.token (mode 0600; written to a temporary name,
  * fsynced, renamed). *created (may be NULL) says whether it did. */
 int db_user_bootstrap_admin(Db *db, bool *created);
+
+/* ---- the audit trail (storage/audit.c) ---- */
+
+/* Who did what, when: "job.create", "job.cancel", "job.priority",
+ * "dataset.create", "dataset.delete", "user.add", "user.revoke",
+ * "user.rotate", "user.quota". actor: a user name ("cli" for the command
+ * line); target: "job 12", "dataset mnist", "user alice"; detail may be
+ * NULL. */
+typedef struct {
+    int64_t id, ts;
+    char actor[DB_USER_NAME_MAX + 1];
+    char action[32];
+    char target[160];
+    char detail[256];
+} DbAuditEntry;
+
+int db_audit_add(Db *db, const char *actor, const char *action, const char *target,
+                 const char *detail);
+/* Entries with id > after_id, oldest first, at most limit (1..1000). Free
+ * *out with free(). */
+int db_audit_list(Db *db, int64_t after_id, int limit, DbAuditEntry **out, int *n);
 
 /* ---- datasets (storage/datasets.c) ---- */
 
@@ -108,7 +178,17 @@ int db_user_bootstrap_admin(Db *db, bool *created);
 #define DB_DATASET_MAX_FILES 4
 #define DB_MAX_DIMS 8
 
-typedef enum { DB_DATASET_UPLOADING, DB_DATASET_READY } DbDatasetState;
+/* uploading: its files are streaming in; importing: fetched from URLs in
+ * the background (progress_bytes of total_bytes); ready: listed, usable. */
+typedef enum { DB_DATASET_UPLOADING, DB_DATASET_IMPORTING, DB_DATASET_READY } DbDatasetState;
+
+/* Who is asking. A user sees what they own and the datasets others share;
+ * an admin sees everything. Storage functions take NULL for the daemon
+ * itself (a worker), which sees everything. */
+typedef struct {
+    int64_t user_id;
+    bool admin;
+} DbViewer;
 
 /* One file of a dataset: its role ("images", "labels" for idx; "file" for
  * csv; "inputs", "targets" for npy) and its name inside the dataset's
@@ -139,6 +219,8 @@ typedef struct {
     char format[8]; /* "idx", "csv", "npy" */
     DbDatasetState state;
     int64_t owner; /* user id, 0 for none */
+    char owner_name[DB_USER_NAME_MAX + 1]; /* "" for none */
+    bool shared;   /* readable (and trainable on) by every user */
     int num_files;
     DbDatasetFile files[DB_DATASET_MAX_FILES];
     int64_t bytes;     /* all files */
@@ -149,6 +231,8 @@ typedef struct {
      * [...], "feature_columns": [...]} (both optional); "{}" otherwise. */
     char *options_json;
     int64_t created_at;
+    int64_t progress_bytes, total_bytes; /* importing: fetched so far, expected (0: unknown) */
+    char error[256];                     /* why an import failed, "" otherwise */
 } DbDataset;
 
 void db_dataset_clear(DbDataset *ds); /* frees options_json; the struct may be reused */
@@ -164,8 +248,9 @@ int db_dataset_name_check(const char *name);
 
 /* Inserts a dataset in state `uploading` and creates its empty directory
  * (<data-dir>/datasets/<id>, mode 0755) for the upload to stream into.
- * options_json may be NULL ("{}"). DB_CONFLICT when the name is taken,
- * DB_INVALID for a bad name or format. */
+ * options_json may be NULL ("{}"). Names are unique per owner: DB_CONFLICT
+ * when the owner has one of that name already; DB_INVALID for a bad name or
+ * format. */
 int db_dataset_insert(Db *db, const char *name, const char *format, const char *options_json,
                       int64_t owner, int64_t *id_out);
 /* "<data-dir>/datasets/<id>" into buf. */
@@ -176,20 +261,35 @@ int db_dataset_dir(const Db *db, int64_t id, char *buf, size_t size);
  * it is computed as the sha256 of the text "<role> <file sha256>\n" for each
  * file in order. DB_CONFLICT when it is not `uploading`. */
 int db_dataset_mark_ready(Db *db, int64_t id, const DbDataset *info);
+/* uploading -> importing, or an import's progress. */
+int db_dataset_import_progress(Db *db, int64_t id, int64_t bytes, int64_t total);
+/* An import that failed: its error kept for the user to read (the row stays
+ * `importing` with the error until deleted). */
+int db_dataset_import_failed(Db *db, int64_t id, const char *error);
+int db_dataset_set_shared(Db *db, int64_t id, bool shared);
 int db_dataset_get(Db *db, int64_t id, DbDataset *out);
-int db_dataset_get_by_name(Db *db, const char *name, DbDataset *out);
-/* A dataset by id (all digits) or name, as `data.train` and the URL's
- * {id} give it. */
-int db_dataset_resolve(Db *db, const char *id_or_name, DbDataset *out);
-/* Datasets ordered by id; include_uploading false lists only `ready` ones.
- * *out is an array of *n (free with db_dataset_list_free). */
-int db_dataset_list(Db *db, bool include_uploading, DbDataset **out, int *n);
+/* A dataset as `data.train` and the URL's {id} name it, among those the
+ * viewer sees: an id (all digits); "user/name"; or a name, the viewer's
+ * own first, else a shared one (any one, for an admin). DB_NOT_FOUND for
+ * none (also for one the viewer may not see: its existence is not told),
+ * DB_CONFLICT when a name is several others' (then "user/name" or the id
+ * says which). */
+int db_dataset_resolve(Db *db, const DbViewer *viewer, const char *ref, DbDataset *out);
+/* The datasets the viewer sees, ordered by id: of owner (0: every owner);
+ * include_uploading false lists only `ready` ones. *out is an array of *n
+ * (free with db_dataset_list_free). */
+int db_dataset_list(Db *db, const DbViewer *viewer, int64_t owner, bool include_uploading,
+                    DbDataset **out, int *n);
+/* Queued or running jobs that train on the dataset: *count of them, and
+ * the first's id in *job (may be NULL). */
+int db_dataset_jobs(Db *db, int64_t id, int *count, int64_t *job);
 void db_dataset_list_free(DbDataset *list, int n);
 /* Deletes the dataset's files and directory first, then its row; a second
  * call, or one after a crash between the two, finishes the job. */
 int db_dataset_delete(Db *db, int64_t id);
-/* Deletes datasets left `uploading` (by a daemon that died mid-upload);
- * call at start, before serving. *n (may be NULL) gets how many. */
+/* Deletes datasets left `uploading` or `importing` (by a daemon that died
+ * mid-upload); call at start, before serving. *n (may be NULL) gets how
+ * many. */
 int db_dataset_delete_stale(Db *db, int *n);
 /* "<data-dir>/datasets/<id>/<file name>" of the file with this role. */
 int db_dataset_file_path(const Db *db, const DbDataset *ds, const char *role, char *buf,
@@ -228,14 +328,19 @@ typedef struct {
     char *spec_json; /* owned: the spec as submitted */
     DbJobState state;
     char device[32]; /* "cpu", "cuda:0": where it runs / ran; "" before */
-    int priority;    /* higher runs first */
+    int priority;    /* orders its owner's own jobs: higher runs first */
     int attempt;     /* 1 on the first run, +1 for each resume */
-    char device_request[32];                     /* what the spec asks: "auto", "cpu", "cuda:N" */
-    int64_t parameters;                          /* of the model (core/spec.h SpecModelSize) */
-    int64_t train_bytes;                         /* memory training it takes, at least */
     int64_t created_at, started_at, finished_at; /* started_at: of the latest attempt */
     char *error;     /* owned; NULL unless failed */
     DbJobProgress progress;
+    char device_request[32]; /* what the spec asks: "auto", "cpu", "cuda:N" */
+    int64_t parameters;      /* of the model (core/spec.h SpecModelSize) */
+    int64_t train_bytes;     /* memory training it takes, at least */
+    char owner_name[DB_USER_NAME_MAX + 1];
+    /* the datasets its spec names, resolved at submission; 0 for none */
+    int64_t train_dataset, val_dataset;
+    int admin_priority; /* set by an admin: ahead of other users' work */
+    int preemptions;    /* times it was stopped for a job of higher priority */
 } DbJob;
 
 void db_job_clear(DbJob *job); /* frees spec_json and error */
@@ -248,6 +353,8 @@ typedef struct {
     int priority;
     const char *device_request; /* "auto", "cpu", "cuda:N"; NULL: "auto" */
     int64_t parameters, train_bytes;
+    int64_t train_dataset, val_dataset; /* 0 for none */
+    int64_t total_steps;                /* of the whole run, 0 when unknown */
 } DbJobNew;
 
 /* A new job in state `queued`. */
@@ -287,7 +394,7 @@ int db_job_set_progress(Db *db, int64_t id, const DbJobProgress *p);
 /* A queued job as the queue sees it. */
 typedef struct {
     int64_t id, owner;
-    int priority;
+    int priority, admin_priority;
     char device_request[32];
     int64_t train_bytes;
     int64_t created_at;

@@ -73,6 +73,10 @@ void db_column_copy(sqlite3_stmt *st, int i, char *buf, size_t size);
  * failed allocation when oom is not NULL). */
 char *db_column_dup(sqlite3_stmt *st, int i, int *oom);
 
+/* The SQL of migration `version` (1..DB_SCHEMA_VERSION), for tests that
+ * build an old database; NULL past the last. */
+const char *db_migration(int version);
+
 /* Removes a directory tree under the data dir (files first, then the
  * directory). A missing path is success. 0, or -1 with an error. */
 int db_remove_tree(const char *path);

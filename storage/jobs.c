@@ -53,8 +53,9 @@ int db_job_insert(Db *db, const DbJobNew *job, int64_t *id_out) {
     if (!c) return DB_ERROR;
     int rc = DB_ERROR;
     sqlite3_stmt *st = db_stmt(c, "INSERT INTO jobs (name, owner, spec, state, priority, "
-                                  "created_at, device_request, parameters, train_bytes) "
-                                  "VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8)");
+                                  "created_at, device_request, parameters, train_bytes, "
+                                  "train_dataset, val_dataset, total_steps) "
+                                  "VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
     if (!st) goto done;
     db_bind_text(st, 1, job->name ? job->name : "");
     if (job->owner > 0)
@@ -67,6 +68,14 @@ int db_job_insert(Db *db, const DbJobNew *job, int64_t *id_out) {
     db_bind_text(st, 6, job->device_request ? job->device_request : "auto");
     sqlite3_bind_int64(st, 7, job->parameters);
     sqlite3_bind_int64(st, 8, job->train_bytes);
+    for (int i = 0; i < 2; i++) {
+        int64_t ds = i ? job->val_dataset : job->train_dataset;
+        if (ds > 0)
+            sqlite3_bind_int64(st, 9 + i, ds);
+        else
+            sqlite3_bind_null(st, 9 + i);
+    }
+    sqlite3_bind_int64(st, 11, job->total_steps);
     rc = db_step_done(c, st, "job");
     if (rc == DB_OK && id_out) *id_out = sqlite3_last_insert_rowid(c->h);
 done:
@@ -75,10 +84,12 @@ done:
 }
 
 /* ?9 says whether to read the spec: listings leave the (large) text out. */
-#define JOB_COLS                                                                                   \
-    "SELECT id, name, coalesce(owner, 0), CASE WHEN ?9 THEN spec END, state, device, "             \
-    "priority, attempt, created_at, started_at, finished_at, error, epoch, step, "                 \
-    "total_steps, samples_per_s, eta_s, device_request, parameters, train_bytes FROM jobs "
+#define JOB_COLS                                                                           \
+    "SELECT id, name, coalesce(owner, 0), CASE WHEN ?9 THEN spec END, state, device, "    \
+    "priority, attempt, created_at, started_at, finished_at, error, epoch, step, "         \
+    "total_steps, samples_per_s, eta_s, device_request, parameters, train_bytes, "          \
+    "(SELECT u.name FROM users u WHERE u.id = jobs.owner), coalesce(train_dataset, 0), "   \
+    "coalesce(val_dataset, 0), admin_priority, preemptions FROM jobs "
 
 static int read_job(sqlite3_stmt *st, DbJob *j) {
     memset(j, 0, sizeof *j);
@@ -107,6 +118,11 @@ static int read_job(sqlite3_stmt *st, DbJob *j) {
     db_column_copy(st, 17, j->device_request, sizeof j->device_request);
     j->parameters = sqlite3_column_int64(st, 18);
     j->train_bytes = sqlite3_column_int64(st, 19);
+    db_column_copy(st, 20, j->owner_name, sizeof j->owner_name);
+    j->train_dataset = sqlite3_column_int64(st, 21);
+    j->val_dataset = sqlite3_column_int64(st, 22);
+    j->admin_priority = sqlite3_column_int(st, 23);
+    j->preemptions = sqlite3_column_int(st, 24);
     if (oom) {
         db_job_clear(j);
         return error_set("job: out of memory");
@@ -326,6 +342,7 @@ static int read_queued(sqlite3_stmt *st, void *out) {
     db_column_copy(st, 3, q->device_request, sizeof q->device_request);
     q->train_bytes = sqlite3_column_int64(st, 4);
     q->created_at = sqlite3_column_int64(st, 5);
+    q->admin_priority = sqlite3_column_int(st, 6);
     return 0;
 }
 
@@ -336,8 +353,8 @@ int db_job_queue(Db *db, DbQueuedJob **out, int *n) {
     if (!c) return DB_ERROR;
     int rc = DB_ERROR;
     sqlite3_stmt *st = db_stmt(c, "SELECT id, coalesce(owner, 0), priority, device_request, "
-                                  "train_bytes, created_at FROM jobs WHERE state = 'queued' "
-                                  "ORDER BY priority DESC, created_at, id");
+                                  "train_bytes, created_at, admin_priority FROM jobs "
+                                  "WHERE state = 'queued' ORDER BY priority DESC, created_at, id");
     if (st) rc = db_collect(c, st, sizeof **out, read_queued, (void **)out, n, "queue");
     db_release(db, c);
     if (rc != DB_OK) {

@@ -151,3 +151,9 @@ int sha256_file_hex(const char *path, char *hex, int64_t *bytes) {
     sha256_final_hex(&s, hex);
     return 0;
 }
+
+bool sha256_hex_equal(const char *a, const char *b) {
+    unsigned diff = 0;
+    for (size_t i = 0; i < SHA256_HEX_LEN; i++) diff |= (unsigned char)a[i] ^ (unsigned char)b[i];
+    return diff == 0;
+}

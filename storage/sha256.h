@@ -9,6 +9,7 @@
 #ifndef TRAIND_STORAGE_SHA256_H
 #define TRAIND_STORAGE_SHA256_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,10 @@ void sha256_final_hex(Sha256 *s, char *hex);
 void sha256_buffer_hex(const void *data, size_t len, char *hex);
 /* Hex digest of a file's bytes, streamed; *bytes (may be NULL) gets its
  * size. 0, or -1 with an error naming the file. */
+/* Whether two hex digests are equal, in time that does not depend on where
+ * they differ (for tokens' hashes). */
+bool sha256_hex_equal(const char *a, const char *b);
+
 int sha256_file_hex(const char *path, char *hex, int64_t *bytes);
 
 #endif

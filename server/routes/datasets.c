@@ -4,7 +4,14 @@
  * A dataset is described by its record: name, format, state, samples, the
  * shape of one sample (dtype and dims of inputs and targets), classes, its
  * files with their sizes and sha256, and a sha256 of the whole (the file's
- * own for a one-file dataset). {id} is the id or the name.
+ * own for a one-file dataset). {id} is the id, the name (the caller's own
+ * first, else a shared one) or "user/name".
+ *
+ * Privacy: a user lists and reads their own datasets and those others have
+ * shared ({"shared": true}, set by PATCH or at creation); another user's
+ * private dataset answers 404, as one that does not exist. A shared
+ * dataset is read-only to the others (403 on PATCH and DELETE). A dataset a
+ * queued or running job trains on cannot be deleted (409 in_use).
  */
 #include <stdio.h>
 #include <string.h>
@@ -25,16 +32,17 @@ json_t *dataset_json(const DbDataset *ds) {
     const DbSampleShape *s = &ds->shape;
     bool ready = ds->state == DB_DATASET_READY;
     return json_pack(
-        "{s:I, s:s, s:s, s:s, s:I, s:o, s:o, s:o, s:I, s:s, s:o*, s:o, s:o*}", "id",
+        "{s:I, s:s, s:s, s:s, s:I, s:o, s:o, s:o, s:I, s:s, s:o*, s:o, s:o*, s:s, s:b}", "id",
         (json_int_t)ds->id, "name", ds->name, "format", ds->format, "state",
-        ready ? "ready" : "uploading", "samples", (json_int_t)ds->samples, "inputs",
+        ready ? "ready" : ds->state == DB_DATASET_IMPORTING ? "importing" : "uploading", "samples", (json_int_t)ds->samples, "inputs",
         json_pack("{s:s, s:o}", "dtype", s->input_dtype, "shape", dims(s->input_ndim, s->input_shape)),
         "targets",
         json_pack("{s:s, s:o}", "dtype", s->target_dtype, "shape",
                   dims(s->target_ndim, s->target_shape)),
         "classes", s->num_classes > 0 ? json_integer(s->num_classes) : json_null(), "bytes",
         (json_int_t)ds->bytes, "sha256", ds->sha256, "files", files, "created_at",
-        api_time(ds->created_at), "options", options);
+        api_time(ds->created_at), "options", options, "owner", ds->owner_name, "shared",
+        ds->shared);
 }
 
 int datasets_post(HttpRequest *req) {
@@ -49,10 +57,12 @@ int datasets_post(HttpRequest *req) {
 int datasets_list(HttpRequest *req) {
     Api *api = http_app(req);
     bool all = false;
-    if (http_query_bool(req, "all", &all) != 0) return 0;
+    int64_t owner;
+    if (http_query_bool(req, "all", &all) != 0 || api_user_filter(req, &owner) != 0) return 0;
     DbDataset *list = NULL;
     int n = 0;
-    int st = db_dataset_list(api->db, all, &list, &n);
+    DbViewer v = api_viewer(req);
+    int st = db_dataset_list(api->db, &v, owner, all, &list, &n);
     if (st != DB_OK) return api_reply_db(req, st, NULL);
     json_t *arr = json_array();
     for (int i = 0; arr && i < n; i++) json_array_append_new(arr, dataset_json(&list[i]));
@@ -60,15 +70,20 @@ int datasets_list(HttpRequest *req) {
     return http_reply_json(req, 200, json_pack("{s:o*}", "datasets", arr));
 }
 
-/* {id}: a dataset id or name; only ready ones are visible. */
+/* {id}: a dataset the caller sees, by id or name; an upload in progress
+ * is not one yet (an import is: its progress is what it shows). */
 static int resolve(HttpRequest *req, DbDataset *out) {
     Api *api = http_app(req);
     error_clear();
-    int st = db_dataset_resolve(api->db, http_param(req, 0), out);
-    if (st == DB_OK && out->state != DB_DATASET_READY) {
+    DbViewer v = api_viewer(req);
+    int st = db_dataset_resolve(api->db, &v, http_param(req, 0), out);
+    if (st == DB_OK && out->state == DB_DATASET_UPLOADING) {
         db_dataset_clear(out);
         st = DB_NOT_FOUND;
-        error_set("dataset '%.64s' is still uploading", http_param(req, 0));
+    }
+    if (st == DB_CONFLICT) {
+        http_reply_error(req, 409, "conflict", NULL, "%s", error_get());
+        return -1;
     }
     if (st == DB_NOT_FOUND || st == DB_INVALID) {
         http_reply_error(req, 404, "not_found", NULL, "no dataset '%.64s'", http_param(req, 0));
@@ -96,7 +111,48 @@ int datasets_delete(HttpRequest *req) {
     int64_t id = ds.id, owner = ds.owner;
     db_dataset_clear(&ds);
     if (api_check_owner(req, owner, "dataset", id) != 0) return 0;
-    int st = db_dataset_delete(api->db, id);
+    int jobs = 0;
+    int64_t job = 0;
+    int st = db_dataset_jobs(api->db, id, &jobs, &job);
     if (st != DB_OK) return api_reply_db(req, st, NULL);
+    if (jobs > 0)
+        return http_reply_error(req, 409, "in_use", NULL,
+                                "dataset %lld is used by %d queued or running job%s (job %lld); "
+                                "cancel %s first", (long long)id, jobs, jobs == 1 ? "" : "s",
+                                (long long)job, jobs == 1 ? "it" : "them");
+    if ((st = db_dataset_delete(api->db, id)) != DB_OK) return api_reply_db(req, st, NULL);
     return http_reply_json(req, 200, json_pack("{s:I, s:b}", "id", (json_int_t)id, "deleted", 1));
+}
+
+/* PATCH {"shared": true|false}: the owner (or an admin) shares a dataset
+ * with every user, read-only, or takes it back. */
+int datasets_patch(HttpRequest *req) {
+    Api *api = http_app(req);
+    json_t *body = http_json_body(req);
+    if (!body) return 0;
+    json_t *shared = json_object_get(body, "shared");
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v) {
+        if (strcmp(key, "shared") != 0) {
+            http_reply_error(req, 400, "invalid", key, "%s: unknown field (known: shared)", key);
+            json_decref(body);
+            return 0;
+        }
+    }
+    bool value = json_is_true(shared);
+    bool ok = json_is_boolean(shared);
+    json_decref(body);
+    if (!ok) return http_reply_error(req, 400, "invalid", "shared", "shared: expected true or false");
+    DbDataset ds;
+    if (resolve(req, &ds) != 0) return 0;
+    int64_t id = ds.id, owner = ds.owner;
+    db_dataset_clear(&ds);
+    if (api_check_owner(req, owner, "dataset", id) != 0) return 0;
+    int st = db_dataset_set_shared(api->db, id, value);
+    if (st != DB_OK || (st = db_dataset_get(api->db, id, &ds)) != DB_OK)
+        return api_reply_db(req, st, NULL);
+    json_t *out = dataset_json(&ds);
+    db_dataset_clear(&ds);
+    return http_reply_json(req, 200, out);
 }

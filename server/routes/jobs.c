@@ -55,8 +55,9 @@ int jobs_post(HttpRequest *req) {
         return http_reply_error(req, 400, "invalid_spec", error_last()->path, "%s", error_get());
     int64_t id = 0;
     error_clear();
-    int st = scheduler_create_job(api->sched, spec, http_body(req, NULL), http_auth(req)->user_id,
-                                  (int)priority, &id);
+    DbViewer owner = api_viewer(req);
+    int st = scheduler_create_job(api->sched, spec, http_body(req, NULL), &owner, (int)priority,
+                                  &id);
     job_spec_free(spec);
     if (st == DB_INVALID)
         return http_reply_error(req, 422, "invalid_spec", error_last()->path, "%s", error_get());
@@ -89,6 +90,14 @@ int jobs_list(HttpRequest *req) {
     q.limit = (int)limit;
     q.before_id = cursor;
     q.offset = offset;
+    if (api_user_filter(req, &q.owner) != 0) return 0;
+    /* a user lists their own jobs; an admin everyone's, or one user's */
+    if (!http_auth(req)->admin) {
+        if (q.owner != 0 && q.owner != http_auth(req)->user_id)
+            return http_reply_error(req, 403, "forbidden", "?user",
+                                    "user: only an admin may list another user's jobs");
+        q.owner = http_auth(req)->user_id;
+    }
     DbJob *jobs = NULL;
     int n = 0;
     int64_t next = 0;

@@ -305,7 +305,7 @@ QUEUED=$(jv 'd["id"]')
 api GET "/v1/jobs/$QUEUED"
 check "queued job says why it waits" "$(jv '(d["state"], d["queue"]["ahead"], len(d["queue"]["reason"]) > 0)')" "('queued', 0, True)"
 STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST -H "Authorization: Bearer $USER_TOKEN" "$URL/v1/jobs/$QUEUED/cancel")
-expect "cancel another user's job" 403 forbidden
+expect "cancel another user's job: 404, as if it did not exist" 404 not_found
 api POST "/v1/jobs/$QUEUED/cancel"
 expect "cancel a queued job" 200 && check "queued job cancelled" "$(jv 'd["state"]')" cancelled
 api POST "/v1/jobs/$QUEUED/cancel"

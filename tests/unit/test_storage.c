@@ -152,25 +152,33 @@ Test(storage, migrations_from_empty_and_reopen) {
 
 /* Version 2 puts what the queue needs of a job in columns; the jobs of a
  * version-1 database take their device from their specs. */
+/* A database at version `version`, made by its own migrations, with the
+ * rows of `sql` in it, in a new temporary data dir. */
+static void make_old_db(int version, const char *sql) {
+    make_tmp();
+    char path[300];
+    snprintf(path, sizeof path, "%s/traind.db", tmpdir);
+    sqlite3 *h;
+    cr_assert_eq(sqlite3_open(path, &h), SQLITE_OK);
+    for (int v = 1; v <= version; v++)
+        cr_assert_eq(sqlite3_exec(h, db_migration(v), NULL, NULL, NULL), SQLITE_OK, "%s",
+                     sqlite3_errmsg(h));
+    char bump[64];
+    snprintf(bump, sizeof bump, "PRAGMA user_version=%d", version);
+    cr_assert_eq(sqlite3_exec(h, bump, NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(h));
+    sqlite3_close(h);
+}
+
 Test(storage, migration_2_fills_device_request_from_the_spec) {
-    Db *db = open_tmp();
-    DbConn *c = db_acquire(db);
-    /* back to version 1: its jobs table, four jobs of its time */
-    cr_assert_eq(db_exec(c, "ALTER TABLE jobs DROP COLUMN device_request;"
-                            "ALTER TABLE jobs DROP COLUMN parameters;"
-                            "ALTER TABLE jobs DROP COLUMN train_bytes;"
-                            "PRAGMA user_version=1;"
-                            "INSERT INTO jobs (spec, state, created_at) VALUES"
-                            " ('{\"device\": \"cuda\"}', 'queued', 1),"
-                            " ('{\"device\": \"cpu\"}', 'queued', 2),"
-                            " ('{\"epochs\": 1}', 'queued', 3),"
-                            " ('{\"device\": \"cuda:1\"}', 'succeeded', 4)"),
-                 DB_OK, "%s", error_get());
-    db_release(db, c);
-    db_close(db);
-    db = db_open(tmpdir);
+    make_old_db(1, "INSERT INTO jobs (spec, state, created_at) VALUES"
+                   " ('{\"device\": \"cuda\"}', 'queued', 1),"
+                   " ('{\"device\": \"cpu\"}', 'queued', 2),"
+                   " ('{\"epochs\": 1}', 'queued', 3),"
+                   " ('{\"device\": \"cuda:1\"}', 'succeeded', 4)");
+    Db *db = db_open(tmpdir);
     cr_assert(db != NULL, "%s", error_get());
-    cr_assert_eq(db_schema_version(db), 2);
+    cr_assert_eq(db_schema_version(db), DB_SCHEMA_VERSION);
     DbQueuedJob *q;
     int n;
     cr_assert_eq(db_job_queue(db, &q, &n), DB_OK);
@@ -186,6 +194,41 @@ Test(storage, migration_2_fills_device_request_from_the_spec) {
     remove_tmp();
 }
 
+/* Version 3 makes dataset names each user's own, and records the datasets
+ * a job of version 2 named (names were global then, or an id). */
+Test(storage, migration_3_keeps_datasets_and_resolves_jobs_datasets) {
+    make_old_db(2, "INSERT INTO users (name, token_sha256, created_at) VALUES ('u', 'h', 1);"
+                   "INSERT INTO datasets (name, format, state, owner, created_at) VALUES"
+                   " ('train', 'csv', 'ready', 1, 1), ('test', 'csv', 'ready', 1, 1);"
+                   "INSERT INTO jobs (spec, state, created_at, owner) VALUES"
+                   " ('{\"data\": {\"train\": \"train\", \"val\": \"2\"}}', 'queued', 1, 1),"
+                   " ('{\"data\": {\"train\": \"gone\"}}', 'queued', 2, 1)");
+    Db *db = db_open(tmpdir);
+    cr_assert(db != NULL, "%s", error_get());
+    DbJob j;
+    cr_assert_eq(db_job_get(db, 1, &j), DB_OK);
+    cr_assert_eq(j.train_dataset, 1);
+    cr_assert_eq(j.val_dataset, 2);
+    cr_assert_str_eq(j.owner_name, "u");
+    db_job_clear(&j);
+    cr_assert_eq(db_job_get(db, 2, &j), DB_OK);
+    cr_assert_eq(j.train_dataset, 0);
+    db_job_clear(&j);
+    DbDataset ds;
+    DbViewer other = {.user_id = 2};
+    cr_assert_eq(db_dataset_resolve(db, NULL, "train", &ds), DB_OK);
+    cr_assert_eq(ds.id, 1);
+    cr_assert_str_eq(ds.owner_name, "u");
+    cr_assert(!ds.shared);
+    db_dataset_clear(&ds);
+    cr_assert_eq(db_dataset_resolve(db, &other, "train", &ds), DB_NOT_FOUND);
+    int64_t id;
+    /* the name is still u's: another owner may take it */
+    cr_assert_eq(db_dataset_insert(db, "train", "csv", NULL, 1, &id), DB_CONFLICT);
+    db_close(db);
+    remove_tmp();
+}
+
 /* ---- users ---- */
 
 Test(storage, users_tokens_and_admin_bootstrap) {
@@ -195,15 +238,15 @@ Test(storage, users_tokens_and_admin_bootstrap) {
     cr_assert_eq(db_user_create(db, "alice", false, &id, token), DB_OK);
     cr_assert_eq(strlen(token), DB_TOKEN_LEN);
     DbUser u;
-    cr_assert_eq(db_user_by_token(db, token, &u), DB_OK);
+    cr_assert_eq(db_user_by_token(db, token, &u, NULL), DB_OK);
     cr_assert_eq(u.id, id);
     cr_assert_str_eq(u.name, "alice");
     cr_assert(!u.admin);
     char wrong[DB_TOKEN_LEN + 1];
     memcpy(wrong, token, sizeof wrong);
     wrong[0] = wrong[0] == 'a' ? 'b' : 'a';
-    cr_assert_eq(db_user_by_token(db, wrong, &u), DB_NOT_FOUND);
-    cr_assert_eq(db_user_by_token(db, "short", &u), DB_NOT_FOUND);
+    cr_assert_eq(db_user_by_token(db, wrong, &u, NULL), DB_NOT_FOUND);
+    cr_assert_eq(db_user_by_token(db, "short", &u, NULL), DB_NOT_FOUND);
     cr_assert_eq(db_user_create(db, "alice", false, NULL, token), DB_CONFLICT);
     cr_assert_eq(db_user_create(db, "a/b", false, NULL, token), DB_INVALID);
     /* the token itself is not stored, only its hash */
@@ -227,7 +270,7 @@ Test(storage, users_tokens_and_admin_bootstrap) {
     cr_assert(fgets(line, sizeof line, f) != NULL);
     fclose(f);
     line[strcspn(line, "\n")] = '\0';
-    cr_assert_eq(db_user_by_token(db, line, &u), DB_OK);
+    cr_assert_eq(db_user_by_token(db, line, &u, NULL), DB_OK);
     cr_assert(u.admin);
     cr_assert_str_eq(u.name, "admin");
     cr_assert_eq(db_user_bootstrap_admin(db, &created), DB_OK);
@@ -264,7 +307,7 @@ Test(storage, dataset_crud) {
     /* uploading: not listed by default */
     DbDataset *list;
     int n;
-    cr_assert_eq(db_dataset_list(db, false, &list, &n), DB_OK);
+    cr_assert_eq(db_dataset_list(db, NULL, 0, false, &list, &n), DB_OK);
     cr_assert_eq(n, 0);
     db_dataset_list_free(list, n);
     snprintf(file, sizeof file, "%s/data.csv", dir);
@@ -285,7 +328,7 @@ Test(storage, dataset_crud) {
     cr_assert_eq(db_dataset_mark_ready(db, id, &info), DB_CONFLICT);
 
     DbDataset ds;
-    cr_assert_eq(db_dataset_get_by_name(db, "toy", &ds), DB_OK);
+    cr_assert_eq(db_dataset_resolve(db, NULL, "toy", &ds), DB_OK);
     cr_assert_eq(ds.id, id);
     cr_assert_eq(ds.state, DB_DATASET_READY);
     cr_assert_str_eq(ds.format, "csv");
@@ -306,15 +349,15 @@ Test(storage, dataset_crud) {
     db_dataset_clear(&ds);
     char idtext[32];
     snprintf(idtext, sizeof idtext, "%lld", (long long)id);
-    cr_assert_eq(db_dataset_resolve(db, idtext, &ds), DB_OK);
+    cr_assert_eq(db_dataset_resolve(db, NULL, idtext, &ds), DB_OK);
     cr_assert_str_eq(ds.name, "toy");
     db_dataset_clear(&ds);
-    cr_assert_eq(db_dataset_resolve(db, "toy", &ds), DB_OK);
+    cr_assert_eq(db_dataset_resolve(db, NULL, "toy", &ds), DB_OK);
     db_dataset_clear(&ds);
-    cr_assert_eq(db_dataset_resolve(db, "nope", &ds), DB_NOT_FOUND);
-    cr_assert_eq(db_dataset_resolve(db, "999", &ds), DB_NOT_FOUND);
+    cr_assert_eq(db_dataset_resolve(db, NULL, "nope", &ds), DB_NOT_FOUND);
+    cr_assert_eq(db_dataset_resolve(db, NULL, "999", &ds), DB_NOT_FOUND);
 
-    cr_assert_eq(db_dataset_list(db, false, &list, &n), DB_OK);
+    cr_assert_eq(db_dataset_list(db, NULL, 0, false, &list, &n), DB_OK);
     cr_assert_eq(n, 1);
     cr_assert_str_eq(list[0].name, "toy");
     db_dataset_list_free(list, n);
