@@ -26,6 +26,7 @@
 #include "core/spec.h"
 #include "core/train.h"
 #include "server/job_build.h"
+#include "server/text.h"
 
 typedef struct {
     const JobSpec *spec;
@@ -38,8 +39,10 @@ typedef struct {
 static void on_metric(void *user, const char *name, int64_t step, int epoch, double value) {
     RunContext *rc = user;
     if (rc->jsonl) {
-        printf("{\"event\":\"metric\",\"name\":\"%s\",\"step\":%lld,\"epoch\":%d,\"value\":%.17g}\n",
-               name, (long long)step, epoch, value);
+        char number[TEXT_REAL_MAX]; /* as the API writes it: 0.1, null for NaN */
+        text_real_chars(number, value);
+        printf("{\"event\":\"metric\",\"name\":\"%s\",\"step\":%lld,\"epoch\":%d,\"value\":%s}\n",
+               name, (long long)step, epoch, number);
         return;
     }
     if (!rc->tty || strcmp(name, "loss") != 0) return;
