@@ -1,6 +1,6 @@
 # tests/e2e/lib.sh - what the e2e scripts share: counting checks, reading
-# JSON responses, calling the API, checking the database. Sourced after the
-# script has made $TMP (and, for api, set $URL and $TOKEN).
+# JSON responses, calling the API, checking the database. Sourced before
+# any of it runs; jv and api need $TMP (and api $URL and $TOKEN) when called.
 
 # sanitizer reports in a daemon's or a command's stderr
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
@@ -11,9 +11,25 @@ SANITIZER='Sanitizer\|runtime error:\|==[0-9]*==ERROR'
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
-passed=0 failed=0
+passed=0 failed=0 skipped=0
 pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+# skip WHAT WHY: checks not made here, and why. Counted, and with
+# TRAIND_SKIP_LOG set (make test sets it) appended there for make test's
+# closing list of every skip.
+skip() {
+    echo "SKIP $1: $2"
+    skipped=$((skipped + 1))
+    if [ -n "${TRAIND_SKIP_LOG:-}" ]; then
+        echo "$(basename "$0" .sh): $1: $2" >>"$TRAIND_SKIP_LOG"
+    fi
+}
+# summary: the closing line, "test_x: N passed, N failed, N skipped"; its
+# status is whether none failed.
+summary() {
+    echo "$(basename "$0" .sh): $passed passed, $failed failed, $skipped skipped"
+    [ "$failed" -eq 0 ]
+}
 # check NAME ACTUAL WANTED
 check() {
     if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "got '$2', want '$3'"; fi

@@ -21,7 +21,7 @@
 #
 # The jobs train a small MLP on a generated CSV (no MNIST needed), sized to
 # take a few seconds each under ASan. Needs curl, python3 and sqlite3 (or
-# python3's sqlite3 module). Ends with "N passed, N failed".
+# python3's sqlite3 module). Ends with "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -283,7 +283,7 @@ timeout 20 "$TRAIND" serve --port 0 --data-dir "$TMP/vx" --http-cpus "${CPUS// /
 check "--http-cpus (every CPU): exit 2, none left for training" \
     "$?,$(grep -c "leaves none of this process's CPUs" "$TMP/bad.log")" "2,1"
 if [ "$CPUS" = "$LAST" ]; then
-    echo "SKIP --http-cpus on a running daemon: this process has one CPU ($LAST)"
+    skip "--http-cpus on a running daemon" "this process has one CPU ($LAST)"
 else
     VC=$TMP/vc LOG_C=$TMP/daemon_c.log
     start "$VC" "$LOG_C" --http-cpus "$LAST"
@@ -345,5 +345,4 @@ else
     pass "no sanitizer report"
 fi
 
-echo "test_daemon: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary
