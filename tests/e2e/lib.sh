@@ -58,15 +58,22 @@ api() {
         "$@" "$URL$p")
 }
 
-# integrity DATA_DIR: SQLite's PRAGMA integrity_check of the daemon's database
-# ("ok" when intact), with the sqlite3 tool or Python's module.
-integrity() {
+# sql DATA_DIR QUERY: the rows of QUERY on the daemon's database, a line
+# each, "|" between columns (an error's text instead when it fails), with
+# the sqlite3 tool or Python's module; waits up to 2 s for a lock.
+sql() {
     if command -v sqlite3 >/dev/null; then
-        sqlite3 "$1/traind.db" 'PRAGMA integrity_check' 2>&1
+        sqlite3 -cmd '.timeout 2000' "$1/traind.db" "$2" 2>&1
     else
-        $PY -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("PRAGMA integrity_check").fetchone()[0])' "$1/traind.db" 2>&1
+        $PY -c 'import sqlite3, sys
+for r in sqlite3.connect(sys.argv[1], timeout=2).execute(sys.argv[2]):
+    print("|".join("" if v is None else str(v) for v in r))' "$1/traind.db" "$2" 2>&1
     fi
 }
+
+# integrity DATA_DIR: SQLite's PRAGMA integrity_check of the daemon's
+# database ("ok" when intact).
+integrity() { sql "$1" 'PRAGMA integrity_check'; }
 
 # listening_port LOG PID [SKIP]: waits (up to 15 s) for the daemon PID to log
 # its "listening" line in LOG, after the first SKIP lines (a log that earlier
