@@ -127,11 +127,16 @@ run: deps
 
 # Unit tests (scripts/run-unit-tests.sh: Criterion under the sanitizers,
 # failing on any sanitizer report), the OpenAPI lint, then the e2e scripts.
+# A test that skips says why where it skips and in build/skips.log, which
+# the run lists, with their count, at its end.
+test: export TRAIND_SKIP_LOG := $(CURDIR)/build/skips.log
 test: deps
 	$(MAKE) all build/tests/unit build/traind-asan
+	@rm -f build/skips.log
 	$(MAKE) test-only
 	@$(MAKE) --no-print-directory lint-api
 	@$(MAKE) --no-print-directory test-e2e
+	@touch build/skips.log; echo "make test: $$(wc -l <build/skips.log) skipped"; cat build/skips.log
 
 test-only:
 	OMP_WAIT_POLICY=passive $(GPU_LSAN) \
@@ -143,7 +148,7 @@ test-only:
 # daemon under ASan (test_api.sh); kill -9 and resume, cancel, two workers,
 # SSE resume, /metrics (test_daemon.sh); api-docs/README.md's curl
 # walkthrough, run verbatim (test_walkthrough.sh). Each script ends
-# "N passed, N failed".
+# "N passed, N failed" (those on tests/e2e/lib.sh ", N skipped" too).
 test-e2e: build/traind build/traind-asan
 	@ok=0; tests/e2e/test_run_parity.sh build/traind || ok=1; \
 	tests/e2e/test_run_errors.sh build/traind-asan || ok=1; \

@@ -24,6 +24,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/spec.h"
+#include "core/repr.h"
 #include "core/train.h"
 #include "job/build.h"
 
@@ -38,8 +39,10 @@ typedef struct {
 static void on_metric(void *user, const char *name, int64_t step, int epoch, double value) {
     RunContext *rc = user;
     if (rc->jsonl) {
-        printf("{\"event\":\"metric\",\"name\":\"%s\",\"step\":%lld,\"epoch\":%d,\"value\":%.17g}\n",
-               name, (long long)step, epoch, value);
+        char number[REPR_DOUBLE_MAX]; /* as the API writes it: 0.1, null for NaN */
+        repr_double(number, value);
+        printf("{\"event\":\"metric\",\"name\":\"%s\",\"step\":%lld,\"epoch\":%d,\"value\":%s}\n",
+               name, (long long)step, epoch, number);
         return;
     }
     if (!rc->tty || strcmp(name, "loss") != 0) return;

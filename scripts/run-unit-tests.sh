@@ -7,11 +7,28 @@
 # Criterion's runner itself sometimes cannot start ("Could not spawn test
 # instance: Protocol error", seen when other Criterion runs share the
 # machine): that start-up failure, before any test ran, is retried once.
+#
+# Skips: Criterion counts a skipped test as passing and names it only with
+# --verbose, so the run is verbose and what is shown leaves out the
+# per-test [RUN ]/[PASS] lines: every "[SKIP] suite::test: why" stays on
+# screen, and the count of them closes the run ("run-unit-tests: N
+# skipped"). With --filter, the tests it leaves out are "[SKIP] ...: Test is
+# disabled" too; those are not skips, and are not shown. With
+# TRAIND_SKIP_LOG set (make test sets it) each skip is also appended there,
+# for make test's closing list.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p build
+# the tests --filter leaves out ("a^" matches no line)
+left_out='a^'
+for a in "$@"; do
+    case $a in --filter*) left_out='^\[SKIP\] .*: Test is disabled$' ;; esac
+done
+# the lines not shown: each test's start and pass, the suites' headers
+quiet="^\[RUN \]|^\[PASS\]|^\[====\] Running [0-9]+ tests? from |$left_out"
 for attempt in 1 2; do
-    build/tests/unit --jobs 2 "$@" 2>&1 | tee build/test.log
+    build/tests/unit --jobs 2 --verbose "$@" 2>&1 | tee build/test.log |
+        grep --line-buffered -Ev "$quiet"
     rc=${PIPESTATUS[0]}
     if grep -q 'Could not spawn test instance' build/test.log &&
        ! grep -q 'Synthesis:' build/test.log && [ "$attempt" = 1 ]; then
@@ -20,6 +37,11 @@ for attempt in 1 2; do
     fi
     break
 done
+grep '^\[SKIP\] ' build/test.log | grep -Ev "$left_out" | sed 's/^\[SKIP\] //' >build/test-skips.log
+echo "run-unit-tests: $(wc -l <build/test-skips.log) skipped"
+if [ -n "${TRAIND_SKIP_LOG:-}" ]; then
+    sed 's/^/unit tests: /' build/test-skips.log >>"$TRAIND_SKIP_LOG"
+fi
 if grep -q 'ERROR: LeakSanitizer\|ERROR: AddressSanitizer\|runtime error:' build/test.log; then
     echo "run-unit-tests: sanitizer reports above: failing the test run" >&2
     exit 1

@@ -35,6 +35,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "server/log.h"
+#include "server/text_json.h"
 
 #define HTTP_STATUS_SLOTS 24
 #define HTTP_TICK_MS 200
@@ -251,7 +252,7 @@ int http_reply_shared(HttpRequest *req, int status, const char *content_type, co
 }
 
 int http_reply_json(HttpRequest *req, int status, json_t *body) {
-    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *text = text_json_dumps(body, NULL);
     json_decref(body);
     if (!text) {
         static const char oom[] =

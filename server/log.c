@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/text_json.h"
+
 static atomic_int log_requests = 1;
 
 void log_set_requests(int on) { atomic_store(&log_requests, on); }
@@ -69,20 +71,16 @@ void log_json(const char *event, json_t *obj) {
     json_object_set_new(line, "event", json_string(event));
     json_object_update(line, obj);
     json_decref(obj);
-    char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    Text text = {0};
+    text_json(&text, line);
+    text_put(&text, "\n", 1);
     json_decref(line);
-    if (!text) return;
-    size_t len = strlen(text);
-    char *buf = malloc(len + 1);
-    if (buf) {
-        memcpy(buf, text, len);
-        buf[len] = '\n';
+    if (!text.oom) {
         /* one write per line: stderr is shared by every thread */
-        ssize_t w = write(STDERR_FILENO, buf, len + 1);
+        ssize_t w = write(STDERR_FILENO, text.buf, text.len);
         (void)w;
-        free(buf);
     }
-    free(text);
+    text_free(&text);
 }
 
 void log_message(const char *event, const char *fmt, ...) {

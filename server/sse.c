@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/text_json.h"
+
 static int append(SseBuf *b, const char *text, size_t n) {
     if (b->pos == b->len) b->pos = b->len = 0; /* drained: start over */
     if (b->len + n > b->cap) {
@@ -23,13 +25,14 @@ static int append(SseBuf *b, const char *text, size_t n) {
 }
 
 int sse_event(SseBuf *b, int64_t id, const char *event, json_t *data) {
-    char *text = data ? json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    size_t len = 0;
+    char *text = text_json_dumps(data, &len);
     json_decref(data);
     if (!text) return -1;
     char head[128];
     int n = id >= 0 ? snprintf(head, sizeof head, "id: %lld\nevent: %s\ndata: ", (long long)id, event)
                     : snprintf(head, sizeof head, "event: %s\ndata: ", event);
-    int rc = append(b, head, (size_t)n) || append(b, text, strlen(text)) || append(b, "\n\n", 2);
+    int rc = append(b, head, (size_t)n) || append(b, text, len) || append(b, "\n\n", 2);
     free(text);
     return rc ? -1 : 0;
 }

@@ -21,10 +21,8 @@ void text_puts(Text *t, const char *s);
 void text_printf(Text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A decimal integer, without printf's format parsing. */
 void text_int(Text *t, long long v);
-/* A JSON number that reads back as exactly v, byte for byte what
- * json_dumps writes for json_real(v): %.17g, ".0" when it would read as an
- * integer, the exponent without '+' or leading zeros; null for NaN or
- * infinity (JSON has no spelling for them). */
+/* A JSON number that reads back as exactly v: core/repr.h's repr_double
+ * (0.1, not 0.10000000000000001; null for NaN), appended to t. */
 void text_real(Text *t, double v);
 void text_free(Text *t);
 

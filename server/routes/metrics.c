@@ -36,6 +36,7 @@
 #include "server/log.h"
 #include "server/sse.h"
 #include "server/text.h"
+#include "server/text_json.h"
 
 #define FOLLOW_BATCH 2000
 #define FOLLOW_NAMES 32
@@ -50,7 +51,7 @@ static json_t *point_json(const DbMetric *m) {
 /* A metric name as a JSON string (malloc'd), as the history writes it. */
 static char *quoted_name(const char *name) {
     json_t *s = log_string(name);
-    char *q = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+    char *q = text_json_dumps(s, NULL);
     json_decref(s);
     return q;
 }
@@ -72,7 +73,7 @@ static void page_close(Text *t, int64_t next) {
  * -1 when the list is whole. Written as text (server/text.h), not through
  * jansson's tree: a 10,000-point page is ~50,000 small allocations and a
  * printf per field that way, most of a GET's time (bench/api.sh). The
- * bytes are those json_dumps(JSON_COMPACT) would write. */
+ * bytes are those text_json (every other reply's writer) would write. */
 static void history_text(Text *t, int64_t job, const DbMetric *m, int n, int64_t next) {
     char name[DB_METRIC_NAME_MAX + 1] = "";
     char *quoted = NULL; /* the name of the points before, as a JSON string */
@@ -122,7 +123,7 @@ static int chunked_body(Api *api, const DbJob *j, const char *name, int64_t afte
 }
 
 /* ?max_points: each series apart, the named one or every one the job has,
- * in buckets; as jansson text into *out. */
+ * in buckets; as JSON text into *out. */
 static int downsampled_body(Api *api, int64_t job, const char *name, int64_t after,
                             int64_t max_points, char **out) {
     DbMetric *names = NULL;
@@ -154,7 +155,7 @@ static int downsampled_body(Api *api, int64_t job, const char *name, int64_t aft
     free(names);
     json_t *o = json_pack("{s:I, s:o*, s:n}", "job_id", (json_int_t)job, "metrics", items,
                           "next_after");
-    *out = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    *out = text_json_dumps(o, NULL);
     json_decref(o);
     return *out ? DB_OK : error_set("out of memory");
 }

@@ -1,6 +1,6 @@
 # tests/e2e/lib.sh - what the e2e scripts share: counting checks, reading
-# JSON responses, calling the API, checking the database. Sourced after the
-# script has made $TMP (and, for api, set $URL and $TOKEN).
+# JSON responses, calling the API, checking the database. Sourced before
+# any of it runs; jv and api need $TMP (and api $URL and $TOKEN) when called.
 
 # sanitizer reports in a daemon's or a command's stderr
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
@@ -11,9 +11,25 @@ SANITIZER='Sanitizer\|runtime error:\|==[0-9]*==ERROR'
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
-passed=0 failed=0
+passed=0 failed=0 skipped=0
 pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+# skip WHAT WHY: checks not made here, and why. Counted, and with
+# TRAIND_SKIP_LOG set (make test sets it) appended there for make test's
+# closing list of every skip.
+skip() {
+    echo "SKIP $1: $2"
+    skipped=$((skipped + 1))
+    if [ -n "${TRAIND_SKIP_LOG:-}" ]; then
+        echo "$(basename "$0" .sh): $1: $2" >>"$TRAIND_SKIP_LOG"
+    fi
+}
+# summary: the closing line, "test_x: N passed, N failed, N skipped"; its
+# status is whether none failed.
+summary() {
+    echo "$(basename "$0" .sh): $passed passed, $failed failed, $skipped skipped"
+    [ "$failed" -eq 0 ]
+}
 # check NAME ACTUAL WANTED
 check() {
     if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "got '$2', want '$3'"; fi
@@ -42,15 +58,22 @@ api() {
         "$@" "$URL$p")
 }
 
-# integrity DATA_DIR: SQLite's PRAGMA integrity_check of the daemon's database
-# ("ok" when intact), with the sqlite3 tool or Python's module.
-integrity() {
+# sql DATA_DIR QUERY: the rows of QUERY on the daemon's database, a line
+# each, "|" between columns (an error's text instead when it fails), with
+# the sqlite3 tool or Python's module; waits up to 2 s for a lock.
+sql() {
     if command -v sqlite3 >/dev/null; then
-        sqlite3 "$1/traind.db" 'PRAGMA integrity_check' 2>&1
+        sqlite3 -cmd '.timeout 2000' "$1/traind.db" "$2" 2>&1
     else
-        $PY -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("PRAGMA integrity_check").fetchone()[0])' "$1/traind.db" 2>&1
+        $PY -c 'import sqlite3, sys
+for r in sqlite3.connect(sys.argv[1], timeout=2).execute(sys.argv[2]):
+    print("|".join("" if v is None else str(v) for v in r))' "$1/traind.db" "$2" 2>&1
     fi
 }
+
+# integrity DATA_DIR: SQLite's PRAGMA integrity_check of the daemon's
+# database ("ok" when intact).
+integrity() { sql "$1" 'PRAGMA integrity_check'; }
 
 # listening_port LOG PID [SKIP]: waits (up to 15 s) for the daemon PID to log
 # its "listening" line in LOG, after the first SKIP lines (a log that earlier

@@ -19,12 +19,12 @@
 # cleanly (exit 0; under ASan, no sanitizer report).
 #
 # Needs curl and python3 (no torch). Prints a line per check and ends with
-# "N passed, N failed"; exits non-zero on any failure.
+# "N passed, N failed, N skipped"; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
 TRAIND=${1:-build/traind}
-MNIST=${MNIST:-../shared/datasets/mnist}
+MNIST=${MNIST:-${TRAIND_SHARED:-../shared}/datasets/mnist}
 if [ ! -x "$TRAIND" ]; then
     echo "test_api: $TRAIND not built (make $TRAIND)" >&2
     echo "0 passed, 1 failed"
@@ -128,7 +128,7 @@ if [ -f "$MNIST/t10k-images-idx3-ubyte.gz" ] && [ -f "$MNIST/t10k-labels-idx1-ub
     api GET "/v1/datasets/$MNIST_ID"
     expect "describe by id" 200
 else
-    echo "SKIP mnist upload: $MNIST is absent (the jobs below train on the CSV)"
+    skip "mnist upload" "$MNIST is absent (the jobs below train on the CSV)"
 fi
 api GET /v1/datasets
 expect "list datasets" 200
@@ -481,5 +481,4 @@ else
     pass "no sanitizer report"
 fi
 
-echo "test_api: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -13,17 +13,19 @@
 # ../shared/datasets/mnist paths resolve. Variables a block assigns (JOB=...)
 # are carried to the blocks after it, as in one terminal. Each block must
 # exit 0; then a few outputs are checked. Skips (exit 0) when the MNIST
-# files are absent. Needs curl, jq, sha256sum. Ends "N passed, N failed".
+# files are absent. Needs curl, jq, sha256sum. Ends "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
 TRAIND_BIN=${1:-build/traind}
 README=api-docs/README.md
-MNIST=${MNIST:-../shared/datasets/mnist}
+MNIST=${MNIST:-${TRAIND_SHARED:-../shared}/datasets/mnist}
+
+. "$(dirname "$0")/lib.sh"
 
 if [ ! -f "$MNIST/t10k-images-idx3-ubyte.gz" ] || [ ! -f "$MNIST/t10k-labels-idx1-ubyte.gz" ]; then
-    echo "SKIP test_walkthrough: $MNIST/t10k-*-ubyte.gz absent (the walkthrough uploads them)"
-    echo "test_walkthrough: 0 passed, 0 failed"
+    skip "the walkthrough" "$MNIST/t10k-*-ubyte.gz absent (it uploads them)"
+    summary
     exit 0
 fi
 for tool in curl jq sha256sum; do
@@ -47,8 +49,6 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-
-. "$(dirname "$0")/lib.sh"
 
 # ---------------------------------------------------------------- the blocks
 mkdir -p "$TMP/blocks"
@@ -155,5 +155,4 @@ done
 DAEMON_PID=""
 if [ "$rc" = 0 ]; then pass "SIGTERM: a graceful stop"; else fail "SIGTERM: a graceful stop" "exit '$rc'"; fi
 
-echo "test_walkthrough: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

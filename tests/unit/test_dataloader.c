@@ -379,7 +379,7 @@ Test(dataloader, errors) {
 Test(dataloader, mnist_epoch) {
     char ip[512], lp[512];
     if (!shared_path("datasets/mnist/t10k-images-idx3-ubyte.gz", ip, sizeof ip))
-        cr_skip_test("mnist: ../shared/datasets/mnist not found");
+        cr_skip_test("mnist: %s not found", ip);
     cr_assert(shared_path("datasets/mnist/t10k-labels-idx1-ubyte.gz", lp, sizeof lp) != NULL);
     Dataset *ds = dataset_load_idx(ip, lp);
     cr_assert(ds != NULL, "%s", error_get());

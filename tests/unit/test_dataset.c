@@ -104,7 +104,7 @@ static void assert_error_contains(const char *needle) {
 static void check_mnist_split(const char *split) {
     char ip[512], lp[512], rel[128];
     snprintf(rel, sizeof rel, "datasets/mnist/%s-images-idx3-ubyte.gz", split);
-    if (!shared_path(rel, ip, sizeof ip)) cr_skip_test("mnist: ../shared/datasets/mnist not found");
+    if (!shared_path(rel, ip, sizeof ip)) cr_skip_test("mnist: %s not found", ip);
     snprintf(rel, sizeof rel, "datasets/mnist/%s-labels-idx1-ubyte.gz", split);
     cr_assert(shared_path(rel, lp, sizeof lp) != NULL);
 
@@ -165,7 +165,7 @@ Test(dataset, mnist_train) { check_mnist_split("train"); }
 Test(dataset, mnist_truncated_gz) {
     char ip[512], lp[512], cut[512];
     if (!shared_path("datasets/mnist/t10k-images-idx3-ubyte.gz", ip, sizeof ip))
-        cr_skip_test("mnist: ../shared/datasets/mnist not found");
+        cr_skip_test("mnist: %s not found", ip);
     cr_assert(shared_path("datasets/mnist/t10k-labels-idx1-ubyte.gz", lp, sizeof lp) != NULL);
     gzFile g = gzopen(ip, "rb");
     cr_assert(g != NULL);
