@@ -1,5 +1,5 @@
 /* test_job_seed.c - a job's `seed` reaches its shuffling: built the way
- * the daemon's workers and `traind run` build a job (server/job_build.h),
+ * the daemon's workers and `traind run` build a job (job/build.h),
  * trained with train_run, two seeds with `shuffle: true` give two loss
  * curves (from the first step: the first batch differs) and one seed gives
  * the same curve twice, bit for bit. The job starts from the fixture's
@@ -16,7 +16,7 @@
 
 #include "core/error.h"
 #include "core/train.h"
-#include "server/job_build.h"
+#include "job/build.h"
 
 #define JOBS_DIR "tests/fixtures/jobs"
 #define MAX_STEPS 64
