@@ -147,10 +147,13 @@ test-only:
 # gen_jobs.py) and bad input under ASan; the HTTP API against the real
 # daemon under ASan (test_api.sh); kill -9 and resume, cancel, two workers,
 # SSE resume, /metrics (test_daemon.sh); api-docs/README.md's curl
-# walkthrough, run verbatim (test_walkthrough.sh). Each script ends
+# walkthrough, run verbatim (test_walkthrough.sh). The API scripts check
+# every response against api-docs/openapi.yaml (tests/e2e/openapi_check.mjs;
+# openapi_selftest.sh shows it catches what it should). Each script ends
 # "N passed, N failed" (those on tests/e2e/lib.sh ", N skipped" too).
 test-e2e: build/traind build/traind-asan
-	@ok=0; tests/e2e/test_run_parity.sh build/traind || ok=1; \
+	@ok=0; tests/e2e/openapi_selftest.sh || ok=1; \
+	tests/e2e/test_run_parity.sh build/traind || ok=1; \
 	tests/e2e/test_run_errors.sh build/traind-asan || ok=1; \
 	tests/e2e/test_api.sh build/traind-asan || ok=1; \
 	tests/e2e/test_daemon.sh build/traind-asan || ok=1; \

@@ -25,6 +25,13 @@ static json_t *dims(int ndim, const int64_t *shape) {
     return a;
 }
 
+/* One sample's dtype and dims; null until the files are checked (an upload
+ * in progress has neither). */
+static json_t *sample(bool ready, const char *dtype, int ndim, const int64_t *shape) {
+    if (!ready) return json_null();
+    return json_pack("{s:s, s:o}", "dtype", dtype, "shape", dims(ndim, shape));
+}
+
 json_t *dataset_json(const DbDataset *ds) {
     json_t *files = db_dataset_files_json(ds);
     json_error_t jerr;
@@ -32,17 +39,16 @@ json_t *dataset_json(const DbDataset *ds) {
     const DbSampleShape *s = &ds->shape;
     bool ready = ds->state == DB_DATASET_READY;
     return json_pack(
-        "{s:I, s:s, s:s, s:s, s:I, s:o, s:o, s:o, s:I, s:s, s:o*, s:o, s:o*, s:s, s:b}", "id",
+        "{s:I, s:s, s:s, s:s, s:I, s:o, s:o, s:o, s:I, s:o, s:o*, s:o, s:o*, s:s, s:b}", "id",
         (json_int_t)ds->id, "name", ds->name, "format", ds->format, "state",
-        ready ? "ready" : ds->state == DB_DATASET_IMPORTING ? "importing" : "uploading", "samples", (json_int_t)ds->samples, "inputs",
-        json_pack("{s:s, s:o}", "dtype", s->input_dtype, "shape", dims(s->input_ndim, s->input_shape)),
-        "targets",
-        json_pack("{s:s, s:o}", "dtype", s->target_dtype, "shape",
-                  dims(s->target_ndim, s->target_shape)),
-        "classes", s->num_classes > 0 ? json_integer(s->num_classes) : json_null(), "bytes",
-        (json_int_t)ds->bytes, "sha256", ds->sha256, "files", files, "created_at",
-        api_time(ds->created_at), "options", options, "owner", ds->owner_name, "shared",
-        ds->shared);
+        ready ? "ready" : ds->state == DB_DATASET_IMPORTING ? "importing" : "uploading", "samples",
+        (json_int_t)ds->samples, "inputs",
+        sample(ready, s->input_dtype, s->input_ndim, s->input_shape), "targets",
+        sample(ready, s->target_dtype, s->target_ndim, s->target_shape), "classes",
+        s->num_classes > 0 ? json_integer(s->num_classes) : json_null(), "bytes",
+        (json_int_t)ds->bytes, "sha256", ready ? json_string(ds->sha256) : json_null(), "files",
+        files, "created_at", api_time(ds->created_at), "options", options, "owner",
+        ds->owner_name, "shared", ds->shared);
 }
 
 int datasets_post(HttpRequest *req) {

@@ -1,6 +1,7 @@
 # tests/e2e/lib.sh - what the e2e scripts share: counting checks, reading
-# JSON responses, calling the API, checking the database. Sourced before
-# any of it runs; jv and api need $TMP (and api $URL and $TOKEN) when called.
+# JSON responses, calling the API (each response checked against
+# api-docs/openapi.yaml), checking the database. Sourced before any of it
+# runs; jv and api need $TMP (and api $URL and $TOKEN) when called.
 
 # sanitizer reports in a daemon's or a command's stderr
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
@@ -12,8 +13,8 @@ PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
 passed=0 failed=0 skipped=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+pass() { openapi_fold; echo "PASS $1"; passed=$((passed + 1)); }
+fail() { openapi_fold; echo "FAIL $1: $2"; failed=$((failed + 1)); }
 # skip WHAT WHY: checks not made here, and why. Counted, and with
 # TRAIND_SKIP_LOG set (make test sets it) appended there for make test's
 # closing list of every skip.
@@ -27,6 +28,7 @@ skip() {
 # summary: the closing line, "test_x: N passed, N failed, N skipped"; its
 # status is whether none failed.
 summary() {
+    openapi_fold
     echo "$(basename "$0" .sh): $passed passed, $failed failed, $skipped skipped"
     [ "$failed" -eq 0 ]
 }
@@ -49,13 +51,120 @@ print("" if v is None else v)
 PYEOF
 }
 
-# api METHOD PATH [CURL ARGS...] against $URL with $TOKEN: STATUS gets the
-# status, $TMP/body the body.
+# api METHOD PATH [CURL ARGS...] against $URL with $TOKEN (none when
+# $TOKEN is empty): STATUS gets the status, $TMP/body the body. The response
+# is checked against api-docs/openapi.yaml; a mismatch is a failure.
 api() {
-    local m=$1 p=$2
+    local m=$1 p=$2 out
     shift 2
-    STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $TOKEN" \
-        "$@" "$URL$p")
+    local auth=()
+    [ -n "${TOKEN:-}" ] && auth=(-H "Authorization: Bearer $TOKEN")
+    : >"$TMP/body" # curl writes no file for an empty body
+    out=$(curl -s -o "$TMP/body" -w '%{http_code}\n%{header_json}' -X "$m" "${auth[@]}" "$@" \
+        "$URL$p")
+    STATUS=${out%%$'\n'*}
+    openapi_check "$m" "$p" "$STATUS" "${out#*$'\n'}"
+}
+
+# ---------------------------------------------------------------- OpenAPI
+# tests/e2e/openapi_check.mjs, one per script, started at the first use
+# (from whichever shell; its port is kept in $TMP/openapi/port) and gone
+# when the script is. Every problem it finds is a line of
+# $TMP/openapi/problems.log; openapi_fold turns the new lines into FAILs
+# in the script's own shell (an api call in a $(...) subshell cannot count
+# them: they are counted at the next check, api call or openapi_summary).
+OPENAPI_SEEN=0
+
+# openapi_start LOG OWNER: starts a validator that logs its problems to LOG
+# and ends when process OWNER has (npm ci in api-docs first when its
+# node_modules is older than package-lock.json); prints its port, or why it
+# could not start on stderr (and returns 1).
+openapi_start() {
+    local log=$1 owner=$2 docs
+    docs=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../api-docs" && pwd)
+    if [ "$docs/package-lock.json" -nt "$docs/node_modules/.package-lock.json" ] &&
+        ! npm ci --prefix "$docs" --no-audit --no-fund >"$log.npm" 2>&1; then
+        echo "npm ci --prefix api-docs failed: $(tail -n 3 "$log.npm" | tr '\n' ' ')" >&2
+        return 1
+    fi
+    # in a subshell of its own, so that the script's `wait` does not wait for it
+    (node "$docs/../tests/e2e/openapi_check.mjs" --log "$log" --owner "$owner" \
+        >"$log.out" 2>"$log.err" </dev/null &)
+    for _ in $(seq 100); do
+        grep -o '"port":[0-9]*' "$log.out" 2>/dev/null | grep -o '[0-9]*$' && return 0
+        [ -s "$log.err" ] && break
+        sleep 0.1
+    done
+    echo "tests/e2e/openapi_check.mjs did not start: $(head -c 400 "$log.err" | tr '\n' ' ')" >&2
+    return 1
+}
+
+# openapi_port: prints the port of this script's validator, starting it if
+# need be; prints nothing (and logs a problem) when it cannot start.
+openapi_port() {
+    local dir=$TMP/openapi port
+    [ -s "$dir/port" ] && { cat "$dir/port"; return 0; }
+    [ -e "$dir/failed" ] && return 1
+    mkdir -p "$dir"
+    touch "$dir/problems.log"
+    if ! port=$(openapi_start "$dir/problems.log" $$ 2>"$dir/start.err"); then
+        echo "validator: $(tr '\n' ' ' <"$dir/start.err")" >>"$dir/problems.log"
+        touch "$dir/failed"
+        return 1
+    fi
+    echo "$port" >"$dir/port"
+    echo "$port"
+}
+
+# openapi_check METHOD PATH STATUS HEADER_JSON: the response in $TMP/body
+# against the document; its problems are logged by the validator.
+openapi_check() {
+    [ "$3" = 000 ] && return 0 # no response: the caller's own check fails
+    local port
+    port=$(openapi_port) || { openapi_fold; return 0; }
+    curl -s -o /dev/null -m 30 -H "X-Check-Method: $1" -H "X-Check-Path: $2" \
+        -H "X-Check-Status: $3" -H "X-Check-Body: $TMP/body" --data-binary "$4" \
+        "http://127.0.0.1:$port/check" ||
+        echo "$1 $2 -> $3: the validator did not answer (curl exit $?)" >>"$TMP/openapi/problems.log"
+    openapi_fold
+}
+
+# openapi_fold: the problems logged since the last call, each a FAIL (in
+# the script's shell only).
+openapi_fold() {
+    [ "$BASHPID" = "$$" ] && [ -s "$TMP/openapi/problems.log" ] || return 0
+    local line n
+    n=$(wc -l <"$TMP/openapi/problems.log")
+    [ "$n" -gt "$OPENAPI_SEEN" ] || return 0
+    while IFS= read -r line; do
+        echo "FAIL openapi: $line"
+        failed=$((failed + 1))
+    done < <(sed -n "$((OPENAPI_SEEN + 1)),${n}p" "$TMP/openapi/problems.log")
+    OPENAPI_SEEN=$n
+}
+
+# openapi_summary: a check that the validator saw the script's responses
+# (how many, with how many problems); folds in the last problems.
+openapi_summary() {
+    local port stats
+    port=$(openapi_port) || { openapi_fold; return 0; }
+    stats=$(curl -s -m 10 "http://127.0.0.1:$port/stats")
+    check "openapi: responses checked against api-docs/openapi.yaml ($stats)" \
+        "$(echo "$stats" | $PY -c 'import json, sys; print(json.load(sys.stdin)["checked"] > 0)' \
+            2>&1)" True
+}
+
+# file_server DIR: python3's http.server over DIR on a free loopback port,
+# in the background; sets WWW_PID, and WWW_PORT ("" if it did not start).
+file_server() {
+    $PY -u -m http.server 0 --bind 127.0.0.1 --directory "$1" >"$TMP/www.log" 2>&1 &
+    WWW_PID=$!
+    WWW_PORT=""
+    for _ in $(seq 50); do
+        WWW_PORT=$(grep -o 'port [0-9]*' "$TMP/www.log" 2>/dev/null | grep -o '[0-9]*')
+        [ -n "$WWW_PORT" ] && break
+        sleep 0.1
+    done
 }
 
 # sql DATA_DIR QUERY: the rows of QUERY on the daemon's database, a line

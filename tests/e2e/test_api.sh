@@ -15,10 +15,14 @@
 # types, unknown fields, an unknown dataset, truncated and lying uploads, a
 # client killed mid-upload, names with '/' or '..', unknown ids, bodies
 # over the limits -- each a 4xx with a JSON error body, the daemon alive
-# and `PRAGMA integrity_check` ok afterwards. Last, SIGTERM stops it
-# cleanly (exit 0; under ASan, no sanitizer report).
+# and `PRAGMA integrity_check` ok afterwards; a NaN validation loss (null),
+# an upload in progress as `?all=1` lists it, a 413 on routes that read no
+# body. Every response is checked against api-docs/openapi.yaml (lib.sh's
+# api; tests/e2e/openapi_check.mjs). Last, SIGTERM stops it cleanly (exit
+# 0; under ASan, no sanitizer report).
 #
-# Needs curl and python3 (no torch). Prints a line per check and ends with
+# Needs curl, python3 (no torch) and node (npm ci in api-docs runs when its
+# node_modules is missing). Prints a line per check and ends with
 # "N passed, N failed, N skipped"; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -86,14 +90,14 @@ echo "daemon on $URL, data dir $VAR"
 check "admin.token is mode 600" "$(stat -c %a "$VAR/admin.token")" 600
 
 # ---------------------------------------------------------------- health, auth
-STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' "$URL/v1/health")
+TOKEN= api GET /v1/health
 expect "health without a token" 200 && check "health status" "$(jv 'd["status"]')" ok
 check "health lists two cpu workers" "$(jv 'd["devices"]')" "['cpu', 'cpu']"
-STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' "$URL/v1/jobs")
+TOKEN= api GET /v1/jobs
 expect "no token" 401 unauthorized
-STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -H 'Authorization: Bearer nope' "$URL/v1/jobs")
+TOKEN=nope api GET /v1/jobs
 expect "bad token" 401 unauthorized
-STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -H "Authorization: Basic $TOKEN" "$URL/v1/datasets")
+TOKEN= api GET /v1/datasets -H "Authorization: Basic $TOKEN"
 expect "not a bearer token" 401 unauthorized
 api GET /v1/nothing-here
 expect "unknown route" 404 not_found
@@ -140,14 +144,7 @@ expect "unknown dataset" 404 not_found
 # import from URLs: a local http.server over a temp dir
 mkdir -p "$TMP/www"
 cp "$TMP/tab.csv" "$TMP/www/tab.csv"
-$PY -u -m http.server 0 --bind 127.0.0.1 --directory "$TMP/www" >"$TMP/www.log" 2>&1 &
-WWW_PID=$!
-WWW_PORT=""
-for _ in $(seq 50); do
-    WWW_PORT=$(grep -o 'port [0-9]*' "$TMP/www.log" 2>/dev/null | grep -o '[0-9]*')
-    [ -n "$WWW_PORT" ] && break
-    sleep 0.1
-done
+file_server "$TMP/www"
 api POST /v1/datasets -H 'Content-Type: application/json' \
     -d "{\"name\":\"tab-url\",\"format\":\"csv\",\"label_column\":\"label\",\"urls\":{\"file\":\"http://127.0.0.1:$WWW_PORT/tab.csv\"}}"
 expect "import csv from a URL" 201 &&
@@ -184,7 +181,8 @@ job mlp 1 >"$TMP/job.json"
 api POST /v1/jobs -H 'Content-Type: application/json' --data-binary "@$TMP/job.json"
 expect "submit a job" 201 && check "submitted job is queued" "$(jv 'd["state"]')" queued
 JOB=$(jv 'd["id"]')
-timeout 90 curl -sN -H "Authorization: Bearer $TOKEN" "$URL/v1/jobs/$JOB/metrics?follow=1" >"$TMP/sse.txt"
+api GET "/v1/jobs/$JOB/metrics?follow=1" -N -m 90
+cp "$TMP/body" "$TMP/sse.txt"
 check "SSE ends with the job (succeeded)" "$(grep -A1 '^event: end' "$TMP/sse.txt" | grep -o '"state":"[a-z]*"')" '"state":"succeeded"'
 check "SSE: one loss event per step" "$(grep -c '"name":"loss"' "$TMP/sse.txt")" "$STEPS"
 check "SSE: ids are the steps, in order" "$($PY - "$TMP/sse.txt" <<'EOF'
@@ -199,8 +197,8 @@ for line in open(sys.argv[1]):
 print(ok and ids == sorted(ids))
 EOF
 )" True
-timeout 30 curl -sN -H "Authorization: Bearer $TOKEN" -H 'Last-Event-ID: 90' \
-    "$URL/v1/jobs/$JOB/metrics?follow=1&name=loss" >"$TMP/sse2.txt"
+api GET "/v1/jobs/$JOB/metrics?follow=1&name=loss" -N -m 30 -H 'Last-Event-ID: 90'
+cp "$TMP/body" "$TMP/sse2.txt"
 check "SSE resumes after Last-Event-ID" "$(grep -c '"name":"loss"' "$TMP/sse2.txt"),$(grep -c '^event: end' "$TMP/sse2.txt")" "$((STEPS - 90)),1"
 
 api GET "/v1/jobs/$JOB"
@@ -245,18 +243,41 @@ job mlp 1 | sed 's/"lr": 0.05/"lr": 1e30/' >"$TMP/job_nan.json"
 api POST /v1/jobs -H 'Content-Type: application/json' --data-binary "@$TMP/job_nan.json"
 expect "submit a diverging job" 201
 NAN_JOB=$(jv 'd["id"]')
-timeout 60 curl -sN -H "Authorization: Bearer $TOKEN" "$URL/v1/jobs/$NAN_JOB/metrics?follow=1" >/dev/null
+api GET "/v1/jobs/$NAN_JOB/metrics?follow=1" -N -m 60
 api GET "/v1/jobs/$NAN_JOB"
 check "diverging job fails naming the step" "$(jv '(d["state"], "loss is" in d["error"] and d["error"].startswith("step"))')" "('failed', True)"
 check "its latest loss is the step before the failing one" \
     "$(jv 'd["metrics"]["loss"]["step"] + 1 == int(d["error"].split(":")[0].split()[1]) and d["metrics"]["loss"]["value"] is not None')" True
+
+# a validation set whose features overflow float32 in the first layer: the
+# validation loss is NaN, which JSON writes as null; the job goes on, as a
+# PyTorch loop would (a NaN is information, not an error)
+$PY -c 'print("x0,x1,x2,x3,label"); [print("3e38,3e38,3e38,3e38,%d" % (i % 3)) for i in range(30)]' >"$TMP/blowup.csv"
+api POST /v1/datasets -F name=blowup -F format=csv -F label_column=label -F "file=@$TMP/blowup.csv"
+expect "upload a validation set that overflows" 201
+api POST /v1/jobs --data-binary '{"name": "nan-val", "data": {"train": "tab", "val": "blowup"},
+    "model": [{"type": "Linear", "in_features": 4, "out_features": 3}], "loss": {"type": "CrossEntropyLoss"},
+    "optimizer": {"type": "SGD", "lr": 0.1}, "epochs": 1, "batch_size": 60, "metrics": ["accuracy"]}'
+expect "submit a job with that validation set" 201
+NANVAL_JOB=$(jv 'd["id"]')
+api GET "/v1/jobs/$NANVAL_JOB/metrics?follow=1" -N -m 60
+api GET "/v1/jobs/$NANVAL_JOB"
+check "NaN validation loss: the job succeeds, val_loss null, val_accuracy a number" \
+    "$(jv '(d["state"], d["metrics"]["val_loss"]["value"], type(d["metrics"]["val_accuracy"]["value"]).__name__)')" \
+    "('succeeded', None, 'float')"
+api GET "/v1/jobs/$NANVAL_JOB/metrics?name=val_loss"
+check "NaN validation loss: null in the history too" "$(jv '[(m["step"], m["value"]) for m in d["metrics"]]')" "[(10, None)]"
+api GET "/v1/jobs/$NANVAL_JOB/logs"
+check "NaN validation loss: the epoch's log line says nan" "$(jv 'any("val_loss nan" in l["line"] for l in d["lines"])')" True
 
 api GET "/v1/jobs/$JOB/checkpoints"
 expect "list checkpoints" 200
 CK_SHA=$(jv 'd["checkpoints"][-1]["sha256"]')
 CK_BYTES=$(jv 'd["checkpoints"][-1]["bytes"]')
 CK_URL=$(jv 'd["checkpoints"][-1]["url"]')
-HDR=$(curl -s -D - -o "$TMP/model.safetensors" -H "Authorization: Bearer $TOKEN" "$URL$CK_URL")
+api GET "$CK_URL" -D "$TMP/ck_headers"
+mv "$TMP/body" "$TMP/model.safetensors"
+HDR=$(cat "$TMP/ck_headers")
 check "checkpoint download: Content-Length" "$(echo "$HDR" | tr -d '\r' | grep -i '^content-length' | cut -d' ' -f2)" "$CK_BYTES"
 check "checkpoint download: sha256 is the listed one" "$(sha256sum "$TMP/model.safetensors" | cut -d' ' -f1)" "$CK_SHA"
 check "checkpoint is safetensors with PyTorch names" "$($PY - "$TMP/model.safetensors" <<'EOF'
@@ -304,7 +325,7 @@ api POST /v1/jobs --data-binary "@$TMP/q.json"
 QUEUED=$(jv 'd["id"]')
 api GET "/v1/jobs/$QUEUED"
 check "queued job says why it waits" "$(jv '(d["state"], d["queue"]["ahead"], len(d["queue"]["reason"]) > 0)')" "('queued', 0, True)"
-STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST -H "Authorization: Bearer $USER_TOKEN" "$URL/v1/jobs/$QUEUED/cancel")
+TOKEN=$USER_TOKEN api POST "/v1/jobs/$QUEUED/cancel"
 expect "cancel another user's job: 404, as if it did not exist" 404 not_found
 api POST "/v1/jobs/$QUEUED/cancel"
 expect "cancel a queued job" 200 && check "queued job cancelled" "$(jv 'd["state"]')" cancelled
@@ -353,6 +374,10 @@ fi
 $PY -c 'print("{\"name\": \"" + "x" * 2000000 + "\"}")' >"$TMP/huge.json"
 api POST /v1/jobs --data-binary "@$TMP/huge.json"
 expect "JSON body over 1 MiB" 413 too_large
+api POST "/v1/jobs/$JOB/cancel" --data-binary "@$TMP/huge.json"
+expect "a body over 1 MiB where none is read (cancel)" 413 too_large
+api GET /v1/jobs --data-binary "@$TMP/huge.json"
+expect "a body over 1 MiB on a GET" 413 too_large
 head -c 4000000 /dev/urandom >"$TMP/big.bin"
 api POST /v1/datasets -F name=big -F format=csv -F "file=@$TMP/big.bin"
 expect "upload over --max-upload-mb" 413 too_large
@@ -420,11 +445,15 @@ time.sleep(0.3)
 s.close()
 EOF
 check "multipart without its closing boundary" "$(head -n1 "$TMP/raw.out" | cut -d' ' -f2)" 400
-head -c 2500000 /dev/urandom | base64 -w 100 >"$TMP/slow.csv"
+head -c 1500000 /dev/urandom | base64 -w 100 >"$TMP/slow.csv" # 2 MB: under --max-upload-mb 3
 curl -s -o /dev/null --limit-rate 200k -H "Authorization: Bearer $TOKEN" \
     -F name=killed -F format=csv -F "file=@$TMP/slow.csv" "$URL/v1/datasets" &
 CURL_PID=$!
 sleep 1
+api GET '/v1/datasets?all=1'
+check "an upload in progress is listed with ?all=1, nothing of its files known yet" \
+    "$(jv '[(x["state"], x["samples"], x["inputs"], x["targets"], x["classes"], x["sha256"], x["files"]) for x in d["datasets"] if x["name"] == "killed"]')" \
+    "[('uploading', 0, None, None, None, None, [])]"
 kill -9 $CURL_PID 2>/dev/null
 wait $CURL_PID 2>/dev/null
 for _ in $(seq 50); do
@@ -439,7 +468,7 @@ alive_and_intact "after bad input"
 # ---------------------------------------------------------------- /metrics, stop
 api GET /metrics
 expect "prometheus metrics" 200
-for series in 'traind_jobs{state="succeeded"} 1' 'traind_jobs{state="cancelled"} 3' 'traind_queue_length 0' \
+for series in 'traind_jobs{state="succeeded"} 2' 'traind_jobs{state="cancelled"} 3' 'traind_queue_length 0' \
     'traind_http_requests_total{method="POST",route="/v1/jobs",status="201"}' 'traind_upload_bytes_total'; do
     if grep -qF "$series" "$TMP/body"; then pass "/metrics has $series"; else fail "/metrics has $series" "$(head -c 600 "$TMP/body")"; fi
 done
@@ -481,4 +510,5 @@ else
     pass "no sanitizer report"
 fi
 
+openapi_summary
 summary

@@ -375,4 +375,5 @@ else
     pass "no sanitizer report"
 fi
 
+openapi_summary
 summary

@@ -11,7 +11,9 @@
 # blocks in order, each in its own `bash -e -o pipefail`, in a scratch
 # directory beside a link to the MNIST files, so that the README's
 # ../shared/datasets/mnist paths resolve. Variables a block assigns (JOB=...)
-# are carried to the blocks after it, as in one terminal. Each block must
+# are carried to the blocks after it, as in one terminal. Their curl goes
+# through the OpenAPI validator's proxy (http_proxy; openapi_check.mjs), so
+# every response is checked against api-docs/openapi.yaml. Each block must
 # exit 0; then a few outputs are checked. Skips (exit 0) when the MNIST
 # files are absent. Needs curl, jq, sha256sum. Ends "N passed, N failed, N skipped".
 set -uo pipefail
@@ -86,6 +88,13 @@ STATE=$TMP/state.sh
 : >"$STATE"
 
 # ---------------------------------------------------------------- run them
+# through the OpenAPI validator's proxy (tests/e2e/openapi_check.mjs): curl
+# takes http_proxy, so the README's commands stay verbatim and every
+# response they get is checked against api-docs/openapi.yaml
+if OPENAPI_PORT=$(openapi_port); then
+    export http_proxy=http://127.0.0.1:$OPENAPI_PORT
+    unset no_proxy NO_PROXY
+fi
 ALL=$TMP/all.out
 : >"$ALL"
 for b in "${BLOCKS[@]}"; do
@@ -106,6 +115,8 @@ for b in "${BLOCKS[@]}"; do
         fail "$name" "exit $rc: $(tail -c 400 "$b.out")"
     fi
 done
+
+unset http_proxy
 
 # ---------------------------------------------------------------- outputs
 # has NAME PATTERN: the walkthrough's output matches the extended regex
@@ -155,4 +166,5 @@ done
 DAEMON_PID=""
 if [ "$rc" = 0 ]; then pass "SIGTERM: a graceful stop"; else fail "SIGTERM: a graceful stop" "exit '$rc'"; fi
 
+openapi_summary
 summary
