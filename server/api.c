@@ -117,6 +117,21 @@ int api_user_filter(HttpRequest *req, int64_t *owner) {
     return 0;
 }
 
+int api_quota_check(HttpRequest *req, QuotaLimit k, int64_t adding) {
+    Api *api = http_app(req);
+    DbQuota q;
+    DbUsage held;
+    char name[DB_USER_NAME_MAX + 1], msg[256], path[64];
+    error_clear();
+    int st = quota_lookup(api->db, http_auth(req)->user_id, &api->quota_defaults, &q, &held, name,
+                          sizeof name);
+    if (st != DB_OK) return api_reply_db(req, st, NULL), -1;
+    if (quota_allows(name, &q, k, quota_holding(&held, k), adding, msg, sizeof msg)) return 0;
+    snprintf(path, sizeof path, "quota.%s", quota_limit_name(k));
+    http_reply_error(req, 429, "quota_exceeded", path, "%s", msg);
+    return -1;
+}
+
 int api_check_owner(HttpRequest *req, int64_t owner, const char *what, int64_t id) {
     if (api_owns(req, owner)) return 0;
     http_reply_error(req, 403, "forbidden", NULL,

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "server/http.h"
+#include "server/quota.h"
 #include "server/reply_cache.h"
 #include "server/scheduler.h"
 #include "storage/db.h"
@@ -37,6 +38,7 @@ typedef struct {
     time_t started;
     ReplyCache *replies;   /* finished jobs' metric histories */
     ReplyCache *chunks;    /* series cut in chunks (history_chunks.h); NULL: off */
+    DbQuota quota_defaults; /* serve --quota-*: a user's limits unless set for them */
 } Api;
 
 #define API_REPLY_CACHE_BYTES (64u << 20)
@@ -69,6 +71,10 @@ bool api_owns(HttpRequest *req, int64_t owner);
 /* ?user=NAME of a listing: that user's id in *owner (0 without it). -1
  * after replying 400 for an unknown user. */
 int api_user_filter(HttpRequest *req, int64_t *owner);
+/* Whether the caller may add `adding` of limit k (server/quota.h) to what
+ * they hold: 0, or -1 after replying 429 "quota_exceeded" with the numbers
+ * ("alice has 40 of 40 queued jobs"; path "quota.queued_jobs"). */
+int api_quota_check(HttpRequest *req, QuotaLimit k, int64_t adding);
 /* Owner or admin, or -1 after replying 403. */
 int api_check_owner(HttpRequest *req, int64_t owner, const char *what, int64_t id);
 /* ms since the epoch as an RFC 3339 string, or JSON null for 0. */

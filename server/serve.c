@@ -72,6 +72,8 @@ typedef struct {
     const char *bind, *data_dir, *devices;
     int workers, http_threads, http_nice, threads_per_job, import_timeout_s, history_cache_mb;
     int64_t max_upload_mb;
+    DbQuota quota_defaults; /* --quota-*: -1 (no limit) unless given */
+    double fairshare_half_life_s;
     bool quiet;
     const char *http_cpus;          /* --http-cpus as given, NULL without it */
     cpu_set_t http_set, train_set;  /* from it: the HTTP threads', the workers' */
@@ -138,7 +140,9 @@ static int http_cpus_arg(const char *v, ServeOptions *o) {
 static int parse_options(int argc, char **argv, ServeOptions *o) {
     *o = (ServeOptions){.port = 8080, .bind = "127.0.0.1", .data_dir = "./var", .workers = 1,
                         .http_threads = 4, .http_nice = -1, .import_timeout_s = 600,
-                        .max_upload_mb = 4096, .history_cache_mb = API_CHUNK_CACHE_MB};
+                        .max_upload_mb = 4096, .history_cache_mb = API_CHUNK_CACHE_MB,
+                        .quota_defaults = {-1, -1, -1, -1, -1},
+                        .fairshare_half_life_s = 7 * 86400};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -248,7 +252,7 @@ int cmd_serve(int argc, char **argv) {
     Scheduler *sched = NULL;
     HttpServer *http = NULL;
     Api api = {.import_max = o.max_upload_mb << 20, .import_timeout_s = o.import_timeout_s,
-               .started = time(NULL)};
+               .started = time(NULL), .quota_defaults = o.quota_defaults};
 
     db = db_open(o.data_dir);
     if (!db) goto fail;

@@ -120,6 +120,7 @@ int db_user_by_token(Db *db, const char *token, DbUser *out, char *token_sha256_
  * stream opened with it, which ends when its token stops working. DB_OK,
  * DB_NOT_FOUND when it no longer does. */
 int db_user_token_valid(Db *db, int64_t id, const char *token_sha256);
+int db_user_get(Db *db, int64_t id, DbUser *out);
 int db_user_get_by_name(Db *db, const char *name, DbUser *out);
 /* Every user, by id. Free *out with free(). */
 int db_user_list(Db *db, DbUser **out, int *n);

@@ -171,6 +171,12 @@ int db_user_token_valid(Db *db, int64_t id, const char *token_sha256) {
     return DB_OK;
 }
 
+int db_user_get(Db *db, int64_t id, DbUser *out) {
+    char what[64];
+    snprintf(what, sizeof what, "user %lld: not found", (long long)id);
+    return get_one(db, USER_COLS "WHERE id = ?1", NULL, id, out, NULL, what);
+}
+
 int db_user_get_by_name(Db *db, const char *name, DbUser *out) {
     char what[128];
     snprintf(what, sizeof what, "no user '%.64s'", name ? name : "");

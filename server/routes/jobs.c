@@ -54,6 +54,12 @@ int jobs_post(HttpRequest *req) {
     if (!spec)
         return http_reply_error(req, 400, "invalid_spec", error_last()->path, "%s", error_get());
     int64_t id = 0;
+    /* a user with a full queue, or checkpoints at their quota, is told now */
+    if (api_quota_check(req, QUOTA_QUEUED_JOBS, 1) != 0 ||
+        api_quota_check(req, QUOTA_CHECKPOINT_BYTES, 0) != 0) {
+        job_spec_free(spec);
+        return 0;
+    }
     error_clear();
     DbViewer owner = api_viewer(req);
     int st = scheduler_create_job(api->sched, spec, http_body(req, NULL), &owner, (int)priority,
