@@ -3,8 +3,9 @@
 # jq and npm that the API docs and their tests use), only those missing,
 # so a machine that has them all pays nothing.
 set -euo pipefail
+# openssl: tests/e2e/test_edge.sh makes its TLS certificates with it.
 pkgs=(build-essential pkg-config libopenblas-dev libopenblas-openmp-dev libjansson-dev libcriterion-dev
-      libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev zlib1g-dev curl jq)
+      libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev zlib1g-dev curl jq openssl)
 missing=()
 # make lint-api runs Redocly's OpenAPI linter with npm (api-docs/package.json):
 # Debian's nodejs and npm, unless an npm is already on the PATH (NodeSource, nvm).

@@ -5,8 +5,13 @@
  * there, so a 401 or 413 goes out before the body is read), once per piece
  * of the body (buffered, or handed to the route's stream callbacks), and
  * once more at the end, where the handler runs and its reply is queued.
+ * Before all of these, on_target sees the request target as the client
+ * sent it (MHD decodes it after), for the checks of server/http_head.h.
  * on_completed runs when the response is gone (or the client is): it calls
- * the route's finish, counts, logs and frees the request.
+ * the route's finish, logs and frees the request (counted when its reply
+ * was queued, or here as status 0 when it got none). on_connection keeps
+ * each connection's header deadline (server/http_conn.h), which the ticker
+ * enforces.
  *
  * Streams (SSE) use MHD's suspend/resume: a producer with nothing to say
  * returns 0, the reader suspends the connection and parks it on a list that
@@ -34,6 +39,9 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "server/http_conn.h"
+#include "server/http_head.h"
+#include "server/json_limits.h"
 #include "server/log.h"
 #include "server/text_json.h"
 
@@ -45,6 +53,7 @@
 
 typedef struct {
     int status;
+    bool used; /* the slot holds status (its count may have gone back to 0) */
     uint64_t count;
 } StatusCount;
 
@@ -53,8 +62,9 @@ typedef struct HttpStream HttpStream;
 struct HttpServer {
     struct MHD_Daemon *daemon;
     HttpConfig cfg;
-    char bind[64];
     int port;
+
+    HttpConns *conns; /* the header deadlines */
 
     pthread_mutex_t count_lock;
     StatusCount (*counts)[HTTP_STATUS_SLOTS]; /* [num_routes + 1]: last is "unmatched" */
@@ -83,7 +93,9 @@ struct HttpRequest {
     struct MHD_Connection *conn;
     int route; /* index into cfg.routes, -1: none */
     char method[16];
-    char *path;
+    char *target; /* as the client sent it, before MHD decoded it; NULL: unknown */
+    char *path;   /* decoded by MHD (cut short when the target is over HTTP_TARGET_MAX) */
+    bool begun;   /* its head is in: on_request has seen it */
     char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
     int num_params;
     HttpAuth auth;
@@ -96,7 +108,7 @@ struct HttpRequest {
 
     struct MHD_Response *response; /* made, not yet queued */
     int status;
-    bool queued;
+    bool queued, counted;
     void *state;
     struct timespec start;
 };
@@ -133,26 +145,23 @@ static bool pattern_match(const char *pattern, const char *path, char (*params)[
         }
         p += plen, u += ulen;
     }
-    /* a trailing slash is tolerated: /v1/jobs/ is /v1/jobs */
-    if (*u == '/' && u[1] == '\0') u++;
+    /* /v1/jobs/ is not /v1/jobs: a trailing slash is one more, empty, segment */
     if (*p || *u) return false;
     *num_params = np;
     return true;
 }
 
-static void count_request(HttpServer *s, int route, int status) {
+/* Adds delta (1, or -1 to take back a count) to (route, status). */
+static void count_request(HttpServer *s, int route, int status, int delta) {
     int row = route >= 0 ? route : s->cfg.num_routes;
     pthread_mutex_lock(&s->count_lock);
     StatusCount *slots = s->counts[row];
-    for (int i = 0; i < HTTP_STATUS_SLOTS; i++) {
-        if (slots[i].count == 0 || slots[i].status == status) {
-            slots[i].status = status;
-            slots[i].count++;
-            break;
-        }
-        /* more distinct statuses than slots: the last slot takes the rest */
-        if (i == HTTP_STATUS_SLOTS - 1) slots[i].count++;
-    }
+    /* status's slot, else the first unused one; more distinct statuses
+     * than slots: the last slot takes the rest */
+    int i = 0;
+    while (i < HTTP_STATUS_SLOTS - 1 && slots[i].used && slots[i].status != status) i++;
+    if (!slots[i].used) slots[i] = (StatusCount){.status = status, .used = true};
+    slots[i].count += (uint64_t)(int64_t)delta;
     pthread_mutex_unlock(&s->count_lock);
 }
 
@@ -298,6 +307,10 @@ json_t *http_json_body(HttpRequest *req) {
                                                    "object");
         return NULL;
     }
+    if (json_limits_check(req->body, req->body_len, HTTP_JSON_DEPTH_MAX, HTTP_JSON_STRING_MAX)) {
+        http_reply_error(req, 400, "bad_json", "", "%s", error_get());
+        return NULL;
+    }
     json_error_t jerr;
     json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!j) {
@@ -418,6 +431,7 @@ void http_server_wake(HttpServer *s) {
     pthread_mutex_unlock(&s->stream_lock);
 }
 
+/* Each tick: the waiting streams retried, the late request heads cut. */
 static void *ticker_main(void *arg) {
     HttpServer *s = arg;
     pthread_mutex_lock(&s->stream_lock);
@@ -426,6 +440,12 @@ static void *ticker_main(void *arg) {
         clock_deadline_in(&until, HTTP_TICK_MS);
         pthread_cond_timedwait(&s->tick_cond, &s->stream_lock, &until);
         resume_waiting(s);
+        pthread_mutex_unlock(&s->stream_lock);
+        int cut = http_conns_sweep(s->conns);
+        if (cut)
+            log_message("http", "closed %d connection(s) whose request line and headers took "
+                        "over %d s", cut, s->cfg.header_timeout_s);
+        pthread_mutex_lock(&s->stream_lock);
     }
     pthread_mutex_unlock(&s->stream_lock);
     return NULL;
@@ -455,20 +475,25 @@ int http_reply_stream(HttpRequest *req, int status, const char *content_type, Ht
 
 /* ---- MHD callbacks ---- */
 
-static HttpRequest *request_new(HttpServer *s, struct MHD_Connection *conn, const char *url,
-                                const char *method) {
+/* The deadline record of conn (server/http_conn.h), NULL when none. */
+static HttpConn *conn_deadline(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+/* A request, from MHD's URI callback (target: as sent) or, failing that,
+ * from the first on_request (target NULL). */
+static HttpRequest *request_new(HttpServer *s, struct MHD_Connection *conn, const char *target) {
     HttpRequest *req = calloc(1, sizeof *req);
     if (!req) return NULL;
     req->server = s;
     req->conn = conn;
     req->route = -1;
-    snprintf(req->method, sizeof req->method, "%s", method);
-    req->path = strdup(url);
-    if (!req->path) {
+    if (target && !(req->target = strdup(target))) {
         free(req);
         return NULL;
     }
-    clock_gettime(CLOCK_MONOTONIC, &req->start);
     return req;
 }
 
@@ -476,77 +501,127 @@ static void request_free(HttpRequest *req) {
     if (req->response) MHD_destroy_response(req->response);
     free(req->body);
     free(req->path);
+    free(req->target);
     free(req);
 }
 
-/* Route, auth, declared size and the route's body mode, when the headers
- * are in. Leaves an error reply in req->response when the request is
- * refused. */
-static void request_begin(HttpRequest *req) {
-    HttpServer *s = req->server;
-    const HttpConfig *c = &s->cfg;
-    bool path_known = false;
+/* MHD_OPTION_URI_LOG_CALLBACK: the request line is in; MHD is about to
+ * decode the target, so this is where it is seen as sent. */
+static void *on_target(void *cls, const char *target, struct MHD_Connection *conn) {
+    return request_new(cls, conn, target);
+}
+
+/* The head is in: method and path (a target over the limit keeps only a
+ * prefix of its path, for the log and the 414). -1 when out of memory. */
+static int request_head(HttpRequest *req, const char *url, const char *method) {
+    snprintf(req->method, sizeof req->method, "%s", method);
+    size_t len = req->target ? strlen(req->target) : strlen(url);
+    req->path = len > HTTP_TARGET_MAX ? strndup(url, 64) : strdup(url);
+    clock_gettime(CLOCK_MONOTONIC, &req->start);
+    req->begun = true;
+    http_conn_busy(req->server->conns, conn_deadline(req->conn));
+    return req->path ? 0 : -1;
+}
+
+/* The route matching the path and method: its index; -1 when none, with
+ * *path_known telling whether another method has the path. */
+static int route_find(HttpRequest *req, bool *path_known) {
+    const HttpConfig *c = &req->server->cfg;
+    *path_known = false;
     for (int i = 0; i < c->num_routes; i++) {
         int np = 0;
         char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
         if (!pattern_match(c->routes[i].pattern, req->path, params, &np)) continue;
-        path_known = true;
+        *path_known = true;
         if (strcmp(c->routes[i].method, req->method) != 0) continue;
-        req->route = i;
         req->num_params = np;
         memcpy(req->params, params, sizeof params);
-        break;
+        return i;
     }
+    return -1;
+}
+
+/* Bearer-token auth for a route not marked public: 0 when it may go on,
+ * -1 after replying 401, 403 or 503. */
+static int authorize(HttpRequest *req, const HttpRoute *route) {
+    const HttpConfig *c = &req->server->cfg;
+    if (route->flags & HTTP_ROUTE_PUBLIC) return 0;
+    const char *h = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || !*h) {
+        http_reply_error(req, 401, "unauthorized", NULL,
+                         "missing token: send 'Authorization: Bearer <token>'");
+        return -1;
+    }
+    if (strncasecmp(h, "Bearer ", 7) != 0) {
+        http_reply_error(req, 401, "unauthorized", NULL,
+                         "the Authorization header must be 'Bearer <token>'");
+        return -1;
+    }
+    const char *token = h + 7;
+    while (*token == ' ') token++;
+    int ok = c->authenticate ? c->authenticate(c->app, token, &req->auth) : 0;
+    if (ok < 0) {
+        http_reply_error(req, 503, "unavailable", NULL, "cannot check the token: %s", error_get());
+        return -1;
+    }
+    if (ok == 0) {
+        http_reply_error(req, 401, "unauthorized", NULL, "invalid token");
+        return -1;
+    }
+    if ((route->flags & HTTP_ROUTE_ADMIN) && !req->auth.admin) {
+        http_reply_error(req, 403, "forbidden", NULL, "%s %s needs an admin token", req->method,
+                         route->pattern);
+        return -1;
+    }
+    return 0;
+}
+
+static void reply_too_large(HttpRequest *req, uint64_t declared, uint64_t limit) {
+    http_reply_error(req, 413, "too_large", NULL,
+                     "the body of %" PRIu64 " bytes is over the limit of %" PRIu64 " bytes",
+                     declared, limit);
+}
+
+/* The head's checks, route, auth, declared size and the route's body
+ * mode. Leaves an error reply in req->response when the request is
+ * refused. */
+static void request_begin(HttpRequest *req) {
+    const HttpConfig *c = &req->server->cfg;
     const char *cl = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
     const char *te = http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     uint64_t declared = cl ? strtoull(cl, NULL, 10) : 0;
     req->has_body = declared > 0 || te != NULL;
+    HttpHeadError e;
+    http_head_check(req->conn, req->target, &e);
+    if (e.status) {
+        /* a path the check names (the path as sent, or a prefix of a long
+         * one) is the request's path from here on, in the log too */
+        char *named = e.path[0] == '/' ? strdup(e.path) : NULL;
+        if (named) {
+            free(req->path);
+            req->path = named;
+        }
+        http_reply_error(req, e.status, e.code, e.path[0] ? e.path : NULL, "%s", e.message);
+        if (e.close) http_reply_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
+        return;
+    }
+    bool path_known;
+    req->route = route_find(req, &path_known);
     if (req->route < 0) {
-        if (path_known) {
+        if (path_known)
             http_reply_error(req, 405, "method_not_allowed", NULL, "%s is not allowed on %s",
                              req->method, req->path);
-            return;
-        }
-        http_reply_error(req, 404, "not_found", NULL, "no route %s %s", req->method, req->path);
+        else
+            http_reply_error(req, 404, "not_found", NULL, "no route %s %s", req->method,
+                             req->path);
         return;
     }
     const HttpRoute *route = route_of(req);
-    if (!(route->flags & HTTP_ROUTE_PUBLIC)) {
-        const char *h = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
-        if (!h || !*h) {
-            http_reply_error(req, 401, "unauthorized", NULL,
-                             "missing token: send 'Authorization: Bearer <token>'");
-            return;
-        }
-        if (strncasecmp(h, "Bearer ", 7) != 0) {
-            http_reply_error(req, 401, "unauthorized", NULL,
-                             "the Authorization header must be 'Bearer <token>'");
-            return;
-        }
-        const char *token = h + 7;
-        while (*token == ' ') token++;
-        int ok = c->authenticate ? c->authenticate(c->app, token, &req->auth) : 0;
-        if (ok < 0) {
-            http_reply_error(req, 503, "unavailable", NULL, "cannot check the token: %s",
-                             error_get());
-            return;
-        }
-        if (ok == 0) {
-            http_reply_error(req, 401, "unauthorized", NULL, "invalid token");
-            return;
-        }
-        if ((route->flags & HTTP_ROUTE_ADMIN) && !req->auth.admin) {
-            http_reply_error(req, 403, "forbidden", NULL, "%s %s needs an admin token",
-                             req->method, route->pattern);
-            return;
-        }
-    }
+    if (authorize(req, route) != 0) return;
     uint64_t json_max = c->json_max, upload_max = (uint64_t)c->upload_max;
     uint64_t most = route->body ? (upload_max > json_max ? upload_max : json_max) : json_max;
     if (declared > most) {
-        http_reply_error(req, 413, "too_large", NULL,
-                         "the body of %" PRIu64 " bytes is over the limit of %" PRIu64 " bytes",
-                         declared, most);
+        reply_too_large(req, declared, most);
         return;
     }
     req->body_mode = HTTP_BODY_BUFFER;
@@ -561,12 +636,11 @@ static void request_begin(HttpRequest *req) {
         req->body_mode = mode;
     }
     req->limit = req->body_mode == HTTP_BODY_STREAM ? upload_max : json_max;
-    if (declared > req->limit)
-        http_reply_error(req, 413, "too_large", NULL,
-                         "the body of %" PRIu64 " bytes is over the limit of %" PRIu64 " bytes",
-                         declared, req->limit);
+    if (declared > req->limit) reply_too_large(req, declared, req->limit);
 }
 
+/* Queues the reply, counted first: a client that has its reply finds it
+ * in the counters. */
 static enum MHD_Result queue_reply(HttpRequest *req) {
     if (!req->response) {
         /* out of memory making the reply: answer with a static one */
@@ -578,11 +652,53 @@ static enum MHD_Result queue_reply(HttpRequest *req) {
         req->response = r;
         req->status = 503;
     }
+    count_request(req->server, req->route, req->status, 1);
     enum MHD_Result ok = MHD_queue_response(req->conn, (unsigned)req->status, req->response);
+    if (ok == MHD_YES)
+        req->counted = true;
+    else /* never sent: on_completed counts it as no reply */
+        count_request(req->server, req->route, req->status, -1);
     MHD_destroy_response(req->response);
     req->response = NULL;
     req->queued = true;
     return ok;
+}
+
+/* A piece of the body: buffered, streamed to the route, or dropped after
+ * an error. MHD_NO closes the connection. */
+static enum MHD_Result request_data(HttpRequest *req, const char *data, size_t n) {
+    req->received += n;
+    if (req->response || req->discard) {
+        /* a refused body: read to its end unless it goes on and on */
+        return req->received > req->limit + HTTP_DISCARD_SLACK ? MHD_NO : MHD_YES;
+    }
+    if (req->received > req->limit) {
+        http_reply_error(req, 413, "too_large", NULL,
+                         "the body is over the limit of %" PRIu64 " bytes", req->limit);
+        return MHD_YES;
+    }
+    if (req->body_mode == HTTP_BODY_STREAM) {
+        atomic_fetch_add(&req->server->upload_bytes, n);
+        if (route_of(req)->body->data(req, data, n) != 0 && !req->response)
+            http_reply_error(req, 500, "internal", NULL, "the upload failed");
+        return MHD_YES;
+    }
+    if (req->body_len + n + 1 > req->body_cap) {
+        size_t cap = req->body_cap ? req->body_cap : 4096;
+        while (cap < req->body_len + n + 1) cap *= 2;
+        char *grown = realloc(req->body, cap);
+        if (!grown) {
+            req->discard = true;
+            http_reply_error(req, 503, "unavailable", NULL, "out of memory reading the body");
+            return MHD_YES;
+        }
+        req->body = grown;
+        req->body_cap = cap;
+    }
+    memcpy(req->body + req->body_len, data, n);
+    req->body_len += n;
+    req->body[req->body_len] = '\0';
+    return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -590,12 +706,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
     (void)version;
-    HttpServer *s = cls;
     HttpRequest *req = *con_cls;
-    if (!req) {
-        req = request_new(s, conn, url, method);
+    if (!req) { /* on_target ran out of memory */
+        req = *con_cls = request_new(cls, conn, NULL);
         if (!req) return MHD_NO;
-        *con_cls = req;
+    }
+    if (!req->begun) {
+        if (request_head(req, url, method) != 0) return MHD_NO;
         request_begin(req);
         /* refused with a body on its way: answer now, the body is dropped */
         if (req->response && req->has_body) return queue_reply(req);
@@ -608,39 +725,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        req->received += n;
-        if (req->response || req->discard) {
-            /* a refused body: read to its end unless it goes on and on */
-            return req->received > req->limit + HTTP_DISCARD_SLACK ? MHD_NO : MHD_YES;
-        }
-        if (req->received > req->limit) {
-            http_reply_error(req, 413, "too_large", NULL,
-                             "the body is over the limit of %" PRIu64 " bytes", req->limit);
-            return MHD_YES;
-        }
-        if (req->body_mode == HTTP_BODY_STREAM) {
-            atomic_fetch_add(&s->upload_bytes, n);
-            const HttpRoute *route = route_of(req);
-            if (route->body->data(req, upload_data, n) != 0 && !req->response)
-                http_reply_error(req, 500, "internal", NULL, "the upload failed");
-            return MHD_YES;
-        }
-        if (req->body_len + n + 1 > req->body_cap) {
-            size_t cap = req->body_cap ? req->body_cap : 4096;
-            while (cap < req->body_len + n + 1) cap *= 2;
-            char *grown = realloc(req->body, cap);
-            if (!grown) {
-                req->discard = true;
-                http_reply_error(req, 503, "unavailable", NULL, "out of memory reading the body");
-                return MHD_YES;
-            }
-            req->body = grown;
-            req->body_cap = cap;
-        }
-        memcpy(req->body + req->body_len, upload_data, n);
-        req->body_len += n;
-        req->body[req->body_len] = '\0';
-        return MHD_YES;
+        return request_data(req, upload_data, n);
     }
     /* the whole request is in */
     if (!req->response) {
@@ -654,52 +739,226 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return queue_reply(req);
 }
 
+static void log_request(const HttpRequest *req, int status, bool completed,
+                        enum MHD_RequestTerminationCode toe) {
+    json_t *o = json_object();
+    if (!o) return;
+    json_object_set_new(o, "method", log_string(req->method));
+    json_object_set_new(o, "path", log_string(req->path));
+    json_object_set_new(o, "status", json_integer(status));
+    json_object_set_new(o, "ms", json_real(round(elapsed_ms(&req->start) * 1000) / 1000));
+    if (req->received) json_object_set_new(o, "bytes_in", json_integer((json_int_t)req->received));
+    if (req->auth.name[0]) json_object_set_new(o, "user", log_string(req->auth.name));
+    if (!completed) {
+        static const char *const why[] = {"completed", "error", "timeout",
+                                          "shutdown", "read_error", "client_abort"};
+        json_object_set_new(o, "terminated", json_string((unsigned)toe < 6 ? why[toe] : "other"));
+    }
+    log_json("request", o);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)conn;
     HttpServer *s = cls;
     HttpRequest *req = *con_cls;
+    /* the connection waits for its next request */
+    http_conn_idle(s->conns, conn_deadline(conn));
     if (!req) return;
     *con_cls = NULL;
     bool completed = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && req->queued;
     const HttpRoute *route = route_of(req);
     if (req->body_begun && route->body->finish) route->body->finish(req, completed);
-    int status = req->queued ? req->status : 0;
-    count_request(s, req->route, status);
-    if (log_requests_enabled()) {
-        json_t *o = json_object();
-        if (o) {
-            json_object_set_new(o, "method", log_string(req->method));
-            json_object_set_new(o, "path", log_string(req->path));
-            json_object_set_new(o, "status", json_integer(status));
-            json_object_set_new(o, "ms", json_real(round(elapsed_ms(&req->start) * 1000) / 1000));
-            if (req->received) json_object_set_new(o, "bytes_in", json_integer((json_int_t)req->received));
-            if (req->auth.name[0]) json_object_set_new(o, "user", log_string(req->auth.name));
-            if (!completed) {
-                static const char *const why[] = {"completed", "error", "timeout",
-                                                  "shutdown", "read_error", "client_abort"};
-                json_object_set_new(o, "terminated",
-                                    json_string((unsigned)toe < 6 ? why[toe] : "other"));
-            }
-            log_json("request", o);
-        }
-    }
+    int status = req->counted ? req->status : 0;
+    /* a request that ended without a reply sent (its head never came
+     * whole, the client left, MHD refused it) is counted here, as status 0 */
+    if (!req->counted) count_request(s, req->route, 0, 1);
+    if (log_requests_enabled() && req->begun) log_request(req, status, completed, toe);
     request_free(req);
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: a connection's deadline record, made when
+ * it is accepted and dropped when it closes. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    HttpServer *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = fd ? http_conn_open(s->conns, fd->connect_fd) : NULL;
+    } else {
+        http_conn_close(s->conns, *socket_context);
+        *socket_context = NULL;
+    }
 }
 
 static char last_mhd_error[512];
 
+/* MHD says something for each connection a client drops or we cut: a
+ * flood of clients must not become a flood of log lines. At most
+ * HTTP_MHD_LOG_PER_S of its lines a second; the rest are counted and the
+ * count logged in the next second that logs. */
+#define HTTP_MHD_LOG_PER_S 10
+
+static bool mhd_log_allowed(int *dropped) {
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static time_t second;
+    static int logged, skipped;
+    time_t now = time(NULL);
+    pthread_mutex_lock(&lock);
+    if (now != second) {
+        second = now;
+        logged = 0;
+    }
+    bool ok = logged < HTTP_MHD_LOG_PER_S;
+    *dropped = 0;
+    if (ok) {
+        logged++;
+        *dropped = skipped;
+        skipped = 0;
+    } else {
+        skipped++;
+    }
+    pthread_mutex_unlock(&lock);
+    return ok;
+}
+
+/* MHD's messages: the first since last_mhd_error was cleared kept for an
+ * error that follows (the cause; later ones say what failed with it), and
+ * logged when cls is the server (not for http_tls_check's trial). */
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
-    (void)cls;
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
-    snprintf(last_mhd_error, sizeof last_mhd_error, "%s", msg);
+    if (!last_mhd_error[0]) snprintf(last_mhd_error, sizeof last_mhd_error, "%s", msg);
+    int dropped;
+    if (!cls || !mhd_log_allowed(&dropped)) return;
+    if (dropped) log_message("http", "(%d more libmicrohttpd messages not logged)", dropped);
     log_message("http", "%s", msg);
 }
 
 /* ---- start and stop ---- */
+
+int http_tls_check(const char *cert, const char *key) {
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return error_set("this libmicrohttpd was built without TLS (GnuTLS)");
+    last_mhd_error[0] = '\0';
+    /* a daemon without a socket or a thread: MHD loads the pair and stops */
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_NO_LISTEN_SOCKET | MHD_USE_TLS | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request,
+        NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_HTTPS_MEM_CERT, cert,
+        MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
+    if (!d) return error_set("%s", last_mhd_error[0] ? last_mhd_error : "TLS setup failed");
+    MHD_stop_daemon(d);
+    return 0;
+}
+
+/* address:port as a socket address; -1 with an error. */
+static int bind_address(const char *address, int port, struct sockaddr_storage *addr,
+                        socklen_t *len) {
+    struct sockaddr_in *v4 = (struct sockaddr_in *)addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)addr;
+    memset(addr, 0, sizeof *addr);
+    if (port < 0 || port > 65535) return error_set("--port: %d is not a port (0..65535)", port);
+    if (inet_pton(AF_INET, address, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        *len = sizeof *v4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, address, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *v6;
+        return 0;
+    }
+    return error_set("--bind: '%s' is not a numeric IPv4 or IPv6 address", address);
+}
+
+/* SO_REUSEADDR only lets a restarted daemon bind while its old connections
+ * linger in TIME_WAIT; two listeners never share the port (as
+ * MHD_OPTION_LISTENING_ADDRESS_REUSE's SO_REUSEPORT let them, the kernel
+ * then spreading the connections over both daemons). */
+int http_listen(const char *address, int port, HttpListener *out) {
+    *out = (HttpListener){.fd = -1};
+    struct sockaddr_storage addr;
+    socklen_t len;
+    if (!address) address = "127.0.0.1";
+    if (bind_address(address, port, &addr, &len) != 0) return -1;
+    char where[96];
+    snprintf(where, sizeof where, addr.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", address,
+             port);
+    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return error_set("http: cannot make a socket for %s: %s", where, strerror(errno));
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (addr.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&addr, len) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EADDRINUSE) return error_set("%s is already in use", where);
+        return error_set("http: cannot listen on %s: %s", where, strerror(e));
+    }
+    if (listen(fd, SOMAXCONN) != 0 || getsockname(fd, (struct sockaddr *)&addr, &len) != 0) {
+        int e = errno;
+        close(fd);
+        return error_set("http: cannot listen on %s: %s", where, strerror(e));
+    }
+    out->fd = fd;
+    out->port = ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
+                                                 : ((struct sockaddr_in *)&addr)->sin_port);
+    return 0;
+}
+
+void http_listener_close(HttpListener *l) {
+    if (l->fd >= 0) close(l->fd);
+    l->fd = -1;
+}
+
+/* The configuration's zeros replaced by the defaults. */
+static void config_defaults(HttpConfig *c) {
+    if (c->threads <= 0) c->threads = 4;
+    if (c->json_max == 0) c->json_max = HTTP_JSON_MAX_DEFAULT;
+    if (c->upload_max <= 0) c->upload_max = HTTP_UPLOAD_MAX_DEFAULT;
+    if (c->max_connections <= 0) c->max_connections = HTTP_MAX_CONNECTIONS_DEFAULT;
+    if (c->max_per_ip <= 0) c->max_per_ip = HTTP_MAX_PER_IP_DEFAULT;
+    if (c->header_timeout_s <= 0) c->header_timeout_s = HTTP_HEADER_TIMEOUT_DEFAULT;
+    if (c->idle_timeout_s <= 0) c->idle_timeout_s = HTTP_IDLE_TIMEOUT_DEFAULT;
+}
+
+/* MHD on the listening socket fd (which MHD owns from here on, also when
+ * it fails). */
+static struct MHD_Daemon *start_mhd(HttpServer *s, int fd) {
+    const HttpConfig *c = &s->cfg;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG | (c->tls_cert ? MHD_USE_TLS : 0);
+    struct MHD_OptionItem tls[] = {
+        {c->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)c->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)c->tls_key},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    last_mhd_error[0] = '\0';
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s,
+        /* the logger first, or MHD prints the other options' errors itself */
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads, MHD_OPTION_URI_LOG_CALLBACK, on_target,
+        s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->idle_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_per_ip,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_ARRAY, tls,
+        MHD_OPTION_END);
+}
+
+static void server_free(HttpServer *s) {
+    pthread_mutex_destroy(&s->count_lock);
+    pthread_mutex_destroy(&s->stream_lock);
+    pthread_cond_destroy(&s->tick_cond);
+    http_conns_free(s->conns);
+    free(s->counts);
+    free(s);
+}
 
 HttpServer *http_server_start(const HttpConfig *config) {
     HttpServer *s = calloc(1, sizeof *s);
@@ -708,72 +967,41 @@ HttpServer *http_server_start(const HttpConfig *config) {
         return NULL;
     }
     s->cfg = *config;
-    if (s->cfg.threads <= 0) s->cfg.threads = 4;
-    if (s->cfg.json_max == 0) s->cfg.json_max = HTTP_JSON_MAX_DEFAULT;
-    if (s->cfg.upload_max <= 0) s->cfg.upload_max = HTTP_UPLOAD_MAX_DEFAULT;
-    snprintf(s->bind, sizeof s->bind, "%s", config->bind ? config->bind : "127.0.0.1");
-    s->counts = calloc((size_t)s->cfg.num_routes + 1, sizeof *s->counts);
-    if (!s->counts) {
-        free(s);
-        error_set("http: out of memory");
-        return NULL;
-    }
+    config_defaults(&s->cfg);
     pthread_mutex_init(&s->count_lock, NULL);
     pthread_mutex_init(&s->stream_lock, NULL);
     pthread_cond_init(&s->tick_cond, NULL);
-
-    struct sockaddr_in v4 = {0};
-    struct sockaddr_in6 v6 = {0};
-    const struct sockaddr *addr;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
-    if (config->port < 0 || config->port > 65535) {
-        error_set("--port: %d is not a port (0..65535)", config->port);
-        goto fail;
+    s->counts = calloc((size_t)s->cfg.num_routes + 1, sizeof *s->counts);
+    s->conns = http_conns_new(s->cfg.header_timeout_s);
+    if (!s->counts || !s->conns) {
+        server_free(s);
+        error_set("http: out of memory");
+        return NULL;
     }
-    if (inet_pton(AF_INET, s->bind, &v4.sin_addr) == 1) {
-        v4.sin_family = AF_INET;
-        v4.sin_port = htons((uint16_t)config->port);
-        addr = (const struct sockaddr *)&v4;
-    } else if (inet_pton(AF_INET6, s->bind, &v6.sin6_addr) == 1) {
-        v6.sin6_family = AF_INET6;
-        v6.sin6_port = htons((uint16_t)config->port);
-        addr = (const struct sockaddr *)&v6;
-        flags |= MHD_USE_IPv6;
-    } else {
-        error_set("--bind: '%s' is not a numeric IPv4 or IPv6 address", s->bind);
-        goto fail;
+    HttpListener own;
+    if (config->listener) {
+        own = *config->listener;
+        *config->listener = (HttpListener){.fd = -1}; /* MHD's now */
+    } else if (http_listen(config->bind, config->port, &own) != 0) {
+        server_free(s);
+        return NULL;
     }
-    last_mhd_error[0] = '\0';
-    s->daemon = MHD_start_daemon(
-        flags, (uint16_t)config->port, NULL, NULL, on_request, s,
-        /* the logger first, or MHD prints the other options' errors itself */
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_SOCK_ADDR, addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->cfg.threads, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)1, MHD_OPTION_END);
+    s->port = own.port;
+    s->daemon = start_mhd(s, own.fd);
     if (!s->daemon) {
-        error_set("http: cannot listen on %s:%d%s%s", s->bind, config->port,
-                  last_mhd_error[0] ? ": " : "", last_mhd_error);
-        goto fail;
+        error_set("http: cannot serve on port %d%s%s", s->port, last_mhd_error[0] ? ": " : "",
+                  last_mhd_error);
+        server_free(s);
+        return NULL;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = info ? info->port : config->port;
     if (pthread_create(&s->ticker, NULL, ticker_main, s) != 0) {
         error_set("http: cannot start the stream ticker");
         MHD_stop_daemon(s->daemon);
-        goto fail;
+        server_free(s);
+        return NULL;
     }
     s->ticker_started = true;
     return s;
-fail:
-    pthread_mutex_destroy(&s->count_lock);
-    pthread_mutex_destroy(&s->stream_lock);
-    pthread_cond_destroy(&s->tick_cond);
-    free(s->counts);
-    free(s);
-    return NULL;
 }
 
 int http_server_port(const HttpServer *s) { return s->port; }
@@ -799,11 +1027,7 @@ void http_server_stop(HttpServer *s) {
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(s->daemon);
-    pthread_mutex_destroy(&s->count_lock);
-    pthread_mutex_destroy(&s->stream_lock);
-    pthread_cond_destroy(&s->tick_cond);
-    free(s->counts);
-    free(s);
+    server_free(s);
 }
 
 void http_server_foreach_count(HttpServer *s,
@@ -820,8 +1044,8 @@ void http_server_foreach_count(HttpServer *s,
     for (int r = 0; r < rows; r++) {
         const char *method = r < s->cfg.num_routes ? s->cfg.routes[r].method : "";
         const char *route = r < s->cfg.num_routes ? s->cfg.routes[r].pattern : "unmatched";
-        for (int i = 0; i < HTTP_STATUS_SLOTS && copy[r][i].count; i++)
-            fn(ctx, method, route, copy[r][i].status, copy[r][i].count);
+        for (int i = 0; i < HTTP_STATUS_SLOTS; i++)
+            if (copy[r][i].count) fn(ctx, method, route, copy[r][i].status, copy[r][i].count);
     }
     free(copy);
 }

@@ -16,10 +16,19 @@
  *     (sendfile), or a stream (Server-Sent Events) whose producer may say
  *     "nothing yet": the connection is then suspended and retried on the
  *     next tick or http_server_wake(), never busy-waiting a thread;
- *   - per route and status request counters for GET /metrics, and one JSON
- *     log line per request on stderr (method, path, status, ms).
+ *   - per route and status request counters for GET /metrics (a request
+ *     is counted before its reply is queued, so a client that has its
+ *     reply sees it counted), and one JSON log line per request on stderr
+ *     (method, path, status, ms);
+ *   - the edge: errors are JSON whoever makes them here (404, 405, 413,
+ *     414, 431, a path with a NUL or a trailing slash, an ambiguous body
+ *     length), limits on what a request may ask for (below), connections
+ *     per client address, a deadline for request heads that more bytes do
+ *     not move (server/http_conn.h), an idle timeout, and HTTPS.
  *
- * MHD runs its own threads (a pool, each with epoll), HTTP/1.1 keep-alive.
+ * MHD runs its own threads (a pool, each with epoll), HTTP/1.1 keep-alive,
+ * on a listening socket of our own (bound without SO_REUSEPORT, so a
+ * second daemon on the same port fails to start instead of sharing it).
  * Handlers run on those threads: they must not block for long (a training
  * step, a lock held by the trainer), since every connection of that thread
  * waits meanwhile.
@@ -37,6 +46,36 @@
 #define HTTP_UPLOAD_MAX_DEFAULT ((int64_t)4 << 30)    /* streamed bodies: 4 GiB */
 #define HTTP_MAX_PARAMS 4
 #define HTTP_PARAM_MAX 128 /* bytes of one {name} segment, longer ones do not match */
+
+/* Connections. A client's connections past max_per_ip are closed as soon
+ * as accepted; max_connections bounds them all (the daemon raises its
+ * file limit to fit). */
+#define HTTP_MAX_CONNECTIONS_DEFAULT 2048
+#define HTTP_MAX_PER_IP_DEFAULT 64
+#define HTTP_HEADER_TIMEOUT_DEFAULT 10 /* seconds; see server/http_conn.h */
+#define HTTP_IDLE_TIMEOUT_DEFAULT 60   /* seconds */
+
+/* What one request may ask for, refused with a JSON error: the request
+ * target (path and query) over HTTP_TARGET_MAX bytes (414), its header
+ * lines over HTTP_HEADERS_MAX bytes in all (431), a JSON body nesting
+ * deeper than HTTP_JSON_DEPTH_MAX or holding a string over
+ * HTTP_JSON_STRING_MAX bytes (400). HTTP_CONNECTION_MEMORY is what
+ * libmicrohttpd may hold for one connection, mostly the request head as it
+ * comes in: large enough that a head far over our limits (a 100,000-byte
+ * path) still reaches us and gets our JSON error. What libmicrohttpd
+ * refuses itself, with its own HTML page, before any of our code sees the
+ * request: a head over ~128 KiB (414/431), a request line it cannot parse
+ * (the connection closed), an HTTP version other than 1.0 and 1.1 (505),
+ * a Content-Length that is not a number or is over 2^64 (400/413), a
+ * malformed chunk. The price: libmicrohttpd 0.9.75 zeroes a connection's
+ * whole memory between two requests, so each kept-alive connection holds
+ * HTTP_CONNECTION_MEMORY of resident memory (measured: 500 idle kept-alive
+ * connections, 65 MB; 2,048 of them would hold 256 MiB). */
+#define HTTP_TARGET_MAX 8192
+#define HTTP_HEADERS_MAX (32 * 1024)
+#define HTTP_JSON_DEPTH_MAX 64
+#define HTTP_JSON_STRING_MAX (64 * 1024)
+#define HTTP_CONNECTION_MEMORY (128 * 1024)
 
 typedef struct HttpServer HttpServer;
 typedef struct HttpRequest HttpRequest;
@@ -84,12 +123,37 @@ typedef struct {
     const HttpBodyStream *body; /* NULL: the body is buffered as JSON */
 } HttpRoute;
 
+/* A listening socket made before the server starts (so that a daemon
+ * finds its port taken before it touches anything else). */
 typedef struct {
+    int fd; /* -1: none */
+    int port;
+} HttpListener;
+
+/* Binds bind:port (bind NULL: 127.0.0.1; port 0: any free one, then in
+ * out->port) and listens: 0, or -1 with an error ("127.0.0.1:8080 is
+ * already in use", a bad address). */
+int http_listen(const char *bind, int port, HttpListener *out);
+/* Closes a listener no server took (fd -1 is fine). */
+void http_listener_close(HttpListener *l);
+
+typedef struct {
+    /* From http_listen, taken by http_server_start (its fd set to -1, also
+     * when the start fails); NULL: the server binds bind:port itself. */
+    HttpListener *listener;
     const char *bind;    /* numeric address, "127.0.0.1" (default) or "::1" */
     int port;            /* 0: any free port (see http_server_port) */
     int threads;         /* MHD threads (default 4) */
     size_t json_max;     /* default HTTP_JSON_MAX_DEFAULT */
     int64_t upload_max;  /* default HTTP_UPLOAD_MAX_DEFAULT */
+    /* 0 for each of these: its HTTP_*_DEFAULT */
+    int max_connections;  /* at once, all clients */
+    int max_per_ip;       /* at once, from one address */
+    int header_timeout_s; /* a request's line and headers, from their first byte */
+    int idle_timeout_s;   /* a connection on which no byte moves either way */
+    /* PEM text of the certificate (chain) and its private key: HTTPS.
+     * NULL: plain HTTP. */
+    const char *tls_cert, *tls_key;
     const HttpRoute *routes;
     int num_routes;
     /* 1 when token names a user (filling *out), 0 when it does not, -1 on
@@ -98,8 +162,13 @@ typedef struct {
     void *app; /* handed to handlers as http_app(req) */
 } HttpConfig;
 
-/* Starts listening; NULL with an error (address in use, bad bind). */
+/* Starts listening; NULL with an error ("127.0.0.1:8080 is already in
+ * use", a bad bind address, a certificate libmicrohttpd refuses). */
 HttpServer *http_server_start(const HttpConfig *config);
+/* Whether libmicrohttpd takes this certificate and key (PEM text): 0, or
+ * -1 with GnuTLS's reason ("The certificate and the given key do not
+ * match."), or that this libmicrohttpd was built without TLS. */
+int http_tls_check(const char *cert, const char *key);
 int http_server_port(const HttpServer *s);
 /* Ends the streams (their clients see the end of the stream), stops
  * accepting, closes connections, frees. NULL is fine. */
@@ -144,7 +213,8 @@ int64_t http_upload_max(const HttpRequest *req);
 
 /* Parses the buffered body as a JSON object: the object (a new reference),
  * or NULL after replying 400 "bad_json" (empty body, bad JSON with
- * jansson's line and column, not an object). */
+ * jansson's line and column, not an object, nesting or a string past the
+ * limits above, with their line and column). */
 json_t *http_json_body(HttpRequest *req);
 
 /* Query argument helpers: 0 and the value in *out (def when absent), or

@@ -1,10 +1,6 @@
 /* serve.c - `traind serve`: the daemon, from its options to a graceful stop.
  *
- *   traind serve [--port 8080] [--bind 127.0.0.1] [--data-dir ./var]
- *                [--workers N] [--devices cpu,cuda:0,...]
- *                [--http-threads 4] [--http-nice 10] [--http-cpus LIST]
- *                [--history-cache-mb 64] [--max-upload-mb 4096] [--import-timeout 600]
- *                [--threads-per-job N] [--quiet]
+ *   traind serve [options]      (serve --help: each option, its default, what it does)
  *
  * Priority: the HTTP threads run at nice --http-nice (10; 0 turns it off),
  * the training workers at the daemon's own: a flood of requests on a
@@ -29,7 +25,21 @@
  * without it, --workers CPU workers (1) and one per GPU found, so each GPU
  * runs one job at a time.
  *
- * Start: open (or create) the data dir and its database, drop uploads a
+ * One daemon per data dir and per port: the data dir is locked
+ * (server/data_lock.h) before the database is opened, and the port is
+ * bound without address sharing (server/http.c), so a second daemon exits
+ * 1 with "data dir D is in use by pid P" or "127.0.0.1:8080 is already in
+ * use" instead of training the first one's jobs again or taking half of
+ * its requests.
+ *
+ * Connections: up to --max-connections at once (the file limit is raised
+ * to fit), --max-connections-per-ip from one address, a request head due
+ * within --header-timeout however slowly its bytes come, --idle-timeout
+ * for a connection where nothing moves (server/http.h, http_conn.h).
+ * --tls-cert and --tls-key serve HTTPS; their files are checked before
+ * anything starts (exit 2 naming the file at fault).
+ *
+ * Start: lock the data dir, open (or create) its database, drop uploads a
  * previous daemon left half done, create the admin user on first start
  * (its token in <data-dir>/admin.token, mode 0600), start the metric
  * writer, the scheduler (which requeues jobs left running) and the HTTP
@@ -64,7 +74,9 @@
 #include "core/error.h"
 #include "server/api.h"
 #include "server/cpu_list.h"
+#include "server/data_lock.h"
 #include "server/log.h"
+#include "server/tls_files.h"
 #include "server/version.h"
 
 typedef struct {
@@ -74,18 +86,64 @@ typedef struct {
     int64_t max_upload_mb;
     DbQuota quota_defaults; /* --quota-*: -1 (no limit) unless given */
     double fairshare_half_life_s;
+    int max_connections, max_per_ip, header_timeout_s, idle_timeout_s;
+    const char *tls_cert, *tls_key; /* file names, NULL without TLS */
     bool quiet;
     const char *http_cpus;          /* --http-cpus as given, NULL without it */
     cpu_set_t http_set, train_set;  /* from it: the HTTP threads', the workers' */
 } ServeOptions;
 
+/* A numeric default as the help's text. */
+#define SERVE_STR_(x) #x
+#define SERVE_STR(x) SERVE_STR_(x)
+
+/* The options, their defaults and what they do: `serve --help` prints
+ * this table, README.md's "Daemon options" says the same. */
+static const struct {
+    const char *option, *def, *what;
+} serve_options[] = {
+    {"--port N", "8080", "where the API listens (0: a free port, logged as "
+                         "{\"event\":\"listening\",\"port\":N})"},
+    {"--bind ADDR", "127.0.0.1", "the address it listens on (numeric IPv4 or IPv6)"},
+    {"--data-dir DIR", "./var", "the database, datasets, checkpoints and admin.token; one "
+                                "daemon per data dir"},
+    {"--devices LIST", "one per GPU found", "one worker per entry (cpu,cuda:0,cuda:1); each runs "
+                                            "one job at a time"},
+    {"--workers N", "1", "CPU workers, beside one per GPU, when --devices is not given"},
+    {"--threads-per-job N", "the worker's CPUs", "OpenMP threads of a job (OMP_NUM_THREADS, "
+                                                 "when set, decides instead)"},
+    {"--http-threads N", "4", "the HTTP thread pool"},
+    {"--http-nice N", "10 (0 with --http-cpus)", "the HTTP threads run N nice levels below the "
+                                                 "workers"},
+    {"--http-cpus LIST", "off", "the HTTP threads and the metric writer on these CPUs (3, 0-1), "
+                                "the workers on the others"},
+    {"--history-cache-mb N", SERVE_STR(API_CHUNK_CACHE_MB),
+     "memory for metric series kept as formatted chunks; 0 turns it off"},
+    {"--max-upload-mb N", "4096", "the upload size limit (413 above it)"},
+    {"--import-timeout S", "600", "the time a URL import may take"},
+    {"--max-connections N", SERVE_STR(HTTP_MAX_CONNECTIONS_DEFAULT),
+     "HTTP connections at once, all clients together (the file limit is raised to fit)"},
+    {"--max-connections-per-ip N", SERVE_STR(HTTP_MAX_PER_IP_DEFAULT),
+     "HTTP connections at once from one address; more are closed as soon as accepted"},
+    {"--header-timeout S", SERVE_STR(HTTP_HEADER_TIMEOUT_DEFAULT),
+     "a request's line and headers must all arrive within S s; more bytes do not extend it"},
+    {"--idle-timeout S", SERVE_STR(HTTP_IDLE_TIMEOUT_DEFAULT),
+     "a connection on which no byte moves for S s is closed (a stream waiting for events is "
+     "not idle)"},
+    {"--tls-cert FILE", "off", "serve HTTPS with this PEM certificate (chain); needs --tls-key"},
+    {"--tls-key FILE", "off", "the PEM private key of --tls-cert"},
+    {"--quiet", "off", "no log line per request"},
+};
+
 static void serve_usage(FILE *out) {
-    fprintf(out,
-            "usage: traind serve [--port 8080] [--bind 127.0.0.1] [--data-dir ./var]\n"
-            "                    [--workers N] [--devices cpu,cuda:0,...] [--http-threads 4]\n"
-            "                    [--http-nice 10] [--http-cpus LIST] [--history-cache-mb 64]\n"
-            "                    [--max-upload-mb 4096] [--import-timeout 600]\n"
-            "                    [--threads-per-job N] [--quiet]\n");
+    fprintf(out, "usage: traind serve [options]   (serve --help: every option)\n");
+}
+
+static void serve_help(void) {
+    printf("usage: traind serve [options]\n\noptions (default, what it does):\n");
+    for (size_t i = 0; i < sizeof serve_options / sizeof *serve_options; i++)
+        printf("  %-28s %-18s %s\n", serve_options[i].option, serve_options[i].def,
+               serve_options[i].what);
 }
 
 /* An integer option value in [min, max]; -1 with a message otherwise. */
@@ -142,11 +200,15 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
                         .http_threads = 4, .http_nice = -1, .import_timeout_s = 600,
                         .max_upload_mb = 4096, .history_cache_mb = API_CHUNK_CACHE_MB,
                         .quota_defaults = {-1, -1, -1, -1, -1},
-                        .fairshare_half_life_s = 7 * 86400};
+                        .fairshare_half_life_s = 7 * 86400,
+                        .max_connections = HTTP_MAX_CONNECTIONS_DEFAULT,
+                        .max_per_ip = HTTP_MAX_PER_IP_DEFAULT,
+                        .header_timeout_s = HTTP_HEADER_TIMEOUT_DEFAULT,
+                        .idle_timeout_s = HTTP_IDLE_TIMEOUT_DEFAULT};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            serve_usage(stdout);
+            serve_help();
             exit(0);
         }
         if (!strcmp(a, "--quiet")) {
@@ -192,6 +254,22 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
         } else if (!strcmp(a, "--max-upload-mb")) {
             if (int_arg(a, v, 1, (long long)1 << 30, &x)) return -1;
             o->max_upload_mb = x;
+        } else if (!strcmp(a, "--max-connections")) {
+            if (int_arg(a, v, 1, 1 << 20, &x)) return -1;
+            o->max_connections = (int)x;
+        } else if (!strcmp(a, "--max-connections-per-ip")) {
+            if (int_arg(a, v, 1, 1 << 20, &x)) return -1;
+            o->max_per_ip = (int)x;
+        } else if (!strcmp(a, "--header-timeout")) {
+            if (int_arg(a, v, 1, 3600, &x)) return -1;
+            o->header_timeout_s = (int)x;
+        } else if (!strcmp(a, "--idle-timeout")) {
+            if (int_arg(a, v, 1, 86400, &x)) return -1;
+            o->idle_timeout_s = (int)x;
+        } else if (!strcmp(a, "--tls-cert")) {
+            o->tls_cert = v;
+        } else if (!strcmp(a, "--tls-key")) {
+            o->tls_key = v;
         } else {
             fprintf(stderr, "traind serve: unknown option '%s'\n", a);
             serve_usage(stderr);
@@ -199,6 +277,11 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
         }
     }
     if (o->http_nice < 0) o->http_nice = o->http_cpus ? 0 : 10; /* not given */
+    if (!o->tls_cert != !o->tls_key) {
+        fprintf(stderr, "traind serve: %s needs %s too\n", o->tls_cert ? "--tls-cert" : "--tls-key",
+                o->tls_cert ? "--tls-key" : "--tls-cert");
+        return -1;
+    }
     return 0;
 }
 
@@ -208,6 +291,28 @@ static int pin_this_thread(const cpu_set_t *set, const char *what) {
     if (e)
         return error_set("--http-cpus: cannot move the %s onto their CPUs: %s", what, strerror(e));
     return 0;
+}
+
+/* Descriptors beyond the HTTP connections: the database and its WAL,
+ * datasets and checkpoints being read or written, libcurl's imports. */
+#define SERVE_FDS_BESIDE_HTTP 256
+
+/* Raises the soft file limit so that o->max_connections fit, as far as the
+ * hard limit allows; with a hard limit too low, serves fewer connections
+ * and says so. */
+static void fit_file_limit(ServeOptions *o) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t want = (rlim_t)o->max_connections + SERVE_FDS_BESIDE_HTTP;
+    if (rl.rlim_cur >= want) return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur >= want) return;
+    int fit = rl.rlim_cur > 2 * SERVE_FDS_BESIDE_HTTP ? (int)(rl.rlim_cur - SERVE_FDS_BESIDE_HTTP)
+                                                      : (int)(rl.rlim_cur / 2);
+    log_message("start", "--max-connections %d: the file limit is %llu (ulimit -Hn), so at most "
+                "%d connections", o->max_connections, (unsigned long long)rl.rlim_cur, fit);
+    o->max_connections = fit;
 }
 
 /* After the first signal: a second one ends the process at once. */
@@ -225,6 +330,12 @@ int cmd_serve(int argc, char **argv) {
     ServeOptions o;
     if (parse_options(argc, argv, &o) != 0) return 2;
     if (o.quiet) log_set_requests(0);
+    TlsFiles tls = {0};
+    if (o.tls_cert && tls_files_load(o.tls_cert, o.tls_key, &tls) != 0) {
+        fprintf(stderr, "traind serve: %s\n", error_get());
+        return 2;
+    }
+    fit_file_limit(&o);
 
     /* before any thread exists, so every thread inherits the mask */
     sigset_t set;
@@ -246,7 +357,8 @@ int cmd_serve(int argc, char **argv) {
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
 
-    int status = 1;
+    int status = 1, lock = -1;
+    HttpListener listener = {.fd = -1};
     Db *db = NULL;
     MetricWriter *mw = NULL;
     Scheduler *sched = NULL;
@@ -254,6 +366,12 @@ int cmd_serve(int argc, char **argv) {
     Api api = {.import_max = o.max_upload_mb << 20, .import_timeout_s = o.import_timeout_s,
                .started = time(NULL), .quota_defaults = o.quota_defaults};
 
+    /* before the database: a second daemon must not touch it at all */
+    lock = data_lock_take(o.data_dir);
+    if (lock < 0) goto fail;
+    /* and the port before anything else: a daemon that cannot serve
+     * requeues and trains nothing */
+    if (http_listen(o.bind, o.port, &listener) != 0) goto fail;
     db = db_open(o.data_dir);
     if (!db) goto fail;
     int stale = 0;
@@ -283,10 +401,13 @@ int cmd_serve(int argc, char **argv) {
         error_set("out of memory");
         goto fail;
     }
-    HttpConfig hc = {.bind = o.bind, .port = o.port, .threads = o.http_threads,
+    HttpConfig hc = {.listener = &listener, .threads = o.http_threads,
                      .json_max = HTTP_JSON_MAX_DEFAULT, .upload_max = o.max_upload_mb << 20,
-                     .routes = api_routes, .num_routes = api_num_routes,
-                     .authenticate = api_authenticate, .app = &api};
+                     .max_connections = o.max_connections, .max_per_ip = o.max_per_ip,
+                     .header_timeout_s = o.header_timeout_s, .idle_timeout_s = o.idle_timeout_s,
+                     .tls_cert = tls.cert, .tls_key = tls.key, .routes = api_routes,
+                     .num_routes = api_num_routes, .authenticate = api_authenticate,
+                     .app = &api};
     /* The HTTP threads inherit this thread's nice value (Linux: per
      * thread); the workers, started above, keep theirs. */
     if (o.http_nice > 0) {
@@ -306,9 +427,9 @@ int cmd_serve(int argc, char **argv) {
     http = http_server_start(&hc);
     if (!http) goto fail;
     api.http = http;
-    json_t *l = json_pack("{s:s, s:i, s:s, s:s, s:i}", "bind", o.bind, "port",
+    json_t *l = json_pack("{s:s, s:i, s:s, s:s, s:i, s:b}", "bind", o.bind, "port",
                           http_server_port(http), "data_dir", o.data_dir, "version",
-                          TRAIND_VERSION, "pid", (int)getpid());
+                          TRAIND_VERSION, "pid", (int)getpid(), "tls", tls.cert != NULL);
     log_json("listening", l);
 
     int sig = 0;
@@ -329,6 +450,9 @@ stop:
     reply_cache_free(api.replies);
     reply_cache_free(api.chunks);
     db_close(db);
+    http_listener_close(&listener);
+    data_lock_release(lock);
+    tls_files_free(&tls);
     curl_global_cleanup();
     if (status == 0) log_message("stop", "stopped");
     return status;

@@ -442,7 +442,7 @@ void db_release(Db *db, DbConn *c) {
 
 /* ---- open, migrate, close ---- */
 
-static int mkdir_p(const char *path) {
+int db_mkdir_p(const char *path) {
     char buf[4096];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
         return error_set("data dir: path too long");
@@ -497,7 +497,7 @@ Db *db_open(const char *data_dir) {
         error_set("data dir: empty path");
         return NULL;
     }
-    if (mkdir_p(data_dir) != 0) return NULL;
+    if (db_mkdir_p(data_dir) != 0) return NULL;
     Db *db = calloc(1, sizeof *db);
     if (!db) {
         error_set("database: out of memory");
@@ -517,9 +517,9 @@ Db *db_open(const char *data_dir) {
     snprintf(db->path, n + 16, "%s/traind.db", db->dir);
     char sub[4200];
     snprintf(sub, sizeof sub, "%s/datasets", db->dir);
-    if (mkdir_p(sub) != 0) goto fail;
+    if (db_mkdir_p(sub) != 0) goto fail;
     snprintf(sub, sizeof sub, "%s/jobs", db->dir);
-    if (mkdir_p(sub) != 0) goto fail;
+    if (db_mkdir_p(sub) != 0) goto fail;
     DbConn *c = db_acquire(db);
     if (!c) goto fail;
     int rc = migrate(c, db->path);

@@ -68,6 +68,9 @@ typedef enum {
  * it). A database newer than this build is refused. NULL with an error. */
 Db *db_open(const char *data_dir);
 void db_close(Db *db); /* NULL is fine; no call may be in flight */
+/* mkdir -p: path and its missing parents (mode 0755), as db_open makes
+ * the data dir; 0, or -1 with an error. */
+int db_mkdir_p(const char *path);
 
 const char *db_data_dir(const Db *db);
 /* PRAGMA user_version of the open database. */

@@ -12,6 +12,15 @@ SANITIZER='Sanitizer\|runtime error:\|==[0-9]*==ERROR'
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
+# Daemons the script starts go in PIDS; `trap cleanup_daemons EXIT` kills
+# what is left of them and removes $TMP, however the script ends.
+PIDS=()
+cleanup_daemons() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$TMP"
+}
+
 passed=0 failed=0 skipped=0
 pass() { openapi_fold; echo "PASS $1"; passed=$((passed + 1)); }
 fail() { openapi_fold; echo "FAIL $1: $2"; failed=$((failed + 1)); }

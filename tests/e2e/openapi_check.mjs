@@ -170,7 +170,12 @@ function matchMedia(content, mt) {
 
 // the document's x-unmatched-responses entry for a request that is no
 // operation (404: an unknown path, 405: a known path, another method)
+// (or one the HTTP layer gives any request before routing it: a path too
+// long, headers too large, a NUL in the path: the entries besides 404/405)
 function unmatched(api, want, status, why) {
+    const whole = ![404, 405].includes(status) &&
+        api.doc["x-unmatched-responses"][String(status)] !== undefined;
+    if (whole) return { res: deref(api.doc, pointerOf("x-unmatched-responses", status)) };
     if (status !== want) {
         return { problem: `${why}; only its ${want} (x-unmatched-responses) may answer, ` +
             `not ${status}` };
@@ -353,7 +358,7 @@ async function main() {
     const opts = parseArgs(process.argv.slice(2));
     const api = await loadDocument();
     const rec = makeRecorder(opts.log);
-    const server = http.createServer((req, res) => {
+    const server = http.createServer({maxHeaderSize: 1 << 20}, (req, res) => {
         if (/^https?:\/\//.test(req.url)) return onProxy(api, rec, req, res);
         if (req.method === "POST" && req.url === "/check") return void onCheck(api, rec, req, res);
         if (req.method === "GET" && req.url === "/stats") {

@@ -1,0 +1,84 @@
+/* queue_plan.h - the fair queue: in which order the queued jobs run, which
+ * of them start now on which free worker, why each of the others waits,
+ * and which running job a job of an admin's higher priority preempts.
+ *
+ * The order, as Slurm's multifactor priority with fair share:
+ *   1. the admin's priority (PATCH /v1/jobs/{id} by an admin), higher first:
+ *      only an admin puts a job ahead of other users' work;
+ *   2. the owner's recent use of the devices (device-seconds decayed with a
+ *      half-life, the running jobs' time so far included), least first,
+ *      then how many of the owner's jobs run or start before it, fewest
+ *      first, so users with equal use take turns;
+ *   3. the job's own priority (?priority= at submission), which orders its
+ *      owner's jobs only, higher first;
+ *   4. submission time, then id.
+ * One user's 50 queued jobs so delay another user's single job by at most
+ * the job already running.
+ *
+ * A queued job waits for one of Slurm's reasons: "Device" (no worker of
+ * this daemon runs what it asks for), "QuotaRunningJobs" or "QuotaGPUs"
+ * (its owner is at their limit), "Resources" (its workers are busy and it
+ * is the next for them), "Priority" (jobs ahead of it will take them).
+ *
+ * Pure: no locks, no I/O; the scheduler calls it under its lock with what
+ * it read (server/scheduler.c), and tests call it directly.
+ */
+#ifndef TRAIND_SERVER_QUEUE_PLAN_H
+#define TRAIND_SERVER_QUEUE_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+#include "storage/db.h"
+
+typedef enum {
+    QUEUE_STARTS,             /* a free worker takes it now */
+    QUEUE_PRIORITY,           /* jobs ahead of it take its workers first */
+    QUEUE_RESOURCES,          /* its workers are busy; it is next */
+    QUEUE_QUOTA_GPUS,         /* its owner uses all the GPUs they may */
+    QUEUE_QUOTA_RUNNING_JOBS, /* its owner runs all the jobs they may */
+    QUEUE_DEVICE,             /* no worker runs the device it asks for */
+} QueueReason;
+
+/* "Priority", "Resources", ... (Slurm's words); "None" for QUEUE_STARTS. */
+const char *queue_reason_name(QueueReason r);
+
+/* A worker as the plan sees it. */
+typedef struct {
+    Device device;
+    char device_name[32];
+    int64_t job_id;       /* running now, 0 when idle */
+    int64_t job_owner;    /* of that job */
+    int job_admin_priority;
+    int64_t job_started_ms;
+    bool preempting;      /* already asked to stop for another job */
+} QueueWorker;
+
+/* A user with queued or running jobs. */
+typedef struct {
+    int64_t id;
+    char name[DB_USER_NAME_MAX + 1];
+    double usage_s; /* decayed recent use, the running jobs' time so far not included */
+    DbQuota quota;  /* effective limits (server/quota.h: < 0 is none) */
+} QueueUser;
+
+/* A queued job's place. */
+typedef struct {
+    int64_t job_id, owner;
+    int position;       /* 1 = runs next */
+    QueueReason reason;
+    char detail[160];   /* "alice uses 2 of 2 GPUs", "cpu is busy with job 7" */
+    int worker;         /* QUEUE_STARTS: the worker that takes it; else -1 */
+    int preempts;       /* the worker whose job it preempts, or -1 */
+} QueueEntry;
+
+/* Plans the n queued jobs (in any order) on the workers, now_ms being now.
+ * users must hold every owner of a queued or running job (a missing one
+ * counts as no use and no limits). out (n entries) gets the jobs in run
+ * order. 0, or -1 with an error (out of memory). */
+int queue_plan(const DbQueuedJob *jobs, int n, const QueueWorker *workers, int nw,
+               const QueueUser *users, int nu, int64_t now_ms, QueueEntry *out);
+
+#endif
