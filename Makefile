@@ -148,7 +148,9 @@ test-only:
 # daemon under ASan (test_api.sh); kill -9 and resume, cancel, two workers,
 # SSE resume, /metrics (test_daemon.sh); one daemon per data dir and port,
 # JSON errors, limits, slow and idle clients, TLS (test_edge.sh, built
-# without ASan: it times replies under load); api-docs/README.md's curl
+# without ASan: it times replies under load); the fair queue, its reasons,
+# quotas and preemption (test_queue.sh, without ASan: its preempted job
+# must still be running when the urgent one comes); api-docs/README.md's curl
 # walkthrough, run verbatim (test_walkthrough.sh). The API scripts check
 # every response against api-docs/openapi.yaml (tests/e2e/openapi_check.mjs;
 # openapi_selftest.sh shows it catches what it should). Each script ends
@@ -160,6 +162,7 @@ test-e2e: build/traind build/traind-asan
 	tests/e2e/test_api.sh build/traind-asan || ok=1; \
 	tests/e2e/test_daemon.sh build/traind-asan || ok=1; \
 	tests/e2e/test_edge.sh build/traind || ok=1; \
+	tests/e2e/test_queue.sh build/traind || ok=1; \
 	tests/e2e/test_walkthrough.sh build/traind || ok=1; exit $$ok
 
 # api-docs/openapi.yaml through Redocly's linter (pinned in

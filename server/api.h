@@ -96,6 +96,11 @@ int jobs_post(HttpRequest *req);                /* jobs.c */
 int jobs_list(HttpRequest *req);
 int jobs_get(HttpRequest *req);
 int jobs_cancel(HttpRequest *req);
+int jobs_patch(HttpRequest *req);
+/* A queue entry as the API shows it; named: with its detail, for the job's
+ * owner or an admin (jobs.c). */
+json_t *queue_entry_json(const QueueEntry *e, bool named);
+int queue_get(HttpRequest *req);                /* queue.c */
 int metrics_get(HttpRequest *req);              /* metrics.c */
 int logs_get(HttpRequest *req);                 /* logs.c */
 int checkpoints_list(HttpRequest *req);         /* checkpoints.c */

@@ -162,7 +162,7 @@ static int resume(JobRun *r, Trainer *t, int attempt) {
 /* The end of a run that stopped early: cancelled for a user, requeued (with
  * a partial checkpoint when the job has any progress past its last one)
  * for a daemon stopping. */
-static void requeue_stopped(JobRun *r, const Trainer *t, bool built) {
+static void requeue_stopped(JobRun *r, const Trainer *t, bool built, int64_t preempted_by) {
     Scheduler *s = r->s;
     if (built && r->spec->checkpoint && !s->cfg.stop_without_checkpoint) {
         DbCheckpoint last;
@@ -173,11 +173,15 @@ static void requeue_stopped(JobRun *r, const Trainer *t, bool built) {
             scheduler_log(r->job, "error", "partial checkpoint at stop: %s", error_get());
     }
     metric_writer_flush(s->mw);
-    if (db_job_requeue(s->db, r->job) != DB_OK)
+    int64_t step = built ? t->state.step : 0;
+    if (preempted_by)
+        job_log(s, r->job, "preempted at step %" PRId64 " by job %" PRId64
+                           ", of a higher priority; queued to resume", step, preempted_by);
+    int rc = preempted_by ? db_job_preempted(s->db, r->job) : db_job_requeue(s->db, r->job);
+    if (rc != DB_OK)
         scheduler_log(r->job, "error", "requeue: %s", error_get());
-    else
-        scheduler_log(r->job, "info", "stopped at step %" PRId64 ", queued to resume",
-                      built ? t->state.step : 0);
+    else if (!preempted_by)
+        scheduler_log(r->job, "info", "stopped at step %" PRId64 ", queued to resume", step);
 }
 
 /* OpenMP threads for this job, and how many that is. OpenMP's default is
@@ -250,7 +254,8 @@ static void store_progress(JobRun *r, bool done) {
 /* Records how the attempt ended: error is the failure's message. */
 static void finish(JobRun *r, const Trainer *t, bool ok, bool built, const char *error) {
     Scheduler *s = r->s;
-    WorkerStop stop = worker_stop(r->w);
+    int64_t by = 0;
+    WorkerStop stop = worker_stop(r->w, &by);
     if (ok) {
         store_progress(r, true);
         job_log(s, r->job, "succeeded after %" PRId64 " steps", t->state.step);
@@ -258,8 +263,8 @@ static void finish(JobRun *r, const Trainer *t, bool ok, bool built, const char 
             scheduler_log(r->job, "error", "%s", error_get());
         return;
     }
-    if (stop == WORKER_STOP_SHUTDOWN) {
-        requeue_stopped(r, t, built);
+    if (stop == WORKER_STOP_SHUTDOWN || stop == WORKER_STOP_PREEMPT) {
+        requeue_stopped(r, t, built, stop == WORKER_STOP_PREEMPT ? by : 0);
         return;
     }
     metric_writer_flush(s->mw);
@@ -277,6 +282,7 @@ static void finish(JobRun *r, const Trainer *t, bool ok, bool built, const char 
 
 void attempt_run(Worker *w, const DbJob *job) {
     Scheduler *s = w->s;
+    double started = clock_now_s();
     JobRun r = {.s = s, .w = w, .job = job->id, .t0 = clock_now_s()};
     snprintf(r.ckpt_dir, sizeof r.ckpt_dir, "%s/jobs/%" PRId64 "/checkpoints", db_data_dir(s->db),
              job->id);
@@ -294,6 +300,11 @@ void attempt_run(Worker *w, const DbJob *job) {
     char err[ERROR_MAX];
     snprintf(err, sizeof err, "%s", ok ? "" : error_get());
     finish(&r, &t, ok, built, err);
+    /* the device's time goes to its owner's recent use, for the fair queue */
+    if (job->owner > 0 &&
+        db_user_add_usage(s->db, job->owner, clock_now_s() - started, s->cfg.fairshare_half_life_s) !=
+            DB_OK)
+        scheduler_log(job->id, "error", "usage: %s", error_get());
     job_build_free(&b);
     error_clear();
 }

@@ -67,6 +67,8 @@ typedef struct {
 /* A queued job's place. */
 typedef struct {
     int64_t job_id, owner;
+    char name[128];     /* the job's */
+    char device_request[32];
     int position;       /* 1 = runs next */
     QueueReason reason;
     char detail[160];   /* "alice uses 2 of 2 GPUs", "cpu is busy with job 7" */

@@ -52,59 +52,115 @@ void scheduler_log(int64_t job, const char *level, const char *fmt, ...) {
     log_json(job ? "job" : "scheduler", o);
 }
 
-/* ---- which device a job wants ---- */
-
-/* Whether w can run a job asking for `request` ("auto", "cpu", "cuda:N",
- * the jobs table's device_request). */
-static bool can_run(const Worker *w, const char *request) {
-    Device d;
-    if (strcmp(request, "auto") == 0) return true;
-    if (device_parse(request, &d) != 0) {
-        error_clear();
-        return false;
-    }
-    return device_equal(d, w->device);
-}
-
-/* Under mu. "auto" runs on any free worker, but on a GPU when one is
- * free: a CPU worker leaves an auto job to an idle GPU worker, which is
- * woken with every other and claims it. */
-static bool leave_to_gpu(const Worker *w, const char *request) {
-    if (strcmp(request, "auto") != 0 || w->device.type == DEVICE_CUDA) return false;
-    const Scheduler *s = w->s;
-    for (int i = 0; i < s->nworkers; i++)
-        if (s->workers[i].device.type == DEVICE_CUDA && s->workers[i].job_id == 0) return true;
-    return false;
-}
-
-WorkerStop worker_stop(Worker *w) {
+WorkerStop worker_stop(Worker *w, int64_t *by) {
     pthread_mutex_lock(&w->s->mu);
     WorkerStop stop = atomic_load(&w->cancel) ? w->stop : WORKER_STOP_NONE;
+    if (by) *by = w->preempted_by;
     pthread_mutex_unlock(&w->s->mu);
     return stop;
 }
 
-/* ---- the workers ---- */
+/* ---- the queue ---- */
 
-/* Under mu: claims the first queued job this worker can run. 1 with *out
- * filled, 0 when there is none. */
-static int claim_next(Worker *w, DbJob *out) {
-    Scheduler *s = w->s;
+/* Under mu: the workers as the plan sees them. */
+static void plan_workers(const Scheduler *s, QueueWorker *out) {
+    for (int i = 0; i < s->nworkers; i++) {
+        const Worker *w = &s->workers[i];
+        out[i] = (QueueWorker){.device = w->device, .job_id = w->job_id,
+                               .job_owner = w->job_owner,
+                               .job_admin_priority = w->job_admin_priority,
+                               .job_started_ms = w->job_started_ms,
+                               .preempting = w->stop == WORKER_STOP_PREEMPT};
+        snprintf(out[i].device_name, sizeof out[i].device_name, "%s", w->device_name);
+    }
+}
+
+/* The users, with their use decayed to now and their effective limits. */
+static int plan_users(Scheduler *s, int64_t now_ms, QueueUser **out, int *n) {
+    DbUser *users;
+    if (db_user_list(s->db, &users, n) != DB_OK) return -1;
+    *out = calloc((size_t)*n + 1, sizeof **out);
+    if (!*out) {
+        free(users);
+        return error_set("queue: out of memory");
+    }
+    for (int i = 0; i < *n; i++) {
+        QueueUser *u = &(*out)[i];
+        u->id = users[i].id;
+        snprintf(u->name, sizeof u->name, "%s", users[i].name);
+        u->usage_s = db_user_usage_now(&users[i], now_ms, s->cfg.fairshare_half_life_s);
+        u->quota = quota_effective(&users[i].quota, &s->quota_defaults);
+    }
+    free(users);
+    return 0;
+}
+
+/* Under mu: the queue planned now, its jobs in run order in *entries and
+ * their rows in *queue (both freed by the caller), *n of them. */
+static int plan_now(Scheduler *s, DbQueuedJob **queue, QueueEntry **entries, int *n) {
+    *queue = NULL;
+    *entries = NULL;
+    QueueUser *users = NULL;
+    int nu = 0;
+    QueueWorker workers[SCHEDULER_MAX_WORKERS];
+    int64_t now = db_now_ms();
+    if (db_job_queue(s->db, queue, n) != DB_OK || plan_users(s, now, &users, &nu) != 0)
+        goto fail;
+    *entries = calloc((size_t)*n + 1, sizeof **entries);
+    if (!*entries) {
+        error_set("queue: out of memory");
+        goto fail;
+    }
+    plan_workers(s, workers);
+    if (queue_plan(*queue, *n, workers, s->nworkers, users, nu, now, *entries) != 0) goto fail;
+    free(users);
+    return 0;
+fail:
+    free(users);
+    free(*queue);
+    free(*entries);
+    *queue = NULL;
+    *entries = NULL;
+    *n = 0;
+    return -1;
+}
+
+/* Under mu: the running jobs the plan preempts are asked to stop at their
+ * next step (checkpointed, back in the queue: server/attempt.c). */
+static void apply_preemptions(Scheduler *s, const QueueEntry *e, int n) {
+    for (int i = 0; i < n; i++) {
+        if (e[i].preempts < 0) continue;
+        Worker *w = &s->workers[e[i].preempts];
+        if (!w->job_id || w->stop != WORKER_STOP_NONE) continue;
+        w->stop = WORKER_STOP_PREEMPT;
+        w->preempted_by = e[i].job_id;
+        atomic_store(&w->cancel, 1);
+        scheduler_log(w->job_id, "info", "preempted by job %lld, of a higher priority",
+                      (long long)e[i].job_id);
+    }
+}
+
+/* Under mu: plans the queue and acts on it for worker w (NULL: for none):
+ * the preemptions, and the job the plan starts on w, claimed into *out. 1
+ * when w got a job, else 0. */
+static int replan(Scheduler *s, Worker *w, DbJob *out) {
     DbQueuedJob *queue;
-    int n;
-    if (db_job_queue(s->db, &queue, &n) != DB_OK) {
-        scheduler_log(0, "error", "%s", error_get());
+    QueueEntry *e;
+    int n, got = 0;
+    if (plan_now(s, &queue, &e, &n) != 0) {
+        scheduler_log(0, "error", "queue: %s", error_get());
         return 0;
     }
-    int got = 0;
-    for (int i = 0; i < n && !got; i++) {
-        const char *request = queue[i].device_request;
-        if (!can_run(w, request) || leave_to_gpu(w, request)) continue;
-        got = db_job_claim(s->db, queue[i].id, w->device_name, out) == DB_OK;
-    }
+    apply_preemptions(s, e, n);
+    for (int i = 0; w && i < n && !got; i++)
+        if (e[i].reason == QUEUE_STARTS && e[i].worker == w->index)
+            got = db_job_claim(s->db, e[i].job_id, w->device_name, out) == DB_OK;
     free(queue);
+    free(e);
     return got;
 }
+
+/* ---- the workers ---- */
 
 static void *worker_main(void *arg) {
     Worker *w = arg;
@@ -115,16 +171,27 @@ static void *worker_main(void *arg) {
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
         DbJob job;
-        if (!claim_next(w, &job)) {
+        if (!replan(s, w, &job)) {
             pthread_cond_wait(&s->work, &s->mu);
             continue;
         }
         w->job_id = job.id;
+        w->job_owner = job.owner;
+        w->job_admin_priority = job.admin_priority;
+        w->job_started_ms = job.started_at;
+        pthread_mutex_lock(&w->pmu);
+        /* where it stood (the steps of the whole run are known since its
+         * submission), its rate and ETA unknown until it has stepped */
+        w->progress = job.progress;
+        w->progress.samples_per_s = 0;
+        w->progress.eta_s = -1;
+        pthread_mutex_unlock(&w->pmu);
         w->stop = WORKER_STOP_NONE;
+        w->preempted_by = 0;
         atomic_store(&w->cancel, 0);
-        /* a CPU worker that left auto jobs to this idle GPU worker
-         * (leave_to_gpu) looks again now that it is busy */
-        if (w->device.type == DEVICE_CUDA) pthread_cond_broadcast(&s->work);
+        /* the plan changed: a worker that was planned to wait may now
+         * start another job (an auto job left to this GPU worker) */
+        pthread_cond_broadcast(&s->work);
         pthread_mutex_unlock(&s->mu);
         scheduler_bump(s);
         attempt_run(w, &job);
@@ -208,6 +275,9 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg) {
     s->mw = cfg->metrics;
     s->cfg = *cfg;
     s->cfg.devices = NULL; /* not kept: the caller's string */
+    s->quota_defaults = cfg->quota_defaults ? *cfg->quota_defaults
+                                            : (DbQuota){-1, -1, -1, -1, -1};
+    s->cfg.quota_defaults = NULL;
     s->nworkers = n;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
@@ -261,6 +331,7 @@ void scheduler_stop(Scheduler *s) {
 /* Wakes the workers: a job was queued. */
 static void wake(Scheduler *s) {
     pthread_mutex_lock(&s->mu);
+    replan(s, NULL, NULL); /* preemptions: every worker may be busy */
     pthread_cond_broadcast(&s->work);
     pthread_mutex_unlock(&s->mu);
     scheduler_bump(s);
@@ -345,6 +416,18 @@ int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_jso
     return DB_OK;
 }
 
+int scheduler_set_priority(Scheduler *s, int64_t job_id, bool admin, int priority) {
+    int rc = db_job_set_priority(s->db, job_id, admin, priority);
+    if (rc != DB_OK) return rc;
+    /* a running job's own priority matters for preemption too */
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; admin && i < s->nworkers; i++)
+        if (s->workers[i].job_id == job_id) s->workers[i].job_admin_priority = priority;
+    pthread_mutex_unlock(&s->mu);
+    wake(s);
+    return DB_OK;
+}
+
 int scheduler_cancel(Scheduler *s, int64_t job_id) {
     pthread_mutex_lock(&s->mu);
     for (int i = 0; i < s->nworkers; i++) {
@@ -376,47 +459,29 @@ int scheduler_cancel(Scheduler *s, int64_t job_id) {
     return rc;
 }
 
-int scheduler_queue_info(Scheduler *s, int64_t job_id, int *ahead, char *reason, size_t size) {
-    int pos = 0;
-    int rc = db_job_queue_position(s->db, job_id, &pos);
-    if (rc != DB_OK) return rc;
-    if (ahead) *ahead = pos;
-    if (!reason || size == 0) return DB_OK;
-    DbJob job;
-    if ((rc = db_job_get(s->db, job_id, &job)) != DB_OK) return rc;
-    char request[32];
-    snprintf(request, sizeof request, "%s", job.device_request);
-    db_job_clear(&job);
-    bool any = strcmp(request, "auto") == 0;
+int scheduler_queue(Scheduler *s, QueueEntry **out, int *n) {
+    DbQueuedJob *queue;
     pthread_mutex_lock(&s->mu);
-    int able = 0, busy = 0;
-    for (int i = 0; i < s->nworkers; i++) {
-        if (!can_run(&s->workers[i], request)) continue;
-        able++;
-        busy += s->workers[i].job_id != 0;
-    }
-    /* "a free cpu worker" when all workers are CPUs or the job wants
-     * one device; "a free worker" when any of several kinds will do */
-    char kind[40] = "";
-    bool same = true;
-    for (int i = 1; i < s->nworkers; i++)
-        same &= device_equal(s->workers[i].device, s->workers[0].device);
-    if (!any)
-        snprintf(kind, sizeof kind, "%s ", request);
-    else if (same && s->nworkers)
-        snprintf(kind, sizeof kind, "%s ", s->workers[0].device_name);
+    int rc = plan_now(s, &queue, out, n);
     pthread_mutex_unlock(&s->mu);
-    char jobs[64];
-    snprintf(jobs, sizeof jobs, "%d job%s ahead", pos, pos == 1 ? "" : "s");
-    if (able == 0)
-        snprintf(reason, size, "waiting for a %sworker, which this daemon does not have; %s",
-                 kind, jobs);
-    else if (busy == able)
-        snprintf(reason, size, "waiting for a free %sworker (%d of %d busy); %s", kind, busy,
-                 able, jobs);
-    else
-        snprintf(reason, size, "about to start on a free %sworker; %s", kind, jobs);
-    return DB_OK;
+    free(queue);
+    return rc == 0 ? DB_OK : DB_ERROR;
+}
+
+int scheduler_queue_info(Scheduler *s, int64_t job_id, QueueEntry *out) {
+    QueueEntry *e;
+    int n;
+    int rc = scheduler_queue(s, &e, &n);
+    if (rc != DB_OK) return rc;
+    rc = DB_CONFLICT;
+    for (int i = 0; i < n && rc != DB_OK; i++)
+        if (e[i].job_id == job_id) {
+            *out = e[i];
+            rc = DB_OK;
+        }
+    free(e);
+    if (rc != DB_OK) error_set("job %" PRId64 " is not queued", job_id);
+    return rc;
 }
 
 int scheduler_progress(Scheduler *s, int64_t job_id, DbJobProgress *out) {

@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "core/spec.h"
+#include "server/queue_plan.h"
 #include "storage/db.h"
 
 typedef struct Scheduler Scheduler;
@@ -50,6 +51,12 @@ typedef struct {
     int workers;             /* CPU workers when devices is NULL; 0 means 1 */
     /* OpenMP threads each job's kernels may use; 0: leave as is. */
     int threads_per_job;
+    /* A user's limits unless set for them (serve --quota-*; < 0: none);
+     * NULL: none. Copied. */
+    const DbQuota *quota_defaults;
+    /* How fast recent device use is forgotten, for the fair queue (serve
+     * --fairshare-half-life; 0: never). */
+    double fairshare_half_life_s;
     /* Tests and instrumentation; may be NULL. Called on the worker's
      * thread after each training step's "loss" metric. */
     void (*step_hook)(void *user, int64_t job_id, int64_t step);
@@ -86,15 +93,23 @@ int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_jso
  * or DB_CONFLICT when it has ended. */
 int scheduler_submit(Scheduler *s, int64_t job_id);
 
+/* A job's priority among its owner's jobs (admin false), or an admin's over
+ * other users' work (admin true), which may preempt a running job of a
+ * lower one. DB_NOT_FOUND, or DB_CONFLICT when the job has ended. */
+int scheduler_set_priority(Scheduler *s, int64_t job_id, bool admin, int priority);
+
 /* A queued job becomes `cancelled` at once; a running one stops at its
  * next step and is recorded `cancelled` (returns before that happens).
  * DB_NOT_FOUND for no such job, DB_CONFLICT when it has already ended. */
 int scheduler_cancel(Scheduler *s, int64_t job_id);
 
-/* Why a queued job waits: *ahead = queued jobs that run before it, and a
- * sentence in reason ("waiting for a free cpu worker; 2 jobs ahead").
- * DB_CONFLICT when the job is not queued. reason/size may be NULL/0. */
-int scheduler_queue_info(Scheduler *s, int64_t job_id, int *ahead, char *reason, size_t size);
+/* The queue in the order it will run (server/queue_plan.h): each queued
+ * job's position, and why it waits or that it starts now. *out (free())
+ * holds *n entries. */
+int scheduler_queue(Scheduler *s, QueueEntry **out, int *n);
+/* One queued job's entry of scheduler_queue. DB_CONFLICT when the job is
+ * not queued. */
+int scheduler_queue_info(Scheduler *s, int64_t job_id, QueueEntry *out);
 
 /* The live progress of a running job (updated every step): DB_OK, or
  * DB_NOT_FOUND when it is not running here (then the stored

@@ -14,6 +14,8 @@
 #include <stdint.h>
 
 #include "core/tensor.h"
+#include "server/queue_plan.h"
+#include "server/quota.h"
 #include "server/scheduler.h"
 
 /* Why a running job was asked to stop. */
@@ -21,6 +23,7 @@ typedef enum {
     WORKER_STOP_NONE,
     WORKER_STOP_CANCEL,   /* a user cancelled it: it ends `cancelled` */
     WORKER_STOP_SHUTDOWN, /* the daemon is stopping: checkpointed, back to the queue */
+    WORKER_STOP_PREEMPT,  /* a job of higher priority takes the worker: the same */
 } WorkerStop;
 
 typedef struct Worker {
@@ -33,7 +36,11 @@ typedef struct Worker {
     bool started;
     /* under s->mu */
     int64_t job_id;
+    int64_t job_owner;      /* of job_id */
+    int job_admin_priority; /* of job_id, for preemption */
+    int64_t job_started_ms;
     WorkerStop stop;
+    int64_t preempted_by;   /* WORKER_STOP_PREEMPT: the job that takes its place */
     /* set by cancel/stop, read by the trainer at each step */
     atomic_int cancel;
     /* under pmu: live progress of job_id */
@@ -45,6 +52,7 @@ struct Scheduler {
     Db *db;
     MetricWriter *mw;
     SchedulerConfig cfg;
+    DbQuota quota_defaults; /* cfg's, or none */
     pthread_mutex_t mu;
     pthread_cond_t work;
     bool stopping;
@@ -62,8 +70,8 @@ void scheduler_bump(Scheduler *s);
 void scheduler_log(int64_t job, const char *level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Why the worker's job was asked to stop, once it has (WORKER_STOP_NONE
- * when it was not). */
-WorkerStop worker_stop(Worker *w);
+ * when it was not); *by (may be NULL) the preempting job. */
+WorkerStop worker_stop(Worker *w, int64_t *by);
 
 /* One attempt at a claimed job on w's device (server/attempt.c): builds it
  * from its spec, resumes it from its newest checkpoint, trains it, and

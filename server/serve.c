@@ -132,6 +132,17 @@ static const struct {
      "not idle)"},
     {"--tls-cert FILE", "off", "serve HTTPS with this PEM certificate (chain); needs --tls-key"},
     {"--tls-key FILE", "off", "the PEM private key of --tls-cert"},
+    {"--quota-running-jobs N", "none", "a user's jobs running at once, unless set for them "
+                                        "(traind user set-quota); more wait, reason "
+                                        "QuotaRunningJobs"},
+    {"--quota-queued-jobs N", "none", "a user's queued jobs; one more is refused (429)"},
+    {"--quota-gpus N", "none", "GPUs a user's jobs use at once; more wait, reason QuotaGPUs"},
+    {"--quota-dataset-gb G", "none", "bytes of a user's datasets; an upload past it is refused "
+                                     "(429)"},
+    {"--quota-checkpoint-gb G", "none", "bytes of a user's checkpoints; a job submitted past it "
+                                        "is refused (429)"},
+    {"--fairshare-half-life T", "7d", "how fast the fair queue forgets a user's device time "
+                                      "(seconds, or with s, m, h or d)"},
     {"--quiet", "off", "no log line per request"},
 };
 
@@ -195,6 +206,49 @@ static int http_cpus_arg(const char *v, ServeOptions *o) {
     return 0;
 }
 
+/* A number of v with an optional unit suffix from units (factor each), in
+ * [0, max]; -1 with a message otherwise. */
+static int scaled_arg(const char *opt, const char *v, const char *units, const double *factors,
+                      double max, double *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    const char *u = *end ? strchr(units, *end) : NULL;
+    double f = u && end[1] == '\0' ? factors[u - units] : *end ? -1 : 1;
+    if (!*v || errno || f < 0 || !(x >= 0) || x * f > max) {
+        fprintf(stderr, "traind serve: %s: expected a number >= 0%s%s, got '%s'\n", opt,
+                *units ? " with an optional unit from " : "", units, v);
+        return -1;
+    }
+    *out = x * f;
+    return 0;
+}
+
+/* --quota-* and --fairshare-half-life: 1 when a is one of them (v taken),
+ * 0 when it is not, -1 for a bad value. */
+static int fair_share_arg(const char *a, const char *v, ServeOptions *o) {
+    static const QuotaLimit counts[] = {QUOTA_RUNNING_JOBS, QUOTA_QUEUED_JOBS, QUOTA_GPUS,
+                                        QUOTA_DATASET_BYTES, QUOTA_CHECKPOINT_BYTES};
+    static const char *const names[] = {"--quota-running-jobs", "--quota-queued-jobs",
+                                        "--quota-gpus", "--quota-dataset-gb",
+                                        "--quota-checkpoint-gb"};
+    static const double time_f[] = {1, 60, 3600, 86400};
+    double x;
+    if (!strcmp(a, "--fairshare-half-life")) {
+        if (scaled_arg(a, v, "smhd", time_f, 1e10, &x)) return -1;
+        o->fairshare_half_life_s = x;
+        return 1;
+    }
+    for (int k = 0; k < 5; k++) {
+        if (strcmp(a, names[k]) != 0) continue;
+        bool bytes = counts[k] >= QUOTA_DATASET_BYTES;
+        if (scaled_arg(a, v, "", NULL, 1e9, &x)) return -1;
+        quota_set(&o->quota_defaults, counts[k], (int64_t)(bytes ? x * 1e9 : x));
+        return 1;
+    }
+    return 0;
+}
+
 static int parse_options(int argc, char **argv, ServeOptions *o) {
     *o = (ServeOptions){.port = 8080, .bind = "127.0.0.1", .data_dir = "./var", .workers = 1,
                         .http_threads = 4, .http_nice = -1, .import_timeout_s = 600,
@@ -222,7 +276,11 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
         }
         const char *v = argv[++i];
         long long x = 0;
-        if (!strcmp(a, "--bind"))
+        int fair = fair_share_arg(a, v, o);
+        if (fair < 0) return -1;
+        if (fair)
+            continue;
+        else if (!strcmp(a, "--bind"))
             o->bind = v;
         else if (!strcmp(a, "--data-dir"))
             o->data_dir = v;
@@ -388,7 +446,9 @@ int cmd_serve(int argc, char **argv) {
     if (!mw) goto fail;
     if (o.http_cpus && pin_this_thread(&o.train_set, "training workers") != 0) goto fail;
     SchedulerConfig sc = {.db = db, .metrics = mw, .devices = o.devices, .workers = o.workers,
-                          .threads_per_job = o.threads_per_job};
+                          .threads_per_job = o.threads_per_job,
+                          .quota_defaults = &o.quota_defaults,
+                          .fairshare_half_life_s = o.fairshare_half_life_s};
     sched = scheduler_start(&sc);
     if (!sched) goto fail;
     api.db = db;

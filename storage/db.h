@@ -391,6 +391,11 @@ int db_job_cancel_queued(Db *db, int64_t id);
 /* running -> queued for one job (a daemon stopping, SIGTERM); the attempt
  * count stays, the next claim adds one. DB_CONFLICT when not running. */
 int db_job_requeue(Db *db, int64_t id);
+/* running -> queued for a job of higher priority, counted in preemptions. */
+int db_job_preempted(Db *db, int64_t id);
+/* The priority among its owner's jobs (admin false), or an admin's over
+ * other users' work (admin true). DB_CONFLICT when it has ended. */
+int db_job_set_priority(Db *db, int64_t id, bool admin, int priority);
 /* Every running job -> queued (daemon start). *n (may be NULL): how many. */
 int db_job_requeue_running(Db *db, int *n);
 int db_job_set_progress(Db *db, int64_t id, const DbJobProgress *p);
@@ -398,6 +403,7 @@ int db_job_set_progress(Db *db, int64_t id, const DbJobProgress *p);
 /* A queued job as the queue sees it. */
 typedef struct {
     int64_t id, owner;
+    char name[128];
     int priority, admin_priority;
     char device_request[32];
     int64_t train_bytes;

@@ -298,6 +298,22 @@ int db_job_requeue(Db *db, int64_t id) {
                       NULL, 0, "running", NULL);
 }
 
+int db_job_preempted(Db *db, int64_t id) {
+    return transition(db, id,
+                      "UPDATE jobs SET state = 'queued', samples_per_s = 0, eta_s = -1, "
+                      "preemptions = preemptions + 1 WHERE id = ?1 AND state = 'running'",
+                      NULL, 0, "running", NULL);
+}
+
+int db_job_set_priority(Db *db, int64_t id, bool admin, int priority) {
+    return transition(db, id,
+                      admin ? "UPDATE jobs SET admin_priority = ?4 WHERE id = ?1 AND "
+                              "state IN ('queued', 'running')"
+                            : "UPDATE jobs SET priority = ?4 WHERE id = ?1 AND "
+                              "state IN ('queued', 'running')",
+                      NULL, priority, "queued or running", NULL);
+}
+
 int db_job_requeue_running(Db *db, int *n) {
     if (n) *n = 0;
     DbConn *c = db_acquire(db);
@@ -343,6 +359,7 @@ static int read_queued(sqlite3_stmt *st, void *out) {
     q->train_bytes = sqlite3_column_int64(st, 4);
     q->created_at = sqlite3_column_int64(st, 5);
     q->admin_priority = sqlite3_column_int(st, 6);
+    db_column_copy(st, 7, q->name, sizeof q->name);
     return 0;
 }
 
@@ -353,7 +370,7 @@ int db_job_queue(Db *db, DbQueuedJob **out, int *n) {
     if (!c) return DB_ERROR;
     int rc = DB_ERROR;
     sqlite3_stmt *st = db_stmt(c, "SELECT id, coalesce(owner, 0), priority, device_request, "
-                                  "train_bytes, created_at, admin_priority FROM jobs "
+                                  "train_bytes, created_at, admin_priority, name FROM jobs "
                                   "WHERE state = 'queued' ORDER BY priority DESC, created_at, id");
     if (st) rc = db_collect(c, st, sizeof **out, read_queued, (void **)out, n, "queue");
     db_release(db, c);

@@ -32,14 +32,31 @@ static json_t *progress_json(const DbJobProgress *p) {
 }
 
 static json_t *job_json(const DbJob *j, const DbJobProgress *progress) {
-    return json_pack("{s:I, s:s, s:s, s:o, s:i, s:i, s:I, s:o, s:o, s:o, s:o, s:o*}", "id",
-                     (json_int_t)j->id, "name", j->name, "state", db_job_state_name(j->state),
-                     "device", j->device[0] ? json_string(j->device) : json_null(), "priority",
-                     j->priority, "attempt", j->attempt, "owner", (json_int_t)j->owner,
-                     "created_at", api_time(j->created_at), "started_at",
-                     api_time(j->started_at), "finished_at", api_time(j->finished_at), "error",
-                     j->error ? json_string(j->error) : json_null(), "progress",
-                     progress_json(progress ? progress : &j->progress));
+    json_t *o = json_pack("{s:I, s:s, s:s, s:o, s:i, s:i, s:I, s:o, s:o, s:o, s:o, s:o*}", "id",
+                          (json_int_t)j->id, "name", j->name, "state",
+                          db_job_state_name(j->state), "device",
+                          j->device[0] ? json_string(j->device) : json_null(), "priority",
+                          j->priority, "attempt", j->attempt, "owner", (json_int_t)j->owner,
+                          "created_at", api_time(j->created_at), "started_at",
+                          api_time(j->started_at), "finished_at", api_time(j->finished_at),
+                          "error", j->error ? json_string(j->error) : json_null(), "progress",
+                          progress_json(progress ? progress : &j->progress));
+    if (!o) return NULL;
+    json_object_set_new(o, "user", j->owner_name[0] ? json_string(j->owner_name) : json_null());
+    json_object_set_new(o, "admin_priority", json_integer(j->admin_priority));
+    json_object_set_new(o, "preemptions", json_integer(j->preemptions));
+    json_object_set_new(o, "device_request", json_string(j->device_request));
+    return o;
+}
+
+json_t *queue_entry_json(const QueueEntry *e, bool named) {
+    json_t *o = json_pack("{s:i, s:i, s:s}", "position", e->position, "ahead", e->position - 1,
+                          "reason", queue_reason_name(e->reason));
+    if (!o) return NULL;
+    /* the detail may name another user: told to their job's owner and
+     * admins only */
+    json_object_set_new(o, "detail", json_string(named ? e->detail : ""));
+    return o;
 }
 
 int jobs_post(HttpRequest *req) {
@@ -132,12 +149,9 @@ int jobs_get(HttpRequest *req) {
     json_error_t jerr;
     json_t *spec = j.spec_json ? json_loads(j.spec_json, 0, &jerr) : NULL;
     json_object_set_new(out, "spec", spec ? spec : json_null());
-    if (j.state == DB_JOB_QUEUED) {
-        int ahead = 0;
-        char reason[256] = "";
-        if (scheduler_queue_info(api->sched, id, &ahead, reason, sizeof reason) == DB_OK)
-            json_object_set_new(out, "queue", json_pack("{s:i, s:s}", "ahead", ahead, "reason", reason));
-    }
+    QueueEntry qe;
+    if (j.state == DB_JOB_QUEUED && scheduler_queue_info(api->sched, id, &qe) == DB_OK)
+        json_object_set_new(out, "queue", queue_entry_json(&qe, true));
     DbMetric *m = NULL;
     int n = 0;
     json_t *latest = json_object();
@@ -171,4 +185,41 @@ int jobs_cancel(HttpRequest *req) {
     json_object_set_new(out, "cancel_requested", json_true());
     db_job_clear(&j);
     return http_reply_json(req, done ? 200 : 202, out);
+}
+
+/* PATCH {"priority": N}: an admin's priority puts the job ahead of other
+ * users' work (and may preempt a running job of a lower one); the owner's
+ * orders their own jobs only. */
+int jobs_patch(HttpRequest *req) {
+    Api *api = http_app(req);
+    DbJob j;
+    int64_t id = api_job_param(req, &j);
+    if (id < 0) return 0;
+    db_job_clear(&j);
+    json_t *body = http_json_body(req);
+    if (!body) return 0;
+    const char *key;
+    json_t *v, *priority = NULL;
+    json_object_foreach(body, key, v) {
+        if (strcmp(key, "priority") != 0) {
+            http_reply_error(req, 400, "invalid", key, "%s: unknown field (known: priority)", key);
+            json_decref(body);
+            return 0;
+        }
+        priority = v;
+    }
+    json_int_t p = json_integer_value(priority);
+    bool ok = json_is_integer(priority) && p >= -1000 && p <= 1000;
+    json_decref(body);
+    if (!ok)
+        return http_reply_error(req, 400, "invalid", "priority",
+                                "priority: expected an integer from -1000 to 1000");
+    bool admin = http_auth(req)->admin;
+    error_clear();
+    int st = scheduler_set_priority(api->sched, id, admin, (int)p);
+    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    if ((st = db_job_get(api->db, id, &j)) != DB_OK) return api_reply_db(req, st, NULL);
+    json_t *out = job_json(&j, NULL);
+    db_job_clear(&j);
+    return http_reply_json(req, 200, out);
 }

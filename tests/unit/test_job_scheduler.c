@@ -381,13 +381,12 @@ Test(job_scheduler, cancel_queued_and_running) {
     int64_t a = submit(s, "a", 5);
     int64_t b = submit(s, "b", 1);
     cr_assert_eq(wait_state(&e, a, DB_JOB_RUNNING, 30), DB_JOB_RUNNING);
-    int ahead = -1;
-    char reason[256];
-    cr_assert_eq(scheduler_queue_info(s, b, &ahead, reason, sizeof reason), DB_OK);
-    cr_assert_eq(ahead, 0);
-    cr_assert(strstr(reason, "waiting for a free cpu worker") != NULL, "%s", reason);
-    cr_assert(strstr(reason, "0 jobs ahead") != NULL, "%s", reason);
-    cr_assert_eq(scheduler_queue_info(s, a, &ahead, NULL, 0), DB_CONFLICT);
+    QueueEntry q;
+    cr_assert_eq(scheduler_queue_info(s, b, &q), DB_OK);
+    cr_assert_eq(q.position, 1);
+    cr_assert_eq(q.reason, QUEUE_RESOURCES);
+    cr_assert_str_eq(q.detail, "its worker, cpu, is busy");
+    cr_assert_eq(scheduler_queue_info(s, a, &q), DB_CONFLICT);
 
     /* queued: cancelled at once */
     cr_assert_eq(scheduler_cancel(s, b), DB_OK);
@@ -667,5 +666,133 @@ Test(job_scheduler, jobs_run_as_many_threads_as_their_worker_has_cpus) {
     line = first_log_line_on(&e, &one, 3, "three");
     cr_assert_str_eq(line, "attempt 1 on cpu, 3 CPU threads");
     free(line);
+    teardown(&e);
+}
+
+/* ---- a server a lab shares: the fair queue and preemption ---- */
+
+/* A user of the data dir, and the toy dataset shared so that their jobs
+ * may train on it. */
+static DbViewer lab_user(Env *e, const char *name) {
+    int64_t id;
+    char token[DB_TOKEN_LEN + 1];
+    cr_assert_eq(db_user_create(e->db, name, false, &id, token), DB_OK, "%s", error_get());
+    DbDataset ds;
+    cr_assert_eq(db_dataset_resolve(e->db, NULL, "toy", &ds), DB_OK);
+    cr_assert_eq(db_dataset_set_shared(e->db, ds.id, true), DB_OK);
+    db_dataset_clear(&ds);
+    return (DbViewer){.user_id = id};
+}
+
+static int64_t submit_as(Scheduler *s, const DbViewer *who, const char *tag, int epochs) {
+    char text[2048];
+    snprintf(text, sizeof text, spec_fmt, tag, 4, epochs);
+    JobSpec *spec = job_spec_parse(text, strlen(text));
+    cr_assert(spec, "%s", error_get());
+    int64_t id = 0;
+    cr_assert_eq(scheduler_create_job(s, spec, text, who, 0, &id), DB_OK, "%s", error_get());
+    job_spec_free(spec);
+    return id;
+}
+
+static DbJob job_row(Env *e, int64_t id) {
+    DbJob j;
+    cr_assert_eq(db_job_get(e->db, id, &j), DB_OK);
+    return j;
+}
+
+/* One CPU worker; alice queues ten jobs (the first held at its first step
+ * until all are in), then bob queues one: bob's runs second. */
+Test(job_scheduler, a_second_users_job_runs_second) {
+    Env e = setup();
+    DbViewer alice = lab_user(&e, "alice"), bob = lab_user(&e, "bob");
+    Scheduler *s = start(&e, 1, false);
+    atomic_store(&hook_at_step, 1);
+    int64_t a[10];
+    a[0] = submit_as(s, &alice, "a0", 1);
+    atomic_store(&hook_at_job, a[0]);
+    for (int i = 0; i < 60000 && !atomic_load(&hook_reached); i++) usleep(1000);
+    cr_assert(atomic_load(&hook_reached));
+    for (int i = 1; i < 10; i++) a[i] = submit_as(s, &alice, "a", 1);
+    int64_t b = submit_as(s, &bob, "b", 1);
+    QueueEntry q;
+    cr_assert_eq(scheduler_queue_info(s, b, &q), DB_OK);
+    cr_assert_eq(q.position, 1, "bob's job is next");
+    cr_assert_eq(q.reason, QUEUE_RESOURCES);
+    cr_assert_eq(scheduler_queue_info(s, a[1], &q), DB_OK);
+    cr_assert_eq(q.position, 2);
+    cr_assert_eq(q.reason, QUEUE_PRIORITY);
+    atomic_store(&hook_release, 1);
+    cr_assert_eq(wait_state(&e, a[9], -1, 200), DB_JOB_SUCCEEDED);
+    /* started in that order: alice's first, bob's, then the rest of hers */
+    DbJob jb = job_row(&e, b), j0 = job_row(&e, a[0]), j1 = job_row(&e, a[1]);
+    cr_assert_gt(jb.started_at, j0.started_at);
+    cr_assert_lt(jb.started_at, j1.started_at, "bob's job waited for alice's queue");
+    db_job_clear(&jb);
+    db_job_clear(&j0);
+    db_job_clear(&j1);
+    /* the device time went to each user's recent use */
+    DbUser u;
+    cr_assert_eq(db_user_get(e.db, alice.user_id, &u), DB_OK);
+    cr_assert_gt(u.usage_s, 0);
+    scheduler_stop(s);
+    teardown(&e);
+}
+
+/* A job of an admin's priority preempts the running one: it checkpoints at
+ * its next step, goes back to the queue, and resumes once the other is
+ * done, on the same trajectory, every step's metric once. */
+Test(job_scheduler, a_preempted_job_resumes_on_the_same_trajectory) {
+    Env e = setup();
+    enum { EPOCHS = 4, STEPS = 48 };
+    DbViewer alice = lab_user(&e, "alice"), bob = lab_user(&e, "bob");
+    Scheduler *s = start(&e, 1, false);
+    int64_t ref = submit_as(s, &alice, "ref", EPOCHS);
+    cr_assert_eq(wait_state(&e, ref, -1, 100), DB_JOB_SUCCEEDED);
+
+    int64_t id = submit_as(s, &alice, "int", EPOCHS);
+    atomic_store(&hook_at_step, 30);
+    atomic_store(&hook_at_job, id);
+    for (int i = 0; i < 60000 && !atomic_load(&hook_reached); i++) usleep(1000);
+    cr_assert(atomic_load(&hook_reached));
+    int64_t urgent = submit_as(s, &bob, "urgent", 1);
+    QueueEntry q;
+    cr_assert_eq(scheduler_queue_info(s, urgent, &q), DB_OK);
+    cr_assert_eq(q.reason, QUEUE_RESOURCES);
+    cr_assert_eq(scheduler_set_priority(s, urgent, true, 5), DB_OK);
+    atomic_store(&hook_release, 1);
+    cr_assert_eq(wait_state(&e, urgent, -1, 100), DB_JOB_SUCCEEDED);
+    cr_assert_eq(wait_state(&e, id, -1, 100), DB_JOB_SUCCEEDED);
+    DbJob j = job_row(&e, id), u = job_row(&e, urgent);
+    cr_assert_eq(j.preemptions, 1);
+    cr_assert_eq(j.attempt, 2);
+    cr_assert_eq(u.admin_priority, 5);
+    cr_assert_geq(j.started_at, u.finished_at, "resumed after the urgent job ended");
+    db_job_clear(&j);
+    db_job_clear(&u);
+    scheduler_stop(s);
+
+    const char *names[] = {"loss", "lr", "train_loss", "train_accuracy", "val_loss",
+                           "val_accuracy"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        double want[STEPS + 1], got[STEPS + 1];
+        int nw = series(&e, ref, names[k], want, STEPS + 1);
+        cr_assert_eq(series(&e, id, names[k], got, STEPS + 1), nw, "%s", names[k]);
+        for (int st = 1; st <= STEPS; st++)
+            cr_assert(got[st] == want[st] || (isnan(got[st]) && isnan(want[st])),
+                      "%s at step %d: %.17g vs %.17g", names[k], st, got[st], want[st]);
+    }
+    DbLogLine *lines;
+    int n;
+    cr_assert_eq(db_log_list(e.db, id, 0, 0, &lines, &n), DB_OK);
+    char want_line[96];
+    snprintf(want_line, sizeof want_line, "preempted at step 30 by job %lld", (long long)urgent);
+    bool preempted = false, resumed = false;
+    for (int i = 0; i < n; i++) {
+        preempted |= strstr(lines[i].line, want_line) != NULL;
+        resumed |= strstr(lines[i].line, "resumed from") != NULL;
+    }
+    db_log_list_free(lines, n);
+    cr_assert(preempted && resumed);
     teardown(&e);
 }

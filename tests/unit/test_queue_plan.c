@@ -1,0 +1,168 @@
+/* test_queue_plan.c - server/queue_plan: the fair queue's order (least
+ * recent use first, turns between users of equal use, a user's priority
+ * among their own jobs only, an admin's priority over everyone's), the
+ * reasons a job waits in Slurm's words, auto jobs on a GPU first, and which
+ * running job a job of an admin's priority preempts. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "server/queue_plan.h"
+
+#define NOW 1000000000LL
+
+static DbQueuedJob job(int64_t id, int64_t owner, const char *device, int priority,
+                       int admin_priority) {
+    DbQueuedJob j = {.id = id, .owner = owner, .priority = priority,
+                     .admin_priority = admin_priority, .created_at = id};
+    snprintf(j.device_request, sizeof j.device_request, "%s", device);
+    return j;
+}
+
+static QueueWorker worker(const char *device, int64_t job, int64_t owner, int64_t started_s_ago) {
+    QueueWorker w = {.job_id = job, .job_owner = owner,
+                     .job_started_ms = NOW - started_s_ago * 1000};
+    snprintf(w.device_name, sizeof w.device_name, "%s", device);
+    w.device = (Device){.type = strcmp(device, "cpu") == 0 ? DEVICE_CPU : DEVICE_CUDA,
+                        .index = strcmp(device, "cpu") == 0 ? 0 : device[5] - '0'};
+    return w;
+}
+
+static QueueUser user(int64_t id, const char *name, double usage_s) {
+    QueueUser u = {.id = id, .usage_s = usage_s, .quota = {-1, -1, -1, -1, -1}};
+    snprintf(u.name, sizeof u.name, "%s", name);
+    return u;
+}
+
+static const QueueEntry *entry_of(const QueueEntry *e, int n, int64_t id) {
+    for (int i = 0; i < n; i++)
+        if (e[i].job_id == id) return &e[i];
+    cr_assert_fail("job %lld not in the plan", (long long)id);
+    return NULL;
+}
+
+/* One CPU worker runs alice's first job; she has ten more queued when bob
+ * queues one: bob's runs next, hers after, in her order. */
+Test(queue_plan, a_second_users_job_runs_before_the_first_users_queue) {
+    DbQueuedJob jobs[11];
+    for (int i = 0; i < 10; i++) jobs[i] = job(2 + i, 1, "auto", 0, 0);
+    jobs[10] = job(20, 2, "auto", 0, 0);
+    QueueWorker w[1] = {worker("cpu", 1, 1, 5)};
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
+    QueueEntry e[11];
+    cr_assert_eq(queue_plan(jobs, 11, w, 1, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].job_id, 20);
+    cr_assert_eq(e[0].position, 1);
+    cr_assert_eq(e[0].reason, QUEUE_RESOURCES);
+    cr_assert_str_eq(e[0].detail, "its worker, cpu, is busy");
+    for (int i = 1; i < 11; i++) {
+        cr_assert_eq(e[i].job_id, 2 + i - 1, "position %d", i + 1);
+        cr_assert_eq(e[i].reason, QUEUE_PRIORITY);
+    }
+    cr_assert_str_eq(queue_reason_name(e[1].reason), "Priority");
+}
+
+/* Equal use: two free workers go one to each user, not both to the user
+ * who queued first. */
+Test(queue_plan, users_of_equal_use_take_turns) {
+    DbQueuedJob jobs[4] = {job(1, 1, "cpu", 0, 0), job(2, 1, "cpu", 0, 0),
+                           job(3, 1, "cpu", 0, 0), job(4, 2, "cpu", 0, 0)};
+    QueueWorker w[2] = {worker("cpu", 0, 0, 0), worker("cpu", 0, 0, 0)};
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
+    QueueEntry e[4];
+    cr_assert_eq(queue_plan(jobs, 4, w, 2, u, 2, NOW, e), 0);
+    int64_t order[4] = {1, 4, 2, 3};
+    for (int i = 0; i < 4; i++) cr_assert_eq(e[i].job_id, order[i], "position %d", i + 1);
+    cr_assert_eq(e[0].reason, QUEUE_STARTS);
+    cr_assert_eq(e[1].reason, QUEUE_STARTS);
+    cr_assert_neq(e[0].worker, e[1].worker);
+    cr_assert_eq(e[2].reason, QUEUE_PRIORITY);
+}
+
+/* Less recent use goes first, decayed use included; a user's priority
+ * orders only their own jobs; an admin's priority goes before everyone. */
+Test(queue_plan, use_then_own_priority_then_admin_priority) {
+    DbQueuedJob jobs[4] = {job(1, 1, "cpu", 0, 0), job(2, 1, "cpu", 1000, 0),
+                           job(3, 2, "cpu", 0, 0), job(4, 2, "cpu", -5, 0)};
+    QueueWorker w[1] = {worker("cpu", 9, 3, 1)};
+    QueueUser u[3] = {user(1, "alice", 3600), user(2, "bob", 60), user(3, "carol", 0)};
+    QueueEntry e[4];
+    cr_assert_eq(queue_plan(jobs, 4, w, 1, u, 3, NOW, e), 0);
+    /* bob's use stays below alice's: both of his first (his -5 after his
+     * 0), then hers, her priority 1000 first: it orders only her jobs */
+    int64_t order[4] = {3, 4, 2, 1};
+    for (int i = 0; i < 4; i++) cr_assert_eq(e[i].job_id, order[i], "position %d", i + 1);
+    jobs[0].admin_priority = 1; /* an admin put alice's job 1 first */
+    cr_assert_eq(queue_plan(jobs, 4, w, 1, u, 3, NOW, e), 0);
+    cr_assert_eq(e[0].job_id, 1);
+}
+
+/* A running job's time so far counts as its owner's use. */
+Test(queue_plan, running_time_counts_as_use) {
+    DbQueuedJob jobs[2] = {job(1, 1, "cpu", 0, 0), job(2, 2, "cpu", 0, 0)};
+    QueueWorker w[2] = {worker("cpu", 7, 1, 100), worker("cpu", 0, 0, 0)};
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 50)};
+    QueueEntry e[2];
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].job_id, 2); /* bob's 50 s < alice's 100 s running */
+    cr_assert_eq(e[0].reason, QUEUE_STARTS);
+    cr_assert_eq(e[0].worker, 1);
+}
+
+Test(queue_plan, each_reason_in_slurms_words) {
+    DbQueuedJob jobs[4] = {job(1, 1, "cpu", 0, 0), job(2, 2, "cuda:0", 0, 0),
+                           job(3, 3, "cuda:1", 0, 0), job(4, 4, "cuda:0", 0, 0)};
+    QueueWorker w[2] = {worker("cpu", 5, 1, 1), worker("cuda:0", 0, 0, 0)};
+    QueueUser u[4] = {user(1, "alice", 0), user(2, "bob", 10), user(3, "carol", 20),
+                      user(4, "dan", 30)};
+    u[0].quota.running_jobs = 1;
+    u[1].quota.gpus = 0;
+    QueueEntry e[4];
+    cr_assert_eq(queue_plan(jobs, 4, w, 2, u, 4, NOW, e), 0);
+    const QueueEntry *a = entry_of(e, 4, 1), *b = entry_of(e, 4, 2), *c = entry_of(e, 4, 3),
+                     *d = entry_of(e, 4, 4);
+    cr_assert_eq(a->reason, QUEUE_QUOTA_RUNNING_JOBS);
+    cr_assert_str_eq(a->detail, "alice has 1 of 1 running jobs");
+    cr_assert_str_eq(queue_reason_name(a->reason), "QuotaRunningJobs");
+    cr_assert_eq(b->reason, QUEUE_QUOTA_GPUS);
+    cr_assert_str_eq(b->detail, "bob uses 0 of 0 GPUs");
+    cr_assert_str_eq(queue_reason_name(b->reason), "QuotaGPUs");
+    cr_assert_eq(c->reason, QUEUE_DEVICE);
+    cr_assert_str_eq(c->detail, "no worker of this daemon runs cuda:1");
+    cr_assert_eq(d->reason, QUEUE_STARTS); /* the GPU bob may not use */
+    cr_assert_eq(d->worker, 1);
+}
+
+/* An auto job takes a free GPU before a free CPU; its owner at the GPU
+ * limit gets the CPU instead. */
+Test(queue_plan, auto_jobs_take_a_gpu_first) {
+    DbQueuedJob jobs[1] = {job(1, 1, "auto", 0, 0)};
+    QueueWorker w[2] = {worker("cpu", 0, 0, 0), worker("cuda:0", 0, 0, 0)};
+    QueueUser u[1] = {user(1, "alice", 0)};
+    QueueEntry e[1];
+    cr_assert_eq(queue_plan(jobs, 1, w, 2, u, 1, NOW, e), 0);
+    cr_assert_eq(e[0].worker, 1);
+    u[0].quota.gpus = 0;
+    cr_assert_eq(queue_plan(jobs, 1, w, 2, u, 1, NOW, e), 0);
+    cr_assert_eq(e[0].worker, 0);
+}
+
+/* A queued job of an admin's priority preempts the running job of the
+ * lowest priority below its own, the latest started of those; one job per
+ * waiting job, and none for a job of no admin priority. */
+Test(queue_plan, an_admins_priority_preempts_the_lowest_running_job) {
+    DbQueuedJob jobs[3] = {job(10, 2, "cpu", 0, 5), job(11, 2, "cpu", 0, 5),
+                           job(12, 2, "cpu", 0, 0)};
+    QueueWorker w[3] = {worker("cpu", 1, 1, 30), worker("cpu", 2, 1, 10),
+                        worker("cpu", 3, 1, 20)};
+    w[2].job_admin_priority = 7; /* above the queued jobs' */
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
+    QueueEntry e[3];
+    cr_assert_eq(queue_plan(jobs, 3, w, 3, u, 2, NOW, e), 0);
+    cr_assert_eq(entry_of(e, 3, 10)->preempts, 1); /* started 10 s ago: the latest */
+    cr_assert_eq(entry_of(e, 3, 11)->preempts, 0);
+    cr_assert_eq(entry_of(e, 3, 12)->preempts, -1);
+    w[0].preempting = w[1].preempting = true; /* asked already */
+    cr_assert_eq(queue_plan(jobs, 3, w, 3, u, 2, NOW, e), 0);
+    cr_assert_eq(entry_of(e, 3, 10)->preempts, -1);
+}
