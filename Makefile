@@ -145,7 +145,8 @@ test-only:
 
 # Whole `traind run` jobs: parity with PyTorch (tests/fixtures/jobs, from
 # gen_jobs.py) and bad input under ASan; the HTTP API against the real
-# daemon under ASan (test_api.sh); kill -9 and resume, cancel, two workers,
+# daemon under ASan (test_api.sh); users' privacy, sharing and quotas
+# (test_privacy.sh); kill -9 and resume, cancel, two workers,
 # SSE resume, /metrics (test_daemon.sh); one daemon per data dir and port,
 # JSON errors, limits, slow and idle clients, TLS (test_edge.sh, built
 # without ASan: it times replies under load); the fair queue, its reasons,
@@ -160,6 +161,7 @@ test-e2e: build/traind build/traind-asan
 	tests/e2e/test_run_parity.sh build/traind || ok=1; \
 	tests/e2e/test_run_errors.sh build/traind-asan || ok=1; \
 	tests/e2e/test_api.sh build/traind-asan || ok=1; \
+	tests/e2e/test_privacy.sh build/traind-asan || ok=1; \
 	tests/e2e/test_daemon.sh build/traind-asan || ok=1; \
 	tests/e2e/test_edge.sh build/traind || ok=1; \
 	tests/e2e/test_queue.sh build/traind || ok=1; \

@@ -119,18 +119,48 @@ int api_user_filter(HttpRequest *req, int64_t *owner) {
     return 0;
 }
 
-int api_quota_check(HttpRequest *req, QuotaLimit k, int64_t adding) {
+int api_quota_load(HttpRequest *req, QuotaLimit k, ApiQuota *out) {
     Api *api = http_app(req);
-    DbQuota q;
     DbUsage held;
-    char name[DB_USER_NAME_MAX + 1], msg[256], path[64];
+    memset(out, 0, sizeof *out);
+    out->k = k;
     error_clear();
-    int st = quota_lookup(api->db, http_auth(req)->user_id, &api->quota_defaults, &q, &held, name,
-                          sizeof name);
+    int st = quota_lookup(api->db, http_auth(req)->user_id, &api->quota_defaults, &out->q, &held,
+                          out->user, sizeof out->user);
     if (st != DB_OK) return api_reply_db(req, st, NULL), -1;
-    if (quota_allows(name, &q, k, quota_holding(&held, k), adding, msg, sizeof msg)) return 0;
-    snprintf(path, sizeof path, "quota.%s", quota_limit_name(k));
-    http_reply_error(req, 429, "quota_exceeded", path, "%s", msg);
+    out->held = quota_holding(&held, k);
+    snprintf(out->path, sizeof out->path, "quota.%s", quota_limit_name(k));
+    return 0;
+}
+
+bool api_quota_fits(const ApiQuota *a, int64_t adding, char *msg, size_t size) {
+    return quota_allows(a->user, &a->q, a->k, a->held, adding, msg, size);
+}
+
+int api_quota_check(HttpRequest *req, QuotaLimit k, int64_t adding) {
+    ApiQuota a;
+    char msg[256];
+    if (api_quota_load(req, k, &a) != 0) return -1;
+    if (api_quota_fits(&a, adding, msg, sizeof msg)) return 0;
+    http_reply_error(req, 429, "quota_exceeded", a.path, "%s", msg);
+    return -1;
+}
+
+bool api_sees_job(HttpRequest *req, int64_t id) {
+    if (http_auth(req)->admin) return true;
+    DbJob j;
+    if (db_job_get(((Api *)http_app(req))->db, id, &j) != DB_OK) return false;
+    bool mine = api_owns(req, j.owner);
+    db_job_clear(&j);
+    return mine;
+}
+
+int api_json_bool(HttpRequest *req, json_t *body, const char *key, bool *out) {
+    json_t *v = json_object_get(body, key);
+    *out = json_is_true(v);
+    if (!v) return 0;
+    if (json_is_boolean(v)) return 1;
+    http_reply_error(req, 400, "invalid", key, "%s: expected true or false", key);
     return -1;
 }
 

@@ -75,6 +75,26 @@ int api_user_filter(HttpRequest *req, int64_t *owner);
  * they hold: 0, or -1 after replying 429 "quota_exceeded" with the numbers
  * ("alice has 40 of 40 queued jobs"; path "quota.queued_jobs"). */
 int api_quota_check(HttpRequest *req, QuotaLimit k, int64_t adding);
+/* One limit of the caller as of one moment, for a check made again and
+ * again (an upload's bytes as they arrive) without a query each time. */
+typedef struct {
+    QuotaLimit k;
+    DbQuota q;
+    int64_t held;
+    char user[DB_USER_NAME_MAX + 1];
+    char path[48]; /* "quota.dataset_bytes", the 429's path */
+} ApiQuota;
+/* 0, or -1 after replying (a storage error). */
+int api_quota_load(HttpRequest *req, QuotaLimit k, ApiQuota *out);
+/* Whether `adding` more fits; false with quota_allows' sentence in msg. */
+bool api_quota_fits(const ApiQuota *a, int64_t adding, char *msg, size_t size);
+/* Whether the caller may see job id (their own, or they are an admin):
+ * for the listings of the whole daemon (devices, GET /metrics), which
+ * show another user's job as busy and no more. */
+bool api_sees_job(HttpRequest *req, int64_t id);
+/* A boolean field of a JSON body: 1 with it in *out, 0 when absent (*out
+ * false), or -1 after replying 400 "invalid" (path key) for another type. */
+int api_json_bool(HttpRequest *req, json_t *body, const char *key, bool *out);
 /* Owner or admin, or -1 after replying 403. */
 int api_check_owner(HttpRequest *req, int64_t owner, const char *what, int64_t id);
 /* ms since the epoch as an RFC 3339 string, or JSON null for 0. */

@@ -44,9 +44,22 @@ DbQuota quota_effective(const DbQuota *user, const DbQuota *defaults) {
     return q;
 }
 
-/* "3.2 GB" */
+/* "3.2 GB", "48.0 kB", "512 bytes": decimal units, in the largest that
+ * keeps the number at 1 or more, so a small quota's numbers still say
+ * something */
 static const char *gb(int64_t bytes, char *buf, size_t size) {
-    snprintf(buf, size, "%.1f GB", (double)bytes / 1e9);
+    static const char *const units[] = {"kB", "MB", "GB", "TB", "PB"};
+    if (bytes < 1000) {
+        snprintf(buf, size, "%lld bytes", (long long)bytes);
+        return buf;
+    }
+    double v = (double)bytes / 1e3;
+    int u = 0;
+    while (v >= 1000 && u < 4) {
+        v /= 1000;
+        u++;
+    }
+    snprintf(buf, size, "%.1f %s", v, units[u]);
     return buf;
 }
 

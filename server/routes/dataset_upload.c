@@ -5,11 +5,22 @@
  *        http://127.0.0.1:8080/v1/datasets
  *
  * Fields: name, format (idx | csv | npy), label_column and feature_columns
- * (csv, optional; feature_columns comma separated), then the files: images
- * + labels (idx), file (csv), inputs + targets (npy). The fields must come
- * before the files (curl -F and HTML forms send parts in order): the row is
- * inserted, state `uploading`, when the first file starts, so a taken name
- * (409) or a bad one (422) is refused before any data is stored.
+ * (csv, optional; feature_columns comma separated), shared (true | false,
+ * default false: whether every user may read and train on it), then the
+ * files: images + labels (idx), file (csv), inputs + targets (npy). The
+ * fields must come before the files (curl -F and HTML forms send parts in
+ * order): the row is inserted, state `uploading`, when the first file
+ * starts, so a taken name (409) or a bad one (422) is refused before any
+ * data is stored. The dataset is the uploader's: names are per user (a name
+ * another user has is free; the uploader's own is 409).
+ *
+ * The uploader's dataset-byte quota (server/quota.h): a body whose
+ * Content-Length, less UPLOAD_FORM_SLACK for the form around the files,
+ * would pass it is refused (429) before a byte is read; without a
+ * Content-Length, or when the files come to more than it let through, the
+ * upload is refused as soon as the bytes stored would pass it, its files
+ * and row removed at once. The quota is looked up again at the end, so
+ * that two uploads that each fit but not together cannot both be kept.
  *
  * Each file part is written to <data-dir>/datasets/<id>/<name> as its bytes
  * arrive and hashed on the way (sha256); nothing of it is held in memory.
@@ -35,6 +46,11 @@
 #include "storage/sha256.h"
 
 #define UPLOAD_FIELD_MAX 1024
+/* What of a body is not file content, at most, for the quota's look at
+ * Content-Length: the plain fields (each under UPLOAD_FIELD_MAX), the
+ * parts' headers and boundaries. A body within this of the quota is let in
+ * and counted as it is stored. */
+#define UPLOAD_FORM_SLACK (64 * 1024)
 
 typedef struct {
     Api *api;
@@ -42,6 +58,7 @@ typedef struct {
     Multipart *mp;
     char name[UPLOAD_FIELD_MAX], format[UPLOAD_FIELD_MAX];
     char label_column[UPLOAD_FIELD_MAX], feature_columns[UPLOAD_FIELD_MAX];
+    char shared[UPLOAD_FIELD_MAX];
     char *field; /* the plain field in progress (one of the above), NULL for none */
     char field_name[32];
     size_t field_len;
@@ -53,6 +70,8 @@ typedef struct {
     int file_index; /* into info.files */
     Sha256 sha;
     DbDataset info;
+    ApiQuota quota; /* the uploader's dataset bytes, as of the request's start */
+    int64_t stored; /* bytes of files written, all files */
 
     /* the first error, replied by data() or the handler */
     int err_status;
@@ -77,6 +96,27 @@ static int reply_failure(HttpRequest *req, Upload *u) {
     return http_reply_error(req, u->err_status, u->err_code, u->err_path, "%s", u->err_msg);
 }
 
+/* Closes the file in progress and removes the files and row of an upload
+ * that will not be made ready: a refused one, or one that went away. */
+static void discard(Upload *u, const char *why) {
+    if (u->fd >= 0) close(u->fd);
+    u->fd = -1;
+    if (!u->id || u->ready) return;
+    if (db_dataset_delete(u->api->db, u->id) != DB_OK)
+        log_message("upload", "dataset %lld: cannot remove a failed upload: %s",
+                    (long long)u->id, error_get());
+    else
+        log_message("upload", "dataset %lld ('%s'): upload %s; its files and row removed",
+                    (long long)u->id, u->name, why);
+    u->id = 0;
+}
+
+/* "true" or "false" (also 1, 0, or "" for false) of the form's `shared`. */
+static int parse_shared(const char *s, bool *out) {
+    *out = !strcmp(s, "true") || !strcmp(s, "1");
+    return *out || !*s || !strcmp(s, "false") || !strcmp(s, "0") ? 0 : -1;
+}
+
 /* Closes the file in progress and records its size and hash. */
 static int close_file(Upload *u) {
     if (u->fd < 0) return 0;
@@ -85,6 +125,27 @@ static int close_file(Upload *u) {
     int rc = close(u->fd);
     u->fd = -1;
     if (rc != 0) return fail(u, 503, "unavailable", f->role, "cannot write %s: %s", f->name, strerror(errno));
+    return 0;
+}
+
+/* The row, state `uploading`, in the uploader's namespace; shared from
+ * the start when the form says so (others see it once it is ready). */
+static int insert_row(Upload *u) {
+    bool shared;
+    if (parse_shared(u->shared, &shared) != 0)
+        return fail(u, 400, "bad_request", "shared", "field 'shared': expected true or false, "
+                                                     "got '%.64s'", u->shared);
+    char *options = dataset_ingest_options(u->label_column, u->feature_columns);
+    if (!options) return fail(u, 503, "unavailable", "", "out of memory");
+    error_clear();
+    int st = db_dataset_insert(u->api->db, u->name, u->format, options, u->owner, &u->id);
+    free(options);
+    if (st == DB_CONFLICT) return fail(u, 409, "conflict", "name", "%s", error_get());
+    if (st == DB_INVALID) return fail(u, 422, "invalid", "name", "%s", error_get());
+    if (st != DB_OK) return fail(u, 503, "unavailable", "", "%s", error_get());
+    if ((shared && db_dataset_set_shared(u->api->db, u->id, true) != DB_OK) ||
+        db_dataset_dir(u->api->db, u->id, u->dir, sizeof u->dir) != DB_OK)
+        return fail(u, 503, "unavailable", "", "%s", error_get());
     return 0;
 }
 
@@ -101,19 +162,7 @@ static int start_file(Upload *u, const char *role, const char *filename) {
     for (int i = 0; i < u->info.num_files; i++)
         if (!strcmp(u->info.files[i].role, role))
             return fail(u, 422, "invalid", role, "file '%s' sent twice", role);
-    if (u->id == 0) {
-        char *options = dataset_ingest_options(u->label_column, u->feature_columns);
-        if (!options) return fail(u, 503, "unavailable", "", "out of memory");
-        error_clear();
-        int st = db_dataset_insert(u->api->db, u->name, u->format, options, u->owner, &u->id);
-        free(options);
-        if (st == DB_CONFLICT)
-            return fail(u, 409, "conflict", "name", "%s", error_get());
-        if (st == DB_INVALID) return fail(u, 422, "invalid", "name", "%s", error_get());
-        if (st != DB_OK) return fail(u, 503, "unavailable", "", "%s", error_get());
-        if (db_dataset_dir(u->api->db, u->id, u->dir, sizeof u->dir) != DB_OK)
-            return fail(u, 503, "unavailable", "", "%s", error_get());
-    }
+    if (u->id == 0 && insert_row(u) != 0) return -1;
     DbDatasetFile *f = &u->info.files[u->info.num_files];
     memset(f, 0, sizeof *f);
     snprintf(f->role, sizeof f->role, "%s", role);
@@ -132,6 +181,14 @@ static int start_file(Upload *u, const char *role, const char *filename) {
 
 static int write_file(Upload *u, const char *data, size_t size) {
     DbDatasetFile *f = &u->info.files[u->file_index];
+    char msg[256];
+    if (!api_quota_fits(&u->quota, u->stored + (int64_t)size, msg, sizeof msg)) {
+        discard(u, "over the quota");
+        return fail(u, 429, "quota_exceeded", u->quota.path,
+                    "the upload was stopped as its files reached %lld bytes: %s",
+                    (long long)(u->stored + (int64_t)size), msg);
+    }
+    u->stored += (int64_t)size;
     sha256_update(&u->sha, data, size);
     f->bytes += (int64_t)size;
     while (size > 0) {
@@ -155,11 +212,12 @@ static int start_field(Upload *u, const char *field) {
               : !strcmp(field, "format") ? u->format
               : !strcmp(field, "label_column") ? u->label_column
               : !strcmp(field, "feature_columns") ? u->feature_columns
+              : !strcmp(field, "shared") ? u->shared
               : NULL;
     if (!dst)
         return fail(u, 400, "bad_request", field,
                     "unknown field '%.64s' (fields: name, format, label_column, feature_columns, "
-                    "and the files)", field);
+                    "shared, and the files)", field);
     if (*dst) return fail(u, 400, "bad_request", field, "field '%s' sent twice", field);
     u->field = dst;
     u->field_len = 0;
@@ -201,6 +259,20 @@ static int on_part(void *ctx, const char *field, const char *filename, bool firs
     return 0;
 }
 
+/* The quota against the body's Content-Length, when it has one: 0, or -1
+ * after replying 429. */
+static int declared_fits(HttpRequest *req, const ApiQuota *quota) {
+    const char *cl = http_header(req, "Content-Length");
+    long long declared = cl ? strtoll(cl, NULL, 10) : 0;
+    long long files = declared > UPLOAD_FORM_SLACK ? declared - UPLOAD_FORM_SLACK : 0;
+    char msg[256];
+    if (api_quota_fits(quota, files, msg, sizeof msg)) return 0;
+    http_reply_error(req, 429, "quota_exceeded", quota->path,
+                     "a body of %lld bytes (Content-Length) holds at least %lld bytes of files: "
+                     "%s", declared, files, msg);
+    return -1;
+}
+
 static int upload_begin(HttpRequest *req) {
     const char *ct = http_header(req, "Content-Type");
     if (ct && strncasecmp(ct, "multipart/form-data", 19) != 0 &&
@@ -211,11 +283,15 @@ static int upload_begin(HttpRequest *req) {
         return -1;
     }
     if (!ct || strncasecmp(ct, "application/json", 16) == 0) return HTTP_BODY_BUFFER;
+    ApiQuota quota;
+    if (api_quota_load(req, QUOTA_DATASET_BYTES, &quota) != 0 || declared_fits(req, &quota) != 0)
+        return -1;
     Upload *u = calloc(1, sizeof *u);
     if (!u) {
         http_reply_error(req, 503, "unavailable", NULL, "out of memory");
         return -1;
     }
+    u->quota = quota;
     u->api = http_app(req);
     u->owner = http_auth(req)->user_id;
     u->fd = -1;
@@ -265,6 +341,12 @@ int dataset_upload_finish(HttpRequest *req) {
             return http_reply_error(req, 422, "invalid", roles[i], "format %s needs the file '%s'",
                                     u->format, roles[i]);
     }
+    /* another upload of the same user may have been made ready meanwhile */
+    ApiQuota now;
+    char msg[256];
+    if (api_quota_load(req, QUOTA_DATASET_BYTES, &now) != 0) return 0;
+    if (!api_quota_fits(&now, u->stored, msg, sizeof msg))
+        return http_reply_error(req, 429, "quota_exceeded", now.path, "%s", msg);
     bool bad_data;
     error_clear();
     char *options = dataset_ingest_options(u->label_column, u->feature_columns);
@@ -288,20 +370,11 @@ int dataset_upload_finish(HttpRequest *req) {
 }
 
 static void upload_finish(HttpRequest *req, bool completed) {
-    (void)completed;
     Upload *u = http_state(req);
     if (!u) return;
     if (u->mp) multipart_end(u->mp);
-    if (u->fd >= 0) close(u->fd);
-    if (u->id && !u->ready) {
-        /* an invalid file, a body cut short, a client gone: nothing stays */
-        if (db_dataset_delete(u->api->db, u->id) != DB_OK)
-            log_message("upload", "dataset %lld: cannot remove a failed upload: %s",
-                        (long long)u->id, error_get());
-        else
-            log_message("upload", "dataset %lld ('%s'): upload %s; its files and row removed",
-                        (long long)u->id, u->name, completed ? "refused" : "abandoned");
-    }
+    /* an invalid file, a body cut short, a client gone: nothing stays */
+    discard(u, completed ? "refused" : "abandoned");
     free(u);
     http_set_state(req, NULL);
 }

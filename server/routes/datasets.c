@@ -136,7 +136,6 @@ int datasets_patch(HttpRequest *req) {
     Api *api = http_app(req);
     json_t *body = http_json_body(req);
     if (!body) return 0;
-    json_t *shared = json_object_get(body, "shared");
     const char *key;
     json_t *v;
     json_object_foreach(body, key, v) {
@@ -146,10 +145,11 @@ int datasets_patch(HttpRequest *req) {
             return 0;
         }
     }
-    bool value = json_is_true(shared);
-    bool ok = json_is_boolean(shared);
+    bool value;
+    int have = api_json_bool(req, body, "shared", &value);
     json_decref(body);
-    if (!ok) return http_reply_error(req, 400, "invalid", "shared", "shared: expected true or false");
+    if (have < 0) return 0;
+    if (have == 0) return http_reply_error(req, 400, "invalid", "shared", "shared: required");
     DbDataset ds;
     if (resolve(req, &ds) != 0) return 0;
     int64_t id = ds.id, owner = ds.owner;

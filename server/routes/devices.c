@@ -6,6 +6,11 @@
  * (core/backend.h's device_info: /proc/cpuinfo and sysconf for the CPU,
  * the CUDA runtime for a GPU), read at each request: free memory is what
  * a user choosing a GPU needs to see.
+ *
+ * Privacy: a worker running another user's job shows {"busy": true} and
+ * nothing of the job (its id and rate are that user's); the caller's own
+ * jobs, and for an admin every job, show {"busy": true, "id",
+ * "samples_per_s"}. An idle worker's job is null.
  */
 #include <string.h>
 #include <unistd.h>
@@ -35,6 +40,15 @@ static json_t *device_entry(const char *device) {
     return d;
 }
 
+/* The worker's job: null when idle; {"busy": true} alone when it is
+ * another user's (its id and rate are theirs); else with its id and rate. */
+static json_t *worker_job(HttpRequest *req, const SchedulerWorkerInfo *w) {
+    if (!w->job_id) return json_null();
+    if (!api_sees_job(req, w->job_id)) return json_pack("{s:b}", "busy", 1);
+    return json_pack("{s:b, s:I, s:f}", "busy", 1, "id", (json_int_t)w->job_id, "samples_per_s",
+                     w->samples_per_s);
+}
+
 int devices_get(HttpRequest *req) {
     Api *api = http_app(req);
     SchedulerWorkerInfo w[SCHEDULER_MAX_WORKERS];
@@ -55,11 +69,8 @@ int devices_get(HttpRequest *req) {
             if (!entry) continue;
             json_array_append_new(list, entry);
         }
-        json_t *job = w[i].job_id ? json_pack("{s:I, s:f}", "id", (json_int_t)w[i].job_id,
-                                              "samples_per_s", w[i].samples_per_s)
-                                  : json_null();
         json_array_append_new(json_object_get(entry, "workers"),
-                              json_pack("{s:i, s:o*}", "worker", i, "job", job));
+                              json_pack("{s:i, s:o*}", "worker", i, "job", worker_job(req, &w[i])));
     }
     return http_reply_json(req, 200, json_pack("{s:o}", "devices", list));
 }

@@ -53,17 +53,7 @@ alive_and_intact() {
 }
 
 # ---------------------------------------------------------------- start
-"$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$VAR" --workers 2 --max-upload-mb 3 \
-    2>"$TMP/daemon.log" &
-DAEMON_PID=$!
-PORT=$(listening_port "$TMP/daemon.log" "$DAEMON_PID")
-if [ -z "$PORT" ]; then
-    echo "test_api: the daemon did not start:" >&2
-    head -n 20 "$TMP/daemon.log" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-URL=http://127.0.0.1:$PORT
+start_daemon "$VAR" "$TMP/daemon.log" --workers 2 --max-upload-mb 3
 TOKEN=$(cat "$VAR/admin.token")
 echo "daemon on $URL, data dir $VAR"
 check "admin.token is mode 600" "$(stat -c %a "$VAR/admin.token")" 600
@@ -471,23 +461,8 @@ print(len(train) == 1 and nice.get("MHD") == {min(train) + 10} or nice)
 EOF
 )" True
 
-kill -TERM "$DAEMON_PID"
-rc=""
-for _ in $(seq 150); do
-    if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
-        wait "$DAEMON_PID"
-        rc=$?
-        break
-    fi
-    sleep 0.1
-done
+stop_daemon "$DAEMON_PID" "$TMP/daemon.log"
 DAEMON_PID=""
-check "SIGTERM: a graceful stop, exit 0" "$rc" 0
-if grep -q "$SANITIZER" "$TMP/daemon.log"; then
-    fail "no sanitizer report" "$(grep -m1 -A30 "$SANITIZER" "$TMP/daemon.log")"
-else
-    pass "no sanitizer report"
-fi
 
 openapi_summary
 summary
