@@ -9,6 +9,10 @@
  *   traind_uptime_seconds
  * Routes are the table's patterns ("/v1/jobs/{id}"), so the label set
  * stays small however many jobs there are.
+ *
+ * Who may read it (server/api.c's route table): admins (403 for other
+ * users), and the scrape token of serve --metrics-token-file, which opens
+ * this route alone (HTTP_ROUTE_SCRAPE; server/metrics_token.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
