@@ -46,6 +46,27 @@ check() {
     if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "got '$2', want '$3'"; fi
 }
 
+# expect NAME STATUS [CODE]: the last response had STATUS; a 4xx/5xx must be
+# design.md's JSON error body (with error.code CODE when given).
+expect() {
+    local name=$1 want=$2 code=${3:-}
+    if [ "$STATUS" != "$want" ]; then
+        fail "$name" "status $STATUS, want $want: $(head -c 300 "$TMP/body")"
+        return 1
+    fi
+    if [ "$want" -ge 400 ]; then
+        local got
+        got=$(jv 'd["error"]["code"] + "|" + str(bool(d["error"]["message"])) + "|" + str("path" in d["error"])')
+        if [[ "$got" != *"|True|True" ]] || { [ -n "$code" ] && [ "${got%%|*}" != "$code" ]; }; then
+            fail "$name" "error body $(head -c 300 "$TMP/body") (want code '${code:-any}')"
+            return 1
+        fi
+        pass "$name ($STATUS ${got%%|*}: $(jv 'd["error"]["message"]' | head -c 120))"
+        return 0
+    fi
+    pass "$name ($STATUS)"
+}
+
 # jv EXPR [FILE]: a Python expression over the JSON in FILE (default the
 # last response body) as `d`; prints it ("" for None).
 jv() {
@@ -207,4 +228,44 @@ listening_port() {
         sleep 0.1
     done
     echo "$port"
+}
+
+# start_daemon VAR LOG [ARGS...]: `$TRAIND serve` on a free loopback port
+# with data dir VAR and ARGS, its stderr appended to LOG (the listening line
+# looked for after what LOG held); sets DPID (added to PIDS), PORT, URL
+# (http://127.0.0.1:PORT) and TOKEN (the admin's). A daemon that does not
+# start ends the script, with its log's tail.
+start_daemon() {
+    local var=$1 log=$2 lines
+    shift 2
+    lines=$(wc -l 2>/dev/null <"$log" || echo 0)
+    "$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$var" --quiet "$@" 2>>"$log" &
+    DPID=$!
+    PIDS+=("$DPID")
+    PORT=$(listening_port "$log" "$DPID" "$lines")
+    if [ -z "$PORT" ]; then
+        echo "$(basename "$0" .sh): the daemon did not start:" >&2
+        tail -n 20 "$log" >&2
+        echo "$passed passed, $((failed + 1)) failed"
+        exit 1
+    fi
+    URL=http://127.0.0.1:$PORT
+    TOKEN=$(cat "$var/admin.token")
+}
+
+# stop_daemon PID LOG NAME: SIGTERM; checks a graceful stop (exit 0 within
+# 15 s) and no sanitizer report in LOG.
+stop_daemon() {
+    local pid=$1 rc=""
+    kill -TERM "$pid"
+    for _ in $(seq 150); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid"
+            rc=$?
+            break
+        fi
+        sleep 0.1
+    done
+    check "$3: SIGTERM, a graceful stop" "$rc" 0
+    check "$3: no sanitizer report" "$(grep -c "$SANITIZER" "$2")" 0
 }

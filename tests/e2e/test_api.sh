@@ -46,27 +46,6 @@ cleanup() {
 trap cleanup EXIT
 . "$(dirname "$0")/lib.sh"
 
-# expect NAME STATUS [CODE]: the last response had STATUS; a 4xx/5xx must be
-# design.md's JSON error body (with error.code CODE when given).
-expect() {
-    local name=$1 want=$2 code=${3:-}
-    if [ "$STATUS" != "$want" ]; then
-        fail "$name" "status $STATUS, want $want: $(head -c 300 "$TMP/body")"
-        return 1
-    fi
-    if [ "$want" -ge 400 ]; then
-        local got
-        got=$(jv 'd["error"]["code"] + "|" + str(bool(d["error"]["message"])) + "|" + str("path" in d["error"])')
-        if [[ "$got" != *"|True|True" ]] || { [ -n "$code" ] && [ "${got%%|*}" != "$code" ]; }; then
-            fail "$name" "error body $(head -c 300 "$TMP/body") (want code '${code:-any}')"
-            return 1
-        fi
-        pass "$name ($STATUS ${got%%|*}: $(jv 'd["error"]["message"]' | head -c 120))"
-        return 0
-    fi
-    pass "$name ($STATUS)"
-}
-
 alive_and_intact() {
     api GET /v1/health
     check "$1: daemon alive" "$STATUS" 200
