@@ -2,11 +2,14 @@
  * api.h. The table is design.md "HTTP API (v1)", in its order. */
 #include "server/api.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "server/log.h"
+#include "server/metrics_token.h"
 
 const HttpRoute api_routes[] = {
     {"GET", "/v1/health", health_get, HTTP_ROUTE_PUBLIC, NULL},
@@ -26,14 +29,27 @@ const HttpRoute api_routes[] = {
     {"GET", "/v1/jobs/{id}/logs", logs_get, 0, NULL},
     {"GET", "/v1/jobs/{id}/checkpoints", checkpoints_list, 0, NULL},
     {"GET", "/v1/jobs/{id}/checkpoints/{n}", checkpoints_get, 0, NULL},
-    {"GET", "/metrics", prometheus_get, 0, NULL},
+    {"GET", "/v1/me", me_get, 0, NULL},
+    {"GET", "/v1/users", users_list, HTTP_ROUTE_ADMIN, NULL},
+    {"POST", "/v1/users", users_post, HTTP_ROUTE_ADMIN, NULL},
+    {"PATCH", "/v1/users/{name}", users_patch, HTTP_ROUTE_ADMIN, NULL},
+    {"POST", "/v1/users/{name}/revoke", users_revoke, HTTP_ROUTE_ADMIN, NULL},
+    {"POST", "/v1/users/{name}/rotate", users_rotate, HTTP_ROUTE_ADMIN, NULL},
+    {"GET", "/v1/audit", audit_get, HTTP_ROUTE_ADMIN, NULL},
+    {"GET", "/metrics", prometheus_get, HTTP_ROUTE_ADMIN | HTTP_ROUTE_SCRAPE, NULL},
 };
 const int api_num_routes = (int)(sizeof api_routes / sizeof api_routes[0]);
 
 int api_authenticate(void *app, const char *token, HttpAuth *out) {
     Api *api = app;
+    if (metrics_token_matches(api->metrics_token_sha256, token)) {
+        /* no user: "(...)" is no user's name, for the request log */
+        *out = (HttpAuth){.scrape = true};
+        snprintf(out->name, sizeof out->name, "(metrics token)");
+        return 1;
+    }
     DbUser u;
-    int st = db_user_by_token(api->db, token, &u, NULL);
+    int st = db_user_by_token(api->db, token, &u, out->token_sha256);
     if (st == DB_NOT_FOUND || st == DB_INVALID) return 0;
     if (st != DB_OK) return -1;
     out->user_id = u.id;
@@ -176,4 +192,29 @@ json_t *api_time(int64_t ms) {
     if (ms <= 0) return json_null();
     char buf[40];
     return json_string(db_format_time(ms, buf, sizeof buf));
+}
+
+static void audit_v(HttpRequest *req, const char *action, const char *detail, const char *fmt,
+                    va_list ap) {
+    Api *api = http_app(req);
+    char target[160];
+    vsnprintf(target, sizeof target, fmt, ap);
+    if (db_audit_add(api->db, http_auth(req)->name, action, target, detail) != DB_OK)
+        log_message("audit", "%s %s by %s: not written to the audit trail: %s", action, target,
+                    http_auth(req)->name, error_get());
+}
+
+void api_audit(HttpRequest *req, const char *action, const char *target_fmt, ...) {
+    va_list ap;
+    va_start(ap, target_fmt);
+    audit_v(req, action, NULL, target_fmt, ap);
+    va_end(ap);
+}
+
+void api_audit_detail(HttpRequest *req, const char *action, const char *detail,
+                      const char *target_fmt, ...) {
+    va_list ap;
+    va_start(ap, target_fmt);
+    audit_v(req, action, detail, target_fmt, ap);
+    va_end(ap);
 }

@@ -9,7 +9,9 @@
  * private: another user's job (and its metrics, logs, checkpoints, streams)
  * answers 404, as one that does not exist would; a dataset is seen by its
  * owner, and by everyone once its owner shares it (read-only: changing it
- * is 403 for the others). Admins see and may change everything.
+ * is 403 for the others). Admins see and may change everything, and alone
+ * reach the users (/v1/users), the audit trail (/v1/audit) and /metrics
+ * (which the scrape token of serve --metrics-token-file opens too).
  *
  * Errors: "path" in the error body is the JSON path of a bad field of a
  * body ("optimizer.lr", "urls.images"), "?name" for a query argument, or
@@ -27,6 +29,7 @@
 #include "server/reply_cache.h"
 #include "server/scheduler.h"
 #include "storage/db.h"
+#include "storage/sha256.h"
 
 typedef struct {
     Db *db;
@@ -39,6 +42,8 @@ typedef struct {
     ReplyCache *replies;   /* finished jobs' metric histories */
     ReplyCache *chunks;    /* series cut in chunks (history_chunks.h); NULL: off */
     DbQuota quota_defaults; /* serve --quota-*: a user's limits unless set for them */
+    /* sha256 (hex) of serve --metrics-token-file's token; "" for none */
+    char metrics_token_sha256[SHA256_HEX_LEN + 1];
 } Api;
 
 #define API_REPLY_CACHE_BYTES (64u << 20)
@@ -51,7 +56,8 @@ typedef struct {
 extern const HttpRoute api_routes[];
 extern const int api_num_routes;
 
-/* HttpConfig.authenticate: the token's user from the database. */
+/* HttpConfig.authenticate: the token's user from the database (with the
+ * token's sha256, for streams), or the metrics scrape token. */
 int api_authenticate(void *app, const char *token, HttpAuth *out);
 
 /* Replies for a failed storage or scheduler call (st < 0), with
@@ -99,6 +105,15 @@ int api_json_bool(HttpRequest *req, json_t *body, const char *key, bool *out);
 int api_check_owner(HttpRequest *req, int64_t owner, const char *what, int64_t id);
 /* ms since the epoch as an RFC 3339 string, or JSON null for 0. */
 json_t *api_time(int64_t ms);
+/* The audit trail's entry for a change the caller has just made (after it
+ * succeeded): actor the caller's name, action "job.create", target
+ * "job 12" from target_fmt. A failure to write it is logged; the change
+ * stands and the request is answered as it would be. */
+void api_audit(HttpRequest *req, const char *action, const char *target_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same with a detail ("running_jobs=2 gpus=unlimited"; NULL for none). */
+void api_audit_detail(HttpRequest *req, const char *action, const char *detail,
+                      const char *target_fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* the handlers, one file each under server/routes/ */
 int health_get(HttpRequest *req);               /* health.c */
@@ -126,5 +141,12 @@ int logs_get(HttpRequest *req);                 /* logs.c */
 int checkpoints_list(HttpRequest *req);         /* checkpoints.c */
 int checkpoints_get(HttpRequest *req);
 int prometheus_get(HttpRequest *req);           /* prometheus.c */
+int users_list(HttpRequest *req);               /* users.c */
+int users_post(HttpRequest *req);
+int users_patch(HttpRequest *req);
+int users_revoke(HttpRequest *req);
+int users_rotate(HttpRequest *req);
+int me_get(HttpRequest *req);
+int audit_get(HttpRequest *req);                /* audit.c */
 
 #endif

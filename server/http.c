@@ -568,6 +568,12 @@ static int authorize(HttpRequest *req, const HttpRoute *route) {
         http_reply_error(req, 401, "unauthorized", NULL, "invalid token");
         return -1;
     }
+    if (req->auth.scrape) {
+        if (route->flags & HTTP_ROUTE_SCRAPE) return 0;
+        http_reply_error(req, 401, "unauthorized", NULL,
+                         "this is the metrics scrape token: it opens GET /metrics only");
+        return -1;
+    }
     if ((route->flags & HTTP_ROUTE_ADMIN) && !req->auth.admin) {
         http_reply_error(req, 403, "forbidden", NULL, "%s %s needs an admin token", req->method,
                          route->pattern);

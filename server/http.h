@@ -85,6 +85,12 @@ typedef struct {
     int64_t user_id;
     bool admin;
     char name[80];
+    /* sha256 (hex) of the token the request came with: a stream re-checks
+     * it (db_user_token_valid) and ends once it is revoked or replaced */
+    char token_sha256[65];
+    /* the metrics scrape token (serve --metrics-token-file): no user;
+     * it opens HTTP_ROUTE_SCRAPE routes only (401 on the others) */
+    bool scrape;
 } HttpAuth;
 
 /* A handler replies with one of the http_reply_* functions and returns 0.
@@ -113,6 +119,7 @@ typedef struct {
 enum {
     HTTP_ROUTE_PUBLIC = 1 << 0, /* no token needed */
     HTTP_ROUTE_ADMIN = 1 << 1,  /* admins only (403 for others) */
+    HTTP_ROUTE_SCRAPE = 1 << 2, /* the scrape token opens it too (GET /metrics) */
 };
 
 typedef struct {

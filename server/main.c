@@ -1,7 +1,7 @@
 /* main.c - the traind command line: dispatches to the commands.
  *
- * `serve` runs the HTTP daemon and `user add` creates a user of its
- * database (server/serve.c).
+ * `serve` runs the HTTP daemon (server/serve.c); `user` adds, lists,
+ * revokes users and sets their quotas in its database (server/cmd_user.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 #include "core/backend.h"
 #include "job/run_local.h"
 #include "core/tensor.h"
+#include "server/cmd_user.h"
 #include "server/serve.h"
 #include "server/version.h"
 #ifdef TRAIND_CUDA
@@ -29,8 +30,8 @@ static void usage(FILE *out) {
             "  serve [--port 8080] [--bind 127.0.0.1] [--data-dir ./var] [--workers N]\n"
             "        [--devices cpu,...]\n"
             "                     run the HTTP daemon (serve --help: all options)\n"
-            "  user add NAME [--admin] --data-dir DIR\n"
-            "                     create a user and print its token\n");
+            "  user add|list|revoke|rotate|set-quota ... [--data-dir DIR]\n"
+            "                     the daemon's users and their quotas (user --help)\n");
 }
 
 static int cmd_info(void) {

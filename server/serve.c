@@ -37,7 +37,9 @@
  * within --header-timeout however slowly its bytes come, --idle-timeout
  * for a connection where nothing moves (server/http.h, http_conn.h).
  * --tls-cert and --tls-key serve HTTPS; their files are checked before
- * anything starts (exit 2 naming the file at fault).
+ * anything starts (exit 2 naming the file at fault). So is
+ * --metrics-token-file's, whose token opens GET /metrics alone
+ * (server/metrics_token.h).
  *
  * Start: lock the data dir, open (or create) its database, drop uploads a
  * previous daemon left half done, create the admin user on first start
@@ -76,6 +78,7 @@
 #include "server/cpu_list.h"
 #include "server/data_lock.h"
 #include "server/log.h"
+#include "server/metrics_token.h"
 #include "server/tls_files.h"
 #include "server/version.h"
 
@@ -88,6 +91,7 @@ typedef struct {
     double fairshare_half_life_s;
     int max_connections, max_per_ip, header_timeout_s, idle_timeout_s;
     const char *tls_cert, *tls_key; /* file names, NULL without TLS */
+    const char *metrics_token_file; /* NULL: /metrics takes an admin's token only */
     bool quiet;
     const char *http_cpus;          /* --http-cpus as given, NULL without it */
     cpu_set_t http_set, train_set;  /* from it: the HTTP threads', the workers' */
@@ -143,6 +147,8 @@ static const struct {
                                         "is refused (429)"},
     {"--fairshare-half-life T", "7d", "how fast the fair queue forgets a user's device time "
                                       "(seconds, or with s, m, h or d)"},
+    {"--metrics-token-file FILE", "off", "a token (the file's one line) that opens GET /metrics "
+                                         "and nothing else, for Prometheus"},
     {"--quiet", "off", "no log line per request"},
 };
 
@@ -328,6 +334,8 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
             o->tls_cert = v;
         } else if (!strcmp(a, "--tls-key")) {
             o->tls_key = v;
+        } else if (!strcmp(a, "--metrics-token-file")) {
+            o->metrics_token_file = v;
         } else {
             fprintf(stderr, "traind serve: unknown option '%s'\n", a);
             serve_usage(stderr);
@@ -393,6 +401,12 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "traind serve: %s\n", error_get());
         return 2;
     }
+    char metrics_token[SHA256_HEX_LEN + 1] = "";
+    if (o.metrics_token_file && metrics_token_load(o.metrics_token_file, metrics_token) != 0) {
+        fprintf(stderr, "traind serve: %s\n", error_get());
+        tls_files_free(&tls);
+        return 2;
+    }
     fit_file_limit(&o);
 
     /* before any thread exists, so every thread inherits the mask */
@@ -423,6 +437,7 @@ int cmd_serve(int argc, char **argv) {
     HttpServer *http = NULL;
     Api api = {.import_max = o.max_upload_mb << 20, .import_timeout_s = o.import_timeout_s,
                .started = time(NULL), .quota_defaults = o.quota_defaults};
+    memcpy(api.metrics_token_sha256, metrics_token, sizeof metrics_token);
 
     /* before the database: a second daemon must not touch it at all */
     lock = data_lock_take(o.data_dir);
@@ -516,43 +531,4 @@ stop:
     curl_global_cleanup();
     if (status == 0) log_message("stop", "stopped");
     return status;
-}
-
-int cmd_user(int argc, char **argv) {
-    const char *name = NULL, *data_dir = "./var";
-    bool admin = false;
-    if (argc < 1 || strcmp(argv[0], "add") != 0) {
-        fprintf(stderr, "usage: traind user add NAME [--admin] --data-dir DIR\n");
-        return 2;
-    }
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--admin"))
-            admin = true;
-        else if (!strcmp(argv[i], "--data-dir") && i + 1 < argc)
-            data_dir = argv[++i];
-        else if (argv[i][0] != '-' && !name)
-            name = argv[i];
-        else {
-            fprintf(stderr, "traind user add: unexpected argument '%s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (!name) {
-        fprintf(stderr, "usage: traind user add NAME [--admin] --data-dir DIR\n");
-        return 2;
-    }
-    Db *db = db_open(data_dir);
-    if (!db) {
-        fprintf(stderr, "traind user add: %s\n", error_get());
-        return 1;
-    }
-    char token[DB_TOKEN_LEN + 1];
-    int st = db_user_create(db, name, admin, NULL, token);
-    db_close(db);
-    if (st != DB_OK) {
-        fprintf(stderr, "traind user add: %s\n", error_get());
-        return 1;
-    }
-    printf("%s\n", token);
-    return 0;
 }

@@ -1,4 +1,4 @@
-/* serve.h - `traind serve` (the daemon) and `traind user add`. */
+/* serve.h - `traind serve`: the daemon. */
 #ifndef TRAIND_SERVER_SERVE_H
 #define TRAIND_SERVER_SERVE_H
 
@@ -6,9 +6,5 @@
  * returns the exit status: 0 after a graceful stop, 1 when it could not
  * start (one line on stderr), 2 for bad usage. */
 int cmd_serve(int argc, char **argv);
-
-/* `traind user add NAME [--admin] --data-dir DIR`: argv holds the
- * arguments after "user". Prints the new user's token on stdout. */
-int cmd_user(int argc, char **argv);
 
 #endif

@@ -88,11 +88,15 @@ int db_path(const Db *db, const char *rel, char *buf, size_t size);
 #define DB_USER_NAME_MAX 64
 
 /* What a user may take at once; -1 in a field: the daemon's default (serve
- * options), which the scheduler and the routes fill in. */
+ * options), which the scheduler and the routes fill in; -2: no limit for
+ * this user whatever the default (stored as the column's value -2, where
+ * the default is NULL: no migration). Any value below 0 is no limit once
+ * the default is filled in (server/quota.h). */
 typedef struct {
     int64_t running_jobs, queued_jobs, gpus, dataset_bytes, checkpoint_bytes;
 } DbQuota;
 #define DB_QUOTA_DEFAULT (-1)
+#define DB_QUOTA_UNLIMITED (-2)
 /* In db_user_set_quota: leave the field as it is. */
 #define DB_QUOTA_UNCHANGED INT64_MIN
 
@@ -134,7 +138,8 @@ int db_user_revoke(Db *db, const char *name);
  * again); the old one stops working at once. */
 int db_user_rotate(Db *db, const char *name, char *token_out);
 /* Sets the fields of q that are not DB_QUOTA_UNCHANGED (DB_QUOTA_DEFAULT:
- * back to the daemon's default). DB_INVALID for a value below -1. */
+ * back to the daemon's default; DB_QUOTA_UNLIMITED: none). DB_INVALID for
+ * a value below -2. */
 int db_user_set_quota(Db *db, const char *name, const DbQuota *q);
 /* Adds device-seconds of use, after decaying what there was by
  * 2^(-elapsed / half_life_s). */

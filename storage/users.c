@@ -98,7 +98,7 @@ int db_user_create(Db *db, const char *name, bool admin, int64_t *id_out, char *
     "quota_gpus, quota_dataset_bytes, quota_checkpoint_bytes, usage_s, usage_at, "         \
     "token_sha256 FROM users "
 
-/* A quota column: NULL is the daemon's default. */
+/* A quota column: NULL is the daemon's default, -2 no limit (as stored). */
 static int64_t quota_column(sqlite3_stmt *st, int i) {
     return sqlite3_column_type(st, i) == SQLITE_NULL ? DB_QUOTA_DEFAULT
                                                      : sqlite3_column_int64(st, i);
@@ -245,15 +245,16 @@ int db_user_set_quota(Db *db, const char *name, const DbQuota *q) {
     const int64_t v[5] = {q->running_jobs, q->queued_jobs, q->gpus, q->dataset_bytes,
                           q->checkpoint_bytes};
     for (int i = 0; i < 5; i++)
-        if (v[i] != DB_QUOTA_UNCHANGED && v[i] < DB_QUOTA_DEFAULT) {
-            error_set("quota: a limit is >= 0 (or -1 for the daemon's default), got %lld",
-                      (long long)v[i]);
+        if (v[i] != DB_QUOTA_UNCHANGED && v[i] < DB_QUOTA_UNLIMITED) {
+            error_set("quota: a limit is >= 0 (or -1 for the daemon's default, -2 for none), "
+                      "got %lld", (long long)v[i]);
             return DB_INVALID;
         }
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
     int rc = DB_ERROR;
-    /* ?k + 1 is 1 to change column k: NULL for the default, else the value */
+    /* ?k + 1 is 1 to change column k: NULL for the default, else the value
+     * (-2 for no limit) */
     sqlite3_stmt *st = db_stmt(
         c, "UPDATE users SET "
            "quota_running = CASE WHEN ?2 THEN ?3 ELSE quota_running END, "
@@ -266,7 +267,7 @@ int db_user_set_quota(Db *db, const char *name, const DbQuota *q) {
         db_bind_text(st, 1, name);
         for (int i = 0; i < 5; i++) {
             sqlite3_bind_int(st, 2 + 2 * i, v[i] != DB_QUOTA_UNCHANGED);
-            if (v[i] >= 0)
+            if (v[i] != DB_QUOTA_DEFAULT)
                 sqlite3_bind_int64(st, 3 + 2 * i, v[i]);
             else
                 sqlite3_bind_null(st, 3 + 2 * i);

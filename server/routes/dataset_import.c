@@ -193,6 +193,8 @@ int dataset_import(HttpRequest *req, json_t *body) {
         free(options);
         return api_reply_db(req, st, st == DB_CONFLICT || st == DB_INVALID ? "name" : NULL);
     }
+    api_audit(req, "dataset.create",
+              "dataset %lld (%s/%s)", (long long)id, http_auth(req)->name, name);
     char dir[4096];
     DbDataset info;
     memset(&info, 0, sizeof info);

@@ -358,6 +358,8 @@ int dataset_upload_finish(HttpRequest *req) {
         return bad_data ? http_reply_error(req, 422, "invalid_dataset", "", "%s", error_get())
                         : http_reply_error(req, 503, "unavailable", "", "%s", error_get());
     u->ready = true;
+    api_audit(req, "dataset.create",
+              "dataset %lld (%s/%s)", (long long)u->id, http_auth(req)->name, u->name);
     DbDataset ds;
     if (db_dataset_get(u->api->db, u->id, &ds) != DB_OK) return api_reply_db(req, DB_ERROR, NULL);
     json_t *body = dataset_json(&ds);

@@ -127,6 +127,8 @@ int datasets_delete(HttpRequest *req) {
                                 "cancel %s first", (long long)id, jobs, jobs == 1 ? "" : "s",
                                 (long long)job, jobs == 1 ? "it" : "them");
     if ((st = db_dataset_delete(api->db, id)) != DB_OK) return api_reply_db(req, st, NULL);
+    api_audit(req, "dataset.delete",
+              "dataset %lld (%s/%s)", (long long)id, ds.owner_name, ds.name);
     return http_reply_json(req, 200, json_pack("{s:I, s:b}", "id", (json_int_t)id, "deleted", 1));
 }
 
@@ -158,6 +160,8 @@ int datasets_patch(HttpRequest *req) {
     int st = db_dataset_set_shared(api->db, id, value);
     if (st != DB_OK || (st = db_dataset_get(api->db, id, &ds)) != DB_OK)
         return api_reply_db(req, st, NULL);
+    api_audit(req, value ? "dataset.share" : "dataset.unshare",
+              "dataset %lld (%s/%s)", (long long)id, ds.owner_name, ds.name);
     json_t *out = dataset_json(&ds);
     db_dataset_clear(&ds);
     return http_reply_json(req, 200, out);

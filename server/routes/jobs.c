@@ -85,6 +85,7 @@ int jobs_post(HttpRequest *req) {
     if (st == DB_INVALID)
         return http_reply_error(req, 422, "invalid_spec", error_last()->path, "%s", error_get());
     if (st != DB_OK) return api_reply_db(req, st, NULL);
+    api_audit(req, "job.create", "job %lld", (long long)id);
     char loc[64];
     snprintf(loc, sizeof loc, "/v1/jobs/%lld", (long long)id);
     http_reply_json(req, 201, json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id, "state", "queued",
@@ -178,6 +179,7 @@ int jobs_cancel(HttpRequest *req) {
     error_clear();
     int st = scheduler_cancel(api->sched, id);
     if (st != DB_OK) return api_reply_db(req, st, NULL);
+    api_audit(req, "job.cancel", "job %lld", (long long)id);
     if ((st = db_job_get(api->db, id, &j)) != DB_OK) return api_reply_db(req, st, NULL);
     /* a running job stops at its next step: 202 until it has */
     bool done = db_job_state_final(j.state);

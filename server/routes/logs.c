@@ -5,7 +5,8 @@
  *     {"job_id": 3, "lines": [{"seq", "ts", "line"}], "next_after": 1000 | null}
  * ?follow=1 streams them as Server-Sent Events (id: <seq>, event: log),
  * honouring Last-Event-ID, and ends with `event: end` once the job has
- * ended and its last line is out, as metrics.c does.
+ * ended and its last line is out, or `event: error` once the caller's
+ * token is revoked or rotated, as metrics.c does.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "server/api.h"
 #include "server/log.h"
 #include "server/sse.h"
+#include "server/stream_auth.h"
 
 #define FOLLOW_BATCH 1000
 
@@ -30,6 +32,7 @@ typedef struct {
     bool ended;
     SsePacer pace;
     SseBuf out;
+    StreamAuth auth; /* ends the stream once the caller's token stops working */
 } Follow;
 
 static int follow_poll(Follow *f) {
@@ -59,6 +62,7 @@ static int follow_poll(Follow *f) {
 
 static ssize_t follow_read(void *ctx, char *buf, size_t max) {
     Follow *f = ctx;
+    if (!f->ended && stream_auth_lost(&f->auth, &f->out)) f->ended = true;
     if (sse_pending(&f->out)) return sse_pacer_take(&f->pace, &f->out, buf, max);
     if (f->ended) return HTTP_STREAM_END;
     uint64_t gens[1] = {scheduler_generation(f->api->sched)};
@@ -88,6 +92,7 @@ int logs_get(HttpRequest *req) {
         f->job = job;
         f->after = after;
         sse_pacer_init(&f->pace);
+        stream_auth_init(&f->auth, api->db, http_auth(req), http_path(req));
         sse_retry(&f->out, 2000);
         return http_reply_stream(req, 200, "text/event-stream", follow_read, f, follow_free);
     }

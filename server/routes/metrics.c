@@ -22,7 +22,9 @@
  * from after Last-Event-ID (a reconnect) or ?after=, and when the job has
  * ended and every point is out, `event: end` with its final state. The
  * stream waits for new rows without a thread (http.h streams), querying
- * only when the metric writer committed or a job changed state.
+ * only when the metric writer committed or a job changed state. It ends
+ * with `event: error` once the caller's token is revoked or rotated
+ * (server/stream_auth.h).
  */
 #include <math.h>
 #include <stdio.h>
@@ -35,6 +37,7 @@
 #include "server/history_chunks.h"
 #include "server/log.h"
 #include "server/sse.h"
+#include "server/stream_auth.h"
 #include "server/text.h"
 #include "server/text_json.h"
 
@@ -270,6 +273,7 @@ typedef struct {
     bool ended;
     SsePacer pace;
     SseBuf out;
+    StreamAuth auth; /* ends the stream once the caller's token stops working */
 } Follow;
 
 static bool already_sent(const Follow *f, const DbMetric *m) {
@@ -334,6 +338,7 @@ static int follow_poll(Follow *f) {
 
 static ssize_t follow_read(void *ctx, char *buf, size_t max) {
     Follow *f = ctx;
+    if (!f->ended && stream_auth_lost(&f->auth, &f->out)) f->ended = true;
     if (sse_pending(&f->out)) return sse_pacer_take(&f->pace, &f->out, buf, max);
     if (f->ended) return HTTP_STREAM_END;
     uint64_t gens[2] = {metric_writer_generation(f->api->metrics), scheduler_generation(f->api->sched)};
@@ -380,6 +385,7 @@ int metrics_get(HttpRequest *req) {
     f->done = after;
     f->partial = after;
     sse_pacer_init(&f->pace);
+    stream_auth_init(&f->auth, api->db, http_auth(req), http_path(req));
     sse_retry(&f->out, 2000);
     return http_reply_stream(req, 200, "text/event-stream", follow_read, f, follow_free);
 }

@@ -96,48 +96,6 @@ api() {
     openapi_check "$m" "$p" "$STATUS" "${out#*$'\n'}"
 }
 
-# start_daemon VAR LOG [ARGS...]: `$TRAIND serve` on a free loopback port
-# with data dir VAR and ARGS, its stderr appended to LOG; sets DAEMON_PID
-# (added to PIDS), PORT and URL. A daemon that does not start ends the
-# script, counted as a failure.
-start_daemon() {
-    local var=$1 log=$2 lines
-    shift 2
-    lines=$(cat "$log" 2>/dev/null | wc -l)
-    "$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$var" "$@" 2>>"$log" &
-    DAEMON_PID=$!
-    PIDS+=("$DAEMON_PID")
-    PORT=$(listening_port "$log" "$DAEMON_PID" "$lines")
-    if [ -z "$PORT" ]; then
-        echo "$(basename "$0" .sh): the daemon did not start:" >&2
-        tail -n 20 "$log" >&2
-        echo "$passed passed, $((failed + 1)) failed"
-        exit 1
-    fi
-    URL=http://127.0.0.1:$PORT
-}
-
-# stop_daemon PID LOG: SIGTERM to the daemon PID, which must exit 0 within
-# 15 s, and no sanitizer report in its LOG: two checks.
-stop_daemon() {
-    local pid=$1 log=$2 rc=""
-    kill -TERM "$pid"
-    for _ in $(seq 150); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            wait "$pid"
-            rc=$?
-            break
-        fi
-        sleep 0.1
-    done
-    check "SIGTERM: a graceful stop, exit 0" "$rc" 0
-    if grep -q "$SANITIZER" "$log"; then
-        fail "no sanitizer report" "$(grep -m1 -A30 "$SANITIZER" "$log")"
-    else
-        pass "no sanitizer report"
-    fi
-}
-
 # ---------------------------------------------------------------- OpenAPI
 # tests/e2e/openapi_check.mjs, one per script, started at the first use
 # (from whichever shell; its port is kept in $TMP/openapi/port) and gone
@@ -270,4 +228,48 @@ listening_port() {
         sleep 0.1
     done
     echo "$port"
+}
+
+# start_daemon VAR LOG [ARGS...]: `$TRAIND serve` on a free loopback port
+# with data dir VAR and ARGS, its stderr appended to LOG (the listening line
+# looked for after what LOG held); sets DPID (added to PIDS), PORT, URL
+# (http://127.0.0.1:PORT) and TOKEN (the admin's). A daemon that does not
+# start ends the script, with its log's tail.
+start_daemon() {
+    local var=$1 log=$2 lines
+    shift 2
+    lines=$(wc -l 2>/dev/null <"$log" || echo 0)
+    "$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$var" "$@" 2>>"$log" &
+    DPID=$!
+    PIDS+=("$DPID")
+    PORT=$(listening_port "$log" "$DPID" "$lines")
+    if [ -z "$PORT" ]; then
+        echo "$(basename "$0" .sh): the daemon did not start:" >&2
+        tail -n 20 "$log" >&2
+        echo "$passed passed, $((failed + 1)) failed"
+        exit 1
+    fi
+    URL=http://127.0.0.1:$PORT
+    TOKEN=$(cat "$var/admin.token")
+}
+
+# stop_daemon PID LOG [NAME]: SIGTERM; checks a graceful stop (exit 0 within
+# 15 s) and no sanitizer report in LOG (NAME: before the checks' names).
+stop_daemon() {
+    local pid=$1 rc="" name=${3:+$3: }
+    kill -TERM "$pid"
+    for _ in $(seq 150); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid"
+            rc=$?
+            break
+        fi
+        sleep 0.1
+    done
+    check "${name}SIGTERM, a graceful stop (exit 0)" "$rc" 0
+    if grep -q "$SANITIZER" "$2"; then
+        fail "${name}no sanitizer report" "$(grep -m1 -A30 "$SANITIZER" "$2")"
+    else
+        pass "${name}no sanitizer report"
+    fi
 }

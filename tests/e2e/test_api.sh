@@ -36,9 +36,9 @@ if [ ! -x "$TRAIND" ]; then
 fi
 TMP=$(mktemp -d)
 VAR=$TMP/var
-DAEMON_PID="" WWW_PID=""
+DPID="" WWW_PID=""
 cleanup() {
-    [ -n "$DAEMON_PID" ] && kill -9 "$DAEMON_PID" 2>/dev/null
+    [ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null
     [ -n "$WWW_PID" ] && kill "$WWW_PID" 2>/dev/null
     wait 2>/dev/null
     rm -rf "$TMP"
@@ -447,7 +447,7 @@ print(all({"method", "path", "status", "ms"} <= set(json.loads(l)) for l in sys.
 
 # the HTTP threads run 10 nice levels below the training workers
 # (--http-nice 10)
-check "HTTP threads at nice +10 from the training workers'" "$($PY - "$DAEMON_PID" <<'EOF'
+check "HTTP threads at nice +10 from the training workers'" "$($PY - "$DPID" <<'EOF'
 import os, sys
 pid = sys.argv[1]
 nice = {}
@@ -461,8 +461,8 @@ print(len(train) == 1 and nice.get("MHD") == {min(train) + 10} or nice)
 EOF
 )" True
 
-stop_daemon "$DAEMON_PID" "$TMP/daemon.log"
-DAEMON_PID=""
+stop_daemon "$DPID" "$TMP/daemon.log"
+DPID=""
 
 openapi_summary
 summary

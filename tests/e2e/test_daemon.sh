@@ -44,24 +44,7 @@ trap cleanup EXIT
 . "$(dirname "$0")/lib.sh"
 
 # start VAR LOG [ARGS...]: a daemon on a free port; sets DPID, URL, TOKEN.
-start() {
-    local var=$1 log=$2
-    shift 2
-    "$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$var" --quiet "$@" 2>>"$log" &
-    DPID=$!
-    PIDS+=("$DPID")
-    local port lines
-    lines=$(wc -l 2>/dev/null <"$log" || echo 0)
-    port=$(listening_port "$log" "$DPID" "$lines")
-    if [ -z "$port" ]; then
-        echo "test_daemon: the daemon did not start:" >&2
-        tail -n 20 "$log" >&2
-        echo "$passed passed, $((failed + 1)) failed"
-        exit 1
-    fi
-    URL=http://127.0.0.1:$port
-    TOKEN=$(cat "$var/admin.token")
-}
+start() { start_daemon "$@" --quiet; }
 
 # state JOB: its state now (against $URL)
 state() {

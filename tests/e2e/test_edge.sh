@@ -39,18 +39,8 @@ trap cleanup_daemons EXIT
 start() {
     local var=$1 log=$2 scheme=$3
     shift 3
-    "$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$var" --quiet "$@" 2>>"$log" &
-    DPID=$!
-    PIDS+=("$DPID")
-    PORT=$(listening_port "$log" "$DPID")
-    if [ -z "$PORT" ]; then
-        echo "test_edge: the daemon did not start:" >&2
-        tail -n 20 "$log" >&2
-        echo "$passed passed, $((failed + 1)) failed"
-        exit 1
-    fi
+    start_daemon "$var" "$log" --quiet "$@"
     URL=$scheme://127.0.0.1:$PORT
-    TOKEN=$(cat "$var/admin.token")
 }
 
 # error_is STATUS CODE NAME: the last response was STATUS with the API's
