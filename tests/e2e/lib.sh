@@ -46,6 +46,27 @@ check() {
     if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "got '$2', want '$3'"; fi
 }
 
+# expect NAME STATUS [CODE]: the last response had STATUS; a 4xx/5xx must be
+# design.md's JSON error body (with error.code CODE when given).
+expect() {
+    local name=$1 want=$2 code=${3:-}
+    if [ "$STATUS" != "$want" ]; then
+        fail "$name" "status $STATUS, want $want: $(head -c 300 "$TMP/body")"
+        return 1
+    fi
+    if [ "$want" -ge 400 ]; then
+        local got
+        got=$(jv 'd["error"]["code"] + "|" + str(bool(d["error"]["message"])) + "|" + str("path" in d["error"])')
+        if [[ "$got" != *"|True|True" ]] || { [ -n "$code" ] && [ "${got%%|*}" != "$code" ]; }; then
+            fail "$name" "error body $(head -c 300 "$TMP/body") (want code '${code:-any}')"
+            return 1
+        fi
+        pass "$name ($STATUS ${got%%|*}: $(jv 'd["error"]["message"][:120]'))"
+        return 0
+    fi
+    pass "$name ($STATUS)"
+}
+
 # jv EXPR [FILE]: a Python expression over the JSON in FILE (default the
 # last response body) as `d`; prints it ("" for None).
 jv() {
@@ -192,6 +213,21 @@ for r in sqlite3.connect(sys.argv[1], timeout=2).execute(sys.argv[2]):
 # integrity DATA_DIR: SQLite's PRAGMA integrity_check of the daemon's
 # database ("ok" when intact).
 integrity() { sql "$1" 'PRAGMA integrity_check'; }
+
+# terminate PID: SIGTERM, then waits (15 s at most) for the process, a child
+# of this shell, to exit; RC gets its exit status ("" if it did not).
+terminate() {
+    RC=""
+    kill -TERM "$1"
+    for _ in $(seq 150); do
+        if ! kill -0 "$1" 2>/dev/null; then
+            wait "$1"
+            RC=$?
+            return 0
+        fi
+        sleep 0.1
+    done
+}
 
 # listening_port LOG PID [SKIP]: waits (up to 15 s) for the daemon PID to log
 # its "listening" line in LOG, after the first SKIP lines (a log that earlier
