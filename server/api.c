@@ -19,6 +19,7 @@ const HttpRoute api_routes[] = {
     {"GET", "/v1/datasets/{id}", datasets_get, 0, NULL},
     {"DELETE", "/v1/datasets/{id}", datasets_delete, 0, NULL},
     {"PATCH", "/v1/datasets/{id}", datasets_patch, 0, NULL},
+    {"GET", "/v1/datasets/{id}/events", dataset_events_get, 0, NULL},
     {"POST", "/v1/jobs", jobs_post, 0, NULL},
     {"GET", "/v1/jobs", jobs_list, 0, NULL},
     {"GET", "/v1/jobs/{id}", jobs_get, 0, NULL},

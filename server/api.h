@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "server/http.h"
+#include "server/importer.h"
 #include "server/quota.h"
 #include "server/reply_cache.h"
 #include "server/scheduler.h"
@@ -36,8 +37,7 @@ typedef struct {
     MetricWriter *metrics;
     Scheduler *sched;
     HttpServer *http;      /* set once listening */
-    int64_t import_max;    /* bytes per file a URL import may fetch */
-    int import_timeout_s;  /* whole transfer of one URL */
+    Importer *importer;    /* URL imports (server/importer.h) */
     time_t started;
     ReplyCache *replies;   /* finished jobs' metric histories */
     ReplyCache *chunks;    /* series cut in chunks (history_chunks.h); NULL: off */
@@ -123,9 +123,17 @@ int datasets_list(HttpRequest *req);
 int datasets_get(HttpRequest *req);
 int datasets_delete(HttpRequest *req);
 int datasets_patch(HttpRequest *req);
+/* The dataset the route's {id} names, as the caller sees it (an upload in
+ * progress is none yet): 0, or -1 after replying 404 (409 for a name
+ * several others share). db_dataset_clear *out. */
+int datasets_resolve(HttpRequest *req, DbDataset *out);
 extern const HttpBodyStream datasets_upload_body; /* dataset_upload.c */
 int dataset_upload_finish(HttpRequest *req);
 int dataset_import(HttpRequest *req, json_t *body); /* dataset_import.c */
+/* An import's fields over dataset_json's object: state `failed` for an
+ * import that failed, progress_bytes, total_bytes and error. */
+void dataset_import_describe(const DbDataset *ds, json_t *out);
+int dataset_events_get(HttpRequest *req);         /* dataset_events.c */
 json_t *dataset_json(const DbDataset *ds);
 int jobs_post(HttpRequest *req);                /* jobs.c */
 int jobs_list(HttpRequest *req);

@@ -41,15 +41,21 @@
  * --metrics-token-file's, whose token opens GET /metrics alone
  * (server/metrics_token.h).
  *
- * Start: lock the data dir, open (or create) its database, drop uploads a
- * previous daemon left half done, create the admin user on first start
- * (its token in <data-dir>/admin.token, mode 0600), start the metric
- * writer, the scheduler (which requeues jobs left running) and the HTTP
- * server, and log {"event":"listening","port":N} (--port 0 picks a free
- * port: tests read it there).
+ * Start: lock the data dir, open (or create) its database, drop uploads and
+ * imports a previous daemon left half done, create the admin user on first
+ * start (its token in <data-dir>/admin.token, mode 0600), start the metric
+ * writer, the scheduler (which requeues jobs left running), the importer
+ * and the HTTP server, and log {"event":"listening","port":N} (--port 0
+ * picks a free port: tests read it there).
+ *
+ * URL imports run on --import-threads threads of their own
+ * (server/importer.h), at most --imports-per-user per user, and reach
+ * public addresses only unless --import-allow-private or
+ * --import-allow-net says otherwise (server/addr_policy.h).
  *
  * Stop, on SIGINT or SIGTERM: the HTTP server first (streams end, no new
- * request can reach the scheduler), then the scheduler (running jobs are
+ * request can reach the scheduler), the importer (transfers cancelled; the
+ * next start removes what they leave), then the scheduler (running jobs are
  * checkpointed where they stand and requeued, to resume on the next
  * start), the metric writer (flushed), the database. A second signal
  * while stopping exits at once.
@@ -77,6 +83,7 @@
 #include "server/api.h"
 #include "server/cpu_list.h"
 #include "server/data_lock.h"
+#include "server/importer.h"
 #include "server/log.h"
 #include "server/metrics_token.h"
 #include "server/tls_files.h"
@@ -86,6 +93,8 @@ typedef struct {
     int port;
     const char *bind, *data_dir, *devices;
     int workers, http_threads, http_nice, threads_per_job, import_timeout_s, history_cache_mb;
+    int import_threads, imports_per_user;
+    AddrPolicy import_policy; /* --import-allow-private, --import-allow-net */
     int64_t max_upload_mb;
     DbQuota quota_defaults; /* --quota-*: -1 (no limit) unless given */
     double fairshare_half_life_s;
@@ -124,7 +133,15 @@ static const struct {
     {"--history-cache-mb N", SERVE_STR(API_CHUNK_CACHE_MB),
      "memory for metric series kept as formatted chunks; 0 turns it off"},
     {"--max-upload-mb N", "4096", "the upload size limit (413 above it)"},
-    {"--import-timeout S", "600", "the time a URL import may take"},
+    {"--import-timeout S", "600", "the time a URL import may take, per file"},
+    {"--import-threads N", SERVE_STR(IMPORTER_THREADS_DEFAULT),
+     "URL imports fetched at once, all users together; more wait in order"},
+    {"--imports-per-user N", SERVE_STR(IMPORTER_PER_USER_DEFAULT),
+     "URL imports one user may have in progress; more are refused (429)"},
+    {"--import-allow-private", "off", "URL imports may reach loopback, private, link-local "
+                                      "addresses (refused otherwise)"},
+    {"--import-allow-net LIST", "none", "networks URL imports may reach though private "
+                                        "(10.1.0.0/16,fd00::/8)"},
     {"--max-connections N", SERVE_STR(HTTP_MAX_CONNECTIONS_DEFAULT),
      "HTTP connections at once, all clients together (the file limit is raised to fit)"},
     {"--max-connections-per-ip N", SERVE_STR(HTTP_MAX_PER_IP_DEFAULT),
@@ -258,6 +275,8 @@ static int fair_share_arg(const char *a, const char *v, ServeOptions *o) {
 static int parse_options(int argc, char **argv, ServeOptions *o) {
     *o = (ServeOptions){.port = 8080, .bind = "127.0.0.1", .data_dir = "./var", .workers = 1,
                         .http_threads = 4, .http_nice = -1, .import_timeout_s = 600,
+                        .import_threads = IMPORTER_THREADS_DEFAULT,
+                        .imports_per_user = IMPORTER_PER_USER_DEFAULT,
                         .max_upload_mb = 4096, .history_cache_mb = API_CHUNK_CACHE_MB,
                         .quota_defaults = {-1, -1, -1, -1, -1},
                         .fairshare_half_life_s = 7 * 86400,
@@ -273,6 +292,10 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
         }
         if (!strcmp(a, "--quiet")) {
             o->quiet = true;
+            continue;
+        }
+        if (!strcmp(a, "--import-allow-private")) {
+            o->import_policy.allow_private = true;
             continue;
         }
         if (i + 1 >= argc || a[0] != '-') {
@@ -315,6 +338,17 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
         } else if (!strcmp(a, "--import-timeout")) {
             if (int_arg(a, v, 1, 86400, &x)) return -1;
             o->import_timeout_s = (int)x;
+        } else if (!strcmp(a, "--import-threads")) {
+            if (int_arg(a, v, 1, IMPORTER_MAX_THREADS, &x)) return -1;
+            o->import_threads = (int)x;
+        } else if (!strcmp(a, "--imports-per-user")) {
+            if (int_arg(a, v, 1, 1 << 20, &x)) return -1;
+            o->imports_per_user = (int)x;
+        } else if (!strcmp(a, "--import-allow-net")) {
+            if (addr_policy_add_nets(&o->import_policy, v) != 0) {
+                fprintf(stderr, "traind serve: --import-allow-net '%s': %s\n", v, error_get());
+                return -1;
+            }
         } else if (!strcmp(a, "--max-upload-mb")) {
             if (int_arg(a, v, 1, (long long)1 << 30, &x)) return -1;
             o->max_upload_mb = x;
@@ -434,9 +468,9 @@ int cmd_serve(int argc, char **argv) {
     Db *db = NULL;
     MetricWriter *mw = NULL;
     Scheduler *sched = NULL;
+    Importer *importer = NULL;
     HttpServer *http = NULL;
-    Api api = {.import_max = o.max_upload_mb << 20, .import_timeout_s = o.import_timeout_s,
-               .started = time(NULL), .quota_defaults = o.quota_defaults};
+    Api api = {.started = time(NULL), .quota_defaults = o.quota_defaults};
     memcpy(api.metrics_token_sha256, metrics_token, sizeof metrics_token);
 
     /* before the database: a second daemon must not touch it at all */
@@ -449,7 +483,8 @@ int cmd_serve(int argc, char **argv) {
     if (!db) goto fail;
     int stale = 0;
     if (db_dataset_delete_stale(db, &stale) != DB_OK) goto fail;
-    if (stale) log_message("start", "removed %d dataset upload(s) left unfinished", stale);
+    if (stale)
+        log_message("start", "removed %d dataset upload(s) or import(s) left unfinished", stale);
     bool created = false;
     if (db_user_bootstrap_admin(db, &created) != DB_OK) goto fail;
     if (created)
@@ -466,6 +501,12 @@ int cmd_serve(int argc, char **argv) {
                           .fairshare_half_life_s = o.fairshare_half_life_s};
     sched = scheduler_start(&sc);
     if (!sched) goto fail;
+    ImporterConfig ic = {.db = db, .threads = o.import_threads, .per_user = o.imports_per_user,
+                         .max_bytes = o.max_upload_mb << 20, .timeout_s = o.import_timeout_s,
+                         .policy = o.import_policy};
+    importer = importer_start(&ic);
+    if (!importer) goto fail;
+    api.importer = importer;
     api.db = db;
     api.metrics = mw;
     api.sched = sched;
@@ -520,6 +561,7 @@ fail:
     fprintf(stderr, "traind serve: %s\n", error_get());
 stop:
     http_server_stop(http);
+    importer_stop(importer); /* running imports cancelled; the next start removes them */
     scheduler_stop(sched);
     metric_writer_stop(mw);
     reply_cache_free(api.replies);

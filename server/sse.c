@@ -110,3 +110,11 @@ ssize_t sse_pacer_take(SsePacer *p, SseBuf *out, char *buf, size_t max) {
     p->last_out = time(NULL);
     return sse_take(out, buf, max);
 }
+
+ssize_t sse_follow_read(SsePacer *p, SseBuf *out, bool ended, const uint64_t *gens, int n,
+                        int (*poll)(void *ctx), void *ctx, char *buf, size_t max) {
+    if (sse_pending(out)) return sse_pacer_take(p, out, buf, max);
+    if (ended) return HTTP_STREAM_END;
+    if (sse_pacer_due(p, gens, n) && poll(ctx) != 0) return HTTP_STREAM_ERROR;
+    return sse_pacer_take(p, out, buf, max);
+}

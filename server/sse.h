@@ -64,6 +64,14 @@ bool sse_pacer_due(SsePacer *p, const uint64_t *gens, int n);
  * 0 when there is nothing yet. */
 ssize_t sse_pacer_take(SsePacer *p, SseBuf *out, char *buf, size_t max);
 
+/* One read of a follower's stream (an HttpStreamFn's body): its pending
+ * bytes first; HTTP_STREAM_END once it has ended and they are out; else
+ * poll(ctx) when the pacer says so (given the current values of the
+ * generations it watches), which frames new events into out and may end
+ * it; HTTP_STREAM_ERROR when poll fails. */
+ssize_t sse_follow_read(SsePacer *p, SseBuf *out, bool ended, const uint64_t *gens, int n,
+                        int (*poll)(void *ctx), void *ctx, char *buf, size_t max);
+
 /* Where a follower resumes: Last-Event-ID (a reconnect) if present, else
  * the query argument `after`, else def. -1 after replying 400 for a value
  * that is not an integer; 0 otherwise, the value in *out. */

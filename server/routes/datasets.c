@@ -38,7 +38,7 @@ json_t *dataset_json(const DbDataset *ds) {
     json_t *options = json_loads(ds->options_json ? ds->options_json : "{}", 0, &jerr);
     const DbSampleShape *s = &ds->shape;
     bool ready = ds->state == DB_DATASET_READY;
-    return json_pack(
+    json_t *out = json_pack(
         "{s:I, s:s, s:s, s:s, s:I, s:o, s:o, s:o, s:I, s:o, s:o*, s:o, s:o*, s:s, s:b}", "id",
         (json_int_t)ds->id, "name", ds->name, "format", ds->format, "state",
         ready ? "ready" : ds->state == DB_DATASET_IMPORTING ? "importing" : "uploading", "samples",
@@ -49,6 +49,8 @@ json_t *dataset_json(const DbDataset *ds) {
         (json_int_t)ds->bytes, "sha256", ready ? json_string(ds->sha256) : json_null(), "files",
         files, "created_at", api_time(ds->created_at), "options", options, "owner",
         ds->owner_name, "shared", ds->shared);
+    dataset_import_describe(ds, out); /* dataset_import.c: failed, progress */
+    return out;
 }
 
 int datasets_post(HttpRequest *req) {
@@ -126,6 +128,7 @@ int datasets_delete(HttpRequest *req) {
                                 "dataset %lld is used by %d queued or running job%s (job %lld); "
                                 "cancel %s first", (long long)id, jobs, jobs == 1 ? "" : "s",
                                 (long long)job, jobs == 1 ? "it" : "them");
+    importer_cancel(api->importer, id); /* an import in progress stops first */
     if ((st = db_dataset_delete(api->db, id)) != DB_OK) return api_reply_db(req, st, NULL);
     api_audit(req, "dataset.delete",
               "dataset %lld (%s/%s)", (long long)id, ds.owner_name, ds.name);
@@ -166,3 +169,5 @@ int datasets_patch(HttpRequest *req) {
     db_dataset_clear(&ds);
     return http_reply_json(req, 200, out);
 }
+
+int datasets_resolve(HttpRequest *req, DbDataset *out) { return resolve(req, out); }

@@ -214,6 +214,21 @@ for r in sqlite3.connect(sys.argv[1], timeout=2).execute(sys.argv[2]):
 # database ("ok" when intact).
 integrity() { sql "$1" 'PRAGMA integrity_check'; }
 
+# terminate PID: SIGTERM, then waits (15 s at most) for the process, a child
+# of this shell, to exit; RC gets its exit status ("" if it did not).
+terminate() {
+    RC=""
+    kill -TERM "$1"
+    for _ in $(seq 150); do
+        if ! kill -0 "$1" 2>/dev/null; then
+            wait "$1"
+            RC=$?
+            return 0
+        fi
+        sleep 0.1
+    done
+}
+
 # listening_port LOG PID [SKIP]: waits (up to 15 s) for the daemon PID to log
 # its "listening" line in LOG, after the first SKIP lines (a log that earlier
 # runs appended to), and prints its port; prints nothing if the daemon died
@@ -256,17 +271,9 @@ start_daemon() {
 # stop_daemon PID LOG [NAME]: SIGTERM; checks a graceful stop (exit 0 within
 # 15 s) and no sanitizer report in LOG (NAME: before the checks' names).
 stop_daemon() {
-    local pid=$1 rc="" name=${3:+$3: }
-    kill -TERM "$pid"
-    for _ in $(seq 150); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            wait "$pid"
-            rc=$?
-            break
-        fi
-        sleep 0.1
-    done
-    check "${name}SIGTERM, a graceful stop (exit 0)" "$rc" 0
+    local name=${3:+$3: }
+    terminate "$1"
+    check "${name}SIGTERM, a graceful stop (exit 0)" "$RC" 0
     if grep -q "$SANITIZER" "$2"; then
         fail "${name}no sanitizer report" "$(grep -m1 -A30 "$SANITIZER" "$2")"
     else

@@ -6,8 +6,8 @@
 #
 # Covers: health and auth (401, 403-free reads), uploads (MNIST's t10k set
 # from ../shared/datasets/mnist when it is there, and a generated CSV),
-# listing and describing datasets (samples, sha256 equal to sha256sum's),
-# an import from URLs (python3 -m http.server on 127.0.0.1), a small MLP job
+# listing and describing datasets (samples, sha256 equal to sha256sum's)
+# (URL imports: test_imports.sh), a small MLP job
 # followed over Server-Sent Events to its end, metric history with
 # after/limit/max_points, logs, the checkpoint download checked against its
 # listed sha256, two jobs at once on two CPU workers, cancelling a queued
@@ -36,10 +36,9 @@ if [ ! -x "$TRAIND" ]; then
 fi
 TMP=$(mktemp -d)
 VAR=$TMP/var
-DPID="" WWW_PID=""
+DPID=""
 cleanup() {
     [ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null
-    [ -n "$WWW_PID" ] && kill "$WWW_PID" 2>/dev/null
     wait 2>/dev/null
     rm -rf "$TMP"
 }
@@ -109,25 +108,6 @@ check "list has the uploads" "$(jv 'sorted(x["name"] for x in d["datasets"])')" 
     "$([ $HAVE_MNIST = 1 ] && echo "['mnist-test', 'tab']" || echo "['tab']")"
 api GET /v1/datasets/no-such-set
 expect "unknown dataset" 404 not_found
-
-# import from URLs: a local http.server over a temp dir
-mkdir -p "$TMP/www"
-cp "$TMP/tab.csv" "$TMP/www/tab.csv"
-file_server "$TMP/www"
-api POST /v1/datasets -H 'Content-Type: application/json' \
-    -d "{\"name\":\"tab-url\",\"format\":\"csv\",\"label_column\":\"label\",\"urls\":{\"file\":\"http://127.0.0.1:$WWW_PORT/tab.csv\"}}"
-expect "import csv from a URL" 201 &&
-    check "import: sha256 and samples" "$(jv '(d["sha256"], d["samples"])')" \
-        "('$(sha256sum "$TMP/tab.csv" | cut -d' ' -f1)', 600)"
-api POST /v1/datasets -H 'Content-Type: application/json' \
-    -d "{\"name\":\"gone\",\"format\":\"csv\",\"urls\":{\"file\":\"http://127.0.0.1:$WWW_PORT/missing.csv\"}}"
-expect "import: a 404 URL" 422 import_failed
-api POST /v1/datasets -H 'Content-Type: application/json' \
-    -d '{"name":"local","format":"csv","urls":{"file":"file:///etc/passwd"}}'
-expect "import: file:// refused" 422 invalid
-api POST /v1/datasets -H 'Content-Type: application/json' \
-    -d "{\"name\":\"tab\",\"format\":\"csv\",\"urls\":{\"file\":\"http://127.0.0.1:$WWW_PORT/tab.csv\"}}"
-expect "import: a taken name" 409 conflict
 
 # ---------------------------------------------------------------- a job, followed to its end
 if [ $HAVE_MNIST = 1 ]; then

@@ -1,0 +1,315 @@
+/* importer.c - the import threads, their queue, cancelling; see
+ * importer.h. One mutex guards the queue and the list of running imports;
+ * a transfer runs without it. */
+#include "server/importer.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "server/dataset_ingest.h"
+#include "server/log.h"
+#include "server/url_fetch.h"
+
+/* The row's progress is written at most this often while bytes arrive. */
+#define IMPORTER_PROGRESS_MS 200
+
+typedef struct Import {
+    struct Import *next;
+    int64_t id, owner;
+    char format[8];
+    char *options;
+    int num_files;
+    char roles[DB_DATASET_MAX_FILES][16];
+    char *urls[DB_DATASET_MAX_FILES];
+    atomic_bool cancel;
+} Import;
+
+struct Importer {
+    ImporterConfig cfg;
+    pthread_mutex_t mu;
+    pthread_cond_t work;  /* a job waits, or stopping */
+    pthread_cond_t ended; /* a running import ended */
+    Import *waiting;      /* in the order they came */
+    Import *running;
+    bool stopping;
+    atomic_uint_fast64_t generation;
+    int num_threads;
+    pthread_t threads[IMPORTER_MAX_THREADS];
+};
+
+static void import_free(Import *j) {
+    if (!j) return;
+    free(j->options);
+    for (int i = 0; i < j->num_files; i++) free(j->urls[i]);
+    free(j);
+}
+
+static Import *import_new(const ImportJob *job) {
+    Import *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    j->id = job->dataset_id;
+    j->owner = job->owner;
+    snprintf(j->format, sizeof j->format, "%s", job->format);
+    j->options = strdup(job->options_json ? job->options_json : "{}");
+    bool ok = j->options != NULL;
+    for (int i = 0; ok && i < job->num_files && i < DB_DATASET_MAX_FILES; i++) {
+        snprintf(j->roles[i], sizeof j->roles[i], "%s", job->roles[i]);
+        j->urls[j->num_files++] = strdup(job->urls[i]);
+        ok = j->urls[i] != NULL;
+    }
+    if (!ok) {
+        import_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+static void bump(Importer *im) { atomic_fetch_add(&im->generation, 1); }
+
+static int64_t now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* ---- one import ---- */
+
+typedef struct {
+    Importer *im;
+    Import *job;
+    int64_t done;                  /* bytes of the files already in */
+    int64_t written_got, written_total; /* what the row says */
+    int64_t written_at;
+} Progress;
+
+static void record(Progress *p, int64_t got, int64_t total) {
+    if (got == p->written_got && total == p->written_total) return;
+    p->written_got = got;
+    p->written_total = total;
+    p->written_at = now_ms();
+    if (db_dataset_import_progress(p->im->cfg.db, p->job->id, got, total) != DB_OK)
+        log_message("import", "dataset %lld: recording progress: %s", (long long)p->job->id,
+                    error_get());
+    bump(p->im);
+}
+
+/* url_fetch's progress: stop when cancelled; the row's numbers, now and
+ * then. total_bytes is what is known of the size: the files in, plus the
+ * Content-Length of the one coming (0 while it is not known). */
+static int on_progress(void *ctx, int64_t got, int64_t expected) {
+    Progress *p = ctx;
+    if (atomic_load(&p->job->cancel)) return 1;
+    if (got == 0 && expected == 0) return 0; /* nothing new to say */
+    if (now_ms() - p->written_at < IMPORTER_PROGRESS_MS) return 0;
+    record(p, p->done + got, expected > 0 ? p->done + expected : 0);
+    return 0;
+}
+
+/* The file's name in the dataset's directory: the URL's last path
+ * segment, its query cut off, when it is a safe name (else the role), and
+ * the role where two files would share one. */
+static void file_name(const Import *j, int i, const DbDataset *info, char *out, size_t size) {
+    char base[256];
+    const char *slash = strrchr(j->urls[i], '/');
+    snprintf(base, sizeof base, "%s", slash ? slash + 1 : "");
+    base[strcspn(base, "?#")] = '\0';
+    dataset_ingest_file_name(j->roles[i], base, out, size);
+    for (int k = 0; k < i; k++)
+        if (!strcmp(info->files[k].name, out)) snprintf(out, size, "%s", j->roles[i]);
+}
+
+static void remove_files(const char *dir, const DbDataset *info) {
+    char path[4096 + 160];
+    for (int i = 0; i < info->num_files; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, info->files[i].name);
+        unlink(path);
+    }
+}
+
+/* Fetches the files into info (num_files counts those in). 0; -1 with an
+ * error (the role's path in front); 1 when cancelled. */
+static int fetch_all(Importer *im, Import *j, const char *dir, DbDataset *info) {
+    Progress p = {.im = im, .job = j};
+    UrlFetchOptions o = {.policy = &im->cfg.policy, .max_bytes = im->cfg.max_bytes,
+                         .timeout_s = im->cfg.timeout_s, .progress = on_progress, .ctx = &p};
+    for (int i = 0; i < j->num_files; i++) {
+        DbDatasetFile *f = &info->files[i];
+        snprintf(f->role, sizeof f->role, "%s", j->roles[i]);
+        file_name(j, i, info, f->name, sizeof f->name);
+        char path[4096 + 160];
+        snprintf(path, sizeof path, "%s/%s", dir, f->name);
+        UrlFetchResult r = url_fetch(j->urls[i], path, &o, &f->bytes, f->sha256);
+        if (r == URL_FETCH_CANCELLED || atomic_load(&j->cancel)) return 1;
+        if (r != URL_FETCH_OK) return error_prefix("urls.%s", j->roles[i]);
+        info->num_files = i + 1;
+        p.done += f->bytes;
+        record(&p, p.done, p.done);
+    }
+    return 0;
+}
+
+static void run(Importer *im, Import *j) {
+    Db *db = im->cfg.db;
+    DbDataset info;
+    memset(&info, 0, sizeof info);
+    char dir[4096];
+    int rc = db_dataset_dir(db, j->id, dir, sizeof dir) == DB_OK ? fetch_all(im, j, dir, &info) : -1;
+    if (rc == 1) return; /* cancelled: the canceller deletes, or the next start does */
+    bool bad_data = false;
+    if (rc == 0 && dataset_ingest_finish(db, j->id, j->format, j->options, &info, &bad_data) == 0) {
+        log_message("import", "dataset %lld: ready, %lld bytes in %d file(s)", (long long)j->id,
+                    (long long)info.bytes, info.num_files);
+        bump(im);
+        return;
+    }
+    char msg[ERROR_MAX];
+    snprintf(msg, sizeof msg, "%s", error_get());
+    remove_files(dir, &info);
+    if (db_dataset_import_failed(db, j->id, msg) != DB_OK)
+        log_message("import", "dataset %lld: recording its failure: %s", (long long)j->id,
+                    error_get());
+    log_message("import", "dataset %lld: failed: %s", (long long)j->id, msg);
+    bump(im);
+}
+
+/* ---- the pool ---- */
+
+static void unlink_job(Import **list, Import *j) {
+    for (Import **pp = list; *pp; pp = &(*pp)->next)
+        if (*pp == j) {
+            *pp = j->next;
+            return;
+        }
+}
+
+static void *worker(void *arg) {
+    Importer *im = arg;
+    pthread_setname_np(pthread_self(), "import"); /* top, gdb */
+    pthread_mutex_lock(&im->mu);
+    for (;;) {
+        while (!im->waiting && !im->stopping) pthread_cond_wait(&im->work, &im->mu);
+        if (im->stopping) break;
+        Import *j = im->waiting;
+        im->waiting = j->next;
+        j->next = im->running;
+        im->running = j;
+        pthread_mutex_unlock(&im->mu);
+        run(im, j);
+        pthread_mutex_lock(&im->mu);
+        unlink_job(&im->running, j);
+        pthread_cond_broadcast(&im->ended);
+        import_free(j);
+    }
+    pthread_mutex_unlock(&im->mu);
+    return NULL;
+}
+
+Importer *importer_start(const ImporterConfig *config) {
+    if (config->threads < 1 || config->threads > IMPORTER_MAX_THREADS || config->per_user < 1) {
+        error_set("importer: %d threads (1 to %d), %d per user (at least 1)", config->threads,
+                  IMPORTER_MAX_THREADS, config->per_user);
+        return NULL;
+    }
+    Importer *im = calloc(1, sizeof *im);
+    if (!im) {
+        error_set("importer: out of memory");
+        return NULL;
+    }
+    im->cfg = *config;
+    pthread_mutex_init(&im->mu, NULL);
+    pthread_cond_init(&im->work, NULL);
+    pthread_cond_init(&im->ended, NULL);
+    for (int i = 0; i < config->threads; i++) {
+        int e = pthread_create(&im->threads[i], NULL, worker, im);
+        if (e) {
+            error_set("importer: cannot start thread %d: %s", i + 1, strerror(e));
+            importer_stop(im);
+            return NULL;
+        }
+        im->num_threads++;
+    }
+    return im;
+}
+
+void importer_stop(Importer *im) {
+    if (!im) return;
+    pthread_mutex_lock(&im->mu);
+    im->stopping = true;
+    for (Import *j = im->running; j; j = j->next) atomic_store(&j->cancel, true);
+    while (im->waiting) {
+        Import *j = im->waiting;
+        im->waiting = j->next;
+        import_free(j);
+    }
+    pthread_cond_broadcast(&im->work);
+    pthread_mutex_unlock(&im->mu);
+    for (int i = 0; i < im->num_threads; i++) pthread_join(im->threads[i], NULL);
+    pthread_cond_destroy(&im->ended);
+    pthread_cond_destroy(&im->work);
+    pthread_mutex_destroy(&im->mu);
+    free(im);
+}
+
+const AddrPolicy *importer_policy(const Importer *im) { return &im->cfg.policy; }
+
+int importer_per_user(const Importer *im) { return im->cfg.per_user; }
+
+static int count_owner(const Import *list, int64_t owner) {
+    int n = 0;
+    for (const Import *j = list; j; j = j->next) n += j->owner == owner;
+    return n;
+}
+
+static Import *find(Import *list, int64_t id) {
+    for (Import *j = list; j; j = j->next)
+        if (j->id == id) return j;
+    return NULL;
+}
+
+int importer_submit(Importer *im, const ImportJob *job, int *held) {
+    Import *j = import_new(job);
+    if (!j) return error_set("importer: out of memory");
+    pthread_mutex_lock(&im->mu);
+    int rc = 0;
+    *held = count_owner(im->waiting, job->owner) + count_owner(im->running, job->owner);
+    if (im->stopping)
+        rc = error_set("the daemon is stopping");
+    else if (*held >= im->cfg.per_user)
+        rc = 1;
+    else {
+        Import **tail = &im->waiting;
+        while (*tail) tail = &(*tail)->next;
+        *tail = j;
+        j = NULL;
+        pthread_cond_signal(&im->work);
+    }
+    pthread_mutex_unlock(&im->mu);
+    import_free(j);
+    return rc;
+}
+
+bool importer_cancel(Importer *im, int64_t dataset_id) {
+    pthread_mutex_lock(&im->mu);
+    Import *j = find(im->waiting, dataset_id);
+    bool found = j != NULL;
+    if (j) {
+        unlink_job(&im->waiting, j);
+        import_free(j);
+    } else if ((j = find(im->running, dataset_id)) != NULL) {
+        found = true;
+        atomic_store(&j->cancel, true);
+        /* its thread frees it once the transfer has stopped */
+        while (find(im->running, dataset_id)) pthread_cond_wait(&im->ended, &im->mu);
+    }
+    pthread_mutex_unlock(&im->mu);
+    if (found) bump(im);
+    return found;
+}
+
+uint64_t importer_generation(Importer *im) { return atomic_load(&im->generation); }

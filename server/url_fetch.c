@@ -1,0 +1,204 @@
+/* url_fetch.c - one URL into one file, the address of every connection
+ * checked; see url_fetch.h. */
+#include "server/url_fetch.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "core/error.h"
+#include "core/io/durable.h"
+#include "server/log.h"
+#include "storage/sha256.h"
+
+#define URL_FETCH_MAX_REDIRECTS 5L
+#define URL_FETCH_CONNECT_TIMEOUT_S 10L
+
+/* What a refused address reads as, after "<url> ". */
+#define REFUSAL "resolves to %s, %s; the daemon refuses private addresses " \
+                "(serve --import-allow-private)"
+
+typedef struct {
+    const char *url;
+    const UrlFetchOptions *o;
+    FILE *f;
+    Sha256 sha;
+    int64_t bytes;
+    bool too_large, write_failed;
+    int write_errno;
+    /* the first connection the policy refused */
+    bool refused;
+    AddrClass refused_class;
+    char refused_addr[INET6_ADDRSTRLEN + 32];
+    UrlFetchResult result; /* set once the transfer has ended */
+} Fetch;
+
+int url_fetch_check(const char *url, const AddrPolicy *policy) {
+    CURLU *u = curl_url();
+    if (!u) return error_set("out of memory");
+    char *scheme = NULL, *host = NULL;
+    struct sockaddr_storage ss;
+    AddrClass cls;
+    char text[INET6_ADDRSTRLEN + 32];
+    int rc = 0;
+    CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (uc != CURLUE_OK)
+        rc = error_set("'%.120s' is not a URL: %s", url, curl_url_strerror(uc));
+    else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+             (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0))
+        rc = error_set("only http:// and https:// URLs are imported, not '%.120s'", url);
+    else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
+        rc = error_set("%.120s has no host", url);
+    else if (addr_parse(host, &ss) && !addr_policy_allows(policy, (struct sockaddr *)&ss, &cls)) {
+        addr_format((struct sockaddr *)&ss, text, sizeof text);
+        rc = error_set("%.90s " REFUSAL, url, text, addr_class_name(cls));
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: the socket of a connection about to be made
+ * to address, or CURL_SOCKET_BAD when the policy refuses the address (curl
+ * then tries the name's next address, and fails when none is left). */
+static curl_socket_t open_socket(void *ctx, curlsocktype purpose, struct curl_sockaddr *address) {
+    Fetch *f = ctx;
+    const struct sockaddr *sa = &address->addr;
+    AddrClass cls;
+    if (purpose != CURLSOCKTYPE_IPCXN || !addr_policy_allows(f->o->policy, sa, &cls)) {
+        if (!f->refused) {
+            f->refused = true;
+            f->refused_class = purpose == CURLSOCKTYPE_IPCXN ? cls : ADDR_RESERVED;
+            addr_format(sa, f->refused_addr, sizeof f->refused_addr);
+        }
+        return CURL_SOCKET_BAD;
+    }
+    return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ctx) {
+    Fetch *f = ctx;
+    size_t n = size * nmemb;
+    if (f->bytes + (int64_t)n > f->o->max_bytes) {
+        f->too_large = true;
+        return 0; /* aborts the transfer */
+    }
+    if (fwrite(data, 1, n, f->f) != n) {
+        f->write_failed = true;
+        f->write_errno = errno;
+        return 0;
+    }
+    sha256_update(&f->sha, data, n);
+    f->bytes += (int64_t)n;
+    return n;
+}
+
+static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow) {
+    Fetch *f = ctx;
+    return f->o->progress ? f->o->progress(f->o->ctx, f->bytes, (int64_t)dltotal) : 0;
+}
+
+static void set_options(CURL *c, Fetch *f, char *curl_err) {
+    curl_easy_setopt(c, CURLOPT_URL, f->url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_MAXREDIRS, URL_FETCH_MAX_REDIRECTS);
+    curl_easy_setopt(c, CURLOPT_PROXY, ""); /* no proxy from the environment */
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, f);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, URL_FETCH_CONNECT_TIMEOUT_S);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)f->o->timeout_s);
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)f->o->max_bytes);
+    curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L); /* we are one thread among many */
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "traind");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, f);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
+}
+
+/* The error of a transfer that ended with rc, and its result. */
+static int transfer_error(Fetch *f, CURL *c, CURLcode rc, const char *curl_err) {
+    const char *at = NULL;
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &at);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    f->result = URL_FETCH_REMOTE;
+    if (f->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+        f->result = URL_FETCH_TOO_LARGE;
+        return error_set("%.120s: the file is over the import limit of %lld bytes", f->url,
+                         (long long)f->o->max_bytes);
+    }
+    if (f->write_failed) {
+        f->result = URL_FETCH_LOCAL;
+        return error_set("%.120s: writing the file failed: %s", f->url, strerror(f->write_errno));
+    }
+    if (rc == CURLE_ABORTED_BY_CALLBACK) {
+        f->result = URL_FETCH_CANCELLED;
+        return error_set("%.120s: cancelled", f->url);
+    }
+    /* URLs are cut (here and above) so that the sentence fits the 255
+     * bytes of a dataset's error */
+    if (f->refused && at && strcmp(at, f->url) != 0)
+        return error_set("a redirect to %.80s, which " REFUSAL, at, f->refused_addr,
+                         addr_class_name(f->refused_class));
+    if (f->refused)
+        return error_set("%.90s " REFUSAL, f->url, f->refused_addr,
+                         addr_class_name(f->refused_class));
+    if (rc == CURLE_HTTP_RETURNED_ERROR)
+        return error_set("%.120s: HTTP %ld from the server", at ? at : f->url, code);
+    if (rc == CURLE_OUT_OF_MEMORY || rc == CURLE_FAILED_INIT) f->result = URL_FETCH_LOCAL;
+    return error_set("%.120s: %s", f->url, curl_err[0] ? curl_err : curl_easy_strerror(rc));
+}
+
+/* durable_write's writer: the transfer into the temporary file. */
+static int transfer(FILE *out, const char *tmp, void *ctx) {
+    Fetch *f = ctx;
+    f->f = out;
+    CURL *c = curl_easy_init();
+    if (!c) {
+        f->result = URL_FETCH_LOCAL;
+        return error_set("%.120s: cannot start libcurl", f->url);
+    }
+    char curl_err[CURL_ERROR_SIZE] = "";
+    set_options(c, f, curl_err);
+    CURLcode rc = curl_easy_perform(c);
+    int ret = rc == CURLE_OK ? 0 : transfer_error(f, c, rc, curl_err);
+    curl_easy_cleanup(c);
+    return ret;
+}
+
+UrlFetchResult url_fetch(const char *url, const char *path, const UrlFetchOptions *o,
+                         int64_t *bytes, char *sha256) {
+    Fetch f = {.url = url, .o = o, .result = URL_FETCH_OK};
+    sha256_init(&f.sha);
+    char message[ERROR_MAX];
+    if (durable_write(path, 0644, transfer, &f) == 0) {
+        *bytes = f.bytes;
+        sha256_final_hex(&f.sha, sha256);
+        return URL_FETCH_OK;
+    }
+    if (f.result != URL_FETCH_OK) {
+        /* the transfer's own error, without durable_write's prefix (the path) */
+        snprintf(message, sizeof message, "%s", error_get());
+        size_t n = strlen(path);
+        bool prefixed = strncmp(message, path, n) == 0 && message[n] == ':' && message[n + 1];
+        error_set("%s", prefixed ? message + n + 2 : message);
+        return f.result;
+    }
+    /* the disk: the whole error goes to the log, the client learns less */
+    log_message("import", "%s: %s", url, error_get());
+    error_set("%.120s: the daemon could not store the file (its log says why)", url);
+    return URL_FETCH_LOCAL;
+}
