@@ -64,7 +64,8 @@ $(shell mkdir -p build; [ "$$(cat $(GPU_STAMP) 2>/dev/null)" = "$(GPU_STAMP_TEXT
 
 CORE_SRC   := $(shell find core -name '*.c' | sort)
 SERVER_SRC := $(shell find job server -name '*.c' | sort)
-TEST_SRC   := $(shell find tests -name '*.c' | sort)
+# tests/fuzz: libFuzzer targets, built by clang (tests/fuzz/fuzz.mk)
+TEST_SRC   := $(shell find tests -path tests/fuzz -prune -o -name '*.c' -print | sort)
 STORAGE_SRC := $(shell find storage -name '*.c' | sort)
 
 CORE_OBJ   := $(CORE_SRC:%.c=build/obj/%.o)
@@ -77,7 +78,8 @@ ASAN_STORAGE := $(STORAGE_SRC:%.c=build/asan/%.o)
 # The unit tests link the daemon's layers too (storage, scheduler), all but main().
 ASAN_SERVER_LIB := $(filter-out build/asan/server/main.o,$(ASAN_SERVER))
 
-.PHONY: all run test test-only test-e2e lint-api deps clean fixtures bench bench-gpu docker-check
+.PHONY: all run test test-only test-e2e lint-api deps clean fixtures bench bench-gpu docker-check \
+        fuzz fuzz-smoke
 all: build/traind
 
 build/obj/%.o: %.c
@@ -126,7 +128,8 @@ run: deps
 	build/traind serve --port 8080 --bind 127.0.0.1 --data-dir ./var
 
 # Unit tests (scripts/run-unit-tests.sh: Criterion under the sanitizers,
-# failing on any sanitizer report), the OpenAPI lint, then the e2e scripts.
+# failing on any sanitizer report), the fuzz targets' smoke run
+# (tests/fuzz/fuzz.mk), the OpenAPI lint, then the e2e scripts.
 # A test that skips says why where it skips and in build/skips.log, which
 # the run lists, with their count, at its end.
 test: export TRAIND_SKIP_LOG := $(CURDIR)/build/skips.log
@@ -134,6 +137,7 @@ test: deps
 	$(MAKE) all build/tests/unit build/traind-asan
 	@rm -f build/skips.log
 	$(MAKE) test-only
+	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory lint-api
 	@$(MAKE) --no-print-directory test-e2e
 	@touch build/skips.log; echo "make test: $$(wc -l <build/skips.log) skipped"; cat build/skips.log
@@ -213,5 +217,7 @@ fixtures:
 
 clean:
 	rm -rf build
+
+include tests/fuzz/fuzz.mk
 
 -include $(shell find build -name '*.d' 2>/dev/null)

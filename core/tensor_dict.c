@@ -39,6 +39,11 @@ int tensor_dict_set(TensorDict *d, const char *name, Tensor *t) {
         tensor_release(old);
         return 0;
     }
+    return tensor_dict_append(d, name, t);
+}
+
+int tensor_dict_append(TensorDict *d, const char *name, Tensor *t) {
+    if (!t) return error_set("tensor_dict: no tensor for '%s'", name);
     if (d->count == d->capacity) {
         int cap = d->capacity ? d->capacity * 2 : 16;
         char **names = realloc(d->names, (size_t)cap * sizeof *names);

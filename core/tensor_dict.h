@@ -18,6 +18,9 @@ void tensor_dict_init(TensorDict *d);
 void tensor_dict_free(TensorDict *d); /* releases every tensor; d reusable after init */
 /* Appends (or replaces an entry of the same name). Retains t. */
 int tensor_dict_set(TensorDict *d, const char *name, Tensor *t);
+/* Appends without looking for the name, for a caller that knows it is not
+ * there (a file's names, unique already): no linear search per entry. */
+int tensor_dict_append(TensorDict *d, const char *name, Tensor *t);
 Tensor *tensor_dict_get(const TensorDict *d, const char *name); /* borrowed, or NULL */
 int tensor_dict_index(const TensorDict *d, const char *name);   /* -1 if absent */
 

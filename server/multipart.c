@@ -23,9 +23,14 @@ static enum MHD_Result on_piece(void *cls, enum MHD_ValueKind kind, const char *
     (void)kind, (void)content_type, (void)transfer_encoding;
     Multipart *mp = cls;
     if (!key) key = "";
-    /* MHD restarts the offset at 0 for each part; an empty first piece
-     * followed by the data at offset 0 is still one part */
-    bool first = !mp->in_part || strcmp(key, mp->field) != 0 || (off == 0 && mp->seen > 0);
+    /* MHD calls once as each part starts, with what data it has (maybe
+     * none), then only with more data: an empty piece starts a part, and so
+     * does one at offset 0 after data. An empty first piece followed by the
+     * data at offset 0 is one part. (An empty part followed by a part of the
+     * same name whose data came with its headers looks the same, and is
+     * taken as one part.) */
+    bool first = !mp->in_part || strcmp(key, mp->field) != 0 || size == 0 ||
+                 (off == 0 && mp->seen > 0);
     if (first) {
         mp->in_part = true;
         mp->seen = 0;

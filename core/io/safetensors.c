@@ -84,15 +84,12 @@ const char *safetensors_meta_get(const SafetensorsMeta *m, const char *key) {
     return i < 0 ? NULL : m->values[i];
 }
 
-int safetensors_meta_set(SafetensorsMeta *m, const char *key, const char *value) {
+/* Adds a pair whose key is not in m yet (no search: a file's keys are
+ * unique already, and a linear search per key would make a header of many
+ * keys quadratic). */
+static int meta_append(SafetensorsMeta *m, const char *key, const char *value) {
     char *v = strdup(value);
     if (!v) return error_set("safetensors metadata: out of memory");
-    int i = meta_index(m, key);
-    if (i >= 0) {
-        free(m->values[i]);
-        m->values[i] = v;
-        return 0;
-    }
     if (m->count == m->capacity) {
         int cap = m->capacity ? m->capacity * 2 : 8;
         char **keys = realloc(m->keys, (size_t)cap * sizeof *keys);
@@ -113,6 +110,16 @@ int safetensors_meta_set(SafetensorsMeta *m, const char *key, const char *value)
     m->keys[m->count] = k;
     m->values[m->count] = v;
     m->count++;
+    return 0;
+}
+
+int safetensors_meta_set(SafetensorsMeta *m, const char *key, const char *value) {
+    int i = meta_index(m, key);
+    if (i < 0) return meta_append(m, key, value);
+    char *v = strdup(value);
+    if (!v) return error_set("safetensors metadata: out of memory");
+    free(m->values[i]);
+    m->values[i] = v;
     return 0;
 }
 
@@ -282,6 +289,8 @@ static int read_at(const Loader *L, void *dst, size_t n, uint64_t at, const char
     return 0;
 }
 
+/* Into an empty `meta`: the header was parsed with JSON_REJECT_DUPLICATES,
+ * so its keys are unique. */
 static int load_metadata(const Loader *L, json_t *obj, SafetensorsMeta *meta) {
     if (!json_is_object(obj))
         return error_set("safetensors '%s': \"__metadata__\" is not a JSON object", L->path);
@@ -291,7 +300,7 @@ static int load_metadata(const Loader *L, json_t *obj, SafetensorsMeta *meta) {
         if (!json_is_string(v))
             return error_set("safetensors '%s': \"__metadata__\" value of '%s' is not a string",
                              L->path, key);
-        if (meta && safetensors_meta_set(meta, key, json_string_value(v)) != 0) return -1;
+        if (meta && meta_append(meta, key, json_string_value(v)) != 0) return -1;
     }
     return 0;
 }
@@ -422,9 +431,10 @@ int safetensors_load(const char *path, TensorDict *out, SafetensorsMeta *meta) {
         }
         char what[64 + 256];
         snprintf(what, sizeof what, "tensor '%s'", e->name);
+        /* names are unique: JSON_REJECT_DUPLICATES */
         if (read_at(&L, tensor_numel(t) ? tensor_data(t) : NULL, (size_t)(e->end - e->begin),
                     L.data_start + e->begin, what) != 0 ||
-            tensor_dict_set(&dict, e->name, t) != 0) {
+            tensor_dict_append(&dict, e->name, t) != 0) {
             tensor_release(t);
             goto done;
         }

@@ -390,6 +390,65 @@ Test(dataset, csv_many_rows) {
     dataset_free(ds);
 }
 
+/* 100,000 columns (a 5 MB file): the header's duplicate check and the
+ * lookup of 99,999 named feature columns are sorts and binary searches, not
+ * 5e9 comparisons each (minutes under ASan, hence the timeout), and a chunk
+ * holds 10 of these rows, not 8192 (3 GB), so 25 rows cross two boundaries. */
+Test(dataset, csv_wide_rows, .timeout = 60) {
+    enum { COLS = 100000, ROWS = 25 };
+    char p[512];
+    FILE *f = fopen(in_dir("wide.csv", p, sizeof p), "w");
+    cr_assert(f != NULL);
+    for (int c = 0; c < COLS; c++) fprintf(f, "%sc%d", c ? "," : "", c);
+    for (int r = 0; r < ROWS; r++) {
+        fputc('\n', f);
+        for (int c = 0; c < COLS; c++) fprintf(f, "%s%d", c ? "," : "", (r + c) % 10);
+    }
+    fputc('\n', f);
+    fclose(f);
+    Dataset *ds = dataset_load_csv(p, NULL);
+    cr_assert(ds != NULL, "%s", error_get());
+    cr_assert_eq(ds->n, ROWS);
+    cr_assert_eq(ds->inputs->shape[1], COLS - 1);
+    const float *x = tensor_data(ds->inputs);
+    const int64_t *y = tensor_data(ds->targets);
+    for (int r = 0; r < ROWS; r++) {
+        for (int c = 0; c < COLS - 1; c++)
+            if (x[(int64_t)r * (COLS - 1) + c] != (float)((r + c) % 10))
+                cr_assert_fail("row %d, column %d: %g", r, c, x[(int64_t)r * (COLS - 1) + c]);
+        cr_assert_eq(y[r], (r + COLS - 1) % 10);
+    }
+    dataset_free(ds);
+
+    /* the features named, last first */
+    char(*names)[8] = malloc(COLS * sizeof *names);
+    const char **features = malloc((COLS - 1) * sizeof *features);
+    cr_assert(names && features);
+    for (int i = 0; i < COLS - 1; i++) {
+        snprintf(names[i], sizeof names[i], "c%d", COLS - 2 - i);
+        features[i] = names[i];
+    }
+    ds = dataset_load_csv(p, &(CsvOptions){.label_columns = (const char *[]){"c0"},
+                                           .num_label_columns = 1, .feature_columns = features,
+                                           .num_feature_columns = COLS - 2});
+    cr_assert(ds != NULL, "%s", error_get());
+    cr_assert_eq(ds->inputs->shape[1], COLS - 2);
+    x = tensor_data(ds->inputs);
+    for (int r = 0; r < ROWS; r++) {
+        cr_assert_eq(x[(int64_t)r * (COLS - 2)], (float)((r + COLS - 2) % 10));
+        cr_assert_eq(x[(int64_t)r * (COLS - 2) + COLS - 3], (float)((r + 1) % 10));
+        cr_assert_eq(((const int64_t *)tensor_data(ds->targets))[r], r % 10);
+    }
+    dataset_free(ds);
+    cr_assert_null(dataset_load_csv(p, &(CsvOptions){.label_columns = (const char *[]){"c0"},
+                                                     .num_label_columns = 1,
+                                                     .feature_columns = features,
+                                                     .num_feature_columns = COLS - 1}));
+    assert_error_contains("column 'c0' is both a feature and a label");
+    free(features);
+    free(names);
+}
+
 Test(dataset, csv_not_a_number_at_line_1203) {
     char p[512], want[768];
     FILE *f = fopen(in_dir("data.csv", p, sizeof p), "w");
@@ -452,12 +511,22 @@ Test(dataset, csv_other_errors) {
     write_text(p, "a,a\n1,0\n");
     cr_assert_null(dataset_load_csv(p, NULL));
     assert_error_contains("column 'a' appears twice");
+    write_text(p, "a,b,c,b,a,b\n1,2,3,4,5,0\n");
+    cr_assert_null(dataset_load_csv(p, NULL));
+    assert_error_contains("line 1: column 'b' appears twice (columns 2 and 4)");
     write_text(p, "a,label\nnan,0\n");
     cr_assert_null(dataset_load_csv(p, NULL));
     assert_error_contains("column 'a': 'nan' is not a number");
     write_text(p, "a,label\n,0\n");
     cr_assert_null(dataset_load_csv(p, NULL));
     assert_error_contains("column 'a': '' is not a number");
+    write_text(p, "a,label\n1,0\n-3.5e38,1\n");
+    cr_assert_null(dataset_load_csv(p, NULL));
+    assert_error_contains("line 3, column 'a': '-3.5e38' is outside float32's range (magnitudes "
+                          "up to 3.403e+38)");
+    write_text(p, "a,y\n1,1e39\n");
+    cr_assert_null(dataset_load_csv(p, &(CsvOptions){.regression = true}));
+    assert_error_contains("line 2, column 'y': '1e39' is outside float32's range");
     write_text(p, "a,y1,y2\n1,0,1\n");
     cr_assert_null(dataset_load_csv(p, &(CsvOptions){.label_columns = (const char *[]){"y1", "y2"},
                                                      .num_label_columns = 2}));

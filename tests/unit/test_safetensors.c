@@ -391,6 +391,42 @@ Test(safetensors, duplicate_names) {
     expect_load_error(path, "not valid JSON", "duplicate");
 }
 
+/* A header of 50,000 tensors and 100,000 metadata keys (5 MB): each name
+ * and key is added without a search of those before it (names are unique
+ * in valid JSON), or this takes minutes under ASan, hence the timeout. */
+Test(safetensors, many_tensors_and_metadata_keys, .timeout = 60) {
+    enum { TENSORS = 50000, KEYS = 100000 };
+    size_t cap = 64 + (size_t)TENSORS * 80 + (size_t)KEYS * 32, len = 0;
+    char *header = malloc(cap), path[256], name[32];
+    cr_assert(header != NULL);
+    len += (size_t)snprintf(header + len, cap - len, "{\"__metadata__\":{");
+    for (int i = 0; i < KEYS; i++)
+        len += (size_t)snprintf(header + len, cap - len, "%s\"k%d\":\"v%d\"", i ? "," : "", i, i);
+    len += (size_t)snprintf(header + len, cap - len, "}");
+    for (int i = TENSORS - 1; i >= 0; i--) /* order in the file: by data, not header */
+        len += (size_t)snprintf(header + len, cap - len,
+                                ",\"t%d\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[%d,%d]}",
+                                i, i, i + 1);
+    snprintf(header + len, cap - len, "}");
+    write_st(in_dir("many.safetensors", path, sizeof path), header, TENSORS);
+    free(header);
+    TensorDict d;
+    SafetensorsMeta m;
+    tensor_dict_init(&d);
+    safetensors_meta_init(&m);
+    cr_assert_eq(safetensors_load(path, &d, &m), 0, "%s", error_get());
+    cr_assert_eq(d.count, TENSORS);
+    cr_assert_eq(m.count, KEYS);
+    for (int i = 0; i < TENSORS; i += 4999) {
+        snprintf(name, sizeof name, "t%d", i);
+        cr_assert_str_eq(d.names[i], name);
+        cr_assert_eq(*(uint8_t *)tensor_data(d.tensors[i]), 0x11);
+    }
+    cr_assert_str_eq(safetensors_meta_get(&m, "k99999"), "v99999");
+    tensor_dict_free(&d);
+    safetensors_meta_free(&m);
+}
+
 Test(safetensors, entry_not_object) {
     char path[256];
     write_st(in_dir("e.safetensors", path, sizeof path), "{\"w\": [1]}", 0);

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 
+#include "core/error.h"
 #include "core/tensor_dict.h"
 
 Test(tensor_dict, set_get_order_replace) {
@@ -39,6 +40,26 @@ Test(tensor_dict, set_get_order_replace) {
     for (int i = 0; i < 40; i++) tensor_release(ts[i]);
     tensor_release(r);
     tensor_dict_free(&d); /* reusable, and freeing twice is harmless */
+}
+
+Test(tensor_dict, append_adds_at_the_end) {
+    TensorDict d;
+    tensor_dict_init(&d);
+    Tensor *a = tensor_scalar(1, DTYPE_FLOAT32, DEVICE_CPU_INIT);
+    Tensor *b = tensor_scalar(2, DTYPE_FLOAT32, DEVICE_CPU_INIT);
+    cr_assert_eq(tensor_dict_set(&d, "a", a), 0);
+    cr_assert_eq(tensor_dict_append(&d, "b", b), 0);
+    cr_assert_eq(d.count, 2);
+    cr_assert_str_eq(d.names[1], "b");
+    cr_assert(d.tensors[1] == b);
+    cr_assert_eq(b->refcount, 2);
+    cr_assert_eq(tensor_dict_append(&d, "c", NULL), -1);
+    cr_assert_str_eq(error_get(), "tensor_dict: no tensor for 'c'");
+    cr_assert_eq(d.count, 2);
+    tensor_dict_free(&d);
+    cr_assert_eq(b->refcount, 1);
+    tensor_release(a);
+    tensor_release(b);
 }
 
 Test(tensor_dict, set_the_same_tensor_again) {

@@ -1,0 +1,53 @@
+# tests/fuzz/fuzz.mk - libFuzzer targets for the parsers of untrusted input
+# (included from the Makefile).
+#
+#   make fuzz-smoke   each target for FUZZ_SMOKE_SECONDS (4) on its committed
+#                     corpus, then every committed regression input replayed;
+#                     fails on any crash, leak, hang or sanitizer report
+#                     (part of `make test`)
+#   make fuzz         each target for FUZZ_SECONDS (300), one after another;
+#                     what it finds new is kept in build/fuzz/corpus/<target>
+#                     (commit the interesting ones by hand)
+#   make fuzz FUZZ_TARGETS=csv FUZZ_SECONDS=60   one target
+#
+# Targets are built with Debian's clang (libFuzzer comes with its
+# libclang-rt-*-dev) against core/ and server/multipart.c compiled a third
+# time, by clang with the fuzzer's coverage, ASan and UBSan, in build/fuzz/obj.
+# tests/fuzz/README.md says what each target feeds and checks.
+
+FUZZ_CC      ?= clang
+FUZZ_TARGETS ?= spec lr_expr csv idx npy safetensors multipart
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 4
+# clang's OpenMP (libomp) for core's pragmas; no CUDA: the parsers are host code.
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fopenmp $(FUZZ_SAN) $(WARN) $(INC)
+
+FUZZ_CORE    := $(CORE_SRC:%.c=build/fuzz/obj/%.o)
+FUZZ_SUPPORT := build/fuzz/obj/tests/fuzz/fuzz_support.o
+FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(DEPFLAGS) -c $< -o $@
+
+build/fuzz/libcore.a: $(FUZZ_CORE)
+	rm -f $@ && ar rcs $@ $^
+
+# multipart.c needs MHD and two accessors of server/http.c, which
+# fuzz_multipart.c supplies over its own MHD connection (see there why).
+build/fuzz/fuzz_multipart: build/fuzz/obj/server/multipart.o
+
+build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_SUPPORT) build/fuzz/libcore.a
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp -o $@ $(filter %.o,$^) build/fuzz/libcore.a \
+	    $(LIBS)
+
+# the targets' own objects are not intermediates to delete after linking
+.SECONDARY: $(FUZZ_TARGETS:%=build/fuzz/obj/tests/fuzz/fuzz_%.o) $(FUZZ_SUPPORT)
+
+fuzz-smoke: $(FUZZ_BINS)
+	@tests/fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
+fuzz: $(FUZZ_BINS)
+	@tests/fuzz/run.sh long $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""make_corpus.py - writes the seed corpora of tests/fuzz/corpus/<target>/.
+
+Small real inputs (the job specs of tests/fixtures and README.md, numpy's
+.npy files and torch's .safetensors files of tests/fixtures, IDX and CSV
+files as the loaders' tests write them, multipart bodies as curl -F sends
+them) and a few near-misses of each. Stdlib only; run it from anywhere:
+
+    python3 tests/fuzz/make_corpus.py
+
+Each file is framed as its target reads it (tests/fuzz/README.md): the
+two-byte length prefix of two-file targets, the CSV options byte, the
+multipart write-size byte and Content-Type line.
+"""
+import gzip
+import json
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+FIX = os.path.join(ROOT, "tests", "fixtures")
+
+
+def out(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def fixture(*parts):
+    with open(os.path.join(FIX, *parts), "rb") as f:
+        return f.read()
+
+
+def pair(a, b):
+    """Two files in one input: a's length (2 bytes, little-endian), a, b."""
+    assert len(a) < 65536
+    return struct.pack("<H", len(a)) + a + b
+
+
+def spec():
+    for name in ["mlp_sgd_lambda", "cnn_adam_steplr", "csv_regression_adamw_cosine",
+                 "batchnorm_dropout_sgd_multistep"]:
+        # compact: the same spec in fewer bytes for the mutator
+        text = json.dumps(json.loads(fixture("jobs", name + ".json")), separators=(",", ":"))
+        out("spec", name + ".json", text)
+    readme_cnn = {
+        "name": "mnist-cnn",
+        "data": {"train": "mnist-train", "val": "mnist-test",
+                 "transforms": [{"type": "ToTensor"},
+                                {"type": "Normalize", "mean": [0.5], "std": [1.0]}]},
+        "model": [{"type": "Conv2d", "in_channels": 1, "out_channels": 32, "kernel_size": 3,
+                   "padding": 1},
+                  {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2}, {"type": "Flatten"},
+                  {"type": "Linear", "in_features": 6272, "out_features": 10}],
+        "loss": {"type": "CrossEntropyLoss"},
+        "optimizer": {"type": "SGD", "lr": 0.01, "momentum": 0.9},
+        "scheduler": {"type": "LambdaLR", "lr_lambda": "0.95 ** epoch"},
+        "epochs": 2, "batch_size": 64, "shuffle": True, "seed": 0, "device": "auto",
+        "metrics": ["accuracy"], "checkpoint": {"every_epochs": 1, "keep_last": 3},
+        "init": None,
+    }
+    out("spec", "readme_cnn.json", json.dumps(readme_cnn, separators=(",", ":")))
+    minimal = {"data": {"train": "d"}, "model": [{"type": "Linear", "in_features": 2,
+                                                    "out_features": 1}],
+               "loss": {"type": "MSELoss"}, "optimizer": {"type": "SGD", "lr": 0.1},
+               "epochs": 1}
+    out("spec", "minimal.json", json.dumps(minimal, separators=(",", ":")))
+    npy = dict(minimal, data={"train": {"format": "npy", "inputs": "x.npy", "targets": "y.npy"},
+                              "val": {"format": "csv", "path": "v.csv",
+                                      "label_column": ["y1", "y2"]}},
+               model=[{"type": "BatchNorm1d", "num_features": 2, "momentum": None},
+                      {"type": "Dropout", "p": 0.2}, {"type": "Softmax", "dim": 1},
+                      {"type": "AvgPool2d", "kernel_size": [2, 1], "stride": None}],
+               optimizer={"type": "Adam", "lr": 0.001, "betas": [0.9, 0.99], "amsgrad": True},
+               scheduler={"type": "MultiStepLR", "milestones": [3, 1], "gamma": 0.5})
+    out("spec", "npy_multistep.json", json.dumps(npy, separators=(",", ":")))
+    # near-misses: each one error of the kinds spec.h lists
+    out("spec", "miss_typo.json", json.dumps(dict(minimal, optimizer={
+        "type": "SGD", "lr": 0.1, "momentun": 0.9})))
+    out("spec", "miss_epochs.json", json.dumps(dict(minimal, epochs=0)))
+    out("spec", "miss_layer.json", json.dumps(dict(minimal, model=[{"type": "Conv3d"}])))
+    out("spec", "miss_lambda.json", json.dumps(dict(minimal, scheduler={
+        "type": "LambdaLR", "lr_lambda": "0.95 $ epoch"})))
+    out("spec", "miss_json.json", '{"epochs": 1,, "model": []}')
+
+
+def lr_expr():
+    exprs = ["0.95 ** epoch", "min(1.0, (epoch + 1) / 5)", "max(0.1, exp(-0.1 * epoch))",
+             "0.5 * (1 + cos(3.141592653589793 * epoch / 10))", "sqrt(epoch + 1) / 2",
+             "-2**2 + 2**3**2 * 2**-1", "1e-3 + .5 - 2.5E+2 / +4", "min(1, 2, 3, epoch)",
+             # near-misses
+             "0.95 ^ epoch", "min(1)", "exp(1, 2)", "epoch $ 2", "(epoch", "1 / (epoch - epoch)",
+             "sqrt(-1)", "0 ** -1", "(-8) ** 0.5", "10 ** 400", "lr * epoch", "1e"]
+    for i, e in enumerate(exprs):
+        out("lr_expr", "expr%02d" % i, e)
+
+
+def csv():
+    # options byte: bit 0 regression, bit 1 label_column y (or y, z), bit 2 features a, b
+    reg = fixture("jobs", "data", "regression-train.csv").decode().splitlines()
+    out("csv", "regression_fixture", b"\x01" + ("\n".join(reg[:12]) + "\n").encode())
+    out("csv", "classification", b"\x00" + b"a,b,label\n1,2,0\n3.5,-4e2,1\n5,6,2\n")
+    out("csv", "labels_named", b"\x06" + b"\xef\xbb\xbfa,y,b\r\n\"1\",0,2\r\n3,\"1\",4\r\n\r\n")
+    out("csv", "two_targets", b"\x07" + b"z,a,y,b\n0.5,1,2,3\n1.5,4,5,6\n")
+    out("csv", "quoted", b"\x01" + b"\"a\"\"q\",y\n\" 1 \",2\n")
+    # near-misses
+    out("csv", "miss_nan", b"\x00" + b"a,label\nnan,0\n")
+    out("csv", "miss_label", b"\x00" + b"a,label\n1,1.5\n")
+    out("csv", "miss_ragged", b"\x00" + b"a,b,c\n1,2,3\n4,5\n")
+    out("csv", "miss_quote", b"\x00" + b"a,label\n\"1,0\n")
+    out("csv", "miss_blank", b"\x00" + b"a,label\n1,0\n\n2,1\n")
+
+
+def idx_file(magic_ndim, dims, data):
+    return struct.pack(">I", 0x0800 | magic_ndim) + b"".join(struct.pack(">I", d) for d in dims) \
+        + bytes(data)
+
+
+def idx():
+    images = idx_file(3, [2, 3, 3], range(18))
+    labels = idx_file(1, [2], [1, 0])
+    out("idx", "raw", pair(images, labels))
+    out("idx", "gzipped", pair(gzip.compress(images, mtime=0), gzip.compress(labels, mtime=0)))
+    out("idx", "mixed", pair(images, gzip.compress(labels, mtime=0)))
+    # near-misses
+    out("idx", "miss_count", pair(idx_file(3, [3, 3, 3], range(18)), labels))
+    out("idx", "miss_swapped", pair(labels, images))
+    out("idx", "miss_gzip_cut", pair(gzip.compress(images, mtime=0)[:-6], labels))
+    out("idx", "miss_labels_short", pair(images, idx_file(1, [3], [1, 0, 2])[:-1]))
+
+
+def npy():
+    d = "npy"
+    out("npy", "f4_i8", pair(fixture(d, "x_f4.npy"), fixture(d, "y_i8.npy")))
+    out("npy", "u1_u1", pair(fixture(d, "x_u1.npy"), fixture(d, "y_u1.npy")))
+    out("npy", "f8_f8", pair(fixture(d, "x_f8.npy"), fixture(d, "y_f8.npy")))
+    out("npy", "v2_f4_2", pair(fixture(d, "x_f4_v2.npy"), fixture(d, "y_f4_2.npy")))
+    out("npy", "miss_fortran", pair(fixture(d, "x_fortran.npy"), fixture(d, "y_i8.npy")))
+    x = fixture(d, "x_f4.npy")
+    out("npy", "miss_short", pair(x[:-4], fixture(d, "y_i8.npy")))
+    out("npy", "miss_header", pair(x.replace(b"'<f4'", b"'>f4'"), fixture(d, "y_i8.npy")))
+
+
+def safetensors():
+    for name in ["torch_dtypes", "torch_state"]:
+        out("safetensors", name, fixture(name + ".safetensors"))
+
+    def st(header, data):
+        h = json.dumps(header, separators=(",", ":")).encode()
+        h += b" " * (-len(h) % 8)
+        return struct.pack("<Q", len(h)) + h + data
+
+    ok = {"__metadata__": {"step": "3"}, "w": {"dtype": "F32", "shape": [2],
+                                               "data_offsets": [0, 8]},
+          "b": {"dtype": "U8", "shape": [], "data_offsets": [8, 9]}}
+    out("safetensors", "small", st(ok, bytes(9)))
+    overlap = dict(ok, b={"dtype": "U8", "shape": [1], "data_offsets": [7, 8]})
+    out("safetensors", "miss_overlap", st(overlap, bytes(9)))
+    out("safetensors", "miss_dtype", st(dict(ok, w={"dtype": "BF16", "shape": [4],
+                                                    "data_offsets": [0, 8]}), bytes(9)))
+    out("safetensors", "miss_short", st(ok, bytes(5)))
+
+
+def multipart():
+    # byte 0: bytes written at a time (see fuzz_multipart.c); then Content-Type; then the body
+    def body(boundary, parts):
+        b = b""
+        for name, filename, data in parts:
+            b += b"--" + boundary + b"\r\nContent-Disposition: form-data; name=\"" + name + b"\""
+            if filename:
+                b += b"; filename=\"" + filename + b"\"\r\nContent-Type: application/octet-stream"
+            b += b"\r\n\r\n" + data + b"\r\n"
+        return b + b"--" + boundary + b"--\r\n"
+
+    bnd = b"------------------------d74496d66958873e"
+    ct = b"multipart/form-data; boundary=" + bnd + b"\n"
+    csv_upload = body(bnd, [(b"name", None, b"reg"), (b"format", None, b"csv"),
+                            (b"label_column", None, b"y"),
+                            (b"file", b"r.csv", b"x1,y\n1,2\n3,4\n")])
+    out("multipart", "csv_whole", b"\xff" + ct + csv_upload)
+    out("multipart", "csv_bytewise", b"\x00" + ct + csv_upload)
+    idx_upload = body(bnd, [(b"name", None, b"m"), (b"format", None, b"idx"),
+                            (b"images", b"i.gz", gzip.compress(idx_file(3, [1, 2, 2], range(4)),
+                                                               mtime=0)),
+                            (b"labels", b"l.gz", gzip.compress(idx_file(1, [1], [7]), mtime=0))])
+    out("multipart", "idx_steps7", b"\x06" + ct + idx_upload)
+    out("multipart", "quoted_boundary", b"\x20" + b"multipart/form-data; charset=utf-8; "
+        b"boundary=\"a b\"\n" + body(b"a b", [(b"abort", None, b"x"), (b"name", None, b"n")]))
+    # near-misses
+    out("multipart", "miss_no_boundary", b"\xff" + b"multipart/form-data\n" + csv_upload)
+    out("multipart", "miss_cut", b"\x10" + ct + csv_upload[:-40])
+    out("multipart", "miss_json", b"\xff" + b"application/json\n" + b'{"name": "x"}')
+
+
+if __name__ == "__main__":
+    for make in [spec, lr_expr, csv, idx, npy, safetensors, multipart]:
+        make()
