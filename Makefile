@@ -164,6 +164,7 @@ test-e2e: build/traind build/traind-asan
 	@ok=0; tests/e2e/openapi_selftest.sh || ok=1; \
 	tests/e2e/test_run_parity.sh build/traind || ok=1; \
 	tests/e2e/test_run_errors.sh build/traind-asan || ok=1; \
+	tests/e2e/test_local_mode.sh build/traind || ok=1; \
 	tests/e2e/test_api.sh build/traind-asan || ok=1; \
 	tests/e2e/test_privacy.sh build/traind-asan || ok=1; \
 	tests/e2e/test_daemon.sh build/traind-asan || ok=1; \

@@ -7,6 +7,7 @@
 #include "core/tensor.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,7 +63,10 @@ int device_parse(const char *name, Device *out) {
     if (strncmp(name, "cuda:", 5) == 0 && isdigit((unsigned char)name[5])) {
         char *end;
         long idx = strtol(name + 5, &end, 10);
-        if (*end == '\0' && idx < 64) return *out = (Device){DEVICE_CUDA, (int)idx}, 0;
+        /* any index that is a number: whether this machine has that GPU is
+         * backend_for's to say ("only 1 CUDA device(s) present") */
+        if (*end == '\0' && idx >= 0 && idx <= INT_MAX)
+            return *out = (Device){DEVICE_CUDA, (int)idx}, 0;
     }
     return error_set("unknown device '%s' (expected cpu, cuda or cuda:N)", name);
 }

@@ -337,10 +337,6 @@ int job_build_check(const JobDaemon *d, const JobSpec *spec, JobCheck *out) {
         check_named(d, spec, true, &out->val_dataset, &val_samples, NULL) ||
         check_reduction(spec) || count_steps(spec, samples, &out->total_steps))
         return -1;
-    /* "cuda" / "cuda:N" needs the CUDA backend registered with that device;
-     * backend_for says "device cuda:0: this build has no CUDA backend or no
-     * GPU was found" otherwise, and the job is refused at submission. */
-    if (!spec->device_auto && !backend_for(spec->device)) return error_set_path("device");
     char path[4400];
     return spec->init ? init_path(d, spec->init, path, sizeof path) : 0;
 }

@@ -84,8 +84,8 @@ typedef struct {
 /* Submission-time checks in the daemon, without loading any data: the
  * sources are datasets the owner may train on (their own or shared; ready
  * ones), the model's shapes fit their recorded sample shapes, the steps
- * stay within JOB_MAX_STEPS, the device exists in this build, `init` is a
- * checkpoint of the owner's. 0 with *out filled, or -1 with an error whose
+ * stay within JOB_MAX_STEPS, `init` is a checkpoint of the owner's (the
+ * device is the scheduler's to check: it knows its workers). 0 with *out filled, or -1 with an error whose
  * path names the field (error_last()->path: "data.train", "model[4]",
  * "init"). */
 int job_build_check(const JobDaemon *d, const JobSpec *spec, JobCheck *out);

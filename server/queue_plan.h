@@ -67,7 +67,7 @@ typedef struct {
 /* A queued job's place. */
 typedef struct {
     int64_t job_id, owner;
-    char name[128];     /* the job's */
+    char name[DB_JOB_NAME_MAX + 1]; /* the job's */
     char device_request[32];
     int position;       /* 1 = runs next */
     QueueReason reason;

@@ -365,11 +365,14 @@ static const Worker *device_check(Scheduler *s, const Device *device) {
         if ((!device || device_equal(w->device, *device)) &&
             (!best || w->memory_bytes > best->memory_bytes))
             best = w;
+        bool listed = false; /* each device once: "cpu, cuda:0" */
+        for (int k = 0; k < i; k++) listed |= device_equal(s->workers[k].device, w->device);
         size_t used = strlen(list);
-        snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", w->device_name);
+        if (!listed)
+            snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", w->device_name);
     }
     if (!best)
-        error_at("device", "this daemon has no %s worker (workers: %s)",
+        error_at("device", "no such device %s; this daemon has %s",
                  device ? device_name(*device, name, sizeof name) : "", list);
     return best;
 }

@@ -113,7 +113,7 @@ typedef struct {
     int64_t usage_at;
 } DbUser;
 
-/* Creates a user (name as a dataset name: [A-Za-z0-9._-]{1,64}) with a new
+/* Creates a user (name: [A-Za-z0-9._-]{1,64}) with a new
  * random token, stored only as its sha256. The token goes to token_out
  * (DB_TOKEN_LEN + 1 bytes) and is never retrievable again. DB_CONFLICT when
  * the name is taken. id_out may be NULL. */
@@ -183,7 +183,7 @@ int db_audit_list(Db *db, int64_t after_id, int limit, DbAuditEntry **out, int *
 
 /* ---- datasets (storage/datasets.c) ---- */
 
-#define DB_DATASET_NAME_MAX 64
+#define DB_DATASET_NAME_MAX 128
 #define DB_DATASET_MAX_FILES 4
 #define DB_MAX_DIMS 8
 
@@ -251,7 +251,7 @@ void db_dataset_clear(DbDataset *ds); /* frees options_json; the struct may be r
  * API shows. */
 json_t *db_dataset_files_json(const DbDataset *ds);
 
-/* [A-Za-z0-9._-]{1,64}, not "." or "..", not only digits (it would read
+/* [A-Za-z0-9._-]{1,128}, not "." or "..", not only digits (it would read
  * as an id). 0, or DB_INVALID with "dataset name '...': ..." */
 int db_dataset_name_check(const char *name);
 
@@ -314,6 +314,7 @@ typedef enum {
     DB_JOB_CANCELLED,
 } DbJobState;
 #define DB_JOB_NUM_STATES 5
+#define DB_JOB_NAME_MAX 128 /* as a spec's name may be */
 
 const char *db_job_state_name(DbJobState s); /* "queued", ... */
 /* DB_INVALID with an error for an unknown name. */
@@ -332,7 +333,7 @@ typedef struct {
 
 typedef struct {
     int64_t id;
-    char name[128]; /* the spec's name, may be "" */
+    char name[DB_JOB_NAME_MAX + 1]; /* the spec's name, may be "" */
     int64_t owner;  /* user id, 0 for none */
     char *spec_json; /* owned: the spec as submitted */
     DbJobState state;
@@ -408,7 +409,7 @@ int db_job_set_progress(Db *db, int64_t id, const DbJobProgress *p);
 /* A queued job as the queue sees it. */
 typedef struct {
     int64_t id, owner;
-    char name[128];
+    char name[DB_JOB_NAME_MAX + 1];
     int priority, admin_priority;
     char device_request[32];
     int64_t train_bytes;

@@ -281,6 +281,10 @@ Test(job_scheduler, bad_specs_refused_at_submission) {
          "device"},
         {"{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
          " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
+         " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"device\": \"cuda:99\"}",
+         "device: no such device cuda:99; this daemon has cpu"},
+        {"{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
+         " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
          " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"init\": \"77\"}",
          "init: unknown checkpoint 77"},
         {"{\"data\": ", "line"},

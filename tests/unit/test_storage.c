@@ -283,12 +283,20 @@ Test(storage, users_tokens_and_admin_bootstrap) {
 
 Test(storage, dataset_name_validation) {
     const char *good[] = {"mnist", "mnist-train", "a.b_c-D9", "x", "1a", "v1.0"};
-    const char *bad[] = {"", "a/b", "..", ".", "a..b", "../etc", "a b", "123", "é",
-                         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+    const char *bad[] = {"", "a/b", "..", ".", "a..b", "../etc", "a b", "123", "é"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         cr_assert_eq(db_dataset_name_check(good[i]), DB_OK, "'%s': %s", good[i], error_get());
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_assert_eq(db_dataset_name_check(bad[i]), DB_INVALID, "'%s'", bad[i]);
+    /* 1 to 128 characters, as api-docs says */
+    char longest[130];
+    memset(longest, 'a', 128);
+    longest[128] = '\0';
+    cr_assert_eq(db_dataset_name_check(longest), DB_OK, "%s", error_get());
+    longest[128] = 'a';
+    longest[129] = '\0';
+    cr_assert_eq(db_dataset_name_check(longest), DB_INVALID);
+    cr_assert(strstr(error_get(), "must be 1 to 128 characters"), "%s", error_get());
     db_dataset_name_check("a/b");
     cr_assert(strstr(error_get(), "a/b") != NULL);
 }
@@ -936,6 +944,27 @@ Test(storage, concurrent_threads_share_the_pool) {
     cr_assert_eq(n, T * 50);
     for (int i = 0; i < n; i++) cr_assert_eq(lines[i].seq, i + 1); /* unique, no gaps */
     db_log_list_free(lines, n);
+    db_close(db);
+    remove_tmp();
+}
+
+/* A job's name is its spec's, up to 128 characters, kept whole. */
+Test(storage, job_names_of_128_characters) {
+    Db *db = open_tmp();
+    char name[129];
+    memset(name, 'n', 128);
+    name[128] = '\0';
+    int64_t id;
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.name = name, .spec_json = "{}"}, &id), DB_OK);
+    DbJob j;
+    cr_assert_eq(db_job_get(db, id, &j), DB_OK);
+    cr_assert_str_eq(j.name, name);
+    db_job_clear(&j);
+    DbQueuedJob *q;
+    int n;
+    cr_assert_eq(db_job_queue(db, &q, &n), DB_OK);
+    cr_assert_str_eq(q[0].name, name);
+    free(q);
     db_close(db);
     remove_tmp();
 }

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# test_local_mode.sh - README.md's "Local mode" as a newcomer follows it:
+# the mlp.json it shows is the repository's mlp.json, byte for byte, and
+# `traind run mlp.json --jsonl` from the repository root trains it (one
+# epoch of the 20,000 MNIST images of ../shared: 313 steps, a loss each, a
+# validation accuracy above 0.9, a checkpoint that holds the model's
+# state_dict). Skips the run, saying why, where ../shared has no MNIST.
+#
+#   tests/e2e/test_local_mode.sh [TRAIND]      (default build/traind)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+TRAIND=${1:-build/traind}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+. "$(dirname "$0")/lib.sh"
+
+$PY - README.md mlp.json >"$TMP/same" <<'PYEOF'
+import re, sys
+readme, mlp = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+at = readme.index("`mlp.json` in the repository root")
+block = re.search(r"```json\n(.*?)```", readme[at:], re.S).group(1)
+print(block == mlp)
+PYEOF
+check "README's mlp.json is the repository's" "$(cat "$TMP/same")" True
+
+MNIST=${TRAIND_SHARED:-../shared}/datasets/mnist
+if [ ! -f "$MNIST/train-images-idx3-ubyte.gz" ] || [ "$MNIST" != ../shared/datasets/mnist ]; then
+    skip "traind run mlp.json" "mlp.json names ../shared/datasets/mnist, and $MNIST has no MNIST"
+    summary
+    exit $?
+fi
+"$TRAIND" run mlp.json --jsonl --out "$TMP/out" >"$TMP/run.jsonl" 2>"$TMP/run.err"
+check "traind run mlp.json: exit 0" "$?" 0
+check "one loss per step, 313 steps" "$(grep -c '"name":"loss"' "$TMP/run.jsonl")" 313
+check "val_accuracy above 0.9" "$($PY -c '
+import json, sys
+v = [json.loads(l) for l in open(sys.argv[1]) if "val_accuracy" in l]
+print(len(v) == 1 and v[0]["value"] > 0.9)' "$TMP/run.jsonl")" True
+check "its checkpoint holds the model" \
+    "$(ls "$TMP/out/epoch-0" 2>/dev/null | tr '\n' ' ')" "model.safetensors trainer.safetensors "
+check "no sanitizer report" "$(grep -c "$SANITIZER" "$TMP/run.err")" 0
+summary
