@@ -41,6 +41,22 @@ summary() {
     echo "$(basename "$0" .sh): $passed passed, $failed failed, $skipped skipped"
     [ "$failed" -eq 0 ]
 }
+# has NAME FILE REGEX: a line of FILE matches the extended REGEX.
+has() {
+    if grep -qE -- "$3" "$2"; then pass "$1"; else fail "$1" "no line of $(basename "$2") matches /$3/: $(head -c 400 "$2")"; fi
+}
+
+# readme_blocks HEADING [N]: the ```sh blocks of README.md's part HEADING
+# ("### Users"; up to the next heading of any level), all of them, or the
+# Nth (from 1) alone: what a reader would paste, for a test to run.
+readme_blocks() {
+    awk -v want="$1" -v nth="${2:-0}" '
+        /^#+ / { inside = ($0 == want) }
+        inside && /^```sh[[:space:]]*$/ { block = 1; n++; next }
+        block && /^```/ { block = 0; next }
+        block && (nth == 0 || n == nth) { print }' "$(dirname "${BASH_SOURCE[0]}")/../../README.md"
+}
+
 # check NAME ACTUAL WANTED
 check() {
     if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "got '$2', want '$3'"; fi

@@ -52,9 +52,6 @@ cli() {
         fail "$name" "exit $rc, want $want: $(head -c 300 "$TMP/err")"; fi
 }
 # has NAME FILE PATTERN: FILE matches the extended regex
-has() {
-    if grep -qE -- "$3" "$2"; then pass "$1"; else fail "$1" "no line of $(basename "$2") matches /$3/: $(head -c 400 "$2")"; fi
-}
 hex64() { [[ "$1" =~ ^[0-9a-f]{64}$ ]] && echo yes || echo "no: '$1'"; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
@@ -349,10 +346,7 @@ ln -s "$TRAIND" "$R/build/traind"
 openssl rand -hex 16 >"$R/metrics.token" 2>/dev/null || echo "readme-scrape-$RANDOM" >"$R/metrics.token"
 start_daemon "$R/var" "$TMP/readme.log" --quiet --metrics-token-file "$R/metrics.token"
 RPID=$DPID
-awk '/^## / { inside = 0 } /^### / { inside = ($0 == "### Users") }
-     inside && /^```sh[[:space:]]*$/ { block = 1; next }
-     block && /^```/ { block = 0; next }
-     block { print }' README.md >"$R/users.sh"
+readme_blocks "### Users" >"$R/users.sh"
 check "README: the Users part has its sh lines (6 traind user, 8 curl)" "$(grep -c 'traind user\|curl ' "$R/users.sh")" 14
 (
     cd "$R" || exit 1
