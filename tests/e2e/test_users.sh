@@ -298,7 +298,8 @@ expect "HTTP rotate: the old token then gets 401" 401 unauthorized
 TOKEN=$ALICE4 api POST "/v1/jobs/$J2/cancel"
 expect "alice cancels her queued job" 200
 api POST "/v1/jobs/$J1/cancel"
-expect "the admin cancels her running job" 202
+# 202 while it still runs; 200 when it stopped before the reply was made
+check "the admin cancels her running job" "$([[ $STATUS == 202 || $STATUS == 200 ]] && echo yes)" yes
 for _ in $(seq 300); do
     api GET "/v1/jobs/$J1"
     [ "$(jv 'd["state"]')" = cancelled ] && break
