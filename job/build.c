@@ -31,7 +31,7 @@ void job_build_free(JobBuild *b) {
     memset(b, 0, sizeof *b);
 }
 
-TrainLossFn job_build_loss_fn(const JobSpec *spec) {
+static TrainLossFn loss_fn(const JobSpec *spec) {
     switch (spec->loss) {
     case SPEC_LOSS_MSE: return tensor_mse_loss;
     case SPEC_LOSS_L1: return tensor_l1_loss;
@@ -260,7 +260,7 @@ void job_build_trainer(JobBuild *b, Trainer *t, Device device) {
     t->train = b->train;
     t->val = b->val;
     t->rng = &b->dropout_rng;
-    t->loss = job_build_loss_fn(b->spec);
+    t->loss = loss_fn(b->spec);
     t->epochs = b->spec->epochs;
     t->accuracy = b->spec->accuracy;
     t->allow_tf32 = b->spec->allow_tf32;

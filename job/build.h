@@ -59,9 +59,6 @@ int job_build_to_device(JobBuild *b, Device device);
  * caller sets callbacks and the cancel flag. */
 void job_build_trainer(JobBuild *b, Trainer *t, Device device);
 
-/* The trainer's loss function for the spec's loss. */
-TrainLossFn job_build_loss_fn(const JobSpec *spec);
-
 /* Loads a dataset record's files (its format, its CSV options; CSV
  * targets as labels unless `regression`): for the HTTP layer to validate an
  * upload before db_dataset_mark_ready, and for the workers. NULL with an

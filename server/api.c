@@ -69,7 +69,7 @@ int api_reply_db(HttpRequest *req, int st, const char *path) {
     }
 }
 
-int64_t api_param_id(HttpRequest *req, int i, const char *what) {
+static int64_t param_id(HttpRequest *req, int i, const char *what) {
     const char *s = http_param(req, i);
     char *end;
     long long id = strtoll(s, &end, 10);
@@ -83,7 +83,7 @@ int64_t api_param_id(HttpRequest *req, int i, const char *what) {
 
 int64_t api_job_param(HttpRequest *req, DbJob *out) {
     Api *api = http_app(req);
-    int64_t id = api_param_id(req, 0, "job");
+    int64_t id = param_id(req, 0, "job");
     if (id < 0) return -1;
     DbJob j;
     error_clear();

@@ -64,8 +64,6 @@ int api_authenticate(void *app, const char *token, HttpAuth *out);
  * error_get() as the message: DB_NOT_FOUND 404, DB_CONFLICT 409,
  * DB_INVALID 422, DB_ERROR 503. path may be NULL. Returns 0. */
 int api_reply_db(HttpRequest *req, int st, const char *path);
-/* {id} as a positive integer, or -1 after replying 404. what: "job". */
-int64_t api_param_id(HttpRequest *req, int i, const char *what);
 /* The job named by the route's {id}: its id, with its record in *out when
  * out is not NULL (db_job_clear it); -1 after replying 404 (or the storage
  * error's status) when there is no such job, or it is another user's. */

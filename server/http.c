@@ -15,7 +15,7 @@
  *
  * Streams (SSE) use MHD's suspend/resume: a producer with nothing to say
  * returns 0, the reader suspends the connection and parks it on a list that
- * a ticker thread (and http_server_wake) resumes, so a waiting client costs
+ * a ticker thread resumes, so a waiting client costs
  * no thread and no busy loop.
  */
 #include "server/http.h"
@@ -169,13 +169,11 @@ static void count_request(HttpServer *s, int route, int status, int delta) {
 
 void *http_app(const HttpRequest *req) { return req->server->cfg.app; }
 HttpServer *http_server_of(const HttpRequest *req) { return req->server; }
-const char *http_method(const HttpRequest *req) { return req->method; }
 const char *http_path(const HttpRequest *req) { return req->path; }
 const HttpAuth *http_auth(const HttpRequest *req) { return &req->auth; }
 void *http_state(const HttpRequest *req) { return req->state; }
 void http_set_state(HttpRequest *req, void *state) { req->state = state; }
 struct MHD_Connection *http_connection(const HttpRequest *req) { return req->conn; }
-int64_t http_upload_max(const HttpRequest *req) { return req->server->cfg.upload_max; }
 
 const char *http_param(const HttpRequest *req, int i) {
     return i >= 0 && i < req->num_params ? req->params[i] : "";
@@ -422,13 +420,6 @@ static void resume_waiting(HttpServer *s) {
         st->waiting = false;
         MHD_resume_connection(st->conn);
     }
-}
-
-void http_server_wake(HttpServer *s) {
-    if (!s) return;
-    pthread_mutex_lock(&s->stream_lock);
-    resume_waiting(s);
-    pthread_mutex_unlock(&s->stream_lock);
 }
 
 /* Each tick: the waiting streams retried, the late request heads cut. */

@@ -15,7 +15,7 @@
  *     {"error": {"code", "message", "path"}}, text, a file descriptor
  *     (sendfile), or a stream (Server-Sent Events) whose producer may say
  *     "nothing yet": the connection is then suspended and retried on the
- *     next tick or http_server_wake(), never busy-waiting a thread;
+ *     next tick, never busy-waiting a thread;
  *   - per route and status request counters for GET /metrics (a request
  *     is counted before its reply is queued, so a client that has its
  *     reply sees it counted), and one JSON log line per request on stderr
@@ -180,8 +180,6 @@ int http_server_port(const HttpServer *s);
 /* Ends the streams (their clients see the end of the stream), stops
  * accepting, closes connections, frees. NULL is fine. */
 void http_server_stop(HttpServer *s);
-/* Retries every waiting stream now (new metrics, a job ended). Any thread. */
-void http_server_wake(HttpServer *s);
 
 /* Counters for GET /metrics: calls fn once per (route, status) seen.
  * route is the pattern ("/v1/jobs/{id}"), or "unmatched". */
@@ -196,7 +194,6 @@ uint64_t http_server_upload_bytes(const HttpServer *s);
 
 void *http_app(const HttpRequest *req);
 HttpServer *http_server_of(const HttpRequest *req);
-const char *http_method(const HttpRequest *req);
 const char *http_path(const HttpRequest *req);
 /* The i-th {name} segment of the route's pattern, "" past the last. */
 const char *http_param(const HttpRequest *req, int i);
@@ -215,8 +212,6 @@ void http_set_state(HttpRequest *req, void *state);
 /* MHD's connection, for server/multipart.c (MHD's post processor). */
 struct MHD_Connection;
 struct MHD_Connection *http_connection(const HttpRequest *req);
-/* The upload limit of the server (for a route's own accounting). */
-int64_t http_upload_max(const HttpRequest *req);
 
 /* Parses the buffered body as a JSON object: the object (a new reference),
  * or NULL after replying 400 "bad_json" (empty body, bad JSON with
@@ -256,7 +251,7 @@ void http_reply_header(HttpRequest *req, const char *name, const char *value);
 
 /* A stream's producer: copies up to max bytes to buf and returns how many;
  * 0 means "nothing yet, ask again later" (the connection waits without a
- * thread until the next tick, ~200 ms, or http_server_wake);
+ * thread until the next tick, ~200 ms);
  * HTTP_STREAM_END ends the response normally, HTTP_STREAM_ERROR aborts it. */
 #define HTTP_STREAM_END (-1)
 #define HTTP_STREAM_ERROR (-2)

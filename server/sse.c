@@ -37,7 +37,8 @@ int sse_event(SseBuf *b, int64_t id, const char *event, json_t *data) {
     return rc ? -1 : 0;
 }
 
-int sse_comment(SseBuf *b, const char *text) {
+/* A comment line (": text"), the keep-alive that proxies need. */
+static int sse_comment(SseBuf *b, const char *text) {
     char line[256];
     int n = snprintf(line, sizeof line, ": %s\n\n", text);
     return append(b, line, (size_t)n);

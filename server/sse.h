@@ -29,8 +29,6 @@ typedef struct {
 /* Appends an event; data is compact JSON (takes its reference). id < 0:
  * no id line. 0, or -1 when out of memory. */
 int sse_event(SseBuf *b, int64_t id, const char *event, json_t *data);
-/* A comment line (": text"), the keep-alive that proxies need. */
-int sse_comment(SseBuf *b, const char *text);
 /* "retry: ms", how long a browser waits before reconnecting. */
 int sse_retry(SseBuf *b, int ms);
 bool sse_pending(const SseBuf *b);
