@@ -125,11 +125,15 @@ static int resolve(const JobDaemon *d, const SpecSource *src, int64_t id, const 
     int rc = id > 0 ? db_dataset_get(d->db, id, rec)
                     : db_dataset_resolve(d->db, d->owner, src->name, rec);
     if (rc == DB_NOT_FOUND) return error_at(field, "unknown dataset '%s'", src->name);
-    if (rc != DB_OK) return error_prefix_at(field);
+    if (rc != DB_OK) return error_prefix_at(field), rc == DB_ERROR ? JOB_CHECK_STORAGE : -1;
     if (rec->state != DB_DATASET_READY) {
+        if (rec->error[0])
+            error_at(field, "dataset '%s' failed to import: %s", src->name, rec->error);
+        else
+            error_at(field, "dataset '%s' is still %s", src->name,
+                     rec->state == DB_DATASET_IMPORTING ? "importing" : "uploading");
         db_dataset_clear(rec);
-        return error_at(field, "dataset '%s' is still %s", src->name,
-                        rec->state == DB_DATASET_IMPORTING ? "importing" : "uploading");
+        return -1;
     }
     return 0;
 }
@@ -169,7 +173,7 @@ static int init_path(const JobDaemon *d, const char *init, char *buf, size_t siz
         if (rc != DB_ERROR) db_job_clear(&job);
     }
     if (rc == DB_NOT_FOUND) return error_at("init", "unknown checkpoint %lld", id);
-    if (rc != DB_OK) return error_prefix_at("init");
+    if (rc != DB_OK) return error_prefix_at("init"), JOB_CHECK_STORAGE;
     return db_checkpoint_file_path(d->db, &c, "model.safetensors", buf, size);
 }
 
@@ -306,7 +310,8 @@ static int check_named(const JobDaemon *d, const JobSpec *spec, bool val, int64_
     *id = 0;
     if (src->kind != SPEC_SOURCE_NAME) return 0;
     DbDataset rec;
-    if (resolve(d, src, 0, field, &rec) != 0) return -1;
+    int found = resolve(d, src, 0, field, &rec);
+    if (found != 0) return found;
     SpecDataShape shape;
     int rc = record_shape(spec, &rec, field, &shape);
     *id = rec.id;
@@ -332,11 +337,12 @@ int job_build_check(const JobDaemon *d, const JobSpec *spec, JobCheck *out) {
     memset(out, 0, sizeof *out);
     int64_t samples = 0, val_samples;
     if (daemon_source_check(&spec->train, "data.train") ||
-        daemon_source_check(&spec->val, "data.val") ||
-        check_named(d, spec, false, &out->train_dataset, &samples, &out->size) ||
-        check_named(d, spec, true, &out->val_dataset, &val_samples, NULL) ||
-        check_reduction(spec) || count_steps(spec, samples, &out->total_steps))
+        daemon_source_check(&spec->val, "data.val"))
         return -1;
+    int rc = check_named(d, spec, false, &out->train_dataset, &samples, &out->size);
+    if (rc == 0) rc = check_named(d, spec, true, &out->val_dataset, &val_samples, NULL);
+    if (rc != 0) return rc;
+    if (check_reduction(spec) || count_steps(spec, samples, &out->total_steps)) return -1;
     char path[4400];
     return spec->init ? init_path(d, spec->init, path, sizeof path) : 0;
 }

@@ -71,6 +71,8 @@ void job_build_sample_shape(const Dataset *ds, DbSampleShape *out);
 /* The most steps a job may take (epochs x batches). */
 #define JOB_MAX_STEPS ((int64_t)1000000000)
 
+#define JOB_CHECK_STORAGE (-2)
+
 /* What a daemon job's spec came to at submission. */
 typedef struct {
     SpecModelSize size;                 /* the model against data.train */
@@ -82,7 +84,9 @@ typedef struct {
  * sources are datasets the owner may train on (their own or shared; ready
  * ones), the model's shapes fit their recorded sample shapes, the steps
  * stay within JOB_MAX_STEPS, `init` is a checkpoint of the owner's (the
- * device is the scheduler's to check: it knows its workers). 0 with *out filled, or -1 with an error whose
+ * device is the scheduler's to check: it knows its workers). The spec at
+ * fault is -1; JOB_CHECK_STORAGE when the database failed (not the user's
+ * fault: a 503, not a 422). 0 with *out filled, or -1 with an error whose
  * path names the field (error_last()->path: "data.train", "model[4]",
  * "init"). */
 int job_build_check(const JobDaemon *d, const JobSpec *spec, JobCheck *out);

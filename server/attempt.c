@@ -15,8 +15,9 @@
  * step's metric is stored once and the trajectory is the one an
  * uninterrupted run follows. A job without a checkpoint starts over.
  *
- * Stopping early: a cancel ends the job `cancelled`; a daemon stopping
- * checkpoints it where it stands (train_run leaves the Trainer at a
+ * Stopping early: a cancel ends the job `cancelled`; a daemon stopping, or
+ * a job of an admin's higher priority preempting it, checkpoints it where
+ * it stands (train_run leaves the Trainer at a
  * consistent point after a cancel: data position, running sums of the
  * epoch, so a partial checkpoint there loses no work) and puts it back in
  * the queue.
@@ -159,9 +160,9 @@ static int resume(JobRun *r, Trainer *t, int attempt) {
     return 0;
 }
 
-/* The end of a run that stopped early: cancelled for a user, requeued (with
- * a partial checkpoint when the job has any progress past its last one)
- * for a daemon stopping. */
+/* The end of a run stopped for a daemon stopping or for the job that
+ * preempts it (preempted_by, 0 for none): back in the queue, with a
+ * partial checkpoint when the job has any progress past its last one. */
 static void requeue_stopped(JobRun *r, const Trainer *t, bool built, int64_t preempted_by) {
     Scheduler *s = r->s;
     if (built && r->spec->checkpoint && !s->cfg.stop_without_checkpoint) {

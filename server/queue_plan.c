@@ -37,6 +37,8 @@ typedef struct {
 typedef struct {
     const QueueWorker *workers;
     int nw;
+    const DbQueuedJob *jobs; /* the queued jobs, to tell a worker's freed_for still waits */
+    int njobs;
     Owner *owners;
     int nowners;
     bool *taken;  /* a job of this plan starts on it */
@@ -128,15 +130,27 @@ static int64_t quota_gpus(const Owner *o) { return o->user ? o->user->quota.gpus
 
 static const char *owner_name(const Owner *o) { return o->user ? o->user->name : "this user"; }
 
-/* The free worker job j takes, or -1; auto jobs take a GPU first (when
- * the owner may use one more), then a CPU. *gpu_blocked says a free GPU
- * was left for the GPU quota. */
+/* Whether worker w is kept for another queued job than j: freed for it. */
+static bool kept_for_another(const Plan *p, int w, const DbQueuedJob *j) {
+    int64_t f = p->workers[w].freed_for;
+    if (!f || f == j->id) return false;
+    for (int k = 0; k < p->njobs; k++)
+        if (p->jobs[k].id == f) return true;
+    return false; /* that job left the queue: the worker is anyone's */
+}
+
+/* The free worker job j takes, or -1: one freed for j first; then auto jobs
+ * take a GPU first (when the owner may use one more), then a CPU.
+ * *gpu_blocked says a free GPU was left for the GPU quota. */
 static int free_worker(Plan *p, const DbQueuedJob *j, bool gpus_left, bool *gpu_blocked) {
     int cpu = -1, gpu = -1;
     *gpu_blocked = false;
     for (int w = 0; w < p->nw; w++) {
         const QueueWorker *qw = &p->workers[w];
-        if (qw->job_id || p->taken[w] || !can_run(qw, j->device_request)) continue;
+        if (qw->job_id || p->taken[w] || !can_run(qw, j->device_request) ||
+            kept_for_another(p, w, j))
+            continue;
+        if (qw->freed_for == j->id) return w;
         if (qw->device.type != DEVICE_CUDA) {
             if (cpu < 0) cpu = w;
         } else if (!gpus_left)
@@ -213,17 +227,20 @@ static void place(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
             if (can_run(&p->workers[k], j->device_request)) p->wanted[k] = true;
 }
 
-/* A waiting job of an admin's priority takes the worker of the running
- * job of the lowest admin priority below its own (the latest started of
- * those): that job checkpoints and goes back to the queue. */
-static void preempt(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
-    if (j->admin_priority <= 0 || (e->reason != QUEUE_RESOURCES && e->reason != QUEUE_PRIORITY))
-        return;
+/* The worker a waiting job of an admin's priority frees for itself: one
+ * already stopping for it, else the one running the job of the lowest
+ * admin priority below its own (the latest started of those), on a device
+ * its owner may use (no GPU past their GPU limit); -1 for none. */
+static int victim(Plan *p, const DbQueuedJob *j, const Owner *o) {
+    for (int w = 0; w < p->nw; w++)
+        if (p->workers[w].job_id && p->workers[w].freed_for == j->id) return w;
+    bool gpus_left = quota_gpus(o) < 0 || o->gpus < quota_gpus(o);
     int best = -1;
     for (int w = 0; w < p->nw; w++) {
         const QueueWorker *qw = &p->workers[w];
-        if (!qw->job_id || qw->preempting || p->marked[w] || !can_run(qw, j->device_request) ||
-            qw->job_admin_priority >= j->admin_priority)
+        if (!qw->job_id || qw->freed_for || p->marked[w] || !can_run(qw, j->device_request) ||
+            qw->job_admin_priority >= j->admin_priority ||
+            (qw->device.type == DEVICE_CUDA && !gpus_left))
             continue;
         const QueueWorker *b = best >= 0 ? &p->workers[best] : NULL;
         if (!b || qw->job_admin_priority < b->job_admin_priority ||
@@ -231,14 +248,28 @@ static void preempt(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
              qw->job_started_ms > b->job_started_ms))
             best = w;
     }
-    if (best < 0) return;
-    p->marked[best] = true;
-    e->preempts = best;
+    return best;
+}
+
+/* A waiting job of an admin's priority preempts the running job victim()
+ * picks: that job checkpoints and goes back to the queue. The worker counts
+ * as the waiting job's from now, for its owner's limits and for the jobs
+ * after it: one such job frees one worker, once. */
+static void preempt(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
+    if (j->admin_priority <= 0 || (e->reason != QUEUE_RESOURCES && e->reason != QUEUE_PRIORITY))
+        return;
+    Owner *o = owner_of(p, j->owner);
+    int w = victim(p, j, o);
+    if (w < 0) return;
+    p->marked[w] = true;
+    e->preempts = w;
+    o->running++;
+    o->gpus += p->workers[w].device.type == DEVICE_CUDA;
 }
 
 int queue_plan(const DbQueuedJob *jobs, int n, const QueueWorker *workers, int nw,
                const QueueUser *users, int nu, int64_t now_ms, QueueEntry *out) {
-    Plan p = {.workers = workers, .nw = nw};
+    Plan p = {.workers = workers, .nw = nw, .jobs = jobs, .njobs = n};
     const DbQueuedJob **order = calloc((size_t)n + 1, sizeof *order);
     const DbQueuedJob **slots = calloc((size_t)n + 1, sizeof *slots);
     p.owners = calloc((size_t)n + 1, sizeof *p.owners);

@@ -53,7 +53,10 @@ typedef struct {
     int64_t job_owner;    /* of that job */
     int job_admin_priority;
     int64_t job_started_ms;
-    bool preempting;      /* already asked to stop for another job */
+    /* The queued job this worker is being freed for (its running job asked
+     * to stop for it, or stopped and the worker not claimed since); 0 for
+     * none. The plan keeps the worker for that job. */
+    int64_t freed_for;
 } QueueWorker;
 
 /* A user with queued or running jobs. */
@@ -71,7 +74,7 @@ typedef struct {
     char device_request[32];
     int position;       /* 1 = runs next */
     QueueReason reason;
-    char detail[160];   /* "alice uses 2 of 2 GPUs", "cpu is busy with job 7" */
+    char detail[160];   /* "alice uses 2 of 2 GPUs", "its worker, cpu, is busy" */
     int worker;         /* QUEUE_STARTS: the worker that takes it; else -1 */
     int preempts;       /* the worker whose job it preempts, or -1 */
 } QueueEntry;

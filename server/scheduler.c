@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "job/build.h"
 #include "server/log.h"
@@ -70,7 +71,9 @@ static void plan_workers(const Scheduler *s, QueueWorker *out) {
                                .job_owner = w->job_owner,
                                .job_admin_priority = w->job_admin_priority,
                                .job_started_ms = w->job_started_ms,
-                               .preempting = w->stop == WORKER_STOP_PREEMPT};
+                               /* set when a job preempts this worker's, kept
+                                * until the worker claims again */
+                               .freed_for = w->preempted_by};
         snprintf(out[i].device_name, sizeof out[i].device_name, "%s", w->device_name);
     }
 }
@@ -142,19 +145,23 @@ static void apply_preemptions(Scheduler *s, const QueueEntry *e, int n) {
 
 /* Under mu: plans the queue and acts on it for worker w (NULL: for none):
  * the preemptions, and the job the plan starts on w, claimed into *out. 1
- * when w got a job, else 0. */
+ * when w got a job, 0 when it has none to take, -1 when the queue could
+ * not be read (logged; the worker tries again soon). */
 static int replan(Scheduler *s, Worker *w, DbJob *out) {
     DbQueuedJob *queue;
     QueueEntry *e;
     int n, got = 0;
     if (plan_now(s, &queue, &e, &n) != 0) {
         scheduler_log(0, "error", "queue: %s", error_get());
-        return 0;
+        return -1;
     }
     apply_preemptions(s, e, n);
-    for (int i = 0; w && i < n && !got; i++)
-        if (e[i].reason == QUEUE_STARTS && e[i].worker == w->index)
-            got = db_job_claim(s->db, e[i].job_id, w->device_name, out) == DB_OK;
+    for (int i = 0; w && i < n && !got; i++) {
+        if (e[i].reason != QUEUE_STARTS || e[i].worker != w->index) continue;
+        int rc = db_job_claim(s->db, e[i].job_id, w->device_name, out);
+        got = rc == DB_OK ? 1 : rc == DB_CONFLICT ? 0 : -1; /* cancelled meanwhile: fine */
+        if (got < 0) scheduler_log(e[i].job_id, "error", "claim: %s", error_get());
+    }
     free(queue);
     free(e);
     return got;
@@ -171,8 +178,14 @@ static void *worker_main(void *arg) {
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
         DbJob job;
-        if (!replan(s, w, &job)) {
-            pthread_cond_wait(&s->work, &s->mu);
+        int got = replan(s, w, &job);
+        if (got < 0) { /* the database failed: again in a second, not at the next event */
+            struct timespec ts;
+            clock_deadline_in(&ts, 1000);
+            pthread_cond_timedwait(&s->work, &s->mu, &ts);
+        }
+        if (got <= 0) {
+            if (got == 0) pthread_cond_wait(&s->work, &s->mu);
             continue;
         }
         w->job_id = job.id;
@@ -197,6 +210,10 @@ static void *worker_main(void *arg) {
         attempt_run(w, &job);
         db_job_clear(&job);
         pthread_mutex_lock(&s->mu);
+        /* a cancel that came while a preempted job was being put back in
+         * the queue: it is cancelled there (a conflict: it had ended) */
+        if (w->stop == WORKER_STOP_CANCEL && db_job_cancel_queued(s->db, w->job_id) == DB_OK)
+            db_log_append(s->db, w->job_id, "cancelled while queued", NULL);
         w->job_id = 0;
         pthread_mutex_lock(&w->pmu);
         memset(&w->progress, 0, sizeof w->progress);
@@ -393,7 +410,8 @@ int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_jso
                          const DbViewer *owner, int priority, int64_t *id_out) {
     JobCheck check;
     JobDaemon daemon = {.db = s->db, .owner = owner};
-    if (job_build_check(&daemon, spec, &check) != 0) return DB_INVALID;
+    int rc = job_build_check(&daemon, spec, &check);
+    if (rc != 0) return rc == JOB_CHECK_STORAGE ? DB_ERROR : DB_INVALID;
     const Worker *w = device_check(s, spec->device_auto ? NULL : &spec->device);
     if (!w || memory_check(&check.size, w) != 0) return DB_INVALID;
     char request[32] = "auto";
@@ -411,7 +429,7 @@ int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_jso
                     .val_dataset = check.val_dataset,
                     .total_steps = check.total_steps};
     int64_t id;
-    int rc = db_job_insert(s->db, &job, &id);
+    rc = db_job_insert(s->db, &job, &id);
     if (rc != DB_OK) return rc;
     if (id_out) *id_out = id;
     /* a worker may claim it before this line: the insert is what counts */

@@ -2,14 +2,16 @@
  * device.
  *
  * Jobs live in the database (storage/db.h); the queue is the set of
- * `queued` rows in run order (priority descending, then submission order),
- * with what it needs of each (the device asked for, the model's size) in
- * columns filled at submission. Each worker owns one device ("cpu",
- * "cuda:N") and loops: claim the first queued job its device can run
- * (queued -> running, attempt + 1) and make an attempt at it
- * (server/attempt.c: build it from its spec with job/build.h, the same code
- * `traind run` uses, train it, record the end: succeeded, failed with the
- * error, or cancelled).
+ * `queued` rows, with what it needs of each (the owner, the device asked
+ * for, the model's size, the priorities) in columns filled at submission.
+ * The fair queue (server/queue_plan.h) orders them and says which starts
+ * on which free worker, why each other waits, and which running job a job
+ * of an admin's priority preempts. Each worker owns one device ("cpu",
+ * "cuda:N") and loops: claim the job the plan gives it (queued -> running,
+ * attempt + 1) and make an attempt at it (server/attempt.c: build it from
+ * its spec with job/build.h, the same code `traind run` uses, train it,
+ * record the end: succeeded, failed with the error, cancelled, or back in
+ * the queue when preempted).
  *
  * Restarts. scheduler_start puts jobs left `running` (by a daemon that
  * crashed or was stopped) back in the queue. When such a job runs again it

@@ -270,8 +270,10 @@ done:
     "shape, options, created_at, shared, progress_bytes, total_bytes, error, "            \
     "(SELECT u.name FROM users u WHERE u.id = datasets.owner) FROM datasets "
 
-/* Whether the viewer (?v: user id, ?a: admin) may see the row. */
-#define VISIBLE(v, a) "(" a " OR owner = " v " OR shared = 1)"
+/* Whether the viewer (?v: user id, ?a: admin) may see the row: a shared
+ * dataset is the others' once it is ready (not its upload, nor an import's
+ * error, which may quote a signed URL). */
+#define VISIBLE(v, a) "(" a " OR owner = " v " OR (shared = 1 AND state = 'ready'))"
 
 static int read_dataset(sqlite3_stmt *st, DbDataset *out) {
     memset(out, 0, sizeof *out);
@@ -320,7 +322,8 @@ int db_dataset_get(Db *db, int64_t id, DbDataset *out) {
 
 /* Whether v may see ds (NULL: the daemon, which sees everything). */
 static bool visible(const DbViewer *v, const DbDataset *ds) {
-    return !v || v->admin || (ds->owner && ds->owner == v->user_id) || ds->shared;
+    return !v || v->admin || (ds->owner && ds->owner == v->user_id) ||
+           (ds->shared && ds->state == DB_DATASET_READY);
 }
 
 /* The dataset `name` of owner (0: any owner) among those v sees: v's own

@@ -268,7 +268,7 @@ int db_dataset_dir(const Db *db, int64_t id, char *buf, size_t size);
  * and usable by jobs): info's files (num_files, files[]), bytes, sha256,
  * samples and shape; its other fields are ignored. When info->sha256 is ""
  * it is computed as the sha256 of the text "<role> <file sha256>\n" for each
- * file in order. DB_CONFLICT when it is not `uploading`. */
+ * file in order. DB_CONFLICT when it is not `uploading` or `importing`. */
 int db_dataset_mark_ready(Db *db, int64_t id, const DbDataset *info);
 /* uploading -> importing, or an import's progress. */
 int db_dataset_import_progress(Db *db, int64_t id, int64_t bytes, int64_t total);
@@ -416,12 +416,10 @@ typedef struct {
     int64_t created_at;
 } DbQueuedJob;
 
-/* The queued jobs in run order: priority descending, then created_at and
- * id ascending. Free *out with free(). */
+/* The queued jobs, priority descending, then created_at and id ascending
+ * (the order they run in is server/queue_plan.h's, the fair queue's).
+ * Free *out with free(). */
 int db_job_queue(Db *db, DbQueuedJob **out, int *n);
-/* How many queued jobs run before this queued one. DB_CONFLICT when it is
- * not queued. */
-int db_job_queue_position(Db *db, int64_t id, int *ahead);
 /* Jobs per state, indexed by DbJobState (for GET /metrics). */
 int db_job_count_by_state(Db *db, int64_t counts[DB_JOB_NUM_STATES]);
 

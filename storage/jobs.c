@@ -2,13 +2,14 @@
  *
  *     queued -> running -> succeeded | failed | cancelled
  *     queued -> cancelled                (cancelled before it ran)
- *     running -> queued                  (daemon stopped or crashed; resumes)
+ *     running -> queued                  (daemon stopped or crashed, or the job
+ *                                         preempted; it resumes)
  *
  * Every transition is one UPDATE guarded by the state it leaves ("... WHERE
  * id = ? AND state = 'queued'"), so two threads racing (a cancel and a
  * worker's claim) cannot both win: the loser sees no row changed and gets
- * DB_CONFLICT. The queue is the queued rows in (priority desc, created_at,
- * id) order, which the jobs_queue index serves directly.
+ * DB_CONFLICT. The queue is the queued rows (the jobs_queue index serves
+ * them); the order they run in is the fair queue's (server/queue_plan.h).
  */
 #include "storage/db_internal.h"
 
@@ -379,40 +380,6 @@ int db_job_queue(Db *db, DbQueuedJob **out, int *n) {
         *out = NULL;
         *n = 0;
     }
-    return rc;
-}
-
-int db_job_queue_position(Db *db, int64_t id, int *ahead) {
-    DbConn *c = db_acquire(db);
-    if (!c) return DB_ERROR;
-    int rc = DB_ERROR;
-    /* the job's own row decides "before": a higher priority, or the same
-     * one submitted earlier */
-    sqlite3_stmt *st = db_stmt(
-        c, "SELECT j.state, (SELECT count(*) FROM jobs q WHERE q.state = 'queued' AND "
-           "(q.priority > j.priority OR (q.priority = j.priority AND "
-           "(q.created_at < j.created_at OR (q.created_at = j.created_at AND q.id < j.id))))) "
-           "FROM jobs j WHERE j.id = ?1");
-    if (!st) goto done;
-    sqlite3_bind_int64(st, 1, id);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_DONE) {
-        error_set("job %lld: not found", (long long)id);
-        rc = DB_NOT_FOUND;
-    } else if (s != SQLITE_ROW)
-        rc = db_fail(c, "queue");
-    else {
-        const char *state = (const char *)sqlite3_column_text(st, 0);
-        if (!state || strcmp(state, "queued") != 0) {
-            error_set("job %lld is %s, not queued", (long long)id, state ? state : "?");
-            rc = DB_CONFLICT;
-        } else {
-            *ahead = sqlite3_column_int(st, 1);
-            rc = DB_OK;
-        }
-    }
-done:
-    db_release(db, c);
     return rc;
 }
 

@@ -14,6 +14,7 @@
 
 #include "server/api.h"
 #include "server/sse.h"
+#include "server/stream_auth.h"
 
 typedef struct {
     Api *api;
@@ -23,6 +24,7 @@ typedef struct {
     bool ended;
     SsePacer pace;
     SseBuf out;
+    StreamAuth auth; /* a revoked token ends the stream */
 } Follow;
 
 static int end(Follow *f, const char *state, const char *error) {
@@ -58,6 +60,7 @@ static int follow_poll(void *ctx) {
 
 static ssize_t follow_read(void *ctx, char *buf, size_t max) {
     Follow *f = ctx;
+    if (!f->ended && stream_auth_lost(&f->auth, &f->out)) f->ended = true;
     uint64_t gens[1] = {importer_generation(f->api->importer)};
     return sse_follow_read(&f->pace, &f->out, f->ended, gens, 1, follow_poll, f, buf, max);
 }
@@ -78,6 +81,7 @@ int dataset_events_get(HttpRequest *req) {
     f->api = http_app(req);
     f->id = id;
     sse_pacer_init(&f->pace);
+    stream_auth_init(&f->auth, f->api->db, http_auth(req), http_path(req));
     sse_retry(&f->out, 2000);
     return http_reply_stream(req, 200, "text/event-stream", follow_read, f, follow_free);
 }

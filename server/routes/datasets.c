@@ -123,11 +123,20 @@ int datasets_delete(HttpRequest *req) {
     int64_t job = 0;
     int st = db_dataset_jobs(api->db, id, &jobs, &job);
     if (st != DB_OK) return api_reply_db(req, st, NULL);
-    if (jobs > 0)
+    if (jobs > 0) {
+        /* another user's job on a shared dataset is not named to the owner */
+        DbJob j;
+        char which[64] = "another user's";
+        if (db_job_get(api->db, job, &j) == DB_OK) {
+            if (api_owns(req, j.owner)) snprintf(which, sizeof which, "job %lld", (long long)job);
+            db_job_clear(&j);
+        }
         return http_reply_error(req, 409, "in_use", NULL,
-                                "dataset %lld is used by %d queued or running job%s (job %lld); "
-                                "cancel %s first", (long long)id, jobs, jobs == 1 ? "" : "s",
-                                (long long)job, jobs == 1 ? "it" : "them");
+                                "dataset %lld is used by %d queued or running job%s (%s); "
+                                "%s first", (long long)id, jobs, jobs == 1 ? "" : "s", which,
+                                jobs == 1 ? "it must end or be cancelled"
+                                          : "they must end or be cancelled");
+    }
     importer_cancel(api->importer, id); /* an import in progress stops first */
     if ((st = db_dataset_delete(api->db, id)) != DB_OK) return api_reply_db(req, st, NULL);
     api_audit(req, "dataset.delete",

@@ -294,7 +294,8 @@ static void mark_sent(Follow *f, const DbMetric *m) {
 }
 
 /* One look at the database: new points, or the end. -1 on failure. */
-static int follow_poll(Follow *f) {
+static int follow_poll(void *ctx) {
+    Follow *f = ctx;
     DbJob j;
     if (db_job_get(f->api->db, f->job, &j) != DB_OK) return -1;
     DbJobState state = j.state;
@@ -339,11 +340,9 @@ static int follow_poll(Follow *f) {
 static ssize_t follow_read(void *ctx, char *buf, size_t max) {
     Follow *f = ctx;
     if (!f->ended && stream_auth_lost(&f->auth, &f->out)) f->ended = true;
-    if (sse_pending(&f->out)) return sse_pacer_take(&f->pace, &f->out, buf, max);
-    if (f->ended) return HTTP_STREAM_END;
-    uint64_t gens[2] = {metric_writer_generation(f->api->metrics), scheduler_generation(f->api->sched)};
-    if (sse_pacer_due(&f->pace, gens, 2) && follow_poll(f) != 0) return HTTP_STREAM_ERROR;
-    return sse_pacer_take(&f->pace, &f->out, buf, max);
+    uint64_t gens[2] = {metric_writer_generation(f->api->metrics),
+                        scheduler_generation(f->api->sched)};
+    return sse_follow_read(&f->pace, &f->out, f->ended, gens, 2, follow_poll, f, buf, max);
 }
 
 static void follow_free(void *ctx) {

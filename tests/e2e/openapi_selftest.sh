@@ -40,7 +40,8 @@ ERR_404='{"error":{"code":"not_found","message":"no route","path":"/v1/x"}}'
 HEALTH='{"status":"ok","version":"0.1.0","uptime_s":3,"devices":["cpu"]}'
 JOB_201='{"id":1,"state":"queued","url":"/v1/jobs/1"}'
 UPLOADING='{"datasets":[{"id":1,"name":"a","format":"csv","state":"uploading","samples":0,
-  "inputs":null,"targets":null,"classes":null,"bytes":0,"sha256":null,"files":[],"created_at":null}]}'
+  "inputs":null,"targets":null,"classes":null,"bytes":0,"sha256":null,"files":[],"created_at":null,
+  "owner":"admin","shared":false}]}'
 
 # probe NAME METHOD PATH STATUS HEADER_JSON BODY WANT: WANT is "ok", or a
 # piece of the problem the validator must name

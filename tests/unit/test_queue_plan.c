@@ -162,7 +162,42 @@ Test(queue_plan, an_admins_priority_preempts_the_lowest_running_job) {
     cr_assert_eq(entry_of(e, 3, 10)->preempts, 1); /* started 10 s ago: the latest */
     cr_assert_eq(entry_of(e, 3, 11)->preempts, 0);
     cr_assert_eq(entry_of(e, 3, 12)->preempts, -1);
-    w[0].preempting = w[1].preempting = true; /* asked already */
+    /* asked already: the next plans name the same workers, nothing more */
+    w[1].freed_for = 10;
+    w[0].freed_for = 11;
+    for (int round = 0; round < 3; round++) {
+        cr_assert_eq(queue_plan(jobs, 3, w, 3, u, 2, NOW, e), 0);
+        cr_assert_eq(entry_of(e, 3, 10)->preempts, 1);
+        cr_assert_eq(entry_of(e, 3, 11)->preempts, 0);
+        cr_assert_eq(entry_of(e, 3, 12)->preempts, -1, "round %d", round);
+    }
+    /* once stopped, the freed worker is kept for its job, not the next one */
+    w[1].job_id = 0;
+    jobs[2].admin_priority = 9; /* job 12 now first in line */
     cr_assert_eq(queue_plan(jobs, 3, w, 3, u, 2, NOW, e), 0);
-    cr_assert_eq(entry_of(e, 3, 10)->preempts, -1);
+    cr_assert_eq(entry_of(e, 3, 10)->worker, 1);
+    cr_assert_eq(entry_of(e, 3, 12)->worker, -1);
+}
+
+/* One job of an admin's priority preempts one running job, not one more at
+ * each plan; and none its owner could not use: a GPU past their GPU limit
+ * (the job that would come back to it again and again), or any worker
+ * past their running-job limit. */
+Test(queue_plan, a_preemption_frees_one_worker_its_job_may_use) {
+    DbQueuedJob jobs[2] = {job(10, 1, "auto", 0, 5), job(11, 1, "auto", 0, 5)};
+    QueueWorker w[3] = {worker("cpu", 1, 2, 30), worker("cuda:0", 2, 2, 10),
+                        worker("cpu", 3, 2, 20)};
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
+    u[0].quota.gpus = 0;
+    u[0].quota.running_jobs = 1;
+    QueueEntry e[2];
+    cr_assert_eq(queue_plan(jobs, 2, w, 3, u, 2, NOW, e), 0);
+    /* the latest started is bob's GPU job, but alice may use no GPU: the
+     * latest started CPU job; her second job would pass her running limit */
+    cr_assert_eq(entry_of(e, 2, 10)->preempts, 2);
+    cr_assert_eq(entry_of(e, 2, 11)->preempts, -1);
+    w[2].freed_for = 10;
+    cr_assert_eq(queue_plan(jobs, 2, w, 3, u, 2, NOW, e), 0);
+    cr_assert_eq(entry_of(e, 2, 10)->preempts, 2);
+    cr_assert_eq(entry_of(e, 2, 11)->preempts, -1);
 }
