@@ -471,11 +471,7 @@ static int update(Db *db, int64_t id, const char *sql, int64_t a, int64_t b, con
         sqlite3_bind_int64(st, 2, a);
         sqlite3_bind_int64(st, 3, b);
         db_bind_text(st, 4, text);
-        rc = db_step_done(c, st, "dataset");
-        if (rc == DB_OK && sqlite3_changes(c->h) == 0) {
-            error_set("dataset %lld: not found", (long long)id);
-            rc = DB_NOT_FOUND;
-        }
+        rc = db_step_update(c, st, "dataset", "dataset %lld: not found", (long long)id);
     }
     db_release(db, c);
     return rc;

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,6 +325,18 @@ int db_step_done(DbConn *c, sqlite3_stmt *st, const char *what) {
     error_set("%s: %s", what, sqlite3_errmsg(c->h));
     sqlite3_reset(st);
     return status;
+}
+
+int db_step_update(DbConn *c, sqlite3_stmt *st, const char *what, const char *missing_fmt, ...) {
+    int rc = db_step_done(c, st, what);
+    if (rc != DB_OK || sqlite3_changes(c->h) > 0) return rc;
+    char missing[256];
+    va_list ap;
+    va_start(ap, missing_fmt);
+    vsnprintf(missing, sizeof missing, missing_fmt, ap);
+    va_end(ap);
+    error_set("%s", missing);
+    return DB_NOT_FOUND;
 }
 
 int db_bind_text(sqlite3_stmt *st, int i, const char *s) {

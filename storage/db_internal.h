@@ -46,6 +46,10 @@ int db_fail(DbConn *c, const char *what);
 /* Steps a statement that returns no rows. DB_OK, DB_CONFLICT for a
  * constraint failure (error "what: ..."), DB_ERROR otherwise. */
 int db_step_done(DbConn *c, sqlite3_stmt *st, const char *what);
+/* db_step_done for an UPDATE of one row: when no row matched, sets the
+ * error to the formatted message and returns DB_NOT_FOUND. */
+int db_step_update(DbConn *c, sqlite3_stmt *st, const char *what, const char *missing_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Reads the current row of st into out: 0, or -1 with an error. */
 typedef int (*DbRowReader)(sqlite3_stmt *st, void *out);

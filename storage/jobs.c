@@ -341,11 +341,7 @@ int db_job_set_progress(Db *db, int64_t id, const DbJobProgress *p) {
         sqlite3_bind_int64(st, 4, p->total_steps);
         sqlite3_bind_double(st, 5, p->samples_per_s);
         sqlite3_bind_double(st, 6, p->eta_s);
-        rc = db_step_done(c, st, "job progress");
-        if (rc == DB_OK && sqlite3_changes(c->h) == 0) {
-            error_set("job %lld: not found", (long long)id);
-            rc = DB_NOT_FOUND;
-        }
+        rc = db_step_update(c, st, "job progress", "job %lld: not found", (long long)id);
     }
     db_release(db, c);
     return rc;

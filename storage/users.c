@@ -210,11 +210,7 @@ static int update_user(Db *db, const char *sql, const char *name, const char *te
         db_bind_text(st, 1, name);
         db_bind_text(st, 2, text);
         sqlite3_bind_int64(st, 3, db_now_ms());
-        rc = db_step_done(c, st, "user");
-        if (rc == DB_OK && sqlite3_changes(c->h) == 0) {
-            error_set("no user '%.64s'", name);
-            rc = DB_NOT_FOUND;
-        }
+        rc = db_step_update(c, st, "user", "no user '%.64s'", name);
     }
     db_release(db, c);
     return rc;
@@ -272,11 +268,7 @@ int db_user_set_quota(Db *db, const char *name, const DbQuota *q) {
             else
                 sqlite3_bind_null(st, 3 + 2 * i);
         }
-        rc = db_step_done(c, st, "user");
-        if (rc == DB_OK && sqlite3_changes(c->h) == 0) {
-            error_set("no user '%.64s'", name);
-            rc = DB_NOT_FOUND;
-        }
+        rc = db_step_update(c, st, "user", "no user '%.64s'", name);
     }
     db_release(db, c);
     return rc;
