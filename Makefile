@@ -156,9 +156,11 @@ test-only:
 # without ASan: it times replies under load); the fair queue, its reasons,
 # quotas and preemption (test_queue.sh, without ASan: its preempted job
 # must still be running when the urgent one comes); api-docs/README.md's curl
-# walkthrough, run verbatim (test_walkthrough.sh). The API scripts check
-# every response against api-docs/openapi.yaml (tests/e2e/openapi_check.mjs;
-# openapi_selftest.sh shows it catches what it should). Each script ends
+# walkthrough, run verbatim (test_walkthrough.sh); a full disk under uploads,
+# imports, checkpoints and SQLite (test_faults.sh, root: a tmpfs data dir).
+# The API scripts check every response against api-docs/openapi.yaml
+# (tests/e2e/openapi_check.mjs; openapi_selftest.sh shows it catches what it
+# should). Each script ends
 # "N passed, N failed" (those on tests/e2e/lib.sh ", N skipped" too).
 test-e2e: build/traind build/traind-asan
 	@ok=0; tests/e2e/openapi_selftest.sh || ok=1; \
@@ -170,6 +172,7 @@ test-e2e: build/traind build/traind-asan
 	tests/e2e/test_daemon.sh build/traind-asan || ok=1; \
 	tests/e2e/test_users.sh build/traind-asan || ok=1; \
 	tests/e2e/test_imports.sh build/traind-asan || ok=1; \
+	tests/e2e/test_faults.sh build/traind-asan || ok=1; \
 	tests/e2e/test_edge.sh build/traind || ok=1; \
 	tests/e2e/test_queue.sh build/traind || ok=1; \
 	tests/e2e/test_lab_readme.sh build/traind || ok=1; \

@@ -29,6 +29,24 @@ int error_set(const char *fmt, ...) {
     vsnprintf(last.message, sizeof last.message, fmt, ap);
     va_end(ap);
     last.path[0] = '\0';
+    last.sys_errno = 0;
+    return -1;
+}
+
+int error_sys(int err, const char *fmt, ...) {
+    char msg[ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    join(last.message, sizeof last.message, msg, ": ", strerror(err));
+    last.path[0] = '\0';
+    last.sys_errno = err;
+    return -1;
+}
+
+int error_set_errno(int err) {
+    last.sys_errno = err;
     return -1;
 }
 
@@ -40,6 +58,7 @@ int error_at(const char *path, const char *fmt, ...) {
     va_end(ap);
     join(last.message, sizeof last.message, path, ": ", msg);
     join(last.path, sizeof last.path, path, "", "");
+    last.sys_errno = 0;
     return -1;
 }
 
@@ -78,4 +97,5 @@ const Error *error_last(void) { return &last; }
 void error_clear(void) {
     last.message[0] = '\0';
     last.path[0] = '\0';
+    last.sys_errno = 0;
 }

@@ -7,6 +7,9 @@
  * path ("optimizer.lr"), so that an HTTP reply can name the field without
  * cutting it out of the text. Messages say what and where ("view(3,-1) of a
  * tensor of 10 elements"); callers higher up add context with error_prefix.
+ * A failed system call's errno travels with its message (sys_errno), so
+ * that a caller several layers up can tell a full disk (ENOSPC) from any
+ * other failure without reading the text.
  * The state is per thread because the daemon trains several jobs at once.
  */
 #ifndef TRAIND_CORE_ERROR_H
@@ -20,14 +23,21 @@
 typedef struct {
     char path[ERROR_PATH_MAX]; /* the JSON path of the field at fault, "" for none */
     char message[ERROR_MAX];   /* the whole sentence, path included */
+    int sys_errno;             /* the errno of the system call at fault, 0 for none */
 } Error;
 
-/* Replace the current error (its path ""). Always returns -1 so callers can
- * `return error_set(...)`. */
+/* Replace the current error (its path "", its sys_errno 0). Always returns
+ * -1 so callers can `return error_set(...)`. */
 int error_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A failed system call: "<fmt...>: <strerror(err)>", sys_errno err. -1. */
+int error_sys(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Set the sys_errno of the current error, its message untouched (for a
+ * message rebuilt from an earlier one). Returns -1. */
+int error_set_errno(int err);
 /* An error about the field at `path`: the message is "path: <fmt...>". */
 int error_at(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Prepend context: "ctx: previous message"; the path stays. Returns -1. */
+/* Prepend context: "ctx: previous message"; the path and sys_errno stay.
+ * Returns -1. */
 int error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prepend a field's path, "path: previous message", which becomes the
  * error's path: the field whose value the inner error was about. */

@@ -328,7 +328,7 @@ static int train_epoch(Trainer *t, int epoch) {
     if (t->cb.checkpoint && t->checkpoint_every > 0 &&
         ((epoch + 1) % t->checkpoint_every == 0 || epoch + 1 == t->epochs)) {
         if (t->cb.checkpoint(t->cb.user, t, epoch, s->step) != 0)
-            return error_prefix("checkpoint after epoch %d", epoch);
+            return error_prefix("checkpoint epoch-%d", epoch); /* its directory's name */
     }
     return 0;
 }
@@ -497,7 +497,7 @@ int train_save_checkpoint(const Trainer *t, const char *dir) {
     if (optimizer_state_dict(t->opt, &opt_sd) != 0) goto done;
     if (trainer_meta(t, &meta) != 0) goto done;
     if (mkdir(tmp, 0755) != 0) {
-        error_set("cannot create '%s': %s", tmp, strerror(errno));
+        error_sys(errno, "cannot create '%s'", tmp);
         goto done;
     }
     made = true;

@@ -15,6 +15,15 @@
  * step's metric is stored once and the trajectory is the one an
  * uninterrupted run follows. A job without a checkpoint starts over.
  *
+ * A full disk (server/disk_space.h): a checkpoint that cannot be written
+ * fails the job, with the space left (its partial directory removed, the
+ * earlier checkpoints untouched); metrics or log lines SQLite cannot store
+ * fail it at its next checkpoint or its end (the metric rows stay queued
+ * and are committed once space returns). No retry: training on without a
+ * checkpoint or a history is work a user cannot use, and a disk does not
+ * empty itself. The record of how the job ended is the exception: it is
+ * retried every second until it is stored.
+ *
  * Stopping early: a cancel ends the job `cancelled`; a daemon stopping, or
  * a job of an admin's higher priority preempting it, checkpoints it where
  * it stands (train_run leaves the Trainer at a
@@ -40,22 +49,28 @@
 #include "core/error.h"
 #include "core/train.h"
 #include "job/build.h"
+#include "server/disk_space.h"
 #include "server/scheduler_internal.h"
 
 /* A log line for the job (its stored log, GET /v1/jobs/{id}/logs), also on
- * stderr as a structured line. */
-static void job_log(Scheduler *s, int64_t job, const char *fmt, ...)
+ * stderr as a structured line. 0, or -1 with the error when it could not be
+ * stored. */
+static int job_log(Scheduler *s, int64_t job, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void job_log(Scheduler *s, int64_t job, const char *fmt, ...) {
+static int job_log(Scheduler *s, int64_t job, const char *fmt, ...) {
     char line[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     scheduler_log(job, "info", "%s", line);
-    if (db_log_append(s->db, job, line, NULL) != DB_OK)
+    int rc = 0;
+    if (db_log_append(s->db, job, line, NULL) != DB_OK) {
+        rc = -1;
         scheduler_log(job, "error", "cannot store a log line: %s", error_get());
+    }
     scheduler_bump(s);
+    return rc;
 }
 
 typedef struct {
@@ -67,6 +82,7 @@ typedef struct {
     int64_t step0; /* step the attempt started from */
     double t0;
     char ckpt_dir[4200]; /* <data-dir>/jobs/<id>/checkpoints */
+    Error log_lost;      /* the first trainer log line not stored (message "" for none) */
 } JobRun;
 
 static void on_metric(void *user, const char *name, int64_t step, int epoch, double value) {
@@ -98,13 +114,48 @@ static void on_metric(void *user, const char *name, int64_t step, int epoch, dou
 
 static void on_log(void *user, const char *line) {
     JobRun *r = user;
-    job_log(r->s, r->job, "%s", line);
+    if (job_log(r->s, r->job, "%s", line) != 0 && !r->log_lost.message[0])
+        r->log_lost = *error_last();
+}
+
+/* Whether the job's history is stored up to now: its metrics (committed
+ * now) and its log lines. 0, or -1 with the error of what is not. */
+static int history_stored(JobRun *r) {
+    if (metric_writer_flush(r->s->mw) != 0) return error_prefix("storing its metrics");
+    if (!r->log_lost.message[0]) return 0;
+    error_set("storing its log: %s", r->log_lost.message);
+    return error_set_errno(r->log_lost.sys_errno);
 }
 
 static int ensure_dir(const char *path) {
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return error_set("cannot create %s: %s", path, strerror(errno));
+        return error_sys(errno, "cannot create %s", path);
     return 0;
+}
+
+/* The error of a checkpoint that could not be written. A full disk is one
+ * sentence for the job's user, with the space left (the whole chain, with
+ * its temporary paths, goes to the daemon's log); anything else stays as it
+ * is. Returns -1. */
+static int checkpoint_unwritten(JobRun *r, const char *rel) {
+    int err = error_last()->sys_errno;
+    if (!disk_space_full(err)) return -1;
+    scheduler_log(r->job, "error", "checkpoint %s: %s", rel, error_get());
+    char left[96];
+    error_set("not written, the disk is full (%s): %s; its partial files were removed, the "
+              "checkpoints before it are kept", strerror(err),
+              disk_space_left(db_data_dir(r->s->db), left, sizeof left));
+    return error_set_errno(err);
+}
+
+/* A checkpoint written but not recorded goes: kept, it would hold disk
+ * space that no row accounts for. The error stays the caller's. */
+static int checkpoint_unrecorded(JobRun *r, const char *rel) {
+    Error e = *error_last();
+    if (db_checkpoint_discard(r->s->db, r->job, rel) != DB_OK)
+        scheduler_log(r->job, "error", "removing checkpoint %s: %s", rel, error_get());
+    error_set("%s", e.message);
+    return error_set_errno(e.sys_errno);
 }
 
 /* Saves t into its checkpoint directory and records it: the metrics up to
@@ -117,10 +168,13 @@ static int save_checkpoint(JobRun *r, const Trainer *t, int epoch, int64_t step,
     if (db_checkpoint_rel_dir(r->job, epoch, step, partial, rel, sizeof rel) != 0 ||
         db_path(r->s->db, rel, abs, sizeof abs) != 0)
         return -1;
-    if (train_save_checkpoint(t, abs) != 0) return -1;
-    if (metric_writer_flush(r->s->mw) != 0) return -1;
+    if (train_save_checkpoint(t, abs) != 0) return checkpoint_unwritten(r, rel);
+    if (history_stored(r) != 0) return checkpoint_unrecorded(r, rel);
     DbCheckpoint c;
-    if (db_checkpoint_insert(r->s->db, r->job, epoch, step, partial, rel, &c) != DB_OK) return -1;
+    if (db_checkpoint_insert(r->s->db, r->job, epoch, step, partial, rel, &c) != DB_OK) {
+        error_prefix("recording it");
+        return checkpoint_unrecorded(r, rel);
+    }
     int removed = 0;
     if (db_checkpoint_gc(r->s->db, r->job, r->spec->checkpoint_keep_last, &removed) != DB_OK)
         scheduler_log(r->job, "error", "checkpoint gc: %s", error_get());
@@ -236,11 +290,10 @@ static int train(JobRun *r, Trainer *t) {
         .epoch = t->state.epoch, .step = t->state.step, .total_steps = r->total_steps, .eta_s = -1};
     pthread_mutex_unlock(&r->w->pmu);
     if (train_run(t) != 0) return -1;
-    /* a run whose metrics are not all stored has not succeeded: its
-     * history would be missing points, and a finished job's history is
+    /* a run whose metrics (or log) are not all stored has not succeeded:
+     * its history would be missing points, and a finished job's history is
      * kept as final by the HTTP side (server/reply_cache.h) */
-    if (metric_writer_flush(r->s->mw) != 0) return error_prefix("storing its metrics");
-    return 0;
+    return history_stored(r);
 }
 
 /* The worker's live progress stored as the job's; `done` zeroes its ETA. */
@@ -252,6 +305,39 @@ static void store_progress(JobRun *r, bool done) {
     db_job_set_progress(r->s->db, r->job, &p);
 }
 
+/* Stores how the job ended (error: NULL, or the failure's message). This
+ * write a user cannot do without: while the database fails (a full disk)
+ * it is tried again every second, the worker taking no other job, until it
+ * is stored or the daemon stops (whose next start puts the job back in the
+ * queue, as any job left running). */
+static void record_end(Scheduler *s, int64_t job, DbJobState state, const char *error) {
+    for (int tries = 1;; tries++) {
+        int rc = db_job_finish(s->db, job, state, error);
+        if (rc == DB_OK && tries > 1)
+            scheduler_log(job, "info", "recorded as %s at try %d", db_job_state_name(state), tries);
+        if (rc != DB_ERROR) {
+            if (rc != DB_OK) scheduler_log(job, "error", "%s", error_get());
+            return;
+        }
+        if (tries == 1)
+            scheduler_log(job, "error",
+                          "cannot record the job as %s: %s; trying again every second",
+                          db_job_state_name(state), error_get());
+        pthread_mutex_lock(&s->mu);
+        struct timespec deadline;
+        clock_deadline_in(&deadline, 1000);
+        while (!s->stopping && pthread_cond_timedwait(&s->work, &s->mu, &deadline) != ETIMEDOUT) {
+        }
+        bool stopping = s->stopping;
+        pthread_mutex_unlock(&s->mu);
+        if (stopping) {
+            scheduler_log(job, "error", "not recorded as %s: the daemon stops",
+                          db_job_state_name(state));
+            return;
+        }
+    }
+}
+
 /* Records how the attempt ended: error is the failure's message. */
 static void finish(JobRun *r, const Trainer *t, bool ok, bool built, const char *error) {
     Scheduler *s = r->s;
@@ -260,8 +346,7 @@ static void finish(JobRun *r, const Trainer *t, bool ok, bool built, const char 
     if (ok) {
         store_progress(r, true);
         job_log(s, r->job, "succeeded after %" PRId64 " steps", t->state.step);
-        if (db_job_finish(s->db, r->job, DB_JOB_SUCCEEDED, NULL) != DB_OK)
-            scheduler_log(r->job, "error", "%s", error_get());
+        record_end(s, r->job, DB_JOB_SUCCEEDED, NULL);
         return;
     }
     if (stop == WORKER_STOP_SHUTDOWN || stop == WORKER_STOP_PREEMPT) {
@@ -277,8 +362,7 @@ static void finish(JobRun *r, const Trainer *t, bool ok, bool built, const char 
     else
         snprintf(err, sizeof err, "%s", error);
     job_log(s, r->job, "%s: %s", cancelled ? "cancelled" : "failed", err);
-    if (db_job_finish(s->db, r->job, cancelled ? DB_JOB_CANCELLED : DB_JOB_FAILED, err) != DB_OK)
-        scheduler_log(r->job, "error", "%s", error_get());
+    record_end(s, r->job, cancelled ? DB_JOB_CANCELLED : DB_JOB_FAILED, err);
 }
 
 void attempt_run(Worker *w, const DbJob *job) {

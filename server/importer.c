@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "server/dataset_ingest.h"
+#include "server/disk_space.h"
 #include "server/log.h"
 #include "server/url_fetch.h"
 
@@ -146,12 +147,32 @@ static int fetch_all(Importer *im, Import *j, const char *dir, DbDataset *info) 
         snprintf(path, sizeof path, "%s/%s", dir, f->name);
         UrlFetchResult r = url_fetch(j->urls[i], path, &o, &f->bytes, f->sha256);
         if (r == URL_FETCH_CANCELLED || atomic_load(&j->cancel)) return 1;
-        if (r != URL_FETCH_OK) return error_prefix("urls.%s", j->roles[i]);
+        if (r != URL_FETCH_OK) {
+            char role[32];
+            snprintf(role, sizeof role, "urls.%s", j->roles[i]);
+            return error_prefix_at(role); /* the path names it for a full disk's message */
+        }
         info->num_files = i + 1;
         p.done += f->bytes;
         record(&p, p.done, p.done);
     }
     return 0;
+}
+
+/* The error of an import that ran out of disk space (e: the failure, its
+ * path the URL's role), said as an upload's 507 says it, within the 255
+ * bytes of a dataset's error; the whole of e goes to the log. */
+static void disk_full_message(Db *db, int64_t id, const Error *e, char *msg, size_t size) {
+    log_message("import", "dataset %lld: %s", (long long)id, e->message);
+    DbDataset ds;
+    char name[48] = "", left[96];
+    if (db_dataset_get(db, id, &ds) == DB_OK) {
+        snprintf(name, sizeof name, "%.40s", ds.name);
+        db_dataset_clear(&ds);
+    }
+    snprintf(msg, size, "dataset '%s': the disk is full (%s) storing %s: %s; nothing of the "
+             "import was kept", name, strerror(e->sys_errno), e->path[0] ? e->path : "its files",
+             disk_space_left(db_data_dir(db), left, sizeof left));
 }
 
 static void run(Importer *im, Import *j) {
@@ -168,9 +189,11 @@ static void run(Importer *im, Import *j) {
         bump(im);
         return;
     }
+    Error e = *error_last();
     char msg[ERROR_MAX];
-    snprintf(msg, sizeof msg, "%s", error_get());
+    snprintf(msg, sizeof msg, "%s", e.message);
     remove_files(dir, &info);
+    if (disk_space_full(e.sys_errno)) disk_full_message(db, j->id, &e, msg, sizeof msg);
     if (db_dataset_import_failed(db, j->id, msg) != DB_OK)
         log_message("import", "dataset %lld: recording its failure: %s", (long long)j->id,
                     error_get());

@@ -142,7 +142,8 @@ static int transfer_error(Fetch *f, CURL *c, CURLcode rc, const char *curl_err) 
     }
     if (f->write_failed) {
         f->result = URL_FETCH_LOCAL;
-        return error_set("%.120s: writing the file failed: %s", f->url, strerror(f->write_errno));
+        error_set("%.120s: writing the file failed: %s", f->url, strerror(f->write_errno));
+        return error_set_errno(f->write_errno); /* ENOSPC: the importer says the disk is full */
     }
     if (rc == CURLE_ABORTED_BY_CALLBACK) {
         f->result = URL_FETCH_CANCELLED;
@@ -194,11 +195,15 @@ UrlFetchResult url_fetch(const char *url, const char *path, const UrlFetchOption
         snprintf(message, sizeof message, "%s", error_get());
         size_t n = strlen(path);
         bool prefixed = strncmp(message, path, n) == 0 && message[n] == ':' && message[n + 1];
+        int err = error_last()->sys_errno;
         error_set("%s", prefixed ? message + n + 2 : message);
+        error_set_errno(err);
         return f.result;
     }
     /* the disk: the whole error goes to the log, the client learns less */
     log_message("import", "%s: %s", url, error_get());
+    int err = error_last()->sys_errno;
     error_set("%.120s: the daemon could not store the file (its log says why)", url);
+    error_set_errno(err);
     return URL_FETCH_LOCAL;
 }

@@ -154,6 +154,36 @@ done:
     return rc;
 }
 
+int db_checkpoint_discard(Db *db, int64_t job, const char *rel_dir) {
+    char abs[4400];
+    if (!rel_dir || strstr(rel_dir, "..") ||
+        snprintf(abs, sizeof abs, "%s/%s", db_data_dir(db), rel_dir) >= (int)sizeof abs) {
+        error_set("checkpoint: bad directory '%.200s'", rel_dir ? rel_dir : "");
+        return DB_INVALID;
+    }
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    bool recorded = false;
+    sqlite3_stmt *st =
+        db_stmt(c, "SELECT count(*) FROM checkpoints WHERE job_id = ?1 AND path = ?2");
+    if (st) {
+        sqlite3_bind_int64(st, 1, job);
+        db_bind_text(st, 2, rel_dir);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            recorded = sqlite3_column_int64(st, 0) > 0;
+            rc = DB_OK;
+        } else {
+            db_fail(c, "checkpoint");
+        }
+        sqlite3_reset(st);
+    }
+    db_release(db, c);
+    /* a row names it (a resumed attempt re-saved a recorded one): kept */
+    if (rc == DB_OK && !recorded && db_remove_tree(abs) != 0) rc = DB_ERROR;
+    return rc;
+}
+
 int db_checkpoint_list(Db *db, int64_t job, DbCheckpoint **out, int *n) {
     *out = NULL;
     *n = 0;

@@ -195,8 +195,18 @@ const char *db_migration(int version) {
 
 /* ---- helpers shared by storage/ files ---- */
 
+/* The errno behind SQLite's last failure on h, for the error's sys_errno:
+ * ENOSPC for SQLITE_FULL (the disk, or the WAL, could not grow), the OS's
+ * for an I/O error, 0 for the rest (a constraint, a busy database). */
+static int sqlite_errno(sqlite3 *h) {
+    int code = sqlite3_extended_errcode(h) & 0xff;
+    if (code == SQLITE_FULL) return ENOSPC;
+    return code == SQLITE_IOERR || code == SQLITE_CANTOPEN ? sqlite3_system_errno(h) : 0;
+}
+
 int db_fail(DbConn *c, const char *what) {
     error_set("%s: %s", what, c && c->h ? sqlite3_errmsg(c->h) : "no connection");
+    if (c && c->h) error_set_errno(sqlite_errno(c->h));
     return DB_ERROR;
 }
 
@@ -285,6 +295,7 @@ int db_exec(DbConn *c, const char *sql) {
     char *msg = NULL;
     if (sqlite3_exec(c->h, sql, NULL, NULL, &msg) != SQLITE_OK) {
         error_set("sql: %s", msg ? msg : sqlite3_errmsg(c->h));
+        error_set_errno(sqlite_errno(c->h));
         sqlite3_free(msg);
         return DB_ERROR;
     }
@@ -322,7 +333,7 @@ int db_step_done(DbConn *c, sqlite3_stmt *st, const char *what) {
         return DB_OK;
     }
     int status = (rc & 0xff) == SQLITE_CONSTRAINT ? DB_CONFLICT : DB_ERROR;
-    error_set("%s: %s", what, sqlite3_errmsg(c->h));
+    db_fail(c, what);
     sqlite3_reset(st);
     return status;
 }

@@ -483,7 +483,10 @@ MetricWriter *metric_writer_start(Db *db); /* NULL with an error */
 void metric_writer_push(MetricWriter *w, int64_t job, const char *name, int64_t step, int epoch,
                         double value);
 /* Commits everything pushed before the call now and waits for it. 0, or
- * -1 with an error when the commit keeps failing. */
+ * -1 when the commit keeps failing (3 tries in a row, one at least since
+ * the call), with the last try's error ("metric writer: commit: database
+ * or disk is full", sys_errno ENOSPC) and how many rows wait; they stay
+ * queued and are committed once it works. */
 int metric_writer_flush(MetricWriter *w);
 /* Counts commits: it changes after each committed batch. */
 uint64_t metric_writer_generation(MetricWriter *w);
@@ -520,6 +523,10 @@ int db_checkpoint_rel_dir(int64_t job, int epoch, int64_t step, bool partial, ch
  * NULL. */
 int db_checkpoint_insert(Db *db, int64_t job, int epoch, int64_t step, bool partial,
                          const char *rel_dir, DbCheckpoint *out);
+/* Removes the directory rel_dir of a checkpoint written but not recorded
+ * (its metrics or its row could not be stored: a full disk), unless a row
+ * names it. DB_OK when it is gone or recorded. */
+int db_checkpoint_discard(Db *db, int64_t job, const char *rel_dir);
 /* A job's checkpoints, oldest (lowest step) first. Free *out with free(). */
 int db_checkpoint_list(Db *db, int64_t job, DbCheckpoint **out, int *n);
 int db_checkpoint_get(Db *db, int64_t id, DbCheckpoint *out);

@@ -41,7 +41,8 @@ int db_begin(DbConn *c);
 int db_commit(DbConn *c);
 void db_rollback(DbConn *c);
 
-/* Sets "what: <sqlite's message>" and returns DB_ERROR. */
+/* Sets "what: <sqlite's message>" (its sys_errno ENOSPC when the disk is
+ * full) and returns DB_ERROR. */
 int db_fail(DbConn *c, const char *what);
 /* Steps a statement that returns no rows. DB_OK, DB_CONFLICT for a
  * constraint failure (error "what: ..."), DB_ERROR otherwise. */

@@ -333,6 +333,7 @@ struct MetricWriter {
     uint64_t flush_target;  /* commit at once up to here */
     uint64_t generation;    /* commits */
     int failures;           /* consecutive failed commits */
+    Error failure;          /* the last failed commit's error (a full disk: ENOSPC) */
     bool stop;
 };
 
@@ -362,7 +363,7 @@ static int commit_batch(MetricWriter *w, PendingMetric *rows, size_t n) {
             orphans++;
             continue;
         }
-        rc = db_fail(c, "metric writer");
+        rc = db_fail(c, "insert");
         goto done;
     }
     sqlite3_reset(st);
@@ -407,14 +408,21 @@ static void *writer_main(void *arg) {
         int rc = commit_batch(w, rows, n);
         pthread_mutex_lock(&w->mu);
         if (rc == DB_OK) {
+            if (w->failures)
+                fprintf(stderr, "traind: metric writer: committed again after %d failed tries\n",
+                        w->failures);
             w->committed += n;
             w->generation++;
             w->failures = 0;
             batch = rows;
             batch_cap = cap;
         } else {
-            /* put the rows back in front of what came meanwhile */
-            fprintf(stderr, "traind: metric writer: %s (retrying)\n", error_get());
+            /* put the rows back in front of what came meanwhile; said once
+             * per run of failures, not every 200 ms while a disk stays full */
+            if (!w->failures)
+                fprintf(stderr, "traind: metric writer: %s (retrying every 200 ms)\n",
+                        error_get());
+            w->failure = *error_last();
             w->failures++;
             size_t need = n + w->n;
             if (need > cap) {
@@ -507,9 +515,15 @@ int metric_writer_flush(MetricWriter *w) {
     if (w->flush_target < target) w->flush_target = target;
     pthread_cond_signal(&w->wake);
     int rc = 0;
+    /* failures that came before the call do not count alone: the disk may
+     * have room again, and the next try says so */
+    int seen = w->failures;
     while (w->committed < target) {
-        if (w->failures >= 3) {
-            rc = error_set("metric writer: commits keep failing; rows are kept and retried");
+        if (w->failures >= 3 && w->failures > seen) {
+            rc = error_set("metric writer: %s (%llu metric rows not stored yet: kept, and "
+                           "retried until the database takes them)", w->failure.message,
+                           (unsigned long long)(w->pushed - w->committed));
+            error_set_errno(w->failure.sys_errno);
             break;
         }
         pthread_cond_wait(&w->done, &w->mu);

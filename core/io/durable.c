@@ -35,8 +35,7 @@ int durable_sync_parent(const char *path) {
     int rc = 0;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0 || fsync(fd) != 0)
-        rc = error_set("%s: written, but fsync of directory '%s' failed: %s", path, dir,
-                       strerror(errno));
+        rc = error_sys(errno, "%s: written, but fsync of directory '%s' failed", path, dir);
     if (fd >= 0) close(fd);
     free(dir);
     return rc;
@@ -45,11 +44,9 @@ int durable_sync_parent(const char *path) {
 /* Writes, flushes, fsyncs and closes f; on failure the error names tmp. */
 static int write_all(FILE *f, const char *tmp, DurableWriteFn write, void *ctx) {
     int rc = write(f, tmp, ctx);
-    if (rc == 0 && (fflush(f) != 0 || ferror(f)))
-        rc = error_set("writing '%s': %s", tmp, strerror(errno));
-    if (rc == 0 && fsync(fileno(f)) != 0)
-        rc = error_set("fsync of '%s': %s", tmp, strerror(errno));
-    if (fclose(f) != 0 && rc == 0) rc = error_set("closing '%s': %s", tmp, strerror(errno));
+    if (rc == 0 && (fflush(f) != 0 || ferror(f))) rc = error_sys(errno, "writing '%s'", tmp);
+    if (rc == 0 && fsync(fileno(f)) != 0) rc = error_sys(errno, "fsync of '%s'", tmp);
+    if (fclose(f) != 0 && rc == 0) rc = error_sys(errno, "closing '%s'", tmp);
     return rc;
 }
 
@@ -60,13 +57,13 @@ int durable_write(const char *path, mode_t mode, DurableWriteFn write, void *ctx
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (fd < 0)
-        error_set("cannot create temporary file '%s': %s", tmp, strerror(errno));
+        error_sys(errno, "cannot create temporary file '%s'", tmp);
     else if (!f) {
-        error_set("fdopen '%s': %s", tmp, strerror(errno));
+        error_sys(errno, "fdopen '%s'", tmp);
         close(fd);
     } else if (write_all(f, tmp, write, ctx) == 0) {
         if (rename(tmp, path) != 0)
-            error_set("renaming '%s' over it: %s", tmp, strerror(errno));
+            error_sys(errno, "renaming '%s' over it", tmp);
         else
             rc = 0;
     }

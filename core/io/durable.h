@@ -20,7 +20,9 @@
 typedef int (*DurableWriteFn)(FILE *f, const char *tmp_path, void *ctx);
 
 /* path replaced by what write() writes, with the given mode. 0, or -1 with
- * an error "<path>: <what failed>" (nothing left at the temporary name). */
+ * an error "<path>: <what failed>" (nothing left at the temporary name);
+ * a failed system call's errno is the error's sys_errno (ENOSPC: the disk
+ * is full), as it is of a writer that reports its own with error_sys. */
 int durable_write(const char *path, mode_t mode, DurableWriteFn write, void *ctx);
 
 /* "<path>.tmp.<pid>.<n>", a name no other writer uses: a new string, or

@@ -554,16 +554,16 @@ typedef struct {
 static int write_content(FILE *f, const char *tmp, void *ctx) {
     const SaveContent *c = ctx;
     if (fwrite(c->header, 1, c->hlen, f) != c->hlen)
-        return error_set("writing the header to '%s': %s", tmp, strerror(errno));
+        return error_sys(errno, "writing the header to '%s'", tmp);
     for (int i = 0; i < c->dict->count; i++) {
         Tensor *t = host_contiguous(c->dict->tensors[i]);
         if (!t) return error_prefix("tensor '%s'", c->dict->names[i]);
         size_t nbytes = (size_t)tensor_numel(t) * dtype_size(t->dtype);
         size_t put = nbytes ? fwrite(tensor_data(t), 1, nbytes, f) : 0;
+        int err = errno; /* before tensor_release's free may change it */
         tensor_release(t);
         if (put != nbytes)
-            return error_set("writing tensor '%s' to '%s': %s", c->dict->names[i], tmp,
-                             strerror(errno));
+            return error_sys(err, "writing tensor '%s' to '%s'", c->dict->names[i], tmp);
     }
     return 0;
 }

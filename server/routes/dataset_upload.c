@@ -28,6 +28,12 @@
  * shapes) and only then is the dataset `ready` and listed. An invalid file,
  * a body cut short, or a client that goes away leaves nothing behind:
  * finish() deletes the files and the row of any upload not made ready.
+ *
+ * A full disk is 507 `insufficient_storage`, naming the dataset and the
+ * space left: at once when the body's Content-Length holds more file bytes
+ * than the data dir's disk has free, else when a write fails (ENOSPC), its
+ * files and row removed there and then, so that the space is free again
+ * before the reply goes.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -41,8 +47,10 @@
 #include "core/error.h"
 #include "server/api.h"
 #include "server/dataset_ingest.h"
+#include "server/disk_space.h"
 #include "server/log.h"
 #include "server/multipart.h"
+#include "server/quota_text.h"
 #include "storage/sha256.h"
 
 #define UPLOAD_FIELD_MAX 1024
@@ -92,6 +100,16 @@ static int fail(Upload *u, int status, const char *code, const char *path, const
     return -1;
 }
 
+/* A failure of the daemon's own storage (the database, a file): 507 when
+ * the disk is full (error_last()'s sys_errno, or err), else 503. */
+static int storage_status(int err) {
+    return disk_space_full(err) || disk_space_full(error_last()->sys_errno) ? 507 : 503;
+}
+
+static const char *storage_code(int status) {
+    return status == 507 ? "insufficient_storage" : "unavailable";
+}
+
 static int reply_failure(HttpRequest *req, Upload *u) {
     return http_reply_error(req, u->err_status, u->err_code, u->err_path, "%s", u->err_msg);
 }
@@ -111,6 +129,24 @@ static void discard(Upload *u, const char *why) {
     u->id = 0;
 }
 
+/* A file of the upload that could not be created, written or closed (err:
+ * the errno). A full disk discards the upload at once, so that the reply
+ * says what is free with its files gone. Returns -1. */
+static int fail_file(Upload *u, const DbDatasetFile *f, const char *what, int err) {
+    if (storage_status(err) != 507)
+        return fail(u, 503, "unavailable", f->role, "cannot %s %s: %s", what, f->name,
+                    strerror(err));
+    char name[sizeof f->name], role[sizeof f->role], got[32], left[96];
+    snprintf(name, sizeof name, "%s", f->name);
+    snprintf(role, sizeof role, "%s", f->role);
+    quota_text_bytes(f->bytes, got, sizeof got);
+    discard(u, "out of disk space");
+    return fail(u, 507, "insufficient_storage", role,
+                "dataset '%s': the disk is full (%s) after %s of %s: %s; nothing of the upload "
+                "was kept", u->name, strerror(err), got, name,
+                disk_space_left(db_data_dir(u->api->db), left, sizeof left));
+}
+
 /* "true" or "false" (also 1, 0, or "" for false) of the form's `shared`. */
 static int parse_shared(const char *s, bool *out) {
     *out = !strcmp(s, "true") || !strcmp(s, "1");
@@ -124,8 +160,7 @@ static int close_file(Upload *u) {
     sha256_final_hex(&u->sha, f->sha256);
     int rc = close(u->fd);
     u->fd = -1;
-    if (rc != 0) return fail(u, 503, "unavailable", f->role, "cannot write %s: %s", f->name, strerror(errno));
-    return 0;
+    return rc == 0 ? 0 : fail_file(u, f, "write", errno);
 }
 
 /* The row, state `uploading`, in the uploader's namespace; shared from
@@ -142,10 +177,13 @@ static int insert_row(Upload *u) {
     free(options);
     if (st == DB_CONFLICT) return fail(u, 409, "conflict", "name", "%s", error_get());
     if (st == DB_INVALID) return fail(u, 422, "invalid", "name", "%s", error_get());
-    if (st != DB_OK) return fail(u, 503, "unavailable", "", "%s", error_get());
+    int status = storage_status(0);
+    if (st != DB_OK) return fail(u, status, storage_code(status), "", "%s", error_get());
     if ((shared && db_dataset_set_shared(u->api->db, u->id, true) != DB_OK) ||
-        db_dataset_dir(u->api->db, u->id, u->dir, sizeof u->dir) != DB_OK)
-        return fail(u, 503, "unavailable", "", "%s", error_get());
+        db_dataset_dir(u->api->db, u->id, u->dir, sizeof u->dir) != DB_OK) {
+        status = storage_status(0);
+        return fail(u, status, storage_code(status), "", "%s", error_get());
+    }
     return 0;
 }
 
@@ -173,8 +211,7 @@ static int start_file(Upload *u, const char *role, const char *filename) {
     char path[4096 + 160];
     snprintf(path, sizeof path, "%s/%s", u->dir, f->name);
     u->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (u->fd < 0)
-        return fail(u, 503, "unavailable", role, "cannot create %s: %s", f->name, strerror(errno));
+    if (u->fd < 0) return fail_file(u, f, "create", errno);
     sha256_init(&u->sha);
     return 0;
 }
@@ -188,17 +225,15 @@ static int write_file(Upload *u, const char *data, size_t size) {
                     "the upload was stopped as its files reached %lld bytes: %s",
                     (long long)(u->stored + (int64_t)size), msg);
     }
-    u->stored += (int64_t)size;
     sha256_update(&u->sha, data, size);
-    f->bytes += (int64_t)size;
     while (size > 0) {
         ssize_t w = write(u->fd, data, size);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0)
-            return fail(u, errno == ENOSPC ? 507 : 503, "unavailable", f->role,
-                        "cannot write %s: %s", f->name, strerror(errno));
+        if (w <= 0) return fail_file(u, f, "write", w < 0 ? errno : EIO);
         data += w;
         size -= (size_t)w;
+        u->stored += (int64_t)w;
+        f->bytes += (int64_t)w;
     }
     return 0;
 }
@@ -259,17 +294,34 @@ static int on_part(void *ctx, const char *field, const char *filename, bool firs
     return 0;
 }
 
-/* The quota against the body's Content-Length, when it has one: 0, or -1
- * after replying 429. */
-static int declared_fits(HttpRequest *req, const ApiQuota *quota) {
+/* The bytes of files a body holds at least, from its Content-Length (0
+ * without one); *declared gets the Content-Length. */
+static long long declared_files(HttpRequest *req, long long *declared) {
     const char *cl = http_header(req, "Content-Length");
-    long long declared = cl ? strtoll(cl, NULL, 10) : 0;
-    long long files = declared > UPLOAD_FORM_SLACK ? declared - UPLOAD_FORM_SLACK : 0;
-    char msg[256];
-    if (api_quota_fits(quota, files, msg, sizeof msg)) return 0;
-    http_reply_error(req, 429, "quota_exceeded", quota->path,
-                     "a body of %lld bytes (Content-Length) holds at least %lld bytes of files: "
-                     "%s", declared, files, msg);
+    *declared = cl ? strtoll(cl, NULL, 10) : 0;
+    return *declared > UPLOAD_FORM_SLACK ? *declared - UPLOAD_FORM_SLACK : 0;
+}
+
+/* The quota, and the free space of the data dir's disk, against the body's
+ * Content-Length, when it has one: 0, or -1 after replying 429 or 507.
+ * The space is a first look (others may write meanwhile): each write is
+ * checked too. */
+static int declared_fits(HttpRequest *req, const ApiQuota *quota) {
+    long long declared, files = declared_files(req, &declared);
+    char msg[256], left[96];
+    if (!api_quota_fits(quota, files, msg, sizeof msg)) {
+        http_reply_error(req, 429, "quota_exceeded", quota->path,
+                         "a body of %lld bytes (Content-Length) holds at least %lld bytes of "
+                         "files: %s", declared, files, msg);
+        return -1;
+    }
+    const char *dir = db_data_dir(((Api *)http_app(req))->db);
+    int64_t free_bytes = disk_space_free(dir);
+    if (free_bytes < 0 || files <= free_bytes) return 0;
+    http_reply_error(req, 507, "insufficient_storage", "",
+                     "a body of %lld bytes (Content-Length) holds at least %lld bytes of files, "
+                     "more than the disk has room for: %s; nothing was stored", declared, files,
+                     disk_space_left(dir, left, sizeof left));
     return -1;
 }
 
@@ -347,16 +399,18 @@ int dataset_upload_finish(HttpRequest *req) {
     if (api_quota_load(req, QUOTA_DATASET_BYTES, &now) != 0) return 0;
     if (!api_quota_fits(&now, u->stored, msg, sizeof msg))
         return http_reply_error(req, 429, "quota_exceeded", now.path, "%s", msg);
-    bool bad_data;
+    bool bad_data = false;
     error_clear();
     char *options = dataset_ingest_options(u->label_column, u->feature_columns);
     int rc = options ? dataset_ingest_finish(u->api->db, u->id, u->format, options, &u->info,
                                              &bad_data)
                      : error_set("out of memory");
     free(options);
-    if (rc != 0)
-        return bad_data ? http_reply_error(req, 422, "invalid_dataset", "", "%s", error_get())
-                        : http_reply_error(req, 503, "unavailable", "", "%s", error_get());
+    if (rc != 0) {
+        int status = bad_data ? 422 : storage_status(0);
+        return http_reply_error(req, status, bad_data ? "invalid_dataset" : storage_code(status),
+                                "", "%s", error_get());
+    }
     u->ready = true;
     api_audit(req, "dataset.create",
               "dataset %lld (%s/%s)", (long long)u->id, http_auth(req)->name, u->name);

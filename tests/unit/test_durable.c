@@ -1,8 +1,10 @@
 /* test_durable.c - core/io/durable: a file replaced whole (content, mode),
  * and a failed write that leaves the old file as it was and no temporary
- * beside it. */
+ * beside it; on a full disk (a small tmpfs), an error that names the file
+ * and carries ENOSPC. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/io/durable.h"
+#include "tests/support/full_disk.h"
 
 static char dir[64];
 
@@ -32,14 +35,16 @@ static void teardown(void) {
     rmdir(dir);
 }
 
-static int count_files(void) {
-    DIR *d = opendir(dir);
+static int count_files_in(const char *path) {
+    DIR *d = opendir(path);
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d))) n += e->d_name[0] != '.';
     closedir(d);
     return n;
 }
+
+static int count_files(void) { return count_files_in(dir); }
 
 static void read_file(const char *path, char *buf, size_t size) {
     FILE *f = fopen(path, "rb");
@@ -100,4 +105,53 @@ Test(durable, temporary_names_are_unique) {
     cr_assert_str_neq(a, b);
     free(a);
     free(b);
+}
+
+/* A writer of `size` bytes (ctx points at it), in stdio's way: its own
+ * error, with errno, when fwrite fails. */
+static int write_bytes(FILE *f, const char *tmp, void *size) {
+    static char block[4096];
+    for (size_t left = *(size_t *)size; left > 0;) {
+        size_t n = left < sizeof block ? left : sizeof block;
+        if (fwrite(block, 1, n, f) != n) return error_sys(errno, "writing '%s'", tmp);
+        left -= n;
+    }
+    return 0;
+}
+
+Test(durable, a_full_disk_is_enospc_and_leaves_no_temporary, .fini = full_disk_unmount) {
+    const char *disk = full_disk_mount("durable-full", 64);
+    char path[128], got[64];
+    snprintf(path, sizeof path, "%s/model.safetensors", disk);
+    cr_assert_eq(durable_write(path, 0644, write_text, "old"), 0, "%s", error_get());
+    /* more than the 64 KiB there are: the writer's fwrite fails */
+    size_t big = 256 * 1024;
+    cr_assert_eq(durable_write(path, 0644, write_bytes, &big), -1);
+    cr_assert_eq(error_last()->sys_errno, ENOSPC, "%s", error_get());
+    cr_assert(strncmp(error_get(), path, strlen(path)) == 0, "%s", error_get());
+    cr_assert(strstr(error_get(), ": No space left on device"), "%s", error_get());
+    read_file(path, got, sizeof got);
+    cr_assert_str_eq(got, "old");
+    cr_assert_eq(count_files_in(disk), 1, "a temporary was left behind");
+
+    /* full to the last byte: what stdio buffered fails at the flush */
+    full_disk_fill();
+    size_t small = 100;
+    cr_assert_eq(durable_write(path, 0644, write_bytes, &small), -1);
+    cr_assert_eq(error_last()->sys_errno, ENOSPC, "%s", error_get());
+    cr_assert(strstr(error_get(), "No space left on device"), "%s", error_get());
+    read_file(path, got, sizeof got);
+    cr_assert_str_eq(got, "old");
+    cr_assert_eq(count_files_in(disk), 2, "a temporary was left behind (old file + filler)");
+}
+
+Test(durable, other_errors_carry_no_enospc, .init = setup, .fini = teardown) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/no/such/file", dir);
+    cr_assert_eq(durable_write(path, 0644, write_text, "x"), -1);
+    cr_assert_eq(error_last()->sys_errno, ENOENT, "%s", error_get());
+    /* a writer's own error, not a system call's */
+    snprintf(path, sizeof path, "%s/token", dir);
+    cr_assert_eq(durable_write(path, 0644, fail_halfway, "x"), -1);
+    cr_assert_eq(error_last()->sys_errno, 0, "%s", error_get());
 }

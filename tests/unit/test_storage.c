@@ -3,8 +3,11 @@
  * validation, queue order, metric overwrite and the batched writer,
  * downsampling (correctness on a small series; timing on a million rows,
  * printed, not asserted), checkpoint garbage collection and the NIST
- * vectors. Each test works in its own temporary data dir. */
+ * vectors; a full disk (a small tmpfs): ENOSPC in the error, the writer's
+ * rows kept and committed once space returns, the database intact. Each
+ * test works in its own temporary data dir. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include "storage/db.h"
 #include "storage/db_internal.h"
 #include "storage/sha256.h"
+#include "tests/support/full_disk.h"
 
 static char tmpdir[256];
 
@@ -642,6 +646,56 @@ Test(storage, metric_writer_wait_wakes_on_commit) {
     metric_writer_stop(w);
     db_close(db);
     remove_tmp();
+}
+
+/* PRAGMA integrity_check's first row ("ok" when intact) into out. */
+static void integrity(Db *db, char *out, size_t size) {
+    DbConn *c = db_acquire(db);
+    cr_assert(c);
+    sqlite3_stmt *st = db_stmt(c, "PRAGMA integrity_check");
+    cr_assert(st && sqlite3_step(st) == SQLITE_ROW, "%s", error_get());
+    db_column_copy(st, 0, out, size);
+    sqlite3_reset(st);
+    db_release(db, c);
+}
+
+Test(storage, a_full_disk_is_enospc_and_the_writer_catches_up, .fini = full_disk_unmount) {
+    const char *disk = full_disk_mount("storage-full", 8192);
+    Db *db = db_open(disk);
+    cr_assert(db, "%s", error_get());
+    int64_t job;
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &job), DB_OK);
+    MetricWriter *w = metric_writer_start(db);
+    cr_assert(w);
+    full_disk_fill();
+    /* some 2 MB of rows on a disk without a byte left */
+    for (int i = 1; i <= 50000; i++) metric_writer_push(w, job, "loss", i, 0, i * 0.25);
+    cr_assert_eq(metric_writer_flush(w), -1);
+    cr_assert(strstr(error_get(), "database or disk is full"), "%s", error_get());
+    cr_assert(strstr(error_get(), "metric rows not stored yet"), "%s", error_get());
+    cr_assert_eq(error_last()->sys_errno, ENOSPC, "%s", error_get());
+    char ok[64];
+    integrity(db, ok, sizeof ok);
+    cr_assert_str_eq(ok, "ok");
+
+    char filler[128];
+    snprintf(filler, sizeof filler, "%s/filler", disk);
+    cr_assert_eq(unlink(filler), 0);
+    cr_assert_eq(metric_writer_flush(w), 0, "%s", error_get());
+    int64_t count;
+    cr_assert_eq(db_metric_count(db, job, &count), DB_OK);
+    cr_assert_eq(count, 50000);
+    DbMetric *m;
+    int n;
+    DbMetricQuery q = {.name = "loss", .after = 49999, .limit = 1};
+    cr_assert_eq(db_metric_query(db, job, &q, &m, &n), DB_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_float_eq(m[0].value, 12500.0, 0);
+    free(m);
+    integrity(db, ok, sizeof ok);
+    cr_assert_str_eq(ok, "ok");
+    metric_writer_stop(w);
+    db_close(db);
 }
 
 Test(storage, downsample_small_series) {

@@ -2,8 +2,11 @@
  * (recomputed by hand), PyTorch parity step for step (tests/fixtures/
  * gen_train.py), NaN/Inf detection, the cancel flag, checkpoints, and
  * resuming to the very same losses (shuffle and Dropout on) after a
- * checkpoint at an epoch's end or in the middle of one. */
+ * checkpoint at an epoch's end or in the middle of one; a checkpoint on a
+ * full disk (a small tmpfs): the run fails naming it, ENOSPC, nothing of it
+ * left, the one before intact. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 #include "core/io/safetensors.h"
 #include "core/train.h"
 #include "tests/support/fixture.h"
+#include "tests/support/full_disk.h"
 
 /* ---- recording callbacks ---- */
 
@@ -683,6 +687,35 @@ Test(train, checkpoint_files) {
     rig_free(r);
     rm_tree(tmp);
     free(tmp);
+}
+
+Test(train, a_checkpoint_on_a_full_disk_fails_and_leaves_nothing, .fini = full_disk_unmount) {
+    const char *disk = full_disk_mount("train-full", 256);
+    char before[128], dir[128];
+    snprintf(before, sizeof before, "%s/epoch-0", disk);
+    snprintf(dir, sizeof dir, "%s/epoch-1", disk);
+    Rig *r = resume_rig(25, 0);
+    r->t.epochs = 1;
+    cr_assert_eq(train_run(&r->t), 0, "%s", error_get());
+    cr_assert_eq(train_save_checkpoint(&r->t, before), 0, "%s", error_get());
+    full_disk_fill();
+
+    r->t.epochs = 2;
+    r->t.checkpoint_every = 1;
+    r->rec.ckpt_dir = dir;
+    cr_assert_eq(train_run(&r->t), -1);
+    cr_assert(strncmp(error_get(), "checkpoint epoch-1: ", 20) == 0, "%s", error_get());
+    cr_assert(strstr(error_get(), "No space left on device"), "%s", error_get());
+    cr_assert_eq(error_last()->sys_errno, ENOSPC, "%s", error_get());
+    /* epoch-0 and the filler: no epoch-1, no temporary directory */
+    cr_assert_eq(count_entries(disk), 2);
+    cr_assert_eq(count_entries(before), 2);
+
+    Rig *c = resume_rig(6, 0);
+    cr_assert_eq(train_resume(&c->t, before), 0, "%s", error_get());
+    cr_assert_eq(c->t.state.epoch, 1);
+    rig_free(c);
+    rig_free(r);
 }
 
 Test(train, resume_errors) {
