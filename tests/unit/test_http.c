@@ -1,6 +1,6 @@
 /* test_http.c - server/http.c on its own: a server on a free loopback port
  * with a few test routes, driven with libcurl and raw sockets. Route
- * matching and {params} (no trailing slash), 404/405, bearer auth (401,
+ * matching and {params} (no trailing slash; %2F inside a segment), 404/405, bearer auth (401,
  * 403), the JSON body limit told by Content-Length and counted for chunked
  * bodies (413), JSON parse errors and nesting depth, streamed bodies and
  * their finish callback, suspended streams that resume, the per-route
@@ -249,6 +249,21 @@ Test(http, routes_and_params) {
     cr_assert_eq(request("DELETE", "/t/one/x/two", NULL, NULL, 0, false, &body), 405);
     assert_error(body, "method_not_allowed");
     free(body);
+}
+
+/* Each segment is decoded on its own: %2F is a '/' inside a {param}, never
+ * a separator that makes another route match; other escapes decode as usual. */
+Test(http, encoded_slash_is_data) {
+    char *body;
+    cr_assert_eq(request("GET", "/t/alice%2Ftab/x/%74wo%3Fq?z=1", NULL, NULL, 0, false, &body),
+                 200);
+    cr_assert_str_eq(body, "{\"a\":\"alice/tab\",\"b\":\"two?q\",\"user\":\"\"}");
+    free(body);
+    cr_assert_eq(request("GET", "/t/one/%78/two", NULL, NULL, 0, false, NULL), 200);
+    cr_assert_eq(request("GET", "/t/one%2Fx%2Ftwo", NULL, NULL, 0, false, &body), 404);
+    assert_error(body, "not_found");
+    free(body);
+    cr_assert_eq(request("GET", "/t/one/x%2Ftwo", NULL, NULL, 0, false, NULL), 404);
 }
 
 Test(http, bearer_auth) {
