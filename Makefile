@@ -169,6 +169,7 @@ test-e2e: build/traind build/traind-asan
 	tests/e2e/test_daemon.sh build/traind-asan || ok=1; \
 	tests/e2e/test_users.sh build/traind-asan || ok=1; \
 	tests/e2e/test_imports.sh build/traind-asan || ok=1; \
+	tests/e2e/test_hostile.sh build/traind-asan || ok=1; \
 	tests/e2e/test_edge.sh build/traind || ok=1; \
 	tests/e2e/test_queue.sh build/traind || ok=1; \
 	tests/e2e/test_walkthrough.sh build/traind || ok=1; exit $$ok
