@@ -248,6 +248,13 @@ hostile "POST /v1/queue" 405 method_not_allowed POST /v1/queue --data-binary '{}
 hostile "DELETE /v1/me" 405 method_not_allowed DELETE /v1/me
 hostile "PATCH /v1/audit" 405 method_not_allowed PATCH /v1/audit --data-binary '{}'
 hostile "GET /v1/jobs/{id}/cancel" 405 method_not_allowed GET "/v1/jobs/$JOB/cancel"
+hostile "DELETE /v1/jobs/{id}" 405 method_not_allowed DELETE "/v1/jobs/$JOB"
+hostile "PUT /v1/jobs/{id}/checkpoints/0" 405 method_not_allowed PUT "/v1/jobs/$JOB/checkpoints/0" \
+    --data-binary @"$F/tab.csv"
+TOKEN="" hostile "GET /v1/queue with carol's revoked token" 401 unauthorized GET /v1/queue \
+    -H "Authorization: Bearer $CAROL"
+hostile "two Authorization headers, bob's then carol's" 400 bad_request GET /v1/queue \
+    -H "Authorization: Bearer $CAROL"
 hostile "an unknown route" 404 not_found GET /v1/admin/shell
 
 # ---------------------------------------------------------------- /v1/datasets, JSON imports

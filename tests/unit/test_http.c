@@ -5,8 +5,8 @@
  * bodies (413), JSON parse errors and nesting depth, streamed bodies and
  * their finish callback, suspended streams that resume, the per-route
  * counters (a request counted before its client has the reply), the edge
- * (414, 431, a NUL in the path, Content-Length twice), the header deadline
- * and idle timeout, the per-address cap, and a port in use. */
+ * (414, 431, a NUL in the path, Content-Length or Authorization twice), the
+ * header deadline and idle timeout, the per-address cap, and a port in use. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <curl/curl.h>
@@ -476,6 +476,20 @@ Test(http, ambiguous_body_length_closes) {
         cr_assert(strstr(buf, "\"code\":\"bad_request\""), "%s", buf);
         cr_assert(closed, "the connection stays open after: %s", heads[i]);
     }
+}
+
+/* Two tokens: which one is meant is not guessed (MHD would read the first) */
+Test(http, authorization_twice) {
+    const char *head = "GET /private/7 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                       "Authorization: Bearer user-token\r\nAuthorization: Bearer wrong\r\n\r\n";
+    int fd = raw_connect(http_server_port(server), NULL);
+    cr_assert_eq(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
+    char buf[2048];
+    raw_read(fd, buf, sizeof buf, 3000);
+    close(fd);
+    cr_assert(!strncmp(buf, "HTTP/1.1 400", 12), "%s", buf);
+    cr_assert(strstr(buf, "\"message\":\"Authorization is given 2 times; send one token\""), "%s",
+              buf);
 }
 
 Test(http, oversized_headers) {
