@@ -9,8 +9,9 @@
 # (revoked). Alice uploads two CSV datasets (one private, one shared) and
 # starts a long job before the first case. Then numbered cases, each a
 # request that must be refused with a 4xx and the API's JSON error body
-# (lib.sh's expect), every response checked against api-docs/openapi.yaml:
-# bad tokens in every form, a user's token on the admin routes, wrong
+# (lib.sh's expect; where it matters, the error's path too), every
+# response checked against api-docs/openapi.yaml: bad tokens in every form
+# (two at once too), a user's token on the admin routes, wrong
 # methods, malformed and 10,000-level JSON, wrong types, huge, negative and
 # NaN numbers, names and ids with path tricks (../, %2e%2e, %00, unicode,
 # 10 KB, 1e3, 0x10, -1, 99999999999999999999), truncated and lying files
@@ -60,6 +61,9 @@ hostile_check() {
     CASES=$((CASES + 1))
     check "#$CASES $1" "$2" "$3"
 }
+
+# at PATH: the last case's error names PATH (its error.path).
+at() { check "#$CASES ... at $1" "$(jv 'd["error"]["path"]')" "$1"; }
 
 # json_post NAME STATUS CODE PATH BODY [CURL ARGS...]: a hostile JSON body.
 json_post() {
@@ -133,7 +137,7 @@ open(d + "/labels-idx1-ubyte.gz", "wb").write(gzip.compress(labels))
 # a header claiming 5,000 images over the 500 it holds
 open(d + "/lying-images-idx3-ubyte.gz", "wb").write(
     gzip.compress(struct.pack(">IIII", 0x803, 5000, 28, 28) + rng.randbytes(n * 784)))
-# a ragged row: row 7 has one column too many, row 8 one too few
+# ragged rows: data row 8 has one column too many, row 9 two too few
 rows = ["x0,x1,x2,x3,label"] + ["%d,%d,%d,%d,%d" % (i, i, i, i, i % 3) for i in range(20)]
 rows[8] += ",9"
 rows[9] = "1,2,3"
@@ -265,32 +269,43 @@ json_post "import: a JSON array, not an object" 400 bad_json $DS '[1, 2]'
 json_post "import: a key twice" 400 bad_json $DS '{"name": "a", "name": "b"}'
 json_post "import: the name a number" 400 invalid $DS \
     '{"name": 5, "format": "csv", "urls": {"file": "http://127.0.0.1/a"}}'
+at name
 json_post "import: the name ../../etc/passwd" 422 invalid $DS \
     '{"name": "../../etc/passwd", "format": "csv", "urls": {"file": "http://127.0.0.1/a"}}'
+at name
 json_post "import: the name %2e%2e" 422 invalid $DS \
     '{"name": "%2e%2e", "format": "csv", "urls": {"file": "http://127.0.0.1/a"}}'
+at name
 json_post "import: a unicode name" 422 invalid $DS \
     '{"name": "donn\u00e9es-\u2603", "format": "csv", "urls": {"file": "http://127.0.0.1/a"}}'
+at name
 json_post "import: a 10 KB name" 422 invalid $DS \
     "{\"name\": \"$LONG\", \"format\": \"csv\", \"urls\": {\"file\": \"http://127.0.0.1/a\"}}"
+at name
 json_post "import: a NUL in the name" 400 bad_json $DS \
     '{"name": "a\u0000b", "format": "csv", "urls": {"file": "http://127.0.0.1/a"}}'
 json_post "import: urls a string" 400 invalid $DS \
     '{"name": "x", "format": "csv", "urls": "http://127.0.0.1/a"}'
+at urls
 json_post "import: a URL that is a number" 400 invalid $DS \
     '{"name": "x", "format": "csv", "urls": {"file": 12345}}'
+at urls.file
 json_post "import: an unknown format" 422 invalid $DS \
     '{"name": "x", "format": "exe", "urls": {"file": "http://127.0.0.1/a"}}'
+at format
 json_post "import: a role ../etc" 422 invalid $DS \
     '{"name": "x", "format": "csv", "urls": {"../etc": "http://127.0.0.1/a"}}'
+at urls.../etc
 json_post "import: label_column a list" 400 invalid $DS \
     '{"name": "x", "format": "csv", "label_column": [1], "urls": {"file": "http://127.0.0.1/a"}}'
+at label_column
 for u in "http://127.0.0.1:$PORT/v1/users" "http://169.254.169.254/latest/meta-data/" \
     "file:///etc/passwd" "gopher://127.0.0.1:6379/_FLUSHALL" "http://[::1]:22/" \
     "http://0x7f000001/" "http://[::ffff:169.254.169.254]/" "http://user@10.0.0.1/" \
     "http://127.0.0.1:99999/"; do
     json_post "SSRF: import from $u" 422 invalid $DS \
         "{\"name\": \"ssrf\", \"format\": \"csv\", \"urls\": {\"file\": \"$u\"}}"
+    at urls.file
 done
 hostile "import: Content-Type text/plain" 415 unsupported_media_type POST $DS \
     -H 'Content-Type: text/plain' --data-binary '{"name": "x"}'
@@ -391,49 +406,78 @@ json_post "job: 10,000 nested objects" 400 bad_json $J "@$F/deep-objects.json"
 json_post "job: a JSON string" 400 bad_json $J '"epochs"'
 json_post "job: an empty body" 400 bad_json $J ''
 json_post "job: epochs 1e30" 400 invalid_spec $J "$(spec epochs '1e30')"
+at epochs
 json_post "job: epochs \"1\"" 400 invalid_spec $J "$(spec epochs '"1"')"
+at epochs
 json_post "job: epochs 99999999999999999999" 400 bad_json $J "$(spec epochs '99999999999999999999')"
 json_post "job: epochs -1" 400 invalid_spec $J "$(spec epochs '-1')"
+at epochs
 json_post "job: batch_size -1" 400 invalid_spec $J "$(spec batch_size '-1')"
+at batch_size
 json_post "job: batch_size 2^63-1" 400 invalid_spec $J "$(spec batch_size '9223372036854775807')"
+at batch_size
 json_post "job: lr \"NaN\"" 400 invalid_spec $J \
     "$(spec optimizer '{"type": "SGD", "lr": "NaN"}')"
+at optimizer.lr
 json_post "job: lr NaN (bare)" 400 bad_json $J "$(spec optimizer '{"type": "SGD", "lr": NaN}')"
 json_post "job: lr 1e999" 400 bad_json $J "$(spec optimizer '{"type": "SGD", "lr": 1e999}')"
 json_post "job: lr -1" 400 invalid_spec $J "$(spec optimizer '{"type": "SGD", "lr": -1}')"
+at optimizer.lr
 json_post "job: a 10 KB name" 400 invalid_spec $J "$(spec name "\"$LONG\"")"
+at name
 json_post "job: model an object" 400 invalid_spec $J "$(spec model '{"type": "Linear"}')"
+at model
 json_post "job: in_features 2^62" 400 invalid_spec $J \
     "$(spec model '[{"type": "Linear", "in_features": 4611686018427387904, "out_features": 3}]')"
+at model[0].in_features
 json_post "job: 1.2e9 parameters" 422 invalid_spec $J \
     "$(spec model '[{"type": "Linear", "in_features": 4, "out_features": 300000000}]')"
+at model
 json_post "job: kernel_size -1" 400 invalid_spec $J \
     "$(spec model '[{"type": "Conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": -1}]')"
+at model[0].kernel_size
 DEEP_EXPR=$($PY -c 'print("(" * 10000 + "epoch" + ")" * 10000)')
 json_post "job: lr_lambda nested 10,000 deep" 400 invalid_spec $J \
     "$(spec scheduler "{\"type\": \"LambdaLR\", \"lr_lambda\": \"$DEEP_EXPR\"}")"
+at scheduler.lr_lambda
 DEEP_EXPR=$($PY -c 'print("-(" * 250 + "epoch" + ")" * 250)') # 1,005 characters, 500 levels
 json_post "job: lr_lambda nested 500 deep in 1,005 characters" 400 invalid_spec $J \
     "$(spec scheduler "{\"type\": \"LambdaLR\", \"lr_lambda\": \"$DEEP_EXPR\"}")"
+at scheduler.lr_lambda
 json_post "job: lr_lambda calling __import__" 400 invalid_spec $J \
     "$(spec scheduler '{"type": "LambdaLR", "lr_lambda": "__import__(\"os\").system(\"id\")"}')"
+at scheduler.lr_lambda
 json_post "job: an unknown field" 400 invalid_spec $J "$(spec epochz '1')"
+at epochz
 json_post "job: data.train ../../etc/passwd" 422 invalid_spec $J \
     "$(spec data '{"train": "../../etc/passwd"}')"
+at data.train
 json_post "job: bob trains on alice's private dataset by name" 422 invalid_spec $J \
     "$(spec data '{"train": "tab"}')"
+at data.train
 json_post "job: ... as alice/tab" 422 invalid_spec $J "$(spec data '{"train": "alice/tab"}')"
+at data.train
 json_post "job: ... by id" 422 invalid_spec $J "$(spec data "{\"train\": \"$TAB\"}")"
+at data.train
 json_post "job: ... as its validation set" 422 invalid_spec $J \
     "$(spec data '{"train": "pub", "val": "tab"}')"
+at data.val
 json_post "job: a dataset id as a number" 400 invalid_spec $J "$(spec data "{\"train\": $TAB}")"
+at data.train
 json_post "job: init ../../traind.db" 422 invalid_spec $J "$(spec init '"../../traind.db"')"
+at init
 json_post "job: init -1" 400 invalid_spec $J "$(spec init '-1')"
+at init
 json_post "job: device ../../dev/mem" 400 invalid_spec $J "$(spec device '"../../dev/mem"')"
+at device
 json_post "job: device cuda:99" 400 invalid_spec $J "$(spec device '"cuda:99"')"
+at device
 json_post "job: device cuda:7, which this daemon lacks" 422 invalid_spec $J "$(spec device '"cuda:7"')"
+at device
 json_post "job: ?priority=2^63" 400 bad_query "$J?priority=9223372036854775808" "$(spec)"
+at ?priority
 json_post "job: ?priority=1e3" 400 bad_query "$J?priority=1e3" "$(spec)"
+at ?priority
 hostile "job: a body of 2 MiB" 413 too_large POST $J --data-binary "@$F/big.json"
 hostile_check "job: Content-Length 10 for a longer body: the first 10 bytes refused (raw)" \
     "$(raw "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $BOB\r\nContent-Length: 10\r\n\r\n{\"name\": \"x\", \"epochs\": 1}")" \
