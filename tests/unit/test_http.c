@@ -460,6 +460,16 @@ static bool raw_read(int fd, char *buf, size_t max, int ms) {
     }
 }
 
+/* Sends head on a new connection and reads what comes back within ms
+ * into buf; returns whether the server closed the connection. */
+static bool raw_exchange(const char *head, char *buf, size_t max, int ms) {
+    int fd = raw_connect(http_server_port(server), NULL);
+    cr_assert_eq(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
+    bool closed = raw_read(fd, buf, max, ms);
+    close(fd);
+    return closed;
+}
+
 Test(http, ambiguous_body_length_closes) {
     static const char *const heads[] = {
         "POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\n{}",
@@ -467,11 +477,8 @@ Test(http, ambiguous_body_length_closes) {
         "\r\n2\r\n{}\r\n0\r\n\r\n",
     };
     for (int i = 0; i < 2; i++) {
-        int fd = raw_connect(http_server_port(server), NULL);
-        cr_assert_eq(send(fd, heads[i], strlen(heads[i]), 0), (ssize_t)strlen(heads[i]));
         char buf[2048];
-        bool closed = raw_read(fd, buf, sizeof buf, 3000);
-        close(fd);
+        bool closed = raw_exchange(heads[i], buf, sizeof buf, 3000);
         cr_assert(!strncmp(buf, "HTTP/1.1 400", 12), "%s", buf);
         cr_assert(strstr(buf, "\"code\":\"bad_request\""), "%s", buf);
         cr_assert(closed, "the connection stays open after: %s", heads[i]);
@@ -482,11 +489,8 @@ Test(http, ambiguous_body_length_closes) {
 Test(http, authorization_twice) {
     const char *head = "GET /private/7 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                        "Authorization: Bearer user-token\r\nAuthorization: Bearer wrong\r\n\r\n";
-    int fd = raw_connect(http_server_port(server), NULL);
-    cr_assert_eq(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
     char buf[2048];
-    raw_read(fd, buf, sizeof buf, 3000);
-    close(fd);
+    raw_exchange(head, buf, sizeof buf, 3000);
     cr_assert(!strncmp(buf, "HTTP/1.1 400", 12), "%s", buf);
     cr_assert(strstr(buf, "\"message\":\"Authorization is given 2 times; send one token\""), "%s",
               buf);
@@ -497,11 +501,8 @@ Test(http, oversized_headers) {
     int n = snprintf(head, sizeof head, "GET /t/a/x/b HTTP/1.1\r\nHost: x\r\nX-Big: ");
     memset(head + n, 'b', 40000);
     memcpy(head + n + 40000, "\r\n\r\n", 5);
-    int fd = raw_connect(http_server_port(server), NULL);
-    cr_assert_eq(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
     char buf[2048];
-    raw_read(fd, buf, sizeof buf, 1000);
-    close(fd);
+    raw_exchange(head, buf, sizeof buf, 1000);
     cr_assert(!strncmp(buf, "HTTP/1.1 431", 12), "%s", buf);
     cr_assert(strstr(buf, "\"code\":\"headers_too_large\""), "%s", buf);
 }
