@@ -157,7 +157,9 @@ test-only:
 # quotas and preemption (test_queue.sh, without ASan: its preempted job
 # must still be running when the urgent one comes); api-docs/README.md's curl
 # walkthrough, run verbatim (test_walkthrough.sh); a full disk under uploads,
-# imports, checkpoints and SQLite (test_faults.sh, root: a tmpfs data dir).
+# imports, checkpoints and SQLite (test_faults.sh, root: a tmpfs data dir);
+# 217 hostile requests on every route while another user's job trains
+# (test_hostile.sh).
 # The API scripts check every response against api-docs/openapi.yaml
 # (tests/e2e/openapi_check.mjs; openapi_selftest.sh shows it catches what it
 # should). Each script ends
@@ -173,6 +175,7 @@ test-e2e: build/traind build/traind-asan
 	tests/e2e/test_users.sh build/traind-asan || ok=1; \
 	tests/e2e/test_imports.sh build/traind-asan || ok=1; \
 	tests/e2e/test_faults.sh build/traind-asan || ok=1; \
+	tests/e2e/test_hostile.sh build/traind-asan || ok=1; \
 	tests/e2e/test_edge.sh build/traind || ok=1; \
 	tests/e2e/test_queue.sh build/traind || ok=1; \
 	tests/e2e/test_lab_readme.sh build/traind || ok=1; \

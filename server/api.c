@@ -2,6 +2,7 @@
  * api.h. The table is design.md "HTTP API (v1)", in its order. */
 #include "server/api.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,8 +73,9 @@ int api_reply_db(HttpRequest *req, int st, const char *path) {
 static int64_t param_id(HttpRequest *req, int i, const char *what) {
     const char *s = http_param(req, i);
     char *end;
+    errno = 0; /* past INT64_MAX strtoll says ERANGE, and an id it would alias */
     long long id = strtoll(s, &end, 10);
-    if (!*s || *end || id <= 0 || s[0] == '+' || s[0] == ' ') {
+    if (!*s || *end || errno || id <= 0 || s[0] == '+' || s[0] == ' ') {
         http_reply_error(req, 404, "not_found", NULL, "%s '%.64s' does not exist (ids are "
                                                       "positive integers)", what, s);
         return -1;

@@ -10,6 +10,7 @@
 #include "core/data/dataset.h"
 #include "core/error.h"
 #include "core/spec.h"
+#include "server/log.h"
 
 static const char *const IDX_ROLES[] = {"images", "labels"};
 static const char *const CSV_ROLES[] = {"file"};
@@ -45,24 +46,38 @@ void dataset_ingest_file_name(const char *role, const char *client_name, char *o
     snprintf(out, size, "%s", ok ? base : role);
 }
 
+/* A column name of the form as a JSON string. A form field may hold any
+ * bytes: invalid UTF-8 becomes '?' (log_string), so that the name is kept
+ * and the loader refuses it, naming it, instead of jansson dropping it and
+ * the default columns being used. */
+static json_t *column_name(const char *s, size_t len) {
+    char *copy = strndup(s, len);
+    if (!copy) return NULL;
+    json_t *j = log_string(copy);
+    free(copy);
+    return j;
+}
+
 char *dataset_ingest_options(const char *label_column, const char *feature_columns) {
     json_t *o = json_object();
-    if (!o) return NULL;
-    if (label_column && *label_column) json_object_set_new(o, "label_column", json_string(label_column));
-    if (feature_columns && *feature_columns) {
+    bool ok = o != NULL;
+    if (ok && label_column && *label_column)
+        ok = json_object_set_new(o, "label_column",
+                                 column_name(label_column, strlen(label_column))) == 0;
+    if (ok && feature_columns && *feature_columns) {
         json_t *cols = json_array();
-        const char *p = feature_columns;
-        while (cols && *p) {
+        ok = json_object_set_new(o, "feature_columns", cols) == 0;
+        for (const char *p = feature_columns; ok && *p;) {
             const char *comma = strchr(p, ',');
             size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            const char *next = p + len + (comma ? 1 : 0);
             while (len && *p == ' ') p++, len--;
             while (len && p[len - 1] == ' ') len--;
-            if (len) json_array_append_new(cols, json_stringn(p, len));
-            p += comma ? (size_t)(comma - p) + 1 : strlen(p);
+            if (len) ok = json_array_append_new(cols, column_name(p, len)) == 0;
+            p = next;
         }
-        json_object_set_new(o, "feature_columns", cols);
     }
-    char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    char *text = ok ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(o);
     return text;
 }

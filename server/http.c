@@ -125,28 +125,35 @@ static const HttpRoute *route_of(const HttpRequest *req) {
     return req->route >= 0 ? &req->server->cfg.routes[req->route] : NULL;
 }
 
-/* Matches path against pattern, copying {name} segments into params. */
-static bool pattern_match(const char *pattern, const char *path, char (*params)[HTTP_PARAM_MAX],
+/* Matches a path as sent (raw: up to its '?', if any) against pattern,
+ * copying {name} segments into params. Each segment is percent-decoded on
+ * its own, so that an encoded '/' is data, not a separator: "alice%2Ftab"
+ * is one {id}, and "/v1/jobs/1%2Fcancel" is no job's cancel. */
+static bool pattern_match(const char *pattern, const char *raw, char (*params)[HTTP_PARAM_MAX],
                           int *num_params) {
     int np = 0;
-    const char *p = pattern, *u = path;
-    while (*p && *u) {
+    const char *p = pattern, *u = raw, *end = raw + strcspn(raw, "?");
+    char seg[3 * HTTP_PARAM_MAX]; /* a longer raw segment decodes to too long a one */
+    while (*p && u < end) {
         if (*p != '/' || *u != '/') return false;
         p++, u++;
-        const char *pe = strchr(p, '/'), *ue = strchr(u, '/');
-        size_t plen = pe ? (size_t)(pe - p) : strlen(p), ulen = ue ? (size_t)(ue - u) : strlen(u);
+        const char *pe = strchr(p, '/');
+        size_t plen = pe ? (size_t)(pe - p) : strlen(p), rlen = strcspn(u, "/?");
+        if (rlen >= sizeof seg) return false;
+        memcpy(seg, u, rlen);
+        seg[rlen] = '\0';
+        size_t ulen = MHD_http_unescape(seg);
         if (plen >= 2 && p[0] == '{' && p[plen - 1] == '}') {
             if (ulen == 0 || ulen >= HTTP_PARAM_MAX || np >= HTTP_MAX_PARAMS) return false;
-            memcpy(params[np], u, ulen);
-            params[np][ulen] = '\0';
+            memcpy(params[np], seg, ulen + 1);
             np++;
-        } else if (plen != ulen || memcmp(p, u, plen) != 0) {
+        } else if (plen != ulen || memcmp(p, seg, plen) != 0) {
             return false;
         }
-        p += plen, u += ulen;
+        p += plen, u += rlen;
     }
     /* /v1/jobs/ is not /v1/jobs: a trailing slash is one more, empty, segment */
-    if (*p || *u) return false;
+    if (*p || u < end) return false;
     *num_params = np;
     return true;
 }
@@ -522,7 +529,9 @@ static int route_find(HttpRequest *req, bool *path_known) {
     for (int i = 0; i < c->num_routes; i++) {
         int np = 0;
         char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
-        if (!pattern_match(c->routes[i].pattern, req->path, params, &np)) continue;
+        if (!pattern_match(c->routes[i].pattern, req->target ? req->target : req->path, params,
+                           &np))
+            continue;
         *path_known = true;
         if (strcmp(c->routes[i].method, req->method) != 0) continue;
         req->num_params = np;
@@ -605,12 +614,15 @@ static void request_begin(HttpRequest *req) {
     bool path_known;
     req->route = route_find(req, &path_known);
     if (req->route < 0) {
+        /* the path as routed: as sent, %2F and all */
+        const char *sent = req->target ? req->target : req->path;
+        int n = (int)strcspn(sent, "?");
         if (path_known)
-            http_reply_error(req, 405, "method_not_allowed", NULL, "%s is not allowed on %s",
-                             req->method, req->path);
+            http_reply_error(req, 405, "method_not_allowed", NULL, "%s is not allowed on %.*s",
+                             req->method, n, sent);
         else
-            http_reply_error(req, 404, "not_found", NULL, "no route %s %s", req->method,
-                             req->path);
+            http_reply_error(req, 404, "not_found", NULL, "no route %s %.*s", req->method, n,
+                             sent);
         return;
     }
     const HttpRoute *route = route_of(req);

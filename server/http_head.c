@@ -57,7 +57,7 @@ static void check_nul(const char *target, HttpHeadError *e) {
 }
 
 typedef struct {
-    int content_length, transfer_encoding;
+    int content_length, transfer_encoding, authorization;
     size_t bytes;
 } HeadLines;
 
@@ -67,6 +67,7 @@ static enum MHD_Result add_line(void *cls, enum MHD_ValueKind kind, const char *
     HeadLines *h = cls;
     h->content_length += !strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH);
     h->transfer_encoding += !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    h->authorization += !strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION);
     h->bytes += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
     return MHD_YES;
 }
@@ -85,6 +86,9 @@ static void check_lines(struct MHD_Connection *conn, HttpHeadError *e) {
         else
             refuse(e, 400, "bad_request", "Content-Length and Transfer-Encoding are both given; "
                    "send one");
+    } else if (h.authorization > 1) {
+        refuse(e, 400, "bad_request", "Authorization is given %d times; send one token",
+               h.authorization);
     }
 }
 

@@ -213,6 +213,24 @@ file_server() {
     done
 }
 
+# import_server DIR BIND: tests/e2e/import_server.py serving DIR on BIND in
+# the background, its pid in PIDS (so not from a $(...) subshell, whose
+# PIDS would be lost and the server left running); sets WEB_PORT ("" if it
+# did not start). Its output is $TMP/www-BIND.out, its log $TMP/www-BIND.log.
+import_server() {
+    local out=$TMP/www-$2.out
+    $PY -u "$(dirname "${BASH_SOURCE[0]}")/import_server.py" "$1" "$2" "$TMP/www-$2.log" \
+        >"$out" 2>&1 &
+    PIDS+=("$!")
+    WEB_PORT=""
+    for _ in $(seq 50); do
+        WEB_PORT=$(grep -o '"port": [0-9]*' "$out" 2>/dev/null | grep -o '[0-9]*$')
+        [ -n "$WEB_PORT" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # sql DATA_DIR QUERY: the rows of QUERY on the daemon's database, a line
 # each, "|" between columns (an error's text instead when it fails), with
 # the sqlite3 tool or Python's module; waits up to 2 s for a lock.

@@ -17,6 +17,11 @@
 # within 100 ms every time, the job's step keeps growing, the slow heads
 # are cut at --header-timeout and idle connections at --idle-timeout, and
 # a stream waiting longer than the idle timeout still gets its events.
+# Then every flood at once, on a daemon with --import-allow-private: the
+# same 200 slow-loris and 1,100 idle clients while five URL imports stall
+# on tests/e2e/import_server.py's /stall (a byte a second) and a job
+# trains; /v1/health still answers within 100 ms every time, the job's
+# step grows, and each import is still receiving its bytes.
 # (4) HTTPS with a CA and a certificate made here (openssl): health, an
 # SSE stream, plain HTTP refused, bad --tls-* files exit 2 naming them.
 # (5) `serve --help` and README.md's "Daemon options" list the same
@@ -112,6 +117,30 @@ wait_state() {
     done
     echo "$s"
 }
+
+# flood NAME PORT JOB: edge_flood.py for 15 s against the daemon on PORT
+# (its admin's $TOKEN) while JOB trains; prints its figures and checks
+# them, NAME before each check's name.
+flood() {
+    local name=$1
+    $PY tests/e2e/edge_flood.py "$2" "$TOKEN" "$3" 15 >"$TMP/flood.json"
+    check "$name: ran" "$?" 0
+    echo "$name: $(fl '"%d probes, max %.1f ms, median %.1f ms, over 20 ms %s" % (len(d["probe_ms"]),
+        max(d["probe_ms"]), sorted(d["probe_ms"])[len(d["probe_ms"]) // 2],
+        [t for t in d["probe_ms"] if t > 20])'); steps $(fl 'd["steps"]'); connects $(fl 'd["connects"]')"
+    echo "$name: slow heads cut after $(fl '(min(d["lifetimes"]["slow"]), max(d["lifetimes"]["slow"]))') s"
+    check "$name: /v1/health probed every 200 ms for 15 s, no failure" \
+        "$(fl 'len(d["probe_ms"]) >= 60 and not d["probe_failures"]')" True
+    check "$name: every probe answered within 100 ms" "$(fl 'max(d["probe_ms"]) < 100')" True
+    check "$name: the job's step keeps growing" \
+        "$(fl 'len(d["steps"]) >= 3 and all(a < b for a, b in zip(d["steps"], d["steps"][1:]))')" True
+    check "$name: 200 slow heads, each cut at the 4 s header deadline (4-5.5 s)" \
+        "$(fl '(lambda cut: len(cut) >= 400 and all(4 <= t <= 5.5 for t in cut))(d["lifetimes"]["slow"])')" \
+        True
+    check "$name: 1,100 idle connections held all along (the idle timeout is 30 s)" \
+        "$(fl 'd["connects"]["idle"] == 1100 and not d["lifetimes"]["idle"]')" True
+}
+fl() { jv "$1" "$TMP/flood.json"; }
 
 # ---------------------------------------------------------------- (1) one daemon per dir, port
 start "$TMP/a" "$TMP/a.log" http --header-timeout 3 --idle-timeout 3
@@ -265,29 +294,60 @@ check "flood: the job trains" "$(wait_state "$JF" 60 running)" running
 curl -s -N --max-time 30 -H "Authorization: Bearer $TOKEN" \
     "$URL/v1/jobs/$JQ/metrics?follow=1" >"$TMP/quiet_stream.txt" &
 STREAM=$!
-$PY tests/e2e/edge_flood.py "$PORT_F" "$TOKEN" "$JF" 15 >"$TMP/flood.json"
-check "flood: ran" "$?" 0
-fl() { jv "$1" "$TMP/flood.json"; }
-echo "flood: $(fl '"%d probes, max %.1f ms, median %.1f ms, over 20 ms %s" % (len(d["probe_ms"]),
-    max(d["probe_ms"]), sorted(d["probe_ms"])[len(d["probe_ms"]) // 2],
-    [t for t in d["probe_ms"] if t > 20])'); steps $(fl 'd["steps"]'); connects $(fl 'd["connects"]')"
-echo "flood: slow heads cut after $(fl '(min(d["lifetimes"]["slow"]), max(d["lifetimes"]["slow"]))') s"
-check "flood: /v1/health probed every 200 ms for 15 s, no failure" \
-    "$(fl 'len(d["probe_ms"]) >= 60 and not d["probe_failures"]')" True
-check "flood: every probe answered within 100 ms" "$(fl 'max(d["probe_ms"]) < 100')" True
-check "flood: the job's step keeps growing" \
-    "$(fl 'len(d["steps"]) >= 3 and all(a < b for a, b in zip(d["steps"], d["steps"][1:]))')" True
-check "flood: 200 slow heads, each cut at the 4 s header deadline (4-5.5 s)" \
-    "$(fl '(lambda cut: len(cut) >= 400 and all(4 <= t <= 5.5 for t in cut))(d["lifetimes"]["slow"])')" \
-    True
-check "flood: 1,100 idle connections held all along (the idle timeout is 30 s)" \
-    "$(fl 'd["connects"]["idle"] == 1100 and not d["lifetimes"]["idle"]')" True
+flood flood "$PORT_F" "$JF"
 api POST "/v1/jobs/$JQ/cancel"
 wait "$STREAM"
 check "a stream quiet for longer than the header timeout still ends with its event" \
     "$(grep -c '^event: end' "$TMP/quiet_stream.txt")" 1
 api POST "/v1/jobs/$JF/cancel"
 check "flood: the job is cancelled" "$(wait_state "$JF" 30 cancelled)" cancelled
+
+# every flood at once: the same clients, five imports stalled at a byte a
+# second (five importer threads, five imports a user), a job training
+mkdir -p "$TMP/www"
+import_server "$TMP/www" 127.0.0.1
+check "all at once: the stalling web server starts" "${WEB_PORT:+yes}" yes
+start "$TMP/m" "$TMP/m.log" http --header-timeout 4 --idle-timeout 30 --workers 1 \
+    --import-allow-private --import-threads 5 --imports-per-user 5
+upload
+submit 100000
+JM=$JOB_ID
+check "all at once: the job trains" "$(wait_state "$JM" 60 running)" running
+STALLED=()
+for i in 1 2 3 4 5; do
+    api POST /v1/datasets -H 'Content-Type: application/json' \
+        -d "{\"name\": \"stall$i\", \"format\": \"csv\", \"urls\": {\"file\": \"http://127.0.0.1:$WEB_PORT/stall\"}}"
+    check "all at once: import $i accepted" "$STATUS" 202
+    STALLED+=("$(jv 'd["id"]')")
+done
+# progress_bytes of each stalled import, space separated
+stalled_bytes() {
+    local id
+    for id in "${STALLED[@]}"; do
+        api GET "/v1/datasets/$id"
+        printf '%s ' "$(jv 'd["progress_bytes"] if d["state"] == "importing" else d["state"]')"
+    done
+}
+for _ in $(seq 50); do
+    BYTES0=$(stalled_bytes)
+    [[ " $BYTES0" != *" 0 "* ]] && break
+    sleep 0.2
+done
+check "all at once: five imports receiving bytes before the flood ($BYTES0)" \
+    "$(grep -c '^open /stall' "$TMP/www-127.0.0.1.log"),$([[ " $BYTES0" != *" 0 "* ]] && echo all)" \
+    "5,all"
+flood "all at once" "$PORT" "$JM"
+BYTES1=$(stalled_bytes)
+check "all at once: each import still importing, 10+ more bytes in ($BYTES0-> $BYTES1)" \
+    "$($PY -c 'import sys; a, b = sys.argv[1].split(), sys.argv[2].split()
+print(len(b) == 5 and all(y.isdigit() and int(y) >= int(x) + 10 for x, y in zip(a, b)))' "$BYTES0" "$BYTES1")" \
+    True
+for id in "${STALLED[@]}"; do
+    api DELETE "/v1/datasets/$id"
+    check "all at once: import $id deleted" "$STATUS" 200
+done
+api POST "/v1/jobs/$JM/cancel"
+check "all at once: the job is cancelled" "$(wait_state "$JM" 30 cancelled)" cancelled
 
 # ---------------------------------------------------------------- (4) HTTPS
 (
@@ -353,7 +413,7 @@ check "serve --help: one line per option, each with a default and a description"
 for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
 for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
 PIDS=()
-for log in "$TMP"/{a,f,t}.log; do
+for log in "$TMP"/{a,f,m,t}.log; do
     check "$(basename "$log" .log): stopped cleanly" "$(grep -c '"message":"stopped"' "$log")" 1
     check "$(basename "$log" .log): no sanitizer report" "$(grep -c "$SANITIZER" "$log")" 0
 done

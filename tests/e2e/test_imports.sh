@@ -69,19 +69,6 @@ stop_daemon() {
     fi
 }
 
-# web_server BIND: import_server.py on BIND; prints its port (nothing if it
-# did not start). Its log is $TMP/www-BIND.log.
-web_server() {
-    local out=$TMP/www-$1.out
-    $PY -u tests/e2e/import_server.py "$TMP/www" "$1" "$TMP/www-$1.log" >"$out" 2>&1 &
-    PIDS+=("$!")
-    for _ in $(seq 50); do
-        grep -o '"port": [0-9]*' "$out" 2>/dev/null | grep -o '[0-9]*$' && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # import_urls NAME FORMAT ROLE=URL...: POST /v1/datasets with a JSON body.
 import_urls() {
     local name=$1 format=$2 urls="" kv
@@ -141,7 +128,8 @@ with gzip.open(sys.argv[1] + "/small-labels-idx1-ubyte.gz", "wb") as f:
 EOF
 TAB_SHA=$(sha256sum "$TMP/www/tab.csv" | cut -d' ' -f1)
 TAB_BYTES=$(stat -c %s "$TMP/www/tab.csv")
-WP=$(web_server 127.0.0.1)
+import_server "$TMP/www" 127.0.0.1
+WP=$WEB_PORT
 if [ -z "$WP" ]; then
     fail "the web server starts" "$(head -c 400 "$TMP/www-127.0.0.1.out")"
     summary
@@ -347,7 +335,8 @@ check "... and directories" "$(ls "$VAR/datasets" | sort -n | tr '\n' ' ')" "$TA
 stop_daemon "daemon a, again"
 
 # ---------------------------------------------------------------- the address policy
-WP2=$(web_server 127.0.0.2)
+import_server "$TMP/www" 127.0.0.2
+WP2=$WEB_PORT
 start_daemon b --import-allow-net 127.0.0.2/32 || {
     fail "daemon b starts" "$(head -n 20 "$TMP/b.log")"
     summary

@@ -1,12 +1,12 @@
 /* test_http.c - server/http.c on its own: a server on a free loopback port
  * with a few test routes, driven with libcurl and raw sockets. Route
- * matching and {params} (no trailing slash), 404/405, bearer auth (401,
+ * matching and {params} (no trailing slash; %2F inside a segment), 404/405, bearer auth (401,
  * 403), the JSON body limit told by Content-Length and counted for chunked
  * bodies (413), JSON parse errors and nesting depth, streamed bodies and
  * their finish callback, suspended streams that resume, the per-route
  * counters (a request counted before its client has the reply), the edge
- * (414, 431, a NUL in the path, Content-Length twice), the header deadline
- * and idle timeout, the per-address cap, and a port in use. */
+ * (414, 431, a NUL in the path, Content-Length or Authorization twice), the
+ * header deadline and idle timeout, the per-address cap, and a port in use. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <curl/curl.h>
@@ -251,6 +251,21 @@ Test(http, routes_and_params) {
     free(body);
 }
 
+/* Each segment is decoded on its own: %2F is a '/' inside a {param}, never
+ * a separator that makes another route match; other escapes decode as usual. */
+Test(http, encoded_slash_is_data) {
+    char *body;
+    cr_assert_eq(request("GET", "/t/alice%2Ftab/x/%74wo%3Fq?z=1", NULL, NULL, 0, false, &body),
+                 200);
+    cr_assert_str_eq(body, "{\"a\":\"alice/tab\",\"b\":\"two?q\",\"user\":\"\"}");
+    free(body);
+    cr_assert_eq(request("GET", "/t/one/%78/two", NULL, NULL, 0, false, NULL), 200);
+    cr_assert_eq(request("GET", "/t/one%2Fx%2Ftwo", NULL, NULL, 0, false, &body), 404);
+    assert_error(body, "not_found");
+    free(body);
+    cr_assert_eq(request("GET", "/t/one/x%2Ftwo", NULL, NULL, 0, false, NULL), 404);
+}
+
 Test(http, bearer_auth) {
     char *body;
     cr_assert_eq(request("GET", "/private/7", NULL, NULL, 0, false, &body), 401);
@@ -445,6 +460,16 @@ static bool raw_read(int fd, char *buf, size_t max, int ms) {
     }
 }
 
+/* Sends head on a new connection and reads what comes back within ms
+ * into buf; returns whether the server closed the connection. */
+static bool raw_exchange(const char *head, char *buf, size_t max, int ms) {
+    int fd = raw_connect(http_server_port(server), NULL);
+    cr_assert_eq(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
+    bool closed = raw_read(fd, buf, max, ms);
+    close(fd);
+    return closed;
+}
+
 Test(http, ambiguous_body_length_closes) {
     static const char *const heads[] = {
         "POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\n{}",
@@ -452,15 +477,23 @@ Test(http, ambiguous_body_length_closes) {
         "\r\n2\r\n{}\r\n0\r\n\r\n",
     };
     for (int i = 0; i < 2; i++) {
-        int fd = raw_connect(http_server_port(server), NULL);
-        cr_assert_eq(send(fd, heads[i], strlen(heads[i]), 0), (ssize_t)strlen(heads[i]));
         char buf[2048];
-        bool closed = raw_read(fd, buf, sizeof buf, 3000);
-        close(fd);
+        bool closed = raw_exchange(heads[i], buf, sizeof buf, 3000);
         cr_assert(!strncmp(buf, "HTTP/1.1 400", 12), "%s", buf);
         cr_assert(strstr(buf, "\"code\":\"bad_request\""), "%s", buf);
         cr_assert(closed, "the connection stays open after: %s", heads[i]);
     }
+}
+
+/* Two tokens: which one is meant is not guessed (MHD would read the first) */
+Test(http, authorization_twice) {
+    const char *head = "GET /private/7 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                       "Authorization: Bearer user-token\r\nAuthorization: Bearer wrong\r\n\r\n";
+    char buf[2048];
+    raw_exchange(head, buf, sizeof buf, 3000);
+    cr_assert(!strncmp(buf, "HTTP/1.1 400", 12), "%s", buf);
+    cr_assert(strstr(buf, "\"message\":\"Authorization is given 2 times; send one token\""), "%s",
+              buf);
 }
 
 Test(http, oversized_headers) {
@@ -468,11 +501,8 @@ Test(http, oversized_headers) {
     int n = snprintf(head, sizeof head, "GET /t/a/x/b HTTP/1.1\r\nHost: x\r\nX-Big: ");
     memset(head + n, 'b', 40000);
     memcpy(head + n + 40000, "\r\n\r\n", 5);
-    int fd = raw_connect(http_server_port(server), NULL);
-    cr_assert_eq(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
     char buf[2048];
-    raw_read(fd, buf, sizeof buf, 1000);
-    close(fd);
+    raw_exchange(head, buf, sizeof buf, 1000);
     cr_assert(!strncmp(buf, "HTTP/1.1 431", 12), "%s", buf);
     cr_assert(strstr(buf, "\"code\":\"headers_too_large\""), "%s", buf);
 }
