@@ -470,7 +470,7 @@ json_post "job: init -1" 400 invalid_spec $J "$(spec init '-1')"
 at init
 json_post "job: device ../../dev/mem" 400 invalid_spec $J "$(spec device '"../../dev/mem"')"
 at device
-json_post "job: device cuda:99" 400 invalid_spec $J "$(spec device '"cuda:99"')"
+json_post "job: device cuda:99999999999, past any index" 400 invalid_spec $J "$(spec device '"cuda:99999999999"')"
 at device
 json_post "job: device cuda:7, which this daemon lacks" 422 invalid_spec $J "$(spec device '"cuda:7"')"
 at device
