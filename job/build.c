@@ -101,7 +101,7 @@ Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression) {
         json_decref(opts);
     } else
         error_set("unknown format '%s'", rec->format);
-    if (!ds) error_prefix("dataset '%s'", rec->name);
+    if (!ds && rec->name[0]) error_prefix("dataset '%s'", rec->name);
     return ds;
 }
 

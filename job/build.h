@@ -60,9 +60,10 @@ int job_build_to_device(JobBuild *b, Device device);
 void job_build_trainer(JobBuild *b, Trainer *t, Device device);
 
 /* Loads a dataset record's files (its format, its CSV options; CSV
- * targets as labels unless `regression`): for the HTTP layer to validate an
- * upload before db_dataset_mark_ready, and for the workers. NULL with an
- * error. */
+ * targets as labels unless `regression`): for server/dataset_ingest.c to
+ * check an upload or import before db_dataset_mark_ready, and for the
+ * workers. NULL with an error, prefixed "dataset '<name>'" when the record
+ * has a name. */
 Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression);
 /* The record's form of a loaded dataset's sample shape (spec_data_shape_of
  * with dtype names), for db_dataset_mark_ready. */

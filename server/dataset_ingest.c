@@ -10,6 +10,7 @@
 #include "core/data/dataset.h"
 #include "core/error.h"
 #include "core/spec.h"
+#include "job/build.h"
 #include "server/log.h"
 
 static const char *const IDX_ROLES[] = {"images", "labels"};
@@ -82,82 +83,33 @@ char *dataset_ingest_options(const char *label_column, const char *feature_colum
     return text;
 }
 
-static int file_path(Db *db, int64_t id, const DbDataset *info, const char *role, char *buf,
-                     size_t size) {
-    char dir[4096];
-    if (db_dataset_dir(db, id, dir, sizeof dir) != DB_OK) return -1;
-    for (int i = 0; i < info->num_files; i++)
-        if (!strcmp(info->files[i].role, role)) {
-            if ((size_t)snprintf(buf, size, "%s/%s", dir, info->files[i].name) >= size)
-                return error_set("dataset %lld: path too long", (long long)id);
-            return 0;
-        }
-    return error_set("missing file '%s'", role);
-}
-
-/* CSV with the stored options: integer labels when the label column holds
- * them (classification), float targets otherwise (regression). */
-static Dataset *load_csv(const char *path, const char *options_json) {
-    json_error_t jerr;
-    json_t *o = json_loads(options_json ? options_json : "{}", 0, &jerr);
-    const char *labels[64], *features[1024];
-    CsvOptions opts = {0};
-    json_t *lc = json_object_get(o, "label_column"), *fc = json_object_get(o, "feature_columns");
-    if (json_is_string(lc)) labels[opts.num_label_columns++] = json_string_value(lc);
-    size_t i;
-    json_t *v;
-    json_array_foreach(fc, i, v) {
-        if (opts.num_feature_columns < 1024 && json_is_string(v))
-            features[opts.num_feature_columns++] = json_string_value(v);
-    }
-    opts.label_columns = opts.num_label_columns ? labels : NULL;
-    opts.feature_columns = opts.num_feature_columns ? features : NULL;
-    Dataset *ds = dataset_load_csv(path, &opts);
-    if (!ds) {
-        char first[ERROR_MAX];
-        snprintf(first, sizeof first, "%s", error_get());
-        opts.regression = true;
-        ds = dataset_load_csv(path, &opts);
-        /* the regression attempt's error is about the data itself; when the
-         * labels were the only problem it succeeds */
-        if (!ds && strstr(first, "label")) error_set("%s", first);
-    }
-    json_decref(o);
+/* The files as their format says (core/data checks magic numbers, counts
+ * and shapes). A CSV's label column holds integer labels
+ * (classification) or, failing that, float targets (regression). */
+static Dataset *load(Db *db, const DbDataset *info) {
+    Dataset *ds = job_build_load_dataset(db, info, false);
+    if (ds || strcmp(info->format, "csv") != 0) return ds;
+    char first[ERROR_MAX];
+    snprintf(first, sizeof first, "%s", error_get());
+    ds = job_build_load_dataset(db, info, true);
+    /* the regression attempt's error is about the data itself; when the
+     * labels were the only problem it succeeds */
+    if (!ds && strstr(first, "label")) error_set("%s", first);
     return ds;
-}
-
-static void shape_to_db(const Dataset *ds, DbSampleShape *out) {
-    SpecDataShape s;
-    spec_data_shape_of(ds, &s);
-    memset(out, 0, sizeof *out);
-    snprintf(out->input_dtype, sizeof out->input_dtype, "%s", dtype_name(s.input_dtype));
-    out->input_ndim = s.input_ndim < DB_MAX_DIMS ? s.input_ndim : DB_MAX_DIMS;
-    for (int i = 0; i < out->input_ndim; i++) out->input_shape[i] = s.input_shape[i];
-    snprintf(out->target_dtype, sizeof out->target_dtype, "%s", dtype_name(s.target_dtype));
-    out->target_ndim = s.target_ndim < DB_MAX_DIMS ? s.target_ndim : DB_MAX_DIMS;
-    for (int i = 0; i < out->target_ndim; i++) out->target_shape[i] = s.target_shape[i];
-    out->num_classes = s.num_classes;
 }
 
 int dataset_ingest_finish(Db *db, int64_t id, const char *format, const char *options_json,
                           DbDataset *info, bool *bad_data) {
     *bad_data = true;
-    char a[4096 + 256], b[4096 + 256];
-    Dataset *ds = NULL;
-    if (!strcmp(format, "idx")) {
-        if (file_path(db, id, info, "images", a, sizeof a) || file_path(db, id, info, "labels", b, sizeof b))
-            return -1;
-        ds = dataset_load_idx(a, b);
-    } else if (!strcmp(format, "npy")) {
-        if (file_path(db, id, info, "inputs", a, sizeof a) || file_path(db, id, info, "targets", b, sizeof b))
-            return -1;
-        ds = dataset_load_npy(a, b);
-    } else if (!strcmp(format, "csv")) {
-        if (file_path(db, id, info, "file", a, sizeof a)) return -1;
-        ds = load_csv(a, options_json);
-    } else {
+    int roles = 0;
+    if (!dataset_ingest_roles(format, &roles))
         return error_set("format: unknown format '%s' (known: idx, csv, npy)", format);
-    }
+    info->id = id;
+    snprintf(info->format, sizeof info->format, "%s", format);
+    char *owned = info->options_json;
+    info->options_json = (char *)options_json;
+    Dataset *ds = load(db, info);
+    info->options_json = owned;
     if (!ds) {
         /* core/data's messages start with the file's full path: keep
          * only its name, the data dir is none of the client's business */
@@ -174,7 +126,7 @@ int dataset_ingest_finish(Db *db, int64_t id, const char *format, const char *op
         return error_set("%s", msg);
     }
     info->samples = ds->n;
-    shape_to_db(ds, &info->shape);
+    job_build_sample_shape(ds, &info->shape);
     info->bytes = 0;
     for (int i = 0; i < info->num_files; i++) info->bytes += info->files[i].bytes;
     if (info->num_files == 1)
