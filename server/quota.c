@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "server/quota_text.h"
 
 static const char *const names[QUOTA_NUM_LIMITS] = {"running_jobs", "queued_jobs", "gpus",
                                                      "dataset_bytes", "checkpoint_bytes"};
@@ -44,25 +45,6 @@ DbQuota quota_effective(const DbQuota *user, const DbQuota *defaults) {
     return q;
 }
 
-/* "3.2 GB", "48.0 kB", "512 bytes": decimal units, in the largest that
- * keeps the number at 1 or more, so a small quota's numbers still say
- * something */
-static const char *gb(int64_t bytes, char *buf, size_t size) {
-    static const char *const units[] = {"kB", "MB", "GB", "TB", "PB"};
-    if (bytes < 1000) {
-        snprintf(buf, size, "%lld bytes", (long long)bytes);
-        return buf;
-    }
-    double v = (double)bytes / 1e3;
-    int u = 0;
-    while (v >= 1000 && u < 4) {
-        v /= 1000;
-        u++;
-    }
-    snprintf(buf, size, "%.1f %s", v, units[u]);
-    return buf;
-}
-
 bool quota_allows(const char *user, const DbQuota *q, QuotaLimit k, int64_t held, int64_t adding,
                   char *msg, size_t size) {
     int64_t limit = quota_get(q, k);
@@ -72,8 +54,8 @@ bool quota_allows(const char *user, const DbQuota *q, QuotaLimit k, int64_t held
     case QUOTA_DATASET_BYTES:
     case QUOTA_CHECKPOINT_BYTES:
         snprintf(msg, size, "%s has %s of %s; %s more would pass the quota of %s", user,
-                 gb(held, a, sizeof a), k == QUOTA_DATASET_BYTES ? "datasets" : "checkpoints",
-                 gb(adding, b, sizeof b), gb(limit, c, sizeof c));
+                 quota_text_bytes(held, a, sizeof a), k == QUOTA_DATASET_BYTES ? "datasets" : "checkpoints",
+                 quota_text_bytes(adding, b, sizeof b), quota_text_bytes(limit, c, sizeof c));
         break;
     case QUOTA_GPUS:
         snprintf(msg, size, "%s uses %lld of %lld GPUs", user, (long long)held, (long long)limit);
