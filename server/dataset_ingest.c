@@ -3,6 +3,7 @@
 #include "server/dataset_ingest.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,42 +99,71 @@ static Dataset *load(Db *db, const DbDataset *info) {
     return ds;
 }
 
-int dataset_ingest_finish(Db *db, int64_t id, const char *format, const char *options_json,
-                          DbDataset *info, bool *bad_data) {
-    *bad_data = true;
+/* Under ready_lock: the owner's quota against the ready datasets, then the
+ * row made ready. */
+static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static DatasetIngestResult mark_ready(const DatasetIngest *in, const DbDataset *info) {
+    DbQuota q;
+    DbUsage held;
+    char user[DB_USER_NAME_MAX + 1], msg[256];
+    pthread_mutex_lock(&ready_lock);
+    DatasetIngestResult r = DATASET_INGEST_STORAGE;
+    int st = in->owner > 0 ? quota_lookup(in->db, in->owner, in->quota_defaults, &q, &held, user,
+                                          sizeof user)
+                           : DB_OK; /* no owner, no quota */
+    if (st == DB_OK && in->owner > 0 &&
+        !quota_allows(user, &q, QUOTA_DATASET_BYTES, quota_holding(&held, QUOTA_DATASET_BYTES),
+                      info->bytes, msg, sizeof msg)) {
+        error_set("%s", msg);
+        error_set_path("quota.dataset_bytes");
+        r = DATASET_INGEST_OVER_QUOTA;
+    } else if (st == DB_OK && db_dataset_mark_ready(in->db, in->id, info) == DB_OK)
+        r = DATASET_INGEST_OK;
+    pthread_mutex_unlock(&ready_lock);
+    return r;
+}
+
+/* core/data's messages start with the file's full path: keep only its
+ * name, the data dir is none of the client's business. */
+static void strip_data_dir(Db *db, int64_t id) {
+    char dir[4096], msg[ERROR_MAX];
+    snprintf(msg, sizeof msg, "%s", error_get());
+    if (db_dataset_dir(db, id, dir, sizeof dir) == DB_OK) {
+        size_t n = strlen(dir);
+        char *p;
+        while ((p = strstr(msg, dir)) != NULL) {
+            size_t skip = n + (p[n] == '/');
+            memmove(p, p + skip, strlen(p + skip) + 1);
+        }
+    }
+    error_set("%s", msg);
+}
+
+DatasetIngestResult dataset_ingest_finish(const DatasetIngest *in, DbDataset *info) {
     int roles = 0;
-    if (!dataset_ingest_roles(format, &roles))
-        return error_set("format: unknown format '%s' (known: idx, csv, npy)", format);
-    info->id = id;
-    snprintf(info->format, sizeof info->format, "%s", format);
+    if (!dataset_ingest_roles(in->format, &roles)) {
+        error_set("format: unknown format '%s' (known: idx, csv, npy)", in->format);
+        return DATASET_INGEST_BAD_DATA;
+    }
+    info->id = in->id;
+    snprintf(info->format, sizeof info->format, "%s", in->format);
     char *owned = info->options_json;
-    info->options_json = (char *)options_json;
-    Dataset *ds = load(db, info);
+    info->options_json = (char *)in->options_json;
+    Dataset *ds = load(in->db, info);
     info->options_json = owned;
     if (!ds) {
-        /* core/data's messages start with the file's full path: keep
-         * only its name, the data dir is none of the client's business */
-        char dir[4096], msg[ERROR_MAX];
-        snprintf(msg, sizeof msg, "%s", error_get());
-        if (db_dataset_dir(db, id, dir, sizeof dir) == DB_OK) {
-            size_t n = strlen(dir);
-            char *p;
-            while ((p = strstr(msg, dir)) != NULL) {
-                size_t skip = n + (p[n] == '/');
-                memmove(p, p + skip, strlen(p + skip) + 1);
-            }
-        }
-        return error_set("%s", msg);
+        strip_data_dir(in->db, in->id);
+        return DATASET_INGEST_BAD_DATA;
     }
     info->samples = ds->n;
     job_build_sample_shape(ds, &info->shape);
+    dataset_free(ds);
     info->bytes = 0;
     for (int i = 0; i < info->num_files; i++) info->bytes += info->files[i].bytes;
     if (info->num_files == 1)
         memcpy(info->sha256, info->files[0].sha256, sizeof info->sha256);
     else
         info->sha256[0] = '\0';
-    dataset_free(ds);
-    *bad_data = false;
-    return db_dataset_mark_ready(db, id, info) == DB_OK ? 0 : -1;
+    return mark_ready(in, info);
 }

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "server/quota.h"
 #include "storage/db.h"
 
 /* The file roles a format needs, in order: idx {images, labels}, csv
@@ -31,11 +32,28 @@ void dataset_ingest_file_name(const char *role, const char *client_name, char *o
  * comma separated). A new string (free()), NULL when out of memory. */
 char *dataset_ingest_options(const char *label_column, const char *feature_columns);
 
+/* The dataset an upload or import has stored the files of. */
+typedef struct {
+    Db *db;
+    const DbQuota *quota_defaults; /* the daemon's (serve --quota-*) */
+    int64_t id, owner;
+    const char *format, *options_json;
+} DatasetIngest;
+
+typedef enum {
+    DATASET_INGEST_OK,
+    DATASET_INGEST_BAD_DATA,   /* the files are at fault: 422 */
+    DATASET_INGEST_OVER_QUOTA, /* the owner's dataset bytes: 429, path quota.dataset_bytes */
+    DATASET_INGEST_STORAGE,    /* the server: 503, or 507 for a full disk */
+} DatasetIngestResult;
+
 /* Loads the files of info (files[] and num_files filled, each with bytes
- * and sha256) as `format`, fills samples and shape, and marks dataset id
- * ready. 0; or -1 with an error: *bad_data says whether the files were at
- * fault (422) rather than the server (503). */
-int dataset_ingest_finish(Db *db, int64_t id, const char *format, const char *options_json,
-                          DbDataset *info, bool *bad_data);
+ * and sha256) as `format`, fills samples and shape, and marks the dataset
+ * ready when its bytes fit the owner's dataset-byte quota beside the owner's
+ * ready datasets. The quota is looked at and the row made ready under one
+ * lock that every upload and import takes, so two that each fit but not
+ * together cannot both be kept. DATASET_INGEST_OK, or the failure with an
+ * error. */
+DatasetIngestResult dataset_ingest_finish(const DatasetIngest *in, DbDataset *info);
 
 #endif

@@ -15,6 +15,7 @@
 #include "server/dataset_ingest.h"
 #include "server/disk_space.h"
 #include "server/log.h"
+#include "server/quota_text.h"
 #include "server/url_fetch.h"
 
 /* The row's progress is written at most this often while bytes arrive. */
@@ -133,20 +134,58 @@ static void remove_files(const char *dir, const DbDataset *info) {
     }
 }
 
+/* What the owner's dataset-byte quota leaves to fetch (left -1: no limit,
+ * or no owner): 0, or -1 with an error when it cannot be read. */
+typedef struct {
+    int64_t left, limit;
+    char user[DB_USER_NAME_MAX + 1];
+} QuotaRoom;
+
+static int quota_room(Importer *im, const Import *j, QuotaRoom *room) {
+    room->left = room->limit = -1;
+    room->user[0] = '\0';
+    if (j->owner <= 0) return 0;
+    DbQuota q;
+    DbUsage held;
+    if (quota_lookup(im->cfg.db, j->owner, im->cfg.quota_defaults, &q, &held, room->user,
+                     sizeof room->user) != DB_OK)
+        return -1;
+    room->limit = quota_get(&q, QUOTA_DATASET_BYTES);
+    if (room->limit >= 0) {
+        int64_t used = quota_holding(&held, QUOTA_DATASET_BYTES);
+        room->left = room->limit > used ? room->limit - used : 0;
+    }
+    return 0;
+}
+
+/* The error of a file cut off at what the quota left (`left` bytes). */
+static void over_quota(const QuotaRoom *room, const char *url, int64_t left) {
+    char a[32], b[32];
+    error_set("%.120s: the file is over the %s left of %s's dataset quota of %s", url,
+              quota_text_bytes(left, a, sizeof a), room->user,
+              quota_text_bytes(room->limit, b, sizeof b));
+}
+
 /* Fetches the files into info (num_files counts those in). 0; -1 with an
  * error (the role's path in front); 1 when cancelled. */
 static int fetch_all(Importer *im, Import *j, const char *dir, DbDataset *info) {
     Progress p = {.im = im, .job = j};
-    UrlFetchOptions o = {.policy = &im->cfg.policy, .max_bytes = im->cfg.max_bytes,
-                         .timeout_s = im->cfg.timeout_s, .progress = on_progress, .ctx = &p};
+    UrlFetchOptions o = {.policy = &im->cfg.policy, .timeout_s = im->cfg.timeout_s,
+                         .progress = on_progress, .ctx = &p};
+    QuotaRoom room;
+    if (quota_room(im, j, &room) != 0) return -1;
     for (int i = 0; i < j->num_files; i++) {
         DbDatasetFile *f = &info->files[i];
         snprintf(f->role, sizeof f->role, "%s", j->roles[i]);
         file_name(j, i, info, f->name, sizeof f->name);
         char path[4096 + 160];
         snprintf(path, sizeof path, "%s/%s", dir, f->name);
+        int64_t left = room.left >= 0 ? room.left - p.done : -1;
+        bool quota_caps = left >= 0 && left < im->cfg.max_bytes;
+        o.max_bytes = quota_caps ? left : im->cfg.max_bytes;
         UrlFetchResult r = url_fetch(j->urls[i], path, &o, &f->bytes, f->sha256);
         if (r == URL_FETCH_CANCELLED || atomic_load(&j->cancel)) return 1;
+        if (r == URL_FETCH_TOO_LARGE && quota_caps) over_quota(&room, j->urls[i], left);
         if (r != URL_FETCH_OK) {
             char role[32];
             snprintf(role, sizeof role, "urls.%s", j->roles[i]);
@@ -182,8 +221,9 @@ static void run(Importer *im, Import *j) {
     char dir[4096];
     int rc = db_dataset_dir(db, j->id, dir, sizeof dir) == DB_OK ? fetch_all(im, j, dir, &info) : -1;
     if (rc == 1) return; /* cancelled: the canceller deletes, or the next start does */
-    bool bad_data = false;
-    if (rc == 0 && dataset_ingest_finish(db, j->id, j->format, j->options, &info, &bad_data) == 0) {
+    DatasetIngest in = {.db = db, .quota_defaults = im->cfg.quota_defaults, .id = j->id,
+                        .owner = j->owner, .format = j->format, .options_json = j->options};
+    if (rc == 0 && dataset_ingest_finish(&in, &info) == DATASET_INGEST_OK) {
         log_message("import", "dataset %lld: ready, %lld bytes in %d file(s)", (long long)j->id,
                     (long long)info.bytes, info.num_files);
         bump(im);

@@ -14,7 +14,10 @@
  *
  * Limits: --import-threads transfers at once in all, more wait in the order
  * they came; at most --imports-per-user in progress (running or waiting)
- * per user, more are refused (429) rather than queued without bound.
+ * per user, more are refused (429) rather than queued without bound. The
+ * owner's dataset-byte quota caps what is fetched: a file that would pass
+ * what is left of it is cut off there, and the import fails saying so
+ * (dataset_ingest_finish looks once more as it makes the dataset ready).
  *
  * Cancelling (DELETE of an importing dataset) drops a waiting import at
  * once, and stops a running one within a second (libcurl's progress
@@ -30,6 +33,7 @@
 #include <stdint.h>
 
 #include "server/addr_policy.h"
+#include "server/quota.h"
 #include "storage/db.h"
 
 #define IMPORTER_THREADS_DEFAULT 4
@@ -45,6 +49,7 @@ typedef struct {
     int64_t max_bytes; /* per file */
     int timeout_s;     /* per file, the whole transfer */
     AddrPolicy policy;
+    const DbQuota *quota_defaults; /* serve --quota-*: the owner's dataset bytes */
 } ImporterConfig;
 
 /* One import: the dataset (inserted, `importing`) and a URL per role. */

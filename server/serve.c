@@ -503,7 +503,7 @@ int cmd_serve(int argc, char **argv) {
     if (!sched) goto fail;
     ImporterConfig ic = {.db = db, .threads = o.import_threads, .per_user = o.imports_per_user,
                          .max_bytes = o.max_upload_mb << 20, .timeout_s = o.import_timeout_s,
-                         .policy = o.import_policy};
+                         .policy = o.import_policy, .quota_defaults = &o.quota_defaults};
     importer = importer_start(&ic);
     if (!importer) goto fail;
     api.importer = importer;

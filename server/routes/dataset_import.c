@@ -12,7 +12,9 @@
  * dataset in state `importing` and hands it to the importer
  * (server/importer.h): 202 with the dataset, its progress then readable at
  * GET /v1/datasets/{id} and followable at GET /v1/datasets/{id}/events.
- * 429 when the caller already has --imports-per-user imports in progress.
+ * 429 when the caller already has --imports-per-user imports in progress,
+ * or has no byte left of their dataset-byte quota (what is left caps the
+ * fetch: server/importer.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +127,8 @@ int dataset_import(HttpRequest *req, json_t *body) {
     if (!check_body(req, body, &job, &name, &label_column, &feature_columns) ||
         api_json_bool(req, body, "shared", &shared) < 0)
         return 0;
+    /* a user at their dataset-byte quota has no byte left to fetch */
+    if (api_quota_check(req, QUOTA_DATASET_BYTES, 1) != 0) return 0;
     char *options = dataset_ingest_options(label_column, feature_columns);
     if (!options) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
     error_clear();

@@ -19,8 +19,9 @@
  * would pass it is refused (429) before a byte is read; without a
  * Content-Length, or when the files come to more than it let through, the
  * upload is refused as soon as the bytes stored would pass it, its files
- * and row removed at once. The quota is looked up again at the end, so
- * that two uploads that each fit but not together cannot both be kept.
+ * and row removed at once. dataset_ingest_finish looks again as it makes
+ * the dataset ready, so that two uploads (or imports) that each fit but
+ * not together cannot both be kept.
  *
  * Each file part is written to <data-dir>/datasets/<id>/<name> as its bytes
  * arrive and hashed on the way (sha256); nothing of it is held in memory.
@@ -393,23 +394,22 @@ int dataset_upload_finish(HttpRequest *req) {
             return http_reply_error(req, 422, "invalid", roles[i], "format %s needs the file '%s'",
                                     u->format, roles[i]);
     }
-    /* another upload of the same user may have been made ready meanwhile */
-    ApiQuota now;
-    char msg[256];
-    if (api_quota_load(req, QUOTA_DATASET_BYTES, &now) != 0) return 0;
-    if (!api_quota_fits(&now, u->stored, msg, sizeof msg))
-        return http_reply_error(req, 429, "quota_exceeded", now.path, "%s", msg);
-    bool bad_data = false;
     error_clear();
     char *options = dataset_ingest_options(u->label_column, u->feature_columns);
-    int rc = options ? dataset_ingest_finish(u->api->db, u->id, u->format, options, &u->info,
-                                             &bad_data)
-                     : error_set("out of memory");
+    if (!options) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
+    DatasetIngest in = {.db = u->api->db, .quota_defaults = &u->api->quota_defaults,
+                        .id = u->id, .owner = u->owner, .format = u->format,
+                        .options_json = options};
+    DatasetIngestResult r = dataset_ingest_finish(&in, &u->info);
     free(options);
-    if (rc != 0) {
-        int status = bad_data ? 422 : storage_status(0);
-        return http_reply_error(req, status, bad_data ? "invalid_dataset" : storage_code(status),
-                                "", "%s", error_get());
+    if (r == DATASET_INGEST_BAD_DATA)
+        return http_reply_error(req, 422, "invalid_dataset", "", "%s", error_get());
+    if (r == DATASET_INGEST_OVER_QUOTA) /* another upload of the user's was made ready meanwhile */
+        return http_reply_error(req, 429, "quota_exceeded", error_last()->path, "%s",
+                                error_get());
+    if (r != DATASET_INGEST_OK) {
+        int status = storage_status(0);
+        return http_reply_error(req, status, storage_code(status), "", "%s", error_get());
     }
     u->ready = true;
     api_audit(req, "dataset.create",

@@ -10,8 +10,9 @@
 # with the sha256 of the file served; an IDX import followed over its
 # events stream (progress, then `end`); failures kept with their error (an
 # HTTP 404, a file that does not load) and their files gone; DELETE of a
-# running import, which stops the transfer within a second; the per-user
-# limit (429) and another user unaffected by it; five imports stalled at a
+# running import, which stops the transfer within a second; the owner's
+# dataset-byte quota (an import cut off where it ends, one refused with
+# none left); the per-user limit (429) and another user unaffected by it; five imports stalled at a
 # byte a second while GET /v1/health and GET /v1/jobs answer within 100 ms,
 # probed every 200 ms for 10 s, and a job trains; a stop with imports
 # running (exit 0) and the next start removing what they left. Then, on a
@@ -249,6 +250,33 @@ check "... the web server sees the transfer end" "$(grep -c 'gone /stall' "$TMP/
 check "... its directory gone" "$([ -e "$VAR/datasets/$STALL" ] && echo there || echo gone)" gone
 api GET "/v1/datasets/$STALL"
 expect "... and the dataset" 404 not_found
+
+# ---------------------------------------------------------------- the dataset-byte quota
+# dora may hold one and a half tab.csv: the second import is cut off where
+# her quota ends, and with none left an import is refused at once.
+DORA=$("$TRAIND" user add dora --data-dir "$VAR" 2>>"$TMP/user.err")
+api PATCH /v1/users/dora -d "{\"quota\": {\"dataset_bytes\": $((TAB_BYTES * 3 / 2))}}"
+expect "dora's dataset quota: one and a half tab.csv" 200
+TOKEN=$DORA import_done "dora's first tab.csv" dq1 csv "file=$WEB/files/tab.csv"
+check "... ready, within her quota" "$(jv '(d["state"], d["bytes"])')" "('ready', $TAB_BYTES)"
+DQ1=$ID
+TOKEN=$DORA import_done "dora's second" dq2 csv "file=$WEB/files/tab.csv"
+check "... fails, cut off at what her quota left" \
+    "$(jv '(d["state"], "the file is over the" in d["error"] and "left of dora'"'"'s dataset quota" in d["error"])')" \
+    "('failed', True)"
+check "... its file gone" "$(find "$VAR/datasets/$ID" -type f 2>/dev/null | wc -l)" 0
+TOKEN=$DORA api DELETE "/v1/datasets/$ID"
+expect "... and deleted" 200
+api PATCH /v1/users/dora -d "{\"quota\": {\"dataset_bytes\": $TAB_BYTES}}"
+expect "dora's quota: exactly what she holds" 200
+TOKEN=$DORA import_urls dq3 csv "file=$WEB/files/tab.csv"
+expect "dora at her quota: the import is refused at once" 429 quota_exceeded &&
+    check "... naming her quota" "$(jv '(d["error"]["path"], d["error"]["message"].startswith("dora has"))')" \
+        "('quota.dataset_bytes', True)"
+TOKEN=$DORA api GET /v1/datasets
+check "... and no row left of it" "$(jv '[x["name"] for x in d["datasets"]]')" "['dq1']"
+TOKEN=$DORA api DELETE "/v1/datasets/$DQ1"
+expect "dora deletes dq1" 200
 
 # ---------------------------------------------------------------- the per-user limit
 ADMIN_TOKEN=$TOKEN
