@@ -158,7 +158,7 @@ test-only:
 # must still be running when the urgent one comes); api-docs/README.md's curl
 # walkthrough, run verbatim (test_walkthrough.sh); a full disk under uploads,
 # imports, checkpoints and SQLite (test_faults.sh, root: a tmpfs data dir);
-# 217 hostile requests on every route while another user's job trains
+# over 200 hostile requests on every route while another user's job trains
 # (test_hostile.sh).
 # The API scripts check every response against api-docs/openapi.yaml
 # (tests/e2e/openapi_check.mjs; openapi_selftest.sh shows it catches what it

@@ -194,6 +194,15 @@ const char *http_header(const HttpRequest *req, const char *name) {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+bool http_content_type_is(const HttpRequest *req, const char *type) {
+    const char *ct = http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+    size_t n = strlen(type);
+    if (!ct || strncasecmp(ct, type, n) != 0) return false;
+    ct += n;
+    while (*ct == ' ' || *ct == '\t') ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
 bool http_accepts_gzip(const HttpRequest *req) {
     /* "gzip, deflate;q=0.5, *;q=0": gzip's own weight, else *'s (RFC 9110) */
     double gzip = -1, star = -1;

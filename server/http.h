@@ -201,6 +201,10 @@ const char *http_param(const HttpRequest *req, int i);
 const char *http_query(const HttpRequest *req, const char *key);
 /* A request header (case-insensitive), or NULL. */
 const char *http_header(const HttpRequest *req, const char *name);
+/* Whether the request's Content-Type is the media type `type` (case
+ * aside; its parameters after ';' ignored): "multipart/form-data;
+ * boundary=x" is "multipart/form-data", "multipart/form-dataxyz" is not. */
+bool http_content_type_is(const HttpRequest *req, const char *type);
 /* Whether Accept-Encoding lists gzip (or *) without q=0. */
 bool http_accepts_gzip(const HttpRequest *req);
 /* The buffered body, NUL-terminated ("" for none); len may be NULL. */

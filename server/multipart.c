@@ -4,7 +4,6 @@
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 struct Multipart {
     struct MHD_PostProcessor *pp;
@@ -45,8 +44,7 @@ static enum MHD_Result on_piece(void *cls, enum MHD_ValueKind kind, const char *
 
 Multipart *multipart_new(HttpRequest *req, MultipartFn fn, void *ctx) {
     const char *ct = http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (!ct || strncasecmp(ct, "multipart/form-data", 19) != 0 || !strstr(ct, "boundary="))
-        return NULL;
+    if (!ct || !strstr(ct, "boundary=")) return NULL;
     Multipart *mp = calloc(1, sizeof *mp);
     if (!mp) return NULL;
     mp->fn = fn;

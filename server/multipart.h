@@ -23,8 +23,9 @@ typedef struct Multipart Multipart;
 typedef int (*MultipartFn)(void *ctx, const char *field, const char *filename, bool first,
                            const char *data, size_t size);
 
-/* NULL when the request is not multipart/form-data with a boundary (or out
- * of memory); the caller replies. */
+/* For a request the caller found multipart/form-data
+ * (http_content_type_is): NULL when its Content-Type gives no boundary (or
+ * out of memory); the caller replies. */
 Multipart *multipart_new(HttpRequest *req, MultipartFn fn, void *ctx);
 /* Feeds body bytes. 0, or -1 when the body is malformed or fn aborted. */
 int multipart_feed(Multipart *mp, const char *data, size_t size);

@@ -42,7 +42,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -328,14 +327,13 @@ static int declared_fits(HttpRequest *req, const ApiQuota *quota) {
 
 static int upload_begin(HttpRequest *req) {
     const char *ct = http_header(req, "Content-Type");
-    if (ct && strncasecmp(ct, "multipart/form-data", 19) != 0 &&
-        strncasecmp(ct, "application/json", 16) != 0) {
+    if (!ct || http_content_type_is(req, "application/json")) return HTTP_BODY_BUFFER;
+    if (!http_content_type_is(req, "multipart/form-data")) {
         http_reply_error(req, 415, "unsupported_media_type", NULL,
                          "POST /v1/datasets takes multipart/form-data (an upload) or "
                          "application/json (an import from URLs), not '%.80s'", ct);
         return -1;
     }
-    if (!ct || strncasecmp(ct, "application/json", 16) == 0) return HTTP_BODY_BUFFER;
     ApiQuota quota;
     if (api_quota_load(req, QUOTA_DATASET_BYTES, &quota) != 0 || declared_fits(req, &quota) != 0)
         return -1;

@@ -309,6 +309,10 @@ for u in "http://127.0.0.1:$PORT/v1/users" "http://169.254.169.254/latest/meta-d
 done
 hostile "import: Content-Type text/plain" 415 unsupported_media_type POST $DS \
     -H 'Content-Type: text/plain' --data-binary '{"name": "x"}'
+hostile "import: Content-Type application/jsonp, a lookalike" 415 unsupported_media_type POST $DS \
+    -H 'Content-Type: application/jsonp' --data-binary '{"name": "x"}'
+hostile "upload: Content-Type multipart/form-dataxyz, a lookalike" 415 unsupported_media_type \
+    POST $DS -H 'Content-Type: multipart/form-dataxyz; boundary=b' --data-binary 'x'
 hostile "import: a body of 2 MiB" 413 too_large POST $DS -H 'Content-Type: application/json' \
     --data-binary "@$F/big.json"
 
