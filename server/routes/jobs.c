@@ -16,6 +16,7 @@
  * value of each metric, the error, and for a queued job why it waits and
  * how many jobs are ahead.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,8 @@ json_t *queue_entry_json(const QueueEntry *e, bool named) {
     return o;
 }
 
+static pthread_mutex_t submit_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int jobs_post(HttpRequest *req) {
     Api *api = http_app(req);
     int64_t priority;
@@ -71,17 +74,22 @@ int jobs_post(HttpRequest *req) {
     if (!spec)
         return http_reply_error(req, 400, "invalid_spec", error_last()->path, "%s", error_get());
     int64_t id = 0;
-    /* a user with a full queue, or checkpoints at their quota, is told now */
-    if (api_quota_check(req, QUOTA_QUEUED_JOBS, 1) != 0 ||
-        api_quota_check(req, QUOTA_CHECKPOINT_BYTES, 0) != 0) {
-        job_spec_free(spec);
-        return 0;
-    }
-    error_clear();
-    DbViewer owner = api_viewer(req);
-    int st = scheduler_create_job(api->sched, spec, http_body(req, NULL), &owner, (int)priority,
+    /* a user with a full queue, or checkpoints at their quota, is told now;
+     * the queue is counted and the job inserted under one lock, so that two
+     * submissions at once cannot both take a user's last place */
+    pthread_mutex_lock(&submit_lock);
+    bool refused = api_quota_check(req, QUOTA_QUEUED_JOBS, 1) != 0 ||
+                   api_quota_check(req, QUOTA_CHECKPOINT_BYTES, 0) != 0;
+    int st = DB_OK;
+    if (!refused) {
+        error_clear();
+        DbViewer owner = api_viewer(req);
+        st = scheduler_create_job(api->sched, spec, http_body(req, NULL), &owner, (int)priority,
                                   &id);
+    }
+    pthread_mutex_unlock(&submit_lock);
     job_spec_free(spec);
+    if (refused) return 0;
     if (st == DB_INVALID)
         return http_reply_error(req, 422, "invalid_spec", error_last()->path, "%s", error_get());
     if (st != DB_OK) return api_reply_db(req, st, NULL);

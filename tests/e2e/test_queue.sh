@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_queue.sh - the fair queue of a daemon a lab shares, end to end: the
-# real daemon (one CPU worker) with three users made by `traind user add`.
+# real daemon (one CPU worker) with users made by `traind user add`.
 #
 #   tests/e2e/test_queue.sh [TRAIND]      (default build/traind)
 #
@@ -9,7 +9,8 @@
 # another user's entries without id, name or detail; each job's reason
 # (Resources, Priority, QuotaRunningJobs) with its detail and position; a
 # user's ?priority= ordering their own jobs only; the queued-job quota
-# (429 naming the numbers); PATCH /v1/jobs/{id} by the owner (their own
+# (429 naming the numbers; 20 submissions at once take exactly the 11
+# places left); PATCH /v1/jobs/{id} by the owner (their own
 # order) and by an admin (ahead of everyone: the running job is preempted,
 # checkpoints, resumes later and succeeds with every step's loss once and
 # equal to an uninterrupted run's). Every response is checked against
@@ -113,6 +114,25 @@ expect "a 12th queued job: refused" 429 quota_exceeded &&
     check "... naming the limit and the numbers" \
         "$(jv '(d["error"]["path"], d["error"]["message"])')" \
         "('quota.queued_jobs', 'alice has 11 of 11 queued jobs')"
+# twenty submissions of carol's at once: her queue is counted and each job
+# stored under one lock, so exactly her 11 places are taken
+CAROL=$("$TRAIND" user add carol --data-dir "$VAR")
+job c 1 >"$TMP/c.json"
+CURLS=()
+for i in $(seq 20); do
+    curl -s -o /dev/null -w '%{http_code}\n' -H "Authorization: Bearer $CAROL" \
+        --data-binary "@$TMP/c.json" "$URL/v1/jobs" >"$TMP/carol-$i.code" &
+    CURLS+=($!)
+done
+wait "${CURLS[@]}"
+check "20 submissions of carol's at once: 11 accepted, 9 refused" \
+    "$(sort "$TMP"/carol-*.code | uniq -c | awk '{printf "%s:%s ", $2, $1}')" "201:11 429:9 "
+TOKEN=$CAROL api GET '/v1/jobs?state=queued'
+for id in $(jv '" ".join(str(j["id"]) for j in d["jobs"])'); do
+    TOKEN=$CAROL api POST "/v1/jobs/$id/cancel"
+done
+TOKEN=$CAROL api GET '/v1/jobs?state=queued'
+check "... and cancelled, out of the queue" "$(jv 'len(d["jobs"])')" 0
 TOKEN=$ADMIN api GET /v1/queue
 check "alice's ?priority=500 job goes first among hers, not before bob's" \
     "$(jv '[e["name"] for e in d["queue"]][:3]')" "['b1', 'a11', 'a1']"
