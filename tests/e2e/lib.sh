@@ -3,6 +3,16 @@
 # api-docs/openapi.yaml), checking the database. Sourced before any of it
 # runs; jv and api need $TMP (and api $URL and $TOKEN) when called.
 
+# A script names the binary it tests in TRAIND before sourcing this: one
+# not built is its one failure.
+if [ -n "${TRAIND:-}" ] && [ ! -x "$TRAIND" ]; then
+    echo "$(basename "$0" .sh): $TRAIND not built (make $TRAIND)" >&2
+    echo "$(basename "$0" .sh): 0 passed, 1 failed"
+    [ -n "${TMP:-}" ] && rm -rf "$TMP"
+    trap - EXIT # the script's cleanup is not defined yet
+    exit 1
+fi
+
 # sanitizer reports in a daemon's or a command's stderr
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
