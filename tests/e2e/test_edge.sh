@@ -282,7 +282,7 @@ PYEOF
 start "$TMP/f" "$TMP/f.log" http --header-timeout 4 --idle-timeout 30 --workers 1
 URL_F=$URL PORT_F=$PORT
 upload
-submit 1000
+submit 100000 # hours of work: still running when it is cancelled after the flood
 JF=$JOB_ID
 submit 1
 JQ=$JOB_ID # queued behind JF: its stream waits with nothing to say
