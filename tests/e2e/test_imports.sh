@@ -34,37 +34,6 @@ trap cleanup_daemons EXIT
 . "$(dirname "$0")/lib.sh"
 
 # ---------------------------------------------------------------- helpers
-# start_daemon NAME ARGS...: traind serve on a free port with the data dir
-# $TMP/NAME; sets URL, TOKEN, VAR, DAEMON_PID, LOG (empty URL if it did
-# not start).
-start_daemon() {
-    local name=$1 port
-    shift
-    VAR=$TMP/$name LOG=$TMP/$name.log
-    local skip=0
-    [ -f "$LOG" ] && skip=$(wc -l <"$LOG")
-    "$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$VAR" "$@" 2>>"$LOG" &
-    DAEMON_PID=$!
-    PIDS+=("$DAEMON_PID")
-    port=$(listening_port "$LOG" "$DAEMON_PID" "$skip")
-    URL="" TOKEN=""
-    [ -n "$port" ] || return 1
-    URL=http://127.0.0.1:$port
-    TOKEN=$(cat "$VAR/admin.token")
-}
-
-# stop_daemon NAME: SIGTERM, then checks it exits 0 within 15 s without a
-# sanitizer report.
-stop_daemon() {
-    terminate "$DAEMON_PID"
-    check "$1: SIGTERM, a graceful stop (exit 0)" "$RC" 0
-    if grep -q "$SANITIZER" "$LOG"; then
-        fail "$1: no sanitizer report" "$(grep -m1 -A30 "$SANITIZER" "$LOG")"
-    else
-        pass "$1: no sanitizer report"
-    fi
-}
-
 # import_urls NAME FORMAT ROLE=URL...: POST /v1/datasets with a JSON body.
 import_urls() {
     local name=$1 format=$2 urls="" kv
@@ -136,11 +105,9 @@ WEB=http://127.0.0.1:$WP
 # ---------------------------------------------------------------- imports that work
 # the job below trains on one thread: the other core answers the probes,
 # which then measure the imports' effect on the HTTP threads, not the CPU's
-start_daemon a --import-allow-private --imports-per-user 2 --import-threads 4 --threads-per-job 1 || {
-    fail "daemon a starts" "$(head -n 20 "$TMP/a.log")"
-    summary
-    exit 1
-}
+VAR=$TMP/a
+start_daemon "$VAR" "$TMP/a.log" --import-allow-private --imports-per-user 2 --import-threads 4 \
+    --threads-per-job 1
 echo "daemon a on $URL, web server on $WEB"
 
 import_urls tab csv "file=$WEB/files/tab.csv?rate=1000" # 21 kB in 2.2 s
@@ -346,25 +313,22 @@ check "the job is cancelled" "$([ "$STATUS" = 200 ] || [ "$STATUS" = 202 ] && ec
 # ---------------------------------------------------------------- stop, start
 LEFT=$(sql "$VAR" "SELECT count(*) FROM datasets WHERE state != 'ready'")
 check "before the stop: 5 imports in progress and a failed one" "$LEFT" 6
-stop_daemon "daemon a, 5 imports running"
+stop_daemon "$DPID" "$TMP/a.log" "daemon a, 5 imports running"
 check "... which are cancelled: the web server sees them go" \
     "$(for _ in $(seq 40); do n=$(grep -c 'gone /stall' "$TMP/www-127.0.0.1.log"); [ "$n" -ge 6 ] && break; sleep 0.1; done; echo "$n")" 6
-start_daemon a --import-allow-private || fail "daemon a starts again" "$(tail -n 20 "$TMP/a.log")"
+start_daemon "$VAR" "$TMP/a.log" --import-allow-private
 check "the next start removes what they left" \
     "$(grep -c "removed $LEFT dataset upload(s) or import(s) left unfinished" "$TMP/a.log")" 1
 api GET '/v1/datasets?all=1'
 check "... rows" "$(jv 'sorted(x["name"] for x in d["datasets"])')" "['small', 'tab']"
 check "... and directories" "$(ls "$VAR/datasets" | sort -n | tr '\n' ' ')" "$TAB $SMALL "
-stop_daemon "daemon a, again"
+stop_daemon "$DPID" "$TMP/a.log" "daemon a, again"
 
 # ---------------------------------------------------------------- the address policy
 import_server "$TMP/www" 127.0.0.2
 WP2=$WEB_PORT
-start_daemon b --import-allow-net 127.0.0.2/32 || {
-    fail "daemon b starts" "$(head -n 20 "$TMP/b.log")"
-    summary
-    exit 1
-}
+VAR=$TMP/b
+start_daemon "$VAR" "$TMP/b.log" --import-allow-net 127.0.0.2/32
 REFUSED="the daemon refuses private addresses (serve --import-allow-private)"
 for case in "http://127.0.0.1:$WP/files/tab.csv|127.0.0.1, a loopback address" \
     "http://169.254.169.254/latest/meta-data|169.254.169.254, a link-local address" \
@@ -409,7 +373,7 @@ else
 fi
 check "the loopback web server was never reached by daemon b" \
     "$(grep -c '^open' "$TMP/www-127.0.0.1.log")" "$opens"
-stop_daemon "daemon b"
+stop_daemon "$DPID" "$TMP/b.log" "daemon b"
 
 # ---------------------------------------------------------------- options
 "$TRAIND" serve --port 0 --data-dir "$TMP/c" --import-allow-net 10.0.0/8 2>"$TMP/c.err"
