@@ -24,18 +24,8 @@ VAR=$TMP/var
 . "$(dirname "$0")/lib.sh"
 trap cleanup_daemons EXIT
 
-"$TRAIND" serve --port 0 --bind 127.0.0.1 --data-dir "$VAR" --workers 1 \
-    --quota-queued-jobs 11 --quota-running-jobs 1 2>"$TMP/daemon.log" &
-PIDS+=($!)
-PORT=$(listening_port "$TMP/daemon.log" "${PIDS[0]}")
-if [ -z "$PORT" ]; then
-    echo "test_queue: the daemon did not start:" >&2
-    head -n 20 "$TMP/daemon.log" >&2
-    echo "test_queue: 0 passed, 1 failed"
-    exit 1
-fi
-URL=http://127.0.0.1:$PORT
-ADMIN=$(cat "$VAR/admin.token")
+start_daemon "$VAR" "$TMP/daemon.log" --workers 1 --quota-queued-jobs 11 --quota-running-jobs 1
+ADMIN=$TOKEN
 ALICE=$("$TRAIND" user add alice --data-dir "$VAR")
 BOB=$("$TRAIND" user add bob --data-dir "$VAR")
 check "two users added" "${#ALICE}${#BOB}" 6464
@@ -217,9 +207,6 @@ alive() {
     check "$1: integrity_check" "$(integrity "$VAR")" ok
 }
 alive "at the end"
-kill -TERM "${PIDS[0]}"
-wait "${PIDS[0]}"
-check "SIGTERM: exit 0" "$?" 0
-check "no sanitizer report" "$(grep -c "$SANITIZER" "$TMP/daemon.log")" 0
+stop_daemon "$DPID" "$TMP/daemon.log"
 openapi_summary
 summary
