@@ -346,7 +346,7 @@ static int upload_begin(HttpRequest *req) {
     u->api = http_app(req);
     u->owner = http_auth(req)->user_id;
     u->fd = -1;
-    u->mp = multipart_new(req, on_part, u);
+    u->mp = multipart_new(http_header(req, "Content-Type"), on_part, u);
     if (!u->mp) {
         free(u);
         http_reply_error(req, 400, "bad_request", NULL,

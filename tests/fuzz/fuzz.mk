@@ -34,8 +34,7 @@ build/fuzz/obj/%.o: %.c
 build/fuzz/libcore.a: $(FUZZ_CORE)
 	rm -f $@ && ar rcs $@ $^
 
-# multipart.c needs MHD and two accessors of server/http.c, which
-# fuzz_multipart.c supplies over its own MHD connection (see there why).
+# server/multipart.c stands alone (no MHD, no server/http.c): fed directly.
 build/fuzz/fuzz_multipart: build/fuzz/obj/server/multipart.o
 
 build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_SUPPORT) build/fuzz/libcore.a
