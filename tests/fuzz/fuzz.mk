@@ -11,12 +11,12 @@
 #   make fuzz FUZZ_TARGETS=csv FUZZ_SECONDS=60   one target
 #
 # Targets are built with Debian's clang (libFuzzer comes with its
-# libclang-rt-*-dev) against core/ and server/multipart.c compiled a third
+# libclang-rt-*-dev) against core/ and the server/ files they feed compiled a third
 # time, by clang with the fuzzer's coverage, ASan and UBSan, in build/fuzz/obj.
 # tests/fuzz/README.md says what each target feeds and checks.
 
 FUZZ_CC      ?= clang
-FUZZ_TARGETS ?= spec lr_expr csv idx npy safetensors multipart
+FUZZ_TARGETS ?= spec lr_expr csv idx npy safetensors multipart http_parse
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 4
 # clang's OpenMP (libomp) for core's pragmas; no CUDA: the parsers are host code.
@@ -36,6 +36,7 @@ build/fuzz/libcore.a: $(FUZZ_CORE)
 
 # server/multipart.c stands alone (no MHD, no server/http.c): fed directly.
 build/fuzz/fuzz_multipart: build/fuzz/obj/server/multipart.o
+build/fuzz/fuzz_http_parse: build/fuzz/obj/server/http_parse.o build/fuzz/obj/server/http_chunked.o
 
 build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_SUPPORT) build/fuzz/libcore.a
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp -o $@ $(filter %.o,$^) build/fuzz/libcore.a \

@@ -197,6 +197,70 @@ def multipart():
     out("multipart", "miss_json", b"\xff" + b"application/json\n" + b'{"name": "x"}')
 
 
+def http_parse():
+    # byte 0: the chunked decoder's piece size (see fuzz_http_parse.c); then a head and a body
+    get = "GET /v1/jobs/12/logs?after=5&limit=10 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" \
+          "User-Agent: curl/8.5.0\r\nAccept: */*\r\nAuthorization: Bearer tok\r\n\r\n"
+    chunked = "POST /v1/jobs HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n" \
+              "Content-Type: application/json\r\n\r\n"
+    heads = {
+        "get": get,
+        "get_lf": get.replace("\r\n", "\n"),
+        "get_leading_crlf": "\r\n\r\n" + get,
+        "http10_keepalive": "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "post_length": "POST /v1/jobs HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n"
+                       "Expect: 100-continue\r\n\r\n{}",
+        "query_escapes": "GET /v1/a%2Fb/%7e?k%3D1=v%26w&&plus=a+b&e=&=x HTTP/1.1\r\nHost: h\r\n"
+                         "Connection: Upgrade, close\r\n\r\n",
+        "obs_text": "GET / HTTP/1.1\r\nHost: h\r\nX-A: caf\u00e9\tx\r\n\r\n",
+        # near-misses
+        "miss_nul_path": "GET /v1/jobs/7%00x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "miss_nul_query": "GET /v1/jobs/7/logs?after=1%00 HTTP/1.1\r\nHost: h\r\n\r\n",
+        "miss_version": "GET / HTTP/2.0\r\nHost: h\r\n\r\n",
+        "miss_version_garbage": "GET / HTTP/1.10\r\nHost: h\r\n\r\n",
+        "miss_spaces": "GET  /  HTTP/1.1\r\nHost: h\r\n\r\n",
+        "miss_method": "G(T / HTTP/1.1\r\nHost: h\r\n\r\n",
+        "miss_method_long": "ABCDEFGHIJKLMNOPQ / HTTP/1.1\r\nHost: h\r\n\r\n",
+        "miss_absolute": "GET http://x/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        "miss_target_byte": "GET /a\x7fb HTTP/1.1\r\nHost: h\r\n\r\n",
+        "miss_long_target": "GET /" + "a" * 8200 + " HTTP/1.1\r\nHost: h\r\n\r\n",
+        "miss_fold": "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n  more\r\n\r\n",
+        "miss_no_colon": "GET / HTTP/1.1\r\nHost: h\r\nX-A 1\r\n\r\n",
+        "miss_space_colon": "GET / HTTP/1.1\r\nHost: h\r\nContent-Length : 5\r\n\r\nhello",
+        "miss_ctl": "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x01b\r\n\r\n",
+        "miss_bare_cr": "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\rb\r\n\r\n",
+        "miss_big_header": "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + "b" * 33000 + "\r\n\r\n",
+        "miss_length_sign": "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -5\r\n\r\n",
+        "miss_length_big": "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9223372036854775808"
+                           "\r\n\r\n",
+        "miss_length_twice": "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n"
+                             "Content-Length: 2\r\n\r\n{}",
+        "miss_length_and_chunked": "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\n"
+                                   "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        "miss_gzip": "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "miss_te_http10": "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "miss_no_host": "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",
+        "miss_auth_twice": "GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer a\r\n"
+                           "Authorization: Bearer b\r\n\r\n",
+        "miss_unended": "GET / HTTP/1.1\r\nHost: h\r\n",
+    }
+    for name, head in heads.items():
+        out("http_parse", name, b"\x00" + head.encode("latin-1"))
+    bodies = {
+        "chunked": ("\x00", "5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"),
+        "chunked_pieces7": ("\x06", "a;x=1\r\n0123456789\r\n1 ;y\r\nz\r\n0\r\nX-Sum: 1\r\n\r\n"
+                                    "GET / HTTP/1.1\r\n"),
+        "chunked_lf_whole": ("\xff", "3\nabc\n0\n\n"),
+        "chunked_big_size": ("\x02", "7fffffffffffffff\r\nab"),
+        "miss_chunked_hex": ("\x00", "5\r\nhello\r\n0x5\r\n"),
+        "miss_chunked_over": ("\x01", "8000000000000000\r\n"),
+        "miss_chunked_crlf": ("\x03", "3\r\nhello\r\n0\r\n\r\n"),
+        "miss_chunked_trailer": ("\x00", "0\r\n folded\r\n\r\n"),
+    }
+    for name, (piece, body) in bodies.items():
+        out("http_parse", name, (piece + chunked + body).encode("latin-1"))
+
+
 if __name__ == "__main__":
-    for make in [spec, lr_expr, csv, idx, npy, safetensors, multipart]:
+    for make in [spec, lr_expr, csv, idx, npy, safetensors, multipart, http_parse]:
         make()
