@@ -5,7 +5,7 @@
 set -euo pipefail
 # openssl: tests/e2e/test_edge.sh makes its TLS certificates with it.
 pkgs=(build-essential pkg-config libopenblas-dev libopenblas-openmp-dev libjansson-dev libcriterion-dev
-      libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev zlib1g-dev curl jq openssl
+      libgnutls28-dev libsqlite3-dev libcurl4-openssl-dev zlib1g-dev curl jq openssl
       clang libclang-rt-dev libomp-dev)
 # clang, libFuzzer and its sanitizer runtimes (libclang-rt-dev) and clang's
 # OpenMP (libomp-dev): the fuzz targets of tests/fuzz (make fuzz-smoke).

@@ -1,22 +1,14 @@
-/* http.c - libmicrohttpd behind a route table; see http.h.
+/* http.c - the route table behind the server's connections; see http.h.
  *
- * MHD calls on_request several times per request: once when the headers
- * are in (we match the route, check the token and the declared body size
- * there, so a 401 or 413 goes out before the body is read), once per piece
- * of the body (buffered, or handed to the route's stream callbacks), and
- * once more at the end, where the handler runs and its reply is queued.
- * Before all of these, on_target sees the request target as the client
- * sent it (MHD decodes it after), for the checks of server/http_head.h.
- * on_completed runs when the response is gone (or the client is): it calls
+ * server/http_loop.c accepts connections and server/http_conn.c reads
+ * their requests; they call the events here: ev_head when a request's head
+ * is in (we match the route, check the token and the declared body size
+ * there, so a 401 or 413 goes out before the body is read), ev_body per
+ * piece of the body (buffered, or handed to the route's stream
+ * callbacks), ev_end at its end, where the handler runs and its reply is
+ * made, and ev_done when the response is gone (or the client is): it calls
  * the route's finish, logs and frees the request (counted when its reply
- * was queued, or here as status 0 when it got none). on_connection keeps
- * each connection's header deadline (server/http_conn.h), which the ticker
- * enforces.
- *
- * Streams (SSE) use MHD's suspend/resume: a producer with nothing to say
- * returns 0, the reader suspends the connection and parks it on a list that
- * a ticker thread resumes, so a waiting client costs
- * no thread and no busy loop.
+ * was made, or here as status 0 when it got none).
  */
 #include "server/http.h"
 
@@ -24,7 +16,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -40,13 +31,15 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "server/http_conn.h"
-#include "server/http_head.h"
+#include "server/http_loop.h"
+#include "server/http_parse.h"
+#include "server/http_response.h"
+#include "server/http_tls.h"
 #include "server/json_limits.h"
 #include "server/log.h"
 #include "server/text_json.h"
 
 #define HTTP_STATUS_SLOTS 24
-#define HTTP_TICK_MS 200
 /* Past this many bytes beyond the limit a refused body is no longer read
  * to its end: the connection is closed instead. */
 #define HTTP_DISCARD_SLACK ((uint64_t)64 << 20)
@@ -57,45 +50,23 @@ typedef struct {
     uint64_t count;
 } StatusCount;
 
-typedef struct HttpStream HttpStream;
-
 struct HttpServer {
-    struct MHD_Daemon *daemon;
+    HttpLoop *loop;
+    HttpTlsCreds *tls;
     HttpConfig cfg;
     int port;
-
-    HttpConns *conns; /* the header deadlines */
 
     pthread_mutex_t count_lock;
     StatusCount (*counts)[HTTP_STATUS_SLOTS]; /* [num_routes + 1]: last is "unmatched" */
     atomic_uint_fast64_t upload_bytes;
-
-    pthread_mutex_t stream_lock;
-    pthread_cond_t tick_cond;
-    HttpStream *waiting; /* suspended streams */
-    bool stopping;
-    bool ticker_started;
-    pthread_t ticker;
-};
-
-struct HttpStream {
-    HttpServer *server;
-    struct MHD_Connection *conn;
-    HttpStreamFn fn;
-    void *ctx;
-    void (*free_ctx)(void *ctx);
-    bool waiting;
-    HttpStream *next;
 };
 
 struct HttpRequest {
     HttpServer *server;
-    struct MHD_Connection *conn;
-    int route; /* index into cfg.routes, -1: none */
+    HttpHead head; /* as parsed (empty when it was refused unparsed) */
+    int route;     /* index into cfg.routes, -1: none */
     char method[16];
-    char *target; /* as the client sent it, before MHD decoded it; NULL: unknown */
-    char *path;   /* decoded by MHD (cut short when the target is over HTTP_TARGET_MAX) */
-    bool begun;   /* its head is in: on_request has seen it */
+    char *path; /* decoded (cut short when the target is over HTTP_TARGET_MAX) */
     char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
     int num_params;
     HttpAuth auth;
@@ -106,7 +77,7 @@ struct HttpRequest {
     char *body;
     size_t body_len, body_cap;
 
-    struct MHD_Response *response; /* made, not yet queued */
+    HttpResponse *response; /* made, not yet handed to the connection */
     int status;
     bool queued, counted;
     void *state;
@@ -142,7 +113,7 @@ static bool pattern_match(const char *pattern, const char *raw, char (*params)[H
         if (rlen >= sizeof seg) return false;
         memcpy(seg, u, rlen);
         seg[rlen] = '\0';
-        size_t ulen = MHD_http_unescape(seg);
+        size_t ulen = http_unescape(seg);
         if (plen >= 2 && p[0] == '{' && p[plen - 1] == '}') {
             if (ulen == 0 || ulen >= HTTP_PARAM_MAX || np >= HTTP_MAX_PARAMS) return false;
             memcpy(params[np], seg, ulen + 1);
@@ -180,22 +151,21 @@ const char *http_path(const HttpRequest *req) { return req->path; }
 const HttpAuth *http_auth(const HttpRequest *req) { return &req->auth; }
 void *http_state(const HttpRequest *req) { return req->state; }
 void http_set_state(HttpRequest *req, void *state) { req->state = state; }
-struct MHD_Connection *http_connection(const HttpRequest *req) { return req->conn; }
 
 const char *http_param(const HttpRequest *req, int i) {
     return i >= 0 && i < req->num_params ? req->params[i] : "";
 }
 
 const char *http_query(const HttpRequest *req, const char *key) {
-    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+    return http_head_arg(&req->head, key);
 }
 
 const char *http_header(const HttpRequest *req, const char *name) {
-    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+    return http_head_field(&req->head, name);
 }
 
 bool http_content_type_is(const HttpRequest *req, const char *type) {
-    const char *ct = http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *ct = http_header(req, "Content-Type");
     size_t n = strlen(type);
     if (!ct || strncasecmp(ct, type, n) != 0) return false;
     ct += n;
@@ -231,47 +201,38 @@ const char *http_body(const HttpRequest *req, size_t *len) {
 
 /* ---- replies ---- */
 
-static int set_response(HttpRequest *req, int status, struct MHD_Response *r) {
-    if (req->response) MHD_destroy_response(req->response);
+static int set_response(HttpRequest *req, int status, HttpResponse *r) {
+    http_response_free(req->response);
     req->response = r;
     req->status = status;
     return 0;
 }
 
 /* The reply r with its Content-Type, or none (status 0: the connection is
- * dropped) when libmicrohttpd could not make it; the caller has freed what
- * r would have held. */
-static int reply_with(HttpRequest *req, int status, const char *content_type,
-                      struct MHD_Response *r) {
-    if (!r) return set_response(req, 0, NULL);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+ * dropped) when it could not be made; r's maker released what it held. */
+static int reply_with(HttpRequest *req, int status, const char *content_type, HttpResponse *r) {
+    if (!r || http_response_add(r, "Content-Type", content_type) != 0) {
+        http_response_free(r);
+        return set_response(req, 0, NULL);
+    }
     return set_response(req, status, r);
-}
-
-static int reply_static(HttpRequest *req, int status, const char *content_type, const char *text,
-                        size_t len) {
-    return reply_with(req, status, content_type,
-                      MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY));
 }
 
 int http_reply_text(HttpRequest *req, int status, const char *content_type, const char *text,
                     size_t len) {
-    return reply_static(req, status, content_type, text, len);
+    return reply_with(req, status, content_type, http_response_copy(status, text, len));
 }
 
 int http_reply_owned(HttpRequest *req, int status, const char *content_type, char *text,
                      size_t len) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (!r) free(text);
-    return reply_with(req, status, content_type, r);
+    return reply_with(req, status, content_type,
+                      http_response_bytes(status, text, len, free, text));
 }
 
 int http_reply_shared(HttpRequest *req, int status, const char *content_type, const char *body,
                       size_t len, void (*release)(void *cls), void *cls) {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer_with_free_callback_cls(len, (void *)body, release, cls);
-    if (!r) release(cls);
-    return reply_with(req, status, content_type, r);
+    return reply_with(req, status, content_type,
+                      http_response_bytes(status, body, len, release, cls));
 }
 
 int http_reply_json(HttpRequest *req, int status, json_t *body) {
@@ -280,7 +241,8 @@ int http_reply_json(HttpRequest *req, int status, json_t *body) {
     if (!text) {
         static const char oom[] =
             "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\",\"path\":\"\"}}";
-        return reply_static(req, 500, "application/json", oom, sizeof oom - 1);
+        return reply_with(req, 500, "application/json",
+                          http_response_bytes(500, oom, sizeof oom - 1, NULL, NULL));
     }
     return http_reply_owned(req, status, "application/json", text, strlen(text));
 }
@@ -297,22 +259,18 @@ int http_reply_error(HttpRequest *req, int status, const char *code, const char 
     json_t *body = err ? json_pack("{s:o}", "error", err) : NULL;
     http_reply_json(req, status, body);
     if (status == 401 && req->response)
-        MHD_add_response_header(req->response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                "Bearer realm=\"traind\"");
+        http_response_add(req->response, "WWW-Authenticate", "Bearer realm=\"traind\"");
     return 0;
 }
 
 int http_reply_fd(HttpRequest *req, int status, const char *content_type, int fd, uint64_t size) {
-    struct MHD_Response *r = MHD_create_response_from_fd64(size, fd);
-    if (!r) {
-        close(fd);
-        return http_reply_error(req, 500, "internal", NULL, "cannot create a file response");
-    }
+    HttpResponse *r = http_response_fd(status, fd, size);
+    if (!r) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
     return reply_with(req, status, content_type, r);
 }
 
 void http_reply_header(HttpRequest *req, const char *name, const char *value) {
-    if (req->response) MHD_add_response_header(req->response, name, value);
+    if (req->response) http_response_add(req->response, name, value);
 }
 
 json_t *http_json_body(HttpRequest *req) {
@@ -387,147 +345,27 @@ int http_query_bool(HttpRequest *req, const char *key, bool *out) {
 
 /* ---- streams ---- */
 
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
-    (void)pos;
-    HttpStream *st = cls;
-    HttpServer *s = st->server;
-    pthread_mutex_lock(&s->stream_lock);
-    bool stopping = s->stopping;
-    pthread_mutex_unlock(&s->stream_lock);
-    if (stopping) return MHD_CONTENT_READER_END_OF_STREAM;
-    ssize_t n = st->fn(st->ctx, buf, max);
-    if (n > 0) return n;
-    if (n == HTTP_STREAM_END) return MHD_CONTENT_READER_END_OF_STREAM;
-    if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
-    /* nothing yet: park the connection until the next tick */
-    pthread_mutex_lock(&s->stream_lock);
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->stream_lock);
-        return MHD_CONTENT_READER_END_OF_STREAM;
-    }
-    MHD_suspend_connection(st->conn);
-    st->waiting = true;
-    st->next = s->waiting;
-    s->waiting = st;
-    pthread_mutex_unlock(&s->stream_lock);
-    return 0;
-}
-
-static void stream_free(void *cls) {
-    HttpStream *st = cls;
-    HttpServer *s = st->server;
-    pthread_mutex_lock(&s->stream_lock);
-    for (HttpStream **pp = &s->waiting; *pp; pp = &(*pp)->next)
-        if (*pp == st) {
-            *pp = st->next;
-            break;
-        }
-    pthread_mutex_unlock(&s->stream_lock);
-    if (st->free_ctx) st->free_ctx(st->ctx);
-    free(st);
-}
-
-/* Resumes every parked stream; the caller holds stream_lock. */
-static void resume_waiting(HttpServer *s) {
-    while (s->waiting) {
-        HttpStream *st = s->waiting;
-        s->waiting = st->next;
-        st->next = NULL;
-        st->waiting = false;
-        MHD_resume_connection(st->conn);
-    }
-}
-
-/* Each tick: the waiting streams retried, the late request heads cut. */
-static void *ticker_main(void *arg) {
-    HttpServer *s = arg;
-    pthread_mutex_lock(&s->stream_lock);
-    while (!s->stopping) {
-        struct timespec until;
-        clock_deadline_in(&until, HTTP_TICK_MS);
-        pthread_cond_timedwait(&s->tick_cond, &s->stream_lock, &until);
-        resume_waiting(s);
-        pthread_mutex_unlock(&s->stream_lock);
-        int cut = http_conns_sweep(s->conns);
-        if (cut)
-            log_message("http", "closed %d connection(s) whose request line and headers took "
-                        "over %d s", cut, s->cfg.header_timeout_s);
-        pthread_mutex_lock(&s->stream_lock);
-    }
-    pthread_mutex_unlock(&s->stream_lock);
-    return NULL;
-}
-
 int http_reply_stream(HttpRequest *req, int status, const char *content_type, HttpStreamFn fn,
                       void *ctx, void (*free_ctx)(void *ctx)) {
-    HttpStream *st = calloc(1, sizeof *st);
-    if (!st) {
-        if (free_ctx) free_ctx(ctx);
+    HttpResponse *r = http_response_stream(status, fn, ctx, free_ctx);
+    if (!r) return http_reply_error(req, 503, "unavailable", NULL, "cannot create a stream");
+    if (http_response_add(r, "Content-Type", content_type) != 0 ||
+        http_response_add(r, "Cache-Control", "no-cache") != 0 ||
+        http_response_add(r, "X-Accel-Buffering", "no") != 0) {
+        http_response_free(r);
         return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
     }
-    *st = (HttpStream){.server = req->server, .conn = req->conn, .fn = fn, .ctx = ctx,
-                       .free_ctx = free_ctx};
-    struct MHD_Response *r =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st,
-                                          stream_free);
-    if (!r) {
-        stream_free(st);
-        return http_reply_error(req, 503, "unavailable", NULL, "cannot create a stream");
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-    MHD_add_response_header(r, "X-Accel-Buffering", "no");
     return set_response(req, status, r);
 }
 
-/* ---- MHD callbacks ---- */
-
-/* The deadline record of conn (server/http_conn.h), NULL when none. */
-static HttpConn *conn_deadline(struct MHD_Connection *conn) {
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return info ? info->socket_context : NULL;
-}
-
-/* A request, from MHD's URI callback (target: as sent) or, failing that,
- * from the first on_request (target NULL). */
-static HttpRequest *request_new(HttpServer *s, struct MHD_Connection *conn, const char *target) {
-    HttpRequest *req = calloc(1, sizeof *req);
-    if (!req) return NULL;
-    req->server = s;
-    req->conn = conn;
-    req->route = -1;
-    if (target && !(req->target = strdup(target))) {
-        free(req);
-        return NULL;
-    }
-    return req;
-}
+/* ---- the events ---- */
 
 static void request_free(HttpRequest *req) {
-    if (req->response) MHD_destroy_response(req->response);
+    http_response_free(req->response);
+    http_head_free(&req->head);
     free(req->body);
     free(req->path);
-    free(req->target);
     free(req);
-}
-
-/* MHD_OPTION_URI_LOG_CALLBACK: the request line is in; MHD is about to
- * decode the target, so this is where it is seen as sent. */
-static void *on_target(void *cls, const char *target, struct MHD_Connection *conn) {
-    return request_new(cls, conn, target);
-}
-
-/* The head is in: method and path (a target over the limit keeps only a
- * prefix of its path, for the log and the 414). -1 when out of memory. */
-static int request_head(HttpRequest *req, const char *url, const char *method) {
-    snprintf(req->method, sizeof req->method, "%s", method);
-    size_t len = req->target ? strlen(req->target) : strlen(url);
-    req->path = len > HTTP_TARGET_MAX ? strndup(url, 64) : strdup(url);
-    clock_gettime(CLOCK_MONOTONIC, &req->start);
-    req->begun = true;
-    http_conn_busy(req->server->conns, conn_deadline(req->conn));
-    return req->path ? 0 : -1;
 }
 
 /* The route matching the path and method: its index; -1 when none, with
@@ -538,8 +376,7 @@ static int route_find(HttpRequest *req, bool *path_known) {
     for (int i = 0; i < c->num_routes; i++) {
         int np = 0;
         char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
-        if (!pattern_match(c->routes[i].pattern, req->target ? req->target : req->path, params,
-                           &np))
+        if (!pattern_match(c->routes[i].pattern, req->head.target, params, &np))
             continue;
         *path_known = true;
         if (strcmp(c->routes[i].method, req->method) != 0) continue;
@@ -555,7 +392,7 @@ static int route_find(HttpRequest *req, bool *path_known) {
 static int authorize(HttpRequest *req, const HttpRoute *route) {
     const HttpConfig *c = &req->server->cfg;
     if (route->flags & HTTP_ROUTE_PUBLIC) return 0;
-    const char *h = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *h = http_header(req, "Authorization");
     if (!h || !*h) {
         http_reply_error(req, 401, "unauthorized", NULL,
                          "missing token: send 'Authorization: Bearer <token>'");
@@ -597,34 +434,18 @@ static void reply_too_large(HttpRequest *req, uint64_t declared, uint64_t limit)
                      declared, limit);
 }
 
-/* The head's checks, route, auth, declared size and the route's body
- * mode. Leaves an error reply in req->response when the request is
+/* The route, auth, declared size and the route's body mode of a head
+ * that parsed. Leaves an error reply in req->response when the request is
  * refused. */
 static void request_begin(HttpRequest *req) {
     const HttpConfig *c = &req->server->cfg;
-    const char *cl = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    const char *te = http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
-    uint64_t declared = cl ? strtoull(cl, NULL, 10) : 0;
-    req->has_body = declared > 0 || te != NULL;
-    HttpHeadError e;
-    http_head_check(req->conn, req->target, &e);
-    if (e.status) {
-        /* a path the check names (the path as sent, or a prefix of a long
-         * one) is the request's path from here on, in the log too */
-        char *named = e.path[0] == '/' ? strdup(e.path) : NULL;
-        if (named) {
-            free(req->path);
-            req->path = named;
-        }
-        http_reply_error(req, e.status, e.code, e.path[0] ? e.path : NULL, "%s", e.message);
-        if (e.close) http_reply_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
-        return;
-    }
+    uint64_t declared = req->head.has_length ? req->head.content_length : 0;
+    req->has_body = declared > 0 || req->head.chunked;
     bool path_known;
     req->route = route_find(req, &path_known);
     if (req->route < 0) {
         /* the path as routed: as sent, %2F and all */
-        const char *sent = req->target ? req->target : req->path;
+        const char *sent = req->head.target;
         int n = (int)strcspn(sent, "?");
         if (path_known)
             http_reply_error(req, 405, "method_not_allowed", NULL, "%s is not allowed on %.*s",
@@ -657,49 +478,58 @@ static void request_begin(HttpRequest *req) {
     if (declared > req->limit) reply_too_large(req, declared, req->limit);
 }
 
-/* Queues the reply, counted first: a client that has its reply finds it
- * in the counters. */
-static enum MHD_Result queue_reply(HttpRequest *req) {
+/* A head the parser refused: its error, as the API's JSON. A path the
+ * error names (the path as sent, or a prefix of a long one) is the
+ * request's path from here on, in the log too. */
+static void request_refused(HttpRequest *req, const HttpHeadError *e) {
+    char *named = e->path[0] == '/' ? strdup(e->path) : NULL;
+    if (named) {
+        free(req->path);
+        req->path = named;
+    }
+    http_reply_error(req, e->status, e->code, e->path[0] ? e->path : NULL, "%s", e->message);
+}
+
+/* The reply, handed to the connection, counted first: a client that has
+ * its reply finds it in the counters. NULL (the connection is closed)
+ * when not even the static reply could be made. */
+static HttpResponse *reply_take(HttpRequest *req) {
     if (!req->response) {
         /* out of memory making the reply: answer with a static one */
         static const char oom[] =
             "{\"error\":{\"code\":\"unavailable\",\"message\":\"out of memory\",\"path\":\"\"}}";
-        struct MHD_Response *r = MHD_create_response_from_buffer(
-            sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
-        if (!r) return MHD_NO;
-        req->response = r;
+        req->response = http_response_bytes(503, oom, sizeof oom - 1, NULL, NULL);
+        if (!req->response || http_response_add(req->response, "Content-Type",
+                                                 "application/json") != 0)
+            return NULL;
         req->status = 503;
     }
     count_request(req->server, req->route, req->status, 1);
-    enum MHD_Result ok = MHD_queue_response(req->conn, (unsigned)req->status, req->response);
-    if (ok == MHD_YES)
-        req->counted = true;
-    else /* never sent: on_completed counts it as no reply */
-        count_request(req->server, req->route, req->status, -1);
-    MHD_destroy_response(req->response);
+    req->counted = req->queued = true;
+    HttpResponse *r = req->response;
     req->response = NULL;
-    req->queued = true;
-    return ok;
+    return r;
 }
 
 /* A piece of the body: buffered, streamed to the route, or dropped after
- * an error. MHD_NO closes the connection. */
-static enum MHD_Result request_data(HttpRequest *req, const char *data, size_t n) {
+ * an error. -1 closes the connection. */
+static int ev_body(void *cls, const char *data, size_t n) {
+    HttpRequest *req = cls;
     req->received += n;
     if (req->response || req->discard) {
         /* a refused body: read to its end unless it goes on and on */
-        return req->received > req->limit + HTTP_DISCARD_SLACK ? MHD_NO : MHD_YES;
+        return req->received > req->limit + HTTP_DISCARD_SLACK ? -1 : 0;
     }
     if (req->received > req->limit) {
         http_reply_error(req, 413, "too_large", NULL,
                          "the body is over the limit of %" PRIu64 " bytes", req->limit);
-        return MHD_YES;
+        return 0;
     }
     if (req->body_mode == HTTP_BODY_STREAM) {
         atomic_fetch_add(&req->server->upload_bytes, n);
         if (route_of(req)->body->data(req, data, n) != 0 && !req->response)
             http_reply_error(req, 500, "internal", NULL, "the upload failed");
-        return MHD_YES;
+        return 0;
     }
     if (req->body_len + n + 1 > req->body_cap) {
         size_t cap = req->body_cap ? req->body_cap : 4096;
@@ -708,7 +538,7 @@ static enum MHD_Result request_data(HttpRequest *req, const char *data, size_t n
         if (!grown) {
             req->discard = true;
             http_reply_error(req, 503, "unavailable", NULL, "out of memory reading the body");
-            return MHD_YES;
+            return 0;
         }
         req->body = grown;
         req->body_cap = cap;
@@ -716,36 +546,43 @@ static enum MHD_Result request_data(HttpRequest *req, const char *data, size_t n
     memcpy(req->body + req->body_len, data, n);
     req->body_len += n;
     req->body[req->body_len] = '\0';
-    return MHD_YES;
+    return 0;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls) {
-    (void)version;
-    HttpRequest *req = *con_cls;
-    if (!req) { /* on_target ran out of memory */
-        req = *con_cls = request_new(cls, conn, NULL);
-        if (!req) return MHD_NO;
+/* A request's head is in (refused by the parser when e is set). */
+static void *ev_head(void *cls, HttpHead *head, const HttpHeadError *e, HttpResponse **reply) {
+    HttpServer *s = cls;
+    HttpRequest *req = calloc(1, sizeof *req);
+    if (!req) return NULL;
+    req->server = s;
+    req->route = -1;
+    clock_gettime(CLOCK_MONOTONIC, &req->start);
+    snprintf(req->method, sizeof req->method, "%s", head->method);
+    const char *path = head->path ? head->path : "";
+    bool long_target = head->target && strlen(head->target) > HTTP_TARGET_MAX;
+    req->path = long_target ? strndup(path, 64) : strdup(path);
+    if (!req->path) {
+        free(req);
+        return NULL;
     }
-    if (!req->begun) {
-        if (request_head(req, url, method) != 0) return MHD_NO;
+    if (e) {
+        request_refused(req, e);
+    } else {
+        req->head = *head; /* taken: the head's memory is the request's now */
+        *head = (HttpHead){0};
         request_begin(req);
-        /* refused with a body on its way: answer now, the body is dropped */
-        if (req->response && req->has_body) return queue_reply(req);
-        return MHD_YES;
     }
-    if (req->queued) {
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    if (*upload_data_size > 0) {
-        size_t n = *upload_data_size;
-        *upload_data_size = 0;
-        return request_data(req, upload_data, n);
-    }
-    /* the whole request is in */
+    /* refused: answered now (with a body on its way, the connection then
+     * closes without reading it) */
+    *reply = req->response ? reply_take(req) : NULL;
+    return req;
+}
+
+/* The whole request is in (or its chunks went wrong): the handler runs. */
+static HttpResponse *ev_end(void *cls, const char *framing_error) {
+    HttpRequest *req = cls;
+    if (framing_error && !req->response)
+        http_reply_error(req, 400, "bad_request", NULL, "%s", framing_error);
     if (!req->response) {
         const HttpRoute *route = route_of(req);
         error_clear();
@@ -754,11 +591,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             http_reply_error(req, 500, "internal", NULL, "%s",
                              *error_get() ? error_get() : "the handler gave no reply");
     }
-    return queue_reply(req);
+    return reply_take(req);
 }
 
-static void log_request(const HttpRequest *req, int status, bool completed,
-                        enum MHD_RequestTerminationCode toe) {
+static void log_request(const HttpRequest *req, int status, bool completed, HttpEnd how) {
     json_t *o = json_object();
     if (!o) return;
     json_object_set_new(o, "method", log_string(req->method));
@@ -770,104 +606,32 @@ static void log_request(const HttpRequest *req, int status, bool completed,
     if (!completed) {
         static const char *const why[] = {"completed", "error", "timeout",
                                           "shutdown", "read_error", "client_abort"};
-        json_object_set_new(o, "terminated", json_string((unsigned)toe < 6 ? why[toe] : "other"));
+        json_object_set_new(o, "terminated", json_string((unsigned)how < 6 ? why[how] : "other"));
     }
     log_json("request", o);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe) {
-    HttpServer *s = cls;
-    HttpRequest *req = *con_cls;
-    /* the connection waits for its next request */
-    http_conn_idle(s->conns, conn_deadline(conn));
-    if (!req) return;
-    *con_cls = NULL;
-    bool completed = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && req->queued;
+/* The request is over: its reply sent, or not (how says). */
+static void ev_done(void *cls, HttpEnd how) {
+    HttpRequest *req = cls;
+    HttpServer *s = req->server;
+    bool completed = how == HTTP_END_COMPLETED && req->queued;
     const HttpRoute *route = route_of(req);
     if (req->body_begun && route->body->finish) route->body->finish(req, completed);
     int status = req->counted ? req->status : 0;
-    /* a request that ended without a reply sent (its head never came
-     * whole, the client left, MHD refused it) is counted here, as status 0 */
+    /* a request that ended without a reply sent (the client left, it
+     * could not be made) is counted here, as status 0 */
     if (!req->counted) count_request(s, req->route, 0, 1);
-    if (log_requests_enabled() && req->begun) log_request(req, status, completed, toe);
+    if (log_requests_enabled()) log_request(req, status, completed, how);
     request_free(req);
-}
-
-/* MHD_OPTION_NOTIFY_CONNECTION: a connection's deadline record, made when
- * it is accepted and dropped when it closes. */
-static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code) {
-    HttpServer *s = cls;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *fd =
-            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        *socket_context = fd ? http_conn_open(s->conns, fd->connect_fd) : NULL;
-    } else {
-        http_conn_close(s->conns, *socket_context);
-        *socket_context = NULL;
-    }
-}
-
-static char last_mhd_error[512];
-
-/* MHD says something for each connection a client drops or we cut: a
- * flood of clients must not become a flood of log lines. At most
- * HTTP_MHD_LOG_PER_S of its lines a second; the rest are counted and the
- * count logged in the next second that logs. */
-#define HTTP_MHD_LOG_PER_S 10
-
-static bool mhd_log_allowed(int *dropped) {
-    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-    static time_t second;
-    static int logged, skipped;
-    time_t now = time(NULL);
-    pthread_mutex_lock(&lock);
-    if (now != second) {
-        second = now;
-        logged = 0;
-    }
-    bool ok = logged < HTTP_MHD_LOG_PER_S;
-    *dropped = 0;
-    if (ok) {
-        logged++;
-        *dropped = skipped;
-        skipped = 0;
-    } else {
-        skipped++;
-    }
-    pthread_mutex_unlock(&lock);
-    return ok;
-}
-
-/* MHD's messages: the first since last_mhd_error was cleared kept for an
- * error that follows (the cause; later ones say what failed with it), and
- * logged when cls is the server (not for http_tls_check's trial). */
-static void mhd_logger(void *cls, const char *fmt, va_list ap) {
-    char msg[512];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
-    if (!last_mhd_error[0]) snprintf(last_mhd_error, sizeof last_mhd_error, "%s", msg);
-    int dropped;
-    if (!cls || !mhd_log_allowed(&dropped)) return;
-    if (dropped) log_message("http", "(%d more libmicrohttpd messages not logged)", dropped);
-    log_message("http", "%s", msg);
 }
 
 /* ---- start and stop ---- */
 
 int http_tls_check(const char *cert, const char *key) {
-    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
-        return error_set("this libmicrohttpd was built without TLS (GnuTLS)");
-    last_mhd_error[0] = '\0';
-    /* a daemon without a socket or a thread: MHD loads the pair and stops */
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_NO_LISTEN_SOCKET | MHD_USE_TLS | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request,
-        NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_HTTPS_MEM_CERT, cert,
-        MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
-    if (!d) return error_set("%s", last_mhd_error[0] ? last_mhd_error : "TLS setup failed");
-    MHD_stop_daemon(d);
+    HttpTlsCreds *creds = http_tls_creds_new(cert, key);
+    if (!creds) return -1;
+    http_tls_creds_free(creds);
     return 0;
 }
 
@@ -895,7 +659,7 @@ static int bind_address(const char *address, int port, struct sockaddr_storage *
 
 /* SO_REUSEADDR only lets a restarted daemon bind while its old connections
  * linger in TIME_WAIT; two listeners never share the port (as
- * MHD_OPTION_LISTENING_ADDRESS_REUSE's SO_REUSEPORT let them, the kernel
+ * SO_REUSEPORT would let them, the kernel
  * then spreading the connections over both daemons). */
 int http_listen(const char *address, int port, HttpListener *out) {
     *out = (HttpListener){.fd = -1};
@@ -944,38 +708,25 @@ static void config_defaults(HttpConfig *c) {
     if (c->idle_timeout_s <= 0) c->idle_timeout_s = HTTP_IDLE_TIMEOUT_DEFAULT;
 }
 
-/* MHD on the listening socket fd (which MHD owns from here on, also when
- * it fails). */
-static struct MHD_Daemon *start_mhd(HttpServer *s, int fd) {
-    const HttpConfig *c = &s->cfg;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG | (c->tls_cert ? MHD_USE_TLS : 0);
-    struct MHD_OptionItem tls[] = {
-        {c->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)c->tls_cert},
-        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)c->tls_key},
-        {MHD_OPTION_END, 0, NULL},
-    };
-    last_mhd_error[0] = '\0';
-    return MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s,
-        /* the logger first, or MHD prints the other options' errors itself */
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads, MHD_OPTION_URI_LOG_CALLBACK, on_target,
-        s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
-        on_connection, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->idle_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_per_ip,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_ARRAY, tls,
-        MHD_OPTION_END);
-}
-
 static void server_free(HttpServer *s) {
     pthread_mutex_destroy(&s->count_lock);
-    pthread_mutex_destroy(&s->stream_lock);
-    pthread_cond_destroy(&s->tick_cond);
-    http_conns_free(s->conns);
+    http_tls_creds_free(s->tls);
     free(s->counts);
     free(s);
+}
+
+/* The workers on the listening socket fd (theirs from here on, also when
+ * they fail to start). */
+static HttpLoop *start_loop(HttpServer *s, int fd) {
+    const HttpConfig *c = &s->cfg;
+    HttpLoopConfig lc = {
+        .listen_fd = fd, .threads = c->threads, .max_connections = c->max_connections,
+        .max_per_ip = c->max_per_ip,
+        .times = {.header_timeout = c->header_timeout_s, .idle_timeout = c->idle_timeout_s},
+        .tls = s->tls,
+        .events = {.app = s, .head = ev_head, .body = ev_body, .end = ev_end, .done = ev_done},
+    };
+    return http_loop_start(&lc);
 }
 
 HttpServer *http_server_start(const HttpConfig *config) {
@@ -987,38 +738,30 @@ HttpServer *http_server_start(const HttpConfig *config) {
     s->cfg = *config;
     config_defaults(&s->cfg);
     pthread_mutex_init(&s->count_lock, NULL);
-    pthread_mutex_init(&s->stream_lock, NULL);
-    pthread_cond_init(&s->tick_cond, NULL);
     s->counts = calloc((size_t)s->cfg.num_routes + 1, sizeof *s->counts);
-    s->conns = http_conns_new(s->cfg.header_timeout_s);
-    if (!s->counts || !s->conns) {
+    if (!s->counts) {
         server_free(s);
         error_set("http: out of memory");
+        return NULL;
+    }
+    if (config->tls_cert && !(s->tls = http_tls_creds_new(config->tls_cert, config->tls_key))) {
+        server_free(s);
         return NULL;
     }
     HttpListener own;
     if (config->listener) {
         own = *config->listener;
-        *config->listener = (HttpListener){.fd = -1}; /* MHD's now */
+        *config->listener = (HttpListener){.fd = -1}; /* the server's now */
     } else if (http_listen(config->bind, config->port, &own) != 0) {
         server_free(s);
         return NULL;
     }
     s->port = own.port;
-    s->daemon = start_mhd(s, own.fd);
-    if (!s->daemon) {
-        error_set("http: cannot serve on port %d%s%s", s->port, last_mhd_error[0] ? ": " : "",
-                  last_mhd_error);
+    s->loop = start_loop(s, own.fd);
+    if (!s->loop) {
         server_free(s);
         return NULL;
     }
-    if (pthread_create(&s->ticker, NULL, ticker_main, s) != 0) {
-        error_set("http: cannot start the stream ticker");
-        MHD_stop_daemon(s->daemon);
-        server_free(s);
-        return NULL;
-    }
-    s->ticker_started = true;
     return s;
 }
 
@@ -1026,25 +769,7 @@ int http_server_port(const HttpServer *s) { return s->port; }
 
 void http_server_stop(HttpServer *s) {
     if (!s) return;
-    /* streams end first (MHD must not be stopped with suspended
-     * connections), then the daemon closes whatever is left */
-    pthread_mutex_lock(&s->stream_lock);
-    s->stopping = true;
-    resume_waiting(s);
-    pthread_cond_broadcast(&s->tick_cond);
-    pthread_mutex_unlock(&s->stream_lock);
-    if (s->ticker_started) pthread_join(s->ticker, NULL);
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET) close(fd);
-    /* give resumed streams a moment to send their end */
-    for (int i = 0; i < 20; i++) {
-        const union MHD_DaemonInfo *info =
-            MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-        if (!info || info->num_connections == 0) break;
-        struct timespec ts = {0, 10 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    MHD_stop_daemon(s->daemon);
+    http_loop_stop(s->loop);
     server_free(s);
 }
 

@@ -1,4 +1,4 @@
-/* http.h - the daemon's HTTP layer: libmicrohttpd, a route table, JSON.
+/* http.h - the daemon's HTTP layer: an HTTP/1.1 server, a route table, JSON.
  *
  * The server owns everything that is the same for every route, so that a
  * route file (server/routes/) is only the logic of its resource:
@@ -20,18 +20,20 @@
  *     is counted before its reply is queued, so a client that has its
  *     reply sees it counted), and one JSON log line per request on stderr
  *     (method, path, status, ms);
- *   - the edge: errors are JSON whoever makes them here (404, 405, 413,
- *     414, 431, a path with a NUL or a trailing slash, an ambiguous body
- *     length), limits on what a request may ask for (below), connections
- *     per client address, a deadline for request heads that more bytes do
- *     not move (server/http_conn.h), an idle timeout, and HTTPS.
+ *   - the edge: every error is the API's JSON, whatever is wrong with the
+ *     request (a head that does not parse, an HTTP version other than 1.0
+ *     and 1.1, a Content-Length that is not a number, a path with a NUL:
+ *     server/http_parse.h; 404, 405, 413, 414, 431, a trailing slash),
+ *     limits on what a request may ask for (below), connections per client
+ *     address, a deadline for request heads that more bytes do not move
+ *     (server/http_conn.h), an idle timeout, and HTTPS (GnuTLS).
  *
- * MHD runs its own threads (a pool, each with epoll), HTTP/1.1 keep-alive,
- * on a listening socket of our own (bound without SO_REUSEPORT, so a
- * second daemon on the same port fails to start instead of sharing it).
- * Handlers run on those threads: they must not block for long (a training
- * step, a lock held by the trainer), since every connection of that thread
- * waits meanwhile.
+ * The server is our own (server/http_loop.c, http_conn.c): a pool of
+ * threads, each with epoll, HTTP/1.1 keep-alive, on a listening socket of
+ * our own (bound without SO_REUSEPORT, so a second daemon on the same port
+ * fails to start instead of sharing it). Handlers run on those threads:
+ * they must not block for long (a training step, a lock held by the
+ * trainer), since every connection of that thread waits meanwhile.
  */
 #ifndef TRAIND_SERVER_HTTP_H
 #define TRAIND_SERVER_HTTP_H
@@ -41,6 +43,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "server/http_response.h"
 
 #define HTTP_JSON_MAX_DEFAULT (1 << 20)               /* JSON bodies: 1 MiB */
 #define HTTP_UPLOAD_MAX_DEFAULT ((int64_t)4 << 30)    /* streamed bodies: 4 GiB */
@@ -59,23 +63,13 @@
  * target (path and query) over HTTP_TARGET_MAX bytes (414), its header
  * lines over HTTP_HEADERS_MAX bytes in all (431), a JSON body nesting
  * deeper than HTTP_JSON_DEPTH_MAX or holding a string over
- * HTTP_JSON_STRING_MAX bytes (400). HTTP_CONNECTION_MEMORY is what
- * libmicrohttpd may hold for one connection, mostly the request head as it
- * comes in: large enough that a head far over our limits (a 100,000-byte
- * path) still reaches us and gets our JSON error. What libmicrohttpd
- * refuses itself, with its own HTML page, before any of our code sees the
- * request: a head over ~128 KiB (414/431), a request line it cannot parse
- * (the connection closed), an HTTP version other than 1.0 and 1.1 (505),
- * a Content-Length that is not a number or is over 2^64 (400/413), a
- * malformed chunk. The price: libmicrohttpd 0.9.75 zeroes a connection's
- * whole memory between two requests, so each kept-alive connection holds
- * HTTP_CONNECTION_MEMORY of resident memory (measured: 500 idle kept-alive
- * connections, 65 MB; 2,048 of them would hold 256 MiB). */
+ * HTTP_JSON_STRING_MAX bytes (400). A head is read up to
+ * HTTP_HEAD_READ_MAX bytes (server/http_conn.h), far over these limits, so
+ * that a 100,000-byte path still gets its 414 with the path named. */
 #define HTTP_TARGET_MAX 8192
 #define HTTP_HEADERS_MAX (32 * 1024)
 #define HTTP_JSON_DEPTH_MAX 64
 #define HTTP_JSON_STRING_MAX (64 * 1024)
-#define HTTP_CONNECTION_MEMORY (128 * 1024)
 
 typedef struct HttpServer HttpServer;
 typedef struct HttpRequest HttpRequest;
@@ -150,7 +144,7 @@ typedef struct {
     HttpListener *listener;
     const char *bind;    /* numeric address, "127.0.0.1" (default) or "::1" */
     int port;            /* 0: any free port (see http_server_port) */
-    int threads;         /* MHD threads (default 4) */
+    int threads;         /* HTTP threads (default 4) */
     size_t json_max;     /* default HTTP_JSON_MAX_DEFAULT */
     int64_t upload_max;  /* default HTTP_UPLOAD_MAX_DEFAULT */
     /* 0 for each of these: its HTTP_*_DEFAULT */
@@ -164,17 +158,16 @@ typedef struct {
     const HttpRoute *routes;
     int num_routes;
     /* 1 when token names a user (filling *out), 0 when it does not, -1 on
-     * an internal error (answered 503). Called from MHD's threads. */
+     * an internal error (answered 503). Called from the HTTP threads. */
     int (*authenticate)(void *app, const char *token, HttpAuth *out);
     void *app; /* handed to handlers as http_app(req) */
 } HttpConfig;
 
 /* Starts listening; NULL with an error ("127.0.0.1:8080 is already in
- * use", a bad bind address, a certificate libmicrohttpd refuses). */
+ * use", a bad bind address, a certificate GnuTLS refuses). */
 HttpServer *http_server_start(const HttpConfig *config);
-/* Whether libmicrohttpd takes this certificate and key (PEM text): 0, or
- * -1 with GnuTLS's reason ("The certificate and the given key do not
- * match."), or that this libmicrohttpd was built without TLS. */
+/* Whether GnuTLS takes this certificate and key (PEM text): 0, or -1 with
+ * its reason ("The certificate and the given key do not match."). */
 int http_tls_check(const char *cert, const char *key);
 int http_server_port(const HttpServer *s);
 /* Ends the streams (their clients see the end of the stream), stops
@@ -213,9 +206,6 @@ const HttpAuth *http_auth(const HttpRequest *req);
 /* Per-request slot for a route's own state (uploads). */
 void *http_state(const HttpRequest *req);
 void http_set_state(HttpRequest *req, void *state);
-/* MHD's connection, for server/multipart.c (MHD's post processor). */
-struct MHD_Connection;
-struct MHD_Connection *http_connection(const HttpRequest *req);
 
 /* Parses the buffered body as a JSON object: the object (a new reference),
  * or NULL after replying 400 "bad_json" (empty body, bad JSON with
@@ -253,13 +243,9 @@ int http_reply_fd(HttpRequest *req, int status, const char *content_type, int fd
 /* Adds a header to the reply made by the last http_reply_* call. */
 void http_reply_header(HttpRequest *req, const char *name, const char *value);
 
-/* A stream's producer: copies up to max bytes to buf and returns how many;
- * 0 means "nothing yet, ask again later" (the connection waits without a
- * thread until the next tick, ~200 ms);
- * HTTP_STREAM_END ends the response normally, HTTP_STREAM_ERROR aborts it. */
-#define HTTP_STREAM_END (-1)
-#define HTTP_STREAM_ERROR (-2)
-typedef ssize_t (*HttpStreamFn)(void *ctx, char *buf, size_t max);
+/* A stream's producer (HttpStreamFn, server/http_response.h) gives its
+ * bytes piece by piece; 0 means "nothing yet": the connection waits
+ * without a thread until the next tick (~200 ms). */
 /* A chunked response of unknown length. free_ctx(ctx) runs when it is over
  * (also when the client went away); on failure too. */
 int http_reply_stream(HttpRequest *req, int status, const char *content_type, HttpStreamFn fn,

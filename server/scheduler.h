@@ -26,7 +26,7 @@
  * "checkpoint": null is requeued without one and starts over.
  *
  * Threads. submit, cancel, queue_info, progress and workers are safe
- * to call concurrently from any thread (MHD's pool) while workers run.
+ * to call concurrently from any thread (the HTTP threads) while workers run.
  */
 #ifndef TRAIND_SERVER_SCHEDULER_H
 #define TRAIND_SERVER_SCHEDULER_H

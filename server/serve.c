@@ -61,7 +61,7 @@
  * while stopping exits at once.
  *
  * Signals are blocked in every thread (masked before any is created) and
- * taken by sigwait in the main thread, so no handler runs inside MHD or a
+ * taken by sigwait in the main thread, so no handler runs inside an HTTP thread or a
  * training step.
  */
 #include "server/serve.h"

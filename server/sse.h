@@ -2,7 +2,7 @@
  *
  * An SseBuf collects events as text/event-stream frames
  *     id: 12\nevent: metric\ndata: {...}\n\n
- * and hands them out in pieces of whatever size MHD asks for, so a
+ * and hands them out in pieces of whatever size the connection asks for, so a
  * stream's producer (server/http.h HttpStreamFn) can query a batch of rows,
  * frame them all, and return them over several calls. The follow routes
  * (metrics.c, logs.c) share it, and the Last-Event-ID parsing a
@@ -58,7 +58,7 @@ void sse_pacer_init(SsePacer *p);
 /* True when the follower should poll now, given the current values of the
  * generation counters it watches (n <= SSE_MAX_GENERATIONS); records them. */
 bool sse_pacer_due(SsePacer *p, const uint64_t *gens, int n);
-/* The bytes to hand MHD from `out` (a keep-alive when silent too long), or
+/* The bytes to hand the connection from `out` (a keep-alive when silent too long), or
  * 0 when there is nothing yet. */
 ssize_t sse_pacer_take(SsePacer *p, SseBuf *out, char *buf, size_t max);
 

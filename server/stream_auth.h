@@ -3,7 +3,7 @@
  * A ?follow=1 stream (metrics.c, logs.c) may stay open for hours; its
  * token was checked once, when it opened. Revoking the user, or rotating
  * their token (traind user revoke|rotate, POST /v1/users/{name}/revoke|
- * rotate), must cut it off too: the stream's producer, which MHD calls on
+ * rotate), must cut it off too: the stream's producer, which the server calls on
  * its ticks (~200 ms) while the stream waits, asks stream_auth_lost at
  * most every STREAM_AUTH_CHECK_MS whether the token still works
  * (db_user_token_valid: one indexed read). Once it does not, the stream

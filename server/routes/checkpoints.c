@@ -4,7 +4,7 @@
  * {n} is the checkpoint's epoch (as in its directory, epoch-<n>); the list
  * gives each one's epoch, step, bytes, sha256 and download URL. The file
  * goes out as application/octet-stream with its Content-Length, straight
- * from the file descriptor (MHD uses sendfile), never read into memory;
+ * from the file descriptor (sendfile), never read into memory;
  * X-Checksum-SHA256 repeats the recorded hash so a client can verify.
  * model.safetensors holds the state_dict under PyTorch names:
  * `model.load_state_dict(safetensors.torch.load_file(p))` takes it.

@@ -350,7 +350,7 @@ static int upload_begin(HttpRequest *req) {
     if (!u->mp) {
         free(u);
         http_reply_error(req, 400, "bad_request", NULL,
-                         "multipart/form-data without a boundary, or out of memory");
+                         "multipart/form-data without a valid boundary, or out of memory");
         return -1;
     }
     http_set_state(req, u);

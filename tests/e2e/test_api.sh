@@ -432,7 +432,7 @@ for tid in os.listdir("/proc/%s/task" % pid):
     fields = stat[stat.rindex(")") + 2:].split()
     nice.setdefault(name.split("-")[0], set()).add(int(fields[16]))
 train = nice.get("train", set())  # the workers, "train-cpu"
-print(len(train) == 1 and nice.get("MHD") == {min(train) + 10} or nice)
+print(len(train) == 1 and nice.get("http") == {min(train) + 10} or nice)
 EOF
 )" True
 

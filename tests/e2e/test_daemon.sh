@@ -313,7 +313,7 @@ for t in glob.glob("/proc/%s/task/*" % pid):
     seen.setdefault(name, set()).add((cpus, nice))
 train = seen.get("train", set())
 ok = (len(train) == 1 and next(iter(train))[0] == want_train and
-      seen.get("MHD") == {((last,), next(iter(train))[1])})
+      seen.get("http") == {((last,), next(iter(train))[1])})
 print(ok or seen)
 EOF
 )" True

@@ -10,7 +10,9 @@
 # error the server makes is the API's JSON error: a 100,000-character
 # path (414), a trailing slash (404), a NUL in a path segment or a query
 # argument (400), Content-Length twice or beside Transfer-Encoding (400,
-# connection closed), oversized headers (431), 401, 405, 413. (3) Limits:
+# connection closed), a Content-Length that is not a number (400), HTTP/2.0
+# (505), a malformed chunk (400), oversized headers and request lines
+# (431, 414, up to 200,000 bytes), 401, 405, 413. (3) Limits:
 # JSON nesting and string length (400), connections per client address,
 # and edge_flood.py: 200 slow-loris and 1,100 idle clients from
 # 127.0.0.2-40 while a job trains; /v1/health from 127.0.0.1 answers
@@ -58,9 +60,11 @@ error_is() {
 # not JSON) and whether the server closed the connection after it.
 raw() {
     $PY - "$1" "$2" <<'PYEOF'
-import json, socket, sys
+import json, re, socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-s.sendall(sys.argv[2].encode().decode("unicode_escape").encode("latin1"))
+# "<N*c>" stands for N copies of c (a head too long for an argument)
+text = re.sub(r"<(\d+)\*(.)>", lambda m: m.group(2) * int(m.group(1)), sys.argv[2])
+s.sendall(text.encode().decode("unicode_escape").encode("latin1"))
 data, closed = b"", False
 try:
     while True:
@@ -190,10 +194,25 @@ check "Content-Length twice: 400 JSON, connection closed" \
 check "Content-Length and Transfer-Encoding: 400 JSON, connection closed" \
     "$(raw "$PORT_A" "${POST}Content-Length: 7\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")" \
     "400 bad_request closed"
-# libmicrohttpd's own: it answers a Content-Length it cannot parse before
-# any handler runs (its HTML page); the daemon stays up
-check "a negative Content-Length: libmicrohttpd's 400, connection closed" \
-    "$(raw "$PORT_A" "${POST}Content-Length: -5\r\n\r\n")" "400 - closed"
+# heads no route sees: the server's own parser answers them, as JSON too
+for cl in -5 abc 18446744073709551616 "1 2" +7; do
+    check "Content-Length: $cl: 400 JSON, connection closed" \
+        "$(raw "$PORT_A" "${POST}Content-Length: $cl\r\n\r\n")" "400 bad_request closed"
+done
+check "HTTP/2.0: 505 JSON" "$(raw "$PORT_A" 'GET /v1/health HTTP/2.0\r\nHost: x\r\n\r\n')" \
+    "505 http_version_not_supported closed"
+check "a request line with two spaces: 400 JSON" \
+    "$(raw "$PORT_A" 'GET  /v1/health HTTP/1.1\r\nHost: x\r\n\r\n')" "400 bad_request closed"
+check "Transfer-Encoding: gzip: 501 JSON" \
+    "$(raw "$PORT_A" "${POST}Transfer-Encoding: gzip\r\n\r\n")" "501 not_implemented closed"
+check "a malformed chunk: 400 JSON" \
+    "$(raw "$PORT_A" "${POST}Authorization: Bearer $TOKEN_A\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")" \
+    "400 bad_request closed"
+check "a header of 200,000 bytes: 431 JSON" \
+    "$(raw "$PORT_A" 'GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: <200000*b>\r\n\r\n')" \
+    "431 headers_too_large closed"
+check "a request line of 200,000 bytes: 414 JSON" \
+    "$(raw "$PORT_A" 'GET /v1/<200000*a> HTTP/1.1\r\nHost: x\r\n\r\n')" "414 uri_too_long closed"
 api GET /v1/health
 check "the daemon answers after all of these" "$STATUS" 200
 
@@ -387,8 +406,8 @@ tls_refused "a directory as the key" "--tls-key $TMP: cannot read: Is a director
 tls_refused "the key given as the certificate" "--tls-cert $TMP/server.key: no PEM CERTIFICATE" \
     "$TMP/server.key" "$TMP/server.key"
 tls_refused "the CA's key with the server's certificate" \
-    "--tls-cert $TMP/server.pem with --tls-key $TMP/ca.key: GnuTLS failed to setup x509 \
-certificate/key: The certificate and the given key do not match." \
+    "--tls-cert $TMP/server.pem with --tls-key $TMP/ca.key: GnuTLS cannot use the certificate \
+and key: The certificate and the given key do not match." \
     "$TMP/server.pem" "$TMP/ca.key"
 check "--tls-*: no daemon touched the data dir" "$([ -e "$TMP/x" ] && echo yes || echo no)" no
 

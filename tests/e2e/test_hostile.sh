@@ -213,8 +213,12 @@ hostile "the sha256 the database keeps of bob's token" 401 unauthorized GET /v1/
 hostile "an SQL injection as the token" 401 unauthorized GET /v1/jobs \
     -H "Authorization: Bearer ' OR '1'='1' --"
 hostile "a 10 KB token" 401 unauthorized GET /v1/jobs -H "Authorization: Bearer $LONG"
-hostile "a token of UTF-8 and control bytes" 401 unauthorized GET /v1/jobs \
+hostile "a token of UTF-8 and control bytes" 400 bad_request GET /v1/jobs \
     -H "$(printf 'Authorization: Bearer \xc3\xbc\x01\x7f\xff')"
+check "#$CASES ... the byte named" "$(jv 'd["error"]["message"]')" \
+    "header line 4 ('Authorization'): byte 0x01 at column 25 is not allowed"
+hostile "a token of UTF-8 bytes" 401 unauthorized GET /v1/jobs \
+    -H "$(printf 'Authorization: Bearer \xc3\xbc\xff')"
 hostile "carol's revoked token" 401 unauthorized GET /v1/me -H "Authorization: Bearer $CAROL"
 hostile "the metrics scrape token on /v1/jobs" 401 unauthorized GET /v1/jobs \
     -H "Authorization: Bearer $SCRAPE"

@@ -6,7 +6,10 @@
  * their finish callback, suspended streams that resume, the per-route
  * counters (a request counted before its client has the reply), the edge
  * (414, 431, a NUL in the path, Content-Length or Authorization twice), the
- * header deadline and idle timeout, the per-address cap, and a port in use. */
+ * header deadline and idle timeout, the per-address cap, and a port in use.
+ * The server's own HTTP/1.1: pipelining, 100-continue, HTTP/1.0, heads no
+ * route sees (a negative Content-Length, HTTP/2.0, 200 KB heads) refused as
+ * JSON, and a reply given before the body is read still reaching its client. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <curl/curl.h>
@@ -485,7 +488,7 @@ Test(http, ambiguous_body_length_closes) {
     }
 }
 
-/* Two tokens: which one is meant is not guessed (MHD would read the first) */
+/* Two tokens: which one is meant is not guessed (a server could read the first) */
 Test(http, authorization_twice) {
     const char *head = "GET /private/7 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                        "Authorization: Bearer user-token\r\nAuthorization: Bearer wrong\r\n\r\n";
@@ -574,7 +577,7 @@ Test(http, idle_timeout_and_next_head_deadline) {
     cr_assert(!raw_read(fd, buf, sizeof buf, 300) && !strncmp(buf, "HTTP/1.1 200", 12), "%s", buf);
     double t = seconds_until_closed(fd, NULL);
     close(fd);
-    /* idle: MHD's timeout, whole seconds */
+    /* idle: the idle timeout, checked each tick */
     cr_assert(t >= 1.0 && t < 3.2, "an idle kept-alive connection was closed after %.2f s", t);
     /* kept alive, then a slow head: its deadline runs from its first byte */
     fd = raw_connect(http_server_port(s), NULL);
@@ -624,6 +627,119 @@ Test(http, port_in_use) {
 
 Test(http, tls_check_gives_the_reason) {
     cr_assert_eq(http_tls_check("not a certificate", "not a key"), -1);
-    cr_assert(strstr(error_get(), "GnuTLS failed to setup x509 certificate/key"), "%s",
+    cr_assert(strstr(error_get(), "GnuTLS cannot use the certificate and key: "), "%s",
               error_get());
+}
+
+/* ---- the server's own HTTP/1.1 ---- */
+
+/* Two requests in one send: two replies, in order, on one connection. */
+Test(http, pipelined_requests) {
+    const char *two = "GET /t/1/x/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET /t/3/x/4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    char buf[4096];
+    bool closed = raw_exchange(two, buf, sizeof buf, 3000);
+    char *first = strstr(buf, "\"a\":\"1\""), *second = strstr(buf, "\"a\":\"3\"");
+    cr_assert(first && second && first < second, "%s", buf);
+    cr_assert(closed, "Connection: close on the second request was not honoured");
+}
+
+/* "Expect: 100-continue": the interim reply, then the body is read; a
+ * request refused by its head gets its final status instead. */
+Test(http, expect_continue) {
+    static const char head[] = "POST /json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                               "user-token\r\nContent-Length: 7\r\nExpect: 100-continue\r\n"
+                               "Connection: close\r\n\r\n";
+    char buf[4096];
+    int fd = raw_connect(http_server_port(server), NULL);
+    cr_assert_eq(send(fd, head, sizeof head - 1, 0), (ssize_t)sizeof head - 1);
+    cr_assert(!raw_read(fd, buf, sizeof buf, 300));
+    cr_assert_str_eq(buf, "HTTP/1.1 100 Continue\r\n\r\n");
+    cr_assert_eq(send(fd, "{\"a\":1}", 7, 0), 7);
+    cr_assert(raw_read(fd, buf, sizeof buf, 3000));
+    cr_assert(!strncmp(buf, "HTTP/1.1 200", 12) && strstr(buf, "{\"a\":1}"), "%s", buf);
+    close(fd);
+    static const char no_token[] = "POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n"
+                                   "Expect: 100-continue\r\n\r\n";
+    cr_assert(raw_exchange(no_token, buf, sizeof buf, 3000));
+    cr_assert(!strncmp(buf, "HTTP/1.1 401", 12) && !strstr(buf, "100 Continue"), "%s", buf);
+}
+
+/* HTTP/1.0: closed after the reply unless it asks for keep-alive; a
+ * stream has no chunks, its end is the connection's. */
+Test(http, http_1_0) {
+    char buf[4096];
+    cr_assert(raw_exchange("GET /t/1/x/2 HTTP/1.0\r\n\r\n", buf, sizeof buf, 3000));
+    cr_assert(!strncmp(buf, "HTTP/1.1 200", 12) && strstr(buf, "Connection: close"), "%s", buf);
+    cr_assert(!raw_exchange("GET /t/1/x/2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", buf,
+                            sizeof buf, 500));
+    cr_assert(strstr(buf, "Connection: keep-alive\r\n"), "%s", buf);
+    cr_assert(raw_exchange("GET /stream HTTP/1.0\r\n\r\n", buf, sizeof buf, 5000));
+    char *body = strstr(buf, "\r\n\r\n");
+    cr_assert(body && !strcmp(body + 4, "abcdef"), "%s", buf);
+    cr_assert(!strstr(buf, "Transfer-Encoding"), "%s", buf);
+}
+
+/* Heads no route sees are refused as JSON too, and the connection closed:
+ * the server reads HTTP itself. */
+Test(http, unparsed_heads_are_json) {
+    static const struct {
+        const char *head, *status, *code;
+    } cases[] = {
+        {"POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", "400", "bad_request"},
+        {"POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\n", "400",
+         "bad_request"},
+        {"GET /t/1/x/2 HTTP/2.0\r\nHost: x\r\n\r\n", "505", "http_version_not_supported"},
+        {"GET /t/1/x/2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "501",
+         "not_implemented"},
+        {"GET /t/1/x/2 HTTP/1.1\r\n\r\n", "400", "bad_request"}, /* no Host */
+        {"POST /json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer user-token\r\n"
+         "Transfer-Encoding: chunked\r\n\r\nzz\r\n", "400", "bad_request"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char buf[4096], want[64];
+        bool closed = raw_exchange(cases[i].head, buf, sizeof buf, 3000);
+        snprintf(want, sizeof want, "HTTP/1.1 %s ", cases[i].status);
+        cr_assert(!strncmp(buf, want, strlen(want)), "%s: %s", cases[i].head, buf);
+        char *body = strstr(buf, "\r\n\r\n");
+        cr_assert(body, "%s", buf);
+        assert_error(body + 4, cases[i].code);
+        cr_assert(closed, "%s: the connection stays open", cases[i].head);
+    }
+}
+
+/* A head past what is read of one (128 KiB): 414 while the request line
+ * has not ended, 431 after; JSON both. */
+Test(http, heads_past_the_read_limit) {
+    size_t big = 200 * 1000;
+    char *head = malloc(big + 100), buf[4096];
+    cr_assert(head);
+    int n = sprintf(head, "GET /t/");
+    memset(head + n, 'a', big);
+    strcpy(head + n + big, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert(raw_exchange(head, buf, sizeof buf, 3000));
+    cr_assert(!strncmp(buf, "HTTP/1.1 414", 12) && strstr(buf, "\"uri_too_long\""), "%s", buf);
+    n = sprintf(head, "GET /t/a/x/b HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(head + n, 'b', big);
+    strcpy(head + n + big, "\r\n\r\n");
+    cr_assert(raw_exchange(head, buf, sizeof buf, 3000));
+    cr_assert(!strncmp(buf, "HTTP/1.1 431", 12) && strstr(buf, "\"headers_too_large\""), "%s",
+              buf);
+    free(head);
+}
+
+/* Refused from its head while the client goes on sending the body: the
+ * reply still reaches the client (a lingering close, not a reset). */
+Test(http, refused_while_the_body_comes) {
+    static const char head[] = "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+    int fd = raw_connect(http_server_port(server), NULL);
+    cr_assert_eq(send(fd, head, sizeof head - 1, 0), (ssize_t)sizeof head - 1);
+    static char body[64 * 1024];
+    memset(body, 'x', sizeof body);
+    cr_assert_eq(send(fd, body, sizeof body, MSG_NOSIGNAL), (ssize_t)sizeof body);
+    char buf[4096];
+    cr_assert(raw_read(fd, buf, sizeof buf, 3000));
+    close(fd);
+    cr_assert(!strncmp(buf, "HTTP/1.1 413", 12) && strstr(buf, "\"too_large\""), "%s", buf);
+    cr_assert(strstr(buf, "Connection: close\r\n"), "%s", buf);
 }

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "server/http.h"
 #include "server/http_parse.h"
@@ -440,27 +439,23 @@ Test(http_parse, nul_in_path_or_query) {
     cr_assert_str_eq(http_head_arg(&h, "b"), "%00");
 }
 
-/* ---- speed ---- */
+/* ---- a large head ---- */
 
-Test(http_parse, a_32_kib_head_in_microseconds) {
+/* (How fast it parses is for a benchmark, not a test: a quadratic parse
+ * is what the fuzzer's timeouts catch.) */
+Test(http_parse, a_32_kib_head_of_2000_fields) {
     /* 2,000 short lines (29,789 bytes counted) and a target of 800 arguments */
     char *s = malloc(64 * 1024);
+    cr_assert(s);
     size_t w = (size_t)sprintf(s, "GET /");
     for (int i = 0; i < 800; i++) w += (size_t)sprintf(s + w, "%ca%d=%d", i ? '&' : '?', i, i);
     w += (size_t)sprintf(s + w, " HTTP/1.1\r\nHost: h\r\n");
     for (int i = 0; i < 2000; i++) w += (size_t)sprintf(s + w, "X-F%d: v%d\r\n", i, i);
     w += (size_t)sprintf(s + w, "\r\n");
-    int rounds = 200;
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    for (int i = 0; i < rounds; i++) cr_assert_eq(parse_n(s, w), 0, "%s", e.message);
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    double us = ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / 1e3;
-    cr_log_info("a %zu-byte head: %.1f us a parse (under ASan)", w, us / rounds);
+    cr_assert_eq(parse_n(s, w), 0, "%s", e.message);
     cr_assert_eq(h.num_fields, 2001);
     cr_assert_eq(h.num_args, 800);
     cr_assert_str_eq(http_head_arg(&h, "a799"), "799");
-    /* generous for ASan on a shared machine: a quadratic parse takes far longer */
-    cr_assert_lt(us / rounds, 5000.0);
+    cr_assert_str_eq(http_head_field(&h, "x-f1999"), "v1999");
     free(s);
 }
