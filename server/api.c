@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "server/disk_space.h"
 #include "server/log.h"
 #include "server/metrics_token.h"
 
@@ -66,8 +67,19 @@ int api_reply_db(HttpRequest *req, int st, const char *path) {
     case DB_NOT_FOUND: return http_reply_error(req, 404, "not_found", path, "%s", msg);
     case DB_CONFLICT: return http_reply_error(req, 409, "conflict", path, "%s", msg);
     case DB_INVALID: return http_reply_error(req, 422, "invalid", path, "%s", msg);
-    default: return http_reply_error(req, 503, "unavailable", path, "%s", msg);
+    default: {
+        int status = api_storage_status(0);
+        return http_reply_error(req, status, api_storage_code(status), path, "%s", msg);
     }
+    }
+}
+
+int api_storage_status(int err) {
+    return disk_space_full(err) || disk_space_full(error_last()->sys_errno) ? 507 : 503;
+}
+
+const char *api_storage_code(int status) {
+    return status == 507 ? "insufficient_storage" : "unavailable";
 }
 
 static int64_t param_id(HttpRequest *req, int i, const char *what) {

@@ -62,8 +62,15 @@ int api_authenticate(void *app, const char *token, HttpAuth *out);
 
 /* Replies for a failed storage or scheduler call (st < 0), with
  * error_get() as the message: DB_NOT_FOUND 404, DB_CONFLICT 409,
- * DB_INVALID 422, DB_ERROR 503. path may be NULL. Returns 0. */
+ * DB_INVALID 422, DB_ERROR 507 when the disk is full (api_storage_status),
+ * else 503. path may be NULL. Returns 0. */
 int api_reply_db(HttpRequest *req, int st, const char *path);
+/* The status of a failure of the daemon's own storage (the database, a
+ * file): 507 when the disk is full (err, or error_last()'s sys_errno: a
+ * file's ENOSPC, SQLite's SQLITE_FULL), else 503; and its error code
+ * ("insufficient_storage", "unavailable"). */
+int api_storage_status(int err);
+const char *api_storage_code(int status);
 /* The job named by the route's {id}: its id, with its record in *out when
  * out is not NULL (db_job_clear it); -1 after replying 404 (or the storage
  * error's status) when there is no such job, or it is another user's. */

@@ -100,16 +100,6 @@ static int fail(Upload *u, int status, const char *code, const char *path, const
     return -1;
 }
 
-/* A failure of the daemon's own storage (the database, a file): 507 when
- * the disk is full (error_last()'s sys_errno, or err), else 503. */
-static int storage_status(int err) {
-    return disk_space_full(err) || disk_space_full(error_last()->sys_errno) ? 507 : 503;
-}
-
-static const char *storage_code(int status) {
-    return status == 507 ? "insufficient_storage" : "unavailable";
-}
-
 static int reply_failure(HttpRequest *req, Upload *u) {
     return http_reply_error(req, u->err_status, u->err_code, u->err_path, "%s", u->err_msg);
 }
@@ -133,7 +123,7 @@ static void discard(Upload *u, const char *why) {
  * the errno). A full disk discards the upload at once, so that the reply
  * says what is free with its files gone. Returns -1. */
 static int fail_file(Upload *u, const DbDatasetFile *f, const char *what, int err) {
-    if (storage_status(err) != 507)
+    if (api_storage_status(err) != 507)
         return fail(u, 503, "unavailable", f->role, "cannot %s %s: %s", what, f->name,
                     strerror(err));
     char name[sizeof f->name], role[sizeof f->role], got[32], left[96];
@@ -177,12 +167,12 @@ static int insert_row(Upload *u) {
     free(options);
     if (st == DB_CONFLICT) return fail(u, 409, "conflict", "name", "%s", error_get());
     if (st == DB_INVALID) return fail(u, 422, "invalid", "name", "%s", error_get());
-    int status = storage_status(0);
-    if (st != DB_OK) return fail(u, status, storage_code(status), "", "%s", error_get());
+    int status = api_storage_status(0);
+    if (st != DB_OK) return fail(u, status, api_storage_code(status), "", "%s", error_get());
     if ((shared && db_dataset_set_shared(u->api->db, u->id, true) != DB_OK) ||
         db_dataset_dir(u->api->db, u->id, u->dir, sizeof u->dir) != DB_OK) {
-        status = storage_status(0);
-        return fail(u, status, storage_code(status), "", "%s", error_get());
+        status = api_storage_status(0);
+        return fail(u, status, api_storage_code(status), "", "%s", error_get());
     }
     return 0;
 }
@@ -406,8 +396,8 @@ int dataset_upload_finish(HttpRequest *req) {
         return http_reply_error(req, 429, "quota_exceeded", error_last()->path, "%s",
                                 error_get());
     if (r != DATASET_INGEST_OK) {
-        int status = storage_status(0);
-        return http_reply_error(req, status, storage_code(status), "", "%s", error_get());
+        int status = api_storage_status(0);
+        return http_reply_error(req, status, api_storage_code(status), "", "%s", error_get());
     }
     u->ready = true;
     api_audit(req, "dataset.create",

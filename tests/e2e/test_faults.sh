@@ -14,7 +14,8 @@
 # is full (No space left on device)", nothing half-written left, the first
 # checkpoint intact and downloadable with its recorded sha256. (c) SQLite out
 # of space under a running job (the disk filled to the last byte): the daemon
-# goes on serving (GET /v1/health, the job, the lists), the job's end waits
+# goes on serving (GET /v1/health, the job, the lists), a job submitted
+# meanwhile is 507 insufficient_storage, the job's end waits
 # to be recorded; once space returns it is `failed` with SQLite's "database
 # or disk is full", every metric row kept in memory meanwhile is stored, and
 # PRAGMA integrity_check is ok. (d) the filler deleted: an upload and a job
@@ -206,6 +207,11 @@ api GET /v1/datasets
 expect "(c) full disk: GET /v1/datasets" 200
 api GET "/v1/jobs/$JOB/metrics?name=loss&limit=1"
 expect "(c) full disk: GET the job's metrics" 200
+LONG_JOB=$JOB
+submit refused 15 1 8 null
+expect "(c) full disk: a job submitted is 507, not 503" 507 insufficient_storage
+check "(c) ... with SQLite's reason" "$(jv '"database or disk is full" in d["error"]["message"]')" True
+JOB=$LONG_JOB
 
 rm -f "$MNT/filler"
 wait_final "$JOB" 10
