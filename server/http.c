@@ -40,9 +40,6 @@
 #include "server/text_json.h"
 
 #define HTTP_STATUS_SLOTS 24
-/* Past this many bytes beyond the limit a refused body is no longer read
- * to its end: the connection is closed instead. */
-#define HTTP_DISCARD_SLACK ((uint64_t)64 << 20)
 
 typedef struct {
     int status;
@@ -71,7 +68,7 @@ struct HttpRequest {
     int num_params;
     HttpAuth auth;
 
-    bool has_body, body_begun, discard;
+    bool has_body, body_begun;
     int body_mode;
     uint64_t limit, received;
     char *body;
@@ -368,21 +365,28 @@ static void request_free(HttpRequest *req) {
     free(req);
 }
 
-/* The route matching the path and method: its index; -1 when none, with
- * *path_known telling whether another method has the path. */
-static int route_find(HttpRequest *req, bool *path_known) {
+/* The route matching the path and method (HEAD as GET: the connection
+ * sends its reply without the body): its index; -1 when none, with the
+ * methods the path does take in allow ("" when no route has the path). */
+static int route_find(HttpRequest *req, char *allow, size_t allow_size) {
     const HttpConfig *c = &req->server->cfg;
-    *path_known = false;
+    bool head = !strcmp(req->method, "HEAD");
+    allow[0] = '\0';
     for (int i = 0; i < c->num_routes; i++) {
         int np = 0;
         char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
         if (!pattern_match(c->routes[i].pattern, req->head.target, params, &np))
             continue;
-        *path_known = true;
-        if (strcmp(c->routes[i].method, req->method) != 0) continue;
-        req->num_params = np;
-        memcpy(req->params, params, sizeof params);
-        return i;
+        const char *method = c->routes[i].method;
+        bool get = !strcmp(method, "GET");
+        if (!strcmp(method, req->method) || (head && get)) {
+            req->num_params = np;
+            memcpy(req->params, params, sizeof params);
+            return i;
+        }
+        size_t len = strlen(allow);
+        snprintf(allow + len, allow_size - len, "%s%s%s", len ? ", " : "", method,
+                 get ? ", HEAD" : "");
     }
     return -1;
 }
@@ -441,16 +445,17 @@ static void request_begin(HttpRequest *req) {
     const HttpConfig *c = &req->server->cfg;
     uint64_t declared = req->head.has_length ? req->head.content_length : 0;
     req->has_body = declared > 0 || req->head.chunked;
-    bool path_known;
-    req->route = route_find(req, &path_known);
+    char allow[96];
+    req->route = route_find(req, allow, sizeof allow);
     if (req->route < 0) {
         /* the path as routed: as sent, %2F and all */
         const char *sent = req->head.target;
         int n = (int)strcspn(sent, "?");
-        if (path_known)
-            http_reply_error(req, 405, "method_not_allowed", NULL, "%s is not allowed on %.*s",
-                             req->method, n, sent);
-        else
+        if (allow[0]) {
+            http_reply_error(req, 405, "method_not_allowed", NULL, "%s is not allowed on %.*s "
+                             "(%s are)", req->method, n, sent, allow);
+            http_reply_header(req, "Allow", allow);
+        } else
             http_reply_error(req, 404, "not_found", NULL, "no route %s %.*s", req->method, n,
                              sent);
         return;
@@ -511,34 +516,31 @@ static HttpResponse *reply_take(HttpRequest *req) {
     return r;
 }
 
-/* A piece of the body: buffered, streamed to the route, or dropped after
- * an error. -1 closes the connection. */
+/* A piece of the body: buffered, or streamed to the route. -1 once the
+ * request is refused (over its limit, the route's error, out of memory):
+ * its reply then goes out at once and the rest of the body is not read. */
 static int ev_body(void *cls, const char *data, size_t n) {
     HttpRequest *req = cls;
     req->received += n;
-    if (req->response || req->discard) {
-        /* a refused body: read to its end unless it goes on and on */
-        return req->received > req->limit + HTTP_DISCARD_SLACK ? -1 : 0;
-    }
+    if (req->response) return -1;
     if (req->received > req->limit) {
         http_reply_error(req, 413, "too_large", NULL,
                          "the body is over the limit of %" PRIu64 " bytes", req->limit);
-        return 0;
+        return -1;
     }
     if (req->body_mode == HTTP_BODY_STREAM) {
         atomic_fetch_add(&req->server->upload_bytes, n);
         if (route_of(req)->body->data(req, data, n) != 0 && !req->response)
             http_reply_error(req, 500, "internal", NULL, "the upload failed");
-        return 0;
+        return req->response ? -1 : 0;
     }
     if (req->body_len + n + 1 > req->body_cap) {
         size_t cap = req->body_cap ? req->body_cap : 4096;
         while (cap < req->body_len + n + 1) cap *= 2;
         char *grown = realloc(req->body, cap);
         if (!grown) {
-            req->discard = true;
             http_reply_error(req, 503, "unavailable", NULL, "out of memory reading the body");
-            return 0;
+            return -1;
         }
         req->body = grown;
         req->body_cap = cap;

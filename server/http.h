@@ -97,10 +97,11 @@ enum { HTTP_BODY_BUFFER = 0, HTTP_BODY_STREAM = 1 };
 /* Routes that take uploads. begin runs once the headers are in (auth
  * passed) and returns HTTP_BODY_BUFFER (the body is collected up to the
  * JSON limit, as for other routes), HTTP_BODY_STREAM (data gets the body
- * piece by piece, up to the upload limit), or -1 after replying (an error:
- * the body is then read and dropped). data returns 0, or -1 after replying
- * an error (the rest of the body is dropped, the error answered at its
- * end). Then the handler runs as for any route. finish runs once at the
+ * piece by piece, up to the upload limit), or -1 after replying (an error,
+ * answered at once: the body is not read). data returns 0, or -1 after
+ * replying an error (answered at once: the rest of the body is not read,
+ * and the connection closes after the reply). Once the body is in, the
+ * handler runs as for any route. finish runs once at the
  * very end, whatever happened, with completed = the response was sent in
  * full: the place to remove temporary files of an upload that did not
  * finish. */

@@ -38,8 +38,9 @@
 typedef enum { ST_HANDSHAKE, ST_HEAD, ST_BODY, ST_SEND, ST_LINGER, ST_CLOSED } ConnState;
 
 /* What sending did: all of it, the socket is full, a stream waits for
- * its producer, or the connection failed. */
-typedef enum { SENT, SEND_AGAIN, SEND_PARKED, SEND_FAILED } SendResult;
+ * its producer, the connection failed, or the response itself did (its
+ * producer's error, a file shorter than it said). */
+typedef enum { SENT, SEND_AGAIN, SEND_PARKED, SEND_FAILED, SEND_BROKEN } SendResult;
 
 struct HttpConn {
     int fd;
@@ -268,6 +269,14 @@ static bool head_try(HttpConn *c, double now) {
     return true;
 }
 
+/* The request stopped reading its body (it has its reply): the reply
+ * goes out now and the connection closes after it, the rest of the body
+ * unread. */
+static void body_given_up(HttpConn *c) {
+    c->close_after = true;
+    body_over(c, "the request body was not read to its end");
+}
+
 /* BODY: hands the body bytes read to the request. false when more bytes
  * are needed. */
 static bool body_feed(HttpConn *c) {
@@ -277,7 +286,7 @@ static bool body_feed(HttpConn *c) {
         char err[256];
         int rc = http_chunked_decode(&c->chunk, c->in, c->in_len, &used, &out, err, sizeof err);
         if (out && c->ev->body(c->req, c->in, out) != 0) {
-            close_now(c, HTTP_END_ERROR);
+            body_given_up(c);
             return true;
         }
         consume(c, used);
@@ -287,7 +296,7 @@ static bool body_feed(HttpConn *c) {
     }
     size_t n = c->in_len < c->body_left ? c->in_len : (size_t)c->body_left;
     if (c->ev->body(c->req, c->in, n) != 0) {
-        close_now(c, HTTP_END_ERROR);
+        body_given_up(c);
         return true;
     }
     consume(c, n);
@@ -332,7 +341,7 @@ static SendResult send_file(HttpConn *c, double now) {
         if (n > IN_CHUNK) n = IN_CHUNK;
         if (!reserve(&c->out, &c->out_cap, 0, n)) return SEND_FAILED;
         ssize_t got = pread(c->resp->fd, c->out, n, c->file_off);
-        if (got <= 0) return SEND_FAILED; /* shorter than said */
+        if (got <= 0) return SEND_BROKEN; /* shorter than said */
         c->out_off = 0;
         c->out_len = (size_t)got;
         c->file_off += got;
@@ -341,7 +350,8 @@ static SendResult send_file(HttpConn *c, double now) {
     }
     ssize_t sent = sendfile(c->fd, c->resp->fd, &c->file_off, n);
     if (sent < 0 && io_again()) return SEND_AGAIN;
-    if (sent <= 0) return SEND_FAILED;
+    if (sent == 0) return SEND_BROKEN; /* the file is shorter than said */
+    if (sent < 0) return SEND_FAILED;
     c->file_left -= (uint64_t)sent;
     c->last_io = now;
     return SENT;
@@ -360,7 +370,7 @@ static SendResult stream_next(HttpConn *c) {
         c->out_off = c->out_len = 0;
         return !chunks || out_append(c, "0\r\n\r\n", 5) ? SENT : SEND_FAILED;
     }
-    if (n < 0 || (size_t)n > STREAM_PIECE) return SEND_FAILED;
+    if (n < 0 || (size_t)n > STREAM_PIECE) return SEND_BROKEN;
     c->out_off = 0;
     c->out_len = room + (size_t)n;
     if (chunks) {
@@ -463,6 +473,7 @@ static unsigned drive(HttpConn *c, double now) {
             c->parked = r == SEND_PARKED;
             if (r == SENT) response_done(c, now);
             else if (r == SEND_FAILED) close_now(c, HTTP_END_CLIENT_ABORT);
+            else if (r == SEND_BROKEN) close_now(c, HTTP_END_ERROR);
             else return r == SEND_AGAIN ? HTTP_CONN_WRITE : 0;
             continue;
         }

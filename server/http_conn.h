@@ -63,7 +63,8 @@ typedef struct {
      * closed), with *reply set when the request is answered at once, before
      * any body. */
     void *(*head)(void *app, HttpHead *head, const HttpHeadError *error, HttpResponse **reply);
-    /* A piece of the body: 0 to go on, -1 to close the connection. */
+    /* A piece of the body: 0 to go on, -1 to read no more of it (end then
+     * gives the reply the request has, and the connection closes after). */
     int (*body)(void *req, const char *data, size_t n);
     /* The body is over (framing_error NULL) or cannot be read further
      * (framing_error says why: a malformed chunk): the reply; NULL closes

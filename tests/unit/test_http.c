@@ -743,3 +743,38 @@ Test(http, refused_while_the_body_comes) {
     cr_assert(!strncmp(buf, "HTTP/1.1 413", 12) && strstr(buf, "\"too_large\""), "%s", buf);
     cr_assert(strstr(buf, "Connection: close\r\n"), "%s", buf);
 }
+
+/* A chunked body past the limit: its 413 at once, and the connection
+ * closed after it, without waiting for (or reading) the rest. */
+Test(http, chunked_body_over_the_limit_answered_at_once) {
+    static const char head[] = "POST /json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                               "user-token\r\nTransfer-Encoding: chunked\r\n\r\n";
+    static char chunk[7 + 65536 + 2];
+    memcpy(chunk, "10000\r\n", 7);
+    memset(chunk + 7, ' ', 65536);
+    memcpy(chunk + 7 + 65536, "\r\n", 2);
+    int fd = raw_connect(http_server_port(server), NULL);
+    cr_assert_eq(send(fd, head, sizeof head - 1, 0), (ssize_t)sizeof head - 1);
+    cr_assert_eq(send(fd, chunk, sizeof chunk, MSG_NOSIGNAL), (ssize_t)sizeof chunk);
+    char buf[4096];
+    cr_assert(raw_read(fd, buf, sizeof buf, 3000), "no reply, or the connection stays open");
+    close(fd);
+    cr_assert(!strncmp(buf, "HTTP/1.1 413", 12) && strstr(buf, "over the limit of 1000 bytes"),
+              "%s", buf);
+}
+
+/* HEAD is GET's reply without its body; a 405 names the methods the path
+ * takes, in Allow and in its message. */
+Test(http, head_and_allow) {
+    char buf[4096];
+    cr_assert(raw_exchange("HEAD /t/1/x/2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", buf,
+                           sizeof buf, 3000));
+    cr_assert(!strncmp(buf, "HTTP/1.1 200", 12), "%s", buf);
+    char *length = strstr(buf, "Content-Length: "), *end = strstr(buf, "\r\n\r\n");
+    cr_assert(length && atoi(length + 16) > 0 && end && end[4] == '\0', "%s", buf);
+    cr_assert(raw_exchange("DELETE /t/1/x/2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                           buf, sizeof buf, 3000));
+    cr_assert(!strncmp(buf, "HTTP/1.1 405", 12) && strstr(buf, "\r\nAllow: GET, HEAD\r\n"), "%s",
+              buf);
+    cr_assert(strstr(buf, "DELETE is not allowed on /t/1/x/2 (GET, HEAD are)"), "%s", buf);
+}
