@@ -429,14 +429,17 @@ static void response_done(HttpConn *c, double now) {
     c->last_io = now;
 }
 
-/* LINGER: 0 while the client may still send, -1 once it is gone. */
+/* LINGER: 0 while the client may still send, -1 once it is gone. A
+ * client that sends without end yields the thread to the others after
+ * READS_PER_TURN reads, as a body does. */
 static int linger_read(HttpConn *c) {
-    char drop[4096];
-    for (;;) {
+    char drop[IN_CHUNK / 4];
+    for (int i = 0; i < READS_PER_TURN; i++) {
         ssize_t n = recv(c->fd, drop, sizeof drop, 0);
         if (n < 0 && io_again()) return 0;
         if (n <= 0) return -1;
     }
+    return 0;
 }
 
 /* ---- driving it ---- */
