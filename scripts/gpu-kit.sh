@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/gpu-kit.sh - packs what gpu/check.sh needs into one tarball, for a
 # GPU machine that has the NVIDIA driver, the CUDA toolkit and PyTorch but
-# none of our build dependencies (libmicrohttpd, jansson, OpenBLAS,
+# none of our build dependencies (GnuTLS, jansson, OpenBLAS,
 # Criterion ...) and no network to install them:
 #
 #   build/traind, build/tests/unit (ASan), build/tests/unit-nosan, build/bench_gemm

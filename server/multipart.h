@@ -11,7 +11,7 @@
  * What is accepted (server/multipart.c says why):
  * - the boundary: Content-Type's boundary= parameter, a token or a quoted
  *   string, 1..MULTIPART_BOUNDARY_MAX printable ASCII characters, a space
- *   not last (RFC 2046 allows fewer characters; MHD took any);
+ *   not last (RFC 2046 allows fewer characters; libmicrohttpd took any);
  * - an optional preamble, then "--boundary"; each delimiter after a part
  *   is CRLF "--boundary" (the CRLF is required: a bare LF is content),
  *   then "--" to end the body (the epilogue after it is ignored) or

@@ -8,7 +8,7 @@ typedef struct {
     char *cert, *key; /* PEM text, NUL-terminated */
 } TlsFiles;
 
-/* Reads both files and checks that libmicrohttpd takes them: 0, or -1 with
+/* Reads both files and checks that GnuTLS takes them: 0, or -1 with
  * an error naming the file (missing, unreadable, not PEM of its kind, too
  * large) or both (a key that is not the certificate's). */
 int tls_files_load(const char *cert_path, const char *key_path, TlsFiles *out);

@@ -2,7 +2,7 @@
  * pool every other storage/ files file borrows from.
  *
  * Concurrency model: one SQLite connection per concurrent caller, from a
- * pool. MHD's threads read (job status, metric history) while workers and
+ * pool. The HTTP threads read (job status, metric history) while workers and
  * the metric writer write; with a single connection behind a mutex every
  * read would queue behind a batch commit. With WAL and one connection per
  * thread at a time, reads run beside the one writer, and writers wait for

@@ -11,7 +11,7 @@
  *   storage/logs.c         job log lines
  *   storage/sha256.c       FIPS 180-4 SHA-256 (storage/sha256.h)
  *
- * Threads. A Db is shared by every thread of the daemon: MHD's pool answers
+ * Threads. A Db is shared by every thread of the daemon: the HTTP threads answer
  * requests while workers write progress and the metric writer commits
  * batches. Each call borrows one connection from a small pool inside the
  * Db (opening another when all are busy, up to DB_MAX_CONNECTIONS, then

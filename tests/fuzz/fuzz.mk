@@ -34,7 +34,7 @@ build/fuzz/obj/%.o: %.c
 build/fuzz/libcore.a: $(FUZZ_CORE)
 	rm -f $@ && ar rcs $@ $^
 
-# server/multipart.c stands alone (no MHD, no server/http.c): fed directly.
+# server/multipart.c stands alone (no server/http.c): fed directly.
 build/fuzz/fuzz_multipart: build/fuzz/obj/server/multipart.o
 build/fuzz/fuzz_http_parse: build/fuzz/obj/server/http_parse.o build/fuzz/obj/server/http_chunked.o
 
