@@ -16,7 +16,7 @@
 # tests/fuzz/README.md says what each target feeds and checks.
 
 FUZZ_CC      ?= clang
-FUZZ_TARGETS ?= spec lr_expr csv idx npy safetensors multipart http_parse
+FUZZ_TARGETS ?= spec lr_expr csv idx npy safetensors multipart http_parse http_conn
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 4
 # clang's OpenMP (libomp) for core's pragmas; no CUDA: the parsers are host code.
@@ -37,6 +37,10 @@ build/fuzz/libcore.a: $(FUZZ_CORE)
 # server/multipart.c stands alone (no server/http.c): fed directly.
 build/fuzz/fuzz_multipart: build/fuzz/obj/server/multipart.o
 build/fuzz/fuzz_http_parse: build/fuzz/obj/server/http_parse.o build/fuzz/obj/server/http_chunked.o
+# one connection's state machine, its events stubbed (no server/http.c)
+build/fuzz/fuzz_http_conn: build/fuzz/obj/server/http_conn.o build/fuzz/obj/server/http_parse.o \
+    build/fuzz/obj/server/http_chunked.o build/fuzz/obj/server/http_response.o \
+    build/fuzz/obj/server/http_tls.o
 
 build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_SUPPORT) build/fuzz/libcore.a
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp -o $@ $(filter %.o,$^) build/fuzz/libcore.a \

@@ -261,6 +261,82 @@ def http_parse():
         out("http_parse", name, (piece + chunked + body).encode("latin-1"))
 
 
+def http_conn():
+    # byte 0: the client's piece size, byte 1: flags (see fuzz_http_conn.c); then the requests
+    def flags(half_close=False, stop=False, tick=0, step=0, read=0):
+        """tick: every 1, 2, 4 rounds or 3 only when stuck; step: 0.01, 0.4, 3, 9 s;
+        read: all, 256, 4096 bytes a round, 3 none until the input ends."""
+        return bytes([half_close | stop << 1 | tick << 2 | step << 4 | read << 6])
+
+    def get(target, version="1.1", more=""):
+        host = "Host: h\r\n" if version == "1.1" else ""
+        return f"GET {target} HTTP/{version}\r\n{host}{more}\r\n"
+
+    def post(target, body, more="", version="1.1"):
+        return get(target, version, f"Content-Length: {len(body)}\r\n{more}").replace(
+            "GET", "POST", 1) + body
+
+    def chunked(target, chunks, more=""):
+        body = "".join(f"{len(c):x}\r\n{c}\r\n" for c in chunks) + "0\r\n\r\n"
+        return get(target, more="Transfer-Encoding: chunked\r\n" + more).replace(
+            "GET", "POST", 1) + body
+
+    routes = ["/bytes", "/big", "/file", "/short", "/stream", "/streamerr", "/early", "/refuse",
+              "/noreply",
+              "/nowhere"]
+    seeds = {}
+    for r in routes:
+        seeds["get" + r.replace("/", "_")] = (b"\xff", flags(), get(r))
+        seeds["head" + r.replace("/", "_")] = (b"\x10", flags(True), get(r).replace("GET", "HEAD"))
+    seeds.update({
+        "gone": (b"\xff", flags(), get("/bytes") + get("/gone") + get("/bytes")),
+        "post_length": (b"\x07", flags(), post("/bytes", "hello world")),
+        "post_chunked": (b"\x03", flags(tick=1), chunked("/bytes", ["hello", ", ", "world"])),
+        "post_chunked_ext": (b"\xff", flags(), get("/bytes", more="Transfer-Encoding: chunked\r\n")
+                             .replace("GET", "POST", 1) + "5;x=y\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"),
+        "continue": (b"\x00", flags(), post("/bytes", "{}", "Expect: 100-continue\r\n")),
+        "continue_http10": (b"\xff", flags(), post("/bytes", "{}", "Expect: 100-continue\r\n",
+                                                    "1.0")),
+        "early_with_body": (b"\x08", flags(), post("/early", "x" * 40) + get("/bytes")),
+        "refuse_length": (b"\x04", flags(), post("/refuse", "y" * 30) + get("/bytes")),
+        "refuse_chunked": (b"\x05", flags(), chunked("/refuse", ["abcdef", "ghijkl"])),
+        "refuse_short": (b"\xff", flags(), post("/refuse", "small") + get("/bytes")),
+        "pipelined": (b"\xff", flags(read=1), get("/bytes") + get("/big") + post("/file", "abc")
+                      + get("/stream") + chunked("/nowhere", ["z"]) + get("/bytes")),
+        "pipelined_slow_reader": (b"\x81", flags(tick=2, step=1, read=3),
+                                  get("/big") * 4 + get("/file") * 2),
+        "http10": (b"\xff", flags(), get("/bytes", "1.0")),
+        "http10_keepalive": (b"\xff", flags(), get("/big", "1.0", "Connection: keep-alive\r\n")
+                             + get("/bytes", "1.0", "Connection: keep-alive\r\n")),
+        "http10_stream": (b"\xff", flags(True), get("/stream", "1.0")),
+        "http10_streamerr": (b"\xff", flags(), get("/streamerr", "1.0")),
+        "close_query": (b"\xff", flags(), get("/bytes?close") + get("/big")),
+        "connection_close": (b"\xff", flags(), get("/file", more="Connection: close\r\n")
+                             + get("/bytes")),
+        "lf_only": (b"\xff", flags(), get("/bytes").replace("\r\n", "\n")),
+        "leading_crlf": (b"\xff", flags(), "\r\n\r\n" + get("/bytes")),
+        "stream_stop": (b"\xff", flags(stop=True, tick=3), get("/stream")),
+        "stream_hangup": (b"\xff", flags(True, tick=3), get("/stream") + get("/bytes")),
+        "idle_keepalive": (b"\xff", flags(step=3), get("/bytes")),
+        "slow_loris": (b"\x00", flags(step=2), get("/bytes", more="X-Pad: " + "p" * 20 + "\r\n")),
+        "body_stalls": (b"\x02", flags(step=3), post("/bytes", "x" * 20)[:-10]),
+        "half_close_mid_body": (b"\xff", flags(True), post("/bytes", "x" * 20)[:-5]),
+        # near-misses
+        "miss_no_host": (b"\xff", flags(), "GET /bytes HTTP/1.1\r\n\r\n" + get("/bytes")),
+        "miss_head_no_host": (b"\xff", flags(), "HEAD /bytes HTTP/1.1\r\n\r\n"),
+        "miss_version": (b"\xff", flags(), get("/bytes", "2.0") + get("/bytes")),
+        "miss_length_body": (b"\xff", flags(), "POST /bytes HTTP/1.1\r\nContent-Length: 5\r\n\r\n"
+                             "hello" + get("/bytes")),
+        "miss_chunk": (b"\x06", flags(), get("/bytes", more="Transfer-Encoding: chunked\r\n")
+                       .replace("GET", "POST", 1) + "5\r\nhelloX\r\n0\r\n\r\n" + get("/bytes")),
+        "miss_gzip": (b"\xff", flags(), get("/bytes", more="Transfer-Encoding: gzip\r\n")),
+        "miss_unended": (b"\xff", flags(step=2), "GET /bytes HTTP/1.1\r\nHost: h\r\n"),
+        "miss_oversized": (b"\xff", flags(), "GET /" + "a" * (128 * 1024)),
+    })
+    for name, (piece, flag, text) in seeds.items():
+        out("http_conn", name, piece + flag + text.encode("latin-1"))
+
+
 if __name__ == "__main__":
-    for make in [spec, lr_expr, csv, idx, npy, safetensors, multipart, http_parse]:
+    for make in [spec, lr_expr, csv, idx, npy, safetensors, multipart, http_parse, http_conn]:
         make()
