@@ -247,7 +247,8 @@ static void request_oversized(HttpConn *c) {
     }
     c->in_len = 0;
     c->minor = 1;
-    c->keep_alive = c->head_method = false;
+    c->keep_alive = false;
+    c->head_method = !strcmp(h.method, "HEAD"); /* its refusal has no body either */
     dispatch(c, &h, &e, false, false);
 }
 
