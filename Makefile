@@ -97,26 +97,37 @@ build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(STD) -O1 -g $(SAN) $(OMP) $(WARN) $(INC) $(DEPFLAGS) -c $< -o $@
 
+# The dashboard's files (web/), built into the daemon as C arrays: one
+# object, without sanitizers (it is data), linked by every build of the server.
+WEB_FILES := $(sort $(wildcard web/*.html web/*.js web/*.css web/vendor/*))
+WEB_OBJ   := build/gen/web_assets.o
+build/gen/web_assets.c: $(WEB_FILES) scripts/embed_web.py
+	@mkdir -p $(dir $@)
+	python3 scripts/embed_web.py $@ $(WEB_FILES)
+$(WEB_OBJ): build/gen/web_assets.c server/web_assets.h
+	$(CC) $(STD) -O1 $(WARN) $(INC) -c $< -o $@
+
 build/libtraind.a: $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-build/traind: $(SERVER_OBJ) $(STORAGE_OBJ) $(GPU_OBJ) build/libtraind.a
-	$(CC) $(CFLAGS) $(OMP) -o $@ $(SERVER_OBJ) $(STORAGE_OBJ) $(GPU_OBJ) build/libtraind.a $(LIBS) $(GPU_LIBS)
+build/traind: $(SERVER_OBJ) $(STORAGE_OBJ) $(GPU_OBJ) $(WEB_OBJ) build/libtraind.a
+	$(CC) $(CFLAGS) $(OMP) -o $@ $(SERVER_OBJ) $(STORAGE_OBJ) $(GPU_OBJ) $(WEB_OBJ) build/libtraind.a \
+	    $(LIBS) $(GPU_LIBS)
 
-build/tests/unit: $(ASAN_TEST) $(ASAN_CORE) $(ASAN_STORAGE) $(ASAN_SERVER_LIB) $(ASAN_GPU)
+build/tests/unit: $(ASAN_TEST) $(ASAN_CORE) $(ASAN_STORAGE) $(ASAN_SERVER_LIB) $(ASAN_GPU) $(WEB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) $(OMP) -o $@ $^ -lcriterion $(LIBS) $(GPU_LIBS)
 
 # The same tests without sanitizers (-O2): for a GPU machine, where they run
 # beside the ASan build (gpu/check.sh), and for timing a test by itself.
 build/tests/unit-nosan: $(TEST_SRC:%.c=build/obj/%.o) $(CORE_OBJ) $(STORAGE_OBJ) \
-        $(filter-out build/obj/server/main.o,$(SERVER_OBJ)) $(GPU_OBJ)
+        $(filter-out build/obj/server/main.o,$(SERVER_OBJ)) $(GPU_OBJ) $(WEB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(OMP) -o $@ $^ -lcriterion $(LIBS) $(GPU_LIBS)
 
 # traind itself under ASan + UBSan, for the command-line tests in tests/e2e.
-build/traind-asan: $(ASAN_SERVER) $(ASAN_STORAGE) $(ASAN_CORE) $(ASAN_GPU)
+build/traind-asan: $(ASAN_SERVER) $(ASAN_STORAGE) $(ASAN_CORE) $(ASAN_GPU) $(WEB_OBJ)
 	$(CC) $(SAN) $(OMP) -o $@ $^ $(LIBS) $(GPU_LIBS)
 
 deps:

@@ -15,6 +15,8 @@
 
 const HttpRoute api_routes[] = {
     {"GET", "/v1/health", health_get, HTTP_ROUTE_PUBLIC, NULL},
+    {"GET", "/", web_index, HTTP_ROUTE_PUBLIC, NULL},
+    {"GET", "/assets/{name}", web_asset, HTTP_ROUTE_PUBLIC, NULL},
     {"GET", "/v1/devices", devices_get, 0, NULL},
     {"POST", "/v1/datasets", datasets_post, 0, &datasets_upload_body},
     {"GET", "/v1/datasets", datasets_list, 0, NULL},

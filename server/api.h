@@ -122,6 +122,8 @@ void api_audit_detail(HttpRequest *req, const char *action, const char *detail,
 
 /* the handlers, one file each under server/routes/ */
 int health_get(HttpRequest *req);               /* health.c */
+int web_index(HttpRequest *req);                /* web.c */
+int web_asset(HttpRequest *req);
 int devices_get(HttpRequest *req);              /* devices.c */
 int datasets_post(HttpRequest *req);            /* datasets.c */
 int datasets_list(HttpRequest *req);

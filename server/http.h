@@ -235,7 +235,8 @@ int http_reply_text(HttpRequest *req, int status, const char *content_type, cons
 int http_reply_owned(HttpRequest *req, int status, const char *content_type, char *text,
                      size_t len);
 /* Sends len bytes of a body someone else owns, without a copy:
- * release(cls) once the reply is sent or dropped (also on failure). */
+ * release(cls) once the reply is sent or dropped (also on failure); NULL
+ * when there is nothing to release (static bytes). */
 int http_reply_shared(HttpRequest *req, int status, const char *content_type, const char *body,
                       size_t len, void (*release)(void *cls), void *cls);
 /* Sends size bytes of fd from offset 0 and closes fd (also on failure). */

@@ -416,6 +416,30 @@ static void fit_file_limit(ServeOptions *o) {
 }
 
 /* After the first signal: a second one ends the process at once. */
+/* The dashboard's address for the admin, with the token in its fragment
+ * (as Jupyter logs its own): a browser never sends the fragment, and the
+ * page takes it out of the address bar once read. Nothing when
+ * admin.token is not there (removed by an admin who keeps it elsewhere). */
+static void log_dashboard(const ServeOptions *o, int port, bool tls) {
+    char path[PATH_MAX], token[128] = "";
+    snprintf(path, sizeof path, "%s/admin.token", o->data_dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    bool got = fgets(token, sizeof token, f) != NULL;
+    fclose(f);
+    token[strcspn(token, "\r\n")] = '\0';
+    if (!got || !token[0]) return;
+    /* a wildcard bind is reached on loopback from this machine */
+    const char *host = !strcmp(o->bind, "0.0.0.0") ? "127.0.0.1"
+                       : !strcmp(o->bind, "::")    ? "::1"
+                                                   : o->bind;
+    char url[512];
+    snprintf(url, sizeof url, strchr(host, ':') ? "%s://[%s]:%d/#token=%s" : "%s://%s:%d/#token=%s",
+             tls ? "https" : "http", host, port, token);
+    log_json("dashboard", json_pack("{s:s, s:s}", "url", url, "message",
+                                    "the dashboard, signed in as the admin"));
+}
+
 static void *second_signal(void *arg) {
     sigset_t *set = arg;
     int sig;
@@ -547,6 +571,7 @@ int cmd_serve(int argc, char **argv) {
                           http_server_port(http), "data_dir", o.data_dir, "version",
                           TRAIND_VERSION, "pid", (int)getpid(), "tls", tls.cert != NULL);
     log_json("listening", l);
+    log_dashboard(&o, http_server_port(http), tls.cert != NULL);
 
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {

@@ -1,0 +1,3 @@
+// app.js - the dashboard: signs in with a token and shows the runs.
+"use strict";
+document.getElementById("app").textContent = "traind";
