@@ -64,6 +64,20 @@ TOKEN= api GET /v1/datasets -H "Authorization: Basic $TOKEN"
 expect "not a bearer token" 401 unauthorized
 api GET /v1/nothing-here
 expect "unknown route" 404 not_found
+
+# ---------------------------------------------------------------- the dashboard's files
+TOKEN= api GET / -D "$TMP/headers"
+expect "GET /: the dashboard's page, without a token" 200
+check "GET /: HTML, from this daemon only (its CSP)" \
+    "$(grep -ci '^content-type: text/html' "$TMP/headers")$(grep -ci "^content-security-policy: default-src 'self'" "$TMP/headers")" 11
+check "GET /: the page loads its script from /assets" \
+    "$([ "$(grep -c 'src="/assets/' "$TMP/body")" -ge 1 ] && echo yes)" yes
+TOKEN= api GET /assets/style.css
+expect "GET /assets/style.css" 200
+TOKEN= api GET /assets/nothing.js
+expect "GET /assets/nothing.js" 404 not_found
+check "the dashboard's address for the admin is logged, with its token" \
+    "$(grep -c "\"event\":\"dashboard\",\"url\":\"http://127.0.0.1:$PORT/#token=$TOKEN\"" "$TMP/daemon.log")" 1
 api DELETE /v1/jobs
 expect "wrong method" 405
 USER_TOKEN=$("$TRAIND" user add alice --data-dir "$VAR" 2>"$TMP/user.err")
