@@ -17,9 +17,11 @@ export function eta(s) {
   return s >= 60 && s < 3600 ? `${Math.round(s / 60)} min` : duration(s);
 }
 
-// a metric's value: 4 significant digits, exponent form when tiny or huge
+// a metric's value: 4 significant digits, exponent form when tiny or
+// huge; "NaN" for the API's null (not finite), "" for none
 export function metric(v) {
-  if (typeof v !== "number" || !Number.isFinite(v)) return v === undefined ? "" : String(v);
+  if (v === undefined) return "";
+  if (typeof v !== "number" || !Number.isFinite(v)) return "NaN";
   const a = Math.abs(v);
   if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(2);
   return v.toPrecision(4).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, "");

@@ -22,9 +22,11 @@ function fraction(job) {
   return p && p.total_steps > 0 ? Math.min(1, p.step / p.total_steps) : 0;
 }
 
+// a metric's newest value: undefined when the job has none, null when it
+// is NaN or infinite (JSON has no word for them)
 function latest(metrics, ...names) {
   for (const n of names) if (metrics?.[n]) return metrics[n].value;
-  return null;
+  return undefined;
 }
 
 // what each column sorts by; null sorts last either way
@@ -68,7 +70,8 @@ export class RunsView {
 
   start() {
     const on = (el, type, fn) => el.addEventListener(type, fn, { signal: this.events.signal });
-    this.matchName = fmt.namePattern($("filter-name").value);
+    for (const id of ["filter-state", "filter-user", "filter-name"]) $(id).value = ""; // not the last user's
+    this.matchName = fmt.namePattern("");
     on($("filter-state"), "change", () => this.refresh());
     on($("filter-user"), "change", () => this.refresh());
     on($("filter-name"), "input", () => {
@@ -238,8 +241,8 @@ export class RunsView {
     badge.className = `badge state-${job.state}`;
     c[4].textContent = job.device ?? "";
     this.updateProgress(c[5], job, p, frac);
-    c[6].textContent = fmt.metric(loss ?? undefined);
-    c[7].textContent = fmt.metric(valAccuracy ?? undefined);
+    c[6].textContent = fmt.metric(loss);
+    c[7].textContent = fmt.metric(valAccuracy);
     c[8].textContent = fmt.started(job.started_at);
     c[8].title = job.started_at ?? "";
     c[9].textContent = fmt.duration(fmt.secondsBetween(job.started_at, job.finished_at));

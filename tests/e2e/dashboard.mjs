@@ -39,7 +39,13 @@ const browser = await puppeteer.launch({
 });
 const page = await browser.newPage();
 mkdirSync(env.SHOTS, { recursive: true });
-const shot = (name) => page.screenshot({ path: `${env.SHOTS}/dashboard-${name}.png` });
+// a screenshot of the page down to its content's end (the viewport's height at most)
+async function shot(name) {
+  const { width, height } = page.viewport();
+  const end = await page.evaluate(() => Math.ceil(document.querySelector("main").getBoundingClientRect().bottom));
+  await page.screenshot({ path: `${env.SHOTS}/dashboard-${name}.png`,
+    clip: { x: 0, y: 0, width, height: Math.min(height, Math.max(end + 16, 240)) } });
+}
 
 // Everything that goes wrong in the page; a refused token's 401 (and the
 // browser's console line about it) is expected only while `expect401` is.
@@ -238,6 +244,15 @@ await step("6 sort and filter", async () => {
   await page.click("#filter-name", { count: 3 });
   await page.keyboard.press("Backspace");
   await signedInWith(4);
+  await page.keyboard.press("Tab");
+  const focused = await page.evaluate(() => {
+    const e = document.activeElement;
+    return `${e.tagName}:${e.closest("th")?.dataset.key}:${getComputedStyle(e).outlineStyle}`;
+  });
+  same("6: Tab from the name filter reaches the # header's button, outlined", focused, "BUTTON:id:solid");
+  await page.keyboard.press("Enter");
+  same("6: Enter on it sorts by #, newest first", (await rows()).map((x) => x.id),
+    Object.values(JOBS).map((j) => j.id).sort((a, b) => b - a));
 });
 
 // ------------------------------------- 8. a phone's width
