@@ -78,7 +78,7 @@ ASAN_STORAGE := $(STORAGE_SRC:%.c=build/asan/%.o)
 # The unit tests link the daemon's layers too (storage, scheduler), all but main().
 ASAN_SERVER_LIB := $(filter-out build/asan/server/main.o,$(ASAN_SERVER))
 
-.PHONY: all run test test-only test-e2e lint-api deps clean fixtures bench bench-gpu docker-check \
+.PHONY: all run test test-only test-e2e lint-api lint-web deps clean fixtures bench bench-gpu docker-check \
         fuzz fuzz-smoke
 all: build/traind
 
@@ -150,6 +150,7 @@ test: deps
 	$(MAKE) test-only
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory lint-api
+	@$(MAKE) --no-print-directory lint-web
 	@$(MAKE) --no-print-directory test-e2e
 	@touch build/skips.log; echo "make test: $$(wc -l <build/skips.log) skipped"; cat build/skips.log
 
@@ -170,7 +171,8 @@ test-only:
 # walkthrough, run verbatim (test_walkthrough.sh); a full disk under uploads,
 # imports, checkpoints and SQLite (test_faults.sh, root: a tmpfs data dir);
 # over 200 hostile requests on every route while another user's job trains
-# (test_hostile.sh).
+# (test_hostile.sh); the dashboard in headless chromium, signing in, each
+# user's runs, live progress, cancel, sort and filter (test_dashboard.sh).
 # The API scripts check every response against api-docs/openapi.yaml
 # (tests/e2e/openapi_check.mjs; openapi_selftest.sh shows it catches what it
 # should). Each script ends
@@ -190,7 +192,8 @@ test-e2e: build/traind build/traind-asan
 	tests/e2e/test_edge.sh build/traind || ok=1; \
 	tests/e2e/test_queue.sh build/traind || ok=1; \
 	tests/e2e/test_lab_readme.sh build/traind || ok=1; \
-	tests/e2e/test_walkthrough.sh build/traind || ok=1; exit $$ok
+	tests/e2e/test_walkthrough.sh build/traind || ok=1; \
+	tests/e2e/test_dashboard.sh build/traind || ok=1; exit $$ok
 
 # api-docs/openapi.yaml through Redocly's linter (pinned in
 # api-docs/package.json); npm ci runs only when api-docs/node_modules is
@@ -199,6 +202,14 @@ lint-api:
 	@if [ ! -d api-docs/node_modules ]; then npm ci --prefix api-docs --no-audit --no-fund; fi
 	cd api-docs && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
 	    node_modules/.bin/redocly lint --format=stylish openapi.yaml
+
+# The dashboard's JS (web/*.js) and its test driver through eslint (pinned
+# in web/package.json; web/eslint.config.mjs: the recommended rules); a
+# warning fails too. npm ci runs only when web/node_modules is missing.
+lint-web:
+	@if [ ! -d web/node_modules ]; then npm ci --prefix web --no-audit --no-fund; fi
+	web/node_modules/.bin/eslint --config web/eslint.config.mjs --max-warnings 0 \
+	    web/*.js web/eslint.config.mjs tests/e2e/dashboard.mjs
 
 # MNIST MLP and CNN, traind and (where torch imports) PyTorch side by side;
 # JSON lines on stdout. Needs ../shared/datasets/mnist (skips without it).

@@ -6,9 +6,10 @@ set -euo pipefail
 # openssl: tests/e2e/test_edge.sh makes its TLS certificates with it.
 pkgs=(build-essential pkg-config libopenblas-dev libopenblas-openmp-dev libjansson-dev libcriterion-dev
       libgnutls28-dev libsqlite3-dev libcurl4-openssl-dev zlib1g-dev curl jq openssl
-      clang libclang-rt-dev libomp-dev)
+      clang libclang-rt-dev libomp-dev chromium)
 # clang, libFuzzer and its sanitizer runtimes (libclang-rt-dev) and clang's
 # OpenMP (libomp-dev): the fuzz targets of tests/fuzz (make fuzz-smoke).
+# chromium: tests/e2e/test_dashboard.sh drives it headless (puppeteer-core).
 missing=()
 # make lint-api runs Redocly's OpenAPI linter with npm (api-docs/package.json):
 # Debian's nodejs and npm, unless an npm is already on the PATH (NodeSource, nvm).
