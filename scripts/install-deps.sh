@@ -4,7 +4,8 @@
 # so a machine that has them all pays nothing.
 set -euo pipefail
 # openssl: tests/e2e/test_edge.sh makes its TLS certificates with it.
-pkgs=(build-essential pkg-config libopenblas-dev libopenblas-openmp-dev libjansson-dev libcriterion-dev
+# python3: the build embeds web/ with scripts/embed_web.py; the tests use it too.
+pkgs=(build-essential pkg-config python3 libopenblas-dev libopenblas-openmp-dev libjansson-dev libcriterion-dev
       libgnutls28-dev libsqlite3-dev libcurl4-openssl-dev zlib1g-dev curl jq openssl
       clang libclang-rt-dev libomp-dev chromium)
 # clang, libFuzzer and its sanitizer runtimes (libclang-rt-dev) and clang's
