@@ -172,7 +172,8 @@ test-only:
 # imports, checkpoints and SQLite (test_faults.sh, root: a tmpfs data dir);
 # over 200 hostile requests on every route while another user's job trains
 # (test_hostile.sh); the dashboard in headless chromium, signing in, each
-# user's runs, live progress, cancel, sort and filter (test_dashboard.sh).
+# user's runs, live progress, cancel, sort and filter (test_dashboard.sh);
+# the dashboard's canvas chart on a test page of its own (test_chart.sh).
 # The API scripts check every response against api-docs/openapi.yaml
 # (tests/e2e/openapi_check.mjs; openapi_selftest.sh shows it catches what it
 # should). Each script ends
@@ -193,6 +194,7 @@ test-e2e: build/traind build/traind-asan
 	tests/e2e/test_queue.sh build/traind || ok=1; \
 	tests/e2e/test_lab_readme.sh build/traind || ok=1; \
 	tests/e2e/test_walkthrough.sh build/traind || ok=1; \
+	tests/e2e/test_chart.sh || ok=1; \
 	tests/e2e/test_dashboard.sh build/traind || ok=1; exit $$ok
 
 # api-docs/openapi.yaml through Redocly's linter (pinned in
@@ -209,7 +211,8 @@ lint-api:
 lint-web:
 	@if [ ! -d web/node_modules ]; then npm ci --prefix web --no-audit --no-fund; fi
 	web/node_modules/.bin/eslint --config web/eslint.config.mjs --max-warnings 0 \
-	    web/*.js web/eslint.config.mjs tests/e2e/dashboard.mjs
+	    web/*.js web/eslint.config.mjs tests/e2e/dashboard.mjs tests/e2e/chart_test/*.js \
+	    tests/e2e/chart_test/*.mjs
 
 # MNIST MLP and CNN, traind and (where torch imports) PyTorch side by side;
 # JSON lines on stdout. Needs ../shared/datasets/mnist (skips without it).
