@@ -7,14 +7,14 @@
 // server for the range's finer points (the API bounds a range below only,
 // with `after`: raw points with `limit`, or buckets with a max_points
 // scaled to the range). Controls: x by step or epoch (the points carry no
-// time), linear or log y, smoothing. Each chart's box says how many
-// points it holds (data-points), which the tests read.
+// time), linear or log y, smoothing.
 
 import { api } from "./api.js";
 import { follow } from "./sse.js";
 import { Chart } from "./chart.js";
 
 const ENDED = new Set(["succeeded", "failed", "cancelled"]);
+const FIRST = ["loss", "val_accuracy", "val_loss", "train_loss", "train_accuracy", "lr"];
 const $ = (id) => document.getElementById(id);
 
 export class RunCharts {
@@ -23,7 +23,9 @@ export class RunCharts {
     this.series = new Map(); // name -> {points: [{step, epoch, value, min, max}], chart, el, zoom}
     this.pending = [];
     this.frame = 0;
-    this.budget = Math.max(100, Math.min(4000, Math.round(box.clientWidth || 800)));
+    // about a chart's width in pixels: the grid's width over its columns
+    const cols = getComputedStyle(box).gridTemplateColumns.split(" ").length || 1;
+    this.budget = Math.max(100, Math.min(4000, Math.round((box.clientWidth || 800) / cols)));
     // steps per epoch, for a fractional epoch axis
     this.perEpoch = job.spec?.epochs > 0 && job.progress?.total_steps > 0
       ? job.progress.total_steps / job.spec.epochs : 0;
@@ -82,19 +84,32 @@ export class RunCharts {
 
   makeSeries(name) {
     const el = document.createElement("figure");
-    el.className = "chart";
+    el.className = "run-chart";
     el.dataset.name = name;
     const s = { points: [], el, zoom: null };
     this.placeChart(el, name);
-    s.chart = new Chart(el, { title: name, logY: this.logY(), smoothing: this.smoothing(), xLabel: this.xMode() });
-    s.chart.onZoom = (x0, x1) => this.zoom(name, x0, x1);
+    this.makeChart(s);
     this.series.set(name, s);
     return s;
   }
 
-  // charts in name order, loss first: the same place each visit
+  // a new Chart in the series' box (after a change of x: no zoom kept)
+  makeChart(s) {
+    const name = s.el.dataset.name;
+    s.chart?.destroy();
+    s.zoom = null;
+    delete s.el.dataset.zoom;
+    s.chart = new Chart(s.el, { title: name, logY: this.logY(), smoothing: this.smoothing(), xLabel: this.xMode() });
+    s.chart.onZoom = (x0, x1) => this.zoom(name, x0, x1);
+  }
+
+  // charts in a fixed order (the usual first, then by name): the same
+  // place each visit
   placeChart(el, name) {
-    const key = (n) => (n === "loss" ? "" : n);
+    const key = (n) => {
+      const i = FIRST.indexOf(n);
+      return i < 0 ? `1${n}` : `0${i}`;
+    };
     const next = [...this.box.children].find((c) => key(c.dataset.name) > key(name));
     this.box.insertBefore(el, next ?? null);
     $("charts-note").textContent = "";
@@ -133,13 +148,11 @@ export class RunCharts {
     s.chart.setSeries([{ name: s.el.dataset.name, points: pts.map((p) => ({
       x: this.x(p), y: p.value, ...(p.min !== undefined && { min: p.min, max: p.max }),
     })) }]);
-    s.el.dataset.points = String(pts.length);
   }
 
   redraw() {
     for (const s of this.series.values()) {
-      s.chart.setOptions({ xLabel: this.xMode() });
-      s.zoom = null;
+      this.makeChart(s);
       this.draw(s);
     }
     if (!this.series.size) $("charts-note").textContent = "No metrics yet.";
@@ -155,6 +168,7 @@ export class RunCharts {
     const s = this.series.get(name);
     if (!s) return;
     s.zoom = null;
+    delete s.el.dataset.zoom;
     if (x0 === null || x0 === undefined) return this.draw(s);
     const from = Math.max(0, Math.floor(this.step(x0))), to = Math.ceil(this.step(x1));
     const last = s.points.at(-1)?.step ?? to;

@@ -114,7 +114,7 @@ async function openRun(id) {
   await page.waitForFunction(() => document.getElementById("run").dataset.state &&
     !document.getElementById("run-page").hidden, WAIT);
 }
-const chartPoints = (name) => page.$eval(`figure.chart[data-name="${name}"]`, (f) => Number(f.dataset.points));
+const chartPoints = (name) => page.$eval(`figure.run-chart[data-name="${name}"]`, (f) => Number(f.dataset.points));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function step(name, fn) {
@@ -147,6 +147,21 @@ await step("1 admin address", async () => {
     JSON.stringify(done));
   check("1: a finished run's bar is full", done.every((x) => parseFloat(x.fill) === 100), JSON.stringify(done));
   await shot("1-admin");
+});
+
+// ------------------------------------- 12. a queued run's page: its place and why
+await step("12 queued run", async () => {
+  await openRun(JOBS["bob-long"].id);
+  same("12: bob-long's page says queued", await page.$eval("#run-state", (e) => e.textContent), "queued");
+  const q = await page.$eval("#run-queue", (e) => (e.hidden ? "hidden" : e.textContent));
+  check("12: its place in the queue and why it waits", /^Queued: position 1 \(0 ahead\), waiting for \w+/.test(q), q);
+  await shot("12-run-queued");
+  leaving = true;
+  await page.goBack();
+  await signedInWith(4);
+  await sleep(300);
+  same("12: back: no stream left open", streams.size, 0);
+  leaving = false;
 });
 
 // ------------------------------------- 2. alice's and bob's tokens, pasted
@@ -212,6 +227,8 @@ await step("4 live", async () => {
 
 // ------------------------------------- 9. alice-long's page, live
 await step("9 run page", async () => {
+  const historyReply = page.waitForResponse((r) => /\/metrics\?max_points=\d+$/.test(r.url()), WAIT)
+    .then((r) => r.json());
   await page.click(`tr[data-id="${along}"] td.col-name a`);
   await page.waitForFunction(() => !document.getElementById("run-page").hidden, WAIT);
   same("9: the name links to #/jobs/ID", await page.evaluate(() => location.hash), `#/jobs/${along}`);
@@ -220,13 +237,16 @@ await step("9 run page", async () => {
   check("9: its progress: step N / 1,000,000 and an ETA",
     /^step [\d,]+ \/ 1,000,000 · epoch \d+ · .* left$/.test(await page.$eval("#run-progress", (e) => e.textContent)),
     await page.$eval("#run-progress", (e) => e.textContent));
-  await page.waitForSelector('figure.chart[data-name="loss"][data-points]', WAIT);
-  const n0 = await chartPoints("loss");
-  await page.waitForFunction((n) => Number(document.querySelector('figure.chart[data-name="loss"]')
-    .dataset.points) > n, WAIT, n0);
-  const n1 = await chartPoints("loss");
+  // data-points: what the chart drew; its series is halved past twice the
+  // chart's width, so the count is read as it grows, not later
+  const drawn = (n) => page.waitForFunction((n) => {
+    const got = Number(document.querySelector('figure.run-chart[data-name="loss"]')?.dataset.points);
+    return got > n && got;
+  }, WAIT, n);
+  const n0 = await (await drawn(0)).jsonValue();
+  const n1 = await (await drawn(n0)).jsonValue();
   check(`9: the loss chart gains points while it trains (${n0} -> ${n1})`, n0 > 0 && n1 > n0, `${n0} -> ${n1}`);
-  check("9: a canvas drawn in the loss chart", await page.$eval('figure.chart[data-name="loss"] canvas',
+  check("9: a canvas drawn in the loss chart", await page.$eval('figure.run-chart[data-name="loss"] canvas',
     (c) => c.width > 0 && c.height > 0), "no canvas");
   await page.waitForFunction(() => Number(document.getElementById("run-logs").dataset.lines) > 0, WAIT);
   const log = await page.$eval("#run-logs", (e) => e.textContent);
@@ -238,6 +258,29 @@ await step("9 run page", async () => {
     curl.includes('"epochs": 100000') && curl.endsWith("\nSPEC"), curl);
   check("9: copy as curl: not the token itself", !curl.includes(env.ALICE), "the token is in it");
   await shot("9-run-live");
+  // zoom: a drag over 30-50% of the loss chart asks the server for finer points
+  const history = await historyReply;
+  const plot = await (await page.$('figure.run-chart[data-name="loss"] .chart-plot')).boundingBox();
+  const zoomReply = page.waitForResponse((r) => /\/metrics\?name=loss&after=\d+&(limit|max_points)=\d+$/
+    .test(r.url()), WAIT);
+  await page.mouse.move(plot.x + plot.width * 0.3, plot.y + plot.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(plot.x + plot.width * 0.5, plot.y + plot.height / 2, { steps: 5 });
+  await page.mouse.up();
+  const zr = await zoomReply;
+  await page.waitForSelector('figure.run-chart[data-name="loss"][data-zoom]', WAIT);
+  const [from, to] = (await page.$eval('figure.run-chart[data-name="loss"]', (f) => f.dataset.zoom))
+    .split("-").map(Number);
+  const inRange = (pts) => pts.filter((p) => p.name === "loss" && p.step >= from && p.step <= to).length;
+  const fine = inRange((await zr.json()).metrics), coarse = inRange(history.metrics);
+  check(`9: zooming into steps ${from}-${to} gets finer points from the server (${coarse} -> ${fine})`,
+    zr.status() === 200 && to > from && fine > coarse && new URL(zr.url()).searchParams.get("after") === String(from - 1),
+    `${zr.status()} ${zr.url()}: ${coarse} -> ${fine}`);
+  await shot("9-run-zoomed");
+  await page.click('figure.run-chart[data-name="loss"] .chart-plot', { count: 2 });
+  await page.waitForSelector('figure.run-chart[data-name="loss"]:not([data-zoom])', WAIT).catch(() => {});
+  same("9: a double-click: back to the whole run (no zoom)",
+    await page.$eval('figure.run-chart[data-name="loss"]', (f) => f.dataset.zoom ?? "none"), "none");
   same("9: two streams open: metrics and logs", [...streams].map((r) => new URL(r.url()).pathname).sort(),
     [`/v1/jobs/${along}/logs`, `/v1/jobs/${along}/metrics`]);
   leaving = true;
@@ -329,7 +372,8 @@ await step("10 finished run", async () => {
   const id = JOBS["alice-short"].id;
   await openRun(id);
   same("10: alice-short's page says succeeded", await page.$eval("#run-state", (e) => e.textContent), "succeeded");
-  await page.waitForSelector('figure.chart[data-name="val_accuracy"][data-points]', WAIT);
+  await page.waitForFunction(() => Number(document.querySelector('figure.run-chart[data-name="val_accuracy"]')
+    ?.dataset.points) > 0, WAIT);
   same("10: its loss chart holds all 20 steps, val_accuracy its 2 epochs",
     [await chartPoints("loss"), await chartPoints("val_accuracy")], [20, 2]);
   await page.waitForSelector("#run-checkpoints li button", WAIT);
