@@ -1,8 +1,8 @@
 // charts.js - a run's charts, one Chart (chart.js) per metric: the history
 // first, downsampled by the server to about the chart's width (GET
 // .../metrics?max_points=N: buckets with min, max and their last value),
-// then live points from one stream (follow=1) appended once per animation
-// frame. A series past twice its budget is halved client-side (pairs merged
+// then live points from one stream (follow=1), kept as they come and drawn
+// once per animation frame (none in a hidden tab). A series past twice its budget is halved client-side (pairs merged
 // into buckets), so a long run's memory stays bounded. Zooming asks the
 // server for the range's finer points (the API bounds a range below only,
 // with `after`: raw points with `limit`, or buckets with a max_points
@@ -21,7 +21,7 @@ export class RunCharts {
   constructor(box, job, signal, onError) {
     Object.assign(this, { box, job, signal, onError });
     this.series = new Map(); // name -> {points: [{step, epoch, value, min, max}], chart, el, zoom}
-    this.pending = [];
+    this.changed = new Set(); // series to draw at the next frame
     this.frame = 0;
     // about a chart's width in pixels: the grid's width over its columns
     const cols = getComputedStyle(box).gridTemplateColumns.split(" ").length || 1;
@@ -57,8 +57,8 @@ export class RunCharts {
       signal: this.signal,
       onError: this.onError,
       onEvent: ({ event, data }) => {
-        if (event !== "metric") return;
-        this.pending.push(data);
+        if (event !== "metric" || !this.add(data)) return;
+        this.changed.add(data.name);
         this.frame ||= requestAnimationFrame(() => this.flush());
       },
     });
@@ -117,9 +117,8 @@ export class RunCharts {
 
   flush() {
     this.frame = 0;
-    const changed = new Set();
-    for (const p of this.pending.splice(0)) if (this.add(p)) changed.add(p.name);
-    for (const name of changed) this.draw(this.series.get(name));
+    for (const name of this.changed) this.draw(this.series.get(name));
+    this.changed.clear();
   }
 
   xMode() {

@@ -23,6 +23,7 @@ export class LogPanel {
       onEvent: ({ event, data }) => {
         if (event !== "log") return;
         this.pending.push(data.line);
+        if (this.pending.length > 2 * MAX_LOG_LINES) this.pending.splice(0, MAX_LOG_LINES); // a hidden tab
         this.frame ||= requestAnimationFrame(() => this.flush());
       },
     });
