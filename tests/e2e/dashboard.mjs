@@ -376,6 +376,20 @@ await step("10 finished run", async () => {
     ?.dataset.points) > 0, WAIT);
   same("10: its loss chart holds all 20 steps, val_accuracy its 2 epochs",
     [await chartPoints("loss"), await chartPoints("val_accuracy")], [20, 2]);
+  // the controls: x by epoch, log y, smoothing by the keyboard
+  const lossCanvas = () => page.$eval('figure.run-chart[data-name="loss"] canvas', (c) => c.toDataURL());
+  const byStep = await lossCanvas();
+  await page.select("#chart-x", "epoch");
+  await page.select("#chart-y", "log");
+  await page.focus("#chart-smoothing");
+  await page.keyboard.press("ArrowLeft");
+  await sleep(200);
+  same("10: by epoch, log y, smoothing 0.59: every loss point still drawn, the slider's value shown",
+    [await chartPoints("loss"), await page.$eval("#chart-smoothing-value", (e) => e.textContent)], [20, "0.59"]);
+  check("10: the loss chart drawn anew", (await lossCanvas()) !== byStep, "the same pixels");
+  await page.select("#chart-x", "step");
+  await page.select("#chart-y", "linear");
+  await page.keyboard.press("ArrowRight");
   await page.waitForSelector("#run-checkpoints li button", WAIT);
   const listed = await page.evaluate(async (id) => (await (await fetch(`/v1/jobs/${id}/checkpoints`,
     { headers: { Authorization: `Bearer ${localStorage.getItem("traind.token")}` } })).json()).checkpoints, id);
@@ -438,6 +452,12 @@ await step("8 phone", async () => {
     [w.page <= 390, w.header], [true, 0]);
   check("8: the table scrolls sideways within its box", w.table, JSON.stringify(w));
   await shot("8-phone");
+  await openRun(JOBS["alice-short"].id);
+  await page.waitForFunction(() => Number(document.querySelector('figure.run-chart[data-name="loss"]')
+    ?.dataset.points) > 0, WAIT);
+  same("8: a run's page at 390 px: no sideways overflow",
+    await page.evaluate(() => document.documentElement.scrollWidth), 390);
+  await shot("8-phone-run");
 });
 
 // ------------------------------------- 7. nothing went wrong meanwhile

@@ -15,11 +15,13 @@
 # between two looks; cancelling it from the page (confirm dialog), as GET
 # /v1/jobs/{id} then says too; sorting and filtering; a phone's width; a
 # run's page (#/jobs/ID, from the table's name link): alice-long's header
-# and loss chart gaining points live, its log lines, "copy as curl" (the
-# spec, $TOKEN, not the token), its two streams aborted on leaving (back
-# button and "Runs" link); alice-short's charts, checkpoints and a download
-# (saved, of the listed size); bob at alice's run: "not found"; no console
-# error or failed request throughout. Screenshots:
+# and loss chart gaining points live, zooming (finer points asked of the
+# server), its log lines, "copy as curl" (the spec, $TOKEN, not the token),
+# its two streams aborted on leaving (back button and "Runs" link);
+# bob-long's queue place; alice-short's charts under each control, its
+# checkpoints and a download (saved, of the listed size); bob at alice's
+# run: "not found"; a run's page at a phone's width; no console error or
+# failed request throughout. Screenshots:
 # build/screenshots/dashboard-N-NAME.png. Skips when /usr/bin/chromium (or
 # $CHROMIUM) is absent.
 #
