@@ -33,26 +33,45 @@ export class ApiError extends Error {
   }
 }
 
-// api(METHOD, PATH): the parsed JSON body of a 2xx answer; throws ApiError.
-export async function api(method, path) {
-  let res;
+export const authHeaders = () => ({ Authorization: `Bearer ${token.get() ?? ""}` });
+
+// fetch() that turns "no answer" into ApiError status 0
+async function send(method, path, init = {}) {
   try {
-    res = await fetch(path, {
-      method,
-      headers: { Authorization: `Bearer ${token.get() ?? ""}` },
-      cache: "no-store",
-    });
+    return await fetch(path, { method, headers: authHeaders(), cache: "no-store", ...init });
   } catch (e) {
+    if (e.name === "AbortError") throw e;
     throw new ApiError(0, "unreachable", `the daemon did not answer (${e.message})`, path);
   }
+}
+
+// the ApiError of a non-2xx answer: the API's own error body when it has one
+export async function responseError(res, method, path) {
   let body = null;
   try {
     body = await res.json();
   } catch {
     // an empty or non-JSON body: the status says enough
   }
-  if (res.ok) return body;
   const err = body?.error;
-  throw new ApiError(res.status, err?.code ?? "http_" + res.status,
+  return new ApiError(res.status, err?.code ?? "http_" + res.status,
     err?.message ?? `${method} ${path}: ${res.status} ${res.statusText}`, err?.path ?? path);
+}
+
+// api(METHOD, PATH[, init]): the parsed JSON body of a 2xx answer; throws ApiError.
+export async function api(method, path, init) {
+  const res = await send(method, path, init);
+  if (!res.ok) throw await responseError(res, method, path);
+  try {
+    return await res.json();
+  } catch {
+    return null;
+  }
+}
+
+// apiBlob(PATH[, init]): a download's body as a Blob (a checkpoint); throws ApiError.
+export async function apiBlob(path, init) {
+  const res = await send("GET", path, init);
+  if (!res.ok) throw await responseError(res, "GET", path);
+  return res.blob();
 }

@@ -1,18 +1,36 @@
 // app.js - the dashboard's start: takes a #token= address's token, signs
 // in with GET /v1/me (a form to paste a token when there is none or it is
-// refused, with the server's reason), shows who is signed in, and starts
-// the runs view (runs.js).
+// refused, with the server's reason), shows who is signed in, and routes
+// by the address's fragment: #/jobs/ID a run's page (run.js), anything
+// else the runs table (runs.js); the one shown is stopped on leaving.
 
 import { api, token, takeTokenFromAddress } from "./api.js";
 import { RunsView } from "./runs.js";
+import { RunView } from "./run.js";
 
 // first of all: the token leaves the address bar
 takeTokenFromAddress();
 
 const $ = (id) => document.getElementById(id);
 let view = null;
+let me = null;
 
-function signedIn(me) {
+function authLost(e) {
+  token.clear();
+  showSignIn(`This token is no longer valid: ${e.message}`);
+}
+
+// the view the address asks for, the previous one stopped first
+function route() {
+  if (!me) return;
+  view?.stop();
+  const run = /^#\/jobs\/(\d+)$/.exec(location.hash);
+  view = run ? new RunView(Number(run[1]), authLost) : new RunsView(me, authLost);
+  view.start();
+}
+
+function signedIn(user) {
+  me = user;
   $("loading").hidden = true;
   $("signin").hidden = true;
   const who = $("who");
@@ -21,18 +39,14 @@ function signedIn(me) {
   if (me.admin) who.append(el("span", { className: "role", textContent: "admin" }));
   who.hidden = false;
   $("signout").hidden = false;
-  view = new RunsView(me, (e) => {
-    view = null;
-    token.clear();
-    showSignIn(`This token is no longer valid: ${e.message}`);
-  });
-  view.start();
+  route();
 }
 
 // the form, with why it is there (a refused token, an unreachable daemon)
 function showSignIn(message = "") {
   view?.stop();
   view = null;
+  me = null;
   $("loading").hidden = true;
   $("who").hidden = true;
   $("signout").hidden = true;
@@ -73,7 +87,9 @@ $("signin-form").addEventListener("submit", (e) => {
 
 $("signout").addEventListener("click", () => {
   token.clear();
+  history.replaceState(null, "", location.pathname + location.search); // the next user starts at the runs
   showSignIn();
 });
 
+window.addEventListener("hashchange", route);
 signIn();

@@ -2,7 +2,7 @@
 // visible, filtered by state and user (the API's own ?state= and ?user=)
 // and by a name pattern (here), sorted by any column, each row updated in
 // place (no jumps, focus kept); latest loss and val_accuracy from GET
-// /v1/jobs/{id}, which the list lacks; cancel on the user's own runs.
+// /v1/jobs/{id}, which the list lacks; cancel on the user's own runs; a run's name links to its page.
 
 import { api } from "./api.js";
 import * as fmt from "./format.js";
@@ -234,7 +234,7 @@ export class RunsView {
     const frac = fraction(job);
     tr.dataset.state = job.state;
     tr.dataset.step = String(p.step ?? 0);
-    c[1].textContent = c[1].title = job.name;
+    c[1].firstChild.textContent = c[1].title = job.name;
     c[2].textContent = job.user ?? "";
     const badge = c[3].firstChild;
     badge.textContent = job.state;
@@ -258,6 +258,7 @@ export class RunsView {
       td.className = `col-${col}`;
       if (col === "id") td.textContent = String(job.id);
       if (col === "state") td.append(document.createElement("span"));
+      if (col === "name") td.append(Object.assign(document.createElement("a"), { href: `#/jobs/${job.id}` }));
       if (col === "progress") {
         td.innerHTML = '<div class="progress"><div class="bar" role="progressbar" ' +
           'aria-valuemin="0" aria-valuemax="100"><div class="fill"></div></div>' +

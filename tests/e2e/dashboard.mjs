@@ -10,7 +10,7 @@
 // alice-long running and bob-long queued behind it.
 
 import { createRequire } from "node:module";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 
 const require = createRequire(new URL("../../web/package.json", import.meta.url));
 const puppeteer = require("puppeteer-core");
@@ -51,20 +51,31 @@ async function shot(name) {
 // browser's console line about it) is expected only while `expect401` is.
 const problems = [];
 let expect401 = false, expected401 = 0, listRequests = 0, cancelPosts = 0;
+let expect404 = null, expected404 = 0, leaving = false, streamsAborted = 0;
+const streams = new Set(); // the page's open follow=1 requests
 page.on("console", (m) => {
   if (m.type() !== "error" && m.type() !== "warn") return;
   if (expect401 && /status of 401/.test(m.text())) return;
+  if (expect404 && /status of 404/.test(m.text())) return;
   problems.push(`console ${m.type()}: ${m.text()} (${m.location()?.url ?? ""})`);
 });
 page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+page.on("requestfailed", (r) => {
+  const stream = streams.delete(r);
+  // a stream the page aborts as it leaves a run is expected, nothing else
+  if (stream && leaving && r.failure()?.errorText === "net::ERR_ABORTED") streamsAborted++;
+  else problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
+});
+page.on("requestfinished", (r) => streams.delete(r));
 page.on("request", (r) => {
+  if (/[?&]follow=1/.test(r.url())) streams.add(r);
   if (/\/v1\/jobs\?/.test(r.url())) listRequests++;
   if (r.method() === "POST" && /\/cancel$/.test(r.url())) cancelPosts++;
 });
 page.on("response", (r) => {
   if (r.status() < 400) return;
   if (expect401 && r.status() === 401 && r.url().endsWith("/v1/me")) expected401++;
+  else if (expect404 && r.status() === 404 && r.url().endsWith(expect404)) expected404++;
   else problems.push(`${r.request().method()} ${r.url()}: ${r.status()}`);
 });
 
@@ -96,6 +107,15 @@ async function paste(token) {
   await page.type("#token-input", token);
   await page.keyboard.press("Enter");
 }
+
+// the run page of job `id`, once its header says its state
+async function openRun(id) {
+  await page.evaluate((id) => { location.hash = `#/jobs/${id}`; }, id);
+  await page.waitForFunction(() => document.getElementById("run").dataset.state &&
+    !document.getElementById("run-page").hidden, WAIT);
+}
+const chartPoints = (name) => page.$eval(`figure.run-chart[data-name="${name}"]`, (f) => Number(f.dataset.points));
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function step(name, fn) {
   try {
@@ -129,6 +149,21 @@ await step("1 admin address", async () => {
   await shot("1-admin");
 });
 
+// ------------------------------------- 12. a queued run's page: its place and why
+await step("12 queued run", async () => {
+  await openRun(JOBS["bob-long"].id);
+  same("12: bob-long's page says queued", await page.$eval("#run-state", (e) => e.textContent), "queued");
+  const q = await page.$eval("#run-queue", (e) => (e.hidden ? "hidden" : e.textContent));
+  check("12: its place in the queue and why it waits", /^Queued: position 1 \(0 ahead\), waiting for \w+/.test(q), q);
+  await shot("12-run-queued");
+  leaving = true;
+  await page.goBack();
+  await signedInWith(4);
+  await sleep(300);
+  same("12: back: no stream left open", streams.size, 0);
+  leaving = false;
+});
+
 // ------------------------------------- 2. alice's and bob's tokens, pasted
 for (const user of ["alice", "bob"]) {
   await step(`2 ${user}`, async () => {
@@ -154,6 +189,7 @@ for (const [what, t] of [["bad", "0".repeat(64)], ["revoked", env.CAROL]]) {
     expect401 = true;
     const before = expected401;
     await paste(t);
+    for (let i = 0; i < 150 && expected401 === before; i++) await sleep(100); // the form may show the last error
     await page.waitForSelector("#signin-error:not([hidden])", WAIT);
     const msg = await page.$eval("#signin-error", (e) => e.textContent);
     check(`3: a ${what} token: the clear message with the server's reason`,
@@ -186,6 +222,81 @@ await step("4 live", async () => {
     /left$/.test(later.progress), JSON.stringify(later));
   check("4: its latest loss is shown", Number(later.loss) > 0, later.loss);
   await shot("4-live");
+});
+
+
+// ------------------------------------- 9. alice-long's page, live
+await step("9 run page", async () => {
+  const historyReply = page.waitForResponse((r) => /\/metrics\?max_points=\d+$/.test(r.url()), WAIT)
+    .then((r) => r.json());
+  await page.click(`tr[data-id="${along}"] td.col-name a`);
+  await page.waitForFunction(() => !document.getElementById("run-page").hidden, WAIT);
+  same("9: the name links to #/jobs/ID", await page.evaluate(() => location.hash), `#/jobs/${along}`);
+  same("9: its header: name and state", await page.$eval("#run-title", (e) => e.textContent) + " " +
+    await page.$eval("#run-state", (e) => e.textContent), "alice-long running");
+  check("9: its progress: step N / 1,000,000 and an ETA",
+    /^step [\d,]+ \/ 1,000,000 · epoch \d+ · .* left$/.test(await page.$eval("#run-progress", (e) => e.textContent)),
+    await page.$eval("#run-progress", (e) => e.textContent));
+  // data-points: what the chart drew; its series is halved past twice the
+  // chart's width, so the count is read as it grows, not later
+  const drawn = (n) => page.waitForFunction((n) => {
+    const got = Number(document.querySelector('figure.run-chart[data-name="loss"]')?.dataset.points);
+    return got > n && got;
+  }, WAIT, n);
+  const n0 = await (await drawn(0)).jsonValue();
+  const n1 = await (await drawn(n0)).jsonValue();
+  check(`9: the loss chart gains points while it trains (${n0} -> ${n1})`, n0 > 0 && n1 > n0, `${n0} -> ${n1}`);
+  check("9: a canvas drawn in the loss chart", await page.$eval('figure.run-chart[data-name="loss"] canvas',
+    (c) => c.width > 0 && c.height > 0), "no canvas");
+  await page.waitForFunction(() => Number(document.getElementById("run-logs").dataset.lines) > 0, WAIT);
+  const log = await page.$eval("#run-logs", (e) => e.textContent);
+  check("9: the log panel shows the job's lines", /started|epoch/.test(log), log.slice(0, 200));
+  const curl = await page.$eval("#run-curl", (e) => e.textContent);
+  check("9: copy as curl: the spec in a heredoc, to POST /v1/jobs",
+    curl.startsWith('curl -H "Authorization: Bearer $TOKEN" --data-binary @- ') &&
+    curl.includes("/v1/jobs <<'SPEC'") && curl.includes('"name": "alice-long"') &&
+    curl.includes('"epochs": 100000') && curl.endsWith("\nSPEC"), curl);
+  check("9: copy as curl: not the token itself", !curl.includes(env.ALICE), "the token is in it");
+  await shot("9-run-live");
+  // zoom: a drag over 30-50% of the loss chart asks the server for finer points
+  const history = await historyReply;
+  const plot = await (await page.$('figure.run-chart[data-name="loss"] .chart-plot')).boundingBox();
+  const zoomReply = page.waitForResponse((r) => /\/metrics\?name=loss&after=\d+&(limit|max_points)=\d+$/
+    .test(r.url()), WAIT);
+  await page.mouse.move(plot.x + plot.width * 0.3, plot.y + plot.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(plot.x + plot.width * 0.5, plot.y + plot.height / 2, { steps: 5 });
+  await page.mouse.up();
+  const zr = await zoomReply;
+  await page.waitForSelector('figure.run-chart[data-name="loss"][data-zoom]', WAIT);
+  const [from, to] = (await page.$eval('figure.run-chart[data-name="loss"]', (f) => f.dataset.zoom))
+    .split("-").map(Number);
+  const inRange = (pts) => pts.filter((p) => p.name === "loss" && p.step >= from && p.step <= to).length;
+  const fine = inRange((await zr.json()).metrics), coarse = inRange(history.metrics);
+  check(`9: zooming into steps ${from}-${to} gets finer points from the server (${coarse} -> ${fine})`,
+    zr.status() === 200 && to > from && fine > coarse && new URL(zr.url()).searchParams.get("after") === String(from - 1),
+    `${zr.status()} ${zr.url()}: ${coarse} -> ${fine}`);
+  await shot("9-run-zoomed");
+  await page.click('figure.run-chart[data-name="loss"] .chart-plot', { count: 2 });
+  await page.waitForSelector('figure.run-chart[data-name="loss"]:not([data-zoom])', WAIT).catch(() => {});
+  same("9: a double-click: back to the whole run (no zoom)",
+    await page.$eval('figure.run-chart[data-name="loss"]', (f) => f.dataset.zoom ?? "none"), "none");
+  same("9: two streams open: metrics and logs", [...streams].map((r) => new URL(r.url()).pathname).sort(),
+    [`/v1/jobs/${along}/logs`, `/v1/jobs/${along}/metrics`]);
+  leaving = true;
+  const aborted = streamsAborted;
+  await page.goBack();
+  await signedInWith(namesOf("alice").length);
+  await sleep(300);
+  same("9: back to the runs: its streams aborted, none open", [streamsAborted - aborted, streams.size], [2, 0]);
+  await openRun(along);
+  await page.waitForFunction(() => document.querySelectorAll("#run-logs div").length > 0, WAIT);
+  await page.click(".crumbs a");
+  await signedInWith(namesOf("alice").length);
+  await sleep(300);
+  same("9: the Runs link: back to the table, no stream open", [await page.evaluate(() => location.hash), streams.size],
+    ["#/", 0]);
+  leaving = false;
 });
 
 // ------------------------------------- 5. cancel alice-long from the page
@@ -255,6 +366,79 @@ await step("6 sort and filter", async () => {
     Object.values(JOBS).map((j) => j.id).sort((a, b) => b - a));
 });
 
+
+// ------------------------------------- 10. a finished run: charts, checkpoints, download
+await step("10 finished run", async () => {
+  const id = JOBS["alice-short"].id;
+  await openRun(id);
+  same("10: alice-short's page says succeeded", await page.$eval("#run-state", (e) => e.textContent), "succeeded");
+  await page.waitForFunction(() => Number(document.querySelector('figure.run-chart[data-name="val_accuracy"]')
+    ?.dataset.points) > 0, WAIT);
+  same("10: its loss chart holds all 20 steps, val_accuracy its 2 epochs",
+    [await chartPoints("loss"), await chartPoints("val_accuracy")], [20, 2]);
+  // the controls: x by epoch, log y, smoothing by the keyboard
+  const lossCanvas = () => page.$eval('figure.run-chart[data-name="loss"] canvas', (c) => c.toDataURL());
+  const byStep = await lossCanvas();
+  await page.select("#chart-x", "epoch");
+  await page.select("#chart-y", "log");
+  await page.focus("#chart-smoothing");
+  await page.keyboard.press("ArrowLeft");
+  await sleep(200);
+  same("10: by epoch, log y, smoothing 0.59: every loss point still drawn, the slider's value shown",
+    [await chartPoints("loss"), await page.$eval("#chart-smoothing-value", (e) => e.textContent)], [20, "0.59"]);
+  check("10: the loss chart drawn anew", (await lossCanvas()) !== byStep, "the same pixels");
+  await page.select("#chart-x", "step");
+  await page.select("#chart-y", "linear");
+  await page.keyboard.press("ArrowRight");
+  await page.waitForSelector("#run-checkpoints li button", WAIT);
+  const listed = await page.evaluate(async (id) => (await (await fetch(`/v1/jobs/${id}/checkpoints`,
+    { headers: { Authorization: `Bearer ${localStorage.getItem("traind.token")}` } })).json()).checkpoints, id);
+  same("10: the checkpoints panel lists each checkpoint",
+    await page.$$eval("#run-checkpoints li", (lis) => lis.length), listed.length);
+  const dir = `${env.SHOTS}/downloads`;
+  mkdirSync(dir, { recursive: true });
+  const cdp = await browser.target().createCDPSession();
+  await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: dir });
+  const last = listed.at(-1);
+  await page.click(`#run-checkpoints button[data-url="${last.url}"]`);
+  await page.waitForSelector(`#run-checkpoints button[data-bytes]`, WAIT);
+  same("10: the download fetched the whole file (bytes as GET .../checkpoints says)",
+    await page.$eval("#run-checkpoints button[data-bytes]", (b) => Number(b.dataset.bytes)), last.bytes);
+  const file = `${dir}/job-${id}-epoch-${last.epoch}.safetensors`;
+  for (let i = 0; i < 50 && !(existsSync(file) && statSync(file).size === last.bytes); i++) await sleep(100);
+  same("10: saved by the browser, of that size", existsSync(file) ? statSync(file).size : "no file", last.bytes);
+  await page.setViewport({ width: 1280, height: 900 });
+  await shot("10-run-finished");
+  await page.setViewport({ width: 1280, height: 720 });
+  let log = "";
+  for (let i = 0; i < 100 && !/succeeded after/.test(log); i++, await sleep(100))
+    log = await page.$eval("#run-logs", (e) => e.textContent);
+  check("10: its log, to the end", /succeeded after 20 steps$/.test(log), log.slice(-200));
+  await sleep(300);
+  same("10: a finished run opens no stream but its log's, which ends", [...streams].map((r) => r.url()), []);
+});
+
+// ------------------------------------- 11. bob cannot open alice's run
+await step("11 not yours", async () => {
+  await signOut();
+  await paste(env.BOB);
+  await signedInWith(namesOf("bob").length);
+  expect404 = `/v1/jobs/${along}`;
+  await page.evaluate((id) => { location.hash = `#/jobs/${id}`; }, along);
+  await page.waitForSelector("#run-error:not([hidden])", WAIT);
+  same("11: bob at alice's #/jobs/ID: a clear not found", await page.$eval("#run-error", (e) => e.textContent),
+    `Run #${along} was not found: it does not exist, or it is not yours to see.`);
+  check("11: nothing of alice's run shown", !(await visible("#run-page")), "shown");
+  same("11: one 404, from GET /v1/jobs/ID", expected404, 1);
+  expect404 = null;
+  await shot("11-not-found");
+  await page.click(".crumbs a");
+  await signedInWith(namesOf("bob").length);
+  await signOut();
+  await paste(env.ADMIN);
+  await signedInWith(4);
+});
+
 // ------------------------------------- 8. a phone's width
 await step("8 phone", async () => {
   await page.setViewport({ width: 390, height: 844 });
@@ -268,6 +452,12 @@ await step("8 phone", async () => {
     [w.page <= 390, w.header], [true, 0]);
   check("8: the table scrolls sideways within its box", w.table, JSON.stringify(w));
   await shot("8-phone");
+  await openRun(JOBS["alice-short"].id);
+  await page.waitForFunction(() => Number(document.querySelector('figure.run-chart[data-name="loss"]')
+    ?.dataset.points) > 0, WAIT);
+  same("8: a run's page at 390 px: no sideways overflow",
+    await page.evaluate(() => document.documentElement.scrollWidth), 390);
+  await shot("8-phone-run");
 });
 
 // ------------------------------------- 7. nothing went wrong meanwhile

@@ -13,8 +13,15 @@
 # own runs only, the admin everyone's), a bad and a revoked token (the
 # server's reason, the form again); the running job's progress growing
 # between two looks; cancelling it from the page (confirm dialog), as GET
-# /v1/jobs/{id} then says too; sorting and filtering; a phone's width; no
-# console error or failed request throughout. Screenshots:
+# /v1/jobs/{id} then says too; sorting and filtering; a phone's width; a
+# run's page (#/jobs/ID, from the table's name link): alice-long's header
+# and loss chart gaining points live, zooming (finer points asked of the
+# server), its log lines, "copy as curl" (the spec, $TOKEN, not the token),
+# its two streams aborted on leaving (back button and "Runs" link);
+# bob-long's queue place; alice-short's charts under each control, its
+# checkpoints and a download (saved, of the listed size); bob at alice's
+# run: "not found"; a run's page at a phone's width; no console error or
+# failed request throughout. Screenshots:
 # build/screenshots/dashboard-N-NAME.png. Skips when /usr/bin/chromium (or
 # $CHROMIUM) is absent.
 #
@@ -106,7 +113,7 @@ has "GET /: 200" "$TMP/index.h" '^HTTP/1.1 200'
 has "GET /: a Content-Security-Policy of script-src 'self'" "$TMP/index.h" \
     "^Content-Security-Policy: .*script-src 'self';"
 has "GET /: the page loads /assets/app.js" "$TMP/index.html" '<script type="module" src="/assets/app.js">'
-for f in app.js api.js runs.js format.js style.css; do
+for f in app.js api.js runs.js format.js style.css run.js sse.js charts.js panels.js; do
     check "GET /assets/$f: 200" "$(curl -s -o /dev/null -w '%{http_code}' "$URL/assets/$f")" 200
 done
 

@@ -1,0 +1,207 @@
+// charts.js - a run's charts, one Chart (chart.js) per metric: the history
+// first, downsampled by the server to about the chart's width (GET
+// .../metrics?max_points=N: buckets with min, max and their last value),
+// then live points from one stream (follow=1), kept as they come and drawn
+// once per animation frame (none in a hidden tab). A series past twice its budget is halved client-side (pairs merged
+// into buckets), so a long run's memory stays bounded. Zooming asks the
+// server for the range's finer points (the API bounds a range below only,
+// with `after`: raw points with `limit`, or buckets with a max_points
+// scaled to the range). Controls: x by step or epoch (the points carry no
+// time), linear or log y, smoothing.
+
+import { api } from "./api.js";
+import { follow } from "./sse.js";
+import { Chart } from "./chart.js";
+
+const ENDED = new Set(["succeeded", "failed", "cancelled"]);
+const FIRST = ["loss", "val_accuracy", "val_loss", "train_loss", "train_accuracy", "lr"];
+const $ = (id) => document.getElementById(id);
+
+export class RunCharts {
+  constructor(box, job, signal, onError) {
+    Object.assign(this, { box, job, signal, onError });
+    this.series = new Map(); // name -> {points: [{step, epoch, value, min, max}], chart, el, zoom}
+    this.changed = new Set(); // series to draw at the next frame
+    this.frame = 0;
+    // about a chart's width in pixels: the grid's width over its columns
+    const cols = getComputedStyle(box).gridTemplateColumns.split(" ").length || 1;
+    this.budget = Math.max(100, Math.min(4000, Math.round((box.clientWidth || 800) / cols)));
+    // steps per epoch, for a fractional epoch axis
+    this.perEpoch = job.spec?.epochs > 0 && job.progress?.total_steps > 0
+      ? job.progress.total_steps / job.spec.epochs : 0;
+  }
+
+  async start() {
+    const on = (id, type, fn) => $(id).addEventListener(type, fn, { signal: this.signal });
+    on("chart-x", "change", () => this.redraw());
+    on("chart-y", "change", () => this.setOptions());
+    on("chart-smoothing", "input", () => this.setOptions());
+    $("charts-note").textContent = "Loading the metrics…";
+    let last = -1;
+    try {
+      const h = await api("GET", `/v1/jobs/${this.job.id}/metrics?max_points=${this.budget}`,
+        { signal: this.signal });
+      for (const p of h.metrics) {
+        this.add(p);
+        last = Math.max(last, p.step);
+      }
+    } catch (e) {
+      if (e.name !== "AbortError") this.onError(e);
+      return;
+    }
+    this.redraw();
+    if (ENDED.has(this.job.state)) return;
+    // from one step before the last: an epoch metric of that step may
+    // follow it (duplicates are skipped by step)
+    follow(`/v1/jobs/${this.job.id}/metrics?follow=1&after=${Math.max(-1, last - 1)}`, {
+      signal: this.signal,
+      onError: this.onError,
+      onEvent: ({ event, data }) => {
+        if (event !== "metric" || !this.add(data)) return;
+        this.changed.add(data.name);
+        this.frame ||= requestAnimationFrame(() => this.flush());
+      },
+    });
+  }
+
+  destroy() {
+    cancelAnimationFrame(this.frame);
+    for (const s of this.series.values()) s.chart.destroy();
+    this.series.clear();
+    this.box.replaceChildren();
+  }
+
+  // a point (or bucket) into its series, made with its chart when new
+  add(p) {
+    let s = this.series.get(p.name);
+    if (!s) s = this.makeSeries(p.name);
+    const n = s.points.length;
+    if (n && s.points[n - 1].step >= p.step) return false;
+    s.points.push({ step: p.step, epoch: p.epoch, value: p.value, min: p.min, max: p.max });
+    if (s.points.length > 2 * this.budget) s.points = halve(s.points);
+    return true;
+  }
+
+  makeSeries(name) {
+    const el = document.createElement("figure");
+    el.className = "run-chart";
+    el.dataset.name = name;
+    const s = { points: [], el, zoom: null };
+    this.placeChart(el, name);
+    this.makeChart(s);
+    this.series.set(name, s);
+    return s;
+  }
+
+  // a new Chart in the series' box (after a change of x: no zoom kept)
+  makeChart(s) {
+    const name = s.el.dataset.name;
+    s.chart?.destroy();
+    s.zoom = null;
+    delete s.el.dataset.zoom;
+    s.chart = new Chart(s.el, { title: name, logY: this.logY(), smoothing: this.smoothing(), xLabel: this.xMode() });
+    s.chart.onZoom = (x0, x1) => this.zoom(name, x0, x1);
+  }
+
+  // charts in a fixed order (the usual first, then by name): the same
+  // place each visit
+  placeChart(el, name) {
+    const key = (n) => {
+      const i = FIRST.indexOf(n);
+      return i < 0 ? `1${n}` : `0${i}`;
+    };
+    const next = [...this.box.children].find((c) => key(c.dataset.name) > key(name));
+    this.box.insertBefore(el, next ?? null);
+    $("charts-note").textContent = "";
+  }
+
+  flush() {
+    this.frame = 0;
+    for (const name of this.changed) this.draw(this.series.get(name));
+    this.changed.clear();
+  }
+
+  xMode() {
+    return $("chart-x").value;
+  }
+  logY() {
+    return $("chart-y").value === "log";
+  }
+  smoothing() {
+    return Number($("chart-smoothing").value);
+  }
+
+  x(p) {
+    if (this.xMode() === "step") return p.step;
+    return this.perEpoch ? p.step / this.perEpoch : p.epoch + 1;
+  }
+
+  // an x of the chart back to a step
+  step(x) {
+    if (this.xMode() === "step") return x;
+    return this.perEpoch ? x * this.perEpoch : 0;
+  }
+
+  draw(s) {
+    const pts = s.zoom ? merge(s.points, s.zoom) : s.points;
+    s.chart.setSeries([{ name: s.el.dataset.name, points: pts.map((p) => ({
+      x: this.x(p), y: p.value, ...(p.min !== undefined && { min: p.min, max: p.max }),
+    })) }]);
+  }
+
+  redraw() {
+    for (const s of this.series.values()) {
+      this.makeChart(s);
+      this.draw(s);
+    }
+    if (!this.series.size) $("charts-note").textContent = "No metrics yet.";
+  }
+
+  setOptions() {
+    $("chart-smoothing-value").textContent = this.smoothing().toFixed(2);
+    for (const s of this.series.values()) s.chart.setOptions({ logY: this.logY(), smoothing: this.smoothing() });
+  }
+
+  // the finer points of [x0, x1] from the server; null: back to the overview
+  async zoom(name, x0, x1) {
+    const s = this.series.get(name);
+    if (!s) return;
+    s.zoom = null;
+    delete s.el.dataset.zoom;
+    if (x0 === null || x0 === undefined) return this.draw(s);
+    const from = Math.max(0, Math.floor(this.step(x0))), to = Math.ceil(this.step(x1));
+    const last = s.points.at(-1)?.step ?? to;
+    const q = new URLSearchParams({ name, after: String(from - 1) });
+    if (to - from <= 4 * this.budget) q.set("limit", String(Math.min(100000, to - from + 2)));
+    else q.set("max_points", String(Math.min(100000, Math.ceil(this.budget * (last - from) / (to - from)))));
+    try {
+      const h = await api("GET", `/v1/jobs/${this.job.id}/metrics?${q}`, { signal: this.signal });
+      s.zoom = { from, to, points: h.metrics.filter((p) => p.step <= to) };
+      s.el.dataset.zoom = `${from}-${to}`;
+      this.draw(s);
+    } catch (e) {
+      if (e.name !== "AbortError") this.onError(e);
+    }
+  }
+}
+
+// the overview's points outside the zoomed range, the finer ones inside
+function merge(points, zoom) {
+  return [...points.filter((p) => p.step < zoom.from), ...zoom.points,
+    ...points.filter((p) => p.step > zoom.to)];
+}
+
+// pairs of points merged into one bucket each: its last value, the min and
+// max of both (a NaN, null, kept as the value only)
+function halve(points) {
+  const out = [];
+  for (let i = 0; i + 1 < points.length; i += 2) {
+    const a = points[i], b = points[i + 1];
+    const lo = [a.min ?? a.value, b.min ?? b.value].filter((v) => v !== null);
+    const hi = [a.max ?? a.value, b.max ?? b.value].filter((v) => v !== null);
+    out.push({ step: b.step, epoch: b.epoch, value: b.value,
+      min: lo.length ? Math.min(...lo) : null, max: hi.length ? Math.max(...hi) : null });
+  }
+  if (points.length % 2) out.push(points.at(-1));
+  return out;
+}
