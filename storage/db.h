@@ -441,6 +441,7 @@ int db_metric_put(Db *db, int64_t job, const char *name, int64_t step, int epoch
 typedef struct {
     const char *name; /* NULL: every metric */
     int64_t after;    /* steps > after; -1 (or any negative) for all */
+    int64_t before;   /* steps < before; 0 (or any negative) for no bound */
     int limit;        /* 1..100000; 0 means 10000 */
 } DbMetricQuery;
 
@@ -457,12 +458,13 @@ typedef struct {
     int64_t count;
 } DbMetricBucket;
 
-/* The series `name` after step `after`, in at most max_points buckets of
- * equal step width, in step order, empty buckets left out. When the steps
+/* The series `name` after step `after` and before step `before` (0 for no
+ * bound), in at most max_points buckets of equal step width spanning only
+ * those steps, in step order, empty buckets left out. When the steps
  * span no more than max_points every bucket is one point (min = max =
  * last). One pass over the primary key. Free *out with free(). */
-int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, int max_points,
-                         DbMetricBucket **out, int *n);
+int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, int64_t before,
+                         int max_points, DbMetricBucket **out, int *n);
 /* The newest point (highest step) of each metric of a job, by name. */
 int db_metric_latest(Db *db, int64_t job, DbMetric **out, int *n);
 /* Deletes the job's metrics with step > after_step (superseded on resume).

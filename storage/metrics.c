@@ -72,6 +72,9 @@ int db_metric_put(Db *db, int64_t job, const char *name, int64_t step, int epoch
 
 /* ---- queries ---- */
 
+/* A `before` as the SQL bound: no bound (0 or negative) is past every step. */
+static int64_t step_bound(int64_t before) { return before > 0 ? before : INT64_MAX; }
+
 /* A row (name, step, epoch, value). */
 static int read_metric(sqlite3_stmt *st, void *out) {
     DbMetric *m = out;
@@ -98,14 +101,16 @@ int db_metric_query(Db *db, int64_t job, const DbMetricQuery *q, DbMetric **out,
     sqlite3_stmt *st;
     if (q->name) {
         st = db_stmt(c, "SELECT name, step, epoch, value FROM metrics "
-                        "WHERE job_id = ?1 AND name = ?2 AND step > ?3 ORDER BY step LIMIT ?4");
+                        "WHERE job_id = ?1 AND name = ?2 AND step > ?3 AND step < ?5 "
+                        "ORDER BY step LIMIT ?4");
         if (st) db_bind_text(st, 2, q->name);
     } else
         st = db_stmt(c, "SELECT name, step, epoch, value FROM metrics INDEXED BY metrics_step "
-                        "WHERE job_id = ?1 AND step > ?3 ORDER BY step, name LIMIT ?4");
+                        "WHERE job_id = ?1 AND step > ?3 AND step < ?5 ORDER BY step, name LIMIT ?4");
     if (st) {
         sqlite3_bind_int64(st, 1, job);
         sqlite3_bind_int64(st, 3, q->after < 0 ? INT64_MIN : q->after);
+        sqlite3_bind_int64(st, 5, step_bound(q->before));
         sqlite3_bind_int(st, 4, limit);
         rc = db_collect(c, st, sizeof **out, read_metric, (void **)out, n, "metrics");
     }
@@ -118,19 +123,20 @@ int db_metric_query(Db *db, int64_t job, const DbMetricQuery *q, DbMetric **out,
     return rc;
 }
 
-/* The lowest (desc = 0) or highest step of a series after `after`; 0 and
- * *found = false when there is none. */
-static int series_end(DbConn *c, int64_t job, const char *name, int64_t after, int desc,
-                      int64_t *step, bool *found) {
+/* The lowest (desc = 0) or highest step of a series in (after, before);
+ * 0 and *found = false when there is none. */
+static int series_end(DbConn *c, int64_t job, const char *name, int64_t after, int64_t before,
+                      int desc, int64_t *step, bool *found) {
     sqlite3_stmt *st = db_stmt(
         c, desc ? "SELECT step FROM metrics WHERE job_id = ?1 AND name = ?2 AND step > ?3 "
-                  "ORDER BY step DESC LIMIT 1"
+                  "AND step < ?4 ORDER BY step DESC LIMIT 1"
                 : "SELECT step FROM metrics WHERE job_id = ?1 AND name = ?2 AND step > ?3 "
-                  "ORDER BY step LIMIT 1");
+                  "AND step < ?4 ORDER BY step LIMIT 1");
     if (!st) return DB_ERROR;
     sqlite3_bind_int64(st, 1, job);
     db_bind_text(st, 2, name);
     sqlite3_bind_int64(st, 3, after);
+    sqlite3_bind_int64(st, 4, before);
     int s = sqlite3_step(st);
     *found = s == SQLITE_ROW;
     *step = *found ? sqlite3_column_int64(st, 0) : 0;
@@ -138,8 +144,8 @@ static int series_end(DbConn *c, int64_t job, const char *name, int64_t after, i
     return s == SQLITE_ROW || s == SQLITE_DONE ? DB_OK : db_fail(c, "metrics");
 }
 
-int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, int max_points,
-                         DbMetricBucket **out, int *n) {
+int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, int64_t before,
+                         int max_points, DbMetricBucket **out, int *n) {
     *out = NULL;
     *n = 0;
     if (!name || !*name) {
@@ -151,6 +157,7 @@ int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, i
         return DB_INVALID;
     }
     if (after < 0) after = INT64_MIN;
+    before = step_bound(before);
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
     int rc;
@@ -158,8 +165,10 @@ int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, i
     bool found;
     DbMetricBucket *b = NULL;
     int count = 0;
-    if ((rc = series_end(c, job, name, after, 0, &lo, &found)) != DB_OK || !found) goto done;
-    if ((rc = series_end(c, job, name, after, 1, &hi, &found)) != DB_OK || !found) goto done;
+    if ((rc = series_end(c, job, name, after, before, 0, &lo, &found)) != DB_OK || !found)
+        goto done;
+    if ((rc = series_end(c, job, name, after, before, 1, &hi, &found)) != DB_OK || !found)
+        goto done;
     /* equal step widths: bucket k holds steps [lo + k*w, lo + (k+1)*w) */
     uint64_t span = (uint64_t)(hi - lo) + 1;
     uint64_t w = (span + (uint64_t)max_points - 1) / (uint64_t)max_points;
@@ -169,8 +178,8 @@ int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, i
         rc = error_set("metrics: out of memory");
         goto done;
     }
-    sqlite3_stmt *st = db_stmt(c, "SELECT step, epoch, value FROM metrics "
-                                  "WHERE job_id = ?1 AND name = ?2 AND step > ?3 ORDER BY step");
+    sqlite3_stmt *st = db_stmt(c, "SELECT step, epoch, value FROM metrics WHERE job_id = ?1 "
+                                  "AND name = ?2 AND step > ?3 AND step < ?4 ORDER BY step");
     if (!st) {
         rc = DB_ERROR;
         goto done;
@@ -178,6 +187,7 @@ int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, i
     sqlite3_bind_int64(st, 1, job);
     db_bind_text(st, 2, name);
     sqlite3_bind_int64(st, 3, after);
+    sqlite3_bind_int64(st, 4, before);
     uint64_t cur = UINT64_MAX;
     int s;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {

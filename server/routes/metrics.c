@@ -2,7 +2,7 @@
  * stream of it.
  *
  * History: ?name=loss (default every metric), ?after=STEP (steps above
- * it), ?limit=N (1..100000, default 10000) give the points in step order,
+ * it), ?before=STEP (steps below it; not with follow), ?limit=N (1..100000, default 10000) give the points in step order,
  *     {"job_id": 3, "metrics": [{"name", "step", "epoch", "value"}, ...],
  *      "next_after": 1200 | null}
  * next_after is the `after` of the next page when the limit cut the list
@@ -10,7 +10,8 @@
  * ?max_points=N downsamples each series into at most N buckets of equal
  * step width: each item then also has min, max, count and first_step, and
  * step/value are the bucket's last point, as a chart of a million-point
- * run needs.
+ * run needs; with `before` the buckets span (after, before) only, so a
+ * chart zoomed into a range gets its full detail.
  *
  * Where the answer cannot change (a finished job; a full page of a running
  * attempt) the whole reply is kept (reply_cache.h); a page of one named
@@ -27,6 +28,7 @@
  * (server/stream_auth.h).
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +130,7 @@ static int chunked_body(Api *api, const DbJob *j, const char *name, int64_t afte
 /* ?max_points: each series apart, the named one or every one the job has,
  * in buckets; as JSON text into *out. */
 static int downsampled_body(Api *api, int64_t job, const char *name, int64_t after,
-                            int64_t max_points, char **out) {
+                            int64_t before, int64_t max_points, char **out) {
     DbMetric *names = NULL;
     int nn = 0;
     if (!name) {
@@ -140,7 +142,8 @@ static int downsampled_body(Api *api, int64_t job, const char *name, int64_t aft
         const char *series = name ? name : names[k].name;
         DbMetricBucket *b = NULL;
         int nb = 0;
-        int st = db_metric_downsample(api->db, job, series, after, (int)max_points, &b, &nb);
+        int st = db_metric_downsample(api->db, job, series, after, before, (int)max_points,
+                                      &b, &nb);
         if (st != DB_OK) {
             free(names);
             json_decref(items);
@@ -165,16 +168,16 @@ static int downsampled_body(Api *api, int64_t job, const char *name, int64_t aft
 
 /* The whole reply's bytes into *out (malloc'd), or a DbStatus. *full: a
  * plain page that the limit cut (more points follow it). */
-static int history_body(Api *api, int64_t job, const char *name, int64_t after, int64_t limit,
-                        int64_t max_points, char **out, size_t *len, bool *full) {
+static int history_body(Api *api, int64_t job, const char *name, int64_t after, int64_t before,
+                        int64_t limit, int64_t max_points, char **out, size_t *len, bool *full) {
     *out = NULL;
     *full = false;
     if (max_points > 0) {
-        int st = downsampled_body(api, job, name, after, max_points, out);
+        int st = downsampled_body(api, job, name, after, before, max_points, out);
         if (st == DB_OK) *len = strlen(*out);
         return st;
     }
-    DbMetricQuery q = {.name = name, .after = after, .limit = (int)limit};
+    DbMetricQuery q = {.name = name, .after = after, .before = before, .limit = (int)limit};
     DbMetric *m = NULL;
     int n = 0;
     int st = db_metric_query(api->db, job, &q, &m, &n);
@@ -227,16 +230,18 @@ static int reply_cached(HttpRequest *req, CachedReply *r, bool hit) {
  *    committed prefix that stays as it is. A job is resumed only by a new
  *    daemon, whose cache starts empty. */
 static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t after,
-                   int64_t limit, int64_t max_points) {
+                   int64_t before, int64_t limit, int64_t max_points) {
     Api *api = http_app(req);
     bool final = db_job_state_final(j->state);
     DbJobProgress live;
     bool resumed = j->state == DB_JOB_RUNNING && max_points == 0 &&
                    scheduler_progress(api->sched, j->id, &live) == DB_OK && live.total_steps > 0;
     char key[DB_METRIC_NAME_MAX + 160];
-    snprintf(key, sizeof key, "history %lld %d %lld after=%lld limit=%lld max_points=%lld %s",
+    snprintf(key, sizeof key,
+             "history %lld %d %lld after=%lld before=%lld limit=%lld max_points=%lld %s",
              (long long)j->id, j->attempt, final ? (long long)j->finished_at : -1LL,
-             (long long)after, (long long)limit, (long long)max_points, name ? name : "*");
+             (long long)after, (long long)before, (long long)limit, (long long)max_points,
+             name ? name : "*");
     if (final || resumed) {
         CachedReply *r = reply_cache_get(api->replies, key);
         if (r) return reply_cached(req, r, true);
@@ -245,11 +250,12 @@ static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t a
     size_t len = 0;
     bool full = false;
     int st;
-    /* one series of a job whose points stay put: from the chunks */
-    if (api->chunks && name && max_points == 0 && (final || resumed))
+    /* one series of a job whose points stay put: from the chunks (which
+     * page forward from `after` only; a `before` page is one query) */
+    if (api->chunks && name && max_points == 0 && before == 0 && (final || resumed))
         st = chunked_body(api, j, name, after, limit, &body, &len, &full);
     else
-        st = history_body(api, j->id, name, after, limit, max_points, &body, &len, &full);
+        st = history_body(api, j->id, name, after, before, limit, max_points, &body, &len, &full);
     if (st != DB_OK) return api_reply_db(req, st, NULL);
     if (!final && !(resumed && full)) return http_reply_owned(req, 200, "application/json", body, len);
     char *fit = realloc(body, len + 1); /* the cache counts len bytes: hold no more */
@@ -351,6 +357,24 @@ static void follow_free(void *ctx) {
     free(f);
 }
 
+/* ?before= bounds a history: above `after`, and not for a stream (whose
+ * points come as they are written, past any bound). -1 after the 400. */
+static int before_check(HttpRequest *req, bool follow, int64_t after, int64_t before) {
+    if (before == 0) return 0;
+    if (follow) {
+        http_reply_error(req, 400, "bad_query", "?before",
+                         "before: not with follow=1 (a stream has no upper step)");
+        return -1;
+    }
+    if (before <= after) {
+        http_reply_error(req, 400, "bad_query", "?before",
+                         "before: must be above after (%lld), got %lld", (long long)after,
+                         (long long)before);
+        return -1;
+    }
+    return 0;
+}
+
 int metrics_get(HttpRequest *req) {
     Api *api = http_app(req);
     DbJob j;
@@ -358,19 +382,21 @@ int metrics_get(HttpRequest *req) {
     if (job < 0) return 0;
     const char *name = http_query(req, "name");
     bool follow;
-    int64_t after, limit, max_points;
+    int64_t after, before, limit, max_points;
     if (name && (!*name || strlen(name) > DB_METRIC_NAME_MAX)) {
         db_job_clear(&j);
         return http_reply_error(req, 400, "bad_query", "?name", "name: expected a metric name");
     }
     if (http_query_bool(req, "follow", &follow) || sse_resume_point(req, -1, &after) ||
         http_query_int(req, "limit", 10000, 1, 100000, &limit) ||
-        http_query_int(req, "max_points", 0, 1, 100000, &max_points)) {
+        http_query_int(req, "max_points", 0, 1, 100000, &max_points) ||
+        http_query_int(req, "before", 0, 1, INT64_MAX, &before) ||
+        before_check(req, follow, after, before)) {
         db_job_clear(&j);
         return 0;
     }
     if (!follow) {
-        int rc = history(req, &j, name, after, limit, max_points);
+        int rc = history(req, &j, name, after, before, limit, max_points);
         db_job_clear(&j);
         return rc;
     }

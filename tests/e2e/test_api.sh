@@ -192,6 +192,25 @@ check "history: 10 buckets covering every step" "$(jv '(len(d["metrics"]), sum(m
     "(10, $STEPS, True)"
 api GET "/v1/jobs/$JOB/metrics?limit=abc"
 expect "history: a bad limit" 400 bad_query
+api GET "/v1/jobs/$JOB/metrics?name=loss&after=50&before=56"
+expect "history: after + before" 200
+check "history: after=50&before=56 gives steps 51..55, the list whole" \
+    "$(jv '([m["step"] for m in d["metrics"]], d["next_after"])')" "([51, 52, 53, 54, 55], None)"
+api GET "/v1/jobs/$JOB/metrics?before=3"
+check "history of every metric below step 3: steps 1 and 2, loss and lr" \
+    "$(jv '[(m["step"], m["name"]) for m in d["metrics"]]')" "[(1, 'loss'), (1, 'lr'), (2, 'loss'), (2, 'lr')]"
+api GET "/v1/jobs/$JOB/metrics?name=loss&after=10&before=31&max_points=5"
+expect "history: max_points between after and before" 200
+check "history: 5 buckets of 4 steps spanning steps 11..30 only" \
+    "$(jv '([(m["first_step"], m["step"], m["count"]) for m in d["metrics"]], d["next_after"])')" \
+    "([(11, 14, 4), (15, 18, 4), (19, 22, 4), (23, 26, 4), (27, 30, 4)], None)"
+api GET "/v1/jobs/$JOB/metrics?after=50&before=50"
+expect "history: before not above after" 400 bad_query
+check "history: the error names ?before" "$(jv 'd["error"]["path"]')" "?before"
+api GET "/v1/jobs/$JOB/metrics?before=abc"
+expect "history: a before that is not an integer" 400 bad_query
+api GET "/v1/jobs/$JOB/metrics?follow=1&before=10"
+expect "stream: before is for the history only" 400 bad_query
 api GET "/v1/jobs/$JOB/logs"
 expect "logs" 200 && check "logs: the run's lines" "$(jv 'len(d["lines"]) >= 2')" True
 

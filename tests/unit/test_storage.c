@@ -708,7 +708,7 @@ Test(storage, downsample_small_series) {
     DbMetricBucket *b;
     int n;
     /* span 10 in 3 buckets: width 4 -> [1,4] [5,8] [9,10] */
-    cr_assert_eq(db_metric_downsample(db, job, "loss", -1, 3, &b, &n), DB_OK);
+    cr_assert_eq(db_metric_downsample(db, job, "loss", -1, 0, 3, &b, &n), DB_OK);
     cr_assert_eq(n, 3);
     cr_assert_eq(b[0].first_step, 1);
     cr_assert_eq(b[0].last_step, 4);
@@ -729,7 +729,7 @@ Test(storage, downsample_small_series) {
     cr_assert_float_eq(b[2].last, 0, 0);
     free(b);
     /* after a step; enough points: every bucket is one point */
-    cr_assert_eq(db_metric_downsample(db, job, "loss", 6, 100, &b, &n), DB_OK);
+    cr_assert_eq(db_metric_downsample(db, job, "loss", 6, 0, 100, &b, &n), DB_OK);
     cr_assert_eq(n, 4);
     for (int i = 0; i < 4; i++) {
         cr_assert_eq(b[i].first_step, 7 + i);
@@ -741,14 +741,71 @@ Test(storage, downsample_small_series) {
     free(b);
     /* sparse steps leave empty buckets out */
     for (int s = 100; s <= 1000; s += 100) db_metric_put(db, job, "val", s, 0, s);
-    cr_assert_eq(db_metric_downsample(db, job, "val", -1, 1000, &b, &n), DB_OK);
+    cr_assert_eq(db_metric_downsample(db, job, "val", -1, 0, 1000, &b, &n), DB_OK);
     cr_assert_eq(n, 10);
     free(b);
-    cr_assert_eq(db_metric_downsample(db, job, "nothing", -1, 10, &b, &n), DB_OK);
+    cr_assert_eq(db_metric_downsample(db, job, "nothing", -1, 0, 10, &b, &n), DB_OK);
     cr_assert_eq(n, 0);
     cr_assert_null(b);
-    cr_assert_eq(db_metric_downsample(db, job, NULL, -1, 10, &b, &n), DB_INVALID);
-    cr_assert_eq(db_metric_downsample(db, job, "loss", -1, 0, &b, &n), DB_INVALID);
+    cr_assert_eq(db_metric_downsample(db, job, NULL, -1, 0, 10, &b, &n), DB_INVALID);
+    cr_assert_eq(db_metric_downsample(db, job, "loss", -1, 0, 0, &b, &n), DB_INVALID);
+    db_close(db);
+    remove_tmp();
+}
+
+/* ?before=: steps below the bound only, in a query and in buckets that
+ * span (after, before) alone. */
+Test(storage, metrics_before_bounds_steps) {
+    Db *db = open_tmp();
+    int64_t job;
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &job), DB_OK);
+    for (int s = 1; s <= 20; s++) {
+        cr_assert_eq(db_metric_put(db, job, "loss", s, 0, 100 - s), DB_OK);
+        cr_assert_eq(db_metric_put(db, job, "acc", s, 0, s / 100.0), DB_OK);
+    }
+    DbMetric *m;
+    int n;
+    /* one series, steps 5 < s < 9 */
+    DbMetricQuery q = {.name = "loss", .after = 5, .before = 9};
+    cr_assert_eq(db_metric_query(db, job, &q, &m, &n), DB_OK);
+    cr_assert_eq(n, 3);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(m[i].step, 6 + i);
+        cr_assert_float_eq(m[i].value, 100 - (6 + i), 0);
+    }
+    free(m);
+    /* every series, no lower bound: steps 1 and 2, two names each */
+    q = (DbMetricQuery){.after = -1, .before = 3};
+    cr_assert_eq(db_metric_query(db, job, &q, &m, &n), DB_OK);
+    cr_assert_eq(n, 4);
+    cr_assert_str_eq(m[0].name, "acc");
+    cr_assert_eq(m[0].step, 1);
+    cr_assert_str_eq(m[3].name, "loss");
+    cr_assert_eq(m[3].step, 2);
+    free(m);
+    /* the bound with a limit: the limit still cuts */
+    q = (DbMetricQuery){.name = "acc", .after = 0, .before = 15, .limit = 4};
+    cr_assert_eq(db_metric_query(db, job, &q, &m, &n), DB_OK);
+    cr_assert_eq(n, 4);
+    cr_assert_eq(m[3].step, 4);
+    free(m);
+    /* buckets span (10, 16) only: steps 11..15 in 2 buckets of width 3 */
+    DbMetricBucket *b;
+    cr_assert_eq(db_metric_downsample(db, job, "loss", 10, 16, 2, &b, &n), DB_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(b[0].first_step, 11);
+    cr_assert_eq(b[0].last_step, 13);
+    cr_assert_eq(b[0].count, 3);
+    cr_assert_float_eq(b[0].min, 87, 0);
+    cr_assert_float_eq(b[0].max, 89, 0);
+    cr_assert_eq(b[1].first_step, 14);
+    cr_assert_eq(b[1].last_step, 15);
+    cr_assert_eq(b[1].count, 2);
+    cr_assert_float_eq(b[1].last, 85, 0);
+    free(b);
+    /* nothing between the bounds */
+    cr_assert_eq(db_metric_downsample(db, job, "loss", 20, 30, 5, &b, &n), DB_OK);
+    cr_assert_eq(n, 0);
     db_close(db);
     remove_tmp();
 }
@@ -785,7 +842,7 @@ Test(storage, downsample_a_million_points) {
     DbMetricBucket *b;
     int n;
     t0 = now_s();
-    cr_assert_eq(db_metric_downsample(db, job, "loss", -1, 1000, &b, &n), DB_OK);
+    cr_assert_eq(db_metric_downsample(db, job, "loss", -1, 0, 1000, &b, &n), DB_OK);
     double t_ds = now_s() - t0;
     cr_assert_eq(n, 1000);
     int64_t total = 0;
@@ -799,7 +856,7 @@ Test(storage, downsample_a_million_points) {
     cr_assert_eq(b[999].last_step, N);
     free(b);
     t0 = now_s();
-    cr_assert_eq(db_metric_downsample(db, job, "loss", N - 10000, 1000, &b, &n), DB_OK);
+    cr_assert_eq(db_metric_downsample(db, job, "loss", N - 10000, 0, 1000, &b, &n), DB_OK);
     double t_tail = now_s() - t0;
     cr_assert_eq(n, 1000);
     free(b);
