@@ -559,6 +559,8 @@ typedef struct {
 int db_log_append(Db *db, int64_t job, const char *line, int64_t *seq);
 /* Lines with seq > after_seq, oldest first, at most limit (0: 1000). */
 int db_log_list(Db *db, int64_t job, int64_t after_seq, int limit, DbLogLine **out, int *n);
+/* The last n lines (1..100000), oldest first: fewer when the log is shorter. */
+int db_log_tail(Db *db, int64_t job, int n, DbLogLine **out, int *count);
 void db_log_list_free(DbLogLine *lines, int n);
 
 #endif

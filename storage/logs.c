@@ -82,6 +82,33 @@ done:
     return rc;
 }
 
+int db_log_tail(Db *db, int64_t job, int n, DbLogLine **out, int *count) {
+    *out = NULL;
+    *count = 0;
+    if (n < 1 || n > 100000) {
+        error_set("tail: must be 1 to 100000, got %d", n);
+        return DB_INVALID;
+    }
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    /* the newest n backwards through the (job_id, seq) key, turned around */
+    sqlite3_stmt *st = db_stmt(c, "SELECT seq, ts, line FROM (SELECT seq, ts, line FROM logs "
+                                  "WHERE job_id = ?1 ORDER BY seq DESC LIMIT ?2) ORDER BY seq");
+    int rc = DB_ERROR;
+    if (st) {
+        sqlite3_bind_int64(st, 1, job);
+        sqlite3_bind_int(st, 2, n);
+        rc = db_collect(c, st, sizeof **out, read_line, (void **)out, count, "logs");
+    }
+    db_release(db, c);
+    if (rc != DB_OK) {
+        db_log_list_free(*out, *count);
+        *out = NULL;
+        *count = 0;
+    }
+    return rc;
+}
+
 void db_log_list_free(DbLogLine *lines, int n) {
     for (int i = 0; lines && i < n; i++) free(lines[i].line);
     free(lines);

@@ -3,8 +3,10 @@
  *
  * ?after=SEQ&limit=N (1..10000, default 1000) pages through them:
  *     {"job_id": 3, "lines": [{"seq", "ts", "line"}], "next_after": 1000 | null}
+ * ?tail=N (1..10000; not with after) gives the last N lines instead, as a
+ * page of limit N (a dashboard opening a long run shows its end first).
  * ?follow=1 streams them as Server-Sent Events (id: <seq>, event: log),
- * honouring Last-Event-ID, and ends with `event: end` once the job has
+ * honouring Last-Event-ID (or starting with the last `tail` lines), and ends with `event: end` once the job has
  * ended and its last line is out, or `event: error` once the caller's
  * token is revoked or rotated, as metrics.c does.
  */
@@ -74,15 +76,56 @@ static void follow_free(void *ctx) {
     free(f);
 }
 
+/* A page of lines as the history's reply; next_after is set when the
+ * page is full (limit lines: more may follow). Frees the lines. */
+static int reply_lines(HttpRequest *req, int64_t job, DbLogLine *lines, int n, int64_t limit) {
+    json_t *arr = json_array();
+    for (int i = 0; arr && i < n; i++) json_array_append_new(arr, line_json(&lines[i]));
+    json_t *next = n == limit ? json_integer(lines[n - 1].seq) : json_null();
+    db_log_list_free(lines, n);
+    return http_reply_json(req, 200, json_pack("{s:I, s:o*, s:o}", "job_id", (json_int_t)job,
+                                               "lines", arr, "next_after", next));
+}
+
+/* ?tail=N: replies the last N lines as a page and returns true, or, for
+ * a stream, sets *after so that they come first and returns false (as it
+ * does after a reply failed). A reconnect (Last-Event-ID) goes on from its
+ * own point instead. */
+static bool tail_replied(HttpRequest *req, int64_t job, int64_t tail, bool follow,
+                         int64_t *after) {
+    const char *last = http_header(req, "Last-Event-ID");
+    if (follow && last && *last) return false;
+    Api *api = http_app(req);
+    DbLogLine *lines = NULL;
+    int n = 0;
+    int st = db_log_tail(api->db, job, (int)tail, &lines, &n);
+    if (st != DB_OK) {
+        api_reply_db(req, st, NULL);
+        return true;
+    }
+    if (!follow) {
+        reply_lines(req, job, lines, n, tail);
+        return true;
+    }
+    *after = n > 0 ? lines[0].seq - 1 : 0;
+    db_log_list_free(lines, n);
+    return false;
+}
+
 int logs_get(HttpRequest *req) {
     Api *api = http_app(req);
     int64_t job = api_job_param(req, NULL);
     if (job < 0) return 0;
     bool follow;
-    int64_t after, limit;
+    int64_t after, limit, tail;
     if (http_query_bool(req, "follow", &follow) || sse_resume_point(req, 0, &after) ||
-        http_query_int(req, "limit", 1000, 1, 10000, &limit))
+        http_query_int(req, "limit", 1000, 1, 10000, &limit) ||
+        http_query_int(req, "tail", 0, 1, 10000, &tail))
         return 0;
+    if (tail > 0 && http_query(req, "after"))
+        return http_reply_error(req, 400, "bad_query", "?tail",
+                                "tail: not with after (the last lines start where they start)");
+    if (tail > 0 && tail_replied(req, job, tail, follow, &after)) return 0;
     if (follow) {
         Follow *f = calloc(1, sizeof *f);
         if (!f) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
@@ -98,10 +141,5 @@ int logs_get(HttpRequest *req) {
     int n = 0;
     int st = db_log_list(api->db, job, after, (int)limit, &lines, &n);
     if (st != DB_OK) return api_reply_db(req, st, NULL);
-    json_t *arr = json_array();
-    for (int i = 0; arr && i < n; i++) json_array_append_new(arr, line_json(&lines[i]));
-    json_t *next = n == limit ? json_integer(lines[n - 1].seq) : json_null();
-    db_log_list_free(lines, n);
-    return http_reply_json(req, 200, json_pack("{s:I, s:o*, s:o}", "job_id", (json_int_t)job,
-                                               "lines", arr, "next_after", next));
+    return reply_lines(req, job, lines, n, limit);
 }

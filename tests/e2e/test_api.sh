@@ -213,6 +213,20 @@ api GET "/v1/jobs/$JOB/metrics?follow=1&before=10"
 expect "stream: before is for the history only" 400 bad_query
 api GET "/v1/jobs/$JOB/logs"
 expect "logs" 200 && check "logs: the run's lines" "$(jv 'len(d["lines"]) >= 2')" True
+LOG_LAST3=$(jv '[(l["seq"], l["line"]) for l in d["lines"][-3:]]')
+LOG_LAST2_SEQ=$(jv '",".join(str(l["seq"]) for l in d["lines"][-2:])')
+api GET "/v1/jobs/$JOB/logs?tail=3"
+expect "logs: tail" 200
+check "logs: tail=3 gives the last 3 lines, next_after the last" \
+    "$(jv '([(l["seq"], l["line"]) for l in d["lines"]], d["next_after"] == d["lines"][-1]["seq"])')" "($LOG_LAST3, True)"
+api GET "/v1/jobs/$JOB/logs?tail=3&after=1"
+expect "logs: tail with after" 400 bad_query
+api GET "/v1/jobs/$JOB/logs?tail=0"
+expect "logs: tail of 0" 400 bad_query
+api GET "/v1/jobs/$JOB/logs?follow=1&tail=2" -N -m 30
+check "logs: a stream with tail=2 starts with the last 2 lines, then ends" \
+    "$(grep '^id: ' "$TMP/body" | sed 's/id: //' | paste -sd, -),$(grep -c '^event: end' "$TMP/body")" \
+    "$LOG_LAST2_SEQ,1"
 
 # a job whose loss blows up: it fails naming the step; the loss of that step
 # is not recorded, so the latest loss is the step before it

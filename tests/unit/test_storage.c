@@ -1012,6 +1012,41 @@ Test(storage, logs_append_and_list) {
     remove_tmp();
 }
 
+/* ?tail=N: the newest lines, oldest first, of this job only. */
+Test(storage, logs_tail) {
+    Db *db = open_tmp();
+    int64_t job, other;
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &job), DB_OK);
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &other), DB_OK);
+    char line[32];
+    for (int i = 1; i <= 10; i++) {
+        snprintf(line, sizeof line, "line %d", i);
+        cr_assert_eq(db_log_append(db, job, line, NULL), DB_OK);
+        cr_assert_eq(db_log_append(db, other, "other", NULL), DB_OK);
+    }
+    DbLogLine *lines;
+    int n;
+    cr_assert_eq(db_log_tail(db, job, 3, &lines, &n), DB_OK);
+    cr_assert_eq(n, 3);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(lines[i].seq, 8 + i);
+        snprintf(line, sizeof line, "line %d", 8 + i);
+        cr_assert_str_eq(lines[i].line, line);
+    }
+    db_log_list_free(lines, n);
+    /* more than there are: the whole log */
+    cr_assert_eq(db_log_tail(db, job, 50, &lines, &n), DB_OK);
+    cr_assert_eq(n, 10);
+    cr_assert_eq(lines[0].seq, 1);
+    cr_assert_str_eq(lines[9].line, "line 10");
+    db_log_list_free(lines, n);
+    cr_assert_eq(db_log_tail(db, job + 100, 5, &lines, &n), DB_OK);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(db_log_tail(db, job, 0, &lines, &n), DB_INVALID);
+    db_close(db);
+    remove_tmp();
+}
+
 typedef struct {
     Db *db;
     int64_t job;
