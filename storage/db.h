@@ -467,6 +467,14 @@ int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, i
                          int max_points, DbMetricBucket **out, int *n);
 /* The newest point (highest step) of each metric of a job, by name. */
 int db_metric_latest(Db *db, int64_t job, DbMetric **out, int *n);
+typedef struct {
+    int64_t job;
+    DbMetric metric;
+} DbJobMetric;
+/* db_metric_latest for the n jobs in ids at once, in one query (a list of
+ * jobs shows each one's newest values): by job id, then name. Free *out
+ * with free(). */
+int db_metric_latest_jobs(Db *db, const int64_t *ids, int n, DbJobMetric **out, int *count);
 /* Deletes the job's metrics with step > after_step (superseded on resume).
  * *deleted may be NULL. */
 int db_metric_delete_after(Db *db, int64_t job, int64_t after_step, int64_t *deleted);

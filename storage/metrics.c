@@ -283,6 +283,68 @@ int db_metric_latest(Db *db, int64_t job, DbMetric **out, int *n) {
     return rc;
 }
 
+/* A row (name, step, epoch, value, job_id). */
+static int read_job_metric(sqlite3_stmt *st, void *out) {
+    DbJobMetric *m = out;
+    read_metric(st, &m->metric);
+    m->job = sqlite3_column_int64(st, 4);
+    return 0;
+}
+
+/* The ids as a JSON array, "[1,2,3]" (malloc'd), for json_each: one
+ * statement whatever the count, where "IN (?,?,...)" is a new one each. */
+static char *ids_json(const int64_t *ids, int n) {
+    size_t cap = (size_t)n * 21 + 3, len = 0;
+    char *s = malloc(cap);
+    if (!s) return NULL;
+    s[len++] = '[';
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(s + len, cap - len, "%s%lld", i ? "," : "", (long long)ids[i]);
+    snprintf(s + len, cap - len, "]");
+    return s;
+}
+
+int db_metric_latest_jobs(Db *db, const int64_t *ids, int n, DbJobMetric **out, int *count) {
+    *out = NULL;
+    *count = 0;
+    if (n <= 0) return DB_OK;
+    char *json = ids_json(ids, n);
+    if (!json) return error_set("metrics: out of memory");
+    DbConn *c = db_acquire(db);
+    if (!c) {
+        free(json);
+        return DB_ERROR;
+    }
+    /* db_metric_latest's skip scan for every job in one statement: the
+     * recursive part steps from one name to the next through the primary
+     * key, and each series' last row is one more descent of it, so the
+     * cost is O(series * log rows), not the rows of the jobs' histories */
+    sqlite3_stmt *st = db_stmt(
+        c, "WITH RECURSIVE series(job_id, name) AS ("
+           " SELECT ids.value, (SELECT name FROM metrics WHERE job_id = ids.value"
+           "  ORDER BY name LIMIT 1) FROM json_each(?1) AS ids"
+           " UNION ALL"
+           " SELECT s.job_id, (SELECT name FROM metrics WHERE job_id = s.job_id AND name > s.name"
+           "  ORDER BY name LIMIT 1) FROM series AS s WHERE s.name IS NOT NULL)"
+           "SELECT m.name, m.step, m.epoch, m.value, m.job_id FROM series AS s"
+           " JOIN metrics AS m ON m.job_id = s.job_id AND m.name = s.name AND m.step ="
+           "  (SELECT MAX(step) FROM metrics WHERE job_id = s.job_id AND name = s.name)"
+           " ORDER BY m.job_id, m.name");
+    int rc = DB_ERROR;
+    if (st) {
+        sqlite3_bind_text(st, 1, json, -1, SQLITE_TRANSIENT);
+        rc = db_collect(c, st, sizeof **out, read_job_metric, (void **)out, count, "metrics");
+    }
+    db_release(db, c);
+    free(json);
+    if (rc != DB_OK) {
+        free(*out);
+        *out = NULL;
+        *count = 0;
+    }
+    return rc;
+}
+
 int db_metric_delete_after(Db *db, int64_t job, int64_t after_step, int64_t *deleted) {
     if (deleted) *deleted = 0;
     DbConn *c = db_acquire(db);

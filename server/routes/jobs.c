@@ -14,7 +14,8 @@
  * GET /v1/jobs/{id} gives the state, the device, the progress (live from
  * the scheduler while running: epoch, step, samples/s, ETA), the newest
  * value of each metric, the error, and for a queued job why it waits and
- * how many jobs are ahead.
+ * how many jobs are ahead. GET /v1/jobs lists them with the same newest
+ * metric values, read for the whole page in one query.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -102,6 +103,47 @@ int jobs_post(HttpRequest *req) {
     return 0;
 }
 
+/* The newest point of one metric, as `metrics` holds it by name. */
+static json_t *latest_json(const DbMetric *m) {
+    return json_pack("{s:I, s:i, s:o}", "step", (json_int_t)m->step, "epoch", m->epoch, "value",
+                     sse_number(m->value));
+}
+
+/* The first of the rows (by ascending job id) that are the job's, or
+ * where they would be. */
+static int first_row(const DbJobMetric *m, int nm, int64_t job) {
+    int lo = 0, hi = nm;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (m[mid].job < job) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Sets each listed job's `metrics` (items[i] is jobs[i]'s object) from one
+ * query for all of them, not one per job. */
+static int list_metrics(Api *api, const DbJob *jobs, int n, json_t *items) {
+    int64_t *ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *ids);
+    if (!ids) return error_set("out of memory");
+    for (int i = 0; i < n; i++) ids[i] = jobs[i].id;
+    DbJobMetric *m = NULL;
+    int nm = 0;
+    int st = db_metric_latest_jobs(api->db, ids, n, &m, &nm);
+    free(ids);
+    if (st != DB_OK) return st;
+    for (int i = 0; i < n; i++) {
+        json_t *latest = json_object();
+        /* rows come by job id: a job's are one run of them */
+        for (int k = first_row(m, nm, jobs[i].id); latest && k < nm && m[k].job == jobs[i].id; k++)
+            json_object_set_new(latest, m[k].metric.name, latest_json(&m[k].metric));
+        json_object_set_new(json_array_get(items, (size_t)i), "metrics",
+                            latest ? latest : json_null());
+    }
+    free(m);
+    return DB_OK;
+}
+
 int jobs_list(HttpRequest *req) {
     Api *api = http_app(req);
     DbJobQuery q = {.state = -1};
@@ -142,6 +184,11 @@ int jobs_list(HttpRequest *req) {
                        scheduler_progress(api->sched, jobs[i].id, &live) == DB_OK;
         json_array_append_new(arr, job_json(&jobs[i], running ? &live : NULL));
     }
+    if (arr && (st = list_metrics(api, jobs, n, arr)) != DB_OK) {
+        json_decref(arr);
+        db_job_list_free(jobs, n);
+        return api_reply_db(req, st, NULL);
+    }
     db_job_list_free(jobs, n);
     return http_reply_json(req, 200, json_pack("{s:o*, s:o}", "jobs", arr, "next_cursor",
                                                next ? json_integer(next) : json_null()));
@@ -166,9 +213,7 @@ int jobs_get(HttpRequest *req) {
     json_t *latest = json_object();
     if (db_metric_latest(api->db, id, &m, &n) == DB_OK) {
         for (int i = 0; latest && i < n; i++)
-            json_object_set_new(latest, m[i].name,
-                                json_pack("{s:I, s:i, s:o}", "step", (json_int_t)m[i].step,
-                                          "epoch", m[i].epoch, "value", sse_number(m[i].value)));
+            json_object_set_new(latest, m[i].name, latest_json(&m[i]));
         free(m);
     }
     json_object_set_new(out, "metrics", latest ? latest : json_null());

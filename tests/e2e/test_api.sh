@@ -261,6 +261,21 @@ check "NaN validation loss: null in the history too" "$(jv '[(m["step"], m["valu
 api GET "/v1/jobs/$NANVAL_JOB/logs"
 check "NaN validation loss: the epoch's log line says nan" "$(jv 'any("val_loss nan" in l["line"] for l in d["lines"])')" True
 
+# the list carries each job's newest metrics, as its detail does
+api GET "/v1/jobs"
+expect "list of jobs" 200
+cp "$TMP/body" "$TMP/list.json"
+for id in "$JOB" "$NAN_JOB" "$NANVAL_JOB"; do
+    api GET "/v1/jobs/$id"
+    check "list: job $id's metrics equal its detail's" "$($PY - "$TMP/list.json" "$TMP/body" <<'EOF'
+import json, sys
+detail = json.load(open(sys.argv[2]))
+item = [j for j in json.load(open(sys.argv[1]))["jobs"] if j["id"] == detail["id"]][0]
+print(item["metrics"] == detail["metrics"] and len(item["metrics"]) > 0)
+EOF
+)" True
+done
+
 api GET "/v1/jobs/$JOB/checkpoints"
 expect "list checkpoints" 200
 CK_SHA=$(jv 'd["checkpoints"][-1]["sha256"]')

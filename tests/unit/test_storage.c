@@ -810,6 +810,128 @@ Test(storage, metrics_before_bounds_steps) {
     remove_tmp();
 }
 
+/* The newest point of each series of many jobs at once: the same as
+ * db_metric_latest job by job, whatever the history's length. */
+Test(storage, metrics_latest_of_many_jobs) {
+    Db *db = open_tmp();
+    int64_t job[4];
+    for (int k = 0; k < 4; k++)
+        cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &job[k]), DB_OK);
+    /* job k has k+1 series' worth of names, 10*(k+1) steps; job 3 none */
+    const char *names[] = {"acc", "loss", "lr"};
+    for (int k = 0; k < 3; k++)
+        for (int s = 1; s <= 10 * (k + 1); s++)
+            for (int i = 0; i <= k; i++)
+                cr_assert_eq(db_metric_put(db, job[k], names[i], s, s / 10, k * 1000 + s), DB_OK);
+    DbJobMetric *m;
+    int n;
+    cr_assert_eq(db_metric_latest_jobs(db, job, 4, &m, &n), DB_OK);
+    cr_assert_eq(n, 1 + 2 + 3);
+    int at = 0;
+    for (int k = 0; k < 3; k++) {
+        DbMetric *one;
+        int n1;
+        cr_assert_eq(db_metric_latest(db, job[k], &one, &n1), DB_OK);
+        cr_assert_eq(n1, k + 1);
+        for (int i = 0; i < n1; i++, at++) {
+            cr_assert_eq(m[at].job, job[k]);
+            cr_assert_str_eq(m[at].metric.name, names[i]);
+            cr_assert_eq(m[at].metric.step, 10 * (k + 1));
+            cr_assert_eq(m[at].metric.epoch, k + 1);
+            cr_assert_float_eq(m[at].metric.value, k * 1000 + 10 * (k + 1), 0);
+            cr_assert_str_eq(m[at].metric.name, one[i].name);
+            cr_assert_eq(m[at].metric.step, one[i].step);
+        }
+        free(one);
+    }
+    free(m);
+    /* a subset, in any order of ids: only those jobs */
+    int64_t some[2] = {job[2], job[0]};
+    cr_assert_eq(db_metric_latest_jobs(db, some, 2, &m, &n), DB_OK);
+    cr_assert_eq(n, 4);
+    cr_assert_eq(m[0].job, job[0]);
+    cr_assert_eq(m[1].job, job[2]);
+    free(m);
+    cr_assert_eq(db_metric_latest_jobs(db, job, 0, &m, &n), DB_OK);
+    cr_assert_eq(n, 0);
+    db_close(db);
+    remove_tmp();
+}
+
+/* GET /v1/jobs's page of 200 jobs with their newest metrics: the one
+ * query for the page against one per job, and the list alone as it was
+ * before it carried them. The times are printed, not asserted. */
+Test(storage, metrics_latest_of_200_jobs_timed) {
+    Db *db = open_tmp();
+    enum { J = 200, STEPS = 1000 };
+    int64_t ids[J];
+    for (int k = 0; k < J; k++)
+        cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &ids[k]), DB_OK);
+    /* 3 series of STEPS points per job, filled inside SQLite to keep it quick */
+    DbConn *c = db_acquire(db);
+    cr_assert_eq(db_begin(c), DB_OK);
+    sqlite3_stmt *st = db_stmt(
+        c, "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ?1) "
+           "INSERT INTO metrics (job_id, name, step, epoch, value) "
+           "SELECT jobs.id, names.column1, n, n / 100, jobs.id * 10000 + n "
+           "FROM jobs, s, (VALUES ('acc'), ('loss'), ('lr')) AS names");
+    sqlite3_bind_int(st, 1, STEPS);
+    cr_assert_eq(sqlite3_step(st), SQLITE_DONE, "%s", sqlite3_errmsg(c->h));
+    sqlite3_reset(st);
+    cr_assert_eq(db_commit(c), DB_OK);
+    db_release(db, c);
+
+    DbJob *jobs;
+    int n;
+    int64_t next;
+    double t0 = now_s();
+    cr_assert_eq(db_job_list(db, &(DbJobQuery){.state = -1, .limit = J}, &jobs, &n, &next), DB_OK);
+    double t_list = now_s() - t0;
+    cr_assert_eq(n, J);
+    int64_t page[J];
+    for (int i = 0; i < n; i++) page[i] = jobs[i].id;
+    db_job_list_free(jobs, n);
+
+    /* best of 3: the first call also prepares the statement */
+    DbJobMetric *all = NULL;
+    int nall;
+    double t_one = 1e9;
+    for (int r = 0; r < 3; r++) {
+        free(all);
+        t0 = now_s();
+        cr_assert_eq(db_metric_latest_jobs(db, page, J, &all, &nall), DB_OK);
+        t_one = fmin(t_one, now_s() - t0);
+        cr_assert_eq(nall, 3 * J);
+    }
+
+    t0 = now_s();
+    for (int i = 0; i < J; i++) {
+        DbMetric *m;
+        int nm;
+        cr_assert_eq(db_metric_latest(db, page[i], &m, &nm), DB_OK);
+        cr_assert_eq(nm, 3);
+        /* the page is newest first, the rows by ascending job id */
+        const DbJobMetric *row = &all[3 * (J - 1 - i)];
+        for (int k = 0; k < 3; k++) {
+            cr_assert_eq(row[k].job, page[i]);
+            cr_assert_str_eq(row[k].metric.name, m[k].name);
+            cr_assert_eq(row[k].metric.step, STEPS);
+            cr_assert_eq(row[k].metric.epoch, STEPS / 100);
+            cr_assert_float_eq(row[k].metric.value, page[i] * 10000.0 + STEPS, 0);
+            cr_assert_float_eq(row[k].metric.value, m[k].value, 0);
+        }
+        free(m);
+    }
+    double t_each = now_s() - t0;
+    free(all);
+    fprintf(stderr,
+            "storage: list of %d jobs (%d points each): the list %.2f ms; newest metrics in one "
+            "query %.2f ms; one query per job %.2f ms\n",
+            J, 3 * STEPS, t_list * 1e3, t_one * 1e3, t_each * 1e3);
+    db_close(db);
+    remove_tmp();
+}
+
 Test(storage, downsample_a_million_points) {
     Db *db = open_tmp();
     int64_t job;
