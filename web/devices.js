@@ -33,6 +33,7 @@ export class DevicesView {
     this.onAuthLost = onAuthLost;
     this.abort = new AbortController();
     this.timer = 0;
+    this.refreshes = 0;
   }
 
   start() {
@@ -48,6 +49,7 @@ export class DevicesView {
     this.abort.abort();
     clearTimeout(this.timer);
     $("devices").hidden = true;
+    delete $("devices").dataset.refreshes;
     $("devices-table").tBodies[0].replaceChildren();
     $("queue-table").tBodies[0].replaceChildren();
   }
@@ -66,6 +68,7 @@ export class DevicesView {
       this.showDevices(devices.devices, jobs);
       this.showQueue(queue.queue, jobs);
       $("devices-status").textContent = "";
+      $("devices").dataset.refreshes = String(++this.refreshes); // for the tests: a refresh done
     } catch (e) {
       if (e.name === "AbortError") return;
       if (e.status === 401) return this.onAuthLost(e);

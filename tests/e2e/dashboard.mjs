@@ -200,12 +200,15 @@ await step("13 devices", async () => {
     rowsQ, queue.map((q) => [String(q.position), `bob-long (#${q.id})`, "bob", q.device_request ?? "", q.reason]));
   same("13: bob-long waits, first in line, for a worker", queue.map((q) => [q.id, q.reason]),
     [[JOBS["bob-long"].id, "Resources"]]);
-  const before = deviceRequests;
-  await page.waitForResponse((r) => r.url().endsWith("/v1/devices"), { timeout: 5000 });
-  check("13: refreshed every 3 s", deviceRequests > before, `${before} -> ${deviceRequests}`);
+  const before = deviceRequests, t0 = Date.now();
+  const refreshes = await page.$eval("#devices", (e) => Number(e.dataset.refreshes));
+  await page.waitForFunction((n) => Number(document.getElementById("devices").dataset.refreshes) > n,
+    { timeout: 5000 }, refreshes);
+  const waited = Date.now() - t0;
+  check(`13: refreshed within 3 s, by a new GET /v1/devices (${waited} ms)`,
+    deviceRequests > before && waited <= 4500, `${before} -> ${deviceRequests} requests, ${waited} ms`);
   await shot("devices");
-  await page.waitForResponse((r) => r.url().includes("/v1/jobs?state=running"), { timeout: 5000 });
-  await page.click('#topnav a[href="#/"]');
+  await page.click('#topnav a[href="#/"]'); // just refreshed: no request in flight to abort
   await signedInWith(4);
 });
 
@@ -483,8 +486,9 @@ await step("14 compare", async () => {
   same("14: val_accuracy first: the metric chosen", await page.$eval("#compare-metric", (e) => e.value), "val_accuracy");
   same(`14: the chart draws both runs' val_accuracy points (${apiVal[0].length} + ${apiVal[1].length})`,
     await page.$eval("#compare-chart", (e) => Number(e.dataset.points)), apiVal[0].length + apiVal[1].length);
-  same("14: its legend names both runs", await page.$$eval("#compare-chart .chart-legend li", (lis) =>
-    lis.map((li) => li.textContent)), ["alice-short", "bob-short"]);
+  same("14: its legend names both runs, in distinct colours", await page.$$eval("#compare-chart .chart-legend li",
+    (lis) => lis.map((li) => `${li.textContent}:${li.firstChild.className}`)),
+  ["alice-short:chart-swatch chart-c1", "bob-short:chart-swatch chart-c2"]);
   const metrics = await page.$$eval("#compare-metric option", (os) => os.map((o) => o.value));
   const apiMetrics = [...new Set([...Object.keys((await apiGet(`/v1/jobs/${a}`)).metrics),
     ...Object.keys((await apiGet(`/v1/jobs/${b}`)).metrics)])].sort();
@@ -579,6 +583,19 @@ await step("8 phone", async () => {
   same("8: a run's page at 390 px: no sideways overflow",
     await page.evaluate(() => document.documentElement.scrollWidth), 390);
   await shot("8-phone-run");
+  // the devices and compare views at a phone's width (left once loaded:
+  // no request in flight to abort)
+  await page.evaluate(() => { location.hash = "#/devices"; });
+  await page.waitForFunction(() => Number(document.getElementById("devices").dataset.refreshes) > 0, WAIT);
+  same("8: devices and queue at 390 px: no sideways overflow",
+    await page.evaluate(() => document.documentElement.scrollWidth), 390);
+  await shot("8-phone-devices");
+  const [a, b] = [JOBS["alice-short"].id, JOBS["bob-short"].id];
+  await page.evaluate((a, b) => { location.hash = `#/compare?ids=${a},${b}`; }, a, b);
+  await page.waitForFunction(() => !document.getElementById("compare-csv").disabled, WAIT);
+  same("8: compare at 390 px: no sideways overflow",
+    await page.evaluate(() => document.documentElement.scrollWidth), 390);
+  await shot("compare-phone");
 });
 
 // ------------------------------------- 7. nothing went wrong meanwhile
