@@ -1,12 +1,16 @@
 // app.js - the dashboard's start: takes a #token= address's token, signs
 // in with GET /v1/me (a form to paste a token when there is none or it is
 // refused, with the server's reason), shows who is signed in, and routes
-// by the address's fragment: #/jobs/ID a run's page (run.js), anything
-// else the runs table (runs.js); the one shown is stopped on leaving.
+// by the address's fragment: #/jobs/ID a run's page (run.js),
+// #/compare?ids=.. runs overlaid (compare.js), #/devices the devices and
+// the queue (devices.js), anything else the runs table (runs.js); the one
+// shown is stopped on leaving.
 
 import { api, token, takeTokenFromAddress } from "./api.js";
 import { RunsView } from "./runs.js";
 import { RunView } from "./run.js";
+import { CompareView, compareParams } from "./compare.js";
+import { DevicesView } from "./devices.js";
 
 // first of all: the token leaves the address bar
 takeTokenFromAddress();
@@ -24,9 +28,19 @@ function authLost(e) {
 function route() {
   if (!me) return;
   view?.stop();
-  const run = /^#\/jobs\/(\d+)$/.exec(location.hash);
-  view = run ? new RunView(Number(run[1]), authLost) : new RunsView(me, authLost);
+  view = makeView(location.hash);
   view.start();
+}
+
+function makeView(hash) {
+  const run = /^#\/jobs\/(\d+)$/.exec(hash);
+  if (run) return new RunView(Number(run[1]), authLost);
+  if (/^#\/compare(\?|$)/.test(hash)) {
+    const { ids, metric } = compareParams(hash);
+    return new CompareView(ids, metric, authLost);
+  }
+  if (hash === "#/devices") return new DevicesView(authLost);
+  return new RunsView(me, authLost);
 }
 
 function signedIn(user) {
@@ -39,6 +53,7 @@ function signedIn(user) {
   if (me.admin) who.append(el("span", { className: "role", textContent: "admin" }));
   who.hidden = false;
   $("signout").hidden = false;
+  $("topnav").hidden = false;
   route();
 }
 
@@ -50,6 +65,7 @@ function showSignIn(message = "") {
   $("loading").hidden = true;
   $("who").hidden = true;
   $("signout").hidden = true;
+  $("topnav").hidden = true;
   const err = $("signin-error");
   err.textContent = message;
   err.hidden = !message;

@@ -2,10 +2,12 @@
 // visible, filtered by state and user (the API's own ?state= and ?user=)
 // and by a name pattern (here), sorted by any column, each row updated in
 // place (no jumps, focus kept); latest loss and val_accuracy from GET
-// /v1/jobs/{id}, which the list lacks; cancel on the user's own runs; a run's name links to its page.
+// /v1/jobs/{id}, which the list lacks; cancel on the user's own runs; a run's name links to its page;
+// a checkbox per row picks runs for "Compare (N)" (#/compare, compare.js).
 
 import { api } from "./api.js";
 import * as fmt from "./format.js";
+import { compareAddress } from "./compare.js";
 
 const REFRESH_MS = 2000;
 const LIMIT = 200; // newest jobs asked for; the rest is a filter away
@@ -60,6 +62,7 @@ export class RunsView {
     this.details = new Map(); // id -> {state, metrics} of GET /v1/jobs/{id}
     this.rows = new Map(); // id -> its <tr>, kept across refreshes
     this.cancelling = new Set();
+    this.selected = new Set(); // ids picked to compare
     this.sort = { key: "id", dir: -1 };
     this.busy = false;
     this.stopped = false;
@@ -83,6 +86,10 @@ export class RunsView {
       else clearTimeout(this.timer);
     });
     this.setUpHeader(on);
+    on($("compare-button"), "click", () => {
+      location.hash = compareAddress([...this.selected].sort((a, b) => a - b), "");
+    });
+    this.updateCompare();
     $("filter-user-label").hidden = !this.me.admin;
     if (this.me.admin) this.loadUsers();
     $("runs").hidden = false;
@@ -256,7 +263,7 @@ export class RunsView {
     for (const col of COLUMNS) {
       const td = tr.insertCell();
       td.className = `col-${col}`;
-      if (col === "id") td.textContent = String(job.id);
+      if (col === "id") td.append(this.makePick(job));
       if (col === "state") td.append(document.createElement("span"));
       if (col === "name") td.append(Object.assign(document.createElement("a"), { href: `#/jobs/${job.id}` }));
       if (col === "progress") {
@@ -274,6 +281,27 @@ export class RunsView {
     }
     this.rows.set(job.id, tr);
     return tr;
+  }
+
+  // the id cell: a checkbox that picks the run to compare, and the id
+  makePick(job) {
+    const box = Object.assign(document.createElement("input"), { type: "checkbox", className: "pick" });
+    box.checked = this.selected.has(job.id);
+    box.setAttribute("aria-label", `Pick run ${job.id} (${job.name}) to compare`);
+    box.addEventListener("change", () => {
+      if (box.checked) this.selected.add(job.id);
+      else this.selected.delete(job.id);
+      this.updateCompare();
+    }, { signal: this.events.signal });
+    const label = document.createElement("label");
+    label.append(box, ` ${job.id}`);
+    return label;
+  }
+
+  updateCompare() {
+    const n = this.selected.size, b = $("compare-button");
+    b.textContent = `Compare (${n})`;
+    b.disabled = n < 2;
   }
 
   updateProgress(td, job, p, frac) {

@@ -10,7 +10,7 @@
 // alice-long running and bob-long queued behind it.
 
 import { createRequire } from "node:module";
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 
 const require = createRequire(new URL("../../web/package.json", import.meta.url));
 const puppeteer = require("puppeteer-core");
@@ -50,7 +50,7 @@ async function shot(name) {
 // Everything that goes wrong in the page; a refused token's 401 (and the
 // browser's console line about it) is expected only while `expect401` is.
 const problems = [];
-let expect401 = false, expected401 = 0, listRequests = 0, cancelPosts = 0;
+let expect401 = false, expected401 = 0, listRequests = 0, cancelPosts = 0, deviceRequests = 0;
 let expect404 = null, expected404 = 0, leaving = false, streamsAborted = 0;
 const streams = new Set(); // the page's open follow=1 requests
 page.on("console", (m) => {
@@ -70,6 +70,7 @@ page.on("requestfinished", (r) => streams.delete(r));
 page.on("request", (r) => {
   if (/[?&]follow=1/.test(r.url())) streams.add(r);
   if (/\/v1\/jobs\?/.test(r.url())) listRequests++;
+  if (r.url().endsWith("/v1/devices")) deviceRequests++;
   if (r.method() === "POST" && /\/cancel$/.test(r.url())) cancelPosts++;
 });
 page.on("response", (r) => {
@@ -116,6 +117,19 @@ async function openRun(id) {
 }
 const chartPoints = (name) => page.$eval(`figure.run-chart[data-name="${name}"]`, (f) => Number(f.dataset.points));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// GET PATH through the API as the page's user
+const apiGet = (path) => page.evaluate(async (path) => (await fetch(path,
+  { headers: { Authorization: `Bearer ${localStorage.getItem("traind.token")}` } })).json(), path);
+// every point of one metric of a job, as the API pages them
+async function allPoints(id, name) {
+  const out = [];
+  for (let after = -1; after !== null;) {
+    const h = await apiGet(`/v1/jobs/${id}/metrics?name=${name}&after=${after}&limit=100000`);
+    out.push(...h.metrics);
+    after = h.next_after ?? null;
+  }
+  return out;
+}
 
 async function step(name, fn) {
   try {
@@ -162,6 +176,40 @@ await step("12 queued run", async () => {
   await sleep(300);
   same("12: back: no stream left open", streams.size, 0);
   leaving = false;
+});
+
+// ------------------------------------- 13. devices and queue (as the admin)
+await step("13 devices", async () => {
+  await page.click('#topnav a[href="#/devices"]');
+  await page.waitForFunction((id) => document.querySelector(`#queue-table tr[data-job="${id}"]`) &&
+    document.querySelectorAll("#devices-table tbody tr").length > 0, WAIT, JOBS["bob-long"].id);
+  const api = await apiGet("/v1/devices");
+  const workers = api.devices.flatMap((d) => d.workers.map((w) => `${d.device}/${w.worker}:${w.job?.id ?? "idle"}`));
+  const shown = await page.$$eval("#devices-table tbody tr", (trs) =>
+    trs.map((tr) => `${tr.dataset.device}/${tr.dataset.worker}:${tr.dataset.job || "idle"}`));
+  same("13: a row per worker of GET /v1/devices, with its job", shown, workers);
+  same("13: the daemon's one worker runs alice-long", workers, [`cpu/0:${JOBS["alice-long"].id}`]);
+  const link = await page.$eval(`#devices-table a[href="#/jobs/${JOBS["alice-long"].id}"]`, (a) => a.textContent);
+  same("13: the worker's job links to its run page, by name", link, `alice-long (#${JOBS["alice-long"].id})`);
+  const mem = await page.$eval("#devices-table tbody tr td:nth-child(3)", (td) => td.textContent);
+  check("13: the device's memory", /^[\d.]+ of [\d.]+ GiB free$/.test(mem), mem);
+  const queue = (await apiGet("/v1/queue")).queue;
+  const rowsQ = await page.$$eval("#queue-table tbody tr", (trs) => trs.map((tr) =>
+    [...tr.cells].slice(0, 5).map((td) => td.textContent)));
+  same("13: the queue in order: position, job, user, device, reason",
+    rowsQ, queue.map((q) => [String(q.position), `bob-long (#${q.id})`, "bob", q.device_request ?? "", q.reason]));
+  same("13: bob-long waits, first in line, for a worker", queue.map((q) => [q.id, q.reason]),
+    [[JOBS["bob-long"].id, "Resources"]]);
+  const before = deviceRequests, t0 = Date.now();
+  const refreshes = await page.$eval("#devices", (e) => Number(e.dataset.refreshes));
+  await page.waitForFunction((n) => Number(document.getElementById("devices").dataset.refreshes) > n,
+    { timeout: 5000 }, refreshes);
+  const waited = Date.now() - t0;
+  check(`13: refreshed within 3 s, by a new GET /v1/devices (${waited} ms)`,
+    deviceRequests > before && waited <= 4500, `${before} -> ${deviceRequests} requests, ${waited} ms`);
+  await shot("devices");
+  await page.click('#topnav a[href="#/"]'); // just refreshed: no request in flight to abort
+  await signedInWith(4);
 });
 
 // ------------------------------------- 2. alice's and bob's tokens, pasted
@@ -418,6 +466,68 @@ await step("10 finished run", async () => {
   same("10: a finished run opens no stream but its log's, which ends", [...streams].map((r) => r.url()), []);
 });
 
+// ------------------------------------- 14. compare the two finished runs (as the admin)
+await step("14 compare", async () => {
+  const a = JOBS["alice-short"].id, b = JOBS["bob-short"].id;
+  await page.click(".crumbs a");
+  await signedInWith(4);
+  const button = () => page.$eval("#compare-button", (e) => `${e.textContent}:${e.disabled}`);
+  same("14: no run picked: Compare (0), disabled", await button(), "Compare (0):true");
+  await page.click(`tr[data-id="${a}"] input.pick`);
+  same("14: one picked: Compare (1), still disabled", await button(), "Compare (1):true");
+  await page.click(`tr[data-id="${b}"] input.pick`);
+  same("14: two picked: Compare (2), enabled", await button(), "Compare (2):false");
+  await page.click("#compare-button");
+  const ready = (n) => page.waitForFunction((n) => !document.getElementById("compare-csv").disabled &&
+    Number(document.getElementById("compare-chart").dataset.points) === n, WAIT, n);
+  const apiVal = [await allPoints(a, "val_accuracy"), await allPoints(b, "val_accuracy")];
+  await ready(apiVal[0].length + apiVal[1].length).catch(() => {});
+  same("14: the address names both runs", await page.evaluate(() => location.hash), `#/compare?ids=${a},${b}`);
+  same("14: val_accuracy first: the metric chosen", await page.$eval("#compare-metric", (e) => e.value), "val_accuracy");
+  same(`14: the chart draws both runs' val_accuracy points (${apiVal[0].length} + ${apiVal[1].length})`,
+    await page.$eval("#compare-chart", (e) => Number(e.dataset.points)), apiVal[0].length + apiVal[1].length);
+  same("14: its legend names both runs, in distinct colours", await page.$$eval("#compare-chart .chart-legend li",
+    (lis) => lis.map((li) => `${li.textContent}:${li.firstChild.className}`)),
+  ["alice-short:chart-swatch chart-c1", "bob-short:chart-swatch chart-c2"]);
+  const metrics = await page.$$eval("#compare-metric option", (os) => os.map((o) => o.value));
+  const apiMetrics = [...new Set([...Object.keys((await apiGet(`/v1/jobs/${a}`)).metrics),
+    ...Object.keys((await apiGet(`/v1/jobs/${b}`)).metrics)])].sort();
+  same("14: the metric select offers the runs' metrics", metrics, apiMetrics);
+  await page.select("#compare-metric", "loss");
+  const apiLoss = [await allPoints(a, "loss"), await allPoints(b, "loss")];
+  await ready(apiLoss[0].length + apiLoss[1].length).catch(() => {});
+  same(`14: loss: every point of both runs drawn (${apiLoss[0].length} + ${apiLoss[1].length})`,
+    await page.$eval("#compare-chart", (e) => Number(e.dataset.points)), apiLoss[0].length + apiLoss[1].length);
+  same("14: the address follows the metric", await page.evaluate(() => location.hash),
+    `#/compare?ids=${a},${b}&metric=loss`);
+  const plot = await (await page.$("#compare-chart .chart-plot")).boundingBox();
+  await page.mouse.move(plot.x + plot.width * 0.6, plot.y + plot.height / 2);
+  await page.waitForSelector("#compare-chart .chart-readout:not([hidden])", WAIT);
+  const readout = await page.$$eval("#compare-chart .chart-readout-row", (rs) => rs.map((r) => r.textContent));
+  check("14: hovering reads both runs' values", readout.length === 2 && readout[0].startsWith("alice-short ") &&
+    readout[1].startsWith("bob-short "), JSON.stringify(readout));
+  await page.focus("#compare-smoothing");
+  await page.keyboard.press("ArrowLeft");
+  same("14: the smoothing slider", await page.$eval("#compare-smoothing-value", (e) => e.textContent), "0.59");
+  await page.setViewport({ width: 1280, height: 800 });
+  await shot("compare");
+  await page.setViewport({ width: 1280, height: 720 });
+  // the CSV, as the browser saves it, against the API's points
+  const dir = `${env.SHOTS}/downloads`;
+  mkdirSync(dir, { recursive: true });
+  const cdp = await browser.target().createCDPSession();
+  await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: dir });
+  const file = `${dir}/compare-loss-${a}-${b}.csv`;
+  rmSync(file, { force: true });
+  await page.click("#compare-csv");
+  const want = ["run,step,value", ...apiLoss[0].map((p) => `alice-short,${p.step},${p.value ?? ""}`),
+    ...apiLoss[1].map((p) => `bob-short,${p.step},${p.value ?? ""}`)].join("\n") + "\n";
+  let got = "";
+  for (let i = 0; i < 50 && got !== want; i++, await sleep(100)) got = existsSync(file) ? readFileSync(file, "utf8") : "";
+  same(`14: the CSV download: run, step, value, a row per API point (${want.split("\n").length - 2})`, got, want);
+  await shot("compare-csv");
+});
+
 // ------------------------------------- 11. bob cannot open alice's run
 await step("11 not yours", async () => {
   await signOut();
@@ -433,6 +543,21 @@ await step("11 not yours", async () => {
   expect404 = null;
   await shot("11-not-found");
   await page.click(".crumbs a");
+  await signedInWith(namesOf("bob").length);
+  // compare with alice's run among his: a message for hers, his still shown
+  const a = JOBS["alice-short"].id, b = JOBS["bob-short"].id;
+  expect404 = `/v1/jobs/${a}`;
+  await page.evaluate((a, b) => { location.hash = `#/compare?ids=${a},${b}`; }, a, b);
+  await page.waitForFunction(() => Number(document.getElementById("compare-chart").dataset.points) > 0, WAIT);
+  same("11: compare with alice's run: a clear message for it",
+    await page.$eval("#compare-missing-box", (e) => (e.hidden ? "hidden" : e.textContent.trim())),
+    `Some runs cannot be shown:Run #${a}: not found: it does not exist, or it is not yours to see.`);
+  same("11: bob's run still compared, alone", await page.$$eval("#compare-runs a",
+    (es) => es.map((e) => e.textContent)), ["bob-short"]);
+  same("11: one more 404, from GET /v1/jobs/ID", expected404, 2);
+  expect404 = null;
+  await shot("compare-missing");
+  await page.click("#compare .crumbs a");
   await signedInWith(namesOf("bob").length);
   await signOut();
   await paste(env.ADMIN);
@@ -458,6 +583,19 @@ await step("8 phone", async () => {
   same("8: a run's page at 390 px: no sideways overflow",
     await page.evaluate(() => document.documentElement.scrollWidth), 390);
   await shot("8-phone-run");
+  // the devices and compare views at a phone's width (left once loaded:
+  // no request in flight to abort)
+  await page.evaluate(() => { location.hash = "#/devices"; });
+  await page.waitForFunction(() => Number(document.getElementById("devices").dataset.refreshes) > 0, WAIT);
+  same("8: devices and queue at 390 px: no sideways overflow",
+    await page.evaluate(() => document.documentElement.scrollWidth), 390);
+  await shot("8-phone-devices");
+  const [a, b] = [JOBS["alice-short"].id, JOBS["bob-short"].id];
+  await page.evaluate((a, b) => { location.hash = `#/compare?ids=${a},${b}`; }, a, b);
+  await page.waitForFunction(() => !document.getElementById("compare-csv").disabled, WAIT);
+  same("8: compare at 390 px: no sideways overflow",
+    await page.evaluate(() => document.documentElement.scrollWidth), 390);
+  await shot("compare-phone");
 });
 
 // ------------------------------------- 7. nothing went wrong meanwhile

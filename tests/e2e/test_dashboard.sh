@@ -21,7 +21,11 @@
 # bob-long's queue place; alice-short's charts under each control, its
 # checkpoints and a download (saved, of the listed size); bob at alice's
 # run: "not found"; a run's page at a phone's width; no console error or
-# failed request throughout. Screenshots:
+# failed request throughout; the devices and queue view (the worker's job,
+# bob-long waiting and why, refreshed); comparing alice-short and bob-short
+# (picked in the table: the chart's points, legend, hover, metric select,
+# the CSV download against the API's points), and bob comparing with
+# alice's run (a message for hers, his shown). Screenshots:
 # build/screenshots/dashboard-N-NAME.png. Skips when /usr/bin/chromium (or
 # $CHROMIUM) is absent.
 #
@@ -113,7 +117,7 @@ has "GET /: 200" "$TMP/index.h" '^HTTP/1.1 200'
 has "GET /: a Content-Security-Policy of script-src 'self'" "$TMP/index.h" \
     "^Content-Security-Policy: .*script-src 'self';"
 has "GET /: the page loads /assets/app.js" "$TMP/index.html" '<script type="module" src="/assets/app.js">'
-for f in app.js api.js runs.js format.js style.css run.js sse.js charts.js panels.js; do
+for f in app.js api.js runs.js format.js style.css run.js sse.js charts.js panels.js compare.js devices.js; do
     check "GET /assets/$f: 200" "$(curl -s -o /dev/null -w '%{http_code}' "$URL/assets/$f")" 200
 done
 
