@@ -324,3 +324,38 @@ stop_daemon() {
         pass "${name}no sanitizer report"
     fi
 }
+
+# ---------------------------------------------------------------- a browser
+# browser_ready WHAT: whether Chromium ($CHROMIUM) and web/'s node modules
+# (puppeteer-core; npm ci when they are older than web/package-lock.json)
+# are there; otherwise WHAT is skipped (no Chromium) or failed (npm ci) and
+# it returns 1, the caller then ends with summary.
+browser_ready() {
+    if [ ! -x "$CHROMIUM" ]; then
+        skip "$1" "no $CHROMIUM (apt-get install chromium)"
+        return 1
+    fi
+    if [ web/package-lock.json -nt web/node_modules/.package-lock.json ] &&
+        ! npm ci --prefix web --no-audit --no-fund >"$TMP/npm.log" 2>&1; then
+        fail "npm ci --prefix web" "$(tail -n 5 "$TMP/npm.log")"
+        return 1
+    fi
+}
+
+# browser_checks SCRIPT SECONDS [ENV=VALUE...]: runs node SCRIPT (with
+# CHROMIUM, SHOTS and the ENV given) and counts its "PASS name" and
+# "FAIL name: why" lines as checks; other lines are echoed.
+browser_checks() {
+    local script=$1 seconds=$2 line
+    shift 2
+    while IFS= read -r line; do
+        case $line in
+            PASS\ *) pass "${line#PASS }" ;;
+            FAIL\ *) line=${line#FAIL }; fail "${line%%: *}" "${line#*: }" ;;
+            "node exit 0") ;;
+            "node exit "*) fail "$script ran to its end" "$line" ;;
+            *) echo "$line" ;;
+        esac
+    done < <(env CHROMIUM="$CHROMIUM" SHOTS="$SHOTS" "$@" timeout "$seconds" node "$script" 2>&1
+        echo "node exit $?")
+}

@@ -28,26 +28,9 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 . "$(dirname "$0")/lib.sh"
 
-if [ ! -x "$CHROMIUM" ]; then
-    skip "the chart in a browser" "no $CHROMIUM (apt-get install chromium)"
+if ! browser_ready "the chart in a browser"; then
     summary
     exit
 fi
-if [ web/package-lock.json -nt web/node_modules/.package-lock.json ] &&
-    ! npm ci --prefix web --no-audit --no-fund >"$TMP/npm.log" 2>&1; then
-    fail "npm ci --prefix web" "$(tail -n 5 "$TMP/npm.log")"
-    summary
-    exit
-fi
-
-while IFS= read -r line; do
-    case $line in
-        PASS\ *) pass "${line#PASS }" ;;
-        FAIL\ *) line=${line#FAIL }; fail "${line%%: *}" "${line#*: }" ;;
-        "node exit 0") ;;
-        "node exit "*) fail "tests/e2e/chart_test/chart_test.mjs ran to its end" "$line" ;;
-        *) echo "$line" ;;
-    esac
-done < <(CHROMIUM=$CHROMIUM SHOTS=$SHOTS timeout 90 node tests/e2e/chart_test/chart_test.mjs 2>&1
-    echo "node exit $?")
+browser_checks tests/e2e/chart_test/chart_test.mjs 90
 summary

@@ -43,14 +43,7 @@ VAR=$TMP/var
 trap cleanup_daemons EXIT
 . "$(dirname "$0")/lib.sh"
 
-if [ ! -x "$CHROMIUM" ]; then
-    skip "the dashboard in a browser" "no $CHROMIUM (apt-get install chromium)"
-    summary
-    exit
-fi
-if [ web/package-lock.json -nt web/node_modules/.package-lock.json ] &&
-    ! npm ci --prefix web --no-audit --no-fund >"$TMP/npm.log" 2>&1; then
-    fail "npm ci --prefix web" "$(tail -n 5 "$TMP/npm.log")"
+if ! browser_ready "the dashboard in a browser"; then
     summary
     exit
 fi
@@ -126,16 +119,8 @@ JOBS=$(printf '{"alice-short": {"id": %s, "user": "alice"}, "bob-short": {"id": 
   "alice-long": {"id": %s, "user": "alice"}, "bob-long": {"id": %s, "user": "bob"}}' \
     "$A_SHORT" "$B_SHORT" "$A_LONG" "$B_LONG")
 started=$(date +%s%N)
-while IFS= read -r line; do
-    case $line in
-        PASS\ *) pass "${line#PASS }" ;;
-        FAIL\ *) line=${line#FAIL }; fail "${line%%: *}" "${line#*: }" ;;
-        "node exit 0") ;;
-        "node exit "*) fail "tests/e2e/dashboard.mjs ran to its end" "$line" ;;
-        *) echo "$line" ;;
-    esac
-done < <(CHROMIUM=$CHROMIUM SHOTS=$SHOTS DASH_URL=$DASH_URL ADMIN=$ADMIN ALICE=$ALICE BOB=$BOB \
-    CAROL=$CAROL JOBS=$JOBS timeout 120 node tests/e2e/dashboard.mjs 2>&1; echo "node exit $?")
+browser_checks tests/e2e/dashboard.mjs 120 DASH_URL="$DASH_URL" ADMIN="$ADMIN" ALICE="$ALICE" \
+    BOB="$BOB" CAROL="$CAROL" JOBS="$JOBS"
 echo "the browser's part took $((($(date +%s%N) - started) / 1000000)) ms"
 
 # ---------------------------------------------------------------- what the page did, by the API
