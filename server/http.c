@@ -43,7 +43,6 @@
 
 typedef struct {
     int status;
-    bool used; /* the slot holds status (its count may have gone back to 0) */
     uint64_t count;
 } StatusCount;
 
@@ -68,7 +67,7 @@ struct HttpRequest {
     int num_params;
     HttpAuth auth;
 
-    bool has_body, body_begun;
+    bool body_begun;
     int body_mode;
     uint64_t limit, received;
     char *body;
@@ -76,7 +75,7 @@ struct HttpRequest {
 
     HttpResponse *response; /* made, not yet handed to the connection */
     int status;
-    bool queued, counted;
+    bool counted; /* its reply was handed to the connection, and counted */
     void *state;
     struct timespec start;
 };
@@ -126,17 +125,17 @@ static bool pattern_match(const char *pattern, const char *raw, char (*params)[H
     return true;
 }
 
-/* Adds delta (1, or -1 to take back a count) to (route, status). */
-static void count_request(HttpServer *s, int route, int status, int delta) {
+/* Counts one request of (route, status). */
+static void count_request(HttpServer *s, int route, int status) {
     int row = route >= 0 ? route : s->cfg.num_routes;
     pthread_mutex_lock(&s->count_lock);
     StatusCount *slots = s->counts[row];
     /* status's slot, else the first unused one; more distinct statuses
      * than slots: the last slot takes the rest */
     int i = 0;
-    while (i < HTTP_STATUS_SLOTS - 1 && slots[i].used && slots[i].status != status) i++;
-    if (!slots[i].used) slots[i] = (StatusCount){.status = status, .used = true};
-    slots[i].count += (uint64_t)(int64_t)delta;
+    while (i < HTTP_STATUS_SLOTS - 1 && slots[i].count && slots[i].status != status) i++;
+    if (!slots[i].count) slots[i].status = status;
+    slots[i].count++;
     pthread_mutex_unlock(&s->count_lock);
 }
 
@@ -444,7 +443,6 @@ static void reply_too_large(HttpRequest *req, uint64_t declared, uint64_t limit)
 static void request_begin(HttpRequest *req) {
     const HttpConfig *c = &req->server->cfg;
     uint64_t declared = req->head.has_length ? req->head.content_length : 0;
-    req->has_body = declared > 0 || req->head.chunked;
     char allow[96];
     req->route = route_find(req, allow, sizeof allow);
     if (req->route < 0) {
@@ -509,8 +507,8 @@ static HttpResponse *reply_take(HttpRequest *req) {
             return NULL;
         req->status = 503;
     }
-    count_request(req->server, req->route, req->status, 1);
-    req->counted = req->queued = true;
+    count_request(req->server, req->route, req->status);
+    req->counted = true;
     HttpResponse *r = req->response;
     req->response = NULL;
     return r;
@@ -617,13 +615,13 @@ static void log_request(const HttpRequest *req, int status, bool completed, Http
 static void ev_done(void *cls, HttpEnd how) {
     HttpRequest *req = cls;
     HttpServer *s = req->server;
-    bool completed = how == HTTP_END_COMPLETED && req->queued;
+    bool completed = how == HTTP_END_COMPLETED && req->counted;
     const HttpRoute *route = route_of(req);
     if (req->body_begun && route->body->finish) route->body->finish(req, completed);
     int status = req->counted ? req->status : 0;
     /* a request that ended without a reply sent (the client left, it
      * could not be made) is counted here, as status 0 */
-    if (!req->counted) count_request(s, req->route, 0, 1);
+    if (!req->counted) count_request(s, req->route, 0);
     if (log_requests_enabled()) log_request(req, status, completed, how);
     request_free(req);
 }
