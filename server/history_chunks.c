@@ -44,6 +44,8 @@ void history_point_text(Text *t, const char *quoted, const DbMetric *m, bool com
     text_int(t, m->epoch);
     text_put(t, ",\"value\":", 9);
     text_real(t, m->value);
+    text_put(t, ",\"wall_time\":", 13);
+    text_real(t, m->wall_time);
     text_put(t, "}", 1);
 }
 

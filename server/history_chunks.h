@@ -41,7 +41,7 @@ typedef struct {
 } HistorySeries;
 
 /* One point as a page lists it, {"name":...,"step":...,"epoch":...,
- * "value":...}, after a comma when `comma`. */
+ * "value":...,"wall_time":...}, after a comma when `comma`. */
 void history_point_text(Text *t, const char *quoted, const DbMetric *m, bool comma);
 
 /* Appends the page's points (steps > after, every one when after < 0, at

@@ -184,6 +184,9 @@ static const char *const migrations[] = {
     "  action TEXT NOT NULL,"
     "  target TEXT NOT NULL,"
     "  detail TEXT);",
+    /* 4: when each metric point was logged (seconds since the Unix epoch,
+     * to the ms), for charts by wall time; NULL for the points before */
+    "ALTER TABLE metrics ADD COLUMN wall_time REAL;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,

@@ -58,7 +58,7 @@ typedef enum {
 } DbStatus;
 
 #define DB_MAX_CONNECTIONS 16
-#define DB_SCHEMA_VERSION 3
+#define DB_SCHEMA_VERSION 4
 
 /* ---- open, close (storage/db.c) ---- */
 
@@ -432,10 +432,12 @@ typedef struct {
     int64_t step;
     int epoch;
     double value;
+    double wall_time; /* when it was logged: clock_wall_s(); NAN for rows of schema 3 */
 } DbMetric;
 
-/* One metric, written now (INSERT OR REPLACE on (job, name, step): a
- * resumed attempt overwrites). Training uses the MetricWriter instead. */
+/* One metric, written now and stamped with the time (INSERT OR REPLACE on
+ * (job, name, step): a resumed attempt overwrites). Training uses the
+ * MetricWriter instead. */
 int db_metric_put(Db *db, int64_t job, const char *name, int64_t step, int epoch, double value);
 
 typedef struct {
@@ -453,7 +455,8 @@ int db_metric_query(Db *db, int64_t job, const DbMetricQuery *q, DbMetric **out,
  * [first_step, last_step], their min and max and the value at last_step. */
 typedef struct {
     int64_t first_step, last_step;
-    int epoch; /* of last_step */
+    int epoch;        /* of last_step */
+    double wall_time; /* of last_step */
     double min, max, last;
     int64_t count;
 } DbMetricBucket;
@@ -487,9 +490,9 @@ int db_metric_count(Db *db, int64_t job, int64_t *count);
 typedef struct MetricWriter MetricWriter;
 
 MetricWriter *metric_writer_start(Db *db); /* NULL with an error */
-/* Appends to the in-memory queue; returns at once (it waits only when
- * more than 4M rows are pending, i.e. SQLite is stuck). Names longer than
- * DB_METRIC_NAME_MAX are cut. */
+/* Appends to the in-memory queue, stamped with the time of the call;
+ * returns at once (it waits only when more than 4M rows are pending, i.e.
+ * SQLite is stuck). Names longer than DB_METRIC_NAME_MAX are cut. */
 void metric_writer_push(MetricWriter *w, int64_t job, const char *name, int64_t step, int epoch,
                         double value);
 /* Commits everything pushed before the call now and waits for it. 0, or

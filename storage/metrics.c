@@ -42,8 +42,8 @@ static double column_value(sqlite3_stmt *st, int i) {
 }
 
 static const char *const put_sql =
-    "INSERT OR REPLACE INTO metrics (job_id, name, step, epoch, value) "
-    "VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT OR REPLACE INTO metrics (job_id, name, step, epoch, value, wall_time) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 int db_metric_put(Db *db, int64_t job, const char *name, int64_t step, int epoch, double value) {
     if (!name || !*name || strlen(name) > DB_METRIC_NAME_MAX) {
@@ -60,6 +60,7 @@ int db_metric_put(Db *db, int64_t job, const char *name, int64_t step, int epoch
         sqlite3_bind_int64(st, 3, step);
         sqlite3_bind_int(st, 4, epoch);
         bind_value(st, 5, value);
+        bind_value(st, 6, clock_wall_s());
         rc = db_step_done(c, st, "metric");
         if (rc == DB_CONFLICT) {
             error_set("metric: job %lld: not found", (long long)job);
@@ -75,13 +76,14 @@ int db_metric_put(Db *db, int64_t job, const char *name, int64_t step, int epoch
 /* A `before` as the SQL bound: no bound (0 or negative) is past every step. */
 static int64_t step_bound(int64_t before) { return before > 0 ? before : INT64_MAX; }
 
-/* A row (name, step, epoch, value). */
+/* A row (name, step, epoch, value, wall_time). */
 static int read_metric(sqlite3_stmt *st, void *out) {
     DbMetric *m = out;
     db_column_copy(st, 0, m->name, sizeof m->name);
     m->step = sqlite3_column_int64(st, 1);
     m->epoch = sqlite3_column_int(st, 2);
     m->value = column_value(st, 3);
+    m->wall_time = column_value(st, 4);
     return 0;
 }
 
@@ -100,12 +102,13 @@ int db_metric_query(Db *db, int64_t job, const DbMetricQuery *q, DbMetric **out,
     int rc = DB_ERROR;
     sqlite3_stmt *st;
     if (q->name) {
-        st = db_stmt(c, "SELECT name, step, epoch, value FROM metrics "
+        st = db_stmt(c, "SELECT name, step, epoch, value, wall_time FROM metrics "
                         "WHERE job_id = ?1 AND name = ?2 AND step > ?3 AND step < ?5 "
                         "ORDER BY step LIMIT ?4");
         if (st) db_bind_text(st, 2, q->name);
     } else
-        st = db_stmt(c, "SELECT name, step, epoch, value FROM metrics INDEXED BY metrics_step "
+        st = db_stmt(c, "SELECT name, step, epoch, value, wall_time FROM metrics "
+                        "INDEXED BY metrics_step "
                         "WHERE job_id = ?1 AND step > ?3 AND step < ?5 ORDER BY step, name LIMIT ?4");
     if (st) {
         sqlite3_bind_int64(st, 1, job);
@@ -178,7 +181,8 @@ int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, i
         rc = error_set("metrics: out of memory");
         goto done;
     }
-    sqlite3_stmt *st = db_stmt(c, "SELECT step, epoch, value FROM metrics WHERE job_id = ?1 "
+    sqlite3_stmt *st = db_stmt(c, "SELECT step, epoch, value, wall_time FROM metrics "
+                                  "WHERE job_id = ?1 "
                                   "AND name = ?2 AND step > ?3 AND step < ?4 ORDER BY step");
     if (!st) {
         rc = DB_ERROR;
@@ -206,6 +210,7 @@ int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, i
         bk->last_step = step;
         bk->epoch = sqlite3_column_int(st, 1);
         bk->last = v;
+        bk->wall_time = column_value(st, 3);
         bk->count++;
         /* fmin/fmax skip a NaN unless both are */
         bk->min = fmin(bk->min, v);
@@ -250,7 +255,7 @@ int db_metric_latest(Db *db, int64_t job, DbMetric **out, int *n) {
         }
         db_column_copy(st, 0, name, sizeof name);
         sqlite3_reset(st);
-        st = db_stmt(c, "SELECT name, step, epoch, value FROM metrics "
+        st = db_stmt(c, "SELECT name, step, epoch, value, wall_time FROM metrics "
                         "WHERE job_id = ?1 AND name = ?2 ORDER BY step DESC LIMIT 1");
         if (!st) {
             rc = DB_ERROR;
@@ -283,11 +288,11 @@ int db_metric_latest(Db *db, int64_t job, DbMetric **out, int *n) {
     return rc;
 }
 
-/* A row (name, step, epoch, value, job_id). */
+/* A row (name, step, epoch, value, wall_time, job_id). */
 static int read_job_metric(sqlite3_stmt *st, void *out) {
     DbJobMetric *m = out;
     read_metric(st, &m->metric);
-    m->job = sqlite3_column_int64(st, 4);
+    m->job = sqlite3_column_int64(st, 5);
     return 0;
 }
 
@@ -326,7 +331,7 @@ int db_metric_latest_jobs(Db *db, const int64_t *ids, int n, DbJobMetric **out, 
            " UNION ALL"
            " SELECT s.job_id, (SELECT name FROM metrics WHERE job_id = s.job_id AND name > s.name"
            "  ORDER BY name LIMIT 1) FROM series AS s WHERE s.name IS NOT NULL)"
-           "SELECT m.name, m.step, m.epoch, m.value, m.job_id FROM series AS s"
+           "SELECT m.name, m.step, m.epoch, m.value, m.wall_time, m.job_id FROM series AS s"
            " JOIN metrics AS m ON m.job_id = s.job_id AND m.name = s.name AND m.step ="
            "  (SELECT MAX(step) FROM metrics WHERE job_id = s.job_id AND name = s.name)"
            " ORDER BY m.job_id, m.name");
@@ -388,7 +393,7 @@ int db_metric_count(Db *db, int64_t job, int64_t *count) {
 typedef struct {
     int64_t job, step;
     int epoch;
-    double value;
+    double value, wall_time;
     char name[DB_METRIC_NAME_MAX + 1];
 } PendingMetric;
 
@@ -429,6 +434,7 @@ static int commit_batch(MetricWriter *w, PendingMetric *rows, size_t n) {
         sqlite3_bind_int64(st, 3, rows[i].step);
         sqlite3_bind_int(st, 4, rows[i].epoch);
         bind_value(st, 5, rows[i].value);
+        bind_value(st, 6, rows[i].wall_time);
         int s = sqlite3_step(st);
         if (s == SQLITE_DONE) continue;
         if ((s & 0xff) == SQLITE_CONSTRAINT) {
@@ -571,6 +577,7 @@ void metric_writer_push(MetricWriter *w, int64_t job, const char *name, int64_t 
         w->cap = cap;
     }
     PendingMetric *r = &w->rows[w->n++];
+    r->wall_time = clock_wall_s();
     r->job = job;
     r->step = step;
     r->epoch = epoch;

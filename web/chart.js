@@ -8,9 +8,12 @@
 // an x range (onZoom), a double-click resets it. Colours come from CSS
 // custom properties (chart.css), so the light and dark themes hold.
 //
-//   const c = new Chart(el, { title, logY, smoothing, xLabel });
+//   const c = new Chart(el, { title, logY, smoothing, xLabel, xTime });
 //   c.setSeries([{ name, points: [{ x, y, min, max }, ...] }, ...]);
 //   c.setOptions({ logY, smoothing, xLabel });  c.onZoom = (x0, x1) => {};
+//
+// xTime: x is in seconds (a run's wall time), ticked at whole durations
+// (10 s, 5 min, 1 h) and labelled as a clock ("4:30", "1:02:00").
 //   c.destroy();
 //
 // el's data-points holds the number of points drawn: those in the x view
@@ -90,6 +93,32 @@ function tickLabel(v, step) {
   return v.toFixed(Math.min(8, Math.max(0, -Math.floor(Math.log10(s) + 1e-9))));
 }
 
+// the durations a time axis ticks at, in seconds
+const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+  21600, 43200, 86400];
+
+// ticks for x in seconds: at multiples of a whole duration (plain numbers
+// below a second a tick)
+function timeTicks(lo, hi, count) {
+  const raw = (hi - lo) / Math.max(1, count);
+  if (!(hi > lo) || raw < 1) return linearTicks(lo, hi, count);
+  const step = TIME_STEPS.find((s) => s >= raw) ?? Math.ceil(raw / 86400) * 86400;
+  const ticks = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(v);
+  return { ticks, step };
+}
+
+// seconds as a clock: "45 s" on an axis under a minute (`span`: its
+// largest |x|), else "m:ss" or "h:mm:ss"
+export function timeLabel(v, span = Math.abs(v)) {
+  const pad = (n) => String(n).padStart(2, "0");
+  const sign = v < 0 ? "-" : "", a = Math.abs(v);
+  if (span < 60) return `${sign}${+a.toFixed(a < 10 && a % 1 ? 1 : 0)} s`;
+  const s = Math.round(a);
+  if (span < 3600) return `${sign}${Math.floor(s / 60)}:${pad(s % 60)}`;
+  return `${sign}${Math.floor(s / 3600)}:${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`;
+}
+
 // the first index whose x >= v (xs ascending), or with `after` x > v
 function search(xs, v, after = false) {
   let lo = 0, hi = xs.length;
@@ -158,7 +187,7 @@ class Columns {
 export class Chart {
   constructor(el, options = {}) {
     this.el = el;
-    this.opts = { title: "", logY: false, smoothing: 0.6, xLabel: "", ...options };
+    this.opts = { title: "", logY: false, smoothing: 0.6, xLabel: "", xTime: false, ...options };
     this.series = [];
     this.view = null; // [x0, x1] when zoomed
     this.onZoom = null;
@@ -388,7 +417,9 @@ export class Chart {
   }
 
   drawXAxis(ctx, c, box, xr) {
-    const xt = linearTicks(xr[0], xr[1], box.width / 90);
+    const xt = this.opts.xTime ? timeTicks(xr[0], xr[1], box.width / 90)
+      : linearTicks(xr[0], xr[1], box.width / 90);
+    const xSpan = Math.max(Math.abs(xr[0]), Math.abs(xr[1]));
     const kx = box.width / (xr[1] - xr[0]);
     ctx.strokeStyle = c.grid;
     ctx.fillStyle = c.muted;
@@ -399,7 +430,8 @@ export class Chart {
       const x = Math.round(box.left + (v - xr[0]) * kx) + 0.5;
       ctx.moveTo(x, box.top);
       ctx.lineTo(x, box.bottom + 4);
-      const label = tickLabel(v, xt.step), half = ctx.measureText(label).width / 2;
+      const label = this.opts.xTime && xt.step >= 1 ? timeLabel(v, xSpan) : tickLabel(v, xt.step);
+      const half = ctx.measureText(label).width / 2;
       // kept inside the canvas: the last label may sit at the plot's edge
       ctx.fillText(label, Math.min(x, this.canvas.clientWidth - half - 1), box.bottom + 6);
     }
@@ -610,7 +642,9 @@ export class Chart {
       return d;
     };
     const smoothed = this.smoothing() > 0;
-    const rows = [line("chart-readout-x", `${this.opts.xLabel || "x"} ${Number.isInteger(x) ? x : metric(x)}`)];
+    const xText = this.opts.xTime ? timeLabel(x, Math.max(60, Math.abs(x)))
+      : Number.isInteger(x) ? x : metric(x);
+    const rows = [line("chart-readout-x", `${this.opts.xLabel || "x"} ${xText}`)];
     this.series.forEach((s, k) => {
       const j = nearest(s.xs, x);
       if (j < 0) return;

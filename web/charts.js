@@ -2,12 +2,13 @@
 // first, downsampled by the server to about the chart's width (GET
 // .../metrics?max_points=N: buckets with min, max and their last value),
 // then live points from one stream (follow=1), kept as they come and drawn
-// once per animation frame (none in a hidden tab). A series past twice its budget is halved client-side (pairs merged
-// into buckets), so a long run's memory stays bounded. Zooming asks the
-// server for the range's finer points (the API bounds a range below only,
-// with `after`: raw points with `limit`, or buckets with a max_points
-// scaled to the range). Controls: x by step or epoch (the points carry no
-// time), linear or log y, smoothing.
+// once per animation frame (none in a hidden tab). A series past twice its
+// budget is halved client-side (pairs merged into buckets), so a long run's
+// memory stays bounded. Zooming asks the server for the range's finer
+// points (`after` and `before`: raw points with `limit` when the range is
+// short, else buckets again, max_points). Controls: x by step, epoch or
+// wall time (each point's wall_time, from the run's first point), linear
+// or log y, smoothing.
 
 import { api } from "./api.js";
 import { follow } from "./sse.js";
@@ -20,7 +21,8 @@ const $ = (id) => document.getElementById(id);
 export class RunCharts {
   constructor(box, job, signal, onError) {
     Object.assign(this, { box, job, signal, onError });
-    this.series = new Map(); // name -> {points: [{step, epoch, value, min, max}], chart, el, zoom}
+    this.series = new Map(); // name -> {points: [{step, epoch, wall_time, value, min, max}], chart, el, zoom}
+    this.origin = Infinity; // the earliest wall_time seen: x = 0 on a time axis
     this.changed = new Set(); // series to draw at the next frame
     this.frame = 0;
     // about a chart's width in pixels: the grid's width over its columns
@@ -77,7 +79,8 @@ export class RunCharts {
     if (!s) s = this.makeSeries(p.name);
     const n = s.points.length;
     if (n && s.points[n - 1].step >= p.step) return false;
-    s.points.push({ step: p.step, epoch: p.epoch, value: p.value, min: p.min, max: p.max });
+    s.points.push({ step: p.step, epoch: p.epoch, wall_time: p.wall_time, value: p.value, min: p.min, max: p.max });
+    if (typeof p.wall_time === "number" && p.wall_time < this.origin) this.origin = p.wall_time;
     if (s.points.length > 2 * this.budget) s.points = halve(s.points);
     return true;
   }
@@ -99,7 +102,8 @@ export class RunCharts {
     s.chart?.destroy();
     s.zoom = null;
     delete s.el.dataset.zoom;
-    s.chart = new Chart(s.el, { title: name, logY: this.logY(), smoothing: this.smoothing(), xLabel: this.xMode() });
+    s.chart = new Chart(s.el, { title: name, logY: this.logY(), smoothing: this.smoothing(),
+      xLabel: this.xMode(), xTime: this.xMode() === "time" });
     s.chart.onZoom = (x0, x1) => this.zoom(name, x0, x1);
   }
 
@@ -131,22 +135,35 @@ export class RunCharts {
     return Number($("chart-smoothing").value);
   }
 
+  // a point's x; NaN on a time axis for a point without a wall_time
+  // (stored by a traind before they were kept)
   x(p) {
-    if (this.xMode() === "step") return p.step;
+    const mode = this.xMode();
+    if (mode === "step") return p.step;
+    if (mode === "time") return typeof p.wall_time === "number" ? p.wall_time - this.origin : NaN;
     return this.perEpoch ? p.step / this.perEpoch : p.epoch + 1;
   }
 
-  // an x of the chart back to a step
-  step(x) {
-    if (this.xMode() === "step") return x;
-    return this.perEpoch ? x * this.perEpoch : 0;
+  // the steps of the points a chart's [x0, x1] holds
+  steps(s, x0, x1) {
+    const mode = this.xMode();
+    if (mode === "step") return [Math.max(0, Math.floor(x0)), Math.ceil(x1)];
+    if (mode === "epoch") return this.perEpoch ? [Math.max(0, Math.floor(x0 * this.perEpoch)),
+      Math.ceil(x1 * this.perEpoch)] : [0, 0];
+    const inside = s.points.filter((p) => this.x(p) >= x0 && this.x(p) <= x1);
+    // a bucket ends at its step: the range starts past the bucket before
+    const first = s.points.indexOf(inside[0]);
+    return inside.length ? [first > 0 ? s.points[first - 1].step + 1 : 0, inside.at(-1).step] : [0, 0];
   }
 
   draw(s) {
     const pts = s.zoom ? merge(s.points, s.zoom) : s.points;
-    s.chart.setSeries([{ name: s.el.dataset.name, points: pts.map((p) => ({
-      x: this.x(p), y: p.value, ...(p.min !== undefined && { min: p.min, max: p.max }),
-    })) }]);
+    const xy = [];
+    for (const p of pts) {
+      const x = this.x(p);
+      if (!Number.isNaN(x)) xy.push({ x, y: p.value, ...(p.min !== undefined && { min: p.min, max: p.max }) });
+    }
+    s.chart.setSeries([{ name: s.el.dataset.name, points: xy }]);
   }
 
   redraw() {
@@ -169,14 +186,15 @@ export class RunCharts {
     s.zoom = null;
     delete s.el.dataset.zoom;
     if (x0 === null || x0 === undefined) return this.draw(s);
-    const from = Math.max(0, Math.floor(this.step(x0))), to = Math.ceil(this.step(x1));
-    const last = s.points.at(-1)?.step ?? to;
-    const q = new URLSearchParams({ name, after: String(from - 1) });
-    if (to - from <= 4 * this.budget) q.set("limit", String(Math.min(100000, to - from + 2)));
-    else q.set("max_points", String(Math.min(100000, Math.ceil(this.budget * (last - from) / (to - from)))));
+    const [from, to] = this.steps(s, x0, x1);
+    if (to < from) return this.draw(s);
+    // steps in [from, to]: every point of a short range, else buckets
+    const q = new URLSearchParams({ name, after: String(from - 1), before: String(to + 1) });
+    if (to - from < 4 * this.budget) q.set("limit", String(to - from + 1));
+    else q.set("max_points", String(this.budget));
     try {
       const h = await api("GET", `/v1/jobs/${this.job.id}/metrics?${q}`, { signal: this.signal });
-      s.zoom = { from, to, points: h.metrics.filter((p) => p.step <= to) };
+      s.zoom = { from, to, points: h.metrics };
       s.el.dataset.zoom = `${from}-${to}`;
       this.draw(s);
     } catch (e) {
@@ -199,7 +217,7 @@ function halve(points) {
     const a = points[i], b = points[i + 1];
     const lo = [a.min ?? a.value, b.min ?? b.value].filter((v) => v !== null);
     const hi = [a.max ?? a.value, b.max ?? b.value].filter((v) => v !== null);
-    out.push({ step: b.step, epoch: b.epoch, value: b.value,
+    out.push({ step: b.step, epoch: b.epoch, wall_time: b.wall_time, value: b.value,
       min: lo.length ? Math.min(...lo) : null, max: hi.length ? Math.max(...hi) : null });
   }
   if (points.length % 2) out.push(points.at(-1));

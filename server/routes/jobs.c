@@ -105,8 +105,8 @@ int jobs_post(HttpRequest *req) {
 
 /* The newest point of one metric, as `metrics` holds it by name. */
 static json_t *latest_json(const DbMetric *m) {
-    return json_pack("{s:I, s:i, s:o}", "step", (json_int_t)m->step, "epoch", m->epoch, "value",
-                     sse_number(m->value));
+    return json_pack("{s:I, s:i, s:o, s:o}", "step", (json_int_t)m->step, "epoch", m->epoch,
+                     "value", sse_number(m->value), "wall_time", sse_number(m->wall_time));
 }
 
 /* The first of the rows (by ascending job id) that are the job's, or

@@ -3,7 +3,7 @@
  *
  * History: ?name=loss (default every metric), ?after=STEP (steps above
  * it), ?before=STEP (steps below it; not with follow), ?limit=N (1..100000, default 10000) give the points in step order,
- *     {"job_id": 3, "metrics": [{"name", "step", "epoch", "value"}, ...],
+ *     {"job_id": 3, "metrics": [{"name", "step", "epoch", "value", "wall_time"}, ...],
  *      "next_after": 1200 | null}
  * next_after is the `after` of the next page when the limit cut the list
  * (the page ends at a step boundary, so no point is skipped or repeated).
@@ -19,7 +19,7 @@
  * page at any `after` costs a copy, not a query.
  *
  * ?follow=1 streams Server-Sent Events instead: one event per point,
- *     id: <step>\nevent: metric\ndata: {"name","step","epoch","value"}
+ *     id: <step>\nevent: metric\ndata: {"name","step","epoch","value","wall_time"}
  * from after Last-Event-ID (a reconnect) or ?after=, and when the job has
  * ended and every point is out, `event: end` with its final state. The
  * stream waits for new rows without a thread (http.h streams), querying
@@ -47,8 +47,9 @@
 #define FOLLOW_NAMES 32
 
 static json_t *point_json(const DbMetric *m) {
-    return json_pack("{s:s, s:I, s:i, s:o}", "name", m->name, "step", (json_int_t)m->step, "epoch",
-                     m->epoch, "value", sse_number(m->value));
+    return json_pack("{s:s, s:I, s:i, s:o, s:o}", "name", m->name, "step", (json_int_t)m->step,
+                     "epoch", m->epoch, "value", sse_number(m->value), "wall_time",
+                     sse_number(m->wall_time));
 }
 
 /* ---- history ---- */
@@ -151,9 +152,10 @@ static int downsampled_body(Api *api, int64_t job, const char *name, int64_t aft
         }
         for (int i = 0; i < nb; i++)
             json_array_append_new(
-                items, json_pack("{s:s, s:I, s:i, s:o, s:o, s:o, s:I, s:I}", "name", series, "step",
-                                 (json_int_t)b[i].last_step, "epoch", b[i].epoch, "value",
-                                 sse_number(b[i].last), "min", sse_number(b[i].min), "max",
+                items, json_pack("{s:s, s:I, s:i, s:o, s:o, s:o, s:o, s:I, s:I}", "name", series,
+                                 "step", (json_int_t)b[i].last_step, "epoch", b[i].epoch,
+                                 "value", sse_number(b[i].last), "wall_time",
+                                 sse_number(b[i].wall_time), "min", sse_number(b[i].min), "max",
                                  sse_number(b[i].max), "count", (json_int_t)b[i].count,
                                  "first_step", (json_int_t)b[i].first_step));
         free(b);

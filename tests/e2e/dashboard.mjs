@@ -313,8 +313,8 @@ await step("9 run page", async () => {
   // zoom: a drag over 30-50% of the loss chart asks the server for finer points
   const history = await historyReply;
   const plot = await (await page.$('figure.run-chart[data-name="loss"] .chart-plot')).boundingBox();
-  const zoomReply = page.waitForResponse((r) => /\/metrics\?name=loss&after=\d+&(limit|max_points)=\d+$/
-    .test(r.url()), WAIT);
+  const zoomReply = page.waitForResponse((r) =>
+    /\/metrics\?name=loss&after=\d+&before=\d+&(limit|max_points)=\d+$/.test(r.url()), WAIT);
   await page.mouse.move(plot.x + plot.width * 0.3, plot.y + plot.height / 2);
   await page.mouse.down();
   await page.mouse.move(plot.x + plot.width * 0.5, plot.y + plot.height / 2, { steps: 5 });
@@ -324,15 +324,31 @@ await step("9 run page", async () => {
   const [from, to] = (await page.$eval('figure.run-chart[data-name="loss"]', (f) => f.dataset.zoom))
     .split("-").map(Number);
   const inRange = (pts) => pts.filter((p) => p.name === "loss" && p.step >= from && p.step <= to).length;
-  const fine = inRange((await zr.json()).metrics), coarse = inRange(history.metrics);
+  const zoomed = (await zr.json()).metrics, zq = new URL(zr.url()).searchParams;
+  const fine = inRange(zoomed), coarse = inRange(history.metrics);
   check(`9: zooming into steps ${from}-${to} gets finer points from the server (${coarse} -> ${fine})`,
-    zr.status() === 200 && to > from && fine > coarse && new URL(zr.url()).searchParams.get("after") === String(from - 1),
-    `${zr.status()} ${zr.url()}: ${coarse} -> ${fine}`);
+    zr.status() === 200 && to > from && fine > coarse && fine === zoomed.length &&
+    zq.get("after") === String(from - 1) && zq.get("before") === String(to + 1),
+    `${zr.status()} ${zr.url()}: ${coarse} -> ${fine} of ${zoomed.length}`);
   await shot("9-run-zoomed");
   await page.click('figure.run-chart[data-name="loss"] .chart-plot', { count: 2 });
   await page.waitForSelector('figure.run-chart[data-name="loss"]:not([data-zoom])', WAIT).catch(() => {});
   same("9: a double-click: back to the whole run (no zoom)",
     await page.$eval('figure.run-chart[data-name="loss"]', (f) => f.dataset.zoom ?? "none"), "none");
+  // x by wall time: seconds from the run's first point, read as a clock
+  await page.select("#chart-x", "time");
+  await page.waitForFunction(() => Number(document.querySelector('figure.run-chart[data-name="loss"]')
+    ?.dataset.points) > 0, WAIT);
+  await page.focus('figure.run-chart[data-name="loss"] .chart-plot');
+  await page.keyboard.press("End");
+  const timeX = await page.$eval('figure.run-chart[data-name="loss"] .chart-readout-x', (e) => e.textContent);
+  const lastPoint = history.metrics.filter((p) => p.name === "loss").at(-1);
+  const firstTime = Math.min(...history.metrics.map((p) => p.wall_time));
+  check("9: x by time: the loss chart drawn, its last point read as m:ss from the run's start",
+    /^time \d+:\d\d$/.test(timeX) && lastPoint.wall_time - firstTime >= 0, `${timeX}`);
+  await shot("9-run-by-time");
+  await page.keyboard.press("Escape");
+  await page.select("#chart-x", "step");
   same("9: two streams open: metrics and logs", [...streams].map((r) => new URL(r.url()).pathname).sort(),
     [`/v1/jobs/${along}/logs`, `/v1/jobs/${along}/metrics`]);
   leaving = true;

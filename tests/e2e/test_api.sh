@@ -161,6 +161,7 @@ check "SSE resumes after Last-Event-ID" "$(grep -c '"name":"loss"' "$TMP/sse2.tx
 
 api GET "/v1/jobs/$JOB"
 expect "describe the job" 200
+cp "$TMP/body" "$TMP/job1.json"
 check "job: state, step, device" "$(jv '(d["state"], d["progress"]["step"], d["device"])')" "('succeeded', $STEPS, 'cpu')"
 check "job: latest metrics" "$(jv 'sorted(k for k in d["metrics"] if k in ("loss", "train_loss", "train_accuracy"))')" \
     "['loss', 'train_accuracy', 'train_loss']"
@@ -186,8 +187,31 @@ key = lambda m: (m["step"], m["name"])
 print(sorted(sse, key=key) == sorted(hist, key=key) and len(hist) > 0)
 EOF
 )" True
+check "history: each point's wall_time, in step order, within the job's start and end" "$($PY - "$TMP/body" "$TMP/job1.json" <<'EOF'
+import json, sys
+from datetime import datetime
+hist = json.load(open(sys.argv[1]))["metrics"]
+job = json.load(open(sys.argv[2]))
+at = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+loss = sorted((m["step"], m["wall_time"]) for m in hist if m["name"] == "loss")
+times = [t for _, t in loss]
+ms = all(abs(t * 1000 - round(t * 1000)) < 1e-3 for t in times)
+inside = at(job["started_at"]) - 1 <= times[0] and times[-1] <= at(job["finished_at"]) + 1
+print(times == sorted(times) and ms and inside and times[-1] > times[0])
+EOF
+)" True
 api GET "/v1/jobs/$JOB/metrics?name=loss&max_points=10"
 expect "history: max_points" 200
+cp "$TMP/body" "$TMP/buckets.json"
+api GET "/v1/jobs/$JOB/metrics?name=loss&limit=100000"
+check "history: a bucket's wall_time is its last point's" "$($PY - "$TMP/buckets.json" "$TMP/body" <<'EOF'
+import json, sys
+buckets = json.load(open(sys.argv[1]))["metrics"]
+at = {m["step"]: m["wall_time"] for m in json.load(open(sys.argv[2]))["metrics"]}
+print(all(b["wall_time"] == at[b["step"]] for b in buckets) and len(buckets) == 10)
+EOF
+)" True
+api GET "/v1/jobs/$JOB/metrics?name=loss&max_points=10"
 check "history: 10 buckets covering every step" "$(jv '(len(d["metrics"]), sum(m["count"] for m in d["metrics"]), all(m["min"] <= m["value"] <= m["max"] for m in d["metrics"]))')" \
     "(10, $STEPS, True)"
 api GET "/v1/jobs/$JOB/metrics?limit=abc"

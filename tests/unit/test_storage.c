@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "storage/db.h"
 #include "storage/db_internal.h"
@@ -229,6 +230,35 @@ Test(storage, migration_3_keeps_datasets_and_resolves_jobs_datasets) {
     int64_t id;
     /* the name is still u's: another owner may take it */
     cr_assert_eq(db_dataset_insert(db, "train", "csv", NULL, 1, &id), DB_CONFLICT);
+    db_close(db);
+    remove_tmp();
+}
+
+/* Version 4 stamps metric points with their wall time; the points of
+ * version 3 have none (NaN), in every query, and new ones have theirs. */
+Test(storage, migration_4_leaves_old_points_without_a_wall_time) {
+    make_old_db(3, "INSERT INTO jobs (spec, state, created_at) VALUES ('{}', 'running', 1);"
+                   "INSERT INTO metrics (job_id, name, step, epoch, value) VALUES"
+                   " (1, 'loss', 1, 0, 2.5), (1, 'loss', 2, 0, 2.25)");
+    Db *db = db_open(tmpdir);
+    cr_assert(db != NULL, "%s", error_get());
+    double t0 = clock_wall_s();
+    cr_assert_eq(db_metric_put(db, 1, "loss", 3, 0, 2.0), DB_OK);
+    double t1 = clock_wall_s();
+    DbMetric *m;
+    int n;
+    cr_assert_eq(db_metric_query(db, 1, &(DbMetricQuery){.name = "loss", .after = -1}, &m, &n),
+                 DB_OK);
+    cr_assert_eq(n, 3);
+    cr_assert(isnan(m[0].wall_time) && isnan(m[1].wall_time));
+    cr_assert(m[2].wall_time >= t0 && m[2].wall_time <= t1, "%f not in [%f, %f]", m[2].wall_time,
+              t0, t1);
+    free(m);
+    DbMetricBucket *b;
+    cr_assert_eq(db_metric_downsample(db, 1, "loss", -1, 3, 1, &b, &n), DB_OK);
+    cr_assert_eq(n, 1);
+    cr_assert(isnan(b[0].wall_time)); /* the bucket's last point is step 2, of version 3 */
+    free(b);
     db_close(db);
     remove_tmp();
 }
@@ -588,6 +618,8 @@ Test(storage, metrics_overwrite_query_latest) {
     cr_assert_float_eq(m[0].value, 0.1, 1e-15);
     cr_assert_str_eq(m[2].name, "val_loss");
     cr_assert_eq(m[2].step, 10);
+    /* stamped when put: the latest point's time, of this test's seconds */
+    cr_assert(m[2].wall_time <= clock_wall_s() && m[2].wall_time > clock_wall_s() - 60);
     free(m);
 
     int64_t deleted;
@@ -606,6 +638,7 @@ Test(storage, metric_writer_batches_100k) {
     MetricWriter *w = metric_writer_start(db);
     cr_assert(w != NULL);
     uint64_t g0 = metric_writer_generation(w);
+    double wall0 = clock_wall_s() - 0.001; /* to the ms: the first push may round down */
     double t0 = now_s();
     for (int i = 1; i <= 100000; i++) metric_writer_push(w, job, "loss", i, i / 1000, i * 0.5);
     double t_push = now_s() - t0;
@@ -615,6 +648,17 @@ Test(storage, metric_writer_batches_100k) {
     cr_assert_eq(db_metric_count(db, job, &count), DB_OK);
     cr_assert_eq(count, 100000);
     cr_assert_gt(metric_writer_generation(w), g0);
+    /* each row has the time of its push, to the ms: in push order, within
+     * the pushing loop's time */
+    DbMetricBucket *b;
+    int nb;
+    cr_assert_eq(db_metric_downsample(db, job, "loss", -1, 0, 2, &b, &nb), DB_OK);
+    cr_assert_eq(nb, 2);
+    cr_assert(b[0].wall_time <= b[1].wall_time);
+    cr_assert(b[1].wall_time >= wall0 && b[1].wall_time <= wall0 + t_push + 0.002,
+              "%f not in [%f, %f]", b[1].wall_time, wall0, wall0 + t_push);
+    cr_assert_float_eq(b[1].wall_time * 1000, round(b[1].wall_time * 1000), 1e-3);
+    free(b);
     /* pushed twice: the later value wins */
     metric_writer_push(w, job, "loss", 7, 0, 1.0);
     metric_writer_push(w, job, "loss", 7, 0, 2.0);

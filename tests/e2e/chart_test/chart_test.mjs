@@ -206,6 +206,29 @@ same("smoothing 0: the readout shows the raw value alone",
 await page.keyboard.press("Escape");
 await page.evaluate(async () => { window.one.setOptions({ smoothing: 0.6 }); await window.frame(); });
 
+// ------------------------------------------------------- a wall-time axis
+same("timeLabel: seconds on a short axis, m:ss, h:mm:ss",
+  await page.evaluate(() => [[45], [2.5], [270, 600], [59.6, 120], [3720], [-90, 300]]
+    .map((a) => window.chartLib.timeLabel(...a))),
+  ["45 s", "2.5 s", "4:30", "1:00", "1:02:00", "-1:30"]);
+const wall = await page.evaluate(async () => {
+  const el = document.createElement("div");
+  el.className = "cell";
+  document.getElementById("after").before(el);
+  const c = new window.chartLib.Chart(el, { title: "loss", xLabel: "time", xTime: true, smoothing: 0 });
+  c.setSeries([{ name: "loss", points: Array.from({ length: 100 }, (_, i) => ({ x: i * 1.5, y: 1 / (i + 1) })) }]);
+  await window.frame();
+  el.querySelector(".chart-plot").focus();
+  return el.dataset.points;
+});
+await page.keyboard.press("End");
+same("xTime: every point drawn; the readout's x as a clock (148.5 s: 2:29)",
+  [wall, await page.evaluate(() =>
+    document.getElementById("after").previousElementSibling.querySelector(".chart-readout").textContent)],
+  ["100", "time 2:29loss 0.01"]);
+await page.keyboard.press("Escape");
+await page.evaluate(() => document.getElementById("after").previousElementSibling.remove());
+
 // ---------------------------------- two series, a band, 150,000 points
 const bucket = (n, k) => curve(n, k).map((p, i) => ({ ...p, min: p.y * (0.8 - 0.1 * Math.sin(i)), max: p.y * 1.25 }));
 const compare = [{ name: "lr 0.1", points: bucket(400, 1) }, { name: "lr 0.01", points: curve(300, 1.5) }];
