@@ -1,6 +1,7 @@
 // panels.js - the run page's side panels: its log lines following (GET
-// .../logs?follow=1, the newest 500 kept, appended once per animation
-// frame), its checkpoints with downloads (fetched with the token as a
+// .../logs?follow=1&tail=500: the last 500 lines, then the new ones; 500
+// kept, appended once per animation frame; a note says when older lines
+// are left out), its checkpoints with downloads (fetched with the token as a
 // Blob, saved through an object URL: a plain link could not send the
 // token), its spec and a "copy as curl" that resubmits it ($TOKEN, never
 // the token itself).
@@ -14,15 +15,18 @@ const $ = (id) => document.getElementById(id);
 export class LogPanel {
   constructor(pre, job, signal, onError) {
     Object.assign(this, { pre, job, signal, onError, pending: [], frame: 0 });
+    // "Showing the last N lines of M." above the lines, while some are left out
+    this.note = Object.assign(document.createElement("p"), { className: "note log-cut", hidden: true });
+    pre.before(this.note);
   }
 
   start() {
-    follow(`/v1/jobs/${this.job.id}/logs?follow=1`, {
+    follow(`/v1/jobs/${this.job.id}/logs?follow=1&tail=${MAX_LOG_LINES}`, {
       signal: this.signal,
       onError: this.onError,
       onEvent: ({ event, data }) => {
         if (event !== "log") return;
-        this.pending.push(data.line);
+        this.pending.push(data);
         if (this.pending.length > 2 * MAX_LOG_LINES) this.pending.splice(0, MAX_LOG_LINES); // a hidden tab
         this.frame ||= requestAnimationFrame(() => this.flush());
       },
@@ -34,14 +38,31 @@ export class LogPanel {
     const pre = this.pre;
     const atEnd = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 8;
     const lines = this.pending.splice(0).slice(-MAX_LOG_LINES);
-    pre.append(...lines.map((l) => Object.assign(document.createElement("div"), { textContent: l })));
+    pre.append(...lines.map((l) => {
+      const div = Object.assign(document.createElement("div"), { textContent: l.line });
+      div.dataset.seq = String(l.seq);
+      return div;
+    }));
     while (pre.childElementCount > MAX_LOG_LINES) pre.firstElementChild.remove();
     pre.dataset.lines = String(pre.childElementCount);
+    this.showCut();
     if (atEnd) pre.scrollTop = pre.scrollHeight; // follow unless the reader scrolled up
+  }
+
+  // a job's lines are numbered from 1 with no gap (seq): a first line
+  // shown above 1 means older ones are left out, the last one says how
+  // many there are
+  showCut() {
+    const first = Number(this.pre.firstElementChild?.dataset.seq ?? 1);
+    const last = Number(this.pre.lastElementChild?.dataset.seq ?? 0);
+    this.note.hidden = first <= 1;
+    this.note.textContent = first <= 1 ? ""
+      : `Showing the last ${this.pre.childElementCount.toLocaleString("en")} lines of ${last.toLocaleString("en")}.`;
   }
 
   destroy() {
     cancelAnimationFrame(this.frame);
+    this.note.remove();
   }
 }
 

@@ -1,9 +1,11 @@
 // runs.js - the runs table: GET /v1/jobs every 2 s while the tab is
 // visible, filtered by state and user (the API's own ?state= and ?user=)
 // and by a name pattern (here), sorted by any column, each row updated in
-// place (no jumps, focus kept); latest loss and val_accuracy from GET
-// /v1/jobs/{id}, which the list lacks; cancel on the user's own runs; a run's name links to its page;
-// a checkbox per row picks runs for "Compare (N)" (#/compare, compare.js).
+// place (no jumps, focus kept). One request per refresh: each list item
+// carries its progress (and ETA) and its newest value of every metric, so
+// the latest loss and val_accuracy need no request of their own. Cancel on
+// the user's own runs; a run's name links to its page; a checkbox per row
+// picks runs for "Compare (N)" (#/compare, compare.js).
 
 import { api } from "./api.js";
 import * as fmt from "./format.js";
@@ -11,7 +13,6 @@ import { compareAddress } from "./compare.js";
 
 const REFRESH_MS = 2000;
 const LIMIT = 200; // newest jobs asked for; the rest is a filter away
-const DETAILS_PER_TICK = 24; // ended jobs' metrics fetched per refresh
 const ACTIVE = new Set(["queued", "running"]);
 const COLUMNS = ["id", "name", "user", "state", "device", "progress", "loss", "val_accuracy",
   "started", "duration", "action"];
@@ -59,7 +60,6 @@ export class RunsView {
     this.onAuthLost = onAuthLost;
     this.jobs = [];
     this.more = false;
-    this.details = new Map(); // id -> {state, metrics} of GET /v1/jobs/{id}
     this.rows = new Map(); // id -> its <tr>, kept across refreshes
     this.cancelling = new Set();
     this.selected = new Set(); // ids picked to compare
@@ -136,7 +136,7 @@ export class RunsView {
     }
   }
 
-  // the list, then the metrics of what it shows; a refresh asked for while
+  // the list (with each job's latest metrics); a refresh asked for while
   // one runs follows it at once (so a filter's change is never lost)
   async refresh() {
     if (this.stopped) return;
@@ -154,7 +154,6 @@ export class RunsView {
       if (this.stopped) return;
       this.jobs = list.jobs;
       this.more = list.next_cursor !== null;
-      await this.loadDetails(this.jobs.filter((j) => this.matchName(j.name)));
       this.status("");
       this.render();
     } catch (e) {
@@ -175,35 +174,14 @@ export class RunsView {
     }
   }
 
-  // GET /v1/jobs/{id} for each running job, and once for an ended one (its
-  // metrics no longer change), four at a time
-  async loadDetails(jobs) {
-    const stale = (j) => j.state === "running" ||
-      (!ACTIVE.has(j.state) && this.details.get(j.id)?.state !== j.state);
-    const todo = jobs.filter(stale).slice(0, DETAILS_PER_TICK);
-    const worker = async () => {
-      for (let j = todo.shift(); j; j = todo.shift()) {
-        try {
-          const d = await api("GET", `/v1/jobs/${j.id}`);
-          this.details.set(j.id, { state: d.state, metrics: d.metrics });
-        } catch (e) {
-          if (e.status === 401) throw e;
-          // a job deleted meanwhile: its row goes at the next refresh
-        }
-      }
-    };
-    await Promise.all([worker(), worker(), worker(), worker()]);
-  }
-
   status(text) {
     $("runs-status").textContent = text;
   }
 
   render() {
-    const shown = this.jobs.filter((j) => this.matchName(j.name)).map((job) => {
-      const m = this.details.get(job.id)?.metrics;
-      return { job, loss: latest(m, "loss", "train_loss"), valAccuracy: latest(m, "val_accuracy") };
-    });
+    const shown = this.jobs.filter((j) => this.matchName(j.name)).map((job) => ({
+      job, loss: latest(job.metrics, "loss", "train_loss"), valAccuracy: latest(job.metrics, "val_accuracy"),
+    }));
     const { key, dir } = this.sort;
     shown.sort((a, b) => {
       const va = SORT_VALUE[key](a), vb = SORT_VALUE[key](b);
@@ -330,7 +308,8 @@ export class RunsView {
     this.cancelling.add(id);
     try {
       const job = await api("POST", `/v1/jobs/${id}/cancel`);
-      this.jobs = this.jobs.map((j) => (j.id === id ? job : j));
+      // the reply is the job without its metrics: the row keeps the list's
+      this.jobs = this.jobs.map((j) => (j.id === id ? { ...job, metrics: j.metrics } : j));
       this.render();
     } catch (e) {
       this.cancelling.delete(id);

@@ -53,6 +53,11 @@ const problems = [];
 let expect401 = false, expected401 = 0, listRequests = 0, cancelPosts = 0, deviceRequests = 0;
 let expect404 = null, expected404 = 0, leaving = false, streamsAborted = 0;
 const streams = new Set(); // the page's open follow=1 requests
+// every request the page made, in order (not this script's apiGet, marked
+// X-Test): asked(N, RE), the URLs of those since requests.length was N
+// whose path matches RE
+const requests = [];
+const asked = (from, re) => requests.slice(from).map((u) => new URL(u)).filter((u) => re.test(u.pathname));
 page.on("console", (m) => {
   if (m.type() !== "error" && m.type() !== "warn") return;
   if (expect401 && /status of 401/.test(m.text())) return;
@@ -72,6 +77,7 @@ page.on("requestfailed", (r) => {
 });
 page.on("requestfinished", (r) => streams.delete(r));
 page.on("request", (r) => {
+  if (!r.headers()["x-test"]) requests.push(r.url());
   if (/[?&]follow=1/.test(r.url())) streams.add(r);
   if (/\/v1\/jobs\?/.test(r.url())) listRequests++;
   if (r.url().endsWith("/v1/devices")) deviceRequests++;
@@ -123,7 +129,18 @@ const chartPoints = (name) => page.$eval(`figure.run-chart[data-name="${name}"]`
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // GET PATH through the API as the page's user
 const apiGet = (path) => page.evaluate(async (path) => (await fetch(path,
-  { headers: { Authorization: `Bearer ${localStorage.getItem("traind.token")}` } })).json(), path);
+  { headers: { Authorization: `Bearer ${localStorage.getItem("traind.token")}`, "X-Test": "1" } })).json(), path);
+// a metric's value as the page's runs table writes it (format.js, loaded as the page loads it)
+const formatted = (values) => page.evaluate(async (values) =>
+  values.map((await import("/assets/format.js")).metric), values);
+// what the log panel shows: each line's seq and text, and its note
+const logShown = () => page.$eval("#run-logs", (pre) => {
+  const note = pre.parentElement.querySelector(".log-cut");
+  return { seqs: [...pre.children].map((d) => Number(d.dataset.seq)),
+    lines: [...pre.children].map((d) => d.textContent), note: note.hidden ? "hidden" : note.textContent };
+});
+// the query of each URL, by the job of its /v1/jobs/ID/... path: "3?name=loss&..."
+const byJob = (urls) => urls.map((u) => `${u.pathname.split("/")[3]}?${u.searchParams}`).sort();
 // every point of one metric of a job, as the API pages them
 async function allPoints(id, name) {
   const out = [];
@@ -134,6 +151,26 @@ async function allPoints(id, name) {
   }
   return out;
 }
+
+// clicks "Download CSV" and reads the file the browser saved (waiting
+// until it is `want`, or 5 s)
+async function savedCsv(file, want) {
+  const dir = `${env.SHOTS}/downloads`;
+  mkdirSync(dir, { recursive: true });
+  const cdp = await browser.target().createCDPSession();
+  await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: dir });
+  rmSync(`${dir}/${file}`, { force: true });
+  await page.click("#compare-csv");
+  let got = "";
+  for (let i = 0; i < 50 && got !== want; i++, await sleep(100))
+    got = existsSync(`${dir}/${file}`) ? readFileSync(`${dir}/${file}`, "utf8") : "";
+  return got;
+}
+// the CSV of `series` ([[name, points]]) as compare.js writes it
+const csvOf = (series) => ["run,step,value", ...series.flatMap(([name, pts]) =>
+  pts.map((p) => `${name},${p.step},${p.value ?? ""}`))].join("\n") + "\n";
+// the compare chart's width as compare.js asks max_points by it
+const compareWidth = () => page.$eval("#compare-chart", (e) => Math.max(100, Math.min(4000, Math.round(e.clientWidth))));
 
 async function step(name, fn) {
   try {
@@ -234,6 +271,33 @@ for (const user of ["alice", "bob"]) {
   });
 }
 
+// ------------------------------------- 15. devices and queue as bob, while alice's job runs
+await step("15 devices as bob", async () => {
+  const blong = JOBS["bob-long"].id;
+  await page.click('#topnav a[href="#/devices"]');
+  await page.waitForFunction((id) => document.querySelector(`#queue-table tr[data-job="${id}"]`) &&
+    document.querySelectorAll("#devices-table tbody tr").length > 0, WAIT, blong);
+  const api = await apiGet("/v1/devices");
+  same("15: GET /v1/devices tells bob that the worker is busy, nothing of alice's job",
+    api.devices.flatMap((d) => d.workers.map((w) => w.job)), [{ busy: true }]);
+  const shown = await page.$$eval("#devices-table tbody tr", (trs) =>
+    trs.map((tr) => [tr.dataset.device, tr.dataset.worker, tr.dataset.job, tr.cells[4].textContent]));
+  same("15: the page shows just that: busy with another user's job, no id",
+    shown, api.devices.flatMap((d) => d.workers.map((w) => [d.device, String(w.worker), "", "another user's job"])));
+  const text = await page.$eval("#devices", (e) => e.textContent);
+  same("15: no name, user, rate or link of alice's job on the page",
+    [/alice/.test(text), /samples\/s/.test(text), await page.$$eval("#devices a", (as) => as.map((a) => a.getAttribute("href")))],
+    [false, false, [`#/jobs/${blong}`]]);
+  const queue = (await apiGet("/v1/queue")).queue;
+  same("15: bob's queue: bob-long, his own, by name", queue.map((q) => [q.id, q.name]), [[blong, "bob-long"]]);
+  same("15: the queue's rows as GET /v1/queue tells bob",
+    await page.$$eval("#queue-table tbody tr", (trs) => trs.map((tr) => [...tr.cells].slice(0, 5).map((td) => td.textContent))),
+    queue.map((q) => [String(q.position), `${q.name} (#${q.id})`, "bob", q.device_request ?? "", q.reason]));
+  await shot("15-devices-bob");
+  await page.click('#topnav a[href="#/"]');
+  await signedInWith(namesOf("bob").length);
+});
+
 // ------------------------------------- 3. a bad token, a revoked one
 for (const [what, t] of [["bad", "0".repeat(64)], ["revoked", env.CAROL]]) {
   await step(`3 ${what} token`, async () => {
@@ -274,6 +338,29 @@ await step("4 live", async () => {
     /left$/.test(later.progress), JSON.stringify(later));
   check("4: its latest loss is shown", Number(later.loss) > 0, later.loss);
   await shot("4-live");
+  // one request per refresh: the list carries each job's latest metrics
+  const from = requests.length, lists0 = listRequests;
+  for (let i = 0; i < 70 && listRequests < lists0 + 2; i++) await sleep(100);
+  const v1 = asked(from, /^\/v1\//).map((u) => u.pathname);
+  check(`4: two refreshes, by GET /v1/jobs alone: no request per job (${v1.length} requests)`,
+    v1.length >= 2 && v1.every((p) => p === "/v1/jobs"), JSON.stringify(v1));
+  // the table's values are the list's latest ones, as the page formats them
+  const reply = await (await page.waitForResponse((r) => new URL(r.url()).pathname === "/v1/jobs" &&
+    !r.request().headers()["x-test"], WAIT)).json();
+  await sleep(200); // rendered; the next refresh is 2 s away
+  const table = (await rows()).map((x) => [x.id, x.loss, x.val]).sort((a, b) => a[0] - b[0]);
+  const jobs = [...reply.jobs].sort((a, b) => a.id - b.id);
+  const loss = await formatted(jobs.map((j) => (j.metrics.loss ?? j.metrics.train_loss)?.value));
+  const val = await formatted(jobs.map((j) => j.metrics.val_accuracy?.value));
+  same("4: each row's loss and val_accuracy: the list's latest values", table,
+    jobs.map((j, i) => [j.id, loss[i], val[i]]));
+  check("4: values there to compare (alice-long's loss, alice-short's val_accuracy)",
+    table.find((r) => r[0] === along)?.[1] !== "" &&
+    table.find((r) => r[0] === JOBS["alice-short"].id)?.[2] !== "", JSON.stringify(table));
+  const short = await apiGet(`/v1/jobs/${JOBS["alice-short"].id}`);
+  same("4: alice-short's row: GET /v1/jobs/ID's latest loss and val_accuracy",
+    table.find((r) => r[0] === short.id).slice(1),
+    await formatted([short.metrics.loss.value, short.metrics.val_accuracy.value]));
 });
 
 
@@ -281,6 +368,7 @@ await step("4 live", async () => {
 await step("9 run page", async () => {
   const historyReply = page.waitForResponse((r) => /\/metrics\?max_points=\d+$/.test(r.url()), WAIT)
     .then((r) => r.json());
+  const pageFrom = requests.length;
   await page.click(`tr[data-id="${along}"] td.col-name a`);
   await page.waitForFunction(() => !document.getElementById("run-page").hidden, WAIT);
   same("9: the name links to #/jobs/ID", await page.evaluate(() => location.hash), `#/jobs/${along}`);
@@ -303,6 +391,15 @@ await step("9 run page", async () => {
   await page.waitForFunction(() => Number(document.getElementById("run-logs").dataset.lines) > 0, WAIT);
   const log = await page.$eval("#run-logs", (e) => e.textContent);
   check("9: the log panel shows the job's lines", /started|epoch/.test(log), log.slice(0, 200));
+  same("9: the log panel asks for the last 500 lines, then follows",
+    asked(pageFrom, /\/logs$/).map((u) => `${u.pathname}${u.search}`), [`/v1/jobs/${along}/logs?follow=1&tail=500`]);
+  const shown = await logShown(), first = shown.seqs[0], last = shown.seqs.at(-1);
+  check(`9: 500 lines, from line ${first} to ${last}, none missing`, shown.seqs.length === 500 && first > 1 &&
+    shown.seqs.every((q, i) => q === first + i), JSON.stringify(shown.seqs.slice(0, 3)));
+  same("9: a note says the older lines are left out", shown.note,
+    `Showing the last 500 lines of ${last.toLocaleString("en")}.`);
+  same("9: the lines are the API's lines of those numbers", shown.lines,
+    (await apiGet(`/v1/jobs/${along}/logs?after=${first - 1}&limit=500`)).lines.map((l) => l.line));
   const curl = await page.$eval("#run-curl", (e) => e.textContent);
   check("9: copy as curl: the spec in a heredoc, to POST /v1/jobs",
     curl.startsWith('curl -H "Authorization: Bearer $TOKEN" --data-binary @- ') &&
@@ -482,6 +579,10 @@ await step("10 finished run", async () => {
   for (let i = 0; i < 100 && !/succeeded after/.test(log); i++, await sleep(100))
     log = await page.$eval("#run-logs", (e) => e.textContent);
   check("10: its log, to the end", /succeeded after 20 steps$/.test(log), log.slice(-200));
+  const whole = await logShown();
+  same("10: under 500 lines: all of them from line 1, no note",
+    [whole.seqs[0], whole.seqs.length, whole.note],
+    [1, (await apiGet(`/v1/jobs/${id}/logs?limit=10000`)).lines.length, "hidden"]);
   await sleep(300);
   same("10: a finished run opens no stream but its log's, which ends", [...streams].map((r) => r.url()), []);
 });
@@ -491,6 +592,7 @@ await step("14 compare", async () => {
   const a = JOBS["alice-short"].id, b = JOBS["bob-short"].id;
   await page.click(".crumbs a");
   await signedInWith(4);
+  const from = requests.length;
   const button = () => page.$eval("#compare-button", (e) => `${e.textContent}:${e.disabled}`);
   same("14: no run picked: Compare (0), disabled", await button(), "Compare (0):true");
   await page.click(`tr[data-id="${a}"] input.pick`);
@@ -532,20 +634,71 @@ await step("14 compare", async () => {
   await page.setViewport({ width: 1280, height: 800 });
   await shot("compare");
   await page.setViewport({ width: 1280, height: 720 });
+  const width = await compareWidth();
+  same("14: each run's series asked downsampled to the chart's width (max_points), each metric",
+    byJob(asked(from, /\/metrics$/)),
+    [a, b].flatMap((id) => ["val_accuracy", "loss"].map((n) => `${id}?name=${n}&max_points=${width}`)).sort());
+  check("14: the two runs' loss curves differ (lr 0.05 and 0.2)",
+    apiLoss[0].some((p, i) => p.value !== apiLoss[1][i]?.value), "the same values");
   // the CSV, as the browser saves it, against the API's points
-  const dir = `${env.SHOTS}/downloads`;
-  mkdirSync(dir, { recursive: true });
-  const cdp = await browser.target().createCDPSession();
-  await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: dir });
-  const file = `${dir}/compare-loss-${a}-${b}.csv`;
-  rmSync(file, { force: true });
-  await page.click("#compare-csv");
-  const want = ["run,step,value", ...apiLoss[0].map((p) => `alice-short,${p.step},${p.value ?? ""}`),
-    ...apiLoss[1].map((p) => `bob-short,${p.step},${p.value ?? ""}`)].join("\n") + "\n";
-  let got = "";
-  for (let i = 0; i < 50 && got !== want; i++, await sleep(100)) got = existsSync(file) ? readFileSync(file, "utf8") : "";
+  const csvFrom = requests.length;
+  const want = csvOf([["alice-short", apiLoss[0]], ["bob-short", apiLoss[1]]]);
+  const got = await savedCsv(`compare-loss-${a}-${b}.csv`, want);
   same(`14: the CSV download: run, step, value, a row per API point (${want.split("\n").length - 2})`, got, want);
+  same("14: the CSV reads every point at download time (limit and after)", byJob(asked(csvFrom, /\/metrics$/)),
+    [a, b].map((id) => `${id}?name=loss&after=-1&limit=100000`).sort());
   await shot("compare-csv");
+});
+
+// ------------------------------------- 16. compare a long run: bounded, zoom, the full CSV
+await step("16 compare long", async () => {
+  const l = JOBS["alice-long"].id, s = JOBS["alice-short"].id;
+  const full = [await allPoints(l, "loss"), await allPoints(s, "loss")];
+  const from = requests.length;
+  await page.evaluate((l, s) => { location.hash = `#/compare?ids=${l},${s}&metric=loss`; }, l, s);
+  await page.waitForFunction(() => !document.getElementById("compare-csv").disabled &&
+    Number(document.getElementById("compare-chart").dataset.points) > 0, WAIT);
+  const width = await compareWidth();
+  same("16: each run's loss asked downsampled to the chart's width",
+    byJob(asked(from, /\/metrics$/)), [l, s].map((id) => `${id}?name=loss&max_points=${width}`).sort());
+  check(`16: alice-long has more loss points than the chart is wide (${full[0].length} > ${width})`,
+    full[0].length > width, `${full[0].length} points`);
+  const over = [(await apiGet(`/v1/jobs/${l}/metrics?name=loss&max_points=${width}`)).metrics,
+    (await apiGet(`/v1/jobs/${s}/metrics?name=loss&max_points=${width}`)).metrics];
+  same(`16: the chart draws the buckets, at most the width per run (${over[0].length} + ${over[1].length})`,
+    [await page.$eval("#compare-chart", (e) => Number(e.dataset.points)), over[0].length <= width],
+    [over[0].length + over[1].length, true]);
+  same("16: the runs' list counts every point, and the buckets drawn",
+    await page.$$eval("#compare-runs li", (lis) => lis.map((li) => li.textContent)),
+    [`alice-long · alice · cancelled · ${full[0].length.toLocaleString("en")} points (drawn as ${over[0].length.toLocaleString("en")})`,
+      `alice-short · alice · succeeded · ${full[1].length} points`]);
+  // zoom: a drag over 30-50% asks each run for that range's buckets (after, before)
+  const plot = await (await page.$("#compare-chart .chart-plot")).boundingBox();
+  const zoomFrom = requests.length;
+  await page.mouse.move(plot.x + plot.width * 0.3, plot.y + plot.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(plot.x + plot.width * 0.5, plot.y + plot.height / 2, { steps: 5 });
+  await page.mouse.up();
+  await page.waitForSelector("#compare-chart[data-zoom]", WAIT);
+  const [zf, zt] = (await page.$eval("#compare-chart", (e) => e.dataset.zoom)).split("-").map(Number);
+  const range = `name=loss&after=${zf - 1}&before=${zt + 1}&max_points=${width}`;
+  same(`16: zooming into steps ${zf}-${zt} asks each run for the range`, byJob(asked(zoomFrom, /\/metrics$/)),
+    [l, s].map((id) => `${id}?${range}`).sort());
+  const inRange = (pts) => pts.filter((p) => p.step >= zf && p.step <= zt).length;
+  const fine = (await apiGet(`/v1/jobs/${l}/metrics?${range}`)).metrics;
+  check(`16: finer buckets there (${inRange(over[0])} -> ${inRange(fine)}), all in the range`,
+    zt > zf && inRange(fine) > inRange(over[0]) && inRange(fine) === fine.length, `${zf}-${zt}: ${fine.length}`);
+  await shot("compare-long-zoomed");
+  await page.click("#compare-chart .chart-plot", { count: 2 });
+  await page.waitForSelector("#compare-chart:not([data-zoom])", WAIT).catch(() => {});
+  same("16: a double-click: the whole runs again",
+    [await page.$eval("#compare-chart", (e) => e.dataset.zoom ?? "none"),
+      await page.$eval("#compare-chart", (e) => Number(e.dataset.points))], ["none", over[0].length + over[1].length]);
+  // the CSV: every point, not the buckets
+  const want = csvOf([["alice-long", full[0]], ["alice-short", full[1]]]);
+  const got = await savedCsv(`compare-loss-${l}-${s}.csv`, want);
+  same(`16: the CSV holds every point of both runs (${full[0].length} + ${full[1].length} rows), not the buckets`,
+    [got.split("\n").length - 2, got === want], [full[0].length + full[1].length, true]);
 });
 
 // ------------------------------------- 11. bob cannot open alice's run

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # test_dashboard.sh - the dashboard (web/, served at / by the daemon) in a
 # real browser: the real daemon (one CPU worker) with a temporary data dir,
-# users alice and bob with a finished job each, alice's long job running
-# and bob's queued behind it, a revoked user carol; then Debian's chromium,
-# headless, driven through puppeteer-core by tests/e2e/dashboard.mjs.
+# users alice and bob with a finished job each (lr 0.05 and 0.2: compared,
+# two distinct curves), alice's long job running and bob's queued behind
+# it, a revoked user carol; then Debian's chromium, headless, driven
+# through puppeteer-core by tests/e2e/dashboard.mjs.
 #
 #   tests/e2e/test_dashboard.sh [TRAIND]      (default build/traind)
 #
@@ -12,20 +13,25 @@
 # the token is kept), by pasting alice's and bob's tokens (each sees their
 # own runs only, the admin everyone's), a bad and a revoked token (the
 # server's reason, the form again); the running job's progress growing
-# between two looks; cancelling it from the page (confirm dialog), as GET
-# /v1/jobs/{id} then says too; sorting and filtering; a phone's width; a
+# between two looks, each refresh one GET /v1/jobs (no request per job)
+# whose latest loss and val_accuracy the rows show; cancelling it from the
+# page (confirm dialog), as GET /v1/jobs/{id} then says too; sorting and filtering; a phone's width; a
 # run's page (#/jobs/ID, from the table's name link): alice-long's header
 # and loss chart gaining points live, zooming (finer points asked of the
-# server), its log lines, "copy as curl" (the spec, $TOKEN, not the token),
+# server), its log's last 500 lines (tail=500, the lines the API has, "Showing
+# the last 500 lines of N."), "copy as curl" (the spec, $TOKEN, not the token),
 # its two streams aborted on leaving (back button and "Runs" link);
 # bob-long's queue place; alice-short's charts under each control, its
 # checkpoints and a download (saved, of the listed size); bob at alice's
 # run: "not found"; a run's page at a phone's width; no console error or
 # failed request throughout; the devices and queue view (the worker's job,
-# bob-long waiting and why, refreshed); comparing alice-short and bob-short
-# (picked in the table: the chart's points, legend, hover, metric select,
-# the CSV download against the API's points), and bob comparing with
-# alice's run (a message for hers, his shown). Screenshots:
+# bob-long waiting and why, refreshed), and as bob (alice's job only
+# "another user's job", as GET /v1/devices tells him); comparing alice-short
+# and bob-short (picked in the table: each series asked with max_points, the
+# chart's points, legend, hover, metric select, the CSV download against the
+# API's points), alice-long with alice-short (bounded: buckets drawn, a zoom
+# asking the range with after/before, the CSV with every point), and bob
+# comparing with alice's run (a message for hers, his shown). Screenshots:
 # build/screenshots/dashboard-N-NAME.png. Skips when /usr/bin/chromium (or
 # $CHROMIUM) is absent.
 #
@@ -61,8 +67,8 @@ check "users alice, bob and carol (revoked) added" "${#ALICE},${#BOB},${#CAROL}"
 
 $PY scripts/toy_csv.py 600 "$TMP/tab.csv"
 
-# as_user TOKEN NAME EPOCHS: uploads 'tab' (once per user) and submits job
-# NAME on it; JOB is its id
+# as_user TOKEN NAME EPOCHS [LR]: uploads 'tab' (once per user) and submits
+# job NAME on it (SGD, lr LR: 0.05 unless given); JOB is its id
 as_user() {
     local TOKEN=$1
     if [ ! -e "$TMP/tab.$1" ]; then
@@ -72,7 +78,7 @@ as_user() {
     echo "{\"name\": \"$2\", \"data\": {\"train\": \"tab\", \"val\": \"tab\"},
       \"model\": [{\"type\": \"Linear\", \"in_features\": 4, \"out_features\": 16}, {\"type\": \"ReLU\"},
                   {\"type\": \"Linear\", \"in_features\": 16, \"out_features\": 3}],
-      \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.05},
+      \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\": {\"type\": \"SGD\", \"lr\": ${4:-0.05}},
       \"epochs\": $3, \"batch_size\": 60, \"seed\": 1, \"metrics\": [\"accuracy\"]}" >"$TMP/spec.json"
     api POST /v1/jobs --data-binary "@$TMP/spec.json"
     expect "submit $2" 201
@@ -88,7 +94,7 @@ state() {
 
 as_user "$ALICE" alice-short 2
 A_SHORT=$JOB
-as_user "$BOB" bob-short 2
+as_user "$BOB" bob-short 2 0.2 # another lr: compared, two distinct curves
 B_SHORT=$JOB
 TOKEN=$BOB api GET "/v1/jobs/$B_SHORT/metrics?follow=1" -N -m 60
 check "alice-short and bob-short end" "$(state "$ALICE" "$A_SHORT"),$(state "$BOB" "$B_SHORT")" \
