@@ -3,7 +3,7 @@
 // .../metrics?max_points=N: buckets with min, max and their last value),
 // then live points from one stream (follow=1), kept as they come and drawn
 // once per animation frame (none in a hidden tab). A series past twice its
-// budget is halved client-side (pairs merged into buckets), so a long run's
+// budget is cut into buckets again client-side (rebucket), so a long run's
 // memory stays bounded. Zooming asks the server for the range's finer
 // points (`after` and `before`: raw points with `limit` when the range is
 // short, else buckets again, max_points). Controls: x by step, epoch or
@@ -21,7 +21,7 @@ const $ = (id) => document.getElementById(id);
 export class RunCharts {
   constructor(box, job, signal, onError) {
     Object.assign(this, { box, job, signal, onError });
-    this.series = new Map(); // name -> {points: [{step, epoch, wall_time, value, min, max}], chart, el, zoom}
+    this.series = new Map(); // name -> {points: [{step, first, epoch, wall_time, value, min, max}], chart, el, zoom}
     this.origin = Infinity; // the earliest wall_time seen: x = 0 on a time axis
     this.changed = new Set(); // series to draw at the next frame
     this.frame = 0;
@@ -79,9 +79,10 @@ export class RunCharts {
     if (!s) s = this.makeSeries(p.name);
     const n = s.points.length;
     if (n && s.points[n - 1].step >= p.step) return false;
-    s.points.push({ step: p.step, epoch: p.epoch, wall_time: p.wall_time, value: p.value, min: p.min, max: p.max });
+    s.points.push({ step: p.step, first: p.first_step, epoch: p.epoch, wall_time: p.wall_time, value: p.value,
+      min: p.min, max: p.max });
     if (typeof p.wall_time === "number" && p.wall_time < this.origin) this.origin = p.wall_time;
-    if (s.points.length > 2 * this.budget) s.points = halve(s.points);
+    if (s.points.length > 2 * this.budget) s.points = rebucket(s.points, this.budget);
     return true;
   }
 
@@ -209,17 +210,29 @@ function merge(points, zoom) {
     ...points.filter((p) => p.step > zoom.to)];
 }
 
-// pairs of points merged into one bucket each: its last value, the min and
-// max of both (a NaN, null, kept as the value only)
-function halve(points) {
+// the points merged into about n buckets of equal step width over the
+// series' span, as the server's max_points cuts them: each its last
+// point's step and value, the min and max of all (a NaN, null, kept as a
+// value only). Equal widths, not pairs of points: a history's wide
+// buckets and the single steps that streamed in after them are merged
+// alike, and the series keeps its start.
+function rebucket(points, n) {
+  const lo = points[0].first ?? points[0].step, hi = points.at(-1).step;
+  const width = Math.max(1, Math.ceil((hi - lo + 1) / n));
   const out = [];
-  for (let i = 0; i + 1 < points.length; i += 2) {
-    const a = points[i], b = points[i + 1];
-    const lo = [a.min ?? a.value, b.min ?? b.value].filter((v) => v !== null);
-    const hi = [a.max ?? a.value, b.max ?? b.value].filter((v) => v !== null);
-    out.push({ step: b.step, epoch: b.epoch, wall_time: b.wall_time, value: b.value,
-      min: lo.length ? Math.min(...lo) : null, max: hi.length ? Math.max(...hi) : null });
+  let key = NaN;
+  for (const p of points) {
+    const k = Math.floor((p.step - lo) / width);
+    const pmin = p.min ?? p.value, pmax = p.max ?? p.value;
+    if (k !== key) {
+      key = k;
+      out.push({ ...p, first: p.first ?? p.step, min: pmin, max: pmax });
+      continue;
+    }
+    const b = out.at(-1);
+    Object.assign(b, { step: p.step, epoch: p.epoch, wall_time: p.wall_time, value: p.value,
+      min: b.min === null ? pmin : pmin === null ? b.min : Math.min(b.min, pmin),
+      max: b.max === null ? pmax : pmax === null ? b.max : Math.max(b.max, pmax) });
   }
-  if (points.length % 2) out.push(points.at(-1));
   return out;
 }

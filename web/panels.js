@@ -15,9 +15,10 @@ const $ = (id) => document.getElementById(id);
 export class LogPanel {
   constructor(pre, job, signal, onError) {
     Object.assign(this, { pre, job, signal, onError, pending: [], frame: 0 });
-    // "Showing the last N lines of M." above the lines, while some are left out
-    this.note = Object.assign(document.createElement("p"), { className: "note log-cut", hidden: true });
-    pre.before(this.note);
+    // "Showing the last N lines of M." while some are left out: on the
+    // panel's title line, so that the log does not move when it appears
+    this.note = Object.assign(document.createElement("span"), { className: "note log-cut", hidden: true });
+    pre.previousElementSibling.append(this.note);
   }
 
   start() {
@@ -78,7 +79,8 @@ export class CheckpointPanel {
   async refresh() {
     try {
       const { checkpoints } = await api("GET", `/v1/jobs/${this.job.id}/checkpoints`, { signal: this.signal });
-      this.ul.replaceChildren(...checkpoints.map((c) => this.item(c)));
+      // the newest first: the one a user wants, at the top of its box
+      this.ul.replaceChildren(...checkpoints.map((c) => this.item(c)).reverse());
       $("run-checkpoints-note").textContent = checkpoints.length ? "" : "No checkpoint yet.";
     } catch (e) {
       if (e.name !== "AbortError") this.onError(e);

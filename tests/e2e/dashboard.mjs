@@ -38,6 +38,25 @@ const browser = await puppeteer.launch({
   defaultViewport: { width: 1280, height: 720 },
 });
 const page = await browser.newPage();
+// the browser's own record of layout jumps (the Layout Instability API,
+// whose entries Core Web Vitals' CLS sums), from each document's start;
+// those just after an input too, which CLS leaves out
+await page.evaluateOnNewDocument(() => {
+  window.layoutShifts = [];
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries())
+      window.layoutShifts.push({ t: e.startTime, value: e.value,
+        moved: e.sources.map((x) => `${x.node?.nodeName ?? "?"}#${x.node?.id ||
+          x.node?.getAttribute?.("aria-labelledby") || ""}`) });
+  }).observe({ type: "layout-shift", buffered: true });
+});
+// the layout shift since performance.now() was `t0`: 0 when nothing moved
+// and what moved ("PRE#run-logs")
+const shiftSince = (t0) => page.evaluate((t0) => {
+  const since = window.layoutShifts.filter((e) => e.t >= t0);
+  return { value: since.reduce((a, e) => a + e.value, 0), moved: [...new Set(since.flatMap((e) => e.moved))] };
+}, t0);
+const now = () => page.evaluate(() => performance.now());
 mkdirSync(env.SHOTS, { recursive: true });
 // a screenshot of the page down to its content's end (the viewport's height at most)
 async function shot(name) {
@@ -339,8 +358,22 @@ await step("4 live", async () => {
   check("4: its latest loss is shown", Number(later.loss) > 0, later.loss);
   await shot("4-live");
   // one request per refresh: the list carries each job's latest metrics
-  const from = requests.length, lists0 = listRequests;
+  // the instrument works: a line pushed in above the table moves it
+  const probe = await now();
+  await page.evaluate(() => document.querySelector("main").prepend(Object.assign(
+    document.createElement("p"), { id: "shift-probe", textContent: "a line that moves the page" })));
+  await sleep(300);
+  const moved = await shiftSince(probe);
+  await page.evaluate(() => document.getElementById("shift-probe").remove());
+  check(`4: a line pushed in above the table is a layout shift (${moved.value.toFixed(3)})`,
+    moved.value > 0 && moved.moved.includes("SECTION#runs"), JSON.stringify(moved));
+  await sleep(300);
+  const from = requests.length, lists0 = listRequests, still = await now();
   for (let i = 0; i < 70 && listRequests < lists0 + 2; i++) await sleep(100);
+  await sleep(200);
+  const shift = await shiftSince(still);
+  check("4: two refreshes of the table move nothing on the page (layout shift)", shift.value === 0,
+    JSON.stringify(shift));
   const v1 = asked(from, /^\/v1\//).map((u) => u.pathname);
   check(`4: two refreshes, by GET /v1/jobs alone: no request per job (${v1.length} requests)`,
     v1.length >= 2 && v1.every((p) => p === "/v1/jobs"), JSON.stringify(v1));
@@ -384,11 +417,31 @@ await step("9 run page", async () => {
     return got > n && got;
   }, WAIT, n);
   const n0 = await (await drawn(0)).jsonValue();
+  // the page as it opened: charts drawn, the log and the checkpoints shown
+  await page.waitForFunction(() => Number(document.getElementById("run-logs").dataset.lines) > 0 &&
+    (document.querySelector("#run-checkpoints li") || document.getElementById("run-checkpoints-note")
+      .textContent), WAIT);
+  const streaming = await now();
   const n1 = await (await drawn(n0)).jsonValue();
   check(`9: the loss chart gains points while it trains (${n0} -> ${n1})`, n0 > 0 && n1 > n0, `${n0} -> ${n1}`);
   check("9: a canvas drawn in the loss chart", await page.$eval('figure.run-chart[data-name="loss"] canvas',
     (c) => c.width > 0 && c.height > 0), "no canvas");
-  await page.waitForFunction(() => Number(document.getElementById("run-logs").dataset.lines) > 0, WAIT);
+  await sleep(3500); // a header refresh (3 s), log lines and points streaming in
+  const shift = await shiftSince(streaming);
+  check("9: points, log lines, checkpoints and the header streaming in move nothing (layout shift)",
+    shift.value === 0, JSON.stringify(shift));
+  // thousands of points streamed in, cut into buckets again past the
+  // chart's budget: the chart still starts at the run's start
+  await page.focus('figure.run-chart[data-name="loss"] .chart-plot');
+  const readStep = async (key) => {
+    await page.keyboard.press(key);
+    return Number((await page.$eval('figure.run-chart[data-name="loss"] .chart-readout-x',
+      (e) => e.textContent)).replace("step ", ""));
+  };
+  const firstStep = await readStep("Home"), lastStep = await readStep("End");
+  await page.keyboard.press("Escape");
+  check(`9: the live loss chart spans the whole run: steps ${firstStep} to ${lastStep}`,
+    lastStep > 2000 && firstStep <= lastStep / 100, `${firstStep} to ${lastStep}`);
   const log = await page.$eval("#run-logs", (e) => e.textContent);
   check("9: the log panel shows the job's lines", /started|epoch/.test(log), log.slice(0, 200));
   same("9: the log panel asks for the last 500 lines, then follows",
@@ -558,8 +611,9 @@ await step("10 finished run", async () => {
   await page.waitForSelector("#run-checkpoints li button", WAIT);
   const listed = await page.evaluate(async (id) => (await (await fetch(`/v1/jobs/${id}/checkpoints`,
     { headers: { Authorization: `Bearer ${localStorage.getItem("traind.token")}` } })).json()).checkpoints, id);
-  same("10: the checkpoints panel lists each checkpoint",
-    await page.$$eval("#run-checkpoints li", (lis) => lis.length), listed.length);
+  same("10: the checkpoints panel lists each checkpoint, the newest first",
+    await page.$$eval("#run-checkpoints li", (lis) => lis.map((li) => Number(li.textContent.match(/^epoch (\d+) /)[1]))),
+    listed.map((c) => c.epoch).reverse());
   const dir = `${env.SHOTS}/downloads`;
   mkdirSync(dir, { recursive: true });
   const cdp = await browser.target().createCDPSession();
