@@ -16,10 +16,10 @@
 # the browser keeps the other core), on scripts/toy_csv.py's 10,000-row
 # CSV at batch size 1, no validation, no checkpoints: a step logs loss and
 # lr, an epoch train_loss, samples_per_s and epoch_time_s.
-#   big   Linear 4-3 for 100 epochs: 1,000,000 steps (~35 s here), checked
+#   big   Linear 4-3 for 100 epochs: 1,000,000 steps (25-35 s here), checked
 #         through the API to hold 1,000,000 loss points.
 #   live  4-256-256-3 MLP for 10 epochs: 100,000 steps at a pace the page
-#         can follow (~30-60 s here); bench/dashboard.mjs submits it and
+#         can follow (~30 s here); bench/dashboard.mjs submits it and
 #         opens its page at once.
 # How each figure is taken: bench/dashboard.mjs's header.
 #
