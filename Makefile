@@ -5,6 +5,7 @@
 #   make bench      benchmarks, JSON lines on stdout
 #   make GPU=0      never build the CUDA backend (default: auto-detect nvcc)
 #   make bench-gpu  GPU benchmarks beside PyTorch CUDA (skips without a GPU)
+#   make bench-dashboard  the run page in chromium (part of make bench)
 #
 # Tests are built a second time with AddressSanitizer + UBSan (LeakSanitizer
 # included), in build/asan, so `make test` is also the leak check.
@@ -78,7 +79,7 @@ ASAN_STORAGE := $(STORAGE_SRC:%.c=build/asan/%.o)
 # The unit tests link the daemon's layers too (storage, scheduler), all but main().
 ASAN_SERVER_LIB := $(filter-out build/asan/server/main.o,$(ASAN_SERVER))
 
-.PHONY: all run test test-only test-e2e lint-api lint-web deps clean fixtures bench bench-gpu docker-check \
+.PHONY: all run test test-only test-e2e lint-api lint-web deps clean fixtures bench bench-gpu bench-dashboard docker-check \
         fuzz fuzz-smoke
 all: build/traind
 
@@ -205,24 +206,26 @@ lint-api:
 	cd api-docs && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
 	    node_modules/.bin/redocly lint --format=stylish openapi.yaml
 
-# The dashboard's JS (web/*.js) and its test driver through eslint (pinned
-# in web/package.json; web/eslint.config.mjs: the recommended rules); a
-# warning fails too. npm ci runs only when web/node_modules is missing.
+# The dashboard's JS (web/*.js), its test and bench drivers through eslint
+# (pinned in web/package.json; web/eslint.config.mjs: the recommended
+# rules); a warning fails too. npm ci runs only when web/node_modules is
+# missing.
 lint-web:
 	@if [ ! -d web/node_modules ]; then npm ci --prefix web --no-audit --no-fund; fi
 	web/node_modules/.bin/eslint --config web/eslint.config.mjs --max-warnings 0 \
 	    web/*.js web/eslint.config.mjs tests/e2e/dashboard.mjs tests/e2e/chart_test/*.js \
-	    tests/e2e/chart_test/*.mjs
+	    tests/e2e/chart_test/*.mjs bench/dashboard.mjs
 
 # MNIST MLP and CNN, traind and (where torch imports) PyTorch side by side;
 # JSON lines on stdout. Needs ../shared/datasets/mnist (skips without it).
 # Then the API under wrk load while a job trains (bench-api, bench/api.sh;
 # installs Debian's wrk when missing), twice: every thread on every core
 # (the default daemon), then --http-cpus on the last CPU with wrk beside it
-# (HTTP_CPUS=last; skipped on one CPU).
+# (HTTP_CPUS=last; skipped on one CPU). Then the dashboard (bench-dashboard).
 bench: build/traind
 	@bench/run.sh
 	@$(MAKE) --no-print-directory bench-api
+	@$(MAKE) --no-print-directory bench-dashboard
 
 # docker/Dockerfile's CPU image built with buildah (no Docker engine needed)
 # and a job trained in a container of it (docker/check-image.sh). Needs root
@@ -233,6 +236,14 @@ docker-check:
 bench-api: build/traind
 	@bench/api.sh
 	@HTTP_CPUS=last bench/api.sh
+
+# The run page in Debian's chromium, headless (bench/dashboard.sh and .mjs):
+# navigation to the first drawn chart of a finished 1,000,000-step run (goal
+# under 1 s), and the JS heap after following a 100,000-step run live (goal
+# under 50 MB); both runs trained for real. Prints a "skipped" line without
+# chromium or node.
+bench-dashboard: build/traind
+	@bench/dashboard.sh
 
 # The GPU benchmark: MNIST MLP and CNN and a GEMM-heavy MLP on --device cuda
 # beside PyTorch CUDA, and the cuBLAS sgemm peak (build/bench_gemm). Prints
