@@ -185,8 +185,28 @@ static const char *const migrations[] = {
     "  target TEXT NOT NULL,"
     "  detail TEXT);",
     /* 4: when each metric point was logged (seconds since the Unix epoch,
-     * to the ms), for charts by wall time; NULL for the points before */
-    "ALTER TABLE metrics ADD COLUMN wall_time REAL;",
+     * to the ms), for charts by wall time; NULL for the points before.
+     * Each series summarised per block of 256 steps (metric_blocks.c),
+     * made here from the rows there are. */
+    "ALTER TABLE metrics ADD COLUMN wall_time REAL;"
+    "CREATE TABLE metric_blocks ("
+    "  job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL,"
+    "  block INTEGER NOT NULL,"
+    "  count INTEGER NOT NULL,"
+    "  first_step INTEGER NOT NULL,"
+    "  last_step INTEGER NOT NULL,"
+    "  min REAL, max REAL, last REAL,"
+    "  epoch INTEGER NOT NULL,"
+    "  wall_time REAL,"
+    "  PRIMARY KEY (job_id, name, block)) WITHOUT ROWID;"
+    "INSERT INTO metric_blocks (job_id, name, block, count, first_step, last_step, min, max,"
+    "  last, epoch, wall_time)"
+    "  SELECT g.job_id, g.name, g.block, g.n, g.lo, g.hi, g.mn, g.mx, m.value, m.epoch,"
+    "  m.wall_time FROM (SELECT job_id, name, step >> 8 AS block, count(*) AS n,"
+    "  min(step) AS lo, max(step) AS hi, min(value) AS mn, max(value) AS mx FROM metrics"
+    "  GROUP BY job_id, name, step >> 8) AS g"
+    "  JOIN metrics AS m ON m.job_id = g.job_id AND m.name = g.name AND m.step = g.hi;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,

@@ -78,6 +78,30 @@ void db_column_copy(sqlite3_stmt *st, int i, char *buf, size_t size);
  * failed allocation when oom is not NULL). */
 char *db_column_dup(sqlite3_stmt *st, int i, int *oom);
 
+/* ---- metric blocks (storage/metric_blocks.c) ---- */
+
+/* A block of a series whose summary is to be recomputed. */
+typedef struct {
+    int64_t job, block;
+    char name[DB_METRIC_NAME_MAX + 1];
+} DbMetricBlockKey;
+
+/* The block a step is in: floor(step / DB_METRIC_BLOCK_STEPS). */
+int64_t db_metric_block_of(int64_t step);
+/* Recomputes a block's summary from its rows (none left: no summary). */
+int db_metric_block_refresh(DbConn *c, int64_t job, const char *name, int64_t block);
+/* The same for every block of keys[0..n), each once (keys are sorted). */
+int db_metric_blocks_refresh(DbConn *c, DbMetricBlockKey *keys, size_t n);
+/* After the rows of a job past after_step are deleted: the blocks past it
+ * go, the one it falls in is recomputed. */
+int db_metric_blocks_delete_after(DbConn *c, int64_t job, int64_t after_step);
+/* The series' steps in [lo, hi] (its first and last there) in at most
+ * max_points buckets of whole blocks, aligned to blocks: the blocks
+ * between the ends from their summaries, the two at the ends from their
+ * rows in range. *out NULL and *n 0 for none. */
+int db_metric_blocks_downsample(DbConn *c, int64_t job, const char *name, int64_t lo, int64_t hi,
+                                int max_points, DbMetricBucket **out, int *n);
+
 /* The SQL of migration `version` (1..DB_SCHEMA_VERSION), for tests that
  * build an old database; NULL past the last. */
 const char *db_migration(int version);

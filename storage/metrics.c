@@ -9,6 +9,9 @@
  * the old value; the scheduler also deletes the steps past the checkpoint
  * it resumes from, so nothing is left from the lost attempt.
  *
+ * Every write also recomputes the summaries of the blocks it touched
+ * (storage/metric_blocks.c), in its transaction, for downsampling.
+ *
  * The writer: training threads append rows to an in-memory queue under a
  * mutex (a memcpy, no I/O), and one thread swaps the queue out and commits
  * it in one IMMEDIATE transaction when 1000 rows are waiting or 100 ms
@@ -52,8 +55,8 @@ int db_metric_put(Db *db, int64_t job, const char *name, int64_t step, int epoch
     }
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
-    int rc = DB_ERROR;
-    sqlite3_stmt *st = db_stmt(c, put_sql);
+    int rc = db_begin(c);
+    sqlite3_stmt *st = rc == DB_OK ? db_stmt(c, put_sql) : NULL;
     if (st) {
         sqlite3_bind_int64(st, 1, job);
         db_bind_text(st, 2, name);
@@ -66,8 +69,11 @@ int db_metric_put(Db *db, int64_t job, const char *name, int64_t step, int epoch
             error_set("metric: job %lld: not found", (long long)job);
             rc = DB_NOT_FOUND;
         }
-    }
-    db_release(db, c);
+    } else if (rc == DB_OK)
+        rc = DB_ERROR;
+    if (rc == DB_OK) rc = db_metric_block_refresh(c, job, name, db_metric_block_of(step));
+    if (rc == DB_OK) rc = db_commit(c);
+    db_release(db, c); /* rolls back a transaction left open */
     return rc;
 }
 
@@ -176,6 +182,10 @@ int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, i
     uint64_t span = (uint64_t)(hi - lo) + 1;
     uint64_t w = (span + (uint64_t)max_points - 1) / (uint64_t)max_points;
     uint64_t nb = (span + w - 1) / w;
+    if (w >= 4 * DB_METRIC_BLOCK_STEPS) {
+        rc = db_metric_blocks_downsample(c, job, name, lo, hi, max_points, &b, &count);
+        goto done;
+    }
     b = malloc((size_t)nb * sizeof *b);
     if (!b) {
         rc = error_set("metrics: out of memory");
@@ -354,14 +364,18 @@ int db_metric_delete_after(Db *db, int64_t job, int64_t after_step, int64_t *del
     if (deleted) *deleted = 0;
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
-    int rc = DB_ERROR;
-    sqlite3_stmt *st = db_stmt(c, "DELETE FROM metrics WHERE job_id = ?1 AND step > ?2");
+    int rc = db_begin(c);
+    sqlite3_stmt *st =
+        rc == DB_OK ? db_stmt(c, "DELETE FROM metrics WHERE job_id = ?1 AND step > ?2") : NULL;
     if (st) {
         sqlite3_bind_int64(st, 1, job);
         sqlite3_bind_int64(st, 2, after_step);
         rc = db_step_done(c, st, "metrics");
         if (rc == DB_OK && deleted) *deleted = sqlite3_changes64(c->h);
-    }
+    } else if (rc == DB_OK)
+        rc = DB_ERROR;
+    if (rc == DB_OK) rc = db_metric_blocks_delete_after(c, job, after_step);
+    if (rc == DB_OK) rc = db_commit(c);
     db_release(db, c);
     return rc;
 }
@@ -414,11 +428,50 @@ struct MetricWriter {
     bool stop;
 };
 
-/* Commits rows[0..n) in one transaction. A row whose job is gone (foreign
- * key) is skipped with a warning rather than failing the batch forever. */
+/* The blocks rows[0..n) touch (metric_blocks.c), into a growing *keys:
+ * rows come in step order per series, several series interleaved, so a
+ * key already among the last few is not added again (the refresh
+ * dedupes the rest). 0, or -1 out of memory. */
+static int touched_blocks(const PendingMetric *rows, size_t n, DbMetricBlockKey **keys,
+                          size_t *nkeys) {
+    size_t cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t block = db_metric_block_of(rows[i].step);
+        bool seen = false;
+        for (size_t k = *nkeys; k > 0 && k + 16 > *nkeys && !seen; k--) {
+            const DbMetricBlockKey *p = &(*keys)[k - 1];
+            seen = p->job == rows[i].job && p->block == block && !strcmp(p->name, rows[i].name);
+        }
+        if (seen) continue;
+        if (*nkeys == cap) {
+            cap = cap ? 2 * cap : 64;
+            DbMetricBlockKey *grown = realloc(*keys, cap * sizeof **keys);
+            if (!grown) return -1;
+            *keys = grown;
+        }
+        DbMetricBlockKey *key = &(*keys)[(*nkeys)++];
+        key->job = rows[i].job;
+        key->block = block;
+        memcpy(key->name, rows[i].name, sizeof key->name);
+    }
+    return 0;
+}
+
+/* Commits rows[0..n) in one transaction, with the summaries of the blocks
+ * they touch. A row whose job is gone (foreign key) is skipped with a
+ * warning rather than failing the batch forever. */
 static int commit_batch(MetricWriter *w, PendingMetric *rows, size_t n) {
+    DbMetricBlockKey *keys = NULL;
+    size_t nkeys = 0;
+    if (touched_blocks(rows, n, &keys, &nkeys) != 0) {
+        free(keys);
+        return error_set("metric writer: out of memory");
+    }
     DbConn *c = db_acquire(w->db);
-    if (!c) return DB_ERROR;
+    if (!c) {
+        free(keys);
+        return DB_ERROR;
+    }
     int rc = db_begin(c);
     if (rc != DB_OK) goto done;
     sqlite3_stmt *st = db_stmt(c, put_sql);
@@ -445,12 +498,14 @@ static int commit_batch(MetricWriter *w, PendingMetric *rows, size_t n) {
         goto done;
     }
     sqlite3_reset(st);
-    rc = db_commit(c);
+    rc = db_metric_blocks_refresh(c, keys, nkeys);
+    if (rc == DB_OK) rc = db_commit(c);
     if (rc == DB_OK && orphans)
         fprintf(stderr, "traind: metric writer: skipped %zu rows of jobs that do not exist\n",
                 orphans);
 done:
     db_release(w->db, c); /* rolls back a transaction left open */
+    free(keys);
     return rc;
 }
 

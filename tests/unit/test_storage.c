@@ -239,7 +239,10 @@ Test(storage, migration_3_keeps_datasets_and_resolves_jobs_datasets) {
 Test(storage, migration_4_leaves_old_points_without_a_wall_time) {
     make_old_db(3, "INSERT INTO jobs (spec, state, created_at) VALUES ('{}', 'running', 1);"
                    "INSERT INTO metrics (job_id, name, step, epoch, value) VALUES"
-                   " (1, 'loss', 1, 0, 2.5), (1, 'loss', 2, 0, 2.25)");
+                   " (1, 'loss', 1, 0, 2.5), (1, 'loss', 2, 0, 2.25);"
+                   "WITH RECURSIVE s(x) AS (SELECT 10 UNION ALL SELECT x + 1 FROM s"
+                   " WHERE x < 10009) INSERT INTO metrics (job_id, name, step, epoch, value)"
+                   " SELECT 1, 'acc', x, x / 1000, x * 0.5 FROM s");
     Db *db = db_open(tmpdir);
     cr_assert(db != NULL, "%s", error_get());
     double t0 = clock_wall_s();
@@ -258,6 +261,18 @@ Test(storage, migration_4_leaves_old_points_without_a_wall_time) {
     cr_assert_eq(db_metric_downsample(db, 1, "loss", -1, 3, 1, &b, &n), DB_OK);
     cr_assert_eq(n, 1);
     cr_assert(isnan(b[0].wall_time)); /* the bucket's last point is step 2, of version 3 */
+    free(b);
+    /* the blocks the migration made of the rows there were: 10,000 steps
+     * in 2 buckets of 20 blocks, from their summaries */
+    cr_assert_eq(db_metric_downsample(db, 1, "acc", -1, 0, 2, &b, &n), DB_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(b[0].first_step, 10);
+    cr_assert_eq(b[0].last_step, 20 * DB_METRIC_BLOCK_STEPS - 1);
+    cr_assert_eq(b[0].count + b[1].count, 10000);
+    cr_assert_float_eq(b[0].min, 5.0, 0);
+    cr_assert_float_eq(b[1].max, 10009 * 0.5, 0);
+    cr_assert_float_eq(b[1].last, 10009 * 0.5, 0);
+    cr_assert_eq(b[1].epoch, 10);
     free(b);
     db_close(db);
     remove_tmp();
@@ -677,6 +692,110 @@ Test(storage, metric_writer_batches_100k) {
     remove_tmp();
 }
 
+/* ---- downsampling from block summaries ---- */
+
+/* The series the block tests write: a wave, a NaN now and then, and the
+ * steps 5000..5099 written twice (a resumed attempt), the second time 100x. */
+static double wave(int64_t s, bool again) {
+    if (s % 7919 == 0) return NAN;
+    double v = sin((double)s * 0.001) * (double)(s % 977);
+    return again ? 100 * v : v;
+}
+
+/* db_metric_downsample's answer for steps lo..hi checked against the
+ * buckets of whole blocks computed here from the values themselves. */
+static void check_block_buckets(Db *db, int64_t job, int64_t after, int64_t before, int64_t lo,
+                                int64_t hi, int max_points) {
+    DbMetricBucket *b;
+    int n;
+    cr_assert_eq(db_metric_downsample(db, job, "loss", after, before, max_points, &b, &n), DB_OK,
+                 "%s", error_get());
+    const int64_t B = DB_METRIC_BLOCK_STEPS; /* steps are positive here: s / B is the block */
+    int64_t b0 = lo / B, blocks = hi / B - b0 + 1;
+    int64_t per = (blocks + max_points - 1) / max_points; /* blocks per bucket */
+    cr_assert_leq(n, max_points);
+    int k = -1;
+    int64_t key = -1, total = 0;
+    for (int64_t s = lo; s <= hi; s++) {
+        double v = wave(s, s >= 5000 && s < 5100);
+        if ((s / B - b0) / per != key) {
+            key = (s / B - b0) / per;
+            k++;
+            cr_assert_lt(k, n);
+            cr_assert_eq(b[k].first_step, s, "bucket %d", k);
+        }
+        total++;
+        bool last = s == hi || (s + 1) / B - b0 >= (key + 1) * per;
+        if (last) {
+            cr_assert_eq(b[k].last_step, s, "bucket %d", k);
+            cr_assert_eq(b[k].epoch, (int)(s / 1000));
+            if (isnan(v)) cr_assert(isnan(b[k].last));
+            else cr_assert_float_eq(b[k].last, v, 0);
+        }
+    }
+    cr_assert_eq(k + 1, n);
+    int64_t counted = 0;
+    for (int i = 0; i < n; i++) {
+        double mn = INFINITY, mx = -INFINITY;
+        for (int64_t s = b[i].first_step; s <= b[i].last_step; s++) {
+            double v = wave(s, s >= 5000 && s < 5100);
+            if (isnan(v)) continue;
+            mn = fmin(mn, v);
+            mx = fmax(mx, v);
+        }
+        cr_assert_float_eq(b[i].min, mn, 0, "bucket %d", i);
+        cr_assert_float_eq(b[i].max, mx, 0, "bucket %d", i);
+        cr_assert_eq(b[i].count, b[i].last_step - b[i].first_step + 1);
+        counted += b[i].count;
+    }
+    cr_assert_eq(counted, total);
+    free(b);
+}
+
+Test(storage, downsampling_from_blocks_is_exact_for_its_buckets) {
+    Db *db = open_tmp();
+    int64_t job;
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &job), DB_OK);
+    MetricWriter *w = metric_writer_start(db);
+    cr_assert(w != NULL);
+    for (int64_t s = 1; s <= 200000; s++) {
+        metric_writer_push(w, job, "loss", s, (int)(s / 1000), wave(s, false));
+        metric_writer_push(w, job, "lr", s, (int)(s / 1000), 0.1);
+    }
+    cr_assert_eq(metric_writer_flush(w), 0);
+    for (int64_t s = 5000; s < 5100; s++)
+        metric_writer_push(w, job, "loss", s, (int)(s / 1000), wave(s, true));
+    cr_assert_eq(metric_writer_flush(w), 0);
+    /* 20,000 steps a bucket: from the blocks, 79 of them a bucket */
+    check_block_buckets(db, job, -1, 0, 1, 200000, 10);
+    /* 2,000 steps a bucket: 8 blocks each, 98 buckets for the 100 asked */
+    check_block_buckets(db, job, -1, 0, 1, 200000, 100);
+    /* a range whose ends cut blocks: those from their rows */
+    check_block_buckets(db, job, 12345, 150001, 12346, 150000, 7);
+    /* one point replaced by db_metric_put: its block's max follows */
+    cr_assert_eq(db_metric_put(db, job, "loss", 777, 0, 1e9), DB_OK);
+    DbMetricBucket *b;
+    int n;
+    cr_assert_eq(db_metric_downsample(db, job, "loss", -1, 0, 10, &b, &n), DB_OK);
+    cr_assert_float_eq(b[0].max, 1e9, 0);
+    free(b);
+    cr_assert_eq(db_metric_put(db, job, "loss", 777, 0, wave(777, false)), DB_OK);
+    /* a resumed attempt's cut: the blocks past it go, its own is redone */
+    cr_assert_eq(db_metric_delete_after(db, job, 100500, NULL), DB_OK);
+    check_block_buckets(db, job, -1, 0, 1, 100500, 5);
+    DbConn *c = db_acquire(db);
+    sqlite3_stmt *st = db_stmt(c, "SELECT max(last_step), count(*) FROM metric_blocks WHERE job_id = ?1");
+    sqlite3_bind_int64(st, 1, job);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int64(st, 0), 100500);
+    cr_assert_eq(sqlite3_column_int64(st, 1), 2 * (100500 / DB_METRIC_BLOCK_STEPS + 1)); /* loss, lr */
+    sqlite3_reset(st);
+    db_release(db, c);
+    metric_writer_stop(w);
+    db_close(db);
+    remove_tmp();
+}
+
 Test(storage, metric_writer_wait_wakes_on_commit) {
     Db *db = open_tmp();
     int64_t job;
@@ -1026,6 +1145,29 @@ Test(storage, downsample_a_million_points) {
     double t_tail = now_s() - t0;
     cr_assert_eq(n, 1000);
     free(b);
+    /* the block summaries the metric writer keeps (the rows came by SQL),
+     * then a chart's 400 buckets: 2,500 steps wide, so from the blocks */
+    t0 = now_s();
+    c = db_acquire(db);
+    cr_assert_eq(db_begin(c), DB_OK);
+    for (int64_t k = 0; k <= N / DB_METRIC_BLOCK_STEPS; k++)
+        cr_assert_eq(db_metric_block_refresh(c, job, "loss", k), DB_OK, "%s", error_get());
+    cr_assert_eq(db_commit(c), DB_OK);
+    db_release(db, c);
+    double t_blocks = now_s() - t0;
+    t0 = now_s();
+    cr_assert_eq(db_metric_downsample(db, job, "loss", -1, 0, 400, &b, &n), DB_OK);
+    double t_from_blocks = now_s() - t0;
+    cr_assert_eq(n, 391); /* 3,907 blocks, 10 a bucket */
+    total = 0;
+    for (int i = 0; i < n; i++) {
+        total += b[i].count;
+        cr_assert_float_eq(b[i].min, 0.0, 1e-12);
+        cr_assert_float_eq(b[i].max, 0.999, 1e-12);
+    }
+    cr_assert_eq(total, N);
+    cr_assert_eq(b[390].last_step, N);
+    free(b);
     DbMetric *m;
     t0 = now_s();
     cr_assert_eq(db_metric_latest(db, job, &m, &n), DB_OK);
@@ -1040,9 +1182,11 @@ Test(storage, downsample_a_million_points) {
     cr_assert_eq(n, 10000);
     free(m);
     printf("storage: 1e6 points: filled in %.0f ms; downsample to 1000 buckets %.1f ms; "
-           "last 10000 steps to 1000 buckets %.2f ms; latest per name %.3f ms; "
-           "10000-point history %.1f ms\n",
-           t_fill * 1e3, t_ds * 1e3, t_tail * 1e3, t_latest * 1e3, t_hist * 1e3);
+           "last 10000 steps to 1000 buckets %.2f ms; block summaries made in %.0f ms, "
+           "400 buckets from them %.2f ms; latest per name %.3f ms; 10000-point history "
+           "%.1f ms\n",
+           t_fill * 1e3, t_ds * 1e3, t_tail * 1e3, t_blocks * 1e3, t_from_blocks * 1e3,
+           t_latest * 1e3, t_hist * 1e3);
     db_close(db);
     remove_tmp();
 }
