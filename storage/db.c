@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -371,6 +372,17 @@ int db_step_update(DbConn *c, sqlite3_stmt *st, const char *what, const char *mi
     va_end(ap);
     error_set("%s", missing);
     return DB_NOT_FOUND;
+}
+
+void db_bind_real(sqlite3_stmt *st, int i, double v) {
+    if (isnan(v))
+        sqlite3_bind_null(st, i); /* SQLite would store a NaN as NULL anyway */
+    else
+        sqlite3_bind_double(st, i, v);
+}
+
+double db_column_real(sqlite3_stmt *st, int i) {
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
 }
 
 int db_bind_text(sqlite3_stmt *st, int i, const char *s) {

@@ -70,6 +70,10 @@ int db_get_row_ints(Db *db, const char *sql, const int64_t *keys, int n, DbRowRe
 int db_collect(DbConn *c, sqlite3_stmt *st, size_t elem_size, DbRowReader read, void **out, int *n,
                const char *what);
 
+/* A REAL column that may hold a NaN: bound as NULL (SQLite stores a NaN
+ * so anyway), and NULL read back as NaN. */
+void db_bind_real(sqlite3_stmt *st, int i, double v);
+double db_column_real(sqlite3_stmt *st, int i);
 /* Binds text or NULL. */
 int db_bind_text(sqlite3_stmt *st, int i, const char *s);
 /* Copies column i's text into buf (truncating; "" for NULL). */

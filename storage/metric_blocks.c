@@ -43,8 +43,17 @@ static const char *const summary_sql =
     "  AND step <= ?4) AS g"
     " JOIN metrics AS m ON m.job_id = ?1 AND m.name = ?2 AND m.step = g.hi";
 
-static double column_real(sqlite3_stmt *st, int i) {
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+/* A summary's columns from column i on: count, first_step, last_step,
+ * min, max, last, epoch, wall_time. */
+static DbMetricBucket read_summary(sqlite3_stmt *st, int i) {
+    return (DbMetricBucket){.count = sqlite3_column_int64(st, i),
+                            .first_step = sqlite3_column_int64(st, i + 1),
+                            .last_step = sqlite3_column_int64(st, i + 2),
+                            .min = db_column_real(st, i + 3),
+                            .max = db_column_real(st, i + 4),
+                            .last = db_column_real(st, i + 5),
+                            .epoch = sqlite3_column_int(st, i + 6),
+                            .wall_time = db_column_real(st, i + 7)};
 }
 
 /* The rows' summary as a bucket; *found false when there are none. */
@@ -58,22 +67,9 @@ static int summarize(DbConn *c, int64_t job, const char *name, int64_t lo, int64
     sqlite3_bind_int64(st, 4, hi);
     int s = sqlite3_step(st);
     *found = s == SQLITE_ROW;
-    if (*found)
-        *b = (DbMetricBucket){.count = sqlite3_column_int64(st, 0),
-                              .first_step = sqlite3_column_int64(st, 1),
-                              .last_step = sqlite3_column_int64(st, 2),
-                              .min = column_real(st, 3),
-                              .max = column_real(st, 4),
-                              .last = column_real(st, 5),
-                              .epoch = sqlite3_column_int(st, 6),
-                              .wall_time = column_real(st, 7)};
+    if (*found) *b = read_summary(st, 0);
     sqlite3_reset(st);
     return s == SQLITE_ROW || s == SQLITE_DONE ? DB_OK : db_fail(c, "metric blocks");
-}
-
-static void bind_real(sqlite3_stmt *st, int i, double v) {
-    if (isnan(v)) sqlite3_bind_null(st, i);
-    else sqlite3_bind_double(st, i, v);
 }
 
 int db_metric_block_refresh(DbConn *c, int64_t job, const char *name, int64_t block) {
@@ -93,11 +89,11 @@ int db_metric_block_refresh(DbConn *c, int64_t job, const char *name, int64_t bl
         sqlite3_bind_int64(st, 4, b.count);
         sqlite3_bind_int64(st, 5, b.first_step);
         sqlite3_bind_int64(st, 6, b.last_step);
-        bind_real(st, 7, b.min);
-        bind_real(st, 8, b.max);
-        bind_real(st, 9, b.last);
+        db_bind_real(st, 7, b.min);
+        db_bind_real(st, 8, b.max);
+        db_bind_real(st, 9, b.last);
         sqlite3_bind_int(st, 10, b.epoch);
-        bind_real(st, 11, b.wall_time);
+        db_bind_real(st, 11, b.wall_time);
     }
     sqlite3_bind_int64(st, 1, job);
     db_bind_text(st, 2, name);
@@ -220,14 +216,7 @@ int db_metric_blocks_downsample(DbConn *c, int64_t job, const char *name, int64_
         sqlite3_bind_int64(st, 4, b1);
         int s;
         while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-            b = (DbMetricBucket){.count = sqlite3_column_int64(st, 1),
-                                 .first_step = sqlite3_column_int64(st, 2),
-                                 .last_step = sqlite3_column_int64(st, 3),
-                                 .min = column_real(st, 4),
-                                 .max = column_real(st, 5),
-                                 .last = column_real(st, 6),
-                                 .epoch = sqlite3_column_int(st, 7),
-                                 .wall_time = column_real(st, 8)};
+            b = read_summary(st, 1);
             add_block(&g, sqlite3_column_int64(st, 0), &b);
         }
         if (s != SQLITE_DONE) rc = db_fail(c, "metric blocks");

@@ -33,17 +33,6 @@
 #include "core/clock.h"
 #include "core/error.h"
 
-static void bind_value(sqlite3_stmt *st, int i, double v) {
-    if (isnan(v))
-        sqlite3_bind_null(st, i); /* SQLite would store a NaN as NULL anyway */
-    else
-        sqlite3_bind_double(st, i, v);
-}
-
-static double column_value(sqlite3_stmt *st, int i) {
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
-}
-
 static const char *const put_sql =
     "INSERT OR REPLACE INTO metrics (job_id, name, step, epoch, value, wall_time) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
@@ -62,8 +51,8 @@ int db_metric_put(Db *db, int64_t job, const char *name, int64_t step, int epoch
         db_bind_text(st, 2, name);
         sqlite3_bind_int64(st, 3, step);
         sqlite3_bind_int(st, 4, epoch);
-        bind_value(st, 5, value);
-        bind_value(st, 6, clock_wall_s());
+        db_bind_real(st, 5, value);
+        db_bind_real(st, 6, clock_wall_s());
         rc = db_step_done(c, st, "metric");
         if (rc == DB_CONFLICT) {
             error_set("metric: job %lld: not found", (long long)job);
@@ -88,8 +77,8 @@ static int read_metric(sqlite3_stmt *st, void *out) {
     db_column_copy(st, 0, m->name, sizeof m->name);
     m->step = sqlite3_column_int64(st, 1);
     m->epoch = sqlite3_column_int(st, 2);
-    m->value = column_value(st, 3);
-    m->wall_time = column_value(st, 4);
+    m->value = db_column_real(st, 3);
+    m->wall_time = db_column_real(st, 4);
     return 0;
 }
 
@@ -206,7 +195,7 @@ int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, i
     int s;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t step = sqlite3_column_int64(st, 0);
-        double v = column_value(st, 2);
+        double v = db_column_real(st, 2);
         uint64_t k = (uint64_t)(step - lo) / w;
         if (k >= nb) break; /* a row committed after hi was read */
         if (k != cur) {
@@ -220,7 +209,7 @@ int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, i
         bk->last_step = step;
         bk->epoch = sqlite3_column_int(st, 1);
         bk->last = v;
-        bk->wall_time = column_value(st, 3);
+        bk->wall_time = db_column_real(st, 3);
         bk->count++;
         /* fmin/fmax skip a NaN unless both are */
         bk->min = fmin(bk->min, v);
@@ -486,8 +475,8 @@ static int commit_batch(MetricWriter *w, PendingMetric *rows, size_t n) {
         sqlite3_bind_text(st, 2, rows[i].name, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, rows[i].step);
         sqlite3_bind_int(st, 4, rows[i].epoch);
-        bind_value(st, 5, rows[i].value);
-        bind_value(st, 6, rows[i].wall_time);
+        db_bind_real(st, 5, rows[i].value);
+        db_bind_real(st, 6, rows[i].wall_time);
         int s = sqlite3_step(st);
         if (s == SQLITE_DONE) continue;
         if ((s & 0xff) == SQLITE_CONSTRAINT) {
