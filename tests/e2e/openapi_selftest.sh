@@ -68,7 +68,7 @@ probe "413 on a GET" GET /v1/jobs 413 "$JSON" '{"error":{"code":"too_large","mes
 probe "submit: 201 with its Location" POST /v1/jobs 201 \
     '{"content-type":["application/json"],"location":["/v1/jobs/1"]}' "$JOB_201" ok
 probe "a NaN metric's null" GET '/v1/jobs/1/metrics?name=loss' 200 "$JSON" \
-    '{"job_id":1,"metrics":[{"name":"loss","step":1,"epoch":0,"value":null}],"next_after":null}' ok
+    '{"job_id":1,"metrics":[{"name":"loss","step":1,"epoch":0,"value":null,"wall_time":1796305050.118}],"next_after":null}' ok
 probe "an event stream" GET '/v1/jobs/1/metrics?follow=1' 200 '{"content-type":["text/event-stream"]}' \
     $'retry: 2000\n\n' ok
 probe "a dataset still uploading" GET '/v1/datasets?all=1' 200 "$JSON" "$UPLOADING" ok
@@ -83,7 +83,7 @@ probe "wrong Content-Type" GET /v1/health 200 '{"content-type":["text/html"]}' "
 probe "body not JSON" GET /v1/health 200 "$JSON" "hello" "body is not JSON"
 probe "a field out of its enum" GET /v1/health 200 "$JSON" "${HEALTH/\"ok\"/\"bad\"}" '#/status = "bad": const'
 probe "a metric value of the wrong type" GET '/v1/jobs/1/metrics' 200 "$JSON" \
-    '{"job_id":1,"metrics":[{"name":"loss","step":1,"epoch":0,"value":"nan"}],"next_after":null}' \
+    '{"job_id":1,"metrics":[{"name":"loss","step":1,"epoch":0,"value":"nan","wall_time":null}],"next_after":null}' \
     '#/metrics/0/value = "nan": type'
 probe "an error body without its path" GET /v1/jobs/9 404 "$JSON" '{"error":{"code":"not_found","message":"x"}}' \
     '#/error = {"code":"not_found","message":"x"}: required'
