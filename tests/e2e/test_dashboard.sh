@@ -119,6 +119,11 @@ has "GET /: the page loads /assets/app.js" "$TMP/index.html" '<script type="modu
 for f in app.js api.js runs.js format.js style.css run.js sse.js charts.js panels.js compare.js devices.js; do
     check "GET /assets/$f: 200" "$(curl -s -o /dev/null -w '%{http_code}' "$URL/assets/$f")" 200
 done
+missing=$(for f in web/*.js; do
+    f=${f#web/}
+    [ "$f" = app.js ] || grep -q "<link rel=\"modulepreload\" href=\"/assets/$f\">" "$TMP/index.html" || echo "$f"
+done)
+check "GET /: every module of web/ preloaded (modulepreload), none left to a later round" "$missing" ""
 
 # ---------------------------------------------------------------- the browser
 JOBS=$(printf '{"alice-short": {"id": %s, "user": "alice"}, "bob-short": {"id": %s, "user": "bob"},
