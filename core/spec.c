@@ -25,7 +25,17 @@
 static const char *const top_fields[] = {
     "name",    "data",      "model", "loss",   "optimizer", "scheduler",  "epochs", "batch_size",
     "shuffle", "drop_last", "seed",  "device", "metrics",   "checkpoint", "init",   "allow_tf32",
-    NULL};
+    "clip_grad_norm", NULL};
+
+/* "clip_grad_norm": a max_norm above 0 (torch.nn.utils.clip_grad_norm_'s),
+ * or absent for none. */
+static int parse_clip_grad_norm(JobSpec *spec, const json_t *root) {
+    if (spec_get_number(root, "", "clip_grad_norm", false, 0, &spec->clip_grad_norm)) return -1;
+    if (json_object_get(root, "clip_grad_norm") && !(spec->clip_grad_norm > 0))
+        return error_at("clip_grad_norm", "must be a number above 0 (the gradients' largest "
+                        "norm), got %g", spec->clip_grad_norm);
+    return 0;
+}
 
 /* ---- loss ---- */
 
@@ -412,6 +422,7 @@ static JobSpec *parse_root(const json_t *root, const char *base_dir, const char 
         spec_get_bool(root, "", "shuffle", false, &spec->shuffle) ||
         spec_get_bool(root, "", "drop_last", false, &spec->drop_last) ||
         spec_get_bool(root, "", "allow_tf32", false, &spec->allow_tf32) ||
+        parse_clip_grad_norm(spec, root) ||
         spec_get_int(root, "", "seed", false, 0, 0, INT64_MAX, &seed) ||
         parse_device(spec, root) || parse_metrics(spec, json_object_get(root, "metrics")) ||
         parse_checkpoint(spec, json_object_get(root, "checkpoint")) ||

@@ -160,6 +160,7 @@ typedef struct {
     bool shuffle;        /* false */
     bool drop_last;      /* false */
     bool allow_tf32;     /* false: float32 matrix products in full float32 on a GPU */
+    double clip_grad_norm; /* 0: none; else the gradients' largest total 2-norm */
     uint64_t seed;       /* 0 */
     bool device_auto;    /* "auto" (default): the daemon picks */
     Device device;       /* when !device_auto */

@@ -124,8 +124,41 @@ static const char *nonfinite_name(double v) {
     return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
 }
 
+/* torch.nn.utils.clip_grad_norm_(params, max_norm): the total 2-norm of
+ * every parameter's gradient into *norm, and each gradient scaled by
+ * max_norm / (norm + 1e-6) when that is below 1. The squares are summed
+ * per tensor on its device, then in double here. */
+static int clip_grad_norm(Optimizer *opt, double max_norm, double *norm) {
+    double sumsq = 0;
+    *norm = NAN;
+    for (int i = 0; i < opt->n_params; i++) {
+        Tensor *g = opt->params[i]->grad;
+        if (!g) continue;
+        Tensor *sq = tensor_mul(g, g);
+        Tensor *sum = sq ? tensor_sum(sq) : NULL;
+        double v = sum ? tensor_item(sum) : NAN;
+        tensor_release(sq);
+        tensor_release(sum);
+        if (isnan(v) && !sum) return error_prefix("clip_grad_norm");
+        sumsq += v;
+    }
+    *norm = sqrt(sumsq);
+    double coef = max_norm / (*norm + 1e-6);
+    if (!(coef < 1)) return 0; /* also a NaN norm: torch's clamp leaves the gradients */
+    for (int i = 0; i < opt->n_params; i++) {
+        Tensor *p = opt->params[i];
+        if (!p->grad) continue;
+        Tensor *scaled = tensor_mul_scalar(p->grad, coef);
+        if (!scaled) return error_prefix("clip_grad_norm");
+        tensor_release(p->grad);
+        p->grad = scaled;
+    }
+    return 0;
+}
+
 /* One optimizer step on batch b: zero_grad, forward, loss, metrics,
- * backward, step. The state advances only when the step is done. */
+ * backward, (clipping,) step. The state advances only when the step is
+ * done. */
 static int train_step(Trainer *t, int epoch, const Batch *b) {
     TrainState *s = &t->state;
     int64_t step = s->step + 1;
@@ -156,6 +189,14 @@ static int train_step(Trainer *t, int epoch, const Batch *b) {
     if (tensor_backward(loss) != 0) {
         error_prefix("backward");
         goto fail;
+    }
+    if (t->clip_grad_norm > 0) {
+        double norm = NAN;
+        bool prev = autograd_set_enabled(false);
+        int crc = clip_grad_norm(t->opt, t->clip_grad_norm, &norm);
+        autograd_set_enabled(prev);
+        if (crc != 0) goto fail;
+        emit(t, "grad_norm", step, epoch, norm);
     }
     if (optimizer_step(t->opt) != 0) goto fail;
 

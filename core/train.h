@@ -105,6 +105,9 @@ struct Trainer {
     bool accuracy;   /* train_accuracy / val_accuracy */
     Device device;   /* where batches go; the model must already be there */
     bool allow_tf32; /* TF32 tensor cores for float32 matrix products (GPU) */
+    double clip_grad_norm; /* > 0: gradients scaled to this total 2-norm at most
+                              before each step (torch.nn.utils.clip_grad_norm_),
+                              the norm before it logged as "grad_norm" */
     atomic_int *cancel; /* may be NULL; non-zero stops the run at the next step */
     int checkpoint_every; /* epochs between checkpoint callbacks; 0: none */
     TrainCallbacks cb;

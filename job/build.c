@@ -268,6 +268,7 @@ void job_build_trainer(JobBuild *b, Trainer *t, Device device) {
     t->epochs = b->spec->epochs;
     t->accuracy = b->spec->accuracy;
     t->allow_tf32 = b->spec->allow_tf32;
+    t->clip_grad_norm = b->spec->clip_grad_norm;
     t->device = device;
     t->checkpoint_every = b->spec->checkpoint ? b->spec->checkpoint_every_epochs : 0;
 }

@@ -6,7 +6,8 @@ EXPECTED.json is written by tests/fixtures/gen_jobs.py: {"metrics": [{"name",
 "step", "epoch", "value"}, ...]}. Every expected metric must appear in ACTUAL
 with the same name, step and epoch, and a value within rtol relative (an
 absolute 1e-12 floor for values at zero); the loop's metrics that PyTorch
-logs (loss, lr, train_*, val_*) must not appear in ACTUAL beyond those.
+logs (loss, lr, grad_norm, train_*, val_*) must not appear in ACTUAL beyond
+those.
 Timing metrics (samples_per_s, epoch_time_s) are not compared. Prints the
 first few mismatches and the worst relative error; exit status 0 when all
 match. Plain python3, no numpy: CI has no torch.
@@ -14,7 +15,8 @@ match. Plain python3, no numpy: CI has no torch.
 import json
 import sys
 
-COMPARED = ("loss", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+COMPARED = ("loss", "lr", "grad_norm", "train_loss", "train_accuracy", "val_loss",
+            "val_accuracy")
 
 
 def main(argv):

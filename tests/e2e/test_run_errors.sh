@@ -153,6 +153,12 @@ job_idx "$TMP/unknown-base.json" "$IMAGES" "$LABELS"
 sed 's/"lr": 0.01}/"lr": 0.01, "momentun": 0.9}/' "$TMP/unknown-base.json" >"$TMP/unknown.json"
 expect_error unknown_field "$TMP/unknown.json" "optimizer.momentun" "unknown field"
 
+# ---- clip_grad_norm not above 0 ----
+sed 's/"epochs": 1,/"clip_grad_norm": 0, "epochs": 1,/' "$TMP/unknown-base.json" >"$TMP/clip.json"
+expect_error clip_grad_norm_zero "$TMP/clip.json" "clip_grad_norm: must be a number above 0" "got 0"
+sed 's/"epochs": 1,/"clip_grad_norm": "1", "epochs": 1,/' "$TMP/unknown-base.json" >"$TMP/clip-s.json"
+expect_error clip_grad_norm_string "$TMP/clip-s.json" "clip_grad_norm"
+
 # ---- bad lr_lambda ----
 sed 's/"epochs": 1,/"scheduler": {"type": "LambdaLR", "lr_lambda": "0.95 ** epoch $ 2"}, "epochs": 1,/' \
     "$TMP/unknown-base.json" >"$TMP/lambda.json"
