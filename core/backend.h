@@ -47,6 +47,10 @@ typedef enum {
     UNARY_GT_SCALAR,  /* x > alpha ? 1 : 0 */
     UNARY_CLAMP_MIN,  /* max(x, alpha) */
     UNARY_CLAMP_MAX,  /* min(x, alpha) */
+    UNARY_GELU,       /* x * Phi(x), the exact (erf) form */
+    UNARY_GELU_TANH,  /* GELU's tanh approximation */
+    UNARY_SILU,       /* x * sigmoid(x) */
+    UNARY_LEAKY_RELU, /* x > 0 ? x : alpha * x */
 } UnaryOp;
 
 /* One parameter's part in a fused optimizer update (see the Backend's
@@ -118,10 +122,11 @@ typedef struct Backend {
     void (*binary)(BinaryOp op, const Tensor *a, const Tensor *b, Tensor *out);
     /* out = OP(x, alpha); x and out contiguous, same numel. */
     void (*unary)(UnaryOp op, const Tensor *x, double alpha, Tensor *out);
-    /* Elementwise backward of activations, gx = gy * dOP/dx given y = OP(x):
-     * RELU uses x, SIGMOID and TANH use y. */
-    void (*unary_backward)(UnaryOp op, const Tensor *x, const Tensor *y, const Tensor *gy,
-                           Tensor *gx);
+    /* Elementwise backward of activations, gx = gy * dOP/dx given y = OP(x)
+     * and the forward's alpha: RELU, GELU, GELU_TANH, SILU and LEAKY_RELU
+     * use x, SIGMOID and TANH use y. */
+    void (*unary_backward)(UnaryOp op, const Tensor *x, const Tensor *y, double alpha,
+                           const Tensor *gy, Tensor *gx);
 
     /* ---- reductions ---- */
     /* out keeps x's ndim with size 1 in every reduced dim (keepdim=True);

@@ -34,6 +34,11 @@ Tensor *tensor_abs(Tensor *a);
 Tensor *tensor_relu(Tensor *a);
 Tensor *tensor_sigmoid(Tensor *a);
 Tensor *tensor_tanh(Tensor *a);
+/* F.gelu(a, approximate='tanh' if approximate_tanh else 'none'), F.silu(a),
+ * F.leaky_relu(a, negative_slope) */
+Tensor *tensor_gelu(Tensor *a, bool approximate_tanh);
+Tensor *tensor_silu(Tensor *a);
+Tensor *tensor_leaky_relu(Tensor *a, double negative_slope);
 Tensor *tensor_clamp(Tensor *a, double min, double max); /* NAN = no bound */
 /* The broadcast shape of a and b, or -1 with "add: shapes [2, 3] and [4]
  * cannot be broadcast". */

@@ -69,6 +69,7 @@ typedef enum {
     SPEC_LAYER_DROPOUT,
     SPEC_LAYER_BATCH_NORM1D,
     SPEC_LAYER_BATCH_NORM2D,
+    SPEC_LAYER_GELU, SPEC_LAYER_SILU, SPEC_LAYER_LEAKY_RELU, SPEC_LAYER_IDENTITY,
 } SpecLayerType;
 
 /* One entry of "model", with torch's defaults filled in. Only the fields of
@@ -86,6 +87,8 @@ typedef struct {
     int64_t num_features;              /* BatchNorm1d/2d */
     double eps, momentum;              /*   1e-5, 0.1 (NAN: torch's None) */
     bool affine, track_running_stats;  /*   true, true */
+    bool gelu_tanh;                    /* GELU: approximate "tanh" (false: "none") */
+    double negative_slope;             /* LeakyReLU (0.01) */
 } SpecLayer;
 
 /* torch's class name: "Linear", "BatchNorm2d", ... */

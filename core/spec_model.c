@@ -139,12 +139,37 @@ static int parse_conv2d(const json_t *o, const char *path, SpecLayer *l) {
                : 0;
 }
 
-static int parse_relu(const json_t *o, const char *path, SpecLayer *l) {
-    bool inplace; /* same result; traind never needs it */
+/* ReLU, SiLU: only `inplace`, which gives the same result; traind never needs it. */
+static int parse_inplace(const json_t *o, const char *path, SpecLayer *l) {
+    bool inplace;
     return spec_get_bool(o, path, "inplace", false, &inplace);
 }
 
 static int parse_no_args(const json_t *o, const char *path, SpecLayer *l) { return 0; }
+
+static int parse_gelu(const json_t *o, const char *path, SpecLayer *l) {
+    char p[SPEC_PATH_MAX];
+    json_t *v = json_object_get(o, "approximate");
+    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+    if (!v || (s && strcmp(s, "none") == 0)) return 0;
+    if (s && strcmp(s, "tanh") == 0) {
+        l->gelu_tanh = true;
+        return 0;
+    }
+    char *got = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    error_at(spec_path_key(p, path, "approximate"), "expected \"none\" or \"tanh\", got %s",
+             got ? got : spec_json_kind(v));
+    free(got);
+    return -1;
+}
+
+static int parse_leaky_relu(const json_t *o, const char *path, SpecLayer *l) {
+    bool inplace; /* as ReLU's */
+    return spec_get_number(o, path, "negative_slope", false, 0.01, &l->negative_slope) ||
+                   spec_get_bool(o, path, "inplace", false, &inplace)
+               ? -1
+               : 0;
+}
 
 static int parse_softmax(const json_t *o, const char *path, SpecLayer *l) {
     int64_t dim;
@@ -246,7 +271,7 @@ static const LayerKind layer_kinds[] = {
     {"Conv2d", SPEC_LAYER_CONV2D, parse_conv2d,
      {"type", "in_channels", "out_channels", "kernel_size", "stride", "padding", "bias",
       "dilation", "groups", "padding_mode", NULL}},
-    {"ReLU", SPEC_LAYER_RELU, parse_relu, {"type", "inplace", NULL}},
+    {"ReLU", SPEC_LAYER_RELU, parse_inplace, {"type", "inplace", NULL}},
     {"Sigmoid", SPEC_LAYER_SIGMOID, parse_no_args, {"type", NULL}},
     {"Tanh", SPEC_LAYER_TANH, parse_no_args, {"type", NULL}},
     {"Softmax", SPEC_LAYER_SOFTMAX, parse_softmax, {"type", "dim", NULL}},
@@ -262,6 +287,11 @@ static const LayerKind layer_kinds[] = {
      {"type", "num_features", "eps", "momentum", "affine", "track_running_stats", NULL}},
     {"BatchNorm2d", SPEC_LAYER_BATCH_NORM2D, parse_batch_norm,
      {"type", "num_features", "eps", "momentum", "affine", "track_running_stats", NULL}},
+    {"GELU", SPEC_LAYER_GELU, parse_gelu, {"type", "approximate", NULL}},
+    {"SiLU", SPEC_LAYER_SILU, parse_inplace, {"type", "inplace", NULL}},
+    {"LeakyReLU", SPEC_LAYER_LEAKY_RELU, parse_leaky_relu,
+     {"type", "negative_slope", "inplace", NULL}},
+    {"Identity", SPEC_LAYER_IDENTITY, parse_no_args, {"type", NULL}},
 };
 #define NUM_LAYER_KINDS ((int)(sizeof layer_kinds / sizeof layer_kinds[0]))
 
@@ -346,6 +376,10 @@ static Module *build_layer(const SpecLayer *l, Rng *rng) {
     case SPEC_LAYER_BATCH_NORM2D:
         return nn_batch_norm2d(l->num_features, l->eps, l->momentum, l->affine,
                                l->track_running_stats);
+    case SPEC_LAYER_GELU: return nn_gelu(l->gelu_tanh);
+    case SPEC_LAYER_SILU: return nn_silu();
+    case SPEC_LAYER_LEAKY_RELU: return nn_leaky_relu(l->negative_slope);
+    case SPEC_LAYER_IDENTITY: return nn_identity();
     }
     error_set("unknown layer type %d", (int)l->type);
     return NULL;

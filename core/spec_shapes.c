@@ -125,6 +125,10 @@ static int layer_shape(const SpecLayer *l, int n, const int64_t *x, int *on, int
     case SPEC_LAYER_SIGMOID:
     case SPEC_LAYER_TANH:
     case SPEC_LAYER_DROPOUT:
+    case SPEC_LAYER_GELU:
+    case SPEC_LAYER_SILU:
+    case SPEC_LAYER_LEAKY_RELU:
+    case SPEC_LAYER_IDENTITY:
         *on = n;
         memcpy(out, x, (size_t)n * sizeof *x);
         return 0;

@@ -37,7 +37,11 @@ _Static_assert((int)UNARY_NEG == (int)GPU_UN_NEG && (int)UNARY_EXP == (int)GPU_U
                    (int)UNARY_RSUB_SCALAR == (int)GPU_UN_RSUB_SCALAR &&
                    (int)UNARY_RDIV_SCALAR == (int)GPU_UN_RDIV_SCALAR &&
                    (int)UNARY_GT_SCALAR == (int)GPU_UN_GT_SCALAR && (int)UNARY_CLAMP_MIN == (int)GPU_UN_CLAMP_MIN &&
-                   (int)UNARY_CLAMP_MAX == (int)GPU_UN_CLAMP_MAX,
+                   (int)UNARY_CLAMP_MAX == (int)GPU_UN_CLAMP_MAX &&
+                   (int)UNARY_GELU == (int)GPU_UN_GELU &&
+                   (int)UNARY_GELU_TANH == (int)GPU_UN_GELU_TANH &&
+                   (int)UNARY_SILU == (int)GPU_UN_SILU &&
+                   (int)UNARY_LEAKY_RELU == (int)GPU_UN_LEAKY_RELU,
                "gpu/kernels.h unary op codes follow UnaryOp");
 _Static_assert(sizeof(GpuWindow) == sizeof(Window2d) && GPU_MAX_DIMS == TENSOR_MAX_DIMS,
                "GpuWindow mirrors Window2d");
@@ -133,11 +137,11 @@ static void cuda_unary(UnaryOp op, const Tensor *x, double alpha, Tensor *out) {
                      tensor_numel(out));
 }
 
-static void cuda_unary_backward(UnaryOp op, const Tensor *x, const Tensor *y, const Tensor *gy,
-                                Tensor *gx) {
+static void cuda_unary_backward(UnaryOp op, const Tensor *x, const Tensor *y, double alpha,
+                                const Tensor *gy, Tensor *gx) {
     use(gx);
     gpu_launch_unary_backward((int)op, (int)gx->dtype, x ? tensor_data(x) : NULL,
-                              y ? tensor_data(y) : NULL, tensor_data(gy), tensor_data(gx),
+                              y ? tensor_data(y) : NULL, alpha, tensor_data(gy), tensor_data(gx),
                               tensor_numel(gx));
 }
 

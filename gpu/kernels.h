@@ -39,7 +39,8 @@ enum {
 enum {
     GPU_UN_NEG, GPU_UN_EXP, GPU_UN_LOG, GPU_UN_SQRT, GPU_UN_ABS, GPU_UN_SIGN, GPU_UN_RELU,
     GPU_UN_SIGMOID, GPU_UN_TANH, GPU_UN_POW, GPU_UN_MUL_SCALAR, GPU_UN_ADD_SCALAR,
-    GPU_UN_RSUB_SCALAR, GPU_UN_RDIV_SCALAR, GPU_UN_GT_SCALAR, GPU_UN_CLAMP_MIN, GPU_UN_CLAMP_MAX
+    GPU_UN_RSUB_SCALAR, GPU_UN_RDIV_SCALAR, GPU_UN_GT_SCALAR, GPU_UN_CLAMP_MIN, GPU_UN_CLAMP_MAX,
+    GPU_UN_GELU, GPU_UN_GELU_TANH, GPU_UN_SILU, GPU_UN_LEAKY_RELU
 };
 
 /* A strided view from a tensor's first element (tensor_data): shape and
@@ -88,8 +89,8 @@ void gpu_launch_fill(void *dst, int dtype, int64_t n, double value);
 void gpu_launch_binary(int op, int dtype, const void *a, GpuView av, const void *b, GpuView bv,
                        void *out, int64_t n);
 void gpu_launch_unary(int op, int dtype, const void *x, double alpha, void *out, int64_t n);
-void gpu_launch_unary_backward(int op, int dtype, const void *x, const void *y, const void *gy,
-                               void *gx, int64_t n);
+void gpu_launch_unary_backward(int op, int dtype, const void *x, const void *y, double alpha,
+                               const void *gy, void *gx, int64_t n);
 
 /* ---- kernels/reduce.cu ---- */
 /* out[o] = sum over the reduced dims; kept/red list (size, stride) pairs of

@@ -29,8 +29,8 @@ void cpu_fill(Tensor *dst, double value);
 /* elementwise.c */
 void cpu_binary(BinaryOp op, const Tensor *a, const Tensor *b, Tensor *out);
 void cpu_unary(UnaryOp op, const Tensor *x, double alpha, Tensor *out);
-void cpu_unary_backward(UnaryOp op, const Tensor *x, const Tensor *y, const Tensor *gy,
-                        Tensor *gx);
+void cpu_unary_backward(UnaryOp op, const Tensor *x, const Tensor *y, double alpha,
+                        const Tensor *gy, Tensor *gx);
 
 /* reduce.c */
 void cpu_sum(const Tensor *x, Tensor *out);

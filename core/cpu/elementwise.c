@@ -13,6 +13,9 @@
  * the same shortcuts as torch's pow_tensor_scalar kernel. The one deliberate
  * difference: sigmoid uses exp(x) / (1 + exp(x)) for x < 0, which never
  * forms exp(-x) = inf (torch computes 1 / (1 + exp(-x)) everywhere).
+ * GELU (exact and tanh), SiLU and LeakyReLU, forward and backward, are
+ * written as torch's CPU kernels write them (GeluKernelImpl, silu_kernel,
+ * leaky_relu_kernel), constants included.
  */
 #include <tgmath.h>
 
@@ -157,6 +160,40 @@ void cpu_binary(BinaryOp op, const Tensor *a, const Tensor *b, Tensor *out) {
 DEFINE_SIGMOID(float, f32)
 DEFINE_SIGMOID(double, f64)
 
+/* torch's GELU constants: 1/sqrt(2), 1/sqrt(2 pi), sqrt(2/pi), 0.044715. */
+#define GELU_ALPHA 0.70710678118654752440
+#define GELU_PDF 0.39894228040143267794
+#define GELU_BETA 0.79788456080286535588
+#define GELU_KAPPA 0.044715
+
+/* GELU, SiLU and their derivatives (dy/dx) at one element. */
+#define DEFINE_ACTIVATIONS(T, SFX)                                                                 \
+    static inline T gelu_##SFX(T v) { return v * (T)0.5 * ((T)1 + erf(v * (T)GELU_ALPHA)); }       \
+    static inline T gelu_tanh_inner_##SFX(T v) {                                                   \
+        return (T)GELU_BETA * (v + (T)GELU_KAPPA * (v * v * v));                                   \
+    }                                                                                              \
+    static inline T gelu_tanh_##SFX(T v) {                                                         \
+        return (T)0.5 * v * ((T)1 + tanh(gelu_tanh_inner_##SFX(v)));                               \
+    }                                                                                              \
+    static inline T silu_##SFX(T v) { return v / ((T)1 + exp(-v)); }                               \
+    static inline T gelu_grad_##SFX(T v) {                                                         \
+        T cdf = (T)0.5 * ((T)1 + erf(v * (T)GELU_ALPHA));                                          \
+        T pdf = (T)GELU_PDF * exp(v * v * (T)-0.5);                                                \
+        return cdf + v * pdf;                                                                      \
+    }                                                                                              \
+    static inline T gelu_tanh_grad_##SFX(T v) {                                                    \
+        T th = tanh(gelu_tanh_inner_##SFX(v));                                                     \
+        T inner_grad = (T)GELU_BETA * ((T)1 + (T)3 * (T)GELU_KAPPA * (v * v));                     \
+        return (T)0.5 * ((T)1 + th) + (T)0.5 * v * ((T)1 - th * th) * inner_grad;                  \
+    }                                                                                              \
+    static inline T silu_grad_##SFX(T v) {                                                         \
+        T s = (T)1 / ((T)1 + exp(-v));                                                             \
+        return s * ((T)1 + v * ((T)1 - s));                                                        \
+    }
+
+DEFINE_ACTIVATIONS(float, f32)
+DEFINE_ACTIVATIONS(double, f64)
+
 /* pow(x, alpha) with torch's shortcuts for the common exponents. */
 #define UNARY_POW_LOOP(T)                                                                          \
     do {                                                                                           \
@@ -198,6 +235,10 @@ DEFINE_SIGMOID(double, f64)
         case UNARY_GT_SCALAR: UNARY_LOOP(T, v > al ? (T)1 : (T)0); break;                          \
         case UNARY_CLAMP_MIN: UNARY_LOOP(T, v < al ? al : v); break; /* NaN stays NaN */           \
         case UNARY_CLAMP_MAX: UNARY_LOOP(T, v > al ? al : v); break;                               \
+        case UNARY_GELU: UNARY_LOOP(T, gelu_##SFX(v)); break;                                      \
+        case UNARY_GELU_TANH: UNARY_LOOP(T, gelu_tanh_##SFX(v)); break;                            \
+        case UNARY_SILU: UNARY_LOOP(T, silu_##SFX(v)); break;                                      \
+        case UNARY_LEAKY_RELU: UNARY_LOOP(T, v > 0 ? v : v * al); break;                           \
         }                                                                                          \
     }
 
@@ -214,15 +255,27 @@ void cpu_unary(UnaryOp op, const Tensor *x, double alpha, Tensor *out) {
 
 /* ---- activation backward ---- */
 
+/* gx = gy * EXPR over the elements, EXPR of v = x[i] (or y[i]). */
+#define GRAD_LOOP(T, V, EXPR)                                                                      \
+    do {                                                                                           \
+        _Pragma("omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)")                    \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+            const T v = (V)[i];                                                                    \
+            pgx[i] = pgy[i] * (EXPR);                                                              \
+        }                                                                                          \
+    } while (0)
+
 /* RELU as torch's threshold_backward (x <= 0 gives exactly 0, even for an
- * infinite or NaN gy); SIGMOID and TANH in torch's operation order. Only
- * these three are supported: the other ops' backwards are composed by the
- * op layer from unary and binary kernels. Any other op writes NaN, so a
- * misuse shows up in the numbers rather than as silent zeros. */
+ * infinite or NaN gy); LEAKY_RELU as torch's (x > 0 ? gy : gy * slope);
+ * the others in torch's operation order. Only these ops are supported: the
+ * other ops' backwards are composed by the op layer from unary and binary
+ * kernels. Any other op writes NaN, so a misuse shows up in the numbers
+ * rather than as silent zeros. */
 #define DEFINE_UNARY_BACKWARD(T, SFX)                                                              \
-    static void unary_backward_##SFX(UnaryOp op, const T *restrict px, const T *restrict py,     \
-                                     const T *restrict pgy, T *restrict pgx,                       \
+    static void unary_backward_##SFX(UnaryOp op, const T *restrict px, const T *restrict py,       \
+                                     double alpha, const T *restrict pgy, T *restrict pgx,         \
                                      int64_t n) {                                                  \
+        const T al = (T)alpha;                                                                     \
         switch (op) {                                                                              \
         case UNARY_RELU:                                                                           \
             _Pragma("omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)")                \
@@ -231,12 +284,22 @@ void cpu_unary(UnaryOp op, const Tensor *x, double alpha, Tensor *out) {
                 pgx[i] = px[i] > 0 ? g : (T)0;                                                     \
             }                                                                                      \
             break;                                                                                 \
+        case UNARY_LEAKY_RELU:                                                                     \
+            _Pragma("omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)")                \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                const T g = pgy[i];                                                                \
+                pgx[i] = px[i] > 0 ? g : g * al;                                                   \
+            }                                                                                      \
+            break;                                                                                 \
         case UNARY_SIGMOID:                                                                        \
             for (int64_t i = 0; i < n; i++) pgx[i] = pgy[i] * ((T)1 - py[i]) * py[i];              \
             break;                                                                                 \
         case UNARY_TANH:                                                                           \
             for (int64_t i = 0; i < n; i++) pgx[i] = pgy[i] * ((T)1 - py[i] * py[i]);              \
             break;                                                                                 \
+        case UNARY_GELU: GRAD_LOOP(T, px, gelu_grad_##SFX(v)); break;                              \
+        case UNARY_GELU_TANH: GRAD_LOOP(T, px, gelu_tanh_grad_##SFX(v)); break;                    \
+        case UNARY_SILU: GRAD_LOOP(T, px, silu_grad_##SFX(v)); break;                              \
         default:                                                                                   \
             for (int64_t i = 0; i < n; i++) pgx[i] = (T)NAN;                                       \
             break;                                                                                 \
@@ -246,13 +309,13 @@ void cpu_unary(UnaryOp op, const Tensor *x, double alpha, Tensor *out) {
 DEFINE_UNARY_BACKWARD(float, f32)
 DEFINE_UNARY_BACKWARD(double, f64)
 
-void cpu_unary_backward(UnaryOp op, const Tensor *x, const Tensor *y, const Tensor *gy,
-                        Tensor *gx) {
+void cpu_unary_backward(UnaryOp op, const Tensor *x, const Tensor *y, double alpha,
+                        const Tensor *gy, Tensor *gx) {
     int64_t n = tensor_numel(gx);
-    /* RELU needs only x, SIGMOID and TANH only y; the other may be NULL. */
+    /* SIGMOID and TANH need only y, the others only x; the other may be NULL. */
     const void *px = x ? tensor_data(x) : NULL, *py = y ? tensor_data(y) : NULL;
     if (gx->dtype == DTYPE_FLOAT32)
-        unary_backward_f32(op, px, py, tensor_data(gy), tensor_data(gx), n);
+        unary_backward_f32(op, px, py, alpha, tensor_data(gy), tensor_data(gx), n);
     else
-        unary_backward_f64(op, px, py, tensor_data(gy), tensor_data(gx), n);
+        unary_backward_f64(op, px, py, alpha, tensor_data(gy), tensor_data(gx), n);
 }

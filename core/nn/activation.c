@@ -1,8 +1,9 @@
-/* activation.c - nn.ReLU, nn.Sigmoid, nn.Tanh and nn.Softmax(dim).
+/* activation.c - nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU(approximate),
+ * nn.SiLU, nn.LeakyReLU(negative_slope), nn.Identity and nn.Softmax(dim).
  *
  * Parameterless layers over the elementwise ops; the output has the input's
  * shape. Softmax keeps its dim (torch's implicit dim=None is deprecated, so
- * the dim is required here).
+ * the dim is required here). Identity returns its input itself, as torch's.
  */
 #include "core/error.h"
 #include "core/nn/module.h"
@@ -20,6 +21,46 @@ static const ModuleVTable tanh_vtable = {"Tanh", tanh_forward, module_infer_same
 Module *nn_relu(void) { return module_alloc(sizeof(Module), &relu_vtable); }
 Module *nn_sigmoid(void) { return module_alloc(sizeof(Module), &sigmoid_vtable); }
 Module *nn_tanh(void) { return module_alloc(sizeof(Module), &tanh_vtable); }
+
+static Tensor *silu_forward(Module *m, Tensor *x) { return tensor_silu(x); }
+static Tensor *identity_forward(Module *m, Tensor *x) { return tensor_retain(x); }
+
+static const ModuleVTable silu_vtable = {"SiLU", silu_forward, module_infer_same_shape, NULL};
+static const ModuleVTable identity_vtable = {"Identity", identity_forward,
+                                             module_infer_same_shape, NULL};
+
+Module *nn_silu(void) { return module_alloc(sizeof(Module), &silu_vtable); }
+Module *nn_identity(void) { return module_alloc(sizeof(Module), &identity_vtable); }
+
+/* The layers with one constant argument: GELU's approximation (0 none,
+ * 1 tanh) and LeakyReLU's negative_slope. */
+typedef struct {
+    Module base;
+    double arg;
+} ArgActivation;
+
+static Tensor *gelu_forward(Module *m, Tensor *x) {
+    return tensor_gelu(x, ((ArgActivation *)m)->arg != 0);
+}
+static Tensor *leaky_relu_forward(Module *m, Tensor *x) {
+    return tensor_leaky_relu(x, ((ArgActivation *)m)->arg);
+}
+
+static const ModuleVTable gelu_vtable = {"GELU", gelu_forward, module_infer_same_shape, NULL};
+static const ModuleVTable leaky_relu_vtable = {"LeakyReLU", leaky_relu_forward,
+                                               module_infer_same_shape, NULL};
+
+static Module *arg_activation(const ModuleVTable *vtable, double arg) {
+    ArgActivation *a = (ArgActivation *)module_alloc(sizeof *a, vtable);
+    if (!a) return NULL;
+    a->arg = arg;
+    return &a->base;
+}
+
+Module *nn_gelu(bool approximate_tanh) { return arg_activation(&gelu_vtable, approximate_tanh); }
+Module *nn_leaky_relu(double negative_slope) {
+    return arg_activation(&leaky_relu_vtable, negative_slope);
+}
 
 typedef struct {
     Module base;

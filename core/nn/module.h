@@ -168,6 +168,12 @@ Module *nn_conv2d(int64_t in_channels, int64_t out_channels, Size2d kernel_size,
 Module *nn_relu(void);
 Module *nn_sigmoid(void);
 Module *nn_tanh(void);
+/* nn.GELU(approximate='none'; 'tanh' when approximate_tanh), nn.SiLU(),
+ * nn.LeakyReLU(negative_slope=0.01), nn.Identity() */
+Module *nn_gelu(bool approximate_tanh);
+Module *nn_silu(void);
+Module *nn_leaky_relu(double negative_slope);
+Module *nn_identity(void);
 Module *nn_softmax(int dim);
 /* pool.c: nn.MaxPool2d(kernel_size, stride=None, padding=0); a stride of
  * {0, 0} means torch's None, i.e. the kernel size. Same for AvgPool2d

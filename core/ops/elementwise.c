@@ -244,11 +244,15 @@ static int unary_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     }
     case UNARY_RELU:
     case UNARY_SIGMOID:
-    case UNARY_TANH: {
+    case UNARY_TANH:
+    case UNARY_GELU:
+    case UNARY_GELU_TANH:
+    case UNARY_SILU:
+    case UNARY_LEAKY_RELU: {
         Tensor *gyc = tensor_contiguous(gy);
         Tensor *g = gyc ? tensor_empty_like(x) : NULL;
         if (g && tensor_numel(g) > 0)
-            backend_for(x->device)->unary_backward((UnaryOp)node->ints[0], x, y, gyc, g);
+            backend_for(x->device)->unary_backward((UnaryOp)node->ints[0], x, y, alpha, gyc, g);
         tensor_release(gyc);
         gx[0] = g;
         break;
@@ -303,6 +307,16 @@ Tensor *tensor_sigmoid(Tensor *a) {
 }
 Tensor *tensor_tanh(Tensor *a) {
     return unary_op("tanh", "TanhBackward", UNARY_TANH, a, 0, true);
+}
+Tensor *tensor_gelu(Tensor *a, bool approximate_tanh) {
+    UnaryOp op = approximate_tanh ? UNARY_GELU_TANH : UNARY_GELU;
+    return unary_op("gelu", "GeluBackward", op, a, 0, false);
+}
+Tensor *tensor_silu(Tensor *a) {
+    return unary_op("silu", "SiluBackward", UNARY_SILU, a, 0, false);
+}
+Tensor *tensor_leaky_relu(Tensor *a, double negative_slope) {
+    return unary_op("leaky_relu", "LeakyReluBackward", UNARY_LEAKY_RELU, a, negative_slope, false);
 }
 Tensor *tensor_pow_scalar(Tensor *a, double exponent) {
     return unary_op("pow", "PowBackward", UNARY_POW, a, exponent, false);

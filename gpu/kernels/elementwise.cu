@@ -3,8 +3,9 @@
  * float semantics (relu(-0) = -0, relu(NaN) = NaN, sign(NaN) = 0, MAX and
  * CLAMP propagate NaN, GT/EQ give 1/0, scalars cast to T first, pow's
  * shortcuts for 2, 3, 0.5, -0.5, -1, -2, the sigmoid that never forms
- * exp(-x) = inf). The op is a kernel argument: it is the same for every
- * thread, so the switch costs no divergence.
+ * exp(-x) = inf, GELU/SiLU/LeakyReLU in torch's formulas). The op is a
+ * kernel argument: it is the same for every thread, so the switch costs no
+ * divergence.
  */
 #include "gpu/kernels/common.cuh"
 
@@ -75,6 +76,41 @@ template <typename T> __device__ inline T pow_scalar(T v, double alpha, T al) {
     return g_pow(v, al);
 }
 
+/* GELU and SiLU as torch writes them (and core/cpu/elementwise.c): the
+ * value and dy/dx at one element. Constants: 1/sqrt(2), 1/sqrt(2 pi),
+ * sqrt(2/pi), 0.044715. */
+__device__ inline float g_erf(float x) { return erff(x); }
+__device__ inline double g_erf(double x) { return erf(x); }
+#define GELU_ALPHA 0.70710678118654752440
+#define GELU_PDF 0.39894228040143267794
+#define GELU_BETA 0.79788456080286535588
+#define GELU_KAPPA 0.044715
+
+template <typename T> __device__ inline T gelu(T v) {
+    return v * (T)0.5 * ((T)1 + g_erf(v * (T)GELU_ALPHA));
+}
+template <typename T> __device__ inline T gelu_tanh_inner(T v) {
+    return (T)GELU_BETA * (v + (T)GELU_KAPPA * (v * v * v));
+}
+template <typename T> __device__ inline T gelu_tanh(T v) {
+    return (T)0.5 * v * ((T)1 + g_tanh(gelu_tanh_inner(v)));
+}
+template <typename T> __device__ inline T silu(T v) { return v / ((T)1 + g_exp(-v)); }
+template <typename T> __device__ inline T gelu_grad(T v) {
+    T cdf = (T)0.5 * ((T)1 + g_erf(v * (T)GELU_ALPHA));
+    T pdf = (T)GELU_PDF * g_exp(v * v * (T)-0.5);
+    return cdf + v * pdf;
+}
+template <typename T> __device__ inline T gelu_tanh_grad(T v) {
+    T th = g_tanh(gelu_tanh_inner(v));
+    T inner_grad = (T)GELU_BETA * ((T)1 + (T)3 * (T)GELU_KAPPA * (v * v));
+    return (T)0.5 * ((T)1 + th) + (T)0.5 * v * ((T)1 - th * th) * inner_grad;
+}
+template <typename T> __device__ inline T silu_grad(T v) {
+    T s = (T)1 / ((T)1 + g_exp(-v));
+    return s * ((T)1 + v * ((T)1 - s));
+}
+
 template <typename T> __device__ inline T unary_op(int op, T v, double alpha, T al) {
     switch (op) {
     case GPU_UN_NEG: return -v;
@@ -94,6 +130,10 @@ template <typename T> __device__ inline T unary_op(int op, T v, double alpha, T 
     case GPU_UN_GT_SCALAR: return v > al ? (T)1 : (T)0;
     case GPU_UN_CLAMP_MIN: return v < al ? al : v; /* NaN stays NaN */
     case GPU_UN_CLAMP_MAX: return v > al ? al : v;
+    case GPU_UN_GELU: return gelu(v);
+    case GPU_UN_GELU_TANH: return gelu_tanh(v);
+    case GPU_UN_SILU: return silu(v);
+    case GPU_UN_LEAKY_RELU: return v > 0 ? v : v * al;
     }
     return (T)NAN;
 }
@@ -116,29 +156,35 @@ extern "C" void gpu_launch_unary(int op, int dtype, const void *x, double alpha,
     gpu_check_launch("unary kernel");
 }
 
-/* RELU as torch's threshold_backward (x <= 0 gives exactly 0); SIGMOID and
- * TANH in torch's order; any other op writes NaN, as the CPU kernel. */
+/* RELU as torch's threshold_backward (x <= 0 gives exactly 0), LEAKY_RELU
+ * as torch's (x > 0 ? gy : gy * slope); SIGMOID, TANH, GELU and SILU in
+ * torch's order; any other op writes NaN, as the CPU kernel. */
 template <typename T>
-__global__ void unary_backward_kernel(int op, const T *x, const T *y, const T *gy, T *gx,
+__global__ void unary_backward_kernel(int op, const T *x, const T *y, T al, const T *gy, T *gx,
                                       int64_t n) {
     GRID_STRIDE(i, n) {
         switch (op) {
         case GPU_UN_RELU: gx[i] = x[i] > 0 ? gy[i] : (T)0; break;
+        case GPU_UN_LEAKY_RELU: gx[i] = x[i] > 0 ? gy[i] : gy[i] * al; break;
         case GPU_UN_SIGMOID: gx[i] = gy[i] * ((T)1 - y[i]) * y[i]; break;
         case GPU_UN_TANH: gx[i] = gy[i] * ((T)1 - y[i] * y[i]); break;
+        case GPU_UN_GELU: gx[i] = gy[i] * gelu_grad(x[i]); break;
+        case GPU_UN_GELU_TANH: gx[i] = gy[i] * gelu_tanh_grad(x[i]); break;
+        case GPU_UN_SILU: gx[i] = gy[i] * silu_grad(x[i]); break;
         default: gx[i] = (T)NAN; break;
         }
     }
 }
 
 extern "C" void gpu_launch_unary_backward(int op, int dtype, const void *x, const void *y,
-                                          const void *gy, void *gx, int64_t n) {
+                                          double alpha, const void *gy, void *gx, int64_t n) {
     if (n <= 0) return;
     if (dtype == GPU_F32)
         unary_backward_kernel<float><<<gpu_blocks(n), GPU_THREADS>>>(
-            op, (const float *)x, (const float *)y, (const float *)gy, (float *)gx, n);
+            op, (const float *)x, (const float *)y, (float)alpha, (const float *)gy, (float *)gx,
+            n);
     else
         unary_backward_kernel<double><<<gpu_blocks(n), GPU_THREADS>>>(
-            op, (const double *)x, (const double *)y, (const double *)gy, (double *)gx, n);
+            op, (const double *)x, (const double *)y, alpha, (const double *)gy, (double *)gx, n);
     gpu_check_launch("unary_backward kernel");
 }

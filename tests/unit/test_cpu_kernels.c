@@ -261,16 +261,16 @@ Test(cpu_kernels, unary_backward_relu_sigmoid_tanh) {
     FOR_EACH_DTYPE(dt) {
         Tensor *x = from(xv, SHAPE(4), dt), *gy = from(gv, SHAPE(4), dt);
         Tensor *gx = empty(SHAPE(4), dt);
-        cpu_backend.unary_backward(UNARY_RELU, x, NULL, gy, gx);
+        cpu_backend.unary_backward(UNARY_RELU, x, NULL, 0, gy, gx);
         assert_exact(gx, (double[]){0, 0, 7, -2}, 4, "relu backward"); /* x = 0 gives 0 */
 
         /* y = 0.25 -> y(1-y) = 0.1875; tanh: 1 - y^2 = 0.9375. Hand values. */
         const double yv[] = {0.25, 0.5, 0.75, -0.5};
         Tensor *yy = from(yv, SHAPE(4), dt);
-        cpu_backend.unary_backward(UNARY_SIGMOID, NULL, yy, gy, gx);
+        cpu_backend.unary_backward(UNARY_SIGMOID, NULL, yy, 0, gy, gx);
         assert_exact(gx, (double[]){3 * 0.1875, 5 * 0.25, 7 * 0.1875, -2 * 1.5 * -0.5}, 4,
                      "sigmoid backward");
-        cpu_backend.unary_backward(UNARY_TANH, NULL, yy, gy, gx);
+        cpu_backend.unary_backward(UNARY_TANH, NULL, yy, 0, gy, gx);
         assert_exact(gx, (double[]){3 * 0.9375, 5 * 0.75, 7 * 0.4375, -2 * 0.75}, 4,
                      "tanh backward");
         tensor_release(x);

@@ -180,6 +180,11 @@ static Tensor *op_relu(Tensor **in, const void *c) { (void)c; return tensor_relu
 static Tensor *op_sigmoid(Tensor **in, const void *c) { (void)c; return tensor_sigmoid(in[0]); }
 static Tensor *op_tanh(Tensor **in, const void *c) { (void)c; return tensor_tanh(in[0]); }
 static Tensor *op_clamp(Tensor **in, const void *c) { (void)c; return tensor_clamp(in[0], -0.3, 0.4); }
+static Tensor *op_gelu(Tensor **in, const void *c) { return tensor_gelu(in[0], *(const bool *)c); }
+static Tensor *op_silu(Tensor **in, const void *c) { (void)c; return tensor_silu(in[0]); }
+static Tensor *op_leaky_relu(Tensor **in, const void *c) {
+    return tensor_leaky_relu(in[0], *(const double *)c);
+}
 static Tensor *op_sum(Tensor **in, const void *c) { (void)c; return tensor_sum(in[0]); }
 static Tensor *op_mean(Tensor **in, const void *c) { (void)c; return tensor_mean(in[0]); }
 static Tensor *op_sum_02(Tensor **in, const void *c) {
@@ -302,6 +307,10 @@ static int mk_one(Rng *r, DType dt, Tensor **in) {
     in[0] = rand_t(r, SHAPE(4, 77), dt, -3, 3);
     return 1;
 }
+static int mk_tails(Rng *r, DType dt, Tensor **in) { /* the activations' tails */
+    in[0] = rand_t(r, SHAPE(4, 77), dt, -30, 30);
+    return 1;
+}
 static int mk_pos(Rng *r, DType dt, Tensor **in) {
     in[0] = rand_t(r, SHAPE(4, 77), dt, 0.1, 3);
     return 1;
@@ -389,6 +398,20 @@ Test(gpu, elementwise_unary) {
     both_dtypes("sigmoid", mk_one, op_sigmoid, NULL, 1e-6);
     both_dtypes("tanh", mk_one, op_tanh, NULL, 1e-6);
     both_dtypes("clamp", mk_one, op_clamp, NULL, 0);
+}
+
+Test(gpu, elementwise_activations) {
+    need_gpu();
+    static const bool exact = false, tanh_approx = true;
+    static const double slope = 0.01, slope2 = 0.2;
+    both_dtypes("gelu", mk_one, op_gelu, &exact, 1e-6);
+    both_dtypes("gelu tails", mk_tails, op_gelu, &exact, 1e-6);
+    both_dtypes("gelu tanh", mk_one, op_gelu, &tanh_approx, 1e-6);
+    both_dtypes("gelu tanh tails", mk_tails, op_gelu, &tanh_approx, 1e-6);
+    both_dtypes("silu", mk_one, op_silu, NULL, 1e-6);
+    both_dtypes("silu tails", mk_tails, op_silu, NULL, 1e-6);
+    both_dtypes("leaky_relu", mk_one, op_leaky_relu, &slope, 0);
+    both_dtypes("leaky_relu 0.2", mk_one, op_leaky_relu, &slope2, 0);
 }
 
 Test(gpu, reductions) {

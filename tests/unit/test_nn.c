@@ -1,5 +1,6 @@
 /* test_nn.c - the nn layer: state_dict names against PyTorch, forward and
- * parameter gradients against PyTorch (tests/fixtures/gen_nn.py) in train
+ * parameter gradients against PyTorch (tests/fixtures/gen_nn.py, and
+ * gen_activations.py for GELU, SiLU, LeakyReLU, Identity) in train
  * and eval mode, train()/eval() switching, default initialisation, load
  * errors, shape inference, moves to float64 with a gradient check. */
 #include <criterion/criterion.h>
@@ -73,6 +74,25 @@ static Module *build_cnn(Rng *rng) {
     return m;
 }
 
+/* gen_activations.py's MLP with every activation that takes arguments. */
+static Module *build_activations_mlp(Rng *rng) {
+    Module *c[11];
+    c[0] = nn_linear(6, 8, true, rng);
+    c[1] = nn_gelu(false);
+    c[2] = nn_linear(8, 8, true, rng);
+    c[3] = nn_gelu(true);
+    c[4] = nn_linear(8, 8, true, rng);
+    c[5] = nn_silu();
+    c[6] = nn_linear(8, 8, true, rng);
+    c[7] = nn_leaky_relu(0.2);
+    c[8] = nn_identity();
+    c[9] = nn_linear(8, 3, true, rng);
+    c[10] = nn_leaky_relu(0.01);
+    Module *m = nn_sequential(11, c);
+    cr_assert(m != NULL, "build_activations_mlp: %s", error_get());
+    return m;
+}
+
 /* The seed job's CNN (design.md), with Linear(linear_in, 10). */
 static Module *build_seed_cnn(Rng *rng, int64_t linear_in) {
     Module *c[5];
@@ -111,11 +131,12 @@ static void load_fixture_weights(Module *m, json_t *kase) {
 #define RTOL 1e-5
 #define ATOL 1e-6
 
-/* Loads the case's weights, runs forward + backward of sum(out * gw) in the
- * case's mode, and compares the output, every parameter's gradient, and
- * (train) every buffer afterwards with PyTorch's. */
-static void check_parity(const char *case_name, Module *m) {
-    json_t *fx = fixture_load("nn");
+/* Loads the weights of case `case_name` of fixture file `fixture`, runs
+ * forward + backward of sum(out * gw) in the case's mode, and compares the
+ * output, every parameter's gradient, and (train) every buffer afterwards
+ * with PyTorch's. */
+static void check_parity(const char *fixture, const char *case_name, Module *m) {
+    json_t *fx = fixture_load(fixture);
     json_t *kase = fixture_case(fx, case_name);
     load_fixture_weights(m, kase);
     bool training = fixture_number(kase, "training") != 0;
@@ -263,7 +284,7 @@ Test(nn_parity, mlp_train) {
     Rng rng;
     rng_init(&rng, 0);
     Module *m = build_mlp(&rng);
-    check_parity("mlp_train", m);
+    check_parity("nn", "mlp_train", m);
     cr_assert_float_eq(tensor_item(module_find(m, "1.num_batches_tracked")), 4.0, 0);
     module_free(m);
 }
@@ -272,7 +293,7 @@ Test(nn_parity, mlp_eval) {
     Rng rng;
     rng_init(&rng, 0);
     Module *m = build_mlp(&rng);
-    check_parity("mlp_eval", m);
+    check_parity("nn", "mlp_eval", m);
     cr_assert_float_eq(tensor_item(module_find(m, "1.num_batches_tracked")), 3.0, 0);
     module_free(m);
 }
@@ -281,7 +302,7 @@ Test(nn_parity, cnn_train) {
     Rng rng;
     rng_init(&rng, 0);
     Module *m = build_cnn(&rng);
-    check_parity("cnn_train", m);
+    check_parity("nn", "cnn_train", m);
     module_free(m);
 }
 
@@ -289,8 +310,30 @@ Test(nn_parity, cnn_eval) {
     Rng rng;
     rng_init(&rng, 0);
     Module *m = build_cnn(&rng);
-    check_parity("cnn_eval", m);
+    check_parity("nn", "cnn_eval", m);
     module_free(m);
+}
+
+Test(nn_parity, activations_mlp) {
+    Rng rng;
+    rng_init(&rng, 0);
+    Module *m = build_activations_mlp(&rng);
+    check_parity("activations", "mlp", m);
+    static const char *types[] = {"GELU", "GELU", "SiLU", "LeakyReLU", "Identity"};
+    static const int at[] = {1, 3, 5, 7, 8};
+    for (int i = 0; i < 5; i++)
+        cr_assert_str_eq(module_type(m->children[at[i]]), types[i], "layer %d", at[i]);
+    module_free(m);
+}
+
+Test(nn_parity, identity_returns_its_input) {
+    Module *id = nn_identity();
+    Tensor *x = tensor_from_string("[[1, -2], [3, 4]]", DTYPE_FLOAT32);
+    Tensor *y = module_forward(id, x);
+    cr_assert(y == x, "Identity returns the input itself, as torch's");
+    tensor_release(y);
+    tensor_release(x);
+    module_free(id);
 }
 
 /* ---- train() / eval() ---- */

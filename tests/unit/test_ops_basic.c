@@ -3,8 +3,9 @@
  *
  * Three kinds of check: hand-computed forward values, float64 gradients
  * against finite differences (tests/support/gradcheck.h), and float32 parity
- * with PyTorch (tests/fixtures/gen_ops_basic.py -> ops_basic.json). Then
- * the errors: shapes, dtypes, and argmax. */
+ * with PyTorch (tests/fixtures/gen_ops_basic.py -> ops_basic.json, and
+ * gen_activations.py -> activations.json for GELU, SiLU and LeakyReLU).
+ * Then the errors: shapes, dtypes, and argmax. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -277,6 +278,11 @@ static Tensor *exp_(Tensor *a) { return tensor_exp(a); }
 static Tensor *add_scalar_(Tensor *a) { return tensor_add_scalar(a, 0.75); }
 static Tensor *mul_scalar_(Tensor *a) { return tensor_mul_scalar(a, -2.5); }
 static Tensor *clamp_both(Tensor *a) { return tensor_clamp(a, -0.5, 0.4); }
+static Tensor *gelu_(Tensor *a) { return tensor_gelu(a, false); }
+static Tensor *gelu_tanh_(Tensor *a) { return tensor_gelu(a, true); }
+static Tensor *leaky_relu_(Tensor *a) { return tensor_leaky_relu(a, 0.01); }
+static Tensor *leaky_relu_03(Tensor *a) { return tensor_leaky_relu(a, 0.3); }
+static Tensor *leaky_relu_neg(Tensor *a) { return tensor_leaky_relu(a, -1.5); }
 static Tensor *clamp_min(Tensor *a) { return tensor_clamp(a, -0.2, NAN); }
 static Tensor *clamp_max(Tensor *a) { return tensor_clamp(a, NAN, 0.3); }
 static Tensor *clamp_none(Tensor *a) { return tensor_clamp(a, NAN, NAN); }
@@ -296,6 +302,12 @@ Test(ops_basic, gradcheck_pointwise) {
     check_unary("clamp min", clamp_min, -1, 1);
     check_unary("clamp max", clamp_max, -1, 1);
     check_unary("clamp none", clamp_none, -1, 1);
+    check_unary("gelu", gelu_, -3, 3);
+    check_unary("gelu tanh", gelu_tanh_, -3, 3);
+    check_unary("silu", tensor_silu, -4, 4);
+    check_unary("leaky_relu", leaky_relu_, -1, 1);
+    check_unary("leaky_relu 0.3", leaky_relu_03, -1, 1);
+    check_unary("leaky_relu -1.5", leaky_relu_neg, -1, 1);
 }
 
 Test(ops_basic, gradcheck_pointwise_non_contiguous) {
@@ -307,6 +319,43 @@ Test(ops_basic, gradcheck_pointwise_non_contiguous) {
     check_unary_transposed("tanh", tensor_tanh, -2, 2);
     check_unary_transposed("clamp", clamp_both, -1, 1);
     check_unary_transposed("abs", tensor_abs, -1, 1);
+    check_unary_transposed("gelu", gelu_, -3, 3);
+    check_unary_transposed("gelu tanh", gelu_tanh_, -3, 3);
+    check_unary_transposed("silu", tensor_silu, -4, 4);
+    check_unary_transposed("leaky_relu 0.3", leaky_relu_03, -1, 1);
+}
+
+/* Values and gradients in float64 from torch 1.13 (F.gelu, F.silu,
+ * F.leaky_relu(x, 0.1) at these points); at 0: gelu' = silu' = 0.5 and
+ * leaky_relu' = the slope, as torch (x > 0 ? 1 : slope). */
+Test(ops_basic, activation_values_and_gradients) {
+    static const struct {
+        const char *name;
+        UnaryFn f;
+        double y[5], g[5];
+    } cases[] = {
+        {"gelu", gelu_,
+         {-0.04550026389635842, -0.15426876936299344, 0, 0.34573123063700656, 1.9544997361036416},
+         {-0.08523180107819692, 0.13250487534383712, 0.5, 0.8674951246561629, 1.085231801078197}},
+        {"gelu tanh", gelu_tanh_,
+         {-0.04540230591222494, -0.15428599017485606, 0, 0.34571400982514394, 1.954597694087775},
+         {-0.0860992566236183, 0.13263009646535764, 0.5, 0.8673699035346424, 1.0860992566236183}},
+        {"silu", tensor_silu,
+         {-0.2384058440442351, -0.1887703343990727, 0, 0.3112296656009273, 1.7615941559557646},
+         {-0.09078424878489547, 0.2600388126973482, 0.5, 0.7399611873026519, 1.0907842487848955}},
+        {"leaky_relu 0.1", NULL, {-0.2, -0.05, 0, 0.5, 2}, {0.1, 0.1, 0.1, 1, 1}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        Tensor *x = tensor_from_string("[-2, -0.5, 0, 0.5, 2]", DTYPE_FLOAT64);
+        tensor_set_requires_grad(x, true);
+        Tensor *y = cases[c].f ? cases[c].f(x) : tensor_leaky_relu(x, 0.1);
+        Tensor *l = tensor_sum(y);
+        cr_assert_eq(tensor_backward(l), 0, "%s: %s", cases[c].name, error_get());
+        assert_tensor_values(y, cases[c].y, 5, 1e-15, cases[c].name);
+        assert_tensor_values(x->grad, cases[c].g, 5, 1e-15, cases[c].name);
+        Tensor *ts[] = {x, y, l};
+        release_all(ts, 3);
+    }
 }
 
 Test(ops_basic, pointwise_gradient_at_the_kinks) {
@@ -499,11 +548,13 @@ static Tensor *fx_matmul_transposed(Tensor **in) {
 static Tensor *fx_linear(Tensor **in) { return tensor_linear(in[0], in[1], in[2]); }
 static Tensor *fx_linear_nobias(Tensor **in) { return tensor_linear(in[0], in[1], NULL); }
 
-static const struct {
+typedef struct {
     const char *name;
     FixtureFn f;
     int n_inputs;
-} fixture_cases[] = {
+} FixtureCase;
+
+static const FixtureCase fixture_cases[] = {
     {"add_row", fx_add, 2},
     {"sub_outer", fx_sub, 2},
     {"mul_scalar_tensor", fx_mul, 2},
@@ -537,13 +588,15 @@ static const struct {
     {"linear_nobias", fx_linear_nobias, 2},
 };
 
-Test(ops_basic, pytorch_parity) {
-    json_t *fx = fixture_load("ops_basic");
+/* Every case of `cases` against fixture file `fixture`: the output and the
+ * gradient of sum(out * gw) for every input, in float32. */
+static void check_fixture_cases(const char *fixture, const FixtureCase *cases, size_t n_cases) {
+    json_t *fx = fixture_load(fixture);
     const double rtol = 1e-5, atol = 1e-6;
-    for (size_t c = 0; c < sizeof fixture_cases / sizeof fixture_cases[0]; c++) {
-        const char *name = fixture_cases[c].name;
+    for (size_t c = 0; c < n_cases; c++) {
+        const char *name = cases[c].name;
         json_t *kase = fixture_case(fx, name);
-        int n = fixture_cases[c].n_inputs;
+        int n = cases[c].n_inputs;
         Tensor *in[3] = {NULL};
         char key[8], what[96];
         for (int i = 0; i < n; i++) {
@@ -552,7 +605,7 @@ Test(ops_basic, pytorch_parity) {
             cr_assert_eq(in[i]->dtype, DTYPE_FLOAT32);
             tensor_set_requires_grad(in[i], true);
         }
-        Tensor *out = fixture_cases[c].f(in);
+        Tensor *out = cases[c].f(in);
         Tensor *want = fixture_tensor(kase, "out");
         snprintf(what, sizeof what, "%s forward", name);
         assert_tensor_close(out, want, rtol, atol, what);
@@ -574,6 +627,33 @@ Test(ops_basic, pytorch_parity) {
         release_all(ts, sizeof ts / sizeof ts[0]);
     }
     json_decref(fx);
+}
+
+Test(ops_basic, pytorch_parity) {
+    check_fixture_cases("ops_basic", fixture_cases, sizeof fixture_cases / sizeof fixture_cases[0]);
+}
+
+/* GELU, SiLU, LeakyReLU (tests/fixtures/gen_activations.py). */
+static Tensor *fx_gelu(Tensor **in) { return tensor_gelu(in[0], false); }
+static Tensor *fx_gelu_tanh(Tensor **in) { return tensor_gelu(in[0], true); }
+static Tensor *fx_silu(Tensor **in) { return tensor_silu(in[0]); }
+static Tensor *fx_leaky_relu(Tensor **in) { return tensor_leaky_relu(in[0], 0.01); }
+static Tensor *fx_leaky_relu_slope(Tensor **in) { return tensor_leaky_relu(in[0], 0.2); }
+
+static const FixtureCase activation_cases[] = {
+    {"gelu", fx_gelu, 1},
+    {"gelu_tanh", fx_gelu_tanh, 1},
+    {"silu", fx_silu, 1},
+    {"leaky_relu", fx_leaky_relu, 1},
+    {"leaky_relu_slope", fx_leaky_relu_slope, 1},
+    {"gelu_tails", fx_gelu, 1},
+    {"gelu_tanh_tails", fx_gelu_tanh, 1},
+    {"silu_tails", fx_silu, 1},
+};
+
+Test(ops_basic, activations_pytorch_parity) {
+    check_fixture_cases("activations", activation_cases,
+                        sizeof activation_cases / sizeof activation_cases[0]);
 }
 
 /* ---- errors ---- */

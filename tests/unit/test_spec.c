@@ -320,7 +320,7 @@ Test(spec, errors_name_path_and_reason) {
                          "\"kernel_size\": 3}, {\"type\": \"ReLU\"}, {\"type\": \"Conv3d\"}]",
                          "model[2]: unknown layer type 'Conv3d' (known: Linear, Conv2d, ReLU, "
                          "Sigmoid, Tanh, Softmax, MaxPool2d, AvgPool2d, Flatten, Dropout, "
-                         "BatchNorm1d, BatchNorm2d)",
+                         "BatchNorm1d, BatchNorm2d, GELU, SiLU, LeakyReLU, Identity)",
                          true);
     expect_variant_error("loss.type", "\"Foo\"",
                          "loss.type: unknown loss 'Foo' (known: MSELoss, L1Loss, "
@@ -412,6 +412,89 @@ Test(spec, layer_errors) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *t = variant(mlp_spec, "model", cases[i].model);
+        expect_error_text(t, cases[i].want, false);
+        free(t);
+    }
+}
+
+/* GELU, SiLU, LeakyReLU, Identity: torch's arguments and defaults, passed
+ * on to the built layers; bad arguments and unknown keys name their path. */
+Test(spec, activation_layers) {
+    char *t = variant(mlp_spec, "model",
+                      "[{\"type\": \"GELU\"}, {\"type\": \"GELU\", \"approximate\": \"none\"},"
+                      " {\"type\": \"GELU\", \"approximate\": \"tanh\"},"
+                      " {\"type\": \"SiLU\", \"inplace\": true}, {\"type\": \"LeakyReLU\"},"
+                      " {\"type\": \"LeakyReLU\", \"negative_slope\": 0.2, \"inplace\": true},"
+                      " {\"type\": \"Identity\"},"
+                      " {\"type\": \"Linear\", \"in_features\": 4, \"out_features\": 3}]");
+    JobSpec *s = parse_ok(t);
+    free(t);
+    static const SpecLayerType types[] = {SPEC_LAYER_GELU,       SPEC_LAYER_GELU,
+                                          SPEC_LAYER_GELU,       SPEC_LAYER_SILU,
+                                          SPEC_LAYER_LEAKY_RELU, SPEC_LAYER_LEAKY_RELU,
+                                          SPEC_LAYER_IDENTITY,   SPEC_LAYER_LINEAR};
+    static const char *names[] = {"GELU", "GELU", "GELU", "SiLU", "LeakyReLU", "LeakyReLU",
+                                  "Identity", "Linear"};
+    cr_assert_eq(s->num_layers, 8);
+    for (int i = 0; i < 8; i++) {
+        cr_assert_eq(s->layers[i].type, types[i], "layer %d", i);
+        cr_assert_str_eq(spec_layer_type_name(types[i]), names[i]);
+    }
+    cr_assert(!s->layers[0].gelu_tanh && !s->layers[1].gelu_tanh && s->layers[2].gelu_tanh);
+    cr_assert_eq(s->layers[4].negative_slope, 0.01);
+    cr_assert_eq(s->layers[5].negative_slope, 0.2);
+    SpecModelSize size;
+    SpecDataShape d = {.input_dtype = DTYPE_FLOAT32, .input_ndim = 1, .input_shape = {4},
+                       .target_dtype = DTYPE_INT64, .num_classes = 3};
+    cr_assert_eq(job_spec_check_shapes(s, &d, &size), 0, "%s", error_get());
+    cr_assert_eq(size.parameters, 4 * 3 + 3);
+    cr_assert(size.out_ndim == 2 && size.out_shape[1] == 3);
+
+    /* the built layers carry the arguments: GELU tanh(1) is not GELU(1),
+     * LeakyReLU(0.2)(-1) = -0.2 */
+    Rng rng;
+    rng_init(&rng, 0);
+    Module *m = job_spec_build_model(s, &rng);
+    cr_assert(m != NULL, "%s", error_get());
+    for (int i = 0; i < 8; i++) cr_assert_str_eq(module_type(m->children[i]), names[i]);
+    Tensor *x = tensor_from_string("[1, -1]", DTYPE_FLOAT64);
+    Tensor *g = module_forward(m->children[0], x), *gt = module_forward(m->children[2], x);
+    Tensor *lr = module_forward(m->children[5], x), *lr0 = module_forward(m->children[4], x);
+    Tensor *id = module_forward(m->children[6], x);
+    cr_assert_float_eq(tensor_get(g, 0), 0.8413447460685429, 1e-15);
+    cr_assert_float_eq(tensor_get(gt, 0), 0.8411919906082768, 1e-15);
+    cr_assert_float_eq(tensor_get(lr, 1), -0.2, 1e-15);
+    cr_assert_float_eq(tensor_get(lr0, 1), -0.01, 1e-15);
+    cr_assert(id == x);
+    Tensor *ts[] = {x, g, gt, lr, lr0, id};
+    for (int i = 0; i < 6; i++) tensor_release(ts[i]);
+    module_free(m);
+    job_spec_free(s);
+
+    static const struct {
+        const char *model, *want;
+    } cases[] = {
+        {"[{\"type\": \"GELU\", \"approximate\": \"exact\"}]",
+         "model[0].approximate: expected \"none\" or \"tanh\", got \"exact\""},
+        {"[{\"type\": \"Identity\"}, {\"type\": \"ReLU\"},"
+         " {\"type\": \"GELU\", \"approximate\": true}]",
+         "model[2].approximate: expected \"none\" or \"tanh\", got true"},
+        {"[{\"type\": \"GELU\", \"approximate\": null}]",
+         "model[0].approximate: expected \"none\" or \"tanh\", got null"},
+        {"[{\"type\": \"GELU\", \"inplace\": true}]", "model[0].inplace: unknown field"},
+        {"[{\"type\": \"LeakyReLU\", \"negative_slope\": \"0.1\"}]",
+         "model[0].negative_slope: expected a number, got string"},
+        {"[{\"type\": \"LeakyReLU\", \"negativ_slope\": 0.1}]",
+         "model[0].negativ_slope: unknown field (did you mean 'negative_slope'?)"},
+        {"[{\"type\": \"LeakyReLU\", \"inplace\": 1}]",
+         "model[0].inplace: expected true or false, got number"},
+        {"[{\"type\": \"SiLU\", \"beta\": 1}]", "model[0].beta: unknown field"},
+        {"[{\"type\": \"Identity\", \"in_features\": 4}]",
+         "model[0].in_features: unknown field"},
+        {"[{\"type\": \"Gelu\"}]", "model[0]: unknown layer type 'Gelu' (did you mean 'GELU'?)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        t = variant(mlp_spec, "model", cases[i].model);
         expect_error_text(t, cases[i].want, false);
         free(t);
     }
