@@ -69,6 +69,7 @@ typedef enum {
     SPEC_LAYER_DROPOUT,
     SPEC_LAYER_BATCH_NORM1D,
     SPEC_LAYER_BATCH_NORM2D,
+    SPEC_LAYER_LAYER_NORM,
 } SpecLayerType;
 
 /* One entry of "model", with torch's defaults filled in. Only the fields of
@@ -79,13 +80,16 @@ typedef struct {
     int64_t in_channels, out_channels; /* Conv2d */
     Size2d kernel_size, stride, padding; /* Conv2d, MaxPool2d, AvgPool2d; a pool's
                                             stride {0, 0} is torch's None (= kernel) */
-    bool bias;                         /* Linear, Conv2d (true) */
+    bool bias;                         /* Linear, Conv2d, LayerNorm (true) */
     int dim;                           /* Softmax (required) */
     int start_dim, end_dim;            /* Flatten (1, -1) */
     double p;                          /* Dropout (0.5) */
     int64_t num_features;              /* BatchNorm1d/2d */
     double eps, momentum;              /*   1e-5, 0.1 (NAN: torch's None) */
     bool affine, track_running_stats;  /*   true, true */
+    int norm_ndim;                     /* LayerNorm: normalized_shape (required), */
+    int64_t normalized_shape[TENSOR_MAX_DIMS]; /* eps (1e-5), bias (true) and */
+    bool elementwise_affine;           /*   elementwise_affine (true) */
 } SpecLayer;
 
 /* torch's class name: "Linear", "BatchNorm2d", ... */

@@ -231,6 +231,40 @@ static int parse_batch_norm(const json_t *o, const char *path, SpecLayer *l) {
                : 0;
 }
 
+/* normalized_shape: an int or a list of 1 to TENSOR_MAX_DIMS ints. */
+static int parse_layer_norm(const json_t *o, const char *path, SpecLayer *l) {
+    char p[SPEC_PATH_MAX];
+    spec_path_key(p, path, "normalized_shape");
+    json_t *v = json_object_get(o, "normalized_shape");
+    if (!v) return error_at(p, "required");
+    if (json_is_array(v)) {
+        size_t n = json_array_size(v);
+        if (n < 1 || n > TENSOR_MAX_DIMS)
+            return error_at(p, "expected a list of 1 to %d integers, got a list of %zu",
+                            TENSOR_MAX_DIMS, n);
+        for (size_t i = 0; i < n; i++) {
+            char pi[SPEC_PATH_MAX];
+            if (spec_int_value(json_array_get(v, i), spec_path_index(pi, p, i), 1, MAX_FEATURES,
+                               &l->normalized_shape[i]))
+                return -1;
+        }
+        l->norm_ndim = (int)n;
+    } else if (json_is_integer(v)) {
+        if (spec_int_value(v, p, 1, MAX_FEATURES, &l->normalized_shape[0])) return -1;
+        l->norm_ndim = 1;
+    } else {
+        return error_at(p, "expected an integer or a list of integers, got %s",
+                        spec_json_kind(v));
+    }
+    if (spec_get_number(o, path, "eps", false, 1e-5, &l->eps)) return -1;
+    if (!(l->eps > 0))
+        return error_at(spec_path_key(p, path, "eps"), "must be > 0, got %g", l->eps);
+    return spec_get_bool(o, path, "elementwise_affine", true, &l->elementwise_affine) ||
+                   spec_get_bool(o, path, "bias", true, &l->bias)
+               ? -1
+               : 0;
+}
+
 /* ---- the table ---- */
 
 typedef struct {
@@ -262,6 +296,8 @@ static const LayerKind layer_kinds[] = {
      {"type", "num_features", "eps", "momentum", "affine", "track_running_stats", NULL}},
     {"BatchNorm2d", SPEC_LAYER_BATCH_NORM2D, parse_batch_norm,
      {"type", "num_features", "eps", "momentum", "affine", "track_running_stats", NULL}},
+    {"LayerNorm", SPEC_LAYER_LAYER_NORM, parse_layer_norm,
+     {"type", "normalized_shape", "eps", "elementwise_affine", "bias", NULL}},
 };
 #define NUM_LAYER_KINDS ((int)(sizeof layer_kinds / sizeof layer_kinds[0]))
 
@@ -346,6 +382,9 @@ static Module *build_layer(const SpecLayer *l, Rng *rng) {
     case SPEC_LAYER_BATCH_NORM2D:
         return nn_batch_norm2d(l->num_features, l->eps, l->momentum, l->affine,
                                l->track_running_stats);
+    case SPEC_LAYER_LAYER_NORM:
+        return nn_layer_norm(l->norm_ndim, l->normalized_shape, l->eps, l->elementwise_affine,
+                             l->bias);
     }
     error_set("unknown layer type %d", (int)l->type);
     return NULL;
