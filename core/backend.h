@@ -175,6 +175,23 @@ typedef struct Backend {
     /* gx from y = softmax (or log_softmax) output and gy. */
     void (*softmax_backward)(const Tensor *y, const Tensor *gy, Tensor *gx, bool log);
 
+    /* ---- layer normalisation over the last dim of x [rows, cols] ---- */
+    /* y = (x - mean) * rstd * weight + bias per row, with the biased
+     * variance and rstd = 1 / sqrt(var + eps); weight and bias [cols], each
+     * may be NULL. Saves mean and rstd [rows] (x's dtype) for backward. */
+    void (*layer_norm)(const Tensor *x, const Tensor *weight, const Tensor *bias, double eps,
+                       Tensor *y, Tensor *mean, Tensor *rstd);
+    /* From x, the saved mean and rstd, weight (or NULL) and gy [rows,
+     * cols]: gx [rows, cols], gweight = sum over rows of gy * xhat and
+     * gbias = sum over rows of gy ([cols]); each output may be NULL when
+     * not wanted. `partial` is float64 scratch [2, chunks, cols] (chunks =
+     * layer_norm_chunks(rows)) when gweight or gbias is wanted, else NULL:
+     * the column sums go chunk by chunk of rows, then the chunks' partial
+     * sums are added in order, so results do not depend on thread counts. */
+    void (*layer_norm_backward)(const Tensor *x, const Tensor *weight, const Tensor *mean,
+                                const Tensor *rstd, const Tensor *gy, Tensor *gx,
+                                Tensor *gweight, Tensor *gbias, Tensor *partial);
+
     /* ---- random ---- */
     /* out[i] = uniform [0, 1) from a counter-based stream (seed, offset), so
      * CPU and GPU draw the same numbers for the same (seed, offset). */
@@ -192,6 +209,13 @@ typedef struct Backend {
     void (*adam_update)(int n, const OptimUpdate *u, double lr, double beta1, double beta2,
                         double eps, double weight_decay, bool decoupled);
 } Backend;
+
+/* Row chunks of layer_norm_backward: 64 rows or more each, at most 256 of
+ * them (enough to spread over the cores of a CPU or the SMs of a GPU). */
+static inline int64_t layer_norm_chunks(int64_t rows) {
+    int64_t chunks = (rows + 63) / 64;
+    return chunks < 1 ? 1 : chunks > 256 ? 256 : chunks;
+}
 
 /* The backend for a device; NULL with an error when none is compiled in or
  * the device does not exist. */

@@ -10,7 +10,7 @@
  * NULL input returns NULL and keeps the earlier error.
  *
  * Implementations: core/ops/<concept>.c (elementwise.c, reduce.c, matmul.c,
- * softmax.c, conv2d.c, pool.c, dropout.c, batch_norm.c, loss.c).
+ * softmax.c, conv2d.c, pool.c, dropout.c, batch_norm.c, layer_norm.c, loss.c).
  */
 #ifndef TRAIND_CORE_OPS_H
 #define TRAIND_CORE_OPS_H
@@ -85,6 +85,10 @@ Tensor *tensor_dropout(Tensor *x, double p, bool training, uint64_t seed, uint64
  * in eval, uses the running statistics. */
 Tensor *tensor_batch_norm(Tensor *x, Tensor *running_mean, Tensor *running_var, Tensor *weight,
                           Tensor *bias, bool training, double momentum, double eps);
+/* core/ops/layer_norm.c: over the last normalized_ndim dims of x, which must
+ * equal normalized_shape; weight/bias of normalized_shape or NULL. */
+Tensor *tensor_layer_norm(Tensor *x, int normalized_ndim, const int64_t *normalized_shape,
+                          Tensor *weight, Tensor *bias, double eps);
 
 /* ---- losses (core/ops/loss.c); target never requires grad ---- */
 typedef enum { REDUCTION_MEAN, REDUCTION_SUM, REDUCTION_NONE } Reduction;

@@ -70,6 +70,7 @@ typedef enum {
     SPEC_LAYER_BATCH_NORM1D,
     SPEC_LAYER_BATCH_NORM2D,
     SPEC_LAYER_GELU, SPEC_LAYER_SILU, SPEC_LAYER_LEAKY_RELU, SPEC_LAYER_IDENTITY,
+    SPEC_LAYER_LAYER_NORM,
 } SpecLayerType;
 
 /* One entry of "model", with torch's defaults filled in. Only the fields of
@@ -80,7 +81,7 @@ typedef struct {
     int64_t in_channels, out_channels; /* Conv2d */
     Size2d kernel_size, stride, padding; /* Conv2d, MaxPool2d, AvgPool2d; a pool's
                                             stride {0, 0} is torch's None (= kernel) */
-    bool bias;                         /* Linear, Conv2d (true) */
+    bool bias;                         /* Linear, Conv2d, LayerNorm (true) */
     int dim;                           /* Softmax (required) */
     int start_dim, end_dim;            /* Flatten (1, -1) */
     double p;                          /* Dropout (0.5) */
@@ -89,6 +90,9 @@ typedef struct {
     bool affine, track_running_stats;  /*   true, true */
     bool gelu_tanh;                    /* GELU: approximate "tanh" (false: "none") */
     double negative_slope;             /* LeakyReLU (0.01) */
+    int norm_ndim;                     /* LayerNorm: normalized_shape (required), */
+    int64_t normalized_shape[TENSOR_MAX_DIMS]; /* eps (1e-5), bias (true) and */
+    bool elementwise_affine;           /*   elementwise_affine (true) */
 } SpecLayer;
 
 /* torch's class name: "Linear", "BatchNorm2d", ... */

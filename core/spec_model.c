@@ -256,6 +256,40 @@ static int parse_batch_norm(const json_t *o, const char *path, SpecLayer *l) {
                : 0;
 }
 
+/* normalized_shape: an int or a list of 1 to TENSOR_MAX_DIMS ints. */
+static int parse_layer_norm(const json_t *o, const char *path, SpecLayer *l) {
+    char p[SPEC_PATH_MAX];
+    spec_path_key(p, path, "normalized_shape");
+    json_t *v = json_object_get(o, "normalized_shape");
+    if (!v) return error_at(p, "required");
+    if (json_is_array(v)) {
+        size_t n = json_array_size(v);
+        if (n < 1 || n > TENSOR_MAX_DIMS)
+            return error_at(p, "expected a list of 1 to %d integers, got a list of %zu",
+                            TENSOR_MAX_DIMS, n);
+        for (size_t i = 0; i < n; i++) {
+            char pi[SPEC_PATH_MAX];
+            if (spec_int_value(json_array_get(v, i), spec_path_index(pi, p, i), 1, MAX_FEATURES,
+                               &l->normalized_shape[i]))
+                return -1;
+        }
+        l->norm_ndim = (int)n;
+    } else if (json_is_integer(v)) {
+        if (spec_int_value(v, p, 1, MAX_FEATURES, &l->normalized_shape[0])) return -1;
+        l->norm_ndim = 1;
+    } else {
+        return error_at(p, "expected an integer or a list of integers, got %s",
+                        spec_json_kind(v));
+    }
+    if (spec_get_number(o, path, "eps", false, 1e-5, &l->eps)) return -1;
+    if (!(l->eps > 0))
+        return error_at(spec_path_key(p, path, "eps"), "must be > 0, got %g", l->eps);
+    return spec_get_bool(o, path, "elementwise_affine", true, &l->elementwise_affine) ||
+                   spec_get_bool(o, path, "bias", true, &l->bias)
+               ? -1
+               : 0;
+}
+
 /* ---- the table ---- */
 
 typedef struct {
@@ -292,6 +326,8 @@ static const LayerKind layer_kinds[] = {
     {"LeakyReLU", SPEC_LAYER_LEAKY_RELU, parse_leaky_relu,
      {"type", "negative_slope", "inplace", NULL}},
     {"Identity", SPEC_LAYER_IDENTITY, parse_no_args, {"type", NULL}},
+    {"LayerNorm", SPEC_LAYER_LAYER_NORM, parse_layer_norm,
+     {"type", "normalized_shape", "eps", "elementwise_affine", "bias", NULL}},
 };
 #define NUM_LAYER_KINDS ((int)(sizeof layer_kinds / sizeof layer_kinds[0]))
 
@@ -380,6 +416,9 @@ static Module *build_layer(const SpecLayer *l, Rng *rng) {
     case SPEC_LAYER_SILU: return nn_silu();
     case SPEC_LAYER_LEAKY_RELU: return nn_leaky_relu(l->negative_slope);
     case SPEC_LAYER_IDENTITY: return nn_identity();
+    case SPEC_LAYER_LAYER_NORM:
+        return nn_layer_norm(l->norm_ndim, l->normalized_shape, l->eps, l->elementwise_affine,
+                             l->bias);
     }
     error_set("unknown layer type %d", (int)l->type);
     return NULL;

@@ -99,6 +99,10 @@ static void layer_counts(const SpecLayer *l, int64_t *params, int64_t *buffers) 
         *params = l->affine ? sat_mul(2, l->num_features) : 0;
         *buffers = l->track_running_stats ? sat_add(sat_mul(2, l->num_features), 1) : 0;
         break;
+    case SPEC_LAYER_LAYER_NORM:
+        if (l->elementwise_affine)
+            *params = sat_mul(l->bias ? 2 : 1, numel(l->norm_ndim, l->normalized_shape));
+        break;
     default: break;
     }
 }
@@ -121,6 +125,8 @@ static int layer_shape(const SpecLayer *l, int n, const int64_t *x, int *on, int
     case SPEC_LAYER_BATCH_NORM2D:
         return nn_batch_norm_shape(l->num_features, l->type == SPEC_LAYER_BATCH_NORM2D, n, x, on,
                                    out);
+    case SPEC_LAYER_LAYER_NORM:
+        return nn_layer_norm_shape(l->norm_ndim, l->normalized_shape, n, x, on, out);
     case SPEC_LAYER_RELU:
     case SPEC_LAYER_SIGMOID:
     case SPEC_LAYER_TANH:

@@ -268,6 +268,31 @@ static void cuda_softmax_backward(const Tensor *y, const Tensor *gy, Tensor *gx,
                                 rows, cols, log);
 }
 
+/* ---- layer norm ---- */
+
+static void *data_or_null(const Tensor *t) { return t ? tensor_data(t) : NULL; }
+
+static void cuda_layer_norm(const Tensor *x, const Tensor *weight, const Tensor *bias, double eps,
+                            Tensor *y, Tensor *mean, Tensor *rstd) {
+    use(x);
+    int64_t rows, cols;
+    rows_cols(x, &rows, &cols);
+    gpu_launch_layer_norm((int)x->dtype, tensor_data(x), data_or_null(weight), data_or_null(bias),
+                          eps, tensor_data(y), tensor_data(mean), tensor_data(rstd), rows, cols);
+}
+
+static void cuda_layer_norm_backward(const Tensor *x, const Tensor *weight, const Tensor *mean,
+                                     const Tensor *rstd, const Tensor *gy, Tensor *gx,
+                                     Tensor *gweight, Tensor *gbias, Tensor *partial) {
+    use(x);
+    int64_t rows, cols;
+    rows_cols(x, &rows, &cols);
+    gpu_launch_layer_norm_backward((int)x->dtype, tensor_data(x), data_or_null(weight),
+                                   tensor_data(mean), tensor_data(rstd), tensor_data(gy),
+                                   data_or_null(gx), data_or_null(gweight), data_or_null(gbias),
+                                   data_or_null(partial), layer_norm_chunks(rows), rows, cols);
+}
+
 /* ---- random ---- */
 
 static void cuda_uniform(Tensor *out, uint64_t seed, uint64_t offset) {
@@ -376,6 +401,8 @@ static const Backend cuda_backend = {
     .scatter_last_dim = cuda_scatter_last_dim,
     .softmax = cuda_softmax,
     .softmax_backward = cuda_softmax_backward,
+    .layer_norm = cuda_layer_norm,
+    .layer_norm_backward = cuda_layer_norm_backward,
     .uniform = cuda_uniform,
     .sgd_update = cuda_sgd_update,
     .adam_update = cuda_adam_update,

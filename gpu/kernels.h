@@ -111,6 +111,15 @@ void gpu_launch_softmax(int dtype, const void *x, void *out, int64_t rows, int64
 void gpu_launch_softmax_backward(int dtype, const void *y, const void *gy, void *gx,
                                  int64_t rows, int64_t cols, bool log_);
 
+/* ---- kernels/layer_norm.cu ---- (w, b, gx, gw, gb may be NULL; partial:
+ * double [2, chunks, cols] scratch when gw or gb is wanted) */
+void gpu_launch_layer_norm(int dtype, const void *x, const void *w, const void *b, double eps,
+                           void *y, void *mean, void *rstd, int64_t rows, int64_t cols);
+void gpu_launch_layer_norm_backward(int dtype, const void *x, const void *w, const void *mean,
+                                    const void *rstd, const void *gy, void *gx, void *gw,
+                                    void *gb, double *partial, int64_t chunks, int64_t rows,
+                                    int64_t cols);
+
 /* ---- kernels/gemm.cu ---- */
 void gpu_launch_gemm(int dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                      double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,

@@ -60,6 +60,13 @@ void cpu_avg_pool2d_backward(const Window2d *w, const Tensor *gy, Tensor *gx);
 void cpu_softmax(const Tensor *x, Tensor *out, bool log);
 void cpu_softmax_backward(const Tensor *y, const Tensor *gy, Tensor *gx, bool log);
 
+/* layer_norm.c */
+void cpu_layer_norm(const Tensor *x, const Tensor *weight, const Tensor *bias, double eps,
+                    Tensor *y, Tensor *mean, Tensor *rstd);
+void cpu_layer_norm_backward(const Tensor *x, const Tensor *weight, const Tensor *mean,
+                             const Tensor *rstd, const Tensor *gy, Tensor *gx, Tensor *gweight,
+                             Tensor *gbias, Tensor *partial);
+
 /* random.c */
 void cpu_uniform(Tensor *out, uint64_t seed, uint64_t offset);
 

@@ -156,6 +156,9 @@ int nn_flatten_shape(int start_dim, int end_dim, int ndim, const int64_t *in, in
                      int64_t *out);
 int nn_batch_norm_shape(int64_t num_features, bool is_2d, int ndim, const int64_t *in,
                         int *out_ndim, int64_t *out);
+/* layer_norm.c: the input must end with normalized_shape (norm_ndim dims). */
+int nn_layer_norm_shape(int norm_ndim, const int64_t *norm_shape, int ndim, const int64_t *in,
+                        int *out_ndim, int64_t *out);
 
 /* ---- layers; torch's defaults in comments ---- */
 /* linear.c: nn.Linear(in_features, out_features, bias=True) */
@@ -191,6 +194,10 @@ Module *nn_batch_norm1d(int64_t num_features, double eps, double momentum, bool 
                         bool track_running_stats);
 Module *nn_batch_norm2d(int64_t num_features, double eps, double momentum, bool affine,
                         bool track_running_stats);
+/* layer_norm.c: nn.LayerNorm(normalized_shape, eps=1e-5,
+ * elementwise_affine=True, bias=True); normalized_shape has ndim dims. */
+Module *nn_layer_norm(int ndim, const int64_t *normalized_shape, double eps,
+                      bool elementwise_affine, bool bias);
 /* sequential.c: nn.Sequential(*children). Takes ownership of the n
  * children, also on failure; a NULL child (a constructor that failed) makes
  * it fail with that constructor's error, so calls can be nested. */

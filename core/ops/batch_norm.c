@@ -14,6 +14,7 @@
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/ops/like_input.h"
 
 static const char *OP = "batch_norm";
 
@@ -21,14 +22,7 @@ static const char *OP = "batch_norm";
 static int check_channel_param(const char *what, const Tensor *t, const Tensor *x) {
     if (!t) return 0;
     char s[128], xs[128];
-    if (t->dtype != x->dtype)
-        return error_set("%s: %s is %s but input is %s", OP, what, dtype_name(t->dtype),
-                         dtype_name(x->dtype));
-    if (!device_equal(t->device, x->device)) {
-        char a[16], b[16];
-        return error_set("%s: %s on %s but input on %s", OP, what,
-                         device_name(t->device, a, sizeof a), device_name(x->device, b, sizeof b));
-    }
+    if (ops_check_like_input(OP, what, t, x)) return -1;
     if (t->ndim != 1 || t->shape[0] != x->shape[1])
         return error_set("%s: %s of shape %s does not match the %lld channels of input %s", OP,
                          what, tensor_shape_str(t, s, sizeof s), (long long)x->shape[1],

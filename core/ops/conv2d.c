@@ -17,6 +17,7 @@
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/ops/like_input.h"
 #include "core/ops/window2d.h"
 
 /* Column scratch per chunk; at least one image is always processed. */
@@ -47,25 +48,13 @@ static void permute_chunk(const Backend *be, Tensor *nol, int64_t n0, Tensor *on
     tensor_release(b);
 }
 
-/* dtype and device of `t` against the input x. */
-static int check_like_input(const char *what, const Tensor *t, const Tensor *x) {
-    if (t->dtype != x->dtype)
-        return error_set("conv2d: %s is %s but input is %s", what, dtype_name(t->dtype),
-                         dtype_name(x->dtype));
-    if (!device_equal(t->device, x->device)) {
-        char a[16], b[16];
-        return error_set("conv2d: %s is on %s but input is on %s", what,
-                         device_name(t->device, a, sizeof a), device_name(x->device, b, sizeof b));
-    }
-    return 0;
-}
-
 static int conv2d_check(const Tensor *x, const Tensor *weight, const Tensor *bias, int stride_h,
                         int stride_w, int pad_h, int pad_w, Window2d *g) {
     char sw[128], sb[128];
     if (!dtype_is_float(x->dtype))
         return error_set("conv2d: expected a float input, got %s", dtype_name(x->dtype));
-    if (check_like_input("weight", weight, x) || (bias && check_like_input("bias", bias, x)))
+    if (ops_check_like_input("conv2d", "weight", weight, x) ||
+        (bias && ops_check_like_input("conv2d", "bias", bias, x)))
         return -1;
     if (weight->ndim != 4)
         return error_set("conv2d: weight must be 4-d [out_channels, in_channels, kh, kw], got %s",

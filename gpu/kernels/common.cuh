@@ -26,6 +26,26 @@ static inline unsigned gpu_blocks(int64_t n) {
     return (unsigned)b;
 }
 
+/* Blocks for kernels that give each of `rows` rows one warp (softmax,
+ * layer_norm); grid-stride loops over the warps cover the rest. */
+static inline unsigned gpu_warp_blocks(int64_t rows) {
+    int64_t b = (rows * 32 + GPU_THREADS - 1) / GPU_THREADS;
+    if (b > 65536) b = 65536;
+    return (unsigned)(b < 1 ? 1 : b);
+}
+
+/* One warp per row r of `rows`, grid-stride over the warps; the lane is
+ * threadIdx.x & 31. */
+#define WARP_ROWS(r, rows)                                                                         \
+    for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < (rows);          \
+         r += ((int64_t)gridDim.x * blockDim.x) >> 5)
+
+/* The sum over a warp's 32 lanes, in every lane. */
+__device__ inline double warp_sum(double v) {
+    for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);
+    return v;
+}
+
 #define GRID_STRIDE(i, n)                                                                          \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                      \
          i += (int64_t)blockDim.x * gridDim.x)

@@ -102,20 +102,14 @@ __global__ void max_last_kernel(const T *x, int64_t rows, int64_t cols, T *out, 
     }
 }
 
-static unsigned warp_blocks(int64_t rows) {
-    int64_t b = (rows * 32 + GPU_THREADS - 1) / GPU_THREADS;
-    if (b > 65536) b = 65536;
-    return (unsigned)(b < 1 ? 1 : b);
-}
-
 extern "C" void gpu_launch_max_last_dim(int dtype, const void *x, int64_t rows, int64_t cols,
                                         void *out, int64_t *indices) {
     if (rows <= 0 || cols <= 0) return;
     if (dtype == GPU_F32)
-        max_last_kernel<float><<<warp_blocks(rows), GPU_THREADS>>>((const float *)x, rows, cols,
+        max_last_kernel<float><<<gpu_warp_blocks(rows), GPU_THREADS>>>((const float *)x, rows, cols,
                                                                    (float *)out, indices);
     else
-        max_last_kernel<double><<<warp_blocks(rows), GPU_THREADS>>>((const double *)x, rows,
+        max_last_kernel<double><<<gpu_warp_blocks(rows), GPU_THREADS>>>((const double *)x, rows,
                                                                     cols, (double *)out, indices);
     gpu_check_launch("max_last_dim kernel");
 }

@@ -10,11 +10,6 @@
  */
 #include "gpu/kernels/common.cuh"
 
-__device__ inline double warp_sum(double v) {
-    for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);
-    return v;
-}
-
 /* max with the CPU's rule: a NaN anywhere makes the max NaN. */
 template <typename T> __device__ inline T max_nan(T a, T b) {
     return (b > a || b != b) && a == a ? b : a;
@@ -28,9 +23,7 @@ template <typename T> __device__ inline T warp_max(T v) {
 template <typename T>
 __global__ void softmax_kernel(const T *px, T *py, int64_t rows, int64_t cols, bool log_) {
     int lane = threadIdx.x & 31;
-    int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-    int64_t nwarps = ((int64_t)gridDim.x * blockDim.x) >> 5;
-    for (int64_t r = warp; r < rows; r += nwarps) {
+    WARP_ROWS(r, rows) {
         const T *x = px + r * cols;
         T *y = py + r * cols;
         T mx = x[0];
@@ -59,9 +52,7 @@ template <typename T>
 __global__ void softmax_backward_kernel(const T *py, const T *pgy, T *pgx, int64_t rows,
                                         int64_t cols, bool log_) {
     int lane = threadIdx.x & 31;
-    int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-    int64_t nwarps = ((int64_t)gridDim.x * blockDim.x) >> 5;
-    for (int64_t r = warp; r < rows; r += nwarps) {
+    WARP_ROWS(r, rows) {
         const T *y = py + r * cols, *gy = pgy + r * cols;
         T *gx = pgx + r * cols;
         double sum = 0;
@@ -77,20 +68,14 @@ __global__ void softmax_backward_kernel(const T *py, const T *pgy, T *pgx, int64
     }
 }
 
-static unsigned warp_blocks(int64_t rows) {
-    int64_t b = (rows * 32 + GPU_THREADS - 1) / GPU_THREADS;
-    if (b > 65536) b = 65536;
-    return (unsigned)(b < 1 ? 1 : b);
-}
-
 extern "C" void gpu_launch_softmax(int dtype, const void *x, void *out, int64_t rows,
                                    int64_t cols, bool log_) {
     if (rows <= 0 || cols <= 0) return;
     if (dtype == GPU_F32)
-        softmax_kernel<float><<<warp_blocks(rows), GPU_THREADS>>>((const float *)x, (float *)out,
-                                                                  rows, cols, log_);
+        softmax_kernel<float><<<gpu_warp_blocks(rows), GPU_THREADS>>>(
+            (const float *)x, (float *)out, rows, cols, log_);
     else
-        softmax_kernel<double><<<warp_blocks(rows), GPU_THREADS>>>(
+        softmax_kernel<double><<<gpu_warp_blocks(rows), GPU_THREADS>>>(
             (const double *)x, (double *)out, rows, cols, log_);
     gpu_check_launch("softmax kernel");
 }
@@ -99,10 +84,10 @@ extern "C" void gpu_launch_softmax_backward(int dtype, const void *y, const void
                                             int64_t rows, int64_t cols, bool log_) {
     if (rows <= 0 || cols <= 0) return;
     if (dtype == GPU_F32)
-        softmax_backward_kernel<float><<<warp_blocks(rows), GPU_THREADS>>>(
+        softmax_backward_kernel<float><<<gpu_warp_blocks(rows), GPU_THREADS>>>(
             (const float *)y, (const float *)gy, (float *)gx, rows, cols, log_);
     else
-        softmax_backward_kernel<double><<<warp_blocks(rows), GPU_THREADS>>>(
+        softmax_backward_kernel<double><<<gpu_warp_blocks(rows), GPU_THREADS>>>(
             (const double *)y, (const double *)gy, (double *)gx, rows, cols, log_);
     gpu_check_launch("softmax_backward kernel");
 }

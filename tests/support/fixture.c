@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -81,4 +82,45 @@ const char *shared_path(const char *rel, char *buf, size_t n) {
     const char *root = getenv("TRAIND_SHARED");
     snprintf(buf, n, "%s/%s", root ? root : "../shared", rel);
     return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
+void fixture_expect_error(Tensor *t, const char *want) {
+    if (t) {
+        tensor_release(t);
+        cr_assert_fail("expected an error containing \"%s\", got a tensor", want);
+    }
+    cr_assert(strstr(error_get(), want) != NULL, "error \"%s\" lacks \"%s\"", error_get(), want);
+}
+
+void fixture_assert_close(json_t *kase, const char *key, const Tensor *got, double rtol,
+                          double atol, const char *case_name) {
+    char what[128];
+    snprintf(what, sizeof what, "%s %s", case_name, key);
+    cr_assert(got != NULL, "%s missing", what);
+    Tensor *want = fixture_tensor(kase, key);
+    assert_tensor_close(got, want, rtol, atol, what);
+    tensor_release(want);
+}
+
+void fixture_assert_state_dict(const TensorDict *sd, json_t *kase) {
+    json_t *names = json_object_get(kase, "names"), *shapes = json_object_get(kase, "shapes");
+    json_t *dtypes = json_object_get(kase, "dtypes");
+    cr_assert(names && shapes, "fixture case has no names or shapes");
+    cr_assert_eq((size_t)sd->count, json_array_size(names), "%d entries, PyTorch has %zu",
+                 sd->count, json_array_size(names));
+    for (int i = 0; i < sd->count; i++) {
+        const char *want = json_string_value(json_array_get(names, (size_t)i));
+        cr_assert_str_eq(sd->names[i], want, "entry %d: '%s', PyTorch '%s'", i, sd->names[i],
+                         want);
+        json_t *shape = json_array_get(shapes, (size_t)i);
+        const Tensor *t = sd->tensors[i];
+        cr_assert_eq((size_t)t->ndim, json_array_size(shape), "'%s' ndim", want);
+        for (int d = 0; d < t->ndim; d++)
+            cr_assert_eq(t->shape[d], json_integer_value(json_array_get(shape, (size_t)d)),
+                         "'%s' dim %d", want, d);
+        if (dtypes)
+            cr_assert_str_eq(dtype_name(t->dtype),
+                             json_string_value(json_array_get(dtypes, (size_t)i)), "'%s' dtype",
+                             want);
+    }
 }

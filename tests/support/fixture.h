@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "core/tensor.h"
+#include "core/tensor_dict.h"
 
 /* Loads tests/fixtures/<name>.json; fails the current test if absent. */
 json_t *fixture_load(const char *name);
@@ -27,6 +28,17 @@ void assert_tensor_close(const Tensor *actual, const Tensor *expected, double rt
 /* Asserts t holds exactly these values (shape checked by numel only). */
 void assert_tensor_values(const Tensor *t, const double *values, int64_t n, double atol,
                           const char *what);
+/* Asserts `got` (not NULL) is close to case[key]; failures name
+ * "<case_name> <key>". */
+void fixture_assert_close(json_t *kase, const char *key, const Tensor *got, double rtol,
+                          double atol, const char *case_name);
+/* Asserts that a state_dict has the keys of case["names"] in that order,
+ * each of the shape in case["shapes"] and, when the case has "dtypes", of
+ * that dtype: the names torch's model.state_dict() gives. */
+void fixture_assert_state_dict(const TensorDict *sd, json_t *kase);
+/* Asserts that t is NULL (an op that failed) and error_get() contains
+ * `want`; releases t otherwise. */
+void fixture_expect_error(Tensor *t, const char *want);
 /* Path of `rel` under ../shared, or NULL when it does not exist. */
 const char *shared_path(const char *rel, char *buf, size_t n);
 

@@ -16,14 +16,6 @@
 #define RTOL 1e-5
 #define ATOL 1e-6
 
-static void expect_error(Tensor *t, const char *want) {
-    if (t) {
-        tensor_release(t);
-        cr_assert_fail("expected an error containing \"%s\", got a tensor", want);
-    }
-    cr_assert(strstr(error_get(), want) != NULL, "error \"%s\" lacks \"%s\"", error_get(), want);
-}
-
 /* ---- dropout ---- */
 
 Test(dropout, fraction_zeroed_near_p_and_scaling_exact) {
@@ -115,12 +107,13 @@ Test(dropout, gradcheck_float64) {
 
 Test(dropout, bad_inputs) {
     Tensor *x = tensor_zeros(SHAPE(3), DTYPE_FLOAT32, DEVICE_CPU_INIT);
-    expect_error(tensor_dropout(x, 1.5, true, 0, 0),
+    fixture_expect_error(tensor_dropout(x, 1.5, true, 0, 0),
                  "dropout: probability has to be between 0 and 1, but got 1.5");
-    expect_error(tensor_dropout(x, -0.1, false, 0, 0), "but got -0.1");
-    expect_error(tensor_dropout(x, NAN, true, 0, 0), "but got nan");
+    fixture_expect_error(tensor_dropout(x, -0.1, false, 0, 0), "but got -0.1");
+    fixture_expect_error(tensor_dropout(x, NAN, true, 0, 0), "but got nan");
     Tensor *i = tensor_zeros(SHAPE(3), DTYPE_INT64, DEVICE_CPU_INIT);
-    expect_error(tensor_dropout(i, 0.5, true, 0, 0), "dropout: expected a float tensor, got int64");
+    fixture_expect_error(tensor_dropout(i, 0.5, true, 0, 0),
+                         "dropout: expected a float tensor, got int64");
     tensor_release(x), tensor_release(i);
 }
 
@@ -213,30 +206,30 @@ Test(batch_norm, bad_inputs) {
     Tensor *x = tensor_zeros(SHAPE(1, 4), DTYPE_FLOAT32, DEVICE_CPU_INIT);
     Tensor *rm = tensor_zeros(SHAPE(4), DTYPE_FLOAT32, DEVICE_CPU_INIT);
     Tensor *rv = tensor_full(SHAPE(4), 1, DTYPE_FLOAT32, DEVICE_CPU_INIT);
-    expect_error(tensor_batch_norm(x, rm, rv, NULL, NULL, true, 0.1, 1e-5),
+    fixture_expect_error(tensor_batch_norm(x, rm, rv, NULL, NULL, true, 0.1, 1e-5),
                  "batch_norm: expected more than 1 value per channel when training, got input "
                  "of shape [1, 4]");
     Tensor *x4 = tensor_zeros(SHAPE(1, 4, 1, 1), DTYPE_FLOAT32, DEVICE_CPU_INIT);
-    expect_error(tensor_batch_norm(x4, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
+    fixture_expect_error(tensor_batch_norm(x4, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
                  "got input of shape [1, 4, 1, 1]");
     Tensor *x2 = tensor_zeros(SHAPE(3, 5), DTYPE_FLOAT32, DEVICE_CPU_INIT);
-    expect_error(tensor_batch_norm(x2, NULL, NULL, rm, NULL, true, 0.1, 1e-5),
+    fixture_expect_error(tensor_batch_norm(x2, NULL, NULL, rm, NULL, true, 0.1, 1e-5),
                  "batch_norm: weight of shape [4] does not match the 5 channels of input [3, 5]");
-    expect_error(tensor_batch_norm(x2, rm, rv, NULL, NULL, true, 0.1, 1e-5),
+    fixture_expect_error(tensor_batch_norm(x2, rm, rv, NULL, NULL, true, 0.1, 1e-5),
                  "batch_norm: running_mean of shape [4]");
-    expect_error(tensor_batch_norm(x2, NULL, NULL, NULL, NULL, false, 0.1, 1e-5),
+    fixture_expect_error(tensor_batch_norm(x2, NULL, NULL, NULL, NULL, false, 0.1, 1e-5),
                  "running_mean and running_var are required in eval mode");
-    expect_error(tensor_batch_norm(x, rm, NULL, NULL, NULL, true, 0.1, 1e-5),
+    fixture_expect_error(tensor_batch_norm(x, rm, NULL, NULL, NULL, true, 0.1, 1e-5),
                  "must be given together");
     Tensor *d = tensor_zeros(SHAPE(4), DTYPE_FLOAT64, DEVICE_CPU_INIT);
     Tensor *x3 = tensor_zeros(SHAPE(2, 4), DTYPE_FLOAT32, DEVICE_CPU_INIT);
-    expect_error(tensor_batch_norm(x3, NULL, NULL, NULL, d, true, 0.1, 1e-5),
+    fixture_expect_error(tensor_batch_norm(x3, NULL, NULL, NULL, d, true, 0.1, 1e-5),
                  "batch_norm: bias is float64 but input is float32");
     Tensor *v = tensor_zeros(SHAPE(4), DTYPE_FLOAT32, DEVICE_CPU_INIT);
-    expect_error(tensor_batch_norm(v, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
+    fixture_expect_error(tensor_batch_norm(v, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
                  "batch_norm: expected input of shape [N, C] or [N, C, *], got [4]");
     Tensor *i = tensor_zeros(SHAPE(2, 4), DTYPE_INT64, DEVICE_CPU_INIT);
-    expect_error(tensor_batch_norm(i, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
+    fixture_expect_error(tensor_batch_norm(i, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
                  "batch_norm: expected a float input, got int64");
     /* Running stats untouched by the failed calls. */
     assert_tensor_values(rm, (double[]){0, 0, 0, 0}, 4, 0, "running_mean");
@@ -266,14 +259,7 @@ static void check_batch_norm_case(json_t *fx, const char *name) {
     const char *keys[] = {"out", "gx", "gweight", "gbias", "running_mean_after",
                           "running_var_after"};
     Tensor *got[] = {out, x->grad, w->grad, b->grad, rm, rv};
-    for (int k = 0; k < 6; k++) {
-        Tensor *want = fixture_tensor(kase, keys[k]);
-        char what[96];
-        snprintf(what, sizeof what, "%s %s", name, keys[k]);
-        cr_assert(got[k] != NULL, "%s missing", what);
-        assert_tensor_close(got[k], want, RTOL, ATOL, what);
-        tensor_release(want);
-    }
+    for (int k = 0; k < 6; k++) fixture_assert_close(kase, keys[k], got[k], RTOL, ATOL, name);
 
     /* Eval with the updated running statistics. */
     Tensor *xe = fixture_tensor(kase, "x_eval"), *want_e = fixture_tensor(kase, "out_eval");

@@ -460,6 +460,59 @@ Test(gpu, dropout_batch_norm) {
     both_dtypes("batch_norm train", mk_bn, op_batch_norm, NULL, 2e-6);
 }
 
+/* LayerNorm over the last ctx->nd dims of in[0], with in[1] (weight) and
+ * in[2] (bias) as ctx says: rows of one warp each, and the column sums of
+ * gweight / gbias over one and over many row chunks (300 rows: 5 chunks;
+ * 20000 rows: the 256-chunk cap), columns not a multiple of 32. */
+typedef struct {
+    int nd;
+    bool weight, bias;
+    int64_t rows, cols; /* x [rows, cols] when nd == 1, else [4, 5, 6, 8] */
+} LnCase;
+
+static Tensor *op_layer_norm(Tensor **in, const void *c) {
+    const LnCase *k = c;
+    Tensor *x = in[0];
+    return tensor_layer_norm(x, k->nd, x->shape + x->ndim - k->nd, k->weight ? in[1] : NULL,
+                             k->bias ? in[k->weight ? 2 : 1] : NULL, 1e-5);
+}
+
+static void layer_norm_parity(const char *name, const LnCase *k, DType dt) {
+    Rng r;
+    rng_init(&r, 11);
+    Tensor *in[3];
+    int n = 0;
+    int64_t pshape[2] = {6, 8};
+    if (k->nd == 1) {
+        in[n++] = rand_t(&r, SHAPE(k->rows, k->cols), dt, -2, 3);
+        pshape[0] = k->cols;
+    } else {
+        in[n++] = rand_t(&r, SHAPE(4, 5, 6, 8), dt, -2, 3);
+    }
+    if (k->weight) in[n++] = rand_t(&r, k->nd, pshape, dt, 0.5, 1.5);
+    if (k->bias) in[n++] = rand_t(&r, k->nd, pshape, dt, -0.5, 0.5);
+    op_parity(name, n, in, op_layer_norm, k, dt, dt == DTYPE_FLOAT32 ? 1e-5 : 1e-11);
+    release_all(n, in);
+}
+
+Test(gpu, layer_norm) {
+    need_gpu();
+    static const struct {
+        const char *name;
+        LnCase k;
+    } cases[] = {
+        {"layer_norm [6, 33]", {1, true, true, 6, 33}},
+        {"layer_norm [300, 129]", {1, true, true, 300, 129}},
+        {"layer_norm [20000, 40]", {1, true, true, 20000, 40}},
+        {"layer_norm [4, 5, 6, 8] over [6, 8]", {2, true, true, 0, 0}},
+        {"layer_norm no affine [9, 1000]", {1, false, false, 9, 1000}},
+        {"layer_norm weight only [70, 768]", {1, true, false, 70, 768}},
+    };
+    DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int d = 0; d < 2; d++) layer_norm_parity(cases[i].name, &cases[i].k, dts[d]);
+}
+
 /* ---- raw kernels ---- */
 
 Test(gpu, philox_stream_matches_cpu) {
@@ -914,8 +967,8 @@ static void run_job(const char *path, Device device, Losses *out) {
 Test(gpu, trainer_parity_jobs_on_cuda) {
     need_gpu();
     const char *cases[] = {"mlp_sgd_lambda", "cnn_adam_steplr", "batchnorm_dropout_sgd_multistep",
-                           "csv_regression_adamw_cosine"};
-    for (int i = 0; i < 4; i++) {
+                           "csv_regression_adamw_cosine", "layernorm_mlp_adamw"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char path[256];
         snprintf(path, sizeof path, "tests/fixtures/jobs/%s.json", cases[i]);
         Losses *cpu = malloc(sizeof *cpu), *gpu = malloc(sizeof *gpu);

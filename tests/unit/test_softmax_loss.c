@@ -18,15 +18,6 @@ static void release_all(int n, Tensor **t) {
     for (int i = 0; i < n; i++) tensor_release(t[i]);
 }
 
-/* Asserts that `t` is NULL and the error mentions `want`. */
-static void expect_error(Tensor *t, const char *want) {
-    if (t) {
-        tensor_release(t);
-        cr_assert_fail("expected an error containing \"%s\", got a tensor", want);
-    }
-    cr_assert(strstr(error_get(), want) != NULL, "error \"%s\" lacks \"%s\"", error_get(), want);
-}
-
 static Tensor *labels(int n, const int64_t *v) {
     Tensor *t = tensor_from_buffer(v, 1, (int64_t[]){n}, DTYPE_INT64);
     cr_assert(t != NULL, "%s", error_get());
@@ -114,12 +105,12 @@ Test(softmax, zero_dim_and_empty) {
 
 Test(softmax, bad_inputs) {
     Tensor *x = tensor_zeros(SHAPE(2, 3), DTYPE_FLOAT32, DEVICE_CPU_INIT);
-    expect_error(tensor_softmax(x, 2), "softmax: dimension 2 out of range");
-    expect_error(tensor_log_softmax(x, -3), "log_softmax: dimension -3 out of range");
+    fixture_expect_error(tensor_softmax(x, 2), "softmax: dimension 2 out of range");
+    fixture_expect_error(tensor_log_softmax(x, -3), "log_softmax: dimension -3 out of range");
     Tensor *i = tensor_zeros(SHAPE(2, 3), DTYPE_INT64, DEVICE_CPU_INIT);
-    expect_error(tensor_softmax(i, 1), "softmax: expected a float tensor, got int64");
+    fixture_expect_error(tensor_softmax(i, 1), "softmax: expected a float tensor, got int64");
     error_set("earlier");
-    expect_error(tensor_softmax(NULL, 0), "earlier");
+    fixture_expect_error(tensor_softmax(NULL, 0), "earlier");
     tensor_release(x), tensor_release(i);
 }
 
@@ -232,10 +223,10 @@ Test(losses, out_of_range_class) {
     Tensor *x = tensor_zeros(SHAPE(4, 10), DTYPE_FLOAT32, DEVICE_CPU_INIT);
     tensor_set_requires_grad(x, true);
     Tensor *lab = labels(4, (int64_t[]){1, 2, 9, 12});
-    expect_error(tensor_cross_entropy(x, lab, REDUCTION_MEAN),
+    fixture_expect_error(tensor_cross_entropy(x, lab, REDUCTION_MEAN),
                  "cross_entropy: target 12 at index 3 is out of range for 10 classes");
     Tensor *neg = labels(4, (int64_t[]){-1, 2, 9, 0});
-    expect_error(tensor_nll_loss(x, neg, REDUCTION_SUM),
+    fixture_expect_error(tensor_nll_loss(x, neg, REDUCTION_SUM),
                  "nll_loss: target -1 at index 0 is out of range for 10 classes");
     tensor_release(x), tensor_release(lab), tensor_release(neg);
 }
@@ -243,16 +234,17 @@ Test(losses, out_of_range_class) {
 Test(losses, wrong_target_dtype) {
     Tensor *x = tensor_zeros(SHAPE(4, 3), DTYPE_FLOAT32, DEVICE_CPU_INIT);
     Tensor *f = tensor_zeros(SHAPE(4), DTYPE_FLOAT32, DEVICE_CPU_INIT);
-    expect_error(tensor_cross_entropy(x, f, REDUCTION_MEAN),
+    fixture_expect_error(tensor_cross_entropy(x, f, REDUCTION_MEAN),
                  "cross_entropy: expected an int64 target of class indices, got float32");
-    expect_error(tensor_nll_loss(x, f, REDUCTION_MEAN), "nll_loss: expected an int64 target");
+    fixture_expect_error(tensor_nll_loss(x, f, REDUCTION_MEAN),
+                         "nll_loss: expected an int64 target");
     Tensor *i = tensor_zeros(SHAPE(4, 3), DTYPE_INT64, DEVICE_CPU_INIT);
-    expect_error(tensor_mse_loss(x, i, REDUCTION_MEAN),
+    fixture_expect_error(tensor_mse_loss(x, i, REDUCTION_MEAN),
                  "mse_loss: expected a float target, got int64");
-    expect_error(tensor_bce_with_logits(x, i, REDUCTION_MEAN),
+    fixture_expect_error(tensor_bce_with_logits(x, i, REDUCTION_MEAN),
                  "bce_with_logits: expected a float target, got int64");
     Tensor *d = tensor_zeros(SHAPE(4, 3), DTYPE_FLOAT64, DEVICE_CPU_INIT);
-    expect_error(tensor_l1_loss(x, d, REDUCTION_MEAN),
+    fixture_expect_error(tensor_l1_loss(x, d, REDUCTION_MEAN),
                  "l1_loss: input is float32 but target is float64");
     tensor_release(x), tensor_release(f), tensor_release(i), tensor_release(d);
 }
@@ -260,22 +252,24 @@ Test(losses, wrong_target_dtype) {
 Test(losses, mismatched_shapes) {
     Tensor *x = tensor_zeros(SHAPE(64, 1), DTYPE_FLOAT32, DEVICE_CPU_INIT);
     Tensor *y = tensor_zeros(SHAPE(64), DTYPE_FLOAT32, DEVICE_CPU_INIT);
-    expect_error(tensor_mse_loss(x, y, REDUCTION_MEAN),
+    fixture_expect_error(tensor_mse_loss(x, y, REDUCTION_MEAN),
                  "mse_loss: input [64, 1] and target [64] differ in shape");
-    expect_error(tensor_l1_loss(x, y, REDUCTION_MEAN), "l1_loss: input [64, 1] and target [64]");
-    expect_error(tensor_bce_loss(x, y, REDUCTION_MEAN), "bce_loss: input [64, 1] and target [64]");
-    expect_error(tensor_bce_with_logits(x, y, REDUCTION_MEAN),
+    fixture_expect_error(tensor_l1_loss(x, y, REDUCTION_MEAN),
+                         "l1_loss: input [64, 1] and target [64]");
+    fixture_expect_error(tensor_bce_loss(x, y, REDUCTION_MEAN),
+                         "bce_loss: input [64, 1] and target [64]");
+    fixture_expect_error(tensor_bce_with_logits(x, y, REDUCTION_MEAN),
                  "bce_with_logits: input [64, 1] and target [64]");
     /* Class losses: N must agree, input must be [N, C]. */
     Tensor *logits = tensor_zeros(SHAPE(3, 5), DTYPE_FLOAT32, DEVICE_CPU_INIT);
     Tensor *lab = labels(4, (int64_t[]){0, 1, 2, 3});
-    expect_error(tensor_cross_entropy(logits, lab, REDUCTION_MEAN),
+    fixture_expect_error(tensor_cross_entropy(logits, lab, REDUCTION_MEAN),
                  "cross_entropy: input [3, 5] and target [4] differ in batch size");
     Tensor *l3 = tensor_zeros(SHAPE(4, 5, 2), DTYPE_FLOAT32, DEVICE_CPU_INIT);
-    expect_error(tensor_nll_loss(l3, lab, REDUCTION_MEAN),
+    fixture_expect_error(tensor_nll_loss(l3, lab, REDUCTION_MEAN),
                  "nll_loss: expected input of shape [N, C], got [4, 5, 2]");
     /* An unknown reduction value. */
-    expect_error(tensor_mse_loss(y, y, (Reduction)7), "mse_loss: unknown reduction 7");
+    fixture_expect_error(tensor_mse_loss(y, y, (Reduction)7), "mse_loss: unknown reduction 7");
     tensor_release(x), tensor_release(y), tensor_release(logits), tensor_release(lab),
         tensor_release(l3);
 }
@@ -283,19 +277,19 @@ Test(losses, mismatched_shapes) {
 Test(losses, bce_input_outside_unit_interval) {
     Tensor *x = tensor_from_string("[0.2, 0.0, 1.0, 1.5]", DTYPE_FLOAT32);
     Tensor *y = tensor_zeros(SHAPE(4), DTYPE_FLOAT32, DEVICE_CPU_INIT);
-    expect_error(tensor_bce_loss(x, y, REDUCTION_MEAN),
+    fixture_expect_error(tensor_bce_loss(x, y, REDUCTION_MEAN),
                  "bce_loss: input value 1.5 at index 3 is outside [0, 1]");
     Tensor *n = tensor_from_string("[-0.25]", DTYPE_FLOAT64);
     Tensor *yn = tensor_zeros(SHAPE(1), DTYPE_FLOAT64, DEVICE_CPU_INIT);
-    expect_error(tensor_bce_loss(n, yn, REDUCTION_MEAN), "input value -0.25 at index 0");
+    fixture_expect_error(tensor_bce_loss(n, yn, REDUCTION_MEAN), "input value -0.25 at index 0");
     tensor_release(x), tensor_release(y), tensor_release(n), tensor_release(yn);
 }
 
 Test(losses, null_input_keeps_earlier_error) {
     Tensor *y = tensor_zeros(SHAPE(4), DTYPE_FLOAT32, DEVICE_CPU_INIT);
     error_set("earlier failure");
-    expect_error(tensor_mse_loss(NULL, y, REDUCTION_MEAN), "earlier failure");
-    expect_error(tensor_cross_entropy(y, NULL, REDUCTION_MEAN), "earlier failure");
+    fixture_expect_error(tensor_mse_loss(NULL, y, REDUCTION_MEAN), "earlier failure");
+    fixture_expect_error(tensor_cross_entropy(y, NULL, REDUCTION_MEAN), "earlier failure");
     tensor_release(y);
 }
 

@@ -320,7 +320,8 @@ Test(spec, errors_name_path_and_reason) {
                          "\"kernel_size\": 3}, {\"type\": \"ReLU\"}, {\"type\": \"Conv3d\"}]",
                          "model[2]: unknown layer type 'Conv3d' (known: Linear, Conv2d, ReLU, "
                          "Sigmoid, Tanh, Softmax, MaxPool2d, AvgPool2d, Flatten, Dropout, "
-                         "BatchNorm1d, BatchNorm2d, GELU, SiLU, LeakyReLU, Identity)",
+                         "BatchNorm1d, BatchNorm2d, GELU, SiLU, LeakyReLU, Identity, "
+                         "LayerNorm)",
                          true);
     expect_variant_error("loss.type", "\"Foo\"",
                          "loss.type: unknown loss 'Foo' (known: MSELoss, L1Loss, "
@@ -736,6 +737,103 @@ Test(spec, model_size_from_the_layer_list) {
     cr_assert_eq(z.train_bytes,
                  4 * (4 * z.parameters + z.buffers + 2 * (64 * 784 + z.activations)));
     job_spec_free(s);
+}
+
+/* `base` with `model` as its layer list, parsed. */
+static JobSpec *parse_model(const char *base, const char *model) {
+    char *t = variant(base, "model", model);
+    JobSpec *s = parse_ok(t);
+    free(t);
+    return s;
+}
+
+/* The shape check passes and counts `parameters`, as the built model has. */
+static void expect_parameters(const JobSpec *s, int64_t parameters) {
+    SpecDataShape d = mnist_shape();
+    SpecModelSize z;
+    cr_assert_eq(job_spec_check_shapes(s, &d, &z), 0, "%s", error_get());
+    cr_assert_eq(z.parameters, parameters);
+    cr_assert_eq(z.parameters, state_dict_elements(s));
+}
+
+/* LayerNorm: normalized_shape as an int or a list, torch's defaults, bad
+ * arguments named by path, the input's trailing dims checked against it,
+ * and its parameters counted as torch counts them. */
+Test(spec, layer_norm) {
+    /* MNIST's images through ToTensor: [N, 1, 28, 28] float32 */
+    char *base = variant(mlp_spec, "data", "{\"train\": \"t\", \"transforms\": "
+                                           "[{\"type\": \"ToTensor\"}]}");
+    JobSpec *s = parse_model(
+        base, "[{\"type\": \"Flatten\"}, {\"type\": \"LayerNorm\", \"normalized_shape\": 784}, "
+              "{\"type\": \"LayerNorm\", \"normalized_shape\": [784], \"eps\": 1e-6, "
+              "\"bias\": false}, {\"type\": \"LayerNorm\", \"normalized_shape\": [784], "
+              "\"elementwise_affine\": false}, {\"type\": \"Linear\", \"in_features\": 784, "
+              "\"out_features\": 10}]");
+    const SpecLayer *l = &s->layers[1];
+    cr_assert_eq(l->type, SPEC_LAYER_LAYER_NORM);
+    cr_assert_str_eq(spec_layer_type_name(l->type), "LayerNorm");
+    cr_assert(l->norm_ndim == 1 && l->normalized_shape[0] == 784);
+    cr_assert(l->eps == 1e-5 && l->elementwise_affine && l->bias);
+    cr_assert(s->layers[2].eps == 1e-6 && s->layers[2].elementwise_affine &&
+              !s->layers[2].bias);
+    cr_assert(!s->layers[3].elementwise_affine);
+    expect_parameters(s, 2 * 784 + 784 + 784 * 10 + 10);
+    job_spec_free(s);
+
+    /* over the last two dims of the [N, 1, 28, 28] images */
+    s = parse_model(base, "[{\"type\": \"LayerNorm\", \"normalized_shape\": [28, 28]}, "
+                          "{\"type\": \"Flatten\"}, {\"type\": \"Linear\", "
+                          "\"in_features\": 784, \"out_features\": 10}]");
+    cr_assert(s->layers[0].norm_ndim == 2 && s->layers[0].normalized_shape[1] == 28);
+    expect_parameters(s, 2 * 784 + 7850);
+    job_spec_free(s);
+
+    /* trailing dims that differ: the layer and both shapes named */
+    s = parse_model(base, "[{\"type\": \"Flatten\"}, {\"type\": \"LayerNorm\", "
+                          "\"normalized_shape\": [28, 28]}, {\"type\": \"Linear\", "
+                          "\"in_features\": 784, \"out_features\": 10}]");
+    SpecDataShape d = mnist_shape();
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
+    cr_assert_str_eq(error_get(), "model[1] LayerNorm: normalized_shape=[28, 28] but its input "
+                                  "[1, 784] does not end with [28, 28]");
+    cr_assert_str_eq(error_last()->path, "model[1]");
+    job_spec_free(s);
+    free(base);
+
+    static const struct {
+        const char *layer, *want;
+    } bad[] = {
+        {"{\"type\": \"LayerNorm\"}", "model[0].normalized_shape: required"},
+        {"{\"type\": \"LayerNorm\", \"normalized_shape\": 0}",
+         "model[0].normalized_shape: must be >= 1, got 0"},
+        {"{\"type\": \"LayerNorm\", \"normalized_shape\": [4, -2]}",
+         "model[0].normalized_shape[1]: must be >= 1, got -2"},
+        {"{\"type\": \"LayerNorm\", \"normalized_shape\": []}",
+         "model[0].normalized_shape: expected a list of 1 to 8 integers, got a list of 0"},
+        {"{\"type\": \"LayerNorm\", \"normalized_shape\": [1, 1, 1, 1, 1, 1, 1, 1, 1]}",
+         "model[0].normalized_shape: expected a list of 1 to 8 integers, got a list of 9"},
+        {"{\"type\": \"LayerNorm\", \"normalized_shape\": \"64\"}",
+         "model[0].normalized_shape: expected an integer or a list of integers, got string"},
+        {"{\"type\": \"LayerNorm\", \"normalized_shape\": [4.5]}",
+         "model[0].normalized_shape[0]: expected an integer"},
+        {"{\"type\": \"LayerNorm\", \"normalized_shape\": 4, \"eps\": 0}",
+         "model[0].eps: must be > 0, got 0"},
+        {"{\"type\": \"LayerNorm\", \"normalized_shape\": 4, \"eps\": -1e-5}",
+         "model[0].eps: must be > 0, got -1e-05"},
+        {"{\"type\": \"LayerNorm\", \"normalized_shape\": 4, \"eps\": \"small\"}",
+         "model[0].eps: expected a number, got string"},
+        {"{\"type\": \"LayerNorm\", \"normalized_shape\": 4, \"elementwise_affine\": 1}",
+         "model[0].elementwise_affine: expected true or false, got number"},
+        {"{\"type\": \"LayerNorm\", \"normalized_shape\": 4, \"affine\": true}",
+         "model[0].affine: unknown field"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char model[256];
+        snprintf(model, sizeof model, "[%s]", bad[i].layer);
+        char *t = variant(mlp_spec, "model", model);
+        expect_error_text(t, bad[i].want, false);
+        free(t);
+    }
 }
 
 /* A model of 10^12 parameters is measured without a weight allocated; sizes
