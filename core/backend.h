@@ -164,11 +164,17 @@ typedef struct Backend {
     void (*avg_pool2d)(const Window2d *w, const Tensor *x, Tensor *out);
     void (*avg_pool2d_backward)(const Window2d *w, const Tensor *gy, Tensor *gx);
 
-    /* ---- indexing along the last dim of x [rows, cols] ---- */
-    /* out[i] = x[i, index[i]]; index int64 [rows], values in range. */
-    void (*gather_last_dim)(const Tensor *x, const Tensor *index, Tensor *out);
-    /* gx = zeros [rows, cols]; gx[i, index[i]] = g[i]. */
-    void (*scatter_last_dim)(const Tensor *g, const Tensor *index, Tensor *gx);
+    /* ---- the class losses' rows: lp [rows, cols] of log-probabilities ---- */
+    /* For row i with t = index[i] (int64 [rows], in range unless ignored):
+     *   loss[i] = -(1 - eps) lp[i, t] - eps / cols * sum_c lp[i, c], weight[i] = 1,
+     * the sum skipped when eps = 0; loss[i] = weight[i] = 0 where t == ignore. */
+    void (*class_loss_rows)(const Tensor *lp, const Tensor *index, int64_t ignore, double eps,
+                            Tensor *loss, Tensor *weight);
+    /* The adjoint: gx[i, c] = -g[i] ((1 - eps) [c == t] + eps / cols), and 0
+     * on ignored rows whatever g[i] is (an infinite g from a mean over no
+     * rows must not give NaN: torch's gradient there is 0). */
+    void (*class_loss_rows_backward)(const Tensor *g, const Tensor *index, int64_t ignore,
+                                     double eps, Tensor *gx);
 
     /* ---- softmax over the last dim of [rows, cols] ---- */
     void (*softmax)(const Tensor *x, Tensor *out, bool log);

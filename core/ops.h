@@ -95,10 +95,25 @@ typedef enum { REDUCTION_MEAN, REDUCTION_SUM, REDUCTION_NONE } Reduction;
 int reduction_parse(const char *name, Reduction *out);
 Tensor *tensor_mse_loss(Tensor *input, Tensor *target, Reduction reduction);
 Tensor *tensor_l1_loss(Tensor *input, Tensor *target, Reduction reduction);
-/* logits [N, C], target int64 [N] of class indices in [0, C). */
+/* The options of torch.nn.CrossEntropyLoss / NLLLoss. A target equal to
+ * ignore_index counts for nothing: its row's loss is 0, its gradient 0, and
+ * "mean" divides by the targets that are not ignored (NaN when none is).
+ * label_smoothing eps in [0, 1] (cross-entropy only) mixes the one-hot
+ * target with the uniform: (1 - eps) one-hot + eps / C. */
+typedef struct {
+    int64_t ignore_index;
+    double label_smoothing;
+} ClassLossOptions;
+#define CLASS_LOSS_DEFAULTS ((const ClassLossOptions){.ignore_index = -100, .label_smoothing = 0})
+/* logits [N, C], target int64 [N] of class indices in [0, C) or ignore_index;
+ * the plain forms take CLASS_LOSS_DEFAULTS (torch's). */
 Tensor *tensor_cross_entropy(Tensor *logits, Tensor *target, Reduction reduction);
-/* log-probabilities [N, C], target int64 [N]. */
+Tensor *tensor_cross_entropy_with(Tensor *logits, Tensor *target, Reduction reduction,
+                                  const ClassLossOptions *options);
+/* log-probabilities [N, C], target int64 [N]; label_smoothing must be 0. */
 Tensor *tensor_nll_loss(Tensor *log_probs, Tensor *target, Reduction reduction);
+Tensor *tensor_nll_loss_with(Tensor *log_probs, Tensor *target, Reduction reduction,
+                             const ClassLossOptions *options);
 /* probabilities in [0, 1] and targets of the same shape; log clamped at -100
  * as torch does. */
 Tensor *tensor_bce_loss(Tensor *input, Tensor *target, Reduction reduction);

@@ -59,6 +59,22 @@ const char *spec_loss_name(SpecLossType type) {
 }
 
 static const char *const loss_fields[] = {"type", "reduction", NULL};
+static const char *const cross_entropy_fields[] = {"type", "reduction", "ignore_index",
+                                                   "label_smoothing", NULL};
+static const char *const nll_fields[] = {"type", "reduction", "ignore_index", NULL};
+
+/* The class losses' options, torch's defaults when absent. */
+static int parse_class_loss(JobSpec *spec, const json_t *v) {
+    ClassLossOptions *o = &spec->class_loss;
+    if (spec_get_int(v, "loss", "ignore_index", false, o->ignore_index, INT64_MIN, INT64_MAX,
+                     &o->ignore_index) ||
+        spec_get_number(v, "loss", "label_smoothing", false, o->label_smoothing,
+                        &o->label_smoothing))
+        return -1;
+    if (o->label_smoothing < 0 || o->label_smoothing > 1)
+        return error_at("loss.label_smoothing", "must be in [0, 1], got %g", o->label_smoothing);
+    return 0;
+}
 
 static int parse_loss(JobSpec *spec, const json_t *v) {
     if (!v) return error_at("loss", "required");
@@ -81,7 +97,11 @@ static int parse_loss(JobSpec *spec, const json_t *v) {
                         type);
     }
     spec->loss = losses[k].type;
-    if (spec_check_fields(v, "loss", loss_fields, type) ||
+    spec->class_loss = CLASS_LOSS_DEFAULTS;
+    const char *const *fields = spec->loss == SPEC_LOSS_CROSS_ENTROPY ? cross_entropy_fields
+                                : spec->loss == SPEC_LOSS_NLL         ? nll_fields
+                                                                      : loss_fields;
+    if (spec_check_fields(v, "loss", fields, type) || parse_class_loss(spec, v) ||
         spec_get_string(v, "loss", "reduction", false, &red))
         return -1;
     if (!red || strcmp(red, "mean") == 0)
@@ -104,8 +124,10 @@ Tensor *job_spec_loss(const JobSpec *spec, Tensor *output, Tensor *target) {
     switch (spec->loss) {
     case SPEC_LOSS_MSE: return tensor_mse_loss(output, target, spec->reduction);
     case SPEC_LOSS_L1: return tensor_l1_loss(output, target, spec->reduction);
-    case SPEC_LOSS_CROSS_ENTROPY: return tensor_cross_entropy(output, target, spec->reduction);
-    case SPEC_LOSS_NLL: return tensor_nll_loss(output, target, spec->reduction);
+    case SPEC_LOSS_CROSS_ENTROPY:
+        return tensor_cross_entropy_with(output, target, spec->reduction, &spec->class_loss);
+    case SPEC_LOSS_NLL:
+        return tensor_nll_loss_with(output, target, spec->reduction, &spec->class_loss);
     case SPEC_LOSS_BCE: return tensor_bce_loss(output, target, spec->reduction);
     case SPEC_LOSS_BCE_WITH_LOGITS:
         return tensor_bce_with_logits(output, target, spec->reduction);

@@ -153,6 +153,8 @@ typedef struct {
 
     SpecLossType loss;
     Reduction reduction; /* "mean" (default) or "sum"; "none" is refused */
+    ClassLossOptions class_loss; /* CrossEntropyLoss (both) and NLLLoss (ignore_index only);
+                                    torch's defaults for the other losses */
 
     SpecOptimizerType optimizer;
     SgdOptions sgd;   /* SGD */

@@ -88,8 +88,12 @@ static int to_device(const Trainer *t, const Batch *b, Tensor **x, Tensor **y) {
     return -1;
 }
 
-/* How many rows of out [B, C] have their argmax equal to the int64 label. */
-static int64_t count_correct(Tensor *out, Tensor *target, int64_t *correct) {
+/* Adds to *correct the rows of out [B, C] whose argmax equals their int64
+ * label, and to *labelled the rows whose label is not `ignore`: an ignored
+ * target is neither right nor wrong, as torch users count it
+ * ((pred == y)[y != ignore_index].sum() / (y != ignore_index).sum()). */
+static int count_correct(Tensor *out, Tensor *target, int64_t ignore, int64_t *correct,
+                         int64_t *labelled) {
     if (out->ndim != 2 || target->dtype != DTYPE_INT64 || target->ndim != 1 ||
         target->shape[0] != out->shape[0]) {
         char a[64], b[64];
@@ -107,9 +111,13 @@ static int64_t count_correct(Tensor *out, Tensor *target, int64_t *correct) {
     int rc = -1;
     if (pcc && tcc) {
         const int64_t *p = tensor_data(pcc), *y = tensor_data(tcc);
-        int64_t n = tensor_numel(tcc), c = 0;
-        for (int64_t i = 0; i < n; i++) c += p[i] == y[i];
+        int64_t n = tensor_numel(tcc), c = 0, l = 0;
+        for (int64_t i = 0; i < n; i++) {
+            c += y[i] != ignore && p[i] == y[i];
+            l += y[i] != ignore;
+        }
         *correct += c;
+        *labelled += l;
         rc = 0;
     }
     tensor_release(pred);
@@ -118,6 +126,18 @@ static int64_t count_correct(Tensor *out, Tensor *target, int64_t *correct) {
     tensor_release(pcc);
     tensor_release(tcc);
     return rc;
+}
+
+/* The batch-mean loss, through whichever loss function the trainer has. */
+static Tensor *batch_loss(const Trainer *t, Tensor *out, Tensor *y) {
+    return t->class_loss ? t->class_loss(out, y, REDUCTION_MEAN, &t->class_options)
+                         : t->loss(out, y, REDUCTION_MEAN);
+}
+
+/* The targets accuracy skips: the class loss's ignore_index, else torch's
+ * default (-100, which tensor_cross_entropy ignores too). */
+static int64_t ignored_label(const Trainer *t) {
+    return t->class_loss ? t->class_options.ignore_index : CLASS_LOSS_DEFAULTS.ignore_index;
 }
 
 static const char *nonfinite_name(double v) {
@@ -163,14 +183,14 @@ static int train_step(Trainer *t, int epoch, const Batch *b) {
     TrainState *s = &t->state;
     int64_t step = s->step + 1;
     Tensor *x = NULL, *y = NULL, *out = NULL, *loss = NULL;
-    int64_t correct = 0;
+    int64_t correct = 0, labelled = 0;
     int rc = -1;
 
     optimizer_zero_grad(t->opt);
     if (to_device(t, b, &x, &y) != 0) goto fail;
     out = module_forward(t->model, x);
     if (!out) goto fail;
-    loss = t->loss(out, y, REDUCTION_MEAN);
+    loss = batch_loss(t, out, y);
     if (!loss) {
         error_prefix("loss");
         goto fail;
@@ -183,7 +203,8 @@ static int train_step(Trainer *t, int epoch, const Batch *b) {
     }
     emit(t, "loss", step, epoch, v);
     emit(t, "lr", step, epoch, t->opt->lr);
-    if (t->accuracy && count_correct(out, y, &correct) != 0) goto fail;
+    if (t->accuracy && count_correct(out, y, ignored_label(t), &correct, &labelled) != 0)
+        goto fail;
     tensor_release(out);
     out = NULL;
     if (tensor_backward(loss) != 0) {
@@ -205,6 +226,7 @@ static int train_step(Trainer *t, int epoch, const Batch *b) {
     s->loss_sum += v * (double)b->size;
     s->samples += b->size;
     s->correct += correct;
+    s->labelled += labelled;
     rc = 0;
 fail:
     if (rc != 0) error_prefix("step %" PRId64, step);
@@ -222,7 +244,7 @@ static int validate(Trainer *t, int epoch, double *val_loss, double *val_acc) {
     module_train(t->model, false);
     bool prev = autograd_set_enabled(false);
     double loss_sum = 0;
-    int64_t samples = 0, correct = 0;
+    int64_t samples = 0, correct = 0, labelled = 0;
     int rc = -1;
     if (dataloader_begin_epoch(dl, epoch) != 0) goto done;
     for (;;) {
@@ -239,7 +261,7 @@ static int validate(Trainer *t, int epoch, double *val_loss, double *val_acc) {
         int brc = -1;
         if (to_device(t, &b, &x, &y) != 0) goto batch_done;
         if (!(out = module_forward(t->model, x))) goto batch_done;
-        if (!(loss = t->loss(out, y, REDUCTION_MEAN))) {
+        if (!(loss = batch_loss(t, out, y))) {
             error_prefix("loss");
             goto batch_done;
         }
@@ -247,7 +269,8 @@ static int validate(Trainer *t, int epoch, double *val_loss, double *val_acc) {
         if (isnan(v) && tensor_numel(loss) != 1) goto batch_done;
         loss_sum += v * (double)b.size;
         samples += b.size;
-        if (t->accuracy && count_correct(out, y, &correct) != 0) goto batch_done;
+        if (t->accuracy && count_correct(out, y, ignored_label(t), &correct, &labelled) != 0)
+            goto batch_done;
         brc = 0;
     batch_done:
         tensor_release(x);
@@ -258,7 +281,7 @@ static int validate(Trainer *t, int epoch, double *val_loss, double *val_acc) {
         if (brc != 0) goto done;
     }
     *val_loss = samples > 0 ? loss_sum / (double)samples : NAN;
-    *val_acc = samples > 0 ? (double)correct / (double)samples : NAN;
+    *val_acc = labelled > 0 ? (double)correct / (double)labelled : NAN;
     rc = 0;
 done:
     if (rc != 0) {
@@ -272,7 +295,7 @@ done:
 /* ---- the loop ---- */
 
 static int check_trainer(const Trainer *t) {
-    if (!t->model || !t->opt || !t->train || !t->loss)
+    if (!t->model || !t->opt || !t->train || !(t->loss || t->class_loss))
         return error_set("train: the trainer needs a model, an optimizer, a train loader and a "
                          "loss");
     if (t->epochs < 0) return error_set("train: epochs must be >= 0, got %d", t->epochs);
@@ -292,7 +315,7 @@ static int train_epoch(Trainer *t, int epoch) {
         if (dataloader_begin_epoch(t->train, epoch) != 0) return error_prefix("epoch %d", epoch);
         s->batch = 0;
         s->loss_sum = 0;
-        s->samples = s->correct = 0;
+        s->samples = s->correct = s->labelled = 0;
         s->elapsed_s = 0;
     }
     s->epoch_begun = false;
@@ -329,7 +352,7 @@ static int train_epoch(Trainer *t, int epoch) {
     }
     double epoch_time = s->elapsed_s + (clock_now_s() - v0);
     double train_loss = s->samples > 0 ? s->loss_sum / (double)s->samples : NAN;
-    double train_acc = s->samples > 0 ? (double)s->correct / (double)s->samples : NAN;
+    double train_acc = s->labelled > 0 ? (double)s->correct / (double)s->labelled : NAN;
     double sps = epoch_time > 0 ? (double)s->samples / epoch_time : 0;
     emit(t, "train_loss", s->step, epoch, train_loss);
     if (t->accuracy) emit(t, "train_accuracy", s->step, epoch, train_acc);
@@ -363,7 +386,7 @@ static int train_epoch(Trainer *t, int epoch) {
     s->epoch = epoch + 1;
     s->batch = 0;
     s->loss_sum = 0;
-    s->samples = s->correct = 0;
+    s->samples = s->correct = s->labelled = 0;
     s->elapsed_s = 0;
 
     if (t->cb.checkpoint && t->checkpoint_every > 0 &&
@@ -445,6 +468,7 @@ static int trainer_meta(const Trainer *t, SafetensorsMeta *m) {
     rc |= meta_f64(m, "epoch_loss_sum", s->loss_sum);
     rc |= meta_i64(m, "epoch_samples", s->samples);
     rc |= meta_i64(m, "epoch_correct", s->correct);
+    rc |= meta_i64(m, "epoch_labelled", s->labelled);
     rc |= meta_f64(m, "epoch_elapsed_s", s->elapsed_s);
     if (t->lr_scheduler) rc |= meta_i64(m, "scheduler.last_epoch", lr_scheduler_last_epoch(t->lr_scheduler));
     if (t->rng) {
@@ -645,7 +669,13 @@ static int parse_saved(const Trainer *t, const SafetensorsMeta *m, Saved *sv) {
     if (get_i64(m, "batch", 0, dataloader_num_batches(t->train), &s->batch) != 0) return -1;
     if (get_f64(m, "epoch_loss_sum", &s->loss_sum) != 0) return -1;
     if (get_i64(m, "epoch_samples", 0, INT64_MAX, &s->samples) != 0) return -1;
-    if (get_i64(m, "epoch_correct", 0, s->samples, &s->correct) != 0) return -1;
+    /* Checkpoints from before ignore_index have no epoch_labelled: every
+     * sample was labelled then. */
+    s->labelled = s->samples;
+    if (safetensors_meta_get(m, "epoch_labelled") &&
+        get_i64(m, "epoch_labelled", 0, s->samples, &s->labelled) != 0)
+        return -1;
+    if (get_i64(m, "epoch_correct", 0, s->labelled, &s->correct) != 0) return -1;
     if (get_f64(m, "epoch_elapsed_s", &s->elapsed_s) != 0) return -1;
 
     bool has_sched = safetensors_meta_get(m, "scheduler.last_epoch") != NULL;

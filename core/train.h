@@ -55,6 +55,9 @@
 /* A batch-mean loss: tensor_cross_entropy, tensor_mse_loss, ... (called
  * with REDUCTION_MEAN). */
 typedef Tensor *(*TrainLossFn)(Tensor *output, Tensor *target, Reduction reduction);
+/* A class loss with its options: tensor_cross_entropy_with, tensor_nll_loss_with. */
+typedef Tensor *(*TrainClassLossFn)(Tensor *output, Tensor *target, Reduction reduction,
+                                    const ClassLossOptions *options);
 
 typedef struct Trainer Trainer;
 
@@ -68,6 +71,7 @@ typedef struct {
     double loss_sum;   /* batch mean loss * batch size */
     int64_t samples;
     int64_t correct;
+    int64_t labelled; /* targets that are not ignore_index: accuracy's denominator */
     double elapsed_s; /* training time of `epoch` before a resume */
     /* Set by train_resume: the train loader already stands in `epoch` at
      * `batch`, so train_run continues that epoch instead of starting it. */
@@ -100,7 +104,10 @@ struct Trainer {
     Rng *rng;        /* the stream Dropout draws from; may be NULL when the
                         model has no Dropout. train_run hands it to the model
                         (module_set_rng) and checkpoints save it. */
-    TrainLossFn loss;
+    TrainLossFn loss;               /* the loss: either this, */
+    TrainClassLossFn class_loss;    /* or this, called with class_options (whose
+                                       ignore_index accuracy skips as well) */
+    ClassLossOptions class_options;
     int epochs;      /* total, counted from epoch 0 (a resumed run goes on to it) */
     bool accuracy;   /* train_accuracy / val_accuracy */
     Device device;   /* where batches go; the model must already be there */

@@ -186,20 +186,19 @@ static void cuda_max_last_dim(const Tensor *x, Tensor *out, Tensor *indices) {
                             indices ? (int64_t *)tensor_data(indices) : NULL);
 }
 
-static void cuda_gather_last_dim(const Tensor *x, const Tensor *index, Tensor *out) {
-    use(x);
-    int64_t rows, cols;
-    rows_cols(x, &rows, &cols);
-    gpu_launch_gather_last_dim((int)x->dtype, tensor_data(x), tensor_data(index), rows, cols,
-                               tensor_data(out));
+static void cuda_class_loss_rows(const Tensor *lp, const Tensor *index, int64_t ignore,
+                                 double eps, Tensor *loss, Tensor *weight) {
+    use(lp);
+    gpu_launch_class_loss_rows((int)lp->dtype, tensor_data(lp), tensor_data(index), ignore, eps,
+                               tensor_data(loss), tensor_data(weight), lp->shape[0], lp->shape[1]);
 }
 
-static void cuda_scatter_last_dim(const Tensor *g, const Tensor *index, Tensor *gx) {
+static void cuda_class_loss_rows_backward(const Tensor *g, const Tensor *index, int64_t ignore,
+                                          double eps, Tensor *gx) {
     use(gx);
-    int64_t rows, cols;
-    rows_cols(gx, &rows, &cols);
-    gpu_launch_scatter_last_dim((int)gx->dtype, tensor_data(g), tensor_data(index), rows, cols,
-                                tensor_data(gx));
+    gpu_launch_class_loss_rows_backward((int)gx->dtype, tensor_data(g), tensor_data(index),
+                                        ignore, eps, tensor_data(gx), gx->shape[0],
+                                        gx->shape[1]);
 }
 
 /* ---- matrix products and convolution (current device) ---- */
@@ -397,8 +396,8 @@ static const Backend cuda_backend = {
     .max_pool2d_backward = cuda_max_pool2d_backward,
     .avg_pool2d = cuda_avg_pool2d,
     .avg_pool2d_backward = cuda_avg_pool2d_backward,
-    .gather_last_dim = cuda_gather_last_dim,
-    .scatter_last_dim = cuda_scatter_last_dim,
+    .class_loss_rows = cuda_class_loss_rows,
+    .class_loss_rows_backward = cuda_class_loss_rows_backward,
     .softmax = cuda_softmax,
     .softmax_backward = cuda_softmax_backward,
     .layer_norm = cuda_layer_norm,

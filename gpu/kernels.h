@@ -100,10 +100,13 @@ void gpu_launch_sum(int dtype, const void *x, int nkept, const int64_t *kept_siz
                     const int64_t *red_stride, void *out, int64_t nout, int64_t nred_total);
 void gpu_launch_max_last_dim(int dtype, const void *x, int64_t rows, int64_t cols, void *out,
                              int64_t *indices);
-void gpu_launch_gather_last_dim(int dtype, const void *x, const int64_t *index, int64_t rows,
-                                int64_t cols, void *out);
-void gpu_launch_scatter_last_dim(int dtype, const void *g, const int64_t *index, int64_t rows,
-                                 int64_t cols, void *gx);
+
+/* ---- kernels/class_loss.cu: Backend.class_loss_rows(_backward) ---- */
+void gpu_launch_class_loss_rows(int dtype, const void *lp, const int64_t *index, int64_t ignore,
+                                double eps, void *loss, void *weight, int64_t rows, int64_t cols);
+void gpu_launch_class_loss_rows_backward(int dtype, const void *g, const int64_t *index,
+                                         int64_t ignore, double eps, void *gx, int64_t rows,
+                                         int64_t cols);
 
 /* ---- kernels/softmax.cu ---- */
 void gpu_launch_softmax(int dtype, const void *x, void *out, int64_t rows, int64_t cols,

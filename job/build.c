@@ -35,12 +35,21 @@ static TrainLossFn loss_fn(const JobSpec *spec) {
     switch (spec->loss) {
     case SPEC_LOSS_MSE: return tensor_mse_loss;
     case SPEC_LOSS_L1: return tensor_l1_loss;
-    case SPEC_LOSS_CROSS_ENTROPY: return tensor_cross_entropy;
-    case SPEC_LOSS_NLL: return tensor_nll_loss;
+    case SPEC_LOSS_CROSS_ENTROPY:
+    case SPEC_LOSS_NLL: return NULL; /* class_loss_fn */
     case SPEC_LOSS_BCE: return tensor_bce_loss;
     case SPEC_LOSS_BCE_WITH_LOGITS: return tensor_bce_with_logits;
     }
     return NULL;
+}
+
+/* The class losses, which take the spec's options (Trainer.class_options). */
+static TrainClassLossFn class_loss_fn(const JobSpec *spec) {
+    switch (spec->loss) {
+    case SPEC_LOSS_CROSS_ENTROPY: return tensor_cross_entropy_with;
+    case SPEC_LOSS_NLL: return tensor_nll_loss_with;
+    default: return NULL; /* loss_fn */
+    }
 }
 
 /* ---- datasets of the daemon ---- */
@@ -265,6 +274,8 @@ void job_build_trainer(JobBuild *b, Trainer *t, Device device) {
     t->val = b->val;
     t->rng = &b->dropout_rng;
     t->loss = loss_fn(b->spec);
+    t->class_loss = class_loss_fn(b->spec);
+    t->class_options = b->spec->class_loss;
     t->epochs = b->spec->epochs;
     t->accuracy = b->spec->accuracy;
     t->allow_tf32 = b->spec->allow_tf32;

@@ -35,8 +35,12 @@ void cpu_unary_backward(UnaryOp op, const Tensor *x, const Tensor *y, double alp
 /* reduce.c */
 void cpu_sum(const Tensor *x, Tensor *out);
 void cpu_max_last_dim(const Tensor *x, Tensor *out, Tensor *indices);
-void cpu_gather_last_dim(const Tensor *x, const Tensor *index, Tensor *out);
-void cpu_scatter_last_dim(const Tensor *g, const Tensor *index, Tensor *gx);
+
+/* class_loss.c */
+void cpu_class_loss_rows(const Tensor *lp, const Tensor *index, int64_t ignore, double eps,
+                         Tensor *loss, Tensor *weight);
+void cpu_class_loss_rows_backward(const Tensor *g, const Tensor *index, int64_t ignore,
+                                  double eps, Tensor *gx);
 
 /* gemm.c (OpenBLAS) */
 void cpu_gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,

@@ -1,5 +1,5 @@
 /* reduce.c - CPU sum over any set of dims, max/argmax over the last dim,
- * and gather/scatter of one element per row.
+ * (the class losses' per-row kernels are in class_loss.c).
  *
  * Sum first coalesces x's dims: size-1 dims are dropped and neighbours that
  * are both reduced or both kept merge, so [N, C, H, W] summed over (0, 2, 3)
@@ -168,37 +168,4 @@ void cpu_max_last_dim(const Tensor *x, Tensor *out, Tensor *indices) {
         max_last_f32(tensor_data(x), rows, cols, out ? tensor_data(out) : NULL, pi);
     else
         max_last_f64(tensor_data(x), rows, cols, out ? tensor_data(out) : NULL, pi);
-}
-
-/* ---- gather / scatter of one element per row ---- */
-
-#define DEFINE_GATHER(T, SFX)                                                                      \
-    static void gather_##SFX(const T *px, const int64_t *idx, int64_t rows, int64_t cols, T *po) { \
-        for (int64_t r = 0; r < rows; r++) po[r] = px[r * cols + idx[r]];                          \
-    }                                                                                              \
-    static void scatter_##SFX(const T *pg, const int64_t *idx, int64_t rows, int64_t cols,         \
-                              T *pgx) {                                                            \
-        for (int64_t i = 0; i < rows * cols; i++) pgx[i] = 0;                                      \
-        for (int64_t r = 0; r < rows; r++) pgx[r * cols + idx[r]] = pg[r];                         \
-    }
-
-DEFINE_GATHER(float, f32)
-DEFINE_GATHER(double, f64)
-
-void cpu_gather_last_dim(const Tensor *x, const Tensor *index, Tensor *out) {
-    int64_t rows, cols;
-    rows_cols(x, &rows, &cols);
-    if (x->dtype == DTYPE_FLOAT32)
-        gather_f32(tensor_data(x), tensor_data(index), rows, cols, tensor_data(out));
-    else
-        gather_f64(tensor_data(x), tensor_data(index), rows, cols, tensor_data(out));
-}
-
-void cpu_scatter_last_dim(const Tensor *g, const Tensor *index, Tensor *gx) {
-    int64_t rows, cols;
-    rows_cols(gx, &rows, &cols);
-    if (gx->dtype == DTYPE_FLOAT32)
-        scatter_f32(tensor_data(g), tensor_data(index), rows, cols, tensor_data(gx));
-    else
-        scatter_f64(tensor_data(g), tensor_data(index), rows, cols, tensor_data(gx));
 }

@@ -3,9 +3,11 @@
  * Each loss first computes one loss per element (per sample for the class
  * losses), then reduces it with tensor_mean / tensor_sum, so the reduction's
  * gradient comes from reduce.c. MSE and L1 are plain compositions of
- * elementwise ops. NLL picks one log-probability per row with the backend's
- * gather (its backward is the matching scatter); cross-entropy is
- * nll_loss(log_softmax(logits, 1)). The two binary cross-entropies have
+ * elementwise ops. NLL and cross-entropy share one node over the
+ * log-probabilities: the backend's class_loss_rows gives each row's loss
+ * (torch's ignore_index and label_smoothing included) and whether it counts,
+ * and "mean" divides by the rows that count, as torch does; cross-entropy
+ * is that over log_softmax(logits, 1). The two binary cross-entropies have
  * nodes of their own: torch's gradients there are not what composing the
  * clamped logs would give at the edges (x = 0 or 1, logits = 0).
  *
@@ -92,15 +94,18 @@ static int check_classes(const char *op, const Tensor *input, const Tensor *targ
     return check_device(op, input, target);
 }
 
-/* Class indices must lie in [0, C). Checked on the host for CPU tensors
- * (a device tensor would cost a synchronising copy every step). */
-static int check_class_range(const char *op, const Tensor *target_c, int64_t classes) {
+/* Class indices must lie in [0, C) unless ignored. Checked on the host for
+ * CPU tensors (a device tensor would cost a synchronising copy every step). */
+static int check_class_range(const char *op, const Tensor *target_c, int64_t classes,
+                             int64_t ignore) {
     if (target_c->device.type != DEVICE_CPU) return 0;
     const int64_t *t = tensor_data(target_c);
     for (int64_t i = 0; i < tensor_numel(target_c); i++)
-        if (t[i] < 0 || t[i] >= classes)
-            return error_set("%s: target %lld at index %lld is out of range for %lld classes", op,
-                             (long long)t[i], (long long)i, (long long)classes);
+        if ((t[i] < 0 || t[i] >= classes) && t[i] != ignore)
+            return error_set("%s: target %lld at index %lld is out of range for %lld classes "
+                             "(ignore_index is %lld)",
+                             op, (long long)t[i], (long long)i, (long long)classes,
+                             (long long)ignore);
     return 0;
 }
 
@@ -144,58 +149,107 @@ Tensor *tensor_l1_loss(Tensor *input, Tensor *target, Reduction reduction) {
 
 /* ---- NLL and cross-entropy ---- */
 
-/* saved[0]: the int64 target. gx = zeros with gx[i, target[i]] = gy[i]. */
-static int nll_gather_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
+/* saved[0]: the int64 target; ints[0]: ignore_index; scalars[0]: eps. */
+static int class_rows_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     Tensor *x = node->inputs[0];
     const Backend *be = backend_for(x->device);
     Tensor *gyc = be ? tensor_contiguous(gy) : NULL;
     Tensor *g = gyc ? tensor_empty_like(x) : NULL;
-    if (g && tensor_numel(g) > 0) be->scatter_last_dim(gyc, node->saved[0], g);
+    if (g && tensor_numel(g) > 0)
+        be->class_loss_rows_backward(gyc, node->saved[0], node->ints[0], node->scalars[0], g);
     tensor_release(gyc);
     gx[0] = g;
     return g ? 0 : -1;
 }
 
-static Tensor *nll(const char *op, Tensor *log_probs, Tensor *target, Reduction reduction) {
-    if (check_classes(op, log_probs, target, reduction)) return NULL;
+/* The mean over the rows that count: sum(loss) / sum(weight), consuming
+ * both. No row counts: 0 / 0 = NaN, as torch; the gradient is still 0
+ * because the backward kernel writes 0 on ignored rows. */
+static Tensor *weighted_mean(Tensor *loss, Tensor *weight) {
+    Tensor *num = tensor_sum(loss), *den = tensor_sum(weight);
+    Tensor *out = num && den ? tensor_div(num, den) : NULL;
+    tensor_release(loss), tensor_release(weight), tensor_release(num), tensor_release(den);
+    return out;
+}
+
+/* Per-row losses of log_probs [N, C] (ignored rows 0), recorded for
+ * autograd, and their weights (1, or 0 where ignored) in *weight. */
+static Tensor *class_rows(const char *op, Tensor *log_probs, Tensor *target,
+                          const ClassLossOptions *o, Tensor **weight) {
     const Backend *be = backend_for(log_probs->device);
     if (!be) return NULL;
     int64_t n = log_probs->shape[0];
     Tensor *tc = tensor_contiguous(target);
-    if (!tc || check_class_range(op, tc, log_probs->shape[1]) != 0) {
+    if (!tc || check_class_range(op, tc, log_probs->shape[1], o->ignore_index) != 0) {
         tensor_release(tc);
         return NULL;
     }
     Tensor *lp = tensor_contiguous(log_probs);
-    Tensor *picked = lp ? tensor_empty(SHAPE(n), lp->dtype, lp->device) : NULL;
-    if (picked && n > 0) be->gather_last_dim(lp, tc, picked);
-    if (picked && autograd_needs_grad(1, &lp)) {
-        AutogradNode *node = autograd_record(picked, "NllLossBackward", nll_gather_backward, 1, &lp);
-        if (node)
+    Tensor *rows = lp ? tensor_empty(SHAPE(n), lp->dtype, lp->device) : NULL;
+    *weight = rows ? tensor_empty(SHAPE(n), lp->dtype, lp->device) : NULL;
+    if (*weight && n > 0)
+        be->class_loss_rows(lp, tc, o->ignore_index, o->label_smoothing, rows, *weight);
+    if (*weight && autograd_needs_grad(1, &lp)) {
+        AutogradNode *node = autograd_record(rows, "NllLossBackward", class_rows_backward, 1, &lp);
+        if (node) {
             autograd_save(node, 0, tc);
-        else {
-            tensor_release(picked);
-            picked = NULL;
+            node->ints[0] = o->ignore_index;
+            node->scalars[0] = o->label_smoothing;
+        } else {
+            tensor_release(*weight);
+            *weight = NULL;
         }
     }
-    Tensor *loss = tensor_neg(picked);
-    tensor_release(picked);
+    if (!*weight) tensor_release(rows), rows = NULL;
     tensor_release(lp);
     tensor_release(tc);
-    return reduce_loss(loss, reduction);
+    return rows;
+}
+
+static Tensor *class_loss(const char *op, Tensor *log_probs, Tensor *target, Reduction reduction,
+                          const ClassLossOptions *o) {
+    Tensor *weight = NULL;
+    Tensor *rows = class_rows(op, log_probs, target, o, &weight);
+    if (!rows || reduction != REDUCTION_MEAN) {
+        tensor_release(weight);
+        return reduce_loss(rows, reduction);
+    }
+    return weighted_mean(rows, weight);
+}
+
+static int check_smoothing(const char *op, double eps) {
+    if (eps >= 0 && eps <= 1) return 0;
+    return error_set("%s: label_smoothing must be in [0, 1], got %g", op, eps);
+}
+
+Tensor *tensor_nll_loss_with(Tensor *log_probs, Tensor *target, Reduction reduction,
+                             const ClassLossOptions *options) {
+    if (check_classes("nll_loss", log_probs, target, reduction)) return NULL;
+    if (options->label_smoothing != 0)
+        return error_set("nll_loss: has no label_smoothing (got %g; use cross_entropy)",
+                         options->label_smoothing),
+               NULL;
+    return class_loss("nll_loss", log_probs, target, reduction, options);
 }
 
 Tensor *tensor_nll_loss(Tensor *log_probs, Tensor *target, Reduction reduction) {
-    return nll("nll_loss", log_probs, target, reduction);
+    return tensor_nll_loss_with(log_probs, target, reduction, &CLASS_LOSS_DEFAULTS);
+}
+
+Tensor *tensor_cross_entropy_with(Tensor *logits, Tensor *target, Reduction reduction,
+                                  const ClassLossOptions *options) {
+    /* Check first, so errors name cross_entropy and nothing is computed. */
+    if (check_classes("cross_entropy", logits, target, reduction) ||
+        check_smoothing("cross_entropy", options->label_smoothing))
+        return NULL;
+    Tensor *lsm = tensor_log_softmax(logits, 1);
+    Tensor *out = lsm ? class_loss("cross_entropy", lsm, target, reduction, options) : NULL;
+    tensor_release(lsm);
+    return out;
 }
 
 Tensor *tensor_cross_entropy(Tensor *logits, Tensor *target, Reduction reduction) {
-    /* Check first, so errors name cross_entropy and nothing is computed. */
-    if (check_classes("cross_entropy", logits, target, reduction)) return NULL;
-    Tensor *lsm = tensor_log_softmax(logits, 1);
-    Tensor *out = lsm ? nll("cross_entropy", lsm, target, reduction) : NULL;
-    tensor_release(lsm);
-    return out;
+    return tensor_cross_entropy_with(logits, target, reduction, &CLASS_LOSS_DEFAULTS);
 }
 
 /* ---- binary cross-entropy on probabilities ---- */

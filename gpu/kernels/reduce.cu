@@ -1,5 +1,5 @@
-/* reduce.cu - sum over any dims, max/argmax over the last dim, and
- * gather/scatter of one element per row: the twins of core/cpu/reduce.c.
+/* reduce.cu - sum over any dims, max/argmax over the last dim:
+ * the twins of core/cpu/reduce.c.
  *
  * sum: one block per output element (grid-stride over outputs); its threads
  * stride over the reduced positions and accumulate in double, as the CPU
@@ -112,45 +112,4 @@ extern "C" void gpu_launch_max_last_dim(int dtype, const void *x, int64_t rows, 
         max_last_kernel<double><<<gpu_warp_blocks(rows), GPU_THREADS>>>((const double *)x, rows,
                                                                     cols, (double *)out, indices);
     gpu_check_launch("max_last_dim kernel");
-}
-
-template <typename T>
-__global__ void gather_kernel(const T *x, const int64_t *index, int64_t rows, int64_t cols,
-                              T *out) {
-    GRID_STRIDE(r, rows) out[r] = x[r * cols + index[r]];
-}
-
-/* gx is zeroed first (cudaMemsetAsync), then one thread per row writes. */
-template <typename T>
-__global__ void scatter_kernel(const T *g, const int64_t *index, int64_t rows, int64_t cols,
-                               T *gx) {
-    GRID_STRIDE(r, rows) gx[r * cols + index[r]] = g[r];
-}
-
-extern "C" void gpu_launch_gather_last_dim(int dtype, const void *x, const int64_t *index,
-                                           int64_t rows, int64_t cols, void *out) {
-    if (rows <= 0) return;
-    if (dtype == GPU_F32)
-        gather_kernel<float><<<gpu_blocks(rows), GPU_THREADS>>>((const float *)x, index, rows,
-                                                                cols, (float *)out);
-    else
-        gather_kernel<double><<<gpu_blocks(rows), GPU_THREADS>>>((const double *)x, index, rows,
-                                                                 cols, (double *)out);
-    gpu_check_launch("gather_last_dim kernel");
-}
-
-extern "C" void gpu_launch_scatter_last_dim(int dtype, const void *g, const int64_t *index,
-                                            int64_t rows, int64_t cols, void *gx) {
-    size_t es = dtype == GPU_F32 ? 4 : 8;
-    if (rows * cols > 0)
-        gpu_record((int)cudaMemsetAsync(gx, 0, (size_t)(rows * cols) * es, 0),
-                   "cudaMemsetAsync (scatter_last_dim)");
-    if (rows <= 0 || cols <= 0) return;
-    if (dtype == GPU_F32)
-        scatter_kernel<float><<<gpu_blocks(rows), GPU_THREADS>>>((const float *)g, index, rows,
-                                                                 cols, (float *)gx);
-    else
-        scatter_kernel<double><<<gpu_blocks(rows), GPU_THREADS>>>((const double *)g, index, rows,
-                                                                  cols, (double *)gx);
-    gpu_check_launch("scatter_last_dim kernel");
 }

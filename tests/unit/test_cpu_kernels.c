@@ -380,20 +380,27 @@ Test(cpu_kernels, max_last_dim_first_max_and_nan) {
     }
 }
 
-Test(cpu_kernels, gather_and_scatter_last_dim) {
-    const double xv[] = {1, 2, 3, 4, 5, 6};
-    const double iv[] = {2, 0};
+Test(cpu_kernels, class_loss_rows_and_backward) {
+    /* rows: lp [3, 3] with targets 2, ignored (-100), 0; eps 0 and 0.3 */
+    const double xv[] = {-1, -2, -3, -4, -5, -6, -0.5, -1.5, -2.5};
+    const double iv[] = {2, -100, 0}, gv[] = {2, 7, -1};
     FOR_EACH_DTYPE(dt) {
-        Tensor *x = from(xv, SHAPE(2, 3), dt), *idx = from(iv, SHAPE(2), DTYPE_INT64);
-        Tensor *out = empty(SHAPE(2), dt), *gx = empty(SHAPE(2, 3), dt);
-        cpu_backend.gather_last_dim(x, idx, out);
-        assert_exact(out, (double[]){3, 4}, 2, "gather");
-        cpu_backend.scatter_last_dim(out, idx, gx);
-        assert_exact(gx, (double[]){0, 0, 3, 4, 0, 0}, 6, "scatter");
-        tensor_release(x);
-        tensor_release(idx);
-        tensor_release(out);
-        tensor_release(gx);
+        Tensor *x = from(xv, SHAPE(3, 3), dt), *idx = from(iv, SHAPE(3), DTYPE_INT64);
+        Tensor *g = from(gv, SHAPE(3), dt);
+        Tensor *loss = empty(SHAPE(3), dt), *w = empty(SHAPE(3), dt), *gx = empty(SHAPE(3, 3), dt);
+        cpu_backend.class_loss_rows(x, idx, -100, 0, loss, w);
+        assert_exact(loss, (double[]){3, 0, 0.5}, 3, "nll rows");
+        assert_exact(w, (double[]){1, 0, 1}, 3, "weights");
+        cpu_backend.class_loss_rows_backward(g, idx, -100, 0, gx);
+        assert_exact(gx, (double[]){0, 0, -2, 0, 0, 0, 1, 0, 0}, 9, "nll backward");
+        /* eps 0.75 (eps / C = 0.25, all exact): -0.25 lp[t] - 0.25 sum(lp) */
+        cpu_backend.class_loss_rows(x, idx, -100, 0.75, loss, w);
+        assert_exact(loss, (double[]){0.75 + 1.5, 0, 0.125 + 1.125}, 3, "smoothed rows");
+        cpu_backend.class_loss_rows_backward(g, idx, -100, 0.75, gx);
+        assert_exact(gx, (double[]){-0.5, -0.5, -1, 0, 0, 0, 0.5, 0.25, 0.25}, 9,
+                     "smoothed backward");
+        tensor_release(x), tensor_release(idx), tensor_release(g), tensor_release(loss),
+            tensor_release(w), tensor_release(gx);
     }
 }
 

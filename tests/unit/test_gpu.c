@@ -251,6 +251,17 @@ static Tensor *op_nll(Tensor **in, const void *c) {
     tensor_release(lp);
     return y;
 }
+static Tensor *op_cross_entropy_with(Tensor **in, const void *c) {
+    const ClassLossOptions *o = c;
+    return tensor_cross_entropy_with(in[0], in[1], o->label_smoothing == 0.5 ? REDUCTION_SUM
+                                                                           : REDUCTION_MEAN, o);
+}
+static Tensor *op_nll_with(Tensor **in, const void *c) {
+    Tensor *lp = tensor_log_softmax(in[0], -1);
+    Tensor *y = tensor_nll_loss_with(lp, in[1], REDUCTION_MEAN, c);
+    tensor_release(lp);
+    return y;
+}
 static Tensor *op_mse(Tensor **in, const void *c) {
     (void)c;
     return tensor_mse_loss(in[0], in[1], REDUCTION_MEAN);
@@ -360,6 +371,28 @@ static int mk_cls(Rng *r, DType dt, Tensor **in) {
     in[1] = labels(r, 50, 10);
     return 2;
 }
+/* Every third label the ignored -100; a vocabulary wider than a warp's
+ * stride many times over; every label ignored (a NaN mean, zero gradient). */
+static int mk_cls_ignored(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(50, 10), dt, -3, 3);
+    in[1] = labels(r, 50, 10);
+    int64_t *y = tensor_data(in[1]);
+    for (int i = 0; i < 50; i += 3) y[i] = -100;
+    return 2;
+}
+static int mk_cls_wide(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(40, 3001), dt, -3, 3);
+    in[1] = labels(r, 40, 3001);
+    ((int64_t *)tensor_data(in[1]))[7] = -100;
+    return 2;
+}
+static int mk_cls_all_ignored(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(6, 10), dt, -3, 3);
+    double v[6] = {-100, -100, -100, -100, -100, -100};
+    in[1] = tensor_from_doubles(v, SHAPE(6), DTYPE_INT64);
+    cr_assert(in[1]);
+    return 2;
+}
 static int mk_reg(Rng *r, DType dt, Tensor **in) {
     in[0] = rand_t(r, SHAPE(16, 3), dt, -2, 2);
     in[1] = rand_t(r, SHAPE(16, 3), dt, -2, 2);
@@ -437,6 +470,19 @@ Test(gpu, softmax_and_losses) {
     both_dtypes("log_softmax", mk_wide, op_log_softmax, NULL, 1e-6);
     both_dtypes("cross_entropy", mk_cls, op_cross_entropy, NULL, 1e-6);
     both_dtypes("nll(log_softmax)", mk_cls, op_nll, NULL, 1e-6);
+    /* label_smoothing 0.5 runs with reduction "sum", the others "mean" */
+    const ClassLossOptions smooth = {-100, 0.1}, smooth_sum = {-100, 0.5}, plain = {-100, 0},
+                           custom = {4, 0.2};
+    both_dtypes("cross_entropy eps 0.1 ignored", mk_cls_ignored, op_cross_entropy_with, &smooth,
+                1e-6);
+    both_dtypes("cross_entropy eps 0.5 sum ignored", mk_cls_ignored, op_cross_entropy_with,
+                &smooth_sum, 1e-6);
+    both_dtypes("cross_entropy ignore_index 4", mk_cls, op_cross_entropy_with, &custom, 1e-6);
+    both_dtypes("cross_entropy eps 0.1 C=3001", mk_cls_wide, op_cross_entropy_with, &smooth,
+                1e-6);
+    both_dtypes("cross_entropy all ignored", mk_cls_all_ignored, op_cross_entropy_with, &smooth,
+                1e-6);
+    both_dtypes("nll ignored", mk_cls_ignored, op_nll_with, &plain, 1e-6);
     both_dtypes("mse", mk_reg, op_mse, NULL, 1e-6);
     both_dtypes("l1", mk_reg, op_l1, NULL, 1e-6);
     both_dtypes("bce_with_logits", mk_bce, op_bce_logits, NULL, 1e-6);

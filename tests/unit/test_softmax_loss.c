@@ -124,7 +124,8 @@ static const char *reduction_names[] = {"mean", "sum", "none"};
 typedef struct {
     LossKind kind;
     Reduction reduction;
-    Tensor *labels; /* class losses */
+    Tensor *labels;                 /* class losses */
+    const ClassLossOptions *options; /* class losses; NULL: the plain functions */
 } LossArgs;
 
 static Tensor *loss_fn(Tensor **in, void *ctx) {
@@ -134,8 +135,12 @@ static Tensor *loss_fn(Tensor **in, void *ctx) {
     case L_L1: return tensor_l1_loss(in[0], in[1], a->reduction);
     case L_BCE: return tensor_bce_loss(in[0], in[1], a->reduction);
     case L_BCE_LOGITS: return tensor_bce_with_logits(in[0], in[1], a->reduction);
-    case L_CE: return tensor_cross_entropy(in[0], a->labels, a->reduction);
-    case L_NLL: return tensor_nll_loss(in[0], a->labels, a->reduction);
+    case L_CE:
+        return a->options ? tensor_cross_entropy_with(in[0], a->labels, a->reduction, a->options)
+                          : tensor_cross_entropy(in[0], a->labels, a->reduction);
+    case L_NLL:
+        return a->options ? tensor_nll_loss_with(in[0], a->labels, a->reduction, a->options)
+                          : tensor_nll_loss(in[0], a->labels, a->reduction);
     }
     return NULL;
 }
@@ -148,7 +153,7 @@ Test(losses, gradcheck_elementwise_losses_every_reduction) {
         Tensor *in[2] = {gradcheck_input(SHAPE(4, 3), probs ? 0.05 : -2, probs ? 0.95 : 2, 10 + k),
                          gradcheck_input(SHAPE(4, 3), probs ? 0 : -2, probs ? 1 : 2, 20 + k)};
         for (int r = 0; r < 3; r++) {
-            LossArgs a = {(LossKind)k, (Reduction)r, NULL};
+            LossArgs a = {(LossKind)k, (Reduction)r, NULL, NULL};
             char name[64];
             snprintf(name, sizeof name, "%s %s", loss_names[k], reduction_names[r]);
             gradcheck(name, loss_fn, &a, 2, in);
@@ -162,7 +167,7 @@ Test(losses, gradcheck_class_losses_every_reduction) {
     for (int k = L_CE; k <= L_NLL; k++) {
         Tensor *x = gradcheck_input(SHAPE(5, 4), k == L_NLL ? -3 : -2, k == L_NLL ? 0 : 2, 30 + k);
         for (int r = 0; r < 3; r++) {
-            LossArgs a = {(LossKind)k, (Reduction)r, lab};
+            LossArgs a = {(LossKind)k, (Reduction)r, lab, NULL};
             char name[64];
             snprintf(name, sizeof name, "%s %s", loss_names[k], reduction_names[r]);
             gradcheck(name, loss_fn, &a, 1, &x);
@@ -170,6 +175,97 @@ Test(losses, gradcheck_class_losses_every_reduction) {
         tensor_release(x);
     }
     tensor_release(lab);
+}
+
+/* label_smoothing and ignored targets (torch's default -100, and a class
+ * index), every reduction; NLL with ignore_index. */
+Test(losses, gradcheck_smoothing_and_ignored_targets) {
+    Tensor *lab = labels(6, (int64_t[]){2, -100, 0, 3, -100, 1});
+    Tensor *lab3 = labels(6, (int64_t[]){3, 0, 3, 1, 2, 3});
+    const ClassLossOptions opts[] = {{-100, 0.1}, {-100, 0.5}, {-100, 1.0}, {3, 0.2}, {3, 0}};
+    for (int k = L_CE; k <= L_NLL; k++) {
+        Tensor *x = gradcheck_input(SHAPE(6, 4), k == L_NLL ? -3 : -2, k == L_NLL ? 0 : 2, 50 + k);
+        for (size_t o = 0; o < sizeof opts / sizeof *opts; o++) {
+            if (k == L_NLL && opts[o].label_smoothing != 0) continue;
+            for (int r = 0; r < 3; r++) {
+                LossArgs a = {(LossKind)k, (Reduction)r, opts[o].ignore_index == 3 ? lab3 : lab,
+                              &opts[o]};
+                char name[96];
+                snprintf(name, sizeof name, "%s eps %g ignore %lld %s", loss_names[k],
+                         opts[o].label_smoothing, (long long)opts[o].ignore_index,
+                         reduction_names[r]);
+                gradcheck(name, loss_fn, &a, 1, &x);
+            }
+        }
+        tensor_release(x);
+    }
+    tensor_release(lab), tensor_release(lab3);
+}
+
+/* By hand: C = 4, uniform logits, so log p = -log 4 everywhere. A counted
+ * row's loss is log 4 whatever eps; "mean" divides by the 2 counted rows;
+ * the gradient of a counted row is (softmax - smoothed target) / 2. */
+Test(losses, smoothing_and_ignore_hand_checked) {
+    Tensor *z = tensor_zeros(SHAPE(3, 4), DTYPE_FLOAT64, DEVICE_CPU_INIT);
+    tensor_set_requires_grad(z, true);
+    Tensor *lab = labels(3, (int64_t[]){1, -100, 3});
+    ClassLossOptions o = {.ignore_index = -100, .label_smoothing = 0.2};
+    Tensor *none = tensor_cross_entropy_with(z, lab, REDUCTION_NONE, &o);
+    assert_tensor_values(none, (double[]){log(4.0), 0, log(4.0)}, 3, 1e-15, "none");
+    Tensor *mean = tensor_cross_entropy_with(z, lab, REDUCTION_MEAN, &o);
+    cr_assert(mean != NULL, "%s", error_get());
+    cr_expect(fabs(tensor_item(mean) - log(4.0)) < 1e-15, "mean %.17g", tensor_item(mean));
+    cr_assert(tensor_backward(mean) == 0, "%s", error_get());
+    double on = (0.25 - (0.8 + 0.05)) / 2, off = (0.25 - 0.05) / 2;
+    assert_tensor_values(z->grad, (double[]){off, on, off, off, 0, 0, 0, 0, off, off, off, on},
+                         12, 1e-15, "gradient");
+    /* the plain function ignores -100 too, as torch's default */
+    Tensor *plain = tensor_cross_entropy(z, lab, REDUCTION_SUM);
+    cr_assert(plain != NULL, "%s", error_get());
+    cr_expect(fabs(tensor_item(plain) - 2 * log(4.0)) < 1e-15);
+    tensor_release(z), tensor_release(lab), tensor_release(none), tensor_release(mean),
+        tensor_release(plain);
+}
+
+/* A mean over no counted target is NaN, as torch's, but the gradient is 0
+ * (not NaN: a batch of padding must not poison the weights); "sum" is 0. */
+Test(losses, all_targets_ignored) {
+    for (int k = L_CE; k <= L_NLL; k++) {
+        Tensor *x = gradcheck_input(SHAPE(3, 4), -2, 0, 60 + k);
+        Tensor *lab = labels(3, (int64_t[]){5, 5, 5});
+        ClassLossOptions o = {.ignore_index = 5, .label_smoothing = k == L_CE ? 0.3 : 0};
+        LossArgs a = {(LossKind)k, REDUCTION_MEAN, lab, &o};
+        Tensor *mean = loss_fn(&x, &a);
+        cr_assert(mean != NULL, "%s", error_get());
+        cr_expect(isnan(tensor_item(mean)), "%s mean: %g", loss_names[k], tensor_item(mean));
+        cr_assert(tensor_backward(mean) == 0, "%s", error_get());
+        assert_tensor_values(x->grad, (double[12]){0}, 12, 0, "gradient");
+        a.reduction = REDUCTION_SUM;
+        Tensor *sum = loss_fn(&x, &a);
+        cr_assert(sum != NULL, "%s", error_get());
+        cr_expect_eq(tensor_item(sum), 0.0);
+        tensor_release(x), tensor_release(lab), tensor_release(mean), tensor_release(sum);
+    }
+}
+
+Test(losses, smoothing_and_ignore_bad_inputs) {
+    Tensor *x = tensor_zeros(SHAPE(2, 3), DTYPE_FLOAT32, DEVICE_CPU_INIT);
+    Tensor *lab = labels(2, (int64_t[]){1, -100});
+    ClassLossOptions o = {.ignore_index = -100, .label_smoothing = 1.5};
+    fixture_expect_error(tensor_cross_entropy_with(x, lab, REDUCTION_MEAN, &o),
+                         "cross_entropy: label_smoothing must be in [0, 1], got 1.5");
+    o.label_smoothing = -0.1;
+    fixture_expect_error(tensor_cross_entropy_with(x, lab, REDUCTION_MEAN, &o),
+                         "label_smoothing must be in [0, 1], got -0.1");
+    o.label_smoothing = 0.1;
+    fixture_expect_error(tensor_nll_loss_with(x, lab, REDUCTION_MEAN, &o),
+                         "nll_loss: has no label_smoothing (got 0.1");
+    /* -100 is out of range once another index is the ignored one */
+    o = (ClassLossOptions){.ignore_index = 0, .label_smoothing = 0};
+    fixture_expect_error(tensor_cross_entropy_with(x, lab, REDUCTION_MEAN, &o),
+                         "cross_entropy: target -100 at index 1 is out of range for 3 classes "
+                         "(ignore_index is 0)");
+    tensor_release(x), tensor_release(lab);
 }
 
 Test(losses, hand_checked_values) {
@@ -351,7 +447,7 @@ Test(softmax_loss_torch, every_loss_every_reduction) {
             Tensor *x = fixture_tensor(kase, "x"), *t = fixture_tensor(kase, "target");
             tensor_set_requires_grad(x, true);
             if (t->dtype != DTYPE_INT64) tensor_set_requires_grad(t, true);
-            LossArgs a = {(LossKind)k, (Reduction)r, t};
+            LossArgs a = {(LossKind)k, (Reduction)r, t, NULL};
             Tensor *in[2] = {x, t};
             Tensor *out = loss_fn(in, &a);
             check_against_torch(kase, name, out, x, t);
@@ -374,5 +470,34 @@ Test(softmax_loss_torch, bce_edges_and_l1_ties) {
         check_against_torch(kase, names[i], out, x, t);
         tensor_release(out), tensor_release(x), tensor_release(t);
     }
+    json_decref(fx);
+}
+
+/* gen_class_losses.py: every case of the file, so a new case is tested. */
+Test(class_loss_torch, smoothing_and_ignore_index_every_case) {
+    json_t *fx = fixture_load("class_losses");
+    const char *name;
+    json_t *kase;
+    int n = 0;
+    json_object_foreach(json_object_get(fx, "cases"), name, kase) {
+        Tensor *x = fixture_tensor(kase, "x"), *t = fixture_tensor(kase, "target");
+        tensor_set_requires_grad(x, true);
+        ClassLossOptions o = {.ignore_index = (int64_t)fixture_number(kase, "ignore_index"),
+                              .label_smoothing = fixture_number(kase, "eps")};
+        LossArgs a = {fixture_number(kase, "kind") == 0 ? L_CE : L_NLL,
+                      (Reduction)fixture_number(kase, "reduction"), t, &o};
+        Tensor *out = loss_fn(&x, &a);
+        if (json_object_get(kase, "out_is_nan")) {
+            cr_assert(out != NULL, "%s: %s", name, error_get());
+            cr_expect(isnan(tensor_item(out)), "%s: got %g, want NaN", name, tensor_item(out));
+            cr_assert(tensor_backward(out) == 0, "%s: %s", name, error_get());
+            fixture_assert_close(kase, "gx", x->grad, 0, 0, name);
+        } else {
+            check_against_torch(kase, name, out, x, NULL);
+        }
+        tensor_release(out), tensor_release(x), tensor_release(t);
+        n++;
+    }
+    cr_expect_eq(n, 27, "cases in class_losses.json");
     json_decref(fx);
 }

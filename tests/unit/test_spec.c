@@ -1212,3 +1212,63 @@ Test(spec, every_field_wrong_type_names_its_path) {
     json_decref(root);
     cr_assert_eq(bad_paths, 0, "%d substitutions gave an error about another place", bad_paths);
 }
+
+/* CrossEntropyLoss's label_smoothing and ignore_index, NLLLoss's
+ * ignore_index: torch's defaults, the values reaching job_spec_loss, and
+ * errors naming the field. */
+Test(spec, class_loss_options) {
+    JobSpec *s = parse_ok(mlp_spec);
+    cr_assert_eq(s->class_loss.ignore_index, -100);
+    cr_assert_eq(s->class_loss.label_smoothing, 0.0);
+    job_spec_free(s);
+
+    char *t = variant(mlp_spec, "loss",
+                      "{\"type\": \"CrossEntropyLoss\", \"label_smoothing\": 0.25, "
+                      "\"ignore_index\": 2}");
+    s = parse_ok(t);
+    free(t);
+    cr_assert_eq(s->class_loss.ignore_index, 2);
+    cr_assert_eq(s->class_loss.label_smoothing, 0.25);
+    /* row 1's target is ignored; row 0 (uniform logits) costs log 3 whatever eps */
+    Tensor *y = tensor_from_string("[[0, 0, 0], [9, -4, 1]]", DTYPE_FLOAT64);
+    Tensor *lab = tensor_from_string("[1, 2]", DTYPE_INT64);
+    cr_assert(y && lab, "%s", error_get());
+    Tensor *loss = job_spec_loss(s, y, lab);
+    cr_assert(loss != NULL, "%s", error_get());
+    cr_expect(fabs(tensor_item(loss) - log(3.0)) < 1e-15, "loss %.17g", tensor_item(loss));
+    tensor_release(loss), tensor_release(y), tensor_release(lab);
+    job_spec_free(s);
+
+    t = variant(mlp_spec, "loss", "{\"type\": \"NLLLoss\", \"ignore_index\": 0}");
+    s = parse_ok(t);
+    free(t);
+    cr_assert_eq(s->class_loss.ignore_index, 0);
+    job_spec_free(s);
+
+    static const struct {
+        const char *loss, *path, *want;
+    } bad[] = {
+        {"{\"type\": \"CrossEntropyLoss\", \"label_smoothing\": 1.5}", "loss.label_smoothing",
+         "loss.label_smoothing: must be in [0, 1], got 1.5"},
+        {"{\"type\": \"CrossEntropyLoss\", \"label_smoothing\": -0.1}", "loss.label_smoothing",
+         "loss.label_smoothing: must be in [0, 1], got -0.1"},
+        {"{\"type\": \"CrossEntropyLoss\", \"label_smoothing\": \"0.1\"}", "loss.label_smoothing",
+         "loss.label_smoothing: expected a number, got string"},
+        {"{\"type\": \"CrossEntropyLoss\", \"ignore_index\": 2.5}", "loss.ignore_index",
+         "loss.ignore_index: expected an integer, got 2.5"},
+        {"{\"type\": \"CrossEntropyLoss\", \"ignore_index\": \"-100\"}", "loss.ignore_index",
+         "loss.ignore_index: expected an integer, got string"},
+        {"{\"type\": \"NLLLoss\", \"label_smoothing\": 0.1}", "loss.label_smoothing",
+         "loss.label_smoothing: unknown field (NLLLoss takes type, reduction, ignore_index)"},
+        {"{\"type\": \"MSELoss\", \"ignore_index\": 0}", "loss.ignore_index",
+         "loss.ignore_index: unknown field (MSELoss takes type, reduction)"},
+        {"{\"type\": \"CrossEntropyLoss\", \"label_smothing\": 0.1}", "loss.label_smothing",
+         "loss.label_smothing: unknown field (did you mean 'label_smoothing'?)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        t = variant(mlp_spec, "loss", bad[i].loss);
+        expect_error_text(t, bad[i].want, true);
+        cr_assert_str_eq(error_last()->path, bad[i].path, "%s", bad[i].loss);
+        free(t);
+    }
+}
