@@ -161,8 +161,9 @@ typedef struct {
     AdamOptions adam; /* Adam, AdamW */
 
     bool has_lr_scheduler;
-    LrSchedulerConfig lr_scheduler; /* lr_lambda and milestones owned by the spec;
-                                    milestones sorted (torch counts them as a set) */
+    LrSchedulerConfig lr_scheduler; /* lr_lambda, milestones and schedulers owned
+                                    by the spec; MultiStepLR's milestones sorted
+                                    (torch counts them as a set) */
 
     int epochs;          /* required, >= 1 */
     int64_t batch_size;  /* 1, as torch's DataLoader */
@@ -255,8 +256,10 @@ Module *job_spec_build_model(const JobSpec *spec, Rng *rng);
 /* The optimizer over the model's parameters. */
 Optimizer *job_spec_build_optimizer(const JobSpec *spec, Module *model);
 /* The scheduler into *out, or NULL there when the spec has none: 0; -1 with
- * an error. */
-int job_spec_build_lr_scheduler(const JobSpec *spec, double base_lr, LrScheduler **out);
+ * an error. steps_per_epoch (the train loader's batches) and the spec's
+ * epochs give a OneCycleLR without total_steps its steps. */
+int job_spec_build_lr_scheduler(const JobSpec *spec, double base_lr, int64_t steps_per_epoch,
+                                LrScheduler **out);
 /* The loss of a batch, as the spec's loss module with its reduction would
  * compute it: a new reference, or NULL with an error. */
 Tensor *job_spec_loss(const JobSpec *spec, Tensor *output, Tensor *target);

@@ -307,6 +307,39 @@ static int check_trainer(const Trainer *t) {
     return 0;
 }
 
+/* The scheduler's lr, and the momentum of a OneCycleLR with cycle_momentum
+ * (SGD's "momentum", Adam's "betas.0", as torch sets group['momentum'] or
+ * group['betas']), into the optimizer for the next step. */
+static int apply_schedule(Trainer *t) {
+    if (!t->lr_scheduler) return 0;
+    Optimizer *opt = t->opt;
+    opt->lr = lr_scheduler_get_lr(t->lr_scheduler);
+    double m;
+    if (!lr_scheduler_momentum(t->lr_scheduler, &m)) return 0;
+    const OptimizerType *type = opt->type;
+    int j = 0;
+    while (j < type->n_hparams && strcmp(type->hparam_names[j], "momentum") != 0 &&
+           strcmp(type->hparam_names[j], "betas.0") != 0)
+        j++;
+    if (j == type->n_hparams)
+        return error_set("OneCycleLR: cycle_momentum needs an optimizer with a momentum or "
+                         "betas, %s has neither", type->name);
+    double values[OPTIMIZER_MAX_HPARAMS];
+    type->get_hparams(opt, values);
+    values[j] = m;
+    if (type->set_hparams(opt, opt->lr, values, false) != 0)
+        return error_prefix("OneCycleLR: cycle_momentum: %s", type->name);
+    type->set_hparams(opt, opt->lr, values, true);
+    return 0;
+}
+
+/* scheduler.step() and its lr (and momentum) into the optimizer. */
+static int step_schedule(Trainer *t) {
+    if (!t->lr_scheduler) return 0;
+    if (lr_scheduler_step(t->lr_scheduler) != 0) return -1;
+    return apply_schedule(t);
+}
+
 static int train_epoch(Trainer *t, int epoch) {
     TrainState *s = &t->state;
     double t0 = clock_now_s();
@@ -319,7 +352,7 @@ static int train_epoch(Trainer *t, int epoch) {
         s->elapsed_s = 0;
     }
     s->epoch_begun = false;
-    if (t->lr_scheduler) t->opt->lr = lr_scheduler_get_lr(t->lr_scheduler);
+    if (apply_schedule(t) != 0) return error_prefix("epoch %d scheduler", epoch);
 
     for (;;) {
         if (cancelled(t)) {
@@ -337,6 +370,10 @@ static int train_epoch(Trainer *t, int epoch) {
         if (got == 0) break;
         int rc = train_step(t, epoch, &b);
         batch_release(&b);
+        /* interval "step": scheduler.step() after each optimizer step */
+        if (rc == 0 && t->lr_scheduler && lr_scheduler_per_step(t->lr_scheduler) &&
+            step_schedule(t) != 0)
+            rc = error_prefix("step %" PRId64 " scheduler", s->step);
         if (rc != 0) {
             dataloader_end_epoch(t->train);
             return -1;
@@ -379,10 +416,8 @@ static int train_epoch(Trainer *t, int epoch) {
           s->step, train_loss, acc, val, t->opt->lr, sps, epoch_time);
 
     /* scheduler.step() after the epoch; the next epoch starts clean */
-    if (t->lr_scheduler) {
-        if (lr_scheduler_step(t->lr_scheduler) != 0) return error_prefix("epoch %d scheduler", epoch);
-        t->opt->lr = lr_scheduler_get_lr(t->lr_scheduler);
-    }
+    if (t->lr_scheduler && !lr_scheduler_per_step(t->lr_scheduler) && step_schedule(t) != 0)
+        return error_prefix("epoch %d scheduler", epoch);
     s->epoch = epoch + 1;
     s->batch = 0;
     s->loss_sum = 0;
@@ -744,7 +779,7 @@ int train_resume(Trainer *t, const char *dir) {
         dataloader_end_epoch(t->val);
     }
     if (t->rng) *t->rng = sv.rng;
-    if (t->lr_scheduler) t->opt->lr = lr_scheduler_get_lr(t->lr_scheduler);
+    if (apply_schedule(t) != 0) goto done;
     t->state = sv.state;
     logf_(t, "resumed from '%s' at epoch %d, step %" PRId64, dir, t->state.epoch, t->state.step);
     rc = 0;

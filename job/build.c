@@ -222,12 +222,15 @@ int job_build(JobBuild *b, JobSpec *spec, const JobDaemon *d) {
         if (train_load_init(b->model, p) != 0) return error_prefix_at("init");
     }
     b->opt = job_spec_build_optimizer(spec, b->model);
-    if (!b->opt || job_spec_build_lr_scheduler(spec, job_spec_lr(spec), &b->lr_scheduler) != 0)
-        return -1;
+    if (!b->opt) return -1;
     DataLoaderOptions lo = {.batch_size = spec->batch_size, .shuffle = spec->shuffle,
                             .seed = spec->seed, .drop_last = spec->drop_last, .prefetch = 2};
     b->train = dataloader_new(b->train_ds, &lo, &spec->transforms);
     if (!b->train) return error_prefix_at("data.train");
+    /* after the loader: a OneCycleLR may take its steps from its batches */
+    if (job_spec_build_lr_scheduler(spec, job_spec_lr(spec), dataloader_num_batches(b->train),
+                                    &b->lr_scheduler) != 0)
+        return -1;
     if (b->val_ds) {
         DataLoaderOptions vo = {.batch_size = spec->batch_size, .prefetch = 2};
         b->val = dataloader_new(b->val_ds, &vo, &spec->transforms);

@@ -1,7 +1,8 @@
 /* test_lr_scheduler.c - LR schedulers against torch.optim.lr_scheduler
  * (tests/fixtures/gen_scheduler.py): every case of the fixture is rebuilt
- * from the arguments stored with it, its lrs compared within 1e-12 relative,
- * and resumed at every epoch with lr_scheduler_set_last_epoch. */
+ * from the arguments stored with it (SequentialLR's schedulers too), its lrs
+ * (and OneCycleLR's momentums) compared within 1e-12 relative, and resumed
+ * at every epoch with lr_scheduler_set_last_epoch. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -11,58 +12,120 @@
 #include "tests/support/fixture.h"
 
 #define MAX_EPOCHS 64
+#define MAX_KIDS 4
+
+/* One scheduler's config and the arrays it points into. */
+typedef struct {
+    LrSchedulerConfig cfg;
+    int64_t milestones[16];
+} CaseConfig;
 
 typedef struct {
     const char *name;
-    LrSchedulerConfig cfg;
-    int64_t milestones[16];
+    CaseConfig top;
+    CaseConfig kids[MAX_KIDS]; /* SequentialLR's schedulers */
+    LrSchedulerConfig kid_cfgs[MAX_KIDS];
     double base_lr;
     double lrs[MAX_EPOCHS];
+    double momentums[MAX_EPOCHS]; /* NAN: the schedule leaves momentum alone */
     int n;
 } SchedCase;
 
-/* The config of one fixture case; keys absent keep lr_scheduler_config_init's
+static double number_or(json_t *o, const char *key, double def) {
+    json_t *v = json_object_get(o, key);
+    return v ? json_number_value(v) : def;
+}
+
+/* One scheduler's arguments; keys absent keep lr_scheduler_config_init's
  * defaults, which are therefore tested against PyTorch's too. */
-static void load_case(const char *name, json_t *kase, SchedCase *c) {
-    memset(c, 0, sizeof *c);
-    c->name = name;
+static void load_config(const char *name, json_t *o, CaseConfig *c) {
     LrSchedulerType type;
-    const char *tname = json_string_value(json_object_get(kase, "type"));
+    const char *tname = json_string_value(json_object_get(o, "type"));
     cr_assert_eq(lr_scheduler_type_parse(tname, &type), 0, "%s: %s", name, error_get());
-    lr_scheduler_config_init(&c->cfg, type);
+    LrSchedulerConfig *g = &c->cfg;
+    lr_scheduler_config_init(g, type);
     json_t *v;
-    if ((v = json_object_get(kase, "lr_lambda"))) c->cfg.lr_lambda = json_string_value(v);
-    if ((v = json_object_get(kase, "step_size"))) c->cfg.step_size = json_integer_value(v);
-    if ((v = json_object_get(kase, "gamma"))) c->cfg.gamma = json_number_value(v);
-    if ((v = json_object_get(kase, "T_max"))) c->cfg.T_max = json_integer_value(v);
-    if ((v = json_object_get(kase, "eta_min"))) c->cfg.eta_min = json_number_value(v);
-    if ((v = json_object_get(kase, "milestones"))) {
+    if ((v = json_object_get(o, "lr_lambda"))) g->lr_lambda = json_string_value(v);
+    g->step_size = (int64_t)number_or(o, "step_size", 0);
+    g->gamma = number_or(o, "gamma", g->gamma);
+    g->T_max = (int64_t)number_or(o, "T_max", 0);
+    g->eta_min = number_or(o, "eta_min", g->eta_min);
+    g->start_factor = number_or(o, "start_factor", g->start_factor);
+    g->end_factor = number_or(o, "end_factor", g->end_factor);
+    g->total_iters = (int64_t)number_or(o, "total_iters", (double)g->total_iters);
+    g->max_lr = number_or(o, "max_lr", g->max_lr);
+    g->total_steps = (int64_t)number_or(o, "total_steps", 0);
+    g->epochs = (int64_t)number_or(o, "epochs", 0);
+    g->steps_per_epoch = (int64_t)number_or(o, "steps_per_epoch", 0);
+    g->pct_start = number_or(o, "pct_start", g->pct_start);
+    g->div_factor = number_or(o, "div_factor", g->div_factor);
+    g->final_div_factor = number_or(o, "final_div_factor", g->final_div_factor);
+    g->base_momentum = number_or(o, "base_momentum", g->base_momentum);
+    g->max_momentum = number_or(o, "max_momentum", g->max_momentum);
+    if ((v = json_object_get(o, "anneal_strategy")))
+        g->anneal_linear = strcmp(json_string_value(v), "linear") == 0;
+    if ((v = json_object_get(o, "three_phase"))) g->three_phase = json_is_true(v);
+    if ((v = json_object_get(o, "cycle_momentum"))) g->cycle_momentum = json_is_true(v);
+    if ((v = json_object_get(o, "milestones"))) {
         size_t n = json_array_size(v);
         cr_assert(n <= 16);
         for (size_t i = 0; i < n; i++) c->milestones[i] = json_integer_value(json_array_get(v, i));
-        c->cfg.milestones = c->milestones;
-        c->cfg.n_milestones = n;
+        g->milestones = c->milestones;
+        g->n_milestones = n;
     }
+}
+
+/* A float64 tensor of the case; its values are read straight from the JSON. */
+static int load_values(json_t *kase, const char *key, double *out) {
+    json_t *data = json_object_get(json_object_get(kase, key), "data");
+    int n = (int)json_array_size(data);
+    cr_assert(n <= MAX_EPOCHS, "%d %s", n, key);
+    for (int i = 0; i < n; i++) out[i] = json_number_value(json_array_get(data, (size_t)i));
+    return n;
+}
+
+static void load_case(const char *name, json_t *kase, SchedCase *c) {
+    memset(c, 0, sizeof *c);
+    c->name = name;
+    load_config(name, kase, &c->top);
+    json_t *kids = json_object_get(kase, "schedulers");
+    size_t nk = json_array_size(kids);
+    cr_assert(nk <= MAX_KIDS);
+    for (size_t i = 0; i < nk; i++) {
+        load_config(name, json_array_get(kids, i), &c->kids[i]);
+        c->kid_cfgs[i] = c->kids[i].cfg;
+    }
+    c->top.cfg.schedulers = nk ? c->kid_cfgs : NULL;
+    c->top.cfg.n_schedulers = nk;
     c->base_lr = fixture_number(kase, "base_lr");
-    /* A float64 tensor; its values are read straight from the JSON. */
-    json_t *data = json_object_get(json_object_get(kase, "lrs"), "data");
-    c->n = (int)json_array_size(data);
-    cr_assert(c->n > 0 && c->n <= MAX_EPOCHS, "%s: %d lrs", name, c->n);
-    for (int i = 0; i < c->n; i++) c->lrs[i] = json_number_value(json_array_get(data, (size_t)i));
+    c->n = load_values(kase, "lrs", c->lrs);
+    cr_assert(c->n > 0, "%s: no lrs", name);
+    for (int i = 0; i < MAX_EPOCHS; i++) c->momentums[i] = NAN;
+    if (json_object_get(kase, "momentums"))
+        cr_assert_eq(load_values(kase, "momentums", c->momentums), c->n);
+}
+
+static bool close_to(double got, double want) {
+    return fabs(got - want) <= 1e-12 * fabs(want) + (want == 0 ? 1e-300 : 0);
 }
 
 static void expect_lr(const SchedCase *c, const LrScheduler *s, int epoch, const char *how) {
-    double got = lr_scheduler_get_lr(s), want = c->lrs[epoch];
+    double got = lr_scheduler_get_lr(s), want = c->lrs[epoch], m = NAN;
     cr_expect_eq(lr_scheduler_last_epoch(s), epoch, "%s %s: last_epoch", c->name, how);
-    cr_expect(fabs(got - want) <= 1e-12 * fabs(want) + (want == 0 ? 1e-300 : 0),
-              "%s %s: epoch %d lr %.17g, torch %.17g", c->name, how, epoch, got, want);
+    cr_expect(close_to(got, want), "%s %s: epoch %d lr %.17g, torch %.17g", c->name, how, epoch,
+              got, want);
+    bool has = lr_scheduler_momentum(s, &m);
+    cr_expect_eq(has, !isnan(c->momentums[epoch]), "%s %s: momentum or not", c->name, how);
+    if (has)
+        cr_expect(close_to(m, c->momentums[epoch]), "%s %s: epoch %d momentum %.17g, torch %.17g",
+                  c->name, how, epoch, m, c->momentums[epoch]);
 }
 
 /* Runs fn on every case of the fixture. */
 static void for_each_case(void (*fn)(const SchedCase *)) {
     json_t *fx = fixture_load("scheduler");
     json_t *cases = json_object_get(fx, "cases");
-    cr_assert(json_object_size(cases) >= 15);
+    cr_assert(json_object_size(cases) >= 28);
     const char *name;
     json_t *kase;
     json_object_foreach(cases, name, kase) {
@@ -74,12 +137,17 @@ static void for_each_case(void (*fn)(const SchedCase *)) {
 }
 
 static void check_trajectory(const SchedCase *c) {
-    LrScheduler *s = lr_scheduler_new(&c->cfg, c->base_lr);
+    LrScheduler *s = lr_scheduler_new(&c->top.cfg, c->base_lr);
     cr_assert(s != NULL, "%s: %s", c->name, error_get());
-    cr_expect_eq(lr_scheduler_base_lr(s), c->base_lr);
+    if (c->top.cfg.type != LR_SCHEDULER_ONE_CYCLE) cr_expect_eq(lr_scheduler_base_lr(s), c->base_lr);
     for (int e = 0; e < c->n; e++) {
         expect_lr(c, s, e, "run");
         cr_assert_eq(lr_scheduler_step(s), 0, "%s: %s", c->name, error_get());
+    }
+    /* a OneCycleLR cannot step past total_steps, as in torch */
+    if (c->top.cfg.type == LR_SCHEDULER_ONE_CYCLE) {
+        cr_expect_eq(lr_scheduler_step(s), -1, "%s: stepped past total_steps", c->name);
+        cr_expect(strstr(error_get(), "OneCycleLR: tried to step") != NULL, "%s", error_get());
     }
     lr_scheduler_free(s);
 }
@@ -89,18 +157,20 @@ Test(lr_scheduler, matches_pytorch) { for_each_case(check_trajectory); }
 static void check_resume(const SchedCase *c) {
     /* The uninterrupted run, and a fresh scheduler resumed at each epoch k:
      * identical from there on, bit for bit. */
-    LrScheduler *ref = lr_scheduler_new(&c->cfg, c->base_lr);
+    LrScheduler *ref = lr_scheduler_new(&c->top.cfg, c->base_lr);
     cr_assert(ref != NULL, "%s: %s", c->name, error_get());
     double run[MAX_EPOCHS + 1];
-    for (int e = 0; e <= c->n; e++) {
+    /* a OneCycleLR ends at total_steps, which its cases reach */
+    int last = c->n - 1;
+    for (int e = 0; e <= last; e++) {
         run[e] = lr_scheduler_get_lr(ref);
-        cr_assert_eq(lr_scheduler_step(ref), 0);
+        cr_assert_eq(lr_scheduler_step(ref), 0, "%s: %s", c->name, error_get());
     }
-    for (int k = 0; k <= c->n; k++) {
-        LrScheduler *s = lr_scheduler_new(&c->cfg, c->base_lr);
+    for (int k = 0; k <= last; k++) {
+        LrScheduler *s = lr_scheduler_new(&c->top.cfg, c->base_lr);
         cr_assert(s != NULL);
         cr_assert_eq(lr_scheduler_set_last_epoch(s, k), 0, "%s: %s", c->name, error_get());
-        for (int e = k; e <= c->n; e++) {
+        for (int e = k; e <= last; e++) {
             cr_expect_eq(lr_scheduler_last_epoch(s), e);
             cr_expect_eq(lr_scheduler_get_lr(s), run[e], "%s resumed at %d: epoch %d %.17g vs %.17g",
                          c->name, k, e, lr_scheduler_get_lr(s), run[e]);
@@ -121,11 +191,11 @@ Test(lr_scheduler, resume_with_set_last_epoch) { for_each_case(check_resume); }
 
 Test(lr_scheduler, type_names) {
     static const char *names[] = {"LambdaLR", "StepLR", "MultiStepLR", "ExponentialLR",
-                                  "CosineAnnealingLR"};
-    static const LrSchedulerType types[] = {LR_SCHEDULER_LAMBDA, LR_SCHEDULER_STEP,
-                                            LR_SCHEDULER_MULTI_STEP, LR_SCHEDULER_EXPONENTIAL,
-                                            LR_SCHEDULER_COSINE};
-    for (int i = 0; i < 5; i++) {
+                                  "CosineAnnealingLR", "LinearLR", "OneCycleLR", "SequentialLR"};
+    static const LrSchedulerType types[] = {
+        LR_SCHEDULER_LAMBDA, LR_SCHEDULER_STEP,   LR_SCHEDULER_MULTI_STEP, LR_SCHEDULER_EXPONENTIAL,
+        LR_SCHEDULER_COSINE, LR_SCHEDULER_LINEAR, LR_SCHEDULER_ONE_CYCLE,  LR_SCHEDULER_SEQUENTIAL};
+    for (int i = 0; i < 8; i++) {
         LrSchedulerType t;
         cr_expect_eq(lr_scheduler_type_parse(names[i], &t), 0);
         cr_expect_eq(t, types[i]);
@@ -134,7 +204,8 @@ Test(lr_scheduler, type_names) {
     LrSchedulerType t;
     cr_expect_eq(lr_scheduler_type_parse("steplr", &t), -1);
     cr_expect_str_eq(error_get(), "unknown scheduler type 'steplr' (known: LambdaLR, StepLR, "
-                                  "MultiStepLR, ExponentialLR, CosineAnnealingLR)");
+                                  "MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, "
+                                  "OneCycleLR, SequentialLR)");
     cr_expect_eq(lr_scheduler_type_parse(NULL, &t), -1);
 }
 

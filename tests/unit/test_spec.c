@@ -304,7 +304,7 @@ Test(spec, schedulers) {
     free(t);
     cr_assert(!s->has_lr_scheduler);
     LrScheduler *sched = (LrScheduler *)1;
-    cr_assert_eq(job_spec_build_lr_scheduler(s, 0.1, &sched), 0);
+    cr_assert_eq(job_spec_build_lr_scheduler(s, 0.1, 1, &sched), 0);
     cr_assert_null(sched);
     job_spec_free(s);
 }
@@ -924,7 +924,7 @@ Test(spec, builds_model_optimizer_scheduler) {
     cr_assert_eq(opt->lr, 0.01);
     cr_assert_eq(opt->n_params, 4);
     LrScheduler *sched = NULL;
-    cr_assert_eq(job_spec_build_lr_scheduler(s, opt->lr, &sched), 0, "%s", error_get());
+    cr_assert_eq(job_spec_build_lr_scheduler(s, opt->lr, 1, &sched), 0, "%s", error_get());
     cr_assert(sched != NULL);
     cr_assert_float_eq(lr_scheduler_get_lr(sched), 0.01, 1e-15);
     cr_assert_eq(lr_scheduler_step(sched), 0);
@@ -1270,5 +1270,84 @@ Test(spec, class_loss_options) {
         expect_error_text(t, bad[i].want, true);
         cr_assert_str_eq(error_last()->path, bad[i].path, "%s", bad[i].loss);
         free(t);
+    }
+}
+
+/* issue 13's schedulers: the parsed config, and each error naming its path. */
+Test(spec, per_step_schedulers) {
+    char *t = variant(mlp_spec, "scheduler",
+                      "{\"type\": \"SequentialLR\", \"interval\": \"step\", \"milestones\": [5], "
+                      "\"schedulers\": [{\"type\": \"LinearLR\", \"start_factor\": 0.1}, "
+                      "{\"type\": \"OneCycleLR\", \"max_lr\": 0.5, \"anneal_strategy\": "
+                      "\"linear\"}]}");
+    JobSpec *s = parse_ok(t);
+    free(t);
+    const LrSchedulerConfig *c = &s->lr_scheduler;
+    cr_assert_eq(c->type, LR_SCHEDULER_SEQUENTIAL);
+    cr_assert_eq(c->interval, LR_INTERVAL_STEP);
+    cr_assert_eq(c->n_schedulers, 2);
+    cr_assert_eq(c->n_milestones, 1);
+    cr_assert_eq(c->milestones[0], 5);
+    cr_assert_eq(c->schedulers[0].start_factor, 0.1);
+    cr_assert_eq(c->schedulers[0].total_iters, 5);
+    cr_assert_eq(c->schedulers[1].max_lr, 0.5);
+    cr_assert(c->schedulers[1].anneal_linear);
+    cr_assert(c->schedulers[1].cycle_momentum);
+    /* the OneCycleLR's 30 steps: 3 epochs of 10 batches; 5 + 30 steps run */
+    s->epochs = 3;
+    LrScheduler *sched;
+    cr_assert_eq(job_spec_build_lr_scheduler(s, 0.1, 10, &sched), 0, "%s", error_get());
+    cr_assert(lr_scheduler_per_step(sched));
+    for (int i = 0; i < 35; i++) cr_assert_eq(lr_scheduler_step(sched), 0, "%d: %s", i, error_get());
+    cr_assert_eq(lr_scheduler_step(sched), -1);
+    cr_assert_str_eq(error_get(), "SequentialLR at epoch 36: OneCycleLR: tried to step 32 times, "
+                                  "but total_steps is 30");
+    lr_scheduler_free(sched);
+    job_spec_free(s);
+
+    static const struct {
+        const char *sched, *want;
+    } bad[] = {
+        {"{\"type\": \"OneCycle\", \"max_lr\": 1}",
+         "scheduler.type: unknown scheduler 'OneCycle' (did you mean 'OneCycleLR'?)"},
+        {"{\"type\": \"Warmup\"}",
+         "scheduler.type: unknown scheduler 'Warmup' (known: LambdaLR, StepLR, MultiStepLR, "
+         "ExponentialLR, CosineAnnealingLR, LinearLR, OneCycleLR, SequentialLR)"},
+        {"{\"type\": \"LinearLR\", \"start_factor\": 0}",
+         "scheduler.start_factor: must be above 0 and at most 1, got 0"},
+        {"{\"type\": \"LinearLR\", \"interval\": \"batch\"}",
+         "scheduler.interval: unknown interval 'batch' (known: epoch, step)"},
+        {"{\"type\": \"OneCycleLR\"}", "scheduler.max_lr: required"},
+        {"{\"type\": \"OneCycleLR\", \"max_lr\": 1, \"pct_start\": 1.5}",
+         "scheduler.pct_start: must be in [0, 1], got 1.5"},
+        {"{\"type\": \"OneCycleLR\", \"max_lr\": 1, \"anneal_strategy\": \"exp\"}",
+         "scheduler.anneal_strategy: unknown anneal_strategy 'exp' (known: cos, linear)"},
+        {"{\"type\": \"OneCycleLR\", \"max_lr\": 1, \"total_steps\": 9, \"epochs\": 3}",
+         "scheduler.total_steps: give total_steps or epochs and steps_per_epoch, not both"},
+        {"{\"type\": \"SequentialLR\", \"milestones\": [], \"schedulers\": "
+         "[{\"type\": \"StepLR\", \"step_size\": 0}]}",
+         "scheduler.schedulers[0].step_size: must be >= 1, got 0"},
+        {"{\"type\": \"SequentialLR\", \"milestones\": [3], \"schedulers\": "
+         "[{\"type\": \"LinearLR\", \"interval\": \"step\"}, {\"type\": \"LinearLR\"}]}",
+         "scheduler.schedulers[0].interval: only the top-level scheduler has an interval; "
+         "SequentialLR's schedulers step when it does"},
+        {"{\"type\": \"SequentialLR\", \"milestones\": [], \"schedulers\": "
+         "[{\"type\": \"LinearLR\"}, {\"type\": \"LinearLR\"}]}",
+         "scheduler.milestones: 2 schedulers need 1 milestones (the epochs or steps where the "
+         "next takes over), got 0"},
+        {"{\"type\": \"SequentialLR\", \"milestones\": [4, 4], \"schedulers\": "
+         "[{\"type\": \"LinearLR\"}, {\"type\": \"LinearLR\"}, {\"type\": \"LinearLR\"}]}",
+         "scheduler: SequentialLR: milestones must be increasing, from 1 to 10000000; "
+         "milestones[1] is 4"},
+        {"{\"type\": \"SequentialLR\", \"milestones\": [2], \"schedulers\": "
+         "[{\"type\": \"SequentialLR\", \"milestones\": [], \"schedulers\": [{\"type\": "
+         "\"LinearLR\"}]}, {\"type\": \"LinearLR\"}]}",
+         "scheduler.schedulers[0]: a SequentialLR cannot hold another (torch's "
+         "SequentialLR.step takes no epoch to restart it at a milestone)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *text = variant(mlp_spec, "scheduler", bad[i].sched);
+        expect_error_text(text, bad[i].want, true);
+        free(text);
     }
 }

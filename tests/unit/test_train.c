@@ -819,3 +819,40 @@ Test(train, load_init) {
     rm_tree(tmp);
     free(tmp);
 }
+
+/* interval "step" (OneCycleLR's default): the scheduler steps after every
+ * optimizer step, so the logged lr of step k is the schedule's lr at k - 1,
+ * across epoch boundaries, and SGD's momentum follows cycle_momentum. */
+Test(train, one_cycle_steps_per_batch) {
+    Tensor *x, *y;
+    toy_data(50, 5, &x, &y);
+    LrSchedulerConfig sc;
+    lr_scheduler_config_init(&sc, LR_SCHEDULER_ONE_CYCLE);
+    sc.max_lr = 0.5;
+    sc.total_steps = 12; /* 3 epochs of 4 batches */
+    RigOptions o = {.out_features = 3, .seed = 4, .lr = 0.1, .momentum = 0.9, .sched = &sc,
+                    .epochs = 3};
+    Rig *r = rig_new(&o, x, y, NULL, NULL);
+    cr_assert(lr_scheduler_per_step(r->sched));
+    cr_assert_eq(train_run(&r->t), 0, "%s", error_get());
+    LrScheduler *ref = lr_scheduler_new(&sc, 0.1);
+    cr_assert(ref, "%s", error_get());
+    double lr[32];
+    int64_t steps[32];
+    cr_assert_eq(rec_values(&r->rec, "lr", lr, steps, NULL), 12);
+    for (int k = 0; k < 12; k++) {
+        cr_assert_eq(steps[k], k + 1);
+        cr_expect_eq(lr[k], lr_scheduler_get_lr(ref), "step %d: lr %.17g, schedule %.17g", k + 1,
+                     lr[k], lr_scheduler_get_lr(ref));
+        cr_assert_eq(lr_scheduler_step(ref), 0, "%s", error_get());
+    }
+    /* after the run: the schedule's 12th step, lr and momentum */
+    double m, hp[OPTIMIZER_MAX_HPARAMS];
+    cr_assert(lr_scheduler_momentum(ref, &m));
+    r->opt->type->get_hparams(r->opt, hp);
+    cr_expect_eq(r->opt->lr, lr_scheduler_get_lr(ref));
+    cr_expect_eq(hp[0], m, "momentum %.17g, schedule %.17g", hp[0], m); /* hparam 0: momentum */
+    cr_expect_eq(lr_scheduler_last_epoch(r->sched), 12);
+    lr_scheduler_free(ref);
+    rig_free(r);
+}
