@@ -281,6 +281,9 @@ static int validate(Trainer *t, int epoch, double *val_loss, double *val_acc) {
         if (brc != 0) goto done;
     }
     *val_loss = samples > 0 ? loss_sum / (double)samples : NAN;
+    /* a NaN's sign means nothing (inf - inf is -nan on x86): stored and
+     * logged as the plain nan torch prints */
+    if (isnan(*val_loss)) *val_loss = NAN;
     *val_acc = labelled > 0 ? (double)correct / (double)labelled : NAN;
     rc = 0;
 done:
