@@ -51,6 +51,26 @@ int module_add_buffer(Module *m, const char *name, Tensor *t) {
     return add_tensor(m, m->buffers, &m->n_buffers, name, t);
 }
 
+int module_add_child(Module *m, const char *name, Module *child) {
+    if (!child) return -1;
+    if (name && strlen(name) >= MODULE_NAME_MAX) {
+        module_free(child);
+        return error_set("%s: child name '%s' too long", m->vtable->type, name);
+    }
+    /* Always an array once a child is asked for: it marks a container. */
+    Module **grown = realloc(m->children, (size_t)(m->n_children + 1) * sizeof *grown);
+    if (!grown) {
+        module_free(child);
+        return error_set("%s: out of memory", m->vtable->type);
+    }
+    m->children = grown;
+    child->parent = m;
+    child->index = m->n_children;
+    snprintf(child->name, sizeof child->name, "%s", name ? name : "");
+    m->children[m->n_children++] = child;
+    return 0;
+}
+
 void module_free(Module *m) {
     if (!m) return;
     for (int i = 0; i < m->n_children; i++) module_free(m->children[i]);
@@ -64,15 +84,17 @@ void module_free(Module *m) {
 const char *module_type(const Module *m) { return m ? m->vtable->type : "(null)"; }
 
 const char *module_path(const Module *m, char *buf, size_t n) {
-    /* Indices from the leaf up, then written root first. */
-    int idx[64], depth = 0;
-    for (const Module *p = m; p->parent && depth < 64; p = p->parent) idx[depth++] = p->index;
+    /* Steps from the leaf up, then written root first. */
+    const Module *up[64];
+    int depth = 0;
+    for (const Module *p = m; p->parent && depth < 64; p = p->parent) up[depth++] = p;
     size_t len = 0;
     buf[0] = '\0';
     if (depth == 0) return buf;
     len += (size_t)snprintf(buf, n, "model");
     for (int i = depth - 1; i >= 0 && len < n; i--)
-        len += (size_t)snprintf(buf + len, n - len, "[%d]", idx[i]);
+        len += (size_t)(up[i]->name[0] ? snprintf(buf + len, n - len, ".%s", up[i]->name)
+                                       : snprintf(buf + len, n - len, "[%d]", up[i]->index));
     return buf;
 }
 
@@ -164,7 +186,9 @@ static int visit(Module *m, char *prefix, size_t len, size_t cap, VisitFn fn, vo
         if (rc) return rc;
     }
     for (int i = 0; i < m->n_children; i++) {
-        int k = snprintf(prefix + len, cap - len, "%d.", i);
+        const char *child = m->children[i]->name;
+        int k = child[0] ? snprintf(prefix + len, cap - len, "%s.", child)
+                         : snprintf(prefix + len, cap - len, "%d.", i);
         if (k < 0 || (size_t)k >= cap - len) return error_set("state_dict: module tree too deep");
         int rc = visit(m->children[i], prefix, len + (size_t)k, cap, fn, ctx);
         if (rc) return rc;
@@ -179,38 +203,51 @@ static int walk(Module *m, VisitFn fn, void *ctx) {
 
 /* ---- parameters ---- */
 
+/* Every parameter once: a tied one is registered in two modules. */
 typedef struct {
-    Tensor **out;
+    Tensor **out; /* room for every slot */
     int n;
     int64_t numel;
 } ParamCollect;
 
+static int count_param(const char *name, NamedTensor *slot, bool is_param, void *ctx) {
+    if (is_param) ++*(int *)ctx;
+    return 0;
+}
+
 static int collect_param(const char *name, NamedTensor *slot, bool is_param, void *ctx) {
     ParamCollect *c = ctx;
     if (!is_param || !slot->tensor->requires_grad) return 0;
-    if (c->out) c->out[c->n] = slot->tensor;
-    c->n++;
+    for (int i = 0; i < c->n; i++)
+        if (c->out[i] == slot->tensor) return 0; /* tied: seen already */
+    c->out[c->n++] = slot->tensor;
     c->numel += tensor_numel(slot->tensor);
     return 0;
 }
 
-Tensor **module_parameters(Module *m, int *n) {
-    ParamCollect c = {0};
-    walk(m, collect_param, &c);
-    Tensor **out = malloc((size_t)(c.n ? c.n : 1) * sizeof *out);
-    if (!out) {
+static Tensor **collect_params(Module *m, ParamCollect *c) {
+    int slots = 0;
+    walk(m, count_param, &slots);
+    *c = (ParamCollect){.out = malloc((size_t)(slots ? slots : 1) * sizeof *c->out)};
+    if (!c->out) {
         error_set("module_parameters: out of memory");
         return NULL;
     }
-    c = (ParamCollect){.out = out};
-    walk(m, collect_param, &c);
+    walk(m, collect_param, c);
+    return c->out;
+}
+
+Tensor **module_parameters(Module *m, int *n) {
+    ParamCollect c;
+    if (!collect_params(m, &c)) return NULL;
     *n = c.n;
-    return out;
+    return c.out;
 }
 
 int64_t module_num_parameters(Module *m) {
-    ParamCollect c = {0};
-    walk(m, collect_param, &c);
+    ParamCollect c;
+    if (!collect_params(m, &c)) return -1;
+    free(c.out);
     return c.numel;
 }
 
@@ -315,11 +352,36 @@ int module_load_state_dict(Module *m, const TensorDict *sd, bool strict) {
 
 /* ---- moves ---- */
 
+/* Tied tensors stay tied: a tensor seen in an earlier slot gets the same
+ * replacement (the pairs hold no references). */
 typedef struct {
     bool to_device;
     Device device;
     DType dtype;
+    int n_moved, cap;
+    Tensor **from, **to;
 } MoveCtx;
+
+static Tensor *moved_before(const MoveCtx *c, const Tensor *t) {
+    for (int i = 0; i < c->n_moved; i++)
+        if (c->from[i] == t) return c->to[i];
+    return NULL;
+}
+
+static int remember_move(MoveCtx *c, Tensor *from, Tensor *to) {
+    if (c->n_moved == c->cap) {
+        int cap = c->cap ? 2 * c->cap : 64;
+        Tensor **f = realloc(c->from, (size_t)cap * sizeof *f);
+        if (f) c->from = f;
+        Tensor **t = f ? realloc(c->to, (size_t)cap * sizeof *t) : NULL;
+        if (!t) return error_set("out of memory");
+        c->to = t;
+        c->cap = cap;
+    }
+    c->from[c->n_moved] = from;
+    c->to[c->n_moved++] = to;
+    return 0;
+}
 
 static Tensor *moved(Tensor *t, const MoveCtx *c) {
     if (c->to_device) return tensor_to_device(t, c->device);
@@ -328,8 +390,14 @@ static Tensor *moved(Tensor *t, const MoveCtx *c) {
 }
 
 static int move_tensor(const char *name, NamedTensor *slot, bool is_param, void *ctx) {
-    const MoveCtx *c = ctx;
+    MoveCtx *c = ctx;
     Tensor *t = slot->tensor;
+    Tensor *tied = moved_before(c, t);
+    if (tied) {
+        slot->tensor = tensor_retain(tied);
+        tensor_release(t);
+        return 0;
+    }
     /* The copy is a new leaf: no graph from the old tensor to the new. */
     bool prev = autograd_set_enabled(false);
     Tensor *nt = moved(t, c);
@@ -344,6 +412,11 @@ static int move_tensor(const char *name, NamedTensor *slot, bool is_param, void 
         tensor_release(ng);
         return 0;
     }
+    if (remember_move(c, t, nt) != 0) {
+        tensor_release(nt);
+        tensor_release(ng);
+        return error_prefix("moving '%s'", name);
+    }
     nt->requires_grad = t->requires_grad;
     nt->grad = ng;
     tensor_release(t);
@@ -351,9 +424,16 @@ static int move_tensor(const char *name, NamedTensor *slot, bool is_param, void 
     return 0;
 }
 
+static int move_all(Module *m, MoveCtx *c) {
+    int rc = walk(m, move_tensor, c);
+    free(c->from);
+    free(c->to);
+    return rc;
+}
+
 int module_to(Module *m, Device device) {
     MoveCtx c = {.to_device = true, .device = device};
-    if (walk(m, move_tensor, &c) != 0) return error_prefix("module_to");
+    if (move_all(m, &c) != 0) return error_prefix("module_to");
     return 0;
 }
 
@@ -361,6 +441,6 @@ int module_to_dtype(Module *m, DType dtype) {
     if (!dtype_is_float(dtype))
         return error_set("module_to_dtype: expected a float dtype, got %s", dtype_name(dtype));
     MoveCtx c = {.to_device = false, .dtype = dtype};
-    if (walk(m, move_tensor, &c) != 0) return error_prefix("module_to_dtype");
+    if (move_all(m, &c) != 0) return error_prefix("module_to_dtype");
     return 0;
 }

@@ -19,9 +19,19 @@
  * module_to / module_to_dtype replace them (pointers taken earlier with
  * module_parameters are stale after a move).
  *
- * Errors from a layer inside a Sequential carry its path and type,
- * "model[3] Linear: ...", both from module_forward and module_infer_shape;
- * callers should not add the path again.
+ * Children are named as torch names submodules: a Sequential's by their
+ * index ("0", "1"), a block's by attribute ("conv1", "downsample"), so a
+ * ResNet's keys read "layer1.0.conv1.weight" as torchvision's do.
+ *
+ * Errors from a layer inside a container carry its path and type,
+ * "model[3] Linear: ...", "model.layer1[0].conv1 Conv2d: ...", both from
+ * module_forward and module_infer_shape; callers should not add the path
+ * again.
+ *
+ * Tied weights (GPT's embedding and output layer) are one tensor registered
+ * in two modules: state_dict lists it under both names, as torch's does,
+ * while module_parameters and module_num_parameters count it once and
+ * module_to keeps it one tensor.
  */
 #ifndef TRAIND_CORE_NN_MODULE_H
 #define TRAIND_CORE_NN_MODULE_H
@@ -34,6 +44,7 @@
 #include "core/tensor_dict.h"
 
 #define MODULE_MAX_TENSORS 4 /* parameters (or buffers) of one module */
+#define MODULE_NAME_MAX 32   /* a child's attribute name, with its NUL */
 
 typedef struct Module Module;
 
@@ -66,9 +77,10 @@ struct Module {
     NamedTensor buffers[MODULE_MAX_TENSORS];
 
     int n_children;
-    Module **children; /* named "0", "1", ... as in nn.Sequential */
+    Module **children; /* in registration order (torch's state_dict order) */
     Module *parent;    /* for error paths; NULL at the root */
     int index;         /* position in the parent */
+    char name[MODULE_NAME_MAX]; /* attribute name in the parent; "" for the index */
 
     Rng *rng; /* borrowed; used by Dropout (module_set_rng) */
     /* A layer's own configuration follows: each layer type allocates a
@@ -128,6 +140,10 @@ int module_infer_shape(Module *m, int ndim, const int64_t *in_shape, int *out_nd
 /* For layer implementations: allocates `size` bytes (a struct starting with
  * Module), zeroed, training on. */
 Module *module_alloc(size_t size, const ModuleVTable *vtable);
+/* Appends a child under `name` (NULL: its index, as in a Sequential);
+ * takes ownership of the child, also on failure. A NULL child (a failed
+ * constructor) fails with its error kept. */
+int module_add_child(Module *m, const char *name, Module *child);
 /* Registers a parameter (sets requires_grad) or a buffer; takes over the
  * caller's reference to t, also on failure. */
 int module_add_param(Module *m, const char *name, Tensor *t);
@@ -135,7 +151,8 @@ int module_add_buffer(Module *m, const char *name, Tensor *t);
 /* infer_shape of layers whose output has their input's shape. */
 int module_infer_same_shape(Module *m, int ndim, const int64_t *in_shape, int *out_ndim,
                             int64_t *out_shape);
-/* Error path of a module: "model[1][0]", or "" at the root. */
+/* Error path of a module: "model[1][0]", "model.layer1[0].conv1", or ""
+ * at the root. */
 const char *module_path(const Module *m, char *buf, size_t n);
 
 /* ---- shape rules ----

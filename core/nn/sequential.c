@@ -41,29 +41,24 @@ static const ModuleVTable sequential_vtable = {"Sequential", sequential_forward,
                                                sequential_infer_shape, NULL};
 
 Module *nn_sequential(int n, Module **children) {
-    bool ok = n >= 0 && (n == 0 || children);
-    for (int i = 0; ok && i < n; i++) ok = children[i] != NULL;
-    if (!ok) {
-        /* A NULL child carries its constructor's error; keep that one. */
-        if (n < 0) error_set("Sequential: negative number of children %d", n);
-        for (int i = 0; i < n && children; i++) module_free(children[i]);
+    if (n < 0 || (n > 0 && !children)) {
+        error_set("Sequential: %d children given", n);
         return NULL;
     }
     Module *m = module_alloc(sizeof *m, &sequential_vtable);
     /* Always an array, even for n = 0: it marks the module a container. */
-    Module **own = m ? malloc((size_t)(n ? n : 1) * sizeof *own) : NULL;
-    if (!own) {
-        if (m) error_set("Sequential: out of memory");
-        free(m);
-        for (int i = 0; i < n; i++) module_free(children[i]);
-        return NULL;
-    }
+    if (m) m->children = malloc(sizeof *m->children);
+    if (m && !m->children) error_set("Sequential: out of memory");
+    bool ok = m && m->children;
+    /* Every child is taken, also after a failure; a NULL child carries its
+     * constructor's error, and the first error is kept. */
     for (int i = 0; i < n; i++) {
-        own[i] = children[i];
-        own[i]->parent = m;
-        own[i]->index = i;
+        if (ok)
+            ok = module_add_child(m, NULL, children[i]) == 0;
+        else
+            module_free(children[i]);
     }
-    m->children = own;
-    m->n_children = n;
-    return m;
+    if (ok) return m;
+    module_free(m);
+    return NULL;
 }

@@ -814,3 +814,98 @@ Test(nn_to, float64_model_passes_gradcheck) {
     tensor_release(inputs[0]);
     module_free(m);
 }
+
+/* ---- named children and tied weights ---- */
+
+/* A container with attribute names, as a ResNet block or GPT is: runs its
+ * children in order. */
+static Tensor *chain_forward(Module *m, Tensor *x) {
+    Tensor *h = tensor_retain(x);
+    for (int i = 0; i < m->n_children && h; i++) {
+        Tensor *next = module_forward(m->children[i], h);
+        tensor_release(h);
+        h = next;
+    }
+    return h;
+}
+
+static int chain_infer(Module *m, int ndim, const int64_t *in, int *out_ndim, int64_t *out) {
+    int n = ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    memcpy(shape, in, sizeof(int64_t) * (size_t)ndim);
+    for (int i = 0; i < m->n_children; i++)
+        if (module_infer_shape(m->children[i], n, shape, &n, shape) != 0) return -1;
+    memcpy(out, shape, sizeof(int64_t) * (size_t)n);
+    *out_ndim = n;
+    return 0;
+}
+
+static const ModuleVTable chain_vtable = {"Chain", chain_forward, chain_infer, NULL};
+
+/* Chain(wte=Linear(3, 4), body=Sequential(ReLU, Linear(4, 4)),
+ * tied=Linear(4, 4)) with tied.weight the same tensor as body.1.weight,
+ * as GPT's lm_head.weight is transformer.wte.weight. */
+static Module *build_chain(Rng *rng) {
+    Module *m = module_alloc(sizeof *m, &chain_vtable);
+    cr_assert(m);
+    cr_assert(module_add_child(m, "wte", nn_linear(3, 4, false, rng)) == 0);
+    Module *body[2];
+    body[0] = nn_relu();
+    body[1] = nn_linear(4, 4, true, rng);
+    cr_assert(module_add_child(m, "body", nn_sequential(2, body)) == 0);
+    Module *tied = nn_linear(4, 4, false, rng);
+    cr_assert(tied);
+    /* Replace its own weight with body[1]'s: one tensor in two modules. */
+    tensor_release(tied->params[0].tensor);
+    tied->params[0].tensor = tensor_retain(module_find(m, "body.1.weight"));
+    cr_assert(module_add_child(m, "tied", tied) == 0);
+    return m;
+}
+
+Test(nn_named, state_dict_paths_and_tied_weights) {
+    Rng rng;
+    rng_init(&rng, 3);
+    Module *m = build_chain(&rng);
+    TensorDict sd;
+    tensor_dict_init(&sd);
+    cr_assert(module_state_dict(m, &sd) == 0, "%s", error_get());
+    const char *names[] = {"wte.weight", "body.1.weight", "body.1.bias", "tied.weight"};
+    cr_assert_eq(sd.count, 4);
+    for (int i = 0; i < 4; i++) cr_assert_str_eq(sd.names[i], names[i]);
+    tensor_dict_free(&sd);
+
+    /* Parameters count the tied tensor once, as torch's parameters(). */
+    int n = 0;
+    Tensor **p = module_parameters(m, &n);
+    cr_assert_eq(n, 3);
+    free(p);
+    cr_assert_eq(module_num_parameters(m), 12 + 16 + 4);
+
+    /* A move keeps the two slots one tensor. */
+    cr_assert(module_to_dtype(m, DTYPE_FLOAT64) == 0, "%s", error_get());
+    Tensor *a = module_find(m, "body.1.weight"), *b = module_find(m, "tied.weight");
+    cr_assert_eq(a->dtype, DTYPE_FLOAT64);
+    cr_assert(a == b, "the tie survives module_to_dtype");
+
+    /* Errors carry the named path. */
+    Tensor *x = tensor_zeros(SHAPE(2, 5), DTYPE_FLOAT64, DEVICE_CPU_INIT);
+    cr_assert_null(module_forward(m, x));
+    cr_assert_str_eq(error_get(),
+                     "model.wte Linear: in_features=3 but its input has 5 features");
+    char path[64];
+    cr_assert_str_eq(module_path(m->children[1]->children[1], path, sizeof path),
+                     "model.body[1]");
+    tensor_release(x);
+    module_free(m);
+}
+
+Test(nn_named, a_failed_child_is_freed_and_its_error_kept) {
+    Module *m = module_alloc(sizeof *m, &chain_vtable);
+    cr_assert(m);
+    cr_assert(module_add_child(m, "bad", nn_linear(0, 4, true, NULL)) == -1);
+    cr_assert(strstr(error_get(), "Linear") != NULL, "%s", error_get());
+    cr_assert(module_add_child(m, "a_name_longer_than_thirty_one_chars", nn_relu()) == -1);
+    cr_assert_str_eq(error_get(), "Chain: child name 'a_name_longer_than_thirty_one_chars' too long");
+    cr_assert_eq(m->n_children, 0);
+    module_free(m);
+}
