@@ -30,8 +30,9 @@
  *
  * Files: spec.c (top level, loss, optimizer, scheduler, the loop's
  * settings), spec_data.c (sources, transforms, loading), spec_model.c
- * (layers, model building), spec_shapes.c (shapes and sizes from the layer
- * list), spec_json.c (typed field readers that produce the path errors).
+ * (layers, model building), spec_arch.c (architectures by name),
+ * spec_shapes.c (shapes and sizes from the layer list), spec_json.c (typed
+ * field readers that produce the path errors).
  */
 #ifndef TRAIND_CORE_SPEC_H
 #define TRAIND_CORE_SPEC_H
@@ -98,6 +99,34 @@ typedef struct {
 /* torch's class name: "Linear", "BatchNorm2d", ... */
 const char *spec_layer_type_name(SpecLayerType type);
 
+/* ---- architectures by name ----
+ * "model": {"arch": "resnet18", ...} instead of a layer list: a reference
+ * model built whole, under its reference implementation's state_dict names
+ * (core/spec_arch.c has the table of names). Only the config of its kind is
+ * meaningful. */
+
+typedef enum { SPEC_ARCH_NONE, SPEC_ARCH_RESNET, SPEC_ARCH_GPT } SpecArchKind;
+
+typedef struct {
+    int depth;           /* 18, 34, 50: "resnet18" ... */
+    int64_t num_classes; /* 1000 */
+    int64_t in_channels; /* 3 */
+    bool small_input;    /* false; true: 3x3 stride-1 stem, no max-pool (32x32 images) */
+} SpecResNet;
+
+typedef struct {
+    int64_t vocab_size, block_size, n_layer, n_head, n_embd; /* required */
+    double dropout; /* 0 */
+    bool bias;      /* true */
+} SpecGpt;
+
+typedef struct {
+    SpecArchKind kind;
+    char name[16]; /* as written: "resnet18", "gpt" */
+    SpecResNet resnet;
+    SpecGpt gpt;
+} SpecArch;
+
 /* ---- data ---- */
 
 typedef enum {
@@ -148,8 +177,9 @@ typedef struct {
     TransformConfig *transform_configs; /* as written (owned) */
     TransformList transforms;           /* built from them, for the DataLoader */
 
-    int num_layers;
+    int num_layers; /* 0 when the model is an arch */
     SpecLayer *layers;
+    SpecArch arch;  /* kind SPEC_ARCH_NONE for a layer list */
 
     SpecLossType loss;
     Reduction reduction; /* "mean" (default) or "sum"; "none" is refused */
@@ -250,8 +280,8 @@ Dataset *job_spec_load_source(const JobSpec *spec, const SpecSource *src);
 
 /* ---- building ---- */
 
-/* nn.Sequential of the layers, initialised from rng as torch would from its
- * generator. NULL with an error. */
+/* nn.Sequential of the layers (or the arch's model), initialised from rng
+ * as torch would from its generator. NULL with an error. */
 Module *job_spec_build_model(const JobSpec *spec, Rng *rng);
 /* The optimizer over the model's parameters. */
 Optimizer *job_spec_build_optimizer(const JobSpec *spec, Module *model);

@@ -63,6 +63,12 @@ int spec_get_path(const json_t *obj, const char *path, const char *key, const ch
 
 /* The "model" list into spec->layers (spec_model.c). */
 int spec_parse_model(JobSpec *spec, const json_t *model);
+/* "model": {"arch": ...} into *arch (spec_arch.c); the arch's model and its
+ * output shape and sizes for a batch of dtype/shape x (errors at "model"). */
+int spec_arch_parse(SpecArch *arch, const json_t *model);
+Module *spec_arch_build(const SpecArch *arch, Rng *rng);
+int spec_arch_size(const SpecArch *arch, DType dtype, int ndim, const int64_t *x,
+                   SpecModelSize *size);
 /* The "data" object into spec->train, val and transforms (spec_data.c);
  * spec_data_free releases what it filled. */
 int spec_parse_data(JobSpec *spec, const json_t *data, const char *base_dir);

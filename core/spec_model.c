@@ -372,8 +372,11 @@ static int parse_layer(const json_t *o, const char *path, SpecLayer *l) {
 
 int spec_parse_model(JobSpec *spec, const json_t *model) {
     if (!model) return error_at("model", "required");
+    if (json_is_object(model) && json_object_get(model, "arch"))
+        return spec_arch_parse(&spec->arch, model);
     if (!json_is_array(model))
-        return error_at("model", "expected a list of layers, got %s", spec_json_kind(model));
+        return error_at("model", "expected a list of layers or {\"arch\": ...}, got %s",
+                        spec_json_kind(model));
     size_t n = json_array_size(model);
     if (n == 0) return error_at("model", "must have at least one layer");
     if (n > JOB_SPEC_MAX_LAYERS)
@@ -429,6 +432,7 @@ Module *job_spec_build_model(const JobSpec *spec, Rng *rng) {
         error_set("job_spec_build_model: no spec or no Rng");
         return NULL;
     }
+    if (spec->arch.kind != SPEC_ARCH_NONE) return spec_arch_build(&spec->arch, rng);
     Module **children = calloc((size_t)spec->num_layers, sizeof *children);
     if (!children) {
         error_at("model", "out of memory");

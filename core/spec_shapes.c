@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/spec.h"
+#include "core/spec_json.h"
 
 void spec_data_shape_of(const Dataset *ds, SpecDataShape *out) {
     memset(out, 0, sizeof *out);
@@ -200,13 +201,15 @@ int job_spec_check_shapes(const JobSpec *spec, const SpecDataShape *d, SpecModel
                               x))
         return error_nest("data");
     char s[128];
-    if (!dtype_is_float(xt))
+    if (spec->arch.kind == SPEC_ARCH_NONE && !dtype_is_float(xt))
         return error_at("data.transforms",
                         "the model's input would be %s %s; images need "
                         "{\"type\": \"ToTensor\"} to become float32",
                         dtype_name(xt), shape_str(xn, x, s, sizeof s));
     SpecModelSize size = {0};
-    if (run_layers(spec, xn, x, &size) != 0) return -1;
+    if (spec->arch.kind != SPEC_ARCH_NONE ? spec_arch_size(&spec->arch, xt, xn, x, &size)
+                                          : run_layers(spec, xn, x, &size))
+        return -1;
     if (check_loss(spec, d, size.out_ndim, size.out_shape)) return -1;
     size.train_bytes = train_bytes(spec, &size, numel(xn, x));
     if (out) *out = size;

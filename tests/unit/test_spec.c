@@ -409,7 +409,9 @@ Test(spec, layer_errors) {
         {"[{\"type\": \"BatchNorm2d\", \"num_features\": 3, \"eps\": 0}]",
          "model[0].eps: must be > 0, got 0"},
         {"[{\"type\": \"Softmax\"}]", "model[0].dim: required"},
-        {"{\"type\": \"ReLU\"}", "model: expected a list of layers, got object"},
+        {"{\"type\": \"ReLU\"}",
+         "model: expected a list of layers or {\"arch\": ...}, got object"},
+        {"{\"arch\": \"vgg11\"}", "model.arch: unknown arch 'vgg11' (known: "},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *t = variant(mlp_spec, "model", cases[i].model);
