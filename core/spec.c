@@ -22,11 +22,12 @@
 
 #define MAX_BATCH_SIZE ((int64_t)1 << 31)
 #define MAX_NAME 128
+#define MAX_ACCUMULATE_STEPS 65536
 
 static const char *const top_fields[] = {
     "name",    "data",      "model", "loss",   "optimizer", "scheduler",  "epochs", "batch_size",
     "shuffle", "drop_last", "seed",  "device", "metrics",   "checkpoint", "init",   "allow_tf32",
-    "clip_grad_norm", NULL};
+    "clip_grad_norm", "accumulate_steps", NULL};
 
 /* "clip_grad_norm": a max_norm above 0 (torch.nn.utils.clip_grad_norm_'s),
  * or absent for none. */
@@ -139,10 +140,10 @@ Tensor *job_spec_loss(const JobSpec *spec, Tensor *output, Tensor *target) {
 
 /* ---- optimizer ---- */
 
-static const char *const sgd_fields[] = {"type",         "lr",       "momentum", "dampening",
-                                         "weight_decay", "nesterov", NULL};
-static const char *const adam_fields[] = {"type", "lr",           "betas",   "eps",
-                                          "weight_decay", "amsgrad", NULL};
+static const char *const sgd_fields[] = {"type",         "lr",       "momentum",    "dampening",
+                                         "weight_decay", "nesterov", "no_decay_1d", NULL};
+static const char *const adam_fields[] = {"type",         "lr",      "betas",       "eps",
+                                          "weight_decay", "amsgrad", "no_decay_1d", NULL};
 
 static int non_negative(const char *path, const char *key, double x) {
     char p[SPEC_PATH_MAX];
@@ -153,7 +154,9 @@ static int non_negative(const char *path, const char *key, double x) {
 static int parse_optimizer(JobSpec *spec, const json_t *v) {
     const char *p = "optimizer", *type;
     if (!v) return error_at("optimizer", "required");
-    if (spec_expect_object(v, p) || spec_get_string(v, p, "type", true, &type)) return -1;
+    if (spec_expect_object(v, p) || spec_get_string(v, p, "type", true, &type) ||
+        spec_get_bool(v, p, "no_decay_1d", false, &spec->no_decay_1d))
+        return -1;
     if (strcmp(type, "SGD") == 0) {
         SgdOptions *o = &spec->sgd;
         spec->optimizer = SPEC_OPTIM_SGD;
@@ -217,10 +220,31 @@ double job_spec_lr(const JobSpec *spec) {
     return spec->optimizer == SPEC_OPTIM_SGD ? spec->sgd.lr : spec->adam.lr;
 }
 
+/* nanoGPT's configure_optimizers: matrices (2 or more dims) first, then
+ * biases and norm weights, each in model order; returns where the second
+ * group starts. */
+static int order_decay_first(Tensor **params, int n) {
+    Tensor **tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
+    if (!tmp) return error_set("optimizer: out of memory");
+    int k = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < n; i++)
+            if ((params[i]->ndim >= 2) == (pass == 0)) tmp[k++] = params[i];
+    int first = 0;
+    while (first < n && tmp[first]->ndim >= 2) first++;
+    memcpy(params, tmp, (size_t)n * sizeof *tmp);
+    free(tmp);
+    return first;
+}
+
 Optimizer *job_spec_build_optimizer(const JobSpec *spec, Module *model) {
-    int n;
+    int n, no_decay_from = 0;
     Tensor **params = module_parameters(model, &n);
     if (!params) return NULL;
+    if (spec->no_decay_1d && (no_decay_from = order_decay_first(params, n)) < 0) {
+        free(params);
+        return NULL;
+    }
     Optimizer *opt = NULL;
     if (n == 0)
         error_at("optimizer", "the model has no parameters to optimize");
@@ -231,6 +255,10 @@ Optimizer *job_spec_build_optimizer(const JobSpec *spec, Module *model) {
     else
         opt = adamw_new(params, n, spec->adam);
     free(params);
+    if (opt && spec->no_decay_1d && optimizer_set_no_decay_from(opt, no_decay_from) != 0) {
+        optimizer_free(opt);
+        opt = NULL;
+    }
     if (!opt && n) error_prefix_at("optimizer");
     return opt;
 }
@@ -594,7 +622,7 @@ static JobSpec *parse_root(const json_t *root, const char *base_dir, const char 
         error_set("job spec: out of memory");
         return NULL;
     }
-    int64_t epochs = 0, seed = 0;
+    int64_t epochs = 0, seed = 0, accumulate = 1;
     if (spec_check_fields(root, "", top_fields, NULL) ||
         parse_name(spec, json_object_get(root, "name"), fallback_name) ||
         spec_parse_data(spec, json_object_get(root, "data"), base_dir) ||
@@ -608,6 +636,8 @@ static JobSpec *parse_root(const json_t *root, const char *base_dir, const char 
         spec_get_bool(root, "", "drop_last", false, &spec->drop_last) ||
         spec_get_bool(root, "", "allow_tf32", false, &spec->allow_tf32) ||
         parse_clip_grad_norm(spec, root) ||
+        spec_get_int(root, "", "accumulate_steps", false, 1, 1, MAX_ACCUMULATE_STEPS,
+                     &accumulate) ||
         spec_get_int(root, "", "seed", false, 0, 0, INT64_MAX, &seed) ||
         parse_device(spec, root) || parse_metrics(spec, json_object_get(root, "metrics")) ||
         parse_checkpoint(spec, json_object_get(root, "checkpoint")) ||
@@ -616,6 +646,7 @@ static JobSpec *parse_root(const json_t *root, const char *base_dir, const char 
         return NULL;
     }
     spec->epochs = (int)epochs;
+    spec->accumulate_steps = (int)accumulate;
     spec->seed = (uint64_t)seed;
     return spec;
 }

@@ -189,6 +189,8 @@ typedef struct {
     SpecOptimizerType optimizer;
     SgdOptions sgd;   /* SGD */
     AdamOptions adam; /* Adam, AdamW */
+    bool no_decay_1d; /* false; true: biases and norm weights (under 2 dims) in a
+                         second group with weight_decay 0, as nanoGPT's */
 
     bool has_lr_scheduler;
     LrSchedulerConfig lr_scheduler; /* lr_lambda, milestones and schedulers owned
@@ -201,6 +203,7 @@ typedef struct {
     bool drop_last;      /* false */
     bool allow_tf32;     /* false: float32 matrix products in full float32 on a GPU */
     double clip_grad_norm; /* 0: none; else the gradients' largest total 2-norm */
+    int accumulate_steps; /* 1: batches per optimizer step (gradient accumulation) */
     uint64_t seed;       /* 0 */
     bool device_auto;    /* "auto" (default): the daemon picks */
     Device device;       /* when !device_auto */

@@ -68,9 +68,18 @@ static void logf_(const Trainer *t, const char *fmt, ...) {
     t->cb.log(t->cb.user, line);
 }
 
+int64_t train_steps_for(int64_t batches, int accumulate_steps) {
+    int64_t k = accumulate_steps > 1 ? accumulate_steps : 1;
+    return (batches + k - 1) / k;
+}
+
+int64_t train_steps_per_epoch(const Trainer *t) {
+    return train_steps_for(dataloader_num_batches(t->train), t->accumulate_steps);
+}
+
 int64_t train_total_steps(const Trainer *t) {
     if (!t->train || t->epochs <= 0) return 0;
-    return (int64_t)t->epochs * dataloader_num_batches(t->train);
+    return (int64_t)t->epochs * train_steps_per_epoch(t);
 }
 
 /* ---- one batch ---- */
@@ -176,65 +185,100 @@ static int clip_grad_norm(Optimizer *opt, double max_norm, double *norm) {
     return 0;
 }
 
-/* One optimizer step on batch b: zero_grad, forward, loss, metrics,
- * backward, (clipping,) step. The state advances only when the step is
- * done. */
-static int train_step(Trainer *t, int epoch, const Batch *b) {
-    TrainState *s = &t->state;
-    int64_t step = s->step + 1;
-    Tensor *x = NULL, *y = NULL, *out = NULL, *loss = NULL;
-    int64_t correct = 0, labelled = 0;
-    int rc = -1;
+/* Batches per optimizer step: accumulate_steps, fewer for the epoch's
+ * last group when its batches do not divide by it. */
+static int64_t group_size(const Trainer *t) {
+    int64_t k = t->accumulate_steps > 1 ? t->accumulate_steps : 1;
+    int64_t left = dataloader_num_batches(t->train) - t->state.batch;
+    return left < k ? left : k;
+}
 
-    optimizer_zero_grad(t->opt);
-    if (to_device(t, b, &x, &y) != 0) goto fail;
-    out = module_forward(t->model, x);
-    if (!out) goto fail;
-    loss = batch_loss(t, out, y);
-    if (!loss) {
+/* Forward, loss and backward of one micro-batch whose loss is scaled by
+ * 1/n (n micro-batches make the step), adding its unscaled loss * size,
+ * samples and accuracy counts to *acc. */
+typedef struct {
+    double loss_sum;
+    int64_t samples, correct, labelled;
+} StepSums;
+
+static int micro_step(Trainer *t, const Batch *b, int64_t n, StepSums *acc) {
+    Tensor *x = NULL, *y = NULL, *out = NULL, *loss = NULL, *scaled = NULL;
+    int rc = -1;
+    if (to_device(t, b, &x, &y) != 0) goto done;
+    if (!(out = module_forward(t->model, x))) goto done;
+    if (!(loss = batch_loss(t, out, y))) {
         error_prefix("loss");
-        goto fail;
+        goto done;
     }
     double v = tensor_item(loss);
     if (!isfinite(v)) {
         /* tensor_item's NAN on failure has its own message */
         if (tensor_numel(loss) == 1) error_set("loss is %s", nonfinite_name(v));
-        goto fail;
+        goto done;
     }
-    emit(t, "loss", step, epoch, v);
-    emit(t, "lr", step, epoch, t->opt->lr);
-    if (t->accuracy && count_correct(out, y, ignored_label(t), &correct, &labelled) != 0)
-        goto fail;
+    if (t->accuracy && count_correct(out, y, ignored_label(t), &acc->correct, &acc->labelled))
+        goto done;
     tensor_release(out);
     out = NULL;
-    if (tensor_backward(loss) != 0) {
+    /* the mean over the step's micro-batches, as loss / accumulation_steps
+     * in a PyTorch loop */
+    scaled = n > 1 ? tensor_mul_scalar(loss, 1.0 / (double)n) : tensor_retain(loss);
+    if (!scaled || tensor_backward(scaled) != 0) {
         error_prefix("backward");
-        goto fail;
+        goto done;
     }
+    acc->loss_sum += v * (double)b->size;
+    acc->samples += b->size;
+    rc = 0;
+done:
+    tensor_release(x);
+    tensor_release(y);
+    tensor_release(out);
+    tensor_release(loss);
+    tensor_release(scaled);
+    return rc;
+}
+
+/* One optimizer step: zero_grad, then forward, loss, metrics and backward
+ * of each of its micro-batches (one without accumulation), (clipping,)
+ * step. 1 when a step was done, 0 at the end of the epoch, -1 on error.
+ * The state advances only when the step is done. */
+static int train_step(Trainer *t, int epoch) {
+    TrainState *s = &t->state;
+    int64_t step = s->step + 1, n = group_size(t), done = 0;
+    StepSums sums = {0};
+    if (n <= 0) return 0;
+    optimizer_zero_grad(t->opt);
+    for (; done < n; done++) {
+        Batch b;
+        int got = dataloader_next(t->train, &b);
+        if (got < 0) return error_prefix("epoch %d batch %" PRId64, epoch, s->batch + done);
+        if (got == 0)
+            return error_set("epoch %d: the loader ended at batch %" PRId64 " of %" PRId64, epoch,
+                             s->batch + done, dataloader_num_batches(t->train));
+        int rc = micro_step(t, &b, n, &sums);
+        batch_release(&b);
+        if (rc != 0) return error_prefix("step %" PRId64, step);
+    }
+    double loss = sums.loss_sum / (double)sums.samples;
+    emit(t, "loss", step, epoch, loss);
+    emit(t, "lr", step, epoch, t->opt->lr);
     if (t->clip_grad_norm > 0) {
         double norm = NAN;
         bool prev = autograd_set_enabled(false);
         int crc = clip_grad_norm(t->opt, t->clip_grad_norm, &norm);
         autograd_set_enabled(prev);
-        if (crc != 0) goto fail;
+        if (crc != 0) return error_prefix("step %" PRId64, step);
         emit(t, "grad_norm", step, epoch, norm);
     }
-    if (optimizer_step(t->opt) != 0) goto fail;
-
+    if (optimizer_step(t->opt) != 0) return error_prefix("step %" PRId64, step);
     s->step = step;
-    s->batch++;
-    s->loss_sum += v * (double)b->size;
-    s->samples += b->size;
-    s->correct += correct;
-    s->labelled += labelled;
-    rc = 0;
-fail:
-    if (rc != 0) error_prefix("step %" PRId64, step);
-    tensor_release(x);
-    tensor_release(y);
-    tensor_release(out);
-    tensor_release(loss);
-    return rc;
+    s->batch += n;
+    s->loss_sum += sums.loss_sum;
+    s->samples += sums.samples;
+    s->correct += sums.correct;
+    s->labelled += sums.labelled;
+    return 1;
 }
 
 /* ---- validation (eval mode, no grad) ---- */
@@ -363,16 +407,9 @@ static int train_epoch(Trainer *t, int epoch) {
             s->elapsed_s += clock_now_s() - t0;
             return error_set("cancelled at step %" PRId64, s->step);
         }
-        Batch b;
-        int got = dataloader_next(t->train, &b);
-        if (got < 0) {
-            error_prefix("epoch %d batch %" PRId64, epoch, s->batch);
-            dataloader_end_epoch(t->train);
-            return -1;
-        }
-        if (got == 0) break;
-        int rc = train_step(t, epoch, &b);
-        batch_release(&b);
+        int rc = train_step(t, epoch);
+        if (rc == 0) break;
+        rc = rc < 0 ? -1 : 0;
         /* interval "step": scheduler.step() after each optimizer step */
         if (rc == 0 && t->lr_scheduler && lr_scheduler_per_step(t->lr_scheduler) &&
             step_schedule(t) != 0)

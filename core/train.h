@@ -15,7 +15,9 @@
  * Metrics follow design.md "Metrics" exactly, so they compare number for
  * number with PyTorch's: "loss" at step k is the mean loss of the batch
  * that step k trains on, before its update, and "lr" the lr it uses; steps
- * count optimizer steps from 1 across epochs, epochs count from 0. At the
+ * count optimizer steps from 1 across epochs, epochs count from 0. With
+ * accumulate_steps k, a step trains on k batches (loss / k backward each,
+ * as a PyTorch loop accumulating gradients) and "loss" is their mean. At the
  * end of each epoch, under the step of its last step: "train_loss" (the
  * batch losses weighted by batch size, i.e. the mean over the epoch's
  * samples), "train_accuracy", "val_loss", "val_accuracy" (eval mode, no
@@ -112,6 +114,9 @@ struct Trainer {
     bool accuracy;   /* train_accuracy / val_accuracy */
     Device device;   /* where batches go; the model must already be there */
     bool allow_tf32; /* TF32 tensor cores for float32 matrix products (GPU) */
+    int accumulate_steps;  /* batches per optimizer step (0 or 1: one); the step's
+                              gradient is the mean of theirs, the epoch's last
+                              step takes what is left */
     double clip_grad_norm; /* > 0: gradients scaled to this total 2-norm at most
                               before each step (torch.nn.utils.clip_grad_norm_),
                               the norm before it logged as "grad_norm" */
@@ -137,6 +142,10 @@ int train_run(Trainer *t);
 
 /* The number of optimizer steps a whole run makes (for progress bars). */
 int64_t train_total_steps(const Trainer *t);
+/* Optimizer steps in one epoch: the train loader's batches over
+ * accumulate_steps, rounded up. */
+int64_t train_steps_per_epoch(const Trainer *t);
+int64_t train_steps_for(int64_t batches, int accumulate_steps);
 
 /* Writes dir/model.safetensors and dir/trainer.safetensors (see above).
  * Both files are written into "<dir>.tmp.<pid>.<n>", fsynced, and the

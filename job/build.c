@@ -227,9 +227,10 @@ int job_build(JobBuild *b, JobSpec *spec, const JobDaemon *d) {
                             .seed = spec->seed, .drop_last = spec->drop_last, .prefetch = 2};
     b->train = dataloader_new(b->train_ds, &lo, &spec->transforms);
     if (!b->train) return error_prefix_at("data.train");
-    /* after the loader: a OneCycleLR may take its steps from its batches */
-    if (job_spec_build_lr_scheduler(spec, job_spec_lr(spec), dataloader_num_batches(b->train),
-                                    &b->lr_scheduler) != 0)
+    /* after the loader: a OneCycleLR may take its steps from its batches,
+     * one optimizer step per accumulate_steps of them */
+    int64_t steps = train_steps_for(dataloader_num_batches(b->train), spec->accumulate_steps);
+    if (job_spec_build_lr_scheduler(spec, job_spec_lr(spec), steps, &b->lr_scheduler) != 0)
         return -1;
     if (b->val_ds) {
         DataLoaderOptions vo = {.batch_size = spec->batch_size, .prefetch = 2};
@@ -283,6 +284,7 @@ void job_build_trainer(JobBuild *b, Trainer *t, Device device) {
     t->accuracy = b->spec->accuracy;
     t->allow_tf32 = b->spec->allow_tf32;
     t->clip_grad_norm = b->spec->clip_grad_norm;
+    t->accumulate_steps = b->spec->accumulate_steps;
     t->device = device;
     t->checkpoint_every = b->spec->checkpoint ? b->spec->checkpoint_every_epochs : 0;
 }

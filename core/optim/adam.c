@@ -96,7 +96,7 @@ static int adam_check_state(const Optimizer *opt, const double *values, int i,
     return 0;
 }
 
-static int adam_step(Optimizer *opt, int n, OptimUpdate *u, const int *index) {
+static int adam_step(Optimizer *opt, int n, OptimUpdate *u, const int *index, bool decay) {
     Adam *a = (Adam *)opt;
     for (int k = 0; k < n; k++) {
         int i = index[k];
@@ -125,7 +125,8 @@ static int adam_step(Optimizer *opt, int n, OptimUpdate *u, const int *index) {
     /* counted once the whole list has its state */
     for (int k = 0; k < n; k++) opt->steps[index[k]]++;
     backend_for(u[0].param->device)->adam_update(n, u, opt->lr, a->o.betas[0], a->o.betas[1],
-                                                 a->o.eps, a->o.weight_decay, a->decoupled);
+                                                 a->o.eps, decay ? a->o.weight_decay : 0,
+                                                 a->decoupled);
     return 0;
 }
 

@@ -44,7 +44,15 @@ int optimizer_init(Optimizer *opt, Tensor *const *params, int n) {
     opt->steps = calloc((size_t)n, sizeof *opt->steps);
     if (!opt->params || !opt->state || !opt->steps) return error_set("%s: out of memory", name);
     for (int i = 0; i < n; i++) opt->params[i] = tensor_retain(params[i]);
-    opt->n_params = n;
+    opt->n_params = opt->n_decay = n;
+    return 0;
+}
+
+int optimizer_set_no_decay_from(Optimizer *opt, int first) {
+    if (first < 0 || first > opt->n_params)
+        return error_set("%s: no-decay group from parameter %d of %d", opt->type->name, first,
+                         opt->n_params);
+    opt->n_decay = first;
     return 0;
 }
 
@@ -108,13 +116,16 @@ int optimizer_step(Optimizer *opt) {
         index[count] = i;
         if (!u[count++].grad) rc = -1;
     }
-    /* one fused update per run of parameters on one device, of one dtype */
+    /* one fused update per run of parameters on one device, of one dtype,
+     * in one group */
     for (int start = 0, end; start < count && rc == 0; start = end) {
         const Tensor *p0 = u[start].param;
+        bool decay = index[start] < opt->n_decay;
         for (end = start + 1; end < count; end++)
-            if (!device_equal(u[end].param->device, p0->device) || u[end].param->dtype != p0->dtype)
+            if (!device_equal(u[end].param->device, p0->device) ||
+                u[end].param->dtype != p0->dtype || (index[end] < opt->n_decay) != decay)
                 break;
-        rc = opt->type->step(opt, end - start, u + start, index + start);
+        rc = opt->type->step(opt, end - start, u + start, index + start, decay);
     }
     for (int k = 0; k < count; k++) tensor_release((Tensor *)u[k].grad);
     free(u);
@@ -133,6 +144,28 @@ static int put(TensorDict *out, const char *key, Tensor *t) {
 
 static int put_scalar(TensorDict *out, const char *key, double v) {
     return put(out, key, tensor_scalar(v, DTYPE_FLOAT64, DEVICE_CPU_INIT));
+}
+
+/* param_groups.<g>.*: lr, the hyperparameters (weight_decay 0 in the
+ * no-decay group) and the indices of parameters [first, end). */
+static int put_group(const Optimizer *opt, TensorDict *out, int g, int first, int end) {
+    const OptimizerType *type = opt->type;
+    char key[256];
+    snprintf(key, sizeof key, "param_groups.%d.lr", g);
+    int rc = put_scalar(out, key, opt->lr);
+    double values[OPTIMIZER_MAX_HPARAMS];
+    type->get_hparams(opt, values);
+    for (int j = 0; j < type->n_hparams && rc == 0; j++) {
+        bool no_decay = first >= opt->n_decay && strcmp(type->hparam_names[j], "weight_decay") == 0;
+        snprintf(key, sizeof key, "param_groups.%d.%s", g, type->hparam_names[j]);
+        rc = put_scalar(out, key, no_decay ? 0 : values[j]);
+    }
+    if (rc != 0) return rc;
+    Tensor *idx = tensor_empty(SHAPE(end - first), DTYPE_INT64, DEVICE_CPU_INIT);
+    if (idx)
+        for (int i = first; i < end; i++) ((int64_t *)tensor_data(idx))[i - first] = i;
+    snprintf(key, sizeof key, "param_groups.%d.params", g);
+    return put(out, key, idx);
 }
 
 int optimizer_state_dict(const Optimizer *opt, TensorDict *out) {
@@ -155,19 +188,9 @@ int optimizer_state_dict(const Optimizer *opt, TensorDict *out) {
             rc = put_scalar(out, key, (double)opt->steps[i]);
         }
     }
-    if (rc == 0) rc = put_scalar(out, "param_groups.0.lr", opt->lr);
-    double values[OPTIMIZER_MAX_HPARAMS];
-    type->get_hparams(opt, values);
-    for (int j = 0; j < type->n_hparams && rc == 0; j++) {
-        snprintf(key, sizeof key, "param_groups.0.%s", type->hparam_names[j]);
-        rc = put_scalar(out, key, values[j]);
-    }
-    if (rc == 0) {
-        Tensor *idx = tensor_empty(SHAPE(opt->n_params), DTYPE_INT64, DEVICE_CPU_INIT);
-        if (idx)
-            for (int i = 0; i < opt->n_params; i++) ((int64_t *)tensor_data(idx))[i] = i;
-        rc = put(out, "param_groups.0.params", idx);
-    }
+    if (rc == 0) rc = put_group(opt, out, 0, 0, opt->n_decay);
+    if (rc == 0 && opt->n_decay < opt->n_params)
+        rc = put_group(opt, out, 1, opt->n_decay, opt->n_params);
     autograd_set_enabled(prev);
     if (rc != 0) error_prefix("optimizer_state_dict: %s", type->name);
     return rc;
@@ -249,13 +272,20 @@ static int parse_dict(const Optimizer *opt, const TensorDict *dict, Tensor **slo
             if (!(*slot = load_slot(opt, (int)i, key, t))) return -1;
         } else if (strncmp(key, "param_groups.", 13) == 0) {
             if (parse_index(key, key + 13, &i, &rest) != 0) return -1;
-            if (i != 0)
-                return error_set("'%s': only one parameter group is supported", key);
+            int groups = opt->n_decay < opt->n_params ? 2 : 1;
+            if (i >= groups)
+                return error_set("'%s': the optimizer has %d parameter group(s)", key, groups);
+            int in_group = i == 0 ? opt->n_decay : opt->n_params - opt->n_decay;
             if (strcmp(rest, "params") == 0) {
-                if (t->ndim != 1 || tensor_numel(t) != opt->n_params)
-                    return error_set("'%s' lists %lld parameters, the optimizer has %d", key,
-                                     (long long)tensor_numel(t), opt->n_params);
-                seen_params = true;
+                if (t->ndim != 1 || tensor_numel(t) != in_group)
+                    return error_set("'%s' lists %lld parameters, the optimizer's group has %d",
+                                     key, (long long)tensor_numel(t), in_group);
+                seen_params |= i == 0;
+                continue;
+            }
+            if (i == 1) { /* the no-decay group repeats group 0's values */
+                double ignored;
+                if (read_scalar(key, t, &ignored) != 0) return -1;
                 continue;
             }
             double *dst = NULL;

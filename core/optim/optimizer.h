@@ -32,6 +32,11 @@
  *       .betas.1, .eps, .amsgrad                 0 or 1)
  *     param_groups.0.params                      int64 [n]: 0..n-1, as torch
  *
+ * With optimizer_set_no_decay_from(opt, k), parameters k..n-1 form torch's
+ * second group, {"params": [...], "weight_decay": 0.0}, as nanoGPT's
+ * configure_optimizers builds it: param_groups.0.params lists 0..k-1 and
+ * param_groups.1.* (the same hyperparameters, weight_decay 0) k..n-1.
+ *
  * State tensors are copies (a snapshot), on the parameters' device and dtype.
  * optimizer_load_state_dict() restores all of it, hyperparameters included
  * (as torch's load_state_dict does), into an optimizer built over parameters
@@ -99,6 +104,10 @@ int optimizer_step(Optimizer *opt);
 void optimizer_zero_grad(Optimizer *opt);
 void optimizer_free(Optimizer *opt); /* NULL is fine; releases the parameters */
 
+/* Parameters first..n-1 get no weight decay (torch's second param group);
+ * -1 with an error unless 0 <= first <= n. */
+int optimizer_set_no_decay_from(Optimizer *opt, int first);
+
 /* "SGD", "Adam", "AdamW" */
 const char *optimizer_name(const Optimizer *opt);
 
@@ -132,9 +141,10 @@ typedef struct {
     int n_hparams;
     const char *hparam_names[OPTIMIZER_MAX_HPARAMS];
     /* Updates the n parameters of u (param and grad set: contiguous,
-     * checked, one device and dtype; u[k] is parameter index[k]): fills in
-     * their state and runs the backend's fused update once for all. */
-    int (*step)(Optimizer *opt, int n, OptimUpdate *u, const int *index);
+     * checked, one device, dtype and group; u[k] is parameter index[k]):
+     * fills in their state and runs the backend's fused update once for
+     * all, with the weight decay when `decay`, else none. */
+    int (*step)(Optimizer *opt, int n, OptimUpdate *u, const int *index, bool decay);
     /* Frees what the type allocated besides the base (may be NULL). */
     void (*free)(Optimizer *opt);
     /* Hyperparameters as doubles, in hparam_names order. */
@@ -152,6 +162,7 @@ struct Optimizer {
     const OptimizerType *type;
     double lr; /* public: the scheduler / trainer sets it before a step */
     int n_params;
+    int n_decay;      /* parameters n_decay.. get no weight decay; n_params: all do */
     Tensor **params;  /* retained */
     Tensor **state;   /* n_params * type->n_slots; NULL until created */
     int64_t *steps;   /* per parameter; used when type->has_step */

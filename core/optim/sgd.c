@@ -73,7 +73,7 @@ static int sgd_check_state(const Optimizer *opt, const double *values, int i,
     return 0;
 }
 
-static int sgd_step(Optimizer *opt, int n, OptimUpdate *u, const int *index) {
+static int sgd_step(Optimizer *opt, int n, OptimUpdate *u, const int *index, bool decay) {
     const SgdOptions *o = &((Sgd *)opt)->o;
     for (int k = 0; k < n && o->momentum != 0; k++) {
         Tensor **buf = optimizer_slot(opt, index[k], 0);
@@ -94,7 +94,7 @@ static int sgd_step(Optimizer *opt, int n, OptimUpdate *u, const int *index) {
         u[k].state[0] = *buf;
     }
     backend_for(u[0].param->device)->sgd_update(n, u, opt->lr, o->momentum, o->dampening,
-                                                o->weight_decay, o->nesterov);
+                                                decay ? o->weight_decay : 0, o->nesterov);
     return 0;
 }
 

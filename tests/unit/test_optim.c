@@ -805,7 +805,7 @@ Test(optim, load_errors) {
 
     saved_adamw(&d);
     set_release(&d, "param_groups.1.lr", tensor_scalar(0.1, DTYPE_FLOAT64, DEVICE_CPU_INIT));
-    snprintf(msg, sizeof msg, "%s'param_groups.1.lr': only one parameter group is supported", P);
+    snprintf(msg, sizeof msg, "%s'param_groups.1.lr': the optimizer has 1 parameter group(s)", P);
     expect_load_error(&d, msg);
     tensor_dict_free(&d);
 
@@ -829,7 +829,7 @@ Test(optim, load_errors) {
 
     saved_adamw(&d);
     set_release(&d, "param_groups.0.params", tensor_zeros(SHAPE(3), DTYPE_INT64, DEVICE_CPU_INIT));
-    snprintf(msg, sizeof msg, "%s'param_groups.0.params' lists 3 parameters, the optimizer has 2", P);
+    snprintf(msg, sizeof msg, "%s'param_groups.0.params' lists 3 parameters, the optimizer's group has 2", P);
     expect_load_error(&d, msg);
     tensor_dict_free(&d);
 
@@ -889,4 +889,63 @@ Test(optim, load_converts_state_dtype) {
     optimizer_free(opt);
     tensor_release(w);
     tensor_release(b);
+}
+
+/* ---- a no-decay group (nanoGPT's configure_optimizers) ---- */
+
+/* AdamW over [w, b] with b in the no-decay group: w decays, b moves as
+ * with weight_decay 0, and the state_dict has torch's two groups. */
+Test(optim, no_decay_group_skips_weight_decay_and_saves_two_groups) {
+    Tensor *w = mat(1), *b = vec(4, 0), *b_ref = vec(4, 0);
+    Tensor *params[2] = {w, b};
+    AdamOptions o = adamw_options_default();
+    o.weight_decay = 0.5;
+    o.lr = 0.1;
+    Optimizer *opt = adamw_new(params, 2, o);
+    cr_assert(opt != NULL);
+    cr_assert_eq(optimizer_set_no_decay_from(opt, 3), -1);
+    cr_assert_str_eq(error_get(), "AdamW: no-decay group from parameter 3 of 2");
+    cr_assert_eq(optimizer_set_no_decay_from(opt, 1), 0);
+    AdamOptions o0 = o;
+    o0.weight_decay = 0;
+    Optimizer *ref = adamw_new((Tensor *[]){b_ref}, 1, o0);
+    w->grad = mat(0.5);
+    b->grad = vec(4, 1);
+    b_ref->grad = vec(4, 1);
+    cr_assert_eq(optimizer_step(opt), 0);
+    cr_assert_eq(optimizer_step(ref), 0);
+    for (int i = 0; i < 4; i++) cr_expect_eq(tensor_get(b, i), tensor_get(b_ref, i), "b[%d]", i);
+    /* w decayed: p * (1 - lr * wd) - lr * m / (sqrt(v) + eps), first step
+     * m / sqrt(v) = sign(g) = 1 */
+    cr_expect_float_eq(tensor_get(w, 0), 1.0f * (1 - 0.05) - 0.1, 1e-6);
+
+    TensorDict d;
+    tensor_dict_init(&d);
+    cr_assert_eq(optimizer_state_dict(opt, &d), 0);
+    cr_expect_eq(tensor_item(tensor_dict_get(&d, "param_groups.0.weight_decay")), 0.5);
+    cr_expect_eq(tensor_item(tensor_dict_get(&d, "param_groups.1.weight_decay")), 0);
+    cr_expect_eq(tensor_item(tensor_dict_get(&d, "param_groups.1.lr")), 0.1);
+    Tensor *g0 = tensor_dict_get(&d, "param_groups.0.params");
+    Tensor *g1 = tensor_dict_get(&d, "param_groups.1.params");
+    cr_assert(g0 && g1 && tensor_numel(g0) == 1 && tensor_numel(g1) == 1);
+    cr_expect_eq(((int64_t *)tensor_data(g0))[0], 0);
+    cr_expect_eq(((int64_t *)tensor_data(g1))[0], 1);
+
+    /* Back into an optimizer with the same groups; not into one without. */
+    Optimizer *again = adamw_new(params, 2, o);
+    cr_assert_eq(optimizer_set_no_decay_from(again, 1), 0);
+    cr_expect_eq(optimizer_load_state_dict(again, &d), 0, "%s", error_get());
+    Optimizer *single = adamw_new(params, 2, o);
+    cr_expect_eq(optimizer_load_state_dict(single, &d), -1);
+    cr_expect(strstr(error_get(), "the optimizer's group has 2") != NULL, "%s", error_get());
+    tensor_dict_free(&d);
+    optimizer_zero_grad(opt);
+    optimizer_zero_grad(ref);
+    optimizer_free(opt);
+    optimizer_free(ref);
+    optimizer_free(again);
+    optimizer_free(single);
+    tensor_release(w);
+    tensor_release(b);
+    tensor_release(b_ref);
 }

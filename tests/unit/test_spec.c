@@ -333,7 +333,7 @@ Test(spec, errors_name_path_and_reason) {
                          "optimizer.momentun: unknown field (did you mean 'momentum'?)", true);
     expect_variant_error("optimizer.betas", "[0.9, 0.999]",
                          "optimizer.betas: unknown field (SGD takes type, lr, momentum, "
-                         "dampening, weight_decay, nesterov)",
+                         "dampening, weight_decay, nesterov, no_decay_1d)",
                          true);
     expect_variant_error("optimizer.lr", NULL,
                          "optimizer.lr: required (torch.optim.SGD has no default)", true);
@@ -518,6 +518,8 @@ Test(spec, optimizer_errors) {
          "optimizer.type: unknown optimizer 'Adagrad' (known: SGD, Adam, AdamW)"},
         {"{\"lr\": 1}", "optimizer.type: required"},
         {"\"SGD\"", "optimizer: expected an object, got string"},
+        {"{\"type\": \"AdamW\", \"no_decay_1d\": 1}",
+         "optimizer.no_decay_1d: expected true or false, got number"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *t = variant(mlp_spec, "optimizer", cases[i].opt);
@@ -1352,4 +1354,32 @@ Test(spec, per_step_schedulers) {
         expect_error_text(text, bad[i].want, true);
         free(text);
     }
+}
+
+/* accumulate_steps and no_decay_1d reach the trainer and the optimizer:
+ * the optimizer lists matrices first, then biases (torch's two groups). */
+Test(spec, accumulation_and_no_decay_groups) {
+    expect_variant_error("accumulate_steps", "0", "accumulate_steps: must be >= 1, got 0", true);
+    char *t = variant(mlp_spec, "accumulate_steps", "4");
+    char *t2 = variant(t, "optimizer", "{\"type\": \"AdamW\", \"no_decay_1d\": true}");
+    JobSpec *s = parse_ok(t2);
+    free(t);
+    free(t2);
+    cr_assert_eq(s->accumulate_steps, 4);
+    cr_assert(s->no_decay_1d);
+    Rng rng;
+    rng_init(&rng, 1);
+    Module *m = job_spec_build_model(s, &rng);
+    cr_assert(m != NULL, "%s", error_get());
+    Optimizer *opt = job_spec_build_optimizer(s, m);
+    cr_assert(opt != NULL, "%s", error_get());
+    int matrices = 0;
+    for (int i = 0; i < opt->n_params; i++) matrices += opt->params[i]->ndim >= 2;
+    cr_assert_eq(opt->n_decay, matrices);
+    for (int i = 0; i < opt->n_params; i++)
+        cr_assert_eq(opt->params[i]->ndim >= 2, i < matrices, "parameter %d", i);
+    cr_assert(matrices > 0 && matrices < opt->n_params);
+    optimizer_free(opt);
+    module_free(m);
+    job_spec_free(s);
 }
