@@ -567,6 +567,8 @@ static int parse_device(JobSpec *spec, const json_t *top) {
     return 0;
 }
 
+/* "metrics": ["accuracy", "perplexity"]: extra metrics of a classification
+ * loss, each at most once. */
 static int parse_metrics(JobSpec *spec, const json_t *v) {
     if (!v) return 0;
     if (!json_is_array(v))
@@ -576,15 +578,18 @@ static int parse_metrics(JobSpec *spec, const json_t *v) {
         char p[SPEC_PATH_MAX];
         spec_path_index(p, "metrics", i);
         if (!json_is_string(m)) return error_at(p, "expected a string, got %s", spec_json_kind(m));
-        if (strcmp(json_string_value(m), "accuracy") != 0)
-            return error_at(p, "unknown metric '%s' (known: accuracy)", json_string_value(m));
-        if (spec->accuracy) return error_at(p, "'accuracy' is listed twice");
+        const char *name = json_string_value(m);
+        bool *flag = strcmp(name, "accuracy") == 0     ? &spec->accuracy
+                     : strcmp(name, "perplexity") == 0 ? &spec->perplexity
+                                                       : NULL;
+        if (!flag) return error_at(p, "unknown metric '%s' (known: accuracy, perplexity)", name);
+        if (*flag) return error_at(p, "'%s' is listed twice", name);
         if (!job_spec_uses_labels(spec))
             return error_at(p,
-                            "accuracy needs a classification loss (CrossEntropyLoss or "
+                            "%s needs a classification loss (CrossEntropyLoss or "
                             "NLLLoss), not %s",
-                            spec_loss_name(spec->loss));
-        spec->accuracy = true;
+                            name, spec_loss_name(spec->loss));
+        *flag = true;
     }
     return 0;
 }

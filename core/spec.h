@@ -208,6 +208,7 @@ typedef struct {
     bool device_auto;    /* "auto" (default): the daemon picks */
     Device device;       /* when !device_auto */
     bool accuracy;       /* "metrics": ["accuracy"] */
+    bool perplexity;     /* "metrics": ["perplexity"]: exp of the epoch's mean losses */
     bool checkpoint;     /* false when "checkpoint": null */
     int checkpoint_every_epochs; /* 1 */
     int checkpoint_keep_last;    /* 3 */

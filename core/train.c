@@ -433,9 +433,11 @@ static int train_epoch(Trainer *t, int epoch) {
     double sps = epoch_time > 0 ? (double)s->samples / epoch_time : 0;
     emit(t, "train_loss", s->step, epoch, train_loss);
     if (t->accuracy) emit(t, "train_accuracy", s->step, epoch, train_acc);
+    if (t->perplexity) emit(t, "train_perplexity", s->step, epoch, exp(train_loss));
     if (t->val) {
         emit(t, "val_loss", s->step, epoch, val_loss);
         if (t->accuracy) emit(t, "val_accuracy", s->step, epoch, val_acc);
+        if (t->perplexity) emit(t, "val_perplexity", s->step, epoch, exp(val_loss));
     }
     emit(t, "samples_per_s", s->step, epoch, sps);
     emit(t, "epoch_time_s", s->step, epoch, epoch_time);

@@ -24,7 +24,9 @@
  * grad, whole val set), "samples_per_s" (training samples over
  * epoch_time_s) and "epoch_time_s" (wall time of the epoch, training and
  * validation). Accuracies only with `accuracy` (int64 labels, [B, C]
- * outputs, argmax over dim 1), val metrics only with a val loader.
+ * outputs, argmax over dim 1), "train_perplexity" and "val_perplexity"
+ * (exp of the mean cross-entropy, a language model's measure) only with
+ * `perplexity`, val metrics only with a val loader.
  *
  * The trainer knows nothing of HTTP or SQL: it reports through callbacks
  * (metric, log, checkpoint), and a cancel flag set by another thread stops
@@ -112,6 +114,7 @@ struct Trainer {
     ClassLossOptions class_options;
     int epochs;      /* total, counted from epoch 0 (a resumed run goes on to it) */
     bool accuracy;   /* train_accuracy / val_accuracy */
+    bool perplexity; /* train_perplexity / val_perplexity: exp(train_loss), exp(val_loss) */
     Device device;   /* where batches go; the model must already be there */
     bool allow_tf32; /* TF32 tensor cores for float32 matrix products (GPU) */
     int accumulate_steps;  /* batches per optimizer step (0 or 1: one); the step's

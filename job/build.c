@@ -282,6 +282,7 @@ void job_build_trainer(JobBuild *b, Trainer *t, Device device) {
     t->class_options = b->spec->class_loss;
     t->epochs = b->spec->epochs;
     t->accuracy = b->spec->accuracy;
+    t->perplexity = b->spec->perplexity;
     t->allow_tf32 = b->spec->allow_tf32;
     t->clip_grad_norm = b->spec->clip_grad_norm;
     t->accumulate_steps = b->spec->accumulate_steps;

@@ -15,8 +15,8 @@ match. Plain python3, no numpy: CI has no torch.
 import json
 import sys
 
-COMPARED = ("loss", "lr", "grad_norm", "train_loss", "train_accuracy", "val_loss",
-            "val_accuracy")
+COMPARED = ("loss", "lr", "grad_norm", "train_loss", "train_accuracy", "train_perplexity",
+            "val_loss", "val_accuracy", "val_perplexity")
 
 
 def main(argv):

@@ -351,7 +351,7 @@ Test(spec, errors_name_path_and_reason) {
                          "device: expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got \"tpu\"",
                          true);
     expect_variant_error("metrics", "[\"accuracy\", \"f1\"]",
-                         "metrics[1]: unknown metric 'f1' (known: accuracy)", true);
+                         "metrics[1]: unknown metric 'f1' (known: accuracy, perplexity)", true);
     expect_variant_error("data.train", NULL, "data.train: required", true);
     expect_variant_error("data.val", "{\"format\": \"parquet\"}",
                          "data.val.format: unknown format 'parquet' (known: idx, csv, npy)", true);
