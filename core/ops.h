@@ -69,6 +69,12 @@ Tensor *tensor_log_softmax(Tensor *a, int dim);
 /* x [N, C, H, W], weight [O, C, kh, kw], bias [O] or NULL; groups = 1. */
 Tensor *tensor_conv2d(Tensor *x, Tensor *weight, Tensor *bias, int stride_h, int stride_w,
                       int pad_h, int pad_w);
+/* F.conv2d's other arguments: weight [O, C / groups, kh, kw], groups
+ * dividing C and O, dilation >= 1. */
+typedef struct {
+    int stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
+} Conv2dParams;
+Tensor *tensor_conv2d_with(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dParams *p);
 /* x [N, C, H, W]; stride 0 means stride = kernel, as torch's default. */
 Tensor *tensor_max_pool2d(Tensor *x, int kernel_h, int kernel_w, int stride_h, int stride_w,
                           int pad_h, int pad_w);

@@ -82,6 +82,8 @@ typedef struct {
     int64_t in_channels, out_channels; /* Conv2d */
     Size2d kernel_size, stride, padding; /* Conv2d, MaxPool2d, AvgPool2d; a pool's
                                             stride {0, 0} is torch's None (= kernel) */
+    Size2d dilation;                   /* Conv2d (1) */
+    int64_t groups;                    /* Conv2d (1) */
     bool bias;                         /* Linear, Conv2d, LayerNorm (true) */
     int dim;                           /* Softmax (required) */
     int start_dim, end_dim;            /* Flatten (1, -1) */

@@ -2,7 +2,7 @@
  *
  * Each entry is {"type": "<torch class>", <torch's constructor arguments>}.
  * The table below says, per type, which arguments exist and how to read
- * them; arguments PyTorch has but traind does not implement (groups,
+ * them; arguments PyTorch has but traind does not implement (a pool's
  * dilation, ceil_mode, ...) are accepted only with torch's default value, so
  * a spec copied from a script either means the same thing or is refused.
  *
@@ -100,13 +100,20 @@ static int parse_linear(const json_t *o, const char *path, SpecLayer *l) {
 }
 
 static int parse_conv2d(const json_t *o, const char *path, SpecLayer *l) {
+    char p[SPEC_PATH_MAX];
     if (get_features(o, path, "in_channels", &l->in_channels) ||
         get_features(o, path, "out_channels", &l->out_channels) ||
         get_size2d(o, path, "kernel_size", true, SIZE2D(0), 1, &l->kernel_size) ||
-        get_size2d(o, path, "stride", false, SIZE2D(1), 1, &l->stride))
+        get_size2d(o, path, "stride", false, SIZE2D(1), 1, &l->stride) ||
+        get_size2d(o, path, "dilation", false, SIZE2D(1), 1, &l->dilation) ||
+        spec_get_int(o, path, "groups", false, 1, 1, INT32_MAX, &l->groups))
         return -1;
+    if (l->in_channels % l->groups || l->out_channels % l->groups)
+        return error_at(spec_path_key(p, path, "groups"),
+                        "must divide in_channels (%lld) and out_channels (%lld), got %lld",
+                        (long long)l->in_channels, (long long)l->out_channels,
+                        (long long)l->groups);
     /* padding: an int, [h, w], or torch's "valid" / "same" */
-    char p[SPEC_PATH_MAX];
     spec_path_key(p, path, "padding");
     json_t *pad = json_object_get(o, "padding");
     if (json_is_string(pad)) {
@@ -122,7 +129,9 @@ static int parse_conv2d(const json_t *o, const char *path, SpecLayer *l) {
                                 "'same' with the even kernel_size (%d, %d) pads unevenly, "
                                 "which is not supported; give the padding as numbers",
                                 l->kernel_size.h, l->kernel_size.w);
-            l->padding = (Size2d){l->kernel_size.h / 2, l->kernel_size.w / 2};
+            /* a dilated kernel spans d * (k - 1) + 1: half of d * (k - 1) each side */
+            l->padding = (Size2d){l->dilation.h * (l->kernel_size.h - 1) / 2,
+                                  l->dilation.w * (l->kernel_size.w - 1) / 2};
         } else {
             return error_at(p,
                             "expected an integer, a list of 2 integers, 'valid' or 'same', "
@@ -132,8 +141,7 @@ static int parse_conv2d(const json_t *o, const char *path, SpecLayer *l) {
     } else if (get_size2d(o, path, "padding", false, SIZE2D(0), 0, &l->padding)) {
         return -1;
     }
-    return spec_get_bool(o, path, "bias", true, &l->bias) || only_unit_dilation(o, path) ||
-                   only_default(o, path, "groups", json_integer(1), "1") ||
+    return spec_get_bool(o, path, "bias", true, &l->bias) ||
                    only_default(o, path, "padding_mode", json_string("zeros"), "'zeros'")
                ? -1
                : 0;
@@ -399,8 +407,8 @@ static Module *build_layer(const SpecLayer *l, Rng *rng) {
     switch (l->type) {
     case SPEC_LAYER_LINEAR: return nn_linear(l->in_features, l->out_features, l->bias, rng);
     case SPEC_LAYER_CONV2D:
-        return nn_conv2d(l->in_channels, l->out_channels, l->kernel_size, l->stride, l->padding,
-                         l->bias, rng);
+        return nn_conv2d_grouped(l->in_channels, l->out_channels, l->kernel_size, l->stride,
+                                 l->padding, l->dilation, l->groups, l->bias, rng);
     case SPEC_LAYER_RELU: return nn_relu();
     case SPEC_LAYER_SIGMOID: return nn_sigmoid();
     case SPEC_LAYER_TANH: return nn_tanh();

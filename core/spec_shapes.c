@@ -91,7 +91,7 @@ static void layer_counts(const SpecLayer *l, int64_t *params, int64_t *buffers) 
         *params = sat_add(sat_mul(l->in_features, l->out_features), l->bias ? l->out_features : 0);
         break;
     case SPEC_LAYER_CONV2D:
-        *params = sat_add(sat_mul(sat_mul(l->out_channels, l->in_channels),
+        *params = sat_add(sat_mul(sat_mul(l->out_channels, l->in_channels / l->groups),
                                   (int64_t)l->kernel_size.h * l->kernel_size.w),
                           l->bias ? l->out_channels : 0);
         break;
@@ -114,8 +114,8 @@ static int layer_shape(const SpecLayer *l, int n, const int64_t *x, int *on, int
     switch (l->type) {
     case SPEC_LAYER_LINEAR: return nn_linear_shape(l->in_features, l->out_features, n, x, on, out);
     case SPEC_LAYER_CONV2D:
-        return nn_conv2d_shape(l->in_channels, l->out_channels, l->kernel_size, l->stride,
-                               l->padding, n, x, on, out);
+        return nn_conv2d_shape_dilated(l->in_channels, l->out_channels, l->kernel_size,
+                                       l->stride, l->padding, l->dilation, n, x, on, out);
     case SPEC_LAYER_MAX_POOL2D:
     case SPEC_LAYER_AVG_POOL2D:
         if (stride.h == 0 && stride.w == 0) stride = l->kernel_size; /* torch's None */

@@ -164,6 +164,9 @@ int nn_linear_shape(int64_t in_features, int64_t out_features, int ndim, const i
                     int *out_ndim, int64_t *out);
 int nn_conv2d_shape(int64_t in_channels, int64_t out_channels, Size2d kernel, Size2d stride,
                     Size2d padding, int ndim, const int64_t *in, int *out_ndim, int64_t *out);
+int nn_conv2d_shape_dilated(int64_t in_channels, int64_t out_channels, Size2d kernel,
+                            Size2d stride, Size2d padding, Size2d dilation, int ndim,
+                            const int64_t *in, int *out_ndim, int64_t *out);
 /* The sliding window of Conv2d and the pools over [N, C, H, W] (pool.c):
  * channels kept; stride already defaulted. */
 int nn_window2d_shape(Size2d kernel, Size2d stride, Size2d padding, int ndim, const int64_t *in,
@@ -181,9 +184,14 @@ int nn_layer_norm_shape(int norm_ndim, const int64_t *norm_shape, int ndim, cons
 /* linear.c: nn.Linear(in_features, out_features, bias=True) */
 Module *nn_linear(int64_t in_features, int64_t out_features, bool bias, Rng *rng);
 /* conv2d.c: nn.Conv2d(in_channels, out_channels, kernel_size, stride=1,
- * padding=0, bias=True); groups=1, dilation=1. */
+ * padding=0, bias=True) with groups=1, dilation=1. */
 Module *nn_conv2d(int64_t in_channels, int64_t out_channels, Size2d kernel_size, Size2d stride,
                   Size2d padding, bool bias, Rng *rng);
+/* The same with torch's dilation (1) and groups (1, dividing both channel
+ * counts): weight [out_channels, in_channels / groups, kh, kw]. */
+Module *nn_conv2d_grouped(int64_t in_channels, int64_t out_channels, Size2d kernel_size,
+                          Size2d stride, Size2d padding, Size2d dilation, int64_t groups,
+                          bool bias, Rng *rng);
 /* activation.c: nn.ReLU(), nn.Sigmoid(), nn.Tanh(), nn.Softmax(dim) */
 Module *nn_relu(void);
 Module *nn_sigmoid(void);

@@ -1,18 +1,23 @@
-/* conv2d.c - 2-d convolution (groups = 1) as im2col + GEMM, with its backward.
+/* conv2d.c - 2-d convolution as im2col + GEMM, with its backward; groups
+ * and dilation as torch's.
  *
  * With K = C*kh*kw and L = out_h*out_w, the images of a chunk of nb images
  * are unrolled side by side into one column matrix cols [K, nb*L], so each
- * step is one large GEMM (small per-image GEMMs leave OpenBLAS's threads
- * spinning):
- *   forward       Y  [O, nb*L] = weight [O, K] @ cols (+ bias [O, 1] @ 1)
+ * step is one large GEMM per group (small per-image GEMMs leave OpenBLAS's
+ * threads spinning). Group g owns input channels [g*C/G, (g+1)*C/G), hence
+ * the rows [g*Kg, (g+1)*Kg) of cols (Kg = K/G), and output channels
+ * [g*Og, (g+1)*Og), the rows of weight [O, C/G, kh, kw] = [O, Kg]:
+ *   forward       Y_g [Og, nb*L] = weight_g [Og, Kg] @ cols_g (+ bias [O, 1] @ 1)
  *                 out[n] = Y[:, n*L : (n+1)*L]          (a permuting copy)
- *   weight grad   gW [O, K]   += gY [O, nb*L] @ cols^T
- *   bias grad     gb [O]      += gY @ ones [nb*L]
- *   input grad    gx[n] = col2im((weight^T [K, O] @ gY)[:, n*L : (n+1)*L])
+ *   weight grad   gW_g [Og, Kg] += gY_g [Og, nb*L] @ cols_g^T
+ *   bias grad     gb [O]        += gY @ ones [nb*L]
+ *   input grad    gx[n] = col2im((weight_g^T [Kg, Og] @ gY_g)[:, n*L : (n+1)*L])
  * where gY is gy permuted to [O, nb, L]. Chunks bound the scratch memory
  * (CONV_SCRATCH_BYTES) whatever the batch size. Every step runs on the
  * backend's kernels, so on the tensor's device.
  */
+#include <stdio.h>
+
 #include "core/autograd.h"
 #include "core/backend.h"
 #include "core/error.h"
@@ -23,10 +28,14 @@
 /* Column scratch per chunk; at least one image is always processed. */
 #define CONV_SCRATCH_BYTES ((int64_t)32 << 20)
 
-/* Image n of a contiguous [N, ...] tensor, as a raw (device) pointer. */
+/* Element `offset` of a contiguous tensor, as a raw (device) pointer. */
+static void *elem_at(const Tensor *t, int64_t offset) {
+    return (char *)tensor_data(t) + (size_t)offset * dtype_size(t->dtype);
+}
+
+/* Image n of a contiguous [N, ...] tensor. */
 static void *image_at(const Tensor *t, int64_t n) {
-    int64_t per = t->shape[1] * t->shape[2] * t->shape[3];
-    return (char *)tensor_data(t) + (size_t)(n * per) * dtype_size(t->dtype);
+    return elem_at(t, n * t->shape[1] * t->shape[2] * t->shape[3]);
 }
 
 static int64_t chunk_images(const Window2d *g, int64_t K, DType dt) {
@@ -48,8 +57,8 @@ static void permute_chunk(const Backend *be, Tensor *nol, int64_t n0, Tensor *on
     tensor_release(b);
 }
 
-static int conv2d_check(const Tensor *x, const Tensor *weight, const Tensor *bias, int stride_h,
-                        int stride_w, int pad_h, int pad_w, Window2d *g) {
+static int conv2d_check(const Tensor *x, const Tensor *weight, const Tensor *bias,
+                        const Conv2dParams *p, Window2d *g) {
     char sw[128], sb[128];
     if (!dtype_is_float(x->dtype))
         return error_set("conv2d: expected a float input, got %s", dtype_name(x->dtype));
@@ -63,29 +72,35 @@ static int conv2d_check(const Tensor *x, const Tensor *weight, const Tensor *bia
         if (weight->shape[i] < 1)
             return error_set("conv2d: weight %s has an empty dimension",
                              tensor_shape_str(weight, sw, sizeof sw));
-    if (x->ndim == 4 && x->shape[1] != weight->shape[1])
-        return error_set("conv2d: input has %lld channels but weight expects %lld (%s)",
-                         (long long)x->shape[1], (long long)weight->shape[1],
-                         tensor_shape_str(weight, sw, sizeof sw));
+    if (p->groups < 1 || weight->shape[0] % p->groups != 0)
+        return error_set("conv2d: groups=%d must be positive and divide the %lld output "
+                         "channels", p->groups, (long long)weight->shape[0]);
+    if (x->ndim == 4 && x->shape[1] != weight->shape[1] * p->groups) {
+        char gs[32] = "";
+        if (p->groups > 1) snprintf(gs, sizeof gs, ", groups=%d", p->groups);
+        return error_set("conv2d: input has %lld channels but weight expects %lld (%s%s)",
+                         (long long)x->shape[1], (long long)(weight->shape[1] * p->groups),
+                         tensor_shape_str(weight, sw, sizeof sw), gs);
+    }
     if (bias && (bias->ndim != 1 || bias->shape[0] != weight->shape[0]))
         return error_set("conv2d: bias has shape %s but weight %s needs [%lld]",
                          tensor_shape_str(bias, sb, sizeof sb),
                          tensor_shape_str(weight, sw, sizeof sw), (long long)weight->shape[0]);
     if (weight->shape[2] > INT32_MAX || weight->shape[3] > INT32_MAX)
         return error_set("conv2d: weight %s is too large", tensor_shape_str(weight, sw, sizeof sw));
-    if (window2d_init("conv2d", x, (int)weight->shape[2], (int)weight->shape[3], stride_h, stride_w,
-                      pad_h, pad_w, g) != 0)
-        return -1;
-    return 0;
+    return window2d_init_dilated("conv2d", x, (int)weight->shape[2], (int)weight->shape[3],
+                                 p->stride_h, p->stride_w, p->pad_h, p->pad_w, p->dilation_h,
+                                 p->dilation_w, g);
 }
 
 /* out = conv(x, weight) + bias on contiguous operands; no autograd. When
  * keep_cols is given and the whole batch fit in one chunk, the column
  * matrix is handed back there, so backward need not unroll x again. */
-static Tensor *conv2d_forward(const Backend *be, const Window2d *g, const Tensor *x,
+static Tensor *conv2d_forward(const Backend *be, const Window2d *g, int groups, const Tensor *x,
                               const Tensor *weight, const Tensor *bias, Tensor **keep_cols) {
     DType dt = x->dtype;
     int64_t O = weight->shape[0], K = g->channels * g->kernel_h * g->kernel_w;
+    int64_t Og = O / groups, Kg = K / groups;
     int64_t L = g->out_h * g->out_w, nb = chunk_images(g, K, dt);
     Tensor *out = tensor_empty(SHAPE(g->batch, O, g->out_h, g->out_w), dt, x->device);
     Tensor *cols = tensor_empty(SHAPE(K, nb * L), dt, x->device);
@@ -96,8 +111,10 @@ static Tensor *conv2d_forward(const Backend *be, const Window2d *g, const Tensor
         int64_t m = g->batch - n0 < nb ? g->batch - n0 : nb;
         /* a short last chunk uses the first m*L columns: ld stays m*L */
         be->im2col(dt, g, image_at(x, n0), m, tensor_data(cols), m * L);
-        be->gemm(dt, false, false, O, m * L, K, 1.0, tensor_data(weight), K, tensor_data(cols),
-                 m * L, 0.0, tensor_data(y), m * L);
+        for (int gi = 0; gi < groups; gi++)
+            be->gemm(dt, false, false, Og, m * L, Kg, 1.0, elem_at(weight, gi * Og * Kg), Kg,
+                     elem_at(cols, gi * Kg * m * L), m * L, 0.0, elem_at(y, gi * Og * m * L),
+                     m * L);
         if (bias) /* Y += bias [O, 1] @ ones [1, m*L] */
             be->gemm(dt, false, false, O, m * L, 1, 1.0, tensor_data(bias), 1, tensor_data(ones),
                      m * L, 1.0, tensor_data(y), m * L);
@@ -117,21 +134,25 @@ static Tensor *conv2d_forward(const Backend *be, const Window2d *g, const Tensor
     return out;
 }
 
-/* ints: stride_h, stride_w, pad_h, pad_w. inputs: x, weight[, bias], all
- * contiguous (the op recorded its contiguous copies). saved[0]: the forward's
- * column matrix of the whole batch, when it kept one. */
+/* ints: stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups.
+ * inputs: x, weight[, bias], all contiguous (the op recorded its contiguous
+ * copies). saved[0]: the forward's column matrix of the whole batch, when
+ * it kept one. */
 static int conv2d_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     Tensor *x = node->inputs[0], *weight = node->inputs[1];
     Tensor *bias = node->n_inputs > 2 ? node->inputs[2] : NULL;
+    const int64_t *p = node->ints;
+    int groups = (int)p[6];
     Window2d g;
-    if (window2d_init("conv2d backward", x, (int)weight->shape[2], (int)weight->shape[3],
-                      (int)node->ints[0], (int)node->ints[1], (int)node->ints[2],
-                      (int)node->ints[3], &g) != 0)
+    if (window2d_init_dilated("conv2d backward", x, (int)weight->shape[2], (int)weight->shape[3],
+                              (int)p[0], (int)p[1], (int)p[2], (int)p[3], (int)p[4], (int)p[5],
+                              &g) != 0)
         return -1;
     const Backend *be = backend_for(x->device);
     if (!be) return -1;
     DType dt = x->dtype;
     int64_t O = weight->shape[0], K = g.channels * g.kernel_h * g.kernel_w;
+    int64_t Og = O / groups, Kg = K / groups;
     int64_t L = g.out_h * g.out_w, nb = chunk_images(&g, K, dt);
     bool need_x = x->requires_grad, need_w = weight->requires_grad;
     bool need_b = bias && bias->requires_grad;
@@ -158,14 +179,18 @@ static int conv2d_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
             be->gemm(dt, false, false, O, 1, m * L, 1.0, gY, m * L, tensor_data(ones), 1, 1.0,
                      tensor_data(gb), 1);
         if (need_w) {
-            const void *xcols = saved_cols ? tensor_data(saved_cols) : tensor_data(cols);
+            const Tensor *xcols = saved_cols ? saved_cols : cols;
             if (!saved_cols) be->im2col(dt, &g, image_at(x, n0), m, tensor_data(cols), m * L);
-            be->gemm(dt, false, true, O, K, m * L, 1.0, gY, m * L, xcols, m * L, 1.0,
-                     tensor_data(gw), K);
+            for (int gi = 0; gi < groups; gi++)
+                be->gemm(dt, false, true, Og, Kg, m * L, 1.0, elem_at(gyo, gi * Og * m * L), m * L,
+                         elem_at(xcols, gi * Kg * m * L), m * L, 1.0, elem_at(gw, gi * Og * Kg),
+                         Kg);
         }
         if (need_x) {
-            be->gemm(dt, true, false, K, m * L, O, 1.0, tensor_data(weight), K, gY, m * L, 0.0,
-                     tensor_data(cols), m * L);
+            for (int gi = 0; gi < groups; gi++)
+                be->gemm(dt, true, false, Kg, m * L, Og, 1.0, elem_at(weight, gi * Og * Kg), Kg,
+                         elem_at(gyo, gi * Og * m * L), m * L, 0.0,
+                         elem_at(cols, gi * Kg * m * L), m * L);
             be->col2im(dt, &g, tensor_data(cols), m * L, m, image_at(gi, n0));
         }
     }
@@ -187,9 +212,14 @@ static int conv2d_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
 
 Tensor *tensor_conv2d(Tensor *x, Tensor *weight, Tensor *bias, int stride_h, int stride_w,
                       int pad_h, int pad_w) {
+    Conv2dParams p = {stride_h, stride_w, pad_h, pad_w, 1, 1, 1};
+    return tensor_conv2d_with(x, weight, bias, &p);
+}
+
+Tensor *tensor_conv2d_with(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dParams *p) {
     if (!x || !weight) return NULL;
     Window2d g;
-    if (conv2d_check(x, weight, bias, stride_h, stride_w, pad_h, pad_w, &g) != 0) return NULL;
+    if (conv2d_check(x, weight, bias, p, &g) != 0) return NULL;
     const Backend *be = backend_for(x->device);
     if (!be) return NULL;
     Tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(weight);
@@ -200,7 +230,8 @@ Tensor *tensor_conv2d(Tensor *x, Tensor *weight, Tensor *bias, int stride_h, int
     bool record = autograd_needs_grad(n_inputs, inputs);
     /* the weight's gradient reads im2col(x): keep it rather than redo it */
     bool keep = record && wc && wc->requires_grad;
-    if (xc && wc && (!bias || bc)) out = conv2d_forward(be, &g, xc, wc, bc, keep ? &cols : NULL);
+    if (xc && wc && (!bias || bc))
+        out = conv2d_forward(be, &g, p->groups, xc, wc, bc, keep ? &cols : NULL);
     if (out && record) {
         AutogradNode *node =
             autograd_record(out, "ConvolutionBackward", conv2d_backward, n_inputs, inputs);
@@ -208,10 +239,9 @@ Tensor *tensor_conv2d(Tensor *x, Tensor *weight, Tensor *bias, int stride_h, int
             tensor_release(out);
             out = NULL;
         } else {
-            node->ints[0] = stride_h;
-            node->ints[1] = stride_w;
-            node->ints[2] = pad_h;
-            node->ints[3] = pad_w;
+            const int ints[7] = {p->stride_h,   p->stride_w,   p->pad_h, p->pad_w,
+                                 p->dilation_h, p->dilation_w, p->groups};
+            for (int i = 0; i < 7; i++) node->ints[i] = ints[i];
             node->saved[0] = cols; /* the node takes the reference */
             cols = NULL;
         }

@@ -5,6 +5,13 @@
 
 int window2d_init(const char *op, const Tensor *x, int kernel_h, int kernel_w, int stride_h,
                   int stride_w, int pad_h, int pad_w, Window2d *w) {
+    return window2d_init_dilated(op, x, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, 1,
+                                 1, w);
+}
+
+int window2d_init_dilated(const char *op, const Tensor *x, int kernel_h, int kernel_w,
+                          int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h,
+                          int dilation_w, Window2d *w) {
     char s[128];
     if (x->ndim != 4)
         return error_set("%s: expected a 4-d input [N, C, H, W], got %s", op,
@@ -15,11 +22,15 @@ int window2d_init(const char *op, const Tensor *x, int kernel_h, int kernel_w, i
         return error_set("%s: stride must be positive, got %dx%d", op, stride_h, stride_w);
     if (pad_h < 0 || pad_w < 0)
         return error_set("%s: padding must be non-negative, got %dx%d", op, pad_h, pad_w);
+    if (dilation_h < 1 || dilation_w < 1)
+        return error_set("%s: dilation must be positive, got %dx%d", op, dilation_h, dilation_w);
     int64_t ph = x->shape[2] + 2 * (int64_t)pad_h, pw = x->shape[3] + 2 * (int64_t)pad_w;
-    if (ph < kernel_h || pw < kernel_w)
-        return error_set("%s: kernel %dx%d is larger than the padded input %lldx%lld (input %s, "
-                         "padding %dx%d)",
-                         op, kernel_h, kernel_w, (long long)ph, (long long)pw,
+    /* the span a dilated kernel covers */
+    int64_t eh = (int64_t)dilation_h * (kernel_h - 1) + 1, ew = (int64_t)dilation_w * (kernel_w - 1) + 1;
+    if (ph < eh || pw < ew)
+        return error_set("%s: kernel %lldx%lld is larger than the padded input %lldx%lld (input "
+                         "%s, padding %dx%d)",
+                         op, (long long)eh, (long long)ew, (long long)ph, (long long)pw,
                          tensor_shape_str(x, s, sizeof s), pad_h, pad_w);
     *w = (Window2d){
         .batch = x->shape[0],
@@ -32,10 +43,10 @@ int window2d_init(const char *op, const Tensor *x, int kernel_h, int kernel_w, i
         .stride_w = stride_w,
         .pad_h = pad_h,
         .pad_w = pad_w,
-        .dilation_h = 1,
-        .dilation_w = 1,
-        .out_h = (ph - kernel_h) / stride_h + 1,
-        .out_w = (pw - kernel_w) / stride_w + 1,
+        .dilation_h = dilation_h,
+        .dilation_w = dilation_w,
+        .out_h = (ph - eh) / stride_h + 1,
+        .out_w = (pw - ew) / stride_w + 1,
     };
     return 0;
 }

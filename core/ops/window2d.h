@@ -14,5 +14,9 @@
  * or a kernel larger than the padded input. */
 int window2d_init(const char *op, const Tensor *x, int kernel_h, int kernel_w, int stride_h,
                   int stride_w, int pad_h, int pad_w, Window2d *w);
+/* The same with a dilation (>= 1): the kernel spans d * (k - 1) + 1. */
+int window2d_init_dilated(const char *op, const Tensor *x, int kernel_h, int kernel_w,
+                          int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h,
+                          int dilation_w, Window2d *w);
 
 #endif

@@ -1040,3 +1040,21 @@ Test(gpu, trainer_parity_jobs_on_cuda) {
         free(gpu);
     }
 }
+
+/* Conv2d with groups and dilation: the groups' GEMMs at offsets into the
+ * column matrix and the dilated im2col, on the device. */
+static int mk_conv_groups(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(3, 6, 9, 8), dt, -1, 1);
+    in[1] = rand_t(r, SHAPE(9, 2, 3, 3), dt, -1, 1);
+    in[2] = rand_t(r, SHAPE(9), dt, -1, 1);
+    return 3;
+}
+static Tensor *op_conv_groups(Tensor **in, const void *c) {
+    return tensor_conv2d_with(in[0], in[1], in[2], c);
+}
+
+Test(gpu, conv_groups_dilation) {
+    need_gpu();
+    static const Conv2dParams g3d2 = {2, 1, 2, 2, 2, 2, 3};
+    both_dtypes("conv2d groups 3 dilation 2", mk_conv_groups, op_conv_groups, &g3d2, 2e-6);
+}

@@ -399,7 +399,7 @@ Test(spec, layer_errors) {
          "model[0].kernel_size: expected an integer or a list of 2 integers, got a list of 1"},
         {"[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 2, \"kernel_size\": 3, "
          "\"groups\": 2}]",
-         "model[0].groups: only torch's default 1 is supported, got 2"},
+         "model[0].groups: must divide in_channels (1) and out_channels (2), got 2"},
         {"[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 2, \"kernel_size\": 3, "
          "\"stride\": [1, 0]}]",
          "model[0].stride[1]: must be >= 1, got 0"},
@@ -1380,6 +1380,38 @@ Test(spec, accumulation_and_no_decay_groups) {
         cr_assert_eq(opt->params[i]->ndim >= 2, i < matrices, "parameter %d", i);
     cr_assert(matrices > 0 && matrices < opt->n_params);
     optimizer_free(opt);
+    module_free(m);
+    job_spec_free(s);
+}
+
+/* Conv2d's groups and dilation: parsed, measured (weight [O, C/G, kh, kw])
+ * and built; "same" padding spans the dilated kernel. */
+Test(spec, conv2d_groups_and_dilation) {
+    char *t = variant(mlp_spec, "model",
+                      "[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 4, "
+                      "\"kernel_size\": 3, \"padding\": \"same\", \"dilation\": 2},"
+                      " {\"type\": \"Conv2d\", \"in_channels\": 4, \"out_channels\": 8, "
+                      "\"kernel_size\": 3, \"groups\": 4, \"dilation\": [1, 2]},"
+                      " {\"type\": \"Flatten\"},"
+                      " {\"type\": \"Linear\", \"in_features\": 4992, \"out_features\": 10}]");
+    JobSpec *s = parse_ok(t);
+    free(t);
+    cr_assert_eq(s->layers[0].padding.h, 2);
+    cr_assert_eq(s->layers[1].groups, 4);
+    cr_assert_eq(s->layers[1].dilation.w, 2);
+    SpecDataShape d = mnist_shape();
+    d.input_dtype = DTYPE_FLOAT32; /* as if after ToTensor: [1, 28, 28] */
+    d.input_ndim = 3;
+    d.input_shape[0] = 1, d.input_shape[1] = d.input_shape[2] = 28;
+    SpecModelSize z;
+    /* 28x28 "same" -> 28x28; 3x3 dilated (1, 2) spans 3x5: 26x24; 8 * 26 * 24 = 4992 */
+    cr_assert_eq(job_spec_check_shapes(s, &d, &z), 0, "%s", error_get());
+    cr_assert_eq(z.parameters, (4 * 9 + 4) + (8 * 1 * 9 + 8) + (4992 * 10 + 10));
+    Rng rng;
+    rng_init(&rng, 1);
+    Module *m = job_spec_build_model(s, &rng);
+    cr_assert(m != NULL, "%s", error_get());
+    cr_assert_eq(module_num_parameters(m), z.parameters);
     module_free(m);
     job_spec_free(s);
 }
