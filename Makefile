@@ -163,7 +163,8 @@ test-only:
 # Whole `traind run` jobs: parity with PyTorch (tests/fixtures/jobs, from
 # gen_jobs.py) and bad input under ASan; the HTTP API against the real
 # daemon under ASan (test_api.sh); users' privacy, sharing and quotas
-# (test_privacy.sh); kill -9 and resume, cancel, two workers,
+# (test_privacy.sh); token data uploads, their vocabulary and windows
+# (test_tokens.sh); kill -9 and resume, cancel, two workers,
 # SSE resume, /metrics (test_daemon.sh); one daemon per data dir and port,
 # JSON errors, limits, slow and idle clients, TLS (test_edge.sh, built
 # without ASan: it times replies under load); the fair queue, its reasons,
@@ -189,6 +190,7 @@ test-e2e: build/traind build/traind-asan
 	tests/e2e/test_daemon.sh build/traind-asan || ok=1; \
 	tests/e2e/test_users.sh build/traind-asan || ok=1; \
 	tests/e2e/test_imports.sh build/traind-asan || ok=1; \
+	tests/e2e/test_tokens.sh build/traind-asan || ok=1; \
 	tests/e2e/test_faults.sh build/traind-asan || ok=1; \
 	tests/e2e/test_hostile.sh build/traind-asan || ok=1; \
 	tests/e2e/test_edge.sh build/traind || ok=1; \

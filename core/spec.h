@@ -138,20 +138,31 @@ typedef enum {
     SPEC_SOURCE_CSV,  /* {"format": "csv", "path": ..., "feature_columns": [...],
                          "label_column": "y" or [...]} */
     SPEC_SOURCE_NPY,  /* {"format": "npy", "inputs": ..., "targets": ...} */
+    SPEC_SOURCE_TOKENS, /* {"format": "tokens", "path": ..., + the token options} */
+    SPEC_SOURCE_TEXT,   /* {"format": "text", "path": ..., + the token options} */
 } SpecSourceKind;
 
 /* Paths of inline sources are resolved against the job file's directory
- * when the spec came from a file (job_spec_parse_file) or a base directory. */
+ * when the spec came from a file (job_spec_parse_file) or a base directory.
+ * A NAME is a string, or {"name": ..., + the token options} for a token
+ * dataset of the daemon. The token options: "block_size" (default: the
+ * gpt arch's), "split" ("train" | "val", default the whole file),
+ * "val_fraction" (0.1) and, for inline sources, "vocab_size". */
 typedef struct {
     SpecSourceKind kind;
     char *name;            /* NAME */
     char *images, *labels; /* IDX */
-    char *path;            /* CSV */
+    char *path;            /* CSV, TOKENS, TEXT */
     char **feature_columns; /* CSV; 0 of them: every column that is not a label */
     int num_feature_columns;
     char **label_columns; /* CSV; "label_column": a name or a list; 0: the last column */
     int num_label_columns;
     char *inputs, *targets; /* NPY */
+    bool token_options;     /* any token option was written (a NAME's must name token data) */
+    int64_t block_size;     /* 0: not given */
+    DatasetSplit split;     /* DATASET_SPLIT_ALL when not given */
+    double val_fraction;    /* 0.1 when not given */
+    int64_t vocab_size;     /* 0: not given */
 } SpecSource;
 
 /* ---- loss and optimizer ---- */
@@ -278,8 +289,14 @@ int job_spec_check_shapes(const JobSpec *spec, const SpecDataShape *data, SpecMo
 /* job_spec_check_shapes for a loaded dataset (train, or val: call it for each). */
 int job_spec_check_data(const JobSpec *spec, const Dataset *ds, SpecModelSize *out);
 
+/* The TokenOptions of a token source: its own, with block_size from the
+ * gpt arch when the source has none. -1 with an error at
+ * "<what>.block_size" when neither says it. */
+int job_spec_token_options(const JobSpec *spec, const SpecSource *src, const char *what,
+                           TokenOptions *out);
+
 /* Loads an inline source (spec->train or spec->val): IDX, CSV (labels or
- * float targets as the loss needs) or NPY. A SPEC_SOURCE_NAME is an error
+ * float targets as the loss needs), NPY, TOKENS or TEXT. A SPEC_SOURCE_NAME is an error
  * here: the daemon resolves names. Errors start with "data.train" or
  * "data.val". */
 Dataset *job_spec_load_source(const JobSpec *spec, const SpecSource *src);

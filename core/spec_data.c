@@ -1,8 +1,10 @@
 /* spec_data.c - the job spec's "data": where the samples come from and the
  * transforms applied to each batch.
  *
- * A source is a dataset name (the daemon resolves it) or, for `traind run`,
- * an inline description of files: {"format": "idx" | "csv" | "npy", ...}.
+ * A source is a dataset name (the daemon resolves it; {"name": ..., "split":
+ * ..., "block_size": ...} for token data) or, for `traind run`, an inline
+ * description of files: {"format": "idx" | "csv" | "npy" | "tokens" |
+ * "text", ...}.
  * Paths in it are resolved against the job file's directory at parse time,
  * so the rest of the program never thinks about where the job came from.
  * job_spec_load_source turns an inline source into a Dataset, loading a
@@ -49,11 +51,36 @@ static const char *const idx_fields[] = {"format", "images", "labels", NULL};
 static const char *const csv_fields[] = {"format", "path", "feature_columns", "label_column",
                                          NULL};
 static const char *const npy_fields[] = {"format", "inputs", "targets", NULL};
+static const char *const token_fields[] = {"format",     "path",         "block_size", "split",
+                                           "val_fraction", "vocab_size", NULL};
+static const char *const name_fields[] = {"name", "block_size", "split", "val_fraction", NULL};
+
+/* block_size, split, val_fraction and vocab_size of a token source (or a
+ * name), when present. */
+static int parse_token_options(const json_t *v, const char *p, SpecSource *src) {
+    const char *split = NULL;
+    char pk[SPEC_PATH_MAX];
+    const char *const keys[] = {"block_size", "split", "val_fraction", "vocab_size"};
+    for (int i = 0; i < 4; i++) src->token_options |= json_object_get(v, keys[i]) != NULL;
+    if (spec_get_int(v, p, "block_size", false, 0, 1, 1 << 24, &src->block_size) ||
+        spec_get_string(v, p, "split", false, &split) ||
+        spec_get_number(v, p, "val_fraction", false, 0.1, &src->val_fraction) ||
+        spec_get_int(v, p, "vocab_size", false, 0, 1, 1 << 24, &src->vocab_size))
+        return -1;
+    if (split && (dataset_split_parse(split, &src->split) != 0 || src->split == DATASET_SPLIT_ALL))
+        return error_at(spec_path_key(pk, p, "split"), "expected 'train' or 'val', got '%s'",
+                        split);
+    if (!(src->val_fraction > 0 && src->val_fraction < 1))
+        return error_at(spec_path_key(pk, p, "val_fraction"), "must be in (0, 1), got %g",
+                        src->val_fraction);
+    return 0;
+}
 
 static int parse_source(const json_t *v, const char *p, const char *base_dir, SpecSource *src) {
     if (json_is_string(v)) {
         if (json_string_length(v) == 0) return error_at(p, "must not be empty");
         src->kind = SPEC_SOURCE_NAME;
+        src->val_fraction = 0.1;
         return (src->name = spec_strdup(json_string_value(v))) ? 0 : -1;
     }
     if (!json_is_object(v))
@@ -61,6 +88,15 @@ static int parse_source(const json_t *v, const char *p, const char *base_dir, Sp
                         "expected a dataset name or a source object {\"format\": ...}, "
                         "got %s",
                         spec_json_kind(v));
+    if (json_object_get(v, "name") && !json_object_get(v, "format")) {
+        src->kind = SPEC_SOURCE_NAME;
+        const char *name;
+        return spec_check_fields(v, p, name_fields, "a named source") ||
+                       spec_get_string(v, p, "name", true, &name) ||
+                       !(src->name = spec_strdup(name)) || parse_token_options(v, p, src)
+                   ? -1
+                   : 0;
+    }
     const char *format;
     if (spec_get_string(v, p, "format", true, &format)) return -1;
     if (strcmp(format, "idx") == 0) {
@@ -95,9 +131,18 @@ static int parse_source(const json_t *v, const char *p, const char *base_dir, Sp
                    ? -1
                    : 0;
     }
+    if (strcmp(format, "tokens") == 0 || strcmp(format, "text") == 0) {
+        src->kind = format[1] == 'o' ? SPEC_SOURCE_TOKENS : SPEC_SOURCE_TEXT;
+        return spec_check_fields(v, p, token_fields, format[1] == 'o' ? "a tokens source"
+                                                                      : "a text source") ||
+                       spec_get_path(v, p, "path", base_dir, &src->path) ||
+                       parse_token_options(v, p, src)
+                   ? -1
+                   : 0;
+    }
     char pf[SPEC_PATH_MAX];
-    return error_at(spec_path_key(pf, p, "format"), "unknown format '%s' (known: idx, csv, npy)",
-                    format);
+    return error_at(spec_path_key(pf, p, "format"),
+                    "unknown format '%s' (known: idx, csv, npy, tokens, text)", format);
 }
 
 void spec_source_free(SpecSource *s) {
@@ -175,6 +220,19 @@ static int parse_transforms(JobSpec *spec, const json_t *v) {
     return 0;
 }
 
+/* Splits of one file (or dataset) must cut it at one place, or the val
+ * windows would overlap the train ones or leave tokens out. */
+static int check_splits(const SpecSource *train, const SpecSource *val) {
+    const char *a = train->path ? train->path : train->name, *b = val->path ? val->path : val->name;
+    if (!a || !b || strcmp(a, b) != 0 || train->split == DATASET_SPLIT_ALL ||
+        val->split == DATASET_SPLIT_ALL || train->val_fraction == val->val_fraction)
+        return 0;
+    return error_at("data.val.val_fraction",
+                    "%g, but data.train's is %g: the splits of one file must cut it at one "
+                    "place (give both the same val_fraction)",
+                    val->val_fraction, train->val_fraction);
+}
+
 static const char *const data_fields[] = {"train", "val", "transforms", NULL};
 
 int spec_parse_data(JobSpec *spec, const json_t *v, const char *base_dir) {
@@ -186,6 +244,7 @@ int spec_parse_data(JobSpec *spec, const json_t *v, const char *base_dir) {
     if (parse_source(train, "data.train", base_dir, &spec->train)) return -1;
     if (val && !json_is_null(val) && parse_source(val, "data.val", base_dir, &spec->val))
         return -1;
+    if (check_splits(&spec->train, &spec->val)) return -1;
     return parse_transforms(spec, json_object_get(v, "transforms"));
 }
 
@@ -220,6 +279,19 @@ void spec_data_free(JobSpec *spec) {
 
 /* ---- loading inline sources ---- */
 
+int job_spec_token_options(const JobSpec *spec, const SpecSource *src, const char *what,
+                           TokenOptions *out) {
+    *out = (TokenOptions){.block_size = src->block_size, .split = src->split,
+                          .val_fraction = src->val_fraction, .vocab_size = src->vocab_size};
+    if (out->block_size == 0 && spec->arch.kind == SPEC_ARCH_GPT)
+        out->block_size = spec->arch.gpt.block_size;
+    if (out->block_size > 0) return 0;
+    char p[SPEC_PATH_MAX];
+    return error_at(spec_path_key(p, what, "block_size"),
+                    "required for token data (the windows' length), unless the model is "
+                    "{\"arch\": \"gpt\"} with its block_size");
+}
+
 Dataset *job_spec_load_source(const JobSpec *spec, const SpecSource *src) {
     const char *what = src == &spec->val ? "data.val" : "data.train";
     Dataset *ds = NULL;
@@ -233,6 +305,14 @@ Dataset *job_spec_load_source(const JobSpec *spec, const SpecSource *src) {
         return NULL;
     case SPEC_SOURCE_IDX: ds = dataset_load_idx(src->images, src->labels); break;
     case SPEC_SOURCE_NPY: ds = dataset_load_npy(src->inputs, src->targets); break;
+    case SPEC_SOURCE_TOKENS:
+    case SPEC_SOURCE_TEXT: {
+        TokenOptions o;
+        if (job_spec_token_options(spec, src, what, &o) != 0) return NULL;
+        ds = src->kind == SPEC_SOURCE_TOKENS ? dataset_load_tokens(src->path, &o)
+                                             : dataset_load_text(src->path, &o);
+        break;
+    }
     case SPEC_SOURCE_CSV: {
         CsvOptions o = {
             .label_columns = (const char *const *)src->label_columns,

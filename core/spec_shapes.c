@@ -14,11 +14,11 @@
 
 void spec_data_shape_of(const Dataset *ds, SpecDataShape *out) {
     memset(out, 0, sizeof *out);
-    out->input_dtype = ds->inputs->dtype;
+    out->input_dtype = ds->input.dtype;
     out->input_ndim = dataset_sample_shape(ds, out->input_shape);
-    out->target_dtype = ds->targets->dtype;
-    out->target_ndim = ds->targets->ndim - 1;
-    for (int i = 1; i < ds->targets->ndim; i++) out->target_shape[i - 1] = ds->targets->shape[i];
+    out->target_dtype = ds->target.dtype;
+    out->target_ndim = ds->target.ndim;
+    memcpy(out->target_shape, ds->target.shape, sizeof out->target_shape);
     out->num_classes = ds->num_classes;
 }
 
@@ -201,6 +201,12 @@ int job_spec_check_shapes(const JobSpec *spec, const SpecDataShape *d, SpecModel
                               x))
         return error_nest("data");
     char s[128];
+    if (spec->arch.kind == SPEC_ARCH_NONE && xt == DTYPE_INT64)
+        return error_at("model",
+                        "the data are token ids, int64 %s; a list of layers takes float32 "
+                        "input (token data needs a model that embeds tokens, such as "
+                        "{\"arch\": \"gpt\", ...})",
+                        shape_str(xn, x, s, sizeof s));
     if (spec->arch.kind == SPEC_ARCH_NONE && !dtype_is_float(xt))
         return error_at("data.transforms",
                         "the model's input would be %s %s; images need "

@@ -77,10 +77,19 @@ static int string_list(json_t *obj, const char *key, const char **out, int max, 
 
 #define MAX_CSV_COLUMNS 4096
 
-Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression) {
+bool job_build_is_tokens(const char *format) {
+    return strcmp(format, "tokens") == 0 || strcmp(format, "text") == 0;
+}
+
+/* A record's files as its format says; a token dataset's windows as `tok` says. */
+static Dataset *load_record(Db *db, const DbDataset *rec, bool regression,
+                            const TokenOptions *tok) {
     char a[4400], b[4400];
     Dataset *ds = NULL;
-    if (strcmp(rec->format, "idx") == 0) {
+    if (job_build_is_tokens(rec->format)) {
+        if (db_dataset_file_path(db, rec, "file", a, sizeof a) != 0) return NULL;
+        ds = rec->format[1] == 'o' ? dataset_load_tokens(a, tok) : dataset_load_text(a, tok);
+    } else if (strcmp(rec->format, "idx") == 0) {
         if (db_dataset_file_path(db, rec, "images", a, sizeof a) != 0 ||
             db_dataset_file_path(db, rec, "labels", b, sizeof b) != 0)
             return NULL;
@@ -112,6 +121,22 @@ Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression) {
         error_set("unknown format '%s'", rec->format);
     if (!ds && rec->name[0]) error_prefix("dataset '%s'", rec->name);
     return ds;
+}
+
+Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression) {
+    /* token data checked whole, in windows of 1 */
+    TokenOptions whole = {.block_size = 1, .split = DATASET_SPLIT_ALL};
+    return load_record(db, rec, regression, &whole);
+}
+
+/* The token options of a named source against its dataset: only token
+ * datasets take them, and they need a block_size. */
+static int named_token_options(const JobSpec *spec, const SpecSource *src, const DbDataset *rec,
+                               const char *field, TokenOptions *tok) {
+    if (job_build_is_tokens(rec->format)) return job_spec_token_options(spec, src, field, tok);
+    if (!src->token_options) return 0;
+    return error_at(field, "dataset '%s' is %s: block_size, split and val_fraction are for "
+                           "token data (tokens, text)", rec->name, rec->format);
 }
 
 void job_build_sample_shape(const Dataset *ds, DbSampleShape *out) {
@@ -159,8 +184,13 @@ static Dataset *load_source(const JobSpec *spec, const JobDaemon *d, bool val) {
     const char *field = val ? "data.val" : "data.train";
     if (src->kind != SPEC_SOURCE_NAME || !d) return job_spec_load_source(spec, src);
     DbDataset rec;
+    TokenOptions tok;
     if (resolve(d, src, val ? d->val_dataset : d->train_dataset, field, &rec) != 0) return NULL;
-    Dataset *ds = job_build_load_dataset(d->db, &rec, !job_spec_uses_labels(spec));
+    if (named_token_options(spec, src, &rec, field, &tok) != 0) { /* its error names the field */
+        db_dataset_clear(&rec);
+        return NULL;
+    }
+    Dataset *ds = load_record(d->db, &rec, !job_spec_uses_labels(spec), &tok);
     db_dataset_clear(&rec);
     if (!ds) error_prefix_at(field);
     return ds;
@@ -188,6 +218,16 @@ static int init_path(const JobDaemon *d, const char *init, char *buf, size_t siz
 
 /* ---- building ---- */
 
+/* Two texts' ids mean the same characters only under one vocabulary. */
+static int check_vocab(const Dataset *train, const Dataset *val) {
+    if (!train->vocab || !val->vocab || strcmp(train->vocab, val->vocab) == 0) return 0;
+    return error_at("data.val",
+                    "its text has another character vocabulary than data.train's (%d and %d "
+                    "characters), so the same id would be another character; use one text "
+                    "with \"split\": \"train\" and \"val\"",
+                    val->num_classes, train->num_classes);
+}
+
 static int check_reduction(const JobSpec *spec) {
     if (spec->reduction == REDUCTION_MEAN) return 0;
     return error_at("loss.reduction",
@@ -206,7 +246,9 @@ int job_build(JobBuild *b, JobSpec *spec, const JobDaemon *d) {
     if (!b->train_ds || job_spec_check_data(spec, b->train_ds, NULL) != 0) return -1;
     if (spec->val.kind != SPEC_SOURCE_NONE) {
         b->val_ds = load_source(spec, d, true);
-        if (!b->val_ds || job_spec_check_data(spec, b->val_ds, NULL) != 0) return -1;
+        if (!b->val_ds || job_spec_check_data(spec, b->val_ds, NULL) != 0 ||
+            check_vocab(b->train_ds, b->val_ds) != 0)
+            return -1;
     }
     rng_init(&b->init_rng, spec->seed);
     rng_init(&b->dropout_rng, spec->seed + 1);
@@ -318,6 +360,22 @@ static int record_shape(const JobSpec *spec, const DbDataset *rec, const char *f
     return 0;
 }
 
+/* A token dataset's record counts tokens: its samples are the windows of
+ * the split, each int64 [block_size] (the loader's arithmetic, without
+ * loading). */
+static int token_record_shape(const DbDataset *rec, const TokenOptions *tok, const char *field,
+                              SpecDataShape *d, int64_t *samples) {
+    int64_t lo, hi;
+    char what[DB_DATASET_NAME_MAX + 64];
+    dataset_split_range(rec->samples, tok->split, tok->val_fraction, &lo, &hi);
+    snprintf(what, sizeof what, "%s: dataset '%s'", field, rec->name);
+    if (dataset_token_windows(what, tok->split, hi - lo, tok->block_size, samples) != 0)
+        return error_set_path(field);
+    d->input_ndim = d->target_ndim = 1;
+    d->input_shape[0] = d->target_shape[0] = tok->block_size;
+    return 0;
+}
+
 /* A named source resolved in the owner's namespace, its recorded shape
  * checked against the model; its id to *id, its samples to *samples and
  * the sizes to size (may be NULL). */
@@ -331,9 +389,13 @@ static int check_named(const JobDaemon *d, const JobSpec *spec, bool val, int64_
     int found = resolve(d, src, 0, field, &rec);
     if (found != 0) return found;
     SpecDataShape shape;
-    int rc = record_shape(spec, &rec, field, &shape);
+    TokenOptions tok;
     *id = rec.id;
     *samples = rec.samples;
+    int rc = named_token_options(spec, src, &rec, field, &tok);
+    if (rc == 0) rc = record_shape(spec, &rec, field, &shape);
+    if (rc == 0 && job_build_is_tokens(rec.format))
+        rc = token_record_shape(&rec, &tok, field, &shape, samples);
     db_dataset_clear(&rec);
     if (rc != 0) return -1;
     return job_spec_check_shapes(spec, &shape, size);

@@ -60,11 +60,14 @@ int job_build_to_device(JobBuild *b, Device device);
 void job_build_trainer(JobBuild *b, Trainer *t, Device device);
 
 /* Loads a dataset record's files (its format, its CSV options; CSV
- * targets as labels unless `regression`): for server/dataset_ingest.c to
- * check an upload or import before db_dataset_mark_ready, and for the
- * workers. NULL with an error, prefixed "dataset '<name>'" when the record
+ * targets as labels unless `regression`; token data whole, in windows of
+ * one token): for server/dataset_ingest.c to check an upload or import
+ * before db_dataset_mark_ready. NULL with an error, prefixed "dataset '<name>'" when the record
  * has a name. */
 Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression);
+/* Whether a dataset format is token data ("tokens", "text"): its record
+ * counts tokens, and a job chooses the windows (block_size, split). */
+bool job_build_is_tokens(const char *format);
 /* The record's form of a loaded dataset's sample shape (spec_data_shape_of
  * with dtype names), for db_dataset_mark_ready. */
 void job_build_sample_shape(const Dataset *ds, DbSampleShape *out);

@@ -23,6 +23,7 @@ const char *const *dataset_ingest_roles(const char *format, int *n) {
     if (!strcmp(format, "idx")) return *n = 2, IDX_ROLES;
     if (!strcmp(format, "csv")) return *n = 1, CSV_ROLES;
     if (!strcmp(format, "npy")) return *n = 2, NPY_ROLES;
+    if (!strcmp(format, "tokens") || !strcmp(format, "text")) return *n = 1, CSV_ROLES;
     return NULL;
 }
 
@@ -140,10 +141,30 @@ static void strip_data_dir(Db *db, int64_t id) {
     error_set("%s", msg);
 }
 
+/* A token dataset's record: its tokens as samples, no sample shape yet
+ * (a job's block_size gives it), and a text's vocabulary in its options
+ * (a new string into *options, NULL when it has none). -1 when out of
+ * memory. */
+static int token_record(const Dataset *ds, const char *options_json, DbDataset *info,
+                        char **options) {
+    info->samples = ds->tokens;
+    info->shape.input_ndim = info->shape.target_ndim = 0;
+    *options = NULL;
+    if (!ds->vocab) return 0;
+    json_t *o = json_loads(options_json ? options_json : "{}", 0, NULL);
+    if (!o || json_object_set_new(o, "vocab", json_string(ds->vocab)) != 0 ||
+        !(*options = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS))) {
+        json_decref(o);
+        return error_set("out of memory");
+    }
+    json_decref(o);
+    return 0;
+}
+
 DatasetIngestResult dataset_ingest_finish(const DatasetIngest *in, DbDataset *info) {
     int roles = 0;
     if (!dataset_ingest_roles(in->format, &roles)) {
-        error_set("format: unknown format '%s' (known: idx, csv, npy)", in->format);
+        error_set("format: unknown format '%s' (known: " DATASET_INGEST_FORMATS ")", in->format);
         return DATASET_INGEST_BAD_DATA;
     }
     info->id = in->id;
@@ -158,12 +179,19 @@ DatasetIngestResult dataset_ingest_finish(const DatasetIngest *in, DbDataset *in
     }
     info->samples = ds->n;
     job_build_sample_shape(ds, &info->shape);
+    char *options = NULL;
+    int rc = ds->tokens > 0 ? token_record(ds, in->options_json, info, &options) : 0;
     dataset_free(ds);
+    if (rc != 0) return DATASET_INGEST_STORAGE;
     info->bytes = 0;
     for (int i = 0; i < info->num_files; i++) info->bytes += info->files[i].bytes;
     if (info->num_files == 1)
         memcpy(info->sha256, info->files[0].sha256, sizeof info->sha256);
     else
         info->sha256[0] = '\0';
-    return mark_ready(in, info);
+    info->options_json = options; /* NULL: as inserted; owned is the caller's */
+    DatasetIngestResult r = mark_ready(in, info);
+    info->options_json = owned;
+    free(options);
+    return r;
 }

@@ -17,8 +17,12 @@
 #include "server/quota.h"
 #include "storage/db.h"
 
+/* The formats an upload or import may name, for error messages. */
+#define DATASET_INGEST_FORMATS "idx, csv, npy, tokens, text"
+
 /* The file roles a format needs, in order: idx {images, labels}, csv
- * {file}, npy {inputs, targets}. NULL for an unknown format. */
+ * {file}, npy {inputs, targets}, tokens {file}, text {file}. NULL for an
+ * unknown format. */
 const char *const *dataset_ingest_roles(const char *format, int *n);
 bool dataset_ingest_role_ok(const char *format, const char *role);
 
@@ -48,7 +52,9 @@ typedef enum {
 } DatasetIngestResult;
 
 /* Loads the files of info (files[] and num_files filled, each with bytes
- * and sha256) as `format`, fills samples and shape, and marks the dataset
+ * and sha256) as `format`, fills samples and shape (token data: samples
+ * counts the tokens, a sample's shape [] until a job's block_size makes
+ * windows; a text's vocabulary joins its options), and marks the dataset
  * ready when its bytes fit the owner's dataset-byte quota beside the owner's
  * ready datasets. The quota is looked at and the row made ready under one
  * lock that every upload and import takes, so two that each fit but not

@@ -225,7 +225,7 @@ typedef struct {
 typedef struct {
     int64_t id;
     char name[DB_DATASET_NAME_MAX + 1];
-    char format[8]; /* "idx", "csv", "npy" */
+    char format[8]; /* "idx", "csv", "npy", "tokens", "text" */
     DbDatasetState state;
     int64_t owner; /* user id, 0 for none */
     char owner_name[DB_USER_NAME_MAX + 1]; /* "" for none */
@@ -237,7 +237,8 @@ typedef struct {
     int64_t samples;
     DbSampleShape shape;
     /* Format options as JSON text, owned: for csv {"label_column": "y" or
-     * [...], "feature_columns": [...]} (both optional); "{}" otherwise. */
+     * [...], "feature_columns": [...]} (both optional); for text {"vocab":
+     * its characters in id order}; "{}" otherwise. */
     char *options_json;
     int64_t created_at;
     int64_t progress_bytes, total_bytes; /* importing: fetched so far, expected (0: unknown) */
@@ -266,7 +267,8 @@ int db_dataset_insert(Db *db, const char *name, const char *format, const char *
 int db_dataset_dir(const Db *db, int64_t id, char *buf, size_t size);
 /* Records what the upload produced and makes the dataset `ready` (listed
  * and usable by jobs): info's files (num_files, files[]), bytes, sha256,
- * samples and shape; its other fields are ignored. When info->sha256 is ""
+ * samples, shape and options_json (NULL: as inserted); its other fields
+ * are ignored. When info->sha256 is ""
  * it is computed as the sha256 of the text "<role> <file sha256>\n" for each
  * file in order. DB_CONFLICT when it is not `uploading` or `importing`. */
 int db_dataset_mark_ready(Db *db, int64_t id, const DbDataset *info);

@@ -2,7 +2,8 @@
  * dataloader.h.
  *
  * make_batch() is the whole job of producing batch k: gather the rows named
- * by order[k*B .. k*B+B) into new tensors, then apply the transforms. Without
+ * by order[k*B .. k*B+B) into new tensors (copied from a dense dataset's
+ * tensors, or made by a lazy one's producer), then apply the transforms. Without
  * prefetch dataloader_next calls it directly; with prefetch a worker thread
  * calls it ahead of the consumer and parks results in a small ring. Both
  * paths run the same function on the same inputs, hence identical batches.
@@ -40,7 +41,9 @@ typedef struct {
 } Slot;
 
 struct DataLoader {
-    Tensor *inputs, *targets; /* retained from the dataset */
+    Tensor *inputs, *targets;  /* retained from a dense dataset */
+    DatasetProducer *producer; /* retained from a lazy one */
+    DatasetField input, target; /* one sample's */
     int64_t n, batch_size, num_batches;
     bool shuffle, drop_last;
     size_t input_row, target_row; /* bytes per sample */
@@ -82,23 +85,34 @@ int64_t dataloader_num_samples(const DataLoader *dl) {
 
 const int64_t *dataloader_order(const DataLoader *dl) { return dl->order; }
 
-/* Batch k of the current epoch. Reads only immutable state and `order`. */
-static int make_batch(const DataLoader *dl, int64_t k, int epoch, Batch *out) {
-    memset(out, 0, sizeof *out);
-    int64_t start = k * dl->batch_size;
-    int64_t size = dl->n - start < dl->batch_size ? dl->n - start : dl->batch_size;
-    int64_t shape[TENSOR_MAX_DIMS];
-    memcpy(shape, dl->inputs->shape, sizeof shape);
-    shape[0] = size;
-    /* gathered into page-locked memory when the batch goes to a GPU */
-    Tensor *x = tensor_empty_pinned(dl->inputs->ndim, shape, dl->inputs->dtype, dl->device);
-    memcpy(shape, dl->targets->shape, sizeof shape);
-    shape[0] = size;
-    Tensor *y = tensor_empty_pinned(dl->targets->ndim, shape, dl->targets->dtype, dl->device);
-    if (!x || !y) goto fail;
+/* A lazy dataset's rows: the producer called on one slice of the batch
+ * per thread. 0, or -1 with the first failing slice's error. */
+static int gather_lazy(const DataLoader *dl, const int64_t *idx, int64_t size, char *xd,
+                       char *yd) {
+    int64_t slices = (size_t)size * dl->input_row >= GATHER_PARALLEL_BYTES ? dl->gather_threads : 1;
+    if (slices > size) slices = size;
+    int rc = 0;
+    char msg[ERROR_MAX] = "";
+#pragma omp parallel for schedule(static) num_threads((int)slices) if (slices > 1)
+    for (int64_t c = 0; c < slices; c++) {
+        int64_t a = size * c / slices, b = size * (c + 1) / slices;
+        if (dl->producer->ops->gather(dl->producer, idx + a, b - a, xd + (size_t)a * dl->input_row,
+                                      yd + (size_t)a * dl->target_row) != 0) {
+#pragma omp critical(dataloader_gather_error)
+            if (rc == 0) {
+                rc = -1;
+                snprintf(msg, sizeof msg, "%s", error_get()); /* error_get is per thread */
+            }
+        }
+    }
+    return rc == 0 ? 0 : error_set("%s", msg);
+}
+
+/* Rows idx[0..size) of the dataset into xd and yd. */
+static int gather_rows(const DataLoader *dl, const int64_t *idx, int64_t size, char *xd,
+                       char *yd) {
+    if (dl->producer) return gather_lazy(dl, idx, size, xd, yd);
     const char *xs = tensor_data(dl->inputs), *ys = tensor_data(dl->targets);
-    char *xd = tensor_data(x), *yd = tensor_data(y);
-    const int64_t *idx = dl->order + start;
     /* A large batch is gathered by several threads: one thread copying
      * 16 MB of scattered rows takes longer than a GPU step on them. The
      * prefetch thread is not the job's, so the job's thread budget is
@@ -109,6 +123,30 @@ static int make_batch(const DataLoader *dl, int64_t k, int epoch, Batch *out) {
         memcpy(xd + (size_t)i * dl->input_row, xs + (size_t)idx[i] * dl->input_row, dl->input_row);
         memcpy(yd + (size_t)i * dl->target_row, ys + (size_t)idx[i] * dl->target_row,
                dl->target_row);
+    }
+    return 0;
+}
+
+/* A new batch-sized tensor of one sample field, [size, field...]. */
+static Tensor *batch_tensor(const DataLoader *dl, const DatasetField *f, int64_t size) {
+    int64_t shape[TENSOR_MAX_DIMS];
+    shape[0] = size;
+    memcpy(shape + 1, f->shape, (size_t)f->ndim * sizeof *shape);
+    /* gathered into page-locked memory when the batch goes to a GPU */
+    return tensor_empty_pinned(f->ndim + 1, shape, f->dtype, dl->device);
+}
+
+/* Batch k of the current epoch. Reads only immutable state and `order`. */
+static int make_batch(const DataLoader *dl, int64_t k, int epoch, Batch *out) {
+    memset(out, 0, sizeof *out);
+    int64_t start = k * dl->batch_size;
+    int64_t size = dl->n - start < dl->batch_size ? dl->n - start : dl->batch_size;
+    Tensor *x = batch_tensor(dl, &dl->input, size);
+    Tensor *y = batch_tensor(dl, &dl->target, size);
+    if (!x || !y) goto fail;
+    if (gather_rows(dl, dl->order + start, size, tensor_data(x), tensor_data(y)) != 0) {
+        error_prefix("batch %lld of epoch %d", (long long)k, epoch);
+        goto fail;
     }
     out->inputs = transform_list_apply(&dl->transforms, x);
     tensor_release(x);
@@ -196,6 +234,12 @@ static void stop_producing(DataLoader *dl) {
 
 /* ---- public ---- */
 
+static size_t field_bytes(const DatasetField *f) {
+    size_t n = dtype_size(f->dtype);
+    for (int i = 0; i < f->ndim; i++) n *= (size_t)f->shape[i];
+    return n;
+}
+
 DataLoader *dataloader_new(const Dataset *ds, const DataLoaderOptions *opts,
                            const TransformList *transforms) {
     if (!ds || !opts) return error_set("dataloader: dataset and options needed"), NULL;
@@ -208,8 +252,14 @@ DataLoader *dataloader_new(const Dataset *ds, const DataLoaderOptions *opts,
     if (ds->n < 1) return error_set("dataloader: the dataset is empty"), NULL;
     DataLoader *dl = calloc(1, sizeof *dl);
     if (!dl) return error_set("dataloader: out of memory"), NULL;
-    dl->inputs = tensor_retain(ds->inputs);
-    dl->targets = tensor_retain(ds->targets);
+    if (ds->producer)
+        dl->producer = dataset_producer_retain(ds->producer);
+    else {
+        dl->inputs = tensor_retain(ds->inputs);
+        dl->targets = tensor_retain(ds->targets);
+    }
+    dl->input = ds->input;
+    dl->target = ds->target;
     dl->n = ds->n;
     dl->batch_size = opts->batch_size;
     dl->shuffle = opts->shuffle;
@@ -225,8 +275,8 @@ DataLoader *dataloader_new(const Dataset *ds, const DataLoaderOptions *opts,
     }
     dl->num_batches = opts->drop_last ? dl->n / dl->batch_size
                                       : (dl->n + dl->batch_size - 1) / dl->batch_size;
-    dl->input_row = (size_t)(tensor_numel(dl->inputs) / dl->n) * dtype_size(dl->inputs->dtype);
-    dl->target_row = (size_t)(tensor_numel(dl->targets) / dl->n) * dtype_size(dl->targets->dtype);
+    dl->input_row = field_bytes(&dl->input);
+    dl->target_row = field_bytes(&dl->target);
     rng_init(&dl->rng, opts->seed);
     dl->epoch_rng = dl->rng;
     dl->order = malloc((size_t)dl->n * sizeof *dl->order);
@@ -283,6 +333,7 @@ void dataloader_free(DataLoader *dl) {
     transform_list_free(&dl->transforms);
     tensor_release(dl->inputs);
     tensor_release(dl->targets);
+    dataset_producer_release(dl->producer);
     free(dl);
 }
 

@@ -65,8 +65,9 @@ typedef struct {
 
 typedef struct DataLoader DataLoader;
 
-/* The loader keeps references to the dataset's tensors and its own copy of
- * the transforms (NULL: none), so neither has to outlive it. */
+/* The loader keeps references to the dataset's tensors (or its producer)
+ * and its own copy of the transforms (NULL: none), so neither has to
+ * outlive it. */
 DataLoader *dataloader_new(const Dataset *ds, const DataLoaderOptions *opts,
                            const TransformList *transforms);
 /* Stops and joins the prefetch thread, releases every pending batch. */

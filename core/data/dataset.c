@@ -1,7 +1,8 @@
-/* dataset.c - the Dataset container: building one from two tensors and
- * freeing it. The file formats live beside it (idx.c, csv.c, npy.c); they all
- * end in dataset_from_tensors, so the invariants the DataLoader relies on
- * (CPU, contiguous, same N, known dtypes) are checked in one place. */
+/* dataset.c - the Dataset container: building one from two tensors or from
+ * a producer of samples (lazy), and freeing it. The file formats live
+ * beside it (idx.c, csv.c, npy.c, tokens.c); the dense ones end in
+ * dataset_from_tensors, so the invariants the DataLoader relies on (CPU,
+ * contiguous, same N, known dtypes) are checked in one place. */
 #include "core/data/dataset.h"
 
 #include <stdio.h>
@@ -42,6 +43,13 @@ static int check_tensors(const Tensor *inputs, const Tensor *targets) {
     return 0;
 }
 
+/* A dense tensor's sample: its dtype and shape[1..]. */
+static void field_of(const Tensor *t, DatasetField *f) {
+    f->dtype = t->dtype;
+    f->ndim = t->ndim - 1;
+    for (int i = 1; i < t->ndim; i++) f->shape[i - 1] = t->shape[i];
+}
+
 Dataset *dataset_from_tensors(Tensor *inputs, Tensor *targets, const char *description) {
     Dataset *ds = NULL;
     if (check_tensors(inputs, targets) != 0) goto fail;
@@ -69,6 +77,8 @@ Dataset *dataset_from_tensors(Tensor *inputs, Tensor *targets, const char *descr
     }
     ds->inputs = inputs;
     ds->targets = targets;
+    field_of(inputs, &ds->input);
+    field_of(targets, &ds->target);
     ds->n = n;
     ds->num_classes = (int)(max_label + 1);
     snprintf(ds->description, sizeof ds->description, "%s", description ? description : "");
@@ -79,14 +89,41 @@ fail:
     return NULL;
 }
 
+DatasetProducer *dataset_producer_retain(DatasetProducer *p) {
+    if (p) atomic_fetch_add(&p->refs, 1);
+    return p;
+}
+
+void dataset_producer_release(DatasetProducer *p) {
+    if (p && atomic_fetch_sub(&p->refs, 1) == 1) p->ops->destroy(p);
+}
+
+Dataset *dataset_lazy(DatasetProducer *p, int64_t n, const DatasetField *input,
+                      const DatasetField *target, int num_classes, const char *description) {
+    Dataset *ds = calloc(1, sizeof *ds);
+    if (!ds) {
+        dataset_producer_release(p);
+        return error_set("dataset: out of memory"), NULL;
+    }
+    ds->producer = p;
+    ds->input = *input;
+    ds->target = *target;
+    ds->n = n;
+    ds->num_classes = num_classes;
+    snprintf(ds->description, sizeof ds->description, "%s", description ? description : "");
+    return ds;
+}
+
 void dataset_free(Dataset *ds) {
     if (!ds) return;
     tensor_release(ds->inputs);
     tensor_release(ds->targets);
+    dataset_producer_release(ds->producer);
+    free(ds->vocab);
     free(ds);
 }
 
 int dataset_sample_shape(const Dataset *ds, int64_t *shape) {
-    for (int i = 1; i < ds->inputs->ndim; i++) shape[i - 1] = ds->inputs->shape[i];
-    return ds->inputs->ndim - 1;
+    for (int i = 0; i < ds->input.ndim; i++) shape[i] = ds->input.shape[i];
+    return ds->input.ndim;
 }

@@ -10,17 +10,27 @@
  * Both are contiguous, so the DataLoader gathers a batch with one memcpy per
  * row. The whole set lives in memory: MNIST's 60000 training images are 47 MB.
  *
+ * A lazy Dataset instead makes its samples on demand: it has no tensors
+ * but a DatasetProducer whose gather() fills a batch's rows for a list of
+ * sample indices (token windows cut from a mapped file; decoded images
+ * later), so a corpus never becomes a dense [N, T] table. The DataLoader's
+ * prefetch thread calls it, off the training thread. Both kinds describe
+ * one sample in `input` and `target` (dtype and shape), which is all that
+ * shape checks and the daemon's records read.
+ *
  * Every loader streams its file (it never holds the file's bytes or text
  * as well as the tensors), checks what a header claims against what the
  * file holds, and fails with an error naming the file and the line, column
  * or byte offset:
- *   core/data/idx.c   MNIST IDX, gzipped or raw
- *   core/data/csv.c   CSV with a header row
- *   core/data/npy.c   NumPy .npy v1/v2/v3
+ *   core/data/idx.c     MNIST IDX, gzipped or raw
+ *   core/data/csv.c     CSV with a header row
+ *   core/data/npy.c     NumPy .npy v1/v2/v3
+ *   core/data/tokens.c  uint16 token .bin files and UTF-8 text (lazy)
  */
 #ifndef TRAIND_CORE_DATA_DATASET_H
 #define TRAIND_CORE_DATA_DATASET_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -28,11 +38,42 @@
 
 #define DATASET_DESCRIPTION_MAX 512
 
+/* One sample's input or target: its dtype and shape (no sample dimension). */
 typedef struct {
-    Tensor *inputs;  /* uint8 [N, H, W] or float32 [N, F]; contiguous, CPU */
-    Tensor *targets; /* int64 [N] labels or float32 [N, k]; contiguous, CPU */
+    DType dtype;
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+} DatasetField;
+
+/* What makes a lazy dataset's samples. Reference counted: the Dataset and
+ * each DataLoader made from it hold one, so neither outlives the other. */
+typedef struct DatasetProducer DatasetProducer;
+typedef struct {
+    /* Row i of `inputs` and `targets` (contiguous rows of the dataset's
+     * input and target fields) gets sample idx[i], for i < n; every index
+     * is in [0, N). Called from several threads at once: it only reads.
+     * 0, or -1 with an error. */
+    int (*gather)(const DatasetProducer *p, const int64_t *idx, int64_t n, void *inputs,
+                  void *targets);
+    void (*destroy)(DatasetProducer *p); /* frees p and what it holds */
+} DatasetProducerOps;
+struct DatasetProducer {
+    const DatasetProducerOps *ops;
+    atomic_int refs; /* dataset_lazy takes over the creator's 1 */
+};
+DatasetProducer *dataset_producer_retain(DatasetProducer *p);
+void dataset_producer_release(DatasetProducer *p); /* NULL is fine */
+
+typedef struct {
+    Tensor *inputs;  /* uint8 [N, H, W] or float32 [N, F]; contiguous, CPU; NULL when lazy */
+    Tensor *targets; /* int64 [N] labels or float32 [N, k]; contiguous, CPU; NULL when lazy */
+    DatasetProducer *producer; /* a lazy dataset's; NULL for a dense one */
+    DatasetField input, target; /* one sample's, for both kinds */
     int64_t n;       /* samples */
-    int num_classes; /* 1 + the largest label when targets are labels; 0 for regression */
+    int num_classes; /* 1 + the largest label when targets are labels; 0 for regression;
+                        token data: the vocabulary's size */
+    int64_t tokens;  /* token data: tokens in the whole file (every split); 0 otherwise */
+    char *vocab;     /* text: the characters of ids 0, 1, ... in order, UTF-8; else NULL */
     /* "idx: t10k-images-idx3-ubyte.gz + t10k-labels-idx1-ubyte.gz: 10000 samples of
      * uint8 [28, 28], 10 classes" */
     char description[DATASET_DESCRIPTION_MAX];
@@ -44,9 +85,14 @@ typedef struct {
  * For loaders and tests that build a dataset from tensors. */
 Dataset *dataset_from_tensors(Tensor *inputs, Tensor *targets, const char *description);
 
+/* A lazy dataset of n samples made by p (its reference is taken over,
+ * released on failure). */
+Dataset *dataset_lazy(DatasetProducer *p, int64_t n, const DatasetField *input,
+                      const DatasetField *target, int num_classes, const char *description);
+
 void dataset_free(Dataset *ds); /* NULL is fine */
 
-/* Shape of one sample: inputs->shape[1..]; returns its ndim. */
+/* Shape of one sample's input; returns its ndim. */
 int dataset_sample_shape(const Dataset *ds, int64_t *shape);
 
 /* ---- MNIST IDX (core/data/idx.c) ----
@@ -84,5 +130,46 @@ Dataset *dataset_load_npy(const char *inputs_path, const char *targets_path);
  * never holds both copies. */
 Tensor *npy_load(const char *path);
 Tensor *npy_load_as(const char *path, DType dtype);
+
+/* ---- token data (core/data/tokens.c) ----
+ * "tokens": a .bin of little-endian uint16 token ids, raw (nanoGPT's
+ * prepare.py: np.uint16 arrays written with tofile) or llm.c's (a header
+ * of 256 int32: magic 20240520, version 1, the token count; then the
+ * tokens), told apart by the magic. The file is mapped, never copied.
+ * "text": a UTF-8 text file, one token per character, the vocabulary
+ * being its characters sorted by code point (nanoGPT's
+ * shakespeare_char/prepare.py: chars = sorted(set(text))); line endings
+ * \r\n and \r read as \n, as Python's text mode reads them.
+ *
+ * A sample is a window of block_size + 1 tokens at offset o: inputs int64
+ * [T] = tokens[o : o+T], targets int64 [T] = tokens[o+1 : o+T+1] (T =
+ * block_size). Windows start every T tokens of the split (o = lo + i*T,
+ * i < (tokens - 1) / T), so an epoch sees each token once as an input;
+ * the DataLoader's shuffle permutes the windows. */
+typedef enum { DATASET_SPLIT_ALL, DATASET_SPLIT_TRAIN, DATASET_SPLIT_VAL } DatasetSplit;
+
+typedef struct {
+    int64_t block_size; /* T, >= 1 */
+    DatasetSplit split; /* train: the first 1 - val_fraction of the tokens; val: the rest */
+    double val_fraction; /* in (0, 1); nanoGPT's 0.1 (a 90/10 split) */
+    int64_t vocab_size;  /* num_classes when > 0: at least max token + 1 (the vocabulary's
+                            size for text); 0: max token + 1, or the vocabulary's size */
+} TokenOptions;
+
+Dataset *dataset_load_tokens(const char *path, const TokenOptions *opts);
+Dataset *dataset_load_text(const char *path, const TokenOptions *opts);
+
+/* The tokens [*lo, *hi) of a split of n tokens: train ends where val begins,
+ * at floor(n * (1 - val_fraction)), as nanoGPT's int(n*0.9). */
+void dataset_split_range(int64_t n, DatasetSplit split, double val_fraction, int64_t *lo,
+                         int64_t *hi);
+/* The windows of block_size + 1 tokens that `tokens` tokens hold, into
+ * *windows: 0, or -1 with "<what>: block_size B needs at least B+1 tokens,
+ * but <split> has N" when it holds none (what: the file or dataset). */
+int dataset_token_windows(const char *what, DatasetSplit split, int64_t tokens,
+                          int64_t block_size, int64_t *windows);
+/* "all", "train", "val"; and back (-1 for another name). */
+const char *dataset_split_name(DatasetSplit split);
+int dataset_split_parse(const char *name, DatasetSplit *out);
 
 #endif

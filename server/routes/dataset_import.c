@@ -76,7 +76,8 @@ static int check_body(HttpRequest *req, json_t *body, ImportJob *job, const char
     const char *const *roles = dataset_ingest_roles(format, &nroles);
     if (!roles)
         return http_reply_error(req, 422, "invalid", "format",
-                                "format: unknown format '%.32s' (known: idx, csv, npy)", format);
+                                "format: unknown format '%.32s' (known: " DATASET_INGEST_FORMATS
+                                ")", format);
     char path[64];
     json_object_foreach(urls, key, v) {
         snprintf(path, sizeof path, "urls.%.32s", key);

@@ -4,10 +4,15 @@
  *        -F images=@t10k-images-idx3-ubyte.gz -F labels=@t10k-labels-idx1-ubyte.gz \
  *        http://127.0.0.1:8080/v1/datasets
  *
- * Fields: name, format (idx | csv | npy), label_column and feature_columns
- * (csv, optional; feature_columns comma separated), shared (true | false,
- * default false: whether every user may read and train on it), then the
- * files: images + labels (idx), file (csv), inputs + targets (npy). The
+ * Fields: name, format (idx | csv | npy | tokens | text), label_column and
+ * feature_columns (csv, optional; feature_columns comma separated), shared
+ * (true | false, default false: whether every user may read and train on
+ * it), then the files: images + labels (idx), file (csv, tokens, text),
+ * inputs + targets (npy). A tokens file is a .bin of uint16 token ids (raw
+ * or llm.c's); a text file is UTF-8, its character vocabulary kept in the
+ * dataset's options ("vocab"); both count tokens as their samples, and a
+ * job cuts them into windows ({"name": ..., "block_size": ..., "split":
+ * "train" | "val"}, core/data/dataset.h). The
  * fields must come before the files (curl -F and HTML forms send parts in
  * order): the row is inserted, state `uploading`, when the first file
  * starts, so a taken name (409) or a bad one (422) is refused before any
@@ -181,8 +186,8 @@ static int start_file(Upload *u, const char *role, const char *filename) {
     int n = 0;
     const char *const *roles = dataset_ingest_roles(u->format, &n);
     if (!roles)
-        return fail(u, 422, "invalid", "format", "unknown format '%.32s' (known: idx, csv, npy)",
-                    u->format);
+        return fail(u, 422, "invalid", "format",
+                    "unknown format '%.32s' (known: " DATASET_INGEST_FORMATS ")", u->format);
     if (!dataset_ingest_role_ok(u->format, role)) {
         return fail(u, 422, "invalid", role, "format %s takes the files %s%s%s, not '%.64s'",
                     u->format, roles[0], n > 1 ? " and " : "", n > 1 ? roles[1] : "", role);
@@ -374,7 +379,8 @@ int dataset_upload_finish(HttpRequest *req) {
     const char *const *roles = dataset_ingest_roles(u->format, &n);
     if (!roles)
         return http_reply_error(req, 422, "invalid", "format",
-                                "unknown format '%.32s' (known: idx, csv, npy)", u->format);
+                                "unknown format '%.32s' (known: " DATASET_INGEST_FORMATS ")",
+                                u->format);
     for (int i = 0; i < n; i++) {
         bool have = false;
         for (int k = 0; k < u->info.num_files; k++) have |= !strcmp(u->info.files[k].role, roles[i]);
