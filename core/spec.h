@@ -42,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/data/augment.h"
 #include "core/data/dataset.h"
 #include "core/data/transforms.h"
 #include "core/nn/module.h"
@@ -186,9 +187,11 @@ typedef struct {
     char *name; /* "" when absent (job_spec_parse_file: the file's name without .json) */
 
     SpecSource train, val; /* val.kind SPEC_SOURCE_NONE when there is none */
+    AugmentList augment;                /* the per-sample image transforms first */
     int num_transforms;
-    TransformConfig *transform_configs; /* as written (owned) */
+    TransformConfig *transform_configs; /* then the batch transforms as written (owned) */
     TransformList transforms;           /* built from them, for the DataLoader */
+    int num_workers;                    /* data.num_workers: 0, the job's threads */
 
     int num_layers; /* 0 when the model is an arch */
     SpecLayer *layers;

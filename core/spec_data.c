@@ -191,18 +191,29 @@ static int parse_transforms(JobSpec *spec, const json_t *v) {
     if (n > 64) return error_at(p, "at most 64 transforms, got %zu", n);
     if (n && !(spec->transform_configs = calloc(n, sizeof *spec->transform_configs)))
         return error_at(p, "out of memory");
-    spec->num_transforms = (int)n;
+    int first = 0; /* the per-sample image transforms come first */
     for (size_t i = 0; i < n; i++) {
         json_t *t = json_array_get(v, i);
-        TransformConfig *c = &spec->transform_configs[i];
         char pi[SPEC_PATH_MAX], pk[SPEC_PATH_MAX];
         spec_path_index(pi, p, i);
         const char *type;
         if (spec_expect_object(t, pi) || spec_get_string(t, pi, "type", true, &type)) return -1;
+        if (augment_is_type(type)) {
+            if ((size_t)first != i)
+                return error_at(pi, "%s is done to each image as it is loaded: list it before "
+                                "ToTensor, Normalize and Flatten", type);
+            if (first == AUGMENT_MAX)
+                return error_at(pi, "at most %d image transforms", AUGMENT_MAX);
+            if (spec_parse_augment(t, pi, type, &spec->augment.items[first])) return -1;
+            spec->augment.count = ++first;
+            continue;
+        }
+        TransformConfig *c = &spec->transform_configs[spec->num_transforms++];
         bool normalize = strcmp(type, "Normalize") == 0;
         if (!normalize && strcmp(type, "ToTensor") != 0 && strcmp(type, "Flatten") != 0)
-            return error_at(pi, "unknown transform '%s' (known: ToTensor, Normalize, Flatten)",
-                            type);
+            return error_at(pi, "unknown transform '%s' (known: RandomCrop, "
+                            "RandomHorizontalFlip, Resize, CenterCrop, ToTensor, Normalize, "
+                            "Flatten)", type);
         bool inplace;
         if (spec_check_fields(t, pi, normalize ? normalize_fields : transform_fields, type) ||
             spec_get_bool(t, pi, "inplace", false, &inplace) || !(c->type = spec_strdup(type)))
@@ -215,7 +226,8 @@ static int parse_transforms(JobSpec *spec, const json_t *v) {
                                &c->num_std))
             return -1;
     }
-    if (transform_list_init(&spec->transforms, spec->transform_configs, (int)n))
+    if (transform_list_init_at(&spec->transforms, spec->transform_configs,
+                               spec->num_transforms, first))
         return error_nest("data"); /* "data.transforms[1] Normalize: ..." */
     return 0;
 }
@@ -233,7 +245,7 @@ static int check_splits(const SpecSource *train, const SpecSource *val) {
                     val->val_fraction, train->val_fraction);
 }
 
-static const char *const data_fields[] = {"train", "val", "transforms", NULL};
+static const char *const data_fields[] = {"train", "val", "transforms", "num_workers", NULL};
 
 int spec_parse_data(JobSpec *spec, const json_t *v, const char *base_dir) {
     if (!v) return error_at("data", "required");
@@ -245,6 +257,9 @@ int spec_parse_data(JobSpec *spec, const json_t *v, const char *base_dir) {
     if (val && !json_is_null(val) && parse_source(val, "data.val", base_dir, &spec->val))
         return -1;
     if (check_splits(&spec->train, &spec->val)) return -1;
+    int64_t workers;
+    if (spec_get_int(v, "data", "num_workers", false, 0, 0, 256, &workers)) return -1;
+    spec->num_workers = (int)workers;
     return parse_transforms(spec, json_object_get(v, "transforms"));
 }
 

@@ -201,3 +201,19 @@ int spec_get_path(const json_t *obj, const char *path, const char *key, const ch
     if (spec_get_string(obj, path, key, true, &s)) return -1;
     return (*out = resolve(base_dir, s)) ? 0 : -1;
 }
+
+/* An argument traind accepts only at torch's default `def` (consumed). */
+int spec_only_default(const json_t *obj, const char *path, const char *key, json_t *def,
+                      const char *def_text) {
+    json_t *v = json_object_get(obj, key);
+    int ok = !v || json_equal(v, def);
+    json_decref(def);
+    if (ok) return 0;
+    char p[SPEC_PATH_MAX];
+    spec_path_key(p, path, key);
+    char *got = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    error_at(p, "only torch's default %s is supported, got %s", def_text,
+             got ? got : spec_json_kind(v));
+    free(got);
+    return -1;
+}

@@ -52,6 +52,11 @@ int spec_int_value(const json_t *v, const char *path, int64_t lo, int64_t hi, in
 /* A JSON number (integer or real) value. */
 int spec_number_value(const json_t *v, const char *path, double *out);
 
+/* An argument traind accepts only at torch's default `def` (a new
+ * reference, consumed): absent or equal, else "path.key: only torch's
+ * default <def_text> is supported, got <value>". */
+int spec_only_default(const json_t *obj, const char *path, const char *key, json_t *def,
+                      const char *def_text);
 /* strdup that sets an error when out of memory. */
 char *spec_strdup(const char *s);
 /* obj[key], a required non-empty string, as a path: kept as written when
@@ -69,6 +74,8 @@ int spec_arch_parse(SpecArch *arch, const json_t *model);
 Module *spec_arch_build(const SpecArch *arch, Rng *rng);
 int spec_arch_size(const SpecArch *arch, DType dtype, int ndim, const int64_t *x,
                    SpecModelSize *size);
+/* One per-sample image transform of "data.transforms" (spec_augment.c). */
+int spec_parse_augment(const json_t *o, const char *path, const char *type, Augment *out);
 /* The "data" object into spec->train, val and transforms (spec_data.c);
  * spec_data_free releases what it filled. */
 int spec_parse_data(JobSpec *spec, const json_t *data, const char *base_dir);

@@ -59,21 +59,6 @@ static int get_size2d(const json_t *obj, const char *path, const char *key, bool
     return size2d_value(v, p, lo, out);
 }
 
-/* An argument traind accepts only at torch's default `def` (consumed). */
-static int only_default(const json_t *obj, const char *path, const char *key, json_t *def,
-                        const char *def_text) {
-    json_t *v = json_object_get(obj, key);
-    int ok = !v || json_equal(v, def);
-    json_decref(def);
-    if (ok) return 0;
-    char p[SPEC_PATH_MAX];
-    spec_path_key(p, path, key);
-    char *got = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    error_at(p, "only torch's default %s is supported, got %s", def_text,
-             got ? got : spec_json_kind(v));
-    free(got);
-    return -1;
-}
 
 /* dilation: 1 or [1, 1] only. */
 static int only_unit_dilation(const json_t *obj, const char *path) {
@@ -142,7 +127,7 @@ static int parse_conv2d(const json_t *o, const char *path, SpecLayer *l) {
         return -1;
     }
     return spec_get_bool(o, path, "bias", true, &l->bias) ||
-                   only_default(o, path, "padding_mode", json_string("zeros"), "'zeros'")
+                   spec_only_default(o, path, "padding_mode", json_string("zeros"), "'zeros'")
                ? -1
                : 0;
 }
@@ -208,14 +193,14 @@ static int parse_pool(const json_t *o, const char *path, SpecLayer *l) {
                         "must be at most half of kernel_size (%d, %d), got (%d, %d)",
                         l->kernel_size.h, l->kernel_size.w, l->padding.h, l->padding.w);
     }
-    if (only_default(o, path, "ceil_mode", json_false(), "false")) return -1;
+    if (spec_only_default(o, path, "ceil_mode", json_false(), "false")) return -1;
     if (l->type == SPEC_LAYER_MAX_POOL2D)
         return only_unit_dilation(o, path) ||
-                       only_default(o, path, "return_indices", json_false(), "false")
+                       spec_only_default(o, path, "return_indices", json_false(), "false")
                    ? -1
                    : 0;
-    return only_default(o, path, "count_include_pad", json_true(), "true") ||
-                   only_default(o, path, "divisor_override", json_null(), "null")
+    return spec_only_default(o, path, "count_include_pad", json_true(), "true") ||
+                   spec_only_default(o, path, "divisor_override", json_null(), "null")
                ? -1
                : 0;
 }

@@ -191,10 +191,12 @@ int job_spec_check_shapes(const JobSpec *spec, const SpecDataShape *d, SpecModel
     if (d->input_ndim + 1 > TENSOR_MAX_DIMS)
         return error_at("data", "samples have %d dimensions (at most %d)", d->input_ndim,
                         TENSOR_MAX_DIMS - 1);
-    /* one batch, as the DataLoader hands it to the model */
+    /* one batch, as the DataLoader hands it to the model: each sample
+     * through the image transforms, then the batch through the others */
     int64_t in[TENSOR_MAX_DIMS], x[TENSOR_MAX_DIMS];
     in[0] = spec->batch_size;
-    for (int i = 0; i < d->input_ndim; i++) in[i + 1] = d->input_shape[i];
+    if (augment_list_output(&spec->augment, 0, d->input_ndim, d->input_shape, in + 1))
+        return error_nest("data");
     DType xt;
     int xn;
     if (transform_list_output(&spec->transforms, d->input_dtype, d->input_ndim + 1, in, &xt, &xn,

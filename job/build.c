@@ -266,7 +266,8 @@ int job_build(JobBuild *b, JobSpec *spec, const JobDaemon *d) {
     b->opt = job_spec_build_optimizer(spec, b->model);
     if (!b->opt) return -1;
     DataLoaderOptions lo = {.batch_size = spec->batch_size, .shuffle = spec->shuffle,
-                            .seed = spec->seed, .drop_last = spec->drop_last, .prefetch = 2};
+                            .seed = spec->seed, .drop_last = spec->drop_last, .prefetch = 2,
+                            .augment = &spec->augment, .num_workers = spec->num_workers};
     b->train = dataloader_new(b->train_ds, &lo, &spec->transforms);
     if (!b->train) return error_prefix_at("data.train");
     /* after the loader: a OneCycleLR may take its steps from its batches,
@@ -275,7 +276,9 @@ int job_build(JobBuild *b, JobSpec *spec, const JobDaemon *d) {
     if (job_spec_build_lr_scheduler(spec, job_spec_lr(spec), steps, &b->lr_scheduler) != 0)
         return -1;
     if (b->val_ds) {
-        DataLoaderOptions vo = {.batch_size = spec->batch_size, .prefetch = 2};
+        DataLoaderOptions vo = {.batch_size = spec->batch_size, .prefetch = 2,
+                                .augment = &spec->augment, .eval = true,
+                                .num_workers = spec->num_workers};
         b->val = dataloader_new(b->val_ds, &vo, &spec->transforms);
         if (!b->val) return error_prefix_at("data.val");
     }

@@ -48,6 +48,10 @@ struct DataLoader {
     bool shuffle, drop_last;
     size_t input_row, target_row; /* bytes per sample */
     TransformList transforms;
+    AugmentList augment;    /* per sample, before the transforms */
+    DatasetField augmented; /* one sample after them */
+    bool eval;              /* deterministic augmentation */
+    uint64_t seed;
     Device device; /* batches are uploaded there; changed only while idle */
     int gather_threads; /* the creating thread's OpenMP budget (a job's share) */
 
@@ -127,13 +131,69 @@ static int gather_rows(const DataLoader *dl, const int64_t *idx, int64_t size, c
     return 0;
 }
 
+static size_t field_bytes(const DatasetField *f) {
+    size_t n = dtype_size(f->dtype);
+    for (int i = 0; i < f->ndim; i++) n *= (size_t)f->shape[i];
+    return n;
+}
+
+static void batch_shape(const DatasetField *f, int64_t size, int64_t *shape) {
+    shape[0] = size;
+    memcpy(shape + 1, f->shape, (size_t)f->ndim * sizeof *shape);
+}
+
 /* A new batch-sized tensor of one sample field, [size, field...]. */
 static Tensor *batch_tensor(const DataLoader *dl, const DatasetField *f, int64_t size) {
     int64_t shape[TENSOR_MAX_DIMS];
-    shape[0] = size;
-    memcpy(shape + 1, f->shape, (size_t)f->ndim * sizeof *shape);
+    batch_shape(f, size, shape);
     /* gathered into page-locked memory when the batch goes to a GPU */
     return tensor_empty_pinned(f->ndim + 1, shape, f->dtype, dl->device);
+}
+
+/* The same in plain memory: the rows augmentation reads. */
+static Tensor *batch_cpu_tensor(const DatasetField *f, int64_t size) {
+    int64_t shape[TENSOR_MAX_DIMS];
+    batch_shape(f, size, shape);
+    return tensor_empty(f->ndim + 1, shape, f->dtype, DEVICE_CPU_INIT);
+}
+
+/* Each gathered sample of raw [size, input...] through the per-sample
+ * transforms into x, spread over the loader's threads. */
+static int augment_rows(const DataLoader *dl, const int64_t *idx, int64_t size, int epoch,
+                        const Tensor *raw, Tensor *x) {
+    size_t in_row = dl->input_row, out_row = field_bytes(&dl->augmented);
+    int threads = size > 1 ? dl->gather_threads : 1, rc = 0;
+    char msg[ERROR_MAX] = "";
+    const char *src = tensor_data(raw);
+    char *dst = tensor_data(x);
+#pragma omp parallel for schedule(dynamic, 4) num_threads(threads) if (threads > 1)
+    for (int64_t i = 0; i < size; i++) {
+        if (augment_sample(&dl->augment, dl->seed, epoch, idx[i], !dl->eval, dl->input.dtype,
+                           dl->input.ndim, dl->input.shape, src + (size_t)i * in_row,
+                           dst + (size_t)i * out_row) != 0) {
+#pragma omp critical(dataloader_augment_error)
+            if (rc == 0) {
+                rc = -1;
+                snprintf(msg, sizeof msg, "sample %lld: %s", (long long)idx[i], error_get());
+            }
+        }
+    }
+    return rc == 0 ? 0 : error_set("%s", msg);
+}
+
+/* The batch's input rows: gathered, and augmented when the loader has
+ * per-sample transforms. A new reference, or NULL with an error. */
+static Tensor *gather_inputs(const DataLoader *dl, const int64_t *idx, int64_t size, int epoch,
+                             Tensor *y) {
+    bool augment = dl->augment.count > 0;
+    Tensor *x = batch_tensor(dl, augment ? &dl->augmented : &dl->input, size);
+    Tensor *rows = augment ? batch_cpu_tensor(&dl->input, size) : tensor_retain(x);
+    int rc = x && rows ? gather_rows(dl, idx, size, tensor_data(rows), tensor_data(y)) : -1;
+    if (rc == 0 && augment) rc = augment_rows(dl, idx, size, epoch, rows, x);
+    tensor_release(rows);
+    if (rc == 0) return x;
+    tensor_release(x);
+    return NULL;
 }
 
 /* Batch k of the current epoch. Reads only immutable state and `order`. */
@@ -141,10 +201,9 @@ static int make_batch(const DataLoader *dl, int64_t k, int epoch, Batch *out) {
     memset(out, 0, sizeof *out);
     int64_t start = k * dl->batch_size;
     int64_t size = dl->n - start < dl->batch_size ? dl->n - start : dl->batch_size;
-    Tensor *x = batch_tensor(dl, &dl->input, size);
     Tensor *y = batch_tensor(dl, &dl->target, size);
-    if (!x || !y) goto fail;
-    if (gather_rows(dl, dl->order + start, size, tensor_data(x), tensor_data(y)) != 0) {
+    Tensor *x = y ? gather_inputs(dl, dl->order + start, size, epoch, y) : NULL;
+    if (!x || !y) {
         error_prefix("batch %lld of epoch %d", (long long)k, epoch);
         goto fail;
     }
@@ -234,12 +293,6 @@ static void stop_producing(DataLoader *dl) {
 
 /* ---- public ---- */
 
-static size_t field_bytes(const DatasetField *f) {
-    size_t n = dtype_size(f->dtype);
-    for (int i = 0; i < f->ndim; i++) n *= (size_t)f->shape[i];
-    return n;
-}
-
 DataLoader *dataloader_new(const Dataset *ds, const DataLoaderOptions *opts,
                            const TransformList *transforms) {
     if (!ds || !opts) return error_set("dataloader: dataset and options needed"), NULL;
@@ -265,10 +318,22 @@ DataLoader *dataloader_new(const Dataset *ds, const DataLoaderOptions *opts,
     dl->shuffle = opts->shuffle;
     dl->drop_last = opts->drop_last;
     dl->device = opts->device;
+    dl->seed = opts->seed;
+    dl->eval = opts->eval;
     dl->gather_threads = 1;
 #ifdef _OPENMP
     dl->gather_threads = omp_get_max_threads();
 #endif
+    if (opts->num_workers > 0) dl->gather_threads = opts->num_workers;
+    dl->augmented = dl->input;
+    if (opts->augment) {
+        dl->augment = *opts->augment;
+        if (augment_list_output(&dl->augment, 0, dl->input.ndim, dl->input.shape,
+                                dl->augmented.shape) != 0) {
+            error_prefix("dataloader");
+            goto fail;
+        }
+    }
     if (dl->device.type != DEVICE_CPU && !backend_for(dl->device)) {
         error_prefix("dataloader");
         goto fail;

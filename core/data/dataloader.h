@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/data/augment.h"
 #include "core/data/dataset.h"
 #include "core/data/transforms.h"
 #include "core/rng.h"
@@ -45,6 +46,13 @@ typedef struct {
     bool drop_last;
     int prefetch; /* batches prepared ahead by a background thread; 0: none. 2 is plenty */
     Device device; /* where batches are delivered; zeroed: the CPU */
+    /* Per-sample image transforms (augment.h) before `transforms`, or NULL;
+     * eval: their deterministic form (a validation loader). */
+    const AugmentList *augment;
+    bool eval;
+    /* Threads that gather, decode and augment a batch (torch's num_workers,
+     * as threads of the prefetch side); 0: the job's OpenMP threads. */
+    int num_workers;
 } DataLoaderOptions;
 
 typedef struct {

@@ -52,8 +52,14 @@ static int item_path(int i) {
 }
 
 int transform_list_init(TransformList *tl, const TransformConfig *configs, int count) {
+    return transform_list_init_at(tl, configs, count, 0);
+}
+
+int transform_list_init_at(TransformList *tl, const TransformConfig *configs, int count,
+                           int first) {
     tl->count = 0;
     tl->items = NULL;
+    tl->first = first;
     if (count <= 0) return 0;
     tl->items = calloc((size_t)count, sizeof *tl->items);
     if (!tl->items) return error_set("transforms: out of memory");
@@ -66,42 +72,42 @@ int transform_list_init(TransformList *tl, const TransformConfig *configs, int c
             if (strcmp(c->type, type_names[k]) == 0) type = k;
         if (type < 0) {
             error_set("transforms[%d]: unknown transform '%s' (expected ToTensor, Normalize or "
-                      "Flatten)", i, c->type ? c->type : "(none)");
+                      "Flatten)", first + i, c->type ? c->type : "(none)");
             goto fail;
         }
         t->type = (TransformType)type;
         if (t->type != TRANSFORM_NORMALIZE) {
             if (c->mean || c->std || c->num_mean || c->num_std) {
-                error_set("transforms[%d] %s: takes no mean or std", i, type_names[type]);
+                error_set("transforms[%d] %s: takes no mean or std", first + i, type_names[type]);
                 goto fail;
             }
             continue;
         }
         if (!c->mean || !c->std || c->num_mean < 1 || c->num_std < 1) {
             error_set("transforms[%d] Normalize: mean and std are required (lists of one value "
-                      "per channel)", i);
+                      "per channel)", first + i);
             goto fail;
         }
         if (c->num_mean != c->num_std) {
-            error_set("transforms[%d] Normalize: mean has %d values but std has %d", i,
+            error_set("transforms[%d] Normalize: mean has %d values but std has %d", first + i,
                       c->num_mean, c->num_std);
             goto fail;
         }
         if (set_values(t, c->mean, c->std, c->num_mean) != 0) {
-            error_prefix("transforms[%d] Normalize", i);
+            error_prefix("transforms[%d] Normalize", first + i);
             goto fail;
         }
         for (int k = 0; k < t->num_channels; k++)
             if (t->std[k] == 0.0f || t->std[k] != t->std[k]) {
                 /* torchvision: "std evaluated to zero after conversion to float32" */
                 error_set("transforms[%d] Normalize: std[%d] is %g (zero as float32 makes a "
-                          "division by zero)", i, k, c->std[k]);
+                          "division by zero)", first + i, k, c->std[k]);
                 goto fail;
             }
     }
     return 0;
 fail:
-    item_path(tl->count - 1);
+    item_path(first + tl->count - 1);
     transform_list_free(tl);
     return -1;
 }
@@ -109,6 +115,7 @@ fail:
 int transform_list_copy(TransformList *dst, const TransformList *src) {
     dst->count = 0;
     dst->items = NULL;
+    dst->first = src->first;
     if (src->count == 0) return 0;
     dst->items = calloc((size_t)src->count, sizeof *dst->items);
     if (!dst->items) return error_set("transforms: out of memory");
@@ -182,8 +189,9 @@ int transform_list_output(const TransformList *tl, DType dtype, int ndim, const 
     int64_t cur[TENSOR_MAX_DIMS], next[TENSOR_MAX_DIMS];
     memcpy(cur, shape, (size_t)ndim * sizeof *shape);
     for (int i = 0; i < tl->count; i++) {
-        if (step_output(&tl->items[i], i, dtype, ndim, cur, &dtype, &ndim, next) != 0)
-            return item_path(i);
+        int at = tl->first + i;
+        if (step_output(&tl->items[i], at, dtype, ndim, cur, &dtype, &ndim, next) != 0)
+            return item_path(at);
         memcpy(cur, next, (size_t)ndim * sizeof *next);
     }
     *out_dtype = dtype;
@@ -231,7 +239,8 @@ Tensor *transform_list_apply(const TransformList *tl, Tensor *batch) {
         DType odtype;
         int ondim;
         int64_t oshape[TENSOR_MAX_DIMS];
-        if (step_output(t, i, cur->dtype, cur->ndim, cur->shape, &odtype, &ondim, oshape) != 0) {
+        if (step_output(t, tl->first + i, cur->dtype, cur->ndim, cur->shape, &odtype, &ondim,
+                        oshape) != 0) {
             tensor_release(cur);
             return NULL;
         }

@@ -39,12 +39,18 @@ typedef struct {
 typedef struct {
     int count;
     Transform *items;
+    int first; /* items[0]'s index in the job's "transforms" (after its image transforms) */
 } TransformList;
 
 /* Builds the list from configs (count may be 0: the identity). Errors name
  * the entry: "transforms[1] Normalize: std[0] is 0". On failure `tl` is left
  * empty (safe to free). */
 int transform_list_init(TransformList *tl, const TransformConfig *configs, int count);
+/* The same for a list whose entries start at index `first` of the job's
+ * "transforms" (after its per-sample image transforms, augment.h): errors
+ * name "transforms[first + i]". */
+int transform_list_init_at(TransformList *tl, const TransformConfig *configs, int count,
+                           int first);
 void transform_list_free(TransformList *tl); /* tl reusable after init */
 /* A deep copy (the DataLoader keeps its own). */
 int transform_list_copy(TransformList *dst, const TransformList *src);

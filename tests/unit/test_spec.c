@@ -1416,3 +1416,61 @@ Test(spec, conv2d_groups_and_dilation) {
     module_free(m);
     job_spec_free(s);
 }
+
+/* Image transforms: parsed into the per-sample list, before the batch
+ * transforms, with torchvision's arguments; the shapes follow them. */
+Test(spec, image_transforms) {
+    char *t = variant(design_example, "data.transforms",
+                      "[{\"type\": \"RandomCrop\", \"size\": 24, \"padding\": [1, 2]},"
+                      " {\"type\": \"RandomHorizontalFlip\"},"
+                      " {\"type\": \"Resize\", \"size\": [28, 28], \"antialias\": true},"
+                      " {\"type\": \"ToTensor\"},"
+                      " {\"type\": \"Normalize\", \"mean\": [0.1307], \"std\": [0.3081]}]");
+    char *t2 = variant(t, "data.num_workers", "3");
+    JobSpec *s = parse_ok(t2);
+    free(t), free(t2);
+    cr_assert_eq(s->augment.count, 3);
+    cr_assert_eq(s->num_workers, 3);
+    const Augment *a = s->augment.items;
+    cr_assert(a[0].type == AUGMENT_RANDOM_CROP && a[0].size_h == 24 && a[0].size_w == 24);
+    cr_assert(a[0].pad[0] == 1 && a[0].pad[1] == 2 && a[0].pad[2] == 1 && a[0].pad[3] == 2);
+    cr_assert(a[1].type == AUGMENT_RANDOM_HORIZONTAL_FLIP && a[1].p == 0.5);
+    cr_assert(a[2].size_h == 28 && a[2].size_w == 28);
+    cr_assert_eq(s->transforms.count, 2);
+    SpecDataShape d = mnist_shape();
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), 0, "%s", error_get());
+    job_spec_free(s);
+
+    static const struct {
+        const char *transforms, *want;
+    } cases[] = {
+        {"[{\"type\": \"ToTensor\"}, {\"type\": \"RandomHorizontalFlip\"}]",
+         "data.transforms[1]: RandomHorizontalFlip is done to each image as it is loaded: list "
+         "it before ToTensor, Normalize and Flatten"},
+        {"[{\"type\": \"RandomCrop\", \"size\": 24, \"padding\": [1, 2, 3]}]",
+         "data.transforms[0].padding: expected an integer or a list of 2 or 4 integers"},
+        {"[{\"type\": \"RandomHorizontalFlip\", \"p\": 2}]",
+         "data.transforms[0].p: must be in [0, 1], got 2"},
+        {"[{\"type\": \"Resize\", \"size\": 8, \"interpolation\": \"nearest\"}]",
+         "data.transforms[0].interpolation: only torch's default 'bilinear' is supported, got "
+         "\"nearest\""},
+        {"[{\"type\": \"RandomCrop\", \"size\": 24, \"fill\": 3}]",
+         "data.transforms[0].fill: only torch's default 0 is supported, got 3"},
+        {"[{\"type\": \"CenterCrop\"}]", "data.transforms[0].size: required"},
+        {"[{\"type\": \"RandomErasing\"}]", "data.transforms[0]: unknown transform "
+                                            "'RandomErasing' (known: RandomCrop, "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        expect_variant_error("data.transforms", cases[i].transforms, cases[i].want, false);
+    /* a crop larger than the padded image, at the shape check */
+    t = variant(design_example, "data.transforms",
+                "[{\"type\": \"RandomCrop\", \"size\": 32, \"padding\": 1}, {\"type\": "
+                "\"ToTensor\"}, {\"type\": \"Normalize\", \"mean\": [0.5], \"std\": [0.5]}]");
+    s = parse_ok(t);
+    free(t);
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
+    cr_assert_str_eq(error_get(), "data.transforms[0] RandomCrop: size (32, 32) is larger than "
+                                  "the padded image (30, 30)");
+    cr_assert_str_eq(error_last()->path, "data.transforms[0]");
+    job_spec_free(s);
+}
