@@ -21,7 +21,8 @@ DEPFLAGS = -MMD -MP
 # one OpenMP thread pool instead of two pools spinning against each other.
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 OMP     := -fopenmp
-LIBS    := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -ljansson -lz -lm -lpthread -lgnutls -lcurl -lsqlite3
+LIBS    := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -ljansson -lz -lm -lpthread -lgnutls -lcurl -lsqlite3 \
+           -lpng -ljpeg -larchive
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # CUDA backend (gpu/): built when nvcc is found ($(CUDA_HOME)/bin, PATH, or
