@@ -136,6 +136,8 @@ typedef enum {
     SPEC_SOURCE_CSV,  /* {"format": "csv", "path": ..., "feature_columns": [...],
                          "label_column": "y" or [...]} */
     SPEC_SOURCE_NPY,  /* {"format": "npy", "inputs": ..., "targets": ...} */
+    SPEC_SOURCE_IMAGEFOLDER, /* {"format": "imagefolder", "root": DIR, "grayscale": false} */
+    SPEC_SOURCE_CIFAR10,     /* {"format": "cifar10", "files": [...] or one} */
 } SpecSourceKind;
 
 /* Paths of inline sources are resolved against the job file's directory
@@ -150,6 +152,10 @@ typedef struct {
     char **label_columns; /* CSV; "label_column": a name or a list; 0: the last column */
     int num_label_columns;
     char *inputs, *targets; /* NPY */
+    char *root;             /* IMAGEFOLDER */
+    bool grayscale;         /* IMAGEFOLDER: one channel, PIL's convert("L") */
+    char **files;           /* CIFAR10 */
+    int num_files;
 } SpecSource;
 
 /* ---- loss and optimizer ---- */

@@ -77,6 +77,21 @@ static int string_list(json_t *obj, const char *key, const char **out, int max, 
 
 #define MAX_CSV_COLUMNS 4096
 
+/* CIFAR-10's batches: the files of role "file", in the order they came. */
+static Dataset *load_cifar10(Db *db, const DbDataset *rec) {
+    char dir[4096], paths[DB_DATASET_MAX_FILES][4400];
+    const char *p[DB_DATASET_MAX_FILES];
+    int n = 0;
+    if (db_dataset_dir(db, rec->id, dir, sizeof dir) != 0) return NULL;
+    for (int i = 0; i < rec->num_files; i++)
+        if (!strcmp(rec->files[i].role, "file")) {
+            snprintf(paths[n], sizeof paths[n], "%s/%s", dir, rec->files[i].name);
+            p[n] = paths[n];
+            n++;
+        }
+    return dataset_load_cifar10(p, n);
+}
+
 Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression) {
     char a[4400], b[4400];
     Dataset *ds = NULL;
@@ -108,10 +123,25 @@ Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression) {
         free(labels);
         free(features);
         json_decref(opts);
+    } else if (strcmp(rec->format, "imagefolder") == 0) {
+        json_t *opts = json_loads(rec->options_json ? rec->options_json : "{}", 0, NULL);
+        if (job_build_imagefolder_root(db, rec->id, a, sizeof a) == 0)
+            ds = dataset_load_imagefolder(a, json_is_true(json_object_get(opts, "grayscale")));
+        json_decref(opts);
+    } else if (strcmp(rec->format, "cifar10") == 0) {
+        ds = load_cifar10(db, rec);
     } else
         error_set("unknown format '%s'", rec->format);
     if (!ds && rec->name[0]) error_prefix("dataset '%s'", rec->name);
     return ds;
+}
+
+int job_build_imagefolder_root(const Db *db, int64_t id, char *buf, size_t size) {
+    char dir[4096];
+    if (db_dataset_dir(db, id, dir, sizeof dir) != 0) return -1;
+    if (snprintf(buf, size, "%s/.imagefolder", dir) >= (int)size)
+        return error_set("dataset %lld: path too long", (long long)id);
+    return 0;
 }
 
 void job_build_sample_shape(const Dataset *ds, DbSampleShape *out) {

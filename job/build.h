@@ -65,6 +65,9 @@ void job_build_trainer(JobBuild *b, Trainer *t, Device device);
  * workers. NULL with an error, prefixed "dataset '<name>'" when the record
  * has a name. */
 Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression);
+/* Where an imagefolder dataset's archive is extracted and read from:
+ * "<dataset dir>/.imagefolder" (a name no uploaded file can have). */
+int job_build_imagefolder_root(const Db *db, int64_t id, char *buf, size_t size);
 /* The record's form of a loaded dataset's sample shape (spec_data_shape_of
  * with dtype names), for db_dataset_mark_ready. */
 void job_build_sample_shape(const Dataset *ds, DbSampleShape *out);

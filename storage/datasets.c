@@ -61,7 +61,8 @@ int db_dataset_name_check(const char *name) {
 }
 
 static bool format_known(const char *f) {
-    return f && (strcmp(f, "idx") == 0 || strcmp(f, "csv") == 0 || strcmp(f, "npy") == 0);
+    return f && (strcmp(f, "idx") == 0 || strcmp(f, "csv") == 0 || strcmp(f, "npy") == 0 ||
+                 strcmp(f, "imagefolder") == 0 || strcmp(f, "cifar10") == 0);
 }
 
 static bool file_name_ok(const char *s) {
@@ -92,7 +93,8 @@ int db_dataset_insert(Db *db, const char *name, const char *format, const char *
     int rc = db_dataset_name_check(name);
     if (rc != DB_OK) return rc;
     if (!format_known(format)) {
-        error_set("format: unknown format '%s' (known: idx, csv, npy)", format ? format : "");
+        error_set("format: unknown format '%s' (known: idx, csv, npy, imagefolder, cifar10)",
+                  format ? format : "");
         return DB_INVALID;
     }
     if (!options_json) options_json = "{}";
@@ -244,7 +246,8 @@ int db_dataset_mark_ready(Db *db, int64_t id, const DbDataset *info) {
     c = db_acquire(db);
     if (!c) goto done;
     sqlite3_stmt *st = db_stmt(c, "UPDATE datasets SET state = 'ready', files = ?2, bytes = ?3, "
-                                  "sha256 = ?4, samples = ?5, shape = ?6 "
+                                  "sha256 = ?4, samples = ?5, shape = ?6, "
+                                  "options = coalesce(?7, options) "
                                   "WHERE id = ?1 AND state IN ('uploading', 'importing')");
     if (!st) goto done;
     sqlite3_bind_int64(st, 1, id);
@@ -253,6 +256,7 @@ int db_dataset_mark_ready(Db *db, int64_t id, const DbDataset *info) {
     db_bind_text(st, 4, sha);
     sqlite3_bind_int64(st, 5, info->samples);
     db_bind_text(st, 6, shape_text);
+    db_bind_text(st, 7, info->options_json); /* NULL: as inserted */
     rc = db_step_done(c, st, "dataset");
     if (rc == DB_OK && sqlite3_changes(c->h) == 0) {
         error_set("dataset %lld: not found or already ready", (long long)id);

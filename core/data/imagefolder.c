@@ -128,7 +128,10 @@ int dataset_imagefolder_classes(const char *root, char ***names, int *n) {
     Names classes = {0};
     *names = NULL;
     *n = 0;
-    if (list_dir(root, "", &classes, NULL) != 0) return names_free(&classes), -1;
+    if (list_dir(root, "", &classes, NULL) != 0) {
+        names_free(&classes);
+        return error_prefix("imagefolder");
+    }
     if (classes.n == 0) {
         names_free(&classes);
         return error_set("imagefolder %s: Couldn't find any class folder in it.", root);

@@ -17,6 +17,7 @@
 #include "core/data/dataset.h"
 #include "core/data/image_decode.h"
 #include "core/error.h"
+#include "core/spec.h"
 #include "tests/support/fixture.h"
 
 #define IMAGES "tests/fixtures/images"
@@ -289,4 +290,64 @@ Test(images, cifar10_errors_name_the_file) {
     cr_assert_null(dataset_load_cifar10((const char *const[]){p}, 1));
     snprintf(want, sizeof want, "cifar10: %s: an empty file", p);
     cr_assert_str_eq(error_get(), want);
+}
+
+/* ---- job spec sources ---- */
+
+static JobSpec *parse_in(const char *data, const char *base) {
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{\"data\": %s, \"model\": [{\"type\": \"Flatten\"}, {\"type\": \"Linear\", "
+             "\"in_features\": 18, \"out_features\": 5}], \"loss\": {\"type\": "
+             "\"CrossEntropyLoss\"}, \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.1}, "
+             "\"epochs\": 1, \"batch_size\": 4}", data);
+    return job_spec_parse_in(text, strlen(text), base);
+}
+
+Test(images, spec_sources_resolve_and_load) {
+    JobSpec *s = parse_in("{\"train\": {\"format\": \"imagefolder\", \"root\": \"tree\", "
+                          "\"grayscale\": true}, \"transforms\": [{\"type\": \"ToTensor\"}]}",
+                          IMAGES);
+    cr_assert_not_null(s, "%s", error_get());
+    cr_assert_eq(s->train.kind, SPEC_SOURCE_IMAGEFOLDER);
+    cr_assert_str_eq(s->train.root, IMAGES "/tree");
+    cr_assert(s->train.grayscale);
+    Dataset *ds = job_spec_load_source(s, &s->train);
+    cr_assert_not_null(ds, "%s", error_get());
+    cr_assert_eq(ds->inputs->shape[1], 1);
+    cr_assert_eq(ds->n, 10);
+    dataset_free(ds);
+    job_spec_free(s);
+
+    write_cifar("b1.bin", 2, 0, 0);
+    write_cifar("b2.bin", 1, 0, 0);
+    char data[256];
+    snprintf(data, sizeof data, "{\"train\": {\"format\": \"cifar10\", \"files\": [\"b1.bin\", "
+             "\"%s/b2.bin\"]}}", dir);
+    s = parse_in(data, dir);
+    cr_assert_not_null(s, "%s", error_get());
+    cr_assert_eq(s->train.kind, SPEC_SOURCE_CIFAR10);
+    cr_assert_eq(s->train.num_files, 2);
+    char want[128];
+    snprintf(want, sizeof want, "%s/b1.bin", dir);
+    cr_assert_str_eq(s->train.files[0], want);
+    ds = job_spec_load_source(s, &s->train);
+    cr_assert_not_null(ds, "%s", error_get());
+    cr_assert_eq(ds->n, 3);
+    dataset_free(ds);
+    job_spec_free(s);
+
+    cr_assert_null(parse_in("{\"train\": {\"format\": \"cifar10\"}}", dir));
+    cr_assert_str_eq(error_get(), "data.train.files: required");
+    cr_assert_null(parse_in("{\"train\": {\"format\": \"imagefolder\", \"root\": \"x\", "
+                            "\"resize\": 3}}", dir));
+    cr_assert_str_eq(error_get(), "data.train.resize: unknown field (an imagefolder source takes "
+                                  "format, root, grayscale)");
+    s = parse_in("{\"train\": {\"format\": \"imagefolder\", \"root\": \"nowhere\"}}", dir);
+    cr_assert_not_null(s, "%s", error_get());
+    cr_assert_null(job_spec_load_source(s, &s->train));
+    snprintf(data, sizeof data, "data.train: imagefolder: %s/nowhere: No such file or directory",
+             dir);
+    cr_assert_str_eq(error_get(), data);
+    job_spec_free(s);
 }

@@ -354,7 +354,8 @@ Test(spec, errors_name_path_and_reason) {
                          "metrics[1]: unknown metric 'f1' (known: accuracy)", true);
     expect_variant_error("data.train", NULL, "data.train: required", true);
     expect_variant_error("data.val", "{\"format\": \"parquet\"}",
-                         "data.val.format: unknown format 'parquet' (known: idx, csv, npy)", true);
+                         "data.val.format: unknown format 'parquet' (known: idx, csv, npy, imagefolder, "
+                         "cifar10)", true);
     expect_variant_error("data.train",
                          "{\"format\": \"csv\", \"path\": \"a.csv\", \"label_column\": "
                          "[\"y\", \"z\"]}",
