@@ -190,6 +190,7 @@ test-e2e: build/traind build/traind-asan
 	tests/e2e/test_daemon.sh build/traind-asan || ok=1; \
 	tests/e2e/test_users.sh build/traind-asan || ok=1; \
 	tests/e2e/test_imports.sh build/traind-asan || ok=1; \
+	tests/e2e/test_images.sh build/traind-asan || ok=1; \
 	tests/e2e/test_faults.sh build/traind-asan || ok=1; \
 	tests/e2e/test_hostile.sh build/traind-asan || ok=1; \
 	tests/e2e/test_edge.sh build/traind || ok=1; \
