@@ -207,6 +207,21 @@ static void name_archive(Db *db, const DbDataset *info) {
                   at + strlen(prefix));
 }
 
+/* An archive of one class folder is, most likely, `tar -czf x.tar.gz
+ * folder/` of a folder whose classes are one level down: a classifier of
+ * one class learns nothing, so say how to make the archive instead. */
+static DatasetIngestResult one_class(Db *db, const DbDataset *info) {
+    char folder[4200], **names = NULL;
+    int n = 0;
+    if (job_build_imagefolder_root(db, info->id, folder, sizeof folder) == 0)
+        dataset_imagefolder_classes(folder, &names, &n);
+    error_set("archive '%s': one class folder, '%s', at its top; an image folder's archive holds "
+              "the class folders at its top (tar -C FOLDER -czf %s .)", info->files[0].name,
+              n ? names[0] : "?", info->files[0].name);
+    dataset_imagefolder_classes_free(names, n);
+    return DATASET_INGEST_BAD_DATA;
+}
+
 /* The options as stored, with the image folder's class names added. */
 static char *with_classes(Db *db, const DbDataset *info, const char *options_json) {
     char folder[4200], **names = NULL;
@@ -240,6 +255,10 @@ DatasetIngestResult dataset_ingest_finish(const DatasetIngest *in, DbDataset *in
     info->options_json = (char *)in->options_json;
     Dataset *ds = load(in->db, info);
     info->options_json = owned;
+    if (ds && folder && ds->num_classes == 1) {
+        dataset_free(ds);
+        return one_class(in->db, info);
+    }
     if (!ds) {
         if (folder) name_archive(in->db, info);
         strip_data_dir(in->db, in->id);

@@ -10,12 +10,13 @@
 # class names in its options), once as grayscale; a small CNN trained on it
 # to a validation accuracy a guess cannot reach; CIFAR-10 batches written
 # here uploaded as two `file` parts; the .tar.gz imported from a URL
-# (tests/e2e/import_server.py, --import-allow-private); and the bad input, each a 422 naming
-# the file inside the archive: a '..' path, an absolute path, a symlink, a
-# hard link, a text file named .png, a truncated PNG, a file that is no
-# archive, images of two sizes, a CIFAR-10 file of a wrong size; an archive
-# that inflates past the owner's dataset-byte quota is a 429. Nothing of a
-# refused upload is left (rows, files, or anything outside its directory).
+# (tests/e2e/import_server.py, --import-allow-private); and the bad input,
+# each a 422 naming the file inside the archive: a '..' path, an absolute
+# path, a symlink, a hard link, a text file named .png, a truncated PNG, a
+# file that is no archive, images of two sizes, one folder holding the
+# class folders, a CIFAR-10 file of a wrong size; an archive that inflates
+# past the owner's dataset-byte quota is a 429. Nothing of a refused upload
+# is left (rows, files, or anything outside its directory).
 # Every response is checked against api-docs/openapi.yaml. Last, SIGTERM
 # stops the daemon cleanly (under ASan, no sanitizer report).
 #
@@ -177,6 +178,11 @@ expect "upload CIFAR-10 batches (two file parts)" 201 &&
     check "cifar10: samples, shape, classes, files" \
         "$(jv '(d["samples"], d["inputs"]["shape"], d["classes"], [f["name"] for f in d["files"]])')" \
         "(50, [3, 32, 32], 10, ['data_batch_1.bin', 'data_batch_2.bin'])"
+api POST /v1/datasets -F name=cifar-same -F format=cifar10 -F "file=@$TMP/data_batch_1.bin" \
+    -F "file=@$TMP/data_batch_1.bin" -F "file=@$TMP/data_batch_1.bin"
+expect "three batches of one name" 201 &&
+    check "cifar10: stored under the name, the role, role-3" \
+        "$(jv '(d["samples"], [f["name"] for f in d["files"]])')" "(90, ['data_batch_1.bin', 'file', 'file-3'])"
 api POST /v1/datasets -F name=cifar-bad -F format=cifar10 -F "file=@$TMP/short.bin"
 expect "a CIFAR-10 file of a wrong size" 422 invalid_dataset &&
     check "cifar10: the message names the file and its size" "$(jv 'd["error"]["message"]')" \
@@ -219,6 +225,9 @@ refused "images of two sizes" bad-sizes "$TMP/sizes.tar.gz" \
     "b/big.png: 5x4 pixels, but a/ok.png (the first image) is 4x4"
 refused "a file that is no archive" bad-notar "$TMP/text.png" \
     "archive 'text.png': not a .tar, .tar.gz or .zip archive"
+archive "$TMP/onedir.tar.gz" tgz "digits/a/ok.png=$TMP/ok.png" "digits/b/ok.png=$TMP/ok.png"
+refused "an archive of one folder holding the classes" bad-onedir "$TMP/onedir.tar.gz" \
+    "archive 'onedir.tar.gz': one class folder, 'digits', at its top"
 
 ALICE=$("$TRAIND" user add alice --data-dir "$VAR" 2>/dev/null)
 "$TRAIND" user set-quota alice --dataset-bytes 1000000 --data-dir "$VAR" >/dev/null 2>&1

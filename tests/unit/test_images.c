@@ -271,25 +271,22 @@ Test(images, cifar10_reads_records) {
     dataset_free(ds);
 }
 
+/* A file written by write_cifar fails to load with "cifar10: PATH: WANT". */
+static void expect_cifar_error(const char *rel, int n, int bad_label, int extra, const char *want) {
+    char p[128], msg[512];
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    write_cifar(rel, n, bad_label, extra);
+    cr_assert_null(dataset_load_cifar10((const char *const[]){p}, 1));
+    snprintf(msg, sizeof msg, "cifar10: %s: %s", p, want);
+    cr_assert_str_eq(error_get(), msg);
+}
+
 Test(images, cifar10_errors_name_the_file) {
-    char p[128], want[512];
-    snprintf(p, sizeof p, "%s/short.bin", dir);
-    write_cifar("short.bin", 2, 0, 5);
-    cr_assert_null(dataset_load_cifar10((const char *const[]){p}, 1));
-    snprintf(want, sizeof want, "cifar10: %s: 6151 bytes, not a whole number of 3073-byte records "
-             "(1 label byte + 3072 pixel bytes)", p);
-    cr_assert_str_eq(error_get(), want);
-    snprintf(p, sizeof p, "%s/label.bin", dir);
-    write_cifar("label.bin", 3, 12, 0);
-    cr_assert_null(dataset_load_cifar10((const char *const[]){p}, 1));
-    snprintf(want, sizeof want, "cifar10: %s: record 2 (byte 6146) has label 12; CIFAR-10's "
-             "labels are 0..9", p);
-    cr_assert_str_eq(error_get(), want);
-    snprintf(p, sizeof p, "%s/empty.bin", dir);
-    write_cifar("empty.bin", 0, 0, 0);
-    cr_assert_null(dataset_load_cifar10((const char *const[]){p}, 1));
-    snprintf(want, sizeof want, "cifar10: %s: an empty file", p);
-    cr_assert_str_eq(error_get(), want);
+    expect_cifar_error("short.bin", 2, 0, 5, "6151 bytes, not a whole number of 3073-byte records "
+                                             "(1 label byte + 3072 pixel bytes)");
+    expect_cifar_error("label.bin", 3, 12, 0, "record 2 (byte 6146) has label 12; CIFAR-10's "
+                                              "labels are 0..9");
+    expect_cifar_error("empty.bin", 0, 0, 0, "an empty file");
 }
 
 /* ---- job spec sources ---- */
