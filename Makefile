@@ -21,7 +21,8 @@ DEPFLAGS = -MMD -MP
 # one OpenMP thread pool instead of two pools spinning against each other.
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 OMP     := -fopenmp
-LIBS    := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -ljansson -lz -lm -lpthread -lgnutls -lcurl -lsqlite3
+LIBS    := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -ljansson -lz -lm -lpthread -lgnutls -lcurl -lsqlite3 \
+           -lpng -ljpeg -larchive
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # CUDA backend (gpu/): built when nvcc is found ($(CUDA_HOME)/bin, PATH, or
@@ -191,6 +192,7 @@ test-e2e: build/traind build/traind-asan
 	tests/e2e/test_users.sh build/traind-asan || ok=1; \
 	tests/e2e/test_imports.sh build/traind-asan || ok=1; \
 	tests/e2e/test_tokens.sh build/traind-asan || ok=1; \
+	tests/e2e/test_images.sh build/traind-asan || ok=1; \
 	tests/e2e/test_faults.sh build/traind-asan || ok=1; \
 	tests/e2e/test_hostile.sh build/traind-asan || ok=1; \
 	tests/e2e/test_edge.sh build/traind || ok=1; \

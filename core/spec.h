@@ -141,6 +141,8 @@ typedef enum {
     SPEC_SOURCE_NPY,  /* {"format": "npy", "inputs": ..., "targets": ...} */
     SPEC_SOURCE_TOKENS, /* {"format": "tokens", "path": ..., + the token options} */
     SPEC_SOURCE_TEXT,   /* {"format": "text", "path": ..., + the token options} */
+    SPEC_SOURCE_IMAGEFOLDER, /* {"format": "imagefolder", "root": DIR, "grayscale": false} */
+    SPEC_SOURCE_CIFAR10,     /* {"format": "cifar10", "files": [...] or one} */
 } SpecSourceKind;
 
 /* Paths of inline sources are resolved against the job file's directory
@@ -164,6 +166,10 @@ typedef struct {
     DatasetSplit split;     /* DATASET_SPLIT_ALL when not given */
     double val_fraction;    /* 0.1 when not given */
     int64_t vocab_size;     /* 0: not given */
+    char *root;             /* IMAGEFOLDER */
+    bool grayscale;         /* IMAGEFOLDER: one channel, PIL's convert("L") */
+    char **files;           /* CIFAR10 */
+    int num_files;
 } SpecSource;
 
 /* ---- loss and optimizer ---- */

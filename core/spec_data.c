@@ -4,7 +4,7 @@
  * A source is a dataset name (the daemon resolves it; {"name": ..., "split":
  * ..., "block_size": ...} for token data) or, for `traind run`, an inline
  * description of files: {"format": "idx" | "csv" | "npy" | "tokens" |
- * "text", ...}.
+ * "text" | "imagefolder" | "cifar10", ...}.
  * Paths in it are resolved against the job file's directory at parse time,
  * so the rest of the program never thinks about where the job came from.
  * job_spec_load_source turns an inline source into a Dataset, loading a
@@ -76,6 +76,36 @@ static int parse_token_options(const json_t *v, const char *p, SpecSource *src) 
     return 0;
 }
 
+static const char *const imagefolder_fields[] = {"format", "root", "grayscale", NULL};
+static const char *const cifar10_fields[] = {"format", "files", NULL};
+
+/* The image sources: a folder (torchvision's ImageFolder) or CIFAR-10's
+ * binary batches, their paths resolved against base_dir. */
+static int parse_image_source(const json_t *v, const char *p, const char *base_dir,
+                              bool folder, SpecSource *src) {
+    if (folder) {
+        src->kind = SPEC_SOURCE_IMAGEFOLDER;
+        return spec_check_fields(v, p, imagefolder_fields, "an imagefolder source") ||
+                       spec_get_path(v, p, "root", base_dir, &src->root) ||
+                       spec_get_bool(v, p, "grayscale", false, &src->grayscale)
+                   ? -1
+                   : 0;
+    }
+    src->kind = SPEC_SOURCE_CIFAR10;
+    char pk[SPEC_PATH_MAX];
+    json_t *files = json_object_get(v, "files");
+    if (spec_check_fields(v, p, cifar10_fields, "a cifar10 source")) return -1;
+    if (!files) return error_at(spec_path_key(pk, p, "files"), "required");
+    if (get_strings(files, pk, true, &src->files, &src->num_files)) return -1;
+    for (int i = 0; i < src->num_files; i++) {
+        char *full = spec_resolve_path(base_dir, src->files[i]);
+        if (!full) return -1;
+        free(src->files[i]);
+        src->files[i] = full;
+    }
+    return 0;
+}
+
 static int parse_source(const json_t *v, const char *p, const char *base_dir, SpecSource *src) {
     if (json_is_string(v)) {
         if (json_string_length(v) == 0) return error_at(p, "must not be empty");
@@ -140,9 +170,12 @@ static int parse_source(const json_t *v, const char *p, const char *base_dir, Sp
                    ? -1
                    : 0;
     }
+    if (strcmp(format, "imagefolder") == 0 || strcmp(format, "cifar10") == 0)
+        return parse_image_source(v, p, base_dir, format[0] == 'i', src);
     char pf[SPEC_PATH_MAX];
     return error_at(spec_path_key(pf, p, "format"),
-                    "unknown format '%s' (known: idx, csv, npy, tokens, text)", format);
+                    "unknown format '%s' (known: idx, csv, npy, tokens, text, imagefolder, "
+                    "cifar10)", format);
 }
 
 void spec_source_free(SpecSource *s) {
@@ -156,6 +189,9 @@ void spec_source_free(SpecSource *s) {
     free(s->label_columns);
     free(s->inputs);
     free(s->targets);
+    free(s->root);
+    for (int i = 0; i < s->num_files; i++) free(s->files[i]);
+    free(s->files);
     memset(s, 0, sizeof *s);
 }
 
@@ -328,6 +364,10 @@ Dataset *job_spec_load_source(const JobSpec *spec, const SpecSource *src) {
                                              : dataset_load_text(src->path, &o);
         break;
     }
+    case SPEC_SOURCE_IMAGEFOLDER: ds = dataset_load_imagefolder(src->root, src->grayscale); break;
+    case SPEC_SOURCE_CIFAR10:
+        ds = dataset_load_cifar10((const char *const *)src->files, src->num_files);
+        break;
     case SPEC_SOURCE_CSV: {
         CsvOptions o = {
             .label_columns = (const char *const *)src->label_columns,

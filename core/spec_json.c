@@ -180,8 +180,7 @@ char *spec_strdup(const char *s) {
     return d;
 }
 
-/* path as written when absolute or without a base, else base_dir/path. */
-static char *resolve(const char *base_dir, const char *path) {
+char *spec_resolve_path(const char *base_dir, const char *path) {
     if (!base_dir || !base_dir[0] || path[0] == '/' || strcmp(base_dir, ".") == 0)
         return spec_strdup(path);
     size_t n = strlen(base_dir) + strlen(path) + 2;
@@ -199,7 +198,7 @@ int spec_get_path(const json_t *obj, const char *path, const char *key, const ch
                     char **out) {
     const char *s;
     if (spec_get_string(obj, path, key, true, &s)) return -1;
-    return (*out = resolve(base_dir, s)) ? 0 : -1;
+    return (*out = spec_resolve_path(base_dir, s)) ? 0 : -1;
 }
 
 /* An argument traind accepts only at torch's default `def` (consumed). */

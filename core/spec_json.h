@@ -59,6 +59,9 @@ int spec_only_default(const json_t *obj, const char *path, const char *key, json
                       const char *def_text);
 /* strdup that sets an error when out of memory. */
 char *spec_strdup(const char *s);
+/* path as written when absolute or without a base, else base_dir/path: a
+ * new string, NULL (with an error) when out of memory. */
+char *spec_resolve_path(const char *base_dir, const char *path);
 /* obj[key], a required non-empty string, as a path: kept as written when
  * absolute or when base_dir is NULL, else base_dir/path. *out is owned. */
 int spec_get_path(const json_t *obj, const char *path, const char *key, const char *base_dir,

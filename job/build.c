@@ -81,6 +81,21 @@ bool job_build_is_tokens(const char *format) {
     return strcmp(format, "tokens") == 0 || strcmp(format, "text") == 0;
 }
 
+/* CIFAR-10's batches: the files of role "file", in the order they came. */
+static Dataset *load_cifar10(Db *db, const DbDataset *rec) {
+    char dir[4096], paths[DB_DATASET_MAX_FILES][4400];
+    const char *p[DB_DATASET_MAX_FILES];
+    int n = 0;
+    if (db_dataset_dir(db, rec->id, dir, sizeof dir) != 0) return NULL;
+    for (int i = 0; i < rec->num_files; i++)
+        if (!strcmp(rec->files[i].role, "file")) {
+            snprintf(paths[n], sizeof paths[n], "%s/%s", dir, rec->files[i].name);
+            p[n] = paths[n];
+            n++;
+        }
+    return dataset_load_cifar10(p, n);
+}
+
 /* A record's files as its format says; a token dataset's windows as `tok` says. */
 static Dataset *load_record(Db *db, const DbDataset *rec, bool regression,
                             const TokenOptions *tok) {
@@ -117,6 +132,13 @@ static Dataset *load_record(Db *db, const DbDataset *rec, bool regression,
         free(labels);
         free(features);
         json_decref(opts);
+    } else if (strcmp(rec->format, "imagefolder") == 0) {
+        json_t *opts = json_loads(rec->options_json ? rec->options_json : "{}", 0, NULL);
+        if (job_build_imagefolder_root(db, rec->id, a, sizeof a) == 0)
+            ds = dataset_load_imagefolder(a, json_is_true(json_object_get(opts, "grayscale")));
+        json_decref(opts);
+    } else if (strcmp(rec->format, "cifar10") == 0) {
+        ds = load_cifar10(db, rec);
     } else
         error_set("unknown format '%s'", rec->format);
     if (!ds && rec->name[0]) error_prefix("dataset '%s'", rec->name);
@@ -137,6 +159,14 @@ static int named_token_options(const JobSpec *spec, const SpecSource *src, const
     if (!src->token_options) return 0;
     return error_at(field, "dataset '%s' is %s: block_size, split and val_fraction are for "
                            "token data (tokens, text)", rec->name, rec->format);
+}
+
+int job_build_imagefolder_root(const Db *db, int64_t id, char *buf, size_t size) {
+    char dir[4096];
+    if (db_dataset_dir(db, id, dir, sizeof dir) != 0) return -1;
+    if (snprintf(buf, size, "%s/.imagefolder", dir) >= (int)size)
+        return error_set("dataset %lld: path too long", (long long)id);
+    return 0;
 }
 
 void job_build_sample_shape(const Dataset *ds, DbSampleShape *out) {

@@ -68,6 +68,10 @@ Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression);
 /* Whether a dataset format is token data ("tokens", "text"): its record
  * counts tokens, and a job chooses the windows (block_size, split). */
 bool job_build_is_tokens(const char *format);
+
+/* Where an imagefolder dataset's archive is extracted and read from:
+ * "<dataset dir>/.imagefolder" (a name no uploaded file can have). */
+int job_build_imagefolder_root(const Db *db, int64_t id, char *buf, size_t size);
 /* The record's form of a loaded dataset's sample shape (spec_data_shape_of
  * with dtype names), for db_dataset_mark_ready. */
 void job_build_sample_shape(const Dataset *ds, DbSampleShape *out);

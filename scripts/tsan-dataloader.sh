@@ -13,7 +13,8 @@ for f in $(find core -name '*.c' | sort) scripts/tsan_dataloader.c; do
     cc $flags -c "$f" -o "$o"
     objs+=("$o")
 done
-cc -fsanitize=thread -o "$out/tsan_dataloader" "${objs[@]}" -lopenblas -ljansson -lz -lm -lpthread
+cc -fsanitize=thread -o "$out/tsan_dataloader" "${objs[@]}" -lopenblas -ljansson -lz -lm -lpthread \
+    -lpng -ljpeg
 mnist=${TRAIND_SHARED:-../shared}/datasets/mnist
 args=()
 [ -f "$mnist/t10k-images-idx3-ubyte.gz" ] &&

@@ -2,21 +2,26 @@
  * dataset_ingest.h. */
 #include "server/dataset_ingest.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/data/dataset.h"
 #include "core/error.h"
 #include "core/spec.h"
 #include "job/build.h"
+#include "server/dataset_archive.h"
 #include "server/log.h"
 
 static const char *const IDX_ROLES[] = {"images", "labels"};
 static const char *const CSV_ROLES[] = {"file"};
 static const char *const NPY_ROLES[] = {"inputs", "targets"};
+static const char *const IMAGEFOLDER_ROLES[] = {"archive"};
+static const char *const CIFAR10_ROLES[] = {"file"}; /* one or several batches */
 
 const char *const *dataset_ingest_roles(const char *format, int *n) {
     if (!format) return NULL;
@@ -24,7 +29,13 @@ const char *const *dataset_ingest_roles(const char *format, int *n) {
     if (!strcmp(format, "csv")) return *n = 1, CSV_ROLES;
     if (!strcmp(format, "npy")) return *n = 2, NPY_ROLES;
     if (!strcmp(format, "tokens") || !strcmp(format, "text")) return *n = 1, CSV_ROLES;
+    if (!strcmp(format, "imagefolder")) return *n = 1, IMAGEFOLDER_ROLES;
+    if (!strcmp(format, "cifar10")) return *n = 1, CIFAR10_ROLES;
     return NULL;
+}
+
+bool dataset_ingest_role_repeats(const char *format, const char *role) {
+    return format && !strcmp(format, "cifar10") && !strcmp(role, "file");
 }
 
 bool dataset_ingest_role_ok(const char *format, const char *role) {
@@ -61,9 +72,11 @@ static json_t *column_name(const char *s, size_t len) {
     return j;
 }
 
-char *dataset_ingest_options(const char *label_column, const char *feature_columns) {
+char *dataset_ingest_options(const char *label_column, const char *feature_columns,
+                             bool grayscale) {
     json_t *o = json_object();
     bool ok = o != NULL;
+    if (ok && grayscale) ok = json_object_set_new(o, "grayscale", json_true()) == 0;
     if (ok && label_column && *label_column)
         ok = json_object_set_new(o, "label_column",
                                  column_name(label_column, strlen(label_column))) == 0;
@@ -161,19 +174,114 @@ static int token_record(const Dataset *ds, const char *options_json, DbDataset *
     return 0;
 }
 
+/* ---- image folders: the archive extracted, the class names kept ---- */
+
+/* What the owner's dataset-byte quota leaves (-1: no limit). */
+static int64_t quota_left(const DatasetIngest *in, int64_t *left) {
+    DbQuota q;
+    DbUsage held;
+    char user[DB_USER_NAME_MAX + 1];
+    *left = -1;
+    if (in->owner <= 0) return 0;
+    int st = quota_lookup(in->db, in->owner, in->quota_defaults, &q, &held, user, sizeof user);
+    if (st != DB_OK) return -1;
+    int64_t limit = quota_get(&q, QUOTA_DATASET_BYTES);
+    if (limit >= 0) *left = limit - quota_holding(&held, QUOTA_DATASET_BYTES);
+    if (*left < 0 && limit >= 0) *left = 0;
+    return 0;
+}
+
+/* The archive extracted to the folder job_build_load_dataset reads, and
+ * then removed: the dataset's bytes are the extracted files'. */
+static DatasetIngestResult extract_archive(const DatasetIngest *in, DbDataset *info,
+                                           int64_t *bytes) {
+    char archive[4400], folder[4200];
+    int64_t left;
+    if (quota_left(in, &left) != 0 ||
+        db_dataset_file_path(in->db, info, "archive", archive, sizeof archive) != 0 ||
+        job_build_imagefolder_root(in->db, info->id, folder, sizeof folder) != 0)
+        return DATASET_INGEST_STORAGE;
+    bool over;
+    *bytes = dataset_archive_extract(archive, info->files[0].name, folder, left, &over);
+    if (*bytes < 0) {
+        if (over) error_set_path("quota.dataset_bytes");
+        int e = error_last()->sys_errno; /* the server's disk, or the archive at fault */
+        return over ? DATASET_INGEST_OVER_QUOTA
+               : e == ENOSPC || e == EDQUOT || e == EIO || e == EROFS || e == ENOMEM
+                   ? DATASET_INGEST_STORAGE
+                   : DATASET_INGEST_BAD_DATA;
+    }
+    unlink(archive);
+    return DATASET_INGEST_OK;
+}
+
+/* "imagefolder <folder>: a/1.png: ..." -> "archive 'NAME': a/1.png: ...":
+ * the file named as it is inside the archive the client sent. */
+static void name_archive(Db *db, const DbDataset *info) {
+    char folder[4200], prefix[4300], msg[ERROR_MAX];
+    snprintf(msg, sizeof msg, "%s", error_get());
+    if (job_build_imagefolder_root(db, info->id, folder, sizeof folder) != 0) return;
+    snprintf(prefix, sizeof prefix, "imagefolder %s: ", folder);
+    char *at = strstr(msg, prefix);
+    if (at)
+        error_set("%.*sarchive '%s': %s", (int)(at - msg), msg, info->files[0].name,
+                  at + strlen(prefix));
+}
+
+/* An archive of one class folder is, most likely, `tar -czf x.tar.gz
+ * folder/` of a folder whose classes are one level down: a classifier of
+ * one class learns nothing, so say how to make the archive instead. */
+static DatasetIngestResult one_class(Db *db, const DbDataset *info) {
+    char folder[4200], **names = NULL;
+    int n = 0;
+    if (job_build_imagefolder_root(db, info->id, folder, sizeof folder) == 0)
+        dataset_imagefolder_classes(folder, &names, &n);
+    error_set("archive '%s': one class folder, '%s', at its top; an image folder's archive holds "
+              "the class folders at its top (tar -C FOLDER -czf %s .)", info->files[0].name,
+              n ? names[0] : "?", info->files[0].name);
+    dataset_imagefolder_classes_free(names, n);
+    return DATASET_INGEST_BAD_DATA;
+}
+
+/* The options as stored, with the image folder's class names added. */
+static char *with_classes(Db *db, const DbDataset *info, const char *options_json) {
+    char folder[4200], **names = NULL;
+    int n = 0;
+    json_t *o = json_loads(options_json ? options_json : "{}", 0, NULL), *list = json_array();
+    bool ok = o && list && job_build_imagefolder_root(db, info->id, folder, sizeof folder) == 0 &&
+              dataset_imagefolder_classes(folder, &names, &n) == 0;
+    for (int i = 0; ok && i < n; i++) ok = json_array_append_new(list, json_string(names[i])) == 0;
+    dataset_imagefolder_classes_free(names, n);
+    ok = ok && json_object_set(o, "classes", list) == 0;
+    char *text = ok ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(list);
+    json_decref(o);
+    if (!text) error_set("out of memory");
+    return text;
+}
+
 DatasetIngestResult dataset_ingest_finish(const DatasetIngest *in, DbDataset *info) {
     int roles = 0;
     if (!dataset_ingest_roles(in->format, &roles)) {
-        error_set("format: unknown format '%s' (known: " DATASET_INGEST_FORMATS ")", in->format);
+        error_set("format: unknown format '%s' (known: %s)", in->format, DATASET_INGEST_FORMATS);
         return DATASET_INGEST_BAD_DATA;
     }
     info->id = in->id;
     snprintf(info->format, sizeof info->format, "%s", in->format);
+    bool folder = !strcmp(in->format, "imagefolder");
+    int64_t extracted = 0;
+    DatasetIngestResult r = folder ? extract_archive(in, info, &extracted) : DATASET_INGEST_OK;
+    if (r != DATASET_INGEST_OK) return r;
     char *owned = info->options_json;
     info->options_json = (char *)in->options_json;
     Dataset *ds = load(in->db, info);
     info->options_json = owned;
+    if (ds && folder && ds->num_classes == 1) {
+        dataset_free(ds);
+        return one_class(in->db, info);
+    }
     if (!ds) {
+        if (folder) name_archive(in->db, info);
         strip_data_dir(in->db, in->id);
         return DATASET_INGEST_BAD_DATA;
     }
@@ -183,14 +291,16 @@ DatasetIngestResult dataset_ingest_finish(const DatasetIngest *in, DbDataset *in
     int rc = ds->tokens > 0 ? token_record(ds, in->options_json, info, &options) : 0;
     dataset_free(ds);
     if (rc != 0) return DATASET_INGEST_STORAGE;
-    info->bytes = 0;
-    for (int i = 0; i < info->num_files; i++) info->bytes += info->files[i].bytes;
+    info->bytes = extracted;
+    for (int i = 0; !folder && i < info->num_files; i++) info->bytes += info->files[i].bytes;
     if (info->num_files == 1)
         memcpy(info->sha256, info->files[0].sha256, sizeof info->sha256);
     else
         info->sha256[0] = '\0';
-    info->options_json = options; /* NULL: as inserted; owned is the caller's */
-    DatasetIngestResult r = mark_ready(in, info);
+    if (folder && !(options = with_classes(in->db, info, in->options_json)))
+        return DATASET_INGEST_STORAGE;
+    info->options_json = options; /* stored by mark_ready; NULL: as inserted */
+    r = mark_ready(in, info);
     info->options_json = owned;
     free(options);
     return r;

@@ -18,23 +18,30 @@
 #include "storage/db.h"
 
 /* The formats an upload or import may name, for error messages. */
-#define DATASET_INGEST_FORMATS "idx, csv, npy, tokens, text"
+#define DATASET_INGEST_FORMATS "idx, csv, npy, tokens, text, imagefolder, cifar10"
 
 /* The file roles a format needs, in order: idx {images, labels}, csv
- * {file}, npy {inputs, targets}, tokens {file}, text {file}. NULL for an
- * unknown format. */
+ * {file}, npy {inputs, targets}, tokens {file}, text {file}, imagefolder
+ * {archive} (.tar, .tar.gz or .zip, extracted at the end:
+ * server/dataset_archive.h), cifar10 {file}. NULL for an unknown format. */
 const char *const *dataset_ingest_roles(const char *format, int *n);
 bool dataset_ingest_role_ok(const char *format, const char *role);
+/* Whether a role may come several times: cifar10's batches, loaded in
+ * the order they came. */
+bool dataset_ingest_role_repeats(const char *format, const char *role);
 
 /* A safe name for a file in the dataset's directory: the client's base
  * name when it is [A-Za-z0-9._-]{1,100} and does not start with '.',
  * else the role. */
 void dataset_ingest_file_name(const char *role, const char *client_name, char *out, size_t size);
 
-/* CSV options as stored: {"label_column": ..., "feature_columns": [...]}
- * from the form/JSON values (either may be NULL or ""; feature_columns is
- * comma separated). A new string (free()), NULL when out of memory. */
-char *dataset_ingest_options(const char *label_column, const char *feature_columns);
+/* Options as stored: {"label_column": ..., "feature_columns": [...]}
+ * (csv) from the form/JSON values (either may be NULL or ""; feature_columns
+ * is comma separated), "grayscale": true (imagefolder) when grayscale. An
+ * image folder's "classes" are added once it is loaded. A new string
+ * (free()), NULL when out of memory. */
+char *dataset_ingest_options(const char *label_column, const char *feature_columns,
+                             bool grayscale);
 
 /* The dataset an upload or import has stored the files of. */
 typedef struct {

@@ -24,7 +24,7 @@
 typedef struct Import {
     struct Import *next;
     int64_t id, owner;
-    char format[8];
+    char format[16];
     char *options;
     int num_files;
     char roles[DB_DATASET_MAX_FILES][16];

@@ -62,7 +62,8 @@ int db_dataset_name_check(const char *name) {
 
 static bool format_known(const char *f) {
     return f && (strcmp(f, "idx") == 0 || strcmp(f, "csv") == 0 || strcmp(f, "npy") == 0 ||
-                 strcmp(f, "tokens") == 0 || strcmp(f, "text") == 0);
+                 strcmp(f, "tokens") == 0 || strcmp(f, "text") == 0 ||
+                 strcmp(f, "imagefolder") == 0 || strcmp(f, "cifar10") == 0);
 }
 
 static bool file_name_ok(const char *s) {
@@ -93,7 +94,8 @@ int db_dataset_insert(Db *db, const char *name, const char *format, const char *
     int rc = db_dataset_name_check(name);
     if (rc != DB_OK) return rc;
     if (!format_known(format)) {
-        error_set("format: unknown format '%s' (known: idx, csv, npy, tokens, text)",
+        error_set("format: unknown format '%s' (known: idx, csv, npy, tokens, text, "
+                  "imagefolder, cifar10)",
                   format ? format : "");
         return DB_INVALID;
     }

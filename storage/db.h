@@ -184,7 +184,7 @@ int db_audit_list(Db *db, int64_t after_id, int limit, DbAuditEntry **out, int *
 /* ---- datasets (storage/datasets.c) ---- */
 
 #define DB_DATASET_NAME_MAX 128
-#define DB_DATASET_MAX_FILES 4
+#define DB_DATASET_MAX_FILES 8 /* CIFAR-10: five training batches */
 #define DB_MAX_DIMS 8
 
 /* uploading: its files are streaming in; importing: fetched from URLs in
@@ -225,7 +225,7 @@ typedef struct {
 typedef struct {
     int64_t id;
     char name[DB_DATASET_NAME_MAX + 1];
-    char format[8]; /* "idx", "csv", "npy", "tokens", "text" */
+    char format[16]; /* "idx", "csv", "npy", "tokens", "text", "imagefolder", "cifar10" */
     DbDatasetState state;
     int64_t owner; /* user id, 0 for none */
     char owner_name[DB_USER_NAME_MAX + 1]; /* "" for none */
@@ -267,8 +267,9 @@ int db_dataset_insert(Db *db, const char *name, const char *format, const char *
 int db_dataset_dir(const Db *db, int64_t id, char *buf, size_t size);
 /* Records what the upload produced and makes the dataset `ready` (listed
  * and usable by jobs): info's files (num_files, files[]), bytes, sha256,
- * samples, shape and options_json (NULL: as inserted); its other fields
- * are ignored. When info->sha256 is ""
+ * samples, shape, and options_json when it is not NULL (what loading
+ * found: an image folder's class names, a text's vocabulary); its other
+ * fields are ignored. When info->sha256 is ""
  * it is computed as the sha256 of the text "<role> <file sha256>\n" for each
  * file in order. DB_CONFLICT when it is not `uploading` or `importing`. */
 int db_dataset_mark_ready(Db *db, int64_t id, const DbDataset *info);

@@ -3,7 +3,8 @@
  * A Dataset is two CPU tensors with one row per sample, as a
  * torch.utils.data.TensorDataset:
  *   inputs   uint8 [N, H, W] for images (MNIST IDX, uint8 .npy), which the
- *            ToTensor transform turns into float32 [B, 1, H, W] per batch;
+ *            ToTensor transform turns into float32 [B, 1, H, W] per batch,
+ *            or uint8 [N, C, H, W] (image folders, CIFAR-10) -> [B, C, H, W];
  *            or float32 [N, F] (or [N, ...]) for tabular / numeric data;
  *   targets  int64 [N] class labels for classification losses, or float32
  *            [N, k] regression targets (k = 1 for a single target column).
@@ -22,10 +23,12 @@
  * as well as the tensors), checks what a header claims against what the
  * file holds, and fails with an error naming the file and the line, column
  * or byte offset:
- *   core/data/idx.c     MNIST IDX, gzipped or raw
- *   core/data/csv.c     CSV with a header row
- *   core/data/npy.c     NumPy .npy v1/v2/v3
- *   core/data/tokens.c  uint16 token .bin files and UTF-8 text (lazy)
+ *   core/data/idx.c          MNIST IDX, gzipped or raw
+ *   core/data/csv.c          CSV with a header row
+ *   core/data/npy.c          NumPy .npy v1/v2/v3
+ *   core/data/tokens.c       uint16 token .bin files and UTF-8 text (lazy)
+ *   core/data/imagefolder.c  torchvision's ImageFolder of PNG/JPEG files
+ *   core/data/cifar10.c      CIFAR-10's binary batches
  */
 #ifndef TRAIND_CORE_DATA_DATASET_H
 #define TRAIND_CORE_DATA_DATASET_H
@@ -171,5 +174,21 @@ int dataset_token_windows(const char *what, DatasetSplit split, int64_t tokens,
 /* "all", "train", "val"; and back (-1 for another name). */
 const char *dataset_split_name(DatasetSplit split);
 int dataset_split_parse(const char *name, DatasetSplit *out);
+
+/* ---- image folders (core/data/imagefolder.c) ----
+ * torchvision's ImageFolder: root/<class>/.../<file>.png|.jpg|.jpeg (see
+ * imagefolder.c for the order and the rules). Inputs uint8 [N, 3, H, W]
+ * (PIL's convert("RGB")) or, grayscale, [N, 1, H, W] (convert("L")), all
+ * images of one size; int64 targets, the class's index in sorted order. */
+Dataset *dataset_load_imagefolder(const char *root, bool grayscale);
+/* The class names of root (its sub-directories, sorted), as the targets
+ * number them: *names (free with dataset_imagefolder_classes_free). */
+int dataset_imagefolder_classes(const char *root, char ***names, int *n);
+void dataset_imagefolder_classes_free(char **names, int n);
+
+/* ---- CIFAR-10 binary (core/data/cifar10.c) ----
+ * Records of 1 label byte + 3072 bytes (R, G, B planes of 32x32), the
+ * files concatenated in order: uint8 [N, 3, 32, 32], 10 classes. */
+Dataset *dataset_load_cifar10(const char *const *paths, int num_paths);
 
 #endif

@@ -147,16 +147,18 @@ static int step_output(const Transform *t, int i, DType dtype, int ndim, const i
     const char *name = type_names[t->type];
     switch (t->type) {
     case TRANSFORM_TO_TENSOR:
-        if (dtype != DTYPE_UINT8 || ndim != 3)
-            return error_set("transforms[%d] ToTensor: expects a batch of uint8 images [B, H, W], "
-                             "got %s %s", i, dtype_name(dtype),
+        if (dtype != DTYPE_UINT8 || (ndim != 3 && ndim != 4))
+            return error_set("transforms[%d] ToTensor: expects a batch of uint8 images [B, H, W] "
+                             "or [B, C, H, W], got %s %s", i, dtype_name(dtype),
                              shape_str(ndim, shape, s, sizeof s));
+        /* [B, H, W] (MNIST) gains its one channel; [B, C, H, W] (image
+         * folders, CIFAR-10: already CHW) keeps its shape */
         *odtype = DTYPE_FLOAT32;
         *ondim = 4;
         oshape[0] = shape[0];
-        oshape[1] = 1;
-        oshape[2] = shape[1];
-        oshape[3] = shape[2];
+        oshape[1] = ndim == 4 ? shape[1] : 1;
+        oshape[2] = shape[ndim - 2];
+        oshape[3] = shape[ndim - 1];
         return 0;
     case TRANSFORM_NORMALIZE:
         if (dtype != DTYPE_FLOAT32 || ndim < 2)

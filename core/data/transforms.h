@@ -4,7 +4,8 @@
  * here the DataLoader applies them once to each gathered batch, which is the
  * same arithmetic element for element (each transform is elementwise or a
  * reshape) at a fraction of the per-call overhead:
- *   ToTensor    uint8 [B, H, W] -> float32 [B, 1, H, W], x / 255 in float32
+ *   ToTensor    uint8 [B, H, W] -> float32 [B, 1, H, W], or uint8 [B, C, H, W] ->
+ *               float32 [B, C, H, W]; x / 255 in float32
  *               (torchvision: img.to(torch.float32).div(255))
  *   Normalize   float [B, C, ...]: (x - mean[c]) / std[c] in float32, with
  *               mean/std of length C or 1 (torchvision's F.normalize:

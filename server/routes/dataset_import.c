@@ -76,8 +76,8 @@ static int check_body(HttpRequest *req, json_t *body, ImportJob *job, const char
     const char *const *roles = dataset_ingest_roles(format, &nroles);
     if (!roles)
         return http_reply_error(req, 422, "invalid", "format",
-                                "format: unknown format '%.32s' (known: " DATASET_INGEST_FORMATS
-                                ")", format);
+                                "format: unknown format '%.32s' (known: %s)", format,
+                                DATASET_INGEST_FORMATS);
     char path[64];
     json_object_foreach(urls, key, v) {
         snprintf(path, sizeof path, "urls.%.32s", key);
@@ -130,7 +130,7 @@ int dataset_import(HttpRequest *req, json_t *body) {
         return 0;
     /* a user at their dataset-byte quota has no byte left to fetch */
     if (api_quota_check(req, QUOTA_DATASET_BYTES, 1) != 0) return 0;
-    char *options = dataset_ingest_options(label_column, feature_columns);
+    char *options = dataset_ingest_options(label_column, feature_columns, false);
     if (!options) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
     error_clear();
     int st = db_dataset_insert(api->db, name, job.format, options, job.owner, &job.dataset_id);

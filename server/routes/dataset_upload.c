@@ -4,15 +4,19 @@
  *        -F images=@t10k-images-idx3-ubyte.gz -F labels=@t10k-labels-idx1-ubyte.gz \
  *        http://127.0.0.1:8080/v1/datasets
  *
- * Fields: name, format (idx | csv | npy | tokens | text), label_column and
- * feature_columns (csv, optional; feature_columns comma separated), shared
- * (true | false, default false: whether every user may read and train on
- * it), then the files: images + labels (idx), file (csv, tokens, text),
- * inputs + targets (npy). A tokens file is a .bin of uint16 token ids (raw
- * or llm.c's); a text file is UTF-8, its character vocabulary kept in the
- * dataset's options ("vocab"); both count tokens as their samples, and a
- * job cuts them into windows ({"name": ..., "block_size": ..., "split":
- * "train" | "val"}, core/data/dataset.h). The
+ * Fields: name, format (idx | csv | npy | tokens | text | imagefolder |
+ * cifar10), label_column and feature_columns (csv, optional;
+ * feature_columns comma separated), grayscale (imagefolder, true | false),
+ * shared (true | false, default false: whether every user may read and
+ * train on it), then the files: images + labels (idx), file (csv, tokens,
+ * text), inputs + targets (npy), archive (imagefolder: a .tar, .tar.gz or
+ * .zip of class folders, extracted safely at the end,
+ * server/dataset_archive.h), file one or more times (cifar10's batches, in
+ * order). A tokens file is a .bin of uint16 token ids (raw or llm.c's); a
+ * text file is UTF-8, its character vocabulary kept in the dataset's
+ * options ("vocab"); both count tokens as their samples, and a job cuts
+ * them into windows ({"name": ..., "block_size": ..., "split": "train" |
+ * "val"}, core/data/dataset.h). The
  * fields must come before the files (curl -F and HTML forms send parts in
  * order): the row is inserted, state `uploading`, when the first file
  * starts, so a taken name (409) or a bad one (422) is refused before any
@@ -71,7 +75,7 @@ typedef struct {
     Multipart *mp;
     char name[UPLOAD_FIELD_MAX], format[UPLOAD_FIELD_MAX];
     char label_column[UPLOAD_FIELD_MAX], feature_columns[UPLOAD_FIELD_MAX];
-    char shared[UPLOAD_FIELD_MAX];
+    char shared[UPLOAD_FIELD_MAX], grayscale[UPLOAD_FIELD_MAX];
     char *field; /* the plain field in progress (one of the above), NULL for none */
     char field_name[32];
     size_t field_len;
@@ -142,8 +146,9 @@ static int fail_file(Upload *u, const DbDatasetFile *f, const char *what, int er
                 disk_space_left(db_data_dir(u->api->db), left, sizeof left));
 }
 
-/* "true" or "false" (also 1, 0, or "" for false) of the form's `shared`. */
-static int parse_shared(const char *s, bool *out) {
+/* "true" or "false" (also 1, 0, or "" for false) of the form's `shared`
+ * and `grayscale`. */
+static int parse_flag(const char *s, bool *out) {
     *out = !strcmp(s, "true") || !strcmp(s, "1");
     return *out || !*s || !strcmp(s, "false") || !strcmp(s, "0") ? 0 : -1;
 }
@@ -161,11 +166,14 @@ static int close_file(Upload *u) {
 /* The row, state `uploading`, in the uploader's namespace; shared from
  * the start when the form says so (others see it once it is ready). */
 static int insert_row(Upload *u) {
-    bool shared;
-    if (parse_shared(u->shared, &shared) != 0)
+    bool shared, grayscale;
+    if (parse_flag(u->shared, &shared) != 0)
         return fail(u, 400, "bad_request", "shared", "field 'shared': expected true or false, "
                                                      "got '%.64s'", u->shared);
-    char *options = dataset_ingest_options(u->label_column, u->feature_columns);
+    if (parse_flag(u->grayscale, &grayscale) != 0)
+        return fail(u, 400, "bad_request", "grayscale", "field 'grayscale': expected true or "
+                                                        "false, got '%.64s'", u->grayscale);
+    char *options = dataset_ingest_options(u->label_column, u->feature_columns, grayscale);
     if (!options) return fail(u, 503, "unavailable", "", "out of memory");
     error_clear();
     int st = db_dataset_insert(u->api->db, u->name, u->format, options, u->owner, &u->id);
@@ -182,17 +190,23 @@ static int insert_row(Upload *u) {
     return 0;
 }
 
+static bool name_taken(const Upload *u, const char *name) {
+    for (int i = 0; i < u->info.num_files; i++)
+        if (!strcmp(u->info.files[i].name, name)) return true;
+    return false;
+}
+
 static int start_file(Upload *u, const char *role, const char *filename) {
     int n = 0;
     const char *const *roles = dataset_ingest_roles(u->format, &n);
     if (!roles)
-        return fail(u, 422, "invalid", "format",
-                    "unknown format '%.32s' (known: " DATASET_INGEST_FORMATS ")", u->format);
+        return fail(u, 422, "invalid", "format", "unknown format '%.32s' (known: %s)", u->format,
+                    DATASET_INGEST_FORMATS);
     if (!dataset_ingest_role_ok(u->format, role)) {
         return fail(u, 422, "invalid", role, "format %s takes the files %s%s%s, not '%.64s'",
                     u->format, roles[0], n > 1 ? " and " : "", n > 1 ? roles[1] : "", role);
     }
-    for (int i = 0; i < u->info.num_files; i++)
+    for (int i = 0; i < u->info.num_files && !dataset_ingest_role_repeats(u->format, role); i++)
         if (!strcmp(u->info.files[i].role, role))
             return fail(u, 422, "invalid", role, "file '%s' sent twice", role);
     if (u->id == 0 && insert_row(u) != 0) return -1;
@@ -200,8 +214,10 @@ static int start_file(Upload *u, const char *role, const char *filename) {
     memset(f, 0, sizeof *f);
     snprintf(f->role, sizeof f->role, "%s", role);
     dataset_ingest_file_name(role, filename, f->name, sizeof f->name);
-    for (int i = 0; i < u->info.num_files; i++) /* two files of one name: use the roles */
-        if (!strcmp(u->info.files[i].name, f->name)) snprintf(f->name, sizeof f->name, "%s", role);
+    /* two files of one name: the role's name, or role-<n> (a cifar10 batch) */
+    if (name_taken(u, f->name)) snprintf(f->name, sizeof f->name, "%s", role);
+    if (name_taken(u, f->name))
+        snprintf(f->name, sizeof f->name, "%s-%d", role, u->info.num_files + 1);
     u->file_index = u->info.num_files++;
     char path[4096 + 160];
     snprintf(path, sizeof path, "%s/%s", u->dir, f->name);
@@ -243,11 +259,12 @@ static int start_field(Upload *u, const char *field) {
               : !strcmp(field, "label_column") ? u->label_column
               : !strcmp(field, "feature_columns") ? u->feature_columns
               : !strcmp(field, "shared") ? u->shared
+              : !strcmp(field, "grayscale") ? u->grayscale
               : NULL;
     if (!dst)
         return fail(u, 400, "bad_request", field,
                     "unknown field '%.64s' (fields: name, format, label_column, feature_columns, "
-                    "shared, and the files)", field);
+                    "grayscale, shared, and the files)", field);
     if (*dst) return fail(u, 400, "bad_request", field, "field '%s' sent twice", field);
     u->field = dst;
     u->field_len = 0;
@@ -378,9 +395,8 @@ int dataset_upload_finish(HttpRequest *req) {
     int n = 0;
     const char *const *roles = dataset_ingest_roles(u->format, &n);
     if (!roles)
-        return http_reply_error(req, 422, "invalid", "format",
-                                "unknown format '%.32s' (known: " DATASET_INGEST_FORMATS ")",
-                                u->format);
+        return http_reply_error(req, 422, "invalid", "format", "unknown format '%.32s' (known: %s)",
+                                u->format, DATASET_INGEST_FORMATS);
     for (int i = 0; i < n; i++) {
         bool have = false;
         for (int k = 0; k < u->info.num_files; k++) have |= !strcmp(u->info.files[k].role, roles[i]);
@@ -389,7 +405,9 @@ int dataset_upload_finish(HttpRequest *req) {
                                     u->format, roles[i]);
     }
     error_clear();
-    char *options = dataset_ingest_options(u->label_column, u->feature_columns);
+    bool grayscale = false;
+    parse_flag(u->grayscale, &grayscale); /* checked by insert_row */
+    char *options = dataset_ingest_options(u->label_column, u->feature_columns, grayscale);
     if (!options) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
     DatasetIngest in = {.db = u->api->db, .quota_defaults = &u->api->quota_defaults,
                         .id = u->id, .owner = u->owner, .format = u->format,

@@ -368,7 +368,7 @@ Test(dataloader, errors) {
         cr_assert_eq(dataloader_next(dl, &b), -1);
         cr_assert_null(b.inputs);
         cr_assert_str_eq(error_get(), "batch 0 of epoch 2: transforms[0] ToTensor: expects a "
-                                      "batch of uint8 images [B, H, W], got float32 [4, 2]");
+                                      "batch of uint8 images [B, H, W] or [B, C, H, W], got float32 [4, 2]");
         dataloader_free(dl);
     }
     transform_list_free(&tl);

@@ -355,7 +355,7 @@ Test(spec, errors_name_path_and_reason) {
     expect_variant_error("data.train", NULL, "data.train: required", true);
     expect_variant_error("data.val", "{\"format\": \"parquet\"}",
                          "data.val.format: unknown format 'parquet' (known: idx, csv, npy, "
-                         "tokens, text)", true);
+                         "tokens, text, imagefolder, cifar10)", true);
     expect_variant_error("data.train",
                          "{\"format\": \"csv\", \"path\": \"a.csv\", \"label_column\": "
                          "[\"y\", \"z\"]}",

@@ -72,6 +72,7 @@ Test(transforms, to_tensor_normalize_mnist) {
 Test(transforms, to_tensor_normalize_half) {
     check_normalize_case("to_tensor_normalize_half", true);
 }
+Test(transforms, to_tensor_normalize_rgb) { check_normalize_case("to_tensor_normalize_rgb", true); }
 Test(transforms, normalize_three_channels) { check_normalize_case("normalize_3ch", false); }
 Test(transforms, normalize_tabular) { check_normalize_case("normalize_tabular", false); }
 
@@ -156,7 +157,7 @@ Test(transforms, batch_errors) {
     x = tensor_zeros(SHAPE(4, 3), DTYPE_FLOAT32, DEVICE_CPU_INIT);
     cr_assert_null(transform_list_apply(&tl, x));
     cr_assert_str_eq(error_get(), "transforms[0] ToTensor: expects a batch of uint8 images "
-                                  "[B, H, W], got float32 [4, 3]");
+                                  "[B, H, W] or [B, C, H, W], got float32 [4, 3]");
     tensor_release(x);
     transform_list_free(&tl);
 }

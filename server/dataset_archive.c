@@ -1,0 +1,206 @@
+/* dataset_archive.c - safe extraction of an uploaded archive with
+ * libarchive; see dataset_archive.h. */
+#include "server/dataset_archive.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+#define ENTRY_PATH_MAX 1024
+
+typedef struct {
+    const char *name; /* the archive, for errors */
+    int root;         /* fd of the folder being filled */
+    int64_t written, max_bytes;
+    bool over_limit;
+    char buf[1 << 16];
+} Extract;
+
+/* entry's path made relative and plain into out: "./a//b.png" -> "a/b.png";
+ * absolute paths and ".." refused. 0, or -1 with the reason. */
+static int clean_path(const Extract *x, const char *path, char *out, size_t size) {
+    if (!path || !*path) return error_set("archive '%s': an entry without a name", x->name);
+    if (path[0] == '/')
+        return error_set("archive '%s': entry '%.200s': an absolute path (entries must lie "
+                         "inside the folder)", x->name, path);
+    size_t len = 0;
+    for (const char *p = path; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.')
+            return error_set("archive '%s': entry '%.200s': a '..' component (entries must lie "
+                             "inside the folder)", x->name, path);
+        if (n && !(n == 1 && p[0] == '.')) {
+            if (len + n + 2 > size)
+                return error_set("archive '%s': entry '%.200s...': a path over %zu bytes", x->name,
+                                 path, size - 1);
+            if (len) out[len++] = '/';
+            memcpy(out + len, p, n);
+            len += n;
+        }
+        p += n + (p[n] == '/');
+    }
+    out[len] = '\0';
+    return 0;
+}
+
+/* mkdir -p of the directories of `rel` (all of it when whole) under root. */
+static int make_dirs(const Extract *x, char *rel, bool whole) {
+    for (char *s = rel;; s++) {
+        bool end = *s == '\0';
+        if (*s != '/' && !end) continue;
+        if (end && !whole) return 0;
+        char c = *s;
+        *s = '\0';
+        int rc = mkdirat(x->root, rel, 0755);
+        int e = errno;
+        struct stat st;
+        bool ok = rc == 0 || (e == EEXIST && fstatat(x->root, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                              S_ISDIR(st.st_mode));
+        *s = c;
+        if (!ok)
+            return error_sys(rc == 0 ? EEXIST : e, "archive '%s': entry '%s': cannot make its "
+                             "directory", x->name, rel);
+        if (end) return 0;
+    }
+}
+
+static int write_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* A regular file's data, counted against the limit as it is written. */
+static int write_file(Extract *x, struct archive *a, char *rel) {
+    if (make_dirs(x, rel, false) != 0) return -1;
+    int fd = openat(x->root, rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return errno == EEXIST ? error_set("archive '%s': entry '%s' appears twice", x->name, rel)
+                               : error_sys(errno, "archive '%s': entry '%s'", x->name, rel);
+    int rc = 0;
+    for (;;) {
+        la_ssize_t n = archive_read_data(a, x->buf, sizeof x->buf);
+        if (n == 0) break;
+        if (n < 0) {
+            rc = error_set("archive '%s': entry '%s': %s", x->name, rel, archive_error_string(a));
+            break;
+        }
+        x->written += n;
+        if (x->max_bytes >= 0 && x->written > x->max_bytes) {
+            x->over_limit = true;
+            rc = error_set("archive '%s': its files come to more than %lld bytes once extracted "
+                           "(at entry '%s'), over what the dataset-byte quota leaves", x->name,
+                           (long long)x->max_bytes, rel);
+            break;
+        }
+        if (write_all(fd, x->buf, (size_t)n) != 0) {
+            rc = error_sys(errno, "archive '%s': entry '%s': cannot write", x->name, rel);
+            break;
+        }
+    }
+    if (close(fd) != 0 && rc == 0) rc = error_sys(errno, "archive '%s': entry '%s'", x->name, rel);
+    return rc;
+}
+
+static const char *kind_of(mode_t type) {
+    switch (type) {
+    case AE_IFLNK: return "a symbolic link";
+    case AE_IFCHR: return "a character device";
+    case AE_IFBLK: return "a block device";
+    case AE_IFIFO: return "a fifo";
+    case AE_IFSOCK: return "a socket";
+    default: return "not a file or directory";
+    }
+}
+
+static int extract_entry(Extract *x, struct archive *a, struct archive_entry *e) {
+    char rel[ENTRY_PATH_MAX];
+    const char *path = archive_entry_pathname(e);
+    if (clean_path(x, path, rel, sizeof rel) != 0) return -1;
+    mode_t type = archive_entry_filetype(e);
+    if (archive_entry_hardlink(e))
+        return error_set("archive '%s': entry '%s': a hard link (only files and directories "
+                         "are taken)", x->name, rel);
+    if (type == AE_IFDIR) return rel[0] ? make_dirs(x, rel, true) : 0;
+    if (type != AE_IFREG)
+        return error_set("archive '%s': entry '%s': %s (only files and directories are taken)",
+                         x->name, rel, kind_of(type));
+    if (!rel[0]) return error_set("archive '%s': a file entry named '%s'", x->name, path);
+    return write_file(x, a, rel);
+}
+
+static int extract_all(Extract *x, const char *path) {
+    struct archive *a = archive_read_new();
+    if (!a) return error_set("archive '%s': out of memory", x->name);
+    archive_read_support_filter_gzip(a);
+    archive_read_support_format_tar(a);
+    archive_read_support_format_zip(a);
+    int rc = 0;
+    if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
+        rc = error_set("archive '%s': not a .tar, .tar.gz or .zip archive (%s)", x->name,
+                       archive_error_string(a));
+    }
+    struct archive_entry *e;
+    for (long entries = 0; rc == 0; entries++) {
+        int r = archive_read_next_header(a, &e);
+        if (r == ARCHIVE_EOF) {
+            if (entries == 0) rc = error_set("archive '%s': no entries", x->name);
+            break;
+        }
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            rc = error_set("archive '%s': %s%s (after %ld entries)", x->name,
+                           entries ? "" : "not a .tar, .tar.gz or .zip archive: ",
+                           archive_error_string(a), entries);
+            break;
+        }
+        if (entries >= DATASET_ARCHIVE_MAX_ENTRIES)
+            rc = error_set("archive '%s': more than %d entries", x->name,
+                           DATASET_ARCHIVE_MAX_ENTRIES);
+        else
+            rc = extract_entry(x, a, e);
+    }
+    archive_read_free(a);
+    return rc;
+}
+
+static int remove_entry(const char *p, const struct stat *st, int flag, struct FTW *f) {
+    (void)st, (void)f;
+    return flag == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+int64_t dataset_archive_extract(const char *path, const char *name, const char *dir,
+                                int64_t max_bytes, bool *over_limit) {
+    Extract *x = calloc(1, sizeof *x);
+    char part[4200];
+    *over_limit = false;
+    if (!x) return error_set("archive '%s': out of memory", name);
+    snprintf(part, sizeof part, "%s.part", dir);
+    x->name = name;
+    x->max_bytes = max_bytes;
+    int rc = mkdir(part, 0755) != 0 ? error_sys(errno, "%s", part) : 0;
+    x->root = rc == 0 ? open(part, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (rc == 0 && x->root < 0) rc = error_sys(errno, "%s", part);
+    if (rc == 0) rc = extract_all(x, path);
+    if (rc == 0 && syncfs(x->root) != 0) rc = error_sys(errno, "%s: cannot sync", part);
+    if (x->root >= 0) close(x->root);
+    if (rc == 0 && rename(part, dir) != 0) rc = error_sys(errno, "%s", dir);
+    if (rc != 0) nftw(part, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int64_t written = x->written;
+    *over_limit = x->over_limit;
+    free(x);
+    return rc == 0 ? written : -1;
+}

@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# test_images.sh - image data through the daemon: image folders uploaded as
+# one archive, CIFAR-10 batches, and the archives that must be refused.
+#
+#   tests/e2e/test_images.sh [TRAIND]      (default build/traind)
+#
+# Covers: an image folder written from MNIST by scripts/mnist_imagefolder.py
+# (a slice: 600 training and 200 test images), uploaded as a .tar.gz and as
+# a .zip (format imagefolder, role archive), described (samples, shape,
+# class names in its options), once as grayscale; a small CNN trained on it
+# to a validation accuracy a guess cannot reach; CIFAR-10 batches written
+# here uploaded as two `file` parts; the .tar.gz imported from a URL
+# (tests/e2e/import_server.py, --import-allow-private); and the bad input,
+# each a 422 naming the file inside the archive: a '..' path, an absolute
+# path, a symlink, a hard link, a text file named .png, a truncated PNG, a
+# file that is no archive, images of two sizes, one folder holding the
+# class folders, a CIFAR-10 file of a wrong size; an archive that inflates
+# past the owner's dataset-byte quota is a 429. Nothing of a refused upload
+# is left (rows, files, or anything outside its directory).
+# Every response is checked against api-docs/openapi.yaml. Last, SIGTERM
+# stops the daemon cleanly (under ASan, no sanitizer report).
+#
+# Needs curl, python3 (no torch, no PIL) and node; the shared MNIST
+# (../shared/datasets/mnist), else the MNIST checks are skipped. Ends with
+# "N passed, N failed, N skipped"; exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+TRAIND=${1:-build/traind}
+MNIST=${MNIST:-${TRAIND_SHARED:-../shared}/datasets/mnist}
+TMP=$(mktemp -d)
+VAR=$TMP/var
+trap cleanup_daemons EXIT
+. "$(dirname "$0")/lib.sh"
+
+start_daemon "$VAR" "$TMP/daemon.log" --workers 1 --import-allow-private
+echo "daemon on $URL, data dir $VAR"
+
+# archive OUT KIND SPEC...: a .tar.gz (KIND tgz) or .zip (zip) of entries
+# NAME=SOURCE (a file's bytes), NAME@TARGET (a symlink), NAME%TARGET (a hard
+# link, tar only), or DIR/ (every file under the directory DIR, named from
+# it), written with Python's tarfile / zipfile.
+archive() {
+    $PY - "$@" <<'EOF'
+import io, os, sys, tarfile, zipfile
+out, kind, specs = sys.argv[1], sys.argv[2], sys.argv[3:]
+entries = []  # (name, bytes or None, link kind, target)
+for s in specs:
+    if s.endswith("/"):
+        for root, _, files in sorted(os.walk(s)):
+            for f in sorted(files):
+                p = os.path.join(root, f)
+                entries.append((os.path.relpath(p, s), open(p, "rb").read(), None, None))
+    elif "@" in s or "%" in s:
+        sep = "@" if "@" in s else "%"
+        name, target = s.split(sep, 1)
+        entries.append((name, None, sep, target))
+    else:
+        name, src = s.split("=", 1)
+        entries.append((name, open(src, "rb").read(), None, None))
+if kind == "zip":
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data, link, target in entries:
+            if link == "@":
+                info = zipfile.ZipInfo(name)
+                info.external_attr = 0o120777 << 16  # a symlink, as Info-ZIP writes one
+                z.writestr(info, target)
+            else:
+                z.writestr(name, data)
+else:
+    with tarfile.open(out, "w:gz") as t:
+        for name, data, link, target in entries:
+            info = tarfile.TarInfo(name)
+            if link:
+                info.type = tarfile.SYMTYPE if link == "@" else tarfile.LNKTYPE
+                info.linkname = target
+                t.addfile(info)
+            else:
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+EOF
+}
+
+# upload NAME FILE [CURL ARGS...]: an imagefolder upload of FILE.
+upload() {
+    local name=$1 file=$2
+    shift 2
+    api POST /v1/datasets -F "name=$name" -F format=imagefolder "$@" -F "archive=@$file"
+}
+
+# refused WHAT NAME FILE WANT: an upload of FILE is a 422 whose message has WANT.
+refused() {
+    upload "$2" "$3"
+    expect "$1: refused" 422 invalid_dataset &&
+        check "$1: the message names it" "$(jv "'''$4''' in d['error']['message']")" True
+}
+
+# ---------------------------------------------------------------- an MNIST image folder
+if [ -f "$MNIST/train-images-idx3-ubyte.gz" ] && [ -f "$MNIST/t10k-images-idx3-ubyte.gz" ]; then
+    $PY scripts/mnist_imagefolder.py "$TMP/if/train" --limit 600 --mnist "$MNIST" >/dev/null
+    $PY scripts/mnist_imagefolder.py "$TMP/if/test" --split test --limit 200 --mnist "$MNIST" --rgb \
+        >/dev/null
+    (cd "$TMP/if/train" && tar -czf "$TMP/train.tar.gz" .)
+    archive "$TMP/test.zip" zip "$TMP/if/test/"
+
+    upload mnist-if-train "$TMP/train.tar.gz"
+    expect "upload an image folder (.tar.gz, 600 PNGs)" 201 &&
+        check "tar.gz: samples, shape, classes, class names" \
+            "$(jv '(d["samples"], d["inputs"]["dtype"], d["inputs"]["shape"], d["classes"], d["options"]["classes"])')" \
+            "(600, 'uint8', [3, 28, 28], 10, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])"
+    check "tar.gz: the archive's sha256 is sha256sum's" "$(jv 'd["files"][0]["sha256"]')" \
+        "$(sha256sum "$TMP/train.tar.gz" | cut -d' ' -f1)"
+    extracted=$(find "$TMP/if/train" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+    check "tar.gz: the dataset's bytes are the extracted files'" "$(jv 'd["bytes"]')" "$extracted"
+    upload mnist-if-test "$TMP/test.zip"
+    expect "upload an image folder (.zip, 200 RGB PNGs)" 201 &&
+        check "zip: samples, shape" "$(jv '(d["samples"], d["inputs"]["shape"])')" "(200, [3, 28, 28])"
+    upload mnist-if-grey "$TMP/test.zip" -F grayscale=true
+    expect "upload an image folder as grayscale" 201 &&
+        check "grayscale: one channel, the option kept" "$(jv '(d["inputs"]["shape"], d["options"]["grayscale"])')" \
+            "([1, 28, 28], True)"
+
+    # the same archive by URL import (the importer stores it as an upload's)
+    mkdir -p "$TMP/www" && cp "$TMP/train.tar.gz" "$TMP/www/"
+    if import_server "$TMP/www" 127.0.0.1; then
+        api POST /v1/datasets -H 'Content-Type: application/json' --data-binary \
+            "{\"name\": \"imported\", \"format\": \"imagefolder\", \"urls\": {\"archive\": \"http://127.0.0.1:$WEB_PORT/files/train.tar.gz\"}}"
+        expect "import an image folder's archive from a URL" 202
+        ID=$(jv 'd["id"]')
+        for _ in $(seq 100); do
+            api GET "/v1/datasets/$ID"
+            [ "$(jv 'd["state"]')" = importing ] || break
+            sleep 0.1
+        done
+        check "imported: ready, samples, shape" "$(jv '(d["state"], d["samples"], d["inputs"]["shape"])')" \
+            "('ready', 600, [3, 28, 28])"
+    else
+        fail "import server" "tests/e2e/import_server.py did not start"
+    fi
+
+    cat >"$TMP/cnn.json" <<'EOF'
+{"name": "cnn-folder", "data": {"train": "mnist-if-train", "val": "mnist-if-test",
+  "transforms": [{"type": "ToTensor"},
+                 {"type": "Normalize", "mean": [0.1307, 0.1307, 0.1307], "std": [0.3081, 0.3081, 0.3081]}]},
+ "model": [{"type": "Conv2d", "in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding": 1},
+           {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2}, {"type": "Flatten"},
+           {"type": "Linear", "in_features": 1568, "out_features": 10}],
+ "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.003},
+ "epochs": 4, "batch_size": 32, "shuffle": true, "seed": 0, "metrics": ["accuracy"]}
+EOF
+    api POST /v1/jobs -H 'Content-Type: application/json' --data-binary "@$TMP/cnn.json"
+    expect "submit a CNN on the image folder" 201
+    JOB=$(jv 'd["id"]')
+    api GET "/v1/jobs/$JOB/metrics?follow=1" -N -m 120
+    api GET "/v1/jobs/$JOB"
+    check "the CNN job succeeded" "$(jv 'd["state"]')" succeeded
+    acc=$(jv 'd["metrics"]["val_accuracy"]["value"]')
+    check "its validation accuracy ($acc) is past 0.75 (a guess: 0.1)" \
+        "$(jv 'd["metrics"]["val_accuracy"]["value"] > 0.75')" True
+else
+    skip "MNIST image folders" "$MNIST is absent"
+fi
+
+# ---------------------------------------------------------------- CIFAR-10
+$PY - "$TMP" <<'EOF'
+import os, sys
+d = sys.argv[1]
+for name, n in (("data_batch_1.bin", 30), ("data_batch_2.bin", 20)):
+    with open(os.path.join(d, name), "wb") as f:
+        for r in range(n):
+            f.write(bytes([r % 10]) + bytes((r + k) % 256 for k in range(3072)))
+with open(os.path.join(d, "short.bin"), "wb") as f:
+    f.write(bytes(3073 * 2 + 1))
+EOF
+api POST /v1/datasets -F name=cifar -F format=cifar10 -F "file=@$TMP/data_batch_1.bin" \
+    -F "file=@$TMP/data_batch_2.bin"
+expect "upload CIFAR-10 batches (two file parts)" 201 &&
+    check "cifar10: samples, shape, classes, files" \
+        "$(jv '(d["samples"], d["inputs"]["shape"], d["classes"], [f["name"] for f in d["files"]])')" \
+        "(50, [3, 32, 32], 10, ['data_batch_1.bin', 'data_batch_2.bin'])"
+api POST /v1/datasets -F name=cifar-same -F format=cifar10 -F "file=@$TMP/data_batch_1.bin" \
+    -F "file=@$TMP/data_batch_1.bin" -F "file=@$TMP/data_batch_1.bin"
+expect "three batches of one name" 201 &&
+    check "cifar10: stored under the name, the role, role-3" \
+        "$(jv '(d["samples"], [f["name"] for f in d["files"]])')" "(90, ['data_batch_1.bin', 'file', 'file-3'])"
+api POST /v1/datasets -F name=cifar-bad -F format=cifar10 -F "file=@$TMP/short.bin"
+expect "a CIFAR-10 file of a wrong size" 422 invalid_dataset &&
+    check "cifar10: the message names the file and its size" "$(jv 'd["error"]["message"]')" \
+        "cifar10: short.bin: 6147 bytes, not a whole number of 3073-byte records (1 label byte + 3072 pixel bytes)"
+
+# ---------------------------------------------------------------- bad archives
+$PY - "$TMP" <<'EOF'
+import struct, sys, zlib
+d = sys.argv[1]
+def chunk(k, b):
+    return struct.pack(">I", len(b)) + k + b + struct.pack(">I", zlib.crc32(k + b) & 0xFFFFFFFF)
+def png(w, h, v):
+    raw = b"".join(b"\0" + bytes([v]) * w for _ in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+open(d + "/ok.png", "wb").write(png(4, 4, 10))
+open(d + "/big.png", "wb").write(png(5, 4, 10))
+open(d + "/cut.png", "wb").write(png(4, 4, 10)[:40])
+open(d + "/text.png", "wb").write(b"label,pixels\n1,2\n")
+open(d + "/zeros", "wb").write(bytes(4 << 20))
+EOF
+archive "$TMP/dotdot.tar.gz" tgz "a/ok.png=$TMP/ok.png" "../evil.png=$TMP/ok.png"
+refused "a '..' path" bad-dotdot "$TMP/dotdot.tar.gz" "entry '../evil.png': a '..' component"
+archive "$TMP/abs.tar.gz" tgz "a/ok.png=$TMP/ok.png" "/tmp/abs-evil.png=$TMP/ok.png"
+refused "an absolute path" bad-abs "$TMP/abs.tar.gz" "entry '/tmp/abs-evil.png': an absolute path"
+archive "$TMP/link.tar.gz" tgz "a/ok.png=$TMP/ok.png" "b/link.png@/etc/passwd"
+refused "a symlink (tar)" bad-link "$TMP/link.tar.gz" "entry 'b/link.png': a symbolic link"
+archive "$TMP/link.zip" zip "a/ok.png=$TMP/ok.png" "b/link.png@../../../etc/passwd"
+refused "a symlink (zip)" bad-zlink "$TMP/link.zip" "entry 'b/link.png': a symbolic link"
+archive "$TMP/hard.tar.gz" tgz "a/ok.png=$TMP/ok.png" "b/hard.png%a/ok.png"
+refused "a hard link" bad-hard "$TMP/hard.tar.gz" "entry 'b/hard.png': a hard link"
+archive "$TMP/text.zip" zip "a/ok.png=$TMP/ok.png" "b/ok.png=$TMP/ok.png" "b/fake.png=$TMP/text.png"
+refused "a text file named .png" bad-text "$TMP/text.zip" \
+    "archive 'text.zip': b/fake.png: not a PNG or JPEG image"
+archive "$TMP/cut.tar.gz" tgz "a/ok.png=$TMP/ok.png" "b/cut.png=$TMP/cut.png"
+refused "a truncated PNG" bad-cut "$TMP/cut.tar.gz" \
+    "archive 'cut.tar.gz': b/cut.png: not a valid PNG image (the file ends early (truncated))"
+archive "$TMP/sizes.tar.gz" tgz "a/ok.png=$TMP/ok.png" "b/big.png=$TMP/big.png"
+refused "images of two sizes" bad-sizes "$TMP/sizes.tar.gz" \
+    "b/big.png: 5x4 pixels, but a/ok.png (the first image) is 4x4"
+refused "a file that is no archive" bad-notar "$TMP/text.png" \
+    "archive 'text.png': not a .tar, .tar.gz or .zip archive"
+archive "$TMP/onedir.tar.gz" tgz "digits/a/ok.png=$TMP/ok.png" "digits/b/ok.png=$TMP/ok.png"
+refused "an archive of one folder holding the classes" bad-onedir "$TMP/onedir.tar.gz" \
+    "archive 'onedir.tar.gz': one class folder, 'digits', at its top"
+
+ALICE=$("$TRAIND" user add alice --data-dir "$VAR" 2>/dev/null)
+"$TRAIND" user set-quota alice --dataset-bytes 1000000 --data-dir "$VAR" >/dev/null 2>&1
+archive "$TMP/bomb.tar.gz" tgz "a/ok.png=$TMP/ok.png" "b/zeros.png=$TMP/zeros"
+TOKEN=$ALICE upload bomb "$TMP/bomb.tar.gz"
+expect "an archive that inflates past the quota (4 MB of zeros, 1 MB quota)" 429 quota_exceeded &&
+    check "the quota's path" "$(jv 'd["error"]["path"]')" quota.dataset_bytes
+
+check "refused uploads leave no row" \
+    "$(sql "$VAR" "SELECT count(*) FROM datasets WHERE name LIKE 'bad-%' OR name IN ('cifar-bad', 'bomb')")" 0
+api GET /v1/datasets
+live=$(jv '" ".join(str(x["id"]) for x in d["datasets"])')
+check "refused uploads leave no files (only the ready datasets' directories)" \
+    "$(cd "$VAR/datasets" && ls | sort -n | tr '\n' ' ' | sed 's/ $//')" \
+    "$(echo "$live" | tr ' ' '\n' | sort -n | tr '\n' ' ' | sed 's/ $//')"
+check "nothing was written outside the dataset's directory" \
+    "$(ls "$VAR/datasets/evil.png" "$VAR/evil.png" /tmp/abs-evil.png 2>/dev/null | wc -l)" 0
+
+openapi_summary
+stop_daemon "$DPID" "$TMP/daemon.log"
+summary

@@ -1,0 +1,350 @@
+/* test_images.c - core/data/image_decode.c, imagefolder.c and cifar10.c.
+ *
+ * Decoding against the pixels PIL gives (tests/fixtures/gen_images.py
+ * writes PNGs of every colour type and bit depth, two JPEGs, and PIL's
+ * convert("RGB") / convert("L") of each); an image folder's order against
+ * torchvision's ImageFolder on the committed tree; and each bad input with
+ * its exact message. Folders and CIFAR-10 files for the errors are written
+ * here, in a temporary directory. */
+#include <criterion/criterion.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/data/dataset.h"
+#include "core/data/image_decode.h"
+#include "core/error.h"
+#include "core/spec.h"
+#include "tests/support/fixture.h"
+
+#define IMAGES "tests/fixtures/images"
+
+static char dir[64];
+
+static void setup(void) {
+    snprintf(dir, sizeof dir, "/tmp/traind-images-XXXXXX");
+    cr_assert(mkdtemp(dir) != NULL);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *f) {
+    (void)st, (void)f;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void teardown(void) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+TestSuite(images, .init = setup, .fini = teardown);
+
+/* ---- writing test folders ---- */
+
+static void write_bytes(const char *rel, const void *data, size_t n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    for (char *s = strchr(path + strlen(dir) + 1, '/'); s; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        mkdir(path, 0755);
+        *s = '/';
+    }
+    FILE *f = fopen(path, "wb");
+    cr_assert(f != NULL, "%s", path);
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+/* A fixture image copied to dir/rel. */
+static void copy_image(const char *fixture, const char *rel) {
+    char path[512];
+    snprintf(path, sizeof path, IMAGES "/%s", fixture);
+    FILE *f = fopen(path, "rb");
+    cr_assert(f != NULL, "%s", path);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    write_bytes(rel, buf, n);
+}
+
+/* ---- decoding ---- */
+
+static void check_decode(json_t *kase, const char *file, const char *key, int channels) {
+    char path[256];
+    snprintf(path, sizeof path, IMAGES "/%s", file);
+    Image img;
+    cr_assert_eq(image_decode(path, file, channels, &img), 0, "%s", error_get());
+    Tensor *want = fixture_tensor(kase, key);
+    cr_assert_eq(img.channels, channels);
+    cr_assert_eq(img.height, want->shape[1], "%s height", file);
+    cr_assert_eq(img.width, want->shape[2], "%s width", file);
+    Tensor *got = tensor_from_buffer(img.pixels, 3, want->shape, DTYPE_UINT8);
+    char what[160];
+    snprintf(what, sizeof what, "%s as %s", file, key);
+    assert_tensor_close(got, want, 0, 0, what); /* exact */
+    tensor_release(got);
+    tensor_release(want);
+    free(img.pixels);
+}
+
+Test(images, decode_matches_pil) {
+    json_t *fx = fixture_load("images");
+    json_t *cases = json_object_get(fx, "cases");
+    const char *file;
+    json_t *kase;
+    int count = 0;
+    json_object_foreach(cases, file, kase) {
+        check_decode(kase, file, "rgb", 3);
+        check_decode(kase, file, "l", 1);
+        count++;
+    }
+    cr_assert_eq(count, 17, "every colour type, 16-bit, palette, Adam7, two JPEGs");
+    json_decref(fx);
+}
+
+static void expect_decode_error(const char *file, const char *want) {
+    char path[256];
+    snprintf(path, sizeof path, IMAGES "/%s", file);
+    Image img;
+    cr_assert_eq(image_decode(path, file, 3, &img), -1, "%s decoded", file);
+    cr_assert_null(img.pixels);
+    cr_assert_str_eq(error_get(), want);
+}
+
+Test(images, bad_files_named) {
+    expect_decode_error("bad_text.png",
+                        "bad_text.png: not a PNG or JPEG image (it starts with 63 6c 61 73)");
+    expect_decode_error("bad_truncated.png",
+                        "bad_truncated.png: not a valid PNG image (the file ends early "
+                        "(truncated))");
+    expect_decode_error("bad_ihdr_lies.png",
+                        "bad_ihdr_lies.png: not a valid PNG image (Not enough image data)");
+    expect_decode_error("bad_truncated.jpg",
+                        "bad_truncated.jpg: the JPEG data ends early (a truncated file)");
+    expect_decode_error("bad_bomb.png",
+                        "bad_bomb.png: a PNG image of 20000x20000 pixels is over the limit of "
+                        "67108864 pixels (a decompression bomb?)");
+    expect_decode_error("missing.png", "missing.png: No such file or directory");
+}
+
+/* ---- image folders ---- */
+
+Test(images, imagefolder_order_is_torchvisions) {
+    json_t *fx = fixture_load("images");
+    json_t *want = json_object_get(fx, "imagefolder");
+    json_t *classes = json_object_get(want, "classes"), *targets = json_object_get(want, "targets");
+    json_t *values = json_object_get(want, "values");
+    Dataset *ds = dataset_load_imagefolder(IMAGES "/tree", false);
+    cr_assert_not_null(ds, "%s", error_get());
+    cr_assert_eq(ds->n, (int64_t)json_array_size(targets));
+    cr_assert_eq(ds->n, 10);
+    cr_assert_eq(ds->num_classes, (int)json_array_size(classes));
+    cr_assert_eq(ds->inputs->ndim, 4);
+    int64_t shape[4] = {10, 3, 2, 3};
+    for (int d = 0; d < 4; d++) cr_assert_eq(ds->inputs->shape[d], shape[d]);
+    const int64_t *labels = tensor_data(ds->targets);
+    const uint8_t *px = tensor_data(ds->inputs);
+    for (int64_t i = 0; i < ds->n; i++) {
+        cr_assert_eq(labels[i], json_integer_value(json_array_get(targets, (size_t)i)),
+                     "sample %lld: %s", (long long)i,
+                     json_string_value(json_array_get(json_object_get(want, "files"), (size_t)i)));
+        for (int k = 0; k < 18; k++) /* every pixel of R, G, B is the file's value */
+            cr_assert_eq(px[i * 18 + k], json_integer_value(json_array_get(values, (size_t)i)));
+    }
+    cr_assert_str_eq(ds->description, "imagefolder: 5 classes (.hidden, B, _c, a, a b), 10 "
+                                      "images of uint8 [3, 2, 3]");
+    char **names;
+    int n;
+    cr_assert_eq(dataset_imagefolder_classes(IMAGES "/tree", &names, &n), 0);
+    cr_assert_eq(n, 5);
+    for (int i = 0; i < n; i++)
+        cr_assert_str_eq(names[i], json_string_value(json_array_get(classes, (size_t)i)));
+    dataset_imagefolder_classes_free(names, n);
+    dataset_free(ds);
+    json_decref(fx);
+}
+
+Test(images, imagefolder_grayscale_and_jpeg) {
+    copy_image("colour.jpg", "cat/a.jpg");
+    copy_image("colour.jpg", "dog/b.JPEG");
+    copy_image("colour.jpg", "dog/c.jpg");
+    Dataset *ds = dataset_load_imagefolder(dir, true);
+    cr_assert_not_null(ds, "%s", error_get());
+    cr_assert_eq(ds->inputs->shape[0], 3);
+    cr_assert_eq(ds->inputs->shape[1], 1);
+    cr_assert_eq(ds->inputs->shape[2], 16);
+    cr_assert_eq(ds->inputs->shape[3], 24);
+    json_t *fx = fixture_load("images");
+    Tensor *want = fixture_tensor(json_object_get(json_object_get(fx, "cases"), "colour.jpg"), "l");
+    cr_assert_eq(memcmp(tensor_data(want), (uint8_t *)tensor_data(ds->inputs) + 2 * 16 * 24,
+                        16 * 24), 0, "dog/c.jpg as L");
+    const int64_t *labels = tensor_data(ds->targets);
+    cr_assert(labels[0] == 0 && labels[1] == 1 && labels[2] == 1);
+    tensor_release(want);
+    json_decref(fx);
+    dataset_free(ds);
+}
+
+static void expect_folder_error(const char *want_suffix) {
+    Dataset *ds = dataset_load_imagefolder(dir, false);
+    cr_assert_null(ds);
+    char want[1024];
+    snprintf(want, sizeof want, "imagefolder %s: %s", dir, want_suffix);
+    cr_assert_str_eq(error_get(), want);
+}
+
+Test(images, imagefolder_errors_name_the_file) {
+    Dataset *ds = dataset_load_imagefolder(dir, false);
+    cr_assert_null(ds);
+    char want[512];
+    snprintf(want, sizeof want, "imagefolder %s: Couldn't find any class folder in it.", dir);
+    cr_assert_str_eq(error_get(), want);
+
+    copy_image("rgb8.png", "b/1.png");
+    write_bytes("b/notes.txt", "skipped", 7);
+    write_bytes("c/readme", "skipped", 7);
+    write_bytes("a/.keep", "", 0);
+    expect_folder_error("Found no valid file for the classes a, c. Supported extensions are: "
+                        ".jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, .tiff, .webp");
+    copy_image("rgb8.png", "a/1.png");
+    copy_image("rgb8.png", "c/1.png");
+    write_bytes("c/2.png", "a,b\n1,2\n", 8);
+    copy_image("bad_truncated.png", "c/3.png");
+    expect_folder_error("c/2.png: not a PNG or JPEG image (it starts with 61 2c 62 0a)");
+    write_bytes("c/2.png", "", 0);
+    expect_folder_error("c/2.png: an empty file, not a PNG or JPEG image");
+    copy_image("rgb8.png", "c/2.png");
+    expect_folder_error("c/3.png: not a valid PNG image (the file ends early (truncated))");
+    copy_image("rgb8_adam7.png", "c/3.png");
+    expect_folder_error("c/3.png: 11x11 pixels, but a/1.png (the first image) is 7x5; the images "
+                        "of a folder must be of one size (resize them first)");
+    copy_image("rgb8.png", "c/3.png");
+    copy_image("bad_ihdr_lies.png", "b/sub/x.png");
+    expect_folder_error("b/sub/x.png: not a valid PNG image (Not enough image data)");
+    unlink(strcat(strcpy(want, dir), "/b/sub/x.png"));
+    ds = dataset_load_imagefolder(dir, false);
+    cr_assert_not_null(ds, "%s", error_get());
+    cr_assert_eq(ds->n, 5);
+    cr_assert_eq(ds->num_classes, 3);
+    dataset_free(ds);
+}
+
+/* ---- CIFAR-10 ---- */
+
+/* n records, record r: label (r * 3) % 10 (or `bad_label` for the last),
+ * pixel k = (r + k) % 251. */
+static void write_cifar(const char *rel, int n, int bad_label, int extra) {
+    size_t size = (size_t)n * 3073 + (size_t)extra;
+    uint8_t *buf = calloc(size ? size : 1, 1);
+    cr_assert_not_null(buf);
+    for (int r = 0; r < n; r++) {
+        buf[r * 3073] = (uint8_t)(r == n - 1 && bad_label ? bad_label : r * 3 % 10);
+        for (int k = 0; k < 3072; k++) buf[r * 3073 + 1 + k] = (uint8_t)((r + k) % 251);
+    }
+    write_bytes(rel, buf, size);
+    free(buf);
+}
+
+Test(images, cifar10_reads_records) {
+    write_cifar("data_batch_1.bin", 4, 0, 0);
+    write_cifar("data_batch_2.bin", 2, 0, 0);
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s/data_batch_1.bin", dir);
+    snprintf(b, sizeof b, "%s/data_batch_2.bin", dir);
+    Dataset *ds = dataset_load_cifar10((const char *const[]){a, b}, 2);
+    cr_assert_not_null(ds, "%s", error_get());
+    cr_assert_eq(ds->n, 6);
+    cr_assert_eq(ds->num_classes, 10);
+    int64_t shape[4] = {6, 3, 32, 32};
+    for (int d = 0; d < 4; d++) cr_assert_eq(ds->inputs->shape[d], shape[d]);
+    const int64_t *labels = tensor_data(ds->targets);
+    const uint8_t *px = tensor_data(ds->inputs);
+    int64_t want_labels[6] = {0, 3, 6, 9, 0, 3};
+    for (int i = 0; i < 6; i++) {
+        int r = i < 4 ? i : i - 4;
+        cr_assert_eq(labels[i], want_labels[i]);
+        for (int k = 0; k < 3072; k += 97) cr_assert_eq(px[i * 3072 + k], (r + k) % 251);
+        /* the G plane starts at 1024: (r + 1024) % 251 */
+        cr_assert_eq(px[i * 3072 + 1024], (r + 1024) % 251);
+    }
+    cr_assert_str_eq(ds->description,
+                     "cifar10: data_batch_1.bin + ...: 6 images of uint8 [3, 32, 32], 10 classes");
+    dataset_free(ds);
+}
+
+/* A file written by write_cifar fails to load with "cifar10: PATH: WANT". */
+static void expect_cifar_error(const char *rel, int n, int bad_label, int extra, const char *want) {
+    char p[128], msg[512];
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    write_cifar(rel, n, bad_label, extra);
+    cr_assert_null(dataset_load_cifar10((const char *const[]){p}, 1));
+    snprintf(msg, sizeof msg, "cifar10: %s: %s", p, want);
+    cr_assert_str_eq(error_get(), msg);
+}
+
+Test(images, cifar10_errors_name_the_file) {
+    expect_cifar_error("short.bin", 2, 0, 5, "6151 bytes, not a whole number of 3073-byte records "
+                                             "(1 label byte + 3072 pixel bytes)");
+    expect_cifar_error("label.bin", 3, 12, 0, "record 2 (byte 6146) has label 12; CIFAR-10's "
+                                              "labels are 0..9");
+    expect_cifar_error("empty.bin", 0, 0, 0, "an empty file");
+}
+
+/* ---- job spec sources ---- */
+
+static JobSpec *parse_in(const char *data, const char *base) {
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{\"data\": %s, \"model\": [{\"type\": \"Flatten\"}, {\"type\": \"Linear\", "
+             "\"in_features\": 18, \"out_features\": 5}], \"loss\": {\"type\": "
+             "\"CrossEntropyLoss\"}, \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.1}, "
+             "\"epochs\": 1, \"batch_size\": 4}", data);
+    return job_spec_parse_in(text, strlen(text), base);
+}
+
+Test(images, spec_sources_resolve_and_load) {
+    JobSpec *s = parse_in("{\"train\": {\"format\": \"imagefolder\", \"root\": \"tree\", "
+                          "\"grayscale\": true}, \"transforms\": [{\"type\": \"ToTensor\"}]}",
+                          IMAGES);
+    cr_assert_not_null(s, "%s", error_get());
+    cr_assert_eq(s->train.kind, SPEC_SOURCE_IMAGEFOLDER);
+    cr_assert_str_eq(s->train.root, IMAGES "/tree");
+    cr_assert(s->train.grayscale);
+    Dataset *ds = job_spec_load_source(s, &s->train);
+    cr_assert_not_null(ds, "%s", error_get());
+    cr_assert_eq(ds->inputs->shape[1], 1);
+    cr_assert_eq(ds->n, 10);
+    dataset_free(ds);
+    job_spec_free(s);
+
+    write_cifar("b1.bin", 2, 0, 0);
+    write_cifar("b2.bin", 1, 0, 0);
+    char data[256];
+    snprintf(data, sizeof data, "{\"train\": {\"format\": \"cifar10\", \"files\": [\"b1.bin\", "
+             "\"%s/b2.bin\"]}}", dir);
+    s = parse_in(data, dir);
+    cr_assert_not_null(s, "%s", error_get());
+    cr_assert_eq(s->train.kind, SPEC_SOURCE_CIFAR10);
+    cr_assert_eq(s->train.num_files, 2);
+    char want[128];
+    snprintf(want, sizeof want, "%s/b1.bin", dir);
+    cr_assert_str_eq(s->train.files[0], want);
+    ds = job_spec_load_source(s, &s->train);
+    cr_assert_not_null(ds, "%s", error_get());
+    cr_assert_eq(ds->n, 3);
+    dataset_free(ds);
+    job_spec_free(s);
+
+    cr_assert_null(parse_in("{\"train\": {\"format\": \"cifar10\"}}", dir));
+    cr_assert_str_eq(error_get(), "data.train.files: required");
+    cr_assert_null(parse_in("{\"train\": {\"format\": \"imagefolder\", \"root\": \"x\", "
+                            "\"resize\": 3}}", dir));
+    cr_assert_str_eq(error_get(), "data.train.resize: unknown field (an imagefolder source takes "
+                                  "format, root, grayscale)");
+    s = parse_in("{\"train\": {\"format\": \"imagefolder\", \"root\": \"nowhere\"}}", dir);
+    cr_assert_not_null(s, "%s", error_get());
+    cr_assert_null(job_spec_load_source(s, &s->train));
+    snprintf(data, sizeof data, "data.train: imagefolder: %s/nowhere: No such file or directory",
+             dir);
+    cr_assert_str_eq(error_get(), data);
+    job_spec_free(s);
+}
