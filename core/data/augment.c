@@ -39,9 +39,10 @@ bool augment_is_type(const char *type) {
 
 /* ---- geometry ---- */
 
+/* A sample as `planes` images of h x w (its leading dims flattened). */
 typedef struct {
     int64_t planes, h, w;
-} Image;
+} Frame;
 
 /* torchvision's _compute_resized_output_size for Resize(int): the shorter
  * side becomes size, the longer int(size * long / short). */
@@ -58,7 +59,7 @@ static void resize_target(const Augment *a, int64_t h, int64_t w, int64_t *oh, i
 }
 
 /* The output of one step, or -1 with a bare error. */
-static int step_output(const Augment *a, Image in, Image *out) {
+static int step_output(const Augment *a, Frame in, Frame *out) {
     *out = in;
     switch (a->type) {
     case AUGMENT_RANDOM_CROP: {
@@ -81,7 +82,7 @@ static int step_output(const Augment *a, Image in, Image *out) {
     return 0;
 }
 
-static int image_of(int ndim, const int64_t *shape, Image *im) {
+static int frame_of(int ndim, const int64_t *shape, Frame *im) {
     if (ndim < 2) return error_set("needs images [..., H, W], got a sample of %d dims", ndim);
     im->planes = 1;
     for (int i = 0; i < ndim - 2; i++) im->planes *= shape[i];
@@ -91,11 +92,11 @@ static int image_of(int ndim, const int64_t *shape, Image *im) {
 
 int augment_list_output(const AugmentList *al, int first, int ndim, const int64_t *shape,
                         int64_t *out_shape) {
-    Image im;
+    Frame im;
     memcpy(out_shape, shape, (size_t)ndim * sizeof *shape);
     if (al->count == 0) return 0;
     for (int i = 0; i < al->count; i++)
-        if ((i == 0 && image_of(ndim, shape, &im) != 0) ||
+        if ((i == 0 && frame_of(ndim, shape, &im) != 0) ||
             step_output(&al->items[i], im, &im) != 0) {
             char path[32];
             snprintf(path, sizeof path, "transforms[%d]", first + i);
@@ -109,7 +110,7 @@ int augment_list_output(const AugmentList *al, int first, int ndim, const int64_
 /* ---- crops and flips: out(y, x) = in(top + y, left + x), zero outside ---- */
 
 #define CROP(T)                                                                                 \
-    static void crop_##T(const T *in, Image a, T *out, Image b, int64_t top, int64_t left,      \
+    static void crop_##T(const T *in, Frame a, T *out, Frame b, int64_t top, int64_t left,      \
                          bool flip) {                                                           \
         for (int64_t p = 0; p < a.planes; p++)                                                  \
             for (int64_t y = 0; y < b.h; y++) {                                                 \
@@ -210,7 +211,7 @@ static void resample_f32(const float *in, int64_t in_step, float *out, int64_t o
 }
 
 /* Horizontal pass into tmp [planes, a.h, b.w], then vertical into out. */
-static int resize(DType dt, const void *in, Image a, void *tmp, void *out, Image b) {
+static int resize(DType dt, const void *in, Frame a, void *tmp, void *out, Frame b) {
     Coeffs cx = {0}, cy = {0};
     int rc = coeffs_init(&cx, a.w, b.w) || coeffs_init(&cy, a.h, b.h) ? -1 : 0;
     size_t es = dtype_size(dt);
@@ -239,7 +240,7 @@ static int resize(DType dt, const void *in, Image a, void *tmp, void *out, Image
 /* ---- one sample ---- */
 
 /* The crop's top-left corner and whether to mirror, for one step. */
-static void place(const Augment *a, Image in, Image out, Rng *rng, bool train, int64_t *top,
+static void place(const Augment *a, Frame in, Frame out, Rng *rng, bool train, int64_t *top,
                   int64_t *left, bool *flip) {
     *top = *left = 0;
     *flip = false;
@@ -270,8 +271,8 @@ int augment_sample(const AugmentList *al, uint64_t seed, int epoch, int64_t inde
     if (dtype != DTYPE_UINT8 && dtype != DTYPE_FLOAT32)
         return error_set("image transforms take uint8 or float32 samples, not %s",
                          dtype_name(dtype));
-    Image im, steps[AUGMENT_MAX + 1];
-    if (image_of(ndim, in_shape, &im) != 0) return -1;
+    Frame im, steps[AUGMENT_MAX + 1];
+    if (frame_of(ndim, in_shape, &im) != 0) return -1;
     size_t most = (size_t)(im.planes * im.h * im.w);
     steps[0] = im;
     for (int i = 0; i < al->count; i++) {
@@ -291,7 +292,7 @@ int augment_sample(const AugmentList *al, uint64_t seed, int epoch, int64_t inde
     int rc = 0;
     for (int i = 0; i < al->count && rc == 0; i++) {
         const Augment *a = &al->items[i];
-        Image a_in = steps[i], a_out = steps[i + 1];
+        Frame a_in = steps[i], a_out = steps[i + 1];
         void *dst = i == al->count - 1 ? out : bufs[i % 2];
         if (a->type == AUGMENT_RESIZE) {
             rc = resize(dtype, src, a_in, tmp, dst, a_out);
