@@ -96,9 +96,11 @@ static Dataset *load_cifar10(Db *db, const DbDataset *rec) {
     return dataset_load_cifar10(p, n);
 }
 
-/* A record's files as its format says; a token dataset's windows as `tok` says. */
+/* A record's files as its format says; a token dataset's windows as `tok`
+ * says; an image folder decoded as it is loaded when `lazy` (a job's), else
+ * now (an upload's check). */
 static Dataset *load_record(Db *db, const DbDataset *rec, bool regression,
-                            const TokenOptions *tok) {
+                            const TokenOptions *tok, bool lazy) {
     char a[4400], b[4400];
     Dataset *ds = NULL;
     if (job_build_is_tokens(rec->format)) {
@@ -135,7 +137,8 @@ static Dataset *load_record(Db *db, const DbDataset *rec, bool regression,
     } else if (strcmp(rec->format, "imagefolder") == 0) {
         json_t *opts = json_loads(rec->options_json ? rec->options_json : "{}", 0, NULL);
         if (job_build_imagefolder_root(db, rec->id, a, sizeof a) == 0)
-            ds = dataset_load_imagefolder(a, json_is_true(json_object_get(opts, "grayscale")));
+            ds = dataset_load_imagefolder(a, json_is_true(json_object_get(opts, "grayscale")),
+                                          lazy);
         json_decref(opts);
     } else if (strcmp(rec->format, "cifar10") == 0) {
         ds = load_cifar10(db, rec);
@@ -148,7 +151,7 @@ static Dataset *load_record(Db *db, const DbDataset *rec, bool regression,
 Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression) {
     /* token data checked whole, in windows of 1 */
     TokenOptions whole = {.block_size = 1, .split = DATASET_SPLIT_ALL};
-    return load_record(db, rec, regression, &whole);
+    return load_record(db, rec, regression, &whole, false);
 }
 
 /* The token options of a named source against its dataset: only token
@@ -220,7 +223,7 @@ static Dataset *load_source(const JobSpec *spec, const JobDaemon *d, bool val) {
         db_dataset_clear(&rec);
         return NULL;
     }
-    Dataset *ds = load_record(d->db, &rec, !job_spec_uses_labels(spec), &tok);
+    Dataset *ds = load_record(d->db, &rec, !job_spec_uses_labels(spec), &tok, true);
     db_dataset_clear(&rec);
     if (!ds) error_prefix_at(field);
     return ds;

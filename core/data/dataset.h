@@ -179,8 +179,11 @@ int dataset_split_parse(const char *name, DatasetSplit *out);
  * torchvision's ImageFolder: root/<class>/.../<file>.png|.jpg|.jpeg (see
  * imagefolder.c for the order and the rules). Inputs uint8 [N, 3, H, W]
  * (PIL's convert("RGB")) or, grayscale, [N, 1, H, W] (convert("L")), all
- * images of one size; int64 targets, the class's index in sorted order. */
-Dataset *dataset_load_imagefolder(const char *root, bool grayscale);
+ * images of one size; int64 targets, the class's index in sorted order.
+ * Lazy: only the first image is decoded now, the others by the
+ * DataLoader's threads as they gather each batch (a job's data); else all
+ * of them now, each checked (an upload's). */
+Dataset *dataset_load_imagefolder(const char *root, bool grayscale, bool lazy);
 /* The class names of root (its sub-directories, sorted), as the targets
  * number them: *names (free with dataset_imagefolder_classes_free). */
 int dataset_imagefolder_classes(const char *root, char ***names, int *n);

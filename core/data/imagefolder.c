@@ -19,6 +19,12 @@
  * The first image is decoded alone for the size; the rest by OpenMP's
  * threads straight into the dataset's rows, the failure of the lowest
  * index reported so that the error does not depend on the threads.
+ *
+ * Lazily (a job's data), only the first image is decoded at load: the
+ * dataset keeps the file list, and the DataLoader's threads decode each
+ * batch's files as they gather it, as torchvision's workers do, so a folder
+ * needs no more memory than its batches. A file that fails then (changed
+ * since it was checked) fails the batch, naming it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -299,6 +305,80 @@ static Tensor *decode_all(const char *root, Names *files, int channels) {
     return t;
 }
 
+/* ---- lazily: decoded as the loader gathers ---- */
+
+typedef struct {
+    DatasetProducer base;
+    Decode d;         /* root, files, channels, width, height; rows unused */
+    char *root;       /* owned copy of d.root */
+    Names files;      /* owned: d.files */
+    int64_t *labels;  /* owned */
+} FolderProducer;
+
+static void folder_destroy(DatasetProducer *p) {
+    FolderProducer *f = (FolderProducer *)p;
+    free(f->root);
+    names_free(&f->files);
+    free(f->labels);
+    free(f);
+}
+
+/* Row i of the batch: file idx[i], decoded and checked for its size. */
+static int folder_gather(const DatasetProducer *p, const int64_t *idx, int64_t n, void *inputs,
+                         void *targets) {
+    const FolderProducer *f = (const FolderProducer *)p;
+    Decode d = f->d;
+    for (int64_t i = 0; i < n; i++) {
+        Image img;
+        if (decode_one(&d, idx[i], &img) != 0) return -1;
+        int rc = 0;
+        if (img.width != d.width || img.height != d.height)
+            rc = error_set("%s: %dx%d pixels, but the folder's images are %dx%d", d.files[idx[i]],
+                           img.width, img.height, d.width, d.height);
+        else
+            memcpy((uint8_t *)inputs + (size_t)i * d.channels * d.width * d.height, img.pixels,
+                   (size_t)d.channels * d.width * d.height);
+        free(img.pixels);
+        if (rc != 0) return error_prefix("imagefolder %s", d.root);
+        ((int64_t *)targets)[i] = f->labels[idx[i]];
+    }
+    return 0;
+}
+
+static const DatasetProducerOps folder_ops = {folder_gather, folder_destroy};
+
+/* Takes over files and labels (also on failure). */
+static Dataset *folder_lazy(const char *root, Names *files, int64_t *labels, int channels,
+                            int num_classes) {
+    FolderProducer *f = calloc(1, sizeof *f);
+    Image first = {0};
+    if (f) {
+        f->base.ops = &folder_ops;
+        atomic_init(&f->base.refs, 1);
+        f->files = *files;
+        f->labels = labels;
+        f->root = strdup(root);
+    } else {
+        names_free(files);
+        free(labels);
+    }
+    *files = (Names){0};
+    if (!f || !f->root) {
+        if (f) folder_destroy(&f->base);
+        return error_set("out of memory"), NULL;
+    }
+    f->d = (Decode){.root = f->root, .files = f->files.items, .channels = channels, .failed = -1};
+    if (decode_one(&f->d, 0, &first) != 0) {
+        folder_destroy(&f->base);
+        return NULL;
+    }
+    f->d.width = first.width, f->d.height = first.height;
+    free(first.pixels);
+    DatasetField in = {DTYPE_UINT8, 3, {channels, first.height, first.width}};
+    DatasetField out = {DTYPE_INT64, 0, {0}};
+    return dataset_lazy(&f->base, f->files.n, &in, &out, num_classes, NULL);
+}
+
 /* "imagefolder: 10 classes (0, 1, ...), 200 images of uint8 [3, 28, 28]" */
 static void describe(Dataset *ds, char **classes, int n, int channels) {
     char list[256] = "";
@@ -306,13 +386,14 @@ static void describe(Dataset *ds, char **classes, int n, int channels) {
     for (int i = 0; i < n && len < sizeof list - 8; i++)
         len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", classes[i]);
     if (len >= sizeof list - 8) snprintf(list + sizeof list - 8, 8, ", ...");
-    const int64_t *s = ds->inputs->shape;
+    const int64_t *s = ds->input.shape;
     snprintf(ds->description, sizeof ds->description,
-             "imagefolder: %d classes (%s), %lld images of uint8 [%d, %lld, %lld]", n, list,
-             (long long)ds->n, channels, (long long)s[2], (long long)s[3]);
+             "imagefolder: %d classes (%s), %lld images of uint8 [%d, %lld, %lld]%s", n, list,
+             (long long)ds->n, channels, (long long)s[1], (long long)s[2],
+             ds->producer ? ", decoded as loaded" : "");
 }
 
-Dataset *dataset_load_imagefolder(const char *root, bool grayscale) {
+Dataset *dataset_load_imagefolder(const char *root, bool grayscale, bool lazy) {
     char **classes;
     int num_classes;
     if (dataset_imagefolder_classes(root, &classes, &num_classes) != 0) return NULL; /* named */
@@ -321,11 +402,16 @@ Dataset *dataset_load_imagefolder(const char *root, bool grayscale) {
     Dataset *ds = NULL;
     int channels = grayscale ? 1 : 3;
     if (list_samples(root, classes, num_classes, &files, &labels) == 0) {
-        Tensor *inputs = decode_all(root, &files, channels);
-        Tensor *targets = inputs ? tensor_from_buffer(labels, 1, (int64_t[]){files.n},
-                                                      DTYPE_INT64) : NULL;
-        if ((ds = dataset_from_tensors(inputs, targets, NULL)) != NULL)
-            describe(ds, classes, num_classes, channels);
+        if (lazy) {
+            ds = folder_lazy(root, &files, labels, channels, num_classes);
+            labels = NULL;
+        } else {
+            Tensor *inputs = decode_all(root, &files, channels);
+            Tensor *targets = inputs ? tensor_from_buffer(labels, 1, (int64_t[]){files.n},
+                                                          DTYPE_INT64) : NULL;
+            ds = dataset_from_tensors(inputs, targets, NULL);
+        }
+        if (ds) describe(ds, classes, num_classes, channels);
     }
     if (!ds) error_prefix("imagefolder %s", root);
     free(labels);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/data/dataloader.h"
 #include "core/data/dataset.h"
 #include "core/data/image_decode.h"
 #include "core/error.h"
@@ -133,7 +134,7 @@ Test(images, imagefolder_order_is_torchvisions) {
     json_t *want = json_object_get(fx, "imagefolder");
     json_t *classes = json_object_get(want, "classes"), *targets = json_object_get(want, "targets");
     json_t *values = json_object_get(want, "values");
-    Dataset *ds = dataset_load_imagefolder(IMAGES "/tree", false);
+    Dataset *ds = dataset_load_imagefolder(IMAGES "/tree", false, false);
     cr_assert_not_null(ds, "%s", error_get());
     cr_assert_eq(ds->n, (int64_t)json_array_size(targets));
     cr_assert_eq(ds->n, 10);
@@ -167,7 +168,7 @@ Test(images, imagefolder_grayscale_and_jpeg) {
     copy_image("colour.jpg", "cat/a.jpg");
     copy_image("colour.jpg", "dog/b.JPEG");
     copy_image("colour.jpg", "dog/c.jpg");
-    Dataset *ds = dataset_load_imagefolder(dir, true);
+    Dataset *ds = dataset_load_imagefolder(dir, true, false);
     cr_assert_not_null(ds, "%s", error_get());
     cr_assert_eq(ds->inputs->shape[0], 3);
     cr_assert_eq(ds->inputs->shape[1], 1);
@@ -184,8 +185,57 @@ Test(images, imagefolder_grayscale_and_jpeg) {
     dataset_free(ds);
 }
 
+/* Lazily, the folder's files are decoded as the loader gathers them: the
+ * same rows and labels as decoding them all at once, in any order; a file
+ * that breaks after the load fails its batch, naming it. */
+Test(images, imagefolder_lazy_matches_eager) {
+    copy_image("colour.jpg", "cat/a.jpg");
+    copy_image("grey.jpg", "dog/b.jpg");
+    copy_image("colour.jpg", "dog/c.jpg");
+    copy_image("grey.jpg", "eel/d.jpg");
+    Dataset *eager = dataset_load_imagefolder(dir, false, false);
+    Dataset *lazy = dataset_load_imagefolder(dir, false, true);
+    cr_assert(eager && lazy, "%s", error_get());
+    cr_assert(lazy->producer && !lazy->inputs);
+    cr_assert_eq(lazy->n, 4);
+    cr_assert_eq(lazy->num_classes, 3);
+    cr_assert_str_eq(lazy->description, "imagefolder: 3 classes (cat, dog, eel), 4 images of "
+                                        "uint8 [3, 16, 24], decoded as loaded");
+    DataLoaderOptions o = {.batch_size = 3, .shuffle = true, .seed = 2, .prefetch = 1};
+    DataLoader *dl = dataloader_new(lazy, &o, NULL);
+    cr_assert(dl, "%s", error_get());
+    cr_assert_eq(dataloader_begin_epoch(dl, 0), 0);
+    const int64_t *order = dataloader_order(dl);
+    size_t row = 3 * 16 * 24;
+    Batch b;
+    for (int64_t at = 0; dataloader_next(dl, &b) == 1;) {
+        for (int64_t i = 0; i < b.size; i++) {
+            int64_t k = order[at + i];
+            cr_assert_eq(memcmp((uint8_t *)tensor_data(b.inputs) + i * row,
+                                (uint8_t *)tensor_data(eager->inputs) + k * row, row), 0,
+                         "sample %lld", (long long)k);
+            cr_assert_eq(((int64_t *)tensor_data(b.targets))[i],
+                         ((int64_t *)tensor_data(eager->targets))[k], "label %lld: %lld vs %lld",
+                         (long long)k, (long long)((int64_t *)tensor_data(b.targets))[i],
+                         (long long)((int64_t *)tensor_data(eager->targets))[k]);
+        }
+        at += b.size;
+        batch_release(&b);
+    }
+    write_bytes("dog/c.jpg", "broken", 6);
+    cr_assert_eq(dataloader_begin_epoch(dl, 1), 0);
+    int got;
+    while ((got = dataloader_next(dl, &b)) == 1) batch_release(&b);
+    cr_assert_eq(got, -1);
+    cr_assert(strstr(error_get(), "dog/c.jpg: not a PNG or JPEG image") != NULL, "%s",
+              error_get());
+    dataloader_free(dl);
+    dataset_free(eager);
+    dataset_free(lazy);
+}
+
 static void expect_folder_error(const char *want_suffix) {
-    Dataset *ds = dataset_load_imagefolder(dir, false);
+    Dataset *ds = dataset_load_imagefolder(dir, false, false);
     cr_assert_null(ds);
     char want[1024];
     snprintf(want, sizeof want, "imagefolder %s: %s", dir, want_suffix);
@@ -193,7 +243,7 @@ static void expect_folder_error(const char *want_suffix) {
 }
 
 Test(images, imagefolder_errors_name_the_file) {
-    Dataset *ds = dataset_load_imagefolder(dir, false);
+    Dataset *ds = dataset_load_imagefolder(dir, false, false);
     cr_assert_null(ds);
     char want[512];
     snprintf(want, sizeof want, "imagefolder %s: Couldn't find any class folder in it.", dir);
@@ -221,7 +271,7 @@ Test(images, imagefolder_errors_name_the_file) {
     copy_image("bad_ihdr_lies.png", "b/sub/x.png");
     expect_folder_error("b/sub/x.png: not a valid PNG image (Not enough image data)");
     unlink(strcat(strcpy(want, dir), "/b/sub/x.png"));
-    ds = dataset_load_imagefolder(dir, false);
+    ds = dataset_load_imagefolder(dir, false, false);
     cr_assert_not_null(ds, "%s", error_get());
     cr_assert_eq(ds->n, 5);
     cr_assert_eq(ds->num_classes, 3);
@@ -311,7 +361,8 @@ Test(images, spec_sources_resolve_and_load) {
     cr_assert(s->train.grayscale);
     Dataset *ds = job_spec_load_source(s, &s->train);
     cr_assert_not_null(ds, "%s", error_get());
-    cr_assert_eq(ds->inputs->shape[1], 1);
+    cr_assert(ds->producer, "a job's folder is decoded as it is loaded");
+    cr_assert_eq(ds->input.shape[0], 1);
     cr_assert_eq(ds->n, 10);
     dataset_free(ds);
     job_spec_free(s);
