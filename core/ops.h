@@ -10,7 +10,8 @@
  * NULL input returns NULL and keeps the earlier error.
  *
  * Implementations: core/ops/<concept>.c (elementwise.c, reduce.c, matmul.c,
- * softmax.c, conv2d.c, pool.c, dropout.c, batch_norm.c, layer_norm.c, loss.c).
+ * softmax.c, conv2d.c, pool.c, dropout.c, batch_norm.c, layer_norm.c, embedding.c,
+ * attention.c, loss.c).
  */
 #ifndef TRAIND_CORE_OPS_H
 #define TRAIND_CORE_OPS_H
@@ -89,6 +90,15 @@ Tensor *tensor_batch_norm(Tensor *x, Tensor *running_mean, Tensor *running_var, 
  * equal normalized_shape; weight/bias of normalized_shape or NULL. */
 Tensor *tensor_layer_norm(Tensor *x, int normalized_ndim, const int64_t *normalized_shape,
                           Tensor *weight, Tensor *bias, double eps);
+
+/* ---- sequences ---- */
+/* core/ops/embedding.c: F.embedding(index, weight): weight [V, D], int64
+ * index of any shape with values in [0, V) -> [*index.shape, D]. */
+Tensor *tensor_embedding(Tensor *weight, Tensor *index);
+/* core/ops/attention.c: F.scaled_dot_product_attention(q, k, v,
+ * is_causal=True) over q, k, v [B, H, T, D], D <= ATTENTION_MAX_HEAD_DIM
+ * (core/backend.h): one fused kernel, no T x T matrix. */
+Tensor *tensor_causal_attention(Tensor *q, Tensor *k, Tensor *v);
 
 /* ---- losses (core/ops/loss.c); target never requires grad ---- */
 typedef enum { REDUCTION_MEAN, REDUCTION_SUM, REDUCTION_NONE } Reduction;

@@ -121,14 +121,29 @@ bool job_spec_uses_labels(const JobSpec *spec) {
     return spec->loss == SPEC_LOSS_CROSS_ENTROPY || spec->loss == SPEC_LOSS_NLL;
 }
 
+/* Scores [N, T, C] and labels [N, T] of a sequence model as [N*T, C] and
+ * [N*T], as nanoGPT's F.cross_entropy(logits.view(-1, C), targets.view(-1)):
+ * the loss's mean runs over every token. Other shapes pass unchanged. */
+static Tensor *class_loss_over_tokens(const JobSpec *spec, Tensor *output, Tensor *target) {
+    bool tokens = output->ndim == 3 && target->ndim == 2;
+    Tensor *o = tokens ? tensor_reshape(output, SHAPE(-1, output->shape[2]))
+                       : tensor_retain(output);
+    Tensor *t = tokens ? tensor_reshape(target, SHAPE(-1)) : tensor_retain(target);
+    Tensor *loss = !o || !t ? NULL
+                   : spec->loss == SPEC_LOSS_NLL
+                       ? tensor_nll_loss_with(o, t, spec->reduction, &spec->class_loss)
+                       : tensor_cross_entropy_with(o, t, spec->reduction, &spec->class_loss);
+    tensor_release(o), tensor_release(t);
+    return loss;
+}
+
 Tensor *job_spec_loss(const JobSpec *spec, Tensor *output, Tensor *target) {
+    if (!output || !target) return NULL;
     switch (spec->loss) {
     case SPEC_LOSS_MSE: return tensor_mse_loss(output, target, spec->reduction);
     case SPEC_LOSS_L1: return tensor_l1_loss(output, target, spec->reduction);
     case SPEC_LOSS_CROSS_ENTROPY:
-        return tensor_cross_entropy_with(output, target, spec->reduction, &spec->class_loss);
-    case SPEC_LOSS_NLL:
-        return tensor_nll_loss_with(output, target, spec->reduction, &spec->class_loss);
+    case SPEC_LOSS_NLL: return class_loss_over_tokens(spec, output, target);
     case SPEC_LOSS_BCE: return tensor_bce_loss(output, target, spec->reduction);
     case SPEC_LOSS_BCE_WITH_LOGITS:
         return tensor_bce_with_logits(output, target, spec->reduction);

@@ -69,6 +69,11 @@ int spec_arch_parse(SpecArch *arch, const json_t *model);
 Module *spec_arch_build(const SpecArch *arch, Rng *rng);
 int spec_arch_size(const SpecArch *arch, DType dtype, int ndim, const int64_t *x,
                    SpecModelSize *size);
+/* The rows of spec_arch.c's table: "gpt" (spec_gpt.c). */
+int spec_gpt_parse(const json_t *model, const char *name, SpecArch *out);
+int spec_gpt_size(const SpecArch *arch, DType dtype, int ndim, const int64_t *x,
+                  SpecModelSize *size);
+Module *spec_gpt_build(const SpecArch *arch, Rng *rng);
 /* The "data" object into spec->train, val and transforms (spec_data.c);
  * spec_data_free releases what it filled. */
 int spec_parse_data(JobSpec *spec, const json_t *data, const char *base_dir);

@@ -89,11 +89,19 @@ static int to_device(const Trainer *t, const Batch *b, Tensor **x, Tensor **y) {
 }
 
 /* Adds to *correct the rows of out [B, C] whose argmax equals their int64
- * label, and to *labelled the rows whose label is not `ignore`: an ignored
- * target is neither right nor wrong, as torch users count it
+ * label (out [B, T, C] and labels [B, T]: each token a row), and to
+ * *labelled the rows whose label is not `ignore`: an ignored target is
+ * neither right nor wrong, as torch users count it
  * ((pred == y)[y != ignore_index].sum() / (y != ignore_index).sum()). */
 static int count_correct(Tensor *out, Tensor *target, int64_t ignore, int64_t *correct,
                          int64_t *labelled) {
+    if (out->ndim == 3 && target->ndim == 2) { /* tokens: [B, T, C] and [B, T], per token */
+        Tensor *o = tensor_reshape(out, SHAPE(-1, out->shape[2]));
+        Tensor *t = tensor_reshape(target, SHAPE(-1));
+        int rc = o && t ? count_correct(o, t, ignore, correct, labelled) : -1;
+        tensor_release(o), tensor_release(t);
+        return rc;
+    }
     if (out->ndim != 2 || target->dtype != DTYPE_INT64 || target->ndim != 1 ||
         target->shape[0] != out->shape[0]) {
         char a[64], b[64];

@@ -37,6 +37,20 @@ int nn_init_uniform_(Tensor *t, double lo, double hi, Rng *rng) {
     return rc;
 }
 
+int nn_init_normal_(Tensor *t, double mean, double std, Rng *rng) {
+    if (!t) return -1;
+    if (!rng) return error_set("init.normal_: no Rng to draw from");
+    int64_t n = tensor_numel(t);
+    double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    if (!v) return error_set("init.normal_: out of memory for %lld values", (long long)n);
+    for (int64_t i = 0; i < n; i++) v[i] = mean + std * rng_normal(rng);
+    Tensor *host = tensor_from_doubles(v, t->ndim, t->shape, DTYPE_FLOAT64);
+    free(v);
+    int rc = host ? tensor_copy_(t, host) : -1;
+    tensor_release(host);
+    return rc;
+}
+
 int nn_init_kaiming_uniform_(Tensor *t, double a, Rng *rng) {
     if (!t) return -1;
     int64_t fan_in = nn_init_fan_in(t);

@@ -559,6 +559,68 @@ Test(gpu, layer_norm) {
         for (int d = 0; d < 2; d++) layer_norm_parity(cases[i].name, &cases[i].k, dts[d]);
 }
 
+/* Causal attention over [B, H, T, D] (in[0..2] = q, k, v): T of 1, T
+ * not a multiple of the 16-row blocks or the 32-key tiles, several tiles
+ * (T = 300), D of 1, 64, 100 and 128 (the widest, which needs more than
+ * 48 KiB of shared memory in float64). */
+static Tensor *op_attention(Tensor **in, const void *c) {
+    (void)c;
+    return tensor_causal_attention(in[0], in[1], in[2]);
+}
+
+static void attention_parity(int64_t b, int64_t h, int64_t t, int64_t d, DType dt) {
+    Rng r;
+    rng_init(&r, (uint64_t)(t * 131 + d));
+    Tensor *in[3];
+    for (int i = 0; i < 3; i++) in[i] = rand_t(&r, SHAPE(b, h, t, d), dt, -2, 2);
+    char name[64];
+    snprintf(name, sizeof name, "causal_attention [%lld, %lld, %lld, %lld]", (long long)b,
+             (long long)h, (long long)t, (long long)d);
+    op_parity(name, 3, in, op_attention, NULL, dt, dt == DTYPE_FLOAT32 ? 2e-5 : 1e-11);
+    release_all(3, in);
+}
+
+Test(gpu, causal_attention) {
+    need_gpu();
+    static const int64_t shapes[][4] = {{1, 1, 1, 8},  {2, 3, 17, 16}, {1, 2, 33, 64},
+                                        {2, 2, 300, 64}, {1, 1, 45, 100}, {1, 2, 70, 128},
+                                        {3, 1, 5, 1}};
+    DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        for (int k = 0; k < 2; k++)
+            attention_parity(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], dts[k]);
+}
+
+/* Embedding (in[0] = weight [V, D], in[1] = int64 indices) with repeated
+ * indices, whose gradient rows the GPU adds with atomics. */
+static Tensor *op_embedding(Tensor **in, const void *c) {
+    (void)c;
+    return tensor_embedding(in[0], in[1]);
+}
+
+Test(gpu, embedding) {
+    need_gpu();
+    DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
+    for (int k = 0; k < 2; k++) {
+        Rng r;
+        rng_init(&r, 21);
+        Tensor *in[2] = {rand_t(&r, SHAPE(50, 37), dts[k], -1, 1), NULL};
+        double idx[6 * 40];
+        for (int i = 0; i < 6 * 40; i++) idx[i] = (double)rng_below(&r, 50);
+        in[1] = tensor_from_doubles(idx, SHAPE(6, 40), DTYPE_INT64);
+        cr_assert(in[1]);
+        op_parity("embedding [50, 37] by [6, 40]", 2, in, op_embedding, NULL, dts[k],
+                  dts[k] == DTYPE_FLOAT32 ? 1e-6 : 1e-14);
+        Tensor *bad = tensor_from_doubles((const double[]){3, 50}, SHAPE(2), DTYPE_INT64);
+        Tensor *wg = to_gpu(in[0]), *bg = to_gpu(bad);
+        cr_assert_null(tensor_embedding(wg, bg));
+        cr_assert(strstr(error_get(), "index 50 at position 1 is out of range"), "%s",
+                  error_get());
+        tensor_release(bad), tensor_release(wg), tensor_release(bg);
+        release_all(2, in);
+    }
+}
+
 /* ---- raw kernels ---- */
 
 Test(gpu, philox_stream_matches_cpu) {

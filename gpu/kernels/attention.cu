@@ -1,0 +1,347 @@
+/* attention.cu - causal scaled-dot-product attention over q, k, v
+ * [BH, T, D] (D <= GPU_ATTENTION_MAX_HEAD_DIM) and its backward, flash-
+ * attention style: the twins of core/cpu/attention.c (same formulas).
+ *
+ * No T x T matrix exists anywhere. Each kernel gives a block ATT_BR "own"
+ * rows of one head (4 warps of 4 rows; a warp keeps its rows' accumulators
+ * in registers, 4 elements a lane) and walks the "other" rows in tiles of
+ * 32 staged in shared memory, one per lane: a lane computes its row's score
+ * against the warp's own row (a dot product over D from shared memory, the
+ * tile's rows padded to D + 1 so the 32 lanes hit 32 banks), and the warp
+ * then folds the 32 results into its accumulators through shuffles.
+ *   forward     own rows: queries; tiles: keys 0 .. the block's last query.
+ *               Online softmax (running max m and sum l, the accumulator
+ *               rescaled by exp(m_old - m_new)); writes out = acc / l and
+ *               the row's logsumexp m + log(l). One kernel.
+ *   backward    FlashAttention-2, recomputing p = exp(s - lse): a warp-per-
+ *               row kernel for delta = rowsum(gout * out); the query kernel
+ *               (gq = scale * sum_j ds_ij k_j over key tiles) and the key
+ *               kernel (gk = scale * sum_i ds_ij q_i, gv = sum_i p_ij gout_i
+ *               over query tiles from the block's first key on), ds_ij =
+ *               p_ij (gout_i . v_j - delta_i). Splitting gq from gk/gv costs
+ *               a second recomputation of p but needs no atomics: results do
+ *               not depend on scheduling.
+ * Accumulation is in T (float for float32, as FlashAttention's); rows past
+ * T (T not a multiple of the tile) are loaded as zeros and never written.
+ */
+#include <math.h>
+
+#include "gpu/kernels/common.cuh"
+
+#define ATT_WARPS 4
+#define ATT_RPW 4                     /* own rows per warp */
+#define ATT_BR (ATT_WARPS * ATT_RPW)  /* own rows per block */
+#define ATT_BC 32                     /* other rows per tile: one per lane */
+#define ATT_EPL (GPU_ATTENTION_MAX_HEAD_DIM / 32) /* row elements per lane */
+#define FULL_MASK 0xffffffffu
+
+__device__ inline float a_fma(float a, float b, float c) { return fmaf(a, b, c); }
+__device__ inline double a_fma(double a, double b, double c) { return fma(a, b, c); }
+__device__ inline float a_max(float a, float b) { return fmaxf(a, b); }
+__device__ inline double a_max(double a, double b) { return fmax(a, b); }
+
+template <typename T> __device__ inline T a_warp_sum(T v) {
+    for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(FULL_MASK, v, s);
+    return v;
+}
+
+template <typename T> __device__ inline T a_warp_max(T v) {
+    for (int s = 16; s > 0; s >>= 1) v = a_max(v, __shfl_xor_sync(FULL_MASK, v, s));
+    return v;
+}
+
+template <typename T> __device__ inline T a_dot(const T *a, const T *b, int d) {
+    T s = 0;
+    for (int c = 0; c < d; c++) s = a_fma(a[c], b[c], s);
+    return s;
+}
+
+/* Rows r0 .. r0+n-1 of a head's [t, d] matrix into dst (row stride ld),
+ * zeros past row t; by the whole block. */
+template <typename T>
+__device__ void load_rows(T *dst, int ld, const T *src, int64_t r0, int n, int64_t t, int d) {
+    for (int e = threadIdx.x; e < n * d; e += blockDim.x) {
+        int r = e / d, c = e % d;
+        dst[r * ld + c] = r0 + r < t ? src[(r0 + r) * d + c] : T(0);
+    }
+}
+
+/* Same for one value per row (lse, delta). */
+template <typename T>
+__device__ void load_scalars(T *dst, const T *src, int64_t r0, int n, int64_t t) {
+    for (int r = threadIdx.x; r < n; r += blockDim.x) dst[r] = r0 + r < t ? src[r0 + r] : T(0);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(ATT_WARPS * 32)
+    attention_forward_kernel(const T *q, const T *k, const T *v, T *o, T *lse, int64_t t, int d,
+                             T scale) {
+    extern __shared__ __align__(16) unsigned char att_smem[];
+    T *qs = (T *)att_smem;           /* [ATT_BR][d] */
+    T *ks = qs + ATT_BR * d;         /* [ATT_BC][d + 1] */
+    T *vs = ks + ATT_BC * (d + 1);   /* [ATT_BC][d] */
+    int64_t head = blockIdx.x, off = head * t * d, row0 = (int64_t)blockIdx.y * ATT_BR;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    load_rows(qs, d, q + off, row0, ATT_BR, t, d);
+    T acc[ATT_RPW][ATT_EPL], m[ATT_RPW], l[ATT_RPW];
+#pragma unroll
+    for (int rr = 0; rr < ATT_RPW; rr++) {
+        m[rr] = -INFINITY;
+        l[rr] = 0;
+#pragma unroll
+        for (int e = 0; e < ATT_EPL; e++) acc[rr][e] = 0;
+    }
+    int64_t last = (row0 + ATT_BR < t ? row0 + ATT_BR : t) - 1;
+    for (int64_t k0 = 0; k0 <= last; k0 += ATT_BC) {
+        __syncthreads(); /* the last tile is consumed (and qs loaded) */
+        load_rows(ks, d + 1, k + off, k0, ATT_BC, t, d);
+        load_rows(vs, d, v + off, k0, ATT_BC, t, d);
+        __syncthreads();
+#pragma unroll
+        for (int rr = 0; rr < ATT_RPW; rr++) {
+            int lr = warp * ATT_RPW + rr;
+            int64_t i = row0 + lr, j = k0 + lane;
+            if (i >= t || k0 > i) continue; /* the same for the whole warp */
+            T s = j <= i ? a_dot(qs + lr * d, ks + lane * (d + 1), d) * scale : (T)-INFINITY;
+            T mn = a_max(m[rr], a_warp_max(s)); /* finite: key k0 <= i counts */
+            T alpha = g_exp(m[rr] - mn), p = j <= i ? g_exp(s - mn) : T(0);
+            l[rr] = l[rr] * alpha + a_warp_sum(p);
+            m[rr] = mn;
+#pragma unroll
+            for (int e = 0; e < ATT_EPL; e++) acc[rr][e] *= alpha;
+            int n = i - k0 + 1 < ATT_BC ? (int)(i - k0 + 1) : ATT_BC;
+            for (int jj = 0; jj < n; jj++) {
+                T pj = __shfl_sync(FULL_MASK, p, jj);
+#pragma unroll
+                for (int e = 0; e < ATT_EPL; e++) {
+                    int c = lane + 32 * e;
+                    if (c < d) acc[rr][e] = a_fma(pj, vs[jj * d + c], acc[rr][e]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int rr = 0; rr < ATT_RPW; rr++) {
+        int64_t i = row0 + warp * ATT_RPW + rr;
+        if (i >= t) continue;
+#pragma unroll
+        for (int e = 0; e < ATT_EPL; e++) {
+            int c = lane + 32 * e;
+            if (c < d) o[off + i * d + c] = acc[rr][e] / l[rr];
+        }
+        if (lane == 0) lse[head * t + i] = m[rr] + g_log(l[rr]);
+    }
+}
+
+/* delta[r] = sum_c gout[r, c] * out[r, c], one warp per row of bh * t. */
+template <typename T>
+__global__ void attention_delta_kernel(const T *go, const T *o, T *delta, int64_t rows, int d) {
+    int lane = threadIdx.x & 31;
+    WARP_ROWS(r, rows) {
+        double s = 0;
+        for (int c = lane; c < d; c += 32) s += (double)go[r * d + c] * (double)o[r * d + c];
+        s = warp_sum(s);
+        if (lane == 0) delta[r] = (T)s;
+    }
+}
+
+/* gq for ATT_BR query rows, over the key tiles they see. */
+template <typename T>
+__global__ void __launch_bounds__(ATT_WARPS * 32)
+    attention_gq_kernel(const T *q, const T *k, const T *v, const T *lse, const T *go,
+                        const T *delta, T *gq, int64_t t, int d, T scale) {
+    extern __shared__ __align__(16) unsigned char att_smem[];
+    T *qs = (T *)att_smem;          /* [ATT_BR][d] */
+    T *gos = qs + ATT_BR * d;       /* [ATT_BR][d] */
+    T *ks = gos + ATT_BR * d;       /* [ATT_BC][d + 1] */
+    T *vs = ks + ATT_BC * (d + 1);  /* [ATT_BC][d + 1] */
+    int64_t head = blockIdx.x, off = head * t * d, row0 = (int64_t)blockIdx.y * ATT_BR;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    load_rows(qs, d, q + off, row0, ATT_BR, t, d);
+    load_rows(gos, d, go + off, row0, ATT_BR, t, d);
+    T acc[ATT_RPW][ATT_EPL];
+#pragma unroll
+    for (int rr = 0; rr < ATT_RPW; rr++)
+#pragma unroll
+        for (int e = 0; e < ATT_EPL; e++) acc[rr][e] = 0;
+    int64_t last = (row0 + ATT_BR < t ? row0 + ATT_BR : t) - 1;
+    for (int64_t k0 = 0; k0 <= last; k0 += ATT_BC) {
+        __syncthreads();
+        load_rows(ks, d + 1, k + off, k0, ATT_BC, t, d);
+        load_rows(vs, d + 1, v + off, k0, ATT_BC, t, d);
+        __syncthreads();
+#pragma unroll
+        for (int rr = 0; rr < ATT_RPW; rr++) {
+            int lr = warp * ATT_RPW + rr;
+            int64_t i = row0 + lr, j = k0 + lane;
+            if (i >= t || k0 > i) continue;
+            T ds = 0;
+            if (j <= i) {
+                T p = g_exp(a_dot(qs + lr * d, ks + lane * (d + 1), d) * scale -
+                            lse[head * t + i]);
+                ds = p * (a_dot(gos + lr * d, vs + lane * (d + 1), d) - delta[head * t + i]);
+            }
+            int n = i - k0 + 1 < ATT_BC ? (int)(i - k0 + 1) : ATT_BC;
+            for (int jj = 0; jj < n; jj++) {
+                T dsj = __shfl_sync(FULL_MASK, ds, jj);
+#pragma unroll
+                for (int e = 0; e < ATT_EPL; e++) {
+                    int c = lane + 32 * e;
+                    if (c < d) acc[rr][e] = a_fma(dsj, ks[jj * (d + 1) + c], acc[rr][e]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int rr = 0; rr < ATT_RPW; rr++) {
+        int64_t i = row0 + warp * ATT_RPW + rr;
+        if (i >= t) continue;
+#pragma unroll
+        for (int e = 0; e < ATT_EPL; e++) {
+            int c = lane + 32 * e;
+            if (c < d) gq[off + i * d + c] = acc[rr][e] * scale;
+        }
+    }
+}
+
+/* gk and gv for ATT_BR key rows, over the query tiles that see them. */
+template <typename T>
+__global__ void __launch_bounds__(ATT_WARPS * 32)
+    attention_gkv_kernel(const T *q, const T *k, const T *v, const T *lse, const T *go,
+                         const T *delta, T *gk, T *gv, int64_t t, int d, T scale) {
+    extern __shared__ __align__(16) unsigned char att_smem[];
+    T *ks = (T *)att_smem;          /* [ATT_BR][d] */
+    T *vs = ks + ATT_BR * d;        /* [ATT_BR][d] */
+    T *qs = vs + ATT_BR * d;        /* [ATT_BC][d + 1] */
+    T *gos = qs + ATT_BC * (d + 1); /* [ATT_BC][d + 1] */
+    T *ls = gos + ATT_BC * (d + 1); /* [ATT_BC] */
+    T *dls = ls + ATT_BC;           /* [ATT_BC] */
+    int64_t head = blockIdx.x, off = head * t * d, row0 = (int64_t)blockIdx.y * ATT_BR;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    load_rows(ks, d, k + off, row0, ATT_BR, t, d);
+    load_rows(vs, d, v + off, row0, ATT_BR, t, d);
+    T ak[ATT_RPW][ATT_EPL], av[ATT_RPW][ATT_EPL];
+#pragma unroll
+    for (int rr = 0; rr < ATT_RPW; rr++)
+#pragma unroll
+        for (int e = 0; e < ATT_EPL; e++) ak[rr][e] = av[rr][e] = 0;
+    for (int64_t q0 = row0; q0 < t; q0 += ATT_BC) {
+        __syncthreads();
+        load_rows(qs, d + 1, q + off, q0, ATT_BC, t, d);
+        load_rows(gos, d + 1, go + off, q0, ATT_BC, t, d);
+        load_scalars(ls, lse + head * t, q0, ATT_BC, t);
+        load_scalars(dls, delta + head * t, q0, ATT_BC, t);
+        __syncthreads();
+#pragma unroll
+        for (int rr = 0; rr < ATT_RPW; rr++) {
+            int lr = warp * ATT_RPW + rr;
+            int64_t j = row0 + lr, i = q0 + lane;
+            if (j >= t || j >= q0 + ATT_BC) continue; /* no query of this tile sees key j */
+            T p = 0, ds = 0;
+            if (i >= j && i < t) {
+                p = g_exp(a_dot(qs + lane * (d + 1), ks + lr * d, d) * scale - ls[lane]);
+                ds = p * (a_dot(gos + lane * (d + 1), vs + lr * d, d) - dls[lane]);
+            }
+            int first = j > q0 ? (int)(j - q0) : 0;
+            int end = t - q0 < ATT_BC ? (int)(t - q0) : ATT_BC;
+            for (int ii = first; ii < end; ii++) {
+                T pi = __shfl_sync(FULL_MASK, p, ii), dsi = __shfl_sync(FULL_MASK, ds, ii);
+#pragma unroll
+                for (int e = 0; e < ATT_EPL; e++) {
+                    int c = lane + 32 * e;
+                    if (c < d) {
+                        av[rr][e] = a_fma(pi, gos[ii * (d + 1) + c], av[rr][e]);
+                        ak[rr][e] = a_fma(dsi, qs[ii * (d + 1) + c], ak[rr][e]);
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int rr = 0; rr < ATT_RPW; rr++) {
+        int64_t j = row0 + warp * ATT_RPW + rr;
+        if (j >= t) continue;
+#pragma unroll
+        for (int e = 0; e < ATT_EPL; e++) {
+            int c = lane + 32 * e;
+            if (c < d) {
+                gk[off + j * d + c] = ak[rr][e] * scale;
+                gv[off + j * d + c] = av[rr][e];
+            }
+        }
+    }
+}
+
+/* Launches `kernel` over (bh heads, ceil(t / ATT_BR) row blocks) with
+ * `smem` bytes of dynamic shared memory, raising the kernel's limit past
+ * the default 48 KiB when it needs more (D = 128 in float64). */
+template <typename K, typename... Args>
+static void launch_rows(K kernel, const char *what, size_t smem, int64_t bh, int64_t t,
+                        Args... args) {
+    int64_t blocks = (t + ATT_BR - 1) / ATT_BR;
+    if (blocks > 65535 || bh > 2147483647) {
+        gpu_record_msg("sequence too long for the attention kernels' grid", what);
+        return;
+    }
+    if (smem > 48 * 1024) {
+        cudaError_t rc =
+            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (rc != cudaSuccess) {
+            gpu_record((int)rc, what);
+            return;
+        }
+    }
+    kernel<<<dim3((unsigned)bh, (unsigned)blocks), ATT_WARPS * 32, smem>>>(args...);
+    gpu_check_launch(what);
+}
+
+template <typename T>
+static void attention_run(const void *q, const void *k, const void *v, void *out, void *lse,
+                          int64_t bh, int64_t t, int d, double scale) {
+    size_t smem = (size_t)(ATT_BR * d + ATT_BC * (d + 1) + ATT_BC * d) * sizeof(T);
+    launch_rows(attention_forward_kernel<T>, "causal_attention kernel", smem, bh, t,
+                (const T *)q, (const T *)k, (const T *)v, (T *)out, (T *)lse, t, d, (T)scale);
+}
+
+template <typename T>
+static void attention_backward_run(const void *q, const void *k, const void *v, const void *out,
+                                   const void *lse, const void *go, void *delta, void *gq,
+                                   void *gk, void *gv, int64_t bh, int64_t t, int d,
+                                   double scale) {
+    attention_delta_kernel<T><<<gpu_warp_blocks(bh * t), GPU_THREADS>>>(
+        (const T *)go, (const T *)out, (T *)delta, bh * t, d);
+    gpu_check_launch("causal_attention delta kernel");
+    size_t smem_q = (size_t)(2 * ATT_BR * d + 2 * ATT_BC * (d + 1)) * sizeof(T);
+    launch_rows(attention_gq_kernel<T>, "causal_attention gq kernel", smem_q, bh, t,
+                (const T *)q, (const T *)k, (const T *)v, (const T *)lse, (const T *)go,
+                (const T *)delta, (T *)gq, t, d, (T)scale);
+    size_t smem_kv = smem_q + 2 * ATT_BC * sizeof(T);
+    launch_rows(attention_gkv_kernel<T>, "causal_attention gk/gv kernel", smem_kv, bh, t,
+                (const T *)q, (const T *)k, (const T *)v, (const T *)lse, (const T *)go,
+                (const T *)delta, (T *)gk, (T *)gv, t, d, (T)scale);
+}
+
+extern "C" void gpu_launch_causal_attention(int dtype, const void *q, const void *k,
+                                            const void *v, void *out, void *lse, int64_t bh,
+                                            int64_t t, int64_t d, double scale) {
+    if (bh <= 0 || t <= 0 || d <= 0) return;
+    if (dtype == GPU_F32)
+        attention_run<float>(q, k, v, out, lse, bh, t, (int)d, scale);
+    else
+        attention_run<double>(q, k, v, out, lse, bh, t, (int)d, scale);
+}
+
+extern "C" void gpu_launch_causal_attention_backward(int dtype, const void *q, const void *k,
+                                                     const void *v, const void *out,
+                                                     const void *lse, const void *gout,
+                                                     void *delta, void *gq, void *gk, void *gv,
+                                                     int64_t bh, int64_t t, int64_t d,
+                                                     double scale) {
+    if (bh <= 0 || t <= 0 || d <= 0) return;
+    if (dtype == GPU_F32)
+        attention_backward_run<float>(q, k, v, out, lse, gout, delta, gq, gk, gv, bh, t, (int)d,
+                                      scale);
+    else
+        attention_backward_run<double>(q, k, v, out, lse, gout, delta, gq, gk, gv, bh, t, (int)d,
+                                       scale);
+}
