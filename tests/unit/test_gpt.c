@@ -10,10 +10,14 @@
  * targets), and forward errors. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/io/safetensors.h"
 #include "core/nn/module.h"
 #include "core/ops.h"
 #include "core/optim/optimizer.h"
@@ -443,4 +447,94 @@ Test(gpt_spec, loss_flattens_tokens) {
     tensor_release(logits), tensor_release(y), tensor_release(l), tensor_release(l2),
         tensor_release(y2), tensor_release(want);
     job_spec_free(spec);
+}
+
+/* ---- a checkpoint for PyTorch ---- */
+
+/* t's values as a JSON list, "%.9g" each (malloc'd). */
+static char *json_list(const Tensor *t) {
+    int64_t n = tensor_numel(t);
+    size_t cap = (size_t)n * 20 + 3, len = 0;
+    char *s = malloc(cap);
+    cr_assert(s);
+    len += (size_t)snprintf(s, cap, "[");
+    for (int64_t i = 0; i < n; i++)
+        len += (size_t)snprintf(s + len, cap - len, "%s%.9g", i ? "," : "", tensor_get(t, i));
+    snprintf(s + len, cap - len, "]");
+    return s;
+}
+
+/* A GPT after 3 AdamW steps, saved with the safetensors writer as the
+ * trainer saves checkpoints, its config, a batch x and the logits for it in
+ * the metadata (flat lists; x_shape gives x's): the script
+ * tests/fixtures/check_gpt_in_torch.py loads it into nanoGPT's module with
+ * strict=True and compares the logits. The file goes
+ * to $TRAIND_GPT_CHECKPOINT when set (to run the script on it by hand),
+ * else to a temporary directory. Here: it loads back (strictly) into a
+ * fresh model, the tied weight one tensor again, and gives the same logits. */
+Test(gpt, checkpoint_for_torch) {
+    static const char *config = "{\"vocab_size\": 65, \"block_size\": 16, \"n_layer\": 2, "
+                                "\"n_head\": 4, \"n_embd\": 32, \"dropout\": 0.0, "
+                                "\"bias\": true}";
+    Rng rng;
+    rng_init(&rng, 11);
+    Module *m = nn_gpt(65, 16, 2, 4, 32, 0, true, &rng);
+    cr_assert(m, "%s", error_get());
+    double xv[2 * 13], yv[2 * 13];
+    for (int i = 0; i < 26; i++) xv[i] = (double)rng_below(&rng, 65), yv[i] = (i * 7) % 65;
+    Tensor *x = ids(SHAPE(2, 13), xv), *y = ids(SHAPE(2, 13), yv);
+    int n;
+    Tensor **params = module_parameters(m, &n);
+    Optimizer *opt = adamw_new(params, n, adamw_options_default());
+    free(params);
+    for (int step = 0; step < 3; step++) {
+        optimizer_zero_grad(opt);
+        Tensor *out = module_forward(m, x), *o2 = tensor_reshape(out, SHAPE(26, 65));
+        Tensor *y2 = tensor_reshape(y, SHAPE(26)), *l = tensor_cross_entropy(o2, y2, REDUCTION_MEAN);
+        cr_assert(l && tensor_backward(l) == 0 && optimizer_step(opt) == 0, "%s", error_get());
+        tensor_release(out), tensor_release(o2), tensor_release(y2), tensor_release(l);
+    }
+    optimizer_free(opt);
+    bool prev = autograd_set_enabled(false);
+    Tensor *logits = module_forward(m, x);
+    cr_assert(logits, "%s", error_get());
+
+    TensorDict sd;
+    tensor_dict_init(&sd);
+    cr_assert_eq(module_state_dict(m, &sd), 0, "%s", error_get());
+    SafetensorsMeta meta;
+    safetensors_meta_init(&meta);
+    char *xs = json_list(x), *ls = json_list(logits);
+    cr_assert(safetensors_meta_set(&meta, "config", config) == 0 &&
+              safetensors_meta_set(&meta, "x", xs) == 0 &&
+              safetensors_meta_set(&meta, "x_shape", "[2, 13]") == 0 &&
+              safetensors_meta_set(&meta, "logits", ls) == 0);
+    free(xs), free(ls);
+    char dir[] = "/tmp/traind-gpt-XXXXXX", tmp[64];
+    const char *path = getenv("TRAIND_GPT_CHECKPOINT");
+    if (!path || !*path) {
+        cr_assert(mkdtemp(dir) != NULL);
+        snprintf(tmp, sizeof tmp, "%s/gpt.safetensors", dir);
+        path = tmp;
+    }
+    cr_assert_eq(safetensors_save(path, &sd, &meta), 0, "%s", error_get());
+
+    TensorDict back;
+    tensor_dict_init(&back);
+    cr_assert_eq(safetensors_load(path, &back, NULL), 0, "%s", error_get());
+    cr_assert(tensor_dict_get(&back, "lm_head.weight") &&
+              tensor_dict_get(&back, "transformer.wte.weight"));
+    Rng other;
+    rng_init(&other, 12);
+    Module *fresh = nn_gpt(65, 16, 2, 4, 32, 0, true, &other);
+    cr_assert_eq(module_load_state_dict(fresh, &back, true), 0, "%s", error_get());
+    cr_assert(module_find(fresh, "lm_head.weight") == module_find(fresh, "transformer.wte.weight"));
+    Tensor *again = module_forward(fresh, x);
+    assert_tensor_close(again, logits, 0, 0, "logits of the reloaded model");
+    autograd_set_enabled(prev);
+    if (path == tmp) unlink(path), rmdir(dir);
+    safetensors_meta_free(&meta);
+    tensor_dict_free(&sd), tensor_dict_free(&back);
+    tensor_release(x), tensor_release(y), tensor_release(logits), tensor_release(again);
+    module_free(m), module_free(fresh);
 }
