@@ -44,24 +44,15 @@ int spec_gpt_parse(const json_t *model, const char *name, SpecArch *out) {
     return 0;
 }
 
-static int64_t sat_add(int64_t a, int64_t b) {
-    int64_t r;
-    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
-}
-
-static int64_t sat_mul(int64_t a, int64_t b) {
-    int64_t r;
-    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
-}
-
 /* model.parameters() of nanoGPT's GPT: lm_head.weight is wte's, counted once. */
 static int64_t gpt_parameters(const SpecGpt *g) {
     int64_t c = g->n_embd, nb = g->bias ? 1 : 0;
-    int64_t ln = sat_mul(c, 1 + nb);
-    int64_t layer = sat_add(sat_mul(2, ln), sat_mul(12, sat_mul(c, c))); /* 3CC + CC + 8CC */
-    layer = sat_add(layer, sat_mul(nb, 9 * c));                          /* 3C + C + 4C + C */
-    int64_t emb = sat_mul(sat_add(g->vocab_size, g->block_size), c);
-    return sat_add(sat_add(emb, sat_mul(g->n_layer, layer)), ln);
+    int64_t ln = spec_sat_mul(c, 1 + nb);
+    /* ln_1, ln_2; weights 3CC + CC + 8CC; biases 3C + C + 4C + C */
+    int64_t layer = spec_sat_add(spec_sat_mul(2, ln), spec_sat_mul(12, spec_sat_mul(c, c)));
+    layer = spec_sat_add(layer, spec_sat_mul(nb, 9 * c));
+    int64_t emb = spec_sat_mul(spec_sat_add(g->vocab_size, g->block_size), c);
+    return spec_sat_add(spec_sat_add(emb, spec_sat_mul(g->n_layer, layer)), ln);
 }
 
 int spec_gpt_size(const SpecArch *arch, DType dtype, int ndim, const int64_t *x,
@@ -71,13 +62,13 @@ int spec_gpt_size(const SpecArch *arch, DType dtype, int ndim, const int64_t *x,
         return error_set("GPT needs int64 token ids as its input, got %s", dtype_name(dtype));
     if (nn_gpt_shape(g->vocab_size, g->block_size, ndim, x, &size->out_ndim, size->out_shape))
         return -1;
-    int64_t bt = sat_mul(x[0], x[1]), btc = sat_mul(bt, g->n_embd);
+    int64_t bt = spec_sat_mul(x[0], x[1]), btc = spec_sat_mul(bt, g->n_embd);
     /* what the backward keeps per block: the LayerNorms' and projections'
      * outputs, q, k, v and their copies, the attention's output and
      * logsumexp, the MLP's 4C-wide hidden layer before and after GELU */
-    int64_t per_layer = sat_add(sat_mul(22, btc), sat_mul(bt, g->n_head));
-    int64_t acts = sat_add(sat_mul(g->n_layer, per_layer), sat_mul(3, btc));
-    size->activations = sat_add(acts, sat_mul(bt, g->vocab_size));
+    int64_t per_layer = spec_sat_add(spec_sat_mul(22, btc), spec_sat_mul(bt, g->n_head));
+    int64_t acts = spec_sat_add(spec_sat_mul(g->n_layer, per_layer), spec_sat_mul(3, btc));
+    size->activations = spec_sat_add(acts, spec_sat_mul(bt, g->vocab_size));
     size->parameters = gpt_parameters(g);
     size->buffers = 0;
     return 0;

@@ -69,6 +69,18 @@ int spec_arch_parse(SpecArch *arch, const json_t *model);
 Module *spec_arch_build(const SpecArch *arch, Rng *rng);
 int spec_arch_size(const SpecArch *arch, DType dtype, int ndim, const int64_t *x,
                    SpecModelSize *size);
+/* a + b and a * b, saturating at INT64_MAX: a spec may describe any size
+ * (spec_shapes.c, the archs' sizes). */
+static inline int64_t spec_sat_add(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+static inline int64_t spec_sat_mul(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
 /* The rows of spec_arch.c's table: "gpt" (spec_gpt.c). */
 int spec_gpt_parse(const json_t *model, const char *name, SpecArch *out);
 int spec_gpt_size(const SpecArch *arch, DType dtype, int ndim, const int64_t *x,

@@ -76,19 +76,9 @@ static int check_loss(const JobSpec *spec, const SpecDataShape *d, int nd, const
 
 /* ---- sizes, saturating at INT64_MAX: a spec may describe any size ---- */
 
-static int64_t sat_add(int64_t a, int64_t b) {
-    int64_t r;
-    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
-}
-
-static int64_t sat_mul(int64_t a, int64_t b) {
-    int64_t r;
-    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
-}
-
 static int64_t numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n = sat_mul(n, shape[i]);
+    for (int i = 0; i < ndim; i++) n = spec_sat_mul(n, shape[i]);
     return n;
 }
 
@@ -98,22 +88,23 @@ static void layer_counts(const SpecLayer *l, int64_t *params, int64_t *buffers) 
     *params = *buffers = 0;
     switch (l->type) {
     case SPEC_LAYER_LINEAR:
-        *params = sat_add(sat_mul(l->in_features, l->out_features), l->bias ? l->out_features : 0);
+        *params = spec_sat_add(spec_sat_mul(l->in_features, l->out_features),
+                               l->bias ? l->out_features : 0);
         break;
     case SPEC_LAYER_CONV2D:
-        *params = sat_add(sat_mul(sat_mul(l->out_channels, l->in_channels),
+        *params = spec_sat_add(spec_sat_mul(spec_sat_mul(l->out_channels, l->in_channels),
                                   (int64_t)l->kernel_size.h * l->kernel_size.w),
                           l->bias ? l->out_channels : 0);
         break;
     case SPEC_LAYER_BATCH_NORM1D:
     case SPEC_LAYER_BATCH_NORM2D:
-        *params = l->affine ? sat_mul(2, l->num_features) : 0;
-        *buffers = l->track_running_stats ? sat_add(sat_mul(2, l->num_features), 1) : 0;
+        *params = l->affine ? spec_sat_mul(2, l->num_features) : 0;
+        *buffers = l->track_running_stats ? spec_sat_add(spec_sat_mul(2, l->num_features), 1) : 0;
         break;
-    case SPEC_LAYER_EMBEDDING: *params = sat_mul(l->num_embeddings, l->embedding_dim); break;
+    case SPEC_LAYER_EMBEDDING: *params = spec_sat_mul(l->num_embeddings, l->embedding_dim); break;
     case SPEC_LAYER_LAYER_NORM:
         if (l->elementwise_affine)
-            *params = sat_mul(l->bias ? 2 : 1, numel(l->norm_ndim, l->normalized_shape));
+            *params = spec_sat_mul(l->bias ? 2 : 1, numel(l->norm_ndim, l->normalized_shape));
         break;
     default: break;
     }
@@ -184,9 +175,9 @@ static int run_layers(const JobSpec *spec, DType dtype, int n, const int64_t *x,
         }
         memcpy(cur, next, (size_t)n * sizeof *next);
         layer_counts(l, &params, &buffers);
-        size->parameters = sat_add(size->parameters, params);
-        size->buffers = sat_add(size->buffers, buffers);
-        size->activations = sat_add(size->activations, numel(n, cur));
+        size->parameters = spec_sat_add(size->parameters, params);
+        size->buffers = spec_sat_add(size->buffers, buffers);
+        size->activations = spec_sat_add(size->activations, numel(n, cur));
     }
     size->out_ndim = n;
     memcpy(size->out_shape, cur, (size_t)n * sizeof *cur);
@@ -205,10 +196,11 @@ static int optimizer_copies(const JobSpec *spec) {
  * pass, and as many gradients of them. An estimate from below: kernels'
  * workspaces and the allocator's rounding come on top. */
 static int64_t train_bytes(const JobSpec *spec, const SpecModelSize *z, int64_t input) {
-    int64_t per_param = sat_mul(2 + optimizer_copies(spec), z->parameters);
+    int64_t per_param = spec_sat_mul(2 + optimizer_copies(spec), z->parameters);
     int64_t elems =
-        sat_add(sat_add(per_param, z->buffers), sat_mul(2, sat_add(input, z->activations)));
-    return sat_mul(elems, 4);
+        spec_sat_add(spec_sat_add(per_param, z->buffers),
+                     spec_sat_mul(2, spec_sat_add(input, z->activations)));
+    return spec_sat_mul(elems, 4);
 }
 
 int job_spec_check_shapes(const JobSpec *spec, const SpecDataShape *d, SpecModelSize *out) {

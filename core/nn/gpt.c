@@ -196,7 +196,8 @@ static Module *mlp_new(int64_t n_embd, int64_t n_layer, bool bias, double p, Rng
 /* x + attn(ln_1(x)), then x + mlp(ln_2(x)). */
 static Tensor *block_forward(Module *m, Tensor *x) {
     Block *b = (Block *)m;
-    Tensor *x1 = add_release(tensor_retain(x), forward_release(b->attn, module_forward(b->ln_1, x)));
+    Tensor *a = forward_release(b->attn, module_forward(b->ln_1, x));
+    Tensor *x1 = add_release(tensor_retain(x), a);
     if (!x1) return NULL;
     return add_release(x1, forward_release(b->mlp, module_forward(b->ln_2, x1)));
 }
@@ -225,7 +226,8 @@ int nn_gpt_shape(int64_t vocab_size, int64_t block_size, int ndim, const int64_t
                  int *out_ndim, int64_t *out) {
     char s[128];
     if (ndim != 2)
-        return error_set("GPT: expected token ids [B, T], got %s", shape_str(ndim, in, s, sizeof s));
+        return error_set("GPT: expected token ids [B, T], got %s",
+                         shape_str(ndim, in, s, sizeof s));
     if (in[1] > block_size)
         return error_set("GPT: sequence length T=%lld exceeds block_size %lld", (long long)in[1],
                          (long long)block_size);

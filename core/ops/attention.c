@@ -14,6 +14,7 @@
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/ops/like_input.h"
 
 static const char *OP = "causal_attention";
 
@@ -22,15 +23,7 @@ static int check_one(const char *what, const Tensor *t, const Tensor *q) {
     if (!tensor_same_shape(t, q))
         return error_set("%s: %s has shape %s but q has %s", OP, what,
                          tensor_shape_str(t, s, sizeof s), tensor_shape_str(q, s2, sizeof s2));
-    if (t->dtype != q->dtype)
-        return error_set("%s: %s is %s but q is %s", OP, what, dtype_name(t->dtype),
-                         dtype_name(q->dtype));
-    if (!device_equal(t->device, q->device)) {
-        char a[32], b[32];
-        return error_set("%s: %s is on %s but q is on %s", OP, what,
-                         device_name(t->device, a, sizeof a), device_name(q->device, b, sizeof b));
-    }
-    return 0;
+    return ops_check_like_input(OP, what, t, q);
 }
 
 static int check_args(const Tensor *q, const Tensor *k, const Tensor *v) {

@@ -72,6 +72,23 @@ __device__ void load_scalars(T *dst, const T *src, int64_t r0, int n, int64_t t)
     for (int r = threadIdx.x; r < n; r += blockDim.x) dst[r] = r0 + r < t ? src[r0 + r] : T(0);
 }
 
+/* acc * factor into a row of d elements: a lane's elements lane + 32 e. */
+template <typename T>
+__device__ inline void store_row(T *dst, const T (&acc)[ATT_EPL], T factor, int lane, int d) {
+#pragma unroll
+    for (int e = 0; e < ATT_EPL; e++) {
+        int c = lane + 32 * e;
+        if (c < d) dst[c] = acc[e] * factor;
+    }
+}
+
+template <typename T> __device__ inline void zero_rows(T (&acc)[ATT_RPW][ATT_EPL]) {
+#pragma unroll
+    for (int rr = 0; rr < ATT_RPW; rr++)
+#pragma unroll
+        for (int e = 0; e < ATT_EPL; e++) acc[rr][e] = 0;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     attention_forward_kernel(const T *q, const T *k, const T *v, T *o, T *lse, int64_t t, int d,
@@ -84,13 +101,9 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     load_rows(qs, d, q + off, row0, ATT_BR, t, d);
     T acc[ATT_RPW][ATT_EPL], m[ATT_RPW], l[ATT_RPW];
+    zero_rows(acc);
 #pragma unroll
-    for (int rr = 0; rr < ATT_RPW; rr++) {
-        m[rr] = -INFINITY;
-        l[rr] = 0;
-#pragma unroll
-        for (int e = 0; e < ATT_EPL; e++) acc[rr][e] = 0;
-    }
+    for (int rr = 0; rr < ATT_RPW; rr++) m[rr] = -INFINITY, l[rr] = 0;
     int64_t last = (row0 + ATT_BR < t ? row0 + ATT_BR : t) - 1;
     for (int64_t k0 = 0; k0 <= last; k0 += ATT_BC) {
         __syncthreads(); /* the last tile is consumed (and qs loaded) */
@@ -124,11 +137,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     for (int rr = 0; rr < ATT_RPW; rr++) {
         int64_t i = row0 + warp * ATT_RPW + rr;
         if (i >= t) continue;
-#pragma unroll
-        for (int e = 0; e < ATT_EPL; e++) {
-            int c = lane + 32 * e;
-            if (c < d) o[off + i * d + c] = acc[rr][e] / l[rr];
-        }
+        store_row(o + off + i * d, acc[rr], T(1) / l[rr], lane, d);
         if (lane == 0) lse[head * t + i] = m[rr] + g_log(l[rr]);
     }
 }
@@ -160,10 +169,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     load_rows(qs, d, q + off, row0, ATT_BR, t, d);
     load_rows(gos, d, go + off, row0, ATT_BR, t, d);
     T acc[ATT_RPW][ATT_EPL];
-#pragma unroll
-    for (int rr = 0; rr < ATT_RPW; rr++)
-#pragma unroll
-        for (int e = 0; e < ATT_EPL; e++) acc[rr][e] = 0;
+    zero_rows(acc);
     int64_t last = (row0 + ATT_BR < t ? row0 + ATT_BR : t) - 1;
     for (int64_t k0 = 0; k0 <= last; k0 += ATT_BC) {
         __syncthreads();
@@ -195,12 +201,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #pragma unroll
     for (int rr = 0; rr < ATT_RPW; rr++) {
         int64_t i = row0 + warp * ATT_RPW + rr;
-        if (i >= t) continue;
-#pragma unroll
-        for (int e = 0; e < ATT_EPL; e++) {
-            int c = lane + 32 * e;
-            if (c < d) gq[off + i * d + c] = acc[rr][e] * scale;
-        }
+        if (i < t) store_row(gq + off + i * d, acc[rr], scale, lane, d);
     }
 }
 
@@ -221,10 +222,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     load_rows(ks, d, k + off, row0, ATT_BR, t, d);
     load_rows(vs, d, v + off, row0, ATT_BR, t, d);
     T ak[ATT_RPW][ATT_EPL], av[ATT_RPW][ATT_EPL];
-#pragma unroll
-    for (int rr = 0; rr < ATT_RPW; rr++)
-#pragma unroll
-        for (int e = 0; e < ATT_EPL; e++) ak[rr][e] = av[rr][e] = 0;
+    zero_rows(ak);
+    zero_rows(av);
     for (int64_t q0 = row0; q0 < t; q0 += ATT_BC) {
         __syncthreads();
         load_rows(qs, d + 1, q + off, q0, ATT_BC, t, d);
@@ -261,14 +260,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     for (int rr = 0; rr < ATT_RPW; rr++) {
         int64_t j = row0 + warp * ATT_RPW + rr;
         if (j >= t) continue;
-#pragma unroll
-        for (int e = 0; e < ATT_EPL; e++) {
-            int c = lane + 32 * e;
-            if (c < d) {
-                gk[off + j * d + c] = ak[rr][e] * scale;
-                gv[off + j * d + c] = av[rr][e];
-            }
-        }
+        store_row(gk + off + j * d, ak[rr], scale, lane, d);
+        store_row(gv + off + j * d, av[rr], T(1), lane, d);
     }
 }
 

@@ -59,7 +59,8 @@ static void check_case(json_t *fx, const char *name, DType dt, double rtol, doub
     fixture_assert_close(kase, "out", out, rtol, atol, what);
     Tensor *l = tensor_mul(out, gw), *s = tensor_sum(l);
     cr_assert_eq(tensor_backward(s), 0, "%s", error_get());
-    for (int i = 0; i < 3; i++) fixture_assert_close(kase, grad_keys[i], in[i]->grad, rtol, atol, what);
+    for (int i = 0; i < 3; i++)
+        fixture_assert_close(kase, grad_keys[i], in[i]->grad, rtol, atol, what);
     for (int i = 0; i < 3; i++) tensor_release(in[i]);
     tensor_release(gw64), tensor_release(gw), tensor_release(out), tensor_release(l),
         tensor_release(s);
@@ -88,7 +89,8 @@ Test(attention, causal_mask) {
     for (int i = 3 * 4; i < 6 * 4; i++) pk[i] += 0.5, pv[i] -= 0.25;
     Tensor *a = tensor_causal_attention(q, k, v), *b = tensor_causal_attention(q, k2, v2);
     cr_assert(a && b, "%s", error_get());
-    for (int i = 0; i < 3 * 4; i++) cr_assert_eq(tensor_get(a, i), tensor_get(b, i), "element %d", i);
+    for (int i = 0; i < 3 * 4; i++)
+        cr_assert_eq(tensor_get(a, i), tensor_get(b, i), "element %d", i);
     bool moved = false;
     for (int i = 3 * 4; i < 4 * 4; i++) moved |= tensor_get(a, i) != tensor_get(b, i);
     cr_assert(moved, "query 3 does not see key 3");
@@ -131,11 +133,12 @@ Test(attention, errors) {
     Tensor *wide = tensor_zeros(SHAPE(1, 1, 2, 129), DTYPE_FLOAT32, DEVICE_CPU_INIT);
     Tensor *ints = tensor_zeros(SHAPE(1, 2, 3, 4), DTYPE_INT64, DEVICE_CPU_INIT);
     fixture_expect_error(tensor_causal_attention(k3, k3, k3),
-                         "causal_attention: expected q, k, v of shape [B, H, T, D], got q [2, 3, 4]");
+                         "causal_attention: expected q, k, v of shape [B, H, T, D], "
+                         "got q [2, 3, 4]");
     fixture_expect_error(tensor_causal_attention(q, kt, q),
                          "causal_attention: k has shape [1, 2, 5, 4] but q has [1, 2, 3, 4]");
     fixture_expect_error(tensor_causal_attention(q, q, k64),
-                         "causal_attention: v is float64 but q is float32");
+                         "causal_attention: v is float64 but input is float32");
     fixture_expect_error(tensor_causal_attention(wide, wide, wide),
                          "causal_attention: head dim D must be 1 to 128, got 129");
     fixture_expect_error(tensor_causal_attention(ints, ints, ints),

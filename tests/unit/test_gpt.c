@@ -33,6 +33,16 @@ static Tensor *ids(int ndim, const int64_t *shape, const double *values) {
 
 /* ---- Embedding ---- */
 
+/* mean and standard deviation of t's values */
+static void moments(const Tensor *t, double *mean, double *sd) {
+    double s = 0, q = 0;
+    int64_t n = tensor_numel(t);
+    for (int64_t i = 0; i < n; i++) s += tensor_get(t, i), q += tensor_get(t, i) * tensor_get(t, i);
+    *mean = s / n;
+    *sd = sqrt(q / n - *mean * *mean);
+}
+
+
 Test(embedding, picks_rows) {
     Tensor *w = gradcheck_input(SHAPE(5, 3), -1, 1, 1);
     Tensor *idx = ids(SHAPE(2, 2), (const double[]){4, 0, 4, 2});
@@ -101,10 +111,8 @@ Test(embedding, init_normal) {
     Module *m = nn_embedding(200, 50, &rng);
     cr_assert(m, "%s", error_get());
     Tensor *w = module_get(m, "weight");
-    double sum = 0, sq = 0;
-    int64_t n = tensor_numel(w);
-    for (int64_t i = 0; i < n; i++) sum += tensor_get(w, i), sq += tensor_get(w, i) * tensor_get(w, i);
-    double mean = sum / n, sd = sqrt(sq / n - mean * mean);
+    double mean, sd;
+    moments(w, &mean, &sd);
     cr_assert(fabs(mean) < 0.03 && fabs(sd - 1) < 0.03, "mean %g std %g", mean, sd);
     cr_assert(w->requires_grad);
     module_free(m);
@@ -314,14 +322,6 @@ Test(gpt, tied_weight_counted_once) {
     module_free(m);
 }
 
-static void moments(const Tensor *t, double *mean, double *sd) {
-    double s = 0, q = 0;
-    int64_t n = tensor_numel(t);
-    for (int64_t i = 0; i < n; i++) s += tensor_get(t, i), q += tensor_get(t, i) * tensor_get(t, i);
-    *mean = s / n;
-    *sd = sqrt(q / n - *mean * *mean);
-}
-
 /* normal(0, 0.02) for Linear and Embedding weights, c_proj 0.02 /
  * sqrt(2 n_layer) (n_layer 4: 0.0070711), biases 0, LayerNorm weight 1 */
 Test(gpt, nanogpt_init) {
@@ -490,7 +490,8 @@ Test(gpt, checkpoint_for_torch) {
     for (int step = 0; step < 3; step++) {
         optimizer_zero_grad(opt);
         Tensor *out = module_forward(m, x), *o2 = tensor_reshape(out, SHAPE(26, 65));
-        Tensor *y2 = tensor_reshape(y, SHAPE(26)), *l = tensor_cross_entropy(o2, y2, REDUCTION_MEAN);
+        Tensor *y2 = tensor_reshape(y, SHAPE(26));
+        Tensor *l = tensor_cross_entropy(o2, y2, REDUCTION_MEAN);
         cr_assert(l && tensor_backward(l) == 0 && optimizer_step(opt) == 0, "%s", error_get());
         tensor_release(out), tensor_release(o2), tensor_release(y2), tensor_release(l);
     }

@@ -21,6 +21,7 @@
 #include "core/data/dataloader.h"
 #include "core/backend.h"
 #include "core/error.h"
+#include "core/nn/module.h"
 #include "core/ops.h"
 #include "core/optim/optimizer.h"
 #include "core/rng.h"
@@ -619,6 +620,53 @@ Test(gpu, embedding) {
         tensor_release(bad), tensor_release(wg), tensor_release(bg);
         release_all(2, in);
     }
+}
+
+/* A whole GPT (nanoGPT's, 2 layers, head size 64) from the same seed on
+ * both devices: logits, the loss over tokens and every parameter's
+ * gradient, the tied one included. */
+Test(gpu, gpt_forward_backward) {
+    need_gpu();
+    Module *m[2];
+    for (int i = 0; i < 2; i++) {
+        Rng rng;
+        rng_init(&rng, 3);
+        m[i] = nn_gpt(97, 64, 2, 2, 128, 0, true, &rng);
+        cr_assert(m[i], "%s", error_get());
+    }
+    cr_assert_eq(module_to(m[1], CUDA0), 0, "%s", error_get());
+    Rng r;
+    rng_init(&r, 4);
+    double xv[3 * 50], yv[3 * 50];
+    for (int i = 0; i < 150; i++)
+        xv[i] = (double)rng_below(&r, 97), yv[i] = (double)rng_below(&r, 97);
+    Tensor *x = tensor_from_doubles(xv, SHAPE(3, 50), DTYPE_INT64);
+    Tensor *y = tensor_from_doubles(yv, SHAPE(150), DTYPE_INT64);
+    Tensor *xs[2] = {x, to_gpu(x)}, *ys[2] = {y, to_gpu(y)}, *logits[2], *loss[2];
+    for (int i = 0; i < 2; i++) {
+        logits[i] = module_forward(m[i], xs[i]);
+        cr_assert(logits[i], "%s", error_get());
+        Tensor *flat = tensor_reshape(logits[i], SHAPE(150, 97));
+        loss[i] = tensor_cross_entropy(flat, ys[i], REDUCTION_MEAN);
+        cr_assert(loss[i] && tensor_backward(loss[i]) == 0, "%s", error_get());
+        tensor_release(flat);
+    }
+    check_close("gpt logits", DTYPE_FLOAT32, logits[1], logits[0], 1e-5);
+    check_close("gpt loss", DTYPE_FLOAT32, loss[1], loss[0], 1e-6);
+    int n0, n1;
+    Tensor **p0 = module_parameters(m[0], &n0), **p1 = module_parameters(m[1], &n1);
+    cr_assert(p0 && p1 && n0 == n1);
+    for (int i = 0; i < n0; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "gpt grad of parameter %d", i);
+        check_close(what, DTYPE_FLOAT32, p1[i]->grad, p0[i]->grad, 1e-4);
+    }
+    free(p0), free(p1);
+    for (int i = 0; i < 2; i++) {
+        tensor_release(logits[i]), tensor_release(loss[i]);
+        module_free(m[i]);
+    }
+    tensor_release(xs[1]), tensor_release(ys[1]), tensor_release(x), tensor_release(y);
 }
 
 /* ---- raw kernels ---- */
