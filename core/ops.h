@@ -124,6 +124,12 @@ Tensor *tensor_cross_entropy_with(Tensor *logits, Tensor *target, Reduction redu
 Tensor *tensor_nll_loss(Tensor *log_probs, Tensor *target, Reduction reduction);
 Tensor *tensor_nll_loss_with(Tensor *log_probs, Tensor *target, Reduction reduction,
                              const ClassLossOptions *options);
+/* A sequence model's scores [N, T, C] and class targets [N, T] as rows
+ * [N*T, C] and [N*T], as nanoGPT's logits.view(-1, C), targets.view(-1):
+ * a class loss or an accuracy then runs over every token. Other shapes
+ * come back as they are. Two new references (*rows, *labels), or -1 with
+ * an error and both NULL. */
+int tensor_tokens_as_rows(Tensor *scores, Tensor *target, Tensor **rows, Tensor **labels);
 /* probabilities in [0, 1] and targets of the same shape; log clamped at -100
  * as torch does. */
 Tensor *tensor_bce_loss(Tensor *input, Tensor *target, Reduction reduction);

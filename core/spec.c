@@ -121,15 +121,11 @@ bool job_spec_uses_labels(const JobSpec *spec) {
     return spec->loss == SPEC_LOSS_CROSS_ENTROPY || spec->loss == SPEC_LOSS_NLL;
 }
 
-/* Scores [N, T, C] and labels [N, T] of a sequence model as [N*T, C] and
- * [N*T], as nanoGPT's F.cross_entropy(logits.view(-1, C), targets.view(-1)):
- * the loss's mean runs over every token. Other shapes pass unchanged. */
+/* Scores [N, T, C] and labels [N, T] of a sequence model over every
+ * token, as nanoGPT's F.cross_entropy(logits.view(-1, C), targets.view(-1)). */
 static Tensor *class_loss_over_tokens(const JobSpec *spec, Tensor *output, Tensor *target) {
-    bool tokens = output->ndim == 3 && target->ndim == 2;
-    Tensor *o = tokens ? tensor_reshape(output, SHAPE(-1, output->shape[2]))
-                       : tensor_retain(output);
-    Tensor *t = tokens ? tensor_reshape(target, SHAPE(-1)) : tensor_retain(target);
-    Tensor *loss = !o || !t ? NULL
+    Tensor *o, *t;
+    Tensor *loss = tensor_tokens_as_rows(output, target, &o, &t) != 0 ? NULL
                    : spec->loss == SPEC_LOSS_NLL
                        ? tensor_nll_loss_with(o, t, spec->reduction, &spec->class_loss)
                        : tensor_cross_entropy_with(o, t, spec->reduction, &spec->class_loss);
