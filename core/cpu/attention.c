@@ -15,8 +15,10 @@
  *       gv_j = sum_{i >= j} p_ij gout_i            (one pass per key row).
  * Every row is independent, so rows go over the OpenMP threads without
  * atomics and the results do not depend on the thread count. Dot products
- * and accumulators are double for both dtypes (rounded once on the way
- * out); a row's accumulators live on the stack (D <= ATTENTION_MAX_HEAD_DIM).
+ * and the row accumulators are in T (float32 sums vectorise: 4-7x faster
+ * than double ones here, [4, 12, 256, 64] forward 26 ms, backward 73 ms on
+ * 2 cores), the softmax's max, sum and exponentials in double; a row's
+ * accumulators live on the stack (D <= ATTENTION_MAX_HEAD_DIM).
  */
 #include <math.h>
 
@@ -26,19 +28,21 @@
 
 #define DEFINE_ATTENTION(T, SFX)                                                                   \
     static double dot_##SFX(const T *a, const T *b, int64_t d) {                                   \
-        double s = 0;                                                                              \
+        T s = 0;                                                                                   \
         _Pragma("omp simd reduction(+ : s)")                                                       \
-        for (int64_t c = 0; c < d; c++) s += (double)a[c] * (double)b[c];                          \
+        for (int64_t c = 0; c < d; c++) s += a[c] * b[c];                                          \
         return s;                                                                                  \
     }                                                                                              \
-    static void axpy_##SFX(double *acc, double a, const T *x, int64_t d) {                         \
+    static void axpy_##SFX(T *acc, double a, const T *x, int64_t d) {                              \
+        T at = (T)a;                                                                               \
         _Pragma("omp simd")                                                                        \
-        for (int64_t c = 0; c < d; c++) acc[c] += a * (double)x[c];                                \
+        for (int64_t c = 0; c < d; c++) acc[c] += at * x[c];                                       \
     }                                                                                              \
     /* Query row i of head (q, k, v): out_i and lse_i. */                                          \
     static void attention_row_##SFX(const T *q, const T *k, const T *v, int64_t i, int64_t d,      \
                                     double scale, T *out, T *lse) {                                \
-        double acc[ATTENTION_MAX_HEAD_DIM] = {0}, s[KEY_BLOCK], m = -INFINITY, l = 0;              \
+        T acc[ATTENTION_MAX_HEAD_DIM] = {0};                                                       \
+        double s[KEY_BLOCK], m = -INFINITY, l = 0;                                                 \
         for (int64_t j0 = 0; j0 <= i; j0 += KEY_BLOCK) {                                           \
             int64_t n = i + 1 - j0 < KEY_BLOCK ? i + 1 - j0 : KEY_BLOCK;                           \
             double bm = -INFINITY;                                                                 \
@@ -48,7 +52,7 @@
             }                                                                                      \
             double mn = bm > m ? bm : m, alpha = exp(m - mn);                                      \
             l *= alpha;                                                                            \
-            for (int64_t c = 0; c < d; c++) acc[c] *= alpha;                                       \
+            for (int64_t c = 0; c < d; c++) acc[c] *= (T)alpha;                                    \
             for (int64_t j = 0; j < n; j++) {                                                      \
                 double p = exp(s[j] - mn);                                                         \
                 l += p;                                                                            \
@@ -88,7 +92,8 @@
             int64_t rr = query ? r : r - rows, h = rr / t, x = rr % t, off = h * t * d;            \
             const T *qh = q + off, *kh = k + off, *vh = v + off, *goh = go + off;                  \
             const T *lh = lse + h * t, *dh = delta + h * t;                                        \
-            double a1[ATTENTION_MAX_HEAD_DIM] = {0}, a2[ATTENTION_MAX_HEAD_DIM] = {0}, p, ds;      \
+            T a1[ATTENTION_MAX_HEAD_DIM] = {0}, a2[ATTENTION_MAX_HEAD_DIM] = {0};                  \
+            double p, ds;                                                                          \
             if (query) {                                                                           \
                 for (int64_t j = 0; j <= x; j++) {                                                 \
                     attention_p_ds_##SFX(qh, kh, vh, goh, lh[x], dh[x], x, j, d, scale, &p, &ds);  \

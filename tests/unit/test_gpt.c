@@ -284,9 +284,14 @@ static void check_parity(const char *name, const char *model_json) {
         cr_assert_eq(optimizer_step(opt), 0, "%s", error_get());
         tensor_release(l);
     }
+    /* The key third of c_attn's bias shifts a query's scores all alike, so
+     * softmax cancels it: its gradient is 0 but for rounding (1e-11 here, in
+     * torch as in traind), and Adam turns that noise into steps of about
+     * lr * g / eps. Its final values (1e-6) are noise on both sides. */
     json_object_foreach(kase, key, value) {
         if (strncmp(key, "final.", 6) != 0) continue;
-        fixture_assert_close(kase, key, module_find(m, key + 6), RTOL, ATOL, name);
+        double atol = strstr(key, "attn.c_attn.bias") ? 1e-5 : ATOL;
+        fixture_assert_close(kase, key, module_find(m, key + 6), RTOL, atol, name);
     }
     optimizer_free(opt);
     tensor_release(losses), tensor_release(x), tensor_release(y);
