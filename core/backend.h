@@ -65,6 +65,16 @@ typedef struct {
     int64_t step;       /* Adam: this parameter's step, 1-based */
 } OptimUpdate;
 
+/* A causal attention's scale (1 / sqrt(D)) and its dropout on the
+ * probabilities: with dropout p > 0, probability (h, i, j) of head h (of
+ * BH), query i and key j is kept, scaled by 1 / (1 - p), when number
+ * offset + (h * T + i) * T + j of the counter-based stream `seed` is >= p
+ * (the stream tensor_dropout draws from), so CPU and GPU drop the same. */
+typedef struct {
+    double scale, dropout;
+    uint64_t seed, offset;
+} AttentionArgs;
+
 /* Geometry of a 2-d convolution or pooling window over [N, C, H, W]. */
 typedef struct {
     int64_t batch, channels, height, width;
@@ -207,17 +217,17 @@ typedef struct Backend {
     void (*embedding_backward)(const Tensor *gy, const Tensor *index, Tensor *gweight);
 
     /* ---- causal attention over q, k, v [BH, T, D], D <= ATTENTION_MAX_HEAD_DIM ---- */
-    /* out = softmax(q k^T * scale + causal mask) v, and lse [BH, T] the
-     * logsumexp of each row's scaled, masked scores, for the backward. */
-    void (*causal_attention)(const Tensor *q, const Tensor *k, const Tensor *v, double scale,
-                             Tensor *out, Tensor *lse);
+    /* out = dropout(softmax(q k^T * scale + causal mask)) v, and lse [BH, T]
+     * the logsumexp of each row's scaled, masked scores, for the backward. */
+    void (*causal_attention)(const Tensor *q, const Tensor *k, const Tensor *v,
+                             const AttentionArgs *args, Tensor *out, Tensor *lse);
     /* gq, gk, gv [BH, T, D] from the forward's q, k, v, out, lse and gout,
      * recomputing the probabilities (FlashAttention-2's backward); delta
      * [BH, T] is scratch for rowsum(gout * out). */
     void (*causal_attention_backward)(const Tensor *q, const Tensor *k, const Tensor *v,
                                       const Tensor *out, const Tensor *lse, const Tensor *gout,
-                                      double scale, Tensor *delta, Tensor *gq, Tensor *gk,
-                                      Tensor *gv);
+                                      const AttentionArgs *args, Tensor *delta, Tensor *gq,
+                                      Tensor *gk, Tensor *gv);
 
     /* ---- random ---- */
     /* out[i] = uniform [0, 1) from a counter-based stream (seed, offset), so

@@ -99,6 +99,11 @@ Tensor *tensor_embedding(Tensor *weight, Tensor *index);
  * is_causal=True) over q, k, v [B, H, T, D], D <= ATTENTION_MAX_HEAD_DIM
  * (core/backend.h): one fused kernel, no T x T matrix. */
 Tensor *tensor_causal_attention(Tensor *q, Tensor *k, Tensor *v);
+/* The same with dropout_p = dropout on the probabilities (training only:
+ * pass 0 in eval), the mask drawn from the counter-based stream (seed,
+ * offset) as tensor_dropout's, B * H * T * T numbers of it. */
+Tensor *tensor_causal_attention_dropout(Tensor *q, Tensor *k, Tensor *v, double dropout,
+                                        uint64_t seed, uint64_t offset);
 
 /* ---- losses (core/ops/loss.c); target never requires grad ---- */
 typedef enum { REDUCTION_MEAN, REDUCTION_SUM, REDUCTION_NONE } Reduction;

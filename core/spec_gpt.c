@@ -10,15 +10,9 @@
 
 #define GPT_MAX_SIZE ((int64_t)1 << 31)
 
-/* dropout > 0 would drop attention probabilities too in nanoGPT, which the
- * fused attention kernels do not do: refused rather than trained differently. */
 static int check_dropout(double p) {
-    if (p == 0) return 0;
-    if (!(p > 0 && p < 1)) return error_at("model.dropout", "must be in [0, 1), got %g", p);
-    return error_at("model.dropout",
-                    "only 0 is supported (got %g): nanoGPT's dropout also drops attention "
-                    "probabilities, which traind's fused attention does not do",
-                    p);
+    if (p >= 0 && p < 1) return 0;
+    return error_at("model.dropout", "must be in [0, 1), got %g", p);
 }
 
 int spec_gpt_parse(const json_t *model, const char *name, SpecArch *out) {

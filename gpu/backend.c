@@ -294,8 +294,13 @@ static void cuda_layer_norm_backward(const Tensor *x, const Tensor *weight, cons
 
 /* ---- embedding and attention ---- */
 
-_Static_assert(GPU_ATTENTION_MAX_HEAD_DIM == ATTENTION_MAX_HEAD_DIM,
-               "gpu/kernels.h's attention head limit is core/backend.h's");
+_Static_assert(GPU_ATTENTION_MAX_HEAD_DIM == ATTENTION_MAX_HEAD_DIM &&
+                   sizeof(GpuAttentionArgs) == sizeof(AttentionArgs),
+               "gpu/kernels.h's attention limit and arguments are core/backend.h's");
+
+static GpuAttentionArgs attention_args(const AttentionArgs *a) {
+    return (GpuAttentionArgs){a->scale, a->dropout, a->seed, a->offset};
+}
 
 static void cuda_embedding(const Tensor *weight, const Tensor *index, Tensor *out) {
     use(weight);
@@ -311,22 +316,23 @@ static void cuda_embedding_backward(const Tensor *gy, const Tensor *index, Tenso
 }
 
 static void cuda_causal_attention(const Tensor *q, const Tensor *k, const Tensor *v,
-                                  double scale, Tensor *out, Tensor *lse) {
+                                  const AttentionArgs *args, Tensor *out, Tensor *lse) {
     use(q);
     gpu_launch_causal_attention((int)q->dtype, tensor_data(q), tensor_data(k), tensor_data(v),
                                 tensor_data(out), tensor_data(lse), q->shape[0], q->shape[1],
-                                q->shape[2], scale);
+                                q->shape[2], attention_args(args));
 }
 
 static void cuda_causal_attention_backward(const Tensor *q, const Tensor *k, const Tensor *v,
                                            const Tensor *out, const Tensor *lse,
-                                           const Tensor *gout, double scale, Tensor *delta,
-                                           Tensor *gq, Tensor *gk, Tensor *gv) {
+                                           const Tensor *gout, const AttentionArgs *args,
+                                           Tensor *delta, Tensor *gq, Tensor *gk, Tensor *gv) {
     use(q);
     gpu_launch_causal_attention_backward(
         (int)q->dtype, tensor_data(q), tensor_data(k), tensor_data(v), tensor_data(out),
         tensor_data(lse), tensor_data(gout), tensor_data(delta), tensor_data(gq),
-        tensor_data(gk), tensor_data(gv), q->shape[0], q->shape[1], q->shape[2], scale);
+        tensor_data(gk), tensor_data(gv), q->shape[0], q->shape[1], q->shape[2],
+        attention_args(args));
 }
 
 /* ---- random ---- */

@@ -133,13 +133,18 @@ void gpu_launch_embedding_backward(int dtype, const void *gy, const int64_t *idx
 /* ---- kernels/attention.cu ---- (q, k, v, out and gradients [bh, t, d],
  * lse and delta [bh, t]; d <= GPU_ATTENTION_MAX_HEAD_DIM) */
 #define GPU_ATTENTION_MAX_HEAD_DIM 128
+/* AttentionArgs of core/backend.h, field for field. */
+typedef struct {
+    double scale, dropout;
+    uint64_t seed, offset;
+} GpuAttentionArgs;
 void gpu_launch_causal_attention(int dtype, const void *q, const void *k, const void *v,
                                  void *out, void *lse, int64_t bh, int64_t t, int64_t d,
-                                 double scale);
+                                 GpuAttentionArgs args);
 void gpu_launch_causal_attention_backward(int dtype, const void *q, const void *k, const void *v,
                                           const void *out, const void *lse, const void *gout,
                                           void *delta, void *gq, void *gk, void *gv, int64_t bh,
-                                          int64_t t, int64_t d, double scale);
+                                          int64_t t, int64_t d, GpuAttentionArgs args);
 
 /* ---- kernels/gemm.cu ---- */
 void gpu_launch_gemm(int dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,

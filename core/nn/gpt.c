@@ -11,6 +11,11 @@
  * a forward of their own (transformer, a ModuleDict; h, a ModuleList) only
  * hold names.
  *
+ * dropout, as nanoGPT's: on the embeddings' sum (transformer.drop), on
+ * the attention probabilities (inside the fused attention, which has no
+ * module of its own), and on each residual branch (attn.resid_dropout,
+ * mlp.dropout); all draw from the model's stream (module_set_rng).
+ *
  * Initialisation is nanoGPT's _init_weights: Linear and Embedding weights
  * normal(0, 0.02), biases zero, LayerNorm weight one and bias zero, then
  * every c_proj.weight normal(0, 0.02 / sqrt(2 n_layer)).
@@ -28,7 +33,7 @@
 typedef struct {
     Module base;
     int64_t n_head, n_embd;
-    double p; /* resid_dropout's */
+    double p; /* attn_dropout's and resid_dropout's */
     Module *c_attn, *c_proj, *resid_dropout;
 } CausalSelfAttention;
 
@@ -123,13 +128,28 @@ static Tensor *head_split(Tensor *qkv, int i, int64_t n_head) {
     return h;
 }
 
+/* The fused causal attention with nanoGPT's attn_dropout (p, in training):
+ * its mask takes B H T T numbers of the model's stream, as a Dropout over
+ * the probabilities would. */
+static Tensor *attention(Module *m, double p, Tensor *q, Tensor *k, Tensor *v) {
+    if (!m->training || p == 0) return tensor_causal_attention(q, k, v);
+    if (!m->rng) {
+        error_set("no Rng to draw the attention's dropout mask from in training mode "
+                  "(module_set_rng)");
+        return NULL;
+    }
+    Tensor *y = tensor_causal_attention_dropout(q, k, v, p, m->rng->seed, m->rng->offset);
+    if (y) m->rng->offset += (uint64_t)(q->shape[0] * q->shape[1] * q->shape[2] * q->shape[2]);
+    return y;
+}
+
 static Tensor *attn_forward(Module *m, Tensor *x) {
     CausalSelfAttention *a = (CausalSelfAttention *)m;
     Tensor *qkv = module_forward(a->c_attn, x);
     Tensor *q = qkv ? head_split(qkv, 0, a->n_head) : NULL;
     Tensor *k = q ? head_split(qkv, 1, a->n_head) : NULL;
     Tensor *v = k ? head_split(qkv, 2, a->n_head) : NULL;
-    Tensor *y = v ? tensor_causal_attention(q, k, v) : NULL;
+    Tensor *y = v ? attention(m, a->p, q, k, v) : NULL;
     tensor_release(qkv), tensor_release(q), tensor_release(k), tensor_release(v);
     Tensor *yt = y ? tensor_transpose(y, 1, 2) : NULL; /* [B, T, n_head, hs] */
     tensor_release(y);

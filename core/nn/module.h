@@ -227,9 +227,8 @@ Module *nn_embedding(int64_t num_embeddings, int64_t embedding_dim, Rng *rng);
 /* gpt.c: nanoGPT's GPT(GPTConfig(...)) with its init (normal(0, 0.02),
  * c_proj weights std 0.02 / sqrt(2 n_layer), zero biases) and lm_head tied
  * to transformer.wte; int64 tokens [B, T <= block_size] -> logits [B, T,
- * vocab_size]. dropout applies to the embeddings' sum and the residual
- * branches; the attention probabilities see none (the spec refuses
- * dropout > 0 for that reason). */
+ * vocab_size]. dropout applies where nanoGPT's does: the embeddings' sum,
+ * the attention probabilities and the residual branches. */
 Module *nn_gpt(int64_t vocab_size, int64_t block_size, int64_t n_layer, int64_t n_head,
                int64_t n_embd, double dropout, bool bias, Rng *rng);
 /* sequential.c: nn.Sequential(*children). Takes ownership of the n

@@ -23,10 +23,14 @@
  *               not depend on scheduling.
  * Accumulation is in T (float for float32, as FlashAttention's); rows past
  * T (T not a multiple of the tile) are loaded as zeros and never written.
+ * Dropout on the probabilities (GpuAttentionArgs) draws each (head, i, j)'s
+ * Philox number where the probability is used, in all three kernels, as
+ * the CPU does: the mask is never stored.
  */
 #include <math.h>
 
 #include "gpu/kernels/common.cuh"
+#include "gpu/kernels/philox.cuh"
 
 #define ATT_WARPS 4
 #define ATT_RPW 4                     /* own rows per warp */
@@ -56,6 +60,17 @@ template <typename T> __device__ inline T a_dot(const T *a, const T *b, int d) {
     return s;
 }
 
+/* The dropout factor of probability (i, j) whose head's numbers start at
+ * `base`: 0 or 1 / (1 - p), the same test as core/cpu/attention.c's. */
+template <typename T>
+__device__ inline T keep(const GpuAttentionArgs &a, uint64_t base, int64_t t, int64_t i,
+                         int64_t j) {
+    if (a.dropout <= 0) return T(1);
+    return (double)philox_uniform_at(a.seed, base + (uint64_t)(i * t + j)) >= a.dropout
+               ? T(1 / (1 - a.dropout))
+               : T(0);
+}
+
 /* Rows r0 .. r0+n-1 of a head's [t, d] matrix into dst (row stride ld),
  * zeros past row t; by the whole block. */
 template <typename T>
@@ -82,6 +97,22 @@ __device__ inline void store_row(T *dst, const T (&acc)[ATT_EPL], T factor, int 
     }
 }
 
+/* acc += sum over lanes jj in [first, end) of lane jj's x times row jj of
+ * a shared-memory tile (row stride ld): the warp folds its 32 lanes'
+ * results into its own row's accumulator. */
+template <typename T>
+__device__ inline void fold_tile(T (&acc)[ATT_EPL], T x, const T *tile, int ld, int first,
+                                 int end, int lane, int d) {
+    for (int jj = first; jj < end; jj++) {
+        T xj = __shfl_sync(FULL_MASK, x, jj);
+#pragma unroll
+        for (int e = 0; e < ATT_EPL; e++) {
+            int c = lane + 32 * e;
+            if (c < d) acc[e] = a_fma(xj, tile[jj * ld + c], acc[e]);
+        }
+    }
+}
+
 template <typename T> __device__ inline void zero_rows(T (&acc)[ATT_RPW][ATT_EPL]) {
 #pragma unroll
     for (int rr = 0; rr < ATT_RPW; rr++)
@@ -92,12 +123,14 @@ template <typename T> __device__ inline void zero_rows(T (&acc)[ATT_RPW][ATT_EPL
 template <typename T>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     attention_forward_kernel(const T *q, const T *k, const T *v, T *o, T *lse, int64_t t, int d,
-                             T scale) {
+                             GpuAttentionArgs a) {
     extern __shared__ __align__(16) unsigned char att_smem[];
     T *qs = (T *)att_smem;           /* [ATT_BR][d] */
     T *ks = qs + ATT_BR * d;         /* [ATT_BC][d + 1] */
     T *vs = ks + ATT_BC * (d + 1);   /* [ATT_BC][d] */
     int64_t head = blockIdx.x, off = head * t * d, row0 = (int64_t)blockIdx.y * ATT_BR;
+    uint64_t base = a.offset + (uint64_t)(head * t * t);
+    T scale = (T)a.scale;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     load_rows(qs, d, q + off, row0, ATT_BR, t, d);
     T acc[ATT_RPW][ATT_EPL], m[ATT_RPW], l[ATT_RPW];
@@ -119,18 +152,12 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             T mn = a_max(m[rr], a_warp_max(s)); /* finite: key k0 <= i counts */
             T alpha = g_exp(m[rr] - mn), p = j <= i ? g_exp(s - mn) : T(0);
             l[rr] = l[rr] * alpha + a_warp_sum(p);
+            T w = j <= i ? p * keep<T>(a, base, t, i, j) : T(0); /* dropped out */
             m[rr] = mn;
 #pragma unroll
             for (int e = 0; e < ATT_EPL; e++) acc[rr][e] *= alpha;
             int n = i - k0 + 1 < ATT_BC ? (int)(i - k0 + 1) : ATT_BC;
-            for (int jj = 0; jj < n; jj++) {
-                T pj = __shfl_sync(FULL_MASK, p, jj);
-#pragma unroll
-                for (int e = 0; e < ATT_EPL; e++) {
-                    int c = lane + 32 * e;
-                    if (c < d) acc[rr][e] = a_fma(pj, vs[jj * d + c], acc[rr][e]);
-                }
-            }
+            fold_tile(acc[rr], w, vs, d, 0, n, lane, d);
         }
     }
 #pragma unroll
@@ -158,13 +185,15 @@ __global__ void attention_delta_kernel(const T *go, const T *o, T *delta, int64_
 template <typename T>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     attention_gq_kernel(const T *q, const T *k, const T *v, const T *lse, const T *go,
-                        const T *delta, T *gq, int64_t t, int d, T scale) {
+                        const T *delta, T *gq, int64_t t, int d, GpuAttentionArgs a) {
     extern __shared__ __align__(16) unsigned char att_smem[];
     T *qs = (T *)att_smem;          /* [ATT_BR][d] */
     T *gos = qs + ATT_BR * d;       /* [ATT_BR][d] */
     T *ks = gos + ATT_BR * d;       /* [ATT_BC][d + 1] */
     T *vs = ks + ATT_BC * (d + 1);  /* [ATT_BC][d + 1] */
     int64_t head = blockIdx.x, off = head * t * d, row0 = (int64_t)blockIdx.y * ATT_BR;
+    uint64_t base = a.offset + (uint64_t)(head * t * t);
+    T scale = (T)a.scale;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     load_rows(qs, d, q + off, row0, ATT_BR, t, d);
     load_rows(gos, d, go + off, row0, ATT_BR, t, d);
@@ -185,17 +214,12 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             if (j <= i) {
                 T p = g_exp(a_dot(qs + lr * d, ks + lane * (d + 1), d) * scale -
                             lse[head * t + i]);
-                ds = p * (a_dot(gos + lr * d, vs + lane * (d + 1), d) - delta[head * t + i]);
+                T kf = keep<T>(a, base, t, i, j);
+                T dp = kf != T(0) ? kf * a_dot(gos + lr * d, vs + lane * (d + 1), d) : T(0);
+                ds = p * (dp - delta[head * t + i]);
             }
             int n = i - k0 + 1 < ATT_BC ? (int)(i - k0 + 1) : ATT_BC;
-            for (int jj = 0; jj < n; jj++) {
-                T dsj = __shfl_sync(FULL_MASK, ds, jj);
-#pragma unroll
-                for (int e = 0; e < ATT_EPL; e++) {
-                    int c = lane + 32 * e;
-                    if (c < d) acc[rr][e] = a_fma(dsj, ks[jj * (d + 1) + c], acc[rr][e]);
-                }
-            }
+            fold_tile(acc[rr], ds, ks, d + 1, 0, n, lane, d);
         }
     }
 #pragma unroll
@@ -209,7 +233,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 template <typename T>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     attention_gkv_kernel(const T *q, const T *k, const T *v, const T *lse, const T *go,
-                         const T *delta, T *gk, T *gv, int64_t t, int d, T scale) {
+                         const T *delta, T *gk, T *gv, int64_t t, int d, GpuAttentionArgs a) {
     extern __shared__ __align__(16) unsigned char att_smem[];
     T *ks = (T *)att_smem;          /* [ATT_BR][d] */
     T *vs = ks + ATT_BR * d;        /* [ATT_BR][d] */
@@ -218,6 +242,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     T *ls = gos + ATT_BC * (d + 1); /* [ATT_BC] */
     T *dls = ls + ATT_BC;           /* [ATT_BC] */
     int64_t head = blockIdx.x, off = head * t * d, row0 = (int64_t)blockIdx.y * ATT_BR;
+    uint64_t base = a.offset + (uint64_t)(head * t * t);
+    T scale = (T)a.scale;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     load_rows(ks, d, k + off, row0, ATT_BR, t, d);
     load_rows(vs, d, v + off, row0, ATT_BR, t, d);
@@ -236,24 +262,18 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             int lr = warp * ATT_RPW + rr;
             int64_t j = row0 + lr, i = q0 + lane;
             if (j >= t || j >= q0 + ATT_BC) continue; /* no query of this tile sees key j */
-            T p = 0, ds = 0;
+            T pk = 0, ds = 0; /* p_ij times its dropout factor, and ds_ij */
             if (i >= j && i < t) {
-                p = g_exp(a_dot(qs + lane * (d + 1), ks + lr * d, d) * scale - ls[lane]);
-                ds = p * (a_dot(gos + lane * (d + 1), vs + lr * d, d) - dls[lane]);
+                T p = g_exp(a_dot(qs + lane * (d + 1), ks + lr * d, d) * scale - ls[lane]);
+                T kf = keep<T>(a, base, t, i, j);
+                T dp = kf != T(0) ? kf * a_dot(gos + lane * (d + 1), vs + lr * d, d) : T(0);
+                pk = p * kf;
+                ds = p * (dp - dls[lane]);
             }
             int first = j > q0 ? (int)(j - q0) : 0;
             int end = t - q0 < ATT_BC ? (int)(t - q0) : ATT_BC;
-            for (int ii = first; ii < end; ii++) {
-                T pi = __shfl_sync(FULL_MASK, p, ii), dsi = __shfl_sync(FULL_MASK, ds, ii);
-#pragma unroll
-                for (int e = 0; e < ATT_EPL; e++) {
-                    int c = lane + 32 * e;
-                    if (c < d) {
-                        av[rr][e] = a_fma(pi, gos[ii * (d + 1) + c], av[rr][e]);
-                        ak[rr][e] = a_fma(dsi, qs[ii * (d + 1) + c], ak[rr][e]);
-                    }
-                }
-            }
+            fold_tile(av[rr], pk, gos, d + 1, first, end, lane, d);
+            fold_tile(ak[rr], ds, qs, d + 1, first, end, lane, d);
         }
     }
 #pragma unroll
@@ -290,38 +310,38 @@ static void launch_rows(K kernel, const char *what, size_t smem, int64_t bh, int
 
 template <typename T>
 static void attention_run(const void *q, const void *k, const void *v, void *out, void *lse,
-                          int64_t bh, int64_t t, int d, double scale) {
+                          int64_t bh, int64_t t, int d, GpuAttentionArgs a) {
     size_t smem = (size_t)(ATT_BR * d + ATT_BC * (d + 1) + ATT_BC * d) * sizeof(T);
     launch_rows(attention_forward_kernel<T>, "causal_attention kernel", smem, bh, t,
-                (const T *)q, (const T *)k, (const T *)v, (T *)out, (T *)lse, t, d, (T)scale);
+                (const T *)q, (const T *)k, (const T *)v, (T *)out, (T *)lse, t, d, a);
 }
 
 template <typename T>
 static void attention_backward_run(const void *q, const void *k, const void *v, const void *out,
                                    const void *lse, const void *go, void *delta, void *gq,
                                    void *gk, void *gv, int64_t bh, int64_t t, int d,
-                                   double scale) {
+                                   GpuAttentionArgs a) {
     attention_delta_kernel<T><<<gpu_warp_blocks(bh * t), GPU_THREADS>>>(
         (const T *)go, (const T *)out, (T *)delta, bh * t, d);
     gpu_check_launch("causal_attention delta kernel");
     size_t smem_q = (size_t)(2 * ATT_BR * d + 2 * ATT_BC * (d + 1)) * sizeof(T);
     launch_rows(attention_gq_kernel<T>, "causal_attention gq kernel", smem_q, bh, t,
                 (const T *)q, (const T *)k, (const T *)v, (const T *)lse, (const T *)go,
-                (const T *)delta, (T *)gq, t, d, (T)scale);
+                (const T *)delta, (T *)gq, t, d, a);
     size_t smem_kv = smem_q + 2 * ATT_BC * sizeof(T);
     launch_rows(attention_gkv_kernel<T>, "causal_attention gk/gv kernel", smem_kv, bh, t,
                 (const T *)q, (const T *)k, (const T *)v, (const T *)lse, (const T *)go,
-                (const T *)delta, (T *)gk, (T *)gv, t, d, (T)scale);
+                (const T *)delta, (T *)gk, (T *)gv, t, d, a);
 }
 
 extern "C" void gpu_launch_causal_attention(int dtype, const void *q, const void *k,
                                             const void *v, void *out, void *lse, int64_t bh,
-                                            int64_t t, int64_t d, double scale) {
+                                            int64_t t, int64_t d, GpuAttentionArgs args) {
     if (bh <= 0 || t <= 0 || d <= 0) return;
     if (dtype == GPU_F32)
-        attention_run<float>(q, k, v, out, lse, bh, t, (int)d, scale);
+        attention_run<float>(q, k, v, out, lse, bh, t, (int)d, args);
     else
-        attention_run<double>(q, k, v, out, lse, bh, t, (int)d, scale);
+        attention_run<double>(q, k, v, out, lse, bh, t, (int)d, args);
 }
 
 extern "C" void gpu_launch_causal_attention_backward(int dtype, const void *q, const void *k,
@@ -329,12 +349,12 @@ extern "C" void gpu_launch_causal_attention_backward(int dtype, const void *q, c
                                                      const void *lse, const void *gout,
                                                      void *delta, void *gq, void *gk, void *gv,
                                                      int64_t bh, int64_t t, int64_t d,
-                                                     double scale) {
+                                                     GpuAttentionArgs args) {
     if (bh <= 0 || t <= 0 || d <= 0) return;
     if (dtype == GPU_F32)
         attention_backward_run<float>(q, k, v, out, lse, gout, delta, gq, gk, gv, bh, t, (int)d,
-                                      scale);
+                                      args);
     else
         attention_backward_run<double>(q, k, v, out, lse, gout, delta, gq, gk, gv, bh, t, (int)d,
-                                       scale);
+                                       args);
 }

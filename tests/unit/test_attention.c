@@ -3,7 +3,9 @@
  * (T of 1, T across the CPU's 64-key blocks, several head sizes), parity
  * with F.scaled_dot_product_attention(is_causal=True) in float32 and
  * float64 (tests/fixtures/gen_attention.py), causality (a query's output
- * does not move when later keys do), non-contiguous inputs, and errors. */
+ * does not move when later keys do), non-contiguous inputs, dropout on the
+ * probabilities (against a mask drawn in the test, and its gradients), and
+ * errors. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/rng.h"
 #include "tests/support/fixture.h"
 #include "tests/support/gradcheck.h"
 
@@ -36,6 +39,82 @@ Test(attention, gradcheck_float64) {
     attention_gradcheck(1, 2, 9, 4, 20);
     attention_gradcheck(1, 1, 6, 1, 30);  /* D = 1 */
     attention_gradcheck(1, 1, 67, 2, 40); /* past one block of 64 keys */
+}
+
+/* ---- dropout on the probabilities ---- */
+
+typedef struct {
+    double p;
+    uint64_t seed, offset;
+} DropArgs;
+
+static Tensor *dropout_fn(Tensor **in, void *ctx) {
+    const DropArgs *a = ctx;
+    return tensor_causal_attention_dropout(in[0], in[1], in[2], a->p, a->seed, a->offset);
+}
+
+/* The mask is a function of (seed, offset): finite differences see a
+ * fixed function, whose gradient the recomputed mask must give. */
+Test(attention, dropout_gradcheck_float64) {
+    DropArgs a = {0.3, 5, 17};
+    Tensor *in[3];
+    for (int i = 0; i < 3; i++) in[i] = gradcheck_input(SHAPE(2, 2, 7, 3), -1.5, 1.5, 50 + i);
+    gradcheck("causal_attention dropout 0.3 [2, 2, 7, 3]", dropout_fn, &a, 3, in);
+    a = (DropArgs){0.6, 9, 0};
+    gradcheck("causal_attention dropout 0.6 [2, 2, 7, 3]", dropout_fn, &a, 3, in);
+    for (int i = 0; i < 3; i++) tensor_release(in[i]);
+}
+
+/* out_i = sum_j softmax_ij z_ij v_j, z_ij = (u >= p) / (1 - p) with u number
+ * offset + (h T + i) T + j of the stream, written out here. */
+Test(attention, dropout_mask_as_documented) {
+    enum { H = 2, T = 6, D = 3 };
+    const double p = 0.4;
+    const uint64_t seed = 77, offset = 1000;
+    Tensor *q = gradcheck_input(SHAPE(1, H, T, D), -1, 1, 60);
+    Tensor *k = gradcheck_input(SHAPE(1, H, T, D), -1, 1, 61);
+    Tensor *v = gradcheck_input(SHAPE(1, H, T, D), -1, 1, 62);
+    Tensor *out = tensor_causal_attention_dropout(q, k, v, p, seed, offset);
+    cr_assert(out, "%s", error_get());
+    int dropped = 0;
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < T; i++) {
+            double s[T], mx = -INFINITY, sum = 0;
+            for (int j = 0; j <= i; j++) {
+                s[j] = 0;
+                for (int c = 0; c < D; c++)
+                    s[j] += tensor_get(q, (h * T + i) * D + c) * tensor_get(k, (h * T + j) * D + c);
+                s[j] /= sqrt(D);
+                mx = fmax(mx, s[j]);
+            }
+            for (int j = 0; j <= i; j++) sum += exp(s[j] - mx);
+            for (int c = 0; c < D; c++) {
+                double want = 0;
+                for (int j = 0; j <= i; j++) {
+                    bool kept = philox_uniform(seed, offset + (uint64_t)((h * T + i) * T + j)) >= p;
+                    dropped += !kept && c == 0;
+                    if (kept)
+                        want += exp(s[j] - mx) / sum / (1 - p) * tensor_get(v, (h * T + j) * D + c);
+                }
+                double got = tensor_get(out, (h * T + i) * D + c);
+                cr_assert(fabs(got - want) <= 1e-12, "h %d i %d c %d: %.15g, want %.15g", h, i, c,
+                          got, want);
+            }
+        }
+    cr_assert(dropped > 0 && dropped < H * T * (T + 1) / 2, "%d dropped", dropped);
+    /* p = 0 is plain attention; another offset, another mask */
+    Tensor *plain = tensor_causal_attention(q, k, v);
+    Tensor *zero = tensor_causal_attention_dropout(q, k, v, 0, seed, offset);
+    Tensor *other = tensor_causal_attention_dropout(q, k, v, p, seed, offset + 1);
+    assert_tensor_close(zero, plain, 0, 0, "dropout 0");
+    bool differs = false;
+    for (int64_t i = 0; i < tensor_numel(out); i++)
+        differs |= tensor_get(other, i) != tensor_get(out, i);
+    cr_assert(differs, "offset + 1 gave the same mask");
+    fixture_expect_error(tensor_causal_attention_dropout(q, k, v, 1, 0, 0),
+                         "causal_attention: dropout must be in [0, 1), got 1");
+    tensor_release(q), tensor_release(k), tensor_release(v), tensor_release(out),
+        tensor_release(plain), tensor_release(zero), tensor_release(other);
 }
 
 /* ---- parity with torch ---- */

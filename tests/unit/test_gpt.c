@@ -360,6 +360,43 @@ Test(gpt, nanogpt_init) {
     module_free(m);
 }
 
+/* dropout 0.2 as nanoGPT's: in training the embeddings' sum, every
+ * attention's probabilities and both residual branches draw masks from the
+ * model's stream (B T C + n_layer (B H T T + 2 B T C) numbers a forward);
+ * in eval nothing is dropped and the stream is not used. */
+Test(gpt, dropout_in_training_only) {
+    Rng rng, stream;
+    rng_init(&rng, 5);
+    rng_init(&stream, 8);
+    Module *m = nn_gpt(65, 16, 3, 2, 32, 0.2, true, &rng);
+    cr_assert(m, "%s", error_get());
+    double xv[2 * 10];
+    for (int i = 0; i < 20; i++) xv[i] = (i * 13) % 65;
+    Tensor *x = ids(SHAPE(2, 10), xv);
+    fixture_expect_error(module_forward(m, x), "no Rng to draw");
+    module_set_rng(m, &stream);
+    module_train(m, false);
+    Tensor *e1 = module_forward(m, x), *e2 = module_forward(m, x);
+    cr_assert(e1 && e2, "%s", error_get());
+    assert_tensor_close(e1, e2, 0, 0, "eval forwards");
+    cr_assert_eq(stream.offset, 0);
+    module_train(m, true);
+    Tensor *t1 = module_forward(m, x);
+    cr_assert(t1, "%s", error_get());
+    int64_t btc = 2 * 10 * 32, bhtt = 2 * 2 * 10 * 10;
+    cr_assert_eq(stream.offset, (uint64_t)(btc + 3 * (bhtt + 2 * btc)));
+    Tensor *t2 = module_forward(m, x);
+    bool differs = false;
+    for (int64_t i = 0; i < tensor_numel(t1); i++)
+        differs |= tensor_get(t1, i) != tensor_get(t2, i) || tensor_get(t1, i) != tensor_get(e1, i);
+    cr_assert(differs, "dropout changed nothing");
+    Tensor *s = tensor_sum(t2);
+    cr_assert_eq(tensor_backward(s), 0, "%s", error_get());
+    tensor_release(x), tensor_release(e1), tensor_release(e2), tensor_release(t1),
+        tensor_release(t2), tensor_release(s);
+    module_free(m);
+}
+
 Test(gpt, forward_errors) {
     Module *m = small_gpt(false);
     double v[17] = {0};
@@ -398,8 +435,8 @@ Test(gpt_spec, config_errors) {
                       "\"n_head\": 2}",
                       "model.n_embd: required");
     expect_spec_error("{\"arch\": \"gpt\", \"vocab_size\": 65, \"block_size\": 16, \"n_layer\": 2, "
-                      "\"n_head\": 2, \"n_embd\": 16, \"dropout\": 0.2}",
-                      "model.dropout: only 0 is supported (got 0.2)");
+                      "\"n_head\": 2, \"n_embd\": 16, \"dropout\": 1}",
+                      "model.dropout: must be in [0, 1), got 1");
     expect_spec_error("{\"arch\": \"gpt\", \"vocab_size\": 65, \"block_size\": 16, \"n_layer\": 2, "
                       "\"n_head\": 2, \"n_embd\": 16, \"n_heads\": 2}",
                       "n_heads");

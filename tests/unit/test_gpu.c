@@ -563,21 +563,22 @@ Test(gpu, layer_norm) {
 /* Causal attention over [B, H, T, D] (in[0..2] = q, k, v): T of 1, T
  * not a multiple of the 16-row blocks or the 32-key tiles, several tiles
  * (T = 300), D of 1, 64, 100 and 128 (the widest, which needs more than
- * 48 KiB of shared memory in float64). */
+ * 48 KiB of shared memory in float64); without dropout and with 0.25, the
+ * same mask drawn on both devices. */
 static Tensor *op_attention(Tensor **in, const void *c) {
-    (void)c;
-    return tensor_causal_attention(in[0], in[1], in[2]);
+    const double *p = c; /* the dropout; its mask from stream 3 at 99 */
+    return tensor_causal_attention_dropout(in[0], in[1], in[2], *p, 3, 99);
 }
 
-static void attention_parity(int64_t b, int64_t h, int64_t t, int64_t d, DType dt) {
+static void attention_parity(int64_t b, int64_t h, int64_t t, int64_t d, double p, DType dt) {
     Rng r;
     rng_init(&r, (uint64_t)(t * 131 + d));
     Tensor *in[3];
     for (int i = 0; i < 3; i++) in[i] = rand_t(&r, SHAPE(b, h, t, d), dt, -2, 2);
     char name[64];
-    snprintf(name, sizeof name, "causal_attention [%lld, %lld, %lld, %lld]", (long long)b,
-             (long long)h, (long long)t, (long long)d);
-    op_parity(name, 3, in, op_attention, NULL, dt, dt == DTYPE_FLOAT32 ? 2e-5 : 1e-11);
+    snprintf(name, sizeof name, "causal_attention [%lld, %lld, %lld, %lld] p %g", (long long)b,
+             (long long)h, (long long)t, (long long)d, p);
+    op_parity(name, 3, in, op_attention, &p, dt, dt == DTYPE_FLOAT32 ? 2e-5 : 1e-11);
     release_all(3, in);
 }
 
@@ -589,7 +590,9 @@ Test(gpu, causal_attention) {
     DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
         for (int k = 0; k < 2; k++)
-            attention_parity(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], dts[k]);
+            for (int drop = 0; drop < 2; drop++)
+                attention_parity(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3],
+                                 drop ? 0.25 : 0, dts[k]);
 }
 
 /* Embedding (in[0] = weight [V, D], in[1] = int64 indices) with repeated
