@@ -65,6 +65,16 @@ typedef struct {
     int64_t step;       /* Adam: this parameter's step, 1-based */
 } OptimUpdate;
 
+/* A causal attention's scale (1 / sqrt(D)) and its dropout on the
+ * probabilities: with dropout p > 0, probability (h, i, j) of head h (of
+ * BH), query i and key j is kept, scaled by 1 / (1 - p), when number
+ * offset + (h * T + i) * T + j of the counter-based stream `seed` is >= p
+ * (the stream tensor_dropout draws from), so CPU and GPU drop the same. */
+typedef struct {
+    double scale, dropout;
+    uint64_t seed, offset;
+} AttentionArgs;
+
 /* Geometry of a 2-d convolution or pooling window over [N, C, H, W]. */
 typedef struct {
     int64_t batch, channels, height, width;
@@ -198,6 +208,27 @@ typedef struct Backend {
                                 const Tensor *rstd, const Tensor *gy, Tensor *gx,
                                 Tensor *gweight, Tensor *gbias, Tensor *partial);
 
+    /* ---- embedding: rows of weight [V, D] picked by int64 index [N] ---- */
+    /* out [N, D]: out[n] = weight[index[n]]; indices in [0, V) (the op
+     * checks). index is contiguous int64. */
+    void (*embedding)(const Tensor *weight, const Tensor *index, Tensor *out);
+    /* The adjoint: gweight [V, D] zeroed by the kernel, then
+     * gweight[index[n]] += gy[n] for every n. */
+    void (*embedding_backward)(const Tensor *gy, const Tensor *index, Tensor *gweight);
+
+    /* ---- causal attention over q, k, v [BH, T, D], D <= ATTENTION_MAX_HEAD_DIM ---- */
+    /* out = dropout(softmax(q k^T * scale + causal mask)) v, and lse [BH, T]
+     * the logsumexp of each row's scaled, masked scores, for the backward. */
+    void (*causal_attention)(const Tensor *q, const Tensor *k, const Tensor *v,
+                             const AttentionArgs *args, Tensor *out, Tensor *lse);
+    /* gq, gk, gv [BH, T, D] from the forward's q, k, v, out, lse and gout,
+     * recomputing the probabilities (FlashAttention-2's backward); delta
+     * [BH, T] is scratch for rowsum(gout * out). */
+    void (*causal_attention_backward)(const Tensor *q, const Tensor *k, const Tensor *v,
+                                      const Tensor *out, const Tensor *lse, const Tensor *gout,
+                                      const AttentionArgs *args, Tensor *delta, Tensor *gq,
+                                      Tensor *gk, Tensor *gv);
+
     /* ---- random ---- */
     /* out[i] = uniform [0, 1) from a counter-based stream (seed, offset), so
      * CPU and GPU draw the same numbers for the same (seed, offset). */
@@ -222,6 +253,10 @@ static inline int64_t layer_norm_chunks(int64_t rows) {
     int64_t chunks = (rows + 63) / 64;
     return chunks < 1 ? 1 : chunks > 256 ? 256 : chunks;
 }
+
+/* The widest attention head the kernels take: a GPU warp keeps a row of
+ * q, out and their gradients in registers, 4 elements a lane. */
+#define ATTENTION_MAX_HEAD_DIM 128
 
 /* The backend for a device; NULL with an error when none is compiled in or
  * the device does not exist. */

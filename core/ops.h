@@ -10,7 +10,8 @@
  * NULL input returns NULL and keeps the earlier error.
  *
  * Implementations: core/ops/<concept>.c (elementwise.c, reduce.c, matmul.c,
- * softmax.c, conv2d.c, pool.c, dropout.c, batch_norm.c, layer_norm.c, loss.c).
+ * softmax.c, conv2d.c, pool.c, dropout.c, batch_norm.c, layer_norm.c, embedding.c,
+ * attention.c, loss.c).
  */
 #ifndef TRAIND_CORE_OPS_H
 #define TRAIND_CORE_OPS_H
@@ -96,6 +97,20 @@ Tensor *tensor_batch_norm(Tensor *x, Tensor *running_mean, Tensor *running_var, 
 Tensor *tensor_layer_norm(Tensor *x, int normalized_ndim, const int64_t *normalized_shape,
                           Tensor *weight, Tensor *bias, double eps);
 
+/* ---- sequences ---- */
+/* core/ops/embedding.c: F.embedding(index, weight): weight [V, D], int64
+ * index of any shape with values in [0, V) -> [*index.shape, D]. */
+Tensor *tensor_embedding(Tensor *weight, Tensor *index);
+/* core/ops/attention.c: F.scaled_dot_product_attention(q, k, v,
+ * is_causal=True) over q, k, v [B, H, T, D], D <= ATTENTION_MAX_HEAD_DIM
+ * (core/backend.h): one fused kernel, no T x T matrix. */
+Tensor *tensor_causal_attention(Tensor *q, Tensor *k, Tensor *v);
+/* The same with dropout_p = dropout on the probabilities (training only:
+ * pass 0 in eval), the mask drawn from the counter-based stream (seed,
+ * offset) as tensor_dropout's, B * H * T * T numbers of it. */
+Tensor *tensor_causal_attention_dropout(Tensor *q, Tensor *k, Tensor *v, double dropout,
+                                        uint64_t seed, uint64_t offset);
+
 /* ---- losses (core/ops/loss.c); target never requires grad ---- */
 typedef enum { REDUCTION_MEAN, REDUCTION_SUM, REDUCTION_NONE } Reduction;
 int reduction_parse(const char *name, Reduction *out);
@@ -120,6 +135,12 @@ Tensor *tensor_cross_entropy_with(Tensor *logits, Tensor *target, Reduction redu
 Tensor *tensor_nll_loss(Tensor *log_probs, Tensor *target, Reduction reduction);
 Tensor *tensor_nll_loss_with(Tensor *log_probs, Tensor *target, Reduction reduction,
                              const ClassLossOptions *options);
+/* A sequence model's scores [N, T, C] and class targets [N, T] as rows
+ * [N*T, C] and [N*T], as nanoGPT's logits.view(-1, C), targets.view(-1):
+ * a class loss or an accuracy then runs over every token. Other shapes
+ * come back as they are. Two new references (*rows, *labels), or -1 with
+ * an error and both NULL. */
+int tensor_tokens_as_rows(Tensor *scores, Tensor *target, Tensor **rows, Tensor **labels);
 /* probabilities in [0, 1] and targets of the same shape; log clamped at -100
  * as torch does. */
 Tensor *tensor_bce_loss(Tensor *input, Tensor *target, Reduction reduction);

@@ -122,14 +122,25 @@ bool job_spec_uses_labels(const JobSpec *spec) {
     return spec->loss == SPEC_LOSS_CROSS_ENTROPY || spec->loss == SPEC_LOSS_NLL;
 }
 
+/* Scores [N, T, C] and labels [N, T] of a sequence model over every
+ * token, as nanoGPT's F.cross_entropy(logits.view(-1, C), targets.view(-1)). */
+static Tensor *class_loss_over_tokens(const JobSpec *spec, Tensor *output, Tensor *target) {
+    Tensor *o, *t;
+    Tensor *loss = tensor_tokens_as_rows(output, target, &o, &t) != 0 ? NULL
+                   : spec->loss == SPEC_LOSS_NLL
+                       ? tensor_nll_loss_with(o, t, spec->reduction, &spec->class_loss)
+                       : tensor_cross_entropy_with(o, t, spec->reduction, &spec->class_loss);
+    tensor_release(o), tensor_release(t);
+    return loss;
+}
+
 Tensor *job_spec_loss(const JobSpec *spec, Tensor *output, Tensor *target) {
+    if (!output || !target) return NULL;
     switch (spec->loss) {
     case SPEC_LOSS_MSE: return tensor_mse_loss(output, target, spec->reduction);
     case SPEC_LOSS_L1: return tensor_l1_loss(output, target, spec->reduction);
     case SPEC_LOSS_CROSS_ENTROPY:
-        return tensor_cross_entropy_with(output, target, spec->reduction, &spec->class_loss);
-    case SPEC_LOSS_NLL:
-        return tensor_nll_loss_with(output, target, spec->reduction, &spec->class_loss);
+    case SPEC_LOSS_NLL: return class_loss_over_tokens(spec, output, target);
     case SPEC_LOSS_BCE: return tensor_bce_loss(output, target, spec->reduction);
     case SPEC_LOSS_BCE_WITH_LOGITS:
         return tensor_bce_with_logits(output, target, spec->reduction);

@@ -73,6 +73,7 @@ typedef enum {
     SPEC_LAYER_BATCH_NORM2D,
     SPEC_LAYER_GELU, SPEC_LAYER_SILU, SPEC_LAYER_LEAKY_RELU, SPEC_LAYER_IDENTITY,
     SPEC_LAYER_LAYER_NORM,
+    SPEC_LAYER_EMBEDDING,
 } SpecLayerType;
 
 /* One entry of "model", with torch's defaults filled in. Only the fields of
@@ -97,6 +98,7 @@ typedef struct {
     int norm_ndim;                     /* LayerNorm: normalized_shape (required), */
     int64_t normalized_shape[TENSOR_MAX_DIMS]; /* eps (1e-5), bias (true) and */
     bool elementwise_affine;           /*   elementwise_affine (true) */
+    int64_t num_embeddings, embedding_dim; /* Embedding; its input: int64 indices */
 } SpecLayer;
 
 /* torch's class name: "Linear", "BatchNorm2d", ... */

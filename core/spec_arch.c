@@ -24,7 +24,11 @@ typedef struct {
     Module *(*build)(const SpecArch *arch, Rng *rng);
 } ArchKind;
 
+static const char *const gpt_fields[] = {"arch",   "vocab_size", "block_size", "n_layer",
+                                         "n_head", "n_embd",     "dropout",    "bias", NULL};
+
 static const ArchKind arch_kinds[] = {
+    {"gpt", SPEC_ARCH_GPT, gpt_fields, spec_gpt_parse, spec_gpt_size, spec_gpt_build},
     {NULL, SPEC_ARCH_NONE, NULL, NULL, NULL, NULL}, /* end */
 };
 

@@ -79,6 +79,23 @@ int spec_arch_size(const SpecArch *arch, DType dtype, int ndim, const int64_t *x
                    SpecModelSize *size);
 /* One per-sample image transform of "data.transforms" (spec_augment.c). */
 int spec_parse_augment(const json_t *o, const char *path, const char *type, Augment *out);
+/* a + b and a * b, saturating at INT64_MAX: a spec may describe any size
+ * (spec_shapes.c, the archs' sizes). */
+static inline int64_t spec_sat_add(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+static inline int64_t spec_sat_mul(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+/* The rows of spec_arch.c's table: "gpt" (spec_gpt.c). */
+int spec_gpt_parse(const json_t *model, const char *name, SpecArch *out);
+int spec_gpt_size(const SpecArch *arch, DType dtype, int ndim, const int64_t *x,
+                  SpecModelSize *size);
+Module *spec_gpt_build(const SpecArch *arch, Rng *rng);
 /* The "data" object into spec->train, val and transforms (spec_data.c);
  * spec_data_free releases what it filled. */
 int spec_parse_data(JobSpec *spec, const json_t *data, const char *base_dir);

@@ -283,6 +283,17 @@ static int parse_layer_norm(const json_t *o, const char *path, SpecLayer *l) {
                : 0;
 }
 
+static int parse_embedding(const json_t *o, const char *path, SpecLayer *l) {
+    return get_features(o, path, "num_embeddings", &l->num_embeddings) ||
+                   get_features(o, path, "embedding_dim", &l->embedding_dim) ||
+                   spec_only_default(o, path, "padding_idx", json_null(), "null") ||
+                   spec_only_default(o, path, "max_norm", json_null(), "null") ||
+                   spec_only_default(o, path, "scale_grad_by_freq", json_false(), "false") ||
+                   spec_only_default(o, path, "sparse", json_false(), "false")
+               ? -1
+               : 0;
+}
+
 /* ---- the table ---- */
 
 typedef struct {
@@ -321,6 +332,9 @@ static const LayerKind layer_kinds[] = {
     {"Identity", SPEC_LAYER_IDENTITY, parse_no_args, {"type", NULL}},
     {"LayerNorm", SPEC_LAYER_LAYER_NORM, parse_layer_norm,
      {"type", "normalized_shape", "eps", "elementwise_affine", "bias", NULL}},
+    {"Embedding", SPEC_LAYER_EMBEDDING, parse_embedding,
+     {"type", "num_embeddings", "embedding_dim", "padding_idx", "max_norm", "scale_grad_by_freq",
+      "sparse", NULL}},
 };
 #define NUM_LAYER_KINDS ((int)(sizeof layer_kinds / sizeof layer_kinds[0]))
 
@@ -415,6 +429,7 @@ static Module *build_layer(const SpecLayer *l, Rng *rng) {
     case SPEC_LAYER_LAYER_NORM:
         return nn_layer_norm(l->norm_ndim, l->normalized_shape, l->eps, l->elementwise_affine,
                              l->bias);
+    case SPEC_LAYER_EMBEDDING: return nn_embedding(l->num_embeddings, l->embedding_dim, rng);
     }
     error_set("unknown layer type %d", (int)l->type);
     return NULL;

@@ -27,22 +27,32 @@ static int check_loss(const JobSpec *spec, const SpecDataShape *d, int nd, const
     const char *loss = spec_loss_name(spec->loss);
     char s1[128], s2[128];
     if (job_spec_uses_labels(spec)) {
-        if (d->target_dtype != DTYPE_INT64 || d->target_ndim != 0)
+        /* a label per sample and [N, C] scores, or a label per token of a
+         * sequence [T] and [N, T, C] scores (flattened, as nanoGPT's loss) */
+        bool seq = d->target_ndim == 1 && nd == 3;
+        if (d->target_dtype != DTYPE_INT64 || d->target_ndim > 1)
             return error_at("loss",
-                            "%s needs integer class labels, but the targets are %s %s "
-                            "per sample (use MSELoss or L1Loss for regression)",
+                            "%s needs integer class labels (one per sample, or one per token "
+                            "of a sequence), but the targets are %s %s per sample (use MSELoss "
+                            "or L1Loss for regression)",
                             loss, dtype_name(d->target_dtype),
                             shape_str(d->target_ndim, d->target_shape, s1, sizeof s1));
-        if (nd != 2)
+        if (nd != 2 && !seq)
             return error_at("loss",
-                            "%s needs the model's output to be [N, C] (class scores), "
-                            "got %s",
-                            loss, shape_str(nd, out, s1, sizeof s1));
-        if (d->num_classes > out[1])
+                            "%s needs the model's output to be [N, C] (class scores)%s, got %s",
+                            loss, d->target_ndim ? " or [N, T, C] for targets [T]" : "",
+                            shape_str(nd, out, s1, sizeof s1));
+        if (seq && out[1] != d->target_shape[0])
+            return error_at("loss",
+                            "%s: the model's output %s has %lld positions, but the targets "
+                            "have %lld per sample",
+                            loss, shape_str(nd, out, s1, sizeof s1), (long long)out[1],
+                            (long long)d->target_shape[0]);
+        if (d->num_classes > out[nd - 1])
             return error_at("loss",
                             "%s: the model's output %s has %lld classes, but the "
                             "labels go up to %d",
-                            loss, shape_str(nd, out, s1, sizeof s1), (long long)out[1],
+                            loss, shape_str(nd, out, s1, sizeof s1), (long long)out[nd - 1],
                             d->num_classes - 1);
         return 0;
     }
@@ -66,19 +76,9 @@ static int check_loss(const JobSpec *spec, const SpecDataShape *d, int nd, const
 
 /* ---- sizes, saturating at INT64_MAX: a spec may describe any size ---- */
 
-static int64_t sat_add(int64_t a, int64_t b) {
-    int64_t r;
-    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
-}
-
-static int64_t sat_mul(int64_t a, int64_t b) {
-    int64_t r;
-    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
-}
-
 static int64_t numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n = sat_mul(n, shape[i]);
+    for (int i = 0; i < ndim; i++) n = spec_sat_mul(n, shape[i]);
     return n;
 }
 
@@ -88,21 +88,24 @@ static void layer_counts(const SpecLayer *l, int64_t *params, int64_t *buffers) 
     *params = *buffers = 0;
     switch (l->type) {
     case SPEC_LAYER_LINEAR:
-        *params = sat_add(sat_mul(l->in_features, l->out_features), l->bias ? l->out_features : 0);
+        *params = spec_sat_add(spec_sat_mul(l->in_features, l->out_features),
+                               l->bias ? l->out_features : 0);
         break;
     case SPEC_LAYER_CONV2D:
-        *params = sat_add(sat_mul(sat_mul(l->out_channels, l->in_channels / l->groups),
-                                  (int64_t)l->kernel_size.h * l->kernel_size.w),
-                          l->bias ? l->out_channels : 0);
+        *params = spec_sat_add(spec_sat_mul(spec_sat_mul(l->out_channels,
+                                                         l->in_channels / l->groups),
+                                            (int64_t)l->kernel_size.h * l->kernel_size.w),
+                               l->bias ? l->out_channels : 0);
         break;
     case SPEC_LAYER_BATCH_NORM1D:
     case SPEC_LAYER_BATCH_NORM2D:
-        *params = l->affine ? sat_mul(2, l->num_features) : 0;
-        *buffers = l->track_running_stats ? sat_add(sat_mul(2, l->num_features), 1) : 0;
+        *params = l->affine ? spec_sat_mul(2, l->num_features) : 0;
+        *buffers = l->track_running_stats ? spec_sat_add(spec_sat_mul(2, l->num_features), 1) : 0;
         break;
+    case SPEC_LAYER_EMBEDDING: *params = spec_sat_mul(l->num_embeddings, l->embedding_dim); break;
     case SPEC_LAYER_LAYER_NORM:
         if (l->elementwise_affine)
-            *params = sat_mul(l->bias ? 2 : 1, numel(l->norm_ndim, l->normalized_shape));
+            *params = spec_sat_mul(l->bias ? 2 : 1, numel(l->norm_ndim, l->normalized_shape));
         break;
     default: break;
     }
@@ -128,6 +131,7 @@ static int layer_shape(const SpecLayer *l, int n, const int64_t *x, int *on, int
                                    out);
     case SPEC_LAYER_LAYER_NORM:
         return nn_layer_norm_shape(l->norm_ndim, l->normalized_shape, n, x, on, out);
+    case SPEC_LAYER_EMBEDDING: return nn_embedding_shape(l->embedding_dim, n, x, on, out);
     case SPEC_LAYER_RELU:
     case SPEC_LAYER_SIGMOID:
     case SPEC_LAYER_TANH:
@@ -143,15 +147,28 @@ static int layer_shape(const SpecLayer *l, int n, const int64_t *x, int *on, int
     return error_set("unknown layer type %d", (int)l->type);
 }
 
-/* The model's layers over one batch of shape (x, n): the output shape and
- * the counts in *size. Errors name the layer: "model[4] Linear: ...". */
-static int run_layers(const JobSpec *spec, int n, const int64_t *x, SpecModelSize *size) {
+/* An Embedding takes int64 indices: it must be the first layer (the
+ * layers before it would give floats) and the data must hold indices. The
+ * other layers' float input is checked in job_spec_check_shapes. */
+static int layer_dtype(const SpecLayer *l, int i, DType dtype) {
+    if (l->type == SPEC_LAYER_EMBEDDING && dtype != DTYPE_INT64)
+        return error_set("takes int64 indices, but its input is %s%s", dtype_name(dtype),
+                         i ? " (an Embedding can only be the first layer)" : "");
+    return 0;
+}
+
+/* The model's layers over one batch of dtype and shape (x, n): the output
+ * shape and the counts in *size. Errors name the layer: "model[4] Linear:
+ * ...". */
+static int run_layers(const JobSpec *spec, DType dtype, int n, const int64_t *x,
+                      SpecModelSize *size) {
     int64_t cur[TENSOR_MAX_DIMS];
     memcpy(cur, x, (size_t)n * sizeof *x);
     for (int i = 0; i < spec->num_layers; i++) {
         const SpecLayer *l = &spec->layers[i];
         int64_t next[TENSOR_MAX_DIMS], params, buffers;
-        if (layer_shape(l, n, cur, &n, next) != 0) {
+        if (layer_dtype(l, i, i ? DTYPE_FLOAT32 : dtype) != 0 ||
+            layer_shape(l, n, cur, &n, next) != 0) {
             char path[32];
             snprintf(path, sizeof path, "model[%d]", i);
             error_prefix("%s %s", path, spec_layer_type_name(l->type));
@@ -159,9 +176,9 @@ static int run_layers(const JobSpec *spec, int n, const int64_t *x, SpecModelSiz
         }
         memcpy(cur, next, (size_t)n * sizeof *next);
         layer_counts(l, &params, &buffers);
-        size->parameters = sat_add(size->parameters, params);
-        size->buffers = sat_add(size->buffers, buffers);
-        size->activations = sat_add(size->activations, numel(n, cur));
+        size->parameters = spec_sat_add(size->parameters, params);
+        size->buffers = spec_sat_add(size->buffers, buffers);
+        size->activations = spec_sat_add(size->activations, numel(n, cur));
     }
     size->out_ndim = n;
     memcpy(size->out_shape, cur, (size_t)n * sizeof *cur);
@@ -180,10 +197,11 @@ static int optimizer_copies(const JobSpec *spec) {
  * pass, and as many gradients of them. An estimate from below: kernels'
  * workspaces and the allocator's rounding come on top. */
 static int64_t train_bytes(const JobSpec *spec, const SpecModelSize *z, int64_t input) {
-    int64_t per_param = sat_mul(2 + optimizer_copies(spec), z->parameters);
+    int64_t per_param = spec_sat_mul(2 + optimizer_copies(spec), z->parameters);
     int64_t elems =
-        sat_add(sat_add(per_param, z->buffers), sat_mul(2, sat_add(input, z->activations)));
-    return sat_mul(elems, 4);
+        spec_sat_add(spec_sat_add(per_param, z->buffers),
+                     spec_sat_mul(2, spec_sat_add(input, z->activations)));
+    return spec_sat_mul(elems, 4);
 }
 
 int job_spec_check_shapes(const JobSpec *spec, const SpecDataShape *d, SpecModelSize *out) {
@@ -203,20 +221,21 @@ int job_spec_check_shapes(const JobSpec *spec, const SpecDataShape *d, SpecModel
                               x))
         return error_nest("data");
     char s[128];
-    if (spec->arch.kind == SPEC_ARCH_NONE && xt == DTYPE_INT64)
+    bool indices = spec->num_layers > 0 && spec->layers[0].type == SPEC_LAYER_EMBEDDING;
+    if (spec->arch.kind == SPEC_ARCH_NONE && xt == DTYPE_INT64 && !indices)
         return error_at("model",
                         "the data are token ids, int64 %s; a list of layers takes float32 "
-                        "input (token data needs a model that embeds tokens, such as "
-                        "{\"arch\": \"gpt\", ...})",
+                        "input unless it starts with an Embedding (or use a model that embeds "
+                        "tokens, such as {\"arch\": \"gpt\", ...})",
                         shape_str(xn, x, s, sizeof s));
-    if (spec->arch.kind == SPEC_ARCH_NONE && !dtype_is_float(xt))
+    if (spec->arch.kind == SPEC_ARCH_NONE && !dtype_is_float(xt) && !indices)
         return error_at("data.transforms",
                         "the model's input would be %s %s; images need "
                         "{\"type\": \"ToTensor\"} to become float32",
                         dtype_name(xt), shape_str(xn, x, s, sizeof s));
     SpecModelSize size = {0};
     if (spec->arch.kind != SPEC_ARCH_NONE ? spec_arch_size(&spec->arch, xt, xn, x, &size)
-                                          : run_layers(spec, xn, x, &size))
+                                          : run_layers(spec, xt, xn, x, &size))
         return -1;
     if (check_loss(spec, d, size.out_ndim, size.out_shape)) return -1;
     size.train_bytes = train_bytes(spec, &size, numel(xn, x));

@@ -98,11 +98,19 @@ static int to_device(const Trainer *t, const Batch *b, Tensor **x, Tensor **y) {
 }
 
 /* Adds to *correct the rows of out [B, C] whose argmax equals their int64
- * label, and to *labelled the rows whose label is not `ignore`: an ignored
- * target is neither right nor wrong, as torch users count it
+ * label (out [B, T, C] and labels [B, T]: each token a row), and to
+ * *labelled the rows whose label is not `ignore`: an ignored target is
+ * neither right nor wrong, as torch users count it
  * ((pred == y)[y != ignore_index].sum() / (y != ignore_index).sum()). */
 static int count_correct(Tensor *out, Tensor *target, int64_t ignore, int64_t *correct,
                          int64_t *labelled) {
+    if (out->ndim == 3 && target->ndim == 2) { /* tokens: [B, T, C] and [B, T], per token */
+        Tensor *o, *t;
+        if (tensor_tokens_as_rows(out, target, &o, &t) != 0) return -1;
+        int rc = count_correct(o, t, ignore, correct, labelled);
+        tensor_release(o), tensor_release(t);
+        return rc;
+    }
     if (out->ndim != 2 || target->dtype != DTYPE_INT64 || target->ndim != 1 ||
         target->shape[0] != out->shape[0]) {
         char a[64], b[64];
@@ -137,10 +145,15 @@ static int count_correct(Tensor *out, Tensor *target, int64_t ignore, int64_t *c
     return rc;
 }
 
-/* The batch-mean loss, through whichever loss function the trainer has. */
+/* The batch-mean loss, through whichever loss function the trainer has; a
+ * class loss of a sequence model over all its tokens. */
 static Tensor *batch_loss(const Trainer *t, Tensor *out, Tensor *y) {
-    return t->class_loss ? t->class_loss(out, y, REDUCTION_MEAN, &t->class_options)
-                         : t->loss(out, y, REDUCTION_MEAN);
+    if (!t->class_loss) return t->loss(out, y, REDUCTION_MEAN);
+    Tensor *rows, *labels;
+    if (tensor_tokens_as_rows(out, y, &rows, &labels) != 0) return NULL;
+    Tensor *loss = t->class_loss(rows, labels, REDUCTION_MEAN, &t->class_options);
+    tensor_release(rows), tensor_release(labels);
+    return loss;
 }
 
 /* The targets accuracy skips: the class loss's ignore_index, else torch's

@@ -292,6 +292,49 @@ static void cuda_layer_norm_backward(const Tensor *x, const Tensor *weight, cons
                                    data_or_null(partial), layer_norm_chunks(rows), rows, cols);
 }
 
+/* ---- embedding and attention ---- */
+
+_Static_assert(GPU_ATTENTION_MAX_HEAD_DIM == ATTENTION_MAX_HEAD_DIM &&
+                   sizeof(GpuAttentionArgs) == sizeof(AttentionArgs),
+               "gpu/kernels.h's attention limit and arguments are core/backend.h's");
+
+static GpuAttentionArgs attention_args(const AttentionArgs *a) {
+    return (GpuAttentionArgs){a->scale, a->dropout, a->seed, a->offset};
+}
+
+static void cuda_embedding(const Tensor *weight, const Tensor *index, Tensor *out) {
+    use(weight);
+    gpu_launch_embedding((int)weight->dtype, tensor_data(weight), tensor_data(index),
+                         tensor_data(out), tensor_numel(index), weight->shape[1]);
+}
+
+static void cuda_embedding_backward(const Tensor *gy, const Tensor *index, Tensor *gweight) {
+    use(gweight);
+    gpu_launch_embedding_backward((int)gweight->dtype, tensor_data(gy), tensor_data(index),
+                                  tensor_data(gweight), tensor_numel(index), gweight->shape[0],
+                                  gweight->shape[1]);
+}
+
+static void cuda_causal_attention(const Tensor *q, const Tensor *k, const Tensor *v,
+                                  const AttentionArgs *args, Tensor *out, Tensor *lse) {
+    use(q);
+    gpu_launch_causal_attention((int)q->dtype, tensor_data(q), tensor_data(k), tensor_data(v),
+                                tensor_data(out), tensor_data(lse), q->shape[0], q->shape[1],
+                                q->shape[2], attention_args(args));
+}
+
+static void cuda_causal_attention_backward(const Tensor *q, const Tensor *k, const Tensor *v,
+                                           const Tensor *out, const Tensor *lse,
+                                           const Tensor *gout, const AttentionArgs *args,
+                                           Tensor *delta, Tensor *gq, Tensor *gk, Tensor *gv) {
+    use(q);
+    gpu_launch_causal_attention_backward(
+        (int)q->dtype, tensor_data(q), tensor_data(k), tensor_data(v), tensor_data(out),
+        tensor_data(lse), tensor_data(gout), tensor_data(delta), tensor_data(gq),
+        tensor_data(gk), tensor_data(gv), q->shape[0], q->shape[1], q->shape[2],
+        attention_args(args));
+}
+
 /* ---- random ---- */
 
 static void cuda_uniform(Tensor *out, uint64_t seed, uint64_t offset) {
@@ -402,6 +445,10 @@ static const Backend cuda_backend = {
     .softmax_backward = cuda_softmax_backward,
     .layer_norm = cuda_layer_norm,
     .layer_norm_backward = cuda_layer_norm_backward,
+    .embedding = cuda_embedding,
+    .embedding_backward = cuda_embedding_backward,
+    .causal_attention = cuda_causal_attention,
+    .causal_attention_backward = cuda_causal_attention_backward,
     .uniform = cuda_uniform,
     .sgd_update = cuda_sgd_update,
     .adam_update = cuda_adam_update,

@@ -123,6 +123,29 @@ void gpu_launch_layer_norm_backward(int dtype, const void *x, const void *w, con
                                     void *gb, double *partial, int64_t chunks, int64_t rows,
                                     int64_t cols);
 
+/* ---- kernels/embedding.cu ---- (idx: n int64 in [0, v); gw [v, d] zeroed
+ * by the launcher) */
+void gpu_launch_embedding(int dtype, const void *w, const int64_t *idx, void *out, int64_t n,
+                          int64_t d);
+void gpu_launch_embedding_backward(int dtype, const void *gy, const int64_t *idx, void *gw,
+                                   int64_t n, int64_t v, int64_t d);
+
+/* ---- kernels/attention.cu ---- (q, k, v, out and gradients [bh, t, d],
+ * lse and delta [bh, t]; d <= GPU_ATTENTION_MAX_HEAD_DIM) */
+#define GPU_ATTENTION_MAX_HEAD_DIM 128
+/* AttentionArgs of core/backend.h, field for field. */
+typedef struct {
+    double scale, dropout;
+    uint64_t seed, offset;
+} GpuAttentionArgs;
+void gpu_launch_causal_attention(int dtype, const void *q, const void *k, const void *v,
+                                 void *out, void *lse, int64_t bh, int64_t t, int64_t d,
+                                 GpuAttentionArgs args);
+void gpu_launch_causal_attention_backward(int dtype, const void *q, const void *k, const void *v,
+                                          const void *out, const void *lse, const void *gout,
+                                          void *delta, void *gq, void *gk, void *gv, int64_t bh,
+                                          int64_t t, int64_t d, GpuAttentionArgs args);
+
 /* ---- kernels/gemm.cu ---- */
 void gpu_launch_gemm(int dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                      double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,

@@ -71,6 +71,18 @@ void cpu_layer_norm_backward(const Tensor *x, const Tensor *weight, const Tensor
                              const Tensor *rstd, const Tensor *gy, Tensor *gx, Tensor *gweight,
                              Tensor *gbias, Tensor *partial);
 
+/* embedding.c */
+void cpu_embedding(const Tensor *weight, const Tensor *index, Tensor *out);
+void cpu_embedding_backward(const Tensor *gy, const Tensor *index, Tensor *gweight);
+
+/* attention.c */
+void cpu_causal_attention(const Tensor *q, const Tensor *k, const Tensor *v,
+                          const AttentionArgs *args, Tensor *out, Tensor *lse);
+void cpu_causal_attention_backward(const Tensor *q, const Tensor *k, const Tensor *v,
+                                   const Tensor *out, const Tensor *lse, const Tensor *gout,
+                                   const AttentionArgs *args, Tensor *delta, Tensor *gq,
+                                   Tensor *gk, Tensor *gv);
+
 /* random.c */
 void cpu_uniform(Tensor *out, uint64_t seed, uint64_t offset);
 

@@ -22,19 +22,33 @@ int64_t nn_init_fan_in(const Tensor *weight) {
     return fan_in;
 }
 
-int nn_init_uniform_(Tensor *t, double lo, double hi, Rng *rng) {
+/* numel(t) numbers drawn(rng, a, b) in row-major order, copied into t
+ * through a host tensor so that this works on any device and dtype. */
+static int init_draw(Tensor *t, Rng *rng, const char *what, double (*draw)(Rng *, double, double),
+                     double a, double b) {
     if (!t) return -1;
-    if (!rng) return error_set("init.uniform_: no Rng to draw from");
+    if (!rng) return error_set("init.%s: no Rng to draw from", what);
     int64_t n = tensor_numel(t);
     double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-    if (!v) return error_set("init.uniform_: out of memory for %lld values", (long long)n);
-    for (int64_t i = 0; i < n; i++) v[i] = rng_uniform_range(rng, lo, hi);
-    /* Through a host tensor so that this works on any device and dtype. */
+    if (!v) return error_set("init.%s: out of memory for %lld values", what, (long long)n);
+    for (int64_t i = 0; i < n; i++) v[i] = draw(rng, a, b);
     Tensor *host = tensor_from_doubles(v, t->ndim, t->shape, DTYPE_FLOAT64);
     free(v);
     int rc = host ? tensor_copy_(t, host) : -1;
     tensor_release(host);
     return rc;
+}
+
+static double normal_draw(Rng *rng, double mean, double std) {
+    return mean + std * rng_normal(rng);
+}
+
+int nn_init_uniform_(Tensor *t, double lo, double hi, Rng *rng) {
+    return init_draw(t, rng, "uniform_", rng_uniform_range, lo, hi);
+}
+
+int nn_init_normal_(Tensor *t, double mean, double std, Rng *rng) {
+    return init_draw(t, rng, "normal_", normal_draw, mean, std);
 }
 
 int nn_init_kaiming_uniform_(Tensor *t, double a, Rng *rng) {

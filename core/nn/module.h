@@ -176,6 +176,12 @@ int nn_flatten_shape(int start_dim, int end_dim, int ndim, const int64_t *in, in
                      int64_t *out);
 int nn_batch_norm_shape(int64_t num_features, bool is_2d, int ndim, const int64_t *in,
                         int *out_ndim, int64_t *out);
+/* embedding.c: any input shape, embedding_dim appended. */
+int nn_embedding_shape(int64_t embedding_dim, int ndim, const int64_t *in, int *out_ndim,
+                       int64_t *out);
+/* gpt.c: token ids [B, T <= block_size] -> [B, T, vocab_size]. */
+int nn_gpt_shape(int64_t vocab_size, int64_t block_size, int ndim, const int64_t *in,
+                 int *out_ndim, int64_t *out);
 /* layer_norm.c: the input must end with normalized_shape (norm_ndim dims). */
 int nn_layer_norm_shape(int norm_ndim, const int64_t *norm_shape, int ndim, const int64_t *in,
                         int *out_ndim, int64_t *out);
@@ -223,6 +229,16 @@ Module *nn_batch_norm2d(int64_t num_features, double eps, double momentum, bool 
  * elementwise_affine=True, bias=True); normalized_shape has ndim dims. */
 Module *nn_layer_norm(int ndim, const int64_t *normalized_shape, double eps,
                       bool elementwise_affine, bool bias);
+/* embedding.c: nn.Embedding(num_embeddings, embedding_dim); weight
+ * normal(0, 1) as torch's. Its input: int64 indices of any shape. */
+Module *nn_embedding(int64_t num_embeddings, int64_t embedding_dim, Rng *rng);
+/* gpt.c: nanoGPT's GPT(GPTConfig(...)) with its init (normal(0, 0.02),
+ * c_proj weights std 0.02 / sqrt(2 n_layer), zero biases) and lm_head tied
+ * to transformer.wte; int64 tokens [B, T <= block_size] -> logits [B, T,
+ * vocab_size]. dropout applies where nanoGPT's does: the embeddings' sum,
+ * the attention probabilities and the residual branches. */
+Module *nn_gpt(int64_t vocab_size, int64_t block_size, int64_t n_layer, int64_t n_head,
+               int64_t n_embd, double dropout, bool bias, Rng *rng);
 /* sequential.c: nn.Sequential(*children). Takes ownership of the n
  * children, also on failure; a NULL child (a constructor that failed) makes
  * it fail with that constructor's error, so calls can be nested. */
@@ -234,6 +250,8 @@ Module *nn_sequential(int n, Module **children);
 int64_t nn_init_fan_in(const Tensor *weight);
 /* nn.init.uniform_(t, lo, hi) from rng. */
 int nn_init_uniform_(Tensor *t, double lo, double hi, Rng *rng);
+/* nn.init.normal_(t, mean, std) from rng (Embedding, GPT's init). */
+int nn_init_normal_(Tensor *t, double mean, double std, Rng *rng);
 /* nn.init.kaiming_uniform_(t, a, mode='fan_in', nonlinearity='leaky_relu'):
  * bound = sqrt(6 / ((1 + a^2) * fan_in)). */
 int nn_init_kaiming_uniform_(Tensor *t, double a, Rng *rng);

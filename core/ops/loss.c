@@ -248,6 +248,16 @@ Tensor *tensor_cross_entropy_with(Tensor *logits, Tensor *target, Reduction redu
     return out;
 }
 
+int tensor_tokens_as_rows(Tensor *scores, Tensor *target, Tensor **rows, Tensor **labels) {
+    bool tokens = scores && target && scores->ndim == 3 && target->ndim == 2;
+    *rows = tokens ? tensor_reshape(scores, SHAPE(-1, scores->shape[2])) : tensor_retain(scores);
+    *labels = tokens ? tensor_reshape(target, SHAPE(-1)) : tensor_retain(target);
+    if (*rows && *labels) return 0;
+    tensor_release(*rows), tensor_release(*labels);
+    *rows = *labels = NULL;
+    return -1;
+}
+
 Tensor *tensor_cross_entropy(Tensor *logits, Tensor *target, Reduction reduction) {
     return tensor_cross_entropy_with(logits, target, reduction, &CLASS_LOSS_DEFAULTS);
 }

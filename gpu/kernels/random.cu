@@ -8,33 +8,7 @@
  * float64 outputs get the same 24-bit values, widened, as the CPU's.
  */
 #include "gpu/kernels/common.cuh"
-
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u
-#define PHILOX_W1 0xBB67AE85u
-
-__device__ inline void philox_block(uint64_t seed, uint64_t counter, uint32_t out[4]) {
-    uint32_t c[4] = {(uint32_t)counter, (uint32_t)(counter >> 32), 0u, 0u};
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    for (int round = 0; round < 10; round++) {
-        if (round > 0) {
-            k0 += PHILOX_W0;
-            k1 += PHILOX_W1;
-        }
-        uint64_t p0 = (uint64_t)PHILOX_M0 * c[0];
-        uint64_t p1 = (uint64_t)PHILOX_M1 * c[2];
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k0;
-        uint32_t n1 = (uint32_t)p1;
-        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k1;
-        uint32_t n3 = (uint32_t)p0;
-        c[0] = n0;
-        c[1] = n1;
-        c[2] = n2;
-        c[3] = n3;
-    }
-    for (int i = 0; i < 4; i++) out[i] = c[i];
-}
+#include "gpu/kernels/philox.cuh"
 
 template <typename T>
 __global__ void uniform_kernel(T *out, int64_t n, uint64_t seed, uint64_t offset) {

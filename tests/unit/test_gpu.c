@@ -21,6 +21,7 @@
 #include "core/data/dataloader.h"
 #include "core/backend.h"
 #include "core/error.h"
+#include "core/nn/module.h"
 #include "core/ops.h"
 #include "core/optim/optimizer.h"
 #include "core/rng.h"
@@ -557,6 +558,118 @@ Test(gpu, layer_norm) {
     DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         for (int d = 0; d < 2; d++) layer_norm_parity(cases[i].name, &cases[i].k, dts[d]);
+}
+
+/* Causal attention over [B, H, T, D] (in[0..2] = q, k, v): T of 1, T
+ * not a multiple of the 16-row blocks or the 32-key tiles, several tiles
+ * (T = 300), D of 1, 64, 100 and 128 (the widest, which needs more than
+ * 48 KiB of shared memory in float64); without dropout and with 0.25, the
+ * same mask drawn on both devices. */
+static Tensor *op_attention(Tensor **in, const void *c) {
+    const double *p = c; /* the dropout; its mask from stream 3 at 99 */
+    return tensor_causal_attention_dropout(in[0], in[1], in[2], *p, 3, 99);
+}
+
+static void attention_parity(int64_t b, int64_t h, int64_t t, int64_t d, double p, DType dt) {
+    Rng r;
+    rng_init(&r, (uint64_t)(t * 131 + d));
+    Tensor *in[3];
+    for (int i = 0; i < 3; i++) in[i] = rand_t(&r, SHAPE(b, h, t, d), dt, -2, 2);
+    char name[64];
+    snprintf(name, sizeof name, "causal_attention [%lld, %lld, %lld, %lld] p %g", (long long)b,
+             (long long)h, (long long)t, (long long)d, p);
+    op_parity(name, 3, in, op_attention, &p, dt, dt == DTYPE_FLOAT32 ? 2e-5 : 1e-11);
+    release_all(3, in);
+}
+
+Test(gpu, causal_attention) {
+    need_gpu();
+    static const int64_t shapes[][4] = {{1, 1, 1, 8},  {2, 3, 17, 16}, {1, 2, 33, 64},
+                                        {2, 2, 300, 64}, {1, 1, 45, 100}, {1, 2, 70, 128},
+                                        {3, 1, 5, 1}};
+    DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        for (int k = 0; k < 2; k++)
+            for (int drop = 0; drop < 2; drop++)
+                attention_parity(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3],
+                                 drop ? 0.25 : 0, dts[k]);
+}
+
+/* Embedding (in[0] = weight [V, D], in[1] = int64 indices) with repeated
+ * indices, whose gradient rows the GPU adds with atomics. */
+static Tensor *op_embedding(Tensor **in, const void *c) {
+    (void)c;
+    return tensor_embedding(in[0], in[1]);
+}
+
+Test(gpu, embedding) {
+    need_gpu();
+    DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
+    for (int k = 0; k < 2; k++) {
+        Rng r;
+        rng_init(&r, 21);
+        Tensor *in[2] = {rand_t(&r, SHAPE(50, 37), dts[k], -1, 1), NULL};
+        double idx[6 * 40];
+        for (int i = 0; i < 6 * 40; i++) idx[i] = (double)rng_below(&r, 50);
+        in[1] = tensor_from_doubles(idx, SHAPE(6, 40), DTYPE_INT64);
+        cr_assert(in[1]);
+        op_parity("embedding [50, 37] by [6, 40]", 2, in, op_embedding, NULL, dts[k],
+                  dts[k] == DTYPE_FLOAT32 ? 1e-6 : 1e-14);
+        Tensor *bad = tensor_from_doubles((const double[]){3, 50}, SHAPE(2), DTYPE_INT64);
+        Tensor *wg = to_gpu(in[0]), *bg = to_gpu(bad);
+        cr_assert_null(tensor_embedding(wg, bg));
+        cr_assert(strstr(error_get(), "index 50 at position 1 is out of range"), "%s",
+                  error_get());
+        tensor_release(bad), tensor_release(wg), tensor_release(bg);
+        release_all(2, in);
+    }
+}
+
+/* A whole GPT (nanoGPT's, 2 layers, head size 64) from the same seed on
+ * both devices: logits, the loss over tokens and every parameter's
+ * gradient, the tied one included. */
+Test(gpu, gpt_forward_backward) {
+    need_gpu();
+    Module *m[2];
+    for (int i = 0; i < 2; i++) {
+        Rng rng;
+        rng_init(&rng, 3);
+        m[i] = nn_gpt(97, 64, 2, 2, 128, 0, true, &rng);
+        cr_assert(m[i], "%s", error_get());
+    }
+    cr_assert_eq(module_to(m[1], CUDA0), 0, "%s", error_get());
+    Rng r;
+    rng_init(&r, 4);
+    double xv[3 * 50], yv[3 * 50];
+    for (int i = 0; i < 150; i++)
+        xv[i] = (double)rng_below(&r, 97), yv[i] = (double)rng_below(&r, 97);
+    Tensor *x = tensor_from_doubles(xv, SHAPE(3, 50), DTYPE_INT64);
+    Tensor *y = tensor_from_doubles(yv, SHAPE(150), DTYPE_INT64);
+    Tensor *xs[2] = {x, to_gpu(x)}, *ys[2] = {y, to_gpu(y)}, *logits[2], *loss[2];
+    for (int i = 0; i < 2; i++) {
+        logits[i] = module_forward(m[i], xs[i]);
+        cr_assert(logits[i], "%s", error_get());
+        Tensor *flat = tensor_reshape(logits[i], SHAPE(150, 97));
+        loss[i] = tensor_cross_entropy(flat, ys[i], REDUCTION_MEAN);
+        cr_assert(loss[i] && tensor_backward(loss[i]) == 0, "%s", error_get());
+        tensor_release(flat);
+    }
+    check_close("gpt logits", DTYPE_FLOAT32, logits[1], logits[0], 1e-5);
+    check_close("gpt loss", DTYPE_FLOAT32, loss[1], loss[0], 1e-6);
+    int n0, n1;
+    Tensor **p0 = module_parameters(m[0], &n0), **p1 = module_parameters(m[1], &n1);
+    cr_assert(p0 && p1 && n0 == n1);
+    for (int i = 0; i < n0; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "gpt grad of parameter %d", i);
+        check_close(what, DTYPE_FLOAT32, p1[i]->grad, p0[i]->grad, 1e-4);
+    }
+    free(p0), free(p1);
+    for (int i = 0; i < 2; i++) {
+        tensor_release(logits[i]), tensor_release(loss[i]);
+        module_free(m[i]);
+    }
+    tensor_release(xs[1]), tensor_release(ys[1]), tensor_release(x), tensor_release(y);
 }
 
 /* ---- raw kernels ---- */

@@ -321,7 +321,7 @@ Test(spec, errors_name_path_and_reason) {
                          "model[2]: unknown layer type 'Conv3d' (known: Linear, Conv2d, ReLU, "
                          "Sigmoid, Tanh, Softmax, MaxPool2d, AvgPool2d, Flatten, Dropout, "
                          "BatchNorm1d, BatchNorm2d, GELU, SiLU, LeakyReLU, Identity, "
-                         "LayerNorm)",
+                         "LayerNorm, Embedding)",
                          true);
     expect_variant_error("loss.type", "\"Foo\"",
                          "loss.type: unknown loss 'Foo' (known: MSELoss, L1Loss, "
@@ -588,9 +588,9 @@ Test(spec, loss_and_transform_checks) {
     d.target_ndim = 1;
     d.target_shape[0] = 1;
     cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
-    cr_assert_str_eq(error_get(), "loss: CrossEntropyLoss needs integer class labels, but the "
-                                  "targets are float32 [1] per sample (use MSELoss or L1Loss for "
-                                  "regression)");
+    cr_assert_str_eq(error_get(), "loss: CrossEntropyLoss needs integer class labels (one per "
+                                  "sample, or one per token of a sequence), but the targets are "
+                                  "float32 [1] per sample (use MSELoss or L1Loss for regression)");
     job_spec_free(s);
 
     /* no Flatten/Linear: the output is not [N, C] */

@@ -457,8 +457,8 @@ Test(tokens, spec_sources) {
     cr_assert_eq(job_spec_check_data(s, t, NULL), -1);
     cr_assert_str_eq(error_get(),
                      "model: the data are token ids, int64 [4, 8]; a list of layers takes "
-                     "float32 input (token data needs a model that embeds tokens, such as "
-                     "{\"arch\": \"gpt\", ...})");
+                     "float32 input unless it starts with an Embedding (or use a model that "
+                     "embeds tokens, such as {\"arch\": \"gpt\", ...})");
     cr_assert_str_eq(error_last()->path, "model");
     dataset_free(t);
     dataset_free(v);

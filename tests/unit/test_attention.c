@@ -1,0 +1,228 @@
+/* test_attention.c - causal scaled-dot-product attention
+ * (tensor_causal_attention): gradients by finite differences in float64
+ * (T of 1, T across the CPU's 64-key blocks, several head sizes), parity
+ * with F.scaled_dot_product_attention(is_causal=True) in float32 and
+ * float64 (tests/fixtures/gen_attention.py), causality (a query's output
+ * does not move when later keys do), non-contiguous inputs, dropout on the
+ * probabilities (against a mask drawn in the test, and its gradients), and
+ * errors. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/autograd.h"
+#include "core/backend.h"
+#include "core/error.h"
+#include "core/ops.h"
+#include "core/rng.h"
+#include "tests/support/fixture.h"
+#include "tests/support/gradcheck.h"
+
+static Tensor *attention_fn(Tensor **in, void *ctx) {
+    (void)ctx;
+    return tensor_causal_attention(in[0], in[1], in[2]);
+}
+
+static void attention_gradcheck(int64_t b, int64_t h, int64_t t, int64_t d, uint64_t seed) {
+    char name[96];
+    snprintf(name, sizeof name, "causal_attention [%lld, %lld, %lld, %lld]", (long long)b,
+             (long long)h, (long long)t, (long long)d);
+    Tensor *in[3];
+    for (int i = 0; i < 3; i++) in[i] = gradcheck_input(SHAPE(b, h, t, d), -1.5, 1.5, seed + i);
+    gradcheck(name, attention_fn, NULL, 3, in);
+    for (int i = 0; i < 3; i++) tensor_release(in[i]);
+}
+
+Test(attention, gradcheck_float64) {
+    attention_gradcheck(1, 1, 1, 3, 1);  /* one token: softmax over itself */
+    attention_gradcheck(2, 2, 5, 3, 10);
+    attention_gradcheck(1, 2, 9, 4, 20);
+    attention_gradcheck(1, 1, 6, 1, 30);  /* D = 1 */
+    attention_gradcheck(1, 1, 67, 2, 40); /* past one block of 64 keys */
+}
+
+/* ---- dropout on the probabilities ---- */
+
+typedef struct {
+    double p;
+    uint64_t seed, offset;
+} DropArgs;
+
+static Tensor *dropout_fn(Tensor **in, void *ctx) {
+    const DropArgs *a = ctx;
+    return tensor_causal_attention_dropout(in[0], in[1], in[2], a->p, a->seed, a->offset);
+}
+
+/* The mask is a function of (seed, offset): finite differences see a
+ * fixed function, whose gradient the recomputed mask must give. */
+Test(attention, dropout_gradcheck_float64) {
+    DropArgs a = {0.3, 5, 17};
+    Tensor *in[3];
+    for (int i = 0; i < 3; i++) in[i] = gradcheck_input(SHAPE(2, 2, 7, 3), -1.5, 1.5, 50 + i);
+    gradcheck("causal_attention dropout 0.3 [2, 2, 7, 3]", dropout_fn, &a, 3, in);
+    a = (DropArgs){0.6, 9, 0};
+    gradcheck("causal_attention dropout 0.6 [2, 2, 7, 3]", dropout_fn, &a, 3, in);
+    for (int i = 0; i < 3; i++) tensor_release(in[i]);
+}
+
+/* out_i = sum_j softmax_ij z_ij v_j, z_ij = (u >= p) / (1 - p) with u number
+ * offset + (h T + i) T + j of the stream, written out here. */
+Test(attention, dropout_mask_as_documented) {
+    enum { H = 2, T = 6, D = 3 };
+    const double p = 0.4;
+    const uint64_t seed = 77, offset = 1000;
+    Tensor *q = gradcheck_input(SHAPE(1, H, T, D), -1, 1, 60);
+    Tensor *k = gradcheck_input(SHAPE(1, H, T, D), -1, 1, 61);
+    Tensor *v = gradcheck_input(SHAPE(1, H, T, D), -1, 1, 62);
+    Tensor *out = tensor_causal_attention_dropout(q, k, v, p, seed, offset);
+    cr_assert(out, "%s", error_get());
+    int dropped = 0;
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < T; i++) {
+            double s[T], mx = -INFINITY, sum = 0;
+            for (int j = 0; j <= i; j++) {
+                s[j] = 0;
+                for (int c = 0; c < D; c++)
+                    s[j] += tensor_get(q, (h * T + i) * D + c) * tensor_get(k, (h * T + j) * D + c);
+                s[j] /= sqrt(D);
+                mx = fmax(mx, s[j]);
+            }
+            for (int j = 0; j <= i; j++) sum += exp(s[j] - mx);
+            for (int c = 0; c < D; c++) {
+                double want = 0;
+                for (int j = 0; j <= i; j++) {
+                    bool kept = philox_uniform(seed, offset + (uint64_t)((h * T + i) * T + j)) >= p;
+                    dropped += !kept && c == 0;
+                    if (kept)
+                        want += exp(s[j] - mx) / sum / (1 - p) * tensor_get(v, (h * T + j) * D + c);
+                }
+                double got = tensor_get(out, (h * T + i) * D + c);
+                cr_assert(fabs(got - want) <= 1e-12, "h %d i %d c %d: %.15g, want %.15g", h, i, c,
+                          got, want);
+            }
+        }
+    cr_assert(dropped > 0 && dropped < H * T * (T + 1) / 2, "%d dropped", dropped);
+    /* p = 0 is plain attention; another offset, another mask */
+    Tensor *plain = tensor_causal_attention(q, k, v);
+    Tensor *zero = tensor_causal_attention_dropout(q, k, v, 0, seed, offset);
+    Tensor *other = tensor_causal_attention_dropout(q, k, v, p, seed, offset + 1);
+    assert_tensor_close(zero, plain, 0, 0, "dropout 0");
+    bool differs = false;
+    for (int64_t i = 0; i < tensor_numel(out); i++)
+        differs |= tensor_get(other, i) != tensor_get(out, i);
+    cr_assert(differs, "offset + 1 gave the same mask");
+    fixture_expect_error(tensor_causal_attention_dropout(q, k, v, 1, 0, 0),
+                         "causal_attention: dropout must be in [0, 1), got 1");
+    tensor_release(q), tensor_release(k), tensor_release(v), tensor_release(out),
+        tensor_release(plain), tensor_release(zero), tensor_release(other);
+}
+
+/* ---- parity with torch ---- */
+
+static void check_case(json_t *fx, const char *name, DType dt, double rtol, double atol) {
+    json_t *kase = fixture_case(fx, name);
+    const char *in_keys[] = {"q", "k", "v"}, *grad_keys[] = {"gq", "gk", "gv"};
+    Tensor *in[3];
+    for (int i = 0; i < 3; i++) {
+        Tensor *t = fixture_tensor(kase, in_keys[i]);
+        in[i] = tensor_to_dtype(t, dt);
+        tensor_release(t);
+        cr_assert(in[i] && tensor_set_requires_grad(in[i], true) == 0);
+    }
+    Tensor *gw64 = fixture_tensor(kase, "gw"), *gw = tensor_to_dtype(gw64, dt);
+    Tensor *out = tensor_causal_attention(in[0], in[1], in[2]);
+    cr_assert(out, "%s: %s", name, error_get());
+    cr_assert_eq(out->dtype, dt);
+    char what[64];
+    snprintf(what, sizeof what, "%s %s", name, dtype_name(dt));
+    fixture_assert_close(kase, "out", out, rtol, atol, what);
+    Tensor *l = tensor_mul(out, gw), *s = tensor_sum(l);
+    cr_assert_eq(tensor_backward(s), 0, "%s", error_get());
+    for (int i = 0; i < 3; i++)
+        fixture_assert_close(kase, grad_keys[i], in[i]->grad, rtol, atol, what);
+    for (int i = 0; i < 3; i++) tensor_release(in[i]);
+    tensor_release(gw64), tensor_release(gw), tensor_release(out), tensor_release(l),
+        tensor_release(s);
+}
+
+Test(attention_torch, matches_sdpa_is_causal) {
+    json_t *fx = fixture_load("attention");
+    const char *names[] = {"small", "one_token", "long_odd", "wide_head"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        check_case(fx, names[i], DTYPE_FLOAT32, 1e-4, 1e-5);
+        check_case(fx, names[i], DTYPE_FLOAT64, 1e-7, 1e-8);
+    }
+    json_decref(fx);
+}
+
+/* ---- properties ---- */
+
+/* Changing key and value rows j >= 3 leaves the outputs of queries 0..2
+ * exactly as they were, and changes query 3's. */
+Test(attention, causal_mask) {
+    Tensor *q = gradcheck_input(SHAPE(1, 1, 6, 4), -1, 1, 5);
+    Tensor *k = gradcheck_input(SHAPE(1, 1, 6, 4), -1, 1, 6);
+    Tensor *v = gradcheck_input(SHAPE(1, 1, 6, 4), -1, 1, 7);
+    Tensor *k2 = tensor_clone(k), *v2 = tensor_clone(v);
+    double *pk = tensor_data(k2), *pv = tensor_data(v2);
+    for (int i = 3 * 4; i < 6 * 4; i++) pk[i] += 0.5, pv[i] -= 0.25;
+    Tensor *a = tensor_causal_attention(q, k, v), *b = tensor_causal_attention(q, k2, v2);
+    cr_assert(a && b, "%s", error_get());
+    for (int i = 0; i < 3 * 4; i++)
+        cr_assert_eq(tensor_get(a, i), tensor_get(b, i), "element %d", i);
+    bool moved = false;
+    for (int i = 3 * 4; i < 4 * 4; i++) moved |= tensor_get(a, i) != tensor_get(b, i);
+    cr_assert(moved, "query 3 does not see key 3");
+    /* row 0 sees only key 0: its output is v[0] */
+    for (int c = 0; c < 4; c++) cr_assert_float_eq(tensor_get(a, c), tensor_get(v, c), 1e-15);
+    tensor_release(q), tensor_release(k), tensor_release(v), tensor_release(k2),
+        tensor_release(v2), tensor_release(a), tensor_release(b);
+}
+
+/* q, k, v as GPT makes them: transposed views of one [B, T, 3, H, D]
+ * buffer, not contiguous; same values as from contiguous copies, and the
+ * gradient reaches the buffer. */
+Test(attention, strided_inputs) {
+    Tensor *qkv = gradcheck_input(SHAPE(2, 5, 3 * 8), -1, 1, 8);
+    Tensor *parts[3], *dense[3];
+    for (int i = 0; i < 3; i++) {
+        Tensor *n = tensor_narrow(qkv, 2, i * 8, 8);
+        Tensor *r = tensor_reshape(n, SHAPE(2, 5, 2, 4));
+        parts[i] = tensor_transpose(r, 1, 2);
+        cr_assert(parts[i] && !tensor_is_contiguous(parts[i]));
+        dense[i] = tensor_contiguous(parts[i]);
+        tensor_release(n), tensor_release(r);
+    }
+    Tensor *a = tensor_causal_attention(parts[0], parts[1], parts[2]);
+    Tensor *b = tensor_causal_attention(dense[0], dense[1], dense[2]);
+    cr_assert(a && b, "%s", error_get());
+    assert_tensor_close(a, b, 0, 0, "strided vs contiguous");
+    Tensor *s = tensor_sum(a);
+    cr_assert_eq(tensor_backward(s), 0, "%s", error_get());
+    cr_assert(qkv->grad && tensor_same_shape(qkv->grad, qkv));
+    for (int i = 0; i < 3; i++) tensor_release(parts[i]), tensor_release(dense[i]);
+    tensor_release(qkv), tensor_release(a), tensor_release(b), tensor_release(s);
+}
+
+Test(attention, errors) {
+    Tensor *q = tensor_zeros(SHAPE(1, 2, 3, 4), DTYPE_FLOAT32, DEVICE_CPU_INIT);
+    Tensor *k3 = tensor_zeros(SHAPE(2, 3, 4), DTYPE_FLOAT32, DEVICE_CPU_INIT);
+    Tensor *kt = tensor_zeros(SHAPE(1, 2, 5, 4), DTYPE_FLOAT32, DEVICE_CPU_INIT);
+    Tensor *k64 = tensor_zeros(SHAPE(1, 2, 3, 4), DTYPE_FLOAT64, DEVICE_CPU_INIT);
+    Tensor *wide = tensor_zeros(SHAPE(1, 1, 2, 129), DTYPE_FLOAT32, DEVICE_CPU_INIT);
+    Tensor *ints = tensor_zeros(SHAPE(1, 2, 3, 4), DTYPE_INT64, DEVICE_CPU_INIT);
+    fixture_expect_error(tensor_causal_attention(k3, k3, k3),
+                         "causal_attention: expected q, k, v of shape [B, H, T, D], "
+                         "got q [2, 3, 4]");
+    fixture_expect_error(tensor_causal_attention(q, kt, q),
+                         "causal_attention: k has shape [1, 2, 5, 4] but q has [1, 2, 3, 4]");
+    fixture_expect_error(tensor_causal_attention(q, q, k64),
+                         "causal_attention: v is float64 but input is float32");
+    fixture_expect_error(tensor_causal_attention(wide, wide, wide),
+                         "causal_attention: head dim D must be 1 to 128, got 129");
+    fixture_expect_error(tensor_causal_attention(ints, ints, ints),
+                         "causal_attention: expected float tensors, got int64");
+    cr_assert_null(tensor_causal_attention(NULL, q, q));
+    tensor_release(q), tensor_release(k3), tensor_release(kt), tensor_release(k64),
+        tensor_release(wide), tensor_release(ints);
+}
