@@ -25,6 +25,12 @@ typedef struct {
 } ArchKind;
 
 static const ArchKind arch_kinds[] = {
+    {"resnet18", SPEC_ARCH_RESNET, spec_resnet_fields, spec_resnet_parse, spec_resnet_size,
+     spec_resnet_build},
+    {"resnet34", SPEC_ARCH_RESNET, spec_resnet_fields, spec_resnet_parse, spec_resnet_size,
+     spec_resnet_build},
+    {"resnet50", SPEC_ARCH_RESNET, spec_resnet_fields, spec_resnet_parse, spec_resnet_size,
+     spec_resnet_build},
     {NULL, SPEC_ARCH_NONE, NULL, NULL, NULL, NULL}, /* end */
 };
 

@@ -7,7 +7,9 @@
  * bias from uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)). The distributions are
  * torch's; the numbers are not (torch uses mt19937, we use Philox), so the
  * promise is "same seed, same weights" within traind. Values are drawn in
- * row-major order, weight before bias, each from rng_uniform.
+ * row-major order, weight before bias, each from rng_uniform (rng_normal
+ * for the normal draws torchvision's ResNet initialises its convolutions
+ * with).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -22,19 +24,33 @@ int64_t nn_init_fan_in(const Tensor *weight) {
     return fan_in;
 }
 
-int nn_init_uniform_(Tensor *t, double lo, double hi, Rng *rng) {
+/* Fills t with draw(rng, a, b), element by element in row-major order. */
+static int init_fill(Tensor *t, const char *what, double (*draw)(Rng *, double, double),
+                     double a, double b, Rng *rng) {
     if (!t) return -1;
-    if (!rng) return error_set("init.uniform_: no Rng to draw from");
+    if (!rng) return error_set("%s: no Rng to draw from", what);
     int64_t n = tensor_numel(t);
     double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-    if (!v) return error_set("init.uniform_: out of memory for %lld values", (long long)n);
-    for (int64_t i = 0; i < n; i++) v[i] = rng_uniform_range(rng, lo, hi);
+    if (!v) return error_set("%s: out of memory for %lld values", what, (long long)n);
+    for (int64_t i = 0; i < n; i++) v[i] = draw(rng, a, b);
     /* Through a host tensor so that this works on any device and dtype. */
     Tensor *host = tensor_from_doubles(v, t->ndim, t->shape, DTYPE_FLOAT64);
     free(v);
     int rc = host ? tensor_copy_(t, host) : -1;
     tensor_release(host);
     return rc;
+}
+
+static double draw_normal(Rng *rng, double mean, double std) {
+    return mean + std * rng_normal(rng);
+}
+
+int nn_init_uniform_(Tensor *t, double lo, double hi, Rng *rng) {
+    return init_fill(t, "init.uniform_", rng_uniform_range, lo, hi, rng);
+}
+
+int nn_init_normal_(Tensor *t, double mean, double std, Rng *rng) {
+    return init_fill(t, "init.normal_", draw_normal, mean, std, rng);
 }
 
 int nn_init_kaiming_uniform_(Tensor *t, double a, Rng *rng) {
@@ -51,4 +67,12 @@ int nn_init_linear_like(Tensor *weight, Tensor *bias, Rng *rng) {
     if (!bias) return 0;
     double bound = 1.0 / sqrt((double)nn_init_fan_in(weight));
     return nn_init_uniform_(bias, -bound, bound, rng);
+}
+
+int nn_init_kaiming_normal_fan_out_(Tensor *t, Rng *rng) {
+    if (!t) return -1;
+    int64_t fan_out = t->ndim >= 1 ? t->shape[0] : 1;
+    for (int i = 2; i < t->ndim; i++) fan_out *= t->shape[i];
+    if (fan_out <= 0) return error_set("init.kaiming_normal_: fan_out is 0 for an empty tensor");
+    return nn_init_normal_(t, 0.0, sqrt(2.0 / (double)fan_out), rng);
 }
