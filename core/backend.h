@@ -173,6 +173,13 @@ typedef struct Backend {
     /* count_include_pad as in torch's default. */
     void (*avg_pool2d)(const Window2d *w, const Tensor *x, Tensor *out);
     void (*avg_pool2d_backward)(const Window2d *w, const Tensor *gy, Tensor *gx);
+    /* AdaptiveAvgPool2d: out[oh, ow] is the mean of x over the bins
+     * adaptive_span(oh) x adaptive_span(ow) (core/window_span.h); only w's
+     * batch, channels, height, width, out_h and out_w are read. The
+     * backward spreads each output gradient evenly over its bin, gx zeroed
+     * by the kernel. */
+    void (*adaptive_avg_pool2d)(const Window2d *w, const Tensor *x, Tensor *out);
+    void (*adaptive_avg_pool2d_backward)(const Window2d *w, const Tensor *gy, Tensor *gx);
 
     /* ---- the class losses' rows: lp [rows, cols] of log-probabilities ---- */
     /* For row i with t = index[i] (int64 [rows], in range unless ignored):

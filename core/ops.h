@@ -10,8 +10,8 @@
  * NULL input returns NULL and keeps the earlier error.
  *
  * Implementations: core/ops/<concept>.c (elementwise.c, reduce.c, matmul.c,
- * softmax.c, conv2d.c, pool.c, dropout.c, batch_norm.c, layer_norm.c, embedding.c,
- * attention.c, loss.c).
+ * softmax.c, conv2d.c, pool.c, adaptive_pool.c, dropout.c, batch_norm.c,
+ * layer_norm.c, embedding.c, attention.c, loss.c).
  */
 #ifndef TRAIND_CORE_OPS_H
 #define TRAIND_CORE_OPS_H
@@ -81,6 +81,9 @@ Tensor *tensor_max_pool2d(Tensor *x, int kernel_h, int kernel_w, int stride_h, i
                           int pad_h, int pad_w);
 Tensor *tensor_avg_pool2d(Tensor *x, int kernel_h, int kernel_w, int stride_h, int stride_w,
                           int pad_h, int pad_w);
+/* core/ops/adaptive_pool.c: x [N, C, H, W] -> [N, C, out_h, out_w], each
+ * output the mean of its bin, as F.adaptive_avg_pool2d. */
+Tensor *tensor_adaptive_avg_pool2d(Tensor *x, int out_h, int out_w);
 
 /* ---- regularisation and normalisation ---- */
 /* core/ops/dropout.c: in training, zero with probability p and scale by

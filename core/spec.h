@@ -74,6 +74,7 @@ typedef enum {
     SPEC_LAYER_GELU, SPEC_LAYER_SILU, SPEC_LAYER_LEAKY_RELU, SPEC_LAYER_IDENTITY,
     SPEC_LAYER_LAYER_NORM,
     SPEC_LAYER_EMBEDDING,
+    SPEC_LAYER_ADAPTIVE_AVG_POOL2D, SPEC_LAYER_BASIC_BLOCK, SPEC_LAYER_BOTTLENECK,
 } SpecLayerType;
 
 /* One entry of "model", with torch's defaults filled in. Only the fields of
@@ -99,6 +100,8 @@ typedef struct {
     int64_t normalized_shape[TENSOR_MAX_DIMS]; /* eps (1e-5), bias (true) and */
     bool elementwise_affine;           /*   elementwise_affine (true) */
     int64_t num_embeddings, embedding_dim; /* Embedding; its input: int64 indices */
+    Size2d output_size;                /* AdaptiveAvgPool2d (required) */
+    int64_t inplanes, planes;          /* BasicBlock, Bottleneck (required); stride.h */
 } SpecLayer;
 
 /* torch's class name: "Linear", "BatchNorm2d", ... */

@@ -29,6 +29,12 @@ static const char *const gpt_fields[] = {"arch",   "vocab_size", "block_size", "
 
 static const ArchKind arch_kinds[] = {
     {"gpt", SPEC_ARCH_GPT, gpt_fields, spec_gpt_parse, spec_gpt_size, spec_gpt_build},
+    {"resnet18", SPEC_ARCH_RESNET, spec_resnet_fields, spec_resnet_parse, spec_resnet_size,
+     spec_resnet_build},
+    {"resnet34", SPEC_ARCH_RESNET, spec_resnet_fields, spec_resnet_parse, spec_resnet_size,
+     spec_resnet_build},
+    {"resnet50", SPEC_ARCH_RESNET, spec_resnet_fields, spec_resnet_parse, spec_resnet_size,
+     spec_resnet_build},
     {NULL, SPEC_ARCH_NONE, NULL, NULL, NULL, NULL}, /* end */
 };
 

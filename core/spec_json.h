@@ -96,6 +96,20 @@ int spec_gpt_parse(const json_t *model, const char *name, SpecArch *out);
 int spec_gpt_size(const SpecArch *arch, DType dtype, int ndim, const int64_t *x,
                   SpecModelSize *size);
 Module *spec_gpt_build(const SpecArch *arch, Rng *rng);
+/* The sizes of n_layers layers in sequence over the batch shape (*ndim,
+ * shape), which becomes their output's; counts added into *size
+ * (spec_shapes.c). -1 with a bare error and the failing layer's index. */
+int spec_layers_size(const SpecLayer *layers, int n_layers, int *ndim, int64_t *shape,
+                     SpecModelSize *size, int *failed);
+/* core/spec_resnet.c: a BasicBlock/Bottleneck layer's sizes (as
+ * spec_layers_size does one layer), and the resnet rows of spec_arch.c. */
+int spec_resnet_block_size(const SpecLayer *block, int *ndim, int64_t *shape,
+                           SpecModelSize *size);
+extern const char *const spec_resnet_fields[];
+int spec_resnet_parse(const json_t *model, const char *name, SpecArch *out);
+int spec_resnet_size(const SpecArch *arch, DType dtype, int ndim, const int64_t *x,
+                     SpecModelSize *size);
+Module *spec_resnet_build(const SpecArch *arch, Rng *rng);
 /* The "data" object into spec->train, val and transforms (spec_data.c);
  * spec_data_free releases what it filled. */
 int spec_parse_data(JobSpec *spec, const json_t *data, const char *base_dir);

@@ -294,6 +294,27 @@ static int parse_embedding(const json_t *o, const char *path, SpecLayer *l) {
                : 0;
 }
 
+static int parse_adaptive_pool(const json_t *o, const char *path, SpecLayer *l) {
+    return get_size2d(o, path, "output_size", true, SIZE2D(0), 1, &l->output_size);
+}
+
+/* torchvision's BasicBlock / Bottleneck(inplanes, planes, stride=1); the
+ * downsample is made as ResNet._make_layer makes it, so it is no argument;
+ * groups, base_width and dilation only at their defaults. */
+static int parse_block(const json_t *o, const char *path, SpecLayer *l) {
+    int64_t stride;
+    if (get_features(o, path, "inplanes", &l->inplanes) ||
+        get_features(o, path, "planes", &l->planes) ||
+        spec_get_int(o, path, "stride", false, 1, 1, MAX_WINDOW, &stride))
+        return -1;
+    l->stride = SIZE2D((int)stride);
+    return spec_only_default(o, path, "groups", json_integer(1), "1") ||
+                   spec_only_default(o, path, "base_width", json_integer(64), "64") ||
+                   spec_only_default(o, path, "dilation", json_integer(1), "1")
+               ? -1
+               : 0;
+}
+
 /* ---- the table ---- */
 
 typedef struct {
@@ -335,6 +356,12 @@ static const LayerKind layer_kinds[] = {
     {"Embedding", SPEC_LAYER_EMBEDDING, parse_embedding,
      {"type", "num_embeddings", "embedding_dim", "padding_idx", "max_norm", "scale_grad_by_freq",
       "sparse", NULL}},
+    {"AdaptiveAvgPool2d", SPEC_LAYER_ADAPTIVE_AVG_POOL2D, parse_adaptive_pool,
+     {"type", "output_size", NULL}},
+    {"BasicBlock", SPEC_LAYER_BASIC_BLOCK, parse_block,
+     {"type", "inplanes", "planes", "stride", "groups", "base_width", "dilation", NULL}},
+    {"Bottleneck", SPEC_LAYER_BOTTLENECK, parse_block,
+     {"type", "inplanes", "planes", "stride", "groups", "base_width", "dilation", NULL}},
 };
 #define NUM_LAYER_KINDS ((int)(sizeof layer_kinds / sizeof layer_kinds[0]))
 
@@ -430,6 +457,9 @@ static Module *build_layer(const SpecLayer *l, Rng *rng) {
         return nn_layer_norm(l->norm_ndim, l->normalized_shape, l->eps, l->elementwise_affine,
                              l->bias);
     case SPEC_LAYER_EMBEDDING: return nn_embedding(l->num_embeddings, l->embedding_dim, rng);
+    case SPEC_LAYER_ADAPTIVE_AVG_POOL2D: return nn_adaptive_avg_pool2d(l->output_size);
+    case SPEC_LAYER_BASIC_BLOCK: return nn_basic_block(l->inplanes, l->planes, l->stride.h, rng);
+    case SPEC_LAYER_BOTTLENECK: return nn_bottleneck(l->inplanes, l->planes, l->stride.h, rng);
     }
     error_set("unknown layer type %d", (int)l->type);
     return NULL;

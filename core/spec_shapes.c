@@ -132,6 +132,10 @@ static int layer_shape(const SpecLayer *l, int n, const int64_t *x, int *on, int
     case SPEC_LAYER_LAYER_NORM:
         return nn_layer_norm_shape(l->norm_ndim, l->normalized_shape, n, x, on, out);
     case SPEC_LAYER_EMBEDDING: return nn_embedding_shape(l->embedding_dim, n, x, on, out);
+    case SPEC_LAYER_ADAPTIVE_AVG_POOL2D:
+        return nn_adaptive_avg_pool2d_shape(l->output_size, n, x, on, out);
+    case SPEC_LAYER_BASIC_BLOCK:
+    case SPEC_LAYER_BOTTLENECK: break; /* layer_size: spec_resnet_block_size */
     case SPEC_LAYER_RELU:
     case SPEC_LAYER_SIGMOID:
     case SPEC_LAYER_TANH:
@@ -145,6 +149,32 @@ static int layer_shape(const SpecLayer *l, int n, const int64_t *x, int *on, int
         return 0;
     }
     return error_set("unknown layer type %d", (int)l->type);
+}
+
+/* One layer over the batch shape (*n, cur), replaced by its output's;
+ * its counts added to *size. -1 with a bare error. */
+static int layer_size(const SpecLayer *l, int *n, int64_t *cur, SpecModelSize *size) {
+    if (l->type == SPEC_LAYER_BASIC_BLOCK || l->type == SPEC_LAYER_BOTTLENECK)
+        return spec_resnet_block_size(l, n, cur, size);
+    int64_t next[TENSOR_MAX_DIMS], params, buffers;
+    if (layer_shape(l, *n, cur, n, next) != 0) return -1;
+    memcpy(cur, next, (size_t)*n * sizeof *next);
+    layer_counts(l, &params, &buffers);
+    size->parameters = spec_sat_add(size->parameters, params);
+    size->buffers = spec_sat_add(size->buffers, buffers);
+    size->activations = spec_sat_add(size->activations, numel(*n, cur));
+    return 0;
+}
+
+int spec_layers_size(const SpecLayer *layers, int n_layers, int *ndim, int64_t *shape,
+                     SpecModelSize *size, int *failed) {
+    for (int i = 0; i < n_layers; i++) {
+        if (layer_size(&layers[i], ndim, shape, size) != 0) {
+            *failed = i;
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* An Embedding takes int64 indices: it must be the first layer (the
@@ -166,19 +196,13 @@ static int run_layers(const JobSpec *spec, DType dtype, int n, const int64_t *x,
     memcpy(cur, x, (size_t)n * sizeof *x);
     for (int i = 0; i < spec->num_layers; i++) {
         const SpecLayer *l = &spec->layers[i];
-        int64_t next[TENSOR_MAX_DIMS], params, buffers;
         if (layer_dtype(l, i, i ? DTYPE_FLOAT32 : dtype) != 0 ||
-            layer_shape(l, n, cur, &n, next) != 0) {
+            layer_size(l, &n, cur, size) != 0) {
             char path[32];
             snprintf(path, sizeof path, "model[%d]", i);
             error_prefix("%s %s", path, spec_layer_type_name(l->type));
             return error_set_path(path);
         }
-        memcpy(cur, next, (size_t)n * sizeof *next);
-        layer_counts(l, &params, &buffers);
-        size->parameters = spec_sat_add(size->parameters, params);
-        size->buffers = spec_sat_add(size->buffers, buffers);
-        size->activations = spec_sat_add(size->activations, numel(n, cur));
     }
     size->out_ndim = n;
     memcpy(size->out_shape, cur, (size_t)n * sizeof *cur);

@@ -35,4 +35,15 @@ WINDOW_SPAN_FN Span window_span(int64_t o, int64_t stride, int64_t pad, int64_t 
     return span;
 }
 
+/* AdaptiveAvgPool2d's bin o of n_out over an axis of n_in positions, as
+ * torch's start = floor(o * n_in / n_out), end = ceil((o + 1) * n_in / n_out):
+ * the bins tile the axis, overlapping when n_out does not divide n_in;
+ * `padded` is end - start (no padding). */
+WINDOW_SPAN_FN Span adaptive_span(int64_t o, int64_t n_out, int64_t n_in) {
+    int64_t start = o * n_in / n_out;
+    int64_t end = ((o + 1) * n_in + n_out - 1) / n_out;
+    Span span = {start, end, end - start};
+    return span;
+}
+
 #endif

@@ -250,6 +250,19 @@ static void cuda_avg_pool2d_backward(const Window2d *w, const Tensor *gy, Tensor
     gpu_launch_avg_pool2d_backward((int)gy->dtype, &g, tensor_data(gy), tensor_data(gx));
 }
 
+static void cuda_adaptive_avg_pool2d(const Window2d *w, const Tensor *x, Tensor *out) {
+    use(x);
+    GpuWindow g = window_of(w);
+    gpu_launch_adaptive_avg_pool2d((int)x->dtype, &g, tensor_data(x), tensor_data(out));
+}
+
+static void cuda_adaptive_avg_pool2d_backward(const Window2d *w, const Tensor *gy, Tensor *gx) {
+    use(gx);
+    GpuWindow g = window_of(w);
+    gpu_launch_adaptive_avg_pool2d_backward((int)gy->dtype, &g, tensor_data(gy),
+                                            tensor_data(gx));
+}
+
 /* ---- softmax ---- */
 
 static void cuda_softmax(const Tensor *x, Tensor *out, bool log) {
@@ -439,6 +452,8 @@ static const Backend cuda_backend = {
     .max_pool2d_backward = cuda_max_pool2d_backward,
     .avg_pool2d = cuda_avg_pool2d,
     .avg_pool2d_backward = cuda_avg_pool2d_backward,
+    .adaptive_avg_pool2d = cuda_adaptive_avg_pool2d,
+    .adaptive_avg_pool2d_backward = cuda_adaptive_avg_pool2d_backward,
     .class_loss_rows = cuda_class_loss_rows,
     .class_loss_rows_backward = cuda_class_loss_rows_backward,
     .softmax = cuda_softmax,

@@ -164,6 +164,9 @@ void gpu_launch_max_pool2d_backward(int dtype, const GpuWindow *w, const void *g
                                     const int64_t *indices, void *gx);
 void gpu_launch_avg_pool2d(int dtype, const GpuWindow *w, const void *x, void *out);
 void gpu_launch_avg_pool2d_backward(int dtype, const GpuWindow *w, const void *gy, void *gx);
+void gpu_launch_adaptive_avg_pool2d(int dtype, const GpuWindow *w, const void *x, void *out);
+void gpu_launch_adaptive_avg_pool2d_backward(int dtype, const GpuWindow *w, const void *gy,
+                                             void *gx);
 
 /* ---- kernels/random.cu ---- */
 void gpu_launch_uniform(int dtype, void *out, int64_t n, uint64_t seed, uint64_t offset);

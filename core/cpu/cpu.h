@@ -59,6 +59,8 @@ void cpu_max_pool2d_backward(const Window2d *w, const Tensor *gy, const Tensor *
                              Tensor *gx);
 void cpu_avg_pool2d(const Window2d *w, const Tensor *x, Tensor *out);
 void cpu_avg_pool2d_backward(const Window2d *w, const Tensor *gy, Tensor *gx);
+void cpu_adaptive_avg_pool2d(const Window2d *w, const Tensor *x, Tensor *out);
+void cpu_adaptive_avg_pool2d_backward(const Window2d *w, const Tensor *gy, Tensor *gx);
 
 /* softmax.c */
 void cpu_softmax(const Tensor *x, Tensor *out, bool log);

@@ -1,4 +1,5 @@
-/* pool.c - max and average pooling over [N, C, H, W] on the CPU.
+/* pool.c - max, average and adaptive average pooling over [N, C, H, W] on
+ * the CPU.
  *
  * Every (n, c) plane is pooled on its own, so the kernels loop over N*C
  * planes and, inside, over output positions; each window is clipped to the
@@ -12,7 +13,8 @@
  *  - avg: count_include_pad=True, ceil_mode=False: the divisor is the window
  *    clipped to the padded input, (hend-hstart)*(wend-wstart) with
  *    hend = min(hstart + kh, H + ph), before clipping to the real input. Sums
- *    run in double, as torch's accumulate type on the CPU.
+ *    run in double, as torch's accumulate type on the CPU;
+ *  - adaptive avg: torch's bins (adaptive_span), the mean of each.
  * Both dtypes share one loop body, instantiated per type by POOL_KERNELS.
  */
 #include <math.h>
@@ -21,6 +23,52 @@
 
 #include "core/cpu/cpu.h"
 #include "core/window_span.h"
+
+/* The bodies shared by the average pools, sliding and adaptive: every
+ * output of each (n, c) plane is the mean over its rows HSPAN (a Span, of
+ * oh) and columns WSPAN (of ow), stepping DH and DW, divided by the spans'
+ * padded extents; the backward spreads each output gradient evenly over the
+ * same window, planes apart (the adaptive bins overlap inside a plane, so
+ * the additions stay in (oh, ow) order, the order gpu/kernels/pool.cu's
+ * gather adds in). Sums in double. HSPAN and WSPAN may use oh, ow and the
+ * locals the macro declares: H, W, OH, OW, dh, dw. */
+#define MEAN_OVER_SPANS(T, w, x, out, HSPAN, WSPAN, DH, DW)                                        \
+    const int64_t H = w->height, W = w->width, OH = w->out_h, OW = w->out_w;                       \
+    const int64_t dh = DH, dw = DW;                                                                \
+    _Pragma("omp parallel for schedule(static) if (w->batch * H * W >= CPU_PARALLEL_MIN)")         \
+    for (int64_t p = 0; p < w->batch * w->channels; p++) {                                         \
+        const T *plane = x + p * H * W;                                                            \
+        for (int64_t oh = 0; oh < OH; oh++) {                                                      \
+            Span hs = HSPAN;                                                                       \
+            for (int64_t ow = 0; ow < OW; ow++) {                                                  \
+                Span ws = WSPAN;                                                                   \
+                double sum = 0;                                                                    \
+                for (int64_t ih = hs.start; ih < hs.end; ih += dh)                                 \
+                    for (int64_t iw = ws.start; iw < ws.end; iw += dw)                             \
+                        sum += (double)plane[ih * W + iw];                                         \
+                out[(p * OH + oh) * OW + ow] = (T)(sum / (double)(hs.padded * ws.padded));         \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+#define SPREAD_OVER_SPANS(T, w, gy, gx, HSPAN, WSPAN, DH, DW)                                      \
+    const int64_t H = w->height, W = w->width, OH = w->out_h, OW = w->out_w;                       \
+    const int64_t dh = DH, dw = DW;                                                                \
+    _Pragma("omp parallel for schedule(static) if (w->batch * H * W >= CPU_PARALLEL_MIN)")         \
+    for (int64_t p = 0; p < w->batch * w->channels; p++) {                                         \
+        T *plane = gx + p * H * W;                                                                 \
+        memset(plane, 0, (size_t)(H * W) * sizeof(T));                                             \
+        for (int64_t oh = 0; oh < OH; oh++) {                                                      \
+            Span hs = HSPAN;                                                                       \
+            for (int64_t ow = 0; ow < OW; ow++) {                                                  \
+                Span ws = WSPAN;                                                                   \
+                T g = (T)((double)gy[(p * OH + oh) * OW + ow] / (double)(hs.padded * ws.padded));  \
+                for (int64_t ih = hs.start; ih < hs.end; ih += dh)                                 \
+                    for (int64_t iw = ws.start; iw < ws.end; iw += dw)                             \
+                        plane[ih * W + iw] += g;                                                   \
+            }                                                                                      \
+        }                                                                                          \
+    }
 
 #define POOL_KERNELS(T, SUFFIX)                                                                    \
     /* The common 2x2, stride 2, unpadded window without the general        \
@@ -96,72 +144,55 @@
     }                                                                                              \
                                                                                                    \
     static void avg_pool_##SUFFIX(const Window2d *w, const T *x, T *out) {                         \
-        const int64_t H = w->height, W = w->width, OH = w->out_h, OW = w->out_w;                   \
-        const int64_t dh = w->dilation_h, dw = w->dilation_w;                                      \
-        for (int64_t p = 0; p < w->batch * w->channels; p++) {                                     \
-            const T *plane = x + p * H * W;                                                        \
-            for (int64_t oh = 0; oh < OH; oh++) {                                                  \
-                Span hs = window_span(oh, w->stride_h, w->pad_h, w->kernel_h, dh, H);              \
-                for (int64_t ow = 0; ow < OW; ow++) {                                              \
-                    Span ws = window_span(ow, w->stride_w, w->pad_w, w->kernel_w, dw, W);          \
-                    double sum = 0;                                                                \
-                    for (int64_t ih = hs.start; ih < hs.end; ih += dh)                             \
-                        for (int64_t iw = ws.start; iw < ws.end; iw += dw)                         \
-                            sum += (double)plane[ih * W + iw];                                     \
-                    out[(p * OH + oh) * OW + ow] = (T)(sum / (double)(hs.padded * ws.padded));     \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
+        MEAN_OVER_SPANS(T, w, x, out, window_span(oh, w->stride_h, w->pad_h, w->kernel_h, dh, H),  \
+                        window_span(ow, w->stride_w, w->pad_w, w->kernel_w, dw, W),                \
+                        w->dilation_h, w->dilation_w);                                             \
     }                                                                                              \
                                                                                                    \
     static void avg_pool_backward_##SUFFIX(const Window2d *w, const T *gy, T *gx) {                \
-        const int64_t H = w->height, W = w->width, OH = w->out_h, OW = w->out_w;                   \
-        const int64_t dh = w->dilation_h, dw = w->dilation_w;                                      \
-        memset(gx, 0, (size_t)(w->batch * w->channels * H * W) * sizeof(T));                       \
-        for (int64_t p = 0; p < w->batch * w->channels; p++) {                                     \
-            T *plane = gx + p * H * W;                                                             \
-            for (int64_t oh = 0; oh < OH; oh++) {                                                  \
-                Span hs = window_span(oh, w->stride_h, w->pad_h, w->kernel_h, dh, H);              \
-                for (int64_t ow = 0; ow < OW; ow++) {                                              \
-                    Span ws = window_span(ow, w->stride_w, w->pad_w, w->kernel_w, dw, W);          \
-                    T g = (T)((double)gy[(p * OH + oh) * OW + ow] /                                \
-                              (double)(hs.padded * ws.padded));                                    \
-                    for (int64_t ih = hs.start; ih < hs.end; ih += dh)                             \
-                        for (int64_t iw = ws.start; iw < ws.end; iw += dw)                         \
-                            plane[ih * W + iw] += g;                                               \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
+        SPREAD_OVER_SPANS(T, w, gy, gx,                                                            \
+                          window_span(oh, w->stride_h, w->pad_h, w->kernel_h, dh, H),              \
+                          window_span(ow, w->stride_w, w->pad_w, w->kernel_w, dw, W),              \
+                          w->dilation_h, w->dilation_w);                                           \
+    }                                                                                              \
+                                                                                                   \
+    static void adaptive_avg_pool_##SUFFIX(const Window2d *w, const T *x, T *out) {                \
+        MEAN_OVER_SPANS(T, w, x, out, adaptive_span(oh, OH, H), adaptive_span(ow, OW, W), 1, 1);   \
+    }                                                                                              \
+                                                                                                   \
+    static void adaptive_avg_pool_backward_##SUFFIX(const Window2d *w, const T *gy, T *gx) {       \
+        SPREAD_OVER_SPANS(T, w, gy, gx, adaptive_span(oh, OH, H), adaptive_span(ow, OW, W), 1,     \
+                          1);                                                                      \
     }
 
 POOL_KERNELS(float, f32)
 POOL_KERNELS(double, f64)
 
+/* The kernel of x's dtype: fn_f64 or fn_f32, on the tensors' data. */
+#define BY_DTYPE(t, fn, ...) \
+    ((t)->dtype == DTYPE_FLOAT64 ? fn##_f64(__VA_ARGS__) : fn##_f32(__VA_ARGS__))
+
 void cpu_max_pool2d(const Window2d *w, const Tensor *x, Tensor *out, Tensor *indices) {
-    if (x->dtype == DTYPE_FLOAT64)
-        max_pool_f64(w, tensor_data(x), tensor_data(out), tensor_data(indices));
-    else
-        max_pool_f32(w, tensor_data(x), tensor_data(out), tensor_data(indices));
+    BY_DTYPE(x, max_pool, w, tensor_data(x), tensor_data(out), tensor_data(indices));
 }
 
 void cpu_max_pool2d_backward(const Window2d *w, const Tensor *gy, const Tensor *indices,
                              Tensor *gx) {
-    if (gy->dtype == DTYPE_FLOAT64)
-        max_pool_backward_f64(w, tensor_data(gy), tensor_data(indices), tensor_data(gx));
-    else
-        max_pool_backward_f32(w, tensor_data(gy), tensor_data(indices), tensor_data(gx));
+    BY_DTYPE(gy, max_pool_backward, w, tensor_data(gy), tensor_data(indices), tensor_data(gx));
 }
 
 void cpu_avg_pool2d(const Window2d *w, const Tensor *x, Tensor *out) {
-    if (x->dtype == DTYPE_FLOAT64)
-        avg_pool_f64(w, tensor_data(x), tensor_data(out));
-    else
-        avg_pool_f32(w, tensor_data(x), tensor_data(out));
+    BY_DTYPE(x, avg_pool, w, tensor_data(x), tensor_data(out));
 }
 
 void cpu_avg_pool2d_backward(const Window2d *w, const Tensor *gy, Tensor *gx) {
-    if (gy->dtype == DTYPE_FLOAT64)
-        avg_pool_backward_f64(w, tensor_data(gy), tensor_data(gx));
-    else
-        avg_pool_backward_f32(w, tensor_data(gy), tensor_data(gx));
+    BY_DTYPE(gy, avg_pool_backward, w, tensor_data(gy), tensor_data(gx));
+}
+
+void cpu_adaptive_avg_pool2d(const Window2d *w, const Tensor *x, Tensor *out) {
+    BY_DTYPE(x, adaptive_avg_pool, w, tensor_data(x), tensor_data(out));
+}
+
+void cpu_adaptive_avg_pool2d_backward(const Window2d *w, const Tensor *gy, Tensor *gx) {
+    BY_DTYPE(gy, adaptive_avg_pool_backward, w, tensor_data(gy), tensor_data(gx));
 }

@@ -7,7 +7,9 @@
  * bias from uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)). The distributions are
  * torch's; the numbers are not (torch uses mt19937, we use Philox), so the
  * promise is "same seed, same weights" within traind. Values are drawn in
- * row-major order, weight before bias, each from rng_uniform.
+ * row-major order, weight before bias, each from rng_uniform (rng_normal
+ * for the normal draws torchvision's ResNet initialises its convolutions
+ * with).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -65,4 +67,12 @@ int nn_init_linear_like(Tensor *weight, Tensor *bias, Rng *rng) {
     if (!bias) return 0;
     double bound = 1.0 / sqrt((double)nn_init_fan_in(weight));
     return nn_init_uniform_(bias, -bound, bound, rng);
+}
+
+int nn_init_kaiming_normal_fan_out_(Tensor *t, Rng *rng) {
+    if (!t) return -1;
+    int64_t fan_out = t->ndim >= 1 ? t->shape[0] : 1;
+    for (int i = 2; i < t->ndim; i++) fan_out *= t->shape[i];
+    if (fan_out <= 0) return error_set("init.kaiming_normal_: fan_out is 0 for an empty tensor");
+    return nn_init_normal_(t, 0.0, sqrt(2.0 / (double)fan_out), rng);
 }

@@ -182,6 +182,9 @@ int nn_embedding_shape(int64_t embedding_dim, int ndim, const int64_t *in, int *
 /* gpt.c: token ids [B, T <= block_size] -> [B, T, vocab_size]. */
 int nn_gpt_shape(int64_t vocab_size, int64_t block_size, int ndim, const int64_t *in,
                  int *out_ndim, int64_t *out);
+/* adaptive_pool.c: [N, C, H, W] -> [N, C, output_size.h, output_size.w]. */
+int nn_adaptive_avg_pool2d_shape(Size2d output_size, int ndim, const int64_t *in, int *out_ndim,
+                                 int64_t *out);
 /* layer_norm.c: the input must end with normalized_shape (norm_ndim dims). */
 int nn_layer_norm_shape(int norm_ndim, const int64_t *norm_shape, int ndim, const int64_t *in,
                         int *out_ndim, int64_t *out);
@@ -214,6 +217,8 @@ Module *nn_softmax(int dim);
  * (ceil_mode=False, count_include_pad=True). */
 Module *nn_max_pool2d(Size2d kernel_size, Size2d stride, Size2d padding);
 Module *nn_avg_pool2d(Size2d kernel_size, Size2d stride, Size2d padding);
+/* adaptive_pool.c: nn.AdaptiveAvgPool2d(output_size), both sizes >= 1. */
+Module *nn_adaptive_avg_pool2d(Size2d output_size);
 /* flatten.c: nn.Flatten(start_dim=1, end_dim=-1) */
 Module *nn_flatten(int start_dim, int end_dim);
 /* dropout.c: nn.Dropout(p=0.5) */
@@ -244,14 +249,80 @@ Module *nn_gpt(int64_t vocab_size, int64_t block_size, int64_t n_layer, int64_t 
  * it fail with that constructor's error, so calls can be nested. */
 Module *nn_sequential(int n, Module **children);
 
+/* ---- torchvision's ResNets (resnet_block.c, resnet.c) ----
+ * Blocks and models as torchvision.models.resnet writes them (v1.5: a
+ * Bottleneck strides in its 3x3 conv), under its attribute names, with its
+ * initialisation: every Conv2d (bias=False) kaiming_normal_(mode='fan_out',
+ * nonlinearity='relu'), BatchNorm2d weight 1 and bias 0, fc Linear's
+ * default; zero_init_residual=False, groups=1, width_per_group=64. */
+
+/* Conv2d(in_channels, out_channels, kernel, stride, padding=kernel/2,
+ * bias=False), then a BatchNorm2d(out_channels). */
+typedef struct {
+    int64_t in_channels, out_channels;
+    int kernel, stride;
+} NnResNetConv;
+
+/* A block's layers: the main branch's convs, each with its BatchNorm2d and
+ * a ReLU after all but the last; the shortcut's 1x1 conv and BatchNorm2d
+ * when there is a downsample; then out = relu(main + shortcut). */
+typedef struct {
+    bool bottleneck;      /* expansion 4 rather than 1 */
+    int n_convs;          /* 2 (BasicBlock: 3x3, 3x3) or 3 (Bottleneck: 1x1, 3x3, 1x1) */
+    NnResNetConv convs[3];
+    bool has_downsample;  /* torchvision's _make_layer rule: stride != 1 or
+                             inplanes != planes * expansion */
+    NnResNetConv downsample;
+    int64_t out_channels; /* planes * expansion */
+} NnResNetBlockPlan;
+
+/* The layers of BasicBlock / Bottleneck(inplanes, planes, stride). -1 with
+ * an error naming the block for a non-positive argument. */
+int nn_resnet_block_plan(bool bottleneck, int64_t inplanes, int64_t planes, int stride,
+                         NnResNetBlockPlan *plan);
+/* The conv of a plan, initialised as torchvision's ResNet does. */
+Module *nn_resnet_conv(const NnResNetConv *conv, Rng *rng);
+/* torchvision.models.resnet.BasicBlock / Bottleneck(inplanes, planes,
+ * stride=1, downsample=<made when _make_layer would make it>); children
+ * conv1, bn1, [conv3, bn3,] relu, downsample (Sequential(conv, bn)) in
+ * torchvision's order. */
+Module *nn_basic_block(int64_t inplanes, int64_t planes, int stride, Rng *rng);
+Module *nn_bottleneck(int64_t inplanes, int64_t planes, int stride, Rng *rng);
+
+/* A whole ResNet: stem conv1, bn1, relu, maxpool; layer1..layer4 of blocks
+ * (stage i: planes 64 << i, the first block strided stride[i]);
+ * avgpool = AdaptiveAvgPool2d(1); flatten; fc. */
+typedef struct {
+    bool bottleneck;
+    int blocks[4];
+    int64_t planes[4];
+    int stride[4];
+    NnResNetConv stem; /* 7x7 stride 2, or 3x3 stride 1 with small_input */
+    bool maxpool;      /* MaxPool2d(3, 2, 1); Identity with small_input */
+    int64_t features;  /* fc's in_features: 512 * expansion */
+} NnResNetPlan;
+
+/* The plan of resnet18, resnet34 or resnet50 (depth 18, 34, 50); -1 with an
+ * error for another depth or in_channels < 1. */
+int nn_resnet_plan(int depth, int64_t in_channels, bool small_input, NnResNetPlan *plan);
+/* torchvision.models.resnet<depth>(num_classes) with conv1 taking
+ * in_channels; small_input: conv1 = 3x3 stride 1 padding 1 and maxpool =
+ * Identity (the CIFAR stem), same state_dict keys. */
+Module *nn_resnet(int depth, int64_t num_classes, int64_t in_channels, bool small_input,
+                  Rng *rng);
+
 /* ---- PyTorch's default initialisation (core/nn/init.c) ---- */
 /* fan_in of a weight: size(1) * receptive field (in_features, or
  * in_channels * kh * kw). */
 int64_t nn_init_fan_in(const Tensor *weight);
 /* nn.init.uniform_(t, lo, hi) from rng. */
 int nn_init_uniform_(Tensor *t, double lo, double hi, Rng *rng);
-/* nn.init.normal_(t, mean, std) from rng (Embedding, GPT's init). */
+/* nn.init.normal_(t, mean, std) from rng. */
 int nn_init_normal_(Tensor *t, double mean, double std, Rng *rng);
+/* nn.init.kaiming_normal_(t, mode='fan_out', nonlinearity='relu'), as
+ * torchvision's ResNet initialises its convolutions: std = sqrt(2 / fan_out),
+ * fan_out = size(0) * receptive field. */
+int nn_init_kaiming_normal_fan_out_(Tensor *t, Rng *rng);
 /* nn.init.kaiming_uniform_(t, a, mode='fan_in', nonlinearity='leaky_relu'):
  * bound = sqrt(6 / ((1 + a^2) * fan_in)). */
 int nn_init_kaiming_uniform_(Tensor *t, double a, Rng *rng);

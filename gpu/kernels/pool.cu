@@ -1,9 +1,10 @@
-/* pool.cu - max and average pooling over [N, C, H, W]: the twins of
- * core/cpu/pool.c, with its semantics (torch's CPU kernels):
+/* pool.cu - max, average and adaptive average pooling over [N, C, H, W]:
+ * the twins of core/cpu/pool.c, with its semantics (torch's CPU kernels):
  *  - max: padding is -inf; a NaN wins and propagates (the last NaN when
  *    there are several); index = flat h*W+w of the first maximum;
  *  - avg: count_include_pad, the divisor is the window clipped to the
- *    padded input; sums in double.
+ *    padded input; sums in double;
+ *  - adaptive avg: torch's bins (adaptive_span), the mean of each.
  * Forwards: one thread per output. Backwards: one thread per input pixel,
  * gathering from the windows that cover it in the CPU's (oh, ow) order, so
  * no atomics and the same order of additions as the CPU's scatter.
@@ -123,6 +124,44 @@ template <typename T> __global__ void avg_pool_backward_kernel(GpuWindow w, cons
     }
 }
 
+/* AdaptiveAvgPool2d: output t's bins by adaptive_span, the mean in double. */
+template <typename T> __global__ void adaptive_avg_pool_kernel(GpuWindow w, const T *x, T *out) {
+    const int64_t H = w.height, W = w.width, OH = w.out_h, OW = w.out_w;
+    const int64_t total = w.batch * w.channels * OH * OW;
+    GRID_STRIDE(t, total) {
+        int64_t ow = t % OW, oh = (t / OW) % OH, p = t / (OW * OH);
+        Span hs = adaptive_span(oh, OH, H), ws = adaptive_span(ow, OW, W);
+        const T *plane = x + p * H * W;
+        double sum = 0;
+        for (int64_t ih = hs.start; ih < hs.end; ih++)
+            for (int64_t iw = ws.start; iw < ws.end; iw++) sum += (double)plane[ih * W + iw];
+        out[t] = (T)(sum / (double)(hs.padded * ws.padded));
+    }
+}
+
+/* The bins covering input i along an axis are exactly the outputs
+ * [floor(i*n_out/n_in), ceil((i+1)*n_out/n_in)): the inverse of
+ * adaptive_span's rule. Gathered in (oh, ow) order, as the CPU scatters. */
+template <typename T>
+__global__ void adaptive_avg_pool_backward_kernel(GpuWindow w, const T *gy, T *gx) {
+    const int64_t H = w.height, W = w.width, OH = w.out_h, OW = w.out_w;
+    const int64_t total = w.batch * w.channels * H * W;
+    GRID_STRIDE(t, total) {
+        int64_t iw = t % W, ih = (t / W) % H, p = t / (W * H);
+        Span oh_range = adaptive_span(ih, H, OH), ow_range = adaptive_span(iw, W, OW);
+        const T *g = gy + p * OH * OW;
+        T acc = (T)0;
+        for (int64_t oh = oh_range.start; oh < oh_range.end; oh++) {
+            Span hs = adaptive_span(oh, OH, H);
+            for (int64_t ow = ow_range.start; ow < ow_range.end; ow++) {
+                Span ws = adaptive_span(ow, OW, W);
+                acc += (T)((double)g[oh * OW + ow] / (double)(hs.padded * ws.padded));
+            }
+        }
+        gx[t] = acc;
+    }
+}
+
 #define LAUNCH(KERNEL, T, total, ...)                                                             \
     KERNEL<T><<<gpu_blocks(total), GPU_THREADS>>>(__VA_ARGS__)
 
@@ -169,4 +208,28 @@ extern "C" void gpu_launch_avg_pool2d_backward(int dtype, const GpuWindow *w, co
     else
         LAUNCH(avg_pool_backward_kernel, double, total, *w, (const double *)gy, (double *)gx);
     gpu_check_launch("avg_pool2d_backward kernel");
+}
+
+extern "C" void gpu_launch_adaptive_avg_pool2d(int dtype, const GpuWindow *w, const void *x,
+                                               void *out) {
+    int64_t total = w->batch * w->channels * w->out_h * w->out_w;
+    if (total <= 0) return;
+    if (dtype == GPU_F32)
+        LAUNCH(adaptive_avg_pool_kernel, float, total, *w, (const float *)x, (float *)out);
+    else
+        LAUNCH(adaptive_avg_pool_kernel, double, total, *w, (const double *)x, (double *)out);
+    gpu_check_launch("adaptive_avg_pool2d kernel");
+}
+
+extern "C" void gpu_launch_adaptive_avg_pool2d_backward(int dtype, const GpuWindow *w,
+                                                        const void *gy, void *gx) {
+    int64_t total = w->batch * w->channels * w->height * w->width;
+    if (total <= 0) return;
+    if (dtype == GPU_F32)
+        LAUNCH(adaptive_avg_pool_backward_kernel, float, total, *w, (const float *)gy,
+               (float *)gx);
+    else
+        LAUNCH(adaptive_avg_pool_backward_kernel, double, total, *w, (const double *)gy,
+               (double *)gx);
+    gpu_check_launch("adaptive_avg_pool2d_backward kernel");
 }

@@ -3,6 +3,7 @@
  * float64, and parity with PyTorch (tests/fixtures/gen_conv_pool.py). */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -533,4 +534,82 @@ Test(conv_kernels, batched_im2col_and_col2im_match_per_image) {
                          (long)j);
     }
     free(imgs), free(cols), free(one), free(back), free(back_one);
+}
+
+/* ---- adaptive_avg_pool2d ---- */
+
+Test(adaptive_avg_pool2d, bins_follow_torch_rule) {
+    /* 5 columns into 3 bins: [0, 2), [1, 4), [3, 5): overlapping, sizes 2, 3, 2;
+     * 1 row into 2 bins: both [0, 1). */
+    double v[5] = {1, 2, 3, 4, 5};
+    Tensor *x = make(v, 1, 1, 1, 5, DTYPE_FLOAT64);
+    tensor_set_requires_grad(x, true);
+    Tensor *y = tensor_adaptive_avg_pool2d(x, 2, 3);
+    cr_assert(y != NULL, "%s", error_get());
+    assert_tensor_values(y, (double[]){1.5, 3, 4.5, 1.5, 3, 4.5}, 6, 1e-15, "means");
+    /* Backward: each bin gives its gradient / its size to its pixels. */
+    Tensor *gy = make((double[]){2, 3, 4, 20, 30, 40}, 1, 1, 2, 3, DTYPE_FLOAT64);
+    cr_assert(tensor_backward_with(y, gy) == 0, "%s", error_get());
+    double want[5] = {11, 11 + 11, 11, 11 + 22, 22};
+    assert_tensor_values(x->grad, want, 5, 1e-13, "gx");
+    tensor_release(x), tensor_release(y), tensor_release(gy);
+}
+
+typedef struct {
+    int out_h, out_w;
+} OutSize;
+
+static Tensor *adaptive_fn(Tensor **in, void *ctx) {
+    const OutSize *o = ctx;
+    return tensor_adaptive_avg_pool2d(in[0], o->out_h, o->out_w);
+}
+
+Test(adaptive_avg_pool2d, gradcheck) {
+    Tensor *in[1] = {gradcheck_input(SHAPE(2, 3, 7, 5), -1, 1, 17)};
+    const OutSize sizes[] = {{3, 2}, {1, 1}, {7, 5}, {9, 8}, {2, 4}};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "adaptive_avg_pool2d 7x5 -> %dx%d", sizes[i].out_h,
+                 sizes[i].out_w);
+        gradcheck(name, adaptive_fn, (void *)&sizes[i], 1, in);
+    }
+    release_all(1, in);
+}
+
+Test(conv_pool_torch, adaptive_avg_pool2d) {
+    json_t *fx = fixture_load("conv_pool");
+    const char *names[] = {"adaptive_7x5_to_3x2", "adaptive_4x6_to_1x1", "adaptive_3x3_to_4x5"};
+    for (int i = 0; i < 3; i++) {
+        json_t *kase = fixture_case(fx, names[i]);
+        Tensor *x = fixture_tensor(kase, "x"), *gw = fixture_tensor(kase, "gw");
+        tensor_set_requires_grad(x, true);
+        Tensor *out = tensor_adaptive_avg_pool2d(x, (int)fixture_number(kase, "out_h"),
+                                                 (int)fixture_number(kase, "out_w"));
+        cr_assert(out != NULL, "%s: %s", names[i], error_get());
+        fixture_assert_close(kase, "out", out, 1e-5, 1e-6, names[i]);
+        cr_assert(tensor_backward_with(out, gw) == 0, "%s: %s", names[i], error_get());
+        fixture_assert_close(kase, "gx", x->grad, 1e-5, 1e-6, names[i]);
+        tensor_release(x), tensor_release(gw), tensor_release(out);
+    }
+    json_decref(fx);
+}
+
+Test(adaptive_avg_pool2d, rejects_bad_input_with_clear_errors) {
+    Device cpu = DEVICE_CPU_INIT;
+    Tensor *x3 = tensor_zeros(SHAPE(2, 4, 4), DTYPE_FLOAT32, cpu);
+    Tensor *empty = tensor_zeros(SHAPE(2, 3, 0, 4), DTYPE_FLOAT32, cpu);
+    Tensor *xi = tensor_zeros(SHAPE(1, 2, 4, 4), DTYPE_INT64, cpu);
+    Tensor *x = tensor_zeros(SHAPE(1, 2, 4, 4), DTYPE_FLOAT32, cpu);
+    EXPECT_ERROR(tensor_adaptive_avg_pool2d(x3, 1, 1),
+                 "adaptive_avg_pool2d: expected a 4-d input [N, C, H, W], got [2, 4, 4]");
+    EXPECT_ERROR(tensor_adaptive_avg_pool2d(empty, 1, 1),
+                 "expected non-empty channels and planes, got [2, 3, 0, 4]");
+    EXPECT_ERROR(tensor_adaptive_avg_pool2d(xi, 1, 1), "expected a float input, got int64");
+    EXPECT_ERROR(tensor_adaptive_avg_pool2d(x, 0, 2), "output size must be positive, got 0x2");
+    /* An empty batch is fine, as in torch. */
+    Tensor *none = tensor_zeros(SHAPE(0, 2, 4, 4), DTYPE_FLOAT32, cpu);
+    Tensor *y = tensor_adaptive_avg_pool2d(none, 2, 2);
+    cr_assert(y != NULL && y->shape[0] == 0 && y->shape[2] == 2, "%s", error_get());
+    tensor_release(x3), tensor_release(empty), tensor_release(xi), tensor_release(x),
+        tensor_release(none), tensor_release(y);
 }

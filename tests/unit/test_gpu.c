@@ -233,6 +233,10 @@ static Tensor *op_avg_pool(Tensor **in, const void *c) {
     const int *p = c;
     return tensor_avg_pool2d(in[0], p[0], p[0], p[1], p[1], p[2], p[2]);
 }
+static Tensor *op_adaptive_avg_pool(Tensor **in, const void *c) {
+    const int *p = c; /* out_h, out_w */
+    return tensor_adaptive_avg_pool2d(in[0], p[0], p[1]);
+}
 static Tensor *op_dropout(Tensor **in, const void *c) {
     (void)c;
     return tensor_dropout(in[0], 0.3, true, 1234, 5);
@@ -499,6 +503,11 @@ Test(gpu, conv_pool) {
     both_dtypes("max_pool2d k3 s2 p1", mk_image, op_max_pool, k3s2p1, 0);
     both_dtypes("avg_pool2d 2x2", mk_image, op_avg_pool, k2, 2e-7);
     both_dtypes("avg_pool2d k3 s2 p1", mk_image, op_avg_pool, k3s2p1, 2e-7);
+    /* 12x11 images: ResNet's global mean, overlapping bins, more bins than pixels */
+    static const int to1[] = {1, 1}, to5x4[] = {5, 4}, to16x13[] = {16, 13};
+    both_dtypes("adaptive_avg_pool2d 1x1", mk_image, op_adaptive_avg_pool, to1, 2e-7);
+    both_dtypes("adaptive_avg_pool2d 5x4", mk_image, op_adaptive_avg_pool, to5x4, 2e-7);
+    both_dtypes("adaptive_avg_pool2d 16x13", mk_image, op_adaptive_avg_pool, to16x13, 2e-7);
 }
 
 Test(gpu, dropout_batch_norm) {

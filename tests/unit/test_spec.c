@@ -321,7 +321,7 @@ Test(spec, errors_name_path_and_reason) {
                          "model[2]: unknown layer type 'Conv3d' (known: Linear, Conv2d, ReLU, "
                          "Sigmoid, Tanh, Softmax, MaxPool2d, AvgPool2d, Flatten, Dropout, "
                          "BatchNorm1d, BatchNorm2d, GELU, SiLU, LeakyReLU, Identity, "
-                         "LayerNorm, Embedding)",
+                         "LayerNorm, Embedding, AdaptiveAvgPool2d, BasicBlock, Bottleneck)",
                          true);
     expect_variant_error("loss.type", "\"Foo\"",
                          "loss.type: unknown loss 'Foo' (known: MSELoss, L1Loss, "
@@ -413,12 +413,78 @@ Test(spec, layer_errors) {
         {"{\"type\": \"ReLU\"}",
          "model: expected a list of layers or {\"arch\": ...}, got object"},
         {"{\"arch\": \"vgg11\"}", "model.arch: unknown arch 'vgg11' (known: "},
+        {"[{\"type\": \"BasicBlock\", \"inplanes\": 8}]", "model[0].planes: required"},
+        {"[{\"type\": \"BasicBlock\", \"inplanes\": 8, \"planes\": 8, \"groups\": 2}]",
+         "model[0].groups: only torch's default 1 is supported, got 2"},
+        {"[{\"type\": \"Bottleneck\", \"inplanes\": 8, \"planes\": 2, \"downsample\": true}]",
+         "model[0].downsample: unknown field"},
+        {"[{\"type\": \"Bottleneck\", \"inplanes\": 8, \"planes\": 2, \"stride\": 0}]",
+         "model[0].stride: must be >= 1, got 0"},
+        {"[{\"type\": \"AdaptiveAvgPool2d\", \"output_size\": [1]}]",
+         "model[0].output_size: expected an integer or a list of 2 integers, got a list of 1"},
+        {"[{\"type\": \"AdaptiveAvgPool2d\", \"output_size\": 0}]",
+         "model[0].output_size: must be >= 1, got 0"},
+        {"[{\"type\": \"AdaptiveAvgPool2d\"}]", "model[0].output_size: required"},
+        {"{\"arch\": \"resnet18\", \"num_clases\": 10}",
+         "model.num_clases: unknown field (did you mean 'num_classes'?)"},
+        {"{\"arch\": \"resnet50\", \"num_classes\": 0}", "model.num_classes: must be >= 1, got 0"},
+        {"{\"arch\": \"resnet34\", \"in_channels\": \"rgb\"}",
+         "model.in_channels: expected an integer, got string"},
+        {"{\"arch\": \"resnet18\", \"small_input\": 1}",
+         "model.small_input: expected true or false, got number"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *t = variant(mlp_spec, "model", cases[i].model);
         expect_error_text(t, cases[i].want, false);
         free(t);
     }
+}
+
+/* "model": {"arch": "resnet18", ...} against MNIST: the input must be float
+ * [N, in_channels, H, W]; errors name the model and say what is wrong. A
+ * block in a layer list checks its inplanes. */
+Test(spec, resnet_arch_and_blocks_fit_the_data) {
+    SpecDataShape d = mnist_shape();
+    static const struct {
+        const char *dotted, *value, *want;
+    } cases[] = {
+        {"model", "{\"arch\": \"resnet18\", \"num_classes\": 10}",
+         "model (resnet18): in_channels=3 but its input has 1 channels (input [64, 1, 28, 28])"},
+        {"data.transforms", "[]",
+         "model (resnet18): expects float images, but its input would be uint8 [64, 28, 28]; "
+         "images need {\"type\": \"ToTensor\"} in data.transforms"},
+        {"model", "[{\"type\": \"BasicBlock\", \"inplanes\": 8, \"planes\": 8}]",
+         "model[0] BasicBlock: inplanes=8 but its input has 1 channels (input [64, 1, 28, 28])"},
+        {"model", "[{\"type\": \"Bottleneck\", \"inplanes\": 1, \"planes\": 2}, "
+                  "{\"type\": \"Flatten\"}, {\"type\": \"Linear\", \"in_features\": 8, "
+                  "\"out_features\": 10}]",
+         "model[2] Linear: in_features=8 but its input has 6272 features"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *t = variant(design_example, "model", "{\"arch\": \"resnet18\", \"num_classes\": 10}");
+        char *t2 = variant(t, cases[i].dotted, cases[i].value);
+        JobSpec *s = parse_ok(t2);
+        free(t), free(t2);
+        cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1, "case %zu", i);
+        cr_assert_str_eq(error_get(), cases[i].want);
+        cr_assert_str_eq(error_last()->path, i < 2 ? "model" : i == 2 ? "model[0]" : "model[2]");
+        job_spec_free(s);
+    }
+
+    /* one channel: [64, 10] out; parameters as torch's resnet18() (11689512)
+     * with conv1 = Conv2d(1, 64, 7, 2, 3, bias=False) for its 3-channel one
+     * and fc = Linear(512, 10) for Linear(512, 1000) */
+    char *t = variant(design_example, "model",
+                      "{\"arch\": \"resnet18\", \"num_classes\": 10, \"in_channels\": 1}");
+    JobSpec *s = parse_ok(t);
+    free(t);
+    cr_assert_eq(s->arch.kind, SPEC_ARCH_RESNET);
+    cr_assert(s->arch.resnet.depth == 18 && !s->arch.resnet.small_input);
+    SpecModelSize size;
+    cr_assert_eq(job_spec_check_shapes(s, &d, &size), 0, "%s", error_get());
+    cr_assert(size.out_ndim == 2 && size.out_shape[0] == 64 && size.out_shape[1] == 10);
+    cr_assert_eq(size.parameters, 11689512 - 9408 + 3136 - 513000 + 5130);
+    job_spec_free(s);
 }
 
 /* GELU, SiLU, LeakyReLU, Identity: torch's arguments and defaults, passed
