@@ -14,6 +14,11 @@
 #define CPU_PARALLEL_MIN 32768
 
 /* allocator.c: host memory with a cache of large blocks */
+/* The OpenBLAS kernels to ask for (OPENBLAS_CORETYPE, read when the
+ * library loads) when it fell back to its generic ones on a CPU that has
+ * AVX-512 or AVX2 ("SkylakeX", "Haswell"); NULL when its choice stands. */
+const char *cpu_blas_better_core(void);
+
 void *cpu_alloc(Device device, size_t nbytes);
 void cpu_free(Device device, void *ptr);
 /* Frees every cached block (a daemon between jobs, tests). */
