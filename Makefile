@@ -80,7 +80,7 @@ ASAN_STORAGE := $(STORAGE_SRC:%.c=build/asan/%.o)
 # The unit tests link the daemon's layers too (storage, scheduler), all but main().
 ASAN_SERVER_LIB := $(filter-out build/asan/server/main.o,$(ASAN_SERVER))
 
-.PHONY: all run test test-only test-e2e lint-api lint-web deps clean fixtures bench bench-gpu bench-dashboard docker-check \
+.PHONY: all run test test-only test-e2e lint-api lint-web deps clean fixtures bench bench-gpu bench-models bench-dashboard docker-check \
         fuzz fuzz-smoke
 all: build/traind
 
@@ -229,8 +229,14 @@ lint-web:
 # (HTTP_CPUS=last; skipped on one CPU). Then the dashboard (bench-dashboard).
 bench: build/traind
 	@bench/run.sh
+	@$(MAKE) --no-print-directory bench-models
 	@$(MAKE) --no-print-directory bench-api
 	@$(MAKE) --no-print-directory bench-dashboard
+
+# ResNet-18 (32x32, batch 256) and GPT-2 small (block 1024) on the CPU beside
+# PyTorch (torchvision's resnet18, nanoGPT's GPT): bench/models.sh.
+bench-models: build/traind
+	@bench/models.sh
 
 # docker/Dockerfile's CPU image built with buildah (no Docker engine needed)
 # and a job trained in a container of it (docker/check-image.sh). Needs root

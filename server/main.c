@@ -39,7 +39,8 @@ static void usage(FILE *out) {
 static int cmd_info(void) {
     printf("traind %s\n", TRAIND_VERSION);
     printf("dtypes: float32 float64 int64 uint8\n");
-    printf("backends: cpu (OpenBLAS)%s\n", backend_cuda_device_count() ? ", cuda" : "");
+    printf("backends: cpu (OpenBLAS, %s kernels)%s\n", cpu_blas_core(),
+           backend_cuda_device_count() ? ", cuda" : "");
     printf("cuda devices: %d\n", backend_cuda_device_count());
 #ifdef TRAIND_CUDA
     for (int i = 0; i < backend_cuda_device_count(); i++) {

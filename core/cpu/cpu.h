@@ -18,6 +18,8 @@
  * library loads) when it fell back to its generic ones on a CPU that has
  * AVX-512 or AVX2 ("SkylakeX", "Haswell"); NULL when its choice stands. */
 const char *cpu_blas_better_core(void);
+/* The kernels OpenBLAS runs on ("SkylakeX", "Haswell", "Prescott", ...). */
+const char *cpu_blas_core(void);
 
 void *cpu_alloc(Device device, size_t nbytes);
 void cpu_free(Device device, void *ptr);

@@ -49,6 +49,8 @@ void cpu_gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int
  * AVX-512 ones the CPU has. */
 char *openblas_get_corename(void);
 
+const char *cpu_blas_core(void) { return openblas_get_corename(); }
+
 const char *cpu_blas_better_core(void) {
     if (strcmp(openblas_get_corename(), "Prescott") != 0) return NULL;
     __builtin_cpu_init();

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# bench/models.sh - the models a lab trains, traind beside PyTorch in one run
+# (part of `make bench`), JSON lines on stdout:
+#
+#   {"bench": "resnet18", "impl": "traind", "images_per_s": ..., ...}
+#   {"bench": "resnet18", "impl": "pytorch", ...}            (torchvision's resnet18)
+#   {"bench": "resnet18", "impl": "pytorch-channels-last", ...}
+#   {"bench": "resnet18", "ratio": traind / pytorch, "ratio_vs_channels_last": ...}
+#   {"bench": "gpt2", "impl": "traind", "tokens_per_s": ...}  and PyTorch's, and the ratio
+#
+#   resnet18  ResNet-18 with the small-input stem on 32x32 RGB images at batch
+#             256 (BATCHES batches of synthetic data in .npy, the same file
+#             for both), SGD lr 0.1 momentum 0.9; images per second.
+#   gpt2      GPT-2 small (124M parameters, block 1024, vocab 50304) as nanoGPT
+#             writes it, on random uint16 tokens (a .bin), AdamW; batch
+#             GPT_BATCH windows of 1024 tokens; tokens per second.
+#
+# Both run EPOCHS epochs in float32 on the CPU (2 threads; PyTorch with
+# OPENBLAS_NUM_THREADS=1, its fastest setting here, and traind's and
+# PyTorch's OpenBLAS on the same kernels: OPENBLAS_CORETYPE as traind
+# chooses it). Speed is each epoch's whole time, the first step included;
+# best_epoch_* is the fastest epoch. One after another: a machine loaded by
+# other work skews the ratios.
+#
+#   bench/models.sh [resnet18] [gpt2]   (default both)
+#   BATCHES=2 GPT_BATCH=1 GPT_WINDOWS=4 EPOCHS=2 bench/models.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TRAIND=${TRAIND:-build/traind}
+BATCHES=${BATCHES:-2}
+GPT_BATCH=${GPT_BATCH:-1}
+GPT_WINDOWS=${GPT_WINDOWS:-4}
+EPOCHS=${EPOCHS:-2}
+models=("$@")
+[ ${#models[@]} -gt 0 ] || models=(resnet18 gpt2)
+[ -x "$TRAIND" ] || { echo "bench: $TRAIND not built (make all)" >&2; exit 1; }
+have_torch=0
+if /usr/bin/python3 -c 'import torch, torchvision' 2>/dev/null; then
+    have_torch=1
+else
+    echo "bench: /usr/bin/python3 cannot import torch and torchvision: PyTorch side skipped" >&2
+fi
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+# the OpenBLAS kernels traind runs on (`traind info`), for PyTorch's OpenBLAS too
+core=$("$TRAIND" info | sed -n 's/.*(OpenBLAS, \([A-Za-z0-9]*\) kernels).*/\1/p')
+
+# summarize BENCH UNIT PER_SAMPLE JSONL: traind's epochs as one line
+summarize() {
+    python3 - "$@" <<'PYEOF'
+import json, sys
+bench, unit, per, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+m = {}
+for line in open(path):
+    ev = json.loads(line)
+    if ev.get("event") == "metric" and ev["name"] not in ("loss", "lr"):
+        m.setdefault(ev["name"], []).append(ev["value"])
+times, sps = m["epoch_time_s"], m["samples_per_s"]
+samples = sum(s * t for s, t in zip(sps, times))
+print(json.dumps({"bench": bench, "impl": "traind", "threads": 2,
+                  unit: round(samples * per / sum(times), 1),
+                  "best_epoch_" + unit: round(max(sps) * per, 1),
+                  "epoch_time_s": [round(t, 3) for t in times],
+                  "train_loss": [round(v, 5) for v in m["train_loss"]]}))
+PYEOF
+}
+
+ratio() { # BENCH UNIT OURS THEIRS [TUNED]
+    python3 - "$@" <<'PYEOF'
+import json, sys
+bench, unit = sys.argv[1], sys.argv[2]
+a, b = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+line = {"bench": bench, "ratio": round(a[unit] / b[unit], 3),
+        "ratio_best_epoch": round(a["best_epoch_" + unit] / b["best_epoch_" + unit], 3)}
+if len(sys.argv) > 5:
+    c = json.loads(sys.argv[5])
+    line["ratio_vs_channels_last"] = round(a[unit] / c[unit], 3)
+print(json.dumps(line))
+PYEOF
+}
+
+for model in "${models[@]}"; do
+    case $model in
+    resnet18)
+        python3 - "$TMP" "$((BATCHES * 256))" <<'PYEOF'
+import numpy as np, sys
+rng = np.random.default_rng(0)
+n = int(sys.argv[2])
+np.save(f"{sys.argv[1]}/x.npy", rng.standard_normal((n, 3, 32, 32), dtype=np.float32))
+np.save(f"{sys.argv[1]}/y.npy", rng.integers(0, 10, n).astype(np.int64))
+PYEOF
+        cat >"$TMP/resnet18.json" <<JSON
+{"name": "resnet18", "data": {"train": {"format": "npy", "inputs": "x.npy", "targets": "y.npy"}},
+ "model": {"arch": "resnet18", "num_classes": 10, "in_channels": 3, "small_input": true},
+ "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9},
+ "epochs": $EPOCHS, "batch_size": 256, "seed": 0, "checkpoint": null}
+JSON
+        "$TRAIND" run "$TMP/resnet18.json" --jsonl --device cpu >"$TMP/r.jsonl" 2>"$TMP/r.err" ||
+            { echo "bench: resnet18: traind failed: $(tail -3 "$TMP/r.err")" >&2; exit 1; }
+        ours=$(summarize resnet18 images_per_s 1 "$TMP/r.jsonl")
+        echo "$ours"
+        [ $have_torch -eq 1 ] || continue
+        args=(--model resnet18 --inputs "$TMP/x.npy" --labels "$TMP/y.npy" --batch 256
+              --epochs "$EPOCHS" --threads 2)
+        theirs=$(OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=$core /usr/bin/python3 \
+                 bench/torch_models.py "${args[@]}")
+        echo "$theirs"
+        cl=$(OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=$core /usr/bin/python3 \
+             bench/torch_models.py "${args[@]}" --channels-last --impl pytorch-channels-last)
+        echo "$cl"
+        ratio resnet18 images_per_s "$ours" "$theirs" "$cl"
+        ;;
+    gpt2)
+        python3 - "$TMP/t.bin" "$((GPT_WINDOWS * 1024 + 1))" <<'PYEOF'
+import numpy as np, sys
+np.random.default_rng(0).integers(0, 50257, int(sys.argv[2])).astype(np.uint16).tofile(sys.argv[1])
+PYEOF
+        cat >"$TMP/gpt2.json" <<JSON
+{"name": "gpt2", "data": {"train": {"format": "tokens", "path": "t.bin", "vocab_size": 50304}},
+ "model": {"arch": "gpt", "vocab_size": 50304, "block_size": 1024, "n_layer": 12, "n_head": 12,
+           "n_embd": 768, "dropout": 0.0, "bias": true},
+ "loss": {"type": "CrossEntropyLoss"},
+ "optimizer": {"type": "AdamW", "lr": 0.0006, "weight_decay": 0.1},
+ "epochs": $EPOCHS, "batch_size": $GPT_BATCH, "seed": 0, "checkpoint": null}
+JSON
+        "$TRAIND" run "$TMP/gpt2.json" --jsonl --device cpu >"$TMP/g.jsonl" 2>"$TMP/g.err" ||
+            { echo "bench: gpt2: traind failed: $(tail -3 "$TMP/g.err")" >&2; exit 1; }
+        ours=$(summarize gpt2 tokens_per_s 1024 "$TMP/g.jsonl")
+        echo "$ours"
+        [ $have_torch -eq 1 ] || continue
+        theirs=$(OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=$core /usr/bin/python3 \
+                 bench/torch_models.py --model gpt2 --tokens "$TMP/t.bin" --batch "$GPT_BATCH" \
+                 --epochs "$EPOCHS" --threads 2)
+        echo "$theirs"
+        ratio gpt2 tokens_per_s "$ours" "$theirs"
+        ;;
+    *) echo "bench: unknown model '$model' (resnet18, gpt2)" >&2; exit 2 ;;
+    esac
+done
