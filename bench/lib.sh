@@ -41,20 +41,24 @@ EOF
 
 # bench_summarize BENCH JSONL IMPL [WALL_MS]: traind's metric lines -> one
 # bench line (test_accuracy when the job validated, wall_s when given).
+# BENCH_UNIT names the speed (default train_samples_per_s, and
+# best_epoch_samples_per_s) and BENCH_PER counts it per sample (tokens per
+# window: 1024).
 bench_summarize() {
     "${PY:-python3}" - "$@" <<'PYEOF'
-import json, sys
+import json, os, sys
 bench, path, impl = sys.argv[1], sys.argv[2], sys.argv[3]
+unit, per = os.environ.get("BENCH_UNIT"), int(os.environ.get("BENCH_PER", "1"))
 m = {}
 for line in open(path):
     ev = json.loads(line)
     if ev.get("event") == "metric" and ev["name"] not in ("loss", "lr"):
         m.setdefault(ev["name"], []).append(ev["value"])
 times, sps = m["epoch_time_s"], m["samples_per_s"]
-samples = sum(s * t for s, t in zip(sps, times))
+samples = sum(s * t for s, t in zip(sps, times)) * per
 out = {"bench": bench, "impl": impl,
-       "train_samples_per_s": round(samples / sum(times), 1),
-       "best_epoch_samples_per_s": round(max(sps), 1)}
+       unit or "train_samples_per_s": round(samples / sum(times), 1),
+       "best_epoch_" + (unit or "samples_per_s"): round(max(sps) * per, 1)}
 if "val_accuracy" in m:
     out["test_accuracy"] = m["val_accuracy"][-1]
 out["epoch_time_s"] = [round(t, 3) for t in times]

@@ -26,6 +26,7 @@
 #   BATCHES=2 GPT_BATCH=1 GPT_WINDOWS=4 EPOCHS=2 bench/models.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 TRAIND=${TRAIND:-build/traind}
 BATCHES=${BATCHES:-2}
@@ -45,26 +46,6 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 # the OpenBLAS kernels traind runs on (`traind info`), for PyTorch's OpenBLAS too
 core=$("$TRAIND" info | sed -n 's/.*(OpenBLAS, \([A-Za-z0-9]*\) kernels).*/\1/p')
-
-# summarize BENCH UNIT PER_SAMPLE JSONL: traind's epochs as one line
-summarize() {
-    python3 - "$@" <<'PYEOF'
-import json, sys
-bench, unit, per, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-m = {}
-for line in open(path):
-    ev = json.loads(line)
-    if ev.get("event") == "metric" and ev["name"] not in ("loss", "lr"):
-        m.setdefault(ev["name"], []).append(ev["value"])
-times, sps = m["epoch_time_s"], m["samples_per_s"]
-samples = sum(s * t for s, t in zip(sps, times))
-print(json.dumps({"bench": bench, "impl": "traind", "threads": 2,
-                  unit: round(samples * per / sum(times), 1),
-                  "best_epoch_" + unit: round(max(sps) * per, 1),
-                  "epoch_time_s": [round(t, 3) for t in times],
-                  "train_loss": [round(v, 5) for v in m["train_loss"]]}))
-PYEOF
-}
 
 ratio() { # BENCH UNIT OURS THEIRS [TUNED]
     python3 - "$@" <<'PYEOF'
@@ -98,7 +79,7 @@ PYEOF
 JSON
         "$TRAIND" run "$TMP/resnet18.json" --jsonl --device cpu >"$TMP/r.jsonl" 2>"$TMP/r.err" ||
             { echo "bench: resnet18: traind failed: $(tail -3 "$TMP/r.err")" >&2; exit 1; }
-        ours=$(summarize resnet18 images_per_s 1 "$TMP/r.jsonl")
+        ours=$(BENCH_UNIT=images_per_s bench_summarize resnet18 "$TMP/r.jsonl" traind)
         echo "$ours"
         [ $have_torch -eq 1 ] || continue
         args=(--model resnet18 --inputs "$TMP/x.npy" --labels "$TMP/y.npy" --batch 256
@@ -126,7 +107,7 @@ PYEOF
 JSON
         "$TRAIND" run "$TMP/gpt2.json" --jsonl --device cpu >"$TMP/g.jsonl" 2>"$TMP/g.err" ||
             { echo "bench: gpt2: traind failed: $(tail -3 "$TMP/g.err")" >&2; exit 1; }
-        ours=$(summarize gpt2 tokens_per_s 1024 "$TMP/g.jsonl")
+        ours=$(BENCH_UNIT=tokens_per_s BENCH_PER=1024 bench_summarize gpt2 "$TMP/g.jsonl" traind)
         echo "$ours"
         [ $have_torch -eq 1 ] || continue
         theirs=$(OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=$core /usr/bin/python3 \

@@ -817,36 +817,12 @@ Test(nn_to, float64_model_passes_gradcheck) {
 
 /* ---- named children and tied weights ---- */
 
-/* A container with attribute names, as a ResNet block or GPT is: runs its
- * children in order. */
-static Tensor *chain_forward(Module *m, Tensor *x) {
-    Tensor *h = tensor_retain(x);
-    for (int i = 0; i < m->n_children && h; i++) {
-        Tensor *next = module_forward(m->children[i], h);
-        tensor_release(h);
-        h = next;
-    }
-    return h;
-}
-
-static int chain_infer(Module *m, int ndim, const int64_t *in, int *out_ndim, int64_t *out) {
-    int n = ndim;
-    int64_t shape[TENSOR_MAX_DIMS];
-    memcpy(shape, in, sizeof(int64_t) * (size_t)ndim);
-    for (int i = 0; i < m->n_children; i++)
-        if (module_infer_shape(m->children[i], n, shape, &n, shape) != 0) return -1;
-    memcpy(out, shape, sizeof(int64_t) * (size_t)n);
-    *out_ndim = n;
-    return 0;
-}
-
-static const ModuleVTable chain_vtable = {"Chain", chain_forward, chain_infer, NULL};
-
-/* Chain(wte=Linear(3, 4), body=Sequential(ReLU, Linear(4, 4)),
- * tied=Linear(4, 4)) with tied.weight the same tensor as body.1.weight,
- * as GPT's lm_head.weight is transformer.wte.weight. */
+/* Sequential(OrderedDict(wte=Linear(3, 4), body=Sequential(ReLU,
+ * Linear(4, 4)), tied=Linear(4, 4))): children named as attributes, as a
+ * ResNet block's or GPT's are, with tied.weight the same tensor as
+ * body.1.weight, as GPT's lm_head.weight is transformer.wte.weight. */
 static Module *build_chain(Rng *rng) {
-    Module *m = module_alloc(sizeof *m, &chain_vtable);
+    Module *m = nn_sequential(0, NULL);
     cr_assert(m);
     cr_assert(module_add_child(m, "wte", nn_linear(3, 4, false, rng)) == 0);
     Module *body[2];
@@ -900,12 +876,13 @@ Test(nn_named, state_dict_paths_and_tied_weights) {
 }
 
 Test(nn_named, a_failed_child_is_freed_and_its_error_kept) {
-    Module *m = module_alloc(sizeof *m, &chain_vtable);
+    Module *m = nn_sequential(0, NULL);
     cr_assert(m);
     cr_assert(module_add_child(m, "bad", nn_linear(0, 4, true, NULL)) == -1);
     cr_assert(strstr(error_get(), "Linear") != NULL, "%s", error_get());
     cr_assert(module_add_child(m, "a_name_longer_than_thirty_one_chars", nn_relu()) == -1);
-    cr_assert_str_eq(error_get(), "Chain: child name 'a_name_longer_than_thirty_one_chars' too long");
+    cr_assert_str_eq(error_get(),
+                     "Sequential: child name 'a_name_longer_than_thirty_one_chars' too long");
     cr_assert_eq(m->n_children, 0);
     module_free(m);
 }
