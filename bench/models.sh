@@ -64,7 +64,7 @@ PYEOF
 for model in "${models[@]}"; do
     case $model in
     resnet18)
-        python3 - "$TMP" "$((BATCHES * 256))" <<'PYEOF'
+        /usr/bin/python3 - "$TMP" "$((BATCHES * 256))" <<'PYEOF'
 import numpy as np, sys
 rng = np.random.default_rng(0)
 n = int(sys.argv[2])
@@ -93,7 +93,7 @@ JSON
         ratio resnet18 images_per_s "$ours" "$theirs" "$cl"
         ;;
     gpt2)
-        python3 - "$TMP/t.bin" "$((GPT_WINDOWS * 1024 + 1))" <<'PYEOF'
+        /usr/bin/python3 - "$TMP/t.bin" "$((GPT_WINDOWS * 1024 + 1))" <<'PYEOF'
 import numpy as np, sys
 np.random.default_rng(0).integers(0, 50257, int(sys.argv[2])).astype(np.uint16).tofile(sys.argv[1])
 PYEOF
