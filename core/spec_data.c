@@ -364,7 +364,8 @@ Dataset *job_spec_load_source(const JobSpec *spec, const SpecSource *src) {
                                              : dataset_load_text(src->path, &o);
         break;
     }
-    case SPEC_SOURCE_IMAGEFOLDER: ds = dataset_load_imagefolder(src->root, src->grayscale, true); break;
+    case SPEC_SOURCE_IMAGEFOLDER: ds = dataset_load_imagefolder(src->root, src->grayscale,
+                                                           IMAGEFOLDER_DECODE_PER_BATCH); break;
     case SPEC_SOURCE_CIFAR10:
         ds = dataset_load_cifar10((const char *const *)src->files, src->num_files);
         break;

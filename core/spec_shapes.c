@@ -237,6 +237,12 @@ int job_spec_check_shapes(const JobSpec *spec, const SpecDataShape *d, SpecModel
      * through the image transforms, then the batch through the others */
     int64_t in[TENSOR_MAX_DIMS], x[TENSOR_MAX_DIMS];
     in[0] = spec->batch_size;
+    if (spec->augment.count > 0 && d->input_dtype != DTYPE_UINT8 &&
+        d->input_dtype != DTYPE_FLOAT32)
+        return error_at("data.transforms[0]",
+                        "%s takes uint8 or float32 images, but the data are %s",
+                        augment_type_name(spec->augment.items[0].type),
+                        dtype_name(d->input_dtype));
     if (augment_list_output(&spec->augment, 0, d->input_ndim, d->input_shape, in + 1))
         return error_nest("data");
     DType xt;

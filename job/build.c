@@ -97,10 +97,10 @@ static Dataset *load_cifar10(Db *db, const DbDataset *rec) {
 }
 
 /* A record's files as its format says; a token dataset's windows as `tok`
- * says; an image folder decoded as it is loaded when `lazy` (a job's), else
- * now (an upload's check). */
+ * says; an image folder decoded per batch, each image checked first when
+ * `check` (an upload's). */
 static Dataset *load_record(Db *db, const DbDataset *rec, bool regression,
-                            const TokenOptions *tok, bool lazy) {
+                            const TokenOptions *tok, bool check) {
     char a[4400], b[4400];
     Dataset *ds = NULL;
     if (job_build_is_tokens(rec->format)) {
@@ -138,7 +138,8 @@ static Dataset *load_record(Db *db, const DbDataset *rec, bool regression,
         json_t *opts = json_loads(rec->options_json ? rec->options_json : "{}", 0, NULL);
         if (job_build_imagefolder_root(db, rec->id, a, sizeof a) == 0)
             ds = dataset_load_imagefolder(a, json_is_true(json_object_get(opts, "grayscale")),
-                                          lazy);
+                                          check ? IMAGEFOLDER_CHECK_NOW_DECODE_PER_BATCH
+                                                : IMAGEFOLDER_DECODE_PER_BATCH);
         json_decref(opts);
     } else if (strcmp(rec->format, "cifar10") == 0) {
         ds = load_cifar10(db, rec);
@@ -151,7 +152,7 @@ static Dataset *load_record(Db *db, const DbDataset *rec, bool regression,
 Dataset *job_build_load_dataset(Db *db, const DbDataset *rec, bool regression) {
     /* token data checked whole, in windows of 1 */
     TokenOptions whole = {.block_size = 1, .split = DATASET_SPLIT_ALL};
-    return load_record(db, rec, regression, &whole, false);
+    return load_record(db, rec, regression, &whole, true);
 }
 
 /* The token options of a named source against its dataset: only token
@@ -223,7 +224,7 @@ static Dataset *load_source(const JobSpec *spec, const JobDaemon *d, bool val) {
         db_dataset_clear(&rec);
         return NULL;
     }
-    Dataset *ds = load_record(d->db, &rec, !job_spec_uses_labels(spec), &tok, true);
+    Dataset *ds = load_record(d->db, &rec, !job_spec_uses_labels(spec), &tok, false);
     db_dataset_clear(&rec);
     if (!ds) error_prefix_at(field);
     return ds;

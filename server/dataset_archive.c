@@ -16,6 +16,10 @@
 #include "core/error.h"
 
 #define ENTRY_PATH_MAX 1024
+/* What an entry costs the disk beyond its data (an inode, a directory
+ * block): counted too, so that an archive of a million empty entries
+ * cannot fill the disk for free. */
+#define ENTRY_OVERHEAD_BYTES 4096
 
 typedef struct {
     const char *name; /* the archive, for errors */
@@ -84,6 +88,16 @@ static int write_all(int fd, const char *p, size_t n) {
     return 0;
 }
 
+/* n more bytes on the disk, against the limit: -1 with the reason past it. */
+static int charge(Extract *x, int64_t n, const char *rel) {
+    x->written += n;
+    if (x->max_bytes < 0 || x->written <= x->max_bytes) return 0;
+    x->over_limit = true;
+    return error_set("archive '%s': its files come to more than %lld bytes once extracted "
+                     "(at entry '%s'), over what the dataset-byte quota leaves", x->name,
+                     (long long)x->max_bytes, rel);
+}
+
 /* A regular file's data, counted against the limit as it is written. */
 static int write_file(Extract *x, struct archive *a, char *rel) {
     if (make_dirs(x, rel, false) != 0) return -1;
@@ -99,14 +113,7 @@ static int write_file(Extract *x, struct archive *a, char *rel) {
             rc = error_set("archive '%s': entry '%s': %s", x->name, rel, archive_error_string(a));
             break;
         }
-        x->written += n;
-        if (x->max_bytes >= 0 && x->written > x->max_bytes) {
-            x->over_limit = true;
-            rc = error_set("archive '%s': its files come to more than %lld bytes once extracted "
-                           "(at entry '%s'), over what the dataset-byte quota leaves", x->name,
-                           (long long)x->max_bytes, rel);
-            break;
-        }
+        if ((rc = charge(x, n, rel)) != 0) break;
         if (write_all(fd, x->buf, (size_t)n) != 0) {
             rc = error_sys(errno, "archive '%s': entry '%s': cannot write", x->name, rel);
             break;
@@ -135,6 +142,7 @@ static int extract_entry(Extract *x, struct archive *a, struct archive_entry *e)
     if (archive_entry_hardlink(e))
         return error_set("archive '%s': entry '%s': a hard link (only files and directories "
                          "are taken)", x->name, rel);
+    if (charge(x, ENTRY_OVERHEAD_BYTES, rel) != 0) return -1;
     if (type == AE_IFDIR) return rel[0] ? make_dirs(x, rel, true) : 0;
     if (type != AE_IFREG)
         return error_set("archive '%s': entry '%s': %s (only files and directories are taken)",
@@ -182,6 +190,10 @@ static int remove_entry(const char *p, const struct stat *st, int flag, struct F
     return flag == FTW_DP ? rmdir(p) : unlink(p);
 }
 
+void dataset_archive_remove(const char *dir) {
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int64_t dataset_archive_extract(const char *path, const char *name, const char *dir,
                                 int64_t max_bytes, bool *over_limit) {
     Extract *x = calloc(1, sizeof *x);
@@ -198,7 +210,7 @@ int64_t dataset_archive_extract(const char *path, const char *name, const char *
     if (rc == 0 && syncfs(x->root) != 0) rc = error_sys(errno, "%s: cannot sync", part);
     if (x->root >= 0) close(x->root);
     if (rc == 0 && rename(part, dir) != 0) rc = error_sys(errno, "%s", dir);
-    if (rc != 0) nftw(part, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (rc != 0) dataset_archive_remove(part);
     int64_t written = x->written;
     *over_limit = x->over_limit;
     free(x);

@@ -7,9 +7,10 @@
  * regular files and directories are written, with fixed modes, each file
  * created anew (O_EXCL | O_NOFOLLOW: an entry given twice is refused).
  * Entries are counted (DATASET_ARCHIVE_MAX_ENTRIES) and the bytes written
- * are counted as they are written, not as headers claim, against a limit
- * the caller gives (the owner's dataset-byte quota): a zip bomb stops at
- * the limit. The folder is filled under "<dir>.part", synced (syncfs),
+ * are counted as they are written, not as headers claim, with 4096 bytes
+ * more for each entry (its inode and directory block: a million empty
+ * entries are not free), against a limit the caller gives (the owner's
+ * dataset-byte quota): a zip bomb stops at the limit. The folder is filled under "<dir>.part", synced (syncfs),
  * and renamed to dir; on failure nothing is left.
  */
 #ifndef TRAIND_SERVER_DATASET_ARCHIVE_H
@@ -22,9 +23,12 @@
 
 /* Extracts the archive at `path` (called `name` in errors: the file the
  * client sent) into `dir`, which must not exist. Returns the bytes
- * written, or -1 with an error "archive 'NAME': ..."; *over_limit tells
+ * written (entries' overhead included), or -1 with an error "archive 'NAME': ..."; *over_limit tells
  * the failure was max_bytes (max_bytes < 0: no limit but the disk). */
 int64_t dataset_archive_extract(const char *path, const char *name, const char *dir,
                                 int64_t max_bytes, bool *over_limit);
+/* Removes an extracted folder and everything in it (the error state is
+ * left as it was: for cleaning up after a failure). */
+void dataset_archive_remove(const char *dir);
 
 #endif

@@ -260,18 +260,11 @@ static char *with_classes(Db *db, const DbDataset *info, const char *options_jso
     return text;
 }
 
-DatasetIngestResult dataset_ingest_finish(const DatasetIngest *in, DbDataset *info) {
-    int roles = 0;
-    if (!dataset_ingest_roles(in->format, &roles)) {
-        error_set("format: unknown format '%s' (known: %s)", in->format, DATASET_INGEST_FORMATS);
-        return DATASET_INGEST_BAD_DATA;
-    }
-    info->id = in->id;
-    snprintf(info->format, sizeof info->format, "%s", in->format);
-    bool folder = !strcmp(in->format, "imagefolder");
-    int64_t extracted = 0;
-    DatasetIngestResult r = folder ? extract_archive(in, info, &extracted) : DATASET_INGEST_OK;
-    if (r != DATASET_INGEST_OK) return r;
+/* The files loaded, checked and recorded, the dataset made ready; an image
+ * folder's archive already extracted (`extracted` bytes). */
+static DatasetIngestResult finish_loaded(const DatasetIngest *in, DbDataset *info, bool folder,
+                                         int64_t extracted) {
+    DatasetIngestResult r;
     char *owned = info->options_json;
     info->options_json = (char *)in->options_json;
     Dataset *ds = load(in->db, info);
@@ -303,5 +296,28 @@ DatasetIngestResult dataset_ingest_finish(const DatasetIngest *in, DbDataset *in
     r = mark_ready(in, info);
     info->options_json = owned;
     free(options);
+    return r;
+}
+
+DatasetIngestResult dataset_ingest_finish(const DatasetIngest *in, DbDataset *info) {
+    int roles = 0;
+    if (!dataset_ingest_roles(in->format, &roles)) {
+        error_set("format: unknown format '%s' (known: %s)", in->format, DATASET_INGEST_FORMATS);
+        return DATASET_INGEST_BAD_DATA;
+    }
+    info->id = in->id;
+    snprintf(info->format, sizeof info->format, "%s", in->format);
+    bool folder = !strcmp(in->format, "imagefolder");
+    int64_t extracted = 0;
+    DatasetIngestResult r = folder ? extract_archive(in, info, &extracted) : DATASET_INGEST_OK;
+    if (r != DATASET_INGEST_OK) return r;
+    r = finish_loaded(in, info, folder, extracted);
+    /* The archive is gone once extracted: a failure after it must take the
+     * folder too, whoever cleans up after it (an import removes the files
+     * it fetched, by name). */
+    char root[4200];
+    if (r != DATASET_INGEST_OK && folder &&
+        job_build_imagefolder_root(in->db, info->id, root, sizeof root) == 0)
+        dataset_archive_remove(root);
     return r;
 }

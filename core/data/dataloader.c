@@ -31,7 +31,7 @@
 #include "core/backend.h"
 #include "core/error.h"
 
-/* batches at least this large are gathered in parallel */
+/* dense batches at least this large are gathered in parallel (lazy ones always) */
 #define GATHER_PARALLEL_BYTES ((size_t)1 << 20)
 
 typedef struct {
@@ -90,10 +90,12 @@ int64_t dataloader_num_samples(const DataLoader *dl) {
 const int64_t *dataloader_order(const DataLoader *dl) { return dl->order; }
 
 /* A lazy dataset's rows: the producer called on one slice of the batch
- * per thread. 0, or -1 with the first failing slice's error. */
+ * per thread, whatever the batch's bytes (making a sample, decoding an
+ * image, costs more than copying it). 0, or -1 with the first failing
+ * slice's error. */
 static int gather_lazy(const DataLoader *dl, const int64_t *idx, int64_t size, char *xd,
                        char *yd) {
-    int64_t slices = (size_t)size * dl->input_row >= GATHER_PARALLEL_BYTES ? dl->gather_threads : 1;
+    int64_t slices = dl->gather_threads;
     if (slices > size) slices = size;
     int rc = 0;
     char msg[ERROR_MAX] = "";

@@ -180,10 +180,15 @@ int dataset_split_parse(const char *name, DatasetSplit *out);
  * imagefolder.c for the order and the rules). Inputs uint8 [N, 3, H, W]
  * (PIL's convert("RGB")) or, grayscale, [N, 1, H, W] (convert("L")), all
  * images of one size; int64 targets, the class's index in sorted order.
- * Lazy: only the first image is decoded now, the others by the
- * DataLoader's threads as they gather each batch (a job's data); else all
- * of them now, each checked (an upload's). */
-Dataset *dataset_load_imagefolder(const char *root, bool grayscale, bool lazy);
+ * Lazily, only the first image is decoded now (or each once, to check
+ * it), the others by the DataLoader's threads as they gather each batch. */
+typedef enum {
+    IMAGEFOLDER_DECODE_NOW,                /* every image into inputs now (dense) */
+    IMAGEFOLDER_DECODE_PER_BATCH,          /* lazy: a job's data */
+    IMAGEFOLDER_CHECK_NOW_DECODE_PER_BATCH /* lazy, every image decoded once to check it: an
+                                              upload's */
+} ImageFolderDecode;
+Dataset *dataset_load_imagefolder(const char *root, bool grayscale, ImageFolderDecode when);
 /* The class names of root (its sub-directories, sorted), as the targets
  * number them: *names (free with dataset_imagefolder_classes_free). */
 int dataset_imagefolder_classes(const char *root, char ***names, int *n);

@@ -24,7 +24,9 @@
  * dataset keeps the file list, and the DataLoader's threads decode each
  * batch's files as they gather it, as torchvision's workers do, so a folder
  * needs no more memory than its batches. A file that fails then (changed
- * since it was checked) fails the batch, naming it.
+ * since it was checked) fails the batch, naming it. An upload's check
+ * decodes every image once and drops it, in no more memory than a thread's
+ * image each.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -268,11 +270,20 @@ static void decode_into_row(Decode *d, int64_t i) {
                   "must be of one size (resize them first)", d->files[i], img.width, img.height,
                   d->files[0], d->width, d->height);
         record_failure(d, i);
-    } else {
+    } else if (d->rows) { /* NULL: only checking */
         size_t row = (size_t)d->channels * d->width * d->height;
         memcpy(d->rows + (size_t)i * row, img.pixels, row);
     }
     free(img.pixels);
+}
+
+/* Images 1.. decoded by OpenMP's threads, into d->rows or (NULL) only to
+ * check them; the failure of the lowest index reported. */
+static int decode_rest(Decode *d, int64_t n) {
+    d->failed = -1;
+#pragma omp parallel for schedule(dynamic, 8)
+    for (int64_t i = 1; i < n; i++) decode_into_row(d, i);
+    return d->failed >= 0 ? error_set("%s", d->error) : 0;
 }
 
 /* Inputs uint8 [N, C, H, W] from the files; the first decoded alone. */
@@ -295,11 +306,8 @@ static Tensor *decode_all(const char *root, Names *files, int channels) {
     d.rows = tensor_data(t);
     memcpy(d.rows, first.pixels, (size_t)row);
     free(first.pixels);
-#pragma omp parallel for schedule(dynamic, 8)
-    for (int64_t i = 1; i < files->n; i++) decode_into_row(&d, i);
-    if (d.failed >= 0) {
+    if (decode_rest(&d, files->n) != 0) {
         tensor_release(t);
-        error_set("%s", d.error);
         return NULL;
     }
     return t;
@@ -347,9 +355,10 @@ static int folder_gather(const DatasetProducer *p, const int64_t *idx, int64_t n
 
 static const DatasetProducerOps folder_ops = {folder_gather, folder_destroy};
 
-/* Takes over files and labels (also on failure). */
+/* Takes over files and labels (also on failure). With check, every image
+ * is decoded once now and dropped: its errors are the load's. */
 static Dataset *folder_lazy(const char *root, Names *files, int64_t *labels, int channels,
-                            int num_classes) {
+                            int num_classes, bool check) {
     FolderProducer *f = calloc(1, sizeof *f);
     Image first = {0};
     if (f) {
@@ -374,6 +383,11 @@ static Dataset *folder_lazy(const char *root, Names *files, int64_t *labels, int
     }
     f->d.width = first.width, f->d.height = first.height;
     free(first.pixels);
+    Decode all = f->d; /* rows NULL: decoded, checked, dropped */
+    if (check && decode_rest(&all, f->files.n) != 0) {
+        folder_destroy(&f->base);
+        return NULL;
+    }
     DatasetField in = {DTYPE_UINT8, 3, {channels, first.height, first.width}};
     DatasetField out = {DTYPE_INT64, 0, {0}};
     return dataset_lazy(&f->base, f->files.n, &in, &out, num_classes, NULL);
@@ -393,7 +407,7 @@ static void describe(Dataset *ds, char **classes, int n, int channels) {
              ds->producer ? ", decoded as loaded" : "");
 }
 
-Dataset *dataset_load_imagefolder(const char *root, bool grayscale, bool lazy) {
+Dataset *dataset_load_imagefolder(const char *root, bool grayscale, ImageFolderDecode when) {
     char **classes;
     int num_classes;
     if (dataset_imagefolder_classes(root, &classes, &num_classes) != 0) return NULL; /* named */
@@ -402,8 +416,9 @@ Dataset *dataset_load_imagefolder(const char *root, bool grayscale, bool lazy) {
     Dataset *ds = NULL;
     int channels = grayscale ? 1 : 3;
     if (list_samples(root, classes, num_classes, &files, &labels) == 0) {
-        if (lazy) {
-            ds = folder_lazy(root, &files, labels, channels, num_classes);
+        if (when != IMAGEFOLDER_DECODE_NOW) {
+            ds = folder_lazy(root, &files, labels, channels, num_classes,
+                             when == IMAGEFOLDER_CHECK_NOW_DECODE_PER_BATCH);
             labels = NULL;
         } else {
             Tensor *inputs = decode_all(root, &files, channels);

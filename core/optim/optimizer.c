@@ -156,7 +156,7 @@ static int put_group(const Optimizer *opt, TensorDict *out, int g, int first, in
     double values[OPTIMIZER_MAX_HPARAMS];
     type->get_hparams(opt, values);
     for (int j = 0; j < type->n_hparams && rc == 0; j++) {
-        bool no_decay = first >= opt->n_decay && strcmp(type->hparam_names[j], "weight_decay") == 0;
+        bool no_decay = g == 1 && strcmp(type->hparam_names[j], "weight_decay") == 0;
         snprintf(key, sizeof key, "param_groups.%d.%s", g, type->hparam_names[j]);
         rc = put_scalar(out, key, no_decay ? 0 : values[j]);
     }

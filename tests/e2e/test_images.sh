@@ -110,8 +110,11 @@ if [ -f "$MNIST/train-images-idx3-ubyte.gz" ] && [ -f "$MNIST/t10k-images-idx3-u
             "(600, 'uint8', [3, 28, 28], 10, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])"
     check "tar.gz: the archive's sha256 is sha256sum's" "$(jv 'd["files"][0]["sha256"]')" \
         "$(sha256sum "$TMP/train.tar.gz" | cut -d' ' -f1)"
+    # the files' bytes and 4096 for each entry of the archive (its inode and block)
     extracted=$(find "$TMP/if/train" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
-    check "tar.gz: the dataset's bytes are the extracted files'" "$(jv 'd["bytes"]')" "$extracted"
+    entries=$(tar -tzf "$TMP/train.tar.gz" | wc -l)
+    check "tar.gz: the dataset's bytes are the extracted files' and entries'" "$(jv 'd["bytes"]')" \
+        "$((extracted + 4096 * entries))"
     upload mnist-if-test "$TMP/test.zip"
     expect "upload an image folder (.zip, 200 RGB PNGs)" 201 &&
         check "zip: samples, shape" "$(jv '(d["samples"], d["inputs"]["shape"])')" "(200, [3, 28, 28])"
@@ -220,6 +223,24 @@ refused "a text file named .png" bad-text "$TMP/text.zip" \
 archive "$TMP/cut.tar.gz" tgz "a/ok.png=$TMP/ok.png" "b/cut.png=$TMP/cut.png"
 refused "a truncated PNG" bad-cut "$TMP/cut.tar.gz" \
     "archive 'cut.tar.gz': b/cut.png: not a valid PNG image (the file ends early (truncated))"
+# imported, the same archive fails and leaves nothing of its extracted folder
+if [ -n "${WEB_PORT:-}" ]; then
+    cp "$TMP/cut.tar.gz" "$TMP/www/"
+    api POST /v1/datasets -H 'Content-Type: application/json' --data-binary \
+        "{\"name\": \"imported-cut\", \"format\": \"imagefolder\", \"urls\": {\"archive\": \"http://127.0.0.1:$WEB_PORT/files/cut.tar.gz\"}}"
+    expect "import a bad image folder's archive" 202
+    ID=$(jv 'd["id"]')
+    for _ in $(seq 100); do
+        api GET "/v1/datasets/$ID?all=1"
+        [ "$(jv 'd["state"]')" = importing ] || break
+        sleep 0.1
+    done
+    check "the bad import failed, naming the file" \
+        "$(jv '(d["state"], "b/cut.png" in d["error"])')" "('failed', True)"
+    check "... and left no extracted folder" "$(ls -A "$VAR/datasets/$ID" 2>/dev/null)" ""
+    api DELETE "/v1/datasets/$ID"
+    expect "the failed import deleted" 200
+fi
 archive "$TMP/sizes.tar.gz" tgz "a/ok.png=$TMP/ok.png" "b/big.png=$TMP/big.png"
 refused "images of two sizes" bad-sizes "$TMP/sizes.tar.gz" \
     "b/big.png: 5x4 pixels, but a/ok.png (the first image) is 4x4"

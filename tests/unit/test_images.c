@@ -134,7 +134,7 @@ Test(images, imagefolder_order_is_torchvisions) {
     json_t *want = json_object_get(fx, "imagefolder");
     json_t *classes = json_object_get(want, "classes"), *targets = json_object_get(want, "targets");
     json_t *values = json_object_get(want, "values");
-    Dataset *ds = dataset_load_imagefolder(IMAGES "/tree", false, false);
+    Dataset *ds = dataset_load_imagefolder(IMAGES "/tree", false, IMAGEFOLDER_DECODE_NOW);
     cr_assert_not_null(ds, "%s", error_get());
     cr_assert_eq(ds->n, (int64_t)json_array_size(targets));
     cr_assert_eq(ds->n, 10);
@@ -168,7 +168,7 @@ Test(images, imagefolder_grayscale_and_jpeg) {
     copy_image("colour.jpg", "cat/a.jpg");
     copy_image("colour.jpg", "dog/b.JPEG");
     copy_image("colour.jpg", "dog/c.jpg");
-    Dataset *ds = dataset_load_imagefolder(dir, true, false);
+    Dataset *ds = dataset_load_imagefolder(dir, true, IMAGEFOLDER_DECODE_NOW);
     cr_assert_not_null(ds, "%s", error_get());
     cr_assert_eq(ds->inputs->shape[0], 3);
     cr_assert_eq(ds->inputs->shape[1], 1);
@@ -193,8 +193,8 @@ Test(images, imagefolder_lazy_matches_eager) {
     copy_image("grey.jpg", "dog/b.jpg");
     copy_image("colour.jpg", "dog/c.jpg");
     copy_image("grey.jpg", "eel/d.jpg");
-    Dataset *eager = dataset_load_imagefolder(dir, false, false);
-    Dataset *lazy = dataset_load_imagefolder(dir, false, true);
+    Dataset *eager = dataset_load_imagefolder(dir, false, IMAGEFOLDER_DECODE_NOW);
+    Dataset *lazy = dataset_load_imagefolder(dir, false, IMAGEFOLDER_DECODE_PER_BATCH);
     cr_assert(eager && lazy, "%s", error_get());
     cr_assert(lazy->producer && !lazy->inputs);
     cr_assert_eq(lazy->n, 4);
@@ -234,16 +234,22 @@ Test(images, imagefolder_lazy_matches_eager) {
     dataset_free(lazy);
 }
 
+/* Decoding every image now and checking every image (an upload's) fail
+ * alike. */
 static void expect_folder_error(const char *want_suffix) {
-    Dataset *ds = dataset_load_imagefolder(dir, false, false);
-    cr_assert_null(ds);
-    char want[1024];
-    snprintf(want, sizeof want, "imagefolder %s: %s", dir, want_suffix);
-    cr_assert_str_eq(error_get(), want);
+    const ImageFolderDecode modes[] = {IMAGEFOLDER_DECODE_NOW,
+                                       IMAGEFOLDER_CHECK_NOW_DECODE_PER_BATCH};
+    for (int m = 0; m < 2; m++) {
+        Dataset *ds = dataset_load_imagefolder(dir, false, modes[m]);
+        cr_assert_null(ds, "mode %d", m);
+        char want[1024];
+        snprintf(want, sizeof want, "imagefolder %s: %s", dir, want_suffix);
+        cr_assert_str_eq(error_get(), want, "mode %d", m);
+    }
 }
 
 Test(images, imagefolder_errors_name_the_file) {
-    Dataset *ds = dataset_load_imagefolder(dir, false, false);
+    Dataset *ds = dataset_load_imagefolder(dir, false, IMAGEFOLDER_DECODE_NOW);
     cr_assert_null(ds);
     char want[512];
     snprintf(want, sizeof want, "imagefolder %s: Couldn't find any class folder in it.", dir);
@@ -271,7 +277,7 @@ Test(images, imagefolder_errors_name_the_file) {
     copy_image("bad_ihdr_lies.png", "b/sub/x.png");
     expect_folder_error("b/sub/x.png: not a valid PNG image (Not enough image data)");
     unlink(strcat(strcpy(want, dir), "/b/sub/x.png"));
-    ds = dataset_load_imagefolder(dir, false, false);
+    ds = dataset_load_imagefolder(dir, false, IMAGEFOLDER_DECODE_NOW);
     cr_assert_not_null(ds, "%s", error_get());
     cr_assert_eq(ds->n, 5);
     cr_assert_eq(ds->num_classes, 3);

@@ -939,6 +939,15 @@ Test(optim, no_decay_group_skips_weight_decay_and_saves_two_groups) {
     cr_expect_eq(optimizer_load_state_dict(single, &d), -1);
     cr_expect(strstr(error_get(), "the optimizer's group has 2") != NULL, "%s", error_get());
     tensor_dict_free(&d);
+    /* every parameter in the no-decay group: group 0 still says the
+     * optimizer's weight_decay, which a load takes back */
+    cr_assert_eq(optimizer_set_no_decay_from(single, 0), 0);
+    tensor_dict_init(&d);
+    cr_assert_eq(optimizer_state_dict(single, &d), 0);
+    cr_expect_eq(tensor_item(tensor_dict_get(&d, "param_groups.0.weight_decay")), 0.5);
+    cr_expect_eq(tensor_item(tensor_dict_get(&d, "param_groups.1.weight_decay")), 0);
+    cr_expect_eq(tensor_numel(tensor_dict_get(&d, "param_groups.0.params")), 0);
+    tensor_dict_free(&d);
     optimizer_zero_grad(opt);
     optimizer_zero_grad(ref);
     optimizer_free(opt);

@@ -1538,5 +1538,10 @@ Test(spec, image_transforms) {
     cr_assert_str_eq(error_get(), "data.transforms[0] RandomCrop: size (32, 32) is larger than "
                                   "the padded image (30, 30)");
     cr_assert_str_eq(error_last()->path, "data.transforms[0]");
+    /* token ids are no images */
+    d.input_dtype = DTYPE_INT64;
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
+    cr_assert_str_eq(error_get(), "data.transforms[0]: RandomCrop takes uint8 or float32 "
+                                  "images, but the data are int64");
     job_spec_free(s);
 }
