@@ -6,7 +6,11 @@
  * this VM a page fault is a hypervisor exit), so blocks of at least
  * CACHE_MIN_BYTES go to a cache on free and are reused for a request of the
  * same rounded size, as PyTorch's caching allocator does on the GPU. The
- * cache holds at most CACHE_MAX_BYTES; past that the oldest blocks go back.
+ * cache holds an eighth of the machine's memory (at least 512 MiB, at most
+ * 8 GiB), blocks up to a quarter of that: a GPT-2's logits and their
+ * gradient are 206 MB each, over the 128 MiB blocks a fixed 512 MiB cache
+ * took, and their pages were faulted in again at every step. Past its
+ * size the oldest blocks go back.
  *
  * Every block carries a 64-byte header with its size, so free needs no
  * size from the caller, and data stays 64-byte aligned for OpenBLAS.
@@ -19,12 +23,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/cpu/cpu.h"
 
 #define HEADER_BYTES 64
 #define CACHE_MIN_BYTES ((size_t)64 << 10)
-#define CACHE_MAX_BYTES ((size_t)512 << 20)
+#define CACHE_FLOOR_BYTES ((size_t)512 << 20)
+#define CACHE_CEILING_BYTES ((size_t)8 << 30)
 #define CACHE_MAX_BLOCKS 256
 
 typedef struct {
@@ -40,6 +46,18 @@ static _Atomic bool cache_enabled = false;
 #else
 static _Atomic bool cache_enabled = true;
 #endif
+
+/* The cache's size, from the machine's memory, fixed at the first use. */
+static size_t cache_max_bytes(void) {
+    static _Atomic size_t max;
+    size_t m = max;
+    if (m) return m;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    m = pages > 0 && page > 0 ? (size_t)pages * (size_t)page / 8 : CACHE_FLOOR_BYTES;
+    m = m < CACHE_FLOOR_BYTES ? CACHE_FLOOR_BYTES : m > CACHE_CEILING_BYTES ? CACHE_CEILING_BYTES : m;
+    max = m;
+    return m;
+}
 
 void cpu_allocator_set_caching(bool enabled) {
     cache_enabled = enabled;
@@ -92,7 +110,8 @@ void cpu_free(Device device, void *ptr) {
     (void)device;
     if (!ptr) return;
     BlockHeader *h = (BlockHeader *)((char *)ptr - HEADER_BYTES);
-    if (h->size < CACHE_MIN_BYTES || h->size > CACHE_MAX_BYTES / 4 || !cache_enabled) {
+    size_t max = cache_max_bytes();
+    if (h->size < CACHE_MIN_BYTES || h->size > max / 4 || !cache_enabled) {
         free(h);
         return;
     }
@@ -100,7 +119,7 @@ void cpu_free(Device device, void *ptr) {
     int n_evict = 0;
     pthread_mutex_lock(&cache_lock);
     while (cache_count > 0 &&
-           (cache_count == CACHE_MAX_BLOCKS || cache_bytes + h->size > CACHE_MAX_BYTES)) {
+           (cache_count == CACHE_MAX_BLOCKS || cache_bytes + h->size > max)) {
         BlockHeader *old = cache_blocks[0];
         cache_bytes -= old->size;
         evict[n_evict++] = old;
