@@ -351,6 +351,22 @@ def image():
         out("image", name.replace(".", "_"), fixture("images", name))
     jpg = fixture("images", "colour.jpg")
     out("image", "miss_jpeg_cut", jpg[:len(jpg) // 2])
+    out("image", "jpeg_empty_scan", jpeg_empty_scan(jpg, 320, 240))
+
+
+def jpeg_empty_scan(jpg, width, height):
+    """jpg's markers up to its scan header, sized width x height, then EOI:
+    libjpeg (and PIL) decode it whole, the missing data as grey."""
+    at, head = 2, bytearray(jpg[:2])
+    while True:
+        marker, length = jpg[at + 1], struct.unpack(">H", jpg[at + 2:at + 4])[0]
+        seg = bytearray(jpg[at:at + 2 + length])
+        if marker in (0xC0, 0xC1, 0xC2):  # SOF: height, then width, after the precision
+            seg[5:9] = struct.pack(">HH", height, width)
+        head += seg
+        at += 2 + length
+        if marker == 0xDA:  # SOS: the entropy-coded data would start here
+            return bytes(head) + b"\xff\xd9"
 
 
 def tokens():
