@@ -16,7 +16,8 @@
 # tests/fuzz/README.md says what each target feeds and checks.
 
 FUZZ_CC      ?= clang
-FUZZ_TARGETS ?= spec lr_expr csv idx npy safetensors multipart http_parse http_conn
+FUZZ_TARGETS ?= spec lr_expr csv idx npy safetensors multipart http_parse http_conn image \
+                tokens cifar10 archive
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 4
 # clang's OpenMP (libomp) for core's pragmas; no CUDA: the parsers are host code.
@@ -44,6 +45,8 @@ build/fuzz/fuzz_http_parse: build/fuzz/obj/server/http_parse.o build/fuzz/obj/se
 build/fuzz/fuzz_http_conn: build/fuzz/obj/server/http_conn.o build/fuzz/obj/server/http_parse.o \
     build/fuzz/obj/server/http_chunked.o build/fuzz/obj/server/http_response.o \
     build/fuzz/obj/server/http_tls.o
+# the archive extraction stands alone too (libarchive is in LIBS)
+build/fuzz/fuzz_archive: build/fuzz/obj/server/dataset_archive.o
 
 build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_SUPPORT) build/fuzz/libcore.a
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp -o $@ $(filter %.o,$^) build/fuzz/libcore.a \

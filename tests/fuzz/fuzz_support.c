@@ -70,6 +70,8 @@ void fuzz_begin(void) {
 
 void fuzz_end(const char *what, bool failed) {
     if (failed && !error_get()[0]) fuzz_fail("%s failed without an error message", what);
+    if (getenv("FUZZ_VERBOSE")) /* what each call said, to read a seed's or a find's fate */
+        fprintf(stderr, "fuzz: %s: %s\n", what, failed ? error_get() : "ok");
     int fd = next_fd();
     if (fd != lowest_free_fd)
         fuzz_fail("%s leaked a file descriptor (the lowest free one was %d, now %d)", what,

@@ -38,7 +38,8 @@ void fuzz_split(FuzzBytes in, FuzzBytes *first, FuzzBytes *second);
 void fuzz_begin(void);
 /* Call after it. Aborts (a finding) when the call failed (`failed`) without
  * an error message, or when a descriptor opened during the call is still
- * open. `what` names the call in the report. */
+ * open. `what` names the call in the report. With FUZZ_VERBOSE set in the
+ * environment it prints "fuzz: WHAT: ok" or the call's error message. */
 void fuzz_end(const char *what, bool failed);
 
 /* Aborts unless a loaded dataset is what dataset.h promises: N >= 1 rows

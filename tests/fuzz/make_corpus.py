@@ -13,9 +13,13 @@ two-byte length prefix of two-file targets, the CSV options byte, the
 multipart write-size byte and Content-Type line.
 """
 import gzip
+import io
 import json
 import os
 import struct
+import tarfile
+import warnings
+import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -337,6 +341,124 @@ def http_conn():
         out("http_conn", name, piece + flag + text.encode("latin-1"))
 
 
+def image():
+    # the fixtures' small PNGs and JPEGs: every PNG colour type and depth
+    for name in ["grey1.png", "grey4.png", "grey16.png", "grey_alpha8.png", "palette4.png",
+                 "rgb8.png", "rgba16.png", "rgb8_adam7.png", "grey.jpg", "colour.jpg",
+                 # near-misses (the fixtures' own)
+                 "bad_bomb.png", "bad_ihdr_lies.png", "bad_truncated.png",
+                 "bad_truncated.jpg"]:
+        out("image", name.replace(".", "_"), fixture("images", name))
+    jpg = fixture("images", "colour.jpg")
+    out("image", "miss_jpeg_cut", jpg[:len(jpg) // 2])
+    out("image", "jpeg_empty_scan", jpeg_empty_scan(jpg, 320, 240))
+
+
+def jpeg_empty_scan(jpg, width, height):
+    """jpg's markers up to its scan header, sized width x height, then EOI:
+    libjpeg (and PIL) decode it whole, the missing data as grey."""
+    at, head = 2, bytearray(jpg[:2])
+    while True:
+        marker, length = jpg[at + 1], struct.unpack(">H", jpg[at + 2:at + 4])[0]
+        seg = bytearray(jpg[at:at + 2 + length])
+        if marker in (0xC0, 0xC1, 0xC2):  # SOF: height, then width, after the precision
+            seg[5:9] = struct.pack(">HH", height, width)
+        head += seg
+        at += 2 + length
+        if marker == 0xDA:  # SOS: the entropy-coded data would start here
+            return bytes(head) + b"\xff\xd9"
+
+
+def tokens():
+    # byte 0: bits 0-4 block_size - 1, bits 5-6 split, bit 7 vocab_size 100 (fuzz_tokens.c)
+    raw = struct.pack("<40H", *[(i * 7) % 50 for i in range(40)])
+    out("tokens", "raw_all_t4", b"\x03" + raw)
+    out("tokens", "raw_train_t8_vocab", b"\xa7" + raw)
+    header = struct.pack("<3i", 20240520, 1, 40) + bytes(1024 - 12)
+    out("tokens", "llmc_val_t2", b"\x41" + header + raw)
+    text = "First Citizen:\r\nBefore we proceed any further, hear me speak.\n\u00e9t\u00e9 " \
+           "\u2014 \U0001f600\rAll:\nSpeak, speak.\n"
+    out("tokens", "text_all_t8", b"\x07" + text.encode())
+    out("tokens", "text_val_half_t3", b"\x62" + text.encode())
+    # near-misses
+    out("tokens", "miss_odd", b"\x03" + raw[:-1])
+    out("tokens", "miss_llmc_count", b"\x01" + struct.pack("<3i", 20240520, 1, 41)
+        + bytes(1012) + raw)
+    out("tokens", "miss_llmc_version", b"\x01" + struct.pack("<3i", 20240520, 2, 40)
+        + bytes(1012) + raw)
+    out("tokens", "miss_short_t32", b"\x1f" + raw[:40])
+    out("tokens", "miss_vocab", b"\x80" + struct.pack("<4H", 1, 2, 300, 4))
+    out("tokens", "miss_utf8_overlong", b"\x00" + b"ab\xc0\xafcd")
+    out("tokens", "miss_utf8_surrogate", b"\x00" + b"ab\xed\xa0\x80cd")
+    out("tokens", "miss_nul", b"\x00" + b"ab\x00cd")
+
+
+def cifar10():
+    def record(label, seed):
+        return bytes([label]) + bytes((seed + i * 13) % 256 for i in range(3072))
+
+    one, two = record(3, 1), record(9, 2) + record(0, 3)
+    out("cifar10", "one_two", pair(one, two))
+    out("cifar10", "two_empty", pair(two, b""))
+    # near-misses
+    out("cifar10", "miss_label", pair(one, record(10, 4)))
+    out("cifar10", "miss_short", pair(one, two[:-1]))
+
+
+def archive():
+    def tar(entries, mode="w"):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode=mode, format=tarfile.GNU_FORMAT) as t:
+            for name, kind, data in entries:
+                info = tarfile.TarInfo(name)
+                info.mtime = 0
+                if kind == "file":
+                    info.size = len(data)
+                    t.addfile(info, io.BytesIO(data))
+                else:
+                    info.type = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
+                                 "link": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE}[kind]
+                    info.linkname = data.decode() if kind in ("symlink", "link") else ""
+                    t.addfile(info)
+            end = t.offset
+        # tarfile pads to 10 KiB records: keep the entries and the two end blocks
+        return buf.getvalue()[:end + 1024]
+
+    def zip_(entries):
+        buf = io.BytesIO()
+        with warnings.catch_warnings(), zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            warnings.simplefilter("ignore")  # the duplicate name is the point of one seed
+            for name, kind, data in entries:
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                if kind == "symlink":
+                    info.external_attr = (0o120777 << 16)
+                    info.create_system = 3  # Unix: the mode in external_attr counts
+                elif kind == "dir":
+                    info.external_attr = (0o40755 << 16) | 0x10
+                z.writestr(info, data)
+        return buf.getvalue()
+
+    folder = [("cats", "dir", b""), ("cats/1.png", "file", fixture("images", "grey1.png")),
+              ("./dogs//2.png", "file", fixture("images", "rgb8.png"))]
+    out("archive", "folder_tar", tar(folder))
+    out("archive", "folder_tar_gz", gzip.compress(tar(folder), mtime=0))
+    out("archive", "folder_zip", zip_(folder))
+    # near-misses: each refused by a rule of dataset_archive.h
+    out("archive", "miss_dotdot_tar", tar([("a", "file", b"x"), ("../x", "file", b"y")]))
+    out("archive", "miss_dotdot_zip", zip_([("a/../../x", "file", b"y")]))
+    out("archive", "miss_absolute_tar", tar([("/tmp/x", "file", b"y")]))
+    out("archive", "miss_symlink_tar", tar([("l", "symlink", b"/etc"),
+                                            ("l/passwd", "file", b"y")]))
+    out("archive", "miss_symlink_zip", zip_([("l", "symlink", b".."), ("l/x", "file", b"y")]))
+    out("archive", "miss_hardlink_tar", tar([("a", "file", b"x"), ("b", "link", b"a")]))
+    out("archive", "miss_fifo_tar", tar([("f", "fifo", b"")]))
+    out("archive", "miss_twice_zip", zip_([("a", "file", b"x"), ("a", "file", b"y")]))
+    out("archive", "miss_bomb_tar_gz",
+        gzip.compress(tar([("zeros", "file", bytes(200 << 10))]), mtime=0))
+
+
 if __name__ == "__main__":
-    for make in [spec, lr_expr, csv, idx, npy, safetensors, multipart, http_parse, http_conn]:
+    for make in [spec, lr_expr, csv, idx, npy, safetensors, multipart, http_parse, http_conn,
+                 image, tokens, cifar10, archive]:
         make()
