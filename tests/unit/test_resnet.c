@@ -279,14 +279,14 @@ static void train_parity(const char *name, int depth, int64_t classes, bool smal
     json_decref(fx);
 }
 
-Test(resnet_torch, resnet18_small_input_five_sgd_steps, .timeout = 120) {
+Test(resnet_torch, resnet18_small_input_five_sgd_steps) {
     train_parity("resnet18", 18, 10, true, true, SHAPE(2, 3, 16, 16), 5);
 }
 
 /* Eval mode: train-mode BatchNorm over 2 images at layer4's 1x1 planes is
  * too ill-conditioned for float32 parity (torch's own float32 run misses
  * its float64 logits by tens of percent). */
-Test(resnet_torch, resnet50_bottlenecks_forward_and_gradients, .timeout = 120) {
+Test(resnet_torch, resnet50_bottlenecks_forward_and_gradients) {
     train_parity("resnet50", 50, 7, false, false, SHAPE(2, 3, 32, 32), 1);
 }
 
