@@ -123,18 +123,24 @@ if [ -f "$MNIST/train-images-idx3-ubyte.gz" ] && [ -f "$MNIST/t10k-images-idx3-u
         check "grayscale: one channel, the option kept" "$(jv '(d["inputs"]["shape"], d["options"]["grayscale"])')" \
             "([1, 28, 28], True)"
 
-    # the same archive by URL import (the importer stores it as an upload's)
-    mkdir -p "$TMP/www" && cp "$TMP/train.tar.gz" "$TMP/www/"
-    if import_server "$TMP/www" 127.0.0.1; then
+    # import_archive NAME FILE WHAT: $TMP/www/FILE imported from the import server as
+    # image folder NAME (202 expected, under WHAT), then polled until it is no longer
+    # importing; ID is its id, the last GET its record
+    import_archive() {
         api POST /v1/datasets -H 'Content-Type: application/json' --data-binary \
-            "{\"name\": \"imported\", \"format\": \"imagefolder\", \"urls\": {\"archive\": \"http://127.0.0.1:$WEB_PORT/files/train.tar.gz\"}}"
-        expect "import an image folder's archive from a URL" 202
+            "{\"name\": \"$1\", \"format\": \"imagefolder\", \"urls\": {\"archive\": \"http://127.0.0.1:$WEB_PORT/files/$2\"}}"
+        expect "$3" 202
         ID=$(jv 'd["id"]')
         for _ in $(seq 100); do
-            api GET "/v1/datasets/$ID"
+            api GET "/v1/datasets/$ID?all=1"
             [ "$(jv 'd["state"]')" = importing ] || break
             sleep 0.1
         done
+    }
+    # the same archive by URL import (the importer stores it as an upload's)
+    mkdir -p "$TMP/www" && cp "$TMP/train.tar.gz" "$TMP/www/"
+    if import_server "$TMP/www" 127.0.0.1; then
+        import_archive imported train.tar.gz "import an image folder's archive from a URL"
         check "imported: ready, samples, shape" "$(jv '(d["state"], d["samples"], d["inputs"]["shape"])')" \
             "('ready', 600, [3, 28, 28])"
     else
@@ -226,15 +232,7 @@ refused "a truncated PNG" bad-cut "$TMP/cut.tar.gz" \
 # imported, the same archive fails and leaves nothing of its extracted folder
 if [ -n "${WEB_PORT:-}" ]; then
     cp "$TMP/cut.tar.gz" "$TMP/www/"
-    api POST /v1/datasets -H 'Content-Type: application/json' --data-binary \
-        "{\"name\": \"imported-cut\", \"format\": \"imagefolder\", \"urls\": {\"archive\": \"http://127.0.0.1:$WEB_PORT/files/cut.tar.gz\"}}"
-    expect "import a bad image folder's archive" 202
-    ID=$(jv 'd["id"]')
-    for _ in $(seq 100); do
-        api GET "/v1/datasets/$ID?all=1"
-        [ "$(jv 'd["state"]')" = importing ] || break
-        sleep 0.1
-    done
+    import_archive imported-cut cut.tar.gz "import a bad image folder's archive"
     check "the bad import failed, naming the file" \
         "$(jv '(d["state"], "b/cut.png" in d["error"])')" "('failed', True)"
     check "... and left no extracted folder" "$(ls -A "$VAR/datasets/$ID" 2>/dev/null)" ""
