@@ -449,7 +449,8 @@ int scheduler_set_priority(Scheduler *s, int64_t job_id, bool admin, int priorit
     return DB_OK;
 }
 
-int scheduler_cancel(Scheduler *s, int64_t job_id) {
+int scheduler_cancel(Scheduler *s, int64_t job_id, bool *was_running) {
+    *was_running = false;
     pthread_mutex_lock(&s->mu);
     for (int i = 0; i < s->nworkers; i++) {
         Worker *w = &s->workers[i];
@@ -458,6 +459,7 @@ int scheduler_cancel(Scheduler *s, int64_t job_id) {
             w->stop = WORKER_STOP_CANCEL;
             atomic_store(&w->cancel, 1);
         }
+        *was_running = true;
         pthread_mutex_unlock(&s->mu);
         return DB_OK;
     }

@@ -101,9 +101,10 @@ int scheduler_submit(Scheduler *s, int64_t job_id);
 int scheduler_set_priority(Scheduler *s, int64_t job_id, bool admin, int priority);
 
 /* A queued job becomes `cancelled` at once; a running one stops at its
- * next step and is recorded `cancelled` (returns before that happens).
+ * next step and is recorded `cancelled` (returns before that happens;
+ * *was_running says which, so the reply does not race the worker).
  * DB_NOT_FOUND for no such job, DB_CONFLICT when it has already ended. */
-int scheduler_cancel(Scheduler *s, int64_t job_id);
+int scheduler_cancel(Scheduler *s, int64_t job_id, bool *was_running);
 
 /* The queue in the order it will run (server/queue_plan.h): each queued
  * job's position, and why it waits or that it starts now. *out (free())

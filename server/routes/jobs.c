@@ -228,16 +228,17 @@ int jobs_cancel(HttpRequest *req) {
     if (id < 0) return 0;
     db_job_clear(&j);
     error_clear();
-    int st = scheduler_cancel(api->sched, id);
+    bool was_running;
+    int st = scheduler_cancel(api->sched, id, &was_running);
     if (st != DB_OK) return api_reply_db(req, st, NULL);
     api_audit(req, "job.cancel", "job %lld", (long long)id);
     if ((st = db_job_get(api->db, id, &j)) != DB_OK) return api_reply_db(req, st, NULL);
-    /* a running job stops at its next step: 202 until it has */
-    bool done = db_job_state_final(j.state);
+    /* a running job stops at its next step: 202, whether or not its worker
+     * has already stopped by now (the body is the job as it stands) */
     json_t *out = job_json(&j, NULL);
     json_object_set_new(out, "cancel_requested", json_true());
     db_job_clear(&j);
-    return http_reply_json(req, done ? 200 : 202, out);
+    return http_reply_json(req, was_running ? 202 : 200, out);
 }
 
 /* PATCH {"priority": N}: an admin's priority puts the job ahead of other

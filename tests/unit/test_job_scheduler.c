@@ -393,13 +393,15 @@ Test(job_scheduler, cancel_queued_and_running) {
     cr_assert_eq(scheduler_queue_info(s, a, &q), DB_CONFLICT);
 
     /* queued: cancelled at once */
-    cr_assert_eq(scheduler_cancel(s, b), DB_OK);
+    bool was_running = true;
+    cr_assert_eq(scheduler_cancel(s, b, &was_running), DB_OK);
+    cr_assert_not(was_running);
     DbJob j;
     cr_assert_eq(db_job_get(e.db, b, &j), DB_OK);
     cr_assert_eq(j.state, DB_JOB_CANCELLED);
     db_job_clear(&j);
-    cr_assert_eq(scheduler_cancel(s, b), DB_CONFLICT);
-    cr_assert_eq(scheduler_cancel(s, 999), DB_NOT_FOUND);
+    cr_assert_eq(scheduler_cancel(s, b, &was_running), DB_CONFLICT);
+    cr_assert_eq(scheduler_cancel(s, 999, &was_running), DB_NOT_FOUND);
 
     /* running: stops at its next step */
     wait_step(s, a, 2);
@@ -407,7 +409,8 @@ Test(job_scheduler, cancel_queued_and_running) {
     cr_assert_eq(scheduler_progress(s, a, &p), DB_OK);
     cr_assert_eq(p.total_steps, 60);
     cr_assert_gt(p.samples_per_s, 0);
-    cr_assert_eq(scheduler_cancel(s, a), DB_OK);
+    cr_assert_eq(scheduler_cancel(s, a, &was_running), DB_OK);
+    cr_assert(was_running);
     cr_assert_eq(wait_state(&e, a, -1, 30), DB_JOB_CANCELLED);
     cr_assert_eq(db_job_get(e.db, a, &j), DB_OK);
     cr_assert(j.error && strncmp(j.error, "cancelled at step", 17) == 0);
