@@ -22,7 +22,7 @@ DEPFLAGS = -MMD -MP
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 OMP     := -fopenmp
 LIBS    := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -ljansson -lz -lm -lpthread -lgnutls -lcurl -lsqlite3 \
-           -lpng -ljpeg -larchive
+           -lpng -ljpeg -larchive -ldnnl
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # CUDA backend (gpu/): built when nvcc is found ($(CUDA_HOME)/bin, PATH, or
@@ -93,7 +93,8 @@ build/obj/%.cu.o: %.cu
 	$(NVCC) $(NVCCFLAGS) -I. -MMD -MP -c $< -o $@
 
 build/obj/server/main.o build/asan/server/main.o build/asan/tests/unit/test_gpu.o \
-    build/obj/tests/unit/test_gpu.o: $(GPU_STAMP)
+    build/obj/tests/unit/test_gpu.o build/asan/tests/support/need_gpu.o \
+    build/obj/tests/support/need_gpu.o: $(GPU_STAMP)
 
 build/asan/%.o: %.c
 	@mkdir -p $(dir $@)

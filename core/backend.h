@@ -165,6 +165,21 @@ typedef struct Backend {
     void (*col2im)(DType dtype, const Window2d *w, const void *columns, int64_t ld, int64_t n,
                    void *images);
 
+    /* ---- convolution whole, where a library does it better ---- */
+    /* Each returns 0 when done, -1 with an error set, or 1 when it leaves
+     * this case (a dtype, a switch) to ops/conv2d.c's im2col + GEMM, as a
+     * NULL entry does. All tensors contiguous; weight [O, C/groups, kh, kw].
+     *   conv2d:                  out = conv(x, weight) + bias (bias may be NULL)
+     *   conv2d_backward_data:    gx = the input gradient from gy
+     *   conv2d_backward_weights: gw = the weight gradient, and gb the bias's
+     *                            when not NULL (both overwritten) */
+    int (*conv2d)(const Window2d *w, int groups, const Tensor *x, const Tensor *weight,
+                  const Tensor *bias, Tensor *out);
+    int (*conv2d_backward_data)(const Window2d *w, int groups, const Tensor *weight,
+                                const Tensor *gy, Tensor *gx);
+    int (*conv2d_backward_weights)(const Window2d *w, int groups, const Tensor *x,
+                                   const Tensor *gy, Tensor *gw, Tensor *gb);
+
     /* ---- pooling over [N, C, H, W] -> [N, C, out_h, out_w] ---- */
     /* indices (int64, same shape as out) record the flat h*W+w argmax. */
     void (*max_pool2d)(const Window2d *w, const Tensor *x, Tensor *out, Tensor *indices);

@@ -76,6 +76,10 @@ typedef struct {
     int stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
 } Conv2dParams;
 Tensor *tensor_conv2d_with(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dParams *p);
+/* The im2col path's column scratch per chunk of images (32 MiB unless
+ * set; at least one image a chunk); returns the previous value. Tests set
+ * it small to run that path's chunks on small tensors. */
+int64_t tensor_conv2d_set_scratch_bytes(int64_t bytes);
 /* x [N, C, H, W]; stride 0 means stride = kernel, as torch's default. */
 Tensor *tensor_max_pool2d(Tensor *x, int kernel_h, int kernel_w, int stride_h, int stride_w,
                           int pad_h, int pad_w);

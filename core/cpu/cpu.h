@@ -60,6 +60,19 @@ void cpu_im2col(DType dtype, const Window2d *w, const void *images, int64_t n, v
 void cpu_col2im(DType dtype, const Window2d *w, const void *columns, int64_t ld, int64_t n,
                 void *images);
 
+/* conv_dnnl.c (oneDNN): float32 only, 1 for the rest */
+int cpu_conv2d(const Window2d *w, int groups, const Tensor *x, const Tensor *weight,
+               const Tensor *bias, Tensor *out);
+int cpu_conv2d_backward_data(const Window2d *w, int groups, const Tensor *weight,
+                             const Tensor *gy, Tensor *gx);
+int cpu_conv2d_backward_weights(const Window2d *w, int groups, const Tensor *x,
+                                const Tensor *gy, Tensor *gw, Tensor *gb);
+/* Off: every convolution takes im2col + GEMM (tests of that path). */
+void cpu_conv_library(bool on);
+/* oneDNN's name for the first kernel it chose ("brg:avx512_core", ...),
+ * NULL before the first convolution. */
+const char *cpu_conv_library_impl(void);
+
 /* pool.c */
 void cpu_max_pool2d(const Window2d *w, const Tensor *x, Tensor *out, Tensor *indices);
 void cpu_max_pool2d_backward(const Window2d *w, const Tensor *gy, const Tensor *indices,

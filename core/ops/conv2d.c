@@ -13,9 +13,14 @@
  *   bias grad     gb [O]        += gY @ ones [nb*L]
  *   input grad    gx[n] = col2im((weight_g^T [Kg, Og] @ gY_g)[:, n*L : (n+1)*L])
  * where gY is gy permuted to [O, nb, L]. Chunks bound the scratch memory
- * (CONV_SCRATCH_BYTES) whatever the batch size. Every step runs on the
+ * (tensor_conv2d_set_scratch_bytes) whatever the batch size. Every step runs on the
  * backend's kernels, so on the tensor's device.
+ *
+ * A backend with a convolution library (the CPU's oneDNN) does a pass
+ * whole through its conv2d entries instead, where it takes the case; the
+ * im2col path is then what is left, as for float64.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "core/autograd.h"
@@ -26,7 +31,11 @@
 #include "core/ops/window2d.h"
 
 /* Column scratch per chunk; at least one image is always processed. */
-#define CONV_SCRATCH_BYTES ((int64_t)32 << 20)
+static _Atomic int64_t scratch_bytes = (int64_t)32 << 20;
+
+int64_t tensor_conv2d_set_scratch_bytes(int64_t bytes) {
+    return atomic_exchange(&scratch_bytes, bytes);
+}
 
 /* Element `offset` of a contiguous tensor, as a raw (device) pointer. */
 static void *elem_at(const Tensor *t, int64_t offset) {
@@ -40,7 +49,7 @@ static void *image_at(const Tensor *t, int64_t n) {
 
 static int64_t chunk_images(const Window2d *g, int64_t K, DType dt) {
     int64_t per = K * g->out_h * g->out_w * (int64_t)dtype_size(dt);
-    int64_t nb = per > 0 ? CONV_SCRATCH_BYTES / per : g->batch;
+    int64_t nb = per > 0 ? atomic_load(&scratch_bytes) / per : g->batch;
     if (nb < 1) nb = 1;
     return nb < g->batch ? nb : g->batch;
 }
@@ -103,6 +112,11 @@ static Tensor *conv2d_forward(const Backend *be, const Window2d *g, int groups, 
     int64_t Og = O / groups, Kg = K / groups;
     int64_t L = g->out_h * g->out_w, nb = chunk_images(g, K, dt);
     Tensor *out = tensor_empty(SHAPE(g->batch, O, g->out_h, g->out_w), dt, x->device);
+    int taken = out && be->conv2d ? be->conv2d(g, groups, x, weight, bias, out) : 1;
+    if (taken <= 0) {
+        if (taken < 0) tensor_release(out);
+        return taken < 0 ? NULL : out;
+    }
     Tensor *cols = tensor_empty(SHAPE(K, nb * L), dt, x->device);
     Tensor *y = tensor_empty(SHAPE(O, nb, L), dt, x->device);
     Tensor *ones = bias ? tensor_full(SHAPE(nb * L), 1.0, dt, x->device) : NULL;
@@ -134,6 +148,74 @@ static Tensor *conv2d_forward(const Backend *be, const Window2d *g, int groups, 
     return out;
 }
 
+/* The passes the backend's library takes (conv2d_backward_data and
+ * _weights); each one done clears its need_ flag. The bias gradient goes
+ * with the weight pass, or to im2col when only it is needed. */
+static int conv2d_backward_library(const Backend *be, const Window2d *g, int groups,
+                                   const Tensor *x, const Tensor *gy, const Tensor *weight,
+                                   Tensor *gi, Tensor *gw, Tensor *gb, bool *need_x,
+                                   bool *need_w, bool *need_b) {
+    int rc = *need_x && be->conv2d_backward_data
+                 ? be->conv2d_backward_data(g, groups, weight, gy, gi)
+                 : 1;
+    if (rc < 0) return -1;
+    if (rc == 0) *need_x = false;
+    rc = *need_w && be->conv2d_backward_weights
+             ? be->conv2d_backward_weights(g, groups, x, gy, gw, *need_b ? gb : NULL)
+             : 1;
+    if (rc < 0) return -1;
+    if (rc == 0) *need_w = *need_b = false;
+    return 0;
+}
+
+/* The rest on im2col + GEMM, chunk by chunk: gi, gw and gb each NULL when
+ * not wanted (gw and gb zeroed, gi overwritten). saved_cols: im2col(x) of
+ * the whole batch from the forward, or NULL. */
+static int conv2d_backward_im2col(const Backend *be, const Window2d *g, int groups,
+                                  const Tensor *saved_cols, const Tensor *x, const Tensor *gyc,
+                                  const Tensor *weight, Tensor *gi, Tensor *gw, Tensor *gb) {
+    if (!gi && !gw && !gb) return 0;
+    DType dt = x->dtype;
+    int64_t O = weight->shape[0], K = g->channels * g->kernel_h * g->kernel_w;
+    int64_t Og = O / groups, Kg = K / groups;
+    int64_t L = g->out_h * g->out_w, nb = chunk_images(g, K, dt);
+    bool need_cols = gi || (gw && !saved_cols);
+    Tensor *cols = need_cols ? tensor_empty(SHAPE(K, nb * L), dt, x->device) : NULL;
+    Tensor *gyo = tensor_empty(SHAPE(O, nb, L), dt, x->device);
+    Tensor *ones = gb ? tensor_full(SHAPE(nb * L), 1.0, dt, x->device) : NULL;
+    bool ok = (!need_cols || cols) && gyo && (!gb || ones);
+    for (int64_t n0 = 0; ok && n0 < g->batch; n0 += nb) {
+        int64_t m = g->batch - n0 < nb ? g->batch - n0 : nb;
+        Tensor *gym = tensor_make_view(gyo, SHAPE(O, m, L), (int64_t[]){m * L, L, 1}, 0);
+        if (!(ok = gym != NULL)) break;
+        permute_chunk(be, (Tensor *)gyc, n0, gym, true);
+        tensor_release(gym);
+        const void *gY = tensor_data(gyo); /* [O, m*L] */
+        if (gb)
+            be->gemm(dt, false, false, O, 1, m * L, 1.0, gY, m * L, tensor_data(ones), 1, 1.0,
+                     tensor_data(gb), 1);
+        if (gw) {
+            const Tensor *xcols = saved_cols ? saved_cols : cols;
+            if (!saved_cols) be->im2col(dt, g, image_at(x, n0), m, tensor_data(cols), m * L);
+            for (int gr = 0; gr < groups; gr++)
+                be->gemm(dt, false, true, Og, Kg, m * L, 1.0, elem_at(gyo, gr * Og * m * L), m * L,
+                         elem_at(xcols, gr * Kg * m * L), m * L, 1.0, elem_at(gw, gr * Og * Kg),
+                         Kg);
+        }
+        if (gi) {
+            for (int gr = 0; gr < groups; gr++)
+                be->gemm(dt, true, false, Kg, m * L, Og, 1.0, elem_at(weight, gr * Og * Kg), Kg,
+                         elem_at(gyo, gr * Og * m * L), m * L, 0.0,
+                         elem_at(cols, gr * Kg * m * L), m * L);
+            be->col2im(dt, g, tensor_data(cols), m * L, m, image_at(gi, n0));
+        }
+    }
+    tensor_release(cols);
+    tensor_release(gyo);
+    tensor_release(ones);
+    return ok ? 0 : -1;
+}
+
 /* ints: stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups.
  * inputs: x, weight[, bias], all contiguous (the op recorded its contiguous
  * copies). saved[0]: the forward's column matrix of the whole batch, when
@@ -150,55 +232,21 @@ static int conv2d_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
         return -1;
     const Backend *be = backend_for(x->device);
     if (!be) return -1;
-    DType dt = x->dtype;
-    int64_t O = weight->shape[0], K = g.channels * g.kernel_h * g.kernel_w;
-    int64_t Og = O / groups, Kg = K / groups;
-    int64_t L = g.out_h * g.out_w, nb = chunk_images(&g, K, dt);
     bool need_x = x->requires_grad, need_w = weight->requires_grad;
     bool need_b = bias && bias->requires_grad;
-
     Tensor *gyc = tensor_contiguous(gy);
-    Tensor *saved_cols = node->saved[0]; /* im2col(x) of the whole batch, or NULL */
-    bool need_cols = need_x || (need_w && !saved_cols);
-    Tensor *cols = need_cols ? tensor_empty(SHAPE(K, nb * L), dt, x->device) : NULL;
-    Tensor *gyo = tensor_empty(SHAPE(O, nb, L), dt, x->device);
+    Tensor *gi = need_x ? tensor_empty_like(x) : NULL;
     Tensor *gw = need_w ? tensor_zeros_like(weight) : NULL;
     Tensor *gb = need_b ? tensor_zeros_like(bias) : NULL;
-    Tensor *ones = need_b ? tensor_full(SHAPE(nb * L), 1.0, dt, x->device) : NULL;
-    Tensor *gi = need_x ? tensor_empty_like(x) : NULL;
-    bool ok = gyc && (!need_cols || cols) && gyo && (!need_w || gw) &&
-              (!need_b || (gb && ones)) && (!need_x || gi);
-    for (int64_t n0 = 0; ok && n0 < g.batch; n0 += nb) {
-        int64_t m = g.batch - n0 < nb ? g.batch - n0 : nb;
-        Tensor *gym = tensor_make_view(gyo, SHAPE(O, m, L), (int64_t[]){m * L, L, 1}, 0);
-        if (!(ok = gym != NULL)) break;
-        permute_chunk(be, gyc, n0, gym, true);
-        tensor_release(gym);
-        const void *gY = tensor_data(gyo); /* [O, m*L] */
-        if (need_b)
-            be->gemm(dt, false, false, O, 1, m * L, 1.0, gY, m * L, tensor_data(ones), 1, 1.0,
-                     tensor_data(gb), 1);
-        if (need_w) {
-            const Tensor *xcols = saved_cols ? saved_cols : cols;
-            if (!saved_cols) be->im2col(dt, &g, image_at(x, n0), m, tensor_data(cols), m * L);
-            for (int gi = 0; gi < groups; gi++)
-                be->gemm(dt, false, true, Og, Kg, m * L, 1.0, elem_at(gyo, gi * Og * m * L), m * L,
-                         elem_at(xcols, gi * Kg * m * L), m * L, 1.0, elem_at(gw, gi * Og * Kg),
-                         Kg);
-        }
-        if (need_x) {
-            for (int gi = 0; gi < groups; gi++)
-                be->gemm(dt, true, false, Kg, m * L, Og, 1.0, elem_at(weight, gi * Og * Kg), Kg,
-                         elem_at(gyo, gi * Og * m * L), m * L, 0.0,
-                         elem_at(cols, gi * Kg * m * L), m * L);
-            be->col2im(dt, &g, tensor_data(cols), m * L, m, image_at(gi, n0));
-        }
-    }
+    int rc = gyc && (!need_x || gi) && (!need_w || gw) && (!need_b || gb) ? 0 : -1;
+    if (rc == 0)
+        rc = conv2d_backward_library(be, &g, groups, x, gyc, weight, gi, gw, gb, &need_x,
+                                     &need_w, &need_b);
+    if (rc == 0)
+        rc = conv2d_backward_im2col(be, &g, groups, node->saved[0], x, gyc, weight,
+                                    need_x ? gi : NULL, need_w ? gw : NULL, need_b ? gb : NULL);
     tensor_release(gyc);
-    tensor_release(cols);
-    tensor_release(gyo);
-    tensor_release(ones);
-    if (!ok) {
+    if (rc != 0) {
         tensor_release(gw);
         tensor_release(gb);
         tensor_release(gi);

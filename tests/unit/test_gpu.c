@@ -29,6 +29,7 @@
 #include "core/train.h"
 #include "job/build.h"
 #include "tests/support/batches.h"
+#include "tests/support/need_gpu.h"
 #include "tests/support/optim_one.h"
 #ifdef TRAIND_CUDA
 #include "gpu/gpu.h"
@@ -36,15 +37,6 @@
 
 static const Device CUDA0 = {DEVICE_CUDA, 0};
 
-/* Skips the calling test unless device cuda:0 is there. */
-static void need_gpu(void) {
-#ifdef TRAIND_CUDA
-    if (gpu_init() > 0) return;
-    cr_skip_test("no CUDA device: gpu_init() found none, CUDA tests skipped");
-#else
-    cr_skip_test("no CUDA device: this build has no CUDA backend (make GPU=0 or no nvcc)");
-#endif
-}
 
 /* ---- helpers ---- */
 
@@ -410,7 +402,7 @@ static int mk_bce(Rng *r, DType dt, Tensor **in) {
 }
 
 Test(gpu, elementwise_binary) {
-    need_gpu();
+    test_need_gpu();
     both_dtypes("add broadcast", mk_bcast, op_add, NULL, 2e-7);
     both_dtypes("sub row", mk_row, op_sub, NULL, 2e-7);
     both_dtypes("mul broadcast", mk_bcast, op_mul, NULL, 2e-7);
@@ -419,7 +411,7 @@ Test(gpu, elementwise_binary) {
 }
 
 Test(gpu, elementwise_unary) {
-    need_gpu();
+    test_need_gpu();
     static const double e2 = 2.0, e05 = 0.5, e17 = 1.7, em1 = -1.0;
     both_dtypes("pow 2", mk_one, op_pow_s, &e2, 2e-7);
     both_dtypes("pow 0.5", mk_pos, op_pow_s, &e05, 2e-7);
@@ -439,7 +431,7 @@ Test(gpu, elementwise_unary) {
 }
 
 Test(gpu, elementwise_activations) {
-    need_gpu();
+    test_need_gpu();
     static const bool exact = false, tanh_approx = true;
     static const double slope = 0.01, slope2 = 0.2;
     both_dtypes("gelu", mk_one, op_gelu, &exact, 1e-6);
@@ -453,7 +445,7 @@ Test(gpu, elementwise_activations) {
 }
 
 Test(gpu, reductions) {
-    need_gpu();
+    test_need_gpu();
     both_dtypes("sum all", mk_3d, op_sum, NULL, 1e-6);
     both_dtypes("mean all", mk_3d, op_mean, NULL, 1e-6);
     both_dtypes("sum dims (0, 2)", mk_3d, op_sum_02, NULL, 1e-6);
@@ -463,14 +455,14 @@ Test(gpu, reductions) {
 }
 
 Test(gpu, matmul_linear) {
-    need_gpu();
+    test_need_gpu();
     both_dtypes("matmul", mk_mm, op_matmul, NULL, 2e-6);
     both_dtypes("matmul a^T", mk_mm_t, op_matmul_t, NULL, 2e-6);
     both_dtypes("linear", mk_linear, op_linear, NULL, 2e-6);
 }
 
 Test(gpu, softmax_and_losses) {
-    need_gpu();
+    test_need_gpu();
     both_dtypes("softmax", mk_wide, op_softmax, NULL, 1e-6);
     both_dtypes("log_softmax", mk_wide, op_log_softmax, NULL, 1e-6);
     both_dtypes("cross_entropy", mk_cls, op_cross_entropy, NULL, 1e-6);
@@ -494,7 +486,7 @@ Test(gpu, softmax_and_losses) {
 }
 
 Test(gpu, conv_pool) {
-    need_gpu();
+    test_need_gpu();
     static const int s1p0[] = {1, 0}, s2p1[] = {2, 1};
     both_dtypes("conv2d s1 p0", mk_conv, op_conv, s1p0, 2e-6);
     both_dtypes("conv2d s2 p1", mk_conv, op_conv, s2p1, 2e-6);
@@ -511,7 +503,7 @@ Test(gpu, conv_pool) {
 }
 
 Test(gpu, dropout_batch_norm) {
-    need_gpu();
+    test_need_gpu();
     both_dtypes("dropout p=0.3", mk_one, op_dropout, NULL, 0);
     both_dtypes("batch_norm train", mk_bn, op_batch_norm, NULL, 2e-6);
 }
@@ -552,7 +544,7 @@ static void layer_norm_parity(const char *name, const LnCase *k, DType dt) {
 }
 
 Test(gpu, layer_norm) {
-    need_gpu();
+    test_need_gpu();
     static const struct {
         const char *name;
         LnCase k;
@@ -592,7 +584,7 @@ static void attention_parity(int64_t b, int64_t h, int64_t t, int64_t d, double 
 }
 
 Test(gpu, causal_attention) {
-    need_gpu();
+    test_need_gpu();
     static const int64_t shapes[][4] = {{1, 1, 1, 8},  {2, 3, 17, 16}, {1, 2, 33, 64},
                                         {2, 2, 300, 64}, {1, 1, 45, 100}, {1, 2, 70, 128},
                                         {3, 1, 5, 1}};
@@ -612,7 +604,7 @@ static Tensor *op_embedding(Tensor **in, const void *c) {
 }
 
 Test(gpu, embedding) {
-    need_gpu();
+    test_need_gpu();
     DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
     for (int k = 0; k < 2; k++) {
         Rng r;
@@ -638,7 +630,7 @@ Test(gpu, embedding) {
  * both devices: logits, the loss over tokens and every parameter's
  * gradient, the tied one included. */
 Test(gpu, gpt_forward_backward) {
-    need_gpu();
+    test_need_gpu();
     Module *m[2];
     for (int i = 0; i < 2; i++) {
         Rng rng;
@@ -684,7 +676,7 @@ Test(gpu, gpt_forward_backward) {
 /* ---- raw kernels ---- */
 
 Test(gpu, philox_stream_matches_cpu) {
-    need_gpu();
+    test_need_gpu();
     const Backend *be = backend_for(CUDA0);
     cr_assert(be, "%s", error_get());
     uint64_t offsets[] = {0, 3, 1ull << 33};
@@ -716,7 +708,7 @@ Test(gpu, philox_stream_matches_cpu) {
  * (10-bit mantissas: normwise error near 1e-4..1e-3), and full float32
  * again when it is turned off (near 1e-7). */
 Test(gpu, allow_tf32_per_thread) {
-    need_gpu();
+    test_need_gpu();
     Rng r;
     rng_init(&r, 5);
     Tensor *a = rand_t(&r, SHAPE(256, 1024), DTYPE_FLOAT32, -1, 1);
@@ -740,7 +732,7 @@ Test(gpu, allow_tf32_per_thread) {
 }
 
 Test(gpu, gemm_transposes_and_strides) {
-    need_gpu();
+    test_need_gpu();
     const Backend *be = backend_for(CUDA0);
     cr_assert(be);
     DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
@@ -771,7 +763,7 @@ Test(gpu, gemm_transposes_and_strides) {
 }
 
 Test(gpu, copy_and_fill_all_dtypes) {
-    need_gpu();
+    test_need_gpu();
     DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64, DTYPE_INT64, DTYPE_UINT8};
     double vals[24];
     for (int i = 0; i < 24; i++) vals[i] = (double)((i * 37) % 200);
@@ -817,7 +809,7 @@ Test(gpu, copy_and_fill_all_dtypes) {
 /* The fused updates against the CPU's, three steps, bit for bit up to
  * sqrt/division rounding (both are IEEE on the GPU, so in practice equal). */
 Test(gpu, fused_optimizer_updates) {
-    need_gpu();
+    test_need_gpu();
     const Backend *be = backend_for(CUDA0);
     DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
     for (int d = 0; d < 2; d++)
@@ -870,7 +862,7 @@ Test(gpu, fused_optimizer_updates) {
  * the second step (skipped: for Adam its step count falls behind the
  * others'), against the same optimizer on the CPU. */
 Test(gpu, optimizers_update_lists_of_parameters) {
-    need_gpu();
+    test_need_gpu();
     enum { NP = 30 };
     for (int variant = 0; variant < 3; variant++) {
         Rng r;
@@ -933,7 +925,7 @@ Test(gpu, optimizers_update_lists_of_parameters) {
  * hand it to the next upload at once: the upload must wait for those
  * kernels, or their results change. */
 Test(gpu, dataloader_uploads_beside_queued_kernels) {
-    need_gpu();
+    test_need_gpu();
     enum { B = 64, NB = 24, F = 4096, REPS = 8 }; /* each matmul ~50 us on an H200 */
     Rng r;
     rng_init(&r, 11);
@@ -989,7 +981,7 @@ Test(gpu, dataloader_uploads_beside_queued_kernels) {
 
 
 Test(gpu, allocator_reuses_freed_blocks) {
-    need_gpu();
+    test_need_gpu();
 #ifdef TRAIND_CUDA
     Tensor *a = tensor_empty(SHAPE(1000, 1000), DTYPE_FLOAT32, CUDA0);
     cr_assert(a, "%s", error_get());
@@ -1032,7 +1024,7 @@ Test(gpu, allocator_reuses_freed_blocks) {
 /* tensor_empty_pinned on cuda: page-locked host memory from gpu/pinned.cu,
  * uploaded exactly, and cached by size for the next batch. */
 Test(gpu, pinned_host_buffers) {
-    need_gpu();
+    test_need_gpu();
 #ifdef TRAIND_CUDA
     size_t in0, cached0;
     gpu_pinned_stats(&in0, &cached0);
@@ -1060,7 +1052,7 @@ Test(gpu, pinned_host_buffers) {
 }
 
 Test(gpu, out_of_memory_fails_cleanly) {
-    need_gpu();
+    test_need_gpu();
 #ifdef TRAIND_CUDA
     char name[256];
     size_t total = 0, free_ = 0;
@@ -1084,7 +1076,7 @@ Test(gpu, out_of_memory_fails_cleanly) {
 }
 
 Test(gpu, device_info_and_errors) {
-    need_gpu();
+    test_need_gpu();
     Device bad = {DEVICE_CUDA, 63};
     if (backend_cuda_device_count() < 64) {
         cr_assert_null(tensor_empty(SHAPE(2), DTYPE_FLOAT32, bad));
@@ -1133,7 +1125,7 @@ static void run_job(const char *path, Device device, Losses *out) {
 }
 
 Test(gpu, trainer_parity_jobs_on_cuda) {
-    need_gpu();
+    test_need_gpu();
     const char *cases[] = {"mlp_sgd_lambda", "cnn_adam_steplr", "batchnorm_dropout_sgd_multistep",
                            "csv_regression_adamw_cosine", "layernorm_mlp_adamw"};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -1176,7 +1168,7 @@ static Tensor *op_conv_groups(Tensor **in, const void *c) {
 }
 
 Test(gpu, conv_groups_dilation) {
-    need_gpu();
+    test_need_gpu();
     static const Conv2dParams g3d2 = {2, 1, 2, 2, 2, 2, 3};
     both_dtypes("conv2d groups 3 dilation 2", mk_conv_groups, op_conv_groups, &g3d2, 2e-6);
 }
