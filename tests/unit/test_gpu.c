@@ -31,6 +31,7 @@
 #include "tests/support/batches.h"
 #include "tests/support/need_gpu.h"
 #include "tests/support/optim_one.h"
+#include "tests/support/pool_ties.h"
 #ifdef TRAIND_CUDA
 #include "gpu/gpu.h"
 #endif
@@ -500,6 +501,13 @@ Test(gpu, conv_pool) {
     both_dtypes("adaptive_avg_pool2d 1x1", mk_image, op_adaptive_avg_pool, to1, 2e-7);
     both_dtypes("adaptive_avg_pool2d 5x4", mk_image, op_adaptive_avg_pool, to5x4, 2e-7);
     both_dtypes("adaptive_avg_pool2d 16x13", mk_image, op_adaptive_avg_pool, to16x13, 2e-7);
+}
+
+/* Tied windows against PyTorch (tests/fixtures/pool_ties.json): the first
+ * maximum in scan order, its index and the gradient routed to it. */
+Test(gpu, max_pool_ties) {
+    test_need_gpu();
+    pool_ties_check_all(CUDA0);
 }
 
 Test(gpu, dropout_batch_norm) {
