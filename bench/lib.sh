@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# bench/lib.sh - what bench/run.sh (CPU) and bench/gpu.sh (CUDA) share, sourced
-# by both from the repository root: the seed's MNIST job spec and the summary
-# of a `traind run --jsonl` log. Python is "$PY" (python3 unless set).
+# bench/lib.sh - what bench/run.sh (CPU), bench/models.sh and bench/gpu.sh
+# (CUDA) share, sourced from the repository root: the seed's MNIST job spec,
+# the summary of a `traind run --jsonl` log and the line that says which
+# machine a CPU bench ran on. Python is "$PY" (python3 unless set).
 
 # bench_mnist_model MODEL: the seed's mlp or cnn layers (JSON).
 bench_mnist_model() {
@@ -41,9 +42,11 @@ EOF
 
 # bench_summarize BENCH JSONL IMPL [WALL_MS]: traind's metric lines -> one
 # bench line (test_accuracy when the job validated, wall_s when given).
-# BENCH_UNIT names the speed (default train_samples_per_s, and
-# best_epoch_samples_per_s) and BENCH_PER counts it per sample (tokens per
-# window: 1024).
+# Speed is training samples over training time (the epochs' train_time_s,
+# validation excluded, as a PyTorch user times a loop), summed over the
+# epochs; best_epoch_* is the fastest epoch's samples_per_s. BENCH_UNIT names
+# the speed (default train_samples_per_s, and best_epoch_samples_per_s) and
+# BENCH_PER counts it per sample (tokens per window: 1024).
 bench_summarize() {
     "${PY:-python3}" - "$@" <<'PYEOF'
 import json, os, sys
@@ -54,17 +57,70 @@ for line in open(path):
     ev = json.loads(line)
     if ev.get("event") == "metric" and ev["name"] not in ("loss", "lr"):
         m.setdefault(ev["name"], []).append(ev["value"])
-times, sps = m["epoch_time_s"], m["samples_per_s"]
-samples = sum(s * t for s, t in zip(sps, times)) * per
+train, sps = m["train_time_s"], m["samples_per_s"]
+samples = sum(s * t for s, t in zip(sps, train)) * per
 out = {"bench": bench, "impl": impl,
-       unit or "train_samples_per_s": round(samples / sum(times), 1),
+       unit or "train_samples_per_s": round(samples / sum(train), 1),
        "best_epoch_" + (unit or "samples_per_s"): round(max(sps) * per, 1)}
 if "val_accuracy" in m:
     out["test_accuracy"] = m["val_accuracy"][-1]
-out["epoch_time_s"] = [round(t, 3) for t in times]
+out["train_time_s"] = [round(t, 3) for t in train]
+out["epoch_time_s"] = [round(t, 3) for t in m["epoch_time_s"]]
 out["train_loss"] = [round(v, 5) for v in m["train_loss"]]
 if len(sys.argv) > 4:
     out["wall_s"] = round(float(sys.argv[4]) / 1000, 2)  # ms
 print(json.dumps(out))
+PYEOF
+}
+
+# bench_openblas_core TRAIND: the OpenBLAS kernels traind runs on (`traind
+# info`: "SkylakeX", ...), for PyTorch's OpenBLAS (OPENBLAS_CORETYPE) too.
+bench_openblas_core() {
+    "$1" info | sed -n 's/.*(OpenBLAS, \([A-Za-z0-9]*\) kernels).*/\1/p'
+}
+
+# bench_torch_fast CORE CMD...: CMD (a PyTorch run) with the settings
+# PyTorch runs fastest with on these shared 2-core machines, which traind
+# gives itself: OMP_WAIT_POLICY=passive (spinning OpenMP threads lose their
+# core to other work: the MNIST MLP 4,900 samples/s spinning, 37,800
+# passive on a machine at load 4), OPENBLAS_NUM_THREADS=1 (Debian's torch
+# calls a threaded OpenBLAS from inside its own OpenMP threads, 4 threads on
+# 2 cores) and OPENBLAS_CORETYPE=CORE, traind's kernels (on a VM OpenBLAS
+# alone falls back to SSE3: 2.7x slower on that MLP).
+bench_torch_fast() {
+    local core=$1
+    shift
+    OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=$core "$@"
+}
+
+# bench_machine TRAIND TORCH_THREADS: one JSON line {"bench": "machine"}: the
+# processor (lscpu's Model name; a VM may say only "Intel Xeon Processor"),
+# the instruction sets that decide which kernels run, the CPUs this process
+# may use (traind's OpenMP threads, one each) and the threads PyTorch is
+# given, and what `traind info` says of its kernels (the OpenBLAS core).
+# Figures from two machines do not compare; this line says which one.
+bench_machine() {
+    "${PY:-python3}" - "$@" <<'PYEOF'
+import json, os, subprocess, sys, time
+traind, torch_threads = sys.argv[1], int(sys.argv[2])
+lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+model = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines()
+              if l.startswith("Model name:")), "unknown")
+flags = set()
+with open("/proc/cpuinfo") as f:
+    for l in f:
+        if l.startswith("flags"):
+            flags = set(l.split(":", 1)[1].split())
+            break
+isa = [x for x in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+       if x in flags]
+info = subprocess.run([traind, "info"], capture_output=True, text=True).stdout
+kernels = [l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("backends:")]
+print(json.dumps({"bench": "machine", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "cpu": model, "isa": isa, "cpus": len(os.sched_getaffinity(0)),
+                  "traind_threads": int(os.environ.get("OMP_NUM_THREADS",
+                                                       len(os.sched_getaffinity(0)))),
+                  "torch_threads": torch_threads,
+                  "traind_kernels": kernels[0] if kernels else "unknown"}))
 PYEOF
 }

@@ -2,10 +2,12 @@
 # bench/models.sh - the models a lab trains, traind beside PyTorch in one run
 # (part of `make bench`), JSON lines on stdout:
 #
+#   {"bench": "machine", "cpu": ..., "isa": [...], ...}       (lib.sh's bench_machine)
 #   {"bench": "resnet18", "impl": "traind", "images_per_s": ..., ...}
 #   {"bench": "resnet18", "impl": "pytorch", ...}            (torchvision's resnet18)
 #   {"bench": "resnet18", "impl": "pytorch-channels-last", ...}
-#   {"bench": "resnet18", "ratio": traind / pytorch, "ratio_vs_channels_last": ...}
+#   {"bench": "resnet18", "ratio": traind / pytorch, "ratio_vs_channels_last": ...,
+#    "ratio_best_epoch": ..., "ratio_best_epoch_vs_channels_last": ...}
 #   {"bench": "gpt2", "impl": "traind", "tokens_per_s": ...}  and PyTorch's, and the ratio
 #
 #   resnet18  ResNet-18 with the small-input stem on 32x32 RGB images at batch
@@ -16,11 +18,13 @@
 #             GPT_BATCH windows of 1024 tokens; tokens per second.
 #
 # Both run EPOCHS epochs in float32 on the CPU (2 threads; PyTorch with
-# OPENBLAS_NUM_THREADS=1, its fastest setting here, and traind's and
-# PyTorch's OpenBLAS on the same kernels: OPENBLAS_CORETYPE as traind
-# chooses it). Speed is each epoch's whole time, the first step included;
-# best_epoch_* is the fastest epoch. One after another: a machine loaded by
-# other work skews the ratios.
+# lib.sh's bench_torch_fast settings, its fastest here: passive OpenMP
+# waiting, OPENBLAS_NUM_THREADS=1, and traind's and PyTorch's OpenBLAS on the
+# same kernels, OPENBLAS_CORETYPE as traind chooses it). Speed is samples
+# over training time, as in bench/run.sh; these jobs have no validation, so
+# that is each epoch's whole time, the first step included; best_epoch_* is
+# the fastest epoch. One after another: a machine loaded by other work
+# skews the ratios.
 #
 #   bench/models.sh [resnet18] [gpt2]   (default both)
 #   BATCHES=2 GPT_BATCH=1 GPT_WINDOWS=4 EPOCHS=2 bench/models.sh
@@ -44,8 +48,8 @@ else
 fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-# the OpenBLAS kernels traind runs on (`traind info`), for PyTorch's OpenBLAS too
-core=$("$TRAIND" info | sed -n 's/.*(OpenBLAS, \([A-Za-z0-9]*\) kernels).*/\1/p')
+core=$(bench_openblas_core "$TRAIND")
+bench_machine "$TRAIND" 2
 
 ratio() { # BENCH UNIT OURS THEIRS [TUNED]
     python3 - "$@" <<'PYEOF'
@@ -57,6 +61,8 @@ line = {"bench": bench, "ratio": round(a[unit] / b[unit], 3),
 if len(sys.argv) > 5:
     c = json.loads(sys.argv[5])
     line["ratio_vs_channels_last"] = round(a[unit] / c[unit], 3)
+    line["ratio_best_epoch_vs_channels_last"] = round(
+        a["best_epoch_" + unit] / c["best_epoch_" + unit], 3)
 print(json.dumps(line))
 PYEOF
 }
@@ -84,10 +90,10 @@ JSON
         [ $have_torch -eq 1 ] || continue
         args=(--model resnet18 --inputs "$TMP/x.npy" --labels "$TMP/y.npy" --batch 256
               --epochs "$EPOCHS" --threads 2)
-        theirs=$(OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=$core /usr/bin/python3 \
+        theirs=$(bench_torch_fast "$core" /usr/bin/python3 \
                  bench/torch_models.py "${args[@]}")
         echo "$theirs"
-        cl=$(OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=$core /usr/bin/python3 \
+        cl=$(bench_torch_fast "$core" /usr/bin/python3 \
              bench/torch_models.py "${args[@]}" --channels-last --impl pytorch-channels-last)
         echo "$cl"
         ratio resnet18 images_per_s "$ours" "$theirs" "$cl"
@@ -110,7 +116,7 @@ JSON
         ours=$(BENCH_UNIT=tokens_per_s BENCH_PER=1024 bench_summarize gpt2 "$TMP/g.jsonl" traind)
         echo "$ours"
         [ $have_torch -eq 1 ] || continue
-        theirs=$(OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=$core /usr/bin/python3 \
+        theirs=$(bench_torch_fast "$core" /usr/bin/python3 \
                  bench/torch_models.py --model gpt2 --tokens "$TMP/t.bin" --batch "$GPT_BATCH" \
                  --epochs "$EPOCHS" --threads 2)
         echo "$theirs"

@@ -2,8 +2,9 @@
 # bench/run.sh - `make bench`: the seed's MNIST MLP and CNN, traind against
 # PyTorch, side by side in one run. JSON lines on stdout:
 #
+#   {"bench": "machine", "cpu": ..., "isa": [...], "cpus": ..., "traind_kernels": ...}
 #   {"bench": "mnist_mlp", "impl": "traind",  "train_samples_per_s": ..., "test_accuracy": ...,
-#    "epoch_time_s": [...], ...}
+#    "train_time_s": [...], "epoch_time_s": [...], ...}
 #   {"bench": "mnist_mlp", "impl": "pytorch", ...}           (where torch imports)
 #   {"bench": "mnist_mlp", "impl": "pytorch-tuned", ...}     (TORCH_TUNED=0 to skip)
 #   {"bench": "mnist_mlp", "ratio_samples_per_s": traind / pytorch,
@@ -13,15 +14,20 @@
 # and the same for mnist_cnn. Both train on ../shared/datasets/mnist (its
 # train file, 20k images here, and the 10k test set as validation): batch
 # 64, shuffle on, SGD lr 0.01 momentum 0.9, LambdaLR 0.95**epoch, 2 epochs,
-# ToTensor + Normalize(0.5, 1.0). Speed is design.md's samples_per_s:
-# training samples over each epoch's wall time (training and validation),
-# summed over the epochs (best_epoch_samples_per_s: the fastest epoch alone,
-# which a burst of other work on the machine skews less); test_accuracy is
-# the last epoch's val_accuracy.
+# ToTensor + Normalize(0.5, 1.0). Speed is traind's samples_per_s: training
+# samples over training time (each epoch's training loop with its data
+# loading, not its validation, as a PyTorch user times a loop), summed over
+# the epochs (best_epoch_samples_per_s: the fastest epoch alone, which a
+# burst of other work on the machine skews less); epoch_time_s is each whole
+# epoch; test_accuracy is the last epoch's val_accuracy.
 # PyTorch runs bench/torch_mnist.py with torch.set_num_threads(2): "pytorch"
-# as the seed writes it (per-sample Dataset, DataLoader), "pytorch-tuned" with
-# OPENBLAS_NUM_THREADS=1 and whole-tensor batches (see below). The runs are
-# one after another, so a machine loaded by other work skews the ratios.
+# as the seed writes it (per-sample Dataset, DataLoader, the environment as
+# it is), "pytorch-tuned" as fast as PyTorch gets here: whole-tensor batches,
+# OMP_WAIT_POLICY=passive, OPENBLAS_NUM_THREADS=1, its OpenBLAS on traind's
+# kernels, the CNN in channels_last (see below). The
+# first line says which machine ran it (figures from two machines do not
+# compare). The runs are one after another, so a machine loaded by other
+# work skews the ratios.
 #
 #   bench/run.sh [mlp] [cnn]        (default both)
 #   MNIST_DIR=... EPOCHS=2 TORCH_LOADER=dataset|tensor TORCH_TUNED=0|1 bench/run.sh
@@ -50,6 +56,8 @@ for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-
 done
 MNIST_DIR=$(cd "$MNIST_DIR" && pwd)
 [ -x "$TRAIND" ] || { echo "bench: $TRAIND not built (make all)" >&2; exit 1; }
+bench_machine "$TRAIND" 2
+core=$(bench_openblas_core "$TRAIND")
 have_torch=0
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     have_torch=1
@@ -78,13 +86,15 @@ for model in "${models[@]}"; do
     echo "$theirs"
     tuned='{}'
     if [ "$TORCH_TUNED" = 1 ]; then
-        # pytorch-tuned: Debian's torch calls a multi-threaded OpenBLAS from
-        # inside its own 2 OpenMP threads, 4 spinning threads on 2 cores;
-        # one OpenBLAS thread per caller and whole-tensor batches is the
-        # fastest PyTorch gets here.
-        tuned=$(OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_mnist.py --model "$model" \
+        # pytorch-tuned, the fastest PyTorch gets here: bench_torch_fast's
+        # settings (lib.sh), whole-tensor batches and, for the CNN,
+        # channels_last (oneDNN's fastest layout: 1,430 against 1,230
+        # samples/s contiguous, one run on a loaded machine).
+        layout=()
+        [ "$model" = cnn ] && layout=(--channels-last)
+        tuned=$(bench_torch_fast "$core" /usr/bin/python3 bench/torch_mnist.py --model "$model" \
                 --data "$MNIST_DIR" --epochs "$EPOCHS" --threads 2 --loader tensor \
-                --impl pytorch-tuned)
+                "${layout[@]}" --impl pytorch-tuned)
         echo "$tuned"
     fi
     python3 - "$bench" "$ours" "$theirs" "$tuned" <<'EOF'

@@ -11,8 +11,9 @@ traind's job is, on the same data files, and one JSON line out.
             dropout; windows of block + 1 tokens from a uint16 .bin, AdamW
             lr 6e-4. Speed: tokens per second.
 
-Each epoch is timed whole (its first batch included, as traind's
-epoch_time_s is), and the best epoch is reported beside the mean.
+Each epoch is timed whole (its first batch included): with no validation
+that is its training time, as traind's train_time_s, over which both count
+samples per second; the best epoch is reported beside the mean.
 
   /usr/bin/python3 bench/torch_models.py --model resnet18 --inputs X.npy --labels Y.npy
   /usr/bin/python3 bench/torch_models.py --model gpt2 --tokens T.bin --batch 1

@@ -77,6 +77,10 @@ int64_t train_steps_per_epoch(const Trainer *t) {
     return train_steps_for(dataloader_num_batches(t->train), t->accumulate_steps);
 }
 
+double train_samples_per_s(const TrainState *s) {
+    return s->samples > 0 && s->elapsed_s > 0 ? (double)s->samples / s->elapsed_s : 0;
+}
+
 int64_t train_total_steps(const Trainer *t) {
     if (!t->train || t->epochs <= 0) return 0;
     return (int64_t)t->epochs * train_steps_per_epoch(t);
@@ -400,6 +404,14 @@ static int step_schedule(Trainer *t) {
     return apply_schedule(t);
 }
 
+/* Adds the time since *t0 to the epoch's training time and restarts *t0:
+ * after each step, so live progress sees the time of the steps it counts. */
+static void add_train_time(TrainState *s, double *t0) {
+    double now = clock_now_s();
+    s->elapsed_s += now - *t0;
+    *t0 = now;
+}
+
 static int train_epoch(Trainer *t, int epoch) {
     TrainState *s = &t->state;
     double t0 = clock_now_s();
@@ -417,7 +429,7 @@ static int train_epoch(Trainer *t, int epoch) {
     for (;;) {
         if (cancelled(t)) {
             dataloader_end_epoch(t->train);
-            s->elapsed_s += clock_now_s() - t0;
+            add_train_time(s, &t0);
             return error_set("cancelled at step %" PRId64, s->step);
         }
         int rc = train_step(t, epoch);
@@ -431,19 +443,19 @@ static int train_epoch(Trainer *t, int epoch) {
             dataloader_end_epoch(t->train);
             return -1;
         }
+        add_train_time(s, &t0);
     }
-    s->elapsed_s += clock_now_s() - t0;
+    add_train_time(s, &t0);
 
-    /* validation and the epoch's metrics */
+    /* validation and the epoch's metrics. A validation cut short (a cancel)
+     * adds nothing: the epoch stays in progress and a resume validates it
+     * again, whole, and that validation's time is the epoch's. */
     double v0 = clock_now_s(), val_loss = NAN, val_acc = NAN;
-    if (t->val && validate(t, epoch, &val_loss, &val_acc) != 0) {
-        s->elapsed_s += clock_now_s() - v0; /* the epoch stays in progress */
-        return -1;
-    }
-    double epoch_time = s->elapsed_s + (clock_now_s() - v0);
+    if (t->val && validate(t, epoch, &val_loss, &val_acc) != 0) return -1;
+    double train_time = s->elapsed_s, epoch_time = train_time + (clock_now_s() - v0);
     double train_loss = s->samples > 0 ? s->loss_sum / (double)s->samples : NAN;
     double train_acc = s->labelled > 0 ? (double)s->correct / (double)s->labelled : NAN;
-    double sps = epoch_time > 0 ? (double)s->samples / epoch_time : 0;
+    double sps = train_samples_per_s(s);
     emit(t, "train_loss", s->step, epoch, train_loss);
     if (t->accuracy) emit(t, "train_accuracy", s->step, epoch, train_acc);
     if (t->perplexity) emit(t, "train_perplexity", s->step, epoch, exp(train_loss));
@@ -453,6 +465,7 @@ static int train_epoch(Trainer *t, int epoch) {
         if (t->perplexity) emit(t, "val_perplexity", s->step, epoch, exp(val_loss));
     }
     emit(t, "samples_per_s", s->step, epoch, sps);
+    emit(t, "train_time_s", s->step, epoch, train_time);
     emit(t, "epoch_time_s", s->step, epoch, epoch_time);
     const Backend *be = memory_tracker(t->device);
     if (be) { /* a GPU: its allocator's high-water mark */
@@ -467,8 +480,9 @@ static int train_epoch(Trainer *t, int epoch) {
         snprintf(val, sizeof val, " val_loss %.6g val_accuracy %.4f", val_loss, val_acc);
     else if (t->val)
         snprintf(val, sizeof val, " val_loss %.6g", val_loss);
-    logf_(t, "epoch %d: step %" PRId64 " train_loss %.6g%s%s lr %.6g %.0f samples/s %.2fs", epoch,
-          s->step, train_loss, acc, val, t->opt->lr, sps, epoch_time);
+    logf_(t, "epoch %d: step %" PRId64 " train_loss %.6g%s%s lr %.6g %.0f samples/s %.2fs "
+          "(training %.2fs)", epoch, s->step, train_loss, acc, val, t->opt->lr, sps, epoch_time,
+          train_time);
 
     /* scheduler.step() after the epoch; the next epoch starts clean */
     if (t->lr_scheduler && !lr_scheduler_per_step(t->lr_scheduler) && step_schedule(t) != 0)

@@ -22,8 +22,11 @@
  * batch losses weighted by batch size, i.e. the mean over the epoch's
  * samples), "train_accuracy", "val_loss", "val_accuracy" (eval mode, no
  * grad, whole val set), "samples_per_s" (training samples over
- * epoch_time_s) and "epoch_time_s" (wall time of the epoch, training and
- * validation). Accuracies only with `accuracy` (int64 labels, [B, C]
+ * train_time_s, as a PyTorch user times a training loop), "train_time_s"
+ * (the epoch's training: its steps and the data loading for them, not the
+ * validation) and "epoch_time_s" (wall time of the whole epoch, training
+ * and validation). design.md had samples_per_s over the whole epoch, which
+ * counted the validation's time against the training samples. Accuracies only with `accuracy` (int64 labels, [B, C]
  * outputs, argmax over dim 1), "train_perplexity" and "val_perplexity"
  * (exp of the mean cross-entropy, a language model's measure) only with
  * `perplexity`, val metrics only with a val loader.
@@ -76,7 +79,8 @@ typedef struct {
     int64_t samples;
     int64_t correct;
     int64_t labelled; /* targets that are not ignore_index: accuracy's denominator */
-    double elapsed_s; /* training time of `epoch` before a resume */
+    double elapsed_s; /* training time of `epoch` so far (its steps, kept
+                         through a resume; never its validation) */
     /* Set by train_resume: the train loader already stands in `epoch` at
      * `batch`, so train_run continues that epoch instead of starting it. */
     bool epoch_begun;
@@ -142,6 +146,12 @@ void train_init(Trainer *t);
  * restored on every path; the model is left in the mode the loop last set
  * (eval after a validation, as a PyTorch loop leaves it). */
 int train_run(Trainer *t);
+
+/* Training samples over training time of the epoch in progress, up to its
+ * last finished step (validation excluded): at the epoch's end, its
+ * "samples_per_s". 0 before the epoch's first step. Live progress reads it
+ * from the metric callback, on the training thread. */
+double train_samples_per_s(const TrainState *s);
 
 /* The number of optimizer steps a whole run makes (for progress bars). */
 int64_t train_total_steps(const Trainer *t);

@@ -81,6 +81,7 @@ typedef struct {
     int64_t total_steps;
     int64_t step0; /* step the attempt started from */
     double t0;
+    const Trainer *trainer; /* the one training, while train_run runs */
     char ckpt_dir[4200]; /* <data-dir>/jobs/<id>/checkpoints */
     Error log_lost;      /* the first trainer log line not stored (message "" for none) */
 } JobRun;
@@ -89,17 +90,19 @@ static void on_metric(void *user, const char *name, int64_t step, int epoch, dou
     JobRun *r = user;
     metric_writer_push(r->s->mw, r->job, name, step, epoch, value);
     if (strcmp(name, "loss") == 0) {
+        /* the ETA from wall time, validations and checkpoints included; the
+         * rate as the epoch's samples_per_s counts it, training time alone
+         * (an epoch's first step keeps the last epoch's) */
         double dt = clock_now_s() - r->t0;
         double steps_per_s = dt > 0 ? (double)(step - r->step0) / dt : 0;
+        double sps = train_samples_per_s(&r->trainer->state);
         pthread_mutex_lock(&r->w->pmu);
         DbJobProgress *p = &r->w->progress;
         p->epoch = epoch;
         p->step = step;
         p->total_steps = r->total_steps;
-        if (steps_per_s > 0) {
-            p->samples_per_s = steps_per_s * (double)r->spec->batch_size;
-            p->eta_s = (double)(r->total_steps - step) / steps_per_s;
-        }
+        if (sps > 0) p->samples_per_s = sps;
+        if (steps_per_s > 0) p->eta_s = (double)(r->total_steps - step) / steps_per_s;
         pthread_mutex_unlock(&r->w->pmu);
         if (r->s->cfg.step_hook) r->s->cfg.step_hook(r->s->cfg.hook_user, r->job, step);
     } else if (strcmp(name, "samples_per_s") == 0) {
@@ -285,6 +288,7 @@ static int prepare(JobRun *r, const DbJob *job, JobBuild *b, Trainer *t, bool *b
 static int train(JobRun *r, Trainer *t) {
     r->step0 = t->state.step;
     r->t0 = clock_now_s();
+    r->trainer = t;
     pthread_mutex_lock(&r->w->pmu);
     r->w->progress = (DbJobProgress){
         .epoch = t->state.epoch, .step = t->state.step, .total_steps = r->total_steps, .eta_s = -1};

@@ -330,7 +330,9 @@ typedef struct {
     int epoch;            /* the epoch in progress (0-based) */
     int64_t step;         /* optimizer steps done */
     int64_t total_steps;  /* of the whole run */
-    double samples_per_s; /* over the last epoch, or recent steps */
+    double samples_per_s; /* training samples over training time (no
+                             validation): the last epoch's, or live the
+                             epoch in progress so far */
     double eta_s;         /* seconds left; -1 when unknown */
 } DbJobProgress;
 

@@ -1,5 +1,7 @@
 /* test_train.c - core/train: the loop's metrics as design.md defines them
- * (recomputed by hand), PyTorch parity step for step (tests/fixtures/
+ * (recomputed by hand; samples_per_s over training time alone, with a
+ * validation made slower than training by sleeps the clock must show),
+ * PyTorch parity step for step (tests/fixtures/
  * gen_train.py), NaN/Inf detection, the cancel flag, checkpoints, and
  * resuming to the very same losses (shuffle and Dropout on) after a
  * checkpoint at an epoch's end or in the middle of one; a checkpoint on a
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <dirent.h>
 
@@ -42,6 +45,9 @@ typedef struct {
     const char *ckpt_dir;   /* checkpoint callback saves here */
     int ckpts;
     bool cancel_after_ckpt;
+    const Trainer *trainer; /* when set: train_samples_per_s at each "loss" into live[] */
+    int nlive;
+    double live[64];
 } Rec;
 
 static void rec_metric(void *user, const char *name, int64_t step, int epoch, double value) {
@@ -54,6 +60,10 @@ static void rec_metric(void *user, const char *name, int64_t step, int epoch, do
     m->value = value;
     if (r->cancel && r->cancel_at_step && strcmp(name, "loss") == 0 && step == r->cancel_at_step)
         atomic_store(r->cancel, 1);
+    if (r->trainer && strcmp(name, "loss") == 0) {
+        cr_assert(r->nlive < 64);
+        r->live[r->nlive++] = train_samples_per_s(&r->trainer->state);
+    }
 }
 
 static void rec_log(void *user, const char *line) {
@@ -271,7 +281,7 @@ Test(train, metrics_definitions) {
         cr_assert(isfinite(loss[k]) && loss[k] > 0);
     }
     /* epoch metrics: one each per epoch, at the epoch's last step */
-    double tl[8], ta[8], vl[8], va[8], sps[8], et[8];
+    double tl[8], ta[8], vl[8], va[8], sps[8], tt[8], et[8];
     int64_t esteps[8];
     int eep[8];
     cr_assert_eq(rec_values(&r->rec, "train_loss", tl, esteps, eep), 5);
@@ -279,6 +289,7 @@ Test(train, metrics_definitions) {
     cr_assert_eq(rec_values(&r->rec, "val_loss", vl, NULL, NULL), 5);
     cr_assert_eq(rec_values(&r->rec, "val_accuracy", va, NULL, NULL), 5);
     cr_assert_eq(rec_values(&r->rec, "samples_per_s", sps, NULL, NULL), 5);
+    cr_assert_eq(rec_values(&r->rec, "train_time_s", tt, NULL, NULL), 5);
     cr_assert_eq(rec_values(&r->rec, "epoch_time_s", et, NULL, NULL), 5);
     for (int e = 0; e < 5; e++) {
         cr_assert_eq(esteps[e], 4 * (e + 1));
@@ -291,8 +302,9 @@ Test(train, metrics_definitions) {
         cr_assert(fabs(weighted - plain) > 1e-9, "the test must tell the two means apart");
         cr_assert(ta[e] >= 0 && ta[e] <= 1 && fabs(ta[e] * 50 - round(ta[e] * 50)) < 1e-9);
         cr_assert(va[e] >= 0 && va[e] <= 1 && fabs(va[e] * 20 - round(va[e] * 20)) < 1e-9);
-        cr_assert(et[e] > 0);
-        cr_assert_float_eq(sps[e], 50 / et[e], 1e-6 * sps[e]);
+        cr_assert(tt[e] > 0 && et[e] > tt[e], "train %g s, epoch %g s", tt[e], et[e]);
+        cr_assert_float_eq(sps[e] * tt[e], 50, 1e-9, "%.17g samples/s over %.17g s", sps[e],
+                           tt[e]);
     }
     /* the scheduler stepped once per epoch, the optimizer holds its lr */
     cr_assert_eq(lr_scheduler_last_epoch(r->sched), 5);
@@ -323,7 +335,8 @@ Test(train, metrics_definitions) {
     rig_free(r);
 }
 
-/* Without a val loader or accuracy: only train_loss, samples_per_s, epoch_time_s. */
+/* Without a val loader or accuracy: only train_loss, samples_per_s, train_time_s,
+ * epoch_time_s. */
 Test(train, no_val_no_accuracy) {
     Tensor *x, *y;
     toy_data(50, 4, &x, &y);
@@ -334,7 +347,14 @@ Test(train, no_val_no_accuracy) {
     cr_assert_eq(rec_values(&r->rec, "train_loss", NULL, NULL, NULL), 2);
     cr_assert_eq(rec_values(&r->rec, "train_accuracy", NULL, NULL, NULL), 0);
     cr_assert_eq(rec_values(&r->rec, "val_loss", NULL, NULL, NULL), 0);
-    cr_assert_eq(rec_values(&r->rec, "epoch_time_s", NULL, NULL, NULL), 2);
+    double sps[2], tt[2], et[2];
+    cr_assert_eq(rec_values(&r->rec, "samples_per_s", sps, NULL, NULL), 2);
+    cr_assert_eq(rec_values(&r->rec, "train_time_s", tt, NULL, NULL), 2);
+    cr_assert_eq(rec_values(&r->rec, "epoch_time_s", et, NULL, NULL), 2);
+    for (int e = 0; e < 2; e++) {
+        cr_assert(tt[e] > 0 && et[e] >= tt[e], "train %g s, epoch %g s", tt[e], et[e]);
+        cr_assert_float_eq(sps[e] * tt[e], 50, 1e-9);
+    }
     double lr[8];
     rec_values(&r->rec, "lr", lr, NULL, NULL);
     for (int k = 0; k < 8; k++) cr_assert_eq(lr[k], 0.05);
@@ -342,6 +362,70 @@ Test(train, no_val_no_accuracy) {
     int n = r->rec.n;
     cr_assert_eq(train_run(&r->t), 0);
     cr_assert_eq(r->rec.n, n);
+    rig_free(r);
+}
+
+/* Sleeps that the monotonic clock (the trainer's) sees in full. */
+#define SLOW_TRAIN_NS 20000000L /* 20 ms a training batch */
+#define SLOW_VAL_NS 50000000L   /* 50 ms a validation batch */
+
+static void sleep_ns(long ns) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += ns;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        continue;
+}
+
+/* Cross-entropy that sleeps in each batch, longer in validation (grad mode
+ * off) than in training. */
+static Tensor *slow_val_loss(Tensor *out, Tensor *target, Reduction reduction) {
+    sleep_ns(autograd_is_enabled() ? SLOW_TRAIN_NS : SLOW_VAL_NS);
+    return tensor_cross_entropy(out, target, reduction);
+}
+
+/* samples_per_s counts training samples over training time, as a PyTorch
+ * user times a loop: a validation (4 batches, 200 ms of sleep) far slower
+ * than training (2 steps, 40 ms) is in epoch_time_s and not in
+ * train_time_s. The bounds are what the sleeps add (a slow machine only
+ * widens them), so the test checks what is counted, not a speed. */
+Test(train, samples_per_s_over_training_time) {
+    Tensor *x, *y, *vx, *vy;
+    toy_data(32, 21, &x, &y);
+    toy_data(64, 22, &vx, &vy);
+    RigOptions o = {.out_features = 3, .seed = 23, .lr = 0.05, .epochs = 2,
+                    .loss = slow_val_loss};
+    Rig *r = rig_new(&o, x, y, vx, vy);
+    r->rec.trainer = &r->t;
+    cr_assert_eq(train_run(&r->t), 0, "%s", error_get());
+    double sps[2], tt[2], et[2];
+    cr_assert_eq(rec_values(&r->rec, "samples_per_s", sps, NULL, NULL), 2);
+    cr_assert_eq(rec_values(&r->rec, "train_time_s", tt, NULL, NULL), 2);
+    cr_assert_eq(rec_values(&r->rec, "epoch_time_s", et, NULL, NULL), 2);
+    for (int e = 0; e < 2; e++) {
+        cr_assert_geq(tt[e], 2 * SLOW_TRAIN_NS * 1e-9, "epoch %d: both steps are training", e);
+        cr_assert_geq(et[e] - tt[e], 4 * SLOW_VAL_NS * 1e-9,
+                      "epoch %d: training %.3f s of %.3f s, the validation's 0.2 s in it", e,
+                      tt[e], et[e]);
+        cr_assert_float_eq(sps[e] * tt[e], 32, 1e-9, "epoch %d: %.17g samples/s over %.17g s",
+                           e, sps[e], tt[e]);
+        cr_assert_gt(sps[e], 32 / et[e]);
+    }
+    /* live (progress): at each step's loss, the epoch's finished steps over
+     * their time; nothing yet at an epoch's first step */
+    cr_assert_eq(r->rec.nlive, 4);
+    for (int k = 0; k < 4; k++) {
+        if (k % 2 == 0) {
+            cr_assert_eq(r->rec.live[k], 0, "step %d: %g", k + 1, r->rec.live[k]);
+            continue;
+        }
+        double took = 16 / r->rec.live[k]; /* step k's 16 samples */
+        cr_assert(took >= SLOW_TRAIN_NS * 1e-9 && took <= tt[k / 2],
+                  "step %d: %.3f s for the epoch's first step, %.3f s its training", k + 1, took,
+                  tt[k / 2]);
+    }
     rig_free(r);
 }
 
