@@ -86,11 +86,13 @@ bench_openblas_core() {
 # passive on a machine at load 4), OPENBLAS_NUM_THREADS=1 (Debian's torch
 # calls a threaded OpenBLAS from inside its own OpenMP threads, 4 threads on
 # 2 cores) and OPENBLAS_CORETYPE=CORE, traind's kernels (on a VM OpenBLAS
-# alone falls back to SSE3: 2.7x slower on that MLP).
+# alone falls back to SSE3: 2.7x slower on that MLP); GOMP_SPINCOUNT=10000,
+# the short spin before sleeping that traind also takes.
 bench_torch_fast() {
     local core=$1
     shift
-    OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=$core "$@"
+    OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=10000 OPENBLAS_NUM_THREADS=1 \
+        OPENBLAS_CORETYPE=$core "$@"
 }
 
 # bench_machine TRAIND TORCH_THREADS: one JSON line {"bench": "machine"}: the
