@@ -82,6 +82,17 @@ typedef struct {
     int64_t out_h, out_w;
 } Window2d;
 
+/* Conv2d -> ReLU -> MaxPool2d, run as one (tensor_conv2d_relu_max_pool2d):
+ * the convolution's window over x, its output channels and groups, and
+ * the pooling window over the convolution's output. */
+typedef struct {
+    Window2d conv;
+    int64_t out_channels;
+    int groups;
+    bool bias;
+    Window2d pool;
+} ConvReluPool;
+
 typedef struct Backend {
     const char *name;
 
@@ -179,6 +190,20 @@ typedef struct Backend {
                                 const Tensor *gy, Tensor *gx);
     int (*conv2d_backward_weights)(const Window2d *w, int groups, const Tensor *x,
                                    const Tensor *gy, Tensor *gw, Tensor *gb);
+
+    /* ---- max_pool2d(relu(conv2d(x))) at once, where a library keeps its
+     * own layout from the convolution through the pooling (the CPU's
+     * oneDNN); 1 returned, or NULL: the three ops one by one ---- */
+    /* out = the pooled output (contiguous); saved[0..1] become what the
+     * backward reads (the ReLU's output and the pooling's argmax, in the
+     * library's layouts, as byte tensors). */
+    int (*conv2d_relu_max_pool2d)(const ConvReluPool *b, const Tensor *x, const Tensor *weight,
+                                  const Tensor *bias, Tensor *out, Tensor **saved);
+    /* gx, gw, gb overwritten, each NULL when not wanted; x, weight and
+     * saved as the forward had them. */
+    int (*conv2d_relu_max_pool2d_backward)(const ConvReluPool *b, const Tensor *x,
+                                           const Tensor *weight, Tensor *const *saved,
+                                           const Tensor *gy, Tensor *gx, Tensor *gw, Tensor *gb);
 
     /* ---- pooling over [N, C, H, W] -> [N, C, out_h, out_w] ---- */
     /* indices (int64, same shape as out) record the flat h*W+w argmax. */

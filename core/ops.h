@@ -76,6 +76,17 @@ typedef struct {
     int stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
 } Conv2dParams;
 Tensor *tensor_conv2d_with(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dParams *p);
+/* MaxPool2d's arguments; stride 0 means the kernel size, as torch's None. */
+typedef struct {
+    int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+} Pool2dParams;
+/* max_pool2d(relu(conv2d(x, weight, bias))): a Sequential's Conv2d, ReLU,
+ * MaxPool2d in a row as one op. The backend runs the three at once where
+ * it can (the CPU's oneDNN keeps its own layout from the convolution to
+ * the pooling) and otherwise they run one by one; values and gradients are
+ * the three ops' either way. */
+Tensor *tensor_conv2d_relu_max_pool2d(Tensor *x, Tensor *weight, Tensor *bias,
+                                      const Conv2dParams *cp, const Pool2dParams *pp);
 /* The im2col path's column scratch per chunk of images (32 MiB unless
  * set; at least one image a chunk); returns the previous value. Tests set
  * it small to run that path's chunks on small tensors. */

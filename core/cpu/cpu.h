@@ -73,6 +73,13 @@ void cpu_conv_library(bool on);
  * NULL before the first convolution. */
 const char *cpu_conv_library_impl(void);
 
+/* conv_block_dnnl.c (oneDNN): float32 only, 1 for the rest */
+int cpu_conv2d_relu_max_pool2d(const ConvReluPool *b, const Tensor *x, const Tensor *weight,
+                               const Tensor *bias, Tensor *out, Tensor **saved);
+int cpu_conv2d_relu_max_pool2d_backward(const ConvReluPool *b, const Tensor *x,
+                                        const Tensor *weight, Tensor *const *saved,
+                                        const Tensor *gy, Tensor *gx, Tensor *gw, Tensor *gb);
+
 /* pool.c */
 void cpu_max_pool2d(const Window2d *w, const Tensor *x, Tensor *out, Tensor *indices);
 void cpu_max_pool2d_backward(const Window2d *w, const Tensor *gy, const Tensor *indices,

@@ -42,14 +42,26 @@ static int conv2d_infer_shape(Module *m, int ndim, const int64_t *in, int *out_n
                                    c->padding, c->dilation, ndim, in, out_ndim, out);
 }
 
-static Tensor *conv2d_forward(Module *m, Tensor *x) {
-    const Conv2d *c = (const Conv2d *)m;
-    Conv2dParams p = {c->stride.h,   c->stride.w,   c->padding.h,    c->padding.w,
-                      c->dilation.h, c->dilation.w, (int)c->groups};
-    return tensor_conv2d_with(x, module_get(m, "weight"), module_get(m, "bias"), &p);
-}
+static Tensor *conv2d_forward(Module *m, Tensor *x);
 
 static const ModuleVTable conv2d_vtable = {"Conv2d", conv2d_forward, conv2d_infer_shape, NULL};
+
+bool nn_conv2d_args(Module *m, Tensor **weight, Tensor **bias, Conv2dParams *p) {
+    if (m->vtable != &conv2d_vtable) return false;
+    const Conv2d *c = (const Conv2d *)m;
+    *p = (Conv2dParams){c->stride.h,   c->stride.w,   c->padding.h,    c->padding.w,
+                        c->dilation.h, c->dilation.w, (int)c->groups};
+    *weight = module_get(m, "weight");
+    *bias = module_get(m, "bias");
+    return true;
+}
+
+static Tensor *conv2d_forward(Module *m, Tensor *x) {
+    Tensor *weight = NULL, *bias = NULL;
+    Conv2dParams p;
+    nn_conv2d_args(m, &weight, &bias, &p);
+    return tensor_conv2d_with(x, weight, bias, &p);
+}
 
 Module *nn_conv2d(int64_t in_channels, int64_t out_channels, Size2d kernel_size, Size2d stride,
                   Size2d padding, bool bias, Rng *rng) {

@@ -110,6 +110,10 @@ static void prefix_with_path(const Module *m) {
         error_prefix("%s", m->vtable->type);
 }
 
+void module_prefix_error(const Module *m) {
+    prefix_with_path(m);
+}
+
 int module_infer_same_shape(Module *m, int ndim, const int64_t *in_shape, int *out_ndim,
                             int64_t *out_shape) {
     for (int i = 0; i < ndim; i++) out_shape[i] = in_shape[i];

@@ -39,6 +39,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/ops.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "core/tensor_dict.h"
@@ -95,6 +96,10 @@ typedef struct {
 
 /* ---- generic (core/nn/module.c) ---- */
 Tensor *module_forward(Module *m, Tensor *x);
+/* Prefixes the error set by an op run for layer m with m's path, as
+ * module_forward does ("model[3] Linear: ..."); for a container that runs
+ * its children's ops itself. */
+void module_prefix_error(const Module *m);
 /* model.train(training) / model.eval(), recursively. */
 void module_train(Module *m, bool training);
 void module_free(Module *m); /* NULL is fine */
@@ -201,6 +206,9 @@ Module *nn_conv2d(int64_t in_channels, int64_t out_channels, Size2d kernel_size,
 Module *nn_conv2d_grouped(int64_t in_channels, int64_t out_channels, Size2d kernel_size,
                           Size2d stride, Size2d padding, Size2d dilation, int64_t groups,
                           bool bias, Rng *rng);
+/* A Conv2d's arguments as tensor_conv2d_with takes them (bias NULL when it
+ * has none); false for another module. */
+bool nn_conv2d_args(Module *m, Tensor **weight, Tensor **bias, Conv2dParams *p);
 /* activation.c: nn.ReLU(), nn.Sigmoid(), nn.Tanh(), nn.Softmax(dim) */
 Module *nn_relu(void);
 Module *nn_sigmoid(void);
@@ -216,6 +224,8 @@ Module *nn_softmax(int dim);
  * {0, 0} means torch's None, i.e. the kernel size. Same for AvgPool2d
  * (ceil_mode=False, count_include_pad=True). */
 Module *nn_max_pool2d(Size2d kernel_size, Size2d stride, Size2d padding);
+/* A MaxPool2d's arguments as the ops take them; false for another module. */
+bool nn_max_pool2d_args(const Module *m, Pool2dParams *p);
 Module *nn_avg_pool2d(Size2d kernel_size, Size2d stride, Size2d padding);
 /* adaptive_pool.c: nn.AdaptiveAvgPool2d(output_size), both sizes >= 1. */
 Module *nn_adaptive_avg_pool2d(Size2d output_size);

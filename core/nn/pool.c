@@ -51,6 +51,16 @@ static Tensor *avg_pool2d_forward(Module *m, Tensor *x) {
                              p->padding.w);
 }
 
+static const ModuleVTable max_pool2d_vtable;
+
+bool nn_max_pool2d_args(const Module *m, Pool2dParams *p) {
+    if (m->vtable != &max_pool2d_vtable) return false;
+    const Pool2d *q = (const Pool2d *)m;
+    *p = (Pool2dParams){q->kernel.h, q->kernel.w, q->stride.h, q->stride.w, q->padding.h,
+                        q->padding.w};
+    return true;
+}
+
 static const ModuleVTable max_pool2d_vtable = {"MaxPool2d", max_pool2d_forward, pool_infer_shape,
                                                NULL};
 static const ModuleVTable avg_pool2d_vtable = {"AvgPool2d", avg_pool2d_forward, pool_infer_shape,

@@ -6,6 +6,7 @@
  * so nothing is added here. An empty Sequential is the identity, as torch's.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/error.h"
 #include "core/nn/module.h"
@@ -27,10 +28,36 @@ static int sequential_infer_shape(Module *m, int ndim, const int64_t *in, int *o
     return 0;
 }
 
+/* Conv2d, ReLU, MaxPool2d in a row run as one op
+ * (tensor_conv2d_relu_max_pool2d: on the CPU, oneDNN keeps its blocked
+ * layout through the three), after each layer's shape check, as
+ * module_forward checks it. Returns how many children it ran: 3, or 0 when
+ * c does not start such a row. */
+static int conv_relu_pool(Module **c, int n, Tensor *x, Tensor **out) {
+    Tensor *weight, *bias;
+    Conv2dParams cp;
+    Pool2dParams pp;
+    if (n < 3 || !nn_conv2d_args(c[0], &weight, &bias, &cp) ||
+        strcmp(c[1]->vtable->type, "ReLU") != 0 || !nn_max_pool2d_args(c[2], &pp))
+        return 0;
+    int nd = x->ndim;
+    int64_t shape[2][TENSOR_MAX_DIMS];
+    memcpy(shape[0], x->shape, (size_t)nd * sizeof **shape);
+    *out = NULL;
+    for (int i = 0; i < 3; i++)
+        if (module_infer_shape(c[i], nd, shape[i % 2], &nd, shape[(i + 1) % 2]) != 0) return 3;
+    if (!(*out = tensor_conv2d_relu_max_pool2d(x, weight, bias, &cp, &pp)))
+        module_prefix_error(c[0]);
+    return 3;
+}
+
 static Tensor *sequential_forward(Module *m, Tensor *x) {
     Tensor *h = tensor_retain(x);
-    for (int i = 0; i < m->n_children && h; i++) {
-        Tensor *next = module_forward(m->children[i], h);
+    for (int i = 0; i < m->n_children && h;) {
+        Tensor *next;
+        int ran = conv_relu_pool(m->children + i, m->n_children - i, h, &next);
+        if (!ran) next = module_forward(m->children[i], h);
+        i += ran ? ran : 1;
         tensor_release(h);
         h = next;
     }

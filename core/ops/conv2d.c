@@ -66,8 +66,8 @@ static void permute_chunk(const Backend *be, Tensor *nol, int64_t n0, Tensor *on
     tensor_release(b);
 }
 
-static int conv2d_check(const Tensor *x, const Tensor *weight, const Tensor *bias,
-                        const Conv2dParams *p, Window2d *g) {
+int conv2d_window(const Tensor *x, const Tensor *weight, const Tensor *bias,
+                  const Conv2dParams *p, Window2d *g) {
     char sw[128], sb[128];
     if (!dtype_is_float(x->dtype))
         return error_set("conv2d: expected a float input, got %s", dtype_name(x->dtype));
@@ -267,7 +267,7 @@ Tensor *tensor_conv2d(Tensor *x, Tensor *weight, Tensor *bias, int stride_h, int
 Tensor *tensor_conv2d_with(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dParams *p) {
     if (!x || !weight) return NULL;
     Window2d g;
-    if (conv2d_check(x, weight, bias, p, &g) != 0) return NULL;
+    if (conv2d_window(x, weight, bias, p, &g) != 0) return NULL;
     const Backend *be = backend_for(x->device);
     if (!be) return NULL;
     Tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(weight);

@@ -16,6 +16,15 @@ int window2d_init_dilated(const char *op, const Tensor *x, int kernel_h, int ker
     if (x->ndim != 4)
         return error_set("%s: expected a 4-d input [N, C, H, W], got %s", op,
                          tensor_shape_str(x, s, sizeof s));
+    return window2d_init_shape(op, x->shape, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                               dilation_h, dilation_w, w);
+}
+
+int window2d_init_shape(const char *op, const int64_t *shape, int kernel_h, int kernel_w,
+                        int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h,
+                        int dilation_w, Window2d *w) {
+    char s[128];
+    shape_str(4, shape, s, sizeof s);
     if (kernel_h < 1 || kernel_w < 1)
         return error_set("%s: kernel size must be positive, got %dx%d", op, kernel_h, kernel_w);
     if (stride_h < 1 || stride_w < 1)
@@ -24,19 +33,19 @@ int window2d_init_dilated(const char *op, const Tensor *x, int kernel_h, int ker
         return error_set("%s: padding must be non-negative, got %dx%d", op, pad_h, pad_w);
     if (dilation_h < 1 || dilation_w < 1)
         return error_set("%s: dilation must be positive, got %dx%d", op, dilation_h, dilation_w);
-    int64_t ph = x->shape[2] + 2 * (int64_t)pad_h, pw = x->shape[3] + 2 * (int64_t)pad_w;
+    int64_t ph = shape[2] + 2 * (int64_t)pad_h, pw = shape[3] + 2 * (int64_t)pad_w;
     /* the span a dilated kernel covers */
     int64_t eh = (int64_t)dilation_h * (kernel_h - 1) + 1, ew = (int64_t)dilation_w * (kernel_w - 1) + 1;
     if (ph < eh || pw < ew)
         return error_set("%s: kernel %lldx%lld is larger than the padded input %lldx%lld (input "
                          "%s, padding %dx%d)",
-                         op, (long long)eh, (long long)ew, (long long)ph, (long long)pw,
-                         tensor_shape_str(x, s, sizeof s), pad_h, pad_w);
+                         op, (long long)eh, (long long)ew, (long long)ph, (long long)pw, s, pad_h,
+                         pad_w);
     *w = (Window2d){
-        .batch = x->shape[0],
-        .channels = x->shape[1],
-        .height = x->shape[2],
-        .width = x->shape[3],
+        .batch = shape[0],
+        .channels = shape[1],
+        .height = shape[2],
+        .width = shape[3],
         .kernel_h = kernel_h,
         .kernel_w = kernel_w,
         .stride_h = stride_h,

@@ -2,12 +2,13 @@
  *
  * Validates a 4-d input against a kernel, stride and padding and fills the
  * Window2d (core/backend.h) that the im2col and pooling kernels take. Used by
- * core/ops/conv2d.c and core/ops/pool.c only.
+ * core/ops/conv2d.c, pool.c and conv_relu_pool.c only.
  */
 #ifndef TRAIND_CORE_OPS_WINDOW2D_H
 #define TRAIND_CORE_OPS_WINDOW2D_H
 
 #include "core/backend.h"
+#include "core/ops.h"
 
 /* Fills *w for x [N, C, H, W] (dilation 1), or returns -1 with an error
  * naming `op` and x's shape: x not 4-d, kernel or stride < 1, padding < 0,
@@ -18,5 +19,14 @@ int window2d_init(const char *op, const Tensor *x, int kernel_h, int kernel_w, i
 int window2d_init_dilated(const char *op, const Tensor *x, int kernel_h, int kernel_w,
                           int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h,
                           int dilation_w, Window2d *w);
+
+/* The same from the input's shape [N, C, H, W] alone. */
+int window2d_init_shape(const char *op, const int64_t *shape, int kernel_h, int kernel_w,
+                        int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h,
+                        int dilation_w, Window2d *w);
+/* conv2d's checks of x, weight [O, C/groups, kh, kw] and bias against p,
+ * and its window (core/ops/conv2d.c). */
+int conv2d_window(const Tensor *x, const Tensor *weight, const Tensor *bias,
+                  const Conv2dParams *p, Window2d *g);
 
 #endif

@@ -1,0 +1,205 @@
+/* dnnl.c - the oneDNN helpers of core/cpu/dnnl.h. */
+#include "core/cpu/dnnl.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cpu/cpu.h"
+#include "core/error.h"
+
+static pthread_mutex_t engine_mu = PTHREAD_MUTEX_INITIALIZER;
+static dnnl_engine_t engine;
+
+dnnl_engine_t cpu_dnnl_engine(void) {
+    pthread_mutex_lock(&engine_mu);
+    dnnl_status_t st = engine ? dnnl_success : dnnl_engine_create(&engine, dnnl_cpu, 0);
+    pthread_mutex_unlock(&engine_mu);
+    if (st != dnnl_success) cpu_dnnl_failed(st, "engine");
+    return st == dnnl_success ? engine : NULL;
+}
+
+int cpu_dnnl_failed(dnnl_status_t st, const char *what) {
+    return error_set("conv2d: oneDNN %s failed (status %d)", what, (int)st);
+}
+
+/* dims copied into a full dnnl_dims_t: oneDNN's prototypes take whole
+ * arrays, which gcc checks. */
+void cpu_dnnl_desc(dnnl_memory_desc_t *md, int ndims, const int64_t *dims_in, bool any) {
+    dnnl_dims_t dims = {0};
+    memcpy(dims, dims_in, (size_t)ndims * sizeof *dims);
+    dnnl_format_tag_t tag = any          ? dnnl_format_tag_any
+                            : ndims == 5 ? dnnl_goihw
+                            : ndims == 4 ? dnnl_nchw
+                                         : dnnl_a;
+    dnnl_memory_desc_init_by_tag(md, ndims, dims, dnnl_f32, tag);
+}
+
+/* Our weight [O, C/g, kh, kw] is oneDNN's goihw [g, O/g, C/g, kh, kw]. */
+static int weight_dims(const DnnlConvShape *s, int64_t *dims) {
+    int64_t O = s->out_channels, C = s->w.channels, g = s->groups;
+    if (g == 1) {
+        memcpy(dims, (int64_t[]){O, C, s->w.kernel_h, s->w.kernel_w}, 4 * sizeof *dims);
+        return 4;
+    }
+    memcpy(dims, (int64_t[]){g, O / g, C / g, s->w.kernel_h, s->w.kernel_w}, 5 * sizeof *dims);
+    return 5;
+}
+
+void cpu_dnnl_conv_descs(const DnnlConvShape *s, bool any, dnnl_memory_desc_t *src,
+                         dnnl_memory_desc_t *weights, dnnl_memory_desc_t *dst) {
+    const Window2d *w = &s->w;
+    int64_t wd[5];
+    int wn = weight_dims(s, wd);
+    cpu_dnnl_desc(src, 4, (int64_t[]){w->batch, w->channels, w->height, w->width}, any);
+    cpu_dnnl_desc(weights, wn, wd, any);
+    cpu_dnnl_desc(dst, 4, (int64_t[]){w->batch, s->out_channels, w->out_h, w->out_w}, any);
+}
+
+/* The right padding makes oneDNN's output size formula give out_h
+ * exactly; where the window's last step stops short of the input's end it
+ * would be negative, and the smallest such pad >= 0 gives the same out_h
+ * (floor division) and reads nothing more. */
+void cpu_dnnl_geometry(const Window2d *w, dnnl_dims_t strides, dnnl_dims_t dilates,
+                       dnnl_dims_t pad_l, dnnl_dims_t pad_r) {
+    strides[0] = w->stride_h, strides[1] = w->stride_w;
+    dilates[0] = w->dilation_h - 1, dilates[1] = w->dilation_w - 1;
+    pad_l[0] = w->pad_h, pad_l[1] = w->pad_w;
+    int64_t span_h = (w->kernel_h - 1) * w->dilation_h + 1;
+    int64_t span_w = (w->kernel_w - 1) * w->dilation_w + 1;
+    pad_r[0] = (w->out_h - 1) * w->stride_h + span_h - w->height - w->pad_h;
+    pad_r[1] = (w->out_w - 1) * w->stride_w + span_w - w->width - w->pad_w;
+    for (int i = 0; i < 2; i++)
+        if (pad_r[i] < 0) pad_r[i] = 0;
+}
+
+int cpu_dnnl_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                     dnnl_primitive_t *r) {
+    *r = NULL;
+    if (dnnl_memory_desc_equal(from, to)) return 0;
+    dnnl_engine_t e = cpu_dnnl_engine();
+    if (!e) return -1;
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, from, e, to, e, NULL);
+    if (st == dnnl_success) {
+        st = dnnl_primitive_create(r, pd);
+        dnnl_primitive_desc_destroy(pd);
+    }
+    return st == dnnl_success ? 0 : cpu_dnnl_failed(st, "reorder");
+}
+
+int cpu_dnnl_reorder_run(dnnl_stream_t s, dnnl_primitive_t r, dnnl_memory_t from,
+                         dnnl_memory_t to) {
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    return cpu_dnnl_execute(r, s, 2, args, "reorder");
+}
+
+int cpu_dnnl_memory(const dnnl_memory_desc_t *md, void *data, dnnl_memory_t *m) {
+    dnnl_engine_t e = cpu_dnnl_engine();
+    if (!e) return -1;
+    dnnl_status_t st = dnnl_memory_create(m, md, e, data);
+    return st == dnnl_success ? 0 : cpu_dnnl_failed(st, "memory");
+}
+
+int cpu_dnnl_execute(dnnl_primitive_t p, dnnl_stream_t s, int n, const dnnl_exec_arg_t *args,
+                     const char *what) {
+    dnnl_status_t st = dnnl_primitive_execute(p, s, n, args);
+    return st == dnnl_success ? 0 : cpu_dnnl_failed(st, what);
+}
+
+static atomic_bool library_on = true;
+
+void cpu_conv_library(bool on) {
+    atomic_store(&library_on, on);
+}
+
+bool cpu_dnnl_takes(const Tensor *t) {
+    return atomic_load(&library_on) && t->dtype == DTYPE_FLOAT32;
+}
+
+struct DnnlPlanEntry {
+    void *key, *plan;
+    size_t key_size;
+    DnnlPlanEntry *next;
+};
+
+void *cpu_dnnl_plan(DnnlPlanCache *c, const void *key, size_t key_size,
+                    void *(*make)(const void *key), void (*drop)(void *plan)) {
+    pthread_mutex_lock(&c->mu);
+    DnnlPlanEntry *e = c->head;
+    while (e && !(e->key_size == key_size && memcmp(e->key, key, key_size) == 0)) e = e->next;
+    void *plan = e ? e->plan : NULL;
+    if (!e && (plan = make(key))) {
+        e = calloc(1, sizeof *e);
+        void *k = e ? malloc(key_size) : NULL;
+        if (k) {
+            memcpy(k, key, key_size);
+            *e = (DnnlPlanEntry){k, plan, key_size, c->head};
+            c->head = e;
+        } else {
+            free(e);
+            drop(plan);
+            plan = NULL;
+            error_set("conv2d: out of memory for a oneDNN plan");
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return plan;
+}
+
+size_t cpu_dnnl_arena_bytes(size_t bytes) {
+    return (bytes + 63) & ~(size_t)63;
+}
+
+int cpu_dnnl_arena_open(DnnlArena *a, size_t bytes) {
+    *a = (DnnlArena){NULL, bytes, 0};
+    if (bytes && !(a->block = cpu_alloc(DEVICE_CPU_INIT, bytes)))
+        return error_set("conv2d: out of memory for %zu bytes of oneDNN scratch", bytes);
+    return 0;
+}
+
+void *cpu_dnnl_arena_take(DnnlArena *a, size_t bytes) {
+    void *p = a->block + a->used;
+    a->used += cpu_dnnl_arena_bytes(bytes);
+    return p;
+}
+
+void cpu_dnnl_arena_close(DnnlArena *a) {
+    if (a->block) cpu_free(DEVICE_CPU_INIT, a->block);
+    a->block = NULL;
+}
+
+int cpu_dnnl_call_open(DnnlCall *c, size_t arena_bytes) {
+    memset(c, 0, sizeof *c);
+    dnnl_engine_t e = cpu_dnnl_engine();
+    if (!e) return -1;
+    dnnl_status_t st = dnnl_stream_create(&c->stream, e, dnnl_stream_default_flags);
+    if (st != dnnl_success) {
+        c->stream = NULL;
+        return cpu_dnnl_failed(st, "stream");
+    }
+    return cpu_dnnl_arena_open(&c->arena, arena_bytes);
+}
+
+dnnl_memory_t cpu_dnnl_call_memory(DnnlCall *c, const dnnl_memory_desc_t *md, void *data) {
+    if (c->n_memory == DNNL_CALL_MAX_MEMORY) {
+        error_set("conv2d: more than %d oneDNN memory objects in one call", DNNL_CALL_MAX_MEMORY);
+        return NULL;
+    }
+    if (!data) data = cpu_dnnl_arena_take(&c->arena, dnnl_memory_desc_get_size(md));
+    dnnl_memory_t m;
+    if (cpu_dnnl_memory(md, data, &m) != 0) return NULL;
+    c->memory[c->n_memory++] = m;
+    return m;
+}
+
+int cpu_dnnl_call_close(DnnlCall *c, int rc) {
+    if (rc == 0 && c->stream) {
+        dnnl_status_t st = dnnl_stream_wait(c->stream);
+        if (st != dnnl_success) rc = cpu_dnnl_failed(st, "stream");
+    }
+    for (int i = 0; i < c->n_memory; i++) dnnl_memory_destroy(c->memory[i]);
+    if (c->stream) dnnl_stream_destroy(c->stream);
+    cpu_dnnl_arena_close(&c->arena);
+    return rc;
+}

@@ -1,0 +1,92 @@
+/* dnnl.h - what the CPU backend's oneDNN files (conv_dnnl.c,
+ * conv_block_dnnl.c) share: the one engine, failures as error messages,
+ * memory descriptors, a convolution's descriptors and geometry, reorders. */
+#ifndef TRAIND_CORE_CPU_DNNL_H
+#define TRAIND_CORE_CPU_DNNL_H
+
+#include <pthread.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "core/backend.h"
+
+/* A convolution's shape: its window over the input, output channels and
+ * groups. */
+typedef struct {
+    Window2d w;
+    int64_t out_channels;
+    int groups;
+} DnnlConvShape;
+
+/* The CPU engine, made on first use; NULL with an error set. */
+dnnl_engine_t cpu_dnnl_engine(void);
+/* error_set("conv2d: oneDNN <what> failed (status N)"); returns -1. */
+int cpu_dnnl_failed(dnnl_status_t st, const char *what);
+/* float32 [dims] in the plain layout (nchw, goihw, a) or, with any, left
+ * to the primitive that takes it. */
+void cpu_dnnl_desc(dnnl_memory_desc_t *md, int ndims, const int64_t *dims, bool any);
+/* The convolution's src [N, C, H, W], weights (goihw when grouped) and
+ * dst [N, O, out_h, out_w]. */
+void cpu_dnnl_conv_descs(const DnnlConvShape *s, bool any, dnnl_memory_desc_t *src,
+                         dnnl_memory_desc_t *weights, dnnl_memory_desc_t *dst);
+/* Strides, dilations (oneDNN counts the gaps) and paddings of a window. */
+void cpu_dnnl_geometry(const Window2d *w, dnnl_dims_t strides, dnnl_dims_t dilates,
+                       dnnl_dims_t pad_l, dnnl_dims_t pad_r);
+/* The reorder from one layout to another; *r NULL when they are equal. */
+int cpu_dnnl_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                     dnnl_primitive_t *r);
+int cpu_dnnl_reorder_run(dnnl_stream_t s, dnnl_primitive_t r, dnnl_memory_t from,
+                         dnnl_memory_t to);
+/* A memory object over data (not owned). */
+int cpu_dnnl_memory(const dnnl_memory_desc_t *md, void *data, dnnl_memory_t *m);
+/* Runs a primitive and waits for it. */
+int cpu_dnnl_execute(dnnl_primitive_t p, dnnl_stream_t s, int n, const dnnl_exec_arg_t *args,
+                     const char *what);
+
+/* Whether oneDNN takes this tensor's op: float32, and not switched off by
+ * cpu_conv_library(false) (core/cpu/cpu.h). */
+bool cpu_dnnl_takes(const Tensor *t);
+
+/* Plans (primitives and what surrounds them) made once per key and kept
+ * for the process: a job's shapes are few, and the next job usually
+ * repeats them. Keys are compared as bytes (zero their padding). */
+typedef struct DnnlPlanEntry DnnlPlanEntry;
+typedef struct {
+    pthread_mutex_t mu;
+    DnnlPlanEntry *head;
+} DnnlPlanCache;
+#define DNNL_PLAN_CACHE_INIT {PTHREAD_MUTEX_INITIALIZER, NULL}
+/* The plan for key, made by make(key) on first use (drop frees one that
+ * cannot be kept); NULL with an error. */
+void *cpu_dnnl_plan(DnnlPlanCache *c, const void *key, size_t key_size,
+                    void *(*make)(const void *key), void (*drop)(void *plan));
+
+/* One call's scratch: one block of the host allocator, handed out in
+ * 64-byte aligned pieces. */
+typedef struct {
+    char *block;
+    size_t size, used;
+} DnnlArena;
+int cpu_dnnl_arena_open(DnnlArena *a, size_t bytes);
+void *cpu_dnnl_arena_take(DnnlArena *a, size_t bytes);
+void cpu_dnnl_arena_close(DnnlArena *a);
+/* bytes rounded up to the arena's alignment, to size an arena. */
+size_t cpu_dnnl_arena_bytes(size_t bytes);
+
+/* One call: its stream, its arena, and the memory objects it made. */
+#define DNNL_CALL_MAX_MEMORY 16
+typedef struct {
+    DnnlArena arena;
+    dnnl_stream_t stream;
+    dnnl_memory_t memory[DNNL_CALL_MAX_MEMORY];
+    int n_memory;
+} DnnlCall;
+int cpu_dnnl_call_open(DnnlCall *c, size_t arena_bytes);
+/* A memory object of layout md over data, or over a new piece of the
+ * arena when data is NULL; NULL with an error set. */
+dnnl_memory_t cpu_dnnl_call_memory(DnnlCall *c, const dnnl_memory_desc_t *md, void *data);
+/* Waits for the stream when rc is 0, frees it all; rc, or -1 where the
+ * wait failed. */
+int cpu_dnnl_call_close(DnnlCall *c, int rc);
+
+#endif
