@@ -32,6 +32,7 @@ typedef struct {
     dnnl_primitive_t conv, pool, pool_bwd, relu_bwd, bwd_data, bwd_weights;
     dnnl_primitive_t to_src, to_weights, from_pooled;          /* forward reorders */
     dnnl_primitive_t to_pooled, to_bd_weights, from_bd_diff_src, to_bw_src, from_bw_diff_weights;
+    bool own_pool;  /* y in nChw16c and a 2x2 stride-2 pool: pool_blocked.c */
     size_t scratch; /* the largest scratchpad of its primitives */
     dnnl_memory_desc_t scratch_md; /* bytes for it */
     bool made;      /* false: oneDNN refused; the three ops run instead */
@@ -99,8 +100,29 @@ static int make_conv(BlockPlan *p, const_dnnl_primitive_attr_t base, dnnl_primit
     return primitive_of(p, *pd, &p->conv);
 }
 
+/* pool_blocked.c's 2x2 stride-2 pooling where y came out in nChw16c:
+ * pooled in nChw16c too, the argmax a byte per pooled element. */
+static bool own_pool(BlockPlan *p) {
+    const Window2d *w = &p->key.pool;
+    dnnl_memory_desc_t blocked;
+    dnnl_memory_desc_init_by_tag(&blocked, 4,
+                                 (dnnl_dims_t){w->batch, w->channels, w->height, w->width},
+                                 dnnl_f32, dnnl_nChw16c);
+    if (!(w->kernel_h == 2 && w->kernel_w == 2 && w->stride_h == 2 && w->stride_w == 2 &&
+          w->pad_h == 0 && w->pad_w == 0 && dnnl_memory_desc_equal(&blocked, &p->y)))
+        return false;
+    dnnl_memory_desc_init_by_tag(&p->pooled, 4,
+                                 (dnnl_dims_t){w->batch, w->channels, w->out_h, w->out_w},
+                                 dnnl_f32, dnnl_nChw16c);
+    int64_t blocks = w->batch * ((w->channels + 15) / 16);
+    dnnl_memory_desc_init_by_tag(&p->workspace, 1, (dnnl_dims_t){blocks * w->out_h * w->out_w * 16},
+                                 dnnl_u8, dnnl_a);
+    return p->own_pool = true;
+}
+
 /* Max pooling over y, both ways; pooled chosen by oneDNN. */
 static int make_pool(BlockPlan *p, const_dnnl_primitive_attr_t attr) {
+    if (own_pool(p)) return 0;
     const Window2d *w = &p->key.pool;
     dnnl_dims_t s, dl, pl, pr, kernel = {w->kernel_h, w->kernel_w};
     cpu_dnnl_geometry(w, s, dl, pl, pr);
@@ -131,6 +153,7 @@ static int make_pool(BlockPlan *p, const_dnnl_primitive_attr_t attr) {
 
 /* ReLU's backward from its output y, in y's layout, in place. */
 static int make_relu_bwd(BlockPlan *p, const_dnnl_primitive_attr_t attr) {
+    if (p->own_pool) return 0; /* folded into the pooling's backward */
     dnnl_eltwise_desc_t fd, bd;
     dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
     dnnl_status_t st = dnnl_eltwise_forward_desc_init(&fd, dnnl_forward_training,
@@ -274,9 +297,15 @@ static int forward_run(const BlockPlan *p, DnnlCall *c, const Tensor *x, const T
                                {DNNL_ARG_SCRATCHPAD, msc}, {DNNL_ARG_BIAS, mb}};
     dnnl_exec_arg_t pool[4] = {{DNNL_ARG_SRC, my}, {DNNL_ARG_DST, pooled},
                                {DNNL_ARG_WORKSPACE, mws}, {DNNL_ARG_SCRATCHPAD, msc}};
-    if (cpu_dnnl_execute(p->conv, c->stream, bias ? 5 : 4, conv, "convolution") != 0 ||
-        cpu_dnnl_execute(p->pool, c->stream, 4, pool, "pooling") != 0)
+    if (cpu_dnnl_execute(p->conv, c->stream, bias ? 5 : 4, conv, "convolution") != 0) return -1;
+    if (p->own_pool) {
+        const Window2d *w = &p->key.pool;
+        if (cpu_dnnl_wait(c) != 0) return -1;
+        cpu_max_pool_2x2_blocked(tensor_data(y), w->batch * ((w->channels + 15) / 16), w->height,
+                                 w->width, cpu_dnnl_data(pooled), tensor_data(ws));
+    } else if (cpu_dnnl_execute(p->pool, c->stream, 4, pool, "pooling") != 0) {
         return -1;
+    }
     return p->from_pooled ? cpu_dnnl_reorder_run(c->stream, p->from_pooled, pooled, mo) : 0;
 }
 
@@ -320,6 +349,14 @@ static dnnl_memory_t backward_to_y(const BlockPlan *p, DnnlCall *c, const Tensor
     dnnl_memory_t dy = cpu_dnnl_call_memory(c, &p->y, NULL);
     dnnl_memory_t dpooled = reordered(c, p->to_pooled, mgy, &p->pooled);
     if (!my || !mws || !dy || !dpooled) return NULL;
+    if (p->own_pool) {
+        const Window2d *w = &p->key.pool;
+        if (cpu_dnnl_wait(c) != 0) return NULL;
+        cpu_max_pool_2x2_blocked_relu_backward(
+            tensor_data(saved[0]), tensor_data(saved[1]), cpu_dnnl_data(dpooled),
+            w->batch * ((w->channels + 15) / 16), w->height, w->width, cpu_dnnl_data(dy));
+        return dy;
+    }
     dnnl_exec_arg_t pool[4] = {{DNNL_ARG_DIFF_DST, dpooled}, {DNNL_ARG_DIFF_SRC, dy},
                                {DNNL_ARG_WORKSPACE, mws}, {DNNL_ARG_SCRATCHPAD, msc}};
     dnnl_exec_arg_t relu[4] = {{DNNL_ARG_DST, my}, {DNNL_ARG_DIFF_DST, dy},

@@ -194,12 +194,20 @@ dnnl_memory_t cpu_dnnl_call_memory(DnnlCall *c, const dnnl_memory_desc_t *md, vo
 }
 
 int cpu_dnnl_call_close(DnnlCall *c, int rc) {
-    if (rc == 0 && c->stream) {
-        dnnl_status_t st = dnnl_stream_wait(c->stream);
-        if (st != dnnl_success) rc = cpu_dnnl_failed(st, "stream");
-    }
+    if (rc == 0 && c->stream) rc = cpu_dnnl_wait(c);
     for (int i = 0; i < c->n_memory; i++) dnnl_memory_destroy(c->memory[i]);
     if (c->stream) dnnl_stream_destroy(c->stream);
     cpu_dnnl_arena_close(&c->arena);
     return rc;
+}
+
+void *cpu_dnnl_data(dnnl_memory_t m) {
+    void *data = NULL;
+    dnnl_memory_get_data_handle(m, &data);
+    return data;
+}
+
+int cpu_dnnl_wait(DnnlCall *c) {
+    dnnl_status_t st = dnnl_stream_wait(c->stream);
+    return st == dnnl_success ? 0 : cpu_dnnl_failed(st, "stream");
 }

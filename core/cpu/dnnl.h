@@ -39,7 +39,9 @@ int cpu_dnnl_reorder_run(dnnl_stream_t s, dnnl_primitive_t r, dnnl_memory_t from
                          dnnl_memory_t to);
 /* A memory object over data (not owned). */
 int cpu_dnnl_memory(const dnnl_memory_desc_t *md, void *data, dnnl_memory_t *m);
-/* Runs a primitive and waits for it. */
+/* The memory object's data. */
+void *cpu_dnnl_data(dnnl_memory_t m);
+/* Runs a primitive (on the CPU, done on return). */
 int cpu_dnnl_execute(dnnl_primitive_t p, dnnl_stream_t s, int n, const dnnl_exec_arg_t *args,
                      const char *what);
 
@@ -85,6 +87,9 @@ int cpu_dnnl_call_open(DnnlCall *c, size_t arena_bytes);
 /* A memory object of layout md over data, or over a new piece of the
  * arena when data is NULL; NULL with an error set. */
 dnnl_memory_t cpu_dnnl_call_memory(DnnlCall *c, const dnnl_memory_desc_t *md, void *data);
+/* Waits for what the call's stream has been given, before code of ours
+ * reads its results. */
+int cpu_dnnl_wait(DnnlCall *c);
 /* Waits for the stream when rc is 0, frees it all; rc, or -1 where the
  * wait failed. */
 int cpu_dnnl_call_close(DnnlCall *c, int rc);

@@ -30,6 +30,7 @@ static const Case cases[] = {
     {"first layer, no bias", {4, 1, 12, 12}, {20, 1, 3, 3}, false, false, {1, 1, 1, 1, 1, 1, 1}, {2, 2, 2, 2, 0, 0}},
     {"groups 2 stride 2, pool 3 s2 p1", {3, 4, 13, 10}, {6, 2, 3, 3}, true, true, {2, 2, 1, 1, 1, 1, 2}, {3, 3, 2, 2, 1, 1}},
     {"32 -> 40 channels, pool 2x3 s1", {2, 32, 8, 7}, {40, 32, 3, 3}, true, true, {1, 1, 0, 0, 1, 1, 1}, {2, 3, 1, 1, 0, 0}},
+    {"16 -> 32 channels, odd 13x11, pool 2", {3, 16, 13, 11}, {32, 16, 3, 3}, true, true, {1, 1, 1, 1, 1, 1, 1}, {2, 2, 2, 2, 0, 0}},
 };
 
 /* A float32 tensor of uniform values in [-1, 1) (gradcheck_input's, taken). */
