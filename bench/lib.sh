@@ -99,7 +99,7 @@ bench_torch_fast() {
 # processor (lscpu's Model name; a VM may say only "Intel Xeon Processor"),
 # the instruction sets that decide which kernels run, the CPUs this process
 # may use (traind's OpenMP threads, one each) and the threads PyTorch is
-# given, and what `traind info` says of its kernels (the OpenBLAS core).
+# given, and what `traind info` says of its kernels (the OpenBLAS core, oneDNN and its ISA).
 # Figures from two machines do not compare; this line says which one.
 bench_machine() {
     "${PY:-python3}" - "$@" <<'PYEOF'

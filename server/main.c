@@ -39,8 +39,13 @@ static void usage(FILE *out) {
 static int cmd_info(void) {
     printf("traind %s\n", TRAIND_VERSION);
     printf("dtypes: float32 float64 int64 uint8\n");
-    printf("backends: cpu (OpenBLAS, %s kernels)%s\n", cpu_blas_core(),
-           backend_cuda_device_count() ? ", cuda" : "");
+    char conv[96];
+    printf("backends: cpu (OpenBLAS, %s kernels; %s)%s\n", cpu_blas_core(),
+           cpu_conv_library_name(conv, sizeof conv), backend_cuda_device_count() ? ", cuda" : "");
+    const char *wait = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    const char *core = getenv("OPENBLAS_CORETYPE");
+    printf("runtime: OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s OPENBLAS_CORETYPE=%s\n",
+           wait ? wait : "(unset)", spin ? spin : "(unset)", core ? core : "(unset)");
     printf("cuda devices: %d\n", backend_cuda_device_count());
 #ifdef TRAIND_CUDA
     for (int i = 0; i < backend_cuda_device_count(); i++) {

@@ -69,6 +69,9 @@ int cpu_conv2d_backward_weights(const Window2d *w, int groups, const Tensor *x,
                                 const Tensor *gy, Tensor *gw, Tensor *gb);
 /* Off: every convolution takes im2col + GEMM (tests of that path). */
 void cpu_conv_library(bool on);
+/* "oneDNN 2.6.3, avx512_core_bf16 kernels": the convolutions' library,
+ * its version and the widest ISA its JIT uses on this CPU. */
+const char *cpu_conv_library_name(char *buf, size_t n);
 /* oneDNN's name for the first kernel it chose ("brg:avx512_core", ...),
  * NULL before the first convolution. */
 const char *cpu_conv_library_impl(void);

@@ -2,6 +2,7 @@
 #include "core/cpu/dnnl.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -210,4 +211,25 @@ void *cpu_dnnl_data(dnnl_memory_t m) {
 int cpu_dnnl_wait(DnnlCall *c) {
     dnnl_status_t st = dnnl_stream_wait(c->stream);
     return st == dnnl_success ? 0 : cpu_dnnl_failed(st, "stream");
+}
+
+static const char *isa_name(dnnl_cpu_isa_t isa) {
+    switch (isa) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+    }
+}
+
+const char *cpu_conv_library_name(char *buf, size_t n) {
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(buf, n, "oneDNN %d.%d.%d, %s kernels", v->major, v->minor, v->patch,
+             isa_name(dnnl_get_effective_cpu_isa()));
+    return buf;
 }

@@ -24,6 +24,17 @@ print(block == mlp)
 PYEOF
 check "README's mlp.json is the repository's" "$(cat "$TMP/same")" True
 
+# traind info: the convolutions' library, and the runtime settings traind
+# gives itself when the caller has not (set_runtime_env in server/main.c)
+env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$TRAIND" info >"$TMP/info" 2>&1
+check "traind info names oneDNN and its kernels" \
+    "$(grep -c '^backends: cpu (OpenBLAS, .* kernels; oneDNN [0-9.]*, [a-z0-9_]* kernels)' "$TMP/info")" 1
+check "traind info: passive waiting after a short spin" \
+    "$(grep -c '^runtime: OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=10000 ' "$TMP/info")" 1
+GOMP_SPINCOUNT=77 "$TRAIND" info >"$TMP/info" 2>&1
+check "traind info: a caller's GOMP_SPINCOUNT is kept" \
+    "$(grep -c ' GOMP_SPINCOUNT=77 ' "$TMP/info")" 1
+
 MNIST=${TRAIND_SHARED:-../shared}/datasets/mnist
 if [ ! -f "$MNIST/train-images-idx3-ubyte.gz" ] || [ "$MNIST" != ../shared/datasets/mnist ]; then
     skip "traind run mlp.json" "mlp.json names ../shared/datasets/mnist, and $MNIST has no MNIST"
