@@ -59,8 +59,13 @@ static int primitive_of(BlockPlan *p, dnnl_primitive_desc_t pd, dnnl_primitive_t
     return st == dnnl_success ? 0 : cpu_dnnl_failed(st, "primitive");
 }
 
-static int pd_create(dnnl_primitive_desc_t *pd, const void *desc, const_dnnl_primitive_attr_t attr,
+/* The primitive descriptor of desc, whose init returned `init` (what:
+ * its name for the error). */
+static int pd_create(dnnl_status_t init, const char *what, dnnl_primitive_desc_t *pd,
+                     const void *desc, const_dnnl_primitive_attr_t attr,
                      const_dnnl_primitive_desc_t hint) {
+    *pd = NULL;
+    if (init != dnnl_success) return cpu_dnnl_failed(init, what);
     dnnl_status_t st = dnnl_primitive_desc_create(pd, desc, attr, cpu_dnnl_engine(), hint);
     if (st != dnnl_success) *pd = NULL;
     return st == dnnl_success ? 0 : cpu_dnnl_failed(st, "primitive descriptor");
@@ -90,7 +95,7 @@ static int make_conv(BlockPlan *p, const_dnnl_primitive_attr_t base, dnnl_primit
     if (st == dnnl_success) st = dnnl_post_ops_create(&ops);
     if (st == dnnl_success) st = dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0, 0);
     if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(attr, ops);
-    int rc = st == dnnl_success ? pd_create(pd, &d, attr, NULL) : cpu_dnnl_failed(st, "post-op");
+    int rc = pd_create(st, "post-op", pd, &d, attr, NULL);
     if (ops) dnnl_post_ops_destroy(ops);
     if (attr) dnnl_primitive_attr_destroy(attr);
     if (rc != 0) return -1;
@@ -132,8 +137,7 @@ static int make_pool(BlockPlan *p, const_dnnl_primitive_attr_t attr) {
     dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
     dnnl_status_t st = dnnl_pooling_forward_desc_init(&fd, dnnl_forward_training, dnnl_pooling_max,
                                                       &p->y, &any, s, kernel, pl, pr);
-    int rc = st == dnnl_success ? pd_create(&fpd, &fd, attr, NULL)
-                                : cpu_dnnl_failed(st, "pooling descriptor");
+    int rc = pd_create(st, "pooling descriptor", &fpd, &fd, attr, NULL);
     if (rc == 0) {
         p->pooled = *md_of(fpd, dnnl_query_dst_md);
         p->workspace = *md_of(fpd, dnnl_query_workspace_md);
@@ -142,8 +146,7 @@ static int make_pool(BlockPlan *p, const_dnnl_primitive_attr_t attr) {
     if (rc == 0) {
         st = dnnl_pooling_backward_desc_init(&bd, dnnl_pooling_max, &p->y, &p->pooled, s, kernel,
                                              pl, pr);
-        rc = st == dnnl_success ? pd_create(&bpd, &bd, attr, fpd)
-                                : cpu_dnnl_failed(st, "pooling descriptor");
+        rc = pd_create(st, "pooling descriptor", &bpd, &bd, attr, fpd);
     }
     if (rc == 0) rc = primitive_of(p, bpd, &p->pool_bwd);
     if (fpd) dnnl_primitive_desc_destroy(fpd);
@@ -158,13 +161,11 @@ static int make_relu_bwd(BlockPlan *p, const_dnnl_primitive_attr_t attr) {
     dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
     dnnl_status_t st = dnnl_eltwise_forward_desc_init(&fd, dnnl_forward_training,
                                                       dnnl_eltwise_relu_use_dst_for_bwd, &p->y, 0, 0);
-    int rc = st == dnnl_success ? pd_create(&fpd, &fd, attr, NULL)
-                                : cpu_dnnl_failed(st, "eltwise descriptor");
+    int rc = pd_create(st, "eltwise descriptor", &fpd, &fd, attr, NULL);
     if (rc == 0) {
         st = dnnl_eltwise_backward_desc_init(&bd, dnnl_eltwise_relu_use_dst_for_bwd, &p->y, &p->y,
                                              0, 0);
-        rc = st == dnnl_success ? pd_create(&bpd, &bd, attr, fpd)
-                                : cpu_dnnl_failed(st, "eltwise descriptor");
+        rc = pd_create(st, "eltwise descriptor", &bpd, &bd, attr, fpd);
     }
     if (rc == 0) rc = primitive_of(p, bpd, &p->relu_bwd);
     if (fpd) dnnl_primitive_desc_destroy(fpd);
@@ -184,8 +185,7 @@ static int make_conv_bwd(BlockPlan *p, const_dnnl_primitive_attr_t attr, const_d
     dnnl_primitive_desc_t dpd = NULL, wpd = NULL;
     dnnl_status_t st = dnnl_dilated_convolution_backward_data_desc_init(
         &dd, dnnl_convolution_direct, &src, &weights, &p->y, s, dl, pl, pr);
-    int rc = st == dnnl_success ? pd_create(&dpd, &dd, attr, hint)
-                                : cpu_dnnl_failed(st, "convolution descriptor");
+    int rc = pd_create(st, "convolution descriptor", &dpd, &dd, attr, hint);
     if (rc == 0) {
         p->bd_weights = *md_of(dpd, dnnl_query_weights_md);
         p->bd_diff_src = *md_of(dpd, dnnl_query_diff_src_md);
@@ -195,8 +195,7 @@ static int make_conv_bwd(BlockPlan *p, const_dnnl_primitive_attr_t attr, const_d
         st = dnnl_dilated_convolution_backward_weights_desc_init(
             &wd, dnnl_convolution_direct, &src, &weights, k->bias ? &p->bias : NULL, &p->y, s, dl,
             pl, pr);
-        rc = st == dnnl_success ? pd_create(&wpd, &wd, attr, hint)
-                                : cpu_dnnl_failed(st, "convolution descriptor");
+        rc = pd_create(st, "convolution descriptor", &wpd, &wd, attr, hint);
     }
     if (rc == 0) {
         p->bw_src = *md_of(wpd, dnnl_query_src_md);
