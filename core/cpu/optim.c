@@ -19,11 +19,24 @@
  *   buf = d_p on first use, else buf = momentum * buf + (1 - dampening) * d_p
  *   d_p = nesterov ? d_p + momentum * buf : buf (if momentum != 0)
  *   param -= lr * d_p                          (as param + (-lr) * d_p) */
+/* The common case, momentum without weight decay or Nesterov after the
+ * first step, has a loop of its own without branches, which the compiler
+ * vectorises; large tensors are split over the OpenMP threads. */
 #define DEFINE_SGD(T, SFX)                                                                         \
     static void sgd_##SFX(T *p, const T *g, T *buf, int64_t n, double lr, double momentum,         \
                           double dampening, double weight_decay, bool nesterov, bool first) {      \
         const T wd = (T)weight_decay, mom = (T)momentum, damp = (T)(1.0 - dampening);              \
         const T neg_lr = (T)(-lr);                                                                 \
+        if (momentum != 0 && weight_decay == 0 && !nesterov && !first) {                           \
+            _Pragma("omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)")                \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T b = buf[i] * mom + damp * g[i];                                                  \
+                buf[i] = b;                                                                        \
+                p[i] = p[i] + neg_lr * b;                                                          \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        _Pragma("omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)")                    \
         for (int64_t i = 0; i < n; i++) {                                                          \
             T d = g[i];                                                                            \
             if (weight_decay != 0) d = d + wd * p[i];                                              \
@@ -77,6 +90,7 @@ void cpu_sgd_update(int count, const OptimUpdate *u, double lr, double momentum,
         const T b2 = (T)beta2, one_minus_b2 = (T)(1.0 - beta2);                                    \
         const T wd = (T)weight_decay, decay = (T)(1.0 - lr * weight_decay), e = (T)eps;            \
         const bool coupled_wd = !decoupled && weight_decay != 0;                                   \
+        _Pragma("omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)")                    \
         for (int64_t i = 0; i < n; i++) {                                                          \
             T gi = g[i];                                                                           \
             if (decoupled) p[i] = p[i] * decay;                                                    \
