@@ -187,6 +187,7 @@ test-e2e: build/traind build/traind-asan
 	tests/e2e/test_run_parity.sh build/traind || ok=1; \
 	tests/e2e/test_run_errors.sh build/traind-asan || ok=1; \
 	tests/e2e/test_local_mode.sh build/traind || ok=1; \
+	tests/e2e/test_precision.sh build/traind || ok=1; \
 	tests/e2e/test_models.sh build/traind || ok=1; \
 	tests/e2e/test_api.sh build/traind-asan || ok=1; \
 	tests/e2e/test_privacy.sh build/traind-asan || ok=1; \

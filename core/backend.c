@@ -28,3 +28,17 @@ const Backend *backend_for(Device device) {
     }
     return cuda_backend;
 }
+
+const char *precision_name(Precision p) {
+    return p == PRECISION_BF16 ? "bf16" : "float32";
+}
+
+int backend_check_precision(Device device, Precision p) {
+    const Backend *be = backend_for(device);
+    if (!be) return -1;
+    if (p == PRECISION_FLOAT32) return 0;
+    if (be->check_precision) return be->check_precision(device, p);
+    char name[32];
+    return error_set("%s is not available on %s, which computes in float32 only",
+                     precision_name(p), device_name(device, name, sizeof name));
+}

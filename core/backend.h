@@ -75,6 +75,12 @@ typedef struct {
     uint64_t seed, offset;
 } AttentionArgs;
 
+/* The precision a job's convolutions and matrix products compute in
+ * (the job spec's "precision"): float32, or bf16 inputs with float32
+ * accumulation and float32 results. */
+typedef enum { PRECISION_FLOAT32, PRECISION_BF16 } Precision;
+const char *precision_name(Precision p); /* "float32", "bf16" */
+
 /* Geometry of a 2-d convolution or pooling window over [N, C, H, W]. */
 typedef struct {
     int64_t batch, channels, height, width;
@@ -130,6 +136,11 @@ typedef struct Backend {
      * device, as torch.backends.cuda.matmul.allow_tf32 (off by default).
      * NULL where there are none (the CPU). */
     void (*allow_tf32)(Device device, bool allow);
+    /* Whether the device computes in precision p (-1 with an error naming
+     * what it lacks), and the precision this thread's ops compute in from
+     * now on (p checked). NULL: float32 only. */
+    int (*check_precision)(Device device, Precision p);
+    void (*set_precision)(Device device, Precision p);
 
     /* ---- layout ---- */
     /* dst[i] = (dst dtype) src[i] over the logical shape; both any strides and
@@ -308,6 +319,10 @@ static inline int64_t layer_norm_chunks(int64_t rows) {
 /* The backend for a device; NULL with an error when none is compiled in or
  * the device does not exist. */
 const Backend *backend_for(Device device);
+/* 0 when `device` computes in precision p, else -1 with the reason ("bf16
+ * is not available on cuda:0, ..."): the daemon's check at submission and
+ * the trainer's at its start. */
+int backend_check_precision(Device device, Precision p);
 
 /* Registered by gpu/ at start-up when built with CUDA. */
 void backend_register_cuda(const Backend *cuda, int device_count);

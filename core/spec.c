@@ -27,7 +27,7 @@
 static const char *const top_fields[] = {
     "name",    "data",      "model", "loss",   "optimizer", "scheduler",  "epochs", "batch_size",
     "shuffle", "drop_last", "seed",  "device", "metrics",   "checkpoint", "init",   "allow_tf32",
-    "clip_grad_norm", "accumulate_steps", NULL};
+    "clip_grad_norm", "accumulate_steps", "precision", NULL};
 
 /* "clip_grad_norm": a max_norm above 0 (torch.nn.utils.clip_grad_norm_'s),
  * or absent for none. */
@@ -578,6 +578,21 @@ static int parse_device(JobSpec *spec, const json_t *top) {
     return 0;
 }
 
+/* "precision": "float32" (default) or "bf16" (core/backend.h's Precision);
+ * whether the job's device computes in it is checked where the device is
+ * known (the daemon at submission, the trainer at its start). */
+static int parse_precision(JobSpec *spec, const json_t *top) {
+    const char *p;
+    if (spec_get_string(top, "", "precision", false, &p)) return -1;
+    if (!p || strcmp(p, "float32") == 0)
+        spec->precision = PRECISION_FLOAT32;
+    else if (strcmp(p, "bf16") == 0)
+        spec->precision = PRECISION_BF16;
+    else
+        return error_at("precision", "expected \"float32\" or \"bf16\", got \"%s\"", p);
+    return 0;
+}
+
 /* "metrics": ["accuracy", "perplexity"]: extra metrics of a classification
  * loss, each at most once. */
 static int parse_metrics(JobSpec *spec, const json_t *v) {
@@ -655,7 +670,8 @@ static JobSpec *parse_root(const json_t *root, const char *base_dir, const char 
         spec_get_int(root, "", "accumulate_steps", false, 1, 1, MAX_ACCUMULATE_STEPS,
                      &accumulate) ||
         spec_get_int(root, "", "seed", false, 0, 0, INT64_MAX, &seed) ||
-        parse_device(spec, root) || parse_metrics(spec, json_object_get(root, "metrics")) ||
+        parse_device(spec, root) || parse_precision(spec, root) ||
+        parse_metrics(spec, json_object_get(root, "metrics")) ||
         parse_checkpoint(spec, json_object_get(root, "checkpoint")) ||
         parse_init(spec, root, base_dir)) {
         job_spec_free(spec);

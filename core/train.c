@@ -513,6 +513,11 @@ int train_run(Trainer *t) {
     /* set for every run, so a thread's next job does not inherit it */
     const Backend *dev = backend_for(t->device);
     if (dev && dev->allow_tf32) dev->allow_tf32(t->device, t->allow_tf32);
+    if (backend_check_precision(t->device, t->precision) != 0) {
+        autograd_set_enabled(prev);
+        return error_prefix_at("precision");
+    }
+    if (dev && dev->set_precision) dev->set_precision(t->device, t->precision);
     int rc = 0;
     while (t->state.epoch < t->epochs) {
         if (train_epoch(t, t->state.epoch) != 0) {

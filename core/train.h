@@ -121,6 +121,7 @@ struct Trainer {
     bool perplexity; /* train_perplexity / val_perplexity: exp(train_loss), exp(val_loss) */
     Device device;   /* where batches go; the model must already be there */
     bool allow_tf32; /* TF32 tensor cores for float32 matrix products (GPU) */
+    Precision precision; /* what convolutions compute in (checked at the start) */
     int accumulate_steps;  /* batches per optimizer step (0 or 1: one); the step's
                               gradient is the mean of theirs, the epoch's last
                               step takes what is left */

@@ -406,6 +406,23 @@ static int memory_check(const SpecModelSize *size, const Worker *w) {
                     size->parameters, size->train_bytes, w->memory_bytes, w->device_name);
 }
 
+/* Refuses a precision the job's device cannot compute in; with "auto",
+ * any of the daemon's devices may run it, so each must. */
+static int precision_check(Scheduler *s, const JobSpec *spec, const Worker *w) {
+    for (int i = 0; i < s->nworkers; i++) {
+        const Worker *o = spec->device_auto ? &s->workers[i] : w;
+        if (backend_check_precision(o->device, spec->precision) != 0) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", error_get());
+            if (spec->device_auto)
+                error_set("%s (\"device\": \"auto\" may pick it; name a device that can)", why);
+            return error_prefix_at("precision");
+        }
+        if (!spec->device_auto) break;
+    }
+    return 0;
+}
+
 int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_json,
                          const DbViewer *owner, int priority, int64_t *id_out) {
     JobCheck check;
@@ -413,7 +430,8 @@ int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_jso
     int rc = job_build_check(&daemon, spec, &check);
     if (rc != 0) return rc == JOB_CHECK_STORAGE ? DB_ERROR : DB_INVALID;
     const Worker *w = device_check(s, spec->device_auto ? NULL : &spec->device);
-    if (!w || memory_check(&check.size, w) != 0) return DB_INVALID;
+    if (!w || memory_check(&check.size, w) != 0 || precision_check(s, spec, w) != 0)
+        return DB_INVALID;
     char request[32] = "auto";
     if (!spec->device_auto) device_name(spec->device, request, sizeof request);
     /* the spec is stored as submitted: it is the job's record, which the

@@ -24,14 +24,25 @@
 #include "core/cpu/dnnl.h"
 #include "core/error.h"
 
+/* The block, and what its convolutions read: f32, or bf16 under that
+ * precision (y, the pooling and dy stay f32; dy is reordered to bf16 for
+ * the convolution's backward). */
+typedef struct {
+    ConvReluPool block;
+    dnnl_data_type_t in;
+} BlockKey;
+
 typedef struct {
     ConvReluPool key;
+    dnnl_data_type_t in;
     dnnl_memory_desc_t x, w, out, bias; /* ours: nchw, oihw / goihw, nchw, a */
     dnnl_memory_desc_t src, weights, y, pooled, workspace; /* the forward's */
     dnnl_memory_desc_t bd_weights, bd_diff_src, bw_src, bw_diff_weights; /* the backward's */
+    dnnl_memory_desc_t dy_in; /* dy as the backward passes read it */
     dnnl_primitive_t conv, pool, pool_bwd, relu_bwd, bwd_data, bwd_weights;
     dnnl_primitive_t to_src, to_weights, from_pooled;          /* forward reorders */
     dnnl_primitive_t to_pooled, to_bd_weights, from_bd_diff_src, to_bw_src, from_bw_diff_weights;
+    dnnl_primitive_t to_dy_in; /* NULL: dy_in is dy */
     bool own_pool;  /* y in nChw16c and a 2x2 stride-2 pool: pool_blocked.c */
     size_t scratch; /* the largest scratchpad of its primitives */
     dnnl_memory_desc_t scratch_md; /* bytes for it */
@@ -44,7 +55,8 @@ static void plan_free(void *plan) {
     dnnl_primitive_t all[] = {p->conv,          p->pool,           p->pool_bwd,  p->relu_bwd,
                               p->bwd_data,      p->bwd_weights,    p->to_src,    p->to_weights,
                               p->from_pooled,   p->to_pooled,      p->to_bd_weights,
-                              p->from_bd_diff_src, p->to_bw_src,   p->from_bw_diff_weights};
+                              p->from_bd_diff_src, p->to_bw_src,   p->from_bw_diff_weights,
+                              p->to_dy_in};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (all[i]) dnnl_primitive_destroy(all[i]);
     free(p);
@@ -81,7 +93,7 @@ static int make_conv(BlockPlan *p, const_dnnl_primitive_attr_t base, dnnl_primit
     const ConvReluPool *k = &p->key;
     DnnlConvShape shape = {k->conv, k->out_channels, k->groups};
     dnnl_memory_desc_t src, weights, dst;
-    cpu_dnnl_conv_descs(&shape, true, &src, &weights, &dst);
+    cpu_dnnl_conv_pass_descs(&shape, DNNL_CONV_FORWARD, p->in, &src, &weights, &dst);
     dnnl_dims_t s, dl, pl, pr;
     cpu_dnnl_geometry(&k->conv, s, dl, pl, pr);
     dnnl_convolution_desc_t d;
@@ -178,13 +190,16 @@ static int make_conv_bwd(BlockPlan *p, const_dnnl_primitive_attr_t attr, const_d
     const ConvReluPool *k = &p->key;
     DnnlConvShape shape = {k->conv, k->out_channels, k->groups};
     dnnl_memory_desc_t src, weights, dst;
-    cpu_dnnl_conv_descs(&shape, true, &src, &weights, &dst);
+    dnnl_memory_desc_t wsrc, wweights, wdst;
+    cpu_dnnl_conv_pass_descs(&shape, DNNL_CONV_BACKWARD_DATA, p->in, &src, &weights, &dst);
+    cpu_dnnl_conv_pass_descs(&shape, DNNL_CONV_BACKWARD_WEIGHTS, p->in, &wsrc, &wweights, &wdst);
+    p->dy_in = cpu_dnnl_retyped(&p->y, p->in);
     dnnl_dims_t s, dl, pl, pr;
     cpu_dnnl_geometry(&k->conv, s, dl, pl, pr);
     dnnl_convolution_desc_t dd, wd;
     dnnl_primitive_desc_t dpd = NULL, wpd = NULL;
     dnnl_status_t st = dnnl_dilated_convolution_backward_data_desc_init(
-        &dd, dnnl_convolution_direct, &src, &weights, &p->y, s, dl, pl, pr);
+        &dd, dnnl_convolution_direct, &src, &weights, &p->dy_in, s, dl, pl, pr);
     int rc = pd_create(st, "convolution descriptor", &dpd, &dd, attr, hint);
     if (rc == 0) {
         p->bd_weights = *md_of(dpd, dnnl_query_weights_md);
@@ -193,8 +208,8 @@ static int make_conv_bwd(BlockPlan *p, const_dnnl_primitive_attr_t attr, const_d
     }
     if (rc == 0) {
         st = dnnl_dilated_convolution_backward_weights_desc_init(
-            &wd, dnnl_convolution_direct, &src, &weights, k->bias ? &p->bias : NULL, &p->y, s, dl,
-            pl, pr);
+            &wd, dnnl_convolution_direct, &wsrc, &wweights, k->bias ? &p->bias : NULL, &p->dy_in,
+            s, dl, pl, pr);
         rc = pd_create(st, "convolution descriptor", &wpd, &wd, attr, hint);
     }
     if (rc == 0) {
@@ -215,7 +230,8 @@ static int make_reorders(BlockPlan *p) {
            cpu_dnnl_reorder(&p->w, &p->bd_weights, &p->to_bd_weights) ||
            cpu_dnnl_reorder(&p->bd_diff_src, &p->x, &p->from_bd_diff_src) ||
            cpu_dnnl_reorder(&p->x, &p->bw_src, &p->to_bw_src) ||
-           cpu_dnnl_reorder(&p->bw_diff_weights, &p->w, &p->from_bw_diff_weights);
+           cpu_dnnl_reorder(&p->bw_diff_weights, &p->w, &p->from_bw_diff_weights) ||
+           cpu_dnnl_reorder(&p->y, &p->dy_in, &p->to_dy_in);
 }
 
 /* Every primitive of both passes, or made = false when oneDNN refuses
@@ -226,7 +242,8 @@ static void *plan_make(const void *key) {
         error_set("conv2d: out of memory for a oneDNN plan");
         return NULL;
     }
-    p->key = *(const ConvReluPool *)key;
+    p->key = ((const BlockKey *)key)->block;
+    p->in = ((const BlockKey *)key)->in;
     DnnlConvShape shape = {p->key.conv, p->key.out_channels, p->key.groups};
     dnnl_memory_desc_t y_plain;
     cpu_dnnl_conv_descs(&shape, false, &p->x, &p->w, &y_plain);
@@ -252,10 +269,11 @@ static DnnlPlanCache plans = DNNL_PLAN_CACHE_INIT;
 
 /* The plan for b, NULL with an error; made false when oneDNN refused it. */
 static const BlockPlan *plan_for(const ConvReluPool *b) {
-    ConvReluPool key;
+    BlockKey key;
     memset(&key, 0, sizeof key); /* padding too: keys are compared as bytes */
-    key.conv = b->conv, key.out_channels = b->out_channels, key.groups = b->groups;
-    key.bias = b->bias, key.pool = b->pool;
+    key.block.conv = b->conv, key.block.out_channels = b->out_channels;
+    key.block.groups = b->groups, key.block.bias = b->bias, key.block.pool = b->pool;
+    key.in = cpu_dnnl_input_type();
     return cpu_dnnl_plan(&plans, &key, sizeof key, plan_make, plan_free);
 }
 
@@ -396,7 +414,8 @@ int cpu_conv2d_relu_max_pool2d_backward(const ConvReluPool *b, const Tensor *x,
     if (!p->made) return error_set("conv2d: oneDNN refused the backward of its own forward");
     bool weights = gw || gb;
     size_t bytes = bytes_of(&p->scratch_md) + bytes_of(&p->y) +
-                   (p->to_pooled ? bytes_of(&p->pooled) : 0);
+                   (p->to_pooled ? bytes_of(&p->pooled) : 0) +
+                   (p->to_dy_in ? bytes_of(&p->dy_in) : 0);
     if (gx) bytes += (p->to_bd_weights ? bytes_of(&p->bd_weights) : 0) +
                      (p->from_bd_diff_src ? bytes_of(&p->bd_diff_src) : 0);
     if (weights) bytes += (p->to_bw_src ? bytes_of(&p->bw_src) : 0) +
@@ -405,6 +424,7 @@ int cpu_conv2d_relu_max_pool2d_backward(const ConvReluPool *b, const Tensor *x,
     int rc = cpu_dnnl_call_open(&c, bytes);
     dnnl_memory_t msc = rc == 0 ? cpu_dnnl_call_memory(&c, &p->scratch_md, NULL) : NULL;
     dnnl_memory_t dy = msc ? backward_to_y(p, &c, gy, saved, msc) : NULL;
+    dy = reordered(&c, p->to_dy_in, dy, &p->dy_in);
     if (rc == 0 && !dy) rc = -1;
     if (rc == 0 && gx) {
         dnnl_memory_t mw = cpu_dnnl_call_memory(&c, &p->w, tensor_data(weight));

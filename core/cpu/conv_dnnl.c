@@ -22,12 +22,11 @@
 #include "core/cpu/dnnl.h"
 #include "core/error.h"
 
-typedef enum { CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_WEIGHTS } ConvPass;
-
 typedef struct {
-    ConvPass pass;
+    DnnlConvPass pass;
     DnnlConvShape shape;
     bool bias;
+    dnnl_data_type_t in; /* what it reads: f32, or bf16 under that precision */
 } ConvKey;
 
 /* One tensor argument: its plain layout, the primitive's, and the reorder
@@ -56,7 +55,7 @@ const char *cpu_conv_library_impl(void) {
 
 static int forward_desc(const ConvKey *k, dnnl_convolution_desc_t *d) {
     dnnl_memory_desc_t src, weights, dst, bias;
-    cpu_dnnl_conv_descs(&k->shape, true, &src, &weights, &dst);
+    cpu_dnnl_conv_pass_descs(&k->shape, DNNL_CONV_FORWARD, k->in, &src, &weights, &dst);
     cpu_dnnl_desc(&bias, 1, &k->shape.out_channels, false);
     dnnl_dims_t s, dl, pl, pr;
     cpu_dnnl_geometry(&k->shape.w, s, dl, pl, pr);
@@ -67,14 +66,14 @@ static int forward_desc(const ConvKey *k, dnnl_convolution_desc_t *d) {
 }
 
 static int pass_desc(const ConvKey *k, dnnl_convolution_desc_t *d) {
-    if (k->pass == CONV_FORWARD) return forward_desc(k, d);
+    if (k->pass == DNNL_CONV_FORWARD) return forward_desc(k, d);
     dnnl_memory_desc_t src, weights, dst, bias;
-    cpu_dnnl_conv_descs(&k->shape, true, &src, &weights, &dst);
+    cpu_dnnl_conv_pass_descs(&k->shape, k->pass, k->in, &src, &weights, &dst);
     cpu_dnnl_desc(&bias, 1, &k->shape.out_channels, false);
     dnnl_dims_t s, dl, pl, pr;
     cpu_dnnl_geometry(&k->shape.w, s, dl, pl, pr);
     dnnl_status_t st =
-        k->pass == CONV_BACKWARD_DATA
+        k->pass == DNNL_CONV_BACKWARD_DATA
             ? dnnl_dilated_convolution_backward_data_desc_init(d, dnnl_convolution_direct, &src,
                                                                &weights, &dst, s, dl, pl, pr)
             : dnnl_dilated_convolution_backward_weights_desc_init(
@@ -91,9 +90,9 @@ static int make_pd(const ConvKey *k, const_dnnl_primitive_attr_t attr, dnnl_prim
     dnnl_primitive_desc_t hint = NULL;
     if (pass_desc(k, &d) != 0) return -1;
     dnnl_status_t st = dnnl_success;
-    if (k->pass != CONV_FORWARD) {
+    if (k->pass != DNNL_CONV_FORWARD) {
         ConvKey fk = *k;
-        fk.pass = CONV_FORWARD;
+        fk.pass = DNNL_CONV_FORWARD;
         if (forward_desc(&fk, &fd) != 0) return -1;
         st = dnnl_primitive_desc_create(&hint, &fd, attr, engine, NULL);
     }
@@ -118,17 +117,17 @@ static int plan_args(ConvPlan *p, const_dnnl_primitive_desc_t pd) {
     dnnl_memory_desc_t src, weights, dst;
     cpu_dnnl_conv_descs(&p->key.shape, false, &src, &weights, &dst);
     switch (p->key.pass) {
-    case CONV_FORWARD:
+    case DNNL_CONV_FORWARD:
         return plan_arg(&p->args[0], pd, dnnl_query_src_md, &src, DNNL_ARG_SRC, false) ||
                plan_arg(&p->args[1], pd, dnnl_query_weights_md, &weights, DNNL_ARG_WEIGHTS,
                         false) ||
                plan_arg(&p->args[2], pd, dnnl_query_dst_md, &dst, DNNL_ARG_DST, true);
-    case CONV_BACKWARD_DATA:
+    case DNNL_CONV_BACKWARD_DATA:
         return plan_arg(&p->args[0], pd, dnnl_query_diff_dst_md, &dst, DNNL_ARG_DIFF_DST, false) ||
                plan_arg(&p->args[1], pd, dnnl_query_weights_md, &weights, DNNL_ARG_WEIGHTS,
                         false) ||
                plan_arg(&p->args[2], pd, dnnl_query_diff_src_md, &src, DNNL_ARG_DIFF_SRC, true);
-    case CONV_BACKWARD_WEIGHTS:
+    case DNNL_CONV_BACKWARD_WEIGHTS:
         return plan_arg(&p->args[0], pd, dnnl_query_src_md, &src, DNNL_ARG_SRC, false) ||
                plan_arg(&p->args[1], pd, dnnl_query_diff_dst_md, &dst, DNNL_ARG_DIFF_DST,
                         false) ||
@@ -219,7 +218,7 @@ static int call_run(const ConvPlan *p, DnnlCall *c, void *const data[3], void *b
             return -1;
         args[n++] = (dnnl_exec_arg_t){a->arg, inner[i]};
     }
-    if (b) args[n++] = (dnnl_exec_arg_t){p->key.pass == CONV_FORWARD ? DNNL_ARG_BIAS : DNNL_ARG_DIFF_BIAS, b};
+    if (b) args[n++] = (dnnl_exec_arg_t){p->key.pass == DNNL_CONV_FORWARD ? DNNL_ARG_BIAS : DNNL_ARG_DIFF_BIAS, b};
     args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, scratch};
     if (cpu_dnnl_execute(p->primitive, c->stream, n, args, "convolution") != 0) return -1;
     const ConvArg *out = &p->args[2];
@@ -241,11 +240,11 @@ static int conv_run(const ConvKey *k, void *const data[3], void *bias) {
     return cpu_dnnl_call_close(&c, rc);
 }
 
-static ConvKey key_of(ConvPass pass, const Window2d *w, int groups, int64_t out_channels,
+static ConvKey key_of(DnnlConvPass pass, const Window2d *w, int groups, int64_t out_channels,
                       bool bias) {
     ConvKey k;
     memset(&k, 0, sizeof k); /* padding too: keys are compared with memcmp */
-    k.pass = pass, k.bias = bias;
+    k.pass = pass, k.bias = bias, k.in = cpu_dnnl_input_type();
     k.shape.w = *w, k.shape.groups = groups, k.shape.out_channels = out_channels;
     return k;
 }
@@ -253,7 +252,7 @@ static ConvKey key_of(ConvPass pass, const Window2d *w, int groups, int64_t out_
 int cpu_conv2d(const Window2d *w, int groups, const Tensor *x, const Tensor *weight,
                const Tensor *bias, Tensor *out) {
     if (!cpu_dnnl_takes(x)) return 1;
-    ConvKey k = key_of(CONV_FORWARD, w, groups, weight->shape[0], bias != NULL);
+    ConvKey k = key_of(DNNL_CONV_FORWARD, w, groups, weight->shape[0], bias != NULL);
     void *data[3] = {tensor_data(x), tensor_data(weight), tensor_data(out)};
     return conv_run(&k, data, bias ? tensor_data(bias) : NULL);
 }
@@ -261,7 +260,7 @@ int cpu_conv2d(const Window2d *w, int groups, const Tensor *x, const Tensor *wei
 int cpu_conv2d_backward_data(const Window2d *w, int groups, const Tensor *weight,
                              const Tensor *gy, Tensor *gx) {
     if (!cpu_dnnl_takes(gy)) return 1;
-    ConvKey k = key_of(CONV_BACKWARD_DATA, w, groups, weight->shape[0], false);
+    ConvKey k = key_of(DNNL_CONV_BACKWARD_DATA, w, groups, weight->shape[0], false);
     void *data[3] = {tensor_data(gy), tensor_data(weight), tensor_data(gx)};
     return conv_run(&k, data, NULL);
 }
@@ -269,7 +268,7 @@ int cpu_conv2d_backward_data(const Window2d *w, int groups, const Tensor *weight
 int cpu_conv2d_backward_weights(const Window2d *w, int groups, const Tensor *x,
                                 const Tensor *gy, Tensor *gw, Tensor *gb) {
     if (!cpu_dnnl_takes(x)) return 1;
-    ConvKey k = key_of(CONV_BACKWARD_WEIGHTS, w, groups, gw->shape[0], gb != NULL);
+    ConvKey k = key_of(DNNL_CONV_BACKWARD_WEIGHTS, w, groups, gw->shape[0], gb != NULL);
     void *data[3] = {tensor_data(x), tensor_data(gy), tensor_data(gw)};
     return conv_run(&k, data, gb ? tensor_data(gb) : NULL);
 }

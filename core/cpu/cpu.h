@@ -67,6 +67,11 @@ int cpu_conv2d_backward_data(const Window2d *w, int groups, const Tensor *weight
                              const Tensor *gy, Tensor *gx);
 int cpu_conv2d_backward_weights(const Window2d *w, int groups, const Tensor *x,
                                 const Tensor *gy, Tensor *gw, Tensor *gb);
+/* Precision (core/backend.h): bf16 where oneDNN's JIT has AVX512-BF16 or
+ * AMX; under it the convolutions read bf16 inputs, accumulate and write
+ * float32 (dnnl.c). Set per thread. */
+int cpu_check_precision(Device device, Precision p);
+void cpu_set_precision(Device device, Precision p);
 /* Off: every convolution takes im2col + GEMM (tests of that path). */
 void cpu_conv_library(bool on);
 /* "oneDNN 2.6.3, avx512_core_bf16 kernels": the convolutions' library,

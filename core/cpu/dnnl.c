@@ -57,6 +57,15 @@ void cpu_dnnl_conv_descs(const DnnlConvShape *s, bool any, dnnl_memory_desc_t *s
     cpu_dnnl_desc(dst, 4, (int64_t[]){w->batch, s->out_channels, w->out_h, w->out_w}, any);
 }
 
+void cpu_dnnl_conv_pass_descs(const DnnlConvShape *s, DnnlConvPass pass, dnnl_data_type_t in,
+                              dnnl_memory_desc_t *src, dnnl_memory_desc_t *weights,
+                              dnnl_memory_desc_t *dst) {
+    cpu_dnnl_conv_descs(s, true, src, weights, dst);
+    src->data_type = pass == DNNL_CONV_BACKWARD_DATA ? dnnl_f32 : in;
+    weights->data_type = pass == DNNL_CONV_BACKWARD_WEIGHTS ? dnnl_f32 : in;
+    dst->data_type = pass == DNNL_CONV_FORWARD ? dnnl_f32 : in;
+}
+
 /* The right padding makes oneDNN's output size formula give out_h
  * exactly; where the window's last step stops short of the input's end it
  * would be negative, and the smallest such pad >= 0 gives the same out_h
@@ -232,4 +241,32 @@ const char *cpu_conv_library_name(char *buf, size_t n) {
     snprintf(buf, n, "oneDNN %d.%d.%d, %s kernels", v->major, v->minor, v->patch,
              isa_name(dnnl_get_effective_cpu_isa()));
     return buf;
+}
+
+/* This thread's precision (a job's, set by its trainer). */
+static _Thread_local Precision precision = PRECISION_FLOAT32;
+
+int cpu_check_precision(Device device, Precision p) {
+    (void)device;
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if (p == PRECISION_FLOAT32 || isa == dnnl_cpu_isa_avx512_core_bf16 ||
+        isa == dnnl_cpu_isa_avx512_core_amx)
+        return 0;
+    return error_set("%s needs a CPU with AVX512-BF16 or AMX; oneDNN finds %s here",
+                     precision_name(p), isa_name(isa));
+}
+
+void cpu_set_precision(Device device, Precision p) {
+    (void)device;
+    precision = p;
+}
+
+dnnl_data_type_t cpu_dnnl_input_type(void) {
+    return precision == PRECISION_BF16 ? dnnl_bf16 : dnnl_f32;
+}
+
+dnnl_memory_desc_t cpu_dnnl_retyped(const dnnl_memory_desc_t *md, dnnl_data_type_t t) {
+    dnnl_memory_desc_t r = *md;
+    r.data_type = t; /* strides count elements, so the layout stays the same */
+    return r;
 }

@@ -29,6 +29,14 @@ void cpu_dnnl_desc(dnnl_memory_desc_t *md, int ndims, const int64_t *dims, bool 
  * dst [N, O, out_h, out_w]. */
 void cpu_dnnl_conv_descs(const DnnlConvShape *s, bool any, dnnl_memory_desc_t *src,
                          dnnl_memory_desc_t *weights, dnnl_memory_desc_t *dst);
+/* A convolution's passes, and their descriptors with layouts left to
+ * oneDNN: what a pass reads in `in` (f32, or bf16 under that precision:
+ * the forward's src and weights, the data pass's weights and diff_dst,
+ * the weight pass's src and diff_dst), what it writes in f32. */
+typedef enum { DNNL_CONV_FORWARD, DNNL_CONV_BACKWARD_DATA, DNNL_CONV_BACKWARD_WEIGHTS } DnnlConvPass;
+void cpu_dnnl_conv_pass_descs(const DnnlConvShape *s, DnnlConvPass pass, dnnl_data_type_t in,
+                              dnnl_memory_desc_t *src, dnnl_memory_desc_t *weights,
+                              dnnl_memory_desc_t *dst);
 /* Strides, dilations (oneDNN counts the gaps) and paddings of a window. */
 void cpu_dnnl_geometry(const Window2d *w, dnnl_dims_t strides, dnnl_dims_t dilates,
                        dnnl_dims_t pad_l, dnnl_dims_t pad_r);
@@ -44,6 +52,12 @@ void *cpu_dnnl_data(dnnl_memory_t m);
 /* Runs a primitive (on the CPU, done on return). */
 int cpu_dnnl_execute(dnnl_primitive_t p, dnnl_stream_t s, int n, const dnnl_exec_arg_t *args,
                      const char *what);
+
+/* The data type oneDNN's convolutions read their inputs in on this
+ * thread: bf16 under cpu_set_precision(PRECISION_BF16), else f32. */
+dnnl_data_type_t cpu_dnnl_input_type(void);
+/* md in another data type, the same layout (bf16 beside float32). */
+dnnl_memory_desc_t cpu_dnnl_retyped(const dnnl_memory_desc_t *md, dnnl_data_type_t t);
 
 /* Whether oneDNN takes this tensor's op: float32, and not switched off by
  * cpu_conv_library(false) (core/cpu/cpu.h). */

@@ -208,6 +208,7 @@ Test(spec, defaults_as_pytorch) {
     cr_assert(!s->drop_last);
     cr_assert_eq(s->seed, 0);
     cr_assert(s->device_auto);
+    cr_assert_eq(s->precision, PRECISION_FLOAT32);
     cr_assert(!s->accuracy);
     cr_assert(!s->has_lr_scheduler);
     cr_assert(s->checkpoint);
@@ -310,6 +311,17 @@ Test(spec, schedulers) {
 }
 
 /* ---- errors: path and reason ---- */
+
+Test(spec, precision) {
+    char *text = variant(design_example, "precision", "\"bf16\"");
+    JobSpec *s = parse_ok(text);
+    cr_assert_eq(s->precision, PRECISION_BF16);
+    job_spec_free(s);
+    free(text);
+    expect_variant_error("precision", "\"fp16\"",
+                         "precision: expected \"float32\" or \"bf16\", got \"fp16\"", true);
+    expect_variant_error("precision", "16", "precision: expected a string, got number", true);
+}
 
 Test(spec, errors_name_path_and_reason) {
     expect_variant_error("optimizer.lr", "\"0.01\"", "optimizer.lr: expected a number, got string",

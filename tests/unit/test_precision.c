@@ -1,0 +1,142 @@
+/* test_precision.c - a job's "precision": "bf16" on the CPU: each
+ * convolution pass (oneDNN's forward, data and weight gradients, and the
+ * Conv2d -> ReLU -> MaxPool2d block) computed from bf16 inputs lands
+ * within bf16's rounding of the float32 result, and not on it (bf16 did
+ * run); the thread's precision is its own; a CPU without AVX512-BF16 or
+ * AMX, and a device without bf16, are refused with the reason. Skips the
+ * bf16 runs, saying why, on a CPU that lacks it. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/autograd.h"
+#include "core/backend.h"
+#include "core/cpu/cpu.h"
+#include "core/error.h"
+#include "core/ops.h"
+#include "tests/support/gradcheck.h"
+
+static void need_bf16(void) {
+    if (backend_check_precision(DEVICE_CPU_INIT, PRECISION_BF16) != 0)
+        cr_skip_test("no bf16 on this CPU: %s", error_get());
+}
+
+static Tensor *uniform32(int ndim, const int64_t *shape, uint64_t seed) {
+    Tensor *t64 = gradcheck_input(ndim, shape, -1, 1, seed);
+    Tensor *c = tensor_to_dtype(t64, DTYPE_FLOAT32), *t = c ? tensor_detach(c) : NULL;
+    tensor_release(c), tensor_release(t64);
+    cr_assert(t, "%s", error_get());
+    return t;
+}
+
+/* max |a - b| / max |b|: the normwise relative error */
+static double rel_err(const Tensor *a, const Tensor *b) {
+    double diff = 0, scale = 0;
+    for (int64_t i = 0; i < tensor_numel(b); i++) {
+        diff = fmax(diff, fabs(tensor_get(a, i) - tensor_get(b, i)));
+        scale = fmax(scale, fabs(tensor_get(b, i)));
+    }
+    return diff / scale;
+}
+
+/* out, gx, gw, gb of sum(f(x) * up) in precision p: the convolution, or
+ * with block the Conv2d -> ReLU -> MaxPool2d block, fused or as the
+ * three ops */
+typedef enum { CONV, BLOCK_FUSED, BLOCK_THREE_OPS } What;
+
+static void run(Precision p, What what, Tensor **got) {
+    cpu_set_precision(DEVICE_CPU_INIT, p);
+    Tensor *x = uniform32(SHAPE(4, 32, 14, 13), 1), *w = uniform32(SHAPE(48, 32, 3, 3), 2);
+    Tensor *b = uniform32(SHAPE(48), 3);
+    tensor_set_requires_grad(x, true), tensor_set_requires_grad(w, true);
+    tensor_set_requires_grad(b, true);
+    Conv2dParams cp = {1, 1, 1, 1, 1, 1, 1};
+    Pool2dParams pp = {2, 2, 2, 2, 0, 0};
+    Tensor *out = what == BLOCK_FUSED ? tensor_conv2d_relu_max_pool2d(x, w, b, &cp, &pp)
+                                      : tensor_conv2d_with(x, w, b, &cp);
+    if (what == BLOCK_THREE_OPS) {
+        Tensor *r = tensor_relu(out);
+        tensor_release(out);
+        out = tensor_max_pool2d(r, 2, 2, 2, 2, 0, 0);
+        tensor_release(r);
+    }
+    cr_assert(out, "%s", error_get());
+    Tensor *up = uniform32(out->ndim, out->shape, 4);
+    cr_assert(tensor_backward_with(out, up) == 0, "%s", error_get());
+    got[0] = out, got[1] = tensor_retain(x->grad), got[2] = tensor_retain(w->grad);
+    got[3] = tensor_retain(b->grad);
+    tensor_release(up), tensor_release(x), tensor_release(w), tensor_release(b);
+    cpu_set_precision(DEVICE_CPU_INIT, PRECISION_FLOAT32);
+}
+
+static const char *const names[4] = {"out", "gx", "gweight", "gbias"};
+
+/* bf16 keeps 8 significant bits: inputs rounded by up to 2^-9 relative,
+ * so a sum of 288 products is off by about that much, normwise; float32
+ * is 2^16 times closer. */
+Test(precision, bf16_convolution_passes) {
+    need_bf16();
+    Tensor *f32[4], *bf16[4];
+    run(PRECISION_FLOAT32, CONV, f32);
+    run(PRECISION_BF16, CONV, bf16);
+    for (int i = 0; i < 4; i++) {
+        double e = rel_err(bf16[i], f32[i]);
+        fprintf(stderr, "precision bf16 conv %s: relative error %.3g\n", names[i], e);
+        cr_assert(e < 1e-2, "%s: bf16 off by %g of float32", names[i], e);
+        /* the bias gradient sums gy alone, which bf16 does not round */
+        if (i != 3) cr_assert(e > 1e-5, "%s: bf16 equals float32 (%g): did bf16 run?", names[i], e);
+        tensor_release(f32[i]), tensor_release(bf16[i]);
+    }
+}
+
+/* The block's pooling picks a window's maximum from y, which bf16 moves by
+ * ~2^-9: where two values are that close the argmax, and so a gradient's
+ * place, changes (as under torch.autocast). So its output is checked
+ * against float32, and its gradients against the three ops in bf16,
+ * whose convolution reads the same bf16 inputs. */
+Test(precision, bf16_conv_relu_pool_block) {
+    need_bf16();
+    Tensor *f32[4], *fused[4], *three[4];
+    run(PRECISION_FLOAT32, BLOCK_FUSED, f32);
+    run(PRECISION_BF16, BLOCK_FUSED, fused);
+    run(PRECISION_BF16, BLOCK_THREE_OPS, three);
+    double e = rel_err(fused[0], f32[0]);
+    cr_assert(e < 1e-2 && e > 1e-5, "out: bf16 off by %g of float32", e);
+    for (int i = 0; i < 4; i++) {
+        double d = rel_err(fused[i], three[i]);
+        fprintf(stderr, "precision bf16 block %s: relative error %.3g to the three ops\n",
+                names[i], d);
+        cr_assert(d < 1e-5, "%s: fused bf16 off by %g of the three ops in bf16", names[i], d);
+        tensor_release(f32[i]), tensor_release(fused[i]), tensor_release(three[i]);
+    }
+}
+
+static void *float32_thread(void *arg) {
+    Tensor **got = arg;
+    run(PRECISION_FLOAT32, CONV, got);
+    return NULL;
+}
+
+Test(precision, per_thread) {
+    need_bf16();
+    Tensor *a[4], *b[4];
+    run(PRECISION_FLOAT32, CONV, a);
+    cpu_set_precision(DEVICE_CPU_INIT, PRECISION_BF16); /* this thread only */
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, float32_thread, b), 0);
+    pthread_join(t, NULL);
+    cpu_set_precision(DEVICE_CPU_INIT, PRECISION_FLOAT32);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(rel_err(b[i], a[i]), 0, "another thread's bf16 leaked into float32");
+        tensor_release(a[i]), tensor_release(b[i]);
+    }
+}
+
+Test(precision, refused_where_it_cannot_run) {
+    cr_assert_eq(backend_check_precision(DEVICE_CPU_INIT, PRECISION_FLOAT32), 0);
+    /* a CUDA device (none here, or the CUDA backend) computes float32 only */
+    cr_assert_eq(backend_check_precision((Device){DEVICE_CUDA, 0}, PRECISION_BF16), -1);
+    cr_assert(strlen(error_get()) > 0);
+}
