@@ -11,7 +11,8 @@
 #    "ratio_vs_tuned": traind / pytorch-tuned, "ratio_best_epoch": ...,
 #    "ratio_best_epoch_vs_tuned": ..., "test_accuracy_diff": traind - pytorch}
 #
-# and the same for mnist_cnn. Both train on ../shared/datasets/mnist (its
+# and the same for mnist_cnn, with a {"bench": "mnist_cnn", "impl": "traind-bf16"} line
+# (the job's "precision": "bf16") where oneDNN has AVX512-BF16 or AMX. Both train on ../shared/datasets/mnist (its
 # train file, 20k images here, and the 10k test set as validation): batch
 # 64, shuffle on, SGD lr 0.01 momentum 0.9, LambdaLR 0.95**epoch, 2 epochs,
 # ToTensor + Normalize(0.5, 1.0). Speed is traind's samples_per_s: training
@@ -67,9 +68,9 @@ fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-for model in "${models[@]}"; do
-    bench=mnist_$model
-    bench_mnist_spec "$model" "$MNIST_DIR" "$EPOCHS" >"$TMP/$bench.json"
+# traind_run BENCH IMPL: traind on $TMP/BENCH.json, its bench line.
+traind_run() {
+    local bench=$1 t0 t1
     t0=$(date +%s%N)
     if ! "$TRAIND" run "$TMP/$bench.json" --jsonl --device cpu --out "$TMP/out" \
             >"$TMP/$bench.jsonl" 2>"$TMP/$bench.err"; then
@@ -77,8 +78,25 @@ for model in "${models[@]}"; do
         exit 1
     fi
     t1=$(date +%s%N)
-    ours=$(bench_summarize "$bench" "$TMP/$bench.jsonl" traind "$(( (t1 - t0) / 1000000 ))")
+    bench_summarize "${bench%_bf16}" "$TMP/$bench.jsonl" "$2" "$(( (t1 - t0) / 1000000 ))"
+}
+
+# precision bf16 too where oneDNN has AVX512-BF16 or AMX (the CNN only:
+# bf16 changes the convolutions)
+bf16=0
+"$TRAIND" info | grep -qE 'oneDNN [0-9.]+, avx512_core_(bf16|amx) kernels' && bf16=1
+
+for model in "${models[@]}"; do
+    bench=mnist_$model
+    bench_mnist_spec "$model" "$MNIST_DIR" "$EPOCHS" >"$TMP/$bench.json"
+    ours=$(traind_run "$bench" traind) || exit 1
     echo "$ours"
+    if [ "$model" = cnn ] && [ $bf16 = 1 ]; then
+        $PY -c 'import json, sys
+d = json.load(open(sys.argv[1])); d["precision"] = "bf16"; json.dump(d, open(sys.argv[2], "w"))' \
+            "$TMP/$bench.json" "$TMP/${bench}_bf16.json"
+        traind_run "${bench}_bf16" traind-bf16 || exit 1
+    fi
     [ $have_torch -eq 1 ] || continue
     # pytorch: the loop as specified (2 threads, the seed's per-sample Dataset).
     theirs=$(/usr/bin/python3 bench/torch_mnist.py --model "$model" --data "$MNIST_DIR" \
