@@ -96,6 +96,8 @@ void cpu_max_pool_2x2_blocked(const float *y, int64_t blocks, int64_t H, int64_t
 void cpu_max_pool_2x2_blocked_relu_backward(const float *y, const uint8_t *argmax,
                                             const float *gy, int64_t blocks, int64_t H, int64_t W,
                                             float *dy);
+/* On: the portable kernels even where AVX-512 is (tests of them). */
+void cpu_pool_blocked_portable(bool on);
 
 /* pool.c */
 void cpu_max_pool2d(const Window2d *w, const Tensor *x, Tensor *out, Tensor *indices);

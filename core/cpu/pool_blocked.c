@@ -1,85 +1,118 @@
 /* pool_blocked.c - 2x2, stride 2 max pooling over oneDNN's nChw16c layout
  * ([N][C/16][H][W][16]: sixteen channels side by side), for the
- * Conv2d -> ReLU -> MaxPool2d block (conv_block_dnnl.c). oneDNN's own
- * pooling takes as long here as the unblocked loop it replaces; over
- * sixteen contiguous lanes the window's max is four vector compares.
+ * Conv2d -> ReLU -> MaxPool2d block (conv_block_dnnl.c). oneDNN 2.6's own
+ * pooling took as long here as the unblocked loop it replaces; over
+ * sixteen contiguous lanes a window's max is three vector compares.
  *
  * The forward keeps each output's argmax (0..3: the window's first
  * maximum in scan order, a NaN winning as torch's does) in one byte. The
  * backward folds in the ReLU's: dy = gy at the argmax where y > 0, else 0.
- * Both are compiled for AVX-512 too and pick it at run time.
+ * An AVX-512 version (one 16-lane vector a step), chosen at run time, and
+ * a portable one with the same results.
  */
+#include <immintrin.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "core/cpu/cpu.h"
 
 #define LANES 16
 
-#define POOL_BLOCKED_KERNELS(SUFFIX, ATTR)                                                         \
-    ATTR static void forward_##SUFFIX(const float *y, int64_t blocks, int64_t H, int64_t W,        \
-                                      float *pooled, uint8_t *argmax) {                            \
-        const int64_t OH = H / 2, OW = W / 2;                                                      \
-        _Pragma("omp parallel for schedule(static) if (blocks * H * W * LANES >= CPU_PARALLEL_MIN)") \
-        for (int64_t r = 0; r < blocks * OH; r++) {                                                \
-            const float *r0 = y + (r / OH * H + r % OH * 2) * W * LANES, *r1 = r0 + W * LANES;    \
-            float *o = pooled + r * OW * LANES;                                                    \
-            uint8_t *a = argmax + r * OW * LANES;                                                  \
-            for (int64_t ow = 0; ow < OW; ow++)                                                    \
-                for (int l = 0; l < LANES; l++) {                                                  \
-                    const int64_t i = 2 * ow * LANES + l;                                          \
-                    float m = r0[i], v1 = r0[i + LANES], v2 = r1[i], v3 = r1[i + LANES];          \
-                    uint8_t k = 0;                                                                 \
-                    bool t1 = (v1 > m) | (v1 != v1);                                               \
-                    m = t1 ? v1 : m, k = t1 ? 1 : k;                                               \
-                    bool t2 = (v2 > m) | (v2 != v2);                                               \
-                    m = t2 ? v2 : m, k = t2 ? 2 : k;                                               \
-                    bool t3 = (v3 > m) | (v3 != v3);                                               \
-                    m = t3 ? v3 : m, k = t3 ? 3 : k;                                               \
-                    o[ow * LANES + l] = m;                                                         \
-                    a[ow * LANES + l] = k;                                                         \
-                }                                                                                  \
-        }                                                                                          \
-    }                                                                                              \
-                                                                                                   \
-    ATTR static void backward_##SUFFIX(const float *y, const uint8_t *argmax, const float *gy,     \
-                                       int64_t blocks, int64_t H, int64_t W, float *dy) {          \
-        const int64_t OH = H / 2, OW = W / 2;                                                      \
-        if ((H | W) & 1) /* an odd last row or column no window reads */                           \
-            memset(dy, 0, (size_t)(blocks * H * W * LANES) * sizeof *dy);                          \
-        _Pragma("omp parallel for schedule(static) if (blocks * H * W * LANES >= CPU_PARALLEL_MIN)") \
-        for (int64_t r = 0; r < blocks * OH; r++) {                                                \
-            const int64_t row = (r / OH * H + r % OH * 2) * W * LANES;                             \
-            const float *y0 = y + row, *y1 = y0 + W * LANES;                                       \
-            float *d0 = dy + row, *d1 = d0 + W * LANES;                                            \
-            const float *g = gy + r * OW * LANES;                                                  \
-            const uint8_t *a = argmax + r * OW * LANES;                                            \
-            for (int64_t ow = 0; ow < OW; ow++)                                                    \
-                for (int l = 0; l < LANES; l++) {                                                  \
-                    const int64_t i = 2 * ow * LANES + l;                                          \
-                    const float gv = g[ow * LANES + l];                                            \
-                    const uint8_t k = a[ow * LANES + l];                                           \
-                    d0[i] = k == 0 && y0[i] > 0 ? gv : 0.0f;                                       \
-                    d0[i + LANES] = k == 1 && y0[i + LANES] > 0 ? gv : 0.0f;                       \
-                    d1[i] = k == 2 && y1[i] > 0 ? gv : 0.0f;                                       \
-                    d1[i + LANES] = k == 3 && y1[i + LANES] > 0 ? gv : 0.0f;                       \
-                }                                                                                  \
-        }                                                                                          \
+/* The window whose top-left is at r0 (its lower row at r1): max and
+ * argmax of each lane, portable. */
+static void window_generic(const float *r0, const float *r1, float *o, uint8_t *a) {
+    for (int l = 0; l < LANES; l++) {
+        float m = r0[l], v[3] = {r0[l + LANES], r1[l], r1[l + LANES]};
+        uint8_t k = 0;
+        for (int j = 0; j < 3; j++) {
+            bool t = (v[j] > m) | (v[j] != v[j]);
+            m = t ? v[j] : m;
+            k = t ? (uint8_t)(j + 1) : k;
+        }
+        o[l] = m;
+        a[l] = k;
     }
+}
 
-POOL_BLOCKED_KERNELS(generic, )
-POOL_BLOCKED_KERNELS(avx512, __attribute__((target("avx512f"))))
+/* dy of one window: g where the argmax and y > 0, else 0, portable. */
+static void window_back_generic(const float *y0, const float *y1, const float *g,
+                                const uint8_t *a, float *d0, float *d1) {
+    for (int l = 0; l < LANES; l++) {
+        const float *ys[4] = {y0 + l, y0 + l + LANES, y1 + l, y1 + l + LANES};
+        float *ds[4] = {d0 + l, d0 + l + LANES, d1 + l, d1 + l + LANES};
+        for (int j = 0; j < 4; j++) *ds[j] = (a[l] == j) & (*ys[j] > 0) ? g[l] : 0.0f;
+    }
+}
+
+__attribute__((target("avx512f"))) static void window_avx512(const float *r0, const float *r1,
+                                                             float *o, uint8_t *a) {
+    __m512 m = _mm512_loadu_ps(r0);
+    __m512i k = _mm512_setzero_si512();
+    const float *v[3] = {r0 + LANES, r1, r1 + LANES};
+    for (int j = 0; j < 3; j++) {
+        __m512 x = _mm512_loadu_ps(v[j]);
+        __mmask16 t = _mm512_cmp_ps_mask(x, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+        m = _mm512_mask_mov_ps(m, t, x);
+        k = _mm512_mask_mov_epi32(k, t, _mm512_set1_epi32(j + 1));
+    }
+    _mm512_storeu_ps(o, m);
+    _mm_storeu_si128((__m128i *)a, _mm512_cvtepi32_epi8(k));
+}
+
+__attribute__((target("avx512f"))) static void window_back_avx512(const float *y0, const float *y1,
+                                                                  const float *g, const uint8_t *a,
+                                                                  float *d0, float *d1) {
+    __m512 gv = _mm512_loadu_ps(g), zero = _mm512_setzero_ps();
+    __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)a));
+    const float *ys[4] = {y0, y0 + LANES, y1, y1 + LANES};
+    float *ds[4] = {d0, d0 + LANES, d1, d1 + LANES};
+    for (int j = 0; j < 4; j++) {
+        __mmask16 at = _mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(j)) &
+                       _mm512_cmp_ps_mask(_mm512_loadu_ps(ys[j]), zero, _CMP_GT_OQ);
+        _mm512_storeu_ps(ds[j], _mm512_maskz_mov_ps(at, gv));
+    }
+}
+
+typedef void WindowFn(const float *, const float *, float *, uint8_t *);
+typedef void WindowBackFn(const float *, const float *, const float *, const uint8_t *, float *,
+                          float *);
+
+static atomic_bool portable_only;
+
+void cpu_pool_blocked_portable(bool on) {
+    atomic_store(&portable_only, on);
+}
 
 static bool has_avx512(void) {
-    return __builtin_cpu_supports("avx512f");
+    return !atomic_load(&portable_only) && __builtin_cpu_supports("avx512f");
 }
 
 void cpu_max_pool_2x2_blocked(const float *y, int64_t blocks, int64_t H, int64_t W, float *pooled,
                               uint8_t *argmax) {
-    (has_avx512() ? forward_avx512 : forward_generic)(y, blocks, H, W, pooled, argmax);
+    WindowFn *window = has_avx512() ? window_avx512 : window_generic;
+    const int64_t OH = H / 2, OW = W / 2;
+#pragma omp parallel for schedule(static) if (blocks * H * W * LANES >= CPU_PARALLEL_MIN)
+    for (int64_t r = 0; r < blocks * OH; r++) {
+        const float *r0 = y + (r / OH * H + r % OH * 2) * W * LANES, *r1 = r0 + W * LANES;
+        for (int64_t ow = 0; ow < OW; ow++)
+            window(r0 + 2 * ow * LANES, r1 + 2 * ow * LANES, pooled + (r * OW + ow) * LANES,
+                   argmax + (r * OW + ow) * LANES);
+    }
 }
 
 void cpu_max_pool_2x2_blocked_relu_backward(const float *y, const uint8_t *argmax,
                                             const float *gy, int64_t blocks, int64_t H, int64_t W,
                                             float *dy) {
-    (has_avx512() ? backward_avx512 : backward_generic)(y, argmax, gy, blocks, H, W, dy);
+    WindowBackFn *back = has_avx512() ? window_back_avx512 : window_back_generic;
+    const int64_t OH = H / 2, OW = W / 2;
+    if ((H | W) & 1) /* an odd last row or column that no window reads */
+        memset(dy, 0, (size_t)(blocks * H * W * LANES) * sizeof *dy);
+#pragma omp parallel for schedule(static) if (blocks * H * W * LANES >= CPU_PARALLEL_MIN)
+    for (int64_t r = 0; r < blocks * OH; r++) {
+        const int64_t row = (r / OH * H + r % OH * 2) * W * LANES;
+        for (int64_t ow = 0; ow < OW; ow++) {
+            const int64_t i = row + 2 * ow * LANES, o = (r * OW + ow) * LANES;
+            back(y + i, y + i + W * LANES, gy + o, argmax + o, dy + i, dy + i + W * LANES);
+        }
+    }
 }

@@ -71,7 +71,7 @@ static void run(const Case *k, bool fused, Tensor *const *in64, Tensor **got) {
     tensor_release(up), tensor_release(x), tensor_release(w), tensor_release(b);
 }
 
-Test(conv_relu_pool, fused_equals_the_three_ops) {
+static void fused_equals_the_three_ops(void) {
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         const Case *k = &cases[c];
         Tensor *in[3] = {gradcheck_input(4, k->x, -1, 1, 1 + c), gradcheck_input(4, k->w, -1, 1, 2 + c),
@@ -90,6 +90,16 @@ Test(conv_relu_pool, fused_equals_the_three_ops) {
         }
         for (int i = 0; i < 3; i++) tensor_release(in[i]);
     }
+}
+
+Test(conv_relu_pool, fused_equals_the_three_ops) {
+    fused_equals_the_three_ops();
+}
+
+/* the 2x2 pool's portable kernels, which an AVX-512 machine never runs */
+Test(conv_relu_pool, fused_equals_the_three_ops_portable_pool) {
+    cpu_pool_blocked_portable(true);
+    fused_equals_the_three_ops();
 }
 
 static Tensor *block_fn(Tensor **in, void *ctx) {
