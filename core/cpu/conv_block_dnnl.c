@@ -117,6 +117,11 @@ static int make_conv(BlockPlan *p, const_dnnl_primitive_attr_t base, dnnl_primit
     return primitive_of(p, *pd, &p->conv);
 }
 
+/* The [N][C/16] blocks of 16 channels of the pooling's input. */
+static int64_t blocks_of(const Window2d *w) {
+    return w->batch * ((w->channels + 15) / 16);
+}
+
 /* pool_blocked.c's 2x2 stride-2 pooling where y came out in nChw16c:
  * pooled in nChw16c too, the argmax a byte per pooled element. */
 static bool own_pool(BlockPlan *p) {
@@ -131,7 +136,7 @@ static bool own_pool(BlockPlan *p) {
     dnnl_memory_desc_init_by_tag(&p->pooled, 4,
                                  (dnnl_dims_t){w->batch, w->channels, w->out_h, w->out_w},
                                  dnnl_f32, dnnl_nChw16c);
-    int64_t blocks = w->batch * ((w->channels + 15) / 16);
+    int64_t blocks = blocks_of(w);
     dnnl_memory_desc_init_by_tag(&p->workspace, 1, (dnnl_dims_t){blocks * w->out_h * w->out_w * 16},
                                  dnnl_u8, dnnl_a);
     return p->own_pool = true;
@@ -267,14 +272,15 @@ static void *plan_make(const void *key) {
 
 static DnnlPlanCache plans = DNNL_PLAN_CACHE_INIT;
 
-/* The plan for b, NULL with an error; made false when oneDNN refused it. */
-static const BlockPlan *plan_for(const ConvReluPool *b) {
+/* The plan for b, NULL with an error; made false when oneDNN refused it.
+ * *owned: plan_free it after the call. */
+static BlockPlan *plan_for(const ConvReluPool *b, bool *owned) {
     BlockKey key;
     memset(&key, 0, sizeof key); /* padding too: keys are compared as bytes */
     key.block.conv = b->conv, key.block.out_channels = b->out_channels;
     key.block.groups = b->groups, key.block.bias = b->bias, key.block.pool = b->pool;
     key.in = cpu_dnnl_input_type();
-    return cpu_dnnl_plan(&plans, &key, sizeof key, plan_make, plan_free);
+    return cpu_dnnl_plan(&plans, &key, sizeof key, plan_make, plan_free, owned);
 }
 
 /* from -> a new piece of the arena in layout md through r, or from itself
@@ -318,7 +324,7 @@ static int forward_run(const BlockPlan *p, DnnlCall *c, const Tensor *x, const T
     if (p->own_pool) {
         const Window2d *w = &p->key.pool;
         if (cpu_dnnl_wait(c) != 0) return -1;
-        cpu_max_pool_2x2_blocked(tensor_data(y), w->batch * ((w->channels + 15) / 16), w->height,
+        cpu_max_pool_2x2_blocked(tensor_data(y), blocks_of(w), w->height,
                                  w->width, cpu_dnnl_data(pooled), tensor_data(ws));
     } else if (cpu_dnnl_execute(p->pool, c->stream, 4, pool, "pooling") != 0) {
         return -1;
@@ -371,7 +377,7 @@ static dnnl_memory_t backward_to_y(const BlockPlan *p, DnnlCall *c, const Tensor
         if (cpu_dnnl_wait(c) != 0) return NULL;
         cpu_max_pool_2x2_blocked_relu_backward(
             tensor_data(saved[0]), tensor_data(saved[1]), cpu_dnnl_data(dpooled),
-            w->batch * ((w->channels + 15) / 16), w->height, w->width, cpu_dnnl_data(dy));
+            blocks_of(w), w->height, w->width, cpu_dnnl_data(dy));
         return dy;
     }
     dnnl_exec_arg_t pool[4] = {{DNNL_ARG_DIFF_DST, dpooled}, {DNNL_ARG_DIFF_SRC, dy},
@@ -384,21 +390,18 @@ static dnnl_memory_t backward_to_y(const BlockPlan *p, DnnlCall *c, const Tensor
     return dy;
 }
 
-int cpu_conv2d_relu_max_pool2d(const ConvReluPool *b, const Tensor *x, const Tensor *weight,
-                               const Tensor *bias, Tensor *out, Tensor **saved) {
-    if (!cpu_dnnl_takes(x)) return 1;
-    const BlockPlan *p = plan_for(b);
-    if (!p) return -1;
-    if (!p->made) return 1;
+static int forward_call(const BlockPlan *p, const Tensor *x, const Tensor *weight,
+                        const Tensor *bias, Tensor *out, Tensor **saved) {
     saved[0] = tensor_empty(SHAPE((int64_t)dnnl_memory_desc_get_size(&p->y)), DTYPE_UINT8, x->device);
     saved[1] = tensor_empty(SHAPE((int64_t)dnnl_memory_desc_get_size(&p->workspace)), DTYPE_UINT8,
                             x->device);
     size_t bytes = bytes_of(&p->scratch_md) + (p->to_src ? bytes_of(&p->src) : 0) +
                    (p->to_weights ? bytes_of(&p->weights) : 0) +
                    (p->from_pooled ? bytes_of(&p->pooled) : 0);
-    DnnlCall c;
+    DnnlCall c = {0};
     int rc = saved[0] && saved[1] ? cpu_dnnl_call_open(&c, bytes) : -1;
-    if (rc == 0) rc = cpu_dnnl_call_close(&c, forward_run(p, &c, x, weight, bias, out, saved[0], saved[1]));
+    if (rc == 0) rc = forward_run(p, &c, x, weight, bias, out, saved[0], saved[1]);
+    rc = cpu_dnnl_call_close(&c, rc);
     if (rc != 0) {
         tensor_release(saved[0]), tensor_release(saved[1]);
         saved[0] = saved[1] = NULL;
@@ -406,12 +409,9 @@ int cpu_conv2d_relu_max_pool2d(const ConvReluPool *b, const Tensor *x, const Ten
     return rc;
 }
 
-int cpu_conv2d_relu_max_pool2d_backward(const ConvReluPool *b, const Tensor *x,
-                                        const Tensor *weight, Tensor *const *saved,
-                                        const Tensor *gy, Tensor *gx, Tensor *gw, Tensor *gb) {
-    const BlockPlan *p = plan_for(b);
-    if (!p) return -1;
-    if (!p->made) return error_set("conv2d: oneDNN refused the backward of its own forward");
+static int backward_call(const BlockPlan *p, const Tensor *x, const Tensor *weight,
+                         Tensor *const *saved, const Tensor *gy, Tensor *gx, Tensor *gw,
+                         Tensor *gb) {
     bool weights = gw || gb;
     size_t bytes = bytes_of(&p->scratch_md) + bytes_of(&p->y) +
                    (p->to_pooled ? bytes_of(&p->pooled) : 0) +
@@ -435,4 +435,26 @@ int cpu_conv2d_relu_max_pool2d_backward(const ConvReluPool *b, const Tensor *x,
         rc = mx ? backward_weights(p, &c, mx, dy, gw, gb, msc) : -1;
     }
     return cpu_dnnl_call_close(&c, rc);
+}
+
+int cpu_conv2d_relu_max_pool2d(const ConvReluPool *b, const Tensor *x, const Tensor *weight,
+                               const Tensor *bias, Tensor *out, Tensor **saved) {
+    if (!cpu_dnnl_takes(x)) return 1;
+    bool owned;
+    BlockPlan *p = plan_for(b, &owned);
+    int rc = !p ? -1 : !p->made ? 1 : forward_call(p, x, weight, bias, out, saved);
+    if (owned) plan_free(p);
+    return rc;
+}
+
+int cpu_conv2d_relu_max_pool2d_backward(const ConvReluPool *b, const Tensor *x,
+                                        const Tensor *weight, Tensor *const *saved,
+                                        const Tensor *gy, Tensor *gx, Tensor *gw, Tensor *gb) {
+    bool owned;
+    BlockPlan *p = plan_for(b, &owned);
+    int rc = !p    ? -1
+             : !p->made ? error_set("conv2d: oneDNN refused the backward of its own forward")
+                        : backward_call(p, x, weight, saved, gy, gx, gw, gb);
+    if (owned) plan_free(p);
+    return rc;
 }

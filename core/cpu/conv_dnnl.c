@@ -228,7 +228,8 @@ static int call_run(const ConvPlan *p, DnnlCall *c, void *const data[3], void *b
 /* Runs pass k over data (its three tensors in ConvPlan.args order) and
  * bias (the forward's bias or the weight pass's bias gradient, or NULL). */
 static int conv_run(const ConvKey *k, void *const data[3], void *bias) {
-    const ConvPlan *p = cpu_dnnl_plan(&plans, k, sizeof *k, plan_make_any, plan_drop);
+    bool owned;
+    ConvPlan *p = cpu_dnnl_plan(&plans, k, sizeof *k, plan_make_any, plan_drop, &owned);
     if (!p) return -1;
     size_t bytes = cpu_dnnl_arena_bytes(dnnl_memory_desc_get_size(&p->scratch));
     for (int i = 0; i < 3; i++)
@@ -237,7 +238,9 @@ static int conv_run(const ConvKey *k, void *const data[3], void *bias) {
     DnnlCall c;
     int rc = cpu_dnnl_call_open(&c, bytes);
     if (rc == 0) rc = call_run(p, &c, data, bias);
-    return cpu_dnnl_call_close(&c, rc);
+    rc = cpu_dnnl_call_close(&c, rc);
+    if (owned) plan_free(p);
+    return rc;
 }
 
 static ConvKey key_of(DnnlConvPass pass, const Window2d *w, int groups, int64_t out_channels,

@@ -72,6 +72,9 @@ int cpu_conv2d_backward_weights(const Window2d *w, int groups, const Tensor *x,
  * float32 (dnnl.c). Set per thread. */
 int cpu_check_precision(Device device, Precision p);
 void cpu_set_precision(Device device, Precision p);
+/* The oneDNN plans kept per kind (256 unless set; see core/cpu/dnnl.h);
+ * returns the previous limit. */
+int cpu_conv_plan_limit(int n);
 /* Off: every convolution takes im2col + GEMM (tests of that path). */
 void cpu_conv_library(bool on);
 /* "oneDNN 2.6.3, avx512_core_bf16 kernels": the convolutions' library,

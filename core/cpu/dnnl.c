@@ -133,19 +133,29 @@ struct DnnlPlanEntry {
     DnnlPlanEntry *next;
 };
 
+static atomic_int plan_limit = 256;
+
+int cpu_conv_plan_limit(int n) {
+    return atomic_exchange(&plan_limit, n);
+}
+
 void *cpu_dnnl_plan(DnnlPlanCache *c, const void *key, size_t key_size,
-                    void *(*make)(const void *key), void (*drop)(void *plan)) {
+                    void *(*make)(const void *key), void (*drop)(void *plan), bool *owned) {
+    *owned = false;
     pthread_mutex_lock(&c->mu);
     DnnlPlanEntry *e = c->head;
     while (e && !(e->key_size == key_size && memcmp(e->key, key, key_size) == 0)) e = e->next;
     void *plan = e ? e->plan : NULL;
-    if (!e && (plan = make(key))) {
+    if (!e && (plan = make(key)) && c->n >= atomic_load(&plan_limit)) {
+        *owned = true; /* the cache is full: this call's alone */
+    } else if (!e && plan) {
         e = calloc(1, sizeof *e);
         void *k = e ? malloc(key_size) : NULL;
         if (k) {
             memcpy(k, key, key_size);
             *e = (DnnlPlanEntry){k, plan, key_size, c->head};
             c->head = e;
+            c->n++;
         } else {
             free(e);
             drop(plan);

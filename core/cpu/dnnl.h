@@ -65,17 +65,22 @@ bool cpu_dnnl_takes(const Tensor *t);
 
 /* Plans (primitives and what surrounds them) made once per key and kept
  * for the process: a job's shapes are few, and the next job usually
- * repeats them. Keys are compared as bytes (zero their padding). */
+ * repeats them. Keys are compared as bytes (zero their padding). A cache
+ * keeps at most cpu_conv_plan_limit plans: past that a plan is made for
+ * one call and handed over (*owned), for the caller to drop after it, so
+ * a daemon that meets shape after shape stays bounded (oneDNN's own
+ * primitive cache keeps the remaking cheap). */
 typedef struct DnnlPlanEntry DnnlPlanEntry;
 typedef struct {
     pthread_mutex_t mu;
     DnnlPlanEntry *head;
+    int n;
 } DnnlPlanCache;
-#define DNNL_PLAN_CACHE_INIT {PTHREAD_MUTEX_INITIALIZER, NULL}
-/* The plan for key, made by make(key) on first use (drop frees one that
- * cannot be kept); NULL with an error. */
+#define DNNL_PLAN_CACHE_INIT {PTHREAD_MUTEX_INITIALIZER, NULL, 0}
+/* The plan for key, made by make(key) on first use; NULL with an error.
+ * *owned: the caller drops it (drop) when done. */
 void *cpu_dnnl_plan(DnnlPlanCache *c, const void *key, size_t key_size,
-                    void *(*make)(const void *key), void (*drop)(void *plan));
+                    void *(*make)(const void *key), void (*drop)(void *plan), bool *owned);
 
 /* One call's scratch: one block of the host allocator, handed out in
  * 64-byte aligned pieces. */

@@ -40,7 +40,7 @@ static void window_back_generic(const float *y0, const float *y1, const float *g
     for (int l = 0; l < LANES; l++) {
         const float *ys[4] = {y0 + l, y0 + l + LANES, y1 + l, y1 + l + LANES};
         float *ds[4] = {d0 + l, d0 + l + LANES, d1 + l, d1 + l + LANES};
-        for (int j = 0; j < 4; j++) *ds[j] = (a[l] == j) & (*ys[j] > 0) ? g[l] : 0.0f;
+        for (int j = 0; j < 4; j++) *ds[j] = ((a[l] == j) & (*ys[j] > 0)) ? g[l] : 0.0f;
     }
 }
 

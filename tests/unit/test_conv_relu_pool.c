@@ -102,6 +102,13 @@ Test(conv_relu_pool, fused_equals_the_three_ops_portable_pool) {
     fused_equals_the_three_ops();
 }
 
+/* a cache kept no plan: each call makes its own and frees it (a daemon
+ * past the limit), which ASan watches */
+Test(conv_relu_pool, past_the_plan_cache_limit) {
+    cpu_conv_plan_limit(0);
+    fused_equals_the_three_ops();
+}
+
 static Tensor *block_fn(Tensor **in, void *ctx) {
     const Case *k = ctx;
     return tensor_conv2d_relu_max_pool2d(in[0], in[1], in[2], &k->conv, &k->pool);
