@@ -26,8 +26,9 @@
  * (the epoch's training: its steps and the data loading for them, not the
  * validation) and "epoch_time_s" (wall time of the whole epoch, training
  * and validation). design.md had samples_per_s over the whole epoch, which
- * counted the validation's time against the training samples. Accuracies only with `accuracy` (int64 labels, [B, C]
- * outputs, argmax over dim 1), "train_perplexity" and "val_perplexity"
+ * counted the validation's time against the training samples. Accuracies
+ * only with `accuracy` (int64 labels, [B, C] outputs, argmax over dim 1),
+ * "train_perplexity" and "val_perplexity"
  * (exp of the mean cross-entropy, a language model's measure) only with
  * `perplexity`, val metrics only with a val loader.
  *

@@ -35,27 +35,30 @@ typedef struct {
 typedef struct {
     ConvReluPool key;
     dnnl_data_type_t in;
-    dnnl_memory_desc_t x, w, out, bias; /* ours: nchw, oihw / goihw, nchw, a */
+    dnnl_memory_desc_t x, w, out, bias;                    /* ours: nchw, oihw / goihw, nchw, a */
     dnnl_memory_desc_t src, weights, y, pooled, workspace; /* the forward's */
     dnnl_memory_desc_t bd_weights, bd_diff_src, bw_src, bw_diff_weights; /* the backward's */
     dnnl_memory_desc_t dy_in; /* dy as the backward passes read it */
     dnnl_primitive_t conv, pool, pool_bwd, relu_bwd, bwd_data, bwd_weights;
-    dnnl_primitive_t to_src, to_weights, from_pooled;          /* forward reorders */
+    dnnl_primitive_t to_src, to_weights, from_pooled; /* forward reorders */
     dnnl_primitive_t to_pooled, to_bd_weights, from_bd_diff_src, to_bw_src, from_bw_diff_weights;
-    dnnl_primitive_t to_dy_in; /* NULL: dy_in is dy */
-    bool own_pool;  /* y in nChw16c and a 2x2 stride-2 pool: pool_blocked.c */
-    size_t scratch; /* the largest scratchpad of its primitives */
+    dnnl_primitive_t to_dy_in;     /* NULL: dy_in is dy */
+    bool own_pool;                 /* y in nChw16c and a 2x2 stride-2 pool: pool_blocked.c */
+    size_t scratch;                /* the largest scratchpad of its primitives */
     dnnl_memory_desc_t scratch_md; /* bytes for it */
-    bool made;      /* false: oneDNN refused; the three ops run instead */
+    bool made;                     /* false: oneDNN refused; the three ops run instead */
 } BlockPlan;
 
 static void plan_free(void *plan) {
     BlockPlan *p = plan;
     if (!p) return;
-    dnnl_primitive_t all[] = {p->conv,          p->pool,           p->pool_bwd,  p->relu_bwd,
-                              p->bwd_data,      p->bwd_weights,    p->to_src,    p->to_weights,
-                              p->from_pooled,   p->to_pooled,      p->to_bd_weights,
-                              p->from_bd_diff_src, p->to_bw_src,   p->from_bw_diff_weights,
+    dnnl_primitive_t all[] = {p->conv,          p->pool,
+                              p->pool_bwd,      p->relu_bwd,
+                              p->bwd_data,      p->bwd_weights,
+                              p->to_src,        p->to_weights,
+                              p->from_pooled,   p->to_pooled,
+                              p->to_bd_weights, p->from_bd_diff_src,
+                              p->to_bw_src,     p->from_bw_diff_weights,
                               p->to_dy_in};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (all[i]) dnnl_primitive_destroy(all[i]);
@@ -65,7 +68,8 @@ static void plan_free(void *plan) {
 /* pd's primitive into *prim, its scratchpad counted; pd destroyed unless
  * kept (a hint for a backward). */
 static int primitive_of(BlockPlan *p, dnnl_primitive_desc_t pd, dnnl_primitive_t *prim) {
-    size_t s = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
+    size_t s =
+        dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
     if (s > p->scratch) p->scratch = s;
     dnnl_status_t st = dnnl_primitive_create(prim, pd);
     return st == dnnl_success ? 0 : cpu_dnnl_failed(st, "primitive");
@@ -134,8 +138,8 @@ static bool own_pool(BlockPlan *p) {
           w->pad_h == 0 && w->pad_w == 0 && dnnl_memory_desc_equal(&blocked, &p->y)))
         return false;
     dnnl_memory_desc_init_by_tag(&p->pooled, 4,
-                                 (dnnl_dims_t){w->batch, w->channels, w->out_h, w->out_w},
-                                 dnnl_f32, dnnl_nChw16c);
+                                 (dnnl_dims_t){w->batch, w->channels, w->out_h, w->out_w}, dnnl_f32,
+                                 dnnl_nChw16c);
     int64_t blocks = blocks_of(w);
     dnnl_memory_desc_init_by_tag(&p->workspace, 1, (dnnl_dims_t){blocks * w->out_h * w->out_w * 16},
                                  dnnl_u8, dnnl_a);
@@ -176,8 +180,8 @@ static int make_relu_bwd(BlockPlan *p, const_dnnl_primitive_attr_t attr) {
     if (p->own_pool) return 0; /* folded into the pooling's backward */
     dnnl_eltwise_desc_t fd, bd;
     dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
-    dnnl_status_t st = dnnl_eltwise_forward_desc_init(&fd, dnnl_forward_training,
-                                                      dnnl_eltwise_relu_use_dst_for_bwd, &p->y, 0, 0);
+    dnnl_status_t st = dnnl_eltwise_forward_desc_init(
+        &fd, dnnl_forward_training, dnnl_eltwise_relu_use_dst_for_bwd, &p->y, 0, 0);
     int rc = pd_create(st, "eltwise descriptor", &fpd, &fd, attr, NULL);
     if (rc == 0) {
         st = dnnl_eltwise_backward_desc_init(&bd, dnnl_eltwise_relu_use_dst_for_bwd, &p->y, &p->y,
@@ -191,7 +195,8 @@ static int make_relu_bwd(BlockPlan *p, const_dnnl_primitive_attr_t attr) {
 }
 
 /* The convolution's two backward passes, reading dy in y's layout. */
-static int make_conv_bwd(BlockPlan *p, const_dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t hint) {
+static int make_conv_bwd(BlockPlan *p, const_dnnl_primitive_attr_t attr,
+                         const_dnnl_primitive_desc_t hint) {
     const ConvReluPool *k = &p->key;
     DnnlConvShape shape = {k->conv, k->out_channels, k->groups};
     dnnl_memory_desc_t src, weights, dst;
@@ -213,8 +218,8 @@ static int make_conv_bwd(BlockPlan *p, const_dnnl_primitive_attr_t attr, const_d
     }
     if (rc == 0) {
         st = dnnl_dilated_convolution_backward_weights_desc_init(
-            &wd, dnnl_convolution_direct, &wsrc, &wweights, k->bias ? &p->bias : NULL, &p->dy_in,
-            s, dl, pl, pr);
+            &wd, dnnl_convolution_direct, &wsrc, &wweights, k->bias ? &p->bias : NULL, &p->dy_in, s,
+            dl, pl, pr);
         rc = pd_create(st, "convolution descriptor", &wpd, &wd, attr, hint);
     }
     if (rc == 0) {
@@ -258,7 +263,8 @@ static void *plan_make(const void *key) {
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t conv_pd = NULL;
     dnnl_status_t st = dnnl_primitive_attr_create(&attr);
-    if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (st == dnnl_success)
+        st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
     p->made = st == dnnl_success && cpu_dnnl_engine() && make_conv(p, attr, &conv_pd) == 0 &&
               make_pool(p, attr) == 0 && make_relu_bwd(p, attr) == 0 &&
               make_conv_bwd(p, attr, conv_pd) == 0 && make_reorders(p) == 0;
@@ -316,16 +322,21 @@ static int forward_run(const BlockPlan *p, DnnlCall *c, const Tensor *x, const T
     dnnl_memory_t wts = reordered(c, p->to_weights, mw, &p->weights);
     dnnl_memory_t pooled = output_for(c, p->from_pooled, mo, &p->pooled);
     if (!src || !wts || !pooled || !my || !mws || !msc || (bias && !mb)) return -1;
-    dnnl_exec_arg_t conv[5] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wts}, {DNNL_ARG_DST, my},
-                               {DNNL_ARG_SCRATCHPAD, msc}, {DNNL_ARG_BIAS, mb}};
-    dnnl_exec_arg_t pool[4] = {{DNNL_ARG_SRC, my}, {DNNL_ARG_DST, pooled},
-                               {DNNL_ARG_WORKSPACE, mws}, {DNNL_ARG_SCRATCHPAD, msc}};
+    dnnl_exec_arg_t conv[5] = {{DNNL_ARG_SRC, src},
+                               {DNNL_ARG_WEIGHTS, wts},
+                               {DNNL_ARG_DST, my},
+                               {DNNL_ARG_SCRATCHPAD, msc},
+                               {DNNL_ARG_BIAS, mb}};
+    dnnl_exec_arg_t pool[4] = {{DNNL_ARG_SRC, my},
+                               {DNNL_ARG_DST, pooled},
+                               {DNNL_ARG_WORKSPACE, mws},
+                               {DNNL_ARG_SCRATCHPAD, msc}};
     if (cpu_dnnl_execute(p->conv, c->stream, bias ? 5 : 4, conv, "convolution") != 0) return -1;
     if (p->own_pool) {
         const Window2d *w = &p->key.pool;
         if (cpu_dnnl_wait(c) != 0) return -1;
-        cpu_max_pool_2x2_blocked(tensor_data(y), blocks_of(w), w->height,
-                                 w->width, cpu_dnnl_data(pooled), tensor_data(ws));
+        cpu_max_pool_2x2_blocked(tensor_data(y), blocks_of(w), w->height, w->width,
+                                 cpu_dnnl_data(pooled), tensor_data(ws));
     } else if (cpu_dnnl_execute(p->pool, c->stream, 4, pool, "pooling") != 0) {
         return -1;
     }
@@ -339,8 +350,10 @@ static int backward_weights(const BlockPlan *p, DnnlCall *c, dnnl_memory_t mx, d
     dnnl_memory_t src = reordered(c, p->to_bw_src, mx, &p->bw_src);
     dnnl_memory_t inner = output_for(c, p->from_bw_diff_weights, mgw, &p->bw_diff_weights);
     if (!src || !inner || (gb && !mgb)) return -1;
-    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, dy},
-                               {DNNL_ARG_DIFF_WEIGHTS, inner}, {DNNL_ARG_SCRATCHPAD, msc},
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, src},
+                               {DNNL_ARG_DIFF_DST, dy},
+                               {DNNL_ARG_DIFF_WEIGHTS, inner},
+                               {DNNL_ARG_SCRATCHPAD, msc},
                                {DNNL_ARG_DIFF_BIAS, mgb}};
     if (cpu_dnnl_execute(p->bwd_weights, c->stream, gb ? 5 : 4, args, "convolution") != 0)
         return -1;
@@ -355,8 +368,10 @@ static int backward_data(const BlockPlan *p, DnnlCall *c, dnnl_memory_t mw, dnnl
     dnnl_memory_t wts = reordered(c, p->to_bd_weights, mw, &p->bd_weights);
     dnnl_memory_t inner = output_for(c, p->from_bd_diff_src, mgx, &p->bd_diff_src);
     if (!wts || !inner) return -1;
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WEIGHTS, wts},
-                               {DNNL_ARG_DIFF_SRC, inner}, {DNNL_ARG_SCRATCHPAD, msc}};
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_DIFF_DST, dy},
+                               {DNNL_ARG_WEIGHTS, wts},
+                               {DNNL_ARG_DIFF_SRC, inner},
+                               {DNNL_ARG_SCRATCHPAD, msc}};
     if (cpu_dnnl_execute(p->bwd_data, c->stream, 4, args, "convolution") != 0) return -1;
     return p->from_bd_diff_src ? cpu_dnnl_reorder_run(c->stream, p->from_bd_diff_src, inner, mgx)
                                : 0;
@@ -375,15 +390,19 @@ static dnnl_memory_t backward_to_y(const BlockPlan *p, DnnlCall *c, const Tensor
     if (p->own_pool) {
         const Window2d *w = &p->key.pool;
         if (cpu_dnnl_wait(c) != 0) return NULL;
-        cpu_max_pool_2x2_blocked_relu_backward(
-            tensor_data(saved[0]), tensor_data(saved[1]), cpu_dnnl_data(dpooled),
-            blocks_of(w), w->height, w->width, cpu_dnnl_data(dy));
+        cpu_max_pool_2x2_blocked_relu_backward(tensor_data(saved[0]), tensor_data(saved[1]),
+                                               cpu_dnnl_data(dpooled), blocks_of(w), w->height,
+                                               w->width, cpu_dnnl_data(dy));
         return dy;
     }
-    dnnl_exec_arg_t pool[4] = {{DNNL_ARG_DIFF_DST, dpooled}, {DNNL_ARG_DIFF_SRC, dy},
-                               {DNNL_ARG_WORKSPACE, mws}, {DNNL_ARG_SCRATCHPAD, msc}};
-    dnnl_exec_arg_t relu[4] = {{DNNL_ARG_DST, my}, {DNNL_ARG_DIFF_DST, dy},
-                               {DNNL_ARG_DIFF_SRC, dy}, {DNNL_ARG_SCRATCHPAD, msc}};
+    dnnl_exec_arg_t pool[4] = {{DNNL_ARG_DIFF_DST, dpooled},
+                               {DNNL_ARG_DIFF_SRC, dy},
+                               {DNNL_ARG_WORKSPACE, mws},
+                               {DNNL_ARG_SCRATCHPAD, msc}};
+    dnnl_exec_arg_t relu[4] = {{DNNL_ARG_DST, my},
+                               {DNNL_ARG_DIFF_DST, dy},
+                               {DNNL_ARG_DIFF_SRC, dy},
+                               {DNNL_ARG_SCRATCHPAD, msc}};
     if (cpu_dnnl_execute(p->pool_bwd, c->stream, 4, pool, "pooling") != 0 ||
         cpu_dnnl_execute(p->relu_bwd, c->stream, 4, relu, "eltwise") != 0)
         return NULL;
@@ -392,7 +411,8 @@ static dnnl_memory_t backward_to_y(const BlockPlan *p, DnnlCall *c, const Tensor
 
 static int forward_call(const BlockPlan *p, const Tensor *x, const Tensor *weight,
                         const Tensor *bias, Tensor *out, Tensor **saved) {
-    saved[0] = tensor_empty(SHAPE((int64_t)dnnl_memory_desc_get_size(&p->y)), DTYPE_UINT8, x->device);
+    saved[0] =
+        tensor_empty(SHAPE((int64_t)dnnl_memory_desc_get_size(&p->y)), DTYPE_UINT8, x->device);
     saved[1] = tensor_empty(SHAPE((int64_t)dnnl_memory_desc_get_size(&p->workspace)), DTYPE_UINT8,
                             x->device);
     size_t bytes = bytes_of(&p->scratch_md) + (p->to_src ? bytes_of(&p->src) : 0) +
@@ -416,10 +436,12 @@ static int backward_call(const BlockPlan *p, const Tensor *x, const Tensor *weig
     size_t bytes = bytes_of(&p->scratch_md) + bytes_of(&p->y) +
                    (p->to_pooled ? bytes_of(&p->pooled) : 0) +
                    (p->to_dy_in ? bytes_of(&p->dy_in) : 0);
-    if (gx) bytes += (p->to_bd_weights ? bytes_of(&p->bd_weights) : 0) +
-                     (p->from_bd_diff_src ? bytes_of(&p->bd_diff_src) : 0);
-    if (weights) bytes += (p->to_bw_src ? bytes_of(&p->bw_src) : 0) +
-                          bytes_of(&p->bw_diff_weights) + bytes_of(&p->w);
+    if (gx)
+        bytes += (p->to_bd_weights ? bytes_of(&p->bd_weights) : 0) +
+                 (p->from_bd_diff_src ? bytes_of(&p->bd_diff_src) : 0);
+    if (weights)
+        bytes += (p->to_bw_src ? bytes_of(&p->bw_src) : 0) + bytes_of(&p->bw_diff_weights) +
+                 bytes_of(&p->w);
     DnnlCall c;
     int rc = cpu_dnnl_call_open(&c, bytes);
     dnnl_memory_t msc = rc == 0 ? cpu_dnnl_call_memory(&c, &p->scratch_md, NULL) : NULL;
@@ -452,7 +474,7 @@ int cpu_conv2d_relu_max_pool2d_backward(const ConvReluPool *b, const Tensor *x,
                                         const Tensor *gy, Tensor *gx, Tensor *gw, Tensor *gb) {
     bool owned;
     BlockPlan *p = plan_for(b, &owned);
-    int rc = !p    ? -1
+    int rc = !p         ? -1
              : !p->made ? error_set("conv2d: oneDNN refused the backward of its own forward")
                         : backward_call(p, x, weight, saved, gy, gx, gw, gb);
     if (owned) plan_free(p);

@@ -33,7 +33,7 @@ typedef struct {
  * from one to the other (in the direction the data flows; NULL when the
  * two are the same layout). */
 typedef struct {
-    int arg;    /* DNNL_ARG_SRC, ... */
+    int arg; /* DNNL_ARG_SRC, ... */
     bool output;
     dnnl_memory_desc_t plain, inner;
     dnnl_primitive_t reorder;
@@ -60,8 +60,8 @@ static int forward_desc(const ConvKey *k, dnnl_convolution_desc_t *d) {
     dnnl_dims_t s, dl, pl, pr;
     cpu_dnnl_geometry(&k->shape.w, s, dl, pl, pr);
     dnnl_status_t st = dnnl_dilated_convolution_forward_desc_init(
-        d, dnnl_forward_training, dnnl_convolution_direct, &src, &weights,
-        k->bias ? &bias : NULL, &dst, s, dl, pl, pr);
+        d, dnnl_forward_training, dnnl_convolution_direct, &src, &weights, k->bias ? &bias : NULL,
+        &dst, s, dl, pl, pr);
     return st == dnnl_success ? 0 : cpu_dnnl_failed(st, "forward descriptor");
 }
 
@@ -76,9 +76,9 @@ static int pass_desc(const ConvKey *k, dnnl_convolution_desc_t *d) {
         k->pass == DNNL_CONV_BACKWARD_DATA
             ? dnnl_dilated_convolution_backward_data_desc_init(d, dnnl_convolution_direct, &src,
                                                                &weights, &dst, s, dl, pl, pr)
-            : dnnl_dilated_convolution_backward_weights_desc_init(
-                  d, dnnl_convolution_direct, &src, &weights, k->bias ? &bias : NULL, &dst, s,
-                  dl, pl, pr);
+            : dnnl_dilated_convolution_backward_weights_desc_init(d, dnnl_convolution_direct, &src,
+                                                                  &weights, k->bias ? &bias : NULL,
+                                                                  &dst, s, dl, pl, pr);
     return st == dnnl_success ? 0 : cpu_dnnl_failed(st, "backward descriptor");
 }
 
@@ -129,8 +129,7 @@ static int plan_args(ConvPlan *p, const_dnnl_primitive_desc_t pd) {
                plan_arg(&p->args[2], pd, dnnl_query_diff_src_md, &src, DNNL_ARG_DIFF_SRC, true);
     case DNNL_CONV_BACKWARD_WEIGHTS:
         return plan_arg(&p->args[0], pd, dnnl_query_src_md, &src, DNNL_ARG_SRC, false) ||
-               plan_arg(&p->args[1], pd, dnnl_query_diff_dst_md, &dst, DNNL_ARG_DIFF_DST,
-                        false) ||
+               plan_arg(&p->args[1], pd, dnnl_query_diff_dst_md, &dst, DNNL_ARG_DIFF_DST, false) ||
                plan_arg(&p->args[2], pd, dnnl_query_diff_weights_md, &weights,
                         DNNL_ARG_DIFF_WEIGHTS, true);
     }
@@ -155,7 +154,8 @@ static ConvPlan *plan_make(const ConvKey *k) {
     }
     p->key = *k;
     dnnl_status_t st = dnnl_primitive_attr_create(&attr);
-    if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (st == dnnl_success)
+        st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
     int rc = st == dnnl_success ? make_pd(k, attr, &pd) : cpu_dnnl_failed(st, "attributes");
     if (rc == 0) rc = plan_args(p, pd);
     if (rc == 0) {
@@ -218,7 +218,9 @@ static int call_run(const ConvPlan *p, DnnlCall *c, void *const data[3], void *b
             return -1;
         args[n++] = (dnnl_exec_arg_t){a->arg, inner[i]};
     }
-    if (b) args[n++] = (dnnl_exec_arg_t){p->key.pass == DNNL_CONV_FORWARD ? DNNL_ARG_BIAS : DNNL_ARG_DIFF_BIAS, b};
+    if (b)
+        args[n++] = (dnnl_exec_arg_t){
+            p->key.pass == DNNL_CONV_FORWARD ? DNNL_ARG_BIAS : DNNL_ARG_DIFF_BIAS, b};
     args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, scratch};
     if (cpu_dnnl_execute(p->primitive, c->stream, n, args, "convolution") != 0) return -1;
     const ConvArg *out = &p->args[2];
@@ -260,16 +262,16 @@ int cpu_conv2d(const Window2d *w, int groups, const Tensor *x, const Tensor *wei
     return conv_run(&k, data, bias ? tensor_data(bias) : NULL);
 }
 
-int cpu_conv2d_backward_data(const Window2d *w, int groups, const Tensor *weight,
-                             const Tensor *gy, Tensor *gx) {
+int cpu_conv2d_backward_data(const Window2d *w, int groups, const Tensor *weight, const Tensor *gy,
+                             Tensor *gx) {
     if (!cpu_dnnl_takes(gy)) return 1;
     ConvKey k = key_of(DNNL_CONV_BACKWARD_DATA, w, groups, weight->shape[0], false);
     void *data[3] = {tensor_data(gy), tensor_data(weight), tensor_data(gx)};
     return conv_run(&k, data, NULL);
 }
 
-int cpu_conv2d_backward_weights(const Window2d *w, int groups, const Tensor *x,
-                                const Tensor *gy, Tensor *gw, Tensor *gb) {
+int cpu_conv2d_backward_weights(const Window2d *w, int groups, const Tensor *x, const Tensor *gy,
+                                Tensor *gw, Tensor *gb) {
     if (!cpu_dnnl_takes(x)) return 1;
     ConvKey k = key_of(DNNL_CONV_BACKWARD_WEIGHTS, w, groups, gw->shape[0], gb != NULL);
     void *data[3] = {tensor_data(x), tensor_data(gy), tensor_data(gw)};

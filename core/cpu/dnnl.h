@@ -33,7 +33,11 @@ void cpu_dnnl_conv_descs(const DnnlConvShape *s, bool any, dnnl_memory_desc_t *s
  * oneDNN: what a pass reads in `in` (f32, or bf16 under that precision:
  * the forward's src and weights, the data pass's weights and diff_dst,
  * the weight pass's src and diff_dst), what it writes in f32. */
-typedef enum { DNNL_CONV_FORWARD, DNNL_CONV_BACKWARD_DATA, DNNL_CONV_BACKWARD_WEIGHTS } DnnlConvPass;
+typedef enum {
+    DNNL_CONV_FORWARD,
+    DNNL_CONV_BACKWARD_DATA,
+    DNNL_CONV_BACKWARD_WEIGHTS
+} DnnlConvPass;
 void cpu_dnnl_conv_pass_descs(const DnnlConvShape *s, DnnlConvPass pass, dnnl_data_type_t in,
                               dnnl_memory_desc_t *src, dnnl_memory_desc_t *weights,
                               dnnl_memory_desc_t *dst);
@@ -43,8 +47,7 @@ void cpu_dnnl_geometry(const Window2d *w, dnnl_dims_t strides, dnnl_dims_t dilat
 /* The reorder from one layout to another; *r NULL when they are equal. */
 int cpu_dnnl_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
                      dnnl_primitive_t *r);
-int cpu_dnnl_reorder_run(dnnl_stream_t s, dnnl_primitive_t r, dnnl_memory_t from,
-                         dnnl_memory_t to);
+int cpu_dnnl_reorder_run(dnnl_stream_t s, dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to);
 /* A memory object over data (not owned). */
 int cpu_dnnl_memory(const dnnl_memory_desc_t *md, void *data, dnnl_memory_t *m);
 /* The memory object's data. */
@@ -76,7 +79,8 @@ typedef struct {
     DnnlPlanEntry *head;
     int n;
 } DnnlPlanCache;
-#define DNNL_PLAN_CACHE_INIT {PTHREAD_MUTEX_INITIALIZER, NULL, 0}
+#define DNNL_PLAN_CACHE_INIT                                                                       \
+    { PTHREAD_MUTEX_INITIALIZER, NULL, 0 }
 /* The plan for key, made by make(key) on first use; NULL with an error.
  * *owned: the caller drops it (drop) when done. */
 void *cpu_dnnl_plan(DnnlPlanCache *c, const void *key, size_t key_size,

@@ -35,8 +35,8 @@ static void window_generic(const float *r0, const float *r1, float *o, uint8_t *
 }
 
 /* dy of one window: g where the argmax and y > 0, else 0, portable. */
-static void window_back_generic(const float *y0, const float *y1, const float *g,
-                                const uint8_t *a, float *d0, float *d1) {
+static void window_back_generic(const float *y0, const float *y1, const float *g, const uint8_t *a,
+                                float *d0, float *d1) {
     for (int l = 0; l < LANES; l++) {
         const float *ys[4] = {y0 + l, y0 + l + LANES, y1 + l, y1 + l + LANES};
         float *ds[4] = {d0 + l, d0 + l + LANES, d1 + l, d1 + l + LANES};
@@ -100,9 +100,8 @@ void cpu_max_pool_2x2_blocked(const float *y, int64_t blocks, int64_t H, int64_t
     }
 }
 
-void cpu_max_pool_2x2_blocked_relu_backward(const float *y, const uint8_t *argmax,
-                                            const float *gy, int64_t blocks, int64_t H, int64_t W,
-                                            float *dy) {
+void cpu_max_pool_2x2_blocked_relu_backward(const float *y, const uint8_t *argmax, const float *gy,
+                                            int64_t blocks, int64_t H, int64_t W, float *dy) {
     WindowBackFn *back = has_avx512() ? window_back_avx512 : window_back_generic;
     const int64_t OH = H / 2, OW = W / 2;
     if ((H | W) & 1) /* an odd last row or column that no window reads */

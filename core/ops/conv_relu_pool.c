@@ -39,15 +39,26 @@ static int block_of(const Tensor *x, const Tensor *weight, const Tensor *bias,
                             pp->pad_w, 1, 1, &b->pool) != 0)
         return -1;
     b->out_channels = weight->shape[0], b->groups = cp->groups, b->bias = bias != NULL;
-    const int p[13] = {cp->stride_h, cp->stride_w,   cp->pad_h,      cp->pad_w, cp->dilation_h,
-                       cp->dilation_w, cp->groups, pp->kernel_h, pp->kernel_w, sh,
-                       sw,             pp->pad_h,  pp->pad_w};
+    const int p[13] = {cp->stride_h,
+                       cp->stride_w,
+                       cp->pad_h,
+                       cp->pad_w,
+                       cp->dilation_h,
+                       cp->dilation_w,
+                       cp->groups,
+                       pp->kernel_h,
+                       pp->kernel_w,
+                       sh,
+                       sw,
+                       pp->pad_h,
+                       pp->pad_w};
     for (int i = 0; ints && i < 13; i++) ints[i] = p[i];
     return 0;
 }
 
 static void params_of(const int64_t *k, Conv2dParams *cp, Pool2dParams *pp) {
-    *cp = (Conv2dParams){(int)k[0], (int)k[1], (int)k[2], (int)k[3], (int)k[4], (int)k[5], (int)k[6]};
+    *cp =
+        (Conv2dParams){(int)k[0], (int)k[1], (int)k[2], (int)k[3], (int)k[4], (int)k[5], (int)k[6]};
     *pp = (Pool2dParams){(int)k[7], (int)k[8], (int)k[9], (int)k[10], (int)k[11], (int)k[12]};
 }
 
@@ -68,7 +79,8 @@ static int block_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     Tensor *gb = bias && bias->requires_grad ? tensor_empty_like(bias) : NULL;
     bool ok = gyc && (gi || !x->requires_grad) && (gw || !weight->requires_grad) &&
               (gb || !bias || !bias->requires_grad);
-    if (ok) ok = be->conv2d_relu_max_pool2d_backward(&b, x, weight, node->saved, gyc, gi, gw, gb) == 0;
+    if (ok)
+        ok = be->conv2d_relu_max_pool2d_backward(&b, x, weight, node->saved, gyc, gi, gw, gb) == 0;
     tensor_release(gyc);
     if (!ok) {
         tensor_release(gi), tensor_release(gw), tensor_release(gb);

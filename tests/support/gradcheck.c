@@ -21,6 +21,14 @@ Tensor *gradcheck_input(int ndim, const int64_t *shape, double lo, double hi, ui
     return t;
 }
 
+Tensor *gradcheck_uniform32(int ndim, const int64_t *shape, uint64_t seed) {
+    Tensor *t64 = gradcheck_input(ndim, shape, -1, 1, seed);
+    Tensor *c = tensor_to_dtype(t64, DTYPE_FLOAT32), *t = c ? tensor_detach(c) : NULL;
+    tensor_release(c), tensor_release(t64);
+    cr_assert(t, "%s", error_get());
+    return t;
+}
+
 /* L = sum(f(inputs) * W), as a double; weights made on first call. */
 static double weighted_loss(const char *name, GradcheckFn f, void *ctx, Tensor **inputs,
                             Tensor **weights, bool backward) {

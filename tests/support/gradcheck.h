@@ -22,5 +22,8 @@ void gradcheck_tol(const char *name, GradcheckFn f, void *ctx, int n_inputs, Ten
 /* A float64 CPU tensor of `shape` with values uniform in [lo, hi) from
  * `seed`, requiring grad. */
 Tensor *gradcheck_input(int ndim, const int64_t *shape, double lo, double hi, uint64_t seed);
+/* The same values in [-1, 1) as a float32 leaf that does not require
+ * grad (a test's float32 input). */
+Tensor *gradcheck_uniform32(int ndim, const int64_t *shape, uint64_t seed);
 
 #endif

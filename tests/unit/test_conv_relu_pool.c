@@ -26,21 +26,42 @@ typedef struct {
 } Case;
 
 static const Case cases[] = {
-    {"3x3 same, pool 2", {5, 3, 11, 9}, {8, 3, 3, 3}, true, true, {1, 1, 1, 1, 1, 1, 1}, {2, 2, 0, 0, 0, 0}},
-    {"first layer, no bias", {4, 1, 12, 12}, {20, 1, 3, 3}, false, false, {1, 1, 1, 1, 1, 1, 1}, {2, 2, 2, 2, 0, 0}},
-    {"groups 2 stride 2, pool 3 s2 p1", {3, 4, 13, 10}, {6, 2, 3, 3}, true, true, {2, 2, 1, 1, 1, 1, 2}, {3, 3, 2, 2, 1, 1}},
-    {"32 -> 40 channels, pool 2x3 s1", {2, 32, 8, 7}, {40, 32, 3, 3}, true, true, {1, 1, 0, 0, 1, 1, 1}, {2, 3, 1, 1, 0, 0}},
-    {"16 -> 32 channels, odd 13x11, pool 2", {3, 16, 13, 11}, {32, 16, 3, 3}, true, true, {1, 1, 1, 1, 1, 1, 1}, {2, 2, 2, 2, 0, 0}},
+    {"3x3 same, pool 2",
+     {5, 3, 11, 9},
+     {8, 3, 3, 3},
+     true,
+     true,
+     {1, 1, 1, 1, 1, 1, 1},
+     {2, 2, 0, 0, 0, 0}},
+    {"first layer, no bias",
+     {4, 1, 12, 12},
+     {20, 1, 3, 3},
+     false,
+     false,
+     {1, 1, 1, 1, 1, 1, 1},
+     {2, 2, 2, 2, 0, 0}},
+    {"groups 2 stride 2, pool 3 s2 p1",
+     {3, 4, 13, 10},
+     {6, 2, 3, 3},
+     true,
+     true,
+     {2, 2, 1, 1, 1, 1, 2},
+     {3, 3, 2, 2, 1, 1}},
+    {"32 -> 40 channels, pool 2x3 s1",
+     {2, 32, 8, 7},
+     {40, 32, 3, 3},
+     true,
+     true,
+     {1, 1, 0, 0, 1, 1, 1},
+     {2, 3, 1, 1, 0, 0}},
+    {"16 -> 32 channels, odd 13x11, pool 2",
+     {3, 16, 13, 11},
+     {32, 16, 3, 3},
+     true,
+     true,
+     {1, 1, 1, 1, 1, 1, 1},
+     {2, 2, 2, 2, 0, 0}},
 };
-
-/* A float32 tensor of uniform values in [-1, 1) (gradcheck_input's, taken). */
-static Tensor *uniform32(int ndim, const int64_t *shape, uint64_t seed) {
-    Tensor *t64 = gradcheck_input(ndim, shape, -1, 1, seed);
-    Tensor *c = tensor_to_dtype(t64, DTYPE_FLOAT32), *t = c ? tensor_detach(c) : NULL;
-    tensor_release(c), tensor_release(t64);
-    cr_assert(t, "%s", error_get());
-    return t;
-}
 
 /* float32 copy of a float64 gradcheck input, as a leaf wanting grad or not */
 static Tensor *f32(Tensor *t, bool grad) {
@@ -64,7 +85,7 @@ static void run(const Case *k, bool fused, Tensor *const *in64, Tensor **got) {
         tensor_release(y), tensor_release(r);
     }
     cr_assert(out, "%s: %s", k->name, error_get());
-    Tensor *up = uniform32(out->ndim, out->shape, 99);
+    Tensor *up = gradcheck_uniform32(out->ndim, out->shape, 99);
     cr_assert(tensor_backward_with(out, up) == 0, "%s: %s", k->name, error_get());
     got[0] = out, got[1] = tensor_retain(x->grad), got[2] = tensor_retain(w->grad);
     got[3] = b ? tensor_retain(b->grad) : NULL;
@@ -74,7 +95,8 @@ static void run(const Case *k, bool fused, Tensor *const *in64, Tensor **got) {
 static void fused_equals_the_three_ops(void) {
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         const Case *k = &cases[c];
-        Tensor *in[3] = {gradcheck_input(4, k->x, -1, 1, 1 + c), gradcheck_input(4, k->w, -1, 1, 2 + c),
+        Tensor *in[3] = {gradcheck_input(4, k->x, -1, 1, 1 + c),
+                         gradcheck_input(4, k->w, -1, 1, 2 + c),
                          gradcheck_input(SHAPE(k->w[0]), -1, 1, 3 + c)};
         Tensor *fused[4], *plain[4];
         run(k, true, in, fused);
@@ -117,7 +139,8 @@ static Tensor *block_fn(Tensor **in, void *ctx) {
 Test(conv_relu_pool, gradcheck_float64) {
     const Case *k = &cases[2];
     Tensor *in[3] = {gradcheck_input(SHAPE(2, 4, 7, 6), -1, 1, 21),
-                     gradcheck_input(SHAPE(6, 2, 3, 3), -1, 1, 22), gradcheck_input(SHAPE(6), -1, 1, 23)};
+                     gradcheck_input(SHAPE(6, 2, 3, 3), -1, 1, 22),
+                     gradcheck_input(SHAPE(6), -1, 1, 23)};
     gradcheck("conv2d relu max_pool2d", block_fn, (void *)k, 3, in);
     for (int i = 0; i < 3; i++) tensor_release(in[i]);
 }
@@ -135,7 +158,7 @@ Test(conv_relu_pool, sequential_runs_the_row_as_its_layers_do) {
     Rng rng;
     rng_init(&rng, 5);
     Module *m = cnn(&rng, 2);
-    Tensor *x = uniform32(SHAPE(3, 2, 10, 11), 7);
+    Tensor *x = gradcheck_uniform32(SHAPE(3, 2, 10, 11), 7);
     Tensor *whole = module_forward(m, x);
     cr_assert(whole, "%s", error_get());
     Tensor *h = tensor_retain(x);

@@ -23,14 +23,6 @@ static void need_bf16(void) {
         cr_skip_test("no bf16 on this CPU: %s", error_get());
 }
 
-static Tensor *uniform32(int ndim, const int64_t *shape, uint64_t seed) {
-    Tensor *t64 = gradcheck_input(ndim, shape, -1, 1, seed);
-    Tensor *c = tensor_to_dtype(t64, DTYPE_FLOAT32), *t = c ? tensor_detach(c) : NULL;
-    tensor_release(c), tensor_release(t64);
-    cr_assert(t, "%s", error_get());
-    return t;
-}
-
 /* max |a - b| / max |b|: the normwise relative error */
 static double rel_err(const Tensor *a, const Tensor *b) {
     double diff = 0, scale = 0;
@@ -48,8 +40,9 @@ typedef enum { CONV, BLOCK_FUSED, BLOCK_THREE_OPS } What;
 
 static void run(Precision p, What what, Tensor **got) {
     cpu_set_precision(DEVICE_CPU_INIT, p);
-    Tensor *x = uniform32(SHAPE(4, 32, 14, 13), 1), *w = uniform32(SHAPE(48, 32, 3, 3), 2);
-    Tensor *b = uniform32(SHAPE(48), 3);
+    Tensor *x = gradcheck_uniform32(SHAPE(4, 32, 14, 13), 1);
+    Tensor *w = gradcheck_uniform32(SHAPE(48, 32, 3, 3), 2);
+    Tensor *b = gradcheck_uniform32(SHAPE(48), 3);
     tensor_set_requires_grad(x, true), tensor_set_requires_grad(w, true);
     tensor_set_requires_grad(b, true);
     Conv2dParams cp = {1, 1, 1, 1, 1, 1, 1};
@@ -63,7 +56,7 @@ static void run(Precision p, What what, Tensor **got) {
         tensor_release(r);
     }
     cr_assert(out, "%s", error_get());
-    Tensor *up = uniform32(out->ndim, out->shape, 4);
+    Tensor *up = gradcheck_uniform32(out->ndim, out->shape, 4);
     cr_assert(tensor_backward_with(out, up) == 0, "%s", error_get());
     got[0] = out, got[1] = tensor_retain(x->grad), got[2] = tensor_retain(w->grad);
     got[3] = tensor_retain(b->grad);
@@ -106,8 +99,8 @@ Test(precision, bf16_conv_relu_pool_block) {
     cr_assert(e < 1e-2 && e > 1e-5, "out: bf16 off by %g of float32", e);
     for (int i = 0; i < 4; i++) {
         double d = rel_err(fused[i], three[i]);
-        fprintf(stderr, "precision bf16 block %s: relative error %.3g to the three ops\n",
-                names[i], d);
+        fprintf(stderr, "precision bf16 block %s: relative error %.3g to the three ops\n", names[i],
+                d);
         cr_assert(d < 1e-5, "%s: fused bf16 off by %g of the three ops in bf16", names[i], d);
         tensor_release(f32[i]), tensor_release(fused[i]), tensor_release(three[i]);
     }
