@@ -503,6 +503,7 @@ static int train_epoch(Trainer *t, int epoch) {
 
 int train_run(Trainer *t) {
     if (check_trainer(t) != 0) return -1;
+    if (backend_check_precision(t->device, t->precision) != 0) return error_prefix_at("precision");
     if (t->rng) module_set_rng(t->model, t->rng);
     /* Grad mode is per thread; the loop needs it on and gives it back. */
     bool prev = autograd_set_enabled(true);
@@ -513,10 +514,6 @@ int train_run(Trainer *t) {
     /* set for every run, so a thread's next job does not inherit it */
     const Backend *dev = backend_for(t->device);
     if (dev && dev->allow_tf32) dev->allow_tf32(t->device, t->allow_tf32);
-    if (backend_check_precision(t->device, t->precision) != 0) {
-        autograd_set_enabled(prev);
-        return error_prefix_at("precision");
-    }
     if (dev && dev->set_precision) dev->set_precision(t->device, t->precision);
     int rc = 0;
     while (t->state.epoch < t->epochs) {

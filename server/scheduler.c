@@ -409,16 +409,15 @@ static int memory_check(const SpecModelSize *size, const Worker *w) {
 /* Refuses a precision the job's device cannot compute in; with "auto",
  * any of the daemon's devices may run it, so each must. */
 static int precision_check(Scheduler *s, const JobSpec *spec, const Worker *w) {
-    for (int i = 0; i < s->nworkers; i++) {
+    int n = spec->device_auto ? s->nworkers : 1;
+    for (int i = 0; i < n; i++) {
         const Worker *o = spec->device_auto ? &s->workers[i] : w;
-        if (backend_check_precision(o->device, spec->precision) != 0) {
-            char why[256];
-            snprintf(why, sizeof why, "%s", error_get());
-            if (spec->device_auto)
-                error_set("%s (\"device\": \"auto\" may pick it; name a device that can)", why);
-            return error_prefix_at("precision");
-        }
-        if (!spec->device_auto) break;
+        if (backend_check_precision(o->device, spec->precision) == 0) continue;
+        char why[256];
+        snprintf(why, sizeof why, "%s", error_get());
+        if (spec->device_auto)
+            error_set("%s (\"device\": \"auto\" may pick it; name a device that can)", why);
+        return error_prefix_at("precision");
     }
     return 0;
 }

@@ -96,14 +96,9 @@ static const dnnl_memory_desc_t *md_of(const_dnnl_primitive_desc_t pd, dnnl_quer
 static int make_conv(BlockPlan *p, const_dnnl_primitive_attr_t base, dnnl_primitive_desc_t *pd) {
     const ConvReluPool *k = &p->key;
     DnnlConvShape shape = {k->conv, k->out_channels, k->groups};
-    dnnl_memory_desc_t src, weights, dst;
-    cpu_dnnl_conv_pass_descs(&shape, DNNL_CONV_FORWARD, p->in, &src, &weights, &dst);
-    dnnl_dims_t s, dl, pl, pr;
-    cpu_dnnl_geometry(&k->conv, s, dl, pl, pr);
     dnnl_convolution_desc_t d;
-    dnnl_status_t st = dnnl_dilated_convolution_forward_desc_init(
-        &d, dnnl_forward_training, dnnl_convolution_direct, &src, &weights,
-        k->bias ? &p->bias : NULL, &dst, s, dl, pl, pr);
+    dnnl_status_t st =
+        cpu_dnnl_conv_desc(&shape, DNNL_CONV_FORWARD, p->in, k->bias ? &p->bias : NULL, NULL, &d);
     if (st != dnnl_success) return cpu_dnnl_failed(st, "convolution descriptor");
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t ops = NULL;
@@ -199,17 +194,11 @@ static int make_conv_bwd(BlockPlan *p, const_dnnl_primitive_attr_t attr,
                          const_dnnl_primitive_desc_t hint) {
     const ConvReluPool *k = &p->key;
     DnnlConvShape shape = {k->conv, k->out_channels, k->groups};
-    dnnl_memory_desc_t src, weights, dst;
-    dnnl_memory_desc_t wsrc, wweights, wdst;
-    cpu_dnnl_conv_pass_descs(&shape, DNNL_CONV_BACKWARD_DATA, p->in, &src, &weights, &dst);
-    cpu_dnnl_conv_pass_descs(&shape, DNNL_CONV_BACKWARD_WEIGHTS, p->in, &wsrc, &wweights, &wdst);
     p->dy_in = cpu_dnnl_retyped(&p->y, p->in);
-    dnnl_dims_t s, dl, pl, pr;
-    cpu_dnnl_geometry(&k->conv, s, dl, pl, pr);
     dnnl_convolution_desc_t dd, wd;
     dnnl_primitive_desc_t dpd = NULL, wpd = NULL;
-    dnnl_status_t st = dnnl_dilated_convolution_backward_data_desc_init(
-        &dd, dnnl_convolution_direct, &src, &weights, &p->dy_in, s, dl, pl, pr);
+    dnnl_status_t st =
+        cpu_dnnl_conv_desc(&shape, DNNL_CONV_BACKWARD_DATA, p->in, NULL, &p->dy_in, &dd);
     int rc = pd_create(st, "convolution descriptor", &dpd, &dd, attr, hint);
     if (rc == 0) {
         p->bd_weights = *md_of(dpd, dnnl_query_weights_md);
@@ -217,9 +206,8 @@ static int make_conv_bwd(BlockPlan *p, const_dnnl_primitive_attr_t attr,
         rc = primitive_of(p, dpd, &p->bwd_data);
     }
     if (rc == 0) {
-        st = dnnl_dilated_convolution_backward_weights_desc_init(
-            &wd, dnnl_convolution_direct, &wsrc, &wweights, k->bias ? &p->bias : NULL, &p->dy_in, s,
-            dl, pl, pr);
+        st = cpu_dnnl_conv_desc(&shape, DNNL_CONV_BACKWARD_WEIGHTS, p->in,
+                                k->bias ? &p->bias : NULL, &p->dy_in, &wd);
         rc = pd_create(st, "convolution descriptor", &wpd, &wd, attr, hint);
     }
     if (rc == 0) {

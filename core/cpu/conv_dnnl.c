@@ -44,7 +44,6 @@ typedef struct {
     dnnl_primitive_t primitive;
     ConvArg args[3];
     dnnl_memory_desc_t bias, scratch;
-    const char *impl; /* oneDNN's name for the kernel it chose */
 } ConvPlan;
 
 static char chosen_impl[64];
@@ -53,47 +52,21 @@ const char *cpu_conv_library_impl(void) {
     return chosen_impl[0] ? chosen_impl : NULL;
 }
 
-static int forward_desc(const ConvKey *k, dnnl_convolution_desc_t *d) {
-    dnnl_memory_desc_t src, weights, dst, bias;
-    cpu_dnnl_conv_pass_descs(&k->shape, DNNL_CONV_FORWARD, k->in, &src, &weights, &dst);
-    cpu_dnnl_desc(&bias, 1, &k->shape.out_channels, false);
-    dnnl_dims_t s, dl, pl, pr;
-    cpu_dnnl_geometry(&k->shape.w, s, dl, pl, pr);
-    dnnl_status_t st = dnnl_dilated_convolution_forward_desc_init(
-        d, dnnl_forward_training, dnnl_convolution_direct, &src, &weights, k->bias ? &bias : NULL,
-        &dst, s, dl, pl, pr);
-    return st == dnnl_success ? 0 : cpu_dnnl_failed(st, "forward descriptor");
-}
-
-static int pass_desc(const ConvKey *k, dnnl_convolution_desc_t *d) {
-    if (k->pass == DNNL_CONV_FORWARD) return forward_desc(k, d);
-    dnnl_memory_desc_t src, weights, dst, bias;
-    cpu_dnnl_conv_pass_descs(&k->shape, k->pass, k->in, &src, &weights, &dst);
-    cpu_dnnl_desc(&bias, 1, &k->shape.out_channels, false);
-    dnnl_dims_t s, dl, pl, pr;
-    cpu_dnnl_geometry(&k->shape.w, s, dl, pl, pr);
-    dnnl_status_t st =
-        k->pass == DNNL_CONV_BACKWARD_DATA
-            ? dnnl_dilated_convolution_backward_data_desc_init(d, dnnl_convolution_direct, &src,
-                                                               &weights, &dst, s, dl, pl, pr)
-            : dnnl_dilated_convolution_backward_weights_desc_init(d, dnnl_convolution_direct, &src,
-                                                                  &weights, k->bias ? &bias : NULL,
-                                                                  &dst, s, dl, pl, pr);
-    return st == dnnl_success ? 0 : cpu_dnnl_failed(st, "backward descriptor");
-}
-
-/* A backward pass's descriptor is made with the forward's as its hint. */
+/* The pass's primitive descriptor; a backward pass's is made with the
+ * forward's as its hint. */
 static int make_pd(const ConvKey *k, const_dnnl_primitive_attr_t attr, dnnl_primitive_desc_t *pd) {
     dnnl_engine_t engine = cpu_dnnl_engine();
     if (!engine) return -1;
+    dnnl_memory_desc_t bias;
+    cpu_dnnl_desc(&bias, 1, &k->shape.out_channels, false);
+    const dnnl_memory_desc_t *b = k->bias ? &bias : NULL;
     dnnl_convolution_desc_t d, fd;
     dnnl_primitive_desc_t hint = NULL;
-    if (pass_desc(k, &d) != 0) return -1;
-    dnnl_status_t st = dnnl_success;
+    dnnl_status_t st = cpu_dnnl_conv_desc(&k->shape, k->pass, k->in, b, NULL, &d);
+    if (st != dnnl_success) return cpu_dnnl_failed(st, "convolution descriptor");
     if (k->pass != DNNL_CONV_FORWARD) {
-        ConvKey fk = *k;
-        fk.pass = DNNL_CONV_FORWARD;
-        if (forward_desc(&fk, &fd) != 0) return -1;
+        st = cpu_dnnl_conv_desc(&k->shape, DNNL_CONV_FORWARD, k->in, b, NULL, &fd);
+        if (st != dnnl_success) return cpu_dnnl_failed(st, "convolution descriptor");
         st = dnnl_primitive_desc_create(&hint, &fd, attr, engine, NULL);
     }
     if (st == dnnl_success) st = dnnl_primitive_desc_create(pd, &d, attr, engine, hint);
@@ -136,7 +109,8 @@ static int plan_args(ConvPlan *p, const_dnnl_primitive_desc_t pd) {
     return -1;
 }
 
-static void plan_free(ConvPlan *p) {
+static void plan_free(void *plan) {
+    ConvPlan *p = plan;
     if (!p) return;
     for (int i = 0; i < 3; i++)
         if (p->args[i].reorder) dnnl_primitive_destroy(p->args[i].reorder);
@@ -144,7 +118,8 @@ static void plan_free(ConvPlan *p) {
     free(p);
 }
 
-static ConvPlan *plan_make(const ConvKey *k) {
+static void *plan_make(const void *key) {
+    const ConvKey *k = key;
     ConvPlan *p = calloc(1, sizeof *p);
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
@@ -178,14 +153,6 @@ static ConvPlan *plan_make(const ConvKey *k) {
 }
 
 static DnnlPlanCache plans = DNNL_PLAN_CACHE_INIT;
-
-static void *plan_make_any(const void *key) {
-    return plan_make(key);
-}
-
-static void plan_drop(void *plan) {
-    plan_free(plan);
-}
 
 /* ---- running a plan ---- */
 
@@ -231,7 +198,7 @@ static int call_run(const ConvPlan *p, DnnlCall *c, void *const data[3], void *b
  * bias (the forward's bias or the weight pass's bias gradient, or NULL). */
 static int conv_run(const ConvKey *k, void *const data[3], void *bias) {
     bool owned;
-    ConvPlan *p = cpu_dnnl_plan(&plans, k, sizeof *k, plan_make_any, plan_drop, &owned);
+    ConvPlan *p = cpu_dnnl_plan(&plans, k, sizeof *k, plan_make, plan_free, &owned);
     if (!p) return -1;
     size_t bytes = cpu_dnnl_arena_bytes(dnnl_memory_desc_get_size(&p->scratch));
     for (int i = 0; i < 3; i++)

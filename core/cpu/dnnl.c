@@ -9,15 +9,20 @@
 #include "core/cpu/cpu.h"
 #include "core/error.h"
 
-static pthread_mutex_t engine_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
 static dnnl_engine_t engine;
+static dnnl_status_t engine_status;
 
+static void engine_create(void) {
+    engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0);
+}
+
+/* Made once: every memory object of every call asks for it, and a lock
+ * there was one more per object. */
 dnnl_engine_t cpu_dnnl_engine(void) {
-    pthread_mutex_lock(&engine_mu);
-    dnnl_status_t st = engine ? dnnl_success : dnnl_engine_create(&engine, dnnl_cpu, 0);
-    pthread_mutex_unlock(&engine_mu);
-    if (st != dnnl_success) cpu_dnnl_failed(st, "engine");
-    return st == dnnl_success ? engine : NULL;
+    pthread_once(&engine_once, engine_create);
+    if (engine_status != dnnl_success) cpu_dnnl_failed(engine_status, "engine");
+    return engine_status == dnnl_success ? engine : NULL;
 }
 
 int cpu_dnnl_failed(dnnl_status_t st, const char *what) {
@@ -57,13 +62,26 @@ void cpu_dnnl_conv_descs(const DnnlConvShape *s, bool any, dnnl_memory_desc_t *s
     cpu_dnnl_desc(dst, 4, (int64_t[]){w->batch, s->out_channels, w->out_h, w->out_w}, any);
 }
 
-void cpu_dnnl_conv_pass_descs(const DnnlConvShape *s, DnnlConvPass pass, dnnl_data_type_t in,
-                              dnnl_memory_desc_t *src, dnnl_memory_desc_t *weights,
-                              dnnl_memory_desc_t *dst) {
-    cpu_dnnl_conv_descs(s, true, src, weights, dst);
-    src->data_type = pass == DNNL_CONV_BACKWARD_DATA ? dnnl_f32 : in;
-    weights->data_type = pass == DNNL_CONV_BACKWARD_WEIGHTS ? dnnl_f32 : in;
-    dst->data_type = pass == DNNL_CONV_FORWARD ? dnnl_f32 : in;
+dnnl_status_t cpu_dnnl_conv_desc(const DnnlConvShape *s, DnnlConvPass pass, dnnl_data_type_t in,
+                                 const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst,
+                                 dnnl_convolution_desc_t *d) {
+    dnnl_memory_desc_t src, weights, any_dst;
+    cpu_dnnl_conv_descs(s, true, &src, &weights, &any_dst);
+    src.data_type = pass == DNNL_CONV_BACKWARD_DATA ? dnnl_f32 : in;
+    weights.data_type = pass == DNNL_CONV_BACKWARD_WEIGHTS ? dnnl_f32 : in;
+    any_dst.data_type = pass == DNNL_CONV_FORWARD ? dnnl_f32 : in;
+    if (!dst) dst = &any_dst;
+    dnnl_dims_t st, dl, pl, pr;
+    cpu_dnnl_geometry(&s->w, st, dl, pl, pr);
+    dnnl_alg_kind_t direct = dnnl_convolution_direct;
+    return pass == DNNL_CONV_FORWARD
+            ? dnnl_dilated_convolution_forward_desc_init(d, dnnl_forward_training, direct, &src,
+                                                         &weights, bias, dst, st, dl, pl, pr)
+        : pass == DNNL_CONV_BACKWARD_DATA
+            ? dnnl_dilated_convolution_backward_data_desc_init(d, direct, &src, &weights, dst, st,
+                                                               dl, pl, pr)
+            : dnnl_dilated_convolution_backward_weights_desc_init(d, direct, &src, &weights, bias,
+                                                                  dst, st, dl, pl, pr);
 }
 
 /* The right padding makes oneDNN's output size formula give out_h

@@ -29,18 +29,21 @@ void cpu_dnnl_desc(dnnl_memory_desc_t *md, int ndims, const int64_t *dims, bool 
  * dst [N, O, out_h, out_w]. */
 void cpu_dnnl_conv_descs(const DnnlConvShape *s, bool any, dnnl_memory_desc_t *src,
                          dnnl_memory_desc_t *weights, dnnl_memory_desc_t *dst);
-/* A convolution's passes, and their descriptors with layouts left to
- * oneDNN: what a pass reads in `in` (f32, or bf16 under that precision:
- * the forward's src and weights, the data pass's weights and diff_dst,
- * the weight pass's src and diff_dst), what it writes in f32. */
+/* A convolution's passes, and a pass's operation descriptor with layouts
+ * left to oneDNN: what it reads in `in` (f32, or bf16 under that
+ * precision: the forward's src and weights, the data pass's weights and
+ * diff_dst, the weight pass's src and diff_dst), what it writes in f32.
+ * bias: NULL for none (the data pass has none); dst, where not NULL, the
+ * layout of dst / diff_dst instead of oneDNN's choice (the block's y).
+ * Returns oneDNN's status, as its own descriptor inits do. */
 typedef enum {
     DNNL_CONV_FORWARD,
     DNNL_CONV_BACKWARD_DATA,
     DNNL_CONV_BACKWARD_WEIGHTS
 } DnnlConvPass;
-void cpu_dnnl_conv_pass_descs(const DnnlConvShape *s, DnnlConvPass pass, dnnl_data_type_t in,
-                              dnnl_memory_desc_t *src, dnnl_memory_desc_t *weights,
-                              dnnl_memory_desc_t *dst);
+dnnl_status_t cpu_dnnl_conv_desc(const DnnlConvShape *s, DnnlConvPass pass, dnnl_data_type_t in,
+                                 const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst,
+                                 dnnl_convolution_desc_t *d);
 /* Strides, dilations (oneDNN counts the gaps) and paddings of a window. */
 void cpu_dnnl_geometry(const Window2d *w, dnnl_dims_t strides, dnnl_dims_t dilates,
                        dnnl_dims_t pad_l, dnnl_dims_t pad_r);

@@ -7,6 +7,8 @@
  * the GPU, a shape the library refuses) runs conv2d, relu and max_pool2d
  * one by one, which also gives every argument error its usual message.
  */
+#include <string.h>
+
 #include "core/autograd.h"
 #include "core/backend.h"
 #include "core/error.h"
@@ -29,30 +31,17 @@ static Tensor *one_by_one(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dP
 static int block_of(const Tensor *x, const Tensor *weight, const Tensor *bias,
                     const Conv2dParams *cp, const Pool2dParams *pp, ConvReluPool *b,
                     int64_t *ints) {
-    int sh = pp->stride_h ? pp->stride_h : pp->kernel_h;
-    int sw = pp->stride_w ? pp->stride_w : pp->kernel_w;
-    if (!dtype_is_float(x->dtype) || pp->pad_h > pp->kernel_h / 2 || pp->pad_w > pp->kernel_w / 2 ||
-        conv2d_window(x, weight, bias, cp, &b->conv) != 0)
-        return -1;
+    if (conv2d_window(x, weight, bias, cp, &b->conv) != 0) return -1;
     int64_t conv_out[4] = {b->conv.batch, weight->shape[0], b->conv.out_h, b->conv.out_w};
-    if (window2d_init_shape("max_pool2d", conv_out, pp->kernel_h, pp->kernel_w, sh, sw, pp->pad_h,
-                            pp->pad_w, 1, 1, &b->pool) != 0)
+    if (window2d_init_pool("max_pool2d", 4, conv_out, pp->kernel_h, pp->kernel_w, pp->stride_h,
+                           pp->stride_w, pp->pad_h, pp->pad_w, &b->pool) != 0)
         return -1;
     b->out_channels = weight->shape[0], b->groups = cp->groups, b->bias = bias != NULL;
-    const int p[13] = {cp->stride_h,
-                       cp->stride_w,
-                       cp->pad_h,
-                       cp->pad_w,
-                       cp->dilation_h,
-                       cp->dilation_w,
-                       cp->groups,
-                       pp->kernel_h,
-                       pp->kernel_w,
-                       sh,
-                       sw,
-                       pp->pad_h,
-                       pp->pad_w};
-    for (int i = 0; ints && i < 13; i++) ints[i] = p[i];
+    const int64_t p[13] = {cp->stride_h,     cp->stride_w,     cp->pad_h,        cp->pad_w,
+                           cp->dilation_h,   cp->dilation_w,   cp->groups,       pp->kernel_h,
+                           pp->kernel_w,     b->pool.stride_h, b->pool.stride_w, pp->pad_h,
+                           pp->pad_w};
+    if (ints) memcpy(ints, p, sizeof p);
     return 0;
 }
 

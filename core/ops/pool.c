@@ -12,20 +12,13 @@
 #include "core/ops.h"
 #include "core/ops/window2d.h"
 
-/* Checks x and the window, applying torch's defaults and limits: stride 0
- * means the kernel size; padding at most half the kernel. */
+/* Checks x and the window, applying torch's defaults and limits
+ * (window2d_init_pool). */
 static int pool_check(const char *op, const Tensor *x, int kh, int kw, int sh, int sw, int ph,
                       int pw, Window2d *g) {
     if (!dtype_is_float(x->dtype))
         return error_set("%s: expected a float input, got %s", op, dtype_name(x->dtype));
-    if (sh == 0) sh = kh;
-    if (sw == 0) sw = kw;
-    if (kh >= 1 && kw >= 1 && (ph > kh / 2 || pw > kw / 2)) {
-        char s[128];
-        return error_set("%s: padding %dx%d must be at most half the kernel %dx%d (input %s)", op,
-                         ph, pw, kh, kw, tensor_shape_str(x, s, sizeof s));
-    }
-    return window2d_init(op, x, kh, kw, sh, sw, ph, pw, g);
+    return window2d_init_pool(op, x->ndim, x->shape, kh, kw, sh, sw, ph, pw, g);
 }
 
 /* The node's window again, from the input it holds. ints: kh, kw, sh, sw,

@@ -3,26 +3,48 @@
 
 #include "core/error.h"
 
+/* The window over [N, C, H, W] of `shape`, its arguments checked. */
+static int init_shape(const char *op, const int64_t *shape, int kernel_h, int kernel_w,
+                      int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h,
+                      int dilation_w, Window2d *w);
+
 int window2d_init(const char *op, const Tensor *x, int kernel_h, int kernel_w, int stride_h,
                   int stride_w, int pad_h, int pad_w, Window2d *w) {
     return window2d_init_dilated(op, x, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, 1,
                                  1, w);
 }
 
+static int expect_4d(const char *op, int ndim, const int64_t *shape) {
+    char s[128];
+    if (ndim == 4) return 0;
+    return error_set("%s: expected a 4-d input [N, C, H, W], got %s", op,
+                     shape_str(ndim, shape, s, sizeof s));
+}
+
 int window2d_init_dilated(const char *op, const Tensor *x, int kernel_h, int kernel_w,
                           int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h,
                           int dilation_w, Window2d *w) {
-    char s[128];
-    if (x->ndim != 4)
-        return error_set("%s: expected a 4-d input [N, C, H, W], got %s", op,
-                         tensor_shape_str(x, s, sizeof s));
-    return window2d_init_shape(op, x->shape, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
-                               dilation_h, dilation_w, w);
+    if (expect_4d(op, x->ndim, x->shape) != 0) return -1;
+    return init_shape(op, x->shape, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                      dilation_h, dilation_w, w);
 }
 
-int window2d_init_shape(const char *op, const int64_t *shape, int kernel_h, int kernel_w,
-                        int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h,
-                        int dilation_w, Window2d *w) {
+int window2d_init_pool(const char *op, int ndim, const int64_t *shape, int kh, int kw, int sh,
+                       int sw, int ph, int pw, Window2d *w) {
+    if (sh == 0) sh = kh;
+    if (sw == 0) sw = kw;
+    if (kh >= 1 && kw >= 1 && (ph > kh / 2 || pw > kw / 2)) {
+        char s[128];
+        return error_set("%s: padding %dx%d must be at most half the kernel %dx%d (input %s)", op,
+                         ph, pw, kh, kw, shape_str(ndim, shape, s, sizeof s));
+    }
+    if (expect_4d(op, ndim, shape) != 0) return -1;
+    return init_shape(op, shape, kh, kw, sh, sw, ph, pw, 1, 1, w);
+}
+
+static int init_shape(const char *op, const int64_t *shape, int kernel_h, int kernel_w,
+                      int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h,
+                      int dilation_w, Window2d *w) {
     char s[128];
     shape_str(4, shape, s, sizeof s);
     if (kernel_h < 1 || kernel_w < 1)

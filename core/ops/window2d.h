@@ -20,10 +20,11 @@ int window2d_init_dilated(const char *op, const Tensor *x, int kernel_h, int ker
                           int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h,
                           int dilation_w, Window2d *w);
 
-/* The same from the input's shape [N, C, H, W] alone. */
-int window2d_init_shape(const char *op, const int64_t *shape, int kernel_h, int kernel_w,
-                        int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h,
-                        int dilation_w, Window2d *w);
+/* A pooling window over an input of `shape` with torch's defaults and
+ * limits: stride 0 means the kernel size; padding at most half the
+ * kernel (core/ops/pool.c, conv_relu_pool.c). */
+int window2d_init_pool(const char *op, int ndim, const int64_t *shape, int kh, int kw, int sh,
+                       int sw, int ph, int pw, Window2d *w);
 /* conv2d's checks of x, weight [O, C/groups, kh, kw] and bias against p,
  * and its window (core/ops/conv2d.c). */
 int conv2d_window(const Tensor *x, const Tensor *weight, const Tensor *bias,
