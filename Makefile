@@ -21,8 +21,11 @@ DEPFLAGS = -MMD -MP
 # one OpenMP thread pool instead of two pools spinning against each other.
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 OMP     := -fopenmp
+# Open MPI (dist/mpi.c): a job's ranks under mpirun or srun.
+MPI_INC  := $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS := $(shell pkg-config --libs ompi-c 2>/dev/null)
 LIBS    := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -ljansson -lz -lm -lpthread -lgnutls -lcurl -lsqlite3 \
-           -lpng -ljpeg -larchive -ldnnl
+           -lpng -ljpeg -larchive -ldnnl $(MPI_LIBS)
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # CUDA backend (gpu/): built when nvcc is found ($(CUDA_HOME)/bin, PATH, or
@@ -65,9 +68,10 @@ $(shell mkdir -p build; [ "$$(cat $(GPU_STAMP) 2>/dev/null)" = "$(GPU_STAMP_TEXT
         echo "$(GPU_STAMP_TEXT)" > $(GPU_STAMP))
 
 CORE_SRC   := $(shell find core -name '*.c' | sort)
-SERVER_SRC := $(shell find job server -name '*.c' | sort)
+SERVER_SRC := $(shell find job server dist -name '*.c' | sort)
 # tests/fuzz: libFuzzer targets, built by clang (tests/fuzz/fuzz.mk)
-TEST_SRC   := $(shell find tests -path tests/fuzz -prune -o -name '*.c' -print | sort)
+# tests/dist: programs run as MPI ranks (their own main), not unit tests
+TEST_SRC   := $(shell find tests -path tests/fuzz -prune -o -path tests/dist -prune -o -name '*.c' -print | sort)
 STORAGE_SRC := $(shell find storage -name '*.c' | sort)
 
 CORE_OBJ   := $(CORE_SRC:%.c=build/obj/%.o)
@@ -87,6 +91,9 @@ all: build/traind
 build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(STD) $(CFLAGS) $(OMP) $(WARN) $(INC) $(DEPFLAGS) -c $< -o $@
+
+# only the MPI group sees mpi.h
+build/obj/dist/%.o build/asan/dist/%.o: INC += $(MPI_INC)
 
 build/obj/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
@@ -128,6 +135,13 @@ build/tests/unit-nosan: $(TEST_SRC:%.c=build/obj/%.o) $(CORE_OBJ) $(STORAGE_OBJ)
         $(filter-out build/obj/server/main.o,$(SERVER_OBJ)) $(GPU_OBJ) $(WEB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(OMP) -o $@ $^ -lcriterion $(LIBS) $(GPU_LIBS)
+
+# The collective ops' float64 gradient checks, run as MPI ranks by
+# tests/e2e/test_data_parallel.sh (mpirun -np 3).
+build/tests/gradcheck_dist: build/asan/tests/dist/gradcheck_dist.o build/asan/dist/mpi.o $(ASAN_CORE) \
+        $(ASAN_GPU)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) $(OMP) -o $@ $^ $(LIBS) $(GPU_LIBS)
 
 # traind itself under ASan + UBSan, for the command-line tests in tests/e2e.
 build/traind-asan: $(ASAN_SERVER) $(ASAN_STORAGE) $(ASAN_CORE) $(ASAN_GPU) $(WEB_OBJ)
@@ -182,12 +196,13 @@ test-only:
 # (tests/e2e/openapi_check.mjs; openapi_selftest.sh shows it catches what it
 # should). Each script ends
 # "N passed, N failed" (those on tests/e2e/lib.sh ", N skipped" too).
-test-e2e: build/traind build/traind-asan
+test-e2e: build/traind build/traind-asan build/tests/gradcheck_dist
 	@ok=0; tests/e2e/openapi_selftest.sh || ok=1; \
 	tests/e2e/test_run_parity.sh build/traind || ok=1; \
 	tests/e2e/test_run_errors.sh build/traind-asan || ok=1; \
 	tests/e2e/test_local_mode.sh build/traind || ok=1; \
 	tests/e2e/test_precision.sh build/traind || ok=1; \
+	tests/e2e/test_data_parallel.sh build/traind-asan || ok=1; \
 	tests/e2e/test_models.sh build/traind || ok=1; \
 	tests/e2e/test_api.sh build/traind-asan || ok=1; \
 	tests/e2e/test_privacy.sh build/traind-asan || ok=1; \

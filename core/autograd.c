@@ -16,6 +16,16 @@
 #include "core/ops.h"
 
 static _Thread_local bool grad_disabled;
+static _Thread_local AutogradLeafHook leaf_hook;
+static _Thread_local void *leaf_hook_ctx;
+
+AutogradLeafHook autograd_set_leaf_hook(AutogradLeafHook hook, void *ctx, void **prev_ctx) {
+    AutogradLeafHook prev = leaf_hook;
+    if (prev_ctx) *prev_ctx = leaf_hook_ctx;
+    leaf_hook = hook;
+    leaf_hook_ctx = ctx;
+    return prev;
+}
 
 bool autograd_is_enabled(void) { return !grad_disabled; }
 
@@ -199,6 +209,8 @@ int tensor_backward_with(Tensor *output, Tensor *grad_output) {
                 flat = own;
             }
             rc = flat ? accumulate(&t->grad, flat) : -1;
+            /* reverse topological order: no consumer of t is left */
+            if (rc == 0 && leaf_hook) leaf_hook(leaf_hook_ctx, t);
             continue;
         }
         Tensor *grads[AUTOGRAD_MAX_INPUTS] = {NULL};

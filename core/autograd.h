@@ -64,6 +64,12 @@ int tensor_backward(Tensor *loss);
 int tensor_backward_with(Tensor *output, Tensor *grad_output);
 int tensor_set_requires_grad(Tensor *t, bool requires_grad); /* leaves only */
 void tensor_zero_grad(Tensor *t); /* releases ->grad, as set_to_none=True */
+/* Called on the backward's thread when a leaf's .grad holds everything
+ * this backward pass gives it (a data-parallel job starts reducing a
+ * gradient bucket then, as DDP's hooks do). Per thread; NULL: none.
+ * Returns the previous hook; *prev_ctx its context. */
+typedef void (*AutogradLeafHook)(void *ctx, Tensor *leaf);
+AutogradLeafHook autograd_set_leaf_hook(AutogradLeafHook hook, void *ctx, void **prev_ctx);
 /* A new tensor sharing storage, cut from the graph. */
 Tensor *tensor_detach(Tensor *t);
 

@@ -69,11 +69,23 @@ typedef struct {
  * probabilities: with dropout p > 0, probability (h, i, j) of head h (of
  * BH), query i and key j is kept, scaled by 1 / (1 - p), when number
  * offset + (h * T + i) * T + j of the counter-based stream `seed` is >= p
- * (the stream tensor_dropout draws from), so CPU and GPU drop the same. */
+ * (the stream tensor_dropout draws from), so CPU and GPU drop the same.
+ * A rank of a data-parallel job holds only some samples of the global
+ * batch: with heads > 0, head h's numbers start at offset + (h / heads) *
+ * sample_stride + (h % heads) T T instead (attention_dropout_base), so
+ * each sample keeps the mask of its global position. */
 typedef struct {
     double scale, dropout;
     uint64_t seed, offset;
+    int64_t heads;          /* per sample; 0: samples contiguous in the stream */
+    uint64_t sample_stride; /* numbers between one local sample and the next */
 } AttentionArgs;
+
+static inline uint64_t attention_dropout_base(const AttentionArgs *a, int64_t h, int64_t t) {
+    uint64_t tt = (uint64_t)(t * t);
+    if (a->heads <= 0) return a->offset + (uint64_t)h * tt;
+    return a->offset + (uint64_t)(h / a->heads) * a->sample_stride + (uint64_t)(h % a->heads) * tt;
+}
 
 /* The precision a job's convolutions and matrix products compute in
  * (the job spec's "precision"): float32, or bf16 inputs with float32

@@ -17,6 +17,7 @@
 #define TRAIND_CORE_OPS_H
 
 #include "core/tensor.h"
+#include "core/dist/group.h"
 
 /* ---- elementwise with broadcasting (core/ops/elementwise.c) ---- */
 Tensor *tensor_add(Tensor *a, Tensor *b);
@@ -104,12 +105,24 @@ Tensor *tensor_adaptive_avg_pool2d(Tensor *x, int out_h, int out_w);
 /* core/ops/dropout.c: in training, zero with probability p and scale by
  * 1/(1-p); the mask comes from the counter-based stream (seed, offset). */
 Tensor *tensor_dropout(Tensor *x, double p, bool training, uint64_t seed, uint64_t offset);
+/* The same with row i (dim 0) of the mask drawn from offset + i *
+ * row_stride: a data-parallel rank's rows at their global places. */
+Tensor *tensor_dropout_rows(Tensor *x, double p, bool training, uint64_t seed, uint64_t offset,
+                            uint64_t row_stride);
 /* core/ops/batch_norm.c: x [N, C] or [N, C, *]; weight/bias [C] or NULL.
  * In training, normalises with the batch statistics and, when running_mean /
  * running_var are given, updates them in place (unbiased variance, as torch);
  * in eval, uses the running statistics. */
 Tensor *tensor_batch_norm(Tensor *x, Tensor *running_mean, Tensor *running_var, Tensor *weight,
                           Tensor *bias, bool training, double momentum, double eps);
+/* The same as SyncBatchNorm: in training, the statistics of every rank's
+ * rows of the batch (a data-parallel group; NULL or one rank: x's own). */
+Tensor *tensor_batch_norm_sync(Tensor *x, Tensor *running_mean, Tensor *running_var,
+                               Tensor *weight, Tensor *bias, bool training, double momentum,
+                               double eps, DistGroup *group);
+/* core/ops/all_reduce.c: x summed over the group's ranks, differentiable
+ * (the backward sums the gradients over the ranks too). */
+Tensor *tensor_all_reduce_sum(Tensor *x, DistGroup *group);
 /* core/ops/layer_norm.c: over the last normalized_ndim dims of x, which must
  * equal normalized_shape; weight/bias of normalized_shape or NULL. */
 Tensor *tensor_layer_norm(Tensor *x, int normalized_ndim, const int64_t *normalized_shape,
@@ -125,9 +138,12 @@ Tensor *tensor_embedding(Tensor *weight, Tensor *index);
 Tensor *tensor_causal_attention(Tensor *q, Tensor *k, Tensor *v);
 /* The same with dropout_p = dropout on the probabilities (training only:
  * pass 0 in eval), the mask drawn from the counter-based stream (seed,
- * offset) as tensor_dropout's, B * H * T * T numbers of it. */
+ * offset) as tensor_dropout's, B * H * T * T numbers of it. sample_stride
+ * 0: sample b's numbers follow sample b-1's; else they start at offset +
+ * b * sample_stride (a data-parallel rank's samples, at their global
+ * positions). */
 Tensor *tensor_causal_attention_dropout(Tensor *q, Tensor *k, Tensor *v, double dropout,
-                                        uint64_t seed, uint64_t offset);
+                                        uint64_t seed, uint64_t offset, uint64_t sample_stride);
 
 /* ---- losses (core/ops/loss.c); target never requires grad ---- */
 typedef enum { REDUCTION_MEAN, REDUCTION_SUM, REDUCTION_NONE } Reduction;

@@ -36,6 +36,8 @@
 #include "core/error.h"
 #include "core/io/durable.h"
 #include "core/io/safetensors.h"
+#include "core/dist/reducer.h"
+#include "core/train_dist.h"
 
 #define TRAIN_CHECKPOINT_FORMAT "traind.trainer.v1"
 
@@ -44,7 +46,13 @@ void train_init(Trainer *t) {
     t->device = DEVICE_CPU_INIT;
 }
 
-static bool cancelled(const Trainer *t) { return t->cancel && atomic_load(t->cancel) != 0; }
+/* A cancel on any rank stops them all at the same point. */
+static bool cancelled(Trainer *t) {
+    return train_dist_any(t, t->cancel && atomic_load(t->cancel) != 0);
+}
+
+/* Rank 0 speaks for a data-parallel job: metrics, logs, checkpoints. */
+static bool reporter(const Trainer *t) { return dist_rank(t->dist) == 0; }
 
 /* The device's backend when it counts its memory (a GPU), else NULL. */
 static const Backend *memory_tracker(Device device) {
@@ -54,12 +62,12 @@ static const Backend *memory_tracker(Device device) {
 }
 
 static void emit(const Trainer *t, const char *name, int64_t step, int epoch, double value) {
-    if (t->cb.metric) t->cb.metric(t->cb.user, name, step, epoch, value);
+    if (t->cb.metric && reporter(t)) t->cb.metric(t->cb.user, name, step, epoch, value);
 }
 
 static void logf_(const Trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logf_(const Trainer *t, const char *fmt, ...) {
-    if (!t->cb.log) return;
+    if (!t->cb.log || !reporter(t)) return;
     char line[512];
     va_list ap;
     va_start(ap, fmt);
@@ -212,45 +220,79 @@ static int64_t group_size(const Trainer *t) {
 
 /* Forward, loss and backward of one micro-batch whose loss is scaled by
  * 1/n (n micro-batches make the step), adding its unscaled loss * size,
- * samples and accuracy counts to *acc. */
+ * samples and accuracy counts to *acc: the global batch's in a
+ * data-parallel run, whose rank scales its loss by its share of the
+ * batch's (and skips the forward when its share is empty). `last` arms
+ * the gradient reducer for the step's last backward. */
 typedef struct {
     double loss_sum;
     int64_t samples, correct, labelled;
 } StepSums;
 
-static int micro_step(Trainer *t, const Batch *b, int64_t n, StepSums *acc) {
-    Tensor *x = NULL, *y = NULL, *out = NULL, *loss = NULL, *scaled = NULL;
+/* This rank's forward and loss of batch b: *loss and the totals. */
+static int batch_forward(Trainer *t, const Batch *b, Tensor **loss, TrainBatchTotals *local,
+                         double *denominator) {
+    Tensor *x = NULL, *y = NULL, *out = NULL;
     int rc = -1;
+    *loss = NULL;
+    *local = (TrainBatchTotals){.loss = NAN, .weight = 1, .samples = b->size};
+    *denominator = 0;
+    t->rows = b->rows; /* the model's Dropout and BatchNorm read it */
+    if (b->size == 0) return 0;
     if (to_device(t, b, &x, &y) != 0) goto done;
     if (!(out = module_forward(t->model, x))) goto done;
-    if (!(loss = batch_loss(t, out, y))) {
+    if (!(*loss = batch_loss(t, out, y))) {
         error_prefix("loss");
         goto done;
     }
-    double v = tensor_item(loss);
-    if (!isfinite(v)) {
-        /* tensor_item's NAN on failure has its own message */
-        if (tensor_numel(loss) == 1) error_set("loss is %s", nonfinite_name(v));
+    local->loss = tensor_item(*loss);
+    /* tensor_item's NAN on failure has its own message */
+    if (isnan(local->loss) && tensor_numel(*loss) != 1) goto done;
+    if (t->accuracy &&
+        count_correct(out, y, ignored_label(t), &local->correct, &local->labelled) != 0)
         goto done;
-    }
-    if (t->accuracy && count_correct(out, y, ignored_label(t), &acc->correct, &acc->labelled))
+    if (dist_active(t->dist) && train_dist_denominator(t, y, ignored_label(t), denominator) != 0)
         goto done;
-    tensor_release(out);
-    out = NULL;
-    /* the mean over the step's micro-batches, as loss / accumulation_steps
-     * in a PyTorch loop */
-    scaled = n > 1 ? tensor_mul_scalar(loss, 1.0 / (double)n) : tensor_retain(loss);
-    if (!scaled || tensor_backward(scaled) != 0) {
-        error_prefix("backward");
-        goto done;
-    }
-    acc->loss_sum += v * (double)b->size;
-    acc->samples += b->size;
     rc = 0;
 done:
     tensor_release(x);
     tensor_release(y);
     tensor_release(out);
+    if (rc != 0) {
+        tensor_release(*loss);
+        *loss = NULL;
+    }
+    return rc;
+}
+
+static int micro_step(Trainer *t, const Batch *b, int64_t n, bool last, StepSums *acc) {
+    Tensor *loss = NULL, *scaled = NULL;
+    TrainBatchTotals local, global;
+    double denominator;
+    int rc = -1;
+    if (batch_forward(t, b, &loss, &local, &denominator) != 0) goto done;
+    if (train_dist_reduce_batch(t, &local, denominator, &global) != 0) goto done;
+    if (!isfinite(global.loss)) {
+        error_set("loss is %s", nonfinite_name(global.loss));
+        goto done;
+    }
+    if (last && t->reducer) dist_reducer_arm(t->reducer);
+    if (loss && global.weight > 0) {
+        /* the mean over the step's micro-batches, as loss / accumulation_steps
+         * in a PyTorch loop, of this rank's share of the batch */
+        double k = global.weight / (double)n;
+        scaled = k != 1 ? tensor_mul_scalar(loss, k) : tensor_retain(loss);
+        if (!scaled || tensor_backward(scaled) != 0) {
+            error_prefix("backward");
+            goto done;
+        }
+    }
+    acc->loss_sum += global.loss * (double)global.samples;
+    acc->samples += global.samples;
+    acc->correct += global.correct;
+    acc->labelled += global.labelled;
+    rc = 0;
+done:
     tensor_release(loss);
     tensor_release(scaled);
     return rc;
@@ -273,10 +315,12 @@ static int train_step(Trainer *t, int epoch) {
         if (got == 0)
             return error_set("epoch %d: the loader ended at batch %" PRId64 " of %" PRId64, epoch,
                              s->batch + done, dataloader_num_batches(t->train));
-        int rc = micro_step(t, &b, n, &sums);
+        int rc = micro_step(t, &b, n, done == n - 1, &sums);
         batch_release(&b);
         if (rc != 0) return error_prefix("step %" PRId64, step);
     }
+    if (t->reducer && dist_reducer_finish(t->reducer) != 0)
+        return error_prefix("step %" PRId64, step);
     double loss = sums.loss_sum / (double)sums.samples;
     emit(t, "loss", step, epoch, loss);
     emit(t, "lr", step, epoch, t->opt->lr);
@@ -318,28 +362,18 @@ static int validate(Trainer *t, int epoch, double *val_loss, double *val_acc) {
         int got = dataloader_next(dl, &b);
         if (got < 0) goto done;
         if (got == 0) break;
-        Tensor *x = NULL, *y = NULL, *out = NULL, *loss = NULL;
-        int brc = -1;
-        if (to_device(t, &b, &x, &y) != 0) goto batch_done;
-        if (!(out = module_forward(t->model, x))) goto batch_done;
-        if (!(loss = batch_loss(t, out, y))) {
-            error_prefix("loss");
-            goto batch_done;
-        }
-        double v = tensor_item(loss);
-        if (isnan(v) && tensor_numel(loss) != 1) goto batch_done;
-        loss_sum += v * (double)b.size;
-        samples += b.size;
-        if (t->accuracy && count_correct(out, y, ignored_label(t), &correct, &labelled) != 0)
-            goto batch_done;
-        brc = 0;
-    batch_done:
-        tensor_release(x);
-        tensor_release(y);
-        tensor_release(out);
+        Tensor *loss = NULL;
+        TrainBatchTotals local, global;
+        double denominator;
+        int brc = batch_forward(t, &b, &loss, &local, &denominator);
+        if (brc == 0) brc = train_dist_reduce_batch(t, &local, denominator, &global);
         tensor_release(loss);
         batch_release(&b);
         if (brc != 0) goto done;
+        loss_sum += global.loss * (double)global.samples;
+        samples += global.samples;
+        correct += global.correct;
+        labelled += global.labelled;
     }
     *val_loss = samples > 0 ? loss_sum / (double)samples : NAN;
     /* a NaN's sign means nothing (inf - inf is -nan on x86): stored and
@@ -493,7 +527,7 @@ static int train_epoch(Trainer *t, int epoch) {
     s->samples = s->correct = s->labelled = 0;
     s->elapsed_s = 0;
 
-    if (t->cb.checkpoint && t->checkpoint_every > 0 &&
+    if (t->cb.checkpoint && reporter(t) && t->checkpoint_every > 0 &&
         ((epoch + 1) % t->checkpoint_every == 0 || epoch + 1 == t->epochs)) {
         if (t->cb.checkpoint(t->cb.user, t, epoch, s->step) != 0)
             return error_prefix("checkpoint epoch-%d", epoch); /* its directory's name */
@@ -515,13 +549,11 @@ int train_run(Trainer *t) {
     const Backend *dev = backend_for(t->device);
     if (dev && dev->allow_tf32) dev->allow_tf32(t->device, t->allow_tf32);
     if (dev && dev->set_precision) dev->set_precision(t->device, t->precision);
-    int rc = 0;
-    while (t->state.epoch < t->epochs) {
-        if (train_epoch(t, t->state.epoch) != 0) {
-            rc = -1;
-            break;
-        }
+    int rc = train_dist_begin(t);
+    while (rc == 0 && t->state.epoch < t->epochs) {
+        if (train_epoch(t, t->state.epoch) != 0) rc = -1;
     }
+    train_dist_end(t);
     autograd_set_enabled(prev);
     return rc;
 }

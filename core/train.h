@@ -130,6 +130,16 @@ struct Trainer {
                               before each step (torch.nn.utils.clip_grad_norm_),
                               the norm before it logged as "grad_norm" */
     atomic_int *cancel; /* may be NULL; non-zero stops the run at the next step */
+    /* A data-parallel job: this process is rank g->rank of g->world, each
+     * training on its shard of every global batch (core/train_dist.h); the
+     * losses, metrics and weights are those of one process training on
+     * the whole batch. NULL: one process. Only rank 0 calls the callbacks
+     * (it alone writes checkpoints); every rank stops at the same step. */
+    DistGroup *dist;
+    /* internal to a data-parallel run */
+    DistRows rows; /* this rank's rows of the batch in flight */
+    struct DistReducer *reducer;
+    bool dist_collective_forward; /* the model's forward joins collectives (BatchNorm) */
     int checkpoint_every; /* epochs between checkpoint callbacks; 0: none */
     TrainCallbacks cb;
 

@@ -312,7 +312,7 @@ _Static_assert(GPU_ATTENTION_MAX_HEAD_DIM == ATTENTION_MAX_HEAD_DIM &&
                "gpu/kernels.h's attention limit and arguments are core/backend.h's");
 
 static GpuAttentionArgs attention_args(const AttentionArgs *a) {
-    return (GpuAttentionArgs){a->scale, a->dropout, a->seed, a->offset};
+    return (GpuAttentionArgs){a->scale, a->dropout, a->seed, a->offset, a->heads, a->sample_stride};
 }
 
 static void cuda_embedding(const Tensor *weight, const Tensor *index, Tensor *out) {

@@ -137,6 +137,8 @@ void gpu_launch_embedding_backward(int dtype, const void *gy, const int64_t *idx
 typedef struct {
     double scale, dropout;
     uint64_t seed, offset;
+    int64_t heads;
+    uint64_t sample_stride;
 } GpuAttentionArgs;
 void gpu_launch_causal_attention(int dtype, const void *q, const void *k, const void *v,
                                  void *out, void *lse, int64_t bh, int64_t t, int64_t d,

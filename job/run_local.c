@@ -1,5 +1,11 @@
-/* run_local.c - `traind run JOB.json [--jsonl] [--device D] [--out DIR]`:
- * one job in the foreground, no server.
+/* run_local.c - `traind run JOB.json [--jsonl] [--device D] [--out DIR]
+ * [--resume CHECKPOINT]`: one job in the foreground, no server.
+ *
+ * Launched as N ranks (`mpirun -np N traind run ...`, `srun --mpi=pmix
+ * traind run ...`) the processes train the job together, data parallel
+ * (core/train_dist.h): rank 0 prints and checkpoints, and one rank's
+ * failure ends them all (a rank alone cannot leave the others waiting in a
+ * collective).
  *
  * The glue between a job file and the trainer: parse and validate the spec,
  * then build it (job/build.c, shared with the daemon's workers:
@@ -26,6 +32,7 @@
 #include "core/spec.h"
 #include "core/repr.h"
 #include "core/train.h"
+#include "dist/mpi.h"
 #include "job/build.h"
 
 typedef struct {
@@ -106,57 +113,97 @@ static int on_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) 
     return 0;
 }
 
-int job_run_local(int argc, char **argv) {
-    const char *job = NULL, *device_arg = NULL, *out_arg = NULL;
-    bool jsonl = false;
+typedef struct {
+    const char *job, *device, *out, *resume;
+    bool jsonl;
+} RunArgs;
+
+static int parse_args(int argc, char **argv, RunArgs *a) {
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--jsonl") == 0)
-            jsonl = true;
+            a->jsonl = true;
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
-            device_arg = argv[++i];
+            a->device = argv[++i];
         else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
-            out_arg = argv[++i];
-        else if (argv[i][0] != '-' && !job)
-            job = argv[i];
+            a->out = argv[++i];
+        else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc)
+            a->resume = argv[++i];
+        else if (argv[i][0] != '-' && !a->job)
+            a->job = argv[i];
         else {
             fprintf(stderr, "traind run: unexpected argument '%s'\n", argv[i]);
             return 2;
         }
     }
-    if (!job) {
-        fprintf(stderr, "usage: traind run JOB.json [--jsonl] [--device cpu|cuda:N] [--out DIR]\n");
-        return 2;
-    }
-    JobBuild r = {0};
-    int status = 1;
-    if (job_build(&r, job_spec_parse_file(job), NULL) != 0) goto done;
+    if (a->job) return 0;
+    fprintf(stderr, "usage: traind run JOB.json [--jsonl] [--device cpu|cuda:N] [--out DIR] "
+                    "[--resume CHECKPOINT_DIR]\n");
+    return 2;
+}
+
+/* The group of a job launched as several ranks; NULL (and 0) for one
+ * process, -1 with an error when the launch is broken. */
+static int open_group(DistGroup **g) {
+    *g = NULL;
+    int launched = dist_mpi_launched();
+    if (launched <= 0) return launched;
+    return (*g = dist_mpi_open()) ? 0 : -1;
+}
+
+/* Trains the built job; 0 or -1 with an error. */
+static int train_built(JobBuild *r, const RunArgs *a, DistGroup *group) {
     Device device = DEVICE_CPU_INIT;
-    if (device_arg && device_parse(device_arg, &device) != 0) goto done;
-    if (!device_arg && !r.spec->device_auto) device = r.spec->device;
+    if (a->device && device_parse(a->device, &device) != 0) return -1;
+    if (!a->device && !r->spec->device_auto) device = r->spec->device;
     /* cuda:N needs a registered CUDA backend (gpu_init in main) with that
      * device: "device cuda:0: this build has no CUDA backend or no GPU was
      * found" otherwise. */
-    if (!backend_for(device) || job_build_to_device(&r, device) != 0) goto done;
+    if (!backend_for(device) || job_build_to_device(r, device) != 0) return -1;
     char out_dir[4096];
-    if (out_arg)
-        snprintf(out_dir, sizeof out_dir, "%s", out_arg);
+    if (a->out)
+        snprintf(out_dir, sizeof out_dir, "%s", a->out);
     else {
         mkdir("runs", 0755);
-        snprintf(out_dir, sizeof out_dir, "runs/%s", r.spec->name[0] ? r.spec->name : "job");
+        snprintf(out_dir, sizeof out_dir, "runs/%s", r->spec->name[0] ? r->spec->name : "job");
     }
-    RunContext ctx = {.spec = r.spec, .out_dir = out_dir, .jsonl = jsonl,
+    RunContext ctx = {.spec = r->spec, .out_dir = out_dir, .jsonl = a->jsonl,
                       .tty = isatty(STDERR_FILENO), .start = clock_now_s()};
     Trainer t;
     train_init(&t);
-    job_build_trainer(&r, &t, device);
+    job_build_trainer(r, &t, device);
+    t.dist = group;
     t.cb = (TrainCallbacks){.user = &ctx, .metric = on_metric, .log = on_log,
                             .checkpoint = on_checkpoint};
     ctx.total_steps = train_total_steps(&t);
-    if (train_run(&t) == 0) status = 0;
-    if (ctx.tty && !jsonl) fputc('\n', stderr);
-done:
+    if (a->resume && train_resume(&t, a->resume) != 0) return -1;
+    int rc = train_run(&t);
+    if (ctx.tty && !a->jsonl && dist_rank(group) == 0) fputc('\n', stderr);
+    return rc;
+}
+
+int job_run_local(int argc, char **argv) {
+    RunArgs a = {0};
+    int status = parse_args(argc, argv, &a);
+    if (status != 0) return status;
+    DistGroup *group = NULL;
+    if (open_group(&group) != 0) {
+        fprintf(stderr, "traind run: %s\n", error_get());
+        return 1;
+    }
+    JobBuild r = {0};
+    status = job_build(&r, job_spec_parse_file(a.job), NULL) == 0 &&
+                     train_built(&r, &a, group) == 0
+                 ? 0
+                 : 1;
+    if (status != 0 && dist_active(group)) {
+        fprintf(stderr, "traind run: rank %d of %d: %s\n", group->rank, group->world,
+                error_get());
+        fflush(stdout);
+        group->abort(group, 1);
+    }
     if (status != 0) fprintf(stderr, "traind run: %s\n", error_get());
     fflush(stdout);
     job_build_free(&r);
+    dist_mpi_close(group);
     return status;
 }

@@ -84,7 +84,7 @@ static double keep(const AttentionArgs *a, uint64_t base, int64_t t, int64_t i, 
         for (int64_t r = 0; r < bh * t; r++) {                                                     \
             int64_t h = r / t, off = h * t * d;                                                    \
             attention_row_##SFX(q + off, k + off, v + off, r % t, t, d, a,                         \
-                                a->offset + (uint64_t)(h * t * t), out + off, lse + h * t);        \
+                                attention_dropout_base(a, h, t), out + off, lse + h * t);          \
         }                                                                                          \
     }                                                                                              \
     /* p_ij, its dropout factor kf and ds_ij of query i and key j of a head. */                    \
@@ -111,7 +111,7 @@ static double keep(const AttentionArgs *a, uint64_t base, int64_t t, int64_t i, 
             int64_t rr = query ? r : r - rows, h = rr / t, x = rr % t, off = h * t * d;            \
             const T *qh = q + off, *kh = k + off, *vh = v + off, *goh = go + off;                  \
             const T *lh = lse + h * t, *dh = delta + h * t;                                        \
-            uint64_t base = a->offset + (uint64_t)(h * t * t);                                     \
+            uint64_t base = attention_dropout_base(a, h, t);                                       \
             T a1[ATTENTION_MAX_HEAD_DIM] = {0}, a2[ATTENTION_MAX_HEAD_DIM] = {0};                  \
             double p, kf, ds;                                                                      \
             if (query) {                                                                           \

@@ -54,6 +54,7 @@ struct DataLoader {
     uint64_t seed;
     Device device; /* batches are uploaded there; changed only while idle */
     int gather_threads; /* the creating thread's OpenMP budget (a job's share) */
+    int rank, world;    /* this loader's rows of each batch (dataloader_set_shard) */
 
     Rng rng;       /* runs on across epochs */
     Rng epoch_rng; /* before the current epoch's shuffle */
@@ -82,6 +83,8 @@ void batch_release(Batch *b) {
 }
 
 int64_t dataloader_num_batches(const DataLoader *dl) { return dl->num_batches; }
+
+int64_t dataloader_batch_size(const DataLoader *dl) { return dl->batch_size; }
 
 int64_t dataloader_num_samples(const DataLoader *dl) {
     return dl->drop_last ? dl->num_batches * dl->batch_size : dl->n;
@@ -198,13 +201,36 @@ static Tensor *gather_inputs(const DataLoader *dl, const int64_t *idx, int64_t s
     return NULL;
 }
 
-/* Batch k of the current epoch. Reads only immutable state and `order`. */
+/* This rank's samples of the global batch that starts at order[start]
+ * (its rows, as dist_rows_of gives them): the order itself for one rank,
+ * else gathered into *buf (freed by the caller). */
+static const int64_t *shard_indices(const DataLoader *dl, int64_t start, const DistRows *rows,
+                                    int64_t size, int64_t **buf) {
+    *buf = NULL;
+    if (dl->world == 1) return dl->order + start;
+    if (!(*buf = malloc((size_t)size * sizeof **buf))) return error_set("out of memory"), NULL;
+    for (int64_t j = 0; j < size; j++)
+        (*buf)[j] = dl->order[start + rows->first + j * rows->stride];
+    return *buf;
+}
+
+/* Batch k of the current epoch (this rank's rows of it). Reads only
+ * immutable state and `order`. A rank whose share of a short last batch
+ * is empty gets a Batch of size 0 without tensors. */
 static int make_batch(const DataLoader *dl, int64_t k, int epoch, Batch *out) {
     memset(out, 0, sizeof *out);
     int64_t start = k * dl->batch_size;
-    int64_t size = dl->n - start < dl->batch_size ? dl->n - start : dl->batch_size;
-    Tensor *y = batch_tensor(dl, &dl->target, size);
-    Tensor *x = y ? gather_inputs(dl, dl->order + start, size, epoch, y) : NULL;
+    int64_t total = dl->n - start < dl->batch_size ? dl->n - start : dl->batch_size;
+    DistRows rows = dist_rows_of(total, dl->rank, dl->world);
+    int64_t size = dist_rows_count(&rows), *buf = NULL;
+    out->index = k;
+    out->epoch = epoch;
+    out->rows = rows;
+    if (size == 0) return 0;
+    const int64_t *idx = shard_indices(dl, start, &rows, size, &buf);
+    Tensor *y = idx ? batch_tensor(dl, &dl->target, size) : NULL;
+    Tensor *x = y ? gather_inputs(dl, idx, size, epoch, y) : NULL;
+    free(buf);
     if (!x || !y) {
         error_prefix("batch %lld of epoch %d", (long long)k, epoch);
         goto fail;
@@ -230,9 +256,7 @@ static int make_batch(const DataLoader *dl, int64_t k, int epoch, Batch *out) {
             goto fail;
         }
     }
-    out->index = k;
     out->size = size;
-    out->epoch = epoch;
     return 0;
 fail:
     tensor_release(x);
@@ -323,6 +347,7 @@ DataLoader *dataloader_new(const Dataset *ds, const DataLoaderOptions *opts,
     dl->seed = opts->seed;
     dl->eval = opts->eval;
     dl->gather_threads = 1;
+    dl->world = 1;
 #ifdef _OPENMP
     dl->gather_threads = omp_get_max_threads();
 #endif
@@ -462,6 +487,19 @@ int dataloader_next(DataLoader *dl, Batch *out) {
 void dataloader_end_epoch(DataLoader *dl) {
     stop_producing(dl);
     dl->epoch_active = false;
+}
+
+int dataloader_set_shard(DataLoader *dl, int rank, int world) {
+    if (world < 1 || rank < 0 || rank >= world)
+        return error_set("dataloader: rank %d of a world of %d", rank, world);
+    /* an epoch in progress (a resumed run's) goes on where it stood */
+    bool active = dl->epoch_active;
+    DataLoaderState st;
+    dataloader_state(dl, &st);
+    dataloader_end_epoch(dl);
+    dl->rank = rank;
+    dl->world = world;
+    return active ? dataloader_restore(dl, &st) : 0;
 }
 
 int dataloader_set_device(DataLoader *dl, Device device) {

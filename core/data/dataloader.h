@@ -35,6 +35,7 @@
 #include "core/data/augment.h"
 #include "core/data/dataset.h"
 #include "core/data/transforms.h"
+#include "core/dist/group.h"
 #include "core/rng.h"
 
 #define DATALOADER_MAX_PREFETCH 8
@@ -61,6 +62,8 @@ typedef struct {
     int64_t index;   /* of the batch within its epoch, from 0 */
     int64_t size;    /* samples in it (batch_size, or fewer for the last) */
     int epoch;
+    DistRows rows; /* which rows of the global batch these are: all of it
+                      (first 0, stride 1) unless the loader is a shard */
 } Batch;
 
 void batch_release(Batch *b); /* releases the tensors and zeroes *b */
@@ -87,7 +90,18 @@ void dataloader_free(DataLoader *dl);
  * backend. */
 int dataloader_set_device(DataLoader *dl, Device device);
 
+/* Makes the loader rank `rank`'s shard of a data-parallel job of `world`
+ * ranks: every rank draws the same epoch orders and cuts the same global
+ * batches of batch_size, and each Batch then holds only the rows
+ * rank, rank + world, ... of its global batch (DistributedSampler's
+ * interleaving), so the ranks' shards of batch k together are exactly the
+ * one-process batch k. Batch counts and positions stay the global ones, so
+ * a checkpoint resumes on any number of ranks. An epoch in progress goes
+ * on from the batch it stood at. */
+int dataloader_set_shard(DataLoader *dl, int rank, int world);
+
 int64_t dataloader_num_batches(const DataLoader *dl);
+int64_t dataloader_batch_size(const DataLoader *dl);
 int64_t dataloader_num_samples(const DataLoader *dl);
 
 /* Starts epoch `epoch`: draws its order (with shuffle) and starts

@@ -61,8 +61,10 @@ static Tensor *batch_norm_forward(Module *m, Tensor *x) {
         if (isnan(b->momentum)) factor = 1.0 / n_batches;
     }
     bool use_batch_stats = m->training || !b->track_running_stats;
-    Tensor *y = tensor_batch_norm(x, running_mean, running_var, module_get(m, "weight"),
-                                  module_get(m, "bias"), use_batch_stats, factor, b->eps);
+    /* m->dist: SyncBatchNorm in a data-parallel job */
+    Tensor *y = tensor_batch_norm_sync(x, running_mean, running_var, module_get(m, "weight"),
+                                       module_get(m, "bias"), use_batch_stats, factor, b->eps,
+                                       m->dist);
     if (y && update && tensor_fill_(tracked, n_batches) != 0) {
         tensor_release(y);
         return NULL;

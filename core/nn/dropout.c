@@ -3,7 +3,9 @@
  *
  * The mask comes from the counter-based stream of the model's shared Rng
  * (module_set_rng): a training forward uses numbers [offset, offset+numel)
- * of stream `seed` and advances the offset by numel, whatever p is. So the
+ * of stream `seed` and advances the offset by numel, whatever p is (in a
+ * data-parallel job: its rows' places among the global batch's numbers,
+ * module_draw_stream, and the offset moves past all of them). So the
  * masks of a run are a pure function of (seed, offset), which a checkpoint
  * saves, and CPU and GPU draw the same masks.
  */
@@ -19,14 +21,15 @@ typedef struct {
 static Tensor *dropout_forward(Module *m, Tensor *x) {
     const Dropout *d = (const Dropout *)m;
     if (!m->training) return tensor_dropout(x, d->p, false, 0, 0);
-    if (!m->rng) {
-        error_set("no Rng to draw the mask from in training mode (module_set_rng)");
+    if (!x) return NULL;
+    int64_t rows = x->ndim > 0 ? x->shape[0] : 1, n = tensor_numel(x);
+    ModuleStream st;
+    if (rows == 0 || module_draw_stream(m, rows, n / rows, &st) != 0) {
+        if (rows == 0) return tensor_retain(x);
+        error_prefix("mask");
         return NULL;
     }
-    uint64_t seed = m->rng->seed, offset = m->rng->offset;
-    Tensor *y = tensor_dropout(x, d->p, true, seed, offset);
-    if (y) m->rng->offset += (uint64_t)tensor_numel(x);
-    return y;
+    return tensor_dropout_rows(x, d->p, true, st.seed, st.offset, st.row_stride);
 }
 
 static const ModuleVTable dropout_vtable = {"Dropout", dropout_forward, module_infer_same_shape,

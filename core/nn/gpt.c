@@ -133,14 +133,14 @@ static Tensor *head_split(Tensor *qkv, int i, int64_t n_head) {
  * the probabilities would. */
 static Tensor *attention(Module *m, double p, Tensor *q, Tensor *k, Tensor *v) {
     if (!m->training || p == 0) return tensor_causal_attention(q, k, v);
-    if (!m->rng) {
-        error_set("no Rng to draw the attention's dropout mask from in training mode "
-                  "(module_set_rng)");
+    int64_t per_sample = q->shape[1] * q->shape[2] * q->shape[2];
+    ModuleStream st;
+    if (module_draw_stream(m, q->shape[0], per_sample, &st) != 0) {
+        error_prefix("the attention's dropout mask");
         return NULL;
     }
-    Tensor *y = tensor_causal_attention_dropout(q, k, v, p, m->rng->seed, m->rng->offset);
-    if (y) m->rng->offset += (uint64_t)(q->shape[0] * q->shape[1] * q->shape[2] * q->shape[2]);
-    return y;
+    uint64_t stride = st.row_stride == (uint64_t)per_sample ? 0 : st.row_stride;
+    return tensor_causal_attention_dropout(q, k, v, p, st.seed, st.offset, stride);
 }
 
 static Tensor *attn_forward(Module *m, Tensor *x) {

@@ -162,6 +162,24 @@ void module_set_rng(Module *m, Rng *rng) {
     for (int i = 0; i < m->n_children; i++) module_set_rng(m->children[i], rng);
 }
 
+void module_set_dist(Module *m, DistGroup *g, const DistRows *rows) {
+    if (!m) return;
+    m->dist = g;
+    m->rows = rows;
+    for (int i = 0; i < m->n_children; i++) module_set_dist(m->children[i], g, rows);
+}
+
+int module_draw_stream(Module *m, int64_t rows, int64_t per_row, ModuleStream *out) {
+    if (!m->rng) return error_set("no Rng to draw from in training mode (module_set_rng)");
+    const DistRows *r = m->rows;
+    bool shard = r && dist_active(m->dist);
+    out->seed = m->rng->seed;
+    out->offset = m->rng->offset + (shard ? (uint64_t)(r->first * per_row) : 0);
+    out->row_stride = (uint64_t)((shard ? r->stride : 1) * per_row);
+    m->rng->offset += (uint64_t)((shard ? r->total : rows) * per_row);
+    return 0;
+}
+
 Tensor *module_get(Module *m, const char *name) {
     for (int i = 0; i < m->n_params; i++)
         if (strcmp(m->params[i].name, name) == 0) return m->params[i].tensor;

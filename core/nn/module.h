@@ -40,6 +40,7 @@
 #include <stdint.h>
 
 #include "core/ops.h"
+#include "core/dist/group.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "core/tensor_dict.h"
@@ -84,6 +85,10 @@ struct Module {
     char name[MODULE_NAME_MAX]; /* attribute name in the parent; "" for the index */
 
     Rng *rng; /* borrowed; used by Dropout (module_set_rng) */
+    /* A data-parallel job's group and this rank's rows of the batch in
+     * flight (module_set_dist); both borrowed, NULL in one process. */
+    DistGroup *dist;
+    const DistRows *rows;
     /* A layer's own configuration follows: each layer type allocates a
      * larger struct whose first member is this Module. */
 };
@@ -135,6 +140,20 @@ int module_to_dtype(Module *m, DType dtype);
  * The Rng is borrowed and owned by whoever built the model (the trainer);
  * each training forward of a Dropout consumes numel(x) numbers of it. */
 void module_set_rng(Module *m, Rng *rng);
+/* Makes the tree one replica of a data-parallel job: BatchNorm takes its
+ * statistics over every rank's batch (SyncBatchNorm), and Dropout draws
+ * each row's mask at the row's place in the global batch, which *rows
+ * (owned by the trainer, updated per batch) says. */
+void module_set_dist(Module *m, DistGroup *g, const DistRows *rows);
+/* Where a training forward's random numbers come from, for x of `rows`
+ * rows (dim 0) of per_row numbers each: local row i reads per_row numbers
+ * from offset + i * row_stride of stream seed. The module's Rng then
+ * moves past the whole global batch, so every rank's stream stays the
+ * same. -1 with an error when the tree has no Rng. */
+typedef struct {
+    uint64_t seed, offset, row_stride;
+} ModuleStream;
+int module_draw_stream(Module *m, int64_t rows, int64_t per_row, ModuleStream *out);
 /* Output shape of the module for an input of shape (ndim, in_shape), as
  * forward would give; for a Sequential, layer by layer. Errors name the
  * layer: "model[4] Linear: in_features=1000 but its input has 6272

@@ -10,8 +10,15 @@
  * The op is composed of existing ops (mean, sub, mul, pow), so autograd
  * follows without a hand-written backward; only the running-stat update runs
  * with grad mode off and writes the buffers in place with tensor_copy_.
+ *
+ * tensor_batch_norm_sync is SyncBatchNorm: in a data-parallel job the batch
+ * statistics are those of the global batch, every rank's rows. The sums
+ * (per channel of x, then of (x - mean)^2) go through the differentiable
+ * all-reduce, so their backward sums the ranks' gradients as well, and the
+ * result is the one-process batch norm of the whole batch.
  */
 #include "core/autograd.h"
+#include "core/dist/group.h"
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/ops/like_input.h"
@@ -31,7 +38,7 @@ static int check_channel_param(const char *what, const Tensor *t, const Tensor *
 }
 
 static int check_args(const Tensor *x, const Tensor *rm, const Tensor *rv, const Tensor *w,
-                      const Tensor *b, bool training) {
+                      const Tensor *b, bool training, bool local_stats) {
     char s[128];
     if (!dtype_is_float(x->dtype))
         return error_set("%s: expected a float input, got %s", OP, dtype_name(x->dtype));
@@ -45,7 +52,7 @@ static int check_args(const Tensor *x, const Tensor *rm, const Tensor *rv, const
     if (check_channel_param("running_mean", rm, x) || check_channel_param("running_var", rv, x) ||
         check_channel_param("weight", w, x) || check_channel_param("bias", b, x))
         return -1;
-    if (training && tensor_numel(x) / (x->shape[1] ? x->shape[1] : 1) == 1)
+    if (training && local_stats && tensor_numel(x) / (x->shape[1] ? x->shape[1] : 1) == 1)
         return error_set("%s: expected more than 1 value per channel when training, got input of "
                          "shape %s",
                          OP, tensor_shape_str(x, s, sizeof s));
@@ -63,10 +70,42 @@ static int update_running(Tensor *running, Tensor *batch, double momentum) {
     return rc;
 }
 
+/* The biased batch variance and mean over every rank's rows, and x - mean;
+ * *count becomes the global values per channel. */
+static int global_stats(Tensor *x, int n_dims, const int *dims, DistGroup *g, Tensor **mean,
+                        Tensor **centred, Tensor **var, int64_t *count) {
+    char s[128];
+    *mean = *centred = *var = NULL;
+    if (dist_all_reduce(g, count, 1, DTYPE_INT64) != 0) return -1;
+    if (*count <= 1)
+        return error_set("%s: expected more than 1 value per channel when training, got %lld "
+                         "over all ranks (input %s on this one)",
+                         OP, (long long)*count, tensor_shape_str(x, s, sizeof s));
+    Tensor *sum = tensor_sum_dims(x, n_dims, dims, true);
+    Tensor *total = tensor_all_reduce_sum(sum, g);
+    *mean = total ? tensor_mul_scalar(total, 1.0 / (double)*count) : NULL;
+    tensor_release(sum), tensor_release(total);
+    *centred = *mean ? tensor_sub(x, *mean) : NULL;
+    Tensor *sq = *centred ? tensor_mul(*centred, *centred) : NULL;
+    Tensor *sqsum = sq ? tensor_sum_dims(sq, n_dims, dims, true) : NULL;
+    Tensor *sqtotal = tensor_all_reduce_sum(sqsum, g);
+    *var = sqtotal ? tensor_mul_scalar(sqtotal, 1.0 / (double)*count) : NULL;
+    tensor_release(sq), tensor_release(sqsum), tensor_release(sqtotal);
+    return *var ? 0 : -1;
+}
+
 Tensor *tensor_batch_norm(Tensor *x, Tensor *running_mean, Tensor *running_var, Tensor *weight,
                           Tensor *bias, bool training, double momentum, double eps) {
+    return tensor_batch_norm_sync(x, running_mean, running_var, weight, bias, training, momentum,
+                                  eps, NULL);
+}
+
+Tensor *tensor_batch_norm_sync(Tensor *x, Tensor *running_mean, Tensor *running_var,
+                               Tensor *weight, Tensor *bias, bool training, double momentum,
+                               double eps, DistGroup *group) {
     if (!x) return NULL;
-    if (check_args(x, running_mean, running_var, weight, bias, training)) return NULL;
+    bool sync = training && dist_active(group);
+    if (check_args(x, running_mean, running_var, weight, bias, training, !sync)) return NULL;
 
     /* Per-channel tensors broadcast as [1, C, 1, ...]; statistics reduce
      * every dim but 1. */
@@ -79,7 +118,12 @@ Tensor *tensor_batch_norm(Tensor *x, Tensor *running_mean, Tensor *running_var, 
     int64_t count = x->shape[1] ? tensor_numel(x) / x->shape[1] : 0;
 
     Tensor *mean, *var, *centred;
-    if (training) {
+    if (sync) {
+        if (global_stats(x, n_dims, dims, group, &mean, &centred, &var, &count) != 0) {
+            tensor_release(mean), tensor_release(centred), tensor_release(var);
+            return NULL;
+        }
+    } else if (training) {
         mean = tensor_mean_dims(x, n_dims, dims, true);
         centred = tensor_sub(x, mean);
         Tensor *sq = tensor_mul(centred, centred);

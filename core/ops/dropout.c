@@ -20,18 +20,36 @@ static int dropout_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     return gx[0] ? 0 : -1;
 }
 
+/* u into a: row i (dim 0) from number offset + i * row_stride of the
+ * stream; one fill when the rows follow each other in it. */
+static int fill_uniform(const Backend *be, Tensor *a, uint64_t seed, uint64_t offset,
+                        uint64_t row_stride) {
+    int64_t rows = a->ndim > 0 ? a->shape[0] : 1, per_row = tensor_numel(a) / rows;
+    if (row_stride == (uint64_t)per_row || rows <= 1) {
+        be->uniform(a, seed, offset);
+        return 0;
+    }
+    for (int64_t i = 0; i < rows; i++) {
+        Tensor *row = tensor_narrow(a, 0, i, 1);
+        if (!row) return -1;
+        be->uniform(row, seed, offset + (uint64_t)i * row_stride);
+        tensor_release(row);
+    }
+    return 0;
+}
+
 /* (u >= p) / (1 - p) over x's shape, with the backend's kernels only. */
 static Tensor *dropout_mask(const Backend *be, const Tensor *x, double p, uint64_t seed,
-                            uint64_t offset) {
+                            uint64_t offset, uint64_t row_stride) {
     Tensor *a = tensor_empty(x->ndim, x->shape, x->dtype, x->device);
     Tensor *b = a ? tensor_empty_like(a) : NULL;
-    if (!b) {
+    if (!b || (tensor_numel(a) > 0 && fill_uniform(be, a, seed, offset, row_stride) != 0)) {
         tensor_release(a);
+        tensor_release(b);
         return NULL;
     }
     if (tensor_numel(a) > 0) {
         /* Ping-pong between two buffers: kernels never write their input. */
-        be->uniform(a, seed, offset);
         be->unary(UNARY_NEG, a, 0, b);                  /* -u */
         be->unary(UNARY_GT_SCALAR, b, -p, a);           /* -u > -p, i.e. dropped */
         be->unary(UNARY_RSUB_SCALAR, a, 1.0, b);        /* kept = 1 - dropped */
@@ -43,6 +61,13 @@ static Tensor *dropout_mask(const Backend *be, const Tensor *x, double p, uint64
 
 Tensor *tensor_dropout(Tensor *x, double p, bool training, uint64_t seed, uint64_t offset) {
     if (!x) return NULL;
+    int64_t rows = x->ndim > 0 && x->shape[0] > 0 ? x->shape[0] : 1;
+    return tensor_dropout_rows(x, p, training, seed, offset, (uint64_t)(tensor_numel(x) / rows));
+}
+
+Tensor *tensor_dropout_rows(Tensor *x, double p, bool training, uint64_t seed, uint64_t offset,
+                            uint64_t row_stride) {
+    if (!x) return NULL;
     if (!(p >= 0.0 && p <= 1.0))
         return error_set("dropout: probability has to be between 0 and 1, but got %g", p), NULL;
     if (!dtype_is_float(x->dtype))
@@ -52,7 +77,7 @@ Tensor *tensor_dropout(Tensor *x, double p, bool training, uint64_t seed, uint64
 
     const Backend *be = backend_for(x->device);
     if (!be) return NULL;
-    Tensor *mask = dropout_mask(be, x, p, seed, offset);
+    Tensor *mask = dropout_mask(be, x, p, seed, offset, row_stride);
     if (!mask) return NULL;
     bool prev = autograd_set_enabled(false);
     Tensor *out = tensor_mul(x, mask);

@@ -60,6 +60,14 @@ template <typename T> __device__ inline T a_dot(const T *a, const T *b, int d) {
     return s;
 }
 
+/* Where head `head`'s numbers start: core/backend.h's attention_dropout_base. */
+__device__ inline uint64_t dropout_base(const GpuAttentionArgs &a, int64_t head, int64_t t) {
+    uint64_t tt = (uint64_t)(t * t);
+    if (a.heads <= 0) return a.offset + (uint64_t)head * tt;
+    return a.offset + (uint64_t)(head / a.heads) * a.sample_stride +
+           (uint64_t)(head % a.heads) * tt;
+}
+
 /* The dropout factor of probability (i, j) whose head's numbers start at
  * `base`: 0 or 1 / (1 - p), the same test as core/cpu/attention.c's. */
 template <typename T>
@@ -129,7 +137,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     T *ks = qs + ATT_BR * d;         /* [ATT_BC][d + 1] */
     T *vs = ks + ATT_BC * (d + 1);   /* [ATT_BC][d] */
     int64_t head = blockIdx.x, off = head * t * d, row0 = (int64_t)blockIdx.y * ATT_BR;
-    uint64_t base = a.offset + (uint64_t)(head * t * t);
+    uint64_t base = dropout_base(a, head, t);
     T scale = (T)a.scale;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     load_rows(qs, d, q + off, row0, ATT_BR, t, d);
@@ -192,7 +200,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     T *ks = gos + ATT_BR * d;       /* [ATT_BC][d + 1] */
     T *vs = ks + ATT_BC * (d + 1);  /* [ATT_BC][d + 1] */
     int64_t head = blockIdx.x, off = head * t * d, row0 = (int64_t)blockIdx.y * ATT_BR;
-    uint64_t base = a.offset + (uint64_t)(head * t * t);
+    uint64_t base = dropout_base(a, head, t);
     T scale = (T)a.scale;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     load_rows(qs, d, q + off, row0, ATT_BR, t, d);
@@ -242,7 +250,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     T *ls = gos + ATT_BC * (d + 1); /* [ATT_BC] */
     T *dls = ls + ATT_BC;           /* [ATT_BC] */
     int64_t head = blockIdx.x, off = head * t * d, row0 = (int64_t)blockIdx.y * ATT_BR;
-    uint64_t base = a.offset + (uint64_t)(head * t * t);
+    uint64_t base = dropout_base(a, head, t);
     T scale = (T)a.scale;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     load_rows(ks, d, k + off, row0, ATT_BR, t, d);

@@ -1,9 +1,13 @@
 """Compares `traind run --jsonl` output with PyTorch's expected metrics.
 
     python3 tests/e2e/compare_metrics.py EXPECTED.json ACTUAL.jsonl [--rtol 1e-4]
+        [--after-step S] [--until-step S]
 
 EXPECTED.json is written by tests/fixtures/gen_jobs.py: {"metrics": [{"name",
-"step", "epoch", "value"}, ...]}. Every expected metric must appear in ACTUAL
+"step", "epoch", "value"}, ...]}; an EXPECTED.jsonl is another traind run's
+output (a data-parallel run against the one-process run). --after-step S
+compares only the expected metrics of steps after S (a run resumed there),
+--until-step S those of steps up to S. Every expected metric must appear in ACTUAL
 with the same name, step and epoch, and a value within rtol relative (an
 absolute 1e-12 floor for values at zero); the loop's metrics that PyTorch
 logs (loss, lr, grad_norm, train_*, val_*) must not appear in ACTUAL beyond
@@ -19,24 +23,11 @@ COMPARED = ("loss", "lr", "grad_norm", "train_loss", "train_accuracy", "train_pe
             "val_loss", "val_accuracy", "val_perplexity")
 
 
-def main(argv):
-    rtol = 1e-4
-    args = []
-    i = 0
-    while i < len(argv):
-        if argv[i] == "--rtol":
-            rtol = float(argv[i + 1])
-            i += 2
-        else:
-            args.append(argv[i])
-            i += 1
-    if len(args) != 2:
-        print("usage: compare_metrics.py EXPECTED.json ACTUAL.jsonl [--rtol R]", file=sys.stderr)
-        return 2
-    with open(args[0]) as f:
-        expected = json.load(f)["metrics"]
-    actual = {}
-    with open(args[1]) as f:
+def read_jsonl(path):
+    """The compared metrics of a --jsonl output, {(name, step, epoch): value},
+    or a message saying what is wrong with it."""
+    metrics = {}
+    with open(path) as f:
         for n, line in enumerate(f, 1):
             line = line.strip()
             if not line:
@@ -44,15 +35,56 @@ def main(argv):
             try:
                 ev = json.loads(line)
             except ValueError as e:
-                print(f"  line {n} of the output is not JSON: {e}: {line[:80]}")
-                return 1
+                return f"line {n} of the output is not JSON: {e}: {line[:80]}"
             if ev.get("event") != "metric" or ev.get("name") not in COMPARED:
                 continue
             key = (ev["name"], ev["step"], ev["epoch"])
-            if key in actual:
-                print(f"  {key[0]} step {key[1]} epoch {key[2]}: logged twice")
-                return 1
-            actual[key] = ev["value"]
+            if key in metrics:
+                return f"{key[0]} step {key[1]} epoch {key[2]}: logged twice"
+            metrics[key] = ev["value"]
+    return metrics
+
+
+def main(argv):
+    rtol, after, until = 1e-4, None, None
+    args = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--rtol":
+            rtol = float(argv[i + 1])
+            i += 2
+        elif argv[i] == "--after-step":
+            after = int(argv[i + 1])
+            i += 2
+        elif argv[i] == "--until-step":
+            until = int(argv[i + 1])
+            i += 2
+        else:
+            args.append(argv[i])
+            i += 1
+    if len(args) != 2:
+        print("usage: compare_metrics.py EXPECTED.json ACTUAL.jsonl [--rtol R]", file=sys.stderr)
+        return 2
+    if args[0].endswith(".jsonl"):
+        logged = read_jsonl(args[0])
+        if isinstance(logged, str):
+            print(f"  {args[0]}: {logged}")
+            return 1
+        expected = [{"name": k[0], "step": k[1], "epoch": k[2], "value": v}
+                    for k, v in logged.items()]
+    else:
+        with open(args[0]) as f:
+            expected = json.load(f)["metrics"]
+    if after is not None:
+        expected = [m for m in expected if m["step"] > after]
+    if until is not None:
+        expected = [m for m in expected if m["step"] <= until]
+    actual = read_jsonl(args[1])
+    if isinstance(actual, str):
+        print(f"  {actual}")
+        return 1
+    if until is not None:
+        actual = {k: v for k, v in actual.items() if k[1] <= until}
 
     errors, worst, worst_key = [], 0.0, None
     for m in expected:

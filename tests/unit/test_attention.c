@@ -50,7 +50,7 @@ typedef struct {
 
 static Tensor *dropout_fn(Tensor **in, void *ctx) {
     const DropArgs *a = ctx;
-    return tensor_causal_attention_dropout(in[0], in[1], in[2], a->p, a->seed, a->offset);
+    return tensor_causal_attention_dropout(in[0], in[1], in[2], a->p, a->seed, a->offset, 0);
 }
 
 /* The mask is a function of (seed, offset): finite differences see a
@@ -74,7 +74,7 @@ Test(attention, dropout_mask_as_documented) {
     Tensor *q = gradcheck_input(SHAPE(1, H, T, D), -1, 1, 60);
     Tensor *k = gradcheck_input(SHAPE(1, H, T, D), -1, 1, 61);
     Tensor *v = gradcheck_input(SHAPE(1, H, T, D), -1, 1, 62);
-    Tensor *out = tensor_causal_attention_dropout(q, k, v, p, seed, offset);
+    Tensor *out = tensor_causal_attention_dropout(q, k, v, p, seed, offset, 0);
     cr_assert(out, "%s", error_get());
     int dropped = 0;
     for (int h = 0; h < H; h++)
@@ -104,14 +104,14 @@ Test(attention, dropout_mask_as_documented) {
     cr_assert(dropped > 0 && dropped < H * T * (T + 1) / 2, "%d dropped", dropped);
     /* p = 0 is plain attention; another offset, another mask */
     Tensor *plain = tensor_causal_attention(q, k, v);
-    Tensor *zero = tensor_causal_attention_dropout(q, k, v, 0, seed, offset);
-    Tensor *other = tensor_causal_attention_dropout(q, k, v, p, seed, offset + 1);
+    Tensor *zero = tensor_causal_attention_dropout(q, k, v, 0, seed, offset, 0);
+    Tensor *other = tensor_causal_attention_dropout(q, k, v, p, seed, offset + 1, 0);
     assert_tensor_close(zero, plain, 0, 0, "dropout 0");
     bool differs = false;
     for (int64_t i = 0; i < tensor_numel(out); i++)
         differs |= tensor_get(other, i) != tensor_get(out, i);
     cr_assert(differs, "offset + 1 gave the same mask");
-    fixture_expect_error(tensor_causal_attention_dropout(q, k, v, 1, 0, 0),
+    fixture_expect_error(tensor_causal_attention_dropout(q, k, v, 1, 0, 0, 0),
                          "causal_attention: dropout must be in [0, 1), got 1");
     tensor_release(q), tensor_release(k), tensor_release(v), tensor_release(out),
         tensor_release(plain), tensor_release(zero), tensor_release(other);
@@ -225,4 +225,44 @@ Test(attention, errors) {
     cr_assert_null(tensor_causal_attention(NULL, q, q));
     tensor_release(q), tensor_release(k3), tensor_release(kt), tensor_release(k64),
         tensor_release(wide), tensor_release(ints);
+}
+
+/* A data-parallel rank holding samples 1 and 3 of a batch of 4 (stride 2)
+ * draws each sample's mask at its global place: its outputs and gradients
+ * are rows 1 and 3 of the whole batch's. */
+Test(attention, dropout_sample_stride_is_the_global_mask) {
+    enum { B = 4, H = 2, T = 5, D = 3 };
+    const uint64_t seed = 5, offset = 40, per_sample = H * T * T;
+    enum { S = H * T * D }; /* values per sample */
+    Tensor *in[3], *part[3];
+    for (int i = 0; i < 3; i++) {
+        in[i] = gradcheck_input(SHAPE(B, H, T, D), -1, 1, 70 + i);
+        double all[B * S], two[2 * S];
+        tensor_to_doubles(in[i], all, B * S);
+        memcpy(two, all + 1 * S, sizeof(double) * S);
+        memcpy(two + S, all + 3 * S, sizeof(double) * S);
+        part[i] = tensor_from_doubles(two, SHAPE(2, H, T, D), DTYPE_FLOAT64);
+        tensor_set_requires_grad(part[i], true);
+    }
+    Tensor *full = tensor_causal_attention_dropout(in[0], in[1], in[2], 0.3, seed, offset, 0);
+    Tensor *mine = tensor_causal_attention_dropout(part[0], part[1], part[2], 0.3, seed,
+                                                   offset + per_sample, 2 * per_sample);
+    cr_assert(full && mine, "%s", error_get());
+    for (int r = 0; r < 2; r++) {
+        Tensor *want = tensor_narrow(full, 0, 1 + 2 * r, 1), *got = tensor_narrow(mine, 0, r, 1);
+        assert_tensor_close(got, want, 0, 1e-15, "output of local sample");
+        tensor_release(want), tensor_release(got);
+    }
+    Tensor *sf = tensor_sum(full), *sm = tensor_sum(mine);
+    cr_assert_eq(tensor_backward(sf), 0, "%s", error_get());
+    cr_assert_eq(tensor_backward(sm), 0, "%s", error_get());
+    tensor_release(sf), tensor_release(sm);
+    for (int r = 0; r < 2; r++) {
+        Tensor *want = tensor_narrow(in[0]->grad, 0, 1 + 2 * r, 1);
+        Tensor *got = tensor_narrow(part[0]->grad, 0, r, 1);
+        assert_tensor_close(got, want, 0, 1e-15, "gradient of q of local sample");
+        tensor_release(want), tensor_release(got);
+    }
+    tensor_release(full), tensor_release(mine);
+    for (int i = 0; i < 3; i++) tensor_release(in[i]), tensor_release(part[i]);
 }

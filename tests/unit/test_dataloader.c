@@ -417,3 +417,69 @@ Test(dataloader, mnist_epoch) {
     dataloader_free(dl);
     dataset_free(ds);
 }
+
+/* Three ranks' shards (dataloader_set_shard) of shuffled batches of 6 over
+ * 20 samples: rank r's j-th sample of batch k is row r + 3j of the
+ * one-process batch k, so the shards together are that batch; the last
+ * batch of 2 leaves rank 2 an empty Batch. A shard set mid-epoch goes on
+ * from the batch it stood at. */
+Test(dataloader, shards_interleave_as_distributed_sampler) {
+    Dataset *ds = toy_dataset(20);
+    DataLoader *one = make_loader(ds, 6, true, 5, false, 0, NULL);
+    DataLoader *rank[3];
+    for (int r = 0; r < 3; r++) {
+        rank[r] = make_loader(ds, 6, true, 5, false, r == 1 ? 2 : 0, NULL);
+        cr_assert_eq(dataloader_set_shard(rank[r], r, 3), 0, "%s", error_get());
+        cr_assert_eq(dataloader_begin_epoch(rank[r], 1), 0, "%s", error_get());
+    }
+    cr_assert_eq(dataloader_begin_epoch(one, 1), 0, "%s", error_get());
+    Batch whole, part;
+    for (int64_t k = 0; dataloader_next(one, &whole) == 1; k++) {
+        const float *wx = tensor_data(whole.inputs);
+        for (int r = 0; r < 3; r++) {
+            cr_assert_eq(dataloader_next(rank[r], &part), 1, "%s", error_get());
+            cr_assert_eq(part.index, k);
+            cr_assert_eq(part.rows.first, r);
+            cr_assert_eq(part.rows.stride, 3);
+            cr_assert_eq(part.rows.total, whole.size);
+            cr_assert_eq(part.size, (whole.size - r + 2) / 3, "batch %lld rank %d", (long long)k, r);
+            const float *px = part.size ? tensor_data(part.inputs) : NULL;
+            for (int64_t j = 0; j < part.size; j++)
+                cr_assert_eq(px[2 * j], wx[2 * (r + 3 * j)], "batch %lld rank %d row %lld",
+                             (long long)k, r, (long long)j);
+            if (part.size == 0) cr_assert(part.inputs == NULL && part.targets == NULL);
+            batch_release(&part);
+        }
+        batch_release(&whole);
+    }
+    cr_assert_eq(dataloader_next(rank[2], &part), 0, "every shard ends with the epoch");
+    /* mid-epoch: one process at batch 2 becomes rank 0 of 2 there (two
+     * fresh loaders: an epoch's order depends on the epochs drawn before) */
+    dataloader_free(one);
+    one = make_loader(ds, 6, true, 5, false, 0, NULL);
+    cr_assert_eq(dataloader_begin_epoch(one, 4), 0, "%s", error_get());
+    DataLoader *later = make_loader(ds, 6, true, 5, false, 0, NULL);
+    cr_assert_eq(dataloader_begin_epoch(later, 4), 0, "%s", error_get());
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(dataloader_next(later, &part), 1);
+        batch_release(&part);
+    }
+    cr_assert_eq(dataloader_set_shard(later, 0, 2), 0, "%s", error_get());
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(dataloader_next(one, &whole), 1);
+        if (i < 2) {
+            batch_release(&whole);
+            continue;
+        }
+        cr_assert_eq(dataloader_next(later, &part), 1, "%s", error_get());
+        cr_assert_eq(part.index, 2);
+        const float *wx = tensor_data(whole.inputs), *px = tensor_data(part.inputs);
+        for (int64_t j = 0; j < part.size; j++) cr_assert_eq(px[2 * j], wx[4 * j]);
+        batch_release(&whole), batch_release(&part);
+    }
+    cr_assert_eq(dataloader_set_shard(later, 2, 2), -1);
+    cr_assert_str_eq(error_get(), "dataloader: rank 2 of a world of 2");
+    for (int r = 0; r < 3; r++) dataloader_free(rank[r]);
+    dataloader_free(one), dataloader_free(later);
+    dataset_free(ds);
+}

@@ -8,6 +8,7 @@
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/nn/module.h"
 #include "core/ops.h"
 #include "core/rng.h"
 #include "tests/support/fixture.h"
@@ -285,4 +286,35 @@ Test(batch_norm_torch, batchnorm2d_train_step_and_eval) {
     json_t *fx = fixture_load("losses");
     check_batch_norm_case(fx, "batchnorm2d");
     json_decref(fx);
+}
+
+/* A data-parallel rank's rows 1, 3, 5 of a batch of 6 (module_set_dist):
+ * the Dropout module gives them the masks those rows get in one process,
+ * and both move the stream past the whole batch. */
+Test(dropout, rank_rows_get_their_global_masks) {
+    Tensor *all = gradcheck_uniform32(SHAPE(6, 5), 3);
+    double v[30], mine[15];
+    tensor_to_doubles(all, v, 30);
+    for (int j = 0; j < 3; j++) memcpy(mine + 5 * j, v + 5 * (1 + 2 * j), sizeof(double) * 5);
+    Tensor *part = tensor_from_doubles(mine, SHAPE(3, 5), DTYPE_FLOAT32);
+    Module *one = nn_dropout(0.5), *rank = nn_dropout(0.5);
+    Rng r1, r2;
+    rng_init(&r1, 9), rng_init(&r2, 9);
+    r1.offset = r2.offset = 13;
+    module_set_rng(one, &r1);
+    module_set_rng(rank, &r2);
+    DistGroup pair = {.backend = "test", .rank = 1, .world = 2};
+    DistRows rows = {1, 2, 6};
+    module_set_dist(rank, &pair, &rows);
+    Tensor *y_all = module_forward(one, all), *y_part = module_forward(rank, part);
+    cr_assert(y_all && y_part, "%s", error_get());
+    for (int j = 0; j < 3; j++) {
+        Tensor *want = tensor_narrow(y_all, 0, 1 + 2 * j, 1), *got = tensor_narrow(y_part, 0, j, 1);
+        assert_tensor_close(got, want, 0, 0, "row of the rank");
+        tensor_release(want), tensor_release(got);
+    }
+    cr_assert_eq(r1.offset, 13 + 30);
+    cr_assert_eq(r2.offset, 13 + 30, "the stream moves past the global batch");
+    tensor_release(all), tensor_release(part), tensor_release(y_all), tensor_release(y_part);
+    module_free(one), module_free(rank);
 }

@@ -576,7 +576,7 @@ Test(gpu, layer_norm) {
  * same mask drawn on both devices. */
 static Tensor *op_attention(Tensor **in, const void *c) {
     const double *p = c; /* the dropout; its mask from stream 3 at 99 */
-    return tensor_causal_attention_dropout(in[0], in[1], in[2], *p, 3, 99);
+    return tensor_causal_attention_dropout(in[0], in[1], in[2], *p, 3, 99, 0);
 }
 
 static void attention_parity(int64_t b, int64_t h, int64_t t, int64_t d, double p, DType dt) {

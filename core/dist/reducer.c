@@ -1,0 +1,218 @@
+/* reducer.c - bucketed gradient all-reduce; see reducer.h.
+ *
+ * A bucket is one float buffer in host memory: each parameter's gradient
+ * in turn, then one presence count per parameter (1 where this rank has a
+ * gradient), reduced together in one collective.
+ */
+#include "core/dist/reducer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/autograd.h"
+#include "core/error.h"
+
+typedef struct {
+    int first, count;     /* params[order[first .. first + count)] */
+    int64_t numel;        /* their values, before the presence counts */
+    float *buf;           /* numel + count floats */
+    int pending;          /* gradients not yet final in this backward */
+    DistRequest *request; /* in flight */
+} Bucket;
+
+struct DistReducer {
+    DistGroup *group;
+    int n;
+    Tensor **params; /* borrowed */
+    int *order;      /* bucket position -> parameter, reverse registration order */
+    int *bucket_of;  /* parameter -> bucket */
+    Bucket *buckets;
+    int n_buckets, next_start;
+    bool armed;
+    int error; /* a failure inside the hook, reported by finish */
+    char message[256];
+};
+
+static int64_t numel_of(const Tensor *p) {
+    return tensor_numel(p);
+}
+
+static int plan_buckets(DistReducer *r, int64_t bucket_bytes) {
+    r->buckets = calloc((size_t)(r->n > 0 ? r->n : 1), sizeof *r->buckets);
+    if (!r->buckets) return error_set("out of memory");
+    Bucket *b = NULL;
+    for (int k = 0; k < r->n; k++) {
+        int i = r->n - 1 - k;
+        r->order[k] = i;
+        int64_t bytes = numel_of(r->params[i]) * (int64_t)sizeof(float);
+        if (!b || (b->numel * (int64_t)sizeof(float) + bytes > bucket_bytes && b->count > 0)) {
+            b = &r->buckets[r->n_buckets++];
+            b->first = k;
+        }
+        b->count++;
+        b->numel += numel_of(r->params[i]);
+        r->bucket_of[i] = (int)(b - r->buckets);
+    }
+    for (int j = 0; j < r->n_buckets; j++) {
+        Bucket *bk = &r->buckets[j];
+        if (!(bk->buf = malloc((size_t)(bk->numel + bk->count) * sizeof(float))))
+            return error_set("out of memory");
+    }
+    return 0;
+}
+
+DistReducer *dist_reducer_new(DistGroup *g, Tensor *const *params, int n, int64_t bucket_bytes) {
+    for (int i = 0; i < n; i++)
+        if (params[i]->dtype != DTYPE_FLOAT32)
+            return error_set("data parallel: parameter %d is %s; gradients are reduced in "
+                             "float32",
+                             i, dtype_name(params[i]->dtype)),
+                   NULL;
+    DistReducer *r = calloc(1, sizeof *r);
+    if (!r) return error_set("out of memory"), NULL;
+    r->group = g;
+    r->n = n;
+    r->params = malloc((size_t)(n > 0 ? n : 1) * sizeof *r->params);
+    r->order = malloc((size_t)(n > 0 ? n : 1) * sizeof *r->order);
+    r->bucket_of = malloc((size_t)(n > 0 ? n : 1) * sizeof *r->bucket_of);
+    if (!r->params || !r->order || !r->bucket_of) {
+        error_set("out of memory");
+        dist_reducer_free(r);
+        return NULL;
+    }
+    memcpy(r->params, params, (size_t)n * sizeof *params);
+    if (plan_buckets(r, bucket_bytes) != 0) {
+        dist_reducer_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void dist_reducer_free(DistReducer *r) {
+    if (!r) return;
+    if (r->armed) autograd_set_leaf_hook(NULL, NULL, NULL);
+    for (int j = 0; j < r->n_buckets; j++) {
+        if (r->buckets[j].request) r->group->wait(r->group, r->buckets[j].request);
+        free(r->buckets[j].buf);
+    }
+    free(r->buckets);
+    free(r->params);
+    free(r->order);
+    free(r->bucket_of);
+    free(r);
+}
+
+int dist_reducer_num_buckets(const DistReducer *r) {
+    return r->n_buckets;
+}
+
+/* A parameter's gradient (or zeros) and its presence into the bucket. */
+static int pack(DistReducer *r, Bucket *b) {
+    float *values = b->buf, *present = b->buf + b->numel;
+    for (int k = 0; k < b->count; k++) {
+        Tensor *p = r->params[r->order[b->first + k]];
+        int64_t n = numel_of(p);
+        present[k] = p->grad ? 1.0f : 0.0f;
+        if (!p->grad) {
+            memset(values, 0, (size_t)n * sizeof *values);
+        } else if (p->grad->device.type == DEVICE_CPU) {
+            memcpy(values, tensor_data(p->grad), (size_t)n * sizeof *values);
+        } else {
+            Tensor *host = tensor_to_device(p->grad, DEVICE_CPU_INIT);
+            if (!host) return -1;
+            memcpy(values, tensor_data(host), (size_t)n * sizeof *values);
+            tensor_release(host);
+        }
+        values += n;
+    }
+    return 0;
+}
+
+static int start_bucket(DistReducer *r, Bucket *b) {
+    if (pack(r, b) != 0) return -1;
+    return r->group->all_reduce_start(r->group, b->buf, b->numel + b->count, DTYPE_FLOAT32,
+                                      &b->request);
+}
+
+/* Starts the buckets that are ready, in order. */
+static int start_ready(DistReducer *r) {
+    while (r->next_start < r->n_buckets && r->buckets[r->next_start].pending == 0) {
+        if (start_bucket(r, &r->buckets[r->next_start++]) != 0) return -1;
+    }
+    return 0;
+}
+
+static void on_leaf(void *ctx, Tensor *leaf) {
+    DistReducer *r = ctx;
+    if (r->error) return;
+    for (int i = 0; i < r->n; i++) {
+        if (r->params[i] != leaf) continue;
+        Bucket *b = &r->buckets[r->bucket_of[i]];
+        if (b->pending > 0) b->pending--;
+        if (start_ready(r) != 0) {
+            r->error = 1;
+            snprintf(r->message, sizeof r->message, "%s", error_get());
+        }
+        break;
+    }
+    for (int j = 0; j < r->next_start; j++)
+        if (r->buckets[j].request) r->group->progress(r->group, r->buckets[j].request);
+}
+
+/* Every bucket waits for all its gradients again. */
+static void reset(DistReducer *r) {
+    for (int j = 0; j < r->n_buckets; j++) r->buckets[j].pending = r->buckets[j].count;
+    r->next_start = 0;
+    r->error = 0;
+}
+
+void dist_reducer_arm(DistReducer *r) {
+    reset(r);
+    r->armed = true;
+    autograd_set_leaf_hook(on_leaf, r, NULL);
+}
+
+/* The bucket's sums back into the gradients. */
+static int unpack(DistReducer *r, Bucket *b) {
+    const float *values = b->buf, *present = b->buf + b->numel;
+    for (int k = 0; k < b->count; k++) {
+        Tensor *p = r->params[r->order[b->first + k]];
+        int64_t n = numel_of(p);
+        if (present[k] > 0 && p->grad && p->grad->device.type == DEVICE_CPU) {
+            /* .grad is contiguous and its own (autograd keeps it so) */
+            memcpy(tensor_data(p->grad), values, (size_t)n * sizeof *values);
+        } else if (present[k] > 0) {
+            Tensor *sum = tensor_from_buffer(values, p->ndim, p->shape, DTYPE_FLOAT32);
+            Tensor *g = sum && p->device.type != DEVICE_CPU ? tensor_to_device(sum, p->device)
+                                                            : tensor_retain(sum);
+            tensor_release(sum);
+            if (!g) return -1;
+            tensor_release(p->grad);
+            p->grad = g;
+        }
+        values += n;
+    }
+    return 0;
+}
+
+int dist_reducer_finish(DistReducer *r) {
+    if (r->armed)
+        autograd_set_leaf_hook(NULL, NULL, NULL);
+    else
+        reset(r); /* no backward was hooked: everything starts here */
+    r->armed = false;
+    int rc = r->error ? error_set("%s", r->message) : 0;
+    /* what no hook started (a rank without samples, an unused parameter) */
+    while (rc == 0 && r->next_start < r->n_buckets)
+        rc = start_bucket(r, &r->buckets[r->next_start++]);
+    for (int j = 0; j < r->n_buckets; j++) {
+        Bucket *b = &r->buckets[j];
+        if (!b->request) continue;
+        int wrc = r->group->wait(r->group, b->request);
+        b->request = NULL;
+        if (rc == 0 && wrc != 0) rc = -1;
+        if (rc == 0) rc = unpack(r, b);
+    }
+    return rc == 0 ? 0 : error_prefix("gradient all-reduce");
+}

@@ -1,0 +1,43 @@
+/* reducer.h - the gradient all-reduce of a data-parallel step, as DDP's
+ * Reducer does it.
+ *
+ * Parameters are grouped into buckets of about DIST_BUCKET_BYTES in
+ * reverse registration order (the order a backward pass finishes them). A
+ * bucket's all-reduce starts as soon as the last of its gradients is
+ * final (an autograd leaf hook) and every earlier bucket has started, so
+ * the reduction of the last layers overlaps the backward of the first,
+ * and all ranks start their buckets in the same order. The gradients are
+ * summed: each rank's loss was already weighted by its share of the
+ * global batch.
+ *
+ * A parameter may have no gradient on some rank (a rank with no samples in
+ * a short last batch skips its backward): each bucket carries a count of
+ * the ranks that had one, and only a parameter that no rank touched keeps
+ * a NULL .grad, as in a one-process step.
+ */
+#ifndef TRAIND_CORE_DIST_REDUCER_H
+#define TRAIND_CORE_DIST_REDUCER_H
+
+#include "core/dist/group.h"
+#include "core/tensor.h"
+
+#define DIST_BUCKET_BYTES ((int64_t)25 << 20)
+
+typedef struct DistReducer DistReducer;
+
+/* Over the n float32 parameters (borrowed; the optimizer's). NULL with an
+ * error. */
+DistReducer *dist_reducer_new(DistGroup *g, Tensor *const *params, int n, int64_t bucket_bytes);
+void dist_reducer_free(DistReducer *r);
+
+/* Before the step's last backward: buckets start as their gradients are
+ * done. */
+void dist_reducer_arm(DistReducer *r);
+/* After it: starts what has not started, waits for every bucket and puts
+ * the sums in each parameter's .grad. 0, or -1 with an error. */
+int dist_reducer_finish(DistReducer *r);
+
+/* Buckets the parameters fall into (for tests and logs). */
+int dist_reducer_num_buckets(const DistReducer *r);
+
+#endif

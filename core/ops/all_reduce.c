@@ -1,0 +1,56 @@
+/* all_reduce.c - x summed over a data-parallel group's ranks, as a
+ * differentiable op (torch.distributed.nn.all_reduce): SyncBatchNorm's
+ * global batch statistics are built from it.
+ *
+ * If every rank r contributes x_r and S = sum_r x_r, each rank's loss L_r
+ * depends on S, and the job's loss is sum_r L_r, then dL/dx_r is
+ * sum_r' dL_r'/dS: the backward is the same all-reduce of the gradients.
+ * Ranks run the same graph, so they reach each backward all-reduce in the
+ * same order.
+ */
+#include "core/autograd.h"
+#include "core/dist/group.h"
+#include "core/error.h"
+#include "core/ops.h"
+
+/* A new tensor of x's shape, dtype and device holding the sum over ranks. */
+static Tensor *all_reduce_copy(Tensor *x, DistGroup *g) {
+    Tensor *host =
+        x->device.type == DEVICE_CPU ? tensor_clone(x) : tensor_to_device(x, DEVICE_CPU_INIT);
+    Tensor *flat = host ? tensor_contiguous(host) : NULL;
+    tensor_release(host);
+    if (!flat) return NULL;
+    if (dist_all_reduce(g, tensor_data(flat), tensor_numel(flat), flat->dtype) != 0) {
+        tensor_release(flat);
+        return NULL;
+    }
+    if (x->device.type == DEVICE_CPU) return flat;
+    Tensor *out = tensor_to_device(flat, x->device);
+    tensor_release(flat);
+    return out;
+}
+
+static int all_reduce_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
+    gx[0] = all_reduce_copy(gy, node->ctx);
+    return gx[0] ? 0 : -1;
+}
+
+Tensor *tensor_all_reduce_sum(Tensor *x, DistGroup *g) {
+    if (!x) return NULL;
+    if (x->dtype != DTYPE_FLOAT32 && x->dtype != DTYPE_FLOAT64)
+        return error_set("all_reduce: expected a float32 or float64 tensor, got %s",
+                         dtype_name(x->dtype)),
+               NULL;
+    bool prev = autograd_set_enabled(false);
+    Tensor *out = all_reduce_copy(x, g);
+    autograd_set_enabled(prev);
+    if (out && autograd_needs_grad(1, &x)) {
+        AutogradNode *node = autograd_record(out, "AllReduceBackward", all_reduce_backward, 1, &x);
+        if (!node) {
+            tensor_release(out);
+            return NULL;
+        }
+        node->ctx = g; /* borrowed: the group outlives the graph */
+    }
+    return out;
+}

@@ -1,0 +1,119 @@
+/* train_dist.c - a data-parallel run's side of the training loop; see
+ * train_dist.h. */
+#include "core/train_dist.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/autograd.h"
+#include "core/dist/reducer.h"
+#include "core/error.h"
+#include "core/tensor_dict.h"
+
+/* A BatchNorm anywhere in the tree: its forward joins a collective. */
+static bool has_batch_norm(const Module *m) {
+    if (strncmp(module_type(m), "BatchNorm", 9) == 0) return true;
+    for (int i = 0; i < m->n_children; i++)
+        if (has_batch_norm(m->children[i])) return true;
+    return false;
+}
+
+/* A rank with no rows in a loader's short last batch skips its forward;
+ * a BatchNorm's collectives would then wait for it forever. */
+static int check_last_batch(const Trainer *t, const DataLoader *dl, const char *which) {
+    int world = dist_world(t->dist);
+    int64_t n = dataloader_num_samples(dl), batch = dataloader_batch_size(dl);
+    int64_t last = n % batch ? n % batch : batch;
+    if (last >= world || !t->dist_collective_forward) return 0;
+    return error_set("data parallel: the %s set's last batch holds %" PRId64 " samples (%" PRId64
+                     " samples in batches of %" PRId64 "), fewer than the %d ranks, and the "
+                     "model's BatchNorm needs rows on every rank; choose a batch_size that "
+                     "leaves at least %d",
+                     which, last, n, batch, world, world);
+}
+
+/* Every parameter and buffer as rank 0 has it (DDP's start). */
+static int broadcast_model(Trainer *t) {
+    TensorDict sd;
+    tensor_dict_init(&sd);
+    int rc = module_state_dict(t->model, &sd);
+    for (int i = 0; rc == 0 && i < sd.count; i++)
+        rc = dist_broadcast_tensor(t->dist, sd.tensors[i], 0);
+    tensor_dict_free(&sd);
+    return rc;
+}
+
+int train_dist_begin(Trainer *t) {
+    if (!dist_active(t->dist)) return 0;
+    int rank = dist_rank(t->dist), world = dist_world(t->dist);
+    t->dist_collective_forward = has_batch_norm(t->model);
+    int64_t batch = dataloader_batch_size(t->train);
+    if (batch % world != 0)
+        return error_set("data parallel: batch_size %" PRId64 " (the global batch) does not divide "
+                         "by the %d ranks (%" PRId64 " = %d x %" PRId64 " + %" PRId64 "); choose "
+                         "a multiple of %d",
+                         batch, world, batch, world, batch / world, batch % world, world);
+    if (check_last_batch(t, t->train, "train") != 0) return -1;
+    if (t->val && check_last_batch(t, t->val, "val") != 0) return -1;
+    if (dataloader_set_shard(t->train, rank, world) != 0) return -1;
+    if (t->val && dataloader_set_shard(t->val, rank, world) != 0) return -1;
+    t->rows = dist_rows_of(0, rank, world);
+    module_set_dist(t->model, t->dist, &t->rows);
+    if (broadcast_model(t) != 0) return error_prefix("data parallel: broadcasting the model");
+    t->reducer = dist_reducer_new(t->dist, t->opt->params, t->opt->n_params, DIST_BUCKET_BYTES);
+    return t->reducer ? 0 : -1;
+}
+
+void train_dist_end(Trainer *t) {
+    dist_reducer_free(t->reducer);
+    t->reducer = NULL;
+    module_set_dist(t->model, NULL, NULL);
+}
+
+int train_dist_denominator(const Trainer *t, Tensor *target, int64_t ignore, double *out) {
+    (void)t;
+    if (target->dtype != DTYPE_INT64) {
+        *out = (double)tensor_numel(target);
+        return 0;
+    }
+    Tensor *host = target->device.type != DEVICE_CPU ? tensor_to_device(target, DEVICE_CPU_INIT)
+                                                     : tensor_contiguous(target);
+    if (!host) return -1;
+    const int64_t *y = tensor_data(host);
+    int64_t n = tensor_numel(host), d = 0;
+    for (int64_t i = 0; i < n; i++) d += y[i] != ignore;
+    tensor_release(host);
+    *out = (double)d;
+    return 0;
+}
+
+int train_dist_reduce_batch(Trainer *t, const TrainBatchTotals *local, double denominator,
+                            TrainBatchTotals *global) {
+    *global = *local;
+    if (!dist_active(t->dist)) return 0;
+    /* an empty share (or one whose targets are all ignored) adds nothing */
+    double sums[5] = {denominator > 0 ? local->loss * denominator : 0, denominator,
+                      (double)local->correct, (double)local->labelled, denominator > 0 ? 0 : 1};
+    if (dist_all_reduce(t->dist, sums, 5, DTYPE_FLOAT64) != 0) return -1;
+    /* A rank without a share skips its backward; a BatchNorm's backward
+     * collectives would wait for it. Every rank sees this at once. */
+    if (sums[4] > 0 && t->dist_collective_forward && autograd_is_enabled())
+        return error_set("data parallel: %.0f of the %d ranks have no labelled target in this "
+                         "batch, and the model's BatchNorm needs every rank's backward",
+                         sums[4], dist_world(t->dist));
+    global->loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+    global->weight = sums[1] > 0 ? denominator / sums[1] : 0;
+    global->samples = t->rows.total;
+    global->correct = (int64_t)sums[2];
+    global->labelled = (int64_t)sums[3];
+    return 0;
+}
+
+bool train_dist_any(Trainer *t, bool local) {
+    if (!dist_active(t->dist)) return local;
+    int64_t n = local ? 1 : 0;
+    /* a failed collective ends the run too: stopping is the safe answer */
+    if (dist_all_reduce(t->dist, &n, 1, DTYPE_INT64) != 0) return true;
+    return n > 0;
+}
