@@ -232,6 +232,7 @@ typedef struct {
     Precision precision; /* float32; bf16: convolutions from bf16 inputs (CPU) */
     double clip_grad_norm; /* 0: none; else the gradients' largest total 2-norm */
     int accumulate_steps; /* 1: batches per optimizer step (gradient accumulation) */
+    int ranks, nodes;     /* 1, 1: data-parallel processes, and the machines they use */
     uint64_t seed;       /* 0 */
     bool device_auto;    /* "auto" (default): the daemon picks */
     Device device;       /* when !device_auto */

@@ -1557,3 +1557,29 @@ Test(spec, image_transforms) {
                                   "images, but the data are int64");
     job_spec_free(s);
 }
+
+/* "ranks" and "nodes": the global batch divides by the ranks, the ranks
+ * by the nodes; errors give the numbers. */
+Test(spec, ranks_and_nodes) {
+    expect_variant_error("ranks", "3",
+                         "batch_size: 64 (the global batch) does not divide by the 3 ranks (64 = "
+                         "3 x 21 + 1); choose a multiple of 3",
+                         true);
+    expect_variant_error("ranks", "0", "ranks: must be >= 1, got 0", true);
+    char *t = variant(design_example, "ranks", "4");
+    char *t2 = variant(t, "nodes", "3");
+    expect_error_text(t2, "nodes: 3 nodes for 4 ranks: each node runs the same number of ranks, "
+                          "at least one",
+                      true);
+    free(t2);
+    t2 = variant(t, "nodes", "2");
+    JobSpec *s = parse_ok(t2);
+    cr_assert_eq(s->ranks, 4);
+    cr_assert_eq(s->nodes, 2);
+    job_spec_free(s);
+    free(t), free(t2);
+    s = parse_ok(design_example);
+    cr_assert_eq(s->ranks, 1, "one process unless asked");
+    cr_assert_eq(s->nodes, 1);
+    job_spec_free(s);
+}

@@ -1,0 +1,132 @@
+/* test_slurm.c - server/slurm.c without a cluster: the batch script (its
+ * #SBATCH lines, srun's command quoted for bash, GPUs per node), the
+ * config file and its errors, and scontrol's one-line job records as
+ * Slurm 22.05 prints them. tests/e2e/test_slurm.sh runs the real thing. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "server/slurm.h"
+
+static SlurmRequest request(int ranks, int nodes, bool gpus) {
+    return (SlurmRequest){.job = 42,
+                          .attempt = 2,
+                          .ranks = ranks,
+                          .nodes = nodes,
+                          .gpus = gpus,
+                          .dir = "/shared/jobs/42/attempt-2",
+                          .spec_path = "/shared/jobs/42/attempt-2/spec.json",
+                          .token_path = "/shared/jobs/42/attempt-2/token",
+                          .out_dir = "/shared/it's here/out",
+                          .report_url = "http://daemon:8080"};
+}
+
+Test(slurm, script) {
+    SlurmConfig c;
+    slurm_config_defaults(&c);
+    snprintf(c.traind, sizeof c.traind, "/opt/traind/bin/traind");
+    snprintf(c.partition, sizeof c.partition, "gpu");
+    snprintf(c.time_limit, sizeof c.time_limit, "2:00:00");
+    c.gpus_per_node = 8;
+    SlurmRequest r = request(8, 2, true);
+    char *s = slurm_script(&c, &r);
+    cr_assert(s, "%s", error_get());
+    const char *want =
+        "#!/bin/bash\n"
+        "# traind job 42, attempt 2 (written by traind serve)\n"
+        "#SBATCH --job-name=traind-42\n"
+        "#SBATCH --output=/shared/jobs/42/attempt-2/slurm-%j.out\n"
+        "#SBATCH --open-mode=append\n"
+        "#SBATCH --requeue\n"
+        "#SBATCH --nodes=2\n"
+        "#SBATCH --ntasks-per-node=4\n"
+        "#SBATCH --partition=gpu\n"
+        "#SBATCH --time=2:00:00\n"
+        "#SBATCH --gres=gpu:4\n"
+        "exec srun --mpi=pmix '/opt/traind/bin/traind' run '/shared/jobs/42/attempt-2/spec.json' "
+        "--report 'http://daemon:8080' --job 42 --attempt 2 --token-file "
+        "'/shared/jobs/42/attempt-2/token' --resume auto --out '/shared/it'\\''s here/out'\n";
+    cr_assert_str_eq(s, want);
+    free(s);
+    /* a CPU job has no --gres; 9 GPUs on one node are more than 8 */
+    r = request(3, 1, false);
+    s = slurm_script(&c, &r);
+    cr_assert(s && !strstr(s, "--gres") && strstr(s, "--ntasks-per-node=3\n"));
+    free(s);
+    r = request(9, 1, true);
+    cr_assert_null(slurm_script(&c, &r));
+    cr_assert_str_eq(error_get(), "the job asks for 9 GPUs on each of 1 nodes; a node gives at "
+                                  "most 8 (slurm gpus_per_node)");
+}
+
+static char *write_tmp(const char *text) {
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/test_slurm_XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+Test(slurm, config_file) {
+    SlurmConfig c;
+    slurm_config_defaults(&c);
+    cr_assert_str_eq(c.mpi, "pmix");
+    char *path = write_tmp("# the lab's cluster\npartition = a100 \naccount=lab-7\n\n"
+                           "gpus_per_node = 4 # HGX\ntime = 1-00:00:00\n");
+    cr_assert_eq(slurm_config_load(&c, path), 0, "%s", error_get());
+    cr_assert_str_eq(c.partition, "a100");
+    cr_assert_str_eq(c.account, "lab-7");
+    cr_assert_eq(c.gpus_per_node, 4);
+    cr_assert_str_eq(c.time_limit, "1-00:00:00");
+    unlink(path);
+    const struct {
+        const char *text, *error;
+    } bad[] = {
+        {"partition a100\n", "line 1: expected key = value"},
+        {"\npartitions = a\n", "line 2: unknown key 'partitions'"},
+        {"account = lab 7\n", "line 1: account: 'lab 7' is not a plain word"},
+        {"gpus_per_node = many\n", "line 1: gpus_per_node: expected 0 to 1024, got 'many'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        path = write_tmp(bad[i].text);
+        cr_assert_eq(slurm_config_load(&c, path), -1);
+        cr_assert(strstr(error_get(), bad[i].error), "%s", error_get());
+        cr_assert(strstr(error_get(), path), "names the file: %s", error_get());
+        unlink(path);
+    }
+    cr_assert_eq(slurm_config_load(&c, "/nonexistent/slurm.conf"), -1);
+    cr_assert(strstr(error_get(), "/nonexistent/slurm.conf"), "%s", error_get());
+}
+
+Test(slurm, scontrol_records) {
+    SlurmJobState st;
+    const char *pending =
+        "JobId=3 JobName=traind-7 UserId=root(0) GroupId=root(0) MCS_label=N/A "
+        "Priority=4294901757 Nice=0 Account=(null) QOS=(null) JobState=PENDING Reason=Resources "
+        "Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:0 "
+        "RunTime=00:00:00 TimeLimit=UNLIMITED\n";
+    cr_assert_eq(slurm_parse_scontrol(pending, &st), 0, "%s", error_get());
+    cr_assert_eq(st.phase, SLURM_PENDING);
+    cr_assert_str_eq(st.state, "PENDING");
+    cr_assert_str_eq(st.reason, "Resources");
+    const char *requeued = "JobId=3 JobState=PENDING Reason=BeginTime Requeue=1 Restarts=1 "
+                           "ExitCode=0:0\n";
+    cr_assert_eq(slurm_parse_scontrol(requeued, &st), 0);
+    cr_assert_eq(st.restarts, 1);
+    const char *failed = "JobId=4 JobState=NODE_FAIL Reason=NodeDown Restarts=0 ExitCode=1:9\n";
+    cr_assert_eq(slurm_parse_scontrol(failed, &st), 0);
+    cr_assert_eq(st.phase, SLURM_ENDED);
+    cr_assert_str_eq(st.reason, "", "a reason only while pending");
+    cr_assert_eq(st.exit_code, 1);
+    cr_assert_eq(st.signal, 9);
+    cr_assert_eq(slurm_parse_scontrol("JobId=5 Reason=None\n", &st), -1);
+    cr_assert_eq(slurm_phase("RUNNING"), SLURM_RUNNING);
+    cr_assert_eq(slurm_phase("COMPLETING"), SLURM_RUNNING);
+    cr_assert_eq(slurm_phase("COMPLETED"), SLURM_ENDED);
+    cr_assert_eq(slurm_phase("REQUEUED"), SLURM_PENDING);
+}
