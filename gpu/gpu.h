@@ -54,6 +54,17 @@ void gpu_allocator_trim(int device);
 
 /* Page-locked host buffers (pinned.cu), cached: NULL when memory cannot be
  * pinned. Stats: bytes handed out now and bytes kept for reuse. */
+/* NCCL (nccl.cu) for dist/nccl.c: rank 0 makes the unique id, the job's
+ * MPI group broadcasts it, every rank makes its communicator on its GPU.
+ * dtype: 0 float32, 1 float64 (kernels.h's GPU_F32, GPU_F64). -1 / NULL
+ * with an error. */
+#define GPU_NCCL_ID_BYTES 128
+int gpu_nccl_unique_id(unsigned char id[GPU_NCCL_ID_BYTES]);
+void *gpu_nccl_comm_init(int device, int rank, int world, const unsigned char id[GPU_NCCL_ID_BYTES]);
+/* buf[0..count) summed over the ranks in place, on the default stream. */
+int gpu_nccl_all_reduce(void *comm, int device, void *buf, int64_t count, int dtype);
+void gpu_nccl_comm_destroy(void *comm);
+
 void *gpu_pinned_alloc(size_t nbytes);
 void gpu_pinned_free(void *ptr);
 void gpu_pinned_stats(size_t *in_use, size_t *cached);

@@ -6,7 +6,7 @@
 #include "core/error.h"
 
 bool dist_active(const DistGroup *g) {
-    return g && g->world > 1;
+    return g && (g->world > 1 || g->always);
 }
 
 int dist_rank(const DistGroup *g) {

@@ -39,19 +39,27 @@ struct DistGroup {
      * non-blocking collective only inside its own calls). */
     void (*progress)(DistGroup *g, DistRequest *req);
     int (*wait)(DistGroup *g, DistRequest *req);
+    /* buf on a GPU, summed over the ranks on the device's stream (the host
+     * does not wait); NULL where the library has none: the reducer then
+     * stages the gradients through host memory. */
+    int (*all_reduce_device)(DistGroup *g, void *buf, int64_t count, DType dtype, Device device);
     /* root's bytes into every rank's buf. */
     int (*broadcast)(DistGroup *g, void *buf, int64_t bytes, int root);
     /* Ends every rank's process: one rank's failure would otherwise leave
      * the others waiting in a collective forever. */
     void (*abort)(DistGroup *g, int code);
     void *impl;
+    /* Every collective runs even in a world of one: checks the whole path
+     * on one device (TRAIND_DIST_ONE_RANK=1, gpu/check.sh's NCCL check). */
+    bool always;
 };
 
 typedef struct {
     int64_t first, stride, total;
 } DistRows;
 
-/* True for a group of more than one rank. */
+/* True for a group of more than one rank (or one that runs its
+ * collectives always). */
 bool dist_active(const DistGroup *g);
 int dist_rank(const DistGroup *g);  /* 0 without a group */
 int dist_world(const DistGroup *g); /* 1 without a group */

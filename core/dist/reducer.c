@@ -2,7 +2,10 @@
  *
  * A bucket is one float buffer in host memory: each parameter's gradient
  * in turn, then one presence count per parameter (1 where this rank has a
- * gradient), reduced together in one collective.
+ * gradient), reduced together in one collective. When the parameters are
+ * on a GPU and the group reduces device memory (NCCL), the values stay on
+ * the device instead, in a bucket tensor reduced on the device's stream,
+ * and only the presence counts go through the host.
  */
 #include "core/dist/reducer.h"
 
@@ -16,7 +19,8 @@
 typedef struct {
     int first, count;     /* params[order[first .. first + count)] */
     int64_t numel;        /* their values, before the presence counts */
-    float *buf;           /* numel + count floats */
+    float *buf;           /* numel + count floats; on a device: the count presences */
+    Tensor *dev;          /* on a device: the numel values */
     int pending;          /* gradients not yet final in this backward */
     DistRequest *request; /* in flight */
 } Bucket;
@@ -29,6 +33,8 @@ struct DistReducer {
     int *bucket_of;  /* parameter -> bucket */
     Bucket *buckets;
     int n_buckets, next_start;
+    Device device; /* the parameters' */
+    bool on_device; /* buckets on the device, reduced there */
     bool armed;
     int error; /* a failure inside the hook, reported by finish */
     char message[256];
@@ -56,8 +62,11 @@ static int plan_buckets(DistReducer *r, int64_t bucket_bytes) {
     }
     for (int j = 0; j < r->n_buckets; j++) {
         Bucket *bk = &r->buckets[j];
-        if (!(bk->buf = malloc((size_t)(bk->numel + bk->count) * sizeof(float))))
-            return error_set("out of memory");
+        int64_t host = r->on_device ? bk->count : bk->numel + bk->count;
+        if (!(bk->buf = malloc((size_t)host * sizeof(float)))) return error_set("out of memory");
+        if (r->on_device &&
+            !(bk->dev = tensor_empty(1, &bk->numel, DTYPE_FLOAT32, r->device)))
+            return -1;
     }
     return 0;
 }
@@ -73,6 +82,9 @@ DistReducer *dist_reducer_new(DistGroup *g, Tensor *const *params, int n, int64_
     if (!r) return error_set("out of memory"), NULL;
     r->group = g;
     r->n = n;
+    r->device = n > 0 ? params[0]->device : DEVICE_CPU_INIT;
+    r->on_device = r->device.type != DEVICE_CPU && g->all_reduce_device;
+    for (int i = 0; i < n; i++) r->on_device &= device_equal(params[i]->device, r->device);
     r->params = malloc((size_t)(n > 0 ? n : 1) * sizeof *r->params);
     r->order = malloc((size_t)(n > 0 ? n : 1) * sizeof *r->order);
     r->bucket_of = malloc((size_t)(n > 0 ? n : 1) * sizeof *r->bucket_of);
@@ -95,6 +107,7 @@ void dist_reducer_free(DistReducer *r) {
     for (int j = 0; j < r->n_buckets; j++) {
         if (r->buckets[j].request) r->group->wait(r->group, r->buckets[j].request);
         free(r->buckets[j].buf);
+        tensor_release(r->buckets[j].dev);
     }
     free(r->buckets);
     free(r->params);
@@ -129,7 +142,36 @@ static int pack(DistReducer *r, Bucket *b) {
     return 0;
 }
 
+/* The same into the device bucket; the presences into b->buf. */
+static int pack_device(DistReducer *r, Bucket *b) {
+    int64_t off = 0;
+    int rc = 0;
+    for (int k = 0; rc == 0 && k < b->count; k++) {
+        Tensor *p = r->params[r->order[b->first + k]];
+        int64_t n = numel_of(p);
+        b->buf[k] = p->grad ? 1.0f : 0.0f;
+        Tensor *slot = tensor_narrow(b->dev, 0, off, n);
+        Tensor *flat = p->grad ? tensor_view(p->grad, 1, &n) : NULL;
+        rc = !slot || (p->grad && !flat) ? -1
+             : p->grad                   ? tensor_copy_(slot, flat)
+                                         : tensor_fill_(slot, 0);
+        tensor_release(slot), tensor_release(flat);
+        off += n;
+    }
+    return rc;
+}
+
+/* Values on the device (queued on its stream), presences on the host. */
+static int reduce_device(DistReducer *r, Bucket *b) {
+    if (pack_device(r, b) != 0) return -1;
+    DistGroup *g = r->group;
+    if (g->all_reduce_device(g, tensor_data(b->dev), b->numel, DTYPE_FLOAT32, r->device) != 0)
+        return -1;
+    return g->all_reduce(g, b->buf, b->count, DTYPE_FLOAT32);
+}
+
 static int start_bucket(DistReducer *r, Bucket *b) {
+    if (r->on_device) return reduce_device(r, b);
     if (pack(r, b) != 0) return -1;
     return r->group->all_reduce_start(r->group, b->buf, b->numel + b->count, DTYPE_FLOAT32,
                                       &b->request);
@@ -173,8 +215,32 @@ void dist_reducer_arm(DistReducer *r) {
     autograd_set_leaf_hook(on_leaf, r, NULL);
 }
 
+/* The device bucket's sums back into the gradients. */
+static int unpack_device(DistReducer *r, Bucket *b) {
+    int64_t off = 0;
+    int rc = 0;
+    for (int k = 0; rc == 0 && k < b->count; k++) {
+        Tensor *p = r->params[r->order[b->first + k]];
+        int64_t n = numel_of(p);
+        if (b->buf[k] > 0) {
+            Tensor *slot = tensor_narrow(b->dev, 0, off, n);
+            Tensor *sum = slot ? tensor_view(slot, p->ndim, p->shape) : NULL;
+            if (!sum)
+                rc = -1;
+            else if (p->grad)
+                rc = tensor_copy_(p->grad, sum);
+            else
+                rc = (p->grad = tensor_clone(sum)) ? 0 : -1;
+            tensor_release(slot), tensor_release(sum);
+        }
+        off += n;
+    }
+    return rc;
+}
+
 /* The bucket's sums back into the gradients. */
 static int unpack(DistReducer *r, Bucket *b) {
+    if (r->on_device) return unpack_device(r, b);
     const float *values = b->buf, *present = b->buf + b->numel;
     for (int k = 0; k < b->count; k++) {
         Tensor *p = r->params[r->order[b->first + k]];
@@ -208,10 +274,11 @@ int dist_reducer_finish(DistReducer *r) {
         rc = start_bucket(r, &r->buckets[r->next_start++]);
     for (int j = 0; j < r->n_buckets; j++) {
         Bucket *b = &r->buckets[j];
-        if (!b->request) continue;
-        int wrc = r->group->wait(r->group, b->request);
-        b->request = NULL;
-        if (rc == 0 && wrc != 0) rc = -1;
+        if (b->request) { /* host buckets are in flight; device ones are queued */
+            int wrc = r->group->wait(r->group, b->request);
+            b->request = NULL;
+            if (rc == 0 && wrc != 0) rc = -1;
+        }
         if (rc == 0) rc = unpack(r, b);
     }
     return rc == 0 ? 0 : error_prefix("gradient all-reduce");
