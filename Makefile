@@ -217,6 +217,7 @@ test-e2e: build/traind build/traind-asan build/tests/gradcheck_dist
 	tests/e2e/test_queue.sh build/traind || ok=1; \
 	tests/e2e/test_lab_readme.sh build/traind || ok=1; \
 	tests/e2e/test_walkthrough.sh build/traind || ok=1; \
+	tests/e2e/test_slurm_cluster.sh || ok=1; \
 	tests/e2e/test_chart.sh || ok=1; \
 	tests/e2e/test_dashboard.sh build/traind || ok=1; exit $$ok
 
