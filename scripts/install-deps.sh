@@ -8,12 +8,15 @@ set -euo pipefail
 pkgs=(build-essential pkg-config python3 libopenblas-dev libopenblas-openmp-dev libjansson-dev libcriterion-dev
       libgnutls28-dev libsqlite3-dev libcurl4-openssl-dev zlib1g-dev curl jq openssl
       libpng-dev libjpeg62-turbo-dev libarchive-dev libdnnl-dev libopenmpi-dev openmpi-bin
+      slurm-wlm munge
       clang libclang-rt-dev libomp-dev chromium)
 # libpng-dev, libjpeg62-turbo-dev: image folders (core/data/image_decode.c);
 # libarchive-dev: image folders uploaded as .tar/.tar.gz/.zip (server/dataset_archive.c).
 # libdnnl-dev: oneDNN, the CPU's float32 convolutions (core/cpu/conv_dnnl.c).
 # libopenmpi-dev, openmpi-bin: a job's ranks under mpirun (dist/mpi.c;
 # tests/e2e/test_data_parallel.sh).
+# slurm-wlm, munge: a one-node Slurm the tests start (tests/support/slurm_cluster.sh)
+# for `traind serve --executor slurm`.
 # clang, libFuzzer and its sanitizer runtimes (libclang-rt-dev) and clang's
 # OpenMP (libomp-dev): the fuzz targets of tests/fuzz (make fuzz-smoke).
 # chromium: tests/e2e/test_dashboard.sh drives it headless (puppeteer-core).
