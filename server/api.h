@@ -155,6 +155,20 @@ int metrics_get(HttpRequest *req);              /* metrics.c */
 int logs_get(HttpRequest *req);                 /* logs.c */
 int checkpoints_list(HttpRequest *req);         /* checkpoints.c */
 int checkpoints_get(HttpRequest *req);
+/* A checkpoint as the API shows it (its id, epoch, step, bytes, sha256,
+ * created_at, url). */
+json_t *checkpoint_json(const DbCheckpoint *c);
+/* Replies 200 with the checkpoint's file ("model.safetensors",
+ * "trainer.safetensors") from its descriptor, as an attachment named
+ * download_name (404 when it was collected meanwhile). */
+int checkpoint_reply_file(HttpRequest *req, const DbCheckpoint *c, const char *file,
+                          const char *download_name);
+int job_report_post(HttpRequest *req);          /* job_reports.c */
+int job_end_post(HttpRequest *req);
+int job_resume_get(HttpRequest *req);
+int job_resume_file_get(HttpRequest *req);
+extern const HttpBodyStream job_checkpoint_body;
+int job_checkpoint_put(HttpRequest *req);
 int prometheus_get(HttpRequest *req);           /* prometheus.c */
 int users_list(HttpRequest *req);               /* users.c */
 int users_post(HttpRequest *req);
