@@ -14,6 +14,14 @@
  * reporting a progress bar on a terminal or design.md's JSON lines with
  * --jsonl, and writing checkpoints under DIR (default ./runs/<name>):
  * DIR/epoch-<N>/{model,trainer}.safetensors, the last `keep_last` kept.
+ *
+ * With --report URL --job ID --attempt N --token-file PATH the run is an
+ * attempt of a daemon's job whose ranks run outside it (server/executor.h):
+ * rank 0 also reports its metrics, log lines, progress, checkpoints and end
+ * to the daemon (job/report.h), and stops when the daemon says the job was
+ * cancelled or the attempt is over. --resume auto asks the daemon where to
+ * start: rank 0 downloads the job's newest checkpoint under --out, and
+ * every rank resumes from it.
  */
 #include "job/run_local.h"
 

@@ -243,3 +243,20 @@ void api_audit_detail(HttpRequest *req, const char *action, const char *detail,
     audit_v(req, action, detail, target_fmt, ap);
     va_end(ap);
 }
+
+int api_pending_error(ApiPendingError *e, int status, const char *code, const char *path,
+                      const char *fmt, ...) {
+    if (e->status) return -1;
+    e->status = status;
+    snprintf(e->code, sizeof e->code, "%s", code);
+    snprintf(e->path, sizeof e->path, "%s", path);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int api_reply_pending(HttpRequest *req, const ApiPendingError *e) {
+    return http_reply_error(req, e->status, e->code, e->path, "%s", e->msg);
+}

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "core/error.h"
 #include "server/http.h"
 #include "server/importer.h"
 #include "server/quota.h"
@@ -119,6 +120,18 @@ void api_audit(HttpRequest *req, const char *action, const char *target_fmt, ...
 /* The same with a detail ("running_jobs=2 gpus=unlimited"; NULL for none). */
 void api_audit_detail(HttpRequest *req, const char *action, const char *detail,
                       const char *target_fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* The first error of a request whose body streams in (an upload), kept
+ * while its parts arrive and replied once. */
+typedef struct {
+    int status; /* 0: none yet */
+    char code[32], path[64], msg[ERROR_MAX];
+} ApiPendingError;
+/* Keeps this error unless one is kept already. Returns -1. */
+int api_pending_error(ApiPendingError *e, int status, const char *code, const char *path,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Replies the kept error. Returns 0. */
+int api_reply_pending(HttpRequest *req, const ApiPendingError *e);
 
 /* the handlers, one file each under server/routes/ */
 int health_get(HttpRequest *req);               /* health.c */

@@ -5,9 +5,12 @@
  *
  * Metrics go to the MetricWriter (batched, off the training thread), log
  * lines to the job's log, checkpoints to
- * <data-dir>/jobs/<id>/checkpoints/epoch-<N> (a row with bytes and sha256,
- * then keep_last garbage collection), and the live progress (epoch, step,
- * samples/s, ETA) to the worker, for GET /v1/jobs/{id}.
+ * <data-dir>/jobs/<id>/checkpoints/epoch-<N> (server/checkpoint_store.h: a
+ * row with bytes and sha256, then keep_last garbage collection), and the
+ * live progress (epoch, step, samples/s, ETA) to the worker, for GET
+ * /v1/jobs/{id}. A daemon with an executor (serve --executor) trains
+ * nothing here: the attempt is its ranks' outside the daemon
+ * (server/executor.h).
  *
  * Resuming: an attempt after the first (a daemon restarted, a job put back
  * in the queue) starts from the job's newest checkpoint with train_resume,
@@ -35,11 +38,9 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif

@@ -131,14 +131,12 @@ static int read_job(sqlite3_stmt *st, DbJob *j) {
     return 0;
 }
 
-static int get_with(DbConn *c, int64_t id, DbJob *out) {
-    sqlite3_stmt *st = db_stmt(c, JOB_COLS "WHERE id = ?1");
-    if (!st) return DB_ERROR;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int(st, 9, 1);
+/* Steps st (bound) for job id's row, read into out: DB_OK, DB_NOT_FOUND
+ * ("job N: not found"), DB_ERROR. */
+static int job_row(DbConn *c, sqlite3_stmt *st, int64_t id, DbRowReader read, void *out) {
     int s = sqlite3_step(st), rc;
     if (s == SQLITE_ROW)
-        rc = read_job(st, out) == 0 ? DB_OK : DB_ERROR;
+        rc = read(st, out) == 0 ? DB_OK : DB_ERROR;
     else if (s == SQLITE_DONE) {
         error_set("job %lld: not found", (long long)id);
         rc = DB_NOT_FOUND;
@@ -146,6 +144,16 @@ static int get_with(DbConn *c, int64_t id, DbJob *out) {
         rc = db_fail(c, "job");
     sqlite3_reset(st);
     return rc;
+}
+
+static int read_job_row(sqlite3_stmt *st, void *out) { return read_job(st, out); }
+
+static int get_with(DbConn *c, int64_t id, DbJob *out) {
+    sqlite3_stmt *st = db_stmt(c, JOB_COLS "WHERE id = ?1");
+    if (!st) return DB_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int(st, 9, 1);
+    return job_row(c, st, id, read_job_row, out);
 }
 
 int db_job_get(Db *db, int64_t id, DbJob *out) {
@@ -441,15 +449,7 @@ static int remote_of(DbConn *c, int64_t job, int attempt, DbJobRemote *r) {
     sqlite3_stmt *st = db_stmt(c, REMOTE_COLS);
     if (!st) return DB_ERROR;
     sqlite3_bind_int64(st, 1, job);
-    int s = sqlite3_step(st), rc = DB_OK;
-    if (s == SQLITE_ROW)
-        rc = read_remote(st, r) == 0 ? DB_OK : DB_ERROR;
-    else if (s == SQLITE_DONE) {
-        error_set("job %lld: not found", (long long)job);
-        rc = DB_NOT_FOUND;
-    } else
-        rc = db_fail(c, "job");
-    sqlite3_reset(st);
+    int rc = job_row(c, st, job, read_remote, r);
     if (rc == DB_OK && r->token_attempt != attempt) {
         error_set("job %lld: attempt %d is not its current remote attempt (%d)", (long long)job,
                   attempt, r->token_attempt);

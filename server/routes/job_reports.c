@@ -241,12 +241,17 @@ static int store_logs(Api *api, int64_t job, int attempt, json_t *logs, int *sto
     return rc;
 }
 
+/* The JSON body of a request with the attempt's token: NULL after
+ * replying (remote_auth's answers, bad JSON). */
+static json_t *remote_body(HttpRequest *req, int64_t *job, int *attempt) {
+    return remote_auth(req, job, attempt) == 0 ? http_json_body(req) : NULL;
+}
+
 int job_report_post(HttpRequest *req) {
     Api *api = http_app(req);
     int64_t job;
     int attempt;
-    if (remote_auth(req, &job, &attempt) != 0) return 0;
-    json_t *body = http_json_body(req);
+    json_t *body = remote_body(req, &job, &attempt);
     if (!body) return 0;
     json_t *metrics = NULL, *logs = NULL, *progress = NULL;
     DbJobProgress p;
@@ -276,8 +281,7 @@ int job_end_post(HttpRequest *req) {
     Api *api = http_app(req);
     int64_t job;
     int attempt;
-    if (remote_auth(req, &job, &attempt) != 0) return 0;
-    json_t *body = http_json_body(req);
+    json_t *body = remote_body(req, &job, &attempt);
     if (!body) return 0;
     static const char *const keys[] = {"state", "error", NULL};
     FieldError e;
@@ -372,24 +376,8 @@ typedef struct {
     bool have_model, have_trainer, in_step;
     char step[32];
     size_t step_len;
-    int err_status;
-    char err_code[32], err_path[32], err_msg[ERROR_MAX];
+    ApiPendingError err; /* the first error, replied by data() or the handler */
 } CkptUpload;
-
-static int upload_fail(CkptUpload *u, int status, const char *code, const char *path,
-                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static int upload_fail(CkptUpload *u, int status, const char *code, const char *path,
-                       const char *fmt, ...) {
-    if (u->err_status) return -1;
-    u->err_status = status;
-    snprintf(u->err_code, sizeof u->err_code, "%s", code);
-    snprintf(u->err_path, sizeof u->err_path, "%s", path);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(u->err_msg, sizeof u->err_msg, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* A file that could not be written: a full disk is 507 with the space
  * left (the temporary files removed first, so that it is free again). */
@@ -402,7 +390,7 @@ static int upload_file_failed(CkptUpload *u, const char *what, int err) {
         u->tmp[0] = '\0';
     }
     char left[96];
-    return upload_fail(u, status, api_storage_code(status), "", "checkpoint of epoch %d: cannot %s: %s%s%s",
+    return api_pending_error(&u->err, status, api_storage_code(status), "", "checkpoint of epoch %d: cannot %s: %s%s%s",
                        u->epoch, what, strerror(err), status == 507 ? "; " : "",
                        status == 507 ? disk_space_left(db_data_dir(u->api->db), left, sizeof left) : "");
 }
@@ -423,17 +411,17 @@ static int start_part(CkptUpload *u, const char *field, const char *filename) {
     u->in_step = false;
     if (close_part(u) != 0) return -1;
     if (!strcmp(field, "step") && !filename) {
-        if (u->step_len) return upload_fail(u, 400, "invalid", "step", "field 'step' sent twice");
+        if (u->step_len) return api_pending_error(&u->err, 400, "invalid", "step", "field 'step' sent twice");
         u->in_step = true;
         return 0;
     }
     bool model = !strcmp(field, "model");
     if ((!model && strcmp(field, "trainer") != 0) || !filename)
-        return upload_fail(u, 400, "invalid", field,
+        return api_pending_error(&u->err, 400, "invalid", field,
                            "unknown part '%.64s' (the parts: the field step, the files model and "
                            "trainer)", field);
     bool *have = model ? &u->have_model : &u->have_trainer;
-    if (*have) return upload_fail(u, 400, "invalid", field, "file '%s' sent twice", field);
+    if (*have) return api_pending_error(&u->err, 400, "invalid", field, "file '%s' sent twice", field);
     *have = true;
     char path[4500];
     snprintf(path, sizeof path, "%s/%s.safetensors", u->tmp, field);
@@ -444,11 +432,11 @@ static int start_part(CkptUpload *u, const char *field, const char *filename) {
 static int on_ckpt_part(void *ctx, const char *field, const char *filename, bool first,
                         const char *data, size_t size) {
     CkptUpload *u = ctx;
-    if (u->err_status) return -1;
+    if (u->err.status) return -1;
     if (first && start_part(u, field, filename) != 0) return -1;
     if (u->in_step) {
         if (u->step_len + size >= sizeof u->step)
-            return upload_fail(u, 400, "invalid", "step", "field 'step': expected an integer");
+            return api_pending_error(&u->err, 400, "invalid", "step", "field 'step': expected an integer");
         memcpy(u->step + u->step_len, data, size);
         u->step_len += size;
         return 0;
@@ -501,8 +489,8 @@ static int ckpt_begin(HttpRequest *req) {
         if (err)
             upload_file_failed(u, "create its directory", err);
         else
-            upload_fail(u, 400, "bad_request", "", "multipart/form-data without a valid boundary");
-        http_reply_error(req, u->err_status, u->err_code, u->err_path, "%s", u->err_msg);
+            api_pending_error(&u->err, 400, "bad_request", "", "multipart/form-data without a valid boundary");
+        api_reply_pending(req, &u->err);
         return -1;
     }
     return HTTP_BODY_STREAM;
@@ -510,9 +498,9 @@ static int ckpt_begin(HttpRequest *req) {
 
 static int ckpt_data(HttpRequest *req, const char *data, size_t size) {
     CkptUpload *u = http_state(req);
-    if (multipart_feed(u->mp, data, size) == 0 && !u->err_status) return 0;
-    upload_fail(u, 400, "bad_request", "", "malformed multipart/form-data body");
-    http_reply_error(req, u->err_status, u->err_code, u->err_path, "%s", u->err_msg);
+    if (multipart_feed(u->mp, data, size) == 0 && !u->err.status) return 0;
+    api_pending_error(&u->err, 400, "bad_request", "", "malformed multipart/form-data body");
+    api_reply_pending(req, &u->err);
     return -1;
 }
 
@@ -557,9 +545,9 @@ int job_checkpoint_put(HttpRequest *req) {
     CkptUpload *u = http_state(req);
     int complete = multipart_end(u->mp);
     u->mp = NULL;
-    if (!u->err_status) close_part(u);
-    if (u->err_status)
-        return http_reply_error(req, u->err_status, u->err_code, u->err_path, "%s", u->err_msg);
+    if (!u->err.status) close_part(u);
+    if (u->err.status)
+        return api_reply_pending(req, &u->err);
     if (complete != 0)
         return http_reply_error(req, 400, "bad_request", "",
                                 "the multipart body is cut short or malformed (no closing "
