@@ -207,15 +207,20 @@ static int check_report(json_t *body, json_t **metrics, json_t **logs, json_t **
     return *progress ? check_progress(*progress, p, e) : 0;
 }
 
-static void push_metrics(Api *api, int64_t job, json_t *metrics) {
+/* Pushes the metrics to the writer; true when an epoch ended among them
+ * (its "samples_per_s"). */
+static bool push_metrics(Api *api, int64_t job, json_t *metrics) {
+    bool epoch_end = false;
     for (size_t i = 0; metrics && i < json_array_size(metrics); i++) {
         json_t *m = json_array_get(metrics, i);
         json_t *v = json_object_get(m, "value");
+        epoch_end |= !strcmp(json_string_value(json_object_get(m, "name")), "samples_per_s");
         metric_writer_push(api->metrics, job, json_string_value(json_object_get(m, "name")),
                            json_integer_value(json_object_get(m, "step")),
                            (int)json_integer_value(json_object_get(m, "epoch")),
                            json_is_null(v) ? NAN : json_number_value(v));
     }
+    return epoch_end;
 }
 
 /* The log lines through db_job_remote_logs: *stored new ones. */
@@ -260,12 +265,17 @@ int job_report_post(HttpRequest *req) {
         json_decref(body);
         return http_reply_error(req, 400, "invalid", e.path, "%s", e.msg);
     }
-    push_metrics(api, job, metrics);
+    bool epoch_end = push_metrics(api, job, metrics);
     int stored_logs = 0;
     error_clear();
     int st = store_logs(api, job, attempt, logs, &stored_logs);
     bool cancel = false;
-    scheduler_remote_progress(api->sched, job, progress ? &p : NULL, &cancel);
+    DbJobProgress live;
+    /* as an attempt in process does: the progress stored at each epoch's
+     * end, so that a daemon restarted shows where the job stood */
+    if (scheduler_remote_progress(api->sched, job, progress ? &p : NULL, &cancel) == DB_OK &&
+        epoch_end && scheduler_progress(api->sched, job, &live) == DB_OK)
+        db_job_set_progress(api->db, job, &live);
     if (stored_logs) scheduler_bump(api->sched);
     int n_metrics = metrics ? (int)json_array_size(metrics) : 0;
     json_decref(body);

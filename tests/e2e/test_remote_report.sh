@@ -120,6 +120,18 @@ curl -s -o "$TMP/ckpt" -H "Authorization: Bearer $TOKEN" "$URL/v1/jobs/$J1/check
 check "(a) its checkpoint downloads as the rank wrote it" "$(sha256sum <"$TMP/ckpt" | cut -c1-64)" \
     "$(sha256sum <"$D1/out/epoch-2/model.safetensors" | cut -c1-64)"
 
+api GET "/v1/jobs?limit=1"
+check "(a) the stored progress (the list's) is the last epoch's" \
+    "$(jv '[(j["progress"]["epoch"], j["progress"]["step"]) for j in d["jobs"] if j["id"] == '"$J1"']')" \
+    "[(2, $STEPS)]"
+$(rank_cmd | sed 's/--attempt 1/--attempt 2/') >/dev/null 2>"$TMP/stale.err"
+check "(a) a rank of an attempt that is not the job's exits 1" "$?" 1
+has "(a) ... saying why" "$TMP/stale.err" '409 stale_attempt'
+"$TRAIND" run "$D1/spec.json" --report http://127.0.0.1:1 --job "$J1" --attempt 1 \
+    --token-file "$D1/token" --out "$TMP/nowhere" --report-timeout 1 >/dev/null 2>"$TMP/nowhere.err"
+check "(a) a rank that reaches no daemon gives up after --report-timeout" "$?" 1
+has "(a) ... saying why" "$TMP/nowhere.err" 'no answer from http://127.0.0.1:1 for 1 s'
+
 # ---------------------------------------------------------------- (b) two ranks
 if command -v mpirun >/dev/null; then
     submit two "$EPOCHS"
