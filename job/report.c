@@ -4,8 +4,12 @@
  * The trainer's thread only queues (under mu); the sending thread takes
  * the whole queue as one batch and sends it until it is stored, so a batch
  * sent twice (its reply lost) is the one the daemon dedupes: metrics by
- * (name, step), log lines by their numbers. `pushed` counts what was
- * queued, `sent` what is stored: a flush waits for sent to reach pushed.
+ * (name, step), log lines by their numbers. A batch holds at most
+ * REPORT_BATCH_METRICS metrics and REPORT_BATCH_LINE_BYTES of lines, well
+ * under the daemon's 1 MiB JSON bodies; a longer queue goes in several,
+ * one after the other. `pushed` counts the metrics and lines queued,
+ * `sent` those stored (FIFO): a flush waits for sent to reach pushed.
+ * Progress is not counted: the newest rides with the next batch.
  */
 #include "job/report.h"
 
@@ -31,6 +35,9 @@
 #define REPORT_BACKOFF_FIRST_S 0.2
 #define REPORT_BACKOFF_MAX_S 5.0
 #define REPORT_TOKEN_MAX 256
+#define REPORT_BATCH_METRICS 4000       /* ~70 bytes each as JSON */
+#define REPORT_BATCH_LINE_BYTES (256 << 10)
+#define REPORT_LINE_MAX 4096            /* the daemon keeps no more of a line */
 
 typedef struct {
     char name[64];
@@ -107,6 +114,37 @@ static void queued(Reporter *r) {
     pthread_mutex_unlock(&r->mu);
 }
 
+/* Under mu: the first metrics and lines of the queue (at most a batch's)
+ * moved into *out, with the progress; how many metrics and lines, or -1
+ * when out of memory. */
+static int64_t take_batch(Reporter *r, Batch *out) {
+    Batch *q = &r->queue;
+    *out = (Batch){.has_progress = q->has_progress, .epoch = q->epoch, .step = q->step,
+                   .samples_per_s = q->samples_per_s};
+    q->has_progress = false;
+    int k = q->nmetrics < REPORT_BATCH_METRICS ? q->nmetrics : REPORT_BATCH_METRICS, l = 0;
+    for (size_t bytes = 0; l < q->nlines && bytes < REPORT_BATCH_LINE_BYTES; l++)
+        bytes += strlen(q->lines[l].line) + 32;
+    if ((k && !(out->metrics = malloc((size_t)k * sizeof *out->metrics))) ||
+        (l && !(out->lines = malloc((size_t)l * sizeof *out->lines)))) {
+        free(out->metrics);
+        return -1;
+    }
+    if (k) { /* (memcpy takes no NULL, even for 0 bytes) */
+        memcpy(out->metrics, q->metrics, (size_t)k * sizeof *q->metrics);
+        memmove(q->metrics, q->metrics + k, (size_t)(q->nmetrics - k) * sizeof *q->metrics);
+    }
+    if (l) {
+        memcpy(out->lines, q->lines, (size_t)l * sizeof *q->lines);
+        memmove(q->lines, q->lines + l, (size_t)(q->nlines - l) * sizeof *q->lines);
+    }
+    out->nmetrics = out->cap_metrics = k;
+    out->nlines = out->cap_lines = l;
+    q->nmetrics -= k;
+    q->nlines -= l;
+    return k + l;
+}
+
 void report_metric(Reporter *r, const char *name, int64_t step, int epoch, double value) {
     pthread_mutex_lock(&r->mu);
     Batch *b = &r->queue;
@@ -126,7 +164,7 @@ void report_metric(Reporter *r, const char *name, int64_t step, int epoch, doubl
 void report_log(Reporter *r, const char *line) {
     pthread_mutex_lock(&r->mu);
     Batch *b = &r->queue;
-    char *copy = strdup(line);
+    char *copy = strndup(line, REPORT_LINE_MAX);
     if (!copy || !grow((void **)&b->lines, b->nlines, &b->cap_lines, sizeof *b->lines)) {
         free(copy);
         fail_locked(r, "reports: out of memory");
@@ -144,7 +182,7 @@ void report_progress(Reporter *r, int epoch, int64_t step, double samples_per_s)
     b->epoch = epoch;
     b->step = step;
     if (samples_per_s > 0) b->samples_per_s = samples_per_s;
-    queued(r);
+    pthread_mutex_unlock(&r->mu);
 }
 
 static json_t *batch_json(const Batch *b) {
@@ -320,22 +358,27 @@ static void *sender_main(void *arg) {
     CURL *h = curl_easy_init();
     pthread_mutex_lock(&r->mu);
     if (!h) fail_locked(r, "reports: cannot start libcurl");
+    bool more = false; /* the last batch left some of the queue */
     while (!r->stopping && !r->failure[0]) {
-        if (!r->flush_asked) { /* a batch a second, or sooner when a flush asks */
+        if (!r->flush_asked && !more) { /* a batch a second, or sooner when a flush asks */
             struct timespec deadline;
             clock_deadline_in(&deadline, 1000);
             while (!r->stopping && !r->flush_asked &&
                    pthread_cond_timedwait(&r->cv, &r->mu, &deadline) == 0) {
             }
         }
-        if (r->stopping || r->pushed == r->sent) {
-            r->flush_asked = false;
+        if (r->stopping || (r->pushed == r->sent && !r->queue.has_progress)) {
+            r->flush_asked = more = false;
             continue;
         }
-        Batch b = r->queue;
-        memset(&r->queue, 0, sizeof r->queue);
-        uint64_t taking = r->pushed;
-        r->flush_asked = false;
+        Batch b;
+        int64_t taken = take_batch(r, &b);
+        if (taken < 0) {
+            fail_locked(r, "reports: out of memory");
+            break;
+        }
+        more = r->sent + (uint64_t)taken < r->pushed;
+        r->flush_asked = r->flush_asked && more;
         pthread_mutex_unlock(&r->mu);
         int rc = send_batch(r, h, &b);
         batch_free(&b);
@@ -343,7 +386,7 @@ static void *sender_main(void *arg) {
         if (rc != 0)
             fail_locked(r, error_get());
         else
-            r->sent = taking;
+            r->sent += (uint64_t)taken;
         pthread_cond_broadcast(&r->cv);
     }
     pthread_mutex_unlock(&r->mu);

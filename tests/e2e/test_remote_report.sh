@@ -20,7 +20,8 @@
 # stale_attempt, a bad body 400 naming the field, a report sent twice
 # stores its log lines once, the end of a cancelled job; (e) a cancel
 # through the user API reaches a running rank: it stops, the job ends
-# `cancelled`. Ends with "N passed, N failed, N skipped".
+# `cancelled`; (f) a queue longer than a report takes (8000 steps of batch
+# size 1) reaches the daemon whole. Ends with "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -36,17 +37,17 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none
 $PY scripts/toy_csv.py 2000 "$TMP/tab.csv"
 EPOCHS=3
 STEPS=$((EPOCHS * 2000 / 50))
-job() { # job NAME EPOCHS
+job() { # job NAME EPOCHS [BATCH]
     echo "{\"name\": \"$1\", \"data\": {\"train\": \"tab\"},
       \"model\": [{\"type\": \"Linear\", \"in_features\": 4, \"out_features\": 64}, {\"type\": \"ReLU\"},
                 {\"type\": \"Linear\", \"in_features\": 64, \"out_features\": 3}],
       \"loss\": {\"type\": \"CrossEntropyLoss\"},
       \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.05, \"momentum\": 0.9},
-      \"epochs\": $2, \"batch_size\": 50, \"shuffle\": true, \"seed\": 7,
+      \"epochs\": $2, \"batch_size\": ${3:-50}, \"shuffle\": true, \"seed\": 7,
       \"checkpoint\": {\"every_epochs\": 1, \"keep_last\": 2}}"
 }
-submit() { # submit NAME EPOCHS -> JOB_ID, DIR (its attempt 1's files, once written)
-    job "$1" "$2" >"$TMP/job.json"
+submit() { # submit NAME EPOCHS [BATCH] -> JOB_ID, DIR (its attempt 1's files, once written)
+    job "$1" "$2" "${3:-}" >"$TMP/job.json"
     api POST /v1/jobs --data-binary "@$TMP/job.json"
     JOB_ID=$(jv 'd["id"]')
     DIR=$VAR/jobs/$JOB_ID/attempt-1
@@ -234,8 +235,20 @@ fi
 wait "$RPID" 2>/dev/null
 check "(e) the job ends cancelled" "$(wait_state "$J5" 10 cancelled)" cancelled
 
+# ---------------------------------------------------------------- (f) a long queue
+# batch_size 1: 8000 steps, 16,000 metrics in ~2 s under ASan, more a
+# second than one report takes (4000, job/report.c): the queue goes in
+# several batches, one after the other, none lost or sent twice
+submit many 4 1
+J6=$JOB_ID
+$(rank_cmd) >/dev/null 2>"$TMP/many.err"
+check "(f) a rank of 8000 steps exits 0" "$?" 0
+check "(f) the job succeeded" "$(wait_state "$J6" 10 succeeded)" succeeded
+"$TRAIND" run "$DIR/spec.json" --jsonl --out "$TMP/refm" >"$TMP/ref.jsonl" 2>/dev/null
+STEPS=8000 same_metrics "(f)" "$J6" 0
+
 # ---------------------------------------------------------------- the end
-for f in one k1 k2 c; do
+for f in one k1 k2 c many; do
     if grep -q "$SANITIZER" "$TMP/$f.err"; then fail "no sanitizer report ($f)" "$(head -n 30 "$TMP/$f.err")"; fi
 done
 terminate "$DPID"
