@@ -618,54 +618,6 @@ static int trainer_meta(const Trainer *t, SafetensorsMeta *m) {
     return rc ? -1 : 0;
 }
 
-/* Removes a directory holding only files (a checkpoint); best effort. */
-static void remove_flat_dir(const char *path) {
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            unlinkat(dirfd(d), e->d_name, 0);
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
-
-/* Puts the directory `tmp` in place of `dir` in one atomic step. */
-static int replace_dir(const char *tmp, const char *dir) {
-    struct stat st;
-    if (stat(dir, &st) != 0) {
-        if (errno != ENOENT) return error_set("'%s': %s", dir, strerror(errno));
-        if (rename(tmp, dir) != 0)
-            return error_set("renaming '%s' to '%s': %s", tmp, dir, strerror(errno));
-        return 0;
-    }
-    if (!S_ISDIR(st.st_mode)) return error_set("'%s' exists and is not a directory", dir);
-    /* The old checkpoint and the new one swap names atomically; the old one
-     * is then deleted under the temporary name. */
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
-        remove_flat_dir(tmp);
-        return 0;
-    }
-    if (errno != EINVAL && errno != ENOSYS)
-        return error_set("exchanging '%s' and '%s': %s", tmp, dir, strerror(errno));
-    /* A filesystem without RENAME_EXCHANGE: a short window without dir. */
-    char *old = NULL;
-    if (asprintf(&old, "%s.old", tmp) < 0) return error_set("out of memory");
-    int rc = 0;
-    if (rename(dir, old) != 0) {
-        rc = error_set("renaming '%s' to '%s': %s", dir, old, strerror(errno));
-    } else if (rename(tmp, dir) != 0) {
-        rc = error_set("renaming '%s' to '%s': %s", tmp, dir, strerror(errno));
-        rename(old, dir);
-    } else {
-        remove_flat_dir(old);
-    }
-    free(old);
-    return rc;
-}
-
 /* The two files of checkpoint directory dir (new strings, freed by the
  * caller; both NULL on failure). */
 static int checkpoint_paths(const char *dir, char **model_path, char **trainer_path) {
@@ -706,12 +658,12 @@ int train_save_checkpoint(const Trainer *t, const char *dir) {
     made = true;
     if (safetensors_save(model_path, &model_sd, NULL) != 0) goto done;
     if (safetensors_save(trainer_path, &opt_sd, &meta) != 0) goto done;
-    if (replace_dir(tmp, dir) != 0) goto done;
+    if (durable_replace_dir(tmp, dir) != 0) goto done;
     made = false;
     if (durable_sync_parent(dir) != 0) goto done;
     rc = 0;
 done:
-    if (made) remove_flat_dir(tmp);
+    if (made) durable_remove_flat_dir(tmp);
     if (rc != 0) error_prefix("train_save_checkpoint '%s'", dir);
     free(tmp);
     free(model_path);

@@ -14,10 +14,20 @@
  * reporting a progress bar on a terminal or design.md's JSON lines with
  * --jsonl, and writing checkpoints under DIR (default ./runs/<name>):
  * DIR/epoch-<N>/{model,trainer}.safetensors, the last `keep_last` kept.
+ *
+ * With --report URL --job ID --attempt N --token-file PATH the run is an
+ * attempt of a daemon's job whose ranks run outside it (server/executor.h):
+ * rank 0 also reports its metrics, log lines, progress, checkpoints and end
+ * to the daemon (job/report.h), and stops when the daemon says the job was
+ * cancelled or the attempt is over. --resume auto asks the daemon where to
+ * start: rank 0 downloads the job's newest checkpoint under --out, and
+ * every rank resumes from it.
  */
 #include "job/run_local.h"
 
 #include <dirent.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +44,7 @@
 #include "core/train.h"
 #include "dist/mpi.h"
 #include "job/build.h"
+#include "job/report.h"
 
 typedef struct {
     const JobSpec *spec;
@@ -41,10 +52,17 @@ typedef struct {
     bool jsonl, tty;
     int64_t total_steps;
     double start;
+    Reporter *rep;          /* --report: rank 0's reports to the daemon, NULL otherwise */
+    const Trainer *trainer; /* for the reported progress's samples/s */
 } RunContext;
 
 static void on_metric(void *user, const char *name, int64_t step, int epoch, double value) {
     RunContext *rc = user;
+    if (rc->rep) {
+        report_metric(rc->rep, name, step, epoch, value);
+        if (strcmp(name, "loss") == 0)
+            report_progress(rc->rep, epoch, step, train_samples_per_s(&rc->trainer->state));
+    }
     if (rc->jsonl) {
         char number[REPR_DOUBLE_MAX]; /* as the API writes it: 0.1, null for NaN */
         repr_double(number, value);
@@ -66,6 +84,7 @@ static void on_metric(void *user, const char *name, int64_t step, int epoch, dou
 
 static void on_log(void *user, const char *line) {
     RunContext *rc = user;
+    if (rc->rep) report_log(rc->rep, line);
     if (rc->jsonl) return;
     fprintf(stderr, "%s%s\n", rc->tty ? "\r" : "", line);
 }
@@ -105,6 +124,8 @@ static int on_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) 
     snprintf(dir, sizeof dir, "%s/epoch-%d", rc->out_dir, epoch);
     if (train_save_checkpoint(t, dir) != 0) return -1;
     prune_checkpoints(rc->out_dir, rc->spec->checkpoint_keep_last);
+    /* the daemon's copy is the job's: a run that cannot upload it fails */
+    if (rc->rep && report_checkpoint(rc->rep, dir, epoch, step) != 0) return -1;
     if (rc->jsonl)
         printf("{\"event\":\"checkpoint\",\"epoch\":%d,\"step\":%lld,\"path\":\"%s\"}\n", epoch,
                (long long)step, dir);
@@ -116,11 +137,58 @@ static int on_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) 
 typedef struct {
     const char *job, *device, *out, *resume;
     bool jsonl;
+    /* --report URL --job ID --attempt N --token-file PATH [--report-timeout S] */
+    const char *report_url, *token_file;
+    int64_t job_id;
+    int attempt;
+    double report_timeout_s;
 } RunArgs;
+
+static const char run_usage[] =
+    "usage: traind run JOB.json [--jsonl] [--device cpu|cuda:N] [--out DIR] "
+    "[--resume CHECKPOINT_DIR|auto]\n"
+    "       [--report URL --job ID --attempt N --token-file PATH [--report-timeout S]]\n";
+
+/* A number argument of `traind run` in [min, max]; -1 after a message. */
+static int number_arg(const char *opt, const char *v, double min, double max, double *out) {
+    char *end;
+    double x = strtod(v, &end);
+    if (!*v || *end || !(x >= min && x <= max)) {
+        fprintf(stderr, "traind run: %s: expected a number from %g to %g, got '%s'\n", opt, min,
+                max, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_report_arg(const char *opt, const char *v, RunArgs *a) {
+    double x = 0;
+    if (strcmp(opt, "--report") == 0)
+        a->report_url = v;
+    else if (strcmp(opt, "--token-file") == 0)
+        a->token_file = v;
+    else if (strcmp(opt, "--job") == 0) {
+        if (number_arg(opt, v, 1, 9e15, &x)) return -1;
+        a->job_id = (int64_t)x;
+    } else if (strcmp(opt, "--attempt") == 0) {
+        if (number_arg(opt, v, 1, 1e9, &x)) return -1;
+        a->attempt = (int)x;
+    } else if (strcmp(opt, "--report-timeout") == 0) {
+        if (number_arg(opt, v, 1, 1e7, &x)) return -1;
+        a->report_timeout_s = x;
+    } else
+        return 1;
+    return 0;
+}
 
 static int parse_args(int argc, char **argv, RunArgs *a) {
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--jsonl") == 0)
+        int rep = argv[i][0] == '-' && i + 1 < argc ? parse_report_arg(argv[i], argv[i + 1], a) : 1;
+        if (rep < 0) return 2;
+        if (rep == 0)
+            i++;
+        else if (strcmp(argv[i], "--jsonl") == 0)
             a->jsonl = true;
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
             a->device = argv[++i];
@@ -135,10 +203,21 @@ static int parse_args(int argc, char **argv, RunArgs *a) {
             return 2;
         }
     }
-    if (a->job) return 0;
-    fprintf(stderr, "usage: traind run JOB.json [--jsonl] [--device cpu|cuda:N] [--out DIR] "
-                    "[--resume CHECKPOINT_DIR]\n");
-    return 2;
+    if (!a->job) {
+        fputs(run_usage, stderr);
+        return 2;
+    }
+    bool some = a->report_url || a->token_file || a->job_id || a->attempt;
+    if (some && !(a->report_url && a->token_file && a->job_id && a->attempt)) {
+        fprintf(stderr, "traind run: --report needs --job, --attempt and --token-file (and they "
+                        "need --report)\n");
+        return 2;
+    }
+    if (a->resume && strcmp(a->resume, "auto") == 0 && !a->report_url) {
+        fprintf(stderr, "traind run: --resume auto asks the daemon of --report\n");
+        return 2;
+    }
+    return 0;
 }
 
 /* The group of a job launched as several ranks; NULL (and 0) for one
@@ -150,8 +229,38 @@ static int open_group(DistGroup **g) {
     return (*g = dist_mpi_open()) ? 0 : -1;
 }
 
+/* --resume auto: rank 0 asks the daemon and downloads the checkpoint into
+ * a directory under --out, which every rank then resumes from (--out is
+ * on the shared directory under Slurm). 0, or -1 with an error. */
+static int resume_auto(Trainer *t, Reporter *rep, const char *out_dir, int attempt) {
+    char dir[4200];
+    int32_t got = rep ? (int32_t)report_resume(rep, out_dir, dir, sizeof dir) : 0;
+    if (dist_broadcast(t->dist, &got, sizeof got, 0) != 0) return -1;
+    if (got < 0)
+        return rep ? -1 : error_set("rank 0 could not learn from the daemon where to resume");
+    if (got == 0) return 0;
+    snprintf(dir, sizeof dir, "%s/resume-attempt-%d", out_dir, attempt);
+    return train_resume(t, dir);
+}
+
+/* How the run ended, for the daemon: "cancelled" for a cancel (the daemon
+ * asked for it), "failed" otherwise; nothing when the daemon refused the
+ * reports (the attempt is over: its end is no longer taken). rc, or -1
+ * with an error when the end could not be told. */
+static int report_outcome(Reporter *rep, int rc) {
+    if (!rep) return rc;
+    if (report_failure(rep)) return error_set("%s", report_failure(rep));
+    char err[ERROR_MAX];
+    snprintf(err, sizeof err, "%s", error_get());
+    const char *state = rc == 0 ? "succeeded" : strncmp(err, "cancelled", 9) == 0 ? "cancelled" : "failed";
+    if (report_end(rep, state, rc == 0 ? NULL : err) != 0) return -1;
+    if (rc != 0) error_set("%s", err);
+    return rc;
+}
+
 /* Trains the built job; 0 or -1 with an error. */
-static int train_built(JobBuild *r, const RunArgs *a, DistGroup *group) {
+static int train_built(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *rep,
+                       atomic_int *cancel) {
     Device device = DEVICE_CPU_INIT;
     if (a->device && device_parse(a->device, &device) != 0) return -1;
     if (!a->device && !r->spec->device_auto) device = r->spec->device;
@@ -167,18 +276,32 @@ static int train_built(JobBuild *r, const RunArgs *a, DistGroup *group) {
         snprintf(out_dir, sizeof out_dir, "runs/%s", r->spec->name[0] ? r->spec->name : "job");
     }
     RunContext ctx = {.spec = r->spec, .out_dir = out_dir, .jsonl = a->jsonl,
-                      .tty = isatty(STDERR_FILENO), .start = clock_now_s()};
+                      .tty = isatty(STDERR_FILENO), .start = clock_now_s(), .rep = rep};
     Trainer t;
     train_init(&t);
     job_build_trainer(r, &t, device);
     t.dist = group;
+    t.cancel = cancel;
     t.cb = (TrainCallbacks){.user = &ctx, .metric = on_metric, .log = on_log,
                             .checkpoint = on_checkpoint};
+    ctx.trainer = &t;
     ctx.total_steps = train_total_steps(&t);
-    if (a->resume && train_resume(&t, a->resume) != 0) return -1;
+    if (a->resume && strcmp(a->resume, "auto") == 0) {
+        if (resume_auto(&t, rep, out_dir, a->attempt) != 0) return -1;
+    } else if (a->resume && train_resume(&t, a->resume) != 0)
+        return -1;
     int rc = train_run(&t);
     if (ctx.tty && !a->jsonl && dist_rank(group) == 0) fputc('\n', stderr);
     return rc;
+}
+
+/* Rank 0's reports with --report; NULL without (0), -1 with an error. */
+static int open_reports(const RunArgs *a, DistGroup *group, atomic_int *cancel, Reporter **rep) {
+    *rep = NULL;
+    if (!a->report_url || dist_rank(group) != 0) return 0;
+    ReportConfig c = {.url = a->report_url, .job = a->job_id, .attempt = a->attempt,
+                      .token_file = a->token_file, .timeout_s = a->report_timeout_s};
+    return (*rep = report_open(&c, cancel)) ? 0 : -1;
 }
 
 int job_run_local(int argc, char **argv) {
@@ -190,12 +313,19 @@ int job_run_local(int argc, char **argv) {
         fprintf(stderr, "traind run: %s\n", error_get());
         return 1;
     }
+    atomic_int cancel;
+    atomic_init(&cancel, 0);
+    Reporter *rep = NULL;
     JobBuild r = {0};
-    status = job_build(&r, job_spec_parse_file(a.job), NULL) == 0 &&
-                     train_built(&r, &a, group) == 0
+    status = open_reports(&a, group, &cancel, &rep) == 0 &&
+                     job_build(&r, job_spec_parse_file(a.job), NULL) == 0 &&
+                     train_built(&r, &a, group, rep, &cancel) == 0
                  ? 0
                  : 1;
-    if (status != 0 && dist_active(group)) {
+    /* a cancel stops every rank at the same step: none waits for another */
+    bool together = status != 0 && strncmp(error_get(), "cancelled", 9) == 0;
+    if (report_outcome(rep, status == 0 ? 0 : -1) != 0) status = 1;
+    if (status != 0 && dist_active(group) && !together) {
         fprintf(stderr, "traind run: rank %d of %d: %s\n", group->rank, group->world,
                 error_get());
         fflush(stdout);
@@ -203,6 +333,7 @@ int job_run_local(int argc, char **argv) {
     }
     if (status != 0) fprintf(stderr, "traind run: %s\n", error_get());
     fflush(stdout);
+    report_close(rep);
     job_build_free(&r);
     dist_mpi_close(group);
     return status;

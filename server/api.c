@@ -34,6 +34,14 @@ const HttpRoute api_routes[] = {
     {"GET", "/v1/jobs/{id}/logs", logs_get, 0, NULL},
     {"GET", "/v1/jobs/{id}/checkpoints", checkpoints_list, 0, NULL},
     {"GET", "/v1/jobs/{id}/checkpoints/{n}", checkpoints_get, 0, NULL},
+    /* the ranks of an attempt run outside the daemon, with its token */
+    {"POST", "/v1/jobs/{id}/attempts/{n}/report", job_report_post, HTTP_ROUTE_OWN_AUTH, NULL},
+    {"PUT", "/v1/jobs/{id}/attempts/{n}/checkpoints/{epoch}", job_checkpoint_put,
+     HTTP_ROUTE_OWN_AUTH, &job_checkpoint_body},
+    {"GET", "/v1/jobs/{id}/attempts/{n}/resume", job_resume_get, HTTP_ROUTE_OWN_AUTH, NULL},
+    {"GET", "/v1/jobs/{id}/attempts/{n}/resume/{file}", job_resume_file_get, HTTP_ROUTE_OWN_AUTH,
+     NULL},
+    {"POST", "/v1/jobs/{id}/attempts/{n}/end", job_end_post, HTTP_ROUTE_OWN_AUTH, NULL},
     {"GET", "/v1/me", me_get, 0, NULL},
     {"GET", "/v1/users", users_list, HTTP_ROUTE_ADMIN, NULL},
     {"POST", "/v1/users", users_post, HTTP_ROUTE_ADMIN, NULL},
@@ -234,4 +242,21 @@ void api_audit_detail(HttpRequest *req, const char *action, const char *detail,
     va_start(ap, target_fmt);
     audit_v(req, action, detail, target_fmt, ap);
     va_end(ap);
+}
+
+int api_pending_error(ApiPendingError *e, int status, const char *code, const char *path,
+                      const char *fmt, ...) {
+    if (e->status) return -1;
+    e->status = status;
+    snprintf(e->code, sizeof e->code, "%s", code);
+    snprintf(e->path, sizeof e->path, "%s", path);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int api_reply_pending(HttpRequest *req, const ApiPendingError *e) {
+    return http_reply_error(req, e->status, e->code, e->path, "%s", e->msg);
 }

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "core/error.h"
 #include "server/http.h"
 #include "server/importer.h"
 #include "server/quota.h"
@@ -120,6 +121,18 @@ void api_audit(HttpRequest *req, const char *action, const char *target_fmt, ...
 void api_audit_detail(HttpRequest *req, const char *action, const char *detail,
                       const char *target_fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* The first error of a request whose body streams in (an upload), kept
+ * while its parts arrive and replied once. */
+typedef struct {
+    int status; /* 0: none yet */
+    char code[32], path[64], msg[ERROR_MAX];
+} ApiPendingError;
+/* Keeps this error unless one is kept already. Returns -1. */
+int api_pending_error(ApiPendingError *e, int status, const char *code, const char *path,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Replies the kept error. Returns 0. */
+int api_reply_pending(HttpRequest *req, const ApiPendingError *e);
+
 /* the handlers, one file each under server/routes/ */
 int health_get(HttpRequest *req);               /* health.c */
 int web_index(HttpRequest *req);                /* web.c */
@@ -155,6 +168,20 @@ int metrics_get(HttpRequest *req);              /* metrics.c */
 int logs_get(HttpRequest *req);                 /* logs.c */
 int checkpoints_list(HttpRequest *req);         /* checkpoints.c */
 int checkpoints_get(HttpRequest *req);
+/* A checkpoint as the API shows it (its id, epoch, step, bytes, sha256,
+ * created_at, url). */
+json_t *checkpoint_json(const DbCheckpoint *c);
+/* Replies 200 with the checkpoint's file ("model.safetensors",
+ * "trainer.safetensors") from its descriptor, as an attachment named
+ * download_name (404 when it was collected meanwhile). */
+int checkpoint_reply_file(HttpRequest *req, const DbCheckpoint *c, const char *file,
+                          const char *download_name);
+int job_report_post(HttpRequest *req);          /* job_reports.c */
+int job_end_post(HttpRequest *req);
+int job_resume_get(HttpRequest *req);
+int job_resume_file_get(HttpRequest *req);
+extern const HttpBodyStream job_checkpoint_body;
+int job_checkpoint_put(HttpRequest *req);
 int prometheus_get(HttpRequest *req);           /* prometheus.c */
 int users_list(HttpRequest *req);               /* users.c */
 int users_post(HttpRequest *req);

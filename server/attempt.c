@@ -5,9 +5,12 @@
  *
  * Metrics go to the MetricWriter (batched, off the training thread), log
  * lines to the job's log, checkpoints to
- * <data-dir>/jobs/<id>/checkpoints/epoch-<N> (a row with bytes and sha256,
- * then keep_last garbage collection), and the live progress (epoch, step,
- * samples/s, ETA) to the worker, for GET /v1/jobs/{id}.
+ * <data-dir>/jobs/<id>/checkpoints/epoch-<N> (server/checkpoint_store.h: a
+ * row with bytes and sha256, then keep_last garbage collection), and the
+ * live progress (epoch, step, samples/s, ETA) to the worker, for GET
+ * /v1/jobs/{id}. A daemon with an executor (serve --executor) trains
+ * nothing here: the attempt is its ranks' outside the daemon
+ * (server/executor.h).
  *
  * Resuming: an attempt after the first (a daemon restarted, a job put back
  * in the queue) starts from the job's newest checkpoint with train_resume,
@@ -35,11 +38,9 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -49,29 +50,9 @@
 #include "core/error.h"
 #include "core/train.h"
 #include "job/build.h"
-#include "server/disk_space.h"
+#include "server/checkpoint_store.h"
+#include "server/executor.h"
 #include "server/scheduler_internal.h"
-
-/* A log line for the job (its stored log, GET /v1/jobs/{id}/logs), also on
- * stderr as a structured line. 0, or -1 with the error when it could not be
- * stored. */
-static int job_log(Scheduler *s, int64_t job, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int job_log(Scheduler *s, int64_t job, const char *fmt, ...) {
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    scheduler_log(job, "info", "%s", line);
-    int rc = 0;
-    if (db_log_append(s->db, job, line, NULL) != DB_OK) {
-        rc = -1;
-        scheduler_log(job, "error", "cannot store a log line: %s", error_get());
-    }
-    scheduler_bump(s);
-    return rc;
-}
 
 typedef struct {
     Scheduler *s;
@@ -82,7 +63,6 @@ typedef struct {
     int64_t step0; /* step the attempt started from */
     double t0;
     const Trainer *trainer; /* the one training, while train_run runs */
-    char ckpt_dir[4200]; /* <data-dir>/jobs/<id>/checkpoints */
     Error log_lost;      /* the first trainer log line not stored (message "" for none) */
 } JobRun;
 
@@ -117,7 +97,7 @@ static void on_metric(void *user, const char *name, int64_t step, int epoch, dou
 
 static void on_log(void *user, const char *line) {
     JobRun *r = user;
-    if (job_log(r->s, r->job, "%s", line) != 0 && !r->log_lost.message[0])
+    if (scheduler_job_log(r->s, r->job, "%s", line) != 0 && !r->log_lost.message[0])
         r->log_lost = *error_last();
 }
 
@@ -130,60 +110,20 @@ static int history_stored(JobRun *r) {
     return error_set_errno(r->log_lost.sys_errno);
 }
 
-static int ensure_dir(const char *path) {
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return error_sys(errno, "cannot create %s", path);
-    return 0;
+static int write_checkpoint(void *ctx, const char *dir) {
+    JobRun *r = ctx;
+    return train_save_checkpoint(r->trainer, dir);
 }
 
-/* The error of a checkpoint that could not be written. A full disk is one
- * sentence for the job's user, with the space left (the whole chain, with
- * its temporary paths, goes to the daemon's log); anything else stays as it
- * is. Returns -1. */
-static int checkpoint_unwritten(JobRun *r, const char *rel) {
-    int err = error_last()->sys_errno;
-    if (!disk_space_full(err)) return -1;
-    scheduler_log(r->job, "error", "checkpoint %s: %s", rel, error_get());
-    char left[96];
-    error_set("not written, the disk is full (%s): %s; its partial files were removed, the "
-              "checkpoints before it are kept", strerror(err),
-              disk_space_left(db_data_dir(r->s->db), left, sizeof left));
-    return error_set_errno(err);
-}
+static int history_ready(void *ctx) { return history_stored(ctx); }
 
-/* A checkpoint written but not recorded goes: kept, it would hold disk
- * space that no row accounts for. The error stays the caller's. */
-static int checkpoint_unrecorded(JobRun *r, const char *rel) {
-    Error e = *error_last();
-    if (db_checkpoint_discard(r->s->db, r->job, rel) != DB_OK)
-        scheduler_log(r->job, "error", "removing checkpoint %s: %s", rel, error_get());
-    error_set("%s", e.message);
-    return error_set_errno(e.sys_errno);
-}
-
-/* Saves t into its checkpoint directory and records it: the metrics up to
- * `step` are committed first, so a recorded checkpoint never points past
- * the stored history; then keep_last collects the old ones. */
+/* Saves t into its checkpoint directory and records it
+ * (server/checkpoint_store.h). */
 static int save_checkpoint(JobRun *r, const Trainer *t, int epoch, int64_t step, bool partial) {
-    char rel[256], abs[4400], jobdir[4200];
-    snprintf(jobdir, sizeof jobdir, "%s/jobs/%" PRId64, db_data_dir(r->s->db), r->job);
-    if (ensure_dir(jobdir) != 0 || ensure_dir(r->ckpt_dir) != 0) return -1;
-    if (db_checkpoint_rel_dir(r->job, epoch, step, partial, rel, sizeof rel) != 0 ||
-        db_path(r->s->db, rel, abs, sizeof abs) != 0)
-        return -1;
-    if (train_save_checkpoint(t, abs) != 0) return checkpoint_unwritten(r, rel);
-    if (history_stored(r) != 0) return checkpoint_unrecorded(r, rel);
-    DbCheckpoint c;
-    if (db_checkpoint_insert(r->s->db, r->job, epoch, step, partial, rel, &c) != DB_OK) {
-        error_prefix("recording it");
-        return checkpoint_unrecorded(r, rel);
-    }
-    int removed = 0;
-    if (db_checkpoint_gc(r->s->db, r->job, r->spec->checkpoint_keep_last, &removed) != DB_OK)
-        scheduler_log(r->job, "error", "checkpoint gc: %s", error_get());
-    job_log(r->s, r->job, "checkpoint %s%s: step %" PRId64 ", %" PRId64 " bytes, sha256 %s", rel,
-            partial ? " (partial, for resuming)" : "", step, c.bytes, c.sha256);
-    return 0;
+    r->trainer = t;
+    CheckpointStore cs = {.s = r->s, .job = r->job, .keep_last = r->spec->checkpoint_keep_last,
+                          .write = write_checkpoint, .history_stored = history_ready, .ctx = r};
+    return checkpoint_store(&cs, epoch, step, partial, NULL);
 }
 
 static int on_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) {
@@ -202,7 +142,7 @@ static int resume(JobRun *r, Trainer *t, int attempt) {
     if (db_metric_delete_after(r->s->db, r->job, from, &deleted) != DB_OK) return -1;
     if (rc == DB_NOT_FOUND) {
         if (attempt > 1)
-            job_log(r->s, r->job,
+            scheduler_job_log(r->s, r->job,
                     "attempt %d: no checkpoint, starting over (%" PRId64 " metric rows superseded)",
                     attempt, deleted);
         return 0;
@@ -210,7 +150,7 @@ static int resume(JobRun *r, Trainer *t, int attempt) {
     char dir[4400];
     if (db_checkpoint_file_path(r->s->db, &c, NULL, dir, sizeof dir) != 0) return -1;
     if (train_resume(t, dir) != 0) return error_prefix("resume from %s", c.path);
-    job_log(r->s, r->job,
+    scheduler_job_log(r->s, r->job,
             "attempt %d: resumed from %s at epoch %d, step %" PRId64 " (%" PRId64
             " metric rows past it superseded)",
             attempt, c.path, t->state.epoch, t->state.step, deleted);
@@ -233,7 +173,7 @@ static void requeue_stopped(JobRun *r, const Trainer *t, bool built, int64_t pre
     metric_writer_flush(s->mw);
     int64_t step = built ? t->state.step : 0;
     if (preempted_by)
-        job_log(s, r->job, "preempted at step %" PRId64 " by job %" PRId64
+        scheduler_job_log(s, r->job, "preempted at step %" PRId64 " by job %" PRId64
                            ", of a higher priority; queued to resume", step, preempted_by);
     int rc = preempted_by ? db_job_preempted(s->db, r->job) : db_job_requeue(s->db, r->job);
     if (rc != DB_OK)
@@ -309,12 +249,8 @@ static void store_progress(JobRun *r, bool done) {
     db_job_set_progress(r->s->db, r->job, &p);
 }
 
-/* Stores how the job ended (error: NULL, or the failure's message). This
- * write a user cannot do without: while the database fails (a full disk)
- * it is tried again every second, the worker taking no other job, until it
- * is stored or the daemon stops (whose next start puts the job back in the
- * queue, as any job left running). */
-static void record_end(Scheduler *s, int64_t job, DbJobState state, const char *error) {
+/* See scheduler_internal.h. */
+void attempt_record_end(Scheduler *s, int64_t job, DbJobState state, const char *error) {
     for (int tries = 1;; tries++) {
         int rc = db_job_finish(s->db, job, state, error);
         if (rc == DB_OK && tries > 1)
@@ -349,8 +285,8 @@ static void finish(JobRun *r, const Trainer *t, bool ok, bool built, const char 
     WorkerStop stop = worker_stop(r->w, &by);
     if (ok) {
         store_progress(r, true);
-        job_log(s, r->job, "succeeded after %" PRId64 " steps", t->state.step);
-        record_end(s, r->job, DB_JOB_SUCCEEDED, NULL);
+        scheduler_job_log(s, r->job, "succeeded after %" PRId64 " steps", t->state.step);
+        attempt_record_end(s, r->job, DB_JOB_SUCCEEDED, NULL);
         return;
     }
     if (stop == WORKER_STOP_SHUTDOWN || stop == WORKER_STOP_PREEMPT) {
@@ -365,19 +301,17 @@ static void finish(JobRun *r, const Trainer *t, bool ok, bool built, const char 
         snprintf(err, sizeof err, "cancelled at step %" PRId64, built ? t->state.step : 0);
     else
         snprintf(err, sizeof err, "%s", error);
-    job_log(s, r->job, "%s: %s", cancelled ? "cancelled" : "failed", err);
-    record_end(s, r->job, cancelled ? DB_JOB_CANCELLED : DB_JOB_FAILED, err);
+    scheduler_job_log(s, r->job, "%s: %s", cancelled ? "cancelled" : "failed", err);
+    attempt_record_end(s, r->job, cancelled ? DB_JOB_CANCELLED : DB_JOB_FAILED, err);
 }
 
-void attempt_run(Worker *w, const DbJob *job) {
+/* The attempt trained here, on w's device. */
+static void run_here(Worker *w, const DbJob *job) {
     Scheduler *s = w->s;
-    double started = clock_now_s();
     JobRun r = {.s = s, .w = w, .job = job->id, .t0 = clock_now_s()};
-    snprintf(r.ckpt_dir, sizeof r.ckpt_dir, "%s/jobs/%" PRId64 "/checkpoints", db_data_dir(s->db),
-             job->id);
     int threads = job_threads(s);
-    job_log(s, job->id, "attempt %d on %s, %d CPU thread%s", job->attempt, w->device_name, threads,
-            threads == 1 ? "" : "s");
+    scheduler_job_log(s, job->id, "attempt %d on %s, %d CPU thread%s", job->attempt,
+                      w->device_name, threads, threads == 1 ? "" : "s");
     const Backend *be = backend_for(w->device);
     if (be && be->clear_error) be->clear_error(w->device); /* not the last job's failure */
     error_clear();
@@ -389,11 +323,20 @@ void attempt_run(Worker *w, const DbJob *job) {
     char err[ERROR_MAX];
     snprintf(err, sizeof err, "%s", ok ? "" : error_get());
     finish(&r, &t, ok, built, err);
+    job_build_free(&b);
+}
+
+void attempt_run(Worker *w, const DbJob *job) {
+    Scheduler *s = w->s;
+    double started = clock_now_s();
+    if (s->cfg.executor)
+        executor_attempt_run(w, job, s->cfg.executor);
+    else
+        run_here(w, job);
     /* the device's time goes to its owner's recent use, for the fair queue */
     if (job->owner > 0 &&
         db_user_add_usage(s->db, job->owner, clock_now_s() - started, s->cfg.fairshare_half_life_s) !=
             DB_OK)
         scheduler_log(job->id, "error", "usage: %s", error_get());
-    job_build_free(&b);
     error_clear();
 }

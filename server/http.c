@@ -392,9 +392,17 @@ static int route_find(HttpRequest *req, char *allow, size_t allow_size) {
 
 /* Bearer-token auth for a route not marked public: 0 when it may go on,
  * -1 after replying 401, 403 or 503. */
+const char *http_bearer(const HttpRequest *req) {
+    const char *h = http_header(req, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return NULL;
+    h += 7;
+    while (*h == ' ') h++;
+    return h;
+}
+
 static int authorize(HttpRequest *req, const HttpRoute *route) {
     const HttpConfig *c = &req->server->cfg;
-    if (route->flags & HTTP_ROUTE_PUBLIC) return 0;
+    if (route->flags & (HTTP_ROUTE_PUBLIC | HTTP_ROUTE_OWN_AUTH)) return 0;
     const char *h = http_header(req, "Authorization");
     if (!h || !*h) {
         http_reply_error(req, 401, "unauthorized", NULL,
@@ -406,8 +414,7 @@ static int authorize(HttpRequest *req, const HttpRoute *route) {
                          "the Authorization header must be 'Bearer <token>'");
         return -1;
     }
-    const char *token = h + 7;
-    while (*token == ' ') token++;
+    const char *token = http_bearer(req);
     int ok = c->authenticate ? c->authenticate(c->app, token, &req->auth) : 0;
     if (ok < 0) {
         http_reply_error(req, 503, "unavailable", NULL, "cannot check the token: %s", error_get());

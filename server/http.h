@@ -115,6 +115,9 @@ enum {
     HTTP_ROUTE_PUBLIC = 1 << 0, /* no token needed */
     HTTP_ROUTE_ADMIN = 1 << 1,  /* admins only (403 for others) */
     HTTP_ROUTE_SCRAPE = 1 << 2, /* the scrape token opens it too (GET /metrics) */
+    /* a token of another kind (an attempt's: server/remote_attempt.h),
+     * which the route checks itself (http_bearer); no user's token needed */
+    HTTP_ROUTE_OWN_AUTH = 1 << 3,
 };
 
 typedef struct {
@@ -195,6 +198,8 @@ const char *http_param(const HttpRequest *req, int i);
 const char *http_query(const HttpRequest *req, const char *key);
 /* A request header (case-insensitive), or NULL. */
 const char *http_header(const HttpRequest *req, const char *name);
+/* The token of "Authorization: Bearer <token>", or NULL without one. */
+const char *http_bearer(const HttpRequest *req);
 /* Whether the request's Content-Type is the media type `type` (case
  * aside; its parameters after ';' ignored): "multipart/form-data;
  * boundary=x" is "multipart/form-data", "multipart/form-dataxyz" is not. */

@@ -30,6 +30,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "job/build.h"
+#include "server/executor.h"
 #include "server/log.h"
 #include "server/scheduler_internal.h"
 
@@ -51,6 +52,22 @@ void scheduler_log(int64_t job, const char *level, const char *fmt, ...) {
     json_object_set_new(o, "level", json_string(level));
     json_object_set_new(o, "message", log_string(msg));
     log_json(job ? "job" : "scheduler", o);
+}
+
+int scheduler_job_log(Scheduler *s, int64_t job, const char *fmt, ...) {
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    scheduler_log(job, "info", "%s", line);
+    int rc = 0;
+    if (db_log_append(s->db, job, line, NULL) != DB_OK) {
+        rc = -1;
+        scheduler_log(job, "error", "cannot store a log line: %s", error_get());
+    }
+    scheduler_bump(s);
+    return rc;
 }
 
 WorkerStop worker_stop(Worker *w, int64_t *by) {
@@ -217,6 +234,8 @@ static void *worker_main(void *arg) {
         w->job_id = 0;
         pthread_mutex_lock(&w->pmu);
         memset(&w->progress, 0, sizeof w->progress);
+        memset(&w->exec, 0, sizeof w->exec);
+        w->remote_t0 = 0;
         pthread_mutex_unlock(&w->pmu);
         pthread_mutex_unlock(&s->mu);
         scheduler_bump(s);
@@ -230,6 +249,14 @@ static void *worker_main(void *arg) {
 
 static int parse_devices(const SchedulerConfig *cfg, Device *out, int *n) {
     *n = 0;
+    if (cfg->executor) {
+        /* slots: the ranks run elsewhere, on devices the daemon does not own */
+        int k = cfg->executor_slots > 0 ? cfg->executor_slots : 4;
+        if (k > SCHEDULER_MAX_WORKERS)
+            return error_set("executor slots: at most %d, got %d", SCHEDULER_MAX_WORKERS, k);
+        for (int i = 0; i < k; i++) out[(*n)++] = DEVICE_CPU_INIT;
+        return 0;
+    }
     if (!cfg->devices || !*cfg->devices) {
         /* the CPU workers asked for, and one worker (one job) per GPU */
         int k = cfg->workers > 0 ? cfg->workers : 1;
@@ -292,6 +319,8 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg) {
     s->mw = cfg->metrics;
     s->cfg = *cfg;
     s->cfg.devices = NULL; /* not kept: the caller's string */
+    snprintf(s->report_url, sizeof s->report_url, "%s", cfg->report_url ? cfg->report_url : "");
+    s->cfg.report_url = NULL;
     s->quota_defaults = cfg->quota_defaults ? *cfg->quota_defaults
                                             : (DbQuota){-1, -1, -1, -1, -1};
     s->cfg.quota_defaults = NULL;
@@ -304,7 +333,9 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg) {
         w->index = i;
         w->device = devs[i];
         device_name(devs[i], w->device_name, sizeof w->device_name);
-        w->memory_bytes = device_memory(devs[i]);
+        w->memory_bytes = cfg->executor ? 0 : device_memory(devs[i]);
+        if (cfg->executor) /* "external-0": a slot, not a device */
+            snprintf(w->device_name, sizeof w->device_name, "%.16s-%d", executor_name(cfg->executor), i);
         atomic_init(&w->cancel, 0);
         pthread_mutex_init(&w->pmu, NULL);
     }
@@ -538,6 +569,55 @@ int scheduler_progress(Scheduler *s, int64_t job_id, DbJobProgress *out) {
     }
     pthread_mutex_unlock(&s->mu);
     if (rc != DB_OK) error_set("job %" PRId64 ": not running", job_id);
+    return rc;
+}
+
+/* Under s->mu: the worker running the job, or NULL. */
+static Worker *worker_of(Scheduler *s, int64_t job) {
+    for (int i = 0; i < s->nworkers; i++)
+        if (s->workers[i].job_id == job) return &s->workers[i];
+    return NULL;
+}
+
+int scheduler_remote_progress(Scheduler *s, int64_t job, const DbJobProgress *p, bool *cancel) {
+    *cancel = false;
+    pthread_mutex_lock(&s->mu);
+    Worker *w = worker_of(s, job);
+    if (w) {
+        *cancel = atomic_load(&w->cancel) != 0;
+        pthread_mutex_lock(&w->pmu);
+        DbJobProgress *q = &w->progress;
+        double now = clock_now_s();
+        if (p && w->remote_t0 == 0) {
+            w->remote_t0 = now;
+            w->remote_step0 = p->step;
+        } else if (p && p->step > w->remote_step0 && now > w->remote_t0) {
+            double steps_per_s = (double)(p->step - w->remote_step0) / (now - w->remote_t0);
+            q->eta_s = (double)(q->total_steps - p->step) / steps_per_s;
+        }
+        if (p) {
+            q->epoch = p->epoch;
+            q->step = p->step;
+            if (p->samples_per_s > 0) q->samples_per_s = p->samples_per_s;
+        }
+        pthread_mutex_unlock(&w->pmu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!w) error_set("job %" PRId64 ": not running", job);
+    return w ? DB_OK : DB_NOT_FOUND;
+}
+
+int scheduler_executor_info(Scheduler *s, int64_t job, SchedulerExecutorInfo *out) {
+    int rc = DB_NOT_FOUND;
+    pthread_mutex_lock(&s->mu);
+    Worker *w = worker_of(s, job);
+    if (w) {
+        pthread_mutex_lock(&w->pmu);
+        *out = w->exec;
+        pthread_mutex_unlock(&w->pmu);
+        rc = out->name[0] ? DB_OK : DB_NOT_FOUND;
+    }
+    pthread_mutex_unlock(&s->mu);
     return rc;
 }
 

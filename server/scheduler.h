@@ -40,6 +40,7 @@
 #include "storage/db.h"
 
 typedef struct Scheduler Scheduler;
+struct ExecutorOps; /* server/executor.h */
 
 #define SCHEDULER_MAX_WORKERS 64
 
@@ -67,6 +68,16 @@ typedef struct {
      * checkpoint, as a kill -9 would leave them (they resume from their
      * last epoch checkpoint). */
     bool stop_without_checkpoint;
+    /* Jobs whose ranks run outside the daemon (serve --executor,
+     * server/executor.h); NULL: the workers train in process. With one the
+     * workers are executor_slots slots (0: 4) with no device of their own,
+     * each following one attempt: polled every executor_poll_ms (0: 1000),
+     * its ranks reporting to report_url (the daemon's base URL as they
+     * reach it; copied). */
+    const struct ExecutorOps *executor;
+    int executor_slots;
+    int executor_poll_ms;
+    const char *report_url;
 } SchedulerConfig;
 
 /* Requeues jobs left running, starts the workers, and lets them take the
@@ -119,6 +130,39 @@ int scheduler_queue_info(Scheduler *s, int64_t job_id, QueueEntry *out);
  * DbJob.progress is the latest). */
 int scheduler_progress(Scheduler *s, int64_t job_id, DbJobProgress *out);
 
+/* A log line for the job (its stored log, GET /v1/jobs/{id}/logs), also on
+ * stderr as a structured line; followers are woken. 0, or -1 with the
+ * error when it could not be stored (logged). */
+int scheduler_job_log(Scheduler *s, int64_t job, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- attempts run outside the daemon (server/executor.h) ---- */
+
+/* A new token for the job's attempt (server/remote_attempt.c): 32 random
+ * bytes as 64 hex characters into token (NUL-terminated), their sha256
+ * stored with the attempt (db_job_remote_token_set). Valid while that
+ * attempt is the job's current one and the job is running. 0, or -1 with
+ * an error (no randomness, a job not running that attempt, storage). */
+int scheduler_remote_token(Scheduler *s, int64_t job, int attempt, char token[65]);
+
+/* A report's progress of a job running outside the daemon, as the live
+ * progress GET /v1/jobs/{id} shows (the ETA from the steps made since the
+ * attempt's first report); *cancel whether the job was asked to stop (a
+ * user's cancel, the daemon stopping). DB_NOT_FOUND when no slot follows
+ * the job. p NULL: only *cancel. */
+int scheduler_remote_progress(Scheduler *s, int64_t job, const DbJobProgress *p, bool *cancel);
+
+/* How a job's attempt outside the daemon stands, for the job's JSON. */
+typedef struct {
+    char name[32];     /* "external", "slurm" */
+    char handle[128];  /* the launcher's (a Slurm job id); "" before the launch */
+    char phase[16];    /* "pending", "running", "ended" */
+    char reason[128];  /* pending: why it waits; "" otherwise */
+    int restarts;      /* times the launcher requeued it */
+} SchedulerExecutorInfo;
+/* DB_OK, or DB_NOT_FOUND when no slot follows the job. */
+int scheduler_executor_info(Scheduler *s, int64_t job, SchedulerExecutorInfo *out);
+
 /* One worker, for GET /v1/devices and GET /metrics. */
 typedef struct {
     char device[32];      /* "cpu", "cuda:0" */
@@ -133,5 +177,7 @@ int scheduler_workers(Scheduler *s, SchedulerWorkerInfo *out, int max);
  * followers (SSE on logs, "until the job ends") compare it with the one
  * they last saw. */
 uint64_t scheduler_generation(Scheduler *s);
+/* Bumps it (a state changed, a line was logged: a rank's report). */
+void scheduler_bump(Scheduler *s);
 
 #endif

@@ -46,6 +46,12 @@ typedef struct Worker {
     /* under pmu: live progress of job_id */
     pthread_mutex_t pmu;
     DbJobProgress progress;
+    /* under pmu, with an executor: how the attempt stands (exec.name ""
+     * before its launch), and where its ranks' first report stood (for
+     * the ETA; remote_t0 0 before it) */
+    SchedulerExecutorInfo exec;
+    double remote_t0;
+    int64_t remote_step0;
 } Worker;
 
 struct Scheduler {
@@ -57,13 +63,11 @@ struct Scheduler {
     pthread_cond_t work;
     bool stopping;
     atomic_uint_least64_t generation; /* scheduler_generation */
+    char report_url[1024];            /* cfg.report_url's copy */
     int nworkers;
     Worker workers[];
 };
 
-/* Bumps the generation that followers wait on (a state changed, a line was
- * logged). */
-void scheduler_bump(Scheduler *s);
 /* The scheduler's own line on stderr through server/log.h:
  * {"event":"job","job":N,"level":...,"message":...}, or "event":"scheduler"
  * for job 0. */
@@ -78,5 +82,12 @@ WorkerStop worker_stop(Worker *w, int64_t *by);
  * records how it ended: succeeded, failed, cancelled, or back in the queue
  * when the daemon stops. */
 void attempt_run(Worker *w, const DbJob *job);
+
+/* Stores how the job ended (error: NULL, or the failure's message). This
+ * write a user cannot do without: while the database fails (a full disk)
+ * it is tried again every second, the worker taking no other job, until it
+ * is stored or the daemon stops (whose next start puts the job back in the
+ * queue, as any job left running). */
+void attempt_record_end(Scheduler *s, int64_t job, DbJobState state, const char *error);
 
 #endif

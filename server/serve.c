@@ -83,6 +83,7 @@
 #include "server/api.h"
 #include "server/cpu_list.h"
 #include "server/data_lock.h"
+#include "server/executor.h"
 #include "server/importer.h"
 #include "server/log.h"
 #include "server/metrics_token.h"
@@ -102,6 +103,9 @@ typedef struct {
     const char *tls_cert, *tls_key; /* file names, NULL without TLS */
     const char *metrics_token_file; /* NULL: /metrics takes an admin's token only */
     bool quiet;
+    const char *executor;     /* --executor NAME; NULL: train in process */
+    int executor_slots, executor_poll_ms;
+    const char *advertise_url; /* NULL: http://127.0.0.1:<port> */
     const char *http_cpus;          /* --http-cpus as given, NULL without it */
     cpu_set_t http_set, train_set;  /* from it: the HTTP threads', the workers' */
 } ServeOptions;
@@ -166,6 +170,13 @@ static const struct {
                                       "(seconds, or with s, m, h or d)"},
     {"--metrics-token-file FILE", "off", "a token (the file's one line) that opens GET /metrics "
                                          "and nothing else, for Prometheus"},
+    {"--executor NAME", "off", "jobs' ranks run outside the daemon, started by the launcher NAME "
+                               "(external: by someone else) and reporting over HTTP"},
+    {"--executor-slots N", "4", "with --executor: attempts followed at once"},
+    {"--executor-poll-ms N", "1000", "with --executor: how often each attempt's launcher is asked "
+                                     "how it stands"},
+    {"--advertise-url URL", "http://127.0.0.1:<port>", "the daemon's base URL as ranks run by "
+                                                       "--executor reach it"},
     {"--quiet", "off", "no log line per request"},
 };
 
@@ -370,6 +381,16 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
             o->tls_key = v;
         } else if (!strcmp(a, "--metrics-token-file")) {
             o->metrics_token_file = v;
+        } else if (!strcmp(a, "--executor")) {
+            o->executor = v;
+        } else if (!strcmp(a, "--executor-slots")) {
+            if (int_arg(a, v, 1, SCHEDULER_MAX_WORKERS, &x)) return -1;
+            o->executor_slots = (int)x;
+        } else if (!strcmp(a, "--executor-poll-ms")) {
+            if (int_arg(a, v, 10, 3600 * 1000, &x)) return -1;
+            o->executor_poll_ms = (int)x;
+        } else if (!strcmp(a, "--advertise-url")) {
+            o->advertise_url = v;
         } else {
             fprintf(stderr, "traind serve: unknown option '%s'\n", a);
             serve_usage(stderr);
@@ -519,10 +540,23 @@ int cmd_serve(int argc, char **argv) {
     mw = metric_writer_start(db);
     if (!mw) goto fail;
     if (o.http_cpus && pin_this_thread(&o.train_set, "training workers") != 0) goto fail;
+    ExecutorOps executor;
+    char report_url[1024];
+    snprintf(report_url, sizeof report_url, "%s", o.advertise_url ? o.advertise_url : "");
+    if (!o.advertise_url)
+        snprintf(report_url, sizeof report_url, "%s://127.0.0.1:%d", tls.cert ? "https" : "http",
+                 listener.port);
+    if (o.executor && executor_open(o.executor, db, &executor) != 0) {
+        error_prefix("--executor");
+        goto fail;
+    }
     SchedulerConfig sc = {.db = db, .metrics = mw, .devices = o.devices, .workers = o.workers,
                           .threads_per_job = o.threads_per_job,
                           .quota_defaults = &o.quota_defaults,
-                          .fairshare_half_life_s = o.fairshare_half_life_s};
+                          .fairshare_half_life_s = o.fairshare_half_life_s,
+                          .executor = o.executor ? &executor : NULL,
+                          .executor_slots = o.executor_slots,
+                          .executor_poll_ms = o.executor_poll_ms, .report_url = report_url};
     sched = scheduler_start(&sc);
     if (!sched) goto fail;
     ImporterConfig ic = {.db = db, .threads = o.import_threads, .per_user = o.imports_per_user,

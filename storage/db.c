@@ -208,6 +208,15 @@ static const char *const migrations[] = {
     "  min(step) AS lo, max(step) AS hi, min(value) AS mn, max(value) AS mx FROM metrics"
     "  GROUP BY job_id, name, step >> 8) AS g"
     "  JOIN metrics AS m ON m.job_id = g.job_id AND m.name = g.name AND m.step = g.hi;",
+    /* 5: attempts run outside the daemon (server/executor.h): the sha256
+     * of the token their ranks report with and the attempt it belongs to,
+     * the next log line number that attempt's ranks may store, and the end
+     * they reported (state NULL until they do) */
+    "ALTER TABLE jobs ADD COLUMN remote_token TEXT;"
+    "ALTER TABLE jobs ADD COLUMN remote_attempt INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN remote_log_seq INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN remote_end_state TEXT;"
+    "ALTER TABLE jobs ADD COLUMN remote_end_error TEXT;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,

@@ -58,7 +58,7 @@ typedef enum {
 } DbStatus;
 
 #define DB_MAX_CONNECTIONS 16
-#define DB_SCHEMA_VERSION 4
+#define DB_SCHEMA_VERSION 5
 
 /* ---- open, close (storage/db.c) ---- */
 
@@ -86,6 +86,10 @@ int db_path(const Db *db, const char *rel, char *buf, size_t size);
 
 #define DB_TOKEN_LEN 64 /* hex chars of a token: 32 random bytes */
 #define DB_USER_NAME_MAX 64
+
+/* A new token: 32 bytes of getrandom as DB_TOKEN_LEN hex characters into
+ * token (DB_TOKEN_LEN + 1 bytes). 0, or -1 with an error. */
+int db_token_new(char *token);
 
 /* What a user may take at once; -1 in a field: the daemon's default (serve
  * options), which the scheduler and the routes fill in; -2: no limit for
@@ -410,6 +414,47 @@ int db_job_set_priority(Db *db, int64_t id, bool admin, int priority);
 /* Every running job -> queued (daemon start). *n (may be NULL): how many. */
 int db_job_requeue_running(Db *db, int *n);
 int db_job_set_progress(Db *db, int64_t id, const DbJobProgress *p);
+
+/* ---- attempts run outside the daemon (storage/jobs.c) ----
+ *
+ * Their ranks report over HTTP with a token of the attempt
+ * (server/remote_attempt.c issues it; only its sha256 is stored). */
+
+typedef struct {
+    DbJobState state;        /* the job's */
+    int attempt;             /* the job's current attempt */
+    char token_sha256[65];   /* of the remote token; "" for none */
+    int token_attempt;       /* the attempt the token belongs to */
+    int64_t log_seq;         /* the next log line number to store */
+} DbJobRemote;
+
+/* Stores the token's sha256 (hex) for `attempt`, which must be the job's
+ * current attempt of a running job (DB_CONFLICT otherwise); the attempt's
+ * log numbering and reported end start afresh. */
+int db_job_remote_token_set(Db *db, int64_t job, int attempt, const char *token_sha256);
+int db_job_remote_get(Db *db, int64_t job, DbJobRemote *out);
+
+/* Whether a log line numbered seq is new, given the next number expected
+ * (*next): true and *next moved past it when seq >= *next. Pure. */
+bool db_log_seq_accept(int64_t *next, int64_t seq);
+
+/* The lines a rank of `attempt` sent, numbered seqs[i], appended to the
+ * job's log in one transaction: only those db_log_seq_accept takes against
+ * the stored next number, which moves past them, so a batch sent again
+ * stores nothing twice. *stored (may be NULL): how many were new.
+ * DB_CONFLICT when the attempt is no longer the job's remote one. */
+int db_job_remote_logs(Db *db, int64_t job, int attempt, const int64_t *seqs,
+                       const char *const *lines, int n, int *stored);
+/* The attempt's log numbering starts again at 0 (a rank of it started
+ * over: GET .../resume). */
+int db_job_remote_log_restart(Db *db, int64_t job, int attempt);
+
+/* The end the ranks of `attempt` reported (final: succeeded, failed or
+ * cancelled; error NULL for none). Reported again, it replaces. */
+int db_job_remote_end_set(Db *db, int64_t job, int attempt, DbJobState state, const char *error);
+/* That end read back: DB_OK with *state and *error (malloc'ed, NULL for
+ * none; free it), DB_NOT_FOUND when the attempt has reported none. */
+int db_job_remote_end(Db *db, int64_t job, int attempt, DbJobState *state, char **error);
 
 /* A queued job as the queue sees it. */
 typedef struct {

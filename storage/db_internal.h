@@ -82,6 +82,10 @@ void db_column_copy(sqlite3_stmt *st, int i, char *buf, size_t size);
  * failed allocation when oom is not NULL). */
 char *db_column_dup(sqlite3_stmt *st, int i, int *oom);
 
+/* db_log_append on a connection the caller holds (inside its
+ * transaction). */
+int db_log_insert(DbConn *c, int64_t job, const char *line, int64_t *seq);
+
 /* ---- metric blocks (storage/metric_blocks.c) ---- */
 
 /* A block of a series whose summary is to be recomputed. */

@@ -131,14 +131,12 @@ static int read_job(sqlite3_stmt *st, DbJob *j) {
     return 0;
 }
 
-static int get_with(DbConn *c, int64_t id, DbJob *out) {
-    sqlite3_stmt *st = db_stmt(c, JOB_COLS "WHERE id = ?1");
-    if (!st) return DB_ERROR;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int(st, 9, 1);
+/* Steps st (bound) for job id's row, read into out: DB_OK, DB_NOT_FOUND
+ * ("job N: not found"), DB_ERROR. */
+static int job_row(DbConn *c, sqlite3_stmt *st, int64_t id, DbRowReader read, void *out) {
     int s = sqlite3_step(st), rc;
     if (s == SQLITE_ROW)
-        rc = read_job(st, out) == 0 ? DB_OK : DB_ERROR;
+        rc = read(st, out) == 0 ? DB_OK : DB_ERROR;
     else if (s == SQLITE_DONE) {
         error_set("job %lld: not found", (long long)id);
         rc = DB_NOT_FOUND;
@@ -146,6 +144,16 @@ static int get_with(DbConn *c, int64_t id, DbJob *out) {
         rc = db_fail(c, "job");
     sqlite3_reset(st);
     return rc;
+}
+
+static int read_job_row(sqlite3_stmt *st, void *out) { return read_job(st, out); }
+
+static int get_with(DbConn *c, int64_t id, DbJob *out) {
+    sqlite3_stmt *st = db_stmt(c, JOB_COLS "WHERE id = ?1");
+    if (!st) return DB_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int(st, 9, 1);
+    return job_row(c, st, id, read_job_row, out);
 }
 
 int db_job_get(Db *db, int64_t id, DbJob *out) {
@@ -399,4 +407,156 @@ int db_job_count_by_state(Db *db, int64_t counts[DB_JOB_NUM_STATES]) {
 done:
     db_release(db, c);
     return rc;
+}
+
+/* ---- attempts run outside the daemon ---- */
+
+int db_job_remote_token_set(Db *db, int64_t job, int attempt, const char *token_sha256) {
+    char want[64];
+    snprintf(want, sizeof want, "running its attempt %d", attempt);
+    return transition(db, job,
+                      "UPDATE jobs SET remote_token = ?3, remote_attempt = ?4, "
+                      "remote_log_seq = 0, remote_end_state = NULL, remote_end_error = NULL "
+                      "WHERE id = ?1 AND state = 'running' AND attempt = ?4",
+                      token_sha256, attempt, want, NULL);
+}
+
+static int read_remote(sqlite3_stmt *st, void *out) {
+    DbJobRemote *r = out;
+    memset(r, 0, sizeof *r);
+    const char *state = (const char *)sqlite3_column_text(st, 0);
+    if (db_job_state_parse(state, &r->state) != DB_OK) return -1;
+    r->attempt = sqlite3_column_int(st, 1);
+    db_column_copy(st, 2, r->token_sha256, sizeof r->token_sha256);
+    r->token_attempt = sqlite3_column_int(st, 3);
+    r->log_seq = sqlite3_column_int64(st, 4);
+    return 0;
+}
+
+#define REMOTE_COLS                                                                           \
+    "SELECT state, attempt, coalesce(remote_token, ''), remote_attempt, remote_log_seq FROM " \
+    "jobs WHERE id = ?1"
+
+int db_job_remote_get(Db *db, int64_t job, DbJobRemote *out) {
+    int rc = db_get_row(db, REMOTE_COLS, NULL, job, read_remote, out, "job");
+    if (rc == DB_NOT_FOUND) error_set("job %lld: not found", (long long)job);
+    return rc;
+}
+
+/* Under the caller's transaction: the job's remote state, which must
+ * belong to `attempt` (DB_CONFLICT otherwise). */
+static int remote_of(DbConn *c, int64_t job, int attempt, DbJobRemote *r) {
+    sqlite3_stmt *st = db_stmt(c, REMOTE_COLS);
+    if (!st) return DB_ERROR;
+    sqlite3_bind_int64(st, 1, job);
+    int rc = job_row(c, st, job, read_remote, r);
+    if (rc == DB_OK && r->token_attempt != attempt) {
+        error_set("job %lld: attempt %d is not its current remote attempt (%d)", (long long)job,
+                  attempt, r->token_attempt);
+        rc = DB_CONFLICT;
+    }
+    return rc;
+}
+
+static int set_log_seq(DbConn *c, int64_t job, int64_t next) {
+    sqlite3_stmt *st = db_stmt(c, "UPDATE jobs SET remote_log_seq = ?2 WHERE id = ?1");
+    if (!st) return DB_ERROR;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int64(st, 2, next);
+    return db_step_done(c, st, "job log seq");
+}
+
+int db_job_remote_logs(Db *db, int64_t job, int attempt, const int64_t *seqs,
+                       const char *const *lines, int n, int *stored) {
+    if (stored) *stored = 0;
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = db_begin(c), count = 0;
+    DbJobRemote r;
+    if (rc == DB_OK) rc = remote_of(c, job, attempt, &r);
+    for (int i = 0; rc == DB_OK && i < n; i++)
+        if (db_log_seq_accept(&r.log_seq, seqs[i])) {
+            rc = db_log_insert(c, job, lines[i], NULL);
+            count++;
+        }
+    if (rc == DB_OK && count) rc = set_log_seq(c, job, r.log_seq);
+    if (rc == DB_OK) rc = db_commit(c);
+    if (rc != DB_OK) db_rollback(c);
+    db_release(db, c);
+    if (rc == DB_OK && stored) *stored = count;
+    return rc;
+}
+
+int db_job_remote_log_restart(Db *db, int64_t job, int attempt) {
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, "UPDATE jobs SET remote_log_seq = 0 WHERE id = ?1 AND "
+                                  "remote_attempt = ?2");
+    if (st) {
+        sqlite3_bind_int64(st, 1, job);
+        sqlite3_bind_int(st, 2, attempt);
+        rc = db_step_update(c, st, "job log seq", "job %lld: attempt %d is not its remote one",
+                            (long long)job, attempt);
+    }
+    db_release(db, c);
+    return rc == DB_NOT_FOUND ? DB_CONFLICT : rc;
+}
+
+int db_job_remote_end_set(Db *db, int64_t job, int attempt, DbJobState state, const char *error) {
+    if (!db_job_state_final(state)) {
+        error_set("state: %s is not how an attempt ends (succeeded, failed, cancelled)",
+                  db_job_state_name(state));
+        return DB_INVALID;
+    }
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, "UPDATE jobs SET remote_end_state = ?3, remote_end_error = ?4 "
+                                  "WHERE id = ?1 AND remote_attempt = ?2");
+    if (st) {
+        sqlite3_bind_int64(st, 1, job);
+        sqlite3_bind_int(st, 2, attempt);
+        db_bind_text(st, 3, db_job_state_name(state));
+        db_bind_text(st, 4, error);
+        rc = db_step_update(c, st, "job end", "job %lld: attempt %d is not its remote one",
+                            (long long)job, attempt);
+    }
+    db_release(db, c);
+    return rc == DB_NOT_FOUND ? DB_CONFLICT : rc;
+}
+
+typedef struct {
+    DbJobState state;
+    char *error;
+    bool reported;
+} RemoteEnd;
+
+static int read_end(sqlite3_stmt *st, void *out) {
+    RemoteEnd *e = out;
+    int oom = 0;
+    const char *state = (const char *)sqlite3_column_text(st, 0);
+    e->reported = state != NULL;
+    if (!state) return 0;
+    if (db_job_state_parse(state, &e->state) != DB_OK) return -1;
+    e->error = db_column_dup(st, 1, &oom);
+    return oom ? error_set("job end: out of memory") : 0;
+}
+
+int db_job_remote_end(Db *db, int64_t job, int attempt, DbJobState *state, char **error) {
+    *error = NULL;
+    RemoteEnd e = {0};
+    int64_t keys[2] = {job, attempt};
+    int rc = db_get_row_ints(db, "SELECT remote_end_state, remote_end_error FROM jobs "
+                                 "WHERE id = ?1 AND remote_attempt = ?2",
+                             keys, 2, read_end, &e, "job end");
+    if (rc == DB_OK && !e.reported) rc = DB_NOT_FOUND;
+    if (rc == DB_NOT_FOUND) {
+        error_set("job %lld: attempt %d has reported no end", (long long)job, attempt);
+        return rc;
+    }
+    if (rc != DB_OK) return rc;
+    *state = e.state;
+    *error = e.error;
+    return DB_OK;
 }

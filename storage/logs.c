@@ -14,17 +14,15 @@
 
 #define LOG_LINE_MAX 4096
 
-int db_log_append(Db *db, int64_t job, const char *line, int64_t *seq) {
+int db_log_insert(DbConn *c, int64_t job, const char *line, int64_t *seq) {
     if (!line) line = "";
     size_t len = strnlen(line, LOG_LINE_MAX);
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
-    DbConn *c = db_acquire(db);
-    if (!c) return DB_ERROR;
-    int rc = DB_ERROR;
     sqlite3_stmt *st = db_stmt(c, "INSERT INTO logs (job_id, seq, ts, line) "
                                   "SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3 FROM logs "
                                   "WHERE job_id = ?1 RETURNING seq");
-    if (!st) goto done;
+    if (!st) return DB_ERROR;
+    int rc;
     sqlite3_bind_int64(st, 1, job);
     sqlite3_bind_int64(st, 2, db_now_ms());
     sqlite3_bind_text(st, 3, line, (int)len, SQLITE_TRANSIENT);
@@ -38,9 +36,21 @@ int db_log_append(Db *db, int64_t job, const char *line, int64_t *seq) {
     } else
         rc = db_fail(c, "log");
     sqlite3_reset(st);
-done:
+    return rc;
+}
+
+int db_log_append(Db *db, int64_t job, const char *line, int64_t *seq) {
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = db_log_insert(c, job, line, seq);
     db_release(db, c);
     return rc;
+}
+
+bool db_log_seq_accept(int64_t *next, int64_t seq) {
+    if (seq < *next) return false;
+    *next = seq + 1;
+    return true;
 }
 
 static int read_line(sqlite3_stmt *st, void *out) {

@@ -24,7 +24,7 @@
 #include "core/io/durable.h"
 #include "storage/sha256.h"
 
-static int new_token(char *token) {
+int db_token_new(char *token) {
     uint8_t raw[DB_TOKEN_LEN / 2];
     size_t got = 0;
     while (got < sizeof raw) {
@@ -87,7 +87,7 @@ done:
 
 int db_user_create(Db *db, const char *name, bool admin, int64_t *id_out, char *token_out) {
     char token[DB_TOKEN_LEN + 1];
-    if (new_token(token) != 0) return DB_ERROR;
+    if (db_token_new(token) != 0) return DB_ERROR;
     int rc = create_with_token(db, name, admin, token, id_out);
     if (rc == DB_OK) memcpy(token_out, token, DB_TOKEN_LEN + 1);
     return rc;
@@ -229,7 +229,7 @@ int db_user_revoke(Db *db, const char *name) {
 
 int db_user_rotate(Db *db, const char *name, char *token_out) {
     char token[DB_TOKEN_LEN + 1], hash[SHA256_HEX_LEN + 1];
-    if (new_token(token) != 0) return DB_ERROR;
+    if (db_token_new(token) != 0) return DB_ERROR;
     sha256_buffer_hex(token, DB_TOKEN_LEN, hash);
     int rc = update_user(db, "UPDATE users SET token_sha256 = ?2, revoked_at = 0 WHERE name = ?1",
                          name, hash);
@@ -372,7 +372,7 @@ int db_user_bootstrap_admin(Db *db, bool *created) {
     /* the file first: a row whose token was never written would lock
      * everyone out for good */
     char token[DB_TOKEN_LEN + 1];
-    if (new_token(token) != 0 || write_token_file(db_data_dir(db), token) != 0) return DB_ERROR;
+    if (db_token_new(token) != 0 || write_token_file(db_data_dir(db), token) != 0) return DB_ERROR;
     rc = create_with_token(db, "admin", true, token, NULL);
     if (rc != DB_OK) {
         char path[4200];

@@ -2,11 +2,14 @@
  * see durable.h. */
 #include "core/io/durable.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -74,3 +77,52 @@ int durable_write(const char *path, mode_t mode, DurableWriteFn write, void *ctx
     free(tmp);
     return rc == 0 ? durable_sync_parent(path) : -1;
 }
+
+/* Removes a directory holding only files (a checkpoint); best effort. */
+void durable_remove_flat_dir(const char *path) {
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+            unlinkat(dirfd(d), e->d_name, 0);
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
+
+/* Puts the directory `tmp` in place of `dir` in one atomic step. */
+int durable_replace_dir(const char *tmp, const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (errno != ENOENT) return error_set("'%s': %s", dir, strerror(errno));
+        if (rename(tmp, dir) != 0)
+            return error_set("renaming '%s' to '%s': %s", tmp, dir, strerror(errno));
+        return 0;
+    }
+    if (!S_ISDIR(st.st_mode)) return error_set("'%s' exists and is not a directory", dir);
+    /* The old checkpoint and the new one swap names atomically; the old one
+     * is then deleted under the temporary name. */
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
+        durable_remove_flat_dir(tmp);
+        return 0;
+    }
+    if (errno != EINVAL && errno != ENOSYS)
+        return error_set("exchanging '%s' and '%s': %s", tmp, dir, strerror(errno));
+    /* A filesystem without RENAME_EXCHANGE: a short window without dir. */
+    char *old = NULL;
+    if (asprintf(&old, "%s.old", tmp) < 0) return error_set("out of memory");
+    int rc = 0;
+    if (rename(dir, old) != 0) {
+        rc = error_set("renaming '%s' to '%s': %s", dir, old, strerror(errno));
+    } else if (rename(tmp, dir) != 0) {
+        rc = error_set("renaming '%s' to '%s': %s", tmp, dir, strerror(errno));
+        rename(old, dir);
+    } else {
+        durable_remove_flat_dir(old);
+    }
+    free(old);
+    return rc;
+}
+

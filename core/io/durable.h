@@ -33,4 +33,12 @@ char *durable_temp_name(const char *path);
  * with an error naming the directory. */
 int durable_sync_parent(const char *path);
 
+/* Puts the directory tmp in place of dir in one atomic step (the old dir,
+ * if any, exchanged with it and removed; a filesystem without
+ * RENAME_EXCHANGE leaves a short window without dir). 0, or -1 with an
+ * error naming the paths. */
+int durable_replace_dir(const char *tmp, const char *dir);
+/* Removes a directory holding only files (a checkpoint); best effort. */
+void durable_remove_flat_dir(const char *path);
+
 #endif

@@ -20,7 +20,7 @@
 #include "core/error.h"
 #include "server/api.h"
 
-static json_t *checkpoint_json(const DbCheckpoint *c) {
+json_t *checkpoint_json(const DbCheckpoint *c) {
     char url[96];
     snprintf(url, sizeof url, "/v1/jobs/%lld/checkpoints/%d", (long long)c->job_id, c->epoch);
     return json_pack("{s:I, s:i, s:I, s:I, s:s, s:o, s:s}", "id", (json_int_t)c->id, "epoch",
@@ -60,8 +60,16 @@ int checkpoints_get(HttpRequest *req) {
         return http_reply_error(req, 404, "not_found", NULL, "job %lld has no checkpoint of epoch %ld",
                                 (long long)job, epoch);
     if (st != DB_OK) return api_reply_db(req, st, NULL);
+    char name[128];
+    snprintf(name, sizeof name, "job-%lld-epoch-%ld.safetensors", (long long)job, epoch);
+    return checkpoint_reply_file(req, &c, "model.safetensors", name);
+}
+
+int checkpoint_reply_file(HttpRequest *req, const DbCheckpoint *c, const char *file,
+                          const char *download_name) {
+    Api *api = http_app(req);
     char path[4096];
-    if (db_checkpoint_file_path(api->db, &c, "model.safetensors", path, sizeof path) != DB_OK)
+    if (db_checkpoint_file_path(api->db, c, file, path, sizeof path) != DB_OK)
         return api_reply_db(req, DB_ERROR, NULL);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
@@ -70,13 +78,12 @@ int checkpoints_get(HttpRequest *req) {
         int err = errno;
         if (fd >= 0) close(fd);
         return http_reply_error(req, err == ENOENT ? 404 : 503, err == ENOENT ? "not_found" : "unavailable",
-                                NULL, "checkpoint of epoch %ld: %s", epoch, strerror(err));
+                                NULL, "checkpoint of epoch %d: %s", c->epoch, strerror(err));
     }
     http_reply_fd(req, 200, "application/octet-stream", fd, (uint64_t)sb.st_size);
-    char disp[128];
-    snprintf(disp, sizeof disp, "attachment; filename=\"job-%lld-epoch-%ld.safetensors\"",
-             (long long)job, epoch);
+    char disp[192];
+    snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", download_name);
     http_reply_header(req, "Content-Disposition", disp);
-    http_reply_header(req, "X-Checksum-SHA256", c.sha256);
+    if (!strcmp(file, "model.safetensors")) http_reply_header(req, "X-Checksum-SHA256", c->sha256);
     return 0;
 }

@@ -46,7 +46,6 @@
  * before the reply goes.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,28 +89,8 @@ typedef struct {
     ApiQuota quota; /* the uploader's dataset bytes, as of the request's start */
     int64_t stored; /* bytes of files written, all files */
 
-    /* the first error, replied by data() or the handler */
-    int err_status;
-    char err_code[32], err_path[64], err_msg[ERROR_MAX];
+    ApiPendingError err; /* the first error, replied by data() or the handler */
 } Upload;
-
-static int fail(Upload *u, int status, const char *code, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static int fail(Upload *u, int status, const char *code, const char *path, const char *fmt, ...) {
-    if (u->err_status) return -1;
-    u->err_status = status;
-    snprintf(u->err_code, sizeof u->err_code, "%s", code);
-    snprintf(u->err_path, sizeof u->err_path, "%s", path);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(u->err_msg, sizeof u->err_msg, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static int reply_failure(HttpRequest *req, Upload *u) {
-    return http_reply_error(req, u->err_status, u->err_code, u->err_path, "%s", u->err_msg);
-}
 
 /* Closes the file in progress and removes the files and row of an upload
  * that will not be made ready: a refused one, or one that went away. */
@@ -133,14 +112,14 @@ static void discard(Upload *u, const char *why) {
  * says what is free with its files gone. Returns -1. */
 static int fail_file(Upload *u, const DbDatasetFile *f, const char *what, int err) {
     if (api_storage_status(err) != 507)
-        return fail(u, 503, "unavailable", f->role, "cannot %s %s: %s", what, f->name,
+        return api_pending_error(&u->err, 503, "unavailable", f->role, "cannot %s %s: %s", what, f->name,
                     strerror(err));
     char name[sizeof f->name], role[sizeof f->role], got[32], left[96];
     snprintf(name, sizeof name, "%s", f->name);
     snprintf(role, sizeof role, "%s", f->role);
     quota_text_bytes(f->bytes, got, sizeof got);
     discard(u, "out of disk space");
-    return fail(u, 507, "insufficient_storage", role,
+    return api_pending_error(&u->err, 507, "insufficient_storage", role,
                 "dataset '%s': the disk is full (%s) after %s of %s: %s; nothing of the upload "
                 "was kept", u->name, strerror(err), got, name,
                 disk_space_left(db_data_dir(u->api->db), left, sizeof left));
@@ -168,24 +147,24 @@ static int close_file(Upload *u) {
 static int insert_row(Upload *u) {
     bool shared, grayscale;
     if (parse_flag(u->shared, &shared) != 0)
-        return fail(u, 400, "bad_request", "shared", "field 'shared': expected true or false, "
+        return api_pending_error(&u->err, 400, "bad_request", "shared", "field 'shared': expected true or false, "
                                                      "got '%.64s'", u->shared);
     if (parse_flag(u->grayscale, &grayscale) != 0)
-        return fail(u, 400, "bad_request", "grayscale", "field 'grayscale': expected true or "
+        return api_pending_error(&u->err, 400, "bad_request", "grayscale", "field 'grayscale': expected true or "
                                                         "false, got '%.64s'", u->grayscale);
     char *options = dataset_ingest_options(u->label_column, u->feature_columns, grayscale);
-    if (!options) return fail(u, 503, "unavailable", "", "out of memory");
+    if (!options) return api_pending_error(&u->err, 503, "unavailable", "", "out of memory");
     error_clear();
     int st = db_dataset_insert(u->api->db, u->name, u->format, options, u->owner, &u->id);
     free(options);
-    if (st == DB_CONFLICT) return fail(u, 409, "conflict", "name", "%s", error_get());
-    if (st == DB_INVALID) return fail(u, 422, "invalid", "name", "%s", error_get());
+    if (st == DB_CONFLICT) return api_pending_error(&u->err, 409, "conflict", "name", "%s", error_get());
+    if (st == DB_INVALID) return api_pending_error(&u->err, 422, "invalid", "name", "%s", error_get());
     int status = api_storage_status(0);
-    if (st != DB_OK) return fail(u, status, api_storage_code(status), "", "%s", error_get());
+    if (st != DB_OK) return api_pending_error(&u->err, status, api_storage_code(status), "", "%s", error_get());
     if ((shared && db_dataset_set_shared(u->api->db, u->id, true) != DB_OK) ||
         db_dataset_dir(u->api->db, u->id, u->dir, sizeof u->dir) != DB_OK) {
         status = api_storage_status(0);
-        return fail(u, status, api_storage_code(status), "", "%s", error_get());
+        return api_pending_error(&u->err, status, api_storage_code(status), "", "%s", error_get());
     }
     return 0;
 }
@@ -200,15 +179,15 @@ static int start_file(Upload *u, const char *role, const char *filename) {
     int n = 0;
     const char *const *roles = dataset_ingest_roles(u->format, &n);
     if (!roles)
-        return fail(u, 422, "invalid", "format", "unknown format '%.32s' (known: %s)", u->format,
+        return api_pending_error(&u->err, 422, "invalid", "format", "unknown format '%.32s' (known: %s)", u->format,
                     DATASET_INGEST_FORMATS);
     if (!dataset_ingest_role_ok(u->format, role)) {
-        return fail(u, 422, "invalid", role, "format %s takes the files %s%s%s, not '%.64s'",
+        return api_pending_error(&u->err, 422, "invalid", role, "format %s takes the files %s%s%s, not '%.64s'",
                     u->format, roles[0], n > 1 ? " and " : "", n > 1 ? roles[1] : "", role);
     }
     for (int i = 0; i < u->info.num_files && !dataset_ingest_role_repeats(u->format, role); i++)
         if (!strcmp(u->info.files[i].role, role))
-            return fail(u, 422, "invalid", role, "file '%s' sent twice", role);
+            return api_pending_error(&u->err, 422, "invalid", role, "file '%s' sent twice", role);
     if (u->id == 0 && insert_row(u) != 0) return -1;
     DbDatasetFile *f = &u->info.files[u->info.num_files];
     memset(f, 0, sizeof *f);
@@ -232,7 +211,7 @@ static int write_file(Upload *u, const char *data, size_t size) {
     char msg[256];
     if (!api_quota_fits(&u->quota, u->stored + (int64_t)size, msg, sizeof msg)) {
         discard(u, "over the quota");
-        return fail(u, 429, "quota_exceeded", u->quota.path,
+        return api_pending_error(&u->err, 429, "quota_exceeded", u->quota.path,
                     "the upload was stopped as its files reached %lld bytes: %s",
                     (long long)(u->stored + (int64_t)size), msg);
     }
@@ -251,7 +230,7 @@ static int write_file(Upload *u, const char *data, size_t size) {
 
 static int start_field(Upload *u, const char *field) {
     if (u->id != 0)
-        return fail(u, 400, "bad_request", field,
+        return api_pending_error(&u->err, 400, "bad_request", field,
                     "field '%.64s' came after a file; send name, format and the other fields "
                     "before the files", field);
     char *dst = !strcmp(field, "name") ? u->name
@@ -262,10 +241,10 @@ static int start_field(Upload *u, const char *field) {
               : !strcmp(field, "grayscale") ? u->grayscale
               : NULL;
     if (!dst)
-        return fail(u, 400, "bad_request", field,
+        return api_pending_error(&u->err, 400, "bad_request", field,
                     "unknown field '%.64s' (fields: name, format, label_column, feature_columns, "
                     "grayscale, shared, and the files)", field);
-    if (*dst) return fail(u, 400, "bad_request", field, "field '%s' sent twice", field);
+    if (*dst) return api_pending_error(&u->err, 400, "bad_request", field, "field '%s' sent twice", field);
     u->field = dst;
     u->field_len = 0;
     snprintf(u->field_name, sizeof u->field_name, "%s", field);
@@ -275,19 +254,19 @@ static int start_field(Upload *u, const char *field) {
 static int on_part(void *ctx, const char *field, const char *filename, bool first, const char *data,
                    size_t size) {
     Upload *u = ctx;
-    if (u->err_status) return -1;
+    if (u->err.status) return -1;
     if (first) {
         u->field = NULL;
         if (close_file(u) != 0) return -1;
         if (filename) {
             if (!u->name[0])
-                return fail(u, 400, "bad_request", "name",
+                return api_pending_error(&u->err, 400, "bad_request", "name",
                             "field 'name' is missing (it must come before the files)");
             if (!u->format[0])
-                return fail(u, 400, "bad_request", "format",
+                return api_pending_error(&u->err, 400, "bad_request", "format",
                             "field 'format' is missing (it must come before the files)");
             if (u->info.num_files >= DB_DATASET_MAX_FILES)
-                return fail(u, 422, "invalid", field, "too many files");
+                return api_pending_error(&u->err, 422, "invalid", field, "too many files");
             if (start_file(u, field, filename) != 0) return -1;
         } else if (start_field(u, field) != 0) {
             return -1;
@@ -296,7 +275,7 @@ static int on_part(void *ctx, const char *field, const char *filename, bool firs
     if (u->fd >= 0) return size ? write_file(u, data, size) : 0;
     if (!u->field) return 0;
     if (u->field_len + size >= UPLOAD_FIELD_MAX)
-        return fail(u, 413, "too_large", u->field_name, "field '%s' is over %d bytes",
+        return api_pending_error(&u->err, 413, "too_large", u->field_name, "field '%s' is over %d bytes",
                     u->field_name, UPLOAD_FIELD_MAX - 1);
     memcpy(u->field + u->field_len, data, size);
     u->field_len += size;
@@ -371,9 +350,9 @@ static int upload_begin(HttpRequest *req) {
 
 static int upload_data(HttpRequest *req, const char *data, size_t size) {
     Upload *u = http_state(req);
-    if (multipart_feed(u->mp, data, size) == 0 && !u->err_status) return 0;
-    if (!u->err_status) fail(u, 400, "bad_request", "", "malformed multipart/form-data body");
-    reply_failure(req, u);
+    if (multipart_feed(u->mp, data, size) == 0 && !u->err.status) return 0;
+    if (!u->err.status) api_pending_error(&u->err, 400, "bad_request", "", "malformed multipart/form-data body");
+    api_reply_pending(req, &u->err);
     return -1;
 }
 
@@ -381,8 +360,8 @@ int dataset_upload_finish(HttpRequest *req) {
     Upload *u = http_state(req);
     int complete = multipart_end(u->mp);
     u->mp = NULL;
-    if (u->err_status) return reply_failure(req, u);
-    if (close_file(u) != 0) return reply_failure(req, u);
+    if (u->err.status) return api_reply_pending(req, &u->err);
+    if (close_file(u) != 0) return api_reply_pending(req, &u->err);
     if (complete != 0)
         return http_reply_error(req, 400, "bad_request", "",
                                 "the multipart body is cut short or malformed (no closing "

@@ -205,6 +205,12 @@ int jobs_get(HttpRequest *req) {
     json_error_t jerr;
     json_t *spec = j.spec_json ? json_loads(j.spec_json, 0, &jerr) : NULL;
     json_object_set_new(out, "spec", spec ? spec : json_null());
+    SchedulerExecutorInfo ex; /* an attempt whose ranks run outside the daemon */
+    if (running && scheduler_executor_info(api->sched, id, &ex) == DB_OK)
+        json_object_set_new(out, "executor",
+                            json_pack("{s:s, s:s, s:s, s:s, s:i}", "name", ex.name, "handle",
+                                      ex.handle, "phase", ex.phase, "reason", ex.reason,
+                                      "restarts", ex.restarts));
     QueueEntry qe;
     if (j.state == DB_JOB_QUEUED && scheduler_queue_info(api->sched, id, &qe) == DB_OK)
         json_object_set_new(out, "queue", queue_entry_json(&qe, true));

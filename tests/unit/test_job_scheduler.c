@@ -28,6 +28,7 @@
 #include "server/scheduler.h"
 #include "storage/db.h"
 #include "tests/support/tmp_db.h"
+#include "tests/support/toy_dataset.h"
 
 typedef TmpDb Env; /* a temporary data dir's db and metric writer */
 
@@ -50,48 +51,10 @@ static void step_hook(void *user, int64_t job, int64_t step) {
     if (us > 0) usleep((useconds_t)us);
 }
 
-/* 96 rows, 4 features, 3 classes (the argmax of three fixed linear
- * scores): a dataset "toy" registered as an upload would be. */
-static void make_dataset(Env *e) {
-    int64_t id;
-    cr_assert_eq(db_dataset_insert(e->db, "toy", "csv", "{\"label_column\": \"y\"}", 0, &id),
-                 DB_OK);
-    char dir[300], path[400];
-    db_dataset_dir(e->db, id, dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/toy.csv", dir);
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fputs("x1,x2,x3,x4,y\n", f);
-    uint32_t r = 12345;
-    for (int i = 0; i < 96; i++) {
-        double x[4];
-        for (int k = 0; k < 4; k++) {
-            r = r * 1664525u + 1013904223u;
-            x[k] = (double)(r >> 8) / (double)(1u << 24) * 2 - 1;
-        }
-        double s0 = x[0] + x[1], s1 = x[2] - x[3], s2 = 0.5 * x[1] - x[0] + x[3];
-        int y = s0 > s1 ? (s0 > s2 ? 0 : 2) : (s1 > s2 ? 1 : 2);
-        fprintf(f, "%.6f,%.6f,%.6f,%.6f,%d\n", x[0], x[1], x[2], x[3], y);
-    }
-    fclose(f);
-    DbDataset rec = {0};
-    cr_assert_eq(db_dataset_get(e->db, id, &rec), DB_OK);
-    rec.num_files = 1;
-    snprintf(rec.files[0].role, sizeof rec.files[0].role, "file");
-    snprintf(rec.files[0].name, sizeof rec.files[0].name, "toy.csv");
-    Dataset *ds = job_build_load_dataset(e->db, &rec, false);
-    cr_assert(ds, "%s", error_get());
-    job_build_sample_shape(ds, &rec.shape);
-    rec.samples = ds->n;
-    dataset_free(ds);
-    cr_assert_eq(db_dataset_mark_ready(e->db, id, &rec), DB_OK, "%s", error_get());
-    db_dataset_clear(&rec);
-}
-
 static Env setup(void) {
     Env e;
     tmp_db_open(&e, "sched");
-    make_dataset(&e);
+    toy_dataset_make(e.db);
     atomic_store(&hook_sleep_us, 0);
     atomic_store(&hook_at_job, -1);
     atomic_store(&hook_at_step, 0);

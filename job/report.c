@@ -1,0 +1,567 @@
+/* report.c - a rank's reports to the daemon over HTTP (libcurl); see
+ * report.h.
+ *
+ * The trainer's thread only queues (under mu); the sending thread takes
+ * the whole queue as one batch and sends it until it is stored, so a batch
+ * sent twice (its reply lost) is the one the daemon dedupes: metrics by
+ * (name, step), log lines by their numbers. A batch holds at most
+ * REPORT_BATCH_METRICS metrics and REPORT_BATCH_LINE_BYTES of lines, well
+ * under the daemon's 1 MiB JSON bodies; a longer queue goes in several,
+ * one after the other. `pushed` counts the metrics and lines queued,
+ * `sent` those stored (FIFO): a flush waits for sent to reach pushed.
+ * Progress is not counted: the newest rides with the next batch.
+ */
+#include "job/report.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/io/durable.h"
+#include "storage/db.h"
+
+#define REPORT_BACKOFF_FIRST_S 0.2
+#define REPORT_BACKOFF_MAX_S 5.0
+#define REPORT_TOKEN_MAX 256
+#define REPORT_BATCH_METRICS 4000       /* ~70 bytes each as JSON */
+#define REPORT_BATCH_LINE_BYTES (256 << 10)
+#define REPORT_LINE_MAX 4096            /* the daemon keeps no more of a line */
+
+typedef struct {
+    char name[64];
+    int64_t step;
+    int epoch;
+    double value;
+} QueuedMetric;
+
+typedef struct {
+    int64_t seq;
+    char *line;
+} QueuedLine;
+
+/* What is queued, or a batch taken from the queue. */
+typedef struct {
+    QueuedMetric *metrics;
+    int nmetrics, cap_metrics;
+    QueuedLine *lines;
+    int nlines, cap_lines;
+    bool has_progress;
+    int epoch;
+    int64_t step;
+    double samples_per_s;
+} Batch;
+
+struct Reporter {
+    char url[1024];
+    int64_t job;
+    int attempt;
+    double timeout_s;
+    char auth[REPORT_TOKEN_MAX + 32]; /* "Authorization: Bearer <token>" */
+    atomic_int *cancel;
+    CURL *main_curl; /* the trainer thread's: flush, checkpoints, resume, end */
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    Batch queue;       /* under mu */
+    int64_t next_seq;  /* under mu */
+    uint64_t pushed, sent;
+    bool flush_asked, stopping;
+    char failure[ERROR_MAX]; /* under mu; "" while none */
+};
+
+/* ---- the queue ---- */
+
+static void batch_free(Batch *b) {
+    for (int i = 0; i < b->nlines; i++) free(b->lines[i].line);
+    free(b->metrics);
+    free(b->lines);
+    memset(b, 0, sizeof *b);
+}
+
+/* Room for one more of an array of size elements; false when out of memory. */
+static bool grow(void **items, int n, int *cap, size_t size) {
+    if (n < *cap) return true;
+    int c = *cap ? *cap * 2 : 256;
+    void *p = realloc(*items, (size_t)c * size);
+    if (!p) return false;
+    *items = p;
+    *cap = c;
+    return true;
+}
+
+/* Under mu: a failure stops the reports and the run (the cancel flag). */
+static void fail_locked(Reporter *r, const char *msg) {
+    if (!r->failure[0]) snprintf(r->failure, sizeof r->failure, "%s", msg);
+    atomic_store(r->cancel, 1);
+    pthread_cond_broadcast(&r->cv);
+}
+
+static void queued(Reporter *r) {
+    r->pushed++;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Under mu: the first metrics and lines of the queue (at most a batch's)
+ * moved into *out, with the progress; how many metrics and lines, or -1
+ * when out of memory. */
+static int64_t take_batch(Reporter *r, Batch *out) {
+    Batch *q = &r->queue;
+    *out = (Batch){.has_progress = q->has_progress, .epoch = q->epoch, .step = q->step,
+                   .samples_per_s = q->samples_per_s};
+    q->has_progress = false;
+    int k = q->nmetrics < REPORT_BATCH_METRICS ? q->nmetrics : REPORT_BATCH_METRICS, l = 0;
+    for (size_t bytes = 0; l < q->nlines && bytes < REPORT_BATCH_LINE_BYTES; l++)
+        bytes += strlen(q->lines[l].line) + 32;
+    if ((k && !(out->metrics = malloc((size_t)k * sizeof *out->metrics))) ||
+        (l && !(out->lines = malloc((size_t)l * sizeof *out->lines)))) {
+        free(out->metrics);
+        return -1;
+    }
+    if (k) { /* (memcpy takes no NULL, even for 0 bytes) */
+        memcpy(out->metrics, q->metrics, (size_t)k * sizeof *q->metrics);
+        memmove(q->metrics, q->metrics + k, (size_t)(q->nmetrics - k) * sizeof *q->metrics);
+    }
+    if (l) {
+        memcpy(out->lines, q->lines, (size_t)l * sizeof *q->lines);
+        memmove(q->lines, q->lines + l, (size_t)(q->nlines - l) * sizeof *q->lines);
+    }
+    out->nmetrics = out->cap_metrics = k;
+    out->nlines = out->cap_lines = l;
+    q->nmetrics -= k;
+    q->nlines -= l;
+    return k + l;
+}
+
+void report_metric(Reporter *r, const char *name, int64_t step, int epoch, double value) {
+    pthread_mutex_lock(&r->mu);
+    Batch *b = &r->queue;
+    if (!grow((void **)&b->metrics, b->nmetrics, &b->cap_metrics, sizeof *b->metrics)) {
+        fail_locked(r, "reports: out of memory");
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    QueuedMetric *m = &b->metrics[b->nmetrics++];
+    snprintf(m->name, sizeof m->name, "%s", name);
+    m->step = step;
+    m->epoch = epoch;
+    m->value = value;
+    queued(r);
+}
+
+void report_log(Reporter *r, const char *line) {
+    pthread_mutex_lock(&r->mu);
+    Batch *b = &r->queue;
+    char *copy = strndup(line, REPORT_LINE_MAX);
+    if (!copy || !grow((void **)&b->lines, b->nlines, &b->cap_lines, sizeof *b->lines)) {
+        free(copy);
+        fail_locked(r, "reports: out of memory");
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    b->lines[b->nlines++] = (QueuedLine){.seq = r->next_seq++, .line = copy};
+    queued(r);
+}
+
+void report_progress(Reporter *r, int epoch, int64_t step, double samples_per_s) {
+    pthread_mutex_lock(&r->mu);
+    Batch *b = &r->queue;
+    b->has_progress = true;
+    b->epoch = epoch;
+    b->step = step;
+    if (samples_per_s > 0) b->samples_per_s = samples_per_s;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static json_t *batch_json(const Batch *b) {
+    json_t *o = json_object(), *metrics = json_array(), *logs = json_array();
+    for (int i = 0; metrics && i < b->nmetrics; i++) {
+        const QueuedMetric *m = &b->metrics[i];
+        json_array_append_new(metrics, json_pack("{s:s, s:I, s:i, s:o}", "name", m->name, "step",
+                                                 (json_int_t)m->step, "epoch", m->epoch, "value",
+                                                 isfinite(m->value) ? json_real(m->value)
+                                                                    : json_null()));
+    }
+    for (int i = 0; logs && i < b->nlines; i++)
+        json_array_append_new(logs, json_pack("{s:I, s:s}", "seq", (json_int_t)b->lines[i].seq,
+                                              "line", b->lines[i].line));
+    json_object_set_new(o, "metrics", metrics);
+    json_object_set_new(o, "logs", logs);
+    if (b->has_progress)
+        json_object_set_new(o, "progress",
+                            json_pack("{s:i, s:I, s:f}", "epoch", b->epoch, "step",
+                                      (json_int_t)b->step, "samples_per_s", b->samples_per_s));
+    return o;
+}
+
+/* ---- one request, retried ---- */
+
+typedef struct {
+    char *data;
+    size_t len;
+} Text;
+
+static size_t on_body(char *p, size_t size, size_t n, void *ctx) {
+    Text *t = ctx;
+    size_t add = size * n;
+    if (t->len + add > (1 << 20)) return 0; /* no reply of ours is that long */
+    char *q = realloc(t->data, t->len + add + 1);
+    if (!q) return 0;
+    memcpy(q + t->len, p, add);
+    t->len += add;
+    q[t->len] = '\0';
+    t->data = q;
+    return add;
+}
+
+/* The start of an error reply that went to a download's file, as text. */
+static void file_reply(FILE *f, Text *reply) {
+    char buf[4096];
+    fflush(f);
+    rewind(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    reply->data = strdup(buf);
+    reply->len = reply->data ? n : 0;
+}
+
+typedef struct {
+    const char *method;
+    char path[256];           /* after /v1/jobs/<id>/attempts/<n> */
+    const char *json;         /* a JSON body, or NULL */
+    curl_mime *mime;          /* a multipart body, or NULL */
+    FILE *download;           /* the body into this file (2xx), or NULL: into reply */
+} Request;
+
+/* The daemon's error message of a refusal, as one line. */
+static void refusal(Reporter *r, const Request *q, long status, const Text *body, char *out,
+                    size_t size) {
+    json_t *o = body->data ? json_loads(body->data, 0, NULL) : NULL;
+    json_t *e = json_object_get(o, "error");
+    const char *code = json_string_value(json_object_get(e, "code"));
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    int n = snprintf(out, size, "the daemon refused %s %.200s/v1/jobs/%" PRId64 "/attempts/%d%.64s: %ld %.32s: %.400s",
+             q->method, r->url, r->job, r->attempt, q->path, status, code ? code : "",
+             msg ? msg : "(no message)");
+    (void)n; /* a long message is cut: the line stays a line */
+    json_decref(o);
+}
+
+static void sleep_s(double s) {
+    struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Sends q until it is answered below 500 or the timeout passes. The
+ * status (2xx) with the reply in *reply (free its data), or -1 with an
+ * error: the refusal of a 4xx, or the last failure. */
+static long request(Reporter *r, CURL *h, const Request *q, Text *reply) {
+    char url[1400];
+    snprintf(url, sizeof url, "%s/v1/jobs/%" PRId64 "/attempts/%d%s", r->url, r->job, r->attempt,
+             q->path);
+    struct curl_slist *headers = curl_slist_append(NULL, r->auth);
+    if (q->json) headers = curl_slist_append(headers, "Content-Type: application/json");
+    double start = clock_now_s(), backoff = REPORT_BACKOFF_FIRST_S;
+    long status = -1;
+    char why[1024] = "";
+    for (;;) {
+        *reply = (Text){0};
+        if (q->download) {
+            rewind(q->download);
+            if (ftruncate(fileno(q->download), 0) != 0) {
+                error_sys(errno, "download");
+                break;
+            }
+        }
+        curl_easy_reset(h);
+        char curl_err[CURL_ERROR_SIZE] = "";
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, q->method);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, 600L);
+        if (q->json) curl_easy_setopt(h, CURLOPT_POSTFIELDS, q->json);
+        if (q->mime) curl_easy_setopt(h, CURLOPT_MIMEPOST, q->mime);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, q->download ? NULL : on_body);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, q->download ? (void *)q->download : (void *)reply);
+        CURLcode rc = curl_easy_perform(h);
+        status = 0;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        if (q->download && !(status >= 200 && status < 300)) file_reply(q->download, reply);
+        if (rc == CURLE_OK && status >= 200 && status < 300) break;
+        if (rc == CURLE_OK && status >= 400 && status < 500) {
+            refusal(r, q, status, reply, why, sizeof why);
+            error_set("%s", why);
+            status = -1;
+            break;
+        }
+        if (rc != CURLE_OK)
+            snprintf(why, sizeof why, "%s", curl_err[0] ? curl_err : curl_easy_strerror(rc));
+        else
+            refusal(r, q, status, reply, why, sizeof why);
+        free(reply->data);
+        *reply = (Text){0};
+        if (clock_now_s() - start + backoff > r->timeout_s) {
+            error_set("no answer from %s for %.0f s (%s %s): %s", r->url, r->timeout_s, q->method,
+                      q->path, why);
+            status = -1;
+            break;
+        }
+        sleep_s(backoff);
+        backoff = backoff * 2 > REPORT_BACKOFF_MAX_S ? REPORT_BACKOFF_MAX_S : backoff * 2;
+    }
+    curl_slist_free_all(headers);
+    if (status < 0) {
+        free(reply->data);
+        *reply = (Text){0};
+    }
+    return status;
+}
+
+/* ---- the sending thread ---- */
+
+/* Sends one batch; 0, or -1 with an error. */
+static int send_batch(Reporter *r, CURL *h, const Batch *b) {
+    json_t *body = batch_json(b);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) return error_set("reports: out of memory");
+    Request q = {.method = "POST", .path = "/report", .json = text};
+    Text reply;
+    long status = request(r, h, &q, &reply);
+    free(text);
+    if (status < 0) return -1;
+    json_t *o = reply.data ? json_loads(reply.data, 0, NULL) : NULL;
+    if (json_is_true(json_object_get(o, "cancel"))) atomic_store(r->cancel, 1);
+    json_decref(o);
+    free(reply.data);
+    return 0;
+}
+
+static void *sender_main(void *arg) {
+    Reporter *r = arg;
+    CURL *h = curl_easy_init();
+    pthread_mutex_lock(&r->mu);
+    if (!h) fail_locked(r, "reports: cannot start libcurl");
+    bool more = false; /* the last batch left some of the queue */
+    while (!r->stopping && !r->failure[0]) {
+        if (!r->flush_asked && !more) { /* a batch a second, or sooner when a flush asks */
+            struct timespec deadline;
+            clock_deadline_in(&deadline, 1000);
+            while (!r->stopping && !r->flush_asked &&
+                   pthread_cond_timedwait(&r->cv, &r->mu, &deadline) == 0) {
+            }
+        }
+        if (r->stopping || (r->pushed == r->sent && !r->queue.has_progress)) {
+            r->flush_asked = more = false;
+            continue;
+        }
+        Batch b;
+        int64_t taken = take_batch(r, &b);
+        if (taken < 0) {
+            fail_locked(r, "reports: out of memory");
+            break;
+        }
+        more = r->sent + (uint64_t)taken < r->pushed;
+        r->flush_asked = r->flush_asked && more;
+        pthread_mutex_unlock(&r->mu);
+        int rc = send_batch(r, h, &b);
+        batch_free(&b);
+        pthread_mutex_lock(&r->mu);
+        if (rc != 0)
+            fail_locked(r, error_get());
+        else
+            r->sent += (uint64_t)taken;
+        pthread_cond_broadcast(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+int report_flush(Reporter *r) {
+    pthread_mutex_lock(&r->mu);
+    uint64_t target = r->pushed;
+    while (r->sent < target && !r->failure[0] && !r->stopping) {
+        r->flush_asked = true;
+        pthread_cond_broadcast(&r->cv);
+        pthread_cond_wait(&r->cv, &r->mu);
+    }
+    int rc = r->failure[0] ? error_set("%s", r->failure) : 0;
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+const char *report_failure(Reporter *r) {
+    pthread_mutex_lock(&r->mu);
+    const char *f = r->failure[0] ? r->failure : NULL;
+    pthread_mutex_unlock(&r->mu);
+    return f;
+}
+
+/* A refusal on the trainer's thread stops the reports as one on the
+ * sending thread does. Returns -1. */
+static int fail_main(Reporter *r) {
+    pthread_mutex_lock(&r->mu);
+    fail_locked(r, error_get());
+    pthread_mutex_unlock(&r->mu);
+    return -1;
+}
+
+/* ---- checkpoints, resume, end ---- */
+
+int report_checkpoint(Reporter *r, const char *dir, int epoch, int64_t step) {
+    if (report_flush(r) != 0) return -1;
+    char model[4200], trainer[4200], step_s[32];
+    snprintf(model, sizeof model, "%s/model.safetensors", dir);
+    snprintf(trainer, sizeof trainer, "%s/trainer.safetensors", dir);
+    snprintf(step_s, sizeof step_s, "%" PRId64, step);
+    curl_mime *mime = curl_mime_init(r->main_curl);
+    curl_mimepart *p = mime ? curl_mime_addpart(mime) : NULL;
+    int rc = -1;
+    if (p && curl_mime_name(p, "step") == CURLE_OK && curl_mime_data(p, step_s, CURL_ZERO_TERMINATED) == CURLE_OK &&
+        (p = curl_mime_addpart(mime)) && curl_mime_name(p, "model") == CURLE_OK &&
+        curl_mime_filedata(p, model) == CURLE_OK && (p = curl_mime_addpart(mime)) &&
+        curl_mime_name(p, "trainer") == CURLE_OK && curl_mime_filedata(p, trainer) == CURLE_OK) {
+        Request q = {.method = "PUT", .mime = mime};
+        snprintf(q.path, sizeof q.path, "/checkpoints/%d", epoch);
+        Text reply;
+        rc = request(r, r->main_curl, &q, &reply) < 0 ? fail_main(r) : 0;
+        if (rc == 0) free(reply.data);
+    } else
+        error_set("checkpoint upload: out of memory");
+    curl_mime_free(mime);
+    return rc == 0 ? 0 : error_prefix("uploading checkpoint %s", dir);
+}
+
+/* GET .../resume/<which> into dir/<which>.safetensors. */
+static int download(Reporter *r, const char *dir, const char *which) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, which);
+    FILE *f = fopen(path, "w+b");
+    if (!f) return error_sys(errno, "cannot create %s", path);
+    Request q = {.method = "GET", .download = f};
+    snprintf(q.path, sizeof q.path, "/resume/%s", which);
+    Text reply;
+    int rc = request(r, r->main_curl, &q, &reply) < 0 ? -1 : 0;
+    if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0)) rc = error_sys(errno, "%s", path);
+    if (fclose(f) != 0 && rc == 0) rc = error_sys(errno, "%s", path);
+    return rc;
+}
+
+int report_resume(Reporter *r, const char *out_dir, char *dir_out, size_t size) {
+    Request q = {.method = "GET", .path = "/resume"};
+    Text reply;
+    long status = request(r, r->main_curl, &q, &reply);
+    if (status < 0) return fail_main(r);
+    free(reply.data);
+    if (status == 204) return 0;
+    if (snprintf(dir_out, size, "%s/resume-attempt-%d", out_dir, r->attempt) >= (int)size)
+        return error_set("resume: path too long");
+    char *tmp = durable_temp_name(dir_out);
+    int rc = tmp && db_mkdir_p(out_dir) == 0 ? 0 : -1;
+    if (rc == 0 && mkdir(tmp, 0755) != 0) rc = error_sys(errno, "cannot create %s", tmp);
+    if (rc == 0 && (download(r, tmp, "model") != 0 || download(r, tmp, "trainer") != 0 ||
+                    durable_replace_dir(tmp, dir_out) != 0))
+        rc = -1;
+    if (rc != 0 && tmp) durable_remove_flat_dir(tmp);
+    free(tmp);
+    return rc == 0 ? 1 : error_prefix("resume");
+}
+
+int report_end(Reporter *r, const char *state, const char *error) {
+    if (report_flush(r) != 0) return -1;
+    json_t *body = json_pack("{s:s}", "state", state);
+    if (body && error) json_object_set_new(body, "error", json_string(error));
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) return error_set("reports: out of memory");
+    Request q = {.method = "POST", .path = "/end", .json = text};
+    Text reply;
+    long status = request(r, r->main_curl, &q, &reply);
+    free(text);
+    if (status < 0) return fail_main(r);
+    free(reply.data);
+    return 0;
+}
+
+/* ---- open, close ---- */
+
+static int read_token(const char *path, char *out, size_t size) {
+    FILE *f = fopen(path, "r");
+    if (!f) return error_sys(errno, "--token-file %s", path);
+    bool got = fgets(out, (int)size, f) != NULL;
+    fclose(f);
+    if (got) out[strcspn(out, "\r\n \t")] = '\0';
+    if (!got || !out[0]) return error_set("--token-file %s: no token in it", path);
+    return 0;
+}
+
+static void curl_start(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+Reporter *report_open(const ReportConfig *c, atomic_int *cancel) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, curl_start);
+    Reporter *r = calloc(1, sizeof *r);
+    if (!r) {
+        error_set("reports: out of memory");
+        return NULL;
+    }
+    char token[REPORT_TOKEN_MAX];
+    size_t n = strlen(c->url);
+    while (n > 0 && c->url[n - 1] == '/') n--;
+    snprintf(r->url, sizeof r->url, "%.*s", (int)n, c->url);
+    r->job = c->job;
+    r->attempt = c->attempt;
+    r->timeout_s = c->timeout_s > 0 ? c->timeout_s : 300;
+    r->cancel = cancel;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    if (read_token(c->token_file, token, sizeof token) != 0) goto fail;
+    snprintf(r->auth, sizeof r->auth, "Authorization: Bearer %s", token);
+    memset(token, 0, sizeof token);
+    if (!(r->main_curl = curl_easy_init())) {
+        error_set("reports: cannot start libcurl");
+        goto fail;
+    }
+    int e = pthread_create(&r->thread, NULL, sender_main, r);
+    if (e != 0) {
+        error_set("reports: cannot start a thread: %s", strerror(e));
+        goto fail;
+    }
+    r->started = true;
+    return r;
+fail:
+    report_close(r);
+    return NULL;
+}
+
+void report_close(Reporter *r) {
+    if (!r) return;
+    pthread_mutex_lock(&r->mu);
+    r->stopping = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (r->started) pthread_join(r->thread, NULL);
+    if (r->main_curl) curl_easy_cleanup(r->main_curl);
+    batch_free(&r->queue);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    memset(r->auth, 0, sizeof r->auth);
+    free(r);
+}

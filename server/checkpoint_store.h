@@ -1,0 +1,41 @@
+/* checkpoint_store.h - one checkpoint of a daemon job put in its place and
+ * recorded: what a worker training in process (server/attempt.c) and a
+ * rank uploading one over HTTP (server/routes/job_reports.c) both do.
+ *
+ * The directory <data-dir>/jobs/<id>/checkpoints/epoch-<N> (or step-<S>
+ * for a partial one) is written whole by the caller's writer (to a
+ * temporary name, fsynced, renamed); then the job's history up to it must
+ * be stored (its metrics committed), so that a recorded checkpoint never
+ * points past the stored history; then its row (bytes and sha256 of
+ * model.safetensors), then keep_last garbage collection, and a log line.
+ * A full disk fails it with one sentence for the job's user and the space
+ * left; a checkpoint written but not recorded is removed again.
+ */
+#ifndef TRAIND_SERVER_CHECKPOINT_STORE_H
+#define TRAIND_SERVER_CHECKPOINT_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "server/scheduler.h"
+#include "storage/db.h"
+
+typedef struct {
+    Scheduler *s;
+    int64_t job;
+    int keep_last; /* the spec's checkpoint.keep_last (>= 1) */
+    /* Writes the checkpoint directory dir whole (it does not exist, or
+     * holds an older one to replace). 0, or -1 with an error whose
+     * sys_errno is a failed call's (ENOSPC: the disk is full). */
+    int (*write)(void *ctx, const char *dir);
+    /* 0 when the job's history up to now is stored, or -1 with the error
+     * of what is not. */
+    int (*history_stored)(void *ctx);
+    void *ctx;
+} CheckpointStore;
+
+/* 0 with the row in *out (may be NULL), or -1 with an error. */
+int checkpoint_store(const CheckpointStore *cs, int epoch, int64_t step, bool partial,
+                     DbCheckpoint *out);
+
+#endif

@@ -1,0 +1,254 @@
+/* executor.c - one attempt at a job whose ranks run outside the daemon,
+ * and the "external" launcher; see executor.h. */
+#include "server/executor.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/io/durable.h"
+#include "server/remote_spec.h"
+#include "server/scheduler_internal.h"
+
+/* ---- the launchers ---- */
+
+static const struct {
+    const char *name;
+    int (*open)(Db *db, ExecutorOps *out);
+} executor_kinds[] = {
+    {"external", executor_external},
+};
+
+int executor_open(const char *name, Db *db, ExecutorOps *out) {
+    char known[256] = "";
+    for (size_t i = 0; i < sizeof executor_kinds / sizeof *executor_kinds; i++) {
+        if (!strcmp(name, executor_kinds[i].name)) return executor_kinds[i].open(db, out);
+        size_t n = strlen(known);
+        snprintf(known + n, sizeof known - n, "%s%s", n ? ", " : "", executor_kinds[i].name);
+    }
+    return error_set("unknown executor '%s' (known: %s)", name, known);
+}
+
+const char *executor_name(const ExecutorOps *ops) { return ops->name; }
+
+static int external_launch(void *ctx, const RemoteAttempt *a, char *handle, size_t size) {
+    (void)ctx;
+    /* nothing starts here: the handle says where the ranks' files are */
+    snprintf(handle, size, "jobs/%" PRId64 "/attempt-%d", a->job, a->attempt);
+    return 0;
+}
+
+static int external_poll(void *ctx, const RemoteAttempt *a, const char *handle,
+                         RemoteStatus *out) {
+    (void)handle;
+    DbJobState state;
+    char *error = NULL;
+    int rc = db_job_remote_end(ctx, a->job, a->attempt, &state, &error);
+    free(error);
+    if (rc == DB_NOT_FOUND) {
+        out->phase = REMOTE_RUNNING;
+        return 0;
+    }
+    if (rc != DB_OK) return -1;
+    out->phase = REMOTE_ENDED;
+    snprintf(out->detail, sizeof out->detail, "reported %s", db_job_state_name(state));
+    return 0;
+}
+
+/* The ranks learn of a cancel from the reply to their next report. */
+static void external_cancel(void *ctx, const char *handle) {
+    (void)ctx;
+    (void)handle;
+}
+
+int executor_external(Db *db, ExecutorOps *out) {
+    *out = (ExecutorOps){.name = "external", .launch = external_launch, .poll = external_poll,
+                         .cancel = external_cancel, .ctx = db};
+    return 0;
+}
+
+/* ---- the attempt's files ---- */
+
+static int write_text(FILE *f, const char *tmp, void *ctx) {
+    (void)tmp;
+    const char *text = ctx;
+    return fputs(text, f) < 0 ? error_sys(errno, "write") : 0;
+}
+
+static int path_in(char *buf, size_t size, const char *dir, const char *name) {
+    if (snprintf(buf, size, "%s/%s", dir, name) >= (int)size)
+        return error_set("%s/%s: path too long", dir, name);
+    return 0;
+}
+
+/* The attempt's directory, spec.json, token and out/; *spec the parsed
+ * spec (job_spec_free it). 0, or -1 with an error. */
+static int prepare(Scheduler *s, const DbJob *job, RemoteAttempt *a, JobSpec **spec) {
+    *a = (RemoteAttempt){.job = job->id, .attempt = job->attempt, .ranks = 1};
+    snprintf(a->report_url, sizeof a->report_url, "%s", s->report_url);
+    if (snprintf(a->dir, sizeof a->dir, "%s/jobs/%" PRId64 "/attempt-%d", db_data_dir(s->db),
+                 job->id, job->attempt) >= (int)sizeof a->dir)
+        return error_set("attempt directory: path too long");
+    if (path_in(a->spec_path, sizeof a->spec_path, a->dir, "spec.json") ||
+        path_in(a->token_path, sizeof a->token_path, a->dir, "token") ||
+        path_in(a->out_dir, sizeof a->out_dir, a->dir, "out") || db_mkdir_p(a->out_dir))
+        return -1;
+    char *text = remote_spec_json(s->db, job);
+    if (!text) return error_prefix("spec.json");
+    *spec = job_spec_parse(text, strlen(text));
+    int rc = *spec ? durable_write(a->spec_path, 0644, write_text, text) : error_prefix("spec.json");
+    free(text);
+    if (rc != 0) return -1;
+    a->spec = *spec;
+    char token[DB_TOKEN_LEN + 1];
+    rc = scheduler_remote_token(s, job->id, job->attempt, token);
+    if (rc == 0) rc = durable_write(a->token_path, 0600, write_text, token);
+    memset(token, 0, sizeof token);
+    return rc;
+}
+
+/* ---- following it ---- */
+
+static const char *phase_name(RemotePhase p) {
+    return p == REMOTE_PENDING ? "pending" : p == REMOTE_RUNNING ? "running" : "ended";
+}
+
+/* The status as the job's JSON shows it. */
+static void show(Worker *w, const ExecutorOps *ops, const char *handle, const RemoteStatus *st) {
+    pthread_mutex_lock(&w->pmu);
+    SchedulerExecutorInfo *e = &w->exec;
+    snprintf(e->name, sizeof e->name, "%s", ops->name);
+    snprintf(e->handle, sizeof e->handle, "%s", handle);
+    snprintf(e->phase, sizeof e->phase, "%s", phase_name(st->phase));
+    snprintf(e->reason, sizeof e->reason, "%s", st->phase == REMOTE_PENDING ? st->reason : "");
+    e->restarts = st->restarts;
+    pthread_mutex_unlock(&w->pmu);
+}
+
+/* Waits ms, or less when the daemon stops or the job is asked to stop
+ * (a stop not yet `handled`). */
+static void wait_poll(Worker *w, int ms, bool handled) {
+    Scheduler *s = w->s;
+    struct timespec deadline;
+    clock_deadline_in(&deadline, ms);
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping && (handled || !atomic_load(&w->cancel)) &&
+           pthread_cond_timedwait(&s->work, &s->mu, &deadline) != ETIMEDOUT) {
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The job's final state: the end its ranks reported, else `fallback`
+ * with `why`. Its metrics are committed first: the ranks sent them all
+ * before their end. */
+static void record(Worker *w, const RemoteAttempt *a, DbJobState fallback, const char *why) {
+    Scheduler *s = w->s;
+    if (metric_writer_flush(s->mw) != 0)
+        scheduler_log(a->job, "error", "metrics: %s", error_get());
+    DbJobState state = fallback;
+    char *reported = NULL;
+    if (db_job_remote_end(s->db, a->job, a->attempt, &state, &reported) != DB_OK) {
+        state = fallback;
+        reported = why ? strdup(why) : NULL;
+    }
+    pthread_mutex_lock(&w->pmu);
+    DbJobProgress p = w->progress;
+    pthread_mutex_unlock(&w->pmu);
+    if (state == DB_JOB_SUCCEEDED) p.eta_s = 0;
+    db_job_set_progress(s->db, a->job, &p);
+    if (state == DB_JOB_SUCCEEDED)
+        scheduler_job_log(s, a->job, "succeeded after %" PRId64 " steps", p.step);
+    else
+        scheduler_job_log(s, a->job, "%s: %s", db_job_state_name(state),
+                          reported ? reported : "(no error given)");
+    attempt_record_end(s, a->job, state, state == DB_JOB_SUCCEEDED ? NULL : reported);
+    free(reported);
+}
+
+/* The daemon stops, or a job of higher priority takes the slot: the
+ * ranks are stopped and the job goes back to the queue. */
+static void requeue(Worker *w, const RemoteAttempt *a, int64_t preempted_by) {
+    Scheduler *s = w->s;
+    metric_writer_flush(s->mw);
+    if (preempted_by)
+        scheduler_job_log(s, a->job, "preempted by job %" PRId64 ", of a higher priority; queued "
+                                     "to resume", preempted_by);
+    int rc = preempted_by ? db_job_preempted(s->db, a->job) : db_job_requeue(s->db, a->job);
+    if (rc != DB_OK)
+        scheduler_log(a->job, "error", "requeue: %s", error_get());
+    else if (!preempted_by)
+        scheduler_log(a->job, "info", "ranks stopped, queued to resume");
+}
+
+static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, const char *handle) {
+    Scheduler *s = w->s;
+    int poll_ms = s->cfg.executor_poll_ms > 0 ? s->cfg.executor_poll_ms : 1000;
+    double cancelled_at = 0;
+    RemoteStatus st = {.phase = REMOTE_PENDING};
+    for (bool first = true;; first = false) {
+        if (!first) wait_poll(w, poll_ms, cancelled_at > 0);
+        int64_t by = 0;
+        WorkerStop stop = worker_stop(w, &by);
+        if (stop == WORKER_STOP_SHUTDOWN || stop == WORKER_STOP_PREEMPT) {
+            ops->cancel(ops->ctx, handle);
+            requeue(w, a, stop == WORKER_STOP_PREEMPT ? by : 0);
+            return;
+        }
+        if (stop == WORKER_STOP_CANCEL && cancelled_at == 0) {
+            ops->cancel(ops->ctx, handle);
+            cancelled_at = clock_now_s();
+            scheduler_job_log(s, a->job, "cancel asked of the ranks");
+        }
+        RemoteStatus now = {.phase = REMOTE_RUNNING, .restarts = st.restarts};
+        if (ops->poll(ops->ctx, a, handle, &now) != 0) {
+            scheduler_log(a->job, "error", "%s executor: poll: %s", ops->name, error_get());
+            continue;
+        }
+        if (now.restarts > st.restarts)
+            scheduler_job_log(s, a->job, "requeued by the %s launcher (restart %d)", ops->name,
+                              now.restarts);
+        st = now;
+        show(w, ops, handle, &st);
+        char why[512];
+        if (st.phase == REMOTE_ENDED) {
+            snprintf(why, sizeof why, "%s: %s", cancelled_at > 0 ? "cancelled" : "the ranks ended without reporting",
+                     st.detail[0] ? st.detail : "no detail");
+            record(w, a, cancelled_at > 0 ? DB_JOB_CANCELLED : DB_JOB_FAILED, why);
+            return;
+        }
+        if (cancelled_at > 0 && clock_now_s() - cancelled_at > EXECUTOR_CANCEL_GRACE_S) {
+            snprintf(why, sizeof why, "cancelled; the ranks did not report their end within %d s",
+                     EXECUTOR_CANCEL_GRACE_S);
+            record(w, a, DB_JOB_CANCELLED, why);
+            return;
+        }
+    }
+}
+
+void executor_attempt_run(Worker *w, const DbJob *job, const ExecutorOps *ops) {
+    Scheduler *s = w->s;
+    scheduler_job_log(s, job->id, "attempt %d through the %s executor on %s", job->attempt,
+                      ops->name, w->device_name);
+    error_clear();
+    RemoteAttempt a;
+    JobSpec *spec = NULL;
+    char handle[128] = "";
+    RemoteStatus pending = {.phase = REMOTE_PENDING};
+    snprintf(pending.reason, sizeof pending.reason, "Launching");
+    show(w, ops, handle, &pending);
+    if (prepare(s, job, &a, &spec) != 0 || ops->launch(ops->ctx, &a, handle, sizeof handle) != 0) {
+        char err[ERROR_MAX + 32];
+        snprintf(err, sizeof err, "launch: %s", error_get());
+        scheduler_job_log(s, job->id, "failed: %s", err);
+        attempt_record_end(s, job->id, DB_JOB_FAILED, err);
+    } else {
+        scheduler_job_log(s, job->id, "launched: %s", handle);
+        follow(w, &a, ops, handle);
+    }
+    job_spec_free(spec);
+}

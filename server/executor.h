@@ -1,0 +1,90 @@
+/* executor.h - jobs whose ranks run outside the daemon: `traind serve
+ * --executor external|slurm`.
+ *
+ * One lifecycle for every launcher (server/executor.c); what differs is
+ * behind ExecutorOps: how the ranks are started, how they are watched, how
+ * they are stopped. With an executor the scheduler's workers are slots
+ * (serve --executor-slots) with no device of their own, and an attempt at
+ * a job (attempt_run) is executor_attempt_run:
+ *   - the attempt's directory <data-dir>/jobs/<id>/attempt-<n>/ gets
+ *     spec.json (the spec with its datasets and init resolved to files
+ *     under the data dir, server/remote_spec.h: the nodes see the data dir
+ *     through a shared directory), token (mode 0600, the attempt's token:
+ *     scheduler_remote_token) and out/ (the ranks' --out);
+ *   - ops->launch starts the ranks, which run `traind run DIR/spec.json
+ *     --report URL --job ID --attempt N --token-file DIR/token --resume
+ *     auto --out DIR/out` and report their metrics, log lines, progress,
+ *     checkpoints and end over HTTP (server/routes/job_reports.c);
+ *   - ops->poll every --executor-poll-ms (1000): PENDING with a reason is
+ *     shown on the job ("executor" in its JSON), ENDED gives the job its
+ *     final state: the end the ranks reported (db_job_remote_end), else
+ *     failed, "the ranks ended without reporting: <detail>". A launcher's
+ *     requeue (restarts grows) needs nothing here: the rerun asks
+ *     .../resume where to start;
+ *   - a user's cancel: ops->cancel, and the ranks' next report is answered
+ *     "cancel": true; the job ends as they report it, or `cancelled` when
+ *     they have not reported within EXECUTOR_CANCEL_GRACE_S;
+ *   - the daemon stopping (or a preemption): ops->cancel, and the job goes
+ *     back to the queue, to resume from its newest checkpoint.
+ */
+#ifndef TRAIND_SERVER_EXECUTOR_H
+#define TRAIND_SERVER_EXECUTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/spec.h"
+#include "storage/db.h"
+
+#define EXECUTOR_CANCEL_GRACE_S 30
+
+typedef struct {
+    int64_t job;
+    int attempt;
+    char dir[4096];        /* <data-dir>/jobs/<id>/attempt-<n> */
+    char spec_path[4096];  /* dir/spec.json: the spec, data sources resolved to files */
+    char token_path[4096]; /* dir/token, mode 0600 */
+    char out_dir[4096];    /* dir/out: the ranks' --out */
+    char report_url[1024]; /* the daemon's base URL as ranks reach it (serve --advertise-url,
+                              default http://127.0.0.1:<port>) */
+    int ranks;             /* processes to start (1 unless the spec asks for more) */
+    const JobSpec *spec;
+} RemoteAttempt;
+
+typedef enum { REMOTE_PENDING, REMOTE_RUNNING, REMOTE_ENDED } RemotePhase;
+
+typedef struct {
+    RemotePhase phase;
+    char reason[128]; /* PENDING: why it waits ("Resources", "Priority", ...) */
+    char detail[256]; /* ENDED: how ("COMPLETED exit 0", "NODE_FAIL", ...) */
+    int restarts;     /* times the launcher requeued it */
+} RemoteStatus;
+
+typedef struct ExecutorOps {
+    const char *name; /* "external", "slurm" */
+    /* starts the attempt's ranks; fills handle (e.g. the Slurm job id). 0, or -1 with error */
+    int (*launch)(void *ctx, const RemoteAttempt *a, char *handle, size_t size);
+    /* how they stand. 0, or -1 with an error (logged; polled again) */
+    int (*poll)(void *ctx, const RemoteAttempt *a, const char *handle, RemoteStatus *out);
+    /* asks them to stop; returns at once */
+    void (*cancel)(void *ctx, const char *handle);
+    void *ctx;
+} ExecutorOps;
+
+/* The ops of `serve --executor NAME` into *out ("external"; a launcher
+ * adds its row to executor.c's table). 0, or -1 with an error naming the
+ * known ones. */
+int executor_open(const char *name, Db *db, ExecutorOps *out);
+const char *executor_name(const ExecutorOps *ops);
+
+/* "external": launch does nothing (the ranks are started by someone else,
+ * a test or an admin, with the files in the attempt's directory); poll
+ * says RUNNING until the ranks' reported end arrives, then ENDED. ctx: the
+ * Db. */
+int executor_external(Db *db, ExecutorOps *out);
+
+struct Worker;
+/* One attempt at a claimed job through ops, on slot w (see above). */
+void executor_attempt_run(struct Worker *w, const DbJob *job, const ExecutorOps *ops);
+
+#endif

@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# test_remote_report.sh - attempts whose ranks run outside the daemon
+# (serve --executor external): the real daemon, and real ranks started here
+# as an admin would, with the files the daemon writes in
+# <data-dir>/jobs/<id>/attempt-<n>/ (spec.json, token, out/):
+#
+#   traind run DIR/spec.json --report URL --job ID --attempt N \
+#       --token-file DIR/token --resume auto --out DIR/out --jsonl
+#
+#   tests/e2e/test_remote_report.sh [TRAIND]     (default build/traind-asan)
+#
+# Checks, through the user API: (a) one rank runs a job to the end: every
+# step's metric once, equal to a plain `traind run` of the same spec, its
+# log lines once, its checkpoints listed and downloadable (the bytes the
+# rank wrote), the job `succeeded`; (b) `mpirun -np 2` of it on another
+# job: the same; (c) a rank killed with kill -9 after a checkpoint, started
+# again with the same attempt and token: it resumes from the checkpoint
+# (GET .../resume), no step twice, the metrics equal to the plain run's;
+# (d) curl on the routes: a wrong token 401, a stale attempt 409
+# stale_attempt, a bad body 400 naming the field, a report sent twice
+# stores its log lines once, the end of a cancelled job; (e) a cancel
+# through the user API reaches a running rank: it stops, the job ends
+# `cancelled`; (f) a queue longer than a report takes (8000 steps of batch
+# size 1) reaches the daemon whole. Ends with "N passed, N failed, N skipped".
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+TRAIND=${1:-build/traind-asan}
+TMP=$(mktemp -d)
+trap cleanup_daemons EXIT
+. "$(dirname "$0")/lib.sh"
+
+export OMP_NUM_THREADS=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+
+$PY scripts/toy_csv.py 2000 "$TMP/tab.csv"
+EPOCHS=3
+STEPS=$((EPOCHS * 2000 / 50))
+job() { # job NAME EPOCHS [BATCH]
+    echo "{\"name\": \"$1\", \"data\": {\"train\": \"tab\"},
+      \"model\": [{\"type\": \"Linear\", \"in_features\": 4, \"out_features\": 64}, {\"type\": \"ReLU\"},
+                {\"type\": \"Linear\", \"in_features\": 64, \"out_features\": 3}],
+      \"loss\": {\"type\": \"CrossEntropyLoss\"},
+      \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.05, \"momentum\": 0.9},
+      \"epochs\": $2, \"batch_size\": ${3:-50}, \"shuffle\": true, \"seed\": 7,
+      \"checkpoint\": {\"every_epochs\": 1, \"keep_last\": 2}}"
+}
+submit() { # submit NAME EPOCHS [BATCH] -> JOB_ID, DIR (its attempt 1's files, once written)
+    job "$1" "$2" "${3:-}" >"$TMP/job.json"
+    api POST /v1/jobs --data-binary "@$TMP/job.json"
+    JOB_ID=$(jv 'd["id"]')
+    DIR=$VAR/jobs/$JOB_ID/attempt-1
+    for _ in $(seq 100); do [ -s "$DIR/token" ] && break; sleep 0.1; done
+    [ -s "$DIR/token" ] || fail "submit $1" "no $DIR/token after 10 s"
+}
+# rank ARGS...: the remote rank's command for job $JOB_ID's attempt 1
+rank_cmd() {
+    echo "$TRAIND" run "$DIR/spec.json" --report "$URL" --job "$JOB_ID" --attempt 1 \
+        --token-file "$DIR/token" --resume auto --out "$DIR/out" --jsonl --report-timeout 20
+}
+wait_state() { # wait_state JOB SECONDS STATE -> the state it ended in
+    local s=""
+    for _ in $(seq $(($2 * 10))); do
+        api GET "/v1/jobs/$1"
+        s=$(jv 'd["state"]')
+        [ "$s" = "$3" ] && break
+        sleep 0.1
+    done
+    echo "$s"
+}
+# history JOB OUT.jsonl: the job's stored metrics as --jsonl lines
+history() {
+    api GET "/v1/jobs/$1/metrics?limit=100000"
+    jv '"\n".join(json.dumps({"event": "metric", "name": m["name"], "step": m["step"],
+        "epoch": m["epoch"], "value": m["value"]}) for m in d["metrics"])' >"$2"
+}
+# same_metrics NAME JOB RTOL: the job's stored metrics against the plain run
+same_metrics() {
+    local report
+    history "$2" "$TMP/h$2.jsonl"
+    check "$1: loss at each of the $STEPS steps once" \
+        "$(grep -c '"name": "loss"' "$TMP/h$2.jsonl")" "$STEPS"
+    if report=$($PY tests/e2e/compare_metrics.py "$TMP/ref.jsonl" "$TMP/h$2.jsonl" --rtol "$3"); then
+        pass "$1: metrics equal to the plain run's: ${report#  }"
+    else
+        fail "$1: metrics equal to the plain run's" "$report"
+    fi
+}
+
+VAR=$TMP/var
+start_daemon "$VAR" "$TMP/daemon.log" --quiet --executor external --executor-poll-ms 200 \
+    --executor-slots 3
+api POST /v1/datasets -F name=tab -F format=csv -F label_column=label -F "file=@$TMP/tab.csv"
+expect "upload the csv" 201
+
+# ---------------------------------------------------------------- (a) one rank
+submit one "$EPOCHS"
+J1=$JOB_ID D1=$DIR
+check "(a) the attempt's token is mode 600" "$(stat -c %a "$D1/token")" 600
+api GET "/v1/jobs/$J1"
+check "(a) the job runs on an executor slot" \
+    "$(jv 'd["state"], d["executor"]["name"], d["executor"]["phase"]')" \
+    "('running', 'external', 'running')"
+"$TRAIND" run "$D1/spec.json" --jsonl --out "$TMP/ref" >"$TMP/ref.jsonl" 2>"$TMP/ref.err"
+check "(a) the plain run of spec.json" "$?" 0
+t0=$(date +%s.%N)
+$(rank_cmd) >"$TMP/one.jsonl" 2>"$TMP/one.err"
+check "(a) the rank exits 0" "$?" 0
+check "(a) the job succeeded" "$(wait_state "$J1" 10 succeeded)" succeeded
+echo "    (a) the rank ran in $(echo "$(date +%s.%N) - $t0" | bc) s"
+same_metrics "(a)" "$J1" 0
+api GET "/v1/jobs/$J1/logs?limit=1000"
+check "(a) each epoch's line once in the job's log" \
+    "$(jv '[l["line"].split(":")[0] for l in d["lines"] if l["line"].startswith("epoch ")]')" \
+    "['epoch 0', 'epoch 1', 'epoch 2']"
+api GET "/v1/jobs/$J1/checkpoints"
+check "(a) its checkpoints listed (keep_last 2)" "$(jv '[c["epoch"] for c in d["checkpoints"]]')" \
+    "[1, 2]"
+curl -s -o "$TMP/ckpt" -H "Authorization: Bearer $TOKEN" "$URL/v1/jobs/$J1/checkpoints/2"
+check "(a) its checkpoint downloads as the rank wrote it" "$(sha256sum <"$TMP/ckpt" | cut -c1-64)" \
+    "$(sha256sum <"$D1/out/epoch-2/model.safetensors" | cut -c1-64)"
+
+api GET "/v1/jobs?limit=1"
+check "(a) the stored progress (the list's) is the last epoch's" \
+    "$(jv '[(j["progress"]["epoch"], j["progress"]["step"]) for j in d["jobs"] if j["id"] == '"$J1"']')" \
+    "[(2, $STEPS)]"
+$(rank_cmd | sed 's/--attempt 1/--attempt 2/') >/dev/null 2>"$TMP/stale.err"
+check "(a) a rank of an attempt that is not the job's exits 1" "$?" 1
+has "(a) ... saying why" "$TMP/stale.err" '409 stale_attempt'
+"$TRAIND" run "$D1/spec.json" --report http://127.0.0.1:1 --job "$J1" --attempt 1 \
+    --token-file "$D1/token" --out "$TMP/nowhere" --report-timeout 1 >/dev/null 2>"$TMP/nowhere.err"
+check "(a) a rank that reaches no daemon gives up after --report-timeout" "$?" 1
+has "(a) ... saying why" "$TMP/nowhere.err" 'no answer from http://127.0.0.1:1 for 1 s'
+
+# ---------------------------------------------------------------- (b) two ranks
+if command -v mpirun >/dev/null; then
+    submit two "$EPOCHS"
+    J2=$JOB_ID
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:exitcode=99 timeout 120 \
+        mpirun -np 2 --oversubscribe $(rank_cmd) >"$TMP/two.jsonl" 2>"$TMP/two.err"
+    check "(b) mpirun -np 2: exit 0" "$?" 0
+    check "(b) the job succeeded" "$(wait_state "$J2" 10 succeeded)" succeeded
+    same_metrics "(b)" "$J2" 1e-4
+else
+    skip "(b) two ranks" "mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)"
+fi
+
+# ---------------------------------------------------------------- (c) kill -9, again
+KEPOCHS=30
+submit killed "$KEPOCHS"
+J3=$JOB_ID
+STEPS_K=$((KEPOCHS * 2000 / 50))
+$(rank_cmd) >"$TMP/k1.jsonl" 2>"$TMP/k1.err" &
+RPID=$!
+for _ in $(seq 300); do
+    api GET "/v1/jobs/$J3/checkpoints"
+    [ "$(jv 'len(d["checkpoints"]) > 0')" = True ] && break
+    sleep 0.05
+done
+kill -9 "$RPID"
+wait "$RPID" 2>/dev/null
+api GET "/v1/jobs/$J3/checkpoints"
+last=$(jv 'd["checkpoints"][-1]["step"]')
+check "(c) killed after a checkpoint, before the end" "$([ -n "$last" ] && [ "$last" -lt "$STEPS_K" ] && echo yes)" yes
+$(rank_cmd) >"$TMP/k2.jsonl" 2>"$TMP/k2.err"
+check "(c) the rank started again exits 0" "$?" 0
+check "(c) the job succeeded" "$(wait_state "$J3" 10 succeeded)" succeeded
+check "(c) the rerun resumed after the checkpoint (its first step)" \
+    "$(grep -m1 '"name":"loss"' "$TMP/k2.jsonl" | $PY -c 'import json,sys; print(json.load(sys.stdin)["step"])')" \
+    "$(api GET "/v1/jobs/$J3/logs?limit=1000"; jv '[l["line"] for l in d["lines"] if "resumes from" in l["line"]][0].split("step ")[1].split(" ")[0]' | awk '{print $1 + 1}')"
+"$TRAIND" run "$DIR/spec.json" --jsonl --out "$TMP/refk" >"$TMP/ref.jsonl" 2>/dev/null
+STEPS=$STEPS_K same_metrics "(c)" "$J3" 0
+
+# ---------------------------------------------------------------- (d) the routes by hand
+submit manual 1
+J4=$JOB_ID T4=$(cat "$DIR/token")
+R=/v1/jobs/$J4/attempts/1
+TOKEN=$T4 api POST "$R/report" -d '{}'
+expect "(d) an empty report" 200
+TOKEN=0000 api POST "$R/report" -d '{}'
+expect "(d) a wrong token" 401 unauthorized
+TOKEN=$T4 api POST "/v1/jobs/$J4/attempts/2/report" -d '{}'
+expect "(d) an attempt that is not current" 409 stale_attempt
+TOKEN=$T4 api GET "/v1/jobs/$J4"
+expect "(d) the attempt token opens no user route" 401 unauthorized
+TOKEN=$T4 api POST "$R/report" \
+    -d '{"metrics": [{"name": "loss", "step": 1, "epoch": 0, "value": 1.5}, {"name": "loss", "step": 2, "epoch": 0, "value": "x"}]}'
+expect "(d) a bad metric value" 400 invalid
+check "(d) ... the error names the field" "$(jv 'd["error"]["path"]')" "metrics[1].value"
+BATCH='{"metrics": [{"name": "probe", "step": 1, "epoch": 0, "value": 0.25}],
+        "logs": [{"seq": 0, "line": "probe line 0"}, {"seq": 1, "line": "probe line 1"}],
+        "progress": {"epoch": 0, "step": 1, "samples_per_s": 100}}'
+TOKEN=$T4 api POST "$R/report" -d "$BATCH"
+check "(d) a report stores its metrics and lines" "$(jv 'd["stored_metrics"], d["stored_logs"], d["cancel"]')" \
+    "(1, 2, False)"
+TOKEN=$T4 api POST "$R/report" -d "$BATCH"
+check "(d) the same report again stores no line twice" "$(jv 'd["stored_logs"]')" 0
+api GET "/v1/jobs/$J4/logs?limit=1000"
+check "(d) ... each line once in the log" "$(jv 'sum(l["line"].startswith("probe line") for l in d["lines"])')" 2
+api GET "/v1/jobs/$J4/metrics?name=probe"
+check "(d) ... the metric once" "$(jv '[(m["step"], m["value"]) for m in d["metrics"]]')" "[(1, 0.25)]"
+api GET "/v1/jobs/$J4"
+check "(d) the reported progress is the job's" "$(jv 'd["progress"]["step"], d["progress"]["samples_per_s"]')" "(1, 100.0)"
+api POST "/v1/jobs/$J4/cancel"
+TOKEN=$T4 api POST "$R/report" -d '{}'
+check "(d) after a cancel, a report is answered cancel: true" "$(jv 'd["cancel"]')" True
+TOKEN=$T4 api POST "$R/end" -d '{"state": "done"}'
+expect "(d) an end with a bad state" 400 invalid
+TOKEN=$T4 api POST "$R/end" -d '{"state": "cancelled", "error": "cancelled at step 1"}'
+expect "(d) the end reported" 200
+check "(d) the job ends cancelled" "$(wait_state "$J4" 10 cancelled)" cancelled
+TOKEN=$T4 api POST "$R/report" -d '{}'
+expect "(d) a report after the end: stale" 409 stale_attempt
+
+# ---------------------------------------------------------------- (e) a cancel reaches a rank
+submit cancel 200
+J5=$JOB_ID
+$(rank_cmd) >"$TMP/c.jsonl" 2>"$TMP/c.err" &
+RPID=$!
+for _ in $(seq 100); do
+    api GET "/v1/jobs/$J5"
+    [ "$(jv 'd["progress"]["step"] > 0')" = True ] && break
+    sleep 0.1
+done
+api POST "/v1/jobs/$J5/cancel"
+expect "(e) cancel the running job" 202
+for _ in $(seq 100); do kill -0 "$RPID" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$RPID" 2>/dev/null; then
+    fail "(e) the rank stops" "still running 10 s after the cancel"
+    kill -9 "$RPID"
+else
+    pass "(e) the rank stops: $(tail -n 1 "$TMP/c.err")"
+fi
+wait "$RPID" 2>/dev/null
+check "(e) the job ends cancelled" "$(wait_state "$J5" 10 cancelled)" cancelled
+
+# ---------------------------------------------------------------- (f) a long queue
+# batch_size 1: 8000 steps, 16,000 metrics in ~2 s under ASan, more a
+# second than one report takes (4000, job/report.c): the queue goes in
+# several batches, one after the other, none lost or sent twice
+submit many 4 1
+J6=$JOB_ID
+$(rank_cmd) >/dev/null 2>"$TMP/many.err"
+check "(f) a rank of 8000 steps exits 0" "$?" 0
+check "(f) the job succeeded" "$(wait_state "$J6" 10 succeeded)" succeeded
+"$TRAIND" run "$DIR/spec.json" --jsonl --out "$TMP/refm" >"$TMP/ref.jsonl" 2>/dev/null
+STEPS=8000 same_metrics "(f)" "$J6" 0
+
+# ---------------------------------------------------------------- the end
+for f in one k1 k2 c many; do
+    if grep -q "$SANITIZER" "$TMP/$f.err"; then fail "no sanitizer report ($f)" "$(head -n 30 "$TMP/$f.err")"; fi
+done
+terminate "$DPID"
+check "SIGTERM, a graceful stop (exit 0)" "$RC" 0
+if grep -q "$SANITIZER" "$TMP/daemon.log"; then
+    fail "no sanitizer report (daemon)" "$(grep -m1 -A30 "$SANITIZER" "$TMP/daemon.log")"
+fi
+summary

@@ -1,0 +1,229 @@
+/* test_executor.c - the lifecycle of attempts whose ranks run outside the
+ * daemon (server/executor.h), driven through a scripted launcher: the
+ * attempt's files (spec.json with its dataset resolved to a file, the token
+ * with mode 0600 and its hash stored, out/), launch once with the report
+ * URL, a pending reason shown, the job's final state from the reported end
+ * or, without one, failed with the launcher's detail; a user's cancel
+ * reaches the launcher and the ranks' next report; the daemon stopping
+ * stops the ranks and requeues the job. No rank runs here: the routes and
+ * a real rank are tests/e2e/test_remote_report.sh's. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "server/executor.h"
+#include "server/remote_attempt.h"
+#include "server/scheduler.h"
+#include "tests/support/tmp_db.h"
+#include "tests/support/toy_dataset.h"
+
+/* What the scripted launcher says, and what it was asked. */
+typedef struct {
+    atomic_int phase; /* RemotePhase */
+    atomic_int launches, cancels;
+    char reason[64], detail[64];
+    RemoteAttempt launched; /* the last launch's */
+} Script;
+
+static int fake_launch(void *ctx, const RemoteAttempt *a, char *handle, size_t size) {
+    Script *sc = ctx;
+    sc->launched = *a;
+    snprintf(handle, size, "fake-%d", atomic_fetch_add(&sc->launches, 1) + 1);
+    return 0;
+}
+
+static int fake_poll(void *ctx, const RemoteAttempt *a, const char *handle, RemoteStatus *out) {
+    Script *sc = ctx;
+    out->phase = (RemotePhase)atomic_load(&sc->phase);
+    snprintf(out->reason, sizeof out->reason, "%s", sc->reason);
+    snprintf(out->detail, sizeof out->detail, "%s", sc->detail);
+    return 0;
+}
+
+static void fake_cancel(void *ctx, const char *handle) {
+    Script *sc = ctx;
+    atomic_fetch_add(&sc->cancels, 1);
+}
+
+static TmpDb env;
+static Script script;
+static ExecutorOps ops;
+
+static void setup(void) {
+    tmp_db_open(&env, "executor");
+    toy_dataset_make(env.db);
+    memset(&script, 0, sizeof script);
+    atomic_store(&script.phase, REMOTE_RUNNING);
+    ops = (ExecutorOps){.name = "fake", .launch = fake_launch, .poll = fake_poll,
+                        .cancel = fake_cancel, .ctx = &script};
+}
+
+static void teardown(void) { tmp_db_close(&env); }
+
+TestSuite(executor, .init = setup, .fini = teardown);
+
+static Scheduler *start(void) {
+    SchedulerConfig cfg = {.db = env.db, .metrics = env.mw, .executor = &ops,
+                           .executor_slots = 2, .executor_poll_ms = 20,
+                           .report_url = "http://10.0.0.1:8080"};
+    Scheduler *s = scheduler_start(&cfg);
+    cr_assert(s, "%s", error_get());
+    return s;
+}
+
+static const char spec_text[] =
+    "{\"name\": \"toy\", \"data\": {\"train\": \"toy\"},"
+    " \"model\": [{\"type\": \"Linear\", \"in_features\": 4, \"out_features\": 3}],"
+    " \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.1},"
+    " \"epochs\": 1, \"batch_size\": 8}";
+
+static int64_t submit(Scheduler *s) {
+    JobSpec *spec = job_spec_parse(spec_text, strlen(spec_text));
+    cr_assert(spec, "%s", error_get());
+    int64_t id = 0;
+    cr_assert_eq(scheduler_create_job(s, spec, spec_text, NULL, 0, &id), DB_OK, "%s", error_get());
+    job_spec_free(spec);
+    return id;
+}
+
+static DbJobState state_of(int64_t id) {
+    DbJob j;
+    cr_assert_eq(db_job_get(env.db, id, &j), DB_OK);
+    DbJobState st = j.state;
+    db_job_clear(&j);
+    return st;
+}
+
+/* Polls (up to 10 s) until cond holds. */
+#define WAIT_FOR(cond)                                                  \
+    do {                                                                \
+        int waited_ = 0;                                                \
+        while (!(cond) && waited_++ < 2000) usleep(5000);               \
+        cr_assert((cond), "timed out waiting for %s", #cond);           \
+    } while (0)
+
+static bool phase_is(Scheduler *s, int64_t id, const char *phase, const char *reason) {
+    SchedulerExecutorInfo ex;
+    return scheduler_executor_info(s, id, &ex) == DB_OK && !strcmp(ex.phase, phase) &&
+           !strcmp(ex.reason, reason);
+}
+
+Test(executor, the_attempts_files_then_failed_without_a_report) {
+    atomic_store(&script.phase, REMOTE_PENDING);
+    snprintf(script.reason, sizeof script.reason, "Resources");
+    Scheduler *s = start();
+    int64_t id = submit(s);
+    WAIT_FOR(phase_is(s, id, "pending", "Resources"));
+    cr_assert_eq(atomic_load(&script.launches), 1);
+    RemoteAttempt *a = &script.launched;
+    cr_assert_eq(a->job, id);
+    cr_assert_eq(a->attempt, 1);
+    cr_assert_eq(a->ranks, 1);
+    cr_assert_str_eq(a->report_url, "http://10.0.0.1:8080");
+    char want[4400];
+    snprintf(want, sizeof want, "%s/jobs/%lld/attempt-1", env.dir, (long long)id);
+    cr_assert_str_eq(a->dir, want);
+    /* spec.json: the dataset as an inline source naming its file */
+    json_t *spec = json_load_file(a->spec_path, 0, NULL);
+    cr_assert(spec);
+    json_t *train = json_object_get(json_object_get(spec, "data"), "train");
+    cr_assert_str_eq(json_string_value(json_object_get(train, "format")), "csv");
+    cr_assert_str_eq(json_string_value(json_object_get(train, "label_column")), "y");
+    const char *path = json_string_value(json_object_get(train, "path"));
+    cr_assert(path && path[0] == '/' && access(path, R_OK) == 0, "%s", path ? path : "(none)");
+    json_decref(spec);
+    /* the token: mode 0600, its hash the job's */
+    struct stat st;
+    cr_assert_eq(stat(a->token_path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600);
+    char token[128] = "";
+    FILE *f = fopen(a->token_path, "r");
+    cr_assert(f && fgets(token, sizeof token, f));
+    fclose(f);
+    cr_assert_eq(strlen(token), 64);
+    DbJobRemote r;
+    char why[256];
+    cr_assert_eq(db_job_remote_get(env.db, id, &r), DB_OK);
+    cr_assert_eq(remote_attempt_check(&r, id, 1, token, why, sizeof why), REMOTE_AUTH_OK, "%s", why);
+    cr_assert_eq(stat(a->out_dir, &st), 0);
+    cr_assert(S_ISDIR(st.st_mode));
+    /* the ranks end without a word: failed, with the launcher's detail */
+    snprintf(script.detail, sizeof script.detail, "NODE_FAIL");
+    atomic_store(&script.phase, REMOTE_ENDED);
+    WAIT_FOR(state_of(id) == DB_JOB_FAILED);
+    DbJob j;
+    cr_assert_eq(db_job_get(env.db, id, &j), DB_OK);
+    cr_assert_str_eq(j.error, "the ranks ended without reporting: NODE_FAIL");
+    db_job_clear(&j);
+    scheduler_stop(s);
+}
+
+Test(executor, the_reported_end_is_the_jobs) {
+    Scheduler *s = start();
+    int64_t id = submit(s);
+    WAIT_FOR(phase_is(s, id, "running", ""));
+    DbJobProgress p = {.epoch = 0, .step = 7, .samples_per_s = 50};
+    bool cancel = true;
+    cr_assert_eq(scheduler_remote_progress(s, id, &p, &cancel), DB_OK);
+    cr_assert(!cancel);
+    cr_assert_eq(db_job_remote_end_set(env.db, id, 1, DB_JOB_SUCCEEDED, NULL), DB_OK);
+    atomic_store(&script.phase, REMOTE_ENDED);
+    WAIT_FOR(state_of(id) == DB_JOB_SUCCEEDED);
+    DbJob j;
+    cr_assert_eq(db_job_get(env.db, id, &j), DB_OK);
+    cr_assert_eq(j.progress.step, 7, "the ranks' progress is the job's");
+    cr_assert_null(j.error);
+    db_job_clear(&j);
+    scheduler_stop(s);
+}
+
+Test(executor, a_cancel_reaches_the_launcher_and_the_ranks) {
+    Scheduler *s = start();
+    int64_t id = submit(s);
+    WAIT_FOR(phase_is(s, id, "running", ""));
+    bool was_running = false, cancel = false;
+    cr_assert_eq(scheduler_cancel(s, id, &was_running), DB_OK);
+    cr_assert(was_running);
+    WAIT_FOR(atomic_load(&script.cancels) == 1);
+    cr_assert_eq(scheduler_remote_progress(s, id, NULL, &cancel), DB_OK);
+    cr_assert(cancel, "the ranks' next report is answered cancel: true");
+    cr_assert_eq(db_job_remote_end_set(env.db, id, 1, DB_JOB_CANCELLED, "cancelled at step 3"),
+                 DB_OK);
+    atomic_store(&script.phase, REMOTE_ENDED);
+    WAIT_FOR(state_of(id) == DB_JOB_CANCELLED);
+    cr_assert_eq(atomic_load(&script.cancels), 1);
+    scheduler_stop(s);
+}
+
+Test(executor, the_daemon_stopping_requeues_the_job) {
+    Scheduler *s = start();
+    int64_t id = submit(s);
+    WAIT_FOR(phase_is(s, id, "running", ""));
+    scheduler_stop(s);
+    cr_assert_eq(atomic_load(&script.cancels), 1);
+    cr_assert_eq(state_of(id), DB_JOB_QUEUED);
+    /* the next daemon: attempt 2, a new token; the old one opens nothing */
+    DbJobRemote r;
+    cr_assert_eq(db_job_remote_get(env.db, id, &r), DB_OK);
+    char old[65];
+    snprintf(old, sizeof old, "%s", r.token_sha256);
+    s = start();
+    WAIT_FOR(phase_is(s, id, "running", "") && script.launched.attempt == 2);
+    cr_assert_eq(db_job_remote_get(env.db, id, &r), DB_OK);
+    cr_assert_eq(r.token_attempt, 2);
+    cr_assert_str_neq(r.token_sha256, old);
+    scheduler_stop(s);
+}
+
+Test(executor, unknown_executor_named) {
+    ExecutorOps o;
+    cr_assert_eq(executor_open("external", env.db, &o), 0);
+    cr_assert_str_eq(o.name, "external");
+    cr_assert_eq(executor_open("pbs", env.db, &o), -1);
+    cr_assert_str_eq(error_get(), "unknown executor 'pbs' (known: external)");
+}
