@@ -191,8 +191,13 @@ test-only:
 # over 200 hostile requests on every route while another user's job trains
 # (test_hostile.sh); the dashboard in headless chromium, signing in, each
 # user's runs, live progress, cancel, sort and filter (test_dashboard.sh);
-# the dashboard's canvas chart on a test page of its own (test_chart.sh).
-# The API scripts check every response against api-docs/openapi.yaml
+# the dashboard's canvas chart on a test page of its own (test_chart.sh);
+# one job as 1, 2 and 4 MPI ranks against PyTorch and itself
+# (test_data_parallel.sh); ranks run outside the daemon reporting over HTTP
+# (test_remote_report.sh, --executor external); a one-node Slurm started by
+# the test, srun and the daemon's --executor slurm: sbatch, pending reasons,
+# scancel, a requeue resumed (test_slurm.sh; test_slurm_cluster.sh, the
+# cluster's own self-test, runs by hand). The API scripts check every response against api-docs/openapi.yaml
 # (tests/e2e/openapi_check.mjs; openapi_selftest.sh shows it catches what it
 # should). Each script ends
 # "N passed, N failed" (those on tests/e2e/lib.sh ", N skipped" too).
@@ -203,6 +208,8 @@ test-e2e: build/traind build/traind-asan build/tests/gradcheck_dist
 	tests/e2e/test_local_mode.sh build/traind || ok=1; \
 	tests/e2e/test_precision.sh build/traind || ok=1; \
 	tests/e2e/test_data_parallel.sh build/traind-asan || ok=1; \
+	tests/e2e/test_remote_report.sh build/traind-asan || ok=1; \
+	tests/e2e/test_slurm.sh build/traind-asan || ok=1; \
 	tests/e2e/test_models.sh build/traind || ok=1; \
 	tests/e2e/test_api.sh build/traind-asan || ok=1; \
 	tests/e2e/test_privacy.sh build/traind-asan || ok=1; \
@@ -217,7 +224,6 @@ test-e2e: build/traind build/traind-asan build/tests/gradcheck_dist
 	tests/e2e/test_queue.sh build/traind || ok=1; \
 	tests/e2e/test_lab_readme.sh build/traind || ok=1; \
 	tests/e2e/test_walkthrough.sh build/traind || ok=1; \
-	tests/e2e/test_slurm_cluster.sh || ok=1; \
 	tests/e2e/test_chart.sh || ok=1; \
 	tests/e2e/test_dashboard.sh build/traind || ok=1; exit $$ok
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # gpu/check.sh - gpu/README.md's checks in one go, on a machine with a GPU:
 # the GPU unit tests (plain, then under ASan), the trainer's PyTorch parity
-# jobs on cuda, the daemon (gpu/check_daemon.py) and `make bench-gpu`
-# (bench/gpu.sh). Each step runs under a time limit with its output in
+# jobs on cuda, data parallel's NCCL path on one GPU (nccl), the daemon
+# (gpu/check_daemon.py) and `make bench-gpu` (bench/gpu.sh). Each step runs under a time limit with its output in
 # LOGS/<step>.log; a table of steps, exit codes and seconds ends the output,
 # and the script exits with the first failing step's code (0 when all pass).
 # It uses the binaries already built (make all build/tests/unit
@@ -14,7 +14,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=${1:-build/gpu-check}
-STEPS=${STEPS:-env unit parity bench daemon asan}
+STEPS=${STEPS:-env unit parity nccl bench daemon asan}
 mkdir -p "$LOGS"
 export MNIST_DIR=${MNIST_DIR:-../shared/datasets/mnist}
 SUMMARY=()
@@ -53,10 +53,31 @@ unit_asan() {
         UBSAN_OPTIONS=print_stacktrace=1 scripts/run-unit-tests.sh --filter 'gpu/*' --verbose
 }
 
-export -f env_report unit_asan
+# Data parallel through NCCL on the one GPU: a world of one rank that runs
+# every collective anyway (TRAIND_DIST_ONE_RANK=1), against the plain run
+# of the same fixture jobs, within 1e-5.
+nccl_one_gpu() {
+    local failed=0 c out
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    for c in cnn_adam_steplr batchnorm_dropout_sgd_multistep mlp_clip_grad_norm; do
+        out=$(mktemp -d)
+        build/traind run "tests/fixtures/jobs/$c.json" --device cuda:0 --jsonl --out "$out/a" \
+            >"$out/plain.jsonl" || failed=1
+        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK build/traind run \
+            "tests/fixtures/jobs/$c.json" --device cuda:0 --jsonl --out "$out/b" \
+            >"$out/nccl.jsonl" || failed=1
+        python3 tests/e2e/compare_metrics.py "$out/plain.jsonl" "$out/nccl.jsonl" --rtol 1e-5 ||
+            failed=1
+        rm -rf "$out"
+    done
+    return $failed
+}
+
+export -f env_report unit_asan nccl_one_gpu
 step env 60 env_report
 step unit 120 build/tests/unit-nosan --jobs 4 --filter 'gpu/*' --verbose
 step parity 60 env DEVICE=cuda tests/e2e/test_run_parity.sh build/traind
+step nccl 60 nccl_one_gpu
 step bench 150 bench/gpu.sh
 step daemon 90 python3 gpu/check_daemon.py build/traind
 step asan 90 unit_asan

@@ -44,6 +44,7 @@
 #include "core/train.h"
 #include "dist/mpi.h"
 #include "job/build.h"
+#include "job/rank.h"
 #include "job/report.h"
 
 typedef struct {
@@ -220,15 +221,6 @@ static int parse_args(int argc, char **argv, RunArgs *a) {
     return 0;
 }
 
-/* The group of a job launched as several ranks; NULL (and 0) for one
- * process, -1 with an error when the launch is broken. */
-static int open_group(DistGroup **g) {
-    *g = NULL;
-    int launched = dist_mpi_launched();
-    if (launched <= 0) return launched;
-    return (*g = dist_mpi_open()) ? 0 : -1;
-}
-
 /* --resume auto: rank 0 asks the daemon and downloads the checkpoint into
  * a directory under --out, which every rank then resumes from (--out is
  * on the shared directory under Slurm). 0, or -1 with an error. */
@@ -252,22 +244,39 @@ static int report_outcome(Reporter *rep, int rc) {
     if (report_failure(rep)) return error_set("%s", report_failure(rep));
     char err[ERROR_MAX];
     snprintf(err, sizeof err, "%s", error_get());
-    const char *state = rc == 0 ? "succeeded" : strncmp(err, "cancelled", 9) == 0 ? "cancelled" : "failed";
+    const char *state = rc == 0                             ? "succeeded"
+                        : strncmp(err, "cancelled", 9) == 0 ? "cancelled"
+                                                            : "failed";
     if (report_end(rep, state, rc == 0 ? NULL : err) != 0) return -1;
     if (rc != 0) error_set("%s", err);
     return rc;
 }
 
 /* Trains the built job; 0 or -1 with an error. */
+static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *rep,
+                    atomic_int *cancel, Device device);
+
+/* Moves the built job to its device and trains it there, with the GPUs'
+ * own group when its ranks train on GPUs. */
 static int train_built(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *rep,
                        atomic_int *cancel) {
-    Device device = DEVICE_CPU_INIT;
-    if (a->device && device_parse(a->device, &device) != 0) return -1;
-    if (!a->device && !r->spec->device_auto) device = r->spec->device;
+    Device device;
+    if (job_rank_device(group, r->spec, a->device, &device) != 0) return -1;
     /* cuda:N needs a registered CUDA backend (gpu_init in main) with that
      * device: "device cuda:0: this build has no CUDA backend or no GPU was
      * found" otherwise. */
     if (!backend_for(device) || job_build_to_device(r, device) != 0) return -1;
+    bool made = false;
+    DistGroup *train_group = NULL;
+    if (job_rank_train_group(group, device, &train_group, &made) != 0) return -1;
+    int rc = train_on(r, a, train_group, rep, cancel, device);
+    if (made) job_rank_close(NULL, train_group, true);
+    return rc;
+}
+
+/* Trains the built job on `device` with `group` (NULL: one process). */
+static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *rep,
+                    atomic_int *cancel, Device device) {
     char out_dir[4096];
     if (a->out)
         snprintf(out_dir, sizeof out_dir, "%s", a->out);
@@ -309,7 +318,7 @@ int job_run_local(int argc, char **argv) {
     int status = parse_args(argc, argv, &a);
     if (status != 0) return status;
     DistGroup *group = NULL;
-    if (open_group(&group) != 0) {
+    if (job_rank_open(&group) != 0) {
         fprintf(stderr, "traind run: %s\n", error_get());
         return 1;
     }
@@ -335,6 +344,6 @@ int job_run_local(int argc, char **argv) {
     fflush(stdout);
     report_close(rep);
     job_build_free(&r);
-    dist_mpi_close(group);
+    job_rank_close(group, NULL, false);
     return status;
 }

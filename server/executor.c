@@ -19,15 +19,16 @@
 
 static const struct {
     const char *name;
-    int (*open)(Db *db, ExecutorOps *out);
+    int (*open)(Db *db, const ExecutorConfig *config, ExecutorOps *out);
 } executor_kinds[] = {
     {"external", executor_external},
+    {"slurm", executor_slurm},
 };
 
-int executor_open(const char *name, Db *db, ExecutorOps *out) {
+int executor_open(const char *name, Db *db, const ExecutorConfig *config, ExecutorOps *out) {
     char known[256] = "";
     for (size_t i = 0; i < sizeof executor_kinds / sizeof *executor_kinds; i++) {
-        if (!strcmp(name, executor_kinds[i].name)) return executor_kinds[i].open(db, out);
+        if (!strcmp(name, executor_kinds[i].name)) return executor_kinds[i].open(db, config, out);
         size_t n = strlen(known);
         snprintf(known + n, sizeof known - n, "%s%s", n ? ", " : "", executor_kinds[i].name);
     }
@@ -66,7 +67,8 @@ static void external_cancel(void *ctx, const char *handle) {
     (void)handle;
 }
 
-int executor_external(Db *db, ExecutorOps *out) {
+int executor_external(Db *db, const ExecutorConfig *config, ExecutorOps *out) {
+    (void)config;
     *out = (ExecutorOps){.name = "external", .launch = external_launch, .poll = external_poll,
                          .cancel = external_cancel, .ctx = db};
     return 0;
@@ -101,10 +103,12 @@ static int prepare(Scheduler *s, const DbJob *job, RemoteAttempt *a, JobSpec **s
     char *text = remote_spec_json(s->db, job);
     if (!text) return error_prefix("spec.json");
     *spec = job_spec_parse(text, strlen(text));
-    int rc = *spec ? durable_write(a->spec_path, 0644, write_text, text) : error_prefix("spec.json");
+    int rc = *spec ? durable_write(a->spec_path, 0644, write_text, text)
+                   : error_prefix("spec.json");
     free(text);
     if (rc != 0) return -1;
     a->spec = *spec;
+    a->ranks = (*spec)->ranks;
     char token[DB_TOKEN_LEN + 1];
     rc = scheduler_remote_token(s, job->id, job->attempt, token);
     if (rc == 0) rc = durable_write(a->token_path, 0600, write_text, token);
@@ -216,7 +220,8 @@ static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, co
         show(w, ops, handle, &st);
         char why[512];
         if (st.phase == REMOTE_ENDED) {
-            snprintf(why, sizeof why, "%s: %s", cancelled_at > 0 ? "cancelled" : "the ranks ended without reporting",
+            snprintf(why, sizeof why, "%s: %s",
+                     cancelled_at > 0 ? "cancelled" : "the ranks ended without reporting",
                      st.detail[0] ? st.detail : "no detail");
             record(w, a, cancelled_at > 0 ? DB_JOB_CANCELLED : DB_JOB_FAILED, why);
             return;

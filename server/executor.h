@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "core/spec.h"
+#include "server/slurm.h"
 #include "storage/db.h"
 
 #define EXECUTOR_CANCEL_GRACE_S 30
@@ -71,17 +72,25 @@ typedef struct ExecutorOps {
     void *ctx;
 } ExecutorOps;
 
-/* The ops of `serve --executor NAME` into *out ("external"; a launcher
- * adds its row to executor.c's table). 0, or -1 with an error naming the
- * known ones. */
-int executor_open(const char *name, Db *db, ExecutorOps *out);
+/* What serve's options configure the launchers with. */
+typedef struct {
+    SlurmConfig slurm; /* --slurm-config, --slurm-* */
+} ExecutorConfig;
+
+/* The ops of `serve --executor NAME` into *out ("external", "slurm"; a
+ * launcher adds its row to executor.c's table); config is borrowed and
+ * outlives them. 0, or -1 with an error naming the known ones. */
+int executor_open(const char *name, Db *db, const ExecutorConfig *config, ExecutorOps *out);
 const char *executor_name(const ExecutorOps *ops);
 
 /* "external": launch does nothing (the ranks are started by someone else,
  * a test or an admin, with the files in the attempt's directory); poll
  * says RUNNING until the ranks' reported end arrives, then ENDED. ctx: the
  * Db. */
-int executor_external(Db *db, ExecutorOps *out);
+int executor_external(Db *db, const ExecutorConfig *config, ExecutorOps *out);
+/* "slurm" (server/executor_slurm.c): sbatch, scontrol, scancel with
+ * config->slurm. */
+int executor_slurm(Db *db, const ExecutorConfig *config, ExecutorOps *out);
 
 struct Worker;
 /* One attempt at a claimed job through ops, on slot w (see above). */

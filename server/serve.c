@@ -106,6 +106,7 @@ typedef struct {
     const char *executor;     /* --executor NAME; NULL: train in process */
     int executor_slots, executor_poll_ms;
     const char *advertise_url; /* NULL: http://127.0.0.1:<port> */
+    ExecutorConfig executor_config; /* --slurm-config, then --slurm-* over it */
     const char *http_cpus;          /* --http-cpus as given, NULL without it */
     cpu_set_t http_set, train_set;  /* from it: the HTTP threads', the workers' */
 } ServeOptions;
@@ -177,6 +178,13 @@ static const struct {
                                      "how it stands"},
     {"--advertise-url URL", "http://127.0.0.1:<port>", "the daemon's base URL as ranks run by "
                                                        "--executor reach it"},
+    {"--slurm-config FILE", "none", "with --executor slurm: key = value lines (partition, account, "
+                                    "qos, time, gpus_per_node, traind, mpi)"},
+    {"--slurm-partition P", "Slurm's default", "with --executor slurm: sbatch --partition"},
+    {"--slurm-account A", "the user's default", "with --executor slurm: sbatch --account"},
+    {"--slurm-time T", "the partition's", "with --executor slurm: sbatch --time (1:00:00)"},
+    {"--slurm-gpus-per-node N", "0", "with --executor slurm: GPUs a node gives a job (a rank "
+                                      "each); \"auto\" jobs take them"},
     {"--quiet", "off", "no log line per request"},
 };
 
@@ -295,6 +303,7 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
                         .max_per_ip = HTTP_MAX_PER_IP_DEFAULT,
                         .header_timeout_s = HTTP_HEADER_TIMEOUT_DEFAULT,
                         .idle_timeout_s = HTTP_IDLE_TIMEOUT_DEFAULT};
+    slurm_config_defaults(&o->executor_config.slurm);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -391,6 +400,11 @@ static int parse_options(int argc, char **argv, ServeOptions *o) {
             o->executor_poll_ms = (int)x;
         } else if (!strcmp(a, "--advertise-url")) {
             o->advertise_url = v;
+        } else if (!strncmp(a, "--slurm-", 8)) {
+            if (slurm_option(&o->executor_config.slurm, a, v) != 0) {
+                fprintf(stderr, "traind serve: %s: %s\n", a, error_get());
+                return -1;
+            }
         } else {
             fprintf(stderr, "traind serve: unknown option '%s'\n", a);
             serve_usage(stderr);
@@ -546,7 +560,7 @@ int cmd_serve(int argc, char **argv) {
     if (!o.advertise_url)
         snprintf(report_url, sizeof report_url, "%s://127.0.0.1:%d", tls.cert ? "https" : "http",
                  listener.port);
-    if (o.executor && executor_open(o.executor, db, &executor) != 0) {
+    if (o.executor && executor_open(o.executor, db, &o.executor_config, &executor) != 0) {
         error_prefix("--executor");
         goto fail;
     }

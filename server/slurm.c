@@ -91,6 +91,18 @@ int slurm_config_load(SlurmConfig *c, const char *path) {
     return rc;
 }
 
+int slurm_option(SlurmConfig *c, const char *option, const char *value) {
+    static const char *const keys[][2] = {{"--slurm-partition", "partition"},
+                                          {"--slurm-account", "account"},
+                                          {"--slurm-time", "time"},
+                                          {"--slurm-gpus-per-node", "gpus_per_node"}};
+    if (strcmp(option, "--slurm-config") == 0) return slurm_config_load(c, value);
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (strcmp(option, keys[i][0]) == 0) return set_field(c, keys[i][1], value);
+    return error_set("unknown option (--slurm-config, --slurm-partition, --slurm-account, "
+                     "--slurm-time, --slurm-gpus-per-node)");
+}
+
 /* s between single quotes for bash: ' becomes '\'' */
 static int put_quoted(FILE *f, const char *s) {
     fputc('\'', f);

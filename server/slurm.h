@@ -46,6 +46,11 @@ typedef struct {
     const char *spec_path, *token_path, *out_dir, *report_url;
 } SlurmRequest;
 
+/* A serve option: --slurm-config FILE (slurm_config_load), or
+ * --slurm-partition, --slurm-account, --slurm-time, --slurm-gpus-per-node
+ * VALUE (later ones win). -1 with an error. */
+int slurm_option(SlurmConfig *c, const char *option, const char *value);
+
 /* The batch script (a new string) or NULL with an error (a job asking
  * for more GPUs per node than the configuration gives). */
 char *slurm_script(const SlurmConfig *c, const SlurmRequest *r);

@@ -222,8 +222,10 @@ Test(executor, the_daemon_stopping_requeues_the_job) {
 
 Test(executor, unknown_executor_named) {
     ExecutorOps o;
-    cr_assert_eq(executor_open("external", env.db, &o), 0);
+    ExecutorConfig config;
+    slurm_config_defaults(&config.slurm);
+    cr_assert_eq(executor_open("external", env.db, &config, &o), 0);
     cr_assert_str_eq(o.name, "external");
-    cr_assert_eq(executor_open("pbs", env.db, &o), -1);
-    cr_assert_str_eq(error_get(), "unknown executor 'pbs' (known: external)");
+    cr_assert_eq(executor_open("pbs", env.db, &config, &o), -1);
+    cr_assert_str_eq(error_get(), "unknown executor 'pbs' (known: external, slurm)");
 }

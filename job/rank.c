@@ -1,0 +1,61 @@
+/* rank.c - a launched rank's group and device; see rank.h. */
+#include "job/rank.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "dist/mpi.h"
+#ifdef TRAIND_CUDA
+#include "gpu/nccl_group.h"
+#endif
+
+int job_rank_open(DistGroup **group) {
+    *group = NULL;
+    int launched = dist_mpi_launched();
+    if (launched <= 0) return launched;
+    if (!(*group = dist_mpi_open())) return -1;
+    const char *one = getenv("TRAIND_DIST_ONE_RANK");
+    (*group)->always = one && strcmp(one, "1") == 0;
+    return 0;
+}
+
+/* The rank's place on its node: Slurm's, Open MPI's, else its rank. */
+static int local_rank(const DistGroup *g) {
+    const char *v = getenv("SLURM_LOCALID");
+    if (!v) v = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    return v ? atoi(v) : dist_rank(g);
+}
+
+int job_rank_device(const DistGroup *group, const JobSpec *spec, const char *arg, Device *out) {
+    *out = DEVICE_CPU_INIT;
+    if (arg && device_parse(arg, out) != 0) return -1;
+    if (!arg && !spec->device_auto) *out = spec->device;
+    int gpus = backend_cuda_device_count();
+    if (!group || gpus == 0) return 0;
+    bool auto_gpu = !arg && spec->device_auto;
+    if (out->type == DEVICE_CUDA || auto_gpu)
+        *out = (Device){.type = DEVICE_CUDA, .index = local_rank(group) % gpus};
+    return 0;
+}
+
+int job_rank_train_group(DistGroup *mpi, Device device, DistGroup **out, bool *made) {
+    *made = false;
+    *out = mpi;
+    if (!dist_active(mpi) || device.type != DEVICE_CUDA) return 0;
+#ifdef TRAIND_CUDA
+    if (!(*out = gpu_nccl_group(mpi, device.index))) return -1;
+    *made = true;
+#endif
+    return 0; /* a build without CUDA has no such device either */
+}
+
+void job_rank_close(DistGroup *mpi, DistGroup *train, bool made) {
+#ifdef TRAIND_CUDA
+    if (made) gpu_nccl_group_free(train);
+#else
+    (void)train, (void)made;
+#endif
+    dist_mpi_close(mpi);
+}
