@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -326,11 +327,39 @@ static void run_here(Worker *w, const DbJob *job) {
     job_build_free(&b);
 }
 
+/* The data-parallel processes the job's spec asks for (1 when it cannot
+ * say: the build reports the spec's fault then). */
+static int spec_ranks(const DbJob *job) {
+    JobSpec *spec = job->spec_json ? job_spec_parse(job->spec_json, strlen(job->spec_json)) : NULL;
+    int ranks = spec ? spec->ranks : 1;
+    job_spec_free(spec);
+    error_clear();
+    return ranks;
+}
+
+/* A job of several ranks on a CPU worker: mpirun starts them on this
+ * machine, sharing the job's threads, and they report as a Slurm job's
+ * ranks do (server/executor_ranks.c). */
+static void run_ranks(Worker *w, const DbJob *job) {
+    char traind[1024];
+    ssize_t n = readlink("/proc/self/exe", traind, sizeof traind - 1);
+    traind[n > 0 ? n : 0] = '\0';
+    ExecutorOps ops;
+    if (executor_ranks(traind, job_threads(w->s), &ops) != 0) {
+        attempt_record_end(w->s, job->id, DB_JOB_FAILED, error_get());
+        return;
+    }
+    executor_attempt_run(w, job, &ops);
+    executor_ranks_close(&ops);
+}
+
 void attempt_run(Worker *w, const DbJob *job) {
     Scheduler *s = w->s;
     double started = clock_now_s();
     if (s->cfg.executor)
         executor_attempt_run(w, job, s->cfg.executor);
+    else if (w->device.type == DEVICE_CPU && spec_ranks(job) > 1)
+        run_ranks(w, job);
     else
         run_here(w, job);
     /* the device's time goes to its owner's recent use, for the fair queue */

@@ -113,6 +113,17 @@ done:
     return rc;
 }
 
+int command_start(char *const argv[], const char *log_path, pid_t *pid) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    int rc = posix_spawnp(pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    return rc == 0 ? 0 : error_set("%s: %s", argv[0], strerror(rc));
+}
+
 void command_result_free(CommandResult *r) {
     free(r->out);
     free(r->err);

@@ -10,6 +10,7 @@
 #define TRAIND_SERVER_COMMAND_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #define COMMAND_OUTPUT_MAX 65536
 
@@ -25,5 +26,10 @@ typedef struct {
  * not be started ("sbatch: No such file or directory"). */
 int command_run(char *const argv[], int timeout_ms, CommandResult *out);
 void command_result_free(CommandResult *r);
+
+/* Starts argv[0] in the background, stdout and stderr appended to
+ * log_path, stdin /dev/null; the caller reaps it (waitpid). 0 with *pid,
+ * or -1 with an error. */
+int command_start(char *const argv[], const char *log_path, pid_t *pid);
 
 #endif

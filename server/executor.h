@@ -92,6 +92,13 @@ int executor_external(Db *db, const ExecutorConfig *config, ExecutorOps *out);
  * config->slurm. */
 int executor_slurm(Db *db, const ExecutorConfig *config, ExecutorOps *out);
 
+/* "mpirun" (server/executor_ranks.c): a job of several ranks on a
+ * daemon that trains in process, its ranks started by its worker with
+ * mpirun on the worker's machine, sharing `threads` OpenMP threads.
+ * executor_ranks_close frees what it made. */
+int executor_ranks(const char *traind, int threads, ExecutorOps *out);
+void executor_ranks_close(ExecutorOps *ops);
+
 struct Worker;
 /* One attempt at a claimed job through ops, on slot w (see above). */
 void executor_attempt_run(struct Worker *w, const DbJob *job, const ExecutorOps *ops);

@@ -13,7 +13,10 @@
 #   - refused with the numbers: a batch_size the ranks do not divide, a
 #     BatchNorm job whose last batch leaves a rank without rows;
 #   - the collective ops' float64 gradient checks on 3 ranks
-#     (build/tests/gradcheck_dist: the all-reduce, SyncBatchNorm).
+#     (build/tests/gradcheck_dist: the all-reduce, SyncBatchNorm);
+#   - the daemon (training in process) runs a job of "ranks": 2 on its CPU
+#     worker with mpirun, the ranks reporting over HTTP: it succeeds with
+#     the one-process metrics.
 #
 #   tests/e2e/test_data_parallel.sh [TRAIND]      (default build/traind)
 set -uo pipefail
@@ -182,5 +185,41 @@ if [ "$last" -ge 1 ] && [ "$last" -lt 4 ]; then
 else
     fail "the BatchNorm refusal" "the fixture's $n_train samples leave no short last batch of 4"
 fi
+
+# ---- the daemon: a job of 2 ranks on its CPU worker ----
+trap cleanup_daemons EXIT
+$PY scripts/toy_csv.py 600 "$TMP/tab.csv"
+VAR=$TMP/var
+start_daemon "$VAR" "$TMP/daemon.log" --quiet --workers 1
+api POST /v1/datasets -F name=tab -F format=csv -F label_column=label -F "file=@$TMP/tab.csv"
+expect "the daemon: upload a csv" 201
+cat >"$TMP/ranks.json" <<EOF
+{"name": "two-ranks", "data": {"train": "tab"},
+ "model": [{"type": "Linear", "in_features": 4, "out_features": 32},
+           {"type": "BatchNorm1d", "num_features": 32}, {"type": "ReLU"},
+           {"type": "Dropout", "p": 0.1}, {"type": "Linear", "in_features": 32, "out_features": 3}],
+ "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.01},
+ "epochs": 2, "batch_size": 40, "shuffle": true, "seed": 5, "ranks": 2, "metrics": ["accuracy"]}
+EOF
+api POST /v1/jobs --data-binary "@$TMP/ranks.json"
+expect "the daemon: submit a job of 2 ranks" 201
+JR=$(jv 'd["id"]')
+state=""
+for _ in $(seq 600); do
+    api GET "/v1/jobs/$JR"
+    state=$(jv 'd["state"]')
+    case $state in succeeded | failed | cancelled) break ;; esac
+    sleep 0.1
+done
+check "the daemon: the job of 2 ranks succeeds" "$state" succeeded
+ADIR=$VAR/jobs/$JR/attempt-1
+has "... mpirun started its ranks (ranks.log)" "$ADIR/ranks.log" "."
+OMP_NUM_THREADS=1 "$TRAIND" run "$ADIR/spec.json" --jsonl --out "$TMP/ranks-ref" \
+    >"$TMP/ranks-ref.jsonl" 2>/dev/null
+api GET "/v1/jobs/$JR/metrics?limit=100000"
+jv '"\n".join(json.dumps({"event": "metric", "name": m["name"], "step": m["step"],
+    "epoch": m["epoch"], "value": m["value"]}) for m in d["metrics"])' >"$TMP/ranks-got.jsonl"
+compare "... its stored metrics against one process" "$TMP/ranks-ref.jsonl" "$TMP/ranks-got.jsonl" 1e-5
+stop_daemon "$DPID" "$TMP/daemon.log"
 
 summary
