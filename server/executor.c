@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/clock.h"
 #include "core/error.h"
@@ -150,6 +152,25 @@ static void wait_poll(Worker *w, int ms, bool handled) {
 /* The job's final state: the end its ranks reported, else `fallback`
  * with `why`. Its metrics are committed first: the ranks sent them all
  * before their end. */
+/* An ended attempt's out/ goes: the ranks' own copies of the checkpoints
+ * the daemon now holds, and the one they resumed from. The spec, the
+ * script, the launcher's output and the token (no longer good for
+ * anything) stay for whoever wants to see how it ran. */
+static void clean_attempt(const RemoteAttempt *a) {
+    DIR *d = opendir(a->out_dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (e->d_name[0] == '.') continue;
+            char path[4400];
+            snprintf(path, sizeof path, "%s/%s", a->out_dir, e->d_name);
+            durable_remove_flat_dir(path);
+        }
+        closedir(d);
+        rmdir(a->out_dir);
+    }
+}
+
 static void record(Worker *w, const RemoteAttempt *a, DbJobState fallback, const char *why) {
     Scheduler *s = w->s;
     if (metric_writer_flush(s->mw) != 0)
@@ -172,6 +193,7 @@ static void record(Worker *w, const RemoteAttempt *a, DbJobState fallback, const
                           reported ? reported : "(no error given)");
     attempt_record_end(s, a->job, state, state == DB_JOB_SUCCEEDED ? NULL : reported);
     free(reported);
+    clean_attempt(a);
 }
 
 /* The daemon stops, or a job of higher priority takes the slot: the

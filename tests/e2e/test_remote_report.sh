@@ -118,8 +118,11 @@ api GET "/v1/jobs/$J1/checkpoints"
 check "(a) its checkpoints listed (keep_last 2)" "$(jv '[c["epoch"] for c in d["checkpoints"]]')" \
     "[1, 2]"
 curl -s -o "$TMP/ckpt" -H "Authorization: Bearer $TOKEN" "$URL/v1/jobs/$J1/checkpoints/2"
-check "(a) its checkpoint downloads as the rank wrote it" "$(sha256sum <"$TMP/ckpt" | cut -c1-64)" \
-    "$(sha256sum <"$D1/out/epoch-2/model.safetensors" | cut -c1-64)"
+check "(a) its checkpoint downloads as the plain run wrote it (the same weights, byte for byte)" \
+    "$(sha256sum <"$TMP/ckpt" | cut -c1-64)" \
+    "$(sha256sum <"$TMP/ref/epoch-2/model.safetensors" | cut -c1-64)"
+check "(a) the ended attempt's out/ (the ranks' checkpoint copies) is gone" \
+    "$(ls -A "$D1" | tr '\n' ' ')" "spec.json token "
 
 api GET "/v1/jobs?limit=1"
 check "(a) the stored progress (the list's) is the last epoch's" \
