@@ -207,7 +207,7 @@ test-e2e: build/traind build/traind-asan build/tests/gradcheck_dist
 	tests/e2e/test_run_errors.sh build/traind-asan || ok=1; \
 	tests/e2e/test_local_mode.sh build/traind || ok=1; \
 	tests/e2e/test_precision.sh build/traind || ok=1; \
-	tests/e2e/test_data_parallel.sh build/traind-asan || ok=1; \
+	tests/e2e/test_data_parallel.sh build/traind build/traind-asan || ok=1; \
 	tests/e2e/test_remote_report.sh build/traind-asan || ok=1; \
 	tests/e2e/test_slurm.sh build/traind-asan || ok=1; \
 	tests/e2e/test_models.sh build/traind || ok=1; \

@@ -18,10 +18,13 @@
 #     worker with mpirun, the ranks reporting over HTTP: it succeeds with
 #     the one-process metrics.
 #
-#   tests/e2e/test_data_parallel.sh [TRAIND]      (default build/traind)
+#   tests/e2e/test_data_parallel.sh [TRAIND [DAEMON]]
+#       TRAIND (default build/traind) runs the ranks, DAEMON (default TRAIND)
+#       the daemon; make test gives build/traind-asan for the daemon.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 TRAIND=${1:-build/traind}
+DAEMON=${2:-$TRAIND}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 source tests/e2e/lib.sh
@@ -190,6 +193,7 @@ fi
 trap cleanup_daemons EXIT
 $PY scripts/toy_csv.py 600 "$TMP/tab.csv"
 VAR=$TMP/var
+RANKS_TRAIND=$TRAIND TRAIND=$DAEMON # start_daemon runs $TRAIND
 start_daemon "$VAR" "$TMP/daemon.log" --quiet --workers 1
 api POST /v1/datasets -F name=tab -F format=csv -F label_column=label -F "file=@$TMP/tab.csv"
 expect "the daemon: upload a csv" 201
@@ -214,7 +218,7 @@ done
 check "the daemon: the job of 2 ranks succeeds" "$state" succeeded
 ADIR=$VAR/jobs/$JR/attempt-1
 has "... mpirun started its ranks (ranks.log)" "$ADIR/ranks.log" "."
-OMP_NUM_THREADS=1 "$TRAIND" run "$ADIR/spec.json" --jsonl --out "$TMP/ranks-ref" \
+OMP_NUM_THREADS=1 "$RANKS_TRAIND" run "$ADIR/spec.json" --jsonl --out "$TMP/ranks-ref" \
     >"$TMP/ranks-ref.jsonl" 2>/dev/null
 api GET "/v1/jobs/$JR/metrics?limit=100000"
 jv '"\n".join(json.dumps({"event": "metric", "name": m["name"], "step": m["step"],

@@ -173,7 +173,7 @@ check "(c) ... its Slurm job $handle CANCELLED by scancel" "$(slurm_job_field "$
 scancel "$blocker"
 
 # ---------------------------------------------------------------- (d) requeued by Slurm
-submit requeued 40 2
+submit requeued 16 2
 JD=$JOB_ID
 for _ in $(seq 300); do
     api GET "/v1/jobs/$JD/checkpoints"
@@ -198,7 +198,7 @@ check "(d) the rerun resumed from a checkpoint (its log line)" \
     "$(jv 'any(l["line"].startswith("resumed from ") and ", step 0" not in l["line"] for l in d["lines"])')" \
     True
 "$RANK_TRAIND" run "$DIR/spec.json" --jsonl --out "$TMP/refd" >"$TMP/refd.jsonl" 2>/dev/null
-same_metrics "(d)" "$JD" "$TMP/refd.jsonl" 1600
+same_metrics "(d)" "$JD" "$TMP/refd.jsonl" 640
 
 stop_daemon "$DPID" "$TMP/daemon.log"
 summary
