@@ -776,6 +776,15 @@ Tensor *tensor_contiguous(Tensor *t) {
 
 Tensor *tensor_clone(Tensor *t) { return t ? copy_as(t, t->dtype, t->device) : NULL; }
 
+Tensor *tensor_host_contiguous(Tensor *t) {
+    if (!t) return NULL;
+    bool prev = autograd_set_enabled(false);
+    Tensor *c = t->device.type == DEVICE_CPU ? tensor_contiguous(t)
+                                             : copy_as(t, t->dtype, DEVICE_CPU_INIT);
+    autograd_set_enabled(prev);
+    return c;
+}
+
 Tensor *tensor_to_dtype(Tensor *t, DType dtype) {
     if (!t) return NULL;
     if (t->dtype == dtype) return tensor_retain(t);

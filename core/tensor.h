@@ -162,6 +162,9 @@ Tensor *tensor_narrow(Tensor *t, int dim, int64_t start, int64_t length);
 /* ---- copies ---- */
 Tensor *tensor_contiguous(Tensor *t); /* t retained if already contiguous */
 Tensor *tensor_clone(Tensor *t);      /* always a fresh contiguous copy */
+/* t in contiguous host memory, to read on the CPU: t itself when it is
+ * (retained), else a copy. Not recorded by autograd. */
+Tensor *tensor_host_contiguous(Tensor *t);
 Tensor *tensor_to_dtype(Tensor *t, DType dtype);
 Tensor *tensor_to_device(Tensor *t, Device device);
 /* A contiguous copy of the host tensor t on `device`, not recorded by

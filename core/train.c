@@ -132,11 +132,7 @@ static int count_correct(Tensor *out, Tensor *target, int64_t ignore, int64_t *c
                          tensor_shape_str(target, b, sizeof b));
     }
     Tensor *pred = tensor_argmax_last(out);
-    Tensor *pc = pred && pred->device.type != DEVICE_CPU ? tensor_to_device(pred, DEVICE_CPU_INIT)
-                                                         : tensor_retain(pred);
-    Tensor *tc = target->device.type != DEVICE_CPU ? tensor_to_device(target, DEVICE_CPU_INIT)
-                                                   : tensor_retain(target);
-    Tensor *pcc = tensor_contiguous(pc), *tcc = tensor_contiguous(tc);
+    Tensor *pcc = tensor_host_contiguous(pred), *tcc = tensor_host_contiguous(target);
     int rc = -1;
     if (pcc && tcc) {
         const int64_t *p = tensor_data(pcc), *y = tensor_data(tcc);
@@ -150,8 +146,6 @@ static int count_correct(Tensor *out, Tensor *target, int64_t ignore, int64_t *c
         rc = 0;
     }
     tensor_release(pred);
-    tensor_release(pc);
-    tensor_release(tc);
     tensor_release(pcc);
     tensor_release(tcc);
     return rc;
@@ -251,7 +245,7 @@ static int batch_forward(Trainer *t, const Batch *b, Tensor **loss, TrainBatchTo
     if (t->accuracy &&
         count_correct(out, y, ignored_label(t), &local->correct, &local->labelled) != 0)
         goto done;
-    if (dist_active(t->dist) && train_dist_denominator(t, y, ignored_label(t), denominator) != 0)
+    if (dist_active(t->dist) && train_dist_denominator(y, ignored_label(t), denominator) != 0)
         goto done;
     rc = 0;
 done:

@@ -71,14 +71,12 @@ void train_dist_end(Trainer *t) {
     module_set_dist(t->model, NULL, NULL);
 }
 
-int train_dist_denominator(const Trainer *t, Tensor *target, int64_t ignore, double *out) {
-    (void)t;
+int train_dist_denominator(Tensor *target, int64_t ignore, double *out) {
     if (target->dtype != DTYPE_INT64) {
         *out = (double)tensor_numel(target);
         return 0;
     }
-    Tensor *host = target->device.type != DEVICE_CPU ? tensor_to_device(target, DEVICE_CPU_INIT)
-                                                     : tensor_contiguous(target);
+    Tensor *host = tensor_host_contiguous(target);
     if (!host) return -1;
     const int64_t *y = tensor_data(host);
     int64_t n = tensor_numel(host), d = 0;

@@ -30,7 +30,7 @@ int train_dist_begin(Trainer *t);
 void train_dist_end(Trainer *t);
 
 /* What the loss of this rank's share of a batch divides by. */
-int train_dist_denominator(const Trainer *t, Tensor *target, int64_t ignore, double *out);
+int train_dist_denominator(Tensor *target, int64_t ignore, double *out);
 
 /* The global batch's totals from each rank's *local (its loss, with
  * `denominator`); *local itself in one process. */

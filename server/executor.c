@@ -78,12 +78,6 @@ int executor_external(Db *db, const ExecutorConfig *config, ExecutorOps *out) {
 
 /* ---- the attempt's files ---- */
 
-static int write_text(FILE *f, const char *tmp, void *ctx) {
-    (void)tmp;
-    const char *text = ctx;
-    return fputs(text, f) < 0 ? error_sys(errno, "write") : 0;
-}
-
 static int path_in(char *buf, size_t size, const char *dir, const char *name) {
     if (snprintf(buf, size, "%s/%s", dir, name) >= (int)size)
         return error_set("%s/%s: path too long", dir, name);
@@ -105,7 +99,7 @@ static int prepare(Scheduler *s, const DbJob *job, RemoteAttempt *a, JobSpec **s
     char *text = remote_spec_json(s->db, job);
     if (!text) return error_prefix("spec.json");
     *spec = job_spec_parse(text, strlen(text));
-    int rc = *spec ? durable_write(a->spec_path, 0644, write_text, text)
+    int rc = *spec ? durable_write_text(a->spec_path, 0644, text)
                    : error_prefix("spec.json");
     free(text);
     if (rc != 0) return -1;
@@ -113,7 +107,7 @@ static int prepare(Scheduler *s, const DbJob *job, RemoteAttempt *a, JobSpec **s
     a->ranks = (*spec)->ranks;
     char token[DB_TOKEN_LEN + 1];
     rc = scheduler_remote_token(s, job->id, job->attempt, token);
-    if (rc == 0) rc = durable_write(a->token_path, 0600, write_text, token);
+    if (rc == 0) rc = durable_write_text(a->token_path, 0600, token);
     memset(token, 0, sizeof token);
     return rc;
 }

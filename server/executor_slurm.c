@@ -21,11 +21,6 @@
 #include "server/log.h"
 #include "server/slurm.h"
 
-static int write_text(FILE *f, const char *tmp, void *ctx) {
-    (void)tmp;
-    return fputs(ctx, f) < 0 ? error_set("writing the batch script") : 0;
-}
-
 /* One GPU per rank when the job trains on GPUs: "auto" means GPUs when the
  * cluster's nodes have them. */
 static bool wants_gpus(const SlurmConfig *c, const JobSpec *spec) {
@@ -49,7 +44,7 @@ static int slurm_launch(void *ctx, const RemoteAttempt *a, char *handle, size_t 
     if (!script) return -1;
     char path[4200];
     snprintf(path, sizeof path, "%s/job.sbatch", a->dir);
-    int rc = durable_write(path, 0644, write_text, script);
+    int rc = durable_write_text(path, 0644, script);
     free(script);
     if (rc != 0) return -1;
     return slurm_submit(path, handle, size);

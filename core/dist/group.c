@@ -30,8 +30,7 @@ int dist_broadcast(DistGroup *g, void *buf, int64_t bytes, int root) {
 int dist_broadcast_tensor(DistGroup *g, Tensor *t, int root) {
     if (!dist_active(g)) return 0;
     /* in place when t is contiguous host memory, else through a copy */
-    Tensor *host =
-        t->device.type == DEVICE_CPU ? tensor_contiguous(t) : tensor_to_device(t, DEVICE_CPU_INIT);
+    Tensor *host = tensor_host_contiguous(t);
     if (!host) return -1;
     int64_t bytes = tensor_numel(host) * (int64_t)dtype_size(host->dtype);
     int rc = dist_broadcast(g, tensor_data(host), bytes, root);

@@ -40,10 +40,6 @@ struct DistReducer {
     char message[256];
 };
 
-static int64_t numel_of(const Tensor *p) {
-    return tensor_numel(p);
-}
-
 static int plan_buckets(DistReducer *r, int64_t bucket_bytes) {
     r->buckets = calloc((size_t)(r->n > 0 ? r->n : 1), sizeof *r->buckets);
     if (!r->buckets) return error_set("out of memory");
@@ -51,13 +47,13 @@ static int plan_buckets(DistReducer *r, int64_t bucket_bytes) {
     for (int k = 0; k < r->n; k++) {
         int i = r->n - 1 - k;
         r->order[k] = i;
-        int64_t bytes = numel_of(r->params[i]) * (int64_t)sizeof(float);
+        int64_t bytes = tensor_numel(r->params[i]) * (int64_t)sizeof(float);
         if (!b || (b->numel * (int64_t)sizeof(float) + bytes > bucket_bytes && b->count > 0)) {
             b = &r->buckets[r->n_buckets++];
             b->first = k;
         }
         b->count++;
-        b->numel += numel_of(r->params[i]);
+        b->numel += tensor_numel(r->params[i]);
         r->bucket_of[i] = (int)(b - r->buckets);
     }
     for (int j = 0; j < r->n_buckets; j++) {
@@ -125,14 +121,12 @@ static int pack(DistReducer *r, Bucket *b) {
     float *values = b->buf, *present = b->buf + b->numel;
     for (int k = 0; k < b->count; k++) {
         Tensor *p = r->params[r->order[b->first + k]];
-        int64_t n = numel_of(p);
+        int64_t n = tensor_numel(p);
         present[k] = p->grad ? 1.0f : 0.0f;
         if (!p->grad) {
             memset(values, 0, (size_t)n * sizeof *values);
-        } else if (p->grad->device.type == DEVICE_CPU) {
-            memcpy(values, tensor_data(p->grad), (size_t)n * sizeof *values);
         } else {
-            Tensor *host = tensor_to_device(p->grad, DEVICE_CPU_INIT);
+            Tensor *host = tensor_host_contiguous(p->grad);
             if (!host) return -1;
             memcpy(values, tensor_data(host), (size_t)n * sizeof *values);
             tensor_release(host);
@@ -148,7 +142,7 @@ static int pack_device(DistReducer *r, Bucket *b) {
     int rc = 0;
     for (int k = 0; rc == 0 && k < b->count; k++) {
         Tensor *p = r->params[r->order[b->first + k]];
-        int64_t n = numel_of(p);
+        int64_t n = tensor_numel(p);
         b->buf[k] = p->grad ? 1.0f : 0.0f;
         Tensor *slot = tensor_narrow(b->dev, 0, off, n);
         Tensor *flat = p->grad ? tensor_view(p->grad, 1, &n) : NULL;
@@ -221,7 +215,7 @@ static int unpack_device(DistReducer *r, Bucket *b) {
     int rc = 0;
     for (int k = 0; rc == 0 && k < b->count; k++) {
         Tensor *p = r->params[r->order[b->first + k]];
-        int64_t n = numel_of(p);
+        int64_t n = tensor_numel(p);
         if (b->buf[k] > 0) {
             Tensor *slot = tensor_narrow(b->dev, 0, off, n);
             Tensor *sum = slot ? tensor_view(slot, p->ndim, p->shape) : NULL;
@@ -244,14 +238,13 @@ static int unpack(DistReducer *r, Bucket *b) {
     const float *values = b->buf, *present = b->buf + b->numel;
     for (int k = 0; k < b->count; k++) {
         Tensor *p = r->params[r->order[b->first + k]];
-        int64_t n = numel_of(p);
+        int64_t n = tensor_numel(p);
         if (present[k] > 0 && p->grad && p->grad->device.type == DEVICE_CPU) {
             /* .grad is contiguous and its own (autograd keeps it so) */
             memcpy(tensor_data(p->grad), values, (size_t)n * sizeof *values);
         } else if (present[k] > 0) {
             Tensor *sum = tensor_from_buffer(values, p->ndim, p->shape, DTYPE_FLOAT32);
-            Tensor *g = sum && p->device.type != DEVICE_CPU ? tensor_to_device(sum, p->device)
-                                                            : tensor_retain(sum);
+            Tensor *g = tensor_to_device(sum, p->device);
             tensor_release(sum);
             if (!g) return -1;
             tensor_release(p->grad);

@@ -78,6 +78,14 @@ int durable_write(const char *path, mode_t mode, DurableWriteFn write, void *ctx
     return rc == 0 ? durable_sync_parent(path) : -1;
 }
 
+static int write_string(FILE *f, const char *tmp, void *text) {
+    return fputs(text, f) < 0 ? error_sys(errno, "writing '%s'", tmp) : 0;
+}
+
+int durable_write_text(const char *path, mode_t mode, const char *text) {
+    return durable_write(path, mode, write_string, (void *)text);
+}
+
 /* Removes a directory holding only files (a checkpoint); best effort. */
 void durable_remove_flat_dir(const char *path) {
     DIR *d = opendir(path);

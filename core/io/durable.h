@@ -25,6 +25,9 @@ typedef int (*DurableWriteFn)(FILE *f, const char *tmp_path, void *ctx);
  * is full), as it is of a writer that reports its own with error_sys. */
 int durable_write(const char *path, mode_t mode, DurableWriteFn write, void *ctx);
 
+/* durable_write of a string. */
+int durable_write_text(const char *path, mode_t mode, const char *text);
+
 /* "<path>.tmp.<pid>.<n>", a name no other writer uses: a new string, or
  * NULL with an error. For a file or directory built beside its final name. */
 char *durable_temp_name(const char *path);

@@ -534,16 +534,6 @@ fail:
     return NULL;
 }
 
-/* A CPU, contiguous version of t (a new reference; t itself when it already is). */
-static Tensor *host_contiguous(Tensor *t) {
-    bool prev = autograd_set_enabled(false);
-    Tensor *h = t->device.type == DEVICE_CPU ? tensor_retain(t) : tensor_to_device(t, DEVICE_CPU_INIT);
-    Tensor *c = tensor_contiguous(h);
-    tensor_release(h);
-    autograd_set_enabled(prev);
-    return c;
-}
-
 /* What safetensors_save writes through durable_write. */
 typedef struct {
     const char *header;
@@ -556,7 +546,7 @@ static int write_content(FILE *f, const char *tmp, void *ctx) {
     if (fwrite(c->header, 1, c->hlen, f) != c->hlen)
         return error_sys(errno, "writing the header to '%s'", tmp);
     for (int i = 0; i < c->dict->count; i++) {
-        Tensor *t = host_contiguous(c->dict->tensors[i]);
+        Tensor *t = tensor_host_contiguous(c->dict->tensors[i]);
         if (!t) return error_prefix("tensor '%s'", c->dict->names[i]);
         size_t nbytes = (size_t)tensor_numel(t) * dtype_size(t->dtype);
         size_t put = nbytes ? fwrite(tensor_data(t), 1, nbytes, f) : 0;

@@ -22,13 +22,11 @@ static Tensor *dropout_forward(Module *m, Tensor *x) {
     const Dropout *d = (const Dropout *)m;
     if (!m->training) return tensor_dropout(x, d->p, false, 0, 0);
     if (!x) return NULL;
-    int64_t rows = x->ndim > 0 ? x->shape[0] : 1, n = tensor_numel(x);
+    int64_t rows = x->ndim > 0 ? x->shape[0] : 1;
+    if (rows == 0) return tensor_retain(x); /* no element, no number drawn */
     ModuleStream st;
-    if (rows == 0 || module_draw_stream(m, rows, n / rows, &st) != 0) {
-        if (rows == 0) return tensor_retain(x);
-        error_prefix("mask");
-        return NULL;
-    }
+    if (module_draw_stream(m, rows, tensor_numel(x) / rows, &st) != 0)
+        return error_prefix("mask"), NULL;
     return tensor_dropout_rows(x, d->p, true, st.seed, st.offset, st.row_stride);
 }
 

@@ -15,10 +15,9 @@
 
 /* A new tensor of x's shape, dtype and device holding the sum over ranks. */
 static Tensor *all_reduce_copy(Tensor *x, DistGroup *g) {
-    Tensor *host =
+    /* a fresh contiguous host copy: reduced in place */
+    Tensor *flat =
         x->device.type == DEVICE_CPU ? tensor_clone(x) : tensor_to_device(x, DEVICE_CPU_INIT);
-    Tensor *flat = host ? tensor_contiguous(host) : NULL;
-    tensor_release(host);
     if (!flat) return NULL;
     if (dist_all_reduce(g, tensor_data(flat), tensor_numel(flat), flat->dtype) != 0) {
         tensor_release(flat);

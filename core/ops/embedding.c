@@ -37,8 +37,7 @@ static int check_args(const Tensor *weight, const Tensor *index) {
 
 /* Every index of the contiguous `index` in [0, v). */
 static int check_range(Tensor *index, int64_t v) {
-    Tensor *host = index->device.type == DEVICE_CPU ? tensor_retain(index)
-                                                    : tensor_to_device(index, DEVICE_CPU_INIT);
+    Tensor *host = tensor_host_contiguous(index);
     if (!host) return -1;
     const int64_t *p = tensor_data(host);
     int64_t n = tensor_numel(host), bad = -1;
