@@ -27,7 +27,7 @@
 static const char *const top_fields[] = {
     "name",    "data",      "model", "loss",   "optimizer", "scheduler",  "epochs", "batch_size",
     "shuffle", "drop_last", "seed",  "device", "metrics",   "checkpoint", "init",   "allow_tf32",
-    "clip_grad_norm", "accumulate_steps", "precision", "ranks", "nodes", NULL};
+    "clip_grad_norm", "accumulate_steps", "precision", "ranks", "nodes", "gpus", "devices", NULL};
 
 /* "clip_grad_norm": a max_norm above 0 (torch.nn.utils.clip_grad_norm_'s),
  * or absent for none. */
@@ -567,17 +567,6 @@ static int parse_name(JobSpec *spec, const json_t *v, const char *fallback) {
     return (spec->name = spec_strdup(name)) ? 0 : -1;
 }
 
-static int parse_device(JobSpec *spec, const json_t *top) {
-    const char *d;
-    if (spec_get_string(top, "", "device", false, &d)) return -1;
-    spec->device_auto = !d || strcmp(d, "auto") == 0;
-    if (spec->device_auto) return 0;
-    if (device_parse(d, &spec->device))
-        return error_at("device", "expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got \"%s\"",
-                        d);
-    return 0;
-}
-
 /* "precision": "float32" (default) or "bf16" (core/backend.h's Precision);
  * whether the job's device computes in it is checked where the device is
  * known (the daemon at submission, the trainer at its start). */
@@ -644,33 +633,6 @@ static int parse_init(JobSpec *spec, const json_t *top, const char *base_dir) {
     return spec_get_path(top, "", "init", base_dir, &spec->init);
 }
 
-/* "ranks": the data-parallel processes an executor starts (1 to
- * MAX_RANKS), each training on batch_size / ranks of every global batch,
- * so batch_size must divide by it; "nodes": the machines they spread over
- * (Slurm's --nodes), at most one per rank, ranks a multiple of it. */
-#define MAX_RANKS 1024
-static int parse_ranks(JobSpec *spec, const json_t *root) {
-    int64_t ranks = 1, nodes = 1;
-    if (spec_get_int(root, "", "ranks", false, 1, 1, MAX_RANKS, &ranks) ||
-        spec_get_int(root, "", "nodes", false, 1, 1, MAX_RANKS, &nodes))
-        return -1;
-    if (spec->batch_size % ranks != 0)
-        return error_at("batch_size",
-                        "%lld (the global batch) does not divide by the %lld ranks (%lld = %lld x "
-                        "%lld + %lld); choose a multiple of %lld",
-                        (long long)spec->batch_size, (long long)ranks,
-                        (long long)spec->batch_size, (long long)ranks,
-                        (long long)(spec->batch_size / ranks), (long long)(spec->batch_size % ranks),
-                        (long long)ranks);
-    if (nodes > ranks || ranks % nodes != 0)
-        return error_at("nodes", "%lld nodes for %lld ranks: each node runs the same number of "
-                                 "ranks, at least one",
-                        (long long)nodes, (long long)ranks);
-    spec->ranks = (int)ranks;
-    spec->nodes = (int)nodes;
-    return 0;
-}
-
 /* ---- the whole spec ---- */
 
 static JobSpec *parse_root(const json_t *root, const char *base_dir, const char *fallback_name) {
@@ -697,7 +659,7 @@ static JobSpec *parse_root(const json_t *root, const char *base_dir, const char 
         spec_get_int(root, "", "accumulate_steps", false, 1, 1, MAX_ACCUMULATE_STEPS,
                      &accumulate) ||
         spec_get_int(root, "", "seed", false, 0, 0, INT64_MAX, &seed) ||
-        parse_ranks(spec, root) || parse_device(spec, root) || parse_precision(spec, root) ||
+        spec_parse_placement(spec, root) || parse_precision(spec, root) ||
         parse_metrics(spec, json_object_get(root, "metrics")) ||
         parse_checkpoint(spec, json_object_get(root, "checkpoint")) ||
         parse_init(spec, root, base_dir)) {

@@ -55,6 +55,7 @@
 #define JOB_SPEC_MAX_BYTES (16 << 20) /* job files larger than this are refused */
 #define JOB_SPEC_MAX_LAYERS 1024
 #define JOB_SPEC_MAX_EPOCHS 1000000
+#define JOB_SPEC_MAX_DEVICES 16 /* "devices": the GPUs of one machine */
 
 /* ---- model layers ---- */
 
@@ -235,7 +236,11 @@ typedef struct {
     int ranks, nodes;     /* 1, 1: data-parallel processes, and the machines they use */
     uint64_t seed;       /* 0 */
     bool device_auto;    /* "auto" (default): the daemon picks */
-    Device device;       /* when !device_auto */
+    Device device;       /* when !device_auto (the first GPU of several) */
+    int gpus;            /* "gpus": N, or "device": "cuda" with N ranks: any N GPUs, one per
+                            rank (0: not asked) */
+    int num_devices;     /* "devices": these GPUs, one per rank (0: not given) */
+    Device devices[JOB_SPEC_MAX_DEVICES];
     bool accuracy;       /* "metrics": ["accuracy"] */
     bool perplexity;     /* "metrics": ["perplexity"]: exp of the epoch's mean losses */
     bool checkpoint;     /* false when "checkpoint": null */

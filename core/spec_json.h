@@ -69,6 +69,10 @@ int spec_get_path(const json_t *obj, const char *path, const char *key, const ch
 
 /* ---- the sections, for spec.c ---- */
 
+/* "ranks", "nodes", "device", "gpus", "devices" (spec_placement.c); after
+ * batch_size, which must divide by the ranks. */
+int spec_parse_placement(JobSpec *spec, const json_t *root);
+
 /* The "model" list into spec->layers (spec_model.c). */
 int spec_parse_model(JobSpec *spec, const json_t *model);
 /* "model": {"arch": ...} into *arch (spec_arch.c); the arch's model and its

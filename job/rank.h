@@ -19,8 +19,10 @@
 int job_rank_open(DistGroup **group);
 
 /* The device a rank trains on: `arg` (--device, may be NULL) or the
- * spec's, spread over the node's GPUs by local rank under a launcher.
- * -1 with an error for a bad --device. */
+ * spec's, spread over the node's GPUs by local rank under a launcher; from
+ * a list (--device cuda:0,cuda:2, as the daemon gives a job's GPUs, or the
+ * spec's "devices"), the local rank's entry. -1 with an error for a bad
+ * --device or a list without an entry for this rank. */
 int job_rank_device(const DistGroup *group, const JobSpec *spec, const char *arg, Device *out);
 
 /* The group to train with on `device` into *out: NCCL's for a GPU (a new

@@ -146,7 +146,7 @@ typedef struct {
 } RunArgs;
 
 static const char run_usage[] =
-    "usage: traind run JOB.json [--jsonl] [--device cpu|cuda:N] [--out DIR] "
+    "usage: traind run JOB.json [--jsonl] [--device cpu|cuda:N|cuda:N,cuda:M,...] [--out DIR] "
     "[--resume CHECKPOINT_DIR|auto]\n"
     "       [--report URL --job ID --attempt N --token-file PATH [--report-timeout S]]\n";
 

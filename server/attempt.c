@@ -337,15 +337,16 @@ static int spec_ranks(const DbJob *job) {
     return ranks;
 }
 
-/* A job of several ranks on a CPU worker: mpirun starts them on this
- * machine, sharing the job's threads, and they report as a Slurm job's
- * ranks do (server/executor_ranks.c). */
+/* A job of several ranks: mpirun starts them on this machine, on the
+ * job's devices (a CPU worker's, the ranks sharing the job's threads; or
+ * one GPU each), and they report as a Slurm job's ranks do
+ * (server/executor_ranks.c). */
 static void run_ranks(Worker *w, const DbJob *job) {
     char traind[1024];
     ssize_t n = readlink("/proc/self/exe", traind, sizeof traind - 1);
     traind[n > 0 ? n : 0] = '\0';
     ExecutorOps ops;
-    if (executor_ranks(traind, job_threads(w->s), &ops) != 0) {
+    if (executor_ranks(traind, job_threads(w->s), job->device, &ops) != 0) {
         attempt_record_end(w->s, job->id, DB_JOB_FAILED, error_get());
         return;
     }
@@ -353,18 +354,26 @@ static void run_ranks(Worker *w, const DbJob *job) {
     executor_ranks_close(&ops);
 }
 
+/* The devices a job holds: 1, or its GPUs ("cuda:0,cuda:1"). */
+static int devices_held(const DbJob *job) {
+    int n = 1;
+    for (const char *c = job->device; *c; c++) n += *c == ',';
+    return n;
+}
+
 void attempt_run(Worker *w, const DbJob *job) {
     Scheduler *s = w->s;
     double started = clock_now_s();
     if (s->cfg.executor)
         executor_attempt_run(w, job, s->cfg.executor);
-    else if (w->device.type == DEVICE_CPU && spec_ranks(job) > 1)
+    else if (spec_ranks(job) > 1)
         run_ranks(w, job);
     else
         run_here(w, job);
     /* the device's time goes to its owner's recent use, for the fair queue */
     if (job->owner > 0 &&
-        db_user_add_usage(s->db, job->owner, clock_now_s() - started, s->cfg.fairshare_half_life_s) !=
+        db_user_add_usage(s->db, job->owner, (clock_now_s() - started) * devices_held(job),
+                          s->cfg.fairshare_half_life_s) !=
             DB_OK)
         scheduler_log(job->id, "error", "usage: %s", error_get());
     error_clear();

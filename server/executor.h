@@ -94,9 +94,10 @@ int executor_slurm(Db *db, const ExecutorConfig *config, ExecutorOps *out);
 
 /* "mpirun" (server/executor_ranks.c): a job of several ranks on a
  * daemon that trains in process, its ranks started by its worker with
- * mpirun on the worker's machine, sharing `threads` OpenMP threads.
+ * mpirun on the worker's machine, sharing `threads` OpenMP threads, on
+ * `devices` ("cpu", or one GPU per rank: "cuda:0,cuda:1").
  * executor_ranks_close frees what it made. */
-int executor_ranks(const char *traind, int threads, ExecutorOps *out);
+int executor_ranks(const char *traind, int threads, const char *devices, ExecutorOps *out);
 void executor_ranks_close(ExecutorOps *ops);
 
 struct Worker;

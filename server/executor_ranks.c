@@ -5,7 +5,9 @@
  * their metrics and checkpoints to the daemon in the same way.
  *
  * The ranks share the worker's CPUs (--oversubscribe, not bound to cores,
- * each with its share of the job's OpenMP threads). Their output goes to
+ * each with its share of the job's OpenMP threads); on GPUs, each rank
+ * takes one of the job's (traind run --device cuda:0,cuda:1: the local
+ * rank's entry), NCCL between them. Their output goes to
  * DIR/ranks.log. The handle is mpirun's pid: poll reaps it, cancel sends it
  * SIGTERM, which mpirun passes on to the ranks.
  */
@@ -24,6 +26,7 @@
 typedef struct {
     char traind[1024];
     int threads; /* the job's OpenMP threads, shared by its ranks */
+    char devices[DB_DEVICES_MAX + 1]; /* "cpu", or the job's GPUs */
 } RanksConfig;
 
 static int ranks_launch(void *ctx, const RemoteAttempt *a, char *handle, size_t size) {
@@ -62,6 +65,8 @@ static int ranks_launch(void *ctx, const RemoteAttempt *a, char *handle, size_t 
                     "auto",
                     "--out",
                     (char *)a->out_dir,
+                    "--device",
+                    (char *)c->devices,
                     NULL};
     for (size_t i = 0; i < sizeof rest / sizeof *rest; i++) argv[n++] = rest[i];
     pid_t pid;
@@ -94,10 +99,11 @@ static void ranks_cancel(void *ctx, const char *handle) {
     kill((pid_t)atoi(handle), SIGTERM);
 }
 
-int executor_ranks(const char *traind, int threads, ExecutorOps *out) {
+int executor_ranks(const char *traind, int threads, const char *devices, ExecutorOps *out) {
     RanksConfig *c = calloc(1, sizeof *c);
     if (!c) return error_set("out of memory");
     snprintf(c->traind, sizeof c->traind, "%s", traind);
+    snprintf(c->devices, sizeof c->devices, "%s", devices);
     c->threads = threads > 0 ? threads : 1;
     *out = (ExecutorOps){.name = "mpirun",
                          .launch = ranks_launch,

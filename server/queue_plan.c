@@ -77,6 +77,9 @@ static int by_owner(const void *pa, const void *pb) {
     return job_cmp(pa, pb);
 }
 
+/* A GPU of this daemon's (an executor's slot is not one). */
+static bool is_gpu(const QueueWorker *w) { return !w->slot && w->device.type == DEVICE_CUDA; }
+
 /* An owner of queued jobs: their use and what they run now. */
 static void start_owner(Plan *p, Owner *o, const QueueUser *users, int nu, int64_t now_ms) {
     for (int k = 0; k < nu; k++)
@@ -85,8 +88,9 @@ static void start_owner(Plan *p, Owner *o, const QueueUser *users, int nu, int64
     for (int w = 0; w < p->nw; w++) {
         const QueueWorker *qw = &p->workers[w];
         if (!qw->job_id || qw->job_owner != o->id) continue;
-        o->running++;
-        o->gpus += qw->device.type == DEVICE_CUDA;
+        o->running += !qw->member; /* a job of several GPUs runs once */
+        o->gpus += qw->slot ? qw->slot_gpus : is_gpu(qw);
+        /* each of a job's devices is use */
         if (now_ms > qw->job_started_ms)
             o->usage_s += (double)(now_ms - qw->job_started_ms) / 1000.0;
     }
@@ -117,16 +121,60 @@ static void fair_order(Plan *p, int n, const DbQueuedJob **order) {
     }
 }
 
-/* Whether worker w runs what `request` asks for ("auto", "cpu", "cuda:N"). */
-static bool can_run(const QueueWorker *w, const char *request) {
-    if (strcmp(request, "auto") == 0) return true;
-    return strcmp(request, w->device_name) == 0 ||
-           (strcmp(request, "cuda") == 0 && strcmp(w->device_name, "cuda:0") == 0);
+/* What a queued job can run on: `gpus` GPU workers at once (one per rank;
+ * 0: none), or one other worker (`other`: auto and cpu jobs on a CPU
+ * worker; any job on an executor's slot). */
+typedef struct {
+    int gpus;
+    bool other;
+    const char *named; /* the GPUs it names ("cuda:1", "cuda:0,cuda:2"); NULL: any */
+} Need;
+
+static Need need_of(const DbQueuedJob *j) {
+    const char *r = j->device_request;
+    int ranks = j->ranks > 0 ? j->ranks : 1;
+    if (strcmp(r, "cpu") == 0) return (Need){.other = true};
+    if (strcmp(r, "auto") == 0) return (Need){.gpus = ranks, .other = true};
+    if (strcmp(r, "cuda") == 0) return (Need){.gpus = ranks};
+    int n = 1;
+    for (const char *c = r; *c; c++) n += *c == ',';
+    return (Need){.gpus = n, .named = r};
 }
+
+/* Whether the comma-separated list names `name`. */
+static bool lists(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *c = list; c; c = strchr(c, ',') ? strchr(c, ',') + 1 : NULL)
+        if (strncmp(c, name, n) == 0 && (c[n] == ',' || c[n] == '\0')) return true;
+    return false;
+}
+
+/* Whether w can hold one of the job's GPUs. */
+static bool gpu_for(const QueueWorker *w, const Need *nd) {
+    return nd->gpus > 0 && is_gpu(w) && (!nd->named || lists(nd->named, w->device_name));
+}
+
+/* Whether w can run the job alone. */
+static bool other_for(const QueueWorker *w, const Need *nd) {
+    return w->slot || (nd->other && !is_gpu(w));
+}
+
+static bool can_use(const QueueWorker *w, const Need *nd) {
+    return gpu_for(w, nd) || other_for(w, nd);
+}
+
+/* The GPUs a job asks an executor's slot for: its ranks' when it names
+ * GPUs; an auto job's are the executor's to decide. */
+static int slot_gpus(const Need *nd) { return nd->other ? 0 : nd->gpus; }
 
 /* The owner's limits (below 0: none; none for an unknown user). */
 static int64_t quota_running(const Owner *o) { return o->user ? o->user->quota.running_jobs : -1; }
 static int64_t quota_gpus(const Owner *o) { return o->user ? o->user->quota.gpus : -1; }
+
+/* Whether the owner may take n more GPUs. */
+static bool gpus_left(const Owner *o, int n) {
+    return quota_gpus(o) < 0 || o->gpus + n <= quota_gpus(o);
+}
 
 static const char *owner_name(const Owner *o) { return o->user ? o->user->name : "this user"; }
 
@@ -139,92 +187,137 @@ static bool kept_for_another(const Plan *p, int w, const DbQueuedJob *j) {
     return false; /* that job left the queue: the worker is anyone's */
 }
 
-/* The free worker job j takes, or -1: one freed for j first; then auto jobs
- * take a GPU first (when the owner may use one more), then a CPU.
- * *gpu_blocked says a free GPU was left for the GPU quota. */
-static int free_worker(Plan *p, const DbQueuedJob *j, bool gpus_left, bool *gpu_blocked) {
-    int cpu = -1, gpu = -1;
-    *gpu_blocked = false;
-    for (int w = 0; w < p->nw; w++) {
-        const QueueWorker *qw = &p->workers[w];
-        if (qw->job_id || p->taken[w] || !can_run(qw, j->device_request) ||
-            kept_for_another(p, w, j))
-            continue;
-        if (qw->freed_for == j->id) return w;
-        if (qw->device.type != DEVICE_CUDA) {
-            if (cpu < 0) cpu = w;
-        } else if (!gpus_left)
-            *gpu_blocked = true;
-        else if (gpu < 0)
-            gpu = w;
-    }
-    return gpu >= 0 ? gpu : cpu;
+/* Whether worker w is free for job j in this plan. */
+static bool free_for(const Plan *p, int w, const DbQueuedJob *j) {
+    return !p->workers[w].job_id && !p->taken[w] && !kept_for_another(p, w, j);
 }
 
-/* The reason job j (owner o) waits, with its detail, once no free worker
- * took it. */
-static QueueReason waits(Plan *p, const DbQueuedJob *j, const Owner *o, bool gpu_blocked,
+/* The free GPU workers job j can use into picks, those freed for it first,
+ * at most nd->gpus of them; how many. */
+static int free_gpus(const Plan *p, const DbQueuedJob *j, const Need *nd, int *picks) {
+    int n = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int w = 0; w < p->nw && n < nd->gpus; w++)
+            if (gpu_for(&p->workers[w], nd) && free_for(p, w, j) &&
+                (p->workers[w].freed_for == j->id) == (pass == 0))
+                picks[n++] = w;
+    return n;
+}
+
+/* The free worker that runs job j alone (one freed for it first), or -1. */
+static int free_other(const Plan *p, const DbQueuedJob *j, const Need *nd) {
+    int first = -1;
+    for (int w = 0; w < p->nw; w++) {
+        if (!other_for(&p->workers[w], nd) || !free_for(p, w, j)) continue;
+        if (p->workers[w].freed_for == j->id) return w;
+        if (first < 0) first = w;
+    }
+    return first;
+}
+
+/* The reason job j (owner o) waits, with its detail, once no free workers
+ * took it; nfree: the free GPUs it could use, when it needs several. */
+static QueueReason waits(Plan *p, const Need *nd, const Owner *o, bool gpu_blocked, int nfree,
                          char *detail, size_t size) {
     int capable = 0, one = -1;
     bool wanted = false;
     for (int w = 0; w < p->nw; w++) {
-        if (!can_run(&p->workers[w], j->device_request)) continue;
+        if (!can_use(&p->workers[w], nd)) continue;
         capable++;
         wanted |= p->wanted[w];
         one = w;
     }
     if (gpu_blocked) {
-        snprintf(detail, size, "%s uses %lld of %lld GPUs", owner_name(o), (long long)o->gpus,
-                 (long long)quota_gpus(o));
+        int n = snprintf(detail, size, "%s uses %lld of %lld GPUs", owner_name(o),
+                         (long long)o->gpus, (long long)quota_gpus(o));
+        if (nd->gpus > 1 && n > 0 && (size_t)n < size)
+            snprintf(detail + n, size - (size_t)n, "; the job asks for %d", nd->gpus);
         return QUEUE_QUOTA_GPUS;
     }
     if (wanted) {
         snprintf(detail, size, "jobs ahead of it in the queue get the workers it can use first");
         return QUEUE_PRIORITY;
     }
-    if (capable == 1)
+    if (nd->gpus > 1 && nfree > 0)
+        snprintf(detail, size, "it needs %d GPUs at once; the %d free are held for it", nd->gpus,
+                 nfree);
+    else if (capable == 1)
         snprintf(detail, size, "its worker, %s, is busy", p->workers[one].device_name);
     else
         snprintf(detail, size, "all %d workers that can run it are busy", capable);
     return QUEUE_RESOURCES;
 }
 
-/* Places job j: it starts on a free worker, or waits for a reason. */
-static void place(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
-    Owner *o = owner_of(p, j->owner);
-    *e = (QueueEntry){.job_id = j->id, .owner = j->owner, .worker = -1, .preempts = -1};
-    snprintf(e->name, sizeof e->name, "%s", j->name);
-    snprintf(e->device_request, sizeof e->device_request, "%s", j->device_request);
-    bool any = false;
-    for (int w = 0; w < p->nw; w++) any |= can_run(&p->workers[w], j->device_request);
-    if (!any) {
-        e->reason = QUEUE_DEVICE;
+/* Job j starts on the n workers in e->workers (the first starts it). */
+static void start(Plan *p, Owner *o, QueueEntry *e, int n, int slot_gpu_count) {
+    e->reason = QUEUE_STARTS;
+    e->nworkers = n;
+    e->worker = e->workers[0];
+    e->gpus = slot_gpu_count;
+    for (int i = 0; i < n; i++) {
+        p->taken[e->workers[i]] = true;
+        e->gpus += is_gpu(&p->workers[e->workers[i]]);
+    }
+    o->running++;
+    o->gpus += e->gpus;
+}
+
+/* Whether job j has no worker at all in this daemon; says so in e. */
+static bool no_device(const Plan *p, const DbQueuedJob *j, const Need *nd, bool *gpu_path,
+                      QueueEntry *e) {
+    int gpus = 0, others = 0;
+    for (int w = 0; w < p->nw; w++) {
+        gpus += gpu_for(&p->workers[w], nd);
+        others += other_for(&p->workers[w], nd);
+    }
+    *gpu_path = nd->gpus > 0 && gpus >= nd->gpus;
+    if (*gpu_path || others) return false;
+    e->reason = QUEUE_DEVICE;
+    if (nd->gpus > 1)
+        snprintf(e->detail, sizeof e->detail, "it asks for %d GPUs at once%s%s%s; this daemon has "
+                 "%d of them", nd->gpus, nd->named ? " (" : "", nd->named ? nd->named : "",
+                 nd->named ? ")" : "", gpus);
+    else
         snprintf(e->detail, sizeof e->detail, "no worker of this daemon runs %s",
                  j->device_request);
-        return;
-    }
-    int64_t max_running = quota_running(o), max_gpus = quota_gpus(o);
+    return true;
+}
+
+/* Places job j: it starts on free workers, or waits for a reason (holding
+ * the free GPUs it can use when it needs several at once). */
+static void place(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
+    Owner *o = owner_of(p, j->owner);
+    Need nd = need_of(j);
+    *e = (QueueEntry){.job_id = j->id, .owner = j->owner, .ranks = j->ranks, .worker = -1,
+                      .preempts = -1};
+    snprintf(e->name, sizeof e->name, "%s", j->name);
+    snprintf(e->device_request, sizeof e->device_request, "%s", j->device_request);
+    bool gpu_path;
+    if (no_device(p, j, &nd, &gpu_path, e)) return;
+    int64_t max_running = quota_running(o);
     if (max_running >= 0 && o->running >= max_running) {
         e->reason = QUEUE_QUOTA_RUNNING_JOBS;
         snprintf(e->detail, sizeof e->detail, "%s has %d of %lld running jobs", owner_name(o),
                  o->running, (long long)max_running);
         return;
     }
-    bool gpus_left = max_gpus < 0 || o->gpus < max_gpus, blocked;
-    bool wants_gpu = strncmp(j->device_request, "cuda", 4) == 0;
-    int w = wants_gpu && !gpus_left ? -1 : free_worker(p, j, gpus_left, &blocked);
-    if (wants_gpu && !gpus_left) blocked = true;
-    if (w >= 0) {
-        e->reason = QUEUE_STARTS;
-        e->worker = w;
-        p->taken[w] = true;
-        o->running++;
-        o->gpus += p->workers[w].device.type == DEVICE_CUDA;
-    } else
-        e->reason = waits(p, j, o, blocked, e->detail, sizeof e->detail);
+    int nfree = gpu_path ? free_gpus(p, j, &nd, e->workers) : 0;
+    bool blocked = gpu_path && !gpus_left(o, nd.gpus) && (!nd.other || nfree == nd.gpus);
+    int w = -1, g = 0;
+    if (gpu_path && !blocked && nfree == nd.gpus)
+        start(p, o, e, nfree, 0);
+    else if ((w = free_other(p, j, &nd)) >= 0 &&
+             ((g = p->workers[w].slot ? slot_gpus(&nd) : 0) == 0 || gpus_left(o, g))) {
+        e->workers[0] = w;
+        start(p, o, e, 1, g);
+    } else {
+        blocked |= w >= 0; /* a slot, past the owner's GPU limit */
+        e->reason = waits(p, &nd, o, blocked, nfree, e->detail, sizeof e->detail);
+        for (int i = 0; i < nfree && !blocked && nd.gpus > 1; i++) p->taken[e->workers[i]] = true;
+    }
     if (e->reason != QUEUE_QUOTA_GPUS)
         for (int k = 0; k < p->nw; k++)
-            if (can_run(&p->workers[k], j->device_request)) p->wanted[k] = true;
+            if (can_use(&p->workers[k], &nd)) p->wanted[k] = true;
 }
 
 /* The worker a waiting job of an admin's priority frees for itself: one
@@ -234,13 +327,13 @@ static void place(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
 static int victim(Plan *p, const DbQueuedJob *j, const Owner *o) {
     for (int w = 0; w < p->nw; w++)
         if (p->workers[w].job_id && p->workers[w].freed_for == j->id) return w;
-    bool gpus_left = quota_gpus(o) < 0 || o->gpus < quota_gpus(o);
+    Need nd = need_of(j);
+    bool gpu_ok = gpus_left(o, nd.gpus > 0 ? nd.gpus : 1);
     int best = -1;
     for (int w = 0; w < p->nw; w++) {
         const QueueWorker *qw = &p->workers[w];
-        if (!qw->job_id || qw->freed_for || p->marked[w] || !can_run(qw, j->device_request) ||
-            qw->job_admin_priority >= j->admin_priority ||
-            (qw->device.type == DEVICE_CUDA && !gpus_left))
+        if (!qw->job_id || qw->member || qw->freed_for || p->marked[w] || !can_use(qw, &nd) ||
+            qw->job_admin_priority >= j->admin_priority || (is_gpu(qw) && !gpu_ok))
             continue;
         const QueueWorker *b = best >= 0 ? &p->workers[best] : NULL;
         if (!b || qw->job_admin_priority < b->job_admin_priority ||
@@ -264,7 +357,7 @@ static void preempt(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
     p->marked[w] = true;
     e->preempts = w;
     o->running++;
-    o->gpus += p->workers[w].device.type == DEVICE_CUDA;
+    o->gpus += is_gpu(&p->workers[w]);
 }
 
 int queue_plan(const DbQueuedJob *jobs, int n, const QueueWorker *workers, int nw,

@@ -15,6 +15,14 @@
  * One user's 50 queued jobs so delay another user's single job by at most
  * the job already running.
  *
+ * A job of N ranks on GPUs ("gpus": N, "devices": [...], or "auto" with N
+ * ranks when N GPUs are free) takes N GPU workers at once, one per rank,
+ * and counts N against its owner's GPU limit. While it waits for them, the
+ * free GPUs it can use are held for it: jobs after it in the order do not
+ * take them, so a stream of one-GPU jobs cannot starve it (Slurm without
+ * backfill). "auto" with N ranks runs on one CPU worker when the GPUs are
+ * not free; an executor's slot (serve --executor) runs any job.
+ *
  * A queued job waits for one of Slurm's reasons: "Device" (no worker of
  * this daemon runs what it asks for), "QuotaRunningJobs" or "QuotaGPUs"
  * (its owner is at their limit), "Resources" (its workers are busy and it
@@ -45,10 +53,16 @@ typedef enum {
 /* "Priority", "Resources", ... (Slurm's words); "None" for QUEUE_STARTS. */
 const char *queue_reason_name(QueueReason r);
 
+/* The most workers one job takes at once (a daemon's workers). */
+#define QUEUE_MAX_WORKERS 64
+
 /* A worker as the plan sees it. */
 typedef struct {
     Device device;
     char device_name[32];
+    bool slot;     /* an executor's slot (serve --executor): runs a job of any device */
+    int slot_gpus; /* a slot's: the GPUs its job asked the executor for */
+    bool member;   /* holds its GPU for a job of several ranks another worker started */
     int64_t job_id;       /* running now, 0 when idle */
     int64_t job_owner;    /* of that job */
     int job_admin_priority;
@@ -71,11 +85,15 @@ typedef struct {
 typedef struct {
     int64_t job_id, owner;
     char name[DB_JOB_NAME_MAX + 1]; /* the job's */
-    char device_request[32];
+    char device_request[DB_DEVICES_MAX + 1];
+    int ranks;
     int position;       /* 1 = runs next */
     QueueReason reason;
-    char detail[160];   /* "alice uses 2 of 2 GPUs", "its worker, cpu, is busy" */
-    int worker;         /* QUEUE_STARTS: the worker that takes it; else -1 */
+    char detail[320];   /* "alice uses 2 of 2 GPUs", "its worker, cpu, is busy" */
+    int worker;         /* QUEUE_STARTS: the worker that starts it (workers[0]); else -1 */
+    int nworkers;       /* QUEUE_STARTS: the workers it takes (its ranks' GPUs), in order */
+    int workers[QUEUE_MAX_WORKERS];
+    int gpus;           /* QUEUE_STARTS: the GPUs it takes */
     int preempts;       /* the worker whose job it preempts, or -1 */
 } QueueEntry;
 

@@ -4,7 +4,9 @@
  *
  * State lives in the database; the scheduler adds only what is per
  * process: which worker runs which job, each job's cancel flag and live
- * progress. What the queue needs of a job (the device it asks for, its
+ * progress. A job of several GPUs takes as many workers at once: the first
+ * runs it (its ranks, through mpirun) and the others hold their GPUs for
+ * it (member_of) until it ends. What the queue needs of a job (the device it asks for, its
  * size) is in columns of the jobs table, filled at submission: the queue
  * never reads a spec.
  *
@@ -80,11 +82,21 @@ WorkerStop worker_stop(Worker *w, int64_t *by) {
 
 /* ---- the queue ---- */
 
+/* Under s->mu: the worker running the job (of a job of several GPUs, the
+ * one that started it), or NULL. */
+static Worker *worker_of(Scheduler *s, int64_t job) {
+    for (int i = 0; i < s->nworkers; i++)
+        if (s->workers[i].job_id == job && s->workers[i].member_of < 0) return &s->workers[i];
+    return NULL;
+}
+
 /* Under mu: the workers as the plan sees them. */
 static void plan_workers(const Scheduler *s, QueueWorker *out) {
     for (int i = 0; i < s->nworkers; i++) {
         const Worker *w = &s->workers[i];
         out[i] = (QueueWorker){.device = w->device, .job_id = w->job_id,
+                               .slot = s->cfg.executor != NULL, .slot_gpus = w->slot_gpus,
+                               .member = w->member_of >= 0,
                                .job_owner = w->job_owner,
                                .job_admin_priority = w->job_admin_priority,
                                .job_started_ms = w->job_started_ms,
@@ -160,6 +172,43 @@ static void apply_preemptions(Scheduler *s, const QueueEntry *e, int n) {
     }
 }
 
+/* Under mu: worker w runs job (claimed), or holds its GPU for the job
+ * `lead` runs (lead: w itself, or another). */
+static void assign(Worker *w, const DbJob *job, const Worker *lead, int slot_gpus) {
+    w->job_id = job->id;
+    w->job_owner = job->owner;
+    w->job_admin_priority = job->admin_priority;
+    w->job_started_ms = job->started_at;
+    w->member_of = lead == w ? -1 : lead->index;
+    w->slot_gpus = slot_gpus;
+    w->stop = WORKER_STOP_NONE;
+    w->preempted_by = 0;
+    atomic_store(&w->cancel, 0);
+}
+
+/* Under mu: claims the job of plan entry e for worker w, its first; the
+ * others of e's workers hold their GPUs for it. 1, 0 (cancelled
+ * meanwhile), -1 (logged). */
+static int claim(Scheduler *s, Worker *w, const QueueEntry *e, DbJob *out) {
+    char devices[DB_DEVICES_MAX + 1] = "";
+    for (int k = 0; k < e->nworkers; k++) {
+        size_t used = strlen(devices);
+        snprintf(devices + used, sizeof devices - used, "%s%s", k ? "," : "",
+                 s->workers[e->workers[k]].device_name);
+    }
+    int rc = db_job_claim(s->db, e->job_id, devices, out);
+    if (rc != DB_OK) {
+        if (rc != DB_CONFLICT) scheduler_log(e->job_id, "error", "claim: %s", error_get());
+        return rc == DB_CONFLICT ? 0 : -1;
+    }
+    for (int k = 0; k < e->nworkers; k++) assign(&s->workers[e->workers[k]], out, w, e->gpus);
+    /* workers freed for it are anyone's now */
+    for (int i = 0; i < s->nworkers; i++)
+        if (!s->workers[i].job_id && s->workers[i].preempted_by == e->job_id)
+            s->workers[i].preempted_by = 0;
+    return 1;
+}
+
 /* Under mu: plans the queue and acts on it for worker w (NULL: for none):
  * the preemptions, and the job the plan starts on w, claimed into *out. 1
  * when w got a job, 0 when it has none to take, -1 when the queue could
@@ -173,12 +222,8 @@ static int replan(Scheduler *s, Worker *w, DbJob *out) {
         return -1;
     }
     apply_preemptions(s, e, n);
-    for (int i = 0; w && i < n && !got; i++) {
-        if (e[i].reason != QUEUE_STARTS || e[i].worker != w->index) continue;
-        int rc = db_job_claim(s->db, e[i].job_id, w->device_name, out);
-        got = rc == DB_OK ? 1 : rc == DB_CONFLICT ? 0 : -1; /* cancelled meanwhile: fine */
-        if (got < 0) scheduler_log(e[i].job_id, "error", "claim: %s", error_get());
-    }
+    for (int i = 0; w && i < n && !got; i++)
+        if (e[i].reason == QUEUE_STARTS && e[i].worker == w->index) got = claim(s, w, &e[i], out);
     free(queue);
     free(e);
     return got;
@@ -205,10 +250,6 @@ static void *worker_main(void *arg) {
             if (got == 0) pthread_cond_wait(&s->work, &s->mu);
             continue;
         }
-        w->job_id = job.id;
-        w->job_owner = job.owner;
-        w->job_admin_priority = job.admin_priority;
-        w->job_started_ms = job.started_at;
         pthread_mutex_lock(&w->pmu);
         /* where it stood (the steps of the whole run are known since its
          * submission), its rate and ETA unknown until it has stepped */
@@ -216,9 +257,6 @@ static void *worker_main(void *arg) {
         w->progress.samples_per_s = 0;
         w->progress.eta_s = -1;
         pthread_mutex_unlock(&w->pmu);
-        w->stop = WORKER_STOP_NONE;
-        w->preempted_by = 0;
-        atomic_store(&w->cancel, 0);
         /* the plan changed: a worker that was planned to wait may now
          * start another job (an auto job left to this GPU worker) */
         pthread_cond_broadcast(&s->work);
@@ -231,6 +269,11 @@ static void *worker_main(void *arg) {
          * the queue: it is cancelled there (a conflict: it had ended) */
         if (w->stop == WORKER_STOP_CANCEL && db_job_cancel_queued(s->db, w->job_id) == DB_OK)
             db_log_append(s->db, w->job_id, "cancelled while queued", NULL);
+        for (int i = 0; i < s->nworkers; i++) /* the GPUs it held for the job's ranks */
+            if (s->workers[i].member_of == w->index) {
+                s->workers[i].job_id = 0;
+                s->workers[i].member_of = -1;
+            }
         w->job_id = 0;
         pthread_mutex_lock(&w->pmu);
         memset(&w->progress, 0, sizeof w->progress);
@@ -334,6 +377,7 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg) {
         w->device = devs[i];
         device_name(devs[i], w->device_name, sizeof w->device_name);
         w->memory_bytes = cfg->executor ? 0 : device_memory(devs[i]);
+        w->member_of = -1;
         if (cfg->executor) /* "external-0": a slot, not a device */
             snprintf(w->device_name, sizeof w->device_name, "%.16s-%d", executor_name(cfg->executor), i);
         atomic_init(&w->cancel, 0);
@@ -358,7 +402,7 @@ void scheduler_stop(Scheduler *s) {
     s->stopping = true;
     for (int i = 0; i < s->nworkers; i++) {
         Worker *w = &s->workers[i];
-        if (w->job_id && w->stop != WORKER_STOP_CANCEL) {
+        if (w->job_id && w->member_of < 0 && w->stop != WORKER_STOP_CANCEL) {
             w->stop = WORKER_STOP_SHUTDOWN;
             atomic_store(&w->cancel, 1);
         }
@@ -402,27 +446,88 @@ int scheduler_submit(Scheduler *s, int64_t job_id) {
     return DB_OK;
 }
 
-/* The workers that can run a job asking for `device` (NULL: any), and the
- * one of them with the most memory, or NULL with an error naming the
- * devices this daemon has. */
-static const Worker *device_check(Scheduler *s, const Device *device) {
-    const Worker *best = NULL;
-    char list[256] = "", name[32];
+/* "cpu, cuda:0": each of the daemon's devices once. */
+static void device_list(const Scheduler *s, char *list, size_t size) {
+    list[0] = '\0';
     for (int i = 0; i < s->nworkers; i++) {
         const Worker *w = &s->workers[i];
-        if ((!device || device_equal(w->device, *device)) &&
-            (!best || w->memory_bytes > best->memory_bytes))
-            best = w;
-        bool listed = false; /* each device once: "cpu, cuda:0" */
+        bool listed = false;
         for (int k = 0; k < i; k++) listed |= device_equal(s->workers[k].device, w->device);
         size_t used = strlen(list);
         if (!listed)
-            snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", w->device_name);
+            snprintf(list + used, size - used, "%s%s", used ? ", " : "", w->device_name);
     }
-    if (!best)
-        error_at("device", "no such device %s; this daemon has %s",
-                 device ? device_name(*device, name, sizeof name) : "", list);
+}
+
+/* Of the workers on `device` (NULL: any; GPUs only when gpus_only), the
+ * one with the most memory, and how many there are. */
+static const Worker *largest(Scheduler *s, const Device *device, bool gpus_only, int *count) {
+    const Worker *best = NULL;
+    *count = 0;
+    for (int i = 0; i < s->nworkers; i++) {
+        const Worker *w = &s->workers[i];
+        if ((device && !device_equal(w->device, *device)) ||
+            (gpus_only && w->device.type != DEVICE_CUDA))
+            continue;
+        ++*count;
+        if (!best || w->memory_bytes > best->memory_bytes) best = w;
+    }
     return best;
+}
+
+/* The worker a job is checked against: one of those that can run it, the
+ * one with the most memory; NULL with an error naming the devices this
+ * daemon has. A job of N GPUs needs N; an executor's slots run any job
+ * but one naming this machine's GPUs. */
+static const Worker *device_check(Scheduler *s, const JobSpec *spec) {
+    char list[256], name[32];
+    device_list(s, list, sizeof list);
+    int n;
+    if (s->cfg.executor && spec->num_devices) {
+        error_at("devices", "names GPUs of one machine, but this daemon's jobs run through its "
+                 "executor (%s): ask for \"gpus\": %d", executor_name(s->cfg.executor),
+                 spec->num_devices);
+        return NULL;
+    }
+    if (s->cfg.executor && spec->gpus) return &s->workers[0];
+    for (int i = 0; i < spec->num_devices; i++) {
+        if (largest(s, &spec->devices[i], false, &n)) continue;
+        char path[32];
+        snprintf(path, sizeof path, "devices[%d]", i);
+        error_at(path, "no such device %s; this daemon has %s",
+                 device_name(spec->devices[i], name, sizeof name), list);
+        return NULL;
+    }
+    if (spec->gpus) {
+        const Worker *w = largest(s, NULL, true, &n);
+        if (n < spec->gpus) {
+            error_at("gpus", "%d GPUs asked; this daemon has %d (%s)", spec->gpus, n, list);
+            return NULL;
+        }
+        return w;
+    }
+    const Worker *w = largest(s, spec->device_auto ? NULL : &spec->device, false, &n);
+    if (!w)
+        error_at("device", "no such device %s; this daemon has %s",
+                 device_name(spec->device, name, sizeof name), list);
+    return w;
+}
+
+/* What the queue reads of the job's devices (DbJobNew's device_request). */
+static void device_request(const JobSpec *spec, char *out, size_t size) {
+    snprintf(out, size, "%s", spec->gpus ? "cuda" : "auto");
+    if (spec->gpus || (spec->device_auto && !spec->num_devices)) return;
+    if (!spec->num_devices) {
+        device_name(spec->device, out, size);
+        return;
+    }
+    out[0] = '\0';
+    for (int i = 0; i < spec->num_devices; i++) {
+        char name[32];
+        size_t used = strlen(out);
+        snprintf(out + used, size - used, "%s%s", i ? "," : "",
+                 device_name(spec->devices[i], name, sizeof name));
+    }
 }
 
 /* Refuses a model whose training cannot fit the memory of the device it
@@ -459,11 +564,11 @@ int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_jso
     JobDaemon daemon = {.db = s->db, .owner = owner};
     int rc = job_build_check(&daemon, spec, &check);
     if (rc != 0) return rc == JOB_CHECK_STORAGE ? DB_ERROR : DB_INVALID;
-    const Worker *w = device_check(s, spec->device_auto ? NULL : &spec->device);
+    const Worker *w = device_check(s, spec);
     if (!w || memory_check(&check.size, w) != 0 || precision_check(s, spec, w) != 0)
         return DB_INVALID;
-    char request[32] = "auto";
-    if (!spec->device_auto) device_name(spec->device, request, sizeof request);
+    char request[DB_DEVICES_MAX + 1];
+    device_request(spec, request, sizeof request);
     /* the spec is stored as submitted: it is the job's record, which the
      * worker that runs it reads back */
     DbJobNew job = {.name = spec->name,
@@ -471,6 +576,7 @@ int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_jso
                     .spec_json = spec_json,
                     .priority = priority,
                     .device_request = request,
+                    .ranks = spec->ranks,
                     .parameters = check.size.parameters,
                     .train_bytes = check.size.train_bytes,
                     .train_dataset = check.train_dataset,
@@ -500,9 +606,8 @@ int scheduler_set_priority(Scheduler *s, int64_t job_id, bool admin, int priorit
 int scheduler_cancel(Scheduler *s, int64_t job_id, bool *was_running) {
     *was_running = false;
     pthread_mutex_lock(&s->mu);
-    for (int i = 0; i < s->nworkers; i++) {
-        Worker *w = &s->workers[i];
-        if (w->job_id != job_id) continue;
+    Worker *w = worker_of(s, job_id);
+    if (w) {
         if (w->stop != WORKER_STOP_SHUTDOWN) {
             w->stop = WORKER_STOP_CANCEL;
             atomic_store(&w->cancel, 1);
@@ -556,27 +661,16 @@ int scheduler_queue_info(Scheduler *s, int64_t job_id, QueueEntry *out) {
 }
 
 int scheduler_progress(Scheduler *s, int64_t job_id, DbJobProgress *out) {
-    int rc = DB_NOT_FOUND;
     pthread_mutex_lock(&s->mu);
-    for (int i = 0; i < s->nworkers; i++) {
-        Worker *w = &s->workers[i];
-        if (w->job_id != job_id) continue;
+    Worker *w = worker_of(s, job_id);
+    if (w) {
         pthread_mutex_lock(&w->pmu);
         *out = w->progress;
         pthread_mutex_unlock(&w->pmu);
-        rc = DB_OK;
-        break;
     }
     pthread_mutex_unlock(&s->mu);
-    if (rc != DB_OK) error_set("job %" PRId64 ": not running", job_id);
-    return rc;
-}
-
-/* Under s->mu: the worker running the job, or NULL. */
-static Worker *worker_of(Scheduler *s, int64_t job) {
-    for (int i = 0; i < s->nworkers; i++)
-        if (s->workers[i].job_id == job) return &s->workers[i];
-    return NULL;
+    if (!w) error_set("job %" PRId64 ": not running", job_id);
+    return w ? DB_OK : DB_NOT_FOUND;
 }
 
 int scheduler_remote_progress(Scheduler *s, int64_t job, const DbJobProgress *p, bool *cancel) {

@@ -39,6 +39,10 @@ typedef struct Worker {
     int64_t job_owner;      /* of job_id */
     int job_admin_priority; /* of job_id, for preemption */
     int64_t job_started_ms;
+    /* the worker that started job_id when this one only holds its GPU for
+     * one of the job's ranks (server/queue_plan.h); -1 otherwise */
+    int member_of;
+    int slot_gpus; /* an executor's slot: the GPUs job_id asked for */
     WorkerStop stop;
     int64_t preempted_by;   /* WORKER_STOP_PREEMPT: the job that takes its place */
     /* set by cancel/stop, read by the trainer at each step */

@@ -217,6 +217,12 @@ static const char *const migrations[] = {
     "ALTER TABLE jobs ADD COLUMN remote_log_seq INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE jobs ADD COLUMN remote_end_state TEXT;"
     "ALTER TABLE jobs ADD COLUMN remote_end_error TEXT;",
+    /* 6: a job's ranks, for the queue: a job of N ranks on GPUs takes N of
+     * them at once (server/queue_plan.h) */
+    "ALTER TABLE jobs ADD COLUMN ranks INTEGER NOT NULL DEFAULT 1;"
+    "UPDATE jobs SET ranks = json_extract(spec, '$.ranks')"
+    "  WHERE json_valid(spec) AND json_type(spec, '$.ranks') = 'integer'"
+    "  AND json_extract(spec, '$.ranks') BETWEEN 1 AND 1024;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,

@@ -58,7 +58,7 @@ typedef enum {
 } DbStatus;
 
 #define DB_MAX_CONNECTIONS 16
-#define DB_SCHEMA_VERSION 5
+#define DB_SCHEMA_VERSION 6
 
 /* ---- open, close (storage/db.c) ---- */
 
@@ -340,19 +340,25 @@ typedef struct {
     double eta_s;         /* seconds left; -1 when unknown */
 } DbJobProgress;
 
+/* A job's devices as text: one ("cpu", "cuda:0") or a list of GPUs
+ * ("cuda:0,cuda:2"), at most this long. */
+#define DB_DEVICES_MAX 159
+
 typedef struct {
     int64_t id;
     char name[DB_JOB_NAME_MAX + 1]; /* the spec's name, may be "" */
     int64_t owner;  /* user id, 0 for none */
     char *spec_json; /* owned: the spec as submitted */
     DbJobState state;
-    char device[32]; /* "cpu", "cuda:0": where it runs / ran; "" before */
+    char device[DB_DEVICES_MAX + 1]; /* "cpu", "cuda:0", "cuda:0,cuda:1": where it runs / ran;
+                                        "" before */
     int priority;    /* orders its owner's own jobs: higher runs first */
     int attempt;     /* 1 on the first run, +1 for each resume */
     int64_t created_at, started_at, finished_at; /* started_at: of the latest attempt */
     char *error;     /* owned; NULL unless failed */
     DbJobProgress progress;
-    char device_request[32]; /* what the spec asks: "auto", "cpu", "cuda:N" */
+    char device_request[DB_DEVICES_MAX + 1]; /* what the spec asks (DbJobNew's) */
+    int ranks;               /* its data-parallel processes */
     int64_t parameters;      /* of the model (core/spec.h SpecModelSize) */
     int64_t train_bytes;     /* memory training it takes, at least */
     char owner_name[DB_USER_NAME_MAX + 1];
@@ -370,7 +376,10 @@ typedef struct {
     int64_t owner;         /* user id, 0 for none */
     const char *spec_json; /* the spec as submitted */
     int priority;
-    const char *device_request; /* "auto", "cpu", "cuda:N"; NULL: "auto" */
+    /* "auto", "cpu", "cuda:N" (one device), "cuda" (any `ranks` GPUs, one
+     * per rank) or "cuda:0,cuda:2" (those GPUs); NULL: "auto" */
+    const char *device_request;
+    int ranks; /* data-parallel processes; 0: 1 */
     int64_t parameters, train_bytes;
     int64_t train_dataset, val_dataset; /* 0 for none */
     int64_t total_steps;                /* of the whole run, 0 when unknown */
@@ -461,7 +470,8 @@ typedef struct {
     int64_t id, owner;
     char name[DB_JOB_NAME_MAX + 1];
     int priority, admin_priority;
-    char device_request[32];
+    char device_request[DB_DEVICES_MAX + 1];
+    int ranks;
     int64_t train_bytes;
     int64_t created_at;
 } DbQueuedJob;

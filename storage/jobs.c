@@ -55,8 +55,9 @@ int db_job_insert(Db *db, const DbJobNew *job, int64_t *id_out) {
     int rc = DB_ERROR;
     sqlite3_stmt *st = db_stmt(c, "INSERT INTO jobs (name, owner, spec, state, priority, "
                                   "created_at, device_request, parameters, train_bytes, "
-                                  "train_dataset, val_dataset, total_steps) "
-                                  "VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+                                  "train_dataset, val_dataset, total_steps, ranks) "
+                                  "VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+                                  "?12)");
     if (!st) goto done;
     db_bind_text(st, 1, job->name ? job->name : "");
     if (job->owner > 0)
@@ -77,6 +78,7 @@ int db_job_insert(Db *db, const DbJobNew *job, int64_t *id_out) {
             sqlite3_bind_null(st, 9 + i);
     }
     sqlite3_bind_int64(st, 11, job->total_steps);
+    sqlite3_bind_int(st, 12, job->ranks > 0 ? job->ranks : 1);
     rc = db_step_done(c, st, "job");
     if (rc == DB_OK && id_out) *id_out = sqlite3_last_insert_rowid(c->h);
 done:
@@ -90,7 +92,7 @@ done:
     "priority, attempt, created_at, started_at, finished_at, error, epoch, step, "         \
     "total_steps, samples_per_s, eta_s, device_request, parameters, train_bytes, "          \
     "(SELECT u.name FROM users u WHERE u.id = jobs.owner), coalesce(train_dataset, 0), "   \
-    "coalesce(val_dataset, 0), admin_priority, preemptions FROM jobs "
+    "coalesce(val_dataset, 0), admin_priority, preemptions, ranks FROM jobs "
 
 static int read_job(sqlite3_stmt *st, DbJob *j) {
     memset(j, 0, sizeof *j);
@@ -124,6 +126,7 @@ static int read_job(sqlite3_stmt *st, DbJob *j) {
     j->val_dataset = sqlite3_column_int64(st, 22);
     j->admin_priority = sqlite3_column_int(st, 23);
     j->preemptions = sqlite3_column_int(st, 24);
+    j->ranks = sqlite3_column_int(st, 25);
     if (oom) {
         db_job_clear(j);
         return error_set("job: out of memory");
@@ -365,6 +368,7 @@ static int read_queued(sqlite3_stmt *st, void *out) {
     q->created_at = sqlite3_column_int64(st, 5);
     q->admin_priority = sqlite3_column_int(st, 6);
     db_column_copy(st, 7, q->name, sizeof q->name);
+    q->ranks = sqlite3_column_int(st, 8);
     return 0;
 }
 
@@ -375,7 +379,7 @@ int db_job_queue(Db *db, DbQueuedJob **out, int *n) {
     if (!c) return DB_ERROR;
     int rc = DB_ERROR;
     sqlite3_stmt *st = db_stmt(c, "SELECT id, coalesce(owner, 0), priority, device_request, "
-                                  "train_bytes, created_at, admin_priority, name FROM jobs "
+                                  "train_bytes, created_at, admin_priority, name, ranks FROM jobs "
                                   "WHERE state = 'queued' ORDER BY priority DESC, created_at, id");
     if (st) rc = db_collect(c, st, sizeof **out, read_queued, (void **)out, n, "queue");
     db_release(db, c);

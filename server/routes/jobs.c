@@ -48,6 +48,7 @@ static json_t *job_json(const DbJob *j, const DbJobProgress *progress) {
     json_object_set_new(o, "admin_priority", json_integer(j->admin_priority));
     json_object_set_new(o, "preemptions", json_integer(j->preemptions));
     json_object_set_new(o, "device_request", json_string(j->device_request));
+    json_object_set_new(o, "ranks", json_integer(j->ranks));
     return o;
 }
 

@@ -22,6 +22,7 @@ int queue_get(HttpRequest *req) {
         json_t *o = queue_entry_json(&e[i], mine);
         if (!o) continue;
         json_object_set_new(o, "device_request", json_string(e[i].device_request));
+        json_object_set_new(o, "ranks", json_integer(e[i].ranks));
         if (mine) {
             json_object_set_new(o, "id", json_integer(e[i].job_id));
             json_object_set_new(o, "name", json_string(e[i].name));

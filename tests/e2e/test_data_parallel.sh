@@ -14,9 +14,9 @@
 #     BatchNorm job whose last batch leaves a rank without rows;
 #   - the collective ops' float64 gradient checks on 3 ranks
 #     (build/tests/gradcheck_dist: the all-reduce, SyncBatchNorm);
-#   - the daemon (training in process) runs a job of "ranks": 2 on its CPU
-#     worker with mpirun, the ranks reporting over HTTP: it succeeds with
-#     the one-process metrics.
+#   - the daemon (training in process) refuses "gpus" and "devices" it
+#     lacks, and runs a job of "ranks": 2 on its CPU worker with mpirun, the
+#     ranks reporting over HTTP: it succeeds with the one-process metrics.
 #
 #   tests/e2e/test_data_parallel.sh [TRAIND [DAEMON]]
 #       TRAIND (default build/traind) runs the ranks, DAEMON (default TRAIND)
@@ -216,6 +216,17 @@ for _ in $(seq 600); do
     sleep 0.1
 done
 check "the daemon: the job of 2 ranks succeeds" "$state" succeeded
+check "... on its one CPU worker, ranks 2, as the spec asked" \
+    "$(jv '"%s %s %s" % (d["device"], d["ranks"], d["device_request"])')" "cpu 2 auto"
+# GPUs this daemon lacks are refused at submission, with the numbers
+for ask in '"gpus": 2|gpus|2 GPUs asked; this daemon has 0 (cpu)' \
+    '"devices": ["cuda:0", "cuda:1"]|devices[0]|no such device cuda:0; this daemon has cpu'; do
+    IFS='|' read -r field path message <<<"$ask"
+    sed "s/\"ranks\": 2/$field/" "$TMP/ranks.json" >"$TMP/gpus.json"
+    api POST /v1/jobs --data-binary "@$TMP/gpus.json"
+    check "the daemon refuses $field" "$STATUS $(jv 'd["error"]["path"] + " | " + d["error"]["message"]')" \
+        "422 $path | $path: $message"
+done
 ADIR=$VAR/jobs/$JR/attempt-1
 has "... mpirun started its ranks (ranks.log)" "$ADIR/ranks.log" "."
 OMP_NUM_THREADS=1 "$RANKS_TRAIND" run "$ADIR/spec.json" --jsonl --out "$TMP/ranks-ref" \

@@ -81,7 +81,7 @@ check "the queue: bob's job first, alice's nine after" \
     "[(1, True), (2, False), (3, False), (4, False), (5, False), (6, False), (7, False), (8, False), (9, False), (10, False)]"
 check "alice's entries are shown to bob without id, name or detail" \
     "$(jv '[sorted(e) for e in d["queue"][1:2]]')" \
-    "[['ahead', 'detail', 'device_request', 'mine', 'position', 'reason']]"
+    "[['ahead', 'detail', 'device_request', 'mine', 'position', 'ranks', 'reason']]"
 check "... and their detail is blank" "$(jv 'd["queue"][1]["detail"]')" ""
 TOKEN=$BOB api GET "/v1/jobs/$B1"
 check "bob's job: position 1, Resources" \

@@ -1,8 +1,9 @@
 /* test_queue_plan.c - server/queue_plan: the fair queue's order (least
  * recent use first, turns between users of equal use, a user's priority
  * among their own jobs only, an admin's priority over everyone's), the
- * reasons a job waits in Slurm's words, auto jobs on a GPU first, and which
- * running job a job of an admin's priority preempts. */
+ * reasons a job waits in Slurm's words, auto jobs on a GPU first, which
+ * running job a job of an admin's priority preempts, and jobs of several
+ * GPUs: taken at once, held for while they wait, counted against quotas. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 static DbQueuedJob job(int64_t id, int64_t owner, const char *device, int priority,
                        int admin_priority) {
     DbQueuedJob j = {.id = id, .owner = owner, .priority = priority,
-                     .admin_priority = admin_priority, .created_at = id};
+                     .admin_priority = admin_priority, .created_at = id, .ranks = 1};
     snprintf(j.device_request, sizeof j.device_request, "%s", device);
     return j;
 }
@@ -200,4 +201,142 @@ Test(queue_plan, a_preemption_frees_one_worker_its_job_may_use) {
     cr_assert_eq(queue_plan(jobs, 2, w, 3, u, 2, NOW, e), 0);
     cr_assert_eq(entry_of(e, 2, 10)->preempts, 2);
     cr_assert_eq(entry_of(e, 2, 11)->preempts, -1);
+}
+
+static DbQueuedJob ranks_job(int64_t id, int64_t owner, const char *device, int ranks) {
+    DbQueuedJob j = job(id, owner, device, 0, 0);
+    j.ranks = ranks;
+    return j;
+}
+
+/* A job of 2 ranks on "cuda" takes two free GPUs at once, and counts both
+ * against its owner's limit; one free GPU is not enough. */
+Test(queue_plan, a_job_of_several_gpus_takes_them_at_once) {
+    DbQueuedJob jobs[1] = {ranks_job(1, 1, "cuda", 2)};
+    QueueWorker w[4] = {worker("cpu", 0, 0, 0), worker("cuda:0", 9, 2, 5),
+                        worker("cuda:1", 0, 0, 0), worker("cuda:2", 0, 0, 0)};
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
+    QueueEntry e[1];
+    cr_assert_eq(queue_plan(jobs, 1, w, 4, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].reason, QUEUE_STARTS);
+    cr_assert_eq(e[0].nworkers, 2);
+    cr_assert_eq(e[0].worker, 2);
+    cr_assert_eq(e[0].workers[0], 2);
+    cr_assert_eq(e[0].workers[1], 3);
+    cr_assert_eq(e[0].gpus, 2);
+    cr_assert_eq(e[0].ranks, 2);
+    w[3].job_id = 8; /* one GPU left free: not enough */
+    cr_assert_eq(queue_plan(jobs, 1, w, 4, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].reason, QUEUE_RESOURCES);
+    cr_assert_str_eq(e[0].detail, "it needs 2 GPUs at once; the 1 free are held for it");
+    u[0].quota.gpus = 1;
+    w[3].job_id = 0;
+    cr_assert_eq(queue_plan(jobs, 1, w, 4, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].reason, QUEUE_QUOTA_GPUS);
+    cr_assert_str_eq(e[0].detail, "alice uses 0 of 1 GPUs; the job asks for 2");
+}
+
+/* While a job of 2 GPUs waits for its second, the free one is held for it:
+ * one-GPU jobs after it in the order do not take it. */
+Test(queue_plan, a_free_gpu_is_held_for_the_job_of_several_ahead) {
+    DbQueuedJob jobs[2] = {ranks_job(1, 1, "cuda", 2), job(2, 2, "cuda", 0, 0)};
+    QueueWorker w[2] = {worker("cuda:0", 9, 3, 5), worker("cuda:1", 0, 0, 0)};
+    QueueUser u[3] = {user(1, "alice", 0), user(2, "bob", 10), user(3, "carol", 0)};
+    QueueEntry e[2];
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(e[0].job_id, 1);
+    cr_assert_eq(e[0].reason, QUEUE_RESOURCES);
+    cr_assert_eq(e[1].reason, QUEUE_PRIORITY);
+    cr_assert_eq(e[1].worker, -1);
+    /* bob's use falls below alice's: his one-GPU job goes first, and runs */
+    u[1].usage_s = 0;
+    u[0].usage_s = 10;
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(e[0].job_id, 2);
+    cr_assert_eq(e[0].worker, 1);
+}
+
+/* "devices" names GPUs: only those; one the daemon lacks leaves the job
+ * waiting for "Device", with the numbers. */
+Test(queue_plan, named_gpus_are_those_gpus) {
+    DbQueuedJob jobs[2] = {ranks_job(1, 1, "cuda:0,cuda:2", 2),
+                           ranks_job(2, 2, "cuda:0,cuda:5", 2)};
+    QueueWorker w[4] = {worker("cuda:0", 0, 0, 0), worker("cuda:1", 0, 0, 0),
+                        worker("cuda:2", 0, 0, 0), worker("cuda:3", 0, 0, 0)};
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 10)};
+    QueueEntry e[2];
+    cr_assert_eq(queue_plan(jobs, 2, w, 4, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].reason, QUEUE_STARTS);
+    cr_assert_eq(e[0].nworkers, 2);
+    cr_assert_eq(e[0].workers[0], 0);
+    cr_assert_eq(e[0].workers[1], 2);
+    cr_assert_eq(e[1].reason, QUEUE_DEVICE);
+    cr_assert_str_eq(e[1].detail,
+                     "it asks for 2 GPUs at once (cuda:0,cuda:5); this daemon has 1 of them");
+}
+
+/* A running job of two GPUs is one running job and two GPUs for its
+ * owner; its second worker is not preempted on its own. */
+Test(queue_plan, a_running_job_of_two_gpus_counts_once_as_a_job_and_twice_as_gpus) {
+    DbQueuedJob jobs[2] = {job(1, 1, "cpu", 0, 0), job(2, 1, "cpu", 0, 0)};
+    QueueWorker w[5] = {worker("cpu", 0, 0, 0), worker("cuda:0", 7, 1, 100),
+                        worker("cuda:1", 7, 1, 90), worker("cpu", 0, 0, 0),
+                        worker("cuda:2", 0, 0, 0)};
+    w[2].member = true;
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
+    u[0].quota.running_jobs = 2;
+    QueueEntry e[2];
+    cr_assert_eq(queue_plan(jobs, 2, w, 5, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].reason, QUEUE_STARTS);
+    cr_assert_eq(e[1].reason, QUEUE_QUOTA_RUNNING_JOBS);
+    cr_assert_str_eq(e[1].detail, "alice has 2 of 2 running jobs");
+    DbQueuedJob gpus = ranks_job(3, 1, "cuda", 2);
+    u[0].quota.running_jobs = -1;
+    u[0].quota.gpus = 3;
+    cr_assert_eq(queue_plan(&gpus, 1, w, 5, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].reason, QUEUE_QUOTA_GPUS);
+    cr_assert_str_eq(e[0].detail, "alice uses 2 of 3 GPUs; the job asks for 2");
+    /* bob's job of an admin's priority stops her job of two GPUs at the
+     * worker that started it, not at its later-started second GPU */
+    w[4].job_id = 8;
+    w[4].job_owner = 1;
+    w[4].job_admin_priority = 9;
+    DbQueuedJob urgent = job(4, 2, "cuda", 0, 5);
+    cr_assert_eq(queue_plan(&urgent, 1, w, 5, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].reason, QUEUE_RESOURCES);
+    cr_assert_eq(e[0].preempts, 1);
+}
+
+/* "auto" with 2 ranks: two free GPUs, else one CPU worker (its ranks share
+ * it); an executor's slot runs any job, a GPU job's GPUs counted. */
+Test(queue_plan, auto_ranks_take_gpus_or_one_cpu_and_slots_run_anything) {
+    DbQueuedJob jobs[1] = {ranks_job(1, 1, "auto", 2)};
+    QueueWorker w[3] = {worker("cpu", 0, 0, 0), worker("cuda:0", 0, 0, 0),
+                        worker("cuda:1", 0, 0, 0)};
+    QueueUser u[1] = {user(1, "alice", 0)};
+    QueueEntry e[1];
+    cr_assert_eq(queue_plan(jobs, 1, w, 3, u, 1, NOW, e), 0);
+    cr_assert_eq(e[0].nworkers, 2);
+    cr_assert_eq(e[0].worker, 1);
+    w[2].job_id = 5;
+    cr_assert_eq(queue_plan(jobs, 1, w, 3, u, 1, NOW, e), 0);
+    cr_assert_eq(e[0].nworkers, 1);
+    cr_assert_eq(e[0].worker, 0);
+    cr_assert_eq(e[0].gpus, 0);
+
+    QueueWorker slots[2] = {worker("cpu", 4, 1, 1), worker("cpu", 0, 0, 0)};
+    snprintf(slots[0].device_name, sizeof slots[0].device_name, "slurm-0");
+    snprintf(slots[1].device_name, sizeof slots[1].device_name, "slurm-1");
+    slots[0].slot = slots[1].slot = true;
+    slots[0].slot_gpus = 4;
+    DbQueuedJob two[2] = {job(1, 1, "cpu", 0, 0), ranks_job(2, 1, "cuda", 4)};
+    QueueEntry e2[2];
+    u[0].quota.gpus = 6;
+    cr_assert_eq(queue_plan(two, 2, slots, 2, u, 1, NOW, e2), 0);
+    cr_assert_eq(entry_of(e2, 2, 1)->reason, QUEUE_STARTS);
+    cr_assert_eq(entry_of(e2, 2, 1)->worker, 1);
+    /* the GPU job alone: its 4 GPUs and the running job's 4 pass 6 */
+    cr_assert_eq(queue_plan(&two[1], 1, slots, 2, u, 1, NOW, e2), 0);
+    cr_assert_eq(e2[0].reason, QUEUE_QUOTA_GPUS);
+    cr_assert_str_eq(e2[0].detail, "alice uses 4 of 6 GPUs; the job asks for 4");
 }

@@ -1583,3 +1583,76 @@ Test(spec, ranks_and_nodes) {
     cr_assert_eq(s->nodes, 1);
     job_spec_free(s);
 }
+
+/* The example with two changes: a new string (free it). */
+static char *variant2(const char *k1, const char *v1, const char *k2, const char *v2) {
+    char *t = variant(design_example, k1, v1);
+    char *t2 = variant(t, k2, v2);
+    free(t);
+    return t2;
+}
+
+static void expect_variant2_error(const char *k1, const char *v1, const char *k2,
+                                  const char *v2, const char *want) {
+    char *t = variant2(k1, v1, k2, v2);
+    expect_error_text(t, want, true);
+    free(t);
+}
+
+/* "gpus": N and "devices": one rank per GPU; "device": "cuda" with N ranks
+ * is "gpus": N; a named GPU for several ranks, a GPU listed twice, a CPU
+ * in "devices", two ways at once and a "ranks" that disagrees are refused. */
+Test(spec, gpus_and_devices_give_one_rank_per_gpu) {
+    char *t = variant(design_example, "gpus", "4");
+    JobSpec *s = parse_ok(t);
+    cr_assert_eq(s->ranks, 4);
+    cr_assert_eq(s->gpus, 4);
+    cr_assert(!s->device_auto);
+    cr_assert_eq(s->device.type, DEVICE_CUDA);
+    job_spec_free(s);
+    free(t);
+    t = variant(design_example, "devices", "[\"cuda:2\", \"cuda:0\"]");
+    s = parse_ok(t);
+    cr_assert_eq(s->ranks, 2);
+    cr_assert_eq(s->gpus, 0);
+    cr_assert_eq(s->num_devices, 2);
+    cr_assert_eq(s->devices[0].index, 2);
+    cr_assert_eq(s->devices[1].index, 0);
+    cr_assert_eq(s->device.index, 2);
+    job_spec_free(s);
+    free(t);
+    t = variant2("device", "\"cuda\"", "ranks", "2");
+    s = parse_ok(t);
+    cr_assert_eq(s->gpus, 2);
+    job_spec_free(s);
+    free(t);
+    t = variant(design_example, "device", "\"cuda\"");
+    s = parse_ok(t);
+    cr_assert_eq(s->gpus, 0, "one rank on \"cuda\" is cuda:0, as torch's");
+    job_spec_free(s);
+    free(t);
+    expect_variant2_error("device", "\"cuda:1\"", "ranks", "2",
+                          "device: \"cuda:1\" is one GPU for 2 ranks: one rank per GPU; ask for "
+                          "\"gpus\": 2, or name them in \"devices\"");
+    expect_variant_error("devices", "[\"cuda:0\", \"cuda\"]",
+                         "devices[1]: cuda is listed twice: one rank per GPU", true);
+    expect_variant_error("devices", "[\"cpu\"]",
+                         "devices[0]: expected a GPU, \"cuda:N\" (ranks on the CPU: \"ranks\": N)",
+                         true);
+    expect_variant_error("devices", "[]", "devices: expected 1 to 16 GPUs, got 0", true);
+    expect_variant_error("gpus", "3",
+                         "batch_size: 64 (the global batch) does not divide by the 3 ranks (64 = "
+                         "3 x 21 + 1); choose a multiple of 3",
+                         true);
+    expect_variant2_error("gpus", "2", "device", "\"cpu\"",
+                          "gpus: asks for GPUs, but \"device\" says \"cpu\": leave \"device\" "
+                          "out");
+    expect_variant2_error("gpus", "2", "devices", "[\"cuda:0\"]",
+                          "devices: give \"gpus\" (any GPUs) or \"devices\" (those), not "
+                          "both");
+    expect_variant2_error("gpus", "2", "ranks", "4",
+                          "ranks: 4 ranks, but \"gpus\" gives 2 GPUs: one rank per GPU");
+    expect_variant2_error("devices", "[\"cuda:0\", \"cuda:1\"]", "nodes", "2",
+                          "nodes: \"devices\" names the GPUs of one machine; across 2 nodes ask "
+                          "for \"gpus\": 2");
+}

@@ -199,6 +199,33 @@ Test(storage, migration_2_fills_device_request_from_the_spec) {
     remove_tmp();
 }
 
+/* Version 6 records a job's ranks, read from the specs of the jobs before
+ * (1 where a spec has none, or none that parses). */
+Test(storage, migration_6_reads_the_ranks_of_old_jobs) {
+    make_old_db(5, "INSERT INTO jobs (spec, state, created_at) VALUES"
+                   " ('{\"ranks\": 4}', 'queued', 1), ('{\"epochs\": 1}', 'queued', 2),"
+                   " ('not json', 'queued', 3), ('{\"ranks\": \"4\"}', 'queued', 4)");
+    Db *db = db_open(tmpdir);
+    cr_assert(db != NULL, "%s", error_get());
+    DbQueuedJob *q;
+    int n;
+    cr_assert_eq(db_job_queue(db, &q, &n), DB_OK);
+    cr_assert_eq(n, 4);
+    const int want[4] = {4, 1, 1, 1};
+    for (int i = 0; i < 4; i++) cr_assert_eq(q[i].ranks, want[i], "job %d", i + 1);
+    free(q);
+    int64_t id;
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}", .device_request = "cuda",
+                                               .ranks = 2}, &id), DB_OK);
+    DbJob j;
+    cr_assert_eq(db_job_get(db, id, &j), DB_OK);
+    cr_assert_eq(j.ranks, 2);
+    cr_assert_str_eq(j.device_request, "cuda");
+    db_job_clear(&j);
+    db_close(db);
+    remove_tmp();
+}
+
 /* Version 3 makes dataset names each user's own, and records the datasets
  * a job of version 2 named (names were global then, or an id). */
 Test(storage, migration_3_keeps_datasets_and_resolves_jobs_datasets) {
