@@ -30,11 +30,9 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/io/durable.h"
+#include "job/attempt_http.h"
 #include "storage/db.h"
 
-#define REPORT_BACKOFF_FIRST_S 0.2
-#define REPORT_BACKOFF_MAX_S 5.0
-#define REPORT_TOKEN_MAX 256
 #define REPORT_BATCH_METRICS 4000       /* ~70 bytes each as JSON */
 #define REPORT_BATCH_LINE_BYTES (256 << 10)
 #define REPORT_LINE_MAX 4096            /* the daemon keeps no more of a line */
@@ -64,11 +62,7 @@ typedef struct {
 } Batch;
 
 struct Reporter {
-    char url[1024];
-    int64_t job;
-    int attempt;
-    double timeout_s;
-    char auth[REPORT_TOKEN_MAX + 32]; /* "Authorization: Bearer <token>" */
+    AttemptHttp http; /* the daemon's URL, the attempt, its token */
     atomic_int *cancel;
     CURL *main_curl; /* the trainer thread's: flush, checkpoints, resume, end */
     pthread_t thread;
@@ -206,133 +200,6 @@ static json_t *batch_json(const Batch *b) {
     return o;
 }
 
-/* ---- one request, retried ---- */
-
-typedef struct {
-    char *data;
-    size_t len;
-} Text;
-
-static size_t on_body(char *p, size_t size, size_t n, void *ctx) {
-    Text *t = ctx;
-    size_t add = size * n;
-    if (t->len + add > (1 << 20)) return 0; /* no reply of ours is that long */
-    char *q = realloc(t->data, t->len + add + 1);
-    if (!q) return 0;
-    memcpy(q + t->len, p, add);
-    t->len += add;
-    q[t->len] = '\0';
-    t->data = q;
-    return add;
-}
-
-/* The start of an error reply that went to a download's file, as text. */
-static void file_reply(FILE *f, Text *reply) {
-    char buf[4096];
-    fflush(f);
-    rewind(f);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    reply->data = strdup(buf);
-    reply->len = reply->data ? n : 0;
-}
-
-typedef struct {
-    const char *method;
-    char path[256];           /* after /v1/jobs/<id>/attempts/<n> */
-    const char *json;         /* a JSON body, or NULL */
-    curl_mime *mime;          /* a multipart body, or NULL */
-    FILE *download;           /* the body into this file (2xx), or NULL: into reply */
-} Request;
-
-/* The daemon's error message of a refusal, as one line. */
-static void refusal(Reporter *r, const Request *q, long status, const Text *body, char *out,
-                    size_t size) {
-    json_t *o = body->data ? json_loads(body->data, 0, NULL) : NULL;
-    json_t *e = json_object_get(o, "error");
-    const char *code = json_string_value(json_object_get(e, "code"));
-    const char *msg = json_string_value(json_object_get(e, "message"));
-    int n = snprintf(out, size, "the daemon refused %s %.200s/v1/jobs/%" PRId64 "/attempts/%d%.64s: %ld %.32s: %.400s",
-             q->method, r->url, r->job, r->attempt, q->path, status, code ? code : "",
-             msg ? msg : "(no message)");
-    (void)n; /* a long message is cut: the line stays a line */
-    json_decref(o);
-}
-
-static void sleep_s(double s) {
-    struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* Sends q until it is answered below 500 or the timeout passes. The
- * status (2xx) with the reply in *reply (free its data), or -1 with an
- * error: the refusal of a 4xx, or the last failure. */
-static long request(Reporter *r, CURL *h, const Request *q, Text *reply) {
-    char url[1400];
-    snprintf(url, sizeof url, "%s/v1/jobs/%" PRId64 "/attempts/%d%s", r->url, r->job, r->attempt,
-             q->path);
-    struct curl_slist *headers = curl_slist_append(NULL, r->auth);
-    if (q->json) headers = curl_slist_append(headers, "Content-Type: application/json");
-    double start = clock_now_s(), backoff = REPORT_BACKOFF_FIRST_S;
-    long status = -1;
-    char why[1024] = "";
-    for (;;) {
-        *reply = (Text){0};
-        if (q->download) {
-            rewind(q->download);
-            if (ftruncate(fileno(q->download), 0) != 0) {
-                error_sys(errno, "download");
-                break;
-            }
-        }
-        curl_easy_reset(h);
-        char curl_err[CURL_ERROR_SIZE] = "";
-        curl_easy_setopt(h, CURLOPT_URL, url);
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, q->method);
-        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-        curl_easy_setopt(h, CURLOPT_TIMEOUT, 600L);
-        if (q->json) curl_easy_setopt(h, CURLOPT_POSTFIELDS, q->json);
-        if (q->mime) curl_easy_setopt(h, CURLOPT_MIMEPOST, q->mime);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, q->download ? NULL : on_body);
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, q->download ? (void *)q->download : (void *)reply);
-        CURLcode rc = curl_easy_perform(h);
-        status = 0;
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        if (q->download && !(status >= 200 && status < 300)) file_reply(q->download, reply);
-        if (rc == CURLE_OK && status >= 200 && status < 300) break;
-        if (rc == CURLE_OK && status >= 400 && status < 500) {
-            refusal(r, q, status, reply, why, sizeof why);
-            error_set("%s", why);
-            status = -1;
-            break;
-        }
-        if (rc != CURLE_OK)
-            snprintf(why, sizeof why, "%s", curl_err[0] ? curl_err : curl_easy_strerror(rc));
-        else
-            refusal(r, q, status, reply, why, sizeof why);
-        free(reply->data);
-        *reply = (Text){0};
-        if (clock_now_s() - start + backoff > r->timeout_s) {
-            error_set("no answer from %s for %.0f s (%s %s): %s", r->url, r->timeout_s, q->method,
-                      q->path, why);
-            status = -1;
-            break;
-        }
-        sleep_s(backoff);
-        backoff = backoff * 2 > REPORT_BACKOFF_MAX_S ? REPORT_BACKOFF_MAX_S : backoff * 2;
-    }
-    curl_slist_free_all(headers);
-    if (status < 0) {
-        free(reply->data);
-        *reply = (Text){0};
-    }
-    return status;
-}
-
 /* ---- the sending thread ---- */
 
 /* Sends one batch; 0, or -1 with an error. */
@@ -341,9 +208,9 @@ static int send_batch(Reporter *r, CURL *h, const Batch *b) {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text) return error_set("reports: out of memory");
-    Request q = {.method = "POST", .path = "/report", .json = text};
-    Text reply;
-    long status = request(r, h, &q, &reply);
+    AttemptRequest q = {.method = "POST", .path = "/report", .json = text};
+    AttemptReply reply;
+    long status = attempt_http_request(&r->http, h, &q, &reply);
     free(text);
     if (status < 0) return -1;
     json_t *o = reply.data ? json_loads(reply.data, 0, NULL) : NULL;
@@ -438,15 +305,28 @@ int report_checkpoint(Reporter *r, const char *dir, int epoch, int64_t step) {
         (p = curl_mime_addpart(mime)) && curl_mime_name(p, "model") == CURLE_OK &&
         curl_mime_filedata(p, model) == CURLE_OK && (p = curl_mime_addpart(mime)) &&
         curl_mime_name(p, "trainer") == CURLE_OK && curl_mime_filedata(p, trainer) == CURLE_OK) {
-        Request q = {.method = "PUT", .mime = mime};
+        AttemptRequest q = {.method = "PUT", .mime = mime};
         snprintf(q.path, sizeof q.path, "/checkpoints/%d", epoch);
-        Text reply;
-        rc = request(r, r->main_curl, &q, &reply) < 0 ? fail_main(r) : 0;
+        AttemptReply reply;
+        rc = attempt_http_request(&r->http, r->main_curl, &q, &reply) < 0 ? fail_main(r) : 0;
         if (rc == 0) free(reply.data);
     } else
         error_set("checkpoint upload: out of memory");
     curl_mime_free(mime);
     return rc == 0 ? 0 : error_prefix("uploading checkpoint %s", dir);
+}
+
+/* A download into a file, emptied before each try. */
+static int file_restart(void *ctx) {
+    FILE *f = ctx;
+    rewind(f);
+    return ftruncate(fileno(f), 0) == 0 ? 0 : error_sys(errno, "download");
+}
+
+static size_t file_write(const char *data, size_t len, void *ctx) {
+    size_t n = fwrite(data, 1, len, ctx);
+    if (n != len) error_sys(errno, "download");
+    return n;
 }
 
 /* GET .../resume/<which> into dir/<which>.safetensors. */
@@ -455,23 +335,25 @@ static int download(Reporter *r, const char *dir, const char *which) {
     snprintf(path, sizeof path, "%s/%s.safetensors", dir, which);
     FILE *f = fopen(path, "w+b");
     if (!f) return error_sys(errno, "cannot create %s", path);
-    Request q = {.method = "GET", .download = f};
+    AttemptSink sink = {.restart = file_restart, .write = file_write, .ctx = f};
+    AttemptRequest q = {.method = "GET", .sink = &sink};
     snprintf(q.path, sizeof q.path, "/resume/%s", which);
-    Text reply;
-    int rc = request(r, r->main_curl, &q, &reply) < 0 ? -1 : 0;
+    AttemptReply reply;
+    int rc = attempt_http_request(&r->http, r->main_curl, &q, &reply) < 0 ? -1 : 0;
+    if (rc == 0) free(reply.data);
     if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0)) rc = error_sys(errno, "%s", path);
     if (fclose(f) != 0 && rc == 0) rc = error_sys(errno, "%s", path);
     return rc;
 }
 
 int report_resume(Reporter *r, const char *out_dir, char *dir_out, size_t size) {
-    Request q = {.method = "GET", .path = "/resume"};
-    Text reply;
-    long status = request(r, r->main_curl, &q, &reply);
+    AttemptRequest q = {.method = "GET", .path = "/resume"};
+    AttemptReply reply;
+    long status = attempt_http_request(&r->http, r->main_curl, &q, &reply);
     if (status < 0) return fail_main(r);
     free(reply.data);
     if (status == 204) return 0;
-    if (snprintf(dir_out, size, "%s/resume-attempt-%d", out_dir, r->attempt) >= (int)size)
+    if (snprintf(dir_out, size, "%s/resume-attempt-%d", out_dir, r->http.attempt) >= (int)size)
         return error_set("resume: path too long");
     char *tmp = durable_temp_name(dir_out);
     int rc = tmp && db_mkdir_p(out_dir) == 0 ? 0 : -1;
@@ -491,9 +373,9 @@ int report_end(Reporter *r, const char *state, const char *error) {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text) return error_set("reports: out of memory");
-    Request q = {.method = "POST", .path = "/end", .json = text};
-    Text reply;
-    long status = request(r, r->main_curl, &q, &reply);
+    AttemptRequest q = {.method = "POST", .path = "/end", .json = text};
+    AttemptReply reply;
+    long status = attempt_http_request(&r->http, r->main_curl, &q, &reply);
     free(text);
     if (status < 0) return fail_main(r);
     free(reply.data);
@@ -502,39 +384,17 @@ int report_end(Reporter *r, const char *state, const char *error) {
 
 /* ---- open, close ---- */
 
-static int read_token(const char *path, char *out, size_t size) {
-    FILE *f = fopen(path, "r");
-    if (!f) return error_sys(errno, "--token-file %s", path);
-    bool got = fgets(out, (int)size, f) != NULL;
-    fclose(f);
-    if (got) out[strcspn(out, "\r\n \t")] = '\0';
-    if (!got || !out[0]) return error_set("--token-file %s: no token in it", path);
-    return 0;
-}
-
-static void curl_start(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
-
 Reporter *report_open(const ReportConfig *c, atomic_int *cancel) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, curl_start);
     Reporter *r = calloc(1, sizeof *r);
     if (!r) {
         error_set("reports: out of memory");
         return NULL;
     }
-    char token[REPORT_TOKEN_MAX];
-    size_t n = strlen(c->url);
-    while (n > 0 && c->url[n - 1] == '/') n--;
-    snprintf(r->url, sizeof r->url, "%.*s", (int)n, c->url);
-    r->job = c->job;
-    r->attempt = c->attempt;
-    r->timeout_s = c->timeout_s > 0 ? c->timeout_s : 300;
     r->cancel = cancel;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    if (read_token(c->token_file, token, sizeof token) != 0) goto fail;
-    snprintf(r->auth, sizeof r->auth, "Authorization: Bearer %s", token);
-    memset(token, 0, sizeof token);
+    if (attempt_http_init(&r->http, c->url, c->job, c->attempt, c->token_file, c->timeout_s) != 0)
+        goto fail;
     if (!(r->main_curl = curl_easy_init())) {
         error_set("reports: cannot start libcurl");
         goto fail;
@@ -562,6 +422,6 @@ void report_close(Reporter *r) {
     batch_free(&r->queue);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
-    memset(r->auth, 0, sizeof r->auth);
+    attempt_http_clear(&r->http);
     free(r);
 }

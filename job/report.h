@@ -7,7 +7,7 @@
  * batches by a background thread (POST .../report) at least every second,
  * and at each checkpoint and at the end; checkpoints are uploaded after
  * they are written to --out (PUT .../checkpoints/{epoch}); the end is
- * POST .../end. A request that gets no answer, or a 5xx, is sent again
+ * POST .../end. A request (job/attempt_http.h) that gets no answer, or a 5xx, is sent again
  * after 0.2 s, doubling to 5 s, for up to the report timeout; a 4xx is
  * never retried: 401 (a wrong token) or 409 (the attempt is over) stops
  * the run with that error. A reply "cancel": true stops it as a cancel

@@ -21,7 +21,9 @@
  * to the daemon (job/report.h), and stops when the daemon says the job was
  * cancelled or the attempt is over. --resume auto asks the daemon where to
  * start: rank 0 downloads the job's newest checkpoint under --out, and
- * every rank resumes from it.
+ * every rank resumes from it. --datasets-cache DIR fetches the job's
+ * datasets from the daemon into the node's DIR first (job/dataset_fetch.h:
+ * the manifest datasets.json beside JOB.json says which).
  */
 #include "job/run_local.h"
 
@@ -44,6 +46,7 @@
 #include "core/train.h"
 #include "dist/mpi.h"
 #include "job/build.h"
+#include "job/dataset_fetch.h"
 #include "job/rank.h"
 #include "job/report.h"
 
@@ -140,6 +143,7 @@ typedef struct {
     bool jsonl;
     /* --report URL --job ID --attempt N --token-file PATH [--report-timeout S] */
     const char *report_url, *token_file;
+    const char *datasets_cache; /* --datasets-cache DIR */
     int64_t job_id;
     int attempt;
     double report_timeout_s;
@@ -148,7 +152,8 @@ typedef struct {
 static const char run_usage[] =
     "usage: traind run JOB.json [--jsonl] [--device cpu|cuda:N|cuda:N,cuda:M,...] [--out DIR] "
     "[--resume CHECKPOINT_DIR|auto]\n"
-    "       [--report URL --job ID --attempt N --token-file PATH [--report-timeout S]]\n";
+    "       [--report URL --job ID --attempt N --token-file PATH [--report-timeout S]\n"
+    "        [--datasets-cache DIR]]\n";
 
 /* A number argument of `traind run` in [min, max]; -1 after a message. */
 static int number_arg(const char *opt, const char *v, double min, double max, double *out) {
@@ -169,6 +174,8 @@ static int parse_report_arg(const char *opt, const char *v, RunArgs *a) {
         a->report_url = v;
     else if (strcmp(opt, "--token-file") == 0)
         a->token_file = v;
+    else if (strcmp(opt, "--datasets-cache") == 0)
+        a->datasets_cache = v;
     else if (strcmp(opt, "--job") == 0) {
         if (number_arg(opt, v, 1, 9e15, &x)) return -1;
         a->job_id = (int64_t)x;
@@ -212,6 +219,10 @@ static int parse_args(int argc, char **argv, RunArgs *a) {
     if (some && !(a->report_url && a->token_file && a->job_id && a->attempt)) {
         fprintf(stderr, "traind run: --report needs --job, --attempt and --token-file (and they "
                         "need --report)\n");
+        return 2;
+    }
+    if (a->datasets_cache && !a->report_url) {
+        fprintf(stderr, "traind run: --datasets-cache fetches from the daemon of --report\n");
         return 2;
     }
     if (a->resume && strcmp(a->resume, "auto") == 0 && !a->report_url) {
@@ -313,6 +324,27 @@ static int open_reports(const RunArgs *a, DistGroup *group, atomic_int *cancel, 
     return (*rep = report_open(&c, cancel)) ? 0 : -1;
 }
 
+/* --datasets-cache: every rank takes part (dataset_fetch_all is a
+ * collective); the manifest is beside the spec. 0, or -1 with an error
+ * every rank has. */
+static int fetch_datasets(const RunArgs *a, DistGroup *group) {
+    if (!a->datasets_cache) return 0;
+    char manifest[4200];
+    const char *slash = strrchr(a->job, '/');
+    snprintf(manifest, sizeof manifest, "%.*s%s", slash ? (int)(slash - a->job + 1) : 0, a->job,
+             DATASET_FETCH_MANIFEST);
+    AttemptHttp http;
+    int rc = attempt_http_init(&http, a->report_url, a->job_id, a->attempt, a->token_file,
+                               a->report_timeout_s);
+    int64_t failed = rc != 0; /* a token none can read fails every rank together */
+    if (dist_all_reduce(group, &failed, 1, DTYPE_INT64) != 0) return -1;
+    if (rc == 0 && failed)
+        rc = error_set("datasets: a rank could not read the token (its stderr says why)");
+    if (rc == 0) rc = dataset_fetch_all(manifest, a->datasets_cache, &http, group);
+    attempt_http_clear(&http);
+    return rc;
+}
+
 int job_run_local(int argc, char **argv) {
     RunArgs a = {0};
     int status = parse_args(argc, argv, &a);
@@ -326,13 +358,16 @@ int job_run_local(int argc, char **argv) {
     atomic_init(&cancel, 0);
     Reporter *rep = NULL;
     JobBuild r = {0};
+    int fetched = 1; /* 1: not reached; -1: failed on every rank (they agreed on it) */
     status = open_reports(&a, group, &cancel, &rep) == 0 &&
+                     (fetched = fetch_datasets(&a, group)) == 0 &&
                      job_build(&r, job_spec_parse_file(a.job), NULL) == 0 &&
                      train_built(&r, &a, group, rep, &cancel) == 0
                  ? 0
                  : 1;
-    /* a cancel stops every rank at the same step: none waits for another */
-    bool together = status != 0 && strncmp(error_get(), "cancelled", 9) == 0;
+    /* a cancel stops every rank at the same step, a failed fetch fails them
+     * all: none waits for another */
+    bool together = status != 0 && (strncmp(error_get(), "cancelled", 9) == 0 || fetched < 0);
     if (report_outcome(rep, status == 0 ? 0 : -1) != 0) status = 1;
     if (status != 0 && dist_active(group) && !together) {
         fprintf(stderr, "traind run: rank %d of %d: %s\n", group->rank, group->world,

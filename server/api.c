@@ -41,6 +41,8 @@ const HttpRoute api_routes[] = {
     {"GET", "/v1/jobs/{id}/attempts/{n}/resume", job_resume_get, HTTP_ROUTE_OWN_AUTH, NULL},
     {"GET", "/v1/jobs/{id}/attempts/{n}/resume/{file}", job_resume_file_get, HTTP_ROUTE_OWN_AUTH,
      NULL},
+    {"GET", "/v1/jobs/{id}/attempts/{n}/datasets/{dataset}/{file}", job_dataset_file_get,
+     HTTP_ROUTE_OWN_AUTH, NULL},
     {"POST", "/v1/jobs/{id}/attempts/{n}/end", job_end_post, HTTP_ROUTE_OWN_AUTH, NULL},
     {"GET", "/v1/me", me_get, 0, NULL},
     {"GET", "/v1/users", users_list, HTTP_ROUTE_ADMIN, NULL},

@@ -180,6 +180,7 @@ int job_report_post(HttpRequest *req);          /* job_reports.c */
 int job_end_post(HttpRequest *req);
 int job_resume_get(HttpRequest *req);
 int job_resume_file_get(HttpRequest *req);
+int job_dataset_file_get(HttpRequest *req);
 extern const HttpBodyStream job_checkpoint_body;
 int job_checkpoint_put(HttpRequest *req);
 int prometheus_get(HttpRequest *req);           /* prometheus.c */

@@ -30,7 +30,13 @@ static const struct {
 int executor_open(const char *name, Db *db, const ExecutorConfig *config, ExecutorOps *out) {
     char known[256] = "";
     for (size_t i = 0; i < sizeof executor_kinds / sizeof *executor_kinds; i++) {
-        if (!strcmp(name, executor_kinds[i].name)) return executor_kinds[i].open(db, config, out);
+        if (!strcmp(name, executor_kinds[i].name)) {
+            if (slurm_config_check(&config->slurm) != 0 ||
+                executor_kinds[i].open(db, config, out) != 0)
+                return -1;
+            out->config = config;
+            return 0;
+        }
         size_t n = strlen(known);
         snprintf(known + n, sizeof known - n, "%s%s", n ? ", " : "", executor_kinds[i].name);
     }
@@ -84,29 +90,47 @@ static int path_in(char *buf, size_t size, const char *dir, const char *name) {
     return 0;
 }
 
+/* spec.json, and with datasets fetched datasets.json beside it; *spec the
+ * parsed spec. 0, or -1 with an error. */
+static int write_spec(Scheduler *s, const DbJob *job, const SlurmConfig *c, RemoteAttempt *a,
+                      JobSpec **spec) {
+    bool fetch = c && c->datasets_fetch;
+    RemoteSpecFetch f = {.cache = fetch ? c->datasets_cache : NULL, .base_url = s->report_url,
+                         .attempt = job->attempt};
+    char *text = remote_spec_json(s->db, job, fetch ? &f : NULL);
+    if (!text) return error_prefix("spec.json");
+    *spec = job_spec_parse(text, strlen(text));
+    int rc = *spec ? durable_write_text(a->spec_path, 0644, text) : error_prefix("spec.json");
+    free(text);
+    if (fetch && rc == 0) {
+        rc = path_in(a->manifest_path, sizeof a->manifest_path, a->dir, "datasets.json");
+        if (rc == 0) rc = durable_write_text(a->manifest_path, 0644, f.manifest);
+        a->datasets_cache = c->datasets_cache;
+    }
+    free(f.manifest);
+    return rc;
+}
+
 /* The attempt's directory, spec.json, token and out/; *spec the parsed
  * spec (job_spec_free it). 0, or -1 with an error. */
-static int prepare(Scheduler *s, const DbJob *job, RemoteAttempt *a, JobSpec **spec) {
+static int prepare(Scheduler *s, const DbJob *job, const ExecutorOps *ops, RemoteAttempt *a,
+                   JobSpec **spec) {
+    const SlurmConfig *c = ops->config ? &ops->config->slurm : NULL;
+    const char *root = c && c->shared_dir[0] ? c->shared_dir : db_data_dir(s->db);
     *a = (RemoteAttempt){.job = job->id, .attempt = job->attempt, .ranks = 1};
     snprintf(a->report_url, sizeof a->report_url, "%s", s->report_url);
-    if (snprintf(a->dir, sizeof a->dir, "%s/jobs/%" PRId64 "/attempt-%d", db_data_dir(s->db),
-                 job->id, job->attempt) >= (int)sizeof a->dir)
+    if (snprintf(a->dir, sizeof a->dir, "%s/jobs/%" PRId64 "/attempt-%d", root, job->id,
+                 job->attempt) >= (int)sizeof a->dir)
         return error_set("attempt directory: path too long");
     if (path_in(a->spec_path, sizeof a->spec_path, a->dir, "spec.json") ||
         path_in(a->token_path, sizeof a->token_path, a->dir, "token") ||
-        path_in(a->out_dir, sizeof a->out_dir, a->dir, "out") || db_mkdir_p(a->out_dir))
+        path_in(a->out_dir, sizeof a->out_dir, a->dir, "out") || db_mkdir_p(a->out_dir) ||
+        write_spec(s, job, c, a, spec) != 0)
         return -1;
-    char *text = remote_spec_json(s->db, job);
-    if (!text) return error_prefix("spec.json");
-    *spec = job_spec_parse(text, strlen(text));
-    int rc = *spec ? durable_write_text(a->spec_path, 0644, text)
-                   : error_prefix("spec.json");
-    free(text);
-    if (rc != 0) return -1;
     a->spec = *spec;
     a->ranks = (*spec)->ranks;
     char token[DB_TOKEN_LEN + 1];
-    rc = scheduler_remote_token(s, job->id, job->attempt, token);
+    int rc = scheduler_remote_token(s, job->id, job->attempt, token);
     if (rc == 0) rc = durable_write_text(a->token_path, 0600, token);
     memset(token, 0, sizeof token);
     return rc;
@@ -262,7 +286,7 @@ void executor_attempt_run(Worker *w, const DbJob *job, const ExecutorOps *ops) {
     RemoteStatus pending = {.phase = REMOTE_PENDING};
     snprintf(pending.reason, sizeof pending.reason, "Launching");
     show(w, ops, handle, &pending);
-    if (prepare(s, job, &a, &spec) != 0 || ops->launch(ops->ctx, &a, handle, sizeof handle) != 0) {
+    if (prepare(s, job, ops, &a, &spec) != 0 || ops->launch(ops->ctx, &a, handle, sizeof handle) != 0) {
         char err[ERROR_MAX + 32];
         snprintf(err, sizeof err, "launch: %s", error_get());
         scheduler_job_log(s, job->id, "failed: %s", err);

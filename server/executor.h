@@ -6,14 +6,18 @@
  * they are stopped. With an executor the scheduler's workers are slots
  * (serve --executor-slots) with no device of their own, and an attempt at
  * a job (attempt_run) is executor_attempt_run:
- *   - the attempt's directory <data-dir>/jobs/<id>/attempt-<n>/ gets
- *     spec.json (the spec with its datasets and init resolved to files
- *     under the data dir, server/remote_spec.h: the nodes see the data dir
- *     through a shared directory), token (mode 0600, the attempt's token:
- *     scheduler_remote_token) and out/ (the ranks' --out);
+ *   - the attempt's directory <shared-dir>/jobs/<id>/attempt-<n>/ (the
+ *     shared dir: --slurm-shared-dir, default the data dir) gets spec.json
+ *     (the spec with its datasets and init resolved to files,
+ *     server/remote_spec.h: under the data dir, which the nodes then see
+ *     through a shared directory, or with --slurm-datasets fetch in the
+ *     nodes' cache, and datasets.json, the manifest of what to fetch),
+ *     token (mode 0600, the attempt's token: scheduler_remote_token) and
+ *     out/ (the ranks' --out). These settings are SlurmConfig's, and the
+ *     external launcher's attempts follow them too;
  *   - ops->launch starts the ranks, which run `traind run DIR/spec.json
  *     --report URL --job ID --attempt N --token-file DIR/token --resume
- *     auto --out DIR/out` and report their metrics, log lines, progress,
+ *     auto --out DIR/out [--datasets-cache CACHE]` and report their metrics, log lines, progress,
  *     checkpoints and end over HTTP (server/routes/job_reports.c);
  *   - ops->poll every --executor-poll-ms (1000): PENDING with a reason is
  *     shown on the job ("executor" in its JSON), ENDED gives the job its
@@ -42,7 +46,7 @@
 typedef struct {
     int64_t job;
     int attempt;
-    char dir[4096];        /* <data-dir>/jobs/<id>/attempt-<n> */
+    char dir[4096];        /* <shared-dir>/jobs/<id>/attempt-<n> */
     char spec_path[4096];  /* dir/spec.json: the spec, data sources resolved to files */
     char token_path[4096]; /* dir/token, mode 0600 */
     char out_dir[4096];    /* dir/out: the ranks' --out */
@@ -50,6 +54,10 @@ typedef struct {
                               default http://127.0.0.1:<port>) */
     int ranks;             /* processes to start (1 unless the spec asks for more) */
     const JobSpec *spec;
+    /* datasets = fetch: the ranks' --datasets-cache, and dir/datasets.json
+     * (the manifest, beside spec.json); NULL and "" otherwise */
+    const char *datasets_cache;
+    char manifest_path[4096];
 } RemoteAttempt;
 
 typedef enum { REMOTE_PENDING, REMOTE_RUNNING, REMOTE_ENDED } RemotePhase;
@@ -61,6 +69,11 @@ typedef struct {
     int restarts;     /* times the launcher requeued it */
 } RemoteStatus;
 
+/* What serve's options configure the launchers with. */
+typedef struct {
+    SlurmConfig slurm; /* --slurm-config, --slurm-* */
+} ExecutorConfig;
+
 typedef struct ExecutorOps {
     const char *name; /* "external", "slurm" */
     /* starts the attempt's ranks; fills handle (e.g. the Slurm job id). 0, or -1 with error */
@@ -70,16 +83,15 @@ typedef struct ExecutorOps {
     /* asks them to stop; returns at once */
     void (*cancel)(void *ctx, const char *handle);
     void *ctx;
+    /* where the attempts' files go (shared_dir, datasets): executor_open
+     * sets it; NULL: today's defaults, the data dir and datasets shared */
+    const ExecutorConfig *config;
 } ExecutorOps;
-
-/* What serve's options configure the launchers with. */
-typedef struct {
-    SlurmConfig slurm; /* --slurm-config, --slurm-* */
-} ExecutorConfig;
 
 /* The ops of `serve --executor NAME` into *out ("external", "slurm"; a
  * launcher adds its row to executor.c's table); config is borrowed and
- * outlives them. 0, or -1 with an error naming the known ones. */
+ * outlives them, and checked (slurm_config_check). 0, or -1 with an error
+ * naming the known ones. */
 int executor_open(const char *name, Db *db, const ExecutorConfig *config, ExecutorOps *out);
 const char *executor_name(const ExecutorOps *ops);
 

@@ -39,7 +39,8 @@ static int slurm_launch(void *ctx, const RemoteAttempt *a, char *handle, size_t 
                       .spec_path = a->spec_path,
                       .token_path = a->token_path,
                       .out_dir = a->out_dir,
-                      .report_url = a->report_url};
+                      .report_url = a->report_url,
+                      .datasets_cache = a->datasets_cache};
     char *script = slurm_script(c, &r);
     if (!script) return -1;
     char path[4200];

@@ -179,12 +179,19 @@ static const struct {
     {"--advertise-url URL", "http://127.0.0.1:<port>", "the daemon's base URL as ranks run by "
                                                        "--executor reach it"},
     {"--slurm-config FILE", "none", "with --executor slurm: key = value lines (partition, account, "
-                                    "qos, time, gpus_per_node, traind, mpi)"},
+                                    "qos, time, gpus_per_node, traind, mpi, shared_dir, datasets, "
+                                    "datasets_cache)"},
     {"--slurm-partition P", "Slurm's default", "with --executor slurm: sbatch --partition"},
     {"--slurm-account A", "the user's default", "with --executor slurm: sbatch --account"},
     {"--slurm-time T", "the partition's", "with --executor slurm: sbatch --time (1:00:00)"},
     {"--slurm-gpus-per-node N", "0", "with --executor slurm: GPUs a node gives a job (a rank "
                                       "each); \"auto\" jobs take them"},
+    {"--slurm-shared-dir DIR", "the data dir", "with --executor: attempts' files (spec, token, "
+                                               "out/) under DIR/jobs/, a directory the nodes see"},
+    {"--slurm-datasets MODE", "shared", "with --executor: shared (the nodes see the data dir) or "
+                                        "fetch (they download the datasets, sha256-checked)"},
+    {"--slurm-datasets-cache DIR", SLURM_DATASETS_CACHE_DEFAULT,
+     "with --slurm-datasets fetch: the nodes' own directory the datasets are fetched into"},
     {"--quiet", "off", "no log line per request"},
 };
 

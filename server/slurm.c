@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -17,6 +18,7 @@
 void slurm_config_defaults(SlurmConfig *c) {
     memset(c, 0, sizeof *c);
     snprintf(c->mpi, sizeof c->mpi, "pmix");
+    snprintf(c->datasets_cache, sizeof c->datasets_cache, "%s", SLURM_DATASETS_CACHE_DEFAULT);
     ssize_t n = readlink("/proc/self/exe", c->traind, sizeof c->traind - 1);
     c->traind[n > 0 ? n : 0] = '\0';
 }
@@ -29,7 +31,43 @@ static bool plain_word(const char *v) {
     return true;
 }
 
+/* A directory the script names: absolute (the nodes run it from anywhere),
+ * one line (it goes on srun's line and an #SBATCH one). */
+static int set_path(const char *key, const char *value, char *dst, size_t size) {
+    if (value[0] != '/' || strchr(value, '\n') || strlen(value) >= size)
+        return error_set("%s: expected an absolute path of at most %zu bytes, got '%s'", key,
+                         size - 1, value);
+    snprintf(dst, size, "%s", value);
+    return 0;
+}
+
+/* The keys that are not plain words: a count, the datasets' mode, paths.
+ * 1 when key is none of them. */
+static int set_special(SlurmConfig *c, const char *key, const char *value) {
+    if (strcmp(key, "gpus_per_node") == 0) {
+        char *end;
+        long n = strtol(value, &end, 10);
+        if (*value == '\0' || *end || n < 0 || n > 1024)
+            return error_set("gpus_per_node: expected 0 to 1024, got '%s'", value);
+        c->gpus_per_node = (int)n;
+        return 0;
+    }
+    if (strcmp(key, "datasets") == 0) {
+        if (strcmp(value, "shared") && strcmp(value, "fetch"))
+            return error_set("datasets: expected shared or fetch, got '%s'", value);
+        c->datasets_fetch = strcmp(value, "fetch") == 0;
+        return 0;
+    }
+    if (strcmp(key, "shared_dir") == 0)
+        return set_path(key, value, c->shared_dir, sizeof c->shared_dir);
+    if (strcmp(key, "datasets_cache") == 0)
+        return set_path(key, value, c->datasets_cache, sizeof c->datasets_cache);
+    return 1;
+}
+
 static int set_field(SlurmConfig *c, const char *key, const char *value) {
+    int special = set_special(c, key, value);
+    if (special <= 0) return special;
     struct {
         const char *key;
         char *dst;
@@ -40,14 +78,6 @@ static int set_field(SlurmConfig *c, const char *key, const char *value) {
                 {"time", c->time_limit, sizeof c->time_limit},
                 {"traind", c->traind, sizeof c->traind},
                 {"mpi", c->mpi, sizeof c->mpi}};
-    if (strcmp(key, "gpus_per_node") == 0) {
-        char *end;
-        long n = strtol(value, &end, 10);
-        if (*value == '\0' || *end || n < 0 || n > 1024)
-            return error_set("gpus_per_node: expected 0 to 1024, got '%s'", value);
-        c->gpus_per_node = (int)n;
-        return 0;
-    }
     for (size_t i = 0; i < sizeof text / sizeof *text; i++) {
         if (strcmp(key, text[i].key) != 0) continue;
         if (!plain_word(value) || strlen(value) >= text[i].size)
@@ -57,7 +87,7 @@ static int set_field(SlurmConfig *c, const char *key, const char *value) {
         return 0;
     }
     return error_set("unknown key '%s' (partition, account, qos, time, gpus_per_node, traind, "
-                     "mpi)",
+                     "mpi, shared_dir, datasets, datasets_cache)",
                      key);
 }
 
@@ -95,12 +125,29 @@ int slurm_option(SlurmConfig *c, const char *option, const char *value) {
     static const char *const keys[][2] = {{"--slurm-partition", "partition"},
                                           {"--slurm-account", "account"},
                                           {"--slurm-time", "time"},
-                                          {"--slurm-gpus-per-node", "gpus_per_node"}};
+                                          {"--slurm-gpus-per-node", "gpus_per_node"},
+                                          {"--slurm-shared-dir", "shared_dir"},
+                                          {"--slurm-datasets", "datasets"},
+                                          {"--slurm-datasets-cache", "datasets_cache"}};
     if (strcmp(option, "--slurm-config") == 0) return slurm_config_load(c, value);
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (strcmp(option, keys[i][0]) == 0) return set_field(c, keys[i][1], value);
     return error_set("unknown option (--slurm-config, --slurm-partition, --slurm-account, "
-                     "--slurm-time, --slurm-gpus-per-node)");
+                     "--slurm-time, --slurm-gpus-per-node, --slurm-shared-dir, --slurm-datasets, "
+                     "--slurm-datasets-cache)");
+}
+
+int slurm_config_check(const SlurmConfig *c) {
+    if (!c->shared_dir[0]) return 0;
+    struct stat st;
+    if (stat(c->shared_dir, &st) != 0)
+        return error_sys(errno, "slurm shared_dir '%s'", c->shared_dir);
+    if (!S_ISDIR(st.st_mode))
+        return error_set("slurm shared_dir '%s': not a directory", c->shared_dir);
+    if (access(c->shared_dir, W_OK | X_OK) != 0)
+        return error_sys(errno, "slurm shared_dir '%s': this daemon cannot write in it",
+                         c->shared_dir);
+    return 0;
 }
 
 /* s between single quotes for bash: ' becomes '\'' */
@@ -151,6 +198,10 @@ char *slurm_script(const SlurmConfig *c, const SlurmRequest *r) {
     put_quoted(f, r->token_path);
     fputs(" --resume auto --out ", f);
     put_quoted(f, r->out_dir);
+    if (r->datasets_cache) {
+        fputs(" --datasets-cache ", f);
+        put_quoted(f, r->datasets_cache);
+    }
     fputc('\n', f);
     if (fclose(f) != 0 || !text) {
         free(text);

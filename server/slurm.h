@@ -28,12 +28,21 @@ typedef struct {
     int gpus_per_node;   /* the most GPUs a node gives one job; 0: no GPUs */
     char traind[1024];   /* traind as the nodes run it (default: this daemon's own path) */
     char mpi[16];        /* srun --mpi (default "pmix") */
+    /* Where the ranks find their files; the external executor's attempts
+     * follow these too (server/executor.h): */
+    char shared_dir[4096]; /* attempt directories go under DIR/jobs/ ("": the data dir) */
+    bool datasets_fetch;   /* datasets = fetch: the nodes download them (else shared) */
+    char datasets_cache[1024]; /* the nodes' own directory they fetch into */
 } SlurmConfig;
+
+#define SLURM_DATASETS_CACHE_DEFAULT "/tmp/traind-datasets"
+
 
 void slurm_config_defaults(SlurmConfig *c);
 /* Options from a file of `key = value` lines (partition, account, qos,
- * time, gpus_per_node, traind, mpi; # comments), over what *c holds.
- * -1 with an error naming the file and line. */
+ * time, gpus_per_node, traind, mpi, shared_dir, datasets = shared|fetch,
+ * datasets_cache; # comments), over what *c holds. -1 with an error naming
+ * the file and line. */
 int slurm_config_load(SlurmConfig *c, const char *path);
 
 /* One attempt, as the script runs it. */
@@ -44,12 +53,20 @@ typedef struct {
     bool gpus;        /* one GPU per rank */
     const char *dir;  /* the attempt's directory: the script, Slurm's output */
     const char *spec_path, *token_path, *out_dir, *report_url;
+    const char *datasets_cache; /* datasets = fetch: srun's --datasets-cache; else NULL */
 } SlurmRequest;
 
 /* A serve option: --slurm-config FILE (slurm_config_load), or
- * --slurm-partition, --slurm-account, --slurm-time, --slurm-gpus-per-node
- * VALUE (later ones win). -1 with an error. */
+ * --slurm-partition, --slurm-account, --slurm-time, --slurm-gpus-per-node,
+ * --slurm-shared-dir, --slurm-datasets, --slurm-datasets-cache VALUE
+ * (later ones win). -1 with an error. */
 int slurm_option(SlurmConfig *c, const char *option, const char *value);
+
+/* What serve checks at start, once every option is read: shared_dir a
+ * directory this daemon can write in (paths are checked absolute as they
+ * are set; datasets_cache is the nodes', not looked at here). -1 with an
+ * error naming the key and the path. */
+int slurm_config_check(const SlurmConfig *c);
 
 /* The batch script (a new string) or NULL with an error (a job asking
  * for more GPUs per node than the configuration gives). */

@@ -7,6 +7,8 @@
  *   PUT  /v1/jobs/{id}/attempts/{n}/checkpoints/{e}  a checkpoint (multipart)
  *   GET  /v1/jobs/{id}/attempts/{n}/resume           where the attempt starts
  *   GET  /v1/jobs/{id}/attempts/{n}/resume/{file}    model | trainer of it
+ *   GET  /v1/jobs/{id}/attempts/{n}/datasets/{d}/{file}  a file of the job's
+ *                                                    train or val dataset
  *   POST /v1/jobs/{id}/attempts/{n}/end              how the ranks ended
  *
  * What they store is what an attempt in process stores: metrics through
@@ -15,6 +17,11 @@
  * once: db_job_remote_logs), the live progress on the slot following the
  * attempt, checkpoints through server/checkpoint_store.h. A report's reply
  * says whether the job was asked to stop ("cancel": true).
+ *
+ * The datasets route serves the nodes that fetch the job's datasets
+ * (serve --slurm-datasets fetch, job/dataset_fetch.h): the token opens the
+ * files of the datasets the job trains and validates on, no other (403),
+ * with the file's recorded sha256 in X-Checksum-SHA256.
  *
  * GET .../resume also restarts the attempt's log numbering: a rank that
  * asks it is a run of the attempt starting over (a rank killed and
@@ -370,6 +377,73 @@ int job_resume_file_get(HttpRequest *req) {
     snprintf(file, sizeof file, "%s.safetensors", which);
     snprintf(name, sizeof name, "job-%" PRId64 "-step-%" PRId64 "-%s", job, c.step, file);
     return checkpoint_reply_file(req, &c, file, name);
+}
+
+/* ---- GET .../datasets/{dataset}/{file} ---- */
+
+/* The file of the record named `name`: its index, or -1 after a 404
+ * listing the files. */
+static int dataset_file_index(HttpRequest *req, const DbDataset *rec, const char *name) {
+    char names[512] = "";
+    for (int i = 0; i < rec->num_files; i++) {
+        if (!strcmp(rec->files[i].name, name)) return i;
+        size_t n = strlen(names);
+        snprintf(names + n, sizeof names - n, "%s%.100s", i ? ", " : "", rec->files[i].name);
+    }
+    http_reply_error(req, 404, "not_found", NULL, "dataset '%s' has no file '%.64s' (its files: %s)",
+                     rec->name, name, names);
+    return -1;
+}
+
+/* Streams file i of the record, its sha256 in a header. */
+static int reply_dataset_file(HttpRequest *req, const DbDataset *rec, int i) {
+    Api *api = http_app(req);
+    char dir[4096], path[4300];
+    if (db_dataset_dir(api->db, rec->id, dir, sizeof dir) != 0)
+        return api_reply_db(req, DB_ERROR, NULL);
+    snprintf(path, sizeof path, "%s/%s", dir, rec->files[i].name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        int err = errno; /* deleted between the row and the open */
+        if (fd >= 0) close(fd);
+        return http_reply_error(req, err == ENOENT ? 404 : 503,
+                                err == ENOENT ? "not_found" : "unavailable", NULL,
+                                "dataset '%s', file '%s': %s", rec->name, rec->files[i].name,
+                                strerror(err));
+    }
+    http_reply_fd(req, 200, "application/octet-stream", fd, (uint64_t)sb.st_size);
+    http_reply_header(req, "X-Checksum-SHA256", rec->files[i].sha256);
+    return 0;
+}
+
+int job_dataset_file_get(HttpRequest *req) {
+    Api *api = http_app(req);
+    int64_t job;
+    int attempt;
+    if (remote_auth(req, &job, &attempt) != 0) return 0;
+    int64_t id = int_param(req, 2, INT64_MAX);
+    DbJob j;
+    error_clear();
+    int st = db_job_get(api->db, job, &j);
+    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    int64_t train = j.train_dataset, val = j.val_dataset;
+    db_job_clear(&j);
+    if (id <= 0 || (id != train && id != val)) {
+        char ids[64];
+        int n = snprintf(ids, sizeof ids, "%" PRId64, train);
+        if (val > 0) snprintf(ids + n, sizeof ids - (size_t)n, ", %" PRId64, val);
+        return http_reply_error(req, 403, "forbidden", NULL,
+                                "the attempt's token opens only job %" PRId64 "'s datasets (%s), "
+                                "not '%.32s'", job, ids, http_param(req, 2));
+    }
+    DbDataset rec;
+    st = db_dataset_get(api->db, id, &rec);
+    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    int i = dataset_file_index(req, &rec, http_param(req, 3));
+    int rc = i < 0 ? 0 : reply_dataset_file(req, &rec, i);
+    db_dataset_clear(&rec);
+    return rc;
 }
 
 /* ---- PUT .../checkpoints/{epoch} ---- */

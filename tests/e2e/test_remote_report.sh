@@ -21,7 +21,14 @@
 # stores its log lines once, the end of a cancelled job; (e) a cancel
 # through the user API reaches a running rank: it stops, the job ends
 # `cancelled`; (f) a queue longer than a report takes (8000 steps of batch
-# size 1) reaches the daemon whole. Ends with "N passed, N failed, N skipped".
+# size 1) reaches the daemon whole; (g) a daemon with --slurm-shared-dir
+# and --slurm-datasets fetch: the attempt's files in the shared dir, the
+# rank (--datasets-cache) downloads the dataset into its cache, checked
+# by sha256, and trains; the route refuses a wrong token (401), another
+# dataset (403), an unknown file (404); a cached file tampered with is
+# fetched again, a served one tampered with fails the run naming the
+# digests, nothing left in the cache. Ends with "N passed, N failed, N
+# skipped".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -250,8 +257,67 @@ check "(f) the job succeeded" "$(wait_state "$J6" 10 succeeded)" succeeded
 "$TRAIND" run "$DIR/spec.json" --jsonl --out "$TMP/refm" >"$TMP/ref.jsonl" 2>/dev/null
 STEPS=8000 same_metrics "(f)" "$J6" 0
 
+# ---------------------------------------------------------------- (g) datasets fetched
+terminate "$DPID"
+check "the first daemon: SIGTERM, a graceful stop (exit 0)" "$RC" 0
+SHARED=$TMP/shared CACHE=$TMP/cache
+mkdir -p "$SHARED"
+VAR=$TMP/varf
+start_daemon "$VAR" "$TMP/daemon.log" --quiet --executor external --executor-poll-ms 200 \
+    --slurm-shared-dir "$SHARED" --slurm-datasets fetch --slurm-datasets-cache "$CACHE"
+api POST /v1/datasets -F name=tab -F format=csv -F label_column=label -F "file=@$TMP/tab.csv"
+DS=$(jv 'd["id"]') FILE=$(jv 'd["files"][0]["name"]') SHA=$(sha256sum <"$TMP/tab.csv" | cut -c1-64)
+jf() { $PY -c 'import json,sys; d = json.load(open(sys.argv[1])); print(('"$2"'))' "$1"; } # jf FILE EXPR
+fetch_run() { # fetch_run NAME: submits a 1-epoch job, runs its rank with --datasets-cache
+    VAR=$SHARED submit "$1" 1
+    $(rank_cmd) --datasets-cache "$CACHE" >/dev/null 2>"$TMP/$1.err"
+}
+flip() { printf 'X' | dd of="$1" bs=1 seek=100 conv=notrunc status=none; } # one byte, same size
+fetch_run fetch
+check "(g) the rank that fetches its dataset exits 0" "$?" 0
+check "(g) the job succeeded" "$(wait_state "$JOB_ID" 10 succeeded)" succeeded
+check "(g) the attempt's files are in the shared dir, none in the data dir" \
+    "$(ls "$DIR" | tr '\n' ' ')$(ls "$VAR/jobs/$JOB_ID" 2>/dev/null | grep -c attempt)" \
+    "datasets.json spec.json token 0"
+check "(g) spec.json names the file in the cache, by its sha256" \
+    "$(jf "$DIR/spec.json" 'd["data"]["train"]["path"]')" "$CACHE/$SHA/$FILE"
+check "(g) datasets.json: the file's URL, bytes and sha256" \
+    "$(jf "$DIR/datasets.json" 'd["cache"], [(f["url"], f["bytes"], f["sha256"]) for f in d["files"]]')" \
+    "('$CACHE', [('$URL/v1/jobs/$JOB_ID/attempts/1/datasets/$DS/$FILE', $(stat -c %s "$TMP/tab.csv"), '$SHA')])"
+check "(g) the cached file's sha256 is the dataset's" \
+    "$(sha256sum <"$CACHE/$SHA/$FILE" | cut -c1-64)" "$SHA"
+has "(g) the rank says what it fetched" "$TMP/fetch.err" "1 file\\(s\\) in $CACHE, 1 fetched"
+
+# the next job's attempt: the route by hand, then its rank on a tampered cache
+VAR=$SHARED submit cached 1
+T=$(cat "$DIR/token") R=/v1/jobs/$JOB_ID/attempts/1/datasets
+TOKEN=0000 api GET "$R/$DS/$FILE"
+expect "(g) the route with a wrong token" 401 unauthorized
+TOKEN=$T api GET "$R/$((DS + 1))/$FILE"
+expect "(g) a dataset that is not the job's" 403 forbidden
+TOKEN=$T api GET "$R/$DS/nofile.csv"
+expect "(g) a file the dataset has not" 404 not_found
+check "(g) the attempt's token downloads the file, its sha256 in a header" \
+    "$(curl -s -D "$TMP/h" -H "Authorization: Bearer $T" "$URL$R/$DS/$FILE" | sha256sum | cut -c1-64) $(grep -i x-checksum-sha256 "$TMP/h" | tr -d '\r' | cut -d' ' -f2)" \
+    "$SHA $SHA"
+flip "$CACHE/$SHA/$FILE" # the size kept: only the digest tells
+$(rank_cmd) --datasets-cache "$CACHE" >/dev/null 2>"$TMP/cached.err"
+check "(g) a cached file tampered with: the rank exits 0" "$?" 0
+has "(g) ... saying it fetched it again" "$TMP/cached.err" "sha256 mismatch: expected $SHA, got .*; fetching it again"
+check "(g) ... the cache holds the right bytes again" "$(sha256sum <"$CACHE/$SHA/$FILE" | cut -c1-64)" "$SHA"
+
+rm -rf "$CACHE"
+flip "$VAR/datasets/$DS/$FILE"
+BAD=$(sha256sum <"$VAR/datasets/$DS/$FILE" | cut -c1-64)
+fetch_run served
+check "(g) a served file tampered with fails the rank" "$?" 1
+has "(g) ... naming the file and both digests" "$TMP/served.err" \
+    "dataset $DS file '$FILE': sha256 mismatch: expected $SHA, got $BAD"
+check "(g) ... the job failed" "$(wait_state "$JOB_ID" 10 failed)" failed
+check "(g) ... nothing of the download left in the cache" "$(ls -A "$CACHE/$SHA")" ""
+
 # ---------------------------------------------------------------- the end
-for f in one k1 k2 c many; do
+for f in one k1 k2 c many fetch cached served; do
     if grep -q "$SANITIZER" "$TMP/$f.err"; then fail "no sanitizer report ($f)" "$(head -n 30 "$TMP/$f.err")"; fi
 done
 terminate "$DPID"

@@ -8,9 +8,11 @@
 
 #include "core/error.h"
 #include "job/build.h"
+#include "storage/sha256.h"
 
 /* 96 rows, 4 features, 3 classes (the argmax of three fixed linear
- * scores): a dataset "toy" registered as an upload would be. */
+ * scores): a dataset "toy" registered as an upload would be, its file's
+ * size and sha256 recorded. */
 int64_t toy_dataset_make(Db *db) {
     int64_t id;
     cr_assert_eq(db_dataset_insert(db, "toy", "csv", "{\"label_column\": \"y\"}", 0, &id),
@@ -38,6 +40,7 @@ int64_t toy_dataset_make(Db *db) {
     rec.num_files = 1;
     snprintf(rec.files[0].role, sizeof rec.files[0].role, "file");
     snprintf(rec.files[0].name, sizeof rec.files[0].name, "toy.csv");
+    cr_assert_eq(sha256_file_hex(path, rec.files[0].sha256, &rec.files[0].bytes), 0);
     Dataset *ds = job_build_load_dataset(db, &rec, false);
     cr_assert(ds, "%s", error_get());
     job_build_sample_shape(ds, &rec.shape);

@@ -19,6 +19,7 @@
 #include "server/executor.h"
 #include "server/remote_attempt.h"
 #include "server/scheduler.h"
+#include "storage/sha256.h"
 #include "tests/support/tmp_db.h"
 #include "tests/support/toy_dataset.h"
 
@@ -53,10 +54,11 @@ static void fake_cancel(void *ctx, const char *handle) {
 static TmpDb env;
 static Script script;
 static ExecutorOps ops;
+static int64_t toy_id;
 
 static void setup(void) {
     tmp_db_open(&env, "executor");
-    toy_dataset_make(env.db);
+    toy_id = toy_dataset_make(env.db);
     memset(&script, 0, sizeof script);
     atomic_store(&script.phase, REMOTE_RUNNING);
     ops = (ExecutorOps){.name = "fake", .launch = fake_launch, .poll = fake_poll,
@@ -228,4 +230,66 @@ Test(executor, unknown_executor_named) {
     cr_assert_str_eq(o.name, "external");
     cr_assert_eq(executor_open("pbs", env.db, &config, &o), -1);
     cr_assert_str_eq(error_get(), "unknown executor 'pbs' (known: external, slurm)");
+}
+
+/* --slurm-shared-dir and --slurm-datasets fetch: the attempt's files in
+ * the shared dir, spec.json naming the dataset's file in the nodes' cache
+ * by its sha256, datasets.json saying where to fetch it from. */
+Test(executor, fetched_datasets_named_in_the_cache_with_a_manifest) {
+    ExecutorConfig config;
+    slurm_config_defaults(&config.slurm);
+    char shared[300], want[4400], file[400], sha[SHA256_HEX_LEN + 1];
+    snprintf(shared, sizeof shared, "%s/shared", env.dir);
+    cr_assert_eq(mkdir(shared, 0755), 0);
+    cr_assert_eq(slurm_option(&config.slurm, "--slurm-shared-dir", shared), 0, "%s", error_get());
+    cr_assert_eq(slurm_option(&config.slurm, "--slurm-datasets", "fetch"), 0);
+    cr_assert_eq(slurm_option(&config.slurm, "--slurm-datasets-cache", "/scratch/c"), 0);
+    cr_assert_eq(executor_open("external", env.db, &config, &ops), 0, "%s", error_get());
+    ops.launch = fake_launch, ops.poll = fake_poll, ops.cancel = fake_cancel, ops.ctx = &script;
+    Scheduler *s = start();
+    int64_t id = submit(s);
+    WAIT_FOR(atomic_load(&script.launches) == 1);
+    RemoteAttempt *a = &script.launched;
+    snprintf(want, sizeof want, "%s/jobs/%lld/attempt-1", shared, (long long)id);
+    cr_assert_str_eq(a->dir, want);
+    cr_assert_str_eq(a->datasets_cache, "/scratch/c");
+    snprintf(want, sizeof want, "%s/datasets.json", a->dir);
+    cr_assert_str_eq(a->manifest_path, want);
+    snprintf(file, sizeof file, "%s/datasets/%lld/toy.csv", env.dir, (long long)toy_id);
+    int64_t bytes = 0;
+    cr_assert_eq(sha256_file_hex(file, sha, &bytes), 0);
+    json_t *spec = json_load_file(a->spec_path, 0, NULL);
+    snprintf(want, sizeof want, "/scratch/c/%s/toy.csv", sha);
+    cr_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(json_object_get(spec, "data"), "train"), "path")),
+                     want);
+    json_decref(spec);
+    json_t *m = json_load_file(a->manifest_path, 0, NULL);
+    cr_assert(m);
+    cr_assert_str_eq(json_string_value(json_object_get(m, "cache")), "/scratch/c");
+    json_t *files = json_object_get(m, "files");
+    cr_assert_eq(json_array_size(files), 1);
+    json_t *f = json_array_get(files, 0);
+    snprintf(want, sizeof want, "http://10.0.0.1:8080/v1/jobs/%lld/attempts/1/datasets/%lld/toy.csv",
+             (long long)id, (long long)toy_id);
+    cr_assert_str_eq(json_string_value(json_object_get(f, "url")), want);
+    snprintf(want, sizeof want, "%s/toy.csv", sha);
+    cr_assert_str_eq(json_string_value(json_object_get(f, "path")), want);
+    cr_assert_str_eq(json_string_value(json_object_get(f, "sha256")), sha);
+    cr_assert_eq(json_integer_value(json_object_get(f, "bytes")), bytes);
+    cr_assert_eq(json_integer_value(json_object_get(f, "dataset")), toy_id);
+    json_decref(m);
+    scheduler_stop(s);
+}
+
+Test(executor, a_shared_dir_that_is_not_one_refused_at_start) {
+    ExecutorConfig config;
+    slurm_config_defaults(&config.slurm);
+    char path[300];
+    snprintf(path, sizeof path, "%s/nonexistent", env.dir);
+    cr_assert_eq(slurm_option(&config.slurm, "--slurm-shared-dir", path), 0);
+    cr_assert_eq(executor_open("external", env.db, &config, &ops), -1);
+    char want[400];
+    snprintf(want, sizeof want, "slurm shared_dir '%s': No such file or directory", path);
+    cr_assert_str_eq(error_get(), want);
 }

@@ -130,3 +130,42 @@ Test(slurm, scontrol_records) {
     cr_assert_eq(slurm_phase("COMPLETED"), SLURM_ENDED);
     cr_assert_eq(slurm_phase("REQUEUED"), SLURM_PENDING);
 }
+
+/* Where the nodes find the attempts' files and the datasets. */
+Test(slurm, shared_dir_and_datasets) {
+    SlurmConfig c;
+    slurm_config_defaults(&c);
+    cr_assert_str_eq(c.shared_dir, "", "the data dir unless given");
+    cr_assert(!c.datasets_fetch);
+    cr_assert_str_eq(c.datasets_cache, "/tmp/traind-datasets");
+    char *path = write_tmp("shared_dir = /tmp\ndatasets = fetch\ndatasets_cache = /scratch/traind\n");
+    cr_assert_eq(slurm_config_load(&c, path), 0, "%s", error_get());
+    unlink(path);
+    cr_assert_str_eq(c.shared_dir, "/tmp");
+    cr_assert(c.datasets_fetch);
+    cr_assert_str_eq(c.datasets_cache, "/scratch/traind");
+    cr_assert_eq(slurm_config_check(&c), 0, "%s", error_get());
+    cr_assert_eq(slurm_option(&c, "--slurm-datasets", "shared"), 0);
+    cr_assert(!c.datasets_fetch);
+    cr_assert_eq(slurm_option(&c, "--slurm-datasets", "copy"), -1);
+    cr_assert_str_eq(error_get(), "datasets: expected shared or fetch, got 'copy'");
+    cr_assert_eq(slurm_option(&c, "--slurm-shared-dir", "shared"), -1);
+    cr_assert(strstr(error_get(), "shared_dir: expected an absolute path"), "%s", error_get());
+    cr_assert_eq(slurm_option(&c, "--slurm-datasets-cache", "cache"), -1);
+    /* checked at start: a directory the daemon writes in */
+    path = write_tmp("");
+    cr_assert_eq(slurm_option(&c, "--slurm-shared-dir", path), 0);
+    cr_assert_eq(slurm_config_check(&c), -1);
+    cr_assert(strstr(error_get(), "not a directory") && strstr(error_get(), path), "%s",
+              error_get());
+    unlink(path);
+    /* datasets fetched: srun's line says where to */
+    snprintf(c.traind, sizeof c.traind, "/opt/traind");
+    SlurmRequest r = request(2, 1, false);
+    r.datasets_cache = "/scratch/traind";
+    char *s = slurm_script(&c, &r);
+    cr_assert(s, "%s", error_get());
+    cr_assert(strstr(s, " --out '/shared/it'\\''s here/out' --datasets-cache '/scratch/traind'\n"),
+              "%s", s);
+    free(s);
+}
