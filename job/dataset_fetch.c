@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/io/durable.h"
+#include "job/rank.h"
 #include "storage/db.h"
 #include "storage/sha256.h"
 
@@ -204,16 +205,9 @@ static int fetch_node(const char *manifest_path, const char *cache, const Attemp
     return rc;
 }
 
-/* The rank's place on its node, as the launchers say it. */
-static int local_rank(const DistGroup *g) {
-    const char *v = getenv("SLURM_LOCALID");
-    if (!v) v = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    return v ? atoi(v) : dist_rank(g);
-}
-
 int dataset_fetch_all(const char *manifest_path, const char *cache, const AttemptHttp *http,
                       DistGroup *group) {
-    int rc = local_rank(group) == 0 ? fetch_node(manifest_path, cache, http) : 0;
+    int rc = job_rank_local(group) == 0 ? fetch_node(manifest_path, cache, http) : 0;
     char mine[ERROR_MAX];
     snprintf(mine, sizeof mine, "%s", error_get());
     int64_t failed = rc != 0;

@@ -22,8 +22,7 @@ int job_rank_open(DistGroup **group) {
     return 0;
 }
 
-/* The rank's place on its node: Slurm's, Open MPI's, else its rank. */
-static int local_rank(const DistGroup *g) {
+int job_rank_local(const DistGroup *g) {
     const char *v = getenv("SLURM_LOCALID");
     if (!v) v = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
     return v ? atoi(v) : dist_rank(g);
@@ -43,7 +42,7 @@ static int listed_device(const char *list, int i, Device *out) {
 
 int job_rank_device(const DistGroup *group, const JobSpec *spec, const char *arg, Device *out) {
     *out = DEVICE_CPU_INIT;
-    int local = group ? local_rank(group) : 0;
+    int local = group ? job_rank_local(group) : 0;
     if (arg && strchr(arg, ',')) return listed_device(arg, local, out);
     if (arg && device_parse(arg, out) != 0) return -1;
     if (!arg && spec->num_devices) {

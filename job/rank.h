@@ -18,6 +18,10 @@
  * an error when the launch is broken (srun without an MPI plugin). */
 int job_rank_open(DistGroup **group);
 
+/* The rank's place on its node: Slurm's (SLURM_LOCALID), Open MPI's
+ * (OMPI_COMM_WORLD_LOCAL_RANK), else its rank in g (0 for NULL). */
+int job_rank_local(const DistGroup *g);
+
 /* The device a rank trains on: `arg` (--device, may be NULL) or the
  * spec's, spread over the node's GPUs by local rank under a launcher; from
  * a list (--device cuda:0,cuda:2, as the daemon gives a job's GPUs, or the
