@@ -28,6 +28,9 @@ void cpu_allocator_trim(void);
 /* On by default (off under AddressSanitizer); off also trims. */
 void cpu_allocator_set_caching(bool enabled);
 size_t cpu_allocator_cached_bytes(void);
+/* What the cache may hold now: twice the most ever handed out in large
+ * blocks at once, within bounds from the machine's memory. */
+size_t cpu_allocator_cache_limit(void);
 
 /* layout.c */
 void cpu_copy(const Tensor *src, Tensor *dst);

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "core/cpu/cpu.h"
 #include "core/error.h"
@@ -667,6 +668,29 @@ Test(cpu_kernels, allocator_caches_large_blocks) {
     void *small = cpu_alloc(cpu, 100);
     cpu_free(cpu, small); /* below the threshold: not cached */
     cr_assert_eq(cpu_allocator_cached_bytes(), (size_t)3 << 20);
+    cpu_allocator_trim();
+    cr_assert_eq(cpu_allocator_cached_bytes(), 0);
+    cpu_allocator_set_caching(false);
+}
+
+/* The cache holds what a step had at once: after 6 blocks of 512 MiB live
+ * together (never touched: only address space), it may hold twice that,
+ * and takes all six back; a machine's eighth of memory would have kept
+ * fewer on a small machine. */
+Test(cpu_kernels, allocator_cache_grows_to_the_high_water_mark) {
+    cpu_allocator_set_caching(true);
+    cpu_allocator_trim();
+    Device cpu = DEVICE_CPU_INIT;
+    size_t block = (size_t)512 << 20, before = cpu_allocator_cache_limit();
+    cr_assert_geq(before, (size_t)512 << 20, "at least 512 MiB");
+    void *b[6];
+    for (int i = 0; i < 6; i++) cr_assert((b[i] = cpu_alloc(cpu, block)) != NULL);
+    size_t limit = cpu_allocator_cache_limit();
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if ((size_t)pages * (size_t)page / 4 * 3 >= 12 * block)
+        cr_assert_geq(limit, 12 * block, "twice the 3 GiB live");
+    for (int i = 0; i < 6; i++) cpu_free(cpu, b[i]);
+    if (limit >= 12 * block) cr_assert_eq(cpu_allocator_cached_bytes(), 6 * block);
     cpu_allocator_trim();
     cr_assert_eq(cpu_allocator_cached_bytes(), 0);
     cpu_allocator_set_caching(false);
