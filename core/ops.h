@@ -34,6 +34,13 @@ Tensor *tensor_log(Tensor *a);
 Tensor *tensor_sqrt(Tensor *a);
 Tensor *tensor_abs(Tensor *a);
 Tensor *tensor_relu(Tensor *a);
+/* relu(a), consuming the caller's reference to a, as torch's
+ * ReLU(inplace=True) without its hazards: when that reference is a's
+ * only one and a's memory is its own, a (still the graph's input of the
+ * relu) takes the result's memory and gives its own back at once. Nothing
+ * reads a's old values any more: a node that did would hold a, and relu's
+ * backward reads only their sign, which the result shares. */
+Tensor *tensor_relu_consume(Tensor *a);
 Tensor *tensor_sigmoid(Tensor *a);
 Tensor *tensor_tanh(Tensor *a);
 /* F.gelu(a, approximate='tanh' if approximate_tanh else 'none'), F.silu(a),

@@ -797,6 +797,18 @@ Tensor *tensor_to_device(Tensor *t, Device device) {
     return copy_as(t, t->dtype, device);
 }
 
+int tensor_adopt_storage(Tensor *dst, Tensor *src) {
+    if (dst->dtype != src->dtype || !device_equal(dst->device, src->device) ||
+        !tensor_same_shape(dst, src) || !tensor_is_contiguous(dst) || !tensor_is_contiguous(src))
+        return error_set("adopt_storage: needs two contiguous tensors of one dtype, device "
+                         "and shape");
+    atomic_fetch_add(&src->storage->refcount, 1);
+    storage_release(dst->storage);
+    dst->storage = src->storage;
+    dst->offset = src->offset;
+    return 0;
+}
+
 int tensor_copy_(Tensor *dst, const Tensor *src) {
     if (!dst || !src) return -1;
     char a[128], b[128];

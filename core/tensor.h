@@ -176,6 +176,11 @@ Tensor *tensor_upload(Tensor *t, Device device);
  * recorded by autograd: for optimizers, loading weights, buffers. */
 int tensor_copy_(Tensor *dst, const Tensor *src);
 int tensor_fill_(Tensor *t, double value);
+/* dst's memory becomes src's, its own given back (or to its other
+ * holders): dst then reads src's values. Both contiguous, of one dtype,
+ * device and shape; -1 with an error otherwise. Not recorded by autograd:
+ * for an op whose input's old values nothing reads any more. */
+int tensor_adopt_storage(Tensor *dst, Tensor *src);
 
 /* Normalises a possibly negative dim against ndim; -1 with an error if out of
  * range. `what` names the caller in the message ("unsqueeze"). */

@@ -13,10 +13,13 @@ static Tensor *relu_forward(Module *m, Tensor *x) { return tensor_relu(x); }
 static Tensor *sigmoid_forward(Module *m, Tensor *x) { return tensor_sigmoid(x); }
 static Tensor *tanh_forward(Module *m, Tensor *x) { return tensor_tanh(x); }
 
-static const ModuleVTable relu_vtable = {"ReLU", relu_forward, module_infer_same_shape, NULL};
+static Tensor *relu_forward_consume(Module *m, Tensor *x) { return tensor_relu_consume(x); }
+
+static const ModuleVTable relu_vtable = {"ReLU", relu_forward, module_infer_same_shape, NULL,
+                                         relu_forward_consume};
 static const ModuleVTable sigmoid_vtable = {"Sigmoid", sigmoid_forward, module_infer_same_shape,
-                                            NULL};
-static const ModuleVTable tanh_vtable = {"Tanh", tanh_forward, module_infer_same_shape, NULL};
+                                            NULL, NULL};
+static const ModuleVTable tanh_vtable = {"Tanh", tanh_forward, module_infer_same_shape, NULL, NULL};
 
 Module *nn_relu(void) { return module_alloc(sizeof(Module), &relu_vtable); }
 Module *nn_sigmoid(void) { return module_alloc(sizeof(Module), &sigmoid_vtable); }
@@ -25,9 +28,9 @@ Module *nn_tanh(void) { return module_alloc(sizeof(Module), &tanh_vtable); }
 static Tensor *silu_forward(Module *m, Tensor *x) { return tensor_silu(x); }
 static Tensor *identity_forward(Module *m, Tensor *x) { return tensor_retain(x); }
 
-static const ModuleVTable silu_vtable = {"SiLU", silu_forward, module_infer_same_shape, NULL};
+static const ModuleVTable silu_vtable = {"SiLU", silu_forward, module_infer_same_shape, NULL, NULL};
 static const ModuleVTable identity_vtable = {"Identity", identity_forward,
-                                             module_infer_same_shape, NULL};
+                                             module_infer_same_shape, NULL, NULL};
 
 Module *nn_silu(void) { return module_alloc(sizeof(Module), &silu_vtable); }
 Module *nn_identity(void) { return module_alloc(sizeof(Module), &identity_vtable); }
@@ -46,9 +49,9 @@ static Tensor *leaky_relu_forward(Module *m, Tensor *x) {
     return tensor_leaky_relu(x, ((ArgActivation *)m)->arg);
 }
 
-static const ModuleVTable gelu_vtable = {"GELU", gelu_forward, module_infer_same_shape, NULL};
+static const ModuleVTable gelu_vtable = {"GELU", gelu_forward, module_infer_same_shape, NULL, NULL};
 static const ModuleVTable leaky_relu_vtable = {"LeakyReLU", leaky_relu_forward,
-                                               module_infer_same_shape, NULL};
+                                               module_infer_same_shape, NULL, NULL};
 
 static Module *arg_activation(const ModuleVTable *vtable, double arg) {
     ArgActivation *a = (ArgActivation *)module_alloc(sizeof *a, vtable);
@@ -85,7 +88,7 @@ static Tensor *softmax_forward(Module *m, Tensor *x) {
 }
 
 static const ModuleVTable softmax_vtable = {"Softmax", softmax_forward, softmax_infer_shape,
-                                            NULL};
+                                            NULL, NULL};
 
 Module *nn_softmax(int dim) {
     Softmax *s = (Softmax *)module_alloc(sizeof *s, &softmax_vtable);

@@ -43,7 +43,7 @@ static Tensor *adaptive_forward(Module *m, Tensor *x) {
 }
 
 static const ModuleVTable adaptive_avg_pool2d_vtable = {"AdaptiveAvgPool2d", adaptive_forward,
-                                                        adaptive_infer_shape, NULL};
+                                                        adaptive_infer_shape, NULL, NULL};
 
 Module *nn_adaptive_avg_pool2d(Size2d output_size) {
     if (output_size.h <= 0 || output_size.w <= 0)

@@ -73,9 +73,9 @@ static Tensor *batch_norm_forward(Module *m, Tensor *x) {
 }
 
 static const ModuleVTable batch_norm1d_vtable = {"BatchNorm1d", batch_norm_forward,
-                                                 batch_norm_infer_shape, NULL};
+                                                 batch_norm_infer_shape, NULL, NULL};
 static const ModuleVTable batch_norm2d_vtable = {"BatchNorm2d", batch_norm_forward,
-                                                 batch_norm_infer_shape, NULL};
+                                                 batch_norm_infer_shape, NULL, NULL};
 
 static Module *batch_norm_new(const ModuleVTable *vt, bool is_2d, int64_t num_features,
                               double eps, double momentum, bool affine,

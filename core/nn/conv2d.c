@@ -44,7 +44,8 @@ static int conv2d_infer_shape(Module *m, int ndim, const int64_t *in, int *out_n
 
 static Tensor *conv2d_forward(Module *m, Tensor *x);
 
-static const ModuleVTable conv2d_vtable = {"Conv2d", conv2d_forward, conv2d_infer_shape, NULL};
+static const ModuleVTable conv2d_vtable = {"Conv2d", conv2d_forward, conv2d_infer_shape,
+                                           NULL, NULL};
 
 bool nn_conv2d_args(Module *m, Tensor **weight, Tensor **bias, Conv2dParams *p) {
     if (m->vtable != &conv2d_vtable) return false;

@@ -31,7 +31,7 @@ static Tensor *dropout_forward(Module *m, Tensor *x) {
 }
 
 static const ModuleVTable dropout_vtable = {"Dropout", dropout_forward, module_infer_same_shape,
-                                            NULL};
+                                            NULL, NULL};
 
 Module *nn_dropout(double p) {
     if (!(p >= 0 && p <= 1)) /* also rejects NAN */

@@ -35,7 +35,7 @@ static Tensor *embedding_forward(Module *m, Tensor *x) {
 }
 
 static const ModuleVTable embedding_vtable = {"Embedding", embedding_forward,
-                                              embedding_infer_shape, NULL};
+                                              embedding_infer_shape, NULL, NULL};
 
 Module *nn_embedding(int64_t num_embeddings, int64_t embedding_dim, Rng *rng) {
     if (num_embeddings <= 0 || embedding_dim <= 0) {

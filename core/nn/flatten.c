@@ -59,7 +59,7 @@ static Tensor *flatten_forward(Module *m, Tensor *x) {
 }
 
 static const ModuleVTable flatten_vtable = {"Flatten", flatten_forward, flatten_infer_shape,
-                                            NULL};
+                                            NULL, NULL};
 
 Module *nn_flatten(int start_dim, int end_dim) {
     Flatten *f = (Flatten *)module_alloc(sizeof *f, &flatten_vtable);

@@ -64,17 +64,10 @@ static Tensor *add_release(Tensor *a, Tensor *b) {
     return y;
 }
 
-/* module_forward(m, x), releasing x. */
-static Tensor *forward_release(Module *m, Tensor *x) {
-    Tensor *y = x ? module_forward(m, x) : NULL;
-    tensor_release(x);
-    return y;
-}
-
 /* nanoGPT's dropout modules at p = 0 are the identity in training too; the
  * forward skips them then (no mask, no copy). */
 static Tensor *dropout_release(Module *drop, double p, Tensor *x) {
-    return p > 0 ? forward_release(drop, x) : x;
+    return p > 0 ? module_forward_consume(drop, x) : x;
 }
 
 /* Adds child `m` under `name` and returns it (NULL on failure; the parent
@@ -113,8 +106,10 @@ static int holder_infer(Module *m, int ndim, const int64_t *in, int *out_ndim, i
     return not_callable(m);
 }
 
-static const ModuleVTable module_dict_vtable = {"ModuleDict", holder_forward, holder_infer, NULL};
-static const ModuleVTable module_list_vtable = {"ModuleList", holder_forward, holder_infer, NULL};
+static const ModuleVTable module_dict_vtable = {"ModuleDict", holder_forward, holder_infer,
+                                                NULL, NULL};
+static const ModuleVTable module_list_vtable = {"ModuleList", holder_forward, holder_infer,
+                                                NULL, NULL};
 
 /* ---- CausalSelfAttention ---- */
 
@@ -155,11 +150,11 @@ static Tensor *attn_forward(Module *m, Tensor *x) {
     tensor_release(y);
     Tensor *merged = yt ? tensor_reshape(yt, SHAPE(x->shape[0], x->shape[1], a->n_embd)) : NULL;
     tensor_release(yt);
-    return dropout_release(a->resid_dropout, a->p, forward_release(a->c_proj, merged));
+    return dropout_release(a->resid_dropout, a->p, module_forward_consume(a->c_proj, merged));
 }
 
 static const ModuleVTable attn_vtable = {"CausalSelfAttention", attn_forward,
-                                         module_infer_same_shape, NULL};
+                                         module_infer_same_shape, NULL, NULL};
 
 static Module *attn_new(int64_t n_embd, int64_t n_head, int64_t n_layer, bool bias, double p,
                         Rng *rng) {
@@ -186,11 +181,11 @@ static Module *attn_new(int64_t n_embd, int64_t n_head, int64_t n_layer, bool bi
 
 static Tensor *mlp_forward(Module *m, Tensor *x) {
     Mlp *p = (Mlp *)m;
-    Tensor *h = forward_release(p->gelu, module_forward(p->c_fc, x));
-    return dropout_release(p->dropout, p->p, forward_release(p->c_proj, h));
+    Tensor *h = module_forward_consume(p->gelu, module_forward(p->c_fc, x));
+    return dropout_release(p->dropout, p->p, module_forward_consume(p->c_proj, h));
 }
 
-static const ModuleVTable mlp_vtable = {"MLP", mlp_forward, module_infer_same_shape, NULL};
+static const ModuleVTable mlp_vtable = {"MLP", mlp_forward, module_infer_same_shape, NULL, NULL};
 
 static Module *mlp_new(int64_t n_embd, int64_t n_layer, bool bias, double p, Rng *rng) {
     Mlp *f = (Mlp *)module_alloc(sizeof *f, &mlp_vtable);
@@ -216,13 +211,14 @@ static Module *mlp_new(int64_t n_embd, int64_t n_layer, bool bias, double p, Rng
 /* x + attn(ln_1(x)), then x + mlp(ln_2(x)). */
 static Tensor *block_forward(Module *m, Tensor *x) {
     Block *b = (Block *)m;
-    Tensor *a = forward_release(b->attn, module_forward(b->ln_1, x));
+    Tensor *a = module_forward_consume(b->attn, module_forward(b->ln_1, x));
     Tensor *x1 = add_release(tensor_retain(x), a);
     if (!x1) return NULL;
-    return add_release(x1, forward_release(b->mlp, module_forward(b->ln_2, x1)));
+    return add_release(x1, module_forward_consume(b->mlp, module_forward(b->ln_2, x1)));
 }
 
-static const ModuleVTable block_vtable = {"Block", block_forward, module_infer_same_shape, NULL};
+static const ModuleVTable block_vtable = {"Block", block_forward, module_infer_same_shape,
+                                          NULL, NULL};
 
 static Module *block_new(int64_t n_embd, int64_t n_head, int64_t n_layer, bool bias, double p,
                          Rng *rng) {
@@ -285,13 +281,14 @@ static Tensor *gpt_forward(Module *m, Tensor *idx) {
     }
     Tensor *tok = module_forward(g->wte, idx);                  /* [B, T, C] */
     Tensor *pos = tok ? positions(idx->shape[1], idx->device) : NULL;
-    Tensor *x = add_release(tok, forward_release(g->wpe, pos)); /* + [T, C] */
+    Tensor *x = add_release(tok, module_forward_consume(g->wpe, pos)); /* + [T, C] */
     x = dropout_release(g->drop, g->dropout, x);
-    for (int i = 0; x && i < g->h->n_children; i++) x = forward_release(g->h->children[i], x);
-    return forward_release(g->lm_head, forward_release(g->ln_f, x));
+    for (int i = 0; x && i < g->h->n_children; i++)
+        x = module_forward_consume(g->h->children[i], x);
+    return module_forward_consume(g->lm_head, module_forward_consume(g->ln_f, x));
 }
 
-static const ModuleVTable gpt_vtable = {"GPT", gpt_forward, gpt_infer, NULL};
+static const ModuleVTable gpt_vtable = {"GPT", gpt_forward, gpt_infer, NULL, NULL};
 
 /* lm_head.weight becomes transformer.wte.weight: one tensor, two names. */
 static void tie(Module *lm_head, Module *wte) {

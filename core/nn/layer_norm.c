@@ -46,7 +46,7 @@ static Tensor *layer_norm_forward(Module *m, Tensor *x) {
 }
 
 static const ModuleVTable layer_norm_vtable = {"LayerNorm", layer_norm_forward,
-                                               layer_norm_infer_shape, NULL};
+                                               layer_norm_infer_shape, NULL, NULL};
 
 static int check_args(int ndim, const int64_t *shape, double eps) {
     if (ndim < 1 || ndim > TENSOR_MAX_DIMS)

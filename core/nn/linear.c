@@ -33,7 +33,8 @@ static Tensor *linear_forward(Module *m, Tensor *x) {
     return tensor_linear(x, module_get(m, "weight"), module_get(m, "bias"));
 }
 
-static const ModuleVTable linear_vtable = {"Linear", linear_forward, linear_infer_shape, NULL};
+static const ModuleVTable linear_vtable = {"Linear", linear_forward, linear_infer_shape,
+                                           NULL, NULL};
 
 Module *nn_linear(int64_t in_features, int64_t out_features, bool bias, Rng *rng) {
     if (in_features <= 0) {

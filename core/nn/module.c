@@ -131,24 +131,37 @@ int module_infer_shape(Module *m, int ndim, const int64_t *in_shape, int *out_nd
     return -1;
 }
 
-Tensor *module_forward(Module *m, Tensor *x) {
+/* m's forward of x, through forward_consume when `consume` (which then
+ * takes the caller's reference to x, also on failure). */
+static Tensor *forward(Module *m, Tensor *x, bool consume) {
+    Tensor *y = NULL;
     if (!m) {
         error_set("module_forward: no module");
-        return NULL;
-    }
-    if (!x) return NULL;
-    if (!is_container(m)) {
+    } else if (x && !is_container(m)) {
         /* Shape inference first: a mismatch then reads as the validator
          * reports it ("in_features=1000 but its input has 6272 features"),
          * rather than as the op's message. */
         int out_ndim;
         int64_t out_shape[TENSOR_MAX_DIMS];
-        if (module_infer_shape(m, x->ndim, x->shape, &out_ndim, out_shape) != 0) return NULL;
+        if (module_infer_shape(m, x->ndim, x->shape, &out_ndim, out_shape) != 0) {
+            if (consume) tensor_release(x);
+            return NULL;
+        }
     }
-    Tensor *y = m->vtable->forward(m, x);
-    if (!y) prefix_with_path(m);
+    if (m && x) {
+        bool own = consume && m->vtable->forward_consume;
+        y = own ? m->vtable->forward_consume(m, x) : m->vtable->forward(m, x);
+        if (consume && !own) tensor_release(x);
+        if (!y) prefix_with_path(m);
+    } else if (consume) {
+        tensor_release(x);
+    }
     return y;
 }
+
+Tensor *module_forward(Module *m, Tensor *x) { return forward(m, x, false); }
+
+Tensor *module_forward_consume(Module *m, Tensor *x) { return forward(m, x, true); }
 
 void module_train(Module *m, bool training) {
     if (!m) return;

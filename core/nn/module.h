@@ -62,6 +62,9 @@ typedef struct {
     /* Frees what the module type allocated beyond struct Module's own
      * fields; NULL when nothing. module_free does the rest. */
     void (*free)(Module *m);
+    /* forward, consuming the caller's reference to x, so that the module
+     * may reuse x's memory (ReLU); NULL: forward, then x released. */
+    Tensor *(*forward_consume)(Module *m, Tensor *x);
 } ModuleVTable;
 
 typedef struct {
@@ -101,6 +104,9 @@ typedef struct {
 
 /* ---- generic (core/nn/module.c) ---- */
 Tensor *module_forward(Module *m, Tensor *x);
+/* module_forward, consuming the caller's reference to x (a container's
+ * layer by layer: the layers' memory may be reused, as ReLU's). */
+Tensor *module_forward_consume(Module *m, Tensor *x);
 /* Prefixes the error set by an op run for layer m with m's path, as
  * module_forward does ("model[3] Linear: ..."); for a container that runs
  * its children's ops itself. */

@@ -51,11 +51,7 @@ int nn_resnet_plan(int depth, int64_t in_channels, bool small_input, NnResNetPla
 static Tensor *resnet_forward(Module *m, Tensor *x) {
     Tensor *h = tensor_retain(x);
     int last = m->n_children - 1;
-    for (int i = 0; i < last && h; i++) {
-        Tensor *next = module_forward(m->children[i], h);
-        tensor_release(h);
-        h = next;
-    }
+    for (int i = 0; i < last && h; i++) h = module_forward_consume(m->children[i], h);
     Tensor *flat = h ? tensor_flatten(h, 1, -1) : NULL;
     tensor_release(h);
     Tensor *y = flat ? module_forward(m->children[last], flat) : NULL;
@@ -79,7 +75,8 @@ static int resnet_infer_shape(Module *m, int ndim, const int64_t *in, int *out_n
     return 0;
 }
 
-static const ModuleVTable resnet_vtable = {"ResNet", resnet_forward, resnet_infer_shape, NULL};
+static const ModuleVTable resnet_vtable = {"ResNet", resnet_forward, resnet_infer_shape,
+                                           NULL, NULL};
 
 /* ---- construction ---- */
 

@@ -72,11 +72,7 @@ static Module *bn_of(const NnResNetConv *c) {
 /* ---- forward and shapes ---- */
 
 /* h through m, consuming the caller's reference to h. */
-static Tensor *step(Module *m, Tensor *h) {
-    Tensor *next = module_forward(m, h);
-    tensor_release(h);
-    return next;
-}
+static Tensor *step(Module *m, Tensor *h) { return module_forward_consume(m, h); }
 
 static Tensor *main_branch(ResBlock *b, Tensor *x) {
     Tensor *h = tensor_retain(x);
@@ -117,9 +113,9 @@ static int block_infer_shape(Module *m, int ndim, const int64_t *in, int *out_nd
 }
 
 static const ModuleVTable basic_block_vtable = {"BasicBlock", block_forward, block_infer_shape,
-                                                NULL};
+                                                NULL, NULL};
 static const ModuleVTable bottleneck_vtable = {"Bottleneck", block_forward, block_infer_shape,
-                                               NULL};
+                                               NULL, NULL};
 
 /* ---- construction ---- */
 

@@ -56,16 +56,15 @@ static Tensor *sequential_forward(Module *m, Tensor *x) {
     for (int i = 0; i < m->n_children && h;) {
         Tensor *next;
         int ran = conv_relu_pool(m->children + i, m->n_children - i, h, &next);
-        if (!ran) next = module_forward(m->children[i], h);
+        if (ran) tensor_release(h);
+        h = ran ? next : module_forward_consume(m->children[i], h);
         i += ran ? ran : 1;
-        tensor_release(h);
-        h = next;
     }
     return h;
 }
 
 static const ModuleVTable sequential_vtable = {"Sequential", sequential_forward,
-                                               sequential_infer_shape, NULL};
+                                               sequential_infer_shape, NULL, NULL};
 
 Module *nn_sequential(int n, Module **children) {
     if (n < 0 || (n > 0 && !children)) {

@@ -302,6 +302,18 @@ Tensor *tensor_abs(Tensor *a) { return unary_op("abs", "AbsBackward", UNARY_ABS,
 Tensor *tensor_relu(Tensor *a) {
     return unary_op("relu", "ReluBackward", UNARY_RELU, a, 0, false);
 }
+Tensor *tensor_relu_consume(Tensor *a) {
+    if (!a) return NULL;
+    bool own = a->refcount == 1 && atomic_load(&a->storage->refcount) == 1 &&
+               (a->grad_fn || !a->requires_grad) && tensor_is_contiguous(a);
+    Tensor *y = tensor_relu(a);
+    if (y && own && tensor_adopt_storage(a, y) != 0) {
+        tensor_release(y);
+        y = NULL;
+    }
+    tensor_release(a);
+    return y;
+}
 Tensor *tensor_sigmoid(Tensor *a) {
     return unary_op("sigmoid", "SigmoidBackward", UNARY_SIGMOID, a, 0, true);
 }

@@ -1,6 +1,7 @@
 /* test_autograd.c - core/autograd.c: the backward walk (fan-out, diamonds,
  * accumulation), grad mode, detach, the errors of backward, freeing the graph,
- * deep graphs without recursion, and gradients through every view op. */
+ * deep graphs without recursion, gradients through every view op, and relu
+ * taking its input's memory only when nothing else holds it. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -624,4 +625,46 @@ Test(autograd, very_deep_chain_backward) {
     tensor_release(l);
     tensor_release(y);
     tensor_release(x);
+}
+
+/* ---- relu over memory it may take ---- */
+
+/* relu's gradient of y = relu_consume(x * 3 - 1), loss sum(y * y): 2 y 3. */
+static void relu_consume_case(bool keep, bool through_sigmoid) {
+    Tensor *x = leaf("[-1, 0.25, 1, 2]");
+    Tensor *t = tensor_mul_scalar(x, 3.0), *h = tensor_add_scalar(t, -1.0);
+    tensor_release(t);
+    if (through_sigmoid) { /* a node that keeps its output's memory */
+        Tensor *s = tensor_sigmoid(h);
+        tensor_release(h);
+        h = s;
+    }
+    double before[4];
+    for (int i = 0; i < 4; i++) before[i] = tensor_get(h, i);
+    Tensor *kept = keep ? tensor_retain(h) : NULL;
+    Tensor *y = tensor_relu_consume(h); /* h's reference is y's now */
+    cr_assert(y != NULL, "%s", error_get());
+    Tensor *input = y->grad_fn->inputs[0];
+    bool shared = input->storage == y->storage;
+    cr_assert_eq(shared, !keep && !through_sigmoid,
+                 "memory taken only when h was the caller's alone");
+    for (int i = 0; kept && i < 4; i++)
+        cr_assert_eq(tensor_get(kept, i), before[i], "a kept input keeps its values");
+    Tensor *sq = tensor_mul(y, y);
+    Tensor *loss = tensor_sum(sq);
+    backward_ok(loss);
+    for (int i = 0; i < 4; i++) {
+        double v = before[i], r = v > 0 ? v : 0;
+        double ds = through_sigmoid ? v * (1 - v) : 1.0; /* v is sigmoid's output there */
+        double want = 2 * r * (v > 0 ? 1 : 0) * ds * 3;
+        cr_assert_float_eq(tensor_get(x->grad, i), want, 1e-12, "x[%d]", i);
+    }
+    tensor_release(kept), tensor_release(y), tensor_release(sq), tensor_release(loss);
+    tensor_release(x);
+}
+
+Test(autograd, relu_consume_takes_memory_only_it_alone_holds) {
+    relu_consume_case(false, false);
+    relu_consume_case(true, false);
+    relu_consume_case(false, true);
 }
