@@ -82,6 +82,10 @@ typedef struct ExecutorOps {
     int (*poll)(void *ctx, const RemoteAttempt *a, const char *handle, RemoteStatus *out);
     /* asks them to stop; returns at once */
     void (*cancel)(void *ctx, const char *handle);
+    /* at submission: whether the launcher can run the job (0, *gpus the
+     * GPUs it would take in all), or -1 with an error at the spec's path;
+     * NULL: any job, no GPUs */
+    int (*admit)(void *ctx, const JobSpec *spec, int *gpus);
     void *ctx;
     /* where the attempts' files go (shared_dir, datasets): executor_open
      * sets it; NULL: today's defaults, the data dir and datasets shared */

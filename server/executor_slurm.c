@@ -28,6 +28,14 @@ static bool wants_gpus(const SlurmConfig *c, const JobSpec *spec) {
     return spec->device.type == DEVICE_CUDA;
 }
 
+static int slurm_admit(void *ctx, const JobSpec *spec, int *gpus) {
+    const SlurmConfig *c = ctx;
+    bool on_gpus = wants_gpus(c, spec);
+    *gpus = on_gpus ? spec->ranks : 0;
+    if (slurm_check_gpus(c, spec->ranks, spec->nodes, on_gpus) == 0) return 0;
+    return error_prefix_at(spec->gpus ? "gpus" : "ranks");
+}
+
 static int slurm_launch(void *ctx, const RemoteAttempt *a, char *handle, size_t size) {
     const SlurmConfig *c = ctx;
     SlurmRequest r = {.job = a->job,
@@ -88,6 +96,7 @@ int executor_slurm(Db *db, const ExecutorConfig *config, ExecutorOps *out) {
                          .launch = slurm_launch,
                          .poll = slurm_poll,
                          .cancel = slurm_stop,
+                         .admit = slurm_admit,
                          .ctx = (void *)&config->slurm};
     return 0;
 }

@@ -513,10 +513,26 @@ static const Worker *device_check(Scheduler *s, const JobSpec *spec) {
     return w;
 }
 
-/* What the queue reads of the job's devices (DbJobNew's device_request). */
-static void device_request(const JobSpec *spec, char *out, size_t size) {
-    snprintf(out, size, "%s", spec->gpus ? "cuda" : "auto");
-    if (spec->gpus || (spec->device_auto && !spec->num_devices)) return;
+/* Whether the daemon's launcher can place the job's ranks: an executor's
+ * admit (*gpus: the GPUs it would take), or, training here, one machine. */
+static int launcher_check(Scheduler *s, const JobSpec *spec, int *gpus) {
+    const ExecutorOps *ex = s->cfg.executor;
+    *gpus = 0;
+    if (ex) return ex->admit ? ex->admit(ex->ctx, spec, gpus) : 0;
+    if (spec->nodes > 1)
+        return error_at("nodes", "%d machines, but this daemon trains on its own one (`traind "
+                        "serve --executor slurm` spreads a job over nodes)",
+                        spec->nodes);
+    return 0;
+}
+
+/* What the queue reads of the job's devices (DbJobNew's device_request):
+ * "cuda" also for a job an executor runs on GPUs (its auto ones too), so
+ * that its owner's GPU quota counts them. */
+static void device_request(const JobSpec *spec, int executor_gpus, char *out, size_t size) {
+    bool any_gpus = spec->gpus || executor_gpus > 0;
+    snprintf(out, size, "%s", any_gpus ? "cuda" : "auto");
+    if (any_gpus || (spec->device_auto && !spec->num_devices)) return;
     if (!spec->num_devices) {
         device_name(spec->device, out, size);
         return;
@@ -565,10 +581,12 @@ int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_jso
     int rc = job_build_check(&daemon, spec, &check);
     if (rc != 0) return rc == JOB_CHECK_STORAGE ? DB_ERROR : DB_INVALID;
     const Worker *w = device_check(s, spec);
-    if (!w || memory_check(&check.size, w) != 0 || precision_check(s, spec, w) != 0)
+    int executor_gpus;
+    if (!w || launcher_check(s, spec, &executor_gpus) != 0 ||
+        memory_check(&check.size, w) != 0 || precision_check(s, spec, w) != 0)
         return DB_INVALID;
     char request[DB_DEVICES_MAX + 1];
-    device_request(spec, request, sizeof request);
+    device_request(spec, executor_gpus, request, sizeof request);
     /* the spec is stored as submitted: it is the job's record, which the
      * worker that runs it reads back */
     DbJobNew job = {.name = spec->name,

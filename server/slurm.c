@@ -166,13 +166,17 @@ static void sbatch_line(FILE *f, const char *option, const char *value) {
     if (value[0]) fprintf(f, "#SBATCH --%s=%s\n", option, value);
 }
 
+int slurm_check_gpus(const SlurmConfig *c, int ranks, int nodes, bool gpus) {
+    int per_node = ranks / nodes;
+    if (!gpus || per_node <= c->gpus_per_node) return 0;
+    return error_set("the job asks for %d GPUs on each of %d node(s); a node gives at most %d "
+                     "(slurm gpus_per_node)",
+                     per_node, nodes, c->gpus_per_node);
+}
+
 char *slurm_script(const SlurmConfig *c, const SlurmRequest *r) {
     int per_node = r->ranks / r->nodes;
-    if (r->gpus && per_node > c->gpus_per_node)
-        return error_set("the job asks for %d GPUs on each of %d nodes; a node gives at most %d "
-                         "(slurm gpus_per_node)",
-                         per_node, r->nodes, c->gpus_per_node),
-               NULL;
+    if (slurm_check_gpus(c, r->ranks, r->nodes, r->gpus) != 0) return NULL;
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);

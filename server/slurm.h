@@ -68,6 +68,11 @@ int slurm_option(SlurmConfig *c, const char *option, const char *value);
  * error naming the key and the path. */
 int slurm_config_check(const SlurmConfig *c);
 
+/* Whether a job of `ranks` over `nodes` fits the cluster: with `gpus`
+ * (one per rank), at most gpus_per_node on each node. -1 with an error
+ * that gives the numbers otherwise. */
+int slurm_check_gpus(const SlurmConfig *c, int ranks, int nodes, bool gpus);
+
 /* The batch script (a new string) or NULL with an error (a job asking
  * for more GPUs per node than the configuration gives). */
 char *slurm_script(const SlurmConfig *c, const SlurmRequest *r);

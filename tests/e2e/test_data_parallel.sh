@@ -218,9 +218,10 @@ done
 check "the daemon: the job of 2 ranks succeeds" "$state" succeeded
 check "... on its one CPU worker, ranks 2, as the spec asked" \
     "$(jv '"%s %s %s" % (d["device"], d["ranks"], d["device_request"])')" "cpu 2 auto"
-# GPUs this daemon lacks are refused at submission, with the numbers
+# GPUs this daemon lacks, and nodes, are refused at submission, with the numbers
 for ask in '"gpus": 2|gpus|2 GPUs asked; this daemon has 0 (cpu)' \
-    '"devices": ["cuda:0", "cuda:1"]|devices[0]|no such device cuda:0; this daemon has cpu'; do
+    '"devices": ["cuda:0", "cuda:1"]|devices[0]|no such device cuda:0; this daemon has cpu' \
+    '"ranks": 2, "nodes": 2|nodes|2 machines, but this daemon trains on its own one (`traind serve --executor slurm` spreads a job over nodes)'; do
     IFS='|' read -r field path message <<<"$ask"
     sed "s/\"ranks\": 2/$field/" "$TMP/ranks.json" >"$TMP/gpus.json"
     api POST /v1/jobs --data-binary "@$TMP/gpus.json"

@@ -130,6 +130,13 @@ start_daemon "$VAR" "$TMP/daemon.log" --quiet --executor slurm --executor-poll-m
 api POST /v1/datasets -F name=tab -F format=csv -F label_column=label -F "file=@$TMP/tab.csv"
 expect "upload the csv" 201
 
+# GPUs the cluster's nodes do not give (gpus_per_node 0 here): refused at submission
+job gpus 1 2 | sed 's/"ranks": 2/"gpus": 2/' >"$TMP/gpus.json"
+api POST /v1/jobs --data-binary "@$TMP/gpus.json"
+check "\"gpus\": 2 where the nodes give none: refused" \
+    "$STATUS $(jv 'd["error"]["path"] + " | " + d["error"]["message"]')" \
+    "422 gpus | gpus: the job asks for 2 GPUs on each of 1 node(s); a node gives at most 0 (slurm gpus_per_node)"
+
 # ---------------------------------------------------------------- (b) a job of 2 ranks
 submit two 3 2
 JB=$JOB_ID

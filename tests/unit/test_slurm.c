@@ -58,8 +58,10 @@ Test(slurm, script) {
     free(s);
     r = request(9, 1, true);
     cr_assert_null(slurm_script(&c, &r));
-    cr_assert_str_eq(error_get(), "the job asks for 9 GPUs on each of 1 nodes; a node gives at "
+    cr_assert_str_eq(error_get(), "the job asks for 9 GPUs on each of 1 node(s); a node gives at "
                                   "most 8 (slurm gpus_per_node)");
+    cr_assert_eq(slurm_check_gpus(&c, 16, 2, true), 0, "8 a node");
+    cr_assert_eq(slurm_check_gpus(&c, 16, 1, false), 0, "CPU ranks");
 }
 
 static char *write_tmp(const char *text) {
