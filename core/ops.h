@@ -41,6 +41,10 @@ Tensor *tensor_relu(Tensor *a);
  * reads a's old values any more: a node that did would hold a, and relu's
  * backward reads only their sign, which the result shares. */
 Tensor *tensor_relu_consume(Tensor *a);
+/* a + b, consuming the caller's references to both; each input its caller
+ * alone held, of the sum's shape, takes the sum's memory likewise (add's
+ * backward reads no input's values): a residual connection's branch. */
+Tensor *tensor_add_consume(Tensor *a, Tensor *b);
 Tensor *tensor_sigmoid(Tensor *a);
 Tensor *tensor_tanh(Tensor *a);
 /* F.gelu(a, approximate='tanh' if approximate_tanh else 'none'), F.silu(a),

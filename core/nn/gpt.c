@@ -57,13 +57,6 @@ typedef struct {
 
 /* ---- helpers ---- */
 
-/* a + b, releasing both. */
-static Tensor *add_release(Tensor *a, Tensor *b) {
-    Tensor *y = a && b ? tensor_add(a, b) : NULL;
-    tensor_release(a), tensor_release(b);
-    return y;
-}
-
 /* nanoGPT's dropout modules at p = 0 are the identity in training too; the
  * forward skips them then (no mask, no copy). */
 static Tensor *dropout_release(Module *drop, double p, Tensor *x) {
@@ -212,9 +205,9 @@ static Module *mlp_new(int64_t n_embd, int64_t n_layer, bool bias, double p, Rng
 static Tensor *block_forward(Module *m, Tensor *x) {
     Block *b = (Block *)m;
     Tensor *a = module_forward_consume(b->attn, module_forward(b->ln_1, x));
-    Tensor *x1 = add_release(tensor_retain(x), a);
+    Tensor *x1 = tensor_add_consume(tensor_retain(x), a);
     if (!x1) return NULL;
-    return add_release(x1, module_forward_consume(b->mlp, module_forward(b->ln_2, x1)));
+    return tensor_add_consume(x1, module_forward_consume(b->mlp, module_forward(b->ln_2, x1)));
 }
 
 static const ModuleVTable block_vtable = {"Block", block_forward, module_infer_same_shape,
@@ -281,7 +274,7 @@ static Tensor *gpt_forward(Module *m, Tensor *idx) {
     }
     Tensor *tok = module_forward(g->wte, idx);                  /* [B, T, C] */
     Tensor *pos = tok ? positions(idx->shape[1], idx->device) : NULL;
-    Tensor *x = add_release(tok, module_forward_consume(g->wpe, pos)); /* + [T, C] */
+    Tensor *x = tensor_add_consume(tok, module_forward_consume(g->wpe, pos)); /* + [T, C] */
     x = dropout_release(g->drop, g->dropout, x);
     for (int i = 0; x && i < g->h->n_children; i++)
         x = module_forward_consume(g->h->children[i], x);

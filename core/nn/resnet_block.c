@@ -88,9 +88,8 @@ static Tensor *block_forward(Module *m, Tensor *x) {
     Tensor *h = main_branch(b, x);
     Tensor *shortcut = !h ? NULL : b->downsample ? module_forward(b->downsample, x)
                                                  : tensor_retain(x);
-    Tensor *sum = shortcut ? tensor_add(h, shortcut) : NULL;
-    tensor_release(h);
-    tensor_release(shortcut);
+    if (!shortcut) tensor_release(h);
+    Tensor *sum = shortcut ? tensor_add_consume(h, shortcut) : NULL;
     return sum ? step(b->relu, sum) : NULL;
 }
 

@@ -302,18 +302,42 @@ Tensor *tensor_abs(Tensor *a) { return unary_op("abs", "AbsBackward", UNARY_ABS,
 Tensor *tensor_relu(Tensor *a) {
     return unary_op("relu", "ReluBackward", UNARY_RELU, a, 0, false);
 }
-Tensor *tensor_relu_consume(Tensor *a) {
-    if (!a) return NULL;
-    bool own = a->refcount == 1 && atomic_load(&a->storage->refcount) == 1 &&
-               (a->grad_fn || !a->requires_grad) && tensor_is_contiguous(a);
-    Tensor *y = tensor_relu(a);
-    if (y && own && tensor_adopt_storage(a, y) != 0) {
-        tensor_release(y);
-        y = NULL;
+/* ---- ops that take their inputs' memory ---- */
+
+/* Whether the caller's reference to x is x's only one, x's memory its own
+ * and x no leaf that wants a gradient: then nothing but the op it is given
+ * to may read x's values (a node that did would hold x or its storage). */
+static bool memory_given(const Tensor *x) {
+    return x && x->refcount == 1 && atomic_load(&x->storage->refcount) == 1 &&
+           (x->grad_fn || !x->requires_grad) && tensor_is_contiguous(x);
+}
+
+/* x, given (memory_given before the op), takes out's memory, of its
+ * shape, and gives its own back; its values are out's from then on. */
+static Tensor *take_memory(bool given, Tensor *x, Tensor *out) {
+    if (out && given && x->dtype == out->dtype && tensor_same_shape(x, out) &&
+        tensor_adopt_storage(x, out) != 0) {
+        tensor_release(out);
+        out = NULL;
     }
+    return out;
+}
+
+Tensor *tensor_relu_consume(Tensor *a) {
+    bool given = memory_given(a);
+    Tensor *y = take_memory(given, a, tensor_relu(a));
     tensor_release(a);
     return y;
 }
+
+Tensor *tensor_add_consume(Tensor *a, Tensor *b) {
+    bool ga = memory_given(a), gb = memory_given(b);
+    Tensor *y = a && b ? tensor_add(a, b) : NULL;
+    y = take_memory(gb, b, take_memory(ga, a, y));
+    tensor_release(a), tensor_release(b);
+    return y;
+}
+
 Tensor *tensor_sigmoid(Tensor *a) {
     return unary_op("sigmoid", "SigmoidBackward", UNARY_SIGMOID, a, 0, true);
 }

@@ -1,7 +1,7 @@
 /* test_autograd.c - core/autograd.c: the backward walk (fan-out, diamonds,
  * accumulation), grad mode, detach, the errors of backward, freeing the graph,
  * deep graphs without recursion, gradients through every view op, and relu
- * taking its input's memory only when nothing else holds it. */
+ * and add taking their inputs' memory only when nothing else holds it. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -667,4 +667,32 @@ Test(autograd, relu_consume_takes_memory_only_it_alone_holds) {
     relu_consume_case(false, false);
     relu_consume_case(true, false);
     relu_consume_case(false, true);
+}
+
+/* add_consume: an input its caller alone held, of the sum's shape, takes
+ * the sum's memory; a kept one, or one broadcast, keeps its own; the
+ * gradients are add's. */
+Test(autograd, add_consume_takes_memory_of_inputs_given_whole) {
+    Tensor *x = leaf("[[1, -2], [3, 4]]"), *r = leaf("[10, 20]");
+    Tensor *a = tensor_mul_scalar(x, 2.0), *kept = tensor_mul_scalar(x, -1.0);
+    Tensor *row = tensor_mul_scalar(r, 1.0);
+    Tensor *s = tensor_add_consume(a, tensor_retain(kept));
+    cr_assert(s != NULL, "%s", error_get());
+    AutogradNode *node = s->grad_fn;
+    cr_assert_eq(node->inputs[0]->storage, s->storage, "a, given whole, took the sum's memory");
+    cr_assert_neq(kept->storage, s->storage, "a kept input keeps its memory");
+    const double k[4] = {-1, 2, -3, -4};
+    assert_tensor_values(kept, k, 4, 0, "kept's values");
+    Tensor *t = tensor_add_consume(s, row); /* row broadcasts: its [2] stays */
+    cr_assert(t != NULL, "%s", error_get());
+    cr_assert_neq(t->grad_fn->inputs[1]->storage, t->storage);
+    const double sum[4] = {11, 18, 13, 24};
+    assert_tensor_values(t, sum, 4, 0, "x * 2 - x + r");
+    Tensor *loss = tensor_sum(t);
+    backward_ok(loss);
+    const double gx[4] = {1, 1, 1, 1}, gr[2] = {2, 2};
+    assert_grad(x, gx, 4, "x");
+    assert_grad(r, gr, 2, "r");
+    tensor_release(kept), tensor_release(t), tensor_release(loss);
+    tensor_release(x), tensor_release(r);
 }
