@@ -73,6 +73,22 @@ int device_parse(const char *name, Device *out) {
 
 bool device_equal(Device a, Device b) { return a.type == b.type && a.index == b.index; }
 
+int device_list_count(const char *list) {
+    int n = 1;
+    for (const char *c = list; *c; c++) n += *c == ',';
+    return n;
+}
+
+int device_list_get(const char *list, int i, Device *out) {
+    const char *p = list;
+    for (int k = 0; k < i && p; k++) p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL;
+    if (!p || i < 0) return error_set("devices %s: no entry %d", list, i);
+    char name[32];
+    size_t n = strcspn(p, ",");
+    snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
+    return device_parse(name, out) == 0 ? 0 : error_prefix("devices %s", list);
+}
+
 /* ------------------------------------------------------------------------ */
 /* storage and creation                                                     */
 

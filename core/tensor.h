@@ -78,6 +78,10 @@ bool dtype_is_float(DType dtype);
 const char *device_name(Device device, char *buf, size_t n); /* "cpu", "cuda:0" */
 int device_parse(const char *name, Device *out);                /* "cpu", "cuda", "cuda:1" */
 bool device_equal(Device a, Device b);
+/* A list of devices as text, "cuda:0,cuda:2" (a job's GPUs): how many it
+ * names, and entry i parsed (-1 with an error naming the list). */
+int device_list_count(const char *list);
+int device_list_get(const char *list, int i, Device *out);
 
 /* Element i of a host buffer of `dtype`, as a double, and back (values
  * are converted as a C cast does). For loaders, copies and tests. */

@@ -1,7 +1,6 @@
 /* rank.c - a launched rank's group and device; see rank.h. */
 #include "job/rank.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,22 +27,12 @@ int job_rank_local(const DistGroup *g) {
     return v ? atoi(v) : dist_rank(g);
 }
 
-/* Entry i of a comma-separated list of devices ("cuda:0,cuda:2"). */
-static int listed_device(const char *list, int i, Device *out) {
-    const char *p = list;
-    for (int k = 0; k < i && p; k++) p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL;
-    if (!p) return error_set("--device %s: no device for local rank %d", list, i);
-    char name[32];
-    size_t n = strcspn(p, ",");
-    snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
-    if (device_parse(name, out) != 0) return error_prefix("--device %s", list);
-    return 0;
-}
-
 int job_rank_device(const DistGroup *group, const JobSpec *spec, const char *arg, Device *out) {
     *out = DEVICE_CPU_INIT;
     int local = group ? job_rank_local(group) : 0;
-    if (arg && strchr(arg, ',')) return listed_device(arg, local, out);
+    if (arg && strchr(arg, ','))
+        return device_list_get(arg, local, out) == 0 ? 0 : error_prefix("--device, local rank %d",
+                                                                          local);
     if (arg && device_parse(arg, out) != 0) return -1;
     if (!arg && spec->num_devices) {
         if (local >= spec->num_devices)

@@ -354,13 +354,6 @@ static void run_ranks(Worker *w, const DbJob *job) {
     executor_ranks_close(&ops);
 }
 
-/* The devices a job holds: 1, or its GPUs ("cuda:0,cuda:1"). */
-static int devices_held(const DbJob *job) {
-    int n = 1;
-    for (const char *c = job->device; *c; c++) n += *c == ',';
-    return n;
-}
-
 void attempt_run(Worker *w, const DbJob *job) {
     Scheduler *s = w->s;
     double started = clock_now_s();
@@ -370,9 +363,10 @@ void attempt_run(Worker *w, const DbJob *job) {
         run_ranks(w, job);
     else
         run_here(w, job);
-    /* the device's time goes to its owner's recent use, for the fair queue */
+    /* the devices' time (each of a job's GPUs) goes to its owner's recent
+     * use, for the fair queue */
     if (job->owner > 0 &&
-        db_user_add_usage(s->db, job->owner, (clock_now_s() - started) * devices_held(job),
+        db_user_add_usage(s->db, job->owner, (clock_now_s() - started) * device_list_count(job->device),
                           s->cfg.fairshare_half_life_s) !=
             DB_OK)
         scheduler_log(job->id, "error", "usage: %s", error_get());

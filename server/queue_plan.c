@@ -136,9 +136,7 @@ static Need need_of(const DbQueuedJob *j) {
     if (strcmp(r, "cpu") == 0) return (Need){.other = true};
     if (strcmp(r, "auto") == 0) return (Need){.gpus = ranks, .other = true};
     if (strcmp(r, "cuda") == 0) return (Need){.gpus = ranks};
-    int n = 1;
-    for (const char *c = r; *c; c++) n += *c == ',';
-    return (Need){.gpus = n, .named = r};
+    return (Need){.gpus = device_list_count(r), .named = r};
 }
 
 /* Whether the comma-separated list names `name`. */

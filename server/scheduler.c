@@ -6,9 +6,9 @@
  * process: which worker runs which job, each job's cancel flag and live
  * progress. A job of several GPUs takes as many workers at once: the first
  * runs it (its ranks, through mpirun) and the others hold their GPUs for
- * it (member_of) until it ends. What the queue needs of a job (the device it asks for, its
- * size) is in columns of the jobs table, filled at submission: the queue
- * never reads a spec.
+ * it (member_of) until it ends. What the queue needs of a job (the devices
+ * it asks for, its ranks, its size) is in columns of the jobs table, filled
+ * at submission: the queue never reads a spec.
  *
  * Locking. `mu` guards the workers' assignments and is held while a
  * worker picks and claims a job, and while a cancel looks for the job's

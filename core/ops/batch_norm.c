@@ -82,8 +82,16 @@ static int update_running(Tensor *running, Tensor *batch, double momentum) {
 
 /* The biased batch variance and mean over every rank's rows, and x - mean;
  * *count becomes the global values per channel. */
-static int global_stats(Tensor *x, int n_dims, const int *dims, DistGroup *g, Tensor **mean,
-                        Tensor **centred, Tensor **var, int64_t *count) {
+/* The per-channel sum of t, kept as [1, C, 1, ...]. */
+static Tensor *channel_sum(Tensor *t) {
+    int n = 0, dims[TENSOR_MAX_DIMS];
+    for (int i = 0; i < t->ndim; i++)
+        if (i != 1) dims[n++] = i;
+    return tensor_sum_dims(t, n, dims, true);
+}
+
+static int global_stats(Tensor *x, DistGroup *g, Tensor **mean, Tensor **centred, Tensor **var,
+                        int64_t *count) {
     char s[128];
     *mean = *centred = *var = NULL;
     if (dist_all_reduce(g, count, 1, DTYPE_INT64) != 0) return -1;
@@ -91,13 +99,13 @@ static int global_stats(Tensor *x, int n_dims, const int *dims, DistGroup *g, Te
         return error_set("%s: expected more than 1 value per channel when training, got %lld "
                          "over all ranks (input %s on this one)",
                          OP, (long long)*count, tensor_shape_str(x, s, sizeof s));
-    Tensor *sum = tensor_sum_dims(x, n_dims, dims, true);
+    Tensor *sum = channel_sum(x);
     Tensor *total = tensor_all_reduce_sum(sum, g);
     *mean = total ? tensor_mul_scalar(total, 1.0 / (double)*count) : NULL;
     tensor_release(sum), tensor_release(total);
     *centred = *mean ? tensor_sub(x, *mean) : NULL;
     Tensor *sq = *centred ? tensor_mul(*centred, *centred) : NULL;
-    Tensor *sqsum = sq ? tensor_sum_dims(sq, n_dims, dims, true) : NULL;
+    Tensor *sqsum = sq ? channel_sum(sq) : NULL;
     Tensor *sqtotal = tensor_all_reduce_sum(sqsum, g);
     *var = sqtotal ? tensor_mul_scalar(sqtotal, 1.0 / (double)*count) : NULL;
     tensor_release(sq), tensor_release(sqsum), tensor_release(sqtotal);
@@ -117,14 +125,6 @@ Tensor *tensor_batch_norm(Tensor *x, Tensor *running_mean, Tensor *running_var, 
  * statistics), scalars[0] their global count; ctx the group (SyncBatchNorm)
  * or NULL. */
 enum { HAS_WEIGHT, HAS_BIAS, TRAINING };
-
-/* The per-channel sum of t, kept as [1, C, 1, ...]. */
-static Tensor *channel_sum(Tensor *t) {
-    int n = 0, dims[TENSOR_MAX_DIMS];
-    for (int i = 0; i < t->ndim; i++)
-        if (i != 1) dims[n++] = i;
-    return tensor_sum_dims(t, n, dims, true);
-}
 
 /* weight / std, or 1 / std, as [1, C, 1, ...]. */
 static Tensor *channel_scale(AutogradNode *node, Tensor *invstd) {
@@ -190,14 +190,11 @@ static int batch_norm_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
 static int statistics(Tensor *x, Tensor *running_mean, Tensor *running_var, bool training,
                       DistGroup *group, Tensor **mean, Tensor **var, Tensor **centred,
                       int64_t *count) {
-    int nd = x->ndim, n_dims = 0, dims[TENSOR_MAX_DIMS];
+    int nd = x->ndim;
     int64_t bshape[TENSOR_MAX_DIMS];
-    for (int i = 0; i < nd; i++) {
-        bshape[i] = i == 1 ? x->shape[1] : 1;
-        if (i != 1) dims[n_dims++] = i;
-    }
+    for (int i = 0; i < nd; i++) bshape[i] = i == 1 ? x->shape[1] : 1;
     *count = x->shape[1] ? tensor_numel(x) / x->shape[1] : 0;
-    if (training) return global_stats(x, n_dims, dims, group, mean, centred, var, count);
+    if (training) return global_stats(x, group, mean, centred, var, count);
     Tensor *rm = tensor_reshape(running_mean, nd, bshape);
     *mean = rm ? tensor_clone(rm) : NULL; /* the buffer may move before the backward */
     *var = tensor_reshape(running_var, nd, bshape);

@@ -209,6 +209,15 @@ static DbQueuedJob ranks_job(int64_t id, int64_t owner, const char *device, int 
     return j;
 }
 
+/* e starts now on workers a (which starts it) and b. */
+static void assert_starts_on_two(const QueueEntry *e, int a, int b) {
+    cr_assert_eq(e->reason, QUEUE_STARTS, "%s", e->detail);
+    cr_assert_eq(e->nworkers, 2);
+    cr_assert_eq(e->worker, a);
+    cr_assert_eq(e->workers[0], a);
+    cr_assert_eq(e->workers[1], b);
+}
+
 /* A job of 2 ranks on "cuda" takes two free GPUs at once, and counts both
  * against its owner's limit; one free GPU is not enough. */
 Test(queue_plan, a_job_of_several_gpus_takes_them_at_once) {
@@ -218,11 +227,7 @@ Test(queue_plan, a_job_of_several_gpus_takes_them_at_once) {
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
     QueueEntry e[1];
     cr_assert_eq(queue_plan(jobs, 1, w, 4, u, 2, NOW, e), 0);
-    cr_assert_eq(e[0].reason, QUEUE_STARTS);
-    cr_assert_eq(e[0].nworkers, 2);
-    cr_assert_eq(e[0].worker, 2);
-    cr_assert_eq(e[0].workers[0], 2);
-    cr_assert_eq(e[0].workers[1], 3);
+    assert_starts_on_two(&e[0], 2, 3);
     cr_assert_eq(e[0].gpus, 2);
     cr_assert_eq(e[0].ranks, 2);
     w[3].job_id = 8; /* one GPU left free: not enough */
@@ -266,10 +271,7 @@ Test(queue_plan, named_gpus_are_those_gpus) {
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 10)};
     QueueEntry e[2];
     cr_assert_eq(queue_plan(jobs, 2, w, 4, u, 2, NOW, e), 0);
-    cr_assert_eq(e[0].reason, QUEUE_STARTS);
-    cr_assert_eq(e[0].nworkers, 2);
-    cr_assert_eq(e[0].workers[0], 0);
-    cr_assert_eq(e[0].workers[1], 2);
+    assert_starts_on_two(&e[0], 0, 2);
     cr_assert_eq(e[1].reason, QUEUE_DEVICE);
     cr_assert_str_eq(e[1].detail,
                      "it asks for 2 GPUs at once (cuda:0,cuda:5); this daemon has 1 of them");

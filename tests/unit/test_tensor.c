@@ -738,6 +738,22 @@ Test(tensor, device_names_and_parse) {
     cr_assert(d.type == DEVICE_CUDA && d.index == 99);
 }
 
+/* A job's devices as text: "cuda:0,cuda:2" counts two, entry 1 is cuda:2;
+ * an entry past the end or one that is no device says which list. */
+Test(tensor, device_lists) {
+    Device d;
+    cr_assert_eq(device_list_count("cpu"), 1);
+    cr_assert_eq(device_list_count("cuda:0,cuda:2"), 2);
+    cr_assert_eq(device_list_get("cuda:0,cuda:2", 1, &d), 0);
+    cr_assert(d.type == DEVICE_CUDA && d.index == 2);
+    cr_assert_eq(device_list_get("cuda:0,cuda:2", 0, &d), 0);
+    cr_assert(d.type == DEVICE_CUDA && d.index == 0);
+    cr_assert_eq(device_list_get("cuda:0,cuda:2", 2, &d), -1);
+    cr_assert_str_eq(error_get(), "devices cuda:0,cuda:2: no entry 2");
+    cr_assert_eq(device_list_get("cuda:0,gpu", 1, &d), -1);
+    assert_error_has("devices cuda:0,gpu: unknown device 'gpu'");
+}
+
 /* This machine's unit binary has no CUDA backend registered: every way of
  * putting a tensor on cuda fails with a message naming the device. */
 Test(tensor, cuda_without_backend_is_an_error) {
