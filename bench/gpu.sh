@@ -7,18 +7,24 @@
 #   {"bench": "mnist_mlp", "impl": "traind-cuda", "train_samples_per_s": ...}
 #   {"bench": "mnist_mlp", "impl": "pytorch-cuda", ...}
 #   {"bench": "mnist_mlp", "ratio_samples_per_s": traind / pytorch}
-#   ... the same for mnist_cnn (bench/run.sh's loops, on ../shared/datasets/mnist)
+#   ... the same for mnist_cnn (bench/run.sh's loops, on ../shared/datasets/mnist),
+#       and mnist_cnn_bf16: the CNN in "precision": "bf16" (PyTorch under autocast)
 #   ... and gemm_mlp_4096: MLP 4096-4096-4096-10, batch 1024, SGD, on 32768
 #       random samples (npy), with "tflops" = samples/s * 6 * parameters and
 #       "fraction_of_cublas_peak" against the measured sgemm peak; then
 #       gemm_mlp_4096_tf32, the same job with "allow_tf32" (PyTorch with
-#       allow_tf32), against the measured TF32 peak.
+#       allow_tf32), against the measured TF32 peak; and gemm_mlp_4096_bf16,
+#       "precision": "bf16" (PyTorch under bf16 autocast), against the bf16 peak.
+#   ... and bench/models.sh's lines on cuda: ResNet-18 (32x32, batch 256,
+#       images/s) and GPT-2 small (block 1024, batch GPT_BATCH, tokens/s)
+#       beside PyTorch eager, channels_last and (the GPT) torch.compile.
 #
 # Without a GPU (traind info: "cuda devices: 0", or a build without CUDA)
 # it prints "skipped: no GPU" and exits 0. Without MNIST the MNIST benches
 # are skipped (a "skipped" line); the GEMM job needs only numpy.
 #
-#   MNIST_DIR=... EPOCHS=2 PYTHON=python3 bench/gpu.sh
+#   MNIST_DIR=... EPOCHS=2 PYTHON=python3 bench/gpu.sh [mnist] [gemm] [models]
+# (default all three; a subset saves to gpu-<date>-<device>-<parts>.jsonl)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -27,6 +33,9 @@ TRAIND=${TRAIND:-build/traind}
 PY=${PYTHON:-python3}
 MNIST_DIR=${MNIST_DIR:-../shared/datasets/mnist}
 EPOCHS=${EPOCHS:-2}
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(mnist gemm models)
+want() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 [ -x "$TRAIND" ] || { echo "bench-gpu: $TRAIND not built (make all)" >&2; exit 1; }
 ngpu=$("$TRAIND" info 2>/dev/null | sed -n 's/^cuda devices: //p')
@@ -39,15 +48,17 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 device=$("$TRAIND" info | sed -n 's/^  cuda:0  \(.*\)  [0-9.]* GiB.*/\1/p')
 mkdir -p bench/results
-RESULTS=bench/results/gpu-$(date -u +%Y%m%d)-$(echo "${device:-gpu}" | tr -c 'A-Za-z0-9\n' '_').jsonl
+RESULTS=bench/results/gpu-$(date -u +%Y%m%d)-$(echo "${device:-gpu}" | tr -c 'A-Za-z0-9\n' '_')
+[ $# -eq 0 ] || RESULTS=$RESULTS-$(IFS=-; echo "$*")
+RESULTS=$RESULTS.jsonl
 : >"$RESULTS"
 emit() { echo "$1"; echo "$1" >>"$RESULTS"; }
 emit "{\"bench\": \"gpu\", \"device\": \"$device\", \"date\": \"$(date -u +%FT%TZ)\"}"
 
 peak_line=$(build/bench_gemm)
 emit "$peak_line"
-read -r peak peak_tf32 < <(echo "$peak_line" |
-    "$PY" -c 'import json,sys; d = json.load(sys.stdin); print(d["peak_tflops"], d["peak_tflops_tf32"])')
+read -r peak peak_tf32 peak_bf16 < <(echo "$peak_line" | "$PY" -c 'import json,sys
+d = json.load(sys.stdin); print(d["peak_tflops"], d["peak_tflops_tf32"], d["peak_tflops_bf16"])')
 
 # ratio BENCH OURS THEIRS PARAMS PEAK: the comparison line.
 ratio() {
@@ -89,12 +100,21 @@ run_bench() {
     fi
 }
 
-if [ -f "$MNIST_DIR/train-images-idx3-ubyte.gz" ] && [ -f "$MNIST_DIR/t10k-images-idx3-ubyte.gz" ]; then
+if ! want mnist; then
+    :
+elif [ -f "$MNIST_DIR/train-images-idx3-ubyte.gz" ] && [ -f "$MNIST_DIR/t10k-images-idx3-ubyte.gz" ]; then
     MNIST_DIR=$(cd "$MNIST_DIR" && pwd)
     for model in mlp cnn; do
         bench_mnist_spec "$model" "$MNIST_DIR" "$EPOCHS" >"$TMP/mnist_$model.json"
         run_bench "mnist_$model" "$TMP/mnist_$model.json" 0 "$peak" --model "$model" --data "$MNIST_DIR"
     done
+    # the CNN in bf16 ("precision": "bf16"; PyTorch under autocast): its speed,
+    # and its test accuracy to set beside the float32 run's (gpu/check.sh)
+    bench_mnist_spec cnn "$MNIST_DIR" "$EPOCHS" |
+        sed 's/^{"name": "mnist_cnn",/{"name": "mnist_cnn_bf16", "precision": "bf16",/' \
+        >"$TMP/mnist_cnn_bf16.json"
+    run_bench mnist_cnn_bf16 "$TMP/mnist_cnn_bf16.json" 0 "$peak" --model cnn \
+        --data "$MNIST_DIR" --bf16
 else
     emit "{\"bench\": \"mnist\", \"skipped\": \"$MNIST_DIR/train-images-idx3-ubyte.gz not found\"}"
 fi
@@ -102,16 +122,17 @@ fi
 # The GEMM-heavy job: 32768 random samples of 4096 features, 10 classes (32
 # steps an epoch, so the first batch of each, which nothing prefetched, weighs
 # little).
+gemm_benches() {
 "$PY" - "$TMP" <<'PYEOF'
 import sys, numpy as np
 rng = np.random.default_rng(0)
 np.save(sys.argv[1] + "/x.npy", rng.standard_normal((32768, 4096), dtype=np.float32))
 np.save(sys.argv[1] + "/y.npy", rng.integers(0, 10, 32768).astype(np.int64))
 PYEOF
-# gemm_spec NAME ALLOW_TF32: the job
+# gemm_spec NAME ALLOW_TF32 [PRECISION]: the job
 gemm_spec() {
     cat <<EOF
-{"name": "$1", "allow_tf32": $2,
+{"name": "$1", "allow_tf32": $2, "precision": "${3:-float32}",
  "data": {"train": {"format": "npy", "inputs": "$TMP/x.npy", "targets": "$TMP/y.npy"}},
  "model": [{"type": "Linear", "in_features": 4096, "out_features": 4096}, {"type": "ReLU"},
            {"type": "Linear", "in_features": 4096, "out_features": 4096}, {"type": "ReLU"},
@@ -128,4 +149,17 @@ run_bench gemm_mlp_4096 "$TMP/gemm.json" "$params" "$peak" --model gemm --npy "$
 gemm_spec gemm_mlp_4096_tf32 true >"$TMP/gemm_tf32.json"
 run_bench gemm_mlp_4096_tf32 "$TMP/gemm_tf32.json" "$params" "$peak_tf32" --model gemm \
     --npy "$TMP" --tf32
+# and in bf16 ("precision": "bf16"; PyTorch under autocast), against the bf16 peak
+gemm_spec gemm_mlp_4096_bf16 false bf16 >"$TMP/gemm_bf16.json"
+run_bench gemm_mlp_4096_bf16 "$TMP/gemm_bf16.json" "$params" "$peak_bf16" --model gemm \
+    --npy "$TMP" --bf16
+}
+want gemm && gemm_benches
+
+# The models a lab trains, on the GPU: about 1 s an epoch for PyTorch eager.
+if want models; then
+    DEVICE=cuda PY=$PY BATCHES=${BATCHES:-40} GPT_BATCH=${GPT_BATCH:-8} \
+        GPT_WINDOWS=${GPT_WINDOWS:-32} EPOCHS=$((EPOCHS + 1)) TRAIND=$TRAIND bench/models.sh |
+        while read -r line; do emit "$line"; done
+fi
 echo "bench-gpu: results in $RESULTS" >&2

@@ -17,7 +17,14 @@
 #             writes it, on random uint16 tokens (a .bin), AdamW; batch
 #             GPT_BATCH windows of 1024 tokens; tokens per second.
 #
-# Both run EPOCHS epochs in float32 on the CPU (2 threads; PyTorch with
+# DEVICE=cuda runs both on the GPU (bench/gpu.sh calls it so): traind with
+# --device cuda, PyTorch eager on cuda (cuDNN's autotuner on), channels_last
+# for the ResNet, and for the GPT also under torch.compile (impl
+# pytorch-compile, its compilation inside the first epoch: best_epoch is the
+# figure). PY names the Python that has a CUDA PyTorch (default python3
+# there, /usr/bin/python3 on the CPU).
+#
+# On the CPU both run EPOCHS epochs in float32 (2 threads; PyTorch with
 # lib.sh's bench_torch_fast settings, its fastest here: passive OpenMP
 # waiting, OPENBLAS_NUM_THREADS=1, and traind's and PyTorch's OpenBLAS on the
 # same kernels, OPENBLAS_CORETYPE as traind chooses it). Speed is samples
@@ -28,6 +35,7 @@
 #
 #   bench/models.sh [resnet18] [gpt2]   (default both)
 #   BATCHES=2 GPT_BATCH=1 GPT_WINDOWS=4 EPOCHS=2 bench/models.sh
+#   DEVICE=cuda BATCHES=16 GPT_BATCH=8 GPT_WINDOWS=64 EPOCHS=3 bench/models.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -37,19 +45,30 @@ BATCHES=${BATCHES:-2}
 GPT_BATCH=${GPT_BATCH:-1}
 GPT_WINDOWS=${GPT_WINDOWS:-4}
 EPOCHS=${EPOCHS:-2}
+DEVICE=${DEVICE:-cpu}
+if [ "$DEVICE" = cpu ]; then TORCH_PY=${PY:-/usr/bin/python3}; else TORCH_PY=${PY:-python3}; fi
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(resnet18 gpt2)
 [ -x "$TRAIND" ] || { echo "bench: $TRAIND not built (make all)" >&2; exit 1; }
 have_torch=0
-if /usr/bin/python3 -c 'import torch, torchvision' 2>/dev/null; then
+if "$TORCH_PY" -c 'import torch, torchvision' 2>/dev/null; then
     have_torch=1
 else
-    echo "bench: /usr/bin/python3 cannot import torch and torchvision: PyTorch side skipped" >&2
+    echo "bench: $TORCH_PY cannot import torch and torchvision: PyTorch side skipped" >&2
 fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 core=$(bench_openblas_core "$TRAIND")
 bench_machine "$TRAIND" 2
+
+# profile_run MODEL SPEC: with PROFILE_DIR set (gpu/check.sh sets it), the
+# job once more under TRAIND_GPU_PROFILE (gpu/profile.cu): where its GPU time
+# goes, in PROFILE_DIR/MODEL-profile.txt. Not timed: the events slow it.
+profile_run() {
+    [ -n "${PROFILE_DIR:-}" ] && [ "$DEVICE" != cpu ] || return 0
+    TRAIND_GPU_PROFILE="$PROFILE_DIR/$1-profile.txt" "$TRAIND" run "$2" --device "$DEVICE" \
+        >/dev/null 2>"$TMP/profile.err" || echo "bench: $1: profiled run failed: $(tail -2 "$TMP/profile.err")" >&2
+}
 
 ratio() { # BENCH UNIT OURS THEIRS [TUNED]
     python3 - "$@" <<'PYEOF'
@@ -60,9 +79,9 @@ line = {"bench": bench, "ratio": round(a[unit] / b[unit], 3),
         "ratio_best_epoch": round(a["best_epoch_" + unit] / b["best_epoch_" + unit], 3)}
 if len(sys.argv) > 5:
     c = json.loads(sys.argv[5])
-    line["ratio_vs_channels_last"] = round(a[unit] / c[unit], 3)
-    line["ratio_best_epoch_vs_channels_last"] = round(
-        a["best_epoch_" + unit] / c["best_epoch_" + unit], 3)
+    vs = "compile" if c["impl"] == "pytorch-compile" else "channels_last"
+    line["ratio_vs_" + vs] = round(a[unit] / c[unit], 3)
+    line["ratio_best_epoch_vs_" + vs] = round(a["best_epoch_" + unit] / c["best_epoch_" + unit], 3)
 print(json.dumps(line))
 PYEOF
 }
@@ -70,7 +89,7 @@ PYEOF
 for model in "${models[@]}"; do
     case $model in
     resnet18)
-        /usr/bin/python3 - "$TMP" "$((BATCHES * 256))" <<'PYEOF'
+        "$TORCH_PY" - "$TMP" "$((BATCHES * 256))" <<'PYEOF'
 import numpy as np, sys
 rng = np.random.default_rng(0)
 n = int(sys.argv[2])
@@ -83,23 +102,24 @@ PYEOF
  "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9},
  "epochs": $EPOCHS, "batch_size": 256, "seed": 0, "checkpoint": null}
 JSON
-        "$TRAIND" run "$TMP/resnet18.json" --jsonl --device cpu >"$TMP/r.jsonl" 2>"$TMP/r.err" ||
+        "$TRAIND" run "$TMP/resnet18.json" --jsonl --device "$DEVICE" >"$TMP/r.jsonl" 2>"$TMP/r.err" ||
             { echo "bench: resnet18: traind failed: $(tail -3 "$TMP/r.err")" >&2; exit 1; }
         ours=$(BENCH_UNIT=images_per_s bench_summarize resnet18 "$TMP/r.jsonl" traind)
         echo "$ours"
+        profile_run resnet18 "$TMP/resnet18.json"
         [ $have_torch -eq 1 ] || continue
         args=(--model resnet18 --inputs "$TMP/x.npy" --labels "$TMP/y.npy" --batch 256
-              --epochs "$EPOCHS" --threads 2)
-        theirs=$(bench_torch_fast "$core" /usr/bin/python3 \
+              --epochs "$EPOCHS" --threads 2 --device "$DEVICE")
+        theirs=$(bench_torch_fast "$core" "$TORCH_PY" \
                  bench/torch_models.py "${args[@]}")
         echo "$theirs"
-        cl=$(bench_torch_fast "$core" /usr/bin/python3 \
+        cl=$(bench_torch_fast "$core" "$TORCH_PY" \
              bench/torch_models.py "${args[@]}" --channels-last --impl pytorch-channels-last)
         echo "$cl"
         ratio resnet18 images_per_s "$ours" "$theirs" "$cl"
         ;;
     gpt2)
-        /usr/bin/python3 - "$TMP/t.bin" "$((GPT_WINDOWS * 1024 + 1))" <<'PYEOF'
+        "$TORCH_PY" - "$TMP/t.bin" "$((GPT_WINDOWS * 1024 + 1))" <<'PYEOF'
 import numpy as np, sys
 np.random.default_rng(0).integers(0, 50257, int(sys.argv[2])).astype(np.uint16).tofile(sys.argv[1])
 PYEOF
@@ -111,16 +131,28 @@ PYEOF
  "optimizer": {"type": "AdamW", "lr": 0.0006, "weight_decay": 0.1},
  "epochs": $EPOCHS, "batch_size": $GPT_BATCH, "seed": 0, "checkpoint": null}
 JSON
-        "$TRAIND" run "$TMP/gpt2.json" --jsonl --device cpu >"$TMP/g.jsonl" 2>"$TMP/g.err" ||
+        "$TRAIND" run "$TMP/gpt2.json" --jsonl --device "$DEVICE" >"$TMP/g.jsonl" 2>"$TMP/g.err" ||
             { echo "bench: gpt2: traind failed: $(tail -3 "$TMP/g.err")" >&2; exit 1; }
         ours=$(BENCH_UNIT=tokens_per_s BENCH_PER=1024 bench_summarize gpt2 "$TMP/g.jsonl" traind)
         echo "$ours"
+        profile_run gpt2 "$TMP/gpt2.json"
         [ $have_torch -eq 1 ] || continue
-        theirs=$(bench_torch_fast "$core" /usr/bin/python3 \
-                 bench/torch_models.py --model gpt2 --tokens "$TMP/t.bin" --batch "$GPT_BATCH" \
-                 --epochs "$EPOCHS" --threads 2)
+        args=(--model gpt2 --tokens "$TMP/t.bin" --batch "$GPT_BATCH" --epochs "$EPOCHS"
+              --threads 2 --device "$DEVICE")
+        theirs=$(bench_torch_fast "$core" "$TORCH_PY" bench/torch_models.py "${args[@]}")
         echo "$theirs"
-        ratio gpt2 tokens_per_s "$ours" "$theirs"
+        if [ "$DEVICE" = cpu ]; then
+            ratio gpt2 tokens_per_s "$ours" "$theirs"
+        else
+            if compiled=$("$TORCH_PY" bench/torch_models.py "${args[@]}" --compile \
+                          --impl pytorch-compile); then
+                echo "$compiled"
+                ratio gpt2 tokens_per_s "$ours" "$theirs" "$compiled"
+            else
+                echo "bench: gpt2: torch.compile failed; the ratio is against eager alone" >&2
+                ratio gpt2 tokens_per_s "$ours" "$theirs"
+            fi
+        fi
         ;;
     *) echo "bench: unknown model '$model' (resnet18, gpt2)" >&2; exit 2 ;;
     esac

@@ -12,7 +12,9 @@ validation on the test set); the data set sits on the GPU, normalised
 once, and batches are slices of a shuffled index (PyTorch eager at its
 fastest, no DataLoader). gemm: the GEMM-heavy MLP 4096-4096-4096-10,
 batch 1024, SGD lr 0.01, on x.npy / y.npy of DIR, no validation. float32,
-TF32 off (torch's default for matmul) unless --tf32. One JSON line on stdout.
+TF32 off (torch's default for matmul) unless --tf32; --bf16 runs forward and
+loss under torch.autocast("cuda", dtype=torch.bfloat16), as a job's
+"precision": "bf16". One JSON line on stdout.
 """
 import argparse
 import gzip
@@ -53,6 +55,7 @@ def main():
     ap.add_argument("--npy")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--tf32", action="store_true", help="TF32 matmuls (a job's allow_tf32)")
+    ap.add_argument("--bf16", action="store_true", help="autocast to bf16 (a job's precision)")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.allow_tf32 = False
@@ -88,7 +91,8 @@ def main():
         for i in range(0, n, batch):
             idx = order[i:i + batch]
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x[idx]), y[idx])
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.bf16):
+                loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
             opt.step()
             total += loss.detach() * idx.shape[0]
@@ -99,14 +103,15 @@ def main():
             correct = torch.zeros((), device=dev)
             with torch.no_grad():
                 for i in range(0, vx.shape[0], batch):
-                    correct += (model(vx[i:i + batch]).argmax(1) == vy[i:i + batch]).sum()
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.bf16):
+                        correct += (model(vx[i:i + batch]).argmax(1) == vy[i:i + batch]).sum()
             acc = correct.item() / vx.shape[0]
         losses.append(total.item() / n)
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
         sched.step()
     name = "mnist_" + args.model if args.model != "gemm" else "gemm_mlp_4096"
-    out = {"bench": name + ("_tf32" if args.tf32 else ""),
+    out = {"bench": name + ("_tf32" if args.tf32 else "") + ("_bf16" if args.bf16 else ""),
            "impl": "pytorch-cuda", "torch": torch.__version__,
            "device": torch.cuda.get_device_name(0),
            "train_samples_per_s": round(n * len(train_times) / sum(train_times), 1),

@@ -424,6 +424,23 @@ static void cuda_allow_tf32(Device device, bool allow) {
     gpu_set_tf32(allow);
 }
 
+/* bf16 needs tensor cores that take it: compute capability 8.0 (Ampere)
+ * and later. */
+static int cuda_check_precision(Device device, Precision p) {
+    if (p == PRECISION_FLOAT32) return 0;
+    int cc = gpu_compute_capability(device.index);
+    if (cc < 0) return -1; /* error set */
+    if (cc < 80)
+        return error_set("%s needs a GPU of compute capability 8.0 or later; cuda:%d is %d.%d",
+                         precision_name(p), device.index, cc / 10, cc % 10);
+    return 0;
+}
+
+static void cuda_set_precision(Device device, Precision p) {
+    (void)device; /* per thread, as allow_tf32 */
+    gpu_set_bf16(p == PRECISION_BF16);
+}
+
 static const Backend cuda_backend = {
     .name = "cuda",
     .alloc = cuda_alloc,
@@ -438,6 +455,8 @@ static const Backend cuda_backend = {
     .memory_reset_peak = cuda_memory_reset_peak,
     .clear_error = cuda_clear_error,
     .allow_tf32 = cuda_allow_tf32,
+    .check_precision = cuda_check_precision,
+    .set_precision = cuda_set_precision,
     .copy = cuda_copy,
     .fill = cuda_fill,
     .binary = cuda_binary,

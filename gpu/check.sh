@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # gpu/check.sh - gpu/README.md's checks in one go, on a machine with a GPU:
 # the GPU unit tests (plain, then under ASan), the trainer's PyTorch parity
-# jobs on cuda, data parallel's NCCL path on one GPU (nccl), the daemon
-# (gpu/check_daemon.py) and `make bench-gpu` (bench/gpu.sh). Each step runs under a time limit with its output in
+# jobs on cuda, data parallel's NCCL path on one GPU (nccl), `make bench-gpu`
+# (bench/gpu.sh: its MNIST and GEMM jobs in step bench, whose bf16 and
+# float32 CNNs step bf16 compares; ResNet-18 and GPT-2 small in step
+# models) and the daemon (gpu/check_daemon.py). Each step
+# runs under a time limit with its output in
 # LOGS/<step>.log; a table of steps, exit codes and seconds ends the output,
 # and the script exits with the first failing step's code (0 when all pass).
 # It uses the binaries already built (make all build/tests/unit
@@ -14,7 +17,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=${1:-build/gpu-check}
-STEPS=${STEPS:-env unit parity nccl bench daemon asan}
+STEPS=${STEPS:-env unit parity nccl bench bf16 models daemon asan}
 mkdir -p "$LOGS"
 export MNIST_DIR=${MNIST_DIR:-../shared/datasets/mnist}
 SUMMARY=()
@@ -73,13 +76,31 @@ nccl_one_gpu() {
     return $failed
 }
 
-export -f env_report unit_asan nccl_one_gpu
-step env 60 env_report
-step unit 120 build/tests/unit-nosan --jobs 4 --filter 'gpu/*' --verbose
-step parity 60 env DEVICE=cuda tests/e2e/test_run_parity.sh build/traind
-step nccl 60 nccl_one_gpu
-step bench 150 bench/gpu.sh
-step daemon 90 python3 gpu/check_daemon.py build/traind
+# The MNIST CNN trained in bf16 reaches the float32 run's test accuracy
+# within 0.3 points: both runs are step bench's (bench/gpu.sh).
+bf16_accuracy() {
+    python3 - bench/results/gpu-*-mnist-gemm.jsonl <<'PYEOF'
+import json, sys
+acc = {}
+for line in open(sys.argv[-1]):
+    d = json.loads(line)
+    if d.get("impl") == "traind-cuda" and "test_accuracy" in d:
+        acc[d["bench"]] = d["test_accuracy"]
+f32, bf16 = acc["mnist_cnn"], acc["mnist_cnn_bf16"]
+print(f"mnist_cnn test accuracy: float32 {f32:.4f}, bf16 {bf16:.4f}")
+sys.exit(0 if abs(f32 - bf16) <= 0.003 else 1)
+PYEOF
+}
+
+export -f env_report unit_asan nccl_one_gpu bf16_accuracy
+step env 30 env_report
+step unit 90 build/tests/unit-nosan --jobs 4 --filter 'gpu/*' --verbose
+step parity 50 env DEVICE=cuda tests/e2e/test_run_parity.sh build/traind
+step nccl 45 nccl_one_gpu
+step bench 100 bench/gpu.sh mnist gemm
+step bf16 10 bf16_accuracy
+step models 240 env PROFILE_DIR="$LOGS" bench/gpu.sh models
+step daemon 60 python3 gpu/check_daemon.py build/traind
 step asan 90 unit_asan
 cp bench/results/gpu-*.jsonl "$LOGS/" 2>/dev/null
 echo "== summary (logs in $LOGS)"

@@ -42,6 +42,17 @@ void gpu_clear_error(void);
  * unless its job asks ("allow_tf32"). */
 void gpu_set_tf32(bool enabled);
 
+/* The job's "precision": "bf16" for the calling thread's float32 GEMMs:
+ * cuBLAS rounds the inputs to bf16 and runs bf16 tensor cores with
+ * float32 accumulation and float32 results (CUBLAS_COMPUTE_32F_FAST_16BF),
+ * the contract core/backend.h's Precision gives. gpu_bf16 reads it back. */
+void gpu_set_bf16(bool enabled);
+bool gpu_bf16(void);
+
+/* Compute capability of device `index` as major * 10 + minor (90 on an
+ * H100/H200); -1 with an error when it cannot be read. */
+int gpu_compute_capability(int index);
+
 /* Caching allocator statistics for `device`: bytes handed out now, bytes
  * cached (freed, kept for reuse), the high-water mark of bytes handed out,
  * and how many times cudaMalloc was called. Any pointer may be NULL. */

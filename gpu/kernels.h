@@ -66,8 +66,15 @@ int gpu_current_device(void);
 /* Records the first failure on this thread: "cuda: <what> at <where>". */
 void gpu_record(int cuda_status, const char *where);
 void gpu_record_msg(const char *msg, const char *where);
-/* cudaGetLastError() recorded at `where`; after every launch. */
+/* cudaGetLastError() recorded at `where`; after every launch (and
+ * gpu_profile_mark(where) when it succeeded). */
 void gpu_check_launch(const char *where);
+
+/* ---- profile.cu ---- */
+/* Under TRAIND_GPU_PROFILE, an event on the default stream labelled
+ * `label` (a string that outlives the process's work: a literal); a no-op
+ * otherwise. */
+void gpu_profile_mark(const char *label);
 int gpu_memcpy_to_host(int device, void *host_dst, const void *src, size_t nbytes);
 int gpu_memcpy_from_host(int device, void *dst, const void *host_src, size_t nbytes);
 /* The same on the device's copy stream, beside the kernels queued on the

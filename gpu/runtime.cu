@@ -36,7 +36,10 @@ extern "C" void gpu_record(int status, const char *where) {
 
 extern "C" void gpu_check_launch(const char *where) {
     cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) gpu_record((int)e, where);
+    if (e != cudaSuccess)
+        gpu_record((int)e, where);
+    else
+        gpu_profile_mark(where);
 }
 
 extern "C" const char *gpu_last_error(void) { return has_error ? last_error : NULL; }
@@ -132,6 +135,17 @@ extern "C" int gpu_synchronize(int device) {
     gpu_use_device(device);
     gpu_record((int)cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     return has_error ? -1 : 0;
+}
+
+extern "C" int gpu_compute_capability(int index) {
+    int major = 0, minor = 0;
+    cudaError_t e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, index);
+    if (e != cudaSuccess)
+        return error_set("cuda: %s at cudaDeviceGetAttribute(cuda:%d)", cudaGetErrorString(e),
+                         index);
+    return major * 10 + minor;
 }
 
 extern "C" int gpu_device_info(int index, char *name, size_t n, size_t *mem_total,

@@ -6,8 +6,11 @@
 #
 #   build/traind, build/tests/unit (ASan), build/tests/unit-nosan, build/bench_gemm
 #   kit/lib/     every shared library they load, except glibc's own, the
-#                C++ runtime, the driver and cuBLAS (the machine's own serve;
-#                cuBLAS is too large to carry)
+#                C++ runtime, the driver, cuBLAS and NCCL (the machine's own
+#                serve: PyTorch brings them; they are too large to carry)
+#   kit/ompi/    Open MPI's launcher (mpirun, orted), its and PMIx's plugins,
+#                help texts and settings, for gpu/check.sh's NCCL step; the
+#                libraries the plugins load go to kit/lib
 #   kit/mnist/   ../shared/datasets/mnist, when it is here
 #
 #   scripts/gpu-kit.sh [OUT.tar.xz]        (default build/gpu-kit.tar.xz)
@@ -15,7 +18,10 @@
 # On the GPU machine, from the repository root:
 #   tar xJf gpu-kit.tar.xz && . kit/env.sh && gpu/check.sh OUTDIR
 # kit/env.sh puts on LD_LIBRARY_PATH only the carried libraries that the
-# machine lacks (so PyTorch keeps its own) and finds the machine's cuBLAS.
+# machine lacks (so PyTorch keeps its own), finds the machine's cuBLAS and
+# NCCL, and puts Open MPI where Debian's build looks for it (/usr/lib/
+# x86_64-linux-gnu/{openmpi,pmix2}, /usr/share/openmpi, /etc/openmpi),
+# unless the machine has an mpirun of its own.
 # The binaries are built here against this machine's glibc: the other one
 # must have the same or a newer one.
 set -euo pipefail
@@ -25,15 +31,25 @@ BINS="build/traind build/tests/unit build/tests/unit-nosan build/bench_gemm"
 make -j"$(nproc)" $BINS >&2
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
-mkdir -p "$STAGE/build/tests" "$STAGE/kit/lib"
+mkdir -p "$STAGE/build/tests" "$STAGE/kit/lib" "$STAGE/kit/ompi/bin"
 for b in $BINS; do cp "$b" "$STAGE/$b"; done
+OMPI_LIB=/usr/lib/x86_64-linux-gnu/openmpi
+PLUGINS=()
+if [ -d "$OMPI_LIB" ]; then
+    cp -L /usr/bin/orterun /usr/bin/orted "$STAGE/kit/ompi/bin/"
+    cp -a "$OMPI_LIB" "$STAGE/kit/ompi/lib"
+    cp -a /usr/share/openmpi "$STAGE/kit/ompi/share"
+    cp -a /etc/openmpi "$STAGE/kit/ompi/etc"
+    cp -a /usr/lib/x86_64-linux-gnu/pmix2 "$STAGE/kit/ompi/pmix2"
+    mapfile -t PLUGINS < <(find "$OMPI_LIB" /usr/lib/x86_64-linux-gnu/pmix2 -name '*.so' -type f)
+fi
 # the test binaries without their debug sections: a third of the size
 strip --strip-debug "$STAGE/build/tests/unit" "$STAGE/build/tests/unit-nosan"
-for b in $BINS; do ldd "$b"; done | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u |
+for b in $BINS "${PLUGINS[@]}" /usr/bin/orterun; do ldd "$b"; done | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u |
 while read -r lib; do
     case $(basename "$lib") in
     libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|libresolv.so.*) ;;
-    libstdc++.so.*|libgcc_s.so.*|libcuda.so.*|libcublas*) ;;
+    libstdc++.so.*|libgcc_s.so.*|libcuda.so.*|libcublas*|libnccl*) ;;
     *) cp -L "$lib" "$STAGE/kit/lib/" ;;
     esac
 done
@@ -49,11 +65,21 @@ for f in "$KIT"/lib/*; do
     ldconfig -p | grep -q "^[[:space:]]*$(basename "$f") (" || ln -sf "$f" "$KIT/need/"
 done
 libdirs=$KIT/need
-if ldd build/traind | grep -q 'libcublas.*not found'; then
-    cub=$(find /usr/local /opt /usr/lib -name 'libcublas.so.13' 2>/dev/null | head -n 1)
-    [ -n "$cub" ] && libdirs=$libdirs:$(dirname "$cub")
-fi
+for lib in $(ldd build/traind | awk '/not found/ && /libcublas|libnccl/ {print $1}'); do
+    found=$(find /usr/local /opt /usr/lib -name "$lib" 2>/dev/null | head -n 1)
+    [ -n "$found" ] && libdirs=$libdirs:$(dirname "$found")
+done
 export LD_LIBRARY_PATH=$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+if ! command -v mpirun >/dev/null && [ -d "$KIT/ompi/lib" ]; then
+    o=/usr/lib/x86_64-linux-gnu
+    mkdir -p $o && rm -rf $o/openmpi $o/pmix2 /usr/share/openmpi /etc/openmpi
+    ln -s "$KIT/ompi/lib" $o/openmpi
+    ln -s "$KIT/ompi/pmix2" $o/pmix2
+    ln -s "$KIT/ompi/share" /usr/share/openmpi
+    ln -s "$KIT/ompi/etc" /etc/openmpi
+    for b in orterun orted; do ln -sf "$KIT/ompi/bin/$b" /usr/bin/$b; done
+    ln -sf /usr/bin/orterun /usr/bin/mpirun
+fi
 mkdir -p ../shared/datasets
 [ -e ../shared/datasets/mnist ] || ln -s "$KIT/mnist" ../shared/datasets/mnist
 echo "kit: carried libraries used: $(ls "$KIT/need" | tr '\n' ' ')"

@@ -1,4 +1,6 @@
-/* gemm.cu - matrix products through cuBLAS sgemm / dgemm.
+/* gemm.cu - matrix products through cuBLAS sgemm / dgemm, and float32
+ * products in bf16 (cublasGemmEx, CUBLAS_COMPUTE_32F_FAST_16BF) for a
+ * thread whose job asked for "precision": "bf16" (gpu_set_bf16).
  *
  * cuBLAS is column-major; the backend contract is row-major. A row-major
  * matrix with row stride ld is, read column-major, its transpose with the
@@ -25,6 +27,7 @@ static cublasHandle_t handles[GPU_MAX_DEVICES];
 static bool handle_tf32[GPU_MAX_DEVICES];
 static std::mutex handle_locks[GPU_MAX_DEVICES];
 static thread_local bool want_tf32;
+static thread_local bool want_bf16;
 
 static const char *cublas_message(cublasStatus_t s) {
     switch (s) {
@@ -40,12 +43,17 @@ static const char *cublas_message(cublasStatus_t s) {
 }
 
 static bool cublas_ok(cublasStatus_t s, const char *where) {
-    if (s == CUBLAS_STATUS_SUCCESS) return true;
+    if (s == CUBLAS_STATUS_SUCCESS) {
+        gpu_profile_mark(where);
+        return true;
+    }
     gpu_record_msg(cublas_message(s), where);
     return false;
 }
 
 extern "C" void gpu_set_tf32(bool enabled) { want_tf32 = enabled; }
+extern "C" void gpu_set_bf16(bool enabled) { want_bf16 = enabled; }
+extern "C" bool gpu_bf16(void) { return want_bf16; }
 
 /* The handle of device dev, with this thread's math mode; the caller holds
  * handle_locks[dev] until its product is queued. */
@@ -114,7 +122,13 @@ extern "C" void gpu_launch_gemm(int dtype, bool trans_a, bool trans_b, int64_t m
     if (!h) return;
     cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    if (dtype == GPU_F32) {
+    if (dtype == GPU_F32 && want_bf16) {
+        float al = (float)alpha, be = (float)beta;
+        cublas_ok(cublasGemmEx(h, tb, ta, (int)n, (int)m, (int)k, &al, b, CUDA_R_32F, (int)ldb, a,
+                               CUDA_R_32F, (int)lda, &be, c, CUDA_R_32F, (int)ldc,
+                               CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT),
+                  "cublasGemmEx (bf16)");
+    } else if (dtype == GPU_F32) {
         float al = (float)alpha, be = (float)beta;
         cublas_ok(cublasSgemm(h, tb, ta, (int)n, (int)m, (int)k, &al, (const float *)b, (int)ldb,
                               (const float *)a, (int)lda, &be, (float *)c, (int)ldc),

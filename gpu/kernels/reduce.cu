@@ -6,7 +6,10 @@
  * does for both dtypes, then a shared-memory tree adds the partial sums.
  * The order of additions differs from the CPU's sequential one, so results
  * agree to rounding of a double sum (exactly, once rounded to float32, in
- * all but rare ties).
+ * all but rare ties). Where the reduced dims all lead and the kept ones
+ * trail (a bias's gradient: the column sums of [rows, cols]), a block's
+ * warps read neighbouring columns instead (column_sum_kernel): sum_kernel's
+ * threads would each read one column's rows, a whole row apart.
  *
  * max_last_dim: one warp per row; the combine keeps the CPU's rule (a NaN
  * is the maximum, the first NaN; otherwise the first maximum).
@@ -49,11 +52,55 @@ __global__ void sum_kernel(const T *x, Dims kept, Dims red, T *out, int64_t nout
     }
 }
 
+#define COL_LANES 32
+
+/* out[c] = the sum over rows of x[r * cols + c]: 32 neighbouring columns a
+ * block, so each warp reads one contiguous run of a row, and COL_LANES
+ * threads a column splitting its rows; in double, as sum_kernel. */
+template <typename T>
+__global__ void column_sum_kernel(const T *x, int64_t rows, int64_t cols, T *out) {
+    __shared__ double partial[COL_LANES][33]; /* 33: no bank conflicts */
+    int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
+    double acc = 0;
+    if (c < cols)
+        for (int64_t r = threadIdx.y; r < rows; r += COL_LANES) acc += (double)x[r * cols + c];
+    partial[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < cols) {
+        double s = 0;
+        for (int k = 0; k < COL_LANES; k++) s += partial[k][threadIdx.x];
+        out[c] = (T)s;
+    }
+}
+
+/* The column sums' case: kept dims trailing the reduced ones, so position
+ * r of the reduced and k of the kept lie at r * cols + k. 0 when it is not. */
+static int64_t leading_reduced_cols(int nkept, const int64_t *kept_size, int nred,
+                                    const int64_t *red_stride) {
+    if (nkept == 0 || nred == 0) return 0;
+    int64_t cols = 1;
+    for (int i = 0; i < nkept; i++) cols *= kept_size[i];
+    return red_stride[nred - 1] == cols ? cols : 0;
+}
+
 extern "C" void gpu_launch_sum(int dtype, const void *x, int nkept, const int64_t *kept_size,
                                const int64_t *kept_stride, int nred, const int64_t *red_size,
                                const int64_t *red_stride, void *out, int64_t nout,
                                int64_t nred_total) {
     if (nout <= 0) return;
+    int64_t cols = leading_reduced_cols(nkept, kept_size, nred, red_stride);
+    if (cols > 0) {
+        dim3 threads(32, COL_LANES);
+        unsigned blocks = (unsigned)((cols + 31) / 32);
+        if (dtype == GPU_F32)
+            column_sum_kernel<float><<<blocks, threads>>>((const float *)x, nred_total, cols,
+                                                          (float *)out);
+        else
+            column_sum_kernel<double><<<blocks, threads>>>((const double *)x, nred_total, cols,
+                                                           (double *)out);
+        gpu_check_launch("sum kernel (columns)");
+        return;
+    }
     Dims kept, red;
     kept.n = nkept;
     red.n = nred;
