@@ -53,11 +53,13 @@ GPU_OBJ    := $(GPU_C_SRC:%.c=build/obj/%.o) $(GPU_CU_OBJ)
 # nvcc objects are not sanitised; gpu/backend.c is.
 ASAN_GPU   := $(GPU_C_SRC:%.c=build/asan/%.o) $(GPU_CU_OBJ)
 STD     += -DTRAIND_CUDA=1
-GPU_LIBS := -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublas -lnccl -lcudart -lstdc++
+GPU_LIBS := -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcudnn -lcublas -lnccl -lcudart -lstdc++
 # CUDA under ASan needs the shadow gap unprotected; the driver's own
 # allocations at exit are not our leaks.
 GPU_ASAN_OPTIONS := :protect_shadow_gap=0
 GPU_LSAN := LSAN_OPTIONS=suppressions=$(CURDIR)/gpu/lsan.supp
+# gpu/conv_cudnn.c is C that includes cudnn.h (and with it cuda_runtime_api.h)
+build/obj/gpu/conv_cudnn.o build/asan/gpu/conv_cudnn.o: INC += -I$(CUDA_ROOT)/include
 endif
 
 # Files that test TRAIND_CUDA are rebuilt when the CUDA choice changes
@@ -101,7 +103,7 @@ build/obj/%.cu.o: %.cu
 
 build/obj/server/main.o build/asan/server/main.o build/asan/tests/unit/test_gpu.o \
     build/obj/tests/unit/test_gpu.o build/asan/tests/support/need_gpu.o \
-    build/obj/tests/support/need_gpu.o: $(GPU_STAMP)
+    build/obj/tests/support/need_gpu.o build/obj/job/rank.o build/asan/job/rank.o: $(GPU_STAMP)
 
 build/asan/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -17,6 +17,7 @@
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "gpu/conv_cudnn.h"
 #include "gpu/gpu.h"
 #include "gpu/kernels.h"
 
@@ -467,6 +468,9 @@ static const Backend cuda_backend = {
     .gemm = cuda_gemm,
     .im2col = cuda_im2col,
     .col2im = cuda_col2im,
+    .conv2d = gpu_cudnn_conv2d,
+    .conv2d_backward_data = gpu_cudnn_conv2d_backward_data,
+    .conv2d_backward_weights = gpu_cudnn_conv2d_backward_weights,
     .max_pool2d = cuda_max_pool2d,
     .max_pool2d_backward = cuda_max_pool2d_backward,
     .avg_pool2d = cuda_avg_pool2d,

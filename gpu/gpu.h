@@ -41,6 +41,8 @@ void gpu_clear_error(void);
 /* TF32 tensor cores for the calling thread's float32 GEMMs (cuBLAS); off
  * unless its job asks ("allow_tf32"). */
 void gpu_set_tf32(bool enabled);
+/* What the calling thread last set (cuDNN's convolutions follow it too). */
+bool gpu_tf32_enabled(void);
 
 /* The job's "precision": "bf16" for the calling thread's float32 GEMMs:
  * cuBLAS rounds the inputs to bf16 and runs bf16 tensor cores with

@@ -55,6 +55,8 @@ extern "C" void gpu_set_tf32(bool enabled) { want_tf32 = enabled; }
 extern "C" void gpu_set_bf16(bool enabled) { want_bf16 = enabled; }
 extern "C" bool gpu_bf16(void) { return want_bf16; }
 
+extern "C" bool gpu_tf32_enabled(void) { return want_tf32; }
+
 /* The handle of device dev, with this thread's math mode; the caller holds
  * handle_locks[dev] until its product is queued. */
 static cublasHandle_t device_handle_locked(int dev) {

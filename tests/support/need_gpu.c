@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 
 #ifdef TRAIND_CUDA
+#include "gpu/conv_cudnn.h"
 #include "gpu/gpu.h"
 #endif
 
@@ -13,5 +14,13 @@ void test_need_gpu(void) {
     cr_skip_test("no CUDA device: gpu_init() found none, CUDA tests skipped");
 #else
     cr_skip_test("no CUDA device: this build has no CUDA backend (make GPU=0 or no nvcc)");
+#endif
+}
+
+void test_gpu_cudnn(bool on) {
+#ifdef TRAIND_CUDA
+    gpu_cudnn_set_enabled(on);
+#else
+    (void)on;
 #endif
 }

@@ -3,8 +3,9 @@
  * oneDNN on the CPU; im2col + GEMM on the CPU over the whole batch (the
  * forward's columns kept for the weight gradient) and in chunks of 3
  * images with a short last chunk of 1 (columns made again per chunk);
- * and on the GPU its im2col, whole and chunked (skipped without one). A
- * chunk that read the wrong images, forward or backward, fails here. */
+ * and on the GPU cuDNN, and its im2col (cuDNN off), whole and chunked
+ * (skipped without one). A chunk that read the wrong images, forward or
+ * backward, fails here. */
 #include <criterion/criterion.h>
 
 #include "core/autograd.h"
@@ -88,8 +89,15 @@ Test(conv_paths, im2col_in_chunks_on_the_cpu) {
     check_all(DEVICE_CPU_INIT, 1, "im2col chunks of 1");
 }
 
+Test(conv_paths, cudnn_on_the_gpu) {
+    test_need_gpu();
+    test_gpu_cudnn(true);
+    check_all((Device){DEVICE_CUDA, 0}, 0, "gpu cuDNN");
+}
+
 Test(conv_paths, im2col_whole_and_in_chunks_on_the_gpu) {
     test_need_gpu();
+    test_gpu_cudnn(false);
     Device cuda = {DEVICE_CUDA, 0};
     check_all(cuda, 0, "gpu whole");
     check_all(cuda, 3, "gpu chunks of 3");
