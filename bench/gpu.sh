@@ -92,6 +92,7 @@ run_bench() {
     local ours theirs
     ours=$(bench_summarize "$bench" "$TMP/$bench.jsonl" traind-cuda)
     emit "$ours"
+    bench_gpu_profile "$bench" "$spec" cuda
     if theirs=$("$PY" bench/torch_gpu.py "$@" --epochs "$EPOCHS" 2>"$TMP/$bench.torch.err"); then
         emit "$theirs"
         emit "$(ratio "$bench" "$ours" "$theirs" "$params" "$peak")"

@@ -126,3 +126,17 @@ print(json.dumps({"bench": "machine", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ"
                   "traind_kernels": kernels[0] if kernels else "unknown"}))
 PYEOF
 }
+
+# bench_gpu_profile NAME SPEC DEVICE: with PROFILE_DIR set (gpu/check.sh
+# sets it), the job once more under TRAIND_GPU_PROFILE (gpu/profile.cu):
+# where its GPU time goes, by launch label, in PROFILE_DIR/NAME-profile.txt.
+# Not timed: an event a launch slows it.
+bench_gpu_profile() {
+    [ -n "${PROFILE_DIR:-}" ] || return 0
+    local err
+    err=$(mktemp)
+    TRAIND_GPU_PROFILE="$PROFILE_DIR/$1-profile.txt" "${TRAIND:-build/traind}" run "$2" \
+        --device "$3" --out "$err.out" >/dev/null 2>"$err" ||
+        echo "bench: $1: the profiled run failed: $(tail -n 2 "$err")" >&2
+    rm -rf "$err" "$err.out"
+}

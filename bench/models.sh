@@ -61,15 +61,6 @@ trap 'rm -rf "$TMP"' EXIT
 core=$(bench_openblas_core "$TRAIND")
 bench_machine "$TRAIND" 2
 
-# profile_run MODEL SPEC: with PROFILE_DIR set (gpu/check.sh sets it), the
-# job once more under TRAIND_GPU_PROFILE (gpu/profile.cu): where its GPU time
-# goes, in PROFILE_DIR/MODEL-profile.txt. Not timed: the events slow it.
-profile_run() {
-    [ -n "${PROFILE_DIR:-}" ] && [ "$DEVICE" != cpu ] || return 0
-    TRAIND_GPU_PROFILE="$PROFILE_DIR/$1-profile.txt" "$TRAIND" run "$2" --device "$DEVICE" \
-        >/dev/null 2>"$TMP/profile.err" || echo "bench: $1: profiled run failed: $(tail -2 "$TMP/profile.err")" >&2
-}
-
 ratio() { # BENCH UNIT OURS THEIRS [TUNED]
     python3 - "$@" <<'PYEOF'
 import json, sys
@@ -106,7 +97,7 @@ JSON
             { echo "bench: resnet18: traind failed: $(tail -3 "$TMP/r.err")" >&2; exit 1; }
         ours=$(BENCH_UNIT=images_per_s bench_summarize resnet18 "$TMP/r.jsonl" traind)
         echo "$ours"
-        profile_run resnet18 "$TMP/resnet18.json"
+        [ "$DEVICE" = cpu ] || bench_gpu_profile resnet18 "$TMP/resnet18.json" "$DEVICE"
         [ $have_torch -eq 1 ] || continue
         args=(--model resnet18 --inputs "$TMP/x.npy" --labels "$TMP/y.npy" --batch 256
               --epochs "$EPOCHS" --threads 2 --device "$DEVICE")
@@ -135,7 +126,7 @@ JSON
             { echo "bench: gpt2: traind failed: $(tail -3 "$TMP/g.err")" >&2; exit 1; }
         ours=$(BENCH_UNIT=tokens_per_s BENCH_PER=1024 bench_summarize gpt2 "$TMP/g.jsonl" traind)
         echo "$ours"
-        profile_run gpt2 "$TMP/gpt2.json"
+        [ "$DEVICE" = cpu ] || bench_gpu_profile gpt2 "$TMP/gpt2.json" "$DEVICE"
         [ $have_torch -eq 1 ] || continue
         args=(--model gpt2 --tokens "$TMP/t.bin" --batch "$GPT_BATCH" --epochs "$EPOCHS"
               --threads 2 --device "$DEVICE")

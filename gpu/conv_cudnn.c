@@ -121,11 +121,6 @@ void gpu_cudnn_stats(uint64_t *f, uint64_t *r) {
     if (r) *r = atomic_load(&runs);
 }
 
-/* Whether this thread's convolutions compute in bf16. The per-thread GPU
- * precision (core/backend.h's set_precision for cuda) is being added
- * beside this file; until it is wired here, float32 it is. Under bf16 the
- * passes decline, so im2col + GEMM apply that precision. */
-static bool thread_precision_is_bf16(void) { return false; }
 
 /* ---- statuses ---- */
 
@@ -473,6 +468,7 @@ static int run(cudnnHandle_t h, Plan *p, const Call *c) {
     if (rc == 0) {
         cudnnStatus_t st = run_conv(h, p, c, ch, ws);
         rc = st == CUDNN_STATUS_SUCCESS ? 0 : failed(st, run_calls[c->pass]);
+        if (rc == 0) gpu_profile_mark(run_calls[c->pass]);
     }
     if (rc == 0) rc = run_bias(h, p, c);
     gpu_free_bytes(c->device, ws); /* queued: the block's next user runs after */
@@ -496,7 +492,9 @@ static int pass_locked(DeviceCudnn *d, const ConvKey *k, const Call *c) {
 /* Whether cuDNN takes tensors of t's dtype and sizes: float32 / float64
  * and every count within its int parameters. */
 static bool takes(const Window2d *w, int64_t out_channels, const Tensor *t) {
-    if (!gpu_cudnn_enabled() || thread_precision_is_bf16()) return false;
+    /* under "precision": "bf16" the passes decline: im2col + GEMM run
+     * the convolution on bf16 tensor cores (gemm.cu) */
+    if (!gpu_cudnn_enabled() || gpu_bf16()) return false;
     if (t->dtype != DTYPE_FLOAT32 && t->dtype != DTYPE_FLOAT64) return false;
     const int64_t counts[] = {w->batch * w->channels * w->height * w->width,
                               w->batch * out_channels * w->out_h * w->out_w,

@@ -6,8 +6,9 @@
 #
 #   build/traind, build/tests/unit (ASan), build/tests/unit-nosan, build/bench_gemm
 #   kit/lib/     every shared library they load, except glibc's own, the
-#                C++ runtime, the driver, cuBLAS and NCCL (the machine's own
-#                serve: PyTorch brings them; they are too large to carry)
+#                C++ runtime, the driver, cuBLAS, cuDNN and NCCL (the
+#                machine's own serve: PyTorch brings them; they are too large
+#                to carry, and cuDNN loads its engines from its own folder)
 #   kit/ompi/    Open MPI's launcher (mpirun, orted), its and PMIx's plugins,
 #                help texts and settings, for gpu/check.sh's NCCL step; the
 #                libraries the plugins load go to kit/lib
@@ -18,8 +19,8 @@
 # On the GPU machine, from the repository root:
 #   tar xJf gpu-kit.tar.xz && . kit/env.sh && gpu/check.sh OUTDIR
 # kit/env.sh puts on LD_LIBRARY_PATH only the carried libraries that the
-# machine lacks (so PyTorch keeps its own), finds the machine's cuBLAS and
-# NCCL, and puts Open MPI where Debian's build looks for it (/usr/lib/
+# machine lacks (so PyTorch keeps its own), finds the machine's cuBLAS,
+# cuDNN and NCCL, and puts Open MPI where Debian's build looks for it (/usr/lib/
 # x86_64-linux-gnu/{openmpi,pmix2}, /usr/share/openmpi, /etc/openmpi),
 # unless the machine has an mpirun of its own.
 # The binaries are built here against this machine's glibc: the other one
@@ -49,7 +50,7 @@ for b in $BINS "${PLUGINS[@]}" /usr/bin/orterun; do ldd "$b"; done | awk '$2 == 
 while read -r lib; do
     case $(basename "$lib") in
     libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|libresolv.so.*) ;;
-    libstdc++.so.*|libgcc_s.so.*|libcuda.so.*|libcublas*|libnccl*) ;;
+    libstdc++.so.*|libgcc_s.so.*|libcuda.so.*|libcublas*|libnccl*|libcudnn*) ;;
     *) cp -L "$lib" "$STAGE/kit/lib/" ;;
     esac
 done
@@ -65,7 +66,7 @@ for f in "$KIT"/lib/*; do
     ldconfig -p | grep -q "^[[:space:]]*$(basename "$f") (" || ln -sf "$f" "$KIT/need/"
 done
 libdirs=$KIT/need
-for lib in $(ldd build/traind | awk '/not found/ && /libcublas|libnccl/ {print $1}'); do
+for lib in $(ldd build/traind | awk '/not found/ && /libcublas|libnccl|libcudnn/ {print $1}'); do
     found=$(find /usr/local /opt /usr/lib -name "$lib" 2>/dev/null | head -n 1)
     [ -n "$found" ] && libdirs=$libdirs:$(dirname "$found")
 done
