@@ -21,7 +21,9 @@
 # --device cuda, PyTorch eager on cuda (cuDNN's autotuner on), channels_last
 # for the ResNet, and for the GPT also under torch.compile (impl
 # pytorch-compile, its compilation inside the first epoch: best_epoch is the
-# figure). PY names the Python that has a CUDA PyTorch (default python3
+# figure); then resnet18_tf32 (traind with "allow_tf32", as PyTorch's cuDNN
+# convolutions run by default) and resnet18_bf16 / gpt2_bf16 (traind's
+# "precision": "bf16" beside PyTorch under bf16 autocast). PY names the Python that has a CUDA PyTorch (default python3
 # there, /usr/bin/python3 on the CPU).
 #
 # On the CPU both run EPOCHS epochs in float32 (2 threads; PyTorch with
@@ -61,6 +63,25 @@ trap 'rm -rf "$TMP"' EXIT
 core=$(bench_openblas_core "$TRAIND")
 bench_machine "$TRAIND" 2
 
+# ours BENCH SPEC IMPL UNIT PER [EXTRA]: traind's run of SPEC, with the
+# top-level keys of the JSON object EXTRA set in it, summarized as IMPL (one
+# bench line; PER: the unit's count per sample).
+ours() {
+    local bench=$1 spec=$2 impl=$3 unit=$4 per=$5 extra=${6:-}
+    if [ -n "$extra" ]; then
+        python3 - "$spec" "$extra" "$TMP/$impl.json" <<'PYEOF'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec.update(json.loads(sys.argv[2]))
+json.dump(spec, open(sys.argv[3], "w"))
+PYEOF
+        spec=$TMP/$impl.json
+    fi
+    "$TRAIND" run "$spec" --jsonl --device "$DEVICE" >"$TMP/$bench.jsonl" 2>"$TMP/$bench.err" ||
+        { echo "bench: $bench: traind failed: $(tail -3 "$TMP/$bench.err")" >&2; return 1; }
+    BENCH_UNIT=$unit BENCH_PER=$per bench_summarize "$bench" "$TMP/$bench.jsonl" "$impl"
+}
+
 ratio() { # BENCH UNIT OURS THEIRS [TUNED]
     python3 - "$@" <<'PYEOF'
 import json, sys
@@ -93,9 +114,7 @@ PYEOF
  "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9},
  "epochs": $EPOCHS, "batch_size": 256, "seed": 0, "checkpoint": null}
 JSON
-        "$TRAIND" run "$TMP/resnet18.json" --jsonl --device "$DEVICE" >"$TMP/r.jsonl" 2>"$TMP/r.err" ||
-            { echo "bench: resnet18: traind failed: $(tail -3 "$TMP/r.err")" >&2; exit 1; }
-        ours=$(BENCH_UNIT=images_per_s bench_summarize resnet18 "$TMP/r.jsonl" traind)
+        ours=$(ours resnet18 "$TMP/resnet18.json" traind images_per_s 1) || exit 1
         echo "$ours"
         [ "$DEVICE" = cpu ] || bench_gpu_profile resnet18 "$TMP/resnet18.json" "$DEVICE"
         [ $have_torch -eq 1 ] || continue
@@ -108,6 +127,22 @@ JSON
              bench/torch_models.py "${args[@]}" --channels-last --impl pytorch-channels-last)
         echo "$cl"
         ratio resnet18 images_per_s "$ours" "$theirs" "$cl"
+        [ "$DEVICE" != cpu ] || continue
+        # PyTorch's cuDNN convolutions run on TF32 unless told otherwise
+        # (torch.backends.cudnn.allow_tf32): traind's with "allow_tf32" beside
+        # them; then both in bf16 (traind's "precision", PyTorch's autocast)
+        if tf=$(ours resnet18_tf32 "$TMP/resnet18.json" traind-tf32 images_per_s 1 \
+                '{"allow_tf32": true}'); then
+            echo "$tf"
+            ratio resnet18_tf32 images_per_s "$tf" "$theirs" "$cl"
+        fi
+        bf_theirs=$("$TORCH_PY" bench/torch_models.py "${args[@]}" --bf16 --impl pytorch-bf16)
+        echo "$bf_theirs"
+        if bf=$(ours resnet18_bf16 "$TMP/resnet18.json" traind-bf16 images_per_s 1 \
+                '{"precision": "bf16"}'); then
+            echo "$bf"
+            ratio resnet18_bf16 images_per_s "$bf" "$bf_theirs"
+        fi
         ;;
     gpt2)
         "$TORCH_PY" - "$TMP/t.bin" "$((GPT_WINDOWS * 1024 + 1))" <<'PYEOF'
@@ -122,9 +157,7 @@ PYEOF
  "optimizer": {"type": "AdamW", "lr": 0.0006, "weight_decay": 0.1},
  "epochs": $EPOCHS, "batch_size": $GPT_BATCH, "seed": 0, "checkpoint": null}
 JSON
-        "$TRAIND" run "$TMP/gpt2.json" --jsonl --device "$DEVICE" >"$TMP/g.jsonl" 2>"$TMP/g.err" ||
-            { echo "bench: gpt2: traind failed: $(tail -3 "$TMP/g.err")" >&2; exit 1; }
-        ours=$(BENCH_UNIT=tokens_per_s BENCH_PER=1024 bench_summarize gpt2 "$TMP/g.jsonl" traind)
+        ours=$(ours gpt2 "$TMP/gpt2.json" traind tokens_per_s 1024) || exit 1
         echo "$ours"
         [ "$DEVICE" = cpu ] || bench_gpu_profile gpt2 "$TMP/gpt2.json" "$DEVICE"
         [ $have_torch -eq 1 ] || continue
@@ -135,6 +168,13 @@ JSON
         if [ "$DEVICE" = cpu ]; then
             ratio gpt2 tokens_per_s "$ours" "$theirs"
         else
+            bf_theirs=$("$TORCH_PY" bench/torch_models.py "${args[@]}" --bf16 --impl pytorch-bf16)
+            echo "$bf_theirs"
+            if bf=$(ours gpt2_bf16 "$TMP/gpt2.json" traind-bf16 tokens_per_s 1024 \
+                    '{"precision": "bf16"}'); then
+                echo "$bf"
+                ratio gpt2_bf16 tokens_per_s "$bf" "$bf_theirs"
+            fi
             if compiled=$("$TORCH_PY" bench/torch_models.py "${args[@]}" --compile \
                           --impl pytorch-compile); then
                 echo "$compiled"

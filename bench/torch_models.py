@@ -11,7 +11,8 @@ traind's job is, on the same data files, and one JSON line out.
             dropout; windows of block + 1 tokens from a uint16 .bin, AdamW
             lr 6e-4. Speed: tokens per second.
 
---device cuda runs it on the GPU (cuDNN's autotuner on, the batches moved
+--bf16 runs forward and loss under torch.autocast(dtype=torch.bfloat16), as
+traind's "precision": "bf16". --device cuda runs it on the GPU (cuDNN's autotuner on, the batches moved
 there before timing, the clock read after a synchronize); --compile wraps
 the model in torch.compile, whose compilation falls in the first epoch.
 
@@ -83,6 +84,7 @@ def main():
     p.add_argument("--impl", default="pytorch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--bf16", action="store_true", help="forward and loss under bf16 autocast")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -111,7 +113,8 @@ def main():
         t0, total = time.perf_counter(), 0.0
         for x, y in batches:
             opt.zero_grad(set_to_none=True)
-            loss = loss_of(step_model(x), y)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.bf16):
+                loss = loss_of(step_model(x), y)
             loss.backward()
             opt.step()
             total += loss.item() * len(x)

@@ -97,9 +97,9 @@ step env 30 env_report
 step unit 90 build/tests/unit-nosan --jobs 4 --filter 'gpu/*' --verbose
 step parity 50 env DEVICE=cuda tests/e2e/test_run_parity.sh build/traind
 step nccl 45 nccl_one_gpu
-step bench 110 env PROFILE_DIR="$LOGS" bench/gpu.sh mnist gemm
+step bench 150 env PROFILE_DIR="$LOGS" bench/gpu.sh mnist gemm
 step bf16 10 bf16_accuracy
-step models 240 env PROFILE_DIR="$LOGS" bench/gpu.sh models
+step models 300 env PROFILE_DIR="$LOGS" bench/gpu.sh models
 step daemon 60 python3 gpu/check_daemon.py build/traind
 step asan 90 unit_asan
 cp bench/results/gpu-*.jsonl "$LOGS/" 2>/dev/null

@@ -38,8 +38,29 @@ __global__ void binary_strided(int op, const T *a, GpuView av, bool a_dense, con
     }
 }
 
+/* Launch labels by op (gpu_check_launch; TRAIND_GPU_PROFILE's table):
+ * literals, in kernels.h's order of GPU_BIN_* and GPU_UN_*. */
+static const char *const binary_labels[2][GPU_BIN_EQ + 1] = {
+    {"binary kernel add", "binary kernel sub", "binary kernel mul", "binary kernel div",
+     "binary kernel pow", "binary kernel max", "binary kernel gt", "binary kernel eq"},
+    {"binary kernel add (strided)", "binary kernel sub (strided)", "binary kernel mul (strided)",
+     "binary kernel div (strided)", "binary kernel pow (strided)", "binary kernel max (strided)",
+     "binary kernel gt (strided)", "binary kernel eq (strided)"}};
+static const char *const unary_labels[GPU_UN_LEAKY_RELU + 1] = {
+    "unary kernel neg", "unary kernel exp", "unary kernel log", "unary kernel sqrt",
+    "unary kernel abs", "unary kernel sign", "unary kernel relu", "unary kernel sigmoid",
+    "unary kernel tanh", "unary kernel pow", "unary kernel mul_scalar",
+    "unary kernel add_scalar", "unary kernel rsub_scalar", "unary kernel rdiv_scalar",
+    "unary kernel gt_scalar", "unary kernel clamp_min", "unary kernel clamp_max",
+    "unary kernel gelu", "unary kernel gelu_tanh", "unary kernel silu", "unary kernel leaky_relu"};
+
+static const char *op_label(const char *const *labels, int n, int op, const char *other) {
+    return op >= 0 && op < n ? labels[op] : other;
+}
+
+/* Whether both operands are dense (binary_dense), else strided. */
 template <typename T>
-static void binary_t(int op, const void *a, GpuView av, const void *b, GpuView bv, void *out,
+static bool binary_t(int op, const void *a, GpuView av, const void *b, GpuView bv, void *out,
                      int64_t n) {
     bool ad = view_is_contiguous(av), bd = view_is_contiguous(bv);
     if (ad && bd)
@@ -48,16 +69,15 @@ static void binary_t(int op, const void *a, GpuView av, const void *b, GpuView b
     else
         binary_strided<T><<<gpu_blocks(n), GPU_THREADS>>>(op, (const T *)a, av, ad, (const T *)b,
                                                           bv, bd, (T *)out, n);
+    return ad && bd;
 }
 
 extern "C" void gpu_launch_binary(int op, int dtype, const void *a, GpuView av, const void *b,
                                   GpuView bv, void *out, int64_t n) {
     if (n <= 0) return;
-    if (dtype == GPU_F32)
-        binary_t<float>(op, a, av, b, bv, out, n);
-    else
-        binary_t<double>(op, a, av, b, bv, out, n);
-    gpu_check_launch("binary kernel");
+    bool dense = dtype == GPU_F32 ? binary_t<float>(op, a, av, b, bv, out, n)
+                                  : binary_t<double>(op, a, av, b, bv, out, n);
+    gpu_check_launch(op_label(binary_labels[dense ? 0 : 1], GPU_BIN_EQ + 1, op, "binary kernel"));
 }
 
 template <typename T> __device__ inline T sigmoid_stable(T v) {
@@ -153,7 +173,7 @@ extern "C" void gpu_launch_unary(int op, int dtype, const void *x, double alpha,
     else
         unary_kernel<double><<<gpu_blocks(n), GPU_THREADS>>>(op, (const double *)x, alpha,
                                                              (double *)out, n);
-    gpu_check_launch("unary kernel");
+    gpu_check_launch(op_label(unary_labels, GPU_UN_LEAKY_RELU + 1, op, "unary kernel"));
 }
 
 /* RELU as torch's threshold_backward (x <= 0 gives exactly 0), LEAKY_RELU

@@ -6,10 +6,13 @@
  * does for both dtypes, then a shared-memory tree adds the partial sums.
  * The order of additions differs from the CPU's sequential one, so results
  * agree to rounding of a double sum (exactly, once rounded to float32, in
- * all but rare ties). Where the reduced dims all lead and the kept ones
- * trail (a bias's gradient: the column sums of [rows, cols]), a block's
- * warps read neighbouring columns instead (column_sum_kernel): sum_kernel's
- * threads would each read one column's rows, a whole row apart.
+ * all but rare ties). sum_kernel finds each position by divisions over
+ * every dim, and gives each output one block; so where the kept dims are
+ * adjacent, x is read as [outer, kept, inner] instead: the column sums of a
+ * bias's gradient (inner 1) by column_sum_kernel, whose warps read
+ * neighbouring columns, and the rest (BatchNorm's per-channel sums, full
+ * sums) by split_sum_kernel, several blocks an output, whose partial sums
+ * a second kernel adds in a fixed order (deterministic, as the others).
  *
  * max_last_dim: one warp per row; the combine keeps the CPU's rule (a NaN
  * is the maximum, the first NaN; otherwise the first maximum).
@@ -73,14 +76,108 @@ __global__ void column_sum_kernel(const T *x, int64_t rows, int64_t cols, T *out
     }
 }
 
-/* The column sums' case: kept dims trailing the reduced ones, so position
- * r of the reduced and k of the kept lie at r * cols + k. 0 when it is not. */
-static int64_t leading_reduced_cols(int nkept, const int64_t *kept_size, int nred,
-                                    const int64_t *red_stride) {
-    if (nkept == 0 || nred == 0) return 0;
-    int64_t cols = 1;
-    for (int i = 0; i < nkept; i++) cols *= kept_size[i];
-    return red_stride[nred - 1] == cols ? cols : 0;
+/* x read as [outer, kept, inner] (reduced, kept, reduced): position k of
+ * the kept dims and j of the reduced lie at
+ * ((j / inner) * kept + k) * inner + j % inner. It fits when the kept dims
+ * are adjacent (no reduced dim between them): a full sum (kept 1), column
+ * sums (inner 1), BatchNorm's per-channel sums over (N, H, W). */
+typedef struct {
+    int64_t outer, kept, inner;
+} Blocked;
+
+static bool blocked_layout(int nkept, const int64_t *kept_size, const int64_t *kept_stride,
+                           int64_t nred_total, Blocked *b) {
+    b->kept = 1;
+    for (int i = 0; i < nkept; i++) {
+        if (i + 1 < nkept && kept_stride[i] != kept_stride[i + 1] * kept_size[i + 1]) return false;
+        b->kept *= kept_size[i];
+    }
+    /* the reduced dims after the kept ones trail: their product is the
+     * last kept dim's stride */
+    b->inner = nkept ? kept_stride[nkept - 1] : nred_total;
+    b->outer = nred_total / b->inner;
+    return true;
+}
+
+/* Pass 1 of a split sum: block (k, s) adds chunk s (`per` positions) of
+ * kept position k's outer * inner, in double; threads take consecutive
+ * positions, so a warp reads a contiguous run of an inner row. Its (o, i)
+ * advance by additions, one division per thread. */
+template <typename T>
+__global__ void split_sum_kernel(const T *x, Blocked b, int64_t per, double *partial) {
+    __shared__ double tree[SUM_THREADS];
+    int64_t k = blockIdx.x, n = b.outer * b.inner;
+    int64_t j = (int64_t)blockIdx.y * per + threadIdx.x, end = (int64_t)(blockIdx.y + 1) * per;
+    if (end > n) end = n;
+    double acc = 0;
+    if (j < end) {
+        int64_t o = j / b.inner, i = j - o * b.inner;
+        const int64_t step = blockDim.x, dq = step / b.inner, dr = step % b.inner;
+        for (; j < end; j += step) {
+            acc += (double)x[(o * b.kept + k) * b.inner + i];
+            o += dq;
+            i += dr;
+            if (i >= b.inner) i -= b.inner, o++;
+        }
+    }
+    tree[threadIdx.x] = acc;
+    __syncthreads();
+    for (int h = blockDim.x / 2; h > 0; h >>= 1) {
+        if ((int)threadIdx.x < h) tree[threadIdx.x] += tree[threadIdx.x + h];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) partial[k * gridDim.y + blockIdx.y] = tree[0];
+}
+
+/* Pass 2: each kept position's chunks added in chunk order, so the result
+ * does not depend on which block finished first. */
+template <typename T>
+__global__ void split_sum_finish(const double *partial, int chunks, int64_t kept, T *out) {
+    GRID_STRIDE(k, kept) {
+        double acc = 0;
+        for (int c = 0; c < chunks; c++) acc += partial[k * chunks + c];
+        out[k] = (T)acc;
+    }
+}
+
+/* Enough blocks to keep every multiprocessor's loads in flight: about
+ * four a multiprocessor, each chunk at least four loads a thread. */
+static int split_chunks(const Blocked &b) {
+    static int sms = 0;
+    if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
+                                       gpu_current_device()) != cudaSuccess) {
+        (void)cudaGetLastError();
+        sms = 132;
+    }
+    int64_t want = (4 * (int64_t)sms + b.kept - 1) / b.kept;
+    int64_t most = (b.outer * b.inner + 4 * SUM_THREADS - 1) / (4 * SUM_THREADS);
+    if (want > most) want = most;
+    if (want > 65535) want = 65535;
+    return want < 1 ? 1 : (int)want;
+}
+
+template <typename T> static void split_sum(const T *x, const Blocked &b, T *out) {
+    int chunks = split_chunks(b);
+    int64_t per = (b.outer * b.inner + chunks - 1) / chunks;
+    int dev = gpu_current_device();
+    double *partial = (double *)gpu_alloc_bytes(dev, (size_t)(b.kept * chunks) * sizeof(double));
+    if (!partial) {
+        gpu_record_msg("out of memory for a sum's partial sums", "sum kernel (split)");
+        return;
+    }
+    /* few positions a chunk: a warp wastes less, as sum_kernel's */
+    int threads = per >= SUM_THREADS ? SUM_THREADS : 32;
+    split_sum_kernel<T><<<dim3((unsigned)b.kept, (unsigned)chunks), threads>>>(x, b, per, partial);
+    gpu_check_launch("sum kernel (split)");
+    split_sum_finish<T><<<gpu_blocks(b.kept), GPU_THREADS>>>(partial, chunks, b.kept, out);
+    gpu_check_launch("sum kernel (split, finish)");
+    gpu_free_bytes(dev, partial); /* queued: its next user runs after */
+}
+
+template <typename T> static void column_sum(const T *x, const Blocked &b, T *out) {
+    dim3 threads(32, COL_LANES);
+    column_sum_kernel<T><<<(unsigned)((b.kept + 31) / 32), threads>>>(x, b.outer, b.kept, out);
+    gpu_check_launch("sum kernel (columns)");
 }
 
 extern "C" void gpu_launch_sum(int dtype, const void *x, int nkept, const int64_t *kept_size,
@@ -88,17 +185,15 @@ extern "C" void gpu_launch_sum(int dtype, const void *x, int nkept, const int64_
                                const int64_t *red_stride, void *out, int64_t nout,
                                int64_t nred_total) {
     if (nout <= 0) return;
-    int64_t cols = leading_reduced_cols(nkept, kept_size, nred, red_stride);
-    if (cols > 0) {
-        dim3 threads(32, COL_LANES);
-        unsigned blocks = (unsigned)((cols + 31) / 32);
-        if (dtype == GPU_F32)
-            column_sum_kernel<float><<<blocks, threads>>>((const float *)x, nred_total, cols,
-                                                          (float *)out);
+    Blocked b;
+    if (blocked_layout(nkept, kept_size, kept_stride, nred_total, &b) && b.kept <= INT32_MAX) {
+        bool f32 = dtype == GPU_F32;
+        if (b.inner == 1 && b.kept > 1)
+            f32 ? column_sum((const float *)x, b, (float *)out)
+                : column_sum((const double *)x, b, (double *)out);
         else
-            column_sum_kernel<double><<<blocks, threads>>>((const double *)x, nred_total, cols,
-                                                           (double *)out);
-        gpu_check_launch("sum kernel (columns)");
+            f32 ? split_sum((const float *)x, b, (float *)out)
+                : split_sum((const double *)x, b, (double *)out);
         return;
     }
     Dims kept, red;

@@ -197,6 +197,16 @@ static Tensor *op_sum_01(Tensor **in, const void *c) {
     int dims[] = {0, 1};
     return tensor_sum_dims(in[0], 2, dims, false);
 }
+static Tensor *op_sum_023(Tensor **in, const void *c) {
+    (void)c;
+    int dims[] = {0, 2, 3};
+    return tensor_sum_dims(in[0], 3, dims, false);
+}
+static Tensor *op_sum_last(Tensor **in, const void *c) {
+    (void)c;
+    int dims[] = {1};
+    return tensor_sum_dims(in[0], 1, dims, false);
+}
 static Tensor *op_mean_0(Tensor **in, const void *c) {
     (void)c;
     int dims[] = {0};
@@ -334,6 +344,12 @@ static int mk_3d(Rng *r, DType dt, Tensor **in) {
     in[0] = rand_t(r, SHAPE(3, 4, 300), dt, -1, 1);
     return 1;
 }
+/* BatchNorm's per-channel sums: 8 channels of 16 x 33 x 33, each summed in
+ * several chunks (blocks) whose partial sums a second kernel adds */
+static int mk_nchw(Rng *r, DType dt, Tensor **in) {
+    in[0] = rand_t(r, SHAPE(16, 8, 33, 33), dt, -1, 1);
+    return 1;
+}
 /* more rows than the column sums' 32 lanes, columns not a multiple of 32 */
 static int mk_tall(Rng *r, DType dt, Tensor **in) {
     in[0] = rand_t(r, SHAPE(1000, 70), dt, -4, 4);
@@ -466,6 +482,10 @@ Test(gpu, reductions) {
     /* the column sums (reduced dims leading): merged leading dims, many rows */
     both_dtypes("sum dims (0, 1)", mk_3d, op_sum_01, NULL, 1e-6);
     both_dtypes("mean dim 0 [1000, 70]", mk_tall, op_mean_0, NULL, 1e-6);
+    /* [outer, kept, inner] split over blocks: per channel, all, per row */
+    both_dtypes("sum dims (0, 2, 3) [16, 8, 33, 33]", mk_nchw, op_sum_023, NULL, 1e-6);
+    both_dtypes("sum all [1000, 70]", mk_tall, op_sum, NULL, 1e-6);
+    both_dtypes("sum dim 1 [1000, 70]", mk_tall, op_sum_last, NULL, 1e-6);
     both_dtypes("argmax last", mk_wide, op_argmax, NULL, 0);
 }
 
@@ -1369,9 +1389,9 @@ Test(gpu, cudnn_algorithm_cache_reused) {
     DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
     for (int k = 0; k < 2; k++) {
         uint64_t f0 = cudnn_finds(), r0 = cudnn_runs();
-        ConvResult first = conv_on_gpu(mk_conv_odd, dts[k], &s2p1);
+        ConvResult first = conv_on_gpu(mk_conv, dts[k], &s2p1);
         uint64_t f1 = cudnn_finds(), r1 = cudnn_runs();
-        ConvResult again = conv_on_gpu(mk_conv_odd, dts[k], &s2p1);
+        ConvResult again = conv_on_gpu(mk_conv, dts[k], &s2p1);
         uint64_t f2 = cudnn_finds(), r2 = cudnn_runs();
         fprintf(stderr, "gpu cudnn cache %-7s searches %llu then %llu, passes %llu then %llu\n",
                 dtype_name(dts[k]), (unsigned long long)(f1 - f0),
@@ -1388,10 +1408,10 @@ Test(gpu, cudnn_algorithm_cache_reused) {
             const Backend *be = backend_for(CUDA0);
             cr_assert(be && be->allow_tf32);
             be->allow_tf32(CUDA0, true);
-            ConvResult tf = conv_on_gpu(mk_conv_odd, dts[k], &s2p1);
+            ConvResult tf = conv_on_gpu(mk_conv, dts[k], &s2p1);
             be->allow_tf32(CUDA0, false);
             uint64_t f3 = cudnn_finds();
-            ConvResult full = conv_on_gpu(mk_conv_odd, dts[k], &s2p1);
+            ConvResult full = conv_on_gpu(mk_conv, dts[k], &s2p1);
             double e_tf = conv_result_err(&tf, &first);
             fprintf(stderr, "gpu cudnn allow_tf32             float32 rel err %.3g\n", e_tf);
             cr_assert_eq(f3 - f2, 3, "TF32: %llu searches, expected 3",
