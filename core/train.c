@@ -109,30 +109,37 @@ static int to_device(const Trainer *t, const Batch *b, Tensor **x, Tensor **y) {
     return -1;
 }
 
-/* Adds to *correct the rows of out [B, C] whose argmax equals their int64
- * label (out [B, T, C] and labels [B, T]: each token a row), and to
+/* Each row's predicted class (argmax, queued on the device) and its label,
+ * from out [B, C] and int64 labels [B] (out [B, T, C] and labels [B, T]:
+ * each token a row), for count_correct to read later. */
+static int predict(Tensor *out, Tensor *target, Tensor **pred, Tensor **labels) {
+    *pred = *labels = NULL;
+    Tensor *rows = NULL;
+    if (tensor_tokens_as_rows(out, target, &rows, labels) != 0) return -1;
+    if (rows->ndim != 2 || (*labels)->dtype != DTYPE_INT64 || (*labels)->ndim != 1 ||
+        (*labels)->shape[0] != rows->shape[0]) {
+        char a[64], b[64];
+        error_set("accuracy needs [B, C] outputs and int64 [B] labels, got outputs %s and %s "
+                  "targets %s",
+                  tensor_shape_str(out, a, sizeof a), dtype_name(target->dtype),
+                  tensor_shape_str(target, b, sizeof b));
+    } else {
+        *pred = tensor_argmax_last(rows);
+    }
+    tensor_release(rows);
+    if (*pred) return 0;
+    tensor_release(*labels);
+    *labels = NULL;
+    return -1;
+}
+
+/* Adds to *correct the rows whose prediction equals their label, and to
  * *labelled the rows whose label is not `ignore`: an ignored target is
  * neither right nor wrong, as torch users count it
  * ((pred == y)[y != ignore_index].sum() / (y != ignore_index).sum()). */
-static int count_correct(Tensor *out, Tensor *target, int64_t ignore, int64_t *correct,
+static int count_correct(Tensor *pred, Tensor *labels, int64_t ignore, int64_t *correct,
                          int64_t *labelled) {
-    if (out->ndim == 3 && target->ndim == 2) { /* tokens: [B, T, C] and [B, T], per token */
-        Tensor *o, *t;
-        if (tensor_tokens_as_rows(out, target, &o, &t) != 0) return -1;
-        int rc = count_correct(o, t, ignore, correct, labelled);
-        tensor_release(o), tensor_release(t);
-        return rc;
-    }
-    if (out->ndim != 2 || target->dtype != DTYPE_INT64 || target->ndim != 1 ||
-        target->shape[0] != out->shape[0]) {
-        char a[64], b[64];
-        return error_set("accuracy needs [B, C] outputs and int64 [B] labels, got outputs %s "
-                         "and %s targets %s",
-                         tensor_shape_str(out, a, sizeof a), dtype_name(target->dtype),
-                         tensor_shape_str(target, b, sizeof b));
-    }
-    Tensor *pred = tensor_argmax_last(out);
-    Tensor *pcc = tensor_host_contiguous(pred), *tcc = tensor_host_contiguous(target);
+    Tensor *pcc = tensor_host_contiguous(pred), *tcc = tensor_host_contiguous(labels);
     int rc = -1;
     if (pcc && tcc) {
         const int64_t *p = tensor_data(pcc), *y = tensor_data(tcc);
@@ -145,7 +152,6 @@ static int count_correct(Tensor *out, Tensor *target, int64_t ignore, int64_t *c
         *labelled += l;
         rc = 0;
     }
-    tensor_release(pred);
     tensor_release(pcc);
     tensor_release(tcc);
     return rc;
@@ -212,39 +218,45 @@ static int64_t group_size(const Trainer *t) {
     return left < k ? left : k;
 }
 
-/* Forward, loss and backward of one micro-batch whose loss is scaled by
- * 1/n (n micro-batches make the step), adding its unscaled loss * size,
- * samples and accuracy counts to *acc: the global batch's in a
- * data-parallel run, whose rank scales its loss by its share of the
- * batch's (and skips the forward when its share is empty). `last` arms
- * the gradient reducer for the step's last backward. */
+/* A step's totals over its micro-batches: the unscaled loss * size,
+ * samples and accuracy counts; the global batch's in a data-parallel run. */
 typedef struct {
     double loss_sum;
     int64_t samples, correct, labelled;
 } StepSums;
 
-/* This rank's forward and loss of batch b: *loss and the totals. */
-static int batch_forward(Trainer *t, const Batch *b, Tensor **loss, TrainBatchTotals *local,
-                         double *denominator) {
+/* A batch's forward whose numbers are not read yet: the loss (0-dim; NULL
+ * for a rank's empty share) and, when accuracy is counted, each row's
+ * prediction and label. Reading waits for the device, so a step queues its
+ * backward first (forward_read). */
+typedef struct {
+    Tensor *loss, *pred, *labels;
+    int64_t samples;
+} Forward;
+
+static void forward_release(Forward *f) {
+    tensor_release(f->loss);
+    tensor_release(f->pred);
+    tensor_release(f->labels);
+    *f = (Forward){0};
+}
+
+/* This rank's forward and loss of batch b into *f; *denominator what its
+ * loss divides by in a data-parallel job. */
+static int batch_forward(Trainer *t, const Batch *b, Forward *f, double *denominator) {
     Tensor *x = NULL, *y = NULL, *out = NULL;
     int rc = -1;
-    *loss = NULL;
-    *local = (TrainBatchTotals){.loss = NAN, .weight = 1, .samples = b->size};
+    *f = (Forward){.samples = b->size};
     *denominator = 0;
     t->rows = b->rows; /* the model's Dropout and BatchNorm read it */
     if (b->size == 0) return 0;
     if (to_device(t, b, &x, &y) != 0) goto done;
     if (!(out = module_forward(t->model, x))) goto done;
-    if (!(*loss = batch_loss(t, out, y))) {
+    if (!(f->loss = batch_loss(t, out, y))) {
         error_prefix("loss");
         goto done;
     }
-    local->loss = tensor_item(*loss);
-    /* tensor_item's NAN on failure has its own message */
-    if (isnan(local->loss) && tensor_numel(*loss) != 1) goto done;
-    if (t->accuracy &&
-        count_correct(out, y, ignored_label(t), &local->correct, &local->labelled) != 0)
-        goto done;
+    if (t->accuracy && predict(out, y, &f->pred, &f->labels) != 0) goto done;
     if (dist_active(t->dist) && train_dist_denominator(y, ignored_label(t), denominator) != 0)
         goto done;
     rc = 0;
@@ -252,34 +264,63 @@ done:
     tensor_release(x);
     tensor_release(y);
     tensor_release(out);
-    if (rc != 0) {
-        tensor_release(*loss);
-        *loss = NULL;
-    }
+    if (rc != 0) forward_release(f);
     return rc;
 }
 
+/* f's numbers read from the device, then summed over the ranks: the
+ * batch's totals. */
+static int forward_read(Trainer *t, const Forward *f, double denominator,
+                        TrainBatchTotals *global) {
+    TrainBatchTotals local = {.loss = NAN, .weight = 1, .samples = f->samples};
+    if (f->loss) {
+        local.loss = tensor_item(f->loss);
+        /* tensor_item's NAN on failure has its own message */
+        if (isnan(local.loss) && tensor_numel(f->loss) != 1) return -1;
+    }
+    if (f->pred &&
+        count_correct(f->pred, f->labels, ignored_label(t), &local.correct, &local.labelled) != 0)
+        return -1;
+    return train_dist_reduce_batch(t, &local, denominator, global);
+}
+
+/* The loss's backward, scaled to the mean over the step's n micro-batches
+ * (as loss / accumulation_steps in a PyTorch loop) of this rank's `weight`
+ * share of the batch. */
+static int scaled_backward(Tensor *loss, double weight, int64_t n) {
+    double k = weight / (double)n;
+    Tensor *scaled = k != 1 ? tensor_mul_scalar(loss, k) : tensor_retain(loss);
+    int rc = scaled && tensor_backward(scaled) == 0 ? 0 : error_prefix("backward");
+    tensor_release(scaled);
+    return rc;
+}
+
+/* Forward, loss and backward of one micro-batch whose loss is scaled by
+ * 1/n (n micro-batches make the step), its totals added to *acc; a
+ * data-parallel rank scales its loss by its share of the batch's (and
+ * skips the forward when its share is empty). `last` arms the gradient
+ * reducer for the step's last backward. In one process the backward is
+ * queued before the loss is read, so a GPU has it to run while the host
+ * waits; ranks agree on the batch's totals first (their losses' weights,
+ * a NaN on any rank). */
 static int micro_step(Trainer *t, const Batch *b, int64_t n, bool last, StepSums *acc) {
-    Tensor *loss = NULL, *scaled = NULL;
-    TrainBatchTotals local, global;
+    Forward f;
+    TrainBatchTotals global = {.loss = NAN, .weight = 1};
     double denominator;
+    bool ranks = dist_active(t->dist);
     int rc = -1;
-    if (batch_forward(t, b, &loss, &local, &denominator) != 0) goto done;
-    if (train_dist_reduce_batch(t, &local, denominator, &global) != 0) goto done;
-    if (!isfinite(global.loss)) {
+    if (batch_forward(t, b, &f, &denominator) != 0) return -1;
+    if (ranks && forward_read(t, &f, denominator, &global) != 0) goto done;
+    if (ranks && !isfinite(global.loss)) {
         error_set("loss is %s", nonfinite_name(global.loss));
         goto done;
     }
     if (last && t->reducer) dist_reducer_arm(t->reducer);
-    if (loss && global.weight > 0) {
-        /* the mean over the step's micro-batches, as loss / accumulation_steps
-         * in a PyTorch loop, of this rank's share of the batch */
-        double k = global.weight / (double)n;
-        scaled = k != 1 ? tensor_mul_scalar(loss, k) : tensor_retain(loss);
-        if (!scaled || tensor_backward(scaled) != 0) {
-            error_prefix("backward");
-            goto done;
-        }
+    if (f.loss && global.weight > 0 && scaled_backward(f.loss, global.weight, n) != 0) goto done;
+    if (!ranks && forward_read(t, &f, denominator, &global) != 0) goto done;
+    if (!isfinite(global.loss)) {
+        error_set("loss is %s", nonfinite_name(global.loss));
+        goto done;
     }
     acc->loss_sum += global.loss * (double)global.samples;
     acc->samples += global.samples;
@@ -287,8 +328,7 @@ static int micro_step(Trainer *t, const Batch *b, int64_t n, bool last, StepSums
     acc->labelled += global.labelled;
     rc = 0;
 done:
-    tensor_release(loss);
-    tensor_release(scaled);
+    forward_release(&f);
     return rc;
 }
 
@@ -356,12 +396,14 @@ static int validate(Trainer *t, int epoch, double *val_loss, double *val_acc) {
         int got = dataloader_next(dl, &b);
         if (got < 0) goto done;
         if (got == 0) break;
-        Tensor *loss = NULL;
-        TrainBatchTotals local, global;
+        Forward f;
+        TrainBatchTotals global;
         double denominator;
-        int brc = batch_forward(t, &b, &loss, &local, &denominator);
-        if (brc == 0) brc = train_dist_reduce_batch(t, &local, denominator, &global);
-        tensor_release(loss);
+        int brc = batch_forward(t, &b, &f, &denominator);
+        if (brc == 0) {
+            brc = forward_read(t, &f, denominator, &global);
+            forward_release(&f);
+        }
         batch_release(&b);
         if (brc != 0) goto done;
         loss_sum += global.loss * (double)global.samples;
