@@ -82,6 +82,19 @@ PYEOF
     BENCH_UNIT=$unit BENCH_PER=$per bench_summarize "$bench" "$TMP/$bench.jsonl" "$impl"
 }
 
+# bf16_pair BENCH SPEC UNIT PER TORCH_ARGS...: traind's "precision": "bf16"
+# beside PyTorch under bf16 autocast, and their ratio (nothing where either
+# fails: its message on stderr).
+bf16_pair() {
+    local bench=$1 spec=$2 unit=$3 per=$4 theirs mine
+    shift 4
+    theirs=$("$TORCH_PY" bench/torch_models.py "$@" --bf16 --impl pytorch-bf16) || return 0
+    echo "$theirs"
+    mine=$(ours "$bench" "$spec" traind-bf16 "$unit" "$per" '{"precision": "bf16"}') || return 0
+    echo "$mine"
+    ratio "$bench" "$unit" "$mine" "$theirs"
+}
+
 ratio() { # BENCH UNIT OURS THEIRS [TUNED]
     python3 - "$@" <<'PYEOF'
 import json, sys
@@ -136,13 +149,7 @@ JSON
             echo "$tf"
             ratio resnet18_tf32 images_per_s "$tf" "$theirs" "$cl"
         fi
-        bf_theirs=$("$TORCH_PY" bench/torch_models.py "${args[@]}" --bf16 --impl pytorch-bf16)
-        echo "$bf_theirs"
-        if bf=$(ours resnet18_bf16 "$TMP/resnet18.json" traind-bf16 images_per_s 1 \
-                '{"precision": "bf16"}'); then
-            echo "$bf"
-            ratio resnet18_bf16 images_per_s "$bf" "$bf_theirs"
-        fi
+        bf16_pair resnet18_bf16 "$TMP/resnet18.json" images_per_s 1 "${args[@]}"
         ;;
     gpt2)
         "$TORCH_PY" - "$TMP/t.bin" "$((GPT_WINDOWS * 1024 + 1))" <<'PYEOF'
@@ -168,13 +175,7 @@ JSON
         if [ "$DEVICE" = cpu ]; then
             ratio gpt2 tokens_per_s "$ours" "$theirs"
         else
-            bf_theirs=$("$TORCH_PY" bench/torch_models.py "${args[@]}" --bf16 --impl pytorch-bf16)
-            echo "$bf_theirs"
-            if bf=$(ours gpt2_bf16 "$TMP/gpt2.json" traind-bf16 tokens_per_s 1024 \
-                    '{"precision": "bf16"}'); then
-                echo "$bf"
-                ratio gpt2_bf16 tokens_per_s "$bf" "$bf_theirs"
-            fi
+            bf16_pair gpt2_bf16 "$TMP/gpt2.json" tokens_per_s 1024 "${args[@]}"
             if compiled=$("$TORCH_PY" bench/torch_models.py "${args[@]}" --compile \
                           --impl pytorch-compile); then
                 echo "$compiled"
