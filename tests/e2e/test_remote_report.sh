@@ -24,7 +24,8 @@
 # size 1) reaches the daemon whole; (g) a daemon with --slurm-shared-dir
 # and --slurm-datasets fetch: the attempt's files in the shared dir, the
 # rank (--datasets-cache) downloads the dataset into its cache, checked
-# by sha256, and trains; the route refuses a wrong token (401), another
+# by sha256, and trains, and of two ranks on one node (mpirun -np 2) one
+# fetches while the other waits; the route refuses a wrong token (401), another
 # dataset (403), an unknown file (404); a cached file tampered with is
 # fetched again, a served one tampered with fails the run naming the
 # digests, nothing left in the cache. Ends with "N passed, N failed, N
@@ -288,6 +289,24 @@ check "(g) the cached file's sha256 is the dataset's" \
     "$(sha256sum <"$CACHE/$SHA/$FILE" | cut -c1-64)" "$SHA"
 has "(g) the rank says what it fetched" "$TMP/fetch.err" "1 file\\(s\\) in $CACHE, 1 fetched"
 
+# two ranks on this one node: the node's first rank alone fetches, the
+# other waits for it (an all-reduce) and reads the same cache
+if command -v mpirun >/dev/null; then
+    rm -rf "$CACHE"
+    VAR=$SHARED submit fetch2 1
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:exitcode=99 timeout 120 \
+        mpirun -np 2 --oversubscribe $(rank_cmd) --datasets-cache "$CACHE" >/dev/null \
+        2>"$TMP/fetch2.err"
+    check "(g) two ranks on one node fetch and train: exit 0" "$?" 0
+    check "(g) ... the job succeeded" "$(wait_state "$JOB_ID" 10 succeeded)" succeeded
+    check "(g) ... one rank fetched the file, once" \
+        "$(grep -c "1 file(s) in $CACHE, 1 fetched" "$TMP/fetch2.err")" 1
+    check "(g) ... the cache holds the dataset's bytes" \
+        "$(sha256sum <"$CACHE/$SHA/$FILE" | cut -c1-64)" "$SHA"
+else
+    skip "(g) two ranks fetching" "mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)"
+fi
+
 # the next job's attempt: the route by hand, then its rank on a tampered cache
 VAR=$SHARED submit cached 1
 T=$(cat "$DIR/token") R=/v1/jobs/$JOB_ID/attempts/1/datasets
@@ -317,7 +336,7 @@ check "(g) ... the job failed" "$(wait_state "$JOB_ID" 10 failed)" failed
 check "(g) ... nothing of the download left in the cache" "$(ls -A "$CACHE/$SHA")" ""
 
 # ---------------------------------------------------------------- the end
-for f in one k1 k2 c many fetch cached served; do
+for f in one k1 k2 c many fetch fetch2 cached served; do
     if grep -q "$SANITIZER" "$TMP/$f.err"; then fail "no sanitizer report ($f)" "$(head -n 30 "$TMP/$f.err")"; fi
 done
 terminate "$DPID"

@@ -19,7 +19,10 @@
 # (d) a running job requeued by Slurm (scontrol requeue: what a node
 #     failure or a preemption does) runs again and resumes from its newest
 #     checkpoint: the job succeeds with every step once, equal to the
-#     uninterrupted run's.
+#     uninterrupted run's;
+# (e) a daemon with --slurm-shared-dir and --slurm-datasets fetch: a job of
+#     2 ranks whose node's first rank fetches the dataset by URL into the
+#     node's cache (sha256 checked) succeeds, equal to `traind run`.
 # Ends with "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -206,6 +209,29 @@ check "(d) the rerun resumed from a checkpoint (its log line)" \
     True
 "$RANK_TRAIND" run "$DIR/spec.json" --jsonl --out "$TMP/refd" >"$TMP/refd.jsonl" 2>/dev/null
 same_metrics "(d)" "$JD" "$TMP/refd.jsonl" 640
-
 stop_daemon "$DPID" "$TMP/daemon.log"
+
+# ---------------------------------------------------------------- (e) datasets fetched by the node
+SHARED=$TMP/shared CACHE=$TMP/cache
+mkdir -p "$SHARED"
+VAR=$TMP/varf
+start_daemon "$VAR" "$TMP/daemon-fetch.log" --quiet --executor slurm --executor-poll-ms 200 \
+    --executor-slots 2 --slurm-config "$TMP/slurm.conf" --slurm-shared-dir "$SHARED" \
+    --slurm-datasets fetch --slurm-datasets-cache "$CACHE"
+api POST /v1/datasets -F name=tab -F format=csv -F label_column=label -F "file=@$TMP/tab.csv"
+expect "(e) upload the csv to a daemon whose nodes fetch datasets" 201
+SHA=$(sha256sum <"$TMP/tab.csv" | cut -c1-64)
+VAR=$SHARED submit fetched 1 2
+JE=$JOB_ID
+check "(e) a job of 2 ranks whose node fetches its dataset succeeds" \
+    "$(wait_state "$JE" 90 succeeded failed cancelled)" succeeded
+cat "$DIR"/slurm-*.out >"$TMP/fetched.out" 2>/dev/null # its Slurm job's output
+has "(e) ... the node's first rank fetched the file into the cache, once" \
+    "$TMP/fetched.out" "1 file\\(s\\) in $CACHE, 1 fetched"
+check "(e) ... the cached file's sha256 is the dataset's" \
+    "$(sha256sum <"$CACHE/$SHA/tab.csv" | cut -c1-64)" "$SHA"
+check "(e) ... the rank that waited fetched nothing" "$(grep -c 'fetched' "$TMP/fetched.out")" 1
+"$RANK_TRAIND" run "$DIR/spec.json" --jsonl --out "$TMP/refe" >"$TMP/refe.jsonl" 2>/dev/null
+same_metrics "(e)" "$JE" "$TMP/refe.jsonl" 40
+stop_daemon "$DPID" "$TMP/daemon-fetch.log"
 summary
