@@ -53,7 +53,7 @@ GPU_OBJ    := $(GPU_C_SRC:%.c=build/obj/%.o) $(GPU_CU_OBJ)
 # nvcc objects are not sanitised; gpu/backend.c is.
 ASAN_GPU   := $(GPU_C_SRC:%.c=build/asan/%.o) $(GPU_CU_OBJ)
 STD     += -DTRAIND_CUDA=1
-GPU_LIBS := -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcudnn -lcublas -lnccl -lcudart -lstdc++
+GPU_LIBS := -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcudnn -lcublasLt -lcublas -lnccl -lcudart -lstdc++
 # CUDA under ASan needs the shadow gap unprotected; the driver's own
 # allocations at exit are not our leaks.
 GPU_ASAN_OPTIONS := :protect_shadow_gap=0

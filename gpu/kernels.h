@@ -70,6 +70,22 @@ void gpu_record_msg(const char *msg, const char *where);
  * gpu_profile_mark(where) when it succeeded). */
 void gpu_check_launch(const char *where);
 
+/* ---- kernels/gemm_lt.cu ---- */
+/* How a float32 product computes: full float32, TF32 or bf16 tensor cores. */
+enum { GPU_LT_F32, GPU_LT_TF32, GPU_LT_BF16 };
+/* gemm.cu's float32 product (its arguments, on device dev, whose gemm lock
+ * the caller holds) through cuBLASLt: 0 queued, 1 declined (no algorithm,
+ * or TRAIND_CUBLASLT=0: the caller runs cuBLAS's), -1 failed (recorded). */
+int gpu_lt_sgemm(int dev, int math, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                 float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                 float beta, float *c, int64_t ldc);
+/* TRAIND_CUBLASLT (default on), the tests' switch, how many products
+ * cuBLASLt has run and how many plans (shapes) it keeps. */
+bool gpu_cublaslt_enabled(void);
+void gpu_cublaslt_set_enabled(bool on);
+uint64_t gpu_cublaslt_runs(void);
+uint64_t gpu_cublaslt_plans(void);
+
 /* ---- profile.cu ---- */
 /* Under TRAIND_GPU_PROFILE, an event on the default stream labelled
  * `label` (a string that outlives the process's work: a literal); a no-op

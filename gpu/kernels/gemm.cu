@@ -1,6 +1,7 @@
-/* gemm.cu - matrix products through cuBLAS sgemm / dgemm, and float32
- * products in bf16 (cublasGemmEx, CUBLAS_COMPUTE_32F_FAST_16BF) for a
- * thread whose job asked for "precision": "bf16" (gpu_set_bf16).
+/* gemm.cu - matrix products: float32 through cuBLASLt (gemm_lt.cu) where
+ * it has an algorithm, else cuBLAS sgemm, or, for a thread whose job asked
+ * for "precision": "bf16" (gpu_set_bf16), cublasGemmEx on bf16 tensor cores
+ * (CUBLAS_COMPUTE_32F_FAST_16BF); float64 through dgemm.
  *
  * cuBLAS is column-major; the backend contract is row-major. A row-major
  * matrix with row stride ld is, read column-major, its transpose with the
@@ -124,6 +125,12 @@ extern "C" void gpu_launch_gemm(int dtype, bool trans_a, bool trans_b, int64_t m
     if (!h) return;
     cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (dtype == GPU_F32) { /* cuBLASLt first; cuBLAS where it declines */
+        int math = want_bf16 ? GPU_LT_BF16 : want_tf32 ? GPU_LT_TF32 : GPU_LT_F32;
+        if (gpu_lt_sgemm(dev, math, trans_a, trans_b, m, n, k, (float)alpha, (const float *)a, lda,
+                         (const float *)b, ldb, (float)beta, (float *)c, ldc) <= 0)
+            return;
+    }
     if (dtype == GPU_F32 && want_bf16) {
         float al = (float)alpha, be = (float)beta;
         cublas_ok(cublasGemmEx(h, tb, ta, (int)n, (int)m, (int)k, &al, b, CUDA_R_32F, (int)ldb, a,

@@ -35,6 +35,7 @@
 #ifdef TRAIND_CUDA
 #include "gpu/conv_cudnn.h"
 #include "gpu/gpu.h"
+#include "gpu/kernels.h"
 #endif
 
 static const Device CUDA0 = {DEVICE_CUDA, 0};
@@ -816,6 +817,79 @@ Test(gpu, bf16_precision_per_thread) {
     Tensor *all[] = {a, b, x, w, a64, b64, ga, gb, gx, gw, ga64, gb64, want, want_c, want64,
                      mm, cv, mm64, full};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) tensor_release(all[i]);
+}
+
+/* float32 products through cuBLASLt against cuBLAS's sgemm and the CPU:
+ * transposes, padded leading dimensions, operands 4 bytes off a 16-byte
+ * boundary (another plan: cuBLASLt's kernels assume alignment), beta 0
+ * and not, a shape of the GEMM job's size; each plan made once. */
+/* cuBLASLt's counter and switch (0 and nothing without CUDA) */
+static uint64_t lt_runs(void) {
+#ifdef TRAIND_CUDA
+    return gpu_cublaslt_runs();
+#else
+    return 0;
+#endif
+}
+static uint64_t lt_plans(void) {
+#ifdef TRAIND_CUDA
+    return gpu_cublaslt_plans();
+#else
+    return 0;
+#endif
+}
+static void lt_enable(bool on) {
+#ifdef TRAIND_CUDA
+    gpu_cublaslt_set_enabled(on);
+#else
+    (void)on;
+#endif
+}
+
+static void lt_case(int ta, int tb, int64_t m, int64_t n, int64_t k, int64_t shift, double beta) {
+    int64_t pad = 3, ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+    int64_t lda = ac + pad, ldb = bc + pad, ldc = n + pad;
+    Rng r;
+    rng_init(&r, (uint64_t)(m * 7 + n * 3 + k + ta * 2 + tb));
+    Tensor *a = rand_t(&r, SHAPE(ar * lda + shift), DTYPE_FLOAT32, -1, 1);
+    Tensor *b = rand_t(&r, SHAPE(br * ldb + shift), DTYPE_FLOAT32, -1, 1);
+    Tensor *c = rand_t(&r, SHAPE(m * ldc + shift), DTYPE_FLOAT32, -1, 1);
+    Tensor *ag = to_gpu(a), *bg = to_gpu(b), *lt = to_gpu(c), *sg = to_gpu(c);
+    const float *ah = (const float *)tensor_data(a) + shift, *bh = (const float *)tensor_data(b) + shift;
+    cpu_backend.gemm(DTYPE_FLOAT32, ta, tb, m, n, k, 0.75, ah, lda, bh, ldb, beta,
+                     (float *)tensor_data(c) + shift, ldc);
+    const float *ad = (const float *)tensor_data(ag) + shift, *bd = (const float *)tensor_data(bg) + shift;
+    uint64_t runs = lt_runs();
+    backend_for(CUDA0)->gemm(DTYPE_FLOAT32, ta, tb, m, n, k, 0.75, ad, lda, bd, ldb, beta,
+                             (float *)tensor_data(lt) + shift, ldc);
+    cr_assert_eq(lt_runs(), runs + 1, "the product did not run on cuBLASLt");
+    lt_enable(false);
+    backend_for(CUDA0)->gemm(DTYPE_FLOAT32, ta, tb, m, n, k, 0.75, ad, lda, bd, ldb, beta,
+                             (float *)tensor_data(sg) + shift, ldc);
+    lt_enable(true);
+    cr_assert_eq(lt_runs(), runs + 1, "TRAIND_CUBLASLT off still ran cuBLASLt");
+    char what[96];
+    snprintf(what, sizeof what, "cublasLt %lldx%lldx%lld ta=%d tb=%d +%lld beta %g", (long long)m,
+             (long long)n, (long long)k, ta, tb, (long long)shift, beta);
+    check_close(what, DTYPE_FLOAT32, lt, c, 2e-6);
+    check_close("  ... cublasSgemm", DTYPE_FLOAT32, sg, c, 2e-6);
+    Tensor *all[] = {a, b, c, ag, bg, lt, sg};
+    release_all(7, all);
+}
+
+Test(gpu, cublaslt_against_cublas_and_cpu) {
+    test_need_gpu();
+    lt_enable(true);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            lt_case(ta, tb, 13, 17, 19, 0, -0.5);
+            lt_case(ta, tb, 13, 17, 19, 1, 0.0);
+            lt_case(ta, tb, 256, 96, 320, 0, 0.0);
+        }
+    lt_case(0, 1, 512, 2048, 256, 0, 0.0); /* y = x W^T of a wide Linear */
+    uint64_t plans = lt_plans();
+    lt_case(0, 1, 512, 2048, 256, 0, 0.0); /* the same plan again */
+    cr_assert_eq(lt_plans(), plans, "the same product made another plan");
 }
 
 Test(gpu, gemm_transposes_and_strides) {

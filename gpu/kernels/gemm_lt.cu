@@ -1,0 +1,171 @@
+/* gemm_lt.cu - float32 matrix products through cuBLASLt, for gemm.cu.
+ *
+ * PyTorch's float32 products reach 56 TFLOP/s on the H200 where
+ * cublasSgemm's best is 51 (bench/results/gpu-20261204-*): cuBLASLt's
+ * heuristic picks other kernels. A product's shape, transpositions, leading
+ * dimensions, compute type (full float32, TF32, or bf16 tensor cores for
+ * float32 operands) and the operands' alignment key a plan: the matmul and
+ * layout descriptors and the heuristic's first algorithm, asked once and
+ * kept for the process's life (a training step repeats a few dozen
+ * shapes). A shape cuBLASLt has no algorithm for is remembered as declined
+ * and left to cublasSgemm / cublasGemmEx, as is every product under
+ * TRAIND_CUBLASLT=0 (for comparing the two in one build).
+ *
+ * The layout is gemm.cu's: C^T = op(B)^T op(A)^T in column-major, so
+ * cuBLASLt's A is our b and its B our a. The caller holds the device's
+ * gemm lock: plans and handles are per device and used under it.
+ */
+#include <cublasLt.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <tuple>
+
+#include "gpu/kernels/common.cuh"
+
+namespace {
+
+typedef std::tuple<int64_t, int64_t, int64_t, int, int, int64_t, int64_t, int64_t, int, unsigned>
+    PlanKey;
+
+struct Plan {
+    bool ok;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+    size_t workspace;
+};
+
+struct DeviceLt {
+    cublasLtHandle_t handle;
+    void *workspace;
+    std::map<PlanKey, Plan> plans;
+};
+
+DeviceLt devices[GPU_MAX_DEVICES];
+int enabled = -1; /* -1: TRAIND_CUBLASLT not read yet */
+uint64_t runs;    /* products queued, under the devices' gemm locks */
+
+bool lt_ok(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS; }
+
+/* The largest power of two up to 256 that divides every address. */
+unsigned alignment(const void *a, const void *b, const void *c) {
+    uintptr_t bits = (uintptr_t)a | (uintptr_t)b | (uintptr_t)c | 256u;
+    return (unsigned)(bits & (~bits + 1));
+}
+
+void plan_free(Plan *p) {
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
+    if (p->a) cublasLtMatrixLayoutDestroy(p->a);
+    if (p->b) cublasLtMatrixLayoutDestroy(p->b);
+    if (p->c) cublasLtMatrixLayoutDestroy(p->c);
+    *p = Plan{};
+}
+
+/* A stored column-major matrix of rows x cols, `ld` apart. */
+bool layout(cublasLtMatrixLayout_t *out, int64_t rows, int64_t cols, int64_t ld) {
+    return lt_ok(cublasLtMatrixLayoutCreate(out, CUDA_R_32F, (uint64_t)rows, (uint64_t)cols, ld));
+}
+
+/* The plan of a product: descriptors and the heuristic's algorithm, or
+ * ok = false when cuBLASLt offers none. */
+Plan make_plan(DeviceLt *d, cublasComputeType_t compute, bool ta, bool tb, int64_t m, int64_t n,
+               int64_t k, int64_t lda, int64_t ldb, int64_t ldc, unsigned align) {
+    Plan p{};
+    cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasLtMatmulPreference_t pref = NULL;
+    size_t ws = d->workspace ? GPU_CUBLAS_WORKSPACE : 0;
+    bool ok = lt_ok(cublasLtMatmulDescCreate(&p.op, compute, CUDA_R_32F)) &&
+              lt_ok(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &opa,
+                                                   sizeof opa)) &&
+              lt_ok(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &opb,
+                                                   sizeof opb)) &&
+              layout(&p.a, tb ? k : n, tb ? n : k, ldb) && layout(&p.b, ta ? m : k, ta ? k : m, lda) &&
+              layout(&p.c, n, m, ldc) && lt_ok(cublasLtMatmulPreferenceCreate(&pref)) &&
+              lt_ok(cublasLtMatmulPreferenceSetAttribute(
+                  pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    const cublasLtMatmulPreferenceAttributes_t aligns[] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    uint32_t al = align;
+    for (int i = 0; ok && i < 4; i++)
+        ok = lt_ok(cublasLtMatmulPreferenceSetAttribute(pref, aligns[i], &al, sizeof al));
+    cublasLtMatmulHeuristicResult_t found;
+    int count = 0;
+    ok = ok && lt_ok(cublasLtMatmulAlgoGetHeuristic(d->handle, p.op, p.a, p.b, p.c, p.c, pref, 1,
+                                                    &found, &count)) &&
+         count > 0 && found.state == CUBLAS_STATUS_SUCCESS;
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (!ok) {
+        plan_free(&p);
+        return p; /* ok false: declined for good */
+    }
+    p.ok = true;
+    p.algo = found.algo;
+    p.workspace = found.workspaceSize;
+    return p;
+}
+
+bool device_ready(int dev) {
+    DeviceLt *d = &devices[dev];
+    if (d->handle) return true;
+    if (!lt_ok(cublasLtCreate(&d->handle))) {
+        d->handle = NULL;
+        return false;
+    }
+    if (cudaMalloc(&d->workspace, GPU_CUBLAS_WORKSPACE) != cudaSuccess) {
+        (void)cudaGetLastError(); /* short of memory: algorithms without one */
+        d->workspace = NULL;
+    }
+    return true;
+}
+
+} // namespace
+
+extern "C" void gpu_cublaslt_set_enabled(bool on) { enabled = on ? 1 : 0; }
+
+extern "C" uint64_t gpu_cublaslt_runs(void) { return runs; }
+
+extern "C" uint64_t gpu_cublaslt_plans(void) {
+    uint64_t n = 0;
+    for (const DeviceLt &d : devices) n += d.plans.size();
+    return n;
+}
+
+extern "C" bool gpu_cublaslt_enabled(void) {
+    if (enabled < 0) {
+        const char *v = getenv("TRAIND_CUBLASLT");
+        enabled = v && strcmp(v, "0") == 0 ? 0 : 1;
+    }
+    return enabled == 1;
+}
+
+extern "C" int gpu_lt_sgemm(int dev, int math, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                            float alpha, const float *a, int64_t lda, const float *b,
+                            int64_t ldb, float beta, float *c, int64_t ldc) {
+    if (!gpu_cublaslt_enabled() || dev < 0 || dev >= GPU_MAX_DEVICES || !device_ready(dev))
+        return 1;
+    cublasComputeType_t compute = math == GPU_LT_BF16   ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                  : math == GPU_LT_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                        : CUBLAS_COMPUTE_32F;
+    DeviceLt *d = &devices[dev];
+    unsigned align = alignment(a, b, c);
+    PlanKey key{m, n, k, ta, tb, lda, ldb, ldc, math, align};
+    auto it = d->plans.find(key);
+    if (it == d->plans.end())
+        it = d->plans.emplace(key, make_plan(d, compute, ta, tb, m, n, k, lda, ldb, ldc, align))
+                 .first;
+    const Plan &p = it->second;
+    if (!p.ok) return 1;
+    cublasStatus_t s = cublasLtMatmul(d->handle, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c,
+                                      p.c, &p.algo, p.workspace ? d->workspace : NULL,
+                                      p.workspace, 0);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        gpu_record_msg("cuBLASLt matmul failed", "cublasLtMatmul");
+        return -1;
+    }
+    gpu_profile_mark("cublasLtMatmul");
+    runs++;
+    return 0;
+}
