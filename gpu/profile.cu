@@ -11,6 +11,7 @@
  */
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -36,7 +37,7 @@ struct Row {
 };
 
 std::mutex lock;
-int state = -1; /* -1 not read yet, 0 off, 1 on */
+std::atomic<int> state{-1}; /* -1 not read yet, 0 off, 1 on */
 Pending pending[BATCH];
 int n_pending;
 cudaEvent_t last_event; /* the batch before's last, the first one's start */
@@ -101,18 +102,19 @@ void report() {
     if (f != stderr) fclose(f);
 }
 
+/* under the lock */
 bool enabled() {
-    if (state < 0) {
-        state = getenv("TRAIND_GPU_PROFILE") ? 1 : 0;
-        if (state) atexit(report);
+    if (state.load() < 0) {
+        state.store(getenv("TRAIND_GPU_PROFILE") ? 1 : 0);
+        if (state.load()) atexit(report);
     }
-    return state == 1;
+    return state.load() == 1;
 }
 
 } // namespace
 
 extern "C" void gpu_profile_mark(const char *label) {
-    if (state == 0) return; /* the common case, without the lock */
+    if (state.load(std::memory_order_relaxed) == 0) return; /* the common case, no lock */
     std::lock_guard<std::mutex> guard(lock);
     if (!enabled()) return;
     int dev = 0;

@@ -17,6 +17,7 @@
  */
 #include <cublasLt.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -44,8 +45,8 @@ struct DeviceLt {
 };
 
 DeviceLt devices[GPU_MAX_DEVICES];
-int enabled = -1; /* -1: TRAIND_CUBLASLT not read yet */
-uint64_t runs;    /* products queued, under the devices' gemm locks */
+std::atomic<int> enabled{-1}; /* -1: TRAIND_CUBLASLT not read yet */
+std::atomic<uint64_t> runs{0}; /* products queued, on every device */
 
 bool lt_ok(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS; }
 
@@ -123,9 +124,9 @@ bool device_ready(int dev) {
 
 } // namespace
 
-extern "C" void gpu_cublaslt_set_enabled(bool on) { enabled = on ? 1 : 0; }
+extern "C" void gpu_cublaslt_set_enabled(bool on) { enabled.store(on ? 1 : 0); }
 
-extern "C" uint64_t gpu_cublaslt_runs(void) { return runs; }
+extern "C" uint64_t gpu_cublaslt_runs(void) { return runs.load(); }
 
 extern "C" uint64_t gpu_cublaslt_plans(void) {
     uint64_t n = 0;
@@ -134,11 +135,11 @@ extern "C" uint64_t gpu_cublaslt_plans(void) {
 }
 
 extern "C" bool gpu_cublaslt_enabled(void) {
-    if (enabled < 0) {
+    if (enabled.load() < 0) {
         const char *v = getenv("TRAIND_CUBLASLT");
-        enabled = v && strcmp(v, "0") == 0 ? 0 : 1;
+        enabled.store(v && strcmp(v, "0") == 0 ? 0 : 1);
     }
-    return enabled == 1;
+    return enabled.load() == 1;
 }
 
 extern "C" int gpu_lt_sgemm(int dev, int math, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
@@ -166,6 +167,6 @@ extern "C" int gpu_lt_sgemm(int dev, int math, bool ta, bool tb, int64_t m, int6
         return -1;
     }
     gpu_profile_mark("cublasLtMatmul");
-    runs++;
+    runs.fetch_add(1);
     return 0;
 }
