@@ -42,3 +42,10 @@ int backend_check_precision(Device device, Precision p) {
     return error_set("%s is not available on %s, which computes in float32 only",
                      precision_name(p), device_name(device, name, sizeof name));
 }
+
+void backend_channel_dims(const Tensor *t, int64_t *n, int64_t *c, int64_t *s) {
+    *n = t->shape[0];
+    *c = t->ndim > 1 ? t->shape[1] : 1;
+    *s = 1;
+    for (int d = 2; d < t->ndim; d++) *s *= t->shape[d];
+}

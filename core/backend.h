@@ -261,6 +261,19 @@ typedef struct Backend {
     /* gx from y = softmax (or log_softmax) output and gy. */
     void (*softmax_backward)(const Tensor *y, const Tensor *gy, Tensor *gx, bool log);
 
+    /* ---- per channel of [N, C, S] (the channel dim 1, S the product of
+     * the dims after it; all contiguous), for batch norm; [C] tensors of
+     * u's dtype ---- */
+    /* out[c] = the sum over n, s of (u - mu[c]) * (v - mv[c]); v NULL reads
+     * as 1, mu and mv NULL as 0. In double, in an order that does not
+     * depend on thread counts or scheduling. */
+    void (*channel_sum_product)(const Tensor *u, const Tensor *mu, const Tensor *v,
+                                const Tensor *mv, Tensor *out);
+    /* out = a[c] * u + b[c] * (v - m[c]) + d[c]: v, m and b all given or
+     * all NULL (no middle term); d NULL reads as 0. out may be u. */
+    void (*channel_affine)(const Tensor *u, const Tensor *a, const Tensor *v, const Tensor *m,
+                           const Tensor *b, const Tensor *d, Tensor *out);
+
     /* ---- layer normalisation over the last dim of x [rows, cols] ---- */
     /* y = (x - mean) * rstd * weight + bias per row, with the biased
      * variance and rstd = 1 / sqrt(var + eps); weight and bias [cols], each
@@ -335,6 +348,10 @@ const Backend *backend_for(Device device);
  * is not available on cuda:0, ..."): the daemon's check at submission and
  * the trainer's at its start. */
 int backend_check_precision(Device device, Precision p);
+
+/* [N, C, S] of a tensor whose dim 1 is the channel (S the product of the
+ * dims after it): the channel passes' view of x. */
+void backend_channel_dims(const Tensor *t, int64_t *n, int64_t *c, int64_t *s);
 
 /* Registered by gpu/ at start-up when built with CUDA. */
 void backend_register_cuda(const Backend *cuda, int device_count);

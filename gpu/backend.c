@@ -285,6 +285,25 @@ static void cuda_softmax_backward(const Tensor *y, const Tensor *gy, Tensor *gx,
 
 static void *data_or_null(const Tensor *t) { return t ? tensor_data(t) : NULL; }
 
+static void cuda_channel_sum_product(const Tensor *u, const Tensor *mu, const Tensor *v,
+                                     const Tensor *mv, Tensor *out) {
+    use(out);
+    int64_t n, c, s;
+    backend_channel_dims(u, &n, &c, &s);
+    gpu_launch_channel_sum_product((int)u->dtype, tensor_data(u), data_or_null(mu),
+                                   data_or_null(v), data_or_null(mv), tensor_data(out), n, c, s);
+}
+
+static void cuda_channel_affine(const Tensor *u, const Tensor *a, const Tensor *v,
+                                const Tensor *m, const Tensor *b, const Tensor *d, Tensor *out) {
+    use(out);
+    int64_t n, c, s;
+    backend_channel_dims(u, &n, &c, &s);
+    gpu_launch_channel_affine((int)u->dtype, tensor_data(u), tensor_data(a), data_or_null(v),
+                              data_or_null(m), data_or_null(b), data_or_null(d),
+                              tensor_data(out), n, c, s);
+}
+
 static void cuda_layer_norm(const Tensor *x, const Tensor *weight, const Tensor *bias, double eps,
                             Tensor *y, Tensor *mean, Tensor *rstd) {
     use(x);
@@ -481,6 +500,8 @@ static const Backend cuda_backend = {
     .class_loss_rows_backward = cuda_class_loss_rows_backward,
     .softmax = cuda_softmax,
     .softmax_backward = cuda_softmax_backward,
+    .channel_sum_product = cuda_channel_sum_product,
+    .channel_affine = cuda_channel_affine,
     .layer_norm = cuda_layer_norm,
     .layer_norm_backward = cuda_layer_norm_backward,
     .embedding = cuda_embedding,

@@ -70,6 +70,14 @@ void gpu_record_msg(const char *msg, const char *where);
  * gpu_profile_mark(where) when it succeeded). */
 void gpu_check_launch(const char *where);
 
+/* ---- batch norm's channel passes over [n, c, s] (core/backend.h's
+ * channel_sum_product in reduce.cu, channel_affine in elementwise.cu) ---- */
+void gpu_launch_channel_sum_product(int dtype, const void *u, const void *mu, const void *v,
+                                    const void *mv, void *out, int64_t n, int64_t c, int64_t s);
+void gpu_launch_channel_affine(int dtype, const void *u, const void *a, const void *v,
+                               const void *m, const void *b, const void *d, void *out, int64_t n,
+                               int64_t c, int64_t s);
+
 /* ---- kernels/gemm_lt.cu ---- */
 /* How a float32 product computes: full float32, TF32 or bf16 tensor cores. */
 enum { GPU_LT_F32, GPU_LT_TF32, GPU_LT_BF16 };

@@ -44,6 +44,12 @@ void cpu_unary_backward(UnaryOp op, const Tensor *x, const Tensor *y, double alp
 
 /* reduce.c */
 void cpu_sum(const Tensor *x, Tensor *out);
+
+/* channel.c */
+void cpu_channel_sum_product(const Tensor *u, const Tensor *mu, const Tensor *v,
+                             const Tensor *mv, Tensor *out);
+void cpu_channel_affine(const Tensor *u, const Tensor *a, const Tensor *v, const Tensor *m,
+                        const Tensor *b, const Tensor *d, Tensor *out);
 void cpu_max_last_dim(const Tensor *x, Tensor *out, Tensor *indices);
 
 /* class_loss.c */

@@ -7,17 +7,21 @@
  * statistics with the unbiased variance: running = (1 - momentum) * running
  * + momentum * batch. Eval normalises with the running buffers.
  *
- * The arithmetic is existing ops (sum, sub, mul, pow) run with grad mode
- * off, and one node records the op with a hand-written backward, as
- * torch's native_batch_norm: it keeps the input, the per-channel mean and
- * 1/std, nothing of the input's size. Composed under autograd, each of its
- * ops kept its own inputs: four tensors of x's size per layer, 2.9 of a
- * ResNet-18 step's 4.6 GB at batch 256. With x_hat = (x - mean) / std,
- *   d bias = sum(dy), d weight = sum(dy * x_hat),
+ * The passes over x run on the backend's channel kernels (core/backend.h:
+ * channel_sum_product, channel_affine): the statistics are two sums (of x,
+ * then of (x - mean)^2, in double), the output one affine pass x * alpha +
+ * beta with alpha = weight / std and beta = bias - mean * alpha, as torch's
+ * CPU kernel computes it; the small per-channel arithmetic is ops on [C]
+ * tensors with grad mode off. One node records the op with a hand-written
+ * backward, as torch's native_batch_norm: it keeps the input, the
+ * per-channel mean and 1/std, nothing of the input's size. With
+ * x_hat = (x - mean) / std,
+ *   d bias = sum(dy), d weight = sum(dy * x_hat) = sum(dy * (x - mean)) / std,
  *   dx = weight / std * (dy - sum(dy) / N - x_hat * sum(dy * x_hat) / N)
- * in training (the sums per channel over N values), dx = weight / std * dy
- * in eval (the running statistics are constants). The running-stat update
- * writes the buffers in place with tensor_copy_.
+ * in training (the sums per channel over N values): one affine pass
+ * a * dy + b * (x - mean) + d; dx = weight / std * dy in eval (the running
+ * statistics are constants). The running-stat update writes the buffers in
+ * place with tensor_copy_.
  *
  * tensor_batch_norm_sync is SyncBatchNorm: in a data-parallel job the batch
  * statistics are those of the global batch, every rank's rows (the sums
@@ -28,6 +32,7 @@
  * all-reduce sums as any parameter's.
  */
 #include "core/autograd.h"
+#include "core/backend.h"
 #include "core/dist/group.h"
 #include "core/error.h"
 #include "core/ops.h"
@@ -71,44 +76,51 @@ static int check_args(const Tensor *x, const Tensor *rm, const Tensor *rv, const
 
 /* running = (1 - momentum) * running + momentum * batch, written in place. */
 static int update_running(Tensor *running, Tensor *batch, double momentum) {
-    Tensor *flat = tensor_reshape(batch, SHAPE(running->shape[0]));
     Tensor *a = tensor_mul_scalar(running, 1.0 - momentum);
-    Tensor *b = tensor_mul_scalar(flat, momentum);
+    Tensor *b = tensor_mul_scalar(batch, momentum);
     Tensor *s = tensor_add(a, b);
     int rc = s ? tensor_copy_(running, s) : -1;
-    tensor_release(flat), tensor_release(a), tensor_release(b), tensor_release(s);
+    tensor_release(a), tensor_release(b), tensor_release(s);
     return rc;
 }
 
-/* The biased batch variance and mean over every rank's rows, and x - mean;
- * *count becomes the global values per channel. */
-/* The per-channel sum of t, kept as [1, C, 1, ...]. */
-static Tensor *channel_sum(Tensor *t) {
-    int n = 0, dims[TENSOR_MAX_DIMS];
-    for (int i = 0; i < t->ndim; i++)
-        if (i != 1) dims[n++] = i;
-    return tensor_sum_dims(t, n, dims, true);
+/* The backend's channel passes over [N, C, S] (core/backend.h), on
+ * contiguous inputs: [C] sums of (u - mu) * (v - mv) ... */
+static Tensor *channel_sums(Tensor *u, Tensor *mu, Tensor *v, Tensor *mv) {
+    Tensor *uc = tensor_contiguous(u), *vc = v ? tensor_contiguous(v) : NULL;
+    Tensor *out = uc && (!v || vc) ? tensor_empty(SHAPE(u->shape[1]), u->dtype, u->device) : NULL;
+    if (out) backend_for(u->device)->channel_sum_product(uc, mu, vc, mv, out);
+    tensor_release(uc), tensor_release(vc);
+    return out;
 }
 
-static int global_stats(Tensor *x, DistGroup *g, Tensor **mean, Tensor **centred, Tensor **var,
-                        int64_t *count) {
+/* ... and a * u + b * (v - m) + d per channel, of u's shape. */
+static Tensor *channel_map(Tensor *u, Tensor *a, Tensor *v, Tensor *m, Tensor *b, Tensor *d) {
+    Tensor *uc = tensor_contiguous(u), *vc = v ? tensor_contiguous(v) : NULL;
+    Tensor *out = uc && (!v || vc) ? tensor_empty(u->ndim, u->shape, u->dtype, u->device) : NULL;
+    if (out) backend_for(u->device)->channel_affine(uc, a, vc, m, b, d, out);
+    tensor_release(uc), tensor_release(vc);
+    return out;
+}
+
+/* The biased batch variance and mean [C] over every rank's rows; *count
+ * becomes the global values per channel. */
+static int global_stats(Tensor *x, DistGroup *g, Tensor **mean, Tensor **var, int64_t *count) {
     char s[128];
-    *mean = *centred = *var = NULL;
+    *mean = *var = NULL;
     if (dist_all_reduce(g, count, 1, DTYPE_INT64) != 0) return -1;
     if (*count <= 1)
         return error_set("%s: expected more than 1 value per channel when training, got %lld "
                          "over all ranks (input %s on this one)",
                          OP, (long long)*count, tensor_shape_str(x, s, sizeof s));
-    Tensor *sum = channel_sum(x);
+    Tensor *sum = channel_sums(x, NULL, NULL, NULL);
     Tensor *total = tensor_all_reduce_sum(sum, g);
     *mean = total ? tensor_mul_scalar(total, 1.0 / (double)*count) : NULL;
     tensor_release(sum), tensor_release(total);
-    *centred = *mean ? tensor_sub(x, *mean) : NULL;
-    Tensor *sq = *centred ? tensor_mul(*centred, *centred) : NULL;
-    Tensor *sqsum = sq ? channel_sum(sq) : NULL;
+    Tensor *sqsum = *mean ? channel_sums(x, *mean, x, *mean) : NULL;
     Tensor *sqtotal = tensor_all_reduce_sum(sqsum, g);
     *var = sqtotal ? tensor_mul_scalar(sqtotal, 1.0 / (double)*count) : NULL;
-    tensor_release(sq), tensor_release(sqsum), tensor_release(sqtotal);
+    tensor_release(sqsum), tensor_release(sqtotal);
     return *var ? 0 : -1;
 }
 
@@ -121,62 +133,55 @@ Tensor *tensor_batch_norm(Tensor *x, Tensor *running_mean, Tensor *running_var, 
 /* ---- the backward ---- */
 
 /* node: inputs x, then weight and bias when given (ints[0], ints[1]);
- * saved mean and 1/std shaped [1, C, 1, ...]; ints[2] training (batch
- * statistics), scalars[0] their global count; ctx the group (SyncBatchNorm)
- * or NULL. */
+ * saved mean and 1/std [C]; ints[2] training (batch statistics),
+ * scalars[0] their global count; ctx the group (SyncBatchNorm) or NULL. */
 enum { HAS_WEIGHT, HAS_BIAS, TRAINING };
 
-/* weight / std, or 1 / std, as [1, C, 1, ...]. */
+/* weight / std, or 1 / std ([C]). */
 static Tensor *channel_scale(AutogradNode *node, Tensor *invstd) {
-    if (!node->ints[HAS_WEIGHT]) return tensor_retain(invstd);
-    Tensor *w = tensor_reshape(node->inputs[1], invstd->ndim, invstd->shape);
-    Tensor *scale = tensor_mul(invstd, w);
-    tensor_release(w);
-    return scale;
+    return node->ints[HAS_WEIGHT] ? tensor_mul(invstd, node->inputs[1]) : tensor_retain(invstd);
 }
 
 /* dx in training: scale * (dy - sum(dy) / N - x_hat * sum(dy * x_hat) / N),
- * the two sums over every rank. Consumes sum_dy and sum_dyx. */
-static Tensor *train_dx(AutogradNode *node, Tensor *gy, Tensor *xhat, Tensor *scale,
-                        Tensor *sum_dy, Tensor *sum_dyx) {
+ * the two sums over every rank, as one affine pass
+ * scale * dy + b * (x - mean) + d, b = -scale / std * sum(dy * x_hat) / N,
+ * d = -scale * sum(dy) / N. */
+static Tensor *train_dx(AutogradNode *node, Tensor *gy, Tensor *scale, Tensor *sum_dy,
+                        Tensor *sum_dyx) {
     DistGroup *g = node->ctx;
-    if (g) {
-        Tensor *a = tensor_all_reduce_sum(sum_dy, g), *b = tensor_all_reduce_sum(sum_dyx, g);
-        tensor_release(sum_dy), tensor_release(sum_dyx);
-        sum_dy = a, sum_dyx = b;
-    }
-    double inv_n = 1.0 / node->scalars[0];
-    Tensor *mean_dy = tensor_mul_scalar(sum_dy, inv_n), *mean_dyx = tensor_mul_scalar(sum_dyx, inv_n);
-    Tensor *t1 = tensor_mul(xhat, mean_dyx), *t2 = tensor_sub(gy, mean_dy);
-    Tensor *t3 = tensor_sub(t2, t1), *dx = tensor_mul(t3, scale);
-    tensor_release(sum_dy), tensor_release(sum_dyx), tensor_release(mean_dy);
-    tensor_release(mean_dyx), tensor_release(t1), tensor_release(t2), tensor_release(t3);
+    Tensor *x = node->inputs[0], *mean = node->saved[0], *invstd = node->saved[1];
+    Tensor *dy_all = tensor_all_reduce_sum(sum_dy, g), *dyx_all = tensor_all_reduce_sum(sum_dyx, g);
+    double minus_inv_n = -1.0 / node->scalars[0];
+    Tensor *d = dy_all ? tensor_mul(scale, dy_all) : NULL;
+    Tensor *d_n = d ? tensor_mul_scalar(d, minus_inv_n) : NULL;
+    Tensor *si = tensor_mul(scale, invstd);
+    Tensor *b = si && dyx_all ? tensor_mul(si, dyx_all) : NULL;
+    Tensor *b_n = b ? tensor_mul_scalar(b, minus_inv_n) : NULL;
+    Tensor *dx = d_n && b_n ? channel_map(gy, scale, x, mean, b_n, d_n) : NULL;
+    tensor_release(dy_all), tensor_release(dyx_all), tensor_release(d), tensor_release(d_n);
+    tensor_release(si), tensor_release(b), tensor_release(b_n);
     return dx;
 }
 
 static int batch_norm_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     Tensor *x = node->inputs[0], *mean = node->saved[0], *invstd = node->saved[1];
     int wi = 1, bi = 1 + (int)node->ints[HAS_WEIGHT];
-    Tensor *centred = tensor_sub(x, mean);
-    Tensor *xhat = centred ? tensor_mul(centred, invstd) : NULL;
-    tensor_release(centred);
-    Tensor *dyx = xhat ? tensor_mul(gy, xhat) : NULL;
-    Tensor *sum_dy = channel_sum(gy), *sum_dyx = dyx ? channel_sum(dyx) : NULL;
-    tensor_release(dyx);
-    int64_t c = x->shape[1];
+    Tensor *sum_dy = channel_sums(gy, NULL, NULL, NULL);
+    Tensor *dot = channel_sums(gy, NULL, x, mean); /* sum(dy * (x - mean)) */
+    Tensor *sum_dyx = dot ? tensor_mul(dot, invstd) : NULL;
+    tensor_release(dot);
     if (node->ints[HAS_WEIGHT] && node->inputs[wi]->requires_grad)
-        gx[wi] = sum_dyx ? tensor_reshape(sum_dyx, SHAPE(c)) : NULL;
-    if (node->ints[HAS_BIAS] && node->inputs[bi]->requires_grad)
-        gx[bi] = sum_dy ? tensor_reshape(sum_dy, SHAPE(c)) : NULL;
-    if (x->requires_grad && xhat && sum_dy && sum_dyx) {
+        gx[wi] = tensor_retain(sum_dyx);
+    if (node->ints[HAS_BIAS] && node->inputs[bi]->requires_grad) gx[bi] = tensor_retain(sum_dy);
+    if (x->requires_grad && sum_dy && sum_dyx) {
         Tensor *scale = channel_scale(node, invstd);
         if (!node->ints[TRAINING])
-            gx[0] = scale ? tensor_mul(gy, scale) : NULL;
+            gx[0] = scale ? channel_map(gy, scale, NULL, NULL, NULL, NULL) : NULL;
         else if (scale)
-            gx[0] = train_dx(node, gy, xhat, scale, tensor_retain(sum_dy), tensor_retain(sum_dyx));
+            gx[0] = train_dx(node, gy, scale, sum_dy, sum_dyx);
         tensor_release(scale);
     }
-    tensor_release(xhat), tensor_release(sum_dy), tensor_release(sum_dyx);
+    tensor_release(sum_dy), tensor_release(sum_dyx);
     for (int k = 0; k < node->n_inputs; k++)
         if (node->inputs[k]->requires_grad && !gx[k]) return -1;
     return 0;
@@ -184,42 +189,26 @@ static int batch_norm_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
 
 /* ---- the forward ---- */
 
-/* The statistics to normalise with, as [1, C, 1, ...] (new tensors):
- * the batch's (over every rank's rows with a group) or the running ones,
- * and x - mean; *count the values per channel they are over. */
+/* The statistics to normalise with, [C] (new references): the batch's
+ * (over every rank's rows with a group) or the running ones; *count the
+ * values per channel they are over. */
 static int statistics(Tensor *x, Tensor *running_mean, Tensor *running_var, bool training,
-                      DistGroup *group, Tensor **mean, Tensor **var, Tensor **centred,
-                      int64_t *count) {
-    int nd = x->ndim;
-    int64_t bshape[TENSOR_MAX_DIMS];
-    for (int i = 0; i < nd; i++) bshape[i] = i == 1 ? x->shape[1] : 1;
+                      DistGroup *group, Tensor **mean, Tensor **var, int64_t *count) {
     *count = x->shape[1] ? tensor_numel(x) / x->shape[1] : 0;
-    if (training) return global_stats(x, group, mean, centred, var, count);
-    Tensor *rm = tensor_reshape(running_mean, nd, bshape);
-    *mean = rm ? tensor_clone(rm) : NULL; /* the buffer may move before the backward */
-    *var = tensor_reshape(running_var, nd, bshape);
-    *centred = *mean ? tensor_sub(x, *mean) : NULL;
-    tensor_release(rm);
-    return *centred && *var ? 0 : -1;
+    if (training) return global_stats(x, group, mean, var, count);
+    *mean = tensor_clone(running_mean); /* the buffer may move before the backward */
+    *var = tensor_retain(running_var);
+    return *mean && *var ? 0 : -1;
 }
 
-/* centred * invstd * weight + bias, weight and bias per channel. */
-static Tensor *normalise(Tensor *centred, Tensor *invstd, Tensor *weight, Tensor *bias) {
-    Tensor *scale = invstd, *shift = NULL;
-    if (weight) {
-        Tensor *w = tensor_reshape(weight, invstd->ndim, invstd->shape);
-        scale = tensor_mul(invstd, w);
-        tensor_release(w);
-    }
-    Tensor *out = scale ? tensor_mul(centred, scale) : NULL;
-    if (out && bias) {
-        shift = tensor_reshape(bias, invstd->ndim, invstd->shape);
-        Tensor *shifted = tensor_add(out, shift);
-        tensor_release(out);
-        out = shifted;
-    }
-    if (scale != invstd) tensor_release(scale);
-    tensor_release(shift);
+/* x * alpha + beta per channel: alpha = invstd * weight, beta = bias -
+ * mean * alpha (weight 1 and bias 0 when not given). */
+static Tensor *normalise(Tensor *x, Tensor *mean, Tensor *invstd, Tensor *weight, Tensor *bias) {
+    Tensor *alpha = weight ? tensor_mul(invstd, weight) : tensor_retain(invstd);
+    Tensor *shift = alpha ? tensor_mul(mean, alpha) : NULL;
+    Tensor *beta = !shift ? NULL : bias ? tensor_sub(bias, shift) : tensor_neg(shift);
+    Tensor *out = beta ? channel_map(x, alpha, NULL, NULL, NULL, beta) : NULL;
+    tensor_release(alpha), tensor_release(shift), tensor_release(beta);
     return out;
 }
 
@@ -254,16 +243,15 @@ Tensor *tensor_batch_norm_sync(Tensor *x, Tensor *running_mean, Tensor *running_
     bool sync = training && dist_active(group);
     if (check_args(x, running_mean, running_var, weight, bias, training, !sync)) return NULL;
     bool prev = autograd_set_enabled(false);
-    Tensor *mean = NULL, *var = NULL, *centred = NULL, *out = NULL, *invstd = NULL;
+    Tensor *mean = NULL, *var = NULL, *out = NULL, *invstd = NULL;
     int64_t count = 0;
     if (statistics(x, running_mean, running_var, training, sync ? group : NULL, &mean, &var,
-                   &centred, &count) == 0) {
+                   &count) == 0) {
         Tensor *ve = tensor_add_scalar(var, eps);
         invstd = ve ? tensor_pow_scalar(ve, -0.5) : NULL;
         tensor_release(ve);
-        out = invstd ? normalise(centred, invstd, weight, bias) : NULL;
+        out = invstd ? normalise(x, mean, invstd, weight, bias) : NULL;
     }
-    tensor_release(centred);
     if (out && training && running_mean && count > 0) {
         /* torch tracks the unbiased variance (count > 1 was checked). */
         Tensor *unbiased = tensor_mul_scalar(var, (double)count / (double)(count - 1));

@@ -208,3 +208,33 @@ extern "C" void gpu_launch_unary_backward(int op, int dtype, const void *x, cons
             op, (const double *)x, (const double *)y, alpha, (const double *)gy, (double *)gx, n);
     gpu_check_launch("unary_backward kernel");
 }
+
+/* Batch norm's affine pass over [n, c, s] (core/backend.h's
+ * channel_affine): out = a[ch] * u + b[ch] * (v - m[ch]) + d[ch], in the
+ * tensor's dtype as the CPU's; v NULL drops the middle term, d NULL is 0. */
+template <typename T>
+__global__ void channel_affine_kernel(const T *u, const T *a, const T *v, const T *m, const T *b,
+                                      const T *d, T *out, int64_t c, int64_t s, int64_t total) {
+    GRID_STRIDE(i, total) {
+        int64_t ch = (i / s) % c;
+        T r = a[ch] * u[i];
+        if (v) r = r + b[ch] * (v[i] - m[ch]);
+        out[i] = d ? r + d[ch] : r;
+    }
+}
+
+extern "C" void gpu_launch_channel_affine(int dtype, const void *u, const void *a, const void *v,
+                                          const void *m, const void *b, const void *d, void *out,
+                                          int64_t n, int64_t c, int64_t s) {
+    int64_t total = n * c * s;
+    if (total <= 0) return;
+    if (dtype == GPU_F32)
+        channel_affine_kernel<float><<<gpu_blocks(total), GPU_THREADS>>>(
+            (const float *)u, (const float *)a, (const float *)v, (const float *)m,
+            (const float *)b, (const float *)d, (float *)out, c, s, total);
+    else
+        channel_affine_kernel<double><<<gpu_blocks(total), GPU_THREADS>>>(
+            (const double *)u, (const double *)a, (const double *)v, (const double *)m,
+            (const double *)b, (const double *)d, (double *)out, c, s, total);
+    gpu_check_launch("channel_affine kernel");
+}

@@ -99,22 +99,30 @@ static bool blocked_layout(int nkept, const int64_t *kept_size, const int64_t *k
     return true;
 }
 
+/* What a split sum adds at position (o, k, i): (u - mu[k]) * (v - mv[k]),
+ * v NULL reading as 1 and mu, mv NULL as 0 (a plain sum: u alone). */
+template <typename T> struct Terms {
+    const T *u, *mu, *v, *mv;
+};
+
 /* Pass 1 of a split sum: block (k, s) adds chunk s (`per` positions) of
  * kept position k's outer * inner, in double; threads take consecutive
  * positions, so a warp reads a contiguous run of an inner row. Its (o, i)
  * advance by additions, one division per thread. */
 template <typename T>
-__global__ void split_sum_kernel(const T *x, Blocked b, int64_t per, double *partial) {
+__global__ void split_sum_kernel(Terms<T> t, Blocked b, int64_t per, double *partial) {
     __shared__ double tree[SUM_THREADS];
     int64_t k = blockIdx.x, n = b.outer * b.inner;
     int64_t j = (int64_t)blockIdx.y * per + threadIdx.x, end = (int64_t)(blockIdx.y + 1) * per;
     if (end > n) end = n;
-    double acc = 0;
+    double acc = 0, cu = t.mu ? (double)t.mu[k] : 0, cv = t.mv ? (double)t.mv[k] : 0;
     if (j < end) {
         int64_t o = j / b.inner, i = j - o * b.inner;
         const int64_t step = blockDim.x, dq = step / b.inner, dr = step % b.inner;
         for (; j < end; j += step) {
-            acc += (double)x[(o * b.kept + k) * b.inner + i];
+            int64_t at = (o * b.kept + k) * b.inner + i;
+            double term = (double)t.u[at] - cu;
+            acc += t.v ? term * ((double)t.v[at] - cv) : term;
             o += dq;
             i += dr;
             if (i >= b.inner) i -= b.inner, o++;
@@ -156,7 +164,7 @@ static int split_chunks(const Blocked &b) {
     return want < 1 ? 1 : (int)want;
 }
 
-template <typename T> static void split_sum(const T *x, const Blocked &b, T *out) {
+template <typename T> static void split_sum(Terms<T> t, const Blocked &b, T *out) {
     int chunks = split_chunks(b);
     int64_t per = (b.outer * b.inner + chunks - 1) / chunks;
     int dev = gpu_current_device();
@@ -167,7 +175,7 @@ template <typename T> static void split_sum(const T *x, const Blocked &b, T *out
     }
     /* few positions a chunk: a warp wastes less, as sum_kernel's */
     int threads = per >= SUM_THREADS ? SUM_THREADS : 32;
-    split_sum_kernel<T><<<dim3((unsigned)b.kept, (unsigned)chunks), threads>>>(x, b, per, partial);
+    split_sum_kernel<T><<<dim3((unsigned)b.kept, (unsigned)chunks), threads>>>(t, b, per, partial);
     gpu_check_launch("sum kernel (split)");
     split_sum_finish<T><<<gpu_blocks(b.kept), GPU_THREADS>>>(partial, chunks, b.kept, out);
     gpu_check_launch("sum kernel (split, finish)");
@@ -192,8 +200,8 @@ extern "C" void gpu_launch_sum(int dtype, const void *x, int nkept, const int64_
             f32 ? column_sum((const float *)x, b, (float *)out)
                 : column_sum((const double *)x, b, (double *)out);
         else
-            f32 ? split_sum((const float *)x, b, (float *)out)
-                : split_sum((const double *)x, b, (double *)out);
+            f32 ? split_sum(Terms<float>{(const float *)x, NULL, NULL, NULL}, b, (float *)out)
+                : split_sum(Terms<double>{(const double *)x, NULL, NULL, NULL}, b, (double *)out);
         return;
     }
     Dims kept, red;
@@ -211,6 +219,23 @@ extern "C" void gpu_launch_sum(int dtype, const void *x, int nkept, const int64_
         sum_kernel<double><<<(unsigned)blocks, threads>>>((const double *)x, kept, red,
                                                           (double *)out, nout, nred_total);
     gpu_check_launch("sum kernel");
+}
+
+/* Batch norm's channel sums over [n, c, s] (core/backend.h's
+ * channel_sum_product): the split sum with kept = the channel. */
+extern "C" void gpu_launch_channel_sum_product(int dtype, const void *u, const void *mu,
+                                               const void *v, const void *mv, void *out,
+                                               int64_t n, int64_t c, int64_t s) {
+    if (c <= 0) return;
+    Blocked b = {n, c, s};
+    if (dtype == GPU_F32)
+        split_sum(Terms<float>{(const float *)u, (const float *)mu, (const float *)v,
+                               (const float *)mv},
+                  b, (float *)out);
+    else
+        split_sum(Terms<double>{(const double *)u, (const double *)mu, (const double *)v,
+                                (const double *)mv},
+                  b, (double *)out);
 }
 
 /* (value, index) pairs: does b beat a? NaN beats numbers, the earlier index

@@ -695,3 +695,84 @@ Test(cpu_kernels, allocator_cache_grows_to_the_high_water_mark) {
     cr_assert_eq(cpu_allocator_cached_bytes(), 0);
     cpu_allocator_set_caching(false);
 }
+
+/* ---- batch norm's channel passes over [N, C, S] (channel.c) ---- */
+
+/* n random values in [-2, 2) plus `offset` (a mean far from 0: the
+ * centred sums must not cancel). */
+static double *channel_values(Rng *r, int64_t n, double offset) {
+    double *v = malloc((size_t)n * sizeof *v);
+    cr_assert(v);
+    for (int64_t i = 0; i < n; i++) v[i] = offset + rng_uniform_range(r, -2, 2);
+    return v;
+}
+
+static void channel_case(int ndim, const int64_t *shape, DType dt) {
+    int64_t n = shape[0], c = ndim > 1 ? shape[1] : 1, s = 1, total = 1;
+    for (int d = 2; d < ndim; d++) s *= shape[d];
+    for (int d = 0; d < ndim; d++) total *= shape[d];
+    Rng r;
+    rng_init(&r, (uint64_t)(total * 3 + ndim));
+    double *u = channel_values(&r, total, 100), *v = channel_values(&r, total, -3);
+    double *p[5]; /* mu, mv, a, b, d per channel */
+    for (int k = 0; k < 5; k++) p[k] = channel_values(&r, c, k < 2 ? 100 * (1 - k) : 0);
+    Tensor *tu = from(u, ndim, shape, dt), *tv = from(v, ndim, shape, dt), *tp[5];
+    for (int k = 0; k < 5; k++) tp[k] = from(p[k], 1, (int64_t[]){c}, dt);
+    /* the tensors' own values (rounded to dt) are the reference's */
+    cr_assert_eq(tensor_to_doubles(tu, u, total), 0);
+    cr_assert_eq(tensor_to_doubles(tv, v, total), 0);
+    for (int k = 0; k < 5; k++) cr_assert_eq(tensor_to_doubles(tp[k], p[k], c), 0);
+    double tol = dt == DTYPE_FLOAT32 ? 2e-6 : 1e-12;
+    for (int variant = 0; variant < 4; variant++) { /* with / without mu, with / without v */
+        bool centred = variant & 1, with_v = variant & 2;
+        Tensor *out = empty(1, (int64_t[]){c}, dt);
+        cpu_channel_sum_product(tu, centred ? tp[0] : NULL, with_v ? tv : NULL,
+                                with_v ? tp[1] : NULL, out);
+        double got[64];
+        cr_assert_eq(tensor_to_doubles(out, got, c), 0);
+        for (int64_t ch = 0; ch < c; ch++) {
+            double want = 0, scale = 0;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < s; j++) {
+                    int64_t at = (i * c + ch) * s + j;
+                    double t = (u[at] - (centred ? p[0][ch] : 0)) * (with_v ? v[at] - p[1][ch] : 1);
+                    want += t, scale += fabs(t);
+                }
+            cr_assert(fabs(got[ch] - want) <= tol * scale, "%s sum_product variant %d channel "
+                      "%lld: %.17g, want %.17g", dtype_name(dt), variant, (long long)ch, got[ch],
+                      want);
+        }
+        tensor_release(out);
+    }
+    for (int variant = 0; variant < 2; variant++) { /* a u + d; a u + b (v - m) + d */
+        bool with_v = variant == 1;
+        Tensor *out = empty(ndim, shape, dt);
+        cpu_channel_affine(tu, tp[2], with_v ? tv : NULL, with_v ? tp[1] : NULL,
+                           with_v ? tp[3] : NULL, tp[4], out);
+        double *got = malloc((size_t)total * sizeof *got);
+        cr_assert(got);
+        cr_assert_eq(tensor_to_doubles(out, got, total), 0);
+        for (int64_t at = 0; at < total; at++) {
+            int64_t ch = (at / s) % c;
+            double want = p[2][ch] * u[at] + (with_v ? p[3][ch] * (v[at] - p[1][ch]) : 0) +
+                          p[4][ch];
+            double mag = fabs(p[2][ch] * u[at]) + fabs(p[4][ch]) +
+                         (with_v ? fabs(p[3][ch] * (v[at] - p[1][ch])) : 0);
+            cr_assert(fabs(got[at] - want) <= 4 * tol * mag, "%s affine variant %d at %lld: "
+                      "%.17g, want %.17g", dtype_name(dt), variant, (long long)at, got[at], want);
+        }
+        free(got);
+        tensor_release(out);
+    }
+    tensor_release(tu), tensor_release(tv);
+    for (int k = 0; k < 5; k++) tensor_release(tp[k]), free(p[k]);
+    free(u), free(v);
+}
+
+Test(cpu_kernels, channel_sum_product_and_affine) {
+    FOR_EACH_DTYPE(dt) {
+        channel_case(3, (int64_t[]){3, 5, 7}, dt);
+        channel_case(2, (int64_t[]){40, 6}, dt);          /* BatchNorm1d: S = 1 */
+        channel_case(4, (int64_t[]){4, 3, 33, 35}, dt);   /* past CPU_PARALLEL_MIN */
+    }
+}

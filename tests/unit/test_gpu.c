@@ -819,6 +819,59 @@ Test(gpu, bf16_precision_per_thread) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) tensor_release(all[i]);
 }
 
+/* Batch norm's channel passes (core/backend.h) on the GPU against the CPU:
+ * [N, C, S] with S of 1 (BatchNorm1d), 16 (a 4x4 map, fewer than a warp)
+ * and 33x33 (several chunks a channel); every variant of both ops. */
+static void gpu_channel_case(int ndim, const int64_t *shape, DType dt) {
+    Rng r;
+    rng_init(&r, (uint64_t)(shape[0] * 31 + ndim));
+    int64_t c = shape[1];
+    Tensor *u = rand_t(&r, ndim, shape, dt, 99, 101), *v = rand_t(&r, ndim, shape, dt, -1, 1);
+    Tensor *p[4];
+    for (int k = 0; k < 4; k++) p[k] = rand_t(&r, SHAPE(c), dt, k == 0 ? 99 : -1, k == 0 ? 101 : 1);
+    Tensor *gu = to_gpu(u), *gv = to_gpu(v), *gp[4];
+    for (int k = 0; k < 4; k++) gp[k] = to_gpu(p[k]);
+    const Backend *be = backend_for(CUDA0);
+    char what[96];
+    for (int variant = 0; variant < 4; variant++) {
+        bool centred = variant & 1, with_v = variant & 2;
+        Tensor *want = tensor_empty(SHAPE(c), dt, DEVICE_CPU_INIT), *got = tensor_empty(SHAPE(c), dt, CUDA0);
+        cpu_backend.channel_sum_product(u, centred ? p[0] : NULL, with_v ? v : NULL,
+                                        with_v ? p[1] : NULL, want);
+        be->channel_sum_product(gu, centred ? gp[0] : NULL, with_v ? gv : NULL,
+                                with_v ? gp[1] : NULL, got);
+        snprintf(what, sizeof what, "channel sums %s variant %d S=%lld", ndim > 2 ? "map" : "rows",
+                 variant, (long long)(tensor_numel(u) / shape[0] / c));
+        check_close(what, dt, got, want, dt == DTYPE_FLOAT32 ? 1e-6 : 1e-12);
+        tensor_release(want), tensor_release(got);
+    }
+    for (int with_v = 0; with_v < 2; with_v++) {
+        Tensor *want = tensor_empty(ndim, shape, dt, DEVICE_CPU_INIT);
+        Tensor *got = tensor_empty(ndim, shape, dt, CUDA0);
+        cpu_backend.channel_affine(u, p[2], with_v ? v : NULL, with_v ? p[0] : NULL,
+                                   with_v ? p[3] : NULL, with_v ? p[1] : NULL, want);
+        be->channel_affine(gu, gp[2], with_v ? gv : NULL, with_v ? gp[0] : NULL,
+                           with_v ? gp[3] : NULL, with_v ? gp[1] : NULL, got);
+        snprintf(what, sizeof what, "channel affine%s", with_v ? " (v - m)" : "");
+        check_close(what, dt, got, want, dt == DTYPE_FLOAT32 ? 1e-6 : 1e-13);
+        tensor_release(want), tensor_release(got);
+    }
+    Tensor *all[] = {u, v, gu, gv};
+    release_all(4, all);
+    release_all(4, p);
+    release_all(4, gp);
+}
+
+Test(gpu, batch_norm_channel_passes) {
+    test_need_gpu();
+    DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
+    for (int k = 0; k < 2; k++) {
+        gpu_channel_case(SHAPE(300, 7), dts[k]);
+        gpu_channel_case(SHAPE(64, 48, 4, 4), dts[k]);
+        gpu_channel_case(SHAPE(16, 8, 33, 33), dts[k]);
+    }
+}
+
 /* float32 products through cuBLASLt against cuBLAS's sgemm and the CPU:
  * transposes, padded leading dimensions, operands 4 bytes off a 16-byte
  * boundary (another plan: cuBLASLt's kernels assume alignment), beta 0
