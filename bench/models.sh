@@ -23,7 +23,8 @@
 # pytorch-compile, its compilation inside the first epoch: best_epoch is the
 # figure); then resnet18_tf32 (traind with "allow_tf32", as PyTorch's cuDNN
 # convolutions run by default) and resnet18_bf16 / gpt2_bf16 (traind's
-# "precision": "bf16" beside PyTorch under bf16 autocast). PY names the Python that has a CUDA PyTorch (default python3
+# "precision": "bf16" beside PyTorch under bf16 autocast). PY names the
+# Python that has a CUDA PyTorch (default python3
 # there, /usr/bin/python3 on the CPU).
 #
 # On the CPU both run EPOCHS epochs in float32 (2 threads; PyTorch with

@@ -12,9 +12,10 @@ traind's job is, on the same data files, and one JSON line out.
             lr 6e-4. Speed: tokens per second.
 
 --bf16 runs forward and loss under torch.autocast(dtype=torch.bfloat16), as
-traind's "precision": "bf16". --device cuda runs it on the GPU (cuDNN's autotuner on, the batches moved
-there before timing, the clock read after a synchronize); --compile wraps
-the model in torch.compile, whose compilation falls in the first epoch.
+traind's "precision": "bf16". --device cuda runs it on the GPU (cuDNN's
+autotuner on, the batches moved there before timing, the clock read after
+a synchronize); --compile wraps the model in torch.compile, whose
+compilation falls in the first epoch.
 
 Each epoch is timed whole (its first batch included): with no validation
 that is its training time, as traind's train_time_s, over which both count

@@ -82,7 +82,8 @@ Plan make_plan(DeviceLt *d, cublasComputeType_t compute, bool ta, bool tb, int64
                                                    sizeof opa)) &&
               lt_ok(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &opb,
                                                    sizeof opb)) &&
-              layout(&p.a, tb ? k : n, tb ? n : k, ldb) && layout(&p.b, ta ? m : k, ta ? k : m, lda) &&
+              layout(&p.a, tb ? k : n, tb ? n : k, ldb) &&
+              layout(&p.b, ta ? m : k, ta ? k : m, lda) &&
               layout(&p.c, n, m, ldc) && lt_ok(cublasLtMatmulPreferenceCreate(&pref)) &&
               lt_ok(cublasLtMatmulPreferenceSetAttribute(
                   pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));

@@ -835,7 +835,8 @@ static void gpu_channel_case(int ndim, const int64_t *shape, DType dt) {
     char what[96];
     for (int variant = 0; variant < 4; variant++) {
         bool centred = variant & 1, with_v = variant & 2;
-        Tensor *want = tensor_empty(SHAPE(c), dt, DEVICE_CPU_INIT), *got = tensor_empty(SHAPE(c), dt, CUDA0);
+        Tensor *want = tensor_empty(SHAPE(c), dt, DEVICE_CPU_INIT);
+        Tensor *got = tensor_empty(SHAPE(c), dt, CUDA0);
         cpu_backend.channel_sum_product(u, centred ? p[0] : NULL, with_v ? v : NULL,
                                         with_v ? p[1] : NULL, want);
         be->channel_sum_product(gu, centred ? gp[0] : NULL, with_v ? gv : NULL,
@@ -908,10 +909,12 @@ static void lt_case(int ta, int tb, int64_t m, int64_t n, int64_t k, int64_t shi
     Tensor *b = rand_t(&r, SHAPE(br * ldb + shift), DTYPE_FLOAT32, -1, 1);
     Tensor *c = rand_t(&r, SHAPE(m * ldc + shift), DTYPE_FLOAT32, -1, 1);
     Tensor *ag = to_gpu(a), *bg = to_gpu(b), *lt = to_gpu(c), *sg = to_gpu(c);
-    const float *ah = (const float *)tensor_data(a) + shift, *bh = (const float *)tensor_data(b) + shift;
+    const float *ah = (const float *)tensor_data(a) + shift;
+    const float *bh = (const float *)tensor_data(b) + shift;
     cpu_backend.gemm(DTYPE_FLOAT32, ta, tb, m, n, k, 0.75, ah, lda, bh, ldb, beta,
                      (float *)tensor_data(c) + shift, ldc);
-    const float *ad = (const float *)tensor_data(ag) + shift, *bd = (const float *)tensor_data(bg) + shift;
+    const float *ad = (const float *)tensor_data(ag) + shift;
+    const float *bd = (const float *)tensor_data(bg) + shift;
     uint64_t runs = lt_runs();
     backend_for(CUDA0)->gemm(DTYPE_FLOAT32, ta, tb, m, n, k, 0.75, ad, lda, bd, ldb, beta,
                              (float *)tensor_data(lt) + shift, ldc);
