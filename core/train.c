@@ -303,6 +303,14 @@ static int scaled_backward(Tensor *loss, double weight, int64_t n) {
  * queued before the loss is read, so a GPU has it to run while the host
  * waits; ranks agree on the batch's totals first (their losses' weights,
  * a NaN on any rank). */
+/* forward_read, then a loss that is not finite fails the step. */
+static int step_totals(Trainer *t, const Forward *f, double denominator,
+                       TrainBatchTotals *global) {
+    if (forward_read(t, f, denominator, global) != 0) return -1;
+    if (!isfinite(global->loss)) return error_set("loss is %s", nonfinite_name(global->loss));
+    return 0;
+}
+
 static int micro_step(Trainer *t, const Batch *b, int64_t n, bool last, StepSums *acc) {
     Forward f;
     TrainBatchTotals global = {.loss = NAN, .weight = 1};
@@ -310,18 +318,10 @@ static int micro_step(Trainer *t, const Batch *b, int64_t n, bool last, StepSums
     bool ranks = dist_active(t->dist);
     int rc = -1;
     if (batch_forward(t, b, &f, &denominator) != 0) return -1;
-    if (ranks && forward_read(t, &f, denominator, &global) != 0) goto done;
-    if (ranks && !isfinite(global.loss)) {
-        error_set("loss is %s", nonfinite_name(global.loss));
-        goto done;
-    }
+    if (ranks && step_totals(t, &f, denominator, &global) != 0) goto done;
     if (last && t->reducer) dist_reducer_arm(t->reducer);
     if (f.loss && global.weight > 0 && scaled_backward(f.loss, global.weight, n) != 0) goto done;
-    if (!ranks && forward_read(t, &f, denominator, &global) != 0) goto done;
-    if (!isfinite(global.loss)) {
-        error_set("loss is %s", nonfinite_name(global.loss));
-        goto done;
-    }
+    if (!ranks && step_totals(t, &f, denominator, &global) != 0) goto done;
     acc->loss_sum += global.loss * (double)global.samples;
     acc->samples += global.samples;
     acc->correct += global.correct;
