@@ -27,7 +27,8 @@
 static const char *const top_fields[] = {
     "name",    "data",      "model", "loss",   "optimizer", "scheduler",  "epochs", "batch_size",
     "shuffle", "drop_last", "seed",  "device", "metrics",   "checkpoint", "init",   "allow_tf32",
-    "clip_grad_norm", "accumulate_steps", "precision", "ranks", "nodes", "gpus", "devices", NULL};
+    "clip_grad_norm", "accumulate_steps", "precision", "ranks", "nodes", "gpus", "devices",
+    "bucket_cap_mb", NULL};
 
 /* "clip_grad_norm": a max_norm above 0 (torch.nn.utils.clip_grad_norm_'s),
  * or absent for none. */

@@ -234,6 +234,7 @@ typedef struct {
     double clip_grad_norm; /* 0: none; else the gradients' largest total 2-norm */
     int accumulate_steps; /* 1: batches per optimizer step (gradient accumulation) */
     int ranks, nodes;     /* 1, 1: data-parallel processes, and the machines they use */
+    double bucket_cap_mb; /* 25: data parallel's gradient buckets (DDP's bucket_cap_mb) */
     uint64_t seed;       /* 0 */
     bool device_auto;    /* "auto" (default): the daemon picks */
     Device device;       /* when !device_auto (the first GPU of several) */

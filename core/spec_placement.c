@@ -1,5 +1,5 @@
 /* spec_placement.c - where a job's processes run: "ranks" and "nodes"
- * (data parallel), "device", and the GPUs of a job of several ranks:
+ * (data parallel) and their "bucket_cap_mb", "device", and the GPUs of a job of several ranks:
  * "gpus": N (any N of the daemon's GPUs) or "devices": ["cuda:0", ...]
  * (those GPUs), one rank per GPU, as torchrun's one process per device.
  *
@@ -19,6 +19,12 @@
  * so batch_size must divide by it; "nodes": the machines they spread over
  * (Slurm's --nodes), at most one per rank, ranks a multiple of it. */
 #define MAX_RANKS 1024
+
+/* "bucket_cap_mb": the size of data parallel's gradient buckets, as
+ * DDP's argument of that name (MiB, fractions allowed; 25 by default).
+ * Up to MAX_BUCKET_CAP_MB: one bucket holds any model traind trains. */
+#define DEFAULT_BUCKET_CAP_MB 25.0
+#define MAX_BUCKET_CAP_MB 65536.0
 
 /* "devices": distinct GPUs, one per rank, at most JOB_SPEC_MAX_DEVICES. */
 static int parse_devices(JobSpec *spec, const json_t *v) {
@@ -94,10 +100,21 @@ static int parse_device(JobSpec *spec, const json_t *root, int64_t ranks) {
                     d, (long long)ranks, (long long)ranks);
 }
 
+static int parse_bucket_cap(JobSpec *spec, const json_t *root) {
+    double mb;
+    if (spec_get_number(root, "", "bucket_cap_mb", false, DEFAULT_BUCKET_CAP_MB, &mb)) return -1;
+    if (!(mb * 1048576.0 >= 4.0 && mb <= MAX_BUCKET_CAP_MB))
+        return error_at("bucket_cap_mb", "expected MiB, at least 4 bytes' worth and at most %g, "
+                        "got %g", MAX_BUCKET_CAP_MB, mb);
+    spec->bucket_cap_mb = mb;
+    return 0;
+}
+
 int spec_parse_placement(JobSpec *spec, const json_t *root) {
     int64_t ranks = 1, nodes = 1;
     if (spec_get_int(root, "", "ranks", false, 1, 1, MAX_RANKS, &ranks) ||
-        spec_get_int(root, "", "nodes", false, 1, 1, MAX_RANKS, &nodes))
+        spec_get_int(root, "", "nodes", false, 1, 1, MAX_RANKS, &nodes) ||
+        parse_bucket_cap(spec, root))
         return -1;
     bool gpus = json_object_get(root, "gpus") || json_object_get(root, "devices");
     if (gpus ? parse_gpus(spec, root, &ranks) : parse_device(spec, root, ranks)) return -1;

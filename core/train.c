@@ -76,6 +76,20 @@ static void logf_(const Trainer *t, const char *fmt, ...) {
     t->cb.log(t->cb.user, line);
 }
 
+/* "data parallel: 2 ranks over mpi, gradients in 3 buckets of up to 25
+ * MiB" (bytes below one MiB). */
+static void log_buckets(const Trainer *t) {
+    int64_t cap = t->bucket_bytes > 0 ? t->bucket_bytes : DIST_BUCKET_BYTES;
+    char size[48];
+    if (cap < ((int64_t)1 << 20))
+        snprintf(size, sizeof size, "%lld bytes", (long long)cap);
+    else
+        snprintf(size, sizeof size, "%.6g MiB", (double)cap / 1048576.0);
+    int n = dist_reducer_num_buckets(t->reducer);
+    logf_(t, "data parallel: %d ranks over %s, gradients in %d bucket%s of up to %s",
+          dist_world(t->dist), t->dist->backend, n, n == 1 ? "" : "s", size);
+}
+
 int64_t train_steps_for(int64_t batches, int accumulate_steps) {
     int64_t k = accumulate_steps > 1 ? accumulate_steps : 1;
     return (batches + k - 1) / k;
@@ -586,6 +600,7 @@ int train_run(Trainer *t) {
     if (dev && dev->allow_tf32) dev->allow_tf32(t->device, t->allow_tf32);
     if (dev && dev->set_precision) dev->set_precision(t->device, t->precision);
     int rc = train_dist_begin(t);
+    if (rc == 0 && t->reducer) log_buckets(t);
     while (rc == 0 && t->state.epoch < t->epochs) {
         if (train_epoch(t, t->state.epoch) != 0) rc = -1;
     }

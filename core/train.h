@@ -136,6 +136,7 @@ struct Trainer {
      * the whole batch. NULL: one process. Only rank 0 calls the callbacks
      * (it alone writes checkpoints); every rank stops at the same step. */
     DistGroup *dist;
+    int64_t bucket_bytes; /* its gradient buckets' size (0: DIST_BUCKET_BYTES) */
     /* internal to a data-parallel run */
     DistRows rows; /* this rank's rows of the batch in flight */
     struct DistReducer *reducer;

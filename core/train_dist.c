@@ -61,7 +61,8 @@ int train_dist_begin(Trainer *t) {
     t->rows = dist_rows_of(0, rank, world);
     module_set_dist(t->model, t->dist, &t->rows);
     if (broadcast_model(t) != 0) return error_prefix("data parallel: broadcasting the model");
-    t->reducer = dist_reducer_new(t->dist, t->opt->params, t->opt->n_params, DIST_BUCKET_BYTES);
+    int64_t bucket = t->bucket_bytes > 0 ? t->bucket_bytes : DIST_BUCKET_BYTES;
+    t->reducer = dist_reducer_new(t->dist, t->opt->params, t->opt->n_params, bucket);
     return t->reducer ? 0 : -1;
 }
 

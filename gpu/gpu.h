@@ -74,8 +74,11 @@ void gpu_allocator_trim(int device);
 #define GPU_NCCL_ID_BYTES 128
 int gpu_nccl_unique_id(unsigned char id[GPU_NCCL_ID_BYTES]);
 void *gpu_nccl_comm_init(int device, int rank, int world, const unsigned char id[GPU_NCCL_ID_BYTES]);
-/* buf[0..count) summed over the ranks in place, on the default stream. */
+/* buf[0..count) summed over the ranks in place, on the communicator's
+ * stream after the default stream's work so far; gpu_nccl_join makes the
+ * default stream's later work wait for every all-reduce started. */
 int gpu_nccl_all_reduce(void *comm, int device, void *buf, int64_t count, int dtype);
+int gpu_nccl_join(void *comm, int device);
 void gpu_nccl_comm_destroy(void *comm);
 
 void *gpu_pinned_alloc(size_t nbytes);

@@ -1,18 +1,22 @@
 /* nccl.cu - NCCL communicators for a data-parallel job's GPUs: the device
- * side of dist/nccl.c's group.
+ * side of gpu/nccl_group.c's group.
  *
  * One communicator per process (one rank per GPU), made from a unique id
  * that rank 0 creates and the job's MPI group broadcasts (as llm.c does).
- * The all-reduce runs on the legacy default stream, where every kernel of
- * the backend runs, so it is ordered after the kernels that wrote the
- * gradients and before those that read the sums, and the host does not
- * wait for it.
+ * Every kernel of the backend runs on the legacy default stream; the
+ * all-reduces run on a stream of their own (non-blocking, so the legacy
+ * stream does not serialise with it), each ordered after the legacy
+ * stream's work so far by an event, so a gradient bucket is summed while
+ * the backward pass goes on computing the next. gpu_nccl_join orders the
+ * legacy stream's later work after them all, as DDP's reducer waits on its
+ * communication stream before the optimizer reads the gradients.
  */
 #include <cuda_runtime.h>
 #include <nccl.h>
 
 #include <cstdio>
 #include <cstring>
+#include <new>
 
 #include "gpu/gpu.h"
 #include "gpu/kernels.h"
@@ -36,28 +40,72 @@ extern "C" int gpu_nccl_unique_id(unsigned char id[GPU_NCCL_ID_BYTES]) {
     return 0;
 }
 
+typedef struct {
+    ncclComm_t comm;
+    cudaStream_t stream; /* the all-reduces' */
+    cudaEvent_t ready;   /* the legacy stream's work before an all-reduce */
+    cudaEvent_t done;    /* the all-reduces' end, for gpu_nccl_join */
+} NcclComm;
+
+static int cuda_failed(cudaError_t e, const char *what) {
+    return error_set("NCCL's stream: %s: %s", what, cudaGetErrorString(e));
+}
+
+static void comm_free(NcclComm *c) {
+    if (c->comm) ncclCommDestroy(c->comm);
+    if (c->stream) cudaStreamDestroy(c->stream);
+    if (c->ready) cudaEventDestroy(c->ready);
+    if (c->done) cudaEventDestroy(c->done);
+    delete c;
+}
+
 extern "C" void *gpu_nccl_comm_init(int device, int rank, int world,
                                     const unsigned char id[GPU_NCCL_ID_BYTES]) {
     gpu_use_device(device);
-    ncclUniqueId u;
-    memcpy(&u, id, sizeof u);
-    ncclComm_t comm = nullptr;
-    ncclResult_t r = ncclCommInitRank(&comm, world, u, rank);
-    if (r != ncclSuccess) {
-        nccl_failed(r, "ncclCommInitRank");
+    NcclComm *c = new (std::nothrow) NcclComm();
+    if (!c) return error_set("out of memory"), nullptr;
+    cudaError_t e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
+    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming);
+    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->done, cudaEventDisableTiming);
+    if (e != cudaSuccess) {
+        cuda_failed(e, "creating the stream and its events");
+        comm_free(c);
         return nullptr;
     }
-    return comm;
+    ncclUniqueId u;
+    memcpy(&u, id, sizeof u);
+    ncclResult_t r = ncclCommInitRank(&c->comm, world, u, rank);
+    if (r != ncclSuccess) {
+        nccl_failed(r, "ncclCommInitRank");
+        c->comm = nullptr;
+        comm_free(c);
+        return nullptr;
+    }
+    return c;
 }
 
 extern "C" int gpu_nccl_all_reduce(void *comm, int device, void *buf, int64_t count, int dtype) {
+    NcclComm *c = (NcclComm *)comm;
     gpu_use_device(device);
+    cudaError_t e = cudaEventRecord(c->ready, cudaStreamLegacy);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(c->stream, c->ready, 0);
+    if (e != cudaSuccess) return cuda_failed(e, "ordering the all-reduce after the gradients");
     ncclDataType_t type = dtype == GPU_F64 ? ncclFloat64 : ncclFloat32;
-    ncclResult_t r = ncclAllReduce(buf, buf, (size_t)count, type, ncclSum, (ncclComm_t)comm,
-                                   cudaStreamLegacy);
+    ncclResult_t r = ncclAllReduce(buf, buf, (size_t)count, type, ncclSum, c->comm, c->stream);
     return r == ncclSuccess ? 0 : nccl_failed(r, "ncclAllReduce");
 }
 
+extern "C" int gpu_nccl_join(void *comm, int device) {
+    NcclComm *c = (NcclComm *)comm;
+    gpu_use_device(device);
+    cudaError_t e = cudaEventRecord(c->done, c->stream);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(cudaStreamLegacy, c->done, 0);
+    return e == cudaSuccess ? 0 : cuda_failed(e, "ordering the sums' readers after the all-reduces");
+}
+
 extern "C" void gpu_nccl_comm_destroy(void *comm) {
-    if (comm) ncclCommDestroy((ncclComm_t)comm);
+    if (!comm) return;
+    NcclComm *c = (NcclComm *)comm;
+    cudaStreamSynchronize(c->stream);
+    comm_free(c);
 }

@@ -54,6 +54,12 @@ static int device_all_reduce(DistGroup *g, void *buf, int64_t count, DType dtype
     return gpu_nccl_all_reduce(i->comm, i->device, buf, count, dtype == DTYPE_FLOAT64 ? 1 : 0);
 }
 
+static int device_join(DistGroup *g, Device device) {
+    NcclImpl *i = g->impl;
+    (void)device; /* the group's one GPU, checked when each all-reduce started */
+    return gpu_nccl_join(i->comm, i->device);
+}
+
 DistGroup *gpu_nccl_group(DistGroup *mpi, int device) {
     unsigned char id[GPU_NCCL_ID_BYTES] = {0};
     if (mpi->rank == 0 && gpu_nccl_unique_id(id) != 0) return NULL;
@@ -79,6 +85,7 @@ DistGroup *gpu_nccl_group(DistGroup *mpi, int device) {
                      .progress = host_progress,
                      .wait = host_wait,
                      .all_reduce_device = device_all_reduce,
+                     .join_device = device_join,
                      .broadcast = host_broadcast,
                      .abort = host_abort,
                      .impl = impl,

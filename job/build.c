@@ -366,6 +366,7 @@ void job_build_trainer(JobBuild *b, Trainer *t, Device device) {
     t->precision = b->spec->precision;
     t->clip_grad_norm = b->spec->clip_grad_norm;
     t->accumulate_steps = b->spec->accumulate_steps;
+    t->bucket_bytes = (int64_t)(b->spec->bucket_cap_mb * 1048576.0);
     t->device = device;
     t->checkpoint_every = b->spec->checkpoint ? b->spec->checkpoint_every_epochs : 0;
 }

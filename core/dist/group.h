@@ -39,10 +39,15 @@ struct DistGroup {
      * non-blocking collective only inside its own calls). */
     void (*progress)(DistGroup *g, DistRequest *req);
     int (*wait)(DistGroup *g, DistRequest *req);
-    /* buf on a GPU, summed over the ranks on the device's stream (the host
-     * does not wait); NULL where the library has none: the reducer then
-     * stages the gradients through host memory. */
+    /* buf on a GPU, summed over the ranks: ordered after the work queued
+     * on the device so far, beside the work queued after it (the library's
+     * own stream), so a gradient bucket's reduction overlaps the rest of
+     * the backward pass; the host does not wait. join_device orders the
+     * device's later work after every all-reduce started. NULL where the
+     * library has none: the reducer then stages the gradients through
+     * host memory. */
     int (*all_reduce_device)(DistGroup *g, void *buf, int64_t count, DType dtype, Device device);
+    int (*join_device)(DistGroup *g, Device device);
     /* root's bytes into every rank's buf. */
     int (*broadcast)(DistGroup *g, void *buf, int64_t bytes, int root);
     /* Ends every rank's process: one rank's failure would otherwise leave

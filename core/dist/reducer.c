@@ -1,11 +1,11 @@
 /* reducer.c - bucketed gradient all-reduce; see reducer.h.
  *
- * A bucket is one float buffer in host memory: each parameter's gradient
- * in turn, then one presence count per parameter (1 where this rank has a
- * gradient), reduced together in one collective. When the parameters are
- * on a GPU and the group reduces device memory (NCCL), the values stay on
- * the device instead, in a bucket tensor reduced on the device's stream,
- * and only the presence counts go through the host.
+ * A bucket is one float buffer: each parameter's gradient in turn, then
+ * one presence count per parameter (1 where this rank has a gradient),
+ * reduced together in one collective. It lives in host memory, or, when
+ * the parameters are on a GPU and the group reduces device memory (NCCL),
+ * on the device, reduced beside the rest of the backward pass; finish
+ * joins those reductions before anything reads the sums.
  */
 #include "core/dist/reducer.h"
 
@@ -19,8 +19,8 @@
 typedef struct {
     int first, count;     /* params[order[first .. first + count)] */
     int64_t numel;        /* their values, before the presence counts */
-    float *buf;           /* numel + count floats; on a device: the count presences */
-    Tensor *dev;          /* on a device: the numel values */
+    float *buf;           /* numel + count floats; on a device: the count presences' sums */
+    Tensor *dev;          /* on a device: the numel + count floats */
     int pending;          /* gradients not yet final in this backward */
     DistRequest *request; /* in flight */
 } Bucket;
@@ -58,10 +58,10 @@ static int plan_buckets(DistReducer *r, int64_t bucket_bytes) {
     }
     for (int j = 0; j < r->n_buckets; j++) {
         Bucket *bk = &r->buckets[j];
-        int64_t host = r->on_device ? bk->count : bk->numel + bk->count;
+        int64_t all = bk->numel + bk->count;
+        int64_t host = r->on_device ? bk->count : all;
         if (!(bk->buf = malloc((size_t)host * sizeof(float)))) return error_set("out of memory");
-        if (r->on_device &&
-            !(bk->dev = tensor_empty(1, &bk->numel, DTYPE_FLOAT32, r->device)))
+        if (r->on_device && !(bk->dev = tensor_empty(1, &all, DTYPE_FLOAT32, r->device)))
             return -1;
     }
     return 0;
@@ -79,7 +79,7 @@ DistReducer *dist_reducer_new(DistGroup *g, Tensor *const *params, int n, int64_
     r->group = g;
     r->n = n;
     r->device = n > 0 ? params[0]->device : DEVICE_CPU_INIT;
-    r->on_device = r->device.type != DEVICE_CPU && g->all_reduce_device;
+    r->on_device = r->device.type != DEVICE_CPU && g->all_reduce_device && g->join_device;
     for (int i = 0; i < n; i++) r->on_device &= device_equal(params[i]->device, r->device);
     r->params = malloc((size_t)(n > 0 ? n : 1) * sizeof *r->params);
     r->order = malloc((size_t)(n > 0 ? n : 1) * sizeof *r->order);
@@ -97,9 +97,15 @@ DistReducer *dist_reducer_new(DistGroup *g, Tensor *const *params, int n, int64_
     return r;
 }
 
+/* The device's later work after every bucket's reduction. */
+static int join(DistReducer *r) {
+    return r->on_device ? r->group->join_device(r->group, r->device) : 0;
+}
+
 void dist_reducer_free(DistReducer *r) {
     if (!r) return;
     if (r->armed) autograd_set_leaf_hook(NULL, NULL, NULL);
+    if (r->next_start > 0) join(r); /* nothing may still write a bucket */
     for (int j = 0; j < r->n_buckets; j++) {
         if (r->buckets[j].request) r->group->wait(r->group, r->buckets[j].request);
         free(r->buckets[j].buf);
@@ -136,32 +142,42 @@ static int pack(DistReducer *r, Bucket *b) {
     return 0;
 }
 
-/* The same into the device bucket; the presences into b->buf. */
+/* dev[off, off + n) := value. */
+static int fill_slot(Tensor *dev, int64_t off, int64_t n, double value) {
+    Tensor *slot = tensor_narrow(dev, 0, off, n);
+    int rc = slot ? tensor_fill_(slot, value) : -1;
+    tensor_release(slot);
+    return rc;
+}
+
+/* The same into the device bucket, queued on the device: the presences
+ * all 1 (one launch), then 0 for a gradient this rank lacks. */
 static int pack_device(DistReducer *r, Bucket *b) {
     int64_t off = 0;
-    int rc = 0;
+    int rc = fill_slot(b->dev, b->numel, b->count, 1.0);
     for (int k = 0; rc == 0 && k < b->count; k++) {
         Tensor *p = r->params[r->order[b->first + k]];
         int64_t n = tensor_numel(p);
-        b->buf[k] = p->grad ? 1.0f : 0.0f;
-        Tensor *slot = tensor_narrow(b->dev, 0, off, n);
-        Tensor *flat = p->grad ? tensor_view(p->grad, 1, &n) : NULL;
-        rc = !slot || (p->grad && !flat) ? -1
-             : p->grad                   ? tensor_copy_(slot, flat)
-                                         : tensor_fill_(slot, 0);
-        tensor_release(slot), tensor_release(flat);
+        if (p->grad) {
+            Tensor *slot = tensor_narrow(b->dev, 0, off, n);
+            Tensor *flat = tensor_view(p->grad, 1, &n);
+            rc = slot && flat ? tensor_copy_(slot, flat) : -1;
+            tensor_release(slot), tensor_release(flat);
+        } else {
+            rc = fill_slot(b->dev, off, n, 0.0);
+            if (rc == 0) rc = fill_slot(b->dev, b->numel + k, 1, 0.0);
+        }
         off += n;
     }
     return rc;
 }
 
-/* Values on the device (queued on its stream), presences on the host. */
+/* Values and presences reduced on the device, beside the backward. */
 static int reduce_device(DistReducer *r, Bucket *b) {
     if (pack_device(r, b) != 0) return -1;
     DistGroup *g = r->group;
-    if (g->all_reduce_device(g, tensor_data(b->dev), b->numel, DTYPE_FLOAT32, r->device) != 0)
-        return -1;
-    return g->all_reduce(g, b->buf, b->count, DTYPE_FLOAT32);
+    return g->all_reduce_device(g, tensor_data(b->dev), b->numel + b->count, DTYPE_FLOAT32,
+                                r->device);
 }
 
 static int start_bucket(DistReducer *r, Bucket *b) {
@@ -209,10 +225,19 @@ void dist_reducer_arm(DistReducer *r) {
     autograd_set_leaf_hook(on_leaf, r, NULL);
 }
 
+/* The presences' sums to the host (after join). */
+static int read_presences(Bucket *b) {
+    Tensor *slot = tensor_narrow(b->dev, 0, b->numel, b->count);
+    Tensor *host = slot ? tensor_host_contiguous(slot) : NULL;
+    if (host) memcpy(b->buf, tensor_data(host), (size_t)b->count * sizeof *b->buf);
+    tensor_release(slot), tensor_release(host);
+    return host ? 0 : -1;
+}
+
 /* The device bucket's sums back into the gradients. */
 static int unpack_device(DistReducer *r, Bucket *b) {
     int64_t off = 0;
-    int rc = 0;
+    int rc = read_presences(b);
     for (int k = 0; rc == 0 && k < b->count; k++) {
         Tensor *p = r->params[r->order[b->first + k]];
         int64_t n = tensor_numel(p);
@@ -265,6 +290,7 @@ int dist_reducer_finish(DistReducer *r) {
     /* what no hook started (a rank without samples, an unused parameter) */
     while (rc == 0 && r->next_start < r->n_buckets)
         rc = start_bucket(r, &r->buckets[r->next_start++]);
+    if (join(r) != 0) rc = -1;
     for (int j = 0; j < r->n_buckets; j++) {
         Bucket *b = &r->buckets[j];
         if (b->request) { /* host buckets are in flight; device ones are queued */

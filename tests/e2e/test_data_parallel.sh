@@ -8,6 +8,10 @@
 #     metric once (rank 0 alone reports);
 #   - a character-level GPT with dropout (residual and attention) on 2 ranks
 #     gives the one-process losses: its masks follow the global sample;
+#   - the GPT and a BatchNorm job in buckets of one parameter each
+#     ("bucket_cap_mb", DDP's): the one-process losses again, the log
+#     naming the buckets;
+#   - README's mpirun line, run as written, gives them too;
 #   - a checkpoint written by 2 ranks resumes on 1 and on 4 ranks to the
 #     one-process trajectory;
 #   - refused with the numbers: a batch_size the ranks do not divide, a
@@ -15,7 +19,8 @@
 #   - the collective ops' float64 gradient checks on 3 ranks
 #     (build/tests/gradcheck_dist: the all-reduce, SyncBatchNorm);
 #   - the daemon (training in process) refuses "gpus" and "devices" it
-#     lacks, and runs a job of "ranks": 2 on its CPU worker with mpirun, the
+#     lacks, "nodes", a batch_size the ranks do not divide and a
+#     bucket_cap_mb of 0 (422 or 400, the field's path), and runs a job of "ranks": 2 on its CPU worker with mpirun, the
 #     ranks reporting over HTTP: it succeeds with the one-process metrics.
 #
 #   tests/e2e/test_data_parallel.sh [TRAIND [DAEMON]]
@@ -121,6 +126,36 @@ else
     fail "the GPT with dropout on 2 ranks" "$(tail -n 3 "$TMP/gpt-2.err")"
 fi
 
+# ---- buckets of one parameter each (bucket_cap_mb as DDP's): every
+# bucket started from its own autograd hook, the same answer ----
+$PY - "$TMP/gpt.json" "$TMP/gpt-buckets.json" <<'PYEOF'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["bucket_cap_mb"] = 0.0001
+json.dump(spec, open(sys.argv[2], "w"))
+PYEOF
+if ranks 2 "$TMP/gpt-buckets.json" "$TMP/gpt-buckets"; then
+    compare "the GPT in buckets of 104 bytes on 2 ranks against one process" "$TMP/gpt-1.jsonl" \
+        "$TMP/gpt-buckets.jsonl" 1e-5
+else
+    fail "the GPT in buckets of 104 bytes on 2 ranks" "$(tail -n 3 "$TMP/gpt-buckets.err")"
+fi
+OMP_NUM_THREADS=1 timeout 120 mpirun -np 2 --oversubscribe "$TRAIND" run "$TMP/gpt-buckets.json" \
+    --out "$TMP/gpt-buckets-log" >/dev/null 2>"$TMP/gpt-buckets-log.err"
+check "... its log names the buckets" \
+    "$(grep -c '^data parallel: 2 ranks over mpi, gradients in 16 buckets of up to 104 bytes$' \
+        "$TMP/gpt-buckets-log.err")" 1
+# ---- README's mpirun line as written ("When one server is not enough"),
+# in a directory holding build/traind and a job.json ----
+mkdir -p "$TMP/readme/build"
+ln -s "$(cd "$(dirname "$TRAIND")" && pwd)/$(basename "$TRAIND")" "$TMP/readme/build/traind"
+cp "$TMP/gpt.json" "$TMP/readme/job.json"
+readme_blocks "## When one server is not enough" 1 >"$TMP/readme/mpirun.sh"
+has "README's first block is an mpirun line" "$TMP/readme/mpirun.sh" '^mpirun -np 2 build/traind run'
+(cd "$TMP/readme" && OMP_NUM_THREADS=1 timeout 120 bash mpirun.sh >readme.jsonl 2>readme.err)
+check "README's mpirun line: exit 0" "$?" 0
+compare "... its 2 ranks against one process" "$TMP/gpt-1.jsonl" "$TMP/readme/readme.jsonl" 1e-5
+
 # ---- a checkpoint of 2 ranks resumes on 1 and on 4 ----
 # batchnorm_dropout_sgd_multistep, checkpointed every epoch, its paths
 # made absolute for a copy outside the fixture directory
@@ -140,6 +175,18 @@ if j.get("init"):
 j["checkpoint"] = {"every_epochs": 1, "keep_last": 5}
 json.dump(j, open(dst, "w"))
 PYEOF
+# the same job (SyncBatchNorm's collectives inside the forward) in buckets
+# of one parameter each on 4 ranks
+$PY -c "
+import json, sys
+j = json.load(open(sys.argv[1])); j['bucket_cap_mb'] = 0.0001
+json.dump(j, open(sys.argv[2], 'w'))" "$TMP/ckpt.json" "$TMP/bn-buckets.json"
+if ranks 4 "$TMP/bn-buckets.json" "$TMP/bn-buckets"; then
+    compare "$c in buckets of 104 bytes on 4 ranks against one process" "$TMP/$c-1.jsonl" \
+        "$TMP/bn-buckets.jsonl" 1e-5
+else
+    fail "$c in buckets of 104 bytes on 4 ranks" "$(tail -n 3 "$TMP/bn-buckets.err")"
+fi
 if ranks 2 "$TMP/ckpt.json" "$TMP/ck2" && [ -f "$TMP/ck2/epoch-0/model.safetensors" ]; then
     after=$($PY -c "
 import json, sys
@@ -218,15 +265,19 @@ done
 check "the daemon: the job of 2 ranks succeeds" "$state" succeeded
 check "... on its one CPU worker, ranks 2, as the spec asked" \
     "$(jv '"%s %s %s" % (d["device"], d["ranks"], d["device_request"])')" "cpu 2 auto"
-# GPUs this daemon lacks, and nodes, are refused at submission, with the numbers
-for ask in '"gpus": 2|gpus|2 GPUs asked; this daemon has 0 (cpu)' \
-    '"devices": ["cuda:0", "cuda:1"]|devices[0]|no such device cuda:0; this daemon has cpu' \
-    '"ranks": 2, "nodes": 2|nodes|2 machines, but this daemon trains on its own one (`traind serve --executor slurm` spreads a job over nodes)'; do
-    IFS='|' read -r field path message <<<"$ask"
+# GPUs this daemon lacks, nodes, a batch the ranks do not divide and a bucket
+# of nothing are refused at submission, with the numbers
+# (the spec's own faults are 400; what this daemon cannot give, 422)
+for ask in '"gpus": 2|422|gpus|2 GPUs asked; this daemon has 0 (cpu)' \
+    '"devices": ["cuda:0", "cuda:1"]|422|devices[0]|no such device cuda:0; this daemon has cpu' \
+    '"ranks": 2, "nodes": 2|422|nodes|2 machines, but this daemon trains on its own one (`traind serve --executor slurm` spreads a job over nodes)' \
+    '"ranks": 3|400|batch_size|40 (the global batch) does not divide by the 3 ranks (40 = 3 x 13 + 1); choose a multiple of 3' \
+    '"ranks": 2, "bucket_cap_mb": 0|400|bucket_cap_mb|expected MiB, at least 4 bytes'"'"' worth and at most 65536, got 0'; do
+    IFS='|' read -r field status path message <<<"$ask"
     sed "s/\"ranks\": 2/$field/" "$TMP/ranks.json" >"$TMP/gpus.json"
     api POST /v1/jobs --data-binary "@$TMP/gpus.json"
     check "the daemon refuses $field" "$STATUS $(jv 'd["error"]["path"] + " | " + d["error"]["message"]')" \
-        "422 $path | $path: $message"
+        "$status $path | $path: $message"
 done
 ADIR=$VAR/jobs/$JR/attempt-1
 has "... mpirun started its ranks (ranks.log)" "$ADIR/ranks.log" "."

@@ -1584,6 +1584,28 @@ Test(spec, ranks_and_nodes) {
     job_spec_free(s);
 }
 
+/* "bucket_cap_mb": DDP's argument, 25 MiB unless given, fractions kept. */
+Test(spec, bucket_cap_mb) {
+    JobSpec *s = parse_ok(design_example);
+    cr_assert_float_eq(s->bucket_cap_mb, 25.0, 0);
+    job_spec_free(s);
+    char *t = variant(design_example, "bucket_cap_mb", "0.5");
+    s = parse_ok(t);
+    cr_assert_float_eq(s->bucket_cap_mb, 0.5, 0);
+    job_spec_free(s);
+    free(t);
+    expect_variant_error("bucket_cap_mb", "0",
+                         "bucket_cap_mb: expected MiB, at least 4 bytes' worth and at most 65536, "
+                         "got 0",
+                         true);
+    expect_variant_error("bucket_cap_mb", "1e6",
+                         "bucket_cap_mb: expected MiB, at least 4 bytes' worth and at most 65536, "
+                         "got 1e+06",
+                         true);
+    expect_variant_error("bucket_cap_mb", "\"25\"", "bucket_cap_mb: expected a number, got string",
+                         true);
+}
+
 /* The example with two changes: a new string (free it). */
 static char *variant2(const char *k1, const char *v1, const char *k2, const char *v2) {
     char *t = variant(design_example, k1, v1);
