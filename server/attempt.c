@@ -343,8 +343,12 @@ static int spec_ranks(const DbJob *job) {
  * (server/executor_ranks.c). */
 static void run_ranks(Worker *w, const DbJob *job) {
     char traind[1024];
-    ssize_t n = readlink("/proc/self/exe", traind, sizeof traind - 1);
-    traind[n > 0 ? n : 0] = '\0';
+    if (w->s->cfg.ranks_program) {
+        snprintf(traind, sizeof traind, "%s", w->s->cfg.ranks_program);
+    } else {
+        ssize_t n = readlink("/proc/self/exe", traind, sizeof traind - 1);
+        traind[n > 0 ? n : 0] = '\0';
+    }
     ExecutorOps ops;
     if (executor_ranks(traind, job_threads(w->s), job->device, &ops) != 0) {
         attempt_record_end(w->s, job->id, DB_JOB_FAILED, error_get());

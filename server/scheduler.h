@@ -68,6 +68,9 @@ typedef struct {
      * checkpoint, as a kill -9 would leave them (they resume from their
      * last epoch checkpoint). */
     bool stop_without_checkpoint;
+    /* Tests: the traind a job of several ranks starts under mpirun (NULL:
+     * this process's own binary, the daemon). Borrowed. */
+    const char *ranks_program;
     /* Jobs whose ranks run outside the daemon (serve --executor,
      * server/executor.h); NULL: the workers train in process. With one the
      * workers are executor_slots slots (0: 4) with no device of their own,

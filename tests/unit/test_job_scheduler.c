@@ -766,3 +766,107 @@ Test(job_scheduler, a_preempted_job_resumes_on_the_same_trajectory) {
     cr_assert(preempted && resumed);
     teardown(&e);
 }
+
+/* spec with `field` (", \"key\": value") added at its end: a new string. */
+static char *spec_with(const char *tag, const char *field) {
+    char spec[2048];
+    snprintf(spec, sizeof spec, spec_fmt, tag, 4, 1);
+    size_t n = strlen(spec);
+    char *out = malloc(n + strlen(field) + 1);
+    cr_assert_not_null(out);
+    memcpy(out, spec, n - 1); /* all but the closing brace */
+    strcpy(out + n - 1, field);
+    strcat(out, "}");
+    return out;
+}
+
+static int64_t create_with(Scheduler *s, const char *tag, const char *field) {
+    char *spec = spec_with(tag, field);
+    int64_t id = create(s, spec);
+    free(spec);
+    return id;
+}
+
+/* The file's text (at most 64 KiB), "" when it cannot be read. */
+static void read_text(const char *path, char *out, size_t size) {
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    size_t n = fread(out, 1, size - 1, f);
+    out[n] = '\0';
+    fclose(f);
+}
+
+/* A job of "gpus": 2 on two stand-in GPUs beside the CPU worker:
+ *   - while another job holds cuda:1 it waits, saying it needs both at
+ *     once, and the free cuda:0 is held for it: an auto job submitted
+ *     after it runs on the CPU instead;
+ *   - then it takes both at once (its device "cuda:0,cuda:1") and mpirun
+ *     starts its two ranks with one GPU each: the real traind, which finds
+ *     no such GPU in its own process and names the rank's own GPU as it
+ *     says so, so the job fails with mpirun's exit;
+ *   - after it both GPUs are free: the next auto job takes cuda:0. */
+Test(job_scheduler, a_job_of_two_gpus_takes_both_at_once) {
+    char traind[1024];
+    if (!realpath("build/traind", traind)) cr_skip_test("build/traind is not built (make all)");
+    if (system("command -v mpirun >/dev/null") != 0) cr_skip_test("mpirun is not installed");
+    setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1); /* no ptrace here */
+    backend_register_cuda(&cpu_backend, 2);
+    Env e = setup();
+    SchedulerConfig cfg = {.db = e.db, .metrics = e.mw, .workers = 1, .step_hook = step_hook,
+                           .ranks_program = traind, .report_url = "http://127.0.0.1:9"};
+    Scheduler *s = scheduler_start(&cfg);
+    cr_assert(s, "%s", error_get());
+    SchedulerWorkerInfo w[4];
+    cr_assert_eq(scheduler_workers(s, w, 4), 3);
+
+    int64_t one = create_with(s, "one", ", \"device\": \"cuda:1\"");
+    atomic_store(&hook_at_job, one); /* held at its first step */
+    atomic_store(&hook_at_step, 1);
+    for (int i = 0; i < 20000 && !atomic_load(&hook_reached); i++) usleep(1000);
+    cr_assert(atomic_load(&hook_reached));
+    int64_t two = create_with(s, "two", ", \"gpus\": 2");
+    int64_t later = submit(s, "later", 1);
+    cr_assert_eq(wait_state(&e, later, -1, 100), DB_JOB_SUCCEEDED);
+    DbJob j;
+    cr_assert_eq(db_job_get(e.db, later, &j), DB_OK);
+    cr_assert_str_eq(j.device, "cpu", "cuda:0 is held for the job of two GPUs");
+    db_job_clear(&j);
+    QueueEntry q;
+    cr_assert_eq(scheduler_queue_info(s, two, &q), DB_OK);
+    cr_assert_eq(q.reason, QUEUE_RESOURCES);
+    cr_assert(strstr(q.detail, "2 GPUs at once"), "%s", q.detail);
+
+    atomic_store(&hook_release, 1);
+    cr_assert_eq(wait_state(&e, one, -1, 100), DB_JOB_SUCCEEDED);
+    cr_assert_eq(wait_state(&e, two, -1, 100), DB_JOB_FAILED);
+    cr_assert_eq(db_job_get(e.db, two, &j), DB_OK);
+    cr_assert_str_eq(j.device, "cuda:0,cuda:1");
+    cr_assert(j.error && strstr(j.error, "mpirun exit"), "%s", j.error ? j.error : "(none)");
+    db_job_clear(&j);
+    char path[512], log[65536];
+    snprintf(path, sizeof path, "%s/jobs/%lld/attempt-1/ranks.log", e.dir, (long long)two);
+    read_text(path, log, sizeof log);
+    /* the first rank to fail aborts the other (MPI_Abort): one says so */
+    cr_assert(strstr(log, "rank 0 of 2: device cuda:0:") || strstr(log, "rank 1 of 2: device cuda:1:"),
+              "%s:\n%s", path, log);
+    cr_assert(!strstr(log, "rank 0 of 2: device cuda:1") && !strstr(log, "rank 1 of 2: device cuda:0"),
+              "%s:\n%s", path, log);
+
+    /* its workers are freed just after its end is recorded */
+    bool idle = false;
+    for (int k = 0; k < 10000 && !idle; k++) {
+        int n = scheduler_workers(s, w, 4);
+        idle = true;
+        for (int i = 0; i < n; i++) idle &= w[i].job_id == 0;
+        if (!idle) usleep(1000);
+    }
+    cr_assert(idle, "the job of two GPUs never gave its workers back");
+    int64_t next = submit(s, "next", 1);
+    cr_assert_eq(wait_state(&e, next, -1, 100), DB_JOB_SUCCEEDED);
+    cr_assert_eq(db_job_get(e.db, next, &j), DB_OK);
+    cr_assert_str_eq(j.device, "cuda:0", "a free GPU first, as before");
+    db_job_clear(&j);
+    scheduler_stop(s);
+    teardown(&e);
+}

@@ -1,7 +1,8 @@
 /* test_slurm.c - server/slurm.c without a cluster: the batch script (its
  * #SBATCH lines, srun's command quoted for bash, GPUs per node), the
- * config file and its errors, and scontrol's one-line job records as
- * Slurm 22.05 prints them. tests/e2e/test_slurm.sh runs the real thing. */
+ * config file and its errors, scontrol's one-line job records as Slurm
+ * 22.05 prints them, and the executor's admission (the GPUs a job takes).
+ * tests/e2e/test_slurm.sh runs the real thing. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +10,10 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/spec.h"
+#include "server/executor.h"
 #include "server/slurm.h"
+#include "tests/support/placed_spec.h"
 
 static SlurmRequest request(int ranks, int nodes, bool gpus) {
     return (SlurmRequest){.job = 42,
@@ -170,4 +174,45 @@ Test(slurm, shared_dir_and_datasets) {
     cr_assert(strstr(s, " --out '/shared/it'\\''s here/out' --datasets-cache '/scratch/traind'\n"),
               "%s", s);
     free(s);
+}
+
+/* admit's answer for a placement: 0 with *gpus, or -1. */
+static int admit(const ExecutorOps *ops, const char *placement, int *gpus) {
+    JobSpec *s = placed_spec(placement);
+    *gpus = -1;
+    int rc = ops->admit(ops->ctx, s, gpus);
+    job_spec_free(s);
+    return rc;
+}
+
+/* At submission the executor says how many GPUs a job takes (what the
+ * GPU quota counts: one per rank on GPUs, "auto" too where the nodes have
+ * them) and refuses one that asks a node for more than it gives, at the
+ * spec's path. */
+Test(slurm, admit_counts_the_gpus_a_job_takes) {
+    ExecutorConfig cfg;
+    slurm_config_defaults(&cfg.slurm);
+    snprintf(cfg.slurm.traind, sizeof cfg.slurm.traind, "/opt/traind/bin/traind");
+    cfg.slurm.gpus_per_node = 4;
+    ExecutorOps ops;
+    cr_assert_eq(executor_slurm(NULL, &cfg, &ops), 0, "%s", error_get());
+    int gpus;
+    cr_assert_eq(admit(&ops, ", \"gpus\": 4", &gpus), 0, "%s", error_get());
+    cr_assert_eq(gpus, 4);
+    cr_assert_eq(admit(&ops, ", \"ranks\": 2", &gpus), 0);
+    cr_assert_eq(gpus, 2, "auto takes a GPU per rank where the nodes have them");
+    cr_assert_eq(admit(&ops, ", \"ranks\": 2, \"device\": \"cpu\"", &gpus), 0);
+    cr_assert_eq(gpus, 0);
+    cr_assert_eq(admit(&ops, ", \"gpus\": 8, \"nodes\": 2", &gpus), 0, "%s", error_get());
+    cr_assert_eq(gpus, 8);
+    cr_assert_eq(admit(&ops, ", \"gpus\": 8", &gpus), -1);
+    cr_assert_str_eq(error_get(), "gpus: the job asks for 8 GPUs on each of 1 node(s); a node "
+                                  "gives at most 4 (slurm gpus_per_node)");
+    cr_assert_eq(admit(&ops, ", \"ranks\": 8, \"device\": \"cuda\"", &gpus), -1);
+    cr_assert(strstr(error_get(), "gpus: "), "\"device\": \"cuda\" with 8 ranks is \"gpus\": 8: %s",
+              error_get());
+    cfg.slurm.gpus_per_node = 0;
+    cr_assert_eq(admit(&ops, ", \"ranks\": 2", &gpus), 0);
+    cr_assert_eq(gpus, 0, "auto on nodes without GPUs: CPU ranks");
+    cr_assert_eq(admit(&ops, ", \"gpus\": 1", &gpus), -1);
 }
