@@ -244,8 +244,8 @@ lint-api:
 lint-web:
 	@if [ ! -d web/node_modules ]; then npm ci --prefix web --no-audit --no-fund; fi
 	web/node_modules/.bin/eslint --config web/eslint.config.mjs --max-warnings 0 \
-	    web/*.js web/eslint.config.mjs tests/e2e/dashboard.mjs tests/e2e/chart_test/*.js \
-	    tests/e2e/chart_test/*.mjs bench/dashboard.mjs
+	    web/*.js web/eslint.config.mjs tests/e2e/dashboard.mjs tests/e2e/run_page.mjs \
+	    tests/e2e/chart_test/*.js tests/e2e/chart_test/*.mjs bench/dashboard.mjs
 
 # MNIST MLP and CNN, traind and (where torch imports) PyTorch side by side;
 # JSON lines on stdout. Needs ../shared/datasets/mnist (skips without it).

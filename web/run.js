@@ -1,6 +1,7 @@
 // run.js - one run's page (#/jobs/ID): its header (name, state, device,
-// progress and ETA, or its place in the queue and why), refreshed from GET
-// /v1/jobs/{id} every 3 s until it ends; the charts (charts.js), the log,
+// progress and ETA, its place in the queue and why, how its ranks stand in
+// Slurm or another launcher), refreshed from GET /v1/jobs/{id} every 3 s
+// until it ends; the charts (charts.js), the log,
 // checkpoints and spec panels (panels.js). Everything it starts hangs off
 // one AbortController: stop() ends every stream, timer and request.
 
@@ -113,9 +114,22 @@ export class RunView {
     $("run-queue").hidden = !q;
     if (q) $("run-queue").textContent = `Queued: position ${q.position} (${q.ahead} ahead)` +
       `${q.reason !== "None" ? `, waiting for ${q.reason}` : ""}${q.detail ? `: ${q.detail}` : ""}.`;
+    $("run-executor").hidden = !job.executor;
+    if (job.executor) $("run-executor").textContent = executorText(job.executor);
     $("run-job-error").hidden = !job.error;
     $("run-job-error").textContent = job.error ?? "";
   }
+}
+
+// A running job whose ranks another launcher runs (serve --executor): how
+// they stand there, Slurm's pending reason included ("Resources").
+function executorText(e) {
+  const where = e.name === "slurm" ? `In Slurm${e.handle ? ` as job ${e.handle}` : ""}`
+    : `Through the ${e.name} launcher${e.handle ? ` (${e.handle})` : ""}`;
+  let text = `${where}: ${e.phase}`;
+  if (e.reason) text += `, waiting for ${e.reason}`;
+  if (e.restarts) text += `; requeued ${e.restarts === 1 ? "once" : `${e.restarts} times`}`;
+  return `${text}.`;
 }
 
 function progressText(job) {

@@ -14,7 +14,8 @@
 #     once and equal to `traind run` of the same spec.json, streamed over
 #     SSE as a local job's are;
 # (c) while the node is full the job waits in Slurm and the job shows
-#     Slurm's pending reason (Resources); cancelled through the API, its
+#     Slurm's pending reason (Resources), in the API and on the run's page
+#     in headless Chromium; cancelled through the API, its
 #     Slurm job ends CANCELLED (scancel) and the job `cancelled`;
 # (d) a running job requeued by Slurm (scontrol requeue: what a node
 #     failure or a preemption does) runs again and resumes from its newest
@@ -29,6 +30,8 @@ cd "$(dirname "$0")/../.."
 
 TRAIND=${1:-build/traind-asan}
 RANK_TRAIND=$PWD/build/traind
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+SHOTS=${SHOTS:-build/screenshots}
 TMP=$(mktemp -d)
 . "$(dirname "$0")/lib.sh"
 . tests/support/slurm_cluster.sh
@@ -175,6 +178,11 @@ done
 check "(c) behind a full node the job shows Slurm's pending reason" "$reason" Resources
 check "(c) ... its phase pending" "$(executor "$JC" "e['phase']")" pending
 handle=$(executor "$JC" "e['handle']")
+if browser_ready "(c) the run's page in a browser"; then
+    browser_checks tests/e2e/run_page.mjs 60 URL="$URL" TOKEN="$TOKEN" JOB="$JC" \
+        ELEMENT=run-executor EXPECT="^In Slurm as job $handle: pending, waiting for Resources\\.\$" \
+        NAME="(c) the run's page shows it pending in Slurm, and why"
+fi
 api POST "/v1/jobs/$JC/cancel"
 check "(c) cancel: 202" "$STATUS" 202
 check "(c) the job ends cancelled" "$(wait_state "$JC" 60 cancelled failed succeeded)" cancelled
