@@ -8,6 +8,8 @@
 #   {"bench": "resnet18", "impl": "pytorch-channels-last", ...}
 #   {"bench": "resnet18", "ratio": traind / pytorch, "ratio_vs_channels_last": ...,
 #    "ratio_best_epoch": ..., "ratio_best_epoch_vs_channels_last": ...}
+#   {"bench": "resnet18", "impl": "traind-direct", ...} and "resnet18_direct"'s
+#    ratios, on a CPU where traind runs Winograd (TRAIND_WINOGRAD=0 here)
 #   {"bench": "gpt2", "impl": "traind", "tokens_per_s": ...}  and PyTorch's, and the ratio
 #
 #   resnet18  ResNet-18 with the small-input stem on 32x32 RGB images at batch
@@ -141,7 +143,16 @@ JSON
              bench/torch_models.py "${args[@]}" --channels-last --impl pytorch-channels-last)
         echo "$cl"
         ratio resnet18 images_per_s "$ours" "$theirs" "$cl"
-        [ "$DEVICE" != cpu ] || continue
+        if [ "$DEVICE" = cpu ]; then
+            # every convolution direct (no Winograd: PyTorch's arithmetic)
+            if "$TRAIND" info | grep -q 'Winograd for 3x3' &&
+                direct=$(TRAIND_WINOGRAD=0 ours resnet18 "$TMP/resnet18.json" traind-direct \
+                         images_per_s 1); then
+                echo "$direct"
+                ratio resnet18_direct images_per_s "$direct" "$theirs" "$cl"
+            fi
+            continue
+        fi
         # PyTorch's cuDNN convolutions run on TF32 unless told otherwise
         # (torch.backends.cudnn.allow_tf32): traind's with "allow_tf32" beside
         # them; then both in bf16 (traind's "precision", PyTorch's autocast)

@@ -12,7 +12,9 @@
 #    "ratio_best_epoch_vs_tuned": ..., "test_accuracy_diff": traind - pytorch}
 #
 # and the same for mnist_cnn, with a {"bench": "mnist_cnn", "impl": "traind-bf16"} line
-# (the job's "precision": "bf16") where oneDNN has AVX512-BF16 or AMX. Both train on ../shared/datasets/mnist (its
+# (the job's "precision": "bf16") where oneDNN has AVX512-BF16 or AMX, and
+# a "traind-direct" line (no Winograd) where traind runs Winograd. Both
+# train on ../shared/datasets/mnist (its
 # train file, 20k images here, and the 10k test set as validation): batch
 # 64, shuffle on, SGD lr 0.01 momentum 0.9, LambdaLR 0.95**epoch, 2 epochs,
 # ToTensor + Normalize(0.5, 1.0). Speed is traind's samples_per_s: training
@@ -82,9 +84,13 @@ traind_run() {
 }
 
 # precision bf16 too where oneDNN has AVX512-BF16 or AMX (the CNN only:
-# bf16 changes the convolutions)
-bf16=0
+# bf16 changes the convolutions); and where traind runs Winograd for 3x3
+# convolutions (core/cpu/conv_winograd.c), the CNN once more with every
+# convolution direct (TRAIND_WINOGRAD=0: PyTorch's own arithmetic), as
+# impl traind-direct
+bf16=0 winograd=0
 "$TRAIND" info | grep -qE 'oneDNN [0-9.]+, avx512_core_(bf16|amx) kernels' && bf16=1
+"$TRAIND" info | grep -q 'Winograd for 3x3' && winograd=1
 
 for model in "${models[@]}"; do
     bench=mnist_$model
@@ -96,6 +102,9 @@ for model in "${models[@]}"; do
 d = json.load(open(sys.argv[1])); d["precision"] = "bf16"; json.dump(d, open(sys.argv[2], "w"))' \
             "$TMP/$bench.json" "$TMP/${bench}_bf16.json"
         traind_run "${bench}_bf16" traind-bf16 || exit 1
+    fi
+    if [ "$model" = cnn ] && [ $winograd = 1 ]; then
+        TRAIND_WINOGRAD=0 traind_run "$bench" traind-direct || exit 1
     fi
     [ $have_torch -eq 1 ] || continue
     # pytorch: the loop as specified (2 threads, the seed's per-sample Dataset).

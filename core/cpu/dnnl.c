@@ -65,6 +65,13 @@ void cpu_dnnl_conv_descs(const DnnlConvShape *s, bool any, dnnl_memory_desc_t *s
 dnnl_status_t cpu_dnnl_conv_desc(const DnnlConvShape *s, DnnlConvPass pass, dnnl_data_type_t in,
                                  const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst,
                                  dnnl_convolution_desc_t *d) {
+    return cpu_dnnl_conv_desc_alg(s, pass, in, cpu_dnnl_conv_algorithm(s, in), bias, dst, d);
+}
+
+dnnl_status_t cpu_dnnl_conv_desc_alg(const DnnlConvShape *s, DnnlConvPass pass,
+                                     dnnl_data_type_t in, dnnl_alg_kind_t alg,
+                                     const dnnl_memory_desc_t *bias,
+                                     const dnnl_memory_desc_t *dst, dnnl_convolution_desc_t *d) {
     dnnl_memory_desc_t src, weights, any_dst;
     cpu_dnnl_conv_descs(s, true, &src, &weights, &any_dst);
     src.data_type = pass == DNNL_CONV_BACKWARD_DATA ? dnnl_f32 : in;
@@ -73,14 +80,13 @@ dnnl_status_t cpu_dnnl_conv_desc(const DnnlConvShape *s, DnnlConvPass pass, dnnl
     if (!dst) dst = &any_dst;
     dnnl_dims_t st, dl, pl, pr;
     cpu_dnnl_geometry(&s->w, st, dl, pl, pr);
-    dnnl_alg_kind_t direct = dnnl_convolution_direct;
     return pass == DNNL_CONV_FORWARD
-            ? dnnl_dilated_convolution_forward_desc_init(d, dnnl_forward_training, direct, &src,
+            ? dnnl_dilated_convolution_forward_desc_init(d, dnnl_forward_training, alg, &src,
                                                          &weights, bias, dst, st, dl, pl, pr)
         : pass == DNNL_CONV_BACKWARD_DATA
-            ? dnnl_dilated_convolution_backward_data_desc_init(d, direct, &src, &weights, dst, st,
-                                                               dl, pl, pr)
-            : dnnl_dilated_convolution_backward_weights_desc_init(d, direct, &src, &weights, bias,
+            ? dnnl_dilated_convolution_backward_data_desc_init(d, alg, &src, &weights, dst, st, dl,
+                                                               pl, pr)
+            : dnnl_dilated_convolution_backward_weights_desc_init(d, alg, &src, &weights, bias,
                                                                   dst, st, dl, pl, pr);
 }
 
@@ -266,8 +272,9 @@ static const char *isa_name(dnnl_cpu_isa_t isa) {
 
 const char *cpu_conv_library_name(char *buf, size_t n) {
     const dnnl_version_t *v = dnnl_version();
-    snprintf(buf, n, "oneDNN %d.%d.%d, %s kernels", v->major, v->minor, v->patch,
-             isa_name(dnnl_get_effective_cpu_isa()));
+    snprintf(buf, n, "oneDNN %d.%d.%d, %s kernels%s", v->major, v->minor, v->patch,
+             isa_name(dnnl_get_effective_cpu_isa()),
+             cpu_dnnl_winograd_available() ? ", Winograd for 3x3" : "");
     return buf;
 }
 

@@ -1,6 +1,7 @@
 /* dnnl.h - what the CPU backend's oneDNN files (conv_dnnl.c,
  * conv_block_dnnl.c) share: the one engine, failures as error messages,
- * memory descriptors, a convolution's descriptors and geometry, reorders. */
+ * memory descriptors, a convolution's descriptors, algorithm
+ * (conv_winograd.c) and geometry, reorders. */
 #ifndef TRAIND_CORE_CPU_DNNL_H
 #define TRAIND_CORE_CPU_DNNL_H
 
@@ -44,6 +45,17 @@ typedef enum {
 dnnl_status_t cpu_dnnl_conv_desc(const DnnlConvShape *s, DnnlConvPass pass, dnnl_data_type_t in,
                                  const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst,
                                  dnnl_convolution_desc_t *d);
+/* The same with the algorithm given (cpu_dnnl_conv_desc asks
+ * cpu_dnnl_conv_algorithm). */
+dnnl_status_t cpu_dnnl_conv_desc_alg(const DnnlConvShape *s, DnnlConvPass pass,
+                                     dnnl_data_type_t in, dnnl_alg_kind_t alg,
+                                     const dnnl_memory_desc_t *bias,
+                                     const dnnl_memory_desc_t *dst, dnnl_convolution_desc_t *d);
+/* conv_winograd.c: Winograd where it is faster, else direct; whether this
+ * processor has oneDNN's Winograd kernels for all three passes (probed
+ * once; false under TRAIND_WINOGRAD=0). */
+dnnl_alg_kind_t cpu_dnnl_conv_algorithm(const DnnlConvShape *s, dnnl_data_type_t in);
+bool cpu_dnnl_winograd_available(void);
 /* Strides, dilations (oneDNN counts the gaps) and paddings of a window. */
 void cpu_dnnl_geometry(const Window2d *w, dnnl_dims_t strides, dnnl_dims_t dilates,
                        dnnl_dims_t pad_l, dnnl_dims_t pad_r);
