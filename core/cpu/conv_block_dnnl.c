@@ -297,18 +297,38 @@ static size_t bytes_of(const dnnl_memory_desc_t *md) {
     return cpu_dnnl_arena_bytes(dnnl_memory_desc_get_size(md));
 }
 
+/* The 2x2 pool of our own: y (the ReLU's output) is the call's scratch,
+ * and the blocked pooled output is what the backward keeps (`keep`): at
+ * a window's argmax y is the pooled value, so it alone says where the
+ * ReLU passes the gradient, and a quarter of y's size is kept and read.
+ * out gets it in its own layout. */
+static int own_pool_run(const BlockPlan *p, DnnlCall *c, dnnl_memory_t my, dnnl_memory_t mo,
+                        Tensor *keep, Tensor *ws) {
+    const Window2d *w = &p->key.pool;
+    if (cpu_dnnl_wait(c) != 0) return -1;
+    cpu_max_pool_2x2_blocked(cpu_dnnl_data(my), blocks_of(w), w->height, w->width,
+                             tensor_data(keep), tensor_data(ws));
+    dnnl_memory_t kept = cpu_dnnl_call_memory(c, &p->pooled, tensor_data(keep));
+    if (!kept) return -1;
+    if (p->from_pooled) return cpu_dnnl_reorder_run(c->stream, p->from_pooled, kept, mo);
+    memcpy(cpu_dnnl_data(mo), tensor_data(keep), dnnl_memory_desc_get_size(&p->pooled));
+    return 0;
+}
+
+/* keep: what the backward reads besides the workspace (y, or with our own
+ * pool the pooled output). */
 static int forward_run(const BlockPlan *p, DnnlCall *c, const Tensor *x, const Tensor *weight,
-                       const Tensor *bias, Tensor *out, Tensor *y, Tensor *ws) {
+                       const Tensor *bias, Tensor *out, Tensor *keep, Tensor *ws) {
     dnnl_memory_t mx = cpu_dnnl_call_memory(c, &p->x, tensor_data(x));
     dnnl_memory_t mw = cpu_dnnl_call_memory(c, &p->w, tensor_data(weight));
     dnnl_memory_t mo = cpu_dnnl_call_memory(c, &p->out, tensor_data(out));
-    dnnl_memory_t my = cpu_dnnl_call_memory(c, &p->y, tensor_data(y));
+    dnnl_memory_t my = cpu_dnnl_call_memory(c, &p->y, p->own_pool ? NULL : tensor_data(keep));
     dnnl_memory_t mws = cpu_dnnl_call_memory(c, &p->workspace, tensor_data(ws));
     dnnl_memory_t mb = bias ? cpu_dnnl_call_memory(c, &p->bias, tensor_data(bias)) : NULL;
     dnnl_memory_t msc = cpu_dnnl_call_memory(c, &p->scratch_md, NULL);
     dnnl_memory_t src = reordered(c, p->to_src, mx, &p->src);
     dnnl_memory_t wts = reordered(c, p->to_weights, mw, &p->weights);
-    dnnl_memory_t pooled = output_for(c, p->from_pooled, mo, &p->pooled);
+    dnnl_memory_t pooled = p->own_pool ? mo : output_for(c, p->from_pooled, mo, &p->pooled);
     if (!src || !wts || !pooled || !my || !mws || !msc || (bias && !mb)) return -1;
     dnnl_exec_arg_t conv[5] = {{DNNL_ARG_SRC, src},
                                {DNNL_ARG_WEIGHTS, wts},
@@ -320,14 +340,8 @@ static int forward_run(const BlockPlan *p, DnnlCall *c, const Tensor *x, const T
                                {DNNL_ARG_WORKSPACE, mws},
                                {DNNL_ARG_SCRATCHPAD, msc}};
     if (cpu_dnnl_execute(p->conv, c->stream, bias ? 5 : 4, conv, "convolution") != 0) return -1;
-    if (p->own_pool) {
-        const Window2d *w = &p->key.pool;
-        if (cpu_dnnl_wait(c) != 0) return -1;
-        cpu_max_pool_2x2_blocked(tensor_data(y), blocks_of(w), w->height, w->width,
-                                 cpu_dnnl_data(pooled), tensor_data(ws));
-    } else if (cpu_dnnl_execute(p->pool, c->stream, 4, pool, "pooling") != 0) {
-        return -1;
-    }
+    if (p->own_pool) return own_pool_run(p, c, my, mo, keep, ws);
+    if (cpu_dnnl_execute(p->pool, c->stream, 4, pool, "pooling") != 0) return -1;
     return p->from_pooled ? cpu_dnnl_reorder_run(c->stream, p->from_pooled, pooled, mo) : 0;
 }
 
@@ -370,11 +384,11 @@ static int backward_data(const BlockPlan *p, DnnlCall *c, dnnl_memory_t mw, dnnl
 static dnnl_memory_t backward_to_y(const BlockPlan *p, DnnlCall *c, const Tensor *gy,
                                    Tensor *const *saved, dnnl_memory_t msc) {
     dnnl_memory_t mgy = cpu_dnnl_call_memory(c, &p->out, tensor_data(gy));
-    dnnl_memory_t my = cpu_dnnl_call_memory(c, &p->y, tensor_data(saved[0]));
+    dnnl_memory_t my = p->own_pool ? NULL : cpu_dnnl_call_memory(c, &p->y, tensor_data(saved[0]));
     dnnl_memory_t mws = cpu_dnnl_call_memory(c, &p->workspace, tensor_data(saved[1]));
     dnnl_memory_t dy = cpu_dnnl_call_memory(c, &p->y, NULL);
     dnnl_memory_t dpooled = reordered(c, p->to_pooled, mgy, &p->pooled);
-    if (!my || !mws || !dy || !dpooled) return NULL;
+    if ((!p->own_pool && !my) || !mws || !dy || !dpooled) return NULL;
     if (p->own_pool) {
         const Window2d *w = &p->key.pool;
         if (cpu_dnnl_wait(c) != 0) return NULL;
@@ -399,13 +413,14 @@ static dnnl_memory_t backward_to_y(const BlockPlan *p, DnnlCall *c, const Tensor
 
 static int forward_call(const BlockPlan *p, const Tensor *x, const Tensor *weight,
                         const Tensor *bias, Tensor *out, Tensor **saved) {
+    const dnnl_memory_desc_t *keep = p->own_pool ? &p->pooled : &p->y;
     saved[0] =
-        tensor_empty(SHAPE((int64_t)dnnl_memory_desc_get_size(&p->y)), DTYPE_UINT8, x->device);
+        tensor_empty(SHAPE((int64_t)dnnl_memory_desc_get_size(keep)), DTYPE_UINT8, x->device);
     saved[1] = tensor_empty(SHAPE((int64_t)dnnl_memory_desc_get_size(&p->workspace)), DTYPE_UINT8,
                             x->device);
     size_t bytes = bytes_of(&p->scratch_md) + (p->to_src ? bytes_of(&p->src) : 0) +
                    (p->to_weights ? bytes_of(&p->weights) : 0) +
-                   (p->from_pooled ? bytes_of(&p->pooled) : 0);
+                   (p->own_pool ? bytes_of(&p->y) : p->from_pooled ? bytes_of(&p->pooled) : 0);
     DnnlCall c = {0};
     int rc = saved[0] && saved[1] ? cpu_dnnl_call_open(&c, bytes) : -1;
     if (rc == 0) rc = forward_run(p, &c, x, weight, bias, out, saved[0], saved[1]);

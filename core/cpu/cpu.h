@@ -101,11 +101,12 @@ int cpu_conv2d_relu_max_pool2d_backward(const ConvReluPool *b, const Tensor *x,
                                         const Tensor *gy, Tensor *gx, Tensor *gw, Tensor *gb);
 
 /* pool_blocked.c: 2x2 stride-2 max pooling over nChw16c (blocks =
- * N * ceil(C / 16)), argmax one byte an output; the backward folds in
- * ReLU's from its output y: dy = gy at the argmax where y > 0, else 0. */
+ * N * ceil(C / 16)), argmax one byte an output; the backward folds in the
+ * ReLU's before it, from the pooled output: dy = gy at the argmax where
+ * the pooled value (y there) is above 0, else 0. */
 void cpu_max_pool_2x2_blocked(const float *y, int64_t blocks, int64_t H, int64_t W, float *pooled,
                               uint8_t *argmax);
-void cpu_max_pool_2x2_blocked_relu_backward(const float *y, const uint8_t *argmax,
+void cpu_max_pool_2x2_blocked_relu_backward(const float *pooled, const uint8_t *argmax,
                                             const float *gy, int64_t blocks, int64_t H, int64_t W,
                                             float *dy);
 /* On: the portable kernels even where AVX-512 is (tests of them). */

@@ -6,7 +6,9 @@
  *
  * The forward keeps each output's argmax (0..3: the window's first
  * maximum in scan order, a NaN winning as torch's does) in one byte. The
- * backward folds in the ReLU's: dy = gy at the argmax where y > 0, else 0.
+ * backward folds in the ReLU's: dy = gy at the argmax where y > 0, else 0;
+ * y at the argmax is the pooled value, so it reads that, not y (a quarter
+ * of the bytes; a NaN is not above 0 in either).
  * An AVX-512 version (one 16-lane vector a step), chosen at run time, and
  * a portable one with the same results.
  */
@@ -34,13 +36,14 @@ static void window_generic(const float *r0, const float *r1, float *o, uint8_t *
     }
 }
 
-/* dy of one window: g where the argmax and y > 0, else 0, portable. */
-static void window_back_generic(const float *y0, const float *y1, const float *g, const uint8_t *a,
-                                float *d0, float *d1) {
+/* dy of one window: g at the argmax where the pooled value (y there) is
+ * above 0, else 0, portable. */
+static void window_back_generic(const float *pooled, const float *g, const uint8_t *a, float *d0,
+                                float *d1) {
     for (int l = 0; l < LANES; l++) {
-        const float *ys[4] = {y0 + l, y0 + l + LANES, y1 + l, y1 + l + LANES};
         float *ds[4] = {d0 + l, d0 + l + LANES, d1 + l, d1 + l + LANES};
-        for (int j = 0; j < 4; j++) *ds[j] = ((a[l] == j) & (*ys[j] > 0)) ? g[l] : 0.0f;
+        bool live = pooled[l] > 0;
+        for (int j = 0; j < 4; j++) *ds[j] = ((a[l] == j) & live) ? g[l] : 0.0f;
     }
 }
 
@@ -59,23 +62,21 @@ __attribute__((target("avx512f"))) static void window_avx512(const float *r0, co
     _mm_storeu_si128((__m128i *)a, _mm512_cvtepi32_epi8(k));
 }
 
-__attribute__((target("avx512f"))) static void window_back_avx512(const float *y0, const float *y1,
+__attribute__((target("avx512f"))) static void window_back_avx512(const float *pooled,
                                                                   const float *g, const uint8_t *a,
                                                                   float *d0, float *d1) {
-    __m512 gv = _mm512_loadu_ps(g), zero = _mm512_setzero_ps();
+    __m512 gv = _mm512_loadu_ps(g);
     __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)a));
-    const float *ys[4] = {y0, y0 + LANES, y1, y1 + LANES};
+    __mmask16 live = _mm512_cmp_ps_mask(_mm512_loadu_ps(pooled), _mm512_setzero_ps(), _CMP_GT_OQ);
     float *ds[4] = {d0, d0 + LANES, d1, d1 + LANES};
     for (int j = 0; j < 4; j++) {
-        __mmask16 at = _mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(j)) &
-                       _mm512_cmp_ps_mask(_mm512_loadu_ps(ys[j]), zero, _CMP_GT_OQ);
+        __mmask16 at = _mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(j)) & live;
         _mm512_storeu_ps(ds[j], _mm512_maskz_mov_ps(at, gv));
     }
 }
 
 typedef void WindowFn(const float *, const float *, float *, uint8_t *);
-typedef void WindowBackFn(const float *, const float *, const float *, const uint8_t *, float *,
-                          float *);
+typedef void WindowBackFn(const float *, const float *, const uint8_t *, float *, float *);
 
 static atomic_bool portable_only;
 
@@ -100,8 +101,9 @@ void cpu_max_pool_2x2_blocked(const float *y, int64_t blocks, int64_t H, int64_t
     }
 }
 
-void cpu_max_pool_2x2_blocked_relu_backward(const float *y, const uint8_t *argmax, const float *gy,
-                                            int64_t blocks, int64_t H, int64_t W, float *dy) {
+void cpu_max_pool_2x2_blocked_relu_backward(const float *pooled, const uint8_t *argmax,
+                                            const float *gy, int64_t blocks, int64_t H, int64_t W,
+                                            float *dy) {
     WindowBackFn *back = has_avx512() ? window_back_avx512 : window_back_generic;
     const int64_t OH = H / 2, OW = W / 2;
     if ((H | W) & 1) /* an odd last row or column that no window reads */
@@ -111,7 +113,7 @@ void cpu_max_pool_2x2_blocked_relu_backward(const float *y, const uint8_t *argma
         const int64_t row = (r / OH * H + r % OH * 2) * W * LANES;
         for (int64_t ow = 0; ow < OW; ow++) {
             const int64_t i = row + 2 * ow * LANES, o = (r * OW + ow) * LANES;
-            back(y + i, y + i + W * LANES, gy + o, argmax + o, dy + i, dy + i + W * LANES);
+            back(pooled + o, gy + o, argmax + o, dy + i, dy + i + W * LANES);
         }
     }
 }
