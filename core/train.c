@@ -86,8 +86,9 @@ static void log_buckets(const Trainer *t) {
     else
         snprintf(size, sizeof size, "%.6g MiB", (double)cap / 1048576.0);
     int n = dist_reducer_num_buckets(t->reducer);
-    logf_(t, "data parallel: %d ranks over %s, gradients in %d bucket%s of up to %s",
-          dist_world(t->dist), t->dist->backend, n, n == 1 ? "" : "s", size);
+    int world = dist_world(t->dist);
+    logf_(t, "data parallel: %d rank%s over %s, gradients in %d bucket%s of up to %s", world,
+          world == 1 ? "" : "s", t->dist->backend, n, n == 1 ? "" : "s", size);
 }
 
 int64_t train_steps_for(int64_t batches, int accumulate_steps) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gpu/check.sh - gpu/README.md's checks in one go, on a machine with a GPU:
 # the GPU unit tests (plain, then under ASan), the trainer's PyTorch parity
-# jobs on cuda, data parallel's NCCL path on one GPU (nccl), `make bench-gpu`
+# jobs on cuda, data parallel's NCCL path on one GPU (nccl: whole-model and
+# one-parameter buckets, against the plain run), `make bench-gpu`
 # (bench/gpu.sh: its MNIST and GEMM jobs in step bench, whose bf16 and
 # float32 CNNs step bf16 compares; ResNet-18 and GPT-2 small in step
 # models) and the daemon (gpu/check_daemon.py). Each step
@@ -71,6 +72,32 @@ nccl_one_gpu() {
             >"$out/nccl.jsonl" || failed=1
         python3 tests/e2e/compare_metrics.py "$out/plain.jsonl" "$out/nccl.jsonl" --rtol 1e-5 ||
             failed=1
+        # again in buckets of one parameter each: every bucket's all-reduce
+        # on NCCL's stream while the backward goes on, joined before the step
+        python3 - "tests/fixtures/jobs/$c.json" "$out/buckets.json" <<'PYEOF'
+import json, os, sys
+src, dst = sys.argv[1], sys.argv[2]
+base = os.path.dirname(os.path.abspath(src))
+j = json.load(open(src))
+for part in j["data"].values():
+    if isinstance(part, dict):
+        for k, v in part.items():
+            if k in ("path", "inputs", "targets", "images", "labels"):
+                part[k] = os.path.join(base, v)
+if j.get("init"):
+    j["init"] = os.path.join(base, j["init"])
+j["bucket_cap_mb"] = 0.0001
+json.dump(j, open(dst, "w"))
+PYEOF
+        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK build/traind run \
+            "$out/buckets.json" --device cuda:0 --out "$out/c" 2>"$out/buckets.log" >/dev/null ||
+            failed=1
+        grep '^data parallel: 1 rank over nccl, gradients in' "$out/buckets.log" || failed=1
+        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK build/traind run \
+            "$out/buckets.json" --device cuda:0 --jsonl --out "$out/d" >"$out/buckets.jsonl" ||
+            failed=1
+        python3 tests/e2e/compare_metrics.py "$out/plain.jsonl" "$out/buckets.jsonl" --rtol 1e-5 ||
+            failed=1
         rm -rf "$out"
     done
     return $failed
@@ -96,7 +123,7 @@ export -f env_report unit_asan nccl_one_gpu bf16_accuracy
 step env 30 env_report
 step unit 90 build/tests/unit-nosan --jobs 4 --filter 'gpu/*' --verbose
 step parity 50 env DEVICE=cuda tests/e2e/test_run_parity.sh build/traind
-step nccl 45 nccl_one_gpu
+step nccl 90 nccl_one_gpu
 step bench 150 env PROFILE_DIR="$LOGS" bench/gpu.sh mnist gemm
 step bf16 10 bf16_accuracy
 step models 300 env PROFILE_DIR="$LOGS" bench/gpu.sh models
