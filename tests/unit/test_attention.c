@@ -4,7 +4,8 @@
  * with F.scaled_dot_product_attention(is_causal=True) in float32 and
  * float64 (tests/fixtures/gen_attention.py), causality (a query's output
  * does not move when later keys do), non-contiguous inputs, dropout on the
- * probabilities (against a mask drawn in the test, and its gradients), and
+ * probabilities (against a mask drawn in the test, and its gradients), the
+ * online softmax's rescaling where later key blocks score higher, and
  * errors. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -177,6 +178,47 @@ Test(attention, causal_mask) {
     for (int c = 0; c < 4; c++) cr_assert_float_eq(tensor_get(a, c), tensor_get(v, c), 1e-15);
     tensor_release(q), tensor_release(k), tensor_release(v), tensor_release(k2),
         tensor_release(v2), tensor_release(a), tensor_release(b);
+}
+
+/* Scores that grow with the key's position, so each block of 64 keys the
+ * CPU walks raises a row's running max and the output so far must be
+ * rescaled: against softmax written out in double over T = 150, both
+ * dtypes. */
+Test(attention, online_softmax_rescales_when_later_keys_score_higher) {
+    const int64_t t = 150, d = 4;
+    for (int dt = 0; dt < 2; dt++) {
+        DType dtype = dt ? DTYPE_FLOAT64 : DTYPE_FLOAT32;
+        Tensor *q = tensor_full(SHAPE(1, 1, t, d), 1.0, dtype, DEVICE_CPU_INIT);
+        Tensor *k64 = gradcheck_input(SHAPE(1, 1, t, d), -0.1, 0.1, 11);
+        Tensor *v64 = gradcheck_input(SHAPE(1, 1, t, d), -1, 1, 12);
+        double *pk = tensor_data(k64);
+        for (int64_t j = 0; j < t; j++)
+            for (int64_t c = 0; c < d; c++) pk[j * d + c] += 0.02 * (double)j;
+        Tensor *k = tensor_to_dtype(k64, dtype), *v = tensor_to_dtype(v64, dtype);
+        Tensor *out = tensor_causal_attention(q, k, v);
+        cr_assert(out, "%s", error_get());
+        for (int64_t i = 0; i < t; i++) {
+            double s[150], m = -INFINITY, l = 0;
+            for (int64_t j = 0; j <= i; j++) {
+                s[j] = 0;
+                for (int64_t c = 0; c < d; c++) s[j] += tensor_get(k, j * d + c);
+                s[j] /= sqrt((double)d);
+                m = fmax(m, s[j]);
+            }
+            for (int64_t j = 0; j <= i; j++) l += exp(s[j] - m);
+            for (int64_t c = 0; c < d; c++) {
+                double want = 0;
+                for (int64_t j = 0; j <= i; j++)
+                    want += exp(s[j] - m) / l * tensor_get(v, j * d + c);
+                double got = tensor_get(out, i * d + c), tol = dt ? 1e-12 : 1e-5;
+                cr_assert(fabs(got - want) <= tol * (1 + fabs(want)),
+                          "%s row %ld col %ld: %.9g, want %.9g", dtype_name(dtype), (long)i,
+                          (long)c, got, want);
+            }
+        }
+        tensor_release(q), tensor_release(k), tensor_release(v), tensor_release(k64),
+            tensor_release(v64), tensor_release(out);
+    }
 }
 
 /* q, k, v as GPT makes them: transposed views of one [B, T, 3, H, D]

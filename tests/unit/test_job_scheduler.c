@@ -848,9 +848,11 @@ Test(job_scheduler, a_job_of_two_gpus_takes_both_at_once) {
     snprintf(path, sizeof path, "%s/jobs/%lld/attempt-1/ranks.log", e.dir, (long long)two);
     read_text(path, log, sizeof log);
     /* the first rank to fail aborts the other (MPI_Abort): one says so */
-    cr_assert(strstr(log, "rank 0 of 2: device cuda:0:") || strstr(log, "rank 1 of 2: device cuda:1:"),
+    cr_assert(strstr(log, "rank 0 of 2: device cuda:0:") ||
+                  strstr(log, "rank 1 of 2: device cuda:1:"),
               "%s:\n%s", path, log);
-    cr_assert(!strstr(log, "rank 0 of 2: device cuda:1") && !strstr(log, "rank 1 of 2: device cuda:0"),
+    cr_assert(!strstr(log, "rank 0 of 2: device cuda:1") &&
+                  !strstr(log, "rank 1 of 2: device cuda:0"),
               "%s:\n%s", path, log);
 
     /* its workers are freed just after its end is recorded */
