@@ -8,10 +8,11 @@
  * of block offset / 4. The GPU backend computes the same function, which is
  * why CPU and CUDA runs draw identical numbers.
  *
- * Rng keeps no cache: every draw recomputes its block from (seed, offset).
- * That costs up to 4x the Philox work of a cached generator, but the state a
- * checkpoint saves stays exactly (seed, offset), and weight init and
- * shuffling are nowhere near hot.
+ * Rng keeps no cache: every draw recomputes its block from (seed, offset)
+ * (a uniform's two words come from one block where they share it). That
+ * costs up to 4x the Philox work of a cached generator, but the state a
+ * checkpoint saves stays exactly (seed, offset); weight init, the one big
+ * consumer, draws its values on all threads (core/nn/init.c).
  */
 #include "core/rng.h"
 
@@ -84,10 +85,25 @@ static uint64_t rng_next_u64(Rng *rng) {
     return (hi << 32) | lo;
 }
 
+/* The next two words: one Philox block where they share one (three times
+ * in four), the same numbers as two rng_next_u32. */
+static void next_two(Rng *rng, uint32_t *a, uint32_t *b) {
+    uint64_t o = rng->offset;
+    if (o % 4 != 3) {
+        uint32_t block[4];
+        philox4x32(rng->seed, o / 4, block);
+        *a = block[o % 4], *b = block[o % 4 + 1];
+    } else {
+        *a = philox_u32(rng->seed, o), *b = philox_u32(rng->seed, o + 1);
+    }
+    rng->offset = o + 2;
+}
+
 double rng_uniform(Rng *rng) {
     /* 27 bits from the first draw, 26 from the second: 53 bits in all. */
-    uint32_t a = rng_next_u32(rng) >> 5;
-    uint32_t b = rng_next_u32(rng) >> 6;
+    uint32_t a, b;
+    next_two(rng, &a, &b);
+    a >>= 5, b >>= 6;
     return ((double)a * 67108864.0 + (double)b) * (1.0 / 9007199254740992.0);
 }
 

@@ -30,5 +30,9 @@ double rng_uniform(Rng *rng);                  /* [0, 1), 53 random bits */
 double rng_uniform_range(Rng *rng, double lo, double hi);
 uint64_t rng_below(Rng *rng, uint64_t bound);  /* unbiased, bound > 0 */
 double rng_normal(Rng *rng);                   /* Box-Muller */
+/* The stream's words a uniform (and uniform_range) and a normal take,
+ * always: a draw at offset o leaves the Rng at o + these. */
+#define RNG_UNIFORM_WORDS 2
+#define RNG_NORMAL_WORDS 4
 
 #endif

@@ -525,6 +525,27 @@ Test(nn_init, same_seed_same_weights) {
     module_free(mc);
 }
 
+/* Large tensors are drawn on all threads: still the numbers one Rng
+ * gives in turn, in row-major order, and the Rng left where it would be. */
+Test(nn_init, drawn_on_all_threads_as_in_turn) {
+    const int64_t n = 200003;
+    Tensor *t = tensor_empty(SHAPE(n), DTYPE_FLOAT64, DEVICE_CPU_INIT);
+    for (int normal = 0; normal < 2; normal++) {
+        Rng rng = {5, 3}, ref = {5, 3}; /* an offset inside a Philox block */
+        int rc = normal ? nn_init_normal_(t, 0.5, 2.0, &rng)
+                        : nn_init_uniform_(t, -0.25, 0.75, &rng);
+        cr_assert_eq(rc, 0, "%s", error_get());
+        for (int64_t i = 0; i < n; i++) {
+            double want =
+                normal ? 0.5 + 2.0 * rng_normal(&ref) : rng_uniform_range(&ref, -0.25, 0.75);
+            cr_assert_eq(tensor_get(t, i), want, "%s value %lld", normal ? "normal" : "uniform",
+                         (long long)i);
+        }
+        cr_assert_eq(rng.offset, ref.offset);
+    }
+    tensor_release(t);
+}
+
 Test(nn_init, batch_norm_defaults) {
     Module *bn = nn_batch_norm2d(3, 1e-5, 0.1, true, true);
     cr_assert(bn != NULL);

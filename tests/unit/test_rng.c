@@ -61,6 +61,22 @@ Test(rng, uniform_and_u32_read_the_stream_in_order) {
     cr_assert_eq(rng.offset, 8);
 }
 
+/* A uniform takes two words and a normal four, from any offset (a block
+ * boundary between a uniform's two words included): the same numbers as
+ * drawn word by word, and the offset advanced by as many. */
+Test(rng, uniform_and_normal_take_their_words_from_any_offset) {
+    for (uint64_t o = 0; o < 8; o++) {
+        Rng a = {11, o}, b = {11, o};
+        uint32_t w0 = rng_next_u32(&b) >> 5, w1 = rng_next_u32(&b) >> 6;
+        double want = ((double)w0 * 67108864.0 + (double)w1) / 9007199254740992.0;
+        cr_assert_eq(rng_uniform(&a), want, "offset %llu", (unsigned long long)o);
+        cr_assert_eq(a.offset, o + RNG_UNIFORM_WORDS);
+        Rng n = {11, o};
+        rng_normal(&n);
+        cr_assert_eq(n.offset, o + RNG_NORMAL_WORDS);
+    }
+}
+
 Test(rng, state_is_seed_and_offset) {
     Rng a, b;
     rng_init(&a, 99);
