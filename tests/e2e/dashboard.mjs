@@ -490,8 +490,15 @@ await step("9 run page", async () => {
   await page.waitForFunction(() => Number(document.querySelector('figure.run-chart[data-name="loss"]')
     ?.dataset.points) > 0, WAIT);
   await page.focus('figure.run-chart[data-name="loss"] .chart-plot');
-  await page.keyboard.press("End");
-  const timeX = await page.$eval('figure.run-chart[data-name="loss"] .chart-readout-x', (e) => e.textContent);
+  // the chart of the new axis may be laid out a frame after its points
+  // arrive, and a key before that shows no readout: press until it does
+  let timeX = null;
+  for (let i = 0; i < 50 && !timeX; i++) {
+    await page.keyboard.press("End");
+    timeX = await page.$eval('figure.run-chart[data-name="loss"] .chart-readout-x',
+      (e) => e.textContent).catch(() => null);
+    if (!timeX) await sleep(100);
+  }
   const lastPoint = history.metrics.filter((p) => p.name === "loss").at(-1);
   const firstTime = Math.min(...history.metrics.map((p) => p.wall_time));
   check("9: x by time: the loss chart drawn, its last point read as m:ss from the run's start",
