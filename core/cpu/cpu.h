@@ -58,10 +58,15 @@ void cpu_class_loss_rows(const Tensor *lp, const Tensor *index, int64_t ignore, 
 void cpu_class_loss_rows_backward(const Tensor *g, const Tensor *index, int64_t ignore,
                                   double eps, Tensor *gx);
 
-/* gemm.c (OpenBLAS) */
+/* gemm.c (OpenBLAS; under bf16 precision, gemm_bf16.c) */
 void cpu_gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
               double alpha, const void *a, int64_t lda, const void *b, int64_t ldb, double beta,
               void *c, int64_t ldc);
+/* gemm_bf16.c: a float32 product from bf16-rounded operands, accumulated
+ * and written in float32 (alpha 1, beta 0 or 1). 0, or -1 with an error. */
+int cpu_gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                  const float *a, int64_t lda, const float *b, int64_t ldb, double beta, float *c,
+                  int64_t ldc);
 
 /* conv.c */
 void cpu_im2col(DType dtype, const Window2d *w, const void *images, int64_t n, void *columns,

@@ -1,4 +1,5 @@
-/* gemm.c - CPU matrix products through OpenBLAS's cblas_sgemm / dgemm.
+/* gemm.c - CPU matrix products through OpenBLAS's cblas_sgemm / dgemm;
+ * a thread in bf16 precision computes its float32 ones in gemm_bf16.c.
  *
  * Row-major throughout, so ld* are row strides exactly as the Backend
  * contract states and no transposition trick is needed. k == 0 is done here
@@ -10,6 +11,8 @@
 #include <string.h>
 
 #include "core/cpu/cpu.h"
+#include "core/cpu/dnnl.h"
+#include "core/error.h"
 
 #define DEFINE_SCALE(T, SFX)                                                                       \
     static void scale_##SFX(T *c, int64_t m, int64_t n, int64_t ldc, T beta) {                     \
@@ -32,6 +35,13 @@ void cpu_gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int
         else
             scale_f64(c, m, n, ldc, beta);
         return;
+    }
+    /* a thread in bf16 (a job's "precision"): its products in bf16; should
+     * oneDNN fail (out of memory), in float32 rather than not at all */
+    if (dtype == DTYPE_FLOAT32 && cpu_dnnl_input_type() == dnnl_bf16) {
+        if (cpu_gemm_bf16(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0)
+            return;
+        error_clear();
     }
     enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
     enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;

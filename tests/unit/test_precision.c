@@ -1,13 +1,14 @@
 /* test_precision.c - a job's "precision": "bf16" on the CPU: each
  * convolution pass (oneDNN's forward, data and weight gradients, and the
- * Conv2d -> ReLU -> MaxPool2d block) computed from bf16 inputs lands
- * within bf16's rounding of the float32 result, and not on it (bf16 did
- * run); the thread's precision is its own; a CPU without AVX512-BF16 or
+ * Conv2d -> ReLU -> MaxPool2d block) and matrix product computed from
+ * bf16 inputs lands within bf16's rounding of the float32 result, and not
+ * on it (bf16 did run); the thread's precision is its own; a CPU without AVX512-BF16 or
  * AMX, and a device without bf16, are refused with the reason. Skips the
  * bf16 runs, saying why, on a CPU that lacks it. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -110,6 +111,65 @@ static void *float32_thread(void *arg) {
     Tensor **got = arg;
     run(PRECISION_FLOAT32, CONV, got);
     return NULL;
+}
+
+/* x to bfloat16, round to nearest even (what oneDNN's reorder does) */
+static double bf16_of(double x) {
+    float f = (float)x;
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Matrix products in bf16: both operands rounded to bfloat16, products
+ * summed and written in float32, the bias added in float32. Linear's
+ * x W^T + b (a transposed operand, accumulating onto the bias) and a plain
+ * matmul against that computed in double from the rounded operands (float32
+ * summation's error only), and off the float32 product by bf16's rounding
+ * (so bf16 ran); Linear's input gradient likewise within bf16's rounding. */
+Test(precision, bf16_matrix_products) {
+    need_bf16();
+    const int64_t m = 37, n = 45, k = 300;
+    Tensor *x = gradcheck_uniform32(SHAPE(m, k), 5), *w = gradcheck_uniform32(SHAPE(n, k), 6);
+    Tensor *b = gradcheck_uniform32(SHAPE(n), 7), *got[2][3], *wt = tensor_transpose(w, 0, 1);
+    Tensor *wtc = tensor_contiguous(wt);
+    tensor_set_requires_grad(x, true);
+    for (int bf = 0; bf < 2; bf++) {
+        cpu_set_precision(DEVICE_CPU_INIT, bf ? PRECISION_BF16 : PRECISION_FLOAT32);
+        got[bf][0] = tensor_linear(x, w, b);
+        got[bf][1] = tensor_matmul(x, wtc);
+        cr_assert(got[bf][0] && got[bf][1], "%s", error_get());
+        Tensor *s = tensor_sum(got[bf][0]);
+        cr_assert_eq(tensor_backward(s), 0, "%s", error_get());
+        got[bf][2] = tensor_retain(x->grad);
+        tensor_zero_grad(x);
+        tensor_release(s);
+    }
+    cpu_set_precision(DEVICE_CPU_INIT, PRECISION_FLOAT32);
+    double worst = 0, scale = 0;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double ref = 0;
+            for (int64_t c = 0; c < k; c++)
+                ref += bf16_of(tensor_get(x, i * k + c)) * bf16_of(tensor_get(w, j * k + c));
+            double lin = tensor_get(got[1][0], i * n + j), mm = tensor_get(got[1][1], i * n + j);
+            worst = fmax(worst, fmax(fabs(lin - (ref + tensor_get(b, j))), fabs(mm - ref)));
+            scale = fmax(scale, fabs(ref));
+        }
+    cr_assert(worst <= 1e-6 * scale, "bf16 products off the bf16-rounded ones by %g (of %g)",
+              worst, scale);
+    const char *what[3] = {"linear", "matmul", "linear gx"};
+    for (int i = 0; i < 3; i++) {
+        double e = rel_err(got[1][i], got[0][i]);
+        fprintf(stderr, "precision bf16 %s: relative error %.3g\n", what[i], e);
+        cr_assert(e > 1e-5 && e < 1e-2, "%s: %g from float32", what[i], e);
+    }
+    for (int bf = 0; bf < 2; bf++)
+        for (int i = 0; i < 3; i++) tensor_release(got[bf][i]);
+    tensor_release(x), tensor_release(w), tensor_release(b), tensor_release(wt),
+        tensor_release(wtc);
 }
 
 Test(precision, per_thread) {
