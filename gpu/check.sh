@@ -74,21 +74,8 @@ nccl_one_gpu() {
             failed=1
         # again in buckets of one parameter each: every bucket's all-reduce
         # on NCCL's stream while the backward goes on, joined before the step
-        python3 - "tests/fixtures/jobs/$c.json" "$out/buckets.json" <<'PYEOF'
-import json, os, sys
-src, dst = sys.argv[1], sys.argv[2]
-base = os.path.dirname(os.path.abspath(src))
-j = json.load(open(src))
-for part in j["data"].values():
-    if isinstance(part, dict):
-        for k, v in part.items():
-            if k in ("path", "inputs", "targets", "images", "labels"):
-                part[k] = os.path.join(base, v)
-if j.get("init"):
-    j["init"] = os.path.join(base, j["init"])
-j["bucket_cap_mb"] = 0.0001
-json.dump(j, open(dst, "w"))
-PYEOF
+        python3 tests/e2e/job_copy.py "tests/fixtures/jobs/$c.json" "$out/buckets.json" \
+            bucket_cap_mb=0.0001
         TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK build/traind run \
             "$out/buckets.json" --device cuda:0 --out "$out/c" 2>"$out/buckets.log" >/dev/null ||
             failed=1

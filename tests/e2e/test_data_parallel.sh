@@ -160,27 +160,11 @@ compare "... its 2 ranks against one process" "$TMP/gpt-1.jsonl" "$TMP/readme/re
 # batchnorm_dropout_sgd_multistep, checkpointed every epoch, its paths
 # made absolute for a copy outside the fixture directory
 c=batchnorm_dropout_sgd_multistep
-$PY - "$JOBS/$c.json" "$TMP/ckpt.json" <<'PYEOF'
-import json, os, sys
-src, dst = sys.argv[1], sys.argv[2]
-base = os.path.dirname(os.path.abspath(src))
-j = json.load(open(src))
-for part in j["data"].values():
-    if isinstance(part, dict):
-        for k, v in part.items():
-            if k in ("path", "inputs", "targets", "images", "labels"):
-                part[k] = os.path.join(base, v)
-if j.get("init"):
-    j["init"] = os.path.join(base, j["init"])
-j["checkpoint"] = {"every_epochs": 1, "keep_last": 5}
-json.dump(j, open(dst, "w"))
-PYEOF
+$PY tests/e2e/job_copy.py "$JOBS/$c.json" "$TMP/ckpt.json" \
+    'checkpoint={"every_epochs": 1, "keep_last": 5}'
 # the same job (SyncBatchNorm's collectives inside the forward) in buckets
 # of one parameter each on 4 ranks
-$PY -c "
-import json, sys
-j = json.load(open(sys.argv[1])); j['bucket_cap_mb'] = 0.0001
-json.dump(j, open(sys.argv[2], 'w'))" "$TMP/ckpt.json" "$TMP/bn-buckets.json"
+$PY tests/e2e/job_copy.py "$TMP/ckpt.json" "$TMP/bn-buckets.json" bucket_cap_mb=0.0001
 if ranks 4 "$TMP/bn-buckets.json" "$TMP/bn-buckets"; then
     compare "$c in buckets of 104 bytes on 4 ranks against one process" "$TMP/$c-1.jsonl" \
         "$TMP/bn-buckets.jsonl" 1e-5
