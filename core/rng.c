@@ -99,12 +99,15 @@ static void next_two(Rng *rng, uint32_t *a, uint32_t *b) {
     rng->offset = o + 2;
 }
 
+/* 27 bits from the first word, 26 from the second: 53 bits in all. */
+static double uniform_of(uint32_t a, uint32_t b) {
+    return ((double)(a >> 5) * 67108864.0 + (double)(b >> 6)) * (1.0 / 9007199254740992.0);
+}
+
 double rng_uniform(Rng *rng) {
-    /* 27 bits from the first draw, 26 from the second: 53 bits in all. */
     uint32_t a, b;
     next_two(rng, &a, &b);
-    a >>= 5, b >>= 6;
-    return ((double)a * 67108864.0 + (double)b) * (1.0 / 9007199254740992.0);
+    return uniform_of(a, b);
 }
 
 double rng_uniform_range(Rng *rng, double lo, double hi) {
@@ -132,8 +135,18 @@ uint64_t rng_below(Rng *rng, uint64_t bound) {
 
 double rng_normal(Rng *rng) {
     /* Box-Muller, cosine half only: the sine variate is not cached, so the
-     * state stays (seed, offset) and each normal costs four u32 draws. */
-    double u1 = 1.0 - rng_uniform(rng); /* (0, 1]: log never sees 0 */
-    double u2 = rng_uniform(rng);
+     * state stays (seed, offset) and each normal costs four u32 draws, one
+     * Philox block when they fill one (the words of two rng_uniform). */
+    uint32_t w[4];
+    uint64_t o = rng->offset;
+    if (o % 4 == 0) {
+        philox4x32(rng->seed, o / 4, w);
+        rng->offset = o + 4;
+    } else {
+        next_two(rng, &w[0], &w[1]);
+        next_two(rng, &w[2], &w[3]);
+    }
+    double u1 = 1.0 - uniform_of(w[0], w[1]); /* (0, 1]: log never sees 0 */
+    double u2 = uniform_of(w[2], w[3]);
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }

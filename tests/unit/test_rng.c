@@ -71,8 +71,11 @@ Test(rng, uniform_and_normal_take_their_words_from_any_offset) {
         double want = ((double)w0 * 67108864.0 + (double)w1) / 9007199254740992.0;
         cr_assert_eq(rng_uniform(&a), want, "offset %llu", (unsigned long long)o);
         cr_assert_eq(a.offset, o + RNG_UNIFORM_WORDS);
-        Rng n = {11, o};
-        rng_normal(&n);
+        Rng n = {11, o}, u = {11, o};
+        double u1 = 1.0 - rng_uniform(&u), u2 = rng_uniform(&u);
+        cr_assert_eq(rng_normal(&n), sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2),
+                     "a normal is Box-Muller of two uniforms in turn, offset %llu",
+                     (unsigned long long)o);
         cr_assert_eq(n.offset, o + RNG_NORMAL_WORDS);
     }
 }
