@@ -9,7 +9,7 @@
  * why CPU and CUDA runs draw identical numbers.
  *
  * Rng keeps no cache: every draw recomputes its block from (seed, offset)
- * (a uniform's two words come from one block where they share it). That
+ * (a draw computes each block its words fall in once). That
  * costs up to 4x the Philox work of a cached generator, but the state a
  * checkpoint saves stays exactly (seed, offset); weight init, the one big
  * consumer, draws its values on all threads (core/nn/init.c).
@@ -79,24 +79,23 @@ void rng_init(Rng *rng, uint64_t seed) {
 
 uint32_t rng_next_u32(Rng *rng) { return philox_u32(rng->seed, rng->offset++); }
 
-static uint64_t rng_next_u64(Rng *rng) {
-    uint64_t hi = rng_next_u32(rng);
-    uint64_t lo = rng_next_u32(rng);
-    return (hi << 32) | lo;
+
+/* The next n words (n <= 4), each Philox block they fall in computed
+ * once: the same numbers as n rng_next_u32. */
+static void next_words(Rng *rng, uint32_t *w, int n) {
+    uint32_t block[4];
+    uint64_t o = rng->offset;
+    for (int i = 0; i < n; i++, o++) {
+        if (i == 0 || o % 4 == 0) philox4x32(rng->seed, o / 4, block);
+        w[i] = block[o % 4];
+    }
+    rng->offset = o;
 }
 
-/* The next two words: one Philox block where they share one (three times
- * in four), the same numbers as two rng_next_u32. */
-static void next_two(Rng *rng, uint32_t *a, uint32_t *b) {
-    uint64_t o = rng->offset;
-    if (o % 4 != 3) {
-        uint32_t block[4];
-        philox4x32(rng->seed, o / 4, block);
-        *a = block[o % 4], *b = block[o % 4 + 1];
-    } else {
-        *a = philox_u32(rng->seed, o), *b = philox_u32(rng->seed, o + 1);
-    }
-    rng->offset = o + 2;
+static uint64_t rng_next_u64(Rng *rng) {
+    uint32_t w[2];
+    next_words(rng, w, 2);
+    return ((uint64_t)w[0] << 32) | w[1];
 }
 
 /* 27 bits from the first word, 26 from the second: 53 bits in all. */
@@ -105,9 +104,9 @@ static double uniform_of(uint32_t a, uint32_t b) {
 }
 
 double rng_uniform(Rng *rng) {
-    uint32_t a, b;
-    next_two(rng, &a, &b);
-    return uniform_of(a, b);
+    uint32_t w[2];
+    next_words(rng, w, 2);
+    return uniform_of(w[0], w[1]);
 }
 
 double rng_uniform_range(Rng *rng, double lo, double hi) {
@@ -135,17 +134,10 @@ uint64_t rng_below(Rng *rng, uint64_t bound) {
 
 double rng_normal(Rng *rng) {
     /* Box-Muller, cosine half only: the sine variate is not cached, so the
-     * state stays (seed, offset) and each normal costs four u32 draws, one
-     * Philox block when they fill one (the words of two rng_uniform). */
+     * state stays (seed, offset) and each normal costs four u32 draws (the
+     * words of two rng_uniform), one or two Philox blocks. */
     uint32_t w[4];
-    uint64_t o = rng->offset;
-    if (o % 4 == 0) {
-        philox4x32(rng->seed, o / 4, w);
-        rng->offset = o + 4;
-    } else {
-        next_two(rng, &w[0], &w[1]);
-        next_two(rng, &w[2], &w[3]);
-    }
+    next_words(rng, w, 4);
     double u1 = 1.0 - uniform_of(w[0], w[1]); /* (0, 1]: log never sees 0 */
     double u2 = uniform_of(w[2], w[3]);
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);

@@ -1,6 +1,6 @@
 /* spec_placement.c - where a job's processes run: "ranks" and "nodes"
- * (data parallel) and their "bucket_cap_mb", "device", and the GPUs of a job of several ranks:
- * "gpus": N (any N of the daemon's GPUs) or "devices": ["cuda:0", ...]
+ * (data parallel) and their "bucket_cap_mb", "device", and the GPUs of a
+ * job of several ranks: "gpus": N (any N of the daemon's GPUs) or "devices": ["cuda:0", ...]
  * (those GPUs), one rank per GPU, as torchrun's one process per device.
  *
  * Each rank's "cuda" is its own GPU (torch.cuda.set_device(local_rank)),

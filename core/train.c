@@ -79,7 +79,7 @@ static void logf_(const Trainer *t, const char *fmt, ...) {
 /* "data parallel: 2 ranks over mpi, gradients in 3 buckets of up to 25
  * MiB" (bytes below one MiB). */
 static void log_buckets(const Trainer *t) {
-    int64_t cap = t->bucket_bytes > 0 ? t->bucket_bytes : DIST_BUCKET_BYTES;
+    int64_t cap = dist_reducer_bucket_bytes(t->reducer);
     char size[48];
     if (cap < ((int64_t)1 << 20))
         snprintf(size, sizeof size, "%lld bytes", (long long)cap);
@@ -310,6 +310,14 @@ static int scaled_backward(Tensor *loss, double weight, int64_t n) {
     return rc;
 }
 
+/* forward_read, then a loss that is not finite fails the step. */
+static int step_totals(Trainer *t, const Forward *f, double denominator,
+                       TrainBatchTotals *global) {
+    if (forward_read(t, f, denominator, global) != 0) return -1;
+    if (!isfinite(global->loss)) return error_set("loss is %s", nonfinite_name(global->loss));
+    return 0;
+}
+
 /* Forward, loss and backward of one micro-batch whose loss is scaled by
  * 1/n (n micro-batches make the step), its totals added to *acc; a
  * data-parallel rank scales its loss by its share of the batch's (and
@@ -318,13 +326,6 @@ static int scaled_backward(Tensor *loss, double weight, int64_t n) {
  * queued before the loss is read, so a GPU has it to run while the host
  * waits; ranks agree on the batch's totals first (their losses' weights,
  * a NaN on any rank). */
-/* forward_read, then a loss that is not finite fails the step. */
-static int step_totals(Trainer *t, const Forward *f, double denominator,
-                       TrainBatchTotals *global) {
-    if (forward_read(t, f, denominator, global) != 0) return -1;
-    if (!isfinite(global->loss)) return error_set("loss is %s", nonfinite_name(global->loss));
-    return 0;
-}
 
 static int micro_step(Trainer *t, const Batch *b, int64_t n, bool last, StepSums *acc) {
     Forward f;

@@ -250,9 +250,7 @@ static void *plan_make(const void *key) {
     cpu_dnnl_desc(&p->bias, 1, &p->key.out_channels, false);
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t conv_pd = NULL;
-    dnnl_status_t st = dnnl_primitive_attr_create(&attr);
-    if (st == dnnl_success)
-        st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    dnnl_status_t st = cpu_dnnl_user_scratchpad(&attr);
     p->made = st == dnnl_success && cpu_dnnl_engine() && make_conv(p, attr, &conv_pd) == 0 &&
               make_pool(p, attr) == 0 && make_relu_bwd(p, attr) == 0 &&
               make_conv_bwd(p, attr, conv_pd) == 0 && make_reorders(p) == 0;

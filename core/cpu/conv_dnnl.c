@@ -128,9 +128,7 @@ static void *plan_make(const void *key) {
         return NULL;
     }
     p->key = *k;
-    dnnl_status_t st = dnnl_primitive_attr_create(&attr);
-    if (st == dnnl_success)
-        st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    dnnl_status_t st = cpu_dnnl_user_scratchpad(&attr);
     int rc = st == dnnl_success ? make_pd(k, attr, &pd) : cpu_dnnl_failed(st, "attributes");
     if (rc == 0) rc = plan_args(p, pd);
     if (rc == 0) {

@@ -29,6 +29,14 @@ int cpu_dnnl_failed(dnnl_status_t st, const char *what) {
     return error_set("conv2d: oneDNN %s failed (status %d)", what, (int)st);
 }
 
+dnnl_status_t cpu_dnnl_user_scratchpad(dnnl_primitive_attr_t *attr) {
+    *attr = NULL;
+    dnnl_status_t st = dnnl_primitive_attr_create(attr);
+    if (st == dnnl_success)
+        st = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
+    return st;
+}
+
 /* dims copied into a full dnnl_dims_t: oneDNN's prototypes take whole
  * arrays, which gcc checks. */
 void cpu_dnnl_desc(dnnl_memory_desc_t *md, int ndims, const int64_t *dims_in, bool any) {

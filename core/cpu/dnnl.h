@@ -21,6 +21,10 @@ typedef struct {
 
 /* The CPU engine, made on first use; NULL with an error set. */
 dnnl_engine_t cpu_dnnl_engine(void);
+/* New attributes whose primitives take their scratchpad from the caller
+ * (each call's arena: primitives are shared by threads). NULL *attr when
+ * creating them failed. */
+dnnl_status_t cpu_dnnl_user_scratchpad(dnnl_primitive_attr_t *attr);
 /* error_set("conv2d: oneDNN <what> failed (status N)"); returns -1. */
 int cpu_dnnl_failed(dnnl_status_t st, const char *what);
 /* float32 [dims] in the plain layout (nchw, goihw, a) or, with any, left

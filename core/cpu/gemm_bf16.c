@@ -48,9 +48,7 @@ static void descs(const GemmKey *k, GemmPlan *p) {
 
 static dnnl_status_t attributes(const GemmKey *k, dnnl_primitive_attr_t *attr) {
     dnnl_post_ops_t ops = NULL;
-    dnnl_status_t st = dnnl_primitive_attr_create(attr);
-    if (st == dnnl_success)
-        st = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
+    dnnl_status_t st = cpu_dnnl_user_scratchpad(attr);
     if (st == dnnl_success && k->accumulate) {
         st = dnnl_post_ops_create(&ops);
         if (st == dnnl_success) st = dnnl_post_ops_append_sum(ops, 1.0f);
@@ -89,7 +87,8 @@ static void *plan_make(const void *key) {
     if (attr) dnnl_primitive_attr_destroy(attr);
     int rc = st == dnnl_success ? 0 : cpu_dnnl_failed(st, "bf16 matmul");
     if (rc == 0)
-        rc = cpu_dnnl_reorder(&p->a, &p->a16, &p->to_a) || cpu_dnnl_reorder(&p->b, &p->b16, &p->to_b);
+        rc = cpu_dnnl_reorder(&p->a, &p->a16, &p->to_a) ||
+             cpu_dnnl_reorder(&p->b, &p->b16, &p->to_b);
     if (rc != 0) {
         plan_free(p);
         return NULL;

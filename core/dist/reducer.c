@@ -33,6 +33,7 @@ struct DistReducer {
     int *bucket_of;  /* parameter -> bucket */
     Bucket *buckets;
     int n_buckets, next_start;
+    int64_t bucket_bytes; /* the size buckets were cut at */
     Device device; /* the parameters' */
     bool on_device; /* buckets on the device, reduced there */
     bool armed;
@@ -90,6 +91,7 @@ DistReducer *dist_reducer_new(DistGroup *g, Tensor *const *params, int n, int64_
         return NULL;
     }
     memcpy(r->params, params, (size_t)n * sizeof *params);
+    r->bucket_bytes = bucket_bytes;
     if (plan_buckets(r, bucket_bytes) != 0) {
         dist_reducer_free(r);
         return NULL;
@@ -120,6 +122,10 @@ void dist_reducer_free(DistReducer *r) {
 
 int dist_reducer_num_buckets(const DistReducer *r) {
     return r->n_buckets;
+}
+
+int64_t dist_reducer_bucket_bytes(const DistReducer *r) {
+    return r->bucket_bytes;
 }
 
 /* A parameter's gradient (or zeros) and its presence into the bucket. */

@@ -37,7 +37,9 @@ void dist_reducer_arm(DistReducer *r);
  * the sums in each parameter's .grad. 0, or -1 with an error. */
 int dist_reducer_finish(DistReducer *r);
 
-/* Buckets the parameters fall into (for tests and logs). */
+/* Buckets the parameters fall into, and the size they were cut at (for
+ * tests and logs). */
 int dist_reducer_num_buckets(const DistReducer *r);
+int64_t dist_reducer_bucket_bytes(const DistReducer *r);
 
 #endif

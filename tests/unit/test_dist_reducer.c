@@ -271,6 +271,7 @@ Test(dist_reducer, one_bucket_for_the_default_size) {
     DistReducer *r = dist_reducer_new(&g, c.p, N_PARAMS + 1, DIST_BUCKET_BYTES);
     cr_assert_not_null(r, "%s", error_get());
     cr_assert_eq(dist_reducer_num_buckets(r), 1);
+    cr_assert_eq(dist_reducer_bucket_bytes(r), DIST_BUCKET_BYTES);
     dist_reducer_free(r);
     chain_free(&c);
 }
