@@ -102,13 +102,18 @@ typedef struct {
 
 /* Conv2d -> ReLU -> MaxPool2d, run as one (tensor_conv2d_relu_max_pool2d):
  * the convolution's window over x, its output channels and groups, and
- * the pooling window over the convolution's output. */
+ * the pooling window over the convolution's output. x_blocked / out_blocked:
+ * x and its gradient / out and its gradient hold the backend's blocked
+ * layout of [N, C, H, W] (the CPU's nChw16c, as many bytes as NCHW), which
+ * only these blocks read: between two blocks in a row
+ * (tensor_conv2d_relu_max_pool2d_chain). */
 typedef struct {
     Window2d conv;
     int64_t out_channels;
     int groups;
     bool bias;
     Window2d pool;
+    bool x_blocked, out_blocked;
 } ConvReluPool;
 
 typedef struct Backend {
@@ -227,6 +232,10 @@ typedef struct Backend {
     int (*conv2d_relu_max_pool2d_backward)(const ConvReluPool *b, const Tensor *x,
                                            const Tensor *weight, Tensor *const *saved,
                                            const Tensor *gy, Tensor *gx, Tensor *gw, Tensor *gb);
+    /* Whether the backend runs both blocks at once on x's dtype with
+     * `from`'s output handed to `to` in its blocked layout (NULL: never). */
+    bool (*conv2d_relu_max_pool2d_chains)(const ConvReluPool *from, const ConvReluPool *to,
+                                          const Tensor *x);
 
     /* ---- pooling over [N, C, H, W] -> [N, C, out_h, out_w] ---- */
     /* indices (int64, same shape as out) record the flat h*W+w argmax. */

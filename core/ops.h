@@ -99,6 +99,18 @@ typedef struct {
  * the three ops' either way. */
 Tensor *tensor_conv2d_relu_max_pool2d(Tensor *x, Tensor *weight, Tensor *bias,
                                       const Conv2dParams *cp, const Pool2dParams *pp);
+/* Such blocks in a row (a Sequential's), each as tensor_conv2d_relu_max_pool2d
+ * runs it, the tensor between two left in the backend's own layout where it
+ * runs both at once (the CPU's oneDNN: nChw16c from one convolution to the
+ * next, and back in the backward). The last block's output, or NULL with
+ * *failed (when not NULL) the index of the block whose error is set. */
+typedef struct {
+    Tensor *weight, *bias;
+    Conv2dParams conv;
+    Pool2dParams pool;
+} ConvReluPoolArgs;
+Tensor *tensor_conv2d_relu_max_pool2d_chain(Tensor *x, int n, const ConvReluPoolArgs *blocks,
+                                            int *failed);
 /* The im2col path's column scratch per chunk of images (32 MiB unless
  * set; at least one image a chunk); returns the previous value. Tests set
  * it small to run that path's chunks on small tensors. */

@@ -57,6 +57,7 @@ const Backend cpu_backend = {
     .conv2d_backward_weights = cpu_conv2d_backward_weights,
     .conv2d_relu_max_pool2d = cpu_conv2d_relu_max_pool2d,
     .conv2d_relu_max_pool2d_backward = cpu_conv2d_relu_max_pool2d_backward,
+    .conv2d_relu_max_pool2d_chains = cpu_conv2d_relu_max_pool2d_chains,
     .max_pool2d = cpu_max_pool2d,
     .max_pool2d_backward = cpu_max_pool2d_backward,
     .avg_pool2d = cpu_avg_pool2d,

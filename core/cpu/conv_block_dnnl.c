@@ -10,7 +10,10 @@
  * Backward: gy -> [pooled layout] -maxpool bwd-> dy -relu bwd (y)-> dy
  *           dy -conv bwd data-> gx,  dy + x -conv bwd weights-> gw, gb
  * where [..] are reorders, done only where the layouts differ. y and the
- * workspace are what the backward keeps (saved[0], saved[1]).
+ * workspace are what the backward keeps (saved[0], saved[1]). Between two
+ * blocks in a row x, out and their gradients are nChw16c too
+ * (ConvReluPool's x_blocked, out_blocked), so the layout runs from one
+ * convolution to the next with no reorder.
  *
  * A plan holds every primitive of both passes, made on first use per
  * shape; if oneDNN refuses any of them the block returns 1 and the three
@@ -116,6 +119,13 @@ static int make_conv(BlockPlan *p, const_dnnl_primitive_attr_t base, dnnl_primit
     return primitive_of(p, *pd, &p->conv);
 }
 
+/* [N, C, H, W] in nChw16c, f32: the layout blocks hand on. */
+static dnnl_memory_desc_t blocked_desc(const int64_t *dims) {
+    dnnl_memory_desc_t md;
+    dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, dnnl_nChw16c);
+    return md;
+}
+
 /* The [N][C/16] blocks of 16 channels of the pooling's input. */
 static int64_t blocks_of(const Window2d *w) {
     return w->batch * ((w->channels + 15) / 16);
@@ -125,16 +135,12 @@ static int64_t blocks_of(const Window2d *w) {
  * pooled in nChw16c too, the argmax a byte per pooled element. */
 static bool own_pool(BlockPlan *p) {
     const Window2d *w = &p->key.pool;
-    dnnl_memory_desc_t blocked;
-    dnnl_memory_desc_init_by_tag(&blocked, 4,
-                                 (dnnl_dims_t){w->batch, w->channels, w->height, w->width},
-                                 dnnl_f32, dnnl_nChw16c);
+    dnnl_memory_desc_t blocked =
+        blocked_desc((dnnl_dims_t){w->batch, w->channels, w->height, w->width});
     if (!(w->kernel_h == 2 && w->kernel_w == 2 && w->stride_h == 2 && w->stride_w == 2 &&
           w->pad_h == 0 && w->pad_w == 0 && dnnl_memory_desc_equal(&blocked, &p->y)))
         return false;
-    dnnl_memory_desc_init_by_tag(&p->pooled, 4,
-                                 (dnnl_dims_t){w->batch, w->channels, w->out_h, w->out_w}, dnnl_f32,
-                                 dnnl_nChw16c);
+    p->pooled = blocked_desc((dnnl_dims_t){w->batch, w->channels, w->out_h, w->out_w});
     int64_t blocks = blocks_of(w);
     dnnl_memory_desc_init_by_tag(&p->workspace, 1, (dnnl_dims_t){blocks * w->out_h * w->out_w * 16},
                                  dnnl_u8, dnnl_a);
@@ -245,8 +251,10 @@ static void *plan_make(const void *key) {
     DnnlConvShape shape = {p->key.conv, p->key.out_channels, p->key.groups};
     dnnl_memory_desc_t y_plain;
     cpu_dnnl_conv_descs(&shape, false, &p->x, &p->w, &y_plain);
+    if (p->key.x_blocked) p->x = blocked_desc(p->x.dims);
     const Window2d *pw = &p->key.pool;
     cpu_dnnl_desc(&p->out, 4, (int64_t[]){pw->batch, pw->channels, pw->out_h, pw->out_w}, false);
+    if (p->key.out_blocked) p->out = blocked_desc(p->out.dims);
     cpu_dnnl_desc(&p->bias, 1, &p->key.out_channels, false);
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t conv_pd = NULL;
@@ -271,6 +279,7 @@ static BlockPlan *plan_for(const ConvReluPool *b, bool *owned) {
     memset(&key, 0, sizeof key); /* padding too: keys are compared as bytes */
     key.block.conv = b->conv, key.block.out_channels = b->out_channels;
     key.block.groups = b->groups, key.block.bias = b->bias, key.block.pool = b->pool;
+    key.block.x_blocked = b->x_blocked, key.block.out_blocked = b->out_blocked;
     key.in = cpu_dnnl_input_type();
     return cpu_dnnl_plan(&plans, &key, sizeof key, plan_make, plan_free, owned);
 }
@@ -480,4 +489,24 @@ int cpu_conv2d_relu_max_pool2d_backward(const ConvReluPool *b, const Tensor *x,
                         : backward_call(p, x, weight, saved, gy, gx, gw, gb);
     if (owned) plan_free(p);
     return rc;
+}
+
+/* Whether b's plan, with its layouts, was made (oneDNN took every pass). */
+static bool plan_made(const ConvReluPool *b) {
+    bool owned;
+    BlockPlan *p = plan_for(b, &owned);
+    bool made = p && p->made;
+    if (owned) plan_free(p);
+    error_clear();
+    return made;
+}
+
+/* nChw16c is as many bytes as NCHW where the channels fill whole blocks of
+ * 16, so the tensor between the blocks keeps its shape. */
+bool cpu_conv2d_relu_max_pool2d_chains(const ConvReluPool *from, const ConvReluPool *to,
+                                       const Tensor *x) {
+    if (!cpu_dnnl_takes(x) || from->pool.channels % 16 != 0) return false;
+    ConvReluPool a = *from, b = *to;
+    a.out_blocked = b.x_blocked = true;
+    return plan_made(&a) && plan_made(&b);
 }

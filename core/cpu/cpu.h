@@ -104,6 +104,8 @@ int cpu_conv2d_relu_max_pool2d(const ConvReluPool *b, const Tensor *x, const Ten
 int cpu_conv2d_relu_max_pool2d_backward(const ConvReluPool *b, const Tensor *x,
                                         const Tensor *weight, Tensor *const *saved,
                                         const Tensor *gy, Tensor *gx, Tensor *gw, Tensor *gb);
+bool cpu_conv2d_relu_max_pool2d_chains(const ConvReluPool *from, const ConvReluPool *to,
+                                       const Tensor *x);
 
 /* pool_blocked.c: 2x2 stride-2 max pooling over nChw16c (blocks =
  * N * ceil(C / 16)), argmax one byte an output; the backward folds in the

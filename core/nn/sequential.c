@@ -28,27 +28,34 @@ static int sequential_infer_shape(Module *m, int ndim, const int64_t *in, int *o
     return 0;
 }
 
-/* Conv2d, ReLU, MaxPool2d in a row run as one op
- * (tensor_conv2d_relu_max_pool2d: on the CPU, oneDNN keeps its blocked
- * layout through the three), after each layer's shape check, as
- * module_forward checks it. Returns how many children it ran: 3, or 0 when
- * c does not start such a row. */
+/* The arguments of a Conv2d, ReLU, MaxPool2d starting at c (n children
+ * left), or false when c does not start such a row. */
+static bool block_at(Module **c, int n, ConvReluPoolArgs *a) {
+    return n >= 3 && nn_conv2d_args(c[0], &a->weight, &a->bias, &a->conv) &&
+           strcmp(c[1]->vtable->type, "ReLU") == 0 && nn_max_pool2d_args(c[2], &a->pool);
+}
+
+#define CHAIN_MAX 16
+
+/* Conv2d, ReLU, MaxPool2d in a row run as one op, and such rows one after
+ * another as a chain (tensor_conv2d_relu_max_pool2d_chain: on the CPU,
+ * oneDNN keeps its blocked layout through the three and on to the next
+ * convolution), after each layer's shape check, as module_forward checks
+ * it. Returns how many children it ran (3 a block), or 0 when c does not
+ * start a block. */
 static int conv_relu_pool(Module **c, int n, Tensor *x, Tensor **out) {
-    Tensor *weight, *bias;
-    Conv2dParams cp;
-    Pool2dParams pp;
-    if (n < 3 || !nn_conv2d_args(c[0], &weight, &bias, &cp) ||
-        strcmp(c[1]->vtable->type, "ReLU") != 0 || !nn_max_pool2d_args(c[2], &pp))
-        return 0;
-    int nd = x->ndim;
+    ConvReluPoolArgs blocks[CHAIN_MAX];
+    int count = 0, nd = x->ndim, failed = 0, at = 0;
     int64_t shape[2][TENSOR_MAX_DIMS];
     memcpy(shape[0], x->shape, (size_t)nd * sizeof **shape);
     *out = NULL;
-    for (int i = 0; i < 3; i++)
-        if (module_infer_shape(c[i], nd, shape[i % 2], &nd, shape[(i + 1) % 2]) != 0) return 3;
-    if (!(*out = tensor_conv2d_relu_max_pool2d(x, weight, bias, &cp, &pp)))
-        module_prefix_error(c[0]);
-    return 3;
+    for (; count < CHAIN_MAX && block_at(c + 3 * count, n - 3 * count, &blocks[count]); count++)
+        for (int i = 0; i < 3; i++, at = !at)
+            if (module_infer_shape(c[3 * count + i], nd, shape[at], &nd, shape[!at]) != 0)
+                return 3 * (count + 1);
+    if (count && !(*out = tensor_conv2d_relu_max_pool2d_chain(x, count, blocks, &failed)))
+        module_prefix_error(c[3 * failed]);
+    return 3 * count;
 }
 
 static Tensor *sequential_forward(Module *m, Tensor *x) {

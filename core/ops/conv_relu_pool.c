@@ -1,4 +1,5 @@
-/* conv_relu_pool.c - max_pool2d(relu(conv2d(x))) as one op (core/ops.h).
+/* conv_relu_pool.c - max_pool2d(relu(conv2d(x))) as one op, and such
+ * blocks in a row (core/ops.h).
  *
  * Where the backend has conv2d_relu_max_pool2d (the CPU's oneDNN) and
  * takes the case, the forward is that one call and the backward its
@@ -6,6 +7,9 @@
  * pooling's argmax, in the library's layouts). Anything else (float64,
  * the GPU, a shape the library refuses) runs conv2d, relu and max_pool2d
  * one by one, which also gives every argument error its usual message.
+ * In a row, a block whose next one the backend takes too hands its output
+ * on in the backend's blocked layout (and gets its gradient back in it):
+ * that tensor lives only between the two blocks and their backward nodes.
  */
 #include <string.h>
 
@@ -27,16 +31,18 @@ static Tensor *one_by_one(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dP
 }
 
 /* Both windows, or -1 where an argument is off (the one-by-one ops then
- * say which). ints: the node's 13 parameters, conv's then the pool's. */
-static int block_of(const Tensor *x, const Tensor *weight, const Tensor *bias,
-                    const Conv2dParams *cp, const Pool2dParams *pp, ConvReluPool *b,
-                    int64_t *ints) {
-    if (conv2d_window(x, weight, bias, cp, &b->conv) != 0) return -1;
-    int64_t conv_out[4] = {b->conv.batch, weight->shape[0], b->conv.out_h, b->conv.out_w};
+ * say which). ints: the node's 15 parameters, conv's, the pool's, then
+ * the layouts (set by the caller). */
+static int block_of(const Tensor *x, const ConvReluPoolArgs *a, ConvReluPool *b, int64_t *ints) {
+    const Conv2dParams *cp = &a->conv;
+    const Pool2dParams *pp = &a->pool;
+    memset(b, 0, sizeof *b);
+    if (conv2d_window(x, a->weight, a->bias, cp, &b->conv) != 0) return -1;
+    int64_t conv_out[4] = {b->conv.batch, a->weight->shape[0], b->conv.out_h, b->conv.out_w};
     if (window2d_init_pool("max_pool2d", 4, conv_out, pp->kernel_h, pp->kernel_w, pp->stride_h,
                            pp->stride_w, pp->pad_h, pp->pad_w, &b->pool) != 0)
         return -1;
-    b->out_channels = weight->shape[0], b->groups = cp->groups, b->bias = bias != NULL;
+    b->out_channels = a->weight->shape[0], b->groups = cp->groups, b->bias = a->bias != NULL;
     const int64_t p[13] = {cp->stride_h,     cp->stride_w,     cp->pad_h,        cp->pad_w,
                            cp->dilation_h,   cp->dilation_w,   cp->groups,       pp->kernel_h,
                            pp->kernel_w,     b->pool.stride_h, b->pool.stride_w, pp->pad_h,
@@ -45,21 +51,22 @@ static int block_of(const Tensor *x, const Tensor *weight, const Tensor *bias,
     return 0;
 }
 
-static void params_of(const int64_t *k, Conv2dParams *cp, Pool2dParams *pp) {
-    *cp =
-        (Conv2dParams){(int)k[0], (int)k[1], (int)k[2], (int)k[3], (int)k[4], (int)k[5], (int)k[6]};
-    *pp = (Pool2dParams){(int)k[7], (int)k[8], (int)k[9], (int)k[10], (int)k[11], (int)k[12]};
+static ConvReluPoolArgs args_of(AutogradNode *node) {
+    const int64_t *k = node->ints;
+    return (ConvReluPoolArgs){
+        node->inputs[1], node->n_inputs > 2 ? node->inputs[2] : NULL,
+        (Conv2dParams){(int)k[0], (int)k[1], (int)k[2], (int)k[3], (int)k[4], (int)k[5], (int)k[6]},
+        (Pool2dParams){(int)k[7], (int)k[8], (int)k[9], (int)k[10], (int)k[11], (int)k[12]}};
 }
 
 /* inputs: x, weight[, bias], contiguous; saved: the backend's two. */
 static int block_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     Tensor *x = node->inputs[0], *weight = node->inputs[1];
     Tensor *bias = node->n_inputs > 2 ? node->inputs[2] : NULL;
-    Conv2dParams cp;
-    Pool2dParams pp;
-    params_of(node->ints, &cp, &pp);
+    ConvReluPoolArgs a = args_of(node);
     ConvReluPool b;
-    if (block_of(x, weight, bias, &cp, &pp, &b, NULL) != 0) return -1;
+    if (block_of(x, &a, &b, NULL) != 0) return -1;
+    b.x_blocked = node->ints[13], b.out_blocked = node->ints[14];
     const Backend *be = backend_for(x->device);
     if (!be) return -1;
     Tensor *gyc = tensor_contiguous(gy);
@@ -81,22 +88,19 @@ static int block_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     return 0;
 }
 
-/* The backend's fused forward over contiguous inputs, recorded; 1 when it
- * leaves the case to the three ops. */
-static int fused(const Backend *be, ConvReluPool *b, const int64_t *ints, Tensor **inputs,
-                 int n_inputs, Tensor **out) {
+/* The backend's fused forward over contiguous inputs into out, recorded;
+ * 1 when it leaves the case to the three ops. */
+static int fused(const Backend *be, const ConvReluPool *b, int64_t *ints, Tensor **inputs,
+                 int n_inputs, Tensor *out) {
     Tensor *saved[2] = {NULL, NULL};
-    const Window2d *p = &b->pool;
-    *out = tensor_empty(SHAPE(p->batch, p->channels, p->out_h, p->out_w), inputs[0]->dtype,
-                        inputs[0]->device);
-    int rc = *out ? be->conv2d_relu_max_pool2d(b, inputs[0], inputs[1],
-                                               n_inputs > 2 ? inputs[2] : NULL, *out, saved)
-                  : -1;
+    int rc = be->conv2d_relu_max_pool2d(b, inputs[0], inputs[1], n_inputs > 2 ? inputs[2] : NULL,
+                                        out, saved);
     if (rc == 0 && autograd_needs_grad(n_inputs, inputs)) {
         AutogradNode *node =
-            autograd_record(*out, "ConvReluMaxPoolBackward", block_backward, n_inputs, inputs);
+            autograd_record(out, "ConvReluMaxPoolBackward", block_backward, n_inputs, inputs);
         if (node) {
-            for (int i = 0; i < 13; i++) node->ints[i] = ints[i];
+            ints[13] = b->x_blocked, ints[14] = b->out_blocked;
+            for (int i = 0; i < 15; i++) node->ints[i] = ints[i];
             autograd_save(node, 0, saved[0]);
             autograd_save(node, 1, saved[1]);
         }
@@ -104,25 +108,77 @@ static int fused(const Backend *be, ConvReluPool *b, const int64_t *ints, Tensor
     }
     tensor_release(saved[0]);
     tensor_release(saved[1]);
-    if (rc != 0) {
-        tensor_release(*out);
-        *out = NULL;
-    }
     return rc;
+}
+
+/* Whether the backend hands block b's output, out, to the next block in
+ * its blocked layout. */
+static bool hands_on(const Backend *be, const ConvReluPool *b, Tensor *out,
+                     const ConvReluPoolArgs *next, const Tensor *x) {
+    ConvReluPool nb;
+    if (!next || !be->conv2d_relu_max_pool2d_chains) return false;
+    bool takes =
+        block_of(out, next, &nb, NULL) == 0 && be->conv2d_relu_max_pool2d_chains(b, &nb, x);
+    error_clear(); /* a shape the next block refuses: it says so when it runs */
+    return takes;
+}
+
+/* A block handed a blocked input that it then did not take: the three ops
+ * cannot read that layout. */
+static Tensor *refused(void) {
+    error_set("conv2d: a block refused the blocked layout it had said it takes");
+    return NULL;
+}
+
+/* Block a over h, fused where the backend takes it: *blocked says whether
+ * h is in the backend's blocked layout, and becomes whether the output is
+ * (next: the block after a, or NULL). */
+static Tensor *block_run(const Backend *be, Tensor *h, bool *blocked, const ConvReluPoolArgs *a,
+                         const ConvReluPoolArgs *next) {
+    ConvReluPool b;
+    int64_t ints[15];
+    bool was_blocked = *blocked;
+    *blocked = false;
+    if (!be || !be->conv2d_relu_max_pool2d || block_of(h, a, &b, ints) != 0) {
+        /* not after hands_on, whose block_of passed */
+        return was_blocked ? refused() : one_by_one(h, a->weight, a->bias, &a->conv, &a->pool);
+    }
+    const Window2d *p = &b.pool;
+    Tensor *out =
+        tensor_empty(SHAPE(p->batch, p->channels, p->out_h, p->out_w), h->dtype, h->device);
+    Tensor *xc = tensor_contiguous(h), *wc = tensor_contiguous(a->weight);
+    Tensor *bc = a->bias ? tensor_contiguous(a->bias) : NULL;
+    Tensor *inputs[3] = {xc, wc, bc};
+    b.x_blocked = was_blocked;
+    b.out_blocked = out && hands_on(be, &b, out, next, h);
+    int rc = out && xc && wc && (!a->bias || bc) ? fused(be, &b, ints, inputs, a->bias ? 3 : 2, out)
+                                                 : -1;
+    tensor_release(xc), tensor_release(wc), tensor_release(bc);
+    if (rc != 0) tensor_release(out);
+    if (rc == 1 && !was_blocked) return one_by_one(h, a->weight, a->bias, &a->conv, &a->pool);
+    *blocked = b.out_blocked;
+    return rc == 0 ? out : rc == 1 ? refused() : NULL;
+}
+
+Tensor *tensor_conv2d_relu_max_pool2d_chain(Tensor *x, int n, const ConvReluPoolArgs *blocks,
+                                            int *failed) {
+    if (!x) return NULL;
+    const Backend *be = backend_for(x->device);
+    Tensor *h = tensor_retain(x);
+    bool blocked = false;
+    for (int i = 0; i < n && h; i++) {
+        Tensor *next = blocks[i].weight ? block_run(be, h, &blocked, &blocks[i],
+                                                    i + 1 < n ? &blocks[i + 1] : NULL)
+                                        : NULL;
+        tensor_release(h);
+        h = next;
+        if (!h && failed) *failed = i;
+    }
+    return h;
 }
 
 Tensor *tensor_conv2d_relu_max_pool2d(Tensor *x, Tensor *weight, Tensor *bias,
                                       const Conv2dParams *cp, const Pool2dParams *pp) {
-    if (!x || !weight) return NULL;
-    const Backend *be = backend_for(x->device);
-    ConvReluPool b;
-    int64_t ints[13];
-    if (!be || !be->conv2d_relu_max_pool2d || block_of(x, weight, bias, cp, pp, &b, ints) != 0)
-        return one_by_one(x, weight, bias, cp, pp);
-    Tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(weight);
-    Tensor *bc = bias ? tensor_contiguous(bias) : NULL;
-    Tensor *inputs[3] = {xc, wc, bc}, *out = NULL;
-    int rc = xc && wc && (!bias || bc) ? fused(be, &b, ints, inputs, bias ? 3 : 2, &out) : -1;
-    tensor_release(xc), tensor_release(wc), tensor_release(bc);
-    return rc == 1 ? one_by_one(x, weight, bias, cp, pp) : out;
+    ConvReluPoolArgs a = {weight, bias, *cp, *pp};
+    return tensor_conv2d_relu_max_pool2d_chain(x, 1, &a, NULL);
 }

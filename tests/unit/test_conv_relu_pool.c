@@ -3,9 +3,10 @@
  * ReLU and max-pool), forward and every gradient, over shapes where the
  * blocked layout pads (channels not a multiple of 16, odd sizes), grouped
  * and strided convolutions, padded and overlapping pools, a first layer
- * whose input needs no gradient, no bias; its float64 gradient check; and
- * a Sequential's Conv2d, ReLU, MaxPool2d giving what its layers give one
- * by one, errors named as before. */
+ * whose input needs no gradient, no bias; its float64 gradient check;
+ * blocks in a row (the chain), which hand nChw16c on where the channels
+ * fill blocks of 16; and a Sequential's Conv2d, ReLU, MaxPool2d rows giving
+ * what their layers give one by one, errors named as before. */
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -145,6 +146,168 @@ Test(conv_relu_pool, gradcheck_float64) {
     for (int i = 0; i < 3; i++) tensor_release(in[i]);
 }
 
+/* ---- blocks in a row: the tensor between two stays nChw16c ---- */
+
+/* Four blocks over [3, 3, 32, 30]: 3 -> 16 -> 24 -> 32 -> 16 channels,
+ * 32x30 -> 16x15 -> 7x7 (an odd row and column no window reads) -> 3x3
+ * -> 1x1. 16 and 32 channels fill whole blocks of 16 and are handed on
+ * blocked; 24 is not. */
+enum { CHAIN = 4 };
+static const int64_t chain_channels[CHAIN + 1] = {3, 16, 24, 32, 16};
+static const bool chain_hands_on[CHAIN] = {true, false, true, false};
+
+typedef struct {
+    Tensor *x, *w[CHAIN], *b[CHAIN];
+} ChainInputs;
+
+static ChainInputs chain_inputs(DType dtype, bool x_grad) {
+    ChainInputs in;
+    Tensor *x = gradcheck_input(SHAPE(3, 3, 32, 30), -1, 1, 40);
+    in.x = dtype == DTYPE_FLOAT32 ? f32(x, x_grad) : tensor_retain(x);
+    tensor_release(x);
+    for (int i = 0; i < CHAIN; i++) {
+        int64_t ci = chain_channels[i], co = chain_channels[i + 1];
+        Tensor *w = gradcheck_input(SHAPE(co, ci, 3, 3), -0.5, 0.5, 41 + (uint64_t)i);
+        Tensor *b = gradcheck_input(SHAPE(co), -0.1, 0.3, 51 + (uint64_t)i);
+        in.w[i] = dtype == DTYPE_FLOAT32 ? f32(w, true) : tensor_retain(w);
+        in.b[i] = dtype == DTYPE_FLOAT32 ? f32(b, true) : tensor_retain(b);
+        tensor_release(w), tensor_release(b);
+    }
+    return in;
+}
+
+static void chain_args(Tensor *const *w, Tensor *const *b, ConvReluPoolArgs *a) {
+    for (int i = 0; i < CHAIN; i++)
+        a[i] = (ConvReluPoolArgs){w[i], b[i], {1, 1, 1, 1, 1, 1, 1}, {2, 2, 0, 0, 0, 0}};
+}
+
+/* out, then the gradients of x, the weights and the biases of
+ * sum(out * up), through the chain or its blocks one call each */
+static void chain_run(bool chained, Tensor **got) {
+    ChainInputs in = chain_inputs(DTYPE_FLOAT32, true);
+    ConvReluPoolArgs a[CHAIN];
+    chain_args(in.w, in.b, a);
+    Tensor *out = NULL;
+    if (chained) {
+        int failed = -1;
+        out = tensor_conv2d_relu_max_pool2d_chain(in.x, CHAIN, a, &failed);
+        cr_assert(out, "block %d: %s", failed, error_get());
+    } else {
+        out = tensor_retain(in.x);
+        for (int i = 0; i < CHAIN && out; i++) {
+            Tensor *next = tensor_conv2d_relu_max_pool2d(out, a[i].weight, a[i].bias,
+                                                         &a[i].conv, &a[i].pool);
+            tensor_release(out);
+            out = next;
+        }
+        cr_assert(out, "%s", error_get());
+    }
+    Tensor *up = gradcheck_uniform32(out->ndim, out->shape, 98);
+    cr_assert(tensor_backward_with(out, up) == 0, "%s", error_get());
+    got[0] = out, got[1] = tensor_retain(in.x->grad);
+    for (int i = 0; i < CHAIN; i++) {
+        got[2 + i] = tensor_retain(in.w[i]->grad);
+        got[2 + CHAIN + i] = tensor_retain(in.b[i]->grad);
+        tensor_release(in.w[i]), tensor_release(in.b[i]);
+    }
+    tensor_release(up), tensor_release(in.x);
+}
+
+enum { CHAIN_GOT = 2 + 2 * CHAIN };
+
+/* The chain's output and every gradient are those of its blocks run one
+ * by one, bit for bit (the same kernels: only the layouts between them
+ * differ), and, within float32's reach, the three ops' with the library
+ * off. */
+static void chain_equals_its_blocks(void) {
+    Tensor *chained[CHAIN_GOT], *single[CHAIN_GOT], *plain[CHAIN_GOT];
+    chain_run(true, chained);
+    chain_run(false, single);
+    cpu_conv_library(false);
+    chain_run(false, plain);
+    cpu_conv_library(true);
+    for (int i = 0; i < CHAIN_GOT; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "chain: %s %d", i == 0 ? "out" : i == 1 ? "gx" : "grad", i);
+        assert_tensor_close(chained[i], single[i], 0, 0, name);
+        /* four layers deep, float32 sums in other orders drift further */
+        assert_tensor_close(chained[i], plain[i], 1e-3, 1e-4, name);
+        tensor_release(chained[i]), tensor_release(single[i]), tensor_release(plain[i]);
+    }
+}
+
+Test(conv_relu_pool, chain_equals_its_blocks_one_by_one) {
+    chain_equals_its_blocks();
+}
+
+Test(conv_relu_pool, chain_past_the_plan_cache_limit) {
+    cpu_conv_plan_limit(0);
+    chain_equals_its_blocks();
+}
+
+/* nChw16c of an NCHW float32 tensor whose channels fill blocks of 16 */
+static Tensor *to_nchw16c(const Tensor *t) {
+    const int64_t N = t->shape[0], C = t->shape[1], HW = t->shape[2] * t->shape[3];
+    Tensor *b = tensor_empty_like(t);
+    const float *from = tensor_data(t);
+    float *to = tensor_data(b);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < HW; i++)
+                to[((n * (C / 16) + c / 16) * HW + i) * 16 + c % 16] = from[(n * C + c) * HW + i];
+    return b;
+}
+
+/* Each node of the chain records the layouts it read and wrote, blocked
+ * exactly where the channels fill blocks of 16; the tensor it handed on
+ * holds the block's output in nChw16c. */
+Test(conv_relu_pool, chain_hands_on_nchw16c_where_channels_fill_blocks) {
+    ChainInputs in = chain_inputs(DTYPE_FLOAT32, false);
+    ConvReluPoolArgs a[CHAIN];
+    chain_args(in.w, in.b, a);
+    Tensor *out = tensor_conv2d_relu_max_pool2d_chain(in.x, CHAIN, a, NULL);
+    cr_assert(out, "%s", error_get());
+    AutogradNode *node[CHAIN];
+    Tensor *h = out;
+    for (int i = CHAIN - 1; i >= 0; i--, h = node[i + 1]->inputs[0]) {
+        node[i] = h->grad_fn;
+        cr_assert(node[i] && strcmp(node[i]->name, "ConvReluMaxPoolBackward") == 0, "block %d", i);
+        cr_assert_eq(node[i]->ints[14], chain_hands_on[i], "block %d writes blocked", i);
+        cr_assert_eq(node[i]->ints[13], i > 0 && chain_hands_on[i - 1], "block %d reads", i);
+    }
+    Tensor *h0 = node[1]->inputs[0], *h2 = node[3]->inputs[0];
+    Tensor *one = tensor_conv2d_relu_max_pool2d(in.x, a[0].weight, a[0].bias, &a[0].conv,
+                                                &a[0].pool);
+    Tensor *want = to_nchw16c(one);
+    assert_tensor_close(h0, want, 0, 0, "block 0's output, nChw16c");
+    tensor_release(want), tensor_release(one);
+    Tensor *before = node[2]->inputs[0]; /* 24 channels: NCHW, read as is */
+    one = tensor_conv2d_relu_max_pool2d(before, a[2].weight, a[2].bias, &a[2].conv, &a[2].pool);
+    want = to_nchw16c(one);
+    assert_tensor_close(h2, want, 0, 0, "block 2's output, nChw16c");
+    tensor_release(want), tensor_release(one), tensor_release(out), tensor_release(in.x);
+    for (int i = 0; i < CHAIN; i++) tensor_release(in.w[i]), tensor_release(in.b[i]);
+}
+
+/* float64 (which runs the three ops, no layout handed on) checks the
+ * chain's gradients by finite differences, through two blocks */
+static Tensor *chain_fn(Tensor **in, void *ctx) {
+    (void)ctx;
+    ConvReluPoolArgs a[2] = {{in[1], in[2], {1, 1, 1, 1, 1, 1, 1}, {2, 2, 0, 0, 0, 0}},
+                             {in[3], in[4], {1, 1, 0, 0, 1, 1, 1}, {2, 2, 0, 0, 0, 0}}};
+    return tensor_conv2d_relu_max_pool2d_chain(in[0], 2, a, NULL);
+}
+
+Test(conv_relu_pool, chain_gradcheck_float64) {
+    Tensor *in[5] = {gradcheck_input(SHAPE(2, 2, 8, 8), -1, 1, 61),
+                     gradcheck_input(SHAPE(3, 2, 3, 3), -1, 1, 62),
+                     gradcheck_input(SHAPE(3), -1, 1, 63),
+                     gradcheck_input(SHAPE(4, 3, 3, 3), -1, 1, 64),
+                     gradcheck_input(SHAPE(4), -1, 1, 65)};
+    gradcheck("conv2d relu max_pool2d chain", chain_fn, NULL, 5, in);
+    for (int i = 0; i < 5; i++) tensor_release(in[i]);
+}
+
 static Module *cnn(Rng *rng, int64_t in_channels) {
     Module *c[5] = {nn_conv2d(in_channels, 16, SIZE2D(3), SIZE2D(1), SIZE2D(1), true, rng),
                     nn_relu(), nn_max_pool2d(SIZE2D(2), SIZE2D(0), SIZE2D(0)), nn_flatten(1, -1),
@@ -175,6 +338,46 @@ Test(conv_relu_pool, sequential_runs_the_row_as_its_layers_do) {
     cr_assert_null(module_forward(m, x));
     cr_assert(strstr(error_get(), "model[0] Conv2d:") || strstr(error_get(), "[0] Conv2d:"),
               "error: %s", error_get());
+    tensor_release(x);
+    module_free(m);
+}
+
+/* two blocks in a row (the chain, nChw16c between them) */
+static Module *cnn2(Rng *rng, int64_t mid_in) {
+    Module *c[8] = {nn_conv2d(2, 16, SIZE2D(3), SIZE2D(1), SIZE2D(1), true, rng),
+                    nn_relu(),
+                    nn_max_pool2d(SIZE2D(2), SIZE2D(0), SIZE2D(0)),
+                    nn_conv2d(mid_in, 32, SIZE2D(3), SIZE2D(1), SIZE2D(1), true, rng),
+                    nn_relu(),
+                    nn_max_pool2d(SIZE2D(2), SIZE2D(0), SIZE2D(0)),
+                    nn_flatten(1, -1),
+                    nn_linear(32 * 3 * 2, 3, true, rng)};
+    Module *m = nn_sequential(8, c);
+    cr_assert(m, "%s", error_get());
+    return m;
+}
+
+Test(conv_relu_pool, sequential_chains_blocks_as_its_layers_run) {
+    Rng rng;
+    rng_init(&rng, 6);
+    Module *m = cnn2(&rng, 16);
+    Tensor *x = gradcheck_uniform32(SHAPE(3, 2, 13, 11), 8);
+    Tensor *whole = module_forward(m, x);
+    cr_assert(whole, "%s", error_get());
+    Tensor *h = tensor_retain(x);
+    for (int i = 0; i < m->n_children; i++) {
+        Tensor *next = module_forward(m->children[i], h);
+        tensor_release(h);
+        h = next;
+    }
+    assert_tensor_close(whole, h, 1e-5, 1e-6, "two blocks vs their layers one by one");
+    tensor_release(whole), tensor_release(h);
+    module_free(m);
+
+    /* the second block's error names its layer */
+    m = cnn2(&rng, 8);
+    cr_assert_null(module_forward(m, x));
+    cr_assert(strstr(error_get(), "[3] Conv2d:"), "error: %s", error_get());
     tensor_release(x);
     module_free(m);
 }
