@@ -9,8 +9,8 @@
  * backward folds in the ReLU's: dy = gy at the argmax where y > 0, else 0;
  * y at the argmax is the pooled value, so it reads that, not y (a quarter
  * of the bytes; a NaN is not above 0 in either).
- * An AVX-512 version (one 16-lane vector a step), chosen at run time, and
- * a portable one with the same results.
+ * An AVX-512 version (one 16-lane vector a step), chosen at run time a
+ * row at a time, and a portable one with the same results.
  */
 #include <immintrin.h>
 #include <stdatomic.h>
@@ -75,8 +75,27 @@ __attribute__((target("avx512f"))) static void window_back_avx512(const float *p
     }
 }
 
-typedef void WindowFn(const float *, const float *, float *, uint8_t *);
-typedef void WindowBackFn(const float *, const float *, const uint8_t *, float *, float *);
+/* A row of windows (OW of them, lanes side by side) at once, so the
+ * window inlines into a loop of its own ISA: one call a row, not a window. */
+#define DEFINE_ROWS(SFX, TARGET)                                                                   \
+    TARGET static void row_##SFX(const float *r0, const float *r1, int64_t ow_count, float *o,      \
+                                 uint8_t *a) {                                                     \
+        for (int64_t ow = 0; ow < ow_count; ow++)                                                  \
+            window_##SFX(r0 + 2 * ow * LANES, r1 + 2 * ow * LANES, o + ow * LANES,                 \
+                         a + ow * LANES);                                                          \
+    }                                                                                              \
+    TARGET static void row_back_##SFX(const float *pooled, const float *g, const uint8_t *a,       \
+                                      int64_t ow_count, float *d0, float *d1) {                    \
+        for (int64_t ow = 0; ow < ow_count; ow++)                                                  \
+            window_back_##SFX(pooled + ow * LANES, g + ow * LANES, a + ow * LANES,                 \
+                              d0 + 2 * ow * LANES, d1 + 2 * ow * LANES);                           \
+    }
+
+DEFINE_ROWS(generic, )
+DEFINE_ROWS(avx512, __attribute__((target("avx512f"))))
+
+typedef void RowFn(const float *, const float *, int64_t, float *, uint8_t *);
+typedef void RowBackFn(const float *, const float *, const uint8_t *, int64_t, float *, float *);
 
 static atomic_bool portable_only;
 
@@ -90,30 +109,25 @@ static bool has_avx512(void) {
 
 void cpu_max_pool_2x2_blocked(const float *y, int64_t blocks, int64_t H, int64_t W, float *pooled,
                               uint8_t *argmax) {
-    WindowFn *window = has_avx512() ? window_avx512 : window_generic;
+    RowFn *row = has_avx512() ? row_avx512 : row_generic;
     const int64_t OH = H / 2, OW = W / 2;
 #pragma omp parallel for schedule(static) if (blocks * H * W * LANES >= CPU_PARALLEL_MIN)
     for (int64_t r = 0; r < blocks * OH; r++) {
-        const float *r0 = y + (r / OH * H + r % OH * 2) * W * LANES, *r1 = r0 + W * LANES;
-        for (int64_t ow = 0; ow < OW; ow++)
-            window(r0 + 2 * ow * LANES, r1 + 2 * ow * LANES, pooled + (r * OW + ow) * LANES,
-                   argmax + (r * OW + ow) * LANES);
+        const float *r0 = y + (r / OH * H + r % OH * 2) * W * LANES;
+        row(r0, r0 + W * LANES, OW, pooled + r * OW * LANES, argmax + r * OW * LANES);
     }
 }
 
 void cpu_max_pool_2x2_blocked_relu_backward(const float *pooled, const uint8_t *argmax,
                                             const float *gy, int64_t blocks, int64_t H, int64_t W,
                                             float *dy) {
-    WindowBackFn *back = has_avx512() ? window_back_avx512 : window_back_generic;
+    RowBackFn *row = has_avx512() ? row_back_avx512 : row_back_generic;
     const int64_t OH = H / 2, OW = W / 2;
     if ((H | W) & 1) /* an odd last row or column that no window reads */
         memset(dy, 0, (size_t)(blocks * H * W * LANES) * sizeof *dy);
 #pragma omp parallel for schedule(static) if (blocks * H * W * LANES >= CPU_PARALLEL_MIN)
     for (int64_t r = 0; r < blocks * OH; r++) {
-        const int64_t row = (r / OH * H + r % OH * 2) * W * LANES;
-        for (int64_t ow = 0; ow < OW; ow++) {
-            const int64_t i = row + 2 * ow * LANES, o = (r * OW + ow) * LANES;
-            back(pooled + o, gy + o, argmax + o, dy + i, dy + i + W * LANES);
-        }
+        const int64_t i = (r / OH * H + r % OH * 2) * W * LANES, o = r * OW * LANES;
+        row(pooled + o, gy + o, argmax + o, OW, dy + i, dy + i + W * LANES);
     }
 }
