@@ -308,7 +308,8 @@ static size_t bytes_of(const dnnl_memory_desc_t *md) {
  * and the blocked pooled output is what the backward keeps (`keep`): at
  * a window's argmax y is the pooled value, so it alone says where the
  * ReLU passes the gradient, and a quarter of y's size is kept and read.
- * out gets it in its own layout. */
+ * out gets it in its own layout; where that is nChw16c (a chain), keep is
+ * out's own storage. */
 static int own_pool_run(const BlockPlan *p, DnnlCall *c, dnnl_memory_t my, dnnl_memory_t mo,
                         Tensor *keep, Tensor *ws) {
     const Window2d *w = &p->key.pool;
@@ -318,7 +319,8 @@ static int own_pool_run(const BlockPlan *p, DnnlCall *c, dnnl_memory_t my, dnnl_
     dnnl_memory_t kept = cpu_dnnl_call_memory(c, &p->pooled, tensor_data(keep));
     if (!kept) return -1;
     if (p->from_pooled) return cpu_dnnl_reorder_run(c->stream, p->from_pooled, kept, mo);
-    memcpy(cpu_dnnl_data(mo), tensor_data(keep), dnnl_memory_desc_get_size(&p->pooled));
+    if (cpu_dnnl_data(mo) != tensor_data(keep))
+        memcpy(cpu_dnnl_data(mo), tensor_data(keep), dnnl_memory_desc_get_size(&p->pooled));
     return 0;
 }
 
@@ -421,8 +423,12 @@ static dnnl_memory_t backward_to_y(const BlockPlan *p, DnnlCall *c, const Tensor
 static int forward_call(const BlockPlan *p, const Tensor *x, const Tensor *weight,
                         const Tensor *bias, Tensor *out, Tensor **saved) {
     const dnnl_memory_desc_t *keep = p->own_pool ? &p->pooled : &p->y;
-    saved[0] =
-        tensor_empty(SHAPE((int64_t)dnnl_memory_desc_get_size(keep)), DTYPE_UINT8, x->device);
+    /* out already in the pooled layout: the backward reads it (a view, so
+     * the node does not hold its own output) */
+    saved[0] = p->own_pool && !p->from_pooled
+                   ? tensor_make_view(out, out->ndim, out->shape, out->strides, out->offset)
+                   : tensor_empty(SHAPE((int64_t)dnnl_memory_desc_get_size(keep)), DTYPE_UINT8,
+                                  x->device);
     saved[1] = tensor_empty(SHAPE((int64_t)dnnl_memory_desc_get_size(&p->workspace)), DTYPE_UINT8,
                             x->device);
     size_t bytes = bytes_of(&p->scratch_md) + (p->to_src ? bytes_of(&p->src) : 0) +
