@@ -240,6 +240,22 @@ Test(conv_relu_pool, chain_equals_its_blocks_one_by_one) {
     chain_equals_its_blocks();
 }
 
+/* under "precision": "bf16" the convolutions read bf16 reorders of the
+ * handed-on nChw16c tensor, and still give what the blocks one by one do */
+Test(conv_relu_pool, chain_equals_its_blocks_in_bf16) {
+    if (backend_check_precision(DEVICE_CPU_INIT, PRECISION_BF16) != 0)
+        cr_skip_test("no bf16 on this CPU: %s", error_get());
+    cpu_set_precision(DEVICE_CPU_INIT, PRECISION_BF16);
+    Tensor *chained[CHAIN_GOT], *single[CHAIN_GOT];
+    chain_run(true, chained);
+    chain_run(false, single);
+    cpu_set_precision(DEVICE_CPU_INIT, PRECISION_FLOAT32);
+    for (int i = 0; i < CHAIN_GOT; i++) {
+        assert_tensor_close(chained[i], single[i], 0, 0, "bf16 chain");
+        tensor_release(chained[i]), tensor_release(single[i]);
+    }
+}
+
 Test(conv_relu_pool, chain_past_the_plan_cache_limit) {
     cpu_conv_plan_limit(0);
     chain_equals_its_blocks();
