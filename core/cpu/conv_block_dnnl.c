@@ -445,9 +445,35 @@ static int forward_call(const BlockPlan *p, const Tensor *x, const Tensor *weigh
     return rc;
 }
 
+/* A first block (no gx) of a 3x3 stride-1 float32 convolution whose
+ * own pool kept the argmax: conv_block_wgrad.c sums its weight gradient
+ * from the windows' argmax, with no dy and no oneDNN backward. */
+static bool weight_grad_from_argmax(const BlockPlan *p, const Tensor *gx) {
+    const Window2d *w = &p->key.conv;
+    return !gx && p->own_pool && !p->key.x_blocked && p->in == dnnl_f32 && p->key.groups == 1 &&
+           w->kernel_h == 3 && w->kernel_w == 3 && w->stride_h == 1 && w->stride_w == 1 &&
+           w->dilation_h == 1 && w->dilation_w == 1;
+}
+
+static int first_block_backward(const BlockPlan *p, const Tensor *x, Tensor *const *saved,
+                                const Tensor *gy, Tensor *gw, Tensor *gb) {
+    DnnlCall c;
+    int rc = cpu_dnnl_call_open(&c, p->to_pooled ? bytes_of(&p->pooled) : 0);
+    dnnl_memory_t mgy = rc == 0 ? cpu_dnnl_call_memory(&c, &p->out, tensor_data(gy)) : NULL;
+    dnnl_memory_t g = reordered(&c, p->to_pooled, mgy, &p->pooled);
+    if (rc == 0) rc = g ? cpu_dnnl_wait(&c) : -1;
+    if (rc == 0)
+        rc = cpu_conv_block_weight_grad(&p->key.conv, p->key.out_channels, tensor_data(x),
+                                        tensor_data(saved[0]), tensor_data(saved[1]),
+                                        cpu_dnnl_data(g), gw ? tensor_data(gw) : NULL,
+                                        gb ? tensor_data(gb) : NULL);
+    return cpu_dnnl_call_close(&c, rc);
+}
+
 static int backward_call(const BlockPlan *p, const Tensor *x, const Tensor *weight,
                          Tensor *const *saved, const Tensor *gy, Tensor *gx, Tensor *gw,
                          Tensor *gb) {
+    if (weight_grad_from_argmax(p, gx)) return first_block_backward(p, x, saved, gy, gw, gb);
     bool weights = gw || gb;
     size_t bytes = bytes_of(&p->scratch_md) + bytes_of(&p->y) +
                    (p->to_pooled ? bytes_of(&p->pooled) : 0) +

@@ -116,8 +116,18 @@ void cpu_max_pool_2x2_blocked(const float *y, int64_t blocks, int64_t H, int64_t
 void cpu_max_pool_2x2_blocked_relu_backward(const float *pooled, const uint8_t *argmax,
                                             const float *gy, int64_t blocks, int64_t H, int64_t W,
                                             float *dy);
-/* On: the portable kernels even where AVX-512 is (tests of them). */
+/* On: the portable kernels even where AVX-512 is (tests of them), here
+ * and in conv_block_wgrad.c; cpu_pool_blocked_avx512 says which run. */
 void cpu_pool_blocked_portable(bool on);
+bool cpu_pool_blocked_avx512(void);
+
+/* conv_block_wgrad.c: a first block's (no input gradient) 3x3 stride-1
+ * convolution's gw [O][C][3][3] and gb [O] (either NULL) from x (NCHW),
+ * the pooled output, its argmax and gy (nChw16c) of its 2x2 pool; -1 out
+ * of memory. */
+int cpu_conv_block_weight_grad(const Window2d *conv, int64_t out_channels, const float *x,
+                               const float *pooled, const uint8_t *argmax, const float *gy,
+                               float *gw, float *gb);
 
 /* pool.c */
 void cpu_max_pool2d(const Window2d *w, const Tensor *x, Tensor *out, Tensor *indices);

@@ -103,13 +103,13 @@ void cpu_pool_blocked_portable(bool on) {
     atomic_store(&portable_only, on);
 }
 
-static bool has_avx512(void) {
+bool cpu_pool_blocked_avx512(void) {
     return !atomic_load(&portable_only) && __builtin_cpu_supports("avx512f");
 }
 
 void cpu_max_pool_2x2_blocked(const float *y, int64_t blocks, int64_t H, int64_t W, float *pooled,
                               uint8_t *argmax) {
-    RowFn *row = has_avx512() ? row_avx512 : row_generic;
+    RowFn *row = cpu_pool_blocked_avx512() ? row_avx512 : row_generic;
     const int64_t OH = H / 2, OW = W / 2;
 #pragma omp parallel for schedule(static) if (blocks * H * W * LANES >= CPU_PARALLEL_MIN)
     for (int64_t r = 0; r < blocks * OH; r++) {
@@ -121,7 +121,7 @@ void cpu_max_pool_2x2_blocked(const float *y, int64_t blocks, int64_t H, int64_t
 void cpu_max_pool_2x2_blocked_relu_backward(const float *pooled, const uint8_t *argmax,
                                             const float *gy, int64_t blocks, int64_t H, int64_t W,
                                             float *dy) {
-    RowBackFn *row = has_avx512() ? row_back_avx512 : row_back_generic;
+    RowBackFn *row = cpu_pool_blocked_avx512() ? row_back_avx512 : row_back_generic;
     const int64_t OH = H / 2, OW = W / 2;
     if ((H | W) & 1) /* an odd last row or column that no window reads */
         memset(dy, 0, (size_t)(blocks * H * W * LANES) * sizeof *dy);
