@@ -445,12 +445,15 @@ static int forward_call(const BlockPlan *p, const Tensor *x, const Tensor *weigh
     return rc;
 }
 
-/* A first block (no gx) of a 3x3 stride-1 float32 convolution whose
- * own pool kept the argmax: conv_block_wgrad.c sums its weight gradient
- * from the windows' argmax, with no dy and no oneDNN backward. */
+/* A first block (no gx) of a 3x3 stride-1 float32 convolution over a
+ * few channels (an image's: gray, RGB) whose own pool kept the argmax:
+ * conv_block_wgrad.c sums its weight gradient from the windows' argmax,
+ * with no dy and no oneDNN backward. Its sums cost about what oneDNN's
+ * per input channel, so wider inputs keep oneDNN. */
 static bool weight_grad_from_argmax(const BlockPlan *p, const Tensor *gx) {
     const Window2d *w = &p->key.conv;
     return !gx && p->own_pool && !p->key.x_blocked && p->in == dnnl_f32 && p->key.groups == 1 &&
+           w->channels <= 4 &&
            w->kernel_h == 3 && w->kernel_w == 3 && w->stride_h == 1 && w->stride_w == 1 &&
            w->dilation_h == 1 && w->dilation_w == 1;
 }

@@ -349,21 +349,27 @@ static Module *cnn(Rng *rng, int64_t in_channels) {
     return m;
 }
 
-Test(conv_relu_pool, sequential_runs_the_row_as_its_layers_do) {
-    Rng rng;
-    rng_init(&rng, 5);
-    Module *m = cnn(&rng, 2);
-    Tensor *x = gradcheck_uniform32(SHAPE(3, 2, 10, 11), 7);
+/* m's forward over x gives what its children give run one by one */
+static void assert_runs_as_its_layers(Module *m, Tensor *x, const char *what) {
     Tensor *whole = module_forward(m, x);
-    cr_assert(whole, "%s", error_get());
+    cr_assert(whole, "%s: %s", what, error_get());
     Tensor *h = tensor_retain(x);
     for (int i = 0; i < m->n_children; i++) {
         Tensor *next = module_forward(m->children[i], h);
         tensor_release(h);
         h = next;
     }
-    assert_tensor_close(whole, h, 1e-5, 1e-6, "Sequential vs its layers one by one");
-    tensor_release(whole), tensor_release(h), tensor_release(x);
+    assert_tensor_close(whole, h, 1e-5, 1e-6, what);
+    tensor_release(whole), tensor_release(h);
+}
+
+Test(conv_relu_pool, sequential_runs_the_row_as_its_layers_do) {
+    Rng rng;
+    rng_init(&rng, 5);
+    Module *m = cnn(&rng, 2);
+    Tensor *x = gradcheck_uniform32(SHAPE(3, 2, 10, 11), 7);
+    assert_runs_as_its_layers(m, x, "Sequential vs its layers one by one");
+    tensor_release(x);
 
     /* a wrong input still names the layer, as module_forward does */
     x = tensor_zeros(SHAPE(1, 3, 10, 11), DTYPE_FLOAT32, DEVICE_CPU_INIT);
@@ -394,16 +400,7 @@ Test(conv_relu_pool, sequential_chains_blocks_as_its_layers_run) {
     rng_init(&rng, 6);
     Module *m = cnn2(&rng, 16);
     Tensor *x = gradcheck_uniform32(SHAPE(3, 2, 13, 11), 8);
-    Tensor *whole = module_forward(m, x);
-    cr_assert(whole, "%s", error_get());
-    Tensor *h = tensor_retain(x);
-    for (int i = 0; i < m->n_children; i++) {
-        Tensor *next = module_forward(m->children[i], h);
-        tensor_release(h);
-        h = next;
-    }
-    assert_tensor_close(whole, h, 1e-5, 1e-6, "two blocks vs their layers one by one");
-    tensor_release(whole), tensor_release(h);
+    assert_runs_as_its_layers(m, x, "two blocks vs their layers one by one");
     module_free(m);
 
     /* the second block's error names its layer */
