@@ -21,13 +21,14 @@
  *     rowsum(gout_i * out_i) stays what it is (it equals sum_j p_ij dp_ij).
  * Every block of rows is independent, so blocks go over the OpenMP threads
  * without atomics and the results do not depend on the thread count.
- * Products and accumulators are in T; the softmax's max, sum and
- * exponentials in double. Tiles live on the stack. Row by row with dot
+ * Products and accumulators are in T; the softmax's max and sum in
+ * double, each probability's exponential in T (expf for float: the double
+ * exp was a tenth of a GPT-2 small step, and P is stored in T anyway). Tiles live on the stack. Row by row with dot
  * products instead, a GPT-2 small step spent a quarter of its time here,
  * at a third of the matrix products' speed.
  */
 #include <cblas.h>
-#include <math.h>
+#include <tgmath.h>
 
 #include "core/cpu/cpu.h"
 #include "core/rng.h"
@@ -99,7 +100,7 @@ static inline bool tile_sees(const Tile *x, int64_t r, int64_t c) {
                         row[c] = 0;                                                                \
                         continue;                                                                  \
                     }                                                                              \
-                    double p = exp(a->scale * (double)row[c] - mn);                                \
+                    double p = exp((T)(a->scale * (double)row[c] - mn));                           \
                     l[r] += p;                                                                     \
                     row[c] = (T)(p * keep(a, x.base, x.t, x.i0 + r, x.j0 + c));                    \
                 }                                                                                  \
@@ -143,7 +144,7 @@ static inline bool tile_sees(const Tile *x, int64_t r, int64_t c) {
                     *pc = 0, *dc = 0;                                                              \
                     continue;                                                                      \
                 }                                                                                  \
-                double p = exp(a->scale * (double)*pc - (double)lse[i]);                           \
+                double p = exp((T)(a->scale * (double)*pc - (double)lse[i]));                      \
                 double z = keep(a, x->base, x->t, i, x->j0 + c);                                   \
                 *dc = (T)(p * (z * (double)*dc - (double)delta[i]));                               \
                 *pc = (T)(p * z);                                                                  \

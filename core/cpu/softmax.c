@@ -1,5 +1,6 @@
 /* softmax.c - CPU softmax / log_softmax over the last dim and their
- * backwards, one row at a time.
+ * backwards, one row at a time, the rows split over the OpenMP threads
+ * (each row's sums in its own order whatever the thread count).
  *
  * Stable as torch's: the row max is subtracted before exp, so exp never
  * overflows and the largest term is exactly 1. Row sums are accumulated in
@@ -16,6 +17,7 @@
 
 #define DEFINE_SOFTMAX(T, SFX)                                                                     \
     static void softmax_##SFX(const T *px, T *po, int64_t rows, int64_t cols, bool log_) {         \
+        _Pragma("omp parallel for schedule(static) if (rows * cols >= CPU_PARALLEL_MIN)")          \
         for (int64_t r = 0; r < rows; r++) {                                                       \
             const T *x = px + r * cols;                                                            \
             T *y = po + r * cols;                                                                  \
@@ -40,6 +42,7 @@
     }                                                                                              \
     static void softmax_backward_##SFX(const T *py, const T *pgy, T *pgx, int64_t rows,            \
                                        int64_t cols, bool log_) {                                  \
+        _Pragma("omp parallel for schedule(static) if (rows * cols >= CPU_PARALLEL_MIN)")          \
         for (int64_t r = 0; r < rows; r++) {                                                       \
             const T *y = py + r * cols, *gy = pgy + r * cols;                                      \
             T *gx = pgx + r * cols;                                                                \
