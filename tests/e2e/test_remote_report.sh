@@ -209,7 +209,12 @@ TOKEN=$T4 api POST "$R/report" -d "$BATCH"
 check "(d) the same report again stores no line twice" "$(jv 'd["stored_logs"]')" 0
 api GET "/v1/jobs/$J4/logs?limit=1000"
 check "(d) ... each line once in the log" "$(jv 'sum(l["line"].startswith("probe line") for l in d["lines"])')" 2
-api GET "/v1/jobs/$J4/metrics?name=probe"
+# the batched metric writer commits every ~100 ms: read until it has
+for _ in $(seq 50); do
+    api GET "/v1/jobs/$J4/metrics?name=probe"
+    [ "$(jv 'len(d["metrics"])')" != 0 ] && break
+    sleep 0.1
+done
 check "(d) ... the metric once" "$(jv '[(m["step"], m["value"]) for m in d["metrics"]]')" "[(1, 0.25)]"
 api GET "/v1/jobs/$J4"
 check "(d) the reported progress is the job's" "$(jv 'd["progress"]["step"], d["progress"]["samples_per_s"]')" "(1, 100.0)"
