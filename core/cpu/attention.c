@@ -23,9 +23,10 @@
  * without atomics and the results do not depend on the thread count.
  * Products and accumulators are in T; the softmax's max and sum in
  * double, each probability's exponential in T (expf for float: the double
- * exp was a tenth of a GPT-2 small step, and P is stored in T anyway). Tiles live on the stack. Row by row with dot
- * products instead, a GPT-2 small step spent a quarter of its time here,
- * at a third of the matrix products' speed.
+ * exp was a tenth of a GPT-2 small step, and P is stored in T anyway).
+ * Tiles live on the stack. Row by row with dot products instead, a GPT-2
+ * small step spent a quarter of its time here, at a third of the matrix
+ * products' speed.
  */
 #include <cblas.h>
 #include <tgmath.h>
@@ -71,6 +72,11 @@ static inline bool tile_sees(const Tile *x, int64_t r, int64_t c) {
     return x->j0 + c <= x->i0 + r;
 }
 
+/* Rows of the tile starting at row `at` of t: BLOCK, or what is left. */
+static inline int64_t tile_rows(int64_t t, int64_t at) {
+    return t - at < BLOCK ? t - at : BLOCK;
+}
+
 #define DEFINE_ATTENTION(T, SFX)                                                                   \
     /* Forward of one block of queries: out and lse of its rows. */                                \
     static void forward_block_##SFX(const T *q, const T *k, const T *v, const AttentionArgs *a,    \
@@ -80,7 +86,7 @@ static inline bool tile_sees(const Tile *x, int64_t r, int64_t c) {
         for (int64_t r = 0; r < x.nq; r++) m[r] = -INFINITY, l[r] = 0;                             \
         const int64_t d = x.d;                                                                     \
         for (x.j0 = 0; x.j0 < x.i0 + x.nq; x.j0 += BLOCK) {                                       \
-            x.nk = x.t - x.j0 < BLOCK ? x.t - x.j0 : BLOCK;                                        \
+            x.nk = tile_rows(x.t, x.j0);                                                           \
             gemm_##SFX(false, true, x.nq, x.nk, d, q + x.i0 * d, d, k + x.j0 * d, d, 0, st,        \
                        BLOCK);                                                                     \
             for (int64_t r = 0; r < x.nq; r++) {                                                   \
@@ -120,8 +126,7 @@ static inline bool tile_sees(const Tile *x, int64_t r, int64_t c) {
         _Pragma("omp parallel for schedule(dynamic, 1) if (bh * t * t * d >= CPU_PARALLEL_MIN)")   \
         for (int64_t r = 0; r < bh * blocks; r++) {                                                \
             int64_t h = r / blocks, i0 = r % blocks * BLOCK, off = h * t * d;                      \
-            Tile x = {i0, t - i0 < BLOCK ? t - i0 : BLOCK, 0, 0, t, d,                             \
-                      attention_dropout_base(a, h, t)};                                            \
+            Tile x = {i0, tile_rows(t, i0), 0, 0, t, d, attention_dropout_base(a, h, t)};          \
             forward_block_##SFX(q + off, k + off, v + off, a, x, out + off, lse + h * t);          \
         }                                                                                          \
     }                                                                                              \
@@ -157,7 +162,7 @@ static inline bool tile_sees(const Tile *x, int64_t r, int64_t c) {
         T acc[BLOCK * ATTENTION_MAX_HEAD_DIM] = {0}, pz[BLOCK * BLOCK], ds[BLOCK * BLOCK];         \
         const int64_t d = x.d;                                                                     \
         for (x.j0 = 0; x.j0 < x.i0 + x.nq; x.j0 += BLOCK) {                                       \
-            x.nk = x.t - x.j0 < BLOCK ? x.t - x.j0 : BLOCK;                                        \
+            x.nk = tile_rows(x.t, x.j0);                                                           \
             tile_p_ds_##SFX(q, k, v, go, lse, delta, a, &x, pz, ds);                               \
             gemm_##SFX(false, false, x.nq, d, x.nk, ds, BLOCK, k + x.j0 * d, d, 1, acc, d);        \
         }                                                                                          \
@@ -172,7 +177,7 @@ static inline bool tile_sees(const Tile *x, int64_t r, int64_t c) {
         T pz[BLOCK * BLOCK], ds[BLOCK * BLOCK];                                                    \
         const int64_t d = x.d;                                                                     \
         for (x.i0 = x.j0; x.i0 < x.t; x.i0 += BLOCK) {                                            \
-            x.nq = x.t - x.i0 < BLOCK ? x.t - x.i0 : BLOCK;                                        \
+            x.nq = tile_rows(x.t, x.i0);                                                           \
             tile_p_ds_##SFX(q, k, v, go, lse, delta, a, &x, pz, ds);                               \
             gemm_##SFX(true, false, x.nk, d, x.nq, pz, BLOCK, go + x.i0 * d, d, 1, av, d);         \
             gemm_##SFX(true, false, x.nk, d, x.nq, ds, BLOCK, q + x.i0 * d, d, 1, ak, d);          \
@@ -199,7 +204,7 @@ static inline bool tile_sees(const Tile *x, int64_t r, int64_t c) {
         for (int64_t r = 0; r < 2 * items; r++) {                                                  \
             bool query = r < items; /* first the gq blocks, then the gk, gv blocks */              \
             int64_t rr = query ? r : r - items, h = rr / blocks, x0 = rr % blocks * BLOCK;         \
-            int64_t off = h * t * d, n = t - x0 < BLOCK ? t - x0 : BLOCK;                          \
+            int64_t off = h * t * d, n = tile_rows(t, x0);                                         \
             uint64_t base = attention_dropout_base(a, h, t);                                       \
             const T *qh = q + off, *kh = k + off, *vh = v + off, *goh = go + off;                  \
             const T *lh = lse + h * t, *dh = delta + h * t;                                        \

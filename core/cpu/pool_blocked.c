@@ -78,7 +78,7 @@ __attribute__((target("avx512f"))) static void window_back_avx512(const float *p
 /* A row of windows (OW of them, lanes side by side) at once, so the
  * window inlines into a loop of its own ISA: one call a row, not a window. */
 #define DEFINE_ROWS(SFX, TARGET)                                                                   \
-    TARGET static void row_##SFX(const float *r0, const float *r1, int64_t ow_count, float *o,      \
+    TARGET static void row_##SFX(const float *r0, const float *r1, int64_t ow_count, float *o,     \
                                  uint8_t *a) {                                                     \
         for (int64_t ow = 0; ow < ow_count; ow++)                                                  \
             window_##SFX(r0 + 2 * ow * LANES, r1 + 2 * ow * LANES, o + ow * LANES,                 \

@@ -19,9 +19,9 @@
 #include "core/ops.h"
 #include "core/ops/window2d.h"
 
-static Tensor *one_by_one(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dParams *cp,
-                          const Pool2dParams *pp) {
-    Tensor *y = tensor_conv2d_with(x, weight, bias, cp);
+static Tensor *one_by_one(Tensor *x, const ConvReluPoolArgs *a) {
+    const Pool2dParams *pp = &a->pool;
+    Tensor *y = tensor_conv2d_with(x, a->weight, a->bias, &a->conv);
     Tensor *r = tensor_relu(y);
     Tensor *out = tensor_max_pool2d(r, pp->kernel_h, pp->kernel_w, pp->stride_h, pp->stride_w,
                                     pp->pad_h, pp->pad_w);
@@ -30,9 +30,12 @@ static Tensor *one_by_one(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dP
     return out;
 }
 
+/* A node's ints: the convolution's 7 parameters and the pool's 6, then
+ * the layouts it read and wrote. */
+enum { PARAMS = 13, X_BLOCKED = PARAMS, OUT_BLOCKED, NODE_INTS };
+
 /* Both windows, or -1 where an argument is off (the one-by-one ops then
- * say which). ints: the node's 15 parameters, conv's, the pool's, then
- * the layouts (set by the caller). */
+ * say which). ints: the node's PARAMS (the layouts are the caller's). */
 static int block_of(const Tensor *x, const ConvReluPoolArgs *a, ConvReluPool *b, int64_t *ints) {
     const Conv2dParams *cp = &a->conv;
     const Pool2dParams *pp = &a->pool;
@@ -43,7 +46,7 @@ static int block_of(const Tensor *x, const ConvReluPoolArgs *a, ConvReluPool *b,
                            pp->stride_w, pp->pad_h, pp->pad_w, &b->pool) != 0)
         return -1;
     b->out_channels = a->weight->shape[0], b->groups = cp->groups, b->bias = a->bias != NULL;
-    const int64_t p[13] = {cp->stride_h,     cp->stride_w,     cp->pad_h,        cp->pad_w,
+    const int64_t p[PARAMS] = {cp->stride_h,     cp->stride_w,     cp->pad_h,        cp->pad_w,
                            cp->dilation_h,   cp->dilation_w,   cp->groups,       pp->kernel_h,
                            pp->kernel_w,     b->pool.stride_h, b->pool.stride_w, pp->pad_h,
                            pp->pad_w};
@@ -66,7 +69,7 @@ static int block_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     ConvReluPoolArgs a = args_of(node);
     ConvReluPool b;
     if (block_of(x, &a, &b, NULL) != 0) return -1;
-    b.x_blocked = node->ints[13], b.out_blocked = node->ints[14];
+    b.x_blocked = node->ints[X_BLOCKED], b.out_blocked = node->ints[OUT_BLOCKED];
     const Backend *be = backend_for(x->device);
     if (!be) return -1;
     Tensor *gyc = tensor_contiguous(gy);
@@ -99,8 +102,8 @@ static int fused(const Backend *be, const ConvReluPool *b, int64_t *ints, Tensor
         AutogradNode *node =
             autograd_record(out, "ConvReluMaxPoolBackward", block_backward, n_inputs, inputs);
         if (node) {
-            ints[13] = b->x_blocked, ints[14] = b->out_blocked;
-            for (int i = 0; i < 15; i++) node->ints[i] = ints[i];
+            ints[X_BLOCKED] = b->x_blocked, ints[OUT_BLOCKED] = b->out_blocked;
+            for (int i = 0; i < NODE_INTS; i++) node->ints[i] = ints[i];
             autograd_save(node, 0, saved[0]);
             autograd_save(node, 1, saved[1]);
         }
@@ -136,12 +139,12 @@ static Tensor *refused(void) {
 static Tensor *block_run(const Backend *be, Tensor *h, bool *blocked, const ConvReluPoolArgs *a,
                          const ConvReluPoolArgs *next) {
     ConvReluPool b;
-    int64_t ints[15];
+    int64_t ints[NODE_INTS];
     bool was_blocked = *blocked;
     *blocked = false;
     if (!be || !be->conv2d_relu_max_pool2d || block_of(h, a, &b, ints) != 0) {
         /* not after hands_on, whose block_of passed */
-        return was_blocked ? refused() : one_by_one(h, a->weight, a->bias, &a->conv, &a->pool);
+        return was_blocked ? refused() : one_by_one(h, a);
     }
     const Window2d *p = &b.pool;
     Tensor *out =
@@ -155,7 +158,7 @@ static Tensor *block_run(const Backend *be, Tensor *h, bool *blocked, const Conv
                                                  : -1;
     tensor_release(xc), tensor_release(wc), tensor_release(bc);
     if (rc != 0) tensor_release(out);
-    if (rc == 1 && !was_blocked) return one_by_one(h, a->weight, a->bias, &a->conv, &a->pool);
+    if (rc == 1 && !was_blocked) return one_by_one(h, a);
     *blocked = b.out_blocked;
     return rc == 0 ? out : rc == 1 ? refused() : NULL;
 }
