@@ -43,9 +43,10 @@ int backend_check_precision(Device device, Precision p) {
                      precision_name(p), device_name(device, name, sizeof name));
 }
 
-void backend_channel_dims(const Tensor *t, int64_t *n, int64_t *c, int64_t *s) {
+void backend_channel_dims(const Tensor *t, int64_t lanes, int64_t *n, int64_t *c, int64_t *s) {
+    int spatial_end = lanes > 1 ? t->ndim - 1 : t->ndim;
     *n = t->shape[0];
-    *c = t->ndim > 1 ? t->shape[1] : 1;
+    *c = (t->ndim > 1 ? t->shape[1] : 1) * lanes;
     *s = 1;
-    for (int d = 2; d < t->ndim; d++) *s *= t->shape[d];
+    for (int d = 2; d < spatial_end; d++) *s *= t->shape[d];
 }

@@ -118,6 +118,11 @@ typedef struct {
 
 typedef struct Backend {
     const char *name;
+    /* Whether conv2d's entries and the channel passes take tensors like x
+     * (its dtype) in the blocked layout (core/ops.h's TENSOR_BLOCK: the
+     * convolution library's own, so no reorder runs between the ops);
+     * NULL or false: the ops put them through NCHW. */
+    bool (*blocked_layout)(const Tensor *x);
 
     /* ---- memory ---- */
     void *(*alloc)(Device device, size_t nbytes); /* NULL on out-of-memory */
@@ -214,6 +219,8 @@ typedef struct Backend {
      *                            when not NULL (both overwritten) */
     int (*conv2d)(const Window2d *w, int groups, const Tensor *x, const Tensor *weight,
                   const Tensor *bias, Tensor *out);
+    /* Where blocked_layout(x), x, out and their gradients in these three
+     * may be in the blocked layout: 5-d tensors (core/ops.h's TENSOR_BLOCK). */
     int (*conv2d_backward_data)(const Window2d *w, int groups, const Tensor *weight,
                                 const Tensor *gy, Tensor *gx);
     int (*conv2d_backward_weights)(const Window2d *w, int groups, const Tensor *x,
@@ -272,16 +279,18 @@ typedef struct Backend {
 
     /* ---- per channel of [N, C, S] (the channel dim 1, S the product of
      * the dims after it; all contiguous), for batch norm; [C] tensors of
-     * u's dtype ---- */
+     * u's dtype. lanes 1, or where blocked_layout(u) the blocked layout's
+     * (core/ops.h's TENSOR_BLOCK): u [N, C/lanes, S..., lanes], channel
+     * c = its block * lanes + its lane (backend_channel_dims) ---- */
     /* out[c] = the sum over n, s of (u - mu[c]) * (v - mv[c]); v NULL reads
      * as 1, mu and mv NULL as 0. In double, in an order that does not
      * depend on thread counts or scheduling. */
     void (*channel_sum_product)(const Tensor *u, const Tensor *mu, const Tensor *v,
-                                const Tensor *mv, Tensor *out);
+                                const Tensor *mv, int64_t lanes, Tensor *out);
     /* out = a[c] * u + b[c] * (v - m[c]) + d[c]: v, m and b all given or
      * all NULL (no middle term); d NULL reads as 0. out may be u. */
     void (*channel_affine)(const Tensor *u, const Tensor *a, const Tensor *v, const Tensor *m,
-                           const Tensor *b, const Tensor *d, Tensor *out);
+                           const Tensor *b, const Tensor *d, int64_t lanes, Tensor *out);
 
     /* ---- layer normalisation over the last dim of x [rows, cols] ---- */
     /* y = (x - mean) * rstd * weight + bias per row, with the biased
@@ -359,8 +368,9 @@ const Backend *backend_for(Device device);
 int backend_check_precision(Device device, Precision p);
 
 /* [N, C, S] of a tensor whose dim 1 is the channel (S the product of the
- * dims after it): the channel passes' view of x. */
-void backend_channel_dims(const Tensor *t, int64_t *n, int64_t *c, int64_t *s);
+ * dims after it), or with lanes > 1 of the blocked [N, C/lanes, S...,
+ * lanes] (C counts every lane): the channel passes' view of x. */
+void backend_channel_dims(const Tensor *t, int64_t lanes, int64_t *n, int64_t *c, int64_t *s);
 
 /* Registered by gpu/ at start-up when built with CUDA. */
 void backend_register_cuda(const Backend *cuda, int device_count);

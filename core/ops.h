@@ -10,8 +10,8 @@
  * NULL input returns NULL and keeps the earlier error.
  *
  * Implementations: core/ops/<concept>.c (elementwise.c, reduce.c, matmul.c,
- * softmax.c, conv2d.c, pool.c, adaptive_pool.c, dropout.c, batch_norm.c,
- * layer_norm.c, embedding.c, attention.c, loss.c).
+ * softmax.c, conv2d.c, blocked_layout.c, pool.c, adaptive_pool.c, dropout.c,
+ * batch_norm.c, layer_norm.c, embedding.c, attention.c, loss.c).
  */
 #ifndef TRAIND_CORE_OPS_H
 #define TRAIND_CORE_OPS_H
@@ -87,7 +87,28 @@ Tensor *tensor_conv2d(Tensor *x, Tensor *weight, Tensor *bias, int stride_h, int
 typedef struct {
     int stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
 } Conv2dParams;
+/* x may also be in the blocked layout (a 5-d tensor, below); out is
+ * [N, O, out_h, out_w], in the blocked layout where out_blocked (O then a
+ * multiple of TENSOR_BLOCK). tensor_conv2d_with is out_blocked false. */
 Tensor *tensor_conv2d_with(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dParams *p);
+Tensor *tensor_conv2d_layout(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dParams *p,
+                             bool out_blocked);
+/* ---- the blocked layout (core/ops/blocked_layout.c) ----
+ * oneDNN's nChw16c as a tensor of its own shape [N, C/16, H, W, 16]:
+ * channel c of pixel (h, w) at [n][c / 16][h][w][c % 16]. Elementwise ops
+ * take it as any tensor; convolutions and batch norm where told; a ResNet
+ * on the CPU runs in it, so no reorder runs between its convolutions. */
+/* Whether x's backend runs the layout itself (core/backend.h's
+ * blocked_layout); elsewhere the ops put it through NCHW. */
+bool tensor_blocked_layout_native(const Tensor *x);
+/* The NCHW shape of a blocked shape; -1 with an error naming op when
+ * shape is not [N, C/16, H, W, 16]. */
+int tensor_blocked_nchw(const char *op, int ndim, const int64_t *shape, int64_t nchw[4]);
+/* [N, C, H, W] (C a multiple of 16) -> [N, C/16, H, W, 16], and back;
+ * differentiable. */
+Tensor *tensor_to_blocked(Tensor *x);
+Tensor *tensor_from_blocked(Tensor *x);
+
 /* MaxPool2d's arguments; stride 0 means the kernel size, as torch's None. */
 typedef struct {
     int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
@@ -143,6 +164,10 @@ Tensor *tensor_batch_norm(Tensor *x, Tensor *running_mean, Tensor *running_var, 
 Tensor *tensor_batch_norm_sync(Tensor *x, Tensor *running_mean, Tensor *running_var,
                                Tensor *weight, Tensor *bias, bool training, double momentum,
                                double eps, DistGroup *group);
+/* tensor_batch_norm_sync over x in the blocked layout (5-d, above). */
+Tensor *tensor_batch_norm_blocked(Tensor *x, Tensor *running_mean, Tensor *running_var,
+                                  Tensor *weight, Tensor *bias, bool training, double momentum,
+                                  double eps, DistGroup *group);
 /* core/ops/all_reduce.c: x summed over the group's ranks, differentiable
  * (the backward sums the gradients over the ranks too). */
 Tensor *tensor_all_reduce_sum(Tensor *x, DistGroup *group);

@@ -20,6 +20,9 @@
 #include <stdint.h>
 
 #define TENSOR_MAX_DIMS 8
+/* Channels per block of the blocked layout [N, C/16, H, W, 16]
+ * (core/ops.h's blocked layout section). */
+#define TENSOR_BLOCK 16
 
 typedef enum { DTYPE_FLOAT32, DTYPE_FLOAT64, DTYPE_INT64, DTYPE_UINT8 } DType;
 

@@ -285,20 +285,30 @@ static void cuda_softmax_backward(const Tensor *y, const Tensor *gy, Tensor *gx,
 
 static void *data_or_null(const Tensor *t) { return t ? tensor_data(t) : NULL; }
 
+/* The blocked layout is the CPU's (blocked_layout false): lanes is 1. */
+static bool plain_lanes(int64_t lanes) {
+    if (lanes == 1) return true;
+    gpu_record_msg("the blocked layout is not run on the GPU", "channel pass");
+    return false;
+}
+
 static void cuda_channel_sum_product(const Tensor *u, const Tensor *mu, const Tensor *v,
-                                     const Tensor *mv, Tensor *out) {
+                                     const Tensor *mv, int64_t lanes, Tensor *out) {
     use(out);
+    if (!plain_lanes(lanes)) return;
     int64_t n, c, s;
-    backend_channel_dims(u, &n, &c, &s);
+    backend_channel_dims(u, 1, &n, &c, &s);
     gpu_launch_channel_sum_product((int)u->dtype, tensor_data(u), data_or_null(mu),
                                    data_or_null(v), data_or_null(mv), tensor_data(out), n, c, s);
 }
 
 static void cuda_channel_affine(const Tensor *u, const Tensor *a, const Tensor *v,
-                                const Tensor *m, const Tensor *b, const Tensor *d, Tensor *out) {
+                                const Tensor *m, const Tensor *b, const Tensor *d, int64_t lanes,
+                                Tensor *out) {
     use(out);
+    if (!plain_lanes(lanes)) return;
     int64_t n, c, s;
-    backend_channel_dims(u, &n, &c, &s);
+    backend_channel_dims(u, 1, &n, &c, &s);
     gpu_launch_channel_affine((int)u->dtype, tensor_data(u), tensor_data(a), data_or_null(v),
                               data_or_null(m), data_or_null(b), data_or_null(d),
                               tensor_data(out), n, c, s);

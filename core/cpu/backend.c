@@ -41,6 +41,7 @@ static int cpu_device_info(Device device, char *name, size_t n, uint64_t *mem_to
 
 const Backend cpu_backend = {
     .name = "cpu",
+    .blocked_layout = cpu_dnnl_takes, /* oneDNN's nChw16c */
     .alloc = cpu_alloc,
     .free = cpu_free,
     .to_host = cpu_memcpy,

@@ -8,12 +8,19 @@
  * double: the same sum whatever the thread count. channel_affine: the
  * (n, c) rows split over the threads, each row's coefficients read once,
  * computed in the tensor's dtype as torch's batch norm does.
+ *
+ * The blocked layout [N, C/L, S, L] (L = TENSOR_BLOCK, core/tensor.h)
+ * has kernels of its own: a block of L channels per thread, summed over
+ * n and s in order in L accumulators; the affine map's rows (n, block)
+ * read L coefficients each. The inner loops run over the lanes, which
+ * sit next to each other in memory: float32's also built for AVX-512
+ * (isa.c), where the lanes' sums are two vectors of doubles.
  */
 #include "core/cpu/cpu.h"
 
 #define DEFINE_CHANNEL(T, SFX)                                                                     \
-    static void sum_product_##SFX(const T *u, const T *mu, const T *v, const T *mv, T *out,       \
-                                  int64_t n, int64_t c, int64_t s) {                              \
+    static void sum_product_##SFX(const T *u, const T *mu, const T *v, const T *mv, T *out,        \
+                                  int64_t n, int64_t c, int64_t s) {                               \
         _Pragma("omp parallel for schedule(static) if (n * c * s >= CPU_PARALLEL_MIN)")            \
         for (int64_t ch = 0; ch < c; ch++) {                                                       \
             double cu = mu ? (double)mu[ch] : 0, cv = mv ? (double)mv[ch] : 0, acc = 0;            \
@@ -32,7 +39,7 @@
         }                                                                                          \
     }                                                                                              \
     static void affine_##SFX(const T *u, const T *a, const T *v, const T *m, const T *b,           \
-                             const T *d, T *out, int64_t n, int64_t c, int64_t s) {               \
+                             const T *d, T *out, int64_t n, int64_t c, int64_t s) {                \
         _Pragma("omp parallel for schedule(static) if (n * c * s >= CPU_PARALLEL_MIN)")            \
         for (int64_t row = 0; row < n * c; row++) {                                                \
             int64_t ch = row % c;                                                                  \
@@ -51,32 +58,108 @@
         }                                                                                          \
     }
 
+#define LANES TENSOR_BLOCK /* the lanes kernels' lanes, known to the compiler */
+#define DEFINE_CHANNEL_LANES(T, SFX, ATTR)                                                         \
+    ATTR static void sum_product_lanes_##SFX(const T *u, const T *mu, const T *v,                  \
+                                             const T *mv, T *out, int64_t n, int64_t c,            \
+                                             int64_t s) {                                          \
+        int64_t blocks = c / LANES;                                                                \
+        _Pragma("omp parallel for schedule(static) if (n * c * s >= CPU_PARALLEL_MIN)")            \
+        for (int64_t blk = 0; blk < blocks; blk++) {                                               \
+            double cu[LANES] = {0}, cv[LANES] = {0}, acc[LANES] = {0};                             \
+            for (int k = 0; k < LANES; k++) {                                                      \
+                if (mu) cu[k] = (double)mu[blk * LANES + k];                                       \
+                if (mv) cv[k] = (double)mv[blk * LANES + k];                                       \
+            }                                                                                      \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                const T *pu = u + (i * blocks + blk) * s * LANES;                                  \
+                const T *pv = v ? v + (i * blocks + blk) * s * LANES : NULL;                       \
+                for (int64_t j = 0; j < s * LANES; j += LANES) {                                   \
+                    if (pv) {                                                                      \
+                        _Pragma("omp simd")                                                        \
+                        for (int k = 0; k < LANES; k++)                                            \
+                            acc[k] += (pu[j + k] - cu[k]) * (pv[j + k] - cv[k]);                   \
+                    } else {                                                                       \
+                        _Pragma("omp simd")                                                        \
+                        for (int k = 0; k < LANES; k++) acc[k] += pu[j + k] - cu[k];               \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+            for (int k = 0; k < LANES; k++) out[blk * LANES + k] = (T)acc[k];                      \
+        }                                                                                          \
+    }                                                                                              \
+    ATTR static void affine_lanes_##SFX(const T *u, const T *a, const T *v, const T *m,            \
+                                        const T *b, const T *d, T *out, int64_t n, int64_t c,      \
+                                        int64_t s) {                                               \
+        int64_t blocks = c / LANES;                                                                \
+        _Pragma("omp parallel for schedule(static) if (n * c * s >= CPU_PARALLEL_MIN)")            \
+        for (int64_t row = 0; row < n * blocks; row++) {                                           \
+            int64_t ch = row % blocks * LANES;                                                     \
+            T ka[LANES], kb[LANES] = {0}, km[LANES] = {0}, kd[LANES] = {0};                        \
+            for (int k = 0; k < LANES; k++) {                                                      \
+                ka[k] = a[ch + k];                                                                 \
+                if (v) kb[k] = b[ch + k], km[k] = m[ch + k];                                       \
+                if (d) kd[k] = d[ch + k];                                                          \
+            }                                                                                      \
+            const T *pu = u + row * s * LANES, *pv = v ? v + row * s * LANES : NULL;               \
+            T *po = out + row * s * LANES;                                                         \
+            for (int64_t j = 0; j < s * LANES; j += LANES) {                                       \
+                if (pv) {                                                                          \
+                    _Pragma("omp simd")                                                            \
+                    for (int k = 0; k < LANES; k++)                                                \
+                        po[j + k] = ka[k] * pu[j + k] + kb[k] * (pv[j + k] - km[k]) + kd[k];       \
+                } else {                                                                           \
+                    _Pragma("omp simd")                                                            \
+                    for (int k = 0; k < LANES; k++) po[j + k] = ka[k] * pu[j + k] + kd[k];         \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
 DEFINE_CHANNEL(float, f32)
 DEFINE_CHANNEL(double, f64)
+DEFINE_CHANNEL_LANES(float, f32, )
+DEFINE_CHANNEL_LANES(float, f32_avx512, __attribute__((target("avx512f"))))
+DEFINE_CHANNEL_LANES(double, f64, )
 
 /* tensor_data of t, or NULL for NULL */
 static const void *data_or_null(const Tensor *t) { return t ? tensor_data(t) : NULL; }
 
 void cpu_channel_sum_product(const Tensor *u, const Tensor *mu, const Tensor *v,
-                             const Tensor *mv, Tensor *out) {
+                             const Tensor *mv, int64_t lanes, Tensor *out) {
     int64_t n, c, s;
-    backend_channel_dims(u, &n, &c, &s);
-    if (u->dtype == DTYPE_FLOAT32)
-        sum_product_f32(tensor_data(u), data_or_null(mu), data_or_null(v), data_or_null(mv),
-                        tensor_data(out), n, c, s);
+    backend_channel_dims(u, lanes, &n, &c, &s);
+    const void *pu = tensor_data(u), *pmu = data_or_null(mu), *pv = data_or_null(v),
+               *pmv = data_or_null(mv);
+    bool f32 = u->dtype == DTYPE_FLOAT32;
+    if (lanes > 1 && f32 && cpu_avx512())
+        sum_product_lanes_f32_avx512(pu, pmu, pv, pmv, tensor_data(out), n, c, s);
+    else if (lanes > 1 && f32)
+        sum_product_lanes_f32(pu, pmu, pv, pmv, tensor_data(out), n, c, s);
+    else if (lanes > 1)
+        sum_product_lanes_f64(pu, pmu, pv, pmv, tensor_data(out), n, c, s);
+    else if (f32)
+        sum_product_f32(pu, pmu, pv, pmv, tensor_data(out), n, c, s);
     else
-        sum_product_f64(tensor_data(u), data_or_null(mu), data_or_null(v), data_or_null(mv),
-                        tensor_data(out), n, c, s);
+        sum_product_f64(pu, pmu, pv, pmv, tensor_data(out), n, c, s);
 }
 
 void cpu_channel_affine(const Tensor *u, const Tensor *a, const Tensor *v, const Tensor *m,
-                        const Tensor *b, const Tensor *d, Tensor *out) {
+                        const Tensor *b, const Tensor *d, int64_t lanes, Tensor *out) {
     int64_t n, c, s;
-    backend_channel_dims(u, &n, &c, &s);
-    if (u->dtype == DTYPE_FLOAT32)
-        affine_f32(tensor_data(u), tensor_data(a), data_or_null(v), data_or_null(m),
-                   data_or_null(b), data_or_null(d), tensor_data(out), n, c, s);
+    backend_channel_dims(u, lanes, &n, &c, &s);
+    const void *pu = tensor_data(u), *pa = tensor_data(a), *pv = data_or_null(v),
+               *pm = data_or_null(m), *pb = data_or_null(b), *pd = data_or_null(d);
+    void *po = tensor_data(out);
+    bool f32 = u->dtype == DTYPE_FLOAT32;
+    if (lanes > 1 && f32 && cpu_avx512())
+        affine_lanes_f32_avx512(pu, pa, pv, pm, pb, pd, po, n, c, s);
+    else if (lanes > 1 && f32)
+        affine_lanes_f32(pu, pa, pv, pm, pb, pd, po, n, c, s);
+    else if (lanes > 1)
+        affine_lanes_f64(pu, pa, pv, pm, pb, pd, po, n, c, s);
+    else if (f32)
+        affine_f32(pu, pa, pv, pm, pb, pd, po, n, c, s);
     else
-        affine_f64(tensor_data(u), tensor_data(a), data_or_null(v), data_or_null(m),
-                   data_or_null(b), data_or_null(d), tensor_data(out), n, c, s);
+        affine_f64(pu, pa, pv, pm, pb, pd, po, n, c, s);
 }

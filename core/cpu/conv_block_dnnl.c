@@ -119,13 +119,6 @@ static int make_conv(BlockPlan *p, const_dnnl_primitive_attr_t base, dnnl_primit
     return primitive_of(p, *pd, &p->conv);
 }
 
-/* [N, C, H, W] in nChw16c, f32: the layout blocks hand on. */
-static dnnl_memory_desc_t blocked_desc(const int64_t *dims) {
-    dnnl_memory_desc_t md;
-    dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, dnnl_nChw16c);
-    return md;
-}
-
 /* The [N][C/16] blocks of 16 channels of the pooling's input. */
 static int64_t blocks_of(const Window2d *w) {
     return w->batch * ((w->channels + 15) / 16);
@@ -136,11 +129,11 @@ static int64_t blocks_of(const Window2d *w) {
 static bool own_pool(BlockPlan *p) {
     const Window2d *w = &p->key.pool;
     dnnl_memory_desc_t blocked =
-        blocked_desc((dnnl_dims_t){w->batch, w->channels, w->height, w->width});
+        cpu_dnnl_blocked_desc((dnnl_dims_t){w->batch, w->channels, w->height, w->width});
     if (!(w->kernel_h == 2 && w->kernel_w == 2 && w->stride_h == 2 && w->stride_w == 2 &&
           w->pad_h == 0 && w->pad_w == 0 && dnnl_memory_desc_equal(&blocked, &p->y)))
         return false;
-    p->pooled = blocked_desc((dnnl_dims_t){w->batch, w->channels, w->out_h, w->out_w});
+    p->pooled = cpu_dnnl_blocked_desc((dnnl_dims_t){w->batch, w->channels, w->out_h, w->out_w});
     int64_t blocks = blocks_of(w);
     dnnl_memory_desc_init_by_tag(&p->workspace, 1, (dnnl_dims_t){blocks * w->out_h * w->out_w * 16},
                                  dnnl_u8, dnnl_a);
@@ -251,10 +244,10 @@ static void *plan_make(const void *key) {
     DnnlConvShape shape = {p->key.conv, p->key.out_channels, p->key.groups};
     dnnl_memory_desc_t y_plain;
     cpu_dnnl_conv_descs(&shape, false, &p->x, &p->w, &y_plain);
-    if (p->key.x_blocked) p->x = blocked_desc(p->x.dims);
+    if (p->key.x_blocked) p->x = cpu_dnnl_blocked_desc(p->x.dims);
     const Window2d *pw = &p->key.pool;
     cpu_dnnl_desc(&p->out, 4, (int64_t[]){pw->batch, pw->channels, pw->out_h, pw->out_w}, false);
-    if (p->key.out_blocked) p->out = blocked_desc(p->out.dims);
+    if (p->key.out_blocked) p->out = cpu_dnnl_blocked_desc(p->out.dims);
     cpu_dnnl_desc(&p->bias, 1, &p->key.out_channels, false);
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t conv_pd = NULL;

@@ -159,7 +159,7 @@ int cpu_conv_block_weight_grad(const Window2d *conv, int64_t out_channels, const
     const int64_t items = a.OB * a.C * CHUNKS, N = conv->batch;
     float *part = calloc((size_t)items * SUMS * LANES, sizeof *part);
     if (!part) return error_set("conv2d: out of memory for a weight gradient's partial sums");
-    ImageFn *image = cpu_pool_blocked_avx512() ? image_avx512 : image_generic;
+    ImageFn *image = cpu_avx512() ? image_avx512 : image_generic;
 #pragma omp parallel for schedule(dynamic)
     for (int64_t it = 0; it < items; it++) {
         const int64_t ch = it % CHUNKS, c = it / CHUNKS % a.C, cb = it / CHUNKS / a.C;

@@ -11,6 +11,10 @@
  * change once made, and each call brings its own scratchpad and stream,
  * so jobs on several threads share them.
  *
+ * x, out and their gradients may also be in the blocked layout, 5-d
+ * [N, C/16, H, W, 16] tensors (core/ops.h's TENSOR_BLOCK): that is then
+ * the plain side of their reorders, none where the primitive chose it.
+ *
  * float32 only: other dtypes (the float64 gradient checks) return 1 and
  * take ops/conv2d.c's im2col + GEMM, as does every call while
  * cpu_conv_library(false) (tests of that path).
@@ -26,7 +30,8 @@ typedef struct {
     DnnlConvPass pass;
     DnnlConvShape shape;
     bool bias;
-    dnnl_data_type_t in; /* what it reads: f32, or bf16 under that precision */
+    bool src_blocked, dst_blocked; /* x / out (and gradients) in nChw16c, not NCHW */
+    dnnl_data_type_t in;           /* what it reads: f32, or bf16 under that precision */
 } ConvKey;
 
 /* One tensor argument: its plain layout, the primitive's, and the reorder
@@ -89,6 +94,8 @@ static int plan_arg(ConvArg *a, const_dnnl_primitive_desc_t pd, dnnl_query_t que
 static int plan_args(ConvPlan *p, const_dnnl_primitive_desc_t pd) {
     dnnl_memory_desc_t src, weights, dst;
     cpu_dnnl_conv_descs(&p->key.shape, false, &src, &weights, &dst);
+    if (p->key.src_blocked) src = cpu_dnnl_blocked_desc(src.dims);
+    if (p->key.dst_blocked) dst = cpu_dnnl_blocked_desc(dst.dims);
     switch (p->key.pass) {
     case DNNL_CONV_FORWARD:
         return plan_arg(&p->args[0], pd, dnnl_query_src_md, &src, DNNL_ARG_SRC, false) ||
@@ -210,11 +217,14 @@ static int conv_run(const ConvKey *k, void *const data[3], void *bias) {
     return rc;
 }
 
+/* src and dst: the pass's input-side and output-side tensors, each 5-d
+ * when it holds the blocked layout (core/ops.h's TENSOR_BLOCK). */
 static ConvKey key_of(DnnlConvPass pass, const Window2d *w, int groups, int64_t out_channels,
-                      bool bias) {
+                      bool bias, const Tensor *src, const Tensor *dst) {
     ConvKey k;
     memset(&k, 0, sizeof k); /* padding too: keys are compared with memcmp */
     k.pass = pass, k.bias = bias, k.in = cpu_dnnl_input_type();
+    k.src_blocked = src->ndim == 5, k.dst_blocked = dst->ndim == 5;
     k.shape.w = *w, k.shape.groups = groups, k.shape.out_channels = out_channels;
     return k;
 }
@@ -222,7 +232,7 @@ static ConvKey key_of(DnnlConvPass pass, const Window2d *w, int groups, int64_t 
 int cpu_conv2d(const Window2d *w, int groups, const Tensor *x, const Tensor *weight,
                const Tensor *bias, Tensor *out) {
     if (!cpu_dnnl_takes(x)) return 1;
-    ConvKey k = key_of(DNNL_CONV_FORWARD, w, groups, weight->shape[0], bias != NULL);
+    ConvKey k = key_of(DNNL_CONV_FORWARD, w, groups, weight->shape[0], bias != NULL, x, out);
     void *data[3] = {tensor_data(x), tensor_data(weight), tensor_data(out)};
     return conv_run(&k, data, bias ? tensor_data(bias) : NULL);
 }
@@ -230,7 +240,7 @@ int cpu_conv2d(const Window2d *w, int groups, const Tensor *x, const Tensor *wei
 int cpu_conv2d_backward_data(const Window2d *w, int groups, const Tensor *weight, const Tensor *gy,
                              Tensor *gx) {
     if (!cpu_dnnl_takes(gy)) return 1;
-    ConvKey k = key_of(DNNL_CONV_BACKWARD_DATA, w, groups, weight->shape[0], false);
+    ConvKey k = key_of(DNNL_CONV_BACKWARD_DATA, w, groups, weight->shape[0], false, gx, gy);
     void *data[3] = {tensor_data(gy), tensor_data(weight), tensor_data(gx)};
     return conv_run(&k, data, NULL);
 }
@@ -238,7 +248,7 @@ int cpu_conv2d_backward_data(const Window2d *w, int groups, const Tensor *weight
 int cpu_conv2d_backward_weights(const Window2d *w, int groups, const Tensor *x, const Tensor *gy,
                                 Tensor *gw, Tensor *gb) {
     if (!cpu_dnnl_takes(x)) return 1;
-    ConvKey k = key_of(DNNL_CONV_BACKWARD_WEIGHTS, w, groups, gw->shape[0], gb != NULL);
+    ConvKey k = key_of(DNNL_CONV_BACKWARD_WEIGHTS, w, groups, gw->shape[0], gb != NULL, x, gy);
     void *data[3] = {tensor_data(x), tensor_data(gy), tensor_data(gw)};
     return conv_run(&k, data, gb ? tensor_data(gb) : NULL);
 }

@@ -44,13 +44,18 @@ void cpu_unary_backward(UnaryOp op, const Tensor *x, const Tensor *y, double alp
 
 /* reduce.c */
 void cpu_sum(const Tensor *x, Tensor *out);
-
-/* channel.c */
-void cpu_channel_sum_product(const Tensor *u, const Tensor *mu, const Tensor *v,
-                             const Tensor *mv, Tensor *out);
-void cpu_channel_affine(const Tensor *u, const Tensor *a, const Tensor *v, const Tensor *m,
-                        const Tensor *b, const Tensor *d, Tensor *out);
 void cpu_max_last_dim(const Tensor *x, Tensor *out, Tensor *indices);
+
+/* isa.c: on, the portable kernels even where AVX-512 is (tests of them);
+ * cpu_avx512 says whether the AVX-512 kernels run. */
+void cpu_kernels_portable(bool on);
+bool cpu_avx512(void);
+
+/* channel.c; lanes 1, or the blocked layout's TENSOR_BLOCK */
+void cpu_channel_sum_product(const Tensor *u, const Tensor *mu, const Tensor *v,
+                             const Tensor *mv, int64_t lanes, Tensor *out);
+void cpu_channel_affine(const Tensor *u, const Tensor *a, const Tensor *v, const Tensor *m,
+                        const Tensor *b, const Tensor *d, int64_t lanes, Tensor *out);
 
 /* class_loss.c */
 void cpu_class_loss_rows(const Tensor *lp, const Tensor *index, int64_t ignore, double eps,
@@ -97,6 +102,10 @@ const char *cpu_conv_library_name(char *buf, size_t n);
 /* oneDNN's name for the first kernel it chose ("brg:avx512_core", ...),
  * NULL before the first convolution. */
 const char *cpu_conv_library_impl(void);
+/* Whether oneDNN takes this tensor's op: float32, and not switched off by
+ * cpu_conv_library(false); also whether the backend runs such tensors in
+ * the blocked layout (oneDNN's nChw16c, core/ops.h's TENSOR_BLOCK). */
+bool cpu_dnnl_takes(const Tensor *t);
 
 /* conv_block_dnnl.c (oneDNN): float32 only, 1 for the rest */
 int cpu_conv2d_relu_max_pool2d(const ConvReluPool *b, const Tensor *x, const Tensor *weight,
@@ -116,10 +125,6 @@ void cpu_max_pool_2x2_blocked(const float *y, int64_t blocks, int64_t H, int64_t
 void cpu_max_pool_2x2_blocked_relu_backward(const float *pooled, const uint8_t *argmax,
                                             const float *gy, int64_t blocks, int64_t H, int64_t W,
                                             float *dy);
-/* On: the portable kernels even where AVX-512 is (tests of them), here
- * and in conv_block_wgrad.c; cpu_pool_blocked_avx512 says which run. */
-void cpu_pool_blocked_portable(bool on);
-bool cpu_pool_blocked_avx512(void);
 
 /* conv_block_wgrad.c: a first block's (no input gradient) 3x3 stride-1
  * convolution's gw [O][C][3][3] and gb [O] (either NULL) from x (NCHW),

@@ -49,6 +49,12 @@ void cpu_dnnl_desc(dnnl_memory_desc_t *md, int ndims, const int64_t *dims_in, bo
     dnnl_memory_desc_init_by_tag(md, ndims, dims, dnnl_f32, tag);
 }
 
+dnnl_memory_desc_t cpu_dnnl_blocked_desc(const int64_t *dims) {
+    dnnl_memory_desc_t md;
+    dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, dnnl_nChw16c);
+    return md;
+}
+
 /* Our weight [O, C/g, kh, kw] is oneDNN's goihw [g, O/g, C/g, kh, kw]. */
 static int weight_dims(const DnnlConvShape *s, int64_t *dims) {
     int64_t O = s->out_channels, C = s->w.channels, g = s->groups;

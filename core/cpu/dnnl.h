@@ -30,6 +30,9 @@ int cpu_dnnl_failed(dnnl_status_t st, const char *what);
 /* float32 [dims] in the plain layout (nchw, goihw, a) or, with any, left
  * to the primitive that takes it. */
 void cpu_dnnl_desc(dnnl_memory_desc_t *md, int ndims, const int64_t *dims, bool any);
+/* [N, C, H, W] in nChw16c, f32: the blocked layout (core/ops.h's
+ * TENSOR_BLOCK lanes) tensors and blocks hand on. */
+dnnl_memory_desc_t cpu_dnnl_blocked_desc(const int64_t *dims);
 /* The convolution's src [N, C, H, W], weights (goihw when grouped) and
  * dst [N, O, out_h, out_w]. */
 void cpu_dnnl_conv_descs(const DnnlConvShape *s, bool any, dnnl_memory_desc_t *src,
@@ -81,9 +84,7 @@ dnnl_data_type_t cpu_dnnl_input_type(void);
 /* md in another data type, the same layout (bf16 beside float32). */
 dnnl_memory_desc_t cpu_dnnl_retyped(const dnnl_memory_desc_t *md, dnnl_data_type_t t);
 
-/* Whether oneDNN takes this tensor's op: float32, and not switched off by
- * cpu_conv_library(false) (core/cpu/cpu.h). */
-bool cpu_dnnl_takes(const Tensor *t);
+/* cpu_dnnl_takes: core/cpu/cpu.h */
 
 /* Plans (primitives and what surrounds them) made once per key and kept
  * for the process: a job's shapes are few, and the next job usually

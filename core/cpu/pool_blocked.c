@@ -10,10 +10,9 @@
  * y at the argmax is the pooled value, so it reads that, not y (a quarter
  * of the bytes; a NaN is not above 0 in either).
  * An AVX-512 version (one 16-lane vector a step), chosen at run time a
- * row at a time, and a portable one with the same results.
+ * row at a time (isa.c), and a portable one with the same results.
  */
 #include <immintrin.h>
-#include <stdatomic.h>
 #include <string.h>
 
 #include "core/cpu/cpu.h"
@@ -97,19 +96,9 @@ DEFINE_ROWS(avx512, __attribute__((target("avx512f"))))
 typedef void RowFn(const float *, const float *, int64_t, float *, uint8_t *);
 typedef void RowBackFn(const float *, const float *, const uint8_t *, int64_t, float *, float *);
 
-static atomic_bool portable_only;
-
-void cpu_pool_blocked_portable(bool on) {
-    atomic_store(&portable_only, on);
-}
-
-bool cpu_pool_blocked_avx512(void) {
-    return !atomic_load(&portable_only) && __builtin_cpu_supports("avx512f");
-}
-
 void cpu_max_pool_2x2_blocked(const float *y, int64_t blocks, int64_t H, int64_t W, float *pooled,
                               uint8_t *argmax) {
-    RowFn *row = cpu_pool_blocked_avx512() ? row_avx512 : row_generic;
+    RowFn *row = cpu_avx512() ? row_avx512 : row_generic;
     const int64_t OH = H / 2, OW = W / 2;
 #pragma omp parallel for schedule(static) if (blocks * H * W * LANES >= CPU_PARALLEL_MIN)
     for (int64_t r = 0; r < blocks * OH; r++) {
@@ -121,7 +110,7 @@ void cpu_max_pool_2x2_blocked(const float *y, int64_t blocks, int64_t H, int64_t
 void cpu_max_pool_2x2_blocked_relu_backward(const float *pooled, const uint8_t *argmax,
                                             const float *gy, int64_t blocks, int64_t H, int64_t W,
                                             float *dy) {
-    RowBackFn *row = cpu_pool_blocked_avx512() ? row_back_avx512 : row_back_generic;
+    RowBackFn *row = cpu_avx512() ? row_back_avx512 : row_back_generic;
     const int64_t OH = H / 2, OW = W / 2;
     if ((H | W) & 1) /* an odd last row or column that no window reads */
         memset(dy, 0, (size_t)(blocks * H * W * LANES) * sizeof *dy);

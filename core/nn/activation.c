@@ -15,11 +15,24 @@ static Tensor *tanh_forward(Module *m, Tensor *x) { return tensor_tanh(x); }
 
 static Tensor *relu_forward_consume(Module *m, Tensor *x) { return tensor_relu_consume(x); }
 
-static const ModuleVTable relu_vtable = {"ReLU", relu_forward, module_infer_same_shape, NULL,
-                                         relu_forward_consume};
-static const ModuleVTable sigmoid_vtable = {"Sigmoid", sigmoid_forward, module_infer_same_shape,
-                                            NULL, NULL};
-static const ModuleVTable tanh_vtable = {"Tanh", tanh_forward, module_infer_same_shape, NULL, NULL};
+/* elementwise: the blocked layout passes through as it is */
+static const ModuleVTable relu_vtable = {
+    .type = "ReLU",
+    .forward = relu_forward,
+    .infer_shape = module_infer_same_shape,
+    .forward_consume = relu_forward_consume,
+    .forward_blocked = relu_forward_consume,
+};
+static const ModuleVTable sigmoid_vtable = {
+    .type = "Sigmoid",
+    .forward = sigmoid_forward,
+    .infer_shape = module_infer_same_shape,
+};
+static const ModuleVTable tanh_vtable = {
+    .type = "Tanh",
+    .forward = tanh_forward,
+    .infer_shape = module_infer_same_shape,
+};
 
 Module *nn_relu(void) { return module_alloc(sizeof(Module), &relu_vtable); }
 Module *nn_sigmoid(void) { return module_alloc(sizeof(Module), &sigmoid_vtable); }
@@ -28,9 +41,20 @@ Module *nn_tanh(void) { return module_alloc(sizeof(Module), &tanh_vtable); }
 static Tensor *silu_forward(Module *m, Tensor *x) { return tensor_silu(x); }
 static Tensor *identity_forward(Module *m, Tensor *x) { return tensor_retain(x); }
 
-static const ModuleVTable silu_vtable = {"SiLU", silu_forward, module_infer_same_shape, NULL, NULL};
-static const ModuleVTable identity_vtable = {"Identity", identity_forward,
-                                             module_infer_same_shape, NULL, NULL};
+static const ModuleVTable silu_vtable = {
+    .type = "SiLU",
+    .forward = silu_forward,
+    .infer_shape = module_infer_same_shape,
+};
+static Tensor *identity_forward_consume(Module *m, Tensor *x) { return x; }
+
+static const ModuleVTable identity_vtable = {
+    .type = "Identity",
+    .forward = identity_forward,
+    .infer_shape = module_infer_same_shape,
+    .forward_consume = identity_forward_consume,
+    .forward_blocked = identity_forward_consume,
+};
 
 Module *nn_silu(void) { return module_alloc(sizeof(Module), &silu_vtable); }
 Module *nn_identity(void) { return module_alloc(sizeof(Module), &identity_vtable); }
@@ -49,9 +73,16 @@ static Tensor *leaky_relu_forward(Module *m, Tensor *x) {
     return tensor_leaky_relu(x, ((ArgActivation *)m)->arg);
 }
 
-static const ModuleVTable gelu_vtable = {"GELU", gelu_forward, module_infer_same_shape, NULL, NULL};
-static const ModuleVTable leaky_relu_vtable = {"LeakyReLU", leaky_relu_forward,
-                                               module_infer_same_shape, NULL, NULL};
+static const ModuleVTable gelu_vtable = {
+    .type = "GELU",
+    .forward = gelu_forward,
+    .infer_shape = module_infer_same_shape,
+};
+static const ModuleVTable leaky_relu_vtable = {
+    .type = "LeakyReLU",
+    .forward = leaky_relu_forward,
+    .infer_shape = module_infer_same_shape,
+};
 
 static Module *arg_activation(const ModuleVTable *vtable, double arg) {
     ArgActivation *a = (ArgActivation *)module_alloc(sizeof *a, vtable);
@@ -87,8 +118,11 @@ static Tensor *softmax_forward(Module *m, Tensor *x) {
     return tensor_softmax(x, ((Softmax *)m)->dim);
 }
 
-static const ModuleVTable softmax_vtable = {"Softmax", softmax_forward, softmax_infer_shape,
-                                            NULL, NULL};
+static const ModuleVTable softmax_vtable = {
+    .type = "Softmax",
+    .forward = softmax_forward,
+    .infer_shape = softmax_infer_shape,
+};
 
 Module *nn_softmax(int dim) {
     Softmax *s = (Softmax *)module_alloc(sizeof *s, &softmax_vtable);

@@ -42,8 +42,11 @@ static Tensor *adaptive_forward(Module *m, Tensor *x) {
     return tensor_adaptive_avg_pool2d(x, p->output_size.h, p->output_size.w);
 }
 
-static const ModuleVTable adaptive_avg_pool2d_vtable = {"AdaptiveAvgPool2d", adaptive_forward,
-                                                        adaptive_infer_shape, NULL, NULL};
+static const ModuleVTable adaptive_avg_pool2d_vtable = {
+    .type = "AdaptiveAvgPool2d",
+    .forward = adaptive_forward,
+    .infer_shape = adaptive_infer_shape,
+};
 
 Module *nn_adaptive_avg_pool2d(Size2d output_size) {
     if (output_size.h <= 0 || output_size.w <= 0)

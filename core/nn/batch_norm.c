@@ -48,7 +48,8 @@ static int batch_norm_infer_shape(Module *m, int ndim, const int64_t *in, int *o
     return nn_batch_norm_shape(b->num_features, b->is_2d, ndim, in, out_ndim, out);
 }
 
-static Tensor *batch_norm_forward(Module *m, Tensor *x) {
+/* x in NCHW, or where `blocked` the blocked layout (core/ops.h). */
+static Tensor *batch_norm_run(Module *m, Tensor *x, bool blocked) {
     const BatchNorm *b = (const BatchNorm *)m;
     Tensor *running_mean = module_get(m, "running_mean");
     Tensor *running_var = module_get(m, "running_var");
@@ -62,9 +63,9 @@ static Tensor *batch_norm_forward(Module *m, Tensor *x) {
     }
     bool use_batch_stats = m->training || !b->track_running_stats;
     /* m->dist: SyncBatchNorm in a data-parallel job */
-    Tensor *y = tensor_batch_norm_sync(x, running_mean, running_var, module_get(m, "weight"),
-                                       module_get(m, "bias"), use_batch_stats, factor, b->eps,
-                                       m->dist);
+    Tensor *y = (blocked ? tensor_batch_norm_blocked : tensor_batch_norm_sync)(
+        x, running_mean, running_var, module_get(m, "weight"), module_get(m, "bias"),
+        use_batch_stats, factor, b->eps, m->dist);
     if (y && update && tensor_fill_(tracked, n_batches) != 0) {
         tensor_release(y);
         return NULL;
@@ -72,10 +73,25 @@ static Tensor *batch_norm_forward(Module *m, Tensor *x) {
     return y;
 }
 
-static const ModuleVTable batch_norm1d_vtable = {"BatchNorm1d", batch_norm_forward,
-                                                 batch_norm_infer_shape, NULL, NULL};
-static const ModuleVTable batch_norm2d_vtable = {"BatchNorm2d", batch_norm_forward,
-                                                 batch_norm_infer_shape, NULL, NULL};
+static Tensor *batch_norm_forward(Module *m, Tensor *x) { return batch_norm_run(m, x, false); }
+
+static Tensor *batch_norm_forward_blocked(Module *m, Tensor *x) {
+    Tensor *y = batch_norm_run(m, x, true);
+    tensor_release(x);
+    return y;
+}
+
+static const ModuleVTable batch_norm1d_vtable = {
+    .type = "BatchNorm1d",
+    .forward = batch_norm_forward,
+    .infer_shape = batch_norm_infer_shape,
+};
+static const ModuleVTable batch_norm2d_vtable = {
+    .type = "BatchNorm2d",
+    .forward = batch_norm_forward,
+    .infer_shape = batch_norm_infer_shape,
+    .forward_blocked = batch_norm_forward_blocked,
+};
 
 static Module *batch_norm_new(const ModuleVTable *vt, bool is_2d, int64_t num_features,
                               double eps, double momentum, bool affine,

@@ -43,9 +43,14 @@ static int conv2d_infer_shape(Module *m, int ndim, const int64_t *in, int *out_n
 }
 
 static Tensor *conv2d_forward(Module *m, Tensor *x);
+static Tensor *conv2d_forward_blocked(Module *m, Tensor *x);
 
-static const ModuleVTable conv2d_vtable = {"Conv2d", conv2d_forward, conv2d_infer_shape,
-                                           NULL, NULL};
+static const ModuleVTable conv2d_vtable = {
+    .type = "Conv2d",
+    .forward = conv2d_forward,
+    .infer_shape = conv2d_infer_shape,
+    .forward_blocked = conv2d_forward_blocked,
+};
 
 bool nn_conv2d_args(Module *m, Tensor **weight, Tensor **bias, Conv2dParams *p) {
     if (m->vtable != &conv2d_vtable) return false;
@@ -62,6 +67,15 @@ static Tensor *conv2d_forward(Module *m, Tensor *x) {
     Conv2dParams p;
     nn_conv2d_args(m, &weight, &bias, &p);
     return tensor_conv2d_with(x, weight, bias, &p);
+}
+
+static Tensor *conv2d_forward_blocked(Module *m, Tensor *x) {
+    Tensor *weight = NULL, *bias = NULL;
+    Conv2dParams p;
+    nn_conv2d_args(m, &weight, &bias, &p);
+    Tensor *y = tensor_conv2d_layout(x, weight, bias, &p, true);
+    tensor_release(x);
+    return y;
 }
 
 Module *nn_conv2d(int64_t in_channels, int64_t out_channels, Size2d kernel_size, Size2d stride,

@@ -30,8 +30,11 @@ static Tensor *dropout_forward(Module *m, Tensor *x) {
     return tensor_dropout_rows(x, d->p, true, st.seed, st.offset, st.row_stride);
 }
 
-static const ModuleVTable dropout_vtable = {"Dropout", dropout_forward, module_infer_same_shape,
-                                            NULL, NULL};
+static const ModuleVTable dropout_vtable = {
+    .type = "Dropout",
+    .forward = dropout_forward,
+    .infer_shape = module_infer_same_shape,
+};
 
 Module *nn_dropout(double p) {
     if (!(p >= 0 && p <= 1)) /* also rejects NAN */

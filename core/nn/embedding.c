@@ -34,8 +34,11 @@ static Tensor *embedding_forward(Module *m, Tensor *x) {
     return tensor_embedding(module_get(m, "weight"), x);
 }
 
-static const ModuleVTable embedding_vtable = {"Embedding", embedding_forward,
-                                              embedding_infer_shape, NULL, NULL};
+static const ModuleVTable embedding_vtable = {
+    .type = "Embedding",
+    .forward = embedding_forward,
+    .infer_shape = embedding_infer_shape,
+};
 
 Module *nn_embedding(int64_t num_embeddings, int64_t embedding_dim, Rng *rng) {
     if (num_embeddings <= 0 || embedding_dim <= 0) {

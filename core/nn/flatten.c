@@ -58,8 +58,11 @@ static Tensor *flatten_forward(Module *m, Tensor *x) {
     return tensor_flatten(x, s, e);
 }
 
-static const ModuleVTable flatten_vtable = {"Flatten", flatten_forward, flatten_infer_shape,
-                                            NULL, NULL};
+static const ModuleVTable flatten_vtable = {
+    .type = "Flatten",
+    .forward = flatten_forward,
+    .infer_shape = flatten_infer_shape,
+};
 
 Module *nn_flatten(int start_dim, int end_dim) {
     Flatten *f = (Flatten *)module_alloc(sizeof *f, &flatten_vtable);

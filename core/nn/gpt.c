@@ -99,10 +99,16 @@ static int holder_infer(Module *m, int ndim, const int64_t *in, int *out_ndim, i
     return not_callable(m);
 }
 
-static const ModuleVTable module_dict_vtable = {"ModuleDict", holder_forward, holder_infer,
-                                                NULL, NULL};
-static const ModuleVTable module_list_vtable = {"ModuleList", holder_forward, holder_infer,
-                                                NULL, NULL};
+static const ModuleVTable module_dict_vtable = {
+    .type = "ModuleDict",
+    .forward = holder_forward,
+    .infer_shape = holder_infer,
+};
+static const ModuleVTable module_list_vtable = {
+    .type = "ModuleList",
+    .forward = holder_forward,
+    .infer_shape = holder_infer,
+};
 
 /* ---- CausalSelfAttention ---- */
 
@@ -146,8 +152,11 @@ static Tensor *attn_forward(Module *m, Tensor *x) {
     return dropout_release(a->resid_dropout, a->p, module_forward_consume(a->c_proj, merged));
 }
 
-static const ModuleVTable attn_vtable = {"CausalSelfAttention", attn_forward,
-                                         module_infer_same_shape, NULL, NULL};
+static const ModuleVTable attn_vtable = {
+    .type = "CausalSelfAttention",
+    .forward = attn_forward,
+    .infer_shape = module_infer_same_shape,
+};
 
 static Module *attn_new(int64_t n_embd, int64_t n_head, int64_t n_layer, bool bias, double p,
                         Rng *rng) {
@@ -178,7 +187,11 @@ static Tensor *mlp_forward(Module *m, Tensor *x) {
     return dropout_release(p->dropout, p->p, module_forward_consume(p->c_proj, h));
 }
 
-static const ModuleVTable mlp_vtable = {"MLP", mlp_forward, module_infer_same_shape, NULL, NULL};
+static const ModuleVTable mlp_vtable = {
+    .type = "MLP",
+    .forward = mlp_forward,
+    .infer_shape = module_infer_same_shape,
+};
 
 static Module *mlp_new(int64_t n_embd, int64_t n_layer, bool bias, double p, Rng *rng) {
     Mlp *f = (Mlp *)module_alloc(sizeof *f, &mlp_vtable);
@@ -210,8 +223,11 @@ static Tensor *block_forward(Module *m, Tensor *x) {
     return tensor_add_consume(x1, module_forward_consume(b->mlp, module_forward(b->ln_2, x1)));
 }
 
-static const ModuleVTable block_vtable = {"Block", block_forward, module_infer_same_shape,
-                                          NULL, NULL};
+static const ModuleVTable block_vtable = {
+    .type = "Block",
+    .forward = block_forward,
+    .infer_shape = module_infer_same_shape,
+};
 
 static Module *block_new(int64_t n_embd, int64_t n_head, int64_t n_layer, bool bias, double p,
                          Rng *rng) {
@@ -281,7 +297,11 @@ static Tensor *gpt_forward(Module *m, Tensor *idx) {
     return module_forward_consume(g->lm_head, module_forward_consume(g->ln_f, x));
 }
 
-static const ModuleVTable gpt_vtable = {"GPT", gpt_forward, gpt_infer, NULL, NULL};
+static const ModuleVTable gpt_vtable = {
+    .type = "GPT",
+    .forward = gpt_forward,
+    .infer_shape = gpt_infer,
+};
 
 /* lm_head.weight becomes transformer.wte.weight: one tensor, two names. */
 static void tie(Module *lm_head, Module *wte) {

@@ -45,8 +45,11 @@ static Tensor *layer_norm_forward(Module *m, Tensor *x) {
                              l->eps);
 }
 
-static const ModuleVTable layer_norm_vtable = {"LayerNorm", layer_norm_forward,
-                                               layer_norm_infer_shape, NULL, NULL};
+static const ModuleVTable layer_norm_vtable = {
+    .type = "LayerNorm",
+    .forward = layer_norm_forward,
+    .infer_shape = layer_norm_infer_shape,
+};
 
 static int check_args(int ndim, const int64_t *shape, double eps) {
     if (ndim < 1 || ndim > TENSOR_MAX_DIMS)

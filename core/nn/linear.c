@@ -33,8 +33,11 @@ static Tensor *linear_forward(Module *m, Tensor *x) {
     return tensor_linear(x, module_get(m, "weight"), module_get(m, "bias"));
 }
 
-static const ModuleVTable linear_vtable = {"Linear", linear_forward, linear_infer_shape,
-                                           NULL, NULL};
+static const ModuleVTable linear_vtable = {
+    .type = "Linear",
+    .forward = linear_forward,
+    .infer_shape = linear_infer_shape,
+};
 
 Module *nn_linear(int64_t in_features, int64_t out_features, bool bias, Rng *rng) {
     if (in_features <= 0) {

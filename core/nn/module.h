@@ -65,6 +65,11 @@ typedef struct {
     /* forward, consuming the caller's reference to x, so that the module
      * may reuse x's memory (ReLU); NULL: forward, then x released. */
     Tensor *(*forward_consume)(Module *m, Tensor *x);
+    /* forward_consume with the output in the blocked layout (core/ops.h's
+     * TENSOR_BLOCK): x in it too, or in NCHW for a Conv2d, whose output
+     * starts the layout. NULL where the module does not take it. Called by
+     * module_forward_blocked only. */
+    Tensor *(*forward_blocked)(Module *m, Tensor *x);
 } ModuleVTable;
 
 typedef struct {
@@ -107,6 +112,11 @@ Tensor *module_forward(Module *m, Tensor *x);
 /* module_forward, consuming the caller's reference to x (a container's
  * layer by layer: the layers' memory may be reused, as ReLU's). */
 Tensor *module_forward_consume(Module *m, Tensor *x);
+/* module_forward_consume in the blocked layout (core/ops.h's
+ * TENSOR_BLOCK), for the modules that take it (ModuleVTable's
+ * forward_blocked: Conv2d, BatchNorm2d, ReLU, ResNet blocks); shapes are
+ * checked as NCHW. A ResNet runs so on a backend with the layout. */
+Tensor *module_forward_blocked(Module *m, Tensor *x);
 /* Prefixes the error set by an op run for layer m with m's path, as
  * module_forward does ("model[3] Linear: ..."); for a container that runs
  * its children's ops itself. */

@@ -61,10 +61,16 @@ bool nn_max_pool2d_args(const Module *m, Pool2dParams *p) {
     return true;
 }
 
-static const ModuleVTable max_pool2d_vtable = {"MaxPool2d", max_pool2d_forward, pool_infer_shape,
-                                               NULL, NULL};
-static const ModuleVTable avg_pool2d_vtable = {"AvgPool2d", avg_pool2d_forward, pool_infer_shape,
-                                               NULL, NULL};
+static const ModuleVTable max_pool2d_vtable = {
+    .type = "MaxPool2d",
+    .forward = max_pool2d_forward,
+    .infer_shape = pool_infer_shape,
+};
+static const ModuleVTable avg_pool2d_vtable = {
+    .type = "AvgPool2d",
+    .forward = avg_pool2d_forward,
+    .infer_shape = pool_infer_shape,
+};
 
 static Module *pool_new(const ModuleVTable *vt, Size2d kernel, Size2d stride, Size2d padding) {
     const char *type = vt->type;

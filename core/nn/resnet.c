@@ -46,12 +46,42 @@ int nn_resnet_plan(int depth, int64_t in_channels, bool small_input, NnResNetPla
     return error_set("ResNet: depth %d is not one of 18, 34, 50", depth);
 }
 
+typedef struct {
+    Module base;
+    bool maxpool; /* the stem's, else Identity */
+} ResNet;
+
 /* ---- forward and shapes: every child in order, flatten before fc ---- */
 
+enum { STEM_CONV, STEM_MAXPOOL = 3, FIRST_STAGE };
+
+/* The stem and the stages in the blocked layout (core/ops.h's
+ * TENSOR_BLOCK), which the stem's convolution starts; after a max-pool
+ * (which reads NCHW) the stages' input is converted instead. The
+ * average pool's input goes back to NCHW. */
+static Tensor *features_blocked(ResNet *r, Tensor *h) {
+    Module *m = &r->base;
+    int first = r->maxpool ? FIRST_STAGE : STEM_CONV, avgpool = m->n_children - 2;
+    for (int i = 0; i < first && h; i++) h = module_forward_consume(m->children[i], h);
+    if (first > 0) {
+        Tensor *b = tensor_to_blocked(h);
+        tensor_release(h);
+        h = b;
+    }
+    for (int i = first; i < avgpool && h; i++) h = module_forward_blocked(m->children[i], h);
+    Tensor *nchw = tensor_from_blocked(h);
+    tensor_release(h);
+    return nchw;
+}
+
+/* On a backend that runs the blocked layout for x, the convolutions hand
+ * it on with no reorder between them; elsewhere NCHW throughout. */
 static Tensor *resnet_forward(Module *m, Tensor *x) {
-    Tensor *h = tensor_retain(x);
+    bool blocked = tensor_blocked_layout_native(x);
+    Tensor *h = blocked ? features_blocked((ResNet *)m, tensor_retain(x)) : tensor_retain(x);
     int last = m->n_children - 1;
-    for (int i = 0; i < last && h; i++) h = module_forward_consume(m->children[i], h);
+    for (int i = blocked ? last - 1 : 0; i < last && h; i++)
+        h = module_forward_consume(m->children[i], h);
     Tensor *flat = h ? tensor_flatten(h, 1, -1) : NULL;
     tensor_release(h);
     Tensor *y = flat ? module_forward(m->children[last], flat) : NULL;
@@ -75,8 +105,11 @@ static int resnet_infer_shape(Module *m, int ndim, const int64_t *in, int *out_n
     return 0;
 }
 
-static const ModuleVTable resnet_vtable = {"ResNet", resnet_forward, resnet_infer_shape,
-                                           NULL, NULL};
+static const ModuleVTable resnet_vtable = {
+    .type = "ResNet",
+    .forward = resnet_forward,
+    .infer_shape = resnet_infer_shape,
+};
 
 /* ---- construction ---- */
 
@@ -121,8 +154,10 @@ Module *nn_resnet(int depth, int64_t num_classes, int64_t in_channels, bool smal
         return error_set("ResNet: num_classes must be positive, got %lld",
                          (long long)num_classes), NULL;
     if (!rng) return error_set("ResNet: no Rng to initialise the weights from"), NULL;
-    Module *m = module_alloc(sizeof *m, &resnet_vtable);
-    if (!m) return NULL;
+    ResNet *r = (ResNet *)module_alloc(sizeof *r, &resnet_vtable);
+    if (!r) return NULL;
+    r->maxpool = plan.maxpool;
+    Module *m = &r->base;
     if (add_children(m, &plan, num_classes, rng) != 0) {
         error_prefix("resnet%d", depth);
         module_free(m);

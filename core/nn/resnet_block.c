@@ -71,26 +71,38 @@ static Module *bn_of(const NnResNetConv *c) {
 
 /* ---- forward and shapes ---- */
 
-/* h through m, consuming the caller's reference to h. */
-static Tensor *step(Module *m, Tensor *h) { return module_forward_consume(m, h); }
+/* h through m, consuming the caller's reference to h: in NCHW, or where
+ * `blocked` in the blocked layout (core/ops.h's TENSOR_BLOCK). */
+static Tensor *step(Module *m, Tensor *h, bool blocked) {
+    return blocked ? module_forward_blocked(m, h) : module_forward_consume(m, h);
+}
 
-static Tensor *main_branch(ResBlock *b, Tensor *x) {
+static Tensor *main_branch(ResBlock *b, Tensor *x, bool blocked) {
     Tensor *h = tensor_retain(x);
     for (int i = 0; i < b->n_convs && h; i++) {
-        h = step(b->bn[i], step(b->conv[i], h));
-        if (i < b->n_convs - 1) h = step(b->relu, h);
+        h = step(b->bn[i], step(b->conv[i], h, blocked), blocked);
+        if (i < b->n_convs - 1) h = step(b->relu, h, blocked);
     }
     return h;
 }
 
-static Tensor *block_forward(Module *m, Tensor *x) {
+/* The block in either layout, x's reference the caller's. */
+static Tensor *block_run(Module *m, Tensor *x, bool blocked) {
     ResBlock *b = (ResBlock *)m;
-    Tensor *h = main_branch(b, x);
-    Tensor *shortcut = !h ? NULL : b->downsample ? module_forward(b->downsample, x)
+    Tensor *h = main_branch(b, x, blocked);
+    Tensor *shortcut = !h ? NULL : b->downsample ? step(b->downsample, tensor_retain(x), blocked)
                                                  : tensor_retain(x);
     if (!shortcut) tensor_release(h);
     Tensor *sum = shortcut ? tensor_add_consume(h, shortcut) : NULL;
-    return sum ? step(b->relu, sum) : NULL;
+    return sum ? step(b->relu, sum, blocked) : NULL;
+}
+
+static Tensor *block_forward(Module *m, Tensor *x) { return block_run(m, x, false); }
+
+static Tensor *block_forward_blocked(Module *m, Tensor *x) {
+    Tensor *y = block_run(m, x, true);
+    tensor_release(x);
+    return y;
 }
 
 /* The main branch's shape. The shortcut's always agrees: a downsample
@@ -111,10 +123,18 @@ static int block_infer_shape(Module *m, int ndim, const int64_t *in, int *out_nd
     return 0;
 }
 
-static const ModuleVTable basic_block_vtable = {"BasicBlock", block_forward, block_infer_shape,
-                                                NULL, NULL};
-static const ModuleVTable bottleneck_vtable = {"Bottleneck", block_forward, block_infer_shape,
-                                               NULL, NULL};
+static const ModuleVTable basic_block_vtable = {
+    .type = "BasicBlock",
+    .forward = block_forward,
+    .infer_shape = block_infer_shape,
+    .forward_blocked = block_forward_blocked,
+};
+static const ModuleVTable bottleneck_vtable = {
+    .type = "Bottleneck",
+    .forward = block_forward,
+    .infer_shape = block_infer_shape,
+    .forward_blocked = block_forward_blocked,
+};
 
 /* ---- construction ---- */
 

@@ -70,8 +70,19 @@ static Tensor *sequential_forward(Module *m, Tensor *x) {
     return h;
 }
 
-static const ModuleVTable sequential_vtable = {"Sequential", sequential_forward,
-                                               sequential_infer_shape, NULL, NULL};
+/* Each child in the blocked layout, which they take or fail naming. */
+static Tensor *sequential_forward_blocked(Module *m, Tensor *x) {
+    Tensor *h = x;
+    for (int i = 0; i < m->n_children && h; i++) h = module_forward_blocked(m->children[i], h);
+    return h;
+}
+
+static const ModuleVTable sequential_vtable = {
+    .type = "Sequential",
+    .forward = sequential_forward,
+    .infer_shape = sequential_infer_shape,
+    .forward_blocked = sequential_forward_blocked,
+};
 
 Module *nn_sequential(int n, Module **children) {
     if (n < 0 || (n > 0 && !children)) {

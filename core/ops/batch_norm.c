@@ -23,6 +23,10 @@
  * statistics are constants). The running-stat update writes the buffers in
  * place with tensor_copy_.
  *
+ * tensor_batch_norm_blocked takes x in the blocked layout (core/ops.h's
+ * TENSOR_BLOCK), whose channels the backend's passes read as lanes; a
+ * backend that does not run the layout gets x in NCHW.
+ *
  * tensor_batch_norm_sync is SyncBatchNorm: in a data-parallel job the batch
  * statistics are those of the global batch, every rank's rows (the sums
  * per channel of x, then of (x - mean)^2, all-reduced). The backward
@@ -40,23 +44,30 @@
 
 static const char *OP = "batch_norm";
 
+/* x's channels: dim 1, times its lanes in the blocked layout (lanes 1
+ * elsewhere; core/backend.h's channel passes). */
+static int64_t channels_of(const Tensor *x, int64_t lanes) { return x->shape[1] * lanes; }
+
 /* A per-channel tensor must be float [C] of x's dtype and device. */
-static int check_channel_param(const char *what, const Tensor *t, const Tensor *x) {
+static int check_channel_param(const char *what, const Tensor *t, const Tensor *x,
+                               int64_t lanes) {
     if (!t) return 0;
     char s[128], xs[128];
     if (ops_check_like_input(OP, what, t, x)) return -1;
-    if (t->ndim != 1 || t->shape[0] != x->shape[1])
+    if (t->ndim != 1 || t->shape[0] != channels_of(x, lanes))
         return error_set("%s: %s of shape %s does not match the %lld channels of input %s", OP,
-                         what, tensor_shape_str(t, s, sizeof s), (long long)x->shape[1],
-                         tensor_shape_str(x, xs, sizeof xs));
+                         what, tensor_shape_str(t, s, sizeof s),
+                         (long long)channels_of(x, lanes), tensor_shape_str(x, xs, sizeof xs));
     return 0;
 }
 
 static int check_args(const Tensor *x, const Tensor *rm, const Tensor *rv, const Tensor *w,
-                      const Tensor *b, bool training, bool local_stats) {
+                      const Tensor *b, bool training, bool local_stats, int64_t lanes) {
     char s[128];
+    int64_t nchw[4];
     if (!dtype_is_float(x->dtype))
         return error_set("%s: expected a float input, got %s", OP, dtype_name(x->dtype));
+    if (lanes > 1 && tensor_blocked_nchw(OP, x->ndim, x->shape, nchw) != 0) return -1;
     if (x->ndim < 2)
         return error_set("%s: expected input of shape [N, C] or [N, C, *], got %s", OP,
                          tensor_shape_str(x, s, sizeof s));
@@ -64,10 +75,12 @@ static int check_args(const Tensor *x, const Tensor *rm, const Tensor *rv, const
         return error_set("%s: running_mean and running_var must be given together", OP);
     if (!training && !rm)
         return error_set("%s: running_mean and running_var are required in eval mode", OP);
-    if (check_channel_param("running_mean", rm, x) || check_channel_param("running_var", rv, x) ||
-        check_channel_param("weight", w, x) || check_channel_param("bias", b, x))
+    if (check_channel_param("running_mean", rm, x, lanes) ||
+        check_channel_param("running_var", rv, x, lanes) ||
+        check_channel_param("weight", w, x, lanes) || check_channel_param("bias", b, x, lanes))
         return -1;
-    if (training && local_stats && tensor_numel(x) / (x->shape[1] ? x->shape[1] : 1) == 1)
+    int64_t c = channels_of(x, lanes);
+    if (training && local_stats && tensor_numel(x) / (c ? c : 1) == 1)
         return error_set("%s: expected more than 1 value per channel when training, got input of "
                          "shape %s",
                          OP, tensor_shape_str(x, s, sizeof s));
@@ -84,28 +97,33 @@ static int update_running(Tensor *running, Tensor *batch, double momentum) {
     return rc;
 }
 
-/* The backend's channel passes over [N, C, S] (core/backend.h), on
- * contiguous inputs: [C] sums of (u - mu) * (v - mv) ... */
-static Tensor *channel_sums(Tensor *u, Tensor *mu, Tensor *v, Tensor *mv) {
+/* The backend's channel passes over [N, C, S] or the blocked layout's
+ * lanes (core/backend.h), on contiguous inputs: [C] sums of
+ * (u - mu) * (v - mv) ... */
+static Tensor *channel_sums(Tensor *u, Tensor *mu, Tensor *v, Tensor *mv, int64_t lanes) {
     Tensor *uc = tensor_contiguous(u), *vc = v ? tensor_contiguous(v) : NULL;
-    Tensor *out = uc && (!v || vc) ? tensor_empty(SHAPE(u->shape[1]), u->dtype, u->device) : NULL;
-    if (out) backend_for(u->device)->channel_sum_product(uc, mu, vc, mv, out);
+    Tensor *out = uc && (!v || vc)
+                      ? tensor_empty(SHAPE(channels_of(u, lanes)), u->dtype, u->device)
+                      : NULL;
+    if (out) backend_for(u->device)->channel_sum_product(uc, mu, vc, mv, lanes, out);
     tensor_release(uc), tensor_release(vc);
     return out;
 }
 
 /* ... and a * u + b * (v - m) + d per channel, of u's shape. */
-static Tensor *channel_map(Tensor *u, Tensor *a, Tensor *v, Tensor *m, Tensor *b, Tensor *d) {
+static Tensor *channel_map(Tensor *u, Tensor *a, Tensor *v, Tensor *m, Tensor *b, Tensor *d,
+                           int64_t lanes) {
     Tensor *uc = tensor_contiguous(u), *vc = v ? tensor_contiguous(v) : NULL;
     Tensor *out = uc && (!v || vc) ? tensor_empty(u->ndim, u->shape, u->dtype, u->device) : NULL;
-    if (out) backend_for(u->device)->channel_affine(uc, a, vc, m, b, d, out);
+    if (out) backend_for(u->device)->channel_affine(uc, a, vc, m, b, d, lanes, out);
     tensor_release(uc), tensor_release(vc);
     return out;
 }
 
 /* The biased batch variance and mean [C] over every rank's rows; *count
  * becomes the global values per channel. */
-static int global_stats(Tensor *x, DistGroup *g, Tensor **mean, Tensor **var, int64_t *count) {
+static int global_stats(Tensor *x, int64_t lanes, DistGroup *g, Tensor **mean, Tensor **var,
+                        int64_t *count) {
     char s[128];
     *mean = *var = NULL;
     if (dist_all_reduce(g, count, 1, DTYPE_INT64) != 0) return -1;
@@ -113,11 +131,11 @@ static int global_stats(Tensor *x, DistGroup *g, Tensor **mean, Tensor **var, in
         return error_set("%s: expected more than 1 value per channel when training, got %lld "
                          "over all ranks (input %s on this one)",
                          OP, (long long)*count, tensor_shape_str(x, s, sizeof s));
-    Tensor *sum = channel_sums(x, NULL, NULL, NULL);
+    Tensor *sum = channel_sums(x, NULL, NULL, NULL, lanes);
     Tensor *total = tensor_all_reduce_sum(sum, g);
     *mean = total ? tensor_mul_scalar(total, 1.0 / (double)*count) : NULL;
     tensor_release(sum), tensor_release(total);
-    Tensor *sqsum = *mean ? channel_sums(x, *mean, x, *mean) : NULL;
+    Tensor *sqsum = *mean ? channel_sums(x, *mean, x, *mean, lanes) : NULL;
     Tensor *sqtotal = tensor_all_reduce_sum(sqsum, g);
     *var = sqtotal ? tensor_mul_scalar(sqtotal, 1.0 / (double)*count) : NULL;
     tensor_release(sqsum), tensor_release(sqtotal);
@@ -133,9 +151,10 @@ Tensor *tensor_batch_norm(Tensor *x, Tensor *running_mean, Tensor *running_var, 
 /* ---- the backward ---- */
 
 /* node: inputs x, then weight and bias when given (ints[0], ints[1]);
- * saved mean and 1/std [C]; ints[2] training (batch statistics),
- * scalars[0] their global count; ctx the group (SyncBatchNorm) or NULL. */
-enum { HAS_WEIGHT, HAS_BIAS, TRAINING };
+ * saved mean and 1/std [C]; ints[2] training (batch statistics), ints[3]
+ * x's lanes; scalars[0] their global count; ctx the group (SyncBatchNorm)
+ * or NULL. */
+enum { HAS_WEIGHT, HAS_BIAS, TRAINING, LANES };
 
 /* weight / std, or 1 / std ([C]). */
 static Tensor *channel_scale(AutogradNode *node, Tensor *invstd) {
@@ -157,7 +176,8 @@ static Tensor *train_dx(AutogradNode *node, Tensor *gy, Tensor *scale, Tensor *s
     Tensor *si = tensor_mul(scale, invstd);
     Tensor *b = si && dyx_all ? tensor_mul(si, dyx_all) : NULL;
     Tensor *b_n = b ? tensor_mul_scalar(b, minus_inv_n) : NULL;
-    Tensor *dx = d_n && b_n ? channel_map(gy, scale, x, mean, b_n, d_n) : NULL;
+    Tensor *dx =
+        d_n && b_n ? channel_map(gy, scale, x, mean, b_n, d_n, node->ints[LANES]) : NULL;
     tensor_release(dy_all), tensor_release(dyx_all), tensor_release(d), tensor_release(d_n);
     tensor_release(si), tensor_release(b), tensor_release(b_n);
     return dx;
@@ -166,8 +186,9 @@ static Tensor *train_dx(AutogradNode *node, Tensor *gy, Tensor *scale, Tensor *s
 static int batch_norm_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     Tensor *x = node->inputs[0], *mean = node->saved[0], *invstd = node->saved[1];
     int wi = 1, bi = 1 + (int)node->ints[HAS_WEIGHT];
-    Tensor *sum_dy = channel_sums(gy, NULL, NULL, NULL);
-    Tensor *dot = channel_sums(gy, NULL, x, mean); /* sum(dy * (x - mean)) */
+    int64_t lanes = node->ints[LANES];
+    Tensor *sum_dy = channel_sums(gy, NULL, NULL, NULL, lanes);
+    Tensor *dot = channel_sums(gy, NULL, x, mean, lanes); /* sum(dy * (x - mean)) */
     Tensor *sum_dyx = dot ? tensor_mul(dot, invstd) : NULL;
     tensor_release(dot);
     if (node->ints[HAS_WEIGHT] && node->inputs[wi]->requires_grad)
@@ -176,7 +197,7 @@ static int batch_norm_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     if (x->requires_grad && sum_dy && sum_dyx) {
         Tensor *scale = channel_scale(node, invstd);
         if (!node->ints[TRAINING])
-            gx[0] = scale ? channel_map(gy, scale, NULL, NULL, NULL, NULL) : NULL;
+            gx[0] = scale ? channel_map(gy, scale, NULL, NULL, NULL, NULL, lanes) : NULL;
         else if (scale)
             gx[0] = train_dx(node, gy, scale, sum_dy, sum_dyx);
         tensor_release(scale);
@@ -192,10 +213,12 @@ static int batch_norm_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
 /* The statistics to normalise with, [C] (new references): the batch's
  * (over every rank's rows with a group) or the running ones; *count the
  * values per channel they are over. */
-static int statistics(Tensor *x, Tensor *running_mean, Tensor *running_var, bool training,
-                      DistGroup *group, Tensor **mean, Tensor **var, int64_t *count) {
-    *count = x->shape[1] ? tensor_numel(x) / x->shape[1] : 0;
-    if (training) return global_stats(x, group, mean, var, count);
+static int statistics(Tensor *x, int64_t lanes, Tensor *running_mean, Tensor *running_var,
+                      bool training, DistGroup *group, Tensor **mean, Tensor **var,
+                      int64_t *count) {
+    int64_t c = channels_of(x, lanes);
+    *count = c ? tensor_numel(x) / c : 0;
+    if (training) return global_stats(x, lanes, group, mean, var, count);
     *mean = tensor_clone(running_mean); /* the buffer may move before the backward */
     *var = tensor_retain(running_var);
     return *mean && *var ? 0 : -1;
@@ -203,18 +226,20 @@ static int statistics(Tensor *x, Tensor *running_mean, Tensor *running_var, bool
 
 /* x * alpha + beta per channel: alpha = invstd * weight, beta = bias -
  * mean * alpha (weight 1 and bias 0 when not given). */
-static Tensor *normalise(Tensor *x, Tensor *mean, Tensor *invstd, Tensor *weight, Tensor *bias) {
+static Tensor *normalise(Tensor *x, int64_t lanes, Tensor *mean, Tensor *invstd, Tensor *weight,
+                         Tensor *bias) {
     Tensor *alpha = weight ? tensor_mul(invstd, weight) : tensor_retain(invstd);
     Tensor *shift = alpha ? tensor_mul(mean, alpha) : NULL;
     Tensor *beta = !shift ? NULL : bias ? tensor_sub(bias, shift) : tensor_neg(shift);
-    Tensor *out = beta ? channel_map(x, alpha, NULL, NULL, NULL, beta) : NULL;
+    Tensor *out = beta ? channel_map(x, alpha, NULL, NULL, NULL, beta, lanes) : NULL;
     tensor_release(alpha), tensor_release(shift), tensor_release(beta);
     return out;
 }
 
 /* Records the op's node on out; out, or NULL (released) on failure. */
-static Tensor *record(Tensor *out, Tensor *x, Tensor *weight, Tensor *bias, Tensor *mean,
-                      Tensor *invstd, bool training, int64_t count, DistGroup *group) {
+static Tensor *record(Tensor *out, Tensor *x, int64_t lanes, Tensor *weight, Tensor *bias,
+                      Tensor *mean, Tensor *invstd, bool training, int64_t count,
+                      DistGroup *group) {
     Tensor *inputs[3] = {x};
     int n = 1;
     if (weight) inputs[n++] = weight;
@@ -231,26 +256,29 @@ static Tensor *record(Tensor *out, Tensor *x, Tensor *weight, Tensor *bias, Tens
     node->ints[HAS_WEIGHT] = weight != NULL;
     node->ints[HAS_BIAS] = bias != NULL;
     node->ints[TRAINING] = training;
+    node->ints[LANES] = lanes;
     node->scalars[0] = (double)count;
     node->ctx = training && dist_active(group) ? group : NULL; /* borrowed */
     return out;
 }
 
-Tensor *tensor_batch_norm_sync(Tensor *x, Tensor *running_mean, Tensor *running_var,
-                               Tensor *weight, Tensor *bias, bool training, double momentum,
-                               double eps, DistGroup *group) {
+/* The op over x in NCHW (lanes 1) or the blocked layout's lanes. */
+static Tensor *batch_norm(Tensor *x, int64_t lanes, Tensor *running_mean, Tensor *running_var,
+                          Tensor *weight, Tensor *bias, bool training, double momentum,
+                          double eps, DistGroup *group) {
     if (!x) return NULL;
     bool sync = training && dist_active(group);
-    if (check_args(x, running_mean, running_var, weight, bias, training, !sync)) return NULL;
+    if (check_args(x, running_mean, running_var, weight, bias, training, !sync, lanes))
+        return NULL;
     bool prev = autograd_set_enabled(false);
     Tensor *mean = NULL, *var = NULL, *out = NULL, *invstd = NULL;
     int64_t count = 0;
-    if (statistics(x, running_mean, running_var, training, sync ? group : NULL, &mean, &var,
-                   &count) == 0) {
+    if (statistics(x, lanes, running_mean, running_var, training, sync ? group : NULL, &mean,
+                   &var, &count) == 0) {
         Tensor *ve = tensor_add_scalar(var, eps);
         invstd = ve ? tensor_pow_scalar(ve, -0.5) : NULL;
         tensor_release(ve);
-        out = invstd ? normalise(x, mean, invstd, weight, bias) : NULL;
+        out = invstd ? normalise(x, lanes, mean, invstd, weight, bias) : NULL;
     }
     if (out && training && running_mean && count > 0) {
         /* torch tracks the unbiased variance (count > 1 was checked). */
@@ -264,7 +292,29 @@ Tensor *tensor_batch_norm_sync(Tensor *x, Tensor *running_mean, Tensor *running_
         }
     }
     autograd_set_enabled(prev);
-    out = record(out, x, weight, bias, mean, invstd, training, count, group);
+    out = record(out, x, lanes, weight, bias, mean, invstd, training, count, group);
     tensor_release(mean), tensor_release(var), tensor_release(invstd);
+    return out;
+}
+
+Tensor *tensor_batch_norm_sync(Tensor *x, Tensor *running_mean, Tensor *running_var,
+                               Tensor *weight, Tensor *bias, bool training, double momentum,
+                               double eps, DistGroup *group) {
+    return batch_norm(x, 1, running_mean, running_var, weight, bias, training, momentum, eps,
+                      group);
+}
+
+Tensor *tensor_batch_norm_blocked(Tensor *x, Tensor *running_mean, Tensor *running_var,
+                                  Tensor *weight, Tensor *bias, bool training, double momentum,
+                                  double eps, DistGroup *group) {
+    if (!x) return NULL;
+    if (tensor_blocked_layout_native(x))
+        return batch_norm(x, TENSOR_BLOCK, running_mean, running_var, weight, bias, training,
+                          momentum, eps, group);
+    Tensor *xn = tensor_from_blocked(x);
+    Tensor *y = tensor_batch_norm_sync(xn, running_mean, running_var, weight, bias, training,
+                                       momentum, eps, group);
+    Tensor *out = tensor_to_blocked(y);
+    tensor_release(xn), tensor_release(y);
     return out;
 }

@@ -18,7 +18,9 @@
  *
  * A backend with a convolution library (the CPU's oneDNN) does a pass
  * whole through its conv2d entries instead, where it takes the case; the
- * im2col path is then what is left, as for float64.
+ * im2col path is then what is left, as for float64. x and out in the
+ * blocked layout (core/ops.h's TENSOR_BLOCK) go to the library alone;
+ * where it leaves them, the convolution runs in NCHW between conversions.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -66,9 +68,23 @@ static void permute_chunk(const Backend *be, Tensor *nol, int64_t n0, Tensor *on
     tensor_release(b);
 }
 
+/* x's shape as NCHW: its own, or that of the blocked layout it holds. */
+static int nchw_shape(const char *op, const Tensor *x, int *ndim, int64_t *shape) {
+    if (x->ndim == 5) {
+        *ndim = 4;
+        return tensor_blocked_nchw(op, x->ndim, x->shape, shape);
+    }
+    *ndim = x->ndim;
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    return 0;
+}
+
 int conv2d_window(const Tensor *x, const Tensor *weight, const Tensor *bias,
                   const Conv2dParams *p, Window2d *g) {
     char sw[128], sb[128];
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    if (nchw_shape("conv2d", x, &ndim, shape) != 0) return -1;
     if (!dtype_is_float(x->dtype))
         return error_set("conv2d: expected a float input, got %s", dtype_name(x->dtype));
     if (ops_check_like_input("conv2d", "weight", weight, x) ||
@@ -84,11 +100,11 @@ int conv2d_window(const Tensor *x, const Tensor *weight, const Tensor *bias,
     if (p->groups < 1 || weight->shape[0] % p->groups != 0)
         return error_set("conv2d: groups=%d must be positive and divide the %lld output "
                          "channels", p->groups, (long long)weight->shape[0]);
-    if (x->ndim == 4 && x->shape[1] != weight->shape[1] * p->groups) {
+    if (ndim == 4 && shape[1] != weight->shape[1] * p->groups) {
         char gs[32] = "";
         if (p->groups > 1) snprintf(gs, sizeof gs, ", groups=%d", p->groups);
         return error_set("conv2d: input has %lld channels but weight expects %lld (%s%s)",
-                         (long long)x->shape[1], (long long)(weight->shape[1] * p->groups),
+                         (long long)shape[1], (long long)(weight->shape[1] * p->groups),
                          tensor_shape_str(weight, sw, sizeof sw), gs);
     }
     if (bias && (bias->ndim != 1 || bias->shape[0] != weight->shape[0]))
@@ -97,9 +113,9 @@ int conv2d_window(const Tensor *x, const Tensor *weight, const Tensor *bias,
                          tensor_shape_str(weight, sw, sizeof sw), (long long)weight->shape[0]);
     if (weight->shape[2] > INT32_MAX || weight->shape[3] > INT32_MAX)
         return error_set("conv2d: weight %s is too large", tensor_shape_str(weight, sw, sizeof sw));
-    return window2d_init_dilated("conv2d", x, (int)weight->shape[2], (int)weight->shape[3],
-                                 p->stride_h, p->stride_w, p->pad_h, p->pad_w, p->dilation_h,
-                                 p->dilation_w, g);
+    return window2d_init_dilated("conv2d", ndim, shape, (int)weight->shape[2],
+                                 (int)weight->shape[3], p->stride_h, p->stride_w, p->pad_h,
+                                 p->pad_w, p->dilation_h, p->dilation_w, g);
 }
 
 /* out = conv(x, weight) + bias on contiguous operands; no autograd. When
@@ -226,9 +242,12 @@ static int conv2d_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     const int64_t *p = node->ints;
     int groups = (int)p[6];
     Window2d g;
-    if (window2d_init_dilated("conv2d backward", x, (int)weight->shape[2], (int)weight->shape[3],
-                              (int)p[0], (int)p[1], (int)p[2], (int)p[3], (int)p[4], (int)p[5],
-                              &g) != 0)
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    if (nchw_shape("conv2d backward", x, &ndim, shape) != 0 ||
+        window2d_init_dilated("conv2d backward", ndim, shape, (int)weight->shape[2],
+                              (int)weight->shape[3], (int)p[0], (int)p[1], (int)p[2], (int)p[3],
+                              (int)p[4], (int)p[5], &g) != 0)
         return -1;
     const Backend *be = backend_for(x->device);
     if (!be) return -1;
@@ -242,6 +261,10 @@ static int conv2d_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     if (rc == 0)
         rc = conv2d_backward_library(be, &g, groups, x, gyc, weight, gi, gw, gb, &need_x,
                                      &need_w, &need_b);
+    if (rc == 0 && (x->ndim == 5 || gy->ndim == 5) && (need_x || need_w || need_b))
+        rc = error_set("conv2d backward: the convolution library left a pass over the blocked "
+                       "layout to im2col, which reads NCHW (was it switched off after the "
+                       "forward?)");
     if (rc == 0)
         rc = conv2d_backward_im2col(be, &g, groups, node->saved[0], x, gyc, weight,
                                     need_x ? gi : NULL, need_w ? gw : NULL, need_b ? gb : NULL);
@@ -264,12 +287,65 @@ Tensor *tensor_conv2d(Tensor *x, Tensor *weight, Tensor *bias, int stride_h, int
     return tensor_conv2d_with(x, weight, bias, &p);
 }
 
+/* The blocked layout on the backend's library (core/ops.h's
+ * TENSOR_BLOCK): 0 with *out, 1 where the backend leaves the case (a
+ * dtype, its library switched off), -1 with an error. */
+static int blocked_forward(const Backend *be, const Window2d *g, int groups, const Tensor *x,
+                           const Tensor *weight, const Tensor *bias, bool out_blocked,
+                           Tensor **out) {
+    int64_t O = weight->shape[0];
+    *out = out_blocked ? tensor_empty(SHAPE(g->batch, O / TENSOR_BLOCK, g->out_h, g->out_w,
+                                            TENSOR_BLOCK),
+                                      x->dtype, x->device)
+                       : tensor_empty(SHAPE(g->batch, O, g->out_h, g->out_w), x->dtype, x->device);
+    if (!*out) return -1;
+    int rc = be->conv2d ? be->conv2d(g, groups, x, weight, bias, *out) : 1;
+    if (rc != 0) {
+        tensor_release(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* The convolution in NCHW between conversions, differentiated through
+ * them: the blocked layout where the backend does not run it. */
+static Tensor *through_nchw(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dParams *p,
+                            bool out_blocked) {
+    Tensor *xn = x->ndim == 5 ? tensor_from_blocked(x) : tensor_retain(x);
+    Tensor *y = xn ? tensor_conv2d_layout(xn, weight, bias, p, false) : NULL;
+    Tensor *out = y && out_blocked ? tensor_to_blocked(y) : tensor_retain(y);
+    tensor_release(xn), tensor_release(y);
+    return out;
+}
+
+/* Whether the blocked layout runs as the convolution's own passes: on a
+ * backend that takes it, and with the bias gradient (which the library
+ * computes in its weight pass) wanted only beside the weight's. */
+static bool blocked_natively(const Tensor *x, const Tensor *weight, const Tensor *bias) {
+    bool bias_alone = bias && bias->requires_grad && !weight->requires_grad &&
+                      autograd_is_enabled();
+    return tensor_blocked_layout_native(x) && !bias_alone;
+}
+
 Tensor *tensor_conv2d_with(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dParams *p) {
+    return tensor_conv2d_layout(x, weight, bias, p, false);
+}
+
+Tensor *tensor_conv2d_layout(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dParams *p,
+                             bool out_blocked) {
     if (!x || !weight) return NULL;
     Window2d g;
     if (conv2d_window(x, weight, bias, p, &g) != 0) return NULL;
+    if (out_blocked && weight->shape[0] % TENSOR_BLOCK != 0)
+        return error_set("conv2d: %lld output channels do not fill blocks of %d for the blocked "
+                         "layout",
+                         (long long)weight->shape[0], TENSOR_BLOCK),
+               NULL;
     const Backend *be = backend_for(x->device);
     if (!be) return NULL;
+    bool blocked = x->ndim == 5 || out_blocked;
+    if (blocked && !blocked_natively(x, weight, bias))
+        return through_nchw(x, weight, bias, p, out_blocked);
     Tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(weight);
     Tensor *bc = bias ? tensor_contiguous(bias) : NULL;
     Tensor *out = NULL, *cols = NULL;
@@ -278,8 +354,15 @@ Tensor *tensor_conv2d_with(Tensor *x, Tensor *weight, Tensor *bias, const Conv2d
     bool record = autograd_needs_grad(n_inputs, inputs);
     /* the weight's gradient reads im2col(x): keep it rather than redo it */
     bool keep = record && wc && wc->requires_grad;
-    if (xc && wc && (!bias || bc))
+    int taken = 0;
+    if (xc && wc && (!bias || bc) && blocked)
+        taken = blocked_forward(be, &g, p->groups, xc, wc, bc, out_blocked, &out);
+    else if (xc && wc && (!bias || bc))
         out = conv2d_forward(be, &g, p->groups, xc, wc, bc, keep ? &cols : NULL);
+    if (taken == 1) {
+        tensor_release(xc), tensor_release(wc), tensor_release(bc);
+        return through_nchw(x, weight, bias, p, out_blocked);
+    }
     if (out && record) {
         AutogradNode *node =
             autograd_record(out, "ConvolutionBackward", conv2d_backward, n_inputs, inputs);

@@ -10,8 +10,8 @@ static int init_shape(const char *op, const int64_t *shape, int kernel_h, int ke
 
 int window2d_init(const char *op, const Tensor *x, int kernel_h, int kernel_w, int stride_h,
                   int stride_w, int pad_h, int pad_w, Window2d *w) {
-    return window2d_init_dilated(op, x, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, 1,
-                                 1, w);
+    return window2d_init_dilated(op, x->ndim, x->shape, kernel_h, kernel_w, stride_h, stride_w,
+                                 pad_h, pad_w, 1, 1, w);
 }
 
 static int expect_4d(const char *op, int ndim, const int64_t *shape) {
@@ -21,11 +21,11 @@ static int expect_4d(const char *op, int ndim, const int64_t *shape) {
                      shape_str(ndim, shape, s, sizeof s));
 }
 
-int window2d_init_dilated(const char *op, const Tensor *x, int kernel_h, int kernel_w,
-                          int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h,
-                          int dilation_w, Window2d *w) {
-    if (expect_4d(op, x->ndim, x->shape) != 0) return -1;
-    return init_shape(op, x->shape, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+int window2d_init_dilated(const char *op, int ndim, const int64_t *shape, int kernel_h,
+                          int kernel_w, int stride_h, int stride_w, int pad_h, int pad_w,
+                          int dilation_h, int dilation_w, Window2d *w) {
+    if (expect_4d(op, ndim, shape) != 0) return -1;
+    return init_shape(op, shape, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
                       dilation_h, dilation_w, w);
 }
 

@@ -137,7 +137,7 @@ Test(conv_relu_pool, fused_equals_the_three_ops) {
 
 /* the 2x2 pool's portable kernels, which an AVX-512 machine never runs */
 Test(conv_relu_pool, fused_equals_the_three_ops_portable_pool) {
-    cpu_pool_blocked_portable(true);
+    cpu_kernels_portable(true);
     fused_equals_the_three_ops();
 }
 

@@ -10,6 +10,7 @@
 
 #include "core/cpu/cpu.h"
 #include "core/error.h"
+#include "core/ops.h"
 #include "core/rng.h"
 #include "tests/support/fixture.h"
 #include "tests/support/optim_one.h"
@@ -707,9 +708,15 @@ static double *channel_values(Rng *r, int64_t n, double offset) {
     return v;
 }
 
-static void channel_case(int ndim, const int64_t *shape, DType dt) {
-    int64_t n = shape[0], c = ndim > 1 ? shape[1] : 1, s = 1, total = 1;
-    for (int d = 2; d < ndim; d++) s *= shape[d];
+/* Element (n, channel ch, position j) of [N, C, S], or of the blocked
+ * [N, C/lanes, S, lanes] where lanes > 1. */
+static int64_t channel_at(int64_t i, int64_t ch, int64_t j, int64_t c, int64_t s, int64_t lanes) {
+    return ((i * (c / lanes) + ch / lanes) * s + j) * lanes + ch % lanes;
+}
+
+static void channel_case(int ndim, const int64_t *shape, DType dt, int64_t lanes) {
+    int64_t n = shape[0], c = (ndim > 1 ? shape[1] : 1) * lanes, s = 1, total = 1;
+    for (int d = 2; d < (lanes > 1 ? ndim - 1 : ndim); d++) s *= shape[d];
     for (int d = 0; d < ndim; d++) total *= shape[d];
     Rng r;
     rng_init(&r, (uint64_t)(total * 3 + ndim));
@@ -727,14 +734,14 @@ static void channel_case(int ndim, const int64_t *shape, DType dt) {
         bool centred = variant & 1, with_v = variant & 2;
         Tensor *out = empty(1, (int64_t[]){c}, dt);
         cpu_channel_sum_product(tu, centred ? tp[0] : NULL, with_v ? tv : NULL,
-                                with_v ? tp[1] : NULL, out);
+                                with_v ? tp[1] : NULL, lanes, out);
         double got[64];
         cr_assert_eq(tensor_to_doubles(out, got, c), 0);
         for (int64_t ch = 0; ch < c; ch++) {
             double want = 0, scale = 0;
             for (int64_t i = 0; i < n; i++)
                 for (int64_t j = 0; j < s; j++) {
-                    int64_t at = (i * c + ch) * s + j;
+                    int64_t at = channel_at(i, ch, j, c, s, lanes);
                     double t = (u[at] - (centred ? p[0][ch] : 0)) * (with_v ? v[at] - p[1][ch] : 1);
                     want += t, scale += fabs(t);
                 }
@@ -748,12 +755,13 @@ static void channel_case(int ndim, const int64_t *shape, DType dt) {
         bool with_v = variant == 1;
         Tensor *out = empty(ndim, shape, dt);
         cpu_channel_affine(tu, tp[2], with_v ? tv : NULL, with_v ? tp[1] : NULL,
-                           with_v ? tp[3] : NULL, tp[4], out);
+                           with_v ? tp[3] : NULL, tp[4], lanes, out);
         double *got = malloc((size_t)total * sizeof *got);
         cr_assert(got);
         cr_assert_eq(tensor_to_doubles(out, got, total), 0);
         for (int64_t at = 0; at < total; at++) {
-            int64_t ch = (at / s) % c;
+            int64_t ch = lanes > 1 ? at / (s * lanes) % (c / lanes) * lanes + at % lanes
+                                   : at / s % c;
             double want = p[2][ch] * u[at] + (with_v ? p[3][ch] * (v[at] - p[1][ch]) : 0) +
                           p[4][ch];
             double mag = fabs(p[2][ch] * u[at]) + fabs(p[4][ch]) +
@@ -769,10 +777,23 @@ static void channel_case(int ndim, const int64_t *shape, DType dt) {
     free(u), free(v);
 }
 
-Test(cpu_kernels, channel_sum_product_and_affine) {
+static void channel_cases(void) {
     FOR_EACH_DTYPE(dt) {
-        channel_case(3, (int64_t[]){3, 5, 7}, dt);
-        channel_case(2, (int64_t[]){40, 6}, dt);          /* BatchNorm1d: S = 1 */
-        channel_case(4, (int64_t[]){4, 3, 33, 35}, dt);   /* past CPU_PARALLEL_MIN */
+        channel_case(3, (int64_t[]){3, 5, 7}, dt, 1);
+        channel_case(2, (int64_t[]){40, 6}, dt, 1);         /* BatchNorm1d: S = 1 */
+        channel_case(4, (int64_t[]){4, 3, 33, 35}, dt, 1);  /* past CPU_PARALLEL_MIN */
+        /* the blocked layout [N, C/16, H, W, 16]: 2 blocks, 32 channels */
+        channel_case(5, (int64_t[]){3, 2, 5, 7, TENSOR_BLOCK}, dt, TENSOR_BLOCK);
+        channel_case(5, (int64_t[]){4, 3, 17, 9, TENSOR_BLOCK}, dt, TENSOR_BLOCK); /* parallel */
     }
+}
+
+Test(cpu_kernels, channel_sum_product_and_affine) {
+    channel_cases();
+}
+
+/* the blocked layout's portable float32 kernels, which AVX-512 never runs */
+Test(cpu_kernels, channel_sum_product_and_affine_portable) {
+    cpu_kernels_portable(true);
+    channel_cases();
 }

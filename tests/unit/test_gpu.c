@@ -838,9 +838,9 @@ static void gpu_channel_case(int ndim, const int64_t *shape, DType dt) {
         Tensor *want = tensor_empty(SHAPE(c), dt, DEVICE_CPU_INIT);
         Tensor *got = tensor_empty(SHAPE(c), dt, CUDA0);
         cpu_backend.channel_sum_product(u, centred ? p[0] : NULL, with_v ? v : NULL,
-                                        with_v ? p[1] : NULL, want);
+                                        with_v ? p[1] : NULL, 1, want);
         be->channel_sum_product(gu, centred ? gp[0] : NULL, with_v ? gv : NULL,
-                                with_v ? gp[1] : NULL, got);
+                                with_v ? gp[1] : NULL, 1, got);
         snprintf(what, sizeof what, "channel sums %s variant %d S=%lld", ndim > 2 ? "map" : "rows",
                  variant, (long long)(tensor_numel(u) / shape[0] / c));
         check_close(what, dt, got, want, dt == DTYPE_FLOAT32 ? 1e-6 : 1e-12);
@@ -850,9 +850,9 @@ static void gpu_channel_case(int ndim, const int64_t *shape, DType dt) {
         Tensor *want = tensor_empty(ndim, shape, dt, DEVICE_CPU_INIT);
         Tensor *got = tensor_empty(ndim, shape, dt, CUDA0);
         cpu_backend.channel_affine(u, p[2], with_v ? v : NULL, with_v ? p[0] : NULL,
-                                   with_v ? p[3] : NULL, with_v ? p[1] : NULL, want);
+                                   with_v ? p[3] : NULL, with_v ? p[1] : NULL, 1, want);
         be->channel_affine(gu, gp[2], with_v ? gv : NULL, with_v ? gp[0] : NULL,
-                           with_v ? gp[3] : NULL, with_v ? gp[1] : NULL, got);
+                           with_v ? gp[3] : NULL, with_v ? gp[1] : NULL, 1, got);
         snprintf(what, sizeof what, "channel affine%s", with_v ? " (v - m)" : "");
         check_close(what, dt, got, want, dt == DTYPE_FLOAT32 ? 1e-6 : 1e-13);
         tensor_release(want), tensor_release(got);
