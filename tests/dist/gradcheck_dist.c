@@ -9,8 +9,9 @@
  * changes every rank's term. Inputs shared by all ranks (BatchNorm's weight
  * and bias) are perturbed on every rank at once and their gradients summed
  * over the ranks, as the reducer sums them. Ranks hold different numbers of
- * rows, so uneven shares are checked too. Prints a line per check and
- * exits 1 when one fails.
+ * rows, so uneven shares are checked too. SyncBatchNorm in the blocked
+ * layout, float32 on the CPU's own kernels, is checked against NCHW's.
+ * Prints a line per check and exits 1 when one fails.
  */
 #include <math.h>
 #include <stdio.h>
@@ -131,6 +132,57 @@ static Tensor *sync_bn_fn(Tensor **in, DistGroup *g) {
     return tensor_batch_norm_sync(in[0], NULL, NULL, in[1], in[2], true, 0.1, 1e-5, g);
 }
 
+/* y, then the gradients of x, weight and bias of sum(y * w): float32
+ * SyncBatchNorm over x [rows, 32, 3, 2] in NCHW or in the blocked layout
+ * (the CPU's channel passes over 16 lanes). */
+static void sync_bn_f32(Tensor *x64, Tensor *w64, bool blocked, DistGroup *g, Tensor **got) {
+    Tensor *x = tensor_to_dtype(x64, DTYPE_FLOAT32), *w = tensor_to_dtype(w64, DTYPE_FLOAT32);
+    Tensor *xl = tensor_detach(x);
+    int64_t c = 32;
+    Tensor *gamma = tensor_full(1, &c, 1.5, DTYPE_FLOAT32, xl->device);
+    Tensor *beta = tensor_full(1, &c, -0.25, DTYPE_FLOAT32, xl->device);
+    tensor_set_requires_grad(xl, true), tensor_set_requires_grad(gamma, true);
+    tensor_set_requires_grad(beta, true);
+    Tensor *in = blocked ? tensor_to_blocked(xl) : tensor_retain(xl);
+    Tensor *y = (blocked ? tensor_batch_norm_blocked : tensor_batch_norm_sync)(
+        in, NULL, NULL, gamma, beta, true, 0.1, 1e-5, g);
+    Tensor *out = blocked ? tensor_from_blocked(y) : tensor_retain(y);
+    Tensor *yw = tensor_mul(out, w), *s = tensor_sum(yw);
+    if (!s || tensor_backward(s) != 0) printf("FAIL batch_norm_blocked: %s\n", error_get());
+    got[0] = out, got[1] = tensor_retain(xl->grad), got[2] = tensor_retain(gamma->grad);
+    got[3] = tensor_retain(beta->grad);
+    Tensor *drop[9] = {x, w, xl, gamma, beta, in, y, yw, s};
+    for (int i = 0; i < 9; i++) tensor_release(drop[i]);
+}
+
+/* SyncBatchNorm in the blocked layout against NCHW on every rank. */
+static int blocked_sync_bn_matches(DistGroup *g, uint64_t seed) {
+    int64_t shape[4] = {2 + g->rank, 32, 3, 2};
+    Tensor *x = uniform(4, shape, seed + 21, false), *w = uniform(4, shape, seed + 23, false);
+    Tensor *blocked[4], *plain[4];
+    sync_bn_f32(x, w, true, g, blocked);
+    sync_bn_f32(x, w, false, g, plain);
+    int bad = 0;
+    const char *what[4] = {"y", "gx", "gweight", "gbias"};
+    for (int i = 0; i < 4; i++) {
+        int64_t n = blocked[i] && plain[i] ? tensor_numel(plain[i]) : 0;
+        double *a = calloc((size_t)n + 1, sizeof *a), *b = calloc((size_t)n + 1, sizeof *b);
+        if (n) tensor_to_doubles(blocked[i], a, n), tensor_to_doubles(plain[i], b, n);
+        for (int64_t k = 0; k < n; k++)
+            if (!(fabs(a[k] - b[k]) <= 1e-5 + 1e-5 * fabs(b[k])) && bad++ < 5)
+                printf("FAIL batch_norm_blocked sync: rank %d %s[%lld]: %.8g, NCHW %.8g\n",
+                       g->rank, what[i], (long long)k, a[k], b[k]);
+        if (!n) bad++, printf("FAIL batch_norm_blocked sync: rank %d: no %s\n", g->rank, what[i]);
+        free(a), free(b), tensor_release(blocked[i]), tensor_release(plain[i]);
+    }
+    tensor_release(x), tensor_release(w);
+    int64_t total = bad;
+    dist_all_reduce(g, &total, 1, DTYPE_INT64);
+    if (g->rank == 0 && total == 0)
+        printf("PASS batch_norm_blocked sync float32 equals NCHW on %d ranks\n", g->world);
+    return bad;
+}
+
 int main(void) {
     if (dist_mpi_launched() != 1) {
         fprintf(stderr, "gradcheck_dist: run me with mpirun -np N\n");
@@ -159,6 +211,8 @@ int main(void) {
                      uniform(1, (int64_t[]){4}, 14, true), uniform(1, (int64_t[]){4}, 15, true)};
     Tensor *b1w = uniform(2, (int64_t[]){1 + r, 4}, seed + 17, false);
     bad += check("batch_norm_sync [N, C]", sync_bn_fn, 3, b1, b1w, g);
+
+    bad += blocked_sync_bn_matches(g, seed);
 
     tensor_release(x4), tensor_release(w4);
     tensor_release(bw), tensor_release(b1w);

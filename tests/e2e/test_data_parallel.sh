@@ -17,7 +17,8 @@
 #   - refused with the numbers: a batch_size the ranks do not divide, a
 #     BatchNorm job whose last batch leaves a rank without rows;
 #   - the collective ops' float64 gradient checks on 3 ranks
-#     (build/tests/gradcheck_dist: the all-reduce, SyncBatchNorm);
+#     (build/tests/gradcheck_dist: the all-reduce, SyncBatchNorm; and
+#     SyncBatchNorm in the blocked layout against NCHW);
 #   - the daemon (training in process) refuses "gpus" and "devices" it
 #     lacks, "nodes", a batch_size the ranks do not divide and a
 #     bucket_cap_mb of 0 (422 or 400, the field's path), and runs a job of "ranks": 2 on its CPU worker with mpirun, the
@@ -54,7 +55,7 @@ if [ -x "$GRADCHECK" ]; then
     rc=$?
     cat "$TMP/gradcheck.out"
     check "gradcheck_dist on 3 ranks: exit 0" "$rc" 0
-    check "... its three checks pass" "$(grep -c '^PASS' "$TMP/gradcheck.out")" 3
+    check "... its four checks pass" "$(grep -c '^PASS' "$TMP/gradcheck.out")" 4
 else
     fail "gradcheck_dist" "$GRADCHECK not built (make $GRADCHECK)"
 fi
