@@ -169,6 +169,10 @@ typedef struct Backend {
      * any dtype (all four); same shape. */
     void (*copy)(const Tensor *src, Tensor *dst);
     void (*fill)(Tensor *dst, double value); /* contiguous, any dtype */
+    /* Where blocked_layout(from): NCHW [N, C, H, W] into the blocked
+     * layout (core/ops.h's TENSOR_BLOCK) when `to` is 5-d, else back; both
+     * contiguous (NULL: the ops permute and copy). */
+    void (*convert_blocked)(const Tensor *from, Tensor *to);
 
     /* ---- elementwise ---- */
     /* out = a OP b. a and b have out's shape but any strides (0 where

@@ -51,6 +51,7 @@ const Backend cpu_backend = {
     .set_precision = cpu_set_precision,
     .copy = cpu_copy,
     .fill = cpu_fill,
+    .convert_blocked = cpu_convert_blocked,
     .im2col = cpu_im2col,
     .col2im = cpu_col2im,
     .conv2d = cpu_conv2d,

@@ -35,6 +35,9 @@ size_t cpu_allocator_cache_limit(void);
 /* layout.c */
 void cpu_copy(const Tensor *src, Tensor *dst);
 void cpu_fill(Tensor *dst, double value);
+/* float32, contiguous; NCHW into the blocked layout when to is 5-d, else
+ * back */
+void cpu_convert_blocked(const Tensor *from, Tensor *to);
 
 /* elementwise.c */
 void cpu_binary(BinaryOp op, const Tensor *a, const Tensor *b, Tensor *out);

@@ -1,4 +1,5 @@
-/* layout.c - CPU strided copy with dtype conversion, and fill.
+/* layout.c - CPU strided copy with dtype conversion, fill, and the
+ * conversions between NCHW and the blocked layout.
  *
  * copy is the one kernel behind contiguous(), to(dtype), clone and
  * tensor_copy_: it walks the logical index with an odometer so any strides
@@ -64,5 +65,33 @@ void cpu_fill(Tensor *dst, double value) {
         break;
     default:
         for (int64_t i = 0; i < n; i++) dtype_store(base, dst->dtype, i, value);
+    }
+}
+
+/* Per image and block of 16 channels, the [16, H*W] plane of NCHW is the
+ * transpose of the blocked [H*W, 16]: tiles of 16 positions are read as
+ * 16 rows of 16 and written as 16 columns, so both sides move whole cache
+ * lines. */
+void cpu_convert_blocked(const Tensor *from, Tensor *to) {
+    bool into = to->ndim == 5;
+    const Tensor *b = into ? to : from;
+    int64_t planes = b->shape[0] * b->shape[1], hw = b->shape[2] * b->shape[3];
+    const float *src = tensor_data(from);
+    float *dst = tensor_data(to);
+    bool par = planes * hw * TENSOR_BLOCK >= CPU_PARALLEL_MIN;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t p = 0; p < planes; p++) {
+        const float *s = src + p * hw * TENSOR_BLOCK;
+        float *d = dst + p * hw * TENSOR_BLOCK;
+        for (int64_t j0 = 0; j0 < hw; j0 += TENSOR_BLOCK) {
+            int64_t j1 = j0 + TENSOR_BLOCK < hw ? j0 + TENSOR_BLOCK : hw;
+            for (int64_t c = 0; c < TENSOR_BLOCK; c++)
+                for (int64_t j = j0; j < j1; j++) {
+                    if (into)
+                        d[j * TENSOR_BLOCK + c] = s[c * hw + j];
+                    else
+                        d[c * hw + j] = s[j * TENSOR_BLOCK + c];
+                }
+        }
     }
 }

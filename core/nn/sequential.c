@@ -4,6 +4,10 @@
  * inference just chain the children; a failing child has already named
  * itself ("model[3] Linear: ...") in module_forward / module_infer_shape,
  * so nothing is added here. An empty Sequential is the identity, as torch's.
+ * Two rows run faster than layer by layer where the backend keeps its
+ * convolution library's layout: Conv2d, ReLU, MaxPool2d as one op (in
+ * chains), and convolutions with batch norm and ReLU between them in the
+ * blocked layout (core/ops.h's TENSOR_BLOCK), as a VGG's or a ResNet's.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -58,13 +62,61 @@ static int conv_relu_pool(Module **c, int n, Tensor *x, Tensor **out) {
     return 3 * count;
 }
 
+/* Whether m is a convolution of a run in the blocked layout (a Conv2d
+ * whose output fills blocks of 16, or a residual block), and whether it
+ * may sit in one at all (those and the layers between them). */
+static bool blocked_conv(Module *m) {
+    Tensor *w, *b;
+    Conv2dParams p;
+    if (nn_conv2d_args(m, &w, &b, &p)) return w->shape[0] % TENSOR_BLOCK == 0;
+    return strcmp(m->vtable->type, "BasicBlock") == 0 ||
+           strcmp(m->vtable->type, "Bottleneck") == 0;
+}
+
+static bool blocked_layer(Module *m) {
+    return blocked_conv(m) || (m->n_children == 0 && m->vtable->forward_blocked &&
+                               strcmp(m->vtable->type, "Conv2d") != 0);
+}
+
+/* How many children from c on run in the blocked layout (core/ops.h's
+ * TENSOR_BLOCK) where x's backend has it: layers that take it, starting
+ * with a convolution, up to one that does not or that starts a
+ * Conv2d, ReLU, MaxPool2d row (which keeps its own layout); 0 unless
+ * the run holds two convolutions, which then hand the layout on with no
+ * reorder between them (the run's ends convert). */
+static int blocked_run(Module **c, int n, const Tensor *x) {
+    ConvReluPoolArgs row;
+    if (x->ndim != 4 || !tensor_blocked_layout_native(x) || n < 1 || !blocked_conv(c[0]))
+        return 0;
+    if (c[0]->n_children > 0 && x->shape[1] % TENSOR_BLOCK != 0) return 0; /* a block's input */
+    int len = 0, convs = 0;
+    for (; len < n && blocked_layer(c[len]); len++) {
+        if (len > 0 && block_at(c + len, n - len, &row)) break;
+        convs += blocked_conv(c[len]);
+    }
+    return convs >= 2 ? len : 0;
+}
+
+/* The run's children in the blocked layout, x converted where a block
+ * comes first (a Conv2d takes NCHW) and the output back to NCHW. */
+static Tensor *forward_blocked_run(Module **c, int len, Tensor *x) {
+    Tensor *h = c[0]->n_children > 0 ? tensor_to_blocked(x) : tensor_retain(x);
+    for (int i = 0; i < len && h; i++) h = module_forward_blocked(c[i], h);
+    Tensor *out = h ? tensor_from_blocked(h) : NULL;
+    tensor_release(h);
+    return out;
+}
+
 static Tensor *sequential_forward(Module *m, Tensor *x) {
     Tensor *h = tensor_retain(x);
     for (int i = 0; i < m->n_children && h;) {
-        Tensor *next;
-        int ran = conv_relu_pool(m->children + i, m->n_children - i, h, &next);
+        Module **c = m->children + i;
+        int left = m->n_children - i;
+        Tensor *next = NULL;
+        int ran = conv_relu_pool(c, left, h, &next);
+        if (!ran && (ran = blocked_run(c, left, h))) next = forward_blocked_run(c, ran, h);
         if (ran) tensor_release(h);
-        h = ran ? next : module_forward_consume(m->children[i], h);
+        h = ran ? next : module_forward_consume(c[0], h);
         i += ran ? ran : 1;
     }
     return h;

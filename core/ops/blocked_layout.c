@@ -10,9 +10,12 @@
  * batch norm are told (tensor_conv2d_with reads a 5-d input as blocked,
  * tensor_conv2d_layout writes it, tensor_batch_norm_blocked), and a
  * backend that does not run it natively (core/backend.h's
- * blocked_layout) gets NCHW from those ops. The conversions are views
- * and one copy, so autograd differentiates them as any view.
+ * blocked_layout) gets NCHW from those ops. The conversions run on the
+ * backend's kernel (convert_blocked) where it has the layout, each the
+ * other's backward; elsewhere they are views and one copy, differentiated
+ * as any view.
  */
+#include "core/autograd.h"
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/ops.h"
@@ -31,6 +34,44 @@ int tensor_blocked_nchw(const char *op, int ndim, const int64_t *shape, int64_t 
     return 0;
 }
 
+/* The conversion on the backend's kernel, recorded with backward
+ * `back` (the other conversion); x contiguous or made so. */
+static Tensor *convert(Tensor *x, int ndim, const int64_t *shape, const char *name,
+                       BackwardFn back) {
+    Tensor *xc = tensor_contiguous(x);
+    Tensor *out = xc ? tensor_empty(ndim, shape, x->dtype, x->device) : NULL;
+    if (out) backend_for(x->device)->convert_blocked(xc, out);
+    if (out && autograd_needs_grad(1, &xc) && !autograd_record(out, name, back, 1, &xc)) {
+        tensor_release(out);
+        out = NULL;
+    }
+    tensor_release(xc);
+    return out;
+}
+
+/* Where the backend has no kernel: a view with the lanes last, copied. */
+static Tensor *permuted(Tensor *x, int ndim, const int64_t *split, const int *perm,
+                        int out_ndim, const int64_t *out_shape) {
+    Tensor *s = tensor_reshape(x, ndim, split);
+    Tensor *p = tensor_permute(s, perm);
+    Tensor *c = tensor_contiguous(p);
+    Tensor *out = tensor_reshape(c, out_ndim, out_shape);
+    tensor_release(s), tensor_release(p), tensor_release(c);
+    return out;
+}
+
+static bool has_kernel(const Tensor *x) {
+    return tensor_blocked_layout_native(x) && backend_for(x->device)->convert_blocked;
+}
+
+static int to_blocked_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
+    return (gx[0] = tensor_from_blocked(gy)) ? 0 : -1;
+}
+
+static int from_blocked_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
+    return (gx[0] = tensor_to_blocked(gy)) ? 0 : -1;
+}
+
 Tensor *tensor_to_blocked(Tensor *x) {
     if (!x) return NULL;
     char s[128];
@@ -39,20 +80,16 @@ Tensor *tensor_to_blocked(Tensor *x) {
                          TENSOR_BLOCK, tensor_shape_str(x, s, sizeof s)),
                NULL;
     const int64_t *d = x->shape;
-    Tensor *split = tensor_reshape(x, SHAPE(d[0], d[1] / TENSOR_BLOCK, TENSOR_BLOCK, d[2], d[3]));
-    Tensor *lanes_last = tensor_permute(split, (int[]){0, 1, 3, 4, 2});
-    Tensor *out = tensor_contiguous(lanes_last);
-    tensor_release(split), tensor_release(lanes_last);
-    return out;
+    int64_t out[5] = {d[0], d[1] / TENSOR_BLOCK, d[2], d[3], TENSOR_BLOCK};
+    if (has_kernel(x)) return convert(x, 5, out, "ToBlockedBackward", to_blocked_backward);
+    return permuted(x, SHAPE(d[0], d[1] / TENSOR_BLOCK, TENSOR_BLOCK, d[2], d[3]),
+                    (int[]){0, 1, 3, 4, 2}, 5, out);
 }
 
 Tensor *tensor_from_blocked(Tensor *x) {
     if (!x) return NULL;
     int64_t nchw[4];
     if (tensor_blocked_nchw("from_blocked", x->ndim, x->shape, nchw) != 0) return NULL;
-    Tensor *lanes_second = tensor_permute(x, (int[]){0, 1, 4, 2, 3});
-    Tensor *c = tensor_contiguous(lanes_second);
-    Tensor *out = tensor_reshape(c, 4, nchw);
-    tensor_release(lanes_second), tensor_release(c);
-    return out;
+    if (has_kernel(x)) return convert(x, 4, nchw, "FromBlockedBackward", from_blocked_backward);
+    return permuted(x, 5, x->shape, (int[]){0, 1, 4, 2, 3}, 4, nchw);
 }

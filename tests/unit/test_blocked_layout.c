@@ -368,3 +368,110 @@ Test(blocked_layout, resnet_runs_in_it_on_the_cpu) {
     assert_tensor_close(y, plain, 1e-4, 1e-5, "logits");
     tensor_release(y), tensor_release(plain), tensor_release(x), module_free(m);
 }
+
+/* ---- a Sequential's runs of convolutions ---- */
+
+/* conv(3 -> c1) [bn] relu conv(c1 -> 32) [bn] relu maxpool flatten linear,
+ * over [4, 3, 8, 8] */
+static Module *vgg(Rng *rng, int64_t c1, bool bn) {
+    Module *c[10];
+    int n = 0;
+    c[n++] = nn_conv2d(3, c1, SIZE2D(3), SIZE2D(1), SIZE2D(1), !bn, rng);
+    if (bn) c[n++] = nn_batch_norm2d(c1, 1e-5, 0.1, true, true);
+    c[n++] = nn_relu();
+    c[n++] = nn_conv2d(c1, 32, SIZE2D(3), SIZE2D(1), SIZE2D(1), !bn, rng);
+    if (bn) c[n++] = nn_batch_norm2d(32, 1e-5, 0.1, true, true);
+    c[n++] = nn_relu();
+    c[n++] = nn_max_pool2d(SIZE2D(2), SIZE2D(0), SIZE2D(0));
+    c[n++] = nn_flatten(1, -1);
+    c[n++] = nn_linear(32 * 4 * 4, 10, true, rng);
+    Module *m = nn_sequential(n, c);
+    cr_assert(m, "%s", error_get());
+    return m;
+}
+
+/* The model's output and parameter gradients (of sum(y * up)) run whole
+ * and layer by layer agree; *blocked: the whole run's convolutions that
+ * read the layout. */
+static void assert_runs_as_its_layers(Module *m, Tensor *x, int *blocked) {
+    int np;
+    Tensor **params = module_parameters(m, &np);
+    Tensor *got[2][16] = {{NULL}};
+    cr_assert(np <= 15);
+    for (int whole = 1; whole >= 0; whole--) {
+        Tensor *h = tensor_retain(x);
+        if (whole) {
+            Tensor *y = module_forward(m, h);
+            tensor_release(h);
+            h = y;
+        }
+        for (int i = 0; !whole && i < m->n_children && h; i++) {
+            Tensor *next = module_forward(m->children[i], h);
+            tensor_release(h);
+            h = next;
+        }
+        cr_assert(h, "%s", error_get());
+        if (whole) {
+            static AutogradNode *nodes[4096];
+            int n = 0, convs = 0;
+            *blocked = 0;
+            count_convs(h, nodes, &n, &convs, blocked);
+        }
+        Tensor *up = gradcheck_uniform32(h->ndim, h->shape, 90);
+        cr_assert(tensor_backward_with(h, up) == 0, "%s", error_get());
+        got[whole][0] = h;
+        for (int p = 0; p < np; p++) {
+            got[whole][p + 1] = tensor_retain(params[p]->grad);
+            tensor_release(params[p]->grad);
+            params[p]->grad = NULL;
+        }
+        tensor_release(up);
+    }
+    for (int p = 0; p <= np; p++) {
+        char what[32];
+        snprintf(what, sizeof what, p ? "parameter %d's gradient" : "output", p - 1);
+        assert_tensor_close(got[1][p], got[0][p], 1e-4, 1e-5, what);
+        tensor_release(got[0][p]), tensor_release(got[1][p]);
+    }
+    free(params);
+}
+
+Test(blocked_layout, sequential_runs_convolutions_with_batch_norm_in_it) {
+    Rng rng;
+    rng_init(&rng, 9);
+    Module *m = vgg(&rng, 16, true);
+    Tensor *x = gradcheck_uniform32(SHAPE(4, 3, 8, 8), 91);
+    int blocked;
+    assert_runs_as_its_layers(m, x, &blocked);
+    cr_assert_eq(blocked, 1, "the second convolution reads the layout");
+    module_free(m);
+
+    /* 24 channels do not fill blocks: layer by layer */
+    m = vgg(&rng, 24, true);
+    assert_runs_as_its_layers(m, x, &blocked);
+    cr_assert_eq(blocked, 0);
+    module_free(m);
+
+    /* no batch norm: the second convolution starts a Conv2d, ReLU,
+     * MaxPool2d row, which keeps its own layout */
+    m = vgg(&rng, 16, false);
+    assert_runs_as_its_layers(m, x, &blocked);
+    cr_assert_eq(blocked, 0);
+    module_free(m);
+    tensor_release(x);
+}
+
+Test(blocked_layout, sequential_runs_residual_blocks_in_it) {
+    Rng rng;
+    rng_init(&rng, 10);
+    Module *c[4] = {nn_conv2d(3, 16, SIZE2D(3), SIZE2D(1), SIZE2D(1), false, &rng),
+                    nn_batch_norm2d(16, 1e-5, 0.1, true, true), nn_relu(),
+                    nn_basic_block(16, 32, 2, &rng)};
+    Module *m = nn_sequential(4, c);
+    cr_assert(m, "%s", error_get());
+    Tensor *x = gradcheck_uniform32(SHAPE(4, 3, 8, 8), 92);
+    int blocked;
+    assert_runs_as_its_layers(m, x, &blocked);
+    cr_assert_eq(blocked, 3, "the block's two convolutions and its downsample");
+    tensor_release(x), module_free(m);
+}
