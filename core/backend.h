@@ -253,6 +253,13 @@ typedef struct Backend {
     void (*max_pool2d)(const Window2d *w, const Tensor *x, Tensor *out, Tensor *indices);
     void (*max_pool2d_backward)(const Window2d *w, const Tensor *gy, const Tensor *indices,
                                 Tensor *gx); /* gx zeroed by the kernel */
+    /* Where blocked_layout(x): 2x2 stride-2 max pooling without padding
+     * over x in the blocked layout (core/ops.h's TENSOR_BLOCK; an odd last
+     * row or column unread), argmax (uint8, out's shape) each window's
+     * first maximum in scan order, 0..3, a NaN winning; the backward
+     * writes gx whole. NULL: the op pools in NCHW. */
+    void (*max_pool2d_2x2_blocked)(const Tensor *x, Tensor *out, Tensor *argmax);
+    void (*max_pool2d_2x2_blocked_backward)(const Tensor *argmax, const Tensor *gy, Tensor *gx);
     /* count_include_pad as in torch's default. */
     void (*avg_pool2d)(const Window2d *w, const Tensor *x, Tensor *out);
     void (*avg_pool2d_backward)(const Window2d *w, const Tensor *gy, Tensor *gx);

@@ -141,6 +141,9 @@ Tensor *tensor_max_pool2d(Tensor *x, int kernel_h, int kernel_w, int stride_h, i
                           int pad_h, int pad_w);
 Tensor *tensor_avg_pool2d(Tensor *x, int kernel_h, int kernel_w, int stride_h, int stride_w,
                           int pad_h, int pad_w);
+/* tensor_max_pool2d over x in the blocked layout (5-d, above), out too. */
+Tensor *tensor_max_pool2d_blocked(Tensor *x, int kernel_h, int kernel_w, int stride_h,
+                                  int stride_w, int pad_h, int pad_w);
 /* core/ops/adaptive_pool.c: x [N, C, H, W] -> [N, C, out_h, out_w], each
  * output the mean of its bin, as F.adaptive_avg_pool2d. */
 Tensor *tensor_adaptive_avg_pool2d(Tensor *x, int out_h, int out_w);

@@ -394,9 +394,9 @@ static dnnl_memory_t backward_to_y(const BlockPlan *p, DnnlCall *c, const Tensor
     if (p->own_pool) {
         const Window2d *w = &p->key.pool;
         if (cpu_dnnl_wait(c) != 0) return NULL;
-        cpu_max_pool_2x2_blocked_relu_backward(tensor_data(saved[0]), tensor_data(saved[1]),
-                                               cpu_dnnl_data(dpooled), blocks_of(w), w->height,
-                                               w->width, cpu_dnnl_data(dy));
+        cpu_max_pool_2x2_blocked_backward(tensor_data(saved[0]), tensor_data(saved[1]),
+                                          cpu_dnnl_data(dpooled), blocks_of(w), w->height,
+                                          w->width, cpu_dnnl_data(dy));
         return dy;
     }
     dnnl_exec_arg_t pool[4] = {{DNNL_ARG_DIFF_DST, dpooled},

@@ -120,14 +120,17 @@ bool cpu_conv2d_relu_max_pool2d_chains(const ConvReluPool *from, const ConvReluP
                                        const Tensor *x);
 
 /* pool_blocked.c: 2x2 stride-2 max pooling over nChw16c (blocks =
- * N * ceil(C / 16)), argmax one byte an output; the backward folds in the
- * ReLU's before it, from the pooled output: dy = gy at the argmax where
- * the pooled value (y there) is above 0, else 0. */
+ * N * ceil(C / 16)), argmax one byte an output; the backward writes dy =
+ * gy at the argmax, else 0, and with pooled (the pooled output) folds in
+ * the ReLU's before it: only where the pooled value (y there) is above 0.
+ * The backend's entries over tensors in the blocked layout follow. */
 void cpu_max_pool_2x2_blocked(const float *y, int64_t blocks, int64_t H, int64_t W, float *pooled,
                               uint8_t *argmax);
-void cpu_max_pool_2x2_blocked_relu_backward(const float *pooled, const uint8_t *argmax,
-                                            const float *gy, int64_t blocks, int64_t H, int64_t W,
-                                            float *dy);
+void cpu_max_pool_2x2_blocked_backward(const float *pooled, const uint8_t *argmax,
+                                       const float *gy, int64_t blocks, int64_t H, int64_t W,
+                                       float *dy);
+void cpu_max_pool2d_2x2_blocked(const Tensor *x, Tensor *out, Tensor *argmax);
+void cpu_max_pool2d_2x2_blocked_backward(const Tensor *argmax, const Tensor *gy, Tensor *gx);
 
 /* conv_block_wgrad.c: a first block's (no input gradient) 3x3 stride-1
  * convolution's gw [O][C][3][3] and gb [O] (either NULL) from x (NCHW),

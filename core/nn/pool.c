@@ -45,6 +45,14 @@ static Tensor *max_pool2d_forward(Module *m, Tensor *x) {
                              p->padding.w);
 }
 
+static Tensor *max_pool2d_forward_blocked(Module *m, Tensor *x) {
+    const Pool2d *p = (const Pool2d *)m;
+    Tensor *y = tensor_max_pool2d_blocked(x, p->kernel.h, p->kernel.w, p->stride.h, p->stride.w,
+                                          p->padding.h, p->padding.w);
+    tensor_release(x);
+    return y;
+}
+
 static Tensor *avg_pool2d_forward(Module *m, Tensor *x) {
     const Pool2d *p = (const Pool2d *)m;
     return tensor_avg_pool2d(x, p->kernel.h, p->kernel.w, p->stride.h, p->stride.w, p->padding.h,
@@ -65,6 +73,7 @@ static const ModuleVTable max_pool2d_vtable = {
     .type = "MaxPool2d",
     .forward = max_pool2d_forward,
     .infer_shape = pool_infer_shape,
+    .forward_blocked = max_pool2d_forward_blocked,
 };
 static const ModuleVTable avg_pool2d_vtable = {
     .type = "AvgPool2d",

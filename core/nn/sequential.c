@@ -73,17 +73,27 @@ static bool blocked_conv(Module *m) {
            strcmp(m->vtable->type, "Bottleneck") == 0;
 }
 
+/* A MaxPool2d the layout keeps through (2x2, stride 2: the CPU's own
+ * kernel); others would go through NCHW. */
+static bool blocked_pool(Module *m) {
+    Pool2dParams p;
+    if (!nn_max_pool2d_args(m, &p)) return false;
+    int sh = p.stride_h ? p.stride_h : p.kernel_h, sw = p.stride_w ? p.stride_w : p.kernel_w;
+    return p.kernel_h == 2 && p.kernel_w == 2 && sh == 2 && sw == 2 && !p.pad_h && !p.pad_w;
+}
+
 static bool blocked_layer(Module *m) {
+    if (nn_max_pool2d_args(m, &(Pool2dParams){0})) return blocked_pool(m);
     return blocked_conv(m) || (m->n_children == 0 && m->vtable->forward_blocked &&
                                strcmp(m->vtable->type, "Conv2d") != 0);
 }
 
 /* How many children from c on run in the blocked layout (core/ops.h's
- * TENSOR_BLOCK) where x's backend has it: layers that take it, starting
- * with a convolution, up to one that does not or that starts a
- * Conv2d, ReLU, MaxPool2d row (which keeps its own layout); 0 unless
- * the run holds two convolutions, which then hand the layout on with no
- * reorder between them (the run's ends convert). */
+ * TENSOR_BLOCK) where x's backend has it: layers that take it (2x2
+ * max-pools among them), starting with a convolution, up to one that
+ * does not or that starts a Conv2d, ReLU, MaxPool2d row (which keeps its
+ * own layout); 0 unless the run holds two convolutions, which then hand
+ * the layout on with no reorder between them (the run's ends convert). */
 static int blocked_run(Module **c, int n, const Tensor *x) {
     ConvReluPoolArgs row;
     if (x->ndim != 4 || !tensor_blocked_layout_native(x) || n < 1 || !blocked_conv(c[0]))

@@ -5,6 +5,9 @@
  * window (an int64 tensor, as return_indices=True gives) so its backward is
  * a scatter of the output gradient; avg_pool2d's backward spreads each
  * output gradient evenly over its window. The kernels are the backend's.
+ * tensor_max_pool2d_blocked pools x in the blocked layout (core/ops.h's
+ * TENSOR_BLOCK): 2x2 stride-2 windows on the backend's kernels for it (the
+ * CPU's, an argmax byte a window), others through NCHW.
  */
 #include "core/autograd.h"
 #include "core/backend.h"
@@ -84,6 +87,66 @@ Tensor *tensor_max_pool2d(Tensor *x, int kernel_h, int kernel_w, int stride_h, i
     }
     tensor_release(idx);
     tensor_release(xc);
+    return out;
+}
+
+/* ---- max over the blocked layout ---- */
+
+/* saved[0]: the uint8 argmax a window. */
+static int max_pool2d_blocked_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
+    Tensor *x = node->inputs[0];
+    const Backend *be = backend_for(x->device);
+    Tensor *gyc = be ? tensor_contiguous(gy) : NULL;
+    Tensor *gi = gyc ? tensor_empty_like(x) : NULL;
+    if (gi) be->max_pool2d_2x2_blocked_backward(node->saved[0], gyc, gi);
+    tensor_release(gyc);
+    gx[0] = gi;
+    return gi ? 0 : -1;
+}
+
+/* The 2x2 stride-2 window on the backend's kernels; out NULL on failure. */
+static Tensor *max_pool2d_2x2_blocked(const Backend *be, Tensor *x, const Window2d *g) {
+    Tensor *xc = tensor_contiguous(x);
+    int64_t shape[5] = {g->batch, x->shape[1], g->out_h, g->out_w, TENSOR_BLOCK};
+    Tensor *out = xc ? tensor_empty(5, shape, x->dtype, x->device) : NULL;
+    Tensor *argmax = out ? tensor_empty(5, shape, DTYPE_UINT8, x->device) : NULL;
+    if (argmax) be->max_pool2d_2x2_blocked(xc, out, argmax);
+    if (!argmax) {
+        tensor_release(out);
+        out = NULL;
+    } else if (autograd_needs_grad(1, &xc)) {
+        AutogradNode *node = record_pool(out, "MaxPool2DWithIndicesBackward",
+                                         max_pool2d_blocked_backward, xc, g);
+        if (node) {
+            autograd_save(node, 0, argmax);
+        } else {
+            tensor_release(out);
+            out = NULL;
+        }
+    }
+    tensor_release(argmax), tensor_release(xc);
+    return out;
+}
+
+Tensor *tensor_max_pool2d_blocked(Tensor *x, int kernel_h, int kernel_w, int stride_h,
+                                  int stride_w, int pad_h, int pad_w) {
+    if (!x) return NULL;
+    int64_t nchw[4];
+    Window2d g;
+    if (tensor_blocked_nchw("max_pool2d", x->ndim, x->shape, nchw) != 0 ||
+        window2d_init_pool("max_pool2d", 4, nchw, kernel_h, kernel_w, stride_h, stride_w, pad_h,
+                           pad_w, &g) != 0)
+        return NULL;
+    const Backend *be = backend_for(x->device);
+    if (!be) return NULL;
+    bool two = g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 &&
+               g.pad_h == 0 && g.pad_w == 0;
+    if (two && tensor_blocked_layout_native(x) && be->max_pool2d_2x2_blocked)
+        return max_pool2d_2x2_blocked(be, x, &g);
+    Tensor *xn = tensor_from_blocked(x);
+    Tensor *y = tensor_max_pool2d(xn, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w);
+    Tensor *out = tensor_to_blocked(y);
+    tensor_release(xn), tensor_release(y);
     return out;
 }
 

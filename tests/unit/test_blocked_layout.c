@@ -5,10 +5,13 @@
  * op on oneDNN and on im2col, forward and every gradient, also under bf16
  * and through NCHW where the library is off; batch norm in training and
  * eval against NCHW, its running statistics too; the float64 gradient
- * checks of both ops; modules' forward in the layout and its errors; and
- * a ResNet, whose convolutions after the stem read the layout on the CPU
- * (counted in its autograd graph) and give what NCHW gives. */
+ * checks of both ops; max pooling (the 2x2 kernels, ties, others through
+ * NCHW); modules' forward in the layout and its errors; a ResNet, whose
+ * convolutions after the stem read the layout on the CPU (counted in its
+ * autograd graph) and give what NCHW gives; and a Sequential's runs of
+ * convolutions, through batch norm, ReLU, 2x2 pools and residual blocks. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <string.h>
 
 #include "core/autograd.h"
@@ -301,6 +304,66 @@ Test(blocked_layout, batch_norm_refuses_other_shapes) {
     tensor_release(x), tensor_release(b), tensor_release(w);
 }
 
+/* ---- max pooling in the layout ---- */
+
+/* out (NCHW) and the input gradient of sum(out * up) for x [3, 32, 9, 7]
+ * with values on a coarse grid (ties in most windows), pooled in the
+ * layout or in NCHW */
+static void pool_run(bool blocked, const Pool2dParams *p, Tensor **got) {
+    enum { N = 3 * 32 * 9 * 7 };
+    static double v[N];
+    Tensor *u = gradcheck_input(SHAPE(3, 32, 9, 7), -1, 1, 100);
+    cr_assert_eq(tensor_to_doubles(u, v, N), 0);
+    for (int i = 0; i < N; i++) v[i] = round(v[i] * 2) / 2; /* 5 levels */
+    Tensor *x = tensor_from_doubles(v, SHAPE(3, 32, 9, 7), DTYPE_FLOAT32);
+    tensor_set_requires_grad(x, true);
+    Tensor *in = blocked ? tensor_to_blocked(x) : tensor_retain(x);
+    Tensor *y = (blocked ? tensor_max_pool2d_blocked : tensor_max_pool2d)(
+        in, p->kernel_h, p->kernel_w, p->stride_h, p->stride_w, p->pad_h, p->pad_w);
+    cr_assert(y, "%s", error_get());
+    Tensor *out = blocked ? tensor_from_blocked(y) : tensor_retain(y);
+    Tensor *up = gradcheck_uniform32(out->ndim, out->shape, 101);
+    cr_assert(tensor_backward_with(out, up) == 0, "%s", error_get());
+    got[0] = out, got[1] = tensor_retain(x->grad);
+    Tensor *drop[4] = {u, x, in, y};
+    for (int i = 0; i < 4; i++) tensor_release(drop[i]);
+    tensor_release(up);
+}
+
+static void pools_equal_nchw(void) {
+    const Pool2dParams pools[2] = {{2, 2, 2, 2, 0, 0}, {3, 3, 2, 2, 1, 1}};
+    for (int k = 0; k < 2; k++) {
+        Tensor *blocked[2], *plain[2];
+        pool_run(true, &pools[k], blocked);
+        pool_run(false, &pools[k], plain);
+        /* the same maxima and the same tie chosen: exactly equal */
+        assert_tensor_close(blocked[0], plain[0], 0, 0, k ? "3x3 out" : "2x2 out");
+        assert_tensor_close(blocked[1], plain[1], 0, 0, k ? "3x3 gx" : "2x2 gx");
+        for (int i = 0; i < 2; i++) tensor_release(blocked[i]), tensor_release(plain[i]);
+    }
+}
+
+Test(blocked_layout, max_pool_equals_nchw_ties_included) {
+    pools_equal_nchw();
+}
+
+/* the 2x2 kernels' portable versions, which AVX-512 never runs */
+Test(blocked_layout, max_pool_equals_nchw_portable) {
+    cpu_kernels_portable(true);
+    pools_equal_nchw();
+}
+
+static Tensor *pool_fn(Tensor **in, void *ctx) {
+    (void)ctx;
+    return tensor_max_pool2d_blocked(in[0], 2, 2, 2, 2, 0, 0);
+}
+
+Test(blocked_layout, max_pool_gradcheck_float64) {
+    Tensor *x = gradcheck_input(SHAPE(2, 1, 5, 4, 16), -1, 1, 102);
+    gradcheck("max_pool2d blocked", pool_fn, NULL, 1, &x);
+    tensor_release(x);
+}
+
 /* ---- modules and a ResNet ---- */
 
 Test(blocked_layout, modules_that_do_not_take_it_say_so) {
@@ -459,6 +522,30 @@ Test(blocked_layout, sequential_runs_convolutions_with_batch_norm_in_it) {
     cr_assert_eq(blocked, 0);
     module_free(m);
     tensor_release(x);
+}
+
+/* two VGG stages: the run goes on through the 2x2 max-pool */
+Test(blocked_layout, sequential_runs_through_its_pools) {
+    Rng rng;
+    rng_init(&rng, 11);
+    int64_t ch[5] = {3, 16, 16, 32, 32};
+    Module *c[16];
+    int n = 0;
+    for (int i = 0; i < 4; i++) {
+        c[n++] = nn_conv2d(ch[i], ch[i + 1], SIZE2D(3), SIZE2D(1), SIZE2D(1), false, &rng);
+        c[n++] = nn_batch_norm2d(ch[i + 1], 1e-5, 0.1, true, true);
+        c[n++] = nn_relu();
+        if (i % 2) c[n++] = nn_max_pool2d(SIZE2D(2), SIZE2D(0), SIZE2D(0));
+    }
+    c[n++] = nn_flatten(1, -1);
+    c[n++] = nn_linear(32 * 2 * 2, 10, true, &rng);
+    Module *m = nn_sequential(n, c);
+    cr_assert(m, "%s", error_get());
+    Tensor *x = gradcheck_uniform32(SHAPE(4, 3, 9, 9), 93);
+    int blocked;
+    assert_runs_as_its_layers(m, x, &blocked);
+    cr_assert_eq(blocked, 3, "all but the first convolution read the layout");
+    tensor_release(x), module_free(m);
 }
 
 Test(blocked_layout, sequential_runs_residual_blocks_in_it) {
