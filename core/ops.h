@@ -104,6 +104,9 @@ bool tensor_blocked_layout_native(const Tensor *x);
 /* The NCHW shape of a blocked shape; -1 with an error naming op when
  * shape is not [N, C/16, H, W, 16]. */
 int tensor_blocked_nchw(const char *op, int ndim, const int64_t *shape, int64_t nchw[4]);
+/* x's shape as the NCHW ops read it: its own, or where x is 5-d that of
+ * the blocked layout it holds (-1 as above where it is not one). */
+int tensor_nchw_shape(const char *op, const Tensor *x, int *ndim, int64_t *shape);
 /* [N, C, H, W] (C a multiple of 16) -> [N, C/16, H, W, 16], and back;
  * differentiable. */
 Tensor *tensor_to_blocked(Tensor *x);

@@ -10,9 +10,11 @@
  * computed in the tensor's dtype as torch's batch norm does.
  *
  * The blocked layout [N, C/L, S, L] (L = TENSOR_BLOCK, core/tensor.h)
- * has kernels of its own: a block of L channels per thread, summed over
- * n and s in order in L accumulators; the affine map's rows (n, block)
- * read L coefficients each. The inner loops run over the lanes, which
+ * has kernels of its own: a block of L channels summed in L accumulators
+ * over each of 8 fixed ranges of images, (block, range) pairs over the
+ * threads (a ResNet's first stage has only 4 blocks), the ranges then
+ * added in order; the affine map's rows (n, block) read L coefficients
+ * each. The inner loops run over the lanes, which
  * sit next to each other in memory: float32's also built for AVX-512
  * (isa.c), where the lanes' sums are two vectors of doubles.
  */
@@ -59,33 +61,55 @@
     }
 
 #define LANES TENSOR_BLOCK /* the lanes kernels' lanes, known to the compiler */
+#define LANE_CHUNKS 8      /* fixed ranges of images: sums in an order threads do not change */
+#define LANE_GROUP 8       /* blocks a parallel pass, their ranges' sums on the stack */
 #define DEFINE_CHANNEL_LANES(T, SFX, ATTR)                                                         \
+    /* Block blk's sums over images i0 .. i1-1 into part[LANES]. */                                \
+    ATTR static void sum_lanes_range_##SFX(const T *u, const T *mu, const T *v, const T *mv,       \
+                                           int64_t blocks, int64_t blk, int64_t i0, int64_t i1,    \
+                                           int64_t s, double *part) {                              \
+        double cu[LANES] = {0}, cv[LANES] = {0}, acc[LANES] = {0};                                 \
+        for (int k = 0; k < LANES; k++) {                                                          \
+            if (mu) cu[k] = (double)mu[blk * LANES + k];                                           \
+            if (mv) cv[k] = (double)mv[blk * LANES + k];                                           \
+        }                                                                                          \
+        for (int64_t i = i0; i < i1; i++) {                                                        \
+            const T *pu = u + (i * blocks + blk) * s * LANES;                                      \
+            const T *pv = v ? v + (i * blocks + blk) * s * LANES : NULL;                           \
+            for (int64_t j = 0; j < s * LANES; j += LANES) {                                       \
+                if (pv) {                                                                          \
+                    _Pragma("omp simd")                                                            \
+                    for (int k = 0; k < LANES; k++)                                                \
+                        acc[k] += (pu[j + k] - cu[k]) * (pv[j + k] - cv[k]);                       \
+                } else {                                                                           \
+                    _Pragma("omp simd")                                                            \
+                    for (int k = 0; k < LANES; k++) acc[k] += pu[j + k] - cu[k];                   \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        for (int k = 0; k < LANES; k++) part[k] = acc[k];                                          \
+    }                                                                                              \
+    /* LANE_GROUP blocks at a time, each over LANE_CHUNKS fixed ranges of                          \
+     * images in parallel, the ranges' sums then added in order. */                                \
     ATTR static void sum_product_lanes_##SFX(const T *u, const T *mu, const T *v,                  \
                                              const T *mv, T *out, int64_t n, int64_t c,            \
                                              int64_t s) {                                          \
-        int64_t blocks = c / LANES;                                                                \
-        _Pragma("omp parallel for schedule(static) if (n * c * s >= CPU_PARALLEL_MIN)")            \
-        for (int64_t blk = 0; blk < blocks; blk++) {                                               \
-            double cu[LANES] = {0}, cv[LANES] = {0}, acc[LANES] = {0};                             \
-            for (int k = 0; k < LANES; k++) {                                                      \
-                if (mu) cu[k] = (double)mu[blk * LANES + k];                                       \
-                if (mv) cv[k] = (double)mv[blk * LANES + k];                                       \
-            }                                                                                      \
-            for (int64_t i = 0; i < n; i++) {                                                      \
-                const T *pu = u + (i * blocks + blk) * s * LANES;                                  \
-                const T *pv = v ? v + (i * blocks + blk) * s * LANES : NULL;                       \
-                for (int64_t j = 0; j < s * LANES; j += LANES) {                                   \
-                    if (pv) {                                                                      \
-                        _Pragma("omp simd")                                                        \
-                        for (int k = 0; k < LANES; k++)                                            \
-                            acc[k] += (pu[j + k] - cu[k]) * (pv[j + k] - cv[k]);                   \
-                    } else {                                                                       \
-                        _Pragma("omp simd")                                                        \
-                        for (int k = 0; k < LANES; k++) acc[k] += pu[j + k] - cu[k];               \
-                    }                                                                              \
+        int64_t blocks = c / LANES, chunks = n < LANE_CHUNKS ? (n > 0 ? n : 1) : LANE_CHUNKS;      \
+        double part[LANE_GROUP][LANE_CHUNKS][LANES];                                               \
+        bool par = n * c * s >= CPU_PARALLEL_MIN;                                                  \
+        for (int64_t g0 = 0; g0 < blocks; g0 += LANE_GROUP) {                                      \
+            int64_t g = blocks - g0 < LANE_GROUP ? blocks - g0 : LANE_GROUP;                       \
+            _Pragma("omp parallel for collapse(2) schedule(static) if (par)")                      \
+            for (int64_t b = 0; b < g; b++)                                                        \
+                for (int64_t k = 0; k < chunks; k++)                                               \
+                    sum_lanes_range_##SFX(u, mu, v, mv, blocks, g0 + b, k * n / chunks,            \
+                                          (k + 1) * n / chunks, s, part[b][k]);                    \
+            for (int64_t b = 0; b < g; b++)                                                        \
+                for (int l = 0; l < LANES; l++) {                                                  \
+                    double t = 0;                                                                  \
+                    for (int64_t k = 0; k < chunks; k++) t += part[b][k][l];                       \
+                    out[(g0 + b) * LANES + l] = (T)t;                                              \
                 }                                                                                  \
-            }                                                                                      \
-            for (int k = 0; k < LANES; k++) out[blk * LANES + k] = (T)acc[k];                      \
         }                                                                                          \
     }                                                                                              \
     ATTR static void affine_lanes_##SFX(const T *u, const T *a, const T *v, const T *m,            \
@@ -120,6 +144,8 @@ DEFINE_CHANNEL(float, f32)
 DEFINE_CHANNEL(double, f64)
 DEFINE_CHANNEL_LANES(float, f32, )
 DEFINE_CHANNEL_LANES(float, f32_avx512, __attribute__((target("avx512f"))))
+/* float64 for the kernels' test beside float32's; the ops send float32
+ * only (the layout is oneDNN's, core/cpu/backend.c's blocked_layout) */
 DEFINE_CHANNEL_LANES(double, f64, )
 
 /* tensor_data of t, or NULL for NULL */

@@ -161,15 +161,6 @@ static Tensor *forward(Module *m, Tensor *x, bool consume) {
 
 Tensor *module_forward(Module *m, Tensor *x) { return forward(m, x, false); }
 
-/* x's shape as module shape rules read it: NCHW, for the blocked layout. */
-static int nchw_of(const Tensor *x, int *ndim, int64_t *shape) {
-    *ndim = x->ndim;
-    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
-    if (x->ndim != 5) return 0;
-    *ndim = 4;
-    return tensor_blocked_nchw("forward", x->ndim, x->shape, shape);
-}
-
 Tensor *module_forward_blocked(Module *m, Tensor *x) {
     if (!m || !x) {
         if (!m) error_set("module_forward_blocked: no module");
@@ -180,7 +171,7 @@ Tensor *module_forward_blocked(Module *m, Tensor *x) {
     int64_t shape[TENSOR_MAX_DIMS], out_shape[TENSOR_MAX_DIMS];
     bool taken = m->vtable->forward_blocked != NULL;
     if (!taken) error_set("%s does not take the blocked layout", m->vtable->type);
-    if (!taken || nchw_of(x, &ndim, shape) != 0) {
+    if (!taken || tensor_nchw_shape("forward", x, &ndim, shape) != 0) {
         prefix_with_path(m);
         tensor_release(x);
         return NULL;

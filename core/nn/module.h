@@ -114,8 +114,9 @@ Tensor *module_forward(Module *m, Tensor *x);
 Tensor *module_forward_consume(Module *m, Tensor *x);
 /* module_forward_consume in the blocked layout (core/ops.h's
  * TENSOR_BLOCK), for the modules that take it (ModuleVTable's
- * forward_blocked: Conv2d, BatchNorm2d, ReLU, ResNet blocks); shapes are
- * checked as NCHW. A ResNet runs so on a backend with the layout. */
+ * forward_blocked: Conv2d, BatchNorm2d, ReLU, Identity, MaxPool2d,
+ * Sequential, ResNet blocks); shapes are checked as NCHW. A ResNet, and a
+ * Sequential's runs of convolutions, run so on a backend with the layout. */
 Tensor *module_forward_blocked(Module *m, Tensor *x);
 /* Prefixes the error set by an op run for layer m with m's path, as
  * module_forward does ("model[3] Linear: ..."); for a container that runs
@@ -333,6 +334,9 @@ Module *nn_resnet_conv(const NnResNetConv *conv, Rng *rng);
  * torchvision's order. */
 Module *nn_basic_block(int64_t inplanes, int64_t planes, int stride, Rng *rng);
 Module *nn_bottleneck(int64_t inplanes, int64_t planes, int stride, Rng *rng);
+/* Whether m is a BasicBlock or Bottleneck whose convolutions all give
+ * whole blocks of the blocked layout (core/ops.h's TENSOR_BLOCK channels). */
+bool nn_resnet_block_takes_blocked(Module *m);
 
 /* A whole ResNet: stem conv1, bn1, relu, maxpool; layer1..layer4 of blocks
  * (stage i: planes 64 << i, the first block strided stride[i]);

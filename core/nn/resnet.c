@@ -53,7 +53,9 @@ typedef struct {
 
 /* ---- forward and shapes: every child in order, flatten before fc ---- */
 
-enum { STEM_CONV, STEM_MAXPOOL = 3, FIRST_STAGE };
+/* The children's places (add_children): conv1 bn1 relu maxpool, layer1
+ * .. layer4, avgpool, fc. */
+enum { STEM_CONV, FIRST_STAGE = 4, AVGPOOL = 8, FC };
 
 /* The stem and the stages in the blocked layout (core/ops.h's
  * TENSOR_BLOCK), which the stem's convolution starts; after a max-pool
@@ -61,14 +63,14 @@ enum { STEM_CONV, STEM_MAXPOOL = 3, FIRST_STAGE };
  * average pool's input goes back to NCHW. */
 static Tensor *features_blocked(ResNet *r, Tensor *h) {
     Module *m = &r->base;
-    int first = r->maxpool ? FIRST_STAGE : STEM_CONV, avgpool = m->n_children - 2;
+    int first = r->maxpool ? FIRST_STAGE : STEM_CONV;
     for (int i = 0; i < first && h; i++) h = module_forward_consume(m->children[i], h);
     if (first > 0) {
         Tensor *b = tensor_to_blocked(h);
         tensor_release(h);
         h = b;
     }
-    for (int i = first; i < avgpool && h; i++) h = module_forward_blocked(m->children[i], h);
+    for (int i = first; i < AVGPOOL && h; i++) h = module_forward_blocked(m->children[i], h);
     Tensor *nchw = tensor_from_blocked(h);
     tensor_release(h);
     return nchw;
@@ -79,12 +81,11 @@ static Tensor *features_blocked(ResNet *r, Tensor *h) {
 static Tensor *resnet_forward(Module *m, Tensor *x) {
     bool blocked = tensor_blocked_layout_native(x);
     Tensor *h = blocked ? features_blocked((ResNet *)m, tensor_retain(x)) : tensor_retain(x);
-    int last = m->n_children - 1;
-    for (int i = blocked ? last - 1 : 0; i < last && h; i++)
+    for (int i = blocked ? AVGPOOL : STEM_CONV; i < FC && h; i++)
         h = module_forward_consume(m->children[i], h);
     Tensor *flat = h ? tensor_flatten(h, 1, -1) : NULL;
     tensor_release(h);
-    Tensor *y = flat ? module_forward(m->children[last], flat) : NULL;
+    Tensor *y = flat ? module_forward(m->children[FC], flat) : NULL;
     tensor_release(flat);
     return y;
 }

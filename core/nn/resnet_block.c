@@ -123,6 +123,20 @@ static int block_infer_shape(Module *m, int ndim, const int64_t *in, int *out_nd
     return 0;
 }
 
+static const ModuleVTable basic_block_vtable;
+static const ModuleVTable bottleneck_vtable;
+
+bool nn_resnet_block_takes_blocked(Module *m) {
+    if (m->vtable != &basic_block_vtable && m->vtable != &bottleneck_vtable) return false;
+    ResBlock *b = (ResBlock *)m;
+    Module *convs[4] = {b->conv[0], b->conv[1], b->conv[2], NULL};
+    int n = b->n_convs;
+    if (b->downsample) convs[n++] = b->downsample->children[0];
+    for (int i = 0; i < n; i++)
+        if (module_get(convs[i], "weight")->shape[0] % TENSOR_BLOCK != 0) return false;
+    return true;
+}
+
 static const ModuleVTable basic_block_vtable = {
     .type = "BasicBlock",
     .forward = block_forward,

@@ -62,28 +62,26 @@ static int conv_relu_pool(Module **c, int n, Tensor *x, Tensor **out) {
     return 3 * count;
 }
 
-/* Whether m is a convolution of a run in the blocked layout (a Conv2d
- * whose output fills blocks of 16, or a residual block), and whether it
- * may sit in one at all (those and the layers between them). */
+/* Whether m is a convolution of a run in the blocked layout: a Conv2d
+ * whose output fills blocks of 16, or a residual block whose convolutions
+ * all do. */
 static bool blocked_conv(Module *m) {
     Tensor *w, *b;
     Conv2dParams p;
     if (nn_conv2d_args(m, &w, &b, &p)) return w->shape[0] % TENSOR_BLOCK == 0;
-    return strcmp(m->vtable->type, "BasicBlock") == 0 ||
-           strcmp(m->vtable->type, "Bottleneck") == 0;
+    return nn_resnet_block_takes_blocked(m);
 }
 
-/* A MaxPool2d the layout keeps through (2x2, stride 2: the CPU's own
- * kernel); others would go through NCHW. */
-static bool blocked_pool(Module *m) {
-    Pool2dParams p;
-    if (!nn_max_pool2d_args(m, &p)) return false;
-    int sh = p.stride_h ? p.stride_h : p.kernel_h, sw = p.stride_w ? p.stride_w : p.kernel_w;
-    return p.kernel_h == 2 && p.kernel_w == 2 && sh == 2 && sw == 2 && !p.pad_h && !p.pad_w;
-}
-
+/* Whether m may sit in such a run: a convolution; a 2x2 stride-2
+ * MaxPool2d (the CPU's own kernel: other windows would go through NCHW);
+ * or a layer that takes the layout as it comes (BatchNorm2d, ReLU,
+ * Identity). */
 static bool blocked_layer(Module *m) {
-    if (nn_max_pool2d_args(m, &(Pool2dParams){0})) return blocked_pool(m);
+    Pool2dParams p;
+    if (nn_max_pool2d_args(m, &p)) {
+        int sh = p.stride_h ? p.stride_h : p.kernel_h, sw = p.stride_w ? p.stride_w : p.kernel_w;
+        return p.kernel_h == 2 && p.kernel_w == 2 && sh == 2 && sw == 2 && !p.pad_h && !p.pad_w;
+    }
     return blocked_conv(m) || (m->n_children == 0 && m->vtable->forward_blocked &&
                                strcmp(m->vtable->type, "Conv2d") != 0);
 }

@@ -307,7 +307,8 @@ Tensor *tensor_batch_norm_sync(Tensor *x, Tensor *running_mean, Tensor *running_
 Tensor *tensor_batch_norm_blocked(Tensor *x, Tensor *running_mean, Tensor *running_var,
                                   Tensor *weight, Tensor *bias, bool training, double momentum,
                                   double eps, DistGroup *group) {
-    if (!x) return NULL;
+    int64_t nchw[4];
+    if (!x || tensor_blocked_nchw(OP, x->ndim, x->shape, nchw) != 0) return NULL;
     if (tensor_blocked_layout_native(x))
         return batch_norm(x, TENSOR_BLOCK, running_mean, running_var, weight, bias, training,
                           momentum, eps, group);

@@ -34,6 +34,13 @@ int tensor_blocked_nchw(const char *op, int ndim, const int64_t *shape, int64_t 
     return 0;
 }
 
+int tensor_nchw_shape(const char *op, const Tensor *x, int *ndim, int64_t *shape) {
+    *ndim = x->ndim == 5 ? 4 : x->ndim;
+    if (x->ndim == 5) return tensor_blocked_nchw(op, x->ndim, x->shape, shape);
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    return 0;
+}
+
 /* The conversion on the backend's kernel, recorded with backward
  * `back` (the other conversion); x contiguous or made so. */
 static Tensor *convert(Tensor *x, int ndim, const int64_t *shape, const char *name,

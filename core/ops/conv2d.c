@@ -68,23 +68,12 @@ static void permute_chunk(const Backend *be, Tensor *nol, int64_t n0, Tensor *on
     tensor_release(b);
 }
 
-/* x's shape as NCHW: its own, or that of the blocked layout it holds. */
-static int nchw_shape(const char *op, const Tensor *x, int *ndim, int64_t *shape) {
-    if (x->ndim == 5) {
-        *ndim = 4;
-        return tensor_blocked_nchw(op, x->ndim, x->shape, shape);
-    }
-    *ndim = x->ndim;
-    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
-    return 0;
-}
-
 int conv2d_window(const Tensor *x, const Tensor *weight, const Tensor *bias,
                   const Conv2dParams *p, Window2d *g) {
     char sw[128], sb[128];
     int ndim;
     int64_t shape[TENSOR_MAX_DIMS];
-    if (nchw_shape("conv2d", x, &ndim, shape) != 0) return -1;
+    if (tensor_nchw_shape("conv2d", x, &ndim, shape) != 0) return -1;
     if (!dtype_is_float(x->dtype))
         return error_set("conv2d: expected a float input, got %s", dtype_name(x->dtype));
     if (ops_check_like_input("conv2d", "weight", weight, x) ||
@@ -244,7 +233,7 @@ static int conv2d_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     Window2d g;
     int ndim;
     int64_t shape[TENSOR_MAX_DIMS];
-    if (nchw_shape("conv2d backward", x, &ndim, shape) != 0 ||
+    if (tensor_nchw_shape("conv2d backward", x, &ndim, shape) != 0 ||
         window2d_init_dilated("conv2d backward", ndim, shape, (int)weight->shape[2],
                               (int)weight->shape[3], (int)p[0], (int)p[1], (int)p[2], (int)p[3],
                               (int)p[4], (int)p[5], &g) != 0)
@@ -331,6 +320,46 @@ Tensor *tensor_conv2d_with(Tensor *x, Tensor *weight, Tensor *bias, const Conv2d
     return tensor_conv2d_layout(x, weight, bias, p, false);
 }
 
+/* Records the op on out (released on failure); the node takes cols, the
+ * forward's column matrix, or NULL. */
+static Tensor *record_conv(Tensor *out, Tensor **inputs, int n_inputs, const Conv2dParams *p,
+                           Tensor *cols) {
+    AutogradNode *node =
+        autograd_record(out, "ConvolutionBackward", conv2d_backward, n_inputs, inputs);
+    if (!node) {
+        tensor_release(out), tensor_release(cols);
+        return NULL;
+    }
+    const int ints[7] = {p->stride_h,   p->stride_w,   p->pad_h, p->pad_w,
+                         p->dilation_h, p->dilation_w, p->groups};
+    for (int i = 0; i < 7; i++) node->ints[i] = ints[i];
+    node->saved[0] = cols;
+    return out;
+}
+
+/* The op on contiguous copies of its inputs, recorded; NULL with *left
+ * where the backend left a case in the blocked layout to NCHW. */
+static Tensor *conv2d_run(const Backend *be, const Window2d *g, Tensor *x, Tensor *weight,
+                          Tensor *bias, const Conv2dParams *p, bool out_blocked, bool *left) {
+    Tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(weight);
+    Tensor *bc = bias ? tensor_contiguous(bias) : NULL;
+    Tensor *inputs[3] = {xc, wc, bc}, *out = NULL, *cols = NULL;
+    int n_inputs = bias ? 3 : 2;
+    bool record = autograd_needs_grad(n_inputs, inputs), blocked = x->ndim == 5 || out_blocked;
+    /* the weight's gradient reads im2col(x): keep it rather than redo it */
+    bool keep = record && !blocked && wc && wc->requires_grad;
+    if (xc && wc && (!bias || bc) && blocked)
+        *left = blocked_forward(be, g, p->groups, xc, wc, bc, out_blocked, &out) == 1;
+    else if (xc && wc && (!bias || bc))
+        out = conv2d_forward(be, g, p->groups, xc, wc, bc, keep ? &cols : NULL);
+    if (out && record)
+        out = record_conv(out, inputs, n_inputs, p, cols);
+    else
+        tensor_release(cols);
+    tensor_release(xc), tensor_release(wc), tensor_release(bc);
+    return out;
+}
+
 Tensor *tensor_conv2d_layout(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dParams *p,
                              bool out_blocked) {
     if (!x || !weight) return NULL;
@@ -343,43 +372,7 @@ Tensor *tensor_conv2d_layout(Tensor *x, Tensor *weight, Tensor *bias, const Conv
                NULL;
     const Backend *be = backend_for(x->device);
     if (!be) return NULL;
-    bool blocked = x->ndim == 5 || out_blocked;
-    if (blocked && !blocked_natively(x, weight, bias))
-        return through_nchw(x, weight, bias, p, out_blocked);
-    Tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(weight);
-    Tensor *bc = bias ? tensor_contiguous(bias) : NULL;
-    Tensor *out = NULL, *cols = NULL;
-    Tensor *inputs[3] = {xc, wc, bc};
-    int n_inputs = bias ? 3 : 2;
-    bool record = autograd_needs_grad(n_inputs, inputs);
-    /* the weight's gradient reads im2col(x): keep it rather than redo it */
-    bool keep = record && wc && wc->requires_grad;
-    int taken = 0;
-    if (xc && wc && (!bias || bc) && blocked)
-        taken = blocked_forward(be, &g, p->groups, xc, wc, bc, out_blocked, &out);
-    else if (xc && wc && (!bias || bc))
-        out = conv2d_forward(be, &g, p->groups, xc, wc, bc, keep ? &cols : NULL);
-    if (taken == 1) {
-        tensor_release(xc), tensor_release(wc), tensor_release(bc);
-        return through_nchw(x, weight, bias, p, out_blocked);
-    }
-    if (out && record) {
-        AutogradNode *node =
-            autograd_record(out, "ConvolutionBackward", conv2d_backward, n_inputs, inputs);
-        if (!node) {
-            tensor_release(out);
-            out = NULL;
-        } else {
-            const int ints[7] = {p->stride_h,   p->stride_w,   p->pad_h, p->pad_w,
-                                 p->dilation_h, p->dilation_w, p->groups};
-            for (int i = 0; i < 7; i++) node->ints[i] = ints[i];
-            node->saved[0] = cols; /* the node takes the reference */
-            cols = NULL;
-        }
-    }
-    tensor_release(cols);
-    tensor_release(xc);
-    tensor_release(wc);
-    tensor_release(bc);
-    return out;
+    bool left = (x->ndim == 5 || out_blocked) && !blocked_natively(x, weight, bias);
+    Tensor *out = left ? NULL : conv2d_run(be, &g, x, weight, bias, p, out_blocked, &left);
+    return left ? through_nchw(x, weight, bias, p, out_blocked) : out;
 }

@@ -35,12 +35,14 @@ static Tensor *one_by_one(Tensor *x, const ConvReluPoolArgs *a) {
 enum { PARAMS = 13, X_BLOCKED = PARAMS, OUT_BLOCKED, NODE_INTS };
 
 /* Both windows, or -1 where an argument is off (the one-by-one ops then
- * say which). ints: the node's PARAMS (the layouts are the caller's). */
+ * say which) or x is in the blocked layout of core/ops.h (which the ops
+ * one by one read; the chain hands on the library's own). ints: the
+ * node's PARAMS (the layouts are the caller's). */
 static int block_of(const Tensor *x, const ConvReluPoolArgs *a, ConvReluPool *b, int64_t *ints) {
     const Conv2dParams *cp = &a->conv;
     const Pool2dParams *pp = &a->pool;
     memset(b, 0, sizeof *b);
-    if (conv2d_window(x, a->weight, a->bias, cp, &b->conv) != 0) return -1;
+    if (x->ndim != 4 || conv2d_window(x, a->weight, a->bias, cp, &b->conv) != 0) return -1;
     int64_t conv_out[4] = {b->conv.batch, a->weight->shape[0], b->conv.out_h, b->conv.out_w};
     if (window2d_init_pool("max_pool2d", 4, conv_out, pp->kernel_h, pp->kernel_w, pp->stride_h,
                            pp->stride_w, pp->pad_h, pp->pad_w, &b->pool) != 0)

@@ -2,14 +2,18 @@
  * (core/ops.h's TENSOR_BLOCK): the conversions, element by element and
  * differentiated; Conv2d in every pair of layouts (the stem's NCHW input,
  * 3x3, strided 1x1 downsample, 7x7, grouped, with bias) against the NCHW
- * op on oneDNN and on im2col, forward and every gradient, also under bf16
- * and through NCHW where the library is off; batch norm in training and
- * eval against NCHW, its running statistics too; the float64 gradient
- * checks of both ops; max pooling (the 2x2 kernels, ties, others through
- * NCHW); modules' forward in the layout and its errors; a ResNet, whose
+ * op on oneDNN and on im2col, forward and every gradient, as its own node
+ * (not through NCHW), also under bf16 and through NCHW where the library
+ * is off or only the bias trains; batch norm in training and eval against
+ * NCHW, its running statistics too; max pooling (the 2x2 kernels, ties,
+ * others through NCHW); float64 gradient checks of the three ops (float64
+ * runs through NCHW: the native kernels are the float32 comparisons');
+ * modules' forward in the layout and its errors; a ResNet, whose
  * convolutions after the stem read the layout on the CPU (counted in its
- * autograd graph) and give what NCHW gives; and a Sequential's runs of
- * convolutions, through batch norm, ReLU, 2x2 pools and residual blocks. */
+ * autograd graph) and give what NCHW gives (ResNet-50 with its max-pool
+ * stem and Bottlenecks: test_resnet's PyTorch parity); and a Sequential's
+ * runs of convolutions, through batch norm, ReLU, 2x2 pools and residual
+ * blocks. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -132,13 +136,18 @@ static ConvInputs conv_inputs(const ConvCase *k, uint64_t seed) {
 }
 
 /* out (as NCHW) and the gradients of x, weight and bias of sum(out * up),
- * the op run in the case's layouts or all NCHW */
-static void conv_run(const ConvCase *k, bool layouts, Tensor **got) {
+ * the op run in the case's layouts or all NCHW; `native`: the layouts'
+ * run must be the convolution's own node, not one through NCHW */
+static void conv_run(const ConvCase *k, bool layouts, bool native, Tensor **got) {
     ConvInputs in = conv_inputs(k, 10);
     Tensor *x = layouts && k->x_blocked ? tensor_to_blocked(in.x) : tensor_retain(in.x);
     Tensor *y = tensor_conv2d_layout(x, in.w, in.b, &k->p, layouts && k->out_blocked);
     cr_assert(y, "%s: %s", k->name, error_get());
     cr_assert_eq(y->ndim, layouts && k->out_blocked ? 5 : 4, "%s", k->name);
+    if (layouts && native) {
+        cr_assert_str_eq(y->grad_fn->name, "ConvolutionBackward", "%s", k->name);
+        cr_assert_eq(y->grad_fn->inputs[0]->ndim, k->x_blocked ? 5 : 4, "%s", k->name);
+    }
     Tensor *out = y->ndim == 5 ? tensor_from_blocked(y) : tensor_retain(y);
     Tensor *up = gradcheck_uniform32(out->ndim, out->shape, 99);
     cr_assert(tensor_backward_with(out, up) == 0, "%s: %s", k->name, error_get());
@@ -154,9 +163,9 @@ static void conv_layouts_equal_nchw(bool library, double rtol) {
     for (size_t c = 0; c < sizeof conv_cases / sizeof *conv_cases; c++) {
         const ConvCase *k = &conv_cases[c];
         Tensor *blocked[4], *plain[4];
-        conv_run(k, true, blocked);
+        conv_run(k, true, true, blocked);
         cpu_conv_library(library);
-        conv_run(k, false, plain);
+        conv_run(k, false, false, plain);
         cpu_conv_library(true);
         const char *what[4] = {"out", "gx", "gweight", "gbias"};
         for (int i = 0; i < 4; i++) {
@@ -183,9 +192,10 @@ Test(blocked_layout, conv_layouts_through_nchw_without_the_library) {
     for (size_t c = 0; c < sizeof conv_cases / sizeof *conv_cases; c++) {
         const ConvCase *k = &conv_cases[c];
         Tensor *blocked[4], *plain[4];
-        conv_run(k, true, blocked);
-        conv_run(k, false, plain);
+        conv_run(k, true, false, blocked);
+        conv_run(k, false, false, plain);
         for (int i = 0; i < 4; i++) {
+            cr_assert_eq(blocked[i] != NULL, i < 3 || k->bias, "%s: gradient %d", k->name, i);
             if (blocked[i]) assert_tensor_close(blocked[i], plain[i], 0, 0, k->name);
             tensor_release(blocked[i]), tensor_release(plain[i]);
         }
@@ -218,6 +228,46 @@ Test(blocked_layout, conv_gradcheck_float64) {
                      gradcheck_input(SHAPE(32), -1, 1, 32)};
     gradcheck("conv2d blocked", conv_fn, (void *)k, 3, in);
     for (int i = 0; i < 3; i++) tensor_release(in[i]);
+}
+
+/* a frozen weight with a trainable bias: the library computes the bias
+ * gradient in its weight pass, so this case goes through NCHW */
+Test(blocked_layout, conv_with_only_its_bias_trained) {
+    const ConvCase *k = &conv_cases[3];
+    Tensor *got[2][2];
+    for (int layouts = 0; layouts < 2; layouts++) {
+        ConvInputs in = conv_inputs(k, 20);
+        tensor_set_requires_grad(in.w, false);
+        Tensor *x = layouts ? tensor_to_blocked(in.x) : tensor_retain(in.x);
+        Tensor *y = tensor_conv2d_layout(x, in.w, in.b, &k->p, layouts);
+        Tensor *out = y && layouts ? tensor_from_blocked(y) : tensor_retain(y);
+        cr_assert(out, "%s", error_get());
+        Tensor *up = gradcheck_uniform32(out->ndim, out->shape, 21);
+        cr_assert(tensor_backward_with(out, up) == 0, "%s", error_get());
+        cr_assert_null(in.w->grad);
+        got[layouts][0] = tensor_retain(in.x->grad), got[layouts][1] = tensor_retain(in.b->grad);
+        Tensor *drop[7] = {in.x, in.w, in.b, x, y, out, up};
+        for (int i = 0; i < 7; i++) tensor_release(drop[i]);
+    }
+    assert_tensor_close(got[1][0], got[0][0], 1e-5, 1e-5, "gx");
+    assert_tensor_close(got[1][1], got[0][1], 1e-5, 1e-5, "gbias");
+    for (int i = 0; i < 4; i++) tensor_release(got[i / 2][i % 2]);
+}
+
+/* the fused Conv2d, ReLU, MaxPool2d op given x in the layout: its ops one
+ * by one read it */
+Test(blocked_layout, fused_block_reads_a_blocked_input) {
+    Tensor *x = gradcheck_uniform32(SHAPE(2, 16, 6, 6), 22);
+    Tensor *w = gradcheck_uniform32(SHAPE(16, 16, 3, 3), 23);
+    Tensor *b = tensor_to_blocked(x);
+    Conv2dParams cp = {1, 1, 1, 1, 1, 1, 1};
+    Pool2dParams pp = {2, 2, 2, 2, 0, 0};
+    Tensor *fused = tensor_conv2d_relu_max_pool2d(b, w, NULL, &cp, &pp);
+    Tensor *plain = tensor_conv2d_relu_max_pool2d(x, w, NULL, &cp, &pp);
+    cr_assert(fused && plain, "%s", error_get());
+    assert_tensor_close(fused, plain, 1e-5, 1e-6, "fused block on a blocked x");
+    Tensor *drop[5] = {x, w, b, fused, plain};
+    for (int i = 0; i < 5; i++) tensor_release(drop[i]);
 }
 
 Test(blocked_layout, conv_refuses_outputs_that_do_not_fill_blocks) {
@@ -561,4 +611,24 @@ Test(blocked_layout, sequential_runs_residual_blocks_in_it) {
     assert_runs_as_its_layers(m, x, &blocked);
     cr_assert_eq(blocked, 3, "the block's two convolutions and its downsample");
     tensor_release(x), module_free(m);
+
+    /* a run that starts with a block converts its input first */
+    Module *d[3] = {nn_basic_block(16, 16, 1, &rng), nn_basic_block(16, 32, 2, &rng),
+                    nn_relu()};
+    m = nn_sequential(3, d);
+    cr_assert(m, "%s", error_get());
+    x = gradcheck_uniform32(SHAPE(4, 16, 6, 6), 94);
+    assert_runs_as_its_layers(m, x, &blocked);
+    cr_assert_eq(blocked, 5, "every convolution of both blocks");
+    module_free(m);
+
+    /* a block of 8 planes does not fill blocks of 16: layer by layer */
+    Module *e[2] = {nn_conv2d(16, 16, SIZE2D(3), SIZE2D(1), SIZE2D(1), false, &rng),
+                    nn_basic_block(16, 8, 1, &rng)};
+    m = nn_sequential(2, e);
+    cr_assert(m, "%s", error_get());
+    assert_runs_as_its_layers(m, x, &blocked);
+    cr_assert_eq(blocked, 0);
+    tensor_release(x), module_free(m);
 }
+
