@@ -10,11 +10,15 @@
 #    "ratio_best_epoch": ..., "ratio_best_epoch_vs_channels_last": ...}
 #   {"bench": "resnet18", "impl": "traind-direct", ...} and "resnet18_direct"'s
 #    ratios, on a CPU where traind runs Winograd (TRAIND_WINOGRAD=0 here)
+#   {"bench": "vgg", ...}   the same lines for the VGG (no traind-direct)
 #   {"bench": "gpt2", "impl": "traind", "tokens_per_s": ...}  and PyTorch's, and the ratio
 #
 #   resnet18  ResNet-18 with the small-input stem on 32x32 RGB images at batch
 #             256 (BATCHES batches of synthetic data in .npy, the same file
 #             for both), SGD lr 0.1 momentum 0.9; images per second.
+#   vgg       a Sequential VGG of two stages (3x3 convolutions of 64, 64, 128,
+#             128 channels, each with BatchNorm2d and ReLU, a 2x2 max-pool a
+#             stage, Linear(8192, 10)) on the same images and optimizer.
 #   gpt2      GPT-2 small (124M parameters, block 1024, vocab 50304) as nanoGPT
 #             writes it, on random uint16 tokens (a .bin), AdamW; batch
 #             GPT_BATCH windows of 1024 tokens; tokens per second.
@@ -38,7 +42,7 @@
 # the fastest epoch. One after another: a machine loaded by other work
 # skews the ratios.
 #
-#   bench/models.sh [resnet18] [gpt2]   (default both)
+#   bench/models.sh [resnet18] [vgg] [gpt2]   (default all three)
 #   BATCHES=2 GPT_BATCH=1 GPT_WINDOWS=4 EPOCHS=2 bench/models.sh
 #   DEVICE=cuda BATCHES=16 GPT_BATCH=8 GPT_WINDOWS=64 EPOCHS=3 bench/models.sh
 set -euo pipefail
@@ -53,7 +57,7 @@ EPOCHS=${EPOCHS:-2}
 DEVICE=${DEVICE:-cpu}
 if [ "$DEVICE" = cpu ]; then TORCH_PY=${PY:-/usr/bin/python3}; else TORCH_PY=${PY:-python3}; fi
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=(resnet18 gpt2)
+[ ${#models[@]} -gt 0 ] || models=(resnet18 vgg gpt2)
 [ -x "$TRAIND" ] || { echo "bench: $TRAIND not built (make all)" >&2; exit 1; }
 have_torch=0
 if "$TORCH_PY" -c 'import torch, torchvision' 2>/dev/null; then
@@ -114,16 +118,61 @@ print(json.dumps(line))
 PYEOF
 }
 
-for model in "${models[@]}"; do
-    case $model in
-    resnet18)
-        "$TORCH_PY" - "$TMP" "$((BATCHES * 256))" <<'PYEOF'
+# images: BATCHES batches of 256 synthetic 32x32 RGB images and labels, in
+# $TMP/x.npy and y.npy (once).
+images() {
+    [ -f "$TMP/x.npy" ] && return 0
+    "$TORCH_PY" - "$TMP" "$((BATCHES * 256))" <<'PYEOF'
 import numpy as np, sys
 rng = np.random.default_rng(0)
 n = int(sys.argv[2])
 np.save(f"{sys.argv[1]}/x.npy", rng.standard_normal((n, 3, 32, 32), dtype=np.float32))
 np.save(f"{sys.argv[1]}/y.npy", rng.integers(0, 10, n).astype(np.int64))
 PYEOF
+}
+
+# vgg_layers: bench/torch_models.py's vgg() as a job spec's model list.
+vgg_layers() {
+    local cin=3 sep="" c
+    printf '['
+    for c in 64 64 M 128 128 M; do
+        if [ "$c" = M ]; then
+            printf '%s{"type": "MaxPool2d", "kernel_size": 2}' "$sep"
+        else
+            printf '%s{"type": "Conv2d", "in_channels": %d, "out_channels": %d, ' "$sep" "$cin" "$c"
+            printf '"kernel_size": 3, "padding": 1, "bias": false}, '
+            printf '{"type": "BatchNorm2d", "num_features": %d}, {"type": "ReLU"}' "$c"
+            cin=$c
+        fi
+        sep=", "
+    done
+    printf ', {"type": "Flatten"}, {"type": "Linear", "in_features": 8192, "out_features": 10}]'
+}
+
+for model in "${models[@]}"; do
+    case $model in
+    vgg)
+        images
+        cat >"$TMP/vgg.json" <<JSON
+{"name": "vgg", "data": {"train": {"format": "npy", "inputs": "x.npy", "targets": "y.npy"}},
+ "model": $(vgg_layers),
+ "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9},
+ "epochs": $EPOCHS, "batch_size": 256, "seed": 0, "checkpoint": null}
+JSON
+        ours=$(ours vgg "$TMP/vgg.json" traind images_per_s 1) || exit 1
+        echo "$ours"
+        [ $have_torch -eq 1 ] || continue
+        args=(--model vgg --inputs "$TMP/x.npy" --labels "$TMP/y.npy" --batch 256
+              --epochs "$EPOCHS" --threads 2 --device "$DEVICE")
+        theirs=$(bench_torch_fast "$core" "$TORCH_PY" bench/torch_models.py "${args[@]}")
+        echo "$theirs"
+        cl=$(bench_torch_fast "$core" "$TORCH_PY" \
+             bench/torch_models.py "${args[@]}" --channels-last --impl pytorch-channels-last)
+        echo "$cl"
+        ratio vgg images_per_s "$ours" "$theirs" "$cl"
+        ;;
+    resnet18)
+        images
         cat >"$TMP/resnet18.json" <<JSON
 {"name": "resnet18", "data": {"train": {"format": "npy", "inputs": "x.npy", "targets": "y.npy"}},
  "model": {"arch": "resnet18", "num_classes": 10, "in_channels": 3, "small_input": true},
@@ -198,6 +247,6 @@ JSON
             fi
         fi
         ;;
-    *) echo "bench: unknown model '$model' (resnet18, gpt2)" >&2; exit 2 ;;
+    *) echo "bench: unknown model '$model' (resnet18, vgg, gpt2)" >&2; exit 2 ;;
     esac
 done

@@ -6,6 +6,10 @@ traind's job is, on the same data files, and one JSON line out.
             "resnet18", "small_input": true}; the .npy inputs (float32
             [N, 3, 32, 32]) and labels; SGD lr 0.1 momentum 0.9, batches of
             --batch in file order. Speed: images per second.
+  vgg       a VGG of two stages, each two 3x3 convolutions (64, then 128
+            channels) with BatchNorm2d and ReLU and a 2x2 max-pool, then
+            Flatten and Linear(8192, 10): bench/models.sh's Sequential
+            spec, on the same images, optimizer and batches as resnet18.
   gpt2      GPT-2 small as nanoGPT writes it (tests/fixtures/gen_gpt.py's GPT):
             12 layers, 12 heads, 768 wide, block 1024, vocab 50304, no
             dropout; windows of block + 1 tokens from a uint16 .bin, AdamW
@@ -45,6 +49,18 @@ def resnet18_small():
     return m
 
 
+def vgg():
+    nn, layers, cin = torch.nn, [], 3
+    for cout in (64, 64, "M", 128, 128, "M"):
+        if cout == "M":
+            layers.append(nn.MaxPool2d(2))
+            continue
+        layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                   nn.ReLU()]
+        cin = cout
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128 * 8 * 8, 10))
+
+
 def resnet_batches(args):
     x = torch.from_numpy(np.load(args.inputs))
     y = torch.from_numpy(np.load(args.labels)).long()
@@ -73,7 +89,7 @@ def gpt2_small(block):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--model", choices=["resnet18", "gpt2"], required=True)
+    p.add_argument("--model", choices=["resnet18", "vgg", "gpt2"], required=True)
     p.add_argument("--inputs")
     p.add_argument("--labels")
     p.add_argument("--tokens")
@@ -92,8 +108,8 @@ def main():
     torch.backends.cudnn.benchmark = True
     dev = torch.device(args.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    if args.model == "resnet18":
-        model = resnet18_small()
+    if args.model in ("resnet18", "vgg"):
+        model = resnet18_small() if args.model == "resnet18" else vgg()
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -122,7 +138,7 @@ def main():
         sync()
         times.append(time.perf_counter() - t0)
         losses.append(round(total / samples, 5))
-    unit = "images_per_s" if args.model == "resnet18" else "tokens_per_s"
+    unit = "tokens_per_s" if args.model == "gpt2" else "images_per_s"
     rates = [samples * per_sample / t for t in times]
     print(json.dumps({"bench": args.model, "impl": args.impl, "threads": args.threads,
                       "batch": args.batch, "steps_per_epoch": len(batches),
