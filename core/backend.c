@@ -43,6 +43,11 @@ int backend_check_precision(Device device, Precision p) {
                      precision_name(p), device_name(device, name, sizeof name));
 }
 
+bool backend_window2d_2x2(const Window2d *w) {
+    return w->kernel_h == 2 && w->kernel_w == 2 && w->stride_h == 2 && w->stride_w == 2 &&
+           w->pad_h == 0 && w->pad_w == 0 && w->dilation_h == 1 && w->dilation_w == 1;
+}
+
 void backend_channel_dims(const Tensor *t, int64_t lanes, int64_t *n, int64_t *c, int64_t *s) {
     int spatial_end = lanes > 1 ? t->ndim - 1 : t->ndim;
     *n = t->shape[0];

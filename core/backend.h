@@ -378,6 +378,10 @@ const Backend *backend_for(Device device);
  * the trainer's at its start. */
 int backend_check_precision(Device device, Precision p);
 
+/* Whether w is a 2x2 window at stride 2, unpadded and undilated: each
+ * output from its own 2x2 block, the case pooling's fast kernels take. */
+bool backend_window2d_2x2(const Window2d *w);
+
 /* [N, C, S] of a tensor whose dim 1 is the channel (S the product of the
  * dims after it), or with lanes > 1 of the blocked [N, C/lanes, S...,
  * lanes] (C counts every lane): the channel passes' view of x. */

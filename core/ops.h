@@ -144,9 +144,12 @@ Tensor *tensor_max_pool2d(Tensor *x, int kernel_h, int kernel_w, int stride_h, i
                           int pad_h, int pad_w);
 Tensor *tensor_avg_pool2d(Tensor *x, int kernel_h, int kernel_w, int stride_h, int stride_w,
                           int pad_h, int pad_w);
-/* tensor_max_pool2d over x in the blocked layout (5-d, above), out too. */
+/* tensor_max_pool2d over x in the blocked layout (5-d, above), out too;
+ * on the backend's own kernels where tensor_max_pool2d_2x2 (2x2 windows
+ * at stride 2, unpadded; stride 0 the kernel's), else through NCHW. */
 Tensor *tensor_max_pool2d_blocked(Tensor *x, int kernel_h, int kernel_w, int stride_h,
                                   int stride_w, int pad_h, int pad_w);
+bool tensor_max_pool2d_2x2(const Pool2dParams *p);
 /* core/ops/adaptive_pool.c: x [N, C, H, W] -> [N, C, out_h, out_w], each
  * output the mean of its bin, as F.adaptive_avg_pool2d. */
 Tensor *tensor_adaptive_avg_pool2d(Tensor *x, int out_h, int out_w);

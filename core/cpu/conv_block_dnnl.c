@@ -130,8 +130,7 @@ static bool own_pool(BlockPlan *p) {
     const Window2d *w = &p->key.pool;
     dnnl_memory_desc_t blocked =
         cpu_dnnl_blocked_desc((dnnl_dims_t){w->batch, w->channels, w->height, w->width});
-    if (!(w->kernel_h == 2 && w->kernel_w == 2 && w->stride_h == 2 && w->stride_w == 2 &&
-          w->pad_h == 0 && w->pad_w == 0 && dnnl_memory_desc_equal(&blocked, &p->y)))
+    if (!(backend_window2d_2x2(w) && dnnl_memory_desc_equal(&blocked, &p->y)))
         return false;
     p->pooled = cpu_dnnl_blocked_desc((dnnl_dims_t){w->batch, w->channels, w->out_h, w->out_w});
     int64_t blocks = blocks_of(w);

@@ -104,8 +104,7 @@
     static void max_pool_##SUFFIX(const Window2d *w, const T *x, T *out, int64_t *idx) {           \
         const int64_t H = w->height, W = w->width, OH = w->out_h, OW = w->out_w;                   \
         const int64_t dh = w->dilation_h, dw = w->dilation_w;                                      \
-        if (w->kernel_h == 2 && w->kernel_w == 2 && w->stride_h == 2 && w->stride_w == 2 &&        \
-            w->pad_h == 0 && w->pad_w == 0 && dh == 1 && dw == 1) {                                \
+        if (backend_window2d_2x2(w)) {                                                             \
             max_pool_2x2_##SUFFIX(w, x, out, idx);                                                 \
             return;                                                                                \
         }                                                                                          \

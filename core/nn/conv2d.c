@@ -62,18 +62,18 @@ bool nn_conv2d_args(Module *m, Tensor **weight, Tensor **bias, Conv2dParams *p) 
     return true;
 }
 
-static Tensor *conv2d_forward(Module *m, Tensor *x) {
+/* The layer's convolution of x, its output blocked where out_blocked. */
+static Tensor *conv2d_apply(Module *m, Tensor *x, bool out_blocked) {
     Tensor *weight = NULL, *bias = NULL;
     Conv2dParams p;
     nn_conv2d_args(m, &weight, &bias, &p);
-    return tensor_conv2d_with(x, weight, bias, &p);
+    return tensor_conv2d_layout(x, weight, bias, &p, out_blocked);
 }
 
+static Tensor *conv2d_forward(Module *m, Tensor *x) { return conv2d_apply(m, x, false); }
+
 static Tensor *conv2d_forward_blocked(Module *m, Tensor *x) {
-    Tensor *weight = NULL, *bias = NULL;
-    Conv2dParams p;
-    nn_conv2d_args(m, &weight, &bias, &p);
-    Tensor *y = tensor_conv2d_layout(x, weight, bias, &p, true);
+    Tensor *y = conv2d_apply(m, x, true);
     tensor_release(x);
     return y;
 }

@@ -78,10 +78,7 @@ static bool blocked_conv(Module *m) {
  * Identity). */
 static bool blocked_layer(Module *m) {
     Pool2dParams p;
-    if (nn_max_pool2d_args(m, &p)) {
-        int sh = p.stride_h ? p.stride_h : p.kernel_h, sw = p.stride_w ? p.stride_w : p.kernel_w;
-        return p.kernel_h == 2 && p.kernel_w == 2 && sh == 2 && sw == 2 && !p.pad_h && !p.pad_w;
-    }
+    if (nn_max_pool2d_args(m, &p)) return tensor_max_pool2d_2x2(&p);
     return blocked_conv(m) || (m->n_children == 0 && m->vtable->forward_blocked &&
                                strcmp(m->vtable->type, "Conv2d") != 0);
 }

@@ -64,10 +64,8 @@ static int check_channel_param(const char *what, const Tensor *t, const Tensor *
 static int check_args(const Tensor *x, const Tensor *rm, const Tensor *rv, const Tensor *w,
                       const Tensor *b, bool training, bool local_stats, int64_t lanes) {
     char s[128];
-    int64_t nchw[4];
     if (!dtype_is_float(x->dtype))
         return error_set("%s: expected a float input, got %s", OP, dtype_name(x->dtype));
-    if (lanes > 1 && tensor_blocked_nchw(OP, x->ndim, x->shape, nchw) != 0) return -1;
     if (x->ndim < 2)
         return error_set("%s: expected input of shape [N, C] or [N, C, *], got %s", OP,
                          tensor_shape_str(x, s, sizeof s));

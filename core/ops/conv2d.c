@@ -107,6 +107,27 @@ int conv2d_window(const Tensor *x, const Tensor *weight, const Tensor *bias,
                                  p->pad_w, p->dilation_h, p->dilation_w, g);
 }
 
+/* *out made, in the blocked layout (core/ops.h's TENSOR_BLOCK) where
+ * out_blocked, and the pass offered to the backend's library: 0 done, 1
+ * left to the caller (*out made, not filled), -1 with an error (*out
+ * NULL). */
+static int library_forward(const Backend *be, const Window2d *g, int groups, const Tensor *x,
+                           const Tensor *weight, const Tensor *bias, bool out_blocked,
+                           Tensor **out) {
+    int64_t O = weight->shape[0];
+    *out = out_blocked ? tensor_empty(SHAPE(g->batch, O / TENSOR_BLOCK, g->out_h, g->out_w,
+                                            TENSOR_BLOCK),
+                                      x->dtype, x->device)
+                       : tensor_empty(SHAPE(g->batch, O, g->out_h, g->out_w), x->dtype, x->device);
+    if (!*out) return -1;
+    int rc = be->conv2d ? be->conv2d(g, groups, x, weight, bias, *out) : 1;
+    if (rc < 0) {
+        tensor_release(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 /* out = conv(x, weight) + bias on contiguous operands; no autograd. When
  * keep_cols is given and the whole batch fit in one chunk, the column
  * matrix is handed back there, so backward need not unroll x again. */
@@ -116,12 +137,8 @@ static Tensor *conv2d_forward(const Backend *be, const Window2d *g, int groups, 
     int64_t O = weight->shape[0], K = g->channels * g->kernel_h * g->kernel_w;
     int64_t Og = O / groups, Kg = K / groups;
     int64_t L = g->out_h * g->out_w, nb = chunk_images(g, K, dt);
-    Tensor *out = tensor_empty(SHAPE(g->batch, O, g->out_h, g->out_w), dt, x->device);
-    int taken = out && be->conv2d ? be->conv2d(g, groups, x, weight, bias, out) : 1;
-    if (taken <= 0) {
-        if (taken < 0) tensor_release(out);
-        return taken < 0 ? NULL : out;
-    }
+    Tensor *out;
+    if (library_forward(be, g, groups, x, weight, bias, false, &out) <= 0) return out;
     Tensor *cols = tensor_empty(SHAPE(K, nb * L), dt, x->device);
     Tensor *y = tensor_empty(SHAPE(O, nb, L), dt, x->device);
     Tensor *ones = bias ? tensor_full(SHAPE(nb * L), 1.0, dt, x->device) : NULL;
@@ -276,26 +293,6 @@ Tensor *tensor_conv2d(Tensor *x, Tensor *weight, Tensor *bias, int stride_h, int
     return tensor_conv2d_with(x, weight, bias, &p);
 }
 
-/* The blocked layout on the backend's library (core/ops.h's
- * TENSOR_BLOCK): 0 with *out, 1 where the backend leaves the case (a
- * dtype, its library switched off), -1 with an error. */
-static int blocked_forward(const Backend *be, const Window2d *g, int groups, const Tensor *x,
-                           const Tensor *weight, const Tensor *bias, bool out_blocked,
-                           Tensor **out) {
-    int64_t O = weight->shape[0];
-    *out = out_blocked ? tensor_empty(SHAPE(g->batch, O / TENSOR_BLOCK, g->out_h, g->out_w,
-                                            TENSOR_BLOCK),
-                                      x->dtype, x->device)
-                       : tensor_empty(SHAPE(g->batch, O, g->out_h, g->out_w), x->dtype, x->device);
-    if (!*out) return -1;
-    int rc = be->conv2d ? be->conv2d(g, groups, x, weight, bias, *out) : 1;
-    if (rc != 0) {
-        tensor_release(*out);
-        *out = NULL;
-    }
-    return rc;
-}
-
 /* The convolution in NCHW between conversions, differentiated through
  * them: the blocked layout where the backend does not run it. */
 static Tensor *through_nchw(Tensor *x, Tensor *weight, Tensor *bias, const Conv2dParams *p,
@@ -348,10 +345,14 @@ static Tensor *conv2d_run(const Backend *be, const Window2d *g, Tensor *x, Tenso
     bool record = autograd_needs_grad(n_inputs, inputs), blocked = x->ndim == 5 || out_blocked;
     /* the weight's gradient reads im2col(x): keep it rather than redo it */
     bool keep = record && !blocked && wc && wc->requires_grad;
-    if (xc && wc && (!bias || bc) && blocked)
-        *left = blocked_forward(be, g, p->groups, xc, wc, bc, out_blocked, &out) == 1;
-    else if (xc && wc && (!bias || bc))
+    bool ready = xc && wc && (!bias || bc);
+    if (ready && blocked && library_forward(be, g, p->groups, xc, wc, bc, out_blocked, &out) == 1) {
+        tensor_release(out); /* the library left the layout: through NCHW */
+        out = NULL;
+        *left = true;
+    } else if (ready && !blocked) {
         out = conv2d_forward(be, g, p->groups, xc, wc, bc, keep ? &cols : NULL);
+    }
     if (out && record)
         out = record_conv(out, inputs, n_inputs, p, cols);
     else

@@ -43,6 +43,19 @@ static AutogradNode *record_pool(Tensor *out, const char *name, BackwardFn bw, T
 
 /* ---- max ---- */
 
+/* Records a max pool of x on out, which keeps its argmax (out released on
+ * failure). */
+static Tensor *record_max_pool(Tensor *out, BackwardFn bw, Tensor *x, const Window2d *g,
+                               Tensor *argmax) {
+    AutogradNode *node = record_pool(out, "MaxPool2DWithIndicesBackward", bw, x, g);
+    if (!node) {
+        tensor_release(out);
+        return NULL;
+    }
+    autograd_save(node, 0, argmax);
+    return out;
+}
+
 /* saved[0]: the int64 argmax indices. */
 static int max_pool2d_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     Window2d g;
@@ -71,16 +84,8 @@ Tensor *tensor_max_pool2d(Tensor *x, int kernel_h, int kernel_w, int stride_h, i
     Tensor *idx = out ? tensor_empty(4, shape, DTYPE_INT64, x->device) : NULL;
     if (idx) {
         if (tensor_numel(out) > 0) be->max_pool2d(&g, xc, out, idx);
-        if (autograd_needs_grad(1, &xc)) {
-            AutogradNode *node =
-                record_pool(out, "MaxPool2DWithIndicesBackward", max_pool2d_backward, xc, &g);
-            if (node)
-                autograd_save(node, 0, idx);
-            else {
-                tensor_release(out);
-                out = NULL;
-            }
-        }
+        if (autograd_needs_grad(1, &xc))
+            out = record_max_pool(out, max_pool2d_backward, xc, &g, idx);
     } else {
         tensor_release(out);
         out = NULL;
@@ -115,14 +120,7 @@ static Tensor *max_pool2d_2x2_blocked(const Backend *be, Tensor *x, const Window
         tensor_release(out);
         out = NULL;
     } else if (autograd_needs_grad(1, &xc)) {
-        AutogradNode *node = record_pool(out, "MaxPool2DWithIndicesBackward",
-                                         max_pool2d_blocked_backward, xc, g);
-        if (node) {
-            autograd_save(node, 0, argmax);
-        } else {
-            tensor_release(out);
-            out = NULL;
-        }
+        out = record_max_pool(out, max_pool2d_blocked_backward, xc, g, argmax);
     }
     tensor_release(argmax), tensor_release(xc);
     return out;
@@ -139,15 +137,25 @@ Tensor *tensor_max_pool2d_blocked(Tensor *x, int kernel_h, int kernel_w, int str
         return NULL;
     const Backend *be = backend_for(x->device);
     if (!be) return NULL;
-    bool two = g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 &&
-               g.pad_h == 0 && g.pad_w == 0;
-    if (two && tensor_blocked_layout_native(x) && be->max_pool2d_2x2_blocked)
+    if (backend_window2d_2x2(&g) && tensor_blocked_layout_native(x) && be->max_pool2d_2x2_blocked)
         return max_pool2d_2x2_blocked(be, x, &g);
     Tensor *xn = tensor_from_blocked(x);
     Tensor *y = tensor_max_pool2d(xn, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w);
     Tensor *out = tensor_to_blocked(y);
     tensor_release(xn), tensor_release(y);
     return out;
+}
+
+bool tensor_max_pool2d_2x2(const Pool2dParams *p) {
+    Window2d w = {.kernel_h = p->kernel_h,
+                  .kernel_w = p->kernel_w,
+                  .stride_h = p->stride_h ? p->stride_h : p->kernel_h,
+                  .stride_w = p->stride_w ? p->stride_w : p->kernel_w,
+                  .pad_h = p->pad_h,
+                  .pad_w = p->pad_w,
+                  .dilation_h = 1,
+                  .dilation_w = 1};
+    return backend_window2d_2x2(&w);
 }
 
 /* ---- average ---- */
