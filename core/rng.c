@@ -75,6 +75,7 @@ float philox_uniform(uint64_t seed, uint64_t offset) {
 void rng_init(Rng *rng, uint64_t seed) {
     rng->seed = seed;
     rng->offset = 0;
+    rng->masks = 0;
 }
 
 uint32_t rng_next_u32(Rng *rng) { return philox_u32(rng->seed, rng->offset++); }

@@ -16,6 +16,10 @@
 typedef struct {
     uint64_t seed;
     uint64_t offset; /* how many 32-bit numbers have been drawn */
+    /* Not state (checkpoints leave it out): how many masks have been
+     * drawn from the stream for ops that use them (module_draw_stream), so
+     * that a CUDA graph's capture knows whether its step depends on them. */
+    uint64_t masks;
 } Rng;
 
 /* Four 32-bit outputs for counter `counter` of stream `seed`. */

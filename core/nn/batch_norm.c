@@ -14,6 +14,7 @@
  */
 #include <math.h>
 
+#include "core/autograd.h"
 #include "core/error.h"
 #include "core/nn/module.h"
 #include "core/ops.h"
@@ -48,6 +49,19 @@ static int batch_norm_infer_shape(Module *m, int ndim, const int64_t *in, int *o
     return nn_batch_norm_shape(b->num_features, b->is_2d, ndim, in, out_ndim, out);
 }
 
+/* num_batches_tracked += 1 where it lives, on the device: reading it back
+ * would make the host wait for the device at every BatchNorm (and a CUDA
+ * graph could not hold the step). Through float64, exact below 2^53. */
+static int count_batch(Tensor *tracked) {
+    bool prev = autograd_set_enabled(false);
+    Tensor *n = tensor_to_dtype(tracked, DTYPE_FLOAT64);
+    Tensor *n1 = n ? tensor_add_scalar(n, 1) : NULL;
+    int rc = n1 ? tensor_copy_(tracked, n1) : -1;
+    tensor_release(n), tensor_release(n1);
+    autograd_set_enabled(prev);
+    return rc;
+}
+
 /* x in NCHW, or where `blocked` the blocked layout (core/ops.h). */
 static Tensor *batch_norm_run(Module *m, Tensor *x, bool blocked) {
     const BatchNorm *b = (const BatchNorm *)m;
@@ -56,17 +70,17 @@ static Tensor *batch_norm_run(Module *m, Tensor *x, bool blocked) {
     Tensor *tracked = module_get(m, "num_batches_tracked");
     bool update = m->training && b->track_running_stats;
     double factor = b->momentum;
-    double n_batches = 0;
-    if (update) {
-        n_batches = tensor_item(tracked) + 1;
-        if (isnan(b->momentum)) factor = 1.0 / n_batches;
+    if (update && isnan(b->momentum)) { /* the cumulative average needs the count here */
+        double n_batches = tensor_item(tracked) + 1;
+        if (isnan(n_batches)) return NULL;
+        factor = 1.0 / n_batches;
     }
     bool use_batch_stats = m->training || !b->track_running_stats;
     /* m->dist: SyncBatchNorm in a data-parallel job */
     Tensor *y = (blocked ? tensor_batch_norm_blocked : tensor_batch_norm_sync)(
         x, running_mean, running_var, module_get(m, "weight"), module_get(m, "bias"),
         use_batch_stats, factor, b->eps, m->dist);
-    if (y && update && tensor_fill_(tracked, n_batches) != 0) {
+    if (y && update && count_batch(tracked) != 0) {
         tensor_release(y);
         return NULL;
     }

@@ -53,6 +53,7 @@ typedef struct {
     int64_t block_size, n_layer;
     double dropout;
     Module *wte, *wpe, *drop, *h, *ln_f, *lm_head;
+    Tensor *positions; /* the last forward's 0 .. T-1, kept for the next */
 } Gpt;
 
 /* ---- helpers ---- */
@@ -267,17 +268,24 @@ static int gpt_infer(Module *m, int ndim, const int64_t *in, int *out_ndim, int6
                         out_ndim, out);
 }
 
-/* positions 0 .. t-1 as int64 [t] on `device` */
-static Tensor *positions(int64_t t, Device device) {
+/* positions 0 .. t-1 as int64 [t] on `device`. The first forward's are
+ * kept for the module's life, so that its steps upload nothing (a GPU then
+ * need not wait for the host, and a CUDA graph can hold the step, whose
+ * replays read them); another length or device gets its own. */
+static Tensor *positions(Gpt *g, int64_t t, Device device) {
+    Tensor *c = g->positions;
+    if (c && c->shape[0] == t && device_equal(c->device, device)) return tensor_retain(c);
     Tensor *pos = tensor_empty(SHAPE(t), DTYPE_INT64, DEVICE_CPU_INIT);
     if (!pos) return NULL;
     int64_t *p = tensor_data(pos);
     for (int64_t i = 0; i < t; i++) p[i] = i;
-    if (device.type == DEVICE_CPU) return pos;
-    Tensor *moved = tensor_to_device(pos, device);
+    Tensor *moved = device.type == DEVICE_CPU ? tensor_retain(pos) : tensor_to_device(pos, device);
     tensor_release(pos);
+    if (moved && !c) g->positions = tensor_retain(moved);
     return moved;
 }
+
+static void gpt_free(Module *m) { tensor_release(((Gpt *)m)->positions); }
 
 static Tensor *gpt_forward(Module *m, Tensor *idx) {
     Gpt *g = (Gpt *)m;
@@ -289,7 +297,7 @@ static Tensor *gpt_forward(Module *m, Tensor *idx) {
         return NULL;
     }
     Tensor *tok = module_forward(g->wte, idx);                  /* [B, T, C] */
-    Tensor *pos = tok ? positions(idx->shape[1], idx->device) : NULL;
+    Tensor *pos = tok ? positions(g, idx->shape[1], idx->device) : NULL;
     Tensor *x = tensor_add_consume(tok, module_forward_consume(g->wpe, pos)); /* + [T, C] */
     x = dropout_release(g->drop, g->dropout, x);
     for (int i = 0; x && i < g->h->n_children; i++)
@@ -301,6 +309,7 @@ static const ModuleVTable gpt_vtable = {
     .type = "GPT",
     .forward = gpt_forward,
     .infer_shape = gpt_infer,
+    .free = gpt_free,
 };
 
 /* lm_head.weight becomes transformer.wte.weight: one tensor, two names. */

@@ -41,7 +41,7 @@ static int init_draw(Tensor *t, Rng *rng, const char *what, double (*draw)(Rng *
     const Rng start = *rng;
 #pragma omp parallel for schedule(static) if (n >= INIT_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
-        Rng at = {start.seed, start.offset + (uint64_t)words * (uint64_t)i};
+        Rng at = {.seed = start.seed, .offset = start.offset + (uint64_t)words * (uint64_t)i};
         v[i] = draw(&at, a, b);
     }
     rng->offset = start.offset + (uint64_t)words * (uint64_t)n;

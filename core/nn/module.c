@@ -207,6 +207,12 @@ void module_set_dist(Module *m, DistGroup *g, const DistRows *rows) {
 }
 
 int module_draw_stream(Module *m, int64_t rows, int64_t per_row, ModuleStream *out) {
+    if (module_skip_stream(m, rows, per_row, out) != 0) return -1;
+    m->rng->masks++;
+    return 0;
+}
+
+int module_skip_stream(Module *m, int64_t rows, int64_t per_row, ModuleStream *out) {
     if (!m->rng) return error_set("no Rng to draw from in training mode (module_set_rng)");
     const DistRows *r = m->rows;
     bool shard = r && dist_active(m->dist);

@@ -171,6 +171,9 @@ typedef struct {
     uint64_t seed, offset, row_stride;
 } ModuleStream;
 int module_draw_stream(Module *m, int64_t rows, int64_t per_row, ModuleStream *out);
+/* The same numbers passed over, none used (a Dropout at p = 0): the
+ * stream moves on as if they had been drawn. */
+int module_skip_stream(Module *m, int64_t rows, int64_t per_row, ModuleStream *out);
 /* Output shape of the module for an input of shape (ndim, in_shape), as
  * forward would give; for a Sequential, layer by layer. Errors name the
  * layer: "model[4] Linear: in_features=1000 but its input has 6272

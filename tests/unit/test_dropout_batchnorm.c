@@ -318,3 +318,26 @@ Test(dropout, rank_rows_get_their_global_masks) {
     tensor_release(all), tensor_release(part), tensor_release(y_all), tensor_release(y_part);
     module_free(one), module_free(rank);
 }
+
+/* A Dropout module at p = 0 passes its numbers over: the stream moves on
+ * as at p > 0 (later masks do not depend on p), but no mask is counted as
+ * drawn (Rng.masks), so a CUDA graph's capture may hold the step. */
+Test(dropout, p0_passes_the_numbers_over_without_a_mask) {
+    Tensor *x = gradcheck_uniform32(SHAPE(4, 5), 1);
+    Module *off = nn_dropout(0.0), *on = nn_dropout(0.25);
+    Rng r;
+    rng_init(&r, 3);
+    module_set_rng(off, &r);
+    module_set_rng(on, &r);
+    Tensor *y = module_forward(off, x);
+    cr_assert(y, "%s", error_get());
+    assert_tensor_close(y, x, 0, 0, "p = 0 in training is the identity");
+    cr_assert_eq(r.offset, 20);
+    cr_assert_eq(r.masks, 0);
+    Tensor *z = module_forward(on, x);
+    cr_assert(z, "%s", error_get());
+    cr_assert_eq(r.offset, 40);
+    cr_assert_eq(r.masks, 1);
+    tensor_release(x), tensor_release(y), tensor_release(z);
+    module_free(off), module_free(on);
+}

@@ -531,7 +531,7 @@ Test(nn_init, drawn_on_all_threads_as_in_turn) {
     const int64_t n = 200003;
     Tensor *t = tensor_empty(SHAPE(n), DTYPE_FLOAT64, DEVICE_CPU_INIT);
     for (int normal = 0; normal < 2; normal++) {
-        Rng rng = {5, 3}, ref = {5, 3}; /* an offset inside a Philox block */
+        Rng rng = {.seed = 5, .offset = 3}, ref = rng; /* an offset inside a Philox block */
         int rc = normal ? nn_init_normal_(t, 0.5, 2.0, &rng)
                         : nn_init_uniform_(t, -0.25, 0.75, &rng);
         cr_assert_eq(rc, 0, "%s", error_get());

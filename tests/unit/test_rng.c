@@ -66,12 +66,12 @@ Test(rng, uniform_and_u32_read_the_stream_in_order) {
  * drawn word by word, and the offset advanced by as many. */
 Test(rng, uniform_and_normal_take_their_words_from_any_offset) {
     for (uint64_t o = 0; o < 8; o++) {
-        Rng a = {11, o}, b = {11, o};
+        Rng a = {.seed = 11, .offset = o}, b = a;
         uint32_t w0 = rng_next_u32(&b) >> 5, w1 = rng_next_u32(&b) >> 6;
         double want = ((double)w0 * 67108864.0 + (double)w1) / 9007199254740992.0;
         cr_assert_eq(rng_uniform(&a), want, "offset %llu", (unsigned long long)o);
         cr_assert_eq(a.offset, o + RNG_UNIFORM_WORDS);
-        Rng n = {11, o}, u = {11, o};
+        Rng n = {.seed = 11, .offset = o}, u = n;
         double u1 = 1.0 - rng_uniform(&u), u2 = rng_uniform(&u);
         cr_assert_eq(rng_normal(&n), sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2),
                      "a normal is Box-Muller of two uniforms in turn, offset %llu",
