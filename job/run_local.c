@@ -12,7 +12,7 @@
  * inline data sources, shape checks, model or `init`, optimizer, scheduler
  * and loaders), then train,
  * reporting a progress bar on a terminal or design.md's JSON lines with
- * --jsonl, and writing checkpoints under DIR (default ./runs/<name>):
+ * --jsonl (its metrics; its log lines as {"event":"log","line":...}), and writing checkpoints under DIR (default ./runs/<name>):
  * DIR/epoch-<N>/{model,trainer}.safetensors, the last `keep_last` kept.
  *
  * With --report URL --job ID --attempt N --token-file PATH the run is an
@@ -37,6 +37,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "core/backend.h"
 #include "core/clock.h"
@@ -89,8 +91,25 @@ static void on_metric(void *user, const char *name, int64_t step, int epoch, dou
 static void on_log(void *user, const char *line) {
     RunContext *rc = user;
     if (rc->rep) report_log(rc->rep, line);
-    if (rc->jsonl) return;
-    fprintf(stderr, "%s%s\n", rc->tty ? "\r" : "", line);
+    if (!rc->jsonl) {
+        fprintf(stderr, "%s%s\n", rc->tty ? "\r" : "", line);
+        return;
+    }
+    /* a line that is not UTF-8 (a file's name) with '?' for its other bytes */
+    json_t *text = json_string(line);
+    if (!text) {
+        char ascii[1024];
+        size_t i = 0;
+        for (; line[i] && i + 1 < sizeof ascii; i++)
+            ascii[i] = (unsigned char)line[i] < 0x80 ? line[i] : '?';
+        ascii[i] = '\0';
+        text = json_string(ascii);
+    }
+    json_t *ev = text ? json_pack("{s:s, s:o}", "event", "log", "line", text) : NULL;
+    char *out = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+    if (out) printf("%s\n", out);
+    free(out);
+    json_decref(ev);
 }
 
 /* Removes DIR/epoch-* beyond the newest keep_last. */

@@ -46,8 +46,12 @@ check "traind run mlp.json: exit 0" "$?" 0
 check "one loss per step, 313 steps" "$(grep -c '"name":"loss"' "$TMP/run.jsonl")" 313
 check "val_accuracy above 0.9" "$($PY -c '
 import json, sys
-v = [json.loads(l) for l in open(sys.argv[1]) if "val_accuracy" in l]
+v = [e for e in map(json.loads, open(sys.argv[1])) if e.get("name") == "val_accuracy"]
 print(len(v) == 1 and v[0]["value"] > 0.9)' "$TMP/run.jsonl")" True
+check "its log lines as events, the epoch's among them" "$($PY -c '
+import json, sys
+logs = [e["line"] for e in map(json.loads, open(sys.argv[1])) if e["event"] == "log"]
+print(any(l.startswith("epoch 0: step 313 ") for l in logs))' "$TMP/run.jsonl")" True
 check "its checkpoint holds the model" \
     "$(ls "$TMP/out/epoch-0" 2>/dev/null | tr '\n' ' ')" "model.safetensors trainer.safetensors "
 check "no sanitizer report" "$(grep -c "$SANITIZER" "$TMP/run.err")" 0
