@@ -8,7 +8,9 @@
 #   {"bench": "mnist_mlp", "impl": "pytorch-cuda", ...}
 #   {"bench": "mnist_mlp", "ratio_samples_per_s": traind / pytorch}
 #   ... the same for mnist_cnn (bench/run.sh's loops, on ../shared/datasets/mnist),
-#       and mnist_cnn_bf16: the CNN in "precision": "bf16" (PyTorch under autocast)
+#       and mnist_cnn_bf16: the CNN in "precision": "bf16" (PyTorch under autocast);
+#       mnist_mlp_graphs and mnist_cnn_graphs: the same jobs with "cuda_graphs": true
+#       against the same PyTorch lines, and the log line saying whether they were captured
 #   ... and gemm_mlp_4096: MLP 4096-4096-4096-10, batch 1024, SGD, on 32768
 #       random samples (npy), with "tflops" = samples/s * 6 * parameters and
 #       "fraction_of_cublas_peak" against the measured sgemm peak; then
@@ -80,25 +82,49 @@ print(json.dumps(out))
 PYEOF
 }
 
-# run_bench BENCH SPEC PARAMS PEAK TORCH_ARGS...
-run_bench() {
-    local bench=$1 spec=$2 params=$3 peak=$4
-    shift 4
+# run_ours BENCH SPEC: traind's line (the global OURS), or a "failed" line
+# and status 1.
+run_ours() {
+    local bench=$1 spec=$2
     if ! "$TRAIND" run "$spec" --jsonl --device cuda --out "$TMP/out-$bench" \
             >"$TMP/$bench.jsonl" 2>"$TMP/$bench.err"; then
         emit "{\"bench\": \"$bench\", \"impl\": \"traind-cuda\", \"failed\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-500:]))' <"$TMP/$bench.err")}"
-        return
+        return 1
     fi
-    local ours theirs
-    ours=$(bench_summarize "$bench" "$TMP/$bench.jsonl" traind-cuda)
-    emit "$ours"
+    OURS=$(bench_summarize "$bench" "$TMP/$bench.jsonl" traind-cuda)
+    emit "$OURS"
+}
+
+# run_bench BENCH SPEC PARAMS PEAK TORCH_ARGS...: traind's line, PyTorch's
+# (the global THEIRS) and their ratio.
+run_bench() {
+    local bench=$1 spec=$2 params=$3 peak=$4
+    shift 4
+    THEIRS=
+    run_ours "$bench" "$spec" || return
     bench_gpu_profile "$bench" "$spec" cuda
-    if theirs=$("$PY" bench/torch_gpu.py "$@" --epochs "$EPOCHS" 2>"$TMP/$bench.torch.err"); then
-        emit "$theirs"
-        emit "$(ratio "$bench" "$ours" "$theirs" "$params" "$peak")"
+    if THEIRS=$("$PY" bench/torch_gpu.py "$@" --epochs "$EPOCHS" 2>"$TMP/$bench.torch.err"); then
+        emit "$THEIRS"
+        emit "$(ratio "$bench" "$OURS" "$THEIRS" "$params" "$peak")"
     else
+        THEIRS=
         echo "bench-gpu: $bench: PyTorch side failed: $(tail -n 3 "$TMP/$bench.torch.err")" >&2
     fi
+}
+
+# run_graphs BENCH SPEC: the job again with "cuda_graphs": true (each step
+# captured once and replayed), against the PyTorch line just run; its log's
+# "cuda graphs:" line says whether the steps were captured.
+run_graphs() {
+    local bench=$1 spec=$2
+    sed 's/^{"name": "\([a-z0-9_]*\)",/{"name": "\1_graphs", "cuda_graphs": true,/' "$spec" \
+        >"$TMP/${bench}_graphs.json"
+    run_ours "${bench}_graphs" "$TMP/${bench}_graphs.json" || return
+    emit "$("$PY" -c 'import json, sys
+lines = [e["line"] for e in map(json.loads, open(sys.argv[2])) if e.get("event") == "log"]
+print(json.dumps({"bench": sys.argv[1], "log": [l for l in lines if "cuda graphs" in l]}))' \
+        "${bench}_graphs" "$TMP/${bench}_graphs.jsonl")"
+    [ -n "$THEIRS" ] && emit "$(ratio "${bench}_graphs" "$OURS" "$THEIRS" 0 "$peak")"
 }
 
 if ! want mnist; then
@@ -108,6 +134,7 @@ elif [ -f "$MNIST_DIR/train-images-idx3-ubyte.gz" ] && [ -f "$MNIST_DIR/t10k-ima
     for model in mlp cnn; do
         bench_mnist_spec "$model" "$MNIST_DIR" "$EPOCHS" >"$TMP/mnist_$model.json"
         run_bench "mnist_$model" "$TMP/mnist_$model.json" 0 "$peak" --model "$model" --data "$MNIST_DIR"
+        run_graphs "mnist_$model" "$TMP/mnist_$model.json"
     done
     # the CNN in bf16 ("precision": "bf16"; PyTorch under autocast): its speed,
     # and its test accuracy to set beside the float32 run's (gpu/check.sh)

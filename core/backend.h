@@ -150,6 +150,26 @@ typedef struct Backend {
      * peak_memory_bytes metric. NULL where not tracked (the CPU). */
     void (*memory_stats)(Device device, uint64_t *in_use, uint64_t *peak);
     void (*memory_reset_peak)(Device device);
+    /* CUDA graphs (core/train_graph.c): from graph_capture_begin to
+     * graph_capture_end, this thread's kernels on the device are recorded,
+     * not run, into memory the graph keeps; a call that would wait for the
+     * device or read a result back fails the capture. capture_end returns
+     * the graph (NULL with an error saying why the capture failed; the
+     * thread is back to running kernels either way); graph_launch queues a
+     * replay after the work queued so far, graph_free waits for the device
+     * and frees it. NULL entries where there are no graphs (the CPU). */
+    int (*graph_capture_begin)(Device device);
+    void *(*graph_capture_end)(Device device);
+    int (*graph_launch)(void *graph);
+    void (*graph_free)(void *graph);
+    /* Copies n blocks of device memory (src[i], nbytes[i]) to host memory
+     * (dst[i], page-locked: tensor_empty_pinned) after the work queued so
+     * far, without waiting: a handle for read_end, which waits for them
+     * and, like to_host, reports a failure of anything queued before (-1
+     * with an error). NULL with an error. NULL entries on the CPU. */
+    void *(*read_begin)(Device device, int n, void *const *dst, const void *const *src,
+                        const size_t *nbytes);
+    int (*read_end)(void *handle);
     /* Forgets a failure recorded on this thread and not yet reported
      * (gpu/gpu.h's sticky error), so that a job does not inherit the last
      * one's. NULL where failures are reported where they happen (CPU). */

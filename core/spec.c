@@ -28,7 +28,7 @@ static const char *const top_fields[] = {
     "name",    "data",      "model", "loss",   "optimizer", "scheduler",  "epochs", "batch_size",
     "shuffle", "drop_last", "seed",  "device", "metrics",   "checkpoint", "init",   "allow_tf32",
     "clip_grad_norm", "accumulate_steps", "precision", "ranks", "nodes", "gpus", "devices",
-    "bucket_cap_mb", NULL};
+    "bucket_cap_mb", "cuda_graphs", NULL};
 
 /* "clip_grad_norm": a max_norm above 0 (torch.nn.utils.clip_grad_norm_'s),
  * or absent for none. */
@@ -656,6 +656,7 @@ static JobSpec *parse_root(const json_t *root, const char *base_dir, const char 
         spec_get_bool(root, "", "shuffle", false, &spec->shuffle) ||
         spec_get_bool(root, "", "drop_last", false, &spec->drop_last) ||
         spec_get_bool(root, "", "allow_tf32", false, &spec->allow_tf32) ||
+        spec_get_bool(root, "", "cuda_graphs", false, &spec->cuda_graphs) ||
         parse_clip_grad_norm(spec, root) ||
         spec_get_int(root, "", "accumulate_steps", false, 1, 1, MAX_ACCUMULATE_STEPS,
                      &accumulate) ||

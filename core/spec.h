@@ -230,6 +230,7 @@ typedef struct {
     bool shuffle;        /* false */
     bool drop_last;      /* false */
     bool allow_tf32;     /* false: float32 matrix products in full float32 on a GPU */
+    bool cuda_graphs;    /* false: each step's kernels launched one by one on a GPU */
     Precision precision; /* float32; bf16: convolutions from bf16 inputs (CPU) */
     double clip_grad_norm; /* 0: none; else the gradients' largest total 2-norm */
     int accumulate_steps; /* 1: batches per optimizer step (gradient accumulation) */

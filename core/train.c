@@ -38,6 +38,7 @@
 #include "core/io/safetensors.h"
 #include "core/dist/reducer.h"
 #include "core/train_dist.h"
+#include "core/train_graph.h"
 
 #define TRAIN_CHECKPOINT_FORMAT "traind.trainer.v1"
 
@@ -348,16 +349,86 @@ done:
     return rc;
 }
 
+/* ---- steps as CUDA graphs (core/train_graph.h) ---- */
+
+/* The graph's step body: forward, loss, accuracy's predictions, backward,
+ * as batch_forward and scaled_backward run them for one process (weight
+ * 1 of 1 micro-batch: the same kernels). */
+static int graph_body(Trainer *t, Tensor *x, Tensor *y, TrainGraphOutputs *o) {
+    Tensor *out = module_forward(t->model, x);
+    int rc = -1;
+    if (!out) return -1;
+    if (!(o->loss = batch_loss(t, out, y)))
+        error_prefix("loss");
+    else if (!t->accuracy || predict(out, y, &o->pred, &o->labels) == 0)
+        rc = tensor_backward(o->loss) == 0 ? 0 : error_prefix("backward");
+    tensor_release(out);
+    return rc;
+}
+
+/* Batch b's forward and backward by the graph: 1 when queued, 0 when it
+ * must run op by op, -1 with an error. */
+static int graph_micro_step(Trainer *t, const Batch *b) {
+    Tensor *x, *y;
+    if (!t->graph_warm || train_graph_off(t->graph)) return 0;
+    /* captured from a full batch (the shape the warm-up step ran), which
+     * later batches match; a partial one runs op by op */
+    if (b->size != dataloader_batch_size(t->train)) return 0;
+    if (to_device(t, b, &x, &y) != 0) return -1;
+    char why[512] = "";
+    bool captured = train_graph_captured(t->graph);
+    int rc = train_graph_step(t->graph, t, x, y, graph_body, ignored_label(t), why, sizeof why);
+    tensor_release(x), tensor_release(y);
+    if (rc == 0 && train_graph_off(t->graph))
+        logf_(t, "cuda graphs: off, steps run op by op: %s", why);
+    if (rc == 1 && !captured)
+        logf_(t, "cuda graphs: step %" PRId64 " captured, later batches of its shape replay it",
+              t->state.step + 1);
+    return rc;
+}
+
+/* The numbers of the oldest step queued by the graph: its metrics emitted
+ * and its sums added, as train_step does for a step run op by op. */
+static int graph_read_oldest(Trainer *t) {
+    TrainGraphNumbers num;
+    int rc = train_graph_read(t->graph, &num);
+    TrainQueuedStep q = t->graph_steps[0];
+    t->graph_steps[0] = t->graph_steps[1];
+    t->graph_queued--;
+    if (rc != 0) return error_prefix("step %" PRId64, q.step);
+    if (!isfinite(num.loss))
+        return error_set("step %" PRId64 ": loss is %s", q.step, nonfinite_name(num.loss));
+    emit(t, "loss", q.step, q.epoch, num.loss);
+    emit(t, "lr", q.step, q.epoch, q.lr);
+    if (q.clipped) emit(t, "grad_norm", q.step, q.epoch, q.grad_norm);
+    TrainState *s = &t->state;
+    s->loss_sum += num.loss * (double)q.samples;
+    s->samples += q.samples;
+    s->correct += num.correct;
+    s->labelled += num.labelled;
+    return 0;
+}
+
+/* Every queued step's numbers read: before a step runs op by op (metrics
+ * stay in step order) and wherever the run may stop. */
+static int graph_read_all(Trainer *t) {
+    while (t->graph_queued > 0)
+        if (graph_read_oldest(t) != 0) return -1;
+    return 0;
+}
+
 /* One optimizer step: zero_grad, then forward, loss, metrics and backward
- * of each of its micro-batches (one without accumulation), (clipping,)
- * step. 1 when a step was done, 0 at the end of the epoch, -1 on error.
- * The state advances only when the step is done. */
+ * of each of its micro-batches (one without accumulation) by the graph or
+ * op by op, (clipping,) step. 1 when a step was done, 0 at the end of the
+ * epoch, -1 on error. The state advances only when the step is done; a
+ * graph's step adds its sums when its numbers are read. */
 static int train_step(Trainer *t, int epoch) {
     TrainState *s = &t->state;
     int64_t step = s->step + 1, n = group_size(t), done = 0;
     StepSums sums = {0};
+    bool by_graph = false;
     if (n <= 0) return 0;
-    optimizer_zero_grad(t->opt);
+    optimizer_zero_grad(t->opt); /* a graph's replay writes .grad whole: no harm */
     for (; done < n; done++) {
         Batch b;
         int got = dataloader_next(t->train, &b);
@@ -365,26 +436,36 @@ static int train_step(Trainer *t, int epoch) {
         if (got == 0)
             return error_set("epoch %d: the loader ended at batch %" PRId64 " of %" PRId64, epoch,
                              s->batch + done, dataloader_num_batches(t->train));
-        int rc = micro_step(t, &b, n, done == n - 1, &sums);
+        int rc = t->graph && n == 1 ? graph_micro_step(t, &b) : 0;
+        by_graph = rc == 1;
+        if (rc == 0) rc = graph_read_all(t) == 0 ? micro_step(t, &b, n, done == n - 1, &sums) : -1;
+        if (by_graph) sums.samples = b.size;
         batch_release(&b);
-        if (rc != 0) return error_prefix("step %" PRId64, step);
+        if (rc < 0) return error_prefix("step %" PRId64, step);
     }
     if (t->reducer && dist_reducer_finish(t->reducer) != 0)
         return error_prefix("step %" PRId64, step);
-    double loss = sums.loss_sum / (double)sums.samples;
-    emit(t, "loss", step, epoch, loss);
-    emit(t, "lr", step, epoch, t->opt->lr);
+    if (!by_graph) {
+        emit(t, "loss", step, epoch, sums.loss_sum / (double)sums.samples);
+        emit(t, "lr", step, epoch, t->opt->lr);
+    }
+    double norm = NAN;
     if (t->clip_grad_norm > 0) {
-        double norm = NAN;
         bool prev = autograd_set_enabled(false);
         int crc = clip_grad_norm(t->opt, t->clip_grad_norm, &norm);
         autograd_set_enabled(prev);
         if (crc != 0) return error_prefix("step %" PRId64, step);
-        emit(t, "grad_norm", step, epoch, norm);
+        if (!by_graph) emit(t, "grad_norm", step, epoch, norm);
     }
+    if (by_graph) /* read after the next step is queued, or at the epoch's end */
+        t->graph_steps[t->graph_queued++] = (TrainQueuedStep){
+            .step = step, .samples = sums.samples, .epoch = epoch, .lr = t->opt->lr,
+            .grad_norm = norm, .clipped = t->clip_grad_norm > 0};
     if (optimizer_step(t->opt) != 0) return error_prefix("step %" PRId64, step);
     s->step = step;
     s->batch += n;
+    if (by_graph) return t->graph_queued > 1 && graph_read_oldest(t) != 0 ? -1 : 1;
+    if (sums.samples == dataloader_batch_size(t->train)) t->graph_warm = true;
     s->loss_sum += sums.loss_sum;
     s->samples += sums.samples;
     s->correct += sums.correct;
@@ -514,6 +595,10 @@ static int train_epoch(Trainer *t, int epoch) {
 
     for (;;) {
         if (cancelled(t)) {
+            if (graph_read_all(t) != 0) {
+                dataloader_end_epoch(t->train);
+                return -1;
+            }
             dataloader_end_epoch(t->train);
             add_train_time(s, &t0);
             return error_set("cancelled at step %" PRId64, s->step);
@@ -531,6 +616,7 @@ static int train_epoch(Trainer *t, int epoch) {
         }
         add_train_time(s, &t0);
     }
+    if (graph_read_all(t) != 0) return -1;
     add_train_time(s, &t0);
 
     /* validation and the epoch's metrics. A validation cut short (a cancel)
@@ -587,6 +673,25 @@ static int train_epoch(Trainer *t, int epoch) {
     return 0;
 }
 
+/* The run's graph, where its steps may be graphs; else a log line why. */
+static int graph_begin(Trainer *t) {
+    const char *why = train_graph_unsupported(t);
+    t->graph_warm = false;
+    t->graph_queued = 0;
+    if (why) {
+        logf_(t, "cuda graphs: not used: %s", why);
+        return 0;
+    }
+    t->graph = train_graph_new(t);
+    return t->graph ? 0 : -1;
+}
+
+static void graph_end(Trainer *t) {
+    train_graph_free(t->graph);
+    t->graph = NULL;
+    t->graph_queued = 0;
+}
+
 int train_run(Trainer *t) {
     if (check_trainer(t) != 0) return -1;
     if (backend_check_precision(t->device, t->precision) != 0) return error_prefix_at("precision");
@@ -603,9 +708,11 @@ int train_run(Trainer *t) {
     if (dev && dev->set_precision) dev->set_precision(t->device, t->precision);
     int rc = train_dist_begin(t);
     if (rc == 0 && t->reducer) log_buckets(t);
+    if (rc == 0 && t->cuda_graphs) rc = graph_begin(t);
     while (rc == 0 && t->state.epoch < t->epochs) {
         if (train_epoch(t, t->state.epoch) != 0) rc = -1;
     }
+    graph_end(t);
     train_dist_end(t);
     autograd_set_enabled(prev);
     return rc;

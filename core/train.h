@@ -69,6 +69,15 @@ typedef Tensor *(*TrainClassLossFn)(Tensor *output, Tensor *target, Reduction re
 
 typedef struct Trainer Trainer;
 
+/* A step a CUDA graph ran whose numbers are not read yet: what its
+ * metrics need besides them. */
+typedef struct {
+    int64_t step, samples;
+    int epoch;
+    double lr, grad_norm;
+    bool clipped; /* grad_norm is the step's (clip_grad_norm) */
+} TrainQueuedStep;
+
 /* Where a run stands. Zero (the state of a new Trainer) means the start;
  * train_run updates it as it goes, train_resume loads it. */
 typedef struct {
@@ -142,7 +151,17 @@ struct Trainer {
     struct DistReducer *reducer;
     bool dist_collective_forward; /* the model's forward joins collectives (BatchNorm) */
     int checkpoint_every; /* epochs between checkpoint callbacks; 0: none */
+    /* Each step captured once as a CUDA graph and replayed (a job's
+     * "cuda_graphs"), where the device and the step allow: see
+     * core/train_graph.h. A step's "loss" is then read and logged after the
+     * next step is queued. */
+    bool cuda_graphs;
     TrainCallbacks cb;
+    /* internal to a run with cuda_graphs */
+    struct TrainGraph *graph;
+    bool graph_warm; /* a full batch's step ran op by op: the libraries' plans exist */
+    int graph_queued; /* steps in graph_steps whose numbers are not read yet */
+    TrainQueuedStep graph_steps[2];
 
     TrainState state;
 };

@@ -444,6 +444,27 @@ static void cuda_memory_stats(Device device, uint64_t *in_use, uint64_t *peak) {
 
 static void cuda_memory_reset_peak(Device device) { gpu_allocator_reset_peak(device.index); }
 
+static int cuda_graph_capture_begin(Device device) {
+    return gpu_graph_capture_begin(device.index) == 0 ? 0 : report();
+}
+
+static void *cuda_graph_capture_end(Device device) {
+    void *g = gpu_graph_capture_end(device.index);
+    if (!g) report();
+    return g;
+}
+
+static int cuda_graph_launch(void *graph) { return gpu_graph_launch(graph) == 0 ? 0 : report(); }
+
+static void *cuda_read_begin(Device device, int n, void *const *dst, const void *const *src,
+                             const size_t *nbytes) {
+    void *h = gpu_read_begin(device.index, n, dst, src, nbytes);
+    if (!h) report();
+    return h;
+}
+
+static int cuda_read_end(void *handle) { return gpu_read_end(handle) == 0 ? 0 : report(); }
+
 static void cuda_clear_error(Device device) {
     (void)device;
     gpu_clear_error();
@@ -483,6 +504,12 @@ static const Backend cuda_backend = {
     .device_info = cuda_device_info,
     .memory_stats = cuda_memory_stats,
     .memory_reset_peak = cuda_memory_reset_peak,
+    .graph_capture_begin = cuda_graph_capture_begin,
+    .graph_capture_end = cuda_graph_capture_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_free = gpu_graph_free,
+    .read_begin = cuda_read_begin,
+    .read_end = cuda_read_end,
     .clear_error = cuda_clear_error,
     .allow_tf32 = cuda_allow_tf32,
     .check_precision = cuda_check_precision,

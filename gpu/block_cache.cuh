@@ -81,6 +81,18 @@ struct BlockCache {
         return true;
     }
 
+    /* Records p, `size` bytes in use elsewhere until now, as in use here
+     * (a graph's pool handing its blocks back); false as add's. */
+    bool adopt(void *p, size_t size) {
+        try {
+            live[p] = size;
+        } catch (...) {
+            return false;
+        }
+        count_in(size);
+        return true;
+    }
+
     /* Hands every kept block to give_back(block) and forgets them. */
     template <typename F> void drain(F give_back) {
         for (auto &kv : kept) give_back(kv.second);

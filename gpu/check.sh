@@ -2,7 +2,8 @@
 # gpu/check.sh - gpu/README.md's checks in one go, on a machine with a GPU:
 # the GPU unit tests (plain, then under ASan), the trainer's PyTorch parity
 # jobs on cuda, data parallel's NCCL path on one GPU (nccl: whole-model and
-# one-parameter buckets, against the plain run), `make bench-gpu`
+# one-parameter buckets, against the plain run), CUDA graphs (graphs: the
+# MNIST jobs' steps replayed, against the same jobs run op by op), `make bench-gpu`
 # (bench/gpu.sh: its MNIST and GEMM jobs in step bench, whose bf16 and
 # float32 CNNs step bf16 compares; ResNet-18 and GPT-2 small in step
 # models) and the daemon (gpu/check_daemon.py). Each step
@@ -18,7 +19,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=${1:-build/gpu-check}
-STEPS=${STEPS:-env unit parity nccl bench bf16 models daemon asan}
+STEPS=${STEPS:-env unit parity nccl graphs bench bf16 models daemon asan}
 mkdir -p "$LOGS"
 export MNIST_DIR=${MNIST_DIR:-../shared/datasets/mnist}
 SUMMARY=()
@@ -106,12 +107,37 @@ sys.exit(0 if abs(f32 - bf16) <= 0.003 else 1)
 PYEOF
 }
 
-export -f env_report unit_asan nccl_one_gpu bf16_accuracy
+# "cuda_graphs": the MNIST MLP and CNN (cuDNN's convolutions) for an epoch
+# with each step captured once and replayed give the metrics of the same
+# jobs run op by op, bit for bit, and their logs say the steps were
+# captured (the fixture jobs' same check is the unit step's).
+graphs_same() {
+    . bench/lib.sh
+    local failed=0 model out
+    for model in mlp cnn; do
+        out=$(mktemp -d)
+        bench_mnist_spec "$model" "$(cd "$MNIST_DIR" && pwd)" 1 >"$out/plain.json"
+        python3 tests/e2e/job_copy.py "$out/plain.json" "$out/graphs.json" cuda_graphs=true
+        build/traind run "$out/plain.json" --device cuda:0 --jsonl --out "$out/a" \
+            >"$out/plain.jsonl" || failed=1
+        build/traind run "$out/graphs.json" --device cuda:0 --jsonl --out "$out/b" \
+            >"$out/graphs.jsonl" || failed=1
+        grep -h '"cuda graphs' "$out/graphs.jsonl"
+        grep -q '"cuda graphs: step 2 captured' "$out/graphs.jsonl" || failed=1
+        python3 tests/e2e/compare_metrics.py "$out/plain.jsonl" "$out/graphs.jsonl" --rtol 0 ||
+            failed=1
+        rm -rf "$out"
+    done
+    return $failed
+}
+
+export -f env_report unit_asan nccl_one_gpu bf16_accuracy graphs_same
 step env 30 env_report
 step unit 90 build/tests/unit-nosan --jobs 4 --filter 'gpu/*' --verbose
 step parity 50 env DEVICE=cuda tests/e2e/test_run_parity.sh build/traind
 step nccl 90 nccl_one_gpu
-step bench 150 env PROFILE_DIR="$LOGS" bench/gpu.sh mnist gemm
+step graphs 90 graphs_same
+step bench 180 env PROFILE_DIR="$LOGS" bench/gpu.sh mnist gemm
 step bf16 10 bf16_accuracy
 step models 300 env PROFILE_DIR="$LOGS" bench/gpu.sh models
 step daemon 60 python3 gpu/check_daemon.py build/traind

@@ -39,6 +39,7 @@
 #include "gpu/conv_cudnn.h"
 #include "gpu/gpu.h"
 #include "gpu/kernels.h"
+#include "gpu/stream.h"
 
 /* the most workspace an algorithm may use: PyTorch's searches allow more,
  * but an algorithm needing more is rarely much faster, and the block is
@@ -89,6 +90,7 @@ typedef struct Plan {
 typedef struct {
     pthread_mutex_t lock;
     cudnnHandle_t handle;
+    cudaStream_t stream; /* the handle's */
     Plan *plans;
 } DeviceCudnn;
 
@@ -140,24 +142,30 @@ static int checked(cudnnStatus_t st, const char *call) {
 
 /* ---- the handle ---- */
 
+/* The device's handle, created on first use, set to the thread's stream
+ * (gpu/stream.h: the legacy default stream, named explicitly, whatever
+ * stream 0 means to the library's build; a graph's capture stream while
+ * one is captured). */
 static cudnnHandle_t handle_locked(DeviceCudnn *d) {
-    if (d->handle) return d->handle;
-    cudnnHandle_t h;
-    cudnnStatus_t st = cudnnCreate(&h); /* on the current device: the caller's */
-    if (st != CUDNN_STATUS_SUCCESS) {
-        failed(st, "cudnnCreate");
-        return NULL;
+    if (!d->handle) {
+        cudnnHandle_t h;
+        cudnnStatus_t st = cudnnCreate(&h); /* on the current device: the caller's */
+        if (st != CUDNN_STATUS_SUCCESS) {
+            failed(st, "cudnnCreate");
+            return NULL;
+        }
+        d->handle = h;
+        d->stream = NULL;
     }
-    /* explicitly the legacy default stream, whatever stream 0 means to the
-     * library's build: our kernels and copies are ordered on it */
-    st = cudnnSetStream(h, cudaStreamLegacy);
-    if (st != CUDNN_STATUS_SUCCESS) {
-        failed(st, "cudnnSetStream");
-        cudnnDestroy(h);
-        return NULL;
+    if (d->stream != gpu_stream()) {
+        cudnnStatus_t st = cudnnSetStream(d->handle, gpu_stream());
+        if (st != CUDNN_STATUS_SUCCESS) {
+            failed(st, "cudnnSetStream");
+            return NULL;
+        }
+        d->stream = gpu_stream();
     }
-    d->handle = h;
-    return h;
+    return d->handle;
 }
 
 /* ---- plans ---- */
@@ -482,6 +490,10 @@ static int pass_locked(DeviceCudnn *d, const ConvKey *k, const Call *c) {
     Plan *p = plan_locked(d, k);
     if (!p) return -1;
     if (p->unsupported) return 1;
+    if (p->choice[c->pass].state == CHOICE_NONE && gpu_stream() != cudaStreamLegacy)
+        /* the search times every algorithm: nothing runs in a capture */
+        return error_set("conv2d: cuDNN's algorithm search cannot run in a CUDA graph's "
+                         "capture (a shape no step had run before)");
     if (p->choice[c->pass].state == CHOICE_NONE && choose(h, p, c) != 0) return -1;
     if (p->choice[c->pass].state == CHOICE_DECLINED) return 1;
     return run(h, p, c);

@@ -81,6 +81,28 @@ int gpu_nccl_all_reduce(void *comm, int device, void *buf, int64_t count, int dt
 int gpu_nccl_join(void *comm, int device);
 void gpu_nccl_comm_destroy(void *comm);
 
+/* CUDA graphs (graph.cu): between capture_begin and capture_end, the
+ * calling thread's kernels, copies and library calls on `device` are
+ * recorded, not run, and its allocations come from the graph's own pool;
+ * capture_end makes the executable graph (NULL with the sticky error set
+ * when the capture failed: something in it synchronised, read a result
+ * back, or failed). gpu_graph_launch queues a replay on the legacy default
+ * stream, after the work queued there and before the work queued later;
+ * gpu_graph_free waits for the device, then frees the graph and gives its
+ * pool's blocks back to the allocator. -1 / NULL with the sticky error. */
+int gpu_graph_capture_begin(int device);
+void *gpu_graph_capture_end(int device);
+int gpu_graph_launch(void *graph);
+void gpu_graph_free(void *graph);
+
+/* Copies of n device blocks to host memory queued on the legacy default
+ * stream behind its work so far; gpu_read_end waits for them (and reports,
+ * as gpu_memcpy_to_host, any failure queued before). NULL / -1 with the
+ * sticky error. */
+void *gpu_read_begin(int device, int n, void *const *dst, const void *const *src,
+                     const size_t *nbytes);
+int gpu_read_end(void *handle);
+
 void *gpu_pinned_alloc(size_t nbytes);
 void gpu_pinned_free(void *ptr);
 void gpu_pinned_stats(size_t *in_use, size_t *cached);

@@ -109,6 +109,17 @@ int gpu_synchronize(int device);
 /* ---- allocator.cu ---- */
 void *gpu_alloc_bytes(int device, size_t nbytes);
 void gpu_free_bytes(int device, void *ptr);
+/* graph.cu's use of the allocator: from capture_begin to capture_end, the
+ * thread's allocations and frees on `device` go to a new pool, which the
+ * graph holds until pool_release gives its blocks back to the cache. NULL
+ * when out of host memory or already capturing. */
+void *gpu_allocator_capture_begin(int device);
+/* runtime.cu: the first host copy or wait the capturing thread was refused
+ * ("... (<call>)"), NULL when none; and forgetting it. */
+const char *gpu_capture_refusal(void);
+void gpu_capture_refusal_clear(void);
+void gpu_allocator_capture_end(void);
+void gpu_allocator_pool_release(void *pool);
 
 /* ---- kernels/layout.cu ---- */
 void gpu_launch_copy(const void *src, int src_dtype, GpuView sv, void *dst, int dst_dtype,

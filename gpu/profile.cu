@@ -7,7 +7,8 @@
  * kept busy, plus any idle gap while the host was late (the table's total
  * against the wall clock tells which). Events are read back in batches;
  * the table (label, calls, total ms, share, mean us) goes to stderr at exit,
- * or to the file TRAIND_GPU_PROFILE names when it is not "1".
+ * or to the file TRAIND_GPU_PROFILE names when it is not "1". Launches
+ * captured into a CUDA graph are not marked (they do not run then).
  */
 #include <cuda_runtime.h>
 
@@ -18,6 +19,7 @@
 #include <mutex>
 
 #include "gpu/kernels.h"
+#include "gpu/stream.h"
 
 namespace {
 
@@ -115,6 +117,7 @@ bool enabled() {
 
 extern "C" void gpu_profile_mark(const char *label) {
     if (state.load(std::memory_order_relaxed) == 0) return; /* the common case, no lock */
+    if (gpu_stream() != cudaStreamLegacy) return; /* capturing a graph: nothing runs now */
     std::lock_guard<std::mutex> guard(lock);
     if (!enabled()) return;
     int dev = 0;

@@ -14,6 +14,7 @@
 
 #include "gpu/gpu.h"
 #include "gpu/kernels.h"
+#include "gpu/stream.h"
 
 extern "C" {
 #include "core/error.h"
@@ -22,6 +23,11 @@ extern "C" {
 static thread_local char last_error[512];
 static thread_local bool has_error;
 static thread_local int current_device = -1;
+static thread_local cudaStream_t current_stream = cudaStreamLegacy;
+
+extern "C" cudaStream_t gpu_stream(void) { return current_stream; }
+
+extern "C" void gpu_stream_set(cudaStream_t stream) { current_stream = stream; }
 
 extern "C" void gpu_record_msg(const char *msg, const char *where) {
     if (has_error) return; /* the first failure is the cause; keep it */
@@ -70,7 +76,28 @@ extern "C" void gpu_use_device(int index) {
 
 extern "C" int gpu_current_device(void) { return current_device < 0 ? 0 : current_device; }
 
+/* A host copy while this thread captures a graph would run now, not at
+ * each replay: the bytes read back were never computed, those sent would
+ * be sent once. It fails the capture instead (gpu/graph.cu). */
+static thread_local char refusal[256]; /* the first refused call of the capture */
+
+static bool refused_in_capture(const char *what) {
+    if (current_stream == cudaStreamLegacy) return false;
+    const char *msg = "the step waits for the device or copies between it and the host, "
+                      "which a CUDA graph cannot hold";
+    if (!refusal[0]) snprintf(refusal, sizeof refusal, "%s (%s)", msg, what);
+    gpu_record_msg(msg, what);
+    return true;
+}
+
+/* kept apart from the sticky error, which the op that failed reports and
+ * clears: the capture must fail even where its caller goes on */
+extern "C" const char *gpu_capture_refusal(void) { return refusal[0] ? refusal : NULL; }
+
+extern "C" void gpu_capture_refusal_clear(void) { refusal[0] = '\0'; }
+
 extern "C" int gpu_memcpy_to_host(int device, void *host_dst, const void *src, size_t nbytes) {
+    if (refused_in_capture("cudaMemcpy (device to host)")) return -1;
     gpu_use_device(device);
     if (nbytes) gpu_record((int)cudaMemcpy(host_dst, src, nbytes, cudaMemcpyDeviceToHost),
                            "cudaMemcpy (device to host)");
@@ -80,9 +107,37 @@ extern "C" int gpu_memcpy_to_host(int device, void *host_dst, const void *src, s
 }
 
 extern "C" int gpu_memcpy_from_host(int device, void *dst, const void *host_src, size_t nbytes) {
+    if (refused_in_capture("cudaMemcpy (host to device)")) return -1;
     gpu_use_device(device);
     if (nbytes) gpu_record((int)cudaMemcpy(dst, host_src, nbytes, cudaMemcpyHostToDevice),
                            "cudaMemcpy (host to device)");
+    return has_error ? -1 : 0;
+}
+
+/* The handle is the event recorded behind the copies. */
+extern "C" void *gpu_read_begin(int device, int n, void *const *dst, const void *const *src,
+                                const size_t *nbytes) {
+    if (refused_in_capture("cudaMemcpyAsync (device to host)")) return NULL;
+    gpu_use_device(device);
+    for (int i = 0; i < n && !has_error; i++)
+        gpu_record((int)cudaMemcpyAsync(dst[i], src[i], nbytes[i], cudaMemcpyDeviceToHost,
+                                        cudaStreamLegacy),
+                   "cudaMemcpyAsync (device to host)");
+    cudaEvent_t done = NULL;
+    if (!has_error)
+        gpu_record((int)cudaEventCreateWithFlags(&done, cudaEventDisableTiming),
+                   "cudaEventCreateWithFlags (read)");
+    if (!has_error) gpu_record((int)cudaEventRecord(done, cudaStreamLegacy), "cudaEventRecord");
+    if (has_error && done) (void)cudaEventDestroy(done);
+    return has_error ? NULL : (void *)done;
+}
+
+extern "C" int gpu_read_end(void *handle) {
+    cudaEvent_t done = (cudaEvent_t)handle;
+    gpu_record((int)cudaEventSynchronize(done), "cudaEventSynchronize (read)");
+    (void)cudaEventDestroy(done);
+    /* the copies waited for every kernel before them: their failures show now */
+    gpu_check_launch("a kernel before a read");
     return has_error ? -1 : 0;
 }
 
@@ -108,6 +163,7 @@ static cudaStream_t copy_stream(int device) {
  * default stream's later kernels see the bytes. */
 extern "C" int gpu_memcpy_from_host_beside(int device, void *dst, const void *host_src,
                                            size_t nbytes) {
+    if (refused_in_capture("cudaMemcpyAsync (host to device, copy stream)")) return -1;
     gpu_use_device(device);
     if (!nbytes || has_error) return has_error ? -1 : 0;
     if (device < 0 || device >= GPU_MAX_DEVICES) {
@@ -132,6 +188,7 @@ extern "C" int gpu_memcpy_from_host_beside(int device, void *dst, const void *ho
 }
 
 extern "C" int gpu_synchronize(int device) {
+    if (refused_in_capture("cudaDeviceSynchronize")) return -1;
     gpu_use_device(device);
     gpu_record((int)cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     return has_error ? -1 : 0;

@@ -363,6 +363,7 @@ void job_build_trainer(JobBuild *b, Trainer *t, Device device) {
     t->accuracy = b->spec->accuracy;
     t->perplexity = b->spec->perplexity;
     t->allow_tf32 = b->spec->allow_tf32;
+    t->cuda_graphs = b->spec->cuda_graphs;
     t->precision = b->spec->precision;
     t->clip_grad_norm = b->spec->clip_grad_norm;
     t->accumulate_steps = b->spec->accumulate_steps;

@@ -312,7 +312,7 @@ static void launch_rows(K kernel, const char *what, size_t smem, int64_t bh, int
             return;
         }
     }
-    kernel<<<dim3((unsigned)bh, (unsigned)blocks), ATT_WARPS * 32, smem>>>(args...);
+    kernel<<<dim3((unsigned)bh, (unsigned)blocks), ATT_WARPS * 32, smem, gpu_stream()>>>(args...);
     gpu_check_launch(what);
 }
 
@@ -329,7 +329,7 @@ static void attention_backward_run(const void *q, const void *k, const void *v, 
                                    const void *lse, const void *go, void *delta, void *gq,
                                    void *gk, void *gv, int64_t bh, int64_t t, int d,
                                    GpuAttentionArgs a) {
-    attention_delta_kernel<T><<<gpu_warp_blocks(bh * t), GPU_THREADS>>>(
+    attention_delta_kernel<T><<<gpu_warp_blocks(bh * t), GPU_THREADS, 0, gpu_stream()>>>(
         (const T *)go, (const T *)out, (T *)delta, bh * t, d);
     gpu_check_launch("causal_attention delta kernel");
     size_t smem_q = (size_t)(2 * ATT_BR * d + 2 * ATT_BC * (d + 1)) * sizeof(T);

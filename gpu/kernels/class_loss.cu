@@ -54,10 +54,10 @@ extern "C" void gpu_launch_class_loss_rows(int dtype, const void *lp, const int6
                                            int64_t rows, int64_t cols) {
     if (rows <= 0) return;
     if (dtype == GPU_F32)
-        class_loss_rows_kernel<float><<<gpu_warp_blocks(rows), GPU_THREADS>>>(
+        class_loss_rows_kernel<float><<<gpu_warp_blocks(rows), GPU_THREADS, 0, gpu_stream()>>>(
             (const float *)lp, index, ignore, eps, (float *)loss, (float *)weight, rows, cols);
     else
-        class_loss_rows_kernel<double><<<gpu_warp_blocks(rows), GPU_THREADS>>>(
+        class_loss_rows_kernel<double><<<gpu_warp_blocks(rows), GPU_THREADS, 0, gpu_stream()>>>(
             (const double *)lp, index, ignore, eps, (double *)loss, (double *)weight, rows, cols);
     gpu_check_launch("class_loss_rows kernel");
 }
@@ -68,10 +68,12 @@ extern "C" void gpu_launch_class_loss_rows_backward(int dtype, const void *g,
                                                     int64_t cols) {
     if (rows <= 0 || cols <= 0) return;
     if (dtype == GPU_F32)
-        class_loss_backward_kernel<float><<<gpu_blocks(rows * cols), GPU_THREADS>>>(
-            (const float *)g, index, ignore, eps, (float *)gx, rows, cols);
+        class_loss_backward_kernel<float>
+            <<<gpu_blocks(rows * cols), GPU_THREADS, 0, gpu_stream()>>>(
+                (const float *)g, index, ignore, eps, (float *)gx, rows, cols);
     else
-        class_loss_backward_kernel<double><<<gpu_blocks(rows * cols), GPU_THREADS>>>(
-            (const double *)g, index, ignore, eps, (double *)gx, rows, cols);
+        class_loss_backward_kernel<double>
+            <<<gpu_blocks(rows * cols), GPU_THREADS, 0, gpu_stream()>>>(
+                (const double *)g, index, ignore, eps, (double *)gx, rows, cols);
     gpu_check_launch("class_loss_rows_backward kernel");
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "gpu/kernels.h"
+#include "gpu/stream.h"
 
 #define GPU_THREADS 256
 

@@ -64,11 +64,11 @@ extern "C" void gpu_launch_im2col(int dtype, const GpuWindow *w, const void *ima
     int64_t total = w->channels * w->kernel_h * w->kernel_w * n * w->out_h * w->out_w;
     if (total <= 0) return;
     if (dtype == GPU_F32)
-        im2col_kernel<float><<<gpu_blocks(total), GPU_THREADS>>>(*w, (const float *)images, n,
-                                                                 (float *)columns, ld);
+        im2col_kernel<float><<<gpu_blocks(total), GPU_THREADS, 0, gpu_stream()>>>(
+            *w, (const float *)images, n, (float *)columns, ld);
     else
-        im2col_kernel<double><<<gpu_blocks(total), GPU_THREADS>>>(*w, (const double *)images, n,
-                                                                  (double *)columns, ld);
+        im2col_kernel<double><<<gpu_blocks(total), GPU_THREADS, 0, gpu_stream()>>>(
+            *w, (const double *)images, n, (double *)columns, ld);
     gpu_check_launch("im2col kernel");
 }
 
@@ -77,10 +77,10 @@ extern "C" void gpu_launch_col2im(int dtype, const GpuWindow *w, const void *col
     int64_t total = n * w->channels * w->height * w->width;
     if (total <= 0) return;
     if (dtype == GPU_F32)
-        col2im_kernel<float><<<gpu_blocks(total), GPU_THREADS>>>(*w, (const float *)columns, ld,
-                                                                 n, (float *)images);
+        col2im_kernel<float><<<gpu_blocks(total), GPU_THREADS, 0, gpu_stream()>>>(
+            *w, (const float *)columns, ld, n, (float *)images);
     else
-        col2im_kernel<double><<<gpu_blocks(total), GPU_THREADS>>>(*w, (const double *)columns,
-                                                                  ld, n, (double *)images);
+        col2im_kernel<double><<<gpu_blocks(total), GPU_THREADS, 0, gpu_stream()>>>(
+            *w, (const double *)columns, ld, n, (double *)images);
     gpu_check_launch("col2im kernel");
 }

@@ -64,11 +64,11 @@ static bool binary_t(int op, const void *a, GpuView av, const void *b, GpuView b
                      int64_t n) {
     bool ad = view_is_contiguous(av), bd = view_is_contiguous(bv);
     if (ad && bd)
-        binary_dense<T><<<gpu_blocks(n), GPU_THREADS>>>(op, (const T *)a, (const T *)b, (T *)out,
-                                                        n);
+        binary_dense<T><<<gpu_blocks(n), GPU_THREADS, 0, gpu_stream()>>>(op, (const T *)a,
+                                                                         (const T *)b, (T *)out, n);
     else
-        binary_strided<T><<<gpu_blocks(n), GPU_THREADS>>>(op, (const T *)a, av, ad, (const T *)b,
-                                                          bv, bd, (T *)out, n);
+        binary_strided<T><<<gpu_blocks(n), GPU_THREADS, 0, gpu_stream()>>>(
+            op, (const T *)a, av, ad, (const T *)b, bv, bd, (T *)out, n);
     return ad && bd;
 }
 
@@ -168,11 +168,11 @@ extern "C" void gpu_launch_unary(int op, int dtype, const void *x, double alpha,
                                  int64_t n) {
     if (n <= 0) return;
     if (dtype == GPU_F32)
-        unary_kernel<float><<<gpu_blocks(n), GPU_THREADS>>>(op, (const float *)x, alpha,
-                                                            (float *)out, n);
+        unary_kernel<float><<<gpu_blocks(n), GPU_THREADS, 0, gpu_stream()>>>(
+            op, (const float *)x, alpha, (float *)out, n);
     else
-        unary_kernel<double><<<gpu_blocks(n), GPU_THREADS>>>(op, (const double *)x, alpha,
-                                                             (double *)out, n);
+        unary_kernel<double><<<gpu_blocks(n), GPU_THREADS, 0, gpu_stream()>>>(
+            op, (const double *)x, alpha, (double *)out, n);
     gpu_check_launch(op_label(unary_labels, GPU_UN_LEAKY_RELU + 1, op, "unary kernel"));
 }
 
@@ -200,11 +200,11 @@ extern "C" void gpu_launch_unary_backward(int op, int dtype, const void *x, cons
                                           double alpha, const void *gy, void *gx, int64_t n) {
     if (n <= 0) return;
     if (dtype == GPU_F32)
-        unary_backward_kernel<float><<<gpu_blocks(n), GPU_THREADS>>>(
+        unary_backward_kernel<float><<<gpu_blocks(n), GPU_THREADS, 0, gpu_stream()>>>(
             op, (const float *)x, (const float *)y, (float)alpha, (const float *)gy, (float *)gx,
             n);
     else
-        unary_backward_kernel<double><<<gpu_blocks(n), GPU_THREADS>>>(
+        unary_backward_kernel<double><<<gpu_blocks(n), GPU_THREADS, 0, gpu_stream()>>>(
             op, (const double *)x, (const double *)y, alpha, (const double *)gy, (double *)gx, n);
     gpu_check_launch("unary_backward kernel");
 }
@@ -229,11 +229,11 @@ extern "C" void gpu_launch_channel_affine(int dtype, const void *u, const void *
     int64_t total = n * c * s;
     if (total <= 0) return;
     if (dtype == GPU_F32)
-        channel_affine_kernel<float><<<gpu_blocks(total), GPU_THREADS>>>(
+        channel_affine_kernel<float><<<gpu_blocks(total), GPU_THREADS, 0, gpu_stream()>>>(
             (const float *)u, (const float *)a, (const float *)v, (const float *)m,
             (const float *)b, (const float *)d, (float *)out, c, s, total);
     else
-        channel_affine_kernel<double><<<gpu_blocks(total), GPU_THREADS>>>(
+        channel_affine_kernel<double><<<gpu_blocks(total), GPU_THREADS, 0, gpu_stream()>>>(
             (const double *)u, (const double *)a, (const double *)v, (const double *)m,
             (const double *)b, (const double *)d, (double *)out, c, s, total);
     gpu_check_launch("channel_affine kernel");

@@ -25,11 +25,11 @@ extern "C" void gpu_launch_embedding(int dtype, const void *w, const int64_t *id
                                      int64_t n, int64_t d) {
     if (n <= 0 || d <= 0) return;
     if (dtype == GPU_F32)
-        embedding_kernel<float><<<gpu_blocks(n * d), GPU_THREADS>>>((const float *)w, idx,
-                                                                    (float *)out, n, d);
+        embedding_kernel<float><<<gpu_blocks(n * d), GPU_THREADS, 0, gpu_stream()>>>(
+            (const float *)w, idx, (float *)out, n, d);
     else
-        embedding_kernel<double><<<gpu_blocks(n * d), GPU_THREADS>>>((const double *)w, idx,
-                                                                     (double *)out, n, d);
+        embedding_kernel<double><<<gpu_blocks(n * d), GPU_THREADS, 0, gpu_stream()>>>(
+            (const double *)w, idx, (double *)out, n, d);
     gpu_check_launch("embedding kernel");
 }
 
@@ -38,10 +38,10 @@ extern "C" void gpu_launch_embedding_backward(int dtype, const void *gy, const i
     gpu_launch_fill(gw, dtype, v * d, 0.0);
     if (n <= 0 || d <= 0) return;
     if (dtype == GPU_F32)
-        embedding_backward_kernel<float><<<gpu_blocks(n * d), GPU_THREADS>>>(
+        embedding_backward_kernel<float><<<gpu_blocks(n * d), GPU_THREADS, 0, gpu_stream()>>>(
             (const float *)gy, idx, (float *)gw, n, d);
     else
-        embedding_backward_kernel<double><<<gpu_blocks(n * d), GPU_THREADS>>>(
+        embedding_backward_kernel<double><<<gpu_blocks(n * d), GPU_THREADS, 0, gpu_stream()>>>(
             (const double *)gy, idx, (double *)gw, n, d);
     gpu_check_launch("embedding_backward kernel");
 }

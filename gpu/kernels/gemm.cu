@@ -26,6 +26,8 @@
 
 static cublasHandle_t handles[GPU_MAX_DEVICES];
 static bool handle_tf32[GPU_MAX_DEVICES];
+static void *handle_workspace[GPU_MAX_DEVICES];
+static cudaStream_t handle_stream[GPU_MAX_DEVICES]; /* NULL: the library's default, legacy */
 static std::mutex handle_locks[GPU_MAX_DEVICES];
 static thread_local bool want_tf32;
 static thread_local bool want_bf16;
@@ -58,7 +60,7 @@ extern "C" bool gpu_bf16(void) { return want_bf16; }
 
 extern "C" bool gpu_tf32_enabled(void) { return want_tf32; }
 
-/* The handle of device dev, with this thread's math mode; the caller holds
+/* The handle of device dev, with this thread's math mode and stream; the caller holds
  * handle_locks[dev] until its product is queued. */
 static cublasHandle_t device_handle_locked(int dev) {
     if (!handles[dev]) {
@@ -73,13 +75,29 @@ static cublasHandle_t device_handle_locked(int dev) {
          * life, instead of the library's smaller default pool */
         void *ws = NULL;
         if (cudaMalloc(&ws, GPU_CUBLAS_WORKSPACE) == cudaSuccess) {
-            if (cublasSetWorkspace(h, ws, GPU_CUBLAS_WORKSPACE) != CUBLAS_STATUS_SUCCESS)
+            if (cublasSetWorkspace(h, ws, GPU_CUBLAS_WORKSPACE) != CUBLAS_STATUS_SUCCESS) {
                 cudaFree(ws);
+                ws = NULL;
+            }
         } else {
             (void)cudaGetLastError(); /* short of memory: run without */
         }
         handles[dev] = h;
         handle_tf32[dev] = false;
+        handle_workspace[dev] = ws;
+        handle_stream[dev] = NULL;
+    }
+    /* the thread's stream (a graph's capture): cublasSetStream also drops
+     * the handle's workspace, so it is given back each time */
+    cudaStream_t want = gpu_stream() == cudaStreamLegacy ? NULL : gpu_stream();
+    if (handle_stream[dev] != want) {
+        if (!cublas_ok(cublasSetStream(handles[dev], want), "cublasSetStream")) return NULL;
+        handle_stream[dev] = want;
+        if (handle_workspace[dev] &&
+            !cublas_ok(cublasSetWorkspace(handles[dev], handle_workspace[dev],
+                                          GPU_CUBLAS_WORKSPACE),
+                       "cublasSetWorkspace"))
+            return NULL;
     }
     if (handle_tf32[dev] != want_tf32) {
         cublasMath_t mode = want_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
@@ -102,11 +120,11 @@ extern "C" void gpu_launch_gemm(int dtype, bool trans_a, bool trans_b, int64_t m
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         if (dtype == GPU_F32)
-            scale_kernel<float><<<gpu_blocks(m * n), GPU_THREADS>>>((float *)c, m, n, ldc,
-                                                                    (float)beta);
+            scale_kernel<float><<<gpu_blocks(m * n), GPU_THREADS, 0, gpu_stream()>>>(
+                (float *)c, m, n, ldc, (float)beta);
         else
-            scale_kernel<double><<<gpu_blocks(m * n), GPU_THREADS>>>((double *)c, m, n, ldc,
-                                                                     beta);
+            scale_kernel<double>
+                <<<gpu_blocks(m * n), GPU_THREADS, 0, gpu_stream()>>>((double *)c, m, n, ldc, beta);
         gpu_check_launch("gemm (k = 0) scale kernel");
         return;
     }

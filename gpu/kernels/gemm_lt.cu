@@ -160,9 +160,9 @@ extern "C" int gpu_lt_sgemm(int dev, int math, bool ta, bool tb, int64_t m, int6
                  .first;
     const Plan &p = it->second;
     if (!p.ok) return 1;
-    cublasStatus_t s = cublasLtMatmul(d->handle, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c,
-                                      p.c, &p.algo, p.workspace ? d->workspace : NULL,
-                                      p.workspace, 0);
+    cublasStatus_t s =
+        cublasLtMatmul(d->handle, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c, &p.algo,
+                       p.workspace ? d->workspace : NULL, p.workspace, gpu_stream());
     if (s != CUBLAS_STATUS_SUCCESS) {
         gpu_record_msg("cuBLASLt matmul failed", "cublasLtMatmul");
         return -1;

@@ -112,7 +112,7 @@ __global__ void layer_norm_gwb_final(const double *partial, T *gw, T *gb, int64_
 template <typename T>
 static void layer_norm_run(const void *x, const void *w, const void *b, double eps, void *y,
                            void *mean, void *rstd, int64_t rows, int64_t cols) {
-    layer_norm_kernel<T><<<gpu_warp_blocks(rows), GPU_THREADS>>>(
+    layer_norm_kernel<T><<<gpu_warp_blocks(rows), GPU_THREADS, 0, gpu_stream()>>>(
         (const T *)x, (const T *)w, (const T *)b, eps, (T *)y, (T *)mean, (T *)rstd, rows, cols);
 }
 
@@ -122,17 +122,17 @@ static void layer_norm_backward_run(const void *x, const void *w, const void *me
                                     void *gb, double *partial, int64_t chunks, int64_t rows,
                                     int64_t cols) {
     if (gx && rows > 0)
-        layer_norm_gx_kernel<T><<<gpu_warp_blocks(rows), GPU_THREADS>>>(
+        layer_norm_gx_kernel<T><<<gpu_warp_blocks(rows), GPU_THREADS, 0, gpu_stream()>>>(
             (const T *)x, (const T *)w, (const T *)mean, (const T *)rstd, (const T *)gy, (T *)gx,
             rows, cols);
     if (!partial) return;
     int64_t per = (rows + chunks - 1) / chunks;
     dim3 grid((unsigned)((cols + 31) / 32), (unsigned)chunks), block(32, 8);
-    layer_norm_gwb_partial<T><<<grid, block>>>((const T *)x, (const T *)mean, (const T *)rstd,
-                                               (const T *)gy, partial, rows, cols, per,
-                                               (int)chunks);
-    layer_norm_gwb_final<T><<<gpu_blocks(cols), GPU_THREADS>>>(partial, (T *)gw, (T *)gb, cols,
-                                                               (int)chunks);
+    layer_norm_gwb_partial<T>
+        <<<grid, block, 0, gpu_stream()>>>((const T *)x, (const T *)mean, (const T *)rstd,
+                                           (const T *)gy, partial, rows, cols, per, (int)chunks);
+    layer_norm_gwb_final<T><<<gpu_blocks(cols), GPU_THREADS, 0, gpu_stream()>>>(
+        partial, (T *)gw, (T *)gb, cols, (int)chunks);
 }
 
 extern "C" void gpu_launch_layer_norm(int dtype, const void *x, const void *w, const void *b,

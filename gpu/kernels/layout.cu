@@ -4,7 +4,7 @@
  * Same-dtype copies move the element's bits (int64 values above 2^53 must
  * not pass through a double); converting copies go through double with C
  * cast semantics, as the CPU's dtype_load / dtype_store. A contiguous
- * same-dtype copy is one cudaMemcpyAsync on the default stream.
+ * same-dtype copy is one cudaMemcpyAsync on the thread's stream.
  */
 #include "gpu/kernels/common.cuh"
 
@@ -63,23 +63,24 @@ extern "C" void gpu_launch_copy(const void *src, int src_dtype, GpuView sv, void
         size_t es = elem_size(src_dtype);
         if (sd && dd) {
             if (src != dst)
-                gpu_record((int)cudaMemcpyAsync(dst, src, (size_t)n * es,
-                                                cudaMemcpyDeviceToDevice, 0),
+                gpu_record((int)cudaMemcpyAsync(dst, src, (size_t)n * es, cudaMemcpyDeviceToDevice,
+                                                gpu_stream()),
                            "cudaMemcpyAsync (copy)");
             return;
         }
         unsigned blocks = gpu_blocks(n);
         if (es == 8)
-            copy_same<uint64_t><<<blocks, GPU_THREADS>>>((const uint64_t *)src, sv, sd,
-                                                         (uint64_t *)dst, dv, dd, n);
+            copy_same<uint64_t><<<blocks, GPU_THREADS, 0, gpu_stream()>>>(
+                (const uint64_t *)src, sv, sd, (uint64_t *)dst, dv, dd, n);
         else if (es == 4)
-            copy_same<uint32_t><<<blocks, GPU_THREADS>>>((const uint32_t *)src, sv, sd,
-                                                         (uint32_t *)dst, dv, dd, n);
+            copy_same<uint32_t><<<blocks, GPU_THREADS, 0, gpu_stream()>>>(
+                (const uint32_t *)src, sv, sd, (uint32_t *)dst, dv, dd, n);
         else
-            copy_same<uint8_t><<<blocks, GPU_THREADS>>>((const uint8_t *)src, sv, sd,
-                                                        (uint8_t *)dst, dv, dd, n);
+            copy_same<uint8_t><<<blocks, GPU_THREADS, 0, gpu_stream()>>>(
+                (const uint8_t *)src, sv, sd, (uint8_t *)dst, dv, dd, n);
     } else {
-        copy_convert<<<gpu_blocks(n), GPU_THREADS>>>(src, src_dtype, sv, dst, dst_dtype, dv, n);
+        copy_convert<<<gpu_blocks(n), GPU_THREADS, 0, gpu_stream()>>>(src, src_dtype, sv, dst,
+                                                                      dst_dtype, dv, n);
     }
     gpu_check_launch("copy kernel");
 }
@@ -91,19 +92,25 @@ template <typename T> __global__ void fill_kernel(T *dst, T value, int64_t n) {
 extern "C" void gpu_launch_fill(void *dst, int dtype, int64_t n, double value) {
     if (n <= 0) return;
     if (value == 0.0) { /* zero bits for every dtype; -0.0 too, as the CPU's memset */
-        gpu_record((int)cudaMemsetAsync(dst, 0, (size_t)n * elem_size(dtype), 0),
+        gpu_record((int)cudaMemsetAsync(dst, 0, (size_t)n * elem_size(dtype), gpu_stream()),
                    "cudaMemsetAsync (fill)");
         return;
     }
     unsigned blocks = gpu_blocks(n);
     switch (dtype) {
-    case GPU_F32: fill_kernel<float><<<blocks, GPU_THREADS>>>((float *)dst, (float)value, n); break;
-    case GPU_F64: fill_kernel<double><<<blocks, GPU_THREADS>>>((double *)dst, value, n); break;
+    case GPU_F32:
+        fill_kernel<float><<<blocks, GPU_THREADS, 0, gpu_stream()>>>((float *)dst, (float)value, n);
+        break;
+    case GPU_F64:
+        fill_kernel<double><<<blocks, GPU_THREADS, 0, gpu_stream()>>>((double *)dst, value, n);
+        break;
     case GPU_I64:
-        fill_kernel<int64_t><<<blocks, GPU_THREADS>>>((int64_t *)dst, (int64_t)value, n);
+        fill_kernel<int64_t>
+            <<<blocks, GPU_THREADS, 0, gpu_stream()>>>((int64_t *)dst, (int64_t)value, n);
         break;
     default:
-        fill_kernel<uint8_t><<<blocks, GPU_THREADS>>>((uint8_t *)dst, (uint8_t)value, n);
+        fill_kernel<uint8_t>
+            <<<blocks, GPU_THREADS, 0, gpu_stream()>>>((uint8_t *)dst, (uint8_t)value, n);
         break;
     }
     gpu_check_launch("fill kernel");

@@ -137,7 +137,7 @@ static void sgd_lists(int count, const GpuOptimTensor *t, double lr, double mome
         });
         if (blocks == 0) return;
         k.use_mom = momentum != 0 && all_buffers;
-        sgd_kernel<T><<<(unsigned)blocks, GPU_THREADS>>>(l, k);
+        sgd_kernel<T><<<(unsigned)blocks, GPU_THREADS, 0, gpu_stream()>>>(l, k);
         gpu_check_launch("sgd_update kernel");
     }
 }
@@ -165,7 +165,7 @@ static void adam_lists(int count, const GpuOptimTensor *t, double lr, double bet
             k.bc2_sqrt[j] = (T)sqrt(bias_correction2);
         });
         if (blocks == 0) return;
-        adam_kernel<T><<<(unsigned)blocks, GPU_THREADS>>>(l, k);
+        adam_kernel<T><<<(unsigned)blocks, GPU_THREADS, 0, gpu_stream()>>>(l, k);
         gpu_check_launch("adam_update kernel");
     }
 }

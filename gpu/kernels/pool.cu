@@ -162,8 +162,8 @@ __global__ void adaptive_avg_pool_backward_kernel(GpuWindow w, const T *gy, T *g
     }
 }
 
-#define LAUNCH(KERNEL, T, total, ...)                                                             \
-    KERNEL<T><<<gpu_blocks(total), GPU_THREADS>>>(__VA_ARGS__)
+#define LAUNCH(KERNEL, T, total, ...)                                                              \
+    KERNEL<T><<<gpu_blocks(total), GPU_THREADS, 0, gpu_stream()>>>(__VA_ARGS__)
 
 extern "C" void gpu_launch_max_pool2d(int dtype, const GpuWindow *w, const void *x, void *out,
                                       int64_t *indices) {

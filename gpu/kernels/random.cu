@@ -32,10 +32,10 @@ extern "C" void gpu_launch_uniform(int dtype, void *out, int64_t n, uint64_t see
     if (n <= 0) return;
     int64_t nblocks = (int64_t)((offset + (uint64_t)n - 1) / 4 - offset / 4 + 1);
     if (dtype == GPU_F32)
-        uniform_kernel<float><<<gpu_blocks(nblocks), GPU_THREADS>>>((float *)out, n, seed,
-                                                                    offset);
+        uniform_kernel<float>
+            <<<gpu_blocks(nblocks), GPU_THREADS, 0, gpu_stream()>>>((float *)out, n, seed, offset);
     else
-        uniform_kernel<double><<<gpu_blocks(nblocks), GPU_THREADS>>>((double *)out, n, seed,
-                                                                     offset);
+        uniform_kernel<double>
+            <<<gpu_blocks(nblocks), GPU_THREADS, 0, gpu_stream()>>>((double *)out, n, seed, offset);
     gpu_check_launch("uniform kernel");
 }

@@ -175,16 +175,19 @@ template <typename T> static void split_sum(Terms<T> t, const Blocked &b, T *out
     }
     /* few positions a chunk: a warp wastes less, as sum_kernel's */
     int threads = per >= SUM_THREADS ? SUM_THREADS : 32;
-    split_sum_kernel<T><<<dim3((unsigned)b.kept, (unsigned)chunks), threads>>>(t, b, per, partial);
+    split_sum_kernel<T><<<dim3((unsigned)b.kept, (unsigned)chunks), threads, 0, gpu_stream()>>>(
+        t, b, per, partial);
     gpu_check_launch("sum kernel (split)");
-    split_sum_finish<T><<<gpu_blocks(b.kept), GPU_THREADS>>>(partial, chunks, b.kept, out);
+    split_sum_finish<T>
+        <<<gpu_blocks(b.kept), GPU_THREADS, 0, gpu_stream()>>>(partial, chunks, b.kept, out);
     gpu_check_launch("sum kernel (split, finish)");
     gpu_free_bytes(dev, partial); /* queued: its next user runs after */
 }
 
 template <typename T> static void column_sum(const T *x, const Blocked &b, T *out) {
     dim3 threads(32, COL_LANES);
-    column_sum_kernel<T><<<(unsigned)((b.kept + 31) / 32), threads>>>(x, b.outer, b.kept, out);
+    column_sum_kernel<T>
+        <<<(unsigned)((b.kept + 31) / 32), threads, 0, gpu_stream()>>>(x, b.outer, b.kept, out);
     gpu_check_launch("sum kernel (columns)");
 }
 
@@ -213,11 +216,11 @@ extern "C" void gpu_launch_sum(int dtype, const void *x, int nkept, const int64_
     int threads = nred_total >= SUM_THREADS ? SUM_THREADS : 32;
     int64_t blocks = nout < 65536 ? nout : 65536;
     if (dtype == GPU_F32)
-        sum_kernel<float><<<(unsigned)blocks, threads>>>((const float *)x, kept, red,
-                                                         (float *)out, nout, nred_total);
+        sum_kernel<float><<<(unsigned)blocks, threads, 0, gpu_stream()>>>(
+            (const float *)x, kept, red, (float *)out, nout, nred_total);
     else
-        sum_kernel<double><<<(unsigned)blocks, threads>>>((const double *)x, kept, red,
-                                                          (double *)out, nout, nred_total);
+        sum_kernel<double><<<(unsigned)blocks, threads, 0, gpu_stream()>>>(
+            (const double *)x, kept, red, (double *)out, nout, nred_total);
     gpu_check_launch("sum kernel");
 }
 
@@ -273,10 +276,10 @@ extern "C" void gpu_launch_max_last_dim(int dtype, const void *x, int64_t rows, 
                                         void *out, int64_t *indices) {
     if (rows <= 0 || cols <= 0) return;
     if (dtype == GPU_F32)
-        max_last_kernel<float><<<gpu_warp_blocks(rows), GPU_THREADS>>>((const float *)x, rows, cols,
-                                                                   (float *)out, indices);
+        max_last_kernel<float><<<gpu_warp_blocks(rows), GPU_THREADS, 0, gpu_stream()>>>(
+            (const float *)x, rows, cols, (float *)out, indices);
     else
-        max_last_kernel<double><<<gpu_warp_blocks(rows), GPU_THREADS>>>((const double *)x, rows,
-                                                                    cols, (double *)out, indices);
+        max_last_kernel<double><<<gpu_warp_blocks(rows), GPU_THREADS, 0, gpu_stream()>>>(
+            (const double *)x, rows, cols, (double *)out, indices);
     gpu_check_launch("max_last_dim kernel");
 }

@@ -72,10 +72,10 @@ extern "C" void gpu_launch_softmax(int dtype, const void *x, void *out, int64_t 
                                    int64_t cols, bool log_) {
     if (rows <= 0 || cols <= 0) return;
     if (dtype == GPU_F32)
-        softmax_kernel<float><<<gpu_warp_blocks(rows), GPU_THREADS>>>(
+        softmax_kernel<float><<<gpu_warp_blocks(rows), GPU_THREADS, 0, gpu_stream()>>>(
             (const float *)x, (float *)out, rows, cols, log_);
     else
-        softmax_kernel<double><<<gpu_warp_blocks(rows), GPU_THREADS>>>(
+        softmax_kernel<double><<<gpu_warp_blocks(rows), GPU_THREADS, 0, gpu_stream()>>>(
             (const double *)x, (double *)out, rows, cols, log_);
     gpu_check_launch("softmax kernel");
 }
@@ -84,10 +84,10 @@ extern "C" void gpu_launch_softmax_backward(int dtype, const void *y, const void
                                             int64_t rows, int64_t cols, bool log_) {
     if (rows <= 0 || cols <= 0) return;
     if (dtype == GPU_F32)
-        softmax_backward_kernel<float><<<gpu_warp_blocks(rows), GPU_THREADS>>>(
+        softmax_backward_kernel<float><<<gpu_warp_blocks(rows), GPU_THREADS, 0, gpu_stream()>>>(
             (const float *)y, (const float *)gy, (float *)gx, rows, cols, log_);
     else
-        softmax_backward_kernel<double><<<gpu_warp_blocks(rows), GPU_THREADS>>>(
+        softmax_backward_kernel<double><<<gpu_warp_blocks(rows), GPU_THREADS, 0, gpu_stream()>>>(
             (const double *)y, (const double *)gy, (double *)gx, rows, cols, log_);
     gpu_check_launch("softmax_backward kernel");
 }

@@ -180,6 +180,7 @@ Test(spec, design_example_values) {
     cr_assert(s->shuffle);
     cr_assert(!s->drop_last);
     cr_assert(!s->allow_tf32); /* torch.backends.cuda.matmul.allow_tf32 = False */
+    cr_assert(!s->cuda_graphs);
     cr_assert_eq(s->seed, 0);
     cr_assert(s->device_auto);
     cr_assert(s->accuracy);
@@ -267,12 +268,15 @@ Test(spec, defaults_as_pytorch) {
     char *t2 = variant(t, "device", "\"cuda:1\"");
     char *t3 = variant(t2, "seed", "1234567890123");
     char *t4 = variant(t3, "allow_tf32", "true");
-    s = parse_ok(t4);
+    char *t5 = variant(t4, "cuda_graphs", "true");
+    s = parse_ok(t5);
     free(t);
     free(t2);
     free(t3);
     free(t4);
+    free(t5);
     cr_assert(s->allow_tf32);
+    cr_assert(s->cuda_graphs);
     cr_assert(!s->checkpoint);
     cr_assert(!s->device_auto);
     cr_assert_eq(s->device.type, DEVICE_CUDA);
@@ -355,6 +359,8 @@ Test(spec, errors_name_path_and_reason) {
                          true);
     expect_variant_error("allow_tf32", "1", "allow_tf32: expected true or false, got number",
                          true);
+    expect_variant_error("cuda_graphs", "\"on\"",
+                         "cuda_graphs: expected true or false, got string", true);
     expect_variant_error("loss.reduction", "\"none\"",
                          "loss.reduction: 'none' gives one loss per sample, which cannot be "
                          "trained on (use 'mean' or 'sum')",

@@ -40,6 +40,7 @@ typedef struct {
     int n;
     Metric m[REC_MAX];
     int logs;
+    char log[4096]; /* the lines, as far as they fit */
     atomic_int *cancel;
     int64_t cancel_at_step; /* sets *cancel when the "loss" of this step arrives; 0: never */
     const char *ckpt_dir;   /* checkpoint callback saves here */
@@ -70,6 +71,8 @@ static void rec_log(void *user, const char *line) {
     Rec *r = user;
     cr_assert(line && *line);
     r->logs++;
+    size_t used = strlen(r->log);
+    snprintf(r->log + used, sizeof r->log - used, "%s\n", line);
 }
 
 static int rec_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) {
@@ -363,6 +366,35 @@ Test(train, no_val_no_accuracy) {
     cr_assert_eq(train_run(&r->t), 0);
     cr_assert_eq(r->rec.n, n);
     rig_free(r);
+}
+
+/* "cuda_graphs" on the CPU: nothing to capture; the run says so and trains
+ * as without (tests/unit/test_gpu_graph.c runs it on a GPU). */
+Test(train, cuda_graphs_on_the_cpu_train_as_without) {
+    Rig *runs[2];
+    for (int i = 0; i < 2; i++) {
+        Tensor *x, *y, *vx, *vy;
+        toy_data(50, 4, &x, &y);
+        toy_data(20, 6, &vx, &vy);
+        RigOptions o = {.out_features = 3, .seed = 5, .lr = 0.05, .momentum = 0.9,
+                        .epochs = 2, .accuracy = true};
+        runs[i] = rig_new(&o, x, y, vx, vy);
+        runs[i]->t.cuda_graphs = i == 1;
+        cr_assert_eq(train_run(&runs[i]->t), 0, "%s", error_get());
+    }
+    Rec *a = &runs[0]->rec, *b = &runs[1]->rec;
+    cr_assert(strstr(b->log, "cuda graphs: not used: the device has no CUDA graphs"), "%s",
+              b->log);
+    cr_assert_null(strstr(a->log, "cuda graphs"), "%s", a->log);
+    cr_assert_eq(a->n, b->n);
+    for (int i = 0; i < a->n; i++) {
+        if (strstr(a->m[i].name, "_time_s") || strcmp(a->m[i].name, "samples_per_s") == 0)
+            continue;
+        cr_assert(strcmp(a->m[i].name, b->m[i].name) == 0 && a->m[i].value == b->m[i].value,
+                  "%s %g against %s %g", a->m[i].name, a->m[i].value, b->m[i].name,
+                  b->m[i].value);
+    }
+    rig_free(runs[0]), rig_free(runs[1]);
 }
 
 /* Sleeps that the monotonic clock (the trainer's) sees in full. */

@@ -1,0 +1,83 @@
+/* train_graph.h - a training step captured once as a CUDA graph and
+ * replayed for each batch (a job's "cuda_graphs": true; train.c's).
+ *
+ * What the graph holds: the step's forward, loss and backward, and the
+ * numbers its metrics need (the loss, the accuracy counts) on the device.
+ * What stays outside it, run as before: the optimizer step (its lr and
+ * Adam's bias corrections change from step to step; it is one fused launch
+ * per 24 parameters anyway), clipping, the scheduler. Before each replay
+ * the batch is copied into the graph's own input tensors; after it the
+ * parameters' .grad are the graph's gradient tensors again (an uncaptured
+ * step in between may have replaced them), and the numbers are copied to
+ * page-locked host memory behind the replay without waiting: the trainer
+ * reads a step's numbers after queueing the next step, so no step waits
+ * for the host.
+ *
+ * The graph is captured at the first step train.c hands it (after at least
+ * one step run one by one, which makes the libraries' per-shape plans and
+ * the optimizer's state). A capture fails, and the job's steps run one by
+ * one from then on, saying why in its log, when anything in the step
+ * synchronises or reads a result back (BatchNorm with momentum None reads
+ * its batch count), or draws random numbers (Dropout: a replay would
+ * repeat its masks). A batch of another shape (the epoch's last, partial
+ * one) runs one by one too.
+ */
+#ifndef TRAIND_CORE_TRAIN_GRAPH_H
+#define TRAIND_CORE_TRAIN_GRAPH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/train.h"
+
+typedef struct TrainGraph TrainGraph;
+
+/* What a step's body leaves for the graph to keep: the batch's loss (a
+ * 0-dim tensor) and, when accuracy is counted, each row's predicted class
+ * and its label (int64, the same shape). */
+typedef struct {
+    Tensor *loss, *pred, *labels;
+} TrainGraphOutputs;
+
+/* The step's forward of (x, y), its loss and backward (train.c's). */
+typedef int (*TrainGraphBody)(Trainer *t, Tensor *x, Tensor *y, TrainGraphOutputs *out);
+
+/* A step's numbers, read back: the loss and the accuracy counts (0 without
+ * accuracy). */
+typedef struct {
+    double loss;
+    int64_t correct, labelled;
+} TrainGraphNumbers;
+
+/* Why t's steps cannot be graphs (a static string), or NULL when they may:
+ * its device has none (the CPU), it is data parallel, or it accumulates
+ * gradients. */
+const char *train_graph_unsupported(const Trainer *t);
+
+/* A graph for t's steps, not captured yet; NULL with an error. */
+TrainGraph *train_graph_new(const Trainer *t);
+
+/* Frees g after waiting for its replays; the parameters' .grad are kept. */
+void train_graph_free(TrainGraph *g);
+
+/* Runs the training step of batch (x, y) by the graph, capturing it first
+ * with `body` when it has not been: 1 when the step (without its optimizer
+ * update) is queued and its numbers are on their way (train_graph_read);
+ * 0 when the caller must run it one by one: the batch has another shape,
+ * or the capture failed (then *why, n bytes, says why, and g is off for
+ * good); -1 with an error. `ignore` is the label accuracy skips. */
+int train_graph_step(TrainGraph *g, Trainer *t, Tensor *x, Tensor *y, TrainGraphBody body,
+                     int64_t ignore, char *why, size_t n);
+
+/* Whether g is off (a capture failed), and whether it holds a step. */
+bool train_graph_off(const TrainGraph *g);
+bool train_graph_captured(const TrainGraph *g);
+
+/* Steps queued whose numbers are not read yet (0, 1 or 2). */
+int train_graph_pending(const TrainGraph *g);
+
+/* Waits for the numbers of the oldest step queued and not read: 0, or -1
+ * with an error (a failure of anything queued before them). */
+int train_graph_read(TrainGraph *g, TrainGraphNumbers *out);
+
+#endif
