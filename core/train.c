@@ -194,36 +194,13 @@ static const char *nonfinite_name(double v) {
     return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
 }
 
-/* torch.nn.utils.clip_grad_norm_(params, max_norm): the total 2-norm of
- * every parameter's gradient into *norm, and each gradient scaled by
- * max_norm / (norm + 1e-6) when that is below 1. The squares are summed
- * per tensor on its device, then in double here. */
-static int clip_grad_norm(Optimizer *opt, double max_norm, double *norm) {
-    double sumsq = 0;
-    *norm = NAN;
-    for (int i = 0; i < opt->n_params; i++) {
-        Tensor *g = opt->params[i]->grad;
-        if (!g) continue;
-        Tensor *sq = tensor_mul(g, g);
-        Tensor *sum = sq ? tensor_sum(sq) : NULL;
-        double v = sum ? tensor_item(sum) : NAN;
-        tensor_release(sq);
-        tensor_release(sum);
-        if (isnan(v) && !sum) return error_prefix("clip_grad_norm");
-        sumsq += v;
-    }
-    *norm = sqrt(sumsq);
-    double coef = max_norm / (*norm + 1e-6);
-    if (!(coef < 1)) return 0; /* also a NaN norm: torch's clamp leaves the gradients */
-    for (int i = 0; i < opt->n_params; i++) {
-        Tensor *p = opt->params[i];
-        if (!p->grad) continue;
-        Tensor *scaled = tensor_mul_scalar(p->grad, coef);
-        if (!scaled) return error_prefix("clip_grad_norm");
-        tensor_release(p->grad);
-        p->grad = scaled;
-    }
-    return 0;
+/* clip_grad_norm on the step's gradients (core/optim/clip_grad.c), the
+ * norm before clipping read into *norm: one wait for the device. */
+static int clip_and_read(Trainer *t, double *norm) {
+    Tensor *n = optimizer_clip_grad_norm(t->opt, t->clip_grad_norm);
+    int rc = n ? tensor_to_doubles(n, norm, 1) : -1;
+    tensor_release(n);
+    return rc;
 }
 
 /* Batches per optimizer step: accumulate_steps, fewer for the epoch's
@@ -353,7 +330,7 @@ done:
 
 /* The graph's step body: forward, loss, accuracy's predictions, backward,
  * as batch_forward and scaled_backward run them for one process (weight
- * 1 of 1 micro-batch: the same kernels). */
+ * 1 of 1 micro-batch: the same kernels), and clipping, as train_step. */
 static int graph_body(Trainer *t, Tensor *x, Tensor *y, TrainGraphOutputs *o) {
     Tensor *out = module_forward(t->model, x);
     int rc = -1;
@@ -363,6 +340,9 @@ static int graph_body(Trainer *t, Tensor *x, Tensor *y, TrainGraphOutputs *o) {
     else if (!t->accuracy || predict(out, y, &o->pred, &o->labels) == 0)
         rc = tensor_backward(o->loss) == 0 ? 0 : error_prefix("backward");
     tensor_release(out);
+    if (rc == 0 && t->clip_grad_norm > 0 &&
+        !(o->grad_norm = optimizer_clip_grad_norm(t->opt, t->clip_grad_norm)))
+        rc = -1;
     return rc;
 }
 
@@ -400,7 +380,7 @@ static int graph_read_oldest(Trainer *t) {
         return error_set("step %" PRId64 ": loss is %s", q.step, nonfinite_name(num.loss));
     emit(t, "loss", q.step, q.epoch, num.loss);
     emit(t, "lr", q.step, q.epoch, q.lr);
-    if (q.clipped) emit(t, "grad_norm", q.step, q.epoch, q.grad_norm);
+    if (t->clip_grad_norm > 0) emit(t, "grad_norm", q.step, q.epoch, num.grad_norm);
     TrainState *s = &t->state;
     s->loss_sum += num.loss * (double)q.samples;
     s->samples += q.samples;
@@ -449,18 +429,14 @@ static int train_step(Trainer *t, int epoch) {
         emit(t, "loss", step, epoch, sums.loss_sum / (double)sums.samples);
         emit(t, "lr", step, epoch, t->opt->lr);
     }
-    double norm = NAN;
-    if (t->clip_grad_norm > 0) {
-        bool prev = autograd_set_enabled(false);
-        int crc = clip_grad_norm(t->opt, t->clip_grad_norm, &norm);
-        autograd_set_enabled(prev);
-        if (crc != 0) return error_prefix("step %" PRId64, step);
-        if (!by_graph) emit(t, "grad_norm", step, epoch, norm);
+    if (t->clip_grad_norm > 0 && !by_graph) { /* a graph clips in the graph */
+        double norm;
+        if (clip_and_read(t, &norm) != 0) return error_prefix("step %" PRId64, step);
+        emit(t, "grad_norm", step, epoch, norm);
     }
     if (by_graph) /* read after the next step is queued, or at the epoch's end */
         t->graph_steps[t->graph_queued++] = (TrainQueuedStep){
-            .step = step, .samples = sums.samples, .epoch = epoch, .lr = t->opt->lr,
-            .grad_norm = norm, .clipped = t->clip_grad_norm > 0};
+            .step = step, .samples = sums.samples, .epoch = epoch, .lr = t->opt->lr};
     if (optimizer_step(t->opt) != 0) return error_prefix("step %" PRId64, step);
     s->step = step;
     s->batch += n;

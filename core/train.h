@@ -74,8 +74,7 @@ typedef struct Trainer Trainer;
 typedef struct {
     int64_t step, samples;
     int epoch;
-    double lr, grad_norm;
-    bool clipped; /* grad_norm is the step's (clip_grad_norm) */
+    double lr;
 } TrainQueuedStep;
 
 /* Where a run stands. Zero (the state of a new Trainer) means the start;

@@ -15,7 +15,7 @@
 #include "core/error.h"
 
 #define SLOTS 2   /* steps whose numbers may be in flight */
-#define NUMBERS 3 /* loss, correct, labelled */
+#define NUMBERS 4 /* loss, correct, labelled, grad_norm */
 
 struct TrainGraph {
     Device device;
@@ -23,7 +23,8 @@ struct TrainGraph {
     Tensor *x, *y;             /* the graph's batch: each batch is copied in */
     void *exec;                /* the captured step; NULL before the capture */
     Tensor *numbers[NUMBERS];  /* float64 0-dim, written by each replay; the
-                                  counts NULL without accuracy */
+                                  counts NULL without accuracy, the norm
+                                  without clipping */
     int n_grads;
     Tensor **grads;            /* each parameter's .grad as the graph writes it */
     uint64_t rng_advance;      /* how far a step moves the Rng (Dropout at p = 0) */
@@ -115,12 +116,14 @@ static int device_counts(TrainGraph *g, Tensor *pred, Tensor *labels, int64_t ig
     return g->numbers[1] ? 0 : -1;
 }
 
-/* What the graph keeps of the body's outputs: the loss and the counts. */
+/* What the graph keeps of the body's outputs: the loss, the counts, the
+ * norm. */
 static int keep_numbers(TrainGraph *g, const TrainGraphOutputs *out, int64_t ignore) {
     bool prev = autograd_set_enabled(false);
     g->numbers[0] = tensor_to_dtype(out->loss, DTYPE_FLOAT64);
     int rc = g->numbers[0] ? 0 : -1;
     if (rc == 0 && out->pred) rc = device_counts(g, out->pred, out->labels, ignore);
+    if (rc == 0 && out->grad_norm && !(g->numbers[3] = tensor_retain(out->grad_norm))) rc = -1;
     autograd_set_enabled(prev);
     return rc;
 }
@@ -161,6 +164,7 @@ static int capture(TrainGraph *g, Trainer *t, Tensor *x, Tensor *y, TrainGraphBo
     if (rc == 0) rc = keep_numbers(g, &out, ignore);
     if (rc != 0) snprintf(failure, sizeof failure, "%s", error_get());
     tensor_release(out.loss), tensor_release(out.pred), tensor_release(out.labels);
+    tensor_release(out.grad_norm);
     g->exec = g->be->graph_capture_end(g->device);
     if (rc != 0 || !g->exec) return decline(g, t, offset, rc ? failure : error_get(), why, n);
     if (t->rng && t->rng->masks != masks)
@@ -192,15 +196,16 @@ static void attach_grads(TrainGraph *g, Optimizer *opt) {
 /* The replay's numbers copied to the next host slot, not waited for. */
 static int read_begin(TrainGraph *g) {
     if (g->count == SLOTS) return error_set("cuda graphs: %d steps' numbers in flight", SLOTS);
-    int slot = (g->first + g->count) % SLOTS, n = g->numbers[1] ? NUMBERS : 1;
+    int slot = (g->first + g->count) % SLOTS, n = 0;
     double *host = (double *)tensor_data(g->host) + slot * NUMBERS;
     void *dst[NUMBERS];
     const void *src[NUMBERS];
     size_t bytes[NUMBERS];
-    for (int i = 0; i < n; i++) {
-        dst[i] = host + i;
-        src[i] = tensor_data(g->numbers[i]);
-        bytes[i] = sizeof(double);
+    for (int i = 0; i < NUMBERS; i++) {
+        if (!g->numbers[i]) continue;
+        dst[n] = host + i;
+        src[n] = tensor_data(g->numbers[i]);
+        bytes[n++] = sizeof(double);
     }
     g->reads[slot] = g->be->read_begin(g->device, n, dst, src, bytes);
     if (!g->reads[slot]) return -1;
@@ -232,10 +237,11 @@ int train_graph_read(TrainGraph *g, TrainGraphNumbers *out) {
     g->count--;
     if (g->be->read_end(g->reads[slot]) != 0) return -1;
     const double *host = (const double *)tensor_data(g->host) + slot * NUMBERS;
-    *out = (TrainGraphNumbers){.loss = host[0]};
+    *out = (TrainGraphNumbers){.loss = host[0], .grad_norm = NAN};
     if (g->numbers[1]) {
         out->correct = (int64_t)host[1];
         out->labelled = (int64_t)host[2];
     }
+    if (g->numbers[3]) out->grad_norm = host[3];
     return 0;
 }

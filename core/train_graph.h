@@ -1,11 +1,12 @@
 /* train_graph.h - a training step captured once as a CUDA graph and
  * replayed for each batch (a job's "cuda_graphs": true; train.c's).
  *
- * What the graph holds: the step's forward, loss and backward, and the
- * numbers its metrics need (the loss, the accuracy counts) on the device.
- * What stays outside it, run as before: the optimizer step (its lr and
- * Adam's bias corrections change from step to step; it is one fused launch
- * per 24 parameters anyway), clipping, the scheduler. Before each replay
+ * What the graph holds: the step's forward, loss and backward, clipping,
+ * and the numbers its metrics need (the loss, the accuracy counts, the
+ * gradients' norm) on the device. What stays outside it, run as before:
+ * the optimizer step (its lr and Adam's bias corrections change from step
+ * to step; it is one fused launch per 24 parameters anyway) and the
+ * scheduler. Before each replay
  * the batch is copied into the graph's own input tensors; after it the
  * parameters' .grad are the graph's gradient tensors again (an uncaptured
  * step in between may have replaced them), and the numbers are copied to
@@ -33,20 +34,22 @@
 typedef struct TrainGraph TrainGraph;
 
 /* What a step's body leaves for the graph to keep: the batch's loss (a
- * 0-dim tensor) and, when accuracy is counted, each row's predicted class
- * and its label (int64, the same shape). */
+ * 0-dim tensor), when accuracy is counted each row's predicted class and
+ * its label (int64, the same shape), and when it clips, the gradients'
+ * norm before clipping (0-dim). */
 typedef struct {
-    Tensor *loss, *pred, *labels;
+    Tensor *loss, *pred, *labels, *grad_norm;
 } TrainGraphOutputs;
 
 /* The step's forward of (x, y), its loss and backward (train.c's). */
 typedef int (*TrainGraphBody)(Trainer *t, Tensor *x, Tensor *y, TrainGraphOutputs *out);
 
-/* A step's numbers, read back: the loss and the accuracy counts (0 without
- * accuracy). */
+/* A step's numbers, read back: the loss, the accuracy counts (0 without
+ * accuracy) and the gradients' norm (NAN without clipping). */
 typedef struct {
     double loss;
     int64_t correct, labelled;
+    double grad_norm;
 } TrainGraphNumbers;
 
 /* Why t's steps cannot be graphs (a static string), or NULL when they may:

@@ -102,6 +102,12 @@ int optimizer_step(Optimizer *opt);
  * the two differ only for a parameter that gets no gradient in a step, which
  * is then skipped here rather than decayed with a zero gradient. */
 void optimizer_zero_grad(Optimizer *opt);
+/* torch.nn.utils.clip_grad_norm_(params, max_norm) (core/optim/clip_grad.c):
+ * every gradient scaled to a total 2-norm of max_norm at most, on their
+ * device, with no wait for it; returns that norm before scaling, a float64
+ * 0-dim tensor (0 on the CPU when no parameter has a gradient). NULL with
+ * an error. */
+Tensor *optimizer_clip_grad_norm(Optimizer *opt, double max_norm);
 void optimizer_free(Optimizer *opt); /* NULL is fine; releases the parameters */
 
 /* Parameters first..n-1 get no weight decay (torch's second param group);

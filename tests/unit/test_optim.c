@@ -273,6 +273,47 @@ Test(optim, zero_grad_sets_grads_to_none) {
     tensor_release(b);
 }
 
+/* clip_grad_norm_: the total norm in float64 from per-gradient sums of
+ * squares, each gradient times min(max_norm / (norm + 1e-6), 1) in float32
+ * (torch 1.13's arithmetic, checked against PyTorch by the fixture job
+ * mlp_clip_grad_norm); above max_norm scaled, below it untouched bit for
+ * bit, a NaN norm NaN everywhere (torch's clamp keeps NaN), no gradients 0. */
+Test(optim, clip_grad_norm_scales_on_the_device_without_a_branch) {
+    Tensor *w = mat(1), *b = vec(4, 0);
+    Tensor *params[2] = {w, b};
+    Optimizer *opt = sgd_new(params, 2, (SgdOptions){.lr = 0.1});
+    cr_assert(opt, "%s", error_get());
+    double gw[12], gb[4] = {0.5, -1, 2, 0}, want = 0;
+    for (int i = 0; i < 12; i++) gw[i] = 0.25 * (i - 5);
+    for (int i = 0; i < 12; i++) want += gw[i] * gw[i];
+    for (int i = 0; i < 4; i++) want += gb[i] * gb[i];
+    want = sqrt(want);
+    for (int round = 0; round < 3; round++) { /* max_norm below, above, NaN */
+        double max_norm = round == 1 ? 100 : 1;
+        w->grad = tensor_from_doubles(gw, 2, (int64_t[]){3, 4}, DTYPE_FLOAT32);
+        b->grad = tensor_from_doubles(gb, 1, (int64_t[]){4}, DTYPE_FLOAT32);
+        if (round == 2) ((float *)tensor_data(b->grad))[3] = NAN;
+        Tensor *norm = optimizer_clip_grad_norm(opt, max_norm);
+        cr_assert(norm && norm->dtype == DTYPE_FLOAT64, "%s", error_get());
+        float coef = (float)(max_norm / (want + 1e-6));
+        for (int i = 0; i < 12; i++) {
+            float got = ((const float *)tensor_data(w->grad))[i];
+            if (round == 0) cr_assert_eq(got, (float)gw[i] * coef, "w.grad[%d]", i);
+            if (round == 1) cr_assert_eq(got, (float)gw[i], "w.grad[%d] untouched", i);
+            if (round == 2) cr_assert(isnan(got), "w.grad[%d] NaN", i);
+        }
+        if (round < 2) cr_assert_float_eq(tensor_item(norm), want, 1e-12);
+        else cr_assert(isnan(tensor_item(norm)));
+        tensor_release(norm);
+        optimizer_zero_grad(opt);
+    }
+    Tensor *none = optimizer_clip_grad_norm(opt, 1);
+    cr_assert(none && tensor_item(none) == 0, "no gradients: norm 0");
+    tensor_release(none);
+    optimizer_free(opt);
+    tensor_release(w), tensor_release(b);
+}
+
 Test(optim, params_without_grad_are_untouched) {
     Tensor *w = mat(1), *b = vec(4, 0);
     Tensor *params[2] = {w, b};
