@@ -649,23 +649,30 @@ static int train_epoch(Trainer *t, int epoch) {
     return 0;
 }
 
-/* The run's graph, where its steps may be graphs; else a log line why. */
-static int graph_begin(Trainer *t) {
+/* The run's graph, where its steps may be graphs; else a log line why
+ * (the steps then run op by op). */
+static void graph_begin(Trainer *t) {
     const char *why = train_graph_unsupported(t);
     t->graph_warm = false;
     t->graph_queued = 0;
-    if (why) {
-        logf_(t, "cuda graphs: not used: %s", why);
-        return 0;
-    }
-    t->graph = train_graph_new(t);
-    return t->graph ? 0 : -1;
+    if (!why && !(t->graph = train_graph_new(t))) why = error_get();
+    if (why) logf_(t, "cuda graphs: not used: %s", why);
+    error_clear();
 }
 
+/* The graph freed after its replays; a failed run's error kept, not the
+ * one a replay's read may report on the way. */
 static void graph_end(Trainer *t) {
+    if (!t->graph) return;
+    Error kept = *error_last();
     train_graph_free(t->graph);
     t->graph = NULL;
     t->graph_queued = 0;
+    if (kept.message[0] && strcmp(error_get(), kept.message) != 0) {
+        error_set("%s", kept.message);
+        error_set_path(kept.path);
+        error_set_errno(kept.sys_errno);
+    }
 }
 
 int train_run(Trainer *t) {
@@ -684,7 +691,7 @@ int train_run(Trainer *t) {
     if (dev && dev->set_precision) dev->set_precision(t->device, t->precision);
     int rc = train_dist_begin(t);
     if (rc == 0 && t->reducer) log_buckets(t);
-    if (rc == 0 && t->cuda_graphs) rc = graph_begin(t);
+    if (rc == 0 && t->cuda_graphs) graph_begin(t);
     while (rc == 0 && t->state.epoch < t->epochs) {
         if (train_epoch(t, t->state.epoch) != 0) rc = -1;
     }

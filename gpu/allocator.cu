@@ -24,7 +24,10 @@
  * allocates or frees on the device while it captures belongs to the
  * graph's pool from then on: it is reused only by that thread's capture
  * and, once freed again, goes back to the pool, not to the cache, until
- * the graph is freed and the pool's blocks rejoin the cache. Blocks come
+ * the graph is freed and the pool's blocks rejoin the cache. A block the
+ * capture frees that was allocated before it is not reused even there:
+ * its bytes came from outside the graph, which may read them at each
+ * replay. Blocks come
  * from the pool's own free ones, then the cache (stream order makes that
  * safe, as for any reuse), then cudaMalloc, called in the relaxed capture
  * mode (it is not a stream operation, and the capture forbids it
@@ -47,7 +50,11 @@ BlockCache caches[GPU_MAX_DEVICES];
 
 struct GraphPool {
     int device;
-    BlockCache blocks;
+    BlockCache blocks; /* those it allocated: reused within the capture */
+    /* blocks allocated before the capture and freed in it: their bytes
+     * came from outside the graph, which may read them at every replay,
+     * so nothing of the capture may write them */
+    std::unordered_map<void *, size_t> retired;
 };
 std::unordered_map<void *, GraphPool *> pool_of; /* the blocks graphs' pools hold */
 size_t pooled[GPU_MAX_DEVICES];                  /* their bytes, per device */
@@ -68,14 +75,16 @@ GraphPool *capture_pool(int device) {
 }
 
 /* Caller holds the lock: p (size bytes) is the pool's from now on, in use
- * or kept; false when the bookkeeping has no memory. */
+ * or retired; false when the bookkeeping has no memory. */
 bool pool_take_over(GraphPool *g, void *p, size_t size, bool in_use) {
     try {
         pool_of[p] = g;
+        if (!in_use) g->retired[p] = size;
     } catch (...) {
+        pool_of.erase(p);
         return false;
     }
-    if (in_use ? g->blocks.adopt(p, size) : g->blocks.keep(p, size)) {
+    if (!in_use || g->blocks.adopt(p, size)) {
         pooled[g->device] += size;
         return true;
     }
@@ -158,10 +167,12 @@ extern "C" void *gpu_alloc_bytes(int device, size_t nbytes) {
 extern "C" void gpu_free_bytes(int device, void *ptr) {
     if (!ptr || device < 0 || device >= GPU_MAX_DEVICES) return;
     std::lock_guard<std::mutex> guard(cache_lock);
-    auto owner = pool_of.find(ptr);
+    auto owner = pool_of.empty() ? pool_of.end() : pool_of.find(ptr);
     if (owner != pool_of.end()) { /* a graph's: back to its pool */
         BlockCache &b = owner->second->blocks;
-        if (!b.keep(ptr, b.release(ptr))) gpu_record_msg("out of host memory", "graph pool");
+        size_t size = b.release(ptr); /* 0: freed twice, or retired */
+        if (size == 0) gpu_record_msg("a block freed twice", "graph pool");
+        else if (!b.keep(ptr, size)) gpu_record_msg("out of host memory", "graph pool");
         return;
     }
     BlockCache &c = caches[device];
@@ -220,11 +231,13 @@ extern "C" void gpu_allocator_pool_release(void *pool) {
         pooled[g->device] -= kv.second;
         if (!c.adopt(kv.first, kv.second)) gpu_record_msg("out of host memory", "graph pool");
     }
-    for (auto &kv : g->blocks.kept) {
-        pool_of.erase(kv.second);
-        pooled[g->device] -= kv.first;
-        if (!c.keep(kv.second, kv.first)) gpu_record((int)cudaFree(kv.second), "cudaFree");
-    }
+    auto to_cache = [&](void *p, size_t size) {
+        pool_of.erase(p);
+        pooled[g->device] -= size;
+        if (!c.keep(p, size)) gpu_record((int)cudaFree(p), "cudaFree");
+    };
+    for (auto &kv : g->blocks.kept) to_cache(kv.second, kv.first);
+    for (auto &kv : g->retired) to_cache(kv.first, kv.second);
     delete g;
 }
 

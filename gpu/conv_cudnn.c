@@ -467,11 +467,16 @@ static int run_bias(cudnnHandle_t h, const Plan *p, const Call *c) {
 }
 
 /* Queues the chosen algorithm, with its workspace, then the bias. A
- * workspace the device cannot give now declines (im2col needs less). */
+ * workspace the device cannot give now declines (im2col needs less),
+ * except in a CUDA graph's capture, which fails instead: the graph would
+ * keep im2col for the whole run while its other steps use cuDNN. */
 static int run(cudnnHandle_t h, Plan *p, const Call *c) {
     const Choice *ch = &p->choice[c->pass];
     void *ws = ch->workspace ? gpu_alloc_bytes(c->device, ch->workspace) : NULL;
-    if (ch->workspace && !ws) return 1;
+    if (ch->workspace && !ws)
+        return gpu_stream() == cudaStreamLegacy
+                   ? 1
+                   : error_set("conv2d: no memory for cuDNN's workspace in a CUDA graph");
     int rc = checked(cudnnSetConvolutionMathType(p->conv, ch->math), "cudnnSetConvolutionMathType");
     if (rc == 0) {
         cudnnStatus_t st = run_conv(h, p, c, ch, ws);

@@ -1,15 +1,17 @@
 /* clip_grad.c - torch.nn.utils.clip_grad_norm_ over an optimizer's
- * parameters, on their device, as torch 1.13 computes it:
+ * parameters, on their device, with torch 1.13's formula:
  *
  *     total_norm = ||(||g_1||, ..., ||g_n||)||;  coef = max_norm / (total_norm + 1e-6)
  *     g_i *= clamp(coef, max=1)
  *
  * with no host branch on the norm, so nothing waits for the device and a
- * CUDA graph can hold it (core/train_graph.c). The squares are summed per
- * gradient by the backend's sum (double accumulation), those sums added in
- * float64 in parameter order, and the square root, coef and clamp taken in
- * float64; each gradient is multiplied by the coef rounded to its dtype. A
- * NaN norm makes every gradient NaN, as torch's does (its clamp keeps NaN).
+ * CUDA graph can hold it (core/train_graph.c). The arithmetic is traind's
+ * earlier host version's, bit for bit on a finite norm: the squares summed
+ * per gradient by the backend's sum (double accumulation), those sums
+ * added in float64 in parameter order, the square root, coef and clamp in
+ * float64, each gradient multiplied by the coef rounded to its dtype (torch
+ * takes the norms and the coef in float32: an ulp apart at most). A NaN
+ * norm makes every gradient NaN, as torch's clamp does.
  */
 #include <math.h>
 
@@ -68,7 +70,9 @@ Tensor *optimizer_clip_grad_norm(Optimizer *opt, double max_norm) {
     Tensor *coef = norm ? clip_coef(norm, max_norm) : NULL;
     if (coef) rc = scale_grads(opt, coef);
     else if (sumsq || rc != 0) rc = -1;
-    else norm = tensor_scalar(0, DTYPE_FLOAT64, DEVICE_CPU_INIT); /* no gradient at all */
+    else /* no gradient at all: 0, where the gradients would be */
+        norm = tensor_scalar(0, DTYPE_FLOAT64,
+                             opt->n_params ? opt->params[0]->device : DEVICE_CPU_INIT);
     tensor_release(sumsq), tensor_release(coef);
     autograd_set_enabled(prev);
     if (rc == 0 && norm) return norm;

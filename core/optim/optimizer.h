@@ -105,8 +105,8 @@ void optimizer_zero_grad(Optimizer *opt);
 /* torch.nn.utils.clip_grad_norm_(params, max_norm) (core/optim/clip_grad.c):
  * every gradient scaled to a total 2-norm of max_norm at most, on their
  * device, with no wait for it; returns that norm before scaling, a float64
- * 0-dim tensor (0 on the CPU when no parameter has a gradient). NULL with
- * an error. */
+ * 0-dim tensor on the parameters' device (0 when none has a gradient).
+ * NULL with an error. */
 Tensor *optimizer_clip_grad_norm(Optimizer *opt, double max_norm);
 void optimizer_free(Optimizer *opt); /* NULL is fine; releases the parameters */
 

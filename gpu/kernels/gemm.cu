@@ -92,12 +92,12 @@ static cublasHandle_t device_handle_locked(int dev) {
     cudaStream_t want = gpu_stream() == cudaStreamLegacy ? NULL : gpu_stream();
     if (handle_stream[dev] != want) {
         if (!cublas_ok(cublasSetStream(handles[dev], want), "cublasSetStream")) return NULL;
-        handle_stream[dev] = want;
         if (handle_workspace[dev] &&
             !cublas_ok(cublasSetWorkspace(handles[dev], handle_workspace[dev],
                                           GPU_CUBLAS_WORKSPACE),
                        "cublasSetWorkspace"))
-            return NULL;
+            return NULL; /* tried again at the next product */
+        handle_stream[dev] = want;
     }
     if (handle_tf32[dev] != want_tf32) {
         cublasMath_t mode = want_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
