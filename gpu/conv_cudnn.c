@@ -5,8 +5,9 @@
  *
  * cuDNN 9's legacy convolution API, from C (cuDNN is a C API; this file
  * sees Tensors, so it is C for the reason gpu/backend.c is). One handle
- * per device, created on first use and kept, on the legacy default stream
- * where every kernel of ours runs; jobs on one GPU share it, so it is used
+ * per device, created on first use and kept, on the thread's stream (the
+ * legacy default stream where every kernel of ours runs, a CUDA graph's
+ * capture stream while one is captured); jobs on one GPU share it, so it is used
  * under that device's lock, as kernels/gemm.cu's cuBLAS handle is (queueing
  * takes microseconds). A plan per shape is made once and kept: the
  * tensor, filter and convolution descriptors and, per pass, the algorithm

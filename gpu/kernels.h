@@ -6,7 +6,8 @@
  * live in the .cu files of gpu/ and gpu/kernels/ and never see a Tensor.
  *
  * Every launcher runs on the calling thread's current device (gpu_use_device)
- * and the default stream, returns without synchronising, and records a
+ * and stream (gpu/stream.h: the legacy default stream unless the thread
+ * captures a CUDA graph), returns without synchronising, and records a
  * failed launch in the sticky error of gpu/runtime.cu (gpu_last_error).
  * dtype is core's DType as an int: GPU_F32, GPU_F64, GPU_I64, GPU_U8.
  */

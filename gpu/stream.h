@@ -1,7 +1,7 @@
 /* stream.h - the stream this thread's kernels, copies and library calls
  * are queued on.
  *
- * That is the legacy default stream (0) at all times but one: while the
+ * That is the legacy default stream (cudaStreamLegacy) at all times but one: while the
  * thread captures a CUDA graph (graph.cu), it is the capture's own stream,
  * since the legacy stream cannot be captured. Every launcher passes
  * gpu_stream() and sets it on the cuBLAS, cuBLASLt and cuDNN calls it

@@ -8,7 +8,7 @@
  * same ld, so C = op(A) op(B) (row-major) is computed as
  * C^T = op(B)^T op(A)^T: swap the operands and m with n, keep the
  * transposition flags. One handle per device, created on first use; it
- * runs on the default stream, as every other kernel. TF32 tensor cores are
+ * runs on the thread's stream (gpu/stream.h), as every other kernel. TF32 tensor cores are
  * off unless the calling thread asked for them with gpu_set_tf32(true) (a
  * job's "allow_tf32"; cuBLAS's default math is full float32). Jobs on one
  * GPU share its handle, so the math mode is set and the product queued
