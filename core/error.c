@@ -94,6 +94,11 @@ const char *error_get(void) { return last.message; }
 
 const Error *error_last(void) { return &last; }
 
+int error_restore(const Error *e) {
+    last = *e;
+    return -1;
+}
+
 void error_clear(void) {
     last.message[0] = '\0';
     last.path[0] = '\0';

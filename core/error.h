@@ -53,6 +53,9 @@ int error_set_path(const char *path);
 const char *error_get(void);
 /* The current error, path and message. */
 const Error *error_last(void);
+/* Makes *e (a copy of an earlier error_last()) the current error again,
+ * for a caller whose clean-up may have replaced it. Returns -1. */
+int error_restore(const Error *e);
 void error_clear(void);
 
 #endif

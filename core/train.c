@@ -374,7 +374,6 @@ static int graph_read_oldest(Trainer *t) {
     int rc = train_graph_read(t->graph, &num);
     TrainQueuedStep q = t->graph_steps[0];
     t->graph_steps[0] = t->graph_steps[1];
-    t->graph_queued--;
     if (rc != 0) return error_prefix("step %" PRId64, q.step);
     if (!isfinite(num.loss))
         return error_set("step %" PRId64 ": loss is %s", q.step, nonfinite_name(num.loss));
@@ -392,7 +391,7 @@ static int graph_read_oldest(Trainer *t) {
 /* Every queued step's numbers read: before a step runs op by op (metrics
  * stay in step order) and wherever the run may stop. */
 static int graph_read_all(Trainer *t) {
-    while (t->graph_queued > 0)
+    while (t->graph && train_graph_pending(t->graph) > 0)
         if (graph_read_oldest(t) != 0) return -1;
     return 0;
 }
@@ -435,12 +434,12 @@ static int train_step(Trainer *t, int epoch) {
         emit(t, "grad_norm", step, epoch, norm);
     }
     if (by_graph) /* read after the next step is queued, or at the epoch's end */
-        t->graph_steps[t->graph_queued++] = (TrainQueuedStep){
+        t->graph_steps[train_graph_pending(t->graph) - 1] = (TrainQueuedStep){
             .step = step, .samples = sums.samples, .epoch = epoch, .lr = t->opt->lr};
     if (optimizer_step(t->opt) != 0) return error_prefix("step %" PRId64, step);
     s->step = step;
     s->batch += n;
-    if (by_graph) return t->graph_queued > 1 && graph_read_oldest(t) != 0 ? -1 : 1;
+    if (by_graph) return train_graph_pending(t->graph) > 1 && graph_read_oldest(t) != 0 ? -1 : 1;
     if (sums.samples == dataloader_batch_size(t->train)) t->graph_warm = true;
     s->loss_sum += sums.loss_sum;
     s->samples += sums.samples;
@@ -654,7 +653,6 @@ static int train_epoch(Trainer *t, int epoch) {
 static void graph_begin(Trainer *t) {
     const char *why = train_graph_unsupported(t);
     t->graph_warm = false;
-    t->graph_queued = 0;
     if (!why && !(t->graph = train_graph_new(t))) why = error_get();
     if (why) logf_(t, "cuda graphs: not used: %s", why);
     error_clear();
@@ -667,12 +665,7 @@ static void graph_end(Trainer *t) {
     Error kept = *error_last();
     train_graph_free(t->graph);
     t->graph = NULL;
-    t->graph_queued = 0;
-    if (kept.message[0] && strcmp(error_get(), kept.message) != 0) {
-        error_set("%s", kept.message);
-        error_set_path(kept.path);
-        error_set_errno(kept.sys_errno);
-    }
+    if (kept.message[0]) error_restore(&kept);
 }
 
 int train_run(Trainer *t) {

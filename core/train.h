@@ -159,8 +159,8 @@ struct Trainer {
     /* internal to a run with cuda_graphs */
     struct TrainGraph *graph;
     bool graph_warm; /* a full batch's step ran op by op: the libraries' plans exist */
-    int graph_queued; /* steps in graph_steps whose numbers are not read yet */
-    TrainQueuedStep graph_steps[2];
+    TrainQueuedStep graph_steps[2]; /* the graph's steps pending, oldest first
+                                       (train_graph_pending says how many) */
 
     TrainState state;
 };

@@ -39,8 +39,7 @@ static int checkpoint_unrecorded(const CheckpointStore *cs, const char *rel) {
     Error e = *error_last();
     if (db_checkpoint_discard(cs->s->db, cs->job, rel) != DB_OK)
         scheduler_log(cs->job, "error", "removing checkpoint %s: %s", rel, error_get());
-    error_set("%s", e.message);
-    return error_set_errno(e.sys_errno);
+    return error_restore(&e);
 }
 
 int checkpoint_store(const CheckpointStore *cs, int epoch, int64_t step, bool partial,

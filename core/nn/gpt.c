@@ -53,7 +53,7 @@ typedef struct {
     int64_t block_size, n_layer;
     double dropout;
     Module *wte, *wpe, *drop, *h, *ln_f, *lm_head;
-    Tensor *positions; /* the last forward's 0 .. T-1, kept for the next */
+    Tensor *positions; /* the first forward's 0 .. T-1, kept for later ones */
 } Gpt;
 
 /* ---- helpers ---- */
