@@ -16,6 +16,7 @@
 #ifndef TRAIND_CORE_BACKEND_H
 #define TRAIND_CORE_BACKEND_H
 
+#include "core/optim/update_consts.h"
 #include "core/tensor.h"
 
 typedef enum {
@@ -57,12 +58,12 @@ typedef enum {
  * sgd_update / adam_update). */
 typedef struct {
     Tensor *param;
-    const Tensor *grad; /* contiguous; the param's shape, dtype and device */
-    Tensor *state[3];   /* SGD: momentum_buffer (NULL while momentum == 0);
-                           Adam: exp_avg, exp_avg_sq, max_exp_avg_sq (NULL
-                           unless amsgrad) */
-    bool first;         /* SGD: the momentum buffer's first use */
-    int64_t step;       /* Adam: this parameter's step, 1-based */
+    const Tensor *grad;    /* contiguous; the param's shape, dtype and device */
+    Tensor *state[3];      /* SGD: momentum_buffer (NULL while momentum == 0);
+                              Adam: exp_avg, exp_avg_sq, max_exp_avg_sq (NULL
+                              unless amsgrad) */
+    const double *consts;  /* SGD_CONSTS or ADAM_CONSTS numbers in the
+                              param's device memory */
 } OptimUpdate;
 
 /* A causal attention's scale (1 / sqrt(D)) and its dropout on the
@@ -139,6 +140,11 @@ typedef struct Backend {
      * runs beside the kernels other threads have queued, not after them, and
      * is complete on return. NULL where from_host already is that (the CPU). */
     int (*from_host_beside)(Device device, void *dst, const void *host_src, size_t nbytes);
+    /* from_host queued behind the work this thread has queued so far,
+     * without waiting for it; host_src may be reused on return. Refused
+     * while capturing a graph, which would keep the bytes of the capture.
+     * NULL where from_host already is that (the CPU). */
+    int (*from_host_queued)(Device device, void *dst, const void *host_src, size_t nbytes);
 
     /* ---- the device itself ---- */
     /* Its model name (NUL-terminated in n bytes) and memory: bytes in all
@@ -371,12 +377,9 @@ typedef struct Backend {
      * contiguous buffers: on a GPU one kernel launch for all of them (as
      * torch's fused optimizers apply one kernel to a list of tensors).
      * core/optim/sgd.c and adam.c give the exact PyTorch semantics. */
-    void (*sgd_update)(int n, const OptimUpdate *u, double lr, double momentum,
-                       double dampening, double weight_decay, bool nesterov);
-    /* Adam / AdamW (decoupled = true), each parameter's bias correction at
-     * its own u[i].step. */
-    void (*adam_update)(int n, const OptimUpdate *u, double lr, double beta1, double beta2,
-                        double eps, double weight_decay, bool decoupled);
+    void (*sgd_update)(int n, const OptimUpdate *u);
+    /* Adam / AdamW (ADAM_DECAY != 1), each parameter at its own step. */
+    void (*adam_update)(int n, const OptimUpdate *u);
 } Backend;
 
 /* Row chunks of layer_norm_backward: 64 rows or more each, at most 256 of

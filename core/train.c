@@ -364,6 +364,8 @@ static int graph_micro_step(Trainer *t, const Batch *b) {
     if (rc == 1 && !captured)
         logf_(t, "cuda graphs: step %" PRId64 " captured, later batches of its shape replay it",
               t->state.step + 1);
+    const char *note = rc == 1 ? train_graph_update_note(t->graph) : NULL;
+    if (note) logf_(t, "cuda graphs: the optimizer's update runs op by op: %s", note);
     return rc;
 }
 
@@ -436,7 +438,8 @@ static int train_step(Trainer *t, int epoch) {
     if (by_graph) /* read after the next step is queued, or at the epoch's end */
         t->graph_steps[train_graph_pending(t->graph) - 1] = (TrainQueuedStep){
             .step = step, .samples = sums.samples, .epoch = epoch, .lr = t->opt->lr};
-    if (optimizer_step(t->opt) != 0) return error_prefix("step %" PRId64, step);
+    /* a graph's replay updates the parameters too */
+    if (!by_graph && optimizer_step(t->opt) != 0) return error_prefix("step %" PRId64, step);
     s->step = step;
     s->batch += n;
     if (by_graph) return train_graph_pending(t->graph) > 1 && graph_read_oldest(t) != 0 ? -1 : 1;

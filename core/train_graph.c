@@ -21,7 +21,13 @@ struct TrainGraph {
     Device device;
     const Backend *be;
     Tensor *x, *y;             /* the graph's batch: each batch is copied in */
-    void *exec;                /* the captured step; NULL before the capture */
+    void *exec;                /* the captured step, without its optimizer
+                                  update; NULL before the capture */
+    void *update;              /* the captured optimizer update
+                                  (optimizer_step_apply), NULL until captured */
+    uint64_t update_states;    /* the optimizer's states_made at its capture */
+    char update_off[256];      /* why the update runs op by op for good */
+    bool update_noted;         /* update_off handed to the caller */
     Tensor *numbers[NUMBERS];  /* float64 0-dim, written by each replay; the
                                   counts NULL without accuracy, the norm
                                   without clipping */
@@ -69,8 +75,9 @@ TrainGraph *train_graph_new(const Trainer *t) {
 static void drop_graph(TrainGraph *g) {
     for (; g->count > 0; g->count--, g->first = (g->first + 1) % SLOTS)
         g->be->read_end(g->reads[g->first]);
+    if (g->update) g->be->graph_free(g->update);
     if (g->exec) g->be->graph_free(g->exec);
-    g->exec = NULL;
+    g->exec = g->update = NULL;
     for (int i = 0; i < NUMBERS; i++) tensor_release(g->numbers[i]), g->numbers[i] = NULL;
     for (int i = 0; i < g->n_grads; i++) tensor_release(g->grads[i]), g->grads[i] = NULL;
     tensor_release(g->x), tensor_release(g->y);
@@ -149,6 +156,22 @@ static int copy_batch(TrainGraph *g, Tensor *x, Tensor *y) {
     return tensor_copy_(g->x, x) == 0 && tensor_copy_(g->y, y) == 0 ? 0 : -1;
 }
 
+/* The optimizer's update captured as a graph of its own: it reads each
+ * step's numbers, which optimizer_step_prepare queues before each replay,
+ * from device memory, and the state tensors there were at its capture.
+ * 0, or -1 with an error saying why not. */
+static int capture_update(TrainGraph *g, Trainer *t) {
+    if (g->be->graph_capture_begin(g->device) != 0) return -1;
+    char failure[512] = "";
+    if (optimizer_step_apply(t->opt) != 0) snprintf(failure, sizeof failure, "%s", error_get());
+    g->update = g->be->graph_capture_end(g->device);
+    if (failure[0] && g->update) g->be->graph_free(g->update), g->update = NULL;
+    if (failure[0]) return error_set("%s", failure);
+    if (!g->update) return -1;
+    g->update_states = t->opt->states_made;
+    return 0;
+}
+
 /* Captures the step on (x, y): 1, 0 (declined: *why) or -1. */
 static int capture(TrainGraph *g, Trainer *t, Tensor *x, Tensor *y, TrainGraphBody body,
                    int64_t ignore, char *why, size_t n) {
@@ -193,6 +216,32 @@ static void attach_grads(TrainGraph *g, Optimizer *opt) {
     }
 }
 
+/* The step's graph, the optimizer's host part (its numbers queued to the
+ * device), then its update: the captured one, or, the first time and
+ * whenever the optimizer has made state since the capture (SGD's momentum
+ * buffer once momentum is not 0), op by op and captured anew. Should that
+ * capture fail, the update runs op by op from then on. */
+static int replay(TrainGraph *g, Trainer *t) {
+    attach_grads(g, t->opt);
+    if (g->be->graph_launch(g->exec) != 0 || optimizer_step_prepare(t->opt) != 0) return -1;
+    if (g->update && g->update_states != t->opt->states_made)
+        g->be->graph_free(g->update), g->update = NULL;
+    if (g->update) return g->be->graph_launch(g->update);
+    if (optimizer_step_apply(t->opt) != 0) return -1;
+    if (!g->update_off[0] && capture_update(g, t) != 0) {
+        snprintf(g->update_off, sizeof g->update_off, "%s", error_get());
+        if (g->be->clear_error) g->be->clear_error(g->device);
+        error_clear();
+    }
+    return 0;
+}
+
+const char *train_graph_update_note(TrainGraph *g) {
+    if (!g->update_off[0] || g->update_noted) return NULL;
+    g->update_noted = true;
+    return g->update_off;
+}
+
 /* The replay's numbers copied to the next host slot, not waited for. */
 static int read_begin(TrainGraph *g) {
     if (g->count == SLOTS) return error_set("cuda graphs: %d steps' numbers in flight", SLOTS);
@@ -224,9 +273,8 @@ int train_graph_step(TrainGraph *g, Trainer *t, Tensor *x, Tensor *y, TrainGraph
     } else if (copy_batch(g, x, y) != 0) {
         return -1;
     }
-    if (g->be->graph_launch(g->exec) != 0) return -1;
+    if (replay(g, t) != 0) return -1;
     if (t->rng) t->rng->offset += g->rng_advance;
-    attach_grads(g, t->opt);
     return read_begin(g);
 }
 

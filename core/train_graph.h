@@ -1,18 +1,19 @@
 /* train_graph.h - a training step captured once as a CUDA graph and
  * replayed for each batch (a job's "cuda_graphs": true; train.c's).
  *
- * What the graph holds: the step's forward, loss and backward, clipping,
- * and the numbers its metrics need (the loss, the accuracy counts, the
- * gradients' norm) on the device. What stays outside it, run as before:
- * the optimizer step (its lr and Adam's bias corrections change from step
- * to step; it is one fused launch per 24 parameters anyway) and the
- * scheduler. Before each replay
- * the batch is copied into the graph's own input tensors; after it the
- * parameters' .grad are the graph's gradient tensors again (an uncaptured
- * step in between may have replaced them), and the numbers are copied to
- * page-locked host memory behind the replay without waiting: the trainer
- * reads a step's numbers after queueing the next step, so no step waits
- * for the host.
+ * What the graphs hold: the step's forward, loss and backward, clipping,
+ * the numbers its metrics need (the loss, the accuracy counts, the
+ * gradients' norm) on the device, and, in a second graph launched after
+ * the first, the optimizer's update (captured at the first replay, after
+ * running op by op once). Outside them: the scheduler, and the
+ * optimizer's host part (optimizer_step_prepare: step counts, the lr and
+ * Adam's bias corrections), which queues the step's numbers to device
+ * memory, where the captured update reads them. Before each replay the
+ * batch is copied into the graph's own input tensors and the parameters'
+ * .grad are the graph's gradient tensors again (an uncaptured step in
+ * between may have replaced them); after it the numbers are copied to
+ * page-locked host memory without waiting: the trainer reads a step's
+ * numbers after queueing the next step, so no step waits for the host.
  *
  * The graph is captured at the first step train.c hands it (after at least
  * one step run one by one, which makes the libraries' per-shape plans and
@@ -64,13 +65,18 @@ TrainGraph *train_graph_new(const Trainer *t);
 void train_graph_free(TrainGraph *g);
 
 /* Runs the training step of batch (x, y) by the graph, capturing it first
- * with `body` when it has not been: 1 when the step (without its optimizer
- * update) is queued and its numbers are on their way (train_graph_read);
+ * with `body` when it has not been: 1 when the step, its optimizer update
+ * included, is queued and its numbers are on their way (train_graph_read);
  * 0 when the caller must run it one by one: the batch has another shape,
  * or the capture failed (then *why, n bytes, says why, and g is off for
  * good); -1 with an error. `ignore` is the label accuracy skips. */
 int train_graph_step(TrainGraph *g, Trainer *t, Tensor *x, Tensor *y, TrainGraphBody body,
                      int64_t ignore, char *why, size_t n);
+
+/* Why the optimizer's update stopped being captured (its capture failed;
+ * the update runs op by op beside the graph), the first time it is asked
+ * after that happened; NULL otherwise. */
+const char *train_graph_update_note(TrainGraph *g);
 
 /* Whether g is off (a capture failed), and whether it holds a step. */
 bool train_graph_off(const TrainGraph *g);

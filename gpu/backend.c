@@ -111,6 +111,10 @@ static int cuda_from_host_beside(Device device, void *dst, const void *host_src,
     return gpu_memcpy_from_host_beside(device.index, dst, host_src, nbytes) == 0 ? 0 : report();
 }
 
+static int cuda_from_host_queued(Device device, void *dst, const void *host_src, size_t nbytes) {
+    return gpu_memcpy_from_host_queued(device.index, dst, host_src, nbytes) == 0 ? 0 : report();
+}
+
 /* ---- layout ---- */
 
 static void cuda_copy(const Tensor *src, Tensor *dst) {
@@ -400,29 +404,26 @@ static GpuOptimTensor *optim_list(int n, const OptimUpdate *u) {
         t[k].grad = tensor_data(u[k].grad);
         for (int s = 0; s < 3; s++) t[k].state[s] = u[k].state[s] ? tensor_data(u[k].state[s]) : NULL;
         t[k].n = tensor_numel(u[k].param);
-        t[k].first = u[k].first;
-        t[k].step = u[k].step;
+        t[k].consts = u[k].consts;
     }
     return t;
 }
 
-static void cuda_sgd_update(int n, const OptimUpdate *u, double lr, double momentum,
-                            double dampening, double weight_decay, bool nesterov) {
+static void cuda_sgd_update(int n, const OptimUpdate *u) {
     if (n <= 0) return;
     use(u[0].param);
     GpuOptimTensor *t = optim_list(n, u);
     if (!t) return;
-    gpu_launch_sgd((int)u[0].param->dtype, n, t, lr, momentum, dampening, weight_decay, nesterov);
+    gpu_launch_sgd((int)u[0].param->dtype, n, t);
     free(t);
 }
 
-static void cuda_adam_update(int n, const OptimUpdate *u, double lr, double beta1, double beta2,
-                             double eps, double weight_decay, bool decoupled) {
+static void cuda_adam_update(int n, const OptimUpdate *u) {
     if (n <= 0) return;
     use(u[0].param);
     GpuOptimTensor *t = optim_list(n, u);
     if (!t) return;
-    gpu_launch_adam((int)u[0].param->dtype, n, t, lr, beta1, beta2, eps, weight_decay, decoupled);
+    gpu_launch_adam((int)u[0].param->dtype, n, t);
     free(t);
 }
 
@@ -501,6 +502,7 @@ static const Backend cuda_backend = {
     .host_alloc = cuda_host_alloc,
     .host_free = cuda_host_free,
     .from_host_beside = cuda_from_host_beside,
+    .from_host_queued = cuda_from_host_queued,
     .device_info = cuda_device_info,
     .memory_stats = cuda_memory_stats,
     .memory_reset_peak = cuda_memory_reset_peak,

@@ -105,6 +105,9 @@ int gpu_memcpy_from_host(int device, void *dst, const void *host_src, size_t nby
 /* The same on the device's copy stream, beside the kernels queued on the
  * default stream; complete on return (see runtime.cu). */
 int gpu_memcpy_from_host_beside(int device, void *dst, const void *host_src, size_t nbytes);
+/* The same queued on this thread's stream behind its kernels, without
+ * waiting; host_src may be reused on return (see runtime.cu). */
+int gpu_memcpy_from_host_queued(int device, void *dst, const void *host_src, size_t nbytes);
 int gpu_synchronize(int device);
 
 /* ---- allocator.cu ---- */
@@ -221,17 +224,14 @@ void gpu_launch_uniform(int dtype, void *out, int64_t n, uint64_t seed, uint64_t
 typedef struct {
     void *param;
     const void *grad;
-    void *state[3]; /* SGD: momentum buffer or NULL; Adam: m, v, vmax or NULL */
+    void *state[3];       /* SGD: momentum buffer or NULL; Adam: m, v, vmax or NULL */
     int64_t n;
-    bool first;     /* SGD */
-    int64_t step;   /* Adam, 1-based */
+    const double *consts; /* device memory: SGD_CONSTS or ADAM_CONSTS numbers */
 } GpuOptimTensor;
 
 /* All `count` tensors (of one dtype) in as few launches as fit. */
-void gpu_launch_sgd(int dtype, int count, const GpuOptimTensor *t, double lr, double momentum,
-                    double dampening, double weight_decay, bool nesterov);
-void gpu_launch_adam(int dtype, int count, const GpuOptimTensor *t, double lr, double beta1,
-                     double beta2, double eps, double weight_decay, bool decoupled);
+void gpu_launch_sgd(int dtype, int count, const GpuOptimTensor *t);
+void gpu_launch_adam(int dtype, int count, const GpuOptimTensor *t);
 
 #ifdef __cplusplus
 }

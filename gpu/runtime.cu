@@ -187,6 +187,36 @@ extern "C" int gpu_memcpy_from_host_beside(int device, void *dst, const void *ho
     return has_error ? -1 : 0;
 }
 
+/* The bytes of a queued copy travel as a kernel's argument: the launch
+ * takes them at once, so the host may reuse its buffer on return, and the
+ * kernel runs in stream order behind the work queued before it. (A
+ * cudaMemcpyAsync from pageable memory may first wait for the stream; from
+ * page-locked memory, the host would have to keep the buffer until the
+ * copy ran.) */
+static const size_t kQueuedChunk = 2048;
+struct QueuedBytes {
+    unsigned char b[kQueuedChunk];
+};
+
+static __global__ void write_queued_bytes(unsigned char *dst, QueuedBytes src, unsigned n) {
+    for (unsigned i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src.b[i];
+}
+
+extern "C" int gpu_memcpy_from_host_queued(int device, void *dst, const void *host_src,
+                                           size_t nbytes) {
+    if (refused_in_capture("a queued copy (host to device)")) return -1;
+    gpu_use_device(device);
+    for (size_t at = 0; at < nbytes && !has_error; at += kQueuedChunk) {
+        size_t n = nbytes - at < kQueuedChunk ? nbytes - at : kQueuedChunk;
+        QueuedBytes q;
+        memcpy(q.b, (const unsigned char *)host_src + at, n);
+        write_queued_bytes<<<1, 256, 0, gpu_stream()>>>((unsigned char *)dst + at, q,
+                                                         (unsigned)n);
+        gpu_check_launch("a queued copy (host to device)");
+    }
+    return has_error ? -1 : 0;
+}
+
 extern "C" int gpu_synchronize(int device) {
     if (refused_in_capture("cudaDeviceSynchronize")) return -1;
     gpu_use_device(device);

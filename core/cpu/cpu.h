@@ -176,9 +176,7 @@ void cpu_causal_attention_backward(const Tensor *q, const Tensor *k, const Tenso
 void cpu_uniform(Tensor *out, uint64_t seed, uint64_t offset);
 
 /* optim.c */
-void cpu_sgd_update(int n, const OptimUpdate *u, double lr, double momentum, double dampening,
-                    double weight_decay, bool nesterov);
-void cpu_adam_update(int n, const OptimUpdate *u, double lr, double beta1, double beta2,
-                     double eps, double weight_decay, bool decoupled);
+void cpu_sgd_update(int n, const OptimUpdate *u);
+void cpu_adam_update(int n, const OptimUpdate *u);
 
 #endif

@@ -4,8 +4,9 @@
  * The arithmetic replays torch 1.13's _single_tensor_sgd / _single_tensor_adam
  * / _single_tensor_adamw operation by operation, in the parameter's dtype:
  * each Python-float hyper-parameter is computed in double as Python does
- * (1 - beta1, -lr, 1 - lr * wd, lr / bias_correction1, ...) and then cast to
- * T, as torch casts a scalar argument to the tensor's dtype; the tensor ops
+ * (1 - beta1, -lr, 1 - lr * wd, lr / bias_correction1, ...: the update's
+ * numbers, OptimUpdate.consts, from core/optim) and then cast to T, as
+ * torch casts a scalar argument to the tensor's dtype; the tensor ops
  * keep torch's association (addcmul: self + v * t1 * t2, addcdiv:
  * self + v * t1 / t2). So a float32 trajectory rounds as PyTorch's does,
  * step by step, up to the FMA contraction of torch's vectorised add.
@@ -23,11 +24,13 @@
  * first step, has a loop of its own without branches, which the compiler
  * vectorises; large tensors are split over the OpenMP threads. */
 #define DEFINE_SGD(T, SFX)                                                                         \
-    static void sgd_##SFX(T *p, const T *g, T *buf, int64_t n, double lr, double momentum,         \
-                          double dampening, double weight_decay, bool nesterov, bool first) {      \
-        const T wd = (T)weight_decay, mom = (T)momentum, damp = (T)(1.0 - dampening);              \
-        const T neg_lr = (T)(-lr);                                                                 \
-        if (momentum != 0 && weight_decay == 0 && !nesterov && !first) {                           \
+    static void sgd_##SFX(T *p, const T *g, T *buf, int64_t n, const double *c) {                  \
+        const T wd = (T)c[SGD_WEIGHT_DECAY], mom = (T)c[SGD_MOMENTUM];                             \
+        const T damp = (T)c[SGD_ONE_MINUS_DAMPENING], neg_lr = (T)c[SGD_NEG_LR];                   \
+        /* contract: a buffer whenever momentum != 0 */                                            \
+        const bool use_wd = c[SGD_WEIGHT_DECAY] != 0, use_mom = c[SGD_MOMENTUM] != 0 && buf;       \
+        const bool nesterov = c[SGD_NESTEROV] != 0, first = c[SGD_FIRST] != 0;                     \
+        if (use_mom && !use_wd && !nesterov && !first) {                                           \
             _Pragma("omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)")                \
             for (int64_t i = 0; i < n; i++) {                                                      \
                 T b = buf[i] * mom + damp * g[i];                                                  \
@@ -39,8 +42,8 @@
         _Pragma("omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)")                    \
         for (int64_t i = 0; i < n; i++) {                                                          \
             T d = g[i];                                                                            \
-            if (weight_decay != 0) d = d + wd * p[i];                                              \
-            if (momentum != 0) {                                                                   \
+            if (use_wd) d = d + wd * p[i];                                                         \
+            if (use_mom) {                                                                         \
                 T b = first ? d : buf[i] * mom + damp * d;                                         \
                 buf[i] = b;                                                                        \
                 d = nesterov ? d + mom * b : b;                                                    \
@@ -52,20 +55,15 @@
 DEFINE_SGD(float, f32)
 DEFINE_SGD(double, f64)
 
-void cpu_sgd_update(int count, const OptimUpdate *u, double lr, double momentum,
-                    double dampening, double weight_decay, bool nesterov) {
+void cpu_sgd_update(int count, const OptimUpdate *u) {
     for (int k = 0; k < count; k++) {
         Tensor *param = u[k].param;
         int64_t n = tensor_numel(param);
-        void *buf = momentum != 0 && u[k].state[0] ? tensor_data(u[k].state[0]) : NULL;
-        /* contract: a buffer whenever momentum != 0 */
-        double mom = momentum != 0 && !buf ? 0 : momentum;
+        void *buf = u[k].state[0] ? tensor_data(u[k].state[0]) : NULL;
         if (param->dtype == DTYPE_FLOAT32)
-            sgd_f32(tensor_data(param), tensor_data(u[k].grad), buf, n, lr, mom, dampening,
-                    weight_decay, nesterov, u[k].first);
+            sgd_f32(tensor_data(param), tensor_data(u[k].grad), buf, n, u[k].consts);
         else
-            sgd_f64(tensor_data(param), tensor_data(u[k].grad), buf, n, lr, mom, dampening,
-                    weight_decay, nesterov, u[k].first);
+            sgd_f64(tensor_data(param), tensor_data(u[k].grad), buf, n, u[k].consts);
     }
 }
 
@@ -79,17 +77,12 @@ void cpu_sgd_update(int count, const OptimUpdate *u, double lr, double momentum,
  *   denom = sqrt(amsgrad ? vmax : v) / sqrt(bc2) + eps
  *   param = param + (-step_size) * m / denom */
 #define DEFINE_ADAM(T, SFX)                                                                        \
-    static void adam_##SFX(T *p, const T *g, T *m, T *v, T *vmax, int64_t n, double lr,            \
-                           double beta1, double beta2, double eps, double weight_decay,            \
-                           bool decoupled, int64_t step) {                                         \
-        double bias_correction1 = 1.0 - pow(beta1, (double)step);                                  \
-        double bias_correction2 = 1.0 - pow(beta2, (double)step);                                  \
-        const T neg_step_size = (T)(-(lr / bias_correction1));                                     \
-        const T bc2_sqrt = (T)sqrt(bias_correction2);                                              \
-        const T b1 = (T)beta1, one_minus_b1 = (T)(1.0 - beta1);                                    \
-        const T b2 = (T)beta2, one_minus_b2 = (T)(1.0 - beta2);                                    \
-        const T wd = (T)weight_decay, decay = (T)(1.0 - lr * weight_decay), e = (T)eps;            \
-        const bool coupled_wd = !decoupled && weight_decay != 0;                                   \
+    static void adam_##SFX(T *p, const T *g, T *m, T *v, T *vmax, int64_t n, const double *c) {    \
+        const T neg_step_size = (T)c[ADAM_NEG_STEP_SIZE], bc2_sqrt = (T)c[ADAM_BC2_SQRT];          \
+        const T b1 = (T)c[ADAM_BETA1], one_minus_b1 = (T)c[ADAM_ONE_MINUS_BETA1];                  \
+        const T b2 = (T)c[ADAM_BETA2], one_minus_b2 = (T)c[ADAM_ONE_MINUS_BETA2];                  \
+        const T wd = (T)c[ADAM_WEIGHT_DECAY], decay = (T)c[ADAM_DECAY], e = (T)c[ADAM_EPS];        \
+        const bool decoupled = c[ADAM_DECAY] != 1, coupled_wd = c[ADAM_WEIGHT_DECAY] != 0;         \
         _Pragma("omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)")                    \
         for (int64_t i = 0; i < n; i++) {                                                          \
             T gi = g[i];                                                                           \
@@ -114,18 +107,15 @@ void cpu_sgd_update(int count, const OptimUpdate *u, double lr, double momentum,
 DEFINE_ADAM(float, f32)
 DEFINE_ADAM(double, f64)
 
-void cpu_adam_update(int count, const OptimUpdate *u, double lr, double beta1, double beta2,
-                     double eps, double weight_decay, bool decoupled) {
+void cpu_adam_update(int count, const OptimUpdate *u) {
     for (int k = 0; k < count; k++) {
         Tensor *param = u[k].param;
         int64_t n = tensor_numel(param);
         void *m = tensor_data(u[k].state[0]), *v = tensor_data(u[k].state[1]);
         void *vmax = u[k].state[2] ? tensor_data(u[k].state[2]) : NULL;
         if (param->dtype == DTYPE_FLOAT32)
-            adam_f32(tensor_data(param), tensor_data(u[k].grad), m, v, vmax, n, lr, beta1, beta2,
-                     eps, weight_decay, decoupled, u[k].step);
+            adam_f32(tensor_data(param), tensor_data(u[k].grad), m, v, vmax, n, u[k].consts);
         else
-            adam_f64(tensor_data(param), tensor_data(u[k].grad), m, v, vmax, n, lr, beta1, beta2,
-                     eps, weight_decay, decoupled, u[k].step);
+            adam_f64(tensor_data(param), tensor_data(u[k].grad), m, v, vmax, n, u[k].consts);
     }
 }

@@ -11,9 +11,11 @@
  *     v_hat = amsgrad ? (vmax = max(vmax, v)) : v
  *     p -= lr / (1 - beta1^t) * m / (sqrt(v_hat) / sqrt(1 - beta2^t) + eps)
  *
- * in the backend's fused adam_update kernel. State (m, v, vmax: zeros, as
- * torch creates them) appears on a parameter's first step; a parameter
- * without a grad keeps its counter, so counters can differ, as in torch.
+ * in the backend's fused adam_update kernel, with the numbers (lr / (1 -
+ * beta1^t), ...) adam_update_consts computes in double. State (m, v, vmax:
+ * zeros, as torch creates them) appears on a parameter's first step; a
+ * parameter without a grad keeps its counter, so counters can differ, as in
+ * torch.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -96,47 +98,68 @@ static int adam_check_state(const Optimizer *opt, const double *values, int i,
     return 0;
 }
 
-static int adam_step(Optimizer *opt, int n, OptimUpdate *u, const int *index, bool decay) {
+void adam_update_consts(double *out, double lr, double beta1, double beta2, double eps,
+                        double weight_decay, bool decoupled, int64_t step) {
+    double bias_correction1 = 1.0 - pow(beta1, (double)step);
+    double bias_correction2 = 1.0 - pow(beta2, (double)step);
+    out[ADAM_BETA1] = beta1;
+    out[ADAM_ONE_MINUS_BETA1] = 1.0 - beta1;
+    out[ADAM_BETA2] = beta2;
+    out[ADAM_ONE_MINUS_BETA2] = 1.0 - beta2;
+    out[ADAM_WEIGHT_DECAY] = decoupled ? 0 : weight_decay;
+    out[ADAM_DECAY] = decoupled ? 1.0 - lr * weight_decay : 1;
+    out[ADAM_EPS] = eps;
+    out[ADAM_NEG_STEP_SIZE] = -(lr / bias_correction1);
+    out[ADAM_BC2_SQRT] = sqrt(bias_correction2);
+}
+
+/* State made at a parameter's first step (a loaded state has all three;
+ * optimizer_step.c drops what was made if the step fails), then every
+ * counter moved. */
+static int adam_prepare(Optimizer *opt, int n, const int *index, bool decay) {
     Adam *a = (Adam *)opt;
     for (int k = 0; k < n; k++) {
         int i = index[k];
-        Tensor *p = u[k].param;
+        Tensor *p = opt->params[i];
         Tensor **m = optimizer_slot(opt, i, SLOT_EXP_AVG);
         Tensor **v = optimizer_slot(opt, i, SLOT_EXP_AVG_SQ);
         Tensor **vmax = optimizer_slot(opt, i, SLOT_MAX_EXP_AVG_SQ);
-        if (!*m) { /* first step of this parameter (a loaded state has all three) */
-            *m = tensor_zeros_like(p);
-            *v = tensor_zeros_like(p);
-            if (a->o.amsgrad) *vmax = tensor_zeros_like(p);
-            if (!*m || !*v || (a->o.amsgrad && !*vmax)) {
-                for (Tensor **s = m; s <= vmax; s++) {
-                    tensor_release(*s);
-                    *s = NULL;
-                }
-                return error_prefix("%s: state of parameter %d", opt->type->name, i);
-            }
-            opt->steps[i] = 0;
-        }
-        u[k].state[0] = *m;
-        u[k].state[1] = *v;
-        u[k].state[2] = a->o.amsgrad ? *vmax : NULL;
-        u[k].step = opt->steps[i] + 1;
+        if (*m) continue;
+        opt->steps[i] = 0;
+        if (!(*m = tensor_zeros_like(p)) || !(*v = tensor_zeros_like(p)) ||
+            (a->o.amsgrad && !(*vmax = tensor_zeros_like(p))))
+            return error_prefix("%s: state of parameter %d", opt->type->name, i);
     }
-    /* counted once the whole list has its state */
-    for (int k = 0; k < n; k++) opt->steps[index[k]]++;
-    backend_for(u[0].param->device)->adam_update(n, u, opt->lr, a->o.betas[0], a->o.betas[1],
-                                                 a->o.eps, decay ? a->o.weight_decay : 0,
-                                                 a->decoupled);
+    for (int k = 0; k < n; k++)
+        adam_update_consts(optimizer_consts(opt, index[k]), opt->lr, a->o.betas[0],
+                           a->o.betas[1], a->o.eps, decay ? a->o.weight_decay : 0, a->decoupled,
+                           ++opt->steps[index[k]]);
     return 0;
 }
 
-#define ADAM_TYPE(NAME)                                                             \
-    {                                                                               \
-        .name = NAME, .n_slots = 3,                                                 \
-        .slot_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}, .has_step = true, \
-        .n_hparams = 5, .hparam_names = {"betas.0", "betas.1", "eps", "weight_decay", "amsgrad"}, \
-        .step = adam_step, .free = NULL, .get_hparams = adam_get_hparams,            \
-        .set_hparams = adam_set_hparams, .check_state = adam_check_state,            \
+static int adam_bind(Optimizer *opt, int n, OptimUpdate *u, const int *index) {
+    bool amsgrad = ((Adam *)opt)->o.amsgrad;
+    for (int k = 0; k < n; k++) {
+        for (int j = 0; j < 3; j++) u[k].state[j] = *optimizer_slot(opt, index[k], j);
+        if (!amsgrad) u[k].state[SLOT_MAX_EXP_AVG_SQ] = NULL;
+        if (!u[k].state[0] || !u[k].state[1] || (amsgrad && !u[k].state[2]))
+            return error_set("%s: parameter %d has no state yet", opt->type->name, index[k]);
+    }
+    return 0;
+}
+
+static void adam_update(const Backend *be, int n, const OptimUpdate *u) { be->adam_update(n, u); }
+
+#define ADAM_TYPE(NAME)                                                                     \
+    {                                                                                       \
+        .name = NAME, .n_slots = 3,                                                         \
+        .slot_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}, .has_step = true,        \
+        .n_hparams = 5,                                                                     \
+        .hparam_names = {"betas.0", "betas.1", "eps", "weight_decay", "amsgrad"},           \
+        .n_consts = ADAM_CONSTS, .prepare = adam_prepare, .bind = adam_bind,                 \
+        .update = adam_update, .free = NULL,                                                \
+        .get_hparams = adam_get_hparams, .set_hparams = adam_set_hparams,                   \
+        .check_state = adam_check_state,                                                    \
     }
 
 static const OptimizerType adam_type = ADAM_TYPE("Adam");

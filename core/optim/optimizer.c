@@ -1,6 +1,6 @@
-/* optimizer.c - what every optimizer shares: parameter checks, the step loop
- * over parameters with a grad, zero_grad, and the flattened state_dict that
- * checkpoints carry. The update rules are the types' (sgd.c, adam.c); this
+/* optimizer.c - what every optimizer shares: parameter checks, zero_grad,
+ * and the flattened state_dict that checkpoints carry (the step loop is
+ * optimizer_step.c's). The update rules are the types' (sgd.c, adam.c); this
  * file knows them only through their OptimizerType: slot and hyperparameter
  * names, and hooks to read, validate and apply hyperparameters.
  */
@@ -42,7 +42,9 @@ int optimizer_init(Optimizer *opt, Tensor *const *params, int n) {
     opt->state = calloc((size_t)n * (size_t)(opt->type->n_slots ? opt->type->n_slots : 1),
                         sizeof *opt->state);
     opt->steps = calloc((size_t)n, sizeof *opt->steps);
-    if (!opt->params || !opt->state || !opt->steps) return error_set("%s: out of memory", name);
+    opt->consts = calloc((size_t)n * (size_t)opt->type->n_consts, sizeof *opt->consts);
+    if (!opt->params || !opt->state || !opt->steps || !opt->consts)
+        return error_set("%s: out of memory", name);
     for (int i = 0; i < n; i++) opt->params[i] = tensor_retain(params[i]);
     opt->n_params = opt->n_decay = n;
     return 0;
@@ -66,6 +68,11 @@ void optimizer_free(Optimizer *opt) {
     free(opt->params);
     free(opt->state);
     free(opt->steps);
+    free(opt->consts);
+    for (int d = 0; d < OPTIMIZER_MAX_DEVICES; d++) {
+        tensor_release(opt->copies[d].numbers);
+        free(opt->copies[d].sent);
+    }
     free(opt);
 }
 
@@ -74,64 +81,6 @@ const char *optimizer_name(const Optimizer *opt) { return opt ? opt->type->name 
 void optimizer_zero_grad(Optimizer *opt) {
     if (!opt) return;
     for (int i = 0; i < opt->n_params; i++) tensor_zero_grad(opt->params[i]);
-}
-
-/* The grad of parameter i fits it (NULL grads are skipped by the caller). */
-static int check_grad(const Optimizer *opt, int i) {
-    const Tensor *p = opt->params[i], *g = p->grad;
-    const char *name = opt->type->name;
-    char a[128], b[128];
-    if (!device_equal(p->device, g->device))
-        return error_set("%s: parameter %d is on %s but its grad on %s", name, i,
-                         device_name(p->device, a, sizeof a), device_name(g->device, b, sizeof b));
-    if (p->dtype != g->dtype)
-        return error_set("%s: parameter %d has dtype %s but its grad %s", name, i,
-                         dtype_name(p->dtype), dtype_name(g->dtype));
-    if (!tensor_same_shape(p, g))
-        return error_set("%s: parameter %d has shape %s but its grad %s", name, i,
-                         tensor_shape_str(p, a, sizeof a), tensor_shape_str(g, b, sizeof b));
-    return 0;
-}
-
-int optimizer_step(Optimizer *opt) {
-    if (!opt) return error_set("optimizer_step: NULL optimizer");
-    for (int i = 0; i < opt->n_params; i++)
-        if (opt->params[i]->grad && check_grad(opt, i) != 0) return -1;
-    OptimUpdate *u = calloc((size_t)opt->n_params + 1, sizeof *u);
-    int *index = calloc((size_t)opt->n_params + 1, sizeof *index);
-    if (!u || !index) {
-        free(u);
-        free(index);
-        return error_set("%s: out of memory", opt->type->name);
-    }
-    /* The kernels touch raw buffers; nothing here is recorded, but a
-     * contiguous copy of a grad that requires grad would be. */
-    bool prev = autograd_set_enabled(false);
-    int rc = 0, count = 0;
-    for (int i = 0; i < opt->n_params && rc == 0; i++) {
-        Tensor *g = opt->params[i]->grad;
-        if (!g) continue; /* as torch: no grad, no update, no state change */
-        u[count].param = opt->params[i];
-        u[count].grad = tensor_contiguous(g);
-        index[count] = i;
-        if (!u[count++].grad) rc = -1;
-    }
-    /* one fused update per run of parameters on one device, of one dtype,
-     * in one group */
-    for (int start = 0, end; start < count && rc == 0; start = end) {
-        const Tensor *p0 = u[start].param;
-        bool decay = index[start] < opt->n_decay;
-        for (end = start + 1; end < count; end++)
-            if (!device_equal(u[end].param->device, p0->device) ||
-                u[end].param->dtype != p0->dtype || (index[end] < opt->n_decay) != decay)
-                break;
-        rc = opt->type->step(opt, end - start, u + start, index + start, decay);
-    }
-    for (int k = 0; k < count; k++) tensor_release((Tensor *)u[k].grad);
-    free(u);
-    free(index);
-    autograd_set_enabled(prev);
-    return rc;
 }
 
 /* ---- state_dict ---- */
@@ -340,6 +289,7 @@ int optimizer_load_state_dict(Optimizer *opt, const TensorDict *dict) {
             slots[s] = NULL;
         }
         for (int i = 0; i < opt->n_params; i++) opt->steps[i] = steps[i] < 0 ? 0 : steps[i];
+        opt->states_made++;
     } else {
         error_prefix("optimizer_load_state_dict: %s", type->name);
     }

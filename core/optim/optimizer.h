@@ -93,10 +93,22 @@ Optimizer *adamw_new(Tensor *const *params, int n, AdamOptions opts);
 /* ---- use ---- */
 
 /* One update of every parameter that has a grad. The grads must match their
- * parameter's shape, dtype and device; all are checked before any parameter
- * changes. -1 with an error otherwise (or on out-of-memory while creating
- * state, in which case earlier parameters may already have been updated). */
+ * parameter's shape, dtype and device; all are checked, and all the state
+ * made, before any parameter changes. -1 with an error otherwise (or on
+ * out-of-memory while creating state), nothing changed. */
 int optimizer_step(Optimizer *opt);
+/* optimizer_step in its two halves, for a step replayed by a CUDA graph
+ * (core/train_graph.c). _prepare is the host's part: it makes missing
+ * state, counts the step, and queues each updated parameter's numbers
+ * (OptimUpdate.consts: lr, bias corrections) to its device without
+ * waiting. _apply launches the updates, which read the numbers the last
+ * _prepare queued. Each is all or nothing: -1 with an error and nothing
+ * changed (no state made or counted, no parameter updated), e.g. when
+ * _apply finds a parameter with no state or numbers yet. A graph captures
+ * _apply once and runs _prepare before each replay; opt->states_made says
+ * when the state tensors such a capture holds have changed. */
+int optimizer_step_prepare(Optimizer *opt);
+int optimizer_step_apply(Optimizer *opt);
 /* Drops every parameter's grad (grad = NULL), as torch 2.x's default
  * zero_grad(set_to_none=True). torch 1.13's default zeroed the grads instead;
  * the two differ only for a parameter that gets no gradient in a step, which
@@ -134,6 +146,7 @@ int optimizer_load_state_dict(Optimizer *opt, const TensorDict *dict);
 
 #define OPTIMIZER_MAX_SLOTS 4
 #define OPTIMIZER_MAX_HPARAMS 8
+#define OPTIMIZER_MAX_DEVICES 4
 
 /* What one optimizer type is; the base code in optimizer.c drives it. */
 typedef struct {
@@ -146,11 +159,19 @@ typedef struct {
     /* Hyperparameters besides lr, saved as param_groups.0.<name>. */
     int n_hparams;
     const char *hparam_names[OPTIMIZER_MAX_HPARAMS];
-    /* Updates the n parameters of u (param and grad set: contiguous,
-     * checked, one device, dtype and group; u[k] is parameter index[k]):
-     * fills in their state and runs the backend's fused update once for
-     * all, with the weight decay when `decay`, else none. */
-    int (*step)(Optimizer *opt, int n, OptimUpdate *u, const int *index, bool decay);
+    /* Doubles in a parameter's update numbers (SGD_CONSTS, ADAM_CONSTS). */
+    int n_consts;
+    /* Parameters index[0..n-1] (each with a checked grad; one device,
+     * dtype and group) are about to be updated: makes their missing state,
+     * moves their step counters, and writes each one's numbers at
+     * optimizer_consts(), with the weight decay when `decay`, else none.
+     * -1 with an error (optimizer_step.c undoes what it did). */
+    int (*prepare)(Optimizer *opt, int n, const int *index, bool decay);
+    /* Fills in the state of u (u[k] is parameter index[k]): -1 with an
+     * error where it is missing. */
+    int (*bind)(Optimizer *opt, int n, OptimUpdate *u, const int *index);
+    /* The backend's fused update of the bound list. */
+    void (*update)(const Backend *be, int n, const OptimUpdate *u);
     /* Frees what the type allocated besides the base (may be NULL). */
     void (*free)(Optimizer *opt);
     /* Hyperparameters as doubles, in hparam_names order. */
@@ -164,6 +185,13 @@ typedef struct {
                        int64_t step);
 } OptimizerType;
 
+/* `consts` on one device, for its updates to read. */
+typedef struct {
+    Tensor *numbers; /* [n_params, n_consts] float64 */
+    double *sent;    /* what was last queued there (NULL before the first):
+                        the same numbers again are not sent */
+} OptimizerConstsCopy;
+
 struct Optimizer {
     const OptimizerType *type;
     double lr; /* public: the scheduler / trainer sets it before a step */
@@ -172,6 +200,11 @@ struct Optimizer {
     Tensor **params;  /* retained */
     Tensor **state;   /* n_params * type->n_slots; NULL until created */
     int64_t *steps;   /* per parameter; used when type->has_step */
+    double *consts;   /* n_params * type->n_consts: the last prepared step's
+                         numbers (optimizer_step.c) */
+    OptimizerConstsCopy copies[OPTIMIZER_MAX_DEVICES]; /* on each device the
+                         updates ran on */
+    uint64_t states_made; /* moves whenever state tensors are made or loaded */
 };
 
 /* A type's struct starts with the base (struct Sgd { Optimizer base; ... })
@@ -183,5 +216,15 @@ int optimizer_init(Optimizer *opt, Tensor *const *params, int n);
 static inline Tensor **optimizer_slot(Optimizer *opt, int i, int j) {
     return &opt->state[(size_t)i * (size_t)opt->type->n_slots + (size_t)j];
 }
+/* Parameter i's update numbers. */
+static inline double *optimizer_consts(Optimizer *opt, int i) {
+    return &opt->consts[(size_t)i * (size_t)opt->type->n_consts];
+}
+/* The numbers of sgd.c's and adam.c's updates, as torch computes them
+ * (also for the kernel tests). */
+void sgd_update_consts(double *out, double lr, double momentum, double dampening,
+                       double weight_decay, bool nesterov, bool first);
+void adam_update_consts(double *out, double lr, double beta1, double beta2, double eps,
+                        double weight_decay, bool decoupled, int64_t step);
 
 #endif

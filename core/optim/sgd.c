@@ -10,8 +10,8 @@
  *     p -= lr * d
  *
  * all of which runs in the backend's fused sgd_update kernel. The first use
- * is special (no dampening), so the optimizer passes `first` = the buffer did
- * not exist yet; it is created only when a step uses it, and a restored
+ * is special (no dampening), so the step's numbers say `first` = the buffer
+ * did not exist yet; it is created only when a step uses it, and a restored
  * checkpoint brings it back, so a resumed run takes the same branch.
  */
 #include <math.h>
@@ -73,30 +73,43 @@ static int sgd_check_state(const Optimizer *opt, const double *values, int i,
     return 0;
 }
 
-static int sgd_step(Optimizer *opt, int n, OptimUpdate *u, const int *index, bool decay) {
+void sgd_update_consts(double *out, double lr, double momentum, double dampening,
+                       double weight_decay, bool nesterov, bool first) {
+    out[SGD_WEIGHT_DECAY] = weight_decay;
+    out[SGD_MOMENTUM] = momentum;
+    out[SGD_ONE_MINUS_DAMPENING] = 1.0 - dampening;
+    out[SGD_NEG_LR] = -lr;
+    out[SGD_NESTEROV] = nesterov;
+    out[SGD_FIRST] = first;
+}
+
+/* A buffer is made at its first use; optimizer_step.c drops it again if
+ * the step fails (kept, it would lose that use: a buffer starts as d). */
+static int sgd_prepare(Optimizer *opt, int n, const int *index, bool decay) {
     const SgdOptions *o = &((Sgd *)opt)->o;
-    for (int k = 0; k < n && o->momentum != 0; k++) {
+    for (int k = 0; k < n; k++) {
         Tensor **buf = optimizer_slot(opt, index[k], 0);
-        if (!*buf) {
-            if (!(*buf = tensor_zeros_like(u[k].param))) {
-                /* drop the buffers made for this step: kept, they would
-                 * lose their first use (a buffer starts as a copy of d) */
-                for (int j = 0; j < k; j++)
-                    if (u[j].first) {
-                        Tensor **made = optimizer_slot(opt, index[j], 0);
-                        tensor_release(*made);
-                        *made = NULL;
-                    }
-                return error_prefix("SGD: momentum buffer of parameter %d", index[k]);
-            }
-            u[k].first = true;
-        }
-        u[k].state[0] = *buf;
+        bool first = o->momentum != 0 && !*buf;
+        if (first && !(*buf = tensor_zeros_like(opt->params[index[k]])))
+            return error_prefix("SGD: momentum buffer of parameter %d", index[k]);
+        sgd_update_consts(optimizer_consts(opt, index[k]), opt->lr, o->momentum, o->dampening,
+                          decay ? o->weight_decay : 0, o->nesterov, first);
     }
-    backend_for(u[0].param->device)->sgd_update(n, u, opt->lr, o->momentum, o->dampening,
-                                                decay ? o->weight_decay : 0, o->nesterov);
     return 0;
 }
+
+/* A buffer is passed wherever there is one; the kernels use it while the
+ * step's momentum is not 0. */
+static int sgd_bind(Optimizer *opt, int n, OptimUpdate *u, const int *index) {
+    for (int k = 0; k < n; k++) {
+        u[k].state[0] = *optimizer_slot(opt, index[k], 0);
+        if (!u[k].state[0] && ((Sgd *)opt)->o.momentum != 0)
+            return error_set("SGD: parameter %d has no momentum buffer yet", index[k]);
+    }
+    return 0;
+}
+
+static void sgd_update(const Backend *be, int n, const OptimUpdate *u) { be->sgd_update(n, u); }
 
 static const OptimizerType sgd_type = {
     .name = "SGD",
@@ -105,7 +118,10 @@ static const OptimizerType sgd_type = {
     .has_step = false,
     .n_hparams = 4,
     .hparam_names = {"momentum", "dampening", "weight_decay", "nesterov"},
-    .step = sgd_step,
+    .n_consts = SGD_CONSTS,
+    .prepare = sgd_prepare,
+    .bind = sgd_bind,
+    .update = sgd_update,
     .free = NULL,
     .get_hparams = sgd_get_hparams,
     .set_hparams = sgd_set_hparams,

@@ -2,12 +2,16 @@
  * parameters: the twins of core/cpu/optim.c, formula for formula (torch 1.13's
  * _single_tensor_sgd / _single_tensor_adam / _single_tensor_adamw).
  * Hyper-parameters are combined in double on the host as Python does
- * (1 - beta1, -lr, 1 - lr * wd, lr / bias_correction1, ...) and cast to T;
- * the per-element arithmetic keeps torch's association. With --fmad=false
- * nothing is contracted into an FMA, so a step rounds as the CPU's does.
+ * (1 - beta1, -lr, 1 - lr * wd, lr / bias_correction1, ...) and read by the
+ * kernels from device memory (core/optim/update_consts.h), which is what
+ * lets a CUDA graph replay an update with each step's lr; each is cast to
+ * T, and the per-element arithmetic keeps torch's association. With
+ * --fmad=false nothing is contracted into an FMA, so a step rounds as the
+ * CPU's does.
  */
 #include <math.h>
 
+#include "core/optim/update_consts.h"
 #include "gpu/kernels/common.cuh"
 
 /* Multi-tensor apply, as torch's fused optimizers: one launch updates a
@@ -23,6 +27,7 @@ template <typename T> struct TensorList {
     const T *g[kListMax];
     T *s[3][kListMax];
     int64_t n[kListMax];
+    const double *k[kListMax];   /* each tensor's update numbers */
     int64_t chunk_end[kListMax]; /* prefix sums of the tensors' chunk counts */
     int count;
 };
@@ -38,50 +43,46 @@ __device__ inline int chunk_of(const TensorList<T> &l, int64_t b, int64_t *lo, i
     return t;
 }
 
-template <typename T> struct SgdConsts {
-    T wd, mom, damp, neg_lr;
-    bool use_wd, use_mom, nesterov;
-    bool first[kListMax];
-};
-
-template <typename T>
-__global__ void sgd_kernel(TensorList<T> l, SgdConsts<T> k) {
+template <typename T> __global__ void sgd_kernel(TensorList<T> l) {
     int64_t lo, hi;
     int t = chunk_of(l, blockIdx.x, &lo, &hi);
     T *p = l.p[t], *buf = l.s[0][t];
     const T *g = l.g[t];
-    bool first = k.first[t];
+    const double *c = l.k[t];
+    const T wd = (T)c[SGD_WEIGHT_DECAY], mom = (T)c[SGD_MOMENTUM];
+    const T damp = (T)c[SGD_ONE_MINUS_DAMPENING], neg_lr = (T)c[SGD_NEG_LR];
+    /* contract: a buffer whenever momentum != 0 */
+    const bool use_wd = c[SGD_WEIGHT_DECAY] != 0, use_mom = c[SGD_MOMENTUM] != 0 && buf;
+    const bool nesterov = c[SGD_NESTEROV] != 0, first = c[SGD_FIRST] != 0;
     for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
         T d = g[i];
-        if (k.use_wd) d = d + k.wd * p[i];
-        if (k.use_mom) {
-            T b = first ? d : buf[i] * k.mom + k.damp * d;
+        if (use_wd) d = d + wd * p[i];
+        if (use_mom) {
+            T b = first ? d : buf[i] * mom + damp * d;
             buf[i] = b;
-            d = k.nesterov ? d + k.mom * b : b;
+            d = nesterov ? d + mom * b : b;
         }
-        p[i] = p[i] + k.neg_lr * d;
+        p[i] = p[i] + neg_lr * d;
     }
 }
 
-template <typename T> struct AdamConsts {
-    T neg_step_size[kListMax], bc2_sqrt[kListMax]; /* per tensor: its own step */
-    T b1, one_minus_b1, b2, one_minus_b2, wd, decay, e;
-    bool decoupled, coupled_wd;
-};
-
-template <typename T>
-__global__ void adam_kernel(TensorList<T> l, AdamConsts<T> k) {
+template <typename T> __global__ void adam_kernel(TensorList<T> l) {
     int64_t lo, hi;
     int t = chunk_of(l, blockIdx.x, &lo, &hi);
     T *p = l.p[t], *m = l.s[0][t], *v = l.s[1][t], *vmax = l.s[2][t];
     const T *g = l.g[t];
-    const T neg_step_size = k.neg_step_size[t], bc2_sqrt = k.bc2_sqrt[t];
+    const double *c = l.k[t];
+    const T neg_step_size = (T)c[ADAM_NEG_STEP_SIZE], bc2_sqrt = (T)c[ADAM_BC2_SQRT];
+    const T b1 = (T)c[ADAM_BETA1], one_minus_b1 = (T)c[ADAM_ONE_MINUS_BETA1];
+    const T b2 = (T)c[ADAM_BETA2], one_minus_b2 = (T)c[ADAM_ONE_MINUS_BETA2];
+    const T wd = (T)c[ADAM_WEIGHT_DECAY], decay = (T)c[ADAM_DECAY], e = (T)c[ADAM_EPS];
+    const bool decoupled = c[ADAM_DECAY] != 1, coupled_wd = c[ADAM_WEIGHT_DECAY] != 0;
     for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
         T gi = g[i];
-        if (k.decoupled) p[i] = p[i] * k.decay;
-        if (k.coupled_wd) gi = gi + k.wd * p[i];
-        T mi = m[i] * k.b1 + k.one_minus_b1 * gi;
-        T vi = v[i] * k.b2 + k.one_minus_b2 * gi * gi;
+        if (decoupled) p[i] = p[i] * decay;
+        if (coupled_wd) gi = gi + wd * p[i];
+        T mi = m[i] * b1 + one_minus_b1 * gi;
+        T vi = v[i] * b2 + one_minus_b2 * gi * gi;
         m[i] = mi;
         v[i] = vi;
         if (vmax) {
@@ -90,17 +91,15 @@ __global__ void adam_kernel(TensorList<T> l, AdamConsts<T> k) {
             vmax[i] = mx;
             vi = mx;
         }
-        T denom = g_sqrt(vi) / bc2_sqrt + k.e;
+        T denom = g_sqrt(vi) / bc2_sqrt + e;
         p[i] = p[i] + neg_step_size * mi / denom;
     }
 }
 
 /* Fills l with up to kListMax non-empty tensors of t from *next on (moving
- * *next); `each(slot, tensor)` adds the per-tensor constants. Returns the
- * chunks (blocks) to launch, 0 when none are left. */
-template <typename T, typename Each>
-static int64_t fill_list(TensorList<T> &l, const GpuOptimTensor *t, int count, int *next,
-                         Each each) {
+ * *next). Returns the chunks (blocks) to launch, 0 when none are left. */
+template <typename T>
+static int64_t fill_list(TensorList<T> &l, const GpuOptimTensor *t, int count, int *next) {
     l.count = 0;
     int64_t chunks = 0;
     for (; *next < count && l.count < kListMax; (*next)++) {
@@ -111,79 +110,39 @@ static int64_t fill_list(TensorList<T> &l, const GpuOptimTensor *t, int count, i
         l.g[j] = (const T *)x.grad;
         for (int s = 0; s < 3; s++) l.s[s][j] = (T *)x.state[s];
         l.n[j] = x.n;
+        l.k[j] = x.consts;
         chunks += (x.n + kChunk - 1) / kChunk;
         l.chunk_end[j] = chunks;
-        each(j, x);
     }
     return chunks;
 }
 
-template <typename T>
-static void sgd_lists(int count, const GpuOptimTensor *t, double lr, double momentum,
-                      double dampening, double weight_decay, bool nesterov) {
-    SgdConsts<T> k;
-    k.wd = (T)weight_decay;
-    k.mom = (T)momentum;
-    k.damp = (T)(1.0 - dampening);
-    k.neg_lr = (T)(-lr);
-    k.use_wd = weight_decay != 0;
-    k.nesterov = nesterov;
+template <typename T> static void sgd_lists(int count, const GpuOptimTensor *t) {
     TensorList<T> l;
     for (int next = 0;;) {
-        bool all_buffers = true; /* contract: a buffer whenever momentum != 0 */
-        int64_t blocks = fill_list<T>(l, t, count, &next, [&](int j, const GpuOptimTensor &x) {
-            k.first[j] = x.first;
-            all_buffers &= x.state[0] != nullptr;
-        });
+        int64_t blocks = fill_list<T>(l, t, count, &next);
         if (blocks == 0) return;
-        k.use_mom = momentum != 0 && all_buffers;
-        sgd_kernel<T><<<(unsigned)blocks, GPU_THREADS, 0, gpu_stream()>>>(l, k);
+        sgd_kernel<T><<<(unsigned)blocks, GPU_THREADS, 0, gpu_stream()>>>(l);
         gpu_check_launch("sgd_update kernel");
     }
 }
 
-template <typename T>
-static void adam_lists(int count, const GpuOptimTensor *t, double lr, double beta1, double beta2,
-                       double eps, double weight_decay, bool decoupled) {
-    AdamConsts<T> k;
-    k.b1 = (T)beta1;
-    k.one_minus_b1 = (T)(1.0 - beta1);
-    k.b2 = (T)beta2;
-    k.one_minus_b2 = (T)(1.0 - beta2);
-    k.wd = (T)weight_decay;
-    k.decay = (T)(1.0 - lr * weight_decay);
-    k.e = (T)eps;
-    k.decoupled = decoupled;
-    k.coupled_wd = !decoupled && weight_decay != 0;
+template <typename T> static void adam_lists(int count, const GpuOptimTensor *t) {
     TensorList<T> l;
     for (int next = 0;;) {
-        int64_t blocks = fill_list<T>(l, t, count, &next, [&](int j, const GpuOptimTensor &x) {
-            /* in double, as Python computes them, then cast */
-            double bias_correction1 = 1.0 - pow(beta1, (double)x.step);
-            double bias_correction2 = 1.0 - pow(beta2, (double)x.step);
-            k.neg_step_size[j] = (T)(-(lr / bias_correction1));
-            k.bc2_sqrt[j] = (T)sqrt(bias_correction2);
-        });
+        int64_t blocks = fill_list<T>(l, t, count, &next);
         if (blocks == 0) return;
-        adam_kernel<T><<<(unsigned)blocks, GPU_THREADS, 0, gpu_stream()>>>(l, k);
+        adam_kernel<T><<<(unsigned)blocks, GPU_THREADS, 0, gpu_stream()>>>(l);
         gpu_check_launch("adam_update kernel");
     }
 }
 
-extern "C" void gpu_launch_sgd(int dtype, int count, const GpuOptimTensor *t, double lr,
-                               double momentum, double dampening, double weight_decay,
-                               bool nesterov) {
-    if (dtype == GPU_F32)
-        sgd_lists<float>(count, t, lr, momentum, dampening, weight_decay, nesterov);
-    else
-        sgd_lists<double>(count, t, lr, momentum, dampening, weight_decay, nesterov);
+extern "C" void gpu_launch_sgd(int dtype, int count, const GpuOptimTensor *t) {
+    if (dtype == GPU_F32) sgd_lists<float>(count, t);
+    else sgd_lists<double>(count, t);
 }
 
-extern "C" void gpu_launch_adam(int dtype, int count, const GpuOptimTensor *t, double lr,
-                                double beta1, double beta2, double eps, double weight_decay,
-                                bool decoupled) {
-    if (dtype == GPU_F32)
-        adam_lists<float>(count, t, lr, beta1, beta2, eps, weight_decay, decoupled);
-    else
-        adam_lists<double>(count, t, lr, beta1, beta2, eps, weight_decay, decoupled);
+extern "C" void gpu_launch_adam(int dtype, int count, const GpuOptimTensor *t) {
+    if (dtype == GPU_F32) adam_lists<float>(count, t);
+    else adam_lists<double>(count, t);
 }

@@ -2,7 +2,8 @@
  * captured sequence of ops replayed on new inputs gives what the ops give
  * run one by one, bit for bit; a capture that reads a result back fails
  * cleanly and leaves the thread running kernels; the graph's memory is not
- * handed to anyone else while it lives; and the trainer's fixture jobs
+ * handed to anyone else while it lives; an optimizer's update captured
+ * once reads each step's numbers; and the trainer's fixture jobs
  * with "cuda_graphs" give exactly the metrics of the same jobs without,
  * their steps captured (or, where a step cannot be, saying why).
  *
@@ -18,6 +19,7 @@
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/optim/optimizer.h"
 #include "core/tensor.h"
 #include "core/train.h"
 #include "job/build.h"
@@ -111,6 +113,123 @@ Test(gpu, graph_keeps_its_memory_while_it_lives) {
     be->graph_free(graph);
     for (int i = 0; i < 4; i++) tensor_release(other[i]);
     tensor_release(s), tensor_release(a);
+}
+
+/* ---- the optimizer's update ---- */
+
+/* A queued copy's source may be reused at once; the copy lands after the
+ * kernels queued before it; a capture refuses it (the graph would keep its
+ * bytes). 5000 bytes: three of its launches. */
+Test(gpu, queued_copy_lands_behind_earlier_kernels) {
+    test_need_gpu();
+    const Backend *be = backend_for(CUDA0);
+    cr_assert(be->from_host_queued);
+    enum { N = 1250 };
+    float host[N];
+    Tensor *t = tensor_empty(SHAPE(N), DTYPE_FLOAT32, CUDA0);
+    Tensor *big = tensor_empty(SHAPE(1 << 28), DTYPE_FLOAT32, CUDA0); /* 1 GiB of fills first */
+    cr_assert(t && big, "%s", error_get());
+    for (int i = 0; i < 8; i++) cr_assert_eq(tensor_fill_(big, i), 0, "%s", error_get());
+    cr_assert_eq(tensor_fill_(t, -1), 0, "%s", error_get());
+    for (int i = 0; i < N; i++) host[i] = (float)i;
+    cr_assert_eq(be->from_host_queued(CUDA0, tensor_data(t), host, sizeof host), 0, "%s",
+                 error_get());
+    for (int i = 0; i < N; i++) host[i] = -2;
+    Tensor *back = tensor_to_device(t, DEVICE_CPU_INIT);
+    cr_assert(back, "%s", error_get());
+    for (int i = 0; i < N; i++) cr_assert_eq(tensor_get(back, i), i, "element %d", i);
+    cr_assert_eq(be->graph_capture_begin(CUDA0), 0, "%s", error_get());
+    cr_assert_eq(be->from_host_queued(CUDA0, tensor_data(t), host, 8), -1);
+    cr_assert_null(be->graph_capture_end(CUDA0), "a capture holding a queued copy");
+    error_clear();
+    tensor_release(back), tensor_release(t), tensor_release(big);
+}
+
+static void expect_same_bits(Tensor *x, Tensor *y, const char *what, int step) {
+    Tensor *hx = tensor_to_device(x, DEVICE_CPU_INIT), *hy = tensor_to_device(y, DEVICE_CPU_INIT);
+    cr_assert(hx && hy, "%s", error_get());
+    size_t bytes = (size_t)tensor_numel(hx) * dtype_size(hx->dtype);
+    cr_assert(memcmp(tensor_data(hx), tensor_data(hy), bytes) == 0,
+              "%s: step %d: not the same bits", what, step);
+    tensor_release(hx), tensor_release(hy);
+}
+
+/* Two optimizers over the same three parameters on the GPU, parameter 2
+ * in the no-decay group (two runs): one stepped by optimizer_step, the
+ * other by an update captured once (optimizer_step_apply) and replayed
+ * after each step's optimizer_step_prepare. Parameters and every state
+ * tensor the same, bit for bit, at each of 5 steps; with `moving_lr` the lr
+ * changes at every step, else the numbers stay the same from step 2 on
+ * and are not sent again. */
+static void check_graph_update(Optimizer *(*make)(Tensor *const *, int, const void *),
+                               const void *opts, bool moving_lr, const char *what) {
+    const Backend *be = backend_for(CUDA0);
+    double v[300], g[300];
+    Tensor *a[3], *b[3];
+    for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < 300; j++) v[j] = sin(j + 100 * i);
+        a[i] = on_gpu(v, 300), b[i] = on_gpu(v, 300);
+    }
+    Optimizer *eager = make(a, 3, opts), *graphed = make(b, 3, opts);
+    cr_assert(eager && graphed, "%s: %s", what, error_get());
+    cr_assert_eq(optimizer_set_no_decay_from(eager, 2), 0);
+    cr_assert_eq(optimizer_set_no_decay_from(graphed, 2), 0);
+    void *graph = NULL;
+    for (int step = 1; step <= 5; step++) {
+        eager->lr = graphed->lr = moving_lr ? 1e-2 / step : 1e-2;
+        for (int i = 0; i < 3; i++) {
+            for (int j = 0; j < 300; j++) g[j] = cos(j * step + i);
+            tensor_release(a[i]->grad);
+            a[i]->grad = on_gpu(g, 300);
+            if (step == 1) b[i]->grad = on_gpu(g, 300);
+            else cr_assert_eq(tensor_copy_(b[i]->grad, a[i]->grad), 0, "%s", error_get());
+        }
+        cr_assert_eq(optimizer_step(eager), 0, "%s: %s", what, error_get());
+        if (step == 1) { /* state made op by op, then the update captured */
+            cr_assert_eq(optimizer_step(graphed), 0, "%s: %s", what, error_get());
+            cr_assert_eq(be->graph_capture_begin(CUDA0), 0, "%s", error_get());
+            cr_assert_eq(optimizer_step_apply(graphed), 0, "%s: %s", what, error_get());
+            graph = be->graph_capture_end(CUDA0);
+            cr_assert(graph, "%s: %s", what, error_get());
+        } else {
+            cr_assert_eq(optimizer_step_prepare(graphed), 0, "%s: %s", what, error_get());
+            cr_assert_eq(be->graph_launch(graph), 0, "%s", error_get());
+        }
+        for (int i = 0; i < 3; i++) {
+            expect_same_bits(b[i], a[i], what, step);
+            for (int j = 0; j < 3; j++) {
+                Tensor *sa = *optimizer_slot(eager, i, j), *sb = *optimizer_slot(graphed, i, j);
+                cr_assert_eq(!sa, !sb, "%s: state %d of parameter %d", what, j, i);
+                if (sa) expect_same_bits(sb, sa, what, step);
+            }
+        }
+    }
+    be->graph_free(graph);
+    optimizer_zero_grad(eager), optimizer_zero_grad(graphed);
+    optimizer_free(eager), optimizer_free(graphed);
+    for (int i = 0; i < 3; i++) tensor_release(a[i]), tensor_release(b[i]);
+}
+
+static Optimizer *make_sgd(Tensor *const *p, int n, const void *o) {
+    return sgd_new(p, n, *(const SgdOptions *)o);
+}
+static Optimizer *make_adam(Tensor *const *p, int n, const void *o) {
+    return adam_new(p, n, *(const AdamOptions *)o);
+}
+static Optimizer *make_adamw(Tensor *const *p, int n, const void *o) {
+    return adamw_new(p, n, *(const AdamOptions *)o);
+}
+
+Test(gpu, graph_update_replays_with_each_steps_numbers) {
+    test_need_gpu();
+    SgdOptions momentum = {.lr = 1e-2, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01};
+    AdamOptions adam = adam_options_default(), adamw = adamw_options_default();
+    adam.weight_decay = 0.05;
+    adam.amsgrad = true;
+    check_graph_update(make_sgd, &momentum, false, "SGD momentum, constant lr");
+    check_graph_update(make_sgd, &momentum, true, "SGD momentum");
+    check_graph_update(make_adam, &adam, true, "Adam amsgrad");
+    check_graph_update(make_adamw, &adamw, true, "AdamW");
 }
 
 /* ---- the trainer ---- */

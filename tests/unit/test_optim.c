@@ -477,6 +477,138 @@ Test(optim, lr_is_read_at_each_step) {
     tensor_release(p);
 }
 
+/* Two optimizers of `make` over copies of the same parameters, parameter 2
+ * in the no-decay group: one by optimizer_step, the other by its halves,
+ * with the lr moved between steps as a scheduler moves it. Bit for bit the
+ * same; prepare says when it made state. */
+static void check_halves(Optimizer *(*make)(Tensor *const *, int, const void *),
+                         const void *opts, const char *what) {
+    Tensor *a[3] = {mat(1), vec(4, -1), vec(4, 2)}, *b[3];
+    for (int i = 0; i < 3; i++) cr_assert(b[i] = tensor_clone(a[i]));
+    Optimizer *whole = make(a, 3, opts), *halves = make(b, 3, opts);
+    cr_assert(whole && halves, "%s: %s", what, error_get());
+    cr_assert_eq(optimizer_set_no_decay_from(whole, 2), 0);
+    cr_assert_eq(optimizer_set_no_decay_from(halves, 2), 0);
+    for (int step = 1; step <= 3; step++) {
+        whole->lr = halves->lr = 0.1 / step;
+        for (int i = 0; i < 3; i++) {
+            a[i]->grad = i == 0 ? mat(0.5 * step) : vec(4, 0.3 * step - i);
+            cr_assert(b[i]->grad = tensor_clone(a[i]->grad));
+        }
+        cr_assert_eq(optimizer_step(whole), 0, "%s: %s", what, error_get());
+        uint64_t made = halves->states_made;
+        cr_assert_eq(optimizer_step_prepare(halves), 0, "%s: %s", what, error_get());
+        bool want = step == 1 && halves->state[0] != NULL; /* SGD without momentum: none */
+        cr_assert_eq(halves->states_made - made, want, "%s: step %d: states made", what, step);
+        cr_assert_eq(optimizer_step_apply(halves), 0, "%s: %s", what, error_get());
+        for (int i = 0; i < 3; i++) expect_same_bits(b[i], a[i], what);
+        optimizer_zero_grad(whole);
+        optimizer_zero_grad(halves);
+    }
+    optimizer_free(whole);
+    optimizer_free(halves);
+    for (int i = 0; i < 3; i++) tensor_release(a[i]), tensor_release(b[i]);
+}
+
+static Optimizer *make_sgd(Tensor *const *p, int n, const void *o) {
+    return sgd_new(p, n, *(const SgdOptions *)o);
+}
+static Optimizer *make_adam(Tensor *const *p, int n, const void *o) {
+    return adam_new(p, n, *(const AdamOptions *)o);
+}
+static Optimizer *make_adamw(Tensor *const *p, int n, const void *o) {
+    return adamw_new(p, n, *(const AdamOptions *)o);
+}
+
+Test(optim, step_halves_equal_a_step) {
+    SgdOptions plain = {.lr = 0.1, .weight_decay = 0.01};
+    SgdOptions nesterov = {.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true};
+    SgdOptions damped = {.lr = 0.1, .momentum = 0.8, .dampening = 0.3};
+    AdamOptions adam = adam_options_default(), adamw = adamw_options_default();
+    adam.weight_decay = 0.05;
+    adam.amsgrad = true;
+    check_halves(make_sgd, &plain, "SGD");
+    check_halves(make_sgd, &nesterov, "SGD nesterov");
+    check_halves(make_sgd, &damped, "SGD dampening");
+    check_halves(make_adam, &adam, "Adam amsgrad");
+    check_halves(make_adamw, &adamw, "AdamW");
+}
+
+/* The update half reads numbers the host half left; without them, or
+ * without the state the host half makes, it refuses and changes nothing,
+ * in any run (parameter 1 is in the no-decay group). */
+Test(optim, step_apply_needs_its_prepare) {
+    Tensor *p[2] = {vec(4, 1), vec(4, 2)};
+    Optimizer *opt = adam_new(p, 2, adam_options_default());
+    cr_assert(opt != NULL);
+    cr_assert_eq(optimizer_set_no_decay_from(opt, 1), 0);
+    p[0]->grad = vec(4, 0.5);
+    cr_assert_eq(optimizer_step_apply(opt), -1);
+    cr_assert(strstr(error_get(), "Adam: no update numbers on cpu yet"), "%s", error_get());
+    cr_assert_float_eq(tensor_get(p[0], 0), 1, 0, "nothing updated");
+    cr_assert_eq(optimizer_step_prepare(opt), 0, "%s", error_get());
+    cr_assert_eq(optimizer_step_apply(opt), 0, "%s", error_get());
+    double after = tensor_get(p[0], 0);
+    cr_assert(after < 1, "updated");
+    p[1]->grad = vec(4, 0.5); /* parameter 1's first grad: its state is not made yet */
+    cr_assert_eq(optimizer_step_apply(opt), -1);
+    cr_assert(strstr(error_get(), "Adam: parameter 1 has no state yet"), "%s", error_get());
+    cr_assert_float_eq(tensor_get(p[0], 0), after, 0, "parameter 0 not updated again");
+    cr_assert_float_eq(tensor_get(p[1], 0), 2, 0, "nothing updated");
+    optimizer_zero_grad(opt);
+    optimizer_free(opt);
+    tensor_release(p[0]), tensor_release(p[1]);
+}
+
+/* A step that fails making state in its second run (the no-decay group)
+ * leaves the first run's state unmade and its counter where it was: the
+ * next step is a first step, as a fresh optimizer's. */
+Test(optim, failed_step_undoes_every_run) {
+    static Backend standin;
+    standin = cpu_backend;
+    standin.alloc = limited_alloc;
+    backend_register_cuda(&standin, 1);
+    const Device cuda0 = {DEVICE_CUDA, 0};
+    Tensor *p[2], *q[2];
+    for (int i = 0; i < 2; i++) {
+        Tensor *v = vec(4, i);
+        p[i] = tensor_to_device(v, cuda0);
+        q[i] = tensor_clone(v);
+        tensor_release(v);
+        cr_assert(p[i] && q[i], "%s", error_get());
+    }
+    Optimizer *opt = adam_new(p, 2, adam_options_default());
+    Optimizer *fresh = adam_new(q, 2, adam_options_default());
+    cr_assert(opt && fresh, "%s", error_get());
+    cr_assert_eq(optimizer_set_no_decay_from(opt, 1), 0);
+    cr_assert_eq(optimizer_set_no_decay_from(fresh, 1), 0);
+    for (int i = 0; i < 2; i++) {
+        p[i]->grad = tensor_to_device(q[i], cuda0);
+        q[i]->grad = tensor_clone(q[i]);
+    }
+    allocs_left = 2; /* parameter 0's exp_avg and exp_avg_sq, then none */
+    cr_assert_eq(optimizer_step(opt), -1);
+    cr_assert(strstr(error_get(), "Adam: state of parameter 1"), "%s", error_get());
+    allocs_left = -1;
+    cr_assert_eq(opt->states_made, 0);
+    TensorDict d;
+    tensor_dict_init(&d);
+    cr_assert_eq(optimizer_state_dict(opt, &d), 0);
+    cr_assert_null(tensor_dict_get(&d, "state.0.exp_avg"), "no state left from the failed step");
+    cr_assert_null(tensor_dict_get(&d, "state.0.step"));
+    tensor_dict_free(&d);
+    cr_assert_eq(optimizer_step(opt), 0, "%s", error_get());
+    cr_assert_eq(optimizer_step(fresh), 0, "%s", error_get());
+    for (int i = 0; i < 2; i++) {
+        Tensor *back = tensor_to_device(p[i], DEVICE_CPU_INIT);
+        expect_same_bits(back, q[i], "after the failed step, a first step");
+        tensor_release(back);
+    }
+    optimizer_zero_grad(opt), optimizer_zero_grad(fresh);
+    optimizer_free(opt), optimizer_free(fresh);
+    for (int i = 0; i < 2; i++) tensor_release(p[i]), tensor_release(q[i]);
+}
+
 Test(optim, non_contiguous_grad_is_used_in_logical_order) {
     Tensor *p = mat(1), *q = mat(1);
     Optimizer *a = sgd_new(&p, 1, (SgdOptions){.lr = 0.1, .momentum = 0.9});
