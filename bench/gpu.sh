@@ -19,7 +19,8 @@
 #       "precision": "bf16" (PyTorch under bf16 autocast), against the bf16 peak.
 #   ... and bench/models.sh's lines on cuda: ResNet-18 (32x32, batch 256,
 #       images/s) and GPT-2 small (block 1024, batch GPT_BATCH, tokens/s)
-#       beside PyTorch eager, channels_last and (the GPT) torch.compile.
+#       beside PyTorch eager, channels_last and (the GPT) torch.compile, in
+#       float32, TF32 (the ResNet), bf16, and with "cuda_graphs".
 #
 # Without a GPU (traind info: "cuda devices: 0", or a build without CUDA)
 # it prints "skipped: no GPU" and exits 0. Without MNIST the MNIST benches

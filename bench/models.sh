@@ -28,8 +28,10 @@
 # for the ResNet, and for the GPT also under torch.compile (impl
 # pytorch-compile, its compilation inside the first epoch: best_epoch is the
 # figure); then resnet18_tf32 (traind with "allow_tf32", as PyTorch's cuDNN
-# convolutions run by default) and resnet18_bf16 / gpt2_bf16 (traind's
-# "precision": "bf16" beside PyTorch under bf16 autocast). PY names the
+# convolutions run by default), resnet18_bf16 / gpt2_bf16 (traind's
+# "precision": "bf16" beside PyTorch under bf16 autocast) and
+# resnet18_graphs / gpt2_graphs (traind's "cuda_graphs": each step captured
+# once and replayed, beside the same PyTorch lines). PY names the
 # Python that has a CUDA PyTorch (default python3
 # there, /usr/bin/python3 on the CPU).
 #
@@ -211,6 +213,11 @@ JSON
             ratio resnet18_tf32 images_per_s "$tf" "$theirs" "$cl"
         fi
         bf16_pair resnet18_bf16 "$TMP/resnet18.json" images_per_s 1 "${args[@]}"
+        if graphs=$(ours resnet18_graphs "$TMP/resnet18.json" traind-graphs images_per_s 1 \
+                    '{"cuda_graphs": true}'); then
+            echo "$graphs"
+            ratio resnet18_graphs images_per_s "$graphs" "$theirs" "$cl"
+        fi
         ;;
     gpt2)
         "$TORCH_PY" - "$TMP/t.bin" "$((GPT_WINDOWS * 1024 + 1))" <<'PYEOF'
@@ -244,6 +251,12 @@ JSON
             else
                 echo "bench: gpt2: torch.compile failed; the ratio is against eager alone" >&2
                 ratio gpt2 tokens_per_s "$ours" "$theirs"
+                compiled=
+            fi
+            if graphs=$(ours gpt2_graphs "$TMP/gpt2.json" traind-graphs tokens_per_s 1024 \
+                        '{"cuda_graphs": true}'); then
+                echo "$graphs"
+                ratio gpt2_graphs tokens_per_s "$graphs" "$theirs" ${compiled:+"$compiled"}
             fi
         fi
         ;;

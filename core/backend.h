@@ -74,18 +74,22 @@ typedef struct {
  * A rank of a data-parallel job holds only some samples of the global
  * batch: with heads > 0, head h's numbers start at offset + (h / heads) *
  * sample_stride + (h % heads) T T instead (attention_dropout_base), so
- * each sample keeps the mask of its global position. */
+ * each sample keeps the mask of its global position. With offset_base
+ * (device memory), offset is moved on by its value when the kernels run,
+ * as the uniform entry's. */
 typedef struct {
     double scale, dropout;
     uint64_t seed, offset;
     int64_t heads;          /* per sample; 0: samples contiguous in the stream */
     uint64_t sample_stride; /* numbers between one local sample and the next */
+    const uint64_t *offset_base; /* or NULL */
 } AttentionArgs;
 
 static inline uint64_t attention_dropout_base(const AttentionArgs *a, int64_t h, int64_t t) {
     uint64_t tt = (uint64_t)(t * t);
-    if (a->heads <= 0) return a->offset + (uint64_t)h * tt;
-    return a->offset + (uint64_t)(h / a->heads) * a->sample_stride + (uint64_t)(h % a->heads) * tt;
+    uint64_t offset = a->offset + (a->offset_base ? *a->offset_base : 0);
+    if (a->heads <= 0) return offset + (uint64_t)h * tt;
+    return offset + (uint64_t)(h / a->heads) * a->sample_stride + (uint64_t)(h % a->heads) * tt;
 }
 
 /* The precision a job's convolutions and matrix products compute in
@@ -347,9 +351,12 @@ typedef struct Backend {
                                 Tensor *gweight, Tensor *gbias, Tensor *partial);
 
     /* ---- embedding: rows of weight [V, D] picked by int64 index [N] ---- */
-    /* out [N, D]: out[n] = weight[index[n]]; indices in [0, V) (the op
-     * checks). index is contiguous int64. */
-    void (*embedding)(const Tensor *weight, const Tensor *index, Tensor *out);
+    /* out [N, D]: out[n] = weight[index[n]]; index is contiguous int64. An
+     * index outside [0, V): -1 with an error naming the first (the CPU,
+     * before it copies a row), or, where the kernel checks as it reads (a
+     * GPU), zeros in its row and the error at the thread's next read of a
+     * result (to_host, read_end): a queued kernel cannot fail its op. */
+    int (*embedding)(const Tensor *weight, const Tensor *index, Tensor *out);
     /* The adjoint: gweight [V, D] zeroed by the kernel, then
      * gweight[index[n]] += gy[n] for every n. */
     void (*embedding_backward)(const Tensor *gy, const Tensor *index, Tensor *gweight);
@@ -369,8 +376,11 @@ typedef struct Backend {
 
     /* ---- random ---- */
     /* out[i] = uniform [0, 1) from a counter-based stream (seed, offset), so
-     * CPU and GPU draw the same numbers for the same (seed, offset). */
-    void (*uniform)(Tensor *out, uint64_t seed, uint64_t offset);
+     * CPU and GPU draw the same numbers for the same (seed, offset). With
+     * `base` (device memory, or NULL), offset is moved on by the uint64 it
+     * holds when the kernel runs: a CUDA graph's replays draw new numbers
+     * that way (core/rng.h's Rng.device_base). */
+    void (*uniform)(Tensor *out, uint64_t seed, uint64_t offset, const uint64_t *base);
 
     /* ---- optimizer updates, fused ---- */
     /* n parameters of one dtype updated at once, each over its flat

@@ -159,9 +159,11 @@ Tensor *tensor_adaptive_avg_pool2d(Tensor *x, int out_h, int out_w);
  * 1/(1-p); the mask comes from the counter-based stream (seed, offset). */
 Tensor *tensor_dropout(Tensor *x, double p, bool training, uint64_t seed, uint64_t offset);
 /* The same with row i (dim 0) of the mask drawn from offset + i *
- * row_stride: a data-parallel rank's rows at their global places. */
+ * row_stride: a data-parallel rank's rows at their global places; with
+ * `base` (device memory, or NULL), offset moved on by its value when the
+ * kernels run (core/rng.h's Rng.device_base). */
 Tensor *tensor_dropout_rows(Tensor *x, double p, bool training, uint64_t seed, uint64_t offset,
-                            uint64_t row_stride);
+                            uint64_t row_stride, const uint64_t *base);
 /* core/ops/batch_norm.c: x [N, C] or [N, C, *]; weight/bias [C] or NULL.
  * In training, normalises with the batch statistics and, when running_mean /
  * running_var are given, updates them in place (unbiased variance, as torch);
@@ -198,9 +200,10 @@ Tensor *tensor_causal_attention(Tensor *q, Tensor *k, Tensor *v);
  * offset) as tensor_dropout's, B * H * T * T numbers of it. sample_stride
  * 0: sample b's numbers follow sample b-1's; else they start at offset +
  * b * sample_stride (a data-parallel rank's samples, at their global
- * positions). */
+ * positions). `base` as tensor_dropout_rows's. */
 Tensor *tensor_causal_attention_dropout(Tensor *q, Tensor *k, Tensor *v, double dropout,
-                                        uint64_t seed, uint64_t offset, uint64_t sample_stride);
+                                        uint64_t seed, uint64_t offset, uint64_t sample_stride,
+                                        const uint64_t *base);
 
 /* ---- losses (core/ops/loss.c); target never requires grad ---- */
 typedef enum { REDUCTION_MEAN, REDUCTION_SUM, REDUCTION_NONE } Reduction;

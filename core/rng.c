@@ -17,6 +17,7 @@
 #include "core/rng.h"
 
 #include <math.h>
+#include <stddef.h>
 
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
@@ -75,7 +76,8 @@ float philox_uniform(uint64_t seed, uint64_t offset) {
 void rng_init(Rng *rng, uint64_t seed) {
     rng->seed = seed;
     rng->offset = 0;
-    rng->masks = 0;
+    rng->device_base = NULL;
+    rng->capture_base = 0;
 }
 
 uint32_t rng_next_u32(Rng *rng) { return philox_u32(rng->seed, rng->offset++); }

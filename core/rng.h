@@ -16,10 +16,15 @@
 typedef struct {
     uint64_t seed;
     uint64_t offset; /* how many 32-bit numbers have been drawn */
-    /* Not state (checkpoints leave it out): how many masks have been
-     * drawn from the stream for ops that use them (module_draw_stream), so
-     * that a CUDA graph's capture knows whether its step depends on them. */
-    uint64_t masks;
+    /* Not state (checkpoints leave it out): while a CUDA graph captures a
+     * step (core/train_graph.c), device memory that holds, at each replay,
+     * the stream's offset at the replay's start; the ops' numbers
+     * (module_draw_stream) then start at their offset past `capture_base`,
+     * the offset at the capture's start, plus that memory's value, read
+     * when their kernels run. NULL otherwise (capture_base is read only
+     * while device_base is set). */
+    const uint64_t *device_base;
+    uint64_t capture_base;
 } Rng;
 
 /* Four 32-bit outputs for counter `counter` of stream `seed`. */

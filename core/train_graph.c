@@ -33,7 +33,9 @@ struct TrainGraph {
                                   without clipping */
     int n_grads;
     Tensor **grads;            /* each parameter's .grad as the graph writes it */
-    uint64_t rng_advance;      /* how far a step moves the Rng (Dropout at p = 0) */
+    uint64_t rng_advance;      /* how far a step moves the Rng (Dropout) */
+    Tensor *rng_base;          /* int64 [1]: the Rng's offset at the step's
+                                  start, written before each replay */
     bool off;                  /* a capture failed */
     Tensor *host;              /* [SLOTS, NUMBERS] float64, page-locked */
     void *reads[SLOTS];        /* the backend's handles of copies in flight */
@@ -43,7 +45,7 @@ struct TrainGraph {
 const char *train_graph_unsupported(const Trainer *t) {
     const Backend *be = backend_for(t->device);
     if (!be) error_clear(); /* not a failure: the answer is no */
-    if (!be || !be->graph_capture_begin || !be->read_begin)
+    if (!be || !be->graph_capture_begin || !be->read_begin || !be->from_host_queued)
         return "the device has no CUDA graphs";
     if (dist_active(t->dist)) return "a data-parallel step all-reduces its gradients as it goes";
     if (t->accumulate_steps > 1) return "a step of several batches (accumulate_steps)";
@@ -80,8 +82,8 @@ static void drop_graph(TrainGraph *g) {
     g->exec = g->update = NULL;
     for (int i = 0; i < NUMBERS; i++) tensor_release(g->numbers[i]), g->numbers[i] = NULL;
     for (int i = 0; i < g->n_grads; i++) tensor_release(g->grads[i]), g->grads[i] = NULL;
-    tensor_release(g->x), tensor_release(g->y);
-    g->x = g->y = NULL;
+    tensor_release(g->x), tensor_release(g->y), tensor_release(g->rng_base);
+    g->x = g->y = g->rng_base = NULL;
 }
 
 void train_graph_free(TrainGraph *g) {
@@ -177,23 +179,26 @@ static int capture(TrainGraph *g, Trainer *t, Tensor *x, Tensor *y, TrainGraphBo
                    int64_t ignore, char *why, size_t n) {
     g->x = tensor_empty(x->ndim, x->shape, x->dtype, x->device);
     g->y = tensor_empty(y->ndim, y->shape, y->dtype, y->device);
-    if (!g->x || !g->y || copy_batch(g, x, y) != 0) return -1;
+    g->rng_base = tensor_zeros(SHAPE(1), DTYPE_INT64, x->device);
+    if (!g->x || !g->y || !g->rng_base || copy_batch(g, x, y) != 0) return -1;
     optimizer_zero_grad(t->opt); /* the backward then writes each .grad whole */
-    uint64_t offset = t->rng ? t->rng->offset : 0, masks = t->rng ? t->rng->masks : 0;
+    uint64_t offset = t->rng ? t->rng->offset : 0;
     char failure[512] = "";
     if (g->be->graph_capture_begin(g->device) != 0) return -1; /* not the step's failure */
+    if (t->rng) { /* masks drawn at the replay's offset (Dropout) */
+        t->rng->device_base = tensor_data(g->rng_base);
+        t->rng->capture_base = offset;
+    }
     TrainGraphOutputs out = {0};
     int rc = body(t, g->x, g->y, &out);
+    if (t->rng) t->rng->device_base = NULL;
     if (rc == 0) rc = keep_numbers(g, &out, ignore);
     if (rc != 0) snprintf(failure, sizeof failure, "%s", error_get());
     tensor_release(out.loss), tensor_release(out.pred), tensor_release(out.labels);
     tensor_release(out.grad_norm);
     g->exec = g->be->graph_capture_end(g->device);
     if (rc != 0 || !g->exec) return decline(g, t, offset, rc ? failure : error_get(), why, n);
-    if (t->rng && t->rng->masks != masks)
-        return decline(g, t, offset, "the model draws random masks (Dropout), which every "
-                       "replay would repeat", why, n);
-    /* numbers passed over: each replay moves the stream on as the capture did */
+    /* each replay moves the stream on as the capture did */
     g->rng_advance = t->rng ? t->rng->offset - offset : 0;
     if (t->rng) t->rng->offset = offset;
     for (int i = 0; i < g->n_grads; i++) g->grads[i] = tensor_retain(t->opt->params[i]->grad);
@@ -223,6 +228,9 @@ static void attach_grads(TrainGraph *g, Optimizer *opt) {
  * capture fail, the update runs op by op from then on. */
 static int replay(TrainGraph *g, Trainer *t) {
     attach_grads(g, t->opt);
+    if (g->rng_advance && g->be->from_host_queued(g->device, tensor_data(g->rng_base),
+                                                  &t->rng->offset, sizeof t->rng->offset) != 0)
+        return error_prefix("cuda graphs: the step's random numbers");
     if (g->be->graph_launch(g->exec) != 0 || optimizer_step_prepare(t->opt) != 0) return -1;
     if (g->update && g->update_states != t->opt->states_made)
         g->be->graph_free(g->update), g->update = NULL;

@@ -20,9 +20,11 @@
  * the optimizer's state). A capture fails, and the job's steps run one by
  * one from then on, saying why in its log, when anything in the step
  * synchronises or reads a result back (BatchNorm with momentum None reads
- * its batch count), or draws random numbers (Dropout: a replay would
- * repeat its masks). A batch of another shape (the epoch's last, partial
- * one) runs one by one too.
+ * its batch count). Random numbers
+ * (Dropout's masks, the attention's) are drawn where the Rng is at each
+ * replay: its offset is written to device memory before the replay, and
+ * the captured kernels add it to their own (Rng.device_base). A batch of
+ * another shape (the epoch's last, partial one) runs one by one too.
  */
 #ifndef TRAIND_CORE_TRAIN_GRAPH_H
 #define TRAIND_CORE_TRAIN_GRAPH_H

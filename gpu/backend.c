@@ -346,13 +346,18 @@ _Static_assert(GPU_ATTENTION_MAX_HEAD_DIM == ATTENTION_MAX_HEAD_DIM &&
                "gpu/kernels.h's attention limit and arguments are core/backend.h's");
 
 static GpuAttentionArgs attention_args(const AttentionArgs *a) {
-    return (GpuAttentionArgs){a->scale, a->dropout, a->seed, a->offset, a->heads, a->sample_stride};
+    return (GpuAttentionArgs){a->scale, a->dropout,       a->seed,       a->offset,
+                              a->heads, a->sample_stride, a->offset_base};
 }
 
-static void cuda_embedding(const Tensor *weight, const Tensor *index, Tensor *out) {
+static int cuda_embedding(const Tensor *weight, const Tensor *index, Tensor *out) {
     use(weight);
+    GpuIndexCheck check;
+    if (gpu_index_check_args(weight->device.index, &check) != 0) return report();
     gpu_launch_embedding((int)weight->dtype, tensor_data(weight), tensor_data(index),
-                         tensor_data(out), tensor_numel(index), weight->shape[1]);
+                         tensor_data(out), tensor_numel(index), weight->shape[0],
+                         weight->shape[1], check);
+    return 0;
 }
 
 static void cuda_embedding_backward(const Tensor *gy, const Tensor *index, Tensor *gweight) {
@@ -384,9 +389,9 @@ static void cuda_causal_attention_backward(const Tensor *q, const Tensor *k, con
 
 /* ---- random ---- */
 
-static void cuda_uniform(Tensor *out, uint64_t seed, uint64_t offset) {
+static void cuda_uniform(Tensor *out, uint64_t seed, uint64_t offset, const uint64_t *base) {
     use(out);
-    gpu_launch_uniform((int)out->dtype, tensor_data(out), tensor_numel(out), seed, offset);
+    gpu_launch_uniform((int)out->dtype, tensor_data(out), tensor_numel(out), seed, offset, base);
 }
 
 /* ---- optimizers ---- */
@@ -469,6 +474,7 @@ static int cuda_read_end(void *handle) { return gpu_read_end(handle) == 0 ? 0 : 
 static void cuda_clear_error(Device device) {
     (void)device;
     gpu_clear_error();
+    gpu_index_check_discard(); /* a bad index recorded and not reported */
 }
 
 static void cuda_allow_tf32(Device device, bool allow) {

@@ -3,7 +3,8 @@
 # the GPU unit tests (plain, then under ASan), the trainer's PyTorch parity
 # jobs on cuda, data parallel's NCCL path on one GPU (nccl: whole-model and
 # one-parameter buckets, against the plain run), CUDA graphs (graphs: the
-# MNIST jobs' steps replayed, against the same jobs run op by op), `make bench-gpu`
+# MNIST jobs' and a small GPT's steps replayed, against the same jobs run op
+# by op), `make bench-gpu`
 # (bench/gpu.sh: its MNIST and GEMM jobs in step bench, whose bf16 and
 # float32 CNNs step bf16 compares; ResNet-18 and GPT-2 small in step
 # models) and the daemon (gpu/check_daemon.py). Each step
@@ -107,36 +108,58 @@ sys.exit(0 if abs(f32 - bf16) <= 0.003 else 1)
 PYEOF
 }
 
-# "cuda_graphs": the MNIST MLP and CNN (cuDNN's convolutions) for an epoch
-# with each step captured once and replayed give the metrics of the same
-# jobs run op by op, bit for bit, and their logs say the steps were
-# captured (the fixture jobs' same check is the unit step's).
+# "cuda_graphs": the MNIST MLP and CNN (cuDNN's convolutions) for an epoch,
+# and a character-level GPT with dropout (its Embedding's index check and
+# its masks inside the graph), with each step captured once and replayed,
+# give the metrics of the same jobs run op by op, bit for bit, and their
+# logs say the steps were captured (the fixture jobs' same check is the
+# unit step's).
+graphs_pair() { # SPEC.json: run op by op and with graphs, compare
+    local dir failed=0
+    dir=$(dirname "$1")
+    python3 tests/e2e/job_copy.py "$1" "$dir/graphs.json" cuda_graphs=true
+    build/traind run "$1" --device cuda:0 --jsonl --out "$dir/a" >"$dir/plain.jsonl" || failed=1
+    build/traind run "$dir/graphs.json" --device cuda:0 --jsonl --out "$dir/b" \
+        >"$dir/graphs.jsonl" || failed=1
+    grep -h '"cuda graphs' "$dir/graphs.jsonl"
+    grep -q '"cuda graphs: step 2 captured' "$dir/graphs.jsonl" || failed=1
+    python3 tests/e2e/compare_metrics.py "$dir/plain.jsonl" "$dir/graphs.jsonl" --rtol 0 ||
+        failed=1
+    return $failed
+}
+
 graphs_same() {
     . bench/lib.sh
     local failed=0 model out
-    for model in mlp cnn; do
+    for model in mlp cnn gpt; do
         out=$(mktemp -d)
-        bench_mnist_spec "$model" "$(cd "$MNIST_DIR" && pwd)" 1 >"$out/plain.json"
-        python3 tests/e2e/job_copy.py "$out/plain.json" "$out/graphs.json" cuda_graphs=true
-        build/traind run "$out/plain.json" --device cuda:0 --jsonl --out "$out/a" \
-            >"$out/plain.jsonl" || failed=1
-        build/traind run "$out/graphs.json" --device cuda:0 --jsonl --out "$out/b" \
-            >"$out/graphs.jsonl" || failed=1
-        grep -h '"cuda graphs' "$out/graphs.jsonl"
-        grep -q '"cuda graphs: step 2 captured' "$out/graphs.jsonl" || failed=1
-        python3 tests/e2e/compare_metrics.py "$out/plain.jsonl" "$out/graphs.jsonl" --rtol 0 ||
-            failed=1
+        if [ "$model" = gpt ]; then
+            cat >"$out/plain.json" <<'EOF'
+{"name": "gpt_chars",
+ "data": {"train": {"format": "text", "path": "/usr/share/common-licenses/GPL-3", "split": "train"},
+          "val": {"format": "text", "path": "/usr/share/common-licenses/GPL-3", "split": "val"}},
+ "model": {"arch": "gpt", "vocab_size": 76, "block_size": 64, "n_layer": 2, "n_head": 2,
+           "n_embd": 64, "dropout": 0.1, "bias": true},
+ "loss": {"type": "CrossEntropyLoss"},
+ "optimizer": {"type": "AdamW", "lr": 0.003, "weight_decay": 0.1, "no_decay_1d": true},
+ "epochs": 1, "batch_size": 16, "shuffle": true, "seed": 1, "metrics": ["perplexity"]}
+EOF
+        else
+            bench_mnist_spec "$model" "$(cd "$MNIST_DIR" && pwd)" 1 >"$out/plain.json"
+        fi
+        echo "graphs: $model"
+        graphs_pair "$out/plain.json" || failed=1
         rm -rf "$out"
     done
     return $failed
 }
 
-export -f env_report unit_asan nccl_one_gpu bf16_accuracy graphs_same
+export -f env_report unit_asan nccl_one_gpu bf16_accuracy graphs_pair graphs_same
 step env 30 env_report
 step unit 90 build/tests/unit-nosan --jobs 4 --filter 'gpu/*' --verbose
 step parity 50 env DEVICE=cuda tests/e2e/test_run_parity.sh build/traind
 step nccl 90 nccl_one_gpu
-step graphs 90 graphs_same
+step graphs 120 graphs_same
 step bench 180 env PROFILE_DIR="$LOGS" bench/gpu.sh mnist gemm
 step bf16 10 bf16_accuracy
 step models 300 env PROFILE_DIR="$LOGS" bench/gpu.sh models

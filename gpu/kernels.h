@@ -67,6 +67,9 @@ int gpu_current_device(void);
 /* Records the first failure on this thread: "cuda: <what> at <where>". */
 void gpu_record(int cuda_status, const char *where);
 void gpu_record_msg(const char *msg, const char *where);
+/* The same with the whole message as given, no "cuda: ... at ..." around
+ * it (a kernel's finding, not a CUDA failure). */
+void gpu_record_text(const char *text);
 /* cudaGetLastError() recorded at `where`; after every launch (and
  * gpu_profile_mark(where) when it succeeded). */
 void gpu_check_launch(const char *where);
@@ -169,10 +172,38 @@ void gpu_launch_layer_norm_backward(int dtype, const void *x, const void *w, con
                                     void *gb, double *partial, int64_t chunks, int64_t rows,
                                     int64_t cols);
 
-/* ---- kernels/embedding.cu ---- (idx: n int64 in [0, v); gw [v, d] zeroed
- * by the launcher) */
+/* ---- index_check.cu ---- */
+/* What a kernel records of the first index it found out of range: in
+ * page-locked host memory mapped into the device, one per host thread. */
+typedef struct {
+    int32_t bad; /* 1 once recorded: the fields below are written */
+    int32_t device;
+    int64_t index, position, limit;
+} GpuIndexRecord;
+/* A kernel's way to this thread's record: the record (its device
+ * address), the claim word that lets one device thread write it, and the
+ * device, for the report. */
+typedef struct {
+    GpuIndexRecord *record;
+    unsigned *claim;
+    int device;
+} GpuIndexCheck;
+/* This thread's record on `device`, made on first use (refused while
+ * capturing); -1 with the sticky error. */
+int gpu_index_check_args(int device, GpuIndexCheck *out);
+/* After a wait for the device: a recorded bad index becomes the thread's
+ * sticky error (gpu_record_text), and the record is ready for the next. */
+void gpu_index_check_report(void);
+/* A recorded bad index forgotten, after waiting for the device (a job's
+ * start: not the last job's failure). */
+void gpu_index_check_discard(void);
+
+/* ---- kernels/embedding.cu ---- (idx: n int64, those outside [0, v) read
+ * as zeros and the first the device meets recorded in `check`, even with
+ * d = 0; gw [v, d] zeroed by the launcher, the indices outside [0, v)
+ * adding nothing) */
 void gpu_launch_embedding(int dtype, const void *w, const int64_t *idx, void *out, int64_t n,
-                          int64_t d);
+                          int64_t v, int64_t d, GpuIndexCheck check);
 void gpu_launch_embedding_backward(int dtype, const void *gy, const int64_t *idx, void *gw,
                                    int64_t n, int64_t v, int64_t d);
 
@@ -185,6 +216,7 @@ typedef struct {
     uint64_t seed, offset;
     int64_t heads;
     uint64_t sample_stride;
+    const uint64_t *offset_base; /* device memory added to offset, or NULL */
 } GpuAttentionArgs;
 void gpu_launch_causal_attention(int dtype, const void *q, const void *k, const void *v,
                                  void *out, void *lse, int64_t bh, int64_t t, int64_t d,
@@ -217,7 +249,9 @@ void gpu_launch_adaptive_avg_pool2d_backward(int dtype, const GpuWindow *w, cons
                                              void *gx);
 
 /* ---- kernels/random.cu ---- */
-void gpu_launch_uniform(int dtype, void *out, int64_t n, uint64_t seed, uint64_t offset);
+/* offset moved on by *base (device memory) when base is not NULL */
+void gpu_launch_uniform(int dtype, void *out, int64_t n, uint64_t seed, uint64_t offset,
+                        const uint64_t *base);
 
 /* ---- kernels/optim.cu ---- */
 /* One parameter of a fused update (core's OptimUpdate as raw pointers). */

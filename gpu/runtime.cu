@@ -35,6 +35,12 @@ extern "C" void gpu_record_msg(const char *msg, const char *where) {
     has_error = true;
 }
 
+extern "C" void gpu_record_text(const char *text) {
+    if (has_error) return;
+    snprintf(last_error, sizeof last_error, "%s", text);
+    has_error = true;
+}
+
 extern "C" void gpu_record(int status, const char *where) {
     if (status == (int)cudaSuccess) return;
     gpu_record_msg(cudaGetErrorString((cudaError_t)status), where);
@@ -103,6 +109,7 @@ extern "C" int gpu_memcpy_to_host(int device, void *host_dst, const void *src, s
                            "cudaMemcpy (device to host)");
     /* the copy waited for every kernel before it: their failures show now */
     gpu_check_launch("a kernel before cudaMemcpy (device to host)");
+    gpu_index_check_report();
     return has_error ? -1 : 0;
 }
 
@@ -138,6 +145,7 @@ extern "C" int gpu_read_end(void *handle) {
     (void)cudaEventDestroy(done);
     /* the copies waited for every kernel before them: their failures show now */
     gpu_check_launch("a kernel before a read");
+    gpu_index_check_report();
     return has_error ? -1 : 0;
 }
 
@@ -221,6 +229,7 @@ extern "C" int gpu_synchronize(int device) {
     if (refused_in_capture("cudaDeviceSynchronize")) return -1;
     gpu_use_device(device);
     gpu_record((int)cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    gpu_index_check_report();
     return has_error ? -1 : 0;
 }
 

@@ -161,7 +161,7 @@ void cpu_layer_norm_backward(const Tensor *x, const Tensor *weight, const Tensor
                              Tensor *gbias, Tensor *partial);
 
 /* embedding.c */
-void cpu_embedding(const Tensor *weight, const Tensor *index, Tensor *out);
+int cpu_embedding(const Tensor *weight, const Tensor *index, Tensor *out);
 void cpu_embedding_backward(const Tensor *gy, const Tensor *index, Tensor *gweight);
 
 /* attention.c */
@@ -173,7 +173,7 @@ void cpu_causal_attention_backward(const Tensor *q, const Tensor *k, const Tenso
                                    Tensor *gk, Tensor *gv);
 
 /* random.c */
-void cpu_uniform(Tensor *out, uint64_t seed, uint64_t offset);
+void cpu_uniform(Tensor *out, uint64_t seed, uint64_t offset, const uint64_t *base);
 
 /* optim.c */
 void cpu_sgd_update(int n, const OptimUpdate *u);

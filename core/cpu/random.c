@@ -30,8 +30,9 @@ static inline float u32_to_uniform(uint32_t x) { return (float)(x >> 8) * (1.0f 
 DEFINE_UNIFORM(float, f32)
 DEFINE_UNIFORM(double, f64)
 
-void cpu_uniform(Tensor *out, uint64_t seed, uint64_t offset) {
+void cpu_uniform(Tensor *out, uint64_t seed, uint64_t offset, const uint64_t *base) {
     int64_t n = tensor_numel(out);
+    if (base) offset += *base;
     if (out->dtype == DTYPE_FLOAT32)
         uniform_f32(tensor_data(out), n, seed, offset);
     else

@@ -7,9 +7,8 @@
  * data-parallel job: its rows' places among the global batch's numbers,
  * module_draw_stream, and the offset moves past all of them). So the
  * masks of a run are a pure function of (seed, offset), which a checkpoint
- * saves, and CPU and GPU draw the same masks. At p = 0 the numbers are
- * passed over, not drawn (module_skip_stream): no mask depends on them,
- * so a CUDA graph may hold the step.
+ * saves, and CPU and GPU draw the same masks (at p = 0 the numbers are
+ * passed over).
  */
 #include "core/error.h"
 #include "core/nn/module.h"
@@ -27,10 +26,9 @@ static Tensor *dropout_forward(Module *m, Tensor *x) {
     int64_t rows = x->ndim > 0 ? x->shape[0] : 1;
     if (rows == 0) return tensor_retain(x); /* no element, no number drawn */
     ModuleStream st;
-    if ((d->p > 0 ? module_draw_stream : module_skip_stream)(m, rows, tensor_numel(x) / rows,
-                                                             &st) != 0)
+    if (module_draw_stream(m, rows, tensor_numel(x) / rows, &st) != 0)
         return error_prefix("mask"), NULL;
-    return tensor_dropout_rows(x, d->p, true, st.seed, st.offset, st.row_stride);
+    return tensor_dropout_rows(x, d->p, true, st.seed, st.offset, st.row_stride, st.base);
 }
 
 static const ModuleVTable dropout_vtable = {

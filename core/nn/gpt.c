@@ -135,7 +135,7 @@ static Tensor *attention(Module *m, double p, Tensor *q, Tensor *k, Tensor *v) {
         return NULL;
     }
     uint64_t stride = st.row_stride == (uint64_t)per_sample ? 0 : st.row_stride;
-    return tensor_causal_attention_dropout(q, k, v, p, st.seed, st.offset, stride);
+    return tensor_causal_attention_dropout(q, k, v, p, st.seed, st.offset, stride, st.base);
 }
 
 static Tensor *attn_forward(Module *m, Tensor *x) {

@@ -207,17 +207,14 @@ void module_set_dist(Module *m, DistGroup *g, const DistRows *rows) {
 }
 
 int module_draw_stream(Module *m, int64_t rows, int64_t per_row, ModuleStream *out) {
-    if (module_skip_stream(m, rows, per_row, out) != 0) return -1;
-    m->rng->masks++;
-    return 0;
-}
-
-int module_skip_stream(Module *m, int64_t rows, int64_t per_row, ModuleStream *out) {
     if (!m->rng) return error_set("no Rng to draw from in training mode (module_set_rng)");
     const DistRows *r = m->rows;
     bool shard = r && dist_active(m->dist);
-    out->seed = m->rng->seed;
-    out->offset = m->rng->offset + (shard ? (uint64_t)(r->first * per_row) : 0);
+    const Rng *rng = m->rng;
+    out->seed = rng->seed;
+    out->base = rng->device_base;
+    out->offset = rng->offset - (rng->device_base ? rng->capture_base : 0) +
+                  (shard ? (uint64_t)(r->first * per_row) : 0);
     out->row_stride = (uint64_t)((shard ? r->stride : 1) * per_row);
     m->rng->offset += (uint64_t)((shard ? r->total : rows) * per_row);
     return 0;

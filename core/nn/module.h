@@ -169,11 +169,10 @@ void module_set_dist(Module *m, DistGroup *g, const DistRows *rows);
  * same. -1 with an error when the tree has no Rng. */
 typedef struct {
     uint64_t seed, offset, row_stride;
+    const uint64_t *base; /* NULL, or device memory whose value is added to
+                             offset when the kernels run (Rng.device_base) */
 } ModuleStream;
 int module_draw_stream(Module *m, int64_t rows, int64_t per_row, ModuleStream *out);
-/* The same numbers passed over, none used (a Dropout at p = 0): the
- * stream moves on as if they had been drawn. */
-int module_skip_stream(Module *m, int64_t rows, int64_t per_row, ModuleStream *out);
 /* Output shape of the module for an input of shape (ndim, in_shape), as
  * forward would give; for a Sequential, layer by layer. Errors name the
  * layer: "model[4] Linear: in_features=1000 but its input has 6272

@@ -57,10 +57,12 @@ static Tensor *heads(Tensor *t) {
 static void release_ctx(void *ctx) { tensor_release(ctx); }
 
 /* The AttentionArgs a node keeps in scalars (scale, dropout) and ints
- * (seed, offset). */
+ * (seed, offset, heads, sample_stride, the offset base's address). */
 static AttentionArgs node_args(const AutogradNode *node) {
-    return (AttentionArgs){node->scalars[0], node->scalars[1], (uint64_t)node->ints[0],
-                           (uint64_t)node->ints[1], node->ints[2], (uint64_t)node->ints[3]};
+    return (AttentionArgs){node->scalars[0],         node->scalars[1],
+                           (uint64_t)node->ints[0],  (uint64_t)node->ints[1],
+                           node->ints[2],            (uint64_t)node->ints[3],
+                           (const uint64_t *)(uintptr_t)node->ints[4]};
 }
 
 /* inputs: q, k, v; saved: q, k, v as [BH, T, D], out [BH, T, D]; ctx: lse
@@ -106,15 +108,19 @@ static int record(Tensor *out, Tensor **inputs, Tensor **saved, Tensor *lse,
     node->ints[1] = (int64_t)args->offset;
     node->ints[2] = args->heads;
     node->ints[3] = (int64_t)args->sample_stride;
+    /* not held: a base exists only while a CUDA graph is captured, whose
+     * backward runs within the same capture (core/train_graph.c) */
+    node->ints[4] = (int64_t)(uintptr_t)args->offset_base;
     return 0;
 }
 
 Tensor *tensor_causal_attention(Tensor *q, Tensor *k, Tensor *v) {
-    return tensor_causal_attention_dropout(q, k, v, 0, 0, 0, 0);
+    return tensor_causal_attention_dropout(q, k, v, 0, 0, 0, 0, NULL);
 }
 
 Tensor *tensor_causal_attention_dropout(Tensor *q, Tensor *k, Tensor *v, double dropout,
-                                        uint64_t seed, uint64_t offset, uint64_t sample_stride) {
+                                        uint64_t seed, uint64_t offset, uint64_t sample_stride,
+                                        const uint64_t *base) {
     if (!q || !k || !v) return NULL;
     if (check_args(q, k, v)) return NULL;
     if (!(dropout >= 0 && dropout < 1)) {
@@ -124,7 +130,7 @@ Tensor *tensor_causal_attention_dropout(Tensor *q, Tensor *k, Tensor *v, double 
     const Backend *be = backend_for(q->device);
     if (!be) return NULL;
     AttentionArgs args = {1.0 / sqrt((double)q->shape[3]), dropout, seed, offset,
-                          sample_stride ? q->shape[1] : 0, sample_stride};
+                          sample_stride ? q->shape[1] : 0, sample_stride, base};
     bool prev = autograd_set_enabled(false);
     Tensor *s[4] = {heads(q), heads(k), heads(v), NULL};
     s[3] = s[0] ? tensor_empty_like(s[0]) : NULL;

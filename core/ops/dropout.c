@@ -20,30 +20,34 @@ static int dropout_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     return gx[0] ? 0 : -1;
 }
 
+/* Where a mask's numbers start (tensor_dropout_rows's arguments). */
+typedef struct {
+    uint64_t seed, offset, row_stride;
+    const uint64_t *base;
+} MaskStream;
+
 /* u into a: row i (dim 0) from number offset + i * row_stride of the
  * stream; one fill when the rows follow each other in it. */
-static int fill_uniform(const Backend *be, Tensor *a, uint64_t seed, uint64_t offset,
-                        uint64_t row_stride) {
+static int fill_uniform(const Backend *be, Tensor *a, const MaskStream *st) {
     int64_t rows = a->ndim > 0 ? a->shape[0] : 1, per_row = tensor_numel(a) / rows;
-    if (row_stride == (uint64_t)per_row || rows <= 1) {
-        be->uniform(a, seed, offset);
+    if (st->row_stride == (uint64_t)per_row || rows <= 1) {
+        be->uniform(a, st->seed, st->offset, st->base);
         return 0;
     }
     for (int64_t i = 0; i < rows; i++) {
         Tensor *row = tensor_narrow(a, 0, i, 1);
         if (!row) return -1;
-        be->uniform(row, seed, offset + (uint64_t)i * row_stride);
+        be->uniform(row, st->seed, st->offset + (uint64_t)i * st->row_stride, st->base);
         tensor_release(row);
     }
     return 0;
 }
 
 /* (u >= p) / (1 - p) over x's shape, with the backend's kernels only. */
-static Tensor *dropout_mask(const Backend *be, const Tensor *x, double p, uint64_t seed,
-                            uint64_t offset, uint64_t row_stride) {
+static Tensor *dropout_mask(const Backend *be, const Tensor *x, double p, const MaskStream *st) {
     Tensor *a = tensor_empty(x->ndim, x->shape, x->dtype, x->device);
     Tensor *b = a ? tensor_empty_like(a) : NULL;
-    if (!b || (tensor_numel(a) > 0 && fill_uniform(be, a, seed, offset, row_stride) != 0)) {
+    if (!b || (tensor_numel(a) > 0 && fill_uniform(be, a, st) != 0)) {
         tensor_release(a);
         tensor_release(b);
         return NULL;
@@ -62,11 +66,12 @@ static Tensor *dropout_mask(const Backend *be, const Tensor *x, double p, uint64
 Tensor *tensor_dropout(Tensor *x, double p, bool training, uint64_t seed, uint64_t offset) {
     if (!x) return NULL;
     int64_t rows = x->ndim > 0 && x->shape[0] > 0 ? x->shape[0] : 1;
-    return tensor_dropout_rows(x, p, training, seed, offset, (uint64_t)(tensor_numel(x) / rows));
+    return tensor_dropout_rows(x, p, training, seed, offset, (uint64_t)(tensor_numel(x) / rows),
+                               NULL);
 }
 
 Tensor *tensor_dropout_rows(Tensor *x, double p, bool training, uint64_t seed, uint64_t offset,
-                            uint64_t row_stride) {
+                            uint64_t row_stride, const uint64_t *base) {
     if (!x) return NULL;
     if (!(p >= 0.0 && p <= 1.0))
         return error_set("dropout: probability has to be between 0 and 1, but got %g", p), NULL;
@@ -77,7 +82,8 @@ Tensor *tensor_dropout_rows(Tensor *x, double p, bool training, uint64_t seed, u
 
     const Backend *be = backend_for(x->device);
     if (!be) return NULL;
-    Tensor *mask = dropout_mask(be, x, p, seed, offset, row_stride);
+    MaskStream st = {.seed = seed, .offset = offset, .row_stride = row_stride, .base = base};
+    Tensor *mask = dropout_mask(be, x, p, &st);
     if (!mask) return NULL;
     bool prev = autograd_set_enabled(false);
     Tensor *out = tensor_mul(x, mask);

@@ -1,9 +1,11 @@
 /* embedding.c - F.embedding(index, weight): rows of weight [V, D] picked by
  * int64 indices of any shape, giving [*index.shape, D].
  *
- * Indices are checked against V before any kernel runs (on the host: for a
- * GPU tensor that costs one small copy, and spares a kernel reading outside
- * the weight); the error names the first bad index, its position and V.
+ * Indices are checked against V by the backend's kernel (Backend.embedding):
+ * the CPU's fails before it copies, naming the first bad index, its
+ * position and V; a GPU's kernel reads no row outside the weight and
+ * reports a bad index at the next read of a result, so no step waits for
+ * the host to look at its indices (and a CUDA graph can hold the check).
  * The backward scatter-adds the output's gradient into a zeroed gradient of
  * the weight (torch's embedding_dense_backward); the index gets none.
  */
@@ -35,22 +37,6 @@ static int check_args(const Tensor *weight, const Tensor *index) {
     return 0;
 }
 
-/* Every index of the contiguous `index` in [0, v). */
-static int check_range(Tensor *index, int64_t v) {
-    Tensor *host = tensor_host_contiguous(index);
-    if (!host) return -1;
-    const int64_t *p = tensor_data(host);
-    int64_t n = tensor_numel(host), bad = -1;
-    for (int64_t i = 0; i < n && bad < 0; i++)
-        if (p[i] < 0 || p[i] >= v) bad = i;
-    int rc = bad < 0 ? 0
-                     : error_set("%s: index %lld at position %lld is out of range for "
-                                 "num_embeddings %lld",
-                                 OP, (long long)p[bad], (long long)bad, (long long)v);
-    tensor_release(host);
-    return rc;
-}
-
 /* inputs: weight; saved: the contiguous indices [N]. */
 static int embedding_backward(AutogradNode *node, Tensor *gy, Tensor **grads) {
     Tensor *w = node->inputs[0], *idx = node->saved[0];
@@ -73,10 +59,9 @@ Tensor *tensor_embedding(Tensor *weight, Tensor *index) {
     bool prev = autograd_set_enabled(false);
     Tensor *ic = tensor_contiguous(index), *wc = tensor_contiguous(weight);
     Tensor *flat = ic ? tensor_view(ic, SHAPE(n)) : NULL;
-    Tensor *out2 = flat && wc && check_range(flat, weight->shape[0]) == 0
-                       ? tensor_empty(SHAPE(n, d), weight->dtype, weight->device)
-                       : NULL;
-    if (out2 && n > 0 && d > 0) be->embedding(wc, flat, out2);
+    Tensor *out2 = flat && wc ? tensor_empty(SHAPE(n, d), weight->dtype, weight->device) : NULL;
+    if (out2 && n > 0 && be->embedding(wc, flat, out2) != 0)
+        tensor_release(out2), out2 = NULL;
     int64_t shape[TENSOR_MAX_DIMS];
     for (int i = 0; i < index->ndim; i++) shape[i] = index->shape[i];
     shape[index->ndim] = d;

@@ -63,9 +63,9 @@ template <typename T> __device__ inline T a_dot(const T *a, const T *b, int d) {
 /* Where head `head`'s numbers start: core/backend.h's attention_dropout_base. */
 __device__ inline uint64_t dropout_base(const GpuAttentionArgs &a, int64_t head, int64_t t) {
     uint64_t tt = (uint64_t)(t * t);
-    if (a.heads <= 0) return a.offset + (uint64_t)head * tt;
-    return a.offset + (uint64_t)(head / a.heads) * a.sample_stride +
-           (uint64_t)(head % a.heads) * tt;
+    uint64_t offset = a.offset + (a.offset_base ? *a.offset_base : 0);
+    if (a.heads <= 0) return offset + (uint64_t)head * tt;
+    return offset + (uint64_t)(head / a.heads) * a.sample_stride + (uint64_t)(head % a.heads) * tt;
 }
 
 /* The dropout factor of probability (i, j) whose head's numbers start at

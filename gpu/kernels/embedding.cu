@@ -2,34 +2,80 @@
  * core/cpu/embedding.c.
  *
  * Forward: one thread per output element, out[n, c] = weight[index[n], c].
+ * An index outside [0, V) reads zeros and is recorded for the host (the
+ * first the device meets, which with several need not be the lowest
+ * position, as the CPU's is), which reports it at its next wait for the
+ * device (gpu/index_check.cu): the op
+ * cannot fail where the kernel runs, and the check costs no read back, so
+ * a CUDA graph can hold it.
  * Backward: gweight zeroed, then one thread per element of gy adds it into
- * row index[n] with atomicAdd (rows sharing an index collide). The order of
- * those additions is the hardware's, so, unlike the CPU's, the gradient's
- * last bits may differ from run to run where a token repeats in a batch,
- * as in torch's non-deterministic CUDA kernels.
+ * row index[n] with atomicAdd (rows sharing an index collide; an index out
+ * of range adds nothing). The order of those additions is the hardware's,
+ * so, unlike the CPU's, the gradient's last bits may differ from run to run
+ * where a token repeats in a batch, as in torch's non-deterministic CUDA
+ * kernels.
  */
 #include "gpu/kernels/common.cuh"
 
+/* Records the first index found outside [0, limit) in this host thread's
+ * record (gpu/index_check.cu): the device thread that wins the claim
+ * writes the fields, then, after a system fence, the flag. */
+__device__ void note_bad_index(const GpuIndexCheck &c, int64_t index, int64_t position,
+                               int64_t limit) {
+    if (atomicCAS(c.claim, 0u, 1u) != 0u) return;
+    volatile GpuIndexRecord *r = c.record;
+    r->index = index;
+    r->position = position;
+    r->limit = limit;
+    r->device = c.device;
+    __threadfence_system();
+    r->bad = 1;
+}
+
+/* A row outside [0, v) reads as zeros and is recorded (by the thread of
+ * its first column). */
 template <typename T>
-__global__ void embedding_kernel(const T *w, const int64_t *idx, T *out, int64_t n, int64_t d) {
-    GRID_STRIDE(i, n * d) out[i] = w[idx[i / d] * d + i % d];
+__global__ void embedding_kernel(const T *w, const int64_t *idx, T *out, int64_t n, int64_t v,
+                                 int64_t d, GpuIndexCheck check) {
+    GRID_STRIDE(i, n * d) {
+        int64_t row = idx[i / d];
+        bool inside = row >= 0 && row < v;
+        out[i] = inside ? w[row * d + i % d] : T(0);
+        if (!inside && i % d == 0) note_bad_index(check, row, i / d, v);
+    }
+}
+
+/* d = 0: no row to read, the indices checked all the same, as the CPU's. */
+__global__ void embedding_check_kernel(const int64_t *idx, int64_t n, int64_t v,
+                                       GpuIndexCheck check) {
+    GRID_STRIDE(i, n) {
+        if (idx[i] < 0 || idx[i] >= v) note_bad_index(check, idx[i], i, v);
+    }
 }
 
 template <typename T>
 __global__ void embedding_backward_kernel(const T *gy, const int64_t *idx, T *gw, int64_t n,
-                                          int64_t d) {
-    GRID_STRIDE(i, n * d) atomicAdd(gw + idx[i / d] * d + i % d, gy[i]);
+                                          int64_t v, int64_t d) {
+    GRID_STRIDE(i, n * d) {
+        int64_t row = idx[i / d];
+        if (row >= 0 && row < v) atomicAdd(gw + row * d + i % d, gy[i]);
+    }
 }
 
 extern "C" void gpu_launch_embedding(int dtype, const void *w, const int64_t *idx, void *out,
-                                     int64_t n, int64_t d) {
-    if (n <= 0 || d <= 0) return;
+                                     int64_t n, int64_t v, int64_t d, GpuIndexCheck check) {
+    if (n <= 0) return;
+    if (d <= 0) {
+        embedding_check_kernel<<<gpu_blocks(n), GPU_THREADS, 0, gpu_stream()>>>(idx, n, v, check);
+        gpu_check_launch("embedding check kernel");
+        return;
+    }
     if (dtype == GPU_F32)
         embedding_kernel<float><<<gpu_blocks(n * d), GPU_THREADS, 0, gpu_stream()>>>(
-            (const float *)w, idx, (float *)out, n, d);
+            (const float *)w, idx, (float *)out, n, v, d, check);
     else
         embedding_kernel<double><<<gpu_blocks(n * d), GPU_THREADS, 0, gpu_stream()>>>(
-            (const double *)w, idx, (double *)out, n, d);
+            (const double *)w, idx, (double *)out, n, v, d, check);
     gpu_check_launch("embedding kernel");
 }
 
@@ -39,9 +85,9 @@ extern "C" void gpu_launch_embedding_backward(int dtype, const void *gy, const i
     if (n <= 0 || d <= 0) return;
     if (dtype == GPU_F32)
         embedding_backward_kernel<float><<<gpu_blocks(n * d), GPU_THREADS, 0, gpu_stream()>>>(
-            (const float *)gy, idx, (float *)gw, n, d);
+            (const float *)gy, idx, (float *)gw, n, v, d);
     else
         embedding_backward_kernel<double><<<gpu_blocks(n * d), GPU_THREADS, 0, gpu_stream()>>>(
-            (const double *)gy, idx, (double *)gw, n, d);
+            (const double *)gy, idx, (double *)gw, n, v, d);
     gpu_check_launch("embedding_backward kernel");
 }

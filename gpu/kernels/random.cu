@@ -10,8 +10,13 @@
 #include "gpu/kernels/common.cuh"
 #include "gpu/kernels/philox.cuh"
 
+/* With `base`, the offset is known only when the kernel runs (a CUDA
+ * graph's replay): the launch covers n / 4 + 2 blocks, as many as any
+ * offset can touch, and each thread finds its blocks from the offset. */
 template <typename T>
-__global__ void uniform_kernel(T *out, int64_t n, uint64_t seed, uint64_t offset) {
+__global__ void uniform_kernel(T *out, int64_t n, uint64_t seed, uint64_t offset,
+                               const uint64_t *base) {
+    if (base) offset += *base;
     /* blocks touched: from offset / 4 to (offset + n - 1) / 4 */
     uint64_t first = offset / 4;
     int64_t nblocks = (int64_t)((offset + (uint64_t)n - 1) / 4 - first + 1);
@@ -27,15 +32,15 @@ __global__ void uniform_kernel(T *out, int64_t n, uint64_t seed, uint64_t offset
     }
 }
 
-extern "C" void gpu_launch_uniform(int dtype, void *out, int64_t n, uint64_t seed,
-                                   uint64_t offset) {
+extern "C" void gpu_launch_uniform(int dtype, void *out, int64_t n, uint64_t seed, uint64_t offset,
+                                   const uint64_t *base) {
     if (n <= 0) return;
-    int64_t nblocks = (int64_t)((offset + (uint64_t)n - 1) / 4 - offset / 4 + 1);
+    int64_t nblocks = base ? n / 4 + 2 : (int64_t)((offset + (uint64_t)n - 1) / 4 - offset / 4 + 1);
     if (dtype == GPU_F32)
-        uniform_kernel<float>
-            <<<gpu_blocks(nblocks), GPU_THREADS, 0, gpu_stream()>>>((float *)out, n, seed, offset);
+        uniform_kernel<float><<<gpu_blocks(nblocks), GPU_THREADS, 0, gpu_stream()>>>(
+            (float *)out, n, seed, offset, base);
     else
-        uniform_kernel<double>
-            <<<gpu_blocks(nblocks), GPU_THREADS, 0, gpu_stream()>>>((double *)out, n, seed, offset);
+        uniform_kernel<double><<<gpu_blocks(nblocks), GPU_THREADS, 0, gpu_stream()>>>(
+            (double *)out, n, seed, offset, base);
     gpu_check_launch("uniform kernel");
 }

@@ -1,8 +1,10 @@
-/* optim_one.h - one parameter through a backend's list-form optimizer
- * kernels (Backend.sgd_update / adam_update take a list of OptimUpdate), for
- * the kernel tests that check a single buffer's arithmetic. The update's
- * numbers are the optimizers' own (sgd_update_consts, adam_update_consts),
- * put on the parameter's device as the optimizer step puts them. */
+/* optim_one.h - optimizers for the tests: one parameter through a
+ * backend's list-form optimizer kernels (Backend.sgd_update / adam_update
+ * take a list of OptimUpdate), for the kernel tests that check a single
+ * buffer's arithmetic, with the optimizers' own numbers
+ * (sgd_update_consts, adam_update_consts) put on the parameter's device as
+ * the optimizer step puts them; and each optimizer made from a pointer to
+ * its options, for tests that run the same steps through all three. */
 #ifndef TRAIND_TESTS_OPTIM_ONE_H
 #define TRAIND_TESTS_OPTIM_ONE_H
 
@@ -42,6 +44,16 @@ static inline void adam_one(const Backend *be, Tensor *p, const Tensor *g, Tenso
                      .consts = tensor_data(consts)};
     be->adam_update(1, &u);
     tensor_release(consts);
+}
+
+static inline Optimizer *make_sgd(Tensor *const *p, int n, const void *o) {
+    return sgd_new(p, n, *(const SgdOptions *)o);
+}
+static inline Optimizer *make_adam(Tensor *const *p, int n, const void *o) {
+    return adam_new(p, n, *(const AdamOptions *)o);
+}
+static inline Optimizer *make_adamw(Tensor *const *p, int n, const void *o) {
+    return adamw_new(p, n, *(const AdamOptions *)o);
 }
 
 #endif

@@ -51,11 +51,35 @@ typedef struct {
 
 static Tensor *dropout_fn(Tensor **in, void *ctx) {
     const DropArgs *a = ctx;
-    return tensor_causal_attention_dropout(in[0], in[1], in[2], a->p, a->seed, a->offset, 0);
+    return tensor_causal_attention_dropout(in[0], in[1], in[2], a->p, a->seed, a->offset, 0,
+                                           NULL);
 }
 
 /* The mask is a function of (seed, offset): finite differences see a
  * fixed function, whose gradient the recomputed mask must give. */
+/* The offset split between the argument and a base in memory gives the
+ * mask at their sum, forward and backward. */
+Test(attention, dropout_offset_base_adds_to_the_offset) {
+    const uint64_t base = 1000;
+    Tensor *in[3], *x[3];
+    for (int i = 0; i < 3; i++) { /* the same values, leaves both */
+        in[i] = gradcheck_input(SHAPE(2, 2, 7, 8), -1, 1, 70 + i);
+        x[i] = gradcheck_input(SHAPE(2, 2, 7, 8), -1, 1, 70 + i);
+        cr_assert(tensor_set_requires_grad(in[i], true) == 0 &&
+                  tensor_set_requires_grad(x[i], true) == 0);
+    }
+    Tensor *want = tensor_causal_attention_dropout(in[0], in[1], in[2], 0.3, 5, 1234, 0, NULL);
+    Tensor *got = tensor_causal_attention_dropout(x[0], x[1], x[2], 0.3, 5, 234, 0, &base);
+    cr_assert(want && got, "%s", error_get());
+    assert_tensor_close(got, want, 0, 0, "forward");
+    Tensor *lw = tensor_sum(want), *lg = tensor_sum(got);
+    cr_assert(lw && lg && tensor_backward(lw) == 0 && tensor_backward(lg) == 0, "%s",
+              error_get());
+    for (int i = 0; i < 3; i++) assert_tensor_close(x[i]->grad, in[i]->grad, 0, 0, "gradient");
+    tensor_release(want), tensor_release(got), tensor_release(lw), tensor_release(lg);
+    for (int i = 0; i < 3; i++) tensor_release(in[i]), tensor_release(x[i]);
+}
+
 Test(attention, dropout_gradcheck_float64) {
     DropArgs a = {0.3, 5, 17};
     Tensor *in[3];
@@ -75,7 +99,7 @@ Test(attention, dropout_mask_as_documented) {
     Tensor *q = gradcheck_input(SHAPE(1, H, T, D), -1, 1, 60);
     Tensor *k = gradcheck_input(SHAPE(1, H, T, D), -1, 1, 61);
     Tensor *v = gradcheck_input(SHAPE(1, H, T, D), -1, 1, 62);
-    Tensor *out = tensor_causal_attention_dropout(q, k, v, p, seed, offset, 0);
+    Tensor *out = tensor_causal_attention_dropout(q, k, v, p, seed, offset, 0, NULL);
     cr_assert(out, "%s", error_get());
     int dropped = 0;
     for (int h = 0; h < H; h++)
@@ -105,14 +129,14 @@ Test(attention, dropout_mask_as_documented) {
     cr_assert(dropped > 0 && dropped < H * T * (T + 1) / 2, "%d dropped", dropped);
     /* p = 0 is plain attention; another offset, another mask */
     Tensor *plain = tensor_causal_attention(q, k, v);
-    Tensor *zero = tensor_causal_attention_dropout(q, k, v, 0, seed, offset, 0);
-    Tensor *other = tensor_causal_attention_dropout(q, k, v, p, seed, offset + 1, 0);
+    Tensor *zero = tensor_causal_attention_dropout(q, k, v, 0, seed, offset, 0, NULL);
+    Tensor *other = tensor_causal_attention_dropout(q, k, v, p, seed, offset + 1, 0, NULL);
     assert_tensor_close(zero, plain, 0, 0, "dropout 0");
     bool differs = false;
     for (int64_t i = 0; i < tensor_numel(out); i++)
         differs |= tensor_get(other, i) != tensor_get(out, i);
     cr_assert(differs, "offset + 1 gave the same mask");
-    fixture_expect_error(tensor_causal_attention_dropout(q, k, v, 1, 0, 0, 0),
+    fixture_expect_error(tensor_causal_attention_dropout(q, k, v, 1, 0, 0, 0, NULL),
                          "causal_attention: dropout must be in [0, 1), got 1");
     tensor_release(q), tensor_release(k), tensor_release(v), tensor_release(out),
         tensor_release(plain), tensor_release(zero), tensor_release(other);
@@ -286,9 +310,10 @@ Test(attention, dropout_sample_stride_is_the_global_mask) {
         part[i] = tensor_from_doubles(two, SHAPE(2, H, T, D), DTYPE_FLOAT64);
         tensor_set_requires_grad(part[i], true);
     }
-    Tensor *full = tensor_causal_attention_dropout(in[0], in[1], in[2], 0.3, seed, offset, 0);
+    Tensor *full =
+        tensor_causal_attention_dropout(in[0], in[1], in[2], 0.3, seed, offset, 0, NULL);
     Tensor *mine = tensor_causal_attention_dropout(part[0], part[1], part[2], 0.3, seed,
-                                                   offset + per_sample, 2 * per_sample);
+                                                   offset + per_sample, 2 * per_sample, NULL);
     cr_assert(full && mine, "%s", error_get());
     for (int r = 0; r < 2; r++) {
         Tensor *want = tensor_narrow(full, 0, 1 + 2 * r, 1), *got = tensor_narrow(mine, 0, r, 1);

@@ -519,7 +519,7 @@ Test(cpu_kernels, softmax_backward_both_variants) {
 Test(cpu_kernels, uniform_is_the_philox_stream) {
     FOR_EACH_DTYPE(dt) {
         Tensor *out = empty(SHAPE(3, 7), dt);
-        cpu_backend.uniform(out, 1234, 6); /* offset mid-block */
+        cpu_backend.uniform(out, 1234, 6, NULL); /* offset mid-block */
         for (int64_t i = 0; i < 21; i++) {
             double v = tensor_get(out, i);
             cr_assert_eq(v, (double)philox_uniform(1234, 6 + i), "element %lld", (long long)i);

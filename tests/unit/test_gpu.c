@@ -616,7 +616,7 @@ Test(gpu, layer_norm) {
  * tolerance can compare. */
 static Tensor *op_attention(Tensor **in, const void *c) {
     const double *p = c; /* the dropout; its mask from stream 3 at 99 */
-    return tensor_causal_attention_dropout(in[0], in[1], in[2], *p, 3, 99, 0);
+    return tensor_causal_attention_dropout(in[0], in[1], in[2], *p, 3, 99, 0, NULL);
 }
 
 static void attention_parity(int64_t b, int64_t h, int64_t t, int64_t d, double p, DType dt) {
@@ -664,12 +664,24 @@ Test(gpu, embedding) {
         cr_assert(in[1]);
         op_parity("embedding [50, 37] by [6, 40]", 2, in, op_embedding, NULL, dts[k],
                   dts[k] == DTYPE_FLOAT32 ? 1e-6 : 1e-14);
+        /* a bad index: its row zeros, the error at the next read, then a
+         * good lookup reads fine again */
         Tensor *bad = tensor_from_doubles((const double[]){3, 50}, SHAPE(2), DTYPE_INT64);
         Tensor *wg = to_gpu(in[0]), *bg = to_gpu(bad);
-        cr_assert_null(tensor_embedding(wg, bg));
-        cr_assert(strstr(error_get(), "index 50 at position 1 is out of range"), "%s",
-                  error_get());
-        tensor_release(bad), tensor_release(wg), tensor_release(bg);
+        Tensor *out = tensor_embedding(wg, bg);
+        cr_assert(out, "%s", error_get());
+        cr_assert_null(tensor_to_device(out, DEVICE_CPU_INIT));
+        cr_assert(strstr(error_get(), "embedding: index 50 at position 1 is out of range for "
+                                      "num_embeddings 50"),
+                  "%s", error_get());
+        Tensor *back = tensor_to_device(out, DEVICE_CPU_INIT);
+        cr_assert(back, "read again after the report: %s", error_get());
+        for (int64_t c = 0; c < 37; c++) cr_assert_eq(tensor_get(back, 37 + c), 0, "row 1 zeros");
+        Tensor *ig = to_gpu(in[1]), *good = tensor_embedding(wg, ig);
+        Tensor *good_back = good ? tensor_to_device(good, DEVICE_CPU_INIT) : NULL;
+        cr_assert(good_back, "a good lookup after the report: %s", error_get());
+        tensor_release(bad), tensor_release(wg), tensor_release(bg), tensor_release(out);
+        tensor_release(back), tensor_release(ig), tensor_release(good), tensor_release(good_back);
         release_all(2, in);
     }
 }
@@ -728,25 +740,34 @@ Test(gpu, philox_stream_matches_cpu) {
     const Backend *be = backend_for(CUDA0);
     cr_assert(be, "%s", error_get());
     uint64_t offsets[] = {0, 3, 1ull << 33};
+    int64_t sizes[] = {1001, 1, 2, 3, 5};
     DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
     for (int o = 0; o < 3; o++)
-        for (int k = 0; k < 2; k++) {
-            Tensor *g = tensor_empty(SHAPE(1001), dts[k], CUDA0);
-            Tensor *c = tensor_empty(SHAPE(1001), dts[k], DEVICE_CPU_INIT);
-            cr_assert(g && c, "%s", error_get());
-            be->uniform(g, 0x123456789abcdefull, offsets[o]);
-            cpu_backend.uniform(c, 0x123456789abcdefull, offsets[o]);
+        for (int k = 0; k < 4 * 5; k++) { /* k % 4: dtype and base; k / 4: size */
+            int64_t n = sizes[k / 4];
+            /* k % 4 >= 2: the offset split between the argument and a base
+             * in device memory, another remainder mod 4 each (a replay's) */
+            uint64_t split = k % 4 >= 2 && offsets[o] ? offsets[o] / 2 + 1 : 0;
+            Tensor *base = tensor_from_doubles((const double[]){(double)split}, SHAPE(1),
+                                               DTYPE_INT64);
+            Tensor *gbase = base ? tensor_to_device(base, CUDA0) : NULL;
+            Tensor *g = tensor_empty(SHAPE(n), dts[k % 2], CUDA0);
+            Tensor *c = tensor_empty(SHAPE(n), dts[k % 2], DEVICE_CPU_INIT);
+            cr_assert(g && c && gbase, "%s", error_get());
+            be->uniform(g, 0x123456789abcdefull, offsets[o] - split,
+                        k % 4 >= 2 ? tensor_data(gbase) : NULL);
+            cpu_backend.uniform(c, 0x123456789abcdefull, offsets[o], NULL);
             Tensor *h = tensor_to_device(g, DEVICE_CPU_INIT);
             cr_assert(h, "%s", error_get());
-            for (int64_t i = 0; i < 1001; i++) {
-                cr_assert_eq(tensor_get(h, i), tensor_get(c, i), "offset %llu element %lld",
-                             (unsigned long long)offsets[o], (long long)i);
+            for (int64_t i = 0; i < n; i++) {
+                cr_assert_eq(tensor_get(h, i), tensor_get(c, i),
+                             "offset %llu element %lld of %lld", (unsigned long long)offsets[o],
+                             (long long)i, (long long)n);
                 cr_assert_eq(tensor_get(h, i),
                              (double)philox_uniform(0x123456789abcdefull, offsets[o] + (uint64_t)i));
             }
-            tensor_release(g);
-            tensor_release(c);
-            tensor_release(h);
+            tensor_release(g), tensor_release(c), tensor_release(h);
+            tensor_release(base), tensor_release(gbase);
         }
 }
 

@@ -24,6 +24,7 @@
 #include "core/train.h"
 #include "job/build.h"
 #include "tests/support/need_gpu.h"
+#include "tests/support/optim_one.h"
 
 static const Device CUDA0 = {DEVICE_CUDA, 0};
 
@@ -210,16 +211,6 @@ static void check_graph_update(Optimizer *(*make)(Tensor *const *, int, const vo
     for (int i = 0; i < 3; i++) tensor_release(a[i]), tensor_release(b[i]);
 }
 
-static Optimizer *make_sgd(Tensor *const *p, int n, const void *o) {
-    return sgd_new(p, n, *(const SgdOptions *)o);
-}
-static Optimizer *make_adam(Tensor *const *p, int n, const void *o) {
-    return adam_new(p, n, *(const AdamOptions *)o);
-}
-static Optimizer *make_adamw(Tensor *const *p, int n, const void *o) {
-    return adamw_new(p, n, *(const AdamOptions *)o);
-}
-
 Test(gpu, graph_update_replays_with_each_steps_numbers) {
     test_need_gpu();
     SgdOptions momentum = {.lr = 1e-2, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01};
@@ -230,6 +221,41 @@ Test(gpu, graph_update_replays_with_each_steps_numbers) {
     check_graph_update(make_sgd, &momentum, true, "SGD momentum");
     check_graph_update(make_adam, &adam, true, "Adam amsgrad");
     check_graph_update(make_adamw, &adamw, true, "AdamW");
+}
+
+/* ---- random numbers at a replay's offset ---- */
+
+/* The attention's dropout mask with its offset split between the argument
+ * and device memory (a replay's base) is the mask at their sum, forward and
+ * backward, bit for bit. */
+Test(gpu, attention_mask_at_a_device_base) {
+    test_need_gpu();
+    Tensor *host = tensor_from_doubles((const double[]){50}, SHAPE(1), DTYPE_INT64);
+    Tensor *base = host ? tensor_to_device(host, CUDA0) : NULL;
+    cr_assert(base, "%s", error_get());
+    double v[2 * 2 * 9 * 16];
+    Tensor *in[3], *x[3];
+    for (int i = 0; i < 3; i++) { /* q, k, v [2, 2, 9, 16], twice each */
+        for (int j = 0; j < 2 * 2 * 9 * 16; j++) v[j] = sin(j * 0.37 + i);
+        Tensor *h = tensor_from_doubles(v, SHAPE(2, 2, 9, 16), DTYPE_FLOAT32);
+        in[i] = h ? tensor_to_device(h, CUDA0) : NULL;
+        x[i] = h ? tensor_to_device(h, CUDA0) : NULL;
+        tensor_release(h);
+        cr_assert(in[i] && x[i] && tensor_set_requires_grad(in[i], true) == 0 &&
+                      tensor_set_requires_grad(x[i], true) == 0,
+                  "%s", error_get());
+    }
+    Tensor *want = tensor_causal_attention_dropout(in[0], in[1], in[2], 0.25, 3, 99, 0, NULL);
+    Tensor *got = tensor_causal_attention_dropout(x[0], x[1], x[2], 0.25, 3, 49, 0,
+                                                  tensor_data(base));
+    Tensor *lw = want ? tensor_sum(want) : NULL, *lg = got ? tensor_sum(got) : NULL;
+    cr_assert(lw && lg && tensor_backward(lw) == 0 && tensor_backward(lg) == 0, "%s",
+              error_get());
+    expect_same_bits(got, want, "forward", 0);
+    for (int i = 0; i < 3; i++) expect_same_bits(x[i]->grad, in[i]->grad, "gradient", 0);
+    tensor_release(want), tensor_release(got), tensor_release(lw), tensor_release(lg);
+    for (int i = 0; i < 3; i++) tensor_release(in[i]), tensor_release(x[i]);
+    tensor_release(host), tensor_release(base);
 }
 
 /* ---- the trainer ---- */
@@ -259,13 +285,17 @@ static void on_log(void *user, const char *line) {
     snprintf(r->log + used, sizeof r->log - used, "%s\n", line);
 }
 
-static void run(const char *job, bool graphs, Run *out) {
+/* The fixture job `job` (or the spec `json`, when given), its Dropout
+ * layers at p = dropout when dropout >= 0. */
+static void run(const char *job, const char *json, double dropout, bool graphs, Run *out) {
     char path[256];
     snprintf(path, sizeof path, "tests/fixtures/jobs/%s.json", job);
     memset(out, 0, sizeof *out);
-    JobSpec *spec = job_spec_parse_file(path);
+    JobSpec *spec = json ? job_spec_parse_in(json, strlen(json), ".") : job_spec_parse_file(path);
     cr_assert(spec, "%s: %s", path, error_get());
     spec->cuda_graphs = graphs;
+    for (int i = 0; i < spec->num_layers && dropout >= 0; i++)
+        if (spec->layers[i].type == SPEC_LAYER_DROPOUT) spec->layers[i].p = dropout;
     JobBuild b;
     cr_assert_eq(job_build(&b, spec, NULL), 0, "%s: %s", path, error_get());
     cr_assert_eq(job_build_to_device(&b, CUDA0), 0, "%s: %s", path, error_get());
@@ -278,11 +308,12 @@ static void run(const char *job, bool graphs, Run *out) {
 }
 
 /* The same metrics, in the same order, bit for bit; the log's graph line. */
-static void same_run(const char *job, const char *expect_in_log) {
+static void same_run_of(const char *job, const char *json, double dropout,
+                        const char *expect_in_log) {
     Run *plain = malloc(sizeof *plain), *graph = malloc(sizeof *graph);
     cr_assert(plain && graph);
-    run(job, false, plain);
-    run(job, true, graph);
+    run(job, json, dropout, false, plain);
+    run(job, json, dropout, true, graph);
     cr_assert_eq(graph->n, plain->n, "%s: %d metrics with graphs, %d without", job, graph->n,
                  plain->n);
     for (int i = 0; i < plain->n; i++)
@@ -297,6 +328,10 @@ static void same_run(const char *job, const char *expect_in_log) {
     free(plain), free(graph);
 }
 
+static void same_run(const char *job, double dropout, const char *expect_in_log) {
+    same_run_of(job, NULL, dropout, expect_in_log);
+}
+
 Test(gpu, graph_steps_give_the_same_metrics) {
     test_need_gpu();
     const char *captured[] = {"mlp_sgd_lambda",          "cnn_adam_steplr",
@@ -304,6 +339,28 @@ Test(gpu, graph_steps_give_the_same_metrics) {
                               "mlp_label_smoothing_ignore3", "mlp_warmup_cosine_per_step",
                               "batchnorm_dropout_sgd_multistep"};
     for (size_t i = 0; i < sizeof captured / sizeof *captured; i++)
-        same_run(captured[i], "cuda graphs: step 2 captured");
-    same_run("accumulate_adamw_no_decay", "cuda graphs: not used: a step of several batches");
+        same_run(captured[i], -1, "cuda graphs: step 2 captured");
+    /* masks drawn in the graph, each replay at its own offset */
+    same_run("batchnorm_dropout_sgd_multistep", 0.3, "cuda graphs: step 2 captured");
+    same_run("accumulate_adamw_no_decay", -1, "cuda graphs: not used: a step of several batches");
+}
+
+/* A character-level GPT with dropout (test_models' text, every Debian
+ * has it): its Embedding checks indices on the device, its masks are drawn
+ * at each replay's offset, so the whole step is captured. */
+Test(gpu, graph_steps_of_a_gpt) {
+    test_need_gpu();
+    const char *gpt =
+        "{\"name\": \"gpt_graphs\", \"data\": {"
+        "\"train\": {\"format\": \"text\", \"path\": \"/usr/share/common-licenses/GPL-3\","
+        " \"split\": \"train\"},"
+        "\"val\": {\"format\": \"text\", \"path\": \"/usr/share/common-licenses/GPL-3\","
+        " \"split\": \"val\"}},"
+        "\"model\": {\"arch\": \"gpt\", \"vocab_size\": 76, \"block_size\": 64, \"n_layer\": 2,"
+        " \"n_head\": 2, \"n_embd\": 64, \"dropout\": 0.1, \"bias\": true},"
+        "\"loss\": {\"type\": \"CrossEntropyLoss\"},"
+        "\"optimizer\": {\"type\": \"AdamW\", \"lr\": 0.003, \"no_decay_1d\": true},"
+        "\"epochs\": 1, \"batch_size\": 16, \"shuffle\": true, \"seed\": 1,"
+        " \"metrics\": [\"perplexity\"]}";
+    same_run_of("gpt", gpt, -1, "cuda graphs: step 2 captured");
 }

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/optim/optimizer.h"
 #include "tests/support/fixture.h"
+#include "tests/support/optim_one.h"
 
 #define MAX_STEPS 8
 
@@ -416,20 +417,26 @@ static void *limited_alloc(Device d, size_t n) {
     return cpu_backend.alloc(d, n);
 }
 
-Test(optim, sgd_out_of_memory_keeps_no_half_state) {
+/* n parameters p on a stand-in "cuda:0" (the CPU's kernels, allocations
+ * counted by limited_alloc) and their copies q on the CPU. */
+static const Device cuda0 = {DEVICE_CUDA, 0};
+static void limited_params(int n, Tensor **p, Tensor **q) {
     static Backend standin;
     standin = cpu_backend;
     standin.alloc = limited_alloc;
     backend_register_cuda(&standin, 1);
-    const Device cuda0 = {DEVICE_CUDA, 0};
-    Tensor *p[3], *q[3];
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < n; i++) {
         Tensor *v = vec(4, i);
         p[i] = tensor_to_device(v, cuda0);
         q[i] = tensor_clone(v);
         tensor_release(v);
         cr_assert(p[i] && q[i], "%s", error_get());
     }
+}
+
+Test(optim, sgd_out_of_memory_keeps_no_half_state) {
+    Tensor *p[3], *q[3];
+    limited_params(3, p, q);
     SgdOptions o = {.lr = 0.1, .momentum = 0.9, .dampening = 0.5};
     Optimizer *opt = sgd_new(p, 3, o), *fresh = sgd_new(q, 3, o);
     cr_assert(opt && fresh, "%s", error_get());
@@ -510,16 +517,6 @@ static void check_halves(Optimizer *(*make)(Tensor *const *, int, const void *),
     for (int i = 0; i < 3; i++) tensor_release(a[i]), tensor_release(b[i]);
 }
 
-static Optimizer *make_sgd(Tensor *const *p, int n, const void *o) {
-    return sgd_new(p, n, *(const SgdOptions *)o);
-}
-static Optimizer *make_adam(Tensor *const *p, int n, const void *o) {
-    return adam_new(p, n, *(const AdamOptions *)o);
-}
-static Optimizer *make_adamw(Tensor *const *p, int n, const void *o) {
-    return adamw_new(p, n, *(const AdamOptions *)o);
-}
-
 Test(optim, step_halves_equal_a_step) {
     SgdOptions plain = {.lr = 0.1, .weight_decay = 0.01};
     SgdOptions nesterov = {.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true};
@@ -564,19 +561,8 @@ Test(optim, step_apply_needs_its_prepare) {
  * leaves the first run's state unmade and its counter where it was: the
  * next step is a first step, as a fresh optimizer's. */
 Test(optim, failed_step_undoes_every_run) {
-    static Backend standin;
-    standin = cpu_backend;
-    standin.alloc = limited_alloc;
-    backend_register_cuda(&standin, 1);
-    const Device cuda0 = {DEVICE_CUDA, 0};
     Tensor *p[2], *q[2];
-    for (int i = 0; i < 2; i++) {
-        Tensor *v = vec(4, i);
-        p[i] = tensor_to_device(v, cuda0);
-        q[i] = tensor_clone(v);
-        tensor_release(v);
-        cr_assert(p[i] && q[i], "%s", error_get());
-    }
+    limited_params(2, p, q);
     Optimizer *opt = adam_new(p, 2, adam_options_default());
     Optimizer *fresh = adam_new(q, 2, adam_options_default());
     cr_assert(opt && fresh, "%s", error_get());
