@@ -171,14 +171,17 @@ Tensor *tensor_dropout_rows(Tensor *x, double p, bool training, uint64_t seed, u
 Tensor *tensor_batch_norm(Tensor *x, Tensor *running_mean, Tensor *running_var, Tensor *weight,
                           Tensor *bias, bool training, double momentum, double eps);
 /* The same as SyncBatchNorm: in training, the statistics of every rank's
- * rows of the batch (a data-parallel group; NULL or one rank: x's own). */
+ * rows of the batch (a data-parallel group; NULL or one rank: x's own).
+ * momentum_t: NULL, or a float64 0-dim tensor on x's device used instead of
+ * momentum (BatchNorm's cumulative average, momentum None, whose factor
+ * 1 / num_batches_tracked is computed where the count lives). */
 Tensor *tensor_batch_norm_sync(Tensor *x, Tensor *running_mean, Tensor *running_var,
                                Tensor *weight, Tensor *bias, bool training, double momentum,
-                               double eps, DistGroup *group);
+                               const Tensor *momentum_t, double eps, DistGroup *group);
 /* tensor_batch_norm_sync over x in the blocked layout (5-d, above). */
 Tensor *tensor_batch_norm_blocked(Tensor *x, Tensor *running_mean, Tensor *running_var,
                                   Tensor *weight, Tensor *bias, bool training, double momentum,
-                                  double eps, DistGroup *group);
+                                  const Tensor *momentum_t, double eps, DistGroup *group);
 /* core/ops/all_reduce.c: x summed over the group's ranks, differentiable
  * (the backward sums the gradients over the ranks too). */
 Tensor *tensor_all_reduce_sum(Tensor *x, DistGroup *group);

@@ -376,7 +376,11 @@ static int graph_read_oldest(Trainer *t) {
     int rc = train_graph_read(t->graph, &num);
     TrainQueuedStep q = t->graph_steps[0];
     t->graph_steps[0] = t->graph_steps[1];
-    if (rc != 0) return error_prefix("step %" PRId64, q.step);
+    t->graph_failed = rc != 0 || !isfinite(num.loss);
+    if (rc != 0) /* the wait covers the next step too, when one is queued */
+        return train_graph_pending(t->graph) > 0
+                   ? error_prefix("step %" PRId64 " or %" PRId64, q.step, q.step + 1)
+                   : error_prefix("step %" PRId64, q.step);
     if (!isfinite(num.loss))
         return error_set("step %" PRId64 ": loss is %s", q.step, nonfinite_name(num.loss));
     emit(t, "loss", q.step, q.epoch, num.loss);

@@ -161,6 +161,11 @@ struct Trainer {
     bool graph_warm; /* a full batch's step ran op by op: the libraries' plans exist */
     TrainQueuedStep graph_steps[2]; /* the graph's steps pending, oldest first
                                        (train_graph_pending says how many) */
+    /* A graph step failed when read (a non-finite loss, a device error),
+     * after the next step was queued and the parameters updated past it:
+     * the state is no place to resume from, and no checkpoint of it may be
+     * taken (a stop that comes with the failure records the failure). */
+    bool graph_failed;
 
     TrainState state;
 };

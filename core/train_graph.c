@@ -221,6 +221,12 @@ static void attach_grads(TrainGraph *g, Optimizer *opt) {
     }
 }
 
+/* Waits for everything queued: -1 with the error of any of it. */
+static int wait_device(TrainGraph *g) {
+    void *done = g->be->read_begin(g->device, 0, NULL, NULL, NULL);
+    return done ? g->be->read_end(done) : -1;
+}
+
 /* The step's graph, the optimizer's host part (its numbers queued to the
  * device), then its update: the captured one, or, the first time and
  * whenever the optimizer has made state since the capture (SGD's momentum
@@ -236,6 +242,9 @@ static int replay(TrainGraph *g, Trainer *t) {
         g->be->graph_free(g->update), g->update = NULL;
     if (g->update) return g->be->graph_launch(g->update);
     if (optimizer_step_apply(t->opt) != 0) return -1;
+    /* before a capture, whose failure is forgotten, the step's own are
+     * reported: a wait (the first replay, and after state was made) */
+    if (!g->update_off[0] && wait_device(g) != 0) return -1;
     if (!g->update_off[0] && capture_update(g, t) != 0) {
         snprintf(g->update_off, sizeof g->update_off, "%s", error_get());
         if (g->be->clear_error) g->be->clear_error(g->device);

@@ -19,8 +19,8 @@
  * one step run one by one, which makes the libraries' per-shape plans and
  * the optimizer's state). A capture fails, and the job's steps run one by
  * one from then on, saying why in its log, when anything in the step
- * synchronises or reads a result back (BatchNorm with momentum None reads
- * its batch count). Random numbers
+ * synchronises or reads a result back (no layer of the job spec does).
+ * Random numbers
  * (Dropout's masks, the attention's) are drawn where the Rng is at each
  * replay: its offset is written to device memory before the replay, and
  * the captured kernels add it to their own (Rng.device_base). A batch of

@@ -290,7 +290,9 @@ static void finish(JobRun *r, const Trainer *t, bool ok, bool built, const char 
         attempt_record_end(s, r->job, DB_JOB_SUCCEEDED, NULL);
         return;
     }
-    if (stop == WORKER_STOP_SHUTDOWN || stop == WORKER_STOP_PREEMPT) {
+    /* a graph step's failure left the state past it: no checkpoint of it */
+    bool sound = !(built && t->graph_failed);
+    if ((stop == WORKER_STOP_SHUTDOWN || stop == WORKER_STOP_PREEMPT) && sound) {
         requeue_stopped(r, t, built, stop == WORKER_STOP_PREEMPT ? by : 0);
         return;
     }

@@ -62,6 +62,20 @@ static int count_batch(Tensor *tracked) {
     return rc;
 }
 
+/* torch's exponential_average_factor for momentum None, 1.0 /
+ * (num_batches_tracked + 1) in float64, as a 0-dim tensor where the count
+ * lives: no read back. */
+static Tensor *cumulative_factor(Tensor *tracked) {
+    bool prev = autograd_set_enabled(false);
+    Tensor *n = tensor_to_dtype(tracked, DTYPE_FLOAT64);
+    Tensor *n1 = n ? tensor_add_scalar(n, 1) : NULL;
+    Tensor *one = n1 ? tensor_scalar(1.0, DTYPE_FLOAT64, tracked->device) : NULL;
+    Tensor *f = one ? tensor_div(one, n1) : NULL;
+    tensor_release(n), tensor_release(n1), tensor_release(one);
+    autograd_set_enabled(prev);
+    return f;
+}
+
 /* x in NCHW, or where `blocked` the blocked layout (core/ops.h). */
 static Tensor *batch_norm_run(Module *m, Tensor *x, bool blocked) {
     const BatchNorm *b = (const BatchNorm *)m;
@@ -69,17 +83,14 @@ static Tensor *batch_norm_run(Module *m, Tensor *x, bool blocked) {
     Tensor *running_var = module_get(m, "running_var");
     Tensor *tracked = module_get(m, "num_batches_tracked");
     bool update = m->training && b->track_running_stats;
-    double factor = b->momentum;
-    if (update && isnan(b->momentum)) { /* the cumulative average needs the count here */
-        double n_batches = tensor_item(tracked) + 1;
-        if (isnan(n_batches)) return NULL;
-        factor = 1.0 / n_batches;
-    }
+    Tensor *factor = NULL; /* momentum None: the cumulative average's */
+    if (update && isnan(b->momentum) && !(factor = cumulative_factor(tracked))) return NULL;
     bool use_batch_stats = m->training || !b->track_running_stats;
     /* m->dist: SyncBatchNorm in a data-parallel job */
     Tensor *y = (blocked ? tensor_batch_norm_blocked : tensor_batch_norm_sync)(
         x, running_mean, running_var, module_get(m, "weight"), module_get(m, "bias"),
-        use_batch_stats, factor, b->eps, m->dist);
+        use_batch_stats, b->momentum, factor, b->eps, m->dist);
+    tensor_release(factor);
     if (y && update && count_batch(tracked) != 0) {
         tensor_release(y);
         return NULL;

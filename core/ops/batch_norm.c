@@ -85,11 +85,26 @@ static int check_args(const Tensor *x, const Tensor *rm, const Tensor *rv, const
     return 0;
 }
 
-/* running = (1 - momentum) * running + momentum * batch, written in place. */
-static int update_running(Tensor *running, Tensor *batch, double momentum) {
-    Tensor *a = tensor_mul_scalar(running, 1.0 - momentum);
-    Tensor *b = tensor_mul_scalar(batch, momentum);
-    Tensor *s = tensor_add(a, b);
+/* running = (1 - momentum) * running + momentum * batch, written in place;
+ * with momentum_t (float64, 0-dim, on the device), that momentum: 1 -
+ * momentum computed in float64 and each factor cast to running's dtype, as
+ * a scalar momentum's are, so the bits are the same. */
+static int update_running(Tensor *running, Tensor *batch, double momentum,
+                          const Tensor *momentum_t) {
+    Tensor *a, *b;
+    if (momentum_t) {
+        Tensor *neg = tensor_neg((Tensor *)momentum_t);
+        Tensor *keep64 = neg ? tensor_add_scalar(neg, 1.0) : NULL;
+        Tensor *keep = keep64 ? tensor_to_dtype(keep64, running->dtype) : NULL;
+        Tensor *take = tensor_to_dtype((Tensor *)momentum_t, running->dtype);
+        a = keep ? tensor_mul(running, keep) : NULL;
+        b = take ? tensor_mul(batch, take) : NULL;
+        tensor_release(neg), tensor_release(keep64), tensor_release(keep), tensor_release(take);
+    } else {
+        a = tensor_mul_scalar(running, 1.0 - momentum);
+        b = tensor_mul_scalar(batch, momentum);
+    }
+    Tensor *s = a && b ? tensor_add(a, b) : NULL;
     int rc = s ? tensor_copy_(running, s) : -1;
     tensor_release(a), tensor_release(b), tensor_release(s);
     return rc;
@@ -143,7 +158,7 @@ static int global_stats(Tensor *x, int64_t lanes, DistGroup *g, Tensor **mean, T
 Tensor *tensor_batch_norm(Tensor *x, Tensor *running_mean, Tensor *running_var, Tensor *weight,
                           Tensor *bias, bool training, double momentum, double eps) {
     return tensor_batch_norm_sync(x, running_mean, running_var, weight, bias, training, momentum,
-                                  eps, NULL);
+                                  NULL, eps, NULL);
 }
 
 /* ---- the backward ---- */
@@ -263,7 +278,7 @@ static Tensor *record(Tensor *out, Tensor *x, int64_t lanes, Tensor *weight, Ten
 /* The op over x in NCHW (lanes 1) or the blocked layout's lanes. */
 static Tensor *batch_norm(Tensor *x, int64_t lanes, Tensor *running_mean, Tensor *running_var,
                           Tensor *weight, Tensor *bias, bool training, double momentum,
-                          double eps, DistGroup *group) {
+                          const Tensor *momentum_t, double eps, DistGroup *group) {
     if (!x) return NULL;
     bool sync = training && dist_active(group);
     if (check_args(x, running_mean, running_var, weight, bias, training, !sync, lanes))
@@ -281,8 +296,8 @@ static Tensor *batch_norm(Tensor *x, int64_t lanes, Tensor *running_mean, Tensor
     if (out && training && running_mean && count > 0) {
         /* torch tracks the unbiased variance (count > 1 was checked). */
         Tensor *unbiased = tensor_mul_scalar(var, (double)count / (double)(count - 1));
-        int rc = unbiased ? update_running(running_mean, mean, momentum) : -1;
-        if (rc == 0) rc = update_running(running_var, unbiased, momentum);
+        int rc = unbiased ? update_running(running_mean, mean, momentum, momentum_t) : -1;
+        if (rc == 0) rc = update_running(running_var, unbiased, momentum, momentum_t);
         tensor_release(unbiased);
         if (rc != 0) {
             tensor_release(out);
@@ -297,22 +312,22 @@ static Tensor *batch_norm(Tensor *x, int64_t lanes, Tensor *running_mean, Tensor
 
 Tensor *tensor_batch_norm_sync(Tensor *x, Tensor *running_mean, Tensor *running_var,
                                Tensor *weight, Tensor *bias, bool training, double momentum,
-                               double eps, DistGroup *group) {
-    return batch_norm(x, 1, running_mean, running_var, weight, bias, training, momentum, eps,
-                      group);
+                               const Tensor *momentum_t, double eps, DistGroup *group) {
+    return batch_norm(x, 1, running_mean, running_var, weight, bias, training, momentum,
+                      momentum_t, eps, group);
 }
 
 Tensor *tensor_batch_norm_blocked(Tensor *x, Tensor *running_mean, Tensor *running_var,
                                   Tensor *weight, Tensor *bias, bool training, double momentum,
-                                  double eps, DistGroup *group) {
+                                  const Tensor *momentum_t, double eps, DistGroup *group) {
     int64_t nchw[4];
     if (!x || tensor_blocked_nchw(OP, x->ndim, x->shape, nchw) != 0) return NULL;
     if (tensor_blocked_layout_native(x))
         return batch_norm(x, TENSOR_BLOCK, running_mean, running_var, weight, bias, training,
-                          momentum, eps, group);
+                          momentum, momentum_t, eps, group);
     Tensor *xn = tensor_from_blocked(x);
     Tensor *y = tensor_batch_norm_sync(xn, running_mean, running_var, weight, bias, training,
-                                       momentum, eps, group);
+                                       momentum, momentum_t, eps, group);
     Tensor *out = tensor_to_blocked(y);
     tensor_release(xn), tensor_release(y);
     return out;

@@ -129,7 +129,7 @@ static Tensor *all_reduce_fn(Tensor **in, DistGroup *g) {
 }
 
 static Tensor *sync_bn_fn(Tensor **in, DistGroup *g) {
-    return tensor_batch_norm_sync(in[0], NULL, NULL, in[1], in[2], true, 0.1, 1e-5, g);
+    return tensor_batch_norm_sync(in[0], NULL, NULL, in[1], in[2], true, 0.1, NULL, 1e-5, g);
 }
 
 /* y, then the gradients of x, weight and bias of sum(y * w): float32
@@ -145,7 +145,7 @@ static void sync_bn_f32(Tensor *x64, Tensor *w64, bool blocked, DistGroup *g, Te
     tensor_set_requires_grad(beta, true);
     Tensor *in = blocked ? tensor_to_blocked(xl) : tensor_retain(xl);
     Tensor *y = (blocked ? tensor_batch_norm_blocked : tensor_batch_norm_sync)(
-        in, NULL, NULL, gamma, beta, true, 0.1, 1e-5, g);
+        in, NULL, NULL, gamma, beta, true, 0.1, NULL, 1e-5, g);
     Tensor *out = blocked ? tensor_from_blocked(y) : tensor_retain(y);
     Tensor *yw = tensor_mul(out, w), *s = tensor_sum(yw);
     if (!s || tensor_backward(s) != 0) printf("FAIL batch_norm_blocked: %s\n", error_get());

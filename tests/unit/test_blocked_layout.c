@@ -296,7 +296,7 @@ static NormResult norm_run(bool blocked, bool training) {
     tensor_set_requires_grad(mean, false), tensor_set_requires_grad(var, false);
     Tensor *xin = blocked ? tensor_to_blocked(x) : tensor_retain(x);
     Tensor *y = (blocked ? tensor_batch_norm_blocked : tensor_batch_norm_sync)(
-        xin, mean, var, w, b, training, 0.1, 1e-5, NULL);
+        xin, mean, var, w, b, training, 0.1, NULL, 1e-5, NULL);
     cr_assert(y, "%s", error_get());
     Tensor *out = blocked ? tensor_from_blocked(y) : tensor_retain(y);
     Tensor *up = gradcheck_uniform32(out->ndim, out->shape, 55);
@@ -330,7 +330,8 @@ Test(blocked_layout, batch_norm_eval_equals_nchw) {
 
 static Tensor *norm_fn(Tensor **in, void *ctx) {
     (void)ctx;
-    return tensor_batch_norm_blocked(in[0], NULL, NULL, in[1], in[2], true, 0.1, 1e-5, NULL);
+    return tensor_batch_norm_blocked(in[0], NULL, NULL, in[1], in[2], true, 0.1, NULL, 1e-5,
+                                     NULL);
 }
 
 Test(blocked_layout, batch_norm_gradcheck_float64) {
@@ -343,13 +344,13 @@ Test(blocked_layout, batch_norm_gradcheck_float64) {
 
 Test(blocked_layout, batch_norm_refuses_other_shapes) {
     Tensor *x = gradcheck_uniform32(SHAPE(2, 32, 3, 3), 63);
-    fixture_expect_error(tensor_batch_norm_blocked(x, NULL, NULL, NULL, NULL, true, 0.1, 1e-5,
-                                                   NULL),
+    fixture_expect_error(tensor_batch_norm_blocked(x, NULL, NULL, NULL, NULL, true, 0.1, NULL,
+                                                   1e-5, NULL),
                          "batch_norm: expected the blocked layout");
     Tensor *b = tensor_to_blocked(x);
     Tensor *w = gradcheck_uniform32(SHAPE(16), 64);
-    fixture_expect_error(tensor_batch_norm_blocked(b, NULL, NULL, w, NULL, true, 0.1, 1e-5,
-                                                   NULL),
+    fixture_expect_error(tensor_batch_norm_blocked(b, NULL, NULL, w, NULL, true, 0.1, NULL,
+                                                   1e-5, NULL),
                          "weight of shape [16] does not match the 32 channels");
     tensor_release(x), tensor_release(b), tensor_release(w);
 }

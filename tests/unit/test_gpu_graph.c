@@ -285,17 +285,26 @@ static void on_log(void *user, const char *line) {
     snprintf(r->log + used, sizeof r->log - used, "%s\n", line);
 }
 
-/* The fixture job `job` (or the spec `json`, when given), its Dropout
- * layers at p = dropout when dropout >= 0. */
-static void run(const char *job, const char *json, double dropout, bool graphs, Run *out) {
+/* What a run changes in its job: Dropout's p when >= 0, and with
+ * bn_cumulative BatchNorm's momentum None (the cumulative average). */
+typedef struct {
+    double dropout;
+    bool bn_cumulative;
+} Edits;
+
+/* The fixture job `job` (or the spec `json`, when given), edited. */
+static void run(const char *job, const char *json, Edits e, bool graphs, Run *out) {
     char path[256];
     snprintf(path, sizeof path, "tests/fixtures/jobs/%s.json", job);
     memset(out, 0, sizeof *out);
     JobSpec *spec = json ? job_spec_parse_in(json, strlen(json), ".") : job_spec_parse_file(path);
     cr_assert(spec, "%s: %s", path, error_get());
     spec->cuda_graphs = graphs;
-    for (int i = 0; i < spec->num_layers && dropout >= 0; i++)
-        if (spec->layers[i].type == SPEC_LAYER_DROPOUT) spec->layers[i].p = dropout;
+    for (int i = 0; i < spec->num_layers; i++) {
+        SpecLayer *l = &spec->layers[i];
+        if (l->type == SPEC_LAYER_DROPOUT && e.dropout >= 0) l->p = e.dropout;
+        if (l->type == SPEC_LAYER_BATCH_NORM1D && e.bn_cumulative) l->momentum = NAN;
+    }
     JobBuild b;
     cr_assert_eq(job_build(&b, spec, NULL), 0, "%s: %s", path, error_get());
     cr_assert_eq(job_build_to_device(&b, CUDA0), 0, "%s: %s", path, error_get());
@@ -308,12 +317,11 @@ static void run(const char *job, const char *json, double dropout, bool graphs, 
 }
 
 /* The same metrics, in the same order, bit for bit; the log's graph line. */
-static void same_run_of(const char *job, const char *json, double dropout,
-                        const char *expect_in_log) {
+static void same_run_of(const char *job, const char *json, Edits e, const char *expect_in_log) {
     Run *plain = malloc(sizeof *plain), *graph = malloc(sizeof *graph);
     cr_assert(plain && graph);
-    run(job, json, dropout, false, plain);
-    run(job, json, dropout, true, graph);
+    run(job, json, e, false, plain);
+    run(job, json, e, true, graph);
     cr_assert_eq(graph->n, plain->n, "%s: %d metrics with graphs, %d without", job, graph->n,
                  plain->n);
     for (int i = 0; i < plain->n; i++)
@@ -328,8 +336,8 @@ static void same_run_of(const char *job, const char *json, double dropout,
     free(plain), free(graph);
 }
 
-static void same_run(const char *job, double dropout, const char *expect_in_log) {
-    same_run_of(job, NULL, dropout, expect_in_log);
+static void same_run(const char *job, Edits e, const char *expect_in_log) {
+    same_run_of(job, NULL, e, expect_in_log);
 }
 
 Test(gpu, graph_steps_give_the_same_metrics) {
@@ -338,11 +346,15 @@ Test(gpu, graph_steps_give_the_same_metrics) {
                               "layernorm_mlp_adamw",     "mlp_clip_grad_norm",
                               "mlp_label_smoothing_ignore3", "mlp_warmup_cosine_per_step",
                               "batchnorm_dropout_sgd_multistep"};
+    const Edits none = {.dropout = -1};
     for (size_t i = 0; i < sizeof captured / sizeof *captured; i++)
-        same_run(captured[i], -1, "cuda graphs: step 2 captured");
-    /* masks drawn in the graph, each replay at its own offset */
-    same_run("batchnorm_dropout_sgd_multistep", 0.3, "cuda graphs: step 2 captured");
-    same_run("accumulate_adamw_no_decay", -1, "cuda graphs: not used: a step of several batches");
+        same_run(captured[i], none, "cuda graphs: step 2 captured");
+    /* masks drawn in the graph, each replay at its own offset; BatchNorm's
+     * cumulative average with its factor computed on the device */
+    same_run("batchnorm_dropout_sgd_multistep", (Edits){.dropout = 0.3, .bn_cumulative = true},
+             "cuda graphs: step 2 captured");
+    same_run("accumulate_adamw_no_decay", none,
+             "cuda graphs: not used: a step of several batches");
 }
 
 /* A character-level GPT with dropout (test_models' text, every Debian
@@ -362,5 +374,5 @@ Test(gpu, graph_steps_of_a_gpt) {
         "\"optimizer\": {\"type\": \"AdamW\", \"lr\": 0.003, \"no_decay_1d\": true},"
         "\"epochs\": 1, \"batch_size\": 16, \"shuffle\": true, \"seed\": 1,"
         " \"metrics\": [\"perplexity\"]}";
-    same_run_of("gpt", gpt, -1, "cuda graphs: step 2 captured");
+    same_run_of("gpt", gpt, (Edits){.dropout = -1}, "cuda graphs: step 2 captured");
 }

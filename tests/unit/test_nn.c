@@ -433,6 +433,33 @@ Test(nn_modes, batch_norm_momentum_none_is_a_cumulative_average) {
     module_free(bn);
 }
 
+/* The cumulative average's factor as a float64 tensor (momentum None,
+ * computed where the count lives) updates the running statistics to the
+ * same bits as the same factor given as a number. */
+Test(nn_modes, batch_norm_momentum_tensor_matches_the_number) {
+    Tensor *x = tensor_from_string("[[1, 0.3], [3, -2], [7.5, 1.1]]", DTYPE_FLOAT32);
+    Tensor *rm[2], *rv[2];
+    for (int k = 0; k < 2; k++) {
+        rm[k] = tensor_from_string("[0.2, -0.7]", DTYPE_FLOAT32);
+        rv[k] = tensor_from_string("[1.3, 0.9]", DTYPE_FLOAT32);
+    }
+    for (int n = 1; n <= 3; n++) { /* 1 / n: the factor at the n-th batch */
+        Tensor *f = tensor_scalar(1.0 / n, DTYPE_FLOAT64, DEVICE_CPU_INIT);
+        Tensor *a = tensor_batch_norm_sync(x, rm[0], rv[0], NULL, NULL, true, 1.0 / n, NULL, 1e-5,
+                                           NULL);
+        Tensor *b = tensor_batch_norm_sync(x, rm[1], rv[1], NULL, NULL, true, NAN, f, 1e-5, NULL);
+        cr_assert(a && b, "%s", error_get());
+        for (int c = 0; c < 2; c++) {
+            cr_assert_eq(tensor_get(rm[1], c), tensor_get(rm[0], c), "batch %d mean %d", n, c);
+            cr_assert_eq(tensor_get(rv[1], c), tensor_get(rv[0], c), "batch %d var %d", n, c);
+        }
+        tensor_release(f), tensor_release(a), tensor_release(b);
+    }
+    cr_assert(tensor_get(rm[0], 0) != 0.2f, "the statistics moved");
+    tensor_release(x);
+    for (int k = 0; k < 2; k++) tensor_release(rm[k]), tensor_release(rv[k]);
+}
+
 Test(nn_modes, batch_norm_without_running_stats_uses_batch_stats_in_eval) {
     Module *bn = nn_batch_norm1d(1, 1e-5, 0.1, true, false);
     cr_assert(bn != NULL, "%s", error_get());
