@@ -158,6 +158,12 @@ static int copy_batch(TrainGraph *g, Tensor *x, Tensor *y) {
     return tensor_copy_(g->x, x) == 0 && tensor_copy_(g->y, y) == 0 ? 0 : -1;
 }
 
+/* Waits for everything queued: -1 with the error of any of it. */
+static int wait_device(TrainGraph *g) {
+    void *done = g->be->read_begin(g->device, 0, NULL, NULL, NULL);
+    return done ? g->be->read_end(done) : -1;
+}
+
 /* The optimizer's update captured as a graph of its own: it reads each
  * step's numbers, which optimizer_step_prepare queues before each replay,
  * from device memory, and the state tensors there were at its capture.
@@ -184,7 +190,11 @@ static int capture(TrainGraph *g, Trainer *t, Tensor *x, Tensor *y, TrainGraphBo
     optimizer_zero_grad(t->opt); /* the backward then writes each .grad whole */
     uint64_t offset = t->rng ? t->rng->offset : 0;
     char failure[512] = "";
-    if (g->be->graph_capture_begin(g->device) != 0) return -1; /* not the step's failure */
+    /* what is queued reports its own failures first: a capture that
+     * cannot begin then declines, and the steps run op by op */
+    if (wait_device(g) != 0) return -1;
+    if (g->be->graph_capture_begin(g->device) != 0)
+        return decline(g, t, offset, error_get(), why, n);
     if (t->rng) { /* masks drawn at the replay's offset (Dropout) */
         t->rng->device_base = tensor_data(g->rng_base);
         t->rng->capture_base = offset;
@@ -219,12 +229,6 @@ static void attach_grads(TrainGraph *g, Optimizer *opt) {
         tensor_release(p->grad);
         p->grad = tensor_retain(g->grads[i]);
     }
-}
-
-/* Waits for everything queued: -1 with the error of any of it. */
-static int wait_device(TrainGraph *g) {
-    void *done = g->be->read_begin(g->device, 0, NULL, NULL, NULL);
-    return done ? g->be->read_end(done) : -1;
 }
 
 /* The step's graph, the optimizer's host part (its numbers queued to the
