@@ -246,10 +246,11 @@ static int replay(TrainGraph *g, Trainer *t) {
         g->be->graph_free(g->update), g->update = NULL;
     if (g->update) return g->be->graph_launch(g->update);
     if (optimizer_step_apply(t->opt) != 0) return -1;
+    if (g->update_off[0]) return 0;
     /* before a capture, whose failure is forgotten, the step's own are
      * reported: a wait (the first replay, and after state was made) */
-    if (!g->update_off[0] && wait_device(g) != 0) return -1;
-    if (!g->update_off[0] && capture_update(g, t) != 0) {
+    if (wait_device(g) != 0) return -1;
+    if (capture_update(g, t) != 0) {
         snprintf(g->update_off, sizeof g->update_off, "%s", error_get());
         if (g->be->clear_error) g->be->clear_error(g->device);
         error_clear();
