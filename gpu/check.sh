@@ -134,16 +134,8 @@ graphs_same() {
     for model in mlp cnn gpt; do
         out=$(mktemp -d)
         if [ "$model" = gpt ]; then
-            cat >"$out/plain.json" <<'EOF'
-{"name": "gpt_chars",
- "data": {"train": {"format": "text", "path": "/usr/share/common-licenses/GPL-3", "split": "train"},
-          "val": {"format": "text", "path": "/usr/share/common-licenses/GPL-3", "split": "val"}},
- "model": {"arch": "gpt", "vocab_size": 76, "block_size": 64, "n_layer": 2, "n_head": 2,
-           "n_embd": 64, "dropout": 0.1, "bias": true},
- "loss": {"type": "CrossEntropyLoss"},
- "optimizer": {"type": "AdamW", "lr": 0.003, "weight_decay": 0.1, "no_decay_1d": true},
- "epochs": 1, "batch_size": 16, "shuffle": true, "seed": 1, "metrics": ["perplexity"]}
-EOF
+            python3 tests/e2e/job_copy.py tests/e2e/gpt_chars.json "$out/plain.json" \
+                model.dropout=0.1 epochs=1
         else
             bench_mnist_spec "$model" "$(cd "$MNIST_DIR" && pwd)" 1 >"$out/plain.json"
         fi

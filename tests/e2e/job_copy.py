@@ -1,9 +1,10 @@
 """job_copy.py - a job spec copied out of its directory: its data files and
 init checkpoint made absolute (traind resolves them against the spec's own
-directory), and top-level fields set from JSON.
+directory), and fields set from JSON.
 
     python3 tests/e2e/job_copy.py SRC.json DST.json [FIELD=JSON ...]
-    e.g. ... bucket_cap_mb=0.0001 'checkpoint={"every_epochs": 1}'
+    e.g. ... bucket_cap_mb=0.0001 'checkpoint={"every_epochs": 1}' model.dropout=0.1
+(a dotted FIELD sets a field of an object inside the job)
 """
 import json
 import os
@@ -21,5 +22,9 @@ if job.get("init"):
     job["init"] = os.path.join(base, job["init"])
 for assignment in sys.argv[3:]:
     field, value = assignment.split("=", 1)
-    job[field] = json.loads(value)
+    *outer, last = field.split(".")
+    target = job
+    for key in outer:
+        target = target[key]
+    target[last] = json.loads(value)
 json.dump(job, open(dst, "w"))

@@ -94,6 +94,7 @@ fi
 
 # ---- a character-level GPT on a text file ----
 
+# tests/e2e/gpt_chars.json: the GPT on $TEXT (Debian's GPL-3: 76 characters)
 TEXT=/usr/share/common-licenses/GPL-3
 unigram=$($PY - "$TEXT" <<'PYEOF'
 import collections, math, sys
@@ -105,17 +106,7 @@ total = len(train) + len(vocab)
 print(-sum(math.log((counts[c] + 1) / total) for c in val[1:]) / (len(val) - 1))
 PYEOF
 )
-cat >"$TMP/gpt.json" <<EOF
-{"name": "chars",
- "data": {"train": {"format": "text", "path": "$TEXT", "split": "train"},
-          "val": {"format": "text", "path": "$TEXT", "split": "val"}},
- "model": {"arch": "gpt", "vocab_size": 76, "block_size": 64, "n_layer": 2, "n_head": 2,
-           "n_embd": 64, "dropout": 0.0, "bias": true},
- "loss": {"type": "CrossEntropyLoss"},
- "optimizer": {"type": "AdamW", "lr": 0.003, "weight_decay": 0.1, "no_decay_1d": true},
- "epochs": 3, "batch_size": 16, "shuffle": true, "seed": 1, "metrics": ["perplexity"]}
-EOF
-"$TRAIND" run "$TMP/gpt.json" --jsonl --device cpu --out "$TMP/gpt" >"$TMP/gpt.jsonl" \
+"$TRAIND" run tests/e2e/gpt_chars.json --jsonl --device cpu --out "$TMP/gpt" >"$TMP/gpt.jsonl" \
     2>"$TMP/gpt.err"
 check "the GPT trains on the text: exit 0" "$?" 0
 val=$(metric val_loss "$TMP/gpt.jsonl")

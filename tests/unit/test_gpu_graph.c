@@ -285,20 +285,20 @@ static void on_log(void *user, const char *line) {
     snprintf(r->log + used, sizeof r->log - used, "%s\n", line);
 }
 
-/* What a run changes in its job: Dropout's p when >= 0, and with
- * bn_cumulative BatchNorm's momentum None (the cumulative average). */
+/* What a run changes in its job: Dropout's p (the layers', a GPT's) when
+ * >= 0, and with bn_cumulative BatchNorm's momentum None (the cumulative
+ * average). */
 typedef struct {
     double dropout;
     bool bn_cumulative;
 } Edits;
 
-/* The fixture job `job` (or the spec `json`, when given), edited. */
-static void run(const char *job, const char *json, Edits e, bool graphs, Run *out) {
-    char path[256];
-    snprintf(path, sizeof path, "tests/fixtures/jobs/%s.json", job);
+/* The job spec at `path`, edited. */
+static void run(const char *path, Edits e, bool graphs, Run *out) {
     memset(out, 0, sizeof *out);
-    JobSpec *spec = json ? job_spec_parse_in(json, strlen(json), ".") : job_spec_parse_file(path);
+    JobSpec *spec = job_spec_parse_file(path);
     cr_assert(spec, "%s: %s", path, error_get());
+    if (spec->arch.kind == SPEC_ARCH_GPT && e.dropout >= 0) spec->arch.gpt.dropout = e.dropout;
     spec->cuda_graphs = graphs;
     for (int i = 0; i < spec->num_layers; i++) {
         SpecLayer *l = &spec->layers[i];
@@ -312,32 +312,35 @@ static void run(const char *job, const char *json, Edits e, bool graphs, Run *ou
     train_init(&t);
     job_build_trainer(&b, &t, CUDA0);
     t.cb = (TrainCallbacks){.user = out, .metric = on_metric, .log = on_log};
-    cr_assert_eq(train_run(&t), 0, "%s: %s", job, error_get());
+    cr_assert_eq(train_run(&t), 0, "%s: %s", path, error_get());
     job_build_free(&b);
 }
 
 /* The same metrics, in the same order, bit for bit; the log's graph line. */
-static void same_run_of(const char *job, const char *json, Edits e, const char *expect_in_log) {
+static void same_run_of(const char *path, Edits e, const char *expect_in_log) {
     Run *plain = malloc(sizeof *plain), *graph = malloc(sizeof *graph);
     cr_assert(plain && graph);
-    run(job, json, e, false, plain);
-    run(job, json, e, true, graph);
-    cr_assert_eq(graph->n, plain->n, "%s: %d metrics with graphs, %d without", job, graph->n,
+    run(path, e, false, plain);
+    run(path, e, true, graph);
+    cr_assert_eq(graph->n, plain->n, "%s: %d metrics with graphs, %d without", path, graph->n,
                  plain->n);
     for (int i = 0; i < plain->n; i++)
         cr_assert(strcmp(graph->name[i], plain->name[i]) == 0 &&
                       graph->step[i] == plain->step[i] && graph->value[i] == plain->value[i],
                   "%s: metric %d: %s step %lld %.17g with graphs, %s step %lld %.17g without",
-                  job, i, graph->name[i], (long long)graph->step[i], graph->value[i],
+                  path, i, graph->name[i], (long long)graph->step[i], graph->value[i],
                   plain->name[i], (long long)plain->step[i], plain->value[i]);
-    cr_assert(strstr(graph->log, expect_in_log), "%s: no \"%s\" in its log:\n%s", job,
+    cr_assert(strstr(graph->log, expect_in_log), "%s: no \"%s\" in its log:\n%s", path,
               expect_in_log, graph->log);
-    fprintf(stderr, "gpu graphs %-32s %d metrics equal; %s\n", job, plain->n, expect_in_log);
+    fprintf(stderr, "gpu graphs %-32s %d metrics equal; %s\n", path, plain->n, expect_in_log);
     free(plain), free(graph);
 }
 
+/* The same for the fixture job `job` (tests/fixtures/jobs). */
 static void same_run(const char *job, Edits e, const char *expect_in_log) {
-    same_run_of(job, NULL, e, expect_in_log);
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/jobs/%s.json", job);
+    same_run_of(path, e, expect_in_log);
 }
 
 Test(gpu, graph_steps_give_the_same_metrics) {
@@ -357,22 +360,11 @@ Test(gpu, graph_steps_give_the_same_metrics) {
              "cuda graphs: not used: a step of several batches");
 }
 
-/* A character-level GPT with dropout (test_models' text, every Debian
- * has it): its Embedding checks indices on the device, its masks are drawn
+/* test_models' character-level GPT (tests/e2e/gpt_chars.json) with
+ * dropout: its Embedding checks indices on the device, its masks are drawn
  * at each replay's offset, so the whole step is captured. */
 Test(gpu, graph_steps_of_a_gpt) {
     test_need_gpu();
-    const char *gpt =
-        "{\"name\": \"gpt_graphs\", \"data\": {"
-        "\"train\": {\"format\": \"text\", \"path\": \"/usr/share/common-licenses/GPL-3\","
-        " \"split\": \"train\"},"
-        "\"val\": {\"format\": \"text\", \"path\": \"/usr/share/common-licenses/GPL-3\","
-        " \"split\": \"val\"}},"
-        "\"model\": {\"arch\": \"gpt\", \"vocab_size\": 76, \"block_size\": 64, \"n_layer\": 2,"
-        " \"n_head\": 2, \"n_embd\": 64, \"dropout\": 0.1, \"bias\": true},"
-        "\"loss\": {\"type\": \"CrossEntropyLoss\"},"
-        "\"optimizer\": {\"type\": \"AdamW\", \"lr\": 0.003, \"no_decay_1d\": true},"
-        "\"epochs\": 1, \"batch_size\": 16, \"shuffle\": true, \"seed\": 1,"
-        " \"metrics\": [\"perplexity\"]}";
-    same_run_of("gpt", gpt, (Edits){.dropout = -1}, "cuda graphs: step 2 captured");
+    same_run_of("tests/e2e/gpt_chars.json", (Edits){.dropout = 0.1},
+                "cuda graphs: step 2 captured");
 }
