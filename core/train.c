@@ -92,6 +92,10 @@ static void log_buckets(const Trainer *t) {
           world == 1 ? "" : "s", t->dist->backend, n, n == 1 ? "" : "s", size);
 }
 
+int train_batches_per_step(const Trainer *t) {
+    return t->accumulate_steps > 1 ? t->accumulate_steps : 1;
+}
+
 int64_t train_steps_for(int64_t batches, int accumulate_steps) {
     int64_t k = accumulate_steps > 1 ? accumulate_steps : 1;
     return (batches + k - 1) / k;
@@ -206,7 +210,7 @@ static int clip_and_read(Trainer *t, double *norm) {
 /* Batches per optimizer step: accumulate_steps, fewer for the epoch's
  * last group when its batches do not divide by it. */
 static int64_t group_size(const Trainer *t) {
-    int64_t k = t->accumulate_steps > 1 ? t->accumulate_steps : 1;
+    int64_t k = train_batches_per_step(t);
     int64_t left = dataloader_num_batches(t->train) - t->state.batch;
     return left < k ? left : k;
 }
@@ -328,45 +332,66 @@ done:
 
 /* ---- steps as CUDA graphs (core/train_graph.h) ---- */
 
-/* The graph's step body: forward, loss, accuracy's predictions, backward,
- * as batch_forward and scaled_backward run them for one process (weight
- * 1 of 1 micro-batch: the same kernels), and clipping, as train_step. */
-static int graph_body(Trainer *t, Tensor *x, Tensor *y, TrainGraphOutputs *o) {
+/* The graph's batch body: forward, loss, accuracy's predictions and
+ * backward, as batch_forward and scaled_backward run them for one process
+ * (weight 1: the same kernels). The graph clips after the step's last. */
+static int graph_body(Trainer *t, Tensor *x, Tensor *y, int batches, TrainGraphOutputs *o) {
     Tensor *out = module_forward(t->model, x);
     int rc = -1;
     if (!out) return -1;
     if (!(o->loss = batch_loss(t, out, y)))
         error_prefix("loss");
     else if (!t->accuracy || predict(out, y, &o->pred, &o->labels) == 0)
-        rc = tensor_backward(o->loss) == 0 ? 0 : error_prefix("backward");
+        rc = scaled_backward(o->loss, 1, batches);
     tensor_release(out);
-    if (rc == 0 && t->clip_grad_norm > 0 &&
-        !(o->grad_norm = optimizer_clip_grad_norm(t->opt, t->clip_grad_norm)))
-        rc = -1;
     return rc;
 }
 
-/* Batch b's forward and backward by the graph: 1 when queued, 0 when it
- * must run op by op, -1 with an error. */
-static int graph_micro_step(Trainer *t, const Batch *b) {
-    Tensor *x, *y;
-    if (!t->graph_warm || train_graph_off(t->graph)) return 0;
-    /* captured from a full batch (the shape the warm-up step ran), which
-     * later batches match; a partial one runs op by op */
-    if (b->size != dataloader_batch_size(t->train)) return 0;
-    if (to_device(t, b, &x, &y) != 0) return -1;
+/* The step's batches (bs, n of them) copied to the graph's inputs: 1, 0
+ * when one has another shape than the graph's, -1 with an error. */
+static int graph_stage(Trainer *t, const Batch *bs, int64_t n) {
+    int rc = 1;
+    for (int64_t i = 0; i < n && rc == 1; i++) {
+        Tensor *x, *y;
+        if (to_device(t, &bs[i], &x, &y) != 0) return -1;
+        rc = train_graph_stage(t->graph, (int)i, x, y);
+        tensor_release(x), tensor_release(y);
+    }
+    return rc;
+}
+
+/* The step's batches bs (n of them, all full) by the graph: 1 when
+ * queued, 0 when they must run op by op, -1 with an error. */
+static int graph_step(Trainer *t, const Batch *bs, int64_t n) {
+    int rc = graph_stage(t, bs, n);
+    if (rc != 1) return rc;
     char why[512] = "";
     bool captured = train_graph_captured(t->graph);
-    int rc = train_graph_step(t->graph, t, x, y, graph_body, ignored_label(t), why, sizeof why);
-    tensor_release(x), tensor_release(y);
+    rc = train_graph_step(t->graph, t, graph_body, ignored_label(t), why, sizeof why);
     if (rc == 0 && train_graph_off(t->graph))
         logf_(t, "cuda graphs: off, steps run op by op: %s", why);
     if (rc == 1 && !captured)
-        logf_(t, "cuda graphs: step %" PRId64 " captured, later batches of its shape replay it",
+        logf_(t, "cuda graphs: step %" PRId64 " captured, later steps of its shape replay it",
               t->state.step + 1);
     const char *note = rc == 1 ? train_graph_update_note(t->graph) : NULL;
     if (note) logf_(t, "cuda graphs: the optimizer's update runs op by op: %s", note);
     return rc;
+}
+
+/* The step's loss summed over its batches (each full, of q.samples /
+ * batches samples) as micro_step sums it: into *loss_sum; -1 with the error
+ * of the first that is not finite. */
+static int graph_loss_sum(const TrainGraphNumbers *num, const TrainQueuedStep *q,
+                          double *loss_sum) {
+    double rows = (double)(q->samples / num->batches);
+    *loss_sum = 0;
+    for (int i = 0; i < num->batches; i++) {
+        if (!isfinite(num->losses[i]))
+            return error_set("step %" PRId64 ": loss is %s", q->step,
+                             nonfinite_name(num->losses[i]));
+        *loss_sum += num->losses[i] * rows;
+    }
+    return 0;
 }
 
 /* The numbers of the oldest step queued by the graph: its metrics emitted
@@ -376,18 +401,18 @@ static int graph_read_oldest(Trainer *t) {
     int rc = train_graph_read(t->graph, &num);
     TrainQueuedStep q = t->graph_steps[0];
     t->graph_steps[0] = t->graph_steps[1];
-    t->graph_failed = rc != 0 || !isfinite(num.loss);
+    double loss_sum = NAN;
+    t->graph_failed = rc != 0 || graph_loss_sum(&num, &q, &loss_sum) != 0;
     if (rc != 0) /* the wait covers the next step too, when one is queued */
         return train_graph_pending(t->graph) > 0
                    ? error_prefix("step %" PRId64 " or %" PRId64, q.step, q.step + 1)
                    : error_prefix("step %" PRId64, q.step);
-    if (!isfinite(num.loss))
-        return error_set("step %" PRId64 ": loss is %s", q.step, nonfinite_name(num.loss));
-    emit(t, "loss", q.step, q.epoch, num.loss);
+    if (t->graph_failed) return -1;
+    emit(t, "loss", q.step, q.epoch, loss_sum / (double)q.samples);
     emit(t, "lr", q.step, q.epoch, q.lr);
     if (t->clip_grad_norm > 0) emit(t, "grad_norm", q.step, q.epoch, num.grad_norm);
     TrainState *s = &t->state;
-    s->loss_sum += num.loss * (double)q.samples;
+    s->loss_sum += loss_sum;
     s->samples += q.samples;
     s->correct += num.correct;
     s->labelled += num.labelled;
@@ -402,57 +427,126 @@ static int graph_read_all(Trainer *t) {
     return 0;
 }
 
-/* One optimizer step: zero_grad, then forward, loss, metrics and backward
- * of each of its micro-batches (one without accumulation) by the graph or
- * op by op, (clipping,) step. 1 when a step was done, 0 at the end of the
- * epoch, -1 on error. The state advances only when the step is done; a
- * graph's step adds its sums when its numbers are read. */
-static int train_step(Trainer *t, int epoch) {
+/* The step's batch `done` from the loader into *b: 0, or -1 with the
+ * loader's error (or its end before the epoch's last batch). */
+static int next_batch(Trainer *t, int epoch, int64_t done, Batch *b) {
+    int64_t at = t->state.batch + done;
+    int got = dataloader_next(t->train, b);
+    if (got < 0) return error_prefix("epoch %d batch %" PRId64, epoch, at);
+    if (got == 0)
+        return error_set("epoch %d: the loader ended at batch %" PRId64 " of %" PRId64, epoch, at,
+                         dataloader_num_batches(t->train));
+    return 0;
+}
+
+static void release_batches(Batch *bs, int64_t n) {
+    for (int64_t i = 0; i < n; i++) batch_release(&bs[i]);
+}
+
+/* The step's n batches into bs: 0, or -1 (none kept) with an error. */
+static int load_batches(Trainer *t, int epoch, int64_t n, Batch *bs) {
+    for (int64_t i = 0; i < n; i++)
+        if (next_batch(t, epoch, i, &bs[i]) != 0) {
+            release_batches(bs, i);
+            return -1;
+        }
+    return 0;
+}
+
+/* Whether the step's n batches are those a graph holds: accumulate_steps
+ * of them (one without accumulation), each full (the epoch's last batch
+ * may be short). */
+static bool graph_shaped(const Trainer *t, int64_t n) {
+    int64_t end = t->state.batch + n; /* batches of the epoch after the step */
+    return n == train_batches_per_step(t) &&
+           end * dataloader_batch_size(t->train) <= dataloader_num_samples(t->train);
+}
+
+/* A step the graph queued (n full batches): the state advanced, its
+ * numbers read after the next step is queued, or at the epoch's end. */
+static int graph_queued(Trainer *t, int epoch, int64_t n) {
     TrainState *s = &t->state;
-    int64_t step = s->step + 1, n = group_size(t), done = 0;
+    int pending = train_graph_pending(t->graph);
+    s->step++;
+    s->batch += n;
+    t->graph_steps[pending - 1] =
+        (TrainQueuedStep){.step = s->step,
+                          .samples = n * dataloader_batch_size(t->train),
+                          .epoch = epoch,
+                          .lr = t->opt->lr};
+    return pending > 1 && graph_read_oldest(t) != 0 ? -1 : 1;
+}
+
+/* The step op by op: each of its n batches' forward, loss, metrics and
+ * backward (the first `loaded` of them from bs, which it takes, the rest
+ * from the loader), clipping and the optimizer's step; the state advanced.
+ * `shaped`: the step is one a graph could hold (graph_shaped), so the
+ * libraries' per-shape plans exist for its capture. 1, or -1. */
+static int step_by_ops(Trainer *t, int epoch, int64_t n, Batch *bs, int64_t loaded,
+                       bool shaped) {
+    TrainState *s = &t->state;
+    int64_t step = s->step + 1;
     StepSums sums = {0};
-    bool by_graph = false;
-    if (n <= 0) return 0;
-    optimizer_zero_grad(t->opt); /* a graph's replay writes .grad whole: no harm */
-    for (; done < n; done++) {
-        Batch b;
-        int got = dataloader_next(t->train, &b);
-        if (got < 0) return error_prefix("epoch %d batch %" PRId64, epoch, s->batch + done);
-        if (got == 0)
-            return error_set("epoch %d: the loader ended at batch %" PRId64 " of %" PRId64, epoch,
-                             s->batch + done, dataloader_num_batches(t->train));
-        int rc = t->graph && n == 1 ? graph_micro_step(t, &b) : 0;
-        by_graph = rc == 1;
-        if (rc == 0) rc = graph_read_all(t) == 0 ? micro_step(t, &b, n, done == n - 1, &sums) : -1;
-        if (by_graph) sums.samples = b.size;
+    int rc = 0;
+    if (graph_read_all(t) != 0) { /* its error names the graph's step */
+        release_batches(bs, loaded);
+        return -1;
+    }
+    for (int64_t done = 0; done < n && rc == 0; done++) {
+        Batch b = {0};
+        if (done < loaded) {
+            b = bs[done];
+            bs[done] = (Batch){0};
+        } else if (next_batch(t, epoch, done, &b) != 0) {
+            release_batches(bs, loaded);
+            return -1;
+        }
+        rc = micro_step(t, &b, n, done == n - 1, &sums);
         batch_release(&b);
-        if (rc < 0) return error_prefix("step %" PRId64, step);
     }
-    if (t->reducer && dist_reducer_finish(t->reducer) != 0)
-        return error_prefix("step %" PRId64, step);
-    if (!by_graph) {
-        emit(t, "loss", step, epoch, sums.loss_sum / (double)sums.samples);
-        emit(t, "lr", step, epoch, t->opt->lr);
-    }
-    if (t->clip_grad_norm > 0 && !by_graph) { /* a graph clips in the graph */
+    release_batches(bs, loaded);
+    if (rc == 0 && t->reducer) rc = dist_reducer_finish(t->reducer);
+    if (rc != 0) return error_prefix("step %" PRId64, step);
+    emit(t, "loss", step, epoch, sums.loss_sum / (double)sums.samples);
+    emit(t, "lr", step, epoch, t->opt->lr);
+    if (t->clip_grad_norm > 0) {
         double norm;
         if (clip_and_read(t, &norm) != 0) return error_prefix("step %" PRId64, step);
         emit(t, "grad_norm", step, epoch, norm);
     }
-    if (by_graph) /* read after the next step is queued, or at the epoch's end */
-        t->graph_steps[train_graph_pending(t->graph) - 1] = (TrainQueuedStep){
-            .step = step, .samples = sums.samples, .epoch = epoch, .lr = t->opt->lr};
-    /* a graph's replay updates the parameters too */
-    if (!by_graph && optimizer_step(t->opt) != 0) return error_prefix("step %" PRId64, step);
+    if (optimizer_step(t->opt) != 0) return error_prefix("step %" PRId64, step);
     s->step = step;
     s->batch += n;
-    if (by_graph) return train_graph_pending(t->graph) > 1 && graph_read_oldest(t) != 0 ? -1 : 1;
-    if (sums.samples == dataloader_batch_size(t->train)) t->graph_warm = true;
+    if (shaped) t->graph_warm = true;
     s->loss_sum += sums.loss_sum;
     s->samples += sums.samples;
     s->correct += sums.correct;
     s->labelled += sums.labelled;
     return 1;
+}
+
+/* One optimizer step: zero_grad, then forward, loss, metrics and backward
+ * of each of its batches (accumulate_steps; one without accumulation), by
+ * the graph or op by op, (clipping,) step. 1 when a step was done, 0 at
+ * the end of the epoch, -1 on error. The state advances only when the step
+ * is done; a graph's step adds its sums when its numbers are read. */
+static int train_step(Trainer *t, int epoch) {
+    int64_t n = group_size(t), loaded = 0;
+    if (n <= 0) return 0;
+    optimizer_zero_grad(t->opt); /* a graph's replay writes .grad whole: no harm */
+    bool shaped = graph_shaped(t, n);
+    Batch bs[TRAIN_GRAPH_MAX_BATCHES];
+    int rc = 0;
+    if (shaped && t->graph && t->graph_warm && !train_graph_off(t->graph) &&
+        n <= TRAIN_GRAPH_MAX_BATCHES) {
+        if (load_batches(t, epoch, n, bs) != 0) return -1;
+        loaded = n;
+        rc = graph_step(t, bs, n);
+    }
+    if (rc != 0) release_batches(bs, loaded);
+    if (rc < 0) return error_prefix("step %" PRId64, t->state.step + 1);
+    if (rc == 1) return graph_queued(t, epoch, n);
+    return step_by_ops(t, epoch, n, bs, loaded, shaped);
 }
 
 /* ---- validation (eval mode, no grad) ---- */

@@ -158,7 +158,7 @@ struct Trainer {
     TrainCallbacks cb;
     /* internal to a run with cuda_graphs */
     struct TrainGraph *graph;
-    bool graph_warm; /* a full batch's step ran op by op: the libraries' plans exist */
+    bool graph_warm; /* a step of full batches ran op by op: the libraries' plans exist */
     TrainQueuedStep graph_steps[2]; /* the graph's steps pending, oldest first
                                        (train_graph_pending says how many) */
     /* A graph step failed when read (a non-finite loss, a device error),
@@ -195,6 +195,8 @@ int64_t train_total_steps(const Trainer *t);
  * accumulate_steps, rounded up. */
 int64_t train_steps_per_epoch(const Trainer *t);
 int64_t train_steps_for(int64_t batches, int accumulate_steps);
+/* Batches per optimizer step: accumulate_steps, 1 without accumulation. */
+int train_batches_per_step(const Trainer *t);
 
 /* Writes dir/model.safetensors and dir/trainer.safetensors (see above).
  * Both files are written into "<dir>.tmp.<pid>.<n>", fsynced, and the

@@ -14,13 +14,18 @@
 #include "core/backend.h"
 #include "core/error.h"
 
-#define SLOTS 2   /* steps whose numbers may be in flight */
-#define NUMBERS 4 /* loss, correct, labelled, grad_norm */
+#define SLOTS 2 /* steps whose numbers may be in flight */
+
+/* A step's numbers, one float64 each, in this order: the counts, the
+ * norm, then each batch's loss. */
+enum { NUMBER_CORRECT, NUMBER_LABELLED, NUMBER_GRAD_NORM, NUMBER_LOSSES };
 
 struct TrainGraph {
     Device device;
     const Backend *be;
-    Tensor *x, *y;             /* the graph's batch: each batch is copied in */
+    int batches;               /* a step's: the trainer's accumulate_steps */
+    Tensor *x[TRAIN_GRAPH_MAX_BATCHES], *y[TRAIN_GRAPH_MAX_BATCHES];
+                               /* the graph's batches: each step's copied in */
     void *exec;                /* the captured step, without its optimizer
                                   update; NULL before the capture */
     void *update;              /* the captured optimizer update
@@ -28,19 +33,23 @@ struct TrainGraph {
     uint64_t update_states;    /* the optimizer's states_made at its capture */
     char update_off[256];      /* why the update runs op by op for good */
     bool update_noted;         /* update_off handed to the caller */
-    Tensor *numbers[NUMBERS];  /* float64 0-dim, written by each replay; the
-                                  counts NULL without accuracy, the norm
-                                  without clipping */
+    Tensor *numbers;           /* float64 [NUMBER_LOSSES + batches], written
+                                  by each replay (the counts stay 0 without
+                                  accuracy, the norm without clipping) */
+    bool clips;                /* whether the step clips its gradients */
     int n_grads;
     Tensor **grads;            /* each parameter's .grad as the graph writes it */
     uint64_t rng_advance;      /* how far a step moves the Rng (Dropout) */
     Tensor *rng_base;          /* int64 [1]: the Rng's offset at the step's
                                   start, written before each replay */
     bool off;                  /* a capture failed */
-    Tensor *host;              /* [SLOTS, NUMBERS] float64, page-locked */
+    Tensor *host;              /* [SLOTS, numbers] float64, page-locked */
     void *reads[SLOTS];        /* the backend's handles of copies in flight */
     int first, count;          /* the oldest slot in flight, how many are */
 };
+
+#define TRAIN_GRAPH_STR_(x) #x
+#define TRAIN_GRAPH_STR(x) TRAIN_GRAPH_STR_(x)
 
 const char *train_graph_unsupported(const Trainer *t) {
     const Backend *be = backend_for(t->device);
@@ -48,9 +57,13 @@ const char *train_graph_unsupported(const Trainer *t) {
     if (!be || !be->graph_capture_begin || !be->read_begin || !be->from_host_queued)
         return "the device has no CUDA graphs";
     if (dist_active(t->dist)) return "a data-parallel step all-reduces its gradients as it goes";
-    if (t->accumulate_steps > 1) return "a step of several batches (accumulate_steps)";
+    if (t->accumulate_steps > TRAIN_GRAPH_MAX_BATCHES)
+        return "a step of more than " TRAIN_GRAPH_STR(TRAIN_GRAPH_MAX_BATCHES)
+               " batches (accumulate_steps)";
     return NULL;
 }
+
+static int64_t numbers_of(const TrainGraph *g) { return NUMBER_LOSSES + g->batches; }
 
 TrainGraph *train_graph_new(const Trainer *t) {
     TrainGraph *g = calloc(1, sizeof *g);
@@ -63,8 +76,17 @@ TrainGraph *train_graph_new(const Trainer *t) {
     }
     g->device = t->device;
     g->be = backend_for(t->device);
+    g->batches = train_batches_per_step(t);
+    if (g->batches > TRAIN_GRAPH_MAX_BATCHES) {
+        free(g->grads), free(g);
+        error_set("cuda graphs: %d batches a step, at most %d", train_batches_per_step(t),
+                  TRAIN_GRAPH_MAX_BATCHES);
+        return NULL;
+    }
     g->n_grads = n;
-    g->host = tensor_empty_pinned(2, (int64_t[]){SLOTS, NUMBERS}, DTYPE_FLOAT64, t->device);
+    g->clips = t->clip_grad_norm > 0;
+    g->host =
+        tensor_empty_pinned(2, (int64_t[]){SLOTS, numbers_of(g)}, DTYPE_FLOAT64, t->device);
     if (!g->be || !g->host) {
         train_graph_free(g);
         error_prefix("cuda graphs");
@@ -80,10 +102,13 @@ static void drop_graph(TrainGraph *g) {
     if (g->update) g->be->graph_free(g->update);
     if (g->exec) g->be->graph_free(g->exec);
     g->exec = g->update = NULL;
-    for (int i = 0; i < NUMBERS; i++) tensor_release(g->numbers[i]), g->numbers[i] = NULL;
     for (int i = 0; i < g->n_grads; i++) tensor_release(g->grads[i]), g->grads[i] = NULL;
-    tensor_release(g->x), tensor_release(g->y), tensor_release(g->rng_base);
-    g->x = g->y = g->rng_base = NULL;
+    for (int i = 0; i < g->batches; i++) {
+        tensor_release(g->x[i]), tensor_release(g->y[i]);
+        g->x[i] = g->y[i] = NULL;
+    }
+    tensor_release(g->numbers), tensor_release(g->rng_base);
+    g->numbers = g->rng_base = NULL;
 }
 
 void train_graph_free(TrainGraph *g) {
@@ -108,32 +133,74 @@ static Tensor *nonzero(Tensor *a) {
     return r;
 }
 
-/* The accuracy counts on the device, as train.c's count_correct counts
- * them on the host: labelled = rows whose label is not `ignore`, correct =
- * labelled - those whose prediction differs. Float64: exact below 2^53. */
-static int device_counts(TrainGraph *g, Tensor *pred, Tensor *labels, int64_t ignore) {
+/* v (a 0-dim tensor on the device) written into number i. */
+static int put_number(TrainGraph *g, int i, Tensor *v) {
+    Tensor *slot = tensor_narrow(g->numbers, 0, i, 1);
+    Tensor *d = tensor_to_dtype(v, DTYPE_FLOAT64);
+    int rc = slot && d ? tensor_copy_(slot, d) : -1;
+    tensor_release(slot), tensor_release(d);
+    return rc;
+}
+
+/* The accuracy counts of a batch on the device, as train.c's
+ * count_correct counts them on the host: labelled = rows whose label is
+ * not `ignore`, correct = labelled - those whose prediction differs;
+ * added to *correct and *labelled (NULL before the step's first batch).
+ * Float64: exact below 2^53. */
+static int add_counts(Tensor **correct, Tensor **labelled, Tensor *pred, Tensor *labels,
+                      int64_t ignore) {
     Tensor *p = tensor_to_dtype(pred, DTYPE_FLOAT64), *y = tensor_to_dtype(labels, DTYPE_FLOAT64);
     Tensor *diff = p && y ? tensor_sub(p, y) : NULL;
     Tensor *shifted = y ? tensor_add_scalar(y, -(double)ignore) : NULL;
     Tensor *wrong = nonzero(diff), *valid = nonzero(shifted);
     Tensor *wrong_valid = wrong && valid ? tensor_mul(wrong, valid) : NULL;
     Tensor *n_wrong = wrong_valid ? tensor_sum(wrong_valid) : NULL;
-    g->numbers[2] = valid ? tensor_sum(valid) : NULL;
-    g->numbers[1] = n_wrong && g->numbers[2] ? tensor_sub(g->numbers[2], n_wrong) : NULL;
-    Tensor *temps[] = {p, y, diff, shifted, wrong, valid, wrong_valid, n_wrong};
+    Tensor *n_valid = valid ? tensor_sum(valid) : NULL;
+    Tensor *n_right = n_wrong && n_valid ? tensor_sub(n_valid, n_wrong) : NULL;
+    int rc = n_right ? 0 : -1;
+    Tensor *sums[2] = {n_right, n_valid}, **into[2] = {correct, labelled};
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        Tensor *sum = *into[i] ? tensor_add(*into[i], sums[i]) : tensor_retain(sums[i]);
+        if (!sum) rc = -1;
+        else tensor_release(*into[i]), *into[i] = sum;
+    }
+    Tensor *temps[] = {p, y, diff, shifted, wrong, valid, wrong_valid, n_wrong, n_valid, n_right};
     for (size_t i = 0; i < sizeof temps / sizeof *temps; i++) tensor_release(temps[i]);
-    return g->numbers[1] ? 0 : -1;
+    return rc;
 }
 
-/* What the graph keeps of the body's outputs: the loss, the counts, the
- * norm. */
-static int keep_numbers(TrainGraph *g, const TrainGraphOutputs *out, int64_t ignore) {
+/* What the graph keeps of batch i's outputs: its loss, its counts added
+ * to the step's. */
+static int keep_batch(TrainGraph *g, int i, const TrainGraphOutputs *out, Tensor **correct,
+                      Tensor **labelled, int64_t ignore) {
     bool prev = autograd_set_enabled(false);
-    g->numbers[0] = tensor_to_dtype(out->loss, DTYPE_FLOAT64);
-    int rc = g->numbers[0] ? 0 : -1;
-    if (rc == 0 && out->pred) rc = device_counts(g, out->pred, out->labels, ignore);
-    if (rc == 0 && out->grad_norm && !(g->numbers[3] = tensor_retain(out->grad_norm))) rc = -1;
+    int rc = put_number(g, NUMBER_LOSSES + i, out->loss);
+    if (rc == 0 && out->pred) rc = add_counts(correct, labelled, out->pred, out->labels, ignore);
     autograd_set_enabled(prev);
+    return rc;
+}
+
+/* The step as the capture records it: each batch's body (the gradients
+ * summed over them), then the counts and clipping, its numbers written.
+ * 0, or -1 with an error. */
+static int record_step(TrainGraph *g, Trainer *t, TrainGraphBody body, int64_t ignore) {
+    Tensor *correct = NULL, *labelled = NULL, *norm = NULL;
+    int rc = 0;
+    for (int i = 0; i < g->batches && rc == 0; i++) {
+        TrainGraphOutputs out = {0};
+        rc = body(t, g->x[i], g->y[i], g->batches, &out);
+        if (rc == 0) rc = keep_batch(g, i, &out, &correct, &labelled, ignore);
+        tensor_release(out.loss), tensor_release(out.pred), tensor_release(out.labels);
+    }
+    if (rc == 0 && correct)
+        rc = put_number(g, NUMBER_CORRECT, correct) == 0 &&
+                     put_number(g, NUMBER_LABELLED, labelled) == 0
+                 ? 0
+                 : -1;
+    if (rc == 0 && g->clips && !(norm = optimizer_clip_grad_norm(t->opt, t->clip_grad_norm)))
+        rc = -1;
+    if (rc == 0 && norm) rc = put_number(g, NUMBER_GRAD_NORM, norm);
+    tensor_release(correct), tensor_release(labelled), tensor_release(norm);
     return rc;
 }
 
@@ -151,11 +218,6 @@ static int decline(TrainGraph *g, Trainer *t, uint64_t rng_offset, const char *r
     if (g->be->clear_error) g->be->clear_error(g->device);
     error_clear();
     return 0;
-}
-
-/* The batch's tensors copied into the graph's own. */
-static int copy_batch(TrainGraph *g, Tensor *x, Tensor *y) {
-    return tensor_copy_(g->x, x) == 0 && tensor_copy_(g->y, y) == 0 ? 0 : -1;
 }
 
 /* Waits for everything queued: -1 with the error of any of it. */
@@ -180,13 +242,12 @@ static int capture_update(TrainGraph *g, Trainer *t) {
     return 0;
 }
 
-/* Captures the step on (x, y): 1, 0 (declined: *why) or -1. */
-static int capture(TrainGraph *g, Trainer *t, Tensor *x, Tensor *y, TrainGraphBody body,
-                   int64_t ignore, char *why, size_t n) {
-    g->x = tensor_empty(x->ndim, x->shape, x->dtype, x->device);
-    g->y = tensor_empty(y->ndim, y->shape, y->dtype, y->device);
-    g->rng_base = tensor_zeros(SHAPE(1), DTYPE_INT64, x->device);
-    if (!g->x || !g->y || !g->rng_base || copy_batch(g, x, y) != 0) return -1;
+/* Captures the step on the batches staged: 1, 0 (declined: *why) or -1. */
+static int capture(TrainGraph *g, Trainer *t, TrainGraphBody body, int64_t ignore, char *why,
+                   size_t n) {
+    g->numbers = tensor_zeros(SHAPE(numbers_of(g)), DTYPE_FLOAT64, g->device);
+    g->rng_base = tensor_zeros(SHAPE(1), DTYPE_INT64, g->device);
+    if (!g->numbers || !g->rng_base) return -1;
     optimizer_zero_grad(t->opt); /* the backward then writes each .grad whole */
     uint64_t offset = t->rng ? t->rng->offset : 0;
     char failure[512] = "";
@@ -199,13 +260,9 @@ static int capture(TrainGraph *g, Trainer *t, Tensor *x, Tensor *y, TrainGraphBo
         t->rng->device_base = tensor_data(g->rng_base);
         t->rng->capture_base = offset;
     }
-    TrainGraphOutputs out = {0};
-    int rc = body(t, g->x, g->y, &out);
+    int rc = record_step(g, t, body, ignore);
     if (t->rng) t->rng->device_base = NULL;
-    if (rc == 0) rc = keep_numbers(g, &out, ignore);
     if (rc != 0) snprintf(failure, sizeof failure, "%s", error_get());
-    tensor_release(out.loss), tensor_release(out.pred), tensor_release(out.labels);
-    tensor_release(out.grad_norm);
     g->exec = g->be->graph_capture_end(g->device);
     if (rc != 0 || !g->exec) return decline(g, t, offset, rc ? failure : error_get(), why, n);
     /* each replay moves the stream on as the capture did */
@@ -215,9 +272,22 @@ static int capture(TrainGraph *g, Trainer *t, Tensor *x, Tensor *y, TrainGraphBo
     return 1;
 }
 
-static bool same_batch(const TrainGraph *g, const Tensor *x, const Tensor *y) {
-    return x->dtype == g->x->dtype && y->dtype == g->y->dtype && tensor_same_shape(x, g->x) &&
-           tensor_same_shape(y, g->y);
+int train_graph_stage(TrainGraph *g, int i, Tensor *x, Tensor *y) {
+    if (i < 0 || i >= g->batches)
+        return error_set("cuda graphs: batch %d of a step of %d", i, g->batches);
+    if (!g->x[i]) { /* before the capture: the graph's inputs in the batch's shapes */
+        g->x[i] = tensor_empty(x->ndim, x->shape, x->dtype, x->device);
+        g->y[i] = tensor_empty(y->ndim, y->shape, y->dtype, y->device);
+        if (!g->x[i] || !g->y[i]) {
+            tensor_release(g->x[i]), tensor_release(g->y[i]);
+            g->x[i] = g->y[i] = NULL;
+            return -1;
+        }
+    } else if (x->dtype != g->x[i]->dtype || y->dtype != g->y[i]->dtype ||
+               !tensor_same_shape(x, g->x[i]) || !tensor_same_shape(y, g->y[i])) {
+        return 0;
+    }
+    return tensor_copy_(g->x[i], x) == 0 && tensor_copy_(g->y[i], y) == 0 ? 1 : -1;
 }
 
 /* Each parameter's .grad the graph's again: a step run one by one in
@@ -267,33 +337,25 @@ const char *train_graph_update_note(TrainGraph *g) {
 /* The replay's numbers copied to the next host slot, not waited for. */
 static int read_begin(TrainGraph *g) {
     if (g->count == SLOTS) return error_set("cuda graphs: %d steps' numbers in flight", SLOTS);
-    int slot = (g->first + g->count) % SLOTS, n = 0;
-    double *host = (double *)tensor_data(g->host) + slot * NUMBERS;
-    void *dst[NUMBERS];
-    const void *src[NUMBERS];
-    size_t bytes[NUMBERS];
-    for (int i = 0; i < NUMBERS; i++) {
-        if (!g->numbers[i]) continue;
-        dst[n] = host + i;
-        src[n] = tensor_data(g->numbers[i]);
-        bytes[n++] = sizeof(double);
-    }
-    g->reads[slot] = g->be->read_begin(g->device, n, dst, src, bytes);
+    int slot = (g->first + g->count) % SLOTS;
+    void *dst = (double *)tensor_data(g->host) + slot * numbers_of(g);
+    const void *src = tensor_data(g->numbers);
+    size_t bytes = (size_t)numbers_of(g) * sizeof(double);
+    g->reads[slot] = g->be->read_begin(g->device, 1, &dst, &src, &bytes);
     if (!g->reads[slot]) return -1;
     g->count++;
     return 1;
 }
 
-int train_graph_step(TrainGraph *g, Trainer *t, Tensor *x, Tensor *y, TrainGraphBody body,
-                     int64_t ignore, char *why, size_t n) {
+int train_graph_step(TrainGraph *g, Trainer *t, TrainGraphBody body, int64_t ignore, char *why,
+                     size_t n) {
     if (g->off) return 0;
+    for (int i = 0; i < g->batches; i++)
+        if (!g->x[i] || !g->y[i])
+            return error_set("cuda graphs: batch %d of the step not staged", i);
     if (!g->exec) {
-        int rc = capture(g, t, x, y, body, ignore, why, n);
+        int rc = capture(g, t, body, ignore, why, n);
         if (rc <= 0) return rc;
-    } else if (!same_batch(g, x, y)) {
-        return 0;
-    } else if (copy_batch(g, x, y) != 0) {
-        return -1;
     }
     if (replay(g, t) != 0) return -1;
     if (t->rng) t->rng->offset += g->rng_advance;
@@ -306,12 +368,11 @@ int train_graph_read(TrainGraph *g, TrainGraphNumbers *out) {
     g->first = (slot + 1) % SLOTS;
     g->count--;
     if (g->be->read_end(g->reads[slot]) != 0) return -1;
-    const double *host = (const double *)tensor_data(g->host) + slot * NUMBERS;
-    *out = (TrainGraphNumbers){.loss = host[0], .grad_norm = NAN};
-    if (g->numbers[1]) {
-        out->correct = (int64_t)host[1];
-        out->labelled = (int64_t)host[2];
-    }
-    if (g->numbers[3]) out->grad_norm = host[3];
+    const double *host = (const double *)tensor_data(g->host) + slot * numbers_of(g);
+    *out = (TrainGraphNumbers){.losses = host + NUMBER_LOSSES,
+                               .batches = g->batches,
+                               .correct = (int64_t)host[NUMBER_CORRECT],
+                               .labelled = (int64_t)host[NUMBER_LABELLED],
+                               .grad_norm = g->clips ? host[NUMBER_GRAD_NORM] : NAN};
     return 0;
 }

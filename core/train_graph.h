@@ -1,19 +1,21 @@
 /* train_graph.h - a training step captured once as a CUDA graph and
  * replayed for each batch (a job's "cuda_graphs": true; train.c's).
  *
- * What the graphs hold: the step's forward, loss and backward, clipping,
- * the numbers its metrics need (the loss, the accuracy counts, the
- * gradients' norm) on the device, and, in a second graph launched after
- * the first, the optimizer's update (captured at the first replay, after
- * running op by op once). Outside them: the scheduler, and the
- * optimizer's host part (optimizer_step_prepare: step counts, the lr and
- * Adam's bias corrections), which queues the step's numbers to device
- * memory, where the captured update reads them. Before each replay the
- * batch is copied into the graph's own input tensors and the parameters'
- * .grad are the graph's gradient tensors again (an uncaptured step in
- * between may have replaced them); after it the numbers are copied to
- * page-locked host memory without waiting: the trainer reads a step's
- * numbers after queueing the next step, so no step waits for the host.
+ * What the graphs hold: the step's forward, loss and backward of each of
+ * its batches (accumulate_steps of them, the gradients summed as op by
+ * op), clipping, the numbers its metrics need (each batch's loss, the
+ * accuracy counts, the gradients' norm) on the device, and, in a second
+ * graph launched after the first, the optimizer's update (captured at the
+ * first replay, after running op by op once). Outside them: the
+ * scheduler, and the optimizer's host part (optimizer_step_prepare: step
+ * counts, the lr and Adam's bias corrections), which queues the step's
+ * numbers to device memory, where the captured update reads them. Before
+ * each replay the step's batches are copied into the graph's own input
+ * tensors (train_graph_stage) and the parameters' .grad are the graph's
+ * gradient tensors again (an uncaptured step in between may have replaced
+ * them); after it the numbers are copied to page-locked host memory
+ * without waiting: the trainer reads a step's numbers after queueing the
+ * next step, so no step waits for the host.
  *
  * The graph is captured at the first step train.c hands it (after at least
  * one step run one by one, which makes the libraries' per-shape plans and
@@ -23,8 +25,9 @@
  * Random numbers
  * (Dropout's masks, the attention's) are drawn where the Rng is at each
  * replay: its offset is written to device memory before the replay, and
- * the captured kernels add it to their own (Rng.device_base). A batch of
- * another shape (the epoch's last, partial one) runs one by one too.
+ * the captured kernels add it to their own (Rng.device_base). A step with
+ * a batch of another shape (the epoch's last, partial one) or fewer
+ * batches (the epoch's last group) runs one by one too.
  */
 #ifndef TRAIND_CORE_TRAIN_GRAPH_H
 #define TRAIND_CORE_TRAIN_GRAPH_H
@@ -36,28 +39,35 @@
 
 typedef struct TrainGraph TrainGraph;
 
-/* What a step's body leaves for the graph to keep: the batch's loss (a
- * 0-dim tensor), when accuracy is counted each row's predicted class and
- * its label (int64, the same shape), and when it clips, the gradients'
- * norm before clipping (0-dim). */
+/* The most batches one step's graph holds (accumulate_steps): a graph
+ * grows with each, and past this a launch saves nothing worth its size. */
+#define TRAIN_GRAPH_MAX_BATCHES 64
+
+/* What a batch's body leaves for the graph to keep: the batch's loss (a
+ * 0-dim tensor) and, when accuracy is counted, each row's predicted class
+ * and its label (int64, the same shape). */
 typedef struct {
-    Tensor *loss, *pred, *labels, *grad_norm;
+    Tensor *loss, *pred, *labels;
 } TrainGraphOutputs;
 
-/* The step's forward of (x, y), its loss and backward (train.c's). */
-typedef int (*TrainGraphBody)(Trainer *t, Tensor *x, Tensor *y, TrainGraphOutputs *out);
+/* The forward of (x, y), its loss and the backward of the loss over
+ * `batches` (the step's batches: the loss scaled by 1/batches), train.c's. */
+typedef int (*TrainGraphBody)(Trainer *t, Tensor *x, Tensor *y, int batches,
+                              TrainGraphOutputs *out);
 
-/* A step's numbers, read back: the loss, the accuracy counts (0 without
- * accuracy) and the gradients' norm (NAN without clipping). */
+/* A step's numbers, read back: each of its batches' loss (`batches` of
+ * them, valid until the next train_graph_read), the accuracy counts (0
+ * without accuracy) and the gradients' norm (NAN without clipping). */
 typedef struct {
-    double loss;
+    const double *losses;
+    int batches;
     int64_t correct, labelled;
     double grad_norm;
 } TrainGraphNumbers;
 
 /* Why t's steps cannot be graphs (a static string), or NULL when they may:
- * its device has none (the CPU), it is data parallel, or it accumulates
- * gradients. */
+ * its device has none (the CPU), it is data parallel, or its steps have
+ * more than TRAIN_GRAPH_MAX_BATCHES batches. */
 const char *train_graph_unsupported(const Trainer *t);
 
 /* A graph for t's steps, not captured yet; NULL with an error. */
@@ -66,14 +76,21 @@ TrainGraph *train_graph_new(const Trainer *t);
 /* Frees g after waiting for its replays; the parameters' .grad are kept. */
 void train_graph_free(TrainGraph *g);
 
-/* Runs the training step of batch (x, y) by the graph, capturing it first
- * with `body` when it has not been: 1 when the step, its optimizer update
- * included, is queued and its numbers are on their way (train_graph_read);
- * 0 when the caller must run it one by one: the batch has another shape,
- * or the capture failed (then *why, n bytes, says why, and g is off for
- * good); -1 with an error. `ignore` is the label accuracy skips. */
-int train_graph_step(TrainGraph *g, Trainer *t, Tensor *x, Tensor *y, TrainGraphBody body,
-                     int64_t ignore, char *why, size_t n);
+/* The step's batch i (x, y on the graph's device; i below the trainer's
+ * accumulate_steps) copied into the graph's inputs, which the first step
+ * makes in its shapes: 1, 0 when the graph's batch i has another shape
+ * (the caller runs the step op by op), -1 with an error. */
+int train_graph_stage(TrainGraph *g, int i, Tensor *x, Tensor *y);
+
+/* Runs the training step of the batches staged by the graph, capturing it
+ * first with `body` (once per batch, then clipping) when it has not been:
+ * 1 when the step, its optimizer update included, is queued and its
+ * numbers are on their way (train_graph_read); 0 when the caller must run
+ * it one by one: the capture failed (then *why, n bytes, says why, and g
+ * is off for good); -1 with an error. `ignore` is the label accuracy
+ * skips. */
+int train_graph_step(TrainGraph *g, Trainer *t, TrainGraphBody body, int64_t ignore, char *why,
+                     size_t n);
 
 /* Why the optimizer's update stopped being captured (its capture failed;
  * the update runs op by op beside the graph), the first time it is asked

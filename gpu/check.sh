@@ -110,7 +110,9 @@ PYEOF
 
 # "cuda_graphs": the MNIST MLP and CNN (cuDNN's convolutions) for an epoch,
 # and a character-level GPT with dropout (its Embedding's index check and
-# its masks inside the graph), with each step captured once and replayed,
+# its masks inside the graph), once more in steps of 4 batches
+# (accumulate_steps, a graph of 4 forwards and backwards), with each step
+# captured once and replayed,
 # give the metrics of the same jobs run op by op, bit for bit, and their
 # logs say the steps were captured (the fixture jobs' same check is the
 # unit step's).
@@ -131,11 +133,14 @@ graphs_pair() { # SPEC.json: run op by op and with graphs, compare
 graphs_same() {
     . bench/lib.sh
     local failed=0 model out
-    for model in mlp cnn gpt; do
+    for model in mlp cnn gpt gpt-accumulate; do
         out=$(mktemp -d)
         if [ "$model" = gpt ]; then
             python3 tests/e2e/job_copy.py tests/e2e/gpt_chars.json "$out/plain.json" \
                 model.dropout=0.1 epochs=1
+        elif [ "$model" = gpt-accumulate ]; then
+            python3 tests/e2e/job_copy.py tests/e2e/gpt_chars.json "$out/plain.json" \
+                model.dropout=0.1 epochs=1 accumulate_steps=4
         else
             bench_mnist_spec "$model" "$(cd "$MNIST_DIR" && pwd)" 1 >"$out/plain.json"
         fi

@@ -286,11 +286,12 @@ static void on_log(void *user, const char *line) {
 }
 
 /* What a run changes in its job: Dropout's p (the layers', a GPT's) when
- * >= 0, and with bn_cumulative BatchNorm's momentum None (the cumulative
- * average). */
+ * >= 0, with bn_cumulative BatchNorm's momentum None (the cumulative
+ * average), and accumulate_steps when > 0. */
 typedef struct {
     double dropout;
     bool bn_cumulative;
+    int accumulate;
 } Edits;
 
 /* The job spec at `path`, edited. */
@@ -300,6 +301,7 @@ static void run(const char *path, Edits e, bool graphs, Run *out) {
     cr_assert(spec, "%s: %s", path, error_get());
     if (spec->arch.kind == SPEC_ARCH_GPT && e.dropout >= 0) spec->arch.gpt.dropout = e.dropout;
     spec->cuda_graphs = graphs;
+    if (e.accumulate > 0) spec->accumulate_steps = e.accumulate;
     for (int i = 0; i < spec->num_layers; i++) {
         SpecLayer *l = &spec->layers[i];
         if (l->type == SPEC_LAYER_DROPOUT && e.dropout >= 0) l->p = e.dropout;
@@ -356,8 +358,25 @@ Test(gpu, graph_steps_give_the_same_metrics) {
      * cumulative average with its factor computed on the device */
     same_run("batchnorm_dropout_sgd_multistep", (Edits){.dropout = 0.3, .bn_cumulative = true},
              "cuda graphs: step 2 captured");
-    same_run("accumulate_adamw_no_decay", none,
-             "cuda graphs: not used: a step of several batches");
+}
+
+/* Steps of several batches (accumulate_steps), all captured in one graph:
+ * the MNIST fixture's 10 batches of 32 (the last of 12) make steps of 3,
+ * 3, 3 and 1 (the last op by op); in steps of 2 the last holds the short
+ * batch and runs op by op. The BatchNorm job's 4 batches of 40 (the last
+ * of 30) in steps of 2: the first epoch's second step holds the short
+ * batch, so the second epoch's first step, step 3, is captured. Dropout's
+ * masks move on over each batch of a step. */
+Test(gpu, graph_steps_of_several_batches) {
+    test_need_gpu();
+    const Edits none = {.dropout = -1};
+    same_run("accumulate_adamw_no_decay", none, "cuda graphs: step 2 captured");
+    same_run("accumulate_adamw_no_decay", (Edits){.dropout = -1, .accumulate = 2},
+             "cuda graphs: step 2 captured");
+    same_run("batchnorm_dropout_sgd_multistep", (Edits){.dropout = 0.3, .accumulate = 2},
+             "cuda graphs: step 3 captured");
+    same_run("accumulate_adamw_no_decay", (Edits){.dropout = -1, .accumulate = 65},
+             "cuda graphs: not used: a step of more than 64 batches");
 }
 
 /* test_models' character-level GPT (tests/e2e/gpt_chars.json) with
@@ -366,5 +385,7 @@ Test(gpu, graph_steps_give_the_same_metrics) {
 Test(gpu, graph_steps_of_a_gpt) {
     test_need_gpu();
     same_run_of("tests/e2e/gpt_chars.json", (Edits){.dropout = 0.1},
+                "cuda graphs: step 2 captured");
+    same_run_of("tests/e2e/gpt_chars.json", (Edits){.dropout = 0.1, .accumulate = 4},
                 "cuda graphs: step 2 captured");
 }
