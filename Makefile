@@ -86,7 +86,7 @@ ASAN_STORAGE := $(STORAGE_SRC:%.c=build/asan/%.o)
 # The unit tests link the daemon's layers too (storage, scheduler), all but main().
 ASAN_SERVER_LIB := $(filter-out build/asan/server/main.o,$(ASAN_SERVER))
 
-.PHONY: all run test test-only test-e2e lint-api lint-web deps clean fixtures bench bench-gpu bench-models bench-dashboard docker-check \
+.PHONY: all run test test-only test-sim test-e2e lint-api lint-web deps clean fixtures bench bench-gpu bench-models bench-dashboard docker-check \
         fuzz fuzz-smoke
 all: build/traind
 
@@ -167,6 +167,7 @@ test: deps
 	$(MAKE) all build/tests/unit build/traind-asan
 	@rm -f build/skips.log
 	$(MAKE) test-only
+	@$(MAKE) --no-print-directory test-sim
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory lint-api
 	@$(MAKE) --no-print-directory lint-web
@@ -177,6 +178,21 @@ test-only:
 	OMP_WAIT_POLICY=passive $(GPU_LSAN) \
 	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1$(GPU_ASAN_OPTIONS) \
 	    UBSAN_OPTIONS=print_stacktrace=1 scripts/run-unit-tests.sh $(TEST_ARGS)
+
+# GPU kernel files run on the CPU (tests/sim/cuda_sim.h: a thread for each
+# of a block's threads, barriers for __syncthreads and a warp's shuffles)
+# under ASan and UBSan, against their definitions in double: what of the
+# GPU's code a machine without one can check (tests/unit/test_gpu.c needs
+# one).
+SIM_TESTS := build/tests/sim_attention_tiled
+build/tests/sim_%: tests/sim/test_%.cpp tests/sim/cuda_sim.h $(wildcard gpu/kernels/*.cu \
+                   gpu/kernels/*.cuh gpu/kernels/*.h) gpu/kernels.h
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Wno-unknown-pragmas $(SAN) -pthread -I. \
+	    -o $@ $<
+
+test-sim: $(SIM_TESTS)
+	@ok=0; for t in $(SIM_TESTS); do $$t || ok=1; done; exit $$ok
 
 # Whole `traind run` jobs: parity with PyTorch (tests/fixtures/jobs, from
 # gen_jobs.py) and bad input under ASan; the HTTP API against the real

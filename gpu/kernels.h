@@ -64,6 +64,10 @@ int gpu_runtime_device_count(void);
 /* Makes `index` the thread's current device (cached: cheap when unchanged). */
 void gpu_use_device(int index);
 int gpu_current_device(void);
+/* Lets `kernel` (a __global__ function) launch with `bytes` of dynamic
+ * shared memory on the current device, past the default 48 KiB: 0, or -1
+ * recorded (naming `what`). Once per kernel, device and larger size. */
+int gpu_allow_shared_memory(const void *kernel, size_t bytes, const char *what);
 /* Records the first failure on this thread: "cuda: <what> at <where>". */
 void gpu_record(int cuda_status, const char *where);
 void gpu_record_msg(const char *msg, const char *where);
@@ -225,6 +229,13 @@ void gpu_launch_causal_attention_backward(int dtype, const void *q, const void *
                                           const void *out, const void *lse, const void *gout,
                                           void *delta, void *gq, void *gk, void *gv, int64_t bh,
                                           int64_t t, int64_t d, GpuAttentionArgs args);
+/* kernels/attention_tiled.cu's register tiles (float32 heads of 32 or 64):
+ * TRAIND_ATTENTION_TILES (default on; 0 leaves every head to the
+ * warp-per-row kernels), the tests' switch, and how many forward and
+ * backward passes the tiles have run. */
+bool gpu_attention_tiles_enabled(void);
+void gpu_attention_tiles_set_enabled(bool on);
+uint64_t gpu_attention_tiles_runs(void);
 
 /* ---- kernels/gemm.cu ---- */
 void gpu_launch_gemm(int dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,

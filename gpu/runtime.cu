@@ -82,6 +82,36 @@ extern "C" void gpu_use_device(int index) {
 
 extern "C" int gpu_current_device(void) { return current_device < 0 ? 0 : current_device; }
 
+/* Kernels' dynamic shared memory allowed past the default 48 KiB, kept per
+ * (kernel, device): cudaFuncSetAttribute waits for the runtime's copies in
+ * flight (the DataLoader's uploads on the copy stream), so it runs once per
+ * kernel, device and larger size, not at each launch. */
+#define SMEM_LIMITS 256
+static struct {
+    const void *kernel;
+    int device;
+    size_t bytes;
+} smem_limits[SMEM_LIMITS];
+static int smem_limits_used;
+static std::mutex smem_limits_lock;
+
+extern "C" int gpu_allow_shared_memory(const void *kernel, size_t bytes, const char *what) {
+    int device = gpu_current_device(), slot = -1;
+    std::lock_guard<std::mutex> g(smem_limits_lock);
+    for (int i = 0; i < smem_limits_used && slot < 0; i++)
+        if (smem_limits[i].kernel == kernel && smem_limits[i].device == device) slot = i;
+    if (slot >= 0 && smem_limits[slot].bytes >= bytes) return 0;
+    cudaError_t rc =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (rc != cudaSuccess) {
+        gpu_record((int)rc, what);
+        return -1;
+    }
+    if (slot < 0 && smem_limits_used < SMEM_LIMITS) slot = smem_limits_used++;
+    if (slot >= 0) smem_limits[slot] = {kernel, device, bytes};
+    return 0;
+}
+
 /* A host copy while this thread captures a graph would run now, not at
  * each replay: the bytes read back were never computed, those sent would
  * be sent once. It fails the capture instead (gpu/graph.cu). */

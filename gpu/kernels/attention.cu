@@ -25,12 +25,15 @@
  * T (T not a multiple of the tile) are loaded as zeros and never written.
  * Dropout on the probabilities (GpuAttentionArgs) draws each (head, i, j)'s
  * Philox number where the probability is used, in all three kernels, as
- * the CPU does: the mask is never stored.
+ * the CPU does: the mask is never stored. Float32 heads of 32 or 64 go to
+ * attention_tiled.cu's register tiles instead (the same formulas).
  */
 #include <math.h>
 
 #include "gpu/kernels/common.cuh"
-#include "gpu/kernels/philox.cuh"
+#include "gpu/kernels/attention_dropout.cuh"
+#include "gpu/kernels/attention_launch.cuh"
+#include "gpu/kernels/attention_tiled.h"
 
 #define ATT_WARPS 4
 #define ATT_RPW 4                     /* own rows per warp */
@@ -58,25 +61,6 @@ template <typename T> __device__ inline T a_dot(const T *a, const T *b, int d) {
     T s = 0;
     for (int c = 0; c < d; c++) s = a_fma(a[c], b[c], s);
     return s;
-}
-
-/* Where head `head`'s numbers start: core/backend.h's attention_dropout_base. */
-__device__ inline uint64_t dropout_base(const GpuAttentionArgs &a, int64_t head, int64_t t) {
-    uint64_t tt = (uint64_t)(t * t);
-    uint64_t offset = a.offset + (a.offset_base ? *a.offset_base : 0);
-    if (a.heads <= 0) return offset + (uint64_t)head * tt;
-    return offset + (uint64_t)(head / a.heads) * a.sample_stride + (uint64_t)(head % a.heads) * tt;
-}
-
-/* The dropout factor of probability (i, j) whose head's numbers start at
- * `base`: 0 or 1 / (1 - p), the same test as core/cpu/attention.c's. */
-template <typename T>
-__device__ inline T keep(const GpuAttentionArgs &a, uint64_t base, int64_t t, int64_t i,
-                         int64_t j) {
-    if (a.dropout <= 0) return T(1);
-    return (double)philox_uniform_at(a.seed, base + (uint64_t)(i * t + j)) >= a.dropout
-               ? T(1 / (1 - a.dropout))
-               : T(0);
 }
 
 /* Rows r0 .. r0+n-1 of a head's [t, d] matrix into dst (row stride ld),
@@ -293,27 +277,11 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     }
 }
 
-/* Launches `kernel` over (bh heads, ceil(t / ATT_BR) row blocks) with
- * `smem` bytes of dynamic shared memory, raising the kernel's limit past
- * the default 48 KiB when it needs more (D = 128 in float64). */
+/* attention_launch for this file's kernels: ATT_BR rows a block. */
 template <typename K, typename... Args>
 static void launch_rows(K kernel, const char *what, size_t smem, int64_t bh, int64_t t,
                         Args... args) {
-    int64_t blocks = (t + ATT_BR - 1) / ATT_BR;
-    if (blocks > 65535 || bh > 2147483647) {
-        gpu_record_msg("sequence too long for the attention kernels' grid", what);
-        return;
-    }
-    if (smem > 48 * 1024) {
-        cudaError_t rc =
-            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (rc != cudaSuccess) {
-            gpu_record((int)rc, what);
-            return;
-        }
-    }
-    kernel<<<dim3((unsigned)bh, (unsigned)blocks), ATT_WARPS * 32, smem, gpu_stream()>>>(args...);
-    gpu_check_launch(what);
+    attention_launch(kernel, what, ATT_BR, ATT_WARPS * 32, smem, bh, t, args...);
 }
 
 template <typename T>
@@ -332,6 +300,13 @@ static void attention_backward_run(const void *q, const void *k, const void *v, 
     attention_delta_kernel<T><<<gpu_warp_blocks(bh * t), GPU_THREADS, 0, gpu_stream()>>>(
         (const T *)go, (const T *)out, (T *)delta, bh * t, d);
     gpu_check_launch("causal_attention delta kernel");
+    const void *tensors[] = {q, k, v, lse, go, delta, gq, gk, gv};
+    if (attention_tiled_fits(sizeof(T) == 4 ? GPU_F32 : GPU_F64, d, 9, tensors)) {
+        attention_tiled_backward((const float *)q, (const float *)k, (const float *)v,
+                                 (const float *)lse, (const float *)go, (const float *)delta,
+                                 (float *)gq, (float *)gk, (float *)gv, bh, t, d, a);
+        return;
+    }
     size_t smem_q = (size_t)(2 * ATT_BR * d + 2 * ATT_BC * (d + 1)) * sizeof(T);
     launch_rows(attention_gq_kernel<T>, "causal_attention gq kernel", smem_q, bh, t,
                 (const T *)q, (const T *)k, (const T *)v, (const T *)lse, (const T *)go,
@@ -346,7 +321,11 @@ extern "C" void gpu_launch_causal_attention(int dtype, const void *q, const void
                                             const void *v, void *out, void *lse, int64_t bh,
                                             int64_t t, int64_t d, GpuAttentionArgs args) {
     if (bh <= 0 || t <= 0 || d <= 0) return;
-    if (dtype == GPU_F32)
+    const void *tensors[] = {q, k, v, out, lse};
+    if (attention_tiled_fits(dtype, d, 5, tensors))
+        attention_tiled_forward((const float *)q, (const float *)k, (const float *)v,
+                                (float *)out, (float *)lse, bh, t, (int)d, args);
+    else if (dtype == GPU_F32)
         attention_run<float>(q, k, v, out, lse, bh, t, (int)d, args);
     else
         attention_run<double>(q, k, v, out, lse, bh, t, (int)d, args);

@@ -631,17 +631,33 @@ static void attention_parity(int64_t b, int64_t h, int64_t t, int64_t d, double 
     release_all(3, in);
 }
 
+/* Each shape twice: float32 heads of 32 and 64 in register tiles
+ * (kernels/attention_tiled.cu), then with the tiles off in the warp-per-
+ * row kernels that take every other head. */
 Test(gpu, causal_attention) {
     test_need_gpu();
-    static const int64_t shapes[][4] = {{1, 1, 1, 8},  {2, 3, 17, 16}, {1, 2, 33, 64},
+    static const int64_t shapes[][4] = {{1, 1, 1, 8},  {2, 3, 17, 16},  {1, 2, 33, 64},
                                         {2, 2, 300, 64}, {1, 1, 45, 100}, {1, 2, 70, 128},
-                                        {3, 1, 5, 1}};
+                                        {3, 1, 5, 1},  {2, 2, 129, 32}, {1, 3, 64, 64}};
     DType dts[] = {DTYPE_FLOAT32, DTYPE_FLOAT64};
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
-        for (int k = 0; k < 2; k++)
-            for (int drop = 0; drop < (shapes[i][2] > 1 ? 2 : 1); drop++)
-                attention_parity(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3],
-                                 drop ? 0.25 : 0, dts[k]);
+    for (int tiles = 1; tiles >= 0; tiles--) {
+#ifdef TRAIND_CUDA
+        gpu_attention_tiles_set_enabled(tiles);
+        uint64_t runs = gpu_attention_tiles_runs();
+#endif
+        for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+            for (int k = 0; k < 2; k++)
+                for (int drop = 0; drop < (shapes[i][2] > 1 ? 2 : 1); drop++)
+                    attention_parity(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3],
+                                     drop ? 0.25 : 0, dts[k]);
+#ifdef TRAIND_CUDA
+        cr_assert(tiles ? gpu_attention_tiles_runs() > runs : gpu_attention_tiles_runs() == runs,
+                  "the attention's tiles %s", tiles ? "never ran" : "ran while off");
+#endif
+    }
+#ifdef TRAIND_CUDA
+    gpu_attention_tiles_set_enabled(true);
+#endif
 }
 
 /* Embedding (in[0] = weight [V, D], in[1] = int64 indices) with repeated
