@@ -79,7 +79,10 @@ void *gpu_nccl_comm_init(int device, int rank, int world, const unsigned char id
  * default stream's later work wait for every all-reduce started. */
 int gpu_nccl_all_reduce(void *comm, int device, void *buf, int64_t count, int dtype);
 int gpu_nccl_join(void *comm, int device);
-void gpu_nccl_comm_destroy(void *comm);
+/* Frees comm: after its all-reduces finish, or, `failed` (this rank
+ * stopped while its peers may wait in a collective it will never join),
+ * by ncclCommAbort, which waits for nothing. */
+void gpu_nccl_comm_destroy(void *comm, bool failed);
 
 /* CUDA graphs (graph.cu): between capture_begin and capture_end, the
  * calling thread's kernels, copies and library calls on `device` are

@@ -91,7 +91,8 @@ void gpu_launch_channel_affine(int dtype, const void *u, const void *a, const vo
 enum { GPU_LT_F32, GPU_LT_TF32, GPU_LT_BF16 };
 /* gemm.cu's float32 product (its arguments, on device dev, whose gemm lock
  * the caller holds) through cuBLASLt: 0 queued, 1 declined (no algorithm,
- * or TRAIND_CUBLASLT=0: the caller runs cuBLAS's), -1 failed (recorded). */
+ * its matmul refused, which declines the shape from then on, or
+ * TRAIND_CUBLASLT=0: the caller runs cuBLAS's). */
 int gpu_lt_sgemm(int dev, int math, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                  float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                  float beta, float *c, int64_t ldc);

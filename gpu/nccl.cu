@@ -51,8 +51,19 @@ static int cuda_failed(cudaError_t e, const char *what) {
     return error_set("NCCL's stream: %s: %s", what, cudaGetErrorString(e));
 }
 
-static void comm_free(NcclComm *c) {
-    if (c->comm) ncclCommDestroy(c->comm);
+/* cuda:device the thread's device (gpu_use_device only records a failure
+ * in the backend's sticky error): 0, or -1 with an error. */
+static int use_device(int device) {
+    gpu_use_device(device);
+    int current = -1;
+    if (cudaGetDevice(&current) != cudaSuccess || current != device)
+        return error_set("NCCL: cuda:%d could not be made the thread's device", device);
+    return 0;
+}
+
+static void comm_free(NcclComm *c, bool failed) {
+    if (c->comm && failed) ncclCommAbort(c->comm);
+    else if (c->comm) ncclCommDestroy(c->comm);
     if (c->stream) cudaStreamDestroy(c->stream);
     if (c->ready) cudaEventDestroy(c->ready);
     if (c->done) cudaEventDestroy(c->done);
@@ -61,7 +72,7 @@ static void comm_free(NcclComm *c) {
 
 extern "C" void *gpu_nccl_comm_init(int device, int rank, int world,
                                     const unsigned char id[GPU_NCCL_ID_BYTES]) {
-    gpu_use_device(device);
+    if (use_device(device) != 0) return nullptr;
     NcclComm *c = new (std::nothrow) NcclComm();
     if (!c) return error_set("out of memory"), nullptr;
     cudaError_t e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
@@ -69,7 +80,7 @@ extern "C" void *gpu_nccl_comm_init(int device, int rank, int world,
     if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->done, cudaEventDisableTiming);
     if (e != cudaSuccess) {
         cuda_failed(e, "creating the stream and its events");
-        comm_free(c);
+        comm_free(c, true);
         return nullptr;
     }
     ncclUniqueId u;
@@ -78,7 +89,7 @@ extern "C" void *gpu_nccl_comm_init(int device, int rank, int world,
     if (r != ncclSuccess) {
         nccl_failed(r, "ncclCommInitRank");
         c->comm = nullptr;
-        comm_free(c);
+        comm_free(c, true);
         return nullptr;
     }
     return c;
@@ -86,7 +97,7 @@ extern "C" void *gpu_nccl_comm_init(int device, int rank, int world,
 
 extern "C" int gpu_nccl_all_reduce(void *comm, int device, void *buf, int64_t count, int dtype) {
     NcclComm *c = (NcclComm *)comm;
-    gpu_use_device(device);
+    if (use_device(device) != 0) return -1;
     cudaError_t e = cudaEventRecord(c->ready, cudaStreamLegacy);
     if (e == cudaSuccess) e = cudaStreamWaitEvent(c->stream, c->ready, 0);
     if (e != cudaSuccess) return cuda_failed(e, "ordering the all-reduce after the gradients");
@@ -97,15 +108,15 @@ extern "C" int gpu_nccl_all_reduce(void *comm, int device, void *buf, int64_t co
 
 extern "C" int gpu_nccl_join(void *comm, int device) {
     NcclComm *c = (NcclComm *)comm;
-    gpu_use_device(device);
+    if (use_device(device) != 0) return -1;
     cudaError_t e = cudaEventRecord(c->done, c->stream);
     if (e == cudaSuccess) e = cudaStreamWaitEvent(cudaStreamLegacy, c->done, 0);
     return e == cudaSuccess ? 0 : cuda_failed(e, "ordering the sums' readers after the all-reduces");
 }
 
-extern "C" void gpu_nccl_comm_destroy(void *comm) {
+extern "C" void gpu_nccl_comm_destroy(void *comm, bool failed) {
     if (!comm) return;
     NcclComm *c = (NcclComm *)comm;
-    cudaStreamSynchronize(c->stream);
-    comm_free(c);
+    if (!failed) cudaStreamSynchronize(c->stream);
+    comm_free(c, failed);
 }

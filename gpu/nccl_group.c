@@ -93,10 +93,10 @@ DistGroup *gpu_nccl_group(DistGroup *mpi, int device) {
     return g;
 }
 
-void gpu_nccl_group_free(DistGroup *g) {
+void gpu_nccl_group_free(DistGroup *g, bool failed) {
     if (!g) return;
     NcclImpl *i = g->impl;
-    gpu_nccl_comm_destroy(i->comm);
+    gpu_nccl_comm_destroy(i->comm, failed);
     free(i);
     free(g);
 }

@@ -8,6 +8,8 @@
 /* The group of this rank on cuda:device; mpi is borrowed and must outlive
  * it. Collective: every rank of mpi calls it. NULL with an error. */
 DistGroup *gpu_nccl_group(DistGroup *mpi, int device);
-void gpu_nccl_group_free(DistGroup *g);
+/* Frees g; `failed`: this rank stopped on an error its peers may not
+ * share, so its communicator is aborted (gpu_nccl_comm_destroy). */
+void gpu_nccl_group_free(DistGroup *g, bool failed);
 
 #endif

@@ -61,11 +61,11 @@ int job_rank_train_group(DistGroup *mpi, Device device, DistGroup **out, bool *m
     return 0; /* a build without CUDA has no such device either */
 }
 
-void job_rank_close(DistGroup *mpi, DistGroup *train, bool made) {
+void job_rank_close(DistGroup *mpi, DistGroup *train, bool made, bool failed) {
 #ifdef TRAIND_CUDA
-    if (made) gpu_nccl_group_free(train);
+    if (made) gpu_nccl_group_free(train, failed);
 #else
-    (void)train, (void)made;
+    (void)train, (void)made, (void)failed;
 #endif
     dist_mpi_close(mpi);
 }

@@ -33,6 +33,10 @@ int job_rank_device(const DistGroup *group, const JobSpec *spec, const char *arg
  * group over mpi, *made set), else mpi itself (NULL in one process). 0, or
  * -1 with an error. */
 int job_rank_train_group(DistGroup *mpi, Device device, DistGroup **out, bool *made);
-void job_rank_close(DistGroup *mpi, DistGroup *train, bool made);
+/* Frees train (when made) and mpi; `failed`: this rank stopped on an error
+ * its peers may not share, so NCCL's communicator is aborted rather than
+ * waited for (its peers may wait in a collective this rank never joins;
+ * the caller then aborts the job, MPI_Abort). */
+void job_rank_close(DistGroup *mpi, DistGroup *train, bool made, bool failed);
 
 #endif

@@ -300,7 +300,9 @@ static int train_built(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter
     DistGroup *train_group = NULL;
     if (job_rank_train_group(group, device, &train_group, &made) != 0) return -1;
     int rc = train_on(r, a, train_group, rep, cancel, device);
-    if (made) job_rank_close(NULL, train_group, true);
+    /* a cancel stops every rank at the same step: none waits for another */
+    bool failed = rc != 0 && strncmp(error_get(), "cancelled", 9) != 0;
+    if (made) job_rank_close(NULL, train_group, true, failed);
     return rc;
 }
 
@@ -398,6 +400,6 @@ int job_run_local(int argc, char **argv) {
     fflush(stdout);
     report_close(rep);
     job_build_free(&r);
-    job_rank_close(group, NULL, false);
+    job_rank_close(group, NULL, false, false);
     return status;
 }

@@ -146,7 +146,7 @@ extern "C" void gpu_launch_gemm(int dtype, bool trans_a, bool trans_b, int64_t m
     if (dtype == GPU_F32) { /* cuBLASLt first; cuBLAS where it declines */
         int math = want_bf16 ? GPU_LT_BF16 : want_tf32 ? GPU_LT_TF32 : GPU_LT_F32;
         if (gpu_lt_sgemm(dev, math, trans_a, trans_b, m, n, k, (float)alpha, (const float *)a, lda,
-                         (const float *)b, ldb, (float)beta, (float *)c, ldc) <= 0)
+                         (const float *)b, ldb, (float)beta, (float *)c, ldc) == 0)
             return;
     }
     if (dtype == GPU_F32 && want_bf16) {

@@ -109,18 +109,23 @@ Plan make_plan(DeviceLt *d, cublasComputeType_t compute, bool ta, bool tb, int64
     return p;
 }
 
+/* The device's handle and workspace, made at its first product: in the
+ * relaxed capture mode, as the allocator's cudaMalloc, so a first product
+ * inside a CUDA graph's capture neither is refused its workspace nor
+ * spoils the capture. */
 bool device_ready(int dev) {
     DeviceLt *d = &devices[dev];
     if (d->handle) return true;
-    if (!lt_ok(cublasLtCreate(&d->handle))) {
-        d->handle = NULL;
-        return false;
-    }
-    if (cudaMalloc(&d->workspace, GPU_CUBLAS_WORKSPACE) != cudaSuccess) {
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    (void)cudaThreadExchangeStreamCaptureMode(&mode);
+    bool made = lt_ok(cublasLtCreate(&d->handle));
+    if (!made) d->handle = NULL;
+    if (made && cudaMalloc(&d->workspace, GPU_CUBLAS_WORKSPACE) != cudaSuccess) {
         (void)cudaGetLastError(); /* short of memory: algorithms without one */
         d->workspace = NULL;
     }
-    return true;
+    (void)cudaThreadExchangeStreamCaptureMode(&mode);
+    return made;
 }
 
 } // namespace
@@ -158,14 +163,14 @@ extern "C" int gpu_lt_sgemm(int dev, int math, bool ta, bool tb, int64_t m, int6
     if (it == d->plans.end())
         it = d->plans.emplace(key, make_plan(d, compute, ta, tb, m, n, k, lda, ldb, ldc, align))
                  .first;
-    const Plan &p = it->second;
+    Plan &p = it->second;
     if (!p.ok) return 1;
     cublasStatus_t s =
         cublasLtMatmul(d->handle, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c, &p.algo,
                        p.workspace ? d->workspace : NULL, p.workspace, gpu_stream());
-    if (s != CUBLAS_STATUS_SUCCESS) {
-        gpu_record_msg("cuBLASLt matmul failed", "cublasLtMatmul");
-        return -1;
+    if (s != CUBLAS_STATUS_SUCCESS) { /* nothing queued: the shape goes to cuBLAS from now on */
+        plan_free(&p);
+        return 1;
     }
     gpu_profile_mark("cublasLtMatmul");
     runs.fetch_add(1);
