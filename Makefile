@@ -179,17 +179,40 @@ test-only:
 	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1$(GPU_ASAN_OPTIONS) \
 	    UBSAN_OPTIONS=print_stacktrace=1 scripts/run-unit-tests.sh $(TEST_ARGS)
 
-# GPU kernel files run on the CPU (tests/sim/cuda_sim.h: a thread for each
-# of a block's threads, barriers for __syncthreads and a warp's shuffles)
-# under ASan and UBSan, against their definitions in double: what of the
-# GPU's code a machine without one can check (tests/unit/test_gpu.c needs
-# one).
-SIM_TESTS := build/tests/sim_attention_tiled
-build/tests/sim_%: tests/sim/test_%.cpp tests/sim/cuda_sim.h $(wildcard gpu/kernels/*.cu \
-                   gpu/kernels/*.cuh gpu/kernels/*.h) gpu/kernels.h
+# GPU kernel files run on the CPU: tests/sim/rewrite.sed turns a file of
+# gpu/kernels (and the headers beside it) into C++ for tests/sim/cuda_sim.h
+# (a thread for each of a block's threads, barriers for __syncthreads and a
+# warp's shuffles), linked with a test that compares its launchers with
+# their definitions in double, under ASan and UBSan: what of the GPU's code
+# a machine without one can check (tests/unit/test_gpu.c needs one).
+# tests/sim/test_NAME.cpp tests gpu/kernels/NAME.cu.
+SIM_TESTS := $(patsubst tests/sim/test_%.cpp,build/tests/sim_%,$(wildcard tests/sim/test_*.cpp))
+SIM_HEADERS := $(patsubst gpu/kernels/%,build/sim/gpu/kernels/%,$(wildcard gpu/kernels/*.cuh))
+SIM_CXX := $(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Wno-unknown-pragmas $(SAN) -pthread \
+           -include tests/sim/cuda_sim.h -Ibuild/sim -Itests/sim/include -I.
+SIM_DEPS := $(SIM_HEADERS) $(wildcard tests/sim/*.h tests/sim/include/*.h gpu/kernels/*.h) \
+            gpu/kernels.h gpu/stream.h
+
+build/sim/gpu/kernels/%.cu.cpp: gpu/kernels/%.cu tests/sim/rewrite.sed
 	@mkdir -p $(dir $@)
-	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Wno-unknown-pragmas $(SAN) -pthread -I. \
-	    -o $@ $<
+	sed -E -f tests/sim/rewrite.sed $< >$@
+
+build/sim/gpu/kernels/%.cuh: gpu/kernels/%.cuh tests/sim/rewrite.sed
+	@mkdir -p $(dir $@)
+	sed -E -f tests/sim/rewrite.sed $< >$@
+
+build/sim/%.o: build/sim/%.cpp $(SIM_DEPS)
+	$(SIM_CXX) -c $< -o $@
+
+build/sim/%.o: tests/sim/%.cpp $(SIM_DEPS)
+	@mkdir -p $(dir $@)
+	$(SIM_CXX) -c $< -o $@
+
+build/tests/sim_%: build/sim/test_%.o build/sim/gpu/kernels/%.cu.o build/sim/runtime.o
+	@mkdir -p $(dir $@)
+	$(SIM_CXX) -o $@ $^
+
+.PRECIOUS: build/sim/%.o build/sim/gpu/kernels/%.cu.cpp build/sim/gpu/kernels/%.cuh
 
 test-sim: $(SIM_TESTS)
 	@ok=0; for t in $(SIM_TESTS); do $$t || ok=1; done; exit $$ok

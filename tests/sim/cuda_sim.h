@@ -1,45 +1,54 @@
-/* cuda_sim.h - enough of CUDA's execution model to run a kernel file's
- * device code on the CPU, for tests on machines without a GPU (CI): a
- * block's threads are std::threads running the kernel together,
- * __syncthreads() a barrier of the block, a warp's __shfl_xor_sync an
- * exchange through a barrier of its 32 lanes. Blocks run one after
- * another; the kernel's dynamic shared memory is the test's array, filled
- * with NaNs before each block so that a read of what no thread staged
- * shows. A barrier that some threads never reach (a kernel bug that would
- * hang a GPU) aborts after 60 s instead of hanging the test.
+/* cuda_sim.h - enough of CUDA's execution model to run a kernel file of
+ * gpu/ on the CPU, for tests on machines without a GPU (CI). Force-included
+ * (-include) before the kernel file, which the Makefile first passes
+ * through sed: a launch `k<<<grid, block, smem, stream>>>(args)` becomes
+ * `k * sim_config(grid, block, smem, stream)(args)` (operator* below runs
+ * it) and `extern __shared__ T name[];` a pointer to the launch's dynamic
+ * shared memory; nothing else of the file changes. tests/sim/include
+ * stands in for CUDA's runtime headers and tests/sim/runtime.cpp for
+ * gpu/runtime.cu's host calls.
  *
- * Compiled as C++17 with the sanitizers: an index past a host array (the
- * kernel's global or shared memory) is an ASan report.
+ * A block's threads are std::threads running the kernel together;
+ * __syncthreads() is a barrier of the block, a warp's shuffles exchange
+ * through a barrier of its lanes (so every lane must take part, as the
+ * kernels' full masks promise), atomics take a lock. Blocks run one after
+ * another, so a kernel's static __shared__ arrays are plain statics; the
+ * dynamic shared memory is allocated at its exact size for each launch and
+ * filled with NaNs before each block, so a read of what no thread staged
+ * shows, and (under ASan, as the tests build) a read past it is reported.
+ * A barrier that some threads never reach (a kernel bug that would hang a
+ * GPU) aborts after 60 s instead of hanging the test.
  */
 #ifndef TRAIND_TESTS_SIM_CUDA_SIM_H
 #define TRAIND_TESTS_SIM_CUDA_SIM_H
 
+#include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #define __global__
 #define __device__
 #define __host__
+#define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__
+#define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
 
-struct sim_dim3 {
-    unsigned x = 0, y = 0, z = 0;
-};
-inline thread_local sim_dim3 threadIdx, blockIdx;
-inline sim_dim3 blockDim, gridDim;
+inline thread_local dim3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
 
 struct alignas(16) float4 {
     float x, y, z, w;
@@ -48,6 +57,7 @@ struct alignas(8) float2 {
     float x, y;
 };
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
 
 /* A reusable barrier of n threads that gives up after 60 s. */
 class SimBarrier {
@@ -76,60 +86,126 @@ class SimBarrier {
     unsigned long generation_ = 0;
 };
 
-/* The block running now: its barrier, its warps' barriers and exchange slots. */
+/* The block running now: its barrier, its warps' barriers and exchange
+ * slots (8 bytes a lane), and the launch's dynamic shared memory. */
 struct SimBlock {
     std::unique_ptr<SimBarrier> block;
     std::vector<std::unique_ptr<SimBarrier>> warps;
-    std::vector<double> slots; /* 32 a warp */
+    std::vector<uint64_t> slots;
+    unsigned char *shared = nullptr;
+    size_t shared_bytes = 0;
 };
 inline SimBlock sim_block;
+inline std::mutex sim_atomics;
+
+inline void *sim_dynamic_shared() { return sim_block.shared; }
+
+inline unsigned sim_thread() {
+    return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+}
 
 inline void __syncthreads() { sim_block.block->wait("__syncthreads"); }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
-/* The value of lane (lane ^ lane_mask) of the calling warp; every lane of
- * the warp takes part (the kernels here pass the full mask). */
-template <typename T> inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
+/* Lane `src` of the calling warp's values of v (v where src is past the
+ * warp); every lane of the warp takes part. */
+template <typename T> inline T sim_exchange(unsigned mask, T v, int src, const char *what) {
+    static_assert(sizeof(T) <= 8, "a shuffle moves 8 bytes at most");
     if (mask != 0xffffffffu) {
-        fprintf(stderr, "cuda_sim: __shfl_xor_sync with a partial mask %#x\n", mask);
+        fprintf(stderr, "cuda_sim: %s with a partial mask %#x\n", what, mask);
         abort();
     }
-    unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    unsigned t = sim_thread(), warp = t / 32, lane = t % 32;
     SimBarrier &b = *sim_block.warps[warp];
-    sim_block.slots[warp * 32 + lane] = (double)v;
-    b.wait("__shfl_xor_sync (write)");
-    T got = (T)sim_block.slots[warp * 32 + (lane ^ (unsigned)lane_mask)];
-    b.wait("__shfl_xor_sync (read)");
+    memcpy(&sim_block.slots[t], &v, sizeof v);
+    b.wait(what);
+    T got = v;
+    unsigned from = warp * 32 + (unsigned)src;
+    if (src >= 0 && src < 32 && from < sim_block.slots.size()) memcpy(&got, &sim_block.slots[from], sizeof got);
+    b.wait(what);
+    (void)lane;
     return got;
 }
 
-/* Runs body (the kernel call) over grid (gx, gy) with `threads` threads a
- * block; `shared` (bytes, of a `capacity`-byte array) is NaN-filled first. */
-inline void sim_launch(unsigned gx, unsigned gy, unsigned threads, void *shared, size_t bytes,
-                       size_t capacity, const std::function<void()> &body) {
-    if (bytes > capacity || threads % 32 != 0) {
-        fprintf(stderr, "cuda_sim: %zu bytes of shared memory (have %zu), %u threads\n", bytes,
-                capacity, threads);
+template <typename T> inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
+    return sim_exchange(mask, v, (int)(sim_thread() % 32) ^ lane_mask, "__shfl_xor_sync");
+}
+template <typename T> inline T __shfl_down_sync(unsigned mask, T v, unsigned delta) {
+    return sim_exchange(mask, v, (int)(sim_thread() % 32 + delta), "__shfl_down_sync");
+}
+template <typename T> inline T __shfl_sync(unsigned mask, T v, int src) {
+    return sim_exchange(mask, v, src % 32, "__shfl_sync");
+}
+
+template <typename T> inline T atomicAdd(T *at, T v) {
+    std::lock_guard<std::mutex> g(sim_atomics);
+    T old = *at;
+    *at = old + v;
+    return old;
+}
+inline unsigned atomicCAS(unsigned *at, unsigned compare, unsigned v) {
+    std::lock_guard<std::mutex> g(sim_atomics);
+    unsigned old = *at;
+    if (old == compare) *at = v;
+    return old;
+}
+
+/* A launch's configuration, then its arguments: what the rewritten
+ * `k * sim_config(grid, block, smem, stream)(args)` builds for operator*. */
+template <typename... A> struct SimCall {
+    dim3 grid, block;
+    size_t smem;
+    std::tuple<A...> args;
+};
+
+struct sim_config {
+    dim3 grid, block;
+    size_t smem;
+    sim_config(dim3 g, dim3 b, size_t s = 0, cudaStream_t stream = cudaStreamLegacy)
+        : grid(g), block(b), smem(s) {
+        (void)stream;
+    }
+    template <typename... A> SimCall<A...> operator()(A... args) const {
+        return SimCall<A...>{grid, block, smem, std::tuple<A...>(args...)};
+    }
+};
+
+/* Runs kernel k over the call's grid, block after block. */
+template <typename... P, typename... A> inline void operator*(void (*k)(P...), SimCall<A...> c) {
+    unsigned threads = c.block.x * c.block.y * c.block.z;
+    if (threads == 0 || threads > 1024) {
+        fprintf(stderr, "cuda_sim: a block of %u threads\n", threads);
         abort();
     }
-    gridDim = sim_dim3{gx, gy, 1};
-    blockDim = sim_dim3{threads, 1, 1};
-    for (unsigned by = 0; by < gy; by++)
-        for (unsigned bx = 0; bx < gx; bx++) {
-            memset(shared, 0xff, capacity); /* NaNs */
-            sim_block.block = std::make_unique<SimBarrier>((int)threads);
-            sim_block.warps.clear();
-            for (unsigned w = 0; w < threads / 32; w++)
-                sim_block.warps.push_back(std::make_unique<SimBarrier>(32));
-            sim_block.slots.assign(threads, 0.0);
-            std::vector<std::thread> team;
-            for (unsigned tid = 0; tid < threads; tid++)
-                team.emplace_back([&, tid] {
-                    threadIdx = sim_dim3{tid, 0, 0};
-                    blockIdx = sim_dim3{bx, by, 0};
-                    body();
-                });
-            for (std::thread &th : team) th.join();
-        }
+    gridDim = c.grid;
+    blockDim = c.block;
+    void *shared = nullptr;
+    if (c.smem && posix_memalign(&shared, 16, c.smem) != 0) abort();
+    sim_block.shared = (unsigned char *)shared;
+    sim_block.shared_bytes = c.smem;
+    for (unsigned bz = 0; bz < c.grid.z; bz++)
+        for (unsigned by = 0; by < c.grid.y; by++)
+            for (unsigned bx = 0; bx < c.grid.x; bx++) {
+                if (shared) memset(shared, 0xff, c.smem); /* NaNs */
+                sim_block.block = std::make_unique<SimBarrier>((int)threads);
+                sim_block.warps.clear();
+                for (unsigned w = 0; w < (threads + 31) / 32; w++)
+                    sim_block.warps.push_back(std::make_unique<SimBarrier>(
+                        (int)(threads - 32 * w < 32 ? threads - 32 * w : 32)));
+                sim_block.slots.assign(threads, 0);
+                std::vector<std::thread> team;
+                for (unsigned t = 0; t < threads; t++)
+                    team.emplace_back([&, t] {
+                        threadIdx = dim3(t % c.block.x, t / c.block.x % c.block.y,
+                                         t / (c.block.x * c.block.y));
+                        blockIdx = dim3(bx, by, bz);
+                        std::apply([&](auto... a) { k(a...); }, c.args);
+                    });
+                for (std::thread &th : team) th.join();
+            }
+    free(shared);
+    sim_block.shared = nullptr;
 }
 
 #endif

@@ -7,30 +7,18 @@
  * heads of 32 and 64, the per-sample dropout layout (heads > 0). Rows past
  * T must stay unwritten. Also the kernels' choice (attention_tiled_fits).
  *
- * Prints "sim_attention_tiled: N passed, M failed"; exits 1 on a failure.
+ * Built with tests/sim (cuda_sim.h force-included, the kernel file
+ * rewritten by rewrite.sed and linked in). Prints "sim_attention_tiled: N
+ * passed, M failed"; exits 1 on a failure.
  */
-#include "tests/sim/cuda_sim.h"
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 
-/* The kernels' shared memory: the largest launch's (gk/gv at D = 64). */
-#define SIM_SHARED_FLOATS (4 * 64 * 68 + 64 * 68 + 2 * 64)
-alignas(16) float tiled_smem[SIM_SHARED_FLOATS];
+#include <vector>
 
-/* Stand-ins for what the kernel file includes from the CUDA side: the math
- * wrappers of common.cuh and the launch of attention_launch.cuh. */
-#define TRAIND_GPU_KERNELS_COMMON_CUH
-inline float g_exp(float x) { return expf(x); }
-inline float g_log(float x) { return logf(x); }
-
-#define TRAIND_GPU_KERNELS_ATTENTION_LAUNCH_CUH
-template <typename K, typename... Args>
-static void attention_launch(K kernel, const char *what, int rows, int threads, size_t smem,
-                             int64_t bh, int64_t t, Args... args) {
-    (void)what;
-    sim_launch((unsigned)bh, (unsigned)((t + rows - 1) / rows), (unsigned)threads, tiled_smem,
-               smem, sizeof tiled_smem, [&] { kernel(args...); });
-}
-
-#include "gpu/kernels/attention_tiled.cu"
+#include "gpu/kernels/attention_dropout.cuh"
+#include "gpu/kernels/attention_tiled.h"
 
 static int passed, failed;
 
