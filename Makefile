@@ -214,6 +214,15 @@ build/tests/sim_%: build/sim/test_%.o build/sim/gpu/kernels/%.cu.o build/sim/run
 
 .PRECIOUS: build/sim/%.o build/sim/gpu/kernels/%.cu.cpp build/sim/gpu/kernels/%.cuh
 
+# what a test links besides its kernel file: embedding's backward zeroes
+# with layout.cu's fill; random's reference is core/rng.c's Philox
+build/tests/sim_embedding: build/sim/gpu/kernels/layout.cu.o
+build/tests/sim_random: build/sim/core/rng.o
+
+build/sim/core/%.o: core/%.c core/%.h
+	@mkdir -p $(dir $@)
+	$(CC) $(STD) $(CFLAGS) $(WARN) $(SAN) -I. -c $< -o $@
+
 test-sim: $(SIM_TESTS)
 	@ok=0; for t in $(SIM_TESTS); do $$t || ok=1; done; exit $$ok
 

@@ -219,7 +219,7 @@ __global__ void channel_affine_kernel(const T *u, const T *a, const T *v, const 
         int64_t ch = (i / s) % c;
         T r = a[ch] * u[i];
         if (v) r = r + b[ch] * (v[i] - m[ch]);
-        out[i] = d ? r + d[ch] : r;
+        out[i] = r + (d ? d[ch] : T(0)); /* + 0 as the CPU: -0 becomes +0 */
     }
 }
 

@@ -25,6 +25,7 @@ void gpu_record_msg(const char *msg, const char *where) {
 }
 
 void gpu_record(int cuda_status, const char *where) {
+    if (cuda_status == cudaSuccess) return; /* as runtime.cu: callers pass every status */
     char msg[64];
     snprintf(msg, sizeof msg, "cuda error %d", cuda_status);
     gpu_record_msg(msg, where);

@@ -11,32 +11,9 @@
  * rewritten by rewrite.sed and linked in). Prints "sim_attention_tiled: N
  * passed, M failed"; exits 1 on a failure.
  */
-#include <math.h>
-#include <stdint.h>
-#include <stdio.h>
-
-#include <vector>
-
 #include "gpu/kernels/attention_dropout.cuh"
 #include "gpu/kernels/attention_tiled.h"
-
-static int passed, failed;
-
-static void check(bool ok, const char *fmt, const char *name, double v) {
-    if (ok) return;
-    failed++;
-    fprintf(stderr, "FAIL %s: ", name);
-    fprintf(stderr, fmt, v);
-    fputc('\n', stderr);
-}
-
-/* Deterministic values in [-2, 2). */
-static void fill(std::vector<float> &x, uint64_t seed) {
-    for (size_t i = 0; i < x.size(); i++) {
-        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (float)((double)(seed >> 40) / (double)(1ull << 24) * 4.0 - 2.0);
-    }
-}
+#include "tests/sim/test_common.h"
 
 typedef struct {
     std::vector<double> out, lse, gq, gk, gv;
@@ -110,8 +87,10 @@ static bool guard_kept(const std::vector<float> &x, size_t n) {
 
 static void run_case(int64_t bh, int64_t t, int d, double dropout, int64_t heads) {
     size_t n = (size_t)(bh * t * d), guard = 64;
-    std::vector<float> q(n), k(n), v(n), go(n);
-    fill(q, 1 + t), fill(k, 2 + d), fill(v, 3 + bh), fill(go, 4);
+    std::vector<float> q = sim_as<float>(sim_values((int64_t)n, 1 + t));
+    std::vector<float> k = sim_as<float>(sim_values((int64_t)n, 2 + d));
+    std::vector<float> v = sim_as<float>(sim_values((int64_t)n, 3 + bh));
+    std::vector<float> go = sim_as<float>(sim_values((int64_t)n, 4));
     GpuAttentionArgs a = {1.0 / sqrt((double)d), dropout, 7, 1000, heads,
                           (uint64_t)(heads > 0 ? heads * t * t + 3 : 0), NULL};
     std::vector<float> out(n + guard, 12345.0f), lse(bh * t + guard, 12345.0f);
@@ -121,7 +100,7 @@ static void run_case(int64_t bh, int64_t t, int d, double dropout, int64_t heads
     snprintf(name, sizeof name, "attention_tiled bh %lld t %lld d %d p %g heads %lld",
              (long long)bh, (long long)t, d, dropout, (long long)heads);
     if (!attention_tiled_fits(GPU_F32, d, 5, ptrs)) {
-        check(false, "not taken by the tiles (%g)", name, 0);
+        sim_verdict(false, name, 0); /* not taken by the tiles */
         return;
     }
     attention_tiled_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), bh, t, d, a);
@@ -136,38 +115,31 @@ static void run_case(int64_t bh, int64_t t, int d, double dropout, int64_t heads
     Reference r = {std::vector<double>(n), std::vector<double>(bh * t), std::vector<double>(n),
                    std::vector<double>(n), std::vector<double>(n)};
     for (int64_t h = 0; h < bh; h++) reference_head(q, k, v, go, delta, h, t, d, a, r);
-    int before = failed;
     double e[5] = {rel_err(out, r.out), rel_err(lse, r.lse), rel_err(gq, r.gq),
                    rel_err(gk, r.gk), rel_err(gv, r.gv)};
-    const char *what[5] = {"out", "lse", "gq", "gk", "gv"};
-    for (int i = 0; i < 5; i++) {
-        char full[128];
-        snprintf(full, sizeof full, "%s: %s", name, what[i]);
-        check(e[i] <= 2e-5, "relative error %.3g (at most 2e-5)", full, e[i]);
-    }
+    const char *what[6] = {"out", "lse", "gq", "gk", "gv", "nothing past the ends"};
     bool kept = guard_kept(out, n) && guard_kept(lse, bh * t) && guard_kept(gq, n) &&
                 guard_kept(gk, n) && guard_kept(gv, n);
-    check(kept, "a kernel wrote past the tensors' end (%g)", name, 0);
-    if (failed == before) passed++;
-    fprintf(stderr, "sim %-56s rel err out %.2g lse %.2g gq %.2g gk %.2g gv %.2g\n", name, e[0],
-            e[1], e[2], e[3], e[4]);
+    for (int i = 0; i < 6; i++) {
+        char full[160];
+        snprintf(full, sizeof full, "%s: %s", name, what[i]);
+        sim_verdict(i < 5 ? e[i] <= 2e-5 : kept, full, i < 5 ? e[i] : 0);
+    }
 }
 
 /* The tiles take float32 heads of 32 and 64 on 16-byte pointers while on. */
 static void check_choice(void) {
     alignas(16) static float buf[8];
     const void *aligned[] = {buf, buf + 4}, *odd[] = {buf, buf + 1};
-    int before = failed;
-    check(attention_tiled_fits(GPU_F32, 64, 2, aligned), "d 64 refused (%g)", "fits", 0);
-    check(attention_tiled_fits(GPU_F32, 32, 2, aligned), "d 32 refused (%g)", "fits", 0);
-    check(!attention_tiled_fits(GPU_F32, 48, 2, aligned), "d 48 taken (%g)", "fits", 0);
-    check(!attention_tiled_fits(GPU_F64, 64, 2, aligned), "float64 taken (%g)", "fits", 0);
-    check(!attention_tiled_fits(GPU_F32, 64, 2, odd), "a pointer off 16 bytes taken (%g)",
-          "fits", 0);
+    sim_verdict(attention_tiled_fits(GPU_F32, 64, 2, aligned), "tiles take d 64", 0);
+    sim_verdict(attention_tiled_fits(GPU_F32, 32, 2, aligned), "tiles take d 32", 0);
+    sim_verdict(!attention_tiled_fits(GPU_F32, 48, 2, aligned), "tiles refuse d 48", 0);
+    sim_verdict(!attention_tiled_fits(GPU_F64, 64, 2, aligned), "tiles refuse float64", 0);
+    sim_verdict(!attention_tiled_fits(GPU_F32, 64, 2, odd), "tiles refuse a pointer off 16 B",
+                0);
     gpu_attention_tiles_set_enabled(false);
-    check(!attention_tiled_fits(GPU_F32, 64, 2, aligned), "taken while off (%g)", "fits", 0);
+    sim_verdict(!attention_tiled_fits(GPU_F32, 64, 2, aligned), "tiles refuse while off", 0);
     gpu_attention_tiles_set_enabled(true);
-    if (failed == before) passed++;
 }
 
 int main(void) {
@@ -182,6 +154,5 @@ int main(void) {
         {2, 130, 64, 0.25, 0}, {1, 200, 32, 0.1, 0}, {4, 70, 64, 0.3, 2}, {2, 128, 32, 0, 0},
     };
     for (const auto &c : cases) run_case(c.bh, c.t, c.d, c.p, c.heads);
-    printf("sim_attention_tiled: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return sim_summary("attention_tiled");
 }

@@ -10,36 +10,13 @@
  *
  * Prints "sim_reduce: N passed, M failed"; exits 1 on a failure.
  */
-#include <math.h>
-#include <stdint.h>
-#include <stdio.h>
-
-#include <vector>
-
-#include "gpu/kernels.h"
-#include "tests/sim/sim_runtime.h"
-
-static int passed, failed;
-
-static void verdict(bool ok, const char *name, double err) {
-    if (ok) passed++;
-    else failed++;
-    fprintf(stderr, "%s sim %-52s rel err %.3g\n", ok ? "  " : "FAIL", name, err);
-}
-
-static std::vector<double> values(int64_t n, uint64_t seed) {
-    std::vector<double> x((size_t)n);
-    for (auto &v : x) {
-        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-        v = (double)(seed >> 40) / (double)(1ull << 24) * 4.0 - 1.5;
-    }
-    return x;
-}
+#include "tests/sim/test_common.h"
 
 /* A kernel's results (dtype T) against the reference: max |got - want|
  * over max(max |want|, 1); T's tolerance (a double sum rounded once). */
 template <typename T>
-static void compare(const char *name, const std::vector<T> &got, const std::vector<long double> &want) {
+static void compare(const char *name, const std::vector<T> &got,
+                    const std::vector<long double> &want) {
     double err = 0, scale = 1;
     for (size_t i = 0; i < want.size(); i++) {
         err = fmax(err, fabs((double)((long double)got[i] - want[i])));
@@ -47,23 +24,14 @@ static void compare(const char *name, const std::vector<T> &got, const std::vect
         scale = fmax(scale, fabs((double)want[i]));
     }
     err /= scale;
-    bool ok = err <= (sizeof(T) == 4 ? 1e-6 : 1e-12) && !sim_error()[0];
-    if (sim_error()[0]) fprintf(stderr, "  %s: recorded: %s\n", name, sim_error());
-    sim_clear_error();
-    verdict(ok, name, err);
+    sim_verdict(err <= (sizeof(T) == 4 ? 1e-6 : 1e-12), name, err);
 }
-
-template <typename T> static std::vector<T> as(const std::vector<double> &x) {
-    return std::vector<T>(x.begin(), x.end());
-}
-
-template <typename T> static int dtype_of() { return sizeof(T) == 4 ? GPU_F32 : GPU_F64; }
 
 /* out[o] over kept (size, stride) pairs, reduced (size, stride) pairs of x. */
 template <typename T>
 static void sum_case(const char *what, const std::vector<double> &x0, std::vector<int64_t> ks,
                      std::vector<int64_t> kst, std::vector<int64_t> rs, std::vector<int64_t> rst) {
-    std::vector<T> x = as<T>(x0);
+    std::vector<T> x = sim_as<T>(x0);
     int64_t nout = 1, nred = 1;
     for (int64_t s : ks) nout *= s;
     for (int64_t s : rs) nred *= s;
@@ -78,7 +46,7 @@ static void sum_case(const char *what, const std::vector<double> &x0, std::vecto
         }
     }
     std::vector<T> out((size_t)nout, (T)NAN);
-    gpu_launch_sum(dtype_of<T>(), x.data(), (int)ks.size(), ks.data(), kst.data(), (int)rs.size(),
+    gpu_launch_sum(sim_dtype<T>(), x.data(), (int)ks.size(), ks.data(), kst.data(), (int)rs.size(),
                    rs.data(), rst.data(), out.data(), nout, nred);
     char name[128];
     snprintf(name, sizeof name, "sum %s %s", what, sizeof(T) == 4 ? "f32" : "f64");
@@ -86,9 +54,9 @@ static void sum_case(const char *what, const std::vector<double> &x0, std::vecto
 }
 
 template <typename T> static void sums(void) {
-    std::vector<double> big = values(100000, 1), small = values(4 * 6 * 5, 2);
-    std::vector<double> cols = values(100 * 70, 3), bn = values(3 * 5 * 37, 4);
-    std::vector<double> wide = values(9 * 2 * 4000, 5);
+    std::vector<double> big = sim_values(100000, 1), small = sim_values(4 * 6 * 5, 2);
+    std::vector<double> cols = sim_values(100 * 70, 3), bn = sim_values(3 * 5 * 37, 4);
+    std::vector<double> wide = sim_values(9 * 2 * 4000, 5);
     sum_case<T>("full 100000 (split)", big, {}, {}, {100000}, {1});
     sum_case<T>("full 3 (split, one warp)", small, {}, {}, {3}, {1});
     sum_case<T>("columns [100, 70] (column)", cols, {70}, {1}, {100}, {70});
@@ -101,8 +69,8 @@ template <typename T> static void sums(void) {
 /* BatchNorm's sum over (n, s) of (u - mu[k]) * (v - mv[k]) per channel k. */
 template <typename T> static void channel_case(bool means, bool second) {
     int64_t n = 3, c = 4, s = 1000;
-    std::vector<T> u = as<T>(values(n * c * s, 6)), v = as<T>(values(n * c * s, 7));
-    std::vector<T> mu = as<T>(values(c, 8)), mv = as<T>(values(c, 9));
+    std::vector<T> u = sim_as<T>(sim_values(n * c * s, 6)), v = sim_as<T>(sim_values(n * c * s, 7));
+    std::vector<T> mu = sim_as<T>(sim_values(c, 8)), mv = sim_as<T>(sim_values(c, 9));
     std::vector<long double> want((size_t)c, 0);
     for (int64_t k = 0; k < c; k++)
         for (int64_t o = 0; o < n; o++)
@@ -113,7 +81,7 @@ template <typename T> static void channel_case(bool means, bool second) {
                 want[k] += a * b;
             }
     std::vector<T> out((size_t)c, (T)NAN);
-    gpu_launch_channel_sum_product(dtype_of<T>(), u.data(), means ? mu.data() : nullptr,
+    gpu_launch_channel_sum_product(sim_dtype<T>(), u.data(), means ? mu.data() : nullptr,
                                    second ? v.data() : nullptr,
                                    means && second ? mv.data() : nullptr, out.data(), n, c, s);
     char name[128];
@@ -126,7 +94,7 @@ template <typename T> static void channel_case(bool means, bool second) {
  * a maximum past the first 32 columns, one column. */
 template <typename T> static void max_cases(void) {
     int64_t rows = 5, cols = 70;
-    std::vector<T> x = as<T>(values(rows * cols, 10));
+    std::vector<T> x = sim_as<T>(sim_values(rows * cols, 10));
     x[0 * cols + 3] = 9, x[0 * cols + 40] = 9;
     x[1 * cols + 50] = (T)NAN, x[1 * cols + 60] = (T)NAN, x[1 * cols + 2] = 100;
     x[2 * cols + 69] = 50;
@@ -136,8 +104,8 @@ template <typename T> static void max_cases(void) {
         if (x[4 * cols + c] > x[4 * cols + want_idx[4]]) want_idx[4] = c;
     std::vector<T> out((size_t)rows);
     std::vector<int64_t> idx((size_t)rows, -1);
-    gpu_launch_max_last_dim(dtype_of<T>(), x.data(), rows, cols, out.data(), idx.data());
-    bool ok = !sim_error()[0];
+    gpu_launch_max_last_dim(sim_dtype<T>(), x.data(), rows, cols, out.data(), idx.data());
+    bool ok = true;
     for (int64_t r = 0; r < rows; r++) {
         T want = x[r * cols + want_idx[r]];
         bool same = idx[r] == want_idx[r] && (out[r] == want || (want != want && out[r] != out[r]));
@@ -148,11 +116,10 @@ template <typename T> static void max_cases(void) {
     }
     std::vector<T> one = {3};
     int64_t one_idx = -1;
-    gpu_launch_max_last_dim(dtype_of<T>(), one.data(), 1, 1, nullptr, &one_idx);
+    gpu_launch_max_last_dim(sim_dtype<T>(), one.data(), 1, 1, nullptr, &one_idx);
     ok = ok && one_idx == 0;
-    sim_clear_error();
-    verdict(ok, sizeof(T) == 4 ? "max_last_dim ties, NaNs f32" : "max_last_dim ties, NaNs f64",
-            0);
+    sim_verdict(ok, sizeof(T) == 4 ? "max_last_dim ties, NaNs f32" : "max_last_dim ties, NaNs f64",
+                0);
 }
 
 int main(void) {
@@ -164,6 +131,5 @@ int main(void) {
     }
     max_cases<float>();
     max_cases<double>();
-    printf("sim_reduce: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return sim_summary("reduce");
 }
