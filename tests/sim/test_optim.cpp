@@ -115,18 +115,28 @@ static std::vector<double> sgd_numbers(int k, double mom, double wd, bool nester
     return c;
 }
 
+/* The kernel's update of `got` (its numbers set) against the reference's
+ * of a copy, parameter by parameter. */
+template <typename T>
+static void run(const char *optimizer, const char *what, Params<T> &got,
+                void (*reference)(Params<T> &, int),
+                void (*launch)(int, int, const GpuOptimTensor *)) {
+    Params<T> want = got;
+    for (int k = 0; k < count; k++) reference(want, k);
+    std::vector<GpuOptimTensor> l = list(got);
+    launch(sim_dtype<T>(), count, l.data());
+    char name[96];
+    snprintf(name, sizeof name, "%s %s %s (values differing)", optimizer, what,
+             sizeof(T) == 4 ? "f32" : "f64");
+    int64_t n = differ(got, want);
+    sim_verdict(n == 0, name, (double)n);
+}
+
 template <typename T>
 static void sgd_case(const char *what, double mom, double wd, bool nesterov, bool first) {
     Params<T> got = make<T>(mom != 0 ? 1 : 0, false);
     for (int k = 0; k < count; k++) got.consts.push_back(sgd_numbers(k, mom, wd, nesterov, first));
-    Params<T> want = got;
-    for (int k = 0; k < count; k++) sgd_reference(want, k);
-    std::vector<GpuOptimTensor> l = list(got);
-    gpu_launch_sgd(sim_dtype<T>(), count, l.data());
-    char name[96];
-    snprintf(name, sizeof name, "sgd %s %s (values differing)", what,
-             sizeof(T) == 4 ? "f32" : "f64");
-    sim_verdict(differ(got, want) == 0, name, (double)differ(got, want));
+    run<T>("sgd", what, got, sgd_reference<T>, gpu_launch_sgd);
 }
 
 template <typename T> static void adam_case(const char *what, bool decoupled, bool amsgrad) {
@@ -141,14 +151,7 @@ template <typename T> static void adam_case(const char *what, bool decoupled, bo
         c[ADAM_BC2_SQRT] = sqrt(1 - pow(0.999, step));
         got.consts.push_back(c);
     }
-    Params<T> want = got;
-    for (int k = 0; k < count; k++) adam_reference(want, k);
-    std::vector<GpuOptimTensor> l = list(got);
-    gpu_launch_adam(sim_dtype<T>(), count, l.data());
-    char name[96];
-    snprintf(name, sizeof name, "adam %s %s (values differing)", what,
-             sizeof(T) == 4 ? "f32" : "f64");
-    sim_verdict(differ(got, want) == 0, name, (double)differ(got, want));
+    run<T>("adam", what, got, adam_reference<T>, gpu_launch_adam);
 }
 
 template <typename T> static void cases(void) {
