@@ -215,8 +215,10 @@ build/tests/sim_%: build/sim/test_%.o build/sim/gpu/kernels/%.cu.o build/sim/run
 .PRECIOUS: build/sim/%.o build/sim/gpu/kernels/%.cu.cpp build/sim/gpu/kernels/%.cuh
 
 # what a test links besides its kernel file: embedding's backward zeroes
-# with layout.cu's fill; random's reference is core/rng.c's Philox
+# with layout.cu's fill; attention.cu hands heads to attention_tiled.cu;
+# random's reference is core/rng.c's Philox
 build/tests/sim_embedding: build/sim/gpu/kernels/layout.cu.o
+build/tests/sim_attention: build/sim/gpu/kernels/attention_tiled.cu.o
 build/tests/sim_random: build/sim/core/rng.o
 
 build/sim/core/%.o: core/%.c core/%.h

@@ -17,7 +17,9 @@
  *            online softmax (running max and sum, the result rescaled).
  *   gq       own: queries; the same tiles; ds = p (dp - delta), gq += ds k.
  *   gk, gv   own: keys; tiles: queries from the block's first key on;
- *            gv += p q-side gout, gk += ds q.
+ *            gv += p gout, gk += ds q.
+ * The blocks with the most tiles run first (the last rows' for the forward
+ * and gq, the first keys' for gk, gv), so the last wave is the lightest.
  * delta = rowsum(gout * out) is attention.cu's kernel. Every dot product
  * sums over d in ascending order with fmaf, as attention.cu's do, so the
  * backward's recomputed scores are the forward's bit for bit. Rows past T
@@ -155,13 +157,31 @@ template <int C> __device__ inline void zero(float (&acc)[TM][C]) {
         for (int e = 0; e < C; e++) acc[m][e] = 0.f;
 }
 
-/* Own row i's result columns (acc * factor) into dst's row i (stride D). */
+/* Own row i's result columns (acc * factor) into dst's row i (stride D),
+ * one vector store (dst is on 16 bytes: attention_tiled_fits). */
+template <int C> __device__ inline void store_vec(float *dst, const float (&v)[C]);
+template <> __device__ inline void store_vec<4>(float *dst, const float (&v)[4]) {
+    *(float4 *)dst = make_float4(v[0], v[1], v[2], v[3]);
+}
+template <> __device__ inline void store_vec<2>(float *dst, const float (&v)[2]) {
+    *(float2 *)dst = make_float2(v[0], v[1]);
+}
+
 template <int D>
-__device__ inline void store_cols(float *dst, int64_t i, int tx, const float (&acc)[Geometry<D>::cols],
-                                  float factor) {
+__device__ inline void store_cols(float *dst, int64_t i, int tx,
+                                  const float (&acc)[Geometry<D>::cols], float factor) {
     constexpr int cols = Geometry<D>::cols;
+    float v[cols];
 #pragma unroll
-    for (int e = 0; e < cols; e++) dst[i * D + tx * cols + e] = acc[e] * factor;
+    for (int e = 0; e < cols; e++) v[e] = acc[e] * factor;
+    store_vec<cols>(dst + i * D + tx * cols, v);
+}
+
+/* The first own row of the block: the forward's and gq's blocks of the
+ * last rows, which see the most keys, first (blockIdx.y 0), so the grid's
+ * last wave holds the lightest. */
+__device__ inline int64_t heaviest_first_row(void) {
+    return (int64_t)(gridDim.y - 1 - blockIdx.y) * TILE;
 }
 
 template <int D>
@@ -171,7 +191,7 @@ __global__ void __launch_bounds__(TILE_THREADS)
     constexpr int ld = Geometry<D>::ld, cols = Geometry<D>::cols;
     extern __shared__ __align__(16) float tiled_smem[];
     float *qs = tiled_smem, *ks = qs + TILE * ld, *vs = ks + TILE * ld, *ws = vs + TILE * ld;
-    int64_t head = blockIdx.x, off = head * t * D, row0 = (int64_t)blockIdx.y * TILE;
+    int64_t head = blockIdx.x, off = head * t * D, row0 = heaviest_first_row();
     int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
     uint64_t base = dropout_base(a, head, t);
     float scale = (float)a.scale, acc[TM][cols], m[TM], l[TM];
@@ -246,7 +266,7 @@ __global__ void __launch_bounds__(TILE_THREADS)
     extern __shared__ __align__(16) float tiled_smem[];
     float *qs = tiled_smem, *gos = qs + TILE * ld, *ks = gos + TILE * ld, *vs = ks + TILE * ld;
     float *ws = vs + TILE * ld;
-    int64_t head = blockIdx.x, off = head * t * D, row0 = (int64_t)blockIdx.y * TILE;
+    int64_t head = blockIdx.x, off = head * t * D, row0 = heaviest_first_row();
     int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
     uint64_t base = dropout_base(a, head, t);
     float acc[TM][cols], li[TM], di[TM];

@@ -8,7 +8,8 @@
  * stands in for CUDA's runtime headers and tests/sim/runtime.cpp for
  * gpu/runtime.cu's host calls.
  *
- * A block's threads are std::threads running the kernel together;
+ * A block's threads are std::threads running the kernel together (one
+ * team for the whole grid, meeting at each block's start);
  * __syncthreads() is a barrier of the block, a warp's shuffles exchange
  * through a barrier of its lanes (so every lane must take part, as the
  * kernels' full masks promise), atomics take a lock. Blocks run one after
@@ -171,7 +172,9 @@ struct sim_config {
     }
 };
 
-/* Runs kernel k over the call's grid, block after block. */
+/* Runs kernel k over the call's grid, block after block, by one team of
+ * threads (a thread a block's thread) that meets at each block's start:
+ * there thread 0 refills the shared memory with NaNs. */
 template <typename... P, typename... A> inline void operator*(void (*k)(P...), SimCall<A...> c) {
     unsigned threads = c.block.x * c.block.y * c.block.z;
     if (threads == 0 || threads > 1024) {
@@ -184,26 +187,29 @@ template <typename... P, typename... A> inline void operator*(void (*k)(P...), S
     if (c.smem && posix_memalign(&shared, 16, c.smem) != 0) abort();
     sim_block.shared = (unsigned char *)shared;
     sim_block.shared_bytes = c.smem;
-    for (unsigned bz = 0; bz < c.grid.z; bz++)
-        for (unsigned by = 0; by < c.grid.y; by++)
-            for (unsigned bx = 0; bx < c.grid.x; bx++) {
-                if (shared) memset(shared, 0xff, c.smem); /* NaNs */
-                sim_block.block = std::make_unique<SimBarrier>((int)threads);
-                sim_block.warps.clear();
-                for (unsigned w = 0; w < (threads + 31) / 32; w++)
-                    sim_block.warps.push_back(std::make_unique<SimBarrier>(
-                        (int)(threads - 32 * w < 32 ? threads - 32 * w : 32)));
-                sim_block.slots.assign(threads, 0);
-                std::vector<std::thread> team;
-                for (unsigned t = 0; t < threads; t++)
-                    team.emplace_back([&, t] {
-                        threadIdx = dim3(t % c.block.x, t / c.block.x % c.block.y,
-                                         t / (c.block.x * c.block.y));
+    sim_block.block = std::make_unique<SimBarrier>((int)threads);
+    sim_block.warps.clear();
+    for (unsigned w = 0; w < (threads + 31) / 32; w++)
+        sim_block.warps.push_back(
+            std::make_unique<SimBarrier>((int)(threads - 32 * w < 32 ? threads - 32 * w : 32)));
+    sim_block.slots.assign(threads, 0);
+    SimBarrier edge((int)threads); /* apart from the kernel's own barriers */
+    std::vector<std::thread> team;
+    for (unsigned t = 0; t < threads; t++)
+        team.emplace_back([&, t] {
+            threadIdx = dim3(t % c.block.x, t / c.block.x % c.block.y,
+                             t / (c.block.x * c.block.y));
+            for (unsigned bz = 0; bz < c.grid.z; bz++)
+                for (unsigned by = 0; by < c.grid.y; by++)
+                    for (unsigned bx = 0; bx < c.grid.x; bx++) {
+                        edge.wait("a block's start");
+                        if (t == 0 && shared) memset(shared, 0xff, c.smem); /* NaNs */
+                        edge.wait("a block's start");
                         blockIdx = dim3(bx, by, bz);
                         std::apply([&](auto... a) { k(a...); }, c.args);
-                    });
-                for (std::thread &th : team) th.join();
-            }
+                    }
+        });
+    for (std::thread &th : team) th.join();
     free(shared);
     sim_block.shared = nullptr;
 }
