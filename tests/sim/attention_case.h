@@ -25,7 +25,8 @@ template <typename T> struct AttentionRun {
 template <typename T> static void attention_delta(AttentionRun<T> &r) {
     for (int64_t row = 0; row < r.bh * r.t; row++) {
         double s = 0;
-        for (int c = 0; c < r.d; c++) s += (double)r.go[row * r.d + c] * (double)r.out[row * r.d + c];
+        for (int c = 0; c < r.d; c++)
+            s += (double)r.go[row * r.d + c] * (double)r.out[row * r.d + c];
         r.delta[row] = (T)s;
     }
 }
@@ -59,7 +60,8 @@ static void attention_reference(const AttentionRun<T> &r, int64_t h,
         }
         for (int c = 0; c < d; c++) {
             double o = 0;
-            for (int64_t j = 0; j <= i; j++) o += p[i * t + j] * kf[i * t + j] * (double)r.v[off + j * d + c];
+            for (int64_t j = 0; j <= i; j++)
+                o += p[i * t + j] * kf[i * t + j] * (double)r.v[off + j * d + c];
             out[off + i * d + c] = o;
         }
     }
@@ -106,8 +108,10 @@ static void attention_case(const char *label, int64_t bh, int64_t t, int d, doub
                       sim_as<T>(sim_values(n, 1 + t)), sim_as<T>(sim_values(n, 2 + d)),
                       sim_as<T>(sim_values(n, 3 + bh)), sim_as<T>(sim_values(n, 4)), {}, {}, {},
                       {}, {}, {}};
-    for (auto *x : {&r.out, &r.gq, &r.gk, &r.gv}) x->assign((size_t)(n + ATTENTION_GUARD), (T)ATTENTION_SENTINEL);
-    for (auto *x : {&r.lse, &r.delta}) x->assign((size_t)(bh * t + ATTENTION_GUARD), (T)ATTENTION_SENTINEL);
+    for (auto *x : {&r.out, &r.gq, &r.gk, &r.gv})
+        x->assign((size_t)(n + ATTENTION_GUARD), (T)ATTENTION_SENTINEL);
+    for (auto *x : {&r.lse, &r.delta})
+        x->assign((size_t)(bh * t + ATTENTION_GUARD), (T)ATTENTION_SENTINEL);
     run(r);
     std::vector<double> want[5] = {std::vector<double>((size_t)n),
                                    std::vector<double>((size_t)(bh * t)),

@@ -123,7 +123,8 @@ template <typename T> inline T sim_exchange(unsigned mask, T v, int src, const c
     b.wait(what);
     T got = v;
     unsigned from = warp * 32 + (unsigned)src;
-    if (src >= 0 && src < 32 && from < sim_block.slots.size()) memcpy(&got, &sim_block.slots[from], sizeof got);
+    if (src >= 0 && src < 32 && from < sim_block.slots.size())
+        memcpy(&got, &sim_block.slots[from], sizeof got);
     b.wait(what);
     (void)lane;
     return got;

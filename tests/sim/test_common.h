@@ -41,6 +41,23 @@ template <typename T> static inline std::vector<T> sim_as(const std::vector<doub
 
 template <typename T> static inline int sim_dtype() { return sizeof(T) == 4 ? GPU_F32 : GPU_F64; }
 
+/* max |got - want| over max(max |want|, 1) (a NaN: infinite), within the
+ * tolerance of T (float32: tol32, float64: 1e-12). */
+template <typename T>
+static inline void sim_expect_near(const char *name, const std::vector<T> &got,
+                                   const std::vector<long double> &want, double tol32) {
+    double err = 0, scale = 1;
+    for (size_t i = 0; i < want.size(); i++) {
+        err = fmax(err, fabs((double)((long double)got[i] - want[i])));
+        if (got[i] != got[i]) err = INFINITY;
+        scale = fmax(scale, fabs((double)want[i]));
+    }
+    err /= scale;
+    sim_verdict(err <= (sizeof(T) == 4 ? tol32 : 1e-12), name, err);
+}
+
+static inline const char *sim_dtype_name(size_t size) { return size == 4 ? "f32" : "f64"; }
+
 static inline int sim_summary(const char *name) {
     printf("sim_%s: %d passed, %d failed\n", name, sim_passed, sim_failed);
     return sim_failed ? 1 : 0;

@@ -14,19 +14,6 @@
 
 /* A kernel's results (dtype T) against the reference: max |got - want|
  * over max(max |want|, 1); T's tolerance (a double sum rounded once). */
-template <typename T>
-static void compare(const char *name, const std::vector<T> &got,
-                    const std::vector<long double> &want) {
-    double err = 0, scale = 1;
-    for (size_t i = 0; i < want.size(); i++) {
-        err = fmax(err, fabs((double)((long double)got[i] - want[i])));
-        if (got[i] != got[i]) err = INFINITY;
-        scale = fmax(scale, fabs((double)want[i]));
-    }
-    err /= scale;
-    sim_verdict(err <= (sizeof(T) == 4 ? 1e-6 : 1e-12), name, err);
-}
-
 /* out[o] over kept (size, stride) pairs, reduced (size, stride) pairs of x. */
 template <typename T>
 static void sum_case(const char *what, const std::vector<double> &x0, std::vector<int64_t> ks,
@@ -41,7 +28,8 @@ static void sum_case(const char *what, const std::vector<double> &x0, std::vecto
         for (int i = (int)ks.size() - 1; i >= 0; i--) base += rest % ks[i] * kst[i], rest /= ks[i];
         for (int64_t r = 0; r < nred; r++) {
             int64_t off = base, left = r;
-            for (int i = (int)rs.size() - 1; i >= 0; i--) off += left % rs[i] * rst[i], left /= rs[i];
+            for (int i = (int)rs.size() - 1; i >= 0; i--)
+                off += left % rs[i] * rst[i], left /= rs[i];
             want[o] += (long double)x[off];
         }
     }
@@ -50,7 +38,7 @@ static void sum_case(const char *what, const std::vector<double> &x0, std::vecto
                    rs.data(), rst.data(), out.data(), nout, nred);
     char name[128];
     snprintf(name, sizeof name, "sum %s %s", what, sizeof(T) == 4 ? "f32" : "f64");
-    compare(name, out, want);
+    sim_expect_near(name, out, want, 1e-6);
 }
 
 template <typename T> static void sums(void) {
@@ -87,7 +75,7 @@ template <typename T> static void channel_case(bool means, bool second) {
     char name[128];
     snprintf(name, sizeof name, "channel_sum_product%s%s %s", means ? " - mean" : "",
              second ? " * (v - mean)" : "", sizeof(T) == 4 ? "f32" : "f64");
-    compare(name, out, want);
+    sim_expect_near(name, out, want, 1e-6);
 }
 
 /* Rows with a tie (the first maximum), a NaN after a NaN (the first NaN),
