@@ -167,6 +167,7 @@ test: deps
 	$(MAKE) all build/tests/unit build/traind-asan
 	@rm -f build/skips.log
 	$(MAKE) test-only
+	@$(MAKE) -j2 --no-print-directory $(SIM_TESTS)
 	@$(MAKE) --no-print-directory test-sim
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory lint-api
