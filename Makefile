@@ -189,18 +189,20 @@ test-only:
 # tests/sim/test_NAME.cpp tests gpu/kernels/NAME.cu.
 SIM_TESTS := $(patsubst tests/sim/test_%.cpp,build/tests/sim_%,$(wildcard tests/sim/test_*.cpp))
 SIM_HEADERS := $(patsubst gpu/kernels/%,build/sim/gpu/kernels/%,$(wildcard gpu/kernels/*.cuh))
+# (gpu_blocks' caps lowered: every grid-stride loop goes round more than once)
 SIM_CXX := $(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Wno-unknown-pragmas $(SAN) -pthread \
-           -include tests/sim/cuda_sim.h -Ibuild/sim -Itests/sim/include -I.
+           -DGPU_BLOCKS_MAX=3 -DGPU_WARP_BLOCKS_MAX=2 -include tests/sim/cuda_sim.h \
+           -Ibuild/sim -Itests/sim/include -I. $(DEPFLAGS)
 SIM_DEPS := $(SIM_HEADERS) $(wildcard tests/sim/*.h tests/sim/include/*.h gpu/kernels/*.h) \
             gpu/kernels.h gpu/stream.h
 
 build/sim/gpu/kernels/%.cu.cpp: gpu/kernels/%.cu tests/sim/rewrite.sed
 	@mkdir -p $(dir $@)
-	sed -E -f tests/sim/rewrite.sed $< >$@
+	sed -E -f tests/sim/rewrite.sed $< >$@.tmp && mv $@.tmp $@
 
 build/sim/gpu/kernels/%.cuh: gpu/kernels/%.cuh tests/sim/rewrite.sed
 	@mkdir -p $(dir $@)
-	sed -E -f tests/sim/rewrite.sed $< >$@
+	sed -E -f tests/sim/rewrite.sed $< >$@.tmp && mv $@.tmp $@
 
 build/sim/%.o: build/sim/%.cpp $(SIM_DEPS)
 	$(SIM_CXX) -c $< -o $@
@@ -213,7 +215,12 @@ build/tests/sim_%: build/sim/test_%.o build/sim/gpu/kernels/%.cu.o build/sim/run
 	@mkdir -p $(dir $@)
 	$(SIM_CXX) -o $@ $^
 
-.PRECIOUS: build/sim/%.o build/sim/gpu/kernels/%.cu.cpp build/sim/gpu/kernels/%.cuh
+# kept between runs (make deletes a chain's intermediate files otherwise)
+SIM_NAMES := $(patsubst tests/sim/test_%.cpp,%,$(wildcard tests/sim/test_*.cpp))
+.SECONDARY: $(SIM_HEADERS) $(SIM_NAMES:%=build/sim/test_%.o) build/sim/runtime.o \
+            $(patsubst gpu/kernels/%.cu,build/sim/gpu/kernels/%.cu.o,$(wildcard gpu/kernels/*.cu)) \
+            $(patsubst gpu/kernels/%.cu,build/sim/gpu/kernels/%.cu.cpp,$(wildcard gpu/kernels/*.cu))
+-include $(shell find build/sim -name '*.d' 2>/dev/null)
 
 # what a test links besides its kernel file: embedding's backward zeroes
 # with layout.cu's fill; attention.cu hands heads to attention_tiled.cu;

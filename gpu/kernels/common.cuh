@@ -18,11 +18,20 @@
 
 #define GPU_THREADS 256
 
+/* The caps of gpu_blocks and gpu_warp_blocks; tests/sim lowers them so
+ * that every grid-stride loop goes round more than once. */
+#ifndef GPU_BLOCKS_MAX
+#define GPU_BLOCKS_MAX 1048576
+#endif
+#ifndef GPU_WARP_BLOCKS_MAX
+#define GPU_WARP_BLOCKS_MAX 65536
+#endif
+
 /* Blocks for n elements at GPU_THREADS each; capped, grid-stride loops
  * cover the rest. */
 static inline unsigned gpu_blocks(int64_t n) {
     int64_t b = (n + GPU_THREADS - 1) / GPU_THREADS;
-    if (b > 1048576) b = 1048576;
+    if (b > GPU_BLOCKS_MAX) b = GPU_BLOCKS_MAX;
     if (b < 1) b = 1;
     return (unsigned)b;
 }
@@ -31,7 +40,7 @@ static inline unsigned gpu_blocks(int64_t n) {
  * layer_norm); grid-stride loops over the warps cover the rest. */
 static inline unsigned gpu_warp_blocks(int64_t rows) {
     int64_t b = (rows * 32 + GPU_THREADS - 1) / GPU_THREADS;
-    if (b > 65536) b = 65536;
+    if (b > GPU_WARP_BLOCKS_MAX) b = GPU_WARP_BLOCKS_MAX;
     return (unsigned)(b < 1 ? 1 : b);
 }
 

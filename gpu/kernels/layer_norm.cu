@@ -72,7 +72,8 @@ template <typename T>
 __global__ void layer_norm_gwb_partial(const T *px, const T *pm, const T *pr, const T *pgy,
                                        double *partial, int64_t rows, int64_t cols,
                                        int64_t per, int chunks) {
-    __shared__ double sw[8][33], sb[8][33];
+    __shared__ double sw[8][33];
+    __shared__ double sb[8][33];
     int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
     int64_t r0 = (int64_t)blockIdx.y * per, r1 = r0 + per < rows ? r0 + per : rows;
     double aw = 0, ab = 0;

@@ -13,10 +13,16 @@
  * __syncthreads() is a barrier of the block, a warp's shuffles exchange
  * through a barrier of its lanes (so every lane must take part, as the
  * kernels' full masks promise), atomics take a lock. Blocks run one after
- * another, so a kernel's static __shared__ arrays are plain statics; the
- * dynamic shared memory is allocated at its exact size for each launch and
- * filled with NaNs before each block, so a read of what no thread staged
- * shows, and (under ASan, as the tests build) a read past it is reported.
+ * another, so a kernel's static __shared__ arrays are plain statics
+ * (registered by rewrite.sed's line after each); those and the dynamic
+ * shared memory, allocated
+ * at its exact size for each launch, are filled with NaNs before each
+ * block, so a read of what no thread staged shows, and (under ASan, as
+ * the tests build) a read past the dynamic memory is reported. A launch a
+ * GPU would refuse (an empty grid, y or z past 65535, more than 1024
+ * threads, shared memory past 48 KiB not allowed by
+ * gpu_allow_shared_memory) aborts. The Makefile lowers gpu_blocks' caps
+ * (GPU_BLOCKS_MAX) so that grid-stride loops go round more than once.
  * A barrier that some threads never reach (a kernel bug that would hang a
  * GPU) aborts after 60 s instead of hanging the test.
  */
@@ -45,7 +51,8 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static
+/* rewrite.sed rewrites every __shared__ it knows; one left over fails */
+#define __shared__ SIM_SHARED_NOT_REWRITTEN
 #define __align__(n) __attribute__((aligned(n)))
 
 inline thread_local dim3 threadIdx, blockIdx;
@@ -101,6 +108,44 @@ inline std::mutex sim_atomics;
 
 inline void *sim_dynamic_shared() { return sim_block.shared; }
 
+/* The kernels' static shared arrays (statics here: blocks run one after
+ * another), each registered by the thread that reaches its declaration
+ * first, which fills it with NaNs before any thread of the block uses it
+ * (the others wait on the lock); filled again at each block's start. */
+inline std::mutex sim_statics_lock;
+inline std::vector<std::pair<void *, size_t>> sim_statics;
+
+inline void sim_shared_static(void *p, size_t bytes) {
+    std::lock_guard<std::mutex> g(sim_statics_lock);
+    for (auto &s : sim_statics)
+        if (s.first == p) return;
+    memset(p, 0xff, bytes);
+    sim_statics.push_back({p, bytes});
+}
+
+inline void sim_poison_static_shared() {
+    std::lock_guard<std::mutex> g(sim_statics_lock);
+    for (auto &s : sim_statics) memset(s.first, 0xff, s.second);
+}
+
+/* Dynamic shared memory past 48 KiB a kernel may use: what the kernel
+ * file asked gpu_allow_shared_memory for (runtime.cpp records it). */
+inline std::mutex sim_allowed_lock;
+inline std::vector<std::pair<const void *, size_t>> sim_allowed;
+
+inline void sim_allow_shared(const void *kernel, size_t bytes) {
+    std::lock_guard<std::mutex> g(sim_allowed_lock);
+    sim_allowed.push_back({kernel, bytes});
+}
+
+inline size_t sim_shared_limit(const void *kernel) {
+    std::lock_guard<std::mutex> g(sim_allowed_lock);
+    size_t limit = 48 * 1024;
+    for (auto &a : sim_allowed)
+        if (a.first == kernel && a.second > limit) limit = a.second;
+    return limit;
+}
+
 inline unsigned sim_thread() {
     return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
 }
@@ -118,6 +163,11 @@ template <typename T> inline T sim_exchange(unsigned mask, T v, int src, const c
         abort();
     }
     unsigned t = sim_thread(), warp = t / 32, lane = t % 32;
+    if (sim_block.slots.size() % 32 != 0) {
+        fprintf(stderr, "cuda_sim: %s in a block of %zu threads, not whole warps\n", what,
+                sim_block.slots.size());
+        abort();
+    }
     SimBarrier &b = *sim_block.warps[warp];
     memcpy(&sim_block.slots[t], &v, sizeof v);
     b.wait(what);
@@ -137,7 +187,7 @@ template <typename T> inline T __shfl_down_sync(unsigned mask, T v, unsigned del
     return sim_exchange(mask, v, (int)(sim_thread() % 32 + delta), "__shfl_down_sync");
 }
 template <typename T> inline T __shfl_sync(unsigned mask, T v, int src) {
-    return sim_exchange(mask, v, src % 32, "__shfl_sync");
+    return sim_exchange(mask, v, src & 31, "__shfl_sync");
 }
 
 template <typename T> inline T atomicAdd(T *at, T v) {
@@ -178,8 +228,13 @@ struct sim_config {
  * there thread 0 refills the shared memory with NaNs. */
 template <typename... P, typename... A> inline void operator*(void (*k)(P...), SimCall<A...> c) {
     unsigned threads = c.block.x * c.block.y * c.block.z;
-    if (threads == 0 || threads > 1024) {
-        fprintf(stderr, "cuda_sim: a block of %u threads\n", threads);
+    size_t limit = sim_shared_limit((const void *)k);
+    /* what a GPU refuses to launch */
+    if (threads == 0 || threads > 1024 || c.grid.x == 0 || c.grid.y == 0 || c.grid.z == 0 ||
+        c.grid.y > 65535 || c.grid.z > 65535 || c.smem > limit) {
+        fprintf(stderr, "cuda_sim: a launch a GPU refuses: grid %u x %u x %u, %u threads, "
+                "%zu bytes of shared memory (at most %zu)\n",
+                c.grid.x, c.grid.y, c.grid.z, threads, c.smem, limit);
         abort();
     }
     gridDim = c.grid;
@@ -205,6 +260,7 @@ template <typename... P, typename... A> inline void operator*(void (*k)(P...), S
                     for (unsigned bx = 0; bx < c.grid.x; bx++) {
                         edge.wait("a block's start");
                         if (t == 0 && shared) memset(shared, 0xff, c.smem); /* NaNs */
+                        if (t == 0) sim_poison_static_shared();
                         edge.wait("a block's start");
                         blockIdx = dim3(bx, by, bz);
                         std::apply([&](auto... a) { k(a...); }, c.args);

@@ -46,16 +46,32 @@ template <typename T> static void cases(const char *label, double tol) {
         attention_case<T>(label, s.bh, s.t, s.d, s.p, 0, tol, run_launchers<T>);
 }
 
+/* How many passes the tiles ran during `what`: `want` of them. */
+static void expect_tiles(const char *what, uint64_t before, uint64_t want) {
+    char name[96];
+    snprintf(name, sizeof name, "%s: %llu passes by the tiles", what, (unsigned long long)want);
+    sim_verdict(gpu_attention_tiles_runs() - before == want, name,
+                (double)(gpu_attention_tiles_runs() - before));
+}
+
 int main(void) {
-    cases<float>("launchers", 2e-5);
+    uint64_t runs = gpu_attention_tiles_runs();
+    cases<float>("launchers", 2e-5); /* heads of 32 and 64: forward and backward each */
+    expect_tiles("float32 launchers", runs, 4);
+    runs = gpu_attention_tiles_runs();
     cases<double>("launchers", 1e-11);
     gpu_attention_tiles_set_enabled(false); /* every head to the warp-per-row kernels */
     attention_case<float>("warp rows", 1, 40, 64, 0.25, 0, 2e-5, run_launchers<float>);
     attention_case<float>("warp rows", 2, 33, 32, 0, 0, 2e-5, run_launchers<float>);
     gpu_attention_tiles_set_enabled(true);
+    expect_tiles("float64, and float32 with the tiles off", runs, 0);
+    runs = gpu_attention_tiles_runs();
     attention_case<float>("tiled forward, warp-row backward", 1, 70, 64, 0.2, 0, 2e-5,
                           [](AttentionRun<float> &r) { run_mixed(r, true); });
+    expect_tiles("tiled forward", runs, 1);
+    runs = gpu_attention_tiles_runs();
     attention_case<float>("warp-row forward, tiled backward", 1, 70, 64, 0.2, 0, 2e-5,
                           [](AttentionRun<float> &r) { run_mixed(r, false); });
+    expect_tiles("tiled backward", runs, 1);
     return sim_summary("attention");
 }

@@ -14,7 +14,8 @@ template <typename T> static void class_loss_case(double eps) {
     std::vector<T> g = sim_as<T>(sim_values(rows, 8));
     std::vector<int64_t> index((size_t)rows);
     for (int64_t r = 0; r < rows; r++) index[r] = r % 4 == 3 ? ignore : (r * 37) % cols;
-    std::vector<T> loss((size_t)rows), weight((size_t)rows), gx((size_t)(rows * cols));
+    std::vector<T> loss((size_t)rows, (T)NAN), weight((size_t)rows, (T)NAN);
+    std::vector<T> gx((size_t)(rows * cols), (T)NAN); /* every value must be written */
     gpu_launch_class_loss_rows(sim_dtype<T>(), lp.data(), index.data(), ignore, eps, loss.data(),
                                weight.data(), rows, cols);
     gpu_launch_class_loss_rows_backward(sim_dtype<T>(), g.data(), index.data(), ignore, eps,

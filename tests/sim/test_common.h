@@ -42,15 +42,18 @@ template <typename T> static inline std::vector<T> sim_as(const std::vector<doub
 
 template <typename T> static inline int sim_dtype() { return sizeof(T) == 4 ? GPU_F32 : GPU_F64; }
 
-/* max |got - want| over max(max |want|, 1) (a NaN: infinite), within the
- * tolerance of T (float32: tol32, float64: 1e-12). */
+/* max |got - want| over max(max |want|, 1), within the tolerance of T
+ * (float32: tol32, float64: 1e-12); a NaN where the other is not, and the
+ * other way round, is an infinite error. */
 template <typename T>
 static inline void sim_expect_near(const char *name, const std::vector<T> &got,
                                    const std::vector<long double> &want, double tol32) {
     double err = 0, scale = 1;
     for (size_t i = 0; i < want.size(); i++) {
+        bool got_nan = got[i] != got[i], want_nan = want[i] != want[i];
+        if (got_nan != want_nan) err = INFINITY;
+        if (got_nan || want_nan) continue;
         err = fmax(err, fabs((double)((long double)got[i] - want[i])));
-        if (got[i] != got[i]) err = INFINITY;
         scale = fmax(scale, fabs((double)want[i]));
     }
     err /= scale;

@@ -2,7 +2,8 @@
  * torch's CPU definitions: max pooling with padding and dilation (the
  * first maximum's flat index, a tie placed in the input; the backward
  * summing each output's gradient into its maximum), average pooling with
- * count_include_pad (the divisor the window clipped to the padded input),
+ * count_include_pad (the divisor the window clipped to the padded input,
+ * ceil_mode's last window smaller),
  * adaptive average pooling's bins (floor(o * in / out) to
  * ceil((o + 1) * in / out)), each with its backward; float32 and float64.
  *
@@ -57,6 +58,7 @@ template <typename T> static void max_case(void) {
 
 template <typename T> static void avg_case(void) {
     GpuWindow w = window(3, 2, 1, 1);
+    w.out_w = 5; /* ceil_mode: the last column's window clipped to the padded input */
     int64_t in = w.height * w.width, out = w.out_h * w.out_w, np = planes(w);
     std::vector<T> x = sim_as<T>(sim_values(np * in, 14)), gy = sim_as<T>(sim_values(np * out, 15));
     std::vector<T> y((size_t)(np * out)), gx((size_t)(np * in), (T)NAN);
@@ -77,7 +79,7 @@ template <typename T> static void avg_case(void) {
     gpu_launch_avg_pool2d(sim_dtype<T>(), &w, x.data(), y.data());
     gpu_launch_avg_pool2d_backward(sim_dtype<T>(), &w, gy.data(), gx.data());
     char name[64];
-    snprintf(name, sizeof name, "avg_pool2d k 3 s 2 p 1 %s", sim_dtype_name(sizeof(T)));
+    snprintf(name, sizeof name, "avg_pool2d k 3 s 2 p 1 ceil %s", sim_dtype_name(sizeof(T)));
     sim_expect_near(name, y, want, 1e-6);
     snprintf(name, sizeof name, "avg_pool2d backward %s", sim_dtype_name(sizeof(T)));
     sim_expect_near(name, gx, want_gx, 1e-6);

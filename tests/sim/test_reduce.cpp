@@ -44,12 +44,15 @@ static void sum_case(const char *what, const std::vector<double> &x0, std::vecto
 template <typename T> static void sums(void) {
     std::vector<double> big = sim_values(100000, 1), small = sim_values(4 * 6 * 5, 2);
     std::vector<double> cols = sim_values(100 * 70, 3), bn = sim_values(3 * 5 * 37, 4);
-    std::vector<double> wide = sim_values(9 * 2 * 4000, 5);
+    std::vector<double> wide = sim_values(9 * 2 * 4000, 5), odd = sim_values(41 * 2 * 37, 6);
     sum_case<T>("full 100000 (split)", big, {}, {}, {100000}, {1});
     sum_case<T>("full 3 (split, one warp)", small, {}, {}, {3}, {1});
     sum_case<T>("columns [100, 70] (column)", cols, {70}, {1}, {100}, {70});
     sum_case<T>("channels [3, 5, 37] (split)", bn, {5}, {37}, {3, 37}, {185, 1});
     sum_case<T>("channels [9, 2, 4000] (split, chunks)", wide, {2}, {4000}, {9, 4000}, {8000, 1});
+    /* 2 chunks of 759 of 1517 positions (the last short), a block's step
+     * of 256 moving o on by 6 and i by 34 */
+    sum_case<T>("channels [41, 2, 37] (split, short chunk)", odd, {2}, {37}, {41, 37}, {74, 1});
     sum_case<T>("dims 0 and 2 of [4, 6, 5] (general)", small, {4, 5}, {30, 1}, {6}, {5});
     sum_case<T>("rows of [6, 20] transposed (general)", small, {20}, {6}, {6}, {1});
 }
