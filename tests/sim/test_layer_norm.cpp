@@ -8,6 +8,20 @@
  */
 #include "tests/sim/test_common.h"
 
+/* Outputs a and b (concatenated) against want_a and want_b, named
+ * "layer_norm [rows, cols] kind dtype: what". */
+template <typename T>
+static void expect(const char *what, int64_t rows, int64_t cols, bool affine,
+                   std::vector<T> a, const std::vector<T> &b, std::vector<long double> want_a,
+                   const std::vector<long double> &want_b) {
+    a.insert(a.end(), b.begin(), b.end());
+    want_a.insert(want_a.end(), want_b.begin(), want_b.end());
+    char name[96];
+    snprintf(name, sizeof name, "layer_norm [%lld, %lld] %s %s: %s", (long long)rows,
+             (long long)cols, affine ? "affine" : "plain", sim_dtype_name(sizeof(T)), what);
+    sim_expect_near(name, a, want_a, 2e-6);
+}
+
 template <typename T> static void layer_norm_case(int64_t rows, int64_t cols, bool affine) {
     const double eps = 1e-5;
     std::vector<T> x = sim_as<T>(sim_values(rows * cols, 1));
@@ -30,18 +44,8 @@ template <typename T> static void layer_norm_case(int64_t rows, int64_t cols, bo
             want_y[r * cols + c] =
                 (x[r * cols + c] - m) * rs * (affine ? w[c] : 1) + (affine ? b[c] : 0);
     }
-    char name[96];
-    const char *dt = sim_dtype_name(sizeof(T)), *kind = affine ? "affine" : "plain";
-    snprintf(name, sizeof name, "layer_norm [%lld, %lld] %s %s: y", (long long)rows,
-             (long long)cols, kind, dt);
-    sim_expect_near(name, y, want_y, 2e-6);
-    snprintf(name, sizeof name, "layer_norm [%lld, %lld] %s %s: mean, rstd", (long long)rows,
-             (long long)cols, kind, dt);
-    std::vector<T> mr(mean);
-    mr.insert(mr.end(), rstd.begin(), rstd.end());
-    std::vector<long double> want_mr(want_m);
-    want_mr.insert(want_mr.end(), want_r.begin(), want_r.end());
-    sim_expect_near(name, mr, want_mr, 2e-6);
+    expect<T>("y", rows, cols, affine, y, {}, want_y, {});
+    expect<T>("mean, rstd", rows, cols, affine, mean, rstd, want_m, want_r);
 
     /* the backward from the stored (rounded) mean and rstd, as the op's */
     int64_t chunks = 3;
@@ -67,16 +71,8 @@ template <typename T> static void layer_norm_case(int64_t rows, int64_t cols, bo
             want_gx[r * cols + c] = rs * (g - a - (x[r * cols + c] - m) * rs * bb);
         }
     }
-    snprintf(name, sizeof name, "layer_norm [%lld, %lld] %s %s: gx", (long long)rows,
-             (long long)cols, kind, dt);
-    sim_expect_near(name, gx, want_gx, 2e-6);
-    snprintf(name, sizeof name, "layer_norm [%lld, %lld] %s %s: gw, gb", (long long)rows,
-             (long long)cols, kind, dt);
-    std::vector<T> wb(gw);
-    wb.insert(wb.end(), gb.begin(), gb.end());
-    std::vector<long double> want_wb(want_gw);
-    want_wb.insert(want_wb.end(), want_gb.begin(), want_gb.end());
-    sim_expect_near(name, wb, want_wb, 2e-6);
+    expect<T>("gx", rows, cols, affine, gx, {}, want_gx, {});
+    expect<T>("gw, gb", rows, cols, affine, gw, gb, want_gw, want_gb);
 }
 
 int main(void) {
