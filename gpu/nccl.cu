@@ -14,7 +14,10 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <time.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -106,12 +109,53 @@ extern "C" int gpu_nccl_all_reduce(void *comm, int device, void *buf, int64_t co
     return r == ncclSuccess ? 0 : nccl_failed(r, "ncclAllReduce");
 }
 
-extern "C" int gpu_nccl_join(void *comm, int device) {
+/* TRAIND_NCCL_TIMEOUT_S: how long a step's all-reduces may take (600 s
+ * by default, torch's ProcessGroupNCCL's 10 minutes). */
+static double timeout_s(void) {
+    const char *v = getenv("TRAIND_NCCL_TIMEOUT_S");
+    double t = v ? atof(v) : 0;
+    return t > 0 ? t : 600;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Waits for c's all-reduces as a watchdog: an error NCCL found on its own
+ * (a peer's process gone, the network) or a step past the timeout (a
+ * peer stuck) fails the step with a message, instead of the host blocking
+ * for ever in its next read of the sums. The caller's failure then aborts
+ * the communicator (gpu_nccl_comm_destroy) and the job (MPI_Abort). */
+static int watch(NcclComm *c) {
+    double start = now_s(), limit = timeout_s();
+    for (;;) {
+        cudaError_t e = cudaEventQuery(c->done);
+        if (e == cudaSuccess) return 0;
+        if (e != cudaErrorNotReady) return cuda_failed(e, "waiting for the all-reduces");
+        ncclResult_t async = ncclSuccess;
+        ncclResult_t r = ncclCommGetAsyncError(c->comm, &async);
+        if (r != ncclSuccess) return nccl_failed(r, "ncclCommGetAsyncError");
+        if (async != ncclSuccess && async != ncclInProgress)
+            return error_set("NCCL: an all-reduce failed: %s (%s)", ncclGetErrorString(async),
+                             ncclGetLastError(c->comm));
+        if (now_s() - start > limit)
+            return error_set("NCCL: the step's all-reduces did not finish in %.0f s "
+                             "(TRAIND_NCCL_TIMEOUT_S): a rank stopped or is stuck",
+                             limit);
+        struct timespec pause = {0, 20000}; /* 20 us */
+        nanosleep(&pause, NULL);
+    }
+}
+
+extern "C" int gpu_nccl_join(void *comm, int device, bool wait) {
     NcclComm *c = (NcclComm *)comm;
     if (use_device(device) != 0) return -1;
     cudaError_t e = cudaEventRecord(c->done, c->stream);
     if (e == cudaSuccess) e = cudaStreamWaitEvent(cudaStreamLegacy, c->done, 0);
-    return e == cudaSuccess ? 0 : cuda_failed(e, "ordering the sums' readers after the all-reduces");
+    if (e != cudaSuccess) return cuda_failed(e, "ordering the sums' readers after the all-reduces");
+    return wait ? watch(c) : 0;
 }
 
 extern "C" void gpu_nccl_comm_destroy(void *comm, bool failed) {

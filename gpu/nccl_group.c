@@ -54,10 +54,10 @@ static int device_all_reduce(DistGroup *g, void *buf, int64_t count, DType dtype
     return gpu_nccl_all_reduce(i->comm, i->device, buf, count, dtype == DTYPE_FLOAT64 ? 1 : 0);
 }
 
-static int device_join(DistGroup *g, Device device) {
+static int device_join(DistGroup *g, Device device, bool wait) {
     NcclImpl *i = g->impl;
     (void)device; /* the group's one GPU, checked when each all-reduce started */
-    return gpu_nccl_join(i->comm, i->device);
+    return gpu_nccl_join(i->comm, i->device, wait);
 }
 
 DistGroup *gpu_nccl_group(DistGroup *mpi, int device) {

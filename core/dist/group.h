@@ -43,11 +43,13 @@ struct DistGroup {
      * on the device so far, beside the work queued after it (the library's
      * own stream), so a gradient bucket's reduction overlaps the rest of
      * the backward pass; the host does not wait. join_device orders the
-     * device's later work after every all-reduce started. NULL where the
+     * device's later work after every all-reduce started and, with
+     * `wait`, waits for them as a watchdog: a failure the library finds,
+     * or a timeout, is the step's error instead of a hang. NULL where the
      * library has none: the reducer then stages the gradients through
      * host memory. */
     int (*all_reduce_device)(DistGroup *g, void *buf, int64_t count, DType dtype, Device device);
-    int (*join_device)(DistGroup *g, Device device);
+    int (*join_device)(DistGroup *g, Device device, bool wait);
     /* root's bytes into every rank's buf. */
     int (*broadcast)(DistGroup *g, void *buf, int64_t bytes, int root);
     /* Ends every rank's process: one rank's failure would otherwise leave

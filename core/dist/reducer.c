@@ -99,15 +99,16 @@ DistReducer *dist_reducer_new(DistGroup *g, Tensor *const *params, int n, int64_
     return r;
 }
 
-/* The device's later work after every bucket's reduction. */
-static int join(DistReducer *r) {
-    return r->on_device ? r->group->join_device(r->group, r->device) : 0;
+/* The device's later work after every bucket's reduction; `wait`: the
+ * host too (the step's sums are read next: a hang fails it instead). */
+static int join(DistReducer *r, bool wait) {
+    return r->on_device ? r->group->join_device(r->group, r->device, wait) : 0;
 }
 
 void dist_reducer_free(DistReducer *r) {
     if (!r) return;
     if (r->armed) autograd_set_leaf_hook(NULL, NULL, NULL);
-    if (r->next_start > 0) join(r); /* nothing may still write a bucket */
+    if (r->next_start > 0) join(r, false); /* nothing may still write a bucket */
     for (int j = 0; j < r->n_buckets; j++) {
         if (r->buckets[j].request) r->group->wait(r->group, r->buckets[j].request);
         free(r->buckets[j].buf);
@@ -296,7 +297,7 @@ int dist_reducer_finish(DistReducer *r) {
     /* what no hook started (a rank without samples, an unused parameter) */
     while (rc == 0 && r->next_start < r->n_buckets)
         rc = start_bucket(r, &r->buckets[r->next_start++]);
-    if (join(r) != 0) rc = -1;
+    if (join(r, true) != 0) rc = -1;
     for (int j = 0; j < r->n_buckets; j++) {
         Bucket *b = &r->buckets[j];
         if (b->request) { /* host buckets are in flight; device ones are queued */
