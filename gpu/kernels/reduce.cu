@@ -9,9 +9,9 @@
  * all but rare ties). sum_kernel finds each position by divisions over
  * every dim, and gives each output one block; so where the kept dims are
  * adjacent, x is read as [outer, kept, inner] instead: the column sums of a
- * bias's gradient (inner 1) by column_sum_kernel, whose warps read
- * neighbouring columns, and the rest (BatchNorm's per-channel sums, full
- * sums) by split_sum_kernel, several blocks an output, whose partial sums
+ * bias's gradient (inner 1) and BatchNorm1d's channel sums over [n, c] by
+ * column_sum_kernel, whose warps read neighbouring columns, and the rest
+ * (BatchNorm2d's per-channel sums, full sums) by split_sum_kernel, several blocks an output, whose partial sums
  * a second kernel adds in a fixed order (deterministic, as the others).
  *
  * max_last_dim: one warp per row; the combine keeps the CPU's rule (a NaN
@@ -55,18 +55,35 @@ __global__ void sum_kernel(const T *x, Dims kept, Dims red, T *out, int64_t nout
     }
 }
 
+/* What the column and split sums add at position (o, k, i): (u - mu[k]) *
+ * (v - mv[k]), v NULL reading as 1 and mu, mv NULL as 0 (a plain sum: u
+ * alone); cu, cv: mu[k], mv[k] or 0. */
+template <typename T> struct Terms {
+    const T *u, *mu, *v, *mv;
+};
+
+template <typename T>
+__device__ inline double term(const Terms<T> &t, int64_t at, double cu, double cv) {
+    double a = (double)t.u[at] - cu;
+    return t.v ? a * ((double)t.v[at] - cv) : a;
+}
+
 #define COL_LANES 32
 
-/* out[c] = the sum over rows of x[r * cols + c]: 32 neighbouring columns a
- * block, so each warp reads one contiguous run of a row, and COL_LANES
- * threads a column splitting its rows; in double, as sum_kernel. */
+/* out[c] = the sum over rows of the terms at r * cols + c: 32 neighbouring
+ * columns a block, so each warp reads one contiguous run of a row, and
+ * COL_LANES threads a column splitting its rows; in double, as sum_kernel.
+ * A bias's gradient, and BatchNorm1d's channel sums over [n, c]. */
 template <typename T>
-__global__ void column_sum_kernel(const T *x, int64_t rows, int64_t cols, T *out) {
+__global__ void column_sum_kernel(Terms<T> t, int64_t rows, int64_t cols, T *out) {
     __shared__ double partial[COL_LANES][33]; /* 33: no bank conflicts */
     int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
     double acc = 0;
-    if (c < cols)
-        for (int64_t r = threadIdx.y; r < rows; r += COL_LANES) acc += (double)x[r * cols + c];
+    if (c < cols) {
+        double cu = t.mu ? (double)t.mu[c] : 0, cv = t.mv ? (double)t.mv[c] : 0;
+        for (int64_t r = threadIdx.y; r < rows; r += COL_LANES)
+            acc += term(t, r * cols + c, cu, cv);
+    }
     partial[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();
     if (threadIdx.y == 0 && c < cols) {
@@ -99,11 +116,6 @@ static bool blocked_layout(int nkept, const int64_t *kept_size, const int64_t *k
     return true;
 }
 
-/* What a split sum adds at position (o, k, i): (u - mu[k]) * (v - mv[k]),
- * v NULL reading as 1 and mu, mv NULL as 0 (a plain sum: u alone). */
-template <typename T> struct Terms {
-    const T *u, *mu, *v, *mv;
-};
 
 /* Pass 1 of a split sum: block (k, s) adds chunk s (`per` positions) of
  * kept position k's outer * inner, in double; threads take consecutive
@@ -120,9 +132,7 @@ __global__ void split_sum_kernel(Terms<T> t, Blocked b, int64_t per, double *par
         int64_t o = j / b.inner, i = j - o * b.inner;
         const int64_t step = blockDim.x, dq = step / b.inner, dr = step % b.inner;
         for (; j < end; j += step) {
-            int64_t at = (o * b.kept + k) * b.inner + i;
-            double term = (double)t.u[at] - cu;
-            acc += t.v ? term * ((double)t.v[at] - cv) : term;
+            acc += term(t, (o * b.kept + k) * b.inner + i, cu, cv);
             o += dq;
             i += dr;
             if (i >= b.inner) i -= b.inner, o++;
@@ -184,10 +194,10 @@ template <typename T> static void split_sum(Terms<T> t, const Blocked &b, T *out
     gpu_free_bytes(dev, partial); /* queued: its next user runs after */
 }
 
-template <typename T> static void column_sum(const T *x, const Blocked &b, T *out) {
+template <typename T> static void column_sum(Terms<T> t, const Blocked &b, T *out) {
     dim3 threads(32, COL_LANES);
     column_sum_kernel<T>
-        <<<(unsigned)((b.kept + 31) / 32), threads, 0, gpu_stream()>>>(x, b.outer, b.kept, out);
+        <<<(unsigned)((b.kept + 31) / 32), threads, 0, gpu_stream()>>>(t, b.outer, b.kept, out);
     gpu_check_launch("sum kernel (columns)");
 }
 
@@ -200,8 +210,9 @@ extern "C" void gpu_launch_sum(int dtype, const void *x, int nkept, const int64_
     if (blocked_layout(nkept, kept_size, kept_stride, nred_total, &b) && b.kept <= INT32_MAX) {
         bool f32 = dtype == GPU_F32;
         if (b.inner == 1 && b.kept > 1)
-            f32 ? column_sum((const float *)x, b, (float *)out)
-                : column_sum((const double *)x, b, (double *)out);
+            f32 ? column_sum(Terms<float>{(const float *)x, NULL, NULL, NULL}, b, (float *)out)
+                : column_sum(Terms<double>{(const double *)x, NULL, NULL, NULL}, b,
+                             (double *)out);
         else
             f32 ? split_sum(Terms<float>{(const float *)x, NULL, NULL, NULL}, b, (float *)out)
                 : split_sum(Terms<double>{(const double *)x, NULL, NULL, NULL}, b, (double *)out);
@@ -225,20 +236,29 @@ extern "C" void gpu_launch_sum(int dtype, const void *x, int nkept, const int64_
 }
 
 /* Batch norm's channel sums over [n, c, s] (core/backend.h's
- * channel_sum_product): the split sum with kept = the channel. */
+ * channel_sum_product): the split sum with kept = the channel, or for
+ * BatchNorm1d's [n, c] (s = 1) the column sums, whose warps read a row's
+ * neighbouring channels where the split sum's would read one channel's
+ * values a row apart. */
+template <typename T>
+static void channel_sums(const void *u, const void *mu, const void *v, const void *mv, void *out,
+                         int64_t n, int64_t c, int64_t s) {
+    Terms<T> t = {(const T *)u, (const T *)mu, (const T *)v, (const T *)mv};
+    Blocked b = {n, c, s};
+    if (s == 1 && c > 1)
+        column_sum(t, b, (T *)out);
+    else
+        split_sum(t, b, (T *)out);
+}
+
 extern "C" void gpu_launch_channel_sum_product(int dtype, const void *u, const void *mu,
                                                const void *v, const void *mv, void *out,
                                                int64_t n, int64_t c, int64_t s) {
     if (c <= 0) return;
-    Blocked b = {n, c, s};
     if (dtype == GPU_F32)
-        split_sum(Terms<float>{(const float *)u, (const float *)mu, (const float *)v,
-                               (const float *)mv},
-                  b, (float *)out);
+        channel_sums<float>(u, mu, v, mv, out, n, c, s);
     else
-        split_sum(Terms<double>{(const double *)u, (const double *)mu, (const double *)v,
-                                (const double *)mv},
-                  b, (double *)out);
+        channel_sums<double>(u, mu, v, mv, out, n, c, s);
 }
 
 /* (value, index) pairs: does b beat a? NaN beats numbers, the earlier index

@@ -57,9 +57,11 @@ template <typename T> static void sums(void) {
     sum_case<T>("rows of [6, 20] transposed (general)", small, {20}, {6}, {6}, {1});
 }
 
-/* BatchNorm's sum over (n, s) of (u - mu[k]) * (v - mv[k]) per channel k. */
-template <typename T> static void channel_case(bool means, bool second) {
-    int64_t n = 3, c = 4, s = 1000;
+/* BatchNorm's sum over (n, s) of (u - mu[k]) * (v - mv[k]) per channel k:
+ * over [3, 4, 1000] (the split sum) or BatchNorm1d's [100, 70] (s = 1: the
+ * column sums). */
+template <typename T> static void channel_case(bool means, bool second, bool columns) {
+    int64_t n = columns ? 100 : 3, c = columns ? 70 : 4, s = columns ? 1 : 1000;
     std::vector<T> u = sim_as<T>(sim_values(n * c * s, 6)), v = sim_as<T>(sim_values(n * c * s, 7));
     std::vector<T> mu = sim_as<T>(sim_values(c, 8)), mv = sim_as<T>(sim_values(c, 9));
     std::vector<long double> want((size_t)c, 0);
@@ -76,8 +78,8 @@ template <typename T> static void channel_case(bool means, bool second) {
                                    second ? v.data() : nullptr,
                                    means && second ? mv.data() : nullptr, out.data(), n, c, s);
     char name[128];
-    snprintf(name, sizeof name, "channel_sum_product%s%s %s", means ? " - mean" : "",
-             second ? " * (v - mean)" : "", sizeof(T) == 4 ? "f32" : "f64");
+    snprintf(name, sizeof name, "channel_sum_product%s%s%s %s", columns ? " [n, c]" : "",
+             means ? " - mean" : "", second ? " * (v - mean)" : "", sizeof(T) == 4 ? "f32" : "f64");
     sim_expect_near(name, out, want, 1e-6);
 }
 
@@ -116,9 +118,9 @@ template <typename T> static void max_cases(void) {
 int main(void) {
     sums<float>();
     sums<double>();
-    for (int k = 0; k < 4; k++) {
-        channel_case<float>(k & 1, k & 2);
-        channel_case<double>(k & 1, k & 2);
+    for (int k = 0; k < 8; k++) {
+        channel_case<float>(k & 1, k & 2, k & 4);
+        channel_case<double>(k & 1, k & 2, k & 4);
     }
     max_cases<float>();
     max_cases<double>();
