@@ -92,12 +92,15 @@ static void log_buckets(const Trainer *t) {
           world == 1 ? "" : "s", t->dist->backend, n, n == 1 ? "" : "s", size);
 }
 
-int train_batches_per_step(const Trainer *t) {
-    return t->accumulate_steps > 1 ? t->accumulate_steps : 1;
+/* Batches a step of accumulate_steps takes: it, 1 when unset (0) or 1. */
+static int batches_per_step(int accumulate_steps) {
+    return accumulate_steps > 1 ? accumulate_steps : 1;
 }
 
+int train_batches_per_step(const Trainer *t) { return batches_per_step(t->accumulate_steps); }
+
 int64_t train_steps_for(int64_t batches, int accumulate_steps) {
-    int64_t k = accumulate_steps > 1 ? accumulate_steps : 1;
+    int64_t k = batches_per_step(accumulate_steps);
     return (batches + k - 1) / k;
 }
 

@@ -78,9 +78,9 @@ TrainGraph *train_graph_new(const Trainer *t) {
     g->be = backend_for(t->device);
     g->batches = train_batches_per_step(t);
     if (g->batches > TRAIN_GRAPH_MAX_BATCHES) {
-        free(g->grads), free(g);
-        error_set("cuda graphs: %d batches a step, at most %d", train_batches_per_step(t),
+        error_set("cuda graphs: %d batches a step, at most %d", g->batches,
                   TRAIN_GRAPH_MAX_BATCHES);
+        free(g->grads), free(g);
         return NULL;
     }
     g->n_grads = n;

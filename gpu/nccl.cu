@@ -25,6 +25,7 @@
 #include "gpu/kernels.h"
 
 extern "C" {
+#include "core/clock.h"
 #include "core/error.h"
 }
 
@@ -117,19 +118,13 @@ static double timeout_s(void) {
     return t > 0 ? t : 600;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Waits for c's all-reduces as a watchdog: an error NCCL found on its own
  * (a peer's process gone, the network) or a step past the timeout (a
  * peer stuck) fails the step with a message, instead of the host blocking
  * for ever in its next read of the sums. The caller's failure then aborts
  * the communicator (gpu_nccl_comm_destroy) and the job (MPI_Abort). */
 static int watch(NcclComm *c) {
-    double start = now_s(), limit = timeout_s();
+    double start = clock_now_s(), limit = timeout_s();
     for (;;) {
         cudaError_t e = cudaEventQuery(c->done);
         if (e == cudaSuccess) return 0;
@@ -140,7 +135,7 @@ static int watch(NcclComm *c) {
         if (async != ncclSuccess && async != ncclInProgress)
             return error_set("NCCL: an all-reduce failed: %s (%s)", ncclGetErrorString(async),
                              ncclGetLastError(c->comm));
-        if (now_s() - start > limit)
+        if (clock_now_s() - start > limit)
             return error_set("NCCL: the step's all-reduces did not finish in %.0f s "
                              "(TRAIND_NCCL_TIMEOUT_S): a rank stopped or is stuck",
                              limit);

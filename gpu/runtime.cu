@@ -29,16 +29,17 @@ extern "C" cudaStream_t gpu_stream(void) { return current_stream; }
 
 extern "C" void gpu_stream_set(cudaStream_t stream) { current_stream = stream; }
 
-extern "C" void gpu_record_msg(const char *msg, const char *where) {
+extern "C" void gpu_record_text(const char *text) {
     if (has_error) return; /* the first failure is the cause; keep it */
-    snprintf(last_error, sizeof last_error, "cuda: %s at %s", msg, where);
+    snprintf(last_error, sizeof last_error, "%s", text);
     has_error = true;
 }
 
-extern "C" void gpu_record_text(const char *text) {
-    if (has_error) return;
-    snprintf(last_error, sizeof last_error, "%s", text);
-    has_error = true;
+extern "C" void gpu_record_msg(const char *msg, const char *where) {
+    if (has_error) return; /* formatted only when kept */
+    char text[sizeof last_error];
+    snprintf(text, sizeof text, "cuda: %s at %s", msg, where);
+    gpu_record_text(text);
 }
 
 extern "C" void gpu_record(int status, const char *where) {
