@@ -183,7 +183,8 @@ Tensor *tensor_batch_norm_blocked(Tensor *x, Tensor *running_mean, Tensor *runni
                                   Tensor *weight, Tensor *bias, bool training, double momentum,
                                   const Tensor *momentum_t, double eps, DistGroup *group);
 /* core/ops/all_reduce.c: x summed over the group's ranks, differentiable
- * (the backward sums the gradients over the ranks too). */
+ * (the backward sums the gradients over the ranks too); x itself, not a
+ * copy, without an active group: not to be written in place. */
 Tensor *tensor_all_reduce_sum(Tensor *x, DistGroup *group);
 /* core/ops/layer_norm.c: over the last normalized_ndim dims of x, which must
  * equal normalized_shape; weight/bias of normalized_shape or NULL. */

@@ -40,6 +40,10 @@ Tensor *tensor_all_reduce_sum(Tensor *x, DistGroup *g) {
         return error_set("all_reduce: expected a float32 or float64 tensor, got %s",
                          dtype_name(x->dtype)),
                NULL;
+    /* one rank: the sum is x itself, returned as it is (callers only read
+     * it), with no trip through the host (on a GPU that trip waited for the
+     * device at each BatchNorm, and a CUDA graph could not hold the step) */
+    if (!dist_active(g)) return tensor_retain(x);
     bool prev = autograd_set_enabled(false);
     Tensor *out = all_reduce_copy(x, g);
     autograd_set_enabled(prev);
