@@ -86,7 +86,7 @@ ASAN_STORAGE := $(STORAGE_SRC:%.c=build/asan/%.o)
 # The unit tests link the daemon's layers too (storage, scheduler), all but main().
 ASAN_SERVER_LIB := $(filter-out build/asan/server/main.o,$(ASAN_SERVER))
 
-.PHONY: all run test test-only test-sim test-e2e lint-api lint-web deps clean fixtures bench bench-gpu bench-models bench-dashboard docker-check \
+.PHONY: all run test test-only test-sim test-simdev test-e2e lint-api lint-web deps clean fixtures bench bench-gpu bench-models bench-dashboard docker-check \
         fuzz fuzz-smoke
 all: build/traind
 
@@ -167,8 +167,9 @@ test: deps
 	$(MAKE) all build/tests/unit build/traind-asan
 	@rm -f build/skips.log
 	$(MAKE) test-only
-	@$(MAKE) -j2 --no-print-directory $(SIM_TESTS)
+	@$(MAKE) -j2 --no-print-directory $(SIM_TESTS) build/tests/unit-simdev
 	@$(MAKE) --no-print-directory test-sim
+	@$(MAKE) --no-print-directory test-simdev
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory lint-api
 	@$(MAKE) --no-print-directory lint-web
@@ -196,7 +197,7 @@ SIM_CXX := $(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Wno-unknown-pragmas $
 SIM_DEPS := $(SIM_HEADERS) $(wildcard tests/sim/*.h tests/sim/include/*.h gpu/kernels/*.h) \
             gpu/kernels.h gpu/stream.h
 
-build/sim/gpu/kernels/%.cu.cpp: gpu/kernels/%.cu tests/sim/rewrite.sed
+build/sim/gpu/%.cu.cpp: gpu/%.cu tests/sim/rewrite.sed
 	@mkdir -p $(dir $@)
 	sed -E -f tests/sim/rewrite.sed $< >$@.tmp && mv $@.tmp $@
 
@@ -211,15 +212,17 @@ build/sim/%.o: tests/sim/%.cpp $(SIM_DEPS)
 	@mkdir -p $(dir $@)
 	$(SIM_CXX) -c $< -o $@
 
-build/tests/sim_%: build/sim/test_%.o build/sim/gpu/kernels/%.cu.o build/sim/runtime.o
+build/tests/sim_%: build/sim/test_%.o build/sim/gpu/kernels/%.cu.o build/sim/runtime.o \
+                   build/sim/fiber_switch.o
 	@mkdir -p $(dir $@)
 	$(SIM_CXX) -o $@ $^
 
 # kept between runs (make deletes a chain's intermediate files otherwise)
 SIM_NAMES := $(patsubst tests/sim/test_%.cpp,%,$(wildcard tests/sim/test_*.cpp))
+SIM_CU := $(filter-out gpu/bench_%,$(wildcard gpu/*.cu gpu/kernels/*.cu))
 .SECONDARY: $(SIM_HEADERS) $(SIM_NAMES:%=build/sim/test_%.o) build/sim/runtime.o \
-            $(patsubst gpu/kernels/%.cu,build/sim/gpu/kernels/%.cu.o,$(wildcard gpu/kernels/*.cu)) \
-            $(patsubst gpu/kernels/%.cu,build/sim/gpu/kernels/%.cu.cpp,$(wildcard gpu/kernels/*.cu))
+            build/sim/fiber_switch.o \
+            $(SIM_CU:%.cu=build/sim/%.cu.o) $(SIM_CU:%.cu=build/sim/%.cu.cpp)
 -include $(shell find build/sim -name '*.d' 2>/dev/null)
 
 # what a test links besides its kernel file: embedding's backward zeroes
@@ -235,6 +238,27 @@ build/sim/core/%.o: core/%.c core/%.h
 
 test-sim: $(SIM_TESTS)
 	@ok=0; for t in $(SIM_TESTS); do $$t || ok=1; done; exit $$ok
+
+# The simulated device (tests/sim/device): the whole CUDA backend, gpu/'s
+# C files and every .cu file rewritten as above, against a CUDA runtime,
+# cuBLAS, cuBLASLt, cuDNN and NCCL that run on the CPU, linked with the
+# GPU's unit tests (tests/unit/test_gpu*.c), which find a device and run.
+SIMDEV_C   := $(wildcard gpu/*.c) $(shell grep -l test_need_gpu tests/unit/*.c) $(wildcard tests/support/*.c)
+SIMDEV_OBJ := $(SIMDEV_C:%.c=build/simdev/%.o) $(SIM_CU:%.cu=build/sim/%.cu.o) \
+              $(patsubst tests/sim/%.cpp,build/sim/%.o,$(wildcard tests/sim/device/*.cpp)) \
+              build/sim/fiber_switch.o
+build/simdev/%.o: %.c $(wildcard tests/sim/include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(STD) -DTRAIND_CUDA=1 -O1 -g $(SAN) $(OMP) $(WARN) -Itests/sim/include $(INC) \
+	    $(DEPFLAGS) -c $< -o $@
+build/tests/unit-simdev: $(SIMDEV_OBJ) $(ASAN_CORE) $(ASAN_STORAGE) $(ASAN_SERVER_LIB) $(WEB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CXX) $(SAN) $(OMP) -pthread -o $@ $^ -lcriterion $(LIBS)
+
+test-simdev: build/tests/unit-simdev
+	OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1 UNIT_TESTS=build/tests/unit-simdev \
+	    scripts/run-unit-tests.sh $(TEST_ARGS)
 
 # Whole `traind run` jobs: parity with PyTorch (tests/fixtures/jobs, from
 # gen_jobs.py) and bad input under ASan; the HTTP API against the real

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs build/tests/unit (Criterion, under ASan/UBSan/LSan) with the given
-# arguments, teeing to build/test.log, and fails on any sanitizer report.
+# arguments, teeing to "$log", and fails on any sanitizer report.
+# UNIT_TESTS names another such binary (make test-simdev's
+# build/tests/unit-simdev), logged to build/<its name>.log.
 #
 # Criterion forks one process per test; a leak is reported when that process
 # exits, after Criterion has counted the test, so the log is scanned too.
@@ -19,6 +21,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p build
+unit=${UNIT_TESTS:-build/tests/unit}
+log=build/$(basename "$unit" | sed 's/^unit$/test/').log
+skips=${log%.log}-skips.log
 # the tests --filter leaves out ("a^" matches no line)
 left_out='a^'
 for a in "$@"; do
@@ -27,22 +32,22 @@ done
 # the lines not shown: each test's start and pass, the suites' headers
 quiet="^\[RUN \]|^\[PASS\]|^\[====\] Running [0-9]+ tests? from |$left_out"
 for attempt in 1 2; do
-    build/tests/unit --jobs 2 --verbose "$@" 2>&1 | tee build/test.log |
+    "$unit" --jobs 2 --verbose "$@" 2>&1 | tee "$log" |
         grep --line-buffered -Ev "$quiet"
     rc=${PIPESTATUS[0]}
-    if grep -q 'Could not spawn test instance' build/test.log &&
-       ! grep -q 'Synthesis:' build/test.log && [ "$attempt" = 1 ]; then
+    if grep -q 'Could not spawn test instance' "$log" &&
+       ! grep -q 'Synthesis:' "$log" && [ "$attempt" = 1 ]; then
         echo "run-unit-tests: Criterion could not start its test processes; retrying once" >&2
         continue
     fi
     break
 done
-grep '^\[SKIP\] ' build/test.log | grep -Ev "$left_out" | sed 's/^\[SKIP\] //' >build/test-skips.log
-echo "run-unit-tests: $(wc -l <build/test-skips.log) skipped"
+grep '^\[SKIP\] ' "$log" | grep -Ev "$left_out" | sed 's/^\[SKIP\] //' >"$skips"
+echo "run-unit-tests: $(wc -l <"$skips") skipped"
 if [ -n "${TRAIND_SKIP_LOG:-}" ]; then
-    sed 's/^/unit tests: /' build/test-skips.log >>"$TRAIND_SKIP_LOG"
+    sed "s|^|$(basename "$unit"): |" "$skips" >>"$TRAIND_SKIP_LOG"
 fi
-if grep -q 'ERROR: LeakSanitizer\|ERROR: AddressSanitizer\|runtime error:' build/test.log; then
+if grep -q 'ERROR: LeakSanitizer\|ERROR: AddressSanitizer\|runtime error:' "$log"; then
     echo "run-unit-tests: sanitizer reports above: failing the test run" >&2
     exit 1
 fi

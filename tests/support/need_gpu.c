@@ -2,6 +2,7 @@
 #include "tests/support/need_gpu.h"
 
 #include <criterion/criterion.h>
+#include <string.h>
 
 #ifdef TRAIND_CUDA
 #include "gpu/conv_cudnn.h"
@@ -14,6 +15,19 @@ void test_need_gpu(void) {
     cr_skip_test("no CUDA device: gpu_init() found none, CUDA tests skipped");
 #else
     cr_skip_test("no CUDA device: this build has no CUDA backend (make GPU=0 or no nvcc)");
+#endif
+}
+
+bool test_gpu_simulated(void) {
+#ifdef TRAIND_CUDA
+    static int simulated = -1; /* asked once: a test may ask in a loop */
+    char name[256];
+    if (simulated < 0)
+        simulated = gpu_device_info(0, name, sizeof name, NULL, NULL) == 0 &&
+                    strstr(name, "simulated") != NULL;
+    return simulated == 1;
+#else
+    return false;
 #endif
 }
 

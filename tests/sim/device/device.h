@@ -1,0 +1,75 @@
+/* device.h - the simulated device's inside, shared by its files: a CUDA
+ * runtime, cuBLAS, cuBLASLt, cuDNN and NCCL on the CPU, against which the
+ * backend's host code (gpu/ C and CUDA files) runs unchanged in CI, its
+ * kernels by tests/sim/cuda_sim.h.
+ *
+ * Work is deferred as a GPU defers it: a launch, copy or library call is
+ * queued on its stream and runs only when the host waits for it (a
+ * synchronising call, an event, a full queue), in stream order and after
+ * the events it waits for. So a host that reads a result before waiting,
+ * or reuses a buffer a queued copy still reads, sees what it would on a
+ * GPU: stale bytes. A stream that captures a graph records instead; a
+ * call a capture forbids fails it, as CUDA's does. Every call holds one
+ * lock, so the threads of a test take turns.
+ */
+#ifndef TRAIND_TESTS_SIM_DEVICE_DEVICE_H
+#define TRAIND_TESTS_SIM_DEVICE_DEVICE_H
+
+#include <cuda_runtime.h>
+
+#include <functional>
+#include <mutex>
+#include <set>
+
+/* the lock every call of the simulated device holds */
+std::recursive_mutex &simdev_lock();
+
+/* e recorded as this thread's last error (cudaGetLastError), returned */
+cudaError_t simdev_fail(cudaError_t e);
+
+/* Queues work on stream (0 and cudaStreamLegacy: the legacy default
+ * stream), or records it when the stream captures a graph. */
+cudaError_t simdev_enqueue(cudaStream_t stream, std::function<void()> work);
+/* Runs what stream has queued (everything, for NULL). */
+cudaError_t simdev_drain(cudaStream_t stream);
+void simdev_drain_all();
+
+/* Whether stream records into a graph now. */
+bool simdev_capturing(cudaStream_t stream);
+
+/* Whether this thread may not make a call that would synchronise now:
+ * it captures a graph (not in relaxed mode), or another thread captures
+ * in global mode. A refused call fails the capture, which then ends with
+ * cudaErrorStreamCaptureInvalidated. */
+bool simdev_capture_refuses();
+
+/* Whether [p, p + bytes) lies in device memory or page-locked host memory
+ * (what a kernel or a copy's device side may touch); whether it lies in
+ * page-locked memory (what a copy reads or writes later, not at once). */
+bool simdev_on_device(const void *p, size_t bytes);
+bool simdev_page_locked(const void *p, size_t bytes);
+
+/* What the libraries hand out (handles, descriptors, events), from
+ * simdev_keep until simdev_drop deletes it: a set never destroyed, so
+ * that what a caller keeps for the process's life is reachable when
+ * LeakSanitizer looks, after static destructors, as a real library's
+ * objects are; and so that a handle already dropped can be refused. */
+std::set<const void *> &simdev_kept();
+
+template <typename T> T *simdev_keep(T *p) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    simdev_kept().insert(p);
+    return p;
+}
+
+template <typename T> bool simdev_kept_now(const T *p) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    return p && simdev_kept().count(p);
+}
+
+template <typename T> void simdev_drop(T *p) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    if (simdev_kept().erase(p)) delete p;
+}
+
+#endif

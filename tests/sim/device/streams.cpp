@@ -1,0 +1,372 @@
+/* streams.cpp - the simulated device's streams, events and graphs.
+ *
+ * A stream is a queue of work and a count of what has run. The legacy
+ * default stream waits for every blocking stream's work queued before,
+ * and they for its (CUDA's implicit synchronisation); non-blocking
+ * streams wait only for the events they are told to. Nothing runs until
+ * the host waits for it (device.h), or a stream holds more than
+ * QUEUE_MAX items, as a GPU's launch queue fills. An event marks a
+ * stream's position. A capturing stream appends to its graph instead; a
+ * graph's replay is one item that runs the recorded work in order.
+ * A stream destroyed is only retired, since marks may name it.
+ */
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "tests/sim/cuda_sim.h"
+#include "tests/sim/device/device.h"
+
+namespace {
+
+const size_t QUEUE_MAX = 1024;
+
+struct Mark { /* the point after the stream's seq-th item ran */
+    SimStream *stream;
+    uint64_t seq;
+};
+
+struct Item {
+    std::function<void()> work; /* empty for a wait on an event */
+    std::vector<Mark> after;
+};
+
+using Work = std::vector<std::function<void()>>;
+
+} // namespace
+
+struct SimGraph {
+    Work work;
+};
+
+struct SimGraphExec {
+    std::shared_ptr<const Work> work; /* shared with replays still queued */
+};
+
+struct SimStream {
+    bool blocking = true;
+    std::deque<Item> queue;
+    uint64_t queued = 0, done = 0;
+    SimGraph *capture = nullptr;
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
+    std::thread::id owner;
+    bool invalidated = false;
+};
+
+struct SimEvent {
+    Mark mark{nullptr, 0};
+    SimStream *captured_by = nullptr; /* recorded in that stream's capture */
+    bool timing;
+    bool queried = false;
+    std::shared_ptr<double> time; /* when the record ran, seconds */
+};
+
+namespace {
+
+SimStream legacy; /* blocking */
+std::set<SimStream *> live;
+thread_local cudaStreamCaptureMode thread_mode = cudaStreamCaptureModeGlobal;
+
+SimStream *stream_of(cudaStream_t s) {
+    if (s == nullptr || s == cudaStreamLegacy) return &legacy;
+    return live.count(s) ? s : nullptr;
+}
+
+double now_s() {
+    using namespace std::chrono;
+    return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+void run_to(SimStream *s, uint64_t seq) {
+    while (s->done < seq) {
+        Item item = std::move(s->queue.front());
+        s->queue.pop_front();
+        for (const Mark &m : item.after) run_to(m.stream, m.seq);
+        if (item.work) item.work();
+        s->done++;
+    }
+}
+
+cudaError_t enqueue(SimStream *s, std::function<void()> work, const Mark *wait) {
+    if (s->capture) {
+        if (work) s->capture->work.push_back(std::move(work));
+        return cudaSuccess;
+    }
+    Item item{std::move(work), {}};
+    if (wait) item.after.push_back(*wait);
+    if (s == &legacy) {
+        for (SimStream *o : live)
+            if (o->blocking && o->queued > o->done) item.after.push_back({o, o->queued});
+    } else if (s->blocking && legacy.queued > legacy.done) {
+        item.after.push_back({&legacy, legacy.queued});
+    }
+    s->queue.push_back(std::move(item));
+    s->queued++;
+    if (s->queue.size() > QUEUE_MAX) run_to(s, s->done + QUEUE_MAX / 2);
+    return cudaSuccess;
+}
+
+} // namespace
+
+std::set<const void *> &simdev_kept() {
+    static std::set<const void *> &kept = *new std::set<const void *>;
+    return kept;
+}
+
+std::recursive_mutex &simdev_lock() {
+    static std::recursive_mutex lock;
+    return lock;
+}
+
+cudaError_t simdev_enqueue(cudaStream_t stream, std::function<void()> work) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    SimStream *s = stream_of(stream);
+    if (!s) return simdev_fail(cudaErrorInvalidResourceHandle);
+    return enqueue(s, std::move(work), nullptr);
+}
+
+cudaError_t simdev_drain(cudaStream_t stream) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    SimStream *s = stream_of(stream);
+    if (!s) return simdev_fail(cudaErrorInvalidResourceHandle);
+    if (s->capture) { /* waiting for a capture's work: it fails */
+        s->invalidated = true;
+        return simdev_fail(cudaErrorStreamCaptureUnsupported);
+    }
+    run_to(s, s->queued);
+    return cudaSuccess;
+}
+
+void simdev_drain_all() {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    run_to(&legacy, legacy.queued);
+    for (SimStream *s : live) run_to(s, s->queued);
+}
+
+bool simdev_capturing(cudaStream_t stream) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    SimStream *s = stream_of(stream);
+    return s && s->capture;
+}
+
+bool simdev_capture_refuses() {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    if (thread_mode == cudaStreamCaptureModeRelaxed) return false;
+    bool refused = false;
+    for (SimStream *s : live) {
+        if (!s->capture || s->mode == cudaStreamCaptureModeRelaxed) continue;
+        bool mine = s->owner == std::this_thread::get_id();
+        if (mine || (thread_mode == cudaStreamCaptureModeGlobal &&
+                     s->mode == cudaStreamCaptureModeGlobal)) {
+            s->invalidated = true;
+            refused = true;
+        }
+    }
+    return refused;
+}
+
+/* what tests/sim/cuda_sim.h hands a launch to */
+void sim_launch(cudaStream_t stream, std::function<void()> work, const char *what) {
+    (void)what;
+    simdev_enqueue(stream, std::move(work));
+}
+
+/* ---- streams ---- */
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned flags) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    SimStream *s = simdev_keep(new SimStream); /* never dropped: marks may name it */
+    s->blocking = !(flags & cudaStreamNonBlocking);
+    live.insert(s);
+    *stream = s;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    SimStream *s = stream == cudaStreamLegacy ? nullptr : stream_of(stream);
+    if (!s || s->capture) return simdev_fail(cudaErrorInvalidResourceHandle);
+    run_to(s, s->queued); /* CUDA lets queued work finish */
+    live.erase(s);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+    if (simdev_capture_refuses()) return simdev_fail(cudaErrorStreamCaptureUnsupported);
+    return simdev_drain(stream);
+}
+
+/* refused while any stream captures, whatever its mode or thread: CUDA
+ * forbids waiting for a device one of whose streams captures */
+cudaError_t cudaDeviceSynchronize(void) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    bool capturing = simdev_capture_refuses();
+    for (SimStream *s : live)
+        if (s->capture) capturing = s->invalidated = true;
+    if (capturing) return simdev_fail(cudaErrorStreamCaptureUnsupported);
+    simdev_drain_all();
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    SimStream *s = stream_of(stream);
+    if (!s) return simdev_fail(cudaErrorInvalidResourceHandle);
+    if (s == &legacy || s->capture) return simdev_fail(cudaErrorStreamCaptureUnsupported);
+    s->capture = simdev_keep(new SimGraph);
+    s->mode = mode;
+    s->owner = std::this_thread::get_id();
+    s->invalidated = false;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    SimStream *s = stream_of(stream);
+    *graph = nullptr;
+    if (!s || !s->capture) return simdev_fail(cudaErrorInvalidValue);
+    if (s->mode != cudaStreamCaptureModeRelaxed && s->owner != std::this_thread::get_id())
+        return simdev_fail(cudaErrorStreamCaptureWrongThread);
+    SimGraph *made = s->capture;
+    s->capture = nullptr;
+    if (s->invalidated) {
+        simdev_drop(made);
+        return simdev_fail(cudaErrorStreamCaptureInvalidated);
+    }
+    *graph = made;
+    return cudaSuccess;
+}
+
+cudaError_t cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode *mode) {
+    std::swap(thread_mode, *mode);
+    return cudaSuccess;
+}
+
+/* ---- events ---- */
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned flags) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    SimEvent *e = simdev_keep(new SimEvent);
+    e->timing = !(flags & cudaEventDisableTiming);
+    *event = e;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t *event) {
+    return cudaEventCreateWithFlags(event, cudaEventDefault);
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    if (!simdev_kept_now(event)) return simdev_fail(cudaErrorInvalidResourceHandle);
+    simdev_drop(event); /* a record still queued writes its own time */
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    SimStream *s = stream_of(stream);
+    if (!s || !simdev_kept_now(event)) return simdev_fail(cudaErrorInvalidResourceHandle);
+    SimEvent *e = event;
+    if (s->capture) { /* a point of the graph: only its own stream waits on it */
+        e->captured_by = s;
+        e->mark = {nullptr, 0};
+        return cudaSuccess;
+    }
+    e->captured_by = nullptr;
+    e->queried = false;
+    auto time = std::make_shared<double>(0);
+    e->time = time;
+    enqueue(s, [time] { *time = now_s(); }, nullptr);
+    e->mark = {s, s->queued};
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    (void)flags;
+    SimStream *s = stream_of(stream);
+    if (!s || !simdev_kept_now(event)) return simdev_fail(cudaErrorInvalidResourceHandle);
+    if (s->capture) { /* inside a capture: only its own points */
+        if (event->captured_by == s) return cudaSuccess;
+        s->invalidated = true;
+        return simdev_fail(cudaErrorStreamCaptureIsolation);
+    }
+    if (event->captured_by) return simdev_fail(cudaErrorStreamCaptureIsolation);
+    if (!event->mark.stream) return cudaSuccess; /* never recorded: nothing to wait for */
+    return enqueue(s, nullptr, &event->mark);
+}
+
+/* A first query of work not yet run says so; the next runs it, so that a
+ * host polling an event sees both answers and is not left waiting. */
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    if (!simdev_kept_now(event)) return simdev_fail(cudaErrorInvalidResourceHandle);
+    if (simdev_capture_refuses()) return simdev_fail(cudaErrorStreamCaptureUnsupported);
+    if (event->captured_by) return simdev_fail(cudaErrorStreamCaptureIsolation);
+    Mark m = event->mark;
+    if (!m.stream || m.stream->done >= m.seq) return cudaSuccess;
+    if (!event->queried) {
+        event->queried = true;
+        return cudaErrorNotReady; /* not an error: not sticky */
+    }
+    run_to(m.stream, m.seq);
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    if (!simdev_kept_now(event)) return simdev_fail(cudaErrorInvalidResourceHandle);
+    if (simdev_capture_refuses()) return simdev_fail(cudaErrorStreamCaptureUnsupported);
+    if (event->captured_by) return simdev_fail(cudaErrorStreamCaptureIsolation);
+    if (event->mark.stream) run_to(event->mark.stream, event->mark.seq);
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    if (!simdev_kept_now(start) || !simdev_kept_now(end) || !start->timing || !end->timing ||
+        !start->mark.stream || !end->mark.stream)
+        return simdev_fail(cudaErrorInvalidResourceHandle);
+    if (start->mark.stream->done < start->mark.seq || end->mark.stream->done < end->mark.seq)
+        return cudaErrorNotReady;
+    *ms = (float)((*end->time - *start->time) * 1e3);
+    return cudaSuccess;
+}
+
+/* ---- graphs ---- */
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
+                                 unsigned long long flags) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    (void)flags;
+    if (!simdev_kept_now(graph)) return simdev_fail(cudaErrorInvalidResourceHandle);
+    *exec = simdev_keep(new SimGraphExec{std::make_shared<const Work>(graph->work)});
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    if (!simdev_kept_now(exec)) return simdev_fail(cudaErrorInvalidResourceHandle);
+    std::shared_ptr<const Work> work = exec->work;
+    return simdev_enqueue(stream, [work] {
+        for (const std::function<void()> &w : *work) w();
+    });
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    if (!simdev_kept_now(exec)) return simdev_fail(cudaErrorInvalidResourceHandle);
+    simdev_drop(exec);
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    if (!simdev_kept_now(graph)) return simdev_fail(cudaErrorInvalidResourceHandle);
+    simdev_drop(graph);
+    return cudaSuccess;
+}
