@@ -52,14 +52,18 @@ static thread_local Slot slot;
 
 /* Caller holds the lock. Waits for every device with claims, then clears
  * slot i's record and claim words: nothing queued before can write them
- * later. The thread's current device is kept. */
+ * later. The kernels that write them run on the legacy stream (a graph's
+ * replay too), so the wait is for that stream: CUDA refuses a wait for
+ * the whole device while any of its streams captures a graph, as another
+ * job's thread may be doing. The thread's current device is kept. */
 static void clean(int i) {
     int current = -1;
     gpu_record((int)cudaGetDevice(&current), "cudaGetDevice (index check)");
     for (int d = 0; d < GPU_MAX_DEVICES; d++) {
         if (!claims[d]) continue;
         gpu_record((int)cudaSetDevice(d), "cudaSetDevice (index check)");
-        gpu_record((int)cudaDeviceSynchronize(), "cudaDeviceSynchronize (index check)");
+        gpu_record((int)cudaStreamSynchronize(cudaStreamLegacy),
+                   "cudaStreamSynchronize (index check)");
         gpu_record((int)cudaMemset(claims[d] + i, 0, sizeof(unsigned)), "cudaMemset (index claim)");
     }
     if (current >= 0) gpu_record((int)cudaSetDevice(current), "cudaSetDevice (index check)");

@@ -116,7 +116,6 @@ int gpu_memcpy_from_host_beside(int device, void *dst, const void *host_src, siz
 /* The same queued on this thread's stream behind its kernels, without
  * waiting; host_src may be reused on return (see runtime.cu). */
 int gpu_memcpy_from_host_queued(int device, void *dst, const void *host_src, size_t nbytes);
-int gpu_synchronize(int device);
 
 /* ---- allocator.cu ---- */
 void *gpu_alloc_bytes(int device, size_t nbytes);

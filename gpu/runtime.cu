@@ -256,14 +256,6 @@ extern "C" int gpu_memcpy_from_host_queued(int device, void *dst, const void *ho
     return has_error ? -1 : 0;
 }
 
-extern "C" int gpu_synchronize(int device) {
-    if (refused_in_capture("cudaDeviceSynchronize")) return -1;
-    gpu_use_device(device);
-    gpu_record((int)cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-    gpu_index_check_report();
-    return has_error ? -1 : 0;
-}
-
 extern "C" int gpu_compute_capability(int index) {
     int major = 0, minor = 0;
     cudaError_t e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index);

@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,46 @@ Test(gpu, graph_keeps_its_memory_while_it_lives) {
     cr_assert_eq(tensor_item(s), SMALL_SUM, "%s", error_get());
     be->graph_free(graph);
     for (int i = 0; i < 4; i++) tensor_release(other[i]);
+    tensor_release(s), tensor_release(a);
+}
+
+/* Another job on the same GPU: a thread whose first Embedding sets up its
+ * index check (a wait for the kernels that may still write its slot)
+ * while this thread captures. CUDA refuses a wait for the whole device
+ * while one of its streams captures; neither thread may fail. */
+static char other_error[256];
+
+static void *embed_on_another_thread(void *out) {
+    double w[6] = {1, 2, 3, 4, 5, 6}, ix[2] = {2, 0};
+    Tensor *wh = tensor_from_doubles(w, SHAPE(3, 2), DTYPE_FLOAT32);
+    Tensor *ih = tensor_from_doubles(ix, SHAPE(2), DTYPE_INT64);
+    Tensor *wg = wh ? tensor_to_device(wh, CUDA0) : NULL;
+    Tensor *ig = ih ? tensor_to_device(ih, CUDA0) : NULL;
+    Tensor *e = wg && ig ? tensor_embedding(wg, ig) : NULL;
+    Tensor *back = e ? tensor_to_device(e, DEVICE_CPU_INIT) : NULL;
+    int rc = back ? tensor_to_doubles(back, out, 4) : -1;
+    if (rc != 0) snprintf(other_error, sizeof other_error, "%s", error_get());
+    Tensor *all[] = {wh, ih, wg, ig, e, back};
+    for (int i = 0; i < 6; i++) tensor_release(all[i]);
+    return rc == 0 ? out : NULL;
+}
+
+Test(gpu, index_check_set_up_beside_a_capture) {
+    Tensor *a;
+    const Backend *be = begin_small_capture(&a);
+    Tensor *s = ops(a);
+    double got[4] = {0}, want[4] = {5, 6, 1, 2};
+    pthread_t other;
+    void *embedded = NULL;
+    cr_assert_eq(pthread_create(&other, NULL, embed_on_another_thread, got), 0);
+    cr_assert_eq(pthread_join(other, &embedded), 0);
+    void *graph = be->graph_capture_end(CUDA0);
+    cr_assert(embedded, "the other thread's Embedding: %s", other_error);
+    for (int i = 0; i < 4; i++) cr_assert_eq(got[i], want[i], "element %d", i);
+    cr_assert(graph, "this thread's capture: %s", error_get());
+    cr_assert_eq(be->graph_launch(graph), 0, "%s", error_get());
+    cr_assert_eq(tensor_item(s), SMALL_SUM, "%s", error_get());
+    be->graph_free(graph);
     tensor_release(s), tensor_release(a);
 }
 
