@@ -44,6 +44,7 @@
 #include <memory>
 #include <mutex>
 #include <tuple>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -128,7 +129,10 @@ inline void sim_fiber_main() {
  * registers, then its address for `ret`, then a null return address for
  * it (so that the entry sees the stack aligned as after a call). */
 inline void sim_fiber_start(SimFiber &f) {
-    ASAN_UNPOISON_MEMORY_REGION(f.stack, SimTeam::STACK); /* an ended fiber's frames */
+    /* an ended fiber's last frames (sim_fiber_main's and sim_fiber_leave's,
+     * at the stack's top) never returned: their redzones are cleared; the
+     * kernel's own frames below them returned, and cleared theirs */
+    ASAN_UNPOISON_MEMORY_REGION(f.stack + SimTeam::STACK - 16384, 16384);
     void **top = (void **)(f.stack + SimTeam::STACK);
     void **sp = top - 8;
     for (int i = 0; i < 6; i++) sp[i] = nullptr;
@@ -218,24 +222,21 @@ inline std::mutex sim_atomics;
 inline void *sim_dynamic_shared() { return sim_block.shared; }
 
 /* The kernels' static shared arrays (statics here: blocks run one after
- * another), each registered by the thread that reaches its declaration
- * first, which fills it with NaNs before any thread of the block uses it
- * (the others wait on the lock); filled again at each block's start. */
-inline std::mutex sim_statics_lock;
-inline std::vector<std::pair<void *, size_t>> sim_statics;
+ * another): the first thread of a block to reach one's declaration fills
+ * it with NaNs before any thread uses it. A block's start moves the
+ * generation on, so only the arrays of the kernel that runs are filled,
+ * once a block. */
+inline std::unordered_map<void *, unsigned long> sim_statics; /* array -> generation */
+inline unsigned long sim_statics_generation = 1;
 
 inline void sim_shared_static(void *p, size_t bytes) {
-    std::lock_guard<std::mutex> g(sim_statics_lock);
-    for (auto &s : sim_statics)
-        if (s.first == p) return;
+    unsigned long &filled = sim_statics[p];
+    if (filled == sim_statics_generation) return;
     memset(p, 0xff, bytes);
-    sim_statics.push_back({p, bytes});
+    filled = sim_statics_generation;
 }
 
-inline void sim_poison_static_shared() {
-    std::lock_guard<std::mutex> g(sim_statics_lock);
-    for (auto &s : sim_statics) memset(s.first, 0xff, s.second);
-}
+inline void sim_poison_static_shared() { sim_statics_generation++; }
 
 /* Dynamic shared memory past 48 KiB a kernel may use: what the kernel
  * file asked gpu_allow_shared_memory for (runtime.cpp records it). */

@@ -333,12 +333,12 @@ static void on_log(void *user, const char *line) {
 
 /* What a run changes in its job: Dropout's p (the layers', a GPT's) when
  * >= 0, with bn_cumulative BatchNorm's momentum None (the cumulative
- * average), accumulate_steps when > 0, and with `text` the text file both
- * its splits read. */
+ * average), accumulate_steps and epochs when > 0, and with `text` the
+ * text file both its splits read. */
 typedef struct {
     double dropout;
     bool bn_cumulative;
-    int accumulate;
+    int accumulate, epochs;
     const char *text;
 } Edits;
 
@@ -350,6 +350,7 @@ static void run(const char *path, Edits e, bool graphs, Run *out) {
     if (spec->arch.kind == SPEC_ARCH_GPT && e.dropout >= 0) spec->arch.gpt.dropout = e.dropout;
     spec->cuda_graphs = graphs;
     if (e.accumulate > 0) spec->accumulate_steps = e.accumulate;
+    if (e.epochs > 0) spec->epochs = e.epochs;
     SpecSource *sources[] = {&spec->train, &spec->val};
     for (int i = 0; i < 2 && e.text; i++) {
         free(sources[i]->path);
@@ -436,8 +437,9 @@ Test(gpu, graph_steps_of_several_batches) {
  * dropout: its Embedding checks indices on the device, its masks are drawn
  * at each replay's offset, so the whole step is captured; then in steps
  * of 4 batches. The simulated device reads the first 3 KB of its text,
- * not all 35, and leaves steps of several batches to
- * graph_steps_of_several_batches. */
+ * not all 35 (3 batches an epoch: the second captured, replayed in the
+ * second epoch), for 2 epochs of 3, and leaves steps of several batches
+ * to graph_steps_of_several_batches. */
 Test(gpu, graph_steps_of_a_gpt) {
     test_need_gpu();
     const char *job = "tests/e2e/gpt_chars.json";
@@ -453,7 +455,7 @@ Test(gpu, graph_steps_of_a_gpt) {
         cr_assert(fd >= 0, "%s: %s", text, strerror(errno));
         bool written = n == sizeof head && write(fd, head, n) == (ssize_t)n;
         close(fd);
-        if (written) same_run_of(job, (Edits){.dropout = 0.1, .text = text},
+        if (written) same_run_of(job, (Edits){.dropout = 0.1, .epochs = 2, .text = text},
                                  "cuda graphs: step 2 captured");
         unlink(text); /* before any assertion: a failed one ends the test */
         cr_assert(written, "%s: %s", text, strerror(errno));
