@@ -91,7 +91,8 @@ struct SimFiber {
     char *stack = nullptr;
     void *fake_stack = nullptr; /* ASan's, kept while the fiber waits */
     dim3 index;
-    bool waiting = false, done = false;
+    const char *waits_at = nullptr; /* the barrier it waits at, or NULL */
+    bool done = false;
 };
 
 struct SimTeam {
@@ -146,14 +147,13 @@ class SimBarrier {
   public:
     explicit SimBarrier(int n) : n_(n) {}
     void wait(const char *what) {
-        (void)what;
         if (++arrived_ == n_) {
             arrived_ = 0;
-            for (unsigned w : waiters_) sim_team.fibers[w].waiting = false;
+            for (unsigned w : waiters_) sim_team.fibers[w].waits_at = nullptr;
             waiters_.clear();
             return;
         }
-        sim_team.fibers[sim_team.current].waiting = true;
+        sim_team.fibers[sim_team.current].waits_at = what;
         waiters_.push_back(sim_team.current);
         sim_fiber_leave(false);
     }
@@ -165,7 +165,7 @@ class SimBarrier {
 
 /* Runs the block's n threads to their ends, each in turn until it waits
  * or ends; aborts where they all wait and some never came. */
-inline void sim_run_block(unsigned n, dim3 block, const char *what) {
+inline void sim_run_block(unsigned n, dim3 block) {
     std::vector<SimFiber> &fs = sim_team.fibers;
     if (fs.size() < n) fs.resize(n);
     for (unsigned t = 0; t < n; t++) {
@@ -179,17 +179,23 @@ inline void sim_run_block(unsigned n, dim3 block, const char *what) {
         }
         sim_fiber_start(f);
         f.index = dim3(t % block.x, t / block.x % block.y, t / (block.x * block.y));
-        f.waiting = f.done = false;
+        f.waits_at = nullptr;
+        f.done = false;
     }
     /* each sweep runs the threads in the other order: a read that misses
      * its barrier sees a later thread's write unmade, whichever is later */
     unsigned sweep = blockIdx.x + blockIdx.y + blockIdx.z;
     for (unsigned left = n;; sweep++) {
         bool ran = false;
+        const char *stuck = nullptr; /* a barrier some wait at */
         for (unsigned i = 0; i < n; i++) {
             unsigned t = sweep % 2 ? n - 1 - i : i;
             SimFiber &f = fs[t];
-            if (f.done || f.waiting) continue;
+            if (f.done) continue;
+            if (f.waits_at) {
+                stuck = f.waits_at;
+                continue;
+            }
             sim_team.current = t;
             threadIdx = f.index;
             SIM_FIBER_START(&sim_team.host_fake_stack, f.stack, SimTeam::STACK);
@@ -200,8 +206,8 @@ inline void sim_run_block(unsigned n, dim3 block, const char *what) {
         }
         if (!left) return;
         if (!ran) {
-            fprintf(stderr, "cuda_sim: %s: threads wait at a barrier that others never reach "
-                    "(block %u,%u)\n", what, blockIdx.x, blockIdx.y);
+            fprintf(stderr, "cuda_sim: threads wait at a %s that others never reach "
+                    "(block %u,%u)\n", stuck, blockIdx.x, blockIdx.y);
             abort();
         }
     }
@@ -217,7 +223,6 @@ struct SimBlock {
     size_t shared_bytes = 0;
 };
 inline SimBlock sim_block;
-inline std::mutex sim_atomics;
 
 inline void *sim_dynamic_shared() { return sim_block.shared; }
 
@@ -300,14 +305,13 @@ template <typename T> inline T __shfl_sync(unsigned mask, T v, int src) {
     return sim_exchange(mask, v, src & 31, "__shfl_sync");
 }
 
+/* one fiber runs at a time: an atomic is a plain read and write */
 template <typename T> inline T atomicAdd(T *at, T v) {
-    std::lock_guard<std::mutex> g(sim_atomics);
     T old = *at;
     *at = old + v;
     return old;
 }
 inline unsigned atomicCAS(unsigned *at, unsigned compare, unsigned v) {
-    std::lock_guard<std::mutex> g(sim_atomics);
     unsigned old = *at;
     if (old == compare) *at = v;
     return old;
@@ -339,7 +343,7 @@ struct sim_config {
  * whether a kernel may be handed p (device or page-locked memory, or
  * NULL); the kernel tests' runtime, whose device memory is malloc's,
  * answers yes. */
-void sim_launch(cudaStream_t stream, std::function<void()> work, const char *what);
+void sim_launch(cudaStream_t stream, std::function<void()> work);
 bool sim_device_pointer(const void *p);
 
 template <typename T> inline void sim_check_argument(const T &, unsigned) {}
@@ -378,7 +382,7 @@ inline void sim_run(void (*k)(P...), const SimCall<A...> &c) {
                 if (shared) memset(shared, 0xff, c.smem); /* NaNs */
                 sim_poison_static_shared();
                 blockIdx = dim3(bx, by, bz);
-                sim_run_block(threads, c.block, "a kernel");
+                sim_run_block(threads, c.block);
             }
     sim_team.body = nullptr;
     free(shared);
@@ -399,7 +403,7 @@ template <typename... P, typename... A> inline void operator*(void (*k)(P...), S
     }
     unsigned i = 0;
     std::apply([&](const auto &...a) { (sim_check_argument(a, i++), ...); }, c.args);
-    sim_launch(c.stream, [k, c] { sim_run(k, c); }, "a kernel");
+    sim_launch(c.stream, [k, c] { sim_run(k, c); });
 }
 
 #endif

@@ -66,8 +66,8 @@ cudaStream_t gpu_stream(void) { return cudaStreamLegacy; }
 void gpu_stream_set(cudaStream_t stream) { (void)stream; }
 }
 
-void sim_launch(cudaStream_t stream, std::function<void()> work, const char *what) {
-    (void)stream, (void)what;
+void sim_launch(cudaStream_t stream, std::function<void()> work) {
+    (void)stream;
     work();
 }
 

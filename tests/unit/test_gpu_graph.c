@@ -455,9 +455,9 @@ Test(gpu, graph_steps_of_a_gpt) {
         cr_assert(fd >= 0, "%s: %s", text, strerror(errno));
         bool written = n == sizeof head && write(fd, head, n) == (ssize_t)n;
         close(fd);
-        if (written) same_run_of(job, (Edits){.dropout = 0.1, .epochs = 2, .text = text},
-                                 "cuda graphs: step 2 captured");
-        unlink(text); /* before any assertion: a failed one ends the test */
+        e.epochs = 2, e.text = text;
+        if (written) same_run_of(job, e, "cuda graphs: step 2 captured");
+        unlink(text); /* before the write's assertion, which would end the test */
         cr_assert(written, "%s: %s", text, strerror(errno));
         return;
     }

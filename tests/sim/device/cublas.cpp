@@ -21,22 +21,9 @@ namespace {
 
 enum Rounding { EXACT, TF32, BF16 };
 
-/* x rounded to nearest even at `bits` mantissa bits (float's are 23) */
-float round_mantissa(float x, int bits) {
-    if (!isfinite(x)) return x;
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    uint32_t drop = 23 - bits, half = 1u << (drop - 1), low = u & ((1u << drop) - 1);
-    u >>= drop;
-    if (low > half || (low == half && (u & 1))) u++;
-    u <<= drop;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
-
 template <typename T> double input(T v, Rounding r) {
     if (r == EXACT) return (double)v;
-    return (double)round_mantissa((float)v, r == TF32 ? 10 : 7);
+    return (double)simdev_round_mantissa((float)v, r == TF32 ? 10 : 7);
 }
 
 struct Product {
@@ -97,6 +84,18 @@ cublasStatus_t queue(cudaStream_t stream, const Product &p, double alpha, const 
 }
 
 } // namespace
+
+float simdev_round_mantissa(float x, int bits) {
+    if (!isfinite(x)) return x;
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    uint32_t drop = 23 - bits, half = 1u << (drop - 1), low = u & ((1u << drop) - 1);
+    u >>= drop;
+    if (low > half || (low == half && (u & 1))) u++;
+    u <<= drop;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
 
 struct SimBlas {
     cudaStream_t stream = nullptr;

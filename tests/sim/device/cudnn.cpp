@@ -80,13 +80,7 @@ bool shapes_ok(const Shapes &s) {
 }
 
 template <typename T> double in(T v, bool tf32) {
-    if (!tf32) return (double)v;
-    float f = (float)v; /* TF32: 10 mantissa bits, to nearest even */
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if (isfinite(f)) u = (u + 0xfff + ((u >> 13) & 1)) & ~0x1fffu;
-    memcpy(&f, &u, sizeof f);
-    return (double)f;
+    return tf32 ? (double)simdev_round_mantissa((float)v, 10) : (double)v;
 }
 
 /* One pass: every (image, output channel, output pixel, input channel,

@@ -49,6 +49,10 @@ bool simdev_capture_refuses();
 bool simdev_on_device(const void *p, size_t bytes);
 bool simdev_page_locked(const void *p, size_t bytes);
 
+/* x rounded to nearest even at `bits` mantissa bits (float's are 23):
+ * TF32's 10 and bf16's 7, as tensor cores take float32 inputs. */
+float simdev_round_mantissa(float x, int bits);
+
 /* What the libraries hand out (handles, descriptors, events), from
  * simdev_keep until simdev_drop deletes it: a set never destroyed, so
  * that what a caller keeps for the process's life is reachable when

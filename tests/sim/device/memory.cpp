@@ -73,8 +73,8 @@ cudaError_t drop_block(void *ptr, bool page_locked) {
 
 /* whether the copy's two sides lie where its kind says */
 bool copy_allowed(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind) {
-    bool dst_dev = simdev_on_device(dst, bytes), src_dev = simdev_on_device(src, bytes);
     const Block *d = block_of(dst, bytes), *s = block_of(src, bytes);
+    bool dst_dev = d != nullptr, src_dev = s != nullptr; /* page-locked blocks: both */
     bool dst_host = !d || d->page_locked, src_host = !s || s->page_locked;
     switch (kind) {
     case cudaMemcpyHostToDevice: return src_host && dst_dev;

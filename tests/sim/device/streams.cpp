@@ -169,8 +169,7 @@ bool simdev_capture_refuses() {
 }
 
 /* what tests/sim/cuda_sim.h hands a launch to */
-void sim_launch(cudaStream_t stream, std::function<void()> work, const char *what) {
-    (void)what;
+void sim_launch(cudaStream_t stream, std::function<void()> work) {
     simdev_enqueue(stream, std::move(work));
 }
 
@@ -187,8 +186,8 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned flags) {
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
     std::lock_guard<std::recursive_mutex> g(simdev_lock());
-    SimStream *s = stream == cudaStreamLegacy ? nullptr : stream_of(stream);
-    if (!s || s->capture) return simdev_fail(cudaErrorInvalidResourceHandle);
+    SimStream *s = stream_of(stream); /* the legacy stream is not destroyed */
+    if (!s || s == &legacy || s->capture) return simdev_fail(cudaErrorInvalidResourceHandle);
     run_to(s, s->queued); /* CUDA lets queued work finish */
     live.erase(s);
     return cudaSuccess;
