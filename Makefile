@@ -255,6 +255,15 @@ build/tests/unit-simdev: $(SIMDEV_OBJ) $(ASAN_CORE) $(ASAN_STORAGE) $(ASAN_SERVE
 	@mkdir -p $(dir $@)
 	$(CXX) $(SAN) $(OMP) -pthread -o $@ $^ -lcriterion $(LIBS)
 
+# traind itself on the simulated device (as build/traind-asan, but its
+# CUDA backend is the simulated device's): the e2e scripts' cuda jobs, a
+# daemon with a GPU worker, and data parallel over NCCL with several ranks
+# (tests/sim/device/nccl.cpp), in CI (tests/e2e/test_simdev.sh).
+build/traind-simdev: build/simdev/server/main.o build/simdev/job/rank.o \
+        $(filter-out build/asan/server/main.o build/asan/job/rank.o,$(ASAN_SERVER)) \
+        $(ASAN_STORAGE) $(ASAN_CORE) $(filter-out build/simdev/tests/%,$(SIMDEV_OBJ)) $(WEB_OBJ)
+	$(CXX) $(SAN) $(OMP) -pthread -o $@ $^ $(LIBS)
+
 test-simdev: build/tests/unit-simdev
 	OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1 UNIT_TESTS=build/tests/unit-simdev \
@@ -281,13 +290,19 @@ test-simdev: build/tests/unit-simdev
 # (test_remote_report.sh, --executor external); a one-node Slurm started by
 # the test, srun and the daemon's --executor slurm: sbatch, pending reasons,
 # scancel, a requeue resumed (test_slurm.sh; test_slurm_cluster.sh, the
-# cluster's own self-test, runs by hand). The API scripts check every response against api-docs/openapi.yaml
+# cluster's own self-test, runs by hand); on the simulated device
+# (build/traind-simdev), the fixture jobs on cuda against PyTorch
+# (test_run_parity.sh with DEVICE=cuda), data parallel over NCCL on 2
+# GPUs, its refusals and watchdog, and the daemon's GPU workers
+# (test_simdev.sh). The API scripts check every response against api-docs/openapi.yaml
 # (tests/e2e/openapi_check.mjs; openapi_selftest.sh shows it catches what it
 # should). Each script ends
 # "N passed, N failed" (those on tests/e2e/lib.sh ", N skipped" too).
-test-e2e: build/traind build/traind-asan build/tests/gradcheck_dist
+test-e2e: build/traind build/traind-asan build/tests/gradcheck_dist build/traind-simdev
 	@ok=0; tests/e2e/openapi_selftest.sh || ok=1; \
 	tests/e2e/test_run_parity.sh build/traind || ok=1; \
+	DEVICE=cuda tests/e2e/test_run_parity.sh build/traind-simdev || ok=1; \
+	tests/e2e/test_simdev.sh build/traind-simdev || ok=1; \
 	tests/e2e/test_run_errors.sh build/traind-asan || ok=1; \
 	tests/e2e/test_local_mode.sh build/traind || ok=1; \
 	tests/e2e/test_precision.sh build/traind || ok=1; \

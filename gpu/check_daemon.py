@@ -9,7 +9,9 @@ may have no curl):
   - a job too large for the GPU is refused at submission (422, path
     "model", naming cuda:0's memory), and the next job on that GPU trains.
 
-    python3 gpu/check_daemon.py [TRAIND]      (default build/traind)
+    python3 gpu/check_daemon.py [TRAIND [EPOCHS]]
+        (default build/traind; EPOCHS of the auto job, 30 by default: on the
+        simulated device, tests/e2e/test_simdev.sh, fewer)
 
 Prints PASS/FAIL lines and ends with "N passed, N failed"; exits 1 on a failure.
 """
@@ -28,6 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import toy_csv  # noqa: E402  (scripts/toy_csv.py: the tests' synthetic CSV)
 
 TRAIND = sys.argv[1] if len(sys.argv) > 1 else "build/traind"
+EPOCHS = int(sys.argv[2]) if len(sys.argv) > 2 else 30
 passed = failed = 0
 
 
@@ -126,7 +129,7 @@ def main():
         check("upload a larger CSV", st == 201, json.dumps(d))
 
         # An auto job: the GPU is free, so it goes there.
-        st, d = api.call("POST", "/v1/jobs", job_spec("auto-job", "auto", 64, 30, 32))
+        st, d = api.call("POST", "/v1/jobs", job_spec("auto-job", "auto", 64, EPOCHS, 32))
         check("submit an auto job", st == 201, json.dumps(d))
         job = d.get("id", 0)
         seen_on_gpu = False
@@ -147,7 +150,7 @@ def main():
         pts = (m or {}).get("points") or (m or {}).get("metrics") or []
         print("peak_memory_bytes:", json.dumps(m)[:400], flush=True)
         check("peak_memory_bytes is reported per epoch on the GPU",
-              st == 200 and len(pts) == 30, json.dumps(m)[:400])
+              st == 200 and len(pts) == EPOCHS, json.dumps(m)[:400])
 
         # Too large for the GPU: a [20000, 2M] float32 activation is 160 GB
         # (the weights, 4x2M and 2Mx3, are 56 MB). The daemon's estimate of

@@ -31,7 +31,11 @@ extern "C" {
 
 static_assert(sizeof(ncclUniqueId) <= GPU_NCCL_ID_BYTES, "GPU_NCCL_ID_BYTES holds an ncclUniqueId");
 
+/* NCCL's own account of the failure, when it gives one (its last error,
+ * the process's: the argument is unused) */
 static int nccl_failed(ncclResult_t r, const char *what) {
+    const char *why = ncclGetLastError(NULL);
+    if (why && *why) return error_set("NCCL %s: %s (%s)", what, ncclGetErrorString(r), why);
     return error_set("NCCL %s: %s", what, ncclGetErrorString(r));
 }
 

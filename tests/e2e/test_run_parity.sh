@@ -49,5 +49,7 @@ for expected in "$JOBS"/*.expected.json; do
         failed=$((failed + 1))
     fi
 done
-echo "test_run_parity: $passed passed, $failed failed"
+name=test_run_parity
+[ "$DEVICE" = cpu ] || name="test_run_parity ($DEVICE, $TRAIND)"
+echo "$name: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -30,6 +30,11 @@ cudaError_t simdev_fail(cudaError_t e);
 /* Queues work on stream (0 and cudaStreamLegacy: the legacy default
  * stream), or records it when the stream captures a graph. */
 cudaError_t simdev_enqueue(cudaStream_t stream, std::function<void()> work);
+/* Queues work that may have to wait for other processes: each call goes
+ * on as far as it can without waiting and says whether it has finished;
+ * the stream's later work waits behind it (streams.cpp). Refused in a
+ * capture. */
+cudaError_t simdev_enqueue_polled(cudaStream_t stream, std::function<bool()> work);
 /* Runs what stream has queued (everything, for NULL). */
 cudaError_t simdev_drain(cudaStream_t stream);
 void simdev_drain_all();
@@ -42,6 +47,10 @@ bool simdev_capturing(cudaStream_t stream);
  * in global mode. A refused call fails the capture, which then ends with
  * cudaErrorStreamCaptureInvalidated. */
 bool simdev_capture_refuses();
+
+/* How many devices there are (TRAIND_SIMDEV_GPUS), and the thread's. */
+int simdev_device_count();
+int simdev_current_device();
 
 /* Whether [p, p + bytes) lies in device memory or page-locked host memory
  * (what a kernel or a copy's device side may touch); whether it lies in

@@ -1,5 +1,5 @@
 /* memory.cpp - the simulated device's memory, copies, device queries and
- * errors: one device of DEVICE_BYTES, whose memory is the host's (malloc,
+ * errors: devices of DEVICE_BYTES, whose memory is the host's (malloc,
  * so that ASan sees a kernel's reads past a block), each block filled
  * with NaN bytes as a GPU's is filled with whatever was there before.
  *
@@ -137,22 +137,41 @@ const char *cudaGetErrorString(cudaError_t error) {
 
 /* ---- the device ---- */
 
+/* TRAIND_SIMDEV_GPUS devices (1 to 8, 1 by default), so that a machine's
+ * ranks each take one of their own, as data parallel's NCCL asks (it
+ * refuses two ranks on one device, tests/sim/device/nccl.cpp). They share
+ * one memory: a kernel on one that reads another's block is not caught. */
+int simdev_device_count() {
+    static int count = [] {
+        const char *v = getenv("TRAIND_SIMDEV_GPUS");
+        int n = v ? atoi(v) : 1;
+        return n >= 1 && n <= 8 ? n : 1;
+    }();
+    return count;
+}
+
+static thread_local int current_device = 0;
+
+int simdev_current_device() { return current_device; }
+
 cudaError_t cudaGetDeviceCount(int *count) {
-    *count = 1;
+    *count = simdev_device_count();
     return cudaSuccess;
 }
 
 cudaError_t cudaSetDevice(int device) {
-    return device == 0 ? cudaSuccess : simdev_fail(cudaErrorInvalidDevice);
+    if (device < 0 || device >= simdev_device_count()) return simdev_fail(cudaErrorInvalidDevice);
+    current_device = device;
+    return cudaSuccess;
 }
 
 cudaError_t cudaGetDevice(int *device) {
-    *device = 0;
+    *device = current_device;
     return cudaSuccess;
 }
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
-    if (device != 0) return simdev_fail(cudaErrorInvalidDevice);
+    if (device < 0 || device >= simdev_device_count()) return simdev_fail(cudaErrorInvalidDevice);
     memset(prop, 0, sizeof *prop);
     snprintf(prop->name, sizeof prop->name, "traind simulated device (tests/sim)");
     prop->totalGlobalMem = DEVICE_BYTES;
@@ -162,7 +181,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
 }
 
 cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device) {
-    if (device != 0) return simdev_fail(cudaErrorInvalidDevice);
+    if (device < 0 || device >= simdev_device_count()) return simdev_fail(cudaErrorInvalidDevice);
     *value = attr == cudaDevAttrMultiProcessorCount     ? 4
              : attr == cudaDevAttrComputeCapabilityMajor ? 9
                                                          : 0;

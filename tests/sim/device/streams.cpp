@@ -9,6 +9,12 @@
  * stream's position. A capturing stream appends to its graph instead; a
  * graph's replay is one item that runs the recorded work in order.
  * A stream destroyed is only retired, since marks may name it.
+ *
+ * Work that waits on other processes (NCCL's all-reduces) is polled: it
+ * goes on as far as it can and says whether it has finished, and the
+ * stream's later work waits behind it. A host that waits for it polls
+ * until it finishes (for ever, as a GPU's kernel waits for a peer that
+ * never comes); a query does not wait.
  */
 #include <chrono>
 #include <deque>
@@ -30,7 +36,7 @@ struct Mark { /* the point after the stream's seq-th item ran */
 };
 
 struct Item {
-    std::function<void()> work; /* empty for a wait on an event */
+    std::function<bool()> work; /* whether it has finished; empty for a wait on an event */
     std::vector<Mark> after;
 };
 
@@ -80,21 +86,26 @@ double now_s() {
     return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
-void run_to(SimStream *s, uint64_t seq) {
+/* Runs s's work up to its seq-th item: whether it got there, which it
+ * always does when `wait` (a polled item then is polled till it ends). */
+bool run_to(SimStream *s, uint64_t seq, bool wait = true) {
     while (s->done < seq) {
-        Item item = std::move(s->queue.front());
+        Item &item = s->queue.front(); /* a deque's push_back leaves it in place */
+        for (const Mark &m : item.after)
+            if (!run_to(m.stream, m.seq, wait)) return false;
+        while (item.work && !item.work()) {
+            if (!wait) return false;
+            std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
         s->queue.pop_front();
-        for (const Mark &m : item.after) run_to(m.stream, m.seq);
-        if (item.work) item.work();
         s->done++;
     }
+    return true;
 }
 
-cudaError_t enqueue(SimStream *s, std::function<void()> work, const Mark *wait) {
-    if (s->capture) {
-        if (work) s->capture->work.push_back(std::move(work));
-        return cudaSuccess;
-    }
+/* queues an item on s, after what it must wait for: the mark of an event
+ * it is told to wait on, and CUDA's implicit ordering of blocking streams */
+cudaError_t enqueue_polled(SimStream *s, std::function<bool()> work, const Mark *wait) {
     Item item{std::move(work), {}};
     if (wait) item.after.push_back(*wait);
     if (s == &legacy) {
@@ -107,6 +118,19 @@ cudaError_t enqueue(SimStream *s, std::function<void()> work, const Mark *wait) 
     s->queued++;
     if (s->queue.size() > QUEUE_MAX) run_to(s, s->done + QUEUE_MAX / 2);
     return cudaSuccess;
+}
+
+cudaError_t enqueue(SimStream *s, std::function<void()> work, const Mark *wait) {
+    if (s->capture) {
+        if (work) s->capture->work.push_back(std::move(work));
+        return cudaSuccess;
+    }
+    std::function<bool()> finishes;
+    if (work) finishes = [work = std::move(work)] {
+        work();
+        return true;
+    };
+    return enqueue_polled(s, std::move(finishes), wait);
 }
 
 } // namespace
@@ -126,6 +150,17 @@ cudaError_t simdev_enqueue(cudaStream_t stream, std::function<void()> work) {
     SimStream *s = stream_of(stream);
     if (!s) return simdev_fail(cudaErrorInvalidResourceHandle);
     return enqueue(s, std::move(work), nullptr);
+}
+
+cudaError_t simdev_enqueue_polled(cudaStream_t stream, std::function<bool()> work) {
+    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    SimStream *s = stream_of(stream);
+    if (!s) return simdev_fail(cudaErrorInvalidResourceHandle);
+    if (s->capture) { /* a graph's work runs to its end at once */
+        s->invalidated = true;
+        return simdev_fail(cudaErrorStreamCaptureUnsupported);
+    }
+    return enqueue_polled(s, std::move(work), nullptr);
 }
 
 cudaError_t simdev_drain(cudaStream_t stream) {
@@ -300,7 +335,8 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
 }
 
 /* A first query of work not yet run says so; the next runs it, so that a
- * host polling an event sees both answers and is not left waiting. */
+ * host polling an event sees both answers and is not left waiting, unless
+ * polled work cannot finish yet. */
 cudaError_t cudaEventQuery(cudaEvent_t event) {
     std::lock_guard<std::recursive_mutex> g(simdev_lock());
     if (!simdev_kept_now(event)) return simdev_fail(cudaErrorInvalidResourceHandle);
@@ -312,8 +348,7 @@ cudaError_t cudaEventQuery(cudaEvent_t event) {
         event->queried = true;
         return cudaErrorNotReady; /* not an error: not sticky */
     }
-    run_to(m.stream, m.seq);
-    return cudaSuccess;
+    return run_to(m.stream, m.seq, false) ? cudaSuccess : cudaErrorNotReady;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {

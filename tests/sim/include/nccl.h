@@ -1,6 +1,6 @@
 /* nccl.h - a stand-in for NCCL's header in tests/sim: what gpu/nccl.cu
- * calls. The simulated device (tests/sim/device/nccl.cpp) has one rank:
- * a communicator of one, whose all-reduce leaves its sums as they are.
+ * calls, answered by the simulated device (tests/sim/device/nccl.cpp):
+ * one rank a process, the ranks a machine's processes.
  */
 #ifndef TRAIND_TESTS_SIM_NCCL_H
 #define TRAIND_TESTS_SIM_NCCL_H
