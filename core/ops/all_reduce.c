@@ -13,8 +13,26 @@
 #include "core/error.h"
 #include "core/ops.h"
 
-/* A new tensor of x's shape, dtype and device holding the sum over ranks. */
+/* The sum on x's device through the group's device all-reduce (NCCL):
+ * queued, with the device's later work ordered after it, so neither the
+ * host nor the backward pass waits for it here. */
+static Tensor *all_reduce_on_device(Tensor *x, DistGroup *g) {
+    Tensor *out = tensor_clone(x); /* fresh and contiguous: reduced in place */
+    if (!out) return NULL;
+    if (g->all_reduce_device(g, tensor_data(out), tensor_numel(out), out->dtype, x->device) != 0 ||
+        g->join_device(g, x->device, false) != 0) {
+        tensor_release(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* A new tensor of x's shape, dtype and device holding the sum over ranks:
+ * on the device where the group reduces device memory, else through a
+ * host copy. */
 static Tensor *all_reduce_copy(Tensor *x, DistGroup *g) {
+    if (x->device.type != DEVICE_CPU && g->all_reduce_device && g->join_device)
+        return all_reduce_on_device(x, g);
     /* a fresh contiguous host copy: reduced in place */
     Tensor *flat =
         x->device.type == DEVICE_CPU ? tensor_clone(x) : tensor_to_device(x, DEVICE_CPU_INIT);

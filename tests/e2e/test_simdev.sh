@@ -10,6 +10,8 @@
 #     on the CPU over MPI within 1e-5; so do they in buckets of one
 #     parameter each, each bucket summed on NCCL's stream while the
 #     backward goes on, the log naming the buckets;
+#   - gpu/check.sh's NCCL step: one rank running every collective
+#     (TRAIND_DIST_ONE_RANK=1) gives the plain run's metrics;
 #   - 2 ranks on one GPU: NCCL refuses them, and the error says why;
 #   - a rank whose device hangs (TRAIND_SIMDEV_NCCL_STUCK_RANK): the
 #     watchdog fails the step after TRAIND_NCCL_TIMEOUT_S with its message
@@ -74,6 +76,17 @@ for c in batchnorm_dropout_sgd_multistep cnn_adam_steplr mlp_clip_grad_norm; do
         '"data parallel: 2 ranks over nccl, gradients in [0-9]+ buckets'
     compare "... the CPU's metrics again" "$TMP/$c-cpu.jsonl" "$TMP/$c-buckets.jsonl"
 done
+
+# ---- gpu/check.sh's NCCL step: a world of one rank running every
+# collective (TRAIND_DIST_ONE_RANK), against the plain run ----
+c=batchnorm_dropout_sgd_multistep
+"$TRAIND" run "$JOBS/$c.json" --device cuda:0 --jsonl --out "$TMP/plain" >"$TMP/plain.jsonl" \
+    2>"$TMP/plain.err"
+check "$c on cuda:0" "$?" 0
+TRAIND_DIST_ONE_RANK=1 ranks 1 cuda:0 "$JOBS/$c.json" "$TMP/one-rank"
+check "... as 1 rank running every collective through NCCL" "$?" 0
+has "... over NCCL" "$TMP/one-rank.jsonl" '"data parallel: 1 rank over nccl'
+compare "... the plain run's metrics" "$TMP/plain.jsonl" "$TMP/one-rank.jsonl"
 
 # ---- what NCCL refuses, and a rank that never comes ----
 c=$JOBS/cnn_adam_steplr.json
