@@ -150,7 +150,7 @@ cudnnStatus_t run(cudnnHandle_t h, const Shapes &s, Pass pass, const void *alpha
             convolve(copy, pass, (const float *)a, (const float *)b, (float *)out, al, be);
     };
     if (now) { /* the drain and the pass under one hold of the lock */
-        std::lock_guard<std::recursive_mutex> g(simdev_lock());
+        std::lock_guard<SimLock> g(simdev_lock());
         if (simdev_drain(h->stream) != cudaSuccess) return CUDNN_STATUS_EXECUTION_FAILED;
         work();
         return CUDNN_STATUS_SUCCESS;

@@ -10,7 +10,7 @@
  * or reuses a buffer a queued copy still reads, sees what it would on a
  * GPU: stale bytes. A stream that captures a graph records instead; a
  * call a capture forbids fails it, as CUDA's does. Every call holds one
- * lock, so the threads of a test take turns.
+ * lock (SimLock), so the threads of a process take turns.
  */
 #ifndef TRAIND_TESTS_SIM_DEVICE_DEVICE_H
 #define TRAIND_TESTS_SIM_DEVICE_DEVICE_H
@@ -21,8 +21,34 @@
 #include <mutex>
 #include <set>
 
-/* the lock every call of the simulated device holds */
-std::recursive_mutex &simdev_lock();
+/* The lock every call of the simulated device holds (a recursive mutex
+ * that knows how deep this thread holds it), so the threads of a process
+ * take turns; a thread that waits for work that waits for other processes
+ * lets go of it while it sleeps (released), as a thread blocked in CUDA
+ * does not stop the process's other threads. */
+class SimLock {
+  public:
+    void lock() {
+        mutex.lock();
+        depth++;
+    }
+    void unlock() {
+        depth--;
+        mutex.unlock();
+    }
+    template <typename Wait> void released(Wait wait) {
+        int held = depth;
+        for (int i = 0; i < held; i++) unlock();
+        wait();
+        for (int i = 0; i < held; i++) lock();
+    }
+
+  private:
+    std::recursive_mutex mutex;
+    static thread_local int depth;
+};
+
+SimLock &simdev_lock();
 
 /* e recorded as this thread's last error (cudaGetLastError), returned */
 cudaError_t simdev_fail(cudaError_t e);
@@ -30,11 +56,13 @@ cudaError_t simdev_fail(cudaError_t e);
 /* Queues work on stream (0 and cudaStreamLegacy: the legacy default
  * stream), or records it when the stream captures a graph. */
 cudaError_t simdev_enqueue(cudaStream_t stream, std::function<void()> work);
-/* Queues work that may have to wait for other processes: each call goes
- * on as far as it can without waiting and says whether it has finished;
- * the stream's later work waits behind it (streams.cpp). Refused in a
- * capture. */
-cudaError_t simdev_enqueue_polled(cudaStream_t stream, std::function<bool()> work);
+/* Work that may have to wait for other processes: each call goes on as
+ * far as it can without waiting and says whether it has finished; the
+ * stream's later work waits behind it (streams.cpp). Queued as make()
+ * makes it; a capture records `make`, and each replay makes its own. */
+using SimPolled = std::function<bool()>;
+using SimPolledMaker = std::function<SimPolled()>;
+cudaError_t simdev_enqueue_polled(cudaStream_t stream, SimPolledMaker make);
 /* Runs what stream has queued (everything, for NULL). */
 cudaError_t simdev_drain(cudaStream_t stream);
 void simdev_drain_all();
@@ -70,18 +98,18 @@ float simdev_round_mantissa(float x, int bits);
 std::set<const void *> &simdev_kept();
 
 template <typename T> T *simdev_keep(T *p) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     simdev_kept().insert(p);
     return p;
 }
 
 template <typename T> bool simdev_kept_now(const T *p) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     return p && simdev_kept().count(p);
 }
 
 template <typename T> void simdev_drop(T *p) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (simdev_kept().erase(p)) delete p;
 }
 

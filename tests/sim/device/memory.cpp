@@ -97,12 +97,12 @@ cudaError_t simdev_fail(cudaError_t e) {
 }
 
 bool simdev_on_device(const void *p, size_t bytes) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     return block_of(p, bytes) != nullptr;
 }
 
 bool simdev_page_locked(const void *p, size_t bytes) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     const Block *b = block_of(p, bytes);
     return b && b->page_locked;
 }
@@ -127,6 +127,10 @@ const char *cudaGetErrorString(cudaError_t error) {
         return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated:
         return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureUnmatched:
+        return "the capture was not initiated in this stream";
+    case cudaErrorStreamCaptureUnjoined:
+        return "the capture sequence contains a fork that was not joined to the primary stream";
     case cudaErrorStreamCaptureIsolation:
         return "operation would make the legacy stream depend on a capturing blocking stream";
     case cudaErrorStreamCaptureWrongThread:
@@ -189,7 +193,7 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev
 }
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     *free_bytes = DEVICE_BYTES - device_in_use;
     *total_bytes = DEVICE_BYTES;
     return cudaSuccess;
@@ -207,7 +211,7 @@ cudaError_t cudaFuncSetAttribute(const void *kernel, enum cudaFuncAttribute attr
 /* ---- memory ---- */
 
 cudaError_t cudaMalloc(void **ptr, size_t bytes) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (simdev_capture_refuses()) return simdev_fail(cudaErrorStreamCaptureUnsupported);
     if (bytes > DEVICE_BYTES - device_in_use) {
         *ptr = nullptr;
@@ -219,19 +223,19 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes) {
 }
 
 cudaError_t cudaFree(void *ptr) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (simdev_capture_refuses()) return simdev_fail(cudaErrorStreamCaptureUnsupported);
     return drop_block(ptr, false);
 }
 
 cudaError_t cudaHostAlloc(void **ptr, size_t bytes, unsigned flags) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     (void)flags; /* with unified addressing every page-locked block is mapped */
     return add_block(ptr, bytes, true);
 }
 
 cudaError_t cudaFreeHost(void *ptr) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (simdev_capture_refuses()) return simdev_fail(cudaErrorStreamCaptureUnsupported);
     return drop_block(ptr, true);
 }
@@ -245,7 +249,7 @@ cudaError_t cudaHostGetDevicePointer(void **device_ptr, void *host_ptr, unsigned
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind,
                             cudaStream_t stream) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (!bytes) return cudaSuccess;
     if (!copy_allowed(dst, src, bytes, kind)) {
         report("cudaMemcpyAsync", dst, src, bytes);
@@ -270,14 +274,14 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaM
 }
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (simdev_capture_refuses()) return simdev_fail(cudaErrorStreamCaptureUnsupported);
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, kind, cudaStreamLegacy);
     return e == cudaSuccess ? simdev_drain(cudaStreamLegacy) : e;
 }
 
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t stream) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (!bytes) return cudaSuccess;
     if (!simdev_on_device(dst, bytes)) {
         report("cudaMemsetAsync", dst, nullptr, bytes);

@@ -13,8 +13,9 @@
  *
  * As NCCL's, init refuses two ranks on one device of a machine. A rank
  * whose process is gone or stopped leaves its peers waiting, as NCCL's
- * peers wait; TRAIND_SIMDEV_NCCL_STUCK_RANK=R makes rank R's all-reduces
- * never post, a device that hangs, for the watchdog's tests.
+ * peers wait; TRAIND_SIMDEV_NCCL_STUCK_RANK=R[:N] makes rank R's
+ * all-reduces after its first N (0 by default) never post, a device that
+ * hangs, for the watchdog's tests.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,8 +56,9 @@ struct Shared { /* the segment: zeroes when made */
 struct Comm {
     Shared *shared = nullptr;
     int rank = 0, ranks = 0;
-    uint64_t rounds = 0; /* begun by this rank's all-reduces */
-    bool stuck = false;
+    uint64_t rounds = 0;      /* begun by this rank's all-reduces */
+    uint64_t all_reduces = 0; /* begun */
+    int64_t stuck_after = -1; /* all-reduces after which this rank's never post */
     std::atomic<bool> aborted{false};
     ~Comm() {
         if (shared) munmap(shared, sizeof *shared);
@@ -74,6 +76,7 @@ struct AllReduce {
     bool f64;
     uint64_t round = 0;
     int phase = 0; /* 0: post the part, 1: add the parts, 2: wait till all have */
+    bool begun = false;
 };
 
 bool all_posted(const Comm &c, uint64_t phases) {
@@ -94,10 +97,14 @@ template <typename T> void add_parts(const Comm &c, T *out, size_t n) {
 bool step(AllReduce &a) {
     Comm &c = *a.comm;
     if (c.aborted) return true; /* abandoned: the buffer holds what it holds */
+    if (!a.begun) {
+        if (c.stuck_after >= 0 && c.all_reduces >= (uint64_t)c.stuck_after) return false;
+        a.begun = true;
+        c.all_reduces++;
+    }
     for (;;) {
         size_t part = std::min(SLOT_BYTES, a.bytes - a.done);
         if (a.phase == 0) {
-            if (c.stuck) return false;
             a.round = c.rounds++;
             memcpy(c.shared->slot[c.rank], a.send + a.done, part);
             c.shared->posted[c.rank].store(2 * a.round + 1, std::memory_order_release);
@@ -151,9 +158,12 @@ bool duplicate_device(const Comm &c) {
     return false;
 }
 
-bool stuck_rank(int rank) {
+/* TRAIND_SIMDEV_NCCL_STUCK_RANK's N for this rank, or -1 */
+int64_t stuck_after(int rank) {
     const char *v = getenv("TRAIND_SIMDEV_NCCL_STUCK_RANK");
-    return v && *v && atoi(v) == rank;
+    if (!v || !*v || atoi(v) != rank) return -1;
+    const char *n = strchr(v, ':');
+    return n ? atoll(n + 1) : 0;
 }
 
 } // namespace
@@ -201,7 +211,7 @@ ncclResult_t ncclCommInitRank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
     if (strncmp(id.internal, ID_TAG, tag) != 0) return ncclInvalidArgument;
     if (nranks < 1 || nranks > RANKS_MAX || rank < 0 || rank >= nranks) return ncclInvalidArgument;
     auto c = std::make_shared<Comm>();
-    c->rank = rank, c->ranks = nranks, c->stuck = stuck_rank(rank);
+    c->rank = rank, c->ranks = nranks, c->stuck_after = stuck_after(rank);
     if (!(c->shared = map_segment(id.internal + tag, O_RDWR))) {
         last_error = std::string("shm_open ") + (id.internal + tag) + ": " + strerror(errno);
         return ncclSystemError;
@@ -246,9 +256,11 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataT
         !simdev_on_device(recv, bytes))
         return ncclInvalidArgument;
     if (bytes == 0) return ncclSuccess;
-    auto a = std::make_shared<AllReduce>(AllReduce{comm->comm, (const unsigned char *)send,
-                                                   (unsigned char *)recv, bytes, 0,
-                                                   type == ncclFloat64});
-    cudaError_t e = simdev_enqueue_polled(stream, [a] { return step(*a); });
+    AllReduce start{comm->comm, (const unsigned char *)send, (unsigned char *)recv, bytes, 0,
+                    type == ncclFloat64};
+    cudaError_t e = simdev_enqueue_polled(stream, [start]() -> SimPolled {
+        auto a = std::make_shared<AllReduce>(start); /* each replay's own */
+        return [a] { return step(*a); };
+    });
     return e == cudaSuccess ? ncclSuccess : ncclUnhandledCudaError;
 }

@@ -7,6 +7,9 @@
  * the host waits for it (device.h), or a stream holds more than
  * QUEUE_MAX items, as a GPU's launch queue fills. An event marks a
  * stream's position. A capturing stream appends to its graph instead; a
+ * stream that waits on an event recorded in a capture joins it (a fork),
+ * and must be joined back: the origin stream waits on an event recorded
+ * after its last work (only joins into the origin are counted). A
  * graph's replay is one item that runs the recorded work in order.
  * A stream destroyed is only retired, since marks may name it.
  *
@@ -40,12 +43,25 @@ struct Item {
     std::vector<Mark> after;
 };
 
-using Work = std::vector<std::function<void()>>;
+/* A graph's recorded item: work that runs at once, or polled work (made
+ * afresh for each replay, since it keeps how far it got). */
+struct Step {
+    std::function<void()> work;
+    SimPolledMaker make;
+};
+
+using Work = std::vector<Step>;
 
 } // namespace
 
+/* A capture: its origin stream's, and that of the streams forked from it
+ * (a stream that waits on an event recorded in the capture joins it, as
+ * CUDA's do). Their work is recorded in the order the host issues it,
+ * which keeps every event's order. */
 struct SimGraph {
     Work work;
+    SimStream *origin = nullptr;
+    bool invalidated = false;
 };
 
 struct SimGraphExec {
@@ -59,12 +75,14 @@ struct SimStream {
     SimGraph *capture = nullptr;
     cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
     std::thread::id owner;
-    bool invalidated = false;
+    uint64_t recorded = 0; /* items recorded in the capture (a forked stream's) */
+    uint64_t joined = 0;   /* of them, those the origin stream has waited for */
 };
 
 struct SimEvent {
     Mark mark{nullptr, 0};
     SimStream *captured_by = nullptr; /* recorded in that stream's capture */
+    uint64_t captured_at = 0;         /* after that stream's first so many items */
     bool timing;
     bool queried = false;
     std::shared_ptr<double> time; /* when the record ran, seconds */
@@ -87,18 +105,26 @@ double now_s() {
 }
 
 /* Runs s's work up to its seq-th item: whether it got there, which it
- * always does when `wait` (a polled item then is polled till it ends). */
+ * always does when `wait` (a polled item then is polled till it ends,
+ * the lock let go between polls: another thread may run s meanwhile, so
+ * nothing of its queue is held across a wait). */
 bool run_to(SimStream *s, uint64_t seq, bool wait = true) {
     while (s->done < seq) {
-        Item &item = s->queue.front(); /* a deque's push_back leaves it in place */
-        for (const Mark &m : item.after)
-            if (!run_to(m.stream, m.seq, wait)) return false;
-        while (item.work && !item.work()) {
-            if (!wait) return false;
-            std::this_thread::sleep_for(std::chrono::microseconds(50));
+        uint64_t at = s->done;
+        if (!s->queue.front().after.empty()) {
+            std::vector<Mark> after = s->queue.front().after;
+            for (const Mark &m : after)
+                if (!run_to(m.stream, m.seq, wait)) return false;
+            if (s->done != at) continue; /* another thread ran it */
         }
-        s->queue.pop_front();
-        s->done++;
+        Item &item = s->queue.front();
+        if (!item.work || item.work()) {
+            s->queue.pop_front();
+            s->done++;
+            continue;
+        }
+        if (!wait) return false;
+        simdev_lock().released([] { std::this_thread::sleep_for(std::chrono::microseconds(50)); });
     }
     return true;
 }
@@ -120,11 +146,15 @@ cudaError_t enqueue_polled(SimStream *s, std::function<bool()> work, const Mark 
     return cudaSuccess;
 }
 
+/* a step recorded in s's capture */
+cudaError_t record(SimStream *s, Step step) {
+    s->capture->work.push_back(std::move(step));
+    s->recorded++;
+    return cudaSuccess;
+}
+
 cudaError_t enqueue(SimStream *s, std::function<void()> work, const Mark *wait) {
-    if (s->capture) {
-        if (work) s->capture->work.push_back(std::move(work));
-        return cudaSuccess;
-    }
+    if (s->capture) return work ? record(s, Step{std::move(work), nullptr}) : cudaSuccess;
     std::function<bool()> finishes;
     if (work) finishes = [work = std::move(work)] {
         work();
@@ -140,35 +170,34 @@ std::set<const void *> &simdev_kept() {
     return kept;
 }
 
-std::recursive_mutex &simdev_lock() {
-    static std::recursive_mutex lock;
+thread_local int SimLock::depth = 0;
+
+SimLock &simdev_lock() {
+    static SimLock lock;
     return lock;
 }
 
 cudaError_t simdev_enqueue(cudaStream_t stream, std::function<void()> work) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     SimStream *s = stream_of(stream);
     if (!s) return simdev_fail(cudaErrorInvalidResourceHandle);
     return enqueue(s, std::move(work), nullptr);
 }
 
-cudaError_t simdev_enqueue_polled(cudaStream_t stream, std::function<bool()> work) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+cudaError_t simdev_enqueue_polled(cudaStream_t stream, SimPolledMaker make) {
+    std::lock_guard<SimLock> g(simdev_lock());
     SimStream *s = stream_of(stream);
     if (!s) return simdev_fail(cudaErrorInvalidResourceHandle);
-    if (s->capture) { /* a graph's work runs to its end at once */
-        s->invalidated = true;
-        return simdev_fail(cudaErrorStreamCaptureUnsupported);
-    }
-    return enqueue_polled(s, std::move(work), nullptr);
+    if (s->capture) return record(s, Step{nullptr, std::move(make)});
+    return enqueue_polled(s, make(), nullptr);
 }
 
 cudaError_t simdev_drain(cudaStream_t stream) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     SimStream *s = stream_of(stream);
     if (!s) return simdev_fail(cudaErrorInvalidResourceHandle);
     if (s->capture) { /* waiting for a capture's work: it fails */
-        s->invalidated = true;
+        s->capture->invalidated = true;
         return simdev_fail(cudaErrorStreamCaptureUnsupported);
     }
     run_to(s, s->queued);
@@ -176,19 +205,20 @@ cudaError_t simdev_drain(cudaStream_t stream) {
 }
 
 void simdev_drain_all() {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     run_to(&legacy, legacy.queued);
-    for (SimStream *s : live) run_to(s, s->queued);
+    std::vector<SimStream *> all(live.begin(), live.end()); /* the waits let others in */
+    for (SimStream *s : all) run_to(s, s->queued);
 }
 
 bool simdev_capturing(cudaStream_t stream) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     SimStream *s = stream_of(stream);
     return s && s->capture;
 }
 
 bool simdev_capture_refuses() {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (thread_mode == cudaStreamCaptureModeRelaxed) return false;
     bool refused = false;
     for (SimStream *s : live) {
@@ -196,7 +226,7 @@ bool simdev_capture_refuses() {
         bool mine = s->owner == std::this_thread::get_id();
         if (mine || (thread_mode == cudaStreamCaptureModeGlobal &&
                      s->mode == cudaStreamCaptureModeGlobal)) {
-            s->invalidated = true;
+            s->capture->invalidated = true;
             refused = true;
         }
     }
@@ -211,7 +241,7 @@ void sim_launch(cudaStream_t stream, std::function<void()> work) {
 /* ---- streams ---- */
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned flags) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     SimStream *s = simdev_keep(new SimStream); /* never dropped: marks may name it */
     s->blocking = !(flags & cudaStreamNonBlocking);
     live.insert(s);
@@ -220,7 +250,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned flags) {
 }
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     SimStream *s = stream_of(stream); /* the legacy stream is not destroyed */
     if (!s || s == &legacy || s->capture) return simdev_fail(cudaErrorInvalidResourceHandle);
     run_to(s, s->queued); /* CUDA lets queued work finish */
@@ -236,39 +266,48 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
 /* refused while any stream captures, whatever its mode or thread: CUDA
  * forbids waiting for a device one of whose streams captures */
 cudaError_t cudaDeviceSynchronize(void) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     bool capturing = simdev_capture_refuses();
     for (SimStream *s : live)
-        if (s->capture) capturing = s->invalidated = true;
+        if (s->capture) capturing = s->capture->invalidated = true;
     if (capturing) return simdev_fail(cudaErrorStreamCaptureUnsupported);
     simdev_drain_all();
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     SimStream *s = stream_of(stream);
     if (!s) return simdev_fail(cudaErrorInvalidResourceHandle);
     if (s == &legacy || s->capture) return simdev_fail(cudaErrorStreamCaptureUnsupported);
     s->capture = simdev_keep(new SimGraph);
+    s->capture->origin = s;
     s->mode = mode;
     s->owner = std::this_thread::get_id();
-    s->invalidated = false;
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     SimStream *s = stream_of(stream);
     *graph = nullptr;
     if (!s || !s->capture) return simdev_fail(cudaErrorInvalidValue);
+    if (s->capture->origin != s) return simdev_fail(cudaErrorStreamCaptureUnmatched);
     if (s->mode != cudaStreamCaptureModeRelaxed && s->owner != std::this_thread::get_id())
         return simdev_fail(cudaErrorStreamCaptureWrongThread);
     SimGraph *made = s->capture;
-    s->capture = nullptr;
-    if (s->invalidated) {
+    bool unjoined = false; /* a fork whose last work the origin never waited for */
+    for (SimStream *o : live)
+        if (o->capture == made) {
+            unjoined |= o != s && o->joined < o->recorded;
+            o->capture = nullptr;
+            o->recorded = o->joined = 0;
+        }
+    if (made->invalidated || unjoined) {
+        cudaError_t e = made->invalidated ? cudaErrorStreamCaptureInvalidated
+                                          : cudaErrorStreamCaptureUnjoined;
         simdev_drop(made);
-        return simdev_fail(cudaErrorStreamCaptureInvalidated);
+        return simdev_fail(e);
     }
     *graph = made;
     return cudaSuccess;
@@ -282,7 +321,7 @@ cudaError_t cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode *mode
 /* ---- events ---- */
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned flags) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     SimEvent *e = simdev_keep(new SimEvent);
     e->timing = !(flags & cudaEventDisableTiming);
     *event = e;
@@ -294,19 +333,20 @@ cudaError_t cudaEventCreate(cudaEvent_t *event) {
 }
 
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (!simdev_kept_now(event)) return simdev_fail(cudaErrorInvalidResourceHandle);
     simdev_drop(event); /* a record still queued writes its own time */
     return cudaSuccess;
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     SimStream *s = stream_of(stream);
     if (!s || !simdev_kept_now(event)) return simdev_fail(cudaErrorInvalidResourceHandle);
     SimEvent *e = event;
-    if (s->capture) { /* a point of the graph: only its own stream waits on it */
+    if (s->capture) { /* a point of the graph: only the capture's streams wait on it */
         e->captured_by = s;
+        e->captured_at = s->recorded;
         e->mark = {nullptr, 0};
         return cudaSuccess;
     }
@@ -320,16 +360,32 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 }
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     (void)flags;
     SimStream *s = stream_of(stream);
     if (!s || !simdev_kept_now(event)) return simdev_fail(cudaErrorInvalidResourceHandle);
+    SimStream *at = event->captured_by; /* recorded there, in a capture */
+    SimGraph *graph = at ? at->capture : nullptr;
+    if (at && !graph) return simdev_fail(cudaErrorStreamCaptureIsolation); /* that capture ended */
     if (s->capture) { /* inside a capture: only its own points */
-        if (event->captured_by == s) return cudaSuccess;
-        s->invalidated = true;
-        return simdev_fail(cudaErrorStreamCaptureIsolation);
+        if (graph != s->capture) {
+            s->capture->invalidated = true;
+            return simdev_fail(cudaErrorStreamCaptureIsolation);
+        }
+        if (s == graph->origin && at != s) at->joined = std::max(at->joined, event->captured_at);
+        return cudaSuccess;
     }
-    if (event->captured_by) return simdev_fail(cudaErrorStreamCaptureIsolation);
+    if (graph) { /* a fork: s records into the capture from here on */
+        if (s == &legacy) { /* which cannot capture */
+            graph->invalidated = true;
+            return simdev_fail(cudaErrorStreamCaptureIsolation);
+        }
+        s->capture = graph;
+        s->mode = graph->origin->mode;
+        s->owner = graph->origin->owner;
+        s->recorded = s->joined = 0;
+        return cudaSuccess;
+    }
     if (!event->mark.stream) return cudaSuccess; /* never recorded: nothing to wait for */
     return enqueue(s, nullptr, &event->mark);
 }
@@ -338,7 +394,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
  * host polling an event sees both answers and is not left waiting, unless
  * polled work cannot finish yet. */
 cudaError_t cudaEventQuery(cudaEvent_t event) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (!simdev_kept_now(event)) return simdev_fail(cudaErrorInvalidResourceHandle);
     if (simdev_capture_refuses()) return simdev_fail(cudaErrorStreamCaptureUnsupported);
     if (event->captured_by) return simdev_fail(cudaErrorStreamCaptureIsolation);
@@ -352,7 +408,7 @@ cudaError_t cudaEventQuery(cudaEvent_t event) {
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (!simdev_kept_now(event)) return simdev_fail(cudaErrorInvalidResourceHandle);
     if (simdev_capture_refuses()) return simdev_fail(cudaErrorStreamCaptureUnsupported);
     if (event->captured_by) return simdev_fail(cudaErrorStreamCaptureIsolation);
@@ -361,7 +417,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
 }
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (!simdev_kept_now(start) || !simdev_kept_now(end) || !start->timing || !end->timing ||
         !start->mark.stream || !end->mark.stream)
         return simdev_fail(cudaErrorInvalidResourceHandle);
@@ -373,9 +429,35 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) 
 
 /* ---- graphs ---- */
 
+namespace {
+
+/* A replay of work: its steps in order, a polled one till it ends. */
+SimPolled replay(std::shared_ptr<const Work> work) {
+    struct At {
+        size_t next = 0;
+        SimPolled polled; /* the step at next's, once made */
+    };
+    auto at = std::make_shared<At>();
+    return [work, at] {
+        for (; at->next < work->size(); at->next++) {
+            const Step &step = (*work)[at->next];
+            if (step.work) {
+                step.work();
+                continue;
+            }
+            if (!at->polled) at->polled = step.make();
+            if (!at->polled()) return false;
+            at->polled = nullptr;
+        }
+        return true;
+    };
+}
+
+} // namespace
+
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
                                  unsigned long long flags) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     (void)flags;
     if (!simdev_kept_now(graph)) return simdev_fail(cudaErrorInvalidResourceHandle);
     *exec = simdev_keep(new SimGraphExec{std::make_shared<const Work>(graph->work)});
@@ -383,23 +465,21 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
 }
 
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (!simdev_kept_now(exec)) return simdev_fail(cudaErrorInvalidResourceHandle);
     std::shared_ptr<const Work> work = exec->work;
-    return simdev_enqueue(stream, [work] {
-        for (const std::function<void()> &w : *work) w();
-    });
+    return simdev_enqueue_polled(stream, [work] { return replay(work); });
 }
 
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (!simdev_kept_now(exec)) return simdev_fail(cudaErrorInvalidResourceHandle);
     simdev_drop(exec);
     return cudaSuccess;
 }
 
 cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
-    std::lock_guard<std::recursive_mutex> g(simdev_lock());
+    std::lock_guard<SimLock> g(simdev_lock());
     if (!simdev_kept_now(graph)) return simdev_fail(cudaErrorInvalidResourceHandle);
     simdev_drop(graph);
     return cudaSuccess;

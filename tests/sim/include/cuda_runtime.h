@@ -25,7 +25,9 @@ enum cudaError {
     cudaErrorNotReady = 600,
     cudaErrorStreamCaptureUnsupported = 900,
     cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorStreamCaptureUnmatched = 902,
     cudaErrorStreamCaptureIsolation = 903,
+    cudaErrorStreamCaptureUnjoined = 904,
     cudaErrorStreamCaptureWrongThread = 908,
     cudaErrorUnknown = 999
 };
