@@ -335,16 +335,35 @@ done:
 
 /* ---- steps as CUDA graphs (core/train_graph.h) ---- */
 
+/* A data-parallel rank's backward in a graph: its loss scaled by its
+ * share of the global batch's, which the ranks agree on on the device
+ * (train_graph_dist_share); o->loss becomes the global batch's. */
+static int graph_dist_backward(Trainer *t, Tensor *y, int batches, TrainGraphOutputs *o) {
+    TrainGraphShare share;
+    if (train_graph_dist_share(t, o->loss, y, ignored_label(t), batches, &share) != 0) return -1;
+    Tensor *scaled = tensor_mul(o->loss, share.scale);
+    int rc = scaled && tensor_backward(scaled) == 0 ? 0 : error_prefix("backward");
+    tensor_release(scaled), tensor_release(share.scale), tensor_release(o->loss);
+    o->loss = share.loss;
+    o->empty_shares = share.empty_shares;
+    return rc;
+}
+
 /* The graph's batch body: forward, loss, accuracy's predictions and
  * backward, as batch_forward and scaled_backward run them for one process
- * (weight 1: the same kernels). The graph clips after the step's last. */
+ * (weight 1: the same kernels), or for a rank. The graph clips after the
+ * step's last. */
 static int graph_body(Trainer *t, Tensor *x, Tensor *y, int batches, TrainGraphOutputs *o) {
     Tensor *out = module_forward(t->model, x);
     int rc = -1;
     if (!out) return -1;
     if (!(o->loss = batch_loss(t, out, y)))
         error_prefix("loss");
-    else if (!t->accuracy || predict(out, y, &o->pred, &o->labels) == 0)
+    else if (t->accuracy && predict(out, y, &o->pred, &o->labels) != 0)
+        rc = -1;
+    else if (dist_active(t->dist))
+        rc = graph_dist_backward(t, y, batches, o);
+    else
         rc = scaled_backward(o->loss, 1, batches);
     tensor_release(out);
     return rc;
@@ -354,6 +373,7 @@ static int graph_body(Trainer *t, Tensor *x, Tensor *y, int batches, TrainGraphO
  * when one has another shape than the graph's, -1 with an error. */
 static int graph_stage(Trainer *t, const Batch *bs, int64_t n) {
     int rc = 1;
+    t->rows = bs[0].rows; /* full batches: a rank holds the same rows of each */
     for (int64_t i = 0; i < n && rc == 1; i++) {
         Tensor *x, *y;
         if (to_device(t, &bs[i], &x, &y) != 0) return -1;
@@ -388,6 +408,11 @@ static int graph_loss_sum(const TrainGraphNumbers *num, const TrainQueuedStep *q
                           double *loss_sum) {
     double rows = (double)(q->samples / num->batches);
     *loss_sum = 0;
+    if (num->empty_shares > 0)
+        return error_set("step %" PRId64 ": a rank's share of a batch had no target its loss "
+                         "counts, whose backward a CUDA graph cannot skip as a step run op by op "
+                         "does; run the job without cuda_graphs",
+                         q->step);
     for (int i = 0; i < num->batches; i++) {
         if (!isfinite(num->losses[i]))
             return error_set("step %" PRId64 ": loss is %s", q->step,
@@ -401,7 +426,10 @@ static int graph_loss_sum(const TrainGraphNumbers *num, const TrainQueuedStep *q
  * and its sums added, as train_step does for a step run op by op. */
 static int graph_read_oldest(Trainer *t) {
     TrainGraphNumbers num;
-    int rc = train_graph_read(t->graph, &num);
+    /* a rank's replay waits for its peers: watched, so a stuck one fails it */
+    int rc = t->reducer ? dist_reducer_wait(t->reducer) : 0;
+    if (rc != 0) train_graph_abandon(t->graph);
+    if (rc == 0) rc = train_graph_read(t->graph, &num);
     TrainQueuedStep q = t->graph_steps[0];
     t->graph_steps[0] = t->graph_steps[1];
     double loss_sum = NAN;

@@ -12,13 +12,16 @@
 
 #include "core/autograd.h"
 #include "core/backend.h"
+#include "core/dist/reducer.h"
 #include "core/error.h"
+#include "core/train_dist.h"
 
 #define SLOTS 2 /* steps whose numbers may be in flight */
 
 /* A step's numbers, one float64 each, in this order: the counts, the
- * norm, then each batch's loss. */
-enum { NUMBER_CORRECT, NUMBER_LABELLED, NUMBER_GRAD_NORM, NUMBER_LOSSES };
+ * norm, the data-parallel batches a rank's share of left nothing to divide
+ * its loss by, then each batch's loss. */
+enum { NUMBER_CORRECT, NUMBER_LABELLED, NUMBER_GRAD_NORM, NUMBER_EMPTY_SHARES, NUMBER_LOSSES };
 
 struct TrainGraph {
     Device device;
@@ -43,6 +46,7 @@ struct TrainGraph {
     Tensor *rng_base;          /* int64 [1]: the Rng's offset at the step's
                                   start, written before each replay */
     bool off;                  /* a capture failed */
+    bool abandoned;            /* replays that may never end: not waited for */
     Tensor *host;              /* [SLOTS, numbers] float64, page-locked */
     void *reads[SLOTS];        /* the backend's handles of copies in flight */
     int first, count;          /* the oldest slot in flight, how many are */
@@ -56,7 +60,8 @@ const char *train_graph_unsupported(const Trainer *t) {
     if (!be) error_clear(); /* not a failure: the answer is no */
     if (!be || !be->graph_capture_begin || !be->read_begin || !be->from_host_queued)
         return "the device has no CUDA graphs";
-    if (dist_active(t->dist)) return "a data-parallel step all-reduces its gradients as it goes";
+    if (dist_active(t->dist) && !(t->dist->all_reduce_device && t->dist->join_device))
+        return "a data-parallel step whose ranks sum on the host (MPI) reads results back";
     if (t->accumulate_steps > TRAIN_GRAPH_MAX_BATCHES)
         return "a step of more than " TRAIN_GRAPH_STR(TRAIN_GRAPH_MAX_BATCHES)
                " batches (accumulate_steps)";
@@ -97,10 +102,10 @@ TrainGraph *train_graph_new(const Trainer *t) {
 
 /* The captured step and what it made, gone; the pending reads waited for. */
 static void drop_graph(TrainGraph *g) {
-    for (; g->count > 0; g->count--, g->first = (g->first + 1) % SLOTS)
+    for (; g->count > 0 && !g->abandoned; g->count--, g->first = (g->first + 1) % SLOTS)
         g->be->read_end(g->reads[g->first]);
-    if (g->update) g->be->graph_free(g->update);
-    if (g->exec) g->be->graph_free(g->exec);
+    if (g->update && !g->abandoned) g->be->graph_free(g->update); /* which waits for it */
+    if (g->exec && !g->abandoned) g->be->graph_free(g->exec);
     g->exec = g->update = NULL;
     for (int i = 0; i < g->n_grads; i++) tensor_release(g->grads[i]), g->grads[i] = NULL;
     for (int i = 0; i < g->batches; i++) {
@@ -114,12 +119,14 @@ static void drop_graph(TrainGraph *g) {
 void train_graph_free(TrainGraph *g) {
     if (!g) return;
     if (g->be) drop_graph(g);
-    tensor_release(g->host);
+    if (!g->abandoned) tensor_release(g->host); /* else a replay may still write it */
     free(g->grads);
     free(g);
 }
 
 bool train_graph_off(const TrainGraph *g) { return g->off; }
+
+void train_graph_abandon(TrainGraph *g) { g->abandoned = true; }
 
 bool train_graph_captured(const TrainGraph *g) { return g->exec != NULL; }
 
@@ -133,13 +140,32 @@ static Tensor *nonzero(Tensor *a) {
     return r;
 }
 
-/* v (a 0-dim tensor on the device) written into number i. */
-static int put_number(TrainGraph *g, int i, Tensor *v) {
-    Tensor *slot = tensor_narrow(g->numbers, 0, i, 1);
+/* v (one element on the device) written into vec[i], as float64. */
+static int put_at(Tensor *vec, int64_t i, Tensor *v) {
+    Tensor *slot = tensor_narrow(vec, 0, i, 1);
     Tensor *d = tensor_to_dtype(v, DTYPE_FLOAT64);
     int rc = slot && d ? tensor_copy_(slot, d) : -1;
     tensor_release(slot), tensor_release(d);
     return rc;
+}
+
+static int put_number(TrainGraph *g, int i, Tensor *v) { return put_at(g->numbers, i, v); }
+
+/* vec[i] as a 0-dim tensor. */
+static Tensor *element(Tensor *vec, int64_t i) {
+    Tensor *slot = tensor_narrow(vec, 0, i, 1);
+    Tensor *v = slot ? tensor_view(slot, 0, NULL) : NULL;
+    tensor_release(slot);
+    return v;
+}
+
+/* *sum + v into *sum (v itself when *sum is NULL). */
+static int accumulate(Tensor **sum, Tensor *v) {
+    Tensor *s = *sum ? tensor_add(*sum, v) : tensor_retain(v);
+    if (!s) return -1;
+    tensor_release(*sum);
+    *sum = s;
+    return 0;
 }
 
 /* The accuracy counts of a batch on the device, as train.c's
@@ -158,49 +184,128 @@ static int add_counts(Tensor **correct, Tensor **labelled, Tensor *pred, Tensor 
     Tensor *n_valid = valid ? tensor_sum(valid) : NULL;
     Tensor *n_right = n_wrong && n_valid ? tensor_sub(n_valid, n_wrong) : NULL;
     int rc = n_right ? 0 : -1;
-    Tensor *sums[2] = {n_right, n_valid}, **into[2] = {correct, labelled};
-    for (int i = 0; i < 2 && rc == 0; i++) {
-        Tensor *sum = *into[i] ? tensor_add(*into[i], sums[i]) : tensor_retain(sums[i]);
-        if (!sum) rc = -1;
-        else tensor_release(*into[i]), *into[i] = sum;
-    }
+    if (rc == 0) rc = accumulate(correct, n_right) == 0 && accumulate(labelled, n_valid) == 0
+                          ? 0
+                          : -1;
     Tensor *temps[] = {p, y, diff, shifted, wrong, valid, wrong_valid, n_wrong, n_valid, n_right};
     for (size_t i = 0; i < sizeof temps / sizeof *temps; i++) tensor_release(temps[i]);
     return rc;
 }
 
-/* What the graph keeps of batch i's outputs: its loss, its counts added
- * to the step's. */
-static int keep_batch(TrainGraph *g, int i, const TrainGraphOutputs *out, Tensor **correct,
-                      Tensor **labelled, int64_t ignore) {
+/* What a data-parallel batch's loss divides by, on the device (float64,
+ * 0-dim), as train_dist_denominator counts it on the host: the labelled
+ * targets of a class loss, every target value otherwise. */
+static Tensor *denominator(Tensor *y, int64_t ignore) {
+    if (y->dtype != DTYPE_INT64)
+        return tensor_scalar((double)tensor_numel(y), DTYPE_FLOAT64, y->device);
+    Tensor *y64 = tensor_to_dtype(y, DTYPE_FLOAT64);
+    Tensor *shifted = y64 ? tensor_add_scalar(y64, -(double)ignore) : NULL;
+    Tensor *labelled = nonzero(shifted);
+    Tensor *d = labelled ? tensor_sum(labelled) : NULL;
+    tensor_release(y64), tensor_release(shifted), tensor_release(labelled);
+    return d;
+}
+
+/* This rank's [loss x d, d, 1 where d is 0] (float64 [3]) for the batch. */
+static Tensor *local_totals(Tensor *loss, Tensor *d) {
+    Tensor *totals = tensor_zeros(SHAPE(3), DTYPE_FLOAT64, loss->device);
+    Tensor *l64 = tensor_to_dtype(loss, DTYPE_FLOAT64);
+    Tensor *weighted = l64 && d ? tensor_mul(l64, d) : NULL;
+    Tensor *some = nonzero(d), *minus = some ? tensor_neg(some) : NULL;
+    Tensor *none = minus ? tensor_add_scalar(minus, 1) : NULL;
+    bool ok = totals && weighted && none && put_at(totals, 0, weighted) == 0 &&
+              put_at(totals, 1, d) == 0 && put_at(totals, 2, none) == 0;
+    tensor_release(l64), tensor_release(weighted), tensor_release(some);
+    tensor_release(minus), tensor_release(none);
+    if (!ok) tensor_release(totals);
+    return ok ? totals : NULL;
+}
+
+int train_graph_dist_share(Trainer *t, Tensor *loss, Tensor *y, int64_t ignore, int batches,
+                           TrainGraphShare *out) {
+    *out = (TrainGraphShare){0};
+    bool prev = autograd_set_enabled(false);
+    Tensor *d = denominator(y, ignore);
+    Tensor *local = d ? local_totals(loss, d) : NULL;
+    Tensor *sums = local ? tensor_all_reduce_sum(local, t->dist) : NULL;
+    Tensor *weighted = sums ? element(sums, 0) : NULL, *total = sums ? element(sums, 1) : NULL;
+    Tensor *weight = total ? tensor_div(d, total) : NULL; /* train_dist_reduce_batch's */
+    Tensor *n = tensor_scalar(batches, DTYPE_FLOAT64, loss->device);
+    Tensor *scale = weight && n ? tensor_div(weight, n) : NULL; /* scaled_backward's */
+    out->loss = weighted && total ? tensor_div(weighted, total) : NULL;
+    out->scale = scale ? tensor_to_dtype(scale, loss->dtype) : NULL;
+    out->empty_shares = sums ? element(sums, 2) : NULL;
+    Tensor *temps[] = {d, local, sums, weighted, total, weight, n, scale};
+    for (size_t i = 0; i < sizeof temps / sizeof *temps; i++) tensor_release(temps[i]);
+    autograd_set_enabled(prev);
+    if (out->loss && out->scale && out->empty_shares) return 0;
+    tensor_release(out->loss), tensor_release(out->scale), tensor_release(out->empty_shares);
+    *out = (TrainGraphShare){0};
+    return error_prefix("data parallel: the batch's totals");
+}
+
+/* The step's sums on the device as its batches are recorded (each NULL
+ * until a batch adds to it). */
+typedef struct {
+    Tensor *correct, *labelled, *empty_shares;
+} DeviceSums;
+
+/* What the graph keeps of batch i's outputs: its loss, its counts and
+ * empty shares added to the step's. */
+static int keep_batch(TrainGraph *g, int i, const TrainGraphOutputs *out, DeviceSums *sums,
+                      int64_t ignore) {
     bool prev = autograd_set_enabled(false);
     int rc = put_number(g, NUMBER_LOSSES + i, out->loss);
-    if (rc == 0 && out->pred) rc = add_counts(correct, labelled, out->pred, out->labels, ignore);
+    if (rc == 0 && out->pred)
+        rc = add_counts(&sums->correct, &sums->labelled, out->pred, out->labels, ignore);
+    if (rc == 0 && out->empty_shares) rc = accumulate(&sums->empty_shares, out->empty_shares);
+    autograd_set_enabled(prev);
+    return rc;
+}
+
+/* The step's sums into its numbers: the counts summed over the ranks in a
+ * data-parallel step (the empty shares already are). */
+static int put_sums(TrainGraph *g, Trainer *t, const DeviceSums *sums) {
+    Tensor *const at[] = {sums->correct, sums->labelled, sums->empty_shares};
+    const int number[] = {NUMBER_CORRECT, NUMBER_LABELLED, NUMBER_EMPTY_SHARES};
+    bool prev = autograd_set_enabled(false);
+    int rc = 0;
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        if (!at[i]) continue;
+        bool counts = number[i] != NUMBER_EMPTY_SHARES;
+        Tensor *v = counts ? tensor_all_reduce_sum(at[i], t->dist) : tensor_retain(at[i]);
+        rc = v ? put_number(g, number[i], v) : -1;
+        tensor_release(v);
+    }
     autograd_set_enabled(prev);
     return rc;
 }
 
 /* The step as the capture records it: each batch's body (the gradients
- * summed over them), then the counts and clipping, its numbers written.
- * 0, or -1 with an error. */
+ * summed over them; in a data-parallel step the last one's reduced over
+ * the ranks as its backward goes), then the counts and clipping, its
+ * numbers written. 0, or -1 with an error. */
 static int record_step(TrainGraph *g, Trainer *t, TrainGraphBody body, int64_t ignore) {
-    Tensor *correct = NULL, *labelled = NULL, *norm = NULL;
+    DeviceSums sums = {0};
+    Tensor *norm = NULL;
+    bool armed = false;
     int rc = 0;
     for (int i = 0; i < g->batches && rc == 0; i++) {
         TrainGraphOutputs out = {0};
+        if (i == g->batches - 1 && t->reducer) dist_reducer_arm(t->reducer), armed = true;
         rc = body(t, g->x[i], g->y[i], g->batches, &out);
-        if (rc == 0) rc = keep_batch(g, i, &out, &correct, &labelled, ignore);
+        if (rc == 0) rc = keep_batch(g, i, &out, &sums, ignore);
         tensor_release(out.loss), tensor_release(out.pred), tensor_release(out.labels);
+        tensor_release(out.empty_shares);
     }
-    if (rc == 0 && correct)
-        rc = put_number(g, NUMBER_CORRECT, correct) == 0 &&
-                     put_number(g, NUMBER_LABELLED, labelled) == 0
-                 ? 0
-                 : -1;
+    if (armed && rc == 0) rc = dist_reducer_finish_queued(t->reducer);
+    else if (armed) dist_reducer_disarm(t->reducer);
+    if (rc == 0) rc = put_sums(g, t, &sums);
     if (rc == 0 && g->clips && !(norm = optimizer_clip_grad_norm(t->opt, t->clip_grad_norm)))
         rc = -1;
     if (rc == 0 && norm) rc = put_number(g, NUMBER_GRAD_NORM, norm);
-    tensor_release(correct), tensor_release(labelled), tensor_release(norm);
+    tensor_release(sums.correct), tensor_release(sums.labelled);
+    tensor_release(sums.empty_shares), tensor_release(norm);
     return rc;
 }
 
@@ -270,6 +375,16 @@ static int capture(TrainGraph *g, Trainer *t, TrainGraphBody body, int64_t ignor
     if (t->rng) t->rng->offset = offset;
     for (int i = 0; i < g->n_grads; i++) g->grads[i] = tensor_retain(t->opt->params[i]->grad);
     return 1;
+}
+
+/* A data-parallel step's ranks replay their graphs together or none does
+ * (a rank's graph holds collectives its peers' op-by-op steps would not
+ * meet): `captured` this rank's capture's answer, the ranks' agreed one
+ * returned. */
+static int agree(TrainGraph *g, Trainer *t, int captured, char *why, size_t n) {
+    if (!train_dist_any(t, captured == 0) || captured == 0) return captured;
+    return decline(g, t, t->rng ? t->rng->offset : 0,
+                   "another rank's capture failed (its log says why)", why, n);
 }
 
 int train_graph_stage(TrainGraph *g, int i, Tensor *x, Tensor *y) {
@@ -355,6 +470,7 @@ int train_graph_step(TrainGraph *g, Trainer *t, TrainGraphBody body, int64_t ign
             return error_set("cuda graphs: batch %d of the step not staged", i);
     if (!g->exec) {
         int rc = capture(g, t, body, ignore, why, n);
+        if (rc >= 0 && dist_active(t->dist)) rc = agree(g, t, rc, why, n);
         if (rc <= 0) return rc;
     }
     if (replay(g, t) != 0) return -1;
@@ -373,6 +489,7 @@ int train_graph_read(TrainGraph *g, TrainGraphNumbers *out) {
                                .batches = g->batches,
                                .correct = (int64_t)host[NUMBER_CORRECT],
                                .labelled = (int64_t)host[NUMBER_LABELLED],
+                               .empty_shares = (int64_t)host[NUMBER_EMPTY_SHARES],
                                .grad_norm = g->clips ? host[NUMBER_GRAD_NORM] : NAN};
     return 0;
 }

@@ -17,6 +17,11 @@
  * without waiting: the trainer reads a step's numbers after queueing the
  * next step, so no step waits for the host.
  *
+ * In a data-parallel step on GPUs the graph holds the ranks' collectives
+ * too (the group's device all-reduce, NCCL): the gradient buckets,
+ * BatchNorm's sums, and each batch's loss totals (train_graph_dist_share),
+ * which the ranks otherwise agree on on the host before the backward.
+ *
  * The graph is captured at the first step train.c hands it (after at least
  * one step run one by one, which makes the libraries' per-shape plans and
  * the optimizer's state). A capture fails, and the job's steps run one by
@@ -44,11 +49,30 @@ typedef struct TrainGraph TrainGraph;
 #define TRAIN_GRAPH_MAX_BATCHES 64
 
 /* What a batch's body leaves for the graph to keep: the batch's loss (a
- * 0-dim tensor) and, when accuracy is counted, each row's predicted class
- * and its label (int64, the same shape). */
+ * 0-dim tensor; in a data-parallel step the global batch's) and, when
+ * accuracy is counted, each row's predicted class and its label (int64,
+ * the same shape); in a data-parallel step, empty_shares from
+ * train_graph_dist_share. */
 typedef struct {
-    Tensor *loss, *pred, *labels;
+    Tensor *loss, *pred, *labels, *empty_shares;
 } TrainGraphOutputs;
+
+/* A data-parallel batch in a graph: the ranks' totals summed on the
+ * device, as train_dist_reduce_batch sums them on the host, so that no
+ * rank waits for its loss before its backward. 0-dim tensors. */
+typedef struct {
+    Tensor *loss;         /* the global batch's mean loss (float64) */
+    Tensor *scale;        /* what this rank's loss is multiplied by before its
+                             backward: its share of the global mean over the
+                             step's batches, rounded as scaled_backward rounds it */
+    Tensor *empty_shares; /* the ranks whose share left nothing to divide by
+                             (float64): a graph cannot skip their backward */
+} TrainGraphShare;
+
+/* For this rank's `loss` of a batch with targets y (`ignore` the label a
+ * class loss skips) in a step of `batches`: 0, or -1 with an error. */
+int train_graph_dist_share(Trainer *t, Tensor *loss, Tensor *y, int64_t ignore, int batches,
+                           TrainGraphShare *out);
 
 /* The forward of (x, y), its loss and the backward of the loss over
  * `batches` (the step's batches: the loss scaled by 1/batches), train.c's. */
@@ -63,10 +87,11 @@ typedef struct {
     int batches;
     int64_t correct, labelled;
     double grad_norm;
+    int64_t empty_shares; /* data parallel: see TrainGraphShare */
 } TrainGraphNumbers;
 
 /* Why t's steps cannot be graphs (a static string), or NULL when they may:
- * its device has none (the CPU), it is data parallel, or its steps have
+ * its device has none (the CPU), its ranks sum on the host, or its steps have
  * more than TRAIN_GRAPH_MAX_BATCHES batches. */
 const char *train_graph_unsupported(const Trainer *t);
 
@@ -75,6 +100,10 @@ TrainGraph *train_graph_new(const Trainer *t);
 
 /* Frees g after waiting for its replays; the parameters' .grad are kept. */
 void train_graph_free(TrainGraph *g);
+/* g's replays may never end (a data-parallel peer is stuck; the job is
+ * about to be aborted): free does not wait for them, and leaves the graphs
+ * and the host memory their numbers are copied to. */
+void train_graph_abandon(TrainGraph *g);
 
 /* The step's batch i (x, y on the graph's device; i below the trainer's
  * accumulate_steps) copied into the graph's inputs, which the first step

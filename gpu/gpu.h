@@ -75,11 +75,12 @@ void gpu_allocator_trim(int device);
 int gpu_nccl_unique_id(unsigned char id[GPU_NCCL_ID_BYTES]);
 void *gpu_nccl_comm_init(int device, int rank, int world, const unsigned char id[GPU_NCCL_ID_BYTES]);
 /* buf[0..count) summed over the ranks in place, on the communicator's
- * stream after the default stream's work so far; gpu_nccl_join makes the
- * default stream's later work wait for every all-reduce started, and with
- * `wait` waits for them on the host as a watchdog: NCCL's asynchronous
- * error, or TRAIND_NCCL_TIMEOUT_S (600 s) passing, fails it with a
- * message. */
+ * stream after the thread's stream's work so far (a capture records it);
+ * gpu_nccl_join makes the thread's stream's later work wait for every
+ * all-reduce started, and with `wait` (not in a capture) waits on the host
+ * for them and the stream's work before, as a watchdog: NCCL's
+ * asynchronous error, or TRAIND_NCCL_TIMEOUT_S (600 s) passing, fails it
+ * with a message. */
 int gpu_nccl_all_reduce(void *comm, int device, void *buf, int64_t count, int dtype);
 int gpu_nccl_join(void *comm, int device, bool wait);
 /* Frees comm: after its all-reduces finish, or, `failed` (this rank

@@ -3,13 +3,17 @@
  *
  * One communicator per process (one rank per GPU), made from a unique id
  * that rank 0 creates and the job's MPI group broadcasts (as llm.c does).
- * Every kernel of the backend runs on the legacy default stream; the
- * all-reduces run on a stream of their own (non-blocking, so the legacy
- * stream does not serialise with it), each ordered after the legacy
- * stream's work so far by an event, so a gradient bucket is summed while
- * the backward pass goes on computing the next. gpu_nccl_join orders the
- * legacy stream's later work after them all, as DDP's reducer waits on its
- * communication stream before the optimizer reads the gradients.
+ * Every kernel of the backend runs on the thread's stream (gpu_stream():
+ * the legacy default stream, or a capture's); the all-reduces run on a
+ * stream of their own (non-blocking, so the legacy stream does not
+ * serialise with it), each ordered after the thread's stream's work so
+ * far by an event, so a gradient bucket is summed while the backward pass
+ * goes on computing the next. gpu_nccl_join orders the thread's stream's
+ * later work after them all, as DDP's reducer waits on its communication
+ * stream before the optimizer reads the gradients. In a CUDA graph's
+ * capture the same events fork the all-reduces' stream from the capture
+ * and join it back, so the graph holds them (NCCL's collectives may be
+ * captured).
  */
 #include <cuda_runtime.h>
 #include <nccl.h>
@@ -23,6 +27,7 @@
 
 #include "gpu/gpu.h"
 #include "gpu/kernels.h"
+#include "gpu/stream.h"
 
 extern "C" {
 #include "core/clock.h"
@@ -51,8 +56,9 @@ extern "C" int gpu_nccl_unique_id(unsigned char id[GPU_NCCL_ID_BYTES]) {
 typedef struct {
     ncclComm_t comm;
     cudaStream_t stream; /* the all-reduces' */
-    cudaEvent_t ready;   /* the legacy stream's work before an all-reduce */
+    cudaEvent_t ready;   /* the thread's stream's work before an all-reduce */
     cudaEvent_t done;    /* the all-reduces' end, for gpu_nccl_join */
+    cudaEvent_t joined;  /* the thread's stream after them: what the watchdog waits for */
 } NcclComm;
 
 static int cuda_failed(cudaError_t e, const char *what) {
@@ -75,6 +81,7 @@ static void comm_free(NcclComm *c, bool failed) {
     if (c->stream) cudaStreamDestroy(c->stream);
     if (c->ready) cudaEventDestroy(c->ready);
     if (c->done) cudaEventDestroy(c->done);
+    if (c->joined) cudaEventDestroy(c->joined);
     delete c;
 }
 
@@ -86,6 +93,7 @@ extern "C" void *gpu_nccl_comm_init(int device, int rank, int world,
     cudaError_t e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming);
     if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->done, cudaEventDisableTiming);
+    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->joined, cudaEventDisableTiming);
     if (e != cudaSuccess) {
         cuda_failed(e, "creating the stream and its events");
         comm_free(c, true);
@@ -106,7 +114,7 @@ extern "C" void *gpu_nccl_comm_init(int device, int rank, int world,
 extern "C" int gpu_nccl_all_reduce(void *comm, int device, void *buf, int64_t count, int dtype) {
     NcclComm *c = (NcclComm *)comm;
     if (use_device(device) != 0) return -1;
-    cudaError_t e = cudaEventRecord(c->ready, cudaStreamLegacy);
+    cudaError_t e = cudaEventRecord(c->ready, gpu_stream());
     if (e == cudaSuccess) e = cudaStreamWaitEvent(c->stream, c->ready, 0);
     if (e != cudaSuccess) return cuda_failed(e, "ordering the all-reduce after the gradients");
     ncclDataType_t type = dtype == GPU_F64 ? ncclFloat64 : ncclFloat32;
@@ -122,15 +130,17 @@ static double timeout_s(void) {
     return t > 0 ? t : 600;
 }
 
-/* Waits for c's all-reduces as a watchdog: an error NCCL found on its own
- * (a peer's process gone, the network) or a step past the timeout (a
- * peer stuck) fails the step with a message, instead of the host blocking
- * for ever in its next read of the sums. The caller's failure then aborts
- * the communicator (gpu_nccl_comm_destroy) and the job (MPI_Abort). */
+/* Waits for c's all-reduces, and the work of the thread's stream before
+ * its join (a replayed graph's all-reduces are there), as a watchdog: an
+ * error NCCL found on its own (a peer's process gone, the network) or a
+ * step past the timeout (a peer stuck) fails the step with a message,
+ * instead of the host blocking for ever in its next read of the sums. The
+ * caller's failure then aborts the communicator (gpu_nccl_comm_destroy)
+ * and the job (MPI_Abort). */
 static int watch(NcclComm *c) {
     double start = clock_now_s(), limit = timeout_s();
     for (;;) {
-        cudaError_t e = cudaEventQuery(c->done);
+        cudaError_t e = cudaEventQuery(c->joined);
         if (e == cudaSuccess) return 0;
         if (e != cudaErrorNotReady) return cuda_failed(e, "waiting for the all-reduces");
         ncclResult_t async = ncclSuccess;
@@ -152,7 +162,8 @@ extern "C" int gpu_nccl_join(void *comm, int device, bool wait) {
     NcclComm *c = (NcclComm *)comm;
     if (use_device(device) != 0) return -1;
     cudaError_t e = cudaEventRecord(c->done, c->stream);
-    if (e == cudaSuccess) e = cudaStreamWaitEvent(cudaStreamLegacy, c->done, 0);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(gpu_stream(), c->done, 0);
+    if (e == cudaSuccess && wait) e = cudaEventRecord(c->joined, gpu_stream());
     if (e != cudaSuccess) return cuda_failed(e, "ordering the sums' readers after the all-reduces");
     return wait ? watch(c) : 0;
 }

@@ -241,14 +241,18 @@ static int read_presences(Bucket *b) {
     return host ? 0 : -1;
 }
 
-/* The device bucket's sums back into the gradients. */
-static int unpack_device(DistReducer *r, Bucket *b) {
+/* The device bucket's sums back into the gradients: those of the
+ * parameters some rank had a gradient of, as the presences say, or, in a
+ * graph's capture (`queued`: nothing may be read back), those this rank
+ * has one of (a captured step's ranks run one graph on full batches, so
+ * they have the same). */
+static int unpack_device(DistReducer *r, Bucket *b, bool queued) {
     int64_t off = 0;
-    int rc = read_presences(b);
+    int rc = queued ? 0 : read_presences(b);
     for (int k = 0; rc == 0 && k < b->count; k++) {
         Tensor *p = r->params[r->order[b->first + k]];
         int64_t n = tensor_numel(p);
-        if (b->buf[k] > 0) {
+        if (queued ? p->grad != NULL : b->buf[k] > 0) {
             Tensor *slot = tensor_narrow(b->dev, 0, off, n);
             Tensor *sum = slot ? tensor_view(slot, p->ndim, p->shape) : NULL;
             if (!sum)
@@ -265,8 +269,8 @@ static int unpack_device(DistReducer *r, Bucket *b) {
 }
 
 /* The bucket's sums back into the gradients. */
-static int unpack(DistReducer *r, Bucket *b) {
-    if (r->on_device) return unpack_device(r, b);
+static int unpack(DistReducer *r, Bucket *b, bool queued) {
+    if (r->on_device) return unpack_device(r, b, queued);
     const float *values = b->buf, *present = b->buf + b->numel;
     for (int k = 0; k < b->count; k++) {
         Tensor *p = r->params[r->order[b->first + k]];
@@ -287,7 +291,10 @@ static int unpack(DistReducer *r, Bucket *b) {
     return 0;
 }
 
-int dist_reducer_finish(DistReducer *r) {
+/* finish, or, `queued`, finish_queued. */
+static int finish(DistReducer *r, bool queued) {
+    if (queued && !r->on_device)
+        return error_set("gradient all-reduce: a CUDA graph holds only a device's reductions");
     if (r->armed)
         autograd_set_leaf_hook(NULL, NULL, NULL);
     else
@@ -297,7 +304,7 @@ int dist_reducer_finish(DistReducer *r) {
     /* what no hook started (a rank without samples, an unused parameter) */
     while (rc == 0 && r->next_start < r->n_buckets)
         rc = start_bucket(r, &r->buckets[r->next_start++]);
-    if (join(r, true) != 0) rc = -1;
+    if (join(r, !queued) != 0) rc = -1;
     for (int j = 0; j < r->n_buckets; j++) {
         Bucket *b = &r->buckets[j];
         if (b->request) { /* host buckets are in flight; device ones are queued */
@@ -305,7 +312,20 @@ int dist_reducer_finish(DistReducer *r) {
             b->request = NULL;
             if (rc == 0 && wrc != 0) rc = -1;
         }
-        if (rc == 0) rc = unpack(r, b);
+        if (rc == 0) rc = unpack(r, b, queued);
     }
     return rc == 0 ? 0 : error_prefix("gradient all-reduce");
+}
+
+int dist_reducer_finish(DistReducer *r) { return finish(r, false); }
+
+void dist_reducer_disarm(DistReducer *r) {
+    if (r->armed) autograd_set_leaf_hook(NULL, NULL, NULL);
+    r->armed = false;
+}
+
+int dist_reducer_finish_queued(DistReducer *r) { return finish(r, true); }
+
+int dist_reducer_wait(DistReducer *r) {
+    return join(r, true) == 0 ? 0 : error_prefix("gradient all-reduce");
 }

@@ -36,6 +36,17 @@ void dist_reducer_arm(DistReducer *r);
 /* After it: starts what has not started, waits for every bucket and puts
  * the sums in each parameter's .grad. 0, or -1 with an error. */
 int dist_reducer_finish(DistReducer *r);
+/* The same queued on the device, for a step a CUDA graph captures: the
+ * device's later work waits for the buckets, the host does not, and the
+ * sums go to the parameters this rank has a gradient of (nothing is read
+ * back). Device buckets only. */
+int dist_reducer_finish_queued(DistReducer *r);
+/* After arm, when the step will not finish (its capture failed): the
+ * hooks off. */
+void dist_reducer_disarm(DistReducer *r);
+/* Waits on the host, as the group's watchdog, for every reduction queued
+ * so far and the device's work before it (a replayed graph's step). */
+int dist_reducer_wait(DistReducer *r);
 
 /* Buckets the parameters fall into, and the size they were cut at (for
  * tests and logs). */

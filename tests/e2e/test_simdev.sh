@@ -13,9 +13,14 @@
 #   - gpu/check.sh's NCCL step: one rank running every collective
 #     (TRAIND_DIST_ONE_RANK=1) gives the plain run's metrics;
 #   - 2 ranks on one GPU: NCCL refuses them, and the error says why;
-#   - a rank whose device hangs (TRAIND_SIMDEV_NCCL_STUCK_RANK): the
-#     watchdog fails the step after TRAIND_NCCL_TIMEOUT_S with its message
-#     and the job exits 1, no NCCL segment left in /dev/shm;
+#   - the same jobs, and one of steps of 2 batches, as CUDA graphs
+#     ("cuda_graphs": each step's NCCL all-reduces in the graph, the
+#     ranks' loss totals summed on the devices) give the op-by-op metrics
+#     bit for bit;
+#   - a rank whose device hangs (TRAIND_SIMDEV_NCCL_STUCK_RANK), in a step
+#     run op by op or a replayed graph: the watchdog fails the step after
+#     TRAIND_NCCL_TIMEOUT_S with its message and the job exits 1, no NCCL
+#     segment left in /dev/shm;
 #   - the daemon on 2 GPUs: GET /v1/devices lists them; a job of "gpus": 2
 #     runs its ranks on cuda:0 and cuda:1 over NCCL, and stores the metrics
 #     of the same ranks run by hand;
@@ -50,10 +55,10 @@ ranks() {
     timeout 120 mpirun -np "$1" --oversubscribe "$TRAIND" run "$3" --device "$2" --jsonl \
         --out "$4" >"$4.jsonl" 2>"$4.err"
 }
-# compare NAME EXPECTED.jsonl ACTUAL.jsonl
+# compare NAME EXPECTED.jsonl ACTUAL.jsonl [RTOL, 1e-5]
 compare() {
     local report
-    if report=$(python3 tests/e2e/compare_metrics.py "$2" "$3" --rtol 1e-5); then
+    if report=$(python3 tests/e2e/compare_metrics.py "$2" "$3" --rtol "${4:-1e-5}"); then
         pass "$1: ${report#  }"
     else
         fail "$1" "$report"
@@ -75,7 +80,47 @@ for c in batchnorm_dropout_sgd_multistep cnn_adam_steplr mlp_clip_grad_norm; do
     has "... the log names them" "$TMP/$c-buckets.jsonl" \
         '"data parallel: 2 ranks over nccl, gradients in [0-9]+ buckets'
     compare "... the CPU's metrics again" "$TMP/$c-cpu.jsonl" "$TMP/$c-buckets.jsonl"
+    python3 tests/e2e/job_copy.py "$JOBS/$c.json" "$TMP/$c-graphs.json" cuda_graphs=true
+    ranks 2 cuda "$TMP/$c-graphs.json" "$TMP/$c-graphs"
+    check "... as CUDA graphs" "$?" 0
+    has "... its step captured" "$TMP/$c-graphs.jsonl" '"cuda graphs: step 2 captured'
+    compare "... the op-by-op step's metrics, bit for bit" "$TMP/$c-nccl.jsonl" \
+        "$TMP/$c-graphs.jsonl" 0
 done
+c=accumulate_adamw_no_decay
+python3 tests/e2e/job_copy.py "$JOBS/$c.json" "$TMP/$c-graphs.json" cuda_graphs=true
+ranks 2 cuda "$JOBS/$c.json" "$TMP/$c-nccl"
+ranks 2 cuda "$TMP/$c-graphs.json" "$TMP/$c-graphs"
+check "$c (steps of 2 batches) on 2 GPUs as CUDA graphs" "$?" 0
+has "... its step captured" "$TMP/$c-graphs.jsonl" '"cuda graphs: step 2 captured'
+compare "... the op-by-op step's metrics, bit for bit" "$TMP/$c-nccl.jsonl" "$TMP/$c-graphs.jsonl" 0
+
+# A rank whose share of a batch is all ignored labels skips its backward
+# op by op; a graph cannot skip it, and says so (shuffle off: rank 0 holds
+# the even rows, each labelled 2, the loss's ignore_index).
+python3 - "$TMP/ignored.csv" <<'PYEOF'
+import random, sys
+random.seed(3)
+with open(sys.argv[1], "w") as f:
+    f.write("a,b,c,d,label\n")
+    for i in range(256):
+        x = [random.uniform(-1, 1) for _ in range(4)]
+        f.write(",".join("%.4f" % v for v in x) + ",%d\n" % (2 if i % 2 == 0 else int(x[0] > 0)))
+PYEOF
+cat >"$TMP/ignored.json" <<JSON
+{"name": "ignored", "data": {"train": {"format": "csv", "path": "$TMP/ignored.csv",
+                                        "label_column": "label"}},
+ "model": [{"type": "Linear", "in_features": 4, "out_features": 3}],
+ "loss": {"type": "CrossEntropyLoss", "ignore_index": 2}, "optimizer": {"type": "SGD", "lr": 0.1},
+ "epochs": 1, "batch_size": 32, "shuffle": false, "seed": 1, "cuda_graphs": true}
+JSON
+ranks 2 cuda "$TMP/ignored.json" "$TMP/ignored"
+check "a share of only ignored labels in a graph: exit 1" "$?" 1
+has "... the error says why" "$TMP/ignored.err" \
+    "a rank's share of a batch had no target its loss counts, whose backward a CUDA graph"
+python3 tests/e2e/job_copy.py "$TMP/ignored.json" "$TMP/ignored-ops.json" cuda_graphs=false
+ranks 2 cuda "$TMP/ignored-ops.json" "$TMP/ignored-ops"
+check "... op by op it trains" "$?" 0
 
 # ---- gpu/check.sh's NCCL step: a world of one rank running every
 # collective (TRAIND_DIST_ONE_RANK), against the plain run ----
@@ -97,9 +142,15 @@ has "... NCCL's refusal, with its reason" "$TMP/one-gpu.err" \
     "rank [01] of 2: NCCL ncclCommInitRank: invalid usage \\($why\\)"
 TRAIND_SIMDEV_NCCL_STUCK_RANK=1 TRAIND_NCCL_TIMEOUT_S=2 ranks 2 cuda "$c" "$TMP/stuck"
 check "a rank whose device hangs: exit 1 (not timeout's 124)" "$?" 1
-why="the step's all-reduces did not finish in 2 s \\(TRAIND_NCCL_TIMEOUT_S\\)"
+why="the step's all-reduces did not finish in 2 s \\(TRAIND_NCCL_TIMEOUT_S\\): a rank stopped"
 has "... the watchdog's message" "$TMP/stuck.err" \
-    "rank [01] of 2: step 1: gradient all-reduce: NCCL: $why: a rank stopped or is stuck"
+    "rank [01] of 2: step 1: gradient all-reduce: NCCL: $why"
+# its 13th all-reduce: in a step the graph replays (step 3 or later)
+c=$TMP/mlp_clip_grad_norm-graphs.json
+TRAIND_SIMDEV_NCCL_STUCK_RANK=1:12 TRAIND_NCCL_TIMEOUT_S=2 ranks 2 cuda "$c" "$TMP/stuck-graphs"
+check "... hanging in a replayed graph: exit 1" "$?" 1
+has "... the watchdog's message" "$TMP/stuck-graphs.err" \
+    "rank [01] of 2: step [3-9] or [4-9]: gradient all-reduce: NCCL: $why"
 check "... no NCCL segment left in /dev/shm" "$(ls /dev/shm | grep -c '^traind-simnccl-')" \
     "$shm_before"
 

@@ -13,7 +13,8 @@
  * gradient, one another rank touched gets the sum; device buckets (on the
  * stand-in GPU: the CPU backend registered as cuda) are joined before they
  * are read, and a GPU group without device all-reduce stages through the
- * host. */
+ * host; a step a CUDA graph captures joins without the host's wait and
+ * reads nothing back (a host group refuses it). */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@ typedef struct {
     bool first_param_had_grad[MAX_STARTS];
     float *in_flight[MAX_STARTS]; /* device all-reduces not yet joined */
     int n_in_flight, joins;
+    bool joined_waiting; /* the last join's `wait` */
 } Other;
 
 typedef struct {
@@ -101,7 +103,7 @@ static int fake_device(DistGroup *g, void *buf, int64_t count, DType dtype, Devi
 
 static int fake_join(DistGroup *g, Device device, bool wait) {
     Other *o = other_of(g);
-    (void)wait; /* the sums are made here, at once */
+    o->joined_waiting = wait; /* the sums are made here, at once */
     cr_assert_eq(device.type, DEVICE_CUDA);
     for (int k = 0; k < o->n_in_flight; k++)
         sum_in(o, o->in_flight[k], o->count[o->starts - o->n_in_flight + k]);
@@ -172,10 +174,12 @@ static void grad_values(const Tensor *t, float *out) {
     tensor_release(host);
 }
 
-/* One step's backward through the reducer over n params; each param's
- * local gradient into local[i] (taken from a plain backward first). */
-static void step(Chain *c, int n, DistGroup *g, int64_t bucket_bytes, DistReducer **out,
-                 float local[][LEN]) {
+/* One step's backward through the reducer over n params, finished as a
+ * step run op by op or, `queued`, as one a CUDA graph captures; each
+ * param's local gradient into local[i] (taken from a plain backward
+ * first). */
+static void step_as(Chain *c, int n, DistGroup *g, int64_t bucket_bytes, bool queued,
+                    DistReducer **out, float local[][LEN]) {
     Tensor *loss = chain_loss(c);
     cr_assert_eq(tensor_backward(loss), 0, "%s", error_get());
     tensor_release(loss);
@@ -189,8 +193,14 @@ static void step(Chain *c, int n, DistGroup *g, int64_t bucket_bytes, DistReduce
     loss = chain_loss(c);
     cr_assert_eq(tensor_backward(loss), 0, "%s", error_get());
     tensor_release(loss);
-    cr_assert_eq(dist_reducer_finish(r), 0, "%s", error_get());
+    int rc = queued ? dist_reducer_finish_queued(r) : dist_reducer_finish(r);
+    cr_assert_eq(rc, 0, "%s", error_get());
     *out = r;
+}
+
+static void step(Chain *c, int n, DistGroup *g, int64_t bucket_bytes, DistReducer **out,
+                 float local[][LEN]) {
+    step_as(c, n, g, bucket_bytes, false, out, local);
 }
 
 /* Bucket k's floats as started: its params' local gradients in reverse
@@ -324,4 +334,39 @@ Test(dist_reducer, device_presences_from_another_rank) {
     backend_register_cuda(&cpu_backend, 1);
     Device cuda = {.type = DEVICE_CUDA, .index = 0};
     unused_parameter(cuda, true, 1, 1);
+}
+
+/* A step a CUDA graph captures: the device waits for the buckets, the host
+ * does not (join without wait), nothing is read back, so the sums go to
+ * the parameters this rank has a gradient of (a parameter only another
+ * rank touched cannot be in a graph's step: its ranks run one graph). */
+Test(dist_reducer, a_captured_step_joins_without_waiting_and_reads_nothing_back) {
+    backend_register_cuda(&cpu_backend, 1);
+    Chain c = chain_new((Device){.type = DEVICE_CUDA, .index = 0});
+    Other o = {.scale = 1, .add = 1, .first_param = c.p[0]};
+    DistGroup g = group_of(&o, true);
+    float local[N_PARAMS + 1][LEN];
+    DistReducer *r;
+    step_as(&c, N_PARAMS + 1, &g, 2 * LEN * sizeof(float), true, &r, local);
+    cr_assert_eq(o.joins, 1);
+    cr_assert(!o.joined_waiting, "a capture cannot wait on the host");
+    assert_sums(&c, N_PARAMS, local, 1, 1);
+    cr_assert_null(c.p[N_PARAMS]->grad, "the unused parameter: no local gradient, no sum");
+    cr_assert_eq(dist_reducer_wait(r), 0, "%s", error_get());
+    cr_assert(o.joined_waiting, "the watchdog's wait");
+    dist_reducer_free(r);
+    chain_free(&c);
+}
+
+Test(dist_reducer, a_host_group_cannot_be_captured) {
+    Chain c = chain_new(DEVICE_CPU_INIT);
+    Other o = {.scale = 2, .add = 0, .first_param = c.p[0]};
+    DistGroup g = group_of(&o, false);
+    DistReducer *r = dist_reducer_new(&g, c.p, N_PARAMS, DIST_BUCKET_BYTES);
+    cr_assert_not_null(r, "%s", error_get());
+    cr_assert_eq(dist_reducer_finish_queued(r), -1);
+    cr_assert_str_eq(error_get(), "gradient all-reduce: a CUDA graph holds only a device's "
+                                  "reductions");
+    dist_reducer_free(r);
+    chain_free(&c);
 }
