@@ -426,9 +426,7 @@ static int graph_loss_sum(const TrainGraphNumbers *num, const TrainQueuedStep *q
  * and its sums added, as train_step does for a step run op by op. */
 static int graph_read_oldest(Trainer *t) {
     TrainGraphNumbers num;
-    /* a rank's replay waits for its peers: watched, so a stuck one fails it */
-    int rc = t->reducer ? dist_reducer_wait(t->reducer) : 0;
-    if (rc != 0) train_graph_abandon(t->graph);
+    int rc = train_graph_watch(t->graph, t); /* a rank's replay waits for its peers */
     if (rc == 0) rc = train_graph_read(t->graph, &num);
     TrainQueuedStep q = t->graph_steps[0];
     t->graph_steps[0] = t->graph_steps[1];

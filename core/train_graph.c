@@ -126,7 +126,11 @@ void train_graph_free(TrainGraph *g) {
 
 bool train_graph_off(const TrainGraph *g) { return g->off; }
 
-void train_graph_abandon(TrainGraph *g) { g->abandoned = true; }
+int train_graph_watch(TrainGraph *g, Trainer *t) {
+    if (!t->reducer || dist_reducer_wait(t->reducer) == 0) return 0;
+    g->abandoned = true; /* its replays may never end: not waited for */
+    return -1;
+}
 
 bool train_graph_captured(const TrainGraph *g) { return g->exec != NULL; }
 
@@ -427,14 +431,16 @@ static int replay(TrainGraph *g, Trainer *t) {
                                                   &t->rng->offset, sizeof t->rng->offset) != 0)
         return error_prefix("cuda graphs: the step's random numbers");
     if (g->be->graph_launch(g->exec) != 0 || optimizer_step_prepare(t->opt) != 0) return -1;
-    if (g->update && g->update_states != t->opt->states_made)
+    if (g->update && g->update_states != t->opt->states_made) {
+        if (train_graph_watch(g, t) != 0) return -1; /* graph_free waits */
         g->be->graph_free(g->update), g->update = NULL;
+    }
     if (g->update) return g->be->graph_launch(g->update);
     if (optimizer_step_apply(t->opt) != 0) return -1;
     if (g->update_off[0]) return 0;
     /* before a capture, whose failure is forgotten, the step's own are
      * reported: a wait (the first replay, and after state was made) */
-    if (wait_device(g) != 0) return -1;
+    if (train_graph_watch(g, t) != 0 || wait_device(g) != 0) return -1;
     if (capture_update(g, t) != 0) {
         snprintf(g->update_off, sizeof g->update_off, "%s", error_get());
         if (g->be->clear_error) g->be->clear_error(g->device);

@@ -226,6 +226,11 @@ static void reset(DistReducer *r) {
     r->error = 0;
 }
 
+void dist_reducer_disarm(DistReducer *r) {
+    if (r->armed) autograd_set_leaf_hook(NULL, NULL, NULL);
+    r->armed = false;
+}
+
 void dist_reducer_arm(DistReducer *r) {
     reset(r);
     r->armed = true;
@@ -293,13 +298,11 @@ static int unpack(DistReducer *r, Bucket *b, bool queued) {
 
 /* finish, or, `queued`, finish_queued. */
 static int finish(DistReducer *r, bool queued) {
+    bool armed = r->armed;
+    dist_reducer_disarm(r);
     if (queued && !r->on_device)
         return error_set("gradient all-reduce: a CUDA graph holds only a device's reductions");
-    if (r->armed)
-        autograd_set_leaf_hook(NULL, NULL, NULL);
-    else
-        reset(r); /* no backward was hooked: everything starts here */
-    r->armed = false;
+    if (!armed) reset(r); /* no backward was hooked: everything starts here */
     int rc = r->error ? error_set("%s", r->message) : 0;
     /* what no hook started (a rank without samples, an unused parameter) */
     while (rc == 0 && r->next_start < r->n_buckets)
@@ -318,11 +321,6 @@ static int finish(DistReducer *r, bool queued) {
 }
 
 int dist_reducer_finish(DistReducer *r) { return finish(r, false); }
-
-void dist_reducer_disarm(DistReducer *r) {
-    if (r->armed) autograd_set_leaf_hook(NULL, NULL, NULL);
-    r->armed = false;
-}
 
 int dist_reducer_finish_queued(DistReducer *r) { return finish(r, true); }
 

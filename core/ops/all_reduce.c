@@ -19,12 +19,13 @@
 static Tensor *all_reduce_on_device(Tensor *x, DistGroup *g) {
     Tensor *out = tensor_clone(x); /* fresh and contiguous: reduced in place */
     if (!out) return NULL;
-    if (g->all_reduce_device(g, tensor_data(out), tensor_numel(out), out->dtype, x->device) != 0 ||
-        g->join_device(g, x->device, false) != 0) {
+    if (g->all_reduce_device(g, tensor_data(out), tensor_numel(out), out->dtype, x->device) != 0) {
         tensor_release(out);
         return NULL;
     }
-    return out;
+    /* unjoined, the sum may still be written: out is left, not freed for
+     * reuse (the failed rank's job is ending) */
+    return g->join_device(g, x->device, false) == 0 ? out : NULL;
 }
 
 /* A new tensor of x's shape, dtype and device holding the sum over ranks:

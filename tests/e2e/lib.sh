@@ -241,6 +241,26 @@ import_server() {
     return 1
 }
 
+# wait_job JOB: polls the job every 0.1 s, for up to a minute, until it has
+# ended; its state in STATE, the last response (the job) in $TMP/body.
+wait_job() {
+    STATE=""
+    for _ in $(seq 600); do
+        api GET "/v1/jobs/$1"
+        STATE=$(jv 'd["state"]')
+        case $STATE in succeeded | failed | cancelled) return ;; esac
+        sleep 0.1
+    done
+}
+
+# job_history JOB OUT.jsonl: the job's stored metrics as `traind run
+# --jsonl` writes them, for compare_metrics.py.
+job_history() {
+    api GET "/v1/jobs/$1/metrics?limit=100000"
+    jv '"\n".join(json.dumps({"event": "metric", "name": m["name"], "step": m["step"],
+        "epoch": m["epoch"], "value": m["value"]}) for m in d["metrics"])' >"$2"
+}
+
 # sql DATA_DIR QUERY: the rows of QUERY on the daemon's database, a line
 # each, "|" between columns (an error's text instead when it fails), with
 # the sqlite3 tool or Python's module; waits up to 2 s for a lock.

@@ -240,14 +240,8 @@ EOF
 api POST /v1/jobs --data-binary "@$TMP/ranks.json"
 expect "the daemon: submit a job of 2 ranks" 201
 JR=$(jv 'd["id"]')
-state=""
-for _ in $(seq 600); do
-    api GET "/v1/jobs/$JR"
-    state=$(jv 'd["state"]')
-    case $state in succeeded | failed | cancelled) break ;; esac
-    sleep 0.1
-done
-check "the daemon: the job of 2 ranks succeeds" "$state" succeeded
+wait_job "$JR"
+check "the daemon: the job of 2 ranks succeeds" "$STATE" succeeded
 check "... on its one CPU worker, ranks 2, as the spec asked" \
     "$(jv '"%s %s %s" % (d["device"], d["ranks"], d["device_request"])')" "cpu 2 auto"
 # GPUs this daemon lacks, nodes, a batch the ranks do not divide and a bucket
@@ -268,9 +262,7 @@ ADIR=$VAR/jobs/$JR/attempt-1
 has "... mpirun started its ranks (ranks.log)" "$ADIR/ranks.log" "."
 OMP_NUM_THREADS=1 "$RANKS_TRAIND" run "$ADIR/spec.json" --jsonl --out "$TMP/ranks-ref" \
     >"$TMP/ranks-ref.jsonl" 2>/dev/null
-api GET "/v1/jobs/$JR/metrics?limit=100000"
-jv '"\n".join(json.dumps({"event": "metric", "name": m["name"], "step": m["step"],
-    "epoch": m["epoch"], "value": m["value"]}) for m in d["metrics"])' >"$TMP/ranks-got.jsonl"
+job_history "$JR" "$TMP/ranks-got.jsonl"
 compare "... its stored metrics against one process" "$TMP/ranks-ref.jsonl" "$TMP/ranks-got.jsonl" 1e-5
 stop_daemon "$DPID" "$TMP/daemon.log"
 

@@ -77,16 +77,10 @@ wait_state() { # wait_state JOB SECONDS STATE -> the state it ended in
     done
     echo "$s"
 }
-# history JOB OUT.jsonl: the job's stored metrics as --jsonl lines
-history() {
-    api GET "/v1/jobs/$1/metrics?limit=100000"
-    jv '"\n".join(json.dumps({"event": "metric", "name": m["name"], "step": m["step"],
-        "epoch": m["epoch"], "value": m["value"]}) for m in d["metrics"])' >"$2"
-}
 # same_metrics NAME JOB RTOL: the job's stored metrics against the plain run
 same_metrics() {
     local report
-    history "$2" "$TMP/h$2.jsonl"
+    job_history "$2" "$TMP/h$2.jsonl"
     check "$1: loss at each of the $STEPS steps once" \
         "$(grep -c '"name": "loss"' "$TMP/h$2.jsonl")" "$STEPS"
     if report=$($PY tests/e2e/compare_metrics.py "$TMP/ref.jsonl" "$TMP/h$2.jsonl" --rtol "$3"); then

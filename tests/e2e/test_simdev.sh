@@ -145,10 +145,15 @@ check "a rank whose device hangs: exit 1 (not timeout's 124)" "$?" 1
 why="the step's all-reduces did not finish in 2 s \\(TRAIND_NCCL_TIMEOUT_S\\): a rank stopped"
 has "... the watchdog's message" "$TMP/stuck.err" \
     "rank [01] of 2: step 1: gradient all-reduce: NCCL: $why"
-# its 13th all-reduce: in a step the graph replays (step 3 or later)
+# its 2nd all-reduce: in the first replay, which the host waits for before
+# it captures the optimizer's update; its 13th: in a later replay
 c=$TMP/mlp_clip_grad_norm-graphs.json
+TRAIND_SIMDEV_NCCL_STUCK_RANK=1:1 TRAIND_NCCL_TIMEOUT_S=2 ranks 2 cuda "$c" "$TMP/stuck-first"
+check "... hanging in the first replayed graph: exit 1" "$?" 1
+has "... the watchdog's message" "$TMP/stuck-first.err" \
+    "rank [01] of 2: step 2: gradient all-reduce: NCCL: $why"
 TRAIND_SIMDEV_NCCL_STUCK_RANK=1:12 TRAIND_NCCL_TIMEOUT_S=2 ranks 2 cuda "$c" "$TMP/stuck-graphs"
-check "... hanging in a replayed graph: exit 1" "$?" 1
+check "... hanging in a later one: exit 1" "$?" 1
 has "... the watchdog's message" "$TMP/stuck-graphs.err" \
     "rank [01] of 2: step [3-9] or [4-9]: gradient all-reduce: NCCL: $why"
 check "... no NCCL segment left in /dev/shm" "$(ls /dev/shm | grep -c '^traind-simnccl-')" \
@@ -176,23 +181,15 @@ EOF
 api POST /v1/jobs --data-binary "@$TMP/gpus.json"
 expect "submit a job of 2 GPUs" 201
 JG=$(jv 'd["id"]')
-state=""
-for _ in $(seq 600); do
-    api GET "/v1/jobs/$JG"
-    state=$(jv 'd["state"]')
-    case $state in succeeded | failed | cancelled) break ;; esac
-    sleep 0.1
-done
-check "the job of 2 GPUs succeeds" "$state" succeeded
+wait_job "$JG"
+check "the job of 2 GPUs succeeds" "$STATE" succeeded
 check "... on cuda:0,cuda:1, 2 ranks" "$(jv '"%s %s" % (d["device"], d["ranks"])')" \
     "cuda:0,cuda:1 2"
 ADIR=$VAR/jobs/$JG/attempt-1
 has "... its ranks trained over NCCL (ranks.log)" "$ADIR/ranks.log" \
     '^data parallel: 2 ranks over nccl'
 ranks 2 cuda "$ADIR/spec.json" "$TMP/gpus-ref"
-api GET "/v1/jobs/$JG/metrics?limit=100000"
-jv '"\n".join(json.dumps({"event": "metric", "name": m["name"], "step": m["step"],
-    "epoch": m["epoch"], "value": m["value"]}) for m in d["metrics"])' >"$TMP/gpus-got.jsonl"
+job_history "$JG" "$TMP/gpus-got.jsonl"
 compare "... its stored metrics: those of the same ranks run by hand" "$TMP/gpus-ref.jsonl" \
     "$TMP/gpus-got.jsonl"
 stop_daemon "$DPID" "$TMP/daemon.log"

@@ -114,14 +114,9 @@ executor() { # executor JOB EXPR: EXPR of the job's "executor" object (None with
     api GET "/v1/jobs/$1"
     jv "(lambda e: $2)(d.get('executor'))"
 }
-history() { # history JOB OUT.jsonl
-    api GET "/v1/jobs/$1/metrics?limit=100000"
-    jv '"\n".join(json.dumps({"event": "metric", "name": m["name"], "step": m["step"],
-        "epoch": m["epoch"], "value": m["value"]}) for m in d["metrics"])' >"$2"
-}
 same_metrics() { # same_metrics NAME JOB REF.jsonl STEPS
     local report
-    history "$2" "$TMP/h$2.jsonl"
+    job_history "$2" "$TMP/h$2.jsonl"
     check "$1: loss at each of the $4 steps once" "$(grep -c '"name": "loss"' "$TMP/h$2.jsonl")" "$4"
     if report=$($PY tests/e2e/compare_metrics.py "$3" "$TMP/h$2.jsonl" --rtol 1e-5); then
         pass "$1: equal to traind run of its spec.json: ${report#  }"

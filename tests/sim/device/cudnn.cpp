@@ -149,7 +149,9 @@ cudnnStatus_t run(cudnnHandle_t h, const Shapes &s, Pass pass, const void *alpha
         else
             convolve(copy, pass, (const float *)a, (const float *)b, (float *)out, al, be);
     };
-    if (now) { /* the drain and the pass under one hold of the lock */
+    if (now) { /* the drain and the pass under one hold of the lock, but for a drain
+                * that waits for polled work (NCCL's): it lets go, and what another
+                * thread queues then may run before the pass */
         std::lock_guard<SimLock> g(simdev_lock());
         if (simdev_drain(h->stream) != cudaSuccess) return CUDNN_STATUS_EXECUTION_FAILED;
         work();

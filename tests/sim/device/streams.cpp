@@ -354,8 +354,8 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     e->queried = false;
     auto time = std::make_shared<double>(0);
     e->time = time;
+    e->mark = {s, s->queued + 1}; /* the record's: a full queue lets other threads in */
     enqueue(s, [time] { *time = now_s(); }, nullptr);
-    e->mark = {s, s->queued};
     return cudaSuccess;
 }
 
