@@ -49,6 +49,8 @@ struct TrainGraph {
     bool abandoned;            /* replays that may never end: not waited for */
     Tensor *host;              /* [SLOTS, numbers] float64, page-locked */
     void *reads[SLOTS];        /* the backend's handles of copies in flight */
+    int marks[SLOTS];          /* data parallel: each step's point, for the
+                                  watchdog (dist_reducer_mark) */
     int first, count;          /* the oldest slot in flight, how many are */
 };
 
@@ -126,10 +128,15 @@ void train_graph_free(TrainGraph *g) {
 
 bool train_graph_off(const TrainGraph *g) { return g->off; }
 
-int train_graph_watch(TrainGraph *g, Trainer *t) {
-    if (!t->reducer || dist_reducer_wait(t->reducer) == 0) return 0;
+/* The group's watchdog for the work before `mark` (-1: all queued). */
+static int watch(TrainGraph *g, Trainer *t, int mark) {
+    if (!t->reducer || dist_reducer_watch(t->reducer, mark) == 0) return 0;
     g->abandoned = true; /* its replays may never end: not waited for */
     return -1;
+}
+
+int train_graph_watch(TrainGraph *g, Trainer *t) {
+    return watch(g, t, g->count > 0 ? g->marks[g->first] : -1);
 }
 
 bool train_graph_captured(const TrainGraph *g) { return g->exec != NULL; }
@@ -432,7 +439,7 @@ static int replay(TrainGraph *g, Trainer *t) {
         return error_prefix("cuda graphs: the step's random numbers");
     if (g->be->graph_launch(g->exec) != 0 || optimizer_step_prepare(t->opt) != 0) return -1;
     if (g->update && g->update_states != t->opt->states_made) {
-        if (train_graph_watch(g, t) != 0) return -1; /* graph_free waits */
+        if (watch(g, t, -1) != 0) return -1; /* graph_free waits */
         g->be->graph_free(g->update), g->update = NULL;
     }
     if (g->update) return g->be->graph_launch(g->update);
@@ -440,7 +447,7 @@ static int replay(TrainGraph *g, Trainer *t) {
     if (g->update_off[0]) return 0;
     /* before a capture, whose failure is forgotten, the step's own are
      * reported: a wait (the first replay, and after state was made) */
-    if (train_graph_watch(g, t) != 0 || wait_device(g) != 0) return -1;
+    if (watch(g, t, -1) != 0 || wait_device(g) != 0) return -1;
     if (capture_update(g, t) != 0) {
         snprintf(g->update_off, sizeof g->update_off, "%s", error_get());
         if (g->be->clear_error) g->be->clear_error(g->device);
@@ -455,10 +462,12 @@ const char *train_graph_update_note(TrainGraph *g) {
     return g->update_off;
 }
 
-/* The replay's numbers copied to the next host slot, not waited for. */
-static int read_begin(TrainGraph *g) {
+/* The replay's numbers copied to the next host slot, not waited for (the
+ * step's point marked for a data-parallel watchdog). */
+static int read_begin(TrainGraph *g, Trainer *t) {
     if (g->count == SLOTS) return error_set("cuda graphs: %d steps' numbers in flight", SLOTS);
     int slot = (g->first + g->count) % SLOTS;
+    g->marks[slot] = t->reducer ? dist_reducer_mark(t->reducer) : -1;
     void *dst = (double *)tensor_data(g->host) + slot * numbers_of(g);
     const void *src = tensor_data(g->numbers);
     size_t bytes = (size_t)numbers_of(g) * sizeof(double);
@@ -481,7 +490,7 @@ int train_graph_step(TrainGraph *g, Trainer *t, TrainGraphBody body, int64_t ign
     }
     if (replay(g, t) != 0) return -1;
     if (t->rng) t->rng->offset += g->rng_advance;
-    return read_begin(g);
+    return read_begin(g, t);
 }
 
 int train_graph_read(TrainGraph *g, TrainGraphNumbers *out) {

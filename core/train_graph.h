@@ -100,11 +100,13 @@ TrainGraph *train_graph_new(const Trainer *t);
 
 /* Frees g after waiting for its replays; the parameters' .grad are kept. */
 void train_graph_free(TrainGraph *g);
-/* Before the host waits for g's replays in a data-parallel step: the
- * group's watchdog (dist_reducer_wait) waits first, so a stuck peer fails
- * the step instead of the wait hanging. On that failure g is abandoned:
- * free then waits for none of its replays, and leaves the graphs and the
- * host memory their numbers are copied to. 0, or -1 with an error. */
+/* Before the host reads the oldest step's numbers in a data-parallel
+ * step: the group's watchdog waits for that step (its replay alone, the
+ * next one still queued), so a stuck peer fails the step instead of the
+ * read hanging; g's own waits for a replay are watched too. On that
+ * failure g is abandoned: free then waits for none of its replays, and
+ * leaves the graphs and the host memory their numbers are copied to. 0,
+ * or -1 with an error. */
 int train_graph_watch(TrainGraph *g, Trainer *t);
 
 /* The step's batch i (x, y on the graph's device; i below the trainer's

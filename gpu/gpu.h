@@ -83,6 +83,13 @@ void *gpu_nccl_comm_init(int device, int rank, int world, const unsigned char id
  * with a message. */
 int gpu_nccl_all_reduce(void *comm, int device, void *buf, int64_t count, int dtype);
 int gpu_nccl_join(void *comm, int device, bool wait);
+/* A point of the thread's stream (a number, or -1 with an error), and the
+ * watchdog's wait for the work before it, as join's: so a graph's step is
+ * watched alone while the next one is queued. The last 4 marks can be
+ * waited for. The watchdog's failure aborts the communicator at once (its
+ * collectives waiting for a peer end); later all-reduces fail. */
+int gpu_nccl_mark(void *comm, int device);
+int gpu_nccl_watch(void *comm, int device, int mark);
 /* Frees comm: after its all-reduces finish, or, `failed` (this rank
  * stopped while its peers may wait in a collective it will never join),
  * by ncclCommAbort, which waits for nothing. */

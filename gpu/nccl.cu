@@ -53,12 +53,17 @@ extern "C" int gpu_nccl_unique_id(unsigned char id[GPU_NCCL_ID_BYTES]) {
     return 0;
 }
 
+/* Marks in flight at once: a graph's steps whose numbers are not read
+ * yet (core/train_graph.c's 2), the one being watched, and a join's. */
+#define MARKS 4
+
 typedef struct {
     ncclComm_t comm;
     cudaStream_t stream; /* the all-reduces' */
     cudaEvent_t ready;   /* the thread's stream's work before an all-reduce */
     cudaEvent_t done;    /* the all-reduces' end, for gpu_nccl_join */
-    cudaEvent_t joined;  /* the thread's stream after them: what the watchdog waits for */
+    cudaEvent_t marks[MARKS]; /* points of the thread's stream the watchdog waits for */
+    int next_mark;
 } NcclComm;
 
 static int cuda_failed(cudaError_t e, const char *what) {
@@ -81,7 +86,8 @@ static void comm_free(NcclComm *c, bool failed) {
     if (c->stream) cudaStreamDestroy(c->stream);
     if (c->ready) cudaEventDestroy(c->ready);
     if (c->done) cudaEventDestroy(c->done);
-    if (c->joined) cudaEventDestroy(c->joined);
+    for (int i = 0; i < MARKS; i++)
+        if (c->marks[i]) cudaEventDestroy(c->marks[i]);
     delete c;
 }
 
@@ -93,7 +99,8 @@ extern "C" void *gpu_nccl_comm_init(int device, int rank, int world,
     cudaError_t e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming);
     if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->done, cudaEventDisableTiming);
-    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->joined, cudaEventDisableTiming);
+    for (int i = 0; i < MARKS && e == cudaSuccess; i++)
+        e = cudaEventCreateWithFlags(&c->marks[i], cudaEventDisableTiming);
     if (e != cudaSuccess) {
         cuda_failed(e, "creating the stream and its events");
         comm_free(c, true);
@@ -114,6 +121,7 @@ extern "C" void *gpu_nccl_comm_init(int device, int rank, int world,
 extern "C" int gpu_nccl_all_reduce(void *comm, int device, void *buf, int64_t count, int dtype) {
     NcclComm *c = (NcclComm *)comm;
     if (use_device(device) != 0) return -1;
+    if (!c->comm) return error_set("NCCL: the communicator was aborted after a failure");
     cudaError_t e = cudaEventRecord(c->ready, gpu_stream());
     if (e == cudaSuccess) e = cudaStreamWaitEvent(c->stream, c->ready, 0);
     if (e != cudaSuccess) return cuda_failed(e, "ordering the all-reduce after the gradients");
@@ -130,32 +138,65 @@ static double timeout_s(void) {
     return t > 0 ? t : 600;
 }
 
-/* Waits for c's all-reduces, and the work of the thread's stream before
- * its join (a replayed graph's all-reduces are there), as a watchdog: an
- * error NCCL found on its own (a peer's process gone, the network) or a
- * step past the timeout (a peer stuck) fails the step with a message,
- * instead of the host blocking for ever in its next read of the sums. The
- * caller's failure then aborts the communicator (gpu_nccl_comm_destroy)
- * and the job (MPI_Abort). */
-static int watch(NcclComm *c) {
+/* The watchdog's failure (its error already set): c's communicator
+ * aborted at once, as torch's watchdog does, so that the collectives
+ * still waiting for a peer end and the device's stream goes on: whoever
+ * else waits for it (the batch loader's upload, the trainer's cleanup)
+ * is not left waiting for ever. -1. */
+static int abort_comm(NcclComm *c) {
+    if (c->comm) ncclCommAbort(c->comm);
+    c->comm = nullptr;
+    return -1;
+}
+
+/* Waits for the work of the thread's stream before `mark` (the
+ * all-reduces joined by then, a replayed graph's among them) as a
+ * watchdog: an error NCCL found on its own (a peer's process gone, the
+ * network) or a step past the timeout (a peer stuck) fails the step with
+ * a message and aborts the communicator, instead of the host blocking for
+ * ever in its next read of the sums. The caller's failure then ends the
+ * job (MPI_Abort). */
+static int watch(NcclComm *c, cudaEvent_t mark) {
     double start = clock_now_s(), limit = timeout_s();
+    if (!c->comm) return error_set("NCCL: the communicator was aborted after a failure");
     for (;;) {
-        cudaError_t e = cudaEventQuery(c->joined);
+        cudaError_t e = cudaEventQuery(mark);
         if (e == cudaSuccess) return 0;
         if (e != cudaErrorNotReady) return cuda_failed(e, "waiting for the all-reduces");
         ncclResult_t async = ncclSuccess;
         ncclResult_t r = ncclCommGetAsyncError(c->comm, &async);
         if (r != ncclSuccess) return nccl_failed(r, "ncclCommGetAsyncError");
-        if (async != ncclSuccess && async != ncclInProgress)
-            return error_set("NCCL: an all-reduce failed: %s (%s)", ncclGetErrorString(async),
-                             ncclGetLastError(c->comm));
-        if (clock_now_s() - start > limit)
-            return error_set("NCCL: the step's all-reduces did not finish in %.0f s "
-                             "(TRAIND_NCCL_TIMEOUT_S): a rank stopped or is stuck",
-                             limit);
+        if (async != ncclSuccess && async != ncclInProgress) {
+            error_set("NCCL: an all-reduce failed: %s (%s)", ncclGetErrorString(async),
+                      ncclGetLastError(c->comm));
+            return abort_comm(c);
+        }
+        if (clock_now_s() - start > limit) {
+            error_set("NCCL: the step's all-reduces did not finish in %.0f s "
+                      "(TRAIND_NCCL_TIMEOUT_S): a rank stopped or is stuck",
+                      limit);
+            return abort_comm(c);
+        }
         struct timespec pause = {0, 20000}; /* 20 us */
         nanosleep(&pause, NULL);
     }
+}
+
+extern "C" int gpu_nccl_mark(void *comm, int device) {
+    NcclComm *c = (NcclComm *)comm;
+    if (use_device(device) != 0) return -1;
+    int mark = c->next_mark;
+    cudaError_t e = cudaEventRecord(c->marks[mark], gpu_stream());
+    if (e != cudaSuccess) return cuda_failed(e, "marking the stream for the watchdog");
+    c->next_mark = (mark + 1) % MARKS;
+    return mark;
+}
+
+extern "C" int gpu_nccl_watch(void *comm, int device, int mark) {
+    NcclComm *c = (NcclComm *)comm;
+    if (use_device(device) != 0) return -1;
+    if (mark < 0 || mark >= MARKS) return error_set("NCCL: no mark %d", mark);
+    return watch(c, c->marks[mark]);
 }
 
 extern "C" int gpu_nccl_join(void *comm, int device, bool wait) {
@@ -163,9 +204,10 @@ extern "C" int gpu_nccl_join(void *comm, int device, bool wait) {
     if (use_device(device) != 0) return -1;
     cudaError_t e = cudaEventRecord(c->done, c->stream);
     if (e == cudaSuccess) e = cudaStreamWaitEvent(gpu_stream(), c->done, 0);
-    if (e == cudaSuccess && wait) e = cudaEventRecord(c->joined, gpu_stream());
     if (e != cudaSuccess) return cuda_failed(e, "ordering the sums' readers after the all-reduces");
-    return wait ? watch(c) : 0;
+    if (!wait) return 0;
+    int mark = gpu_nccl_mark(comm, device);
+    return mark < 0 ? -1 : gpu_nccl_watch(comm, device, mark);
 }
 
 extern "C" void gpu_nccl_comm_destroy(void *comm, bool failed) {

@@ -60,6 +60,18 @@ static int device_join(DistGroup *g, Device device, bool wait) {
     return gpu_nccl_join(i->comm, i->device, wait);
 }
 
+static int device_mark(DistGroup *g, Device device) {
+    NcclImpl *i = g->impl;
+    (void)device;
+    return gpu_nccl_mark(i->comm, i->device);
+}
+
+static int device_watch(DistGroup *g, Device device, int mark) {
+    NcclImpl *i = g->impl;
+    (void)device;
+    return gpu_nccl_watch(i->comm, i->device, mark);
+}
+
 DistGroup *gpu_nccl_group(DistGroup *mpi, int device) {
     unsigned char id[GPU_NCCL_ID_BYTES] = {0};
     if (mpi->rank == 0 && gpu_nccl_unique_id(id) != 0) return NULL;
@@ -86,6 +98,8 @@ DistGroup *gpu_nccl_group(DistGroup *mpi, int device) {
                      .wait = host_wait,
                      .all_reduce_device = device_all_reduce,
                      .join_device = device_join,
+                     .mark_device = device_mark,
+                     .watch_device = device_watch,
                      .broadcast = host_broadcast,
                      .abort = host_abort,
                      .impl = impl,

@@ -50,6 +50,13 @@ struct DistGroup {
      * host memory. */
     int (*all_reduce_device)(DistGroup *g, void *buf, int64_t count, DType dtype, Device device);
     int (*join_device)(DistGroup *g, Device device, bool wait);
+    /* A point of the device's work so far (a number, or -1 with an error),
+     * and the watchdog's wait (join_device's, with `wait`) for the work
+     * before it: a CUDA graph's step is watched alone while the next one
+     * is queued. NULL where join_device is, or where the library has no
+     * marks (the caller then waits for all, by join_device). */
+    int (*mark_device)(DistGroup *g, Device device);
+    int (*watch_device)(DistGroup *g, Device device, int mark);
     /* root's bytes into every rank's buf. */
     int (*broadcast)(DistGroup *g, void *buf, int64_t bytes, int root);
     /* Ends every rank's process: one rank's failure would otherwise leave

@@ -324,6 +324,18 @@ int dist_reducer_finish(DistReducer *r) { return finish(r, false); }
 
 int dist_reducer_finish_queued(DistReducer *r) { return finish(r, true); }
 
-int dist_reducer_wait(DistReducer *r) {
-    return join(r, true) == 0 ? 0 : error_prefix("gradient all-reduce");
+int dist_reducer_wait(DistReducer *r) { return dist_reducer_watch(r, -1); }
+
+int dist_reducer_mark(DistReducer *r) {
+    DistGroup *g = r->group;
+    if (!r->on_device || !g->mark_device) return -1;
+    int mark = g->mark_device(g, r->device);
+    if (mark < 0) error_clear(); /* no mark: the watch waits for everything */
+    return mark;
+}
+
+int dist_reducer_watch(DistReducer *r, int mark) {
+    DistGroup *g = r->group;
+    int rc = mark >= 0 && g->watch_device ? g->watch_device(g, r->device, mark) : join(r, true);
+    return rc == 0 ? 0 : error_prefix("gradient all-reduce");
 }

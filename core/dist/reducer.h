@@ -47,6 +47,12 @@ void dist_reducer_disarm(DistReducer *r);
 /* Waits on the host, as the group's watchdog, for every reduction queued
  * so far and the device's work before it (a replayed graph's step). */
 int dist_reducer_wait(DistReducer *r);
+/* A point of the device's work so far (a mark), and the watchdog's wait
+ * for the work before it alone (a graph's step, while the next is queued;
+ * 0, or -1 with an error). A mark of -1 (the group has none, or could not
+ * make one) is watched as dist_reducer_wait waits. */
+int dist_reducer_mark(DistReducer *r);
+int dist_reducer_watch(DistReducer *r, int mark);
 
 /* Buckets the parameters fall into, and the size they were cut at (for
  * tests and logs). */
