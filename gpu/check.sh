@@ -61,7 +61,8 @@ unit_asan() {
 
 # Data parallel through NCCL on the one GPU: a world of one rank that runs
 # every collective anyway (TRAIND_DIST_ONE_RANK=1), against the plain run
-# of the same fixture jobs, within 1e-5.
+# of the same fixture jobs, within 1e-5; and as CUDA graphs, bit for bit
+# the same rank's op-by-op metrics.
 nccl_one_gpu() {
     local failed=0 c out
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -86,6 +87,16 @@ nccl_one_gpu() {
             "$out/buckets.json" --device cuda:0 --jsonl --out "$out/d" >"$out/buckets.jsonl" ||
             failed=1
         python3 tests/e2e/compare_metrics.py "$out/plain.jsonl" "$out/buckets.jsonl" --rtol 1e-5 ||
+            failed=1
+        # as CUDA graphs: the collectives and the loss totals in the graph,
+        # bit for bit the op-by-op rank's metrics
+        python3 tests/e2e/job_copy.py "tests/fixtures/jobs/$c.json" "$out/graphs.json" \
+            cuda_graphs=true
+        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK build/traind run \
+            "$out/graphs.json" --device cuda:0 --jsonl --out "$out/e" >"$out/graphs.jsonl" ||
+            failed=1
+        grep -q '"cuda graphs: step 2 captured' "$out/graphs.jsonl" || failed=1
+        python3 tests/e2e/compare_metrics.py "$out/nccl.jsonl" "$out/graphs.jsonl" --rtol 0 ||
             failed=1
         rm -rf "$out"
     done
