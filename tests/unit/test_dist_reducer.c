@@ -14,7 +14,8 @@
  * stand-in GPU: the CPU backend registered as cuda) are joined before they
  * are read, and a GPU group without device all-reduce stages through the
  * host; a step a CUDA graph captures joins without the host's wait and
- * reads nothing back (a host group refuses it). */
+ * reads nothing back (a host group refuses it), and is watched alone by
+ * the group's mark. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ typedef struct {
     float *in_flight[MAX_STARTS]; /* device all-reduces not yet joined */
     int n_in_flight, joins;
     bool joined_waiting; /* the last join's `wait` */
+    int marks, watched;  /* marks made; the last mark watched (-1: none) */
 } Other;
 
 typedef struct {
@@ -109,6 +111,17 @@ static int fake_join(DistGroup *g, Device device, bool wait) {
         sum_in(o, o->in_flight[k], o->count[o->starts - o->n_in_flight + k]);
     o->n_in_flight = 0;
     o->joins++;
+    return 0;
+}
+
+static int fake_mark(DistGroup *g, Device device) {
+    cr_assert_eq(device.type, DEVICE_CUDA);
+    return other_of(g)->marks++;
+}
+
+static int fake_watch(DistGroup *g, Device device, int mark) {
+    cr_assert_eq(device.type, DEVICE_CUDA);
+    other_of(g)->watched = mark;
     return 0;
 }
 
@@ -354,6 +367,29 @@ Test(dist_reducer, a_captured_step_joins_without_waiting_and_reads_nothing_back)
     cr_assert_null(c.p[N_PARAMS]->grad, "the unused parameter: no local gradient, no sum");
     cr_assert_eq(dist_reducer_wait(r), 0, "%s", error_get());
     cr_assert(o.joined_waiting, "the watchdog's wait");
+    cr_assert_eq(dist_reducer_mark(r), -1, "a group without marks");
+    o.joined_waiting = false;
+    cr_assert_eq(dist_reducer_watch(r, -1), 0, "%s", error_get());
+    cr_assert(o.joined_waiting, "no mark: the watch waits for everything");
+    dist_reducer_free(r);
+    chain_free(&c);
+}
+
+/* A graph's step is watched alone: the group's mark after its replay,
+ * and the watch of that mark, not a wait for all the device queued. */
+Test(dist_reducer, a_marked_step_is_watched_alone) {
+    backend_register_cuda(&cpu_backend, 1);
+    Chain c = chain_new((Device){.type = DEVICE_CUDA, .index = 0});
+    Other o = {.scale = 2, .add = 0, .first_param = c.p[0], .watched = -1};
+    DistGroup g = group_of(&o, true);
+    g.mark_device = fake_mark, g.watch_device = fake_watch;
+    DistReducer *r = dist_reducer_new(&g, c.p, N_PARAMS, DIST_BUCKET_BYTES);
+    cr_assert_not_null(r, "%s", error_get());
+    int first = dist_reducer_mark(r), second = dist_reducer_mark(r);
+    cr_assert(first == 0 && second == 1, "marks %d, %d", first, second);
+    cr_assert_eq(dist_reducer_watch(r, first), 0, "%s", error_get());
+    cr_assert_eq(o.watched, 0);
+    cr_assert_eq(o.joins, 0, "a marked step's watch joins nothing");
     dist_reducer_free(r);
     chain_free(&c);
 }
