@@ -179,6 +179,14 @@ static int accumulate(Tensor **sum, Tensor *v) {
     return 0;
 }
 
+/* 1 where a row's label (float64) is not `ignore`, else 0. */
+static Tensor *labelled_rows(Tensor *y, int64_t ignore) {
+    Tensor *shifted = tensor_add_scalar(y, -(double)ignore);
+    Tensor *mask = nonzero(shifted);
+    tensor_release(shifted);
+    return mask;
+}
+
 /* The accuracy counts of a batch on the device, as train.c's
  * count_correct counts them on the host: labelled = rows whose label is
  * not `ignore`, correct = labelled - those whose prediction differs;
@@ -188,8 +196,7 @@ static int add_counts(Tensor **correct, Tensor **labelled, Tensor *pred, Tensor 
                       int64_t ignore) {
     Tensor *p = tensor_to_dtype(pred, DTYPE_FLOAT64), *y = tensor_to_dtype(labels, DTYPE_FLOAT64);
     Tensor *diff = p && y ? tensor_sub(p, y) : NULL;
-    Tensor *shifted = y ? tensor_add_scalar(y, -(double)ignore) : NULL;
-    Tensor *wrong = nonzero(diff), *valid = nonzero(shifted);
+    Tensor *wrong = nonzero(diff), *valid = y ? labelled_rows(y, ignore) : NULL;
     Tensor *wrong_valid = wrong && valid ? tensor_mul(wrong, valid) : NULL;
     Tensor *n_wrong = wrong_valid ? tensor_sum(wrong_valid) : NULL;
     Tensor *n_valid = valid ? tensor_sum(valid) : NULL;
@@ -198,7 +205,7 @@ static int add_counts(Tensor **correct, Tensor **labelled, Tensor *pred, Tensor 
     if (rc == 0) rc = accumulate(correct, n_right) == 0 && accumulate(labelled, n_valid) == 0
                           ? 0
                           : -1;
-    Tensor *temps[] = {p, y, diff, shifted, wrong, valid, wrong_valid, n_wrong, n_valid, n_right};
+    Tensor *temps[] = {p, y, diff, wrong, valid, wrong_valid, n_wrong, n_valid, n_right};
     for (size_t i = 0; i < sizeof temps / sizeof *temps; i++) tensor_release(temps[i]);
     return rc;
 }
@@ -210,10 +217,9 @@ static Tensor *denominator(Tensor *y, int64_t ignore) {
     if (y->dtype != DTYPE_INT64)
         return tensor_scalar((double)tensor_numel(y), DTYPE_FLOAT64, y->device);
     Tensor *y64 = tensor_to_dtype(y, DTYPE_FLOAT64);
-    Tensor *shifted = y64 ? tensor_add_scalar(y64, -(double)ignore) : NULL;
-    Tensor *labelled = nonzero(shifted);
+    Tensor *labelled = y64 ? labelled_rows(y64, ignore) : NULL;
     Tensor *d = labelled ? tensor_sum(labelled) : NULL;
-    tensor_release(y64), tensor_release(shifted), tensor_release(labelled);
+    tensor_release(y64), tensor_release(labelled);
     return d;
 }
 

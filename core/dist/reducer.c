@@ -107,7 +107,7 @@ static int join(DistReducer *r, bool wait) {
 
 void dist_reducer_free(DistReducer *r) {
     if (!r) return;
-    if (r->armed) autograd_set_leaf_hook(NULL, NULL, NULL);
+    dist_reducer_disarm(r);
     if (r->next_start > 0) join(r, false); /* nothing may still write a bucket */
     for (int j = 0; j < r->n_buckets; j++) {
         if (r->buckets[j].request) r->group->wait(r->group, r->buckets[j].request);
@@ -323,8 +323,6 @@ static int finish(DistReducer *r, bool queued) {
 int dist_reducer_finish(DistReducer *r) { return finish(r, false); }
 
 int dist_reducer_finish_queued(DistReducer *r) { return finish(r, true); }
-
-int dist_reducer_wait(DistReducer *r) { return dist_reducer_watch(r, -1); }
 
 int dist_reducer_mark(DistReducer *r) {
     DistGroup *g = r->group;

@@ -44,13 +44,11 @@ int dist_reducer_finish_queued(DistReducer *r);
 /* After arm, when the step will not finish (its capture failed): the
  * hooks off. */
 void dist_reducer_disarm(DistReducer *r);
-/* Waits on the host, as the group's watchdog, for every reduction queued
- * so far and the device's work before it (a replayed graph's step). */
-int dist_reducer_wait(DistReducer *r);
-/* A point of the device's work so far (a mark), and the watchdog's wait
- * for the work before it alone (a graph's step, while the next is queued;
- * 0, or -1 with an error). A mark of -1 (the group has none, or could not
- * make one) is watched as dist_reducer_wait waits. */
+/* A point of the device's work so far (a mark), and the watchdog's wait on
+ * the host for the work before it alone (a graph's step, while the next is
+ * queued; 0, or -1 with an error). A mark of -1 (the group has none, or
+ * could not make one) waits for every reduction queued so far and the
+ * device's work before it. */
 int dist_reducer_mark(DistReducer *r);
 int dist_reducer_watch(DistReducer *r, int mark);
 
