@@ -65,6 +65,17 @@ compare() {
     fi
 }
 
+# as_graphs NAME CASE: fixture CASE with "cuda_graphs" on 2 GPUs, against
+# its op-by-op run ($TMP/CASE-nccl.jsonl), bit for bit
+as_graphs() {
+    python3 tests/e2e/job_copy.py "$JOBS/$2.json" "$TMP/$2-graphs.json" cuda_graphs=true
+    ranks 2 cuda "$TMP/$2-graphs.json" "$TMP/$2-graphs"
+    check "$1" "$?" 0
+    has "... its step captured" "$TMP/$2-graphs.jsonl" '"cuda graphs: step 2 captured'
+    compare "... the op-by-op step's metrics, bit for bit" "$TMP/$2-nccl.jsonl" \
+        "$TMP/$2-graphs.jsonl" 0
+}
+
 # ---- 2 ranks over NCCL against 2 ranks over MPI on the CPU ----
 for c in batchnorm_dropout_sgd_multistep cnn_adam_steplr mlp_clip_grad_norm; do
     ranks 2 cpu "$JOBS/$c.json" "$TMP/$c-cpu"
@@ -80,20 +91,11 @@ for c in batchnorm_dropout_sgd_multistep cnn_adam_steplr mlp_clip_grad_norm; do
     has "... the log names them" "$TMP/$c-buckets.jsonl" \
         '"data parallel: 2 ranks over nccl, gradients in [0-9]+ buckets'
     compare "... the CPU's metrics again" "$TMP/$c-cpu.jsonl" "$TMP/$c-buckets.jsonl"
-    python3 tests/e2e/job_copy.py "$JOBS/$c.json" "$TMP/$c-graphs.json" cuda_graphs=true
-    ranks 2 cuda "$TMP/$c-graphs.json" "$TMP/$c-graphs"
-    check "... as CUDA graphs" "$?" 0
-    has "... its step captured" "$TMP/$c-graphs.jsonl" '"cuda graphs: step 2 captured'
-    compare "... the op-by-op step's metrics, bit for bit" "$TMP/$c-nccl.jsonl" \
-        "$TMP/$c-graphs.jsonl" 0
+    as_graphs "... as CUDA graphs" "$c"
 done
 c=accumulate_adamw_no_decay
-python3 tests/e2e/job_copy.py "$JOBS/$c.json" "$TMP/$c-graphs.json" cuda_graphs=true
 ranks 2 cuda "$JOBS/$c.json" "$TMP/$c-nccl"
-ranks 2 cuda "$TMP/$c-graphs.json" "$TMP/$c-graphs"
-check "$c (steps of 2 batches) on 2 GPUs as CUDA graphs" "$?" 0
-has "... its step captured" "$TMP/$c-graphs.jsonl" '"cuda graphs: step 2 captured'
-compare "... the op-by-op step's metrics, bit for bit" "$TMP/$c-nccl.jsonl" "$TMP/$c-graphs.jsonl" 0
+as_graphs "$c (steps of 2 batches) on 2 GPUs as CUDA graphs" "$c"
 
 # A rank whose share of a batch is all ignored labels skips its backward
 # op by op; a graph cannot skip it, and says so (shuffle off: rank 0 holds
