@@ -5,11 +5,14 @@
  * Arguments are checked as the libraries check them (leading dimensions,
  * operands in device memory); cuBLASLt's heuristic offers one algorithm,
  * with a small workspace, that runs only on operands aligned as its
- * preference said.
+ * preference said, or none (CUBLAS_STATUS_NOT_SUPPORTED, as for a shape
+ * it has no kernel for) where TRAIND_SIMDEV_LT_MIN_ALIGN=N asks for N
+ * bytes and the preference allows fewer: the caller's fallback's test.
  */
 #include <cblas.h>
 #include <cublasLt.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <algorithm>
@@ -271,6 +274,11 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     Product p;
     if (requested < 1 || !product_of(desc, a, b, d, &p)) return CUBLAS_STATUS_INVALID_VALUE;
     memset(results, 0, sizeof *results);
+    const char *min_align = getenv("TRAIND_SIMDEV_LT_MIN_ALIGN");
+    if (min_align && pref->align < (uint32_t)atoi(min_align)) {
+        *returned = 0;
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
     results->algo.data[0] = pref->align;
     results->workspaceSize = pref->workspace >= LT_WORKSPACE ? LT_WORKSPACE : 0;
     results->state = CUBLAS_STATUS_SUCCESS;
