@@ -2,7 +2,8 @@
 # gpu/check.sh - gpu/README.md's checks in one go, on a machine with a GPU:
 # the GPU unit tests (plain, then under ASan), the trainer's PyTorch parity
 # jobs on cuda, data parallel's NCCL path on one GPU (nccl: whole-model and
-# one-parameter buckets, against the plain run), CUDA graphs (graphs: the
+# one-parameter buckets, against the plain run; nccl2: two ranks sharing
+# it, and a stopped rank), CUDA graphs (graphs: the
 # MNIST jobs' and a small GPT's steps replayed, against the same jobs run op
 # by op), `make bench-gpu`
 # (bench/gpu.sh: its MNIST and GEMM jobs in step bench, whose bf16 and
@@ -20,7 +21,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=${1:-build/gpu-check}
-STEPS=${STEPS:-env unit parity nccl graphs bench bf16 models daemon asan}
+STEPS=${STEPS:-env unit parity nccl graphs nccl2 bench bf16 models daemon asan}
 mkdir -p "$LOGS"
 export MNIST_DIR=${MNIST_DIR:-../shared/datasets/mnist}
 SUMMARY=()
@@ -103,6 +104,63 @@ nccl_one_gpu() {
     return $failed
 }
 
+# Two ranks on the one GPU. NCCL refuses two ranks on one device of one
+# host, so each rank names a host of its own (NCCL_HOSTID) and they talk
+# over sockets on loopback: collectives between processes, which a world
+# of one never runs (NCCL's one-rank all-reduce copies, or does nothing).
+# The job on 2 ranks against the plain run within 1e-5; as CUDA graphs,
+# bit for bit the op-by-op ranks (a sum of two rounds the same either
+# way); then a rank stopped (SIGSTOP) while the graphs replay: the
+# watchdog ends the job (exit 1, its message) well within the limit, its
+# abort not left waiting for the graphs that hold the communicator.
+nccl_two_ranks() {
+    local failed=0 c=tests/fixtures/jobs/cnn_adam_steplr.json out pid rank1 rc i p
+    out=$(mktemp -d)
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 TRAIND_NCCL_TIMEOUT_S=5
+    export NCCL_SOCKET_IFNAME=lo NCCL_IB_DISABLE=1 NCCL_DEBUG=WARN
+    export NCCL_DEBUG_FILE=$(cd "$LOGS" && pwd)/nccl-two-ranks.%h.%p.log
+    two() { # JOB NAME: its 2 ranks, rank 0's metrics in $out/NAME.jsonl
+        mpirun -x NCCL_SOCKET_IFNAME -x NCCL_IB_DISABLE -x NCCL_DEBUG -x NCCL_DEBUG_FILE \
+            -x TRAIND_NCCL_TIMEOUT_S \
+            -np 1 env NCCL_HOSTID=traind-rank0 build/traind run "$1" --device cuda:0 --jsonl \
+            --out "$out/$2-0" : \
+            -np 1 env NCCL_HOSTID=traind-rank1 build/traind run "$1" --device cuda:0 --jsonl \
+            --out "$out/$2-1" >"$out/$2.jsonl" 2>"$out/$2.err"
+    }
+    build/traind run "$c" --device cuda:0 --jsonl --out "$out/a" >"$out/plain.jsonl" || failed=1
+    two "$c" ranks || { failed=1; cat "$out/ranks.err"; }
+    grep -q '"data parallel: 2 ranks over nccl' "$out/ranks.jsonl" || failed=1
+    python3 tests/e2e/compare_metrics.py "$out/plain.jsonl" "$out/ranks.jsonl" --rtol 1e-5 ||
+        failed=1
+    python3 tests/e2e/job_copy.py "$c" "$out/graphs.json" cuda_graphs=true
+    two "$out/graphs.json" graphs || { failed=1; cat "$out/graphs.err"; }
+    grep -q '"cuda graphs: step 2 captured' "$out/graphs.jsonl" || failed=1
+    python3 tests/e2e/compare_metrics.py "$out/ranks.jsonl" "$out/graphs.jsonl" --rtol 0 ||
+        failed=1
+    python3 tests/e2e/job_copy.py "$c" "$out/long.json" cuda_graphs=true epochs=100000 \
+        checkpoint=null
+    timeout -k 5 90 bash -c "$(declare -f two); out=$out; two $out/long.json stuck" &
+    pid=$!
+    for ((i = 0; i < 600; i++)); do
+        grep -q '"cuda graphs: step 2 captured' "$out/stuck.jsonl" 2>/dev/null && break
+        sleep 0.1
+    done
+    rank1=
+    for p in $(pgrep -f "traind run $out/long.json"); do
+        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx NCCL_HOSTID=traind-rank1 && rank1=$p
+    done
+    echo "stopping rank 1 (pid ${rank1:-none}) during the replays"
+    [ -n "$rank1" ] && kill -STOP "$rank1"
+    wait "$pid"
+    rc=$?
+    [ -n "$rank1" ] && kill -9 "$rank1" 2>/dev/null
+    echo "a stopped rank: exit $rc (want 1; 124: the abort waited)"
+    [ "$rc" = 1 ] || failed=1
+    grep "the step's all-reduces did not finish in 5 s" "$out/stuck.err" || failed=1
+    rm -rf "$out"
+    return $failed
+}
+
 # The MNIST CNN trained in bf16 reaches the float32 run's test accuracy
 # within 0.3 points: both runs are step bench's (bench/gpu.sh).
 bf16_accuracy() {
@@ -162,12 +220,14 @@ graphs_same() {
     return $failed
 }
 
-export -f env_report unit_asan nccl_one_gpu bf16_accuracy graphs_pair graphs_same
+export LOGS
+export -f env_report unit_asan nccl_one_gpu nccl_two_ranks bf16_accuracy graphs_pair graphs_same
 step env 30 env_report
 step unit 90 build/tests/unit-nosan --jobs 4 --filter 'gpu/*' --verbose
 step parity 50 env DEVICE=cuda tests/e2e/test_run_parity.sh build/traind
-step nccl 90 nccl_one_gpu
+step nccl 240 nccl_one_gpu
 step graphs 120 graphs_same
+step nccl2 150 nccl_two_ranks
 step bench 180 env PROFILE_DIR="$LOGS" bench/gpu.sh mnist gemm
 step bf16 10 bf16_accuracy
 step models 300 env PROFILE_DIR="$LOGS" bench/gpu.sh models

@@ -87,12 +87,14 @@ int gpu_nccl_join(void *comm, int device, bool wait);
  * watchdog's wait for the work before it, as join's: so a graph's step is
  * watched alone while the next one is queued. The last 4 marks can be
  * waited for. The watchdog's failure aborts the communicator at once (its
- * collectives waiting for a peer end); later all-reduces fail. */
+ * collectives waiting for a peer end), the thread's graphs let go of
+ * first; later all-reduces fail. */
 int gpu_nccl_mark(void *comm, int device);
 int gpu_nccl_watch(void *comm, int device, int mark);
 /* Frees comm: after its all-reduces finish, or, `failed` (this rank
  * stopped while its peers may wait in a collective it will never join),
- * by ncclCommAbort, which waits for nothing. */
+ * by ncclCommAbort, which waits for nothing once the thread's graphs are
+ * let go of (gpu_graph_abandon_all). */
 void gpu_nccl_comm_destroy(void *comm, bool failed);
 
 /* CUDA graphs (graph.cu): between capture_begin and capture_end, the
@@ -108,6 +110,12 @@ int gpu_graph_capture_begin(int device);
 void *gpu_graph_capture_end(int device);
 int gpu_graph_launch(void *graph);
 void gpu_graph_free(void *graph);
+/* Every graph of the thread let go of without waiting for its replays:
+ * NCCL 2.26 and later wait, in ncclCommAbort and ncclCommDestroy, until
+ * no graph holds the communicator (one that captured its collectives),
+ * and a replay stuck in a collective ends only once the abort began. A
+ * graph let go of no longer launches; freeing it waits for nothing. */
+void gpu_graph_abandon_all(void);
 
 /* Copies of n device blocks to host memory queued on the legacy default
  * stream behind its work so far; gpu_read_end waits for them (and reports,

@@ -10,6 +10,12 @@
  * captured kernels' memory is the graph's pool (allocator.cu). A replay
  * runs on the legacy default stream, so it is ordered with everything
  * else as the step's kernels were.
+ *
+ * The capture stream is the thread's for its life, not one a capture: a
+ * stream destroyed and made again may come back at the same address,
+ * which cuBLAS's and cuDNN's handles (set to a stream when it changes)
+ * would take for the one they hold. The thread's graphs are listed, so
+ * that NCCL's abort can first let go of them (gpu_graph_abandon_all).
  */
 #include <cuda_runtime.h>
 
@@ -23,23 +29,47 @@ namespace {
 
 struct Graph {
     int device;
-    cudaGraphExec_t exec;
+    cudaGraphExec_t exec; /* NULL once abandoned */
     void *pool;
+    Graph *next; /* the thread's next live graph */
 };
 
+/* The thread's capture streams, one a device, each made at the thread's
+ * first capture there and destroyed when the thread ends. */
+struct CaptureStreams {
+    cudaStream_t on[GPU_MAX_DEVICES] = {};
+    ~CaptureStreams() {
+        for (int d = 0; d < GPU_MAX_DEVICES; d++)
+            if (on[d]) {
+                (void)cudaSetDevice(d);
+                (void)cudaStreamDestroy(on[d]);
+            }
+    }
+};
+
+thread_local CaptureStreams capture_streams;
 thread_local cudaStream_t capture_stream;
 thread_local void *capture_pool;
 thread_local int capture_device = -1;
+thread_local Graph *live_graphs;
 
-/* The capture's stream and pool released, the thread back on stream 0,
- * CUDA's own last error of a failed capture cleared (the sticky one says
- * it), so that the next launch's check does not report it again. */
+/* The thread's capture stream on `device`, the current device. */
+cudaError_t capture_stream_on(int device) {
+    if (device < 0 || device >= GPU_MAX_DEVICES) return cudaErrorInvalidDevice;
+    cudaStream_t &s = capture_streams.on[device];
+    cudaError_t e = s ? cudaSuccess : cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    if (e != cudaSuccess) s = NULL;
+    capture_stream = s;
+    return e;
+}
+
+/* The capture's pool released, the thread back on stream 0, CUDA's own
+ * last error of a failed capture cleared (the sticky one says it), so
+ * that the next launch's check does not report it again. */
 void capture_reset() {
     (void)cudaGetLastError();
     gpu_stream_set(cudaStreamLegacy);
     gpu_allocator_capture_end();
-    if (capture_stream) (void)cudaStreamDestroy(capture_stream);
-    capture_stream = NULL;
     capture_device = -1;
 }
 
@@ -53,9 +83,8 @@ extern "C" int gpu_graph_capture_begin(int device) {
     gpu_use_device(device);
     if (gpu_last_error()) return -1; /* an earlier failure: the caller's to report */
     gpu_capture_refusal_clear();
-    cudaError_t e = cudaStreamCreateWithFlags(&capture_stream, cudaStreamNonBlocking);
+    cudaError_t e = capture_stream_on(device);
     if (e != cudaSuccess) {
-        capture_stream = NULL;
         gpu_record((int)e, "cudaStreamCreateWithFlags (capture)");
         return -1;
     }
@@ -103,14 +132,17 @@ extern "C" void *gpu_graph_capture_end(int device) {
         gpu_record_msg("out of host memory", "graph capture end");
         return NULL;
     }
-    g->device = device;
-    g->exec = exec;
-    g->pool = pool;
+    *g = Graph{device, exec, pool, live_graphs};
+    live_graphs = g;
     return g;
 }
 
 extern "C" int gpu_graph_launch(void *graph) {
     Graph *g = (Graph *)graph;
+    if (!g->exec) {
+        gpu_record_msg("the graph was let go of after a failure", "cudaGraphLaunch");
+        return -1;
+    }
     gpu_use_device(g->device);
     gpu_record((int)cudaGraphLaunch(g->exec, cudaStreamLegacy), "cudaGraphLaunch");
     return gpu_last_error() ? -1 : 0;
@@ -119,10 +151,28 @@ extern "C" int gpu_graph_launch(void *graph) {
 extern "C" void gpu_graph_free(void *graph) {
     Graph *g = (Graph *)graph;
     if (!g) return;
-    gpu_use_device(g->device);
-    /* an executable graph is destroyed once no replay of it runs */
-    gpu_record((int)cudaStreamSynchronize(cudaStreamLegacy), "cudaStreamSynchronize (graph free)");
-    (void)cudaGraphExecDestroy(g->exec);
-    gpu_allocator_pool_release(g->pool);
+    Graph **at = &live_graphs;
+    while (*at && *at != g) at = &(*at)->next;
+    if (*at) *at = g->next;
+    if (g->exec) {
+        gpu_use_device(g->device);
+        /* an executable graph is destroyed once no replay of it runs */
+        gpu_record((int)cudaStreamSynchronize(cudaStreamLegacy),
+                   "cudaStreamSynchronize (graph free)");
+        (void)cudaGraphExecDestroy(g->exec);
+        gpu_allocator_pool_release(g->pool);
+    }
     delete g;
+}
+
+/* CUDA frees an executable graph destroyed while a replay of it runs
+ * once that replay ends; its pool stays the graph's for good, since the
+ * replay may still write it. */
+extern "C" void gpu_graph_abandon_all(void) {
+    for (Graph *g = live_graphs; g; g = g->next) {
+        if (!g->exec) continue;
+        gpu_use_device(g->device);
+        (void)cudaGraphExecDestroy(g->exec);
+        g->exec = NULL;
+    }
 }

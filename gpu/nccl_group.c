@@ -73,10 +73,14 @@ static int device_watch(DistGroup *g, Device device, int mark) {
 }
 
 DistGroup *gpu_nccl_group(DistGroup *mpi, int device) {
-    unsigned char id[GPU_NCCL_ID_BYTES] = {0};
-    if (mpi->rank == 0 && gpu_nccl_unique_id(id) != 0) return NULL;
-    /* every rank takes part in the broadcast, rank 0's failure included */
+    /* rank 0's unique id, then a byte that says whether it made one: every
+     * rank takes part in the broadcast, rank 0's failure included, so that
+     * no peer waits in it for a rank that has given up */
+    unsigned char id[GPU_NCCL_ID_BYTES + 1] = {0};
+    if (mpi->rank == 0) id[GPU_NCCL_ID_BYTES] = gpu_nccl_unique_id(id) == 0;
     if (mpi->broadcast(mpi, id, sizeof id, 0) != 0) return NULL;
+    if (!id[GPU_NCCL_ID_BYTES])
+        return mpi->rank == 0 ? NULL : (error_set("rank 0 could not make NCCL's unique id"), NULL);
     NcclImpl *impl = calloc(1, sizeof *impl);
     DistGroup *g = calloc(1, sizeof *g);
     if (!impl || !g) {

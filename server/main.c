@@ -74,8 +74,15 @@ static int cmd_info(void) {
  *       from ~2,800 to ~3,600 samples/s on 2 cores.
  *   OPENBLAS_CORETYPE  OpenBLAS's kernels for the CPU's instruction sets
  *       when it did not recognise the CPU (cpu_blas_better_core): a
- *       ResNet-18 step 2.3x faster on this VM's AVX-512 cores. */
+ *       ResNet-18 step 2.3x faster on this VM's AVX-512 cores.
+ * and one read later, set here while the process has one thread:
+ *   NCCL_RUNTIME_CONNECT  0: NCCL makes its connections at a
+ *       communicator's init, not at a collective's first use, since a
+ *       data-parallel step's loss totals are first summed inside a CUDA
+ *       graph's capture, where NCCL's setup (allocations, handshakes with
+ *       the peers) has no place. */
 static void set_runtime_env(char **argv) {
+    setenv("NCCL_RUNTIME_CONNECT", "0", 0);
     bool restart = false;
     if (!getenv("OMP_WAIT_POLICY"))
         restart |= setenv("OMP_WAIT_POLICY", "passive", 1) == 0;

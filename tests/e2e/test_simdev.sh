@@ -139,9 +139,15 @@ compare "... the plain run's metrics" "$TMP/plain.jsonl" "$TMP/one-rank.jsonl"
 c=$JOBS/cnn_adam_steplr.json
 TRAIND_SIMDEV_GPUS=1 ranks 2 cuda "$c" "$TMP/one-gpu"
 check "2 ranks on a machine of 1 GPU: exit 1" "$?" 1
-why='Duplicate GPU detected : rank 0 and rank 1 both on CUDA device 0'
+why='Duplicate GPU detected : rank \1 and rank [01] both on CUDA device 18000'
 has "... NCCL's refusal, with its reason" "$TMP/one-gpu.err" \
-    "rank [01] of 2: NCCL ncclCommInitRank: invalid usage \\($why\\)"
+    "rank ([01]) of 2: NCCL ncclCommInitRank: invalid usage \\($why\\)"
+# (rank 1 hears of it from the broadcast, though MPI_Abort may end it
+# before it says so)
+TRAIND_SIMDEV_NCCL_NO_ID=1 ranks 2 cuda "$c" "$TMP/no-id"
+check "rank 0 without NCCL's unique id: exit 1" "$?" 1
+has "... rank 0's reason" "$TMP/no-id.err" \
+    "rank 0 of 2: NCCL ncclGetUniqueId: invalid usage \\(Bootstrap : no socket interface found\\)"
 TRAIND_SIMDEV_NCCL_STUCK_RANK=1 TRAIND_NCCL_TIMEOUT_S=2 ranks 2 cuda "$c" "$TMP/stuck"
 check "a rank whose device hangs: exit 1 (not timeout's 124)" "$?" 1
 why="the step's all-reduces did not finish in 2 s \\(TRAIND_NCCL_TIMEOUT_S\\): a rank stopped"

@@ -18,6 +18,7 @@
 #include <cuda_runtime.h>
 
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <set>
 
@@ -69,6 +70,10 @@ void simdev_drain_all();
 
 /* Whether stream records into a graph now. */
 bool simdev_capturing(cudaStream_t stream);
+/* Where stream captures a graph, `held` kept by that graph and by every
+ * graph instantiated from it until each is destroyed, as a library's
+ * object retained by cudaGraphRetainUserObject (NCCL's communicator). */
+void simdev_capture_hold(cudaStream_t stream, std::shared_ptr<const void> held);
 
 /* Whether this thread may not make a call that would synchronise now:
  * it captures a graph (not in relaxed mode), or another thread captures

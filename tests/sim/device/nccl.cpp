@@ -11,11 +11,15 @@
  * rank order (so that every rank gets the same bits), then says it has
  * read them, before its slot takes the next round's part.
  *
- * As NCCL's, init refuses two ranks on one device of a machine. A rank
- * whose process is gone or stopped leaves its peers waiting, as NCCL's
- * peers wait; TRAIND_SIMDEV_NCCL_STUCK_RANK=R[:N] makes rank R's
- * all-reduces after its first N (0 by default) never post, a device that
- * hangs, for the watchdog's tests.
+ * As NCCL's, init refuses two ranks on one device of a machine (a host
+ * NCCL_HOSTID names, else the host's name). A rank whose process is gone
+ * or stopped leaves its peers waiting, as NCCL's peers wait; destroying
+ * or aborting a communicator that a CUDA graph still holds stops the
+ * process, where NCCL's would wait for ever.
+ * TRAIND_SIMDEV_NCCL_STUCK_RANK=R[:N] makes rank R's all-reduces after
+ * its first N (0 by default) never post, a device that hangs, for the
+ * watchdog's tests; TRAIND_SIMDEV_NCCL_NO_ID=1 makes ncclGetUniqueId
+ * fail, as it does without a network interface.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -60,6 +64,9 @@ struct Comm {
     uint64_t all_reduces = 0; /* begun */
     int64_t stuck_after = -1; /* all-reduces after which this rank's never post */
     std::atomic<bool> aborted{false};
+    /* held by each graph that captured an all-reduce of this communicator
+     * (simdev_capture_hold), as NCCL's graph-held resources are */
+    std::shared_ptr<const void> in_graphs = std::make_shared<const int>(0);
     ~Comm() {
         if (shared) munmap(shared, sizeof *shared);
     }
@@ -145,16 +152,21 @@ bool wait_joined(const Shared *s, int ranks) {
     return true;
 }
 
-/* NCCL's refusal of two ranks on one device of one machine */
+/* NCCL's refusal of two ranks on one device of one machine, in its words:
+ * this rank first, the device by its PCI bus id in hex (the simulated
+ * cuda:d's is 0x18000 + 0x1000 d) */
 bool duplicate_device(const Comm &c) {
-    for (int a = 0; a < c.ranks; a++)
-        for (int b = a + 1; b < c.ranks; b++) {
-            const Member &x = c.shared->member[a], &y = c.shared->member[b];
-            if (x.device != y.device || strcmp(x.host, y.host) != 0) continue;
-            last_error = "Duplicate GPU detected : rank " + std::to_string(a) + " and rank " +
-                      std::to_string(b) + " both on CUDA device " + std::to_string(x.device);
-            return true;
-        }
+    const Member &me = c.shared->member[c.rank];
+    for (int r = 0; r < c.ranks; r++) {
+        const Member &peer = c.shared->member[r];
+        if (r == c.rank || peer.device != me.device || strcmp(peer.host, me.host) != 0) continue;
+        char why[128];
+        snprintf(why, sizeof why,
+                 "Duplicate GPU detected : rank %d and rank %d both on CUDA device %lx", c.rank, r,
+                 0x18000ul + 0x1000ul * (unsigned long)me.device);
+        last_error = why;
+        return true;
+    }
     return false;
 }
 
@@ -192,6 +204,10 @@ const char *ncclGetLastError(ncclComm_t comm) {
 /* Rank 0 makes the segment; the rank that joins last unlinks its name. */
 ncclResult_t ncclGetUniqueId(ncclUniqueId *id) {
     static std::atomic<int> made{0};
+    if (getenv("TRAIND_SIMDEV_NCCL_NO_ID")) {
+        last_error = "Bootstrap : no socket interface found";
+        return ncclInvalidUsage;
+    }
     char name[64];
     snprintf(name, sizeof name, "/traind-simnccl-%d-%d", (int)getpid(), made++);
     Shared *s = map_segment(name, O_RDWR | O_CREAT | O_EXCL);
@@ -218,7 +234,9 @@ ncclResult_t ncclCommInitRank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
     }
     Member &me = c->shared->member[rank];
     me.device = simdev_current_device();
-    gethostname(me.host, sizeof me.host - 1);
+    const char *host = getenv("NCCL_HOSTID"); /* NCCL's host hash takes it for the name */
+    if (host) snprintf(me.host, sizeof me.host, "%s", host);
+    else gethostname(me.host, sizeof me.host - 1);
     if (c->shared->joined.fetch_add(1, std::memory_order_acq_rel) + 1 == nranks)
         shm_unlink(id.internal + tag);
     if (!wait_joined(c->shared, nranks)) {
@@ -230,8 +248,23 @@ ncclResult_t ncclCommInitRank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
     return ncclSuccess;
 }
 
+/* NCCL 2.26 and later: destroying or aborting a communicator waits, for
+ * ever, until no CUDA graph holds it (a graph that captured one of its
+ * collectives, or an executable graph made from one). A hang here stops
+ * the process loudly instead. */
+static void refuse_held_by_graphs(const SimNccl *comm, const char *call) {
+    long graphs = comm->comm->in_graphs.use_count() - 1;
+    if (graphs == 0) return;
+    fprintf(stderr,
+            "simdev: %s would wait for ever: %ld CUDA graph(s) holding the communicator "
+            "(its collectives captured) not destroyed; NCCL waits for them\n",
+            call, graphs);
+    abort();
+}
+
 ncclResult_t ncclCommDestroy(ncclComm_t comm) {
     if (!simdev_kept_now(comm)) return ncclInvalidArgument;
+    refuse_held_by_graphs(comm, "ncclCommDestroy");
     simdev_drop(comm); /* an all-reduce still queued keeps its Comm */
     return ncclSuccess;
 }
@@ -241,7 +274,9 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
 ncclResult_t ncclCommAbort(ncclComm_t comm) {
     if (!simdev_kept_now(comm)) return ncclInvalidArgument;
     comm->comm->aborted = true;
-    return ncclCommDestroy(comm);
+    refuse_held_by_graphs(comm, "ncclCommAbort");
+    simdev_drop(comm);
+    return ncclSuccess;
 }
 
 ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *async) {
@@ -258,6 +293,7 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataT
     if (bytes == 0) return ncclSuccess;
     AllReduce start{comm->comm, (const unsigned char *)send, (unsigned char *)recv, bytes, 0,
                     type == ncclFloat64};
+    simdev_capture_hold(stream, comm->comm->in_graphs);
     cudaError_t e = simdev_enqueue_polled(stream, [start]() -> SimPolled {
         auto a = std::make_shared<AllReduce>(start); /* each replay's own */
         return [a] { return step(*a); };

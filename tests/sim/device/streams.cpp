@@ -19,6 +19,7 @@
  * until it finishes (for ever, as a GPU's kernel waits for a peer that
  * never comes); a query does not wait.
  */
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -62,10 +63,12 @@ struct SimGraph {
     Work work;
     SimStream *origin = nullptr;
     bool invalidated = false;
+    std::vector<std::shared_ptr<const void>> held; /* simdev_capture_hold's */
 };
 
 struct SimGraphExec {
     std::shared_ptr<const Work> work; /* shared with replays still queued */
+    std::vector<std::shared_ptr<const void>> held; /* its graph's, till destroyed */
 };
 
 struct SimStream {
@@ -215,6 +218,14 @@ bool simdev_capturing(cudaStream_t stream) {
     std::lock_guard<SimLock> g(simdev_lock());
     SimStream *s = stream_of(stream);
     return s && s->capture;
+}
+
+void simdev_capture_hold(cudaStream_t stream, std::shared_ptr<const void> held) {
+    std::lock_guard<SimLock> g(simdev_lock());
+    SimStream *s = stream_of(stream);
+    if (!s || !s->capture) return;
+    std::vector<std::shared_ptr<const void>> &in = s->capture->held;
+    if (std::find(in.begin(), in.end(), held) == in.end()) in.push_back(std::move(held));
 }
 
 bool simdev_capture_refuses() {
@@ -460,7 +471,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
     std::lock_guard<SimLock> g(simdev_lock());
     (void)flags;
     if (!simdev_kept_now(graph)) return simdev_fail(cudaErrorInvalidResourceHandle);
-    *exec = simdev_keep(new SimGraphExec{std::make_shared<const Work>(graph->work)});
+    *exec = simdev_keep(new SimGraphExec{std::make_shared<const Work>(graph->work), graph->held});
     return cudaSuccess;
 }
 
