@@ -42,6 +42,7 @@
 #include "gpu/block_cache.cuh"
 #include "gpu/gpu.h"
 #include "gpu/kernels.h"
+#include "gpu/stream.h"
 
 namespace {
 
@@ -93,10 +94,9 @@ bool pool_take_over(GraphPool *g, void *p, size_t size, bool in_use) {
 }
 
 cudaError_t malloc_relaxed(void **p, size_t size) {
-    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-    cudaThreadExchangeStreamCaptureMode(&mode);
+    cudaStreamCaptureMode mode = gpu_capture_relax();
     cudaError_t e = cudaMalloc(p, size);
-    cudaThreadExchangeStreamCaptureMode(&mode);
+    gpu_capture_restore(mode);
     return e;
 }
 

@@ -150,7 +150,9 @@ static int checked(cudnnStatus_t st, const char *call) {
 static cudnnHandle_t handle_locked(DeviceCudnn *d) {
     if (!d->handle) {
         cudnnHandle_t h;
+        enum cudaStreamCaptureMode mode = gpu_capture_relax(); /* a first use in a capture */
         cudnnStatus_t st = cudnnCreate(&h); /* on the current device: the caller's */
+        gpu_capture_restore(mode);
         if (st != CUDNN_STATUS_SUCCESS) {
             failed(st, "cudnnCreate");
             return NULL;

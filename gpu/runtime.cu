@@ -29,6 +29,16 @@ extern "C" cudaStream_t gpu_stream(void) { return current_stream; }
 
 extern "C" void gpu_stream_set(cudaStream_t stream) { current_stream = stream; }
 
+extern "C" cudaStreamCaptureMode gpu_capture_relax(void) {
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    (void)cudaThreadExchangeStreamCaptureMode(&mode);
+    return mode;
+}
+
+extern "C" void gpu_capture_restore(cudaStreamCaptureMode mode) {
+    (void)cudaThreadExchangeStreamCaptureMode(&mode);
+}
+
 extern "C" void gpu_record_text(const char *text) {
     if (has_error) return; /* the first failure is the cause; keep it */
     snprintf(last_error, sizeof last_error, "%s", text);

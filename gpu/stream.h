@@ -20,6 +20,12 @@ extern "C" {
 cudaStream_t gpu_stream(void);
 /* graph.cu's: the capture's stream, then 0 again */
 void gpu_stream_set(cudaStream_t stream);
+/* Set-up that allocates (a library's handle, a workspace, a block) may
+ * first come inside a capture, whose thread-local mode refuses it and is
+ * spoilt by the refusal: between gpu_capture_relax and
+ * gpu_capture_restore(the mode it returned) the thread is not checked. */
+enum cudaStreamCaptureMode gpu_capture_relax(void);
+void gpu_capture_restore(enum cudaStreamCaptureMode mode);
 
 #ifdef __cplusplus
 }

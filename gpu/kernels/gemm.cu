@@ -62,31 +62,39 @@ extern "C" bool gpu_tf32_enabled(void) { return want_tf32; }
 
 /* The handle of device dev, with this thread's math mode and stream; the caller holds
  * handle_locks[dev] until its product is queued. */
-static cublasHandle_t device_handle_locked(int dev) {
-    if (!handles[dev]) {
-        cublasHandle_t h;
-        if (!cublas_ok(cublasCreate(&h), "cublasCreate")) return NULL;
-        if (!cublas_ok(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode")) {
-            cublasDestroy(h);
-            return NULL;
-        }
-        /* a workspace of the size cuBLAS's guide gives for Hopper
-         * (cublasSetWorkspace), kept with the handle for the process's
-         * life, instead of the library's smaller default pool */
-        void *ws = NULL;
-        if (cudaMalloc(&ws, GPU_CUBLAS_WORKSPACE) == cudaSuccess) {
-            if (cublasSetWorkspace(h, ws, GPU_CUBLAS_WORKSPACE) != CUBLAS_STATUS_SUCCESS) {
-                cudaFree(ws);
-                ws = NULL;
-            }
-        } else {
-            (void)cudaGetLastError(); /* short of memory: run without */
-        }
-        handles[dev] = h;
-        handle_tf32[dev] = false;
-        handle_workspace[dev] = ws;
-        handle_stream[dev] = NULL;
+/* Device dev's handle, made with its workspace: a workspace of the size
+ * cuBLAS's guide gives for Hopper (cublasSetWorkspace), kept with the
+ * handle for the process's life, instead of the library's smaller default
+ * pool. In the relaxed capture mode (gpu/stream.h), for a first product
+ * inside a CUDA graph's capture. */
+static bool make_handle_locked(int dev) {
+    cudaStreamCaptureMode mode = gpu_capture_relax();
+    cublasHandle_t h = NULL;
+    bool made = cublas_ok(cublasCreate(&h), "cublasCreate");
+    if (made && !cublas_ok(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode")) {
+        cublasDestroy(h);
+        made = false;
     }
+    void *ws = NULL;
+    if (made && cudaMalloc(&ws, GPU_CUBLAS_WORKSPACE) == cudaSuccess) {
+        if (cublasSetWorkspace(h, ws, GPU_CUBLAS_WORKSPACE) != CUBLAS_STATUS_SUCCESS) {
+            cudaFree(ws);
+            ws = NULL;
+        }
+    } else if (made) {
+        (void)cudaGetLastError(); /* short of memory: run without */
+    }
+    gpu_capture_restore(mode);
+    if (!made) return false;
+    handles[dev] = h;
+    handle_tf32[dev] = false;
+    handle_workspace[dev] = ws;
+    handle_stream[dev] = NULL;
+    return true;
+}
+
+static cublasHandle_t device_handle_locked(int dev) {
+    if (!handles[dev] && !make_handle_locked(dev)) return NULL;
     /* the thread's stream (a graph's capture): cublasSetStream also drops
      * the handle's workspace, so it is given back each time */
     cudaStream_t want = gpu_stream() == cudaStreamLegacy ? NULL : gpu_stream();

@@ -116,15 +116,14 @@ Plan make_plan(DeviceLt *d, cublasComputeType_t compute, bool ta, bool tb, int64
 bool device_ready(int dev) {
     DeviceLt *d = &devices[dev];
     if (d->handle) return true;
-    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-    (void)cudaThreadExchangeStreamCaptureMode(&mode);
+    cudaStreamCaptureMode mode = gpu_capture_relax();
     bool made = lt_ok(cublasLtCreate(&d->handle));
     if (!made) d->handle = NULL;
     if (made && cudaMalloc(&d->workspace, GPU_CUBLAS_WORKSPACE) != cudaSuccess) {
         (void)cudaGetLastError(); /* short of memory: algorithms without one */
         d->workspace = NULL;
     }
-    (void)cudaThreadExchangeStreamCaptureMode(&mode);
+    gpu_capture_restore(mode);
     return made;
 }
 

@@ -70,6 +70,38 @@ Test(gpu, graph_replays_captured_ops) {
     tensor_release(s), tensor_release(a), tensor_release(fresh);
 }
 
+/* The process's first products, float64 on cuBLAS and float32 on
+ * cuBLASLt, inside a capture: their handles and workspaces are made there
+ * (their allocations in the relaxed capture mode, which a thread-local
+ * capture would otherwise refuse and be spoilt by). Each test runs in a
+ * process of its own. */
+Test(gpu, graph_captures_the_first_products) {
+    test_need_gpu();
+    const Backend *be = backend_for(CUDA0);
+    DType dts[] = {DTYPE_FLOAT64, DTYPE_FLOAT32};
+    for (int d = 0; d < 2; d++) {
+        double v[48];
+        for (int i = 0; i < 48; i++) v[i] = sin(i * 1.3) * 2;
+        Tensor *h = tensor_from_doubles(v, SHAPE(6, 8), dts[d]);
+        Tensor *a = tensor_to_device(h, CUDA0), *at = a ? tensor_transpose(a, 0, 1) : NULL;
+        cr_assert(at, "%s", error_get());
+        cr_assert_eq(be->graph_capture_begin(CUDA0), 0, "%s", error_get());
+        Tensor *y = tensor_matmul(a, at);
+        void *graph = be->graph_capture_end(CUDA0);
+        cr_assert(y && graph, "%s: %s", dtype_name(dts[d]), error_get());
+        cr_assert_eq(be->graph_launch(graph), 0, "%s", error_get());
+        Tensor *want = tensor_matmul(a, at);
+        double got[36], wanted[36];
+        cr_assert_eq(tensor_to_doubles(y, got, 36), 0, "%s", error_get());
+        cr_assert_eq(tensor_to_doubles(want, wanted, 36), 0, "%s", error_get());
+        cr_assert_eq(memcmp(got, wanted, sizeof got), 0, "%s: the replay's product differs",
+                     dtype_name(dts[d]));
+        be->graph_free(graph);
+        tensor_release(y), tensor_release(want), tensor_release(at), tensor_release(a);
+        tensor_release(h);
+    }
+}
+
 /* a = [1, 2, 3, 4] on cuda:0, whose ops() give 3 + 5 + 7 + 9, and a
  * capture begun on this thread. */
 #define SMALL_SUM (3 + 5 + 7 + 9)

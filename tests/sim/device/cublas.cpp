@@ -105,7 +105,10 @@ struct SimBlas {
     cublasMath_t math = CUBLAS_DEFAULT_MATH;
 };
 
+/* A handle's creation allocates on the device, as the libraries' do: a
+ * capture that forbids it fails. */
 cublasStatus_t cublasCreate(cublasHandle_t *handle) {
+    if (simdev_capture_refuses()) return CUBLAS_STATUS_ALLOC_FAILED;
     *handle = simdev_keep(new SimBlas);
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -183,6 +186,7 @@ const size_t LT_WORKSPACE = 4096;
 }
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle) {
+    if (simdev_capture_refuses()) return CUBLAS_STATUS_ALLOC_FAILED;
     *handle = simdev_keep(new SimLt);
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -218,6 +218,7 @@ const char *cudnnGetErrorString(cudnnStatus_t status) {
 }
 
 cudnnStatus_t cudnnCreate(cudnnHandle_t *handle) {
+    if (simdev_capture_refuses()) return CUDNN_STATUS_INTERNAL_ERROR; /* as cublasCreate */
     *handle = simdev_keep(new SimDnn);
     return CUDNN_STATUS_SUCCESS;
 }
