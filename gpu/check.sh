@@ -18,6 +18,10 @@
 #
 #   gpu/check.sh [LOGS]          (default build/gpu-check)
 #   STEPS="unit parity" gpu/check.sh      only those steps
+#   BUDGET_S=420 gpu/check.sh    every step's limit cut to what is left of
+#                                420 s, a step with under 10 s left skipped,
+#                                so that a lent machine's call ends with
+#                                the table rather than being cut off
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=${1:-build/gpu-check}
@@ -26,12 +30,22 @@ mkdir -p "$LOGS"
 export MNIST_DIR=${MNIST_DIR:-../shared/datasets/mnist}
 SUMMARY=()
 WORST=0 # the first failing step's exit code, the script's
+START=$(date +%s)
 
 # step NAME SECONDS CMD...: runs CMD with its output in LOGS/NAME.log.
 step() {
     local name=$1 secs=$2 t0 rc
     shift 2
     case " $STEPS " in *" $name "*) ;; *) return ;; esac
+    if [ -n "${BUDGET_S:-}" ]; then
+        local left=$((BUDGET_S - ($(date +%s) - START)))
+        if [ "$left" -lt 10 ]; then
+            echo "== $name: skipped, ${left}s of BUDGET_S left"
+            SUMMARY+=("$(printf '%-8s skipped (BUDGET_S)' "$name")")
+            return
+        fi
+        [ "$left" -lt "$secs" ] && secs=$left
+    fi
     echo "== $name: $*"
     t0=$(date +%s%N)
     # through bash -c, so that CMD may be one of the functions below
