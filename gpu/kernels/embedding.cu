@@ -8,12 +8,13 @@
  * device (gpu/index_check.cu): the op
  * cannot fail where the kernel runs, and the check costs no read back, so
  * a CUDA graph can hold it.
- * Backward: gweight zeroed, then one thread per element of gy adds it into
- * row index[n] with atomicAdd (rows sharing an index collide; an index out
- * of range adds nothing). The order of those additions is the hardware's,
- * so, unlike the CPU's, the gradient's last bits may differ from run to run
- * where a token repeats in a batch, as in torch's non-deterministic CUDA
- * kernels.
+ * Backward: gweight zeroed, then each of its elements summed by one thread
+ * in position order, as the CPU sums it: the same bits as the CPU's, on
+ * every run, replayed in a CUDA graph or not (atomics would add a repeated
+ * token's rows in the hardware's order, which a graph's replay and the
+ * same step run op by op need not share). A thread owns a column and the
+ * rows of one bucket (row % buckets), walks every position and adds the
+ * ones whose row it owns; an index out of range adds nothing.
  */
 #include "gpu/kernels/common.cuh"
 
@@ -55,11 +56,23 @@ __global__ void embedding_check_kernel(const int64_t *idx, int64_t n, int64_t v,
 
 template <typename T>
 __global__ void embedding_backward_kernel(const T *gy, const int64_t *idx, T *gw, int64_t n,
-                                          int64_t v, int64_t d) {
-    GRID_STRIDE(i, n * d) {
-        int64_t row = idx[i / d];
-        if (row >= 0 && row < v) atomicAdd(gw + row * d + i % d, gy[i]);
+                                          int64_t v, int64_t d, int64_t buckets) {
+    GRID_STRIDE(t, d * buckets) {
+        int64_t c = t % d, bucket = t / d;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t row = idx[i];
+            if (row >= 0 && row < v && (row & (buckets - 1)) == bucket)
+                gw[row * d + c] += gy[i * d + c];
+        }
     }
+}
+
+/* Buckets of rows, a power of two: enough that d * buckets threads fill
+ * the device (each walks all n positions), no more than there are rows. */
+static int64_t backward_buckets(int64_t v, int64_t d) {
+    int64_t buckets = 1;
+    while (d * buckets < (int64_t)GPU_THREADS * 256 && buckets < v) buckets *= 2;
+    return buckets;
 }
 
 extern "C" void gpu_launch_embedding(int dtype, const void *w, const int64_t *idx, void *out,
@@ -83,11 +96,13 @@ extern "C" void gpu_launch_embedding_backward(int dtype, const void *gy, const i
                                               void *gw, int64_t n, int64_t v, int64_t d) {
     gpu_launch_fill(gw, dtype, v * d, 0.0);
     if (n <= 0 || d <= 0) return;
+    int64_t buckets = backward_buckets(v, d);
+    unsigned blocks = gpu_blocks(d * buckets);
     if (dtype == GPU_F32)
-        embedding_backward_kernel<float><<<gpu_blocks(n * d), GPU_THREADS, 0, gpu_stream()>>>(
-            (const float *)gy, idx, (float *)gw, n, v, d);
+        embedding_backward_kernel<float><<<blocks, GPU_THREADS, 0, gpu_stream()>>>(
+            (const float *)gy, idx, (float *)gw, n, v, d, buckets);
     else
-        embedding_backward_kernel<double><<<gpu_blocks(n * d), GPU_THREADS, 0, gpu_stream()>>>(
-            (const double *)gy, idx, (double *)gw, n, v, d);
+        embedding_backward_kernel<double><<<blocks, GPU_THREADS, 0, gpu_stream()>>>(
+            (const double *)gy, idx, (double *)gw, n, v, d, buckets);
     gpu_check_launch("embedding_backward kernel");
 }

@@ -104,6 +104,10 @@ struct SimTeam {
     size_t host_size = 0;
     unsigned current = 0;
     std::function<void()> body; /* the block's kernel call */
+    /* blocks, and each block's first sweep of threads, in reverse order: a
+     * test runs a kernel both ways to find results that hang on the order
+     * of its threads (float atomics' sums), which a GPU does not keep */
+    bool reversed = false;
 };
 inline SimTeam sim_team;
 
@@ -184,7 +188,7 @@ inline void sim_run_block(unsigned n, dim3 block) {
     }
     /* each sweep runs the threads in the other order: a read that misses
      * its barrier sees a later thread's write unmade, whichever is later */
-    unsigned sweep = blockIdx.x + blockIdx.y + blockIdx.z;
+    unsigned sweep = blockIdx.x + blockIdx.y + blockIdx.z + sim_team.reversed;
     for (unsigned left = n;; sweep++) {
         bool ran = false;
         const char *stuck = nullptr; /* a barrier some wait at */
@@ -382,6 +386,8 @@ inline void sim_run(void (*k)(P...), const SimCall<A...> &c) {
                 if (shared) memset(shared, 0xff, c.smem); /* NaNs */
                 sim_poison_static_shared();
                 blockIdx = dim3(bx, by, bz);
+                if (sim_team.reversed)
+                    blockIdx = dim3(c.grid.x - 1 - bx, c.grid.y - 1 - by, c.grid.z - 1 - bz);
                 sim_run_block(threads, c.block);
             }
     sim_team.body = nullptr;

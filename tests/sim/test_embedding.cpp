@@ -2,8 +2,10 @@
  * the lookup (rows gathered, repeated indices), the index check no GPU
  * has run (an index outside [0, V) reads zeros and is recorded once in
  * the thread's record: index, position, limit, device), the d = 0 check,
- * and the backward's atomic sums into gw (zeroed first by layout.cu's
- * fill), out-of-range indices adding nothing; float32 and float64.
+ * and the backward's sums into gw (zeroed first by layout.cu's fill) in
+ * position order, bit for bit, with the threads run in either order
+ * (tests/sim/cuda_sim.h's `reversed`), with more rows than buckets too,
+ * out-of-range indices adding nothing; float32 and float64.
  *
  * Prints "sim_embedding: N passed, M failed"; exits 1 on a failure.
  */
@@ -40,23 +42,36 @@ template <typename T> static void lookup_case(std::vector<int64_t> idx, int64_t 
     sim_verdict(ok, name, 0);
 }
 
-template <typename T> static void backward_case(void) {
-    int64_t v = 6, d = 5;
-    std::vector<int64_t> idx = {1, 4, 1, 1, -2, 0, 6, 4};
+/* The backward of n indices into v rows of d columns: each of gw's
+ * elements the sum of its rows' gy in position order, from zero, bit for
+ * bit (the CPU's order); an index outside [0, v) adds nothing. */
+template <typename T> static void backward_case(const std::vector<int64_t> &idx, int64_t v,
+                                                int64_t d) {
     int64_t n = (int64_t)idx.size();
-    std::vector<T> gy = sim_as<T>(sim_values(n * d, 2)), gw((size_t)(v * d), (T)NAN);
-    std::vector<double> want((size_t)(v * d), 0);
+    std::vector<T> gy = sim_as<T>(sim_values(n * d, 2)), want((size_t)(v * d), (T)0);
     for (int64_t p = 0; p < n; p++)
         if (idx[p] >= 0 && idx[p] < v)
-            for (int64_t c = 0; c < d; c++) want[idx[p] * d + c] += (double)gy[p * d + c];
-    gpu_launch_embedding_backward(sim_dtype<T>(), gy.data(), idx.data(), gw.data(), n, v, d);
-    double err = 0;
-    for (int64_t i = 0; i < v * d; i++) err = fmax(err, fabs((double)gw[i] - want[i]));
-    if (err != err) err = INFINITY;
+            for (int64_t c = 0; c < d; c++) want[idx[p] * d + c] += gy[p * d + c];
+    bool same = true;
+    for (int reversed = 0; reversed < 2; reversed++) { /* the threads' order does not count */
+        std::vector<T> gw((size_t)(v * d), (T)NAN);
+        sim_team.reversed = reversed;
+        gpu_launch_embedding_backward(sim_dtype<T>(), gy.data(), idx.data(), gw.data(), n, v, d);
+        sim_team.reversed = false;
+        same = same && memcmp(gw.data(), want.data(), gw.size() * sizeof(T)) == 0;
+    }
     char name[96];
-    snprintf(name, sizeof name, "embedding_backward, repeats, 2 bad %s",
-             sizeof(T) == 4 ? "f32" : "f64");
-    sim_verdict(err <= (sizeof(T) == 4 ? 1e-5 : 1e-13), name, err);
+    snprintf(name, sizeof name, "embedding_backward n %lld v %lld d %lld, position order %s",
+             (long long)n, (long long)v, (long long)d, sizeof(T) == 4 ? "f32" : "f64");
+    sim_verdict(same, name, 0);
+}
+
+/* n indices below v, every fifth repeating the one before, two bad */
+static std::vector<int64_t> repeats(int64_t n, int64_t v) {
+    std::vector<int64_t> idx((size_t)n);
+    for (int64_t p = 0; p < n; p++) idx[p] = p % 5 == 4 ? idx[p - 1] : (p * 7919 + 13) % v;
+    idx[1] = -2, idx[n - 1] = v;
+    return idx;
 }
 
 int main(void) {
@@ -67,7 +82,13 @@ int main(void) {
     lookup_case<float>({0, 7, 2}, 1); /* one column: its first is its only */
     lookup_case<float>({1, 8, 2}, 0); /* d = 0: the check alone */
     lookup_case<float>({1, 2}, 0);
-    backward_case<float>();
-    backward_case<double>();
+    backward_case<float>({1, 4, 1, 1, -2, 0, 6, 4}, 6, 5);
+    backward_case<double>({1, 4, 1, 1, -2, 0, 6, 4}, 6, 5);
+    /* more rows than buckets (64 of them for 1024 columns): a thread owns
+     * every 64th row of its column */
+    backward_case<float>(repeats(50, 200), 200, 1024);
+    /* about 8 positions a row: float32 sums whose bits hang on their order */
+    backward_case<float>(repeats(300, 37), 37, 3);
+    backward_case<double>(repeats(300, 37), 37, 3);
     return sim_summary("embedding");
 }
