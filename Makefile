@@ -161,13 +161,16 @@ run: deps
 # failing on any sanitizer report), the fuzz targets' smoke run
 # (tests/fuzz/fuzz.mk), the OpenAPI lint, then the e2e scripts.
 # A test that skips says why where it skips and in build/skips.log, which
-# the run lists, with their count, at its end.
+# the run lists, with their count, at its end. What a phase runs is built
+# before it on both cores (CI's machine has 2): the tests themselves run
+# one phase at a time.
 test: export TRAIND_SKIP_LOG := $(CURDIR)/build/skips.log
 test: deps
-	$(MAKE) all build/tests/unit build/traind-asan
+	$(MAKE) -j2 all build/tests/unit build/traind-asan
 	@rm -f build/skips.log
 	$(MAKE) test-only
-	@$(MAKE) -j2 --no-print-directory $(SIM_TESTS) build/tests/unit-simdev
+	@$(MAKE) -j2 --no-print-directory $(SIM_TESTS) build/tests/unit-simdev build/traind-simdev \
+	    build/tests/gradcheck_dist $(FUZZ_BINS)
 	@$(MAKE) --no-print-directory test-sim
 	@$(MAKE) --no-print-directory test-simdev
 	@$(MAKE) --no-print-directory fuzz-smoke
