@@ -128,12 +128,12 @@ nccl_one_gpu() {
 # watchdog ends the job (exit 1, its message) well within the limit, its
 # abort not left waiting for the graphs that hold the communicator.
 nccl_two_ranks() {
-    local failed=0 c=tests/fixtures/jobs/cnn_adam_steplr.json out pid rank1 rc i p
+    local failed=0 c=tests/fixtures/jobs/cnn_adam_steplr.json out pid rank1= rc i p
     out=$(mktemp -d)
-    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 TRAIND_NCCL_TIMEOUT_S=5
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 TRAIND_NCCL_TIMEOUT_S=600
     export NCCL_SOCKET_IFNAME=lo NCCL_IB_DISABLE=1 NCCL_DEBUG=WARN
     export NCCL_DEBUG_FILE=$(cd "$LOGS" && pwd)/nccl-two-ranks.%h.%p.log
-    two() { # JOB NAME: its 2 ranks, rank 0's metrics in $out/NAME.jsonl
+    two_ranks() { # JOB NAME: its 2 ranks, rank 0's metrics in $out/NAME.jsonl
         mpirun -x NCCL_SOCKET_IFNAME -x NCCL_IB_DISABLE -x NCCL_DEBUG -x NCCL_DEBUG_FILE \
             -x TRAIND_NCCL_TIMEOUT_S \
             -np 1 env NCCL_HOSTID=traind-rank0 build/traind run "$1" --device cuda:0 --jsonl \
@@ -142,31 +142,36 @@ nccl_two_ranks() {
             --out "$out/$2-1" >"$out/$2.jsonl" 2>"$out/$2.err"
     }
     build/traind run "$c" --device cuda:0 --jsonl --out "$out/a" >"$out/plain.jsonl" || failed=1
-    two "$c" ranks || { failed=1; cat "$out/ranks.err"; }
+    two_ranks "$c" ranks || { failed=1; cat "$out/ranks.err"; }
     grep -q '"data parallel: 2 ranks over nccl' "$out/ranks.jsonl" || failed=1
     python3 tests/e2e/compare_metrics.py "$out/plain.jsonl" "$out/ranks.jsonl" --rtol 1e-5 ||
         failed=1
     python3 tests/e2e/job_copy.py "$c" "$out/graphs.json" cuda_graphs=true
-    two "$out/graphs.json" graphs || { failed=1; cat "$out/graphs.err"; }
+    two_ranks "$out/graphs.json" graphs || { failed=1; cat "$out/graphs.err"; }
     grep -q '"cuda graphs: step 2 captured' "$out/graphs.jsonl" || failed=1
     python3 tests/e2e/compare_metrics.py "$out/ranks.jsonl" "$out/graphs.jsonl" --rtol 0 ||
         failed=1
     python3 tests/e2e/job_copy.py "$c" "$out/long.json" cuda_graphs=true epochs=100000 \
         checkpoint=null
-    timeout -k 5 90 bash -c "$(declare -f two); out=$out; two $out/long.json stuck" &
+    TRAIND_NCCL_TIMEOUT_S=5 timeout -k 5 90 \
+        bash -c "$(declare -f two_ranks); out=$out; two_ranks $out/long.json stuck" &
     pid=$!
+    # timeout leads a process group of its own, which the step's limit
+    # would not reach: ended here if the step is
+    trap 'kill -KILL -- -"$pid" 2>/dev/null; rm -rf "$out"; exit 124' TERM
     for ((i = 0; i < 600; i++)); do
         grep -q '"cuda graphs: step 2 captured' "$out/stuck.jsonl" 2>/dev/null && break
         sleep 0.1
     done
-    rank1=
     for p in $(pgrep -f "traind run $out/long.json"); do
-        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx NCCL_HOSTID=traind-rank1 && rank1=$p
+        tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qx NCCL_HOSTID=traind-rank1 &&
+            rank1=$p
     done
     echo "stopping rank 1 (pid ${rank1:-none}) during the replays"
     [ -n "$rank1" ] && kill -STOP "$rank1"
     wait "$pid"
     rc=$?
+    trap - TERM
     [ -n "$rank1" ] && kill -9 "$rank1" 2>/dev/null
     echo "a stopped rank: exit $rc (want 1; 124: the abort waited)"
     [ "$rc" = 1 ] || failed=1

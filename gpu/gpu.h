@@ -105,7 +105,9 @@ void gpu_nccl_comm_destroy(void *comm, bool failed);
  * back, or failed). gpu_graph_launch queues a replay on the legacy default
  * stream, after the work queued there and before the work queued later;
  * gpu_graph_free waits for the device, then frees the graph and gives its
- * pool's blocks back to the allocator. -1 / NULL with the sticky error. */
+ * pool's blocks back to the allocator, on the thread that captured it (the
+ * thread's graphs are listed: gpu_graph_abandon_all). -1 / NULL with the
+ * sticky error. */
 int gpu_graph_capture_begin(int device);
 void *gpu_graph_capture_end(int device);
 int gpu_graph_launch(void *graph);

@@ -153,7 +153,11 @@ extern "C" void gpu_graph_free(void *graph) {
     if (!g) return;
     Graph **at = &live_graphs;
     while (*at && *at != g) at = &(*at)->next;
-    if (*at) *at = g->next;
+    if (!*at) { /* another thread's: its list still holds g, so g is kept */
+        gpu_record_msg("a graph freed on another thread than its capture's", "graph free");
+        return;
+    }
+    *at = g->next;
     if (g->exec) {
         gpu_use_device(g->device);
         /* an executable graph is destroyed once no replay of it runs */

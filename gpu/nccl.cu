@@ -83,13 +83,13 @@ static int use_device(int device) {
 /* ncclCommAbort, after the thread's graphs are let go of: NCCL 2.26 and
  * later wait until no graph holds the communicator (gpu_graph_abandon_all),
  * and a replay stuck in a collective ends once the abort has begun. */
-static void abort_nccl(ncclComm_t comm) {
+static void abort_after_graphs(ncclComm_t comm) {
     gpu_graph_abandon_all();
     ncclCommAbort(comm);
 }
 
 static void comm_free(NcclComm *c, bool failed) {
-    if (c->comm && failed) abort_nccl(c->comm);
+    if (c->comm && failed) abort_after_graphs(c->comm);
     else if (c->comm) ncclCommDestroy(c->comm);
     if (c->stream) cudaStreamDestroy(c->stream);
     if (c->ready) cudaEventDestroy(c->ready);
@@ -152,7 +152,7 @@ static double timeout_s(void) {
  * else waits for it (the batch loader's upload, the trainer's cleanup)
  * is not left waiting for ever. -1. */
 static int abort_comm(NcclComm *c) {
-    if (c->comm) abort_nccl(c->comm);
+    if (c->comm) abort_after_graphs(c->comm);
     c->comm = nullptr;
     return -1;
 }

@@ -68,7 +68,8 @@ __global__ void embedding_backward_kernel(const T *gy, const int64_t *idx, T *gw
 }
 
 /* Buckets of rows, a power of two: enough that d * buckets threads fill
- * the device (each walks all n positions), no more than there are rows. */
+ * the device (each walks all n positions), and no more than the power of
+ * two at or above the rows, where each bucket holds one row at most. */
 static int64_t backward_buckets(int64_t v, int64_t d) {
     int64_t buckets = 1;
     while (d * buckets < (int64_t)GPU_THREADS * 256 && buckets < v) buckets *= 2;

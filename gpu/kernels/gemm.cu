@@ -60,8 +60,6 @@ extern "C" bool gpu_bf16(void) { return want_bf16; }
 
 extern "C" bool gpu_tf32_enabled(void) { return want_tf32; }
 
-/* The handle of device dev, with this thread's math mode and stream; the caller holds
- * handle_locks[dev] until its product is queued. */
 /* Device dev's handle, made with its workspace: a workspace of the size
  * cuBLAS's guide gives for Hopper (cublasSetWorkspace), kept with the
  * handle for the process's life, instead of the library's smaller default
@@ -93,6 +91,8 @@ static bool make_handle_locked(int dev) {
     return true;
 }
 
+/* The handle of device dev, with this thread's math mode and stream; the caller holds
+ * handle_locks[dev] until its product is queued. */
 static cublasHandle_t device_handle_locked(int dev) {
     if (!handles[dev] && !make_handle_locked(dev)) return NULL;
     /* the thread's stream (a graph's capture): cublasSetStream also drops

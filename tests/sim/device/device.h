@@ -72,7 +72,9 @@ void simdev_drain_all();
 bool simdev_capturing(cudaStream_t stream);
 /* Where stream captures a graph, `held` kept by that graph and by every
  * graph instantiated from it until each is destroyed, as a library's
- * object retained by cudaGraphRetainUserObject (NCCL's communicator). */
+ * object retained by cudaGraphRetainUserObject (NCCL's communicator).
+ * Let go of at the destroy: CUDA lets go once the replays in flight end,
+ * which a replay stuck for a reason other than NCCL's never does. */
 void simdev_capture_hold(cudaStream_t stream, std::shared_ptr<const void> held);
 
 /* Whether this thread may not make a call that would synchronise now:
