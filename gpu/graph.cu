@@ -48,18 +48,18 @@ struct CaptureStreams {
 };
 
 thread_local CaptureStreams capture_streams;
-thread_local cudaStream_t capture_stream;
 thread_local void *capture_pool;
 thread_local int capture_device = -1;
 thread_local Graph *live_graphs;
 
-/* The thread's capture stream on `device`, the current device. */
-cudaError_t capture_stream_on(int device) {
+/* The thread's capture stream on `device`, the current device, made at
+ * its first capture there. */
+cudaError_t capture_stream_on(int device, cudaStream_t *stream) {
     if (device < 0 || device >= GPU_MAX_DEVICES) return cudaErrorInvalidDevice;
     cudaStream_t &s = capture_streams.on[device];
     cudaError_t e = s ? cudaSuccess : cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
     if (e != cudaSuccess) s = NULL;
-    capture_stream = s;
+    *stream = s;
     return e;
 }
 
@@ -83,7 +83,8 @@ extern "C" int gpu_graph_capture_begin(int device) {
     gpu_use_device(device);
     if (gpu_last_error()) return -1; /* an earlier failure: the caller's to report */
     gpu_capture_refusal_clear();
-    cudaError_t e = capture_stream_on(device);
+    cudaStream_t stream = NULL;
+    cudaError_t e = capture_stream_on(device, &stream);
     if (e != cudaSuccess) {
         gpu_record((int)e, "cudaStreamCreateWithFlags (capture)");
         return -1;
@@ -94,7 +95,7 @@ extern "C" int gpu_graph_capture_begin(int device) {
         gpu_record_msg("out of host memory", "graph capture");
         return -1;
     }
-    e = cudaStreamBeginCapture(capture_stream, cudaStreamCaptureModeThreadLocal);
+    e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
     if (e != cudaSuccess) {
         capture_reset();
         gpu_allocator_pool_release(capture_pool);
@@ -102,7 +103,7 @@ extern "C" int gpu_graph_capture_begin(int device) {
         return -1;
     }
     capture_device = device;
-    gpu_stream_set(capture_stream);
+    gpu_stream_set(stream);
     return 0;
 }
 
@@ -114,7 +115,7 @@ extern "C" void *gpu_graph_capture_end(int device) {
     }
     cudaGraph_t graph = NULL;
     cudaGraphExec_t exec = NULL;
-    cudaError_t e = cudaStreamEndCapture(capture_stream, &graph);
+    cudaError_t e = cudaStreamEndCapture(capture_streams.on[device], &graph);
     void *pool = capture_pool;
     capture_reset();
     if (const char *refused = gpu_capture_refusal()) gpu_record_msg(refused, "graph capture");
