@@ -1,17 +1,16 @@
 """Compares `traind run --jsonl` output with PyTorch's expected metrics.
 
     python3 tests/e2e/compare_metrics.py EXPECTED.json ACTUAL.jsonl [--rtol 1e-4]
-        [--after-step S] [--until-step S]
+        [--after-step S]
 
 EXPECTED.json is written by tests/fixtures/gen_jobs.py: {"metrics": [{"name",
 "step", "epoch", "value"}, ...]}; an EXPECTED.jsonl is another traind run's
 output (a data-parallel run against the one-process run). --after-step S
-compares only the expected metrics of steps after S (a run resumed there),
---until-step S those of steps up to S. Every expected metric must appear in ACTUAL
-with the same name, step and epoch, and a value within rtol relative (an
-absolute 1e-12 floor for values at zero); the loop's metrics that PyTorch
-logs (loss, lr, grad_norm, train_*, val_*) must not appear in ACTUAL beyond
-those.
+compares only the expected metrics of steps after S (a run resumed there).
+Every expected metric must appear in ACTUAL with the same name, step and
+epoch, and a value within rtol relative (an absolute 1e-12 floor for values
+at zero); the loop's metrics that PyTorch logs (loss, lr, grad_norm,
+train_*, val_*) must not appear in ACTUAL beyond those.
 Timing metrics (samples_per_s, epoch_time_s) are not compared. Prints the
 first few mismatches and the worst relative error; exit status 0 when all
 match. Plain python3, no numpy: CI has no torch.
@@ -46,7 +45,7 @@ def read_jsonl(path):
 
 
 def main(argv):
-    rtol, after, until = 1e-4, None, None
+    rtol, after = 1e-4, None
     args = []
     i = 0
     while i < len(argv):
@@ -55,9 +54,6 @@ def main(argv):
             i += 2
         elif argv[i] == "--after-step":
             after = int(argv[i + 1])
-            i += 2
-        elif argv[i] == "--until-step":
-            until = int(argv[i + 1])
             i += 2
         else:
             args.append(argv[i])
@@ -77,14 +73,10 @@ def main(argv):
             expected = json.load(f)["metrics"]
     if after is not None:
         expected = [m for m in expected if m["step"] > after]
-    if until is not None:
-        expected = [m for m in expected if m["step"] <= until]
     actual = read_jsonl(args[1])
     if isinstance(actual, str):
         print(f"  {actual}")
         return 1
-    if until is not None:
-        actual = {k: v for k, v in actual.items() if k[1] <= until}
 
     errors, worst, worst_key = [], 0.0, None
     for m in expected:
