@@ -86,7 +86,7 @@ ASAN_STORAGE := $(STORAGE_SRC:%.c=build/asan/%.o)
 # The unit tests link the daemon's layers too (storage, scheduler), all but main().
 ASAN_SERVER_LIB := $(filter-out build/asan/server/main.o,$(ASAN_SERVER))
 
-.PHONY: all run test test-only test-sim test-simdev test-e2e lint-api lint-web deps clean fixtures bench bench-gpu bench-models bench-dashboard docker-check \
+.PHONY: all run test test-only test-sim test-simdev test-e2e lint-api lint-web deps clean fixtures bench bench-gpu bench-models bench-gemm bench-dashboard docker-check \
         fuzz fuzz-smoke
 all: build/traind
 
@@ -355,6 +355,7 @@ lint-web:
 # (HTTP_CPUS=last; skipped on one CPU). Then the dashboard (bench-dashboard).
 bench: build/traind
 	@bench/run.sh
+	@$(MAKE) --no-print-directory bench-gemm
 	@$(MAKE) --no-print-directory bench-models
 	@$(MAKE) --no-print-directory bench-api
 	@$(MAKE) --no-print-directory bench-dashboard
@@ -363,6 +364,14 @@ bench: build/traind
 # PyTorch (torchvision's resnet18, nanoGPT's GPT): bench/models.sh.
 bench-models: build/traind
 	@bench/models.sh
+
+# The models' float32 matrix products through OpenBLAS and oneDNN's matmul,
+# and which one gemm.c picks (bench/gemm_cpu.c), 2 threads.
+bench-gemm: build/bench_gemm_cpu
+	@OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=10000 build/bench_gemm_cpu
+
+build/bench_gemm_cpu: bench/gemm_cpu.c core/cpu/cpu.h core/cpu/dnnl.h build/libtraind.a
+	$(CC) $(STD) $(CFLAGS) $(WARN) $(OMP) $(INC) -o $@ $< build/libtraind.a $(LIBS)
 
 # docker/Dockerfile's CPU image built with buildah (no Docker engine needed)
 # and a job trained in a container of it (docker/check-image.sh). Needs root

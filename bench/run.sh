@@ -13,7 +13,9 @@
 #
 # and the same for mnist_cnn, with a {"bench": "mnist_cnn", "impl": "traind-bf16"} line
 # (the job's "precision": "bf16") where oneDNN has AVX512-BF16 or AMX, and
-# a "traind-direct" line (no Winograd) where traind runs Winograd. Both
+# a "traind-direct" line (no Winograd) where traind runs Winograd; both
+# models also as "traind-openblas", every float32 matrix product on OpenBLAS
+# (TRAIND_ONEDNN_MATMUL=0; core/cpu/gemm.c sends some to oneDNN). Both
 # train on ../shared/datasets/mnist (its
 # train file, 20k images here, and the 10k test set as validation): batch
 # 64, shuffle on, SGD lr 0.01 momentum 0.9, LambdaLR 0.95**epoch, 2 epochs,
@@ -106,6 +108,7 @@ d = json.load(open(sys.argv[1])); d["precision"] = "bf16"; json.dump(d, open(sys
     if [ "$model" = cnn ] && [ $winograd = 1 ]; then
         TRAIND_WINOGRAD=0 traind_run "$bench" traind-direct || exit 1
     fi
+    TRAIND_ONEDNN_MATMUL=0 traind_run "$bench" traind-openblas || exit 1
     [ $have_torch -eq 1 ] || continue
     # pytorch: the loop as specified (2 threads, the seed's per-sample Dataset).
     theirs=$(/usr/bin/python3 bench/torch_mnist.py --model "$model" --data "$MNIST_DIR" \

@@ -66,15 +66,14 @@ void cpu_class_loss_rows(const Tensor *lp, const Tensor *index, int64_t ignore, 
 void cpu_class_loss_rows_backward(const Tensor *g, const Tensor *index, int64_t ignore,
                                   double eps, Tensor *gx);
 
-/* gemm.c (OpenBLAS; under bf16 precision, gemm_bf16.c) */
+/* gemm.c (OpenBLAS, or oneDNN's matmul: gemm_dnnl.c): the library that
+ * computes a product of these sizes, and the product. */
+typedef enum { CPU_GEMM_OPENBLAS, CPU_GEMM_DNNL } CpuGemmLibrary;
+CpuGemmLibrary cpu_gemm_library(DType dtype, int64_t m, int64_t n, int64_t k, double alpha,
+                                double beta);
 void cpu_gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
               double alpha, const void *a, int64_t lda, const void *b, int64_t ldb, double beta,
               void *c, int64_t ldc);
-/* gemm_bf16.c: a float32 product from bf16-rounded operands, accumulated
- * and written in float32 (alpha 1, beta 0 or 1). 0, or -1 with an error. */
-int cpu_gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
-                  const float *a, int64_t lda, const float *b, int64_t ldb, double beta, float *c,
-                  int64_t ldc);
 
 /* conv.c */
 void cpu_im2col(DType dtype, const Window2d *w, const void *images, int64_t n, void *columns,
@@ -94,9 +93,9 @@ int cpu_conv2d_backward_weights(const Window2d *w, int groups, const Tensor *x,
  * float32 (dnnl.c). Set per thread. */
 int cpu_check_precision(Device device, Precision p);
 void cpu_set_precision(Device device, Precision p);
-/* The oneDNN plans kept per kind (256 unless set; see core/cpu/dnnl.h);
- * returns the previous limit. */
-int cpu_conv_plan_limit(int n);
+/* The oneDNN plans kept per kind (convolution passes, blocks, matmuls:
+ * 256 each unless set; see core/cpu/dnnl.h); returns the previous limit. */
+int cpu_dnnl_plan_limit(int n);
 /* Off: every convolution takes im2col + GEMM (tests of that path). */
 void cpu_conv_library(bool on);
 /* "oneDNN 2.6.3, avx512_core_bf16 kernels": the convolutions' library,

@@ -26,7 +26,7 @@ dnnl_engine_t cpu_dnnl_engine(void) {
 }
 
 int cpu_dnnl_failed(dnnl_status_t st, const char *what) {
-    return error_set("conv2d: oneDNN %s failed (status %d)", what, (int)st);
+    return error_set("oneDNN %s failed (status %d)", what, (int)st);
 }
 
 dnnl_status_t cpu_dnnl_user_scratchpad(dnnl_primitive_attr_t *attr) {
@@ -173,7 +173,7 @@ struct DnnlPlanEntry {
 
 static atomic_int plan_limit = 256;
 
-int cpu_conv_plan_limit(int n) {
+int cpu_dnnl_plan_limit(int n) {
     return atomic_exchange(&plan_limit, n);
 }
 

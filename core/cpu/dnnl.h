@@ -1,7 +1,8 @@
 /* dnnl.h - what the CPU backend's oneDNN files (conv_dnnl.c,
- * conv_block_dnnl.c) share: the one engine, failures as error messages,
- * memory descriptors, a convolution's descriptors, algorithm
- * (conv_winograd.c) and geometry, reorders. */
+ * conv_block_dnnl.c, gemm_dnnl.c) share: the one engine, failures as error
+ * messages, memory descriptors, a convolution's descriptors, algorithm
+ * (conv_winograd.c) and geometry, reorders, plan caches, each call's
+ * stream and scratch. */
 #ifndef TRAIND_CORE_CPU_DNNL_H
 #define TRAIND_CORE_CPU_DNNL_H
 
@@ -25,7 +26,7 @@ dnnl_engine_t cpu_dnnl_engine(void);
  * (each call's arena: primitives are shared by threads). NULL *attr when
  * creating them failed. */
 dnnl_status_t cpu_dnnl_user_scratchpad(dnnl_primitive_attr_t *attr);
-/* error_set("conv2d: oneDNN <what> failed (status N)"); returns -1. */
+/* error_set("oneDNN <what> failed (status N)"); returns -1. */
 int cpu_dnnl_failed(dnnl_status_t st, const char *what);
 /* float32 [dims] in the plain layout (nchw, goihw, a) or, with any, left
  * to the primitive that takes it. */
@@ -78,18 +79,25 @@ void *cpu_dnnl_data(dnnl_memory_t m);
 int cpu_dnnl_execute(dnnl_primitive_t p, dnnl_stream_t s, int n, const dnnl_exec_arg_t *args,
                      const char *what);
 
-/* The data type oneDNN's convolutions read their inputs in on this
- * thread: bf16 under cpu_set_precision(PRECISION_BF16), else f32. */
+/* The data type oneDNN's convolutions and matmuls read their inputs in on
+ * this thread: bf16 under cpu_set_precision(PRECISION_BF16), else f32. */
 dnnl_data_type_t cpu_dnnl_input_type(void);
 /* md in another data type, the same layout (bf16 beside float32). */
 dnnl_memory_desc_t cpu_dnnl_retyped(const dnnl_memory_desc_t *md, dnnl_data_type_t t);
 
 /* cpu_dnnl_takes: core/cpu/cpu.h */
 
+/* gemm_dnnl.c: a float32 product through oneDNN's matmul, its operands
+ * read as `in` (f32, or bf16: rounded), accumulated and written in float32
+ * (alpha 1, beta 0 or 1). 0, or -1 with an error. */
+int cpu_gemm_dnnl(dnnl_data_type_t in, bool trans_a, bool trans_b, int64_t m, int64_t n,
+                  int64_t k, double alpha, const float *a, int64_t lda, const float *b,
+                  int64_t ldb, double beta, float *c, int64_t ldc);
+
 /* Plans (primitives and what surrounds them) made once per key and kept
  * for the process: a job's shapes are few, and the next job usually
  * repeats them. Keys are compared as bytes (zero their padding). A cache
- * keeps at most cpu_conv_plan_limit plans: past that a plan is made for
+ * keeps at most cpu_dnnl_plan_limit plans: past that a plan is made for
  * one call and handed over (*owned), for the caller to drop after it, so
  * a daemon that meets shape after shape stays bounded (oneDNN's own
  * primitive cache keeps the remaking cheap). */

@@ -1,5 +1,6 @@
-/* gemm.c - CPU matrix products through OpenBLAS's cblas_sgemm / dgemm;
- * a thread in bf16 precision computes its float32 ones in gemm_bf16.c.
+/* gemm.c - CPU matrix products through OpenBLAS's cblas_sgemm / dgemm, or
+ * oneDNN's matmul (gemm_dnnl.c) for the float32 ones of the sizes where it
+ * is faster, and for all those of a thread in bf16 precision.
  *
  * Row-major throughout, so ld* are row strides exactly as the Backend
  * contract states and no transposition trick is needed. k == 0 is done here
@@ -8,6 +9,8 @@
  * in a fresh output never leaks through.
  */
 #include <cblas.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/cpu/cpu.h"
@@ -25,6 +28,47 @@
 DEFINE_SCALE(float, f32)
 DEFINE_SCALE(double, f64)
 
+/* Which library computes a float32 product: a rule on its size alone, so
+ * that a job's arithmetic, and so its bits, never depend on the machine's
+ * load (kill -9 resume is checked bit for bit). `make bench-gemm` timed
+ * both on 2 AVX-512 cores (bench/results/gemm_2cpu_2026-12-05-xeon.jsonl:
+ * the models' Linear layers and a grid around them, 1 to 1024 rows, each
+ * layer's three passes, 330 products): with m*n*k from 2^20 to 2^29 (the
+ * MNIST MLP's and CNN's hidden layers, ResNet's head) oneDNN's matmul (its
+ * JIT sgemm) was faster in 182 of 186 products, up to 6.2x (0.80-1.0x in
+ * the other four); below 2^20 its fixed cost per call made it slower in
+ * 105 of 117, up to 45x for a single row (the MNIST models' 10-class
+ * heads: 1.5-6.4x); above 2^29 both run near the cores' peak and oneDNN
+ * lost up to 2.5x (GPT-2's MLP projection's gradients). The rule picked
+ * the faster library for 305 of the 330. Measured on that one machine:
+ * other processors and thread counts may cross elsewhere, and `make
+ * bench-gemm` shows where.
+ * TRAIND_ONEDNN_MATMUL=0 keeps every float32 product on OpenBLAS
+ * (bench/run.sh's traind-openblas). Under bf16 precision every float32
+ * product goes to oneDNN (gemm_dnnl.c). The one exception to size alone:
+ * should oneDNN fail (out of memory for its plan or scratch), OpenBLAS
+ * computes that product rather than nobody. */
+#define DNNL_F32_MIN_MNK (1.0 * (1 << 20))
+#define DNNL_F32_MAX_MNK (1.0 * (1 << 29))
+
+static pthread_once_t dnnl_f32_once = PTHREAD_ONCE_INIT;
+static bool dnnl_f32_on;
+
+static void read_dnnl_f32(void) {
+    const char *v = getenv("TRAIND_ONEDNN_MATMUL");
+    dnnl_f32_on = !(v && strcmp(v, "0") == 0);
+}
+
+CpuGemmLibrary cpu_gemm_library(DType dtype, int64_t m, int64_t n, int64_t k, double alpha,
+                                double beta) {
+    if (dtype != DTYPE_FLOAT32 || alpha != 1 || (beta != 0 && beta != 1)) return CPU_GEMM_OPENBLAS;
+    if (cpu_dnnl_input_type() == dnnl_bf16) return CPU_GEMM_DNNL;
+    pthread_once(&dnnl_f32_once, read_dnnl_f32);
+    double mnk = (double)m * (double)n * (double)k;
+    bool in_range = mnk >= DNNL_F32_MIN_MNK && mnk <= DNNL_F32_MAX_MNK;
+    return dnnl_f32_on && in_range ? CPU_GEMM_DNNL : CPU_GEMM_OPENBLAS;
+}
+
 void cpu_gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
               double alpha, const void *a, int64_t lda, const void *b, int64_t ldb, double beta,
               void *c, int64_t ldc) {
@@ -36,10 +80,10 @@ void cpu_gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int
             scale_f64(c, m, n, ldc, beta);
         return;
     }
-    /* a thread in bf16 (a job's "precision"): its products in bf16; should
-     * oneDNN fail (out of memory), in float32 rather than not at all */
-    if (dtype == DTYPE_FLOAT32 && cpu_dnnl_input_type() == dnnl_bf16) {
-        if (cpu_gemm_bf16(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0)
+    /* should oneDNN fail, OpenBLAS rather than not at all */
+    if (cpu_gemm_library(dtype, m, n, k, alpha, beta) == CPU_GEMM_DNNL) {
+        if (cpu_gemm_dnnl(cpu_dnnl_input_type(), trans_a, trans_b, m, n, k, alpha, a, lda, b,
+                          ldb, beta, c, ldc) == 0)
             return;
         error_clear();
     }

@@ -144,7 +144,7 @@ Test(conv_relu_pool, fused_equals_the_three_ops_portable_pool) {
 /* a cache kept no plan: each call makes its own and frees it (a daemon
  * past the limit), which ASan watches */
 Test(conv_relu_pool, past_the_plan_cache_limit) {
-    cpu_conv_plan_limit(0);
+    cpu_dnnl_plan_limit(0);
     fused_equals_the_three_ops();
 }
 
@@ -273,7 +273,7 @@ Test(conv_relu_pool, chain_equals_its_blocks_in_bf16) {
 }
 
 Test(conv_relu_pool, chain_past_the_plan_cache_limit) {
-    cpu_conv_plan_limit(0);
+    cpu_dnnl_plan_limit(0);
     chain_equals_its_blocks();
 }
 

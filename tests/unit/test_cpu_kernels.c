@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/cpu/cpu.h"
+#include "core/cpu/dnnl.h"
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/rng.h"
@@ -195,7 +196,7 @@ Test(cpu_kernels, unary_every_op) {
             if (op == UNARY_POW) alpha = 3;
             cpu_backend.unary((UnaryOp)op, x, alpha, out);
             for (int i = 0; i < 6; i++) {
-                double v = xv[i], w;
+                double v = xv[i], w = 0;
                 switch ((UnaryOp)op) {
                 case UNARY_NEG: w = -v; break;
                 case UNARY_EXP: w = exp(v); break;
@@ -463,6 +464,57 @@ Test(cpu_kernels, gemm_row_strides_and_k_zero) {
         tensor_release(a);
         tensor_release(b);
         tensor_release(c);
+    }
+}
+
+static float *uniform_floats(int64_t n, Rng *rng) {
+    float *x = malloc((size_t)n * sizeof *x);
+    cr_assert(x != NULL);
+    for (int64_t i = 0; i < n; i++) x[i] = (float)rng_uniform_range(rng, -1, 1);
+    return x;
+}
+
+/* oneDNN's float32 matmul (gemm_dnnl.c) on a product large enough for
+ * gemm.c's rule to send it there (m*n*k >= 2^20): every transpose, each
+ * case its own row padding of A, B and C (so a plan kept under the wrong
+ * key shows), beta 0 over NaN and beta 1, C's padding left as it was;
+ * against a float64 loop. */
+Test(cpu_kernels, gemm_on_onednn_all_transposes_strides_and_beta) {
+    const int64_t m = 64, n = 96, k = 176;
+    const float SENTINEL = 1234.5f;
+    cr_assert_eq(cpu_gemm_library(DTYPE_FLOAT32, m, n, k, 1, 0), CPU_GEMM_DNNL);
+    cr_assert_eq(cpu_gemm_library(DTYPE_FLOAT32, 64, 10, 128, 1, 1), CPU_GEMM_OPENBLAS);
+    cr_assert_eq(cpu_gemm_library(DTYPE_FLOAT64, m, n, k, 1, 0), CPU_GEMM_OPENBLAS);
+    Rng rng;
+    rng_init(&rng, 7);
+    for (int case_ = 0; case_ < 8; case_++) {
+        bool ta = case_ & 1, tb = case_ & 2, accumulate = case_ & 4;
+        int64_t lda = (ta ? m : k) + 1 + case_, ldb = (tb ? k : n) + 2 + case_ % 3;
+        int64_t ldc = n + 1 + case_ % 2;
+        float *a = uniform_floats((ta ? k : m) * lda, &rng);
+        float *b = uniform_floats((tb ? n : k) * ldb, &rng);
+        float *c0 = uniform_floats(m * n, &rng), *c = uniform_floats(m * ldc, &rng);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < ldc; j++)
+                c[i * ldc + j] = j >= n ? SENTINEL : accumulate ? c0[i * n + j] : NAN;
+        double beta = accumulate ? 1 : 0;
+        cr_assert_eq(cpu_gemm_dnnl(dnnl_f32, ta, tb, m, n, k, 1, a, lda, b, ldb, beta, c, ldc), 0,
+                     "ta=%d tb=%d beta=%g: %s", ta, tb, beta, error_get());
+        for (int64_t i = 0; i < m; i++) {
+            for (int64_t j = 0; j < n; j++) {
+                double want = accumulate ? c0[i * n + j] : 0;
+                for (int64_t p = 0; p < k; p++)
+                    want += (double)a[ta ? p * lda + i : i * lda + p] *
+                            (double)b[tb ? j * ldb + p : p * ldb + j];
+                double got = c[i * ldc + j];
+                cr_assert(fabs(got - want) <= 1e-5 * (1 + fabs(want)),
+                          "ta=%d tb=%d beta=%g (%lld,%lld): %.9g vs %.9g", ta, tb, beta,
+                          (long long)i, (long long)j, got, want);
+            }
+            for (int64_t j = n; j < ldc; j++)
+                cr_assert_eq(c[i * ldc + j], SENTINEL, "row %lld's padding written", (long long)i);
+        }
+        free(a), free(b), free(c0), free(c);
     }
 }
 
