@@ -39,9 +39,9 @@ static void usage(FILE *out) {
 static int cmd_info(void) {
     printf("traind %s\n", TRAIND_VERSION);
     printf("dtypes: float32 float64 int64 uint8\n");
-    char conv[96];
+    char dnnl[160];
     printf("backends: cpu (OpenBLAS, %s kernels; %s)%s\n", cpu_blas_core(),
-           cpu_conv_library_name(conv, sizeof conv), backend_cuda_device_count() ? ", cuda" : "");
+           cpu_dnnl_library_name(dnnl, sizeof dnnl), backend_cuda_device_count() ? ", cuda" : "");
     const char *wait = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
     const char *core = getenv("OPENBLAS_CORETYPE");
     printf("runtime: OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s OPENBLAS_CORETYPE=%s\n",

@@ -71,6 +71,9 @@ void cpu_class_loss_rows_backward(const Tensor *g, const Tensor *index, int64_t 
 typedef enum { CPU_GEMM_OPENBLAS, CPU_GEMM_DNNL } CpuGemmLibrary;
 CpuGemmLibrary cpu_gemm_library(DType dtype, int64_t m, int64_t n, int64_t k, double alpha,
                                 double beta);
+/* Whether float32 products go to oneDNN by size (not TRAIND_ONEDNN_MATMUL=0),
+ * and the range of m*n*k they take there: 2^min_log2 to 2^max_log2. */
+bool cpu_gemm_dnnl_range(int *min_log2, int *max_log2);
 void cpu_gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
               double alpha, const void *a, int64_t lda, const void *b, int64_t ldb, double beta,
               void *c, int64_t ldc);
@@ -98,9 +101,11 @@ void cpu_set_precision(Device device, Precision p);
 int cpu_dnnl_plan_limit(int n);
 /* Off: every convolution takes im2col + GEMM (tests of that path). */
 void cpu_conv_library(bool on);
-/* "oneDNN 2.6.3, avx512_core_bf16 kernels": the convolutions' library,
- * its version and the widest ISA its JIT uses on this CPU. */
-const char *cpu_conv_library_name(char *buf, size_t n);
+/* "oneDNN 2.6.3, avx512_core_bf16 kernels, Winograd for 3x3, float32
+ * matmul for m*n*k 2^20..2^29": the library of the convolutions and of
+ * the mid-sized products, its version, the widest ISA its JIT uses on this
+ * CPU, and what of it traind uses. */
+const char *cpu_dnnl_library_name(char *buf, size_t n);
 /* oneDNN's name for the first kernel it chose ("brg:avx512_core", ...),
  * NULL before the first convolution. */
 const char *cpu_conv_library_impl(void);

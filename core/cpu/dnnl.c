@@ -284,11 +284,14 @@ static const char *isa_name(dnnl_cpu_isa_t isa) {
     }
 }
 
-const char *cpu_conv_library_name(char *buf, size_t n) {
+const char *cpu_dnnl_library_name(char *buf, size_t n) {
     const dnnl_version_t *v = dnnl_version();
-    snprintf(buf, n, "oneDNN %d.%d.%d, %s kernels%s", v->major, v->minor, v->patch,
-             isa_name(dnnl_get_effective_cpu_isa()),
-             cpu_dnnl_winograd_available() ? ", Winograd for 3x3" : "");
+    int at = snprintf(buf, n, "oneDNN %d.%d.%d, %s kernels%s", v->major, v->minor, v->patch,
+                      isa_name(dnnl_get_effective_cpu_isa()),
+                      cpu_dnnl_winograd_available() ? ", Winograd for 3x3" : "");
+    int lo, hi;
+    if (at >= 0 && (size_t)at < n && cpu_gemm_dnnl_range(&lo, &hi))
+        snprintf(buf + at, n - (size_t)at, ", float32 matmul for m*n*k 2^%d..2^%d", lo, hi);
     return buf;
 }
 

@@ -9,6 +9,7 @@
  * in a fresh output never leaks through.
  */
 #include <cblas.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +49,8 @@ DEFINE_SCALE(double, f64)
  * product goes to oneDNN (gemm_dnnl.c). The one exception to size alone:
  * should oneDNN fail (out of memory for its plan or scratch), OpenBLAS
  * computes that product rather than nobody. */
-#define DNNL_F32_MIN_MNK (1.0 * (1 << 20))
-#define DNNL_F32_MAX_MNK (1.0 * (1 << 29))
+#define DNNL_F32_MIN_LOG2 20
+#define DNNL_F32_MAX_LOG2 29
 
 static pthread_once_t dnnl_f32_once = PTHREAD_ONCE_INIT;
 static bool dnnl_f32_on;
@@ -65,8 +66,14 @@ CpuGemmLibrary cpu_gemm_library(DType dtype, int64_t m, int64_t n, int64_t k, do
     if (cpu_dnnl_input_type() == dnnl_bf16) return CPU_GEMM_DNNL;
     pthread_once(&dnnl_f32_once, read_dnnl_f32);
     double mnk = (double)m * (double)n * (double)k;
-    bool in_range = mnk >= DNNL_F32_MIN_MNK && mnk <= DNNL_F32_MAX_MNK;
+    bool in_range = mnk >= ldexp(1, DNNL_F32_MIN_LOG2) && mnk <= ldexp(1, DNNL_F32_MAX_LOG2);
     return dnnl_f32_on && in_range ? CPU_GEMM_DNNL : CPU_GEMM_OPENBLAS;
+}
+
+bool cpu_gemm_dnnl_range(int *min_log2, int *max_log2) {
+    pthread_once(&dnnl_f32_once, read_dnnl_f32);
+    *min_log2 = DNNL_F32_MIN_LOG2, *max_log2 = DNNL_F32_MAX_LOG2;
+    return dnnl_f32_on;
 }
 
 void cpu_gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,

@@ -24,11 +24,17 @@ print(block == mlp)
 PYEOF
 check "README's mlp.json is the repository's" "$(cat "$TMP/same")" True
 
-# traind info: the convolutions' library, and the runtime settings traind
-# gives itself when the caller has not (set_runtime_env in server/main.c)
+# traind info: oneDNN and what traind runs on it, and the runtime settings
+# traind gives itself when the caller has not (set_runtime_env in
+# server/main.c)
 env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$TRAIND" info >"$TMP/info" 2>&1
-check "traind info names oneDNN and its kernels" \
-    "$(grep -cE '^backends: cpu \(OpenBLAS, .* kernels; oneDNN [0-9.]*, [a-z0-9_]* kernels(, Winograd for 3x3)?\)' "$TMP/info")" 1
+DNNL='^backends: cpu \(OpenBLAS, .* kernels; oneDNN [0-9.]*, [a-z0-9_]* kernels'
+DNNL+='(, Winograd for 3x3)?'
+check "traind info names oneDNN, its kernels and the matmul's range" \
+    "$(grep -cE "$DNNL, float32 matmul for m\*n\*k 2\^20\.\.2\^29\)" "$TMP/info")" 1
+TRAIND_ONEDNN_MATMUL=0 "$TRAIND" info >"$TMP/info-off" 2>&1
+check "traind info: no matmul on oneDNN under TRAIND_ONEDNN_MATMUL=0" \
+    "$(grep -cE "$DNNL\)" "$TMP/info-off")" 1
 check "traind info: passive waiting after a short spin" \
     "$(grep -c '^runtime: OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=10000 ' "$TMP/info")" 1
 GOMP_SPINCOUNT=77 "$TRAIND" info >"$TMP/info" 2>&1
