@@ -74,9 +74,14 @@ PYEOF
 }
 
 # bench_openblas_core TRAIND: the OpenBLAS kernels traind runs on (`traind
-# info`: "SkylakeX", ...), for PyTorch's OpenBLAS (OPENBLAS_CORETYPE) too.
+# info`: "backends: cpu (OpenBLAS, SkylakeX kernels; oneDNN ...)"), for
+# PyTorch's OpenBLAS (OPENBLAS_CORETYPE) too. Exits 1 when it finds none:
+# PyTorch must not fall back to OpenBLAS's own choice unnoticed.
 bench_openblas_core() {
-    "$1" info | sed -n 's/.*(OpenBLAS, \([A-Za-z0-9]*\) kernels).*/\1/p'
+    local core
+    core=$("$1" info | sed -n 's/^backends: cpu (OpenBLAS, \([A-Za-z0-9]*\) kernels[;)].*/\1/p')
+    [ -n "$core" ] || { echo "bench: no OpenBLAS kernels in \`$1 info\`" >&2; return 1; }
+    echo "$core"
 }
 
 # bench_torch_fast CORE CMD...: CMD (a PyTorch run) with the settings
