@@ -370,8 +370,8 @@ bench-models: build/traind
 bench-gemm: build/bench_gemm_cpu
 	@OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=10000 build/bench_gemm_cpu
 
-build/bench_gemm_cpu: bench/gemm_cpu.c core/cpu/cpu.h core/cpu/dnnl.h build/libtraind.a
-	$(CC) $(STD) $(CFLAGS) $(WARN) $(OMP) $(INC) -o $@ $< build/libtraind.a $(LIBS)
+build/bench_gemm_cpu: build/obj/bench/gemm_cpu.o build/libtraind.a
+	$(CC) $(CFLAGS) $(OMP) -o $@ $^ $(LIBS)
 
 # docker/Dockerfile's CPU image built with buildah (no Docker engine needed)
 # and a job trained in a container of it (docker/check-image.sh). Needs root

@@ -9,7 +9,7 @@
  * in a fresh output never leaks through.
  */
 #include <cblas.h>
-#include <math.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +51,8 @@ DEFINE_SCALE(double, f64)
  * computes that product rather than nobody. */
 #define DNNL_F32_MIN_LOG2 20
 #define DNNL_F32_MAX_LOG2 29
+#define DNNL_F32_MIN_MNK ((double)(INT64_C(1) << DNNL_F32_MIN_LOG2))
+#define DNNL_F32_MAX_MNK ((double)(INT64_C(1) << DNNL_F32_MAX_LOG2))
 
 static pthread_once_t dnnl_f32_once = PTHREAD_ONCE_INIT;
 static bool dnnl_f32_on;
@@ -66,7 +68,7 @@ CpuGemmLibrary cpu_gemm_library(DType dtype, int64_t m, int64_t n, int64_t k, do
     if (cpu_dnnl_input_type() == dnnl_bf16) return CPU_GEMM_DNNL;
     pthread_once(&dnnl_f32_once, read_dnnl_f32);
     double mnk = (double)m * (double)n * (double)k;
-    bool in_range = mnk >= ldexp(1, DNNL_F32_MIN_LOG2) && mnk <= ldexp(1, DNNL_F32_MAX_LOG2);
+    bool in_range = mnk >= DNNL_F32_MIN_MNK && mnk <= DNNL_F32_MAX_MNK;
     return dnnl_f32_on && in_range ? CPU_GEMM_DNNL : CPU_GEMM_OPENBLAS;
 }
 
