@@ -11,12 +11,13 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include "tests/support/tmp_dir.h"
+
 static char dir[64];
 static bool mounted;
 
 const char *full_disk_mount(const char *tag, int kib) {
-    snprintf(dir, sizeof dir, "/tmp/traind-%s-XXXXXX", tag);
-    cr_assert(mkdtemp(dir), "mkdtemp %s", dir);
+    tmp_dir_make(dir, sizeof dir, tag);
     char opts[32];
     snprintf(opts, sizeof opts, "size=%dk,mode=0700", kib);
     if (mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) {

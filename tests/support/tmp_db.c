@@ -6,11 +6,10 @@
 #include <stdlib.h>
 
 #include "core/error.h"
-#include "storage/db_internal.h"
+#include "tests/support/tmp_dir.h"
 
 void tmp_db_open(TmpDb *t, const char *tag) {
-    snprintf(t->dir, sizeof t->dir, "/tmp/traind-%s-XXXXXX", tag);
-    cr_assert(mkdtemp(t->dir), "mkdtemp %s", t->dir);
+    tmp_dir_make(t->dir, sizeof t->dir, tag);
     t->db = db_open(t->dir);
     cr_assert(t->db, "%s", error_get());
     t->mw = metric_writer_start(t->db);
@@ -20,5 +19,5 @@ void tmp_db_open(TmpDb *t, const char *tag) {
 void tmp_db_close(TmpDb *t) {
     metric_writer_stop(t->mw);
     db_close(t->db);
-    db_remove_tree(t->dir);
+    tmp_dir_remove(t->dir);
 }

@@ -11,10 +11,11 @@
 
 #include "core/error.h"
 #include "server/data_lock.h"
+#include "tests/support/tmp_dir.h"
 
 Test(data_lock, second_taker_is_refused_with_the_pid) {
-    char dir[] = "/tmp/traind-lock-XXXXXX", sub[64], want[160], path[96];
-    cr_assert(mkdtemp(dir));
+    char dir[64], sub[96], want[192], path[128];
+    tmp_dir_make(dir, sizeof dir, "lock");
     snprintf(sub, sizeof sub, "%s/a/b", dir); /* created, parents too */
     int fd = data_lock_take(sub);
     cr_assert(fd >= 0, "%s", error_get());
@@ -32,7 +33,5 @@ Test(data_lock, second_taker_is_refused_with_the_pid) {
     int again = data_lock_take(sub);
     cr_assert(again >= 0, "%s", error_get());
     data_lock_release(again);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    tmp_dir_remove(dir);
 }

@@ -3,50 +3,26 @@
  * (gen_npy.py), and bad files written here, each of which must fail with a
  * message that names the file and says what is wrong and where. */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include "core/data/dataset.h"
 #include "core/error.h"
 #include "tests/support/fixture.h"
+#include "tests/support/tmp_dir.h"
 
 static char dir[64];
 
-static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/traind-data-XXXXXX");
-    cr_assert(mkdtemp(dir) != NULL);
-}
+static void setup(void) { tmp_dir_make(dir, sizeof dir, "data"); }
 
-static void teardown(void) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    rmdir(dir);
-}
+static void teardown(void) { tmp_dir_remove(dir); }
 
 TestSuite(dataset, .init = setup, .fini = teardown);
 
 static const char *in_dir(const char *name, char *buf, size_t n) {
-    snprintf(buf, n, "%s/%s", dir, name);
-    return buf;
-}
-
-static void write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert(f != NULL, "cannot write %s", path);
-    cr_assert_eq(fwrite(data, 1, n, f), n);
-    fclose(f);
+    return tmp_dir_path(dir, name, buf, n);
 }
 
 static void write_gz(const char *path, const void *data, size_t n) {
@@ -56,7 +32,9 @@ static void write_gz(const char *path, const void *data, size_t n) {
     gzclose(g);
 }
 
-static void write_text(const char *path, const char *text) { write_file(path, text, strlen(text)); }
+static void write_text(const char *path, const char *text) {
+    tmp_dir_write_file(path, text, strlen(text));
+}
 
 /* An IDX header: magic then big-endian dims; returns its length. */
 static size_t idx_header(unsigned char *h, uint32_t magic, int ndim, const uint32_t *dims) {
@@ -82,14 +60,14 @@ static void write_idx_pair(const char *images, const char *labels, uint32_t n, u
     if (gz)
         write_gz(images, buf, len);
     else
-        write_file(images, buf, len);
+        tmp_dir_write_file(images, buf, len);
     unsigned char lab[8 + 256];
     idx_header(lab, 0x801, 1, (uint32_t[]){n_labels});
     for (uint32_t i = 0; i < n_labels && i < 256; i++) lab[8 + i] = (unsigned char)(i % 10);
     if (gz)
         write_gz(labels, lab, 8 + n_labels);
     else
-        write_file(labels, lab, 8 + n_labels);
+        tmp_dir_write_file(labels, lab, 8 + n_labels);
     free(buf);
 }
 
@@ -266,11 +244,11 @@ Test(dataset, idx_wrong_magic) {
     /* a float IDX */
     unsigned char h[16];
     idx_header(h, 0xD03, 3, (uint32_t[]){1, 1, 1});
-    write_file(ip, h, 16);
+    tmp_dir_write_file(ip, h, 16);
     cr_assert_null(dataset_load_idx(ip, lp));
     assert_error_contains("data type 0x0d; only uint8 (0x08) is supported");
     /* cut inside the magic */
-    write_file(ip, h, 3);
+    tmp_dir_write_file(ip, h, 3);
     cr_assert_null(dataset_load_idx(ip, lp));
     assert_error_contains("inside the 4-byte magic");
 }

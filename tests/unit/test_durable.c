@@ -3,7 +3,6 @@
  * beside it; on a full disk (a small tmpfs), an error that names the file
  * and carries ENOSPC. */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,37 +13,15 @@
 #include "core/error.h"
 #include "core/io/durable.h"
 #include "tests/support/full_disk.h"
+#include "tests/support/tmp_dir.h"
 
 static char dir[64];
 
-static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/traind-durable-XXXXXX");
-    cr_assert(mkdtemp(dir));
-}
+static void setup(void) { tmp_dir_make(dir, sizeof dir, "durable"); }
 
-static void teardown(void) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[400];
-    while (d && (e = readdir(d)))
-        if (e->d_name[0] != '.') {
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-    if (d) closedir(d);
-    rmdir(dir);
-}
+static void teardown(void) { tmp_dir_remove(dir); }
 
-static int count_files_in(const char *path) {
-    DIR *d = opendir(path);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-static int count_files(void) { return count_files_in(dir); }
+static int count_files(void) { return tmp_dir_count(dir); }
 
 static void read_file(const char *path, char *buf, size_t size) {
     FILE *f = fopen(path, "rb");
@@ -132,7 +109,7 @@ Test(durable, a_full_disk_is_enospc_and_leaves_no_temporary, .fini = full_disk_u
     cr_assert(strstr(error_get(), ": No space left on device"), "%s", error_get());
     read_file(path, got, sizeof got);
     cr_assert_str_eq(got, "old");
-    cr_assert_eq(count_files_in(disk), 1, "a temporary was left behind");
+    cr_assert_eq(tmp_dir_count(disk), 1, "a temporary was left behind");
 
     /* full to the last byte: what stdio buffered fails at the flush */
     full_disk_fill();
@@ -142,7 +119,7 @@ Test(durable, a_full_disk_is_enospc_and_leaves_no_temporary, .fini = full_disk_u
     cr_assert(strstr(error_get(), "No space left on device"), "%s", error_get());
     read_file(path, got, sizeof got);
     cr_assert_str_eq(got, "old");
-    cr_assert_eq(count_files_in(disk), 2, "a temporary was left behind (old file + filler)");
+    cr_assert_eq(tmp_dir_count(disk), 2, "a temporary was left behind (old file + filler)");
 }
 
 Test(durable, other_errors_carry_no_enospc, .init = setup, .fini = teardown) {

@@ -25,6 +25,7 @@
 #include "core/train.h"
 #include "tests/support/fixture.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/tmp_dir.h"
 
 static Tensor *ids(int ndim, const int64_t *shape, const double *values) {
     Tensor *t = tensor_from_doubles(values, ndim, shape, DTYPE_INT64);
@@ -554,12 +555,11 @@ Test(gpt, checkpoint_for_torch) {
               safetensors_meta_set(&meta, "x_shape", "[2, 13]") == 0 &&
               safetensors_meta_set(&meta, "logits", ls) == 0);
     free(xs), free(ls);
-    char dir[] = "/tmp/traind-gpt-XXXXXX", tmp[64];
+    char dir[64], tmp[96];
     const char *path = getenv("TRAIND_GPT_CHECKPOINT");
     if (!path || !*path) {
-        cr_assert(mkdtemp(dir) != NULL);
-        snprintf(tmp, sizeof tmp, "%s/gpt.safetensors", dir);
-        path = tmp;
+        tmp_dir_make(dir, sizeof dir, "gpt");
+        path = tmp_dir_path(dir, "gpt.safetensors", tmp, sizeof tmp);
     }
     cr_assert_eq(safetensors_save(path, &sd, &meta), 0, "%s", error_get());
 
@@ -576,7 +576,7 @@ Test(gpt, checkpoint_for_torch) {
     Tensor *again = module_forward(fresh, x);
     assert_tensor_close(again, logits, 0, 0, "logits of the reloaded model");
     autograd_set_enabled(prev);
-    if (path == tmp) unlink(path), rmdir(dir);
+    if (path == tmp) tmp_dir_remove(dir);
     safetensors_meta_free(&meta);
     tensor_dict_free(&sd), tensor_dict_free(&back);
     tensor_release(x), tensor_release(y), tensor_release(logits), tensor_release(again);

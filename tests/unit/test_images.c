@@ -7,7 +7,6 @@
  * its exact message. Folders and CIFAR-10 files for the errors are written
  * here, in a temporary directory. */
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,22 +19,15 @@
 #include "core/error.h"
 #include "core/spec.h"
 #include "tests/support/fixture.h"
+#include "tests/support/tmp_dir.h"
 
 #define IMAGES "tests/fixtures/images"
 
 static char dir[64];
 
-static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/traind-images-XXXXXX");
-    cr_assert(mkdtemp(dir) != NULL);
-}
+static void setup(void) { tmp_dir_make(dir, sizeof dir, "images"); }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *f) {
-    (void)st, (void)f;
-    return flag == FTW_DP ? rmdir(path) : unlink(path);
-}
-
-static void teardown(void) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+static void teardown(void) { tmp_dir_remove(dir); }
 
 TestSuite(images, .init = setup, .fini = teardown);
 

@@ -19,6 +19,7 @@
 #include "core/spec.h"
 #include "tests/support/fixture.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/tmp_dir.h"
 
 #define RTOL 1e-5
 #define ATOL 1e-6
@@ -270,9 +271,9 @@ Test(layer_norm_torch, checkpoint_tensor_names) {
     cr_assert_eq(tensor_copy_(module_find(m, "1.weight"), w), 0);
     cr_assert_eq(module_state_dict(m, &sd), 0, "%s", error_get());
 
-    char dir[] = "/tmp/traind-ln-XXXXXX", path[64];
-    cr_assert(mkdtemp(dir) != NULL);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    char dir[64], path[96];
+    tmp_dir_make(dir, sizeof dir, "ln");
+    tmp_dir_path(dir, "model.safetensors", path, sizeof path);
     cr_assert_eq(safetensors_save(path, &sd, NULL), 0, "%s", error_get());
     TensorDict back;
     tensor_dict_init(&back);
@@ -285,8 +286,7 @@ Test(layer_norm_torch, checkpoint_tensor_names) {
     Module *fresh = model_from_spec(spec_model);
     cr_assert_eq(module_load_state_dict(fresh, &back, true), 0, "%s", error_get());
     assert_tensor_close(module_find(fresh, "1.weight"), w, 0, 0, "1.weight loaded");
-    unlink(path);
-    rmdir(dir);
+    tmp_dir_remove(dir);
     tensor_release(w);
     tensor_dict_free(&sd), tensor_dict_free(&back);
     module_free(m), module_free(fresh);

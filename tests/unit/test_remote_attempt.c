@@ -12,22 +12,20 @@
 #include "server/remote_attempt.h"
 #include "storage/db.h"
 #include "storage/sha256.h"
+#include "tests/support/tmp_dir.h"
 
 static char tmpdir[256];
 static Db *db;
 
 static void setup(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/traind-remote-XXXXXX");
-    cr_assert(mkdtemp(tmpdir) != NULL);
+    tmp_dir_make(tmpdir, sizeof tmpdir, "remote");
     db = db_open(tmpdir);
     cr_assert(db, "db_open: %s", error_get());
 }
 
 static void teardown(void) {
     db_close(db);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    cr_assert_eq(system(cmd), 0);
+    tmp_dir_remove(tmpdir);
 }
 
 TestSuite(remote_attempt, .init = setup, .fini = teardown);

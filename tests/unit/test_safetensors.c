@@ -2,62 +2,27 @@
  * PyTorch (tests/fixtures/gen_safetensors.py), and lying or truncated files,
  * each of which must fail with a message that says what and where. */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "core/io/safetensors.h"
 #include "tests/support/fixture.h"
+#include "tests/support/tmp_dir.h"
 
 /* Each test works in its own fresh directory. */
 static char dir[64];
 
-static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/traind-st-XXXXXX");
-    cr_assert(mkdtemp(dir) != NULL);
-}
+static void setup(void) { tmp_dir_make(dir, sizeof dir, "st"); }
 
-static void teardown(void) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    rmdir(dir);
-}
+static void teardown(void) { tmp_dir_remove(dir); }
 
 TestSuite(safetensors, .init = setup, .fini = teardown);
 
 static const char *in_dir(const char *name, char *buf, size_t n) {
-    snprintf(buf, n, "%s/%s", dir, name);
-    return buf;
-}
-
-static int count_files(const char *path) {
-    DIR *d = opendir(path);
-    cr_assert(d != NULL);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
-static void write_raw(const char *path, const void *bytes, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert(f != NULL);
-    cr_assert(fwrite(bytes, 1, n, f) == n || n == 0);
-    cr_assert(fclose(f) == 0);
+    return tmp_dir_path(dir, name, buf, n);
 }
 
 /* A file with this header text and `ndata` bytes of data (0x11 each). */
@@ -68,7 +33,7 @@ static void write_st(const char *path, const char *header, size_t ndata) {
     for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
     memcpy(buf + 8, header, hlen);
     memset(buf + 8 + hlen, 0x11, ndata);
-    write_raw(path, buf, 8 + hlen + ndata);
+    tmp_dir_write_file(path, buf, 8 + hlen + ndata);
     free(buf);
 }
 
@@ -133,7 +98,7 @@ Test(safetensors, round_trip_every_dtype) {
     Tensor *ts[] = {t_f32, t_f64, t_i64, t_u8, t_scalar, t_empty, t_tr};
     for (int i = 0; i < 7; i++) cr_assert_eq(tensor_dict_set(&d, names[i], ts[i]), 0);
     cr_assert_eq(safetensors_save(path, &d, NULL), 0, "%s", error_get());
-    cr_assert_eq(count_files(dir), 1, "temporary file left behind");
+    cr_assert_eq(tmp_dir_count(dir), 1, "temporary file left behind");
 
     TensorDict back;
     tensor_dict_init(&back);
@@ -247,13 +212,13 @@ Test(safetensors, load_replaces_same_names_and_keeps_others) {
 Test(safetensors, save_replaces_existing_file) {
     char path[256];
     in_dir("model.safetensors", path, sizeof path);
-    write_raw(path, "old contents", 12);
+    tmp_dir_write_file(path, "old contents", 12);
     TensorDict d;
     tensor_dict_init(&d);
     Tensor *t = tensor_full(SHAPE(2, 2), 4.5, DTYPE_FLOAT64, DEVICE_CPU_INIT);
     cr_assert_eq(tensor_dict_set(&d, "w", t), 0);
     cr_assert_eq(safetensors_save(path, &d, NULL), 0, "%s", error_get());
-    cr_assert_eq(count_files(dir), 1);
+    cr_assert_eq(tmp_dir_count(dir), 1);
     tensor_dict_free(&d);
     cr_assert_eq(safetensors_load(path, &d, NULL), 0, "%s", error_get());
     assert_same_tensor(tensor_dict_get(&d, "w"), t, "w");
@@ -344,13 +309,13 @@ Test(safetensors, directory_is_not_a_file) { expect_load_error(dir, "not a regul
 
 Test(safetensors, empty_file) {
     char path[256];
-    write_raw(in_dir("e.safetensors", path, sizeof path), "", 0);
+    tmp_dir_write_file(in_dir("e.safetensors", path, sizeof path), "", 0);
     expect_load_error(path, "file is 0 bytes", "shorter than the 8-byte header length");
 }
 
 Test(safetensors, five_byte_file) {
     char path[256];
-    write_raw(in_dir("e.safetensors", path, sizeof path), "\x10\0\0\0\0", 5);
+    tmp_dir_write_file(in_dir("e.safetensors", path, sizeof path), "\x10\0\0\0\0", 5);
     expect_load_error(path, "file is 5 bytes", "shorter than the 8-byte");
 }
 
@@ -358,14 +323,14 @@ Test(safetensors, header_length_past_eof) {
     char path[256];
     unsigned char b[18] = {0xe8, 0x03}; /* 1000 */
     memcpy(b + 8, "{}        ", 10);
-    write_raw(in_dir("e.safetensors", path, sizeof path), b, sizeof b);
+    tmp_dir_write_file(in_dir("e.safetensors", path, sizeof path), b, sizeof b);
     expect_load_error(path, "header length 1000", "runs past the end of the file (18 bytes)");
 }
 
 Test(safetensors, header_length_over_limit) {
     char path[256];
     unsigned char b[16] = {0, 0xc2, 0xeb, 0x0b}; /* 200,000,000 */
-    write_raw(in_dir("e.safetensors", path, sizeof path), b, sizeof b);
+    tmp_dir_write_file(in_dir("e.safetensors", path, sizeof path), b, sizeof b);
     expect_load_error(path, "header length 200000000", "exceeds the limit");
 }
 
@@ -549,7 +514,7 @@ Test(safetensors, save_into_missing_directory) {
     const char *msg = error_get();
     cr_assert(strstr(msg, path), "message does not name the path: %s", msg);
     cr_assert(strstr(msg, "No such file or directory"), "%s", msg);
-    cr_assert_eq(count_files(dir), 0, "something was left behind");
+    cr_assert_eq(tmp_dir_count(dir), 0, "something was left behind");
     tensor_dict_free(&d);
     tensor_release(t);
 }
@@ -563,7 +528,7 @@ Test(safetensors, save_rejects_reserved_name) {
     cr_assert_eq(tensor_dict_set(&d, "__metadata__", t), 0);
     cr_assert_eq(safetensors_save(path, &d, NULL), -1);
     cr_assert(strstr(error_get(), "__metadata__"), "%s", error_get());
-    cr_assert_eq(count_files(dir), 0, "something was left behind");
+    cr_assert_eq(tmp_dir_count(dir), 0, "something was left behind");
     tensor_dict_free(&d);
     tensor_release(t);
 }

@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/spec.h"
+#include "tests/support/tmp_dir.h"
 
 /* design.md's example, verbatim, except that JSON has no comments. */
 static const char *design_example =
@@ -1068,30 +1069,13 @@ Test(spec, builds_model_optimizer_scheduler) {
 
 static char dir[64];
 
-static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/traind-spec-XXXXXX");
-    cr_assert(mkdtemp(dir) != NULL);
-}
+static void setup(void) { tmp_dir_make(dir, sizeof dir, "spec"); }
 
-static void teardown(void) {
-    static const char *files[] = {"images.idx", "labels.idx", "data.csv", "job.json"};
-    char p[256];
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
-        unlink(p);
-    }
-    snprintf(p, sizeof p, "%s/sub", dir);
-    rmdir(p);
-    rmdir(dir);
-}
+static void teardown(void) { tmp_dir_remove(dir); }
 
 static void write_bytes(const char *name, const void *data, size_t n) {
     char p[256];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    cr_assert(f != NULL, "cannot write %s", p);
-    cr_assert_eq(fwrite(data, 1, n, f), n);
-    fclose(f);
+    tmp_dir_write_file(tmp_dir_path(dir, name, p, sizeof p), data, n);
 }
 
 Test(spec, inline_idx_relative_to_job_file, .init = setup, .fini = teardown) {

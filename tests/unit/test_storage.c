@@ -23,15 +23,15 @@
 #include "storage/db_internal.h"
 #include "storage/sha256.h"
 #include "tests/support/full_disk.h"
+#include "tests/support/tmp_dir.h"
 
 static char tmpdir[256];
 
 static void make_tmp(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/traind-storage-XXXXXX");
-    cr_assert(mkdtemp(tmpdir) != NULL);
+    tmp_dir_make(tmpdir, sizeof tmpdir, "storage");
 }
 
-static void remove_tmp(void) { db_remove_tree(tmpdir); }
+static void remove_tmp(void) { tmp_dir_remove(tmpdir); }
 
 static Db *open_tmp(void) {
     make_tmp();

@@ -5,50 +5,26 @@
  * nanoGPT's shakespeare_char/prepare.py gives (tests/fixtures/gen_tokens.py);
  * every bad file against its exact message. */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/data/dataloader.h"
 #include "core/error.h"
 #include "core/spec.h"
 #include "tests/support/fixture.h"
+#include "tests/support/tmp_dir.h"
 
 static char dir[64];
 
-static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/traind-tokens-XXXXXX");
-    cr_assert(mkdtemp(dir) != NULL);
-}
+static void setup(void) { tmp_dir_make(dir, sizeof dir, "tokens"); }
 
-static void teardown(void) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    rmdir(dir);
-}
+static void teardown(void) { tmp_dir_remove(dir); }
 
 TestSuite(tokens, .init = setup, .fini = teardown);
 
 static const char *in_dir(const char *name, char *buf, size_t n) {
-    snprintf(buf, n, "%s/%s", dir, name);
-    return buf;
-}
-
-static void write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert(f != NULL, "cannot write %s", path);
-    cr_assert_eq(fwrite(data, 1, n, f), n);
-    fclose(f);
+    return tmp_dir_path(dir, name, buf, n);
 }
 
 /* The test's token stream: token i = (i * 7 + 3) % 50. */
@@ -65,7 +41,7 @@ static void write_bin(const char *path, int64_t n, const int32_t *header, size_t
         b[hb + 2 * i] = (uint8_t)(tok(i) & 0xFF);
         b[hb + 2 * i + 1] = (uint8_t)(tok(i) >> 8);
     }
-    write_file(path, b, bytes);
+    tmp_dir_write_file(path, b, bytes);
     free(b);
 }
 
@@ -335,10 +311,10 @@ static void expect_load_error(bool text, const char *path, TokenOptions o, const
 Test(tokens, bad_bin_files) {
     char p[256];
     uint8_t odd[7] = {1, 0, 2, 0, 3, 0, 4};
-    write_file(in_dir("odd.bin", p, sizeof p), odd, sizeof odd);
+    tmp_dir_write_file(in_dir("odd.bin", p, sizeof p), odd, sizeof odd);
     expect_load_error(false, p, opts(2, DATASET_SPLIT_ALL),
                       "7 bytes, an odd count: a .bin of uint16 tokens has 2 bytes a token");
-    write_file(in_dir("empty.bin", p, sizeof p), odd, 0);
+    tmp_dir_write_file(in_dir("empty.bin", p, sizeof p), odd, 0);
     expect_load_error(false, p, opts(2, DATASET_SPLIT_ALL), "the file is empty (no tokens)");
 
     int32_t h[256];
@@ -396,13 +372,13 @@ Test(tokens, bad_text_files) {
     };
     char p[256];
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        write_file(in_dir("bad.txt", p, sizeof p), cases[i].bytes, strlen(cases[i].bytes));
+        tmp_dir_write_file(in_dir("bad.txt", p, sizeof p), cases[i].bytes, strlen(cases[i].bytes));
         expect_load_error(true, p, opts(1, DATASET_SPLIT_ALL), cases[i].want);
     }
-    write_file(in_dir("nul.txt", p, sizeof p), "ab\0cd", 5);
+    tmp_dir_write_file(in_dir("nul.txt", p, sizeof p), "ab\0cd", 5);
     expect_load_error(true, p, opts(1, DATASET_SPLIT_ALL),
                       "a NUL character at byte 2 (a text file has none)");
-    write_file(in_dir("short.txt", p, sizeof p), "h\xc3\xa9llo", 6);
+    tmp_dir_write_file(in_dir("short.txt", p, sizeof p), "h\xc3\xa9llo", 6);
     expect_load_error(true, p, opts(5, DATASET_SPLIT_ALL),
                       "block_size 5 needs at least 6 tokens, but the file has 5");
     expect_load_error(true, p, (TokenOptions){.block_size = 1, .vocab_size = 3},

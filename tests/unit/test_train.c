@@ -16,7 +16,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <dirent.h>
 
 #include "core/autograd.h"
 #include "core/error.h"
@@ -24,6 +23,7 @@
 #include "core/train.h"
 #include "tests/support/fixture.h"
 #include "tests/support/full_disk.h"
+#include "tests/support/tmp_dir.h"
 
 /* ---- recording callbacks ---- */
 
@@ -216,41 +216,6 @@ static void toy_data(int64_t n, uint64_t seed, Tensor **x, Tensor **y) {
         for (int j = 0; j < 4; j++) px[4 * i + j] = (float)rng_normal(&g);
         py[i] = px[4 * i] + px[4 * i + 1] > 0.5f ? 2 : px[4 * i + 2] > 0 ? 1 : 0;
     }
-}
-
-static char *make_tmpdir(void) {
-    char *d = strdup("/tmp/traind_test_train_XXXXXX");
-    cr_assert(d && mkdtemp(d), "mkdtemp");
-    return d;
-}
-
-/* rm -r for the two levels a checkpoint test makes. */
-static void rm_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (!d) {
-        unlink(path);
-        return;
-    }
-    struct dirent *e;
-    char sub[4096];
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-        rm_tree(sub);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
-static int count_entries(const char *path) {
-    DIR *d = opendir(path);
-    cr_assert(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
 }
 
 /* ---- metrics as design.md defines them ---- */
@@ -660,7 +625,8 @@ static int assert_same_tail(const Rec *a, const Rec *b, const char *name) {
 }
 
 Test(train, resume_at_epoch_end_is_bit_identical) {
-    char *tmp = make_tmpdir();
+    char tmp[64];
+    tmp_dir_make(tmp, sizeof tmp, "train");
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/ckpt", tmp);
 
@@ -700,14 +666,14 @@ Test(train, resume_at_epoch_end_is_bit_identical) {
     rig_free(a);
     rig_free(b);
     rig_free(c);
-    rm_tree(tmp);
-    free(tmp);
+    tmp_dir_remove(tmp);
 }
 
 /* Stops after step `stop` (cancel), saves, resumes in a trainer built with
  * other seeds, and compares the rest with an uninterrupted run. */
 static void resume_after_cancel(int64_t stop, int epoch, int64_t batch) {
-    char *tmp = make_tmpdir();
+    char tmp[64];
+    tmp_dir_make(tmp, sizeof tmp, "train");
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/ckpt", tmp);
 
@@ -740,12 +706,12 @@ static void resume_after_cancel(int64_t stop, int epoch, int64_t batch) {
     rig_free(a);
     rig_free(b);
     rig_free(c);
-    rm_tree(tmp);
-    free(tmp);
+    tmp_dir_remove(tmp);
 }
 
 Test(train, checkpoint_files) {
-    char *tmp = make_tmpdir();
+    char tmp[64];
+    tmp_dir_make(tmp, sizeof tmp, "train");
     char dir[4200], path[4300];
     snprintf(dir, sizeof dir, "%s/ckpt", tmp);
     Rig *r = resume_rig(23, 0);
@@ -755,8 +721,8 @@ Test(train, checkpoint_files) {
     cr_assert_eq(train_run(&r->t), 0, "%s", error_get());
     cr_assert_eq(r->rec.ckpts, 2);
     /* the second save replaced the first; no temporary left beside it */
-    cr_assert_eq(count_entries(tmp), 1);
-    cr_assert_eq(count_entries(dir), 2);
+    cr_assert_eq(tmp_dir_count(tmp), 1);
+    cr_assert_eq(tmp_dir_count(dir), 2);
 
     /* model.safetensors: exactly the state_dict, PyTorch names, the weights */
     TensorDict sd, own;
@@ -801,8 +767,7 @@ Test(train, checkpoint_files) {
     rig_free(c);
 
     rig_free(r);
-    rm_tree(tmp);
-    free(tmp);
+    tmp_dir_remove(tmp);
 }
 
 Test(train, a_checkpoint_on_a_full_disk_fails_and_leaves_nothing, .fini = full_disk_unmount) {
@@ -824,8 +789,8 @@ Test(train, a_checkpoint_on_a_full_disk_fails_and_leaves_nothing, .fini = full_d
     cr_assert(strstr(error_get(), "No space left on device"), "%s", error_get());
     cr_assert_eq(error_last()->sys_errno, ENOSPC, "%s", error_get());
     /* epoch-0 and the filler: no epoch-1, no temporary directory */
-    cr_assert_eq(count_entries(disk), 2);
-    cr_assert_eq(count_entries(before), 2);
+    cr_assert_eq(tmp_dir_count(disk), 2);
+    cr_assert_eq(tmp_dir_count(before), 2);
 
     Rig *c = resume_rig(6, 0);
     cr_assert_eq(train_resume(&c->t, before), 0, "%s", error_get());
@@ -835,7 +800,8 @@ Test(train, a_checkpoint_on_a_full_disk_fails_and_leaves_nothing, .fini = full_d
 }
 
 Test(train, resume_errors) {
-    char *tmp = make_tmpdir();
+    char tmp[64];
+    tmp_dir_make(tmp, sizeof tmp, "train");
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/ckpt", tmp);
     Rig *r = resume_rig(24, 0);
@@ -889,8 +855,7 @@ Test(train, resume_errors) {
     cr_assert(strstr(error_get(), "not a directory"), "%s", error_get());
 
     rig_free(r);
-    rm_tree(tmp);
-    free(tmp);
+    tmp_dir_remove(tmp);
 }
 
 /* epoch 1, two of its four batches done */
@@ -901,7 +866,8 @@ Test(train, resume_before_validation_is_bit_identical) { resume_after_cancel(4, 
 /* ---- init weights ---- */
 
 Test(train, load_init) {
-    char *tmp = make_tmpdir();
+    char tmp[64];
+    tmp_dir_make(tmp, sizeof tmp, "train");
     char path[4300];
     snprintf(path, sizeof path, "%s/init.safetensors", tmp);
     Rng g;
@@ -932,8 +898,7 @@ Test(train, load_init) {
     tensor_dict_free(&sd);
     module_free(src);
     module_free(dst);
-    rm_tree(tmp);
-    free(tmp);
+    tmp_dir_remove(tmp);
 }
 
 /* interval "step" (OneCycleLR's default): the scheduler steps after every

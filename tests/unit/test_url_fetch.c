@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "server/url_fetch.h"
 #include "storage/sha256.h"
+#include "tests/support/tmp_dir.h"
 
 #define BODY "x0,x1,label\n0.5,1.5,1\n2.5,0.5,0\n"
 
@@ -77,28 +78,19 @@ static void start_server(void) {
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, serve, NULL), 0);
     pthread_detach(t);
-    snprintf(dir, sizeof dir, "/tmp/traind-url-fetch-XXXXXX");
-    cr_assert(mkdtemp(dir));
+    tmp_dir_make(dir, sizeof dir, "url-fetch");
 }
 
 static void stop_server(void) {
     shutdown(listen_fd, SHUT_RDWR);
     close(listen_fd);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_expect_eq(system(cmd), 0);
+    tmp_dir_remove(dir);
 }
 
 TestSuite(url_fetch, .init = start_server, .fini = stop_server);
 
 /* How many entries dir holds (temporaries included). */
-static int entries(void) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));) n += e->d_name[0] != '.';
-    if (d) closedir(d);
-    return n;
-}
+static int entries(void) { return tmp_dir_count(dir); }
 
 static UrlFetchResult fetch(const char *path, const AddrPolicy *p, int64_t max,
                             int (*progress)(void *, int64_t, int64_t), int64_t *bytes, char *sha) {

@@ -17,14 +17,13 @@
 #include "server/quota_text.h"
 #include "server/stream_auth.h"
 #include "storage/db.h"
-#include "storage/db_internal.h" /* db_remove_tree */
 #include "storage/sha256.h"
+#include "tests/support/tmp_dir.h"
 
 static char tmpdir[256];
 
 static Db *open_tmp(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/traind-users-XXXXXX");
-    cr_assert(mkdtemp(tmpdir) != NULL);
+    tmp_dir_make(tmpdir, sizeof tmpdir, "users");
     Db *db = db_open(tmpdir);
     if (!db) cr_assert_fail("db_open: %s", error_get());
     return db;
@@ -32,7 +31,7 @@ static Db *open_tmp(void) {
 
 static void close_tmp(Db *db) {
     db_close(db);
-    db_remove_tree(tmpdir);
+    tmp_dir_remove(tmpdir);
 }
 
 /* ---- quota_text ---- */
@@ -199,19 +198,12 @@ Test(users, audit_trail_pages) {
 
 /* ---- the scrape token's file ---- */
 
-static void write_file(const char *path, const char *text, size_t len) {
-    FILE *f = fopen(path, "wb");
-    cr_assert(f != NULL);
-    cr_assert_eq(fwrite(text, 1, len, f), len);
-    fclose(f);
-}
-
 Test(users, metrics_token_file) {
-    char dir[] = "/tmp/traind-mtoken-XXXXXX", path[300], hash[SHA256_HEX_LEN + 1];
-    cr_assert(mkdtemp(dir) != NULL);
+    char dir[64], path[300], hash[SHA256_HEX_LEN + 1];
+    tmp_dir_make(dir, sizeof dir, "mtoken");
     snprintf(path, sizeof path, "%s/token", dir);
 
-    write_file(path, "  s3cret-Token_1\n", 17);
+    tmp_dir_write_file(path, "  s3cret-Token_1\n", 17);
     cr_assert_eq(metrics_token_load(path, hash), 0, "%s", error_get());
     char want[SHA256_HEX_LEN + 1];
     sha256_buffer_hex("s3cret-Token_1", 14, want);
@@ -230,21 +222,21 @@ Test(users, metrics_token_file) {
         {"a b", "byte 2 of the token (0x20)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        write_file(path, bad[i].text, strlen(bad[i].text));
+        tmp_dir_write_file(path, bad[i].text, strlen(bad[i].text));
         cr_assert_eq(metrics_token_load(path, hash), -1, "'%s'", bad[i].text);
         cr_assert(strstr(error_get(), bad[i].says) && strstr(error_get(), path), "%s",
                   error_get());
     }
     char big[METRICS_TOKEN_MAX + 2];
     memset(big, 'a', sizeof big);
-    write_file(path, big, sizeof big);
+    tmp_dir_write_file(path, big, sizeof big);
     cr_assert_eq(metrics_token_load(path, hash), -1);
     cr_assert(strstr(error_get(), "over 1024 bytes") != NULL, "%s", error_get());
     unlink(path);
     cr_assert_eq(metrics_token_load(path, hash), -1);
     cr_assert(strstr(error_get(), "No such file") && strstr(error_get(), "--metrics-token-file"),
               "%s", error_get());
-    rmdir(dir);
+    tmp_dir_remove(dir);
 }
 
 /* ---- a stream's token, checked again ---- */
