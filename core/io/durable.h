@@ -5,7 +5,7 @@
  * renamed over its name, and the directory holding it fsynced so that the
  * rename itself survives a power cut: a reader sees the old file or the
  * new one, never a half-written one, and a failure leaves no temporary
- * behind. Checkpoints (core/train.c), safetensors files
+ * behind. Checkpoints (core/train_checkpoint.c), safetensors files
  * (core/io/safetensors.c) and the admin token (storage/users.c) are all
  * written this way.
  */

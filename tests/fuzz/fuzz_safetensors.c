@@ -1,7 +1,7 @@
 /* fuzz_safetensors.c - the .safetensors reader (core/io/safetensors.c).
  *
- * The input is the file, loaded as train.c loads checkpoints and init
- * weights: into an empty dict and metadata. A load either succeeds, every
+ * The input is the file, loaded as train_checkpoint.c loads checkpoints
+ * and init weights: into an empty dict and metadata. A load either succeeds, every
  * tensor contiguous on the CPU, or fails with a message and leaves both
  * empty (safetensors.h: on failure they are unchanged).
  */
