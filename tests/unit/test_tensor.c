@@ -1,7 +1,8 @@
-/* test_tensor.c - core/tensor.c: creation in every dtype, parsing nested
- * lists, views and the storage they share, copies and dtype conversion,
- * refcounting, dtype/device names, and what a CUDA device does on a machine
- * without the CUDA backend (a clear error, never a crash). */
+/* test_tensor.c - core/tensor.c, tensor_view.c, tensor_copy.c: creation in
+ * every dtype, parsing nested lists, views and the storage they share,
+ * copies and dtype conversion, refcounting, dtype/device names, and what a
+ * CUDA device does on a machine without the CUDA backend (a clear error,
+ * never a crash). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
