@@ -149,19 +149,91 @@ static int topo_sort(Tensor *root, TensorList *order) {
     return rc;
 }
 
-int tensor_backward_with(Tensor *output, Tensor *grad_output) {
-    if (!output || !grad_output) return -1;
+#define SECOND_BACKWARD                                                                            \
+    "backward: trying to backward through the graph a second time (an earlier backward already "   \
+    "freed it)"
+
+static int check_backward(const Tensor *output, const Tensor *grad_output) {
     if (!output->requires_grad)
         return error_set("backward: tensor does not require grad and has no grad_fn");
-    if (output->graph_freed)
-        return error_set("backward: trying to backward through the graph a second time "
-                         "(an earlier backward already freed it)");
+    if (output->graph_freed) return error_set(SECOND_BACKWARD);
     if (!tensor_same_shape(output, grad_output)) {
         char a[128], b[128];
         return error_set("backward: gradient of shape %s for an output of shape %s",
                          tensor_shape_str(grad_output, a, sizeof a),
                          tensor_shape_str(output, b, sizeof b));
     }
+    return 0;
+}
+
+/* Leaf t's gradient g (taken) into its .grad, then the leaf hook. */
+static int to_leaf(Tensor *t, Tensor *g) {
+    if (g->dtype != t->dtype || !tensor_same_shape(g, t)) {
+        Tensor *fixed = tensor_reshape(g, t->ndim, t->shape);
+        tensor_release(g);
+        g = tensor_to_dtype(fixed, t->dtype);
+        tensor_release(fixed);
+        if (!g) return -1;
+    }
+    /* Optimizers read .grad as a flat buffer: keep it contiguous. */
+    Tensor *flat = tensor_contiguous(g);
+    tensor_release(g);
+    /* .grad is written in place (optimizers, clipping), so it must own its
+     * memory: add hands one gy to both inputs, and views share the caller's
+     * grad_output. Like torch's AccumulateGrad, keep the gradient only when
+     * nothing else holds it. */
+    if (flat && !t->grad && (flat->refcount > 1 || atomic_load(&flat->storage->refcount) > 1)) {
+        Tensor *own = tensor_clone(flat);
+        tensor_release(flat);
+        flat = own;
+    }
+    if (!flat || accumulate(&t->grad, flat) != 0) return -1;
+    /* reverse topological order: no consumer of t is left */
+    if (leaf_hook) leaf_hook(leaf_hook_ctx, t);
+    return 0;
+}
+
+/* t's node run on its gradient g (taken), its inputs' shares summed into
+ * their backward_grad, and the node freed (no retain_graph), whether or
+ * not it succeeded. */
+static int through_node(Tensor *t, Tensor *g) {
+    AutogradNode *node = t->grad_fn;
+    Tensor *grads[AUTOGRAD_MAX_INPUTS] = {NULL};
+    int rc = node->backward(node, g, grads) == 0 ? 0 : error_prefix("backward of %s", node->name);
+    tensor_release(g);
+    for (int k = 0; k < node->n_inputs; k++) {
+        Tensor *in = node->inputs[k];
+        if (rc == 0 && grads[k] && in && in->requires_grad)
+            rc = accumulate(&in->backward_grad, grads[k]);
+        else
+            tensor_release(grads[k]);
+    }
+    t->grad_fn = NULL;
+    t->graph_freed = true;
+    autograd_node_free(node);
+    return rc;
+}
+
+/* Drops what the pass held of the graph's tensors; a failed pass still
+ * frees the nodes it did not reach. */
+static void release_order(TensorList *order, int rc) {
+    for (int64_t i = 0; i < order->count; i++) {
+        Tensor *t = order->items[i];
+        tensor_release(t->backward_grad);
+        t->backward_grad = NULL;
+        if (rc != 0 && t->grad_fn) {
+            autograd_node_free(t->grad_fn);
+            t->grad_fn = NULL;
+            t->graph_freed = true;
+        }
+        tensor_release(t);
+    }
+    free(order->items);
+}
+
+int tensor_backward_with(Tensor *output, Tensor *grad_output) {
+    if (!output || !grad_output) return -1;
+    if (check_backward(output, grad_output) != 0) return -1;
     TensorList order = {0};
     if (topo_sort(output, &order) != 0) {
         free(order.items);
@@ -177,74 +249,17 @@ int tensor_backward_with(Tensor *output, Tensor *grad_output) {
         Tensor *g = t->backward_grad;
         t->backward_grad = NULL;
         if (!g) continue; /* no path from the loss carried a gradient here */
-        AutogradNode *node = t->grad_fn;
-        if (!node && t->graph_freed) {
+        if (t->grad_fn)
+            rc = through_node(t, g);
+        else if (!t->graph_freed)
+            rc = to_leaf(t, g);
+        else {
             tensor_release(g);
-            rc = error_set("backward: trying to backward through the graph a second time "
-                           "(an earlier backward already freed it)");
-            break;
+            rc = error_set(SECOND_BACKWARD);
         }
-        if (!node) { /* a leaf */
-            if (g->dtype != t->dtype || !tensor_same_shape(g, t)) {
-                Tensor *fixed = tensor_reshape(g, t->ndim, t->shape);
-                tensor_release(g);
-                g = tensor_to_dtype(fixed, t->dtype);
-                tensor_release(fixed);
-                if (!g) {
-                    rc = -1;
-                    break;
-                }
-            }
-            /* Optimizers read .grad as a flat buffer: keep it contiguous. */
-            Tensor *flat = tensor_contiguous(g);
-            tensor_release(g);
-            /* .grad is written in place (optimizers, clipping), so it must
-             * own its memory: add hands one gy to both inputs, and views
-             * share the caller's grad_output. Like torch's AccumulateGrad,
-             * keep the gradient only when nothing else holds it. */
-            if (flat && !t->grad &&
-                (flat->refcount > 1 || atomic_load(&flat->storage->refcount) > 1)) {
-                Tensor *own = tensor_clone(flat);
-                tensor_release(flat);
-                flat = own;
-            }
-            rc = flat ? accumulate(&t->grad, flat) : -1;
-            /* reverse topological order: no consumer of t is left */
-            if (rc == 0 && leaf_hook) leaf_hook(leaf_hook_ctx, t);
-            continue;
-        }
-        Tensor *grads[AUTOGRAD_MAX_INPUTS] = {NULL};
-        if (node->backward(node, g, grads) != 0) {
-            error_prefix("backward of %s", node->name);
-            rc = -1;
-        }
-        tensor_release(g);
-        for (int k = 0; k < node->n_inputs; k++) {
-            Tensor *in = node->inputs[k];
-            if (rc == 0 && grads[k] && in && in->requires_grad)
-                rc = accumulate(&in->backward_grad, grads[k]);
-            else
-                tensor_release(grads[k]);
-        }
-        /* Free the graph as we go: this node's saved state is no longer
-         * needed (no retain_graph). */
-        t->grad_fn = NULL;
-        t->graph_freed = true;
-        autograd_node_free(node);
     }
     autograd_set_enabled(prev);
-    for (int64_t i = 0; i < order.count; i++) {
-        Tensor *t = order.items[i];
-        tensor_release(t->backward_grad);
-        t->backward_grad = NULL;
-        if (rc != 0 && t->grad_fn) { /* a failed pass still frees the graph */
-            autograd_node_free(t->grad_fn);
-            t->grad_fn = NULL;
-            t->graph_freed = true;
-        }
-        tensor_release(t);
-    }
-    free(order.items);
+    release_order(&order, rc);
     return rc;
 }
 

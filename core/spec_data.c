@@ -79,19 +79,20 @@ static int parse_token_options(const json_t *v, const char *p, SpecSource *src) 
 static const char *const imagefolder_fields[] = {"format", "root", "grayscale", NULL};
 static const char *const cifar10_fields[] = {"format", "files", NULL};
 
-/* The image sources: a folder (torchvision's ImageFolder) or CIFAR-10's
- * binary batches, their paths resolved against base_dir. */
-static int parse_image_source(const json_t *v, const char *p, const char *base_dir,
-                              bool folder, SpecSource *src) {
-    if (folder) {
-        src->kind = SPEC_SOURCE_IMAGEFOLDER;
-        return spec_check_fields(v, p, imagefolder_fields, "an imagefolder source") ||
-                       spec_get_path(v, p, "root", base_dir, &src->root) ||
-                       spec_get_bool(v, p, "grayscale", false, &src->grayscale)
-                   ? -1
-                   : 0;
-    }
-    src->kind = SPEC_SOURCE_CIFAR10;
+/* An image folder (torchvision's ImageFolder), its root resolved against
+ * base_dir. */
+static int parse_imagefolder_source(const json_t *v, const char *p, const char *base_dir,
+                                    SpecSource *src) {
+    return spec_check_fields(v, p, imagefolder_fields, "an imagefolder source") ||
+                   spec_get_path(v, p, "root", base_dir, &src->root) ||
+                   spec_get_bool(v, p, "grayscale", false, &src->grayscale)
+               ? -1
+               : 0;
+}
+
+/* CIFAR-10's binary batches, their paths resolved against base_dir. */
+static int parse_cifar10_source(const json_t *v, const char *p, const char *base_dir,
+                                SpecSource *src) {
     char pk[SPEC_PATH_MAX];
     json_t *files = json_object_get(v, "files");
     if (spec_check_fields(v, p, cifar10_fields, "a cifar10 source")) return -1;
@@ -105,6 +106,67 @@ static int parse_image_source(const json_t *v, const char *p, const char *base_d
     }
     return 0;
 }
+
+static int parse_idx_source(const json_t *v, const char *p, const char *base_dir,
+                            SpecSource *src) {
+    return spec_check_fields(v, p, idx_fields, "an idx source") ||
+                   spec_get_path(v, p, "images", base_dir, &src->images) ||
+                   spec_get_path(v, p, "labels", base_dir, &src->labels)
+               ? -1
+               : 0;
+}
+
+static int parse_csv_source(const json_t *v, const char *p, const char *base_dir,
+                            SpecSource *src) {
+    if (spec_check_fields(v, p, csv_fields, "a csv source") ||
+        spec_get_path(v, p, "path", base_dir, &src->path))
+        return -1;
+    char pk[SPEC_PATH_MAX];
+    json_t *fc = json_object_get(v, "feature_columns");
+    if (fc && get_strings(fc, spec_path_key(pk, p, "feature_columns"), false,
+                          &src->feature_columns, &src->num_feature_columns))
+        return -1;
+    json_t *lc = json_object_get(v, "label_column");
+    if (lc && get_strings(lc, spec_path_key(pk, p, "label_column"), true, &src->label_columns,
+                          &src->num_label_columns))
+        return -1;
+    return 0;
+}
+
+static int parse_npy_source(const json_t *v, const char *p, const char *base_dir,
+                            SpecSource *src) {
+    return spec_check_fields(v, p, npy_fields, "an npy source") ||
+                   spec_get_path(v, p, "inputs", base_dir, &src->inputs) ||
+                   spec_get_path(v, p, "targets", base_dir, &src->targets)
+               ? -1
+               : 0;
+}
+
+/* "tokens" (a .bin of uint16) or "text" (UTF-8), by src->kind. */
+static int parse_token_source(const json_t *v, const char *p, const char *base_dir,
+                              SpecSource *src) {
+    const char *what = src->kind == SPEC_SOURCE_TOKENS ? "a tokens source" : "a text source";
+    return spec_check_fields(v, p, token_fields, what) ||
+                   spec_get_path(v, p, "path", base_dir, &src->path) ||
+                   parse_token_options(v, p, src)
+               ? -1
+               : 0;
+}
+
+/* The source objects by their "format": each its kind and its parser. */
+static const struct {
+    const char *format;
+    SpecSourceKind kind;
+    int (*parse)(const json_t *v, const char *p, const char *base_dir, SpecSource *src);
+} source_formats[] = {
+    {"idx", SPEC_SOURCE_IDX, parse_idx_source},
+    {"csv", SPEC_SOURCE_CSV, parse_csv_source},
+    {"npy", SPEC_SOURCE_NPY, parse_npy_source},
+    {"tokens", SPEC_SOURCE_TOKENS, parse_token_source},
+    {"text", SPEC_SOURCE_TEXT, parse_token_source},
+    {"imagefolder", SPEC_SOURCE_IMAGEFOLDER, parse_imagefolder_source},
+    {"cifar10", SPEC_SOURCE_CIFAR10, parse_cifar10_source},
+};
 
 static int parse_source(const json_t *v, const char *p, const char *base_dir, SpecSource *src) {
     if (json_is_string(v)) {
@@ -129,49 +191,11 @@ static int parse_source(const json_t *v, const char *p, const char *base_dir, Sp
     }
     const char *format;
     if (spec_get_string(v, p, "format", true, &format)) return -1;
-    if (strcmp(format, "idx") == 0) {
-        src->kind = SPEC_SOURCE_IDX;
-        return spec_check_fields(v, p, idx_fields, "an idx source") ||
-                       spec_get_path(v, p, "images", base_dir, &src->images) ||
-                       spec_get_path(v, p, "labels", base_dir, &src->labels)
-                   ? -1
-                   : 0;
+    for (size_t i = 0; i < sizeof source_formats / sizeof *source_formats; i++) {
+        if (strcmp(format, source_formats[i].format) != 0) continue;
+        src->kind = source_formats[i].kind;
+        return source_formats[i].parse(v, p, base_dir, src);
     }
-    if (strcmp(format, "csv") == 0) {
-        src->kind = SPEC_SOURCE_CSV;
-        if (spec_check_fields(v, p, csv_fields, "a csv source") ||
-            spec_get_path(v, p, "path", base_dir, &src->path))
-            return -1;
-        char pk[SPEC_PATH_MAX];
-        json_t *fc = json_object_get(v, "feature_columns");
-        if (fc && get_strings(fc, spec_path_key(pk, p, "feature_columns"), false,
-                              &src->feature_columns, &src->num_feature_columns))
-            return -1;
-        json_t *lc = json_object_get(v, "label_column");
-        if (lc && get_strings(lc, spec_path_key(pk, p, "label_column"), true, &src->label_columns,
-                              &src->num_label_columns))
-            return -1;
-        return 0;
-    }
-    if (strcmp(format, "npy") == 0) {
-        src->kind = SPEC_SOURCE_NPY;
-        return spec_check_fields(v, p, npy_fields, "an npy source") ||
-                       spec_get_path(v, p, "inputs", base_dir, &src->inputs) ||
-                       spec_get_path(v, p, "targets", base_dir, &src->targets)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp(format, "tokens") == 0 || strcmp(format, "text") == 0) {
-        src->kind = format[1] == 'o' ? SPEC_SOURCE_TOKENS : SPEC_SOURCE_TEXT;
-        return spec_check_fields(v, p, token_fields, format[1] == 'o' ? "a tokens source"
-                                                                      : "a text source") ||
-                       spec_get_path(v, p, "path", base_dir, &src->path) ||
-                       parse_token_options(v, p, src)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp(format, "imagefolder") == 0 || strcmp(format, "cifar10") == 0)
-        return parse_image_source(v, p, base_dir, format[0] == 'i', src);
     char pf[SPEC_PATH_MAX];
     return error_at(spec_path_key(pf, p, "format"),
                     "unknown format '%s' (known: idx, csv, npy, tokens, text, imagefolder, "

@@ -498,10 +498,65 @@ done:
     return rc;
 }
 
+/* Rows are waiting: gives them WRITER_INTERVAL_MS to accumulate, unless
+ * there are enough already or someone waits for them; after a failure,
+ * 200 ms before trying again. With w->mu held. */
+static void let_rows_gather(MetricWriter *w) {
+    bool wait = w->failures || (w->n < WRITER_BATCH && w->flush_target <= w->committed);
+    if (!wait || w->stop) return;
+    struct timespec ts;
+    clock_deadline_in(&ts, w->failures ? 200 : WRITER_INTERVAL_MS);
+    uint64_t target = w->flush_target;
+    while ((w->failures || w->n < WRITER_BATCH) && w->flush_target == target && !w->stop)
+        if (pthread_cond_timedwait(&w->wake, &w->mu, &ts) == ETIMEDOUT) break;
+}
+
+/* The writer's spare buffer, swapped with the queue's for each batch. */
+typedef struct {
+    PendingMetric *rows;
+    size_t cap;
+} RowBuffer;
+
+/* A failed batch (rows[0..n), a buffer of cap) back in front of what came
+ * meanwhile; said once per run of failures, not every 200 ms while a disk
+ * stays full. With w->mu held; *spare: the buffer left over. */
+static void requeue_failed(MetricWriter *w, PendingMetric *rows, size_t n, size_t cap,
+                           RowBuffer *spare) {
+    if (!w->failures)
+        fprintf(stderr, "traind: metric writer: %s (retrying every 200 ms)\n", error_get());
+    w->failure = *error_last();
+    w->failures++;
+    size_t need = n + w->n;
+    if (need > cap) {
+        PendingMetric *grown = realloc(rows, need * sizeof *rows);
+        if (grown) {
+            rows = grown;
+            cap = need;
+        }
+    }
+    if (need <= cap) {
+        memcpy(rows + n, w->rows, w->n * sizeof *rows);
+        *spare = (RowBuffer){w->rows, w->cap};
+        w->rows = rows;
+        w->cap = cap;
+        w->n = need;
+    } else {
+        /* out of memory merging: drop the failed batch rather than reorder
+         * (a later row of a step must win) */
+        fprintf(stderr, "traind: metric writer: out of memory, %zu rows lost\n", n);
+        w->committed += n;
+        *spare = (RowBuffer){rows, cap};
+    }
+    if (w->stop && w->failures >= 3) {
+        fprintf(stderr, "traind: metric writer: giving up on %zu rows at stop\n", w->n);
+        w->committed += w->n;
+        w->n = 0;
+    }
+}
+
 static void *writer_main(void *arg) {
     MetricWriter *w = arg;
-    PendingMetric *batch = NULL;
-    size_t batch_cap = 0;
+    RowBuffer spare = {NULL, 0};
     pthread_mutex_lock(&w->mu);
     for (;;) {
         if (w->n == 0) {
@@ -509,22 +564,12 @@ static void *writer_main(void *arg) {
             pthread_cond_wait(&w->wake, &w->mu);
             continue;
         }
-        /* rows are waiting: give them WRITER_INTERVAL_MS to accumulate,
-         * unless there are enough already or someone waits for them */
-        if ((w->failures || (w->n < WRITER_BATCH && w->flush_target <= w->committed)) &&
-            !w->stop) {
-            /* after a failure, wait 200 ms before trying again */
-            struct timespec ts;
-            clock_deadline_in(&ts, w->failures ? 200 : WRITER_INTERVAL_MS);
-            uint64_t target = w->flush_target;
-            while ((w->failures || w->n < WRITER_BATCH) && w->flush_target == target && !w->stop)
-                if (pthread_cond_timedwait(&w->wake, &w->mu, &ts) == ETIMEDOUT) break;
-        }
+        let_rows_gather(w);
         /* swap the queue out: pushers go on filling the other buffer */
         PendingMetric *rows = w->rows;
         size_t n = w->n, cap = w->cap;
-        w->rows = batch;
-        w->cap = batch_cap;
+        w->rows = spare.rows;
+        w->cap = spare.cap;
         w->n = 0;
         pthread_mutex_unlock(&w->mu);
         int rc = commit_batch(w, rows, n);
@@ -536,49 +581,14 @@ static void *writer_main(void *arg) {
             w->committed += n;
             w->generation++;
             w->failures = 0;
-            batch = rows;
-            batch_cap = cap;
+            spare = (RowBuffer){rows, cap};
         } else {
-            /* put the rows back in front of what came meanwhile; said once
-             * per run of failures, not every 200 ms while a disk stays full */
-            if (!w->failures)
-                fprintf(stderr, "traind: metric writer: %s (retrying every 200 ms)\n",
-                        error_get());
-            w->failure = *error_last();
-            w->failures++;
-            size_t need = n + w->n;
-            if (need > cap) {
-                PendingMetric *grown = realloc(rows, need * sizeof *rows);
-                if (grown) {
-                    rows = grown;
-                    cap = need;
-                }
-            }
-            if (need <= cap) {
-                memcpy(rows + n, w->rows, w->n * sizeof *rows);
-                batch = w->rows;
-                batch_cap = w->cap;
-                w->rows = rows;
-                w->cap = cap;
-                w->n = need;
-            } else {
-                /* out of memory merging: drop the failed batch rather than
-                 * reorder (a later row of a step must win) */
-                fprintf(stderr, "traind: metric writer: out of memory, %zu rows lost\n", n);
-                w->committed += n;
-                batch = rows;
-                batch_cap = cap;
-            }
-            if (w->stop && w->failures >= 3) {
-                fprintf(stderr, "traind: metric writer: giving up on %zu rows at stop\n", w->n);
-                w->committed += w->n;
-                w->n = 0;
-            }
+            requeue_failed(w, rows, n, cap, &spare);
         }
         pthread_cond_broadcast(&w->done);
     }
     pthread_mutex_unlock(&w->mu);
-    free(batch);
+    free(spare.rows);
     return NULL;
 }
 

@@ -54,103 +54,113 @@ static void describe_claim(const IdxFile *f, char *buf, size_t n) {
                  (unsigned long long)f->data_bytes);
 }
 
-/* Opens `path` and validates its header: magic (uint8 data with `want_ndim`
- * dims) and a data size the file can hold. `what` is "images" or "labels". */
-static int idx_open(IdxFile *f, const char *path, int want_ndim, const char *what) {
-    memset(f, 0, sizeof *f);
-    f->path = path;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return error_set("idx: %s: %s", path, strerror(errno));
+/* f->path's size, and whether it is gzipped (its first two bytes). */
+static int stat_file(IdxFile *f) {
+    FILE *fp = fopen(f->path, "rb");
+    if (!fp) return error_set("idx: %s: %s", f->path, strerror(errno));
     unsigned char sniff[2] = {0, 0};
     size_t got = fread(sniff, 1, 2, fp);
     struct stat st;
     int stat_ok = fstat(fileno(fp), &st);
     fclose(fp);
-    if (stat_ok != 0) return error_set("idx: %s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) return error_set("idx: %s: not a regular file", path);
+    if (stat_ok != 0) return error_set("idx: %s: %s", f->path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return error_set("idx: %s: not a regular file", f->path);
     f->file_size = (uint64_t)st.st_size;
     f->gzipped = got == 2 && sniff[0] == 0x1f && sniff[1] == 0x8b;
+    return 0;
+}
 
+/* n header bytes, the first at file byte `at` (of the raw stream);
+ * `inside` names the part in errors. */
+static int read_head(IdxFile *f, unsigned char *dst, int n, int at, const char *inside) {
+    int got = gzread(f->gz, dst, (unsigned)n);
+    if (got < 0) {
+        int e;
+        return error_set("idx: %s: corrupt gzip data (%s)", f->path, gzerror(f->gz, &e));
+    }
+    if (got < n)
+        return error_set("idx: %s: file ends after %d bytes, inside the %s", f->path, at + got,
+                         inside);
+    return 0;
+}
+
+static uint32_t big_endian_u32(const unsigned char *b) {
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+/* The magic: uint8 data in want_ndim dimensions, or an error that says
+ * what the file is instead. */
+static int read_magic(IdxFile *f, int want_ndim, const char *what) {
+    unsigned char head[4];
+    if (read_head(f, head, 4, 0, "4-byte magic") != 0) return -1;
+    uint32_t magic = big_endian_u32(head);
+    uint32_t want = (uint32_t)(IDX_TYPE_UINT8 << 8 | want_ndim);
+    if (magic == want) return 0;
+    if (head[0] != 0 || head[1] != 0)
+        return error_set("idx: %s: not an IDX file (magic 0x%08x; %s files start with 0x%08x)",
+                         f->path, magic, what, want);
+    if (head[2] != IDX_TYPE_UINT8)
+        return error_set("idx: %s: magic 0x%08x has data type 0x%02x; only uint8 (0x08) is "
+                         "supported", f->path, magic, head[2]);
+    return error_set("idx: %s: magic 0x%08x means %d dimension(s), but %s files have magic "
+                     "0x%08x (%d dimension(s))%s", f->path, magic, head[3], what, want, want_ndim,
+                     want_ndim == 3 && head[3] == 1   ? "; is this the labels file?"
+                     : want_ndim == 1 && head[3] == 3 ? "; is this the images file?"
+                                                      : "");
+}
+
+/* The dimensions after the magic: none 0, their product (the data's
+ * bytes) under IDX_MAX_BYTES. */
+static int read_dims(IdxFile *f, int ndim) {
+    f->ndim = ndim;
+    f->header_bytes = 4 + 4 * ndim;
+    unsigned char dims[4 * 3];
+    char inside[32];
+    snprintf(inside, sizeof inside, "%d-byte header", f->header_bytes);
+    if (read_head(f, dims, 4 * ndim, 4, inside) != 0) return -1;
+    uint64_t total = 1;
+    for (int i = 0; i < ndim; i++) {
+        uint32_t dim = big_endian_u32(dims + 4 * i);
+        if (dim == 0) return error_set("idx: %s: dimension %d is 0 in the header", f->path, i);
+        f->dims[i] = dim;
+        if (__builtin_mul_overflow(total, (uint64_t)dim, &total) || total > IDX_MAX_BYTES)
+            return error_set("idx: %s: header dimensions claim more than 2^40 bytes", f->path);
+    }
+    f->data_bytes = total;
+    return 0;
+}
+
+/* Can the file hold what the header claims? */
+static int check_claim(const IdxFile *f) {
+    uint64_t header = (uint64_t)f->header_bytes;
+    uint64_t present = f->file_size - (f->file_size < header ? f->file_size : header);
+    bool impossible = f->gzipped ? f->data_bytes / GZIP_MAX_RATIO > f->file_size
+                                 : f->data_bytes != present;
+    if (!impossible) return 0;
+    char claim[160];
+    describe_claim(f, claim, sizeof claim);
+    if (f->gzipped)
+        return error_set("idx: %s: header says %s, more than a gzip file of %llu bytes can hold",
+                         f->path, claim, (unsigned long long)f->file_size);
+    return error_set("idx: %s: header says %s but the file holds %llu bytes after the %d-byte "
+                     "header", f->path, claim, (unsigned long long)present, f->header_bytes);
+}
+
+/* Opens `path` and validates its header: magic (uint8 data with `want_ndim`
+ * dims) and a data size the file can hold. `what` is "images" or "labels". */
+static int idx_open(IdxFile *f, const char *path, int want_ndim, const char *what) {
+    memset(f, 0, sizeof *f);
+    f->path = path;
+    if (stat_file(f) != 0) return -1;
     f->gz = gzopen(path, "rb");
     if (!f->gz)
         return error_set("idx: %s: cannot open (%s)", path, strerror(errno ? errno : ENOMEM));
     gzbuffer(f->gz, 1u << 17);
-
-    unsigned char head[4 + 4 * 3];
-    int n = gzread(f->gz, head, 4);
-    if (n < 0) {
-        int e;
-        error_set("idx: %s: corrupt gzip data (%s)", path, gzerror(f->gz, &e));
-        idx_close(f);
-        return -1;
-    }
-    if (n < 4) {
-        idx_close(f);
-        return error_set("idx: %s: file ends after %d bytes, inside the 4-byte magic", path,
-                         n < 0 ? 0 : n);
-    }
-    uint32_t magic = (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 |
-                     head[3];
-    uint32_t want = (uint32_t)(IDX_TYPE_UINT8 << 8 | want_ndim);
-    if (magic != want) {
-        idx_close(f);
-        if (head[0] != 0 || head[1] != 0)
-            return error_set("idx: %s: not an IDX file (magic 0x%08x; %s files start with "
-                             "0x%08x)", path, magic, what, want);
-        if (head[2] != IDX_TYPE_UINT8)
-            return error_set("idx: %s: magic 0x%08x has data type 0x%02x; only uint8 (0x08) "
-                             "is supported", path, magic, head[2]);
-        return error_set("idx: %s: magic 0x%08x means %d dimension(s), but %s files have "
-                         "magic 0x%08x (%d dimension(s))%s", path, magic, head[3], what, want,
-                         want_ndim, want_ndim == 3 && head[3] == 1 ? "; is this the labels file?"
-                         : want_ndim == 1 && head[3] == 3 ? "; is this the images file?" : "");
-    }
-    f->ndim = want_ndim;
-    f->header_bytes = 4 + 4 * want_ndim;
-    n = gzread(f->gz, head + 4, (unsigned)(4 * want_ndim));
-    if (n < 0) {
-        int e;
-        error_set("idx: %s: corrupt gzip data (%s)", path, gzerror(f->gz, &e));
-        idx_close(f);
-        return -1;
-    }
-    if (n < 4 * want_ndim) {
-        idx_close(f);
-        return error_set("idx: %s: file ends after %d bytes, inside the %d-byte header", path,
-                         4 + (n < 0 ? 0 : n), f->header_bytes);
-    }
-    uint64_t total = 1;
-    for (int i = 0; i < want_ndim; i++) {
-        const unsigned char *d = head + 4 + 4 * i;
-        uint32_t dim = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
-        if (dim == 0) {
-            idx_close(f);
-            return error_set("idx: %s: dimension %d is 0 in the header", path, i);
-        }
-        f->dims[i] = dim;
-        if (__builtin_mul_overflow(total, (uint64_t)dim, &total) || total > IDX_MAX_BYTES) {
-            idx_close(f);
-            return error_set("idx: %s: header dimensions claim more than 2^40 bytes", path);
-        }
-    }
-    f->data_bytes = total;
-
-    /* Can the file hold what the header claims? */
-    uint64_t present = f->file_size - (f->file_size < (uint64_t)f->header_bytes
-                                           ? f->file_size : (uint64_t)f->header_bytes);
-    bool impossible = f->gzipped ? total / GZIP_MAX_RATIO > f->file_size : total != present;
-    if (impossible) {
-        char claim[160];
-        describe_claim(f, claim, sizeof claim);
-        idx_close(f);
-        if (f->gzipped)
-            return error_set("idx: %s: header says %s, more than a gzip file of %llu bytes "
-                             "can hold", path, claim, (unsigned long long)f->file_size);
-        return error_set("idx: %s: header says %s but the file holds %llu bytes after the "
-                         "%d-byte header", path, claim, (unsigned long long)present,
-                         f->header_bytes);
-    }
-    return 0;
+    if (read_magic(f, want_ndim, what) == 0 && read_dims(f, want_ndim) == 0 &&
+        check_claim(f) == 0)
+        return 0;
+    idx_close(f);
+    return -1;
 }
 
 /* Reads the data into a new uint8 tensor of the header's shape and checks

@@ -190,6 +190,73 @@ static int parse_header(Parser *p, NpyFile *f) {
 
 /* ---- the file ---- */
 
+/* The preamble: magic, version, and where the header is and how long. */
+static int read_preamble(NpyFile *f, uint64_t *header_at, uint64_t *header_len) {
+    unsigned char pre[12];
+    size_t got = fread(pre, 1, 10, f->fp);
+    if (got < 10 || memcmp(pre, "\x93NUMPY", 6) != 0)
+        return error_set("npy: %s: not a .npy file (it does not start with \\x93NUMPY)", f->path);
+    int major = pre[6];
+    if (major == 1) {
+        *header_len = pre[8] | (uint64_t)pre[9] << 8;
+        *header_at = 10;
+        return 0;
+    }
+    if (major != 2 && major != 3)
+        return error_set("npy: %s: byte 6: format version %d.%d is not supported (1.0, 2.0, "
+                         "3.0 are)", f->path, major, pre[7]);
+    if (fread(pre + 10, 1, 2, f->fp) != 2)
+        return error_set("npy: %s: file ends at byte %zu, inside the preamble", f->path, got);
+    *header_len = pre[8] | (uint64_t)pre[9] << 8 | (uint64_t)pre[10] << 16 |
+                  (uint64_t)pre[11] << 24;
+    *header_at = 12;
+    return 0;
+}
+
+/* The header's text (header_len bytes at header_at, the file's position),
+ * parsed into f. */
+static int read_header(NpyFile *f, uint64_t header_at, uint64_t header_len,
+                       uint64_t file_size) {
+    if (header_len > NPY_MAX_HEADER)
+        return error_set("npy: %s: header of %llu bytes is implausibly large", f->path,
+                         (unsigned long long)header_len);
+    if (header_at + header_len > file_size)
+        return error_set("npy: %s: header of %llu bytes from byte %llu runs past the end of "
+                         "the file (%llu bytes)", f->path, (unsigned long long)header_len,
+                         (unsigned long long)header_at, (unsigned long long)file_size);
+    char *text = malloc(header_len + 1);
+    if (!text) return error_set("npy: %s: out of memory", f->path);
+    if (fread(text, 1, header_len, f->fp) != header_len) {
+        free(text);
+        return error_set("npy: %s: read error in the header: %s", f->path, strerror(errno));
+    }
+    text[header_len] = '\0';
+    /* a NUL byte is reported where it stands; the parser starts at 0 */
+    size_t nul = strlen(text);
+    Parser p = {text, nul == header_len ? 0 : nul, header_at, f->path};
+    int rc = nul == header_len ? parse_header(&p, f) : parse_error(&p, "NUL byte in the header");
+    free(text);
+    return rc;
+}
+
+/* The data the header's shape and dtype need fills the file to its end. */
+static int check_data_size(NpyFile *f, uint64_t file_size) {
+    uint64_t numel = 1;
+    for (int i = 0; i < f->ndim; i++)
+        if (__builtin_mul_overflow(numel, (uint64_t)f->shape[i], &numel) ||
+            numel > ((uint64_t)1 << 56))
+            return error_set("npy: %s: shape is impossibly large", f->path);
+    f->numel = (int64_t)numel;
+    uint64_t need = numel * dtype_size(f->dtype), have = file_size - f->data_offset;
+    if (need == have) return 0;
+    char shape[160];
+    shape_str(f->ndim, f->shape, shape, sizeof shape);
+    return error_set("npy: %s: shape %s of %s needs %llu bytes from byte %llu, but the file "
+                     "holds %llu (it ends at byte %llu)", f->path, shape, dtype_name(f->dtype),
+                     (unsigned long long)need, (unsigned long long)f->data_offset,
+                     (unsigned long long)have, (unsigned long long)file_size);
+}
+
 static int npy_open(NpyFile *f, const char *path) {
     memset(f, 0, sizeof *f);
     f->path = path;
@@ -198,69 +265,11 @@ static int npy_open(NpyFile *f, const char *path) {
     struct stat st;
     if (fstat(fileno(f->fp), &st) != 0 || !S_ISREG(st.st_mode))
         return error_set("npy: %s: not a regular file", path);
-    uint64_t file_size = (uint64_t)st.st_size;
-
-    unsigned char pre[12];
-    size_t got = fread(pre, 1, 10, f->fp);
-    if (got < 10 || memcmp(pre, "\x93NUMPY", 6) != 0)
-        return error_set("npy: %s: not a .npy file (it does not start with \\x93NUMPY)", path);
-    int major = pre[6];
-    uint64_t header_len, header_at;
-    if (major == 1) {
-        header_len = pre[8] | (uint64_t)pre[9] << 8;
-        header_at = 10;
-    } else if (major == 2 || major == 3) {
-        if (fread(pre + 10, 1, 2, f->fp) != 2)
-            return error_set("npy: %s: file ends at byte %zu, inside the preamble", path, got);
-        header_len = pre[8] | (uint64_t)pre[9] << 8 | (uint64_t)pre[10] << 16 |
-                     (uint64_t)pre[11] << 24;
-        header_at = 12;
-    } else {
-        return error_set("npy: %s: byte 6: format version %d.%d is not supported (1.0, 2.0, "
-                         "3.0 are)", path, major, pre[7]);
-    }
-    if (header_len > NPY_MAX_HEADER)
-        return error_set("npy: %s: header of %llu bytes is implausibly large", path,
-                         (unsigned long long)header_len);
-    if (header_at + header_len > file_size)
-        return error_set("npy: %s: header of %llu bytes from byte %llu runs past the end of "
-                         "the file (%llu bytes)", path, (unsigned long long)header_len,
-                         (unsigned long long)header_at, (unsigned long long)file_size);
-    char *text = malloc(header_len + 1);
-    if (!text) return error_set("npy: %s: out of memory", path);
-    if (fread(text, 1, header_len, f->fp) != header_len) {
-        free(text);
-        return error_set("npy: %s: read error in the header: %s", path, strerror(errno));
-    }
-    text[header_len] = '\0';
-    if (strlen(text) != header_len) {
-        Parser p = {text, strlen(text), header_at, path};
-        free(text);
-        return parse_error(&p, "NUL byte in the header");
-    }
-    Parser p = {text, 0, header_at, path};
-    int rc = parse_header(&p, f);
-    free(text);
-    if (rc != 0) return -1;
-
+    uint64_t file_size = (uint64_t)st.st_size, header_at = 0, header_len = 0;
+    if (read_preamble(f, &header_at, &header_len) != 0) return -1;
+    if (read_header(f, header_at, header_len, file_size) != 0) return -1;
     f->data_offset = header_at + header_len;
-    uint64_t numel = 1;
-    for (int i = 0; i < f->ndim; i++)
-        if (__builtin_mul_overflow(numel, (uint64_t)f->shape[i], &numel) ||
-            numel > ((uint64_t)1 << 56))
-            return error_set("npy: %s: shape is impossibly large", path);
-    f->numel = (int64_t)numel;
-    uint64_t need = numel * dtype_size(f->dtype), have = file_size - f->data_offset;
-    if (need != have) {
-        char shape[160];
-        shape_str(f->ndim, f->shape, shape, sizeof shape);
-        return error_set("npy: %s: shape %s of %s needs %llu bytes from byte %llu, but the "
-                         "file holds %llu (it ends at byte %llu)", path, shape,
-                         dtype_name(f->dtype), (unsigned long long)need,
-                         (unsigned long long)f->data_offset, (unsigned long long)have,
-                         (unsigned long long)file_size);
-    }
-    return 0;
+    return check_data_size(f, file_size);
 }
 
 static void npy_close(NpyFile *f) {

@@ -332,125 +332,122 @@ static int meta_merge(SafetensorsMeta *dst, SafetensorsMeta *src) {
     return 0;
 }
 
-int safetensors_load(const char *path, TensorDict *out, SafetensorsMeta *meta) {
-    Loader L = {.path = path};
-    char *header = NULL;
-    json_t *root = NULL;
-    Entry *entries = NULL;
-    TensorDict dict;
-    SafetensorsMeta md;
-    tensor_dict_init(&dict);
-    safetensors_meta_init(&md);
-    int rc = -1;
-
-    L.f = fopen(path, "rb");
-    if (!L.f) return error_set("safetensors '%s': cannot open: %s", path, strerror(errno));
+/* Opens L->path, a regular file of at least the header length's 8 bytes. */
+static int open_file(Loader *L) {
+    L->f = fopen(L->path, "rb");
+    if (!L->f) return error_set("safetensors '%s': cannot open: %s", L->path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(L.f), &st) != 0) {
-        error_set("safetensors '%s': cannot stat: %s", path, strerror(errno));
-        goto done;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        error_set("safetensors '%s': not a regular file", path);
-        goto done;
-    }
-    L.file_size = (uint64_t)st.st_size;
-    if (L.file_size < 8) {
-        error_set("safetensors '%s': file is %llu bytes, shorter than the 8-byte header length",
-                  path, ULL(L.file_size));
-        goto done;
-    }
+    if (fstat(fileno(L->f), &st) != 0)
+        return error_set("safetensors '%s': cannot stat: %s", L->path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return error_set("safetensors '%s': not a regular file", L->path);
+    L->file_size = (uint64_t)st.st_size;
+    if (L->file_size < 8)
+        return error_set("safetensors '%s': file is %llu bytes, shorter than the 8-byte header "
+                         "length",
+                         L->path, ULL(L->file_size));
+    return 0;
+}
 
+/* The header's JSON object (*root, a new reference); where the data
+ * starts, into L. */
+static int read_header(Loader *L, json_t **root) {
     unsigned char len8[8];
-    if (read_at(&L, len8, 8, 0, "the header length") != 0) goto done;
+    if (read_at(L, len8, 8, 0, "the header length") != 0) return -1;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
-    if (hlen > SAFETENSORS_MAX_HEADER) {
-        error_set("safetensors '%s': header length %llu (bytes 0..8) exceeds the limit of %u "
-                  "bytes",
-                  path, ULL(hlen), SAFETENSORS_MAX_HEADER);
-        goto done;
+    if (hlen > SAFETENSORS_MAX_HEADER)
+        return error_set("safetensors '%s': header length %llu (bytes 0..8) exceeds the limit of "
+                         "%u bytes",
+                         L->path, ULL(hlen), SAFETENSORS_MAX_HEADER);
+    if (hlen > L->file_size - 8)
+        return error_set("safetensors '%s': header length %llu (bytes 0..8) runs past the end "
+                         "of the file (%llu bytes)",
+                         L->path, ULL(hlen), ULL(L->file_size));
+    L->data_start = 8 + hlen;
+    L->buffer_size = L->file_size - L->data_start;
+    char *header = malloc(hlen ? hlen : 1);
+    if (!header)
+        return error_set("safetensors '%s': out of memory for a %llu-byte header", L->path,
+                         ULL(hlen));
+    if (read_at(L, header, hlen, 8, "the header") != 0) {
+        free(header);
+        return -1;
     }
-    if (hlen > L.file_size - 8) {
-        error_set("safetensors '%s': header length %llu (bytes 0..8) runs past the end of the "
-                  "file (%llu bytes)",
-                  path, ULL(hlen), ULL(L.file_size));
-        goto done;
-    }
-    L.data_start = 8 + hlen;
-    L.buffer_size = L.file_size - L.data_start;
-
-    header = malloc(hlen ? hlen : 1);
-    if (!header) {
-        error_set("safetensors '%s': out of memory for a %llu-byte header", path, ULL(hlen));
-        goto done;
-    }
-    if (read_at(&L, header, hlen, 8, "the header") != 0) goto done;
     json_error_t jerr;
-    root = json_loadb(header, hlen, JSON_REJECT_DUPLICATES, &jerr);
+    *root = json_loadb(header, hlen, JSON_REJECT_DUPLICATES, &jerr);
     free(header);
-    header = NULL;
-    if (!root) {
-        error_set("safetensors '%s': header is not valid JSON: %s at header byte %d (file byte "
-                  "%llu, line %d column %d)",
-                  path, jerr.text, jerr.position, ULL(8 + (uint64_t)jerr.position), jerr.line,
-                  jerr.column);
-        goto done;
-    }
-    if (!json_is_object(root)) {
-        error_set("safetensors '%s': header is not a JSON object", path);
-        goto done;
-    }
+    if (!*root)
+        return error_set("safetensors '%s': header is not valid JSON: %s at header byte %d (file "
+                         "byte %llu, line %d column %d)",
+                         L->path, jerr.text, jerr.position, ULL(8 + (uint64_t)jerr.position),
+                         jerr.line, jerr.column);
+    if (json_is_object(*root)) return 0;
+    json_decref(*root);
+    *root = NULL;
+    return error_set("safetensors '%s': header is not a JSON object", L->path);
+}
 
-    size_t n = 0, cap = json_object_size(root);
-    entries = calloc(cap ? cap : 1, sizeof *entries);
-    if (!entries) {
-        error_set("safetensors '%s': out of memory for %zu header entries", path, cap);
-        goto done;
-    }
+/* The header's entries, checked and sorted by offset (*entries, *n; the
+ * caller frees them), and its "__metadata__" into md (NULL: checked only). */
+static int parse_header(const Loader *L, json_t *root, SafetensorsMeta *md, Entry **entries,
+                        size_t *n) {
+    size_t cap = json_object_size(root);
+    *n = 0;
+    *entries = calloc(cap ? cap : 1, sizeof **entries);
+    if (!*entries)
+        return error_set("safetensors '%s': out of memory for %zu header entries", L->path, cap);
     const char *name;
     json_t *v;
     json_object_foreach(root, name, v) {
         if (strcmp(name, "__metadata__") == 0) {
-            if (load_metadata(&L, v, meta ? &md : NULL) != 0) goto done;
+            if (load_metadata(L, v, md) != 0) return -1;
             continue;
         }
-        if (parse_entry(&L, name, v, &entries[n]) != 0) goto done;
-        n++;
+        if (parse_entry(L, name, v, &(*entries)[*n]) != 0) return -1;
+        (*n)++;
     }
-    qsort(entries, n, sizeof *entries, entry_cmp);
-    if (check_layout(&L, entries, n) != 0) goto done;
+    qsort(*entries, *n, sizeof **entries, entry_cmp);
+    return check_layout(L, *entries, *n);
+}
 
-    /* Every claim checked: now allocate and read, straight into storage. */
+/* Every claim checked: now allocate and read, straight into storage. */
+static int read_tensors(const Loader *L, const Entry *entries, size_t n, TensorDict *dict) {
     for (size_t i = 0; i < n; i++) {
-        Entry *e = &entries[i];
+        const Entry *e = &entries[i];
         Tensor *t = tensor_empty(e->ndim, e->shape, e->dtype, DEVICE_CPU_INIT);
-        if (!t) {
-            error_prefix("safetensors '%s': tensor '%s'", path, e->name);
-            goto done;
-        }
+        if (!t) return error_prefix("safetensors '%s': tensor '%s'", L->path, e->name);
         char what[64 + 256];
         snprintf(what, sizeof what, "tensor '%s'", e->name);
         /* names are unique: JSON_REJECT_DUPLICATES */
-        if (read_at(&L, tensor_numel(t) ? tensor_data(t) : NULL, (size_t)(e->end - e->begin),
-                    L.data_start + e->begin, what) != 0 ||
-            tensor_dict_append(&dict, e->name, t) != 0) {
-            tensor_release(t);
-            goto done;
-        }
+        int rc = read_at(L, tensor_numel(t) ? tensor_data(t) : NULL, (size_t)(e->end - e->begin),
+                         L->data_start + e->begin, what);
+        if (rc == 0) rc = tensor_dict_append(dict, e->name, t);
         tensor_release(t);
+        if (rc != 0) return -1;
     }
-    if (dict_merge(out, &dict) != 0) goto done;
-    if (meta && meta_merge(meta, &md) != 0) goto done;
-    rc = 0;
+    return 0;
+}
 
-done:
-    free(header);
+int safetensors_load(const char *path, TensorDict *out, SafetensorsMeta *meta) {
+    Loader L = {.path = path};
+    json_t *root = NULL;
+    Entry *entries = NULL;
+    size_t n = 0;
+    TensorDict dict;
+    SafetensorsMeta md;
+    tensor_dict_init(&dict);
+    safetensors_meta_init(&md);
+    int rc = open_file(&L);
+    if (rc == 0) rc = read_header(&L, &root);
+    if (rc == 0) rc = parse_header(&L, root, meta ? &md : NULL, &entries, &n);
+    if (rc == 0) rc = read_tensors(&L, entries, n, &dict);
+    if (rc == 0) rc = dict_merge(out, &dict);
+    if (rc == 0 && meta) rc = meta_merge(meta, &md);
     free(entries);
     json_decref(root);
     tensor_dict_free(&dict);
     safetensors_meta_free(&md);
-    fclose(L.f);
+    if (L.f) fclose(L.f);
     return rc;
 }
 
