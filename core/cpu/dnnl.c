@@ -198,7 +198,7 @@ void *cpu_dnnl_plan(DnnlPlanCache *c, const void *key, size_t key_size,
             free(e);
             drop(plan);
             plan = NULL;
-            error_set("conv2d: out of memory for a oneDNN plan");
+            error_set("oneDNN: out of memory for a plan");
         }
     }
     pthread_mutex_unlock(&c->mu);
@@ -212,7 +212,7 @@ size_t cpu_dnnl_arena_bytes(size_t bytes) {
 int cpu_dnnl_arena_open(DnnlArena *a, size_t bytes) {
     *a = (DnnlArena){NULL, bytes, 0};
     if (bytes && !(a->block = cpu_alloc(DEVICE_CPU_INIT, bytes)))
-        return error_set("conv2d: out of memory for %zu bytes of oneDNN scratch", bytes);
+        return error_set("oneDNN: out of memory for %zu bytes of scratch", bytes);
     return 0;
 }
 
