@@ -28,8 +28,9 @@
  * job_spec_build_model (nn.Sequential, PyTorch state_dict names "0.weight"),
  * job_spec_build_optimizer, job_spec_build_lr_scheduler, job_spec_loss.
  *
- * Files: spec.c (top level, loss, optimizer, scheduler, the loop's
- * settings), spec_data.c (sources, transforms, loading), spec_model.c
+ * Files: spec.c (top level, loss, optimizer, the loop's settings),
+ * spec_scheduler.c (the LR scheduler), spec_data.c (sources, transforms,
+ * loading), spec_model.c
  * (layers, model building), spec_arch.c (architectures by name),
  * spec_shapes.c (shapes and sizes from the layer list), spec_json.c (typed
  * field readers that produce the path errors).

@@ -120,6 +120,12 @@ int spec_number_value(const json_t *v, const char *path, double *out) {
     return 0;
 }
 
+int spec_non_negative(const char *path, const char *key, double x) {
+    char p[SPEC_PATH_MAX];
+    if (x < 0) return error_at(spec_path_key(p, path, key), "must be >= 0, got %g", x);
+    return 0;
+}
+
 int spec_get_int(const json_t *obj, const char *path, const char *key, bool required,
                  int64_t def, int64_t lo, int64_t hi, int64_t *out) {
     char p[SPEC_PATH_MAX];

@@ -1,5 +1,6 @@
 /* spec_json.h - typed readers of JSON fields for the job spec parser
- * (core/spec.c, spec_data.c, spec_model.c); private to them.
+ * (core/spec.c, spec_data.c, spec_model.c, spec_scheduler.c, ...); private
+ * to them.
  *
  * Each reader takes the JSON path of the object it reads from ("optimizer",
  * "model[3]", "" at the top level) and, on failure, sets an error that starts
@@ -51,6 +52,8 @@ int spec_get_string(const json_t *obj, const char *path, const char *key, bool r
 int spec_int_value(const json_t *v, const char *path, int64_t lo, int64_t hi, int64_t *out);
 /* A JSON number (integer or real) value. */
 int spec_number_value(const json_t *v, const char *path, double *out);
+/* -1 with "path.key: must be >= 0, got x" when x < 0. */
+int spec_non_negative(const char *path, const char *key, double x);
 
 /* An argument traind accepts only at torch's default `def` (a new
  * reference, consumed): absent or equal, else "path.key: only torch's
@@ -120,5 +123,10 @@ int spec_parse_data(JobSpec *spec, const json_t *data, const char *base_dir);
 void spec_data_free(JobSpec *spec);
 /* What the sources ask of the loss, once it is known (spec_data.c). */
 int spec_data_check_loss(const JobSpec *spec);
+/* The "scheduler" object (absent or null: none) into spec->lr_scheduler,
+ * checked by making one (spec_scheduler.c); spec_scheduler_free releases
+ * what it filled. */
+int spec_parse_scheduler(JobSpec *spec, const json_t *v);
+void spec_scheduler_free(JobSpec *spec);
 
 #endif
