@@ -25,8 +25,23 @@ dnnl_engine_t cpu_dnnl_engine(void) {
     return engine_status == dnnl_success ? engine : NULL;
 }
 
+/* The status of this thread's last failure, for the plan cache to tell a
+ * refusal (no kernel for the case) from a passing one (memory). */
+static _Thread_local dnnl_status_t last_failure;
+
+static const char *status_text(dnnl_status_t st) {
+    switch (st) {
+    case dnnl_out_of_memory: return "out of memory";
+    case dnnl_invalid_arguments: return "invalid arguments";
+    case dnnl_unimplemented: return "unimplemented: no kernel for this case on this CPU";
+    case dnnl_runtime_error: return "runtime error";
+    default: return "failed";
+    }
+}
+
 int cpu_dnnl_failed(dnnl_status_t st, const char *what) {
-    return error_set("oneDNN %s failed (status %d)", what, (int)st);
+    last_failure = st;
+    return error_set("oneDNN %s: %s (status %d)", what, status_text(st), (int)st);
 }
 
 dnnl_status_t cpu_dnnl_user_scratchpad(dnnl_primitive_attr_t *attr) {
@@ -165,8 +180,11 @@ bool cpu_dnnl_takes(const Tensor *t) {
     return atomic_load(&library_on) && t->dtype == DTYPE_FLOAT32;
 }
 
+/* A key's plan, or (plan NULL) oneDNN's refusal of it, kept so that a
+ * shape it has no kernel for is not planned again at every call. */
 struct DnnlPlanEntry {
     void *key, *plan;
+    char *refusal;
     size_t key_size;
     DnnlPlanEntry *next;
 };
@@ -177,6 +195,24 @@ int cpu_dnnl_plan_limit(int n) {
     return atomic_exchange(&plan_limit, n);
 }
 
+/* A new entry for key at the cache's head (plan, or refusal where plan is
+ * NULL); -1 when out of memory. With c->mu held. */
+static int remember(DnnlPlanCache *c, const void *key, size_t key_size, void *plan,
+                    const char *refusal) {
+    DnnlPlanEntry *e = calloc(1, sizeof *e);
+    void *k = e ? malloc(key_size) : NULL;
+    char *r = k && refusal ? strdup(refusal) : NULL;
+    if (!k || (refusal && !r)) {
+        free(e), free(k);
+        return -1;
+    }
+    memcpy(k, key, key_size);
+    *e = (DnnlPlanEntry){k, plan, r, key_size, c->head};
+    c->head = e;
+    c->n++;
+    return 0;
+}
+
 void *cpu_dnnl_plan(DnnlPlanCache *c, const void *key, size_t key_size,
                     void *(*make)(const void *key), void (*drop)(void *plan), bool *owned) {
     *owned = false;
@@ -184,18 +220,19 @@ void *cpu_dnnl_plan(DnnlPlanCache *c, const void *key, size_t key_size,
     DnnlPlanEntry *e = c->head;
     while (e && !(e->key_size == key_size && memcmp(e->key, key, key_size) == 0)) e = e->next;
     void *plan = e ? e->plan : NULL;
-    if (!e && (plan = make(key)) && c->n >= atomic_load(&plan_limit)) {
-        *owned = true; /* the cache is full: this call's alone */
-    } else if (!e && plan) {
-        e = calloc(1, sizeof *e);
-        void *k = e ? malloc(key_size) : NULL;
-        if (k) {
-            memcpy(k, key, key_size);
-            *e = (DnnlPlanEntry){k, plan, key_size, c->head};
-            c->head = e;
-            c->n++;
-        } else {
-            free(e);
+    if (e && !plan) {
+        error_set("%s", e->refusal); /* refused before: the same words */
+    } else if (!e) {
+        last_failure = dnnl_success;
+        plan = make(key);
+        bool full = c->n >= atomic_load(&plan_limit);
+        if (!plan && last_failure == dnnl_unimplemented && !full) {
+            Error refused = *error_last();
+            if (remember(c, key, key_size, NULL, refused.message) != 0) error_clear();
+            error_restore(&refused);
+        } else if (plan && full) {
+            *owned = true; /* the cache is full: this call's alone */
+        } else if (plan && remember(c, key, key_size, plan, NULL) != 0) {
             drop(plan);
             plan = NULL;
             error_set("oneDNN: out of memory for a plan");

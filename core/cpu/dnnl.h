@@ -26,7 +26,7 @@ dnnl_engine_t cpu_dnnl_engine(void);
  * (each call's arena: primitives are shared by threads). NULL *attr when
  * creating them failed. */
 dnnl_status_t cpu_dnnl_user_scratchpad(dnnl_primitive_attr_t *attr);
-/* error_set("oneDNN <what> failed (status N)"); returns -1. */
+/* error_set("oneDNN <what>: <the status in words> (status N)"); returns -1. */
 int cpu_dnnl_failed(dnnl_status_t st, const char *what);
 /* float32 [dims] in the plain layout (nchw, goihw, a) or, with any, left
  * to the primitive that takes it. */
@@ -100,7 +100,10 @@ int cpu_gemm_dnnl(dnnl_data_type_t in, bool trans_a, bool trans_b, int64_t m, in
  * keeps at most cpu_dnnl_plan_limit plans: past that a plan is made for
  * one call and handed over (*owned), for the caller to drop after it, so
  * a daemon that meets shape after shape stays bounded (oneDNN's own
- * primitive cache keeps the remaking cheap). */
+ * primitive cache keeps the remaking cheap). A key oneDNN refused
+ * (dnnl_unimplemented: no kernel for the case on this CPU) is kept too,
+ * its error said again at each call without planning it again; any other
+ * failure (memory) is tried again at the next call. */
 typedef struct DnnlPlanEntry DnnlPlanEntry;
 typedef struct {
     pthread_mutex_t mu;

@@ -474,6 +474,57 @@ static float *uniform_floats(int64_t n, Rng *rng) {
     return x;
 }
 
+/* A plan maker that oneDNN "refuses" for key 1 (no kernel), runs out of
+ * memory for key 2, and plans key 3; counting its calls. */
+static int plans_made;
+
+static void *fake_plan_make(const void *key) {
+    plans_made++;
+    int k = *(const int *)key;
+    if (k == 1) return cpu_dnnl_failed(dnnl_unimplemented, "test primitive"), NULL;
+    if (k == 2) return cpu_dnnl_failed(dnnl_out_of_memory, "test primitive"), NULL;
+    int *plan = malloc(sizeof *plan);
+    cr_assert(plan != NULL);
+    *plan = k;
+    return plan;
+}
+
+static void fake_plan_drop(void *plan) { free(plan); }
+
+static DnnlPlanCache fake_plans = DNNL_PLAN_CACHE_INIT;
+
+/* The plan cache keeps a key oneDNN refused, and says the same at the next
+ * call without planning again; a failure that may pass (memory) is tried
+ * again each time; a plan is made once. */
+Test(cpu_kernels, onednn_plan_refusal_remembered_memory_retried) {
+    bool owned;
+    int k = 1;
+    cr_assert_null(cpu_dnnl_plan(&fake_plans, &k, sizeof k, fake_plan_make, fake_plan_drop,
+                                 &owned));
+    const char *refused =
+        "oneDNN test primitive: unimplemented: no kernel for this case on this CPU (status 3)";
+    cr_assert_str_eq(error_get(), refused);
+    error_clear();
+    cr_assert_null(cpu_dnnl_plan(&fake_plans, &k, sizeof k, fake_plan_make, fake_plan_drop,
+                                 &owned));
+    cr_assert_str_eq(error_get(), refused);
+    cr_assert_eq(plans_made, 1, "a refused key was planned again");
+
+    k = 2;
+    for (int i = 0; i < 2; i++) {
+        cr_assert_null(cpu_dnnl_plan(&fake_plans, &k, sizeof k, fake_plan_make, fake_plan_drop,
+                                     &owned));
+        cr_assert_str_eq(error_get(), "oneDNN test primitive: out of memory (status 1)");
+    }
+    cr_assert_eq(plans_made, 3, "a failure for want of memory was kept");
+
+    k = 3;
+    int *a = cpu_dnnl_plan(&fake_plans, &k, sizeof k, fake_plan_make, fake_plan_drop, &owned);
+    int *b = cpu_dnnl_plan(&fake_plans, &k, sizeof k, fake_plan_make, fake_plan_drop, &owned);
+    cr_assert(a != NULL && a == b && *a == 3 && !owned);
+    cr_assert_eq(plans_made, 4);
+}
+
 /* oneDNN's float32 matmul (gemm_dnnl.c) on a product large enough for
  * gemm.c's rule to send it there (m*n*k >= 2^20): every transpose, each
  * case its own row padding of A, B and C (so a plan kept under the wrong
