@@ -6,7 +6,9 @@
  *   storage/audit.c        who did what, when
  *   storage/datasets.c     uploaded datasets and their files on disk
  *   storage/jobs.c         jobs: spec, state machine, queue order, progress
- *   storage/metrics.c      metric history, downsampling, the async writer
+ *   storage/metrics.c      metric history, its queries and downsampling
+ *   storage/metric_blocks.c  per-block summaries of a series, for downsampling
+ *   storage/metric_writer.c  the batched writer off the training thread
  *   storage/checkpoints.c  checkpoint rows and keep_last garbage collection
  *   storage/logs.c         job log lines
  *   storage/sha256.c       FIPS 180-4 SHA-256 (storage/sha256.h)

@@ -96,6 +96,9 @@ typedef struct {
 
 /* The block a step is in: floor(step / DB_METRIC_BLOCK_STEPS). */
 int64_t db_metric_block_of(int64_t step);
+/* The INSERT OR REPLACE of one metric row (metrics.c), for the writer's
+ * batches too (metric_writer.c). */
+extern const char *const db_metric_put_sql;
 /* Recomputes a block's summary from its rows (none left: no summary). */
 int db_metric_block_refresh(DbConn *c, int64_t job, const char *name, int64_t block);
 /* The same for every block of keys[0..n), each once (keys are sorted). */
