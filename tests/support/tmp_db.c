@@ -8,10 +8,15 @@
 #include "core/error.h"
 #include "tests/support/tmp_dir.h"
 
+Db *tmp_db_open_alone(char *dir, size_t size, const char *tag) {
+    tmp_dir_make(dir, size, tag);
+    Db *db = db_open(dir);
+    cr_assert(db, "db_open: %s", error_get());
+    return db;
+}
+
 void tmp_db_open(TmpDb *t, const char *tag) {
-    tmp_dir_make(t->dir, sizeof t->dir, tag);
-    t->db = db_open(t->dir);
-    cr_assert(t->db, "%s", error_get());
+    t->db = tmp_db_open_alone(t->dir, sizeof t->dir, tag);
     t->mw = metric_writer_start(t->db);
     cr_assert(t->mw, "%s", error_get());
 }

@@ -16,5 +16,9 @@ typedef struct {
 /* The dir is /tmp/traind-<tag>-XXXXXX. */
 void tmp_db_open(TmpDb *t, const char *tag);
 void tmp_db_close(TmpDb *t);
+/* A database alone, no metric writer, in a fresh /tmp/traind-<tag>-XXXXXX
+ * written into dir: for tests that close and reopen it, or start writers
+ * of their own. db_close it, then tmp_dir_remove(dir). */
+Db *tmp_db_open_alone(char *dir, size_t size, const char *tag);
 
 #endif
