@@ -7,9 +7,10 @@
  * float32 operands) and the operands' alignment key a plan: the matmul and
  * layout descriptors and the heuristic's first algorithm, asked once and
  * kept for the process's life (a training step repeats a few dozen
- * shapes). A shape cuBLASLt has no algorithm for is remembered as declined
- * and left to cublasSgemm / cublasGemmEx, as is every product under
- * TRAIND_CUBLASLT=0 (for comparing the two in one build).
+ * shapes). A shape cuBLASLt has no algorithm for, or refuses to run, is
+ * remembered as declined and left to cublasSgemm / cublasGemmEx, as is
+ * every product under TRAIND_CUBLASLT=0 (for comparing the two in one
+ * build); a run that fails otherwise goes to cuBLAS that once.
  *
  * The layout is gemm.cu's: C^T = op(B)^T op(A)^T in column-major, so
  * cuBLASLt's A is our b and its B our a. The caller holds the device's
@@ -40,6 +41,7 @@ struct Plan {
 
 struct DeviceLt {
     cublasLtHandle_t handle;
+    bool unavailable; /* cublasLtCreate failed: every product to cuBLAS */
     void *workspace;
     std::map<PlanKey, Plan> plans;
 };
@@ -115,10 +117,10 @@ Plan make_plan(DeviceLt *d, cublasComputeType_t compute, bool ta, bool tb, int64
  * spoils the capture. */
 bool device_ready(int dev) {
     DeviceLt *d = &devices[dev];
-    if (d->handle) return true;
+    if (d->handle || d->unavailable) return d->handle != NULL; /* tried once, not per product */
     cudaStreamCaptureMode mode = gpu_capture_relax();
     bool made = lt_ok(cublasLtCreate(&d->handle));
-    if (!made) d->handle = NULL;
+    if (!made) d->handle = NULL, d->unavailable = true;
     if (made && cudaMalloc(&d->workspace, GPU_CUBLAS_WORKSPACE) != cudaSuccess) {
         (void)cudaGetLastError(); /* short of memory: algorithms without one */
         d->workspace = NULL;
@@ -133,6 +135,8 @@ extern "C" void gpu_cublaslt_set_enabled(bool on) { enabled.store(on ? 1 : 0); }
 
 extern "C" uint64_t gpu_cublaslt_runs(void) { return runs.load(); }
 
+/* For tests, while no product runs: the maps are read without the
+ * devices' gemm locks. */
 extern "C" uint64_t gpu_cublaslt_plans(void) {
     uint64_t n = 0;
     for (const DeviceLt &d : devices) n += d.plans.size();
@@ -167,8 +171,15 @@ extern "C" int gpu_lt_sgemm(int dev, int math, bool ta, bool tb, int64_t m, int6
     cublasStatus_t s =
         cublasLtMatmul(d->handle, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c, &p.algo,
                        p.workspace ? d->workspace : NULL, p.workspace, gpu_stream());
-    if (s != CUBLAS_STATUS_SUCCESS) { /* nothing queued: the shape goes to cuBLAS from now on */
-        plan_free(&p);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        /* Nothing queued: this product runs on cuBLAS. A shape cuBLASLt
+         * cannot run is declined for good; a failure of the moment (a
+         * capture the driver invalidated, memory) keeps its plan, so one
+         * bad step does not move the shape, and a graph's products, to
+         * another library for the rest of the run. */
+        if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE ||
+            s == CUBLAS_STATUS_ARCH_MISMATCH)
+            plan_free(&p);
         return 1;
     }
     gpu_profile_mark("cublasLtMatmul");

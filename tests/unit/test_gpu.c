@@ -1035,6 +1035,43 @@ Test(gpu, cublaslt_declined_runs_on_cublas) {
     unsetenv("TRAIND_SIMDEV_LT_MIN_ALIGN");
 }
 
+/* C = A^T B of 24x56 by 56x40 on the GPU, its numbers against the CPU's,
+ * the simulated cuBLASLt told to fail its next call with status `fail`
+ * (NULL: not); asserts how many products ran on cuBLASLt. */
+static void lt_product(const char *fail, uint64_t want_runs) {
+    Rng r;
+    rng_init(&r, 5);
+    Tensor *a = rand_t(&r, SHAPE(56, 24), DTYPE_FLOAT32, -1, 1);
+    Tensor *b = rand_t(&r, SHAPE(56, 40), DTYPE_FLOAT32, -1, 1);
+    Tensor *c = tensor_zeros(SHAPE(24, 40), DTYPE_FLOAT32, DEVICE_CPU_INIT);
+    Tensor *ag = to_gpu(a), *bg = to_gpu(b), *cg = to_gpu(c);
+    cpu_backend.gemm(DTYPE_FLOAT32, true, false, 24, 40, 56, 1.0, tensor_data(a), 24,
+                     tensor_data(b), 40, 0.0, tensor_data(c), 40);
+    if (fail) cr_assert_eq(setenv("TRAIND_SIMDEV_LT_FAIL", fail, 1), 0);
+    uint64_t runs = lt_runs();
+    backend_for(CUDA0)->gemm(DTYPE_FLOAT32, true, false, 24, 40, 56, 1.0, tensor_data(ag), 24,
+                             tensor_data(bg), 40, 0.0, tensor_data(cg), 40);
+    cr_assert_eq(lt_runs() - runs, want_runs, "told to fail with %s", fail ? fail : "nothing");
+    check_close(fail ? fail : "cublasLt", DTYPE_FLOAT32, cg, c, 2e-6);
+    Tensor *all[] = {a, b, c, ag, bg, cg};
+    release_all(6, all);
+}
+
+/* A cuBLASLt run that fails for the moment (EXECUTION_FAILED, as after a
+ * capture the driver invalidated) runs that product on cuBLAS and keeps
+ * the shape's plan; one it refuses (NOT_SUPPORTED) declines the shape for
+ * good. Either way the numbers are right. */
+Test(gpu, cublaslt_failure_of_the_moment_keeps_the_plan) {
+    test_need_gpu();
+    if (!test_gpu_simulated()) cr_skip_test("the simulated device's: a GPU fails on its own");
+    lt_enable(true);
+    lt_product(NULL, 1); /* the plan made, run on cuBLASLt */
+    lt_product("13", 0);
+    lt_product(NULL, 1); /* the plan kept */
+    lt_product("15", 0);
+    lt_product(NULL, 0); /* declined for good */
+}
+
 Test(gpu, gemm_transposes_and_strides) {
     test_need_gpu();
     const Backend *be = backend_for(CUDA0);

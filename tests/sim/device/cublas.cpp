@@ -297,6 +297,13 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                               cublasLtMatrixLayout_t ddesc, const cublasLtMatmulAlgo_t *algo,
                               void *workspace, size_t workspace_bytes, cudaStream_t stream) {
     (void)handle, (void)cdesc;
+    /* TRAIND_SIMDEV_LT_FAIL=N: the next call fails with status N, once */
+    const char *fail = getenv("TRAIND_SIMDEV_LT_FAIL");
+    if (fail && *fail) {
+        int status = atoi(fail);
+        unsetenv("TRAIND_SIMDEV_LT_FAIL");
+        return (cublasStatus_t)status;
+    }
     Product p;
     if (!product_of(desc, adesc, bdesc, ddesc, &p)) return CUBLAS_STATUS_INVALID_VALUE;
     uintptr_t align = (uintptr_t)algo->data[0];
