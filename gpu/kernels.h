@@ -102,6 +102,8 @@ bool gpu_cublaslt_enabled(void);
 void gpu_cublaslt_set_enabled(bool on);
 uint64_t gpu_cublaslt_runs(void);
 uint64_t gpu_cublaslt_plans(void);
+/* At most n plans kept per device (256); returns the limit before. */
+size_t gpu_cublaslt_plan_limit(size_t n);
 
 /* ---- profile.cu ---- */
 /* Under TRAIND_GPU_PROFILE, an event on the default stream labelled

@@ -7,7 +7,8 @@
  * float32 operands) and the operands' alignment key a plan: the matmul and
  * layout descriptors and the heuristic's first algorithm, asked once and
  * kept for the process's life (a training step repeats a few dozen
- * shapes). A shape cuBLASLt has no algorithm for, or refuses to run, is
+ * shapes), up to 256 plans a device: past them a new shape's plan serves
+ * its one call. A shape cuBLASLt has no algorithm for, or refuses to run, is
  * remembered as declined and left to cublasSgemm / cublasGemmEx, as is
  * every product under TRAIND_CUBLASLT=0 (for comparing the two in one
  * build); a run that fails otherwise goes to cuBLAS that once.
@@ -49,6 +50,9 @@ struct DeviceLt {
 DeviceLt devices[GPU_MAX_DEVICES];
 std::atomic<int> enabled{-1}; /* -1: TRAIND_CUBLASLT not read yet */
 std::atomic<uint64_t> runs{0}; /* products queued, on every device */
+/* Plans kept per device: past it, a new shape's plan serves its one call
+ * (a daemon meeting shape after shape stays bounded, as oneDNN's cache). */
+std::atomic<size_t> plan_limit{256};
 
 bool lt_ok(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS; }
 
@@ -133,6 +137,8 @@ bool device_ready(int dev) {
 
 extern "C" void gpu_cublaslt_set_enabled(bool on) { enabled.store(on ? 1 : 0); }
 
+extern "C" size_t gpu_cublaslt_plan_limit(size_t n) { return plan_limit.exchange(n); }
+
 extern "C" uint64_t gpu_cublaslt_runs(void) { return runs.load(); }
 
 /* For tests, while no product runs: the maps are read without the
@@ -163,14 +169,18 @@ extern "C" int gpu_lt_sgemm(int dev, int math, bool ta, bool tb, int64_t m, int6
     unsigned align = alignment(a, b, c);
     PlanKey key{m, n, k, ta, tb, lda, ldb, ldc, math, align};
     auto it = d->plans.find(key);
-    if (it == d->plans.end())
+    Plan once{};
+    if (it == d->plans.end() && d->plans.size() >= plan_limit.load())
+        once = make_plan(d, compute, ta, tb, m, n, k, lda, ldb, ldc, align);
+    else if (it == d->plans.end())
         it = d->plans.emplace(key, make_plan(d, compute, ta, tb, m, n, k, lda, ldb, ldc, align))
                  .first;
-    Plan &p = it->second;
+    Plan &p = it == d->plans.end() ? once : it->second;
     if (!p.ok) return 1;
     cublasStatus_t s =
         cublasLtMatmul(d->handle, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c, &p.algo,
                        p.workspace ? d->workspace : NULL, p.workspace, gpu_stream());
+    if (&p == &once) plan_free(&once); /* queued: the descriptors were read at the call */
     if (s != CUBLAS_STATUS_SUCCESS) {
         /* Nothing queued: this product runs on cuBLAS. A shape cuBLASLt
          * cannot run is declined for good; a failure of the moment (a

@@ -957,6 +957,13 @@ static void lt_enable(bool on) {
     (void)on;
 #endif
 }
+static size_t lt_plan_limit(size_t n) {
+#ifdef TRAIND_CUDA
+    return gpu_cublaslt_plan_limit(n);
+#else
+    return n;
+#endif
+}
 
 /* C = 0.75 op(A) op(B) + beta C with leading dimensions `pad` past the
  * rows and the operands `shift` floats past an allocation. Rows of 16
@@ -1033,6 +1040,23 @@ Test(gpu, cublaslt_declined_runs_on_cublas) {
     lt_case(0, 1, 64, 32, 48, 0, 4, 0.0); /* 16-byte aligned: still cuBLASLt's */
     cr_assert_eq(lt_runs(), runs + 1);
     unsetenv("TRAIND_SIMDEV_LT_MIN_ALIGN");
+}
+
+/* Past the plan limit a new shape's plan serves its one call: the product
+ * runs on cuBLASLt, its numbers right, and no plan is kept; the plans
+ * kept before go on serving. */
+Test(gpu, cublaslt_plans_past_the_limit_serve_one_call) {
+    test_need_gpu();
+    lt_enable(true);
+    lt_case(0, 1, 40, 24, 32, 0, 0, 0.0);
+    uint64_t plans = lt_plans(), runs = lt_runs();
+    size_t limit = lt_plan_limit(0);
+    lt_case(0, 1, 72, 24, 32, 0, 0, 0.0);  /* a new shape */
+    lt_case(1, 1, 72, 24, 32, 0, 0, -0.5); /* another */
+    cr_assert_eq(lt_plans(), plans, "a plan was kept past the limit");
+    lt_case(0, 1, 40, 24, 32, 0, 0, 0.0); /* the kept one */
+    cr_assert_eq(lt_runs(), runs + 3);
+    lt_plan_limit(limit);
 }
 
 /* C = A^T B of 24x56 by 56x40 on the GPU, its numbers against the CPU's,
