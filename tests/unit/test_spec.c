@@ -1,127 +1,34 @@
 /* test_spec.c - core/spec: the job spec of design.md parses with the right
  * values and PyTorch's defaults; malformed specs fail with the JSON path and
  * the reason; inline idx/csv/npy sources load, with paths relative to the job
- * file; shape checks catch a model that does not fit its data; and the spec
- * builds the model (torch's state_dict names), optimizer and scheduler. */
+ * file; every field refuses every wrong type. Shape checks and building are
+ * test_spec_shapes.c's; the specs both start from, tests/support's
+ * spec_examples. */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "core/spec.h"
+#include "tests/support/spec_examples.h"
 #include "tests/support/tmp_dir.h"
-
-/* design.md's example, verbatim, except that JSON has no comments. */
-static const char *design_example =
-    "{\n"
-    "  \"name\": \"mnist-cnn\",\n"
-    "  \"data\": {\n"
-    "    \"train\": \"mnist-train\",\n"
-    "    \"val\": \"mnist-test\",\n"
-    "    \"transforms\": [{\"type\": \"ToTensor\"}, {\"type\": \"Normalize\", \"mean\": [0.5], "
-    "\"std\": [1.0]}]\n"
-    "  },\n"
-    "  \"model\": [\n"
-    "    {\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 32, \"kernel_size\": 3, "
-    "\"padding\": 1},\n"
-    "    {\"type\": \"ReLU\"},\n"
-    "    {\"type\": \"MaxPool2d\", \"kernel_size\": 2},\n"
-    "    {\"type\": \"Flatten\"},\n"
-    "    {\"type\": \"Linear\", \"in_features\": 6272, \"out_features\": 10}\n"
-    "  ],\n"
-    "  \"loss\": {\"type\": \"CrossEntropyLoss\"},\n"
-    "  \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.01, \"momentum\": 0.9},\n"
-    "  \"scheduler\": {\"type\": \"LambdaLR\", \"lr_lambda\": \"0.95 ** epoch\"},\n"
-    "  \"epochs\": 2, \"batch_size\": 64, \"shuffle\": true, \"seed\": 0,\n"
-    "  \"device\": \"auto\",\n"
-    "  \"metrics\": [\"accuracy\"],\n"
-    "  \"checkpoint\": {\"every_epochs\": 1, \"keep_last\": 3},\n"
-    "  \"init\": null\n"
-    "}\n";
-
-/* A small valid spec: an MLP on 4 features, 3 classes. */
-static const char *mlp_spec =
-    "{\"data\": {\"train\": \"t\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4, "
-    "\"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, "
-    "\"optimizer\": {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1}";
-
-static JobSpec *parse_ok(const char *text) {
-    JobSpec *s = job_spec_parse(text, strlen(text));
-    cr_assert(s != NULL, "parse failed: %s", error_get());
-    return s;
-}
-
-/* `base` with the value at a dotted path ("optimizer.lr") replaced by
- * value_json, or removed when value_json is NULL. Returns malloc'd text. */
-static char *variant(const char *base, const char *dotted, const char *value_json) {
-    json_t *root = json_loads(base, 0, NULL);
-    cr_assert(root != NULL);
-    char path[256];
-    snprintf(path, sizeof path, "%s", dotted);
-    json_t *obj = root;
-    char *key = path, *dot;
-    while ((dot = strchr(key, '.'))) {
-        *dot = '\0';
-        obj = json_object_get(obj, key);
-        cr_assert(json_is_object(obj), "variant: no object at %s", key);
-        key = dot + 1;
-    }
-    if (value_json) {
-        json_error_t err;
-        json_t *v = json_loads(value_json, JSON_DECODE_ANY, &err);
-        cr_assert(v != NULL, "variant: bad value %s: %s", value_json, err.text);
-        json_object_set_new(obj, key, v);
-    } else {
-        json_object_del(obj, key);
-    }
-    char *out = json_dumps(root, 0);
-    json_decref(root);
-    return out;
-}
-
-static void expect_error_text(const char *text, const char *want, bool exact) {
-    JobSpec *s = job_spec_parse(text, strlen(text));
-    if (s) {
-        job_spec_free(s);
-        cr_assert_fail("parsed %s, expected the error: %s", text, want);
-    }
-    const char *got = error_get();
-    if (exact)
-        cr_assert_str_eq(got, want);
-    else
-        cr_assert(strncmp(got, want, strlen(want)) == 0, "got \"%s\", want \"%s...\"", got,
-                  want);
-}
 
 /* The example with one change must fail with exactly `want` (or starting with
  * it when !exact). */
 static void expect_variant_error(const char *dotted, const char *value, const char *want,
                                  bool exact) {
-    char *text = variant(design_example, dotted, value);
-    expect_error_text(text, want, exact);
+    char *text = spec_example_variant(spec_example_design, dotted, value);
+    spec_example_expect_error(text, want, exact);
     free(text);
-}
-
-/* MNIST as the daemon describes it: uint8 [28, 28] images, labels 0..9. */
-static SpecDataShape mnist_shape(void) {
-    SpecDataShape d = {.input_dtype = DTYPE_UINT8,
-                       .input_ndim = 2,
-                       .input_shape = {28, 28},
-                       .target_dtype = DTYPE_INT64,
-                       .target_ndim = 0,
-                       .num_classes = 10};
-    return d;
 }
 
 /* ---- the design example ---- */
 
 Test(spec, design_example_values) {
-    JobSpec *s = parse_ok(design_example);
+    JobSpec *s = spec_example_parse(spec_example_design);
     cr_assert_str_eq(s->name, "mnist-cnn");
     cr_assert_eq(s->train.kind, SPEC_SOURCE_NAME);
     cr_assert_str_eq(s->train.name, "mnist-train");
@@ -191,7 +98,7 @@ Test(spec, design_example_values) {
     cr_assert_null(s->init);
 
     /* and it fits MNIST: [64, 1, 28, 28] -> ... -> [64, 10] */
-    SpecDataShape d = mnist_shape();
+    SpecDataShape d = spec_example_mnist();
     SpecModelSize size;
     cr_assert_eq(job_spec_check_shapes(s, &d, &size), 0, "%s", error_get());
     cr_assert_eq(size.out_ndim, 2);
@@ -201,7 +108,7 @@ Test(spec, design_example_values) {
 }
 
 Test(spec, defaults_as_pytorch) {
-    JobSpec *s = parse_ok(mlp_spec);
+    JobSpec *s = spec_example_parse(spec_example_mlp);
     cr_assert_str_eq(s->name, "");
     cr_assert_eq(s->val.kind, SPEC_SOURCE_NONE);
     cr_assert_eq(s->num_transforms, 0);
@@ -221,8 +128,8 @@ Test(spec, defaults_as_pytorch) {
     job_spec_free(s);
 
     /* Adam and AdamW defaults; layer defaults */
-    char *t = variant(mlp_spec, "optimizer", "{\"type\": \"Adam\"}");
-    s = parse_ok(t);
+    char *t = spec_example_variant(spec_example_mlp, "optimizer", "{\"type\": \"Adam\"}");
+    s = spec_example_parse(t);
     free(t);
     cr_assert_eq(s->optimizer, SPEC_OPTIM_ADAM);
     cr_assert_eq(s->adam.lr, 1e-3);
@@ -233,8 +140,9 @@ Test(spec, defaults_as_pytorch) {
     cr_assert(!s->adam.amsgrad);
     job_spec_free(s);
 
-    t = variant(mlp_spec, "optimizer", "{\"type\": \"AdamW\", \"lr\": 0.5, \"betas\": [0.8, 0.9]}");
-    s = parse_ok(t);
+    t = spec_example_variant(spec_example_mlp, "optimizer",
+                             "{\"type\": \"AdamW\", \"lr\": 0.5, \"betas\": [0.8, 0.9]}");
+    s = spec_example_parse(t);
     free(t);
     cr_assert_eq(s->optimizer, SPEC_OPTIM_ADAMW);
     cr_assert_eq(s->adam.lr, 0.5);
@@ -242,14 +150,14 @@ Test(spec, defaults_as_pytorch) {
     cr_assert_eq(s->adam.weight_decay, 1e-2);
     job_spec_free(s);
 
-    t = variant(mlp_spec, "model",
+    t = spec_example_variant(spec_example_mlp, "model",
                 "[{\"type\": \"BatchNorm1d\", \"num_features\": 4}, {\"type\": \"Dropout\"},"
                 " {\"type\": \"AvgPool2d\", \"kernel_size\": [2, 3], \"stride\": null},"
                 " {\"type\": \"BatchNorm2d\", \"num_features\": 2, \"momentum\": null},"
-                " {\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 1,"
-                "  \"kernel_size\": [3, 5], \"padding\": \"same\", \"bias\": false},"
-                " {\"type\": \"Softmax\", \"dim\": 1}]");
-    s = parse_ok(t);
+                             " {\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 1,"
+                             "  \"kernel_size\": [3, 5], \"padding\": \"same\", \"bias\": false},"
+                             " {\"type\": \"Softmax\", \"dim\": 1}]");
+    s = spec_example_parse(t);
     free(t);
     const SpecLayer *bn = &s->layers[0];
     cr_assert_eq(bn->eps, 1e-5);
@@ -265,12 +173,12 @@ Test(spec, defaults_as_pytorch) {
     job_spec_free(s);
 
     /* checkpoint: null turns checkpoints off; seed, device, drop_last */
-    t = variant(mlp_spec, "checkpoint", "null");
-    char *t2 = variant(t, "device", "\"cuda:1\"");
-    char *t3 = variant(t2, "seed", "1234567890123");
-    char *t4 = variant(t3, "allow_tf32", "true");
-    char *t5 = variant(t4, "cuda_graphs", "true");
-    s = parse_ok(t5);
+    t = spec_example_variant(spec_example_mlp, "checkpoint", "null");
+    char *t2 = spec_example_variant(t, "device", "\"cuda:1\"");
+    char *t3 = spec_example_variant(t2, "seed", "1234567890123");
+    char *t4 = spec_example_variant(t3, "allow_tf32", "true");
+    char *t5 = spec_example_variant(t4, "cuda_graphs", "true");
+    s = spec_example_parse(t5);
     free(t);
     free(t2);
     free(t3);
@@ -287,9 +195,9 @@ Test(spec, defaults_as_pytorch) {
 }
 
 Test(spec, schedulers) {
-    char *t = variant(design_example, "scheduler",
-                      "{\"type\": \"MultiStepLR\", \"milestones\": [5, 2, 5]}");
-    JobSpec *s = parse_ok(t);
+    char *t = spec_example_variant(spec_example_design, "scheduler",
+                                   "{\"type\": \"MultiStepLR\", \"milestones\": [5, 2, 5]}");
+    JobSpec *s = spec_example_parse(t);
     free(t);
     cr_assert_eq(s->lr_scheduler.type, LR_SCHEDULER_MULTI_STEP);
     cr_assert_eq(s->lr_scheduler.n_milestones, 3);
@@ -298,15 +206,16 @@ Test(spec, schedulers) {
     cr_assert_eq(s->lr_scheduler.gamma, 0.1);
     job_spec_free(s);
 
-    t = variant(design_example, "scheduler", "{\"type\": \"CosineAnnealingLR\", \"T_max\": 10}");
-    s = parse_ok(t);
+    t = spec_example_variant(spec_example_design, "scheduler",
+                             "{\"type\": \"CosineAnnealingLR\", \"T_max\": 10}");
+    s = spec_example_parse(t);
     free(t);
     cr_assert_eq(s->lr_scheduler.T_max, 10);
     cr_assert_eq(s->lr_scheduler.eta_min, 0.0);
     job_spec_free(s);
 
-    t = variant(design_example, "scheduler", "null");
-    s = parse_ok(t);
+    t = spec_example_variant(spec_example_design, "scheduler", "null");
+    s = spec_example_parse(t);
     free(t);
     cr_assert(!s->has_lr_scheduler);
     LrScheduler *sched = (LrScheduler *)1;
@@ -318,8 +227,8 @@ Test(spec, schedulers) {
 /* ---- errors: path and reason ---- */
 
 Test(spec, precision) {
-    char *text = variant(design_example, "precision", "\"bf16\"");
-    JobSpec *s = parse_ok(text);
+    char *text = spec_example_variant(spec_example_design, "precision", "\"bf16\"");
+    JobSpec *s = spec_example_parse(text);
     cr_assert_eq(s->precision, PRECISION_BF16);
     job_spec_free(s);
     free(text);
@@ -453,8 +362,8 @@ Test(spec, layer_errors) {
          "model.small_input: expected true or false, got number"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *t = variant(mlp_spec, "model", cases[i].model);
-        expect_error_text(t, cases[i].want, false);
+        char *t = spec_example_variant(spec_example_mlp, "model", cases[i].model);
+        spec_example_expect_error(t, cases[i].want, false);
         free(t);
     }
 }
@@ -463,7 +372,7 @@ Test(spec, layer_errors) {
  * [N, in_channels, H, W]; errors name the model and say what is wrong. A
  * block in a layer list checks its inplanes. */
 Test(spec, resnet_arch_and_blocks_fit_the_data) {
-    SpecDataShape d = mnist_shape();
+    SpecDataShape d = spec_example_mnist();
     static const struct {
         const char *dotted, *value, *want;
     } cases[] = {
@@ -480,9 +389,10 @@ Test(spec, resnet_arch_and_blocks_fit_the_data) {
          "model[2] Linear: in_features=8 but its input has 6272 features"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        char *t = variant(design_example, "model", "{\"arch\": \"resnet18\", \"num_classes\": 10}");
-        char *t2 = variant(t, cases[i].dotted, cases[i].value);
-        JobSpec *s = parse_ok(t2);
+        char *t = spec_example_variant(spec_example_design, "model",
+                                       "{\"arch\": \"resnet18\", \"num_classes\": 10}");
+        char *t2 = spec_example_variant(t, cases[i].dotted, cases[i].value);
+        JobSpec *s = spec_example_parse(t2);
         free(t), free(t2);
         cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1, "case %zu", i);
         cr_assert_str_eq(error_get(), cases[i].want);
@@ -493,9 +403,9 @@ Test(spec, resnet_arch_and_blocks_fit_the_data) {
     /* one channel: [64, 10] out; parameters as torch's resnet18() (11689512)
      * with conv1 = Conv2d(1, 64, 7, 2, 3, bias=False) for its 3-channel one
      * and fc = Linear(512, 10) for Linear(512, 1000) */
-    char *t = variant(design_example, "model",
+    char *t = spec_example_variant(spec_example_design, "model",
                       "{\"arch\": \"resnet18\", \"num_classes\": 10, \"in_channels\": 1}");
-    JobSpec *s = parse_ok(t);
+    JobSpec *s = spec_example_parse(t);
     free(t);
     cr_assert_eq(s->arch.kind, SPEC_ARCH_RESNET);
     cr_assert(s->arch.resnet.depth == 18 && !s->arch.resnet.small_input);
@@ -509,14 +419,14 @@ Test(spec, resnet_arch_and_blocks_fit_the_data) {
 /* GELU, SiLU, LeakyReLU, Identity: torch's arguments and defaults, passed
  * on to the built layers; bad arguments and unknown keys name their path. */
 Test(spec, activation_layers) {
-    char *t = variant(mlp_spec, "model",
+    char *t = spec_example_variant(spec_example_mlp, "model",
                       "[{\"type\": \"GELU\"}, {\"type\": \"GELU\", \"approximate\": \"none\"},"
-                      " {\"type\": \"GELU\", \"approximate\": \"tanh\"},"
+                                   " {\"type\": \"GELU\", \"approximate\": \"tanh\"},"
                       " {\"type\": \"SiLU\", \"inplace\": true}, {\"type\": \"LeakyReLU\"},"
                       " {\"type\": \"LeakyReLU\", \"negative_slope\": 0.2, \"inplace\": true},"
-                      " {\"type\": \"Identity\"},"
+                                   " {\"type\": \"Identity\"},"
                       " {\"type\": \"Linear\", \"in_features\": 4, \"out_features\": 3}]");
-    JobSpec *s = parse_ok(t);
+    JobSpec *s = spec_example_parse(t);
     free(t);
     static const SpecLayerType types[] = {SPEC_LAYER_GELU,       SPEC_LAYER_GELU,
                                           SPEC_LAYER_GELU,       SPEC_LAYER_SILU,
@@ -583,8 +493,8 @@ Test(spec, activation_layers) {
         {"[{\"type\": \"Gelu\"}]", "model[0]: unknown layer type 'Gelu' (did you mean 'GELU'?)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        t = variant(mlp_spec, "model", cases[i].model);
-        expect_error_text(t, cases[i].want, false);
+        t = spec_example_variant(spec_example_mlp, "model", cases[i].model);
+        spec_example_expect_error(t, cases[i].want, false);
         free(t);
     }
 }
@@ -608,461 +518,29 @@ Test(spec, optimizer_errors) {
          "optimizer.no_decay_1d: expected true or false, got number"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *t = variant(mlp_spec, "optimizer", cases[i].opt);
-        expect_error_text(t, cases[i].want, false);
+        char *t = spec_example_variant(spec_example_mlp, "optimizer", cases[i].opt);
+        spec_example_expect_error(t, cases[i].want, false);
         free(t);
     }
     /* accuracy needs a classification loss */
-    char *t = variant(mlp_spec, "loss", "{\"type\": \"MSELoss\"}");
-    char *t2 = variant(t, "metrics", "[\"accuracy\"]");
-    expect_error_text(t2, "metrics[0]: accuracy needs a classification loss (CrossEntropyLoss or "
-                          "NLLLoss), not MSELoss", true);
+    char *t = spec_example_variant(spec_example_mlp, "loss", "{\"type\": \"MSELoss\"}");
+    char *t2 = spec_example_variant(t, "metrics", "[\"accuracy\"]");
+    spec_example_expect_error(t2,
+        "metrics[0]: accuracy needs a classification loss (CrossEntropyLoss or "
+                              "NLLLoss), not MSELoss", true);
     free(t);
     free(t2);
 }
 
 Test(spec, invalid_json) {
-    expect_error_text("{\"epochs\": 1,\n  \"model\": [}", "invalid JSON: line 2, column", false);
-    expect_error_text("{\"epochs\": 1, \"epochs\": 2}", "invalid JSON: line 1", false);
-    expect_error_text("[1, 2]", "job spec: expected an object, got array", true);
-    expect_error_text("", "invalid JSON: line 1", false);
+    spec_example_expect_error("{\"epochs\": 1,\n  \"model\": [}", "invalid JSON: line 2, column",
+                              false);
+    spec_example_expect_error("{\"epochs\": 1, \"epochs\": 2}", "invalid JSON: line 1", false);
+    spec_example_expect_error("[1, 2]", "job spec: expected an object, got array", true);
+    spec_example_expect_error("", "invalid JSON: line 1", false);
     cr_assert_null(job_spec_parse_file("tests/fixtures/spec/no-such-job.json"));
     cr_assert_str_eq(error_get(),
                      "tests/fixtures/spec/no-such-job.json: No such file or directory");
-}
-
-/* ---- shapes ---- */
-
-Test(spec, linear_mismatch_names_layer_and_shapes) {
-    char *t = variant(design_example, "model",
-                      "[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 32, "
-                      "\"kernel_size\": 3, \"padding\": 1}, {\"type\": \"ReLU\"},"
-                      " {\"type\": \"MaxPool2d\", \"kernel_size\": 2}, {\"type\": \"Flatten\"},"
-                      " {\"type\": \"Linear\", \"in_features\": 1000, \"out_features\": 10}]");
-    JobSpec *s = parse_ok(t); /* the spec alone is fine; the data decides */
-    free(t);
-    SpecDataShape d = mnist_shape();
-    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
-    cr_assert_str_eq(error_get(),
-                     "model[4] Linear: in_features=1000 but its input has 6272 features");
-
-    /* the same through a loaded dataset */
-    int64_t n = 3;
-    Tensor *x = tensor_zeros(SHAPE(3, 28, 28), DTYPE_UINT8, DEVICE_CPU_INIT);
-    Tensor *y = tensor_zeros(1, &n, DTYPE_INT64, DEVICE_CPU_INIT);
-    Dataset *ds = dataset_from_tensors(x, y, "test");
-    cr_assert(ds != NULL, "%s", error_get());
-    cr_assert_eq(job_spec_check_data(s, ds, NULL), -1);
-    cr_assert_str_eq(error_get(),
-                     "model[4] Linear: in_features=1000 but its input has 6272 features");
-    dataset_free(ds);
-    job_spec_free(s);
-}
-
-Test(spec, loss_and_transform_checks) {
-    JobSpec *s = parse_ok(design_example);
-    SpecDataShape d = mnist_shape();
-
-    d.num_classes = 12; /* labels up to 11, 10 outputs */
-    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
-    cr_assert_str_eq(error_get(), "loss: CrossEntropyLoss: the model's output [64, 10] has 10 "
-                                  "classes, but the labels go up to 11");
-
-    d = mnist_shape(); /* regression targets for a classification loss */
-    d.target_dtype = DTYPE_FLOAT32;
-    d.target_ndim = 1;
-    d.target_shape[0] = 1;
-    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
-    cr_assert_str_eq(error_get(), "loss: CrossEntropyLoss needs integer class labels (one per "
-                                  "sample, or one per token of a sequence), but the targets are "
-                                  "float32 [1] per sample (use MSELoss or L1Loss for regression)");
-    job_spec_free(s);
-
-    /* no Flatten/Linear: the output is not [N, C] */
-    char *t = variant(design_example, "model",
-                      "[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 2, "
-                      "\"kernel_size\": 3}]");
-    s = parse_ok(t);
-    free(t);
-    d = mnist_shape();
-    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
-    cr_assert_str_eq(error_get(), "loss: CrossEntropyLoss needs the model's output to be [N, C] "
-                                  "(class scores), got [64, 2, 26, 26]");
-    job_spec_free(s);
-
-    /* images without ToTensor */
-    t = variant(design_example, "data.transforms", "[]");
-    s = parse_ok(t);
-    free(t);
-    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
-    cr_assert_str_eq(error_get(), "data.transforms: the model's input would be uint8 [64, 28, 28]; "
-                                  "images need {\"type\": \"ToTensor\"} to become float32");
-    job_spec_free(s);
-
-    /* Normalize with 3 channels on 1-channel images: the transform's error, under data. */
-    t = variant(design_example, "data.transforms",
-                "[{\"type\": \"ToTensor\"}, {\"type\": \"Normalize\", \"mean\": [0.5, 0.5, 0.5], "
-                "\"std\": [1, 1, 1]}]");
-    s = parse_ok(t);
-    free(t);
-    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
-    cr_assert(strncmp(error_get(), "data.transforms[1] Normalize: ", 30) == 0, "%s", error_get());
-    job_spec_free(s);
-
-    /* regression: MSELoss needs the output shaped as the targets */
-    t = variant(mlp_spec, "loss", "{\"type\": \"MSELoss\"}");
-    s = parse_ok(t);
-    free(t);
-    SpecDataShape r = {.input_dtype = DTYPE_FLOAT32, .input_ndim = 1, .input_shape = {4},
-                       .target_dtype = DTYPE_FLOAT32, .target_ndim = 1, .target_shape = {1}};
-    cr_assert_eq(job_spec_check_shapes(s, &r, NULL), -1);
-    cr_assert_str_eq(error_get(), "loss: MSELoss: the model's output [1, 3] does not match the "
-                                  "targets [1, 1]");
-    r.target_shape[0] = 3;
-    cr_assert_eq(job_spec_check_shapes(s, &r, NULL), 0, "%s", error_get());
-    r.target_dtype = DTYPE_INT64;
-    r.target_ndim = 0;
-    cr_assert_eq(job_spec_check_shapes(s, &r, NULL), -1);
-    cr_assert_str_eq(error_get(), "loss: MSELoss needs float targets, but the data has int64 "
-                                  "class labels (use CrossEntropyLoss for classification)");
-    job_spec_free(s);
-}
-
-/* Errors are structures: the path is the field's, not cut out of the text. */
-static void expect_path(const char *text, const char *want_path, const char *want_start) {
-    error_clear();
-    JobSpec *s = job_spec_parse(text, strlen(text));
-    cr_assert_null(s, "parsed: %s", text);
-    cr_assert_str_eq(error_last()->path, want_path, "%s", error_get());
-    cr_assert(strncmp(error_get(), want_start, strlen(want_start)) == 0, "%s", error_get());
-}
-
-Test(spec, errors_are_structures) {
-    char *t = variant(design_example, "optimizer.momentun", "0.9");
-    expect_path(t, "optimizer.momentun", "optimizer.momentun: unknown field");
-    free(t);
-    t = variant(design_example, "epochs", "\"one\"");
-    expect_path(t, "epochs", "epochs: expected an integer, got string");
-    free(t);
-    t = variant(design_example, "scheduler.lr_lambda", "\"0.95 $ epoch\"");
-    expect_path(t, "scheduler.lr_lambda", "scheduler.lr_lambda: ");
-    free(t);
-    t = variant(design_example, "model", "[{\"type\": \"ReLU\"}, {\"type\": \"Conv3d\"}]");
-    expect_path(t, "model[1]", "model[1]: unknown layer type 'Conv3d'");
-    free(t);
-    t = variant(design_example, "data.transforms", "[{\"type\": \"Normalize\"}]");
-    expect_path(t, "data.transforms[0]", "data.transforms[0] Normalize: mean and std");
-    free(t);
-    /* the spec as a whole: no field to name */
-    expect_path("[1, 2]", "", "job spec: expected an object, got array");
-    expect_path("{\"epochs\": ", "", "invalid JSON: line 1");
-
-    /* shape errors name the layer, whose type the message adds */
-    t = variant(design_example, "model",
-                "[{\"type\": \"Flatten\"}, {\"type\": \"Linear\", \"in_features\": 1000, "
-                "\"out_features\": 10}]");
-    JobSpec *s = parse_ok(t);
-    free(t);
-    SpecDataShape d = mnist_shape();
-    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
-    cr_assert_str_eq(error_last()->path, "model[1]");
-    cr_assert_str_eq(error_get(), "model[1] Linear: in_features=1000 but its input has 784 "
-                                  "features");
-    d.num_classes = 11;
-    job_spec_free(s);
-    s = parse_ok(design_example);
-    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
-    cr_assert_str_eq(error_last()->path, "loss");
-    job_spec_free(s);
-}
-
-/* The elements of a built model's state_dict (parameters and buffers), as
- * torch's sum(t.numel() for t in model.state_dict().values()). */
-static int64_t state_dict_elements(const JobSpec *s) {
-    Rng rng;
-    rng_init(&rng, 0);
-    Module *m = job_spec_build_model(s, &rng);
-    cr_assert(m != NULL, "%s", error_get());
-    TensorDict sd;
-    tensor_dict_init(&sd);
-    cr_assert_eq(module_state_dict(m, &sd), 0, "%s", error_get());
-    int64_t n = 0;
-    for (int i = 0; i < sd.count; i++) n += tensor_numel(sd.tensors[i]);
-    tensor_dict_free(&sd);
-    module_free(m);
-    return n;
-}
-
-Test(spec, model_size_from_the_layer_list) {
-    /* the CNN: conv 32*1*3*3 + 32, linear 10*6272 + 10, as torch counts them */
-    JobSpec *s = parse_ok(design_example);
-    SpecDataShape d = mnist_shape();
-    SpecModelSize z;
-    cr_assert_eq(job_spec_check_shapes(s, &d, &z), 0, "%s", error_get());
-    cr_assert_eq(z.parameters, 32 * 9 + 32 + 10 * 6272 + 10);
-    cr_assert_eq(z.buffers, 0);
-    cr_assert_eq(z.parameters, state_dict_elements(s));
-    /* outputs of conv, relu, pool, flatten and linear for a batch of 64 */
-    int64_t acts = 64 * (32 * 28 * 28 * 2 + 32 * 14 * 14 + 6272 + 10);
-    cr_assert_eq(z.activations, acts);
-    /* SGD with momentum: weights, gradients and one buffer; the batch and the
-     * outputs with their gradients; float32 */
-    cr_assert_eq(z.train_bytes, 4 * (3 * z.parameters + 2 * (64 * 784 + acts)));
-    job_spec_free(s);
-
-    /* BatchNorm's running statistics and num_batches_tracked, and Adam's two moments */
-    char *t = variant(design_example, "model",
-                      "[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 8, "
-                      "\"kernel_size\": 3, \"bias\": false}, {\"type\": \"BatchNorm2d\", "
-                      "\"num_features\": 8}, {\"type\": \"Flatten\"}, {\"type\": \"Linear\", "
-                      "\"in_features\": 5408, \"out_features\": 10}]");
-    char *t2 = variant(t, "optimizer", "{\"type\": \"Adam\"}");
-    s = parse_ok(t2);
-    free(t);
-    free(t2);
-    cr_assert_eq(job_spec_check_shapes(s, &d, &z), 0, "%s", error_get());
-    cr_assert_eq(z.parameters, 8 * 9 + 2 * 8 + 5408 * 10 + 10);
-    cr_assert_eq(z.buffers, 2 * 8 + 1);
-    cr_assert_eq(z.parameters + z.buffers, state_dict_elements(s));
-    cr_assert_eq(z.train_bytes,
-                 4 * (4 * z.parameters + z.buffers + 2 * (64 * 784 + z.activations)));
-    job_spec_free(s);
-}
-
-/* `base` with `model` as its layer list, parsed. */
-static JobSpec *parse_model(const char *base, const char *model) {
-    char *t = variant(base, "model", model);
-    JobSpec *s = parse_ok(t);
-    free(t);
-    return s;
-}
-
-/* The shape check passes and counts `parameters`, as the built model has. */
-static void expect_parameters(const JobSpec *s, int64_t parameters) {
-    SpecDataShape d = mnist_shape();
-    SpecModelSize z;
-    cr_assert_eq(job_spec_check_shapes(s, &d, &z), 0, "%s", error_get());
-    cr_assert_eq(z.parameters, parameters);
-    cr_assert_eq(z.parameters, state_dict_elements(s));
-}
-
-/* LayerNorm: normalized_shape as an int or a list, torch's defaults, bad
- * arguments named by path, the input's trailing dims checked against it,
- * and its parameters counted as torch counts them. */
-Test(spec, layer_norm) {
-    /* MNIST's images through ToTensor: [N, 1, 28, 28] float32 */
-    char *base = variant(mlp_spec, "data", "{\"train\": \"t\", \"transforms\": "
-                                           "[{\"type\": \"ToTensor\"}]}");
-    JobSpec *s = parse_model(
-        base, "[{\"type\": \"Flatten\"}, {\"type\": \"LayerNorm\", \"normalized_shape\": 784}, "
-              "{\"type\": \"LayerNorm\", \"normalized_shape\": [784], \"eps\": 1e-6, "
-              "\"bias\": false}, {\"type\": \"LayerNorm\", \"normalized_shape\": [784], "
-              "\"elementwise_affine\": false}, {\"type\": \"Linear\", \"in_features\": 784, "
-              "\"out_features\": 10}]");
-    const SpecLayer *l = &s->layers[1];
-    cr_assert_eq(l->type, SPEC_LAYER_LAYER_NORM);
-    cr_assert_str_eq(spec_layer_type_name(l->type), "LayerNorm");
-    cr_assert(l->norm_ndim == 1 && l->normalized_shape[0] == 784);
-    cr_assert(l->eps == 1e-5 && l->elementwise_affine && l->bias);
-    cr_assert(s->layers[2].eps == 1e-6 && s->layers[2].elementwise_affine &&
-              !s->layers[2].bias);
-    cr_assert(!s->layers[3].elementwise_affine);
-    expect_parameters(s, 2 * 784 + 784 + 784 * 10 + 10);
-    job_spec_free(s);
-
-    /* over the last two dims of the [N, 1, 28, 28] images */
-    s = parse_model(base, "[{\"type\": \"LayerNorm\", \"normalized_shape\": [28, 28]}, "
-                          "{\"type\": \"Flatten\"}, {\"type\": \"Linear\", "
-                          "\"in_features\": 784, \"out_features\": 10}]");
-    cr_assert(s->layers[0].norm_ndim == 2 && s->layers[0].normalized_shape[1] == 28);
-    expect_parameters(s, 2 * 784 + 7850);
-    job_spec_free(s);
-
-    /* trailing dims that differ: the layer and both shapes named */
-    s = parse_model(base, "[{\"type\": \"Flatten\"}, {\"type\": \"LayerNorm\", "
-                          "\"normalized_shape\": [28, 28]}, {\"type\": \"Linear\", "
-                          "\"in_features\": 784, \"out_features\": 10}]");
-    SpecDataShape d = mnist_shape();
-    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
-    cr_assert_str_eq(error_get(), "model[1] LayerNorm: normalized_shape=[28, 28] but its input "
-                                  "[1, 784] does not end with [28, 28]");
-    cr_assert_str_eq(error_last()->path, "model[1]");
-    job_spec_free(s);
-    free(base);
-
-    static const struct {
-        const char *layer, *want;
-    } bad[] = {
-        {"{\"type\": \"LayerNorm\"}", "model[0].normalized_shape: required"},
-        {"{\"type\": \"LayerNorm\", \"normalized_shape\": 0}",
-         "model[0].normalized_shape: must be >= 1, got 0"},
-        {"{\"type\": \"LayerNorm\", \"normalized_shape\": [4, -2]}",
-         "model[0].normalized_shape[1]: must be >= 1, got -2"},
-        {"{\"type\": \"LayerNorm\", \"normalized_shape\": []}",
-         "model[0].normalized_shape: expected a list of 1 to 8 integers, got a list of 0"},
-        {"{\"type\": \"LayerNorm\", \"normalized_shape\": [1, 1, 1, 1, 1, 1, 1, 1, 1]}",
-         "model[0].normalized_shape: expected a list of 1 to 8 integers, got a list of 9"},
-        {"{\"type\": \"LayerNorm\", \"normalized_shape\": \"64\"}",
-         "model[0].normalized_shape: expected an integer or a list of integers, got string"},
-        {"{\"type\": \"LayerNorm\", \"normalized_shape\": [4.5]}",
-         "model[0].normalized_shape[0]: expected an integer"},
-        {"{\"type\": \"LayerNorm\", \"normalized_shape\": 4, \"eps\": 0}",
-         "model[0].eps: must be > 0, got 0"},
-        {"{\"type\": \"LayerNorm\", \"normalized_shape\": 4, \"eps\": -1e-5}",
-         "model[0].eps: must be > 0, got -1e-05"},
-        {"{\"type\": \"LayerNorm\", \"normalized_shape\": 4, \"eps\": \"small\"}",
-         "model[0].eps: expected a number, got string"},
-        {"{\"type\": \"LayerNorm\", \"normalized_shape\": 4, \"elementwise_affine\": 1}",
-         "model[0].elementwise_affine: expected true or false, got number"},
-        {"{\"type\": \"LayerNorm\", \"normalized_shape\": 4, \"affine\": true}",
-         "model[0].affine: unknown field"},
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char model[256];
-        snprintf(model, sizeof model, "[%s]", bad[i].layer);
-        char *t = variant(mlp_spec, "model", model);
-        expect_error_text(t, bad[i].want, false);
-        free(t);
-    }
-}
-
-/* A model of 10^12 parameters is measured without a weight allocated; sizes
- * past int64 saturate instead of wrapping round to small numbers. */
-Test(spec, huge_models_are_measured_not_built) {
-    char *t = variant(mlp_spec, "model",
-                      "[{\"type\": \"Linear\", \"in_features\": 1000000, "
-                      "\"out_features\": 1000000}, {\"type\": \"Linear\", "
-                      "\"in_features\": 1000000, \"out_features\": 3}]");
-    JobSpec *s = parse_ok(t);
-    free(t);
-    SpecDataShape d = {.input_dtype = DTYPE_FLOAT32,
-                       .input_ndim = 1,
-                       .input_shape = {1000000},
-                       .target_dtype = DTYPE_INT64,
-                       .num_classes = 3};
-    SpecModelSize z;
-    cr_assert_eq(job_spec_check_shapes(s, &d, &z), 0, "%s", error_get());
-    int64_t p = 1000000LL * 1000000 + 1000000 + 1000000LL * 3 + 3;
-    cr_assert_eq(z.parameters, p);
-    cr_assert_eq(z.train_bytes, 4 * (2 * p + 2 * (1000000 + 1000000 + 3)));
-    job_spec_free(s);
-
-    t = variant(mlp_spec, "model",
-                "[{\"type\": \"Linear\", \"in_features\": 4, \"out_features\": 2147483648},"
-                " {\"type\": \"Linear\", \"in_features\": 2147483648, "
-                "\"out_features\": 2147483648}, {\"type\": \"Linear\", \"in_features\": "
-                "2147483648, \"out_features\": 2147483648}, {\"type\": \"Linear\", "
-                "\"in_features\": "
-                "2147483648, \"out_features\": 3}]");
-    char *t2 = variant(t, "batch_size", "2147483648");
-    s = parse_ok(t2);
-    free(t);
-    free(t2);
-    d = (SpecDataShape){.input_dtype = DTYPE_FLOAT32,
-                        .input_ndim = 1,
-                        .input_shape = {4},
-                        .target_dtype = DTYPE_INT64,
-                        .num_classes = 3};
-    cr_assert_eq(job_spec_check_shapes(s, &d, &z), 0, "%s", error_get());
-    cr_assert_eq(z.parameters, INT64_MAX);
-    cr_assert_eq(z.train_bytes, INT64_MAX);
-    job_spec_free(s);
-}
-
-/* ---- building ---- */
-
-Test(spec, builds_model_optimizer_scheduler) {
-    JobSpec *s = parse_ok(design_example);
-    Rng rng;
-    rng_init(&rng, s->seed);
-    Module *m = job_spec_build_model(s, &rng);
-    cr_assert(m != NULL, "%s", error_get());
-    TensorDict sd;
-    tensor_dict_init(&sd);
-    cr_assert_eq(module_state_dict(m, &sd), 0, "%s", error_get());
-    static const char *names[] = {"0.weight", "0.bias", "4.weight", "4.bias"};
-    static const int64_t shapes[][4] = {{32, 1, 3, 3}, {32}, {10, 6272}, {10}};
-    cr_assert_eq(sd.count, 4);
-    for (int i = 0; i < 4; i++) {
-        cr_assert_str_eq(sd.names[i], names[i]);
-        Tensor *t = sd.tensors[i];
-        for (int j = 0; j < t->ndim; j++) cr_assert_eq(t->shape[j], shapes[i][j]);
-    }
-    tensor_dict_free(&sd);
-
-    /* the model the check measured without building it is the built one, and it runs */
-    SpecDataShape d = mnist_shape();
-    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), 0, "%s", error_get());
-    Tensor *x = tensor_zeros(SHAPE(2, 1, 28, 28), DTYPE_FLOAT32, DEVICE_CPU_INIT);
-    Tensor *y = module_forward(m, x);
-    cr_assert(y != NULL, "%s", error_get());
-    cr_assert(y->ndim == 2 && y->shape[0] == 2 && y->shape[1] == 10);
-    int64_t two = 2;
-    Tensor *labels = tensor_zeros(1, &two, DTYPE_INT64, DEVICE_CPU_INIT);
-    Tensor *loss = job_spec_loss(s, y, labels);
-    cr_assert(loss != NULL, "%s", error_get());
-    cr_assert_eq(loss->ndim, 0);
-    cr_assert(isfinite(tensor_item(loss)));
-    tensor_release(loss);
-    tensor_release(labels);
-    tensor_release(y);
-    tensor_release(x);
-
-    Optimizer *opt = job_spec_build_optimizer(s, m);
-    cr_assert(opt != NULL, "%s", error_get());
-    cr_assert_str_eq(optimizer_name(opt), "SGD");
-    cr_assert_eq(opt->lr, 0.01);
-    cr_assert_eq(opt->n_params, 4);
-    LrScheduler *sched = NULL;
-    cr_assert_eq(job_spec_build_lr_scheduler(s, opt->lr, 1, &sched), 0, "%s", error_get());
-    cr_assert(sched != NULL);
-    cr_assert_float_eq(lr_scheduler_get_lr(sched), 0.01, 1e-15);
-    cr_assert_eq(lr_scheduler_step(sched), 0);
-    cr_assert_float_eq(lr_scheduler_get_lr(sched), 0.01 * 0.95, 1e-15);
-    lr_scheduler_free(sched);
-    optimizer_free(opt);
-    module_free(m);
-    job_spec_free(s);
-
-    /* BatchNorm's buffers, and an Adam optimizer */
-    char *t = variant(mlp_spec, "model",
-                      "[{\"type\": \"Linear\", \"in_features\": 4, \"out_features\": 8, "
-                      "\"bias\": false}, {\"type\": \"BatchNorm1d\", \"num_features\": 8},"
-                      " {\"type\": \"Tanh\"}, {\"type\": \"Dropout\", \"p\": 0.1},"
-                      " {\"type\": \"Linear\", \"in_features\": 8, \"out_features\": 3}]");
-    char *t2 = variant(t, "optimizer", "{\"type\": \"Adam\", \"lr\": 0.002}");
-    s = parse_ok(t2);
-    free(t);
-    free(t2);
-    rng_init(&rng, 0);
-    m = job_spec_build_model(s, &rng);
-    cr_assert(m != NULL, "%s", error_get());
-    tensor_dict_init(&sd);
-    cr_assert_eq(module_state_dict(m, &sd), 0);
-    static const char *bn_names[] = {"0.weight",         "1.weight",     "1.bias",
-                                     "1.running_mean",   "1.running_var", "1.num_batches_tracked",
-                                     "4.weight",         "4.bias"};
-    cr_assert_eq(sd.count, 8);
-    for (int i = 0; i < 8; i++) cr_assert_str_eq(sd.names[i], bn_names[i]);
-    tensor_dict_free(&sd);
-    opt = job_spec_build_optimizer(s, m);
-    cr_assert(opt != NULL, "%s", error_get());
-    cr_assert_str_eq(optimizer_name(opt), "Adam");
-    cr_assert_eq(opt->lr, 0.002);
-    optimizer_free(opt);
-    module_free(m);
-    job_spec_free(s);
-
-    /* no parameters to optimise */
-    t = variant(mlp_spec, "model", "[{\"type\": \"ReLU\"}]");
-    s = parse_ok(t);
-    free(t);
-    m = job_spec_build_model(s, &rng);
-    cr_assert(m != NULL);
-    cr_assert_null(job_spec_build_optimizer(s, m));
-    cr_assert_str_eq(error_get(), "optimizer: the model has no parameters to optimize");
-    module_free(m);
-    job_spec_free(s);
 }
 
 /* ---- inline sources and relative paths ---- */
@@ -1159,9 +637,9 @@ Test(spec, inline_csv_regression, .init = setup, .fini = teardown) {
     job_spec_free(s);
 
     /* two target columns as a list; the model gives one: mismatch */
-    char *t = variant(job, "data.train",
+    char *t = spec_example_variant(job, "data.train",
                       "{\"format\": \"csv\", \"path\": \"data.csv\", \"label_column\": [\"y\", "
-                      "\"z\"]}");
+                                   "\"z\"]}");
     s = job_spec_parse_in(t, strlen(t), dir);
     free(t);
     cr_assert(s != NULL, "%s", error_get());
@@ -1174,7 +652,7 @@ Test(spec, inline_csv_regression, .init = setup, .fini = teardown) {
     job_spec_free(s);
 
     /* a missing file: the error names data.train and the file */
-    t = variant(job, "data.train.path", "\"missing.csv\"");
+    t = spec_example_variant(job, "data.train.path", "\"missing.csv\"");
     s = job_spec_parse_in(t, strlen(t), dir);
     free(t);
     cr_assert(s != NULL, "%s", error_get());
@@ -1184,7 +662,7 @@ Test(spec, inline_csv_regression, .init = setup, .fini = teardown) {
     job_spec_free(s);
 
     /* a name is for the daemon */
-    s = parse_ok(mlp_spec);
+    s = spec_example_parse(spec_example_mlp);
     cr_assert_null(job_spec_load_source(s, &s->train));
     cr_assert(strncmp(error_get(), "data.train: 't' names a dataset of the daemon", 45) == 0,
               "%s", error_get());
@@ -1278,7 +756,7 @@ static void walk(json_t *root, json_t *node, const char *path) {
 }
 
 Test(spec, every_field_wrong_type_names_its_path) {
-    json_t *root = json_loads(design_example, 0, NULL);
+    json_t *root = json_loads(spec_example_design, 0, NULL);
     cr_assert(root != NULL);
     bad_paths = 0;
     walk(root, root, "");
@@ -1290,15 +768,15 @@ Test(spec, every_field_wrong_type_names_its_path) {
  * ignore_index: torch's defaults, the values reaching job_spec_loss, and
  * errors naming the field. */
 Test(spec, class_loss_options) {
-    JobSpec *s = parse_ok(mlp_spec);
+    JobSpec *s = spec_example_parse(spec_example_mlp);
     cr_assert_eq(s->class_loss.ignore_index, -100);
     cr_assert_eq(s->class_loss.label_smoothing, 0.0);
     job_spec_free(s);
 
-    char *t = variant(mlp_spec, "loss",
-                      "{\"type\": \"CrossEntropyLoss\", \"label_smoothing\": 0.25, "
-                      "\"ignore_index\": 2}");
-    s = parse_ok(t);
+    char *t = spec_example_variant(spec_example_mlp, "loss",
+                                   "{\"type\": \"CrossEntropyLoss\", \"label_smoothing\": 0.25, "
+                                   "\"ignore_index\": 2}");
+    s = spec_example_parse(t);
     free(t);
     cr_assert_eq(s->class_loss.ignore_index, 2);
     cr_assert_eq(s->class_loss.label_smoothing, 0.25);
@@ -1312,8 +790,9 @@ Test(spec, class_loss_options) {
     tensor_release(loss), tensor_release(y), tensor_release(lab);
     job_spec_free(s);
 
-    t = variant(mlp_spec, "loss", "{\"type\": \"NLLLoss\", \"ignore_index\": 0}");
-    s = parse_ok(t);
+    t = spec_example_variant(spec_example_mlp, "loss",
+                             "{\"type\": \"NLLLoss\", \"ignore_index\": 0}");
+    s = spec_example_parse(t);
     free(t);
     cr_assert_eq(s->class_loss.ignore_index, 0);
     job_spec_free(s);
@@ -1339,8 +818,8 @@ Test(spec, class_loss_options) {
          "loss.label_smothing: unknown field (did you mean 'label_smoothing'?)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        t = variant(mlp_spec, "loss", bad[i].loss);
-        expect_error_text(t, bad[i].want, true);
+        t = spec_example_variant(spec_example_mlp, "loss", bad[i].loss);
+        spec_example_expect_error(t, bad[i].want, true);
         cr_assert_str_eq(error_last()->path, bad[i].path, "%s", bad[i].loss);
         free(t);
     }
@@ -1348,12 +827,12 @@ Test(spec, class_loss_options) {
 
 /* issue 13's schedulers: the parsed config, and each error naming its path. */
 Test(spec, per_step_schedulers) {
-    char *t = variant(mlp_spec, "scheduler",
+    char *t = spec_example_variant(spec_example_mlp, "scheduler",
                       "{\"type\": \"SequentialLR\", \"interval\": \"step\", \"milestones\": [5], "
                       "\"schedulers\": [{\"type\": \"LinearLR\", \"start_factor\": 0.1}, "
                       "{\"type\": \"OneCycleLR\", \"max_lr\": 0.5, \"anneal_strategy\": "
-                      "\"linear\"}]}");
-    JobSpec *s = parse_ok(t);
+                                   "\"linear\"}]}");
+    JobSpec *s = spec_example_parse(t);
     free(t);
     const LrSchedulerConfig *c = &s->lr_scheduler;
     cr_assert_eq(c->type, LR_SCHEDULER_SEQUENTIAL);
@@ -1419,8 +898,8 @@ Test(spec, per_step_schedulers) {
          "SequentialLR.step takes no epoch to restart it at a milestone)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char *text = variant(mlp_spec, "scheduler", bad[i].sched);
-        expect_error_text(text, bad[i].want, true);
+        char *text = spec_example_variant(spec_example_mlp, "scheduler", bad[i].sched);
+        spec_example_expect_error(text, bad[i].want, true);
         free(text);
     }
 }
@@ -1429,9 +908,9 @@ Test(spec, per_step_schedulers) {
  * the optimizer lists matrices first, then biases (torch's two groups). */
 Test(spec, accumulation_and_no_decay_groups) {
     expect_variant_error("accumulate_steps", "0", "accumulate_steps: must be >= 1, got 0", true);
-    char *t = variant(mlp_spec, "accumulate_steps", "4");
-    char *t2 = variant(t, "optimizer", "{\"type\": \"AdamW\", \"no_decay_1d\": true}");
-    JobSpec *s = parse_ok(t2);
+    char *t = spec_example_variant(spec_example_mlp, "accumulate_steps", "4");
+    char *t2 = spec_example_variant(t, "optimizer", "{\"type\": \"AdamW\", \"no_decay_1d\": true}");
+    JobSpec *s = spec_example_parse(t2);
     free(t);
     free(t2);
     cr_assert_eq(s->accumulate_steps, 4);
@@ -1456,19 +935,19 @@ Test(spec, accumulation_and_no_decay_groups) {
 /* Conv2d's groups and dilation: parsed, measured (weight [O, C/G, kh, kw])
  * and built; "same" padding spans the dilated kernel. */
 Test(spec, conv2d_groups_and_dilation) {
-    char *t = variant(mlp_spec, "model",
+    char *t = spec_example_variant(spec_example_mlp, "model",
                       "[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 4, "
-                      "\"kernel_size\": 3, \"padding\": \"same\", \"dilation\": 2},"
+                                   "\"kernel_size\": 3, \"padding\": \"same\", \"dilation\": 2},"
                       " {\"type\": \"Conv2d\", \"in_channels\": 4, \"out_channels\": 8, "
-                      "\"kernel_size\": 3, \"groups\": 4, \"dilation\": [1, 2]},"
-                      " {\"type\": \"Flatten\"},"
+                                   "\"kernel_size\": 3, \"groups\": 4, \"dilation\": [1, 2]},"
+                                   " {\"type\": \"Flatten\"},"
                       " {\"type\": \"Linear\", \"in_features\": 4992, \"out_features\": 10}]");
-    JobSpec *s = parse_ok(t);
+    JobSpec *s = spec_example_parse(t);
     free(t);
     cr_assert_eq(s->layers[0].padding.h, 2);
     cr_assert_eq(s->layers[1].groups, 4);
     cr_assert_eq(s->layers[1].dilation.w, 2);
-    SpecDataShape d = mnist_shape();
+    SpecDataShape d = spec_example_mnist();
     d.input_dtype = DTYPE_FLOAT32; /* as if after ToTensor: [1, 28, 28] */
     d.input_ndim = 3;
     d.input_shape[0] = 1, d.input_shape[1] = d.input_shape[2] = 28;
@@ -1488,14 +967,14 @@ Test(spec, conv2d_groups_and_dilation) {
 /* Image transforms: parsed into the per-sample list, before the batch
  * transforms, with torchvision's arguments; the shapes follow them. */
 Test(spec, image_transforms) {
-    char *t = variant(design_example, "data.transforms",
-                      "[{\"type\": \"RandomCrop\", \"size\": 24, \"padding\": [1, 2]},"
-                      " {\"type\": \"RandomHorizontalFlip\"},"
+    char *t = spec_example_variant(spec_example_design, "data.transforms",
+                                   "[{\"type\": \"RandomCrop\", \"size\": 24, \"padding\": [1, 2]},"
+                                   " {\"type\": \"RandomHorizontalFlip\"},"
                       " {\"type\": \"Resize\", \"size\": [28, 28], \"antialias\": true},"
-                      " {\"type\": \"ToTensor\"},"
+                                   " {\"type\": \"ToTensor\"},"
                       " {\"type\": \"Normalize\", \"mean\": [0.1307], \"std\": [0.3081]}]");
-    char *t2 = variant(t, "data.num_workers", "3");
-    JobSpec *s = parse_ok(t2);
+    char *t2 = spec_example_variant(t, "data.num_workers", "3");
+    JobSpec *s = spec_example_parse(t2);
     free(t), free(t2);
     cr_assert_eq(s->augment.count, 3);
     cr_assert_eq(s->num_workers, 3);
@@ -1505,7 +984,7 @@ Test(spec, image_transforms) {
     cr_assert(a[1].type == AUGMENT_RANDOM_HORIZONTAL_FLIP && a[1].p == 0.5);
     cr_assert(a[2].size_h == 28 && a[2].size_w == 28);
     cr_assert_eq(s->transforms.count, 2);
-    SpecDataShape d = mnist_shape();
+    SpecDataShape d = spec_example_mnist();
     cr_assert_eq(job_spec_check_shapes(s, &d, NULL), 0, "%s", error_get());
     job_spec_free(s);
 
@@ -1531,10 +1010,10 @@ Test(spec, image_transforms) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         expect_variant_error("data.transforms", cases[i].transforms, cases[i].want, false);
     /* a crop larger than the padded image, at the shape check */
-    t = variant(design_example, "data.transforms",
+    t = spec_example_variant(spec_example_design, "data.transforms",
                 "[{\"type\": \"RandomCrop\", \"size\": 32, \"padding\": 1}, {\"type\": "
                 "\"ToTensor\"}, {\"type\": \"Normalize\", \"mean\": [0.5], \"std\": [0.5]}]");
-    s = parse_ok(t);
+    s = spec_example_parse(t);
     free(t);
     cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
     cr_assert_str_eq(error_get(), "data.transforms[0] RandomCrop: size (32, 32) is larger than "
@@ -1556,19 +1035,20 @@ Test(spec, ranks_and_nodes) {
                          "3 x 21 + 1); choose a multiple of 3",
                          true);
     expect_variant_error("ranks", "0", "ranks: must be >= 1, got 0", true);
-    char *t = variant(design_example, "ranks", "4");
-    char *t2 = variant(t, "nodes", "3");
-    expect_error_text(t2, "nodes: 3 nodes for 4 ranks: each node runs the same number of ranks, "
-                          "at least one",
+    char *t = spec_example_variant(spec_example_design, "ranks", "4");
+    char *t2 = spec_example_variant(t, "nodes", "3");
+    spec_example_expect_error(t2,
+        "nodes: 3 nodes for 4 ranks: each node runs the same number of ranks, "
+                              "at least one",
                       true);
     free(t2);
-    t2 = variant(t, "nodes", "2");
-    JobSpec *s = parse_ok(t2);
+    t2 = spec_example_variant(t, "nodes", "2");
+    JobSpec *s = spec_example_parse(t2);
     cr_assert_eq(s->ranks, 4);
     cr_assert_eq(s->nodes, 2);
     job_spec_free(s);
     free(t), free(t2);
-    s = parse_ok(design_example);
+    s = spec_example_parse(spec_example_design);
     cr_assert_eq(s->ranks, 1, "one process unless asked");
     cr_assert_eq(s->nodes, 1);
     job_spec_free(s);
@@ -1576,11 +1056,11 @@ Test(spec, ranks_and_nodes) {
 
 /* "bucket_cap_mb": DDP's argument, 25 MiB unless given, fractions kept. */
 Test(spec, bucket_cap_mb) {
-    JobSpec *s = parse_ok(design_example);
+    JobSpec *s = spec_example_parse(spec_example_design);
     cr_assert_float_eq(s->bucket_cap_mb, 25.0, 0);
     job_spec_free(s);
-    char *t = variant(design_example, "bucket_cap_mb", "0.5");
-    s = parse_ok(t);
+    char *t = spec_example_variant(spec_example_design, "bucket_cap_mb", "0.5");
+    s = spec_example_parse(t);
     cr_assert_float_eq(s->bucket_cap_mb, 0.5, 0);
     job_spec_free(s);
     free(t);
@@ -1598,8 +1078,8 @@ Test(spec, bucket_cap_mb) {
 
 /* The example with two changes: a new string (free it). */
 static char *variant2(const char *k1, const char *v1, const char *k2, const char *v2) {
-    char *t = variant(design_example, k1, v1);
-    char *t2 = variant(t, k2, v2);
+    char *t = spec_example_variant(spec_example_design, k1, v1);
+    char *t2 = spec_example_variant(t, k2, v2);
     free(t);
     return t2;
 }
@@ -1607,7 +1087,7 @@ static char *variant2(const char *k1, const char *v1, const char *k2, const char
 static void expect_variant2_error(const char *k1, const char *v1, const char *k2,
                                   const char *v2, const char *want) {
     char *t = variant2(k1, v1, k2, v2);
-    expect_error_text(t, want, true);
+    spec_example_expect_error(t, want, true);
     free(t);
 }
 
@@ -1615,16 +1095,16 @@ static void expect_variant2_error(const char *k1, const char *v1, const char *k2
  * is "gpus": N; a named GPU for several ranks, a GPU listed twice, a CPU
  * in "devices", two ways at once and a "ranks" that disagrees are refused. */
 Test(spec, gpus_and_devices_give_one_rank_per_gpu) {
-    char *t = variant(design_example, "gpus", "4");
-    JobSpec *s = parse_ok(t);
+    char *t = spec_example_variant(spec_example_design, "gpus", "4");
+    JobSpec *s = spec_example_parse(t);
     cr_assert_eq(s->ranks, 4);
     cr_assert_eq(s->gpus, 4);
     cr_assert(!s->device_auto);
     cr_assert_eq(s->device.type, DEVICE_CUDA);
     job_spec_free(s);
     free(t);
-    t = variant(design_example, "devices", "[\"cuda:2\", \"cuda:0\"]");
-    s = parse_ok(t);
+    t = spec_example_variant(spec_example_design, "devices", "[\"cuda:2\", \"cuda:0\"]");
+    s = spec_example_parse(t);
     cr_assert_eq(s->ranks, 2);
     cr_assert_eq(s->gpus, 0);
     cr_assert_eq(s->num_devices, 2);
@@ -1634,12 +1114,12 @@ Test(spec, gpus_and_devices_give_one_rank_per_gpu) {
     job_spec_free(s);
     free(t);
     t = variant2("device", "\"cuda\"", "ranks", "2");
-    s = parse_ok(t);
+    s = spec_example_parse(t);
     cr_assert_eq(s->gpus, 2);
     job_spec_free(s);
     free(t);
-    t = variant(design_example, "device", "\"cuda\"");
-    s = parse_ok(t);
+    t = spec_example_variant(spec_example_design, "device", "\"cuda\"");
+    s = spec_example_parse(t);
     cr_assert_eq(s->gpus, 0, "one rank on \"cuda\" is cuda:0, as torch's");
     job_spec_free(s);
     free(t);
