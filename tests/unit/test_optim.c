@@ -897,94 +897,60 @@ static void drop(TensorDict *d, const char *key) {
     *d = out;
 }
 
+/* Ways a saved AdamW state can be wrong: `key` set to `value` (a tensor as
+ * tensor_from_string reads it, in `dtype`; NULL: the key removed), and the
+ * error that says so, after "optimizer_load_state_dict: AdamW: ". */
+static const struct {
+    const char *key, *value;
+    DType dtype;
+    const char *says;
+} bad_adamw_states[] = {
+    {"state.0.exp_avg", "[0, 0.25, 0.5, 0.75]", DTYPE_FLOAT32,
+     "'state.0.exp_avg' has shape [4], parameter 0 has [3, 4]"},
+    {"state.1.exp_avg_sq", NULL, DTYPE_FLOAT32,
+     "state of parameter 1 is incomplete: 'state.1.exp_avg_sq' is missing"},
+    {"state.0.max_exp_avg_sq", NULL, DTYPE_FLOAT32,
+     "state of parameter 0 is incomplete: 'state.0.max_exp_avg_sq' is missing"},
+    {"state.0.step", NULL, DTYPE_FLOAT32,
+     "state of parameter 0 is incomplete: 'state.0.step' is missing"},
+    {"state.0.step", "1.5", DTYPE_FLOAT64,
+     "'state.0.step' is 1.5, not a step count"},
+    {"state.2.exp_avg", "[0, 0.25, 0.5, 0.75]", DTYPE_FLOAT32,
+     "'state.2.exp_avg': the optimizer has 2 parameters"},
+    {"state.0.momentum_buffer", "[[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]", DTYPE_FLOAT32,
+     "unexpected key 'state.0.momentum_buffer'"},
+    {"state.x.exp_avg", "[[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]", DTYPE_FLOAT32,
+     "'state.x.exp_avg': expected a parameter index"},
+    {"param_groups.1.lr", "0.1", DTYPE_FLOAT64,
+     "'param_groups.1.lr': the optimizer has 1 parameter group(s)"},
+    {"param_groups.0.eps", NULL, DTYPE_FLOAT32,
+     "missing 'param_groups.0.eps'"},
+    {"param_groups.0.betas.1", "1", DTYPE_FLOAT64,
+     "invalid beta parameter at index 1: 1"},
+    {"param_groups.0.lr", "[0, 0.25]", DTYPE_FLOAT32,
+     "'param_groups.0.lr' must hold one value, got shape [2]"},
+    {"param_groups.0.params", "[0, 0, 0]", DTYPE_INT64,
+     "'param_groups.0.params' lists 3 parameters, the optimizer's group has 2"},
+    {"state.1.exp_avg", "[0, 0, 0, 0]", DTYPE_INT64,
+     "'state.1.exp_avg' has dtype int64, expected a float tensor"},
+};
+
 Test(optim, load_errors) {
     TensorDict d;
     const char *P = "optimizer_load_state_dict: AdamW: ";
     char msg[256];
 
-    saved_adamw(&d);
-    set_release(&d, "state.0.exp_avg", vec(4, 0));
-    snprintf(msg, sizeof msg, "%s'state.0.exp_avg' has shape [4], parameter 0 has [3, 4]", P);
-    expect_load_error(&d, msg);
-    tensor_dict_free(&d);
-
-    saved_adamw(&d);
-    drop(&d, "state.1.exp_avg_sq");
-    snprintf(msg, sizeof msg, "%sstate of parameter 1 is incomplete: 'state.1.exp_avg_sq' is missing", P);
-    expect_load_error(&d, msg);
-    tensor_dict_free(&d);
-
-    saved_adamw(&d); /* amsgrad on: the max is required */
-    drop(&d, "state.0.max_exp_avg_sq");
-    snprintf(msg, sizeof msg, "%sstate of parameter 0 is incomplete: 'state.0.max_exp_avg_sq' is missing", P);
-    expect_load_error(&d, msg);
-    tensor_dict_free(&d);
-
-    saved_adamw(&d);
-    drop(&d, "state.0.step");
-    snprintf(msg, sizeof msg, "%sstate of parameter 0 is incomplete: 'state.0.step' is missing", P);
-    expect_load_error(&d, msg);
-    tensor_dict_free(&d);
-
-    saved_adamw(&d);
-    set_release(&d, "state.0.step", tensor_scalar(1.5, DTYPE_FLOAT64, DEVICE_CPU_INIT));
-    snprintf(msg, sizeof msg, "%s'state.0.step' is 1.5, not a step count", P);
-    expect_load_error(&d, msg);
-    tensor_dict_free(&d);
-
-    saved_adamw(&d);
-    set_release(&d, "state.2.exp_avg", vec(4, 0));
-    snprintf(msg, sizeof msg, "%s'state.2.exp_avg': the optimizer has 2 parameters", P);
-    expect_load_error(&d, msg);
-    tensor_dict_free(&d);
-
-    saved_adamw(&d);
-    set_release(&d, "state.0.momentum_buffer", mat(0));
-    snprintf(msg, sizeof msg, "%sunexpected key 'state.0.momentum_buffer'", P);
-    expect_load_error(&d, msg);
-    tensor_dict_free(&d);
-
-    saved_adamw(&d);
-    set_release(&d, "state.x.exp_avg", mat(0));
-    snprintf(msg, sizeof msg, "%s'state.x.exp_avg': expected a parameter index", P);
-    expect_load_error(&d, msg);
-    tensor_dict_free(&d);
-
-    saved_adamw(&d);
-    set_release(&d, "param_groups.1.lr", tensor_scalar(0.1, DTYPE_FLOAT64, DEVICE_CPU_INIT));
-    snprintf(msg, sizeof msg, "%s'param_groups.1.lr': the optimizer has 1 parameter group(s)", P);
-    expect_load_error(&d, msg);
-    tensor_dict_free(&d);
-
-    saved_adamw(&d);
-    drop(&d, "param_groups.0.eps");
-    snprintf(msg, sizeof msg, "%smissing 'param_groups.0.eps'", P);
-    expect_load_error(&d, msg);
-    tensor_dict_free(&d);
-
-    saved_adamw(&d);
-    set_release(&d, "param_groups.0.betas.1", tensor_scalar(1.0, DTYPE_FLOAT64, DEVICE_CPU_INIT));
-    snprintf(msg, sizeof msg, "%sinvalid beta parameter at index 1: 1", P);
-    expect_load_error(&d, msg);
-    tensor_dict_free(&d);
-
-    saved_adamw(&d);
-    set_release(&d, "param_groups.0.lr", vec(2, 0));
-    snprintf(msg, sizeof msg, "%s'param_groups.0.lr' must hold one value, got shape [2]", P);
-    expect_load_error(&d, msg);
-    tensor_dict_free(&d);
-
-    saved_adamw(&d);
-    set_release(&d, "param_groups.0.params", tensor_zeros(SHAPE(3), DTYPE_INT64, DEVICE_CPU_INIT));
-    snprintf(msg, sizeof msg, "%s'param_groups.0.params' lists 3 parameters, the optimizer's group has 2", P);
-    expect_load_error(&d, msg);
-    tensor_dict_free(&d);
-
-    saved_adamw(&d);
-    set_release(&d, "state.1.exp_avg", tensor_zeros(SHAPE(4), DTYPE_INT64, DEVICE_CPU_INIT));
-    snprintf(msg, sizeof msg, "%s'state.1.exp_avg' has dtype int64, expected a float tensor", P);
-    expect_load_error(&d, msg);
-    tensor_dict_free(&d);
+    for (size_t i = 0; i < sizeof bad_adamw_states / sizeof *bad_adamw_states; i++) {
+        saved_adamw(&d); /* amsgrad on: its max is required too */
+        const char *key = bad_adamw_states[i].key, *value = bad_adamw_states[i].value;
+        if (value)
+            set_release(&d, key, tensor_from_string(value, bad_adamw_states[i].dtype));
+        else
+            drop(&d, key);
+        snprintf(msg, sizeof msg, "%s%s", P, bad_adamw_states[i].says);
+        expect_load_error(&d, msg);
+        tensor_dict_free(&d);
+    }
 
     /* An SGD state into AdamW. */
     Tensor *p = vec(4, 0);
