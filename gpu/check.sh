@@ -17,7 +17,7 @@
 # so it runs where nothing can be built or installed.
 #
 #   gpu/check.sh [LOGS]          (default build/gpu-check)
-#   STEPS="unit parity" gpu/check.sh      only those steps
+#   STEPS="unit parity" gpu/check.sh      only those steps, in that order
 #   BUDGET_S=420 gpu/check.sh    every step's limit cut to what is left of
 #                                420 s, a step with under 10 s left skipped,
 #                                so that a lent machine's call ends with
@@ -25,8 +25,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=${1:-build/gpu-check}
-STEPS=${STEPS:-env unit parity nccl graphs nccl2 bench bf16 models daemon asan}
+ALL_STEPS="env unit parity nccl graphs nccl2 bench bf16 models daemon asan"
+STEPS=${STEPS:-$ALL_STEPS}
 mkdir -p "$LOGS"
+touch "$LOGS/started" # what bench/results gains after this is this run's
 export MNIST_DIR=${MNIST_DIR:-../shared/datasets/mnist}
 SUMMARY=()
 WORST=0 # the first failing step's exit code, the script's
@@ -36,7 +38,6 @@ START=$(date +%s)
 step() {
     local name=$1 secs=$2 t0 rc
     shift 2
-    case " $STEPS " in *" $name "*) ;; *) return ;; esac
     if [ -n "${BUDGET_S:-}" ]; then
         local left=$((BUDGET_S - ($(date +%s) - START)))
         if [ "$left" -lt 10 ]; then
@@ -182,8 +183,19 @@ nccl_two_ranks() {
 
 # The MNIST CNN trained in bf16 reaches the float32 run's test accuracy
 # within 0.3 points: both runs are step bench's (bench/gpu.sh).
+# This run's results (bench/results holds earlier runs' too, committed).
+new_results() {
+    find bench/results -maxdepth 1 -name "gpu-*$1" -newer "$LOGS/started" | sort
+}
+
 bf16_accuracy() {
-    python3 - bench/results/gpu-*-mnist-gemm.jsonl <<'PYEOF'
+    local results
+    results=$(new_results -mnist-gemm.jsonl | tail -n 1)
+    if [ -z "$results" ]; then
+        echo "no mnist-gemm results from this run: the bench step writes them"
+        return 1
+    fi
+    python3 - "$results" <<'PYEOF'
 import json, sys
 acc = {}
 for line in open(sys.argv[-1]):
@@ -240,19 +252,37 @@ graphs_same() {
 }
 
 export LOGS
-export -f env_report unit_asan nccl_one_gpu nccl_two_ranks bf16_accuracy graphs_pair graphs_same
-step env 30 env_report
-step unit 90 build/tests/unit-nosan --jobs 4 --filter 'gpu/*' --verbose
-step parity 50 env DEVICE=cuda tests/e2e/test_run_parity.sh build/traind
-step nccl 240 nccl_one_gpu
-step graphs 120 graphs_same
-step nccl2 150 nccl_two_ranks
-step bench 180 env PROFILE_DIR="$LOGS" bench/gpu.sh mnist gemm
-step bf16 10 bf16_accuracy
-step models 300 env PROFILE_DIR="$LOGS" bench/gpu.sh models
-step daemon 60 python3 gpu/check_daemon.py build/traind
-step asan 90 unit_asan
-cp bench/results/gpu-*.jsonl "$LOGS/" 2>/dev/null
+export -f env_report unit_asan nccl_one_gpu nccl_two_ranks new_results bf16_accuracy \
+    graphs_pair graphs_same
+
+# run_step NAME: each step, its time limit and command
+run_step() {
+    case $1 in
+    env) step env 30 env_report ;;
+    unit) step unit 90 build/tests/unit-nosan --jobs 4 --filter 'gpu/*' --verbose ;;
+    parity) step parity 50 env DEVICE=cuda tests/e2e/test_run_parity.sh build/traind ;;
+    nccl) step nccl 240 nccl_one_gpu ;;
+    graphs) step graphs 120 graphs_same ;;
+    nccl2) step nccl2 150 nccl_two_ranks ;;
+    bench) step bench 180 env PROFILE_DIR="$LOGS" bench/gpu.sh mnist gemm ;;
+    bf16) step bf16 10 bf16_accuracy ;;
+    models) step models 300 env PROFILE_DIR="$LOGS" bench/gpu.sh models ;;
+    daemon) step daemon 60 python3 gpu/check_daemon.py build/traind ;;
+    asan) step asan 90 unit_asan ;;
+    *) return 1 ;;
+    esac
+}
+
+# in the order STEPS gives them, so a call short of time runs what matters
+# first; a name that is no step is said before anything runs
+for name in $STEPS; do
+    case " $ALL_STEPS " in
+    *" $name "*) ;;
+    *) echo "gpu/check.sh: no step '$name' (steps: $ALL_STEPS)" >&2; exit 2 ;;
+    esac
+done
+for name in $STEPS; do run_step "$name"; done
+new_results .jsonl | xargs -r cp -t "$LOGS/"
 echo "== summary (logs in $LOGS)"
 [ ${#SUMMARY[@]} -gt 0 ] && printf '%s\n' "${SUMMARY[@]}"
 exit "$WORST"
