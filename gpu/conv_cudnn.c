@@ -14,7 +14,9 @@
  * cudnnFind*AlgorithmEx timed fastest (PyTorch's cudnn.benchmark): the
  * fastest DETERMINISTIC one that succeeded with at most WORKSPACE_CAP bytes
  * of workspace, so that a job repeats bit for bit (cuDNN's backward-filter
- * and some backward-data algorithms add with atomics in a varying order).
+ * and some backward-data algorithms add with atomics in a varying order);
+ * under TRAIND_CUDNN_PICK=first the lowest-numbered such one, which every
+ * process picks alike.
  * Where no algorithm qualifies the pass declines (1) and ops/conv2d.c's
  * im2col, itself deterministic, does it, now and for every later call.
  *
@@ -356,17 +358,35 @@ static bool math_allowed(const ConvKey *k, cudnnMathType_t m) {
     return m != CUDNN_TENSOR_OP_MATH && m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
 }
 
-/* The fastest deterministic algorithm that succeeded within wsb bytes of
- * workspace; -1 when none did. Determinism over speed: a run's losses
- * must repeat exactly. */
+/* TRAIND_CUDNN_PICK=first: the qualifying algorithm of the lowest
+ * number, not the fastest. The search's timings vary between processes,
+ * so two processes of one job may pick two algorithms and part in the
+ * last bits; by number, every process of one cuDNN on one GPU picks the
+ * same (gpu/check.sh compares separate processes bit for bit so). */
+static bool pick_first(void) {
+    static atomic_int first = -1;
+    int f = atomic_load(&first);
+    if (f < 0) {
+        const char *s = getenv("TRAIND_CUDNN_PICK");
+        f = s && strcmp(s, "first") == 0;
+        atomic_store(&first, f);
+    }
+    return f;
+}
+
+/* The fastest (or first, above) deterministic algorithm that succeeded
+ * within wsb bytes of workspace; -1 when none did. Determinism over
+ * speed: a run's losses must repeat exactly. */
 static int pick(const ConvKey *k, const Perf *perf, int n, size_t wsb) {
     int best = -1;
+    bool first = pick_first();
     for (int i = 0; i < n; i++) {
         const Perf *q = &perf[i];
         if (q->status != CUDNN_STATUS_SUCCESS || q->determinism != CUDNN_DETERMINISTIC ||
             q->memory > wsb || !math_allowed(k, q->math))
             continue;
-        if (best < 0 || q->time < perf[best].time) best = i;
+        if (best < 0 || (first ? q->algo < perf[best].algo : q->time < perf[best].time))
+            best = i;
     }
     return best;
 }

@@ -1607,6 +1607,28 @@ Test(gpu, cudnn_conv_against_cpu) {
     cudnn_case("cudnn conv2d no bias", mk_conv_no_bias, op_conv_with_no_bias, &plain);
 }
 
+/* The simulated device's cuDNN: which algorithm ran last (absent on a GPU). */
+int simdev_cudnn_last_algo(void) __attribute__((weak));
+
+/* Which algorithm a pass runs: by default the fastest deterministic one
+ * the search timed, under TRAIND_CUDNN_PICK=first the deterministic one
+ * of the lowest number (the simulated search offers 1, fastest and not
+ * deterministic; 2, next, with a workspace; 0, slowest). */
+static void cudnn_pick_case(const char *pick, int want) {
+    test_need_gpu();
+    if (!test_gpu_simulated() || !simdev_cudnn_last_algo)
+        cr_skip_test("the simulated device's search: a GPU's timings are its own");
+    test_gpu_cudnn(true);
+    if (pick) cr_assert_eq(setenv("TRAIND_CUDNN_PICK", pick, 1), 0);
+    static const Conv2dParams s1p0 = {1, 1, 0, 0, 1, 1, 1};
+    cudnn_case("cudnn conv2d s1 p0", mk_conv, op_conv_groups, &s1p0);
+    cr_assert_eq(simdev_cudnn_last_algo(), want, "TRAIND_CUDNN_PICK=%s", pick ? pick : "");
+}
+
+Test(gpu, cudnn_picks_the_fastest_deterministic) { cudnn_pick_case(NULL, 2); }
+
+Test(gpu, cudnn_pick_first_takes_the_lowest_number) { cudnn_pick_case("first", 0); }
+
 /* A convolution's output and gradients (x, weight, bias), copied to the
  * host: run on cuda:0 with upstream gradient `up`, from make's inputs. */
 typedef struct {

@@ -192,9 +192,12 @@ cudnnStatus_t find(cudnnHandle_t h, const Shapes &s, Pass pass, const void *a, c
     return CUDNN_STATUS_SUCCESS;
 }
 
+int last_algo = -1; /* the algorithm the last pass ran, for the tests */
+
 cudnnStatus_t run_algo(cudnnHandle_t h, const Shapes &s, Pass pass, int algo, void *ws,
                        size_t wsb, const void *alpha, const void *a, const void *b,
                        const void *beta, void *out) {
+    last_algo = algo;
     size_t need;
     if (!workspace_of(algo, &need) || wsb < need) return CUDNN_STATUS_BAD_PARAM;
     if (need && !simdev_on_device(ws, need)) return CUDNN_STATUS_BAD_PARAM;
@@ -206,6 +209,9 @@ cudnnStatus_t workspace(int algo, size_t *bytes) {
 }
 
 } // namespace
+
+/* Which algorithm ran last (test_gpu.c asks, where the device is this one). */
+extern "C" int simdev_cudnn_last_algo(void) { return last_algo; }
 
 const char *cudnnGetErrorString(cudnnStatus_t status) {
     switch (CUDNN_STATUS_CATEGORY(status)) {
