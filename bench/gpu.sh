@@ -24,7 +24,10 @@
 #
 # Without a GPU (traind info: "cuda devices: 0", or a build without CUDA)
 # it prints "skipped: no GPU" and exits 0. Without MNIST the MNIST benches
-# are skipped (a "skipped" line); the GEMM job needs only numpy.
+# are skipped (a "skipped" line); the GEMM job needs only numpy. A run that
+# failed (traind's or PyTorch's, a "_graphs" job whose steps were not
+# captured, models.sh) makes it exit 1 at the end, its line saying which:
+# gpu/check.sh reads the status.
 #
 #   MNIST_DIR=... EPOCHS=2 PYTHON=python3 bench/gpu.sh [mnist] [gemm] [models]
 # (default all three; a subset saves to gpu-<date>-<device>-<parts>.jsonl)
@@ -56,9 +59,10 @@ RESULTS=bench/results/gpu-$(date -u +%Y%m%d)-$(echo "${device:-gpu}" | tr -c 'A-
 RESULTS=$RESULTS.jsonl
 : >"$RESULTS"
 emit() { echo "$1"; echo "$1" >>"$RESULTS"; }
+FAILED=0 # a run failed: the script's status at the end
 emit "{\"bench\": \"gpu\", \"device\": \"$device\", \"date\": \"$(date -u +%FT%TZ)\"}"
 
-peak_line=$(build/bench_gemm)
+peak_line=$(build/bench_gemm) || { echo "bench-gpu: build/bench_gemm failed" >&2; exit 1; }
 emit "$peak_line"
 read -r peak peak_tf32 peak_bf16 < <(echo "$peak_line" | "$PY" -c 'import json,sys
 d = json.load(sys.stdin); print(d["peak_tflops"], d["peak_tflops_tf32"], d["peak_tflops_bf16"])')
@@ -90,6 +94,7 @@ run_ours() {
     if ! "$TRAIND" run "$spec" --jsonl --device cuda --out "$TMP/out-$bench" \
             >"$TMP/$bench.jsonl" 2>"$TMP/$bench.err"; then
         emit "{\"bench\": \"$bench\", \"impl\": \"traind-cuda\", \"failed\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-500:]))' <"$TMP/$bench.err")}"
+        FAILED=1
         return 1
     fi
     OURS=$(bench_summarize "$bench" "$TMP/$bench.jsonl" traind-cuda)
@@ -109,13 +114,15 @@ run_bench() {
         emit "$(ratio "$bench" "$OURS" "$THEIRS" "$params" "$peak")"
     else
         THEIRS=
+        FAILED=1
         echo "bench-gpu: $bench: PyTorch side failed: $(tail -n 3 "$TMP/$bench.torch.err")" >&2
     fi
 }
 
 # run_graphs BENCH SPEC: the job again with "cuda_graphs": true (each step
 # captured once and replayed), against the PyTorch line just run; its log's
-# "cuda graphs:" line says whether the steps were captured.
+# "cuda graphs:" line says whether the steps were captured, and without a
+# capture there is no graphs figure: no ratio, and the run counts failed.
 run_graphs() {
     local bench=$1 spec=$2
     sed 's/^{"name": "\([a-z0-9_]*\)",/{"name": "\1_graphs", "cuda_graphs": true,/' "$spec" \
@@ -125,6 +132,10 @@ run_graphs() {
 lines = [e["line"] for e in map(json.loads, open(sys.argv[2])) if e.get("event") == "log"]
 print(json.dumps({"bench": sys.argv[1], "log": [l for l in lines if "cuda graphs" in l]}))' \
         "${bench}_graphs" "$TMP/${bench}_graphs.jsonl")"
+    if ! grep -q '"cuda graphs: step [0-9]* captured' "$TMP/${bench}_graphs.jsonl"; then
+        FAILED=1
+        return
+    fi
     [ -n "$THEIRS" ] && emit "$(ratio "${bench}_graphs" "$OURS" "$THEIRS" 0 "$peak")"
 }
 
@@ -192,5 +203,7 @@ if want models; then
         GPT_WINDOWS=${GPT_WINDOWS:-32} EPOCHS=$((EPOCHS + 1)) TRAIND=$TRAIND \
         bench/models.sh resnet18 gpt2 |
         while read -r line; do emit "$line"; done
+    [ "${PIPESTATUS[0]}" = 0 ] || { FAILED=1; echo "bench-gpu: bench/models.sh failed" >&2; }
 fi
 echo "bench-gpu: results in $RESULTS" >&2
+[ "$FAILED" = 0 ] || { echo "bench-gpu: some runs failed: their lines say which" >&2; exit 1; }

@@ -91,6 +91,18 @@ PYEOF
     BENCH_UNIT=$unit BENCH_PER=$per bench_summarize "$bench" "$TMP/$bench.jsonl" "$impl"
 }
 
+# captured BENCH: whether BENCH's run ("cuda_graphs": true) captured its
+# steps, as its log says; without it there is no graphs figure to print
+# (the steps ran op by op), and the script exits 1 at the end.
+NOT_CAPTURED=0
+captured() {
+    grep -q '"cuda graphs: step [0-9]* captured' "$TMP/$1.jsonl" && return 0
+    echo "bench: $1: steps not captured: $(grep -h -o 'cuda graphs: [^"]*' "$TMP/$1.jsonl" |
+        head -n 1)" >&2
+    NOT_CAPTURED=1
+    return 1
+}
+
 # bf16_pair BENCH SPEC UNIT PER TORCH_ARGS...: traind's "precision": "bf16"
 # beside PyTorch under bf16 autocast, and their ratio (nothing where either
 # fails: its message on stderr).
@@ -214,7 +226,7 @@ JSON
         fi
         bf16_pair resnet18_bf16 "$TMP/resnet18.json" images_per_s 1 "${args[@]}"
         if graphs=$(ours resnet18_graphs "$TMP/resnet18.json" traind-graphs images_per_s 1 \
-                    '{"cuda_graphs": true}'); then
+                    '{"cuda_graphs": true}') && captured resnet18_graphs; then
             echo "$graphs"
             ratio resnet18_graphs images_per_s "$graphs" "$theirs" "$cl"
         fi
@@ -254,7 +266,7 @@ JSON
                 compiled=
             fi
             if graphs=$(ours gpt2_graphs "$TMP/gpt2.json" traind-graphs tokens_per_s 1024 \
-                        '{"cuda_graphs": true}'); then
+                        '{"cuda_graphs": true}') && captured gpt2_graphs; then
                 echo "$graphs"
                 ratio gpt2_graphs tokens_per_s "$graphs" "$theirs" ${compiled:+"$compiled"}
             fi
@@ -263,3 +275,4 @@ JSON
     *) echo "bench: unknown model '$model' (resnet18, vgg, gpt2)" >&2; exit 2 ;;
     esac
 done
+[ "$NOT_CAPTURED" = 0 ] || exit 1

@@ -43,6 +43,7 @@ step() {
         if [ "$left" -lt 10 ]; then
             echo "== $name: skipped, ${left}s of BUDGET_S left"
             SUMMARY+=("$(printf '%-8s skipped (BUDGET_S)' "$name")")
+            [ "$WORST" = 0 ] && WORST=3 # not checked is not passed
             return
         fi
         [ "$left" -lt "$secs" ] && secs=$left
@@ -69,10 +70,33 @@ env_report() {
     python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
 }
 
+# The GPU unit tests (the gpu suite, and conv_paths' two on the GPU): a
+# test that skips for want of a device fails the step (Criterion counts a
+# skip as a pass); those of the simulated device alone skip, as they should.
+unit_gpu() {
+    local rc=0
+    build/tests/unit-nosan --jobs 4 --filter 'gpu/*' --verbose 2>&1 | tee "$LOGS/unit-gpu.txt"
+    [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+    build/tests/unit-nosan --filter 'conv_paths/*_gpu' --verbose 2>&1 |
+        tee "$LOGS/unit-conv.txt"
+    [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+    if grep -h 'no CUDA device' "$LOGS/unit-gpu.txt" "$LOGS/unit-conv.txt"; then
+        echo "unit: GPU tests skipped: the build does not see the GPU"
+        rc=1
+    fi
+    return $rc
+}
+
 unit_asan() {
     OMP_WAIT_POLICY=passive LSAN_OPTIONS=suppressions=$PWD/gpu/lsan.supp \
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:protect_shadow_gap=0 \
         UBSAN_OPTIONS=print_stacktrace=1 scripts/run-unit-tests.sh --filter 'gpu/*' --verbose
+}
+
+# op_by_op JOB.json OUT.json: the job with "cuda_graphs": false, whatever
+# the default: the run every graph is compared with must not be one.
+op_by_op() {
+    python3 tests/e2e/job_copy.py "$1" "$2" cuda_graphs=false
 }
 
 # Data parallel through NCCL on the one GPU: a world of one rank that runs
@@ -82,38 +106,39 @@ unit_asan() {
 nccl_one_gpu() {
     local failed=0 c out
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    export TRAIND_CUDNN_PICK=first # the same algorithms in every process: compared bit for bit
     for c in cnn_adam_steplr batchnorm_dropout_sgd_multistep mlp_clip_grad_norm; do
         out=$(mktemp -d)
-        build/traind run "tests/fixtures/jobs/$c.json" --device cuda:0 --jsonl --out "$out/a" \
+        op_by_op "tests/fixtures/jobs/$c.json" "$out/job.json"
+        build/traind run "$out/job.json" --device cuda:0 --jsonl --out "$out/a" \
             >"$out/plain.jsonl" || failed=1
-        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK build/traind run \
-            "tests/fixtures/jobs/$c.json" --device cuda:0 --jsonl --out "$out/b" \
+        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK -x TRAIND_CUDNN_PICK \
+            build/traind run "$out/job.json" --device cuda:0 --jsonl --out "$out/b" \
             >"$out/nccl.jsonl" || failed=1
         python3 tests/e2e/compare_metrics.py "$out/plain.jsonl" "$out/nccl.jsonl" --rtol 1e-5 ||
             failed=1
         # again in buckets of one parameter each: every bucket's all-reduce
         # on NCCL's stream while the backward goes on, joined before the step
-        python3 tests/e2e/job_copy.py "tests/fixtures/jobs/$c.json" "$out/buckets.json" \
-            bucket_cap_mb=0.0001
-        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK build/traind run \
-            "$out/buckets.json" --device cuda:0 --out "$out/c" 2>"$out/buckets.log" >/dev/null ||
-            failed=1
+        python3 tests/e2e/job_copy.py "$out/job.json" "$out/buckets.json" bucket_cap_mb=0.0001
+        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK -x TRAIND_CUDNN_PICK \
+            build/traind run "$out/buckets.json" --device cuda:0 --out "$out/c" \
+            2>"$out/buckets.log" >/dev/null || failed=1
         grep '^data parallel: 1 rank over nccl, gradients in' "$out/buckets.log" || failed=1
-        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK build/traind run \
-            "$out/buckets.json" --device cuda:0 --jsonl --out "$out/d" >"$out/buckets.jsonl" ||
-            failed=1
+        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK -x TRAIND_CUDNN_PICK \
+            build/traind run "$out/buckets.json" --device cuda:0 --jsonl --out "$out/d" \
+            >"$out/buckets.jsonl" || failed=1
         python3 tests/e2e/compare_metrics.py "$out/plain.jsonl" "$out/buckets.jsonl" --rtol 1e-5 ||
             failed=1
         # as CUDA graphs: the collectives and the loss totals in the graph,
         # bit for bit the op-by-op rank's metrics
-        python3 tests/e2e/job_copy.py "tests/fixtures/jobs/$c.json" "$out/graphs.json" \
-            cuda_graphs=true
-        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK build/traind run \
-            "$out/graphs.json" --device cuda:0 --jsonl --out "$out/e" >"$out/graphs.jsonl" ||
-            failed=1
+        python3 tests/e2e/job_copy.py "$out/job.json" "$out/graphs.json" cuda_graphs=true
+        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK -x TRAIND_CUDNN_PICK \
+            build/traind run "$out/graphs.json" --device cuda:0 --jsonl --out "$out/e" \
+            >"$out/graphs.jsonl" || failed=1
         grep -q '"cuda graphs: step 2 captured' "$out/graphs.jsonl" || failed=1
         python3 tests/e2e/compare_metrics.py "$out/nccl.jsonl" "$out/graphs.jsonl" --rtol 0 ||
             failed=1
+        [ "$failed" = 0 ] || cat "$out/buckets.log" # the reason, before it goes
         rm -rf "$out"
     done
     return $failed
@@ -129,14 +154,17 @@ nccl_one_gpu() {
 # watchdog ends the job (exit 1, its message) well within the limit, its
 # abort not left waiting for the graphs that hold the communicator.
 nccl_two_ranks() {
-    local failed=0 c=tests/fixtures/jobs/cnn_adam_steplr.json out pid rank1= rc i p
+    local failed=0 c out pid rank1= rc i p
     out=$(mktemp -d)
+    c=$out/job.json
+    op_by_op tests/fixtures/jobs/cnn_adam_steplr.json "$c"
+    export TRAIND_CUDNN_PICK=first # the same algorithms in every process: compared bit for bit
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 TRAIND_NCCL_TIMEOUT_S=600
     export NCCL_SOCKET_IFNAME=lo NCCL_IB_DISABLE=1 NCCL_DEBUG=WARN
     export NCCL_DEBUG_FILE=$(cd "$LOGS" && pwd)/nccl-two-ranks.%h.%p.log
     two_ranks() { # JOB NAME: its 2 ranks, rank 0's metrics in $out/NAME.jsonl
         mpirun -x NCCL_SOCKET_IFNAME -x NCCL_IB_DISABLE -x NCCL_DEBUG -x NCCL_DEBUG_FILE \
-            -x TRAIND_NCCL_TIMEOUT_S \
+            -x TRAIND_NCCL_TIMEOUT_S -x TRAIND_CUDNN_PICK \
             -np 1 env NCCL_HOSTID=traind-rank0 build/traind run "$1" --device cuda:0 --jsonl \
             --out "$out/$2-0" : \
             -np 1 env NCCL_HOSTID=traind-rank1 build/traind run "$1" --device cuda:0 --jsonl \
@@ -219,8 +247,12 @@ PYEOF
 graphs_pair() { # SPEC.json: run op by op and with graphs, compare
     local dir failed=0
     dir=$(dirname "$1")
+    export TRAIND_CUDNN_PICK=first # the same algorithms in both processes
+    op_by_op "$1" "$dir/op-by-op.json"
     python3 tests/e2e/job_copy.py "$1" "$dir/graphs.json" cuda_graphs=true
-    build/traind run "$1" --device cuda:0 --jsonl --out "$dir/a" >"$dir/plain.jsonl" || failed=1
+    build/traind run "$dir/op-by-op.json" --device cuda:0 --jsonl --out "$dir/a" \
+        >"$dir/plain.jsonl" || failed=1
+    ! grep -q '"cuda graphs: step' "$dir/plain.jsonl" || failed=1
     build/traind run "$dir/graphs.json" --device cuda:0 --jsonl --out "$dir/b" \
         >"$dir/graphs.jsonl" || failed=1
     grep -h '"cuda graphs' "$dir/graphs.jsonl"
@@ -252,14 +284,14 @@ graphs_same() {
 }
 
 export LOGS
-export -f env_report unit_asan nccl_one_gpu nccl_two_ranks new_results bf16_accuracy \
-    graphs_pair graphs_same
+export -f env_report unit_gpu unit_asan op_by_op nccl_one_gpu nccl_two_ranks new_results \
+    bf16_accuracy graphs_pair graphs_same
 
 # run_step NAME: each step, its time limit and command
 run_step() {
     case $1 in
     env) step env 30 env_report ;;
-    unit) step unit 90 build/tests/unit-nosan --jobs 4 --filter 'gpu/*' --verbose ;;
+    unit) step unit 90 unit_gpu ;;
     parity) step parity 50 env DEVICE=cuda tests/e2e/test_run_parity.sh build/traind ;;
     nccl) step nccl 240 nccl_one_gpu ;;
     graphs) step graphs 120 graphs_same ;;

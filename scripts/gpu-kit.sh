@@ -13,6 +13,10 @@
 #                help texts and settings, for gpu/check.sh's NCCL step; the
 #                libraries the plugins load go to kit/lib
 #   kit/mnist/   ../shared/datasets/mnist, when it is here
+#   kit/text/    Debian's GPL-3 text, the corpus of check.sh's GPT (put at
+#                /usr/share/common-licenses/GPL-3 where the machine lacks it)
+#   kit/commit   the commit the binaries were built from (env.sh says it;
+#                a kit older than the tree is the first thing to rule out)
 #
 #   scripts/gpu-kit.sh [OUT.tar.xz]        (default build/gpu-kit.tar.xz)
 #
@@ -58,6 +62,9 @@ if [ -d ../shared/datasets/mnist ]; then
     mkdir -p "$STAGE/kit/mnist"
     cp ../shared/datasets/mnist/*.gz "$STAGE/kit/mnist/"
 fi
+mkdir -p "$STAGE/kit/text"
+cp /usr/share/common-licenses/GPL-3 "$STAGE/kit/text/"
+{ git rev-parse HEAD; git status --porcelain | sed 's/^/changed: /'; } >"$STAGE/kit/commit"
 cat >"$STAGE/kit/env.sh" <<'EOF'
 # kit/env.sh - sourced from the repository root (see scripts/gpu-kit.sh)
 KIT=$PWD/kit
@@ -66,8 +73,11 @@ for f in "$KIT"/lib/*; do
     ldconfig -p | grep -q "^[[:space:]]*$(basename "$f") (" || ln -sf "$f" "$KIT/need/"
 done
 libdirs=$KIT/need
+# PyTorch's own (its pip wheels keep them under site-packages/nvidia), wherever
+# its Python is: a venv in a home directory too
+roots="/usr/local /opt /usr/lib $HOME $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)"
 for lib in $(ldd build/traind | awk '/not found/ && /libcublas|libnccl|libcudnn/ {print $1}'); do
-    found=$(find /usr/local /opt /usr/lib -name "$lib" 2>/dev/null | head -n 1)
+    found=$(find $roots -name "$lib" 2>/dev/null | head -n 1)
     [ -n "$found" ] && libdirs=$libdirs:$(dirname "$found")
 done
 export LD_LIBRARY_PATH=$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -83,6 +93,11 @@ if ! command -v mpirun >/dev/null && [ -d "$KIT/ompi/lib" ]; then
 fi
 mkdir -p ../shared/datasets
 [ -e ../shared/datasets/mnist ] || ln -s "$KIT/mnist" ../shared/datasets/mnist
+if [ ! -e /usr/share/common-licenses/GPL-3 ]; then
+    mkdir -p /usr/share/common-licenses && ln -s "$KIT/text/GPL-3" /usr/share/common-licenses/
+fi
+echo "kit: built from $(head -n 1 "$KIT/commit")$(grep -c '^changed' "$KIT/commit" |
+    sed 's/^0$//; s/^\([1-9][0-9]*\)$/ with \1 uncommitted change(s)/')"
 echo "kit: carried libraries used: $(ls "$KIT/need" | tr '\n' ' ')"
 EOF
 mkdir -p "$(dirname "$OUT")"
