@@ -192,6 +192,8 @@ nccl_two_ranks() {
         grep -q '"cuda graphs: step 2 captured' "$out/stuck.jsonl" 2>/dev/null && break
         sleep 0.1
     done
+    # a stop before any replay would test the op-by-op watchdog instead
+    [ "$i" -lt 600 ] || { echo "no capture within 60 s: the stop is not during replays"; failed=1; }
     for p in $(pgrep -f "traind run $out/long.json"); do
         tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qx NCCL_HOSTID=traind-rank1 &&
             rank1=$p

@@ -13,7 +13,8 @@ at zero); the loop's metrics that PyTorch logs (loss, lr, grad_norm,
 train_*, val_*) must not appear in ACTUAL beyond those.
 Timing metrics (samples_per_s, epoch_time_s) are not compared. Prints the
 first few mismatches and the worst relative error; exit status 0 when all
-match. Plain python3, no numpy: CI has no torch.
+match, 1 when EXPECTED holds none to compare (an empty or failed run is
+no agreement). Plain python3, no numpy: CI has no torch.
 """
 import json
 import sys
@@ -76,6 +77,9 @@ def main(argv):
     actual = read_jsonl(args[1])
     if isinstance(actual, str):
         print(f"  {actual}")
+        return 1
+    if not expected:  # two empty runs agree on nothing: not a pass
+        print(f"  {args[0]}: no metrics to compare" + (f" after step {after}" if after else ""))
         return 1
 
     errors, worst, worst_key = [], 0.0, None
