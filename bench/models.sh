@@ -91,15 +91,21 @@ PYEOF
     BENCH_UNIT=$unit BENCH_PER=$per bench_summarize "$bench" "$TMP/$bench.jsonl" "$impl"
 }
 
+# On the GPU a run of the comparison that fails (traind's or PyTorch's: its
+# message on stderr) or a "cuda_graphs" run whose steps were not captured
+# prints no figure and makes the script exit 1 at the end (bench/gpu.sh,
+# gpu/check.sh read the status); on the CPU these runs do not exist.
+RUN_FAILED=0
+note_failed() { RUN_FAILED=1; }
+
 # captured BENCH: whether BENCH's run ("cuda_graphs": true) captured its
 # steps, as its log says; without it there is no graphs figure to print
-# (the steps ran op by op), and the script exits 1 at the end.
-NOT_CAPTURED=0
+# (the steps ran op by op).
 captured() {
     grep -q '"cuda graphs: step [0-9]* captured' "$TMP/$1.jsonl" && return 0
     echo "bench: $1: steps not captured: $(grep -h -o 'cuda graphs: [^"]*' "$TMP/$1.jsonl" |
         head -n 1)" >&2
-    NOT_CAPTURED=1
+    note_failed
     return 1
 }
 
@@ -109,9 +115,11 @@ captured() {
 bf16_pair() {
     local bench=$1 spec=$2 unit=$3 per=$4 theirs mine
     shift 4
-    theirs=$("$TORCH_PY" bench/torch_models.py "$@" --bf16 --impl pytorch-bf16) || return 0
+    theirs=$("$TORCH_PY" bench/torch_models.py "$@" --bf16 --impl pytorch-bf16) ||
+        { note_failed; return 0; }
     echo "$theirs"
-    mine=$(ours "$bench" "$spec" traind-bf16 "$unit" "$per" '{"precision": "bf16"}') || return 0
+    mine=$(ours "$bench" "$spec" traind-bf16 "$unit" "$per" '{"precision": "bf16"}') ||
+        { note_failed; return 0; }
     echo "$mine"
     ratio "$bench" "$unit" "$mine" "$theirs"
 }
@@ -223,12 +231,16 @@ JSON
                 '{"allow_tf32": true}'); then
             echo "$tf"
             ratio resnet18_tf32 images_per_s "$tf" "$theirs" "$cl"
+        else
+            note_failed
         fi
         bf16_pair resnet18_bf16 "$TMP/resnet18.json" images_per_s 1 "${args[@]}"
         if graphs=$(ours resnet18_graphs "$TMP/resnet18.json" traind-graphs images_per_s 1 \
-                    '{"cuda_graphs": true}') && captured resnet18_graphs; then
-            echo "$graphs"
-            ratio resnet18_graphs images_per_s "$graphs" "$theirs" "$cl"
+                    '{"cuda_graphs": true}') || { note_failed; false; }; then
+            if captured resnet18_graphs; then
+                echo "$graphs"
+                ratio resnet18_graphs images_per_s "$graphs" "$theirs" "$cl"
+            fi
         fi
         ;;
     gpt2)
@@ -264,15 +276,18 @@ JSON
                 echo "bench: gpt2: torch.compile failed; the ratio is against eager alone" >&2
                 ratio gpt2 tokens_per_s "$ours" "$theirs"
                 compiled=
+                note_failed
             fi
             if graphs=$(ours gpt2_graphs "$TMP/gpt2.json" traind-graphs tokens_per_s 1024 \
-                        '{"cuda_graphs": true}') && captured gpt2_graphs; then
-                echo "$graphs"
-                ratio gpt2_graphs tokens_per_s "$graphs" "$theirs" ${compiled:+"$compiled"}
+                        '{"cuda_graphs": true}') || { note_failed; false; }; then
+                if captured gpt2_graphs; then
+                    echo "$graphs"
+                    ratio gpt2_graphs tokens_per_s "$graphs" "$theirs" ${compiled:+"$compiled"}
+                fi
             fi
         fi
         ;;
     *) echo "bench: unknown model '$model' (resnet18, vgg, gpt2)" >&2; exit 2 ;;
     esac
 done
-[ "$NOT_CAPTURED" = 0 ] || exit 1
+[ "$RUN_FAILED" = 0 ] || exit 1

@@ -104,11 +104,12 @@ op_by_op() {
 # of the same fixture jobs, within 1e-5; and as CUDA graphs, bit for bit
 # the same rank's op-by-op metrics.
 nccl_one_gpu() {
-    local failed=0 c out
+    local failed=0 c out was
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
     export TRAIND_CUDNN_PICK=first # the same algorithms in every process: compared bit for bit
     for c in cnn_adam_steplr batchnorm_dropout_sgd_multistep mlp_clip_grad_norm; do
         out=$(mktemp -d)
+        was=$failed failed=0 # this job's failures, for its log below
         op_by_op "tests/fixtures/jobs/$c.json" "$out/job.json"
         build/traind run "$out/job.json" --device cuda:0 --jsonl --out "$out/a" \
             >"$out/plain.jsonl" || failed=1
@@ -139,6 +140,7 @@ nccl_one_gpu() {
         python3 tests/e2e/compare_metrics.py "$out/nccl.jsonl" "$out/graphs.jsonl" --rtol 0 ||
             failed=1
         [ "$failed" = 0 ] || cat "$out/buckets.log" # the reason, before it goes
+        [ "$was" = 0 ] || failed=1
         rm -rf "$out"
     done
     return $failed

@@ -385,8 +385,16 @@ static int pick(const ConvKey *k, const Perf *perf, int n, size_t wsb) {
         if (q->status != CUDNN_STATUS_SUCCESS || q->determinism != CUDNN_DETERMINISTIC ||
             q->memory > wsb || !math_allowed(k, q->math))
             continue;
-        if (best < 0 || (first ? q->algo < perf[best].algo : q->time < perf[best].time))
+        if (best < 0) {
             best = i;
+            continue;
+        }
+        /* by number, then math type: Find may list one algorithm under two
+         * math types (TF32 allowed), in an order its timings decide */
+        const Perf *b = &perf[best];
+        bool before = first ? q->algo < b->algo || (q->algo == b->algo && q->math < b->math)
+                            : q->time < b->time;
+        if (before) best = i;
     }
     return best;
 }

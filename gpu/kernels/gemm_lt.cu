@@ -8,7 +8,7 @@
  * layout descriptors and the heuristic's first algorithm, asked once and
  * kept for the process's life (a training step repeats a few dozen
  * shapes), up to 256 plans a device: past them a new shape's plan serves
- * its one call. A shape cuBLASLt has no algorithm for, or refuses to run, is
+ * its one call (and is asked for again at the next). A shape cuBLASLt has no algorithm for, or refuses to run, is
  * remembered as declined and left to cublasSgemm / cublasGemmEx, as is
  * every product under TRAIND_CUBLASLT=0 (for comparing the two in one
  * build); a run that fails otherwise goes to cuBLAS that once.
@@ -42,7 +42,10 @@ struct Plan {
 
 struct DeviceLt {
     cublasLtHandle_t handle;
-    bool unavailable; /* cublasLtCreate failed: every product to cuBLAS */
+    /* cublasLtCreate failed: every product to cuBLAS for the process. Not
+     * retried per product: a creation that fails for want of memory or a
+     * driver would be tried (capture mode relaxed) at every product. */
+    bool unavailable;
     void *workspace;
     std::map<PlanKey, Plan> plans;
 };

@@ -1043,8 +1043,8 @@ Test(gpu, cublaslt_declined_runs_on_cublas) {
 }
 
 /* Past the plan limit a new shape's plan serves its one call: the product
- * runs on cuBLASLt, its numbers right, and no plan is kept; the plans
- * kept before go on serving. */
+ * runs on cuBLASLt, its numbers right, and no plan is kept; a shape kept
+ * before still runs there. */
 Test(gpu, cublaslt_plans_past_the_limit_serve_one_call) {
     test_need_gpu();
     lt_enable(true);
