@@ -3,7 +3,8 @@
  * Each row of the table is an option as `serve --help` prints it (name,
  * its value's placeholder, the default, what it does) and what reading it
  * does: a flag or a field set from the value (an integer checked against
- * its range), or a function for the options whose value says more.
+ * its range), a user quota's default, or a function for the options whose
+ * value says more.
  * Adding an option is adding its row.
  */
 #include "server/serve_options.h"
@@ -95,26 +96,12 @@ static int allow_net_arg(const char *name, const char *v, ServeOptions *o) {
     return -1;
 }
 
-/* --quota-*: a user's limit unless set for them (GB for the bytes). */
-static int quota_arg(const char *name, const char *v, ServeOptions *o) {
-    static const struct {
-        const char *name;
-        QuotaLimit limit;
-    } quotas[] = {{"--quota-running-jobs", QUOTA_RUNNING_JOBS},
-                  {"--quota-queued-jobs", QUOTA_QUEUED_JOBS},
-                  {"--quota-gpus", QUOTA_GPUS},
-                  {"--quota-dataset-gb", QUOTA_DATASET_BYTES},
-                  {"--quota-checkpoint-gb", QUOTA_CHECKPOINT_BYTES}};
-    size_t k = 0, n = sizeof quotas / sizeof *quotas;
-    while (k < n && strcmp(quotas[k].name, name) != 0) k++;
-    if (k == n) { /* a row of the table without its limit here */
-        fprintf(stderr, "traind serve: %s: no such quota\n", name);
-        return -1;
-    }
+/* --quota-*: a user's `limit` unless set for them (GB for the bytes). */
+static int quota_arg(const char *name, QuotaLimit limit, const char *v, ServeOptions *o) {
     double x;
     if (scaled_arg(name, v, "", NULL, 1e9, &x)) return -1;
-    bool bytes = quotas[k].limit >= QUOTA_DATASET_BYTES;
-    quota_set(&o->quota_defaults, quotas[k].limit, (int64_t)(bytes ? x * 1e9 : x));
+    bool bytes = limit >= QUOTA_DATASET_BYTES;
+    quota_set(&o->quota_defaults, limit, (int64_t)(bytes ? x * 1e9 : x));
     return 0;
 }
 
@@ -135,12 +122,12 @@ static int slurm_arg(const char *name, const char *v, ServeOptions *o) {
 #define SERVE_STR_(x) #x
 #define SERVE_STR(x) SERVE_STR_(x)
 
-typedef enum { OPTION_FLAG, OPTION_INT, OPTION_TEXT, OPTION_CALL } OptionKind;
+typedef enum { OPTION_FLAG, OPTION_INT, OPTION_TEXT, OPTION_QUOTA, OPTION_CALL } OptionKind;
 
 typedef struct {
     const char *name, *arg, *def; /* as --help prints them, with `what` */
     OptionKind kind;
-    size_t field;     /* FLAG: a bool, INT: an int, TEXT: a const char * */
+    size_t field; /* FLAG: a bool, INT: an int, TEXT: a const char *; QUOTA: its QuotaLimit */
     long long lo, hi; /* INT's range */
     int (*take)(const char *name, const char *v, ServeOptions *o); /* CALL */
     const char *what;
@@ -149,6 +136,7 @@ typedef struct {
 #define FLAG(f) OPTION_FLAG, offsetof(ServeOptions, f), 0, 0, NULL
 #define INT(f, lo, hi) OPTION_INT, offsetof(ServeOptions, f), lo, hi, NULL
 #define TEXT(f) OPTION_TEXT, offsetof(ServeOptions, f), 0, 0, NULL
+#define QUOTA(limit) OPTION_QUOTA, limit, 0, 0, NULL
 #define CALL(fn) OPTION_CALL, 0, 0, 0, fn
 
 static const ServeOption options[] = {
@@ -202,16 +190,16 @@ static const ServeOption options[] = {
      "serve HTTPS with this PEM certificate (chain); needs --tls-key"},
     {"--tls-key", "FILE", "off", TEXT(tls_key),
      "the PEM private key of --tls-cert"},
-    {"--quota-running-jobs", "N", "none", CALL(quota_arg),
+    {"--quota-running-jobs", "N", "none", QUOTA(QUOTA_RUNNING_JOBS),
      "a user's jobs running at once, unless set for them (traind user set-quota); more wait, "
      "reason QuotaRunningJobs"},
-    {"--quota-queued-jobs", "N", "none", CALL(quota_arg),
+    {"--quota-queued-jobs", "N", "none", QUOTA(QUOTA_QUEUED_JOBS),
      "a user's queued jobs; one more is refused (429)"},
-    {"--quota-gpus", "N", "none", CALL(quota_arg),
+    {"--quota-gpus", "N", "none", QUOTA(QUOTA_GPUS),
      "GPUs a user's jobs use at once; more wait, reason QuotaGPUs"},
-    {"--quota-dataset-gb", "G", "none", CALL(quota_arg),
+    {"--quota-dataset-gb", "G", "none", QUOTA(QUOTA_DATASET_BYTES),
      "bytes of a user's datasets; an upload past it is refused (429)"},
-    {"--quota-checkpoint-gb", "G", "none", CALL(quota_arg),
+    {"--quota-checkpoint-gb", "G", "none", QUOTA(QUOTA_CHECKPOINT_BYTES),
      "bytes of a user's checkpoints; a job submitted past it is refused (429)"},
     {"--fairshare-half-life", "T", "7d", CALL(half_life_arg),
      "how fast the fair queue forgets a user's device time (seconds, or with s, m, h or d)"},
@@ -252,6 +240,7 @@ static const ServeOption options[] = {
 #undef FLAG
 #undef INT
 #undef TEXT
+#undef QUOTA
 #undef CALL
 
 static void serve_usage(FILE *out) {
@@ -286,6 +275,8 @@ static int take_value(const ServeOption *opt, const char *v, ServeOptions *o) {
     case OPTION_TEXT:
         *(const char **)field = v;
         return 0;
+    case OPTION_QUOTA:
+        return quota_arg(opt->name, (QuotaLimit)opt->field, v, o);
     case OPTION_CALL:
         return opt->take(opt->name, v, o);
     case OPTION_FLAG:
