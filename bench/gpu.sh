@@ -132,10 +132,7 @@ run_graphs() {
 lines = [e["line"] for e in map(json.loads, open(sys.argv[2])) if e.get("event") == "log"]
 print(json.dumps({"bench": sys.argv[1], "log": [l for l in lines if "cuda graphs" in l]}))' \
         "${bench}_graphs" "$TMP/${bench}_graphs.jsonl")"
-    if ! grep -q '"cuda graphs: step [0-9]* captured' "$TMP/${bench}_graphs.jsonl"; then
-        FAILED=1
-        return
-    fi
+    bench_captured "${bench}_graphs" "$TMP/${bench}_graphs.jsonl" || { FAILED=1; return; }
     [ -n "$THEIRS" ] && emit "$(ratio "${bench}_graphs" "$OURS" "$THEIRS" 0 "$peak")"
 }
 

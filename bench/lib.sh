@@ -145,3 +145,12 @@ bench_gpu_profile() {
         echo "bench: $1: the profiled run failed: $(tail -n 2 "$err")" >&2
     rm -rf "$err" "$err.out"
 }
+
+# bench_captured BENCH JSONL: whether the "cuda_graphs" run whose --jsonl
+# output is JSONL captured its steps, as its log says; if not, why, on
+# stderr (bench/gpu.sh and bench/models.sh then print no graphs figure).
+bench_captured() {
+    grep -q '"cuda graphs: step [0-9]* captured' "$2" && return 0
+    echo "bench: $1: steps not captured: $(grep -h -o 'cuda graphs: [^"]*' "$2" | head -n 1)" >&2
+    return 1
+}

@@ -98,16 +98,8 @@ PYEOF
 RUN_FAILED=0
 note_failed() { RUN_FAILED=1; }
 
-# captured BENCH: whether BENCH's run ("cuda_graphs": true) captured its
-# steps, as its log says; without it there is no graphs figure to print
-# (the steps ran op by op).
-captured() {
-    grep -q '"cuda graphs: step [0-9]* captured' "$TMP/$1.jsonl" && return 0
-    echo "bench: $1: steps not captured: $(grep -h -o 'cuda graphs: [^"]*' "$TMP/$1.jsonl" |
-        head -n 1)" >&2
-    note_failed
-    return 1
-}
+# captured BENCH: bench_captured of BENCH's run, noted failed when not.
+captured() { bench_captured "$1" "$TMP/$1.jsonl" || { note_failed; return 1; }; }
 
 # bf16_pair BENCH SPEC UNIT PER TORCH_ARGS...: traind's "precision": "bf16"
 # beside PyTorch under bf16 autocast, and their ratio (nothing where either

@@ -107,35 +107,31 @@ nccl_one_gpu() {
     local failed=0 c out was
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
     export TRAIND_CUDNN_PICK=first # the same algorithms in every process: compared bit for bit
+    one_rank() { # JOB [traind run's options]: the job as a world of one rank
+        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK -x TRAIND_CUDNN_PICK \
+            build/traind run "$@" --device cuda:0
+    }
     for c in cnn_adam_steplr batchnorm_dropout_sgd_multistep mlp_clip_grad_norm; do
         out=$(mktemp -d)
         was=$failed failed=0 # this job's failures, for its log below
         op_by_op "tests/fixtures/jobs/$c.json" "$out/job.json"
         build/traind run "$out/job.json" --device cuda:0 --jsonl --out "$out/a" \
             >"$out/plain.jsonl" || failed=1
-        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK -x TRAIND_CUDNN_PICK \
-            build/traind run "$out/job.json" --device cuda:0 --jsonl --out "$out/b" \
-            >"$out/nccl.jsonl" || failed=1
+        one_rank "$out/job.json" --jsonl --out "$out/b" >"$out/nccl.jsonl" || failed=1
         python3 tests/e2e/compare_metrics.py "$out/plain.jsonl" "$out/nccl.jsonl" --rtol 1e-5 ||
             failed=1
         # again in buckets of one parameter each: every bucket's all-reduce
         # on NCCL's stream while the backward goes on, joined before the step
         python3 tests/e2e/job_copy.py "$out/job.json" "$out/buckets.json" bucket_cap_mb=0.0001
-        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK -x TRAIND_CUDNN_PICK \
-            build/traind run "$out/buckets.json" --device cuda:0 --out "$out/c" \
-            2>"$out/buckets.log" >/dev/null || failed=1
+        one_rank "$out/buckets.json" --out "$out/c" 2>"$out/buckets.log" >/dev/null || failed=1
         grep '^data parallel: 1 rank over nccl, gradients in' "$out/buckets.log" || failed=1
-        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK -x TRAIND_CUDNN_PICK \
-            build/traind run "$out/buckets.json" --device cuda:0 --jsonl --out "$out/d" \
-            >"$out/buckets.jsonl" || failed=1
+        one_rank "$out/buckets.json" --jsonl --out "$out/d" >"$out/buckets.jsonl" || failed=1
         python3 tests/e2e/compare_metrics.py "$out/plain.jsonl" "$out/buckets.jsonl" --rtol 1e-5 ||
             failed=1
         # as CUDA graphs: the collectives and the loss totals in the graph,
         # bit for bit the op-by-op rank's metrics
         python3 tests/e2e/job_copy.py "$out/job.json" "$out/graphs.json" cuda_graphs=true
-        TRAIND_DIST_ONE_RANK=1 mpirun -np 1 -x TRAIND_DIST_ONE_RANK -x TRAIND_CUDNN_PICK \
-            build/traind run "$out/graphs.json" --device cuda:0 --jsonl --out "$out/e" \
-            >"$out/graphs.jsonl" || failed=1
+        one_rank "$out/graphs.json" --jsonl --out "$out/e" >"$out/graphs.jsonl" || failed=1
         grep -q '"cuda graphs: step 2 captured' "$out/graphs.jsonl" || failed=1
         python3 tests/e2e/compare_metrics.py "$out/nccl.jsonl" "$out/graphs.jsonl" --rtol 0 ||
             failed=1
@@ -213,13 +209,13 @@ nccl_two_ranks() {
     return $failed
 }
 
-# The MNIST CNN trained in bf16 reaches the float32 run's test accuracy
-# within 0.3 points: both runs are step bench's (bench/gpu.sh).
 # This run's results (bench/results holds earlier runs' too, committed).
 new_results() {
     find bench/results -maxdepth 1 -name "gpu-*$1" -newer "$LOGS/started" | sort
 }
 
+# The MNIST CNN trained in bf16 reaches the float32 run's test accuracy
+# within 0.3 points: both runs are step bench's (bench/gpu.sh).
 bf16_accuracy() {
     local results
     results=$(new_results -mnist-gemm.jsonl | tail -n 1)
