@@ -8,10 +8,11 @@
  * layout descriptors and the heuristic's first algorithm, asked once and
  * kept for the process's life (a training step repeats a few dozen
  * shapes), up to 256 plans a device: past them a new shape's plan serves
- * its one call (and is asked for again at the next). A shape cuBLASLt has no algorithm for, or refuses to run, is
- * remembered as declined and left to cublasSgemm / cublasGemmEx, as is
- * every product under TRAIND_CUBLASLT=0 (for comparing the two in one
- * build); a run that fails otherwise goes to cuBLAS that once.
+ * its one call (and is asked for again at the next). A shape cuBLASLt has
+ * no algorithm for, or refuses to run, is remembered as declined and left
+ * to cublasSgemm / cublasGemmEx, as is every product under
+ * TRAIND_CUBLASLT=0 (for comparing the two in one build); a run that fails
+ * otherwise goes to cuBLAS that once.
  *
  * The layout is gemm.cu's: C^T = op(B)^T op(A)^T in column-major, so
  * cuBLASLt's A is our b and its B our a. The caller holds the device's

@@ -79,7 +79,8 @@ def main(argv):
         print(f"  {actual}")
         return 1
     if not expected:  # two empty runs agree on nothing: not a pass
-        print(f"  {args[0]}: no metrics to compare" + (f" after step {after}" if after else ""))
+        print(f"  {args[0]}: no metrics to compare"
+              + (f" after step {after}" if after is not None else ""))
         return 1
 
     errors, worst, worst_key = [], 0.0, None

@@ -299,8 +299,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     (void)handle, (void)cdesc;
     /* TRAIND_SIMDEV_LT_FAIL=N: the next call fails with status N, once */
     const char *fail = getenv("TRAIND_SIMDEV_LT_FAIL");
-    if (fail && atoi(fail) != 0) {
-        int status = atoi(fail);
+    int status = fail ? atoi(fail) : 0;
+    if (status != 0) {
         unsetenv("TRAIND_SIMDEV_LT_FAIL");
         return (cublasStatus_t)status;
     }
