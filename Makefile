@@ -101,9 +101,9 @@ build/obj/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -I. -MMD -MP -c $< -o $@
 
-build/obj/server/main.o build/asan/server/main.o build/asan/tests/unit/test_gpu.o \
-    build/obj/tests/unit/test_gpu.o build/asan/tests/support/need_gpu.o \
-    build/obj/tests/support/need_gpu.o build/obj/job/rank.o build/asan/job/rank.o: $(GPU_STAMP)
+GPU_AWARE_TESTS := $(shell grep -l TRAIND_CUDA tests/unit/*.c tests/support/*.c)
+build/obj/server/main.o build/asan/server/main.o build/obj/job/rank.o build/asan/job/rank.o \
+    $(GPU_AWARE_TESTS:%.c=build/obj/%.o) $(GPU_AWARE_TESTS:%.c=build/asan/%.o): $(GPU_STAMP)
 
 build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -189,7 +189,7 @@ test-only:
 # (a thread for each of a block's threads, barriers for __syncthreads and a
 # warp's shuffles), linked with a test that compares its launchers with
 # their definitions in double, under ASan and UBSan: what of the GPU's code
-# a machine without one can check (tests/unit/test_gpu.c needs one).
+# a machine without one can check (tests/unit/test_gpu_*.c need one).
 # tests/sim/test_NAME.cpp tests gpu/kernels/NAME.cu.
 SIM_TESTS := $(patsubst tests/sim/test_%.cpp,build/tests/sim_%,$(wildcard tests/sim/test_*.cpp))
 SIM_HEADERS := $(patsubst gpu/kernels/%,build/sim/gpu/kernels/%,$(wildcard gpu/kernels/*.cuh))

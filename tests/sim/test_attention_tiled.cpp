@@ -1,6 +1,6 @@
 /* test_attention_tiled.cpp - gpu/kernels/attention_tiled.cu's register-
  * tiled causal attention, its own source run on the CPU by tests/sim
- * (tests/unit/test_gpu.c checks the same kernels on a GPU against the CPU
+ * (tests/unit/test_gpu_ops.c checks the same kernels on a GPU against the CPU
  * backend), against attention in double (attention_case.h): forward (out,
  * lse) and backward (gq, gk, gv) with and without dropout, T of 1, below,
  * at and past the 64-row tiles, heads of 32 and 64, the per-sample

@@ -1,5 +1,5 @@
 /* test_reduce.cpp - gpu/kernels/reduce.cu run on the CPU by tests/sim
- * (cuda_sim.h; tests/unit/test_gpu.c checks the same kernels on a GPU
+ * (cuda_sim.h; tests/unit/test_gpu_ops.c checks the same kernels on a GPU
  * against the CPU backend), against sums in long double: each of
  * gpu_launch_sum's three kernels (the column sums of a bias's gradient,
  * the split sum of a full sum and of BatchNorm's per-channel sums over

@@ -1,5 +1,5 @@
 /* pool_ties.c - runs the max-pool tie cases (pool_ties.h) on any device:
- * the CPU from tests/unit/test_pool_ties.c, CUDA from tests/unit/test_gpu.c. */
+ * the CPU from tests/unit/test_pool_ties.c, CUDA from tests/unit/test_gpu_ops.c. */
 #include "tests/support/pool_ties.h"
 
 #include <criterion/criterion.h>

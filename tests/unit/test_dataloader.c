@@ -186,7 +186,7 @@ Test(dataloader, prefetch_gives_identical_batches) {
 }
 
 /* Batches delivered on a device: a stand-in GPU, the CPU's kernel table
- * registered as cuda:0 (test_gpu.c runs the same on a real one). Set at
+ * registered as cuda:0 (test_gpu_memory.c runs the same on a real one). Set at
  * creation or later with dataloader_set_device, with and without the
  * prefetch thread, the batches are the CPU loader's, on cuda:0. */
 Test(dataloader, batches_on_a_device) {

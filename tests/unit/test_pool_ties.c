@@ -1,7 +1,7 @@
 /* test_pool_ties.c - max_pool2d on tied windows, on the CPU: torch keeps the
  * first maximum in scan order and sends the gradient there. The cases of
  * tests/fixtures/gen_pool_ties.py against PyTorch (tests/support/pool_ties.c,
- * which test_gpu.c runs on CUDA too): every tie pattern of the 2x2 stride-2
+ * which test_gpu_ops.c runs on CUDA too): every tie pattern of the 2x2 stride-2
  * fast path, and the general path with overlapping, padded and non-square
  * windows; then both paths against the rule itself on larger random
  * integer planes, big enough for the kernels' OpenMP loops. */

@@ -808,7 +808,7 @@ Test(tensor, fill_non_contiguous) {
 
 /* Pinned host memory through a stand-in GPU: the CPU's kernel table
  * registered as cuda:0, plus host_alloc/host_free that count (a real GPU's
- * are checked in test_gpu.c). tensor_empty_pinned takes its memory from the
+ * are checked in test_gpu_memory.c). tensor_empty_pinned takes its memory from the
  * device's backend and gives it back there; for the CPU, or a device
  * without host_alloc, it is plain host memory. */
 static int pinned_allocs, pinned_frees;

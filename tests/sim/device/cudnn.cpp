@@ -210,7 +210,7 @@ cudnnStatus_t workspace(int algo, size_t *bytes) {
 
 } // namespace
 
-/* Which algorithm ran last (test_gpu.c asks, where the device is this one). */
+/* Which algorithm ran last (test_gpu_conv.c asks, where the device is this one). */
 extern "C" int simdev_cudnn_last_algo(void) { return last_algo; }
 
 const char *cudnnGetErrorString(cudnnStatus_t status) {
