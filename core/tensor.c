@@ -156,18 +156,16 @@ static void set_contiguous_strides(Tensor *t) {
 static Tensor *tensor_alloc_header(int ndim, const int64_t *shape, DType dtype, Device device) {
     if (ndim < 0 || ndim > TENSOR_MAX_DIMS)
         return error_set("tensor: %d dimensions (at most %d)", ndim, TENSOR_MAX_DIMS), NULL;
-    int64_t numel = 1;
-    for (int i = 0; i < ndim; i++) {
+    for (int i = 0; i < ndim; i++)
         if (shape[i] < 0)
             return error_set("tensor: negative size %lld in dimension %d", (long long)shape[i], i),
                    NULL;
-        /* every later numel product relies on this one fitting */
-        if (__builtin_mul_overflow(numel, shape[i], &numel)) {
-            char s[160];
-            return error_set("tensor: shape %s has too many elements",
-                             shape_str(ndim, shape, s, sizeof s)),
-                   NULL;
-        }
+    /* every later numel or stride product relies on this one fitting */
+    if (!shape_fits(ndim, shape, INT64_MAX)) {
+        char s[160];
+        return error_set("tensor: shape %s has too many elements",
+                         shape_str(ndim, shape, s, sizeof s)),
+               NULL;
     }
     Tensor *t = calloc(1, sizeof *t);
     if (!t) return error_set("tensor: out of memory"), NULL;
@@ -452,6 +450,14 @@ const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
         used += (size_t)snprintf(buf + used, n - used, i ? ", %lld" : "%lld", (long long)shape[i]);
     if (used < n) snprintf(buf + used, n - used, "]");
     return buf;
+}
+
+bool shape_fits(int ndim, const int64_t *shape, uint64_t limit) {
+    uint64_t span = 1;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] > 0 && (__builtin_mul_overflow(span, (uint64_t)shape[i], &span) || span > limit))
+            return false;
+    return true;
 }
 
 const char *tensor_shape_str(const Tensor *t, char *buf, size_t n) {

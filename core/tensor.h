@@ -148,6 +148,10 @@ int tensor_to_doubles(const Tensor *t, double *out, int64_t n);
 /* "[2, 3]" */
 const char *tensor_shape_str(const Tensor *t, char *buf, size_t n);
 const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
+/* Whether the non-negative sizes of a shape, its zeros left out, multiply
+ * to at most `limit`: a tensor of that shape, its strides included, can be
+ * counted in int64 (a zero alone would let [0, 2^62, 2^62] through). */
+bool shape_fits(int ndim, const int64_t *shape, uint64_t limit);
 bool tensor_same_shape(const Tensor *a, const Tensor *b);
 
 /* ---- views (share storage; recorded by autograd) ---- */

@@ -241,11 +241,10 @@ static int read_header(NpyFile *f, uint64_t header_at, uint64_t header_len,
 
 /* The data the header's shape and dtype need fills the file to its end. */
 static int check_data_size(NpyFile *f, uint64_t file_size) {
+    if (!shape_fits(f->ndim, f->shape, (uint64_t)1 << 56))
+        return error_set("npy: %s: shape is impossibly large", f->path);
     uint64_t numel = 1;
-    for (int i = 0; i < f->ndim; i++)
-        if (__builtin_mul_overflow(numel, (uint64_t)f->shape[i], &numel) ||
-            numel > ((uint64_t)1 << 56))
-            return error_set("npy: %s: shape is impossibly large", f->path);
+    for (int i = 0; i < f->ndim; i++) numel *= (uint64_t)f->shape[i];
     f->numel = (int64_t)numel;
     uint64_t need = numel * dtype_size(f->dtype), have = file_size - f->data_offset;
     if (need == have) return 0;

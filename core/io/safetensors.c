@@ -221,13 +221,12 @@ static int parse_entry(const Loader *L, const char *name, json_t *obj, Entry *e)
     if (parse_shape(L, name, json_object_get(obj, "shape"), e) != 0) return -1;
     if (parse_offsets(L, name, json_object_get(obj, "data_offsets"), e) != 0) return -1;
 
-    /* numel * dtype_size, refusing overflow: the header is untrusted. */
-    uint64_t nbytes = dtype_size(e->dtype);
-    bool overflow = false;
-    for (int i = 0; i < e->ndim; i++)
-        overflow |= __builtin_mul_overflow(nbytes, (uint64_t)e->shape[i], &nbytes);
+    /* numel * dtype_size, refusing overflow (a zero size included: the
+     * strides of the others must fit too): the header is untrusted. */
+    uint64_t size = dtype_size(e->dtype), nbytes = size;
+    for (int i = 0; i < e->ndim; i++) nbytes *= (uint64_t)e->shape[i];
     char sbuf[160];
-    if (overflow || nbytes > (uint64_t)INT64_MAX)
+    if (!shape_fits(e->ndim, e->shape, (uint64_t)INT64_MAX / size))
         return error_set("safetensors '%s': tensor '%s': shape %s is too large", L->path, name,
                          shape_str(e->ndim, e->shape, sbuf, sizeof sbuf));
     if (nbytes != e->end - e->begin)

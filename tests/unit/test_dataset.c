@@ -634,6 +634,10 @@ Test(dataset, npy_bad_headers) {
     write_npy(p, "{'descr': '<f4', 'fortran_order': Nope, 'shape': (4,), }", data, 16);
     cr_assert_null(npy_load(p));
     assert_error_contains("header byte 44: expected True or False");
+    write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4294967296, 4294967296), }",
+              data, 0);
+    cr_assert_null(npy_load(p));
+    assert_error_contains("shape is impossibly large");
     write_text(p, "not numpy at all");
     cr_assert_null(npy_load(p));
     assert_error_contains("not a .npy file");

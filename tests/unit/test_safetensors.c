@@ -456,6 +456,14 @@ Test(safetensors, bad_shapes) {
     expect_load_error(path, "tensor 'w': shape [4611686018427387904, 4611686018427387904] is too "
                             "large",
                       NULL);
+    /* no bytes at all, but the sizes beside the zero would overflow a stride */
+    write_st(path,
+             "{\"w\":{\"dtype\":\"U8\",\"shape\":[0,4611686018427387904,4611686018427387904],"
+             "\"data_offsets\":[0,0]}}",
+             0);
+    expect_load_error(path, "tensor 'w': shape [0, 4611686018427387904, 4611686018427387904] is too "
+                            "large",
+                      NULL);
 }
 
 Test(safetensors, bad_offsets) {

@@ -102,6 +102,12 @@ Test(tensor, empty_dims_and_bad_shapes) {
     cr_assert_null(tensor_zeros(SHAPE(big, big), DTYPE_FLOAT32, DEVICE_CPU_INIT));
     assert_error_has("too many elements");
     cr_assert_null(tensor_zeros(SHAPE(big, big / 1024), DTYPE_FLOAT32, DEVICE_CPU_INIT));
+    /* a zero size makes no elements, but the others' strides still overflow */
+    cr_assert_null(tensor_zeros(SHAPE(0, big, big), DTYPE_FLOAT32, DEVICE_CPU_INIT));
+    assert_error_has("shape [0, 1099511627776, 1099511627776] has too many elements");
+    Tensor *empty = tensor_zeros(SHAPE(0, big, 1024), DTYPE_FLOAT32, DEVICE_CPU_INIT);
+    cr_assert(empty && tensor_numel(empty) == 0 && empty->strides[0] == big * 1024);
+    tensor_release(empty);
     Tensor *one = tensor_zeros(SHAPE(1, 1), DTYPE_FLOAT32, DEVICE_CPU_INIT);
     cr_assert_null(tensor_expand(one, SHAPE(big, big)));
     assert_error_has("too many elements");
