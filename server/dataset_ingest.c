@@ -46,7 +46,14 @@ bool dataset_ingest_role_ok(const char *format, const char *role) {
     return false;
 }
 
-void dataset_ingest_file_name(const char *role, const char *client_name, char *out, size_t size) {
+static bool name_taken(const DbDatasetFile *files, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(files[i].name, name)) return true;
+    return false;
+}
+
+void dataset_ingest_file_name(const DbDatasetFile *before, int n, const char *role,
+                              const char *client_name, char *out, size_t size) {
     const char *base = client_name ? strrchr(client_name, '/') : NULL;
     base = base ? base + 1 : client_name;
     if (base) {
@@ -58,6 +65,8 @@ void dataset_ingest_file_name(const char *role, const char *client_name, char *o
         ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
              *p == '.' || *p == '_' || *p == '-';
     snprintf(out, size, "%s", ok ? base : role);
+    if (name_taken(before, n, out)) snprintf(out, size, "%s", role);
+    for (int k = n + 1; name_taken(before, n, out); k++) snprintf(out, size, "%s-%d", role, k);
 }
 
 /* A column name of the form as a JSON string. A form field may hold any

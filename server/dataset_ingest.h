@@ -30,10 +30,12 @@ bool dataset_ingest_role_ok(const char *format, const char *role);
  * the order they came. */
 bool dataset_ingest_role_repeats(const char *format, const char *role);
 
-/* A safe name for a file in the dataset's directory: the client's base
- * name when it is [A-Za-z0-9._-]{1,100} and does not start with '.',
- * else the role. */
-void dataset_ingest_file_name(const char *role, const char *client_name, char *out, size_t size);
+/* A safe name for a file in the dataset's directory, unlike the names of
+ * the n files before it: the client's base name when it is
+ * [A-Za-z0-9._-]{1,100} and does not start with '.', else (or when that is
+ * taken) the role, else role-<n+1>, role-<n+2>, ... (cifar10's batches). */
+void dataset_ingest_file_name(const DbDatasetFile *before, int n, const char *role,
+                              const char *client_name, char *out, size_t size);
 
 /* Options as stored: {"label_column": ..., "feature_columns": [...]}
  * (csv) from the form/JSON values (either may be NULL or ""; feature_columns

@@ -114,16 +114,14 @@ static int on_progress(void *ctx, int64_t got, int64_t expected) {
 }
 
 /* The file's name in the dataset's directory: the URL's last path
- * segment, its query cut off, when it is a safe name (else the role), and
- * the role where two files would share one. */
+ * segment, its query cut off, made safe and unlike the files' before it
+ * (dataset_ingest_file_name). */
 static void file_name(const Import *j, int i, const DbDataset *info, char *out, size_t size) {
     char base[256];
     const char *slash = strrchr(j->urls[i], '/');
     snprintf(base, sizeof base, "%s", slash ? slash + 1 : "");
     base[strcspn(base, "?#")] = '\0';
-    dataset_ingest_file_name(j->roles[i], base, out, size);
-    for (int k = 0; k < i; k++)
-        if (!strcmp(info->files[k].name, out)) snprintf(out, size, "%s", j->roles[i]);
+    dataset_ingest_file_name(info->files, i, j->roles[i], base, out, size);
 }
 
 static void remove_files(const char *dir, const DbDataset *info) {

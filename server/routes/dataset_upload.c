@@ -169,12 +169,6 @@ static int insert_row(Upload *u) {
     return 0;
 }
 
-static bool name_taken(const Upload *u, const char *name) {
-    for (int i = 0; i < u->info.num_files; i++)
-        if (!strcmp(u->info.files[i].name, name)) return true;
-    return false;
-}
-
 static int start_file(Upload *u, const char *role, const char *filename) {
     int n = 0;
     const char *const *roles = dataset_ingest_roles(u->format, &n);
@@ -192,11 +186,8 @@ static int start_file(Upload *u, const char *role, const char *filename) {
     DbDatasetFile *f = &u->info.files[u->info.num_files];
     memset(f, 0, sizeof *f);
     snprintf(f->role, sizeof f->role, "%s", role);
-    dataset_ingest_file_name(role, filename, f->name, sizeof f->name);
-    /* two files of one name: the role's name, or role-<n> (a cifar10 batch) */
-    if (name_taken(u, f->name)) snprintf(f->name, sizeof f->name, "%s", role);
-    if (name_taken(u, f->name))
-        snprintf(f->name, sizeof f->name, "%s-%d", role, u->info.num_files + 1);
+    dataset_ingest_file_name(u->info.files, u->info.num_files, role, filename, f->name,
+                             sizeof f->name);
     u->file_index = u->info.num_files++;
     char path[4096 + 160];
     snprintf(path, sizeof path, "%s/%s", u->dir, f->name);

@@ -156,3 +156,20 @@ Test(dataset_ingest, the_default_quota_counts_the_owners_datasets_only) {
                  error_get());
     tmp_db_close(&t);
 }
+
+/* Files of one name, as three imported URLs .../dl?id=N or three uploads of
+ * one batch give: each stored under a name of its own, none over another
+ * (the role, then role-<n+1>, ... past names the client chose too). */
+Test(dataset_ingest, files_of_one_name_get_names_of_their_own) {
+    DbDatasetFile f[5];
+    memset(f, 0, sizeof f);
+    const char *sent[] = {"dl", "dl", "file-3", "dl", ".hidden"};
+    const char *want[] = {"dl", "file", "file-3", "file-4", "file-5"};
+    for (int i = 0; i < 5; i++) {
+        dataset_ingest_file_name(f, i, "file", sent[i], f[i].name, sizeof f[i].name);
+        cr_assert_str_eq(f[i].name, want[i], "file %d", i);
+    }
+    char name[64];
+    dataset_ingest_file_name(f, 5, "file", "C:\\batches\\data_batch_1.bin", name, sizeof name);
+    cr_assert_str_eq(name, "data_batch_1.bin");
+}
