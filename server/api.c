@@ -141,7 +141,7 @@ bool api_owns(HttpRequest *req, int64_t owner) {
     return a->admin || (owner != 0 && owner == a->user_id);
 }
 
-int api_user_filter(HttpRequest *req, int64_t *owner) {
+int api_user_filter(HttpRequest *req, const char *admin_only, int64_t *owner) {
     Api *api = http_app(req);
     const HttpAuth *a = http_auth(req);
     const char *name = http_query(req, "user");
@@ -151,9 +151,17 @@ int api_user_filter(HttpRequest *req, int64_t *owner) {
         *owner = a->user_id;
         return 0;
     }
+    if (admin_only && !a->admin)
+        return http_reply_error(req, 403, "forbidden", "?user",
+                                "user: only an admin may list another user's %s", admin_only),
+               -1;
     DbUser u;
     error_clear();
     int st = db_user_get_by_name(api->db, name, &u);
+    if (st == DB_NOT_FOUND && !a->admin) {
+        *owner = -1; /* no one's */
+        return 0;
+    }
     if (st == DB_NOT_FOUND)
         return http_reply_error(req, 400, "bad_query", "?user", "user: no user '%.64s'", name),
                -1;

@@ -80,9 +80,13 @@ int64_t api_job_param(HttpRequest *req, DbJob *out);
 DbViewer api_viewer(HttpRequest *req);
 /* Whether the caller is the owner or an admin. */
 bool api_owns(HttpRequest *req, int64_t owner);
-/* ?user=NAME of a listing: that user's id in *owner (0 without it). -1
- * after replying 400 for an unknown user. */
-int api_user_filter(HttpRequest *req, int64_t *owner);
+/* ?user=NAME of a listing: that user's id in *owner (0 without it). A
+ * user other than the caller: for a listing of `admin_only` things (jobs,
+ * the queue) a non-admin gets 403, whether the user exists or not; for
+ * others (datasets, some shared) an unknown user lists nothing, as a known
+ * one with nothing shared does: a non-admin cannot probe for user names.
+ * An admin naming no user gets 400. -1 after replying. */
+int api_user_filter(HttpRequest *req, const char *admin_only, int64_t *owner);
 /* Whether the caller may add `adding` of limit k (server/quota.h) to what
  * they hold: 0, or -1 after replying 429 "quota_exceeded" with the numbers
  * ("alice has 40 of 40 queued jobs"; path "quota.queued_jobs"). */

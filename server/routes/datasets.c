@@ -66,7 +66,7 @@ int datasets_list(HttpRequest *req) {
     Api *api = http_app(req);
     bool all = false;
     int64_t owner;
-    if (http_query_bool(req, "all", &all) != 0 || api_user_filter(req, &owner) != 0) return 0;
+    if (http_query_bool(req, "all", &all) != 0 || api_user_filter(req, NULL, &owner) != 0) return 0;
     DbDataset *list = NULL;
     int n = 0;
     DbViewer v = api_viewer(req);

@@ -165,14 +165,9 @@ int jobs_list(HttpRequest *req) {
     q.limit = (int)limit;
     q.before_id = cursor;
     q.offset = offset;
-    if (api_user_filter(req, &q.owner) != 0) return 0;
+    if (api_user_filter(req, "jobs", &q.owner) != 0) return 0;
     /* a user lists their own jobs; an admin everyone's, or one user's */
-    if (!http_auth(req)->admin) {
-        if (q.owner != 0 && q.owner != http_auth(req)->user_id)
-            return http_reply_error(req, 403, "forbidden", "?user",
-                                    "user: only an admin may list another user's jobs");
-        q.owner = http_auth(req)->user_id;
-    }
+    if (!http_auth(req)->admin) q.owner = http_auth(req)->user_id;
     DbJob *jobs = NULL;
     int n = 0;
     int64_t next = 0;

@@ -2,7 +2,8 @@
  * why each waits (server/queue_plan.h: Slurm's reasons). A user sees their
  * own jobs whole; another user's only as a place in the line (position,
  * reason, device asked for), without its id, name, owner or detail. An
- * admin sees everything (?user=NAME: that user's jobs only). */
+ * admin sees everything (?user=NAME: that user's jobs only; a user may
+ * name only themself). */
 #include <stdlib.h>
 
 #include "server/api.h"
@@ -10,7 +11,7 @@
 int queue_get(HttpRequest *req) {
     Api *api = http_app(req);
     int64_t filter;
-    if (api_user_filter(req, &filter) != 0) return 0;
+    if (api_user_filter(req, "queued jobs", &filter) != 0) return 0;
     QueueEntry *e;
     int n;
     int st = scheduler_queue(api->sched, &e, &n);

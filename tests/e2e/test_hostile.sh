@@ -399,7 +399,10 @@ hostile "dataset id of invalid UTF-8" 404 not_found GET $DS/%FF%FE
 hostile "events of dataset 99999999999999999999" 404 not_found GET $DS/99999999999999999999/events
 hostile "POST to a dataset's events" 405 method_not_allowed POST "$DS/$TAB/events"
 hostile "GET /v1/datasets?all=maybe" 400 bad_query GET "$DS?all=maybe"
-hostile "GET /v1/datasets?user=nobody" 400 bad_query GET "$DS?user=nobody"
+# a user naming no user lists nothing, as for one with nothing shared
+hostile "GET /v1/datasets?user=nobody" 200 "" GET "$DS?user=nobody"
+check "#$CASES ... an empty list" "$(jv 'd["datasets"]')" "[]"
+TOKEN=$ADMIN hostile "admin: GET /v1/datasets?user=nobody" 400 bad_query GET "$DS?user=nobody"
 
 # ---------------------------------------------------------------- POST /v1/jobs
 J=/v1/jobs
@@ -537,7 +540,9 @@ hostile "GET /v1/jobs?limit=0" 400 bad_query GET "$J?limit=0"
 hostile "GET /v1/jobs?limit=1e3" 400 bad_query GET "$J?limit=1e3"
 hostile "GET /v1/jobs?cursor=-1" 400 bad_query GET "$J?cursor=-1"
 hostile "GET /v1/jobs?state=' OR 1=1" 400 bad_query GET "$J?state=%27%20OR%201%3D1"
-hostile "GET /v1/jobs?user=';DROP TABLE users;--" 400 bad_query \
+hostile "GET /v1/jobs?user=';DROP TABLE users;--" 403 forbidden \
+    GET "$J?user=%27%3BDROP%20TABLE%20users%3B--"
+TOKEN=$ADMIN hostile "admin: GET /v1/jobs?user=';DROP TABLE users;--" 400 bad_query \
     GET "$J?user=%27%3BDROP%20TABLE%20users%3B--"
 
 # ---------------------------------------------------------------- /v1/users, /v1/audit (admin)

@@ -186,6 +186,8 @@ TOKEN=$ADMIN api GET "/v1/jobs?user=nobody"
 expect "?user= of no user" 400 bad_query
 TOKEN=$BOB api GET "/v1/jobs?user=alice"
 expect "bob: ?user=alice on jobs" 403 forbidden
+TOKEN=$BOB api GET "/v1/jobs?user=nobody"
+expect "bob: ?user= of no user on jobs, as of one" 403 forbidden
 TOKEN=$BOB api GET "/v1/jobs?user=bob"
 check "bob: ?user=bob" "$(ids jobs)" "[$B_JOB]"
 api GET /v1/datasets
@@ -195,6 +197,9 @@ check "bob lists his and alice's shared one" "$(ids datasets)" "$(echo "[$A_OPEN
     $PY -c 'import sys; print(sorted(eval(sys.stdin.read())))')"
 TOKEN=$BOB api GET "/v1/datasets?user=alice"
 check "bob: ?user=alice lists her shared ones" "$(ids datasets)" "[$A_OPEN]"
+TOKEN=$BOB api GET "/v1/datasets?user=nobody"
+expect "bob: ?user= of no user lists nothing, not 400" 200 &&
+    check "... an empty list" "$(ids datasets)" "[]"
 TOKEN=$ADMIN api GET /v1/datasets
 check "the admin lists every dataset" "$(ids datasets)" "$(echo "[$A_TAB, $A_SECRET, $A_OPEN, $B_TAB]" |
     $PY -c 'import sys; print(sorted(eval(sys.stdin.read())))')"

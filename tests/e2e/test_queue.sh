@@ -83,6 +83,12 @@ check "alice's entries are shown to bob without id, name or detail" \
     "$(jv '[sorted(e) for e in d["queue"][1:2]]')" \
     "[['ahead', 'detail', 'device_request', 'mine', 'position', 'ranks', 'reason']]"
 check "... and their detail is blank" "$(jv 'd["queue"][1]["detail"]')" ""
+TOKEN=$BOB api GET "/v1/queue?user=alice"
+expect "bob: ?user=alice on the queue" 403 forbidden
+TOKEN=$BOB api GET "/v1/queue?user=nobody"
+expect "bob: ?user= of no user on the queue, as of one" 403 forbidden
+TOKEN=$BOB api GET "/v1/queue?user=bob"
+check "bob: ?user=bob shows his own entry" "$(jv '[e["mine"] for e in d["queue"]]')" "[True]"
 TOKEN=$BOB api GET "/v1/jobs/$B1"
 check "bob's job: position 1, Resources" \
     "$(jv '(d["queue"]["position"], d["queue"]["reason"], d["queue"]["detail"])')" \
