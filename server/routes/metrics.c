@@ -20,7 +20,9 @@
  *
  * ?follow=1 streams Server-Sent Events instead: one event per point,
  *     id: <step>\nevent: metric\ndata: {"name","step","epoch","value","wall_time"}
- * from after Last-Event-ID (a reconnect) or ?after=, and when the job has
+ * from after ?after=, or from the step of Last-Event-ID (a reconnect: that
+ * step again, whose points may have been cut off part way; a point is its
+ * name and step, so a client keeps one of each), and when the job has
  * ended and every point is out, `event: end` with its final state. The
  * stream waits for new rows without a thread (http.h streams), querying
  * only when the metric writer committed or a job changed state. It ends
@@ -44,7 +46,6 @@
 #include "server/text_json.h"
 
 #define FOLLOW_BATCH 2000
-#define FOLLOW_NAMES 32
 
 static json_t *point_json(const DbMetric *m) {
     return json_pack("{s:s, s:I, s:i, s:o, s:o}", "name", m->name, "step", (json_int_t)m->step,
@@ -269,15 +270,18 @@ static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t a
 
 /* ---- follow ---- */
 
+typedef char MetricName[DB_METRIC_NAME_MAX + 1];
+
 typedef struct {
     Api *api;
     int64_t job;
-    char name[DB_METRIC_NAME_MAX + 1]; /* "" for every metric */
+    MetricName name; /* "" for every metric */
     /* every point with step <= done is out; at step `partial` the names in
-     * sent[] are (more may come: epoch metrics share the last step) */
+     * sent[] are (more may come: epoch metrics share the last step), as
+     * many as that step has */
     int64_t done, partial;
-    char sent[FOLLOW_NAMES][DB_METRIC_NAME_MAX + 1];
-    int num_sent;
+    MetricName *sent;
+    int num_sent, cap_sent;
     bool ended;
     SsePacer pace;
     SseBuf out;
@@ -292,13 +296,22 @@ static bool already_sent(const Follow *f, const DbMetric *m) {
     return false;
 }
 
-static void mark_sent(Follow *f, const DbMetric *m) {
+/* -1 when out of memory */
+static int mark_sent(Follow *f, const DbMetric *m) {
     if (m->step != f->partial) {
         if (f->partial > f->done) f->done = f->partial;
         f->partial = m->step;
         f->num_sent = 0;
     }
-    if (f->num_sent < FOLLOW_NAMES) snprintf(f->sent[f->num_sent++], sizeof f->sent[0], "%s", m->name);
+    if (f->num_sent == f->cap_sent) {
+        int cap = f->cap_sent ? 2 * f->cap_sent : 32;
+        MetricName *grown = realloc(f->sent, (size_t)cap * sizeof *grown);
+        if (!grown) return -1;
+        f->sent = grown;
+        f->cap_sent = cap;
+    }
+    snprintf(f->sent[f->num_sent++], sizeof f->sent[0], "%s", m->name);
+    return 0;
 }
 
 /* One look at the database: new points, or the end. -1 on failure. */
@@ -322,12 +335,12 @@ static int follow_poll(void *ctx) {
     int fresh = 0;
     for (int i = 0; i < n; i++) {
         if (already_sent(f, &m[i])) continue;
-        if (sse_event(&f->out, m[i].step, "metric", point_json(&m[i])) != 0) {
+        if (sse_event(&f->out, m[i].step, "metric", point_json(&m[i])) != 0 ||
+            mark_sent(f, &m[i]) != 0) {
             free(m);
             free(error);
             return -1;
         }
-        mark_sent(f, &m[i]);
         fresh++;
     }
     free(m);
@@ -356,6 +369,7 @@ static ssize_t follow_read(void *ctx, char *buf, size_t max) {
 static void follow_free(void *ctx) {
     Follow *f = ctx;
     sse_free(&f->out);
+    free(f->sent);
     free(f);
 }
 
@@ -403,6 +417,8 @@ int metrics_get(HttpRequest *req) {
         return rc;
     }
     db_job_clear(&j);
+    const char *last = http_header(req, "Last-Event-ID");
+    if (last && *last && after >= 0) after--; /* that step again */
 
     Follow *f = calloc(1, sizeof *f);
     if (!f) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");

@@ -13,8 +13,8 @@
 # kill; (b) a running job cancelled: `cancelled` within a few seconds and
 # its worker free again; (c) two jobs at once on `--workers 2` (both seen
 # running together, their running intervals overlap); (d) `?follow=1`
-# with Last-Event-ID, live and after the end, resumes right after that
-# step; (e) GET /metrics while jobs run: jobs by state, queue length,
+# with Last-Event-ID, live and after the end, resumes at that step (sent
+# again: its points may have been cut off part way); (e) GET /metrics while jobs run: jobs by state, queue length,
 # samples/s of each running job, requests by route and status, upload
 # bytes; (f) --http-cpus: the HTTP threads and the training worker on their
 # own CPUs, a job on as many threads as its worker has CPUs, bad lists
@@ -182,9 +182,9 @@ EOF
 # ---------------------------------------------------------------- (d) Last-Event-ID after the end
 curl -sN -m 30 -H "Authorization: Bearer $TOKEN" -H "Last-Event-ID: $((TOTAL - 5))" \
     "$URL/v1/jobs/$JA/metrics?follow=1&name=loss" >"$TMP/sse_end.txt"
-check "SSE after the end: Last-Event-ID $((TOTAL - 5)) gives the last 5 steps, then end" \
+check "SSE after the end: Last-Event-ID $((TOTAL - 5)) gives that step and the last 5, then end" \
     "$(grep '^id: ' "$TMP/sse_end.txt" | cut -d' ' -f2 | tr '\n' ' ')$(grep -A1 '^event: end' "$TMP/sse_end.txt" | grep -o '"state":"[a-z]*"')" \
-    "$(seq -s ' ' $((TOTAL - 4)) $TOTAL) \"state\":\"succeeded\""
+    "$(seq -s ' ' $((TOTAL - 5)) $TOTAL) \"state\":\"succeeded\""
 
 # ---------------------------------------------------------------- (b) cancel a running job
 submit to-cancel 500
@@ -269,12 +269,12 @@ print(a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"])
 EOF
 )" True
 wait "$SSE_PID" 2>/dev/null
-check "SSE live: Last-Event-ID 100 streams steps 101..$T2 once each, then end" \
+check "SSE live: Last-Event-ID 100 streams steps 100..$T2 once each, then end" \
     "$($PY - "$TMP/sse_live.txt" "$T2" <<'EOF'
 import json, sys
 ids = [int(l[4:]) for l in open(sys.argv[1]) if l.startswith("id: ")]
 end = [l for l in open(sys.argv[1]) if l.startswith("event: end")]
-print(ids == list(range(101, int(sys.argv[2]) + 1)) and len(end) == 1)
+print(ids == list(range(100, int(sys.argv[2]) + 1)) and len(end) == 1)
 EOF
 )" True
 

@@ -212,6 +212,11 @@ done
 check "(d) ... the metric once" "$(jv '[(m["step"], m["value"]) for m in d["metrics"]]')" "[(1, 0.25)]"
 api GET "/v1/jobs/$J4"
 check "(d) the reported progress is the job's" "$(jv 'd["progress"]["step"], d["progress"]["samples_per_s"]')" "(1, 100.0)"
+# 40 metrics of one step: a stream sends each once (it once kept 32 names
+# a step, sending the rest again at every look and never ending)
+MANY=$($PY -c 'import json; print(json.dumps({"metrics": [{"name": "m%02d" % i, "step": 2, "epoch": 0, "value": i} for i in range(40)]}))')
+TOKEN=$T4 api POST "$R/report" -d "$MANY"
+check "(d) a report of 40 metrics at one step" "$(jv 'd["stored_metrics"]')" 40
 api POST "/v1/jobs/$J4/cancel"
 TOKEN=$T4 api POST "$R/report" -d '{}'
 check "(d) after a cancel, a report is answered cancel: true" "$(jv 'd["cancel"]')" True
@@ -220,6 +225,10 @@ expect "(d) an end with a bad state" 400 invalid
 TOKEN=$T4 api POST "$R/end" -d '{"state": "cancelled", "error": "cancelled at step 1"}'
 expect "(d) the end reported" 200
 check "(d) the job ends cancelled" "$(wait_state "$J4" 10 cancelled)" cancelled
+api GET "/v1/jobs/$J4/metrics?follow=1" -N -m 20
+check "(d) the stream of 41 points: each once, then the end" \
+    "$(grep -c '^event: metric' "$TMP/body"),$(grep '^data: ' "$TMP/body" | sort -u | grep -c '"step"'),$(grep -c '^event: end' "$TMP/body")" \
+    "41,41,1"
 TOKEN=$T4 api POST "$R/report" -d '{}'
 expect "(d) a report after the end: stale" 409 stale_attempt
 
