@@ -241,10 +241,10 @@ static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t a
                    scheduler_progress(api->sched, j->id, &live) == DB_OK && live.total_steps > 0;
     char key[DB_METRIC_NAME_MAX + 160];
     snprintf(key, sizeof key,
-             "history %lld %d %lld after=%lld before=%lld limit=%lld max_points=%lld %s",
+             "history %lld %d %lld after=%lld before=%lld limit=%lld max_points=%lld %s%s",
              (long long)j->id, j->attempt, final ? (long long)j->finished_at : -1LL,
              (long long)after, (long long)before, (long long)limit, (long long)max_points,
-             name ? name : "*");
+             name ? "name=" : "every metric", name ? name : ""); /* "*" is a name too */
     if (final || resumed) {
         CachedReply *r = reply_cache_get(api->replies, key);
         if (r) return reply_cached(req, r, true);

@@ -229,6 +229,10 @@ api GET "/v1/jobs/$J4/metrics?follow=1" -N -m 20
 check "(d) the stream of 41 points: each once, then the end" \
     "$(grep -c '^event: metric' "$TMP/body"),$(grep '^data: ' "$TMP/body" | sort -u | grep -c '"step"'),$(grep -c '^event: end' "$TMP/body")" \
     "41,41,1"
+api GET "/v1/jobs/$J4/metrics?name=*"
+check "(d) the history of a metric named '*': none" "$(jv 'len(d["metrics"])')" 0
+api GET "/v1/jobs/$J4/metrics"
+check "(d) ... then every metric's, not that reply kept for it" "$(jv 'len(d["metrics"])')" 41
 TOKEN=$T4 api POST "$R/report" -d '{}'
 expect "(d) a report after the end: stale" 409 stale_attempt
 
