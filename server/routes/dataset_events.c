@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "server/api.h"
+#include "server/log.h"
 #include "server/sse.h"
 #include "server/stream_auth.h"
 
@@ -31,7 +32,7 @@ static int end(Follow *f, const char *state, const char *error) {
     f->ended = true;
     return sse_event(&f->out, -1, "end",
                      json_pack("{s:I, s:s, s:o}", "id", (json_int_t)f->id, "state", state, "error",
-                               error ? json_string(error) : json_null()));
+                               error ? log_string(error) : json_null()));
 }
 
 static int progress(Follow *f, const DbDataset *ds) {

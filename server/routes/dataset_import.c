@@ -175,5 +175,5 @@ void dataset_import_describe(const DbDataset *ds, json_t *out) {
     json_object_set_new(out, "state", json_string(ds->error[0] ? "failed" : "importing"));
     json_object_set_new(out, "progress_bytes", json_integer(ds->progress_bytes));
     json_object_set_new(out, "total_bytes", json_integer(ds->total_bytes));
-    json_object_set_new(out, "error", ds->error[0] ? json_string(ds->error) : json_null());
+    json_object_set_new(out, "error", ds->error[0] ? log_string(ds->error) : json_null());
 }

@@ -351,7 +351,7 @@ static int follow_poll(void *ctx) {
         sse_event(&f->out, -1, "end",
                   json_pack("{s:I, s:s, s:o}", "job_id", (json_int_t)f->job, "state",
                             db_job_state_name(state), "error",
-                            error ? json_string(error) : json_null()));
+                            error ? log_string(error) : json_null()));
         f->ended = true;
     }
     free(error);

@@ -175,6 +175,19 @@ check "... its file removed" "$(ls -A "$VAR/datasets/$EMPTY")" ""
 api GET "/v1/datasets/$GONE/events" -N -m 10
 check "events of a failed import: end (failed) with the error" \
     "$(grep -A1 '^event: end' "$TMP/body" | grep -c '"state":"failed","error":"urls.file: ')" 1
+# an error cut part way through a character (a URL of 60 é, cut at a byte
+# count; one of two lengths cuts inside one): still in the dataset and in
+# its end event, never a reply without it or a stream without an end
+E60=$($PY -c 'print("\u00e9" * 60)')
+for pad in a aa; do
+    import_done "a 404 URL of 60 é ($pad)" "gone-$pad" csv "file=$WEB/files/$pad$E60.csv"
+    check "... ($pad) failed, its error kept" "$(jv '(d["state"], "HTTP 404" in d.get("error", ""))')" \
+        "('failed', True)"
+    api GET "/v1/datasets/$ID/events" -N -m 10
+    check "... ($pad) its events end, with the error" \
+        "$(grep -A1 '^event: end' "$TMP/body" | grep -c '"state":"failed","error":"urls.file: ')" 1
+    api DELETE "/v1/datasets/$ID"
+done
 api GET '/v1/datasets?all=1'
 check "listed with ?all=1: importing and failed ones" \
     "$(jv 'sorted((x["name"], x["state"]) for x in d["datasets"] if x["state"] != "ready")')" \
