@@ -132,15 +132,20 @@ static int on_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) 
 }
 
 /* Puts a freshly built Trainer where the job's newest checkpoint left it,
- * after deleting the metrics logged past it by the lost attempt; without a
- * checkpoint the job starts over and all its metrics go. */
+ * then deletes the metrics logged past it by the lost attempt (after the
+ * load: a checkpoint that does not load fails the job with its history
+ * whole); without a checkpoint the job starts over and all its metrics go. */
 static int resume(JobRun *r, Trainer *t, int attempt) {
     DbCheckpoint c;
     int rc = db_checkpoint_latest(r->s->db, r->job, &c);
     if (rc != DB_OK && rc != DB_NOT_FOUND) return -1;
-    int64_t from = rc == DB_OK ? c.step : -1;
+    char dir[4400];
+    if (rc == DB_OK && (db_checkpoint_file_path(r->s->db, &c, NULL, dir, sizeof dir) != 0 ||
+                        train_resume(t, dir) != 0))
+        return error_prefix("resume from %s", c.path);
     int64_t deleted = 0;
-    if (db_metric_delete_after(r->s->db, r->job, from, &deleted) != DB_OK) return -1;
+    if (db_metric_delete_after(r->s->db, r->job, rc == DB_OK ? c.step : -1, &deleted) != DB_OK)
+        return -1;
     if (rc == DB_NOT_FOUND) {
         if (attempt > 1)
             scheduler_job_log(r->s, r->job,
@@ -148,9 +153,6 @@ static int resume(JobRun *r, Trainer *t, int attempt) {
                     attempt, deleted);
         return 0;
     }
-    char dir[4400];
-    if (db_checkpoint_file_path(r->s->db, &c, NULL, dir, sizeof dir) != 0) return -1;
-    if (train_resume(t, dir) != 0) return error_prefix("resume from %s", c.path);
     scheduler_job_log(r->s, r->job,
             "attempt %d: resumed from %s at epoch %d, step %" PRId64 " (%" PRId64
             " metric rows past it superseded)",
@@ -363,6 +365,14 @@ static void run_ranks(Worker *w, const DbJob *job) {
 void attempt_run(Worker *w, const DbJob *job) {
     Scheduler *s = w->s;
     double started = clock_now_s();
+    /* what a crash left in its checkpoints directory, before the attempt
+     * writes there */
+    int strays = 0;
+    if (db_checkpoint_collect_strays(s->db, job->id, &strays) != DB_OK)
+        scheduler_log(job->id, "error", "checkpoints: %s", error_get());
+    else if (strays > 0)
+        scheduler_job_log(s, job->id, "attempt %d: %d unrecorded checkpoint director%s removed",
+                          job->attempt, strays, strays == 1 ? "y" : "ies");
     if (s->cfg.executor)
         executor_attempt_run(w, job, s->cfg.executor);
     else if (spec_ranks(job) > 1)

@@ -9,12 +9,15 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "core/io/durable.h"
 #include "server/disk_space.h"
 #include "server/scheduler_internal.h"
 
+/* A directory made here is fsynced into its parent: a power cut must not
+ * lose a job's first checkpoint, whose own files were fsynced. */
 static int ensure_dir(const char *path) {
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return error_sys(errno, "cannot create %s", path);
+    if (mkdir(path, 0755) == 0) return durable_sync_parent(path);
+    if (errno != EEXIST) return error_sys(errno, "cannot create %s", path);
     return 0;
 }
 

@@ -4,8 +4,8 @@
  * (train_save_checkpoint: temporary name, fsync, rename); this file records
  * it afterwards with the size and sha256 of its model.safetensors, the
  * file users download. A crash between the rename and the row leaves a
- * directory without a row: the resumed attempt re-saves the same directory
- * and records it then.
+ * directory without a row, as does a crashed save its temporary one: the
+ * next attempt removes what no row names first (collect_strays).
  *
  * keep_last: older checkpoints lose their files first and their row second,
  * so a row may briefly point at nothing, never a file at no row. Running
@@ -13,9 +13,12 @@
  */
 #include "storage/db_internal.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/error.h"
 #include "storage/sha256.h"
@@ -82,76 +85,79 @@ int db_checkpoint_latest(Db *db, int64_t job, DbCheckpoint *out) {
     return rc;
 }
 
-int db_checkpoint_insert(Db *db, int64_t job, int epoch, int64_t step, bool partial,
-                         const char *rel_dir, DbCheckpoint *out) {
-    if (!rel_dir || strlen(rel_dir) >= sizeof((DbCheckpoint *)0)->path || strstr(rel_dir, "..")) {
-        error_set("checkpoint: bad directory '%s'", rel_dir ? rel_dir : "");
-        return DB_INVALID;
-    }
-    char file[4400], sha[SHA256_HEX_LEN + 1];
-    int64_t bytes;
-    if (snprintf(file, sizeof file, "%s/%s/model.safetensors", db_data_dir(db), rel_dir) >=
-        (int)sizeof file)
-        return error_set("checkpoint: path too long");
-    if (sha256_file_hex(file, sha, &bytes) != 0) return error_prefix("checkpoint");
-    DbConn *c = db_acquire(db);
-    if (!c) return DB_ERROR;
-    int rc = DB_ERROR;
-    /* a partial checkpoint taken at this very step (a stop right before an
-     * epoch's end) is replaced by this one: its directory goes first */
-    sqlite3_stmt *old = db_stmt(c, "SELECT path FROM checkpoints WHERE job_id = ?1 AND step = ?2");
-    if (!old) goto done;
-    sqlite3_bind_int64(old, 1, job);
-    sqlite3_bind_int64(old, 2, step);
-    if (sqlite3_step(old) == SQLITE_ROW) {
-        char prev[256], abs[4400];
-        db_column_copy(old, 0, prev, sizeof prev);
-        if (strcmp(prev, rel_dir) != 0 && !strstr(prev, "..") &&
-            snprintf(abs, sizeof abs, "%s/%s", db_data_dir(db), prev) < (int)sizeof abs &&
-            db_remove_tree(abs) != 0)
-            goto done;
-    }
-    sqlite3_reset(old);
-    /* an upsert keeps the id of a row re-saved by a resumed attempt */
+/* The directory of the row already at (job, step), when it is not rel_dir,
+ * in prev ("" for none): a partial checkpoint taken at this very step (a
+ * stop right before an epoch's end), which the new one replaces. */
+static int replaced_dir(DbConn *c, int64_t job, int64_t step, const char *rel_dir, char *prev,
+                        size_t size) {
+    prev[0] = '\0';
+    sqlite3_stmt *st = db_stmt(c, "SELECT path FROM checkpoints WHERE job_id = ?1 AND step = ?2");
+    if (!st) return DB_ERROR;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int64(st, 2, step);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) db_column_copy(st, 0, prev, size);
+    sqlite3_reset(st);
+    if (s != SQLITE_ROW && s != SQLITE_DONE) return db_fail(c, "checkpoint");
+    if (!strcmp(prev, rel_dir)) prev[0] = '\0';
+    return DB_OK;
+}
+
+/* The row (job, step) made or replaced; an upsert keeps the id of a row
+ * re-saved by a resumed attempt. */
+static int upsert(DbConn *c, const DbCheckpoint *k, int64_t *id) {
     sqlite3_stmt *st = db_stmt(
         c, "INSERT INTO checkpoints (job_id, epoch, step, partial, path, bytes, sha256, "
            "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
            "ON CONFLICT (job_id, step) DO UPDATE SET epoch = excluded.epoch, "
            "partial = excluded.partial, path = excluded.path, bytes = excluded.bytes, "
            "sha256 = excluded.sha256, created_at = excluded.created_at RETURNING id");
-    if (!st) goto done;
-    sqlite3_bind_int64(st, 1, job);
-    sqlite3_bind_int(st, 2, epoch);
-    sqlite3_bind_int64(st, 3, step);
-    sqlite3_bind_int(st, 4, partial);
-    db_bind_text(st, 5, rel_dir);
-    sqlite3_bind_int64(st, 6, bytes);
-    db_bind_text(st, 7, sha);
-    sqlite3_bind_int64(st, 8, db_now_ms());
+    if (!st) return DB_ERROR;
+    sqlite3_bind_int64(st, 1, k->job_id);
+    sqlite3_bind_int(st, 2, k->epoch);
+    sqlite3_bind_int64(st, 3, k->step);
+    sqlite3_bind_int(st, 4, k->partial);
+    db_bind_text(st, 5, k->path);
+    sqlite3_bind_int64(st, 6, k->bytes);
+    db_bind_text(st, 7, k->sha256);
+    sqlite3_bind_int64(st, 8, k->created_at);
     int s = sqlite3_step(st);
-    if (s != SQLITE_ROW) {
-        rc = (s & 0xff) == SQLITE_CONSTRAINT ? DB_NOT_FOUND : DB_ERROR;
-        error_set("checkpoint: job %lld: %s", (long long)job, sqlite3_errmsg(c->h));
-        goto done;
-    }
-    int64_t id = sqlite3_column_int64(st, 0);
+    if (s == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
-    rc = DB_OK;
-    if (out) {
-        memset(out, 0, sizeof *out);
-        out->id = id;
-        out->job_id = job;
-        out->epoch = epoch;
-        out->step = step;
-        out->partial = partial;
-        snprintf(out->path, sizeof out->path, "%s", rel_dir);
-        out->bytes = bytes;
-        memcpy(out->sha256, sha, sizeof sha);
-        out->created_at = db_now_ms();
+    if (s == SQLITE_ROW) return DB_OK;
+    error_set("checkpoint: job %lld: %s", (long long)k->job_id, sqlite3_errmsg(c->h));
+    return (s & 0xff) == SQLITE_CONSTRAINT ? DB_NOT_FOUND : DB_ERROR;
+}
+
+/* The row first, then the replaced directory's removal: a failure or a
+ * crash in between leaves the old files without a row (collected at the
+ * job's next attempt: db_checkpoint_collect_strays), never the row without
+ * the files it names. */
+int db_checkpoint_insert(Db *db, int64_t job, int epoch, int64_t step, bool partial,
+                         const char *rel_dir, DbCheckpoint *out) {
+    if (!rel_dir || strlen(rel_dir) >= sizeof((DbCheckpoint *)0)->path || strstr(rel_dir, "..")) {
+        error_set("checkpoint: bad directory '%s'", rel_dir ? rel_dir : "");
+        return DB_INVALID;
     }
-done:
+    DbCheckpoint k = {.job_id = job, .epoch = epoch, .step = step, .partial = partial,
+                      .created_at = db_now_ms()};
+    snprintf(k.path, sizeof k.path, "%s", rel_dir);
+    char file[4400], prev[sizeof k.path];
+    if (snprintf(file, sizeof file, "%s/%s/model.safetensors", db_data_dir(db), rel_dir) >=
+        (int)sizeof file)
+        return error_set("checkpoint: path too long");
+    if (sha256_file_hex(file, k.sha256, &k.bytes) != 0) return error_prefix("checkpoint");
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = replaced_dir(c, job, step, rel_dir, prev, sizeof prev);
+    if (rc == DB_OK) rc = upsert(c, &k, &k.id);
     db_release(db, c);
-    return rc;
+    if (rc != DB_OK) return rc;
+    if (prev[0] && !strstr(prev, "..") &&
+        snprintf(file, sizeof file, "%s/%s", db_data_dir(db), prev) < (int)sizeof file)
+        db_remove_tree(file); /* on failure a stray, collected as above */
+    if (out) *out = k;
+    return DB_OK;
 }
 
 int db_checkpoint_discard(Db *db, int64_t job, const char *rel_dir) {
@@ -241,5 +247,62 @@ int db_checkpoint_gc(Db *db, int64_t job, int keep_last, int *removed) {
         if (rc == DB_OK && removed) (*removed)++;
     }
     free(list);
+    return rc;
+}
+
+/* The row among rows[n] whose directory's last part is `name`, or NULL. */
+static const DbCheckpoint *row_named(const DbCheckpoint *rows, int n, const char *name) {
+    for (int i = 0; i < n; i++) {
+        const char *slash = strrchr(rows[i].path, '/');
+        if (!strcmp(slash ? slash + 1 : rows[i].path, name)) return &rows[i];
+    }
+    return NULL;
+}
+
+/* A set-aside copy "<dir>.tmp.<pid>.<n>.old" of a recorded checkpoint whose
+ * <dir> is missing is renamed back: whether it was. */
+static bool restore_set_aside(const char *parent, const char *name, const DbCheckpoint *rows,
+                              int n) {
+    size_t len = strlen(name);
+    const char *tmp = strstr(name, ".tmp.");
+    if (!tmp || len < 4 || strcmp(name + len - 4, ".old")) return false;
+    char base[256], from[4400 + 260], to[4400 + 260];
+    struct stat st;
+    if (snprintf(base, sizeof base, "%.*s", (int)(tmp - name), name) >= (int)sizeof base ||
+        snprintf(from, sizeof from, "%s/%s", parent, name) >= (int)sizeof from ||
+        snprintf(to, sizeof to, "%s/%s", parent, base) >= (int)sizeof to)
+        return false;
+    return row_named(rows, n, base) && stat(to, &st) != 0 && errno == ENOENT &&
+           rename(from, to) == 0;
+}
+
+int db_checkpoint_collect_strays(Db *db, int64_t job, int *removed) {
+    if (removed) *removed = 0;
+    DbCheckpoint *rows;
+    int n;
+    int rc = db_checkpoint_list(db, job, &rows, &n);
+    if (rc != DB_OK) return rc;
+    char parent[4400], path[4400 + 256];
+    snprintf(parent, sizeof parent, "%s/jobs/%lld/checkpoints", db_data_dir(db), (long long)job);
+    DIR *d = opendir(parent);
+    if (!d) {
+        free(rows);
+        if (errno == ENOENT) return DB_OK;
+        error_sys(errno, "checkpoints of job %lld: cannot read '%s'", (long long)job, parent);
+        return DB_ERROR;
+    }
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (row_named(rows, n, e->d_name) || restore_set_aside(parent, e->d_name, rows, n))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", parent, e->d_name);
+        if (db_remove_tree(path) != 0) {
+            rc = DB_ERROR;
+            break;
+        }
+        if (removed) (*removed)++;
+    }
+    closedir(d);
+    free(rows);
     return rc;
 }

@@ -626,6 +626,12 @@ int db_checkpoint_file_path(const Db *db, const DbCheckpoint *c, const char *fil
  * between leaves a row whose files are gone and the next call finishes it.
  * Idempotent. *removed may be NULL. */
 int db_checkpoint_gc(Db *db, int64_t job, int keep_last, int *removed);
+/* Tidies a job's checkpoints directory before an attempt: what no row names
+ * goes (a save's temporary directory left by a crash, a checkpoint replaced
+ * or not recorded), except that a recorded checkpoint whose directory is
+ * missing (a crash inside a swap on a filesystem without RENAME_EXCHANGE)
+ * gets its set-aside copy back. *removed (may be NULL) counts what went. */
+int db_checkpoint_collect_strays(Db *db, int64_t job, int *removed);
 
 /* ---- job logs (storage/logs.c) ---- */
 

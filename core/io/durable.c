@@ -118,15 +118,21 @@ int durable_replace_dir(const char *tmp, const char *dir) {
     }
     if (errno != EINVAL && errno != ENOSYS)
         return error_set("exchanging '%s' and '%s': %s", tmp, dir, strerror(errno));
-    /* A filesystem without RENAME_EXCHANGE: a short window without dir. */
+    /* A filesystem without RENAME_EXCHANGE: a short window without dir, in
+     * which a crash leaves the old one as "<tmp>.old" (the daemon renames
+     * it back: db_checkpoint_collect_strays). */
     char *old = NULL;
     if (asprintf(&old, "%s.old", tmp) < 0) return error_set("out of memory");
     int rc = 0;
     if (rename(dir, old) != 0) {
         rc = error_set("renaming '%s' to '%s': %s", dir, old, strerror(errno));
     } else if (rename(tmp, dir) != 0) {
-        rc = error_set("renaming '%s' to '%s': %s", tmp, dir, strerror(errno));
-        rename(old, dir);
+        int err = errno;
+        if (rename(old, dir) != 0)
+            rc = error_set("renaming '%s' to '%s': %s; the old one is left as '%s' (%s)", tmp,
+                           dir, strerror(err), old, strerror(errno));
+        else
+            rc = error_set("renaming '%s' to '%s': %s", tmp, dir, strerror(err));
     } else {
         durable_remove_flat_dir(old);
     }

@@ -139,6 +139,9 @@ kill -9 "$PID_A"
 wait "$PID_A" 2>/dev/null
 echo "     killed with job $JA $st, newest of $nck checkpoint(s) at step $ck_step of $TOTAL"
 check "kill -9: integrity_check" "$(integrity "$VA")" ok
+# what a save cut short by the kill would leave: a temporary directory
+mkdir -p "$VA/jobs/$JA/checkpoints/epoch-99.tmp.1234.0"
+echo partial >"$VA/jobs/$JA/checkpoints/epoch-99.tmp.1234.0/model.safetensors"
 
 start "$VA" "$LOG_A" --workers 2
 PID_A=$DPID URL_A=$URL TOKEN_A=$TOKEN
@@ -150,6 +153,10 @@ api GET "/v1/jobs/$JA/logs"
 check "restart: the log says attempt 2 resumed from the checkpoint at step $ck_step" \
     "$(jv '[l["line"].split(" (")[0].rsplit(", ", 1)[1] for l in d["lines"]
             if l["line"].startswith("attempt 2: resumed from")]')" "['step $ck_step']"
+check "restart: the stray temporary checkpoint directory removed, and said" \
+    "$([ -e "$VA/jobs/$JA/checkpoints/epoch-99.tmp.1234.0" ] && echo kept || echo gone),$(jv \
+        '[l["line"] for l in d["lines"] if "unrecorded" in l["line"]]')" \
+    "gone,['attempt 2: 1 unrecorded checkpoint directory removed']"
 metric_history "$JA" "$TMP/hist_a.json"
 check "resumed: each metric once a step (loss at 1..$TOTAL, train_loss once an epoch)" \
     "$($PY - "$TMP/hist_a.json" "$TOTAL" "$STEPS_PER_EPOCH" <<'EOF'

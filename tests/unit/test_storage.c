@@ -4,6 +4,7 @@
  * many threads and the NIST vectors. The metrics table and its writer are
  * test_metrics.c's. Each test works in its own temporary data dir. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -698,6 +699,51 @@ Test(storage, checkpoints_crud_and_gc) {
     cr_assert_eq(removed, 1); /* the partial one */
     snprintf(path, sizeof path, "%s/%s", db_data_dir(db), prel);
     cr_assert(!exists(path));
+    db_close(db);
+    remove_tmp();
+}
+
+/* An epoch's checkpoint at the step of a partial one replaces it: the row
+ * first, then the partial directory. Before an attempt, what no row names
+ * goes (a crashed save's temporary, an unrecorded checkpoint), and a
+ * recorded one set aside by a swap a crash cut short comes back. */
+Test(storage, checkpoints_replaced_and_strays_collected) {
+    Db *db = open_tmp();
+    int64_t job;
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &job), DB_OK);
+    char prel[256], erel[256], stray[256], path[600], from[700];
+    fake_checkpoint(db, job, 6, 70, true, prel);
+    cr_assert_eq(db_checkpoint_insert(db, job, 6, 70, true, prel, NULL), DB_OK);
+    fake_checkpoint(db, job, 6, 70, false, erel);
+    DbCheckpoint c, got;
+    cr_assert_eq(db_checkpoint_insert(db, job, 6, 70, false, erel, &c), DB_OK, "%s", error_get());
+    cr_assert_eq(db_checkpoint_latest(db, job, &got), DB_OK);
+    cr_assert(got.id == c.id && !got.partial && !strcmp(got.path, erel));
+    snprintf(path, sizeof path, "%s/%s", db_data_dir(db), prel);
+    cr_assert(!exists(path), "the replaced partial directory is gone");
+
+    int removed = -1;
+    cr_assert_eq(db_checkpoint_collect_strays(db, job, &removed), DB_OK, "%s", error_get());
+    cr_assert_eq(removed, 0, "nothing to collect");
+    fake_checkpoint(db, job, 9, 99, true, stray);      /* never recorded */
+    fake_checkpoint(db, job, 8, 90, false, stray);
+    snprintf(path, sizeof path, "%s/%s", db_data_dir(db), stray);
+    snprintf(from, sizeof from, "%s.tmp.123.4", path); /* a save cut short */
+    cr_assert_eq(rename(path, from), 0);
+    snprintf(path, sizeof path, "%s/%s", db_data_dir(db), erel);
+    snprintf(from, sizeof from, "%s.tmp.77.1.old", path); /* a swap cut short */
+    cr_assert_eq(rename(path, from), 0);
+    cr_assert_eq(db_checkpoint_collect_strays(db, job, &removed), DB_OK, "%s", error_get());
+    cr_assert_eq(removed, 2);
+    cr_assert(exists(path) && !exists(from), "the recorded checkpoint is back");
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/jobs/%lld/checkpoints", db_data_dir(db), (long long)job);
+    DIR *d = opendir(dir);
+    int entries = 0;
+    for (struct dirent *e; d && (e = readdir(d));) entries += e->d_name[0] != '.';
+    if (d) closedir(d);
+    cr_assert_eq(entries, 1, "only epoch-6 is left");
+    cr_assert_eq(db_checkpoint_collect_strays(db, job + 1, &removed), DB_OK, "no directory yet");
     db_close(db);
     remove_tmp();
 }
