@@ -573,6 +573,7 @@ static int validate(Trainer *t, int epoch, double *val_loss, double *val_acc) {
     if (dataloader_begin_epoch(dl, epoch) != 0) goto done;
     for (;;) {
         if (cancelled(t)) {
+            t->cancelled = true;
             error_set("cancelled at step %" PRId64 " (validation of epoch %d)", t->state.step,
                       epoch);
             goto done;
@@ -605,7 +606,7 @@ static int validate(Trainer *t, int epoch, double *val_loss, double *val_acc) {
 done:
     if (rc != 0) {
         dataloader_end_epoch(dl);
-        if (strncmp(error_get(), "cancelled", 9) != 0) error_prefix("epoch %d validation", epoch);
+        if (!t->cancelled) error_prefix("epoch %d validation", epoch);
     }
     autograd_set_enabled(prev);
     return rc;
@@ -685,6 +686,7 @@ static int run_steps(Trainer *t, int epoch, double *t0) {
             dataloader_end_epoch(t->train);
             if (rc != 0) return -1;
             add_train_time(s, t0);
+            t->cancelled = true;
             return error_set("cancelled at step %" PRId64, s->step);
         }
         int rc = train_step(t, epoch);
@@ -800,6 +802,7 @@ static void graph_end(Trainer *t) {
 
 int train_run(Trainer *t) {
     if (check_trainer(t) != 0) return -1;
+    t->cancelled = false;
     if (backend_check_precision(t->device, t->precision) != 0) return error_prefix_at("precision");
     if (t->rng) module_set_rng(t->model, t->rng);
     /* Grad mode is per thread; the loop needs it on and gives it back. */

@@ -166,6 +166,9 @@ struct Trainer {
      * the state is no place to resume from, and no checkpoint of it may be
      * taken (a stop that comes with the failure records the failure). */
     bool graph_failed;
+    /* train_run ended at a cancel (not at a failure that came while one was
+     * pending): t->state is a consistent point, fit for a checkpoint */
+    bool cancelled;
 
     TrainState state;
 };

@@ -265,31 +265,30 @@ static int resume_auto(Trainer *t, Reporter *rep, const char *out_dir, int attem
     return train_resume(t, dir);
 }
 
-/* How the run ended, for the daemon: "cancelled" for a cancel (the daemon
- * asked for it), "failed" otherwise; nothing when the daemon refused the
- * reports (the attempt is over: its end is no longer taken). rc, or -1
- * with an error when the end could not be told. */
-static int report_outcome(Reporter *rep, int rc) {
+/* How the run ended, for the daemon: "cancelled" for a run stopped at a
+ * cancel (the daemon asked for it), "failed" otherwise; nothing when the
+ * daemon refused the reports (the attempt is over: its end is no longer
+ * taken). rc, or -1 with an error when the end could not be told. */
+static int report_outcome(Reporter *rep, int rc, bool cancelled) {
     if (!rep) return rc;
     if (report_failure(rep)) return error_set("%s", report_failure(rep));
     char err[ERROR_MAX];
     snprintf(err, sizeof err, "%s", error_get());
-    const char *state = rc == 0                             ? "succeeded"
-                        : strncmp(err, "cancelled", 9) == 0 ? "cancelled"
-                                                            : "failed";
+    const char *state = rc == 0 ? "succeeded" : cancelled ? "cancelled" : "failed";
     if (report_end(rep, state, rc == 0 ? NULL : err) != 0) return -1;
     if (rc != 0) error_set("%s", err);
     return rc;
 }
 
-/* Trains the built job; 0 or -1 with an error. */
+/* Trains the built job; 0 or -1 with an error, *cancelled saying whether
+ * the run stopped at the cancel. */
 static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *rep,
-                    atomic_int *cancel, Device device);
+                    atomic_int *cancel, Device device, bool *cancelled);
 
 /* Moves the built job to its device and trains it there, with the GPUs'
  * own group when its ranks train on GPUs. */
 static int train_built(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *rep,
-                       atomic_int *cancel) {
+                       atomic_int *cancel, bool *cancelled) {
     Device device;
     if (job_rank_device(group, r->spec, a->device, &device) != 0) return -1;
     /* cuda:N needs a registered CUDA backend (gpu_init in main) with that
@@ -299,16 +298,15 @@ static int train_built(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter
     bool made = false;
     DistGroup *train_group = NULL;
     if (job_rank_train_group(group, device, &train_group, &made) != 0) return -1;
-    int rc = train_on(r, a, train_group, rep, cancel, device);
+    int rc = train_on(r, a, train_group, rep, cancel, device, cancelled);
     /* a cancel stops every rank at the same step: none waits for another */
-    bool failed = rc != 0 && strncmp(error_get(), "cancelled", 9) != 0;
-    if (made) job_rank_close(NULL, train_group, true, failed);
+    if (made) job_rank_close(NULL, train_group, true, rc != 0 && !*cancelled);
     return rc;
 }
 
 /* Trains the built job on `device` with `group` (NULL: one process). */
 static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *rep,
-                    atomic_int *cancel, Device device) {
+                    atomic_int *cancel, Device device, bool *cancelled) {
     char out_dir[4096];
     if (a->out)
         snprintf(out_dir, sizeof out_dir, "%s", a->out);
@@ -332,6 +330,7 @@ static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *r
     } else if (a->resume && train_resume(&t, a->resume) != 0)
         return -1;
     int rc = train_run(&t);
+    *cancelled = t.cancelled;
     if (ctx.tty && !a->jsonl && dist_rank(group) == 0) fputc('\n', stderr);
     return rc;
 }
@@ -380,16 +379,17 @@ int job_run_local(int argc, char **argv) {
     Reporter *rep = NULL;
     JobBuild r = {0};
     int fetched = 1; /* 1: not reached; -1: failed on every rank (they agreed on it) */
+    bool cancelled = false;
     status = open_reports(&a, group, &cancel, &rep) == 0 &&
                      (fetched = fetch_datasets(&a, group)) == 0 &&
                      job_build(&r, job_spec_parse_file(a.job), NULL) == 0 &&
-                     train_built(&r, &a, group, rep, &cancel) == 0
+                     train_built(&r, &a, group, rep, &cancel, &cancelled) == 0
                  ? 0
                  : 1;
     /* a cancel stops every rank at the same step, a failed fetch fails them
      * all: none waits for another */
-    bool together = status != 0 && (strncmp(error_get(), "cancelled", 9) == 0 || fetched < 0);
-    if (report_outcome(rep, status == 0 ? 0 : -1) != 0) status = 1;
+    bool together = status != 0 && (cancelled || fetched < 0);
+    if (report_outcome(rep, status == 0 ? 0 : -1, cancelled) != 0) status = 1;
     if (status != 0 && dist_active(group) && !together) {
         fprintf(stderr, "traind run: rank %d of %d: %s\n", group->rank, group->world,
                 error_get());

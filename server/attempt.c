@@ -160,9 +160,62 @@ static int resume(JobRun *r, Trainer *t, int attempt) {
     return 0;
 }
 
+/* Waits a second before a store is tried again; false when the daemon
+ * stops meanwhile (its next start finishes what was not stored). */
+static bool wait_to_retry(Scheduler *s) {
+    pthread_mutex_lock(&s->mu);
+    struct timespec deadline;
+    clock_deadline_in(&deadline, 1000);
+    while (!s->stopping && pthread_cond_timedwait(&s->work, &s->mu, &deadline) != ETIMEDOUT) {
+    }
+    bool stopping = s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    return !stopping;
+}
+
+/* See scheduler_internal.h. */
+void attempt_record_end(Scheduler *s, int64_t job, DbJobState state, const char *error) {
+    for (int tries = 1;; tries++) {
+        int rc = db_job_finish(s->db, job, state, error);
+        if (rc == DB_OK && tries > 1)
+            scheduler_log(job, "info", "recorded as %s at try %d", db_job_state_name(state), tries);
+        if (rc != DB_ERROR) {
+            if (rc != DB_OK) scheduler_log(job, "error", "%s", error_get());
+            return;
+        }
+        if (tries == 1)
+            scheduler_log(job, "error",
+                          "cannot record the job as %s: %s; trying again every second",
+                          db_job_state_name(state), error_get());
+        if (!wait_to_retry(s)) {
+            scheduler_log(job, "error", "not recorded as %s: the daemon stops",
+                          db_job_state_name(state));
+            return;
+        }
+    }
+}
+
+/* Puts a stopped job back in the queue, trying again every second while
+ * the database fails (a job left `running` with no worker would wait for
+ * the daemon's next start). */
+static void requeue(Scheduler *s, int64_t job, bool preempted) {
+    for (int tries = 1;; tries++) {
+        int rc = preempted ? db_job_preempted(s->db, job) : db_job_requeue(s->db, job);
+        if (rc != DB_ERROR) {
+            if (rc != DB_OK) scheduler_log(job, "error", "requeue: %s", error_get());
+            return;
+        }
+        if (tries == 1)
+            scheduler_log(job, "error", "requeue: %s; trying again every second", error_get());
+        if (!wait_to_retry(s)) return;
+    }
+}
+
 /* The end of a run stopped for a daemon stopping or for the job that
  * preempts it (preempted_by, 0 for none): back in the queue, with a
- * partial checkpoint when the job has any progress past its last one. */
+ * partial checkpoint when the job has any progress past its last one. A
+ * history that cannot be stored fails it instead: rows still queued would
+ * be committed after the next attempt deleted those past its checkpoint. */
 static void requeue_stopped(JobRun *r, const Trainer *t, bool built, int64_t preempted_by) {
     Scheduler *s = r->s;
     if (built && r->spec->checkpoint && !s->cfg.stop_without_checkpoint) {
@@ -173,15 +226,20 @@ static void requeue_stopped(JobRun *r, const Trainer *t, bool built, int64_t pre
         if (newer && save_checkpoint(r, t, t->state.epoch, t->state.step, true) != 0)
             scheduler_log(r->job, "error", "partial checkpoint at stop: %s", error_get());
     }
-    metric_writer_flush(s->mw);
     int64_t step = built ? t->state.step : 0;
+    if (metric_writer_flush(s->mw) != 0) {
+        char err[ERROR_MAX];
+        snprintf(err, sizeof err, "stopped at step %" PRId64 ", its metrics not stored: %s", step,
+                 error_get());
+        scheduler_job_log(s, r->job, "failed: %s", err);
+        attempt_record_end(s, r->job, DB_JOB_FAILED, err);
+        return;
+    }
     if (preempted_by)
         scheduler_job_log(s, r->job, "preempted at step %" PRId64 " by job %" PRId64
                            ", of a higher priority; queued to resume", step, preempted_by);
-    int rc = preempted_by ? db_job_preempted(s->db, r->job) : db_job_requeue(s->db, r->job);
-    if (rc != DB_OK)
-        scheduler_log(r->job, "error", "requeue: %s", error_get());
-    else if (!preempted_by)
+    requeue(s, r->job, preempted_by != 0);
+    if (!preempted_by)
         scheduler_log(r->job, "info", "stopped at step %" PRId64 ", queued to resume", step);
 }
 
@@ -252,35 +310,6 @@ static void store_progress(JobRun *r, bool done) {
     db_job_set_progress(r->s->db, r->job, &p);
 }
 
-/* See scheduler_internal.h. */
-void attempt_record_end(Scheduler *s, int64_t job, DbJobState state, const char *error) {
-    for (int tries = 1;; tries++) {
-        int rc = db_job_finish(s->db, job, state, error);
-        if (rc == DB_OK && tries > 1)
-            scheduler_log(job, "info", "recorded as %s at try %d", db_job_state_name(state), tries);
-        if (rc != DB_ERROR) {
-            if (rc != DB_OK) scheduler_log(job, "error", "%s", error_get());
-            return;
-        }
-        if (tries == 1)
-            scheduler_log(job, "error",
-                          "cannot record the job as %s: %s; trying again every second",
-                          db_job_state_name(state), error_get());
-        pthread_mutex_lock(&s->mu);
-        struct timespec deadline;
-        clock_deadline_in(&deadline, 1000);
-        while (!s->stopping && pthread_cond_timedwait(&s->work, &s->mu, &deadline) != ETIMEDOUT) {
-        }
-        bool stopping = s->stopping;
-        pthread_mutex_unlock(&s->mu);
-        if (stopping) {
-            scheduler_log(job, "error", "not recorded as %s: the daemon stops",
-                          db_job_state_name(state));
-            return;
-        }
-    }
-}
-
 /* Records how the attempt ended: error is the failure's message. */
 static void finish(JobRun *r, const Trainer *t, bool ok, bool built, const char *error) {
     Scheduler *s = r->s;
@@ -292,9 +321,11 @@ static void finish(JobRun *r, const Trainer *t, bool ok, bool built, const char 
         attempt_record_end(s, r->job, DB_JOB_SUCCEEDED, NULL);
         return;
     }
-    /* a graph step's failure left the state past it: no checkpoint of it */
-    bool sound = !(built && t->graph_failed);
-    if ((stop == WORKER_STOP_SHUTDOWN || stop == WORKER_STOP_PREEMPT) && sound) {
+    /* a stop requeues a run that ended at the cancel it made, not one that
+     * failed meanwhile (its error is the job's) nor a graph step's failure
+     * (the state past it: no checkpoint of it) */
+    bool at_stop = !built || (t->cancelled && !t->graph_failed);
+    if ((stop == WORKER_STOP_SHUTDOWN || stop == WORKER_STOP_PREEMPT) && at_stop) {
         requeue_stopped(r, t, built, stop == WORKER_STOP_PREEMPT ? by : 0);
         return;
     }

@@ -444,6 +444,7 @@ Test(train, nan_input_names_the_step) {
     cr_assert_eq(train_run(&r->t), -1);
     /* epoch 0: steps 1-4; its batch 2 (step 3) holds sample 37 */
     cr_assert_str_eq(error_get(), "step 3: loss is nan");
+    cr_assert(!r->t.cancelled, "a failure is not a cancel");
     cr_assert_eq(r->t.state.step, 2);
     cr_assert_eq(rec_values(&r->rec, "loss", NULL, NULL, NULL), 2);
     cr_assert(autograd_is_enabled());
@@ -495,6 +496,7 @@ Test(train, cancel_flag) {
     r->rec.cancel_at_step = 6;
     cr_assert_eq(train_run(&r->t), -1);
     cr_assert_str_eq(error_get(), "cancelled at step 6");
+    cr_assert(r->t.cancelled, "the run says it stopped at the cancel");
     cr_assert_eq(rec_values(&r->rec, "loss", NULL, NULL, NULL), 6);
     cr_assert_eq(rec_values(&r->rec, "train_loss", NULL, NULL, NULL), 1);
     cr_assert_eq(r->t.state.step, 6);
@@ -509,6 +511,7 @@ Test(train, cancel_flag) {
     atomic_store(&r->cancel, 1);
     cr_assert_eq(train_run(&r->t), -1);
     cr_assert_str_eq(error_get(), "cancelled at step 0");
+    cr_assert(r->t.cancelled);
     cr_assert_eq(r->rec.n, 0);
     rig_free(r);
 }
@@ -686,6 +689,7 @@ static void resume_after_cancel(int64_t stop, int epoch, int64_t batch) {
     char want[64];
     snprintf(want, sizeof want, "cancelled at step %lld", (long long)stop);
     cr_assert_str_eq(error_get(), want);
+    cr_assert(b->t.cancelled);
     cr_assert_eq(train_save_checkpoint(&b->t, dir), 0, "%s", error_get());
 
     Rig *c = resume_rig(77, 2);
