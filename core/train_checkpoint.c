@@ -143,10 +143,16 @@ done:
 
 /* ---- checkpoints: reading back ---- */
 
+/* The metadata value of key in *v; -1 with an error naming it if missing. */
+static int get_text(const SafetensorsMeta *m, const char *key, const char **v) {
+    *v = safetensors_meta_get(m, key);
+    return *v ? 0 : error_set("metadata '%s' is missing", key);
+}
+
 static int get_i64(const SafetensorsMeta *m, const char *key, int64_t lo, int64_t hi,
                    int64_t *out) {
-    const char *v = safetensors_meta_get(m, key);
-    if (!v) return error_set("metadata '%s' is missing", key);
+    const char *v;
+    if (get_text(m, key, &v) != 0) return -1;
     char *end;
     errno = 0;
     long long x = strtoll(v, &end, 10);
@@ -158,8 +164,8 @@ static int get_i64(const SafetensorsMeta *m, const char *key, int64_t lo, int64_
 }
 
 static int get_u64(const SafetensorsMeta *m, const char *key, uint64_t *out) {
-    const char *v = safetensors_meta_get(m, key);
-    if (!v) return error_set("metadata '%s' is missing", key);
+    const char *v;
+    if (get_text(m, key, &v) != 0) return -1;
     char *end;
     errno = 0;
     unsigned long long x = strtoull(v, &end, 10);
@@ -170,8 +176,8 @@ static int get_u64(const SafetensorsMeta *m, const char *key, uint64_t *out) {
 }
 
 static int get_f64(const SafetensorsMeta *m, const char *key, double *out) {
-    const char *v = safetensors_meta_get(m, key);
-    if (!v) return error_set("metadata '%s' is missing", key);
+    const char *v;
+    if (get_text(m, key, &v) != 0) return -1;
     char *end;
     errno = 0;
     double x = strtod(v, &end);
@@ -220,8 +226,10 @@ static int parse_saved(const Trainer *t, const SafetensorsMeta *m, Saved *sv) {
     int64_t epoch;
     TrainState *s = &sv->state;
     memset(s, 0, sizeof *s);
-    if (get_i64(m, "step", 0, INT64_MAX, &s->step) != 0) return -1;
-    if (get_i64(m, "epoch", 0, INT32_MAX, &epoch) != 0) return -1;
+    /* no further than the trainer goes: a step past its end would count on
+     * past INT64_MAX (a hostile or mismatched file) */
+    if (get_i64(m, "step", 0, train_total_steps(t), &s->step) != 0) return -1;
+    if (get_i64(m, "epoch", 0, t->epochs, &epoch) != 0) return -1;
     s->epoch = (int)epoch;
     if (get_i64(m, "batch", 0, dataloader_num_batches(t->train), &s->batch) != 0) return -1;
     if (get_f64(m, "epoch_loss_sum", &s->loss_sum) != 0) return -1;

@@ -159,8 +159,11 @@ static int read_scalar(const char *key, const Tensor *t, double *out) {
 }
 
 /* "state.<i>.<rest>" -> i, rest; -1 if the index is not a plain number. */
+/* An index as torch writes one: digits without a leading zero, so that no
+ * two keys ("state.0.x", "state.00.x") name one slot. */
 static int parse_index(const char *key, const char *p, long *index, const char **rest) {
-    if (*p < '0' || *p > '9') return error_set("'%s': expected a parameter index", key);
+    if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] != '.'))
+        return error_set("'%s': expected a parameter index", key);
     errno = 0;
     char *end;
     long v = strtol(p, &end, 10);

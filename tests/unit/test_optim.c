@@ -921,6 +921,9 @@ static const struct {
      "unexpected key 'state.0.momentum_buffer'"},
     {"state.x.exp_avg", "[[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]", DTYPE_FLOAT32,
      "'state.x.exp_avg': expected a parameter index"},
+    /* a second spelling of state.0.exp_avg: one slot, two tensors */
+    {"state.00.exp_avg", "[[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]", DTYPE_FLOAT32,
+     "'state.00.exp_avg': expected a parameter index"},
     {"param_groups.1.lr", "0.1", DTYPE_FLOAT64,
      "'param_groups.1.lr': the optimizer has 1 parameter group(s)"},
     {"param_groups.0.eps", NULL, DTYPE_FLOAT32,

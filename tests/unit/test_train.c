@@ -849,6 +849,32 @@ Test(train, resume_errors) {
               error_get());
     rig_free(a);
 
+    /* a step or an epoch past the trainer's end (a hostile or mismatched
+     * file): refused, naming the key, before step + 1 overflows */
+    char tpath[4300];
+    snprintf(tpath, sizeof tpath, "%s/trainer.safetensors", dir);
+    static const char *const keys[] = {"step", "epoch"};
+    static const char *const want[] = {"metadata 'step' is not an integer in [0, 4]",
+                                       "metadata 'epoch' is not an integer in [0, 1]"};
+    for (int k = 0; k < 2; k++) {
+        TensorDict sd;
+        SafetensorsMeta meta;
+        tensor_dict_init(&sd);
+        safetensors_meta_init(&meta);
+        cr_assert_eq(safetensors_load(tpath, &sd, &meta), 0, "%s", error_get());
+        char saved[32];
+        snprintf(saved, sizeof saved, "%s", safetensors_meta_get(&meta, keys[k]));
+        cr_assert_eq(safetensors_meta_set(&meta, keys[k], "9223372036854775807"), 0);
+        cr_assert_eq(safetensors_save(tpath, &sd, &meta), 0, "%s", error_get());
+        cr_assert_eq(train_resume(&r->t, dir), -1);
+        cr_assert(strstr(error_get(), want[k]), "%s", error_get());
+        cr_assert_eq(safetensors_meta_set(&meta, keys[k], saved), 0);
+        cr_assert_eq(safetensors_save(tpath, &sd, &meta), 0, "%s", error_get());
+        tensor_dict_free(&sd);
+        safetensors_meta_free(&meta);
+    }
+    cr_assert_eq(train_resume(&r->t, dir), 0, "restored: %s", error_get());
+
     /* a directory that is a file */
     char file[4300];
     snprintf(file, sizeof file, "%s/plain", tmp);
