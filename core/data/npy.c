@@ -351,6 +351,31 @@ Tensor *npy_load_as(const char *path, DType dtype) {
     return npy_read(&f, dtype, 0, NULL);
 }
 
+/* Every sample has elements: a size of 0 past the first would make
+ * samples of nothing (and a Resize of them divide by zero). */
+static int check_sample_sizes(const NpyFile *f) {
+    char s[160];
+    for (int i = 1; i < f->ndim; i++)
+        if (f->shape[i] == 0)
+            return error_set("npy: %s: shape %s: a sample of size 0 in dimension %d", f->path,
+                             shape_str(f->ndim, f->shape, s, sizeof s), i);
+    return 0;
+}
+
+/* Float data as training takes it: every element finite (a NaN or an
+ * infinity, or a float64 beyond float32's range, would fail a step later
+ * without saying where it came from). */
+static int check_finite(const char *path, const Tensor *t) {
+    if (t->dtype != DTYPE_FLOAT32) return 0;
+    const float *v = tensor_data(t);
+    int64_t n = tensor_numel(t);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return error_set("npy: %s: element %lld is %s as float32, not a finite number", path,
+                             (long long)i, isnan(v[i]) ? "nan" : v[i] > 0 ? "inf" : "-inf");
+    return 0;
+}
+
 Dataset *dataset_load_npy(const char *inputs_path, const char *targets_path) {
     NpyFile fi, ft;
     char s1[160], s2[160];
@@ -367,6 +392,7 @@ Dataset *dataset_load_npy(const char *inputs_path, const char *targets_path) {
                   shape_str(ft.ndim, ft.shape, s2, sizeof s2));
         goto fail;
     }
+    if (check_sample_sizes(&fi) != 0 || check_sample_sizes(&ft) != 0) goto fail;
     if ((labels && ft.ndim != 1) || ft.ndim > 2) {
         error_set("npy: %s: targets of shape %s (%s): expected class labels [N] (uint8 or "
                   "int64) or float targets [N] / [N, k]", targets_path,
@@ -379,12 +405,14 @@ Dataset *dataset_load_npy(const char *inputs_path, const char *targets_path) {
     int64_t n = ft.shape[0], k = ft.ndim == 2 ? ft.shape[1] : 1;
     Tensor *y = labels ? npy_read(&ft, DTYPE_INT64, 0, NULL)
                        : npy_read(&ft, DTYPE_FLOAT32, SHAPE(n, k));
-    if (!y) {
+    if (!y || check_finite(inputs_path, x) != 0 || check_finite(targets_path, y) != 0) {
         tensor_release(x);
+        tensor_release(y);
         return NULL;
     }
+    /* its refusals (a negative label) are of the targets' file */
     Dataset *ds = dataset_from_tensors(x, y, NULL);
-    if (!ds) return NULL;
+    if (!ds) return error_prefix("npy: %s", targets_path), NULL;
     const char *a = strrchr(inputs_path, '/'), *b = strrchr(targets_path, '/');
     int64_t sample[TENSOR_MAX_DIMS];
     int sdim = dataset_sample_shape(ds, sample);

@@ -3,6 +3,7 @@
  * (gen_npy.py), and bad files written here, each of which must fail with a
  * message that names the file and says what is wrong and where. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -601,6 +602,39 @@ static void write_npy(const char *path, const char *dict, const void *data, size
     fwrite(header, 1, (size_t)hlen, f);
     if (n) fwrite(data, 1, n, f);
     fclose(f);
+}
+
+/* Values a step would fail on later, refused at loading, naming the file
+ * and the element: a negative label, a NaN or a float64 beyond float32, a
+ * sample of size 0. */
+Test(dataset, npy_values_checked) {
+    char x[512], y[512];
+    float xs[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    write_npy(in_dir("x.npy", x, sizeof x),
+              "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 2), }", xs, sizeof xs);
+    write_npy(in_dir("y.npy", y, sizeof y),
+              "{'descr': '<i8', 'fortran_order': False, 'shape': (4,), }",
+              (int64_t[]){0, 1, -1, 1}, 32);
+    cr_assert_null(dataset_load_npy(x, y));
+    assert_error_contains("y.npy: dataset: label of sample 2 is -1");
+    write_npy(y, "{'descr': '<f8', 'fortran_order': False, 'shape': (4,), }",
+              (double[]){0.5, 1e300, 0, 1}, 32);
+    cr_assert_null(dataset_load_npy(x, y));
+    assert_error_contains("y.npy: element 1 is inf as float32, not a finite number");
+    write_npy(y, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }",
+              (float[]){0.5, 1, 0, 1}, 16);
+    xs[5] = NAN;
+    write_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 2), }", xs, sizeof xs);
+    cr_assert_null(dataset_load_npy(x, y));
+    assert_error_contains("x.npy: element 5 is nan as float32, not a finite number");
+    write_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 2, 0), }", NULL, 0);
+    cr_assert_null(dataset_load_npy(x, y));
+    assert_error_contains("x.npy: shape [4, 2, 0]: a sample of size 0 in dimension 2");
+    xs[5] = 5;
+    write_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 2), }", xs, sizeof xs);
+    Dataset *ds = dataset_load_npy(x, y);
+    cr_assert(ds, "the same files made right load: %s", error_get());
+    dataset_free(ds);
 }
 
 Test(dataset, npy_truncated) {
