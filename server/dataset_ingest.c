@@ -109,16 +109,17 @@ char *dataset_ingest_options(const char *label_column, const char *feature_colum
 
 /* The files as their format says (core/data checks magic numbers, counts
  * and shapes). A CSV's label column holds integer labels
- * (classification) or, failing that, float targets (regression). */
+ * (classification) or, failing that, float targets (regression). When
+ * both readings fail on the same fault it is said once; else both are
+ * (a float label on line 2 and a bad feature on line 1000: the second is
+ * what keeps the file from loading either way). */
 static Dataset *load(Db *db, const DbDataset *info) {
     Dataset *ds = job_build_load_dataset(db, info, false);
     if (ds || strcmp(info->format, "csv") != 0) return ds;
-    char first[ERROR_MAX];
-    snprintf(first, sizeof first, "%s", error_get());
+    Error labels = *error_last();
     ds = job_build_load_dataset(db, info, true);
-    /* the regression attempt's error is about the data itself; when the
-     * labels were the only problem it succeeds */
-    if (!ds && strstr(first, "label")) error_set("%s", first);
+    if (!ds && strcmp(labels.message, error_get()) != 0)
+        error_prefix("%s; read as regression targets", labels.message);
     return ds;
 }
 

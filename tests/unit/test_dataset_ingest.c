@@ -98,6 +98,28 @@ Test(dataset_ingest, float_labels_are_regression_targets) {
     tmp_db_close(&t);
 }
 
+/* A float label on line 2 and a bad feature on line 4: neither reading
+ * loads, and the message says both faults (the second is what keeps the
+ * file from loading as regression targets), naming the file only. */
+Test(dataset_ingest, a_csv_failing_both_readings_says_both) {
+    TmpDb t;
+    tmp_db_open(&t, "ingest");
+    DbDataset info;
+    int64_t id = uploaded(t.db, "both", 0, "a,label\n1,0.5\n2,1\nabc,0\n", &info);
+    cr_assert_eq(finish(t.db, &no_defaults, id, 0, &info), DATASET_INGEST_BAD_DATA);
+    cr_assert(strstr(error_get(), "line 2, column 'label': '0.5' is not a class label"), "%s",
+              error_get());
+    cr_assert(strstr(error_get(), "; read as regression targets: csv: data.csv: line 4, column "
+                                  "'a': 'abc' is not a number"),
+              "%s", error_get());
+    cr_assert(!strstr(error_get(), t.dir), "%s", error_get());
+    /* one fault both readings meet is said once */
+    id = uploaded(t.db, "once", 0, "a,label\nabc,1\n", &info);
+    cr_assert_eq(finish(t.db, &no_defaults, id, 0, &info), DATASET_INGEST_BAD_DATA);
+    cr_assert(!strstr(error_get(), "read as regression"), "%s", error_get());
+    tmp_db_close(&t);
+}
+
 /* The message names the file, never the data dir; the row is left for the
  * caller to delete. */
 Test(dataset_ingest, a_bad_file_is_refused_by_its_name) {
