@@ -14,12 +14,17 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/io/durable.h"
 
 #define ENTRY_PATH_MAX 1024
 /* What an entry costs the disk beyond its data (an inode, a directory
  * block): counted too, so that an archive of a million empty entries
  * cannot fill the disk for free. */
 #define ENTRY_OVERHEAD_BYTES 4096
+/* Folders inside folders, at most: as deep as an image folder is read
+ * (core/data/imagefolder.c), so that nothing is extracted only to be
+ * refused. */
+#define ENTRY_MAX_DEPTH 32
 
 typedef struct {
     const char *name; /* the archive, for errors */
@@ -37,12 +42,16 @@ static int clean_path(const Extract *x, const char *path, char *out, size_t size
         return error_set("archive '%s': entry '%.200s': an absolute path (entries must lie "
                          "inside the folder)", x->name, path);
     size_t len = 0;
+    int depth = 0;
     for (const char *p = path; *p;) {
         size_t n = strcspn(p, "/");
         if (n == 2 && p[0] == '.' && p[1] == '.')
             return error_set("archive '%s': entry '%.200s': a '..' component (entries must lie "
                              "inside the folder)", x->name, path);
         if (n && !(n == 1 && p[0] == '.')) {
+            if (++depth > ENTRY_MAX_DEPTH + 1)
+                return error_set("archive '%s': entry '%.200s...': more than %d folders deep",
+                                 x->name, path, ENTRY_MAX_DEPTH);
             if (len + n + 2 > size)
                 return error_set("archive '%s': entry '%.200s...': a path over %zu bytes", x->name,
                                  path, size - 1);
@@ -56,8 +65,20 @@ static int clean_path(const Extract *x, const char *path, char *out, size_t size
     return 0;
 }
 
-/* mkdir -p of the directories of `rel` (all of it when whole) under root. */
-static int make_dirs(const Extract *x, char *rel, bool whole) {
+/* n more bytes on the disk, against the limit: -1 with the reason past it. */
+static int charge(Extract *x, int64_t n, const char *rel) {
+    x->written += n;
+    if (x->max_bytes < 0 || x->written <= x->max_bytes) return 0;
+    x->over_limit = true;
+    return error_set("archive '%s': its files come to more than %lld bytes once extracted "
+                     "(at entry '%s'), over what the dataset-byte quota leaves", x->name,
+                     (long long)x->max_bytes, rel);
+}
+
+/* mkdir -p of the directories of `rel` (all of it when whole) under root,
+ * each one made charged as an entry: an archive naming a file a/b/.../f
+ * makes its folders without listing them. */
+static int make_dirs(Extract *x, char *rel, bool whole) {
     for (char *s = rel;; s++) {
         bool end = *s == '\0';
         if (*s != '/' && !end) continue;
@@ -69,10 +90,14 @@ static int make_dirs(const Extract *x, char *rel, bool whole) {
         struct stat st;
         bool ok = rc == 0 || (e == EEXIST && fstatat(x->root, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
                               S_ISDIR(st.st_mode));
-        *s = c;
-        if (!ok)
+        if (!ok) {
+            *s = c;
             return error_sys(rc == 0 ? EEXIST : e, "archive '%s': entry '%s': cannot make its "
                              "directory", x->name, rel);
+        }
+        int over = rc == 0 ? charge(x, ENTRY_OVERHEAD_BYTES, rel) : 0;
+        *s = c;
+        if (over != 0) return -1;
         if (end) return 0;
     }
 }
@@ -86,16 +111,6 @@ static int write_all(int fd, const char *p, size_t n) {
         n -= (size_t)w;
     }
     return 0;
-}
-
-/* n more bytes on the disk, against the limit: -1 with the reason past it. */
-static int charge(Extract *x, int64_t n, const char *rel) {
-    x->written += n;
-    if (x->max_bytes < 0 || x->written <= x->max_bytes) return 0;
-    x->over_limit = true;
-    return error_set("archive '%s': its files come to more than %lld bytes once extracted "
-                     "(at entry '%s'), over what the dataset-byte quota leaves", x->name,
-                     (long long)x->max_bytes, rel);
 }
 
 /* A regular file's data, counted against the limit as it is written. */
@@ -142,8 +157,8 @@ static int extract_entry(Extract *x, struct archive *a, struct archive_entry *e)
     if (archive_entry_hardlink(e))
         return error_set("archive '%s': entry '%s': a hard link (only files and directories "
                          "are taken)", x->name, rel);
-    if (charge(x, ENTRY_OVERHEAD_BYTES, rel) != 0) return -1;
     if (type == AE_IFDIR) return rel[0] ? make_dirs(x, rel, true) : 0;
+    if (charge(x, ENTRY_OVERHEAD_BYTES, rel) != 0) return -1;
     if (type != AE_IFREG)
         return error_set("archive '%s': entry '%s': %s (only files and directories are taken)",
                          x->name, rel, kind_of(type));
@@ -203,13 +218,25 @@ int64_t dataset_archive_extract(const char *path, const char *name, const char *
     snprintf(part, sizeof part, "%s.part", dir);
     x->name = name;
     x->max_bytes = max_bytes;
-    int rc = mkdir(part, 0755) != 0 ? error_sys(errno, "%s", part) : 0;
+    /* what a crash (or an id used again) left at either name goes first;
+     * the messages name the archive, not the server's folders */
+    dataset_archive_remove(part);
+    dataset_archive_remove(dir);
+    int rc = mkdir(part, 0755) != 0
+                 ? error_sys(errno, "archive '%s': cannot make the folder to extract it in", name)
+                 : 0;
     x->root = rc == 0 ? open(part, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (rc == 0 && x->root < 0) rc = error_sys(errno, "%s", part);
+    if (rc == 0 && x->root < 0)
+        rc = error_sys(errno, "archive '%s': cannot open the folder to extract it in", name);
     if (rc == 0) rc = extract_all(x, path);
-    if (rc == 0 && syncfs(x->root) != 0) rc = error_sys(errno, "%s: cannot sync", part);
+    if (rc == 0 && syncfs(x->root) != 0)
+        rc = error_sys(errno, "archive '%s': cannot sync its extracted files", name);
     if (x->root >= 0) close(x->root);
-    if (rc == 0 && rename(part, dir) != 0) rc = error_sys(errno, "%s", dir);
+    if (rc == 0 && rename(part, dir) != 0)
+        rc = error_sys(errno, "archive '%s': cannot put its extracted folder in place", name);
+    if (rc == 0 && durable_sync_parent(dir) != 0)
+        rc = error_sys(error_last()->sys_errno, "archive '%s': cannot sync its folder's name",
+                       name);
     if (rc != 0) dataset_archive_remove(part);
     int64_t written = x->written;
     *over_limit = x->over_limit;

@@ -22,8 +22,10 @@
 #define DATASET_ARCHIVE_MAX_ENTRIES 2000000
 
 /* Extracts the archive at `path` (called `name` in errors: the file the
- * client sent) into `dir`, which must not exist. Returns the bytes
- * written (entries' overhead included), or -1 with an error "archive 'NAME': ..."; *over_limit tells
+ * client sent) into `dir` (through dir.part, renamed and fsynced into
+ * place; whatever a crash left at either name is removed first). Returns
+ * the bytes written (an entry's overhead, each file and folder made,
+ * included), or -1 with an error "archive 'NAME': ..."; *over_limit tells
  * the failure was max_bytes (max_bytes < 0: no limit but the disk). */
 int64_t dataset_archive_extract(const char *path, const char *name, const char *dir,
                                 int64_t max_bytes, bool *over_limit);

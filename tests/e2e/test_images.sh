@@ -110,9 +110,10 @@ if [ -f "$MNIST/train-images-idx3-ubyte.gz" ] && [ -f "$MNIST/t10k-images-idx3-u
             "(600, 'uint8', [3, 28, 28], 10, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])"
     check "tar.gz: the archive's sha256 is sha256sum's" "$(jv 'd["files"][0]["sha256"]')" \
         "$(sha256sum "$TMP/train.tar.gz" | cut -d' ' -f1)"
-    # the files' bytes and 4096 for each entry of the archive (its inode and block)
+    # the files' bytes and 4096 for each file and folder made (its inode and
+    # block); the archive's own root, "./", makes none
     extracted=$(find "$TMP/if/train" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
-    entries=$(tar -tzf "$TMP/train.tar.gz" | wc -l)
+    entries=$(tar -tzf "$TMP/train.tar.gz" | grep -cv '^\./$')
     check "tar.gz: the dataset's bytes are the extracted files' and entries'" "$(jv 'd["bytes"]')" \
         "$((extracted + 4096 * entries))"
     upload mnist-if-test "$TMP/test.zip"
@@ -247,6 +248,9 @@ refused "a file that is no archive" bad-notar "$TMP/text.png" \
 archive "$TMP/onedir.tar.gz" tgz "digits/a/ok.png=$TMP/ok.png" "digits/b/ok.png=$TMP/ok.png"
 refused "an archive of one folder holding the classes" bad-onedir "$TMP/onedir.tar.gz" \
     "archive 'onedir.tar.gz': one class folder, 'digits', at its top"
+deep=$(printf 'f%d/' $(seq 33))
+archive "$TMP/deep.tar.gz" tgz "a/ok.png=$TMP/ok.png" "b/${deep}ok.png=$TMP/ok.png"
+refused "a file 34 folders deep" bad-deep "$TMP/deep.tar.gz" "more than 32 folders deep"
 
 ALICE=$("$TRAIND" user add alice --data-dir "$VAR" 2>/dev/null)
 "$TRAIND" user set-quota alice --dataset-bytes 1000000 --data-dir "$VAR" >/dev/null 2>&1
@@ -254,6 +258,24 @@ archive "$TMP/bomb.tar.gz" tgz "a/ok.png=$TMP/ok.png" "b/zeros.png=$TMP/zeros"
 TOKEN=$ALICE upload bomb "$TMP/bomb.tar.gz"
 expect "an archive that inflates past the quota (4 MB of zeros, 1 MB quota)" 429 quota_exceeded &&
     check "the quota's path" "$(jv 'd["error"]["path"]')" quota.dataset_bytes
+# 10 images 30 folders deep each: 310 folders the archive never lists, made
+# as its files are written, each 4096 bytes against the quota (1.27 MB)
+folders=$(printf 'd%d/' $(seq 30))
+archive "$TMP/folders.tar.gz" tgz $(for c in 0 1 2 3 4 5 6 7 8 9; do echo "c$c/${folders}ok.png=$TMP/ok.png"; done)
+TOKEN=$ALICE upload bomb "$TMP/folders.tar.gz"
+expect "an archive whose unlisted folders come past the quota" 429 quota_exceeded &&
+    check "... the message names a folder" "$(jv '"/d30" in d["error"]["message"] or "/d2" in d["error"]["message"]')" True
+
+# what a crash left under the next dataset's id (a half-extracted folder, a
+# stale one): cleared, the upload is the archive's alone
+next=$(( $(sql "$VAR" "SELECT seq FROM sqlite_sequence WHERE name = 'datasets'") + 1 ))
+mkdir -p "$VAR/datasets/$next/imagefolder.part/z" "$VAR/datasets/$next/imagefolder/stale"
+echo junk >"$VAR/datasets/$next/imagefolder.part/z/junk.png"
+archive "$TMP/two.tar.gz" tgz "a/ok.png=$TMP/ok.png" "b/ok.png=$TMP/ok.png"
+upload after-crash "$TMP/two.tar.gz"
+expect "an upload where a crash left folders under its id" 201 &&
+    check "... its classes and samples are the archive's" "$(jv '(d["id"], d["samples"], d["options"]["classes"])')" \
+        "($next, 2, ['a', 'b'])"
 
 check "refused uploads leave no row" \
     "$(sql "$VAR" "SELECT count(*) FROM datasets WHERE name LIKE 'bad-%' OR name IN ('cifar-bad', 'bomb')")" 0
