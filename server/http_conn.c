@@ -53,6 +53,8 @@ struct HttpConn {
     unsigned interest; /* what it last said it waits for */
     bool idle;        /* HEAD: kept alive, no byte of the next request yet */
     double head_since, last_io, linger_until;
+    double body_since; /* BODY: when its first byte was due */
+    uint64_t body_got; /* BODY: its bytes so far, framing included */
 
     char *in; /* bytes read and not yet used */
     size_t in_len, in_cap;
@@ -195,6 +197,8 @@ static void dispatch(HttpConn *c, HttpHead *h, const HttpHeadError *e, bool has_
         return;
     }
     c->state = ST_BODY;
+    c->body_since = c->last_io; /* the head's last bytes came just now */
+    c->body_got = 0;
 }
 
 /* A whole head of head_len bytes is at the front of c->in. */
@@ -291,6 +295,7 @@ static bool body_feed(HttpConn *c) {
             return true;
         }
         consume(c, used);
+        c->body_got += used;
         if (rc < 0) c->close_after = true; /* where the body ends is lost */
         if (rc != 0) body_over(c, rc < 0 ? err : NULL);
         return true;
@@ -301,6 +306,7 @@ static bool body_feed(HttpConn *c) {
         return true;
     }
     consume(c, n);
+    c->body_got += n;
     c->body_left -= n;
     if (c->body_left == 0) body_over(c, NULL);
     return true;
@@ -528,8 +534,14 @@ unsigned http_conn_tick(HttpConn *c, double now) {
             close_now(c, HTTP_END_TIMEOUT);
         break;
     case ST_BODY:
+        /* idle, or slower than HTTP_BODY_MIN_RATE on the whole: a byte a
+         * minute would otherwise hold the connection (and an upload's
+         * row and files) for as long as the client likes */
         if (stopping) close_now(c, HTTP_END_SHUTDOWN);
-        else if (now - c->last_io > c->times.idle_timeout) close_now(c, HTTP_END_TIMEOUT);
+        else if (now - c->last_io > c->times.idle_timeout ||
+                 now - c->body_since >
+                     c->times.idle_timeout + (double)c->body_got / HTTP_BODY_MIN_RATE)
+            close_now(c, HTTP_END_TIMEOUT);
         break;
     case ST_SEND:
         if (c->parked) return settle(c, drive(c, now)); /* ask the producer again */

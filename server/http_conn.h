@@ -19,6 +19,9 @@
  *   - a kept-alive connection waiting for its next request, a body that
  *     stops coming, a client that stops reading its response: closed after
  *     idle_timeout without a byte moving;
+ *   - a body that comes, but slower than HTTP_BODY_MIN_RATE on the whole:
+ *     closed once idle_timeout plus a second for each HTTP_BODY_MIN_RATE
+ *     bytes of it have passed since it began (mod_reqtimeout's MinRate);
  *   - a stream waiting for its producer has no deadline (an SSE stream
  *     waits for events as long as its client stays).
  * A connection is driven by one thread at a time (its worker's, see
@@ -41,6 +44,10 @@
  * 100,000-byte path) still parses and gets its own error; past it, the
  * head gets 414 or 431 without being parsed. */
 #define HTTP_HEAD_READ_MAX (128 * 1024)
+
+/* The slowest a request body may come on the whole, in bytes a second: a
+ * thousandth of a slow home uplink, far above a byte a minute. */
+#define HTTP_BODY_MIN_RATE 1024.0
 
 /* How a request ended, for the server's log. */
 typedef enum {

@@ -297,6 +297,34 @@ print("idle %s, dribble %s" % tuple("ok" if 2.5 <= out[k] <= 4.5 else "%.1f s" %
 PYEOF
 )" "idle ok, dribble ok"
 
+# a body that keeps coming, a byte every 0.5 s: never idle for 3 s, but
+# far under 1 KB/s on the whole, so cut at 3 s plus a second a KB sent
+# (before the minimum rate it was held as long as the client liked)
+check "deadlines: a dribbled upload body cut at the idle timeout plus its bytes at 1 KB/s" \
+    "$($PY - "$PORT_A" "$TOKEN_A" <<'PYEOF'
+import socket, sys, time
+port, token = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(("127.0.0.1", port), timeout=20)
+s.sendall(("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+           "Content-Type: application/json\r\nContent-Length: 10000\r\n\r\n"
+           % token).encode())
+t = time.monotonic()
+s.setblocking(False)
+closed = None
+while time.monotonic() - t < 12 and closed is None:
+    try:
+        s.send(b" ")  # JSON's whitespace
+        if s.recv(4096) == b"":
+            closed = time.monotonic() - t
+    except BlockingIOError:
+        pass
+    except OSError:
+        closed = time.monotonic() - t
+    time.sleep(0.5)
+print("cut in time" if closed is not None and 2.5 <= closed <= 5 else "closed at %s" % closed)
+PYEOF
+)" "cut in time"
+
 # the flood, on a daemon of its own, while a job trains
 start "$TMP/f" "$TMP/f.log" http --header-timeout 4 --idle-timeout 30 --workers 1
 URL_F=$URL PORT_F=$PORT
