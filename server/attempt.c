@@ -160,9 +160,8 @@ static int resume(JobRun *r, Trainer *t, int attempt) {
     return 0;
 }
 
-/* Waits a second before a store is tried again; false when the daemon
- * stops meanwhile (its next start finishes what was not stored). */
-static bool wait_to_retry(Scheduler *s) {
+/* See scheduler_internal.h. */
+bool attempt_wait_to_retry(Scheduler *s) {
     pthread_mutex_lock(&s->mu);
     struct timespec deadline;
     clock_deadline_in(&deadline, 1000);
@@ -187,7 +186,7 @@ void attempt_record_end(Scheduler *s, int64_t job, DbJobState state, const char 
             scheduler_log(job, "error",
                           "cannot record the job as %s: %s; trying again every second",
                           db_job_state_name(state), error_get());
-        if (!wait_to_retry(s)) {
+        if (!attempt_wait_to_retry(s)) {
             scheduler_log(job, "error", "not recorded as %s: the daemon stops",
                           db_job_state_name(state));
             return;
@@ -195,10 +194,8 @@ void attempt_record_end(Scheduler *s, int64_t job, DbJobState state, const char 
     }
 }
 
-/* Puts a stopped job back in the queue, trying again every second while
- * the database fails (a job left `running` with no worker would wait for
- * the daemon's next start). */
-static void requeue(Scheduler *s, int64_t job, bool preempted) {
+/* See scheduler_internal.h. */
+void attempt_requeue(Scheduler *s, int64_t job, bool preempted) {
     for (int tries = 1;; tries++) {
         int rc = preempted ? db_job_preempted(s->db, job) : db_job_requeue(s->db, job);
         if (rc != DB_ERROR) {
@@ -207,7 +204,7 @@ static void requeue(Scheduler *s, int64_t job, bool preempted) {
         }
         if (tries == 1)
             scheduler_log(job, "error", "requeue: %s; trying again every second", error_get());
-        if (!wait_to_retry(s)) return;
+        if (!attempt_wait_to_retry(s)) return;
     }
 }
 
@@ -238,7 +235,7 @@ static void requeue_stopped(JobRun *r, const Trainer *t, bool built, int64_t pre
     if (preempted_by)
         scheduler_job_log(s, r->job, "preempted at step %" PRId64 " by job %" PRId64
                            ", of a higher priority; queued to resume", step, preempted_by);
-    requeue(s, r->job, preempted_by != 0);
+    attempt_requeue(s, r->job, preempted_by != 0);
     if (!preempted_by)
         scheduler_log(r->job, "info", "stopped at step %" PRId64 ", queued to resume", step);
 }

@@ -195,7 +195,18 @@ static void record(Worker *w, const RemoteAttempt *a, DbJobState fallback, const
         scheduler_log(a->job, "error", "metrics: %s", error_get());
     DbJobState state = fallback;
     char *reported = NULL;
-    if (db_job_remote_end(s->db, a->job, a->attempt, &state, &reported) != DB_OK) {
+    /* the end the ranks reported, read again while the database fails: a
+     * success must not become the fallback's failure */
+    int rc;
+    for (int tries = 1;
+         (rc = db_job_remote_end(s->db, a->job, a->attempt, &state, &reported)) == DB_ERROR;
+         tries++) {
+        if (tries == 1)
+            scheduler_log(a->job, "error", "reading the ranks' end: %s; trying again every second",
+                          error_get());
+        if (!attempt_wait_to_retry(s)) return; /* the next start requeues it */
+    }
+    if (rc != DB_OK) {
         state = fallback;
         reported = why ? strdup(why) : NULL;
     }
@@ -222,11 +233,8 @@ static void requeue(Worker *w, const RemoteAttempt *a, int64_t preempted_by) {
     if (preempted_by)
         scheduler_job_log(s, a->job, "preempted by job %" PRId64 ", of a higher priority; queued "
                                      "to resume", preempted_by);
-    int rc = preempted_by ? db_job_preempted(s->db, a->job) : db_job_requeue(s->db, a->job);
-    if (rc != DB_OK)
-        scheduler_log(a->job, "error", "requeue: %s", error_get());
-    else if (!preempted_by)
-        scheduler_log(a->job, "info", "ranks stopped, queued to resume");
+    attempt_requeue(s, a->job, preempted_by != 0);
+    if (!preempted_by) scheduler_log(a->job, "info", "ranks stopped, queued to resume");
 }
 
 static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, const char *handle) {

@@ -95,5 +95,12 @@ void attempt_run(Worker *w, const DbJob *job);
  * is stored or the daemon stops (whose next start puts the job back in the
  * queue, as any job left running). */
 void attempt_record_end(Scheduler *s, int64_t job, DbJobState state, const char *error);
+/* Puts a stopped job back in the queue (preempted: counted as a
+ * preemption), tried again every second while the database fails, as
+ * above: a job left `running` with no worker would wait for the next start. */
+void attempt_requeue(Scheduler *s, int64_t job, bool preempted);
+/* Waits a second before a store is tried again; false when the daemon
+ * stops meanwhile (its next start finishes what was not stored). */
+bool attempt_wait_to_retry(Scheduler *s);
 
 #endif
