@@ -61,7 +61,10 @@ static bool owner_first(const Owner *a, const Owner *b) {
     if (x->admin_priority != y->admin_priority) return x->admin_priority > y->admin_priority;
     if (a->usage_s != b->usage_s) return a->usage_s < b->usage_s;
     if (a->placed != b->placed) return a->placed < b->placed;
-    return job_cmp(&x, &y) < 0;
+    /* then age: a user's own priority orders their own jobs only, never
+     * one of theirs before another user's */
+    if (x->created_at != y->created_at) return x->created_at < y->created_at;
+    return x->id < y->id;
 }
 
 static Owner *owner_of(Plan *p, int64_t id) {

@@ -98,6 +98,18 @@ Test(queue_plan, use_then_own_priority_then_admin_priority) {
     cr_assert_eq(e[0].job_id, 1);
 }
 
+/* Users of equal use and turns: the older job first, whatever priority
+ * the younger one's owner gave it (it orders only their own jobs). */
+Test(queue_plan, own_priority_does_not_pass_another_users_older_job) {
+    DbQueuedJob jobs[2] = {job(1, 1, "cpu", 0, 0), job(2, 2, "cpu", 1000, 0)};
+    QueueWorker w[1] = {worker("cpu", 9, 3, 1)};
+    QueueUser u[3] = {user(1, "alice", 0), user(2, "bob", 0), user(3, "carol", 0)};
+    QueueEntry e[2];
+    cr_assert_eq(queue_plan(jobs, 2, w, 1, u, 3, NOW, e), 0);
+    cr_assert_eq(e[0].job_id, 1, "alice's older job first, not bob's of priority 1000");
+    cr_assert_eq(e[1].job_id, 2);
+}
+
 /* A running job's time so far counts as its owner's use. */
 Test(queue_plan, running_time_counts_as_use) {
     DbQueuedJob jobs[2] = {job(1, 1, "cpu", 0, 0), job(2, 2, "cpu", 0, 0)};
