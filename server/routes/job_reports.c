@@ -646,6 +646,12 @@ int job_checkpoint_put(HttpRequest *req) {
     if (!u->have_model || !u->have_trainer)
         return http_reply_error(req, 400, "invalid", u->have_model ? "trainer" : "model",
                                 "file '%s' is missing", u->have_model ? "trainer" : "model");
+    /* the attempt may have ended while its files came (preempted,
+     * cancelled, its token rotated): a checkpoint of an attempt that is no
+     * longer the job's is not taken, as any report of it */
+    int64_t job;
+    int attempt;
+    if (remote_auth(req, &job, &attempt) != 0) return 0;
     int keep_last = 1;
     error_clear();
     if (keep_last_of(u->api->db, u->job, &keep_last) != 0) return api_reply_db(req, DB_ERROR, NULL);

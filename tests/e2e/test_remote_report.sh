@@ -217,6 +217,28 @@ check "(d) the reported progress is the job's" "$(jv 'd["progress"]["step"], d["
 MANY=$($PY -c 'import json; print(json.dumps({"metrics": [{"name": "m%02d" % i, "step": 2, "epoch": 0, "value": i} for i in range(40)]}))')
 TOKEN=$T4 api POST "$R/report" -d "$MANY"
 check "(d) a report of 40 metrics at one step" "$(jv 'd["stored_metrics"]')" 40
+# a checkpoint whose upload begins now and ends after the attempt has
+# (cancelled, its end reported): not taken
+$PY - "$PORT" "$T4" "$R" "$TMP/ckpt-slow" <<'PYEOF' &
+import os, socket, sys, time
+port, token, route, flag = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+part = lambda name, body, file=None: (
+    "--b\r\nContent-Disposition: form-data; name=\"%s\"%s\r\n\r\n" %
+    (name, '; filename="%s"' % file if file else "")).encode() + body + b"\r\n"
+body = (part("step", b"1") + part("model", b"m" * 64, "model.safetensors") +
+        part("trainer", b"t" * 64, "trainer.safetensors") + b"--b--\r\n")
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
+s.sendall(("PUT %s/checkpoints/0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+           "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: %d\r\n\r\n"
+           % (route, token, len(body))).encode() + body[:40])
+open(flag + ".ready", "w").close()
+while not os.path.exists(flag + ".go"):
+    time.sleep(0.05)
+s.sendall(body[40:])
+print(s.recv(4096).split(b"\r\n")[0].decode(), file=open(flag + ".status", "w"))
+PYEOF
+SLOW_PID=$!
+for _ in $(seq 100); do [ -e "$TMP/ckpt-slow.ready" ] && break; sleep 0.05; done
 api POST "/v1/jobs/$J4/cancel"
 TOKEN=$T4 api POST "$R/report" -d '{}'
 check "(d) after a cancel, a report is answered cancel: true" "$(jv 'd["cancel"]')" True
@@ -225,6 +247,11 @@ expect "(d) an end with a bad state" 400 invalid
 TOKEN=$T4 api POST "$R/end" -d '{"state": "cancelled", "error": "cancelled at step 1"}'
 expect "(d) the end reported" 200
 check "(d) the job ends cancelled" "$(wait_state "$J4" 10 cancelled)" cancelled
+touch "$TMP/ckpt-slow.go"
+wait "$SLOW_PID"
+check "(d) a checkpoint upload that ends after its attempt: 409, not stored" \
+    "$(cat "$TMP/ckpt-slow.status"),$(api GET "/v1/jobs/$J4/checkpoints"; jv 'len(d["checkpoints"])')" \
+    "HTTP/1.1 409 Conflict,0"
 api GET "/v1/jobs/$J4/metrics?follow=1" -N -m 20
 check "(d) the stream of 41 points: each once, then the end" \
     "$(grep -c '^event: metric' "$TMP/body"),$(grep '^data: ' "$TMP/body" | sort -u | grep -c '"step"'),$(grep -c '^event: end' "$TMP/body")" \
