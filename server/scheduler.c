@@ -222,8 +222,12 @@ static int replan(Scheduler *s, Worker *w, DbJob *out) {
         return -1;
     }
     apply_preemptions(s, e, n);
+    /* a job put back in the queue (preempted, stopped) is claimed once the
+     * worker of its last attempt has let it go: till then a cancel is that
+     * worker's to act on, and two workers holding one job would split it */
     for (int i = 0; w && i < n && !got; i++)
-        if (e[i].reason == QUEUE_STARTS && e[i].worker == w->index) got = claim(s, w, &e[i], out);
+        if (e[i].reason == QUEUE_STARTS && e[i].worker == w->index && !worker_of(s, e[i].job_id))
+            got = claim(s, w, &e[i], out);
     free(queue);
     free(e);
     return got;
