@@ -27,9 +27,10 @@ typedef struct {
 int command_run(char *const argv[], int timeout_ms, CommandResult *out);
 void command_result_free(CommandResult *r);
 
-/* Starts argv[0] in the background, stdout and stderr appended to
- * log_path, stdin /dev/null; the caller reaps it (waitpid). 0 with *pid,
- * or -1 with an error. */
+/* Starts argv[0] in the background, in a process group of its own (its
+ * pid: kill(-pid, ...) reaches what it started too), stdout and stderr
+ * appended to log_path, stdin /dev/null; the caller reaps it (waitpid). 0
+ * with *pid, or -1 with an error. */
 int command_start(char *const argv[], const char *log_path, pid_t *pid);
 
 #endif

@@ -248,6 +248,7 @@ static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, co
         WorkerStop stop = worker_stop(w, &by);
         if (stop == WORKER_STOP_SHUTDOWN || stop == WORKER_STOP_PREEMPT) {
             ops->cancel(ops->ctx, handle);
+            if (ops->reap) ops->reap(ops->ctx, handle, EXECUTOR_CANCEL_GRACE_S);
             requeue(w, a, stop == WORKER_STOP_PREEMPT ? by : 0);
             return;
         }
@@ -275,6 +276,7 @@ static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, co
             return;
         }
         if (cancelled_at > 0 && clock_now_s() - cancelled_at > EXECUTOR_CANCEL_GRACE_S) {
+            if (ops->reap) ops->reap(ops->ctx, handle, 0);
             snprintf(why, sizeof why, "cancelled; the ranks did not report their end within %d s",
                      EXECUTOR_CANCEL_GRACE_S);
             record(w, a, DB_JOB_CANCELLED, why);

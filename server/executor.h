@@ -82,6 +82,10 @@ typedef struct ExecutorOps {
     int (*poll)(void *ctx, const RemoteAttempt *a, const char *handle, RemoteStatus *out);
     /* asks them to stop; returns at once */
     void (*cancel)(void *ctx, const char *handle);
+    /* after a cancel: returns once what runs them here is gone, killed
+     * after grace_s (the devices they held are free then); NULL when
+     * nothing of theirs runs on this machine (Slurm's, external ones) */
+    void (*reap)(void *ctx, const char *handle, int grace_s);
     /* at submission: whether the launcher can run the job (0, *gpus the
      * GPUs it would take in all), or -1 with an error at the spec's path;
      * NULL: any job, no GPUs */

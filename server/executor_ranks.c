@@ -8,8 +8,11 @@
  * each with its share of the job's OpenMP threads); on GPUs, each rank
  * takes one of the job's (traind run --device cuda:0,cuda:1: the local
  * rank's entry), NCCL between them. Their output goes to
- * DIR/ranks.log. The handle is mpirun's pid: poll reaps it, cancel sends it
- * SIGTERM, which mpirun passes on to the ranks.
+ * DIR/ranks.log. The handle is mpirun's pid, the leader of a process
+ * group of its own: poll reaps it, cancel sends it SIGTERM, which mpirun
+ * passes on to the ranks, and reap waits for it, killing the whole group
+ * past the grace period, so no rank outlives its attempt on the job's
+ * devices (a preempting job may take them at once).
  */
 #include <errno.h>
 #include <signal.h>
@@ -99,6 +102,23 @@ static void ranks_cancel(void *ctx, const char *handle) {
     kill((pid_t)atoi(handle), SIGTERM);
 }
 
+static void ranks_reap(void *ctx, const char *handle, int grace_s) {
+    (void)ctx;
+    pid_t pid = (pid_t)atoi(handle);
+    for (int waited_ms = 0;; waited_ms += 50) {
+        pid_t got = waitpid(pid, NULL, WNOHANG);
+        if (got == pid || (got < 0 && errno != EINTR)) break; /* gone, or reaped before */
+        if (waited_ms >= grace_s * 1000) {
+            kill(-pid, SIGKILL);
+            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+            }
+            break;
+        }
+        usleep(50 * 1000);
+    }
+    kill(-pid, SIGKILL); /* a rank that outlived mpirun */
+}
+
 int executor_ranks(const char *traind, int threads, const char *devices, ExecutorOps *out) {
     RanksConfig *c = calloc(1, sizeof *c);
     if (!c) return error_set("out of memory");
@@ -109,6 +129,7 @@ int executor_ranks(const char *traind, int threads, const char *devices, Executo
                          .launch = ranks_launch,
                          .poll = ranks_poll,
                          .cancel = ranks_cancel,
+                         .reap = ranks_reap,
                          .ctx = c};
     return 0;
 }

@@ -255,6 +255,28 @@ OMP_NUM_THREADS=1 "$RANKS_TRAIND" run "$ADIR/spec.json" --jsonl --out "$TMP/rank
     >"$TMP/ranks-ref.jsonl" 2>/dev/null
 job_history "$JR" "$TMP/ranks-got.jsonl"
 compare "... its stored metrics against one process" "$TMP/ranks-ref.jsonl" "$TMP/ranks-got.jsonl" 1e-5
+
+# preempted by an admin's job: its mpirun and ranks are gone, and reaped,
+# before the worker is given to the other job (no zombie under the daemon,
+# no rank of it left on the devices)
+sed 's/"epochs": 2/"epochs": 400/; s/"two-ranks"/"long-ranks"/' "$TMP/ranks.json" >"$TMP/long.json"
+api POST /v1/jobs --data-binary "@$TMP/long.json"
+JL=$(jv 'd["id"]')
+for _ in $(seq 300); do
+    api GET "/v1/jobs/$JL"
+    [ "$(jv 'd["state"] == "running" and d["progress"]["step"] > 0')" = True ] && break
+    sleep 0.1
+done
+sed 's/"ranks": 2/"ranks": 1/; s/"two-ranks"/"urgent"/' "$TMP/ranks.json" >"$TMP/urgent.json"
+api POST /v1/jobs --data-binary "@$TMP/urgent.json"
+JU=$(jv 'd["id"]')
+api PATCH "/v1/jobs/$JU" --data-binary '{"priority": 10}'
+wait_job "$JU"
+check "the daemon: an admin's job preempts the job of 2 ranks and succeeds" "$STATE" succeeded
+check "... the preempted job's mpirun reaped, its ranks gone" \
+    "$(ps -o stat= --ppid "$DPID" | grep -c Z),$(pgrep -fc "jobs/$JL/attempt-1/spec.json")" "0,0"
+api POST "/v1/jobs/$JL/cancel"
+wait_job "$JL"
 stop_daemon "$DPID" "$TMP/daemon.log"
 
 summary
