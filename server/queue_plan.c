@@ -321,20 +321,27 @@ static void place(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
             if (can_use(&p->workers[k], &nd)) p->wanted[k] = true;
 }
 
+/* The GPUs job (need nd) would hold on worker qw, counted as its owner's:
+ * a GPU worker's own, or what it asks of an executor's slot. */
+static int gpus_on(const QueueWorker *qw, const Need *nd) {
+    return is_gpu(qw) ? (nd->gpus > 0 ? nd->gpus : 1) : qw->slot ? slot_gpus(nd) : 0;
+}
+
 /* The worker a waiting job of an admin's priority frees for itself: one
  * already stopping for it, else the one running the job of the lowest
  * admin priority below its own (the latest started of those), on a device
- * its owner may use (no GPU past their GPU limit); -1 for none. */
+ * its owner may use (no GPU past their GPU limit, a slot's included); -1
+ * for none. */
 static int victim(Plan *p, const DbQueuedJob *j, const Owner *o) {
     for (int w = 0; w < p->nw; w++)
         if (p->workers[w].job_id && p->workers[w].freed_for == j->id) return w;
     Need nd = need_of(j);
-    bool gpu_ok = gpus_left(o, nd.gpus > 0 ? nd.gpus : 1);
     int best = -1;
     for (int w = 0; w < p->nw; w++) {
         const QueueWorker *qw = &p->workers[w];
         if (!qw->job_id || qw->member || qw->freed_for || p->marked[w] || !can_use(qw, &nd) ||
-            qw->job_admin_priority >= j->admin_priority || (is_gpu(qw) && !gpu_ok))
+            qw->job_admin_priority >= j->admin_priority ||
+            (gpus_on(qw, &nd) > 0 && !gpus_left(o, gpus_on(qw, &nd))))
             continue;
         const QueueWorker *b = best >= 0 ? &p->workers[best] : NULL;
         if (!b || qw->job_admin_priority < b->job_admin_priority ||
@@ -358,7 +365,8 @@ static void preempt(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
     p->marked[w] = true;
     e->preempts = w;
     o->running++;
-    o->gpus += is_gpu(&p->workers[w]);
+    Need nd = need_of(j);
+    o->gpus += is_gpu(&p->workers[w]) ? 1 : gpus_on(&p->workers[w], &nd);
 }
 
 int queue_plan(const DbQueuedJob *jobs, int n, const QueueWorker *workers, int nw,

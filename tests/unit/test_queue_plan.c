@@ -354,3 +354,25 @@ Test(queue_plan, auto_ranks_take_gpus_or_one_cpu_and_slots_run_anything) {
     cr_assert_eq(e2[0].reason, QUEUE_QUOTA_GPUS);
     cr_assert_str_eq(e2[0].detail, "alice uses 4 of 6 GPUs; the job asks for 4");
 }
+
+/* An admin's priority on a job past its owner's GPU limit preempts no
+ * slot: it could not start on the slot freed, which would sit empty (kept
+ * for it). Within the limit it preempts, the slot's GPUs charged. */
+Test(queue_plan, a_slot_is_not_preempted_for_a_job_past_its_gpu_limit) {
+    QueueWorker slots[2] = {worker("cpu", 4, 1, 2), worker("cpu", 7, 2, 1)};
+    for (int i = 0; i < 2; i++) {
+        snprintf(slots[i].device_name, sizeof slots[i].device_name, "slurm-%d", i);
+        slots[i].slot = true;
+    }
+    slots[0].slot_gpus = 4;
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
+    u[0].quota.gpus = 6;
+    DbQueuedJob urgent = ranks_job(9, 1, "cuda", 4);
+    urgent.admin_priority = 5;
+    QueueEntry e[1];
+    cr_assert_eq(queue_plan(&urgent, 1, slots, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].preempts, -1, "bob's slot preempted for a job that cannot start");
+    u[0].quota.gpus = 8;
+    cr_assert_eq(queue_plan(&urgent, 1, slots, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].preempts, 1, "within the limit: bob's slot");
+}
