@@ -407,12 +407,13 @@ void attempt_run(Worker *w, const DbJob *job) {
         run_ranks(w, job);
     else
         run_here(w, job);
-    /* the devices' time (each of a job's GPUs) goes to its owner's recent
-     * use, for the fair queue */
+    /* the devices' time (each of a job's GPUs, a slot's as it asked them
+     * of the executor) goes to its owner's recent use, for the fair queue */
+    int devices = s->cfg.executor ? (w->slot_gpus > 0 ? w->slot_gpus : 1)
+                                  : device_list_count(job->device);
     if (job->owner > 0 &&
-        db_user_add_usage(s->db, job->owner, (clock_now_s() - started) * device_list_count(job->device),
-                          s->cfg.fairshare_half_life_s) !=
-            DB_OK)
+        db_user_add_usage(s->db, job->owner, (clock_now_s() - started) * devices,
+                          s->cfg.fairshare_half_life_s) != DB_OK)
         scheduler_log(job->id, "error", "usage: %s", error_get());
     error_clear();
 }

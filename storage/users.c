@@ -332,8 +332,9 @@ int db_user_holdings(Db *db, int64_t id, DbUsage *out) {
         db,
         "SELECT (SELECT count(*) FROM jobs WHERE owner = ?1 AND state = 'running'),"
         " (SELECT count(*) FROM jobs WHERE owner = ?1 AND state = 'queued'),"
-        " (SELECT count(*) FROM jobs WHERE owner = ?1 AND state = 'running'"
-        "   AND device LIKE 'cuda%'),"
+        /* the GPUs of its running jobs: each "cuda" of "cuda:0,cuda:1" */
+        " (SELECT coalesce(sum((length(device) - length(replace(device, 'cuda', ''))) / 4), 0)"
+        "   FROM jobs WHERE owner = ?1 AND state = 'running'),"
         " (SELECT coalesce(sum(bytes), 0) FROM datasets WHERE owner = ?1),"
         " (SELECT coalesce(sum(c.bytes), 0) FROM checkpoints c JOIN jobs j ON c.job_id = j.id"
         "   WHERE j.owner = ?1)",

@@ -293,6 +293,32 @@ Test(storage, migration_4_leaves_old_points_without_a_wall_time) {
 
 /* ---- users ---- */
 
+/* A user's holdings count GPUs, not jobs: a job on two GPUs holds two, a
+ * job on the CPU none, a queued job none. */
+Test(storage, holdings_count_each_gpu_of_a_running_job) {
+    Db *db = open_tmp();
+    char token[DB_TOKEN_LEN + 1];
+    int64_t alice, job;
+    cr_assert_eq(db_user_create(db, "alice", false, &alice, token), DB_OK);
+    const char *devices[] = {"cuda:0,cuda:1", "cuda:2", "cpu", NULL};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}", .owner = alice}, &job),
+                     DB_OK);
+        DbJob j;
+        if (devices[i]) {
+            cr_assert_eq(db_job_claim(db, job, devices[i], &j), DB_OK, "%s", error_get());
+            db_job_clear(&j);
+        }
+    }
+    DbUsage held;
+    cr_assert_eq(db_user_holdings(db, alice, &held), DB_OK, "%s", error_get());
+    cr_assert_eq(held.running_jobs, 3);
+    cr_assert_eq(held.queued_jobs, 1);
+    cr_assert_eq(held.gpus, 3, "gpus %lld", (long long)held.gpus);
+    db_close(db);
+    remove_tmp();
+}
+
 Test(storage, users_tokens_and_admin_bootstrap) {
     Db *db = open_tmp();
     char token[DB_TOKEN_LEN + 1];
