@@ -112,8 +112,10 @@ static void on_log(void *user, const char *line) {
     json_decref(ev);
 }
 
-/* Removes DIR/epoch-* beyond the newest keep_last. */
-static void prune_checkpoints(const char *dir, int keep_last) {
+/* Removes DIR/epoch-* beyond the newest keep_last up to `current` (just
+ * written), and any past it: those are an earlier run's in a directory used
+ * again (runs/<name>), and counted as newer they would remove this run's. */
+static void prune_checkpoints(const char *dir, int keep_last, int current) {
     DIR *d = opendir(dir);
     if (!d) return;
     int epochs[4096], n = 0;
@@ -126,8 +128,8 @@ static void prune_checkpoints(const char *dir, int keep_last) {
     closedir(d);
     for (int i = 0; i < n; i++) {
         int newer = 0;
-        for (int j = 0; j < n; j++) newer += epochs[j] > epochs[i];
-        if (newer < keep_last) continue;
+        for (int j = 0; j < n; j++) newer += epochs[j] > epochs[i] && epochs[j] <= current;
+        if (epochs[i] <= current && newer < keep_last) continue;
         char path[4096], file[4200];
         snprintf(path, sizeof path, "%s/epoch-%d", dir, epochs[i]);
         /* files first, then the directory */
@@ -146,7 +148,7 @@ static int on_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) 
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/epoch-%d", rc->out_dir, epoch);
     if (train_save_checkpoint(t, dir) != 0) return -1;
-    prune_checkpoints(rc->out_dir, rc->spec->checkpoint_keep_last);
+    prune_checkpoints(rc->out_dir, rc->spec->checkpoint_keep_last, epoch);
     /* the daemon's copy is the job's: a run that cannot upload it fails */
     if (rc->rep && report_checkpoint(rc->rep, dir, epoch, step) != 0) return -1;
     if (rc->jsonl)

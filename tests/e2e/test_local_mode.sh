@@ -47,6 +47,10 @@ if [ ! -f "$MNIST/train-images-idx3-ubyte.gz" ] || [ "$MNIST" != ../shared/datas
     summary
     exit $?
 fi
+# the --out of an earlier, longer run (runs/<name> is used again): its
+# epoch-3 must not count as newer than this run's epoch-0
+mkdir -p "$TMP/out/epoch-3"
+echo old >"$TMP/out/epoch-3/model.safetensors"
 "$TRAIND" run mlp.json --jsonl --out "$TMP/out" >"$TMP/run.jsonl" 2>"$TMP/run.err"
 check "traind run mlp.json: exit 0" "$?" 0
 check "one loss per step, 313 steps" "$(grep -c '"name":"loss"' "$TMP/run.jsonl")" 313
@@ -60,5 +64,6 @@ logs = [e["line"] for e in map(json.loads, open(sys.argv[1])) if e["event"] == "
 print(any(l.startswith("epoch 0: step 313 ") for l in logs))' "$TMP/run.jsonl")" True
 check "its checkpoint holds the model" \
     "$(ls "$TMP/out/epoch-0" 2>/dev/null | tr '\n' ' ')" "model.safetensors trainer.safetensors "
+check "... and the earlier run's epoch-3 is gone, not this run's epoch-0" "$(ls "$TMP/out")" epoch-0
 check "no sanitizer report" "$(grep -c "$SANITIZER" "$TMP/run.err")" 0
 summary
