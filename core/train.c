@@ -31,9 +31,14 @@ void train_init(Trainer *t) {
     t->device = DEVICE_CPU_INIT;
 }
 
-/* A cancel on any rank stops them all at the same point. */
-static bool cancelled(Trainer *t) {
-    return train_dist_any(t, t->cancel && atomic_load(t->cancel) != 0);
+/* A cancel on any rank stops them all at the same point: 1 when one
+ * came, 0 when none did, -1 with the error when the ranks could not be
+ * asked. */
+static int cancelled(Trainer *t) {
+    bool any;
+    if (train_dist_any(t, t->cancel && atomic_load(t->cancel) != 0, &any) != 0)
+        return error_prefix("step %" PRId64 ": asking the ranks whether to stop", t->state.step);
+    return any;
 }
 
 /* Rank 0 speaks for a data-parallel job: metrics, logs, checkpoints. */
@@ -572,7 +577,9 @@ static int validate(Trainer *t, int epoch, double *val_loss, double *val_acc) {
     int rc = -1;
     if (dataloader_begin_epoch(dl, epoch) != 0) goto done;
     for (;;) {
-        if (cancelled(t)) {
+        int stop = cancelled(t);
+        if (stop < 0) goto done;
+        if (stop) {
             t->cancelled = true;
             error_set("cancelled at step %" PRId64 " (validation of epoch %d)", t->state.step,
                       epoch);
@@ -681,7 +688,12 @@ static void clear_epoch_sums(TrainState *s) {
 static int run_steps(Trainer *t, int epoch, double *t0) {
     TrainState *s = &t->state;
     for (;;) {
-        if (cancelled(t)) {
+        int stop = cancelled(t);
+        if (stop < 0) {
+            dataloader_end_epoch(t->train);
+            return -1;
+        }
+        if (stop) {
             int rc = graph_read_all(t);
             dataloader_end_epoch(t->train);
             if (rc != 0) return -1;

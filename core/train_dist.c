@@ -109,10 +109,11 @@ int train_dist_reduce_batch(Trainer *t, const TrainBatchTotals *local, double de
     return 0;
 }
 
-bool train_dist_any(Trainer *t, bool local) {
-    if (!dist_active(t->dist)) return local;
+int train_dist_any(Trainer *t, bool local, bool *any) {
+    *any = local;
+    if (!dist_active(t->dist)) return 0;
     int64_t n = local ? 1 : 0;
-    /* a failed collective ends the run too: stopping is the safe answer */
-    if (dist_all_reduce(t->dist, &n, 1, DTYPE_INT64) != 0) return true;
-    return n > 0;
+    if (dist_all_reduce(t->dist, &n, 1, DTYPE_INT64) != 0) return -1;
+    *any = n > 0;
+    return 0;
 }

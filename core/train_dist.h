@@ -37,7 +37,10 @@ int train_dist_denominator(Tensor *target, int64_t ignore, double *out);
 int train_dist_reduce_batch(Trainer *t, const TrainBatchTotals *local, double denominator,
                             TrainBatchTotals *global);
 
-/* True on every rank when any rank was asked to stop. */
-bool train_dist_any(Trainer *t, bool local);
+/* Whether any rank's `local` holds (a rank asked to stop), the same answer
+ * on every rank, in *any. 0, or -1 with the error when the ranks could not
+ * be asked (a failed collective: a peer gone, NCCL's error): a failure of
+ * the run, never taken for a stop. */
+int train_dist_any(Trainer *t, bool local, bool *any);
 
 #endif

@@ -399,7 +399,9 @@ static int capture(TrainGraph *g, Trainer *t, TrainGraphBody body, int64_t ignor
  * meet): `captured` this rank's capture's answer, the ranks' agreed one
  * returned. */
 static int agree(TrainGraph *g, Trainer *t, int captured, char *why, size_t n) {
-    if (!train_dist_any(t, captured == 0) || captured == 0) return captured;
+    bool any;
+    if (train_dist_any(t, captured == 0, &any) != 0) return -1;
+    if (!any || captured == 0) return captured;
     return decline(g, t, t->rng ? t->rng->offset : 0,
                    "another rank's capture failed (its log says why)", why, n);
 }

@@ -19,6 +19,7 @@
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/dist/group.h"
 #include "core/io/safetensors.h"
 #include "core/train.h"
 #include "tests/support/fixture.h"
@@ -486,6 +487,51 @@ Test(train, accuracy_needs_labels) {
 }
 
 /* ---- cancel ---- */
+
+/* A group of one rank that runs its collectives (as TRAIND_DIST_ONE_RANK
+ * does), whose question "does any rank stop?" (one int64) fails the
+ * `fail_at`-th time it is asked: a peer gone, as MPI or NCCL says. */
+static int asked, fail_at;
+static int one_all_reduce(DistGroup *g, void *buf, int64_t count, DType dtype) {
+    (void)g, (void)buf;
+    if (count == 1 && dtype == DTYPE_INT64 && ++asked == fail_at)
+        return error_set("MPI_Allreduce: a peer process is gone");
+    return 0;
+}
+static int one_start(DistGroup *g, void *buf, int64_t count, DType dtype, DistRequest **req) {
+    (void)g, (void)buf, (void)count, (void)dtype;
+    *req = (DistRequest *)&asked; /* a request that is done at once */
+    return 0;
+}
+static void one_progress(DistGroup *g, DistRequest *req) { (void)g, (void)req; }
+static int one_wait(DistGroup *g, DistRequest *req) { (void)g, (void)req; return 0; }
+static int one_broadcast(DistGroup *g, void *buf, int64_t bytes, int root) {
+    (void)g, (void)buf, (void)bytes, (void)root;
+    return 0;
+}
+static void one_abort(DistGroup *g, int code) { (void)g, (void)code; }
+
+/* A collective that fails is the run's failure with its error, not a
+ * cancel: the ranks that could not ask must not report "cancelled". */
+Test(train, a_failed_collective_is_a_failure_not_a_cancel) {
+    Tensor *x, *y;
+    toy_data(50, 9, &x, &y);
+    RigOptions o = {.out_features = 3, .seed = 9, .lr = 0.1, .epochs = 2};
+    Rig *r = rig_new(&o, x, y, NULL, NULL);
+    DistGroup g = {.backend = "mpi", .rank = 0, .world = 1, .always = true,
+                   .all_reduce = one_all_reduce, .all_reduce_start = one_start,
+                   .progress = one_progress, .wait = one_wait, .broadcast = one_broadcast,
+                   .abort = one_abort};
+    r->t.dist = &g;
+    asked = 0, fail_at = 3;
+    cr_assert_eq(train_run(&r->t), -1);
+    cr_assert(strstr(error_get(), "step 2: asking the ranks whether to stop: MPI_Allreduce: a peer "
+                                  "process is gone"),
+              "%s", error_get());
+    cr_assert(!r->t.cancelled, "a failed collective taken for a cancel");
+    cr_assert_eq(r->t.state.step, 2);
+    rig_free(r);
+}
 
 Test(train, cancel_flag) {
     Tensor *x, *y, *vx, *vy;
