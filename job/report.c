@@ -30,6 +30,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/io/durable.h"
+#include "core/json_text.h"
 #include "job/attempt_http.h"
 #include "storage/db.h"
 
@@ -188,9 +189,11 @@ static json_t *batch_json(const Batch *b) {
                                                  isfinite(m->value) ? json_real(m->value)
                                                                     : json_null()));
     }
+    /* a line not UTF-8 (a file's name, a line cut at a byte count) keeps
+     * its place with '?' for its stray bytes: "s" would drop it */
     for (int i = 0; logs && i < b->nlines; i++)
-        json_array_append_new(logs, json_pack("{s:I, s:s}", "seq", (json_int_t)b->lines[i].seq,
-                                              "line", b->lines[i].line));
+        json_array_append_new(logs, json_pack("{s:I, s:o}", "seq", (json_int_t)b->lines[i].seq,
+                                              "line", json_text(b->lines[i].line)));
     json_object_set_new(o, "metrics", metrics);
     json_object_set_new(o, "logs", logs);
     if (b->has_progress)

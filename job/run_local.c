@@ -43,6 +43,7 @@
 #include "core/backend.h"
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/spec.h"
 #include "core/repr.h"
 #include "core/train.h"
@@ -95,16 +96,8 @@ static void on_log(void *user, const char *line) {
         fprintf(stderr, "%s%s\n", rc->tty ? "\r" : "", line);
         return;
     }
-    /* a line that is not UTF-8 (a file's name) with '?' for its other bytes */
-    json_t *text = json_string(line);
-    if (!text) {
-        char ascii[1024];
-        size_t i = 0;
-        for (; line[i] && i + 1 < sizeof ascii; i++)
-            ascii[i] = (unsigned char)line[i] < 0x80 ? line[i] : '?';
-        ascii[i] = '\0';
-        text = json_string(ascii);
-    }
+    /* a line that is not UTF-8 (a file's name) with '?' for its stray bytes */
+    json_t *text = json_text(line);
     json_t *ev = text ? json_pack("{s:s, s:o}", "event", "log", "line", text) : NULL;
     char *out = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
     if (out) printf("%s\n", out);

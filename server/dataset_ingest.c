@@ -12,10 +12,10 @@
 
 #include "core/data/dataset.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/spec.h"
 #include "job/build.h"
 #include "server/dataset_archive.h"
-#include "server/log.h"
 
 static const char *const IDX_ROLES[] = {"images", "labels"};
 static const char *const CSV_ROLES[] = {"file"};
@@ -70,13 +70,13 @@ void dataset_ingest_file_name(const DbDatasetFile *before, int n, const char *ro
 }
 
 /* A column name of the form as a JSON string. A form field may hold any
- * bytes: invalid UTF-8 becomes '?' (log_string), so that the name is kept
+ * bytes: invalid UTF-8 becomes '?' (json_text), so that the name is kept
  * and the loader refuses it, naming it, instead of jansson dropping it and
  * the default columns being used. */
 static json_t *column_name(const char *s, size_t len) {
     char *copy = strndup(s, len);
     if (!copy) return NULL;
-    json_t *j = log_string(copy);
+    json_t *j = json_text(copy);
     free(copy);
     return j;
 }

@@ -30,6 +30,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "server/http_conn.h"
 #include "server/http_loop.h"
 #include "server/http_parse.h"
@@ -250,8 +251,8 @@ int http_reply_error(HttpRequest *req, int status, const char *code, const char 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    json_t *err = json_pack("{s:s, s:o, s:o}", "code", code, "message", log_string(msg), "path",
-                            log_string(path ? path : req->path));
+    json_t *err = json_pack("{s:s, s:o, s:o}", "code", code, "message", json_text(msg), "path",
+                            json_text(path ? path : req->path));
     json_t *body = err ? json_pack("{s:o}", "error", err) : NULL;
     http_reply_json(req, status, body);
     if (status == 401 && req->response)
@@ -604,12 +605,12 @@ static HttpResponse *ev_end(void *cls, const char *framing_error) {
 static void log_request(const HttpRequest *req, int status, bool completed, HttpEnd how) {
     json_t *o = json_object();
     if (!o) return;
-    json_object_set_new(o, "method", log_string(req->method));
-    json_object_set_new(o, "path", log_string(req->path));
+    json_object_set_new(o, "method", json_text(req->method));
+    json_object_set_new(o, "path", json_text(req->path));
     json_object_set_new(o, "status", json_integer(status));
     json_object_set_new(o, "ms", json_real(round(elapsed_ms(&req->start) * 1000) / 1000));
     if (req->received) json_object_set_new(o, "bytes_in", json_integer((json_int_t)req->received));
-    if (req->auth.name[0]) json_object_set_new(o, "user", log_string(req->auth.name));
+    if (req->auth.name[0]) json_object_set_new(o, "user", json_text(req->auth.name));
     if (!completed) {
         static const char *const why[] = {"completed", "error", "timeout",
                                           "shutdown", "read_error", "client_abort"};

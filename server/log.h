@@ -17,11 +17,6 @@ void log_json(const char *event, json_t *obj);
 /* A one-off line {"event": event, "message": "..."}. */
 void log_message(const char *event, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* A JSON string of untrusted bytes (a URL path, a client's file name):
- * invalid UTF-8 becomes '?', so the value is never lost to jansson's
- * UTF-8 check. NULL only when out of memory. */
-json_t *log_string(const char *s);
-
 /* Turns request lines off (tests that want a quiet stderr); default on. */
 void log_set_requests(int on);
 int log_requests_enabled(void);

@@ -32,6 +32,7 @@
 #include "core/backend.h"
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "server/executor.h"
 #include "server/log.h"
 #include "server/scheduler_internal.h"
@@ -52,7 +53,7 @@ void scheduler_log(int64_t job, const char *level, const char *fmt, ...) {
     json_t *o = job ? json_pack("{s:I}", "job", (json_int_t)job) : json_object();
     if (!o) return;
     json_object_set_new(o, "level", json_string(level));
-    json_object_set_new(o, "message", log_string(msg));
+    json_object_set_new(o, "message", json_text(msg));
     log_json(job ? "job" : "scheduler", o);
 }
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "server/log.h"
+#include "core/json_text.h"
 
 void stream_auth_init(StreamAuth *a, Db *db, const HttpAuth *who, const char *path) {
     memset(a, 0, sizeof *a);
@@ -34,7 +34,7 @@ bool stream_auth_lost(StreamAuth *a, SseBuf *out) {
     if (db_user_token_valid(a->db, a->user_id, a->token_sha256) != DB_NOT_FOUND) return false;
     a->lost = true;
     json_t *body = json_pack("{s:{s:s, s:o, s:o}}", "error", "code", "unauthorized", "message",
-                             log_string(error_get()), "path", log_string(a->path));
+                             json_text(error_get()), "path", json_text(a->path));
     if (body) sse_event(out, -1, "error", body);
     return true;
 }

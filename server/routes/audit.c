@@ -11,13 +11,13 @@
 #include <stdlib.h>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "server/api.h"
-#include "server/log.h"
 
 static json_t *entry_json(const DbAuditEntry *e) {
     return json_pack("{s:I, s:o, s:s, s:s, s:s, s:o}", "id", (json_int_t)e->id, "ts",
                      api_time(e->ts), "actor", e->actor, "action", e->action, "target", e->target,
-                     "detail", e->detail[0] ? log_string(e->detail) : json_null());
+                     "detail", e->detail[0] ? json_text(e->detail) : json_null());
 }
 
 int audit_get(HttpRequest *req) {

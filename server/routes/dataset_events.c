@@ -12,8 +12,8 @@
  */
 #include <stdlib.h>
 
+#include "core/json_text.h"
 #include "server/api.h"
-#include "server/log.h"
 #include "server/sse.h"
 #include "server/stream_auth.h"
 
@@ -32,7 +32,7 @@ static int end(Follow *f, const char *state, const char *error) {
     f->ended = true;
     return sse_event(&f->out, -1, "end",
                      json_pack("{s:I, s:s, s:o}", "id", (json_int_t)f->id, "state", state, "error",
-                               error ? log_string(error) : json_null()));
+                               error ? json_text(error) : json_null()));
 }
 
 static int progress(Follow *f, const DbDataset *ds) {

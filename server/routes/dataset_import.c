@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "server/api.h"
 #include "server/dataset_ingest.h"
 #include "server/importer.h"
@@ -175,5 +176,5 @@ void dataset_import_describe(const DbDataset *ds, json_t *out) {
     json_object_set_new(out, "state", json_string(ds->error[0] ? "failed" : "importing"));
     json_object_set_new(out, "progress_bytes", json_integer(ds->progress_bytes));
     json_object_set_new(out, "total_bytes", json_integer(ds->total_bytes));
-    json_object_set_new(out, "error", ds->error[0] ? log_string(ds->error) : json_null());
+    json_object_set_new(out, "error", ds->error[0] ? json_text(ds->error) : json_null());
 }

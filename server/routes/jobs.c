@@ -23,9 +23,9 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/spec.h"
 #include "server/api.h"
-#include "server/log.h"
 #include "server/sse.h"
 
 static json_t *progress_json(const DbJobProgress *p) {
@@ -42,7 +42,7 @@ static json_t *job_json(const DbJob *j, const DbJobProgress *progress) {
                           j->priority, "attempt", j->attempt, "owner", (json_int_t)j->owner,
                           "created_at", api_time(j->created_at), "started_at",
                           api_time(j->started_at), "finished_at", api_time(j->finished_at),
-                          "error", j->error ? log_string(j->error) : json_null(), "progress",
+                          "error", j->error ? json_text(j->error) : json_null(), "progress",
                           progress_json(progress ? progress : &j->progress));
     if (!o) return NULL;
     json_object_set_new(o, "user", j->owner_name[0] ? json_string(j->owner_name) : json_null());
@@ -59,7 +59,7 @@ json_t *queue_entry_json(const QueueEntry *e, bool named) {
     if (!o) return NULL;
     /* the detail may name another user: told to their job's owner and
      * admins only */
-    json_object_set_new(o, "detail", log_string(named ? e->detail : ""));
+    json_object_set_new(o, "detail", json_text(named ? e->detail : ""));
     return o;
 }
 

@@ -16,8 +16,8 @@
 #include <time.h>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "server/api.h"
-#include "server/log.h"
 #include "server/sse.h"
 #include "server/stream_auth.h"
 
@@ -25,7 +25,7 @@
 
 static json_t *line_json(const DbLogLine *l) {
     return json_pack("{s:I, s:o, s:o}", "seq", (json_int_t)l->seq, "ts", api_time(l->ts), "line",
-                     log_string(l->line));
+                     json_text(l->line));
 }
 
 typedef struct {

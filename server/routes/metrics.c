@@ -37,9 +37,9 @@
 #include <time.h>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "server/api.h"
 #include "server/history_chunks.h"
-#include "server/log.h"
 #include "server/sse.h"
 #include "server/stream_auth.h"
 #include "server/text.h"
@@ -57,7 +57,7 @@ static json_t *point_json(const DbMetric *m) {
 
 /* A metric name as a JSON string (malloc'd), as the history writes it. */
 static char *quoted_name(const char *name) {
-    json_t *s = log_string(name);
+    json_t *s = json_text(name);
     char *q = text_json_dumps(s, NULL);
     json_decref(s);
     return q;
@@ -351,7 +351,7 @@ static int follow_poll(void *ctx) {
         sse_event(&f->out, -1, "end",
                   json_pack("{s:I, s:s, s:o}", "job_id", (json_int_t)f->job, "state",
                             db_job_state_name(state), "error",
-                            error ? log_string(error) : json_null()));
+                            error ? json_text(error) : json_null()));
         f->ended = true;
     }
     free(error);
