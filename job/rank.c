@@ -22,8 +22,10 @@ int job_rank_open(DistGroup **group) {
 }
 
 int job_rank_local(const DistGroup *g) {
-    const char *v = getenv("SLURM_LOCALID");
-    if (!v) v = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    /* Open MPI's first: mpirun inside an sbatch script leaves every rank
+     * the batch step's SLURM_LOCALID, 0 */
+    const char *v = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    if (!v) v = getenv("SLURM_LOCALID");
     return v ? atoi(v) : dist_rank(g);
 }
 

@@ -18,8 +18,8 @@
  * an error when the launch is broken (srun without an MPI plugin). */
 int job_rank_open(DistGroup **group);
 
-/* The rank's place on its node: Slurm's (SLURM_LOCALID), Open MPI's
- * (OMPI_COMM_WORLD_LOCAL_RANK), else its rank in g (0 for NULL). */
+/* The rank's place on its node: Open MPI's (OMPI_COMM_WORLD_LOCAL_RANK),
+ * Slurm's (SLURM_LOCALID), else its rank in g (0 for NULL). */
 int job_rank_local(const DistGroup *g);
 
 /* The device a rank trains on: `arg` (--device, may be NULL) or the

@@ -2,8 +2,9 @@
  * its place on its node. Two stand-in GPUs (the CPU's kernel table
  * registered as cuda:0 and cuda:1), a group of 4 ranks of which this
  * process is rank 3, and the launchers' variables set as each sets them:
- *   - the local rank: Slurm's SLURM_LOCALID over Open MPI's
- *     OMPI_COMM_WORLD_LOCAL_RANK, else the rank in the group;
+ *   - the local rank: Open MPI's OMPI_COMM_WORLD_LOCAL_RANK over Slurm's
+ *     SLURM_LOCALID (mpirun inside an sbatch script inherits the batch
+ *     step's, 0 for every rank), else the rank in the group;
  *   - --device cuda:0,cuda:1 (the daemon's list for a job of several
  *     GPUs): the local rank's entry; none for it is an error naming it;
  *   - the spec's "devices": the same, from the spec;
@@ -41,14 +42,15 @@ static void assert_device(Device d, DeviceType type, int index, const char *what
               d.type == DEVICE_CPU ? "cpu" : "cuda", d.index);
 }
 
-Test(job_rank, local_rank_from_slurm_then_open_mpi_then_the_group) {
+Test(job_rank, local_rank_from_open_mpi_then_slurm_then_the_group) {
     clear_launchers();
     cr_assert_eq(job_rank_local(&rank3), 3);
     cr_assert_eq(job_rank_local(NULL), 0);
-    setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);
-    cr_assert_eq(job_rank_local(&rank3), 1);
     setenv("SLURM_LOCALID", "2", 1);
-    cr_assert_eq(job_rank_local(&rank3), 2, "srun's own variable first");
+    cr_assert_eq(job_rank_local(&rank3), 2, "srun's");
+    setenv("SLURM_LOCALID", "0", 1); /* the batch step's, under mpirun in sbatch */
+    setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);
+    cr_assert_eq(job_rank_local(&rank3), 1, "mpirun's over the batch step's");
 }
 
 Test(job_rank, a_device_list_gives_the_local_ranks_entry) {
