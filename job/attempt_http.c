@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "core/clock.h"
@@ -19,13 +20,33 @@
 #define ATTEMPT_HTTP_BACKOFF_MAX_S 5.0
 #define ATTEMPT_HTTP_REPLY_MAX (1 << 20) /* no reply of ours in memory is longer */
 
+/* The token: the file's first line, trimmed. The file must be a regular
+ * one that only its owner reads (the daemon writes it 0600; on a shared
+ * filesystem a readable token is anyone's attempt), the line whole. */
 static int read_token(const char *path, char *out, size_t size) {
     FILE *f = fopen(path, "r");
     if (!f) return error_sys(errno, "--token-file %s", path);
-    bool got = fgets(out, (int)size, f) != NULL;
+    struct stat st;
+    int rc = 0;
+    if (fstat(fileno(f), &st) != 0)
+        rc = error_sys(errno, "--token-file %s", path);
+    else if (!S_ISREG(st.st_mode))
+        rc = error_set("--token-file %s: not a regular file", path);
+    else if (st.st_mode & 077)
+        rc = error_set("--token-file %s: mode %03o lets others read it; it must be 600 (chmod 600 "
+                       "it)", path, (unsigned)(st.st_mode & 0777));
+    bool got = rc == 0 && fgets(out, (int)size, f) != NULL;
+    bool whole = got && (strchr(out, '\n') || feof(f));
     fclose(f);
-    if (got) out[strcspn(out, "\r\n \t")] = '\0';
-    if (!got || !out[0]) return error_set("--token-file %s: no token in it", path);
+    if (rc != 0) return rc;
+    if (got && !whole)
+        return error_set("--token-file %s: its line is over %zu bytes, longer than a token", path,
+                         size - 2);
+    const char *t = got ? out + strspn(out, " \t") : "";
+    size_t n = strcspn(t, "\r\n \t");
+    memmove(out, t, n);
+    out[n] = '\0';
+    if (!n) return error_set("--token-file %s: no token in it", path);
     return 0;
 }
 

@@ -137,6 +137,19 @@ has "(a) ... saying why" "$TMP/stale.err" '409 stale_attempt'
     --token-file "$D1/token" --out "$TMP/nowhere" --report-timeout 1 >/dev/null 2>"$TMP/nowhere.err"
 check "(a) a rank that reaches no daemon gives up after --report-timeout" "$?" 1
 has "(a) ... saying why" "$TMP/nowhere.err" 'no answer from http://127.0.0.1:1 for 1 s'
+# a token file others may read, or one whose line is no token: refused
+# before any request, naming the file
+cp "$D1/token" "$TMP/open.token"
+chmod 644 "$TMP/open.token"
+head -c 600 /dev/zero | tr '\0' a >"$TMP/long.token"
+chmod 600 "$TMP/long.token"
+for t in open long; do
+    "$TRAIND" run "$D1/spec.json" --report http://127.0.0.1:1 --job "$J1" --attempt 1 \
+        --token-file "$TMP/$t.token" --out "$TMP/nowhere" >/dev/null 2>"$TMP/$t.err"
+    check "(a) the $t.token file: exit 1" "$?" 1
+done
+has "(a) ... one others may read" "$TMP/open.err" "open.token: mode 644 lets others read it"
+has "(a) ... one of 600 bytes" "$TMP/long.err" "long.token: its line is over"
 
 # ---------------------------------------------------------------- (b) two ranks
 if command -v mpirun >/dev/null; then
