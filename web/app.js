@@ -24,12 +24,21 @@ function authLost(e) {
   showSignIn(`This token is no longer valid: ${e.message}`);
 }
 
-// the view the address asks for, the previous one stopped first
+// the view the address asks for, the previous one stopped first (and its
+// title with it: a run's name stays on no other page)
 function route() {
   if (!me) return;
   view?.stop();
+  document.title = "traind";
   view = makeView(location.hash);
   view.start();
+}
+
+// a #token= address pasted into a tab already open: the token leaves the
+// address bar and signs in; any other address is a view's
+function addressChanged() {
+  if (takeTokenFromAddress()) signIn();
+  else route();
 }
 
 function makeView(hash) {
@@ -62,6 +71,7 @@ function showSignIn(message = "") {
   view?.stop();
   view = null;
   me = null;
+  document.title = "traind";
   $("loading").hidden = true;
   $("who").hidden = true;
   $("signout").hidden = true;
@@ -107,5 +117,11 @@ $("signout").addEventListener("click", () => {
   showSignIn();
 });
 
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", addressChanged);
+// another tab signed in or out (the token is the origin's, in
+// localStorage): this one follows, never showing one user's name over
+// another's token
+window.addEventListener("storage", (e) => {
+  if (e.key === null || e.key === "traind.token") signIn();
+});
 signIn();

@@ -34,6 +34,13 @@ function csvField(v) {
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
+// a CSV field of text another user chose (a run's name): one that a
+// spreadsheet would take for a formula (=, +, -, @, a tab or CR first)
+// starts with ' so that it stays text
+export function csvText(s) {
+  return csvField(/^[=+\-@\t\r]/.test(s) ? `'${s}` : s);
+}
+
 export class CompareView {
   // ids: the runs' ids; metric: the one asked for ("" : the runs' usual first)
   constructor(ids, metric, onAuthLost) {
@@ -254,7 +261,7 @@ export class CompareView {
     this.status("");
     const lines = ["run,step,value"];
     this.runs.forEach((r, i) => {
-      const run = csvField(this.label(r.job));
+      const run = csvText(this.label(r.job));
       for (const p of all[i]) lines.push(`${run},${p.step},${csvField(p.value)}`);
     });
     const blob = new Blob([lines.join("\n") + "\n"], { type: "text/csv" });

@@ -708,6 +708,12 @@ await step("14 compare", async () => {
   same(`14: the CSV download: run, step, value, a row per API point (${want.split("\n").length - 2})`, got, want);
   same("14: the CSV reads every point at download time (limit and after)", byJob(asked(csvFrom, /\/metrics$/)),
     [a, b].map((id) => `${id}?name=loss&after=-1&limit=100000`).sort());
+  // a run's name another user chose that a spreadsheet would run as a formula
+  same("14: a run's name as CSV text: a formula kept as text, a plain name as it is",
+    await page.evaluate(async () => {
+      const { csvText } = await import("/assets/compare.js");
+      return ["=HYPERLINK(\"x\",\"y\")", "+1", "-2", "@SUM(A1)", "alice-short"].map(csvText);
+    }), ["\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\"", "'+1", "'-2", "'@SUM(A1)", "alice-short"]);
   await shot("compare-csv");
 });
 
@@ -793,6 +799,32 @@ await step("11 not yours", async () => {
   await shot("compare-missing");
   await page.click("#compare .crumbs a");
   await signedInWith(namesOf("bob").length);
+  await signOut();
+  await paste(env.ADMIN);
+  await signedInWith(4);
+});
+
+// ------------------------------------- 17. the address and other tabs
+await step("17 address and tabs", async () => {
+  await openRun(JOBS["alice-short"].id);
+  same("17: a run's page is titled by its run", await page.title(), "alice-short · traind");
+  await signOut();
+  same("17: signed out, the run's name leaves the title", await page.title(), "traind");
+  // the logged #token= address pasted into this open tab: no reload
+  await page.evaluate((t) => { location.hash = `#token=${t}`; }, env.ALICE);
+  await signedInWith(namesOf("alice").length);
+  same("17: a #token= address in an open tab signs in with it", await who(), "Signed in as alice");
+  const href = await page.evaluate(() => location.href);
+  check("17: ... and leaves the address bar", !href.includes("token"), href);
+  // another tab of this origin signs in as bob: this one follows
+  const other = await browser.newPage();
+  await other.goto(`${env.DASH_URL.split("#")[0]}#/devices`, { waitUntil: "load" });
+  await other.evaluate((t) => localStorage.setItem("traind.token", t), env.BOB);
+  await other.close();
+  await page.bringToFront(); // a tab behind another draws no frames to wait on
+  await page.waitForFunction(() => document.querySelector("#who strong")?.textContent === "bob", WAIT);
+  await signedInWith(namesOf("bob").length);
+  same("17: another tab's sign-in is followed: bob's name over bob's runs", await who(), "Signed in as bob");
   await signOut();
   await paste(env.ADMIN);
   await signedInWith(4);
