@@ -33,6 +33,7 @@
 #include "core/json_text.h"
 #include "job/attempt_http.h"
 #include "storage/db.h"
+#include "storage/sha256.h"
 
 #define REPORT_BATCH_METRICS 4000       /* ~70 bytes each as JSON */
 #define REPORT_BATCH_LINE_BYTES (256 << 10)
@@ -332,8 +333,9 @@ static size_t file_write(const char *data, size_t len, void *ctx) {
     return n;
 }
 
-/* GET .../resume/<which> into dir/<which>.safetensors. */
-static int download(Reporter *r, const char *dir, const char *which) {
+/* GET .../resume/<which> into dir/<which>.safetensors; with sha256 (not
+ * NULL), the file's hash must be it. */
+static int download(Reporter *r, const char *dir, const char *which, const char *sha256) {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s.safetensors", dir, which);
     FILE *f = fopen(path, "w+b");
@@ -346,6 +348,12 @@ static int download(Reporter *r, const char *dir, const char *which) {
     if (rc == 0) free(reply.data);
     if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0)) rc = error_sys(errno, "%s", path);
     if (fclose(f) != 0 && rc == 0) rc = error_sys(errno, "%s", path);
+    char got[SHA256_HEX_LEN + 1];
+    int64_t bytes;
+    if (rc == 0 && sha256 && sha256_file_hex(path, got, &bytes) != 0) rc = -1;
+    if (rc == 0 && sha256 && strcmp(got, sha256) != 0)
+        rc = error_set("%s: sha256 %s of its %lld bytes, but the daemon recorded %s for it", path,
+                       got, (long long)bytes, sha256);
     return rc;
 }
 
@@ -354,15 +362,22 @@ int report_resume(Reporter *r, const char *out_dir, char *dir_out, size_t size) 
     AttemptReply reply;
     long status = attempt_http_request(&r->http, r->main_curl, &q, &reply);
     if (status < 0) return fail_main(r);
+    json_t *point = status == 200 && reply.data ? json_loads(reply.data, 0, NULL) : NULL;
     free(reply.data);
     if (status == 204) return 0;
+    char sha256[SHA256_HEX_LEN + 1];
+    const char *said = json_string_value(json_object_get(point, "sha256"));
+    snprintf(sha256, sizeof sha256, "%s", said ? said : "");
+    json_decref(point);
+    if (strlen(sha256) != SHA256_HEX_LEN)
+        return error_set("resume: the daemon's answer holds no sha256 of the checkpoint");
     if (snprintf(dir_out, size, "%s/resume-attempt-%d", out_dir, r->http.attempt) >= (int)size)
         return error_set("resume: path too long");
     char *tmp = durable_temp_name(dir_out);
     int rc = tmp && db_mkdir_p(out_dir) == 0 ? 0 : -1;
     if (rc == 0 && mkdir(tmp, 0755) != 0) rc = error_sys(errno, "cannot create %s", tmp);
-    if (rc == 0 && (download(r, tmp, "model") != 0 || download(r, tmp, "trainer") != 0 ||
-                    durable_replace_dir(tmp, dir_out) != 0))
+    if (rc == 0 && (download(r, tmp, "model", sha256) != 0 ||
+                    download(r, tmp, "trainer", NULL) != 0 || durable_replace_dir(tmp, dir_out) != 0))
         rc = -1;
     if (rc != 0 && tmp) durable_remove_flat_dir(tmp);
     free(tmp);

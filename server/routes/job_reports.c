@@ -352,9 +352,9 @@ int job_resume_get(HttpRequest *req) {
     scheduler_job_log(api->sched, job,
                       "attempt %d: resumes from %s at epoch %d, step %" PRId64 " (%" PRId64
                       " metric rows past it superseded)", attempt, c.path, c.epoch, c.step, deleted);
-    return http_reply_json(req, 200, json_pack("{s:i, s:I, s:I}", "epoch", c.epoch, "step",
+    return http_reply_json(req, 200, json_pack("{s:i, s:I, s:I, s:s}", "epoch", c.epoch, "step",
                                                (json_int_t)c.step, "checkpoint",
-                                               (json_int_t)c.id));
+                                               (json_int_t)c.id, "sha256", c.sha256));
 }
 
 int job_resume_file_get(HttpRequest *req) {

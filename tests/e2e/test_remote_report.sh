@@ -189,6 +189,24 @@ check "(c) the rerun resumed after the checkpoint (its first step)" \
     "$(api GET "/v1/jobs/$J3/logs?limit=1000"; jv '[l["line"] for l in d["lines"] if "resumes from" in l["line"]][0].split("step ")[1].split(" ")[0]' | awk '{print $1 + 1}')"
 "$TRAIND" run "$DIR/spec.json" --jsonl --out "$TMP/refk" >"$TMP/ref.jsonl" 2>/dev/null
 STEPS=$STEPS_K same_metrics "(c)" "$J3" 0
+# the daemon's copy of the checkpoint bitten (a byte more) before a rank
+# resumes from it: the rank checks the recorded sha256 and refuses it
+submit bitten "$KEPOCHS"
+$(rank_cmd) >/dev/null 2>"$TMP/b1.err" &
+RPID=$!
+for _ in $(seq 300); do
+    api GET "/v1/jobs/$JOB_ID/checkpoints"
+    [ "$(jv 'len(d["checkpoints"]) > 0')" = True ] && break
+    sleep 0.05
+done
+kill -9 "$RPID"
+wait "$RPID" 2>/dev/null
+api GET "/v1/jobs/$JOB_ID/checkpoints"
+printf x >>"$VAR/jobs/$JOB_ID/checkpoints/epoch-$(jv 'd["checkpoints"][-1]["epoch"]')/model.safetensors"
+$(rank_cmd) >/dev/null 2>"$TMP/b2.err"
+check "(c) a rank resuming from a bitten checkpoint exits 1" "$?" 1
+has "(c) ... naming the file and both hashes" "$TMP/b2.err" \
+    "model.safetensors: sha256 [0-9a-f]{64} of its [0-9]+ bytes, but the daemon recorded [0-9a-f]{64}"
 
 # ---------------------------------------------------------------- (d) the routes by hand
 submit manual 1
