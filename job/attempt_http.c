@@ -138,7 +138,15 @@ static CURLcode try_once(CURL *curl, const AttemptRequest *q, const char *url,
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_err);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 600L);
+    if (q->sink || q->mime) {
+        /* a file's transfer (a dataset, a checkpoint) takes as long as its
+         * size asks: only one stalled under 1 KB/s for a minute is cut (a
+         * total limit would cut every transfer past it, try after try) */
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 60L);
+    } else {
+        curl_easy_setopt(curl, CURLOPT_TIMEOUT, 120L); /* a JSON answer: a stall, tried again */
+    }
     if (q->json) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, q->json);
     if (q->mime) curl_easy_setopt(curl, CURLOPT_MIMEPOST, q->mime);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_receive);
