@@ -165,7 +165,7 @@ long attempt_http_request(const AttemptHttp *h, CURL *curl, const AttemptRequest
     struct curl_slist *headers = curl_slist_append(NULL, h->auth);
     if (q->json) headers = curl_slist_append(headers, "Content-Type: application/json");
     double start = clock_now_s(), backoff = ATTEMPT_HTTP_BACKOFF_FIRST_S;
-    long status = -1;
+    long status = -1, refused = 0;
     char why[1024] = "";
     for (;;) {
         *reply = (AttemptReply){0};
@@ -184,6 +184,7 @@ long attempt_http_request(const AttemptHttp *h, CURL *curl, const AttemptRequest
         if (rc == CURLE_OK && status >= 400 && status < 500) {
             refusal(h, q, status, reply, why, sizeof why);
             error_set("%s", why);
+            refused = status;
             status = -1;
             break;
         }
@@ -205,7 +206,7 @@ long attempt_http_request(const AttemptHttp *h, CURL *curl, const AttemptRequest
     curl_slist_free_all(headers);
     if (status < 0) {
         free(reply->data);
-        *reply = (AttemptReply){0};
+        *reply = (AttemptReply){.refused = refused};
     }
     return status;
 }

@@ -52,6 +52,7 @@ typedef struct {
 typedef struct {
     char *data; /* NUL-terminated; NULL when empty */
     size_t len;
+    long refused; /* the 4xx status of a refusal (the request failed), else 0 */
 } AttemptReply;
 
 /* Sends q on curl until it is answered below 500 or the timeout passes.

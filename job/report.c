@@ -35,6 +35,10 @@
 #include "storage/db.h"
 #include "storage/sha256.h"
 
+/* How long the end of an attempt whose reports failed is tried: not the
+ * whole --report-timeout again when the daemon was the silent one. */
+#define REPORT_END_AFTER_FAILURE_S 20.0
+
 #define REPORT_BATCH_METRICS 4000       /* ~70 bytes each as JSON */
 #define REPORT_BATCH_LINE_BYTES (256 << 10)
 #define REPORT_LINE_MAX 4096            /* the daemon keeps no more of a line */
@@ -76,6 +80,7 @@ struct Reporter {
     uint64_t pushed, sent;
     bool flush_asked, stopping;
     char failure[ERROR_MAX]; /* under mu; "" while none */
+    long refused;            /* under mu: the failure's 4xx, 0 for none */
 };
 
 /* ---- the queue ---- */
@@ -98,9 +103,13 @@ static bool grow(void **items, int n, int *cap, size_t size) {
     return true;
 }
 
-/* Under mu: a failure stops the reports and the run (the cancel flag). */
-static void fail_locked(Reporter *r, const char *msg) {
-    if (!r->failure[0]) snprintf(r->failure, sizeof r->failure, "%s", msg);
+/* Under mu: a failure stops the reports and the run (the cancel flag);
+ * refused: its 4xx status, 0 for none. */
+static void fail_locked(Reporter *r, const char *msg, long refused) {
+    if (!r->failure[0]) {
+        snprintf(r->failure, sizeof r->failure, "%s", msg);
+        r->refused = refused;
+    }
     atomic_store(r->cancel, 1);
     pthread_cond_broadcast(&r->cv);
 }
@@ -145,7 +154,7 @@ void report_metric(Reporter *r, const char *name, int64_t step, int epoch, doubl
     pthread_mutex_lock(&r->mu);
     Batch *b = &r->queue;
     if (!grow((void **)&b->metrics, b->nmetrics, &b->cap_metrics, sizeof *b->metrics)) {
-        fail_locked(r, "reports: out of memory");
+        fail_locked(r, "reports: out of memory", 0);
         pthread_mutex_unlock(&r->mu);
         return;
     }
@@ -163,7 +172,7 @@ void report_log(Reporter *r, const char *line) {
     char *copy = strndup(line, REPORT_LINE_MAX);
     if (!copy || !grow((void **)&b->lines, b->nlines, &b->cap_lines, sizeof *b->lines)) {
         free(copy);
-        fail_locked(r, "reports: out of memory");
+        fail_locked(r, "reports: out of memory", 0);
         pthread_mutex_unlock(&r->mu);
         return;
     }
@@ -207,7 +216,8 @@ static json_t *batch_json(const Batch *b) {
 /* ---- the sending thread ---- */
 
 /* Sends one batch; 0, or -1 with an error. */
-static int send_batch(Reporter *r, CURL *h, const Batch *b) {
+/* *refused: a refusal's 4xx when it fails (0 for none). */
+static int send_batch(Reporter *r, CURL *h, const Batch *b, long *refused) {
     json_t *body = batch_json(b);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
@@ -216,6 +226,7 @@ static int send_batch(Reporter *r, CURL *h, const Batch *b) {
     AttemptReply reply;
     long status = attempt_http_request(&r->http, h, &q, &reply);
     free(text);
+    *refused = reply.refused;
     if (status < 0) return -1;
     json_t *o = reply.data ? json_loads(reply.data, 0, NULL) : NULL;
     if (json_is_true(json_object_get(o, "cancel"))) atomic_store(r->cancel, 1);
@@ -228,7 +239,7 @@ static void *sender_main(void *arg) {
     Reporter *r = arg;
     CURL *h = curl_easy_init();
     pthread_mutex_lock(&r->mu);
-    if (!h) fail_locked(r, "reports: cannot start libcurl");
+    if (!h) fail_locked(r, "reports: cannot start libcurl", 0);
     bool more = false; /* the last batch left some of the queue */
     while (!r->stopping && !r->failure[0]) {
         if (!r->flush_asked && !more) { /* a batch a second, or sooner when a flush asks */
@@ -245,17 +256,18 @@ static void *sender_main(void *arg) {
         Batch b;
         int64_t taken = take_batch(r, &b);
         if (taken < 0) {
-            fail_locked(r, "reports: out of memory");
+            fail_locked(r, "reports: out of memory", 0);
             break;
         }
         more = r->sent + (uint64_t)taken < r->pushed;
         r->flush_asked = r->flush_asked && more;
         pthread_mutex_unlock(&r->mu);
-        int rc = send_batch(r, h, &b);
+        long refused = 0;
+        int rc = send_batch(r, h, &b, &refused);
         batch_free(&b);
         pthread_mutex_lock(&r->mu);
         if (rc != 0)
-            fail_locked(r, error_get());
+            fail_locked(r, error_get(), refused);
         else
             r->sent += (uint64_t)taken;
         pthread_cond_broadcast(&r->cv);
@@ -285,11 +297,18 @@ const char *report_failure(Reporter *r) {
     return f;
 }
 
-/* A refusal on the trainer's thread stops the reports as one on the
- * sending thread does. Returns -1. */
-static int fail_main(Reporter *r) {
+bool report_attempt_over(Reporter *r) {
     pthread_mutex_lock(&r->mu);
-    fail_locked(r, error_get());
+    bool over = r->refused == 401 || r->refused == 409;
+    pthread_mutex_unlock(&r->mu);
+    return over;
+}
+
+/* A failure on the trainer's thread (reply: its request's) stops the
+ * reports as one on the sending thread does. Returns -1. */
+static int fail_main(Reporter *r, const AttemptReply *reply) {
+    pthread_mutex_lock(&r->mu);
+    fail_locked(r, error_get(), reply->refused);
     pthread_mutex_unlock(&r->mu);
     return -1;
 }
@@ -312,7 +331,8 @@ int report_checkpoint(Reporter *r, const char *dir, int epoch, int64_t step) {
         AttemptRequest q = {.method = "PUT", .mime = mime};
         snprintf(q.path, sizeof q.path, "/checkpoints/%d", epoch);
         AttemptReply reply;
-        rc = attempt_http_request(&r->http, r->main_curl, &q, &reply) < 0 ? fail_main(r) : 0;
+        rc = attempt_http_request(&r->http, r->main_curl, &q, &reply) < 0 ? fail_main(r, &reply)
+                                                                            : 0;
         if (rc == 0) free(reply.data);
     } else
         error_set("checkpoint upload: out of memory");
@@ -361,7 +381,7 @@ int report_resume(Reporter *r, const char *out_dir, char *dir_out, size_t size) 
     AttemptRequest q = {.method = "GET", .path = "/resume"};
     AttemptReply reply;
     long status = attempt_http_request(&r->http, r->main_curl, &q, &reply);
-    if (status < 0) return fail_main(r);
+    if (status < 0) return fail_main(r, &reply);
     json_t *point = status == 200 && reply.data ? json_loads(reply.data, 0, NULL) : NULL;
     free(reply.data);
     if (status == 204) return 0;
@@ -385,9 +405,16 @@ int report_resume(Reporter *r, const char *out_dir, char *dir_out, size_t size) 
 }
 
 int report_end(Reporter *r, const char *state, const char *error) {
-    if (report_flush(r) != 0) return -1;
+    /* after a failure of the reports the queue is lost, but the end (and
+     * why) is still the daemon's to know, tried for a short while: the
+     * failure may have been the daemon's silence */
+    if (report_flush(r) != 0) {
+        if (report_attempt_over(r)) return -1;
+        if (r->http.timeout_s > REPORT_END_AFTER_FAILURE_S)
+            r->http.timeout_s = REPORT_END_AFTER_FAILURE_S;
+    }
     json_t *body = json_pack("{s:s}", "state", state);
-    if (body && error) json_object_set_new(body, "error", json_string(error));
+    if (body && error) json_object_set_new(body, "error", json_text(error));
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text) return error_set("reports: out of memory");
@@ -395,7 +422,7 @@ int report_end(Reporter *r, const char *state, const char *error) {
     AttemptReply reply;
     long status = attempt_http_request(&r->http, r->main_curl, &q, &reply);
     free(text);
-    if (status < 0) return fail_main(r);
+    if (status < 0) return fail_main(r, &reply);
     free(reply.data);
     return 0;
 }

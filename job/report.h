@@ -17,6 +17,7 @@
 #define TRAIND_JOB_REPORT_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,13 +56,18 @@ int report_checkpoint(Reporter *r, const char *dir, int epoch, int64_t step);
 int report_resume(Reporter *r, const char *out_dir, char *dir_out, size_t size);
 
 /* Flushes, then tells the daemon how the attempt ended: state
- * "succeeded", "failed" or "cancelled", error NULL or the message. 0, or -1
- * with an error. */
+ * "succeeded", "failed" or "cancelled", error NULL or the message; after a
+ * failure of the reports that was not the attempt's end, tells it still
+ * (for 20 s at most). 0, or -1 with an error. */
 int report_end(Reporter *r, const char *state, const char *error);
 
 /* The message of the refusal that stopped the reports (a 401, a 409, no
  * answer within the timeout), or NULL when none did. */
 const char *report_failure(Reporter *r);
+/* Whether that failure was the daemon saying the attempt is over (401: its
+ * token no longer works; 409: another attempt is the job's): then no end
+ * of it is taken either. */
+bool report_attempt_over(Reporter *r);
 
 /* Stops the thread (what is still queued is dropped: report_end flushes)
  * and frees. NULL is fine. */

@@ -261,18 +261,22 @@ static int resume_auto(Trainer *t, Reporter *rep, const char *out_dir, int attem
 }
 
 /* How the run ended, for the daemon: "cancelled" for a run stopped at a
- * cancel (the daemon asked for it), "failed" otherwise; nothing when the
- * daemon refused the reports (the attempt is over: its end is no longer
- * taken). rc, or -1 with an error when the end could not be told. */
+ * cancel (the daemon asked for it), "failed" otherwise, the reports' own
+ * failure (a checkpoint refused, no answer) the error when they failed;
+ * nothing when the daemon said the attempt is over (its end is no longer
+ * taken). rc, or -1 with an error when the run or its end failed. */
 static int report_outcome(Reporter *rep, int rc, bool cancelled) {
     if (!rep) return rc;
-    if (report_failure(rep)) return error_set("%s", report_failure(rep));
+    const char *failure = report_failure(rep);
+    if (failure && report_attempt_over(rep)) return error_set("%s", failure);
     char err[ERROR_MAX];
-    snprintf(err, sizeof err, "%s", error_get());
-    const char *state = rc == 0 ? "succeeded" : cancelled ? "cancelled" : "failed";
-    if (report_end(rep, state, rc == 0 ? NULL : err) != 0) return -1;
-    if (rc != 0) error_set("%s", err);
-    return rc;
+    snprintf(err, sizeof err, "%s", failure ? failure : error_get());
+    const char *state = failure || (rc != 0 && !cancelled) ? "failed"
+                        : rc != 0                          ? "cancelled"
+                                                           : "succeeded";
+    bool ok = !failure && rc == 0;
+    if (report_end(rep, state, ok ? NULL : err) != 0) return -1;
+    return ok ? 0 : error_set("%s", err);
 }
 
 /* Trains the built job; 0 or -1 with an error, *cancelled saying whether
