@@ -441,16 +441,48 @@ static int check_named(const JobDaemon *d, const JobSpec *spec, bool val, int64_
     return job_spec_check_shapes(spec, &shape, size);
 }
 
-/* epochs x batches of data.train, within JOB_MAX_STEPS. */
-static int count_steps(const JobSpec *spec, int64_t samples, int64_t *total) {
+/* epochs x batches of data.train, within JOB_MAX_STEPS; at least a step
+ * an epoch (drop_last with a batch larger than the data trains nothing). */
+static int count_steps(const JobSpec *spec, int64_t samples, int64_t *per_epoch_out,
+                       int64_t *total) {
     int64_t per_epoch = spec->drop_last ? samples / spec->batch_size
                                         : (samples + spec->batch_size - 1) / spec->batch_size;
+    *per_epoch_out = per_epoch;
     *total = per_epoch * spec->epochs;
+    if (samples > 0 && per_epoch == 0)
+        return error_at("batch_size", "%lld, more than data.train's %lld samples, with drop_last: "
+                                      "no batch is left to train on",
+                        (long long)spec->batch_size, (long long)samples);
     if (*total <= JOB_MAX_STEPS) return 0;
     return error_at("epochs", "%d epochs of %lld steps (%lld samples in batches of %lld) are "
                               "%lld steps; a job may take at most %lld",
                     spec->epochs, (long long)per_epoch, (long long)samples,
                     (long long)spec->batch_size, (long long)*total, (long long)JOB_MAX_STEPS);
+}
+
+/* The scheduler with the job's own numbers, which parsing could not know:
+ * a OneCycleLR whose phase is empty in a short job, or whose total_steps
+ * fall short of the steps the job takes, a scheduler stepped more times
+ * than one counts, are refused now rather than at the step they fail. */
+static int check_scheduler(const JobSpec *spec, int64_t per_epoch, int64_t total) {
+    if (!spec->has_lr_scheduler || per_epoch == 0) return 0;
+    LrScheduler *s;
+    if (job_spec_build_lr_scheduler(spec, job_spec_lr(spec), per_epoch, &s) != 0) return -1;
+    bool per_step = lr_scheduler_per_step(s);
+    lr_scheduler_free(s);
+    int64_t stepped = per_step ? total : spec->epochs;
+    if (stepped > LR_SCHEDULER_MAX_EPOCH)
+        return error_at("scheduler", "stepped once a %s, %lld times in this job; a scheduler "
+                                     "counts at most %lld", per_step ? "step" : "epoch",
+                        (long long)stepped, (long long)LR_SCHEDULER_MAX_EPOCH);
+    const LrSchedulerConfig *c = &spec->lr_scheduler;
+    int64_t cycle = c->total_steps ? c->total_steps : c->epochs * c->steps_per_epoch;
+    if (c->type == LR_SCHEDULER_ONE_CYCLE && cycle > 0 && cycle < stepped)
+        return error_at(c->total_steps ? "scheduler.total_steps" : "scheduler.epochs",
+                        "a cycle of %lld steps, but this job steps its scheduler %lld times "
+                        "(OneCycleLR cannot step past its cycle)",
+                        (long long)cycle, (long long)stepped);
+    return 0;
 }
 
 int job_build_check(const JobDaemon *d, const JobSpec *spec, JobCheck *out) {
@@ -462,7 +494,10 @@ int job_build_check(const JobDaemon *d, const JobSpec *spec, JobCheck *out) {
     int rc = check_named(d, spec, false, &out->train_dataset, &samples, &out->size);
     if (rc == 0) rc = check_named(d, spec, true, &out->val_dataset, &val_samples, NULL);
     if (rc != 0) return rc;
-    if (check_reduction(spec) || count_steps(spec, samples, &out->total_steps)) return -1;
+    int64_t per_epoch;
+    if (check_reduction(spec) || count_steps(spec, samples, &per_epoch, &out->total_steps) ||
+        check_scheduler(spec, per_epoch, out->total_steps))
+        return -1;
     char path[4400];
     return spec->init ? init_path(d, spec->init, path, sizeof path) : 0;
 }

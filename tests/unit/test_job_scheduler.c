@@ -251,6 +251,22 @@ Test(job_scheduler, bad_specs_refused_at_submission) {
          " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"init\": \"77\"}",
          "init: unknown checkpoint 77"},
         {"{\"data\": ", "line"},
+        /* known only with the data (96 rows): nothing to train on, a
+         * cycle shorter than the job, a phase empty in a job of 2 steps */
+        {"{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
+         " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
+         " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"batch_size\": 200, \"drop_last\": true}",
+         "batch_size: 200, more than data.train's 96 samples, with drop_last"},
+        {"{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
+         " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
+         " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"batch_size\": 10, \"scheduler\":"
+         " {\"type\": \"OneCycleLR\", \"max_lr\": 0.5, \"total_steps\": 3, \"interval\": \"step\"}}",
+         "scheduler.total_steps: a cycle of 3 steps, but this job steps its scheduler 10 times"},
+        {"{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
+         " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
+         " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"batch_size\": 48, \"scheduler\":"
+         " {\"type\": \"OneCycleLR\", \"max_lr\": 0.5, \"pct_start\": 0.5, \"interval\": \"step\"}}",
+         "scheduler: OneCycleLR: momentum is not finite at step 0 (a phase of no steps"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int64_t id = 0;
