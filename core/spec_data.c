@@ -10,6 +10,8 @@
  * job_spec_load_source turns an inline source into a Dataset, loading a
  * CSV's label columns as class labels or float targets as the loss needs.
  */
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,12 +221,22 @@ void spec_source_free(SpecSource *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* A number the transform computes with in float32: within its range (a
+ * mean of 1e39 would make every input inf, a std of 1e39 every input 0). */
+static int float32_value(const json_t *v, const char *p, double *out) {
+    if (spec_number_value(v, p, out)) return -1;
+    if (fabs(*out) > FLT_MAX)
+        return error_at(p, "%g is beyond float32's range (the transform computes in float32)",
+                        *out);
+    return 0;
+}
+
 /* mean / std: a list of numbers, or one number. */
 static int get_doubles(const json_t *v, const char *p, double **out, int *n) {
     if (json_is_number(v)) {
         if (!(*out = malloc(sizeof **out))) return error_at(p, "out of memory");
         *n = 1;
-        return spec_number_value(v, p, *out);
+        return float32_value(v, p, *out);
     }
     if (!json_is_array(v))
         return error_at(p, "expected a list of numbers, got %s", spec_json_kind(v));
@@ -234,7 +246,7 @@ static int get_doubles(const json_t *v, const char *p, double **out, int *n) {
     *n = (int)k;
     for (size_t i = 0; i < k; i++) {
         char pi[SPEC_PATH_MAX];
-        if (spec_number_value(json_array_get(v, i), spec_path_index(pi, p, i), &(*out)[i]))
+        if (float32_value(json_array_get(v, i), spec_path_index(pi, p, i), &(*out)[i]))
             return -1;
     }
     return 0;

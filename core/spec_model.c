@@ -93,6 +93,15 @@ static int parse_conv2d(const json_t *o, const char *path, SpecLayer *l) {
         get_size2d(o, path, "dilation", false, SIZE2D(1), 1, &l->dilation) ||
         spec_get_int(o, path, "groups", false, 1, 1, INT32_MAX, &l->groups))
         return -1;
+    /* a dilated kernel spans d * (k - 1) + 1 pixels, counted in int by the
+     * shapes and the padding below: no more than a window may be */
+    int64_t span_h = (int64_t)l->dilation.h * (l->kernel_size.h - 1) + 1,
+            span_w = (int64_t)l->dilation.w * (l->kernel_size.w - 1) + 1;
+    if (span_h > MAX_WINDOW || span_w > MAX_WINDOW)
+        return error_at(spec_path_key(p, path, "dilation"),
+                        "(%d, %d) spreads the kernel (%d, %d) over (%lld, %lld) pixels; at most %d",
+                        l->dilation.h, l->dilation.w, l->kernel_size.h, l->kernel_size.w,
+                        (long long)span_h, (long long)span_w, MAX_WINDOW);
     if (l->in_channels % l->groups || l->out_channels % l->groups)
         return error_at(spec_path_key(p, path, "groups"),
                         "must divide in_channels (%lld) and out_channels (%lld), got %lld",

@@ -298,6 +298,10 @@ Test(spec, errors_name_path_and_reason) {
                          "data.transforms[1] Normalize: std[0] is 0", false);
     expect_variant_error("data.transforms", "[{\"type\": \"Normalize\", \"mean\": [\"a\"]}]",
                          "data.transforms[0].mean[0]: expected a number, got string", true);
+    expect_variant_error("data.transforms",
+                         "[{\"type\": \"Normalize\", \"mean\": [0.5], \"std\": 1e39}]",
+                         "data.transforms[0].std: 1e+39 is beyond float32's range (the transform "
+                         "computes in float32)", true);
     expect_variant_error("scheduler", "{\"type\": \"StepLR\"}", "scheduler.step_size: required",
                          true);
     expect_variant_error("scheduler", "{\"type\": \"StepLr\", \"step_size\": 2}",
@@ -332,6 +336,11 @@ Test(spec, layer_errors) {
         {"[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 2, \"kernel_size\": 3, "
          "\"stride\": [1, 0]}]",
          "model[0].stride[1]: must be >= 1, got 0"},
+        /* a span past int: its shape and "same" padding would wrap */
+        {"[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 2, \"kernel_size\": "
+         "[1, 32770], \"dilation\": [1, 65535], \"padding\": \"valid\"}]",
+         "model[0].dilation: (1, 65535) spreads the kernel (1, 32770) over (1, 2147516416) pixels; "
+         "at most 65535"},
         {"[{\"type\": \"MaxPool2d\", \"kernel_size\": 2, \"padding\": 2}]",
          "model[0].padding: must be at most half of kernel_size (2, 2), got (2, 2)"},
         {"[{\"type\": \"Dropout\", \"p\": 1.5}]", "model[0].p: must be in [0, 1], got 1.5"},
