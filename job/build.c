@@ -416,6 +416,17 @@ static int token_record_shape(const DbDataset *rec, const TokenOptions *tok, con
     return 0;
 }
 
+/* Token ids index the first Embedding's rows: the data's vocabulary (the
+ * classes of its next-token targets) must fit in them, or the first batch
+ * holding a larger id fails the job. */
+static int check_vocabulary(const JobSpec *spec, const SpecDataShape *d) {
+    if (spec->num_layers == 0 || spec->layers[0].type != SPEC_LAYER_EMBEDDING) return 0;
+    int64_t rows = spec->layers[0].num_embeddings;
+    if (d->num_classes <= rows) return 0;
+    return error_at("model[0].num_embeddings", "%lld rows, but the data's tokens take %d values "
+                                               "(its vocabulary)", (long long)rows, d->num_classes);
+}
+
 /* A named source resolved in the owner's namespace, its recorded shape
  * checked against the model; its id to *id, its samples to *samples and
  * the sizes to size (may be NULL). */
@@ -436,6 +447,7 @@ static int check_named(const JobDaemon *d, const JobSpec *spec, bool val, int64_
     if (rc == 0) rc = record_shape(spec, &rec, field, &shape);
     if (rc == 0 && job_build_is_tokens(rec.format))
         rc = token_record_shape(&rec, &tok, field, &shape, samples);
+    if (rc == 0 && job_build_is_tokens(rec.format)) rc = check_vocabulary(spec, &shape);
     db_dataset_clear(&rec);
     if (rc != 0) return -1;
     return job_spec_check_shapes(spec, &shape, size);

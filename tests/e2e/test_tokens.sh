@@ -85,6 +85,13 @@ expect "a layer list over token ids is refused" 422 &&
     check "... saying why, at model" "$(jv '(d["error"]["path"], d["error"]["message"][:67])')" \
         "('model', 'model: the data are token ids, int64 [4, 8]; a list of layers takes')"
 
+SMALL='[{"type": "Embedding", "num_embeddings": 3, "embedding_dim": 8}, {"type": "Flatten"}, {"type": "Linear", "in_features": 64, "out_features": 65}]'
+job small '{"train": {"name": "shakespeare", "split": "train", "block_size": 8}}' "$SMALL"
+api POST /v1/jobs -H 'Content-Type: application/json' --data-binary "@$TMP/small.json"
+expect "an Embedding of fewer rows than the vocabulary is refused" 422 &&
+    check "... at model[0].num_embeddings, with both numbers" "$(jv '(d["error"]["path"], d["error"]["message"])')" \
+        "('model[0].num_embeddings', \"model[0].num_embeddings: 3 rows, but the data's tokens take $(want 'd["vocab_size"]') values (its vocabulary)\")"
+
 # ---------------------------------------------------------------- traind run
 job local "{\"train\": {\"format\": \"text\", \"path\": \"$PWD/$FX/input.txt\", \"block_size\": 8}}" "$LINEAR"
 "$TRAIND" run "$TMP/local.json" --out "$TMP/run-out" >"$TMP/run.out" 2>"$TMP/run.err"
