@@ -11,12 +11,14 @@
 #include "job/build.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "core/optim/lr_expr.h"
 
 void job_build_free(JobBuild *b) {
     if (!b) return;
@@ -472,6 +474,25 @@ static int count_steps(const JobSpec *spec, int64_t samples, int64_t *per_epoch_
                     (long long)spec->batch_size, (long long)*total, (long long)JOB_MAX_STEPS);
 }
 
+/* A LambdaLR's factor at each of the `stepped` times the job steps it:
+ * finite and >= 0 (a negative one would train with a negative lr, one that
+ * raises would fail the job at that epoch). */
+static int check_lambda(const LrSchedulerConfig *c, int64_t stepped) {
+    LrExpr *e = lr_expr_parse(c->lr_lambda);
+    if (!e) return error_prefix_at("scheduler.lr_lambda");
+    int rc = 0;
+    for (int64_t at = 0; at <= stepped && rc == 0; at++) {
+        double f;
+        if (lr_expr_eval(e, (double)at, &f) != 0)
+            rc = error_prefix("at epoch %lld", (long long)at);
+        else if (!isfinite(f) || f < 0)
+            rc = error_set("is %g at epoch %lld: the lr it scales must stay a finite number >= 0",
+                           f, (long long)at);
+    }
+    lr_expr_free(e);
+    return rc == 0 ? 0 : error_prefix_at("scheduler.lr_lambda");
+}
+
 /* The scheduler with the job's own numbers, which parsing could not know:
  * a OneCycleLR whose phase is empty in a short job, or whose total_steps
  * fall short of the steps the job takes, a scheduler stepped more times
@@ -494,7 +515,7 @@ static int check_scheduler(const JobSpec *spec, int64_t per_epoch, int64_t total
                         "a cycle of %lld steps, but this job steps its scheduler %lld times "
                         "(OneCycleLR cannot step past its cycle)",
                         (long long)cycle, (long long)stepped);
-    return 0;
+    return c->type == LR_SCHEDULER_LAMBDA ? check_lambda(c, stepped) : 0;
 }
 
 int job_build_check(const JobDaemon *d, const JobSpec *spec, JobCheck *out) {

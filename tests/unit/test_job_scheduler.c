@@ -267,6 +267,17 @@ Test(job_scheduler, bad_specs_refused_at_submission) {
          " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"batch_size\": 48, \"scheduler\":"
          " {\"type\": \"OneCycleLR\", \"max_lr\": 0.5, \"pct_start\": 0.5, \"interval\": \"step\"}}",
          "scheduler: OneCycleLR: momentum is not finite at step 0 (a phase of no steps"},
+        /* an lr_lambda that raises, or turns negative, at an epoch of the job */
+        {"{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
+         " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
+         " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 3, \"scheduler\":"
+         " {\"type\": \"LambdaLR\", \"lr_lambda\": \"1 / (2 - epoch)\"}}",
+         "scheduler.lr_lambda: at epoch 2: "},
+        {"{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
+         " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
+         " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 3, \"scheduler\":"
+         " {\"type\": \"LambdaLR\", \"lr_lambda\": \"1 - epoch\"}}",
+         "scheduler.lr_lambda: is -1 at epoch 2: the lr it scales must stay a finite number >= 0"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int64_t id = 0;
