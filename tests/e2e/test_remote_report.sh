@@ -165,20 +165,26 @@ else
 fi
 
 # ---------------------------------------------------------------- (c) kill -9, again
+# killed_after_checkpoint OUT: job $JOB_ID's rank, its output in OUT, run
+# until the daemon holds a checkpoint of it, then killed with -9; the
+# job's checkpoints are left in $TMP/body
+killed_after_checkpoint() {
+    $(rank_cmd) >"$1" 2>"$1.err" &
+    local pid=$!
+    for _ in $(seq 300); do
+        api GET "/v1/jobs/$JOB_ID/checkpoints"
+        [ "$(jv 'len(d["checkpoints"]) > 0')" = True ] && break
+        sleep 0.05
+    done
+    kill -9 "$pid"
+    wait "$pid" 2>/dev/null
+    api GET "/v1/jobs/$JOB_ID/checkpoints"
+}
 KEPOCHS=30
 submit killed "$KEPOCHS"
 J3=$JOB_ID
 STEPS_K=$((KEPOCHS * 2000 / 50))
-$(rank_cmd) >"$TMP/k1.jsonl" 2>"$TMP/k1.err" &
-RPID=$!
-for _ in $(seq 300); do
-    api GET "/v1/jobs/$J3/checkpoints"
-    [ "$(jv 'len(d["checkpoints"]) > 0')" = True ] && break
-    sleep 0.05
-done
-kill -9 "$RPID"
-wait "$RPID" 2>/dev/null
-api GET "/v1/jobs/$J3/checkpoints"
+killed_after_checkpoint "$TMP/k1.jsonl"
 last=$(jv 'd["checkpoints"][-1]["step"]')
 check "(c) killed after a checkpoint, before the end" "$([ -n "$last" ] && [ "$last" -lt "$STEPS_K" ] && echo yes)" yes
 $(rank_cmd) >"$TMP/k2.jsonl" 2>"$TMP/k2.err"
@@ -192,16 +198,7 @@ STEPS=$STEPS_K same_metrics "(c)" "$J3" 0
 # the daemon's copy of the checkpoint bitten (a byte more) before a rank
 # resumes from it: the rank checks the recorded sha256 and refuses it
 submit bitten "$KEPOCHS"
-$(rank_cmd) >/dev/null 2>"$TMP/b1.err" &
-RPID=$!
-for _ in $(seq 300); do
-    api GET "/v1/jobs/$JOB_ID/checkpoints"
-    [ "$(jv 'len(d["checkpoints"]) > 0')" = True ] && break
-    sleep 0.05
-done
-kill -9 "$RPID"
-wait "$RPID" 2>/dev/null
-api GET "/v1/jobs/$JOB_ID/checkpoints"
+killed_after_checkpoint "$TMP/b1.jsonl"
 printf x >>"$VAR/jobs/$JOB_ID/checkpoints/epoch-$(jv 'd["checkpoints"][-1]["epoch"]')/model.safetensors"
 $(rank_cmd) >/dev/null 2>"$TMP/b2.err"
 check "(c) a rank resuming from a bitten checkpoint exits 1" "$?" 1
