@@ -337,9 +337,11 @@ int spec_parse_data(JobSpec *spec, const json_t *v, const char *base_dir) {
 
 /* A classification loss takes one label column; say so before any loading. */
 static int check_source(const JobSpec *spec, const SpecSource *src, const char *path) {
+    char p[SPEC_PATH_MAX];
     if (src->kind == SPEC_SOURCE_CSV && job_spec_uses_labels(spec) && src->num_label_columns > 1)
-        return error_set("%s.label_column: %s takes one column of class labels, got %d", path,
-                         spec_loss_name(spec->loss), src->num_label_columns);
+        return error_at(spec_path_key(p, path, "label_column"),
+                        "%s takes one column of class labels, got %d", spec_loss_name(spec->loss),
+                        src->num_label_columns);
     return 0;
 }
 

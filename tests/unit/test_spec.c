@@ -290,6 +290,7 @@ Test(spec, errors_name_path_and_reason) {
                          "data.train.label_column: CrossEntropyLoss takes one column of class "
                          "labels, got 2",
                          true);
+    cr_assert_str_eq(error_last()->path, "data.train.label_column", "the field, for the reply");
     expect_variant_error("data.train", "{\"format\": \"idx\", \"images\": \"a\"}",
                          "data.train.labels: required", true);
     expect_variant_error("data.transforms",
