@@ -160,8 +160,9 @@ static int resume(JobRun *r, Trainer *t, int attempt) {
     return 0;
 }
 
-/* See scheduler_internal.h. */
-bool attempt_wait_to_retry(Scheduler *s) {
+/* Waits a second before a store is tried again; false when the daemon
+ * stops meanwhile. */
+static bool wait_to_retry(Scheduler *s) {
     pthread_mutex_lock(&s->mu);
     struct timespec deadline;
     clock_deadline_in(&deadline, 1000);
@@ -173,39 +174,51 @@ bool attempt_wait_to_retry(Scheduler *s) {
 }
 
 /* See scheduler_internal.h. */
-void attempt_record_end(Scheduler *s, int64_t job, DbJobState state, const char *error) {
-    for (int tries = 1;; tries++) {
-        int rc = db_job_finish(s->db, job, state, error);
-        if (rc == DB_OK && tries > 1)
-            scheduler_log(job, "info", "recorded as %s at try %d", db_job_state_name(state), tries);
-        if (rc != DB_ERROR) {
-            if (rc != DB_OK) scheduler_log(job, "error", "%s", error_get());
-            return;
-        }
-        if (tries == 1)
-            scheduler_log(job, "error",
-                          "cannot record the job as %s: %s; trying again every second",
-                          db_job_state_name(state), error_get());
-        if (!attempt_wait_to_retry(s)) {
-            scheduler_log(job, "error", "not recorded as %s: the daemon stops",
-                          db_job_state_name(state));
-            return;
-        }
+int attempt_store(Scheduler *s, int64_t job, const char *what, AttemptStore store, void *ctx,
+                  int *tries) {
+    for (int t = 1;; t++) {
+        if (tries) *tries = t;
+        int rc = store(s, job, ctx);
+        if (rc != DB_ERROR) return rc;
+        if (t == 1)
+            scheduler_log(job, "error", "%s: %s; trying again every second", what, error_get());
+        if (!wait_to_retry(s)) return DB_ERROR;
     }
+}
+
+typedef struct {
+    DbJobState state;
+    const char *error;
+} JobEnd;
+
+static int finish_job(Scheduler *s, int64_t job, void *ctx) {
+    const JobEnd *e = ctx;
+    return db_job_finish(s->db, job, e->state, e->error);
+}
+
+/* See scheduler_internal.h. */
+void attempt_record_end(Scheduler *s, int64_t job, DbJobState state, const char *error) {
+    char what[64];
+    snprintf(what, sizeof what, "cannot record the job as %s", db_job_state_name(state));
+    int tries;
+    int rc = attempt_store(s, job, what, finish_job, &(JobEnd){state, error}, &tries);
+    if (rc == DB_OK && tries > 1)
+        scheduler_log(job, "info", "recorded as %s at try %d", db_job_state_name(state), tries);
+    else if (rc == DB_ERROR)
+        scheduler_log(job, "error", "not recorded as %s: the daemon stops",
+                      db_job_state_name(state));
+    else if (rc != DB_OK)
+        scheduler_log(job, "error", "%s", error_get());
+}
+
+static int requeue_job(Scheduler *s, int64_t job, void *preempted) {
+    return *(const bool *)preempted ? db_job_preempted(s->db, job) : db_job_requeue(s->db, job);
 }
 
 /* See scheduler_internal.h. */
 void attempt_requeue(Scheduler *s, int64_t job, bool preempted) {
-    for (int tries = 1;; tries++) {
-        int rc = preempted ? db_job_preempted(s->db, job) : db_job_requeue(s->db, job);
-        if (rc != DB_ERROR) {
-            if (rc != DB_OK) scheduler_log(job, "error", "requeue: %s", error_get());
-            return;
-        }
-        if (tries == 1)
-            scheduler_log(job, "error", "requeue: %s; trying again every second", error_get());
-        if (!attempt_wait_to_retry(s)) return;
-    }
+    int rc = attempt_store(s, job, "requeue", requeue_job, &preempted, NULL);
+    if (rc != DB_OK && rc != DB_ERROR) scheduler_log(job, "error", "requeue: %s", error_get());
 }
 
 /* The end of a run stopped for a daemon stopping or for the job that

@@ -189,6 +189,17 @@ static void clean_attempt(const RemoteAttempt *a) {
     }
 }
 
+typedef struct {
+    int attempt;
+    DbJobState *state;
+    char **reported;
+} RemoteEnd;
+
+static int read_remote_end(Scheduler *s, int64_t job, void *ctx) {
+    RemoteEnd *e = ctx;
+    return db_job_remote_end(s->db, job, e->attempt, e->state, e->reported);
+}
+
 static void record(Worker *w, const RemoteAttempt *a, DbJobState fallback, const char *why) {
     Scheduler *s = w->s;
     if (metric_writer_flush(s->mw) != 0)
@@ -197,15 +208,9 @@ static void record(Worker *w, const RemoteAttempt *a, DbJobState fallback, const
     char *reported = NULL;
     /* the end the ranks reported, read again while the database fails: a
      * success must not become the fallback's failure */
-    int rc;
-    for (int tries = 1;
-         (rc = db_job_remote_end(s->db, a->job, a->attempt, &state, &reported)) == DB_ERROR;
-         tries++) {
-        if (tries == 1)
-            scheduler_log(a->job, "error", "reading the ranks' end: %s; trying again every second",
-                          error_get());
-        if (!attempt_wait_to_retry(s)) return; /* the next start requeues it */
-    }
+    int rc = attempt_store(s, a->job, "reading the ranks' end", read_remote_end,
+                           &(RemoteEnd){a->attempt, &state, &reported}, NULL);
+    if (rc == DB_ERROR) return; /* the daemon stops: its next start requeues the job */
     if (rc != DB_OK) {
         state = fallback;
         reported = why ? strdup(why) : NULL;

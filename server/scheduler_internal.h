@@ -99,8 +99,14 @@ void attempt_record_end(Scheduler *s, int64_t job, DbJobState state, const char 
  * preemption), tried again every second while the database fails, as
  * above: a job left `running` with no worker would wait for the next start. */
 void attempt_requeue(Scheduler *s, int64_t job, bool preempted);
-/* Waits a second before a store is tried again; false when the daemon
- * stops meanwhile (its next start finishes what was not stored). */
-bool attempt_wait_to_retry(Scheduler *s);
+/* A database operation on the job's records: a DB_* code. */
+typedef int (*AttemptStore)(Scheduler *s, int64_t job, void *ctx);
+/* store(s, job, ctx) until its answer is not DB_ERROR, tried again every
+ * second (the first failure logged as "<what>: <error>; trying again every
+ * second"). Its answer, with *tries (may be NULL) the tries it took; or
+ * DB_ERROR once the daemon stops (its next start finishes the job's
+ * records: a job left running is put back in the queue). */
+int attempt_store(Scheduler *s, int64_t job, const char *what, AttemptStore store, void *ctx,
+                  int *tries);
 
 #endif
