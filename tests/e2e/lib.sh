@@ -253,6 +253,17 @@ wait_job() {
     done
 }
 
+# wait_stepping JOB: polls GET /v1/jobs/JOB every 0.1 s (30 s at most)
+# until the job runs and has taken a step; its last body stays in $TMP/body.
+wait_stepping() {
+    for _ in $(seq 300); do
+        api GET "/v1/jobs/$1"
+        [ "$(jv 'd["state"] == "running" and d["progress"]["step"] > 0')" = True ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # job_history JOB OUT.jsonl: the job's stored metrics as `traind run
 # --jsonl` writes them, for compare_metrics.py.
 job_history() {

@@ -262,11 +262,7 @@ compare "... its stored metrics against one process" "$TMP/ranks-ref.jsonl" "$TM
 sed 's/"epochs": 2/"epochs": 400/; s/"two-ranks"/"long-ranks"/' "$TMP/ranks.json" >"$TMP/long.json"
 api POST /v1/jobs --data-binary "@$TMP/long.json"
 JL=$(jv 'd["id"]')
-for _ in $(seq 300); do
-    api GET "/v1/jobs/$JL"
-    [ "$(jv 'd["state"] == "running" and d["progress"]["step"] > 0')" = True ] && break
-    sleep 0.1
-done
+wait_stepping "$JL"
 sed 's/"ranks": 2/"ranks": 1/; s/"two-ranks"/"urgent"/' "$TMP/ranks.json" >"$TMP/urgent.json"
 api POST /v1/jobs --data-binary "@$TMP/urgent.json"
 JU=$(jv 'd["id"]')

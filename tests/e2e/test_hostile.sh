@@ -187,11 +187,7 @@ expect "alice uploads pub (shared)" 201
 api POST /v1/jobs --data-binary "$(spec name '"alice-long"' data '{"train": "tab"}' epochs 100000)"
 expect "alice starts a long job" 201
 JOB=$(jv 'd["id"]')
-for _ in $(seq 300); do
-    api GET "/v1/jobs/$JOB"
-    [ "$(jv 'd["state"] == "running" and d["progress"]["step"] > 0')" = True ] && break
-    sleep 0.1
-done
+wait_stepping "$JOB"
 STEP0=$(jv 'd["progress"]["step"]')
 check "alice's job is running (step $STEP0)" "$(jv 'd["state"]')" running
 

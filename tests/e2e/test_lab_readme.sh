@@ -39,11 +39,7 @@ api POST /v1/jobs --data-binary '{"name": "long",
   "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "SGD", "lr": 0.01},
   "epochs": 50, "batch_size": 64}'
 LONG=$(jv 'd["id"]')
-for _ in $(seq 300); do
-    api GET "/v1/jobs/$LONG"
-    [ "$(jv 'd["state"] == "running" and d["progress"]["step"] > 0')" = True ] && break
-    sleep 0.1
-done
+wait_stepping "$LONG"
 check "the admin's long job runs" "$(jv 'd["state"]')" running
 
 # run BLOCKS OUT: README blocks in the reader's directory, curl through the
