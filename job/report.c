@@ -353,16 +353,17 @@ static size_t file_write(const char *data, size_t len, void *ctx) {
     return n;
 }
 
-/* GET .../resume/<which> into dir/<which>.safetensors; with sha256 (not
- * NULL), the file's hash must be it. */
-static int download(Reporter *r, const char *dir, const char *which, const char *sha256) {
+/* GET .../resume/<which> of checkpoint `id` into dir/<which>.safetensors;
+ * with sha256 (not NULL), the file's hash must be it. */
+static int download(Reporter *r, const char *dir, int64_t id, const char *which,
+                    const char *sha256) {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s.safetensors", dir, which);
     FILE *f = fopen(path, "w+b");
     if (!f) return error_sys(errno, "cannot create %s", path);
     AttemptSink sink = {.restart = file_restart, .write = file_write, .ctx = f};
     AttemptRequest q = {.method = "GET", .sink = &sink};
-    snprintf(q.path, sizeof q.path, "/resume/%s", which);
+    snprintf(q.path, sizeof q.path, "/resume/%s?checkpoint=%" PRId64, which, id);
     AttemptReply reply;
     int rc = attempt_http_request(&r->http, r->main_curl, &q, &reply) < 0 ? -1 : 0;
     if (rc == 0) free(reply.data);
@@ -388,16 +389,18 @@ int report_resume(Reporter *r, const char *out_dir, char *dir_out, size_t size) 
     char sha256[SHA256_HEX_LEN + 1];
     const char *said = json_string_value(json_object_get(point, "sha256"));
     snprintf(sha256, sizeof sha256, "%s", said ? said : "");
+    json_int_t id = json_integer_value(json_object_get(point, "checkpoint"));
     json_decref(point);
-    if (strlen(sha256) != SHA256_HEX_LEN)
-        return error_set("resume: the daemon's answer holds no sha256 of the checkpoint");
+    if (strlen(sha256) != SHA256_HEX_LEN || id <= 0)
+        return error_set("resume: the daemon's answer lacks the checkpoint's id or sha256");
     if (snprintf(dir_out, size, "%s/resume-attempt-%d", out_dir, r->http.attempt) >= (int)size)
         return error_set("resume: path too long");
     char *tmp = durable_temp_name(dir_out);
     int rc = tmp && db_mkdir_p(out_dir) == 0 ? 0 : -1;
     if (rc == 0 && mkdir(tmp, 0755) != 0) rc = error_sys(errno, "cannot create %s", tmp);
-    if (rc == 0 && (download(r, tmp, "model", sha256) != 0 ||
-                    download(r, tmp, "trainer", NULL) != 0 || durable_replace_dir(tmp, dir_out) != 0))
+    if (rc == 0 && (download(r, tmp, id, "model", sha256) != 0 ||
+                    download(r, tmp, id, "trainer", NULL) != 0 ||
+                    durable_replace_dir(tmp, dir_out) != 0))
         rc = -1;
     if (rc != 0 && tmp) durable_remove_flat_dir(tmp);
     free(tmp);

@@ -366,9 +366,18 @@ int job_resume_file_get(HttpRequest *req) {
     if (strcmp(which, "model") != 0 && strcmp(which, "trainer") != 0)
         return http_reply_error(req, 404, "not_found", NULL,
                                 "no file '%.32s' (the files: model, trainer)", which);
+    /* ?checkpoint= names the one .../resume answered, so that model and
+     * trainer come from it even when a newer one lands in between */
+    int64_t id;
+    if (http_query_int(req, "checkpoint", 0, 1, INT64_MAX, &id) != 0) return 0;
     DbCheckpoint c;
     error_clear();
-    int st = db_checkpoint_latest(api->db, job, &c);
+    int st = id ? db_checkpoint_get(api->db, id, &c) : db_checkpoint_latest(api->db, job, &c);
+    if (st == DB_OK && c.job_id != job) st = DB_NOT_FOUND;
+    if (st == DB_NOT_FOUND && id)
+        return http_reply_error(req, 404, "not_found", "checkpoint",
+                                "job %" PRId64 " has no checkpoint %" PRId64 " (pruned since?)",
+                                job, id);
     if (st == DB_NOT_FOUND)
         return http_reply_error(req, 404, "not_found", NULL, "job %" PRId64 " has no checkpoint",
                                 job);

@@ -187,6 +187,18 @@ STEPS_K=$((KEPOCHS * 2000 / 50))
 killed_after_checkpoint "$TMP/k1.jsonl"
 last=$(jv 'd["checkpoints"][-1]["step"]')
 check "(c) killed after a checkpoint, before the end" "$([ -n "$last" ] && [ "$last" -lt "$STEPS_K" ] && echo yes)" yes
+# the files of the checkpoint a rank names (?checkpoint=, the id .../resume
+# gave it), so model and trainer are one checkpoint's; none of another job's
+C3=$(jv 'd["checkpoints"][0]["id"]') S3=$(jv 'd["checkpoints"][0]["sha256"]')
+R3=/v1/jobs/$J3/attempts/1/resume
+TOKEN=$(cat "$DIR/token") api GET "$R3/model?checkpoint=$C3"
+check "(c) .../resume/model?checkpoint= of the job's checkpoint: its bytes" \
+    "$(sha256sum <"$TMP/body" | cut -c1-64)" "$S3"
+C1=$(api GET "/v1/jobs/$J1/checkpoints"; jv 'd["checkpoints"][-1]["id"]')
+TOKEN=$(cat "$DIR/token") api GET "$R3/trainer?checkpoint=$C1"
+expect "(c) ... of another job's checkpoint" 404 not_found
+TOKEN=$(cat "$DIR/token") api GET "$R3/trainer?checkpoint=x"
+expect "(c) ... of checkpoint=x" 400
 $(rank_cmd) >"$TMP/k2.jsonl" 2>"$TMP/k2.err"
 check "(c) the rank started again exits 0" "$?" 0
 check "(c) the job succeeded" "$(wait_state "$J3" 10 succeeded)" succeeded
