@@ -79,6 +79,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/backend.h"
+#include "core/data/dataset.h"
 #include "core/error.h"
 #include "server/api.h"
 #include "server/cpu_list.h"
@@ -119,6 +121,17 @@ static void fit_file_limit(ServeOptions *o) {
     log_message("start", "--max-connections %d: the file limit is %llu (ulimit -Hn), so at most "
                 "%d connections", o->max_connections, (unsigned long long)rl.rlim_cur, fit);
     o->max_connections = fit;
+}
+
+/* --max-dataset-mb, or a quarter of the machine's memory: one user's
+ * upload or job may not load a dataset that starves the rest. */
+static void limit_dataset_memory(const ServeOptions *o) {
+    char name[128];
+    uint64_t total = 0, free_bytes;
+    if (!o->max_dataset_mb && backend_for(DEVICE_CPU_INIT)->device_info(
+                                  DEVICE_CPU_INIT, name, sizeof name, &total, &free_bytes) != 0)
+        log_message("start", "no limit on a dataset's memory: %s", error_get());
+    dataset_set_memory_limit(o->max_dataset_mb ? (uint64_t)o->max_dataset_mb << 20 : total / 4);
 }
 
 /* The dashboard's address for the admin, with the token in its fragment
@@ -311,6 +324,7 @@ int cmd_serve(int argc, char **argv) {
         return 2;
     }
     fit_file_limit(&o);
+    limit_dataset_memory(&o);
 
     /* before any thread exists, so every thread inherits the mask */
     sigset_t set;

@@ -162,6 +162,8 @@ static const ServeOption options[] = {
      "memory for metric series kept as formatted chunks; 0 turns it off"},
     {"--max-upload-mb", "N", "4096", INT(max_upload_mb, 1, 1 << 30),
      "the upload size limit (413 above it)"},
+    {"--max-dataset-mb", "N", "memory / 4", INT(max_dataset_mb, 1, 1 << 30),
+     "the memory one dataset may take once loaded (a gzipped IDX claiming more: 422)"},
     {"--import-timeout", "S", "600", INT(import_timeout_s, 1, 86400),
      "the time a URL import may take, per file"},
     {"--import-threads", "N", SERVE_STR(IMPORTER_THREADS_DEFAULT),

@@ -20,6 +20,7 @@ typedef struct {
     int import_threads, imports_per_user;
     AddrPolicy import_policy; /* --import-allow-private, --import-allow-net */
     int max_upload_mb;
+    int max_dataset_mb; /* 0: a quarter of the machine's memory */
     DbQuota quota_defaults; /* --quota-*: -1 (no limit) unless given */
     double fairshare_half_life_s;
     int max_connections, max_per_ip, header_timeout_s, idle_timeout_s;

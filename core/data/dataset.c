@@ -123,6 +123,17 @@ void dataset_free(Dataset *ds) {
     free(ds);
 }
 
+static uint64_t memory_limit;
+
+void dataset_set_memory_limit(uint64_t bytes) { memory_limit = bytes; }
+
+int dataset_memory_check(const char *what, uint64_t bytes) {
+    if (!memory_limit || bytes <= memory_limit) return 0;
+    return error_set("%s: would take %llu bytes of memory, over the %llu bytes one dataset may "
+                     "take on this server", what, (unsigned long long)bytes,
+                     (unsigned long long)memory_limit);
+}
+
 int dataset_sample_shape(const Dataset *ds, int64_t *shape) {
     for (int i = 0; i < ds->input.ndim; i++) shape[i] = ds->input.shape[i];
     return ds->input.ndim;

@@ -98,6 +98,15 @@ void dataset_free(Dataset *ds); /* NULL is fine */
 /* Shape of one sample's input; returns its ndim. */
 int dataset_sample_shape(const Dataset *ds, int64_t *shape);
 
+/* ---- the memory one loaded dataset may take ----
+ * A daemon shares its memory with every user's uploads and jobs, and a
+ * file may claim far more than its bytes (a gzipped IDX inflates up to
+ * 1032:1): a loader checks such a claim against this limit before it
+ * allocates. 0 (the default, traind run's): no limit. Set once, at start. */
+void dataset_set_memory_limit(uint64_t bytes);
+/* 0, or -1 with an error naming `what` when `bytes` are over the limit. */
+int dataset_memory_check(const char *what, uint64_t bytes);
+
 /* ---- MNIST IDX (core/data/idx.c) ----
  * images: magic 0x00000803, dims [N, H, W]; labels: magic 0x00000801, dims [N].
  * Either file may be gzipped (detected by its magic bytes, not its name). */

@@ -15,8 +15,9 @@
 # methods, malformed and 10,000-level JSON, wrong types, huge, negative and
 # NaN numbers, names and ids with path tricks (../, %2e%2e, %00, unicode,
 # 10 KB, 1e3, 0x10, -1, 99999999999999999999), truncated and lying files
-# (an IDX gzip cut in half, an IDX header claiming more images, a ragged
-# CSV row, an NPY header claiming more rows), bodies larger than the
+# (an IDX gzip cut in half, an IDX header claiming more images, one
+# inflating past --max-dataset-mb, a ragged CSV row, an NPY header
+# claiming more rows), bodies larger than the
 # limits, a multipart body of 1,000 parts, duplicate parts, SSRF imports
 # (loopback, link-local, file://, gopher://), other users' jobs and
 # datasets; and on raw sockets a Content-Length smaller or larger than
@@ -132,6 +133,12 @@ open(d + "/labels-idx1-ubyte.gz", "wb").write(gzip.compress(labels))
 # a header claiming 5,000 images over the 500 it holds
 open(d + "/lying-images-idx3-ubyte.gz", "wb").write(
     gzip.compress(struct.pack(">IIII", 0x803, 5000, 28, 28) + rng.randbytes(n * 784)))
+# a true claim: 100,000 blank images (78 MB) in 76 KB of gzip, over
+# --max-dataset-mb 64
+open(d + "/blank-images-idx3-ubyte.gz", "wb").write(
+    gzip.compress(struct.pack(">IIII", 0x803, 100000, 28, 28) + bytes(100000 * 784)))
+open(d + "/blank-labels-idx1-ubyte.gz", "wb").write(
+    gzip.compress(struct.pack(">II", 0x801, 100000) + bytes(100000)))
 # ragged rows: data row 8 has one column too many, row 9 two too few
 rows = ["x0,x1,x2,x3,label"] + ["%d,%d,%d,%d,%d" % (i, i, i, i, i % 3) for i in range(20)]
 rows[8] += ",9"
@@ -165,7 +172,7 @@ LONG=$($PY -c 'print("n" * 10240)')
 echo "hostile-metrics-token-0123456789" >"$TMP/metrics.token"
 SCRAPE=hostile-metrics-token-0123456789
 start_daemon "$VAR" "$LOG" --quiet --workers 1 --threads-per-job 1 --max-upload-mb 1 \
-    --idle-timeout 5 --metrics-token-file "$TMP/metrics.token"
+    --max-dataset-mb 64 --idle-timeout 5 --metrics-token-file "$TMP/metrics.token"
 ADMIN=$TOKEN
 ALICE=$("$TRAIND" user add alice --data-dir "$VAR" 2>"$TMP/user.err")
 BOB=$("$TRAIND" user add bob --data-dir "$VAR" 2>>"$TMP/user.err")
@@ -317,6 +324,10 @@ hostile "upload: an IDX gzip cut in half" 422 invalid_dataset POST $DS -F name=c
 hostile "upload: an IDX header claiming 5,000 images over 500" 422 invalid_dataset POST $DS \
     -F name=lying -F format=idx -F "images=@$F/lying-images-idx3-ubyte.gz" \
     -F "labels=@$F/labels-idx1-ubyte.gz"
+hostile "upload: an IDX gzip of 76 KB inflating to 78 MB, over --max-dataset-mb 64" 422 \
+    invalid_dataset POST $DS -F name=blank -F format=idx \
+    -F "images=@$F/blank-images-idx3-ubyte.gz" -F "labels=@$F/blank-labels-idx1-ubyte.gz"
+has "... naming the limit" "$TMP/body" "would take 79300000 bytes of memory, over the 67108864 bytes"
 hostile "upload: a CSV with ragged rows" 422 invalid_dataset POST $DS -F name=ragged \
     -F format=csv -F label_column=label -F "file=@$F/ragged.csv"
 hostile "upload: NPY headers claiming 1,000 rows over 10" 422 invalid_dataset POST $DS \

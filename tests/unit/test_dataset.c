@@ -227,6 +227,28 @@ Test(dataset, idx_huge_claim_refused_before_allocating) {
                           "gzip file of");
 }
 
+/* a true claim (a megabyte in a few KB of gzip) over a daemon's
+ * limit on a dataset's memory: refused before allocating, loaded without */
+Test(dataset, idx_claim_over_the_memory_limit) {
+    char ip[512], lp[512];
+    write_idx_pair(in_dir("i.gz", ip, sizeof ip), in_dir("l.gz", lp, sizeof lp), 16, 256, 256, 16,
+                   0, true);
+    dataset_set_memory_limit(1 << 20);
+    Dataset *ds = dataset_load_idx(ip, lp);
+    dataset_set_memory_limit(0);
+    cr_assert_null(ds);
+    char want[700];
+    snprintf(want, sizeof want, "idx: %s with its labels: would take %d bytes of memory, over the "
+             "1048576 bytes one dataset may take on this server", ip, (1 << 20) + 16 * 9);
+    cr_assert_str_eq(error_get(), want);
+    dataset_set_memory_limit((1 << 20) + 16 * 9);
+    ds = dataset_load_idx(ip, lp);
+    dataset_set_memory_limit(0);
+    cr_assert_not_null(ds, "%s", error_get());
+    cr_assert_eq(ds->n, 16);
+    dataset_free(ds);
+}
+
 Test(dataset, idx_wrong_magic) {
     char ip[512], lp[512];
     write_idx_pair(in_dir("i.gz", ip, sizeof ip), in_dir("l.gz", lp, sizeof lp), 3, 2, 2, 3, 0,
