@@ -310,6 +310,10 @@ typedef struct {
  * such as "model[4] Linear: in_features=1000 but its input has 6272
  * features" (path "model[4]"). */
 int job_spec_check_shapes(const JobSpec *spec, const SpecDataShape *data, SpecModelSize *out);
+/* job_spec_check_shapes for the short last batch of `samples` training
+ * samples, unless drop_last leaves it out: a model that takes a full batch
+ * may fail on it (a BatchNorm given one sample). */
+int job_spec_check_last_batch(const JobSpec *spec, const SpecDataShape *data, int64_t samples);
 /* job_spec_check_shapes for a loaded dataset (train, or val: call it for each). */
 int job_spec_check_data(const JobSpec *spec, const Dataset *ds, SpecModelSize *out);
 

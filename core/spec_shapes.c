@@ -111,6 +111,17 @@ static void layer_counts(const SpecLayer *l, int64_t *params, int64_t *buffers) 
     }
 }
 
+/* A BatchNorm training on this batch: more than one value per channel
+ * (its variance), or PyTorch's "Expected more than 1 value per channel
+ * when training" at the step. */
+static int batch_norm_values(int n, const int64_t *x) {
+    char s[128];
+    if (x[1] == 0 || numel(n, x) / x[1] > 1) return 0;
+    return error_set("its input %s holds 1 value per channel, but training a BatchNorm needs "
+                     "more than 1 (a batch of one sample of a single position)",
+                     shape_str(n, x, s, sizeof s));
+}
+
 /* One layer's output shape for its input (x, n). -1 with a bare error. */
 static int layer_shape(const SpecLayer *l, int n, const int64_t *x, int *on, int64_t *out) {
     Size2d stride = l->stride;
@@ -127,8 +138,10 @@ static int layer_shape(const SpecLayer *l, int n, const int64_t *x, int *on, int
     case SPEC_LAYER_FLATTEN: return nn_flatten_shape(l->start_dim, l->end_dim, n, x, on, out);
     case SPEC_LAYER_BATCH_NORM1D:
     case SPEC_LAYER_BATCH_NORM2D:
-        return nn_batch_norm_shape(l->num_features, l->type == SPEC_LAYER_BATCH_NORM2D, n, x, on,
-                                   out);
+        if (nn_batch_norm_shape(l->num_features, l->type == SPEC_LAYER_BATCH_NORM2D, n, x, on,
+                                out) != 0)
+            return -1;
+        return batch_norm_values(n, x);
     case SPEC_LAYER_LAYER_NORM:
         return nn_layer_norm_shape(l->norm_ndim, l->normalized_shape, n, x, on, out);
     case SPEC_LAYER_EMBEDDING: return nn_embedding_shape(l->embedding_dim, n, x, on, out);
@@ -228,15 +241,16 @@ static int64_t train_bytes(const JobSpec *spec, const SpecModelSize *z, int64_t 
     return spec_sat_mul(elems, 4);
 }
 
-int job_spec_check_shapes(const JobSpec *spec, const SpecDataShape *d, SpecModelSize *out) {
-    if (!spec || !d) return error_set("job_spec_check_shapes: no spec or no data shape");
+/* job_spec_check_shapes for a batch of `batch` samples. */
+static int check_batch(const JobSpec *spec, const SpecDataShape *d, int64_t batch,
+                       SpecModelSize *out) {
     if (d->input_ndim + 1 > TENSOR_MAX_DIMS)
         return error_at("data", "samples have %d dimensions (at most %d)", d->input_ndim,
                         TENSOR_MAX_DIMS - 1);
     /* one batch, as the DataLoader hands it to the model: each sample
      * through the image transforms, then the batch through the others */
     int64_t in[TENSOR_MAX_DIMS], x[TENSOR_MAX_DIMS];
-    in[0] = spec->batch_size;
+    in[0] = batch;
     if (spec->augment.count > 0 && d->input_dtype != DTYPE_UINT8 &&
         d->input_dtype != DTYPE_FLOAT32)
         return error_at("data.transforms[0]",
@@ -271,6 +285,19 @@ int job_spec_check_shapes(const JobSpec *spec, const SpecDataShape *d, SpecModel
     size.train_bytes = train_bytes(spec, &size, numel(xn, x));
     if (out) *out = size;
     return 0;
+}
+
+int job_spec_check_shapes(const JobSpec *spec, const SpecDataShape *d, SpecModelSize *out) {
+    if (!spec || !d) return error_set("job_spec_check_shapes: no spec or no data shape");
+    return check_batch(spec, d, spec->batch_size, out);
+}
+
+int job_spec_check_last_batch(const JobSpec *spec, const SpecDataShape *d, int64_t samples) {
+    int64_t last = samples % spec->batch_size;
+    if (spec->drop_last || last == 0 || check_batch(spec, d, last, NULL) == 0) return 0;
+    return error_prefix("the last batch of data.train holds %lld of its %lld samples (batches "
+                        "of %lld; \"drop_last\": true leaves it out)", (long long)last,
+                        (long long)samples, (long long)spec->batch_size);
 }
 
 int job_spec_check_data(const JobSpec *spec, const Dataset *ds, SpecModelSize *out) {

@@ -279,7 +279,10 @@ int job_build(JobBuild *b, JobSpec *spec, const JobDaemon *d) {
               daemon_source_check(&spec->val, "data.val")))
         return -1;
     b->train_ds = load_source(spec, d, false);
+    SpecDataShape train_shape;
     if (!b->train_ds || job_spec_check_data(spec, b->train_ds, NULL) != 0) return -1;
+    spec_data_shape_of(b->train_ds, &train_shape);
+    if (job_spec_check_last_batch(spec, &train_shape, b->train_ds->n) != 0) return -1;
     if (spec->val.kind != SPEC_SOURCE_NONE) {
         b->val_ds = load_source(spec, d, true);
         if (!b->val_ds || job_spec_check_data(spec, b->val_ds, NULL) != 0 ||
@@ -451,8 +454,8 @@ static int check_named(const JobDaemon *d, const JobSpec *spec, bool val, int64_
         rc = token_record_shape(&rec, &tok, field, &shape, samples);
     if (rc == 0 && job_build_is_tokens(rec.format)) rc = check_vocabulary(spec, &shape);
     db_dataset_clear(&rec);
-    if (rc != 0) return -1;
-    return job_spec_check_shapes(spec, &shape, size);
+    if (rc != 0 || job_spec_check_shapes(spec, &shape, size) != 0) return -1;
+    return val ? 0 : job_spec_check_last_batch(spec, &shape, *samples);
 }
 
 /* epochs x batches of data.train, within JOB_MAX_STEPS; at least a step

@@ -267,6 +267,13 @@ Test(job_scheduler, bad_specs_refused_at_submission) {
          " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"batch_size\": 48, \"scheduler\":"
          " {\"type\": \"OneCycleLR\", \"max_lr\": 0.5, \"pct_start\": 0.5, \"interval\": \"step\"}}",
          "scheduler: OneCycleLR: momentum is not finite at step 0 (a phase of no steps"},
+        /* a BatchNorm1d given the last batch of 1 (96 = 5 x 19 + 1) */
+        {"{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"BatchNorm1d\", "
+         "\"num_features\": 4}, {\"type\": \"Linear\", \"in_features\": 4, \"out_features\": 3}], "
+         "\"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\": {\"type\": \"SGD\", \"lr\": "
+         "0.1}, \"epochs\": 1, \"batch_size\": 19}",
+         "the last batch of data.train holds 1 of its 96 samples (batches of 19; \"drop_last\": "
+         "true leaves it out): model[0] BatchNorm1d: its input [1, 4] holds 1 value per channel"},
         /* an lr_lambda that raises, or turns negative, at an epoch of the job */
         {"{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
          " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"

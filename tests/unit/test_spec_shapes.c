@@ -40,6 +40,44 @@ Test(spec, linear_mismatch_names_layer_and_shapes) {
     job_spec_free(s);
 }
 
+/* A BatchNorm1d trains on a batch of 64, not on a last batch of 1 (59969
+ * samples; PyTorch fails that step); a BatchNorm2d on one image of 28x28
+ * has 784 values a channel. drop_last leaves the short batch out. */
+Test(spec, batch_norm_on_the_short_last_batch) {
+    static const char *const bn1d =
+        "[{\"type\": \"Flatten\"}, {\"type\": \"Linear\", \"in_features\": 784, "
+        "\"out_features\": 16}, {\"type\": \"BatchNorm1d\", \"num_features\": 16}, "
+        "{\"type\": \"Linear\", \"in_features\": 16, \"out_features\": 10}]";
+    char *t = spec_example_variant(spec_example_design, "model", bn1d);
+    JobSpec *s = spec_example_parse(t);
+    free(t);
+    SpecDataShape d = spec_example_mnist();
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), 0, "%s", error_get());
+    cr_assert_eq(job_spec_check_last_batch(s, &d, 60000 + 65), 0, "%s", error_get());
+    cr_assert_eq(job_spec_check_last_batch(s, &d, 59969), -1);
+    cr_assert_str_eq(error_get(), "the last batch of data.train holds 1 of its 59969 samples "
+                                  "(batches of 64; \"drop_last\": true leaves it out): model[2] "
+                                  "BatchNorm1d: "
+                                  "its input [1, 16] holds 1 value per channel, but training a "
+                                  "BatchNorm needs more than 1 (a batch of one sample of a "
+                                  "single position)");
+    cr_assert_str_eq(error_last()->path, "model[2]");
+    s->drop_last = true;
+    cr_assert_eq(job_spec_check_last_batch(s, &d, 59969), 0, "%s", error_get());
+    s->batch_size = 1; /* every batch */
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
+    job_spec_free(s);
+
+    t = spec_example_variant(spec_example_design, "model",
+                             "[{\"type\": \"BatchNorm2d\", \"num_features\": 1}, "
+                             "{\"type\": \"Flatten\"}, {\"type\": \"Linear\", "
+                             "\"in_features\": 784, \"out_features\": 10}]");
+    s = spec_example_parse(t);
+    free(t);
+    cr_assert_eq(job_spec_check_last_batch(s, &d, 59969), 0, "%s", error_get());
+    job_spec_free(s);
+}
+
 Test(spec, loss_and_transform_checks) {
     JobSpec *s = spec_example_parse(spec_example_design);
     SpecDataShape d = spec_example_mnist();
