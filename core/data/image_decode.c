@@ -53,12 +53,18 @@ static void to_planar(const uint8_t *src, int src_ch, int64_t pixels, int channe
     }
 }
 
-static int check_size(const char *name, const char *kind, long long w, long long h) {
+/* The header's size, before any pixel is allocated: 0, -1 with an error,
+ * or 1 (its size in out) when it is not like's. */
+static int check_size(const char *name, const char *kind, long long w, long long h,
+                      const Image *like, Image *out) {
     if (w <= 0 || h <= 0) return error_set("%s: %s of %lldx%lld pixels", name, kind, w, h);
     if (w * h > IMAGE_MAX_PIXELS)
         return error_set("%s: %s of %lldx%lld pixels is over the limit of %lld pixels (a "
                          "decompression bomb?)", name, kind, w, h, (long long)IMAGE_MAX_PIXELS);
-    return 0;
+    if (!like || (w == like->width && h == like->height)) return 0;
+    out->width = (int)w;
+    out->height = (int)h;
+    return 1;
 }
 
 /* The samples of a decoded file (HWC) into out's planes. Takes `hwc`. */
@@ -125,7 +131,7 @@ static bool png_setup(png_structp png, png_infop info) {
     return grey16;
 }
 
-static int decode_png(FILE *fp, const char *name, int channels, Image *out) {
+static int decode_png(FILE *fp, const char *name, int channels, const Image *like, Image *out) {
     PngErr err = {""};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &err, png_on_error,
                                              png_on_warning);
@@ -145,9 +151,10 @@ static int decode_png(FILE *fp, const char *name, int channels, Image *out) {
     png_set_read_fn(png, fp, png_on_read);
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
-    if (check_size(name, "a PNG image", w, h) != 0) {
+    int sized = check_size(name, "a PNG image", w, h, like, out);
+    if (sized != 0) {
         png_destroy_read_struct(&png, &info, NULL);
-        return -1;
+        return sized;
     }
     bool grey16 = png_setup(png, info);
     size_t rowbytes = png_get_rowbytes(png, info);
@@ -185,7 +192,8 @@ static void jpeg_on_message(j_common_ptr c, int level) {
     if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF) e->truncated = true;
 }
 
-static int decode_jpeg(FILE *fp, const char *name, int channels, Image *out) {
+static int decode_jpeg(FILE *fp, const char *name, int channels, const Image *like,
+                       Image *out) {
     struct jpeg_decompress_struct cinfo;
     JpegErr err;
     memset(&err, 0, sizeof err);
@@ -207,9 +215,10 @@ static int decode_jpeg(FILE *fp, const char *name, int channels, Image *out) {
                          name);
     }
     cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
-    if (check_size(name, "a JPEG image", cinfo.image_width, cinfo.image_height) != 0) {
+    int sized = check_size(name, "a JPEG image", cinfo.image_width, cinfo.image_height, like, out);
+    if (sized != 0) {
         jpeg_destroy_decompress(&cinfo);
-        return -1;
+        return sized;
     }
     jpeg_start_decompress(&cinfo);
     int w = (int)cinfo.output_width, h = (int)cinfo.output_height;
@@ -231,7 +240,8 @@ static int decode_jpeg(FILE *fp, const char *name, int channels, Image *out) {
 
 /* ---- by signature ---- */
 
-int image_decode(const char *path, const char *name, int channels, Image *out) {
+int image_decode(const char *path, const char *name, int channels, const Image *like,
+                 Image *out) {
     memset(out, 0, sizeof *out);
     FILE *fp = fopen(path, "rb");
     if (!fp) return error_sys(errno, "%s", name);
@@ -240,9 +250,9 @@ int image_decode(const char *path, const char *name, int channels, Image *out) {
     rewind(fp);
     int rc;
     if (got == 8 && png_sig_cmp(sig, 0, 8) == 0)
-        rc = decode_png(fp, name, channels, out);
+        rc = decode_png(fp, name, channels, like, out);
     else if (got >= 3 && sig[0] == 0xFF && sig[1] == 0xD8 && sig[2] == 0xFF)
-        rc = decode_jpeg(fp, name, channels, out);
+        rc = decode_jpeg(fp, name, channels, like, out);
     else if (got == 0)
         rc = error_set("%s: an empty file, not a PNG or JPEG image", name);
     else

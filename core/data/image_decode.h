@@ -23,7 +23,11 @@ typedef struct {
 
 /* Decodes the file at `path` into out (channels 3: RGB, 1: L). `name` is
  * how errors call the file ("cat/001.png": a path relative to the folder
- * the user gave). 0, or -1 with an error "NAME: what is wrong". */
-int image_decode(const char *path, const char *name, int channels, Image *out);
+ * the user gave). 0, or -1 with an error "NAME: what is wrong". With
+ * `like` (not NULL), an image of another width or height is not decoded
+ * (a folder's images are of one size, and a small file may claim 64
+ * Mpixel, in every thread at once): 1, its size in out, no pixels. */
+int image_decode(const char *path, const char *name, int channels, const Image *like,
+                 Image *out);
 
 #endif

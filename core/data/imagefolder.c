@@ -243,10 +243,13 @@ typedef struct {
     char error[ERROR_MAX];
 } Decode;
 
-static int decode_one(Decode *d, int64_t i, Image *img) {
+/* File i into img: 0; -1 with an error; 1 (its size in img, no pixels)
+ * when it is not of the folder's size, once that is known (d->width). */
+static int decode_one(const Decode *d, int64_t i, Image *img) {
     char *path = join(d->root, d->files[i]);
     if (!path) return error_set("out of memory");
-    int rc = image_decode(path, d->files[i], d->channels, img);
+    Image like = {.width = d->width, .height = d->height};
+    int rc = image_decode(path, d->files[i], d->channels, d->width ? &like : NULL, img);
     free(path);
     return rc;
 }
@@ -261,16 +264,16 @@ static void record_failure(Decode *d, int64_t i) {
 
 static void decode_into_row(Decode *d, int64_t i) {
     Image img;
-    if (decode_one(d, i, &img) != 0) {
-        record_failure(d, i);
-        return;
-    }
-    if (img.width != d->width || img.height != d->height) {
+    int rc = decode_one(d, i, &img);
+    if (rc == 1)
         error_set("%s: %dx%d pixels, but %s (the first image) is %dx%d; the images of a folder "
                   "must be of one size (resize them first)", d->files[i], img.width, img.height,
                   d->files[0], d->width, d->height);
+    if (rc != 0) {
         record_failure(d, i);
-    } else if (d->rows) { /* NULL: only checking */
+        return;
+    }
+    if (d->rows) { /* NULL: only checking */
         size_t row = (size_t)d->channels * d->width * d->height;
         memcpy(d->rows + (size_t)i * row, img.pixels, row);
     }
@@ -298,6 +301,12 @@ static Tensor *decode_all(const char *root, Names *files, int channels) {
         free(first.pixels);
         error_set("%d images of %dx%d are over %lld bytes", files->n,
                   first.width, first.height, (long long)FOLDER_MAX_BYTES);
+        return NULL;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "%d images of %dx%d", files->n, first.width, first.height);
+    if (dataset_memory_check(what, (uint64_t)(row + (int64_t)sizeof(int64_t)) * files->n) != 0) {
+        free(first.pixels);
         return NULL;
     }
     int64_t shape[4] = {files->n, channels, first.height, first.width};
@@ -338,16 +347,16 @@ static int folder_gather(const DatasetProducer *p, const int64_t *idx, int64_t n
     Decode d = f->d;
     for (int64_t i = 0; i < n; i++) {
         Image img;
-        if (decode_one(&d, idx[i], &img) != 0) return -1;
-        int rc = 0;
-        if (img.width != d.width || img.height != d.height)
-            rc = error_set("%s: %dx%d pixels, but the folder's images are %dx%d", d.files[idx[i]],
-                           img.width, img.height, d.width, d.height);
-        else
-            memcpy((uint8_t *)inputs + (size_t)i * d.channels * d.width * d.height, img.pixels,
-                   (size_t)d.channels * d.width * d.height);
+        int rc = decode_one(&d, idx[i], &img);
+        if (rc == 1) {
+            error_set("%s: %dx%d pixels, but the folder's images are %dx%d", d.files[idx[i]],
+                      img.width, img.height, d.width, d.height);
+            return error_prefix("imagefolder %s", d.root);
+        }
+        if (rc != 0) return -1;
+        memcpy((uint8_t *)inputs + (size_t)i * d.channels * d.width * d.height, img.pixels,
+               (size_t)d.channels * d.width * d.height);
         free(img.pixels);
-        if (rc != 0) return error_prefix("imagefolder %s", d.root);
         ((int64_t *)targets)[i] = f->labels[idx[i]];
     }
     return 0;

@@ -23,7 +23,7 @@
 
 static int decode(const char *path, int channels, Image *img) {
     fuzz_begin();
-    int rc = image_decode(path, "fuzz.img", channels, img);
+    int rc = image_decode(path, "fuzz.img", channels, NULL, img);
     fuzz_end(channels == 3 ? "image_decode RGB" : "image_decode L", rc != 0);
     if (rc != 0 && img->pixels) fuzz_fail("image_decode failed but left pixels");
     if (rc == 0 && (!img->pixels || img->channels != channels || img->width <= 0 ||

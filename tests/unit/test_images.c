@@ -65,7 +65,7 @@ static void check_decode(json_t *kase, const char *file, const char *key, int ch
     char path[256];
     snprintf(path, sizeof path, IMAGES "/%s", file);
     Image img;
-    cr_assert_eq(image_decode(path, file, channels, &img), 0, "%s", error_get());
+    cr_assert_eq(image_decode(path, file, channels, NULL, &img), 0, "%s", error_get());
     Tensor *want = fixture_tensor(kase, key);
     cr_assert_eq(img.channels, channels);
     cr_assert_eq(img.height, want->shape[1], "%s height", file);
@@ -98,7 +98,7 @@ static void expect_decode_error(const char *file, const char *want) {
     char path[256];
     snprintf(path, sizeof path, IMAGES "/%s", file);
     Image img;
-    cr_assert_eq(image_decode(path, file, 3, &img), -1, "%s decoded", file);
+    cr_assert_eq(image_decode(path, file, 3, NULL, &img), -1, "%s decoded", file);
     cr_assert_null(img.pixels);
     cr_assert_str_eq(error_get(), want);
 }
@@ -117,6 +117,28 @@ Test(images, bad_files_named) {
                         "bad_bomb.png: a PNG image of 20000x20000 pixels is over the limit of "
                         "67108864 pixels (a decompression bomb?)");
     expect_decode_error("missing.png", "missing.png: No such file or directory");
+}
+
+/* An image not of the size asked for is not decoded: its size, no pixels
+ * and no decoding error (the truncated PNG and JPEG are never read past
+ * their headers); of that size, decoded as without. */
+Test(images, decode_of_another_size_stops_at_the_header) {
+    static const char *const files[] = {"bad_truncated.png", "bad_truncated.jpg",
+                                        "rgb8_adam7.png"};
+    Image like = {.width = 1000, .height = 1000}, img;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, IMAGES "/%s", files[i]);
+        cr_assert_eq(image_decode(path, files[i], 3, &like, &img), 1, "%s", files[i]);
+        cr_assert_null(img.pixels);
+        cr_assert(img.width > 0 && img.width != 1000 && img.height > 0, "%s", files[i]);
+    }
+    Image any;
+    cr_assert_eq(image_decode(IMAGES "/rgb8_adam7.png", "a.png", 3, NULL, &any), 0);
+    cr_assert_eq(image_decode(IMAGES "/rgb8_adam7.png", "a.png", 3, &any, &img), 0);
+    cr_assert_eq(memcmp(any.pixels, img.pixels, (size_t)3 * any.width * any.height), 0);
+    free(any.pixels);
+    free(img.pixels);
 }
 
 /* ---- image folders ---- */
@@ -236,7 +258,7 @@ static void expect_folder_error(const char *want_suffix) {
         cr_assert_null(ds, "mode %d", m);
         char want[1024];
         snprintf(want, sizeof want, "imagefolder %s: %s", dir, want_suffix);
-        cr_assert_str_eq(error_get(), want, "mode %d", m);
+        cr_assert_str_eq(error_get(), want, "mode %d: %s", m, error_get());
     }
 }
 
@@ -267,8 +289,22 @@ Test(images, imagefolder_errors_name_the_file) {
                         "of a folder must be of one size (resize them first)");
     copy_image("rgb8.png", "c/3.png");
     copy_image("bad_ihdr_lies.png", "b/sub/x.png");
-    expect_folder_error("b/sub/x.png: not a valid PNG image (Not enough image data)");
+    /* its header claims 7x20: refused before its data is read */
+    expect_folder_error("b/sub/x.png: 7x20 pixels, but a/1.png (the first image) is 7x5; the "
+                        "images of a folder must be of one size (resize them first)");
     unlink(strcat(strcpy(want, dir), "/b/sub/x.png"));
+    /* a daemon's limit on a dataset's memory, a byte short of the decoded
+     * folder's (a lazy one holds no rows) */
+    dataset_set_memory_limit(5 * (3 * 7 * 5 + 8) - 1);
+    ds = dataset_load_imagefolder(dir, false, IMAGEFOLDER_DECODE_NOW);
+    Dataset *lazy = dataset_load_imagefolder(dir, false, IMAGEFOLDER_CHECK_NOW_DECODE_PER_BATCH);
+    dataset_set_memory_limit(0);
+    cr_assert_null(ds);
+    snprintf(want, sizeof want, "imagefolder %s: 5 images of 7x5: would take 565 bytes of "
+             "memory, over the 564 bytes one dataset may take on this server", dir);
+    cr_assert_str_eq(error_get(), want);
+    cr_assert_not_null(lazy);
+    dataset_free(lazy);
     ds = dataset_load_imagefolder(dir, false, IMAGEFOLDER_DECODE_NOW);
     cr_assert_not_null(ds, "%s", error_get());
     cr_assert_eq(ds->n, 5);
