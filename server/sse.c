@@ -65,9 +65,10 @@ void sse_free(SseBuf *b) {
     memset(b, 0, sizeof *b);
 }
 
-int sse_resume_point(HttpRequest *req, int64_t def, int64_t *out) {
+int sse_resume_point(HttpRequest *req, int64_t def, int64_t *out, bool *reconnect) {
     const char *last = http_header(req, "Last-Event-ID");
-    if (last && *last) {
+    *reconnect = last && *last;
+    if (*reconnect) {
         char *end;
         errno = 0;
         long long v = strtoll(last, &end, 10);

@@ -70,10 +70,10 @@ ssize_t sse_pacer_take(SsePacer *p, SseBuf *out, char *buf, size_t max);
 ssize_t sse_follow_read(SsePacer *p, SseBuf *out, bool ended, const uint64_t *gens, int n,
                         int (*poll)(void *ctx), void *ctx, char *buf, size_t max);
 
-/* Where a follower resumes: Last-Event-ID (a reconnect) if present, else
- * the query argument `after`, else def. -1 after replying 400 for a value
- * that is not an integer; 0 otherwise, the value in *out. */
-int sse_resume_point(HttpRequest *req, int64_t def, int64_t *out);
+/* Where a follower resumes: Last-Event-ID (a reconnect: *reconnect true)
+ * if present, else the query argument `after`, else def. -1 after replying
+ * 400 for a value that is not an integer; 0 otherwise, the value in *out. */
+int sse_resume_point(HttpRequest *req, int64_t def, int64_t *out, bool *reconnect);
 
 /* A JSON number, or null for NaN and infinities (JSON has neither). */
 json_t *sse_number(double v);

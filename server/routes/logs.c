@@ -92,9 +92,8 @@ static int reply_lines(HttpRequest *req, int64_t job, DbLogLine *lines, int n, i
  * does after a reply failed). A reconnect (Last-Event-ID) goes on from its
  * own point instead. */
 static bool tail_replied(HttpRequest *req, int64_t job, int64_t tail, bool follow,
-                         int64_t *after) {
-    const char *last = http_header(req, "Last-Event-ID");
-    if (follow && last && *last) return false;
+                         bool reconnect, int64_t *after) {
+    if (follow && reconnect) return false;
     Api *api = http_app(req);
     DbLogLine *lines = NULL;
     int n = 0;
@@ -116,16 +115,16 @@ int logs_get(HttpRequest *req) {
     Api *api = http_app(req);
     int64_t job = api_job_param(req, NULL);
     if (job < 0) return 0;
-    bool follow;
+    bool follow, reconnect;
     int64_t after, limit, tail;
-    if (http_query_bool(req, "follow", &follow) || sse_resume_point(req, 0, &after) ||
+    if (http_query_bool(req, "follow", &follow) || sse_resume_point(req, 0, &after, &reconnect) ||
         http_query_int(req, "limit", 1000, 1, 10000, &limit) ||
         http_query_int(req, "tail", 0, 1, 10000, &tail))
         return 0;
     if (tail > 0 && http_query(req, "after"))
         return http_reply_error(req, 400, "bad_query", "?tail",
                                 "tail: not with after (the last lines start where they start)");
-    if (tail > 0 && tail_replied(req, job, tail, follow, &after)) return 0;
+    if (tail > 0 && tail_replied(req, job, tail, follow, reconnect, &after)) return 0;
     if (follow) {
         Follow *f = calloc(1, sizeof *f);
         if (!f) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");

@@ -397,13 +397,13 @@ int metrics_get(HttpRequest *req) {
     int64_t job = api_job_param(req, &j);
     if (job < 0) return 0;
     const char *name = http_query(req, "name");
-    bool follow;
+    bool follow, reconnect;
     int64_t after, before, limit, max_points;
     if (name && (!*name || strlen(name) > DB_METRIC_NAME_MAX)) {
         db_job_clear(&j);
         return http_reply_error(req, 400, "bad_query", "?name", "name: expected a metric name");
     }
-    if (http_query_bool(req, "follow", &follow) || sse_resume_point(req, -1, &after) ||
+    if (http_query_bool(req, "follow", &follow) || sse_resume_point(req, -1, &after, &reconnect) ||
         http_query_int(req, "limit", 10000, 1, 100000, &limit) ||
         http_query_int(req, "max_points", 0, 1, 100000, &max_points) ||
         http_query_int(req, "before", 0, 1, INT64_MAX, &before) ||
@@ -417,8 +417,7 @@ int metrics_get(HttpRequest *req) {
         return rc;
     }
     db_job_clear(&j);
-    const char *last = http_header(req, "Last-Event-ID");
-    if (last && *last && after >= 0) after--; /* that step again */
+    if (reconnect && after >= 0) after--; /* that step again */
 
     Follow *f = calloc(1, sizeof *f);
     if (!f) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
