@@ -389,9 +389,11 @@ int db_dataset_resolve(Db *db, const DbViewer *viewer, const char *ref, DbDatase
         }
     } else if (slash) { /* user/name: that user's */
         char user[DB_USER_NAME_MAX + 1];
-        snprintf(user, sizeof user, "%.*s", (int)(slash - ref), ref);
         DbUser u;
-        rc = db_user_get_by_name(db, user, &u);
+        /* a longer name is no user's, not the one it starts with */
+        rc = slash - ref <= DB_USER_NAME_MAX ? DB_OK : DB_NOT_FOUND;
+        snprintf(user, sizeof user, "%.*s", (int)(slash - ref), ref);
+        if (rc == DB_OK) rc = db_user_get_by_name(db, user, &u);
         if (rc == DB_OK) rc = by_name(db, viewer, u.id, slash + 1, out);
     } else
         rc = by_name(db, viewer, 0, ref, out);

@@ -476,6 +476,27 @@ Test(storage, dataset_crud) {
     remove_tmp();
 }
 
+/* "user/name" of a user name longer than any: no one's, not the user
+ * whose name it starts with */
+Test(storage, dataset_ref_of_a_too_long_user_name) {
+    Db *db = open_tmp();
+    char name[DB_USER_NAME_MAX + 2], token[128], ref[160];
+    memset(name, 'a', DB_USER_NAME_MAX);
+    name[DB_USER_NAME_MAX] = '\0';
+    int64_t owner, id;
+    cr_assert_eq(db_user_create(db, name, false, &owner, token), DB_OK, "%s", error_get());
+    cr_assert_eq(db_dataset_insert(db, "train", "csv", NULL, owner, &id), DB_OK);
+    cr_assert_eq(db_dataset_set_shared(db, id, true), DB_OK);
+    DbDataset ds;
+    snprintf(ref, sizeof ref, "%s/train", name);
+    cr_assert_eq(db_dataset_resolve(db, NULL, ref, &ds), DB_OK);
+    db_dataset_clear(&ds);
+    snprintf(ref, sizeof ref, "%sa/train", name);
+    cr_assert_eq(db_dataset_resolve(db, NULL, ref, &ds), DB_NOT_FOUND);
+    db_close(db);
+    remove_tmp();
+}
+
 /* ---- jobs ---- */
 
 Test(storage, job_crud_and_state_machine) {
