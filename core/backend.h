@@ -302,11 +302,14 @@ typedef struct Backend {
     void (*adaptive_avg_pool2d_backward)(const Window2d *w, const Tensor *gy, Tensor *gx);
 
     /* ---- the class losses' rows: lp [rows, cols] of log-probabilities ---- */
-    /* For row i with t = index[i] (int64 [rows], in range unless ignored):
+    /* For row i with t = index[i] (int64 [rows]):
      *   loss[i] = -(1 - eps) lp[i, t] - eps / cols * sum_c lp[i, c], weight[i] = 1,
-     * the sum skipped when eps = 0; loss[i] = weight[i] = 0 where t == ignore. */
-    void (*class_loss_rows)(const Tensor *lp, const Tensor *index, int64_t ignore, double eps,
-                            Tensor *loss, Tensor *weight);
+     * the sum skipped when eps = 0; loss[i] = weight[i] = 0 where t == ignore.
+     * A t outside [0, cols), not ignored: the CPU's caller has checked them
+     * all; a device reads nothing for it and reports it at the next wait
+     * (as the embedding's indices). 0, or -1 with an error. */
+    int (*class_loss_rows)(const Tensor *lp, const Tensor *index, int64_t ignore, double eps,
+                           Tensor *loss, Tensor *weight);
     /* The adjoint: gx[i, c] = -g[i] ((1 - eps) [c == t] + eps / cols), and 0
      * on ignored rows whatever g[i] is (an infinite g from a mean over no
      * rows must not give NaN: torch's gradient there is 0). */

@@ -191,11 +191,16 @@ static void cuda_max_last_dim(const Tensor *x, Tensor *out, Tensor *indices) {
                             indices ? (int64_t *)tensor_data(indices) : NULL);
 }
 
-static void cuda_class_loss_rows(const Tensor *lp, const Tensor *index, int64_t ignore,
-                                 double eps, Tensor *loss, Tensor *weight) {
+static int cuda_class_loss_rows(const Tensor *lp, const Tensor *index, int64_t ignore,
+                                double eps, Tensor *loss, Tensor *weight) {
     use(lp);
+    GpuIndexCheck check;
+    if (gpu_index_check_args(lp->device.index, GPU_INDEX_CLASS_TARGET, &check) != 0)
+        return report();
     gpu_launch_class_loss_rows((int)lp->dtype, tensor_data(lp), tensor_data(index), ignore, eps,
-                               tensor_data(loss), tensor_data(weight), lp->shape[0], lp->shape[1]);
+                               tensor_data(loss), tensor_data(weight), lp->shape[0], lp->shape[1],
+                               check);
+    return 0;
 }
 
 static void cuda_class_loss_rows_backward(const Tensor *g, const Tensor *index, int64_t ignore,
@@ -353,7 +358,8 @@ static GpuAttentionArgs attention_args(const AttentionArgs *a) {
 static int cuda_embedding(const Tensor *weight, const Tensor *index, Tensor *out) {
     use(weight);
     GpuIndexCheck check;
-    if (gpu_index_check_args(weight->device.index, &check) != 0) return report();
+    if (gpu_index_check_args(weight->device.index, GPU_INDEX_EMBEDDING, &check) != 0)
+        return report();
     gpu_launch_embedding((int)weight->dtype, tensor_data(weight), tensor_data(index),
                          tensor_data(out), tensor_numel(index), weight->shape[0],
                          weight->shape[1], check);

@@ -1,6 +1,6 @@
 /* index_check.cu - indices checked by the kernels that read them (the
- * embedding's), and a bad one reported at the thread's next wait for the
- * device.
+ * embedding's, the class losses' targets), and a bad one reported at the
+ * thread's next wait for the device.
  *
  * A kernel cannot fail the op that queued it: by the time it runs the host
  * has moved on, and inside a CUDA graph's replay there is no op at all. So
@@ -111,7 +111,7 @@ static bool make(int device) {
     return true;
 }
 
-extern "C" int gpu_index_check_args(int device, GpuIndexCheck *out) {
+extern "C" int gpu_index_check_args(int device, GpuIndexOp op, GpuIndexCheck *out) {
     std::lock_guard<std::mutex> g(lock);
     if (!(records && claims[device] && slot.index >= 0)) {
         if (gpu_stream() != cudaStreamLegacy) { /* capturing: no allocation, no wait */
@@ -120,7 +120,7 @@ extern "C" int gpu_index_check_args(int device, GpuIndexCheck *out) {
         }
         if (!make(device)) return -1;
     }
-    *out = GpuIndexCheck{slot.mapped, claims[device] + slot.index, device};
+    *out = GpuIndexCheck{slot.mapped, claims[device] + slot.index, device, (int)op};
     return 0;
 }
 
@@ -129,9 +129,14 @@ extern "C" void gpu_index_check_report(void) {
     volatile GpuIndexRecord *r = records + slot.index;
     if (!r->bad) return;
     char msg[256];
-    snprintf(msg, sizeof msg,
-             "embedding: index %lld at position %lld is out of range for num_embeddings %lld",
-             (long long)r->index, (long long)r->position, (long long)r->limit);
+    if (r->op == GPU_INDEX_CLASS_TARGET)
+        snprintf(msg, sizeof msg,
+                 "class loss: target %lld at index %lld is out of range for %lld classes",
+                 (long long)r->index, (long long)r->position, (long long)r->limit);
+    else
+        snprintf(msg, sizeof msg,
+                 "embedding: index %lld at position %lld is out of range for num_embeddings %lld",
+                 (long long)r->index, (long long)r->position, (long long)r->limit);
     {
         std::lock_guard<std::mutex> g(lock);
         clean(slot.index);

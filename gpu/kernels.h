@@ -156,13 +156,6 @@ void gpu_launch_sum(int dtype, const void *x, int nkept, const int64_t *kept_siz
 void gpu_launch_max_last_dim(int dtype, const void *x, int64_t rows, int64_t cols, void *out,
                              int64_t *indices);
 
-/* ---- kernels/class_loss.cu: Backend.class_loss_rows(_backward) ---- */
-void gpu_launch_class_loss_rows(int dtype, const void *lp, const int64_t *index, int64_t ignore,
-                                double eps, void *loss, void *weight, int64_t rows, int64_t cols);
-void gpu_launch_class_loss_rows_backward(int dtype, const void *g, const int64_t *index,
-                                         int64_t ignore, double eps, void *gx, int64_t rows,
-                                         int64_t cols);
-
 /* ---- kernels/softmax.cu ---- */
 void gpu_launch_softmax(int dtype, const void *x, void *out, int64_t rows, int64_t cols,
                         bool log_);
@@ -181,9 +174,11 @@ void gpu_launch_layer_norm_backward(int dtype, const void *x, const void *w, con
 /* ---- index_check.cu ---- */
 /* What a kernel records of the first index it found out of range: in
  * page-locked host memory mapped into the device, one per host thread. */
+typedef enum { GPU_INDEX_EMBEDDING, GPU_INDEX_CLASS_TARGET } GpuIndexOp;
 typedef struct {
     int32_t bad; /* 1 once recorded: the fields below are written */
     int32_t device;
+    int32_t op; /* GpuIndexOp: what the index was, for the message */
     int64_t index, position, limit;
 } GpuIndexRecord;
 /* A kernel's way to this thread's record: the record (its device
@@ -192,17 +187,25 @@ typedef struct {
 typedef struct {
     GpuIndexRecord *record;
     unsigned *claim;
-    int device;
+    int device, op;
 } GpuIndexCheck;
-/* This thread's record on `device`, made on first use (refused while
- * capturing); -1 with the sticky error. */
-int gpu_index_check_args(int device, GpuIndexCheck *out);
+/* This thread's record on `device` for indices of `op`, made on first use
+ * (refused while capturing); -1 with the sticky error. */
+int gpu_index_check_args(int device, GpuIndexOp op, GpuIndexCheck *out);
 /* After a wait for the device: a recorded bad index becomes the thread's
  * sticky error (gpu_record_text), and the record is ready for the next. */
 void gpu_index_check_report(void);
 /* A recorded bad index forgotten, after waiting for the device (a job's
  * start: not the last job's failure). */
 void gpu_index_check_discard(void);
+
+/* ---- kernels/class_loss.cu: Backend.class_loss_rows(_backward) ---- */
+void gpu_launch_class_loss_rows(int dtype, const void *lp, const int64_t *index, int64_t ignore,
+                                double eps, void *loss, void *weight, int64_t rows, int64_t cols,
+                                GpuIndexCheck check);
+void gpu_launch_class_loss_rows_backward(int dtype, const void *g, const int64_t *index,
+                                         int64_t ignore, double eps, void *gx, int64_t rows,
+                                         int64_t cols);
 
 /* ---- kernels/embedding.cu ---- (idx: n int64, those outside [0, v) read
  * as zeros and the first the device meets recorded in `check`, even with

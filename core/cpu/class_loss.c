@@ -45,8 +45,8 @@
 DEFINE_CLASS_LOSS(float, f32)
 DEFINE_CLASS_LOSS(double, f64)
 
-void cpu_class_loss_rows(const Tensor *lp, const Tensor *index, int64_t ignore, double eps,
-                         Tensor *loss, Tensor *weight) {
+int cpu_class_loss_rows(const Tensor *lp, const Tensor *index, int64_t ignore, double eps,
+                        Tensor *loss, Tensor *weight) {
     int64_t rows = lp->shape[0], cols = lp->shape[1];
     if (lp->dtype == DTYPE_FLOAT32)
         rows_f32(tensor_data(lp), tensor_data(index), ignore, eps, tensor_data(loss),
@@ -54,6 +54,7 @@ void cpu_class_loss_rows(const Tensor *lp, const Tensor *index, int64_t ignore, 
     else
         rows_f64(tensor_data(lp), tensor_data(index), ignore, eps, tensor_data(loss),
                  tensor_data(weight), rows, cols);
+    return 0;
 }
 
 void cpu_class_loss_rows_backward(const Tensor *g, const Tensor *index, int64_t ignore,

@@ -61,8 +61,8 @@ void cpu_channel_affine(const Tensor *u, const Tensor *a, const Tensor *v, const
                         const Tensor *b, const Tensor *d, int64_t lanes, Tensor *out);
 
 /* class_loss.c */
-void cpu_class_loss_rows(const Tensor *lp, const Tensor *index, int64_t ignore, double eps,
-                         Tensor *loss, Tensor *weight);
+int cpu_class_loss_rows(const Tensor *lp, const Tensor *index, int64_t ignore, double eps,
+                        Tensor *loss, Tensor *weight);
 void cpu_class_loss_rows_backward(const Tensor *g, const Tensor *index, int64_t ignore,
                                   double eps, Tensor *gx);
 

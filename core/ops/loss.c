@@ -187,8 +187,9 @@ static Tensor *class_rows(const char *op, Tensor *log_probs, Tensor *target,
     Tensor *lp = tensor_contiguous(log_probs);
     Tensor *rows = lp ? tensor_empty(SHAPE(n), lp->dtype, lp->device) : NULL;
     *weight = rows ? tensor_empty(SHAPE(n), lp->dtype, lp->device) : NULL;
-    if (*weight && n > 0)
-        be->class_loss_rows(lp, tc, o->ignore_index, o->label_smoothing, rows, *weight);
+    if (*weight && n > 0 &&
+        be->class_loss_rows(lp, tc, o->ignore_index, o->label_smoothing, rows, *weight) != 0)
+        tensor_release(*weight), *weight = NULL;
     if (*weight && autograd_needs_grad(1, &lp)) {
         AutogradNode *node = autograd_record(rows, "NllLossBackward", class_rows_backward, 1, &lp);
         if (node) {

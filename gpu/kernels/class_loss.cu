@@ -7,16 +7,21 @@
  */
 #include "gpu/kernels/common.cuh"
 
+/* A target outside [0, cols), not ignored, reads nothing: its row counts
+ * as ignored and the target is recorded for the host (as torch's device
+ * assert, reported at the next wait for the device). */
 template <typename T>
 __global__ void class_loss_rows_kernel(const T *lp, const int64_t *index, int64_t ignore,
                                        double eps, T *loss, T *weight, int64_t rows,
-                                       int64_t cols) {
+                                       int64_t cols, GpuIndexCheck check) {
     int lane = threadIdx.x & 31;
     WARP_ROWS(r, rows) {
         const T *x = lp + r * cols;
         int64_t t = index[r];
-        if (t == ignore) {
+        bool inside = t >= 0 && t < cols;
+        if (t == ignore || !inside) {
             if (lane == 0) loss[r] = weight[r] = 0;
+            if (lane == 0 && t != ignore) note_bad_index(check, t, r, cols);
             continue;
         }
         double sum = 0;
@@ -39,7 +44,7 @@ __global__ void class_loss_backward_kernel(const T *g, const int64_t *index, int
     GRID_STRIDE(i, rows * cols) {
         int64_t r = i / cols, c = i - r * cols, t = index[r];
         T v = 0;
-        if (t != ignore) {
+        if (t != ignore) { /* a t out of range matches no c */
             if (c == t)
                 v = (T)(-(double)g[r] * (1.0 - eps + eps / (double)cols));
             else if (eps != 0)
@@ -51,14 +56,16 @@ __global__ void class_loss_backward_kernel(const T *g, const int64_t *index, int
 
 extern "C" void gpu_launch_class_loss_rows(int dtype, const void *lp, const int64_t *index,
                                            int64_t ignore, double eps, void *loss, void *weight,
-                                           int64_t rows, int64_t cols) {
+                                           int64_t rows, int64_t cols, GpuIndexCheck check) {
     if (rows <= 0) return;
     if (dtype == GPU_F32)
         class_loss_rows_kernel<float><<<gpu_warp_blocks(rows), GPU_THREADS, 0, gpu_stream()>>>(
-            (const float *)lp, index, ignore, eps, (float *)loss, (float *)weight, rows, cols);
+            (const float *)lp, index, ignore, eps, (float *)loss, (float *)weight, rows, cols,
+            check);
     else
         class_loss_rows_kernel<double><<<gpu_warp_blocks(rows), GPU_THREADS, 0, gpu_stream()>>>(
-            (const double *)lp, index, ignore, eps, (double *)loss, (double *)weight, rows, cols);
+            (const double *)lp, index, ignore, eps, (double *)loss, (double *)weight, rows, cols,
+            check);
     gpu_check_launch("class_loss_rows kernel");
 }
 

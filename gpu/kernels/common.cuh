@@ -50,6 +50,22 @@ static inline unsigned gpu_warp_blocks(int64_t rows) {
     for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < (rows);          \
          r += ((int64_t)gridDim.x * blockDim.x) >> 5)
 
+/* Records the first index found outside [0, limit) in this host thread's
+ * record (gpu/index_check.cu): the device thread that wins the claim
+ * writes the fields, then, after a system fence, the flag. */
+__device__ inline void note_bad_index(const GpuIndexCheck &c, int64_t index, int64_t position,
+                                      int64_t limit) {
+    if (atomicCAS(c.claim, 0u, 1u) != 0u) return;
+    volatile GpuIndexRecord *r = c.record;
+    r->index = index;
+    r->position = position;
+    r->limit = limit;
+    r->device = c.device;
+    r->op = c.op;
+    __threadfence_system();
+    r->bad = 1;
+}
+
 /* The sum over a warp's 32 lanes, in every lane. */
 __device__ inline double warp_sum(double v) {
     for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);

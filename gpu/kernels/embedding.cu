@@ -18,21 +18,6 @@
  */
 #include "gpu/kernels/common.cuh"
 
-/* Records the first index found outside [0, limit) in this host thread's
- * record (gpu/index_check.cu): the device thread that wins the claim
- * writes the fields, then, after a system fence, the flag. */
-__device__ void note_bad_index(const GpuIndexCheck &c, int64_t index, int64_t position,
-                               int64_t limit) {
-    if (atomicCAS(c.claim, 0u, 1u) != 0u) return;
-    volatile GpuIndexRecord *r = c.record;
-    r->index = index;
-    r->position = position;
-    r->limit = limit;
-    r->device = c.device;
-    __threadfence_system();
-    r->bad = 1;
-}
-
 /* A row outside [0, v) reads as zeros and is recorded (by the thread of
  * its first column). */
 template <typename T>

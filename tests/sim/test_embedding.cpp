@@ -17,7 +17,8 @@ static bool recorded(const GpuIndexRecord &r, unsigned claim, int64_t v,
     if (bad.empty()) return r.bad == 0 && claim == 0;
     bool known = false;
     for (auto &b : bad) known = known || (r.index == b.first && r.position == b.second);
-    return r.bad == 1 && claim == 1 && known && r.limit == v && r.device == 3;
+    return r.bad == 1 && claim == 1 && known && r.limit == v && r.device == 3 &&
+           r.op == GPU_INDEX_EMBEDDING;
 }
 
 template <typename T> static void lookup_case(std::vector<int64_t> idx, int64_t d) {
@@ -25,7 +26,7 @@ template <typename T> static void lookup_case(std::vector<int64_t> idx, int64_t 
     std::vector<T> w = sim_as<T>(sim_values(v * d, 1)), out((size_t)(n * d), (T)NAN);
     GpuIndexRecord record = {};
     unsigned claim = 0;
-    GpuIndexCheck check = {&record, &claim, 3};
+    GpuIndexCheck check = {&record, &claim, 3, GPU_INDEX_EMBEDDING};
     gpu_launch_embedding(sim_dtype<T>(), w.data(), idx.data(), out.data(), n, v, d, check);
     std::vector<std::pair<int64_t, int64_t>> bad;
     bool ok = true;

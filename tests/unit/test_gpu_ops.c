@@ -582,6 +582,31 @@ Test(gpu, embedding) {
     }
 }
 
+/* A class target out of range on the device: the loss is queued (the
+ * target is not read back each step), and the read of it fails naming the
+ * target, as torch's device assert; the CPU refuses it at once. */
+Test(gpu, class_loss_target_out_of_range) {
+    test_need_gpu();
+    Rng r;
+    rng_init(&r, 5);
+    Tensor *x = parity_rand(&r, SHAPE(3, 10), DTYPE_FLOAT32, -1, 1);
+    Tensor *y = tensor_from_doubles((const double[]){2, 10, -100}, SHAPE(3), DTYPE_INT64);
+    cr_assert_null(tensor_cross_entropy(x, y, REDUCTION_MEAN));
+    cr_assert(strstr(error_get(), "target 10 at index 1 is out of range for 10 classes"), "%s",
+              error_get());
+    Tensor *xg = parity_to_gpu(x), *yg = parity_to_gpu(y);
+    Tensor *loss = tensor_cross_entropy(xg, yg, REDUCTION_MEAN);
+    cr_assert(loss, "%s", error_get());
+    cr_assert_null(tensor_to_device(loss, DEVICE_CPU_INIT));
+    cr_assert(strstr(error_get(), "class loss: target 10 at index 1 is out of range for 10 "
+                                  "classes"),
+              "%s", error_get());
+    Tensor *back = tensor_to_device(loss, DEVICE_CPU_INIT);
+    cr_assert(back, "read again after the report: %s", error_get());
+    tensor_release(x), tensor_release(y), tensor_release(xg), tensor_release(yg);
+    tensor_release(loss), tensor_release(back);
+}
+
 /* A whole GPT (nanoGPT's, 2 layers, head size 64) from the same seed on
  * both devices: logits, the loss over tokens and every parameter's
  * gradient, the tied one included. */
