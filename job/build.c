@@ -499,7 +499,8 @@ static int check_lambda(const LrSchedulerConfig *c, int64_t stepped) {
 /* The scheduler with the job's own numbers, which parsing could not know:
  * a OneCycleLR whose phase is empty in a short job, or whose total_steps
  * fall short of the steps the job takes, a scheduler stepped more times
- * than one counts, are refused now rather than at the step they fail. */
+ * than one counts, are refused now rather than at the step they fail.
+ * per_epoch and total count optimizer steps (of accumulate_steps batches). */
 static int check_scheduler(const JobSpec *spec, int64_t per_epoch, int64_t total) {
     if (!spec->has_lr_scheduler || per_epoch == 0) return 0;
     LrScheduler *s;
@@ -531,9 +532,11 @@ int job_build_check(const JobDaemon *d, const JobSpec *spec, JobCheck *out) {
     if (rc == 0) rc = check_named(d, spec, true, &out->val_dataset, &val_samples, NULL);
     if (rc != 0) return rc;
     int64_t per_epoch;
-    if (check_reduction(spec) || count_steps(spec, samples, &per_epoch, &out->total_steps) ||
-        check_scheduler(spec, per_epoch, out->total_steps))
+    if (check_reduction(spec) || count_steps(spec, samples, &per_epoch, &out->total_steps))
         return -1;
+    /* the scheduler steps with the optimizer: once per accumulate_steps batches */
+    int64_t opt_per_epoch = train_steps_for(per_epoch, spec->accumulate_steps);
+    if (check_scheduler(spec, opt_per_epoch, opt_per_epoch * spec->epochs)) return -1;
     char path[4400];
     return spec->init ? init_path(d, spec->init, path, sizeof path) : 0;
 }

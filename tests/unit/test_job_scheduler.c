@@ -297,6 +297,35 @@ Test(job_scheduler, bad_specs_refused_at_submission) {
     teardown(&e);
 }
 
+/* With accumulate_steps 4, 12 batches of the 96 rows are 3 optimizer steps
+ * an epoch, 6 in 2 epochs: a OneCycleLR of 6 steps fits (it was checked
+ * against the 24 batches), one of 5 does not. */
+Test(job_scheduler, scheduler_checked_in_optimizer_steps) {
+    Env e = setup();
+    Scheduler *s = start(&e, 1, false);
+    char spec[1024];
+    for (int cycle = 6; cycle >= 5; cycle--) {
+        snprintf(spec, sizeof spec,
+                 "{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", "
+                 "\"in_features\": 4, \"out_features\": 3}], \"loss\": {\"type\": "
+                 "\"CrossEntropyLoss\"}, \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.1}, "
+                 "\"epochs\": 2, \"batch_size\": 8, \"accumulate_steps\": 4, \"scheduler\": "
+                 "{\"type\": \"OneCycleLR\", \"max_lr\": 0.5, \"total_steps\": %d, "
+                 "\"interval\": \"step\"}}", cycle);
+        int64_t id = 0;
+        int rc = try_create(s, spec, &id);
+        if (cycle == 6) {
+            cr_assert_eq(rc, DB_OK, "%s", error_get());
+        } else {
+            cr_assert_eq(rc, DB_INVALID);
+            cr_assert(strstr(error_get(), "a cycle of 5 steps, but this job steps its scheduler "
+                                          "6 times"), "%s", error_get());
+        }
+    }
+    scheduler_stop(s);
+    teardown(&e);
+}
+
 /* A model of 10^12 parameters is refused at submission from its layer list
  * (nothing is built), naming its size and the memory of the device. */
 Test(job_scheduler, a_model_too_big_for_the_device_is_refused) {
