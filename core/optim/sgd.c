@@ -50,10 +50,14 @@ static int sgd_check(double lr, double momentum, double dampening, double weight
     return 0;
 }
 
+/* torch refuses nesterov without momentum when the optimizer is made, not
+ * after: a OneCycleLR down to base_momentum 0 (or a checkpoint of it) sets
+ * momentum 0, which the update then skips, Nesterov's term with it. */
 static int sgd_set_hparams(Optimizer *opt, double lr, const double *v, bool apply) {
     double nesterov = v[HP_NESTEROV];
     if (nesterov != 0 && nesterov != 1) return error_set("nesterov must be 0 or 1, got %g", nesterov);
-    if (sgd_check(lr, v[HP_MOMENTUM], v[HP_DAMPENING], v[HP_WEIGHT_DECAY], nesterov != 0) != 0)
+    if (sgd_check(lr, v[HP_MOMENTUM], v[HP_DAMPENING], v[HP_WEIGHT_DECAY],
+                  nesterov != 0 && v[HP_MOMENTUM] != 0) != 0)
         return -1;
     if (apply) {
         opt->lr = lr;

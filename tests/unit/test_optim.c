@@ -628,6 +628,17 @@ Test(optim, invalid_hyperparameters) {
     expect_error(sgd_new(&p, 1, (SgdOptions){.lr = 0.1, .momentum = 0.9, .dampening = 0.1,
                                              .nesterov = true}),
                  "SGD: nesterov momentum requires a momentum and zero dampening");
+    /* once made, a schedule may take its momentum to 0 (OneCycleLR's
+     * base_momentum 0), as torch lets it; not below */
+    Optimizer *sgd = sgd_new(&p, 1, (SgdOptions){.lr = 0.1, .momentum = 0.9, .nesterov = true});
+    cr_assert(sgd, "%s", error_get());
+    double hp[OPTIMIZER_MAX_HPARAMS];
+    sgd->type->get_hparams(sgd, hp);
+    hp[0] = 0; /* momentum */
+    cr_expect_eq(sgd->type->set_hparams(sgd, 0.1, hp, true), 0, "%s", error_get());
+    hp[0] = -0.1;
+    cr_expect_eq(sgd->type->set_hparams(sgd, 0.1, hp, true), -1);
+    optimizer_free(sgd);
 
     AdamOptions o = adam_options_default();
     o.lr = -0.001;
