@@ -97,8 +97,9 @@ static int parse_cifar10_source(const json_t *v, const char *p, const char *base
                                 SpecSource *src) {
     char pk[SPEC_PATH_MAX];
     json_t *files = json_object_get(v, "files");
+    spec_path_key(pk, p, "files");
     if (spec_check_fields(v, p, cifar10_fields, "a cifar10 source")) return -1;
-    if (!files) return error_at(spec_path_key(pk, p, "files"), "required");
+    if (!files) return error_at(pk, "required");
     if (get_strings(files, pk, true, &src->files, &src->num_files)) return -1;
     for (int i = 0; i < src->num_files; i++) {
         char *full = spec_resolve_path(base_dir, src->files[i]);
@@ -304,13 +305,21 @@ static int parse_transforms(JobSpec *spec, const json_t *v) {
     return 0;
 }
 
-/* Splits of one file (or dataset) must cut it at one place, or the val
- * windows would overlap the train ones or leave tokens out. */
+/* Splits of one file (or dataset) must be its train and val parts, cut at
+ * one place, or the val windows would overlap the train ones or leave
+ * tokens out. (The whole of it on both sides is a choice: no split.) */
 static int check_splits(const SpecSource *train, const SpecSource *val) {
     const char *a = train->path ? train->path : train->name, *b = val->path ? val->path : val->name;
-    if (!a || !b || strcmp(a, b) != 0 || train->split == DATASET_SPLIT_ALL ||
-        val->split == DATASET_SPLIT_ALL || train->val_fraction == val->val_fraction)
+    if (!a || !b || strcmp(a, b) != 0 ||
+        (train->split == DATASET_SPLIT_ALL && val->split == DATASET_SPLIT_ALL))
         return 0;
+    if (train->split != DATASET_SPLIT_TRAIN || val->split != DATASET_SPLIT_VAL)
+        return error_at("data.val.split",
+                        "%s of '%s', and data.train takes %s of it: the val tokens would "
+                        "overlap the train ones (give data.train \"split\": \"train\" and "
+                        "data.val \"split\": \"val\")",
+                        dataset_split_name(val->split), b, dataset_split_name(train->split));
+    if (train->val_fraction == val->val_fraction) return 0;
     return error_at("data.val.val_fraction",
                     "%g, but data.train's is %g: the splits of one file must cut it at one "
                     "place (give both the same val_fraction)",

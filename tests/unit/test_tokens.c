@@ -468,6 +468,16 @@ Test(tokens, spec_sources) {
                       "{\"name\": \"s\", \"split\": \"val\", \"val_fraction\": 0.2}}",
                       "data.val.val_fraction: 0.2, but data.train's is 0.1: the splits of one "
                       "file must cut it at one place (give both the same val_fraction)");
+    expect_spec_error("{\"train\": {\"name\": \"s\", \"split\": \"train\"}, \"val\": "
+                      "{\"name\": \"s\"}}",
+                      "data.val.split: all of 's', and data.train takes train of it: the val "
+                      "tokens would overlap the train ones (give data.train \"split\": \"train\" "
+                      "and data.val \"split\": \"val\")");
+    expect_spec_error("{\"train\": {\"name\": \"s\"}, \"val\": {\"name\": \"s\", "
+                      "\"split\": \"val\"}}",
+                      "data.val.split: val of 's', and data.train takes all of it: the val "
+                      "tokens would overlap the train ones (give data.train \"split\": \"train\" "
+                      "and data.val \"split\": \"val\")");
     expect_spec_error("{\"train\": {\"name\": \"s\", \"split\": \"test\"}}",
                       "data.train.split: expected 'train' or 'val', got 'test'");
     expect_spec_error("{\"train\": {\"name\": \"s\", \"val_fraction\": 1.5}}",
