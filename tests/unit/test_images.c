@@ -421,6 +421,10 @@ Test(images, spec_sources_resolve_and_load) {
 
     cr_assert_null(parse_in("{\"train\": {\"format\": \"cifar10\"}}", dir));
     cr_assert_str_eq(error_get(), "data.train.files: required");
+    cr_assert_null(parse_in("{\"train\": {\"format\": \"cifar10\", \"files\": []}}", dir));
+    cr_assert_str_eq(error_get(), "data.train.files: must not be empty");
+    cr_assert_null(parse_in("{\"train\": {\"format\": \"cifar10\", \"files\": [1]}}", dir));
+    cr_assert_str_eq(error_get(), "data.train.files[0]: expected a string, got number");
     cr_assert_null(parse_in("{\"train\": {\"format\": \"imagefolder\", \"root\": \"x\", "
                             "\"resize\": 3}}", dir));
     cr_assert_str_eq(error_get(), "data.train.resize: unknown field (an imagefolder source takes "
