@@ -92,6 +92,21 @@ int64_t dataloader_num_samples(const DataLoader *dl) {
 
 const int64_t *dataloader_order(const DataLoader *dl) { return dl->order; }
 
+/* A failure of the threads of a batch: the one at the lowest position
+ * is kept, so the error does not depend on which thread ended first. */
+typedef struct {
+    int64_t at; /* -1: none */
+    char msg[ERROR_MAX];
+} BatchFailure;
+
+static void batch_failure_keep(BatchFailure *f, int64_t at, const char *prefix) {
+#pragma omp critical(dataloader_batch_failure)
+    if (f->at < 0 || at < f->at) {
+        f->at = at;
+        snprintf(f->msg, sizeof f->msg, "%s%s", prefix, error_get()); /* error_get is per thread */
+    }
+}
+
 /* A lazy dataset's rows: the producer called on one slice of the batch
  * per thread, whatever the batch's bytes (making a sample, decoding an
  * image, costs more than copying it). 0, or -1 with the first failing
@@ -100,21 +115,15 @@ static int gather_lazy(const DataLoader *dl, const int64_t *idx, int64_t size, c
                        char *yd) {
     int64_t slices = dl->gather_threads;
     if (slices > size) slices = size;
-    int rc = 0;
-    char msg[ERROR_MAX] = "";
+    BatchFailure failed = {.at = -1};
 #pragma omp parallel for schedule(static) num_threads((int)slices) if (slices > 1)
     for (int64_t c = 0; c < slices; c++) {
         int64_t a = size * c / slices, b = size * (c + 1) / slices;
         if (dl->producer->ops->gather(dl->producer, idx + a, b - a, xd + (size_t)a * dl->input_row,
-                                      yd + (size_t)a * dl->target_row) != 0) {
-#pragma omp critical(dataloader_gather_error)
-            if (rc == 0) {
-                rc = -1;
-                snprintf(msg, sizeof msg, "%s", error_get()); /* error_get is per thread */
-            }
-        }
+                                      yd + (size_t)a * dl->target_row) != 0)
+            batch_failure_keep(&failed, c, "");
     }
-    return rc == 0 ? 0 : error_set("%s", msg);
+    return failed.at < 0 ? 0 : error_set("%s", failed.msg);
 }
 
 /* Rows idx[0..size) of the dataset into xd and yd. */
@@ -167,8 +176,8 @@ static Tensor *batch_cpu_tensor(const DatasetField *f, int64_t size) {
 static int augment_rows(const DataLoader *dl, const int64_t *idx, int64_t size, int epoch,
                         const Tensor *raw, Tensor *x) {
     size_t in_row = dl->input_row, out_row = field_bytes(&dl->augmented);
-    int threads = size > 1 ? dl->gather_threads : 1, rc = 0;
-    char msg[ERROR_MAX] = "";
+    int threads = size > 1 ? dl->gather_threads : 1;
+    BatchFailure failed = {.at = -1};
     const char *src = tensor_data(raw);
     char *dst = tensor_data(x);
 #pragma omp parallel for schedule(dynamic, 4) num_threads(threads) if (threads > 1)
@@ -176,14 +185,12 @@ static int augment_rows(const DataLoader *dl, const int64_t *idx, int64_t size, 
         if (augment_sample(&dl->augment, dl->seed, epoch, idx[i], !dl->eval, dl->input.dtype,
                            dl->input.ndim, dl->input.shape, src + (size_t)i * in_row,
                            dst + (size_t)i * out_row) != 0) {
-#pragma omp critical(dataloader_augment_error)
-            if (rc == 0) {
-                rc = -1;
-                snprintf(msg, sizeof msg, "sample %lld: %s", (long long)idx[i], error_get());
-            }
+            char prefix[48];
+            snprintf(prefix, sizeof prefix, "sample %lld: ", (long long)idx[i]);
+            batch_failure_keep(&failed, i, prefix);
         }
     }
-    return rc == 0 ? 0 : error_set("%s", msg);
+    return failed.at < 0 ? 0 : error_set("%s", failed.msg);
 }
 
 /* The batch's input rows: gathered, and augmented when the loader has

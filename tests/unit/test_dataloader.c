@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/backend.h"
 #include "core/data/dataloader.h"
@@ -372,6 +373,45 @@ Test(dataloader, errors) {
         dataloader_free(dl);
     }
     transform_list_free(&tl);
+    dataset_free(ds);
+}
+
+/* A producer whose samples 0 and 7 fail: 0's slice late (it sleeps),
+ * 7's at once. */
+static int failing_gather(const DatasetProducer *p, const int64_t *idx, int64_t n, void *inputs,
+                          void *targets) {
+    (void)p;
+    for (int64_t i = 0; i < n; i++) {
+        ((float *)inputs)[i] = (float)idx[i];
+        ((int64_t *)targets)[i] = 0;
+        if (idx[i] == 0) usleep(100 * 1000);
+        if (idx[i] == 0 || idx[i] == 7) return error_set("sample %lld is bad", (long long)idx[i]);
+    }
+    return 0;
+}
+
+static void failing_destroy(DatasetProducer *p) { free(p); }
+
+static const DatasetProducerOps failing_ops = {failing_gather, failing_destroy};
+
+/* Two threads' slices of a batch failing: the error is the lowest
+ * slice's, not the one that failed first. */
+Test(dataloader, a_batch_fails_with_its_first_failure) {
+    DatasetProducer *p = calloc(1, sizeof *p);
+    cr_assert(p);
+    p->ops = &failing_ops;
+    atomic_init(&p->refs, 1);
+    DatasetField in = {DTYPE_FLOAT32, 1, {1}}, out = {DTYPE_INT64, 0, {0}};
+    Dataset *ds = dataset_lazy(p, 8, &in, &out, 1, "failing");
+    cr_assert(ds, "%s", error_get());
+    DataLoaderOptions o = {.batch_size = 8, .num_workers = 2};
+    DataLoader *dl = dataloader_new(ds, &o, NULL);
+    cr_assert(dl, "%s", error_get());
+    Batch b;
+    cr_assert_eq(dataloader_begin_epoch(dl, 0), 0);
+    cr_assert_eq(dataloader_next(dl, &b), -1);
+    cr_assert_str_eq(error_get(), "batch 0 of epoch 0: sample 0 is bad");
+    dataloader_free(dl);
     dataset_free(ds);
 }
 
