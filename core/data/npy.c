@@ -205,7 +205,8 @@ static int read_preamble(NpyFile *f, uint64_t *header_at, uint64_t *header_len) 
     if (major != 2 && major != 3)
         return error_set("npy: %s: byte 6: format version %d.%d is not supported (1.0, 2.0, "
                          "3.0 are)", f->path, major, pre[7]);
-    if (fread(pre + 10, 1, 2, f->fp) != 2)
+    got += fread(pre + 10, 1, 2, f->fp);
+    if (got != 12)
         return error_set("npy: %s: file ends at byte %zu, inside the preamble", f->path, got);
     *header_len = pre[8] | (uint64_t)pre[9] << 8 | (uint64_t)pre[10] << 16 |
                   (uint64_t)pre[11] << 24;

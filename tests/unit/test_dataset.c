@@ -697,6 +697,9 @@ Test(dataset, npy_bad_headers) {
     write_text(p, "not numpy at all");
     cr_assert_null(npy_load(p));
     assert_error_contains("not a .npy file");
+    tmp_dir_write_file(p, "\x93NUMPY\x02\x00\x10\x00\x00", 11); /* v2, cut in its length */
+    cr_assert_null(npy_load(p));
+    assert_error_contains("file ends at byte 11, inside the preamble");
     /* inputs and targets of different lengths */
     char q[512], a[256];
     write_npy(in_dir("y.npy", q, sizeof q),
