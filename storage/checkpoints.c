@@ -14,6 +14,7 @@
 #include "storage/db_internal.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,7 @@ int db_checkpoint_file_path(const Db *db, const DbCheckpoint *c, const char *fil
 }
 
 #define CKPT_COLS                                                                          \
-    "SELECT id, job_id, epoch, step, partial, path, bytes, sha256, created_at "           \
+    "SELECT id, job_id, epoch, step, partial, path, bytes, sha256, created_at, disk_bytes " \
     "FROM checkpoints "
 
 static void read_ckpt(sqlite3_stmt *st, DbCheckpoint *c) {
@@ -56,6 +57,7 @@ static void read_ckpt(sqlite3_stmt *st, DbCheckpoint *c) {
     c->bytes = sqlite3_column_int64(st, 6);
     db_column_copy(st, 7, c->sha256, sizeof c->sha256);
     c->created_at = sqlite3_column_int64(st, 8);
+    c->disk_bytes = sqlite3_column_int64(st, 9);
 }
 
 static int read_ckpt_row(sqlite3_stmt *st, void *out) {
@@ -108,10 +110,11 @@ static int replaced_dir(DbConn *c, int64_t job, int64_t step, const char *rel_di
 static int upsert(DbConn *c, const DbCheckpoint *k, int64_t *id) {
     sqlite3_stmt *st = db_stmt(
         c, "INSERT INTO checkpoints (job_id, epoch, step, partial, path, bytes, sha256, "
-           "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+           "created_at, disk_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
            "ON CONFLICT (job_id, step) DO UPDATE SET epoch = excluded.epoch, "
            "partial = excluded.partial, path = excluded.path, bytes = excluded.bytes, "
-           "sha256 = excluded.sha256, created_at = excluded.created_at RETURNING id");
+           "sha256 = excluded.sha256, created_at = excluded.created_at, "
+           "disk_bytes = excluded.disk_bytes RETURNING id");
     if (!st) return DB_ERROR;
     sqlite3_bind_int64(st, 1, k->job_id);
     sqlite3_bind_int(st, 2, k->epoch);
@@ -121,12 +124,27 @@ static int upsert(DbConn *c, const DbCheckpoint *k, int64_t *id) {
     sqlite3_bind_int64(st, 6, k->bytes);
     db_bind_text(st, 7, k->sha256);
     sqlite3_bind_int64(st, 8, k->created_at);
+    sqlite3_bind_int64(st, 9, k->disk_bytes);
     int s = sqlite3_step(st);
     if (s == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     if (s == SQLITE_ROW) return DB_OK;
     error_set("checkpoint: job %lld: %s", (long long)k->job_id, sqlite3_errmsg(c->h));
     return (s & 0xff) == SQLITE_CONSTRAINT ? DB_NOT_FOUND : DB_ERROR;
+}
+
+/* The bytes of the files in directory `dir` (a checkpoint's: flat). */
+static int dir_bytes(const char *dir, int64_t *out) {
+    *out = 0;
+    DIR *d = opendir(dir);
+    if (!d) return error_sys(errno, "checkpoint: %s", dir);
+    struct dirent *e;
+    struct stat st;
+    while ((e = readdir(d)))
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            *out += st.st_size;
+    closedir(d);
+    return 0;
 }
 
 /* The row first, then the replaced directory's removal: a failure or a
@@ -147,6 +165,8 @@ int db_checkpoint_insert(Db *db, int64_t job, int epoch, int64_t step, bool part
         (int)sizeof file)
         return error_set("checkpoint: path too long");
     if (sha256_file_hex(file, k.sha256, &k.bytes) != 0) return error_prefix("checkpoint");
+    *strrchr(file, '/') = '\0';
+    if (dir_bytes(file, &k.disk_bytes) != 0) return DB_ERROR;
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
     int rc = replaced_dir(c, job, step, rel_dir, prev, sizeof prev);

@@ -60,7 +60,7 @@ typedef enum {
 } DbStatus;
 
 #define DB_MAX_CONNECTIONS 16
-#define DB_SCHEMA_VERSION 6
+#define DB_SCHEMA_VERSION 7
 
 /* ---- open, close (storage/db.c) ---- */
 
@@ -157,7 +157,7 @@ double db_user_usage_now(const DbUser *u, int64_t now_ms, double half_life_s);
 typedef struct {
     int64_t running_jobs, queued_jobs, gpus; /* gpus: running jobs on a cuda device */
     int64_t dataset_bytes;                   /* datasets they own, all states */
-    int64_t checkpoint_bytes;                /* checkpoints of their jobs */
+    int64_t checkpoint_bytes;                /* checkpoints of their jobs: every file (disk_bytes) */
 } DbUsage;
 int db_user_holdings(Db *db, int64_t id, DbUsage *out);
 
@@ -591,6 +591,7 @@ typedef struct {
     bool partial;
     char path[256];  /* the directory, relative to the data dir */
     int64_t bytes;   /* model.safetensors (the downloadable file) */
+    int64_t disk_bytes; /* every file of the directory (the trainer's state too): the quota's */
     char sha256[65]; /* of model.safetensors, hex */
     int64_t created_at;
 } DbCheckpoint;

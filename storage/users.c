@@ -336,7 +336,7 @@ int db_user_holdings(Db *db, int64_t id, DbUsage *out) {
         " (SELECT coalesce(sum((length(device) - length(replace(device, 'cuda', ''))) / 4), 0)"
         "   FROM jobs WHERE owner = ?1 AND state = 'running'),"
         " (SELECT coalesce(sum(bytes), 0) FROM datasets WHERE owner = ?1),"
-        " (SELECT coalesce(sum(c.bytes), 0) FROM checkpoints c JOIN jobs j ON c.job_id = j.id"
+        " (SELECT coalesce(sum(c.disk_bytes), 0) FROM checkpoints c JOIN jobs j ON c.job_id = j.id"
         "   WHERE j.owner = ?1)",
         NULL, id, read_holdings, out, "user holdings");
 }

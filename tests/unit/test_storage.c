@@ -212,6 +212,25 @@ Test(storage, migration_6_reads_the_ranks_of_old_jobs) {
     remove_tmp();
 }
 
+/* Version 7 counts a checkpoint's files on disk; the rows before count
+ * their model's bytes, as they did, and a user's holdings sum them. */
+Test(storage, migration_7_counts_old_checkpoints_by_their_model) {
+    make_old_db(6, "INSERT INTO users (name, token_sha256, created_at) VALUES ('u', 'h', 1);"
+                   "INSERT INTO jobs (spec, state, created_at, owner) VALUES ('{}', 'failed', 1, 1);"
+                   "INSERT INTO checkpoints (job_id, epoch, step, partial, path, bytes, sha256,"
+                   " created_at) VALUES (1, 0, 10, 0, 'jobs/1/checkpoints/epoch-0', 1000, 'x', 1)");
+    Db *db = db_open(tmpdir);
+    cr_assert(db != NULL, "%s", error_get());
+    DbCheckpoint c;
+    cr_assert_eq(db_checkpoint_latest(db, 1, &c), DB_OK);
+    cr_assert_eq(c.disk_bytes, 1000);
+    DbUsage held;
+    cr_assert_eq(db_user_holdings(db, 1, &held), DB_OK);
+    cr_assert_eq(held.checkpoint_bytes, 1000);
+    db_close(db);
+    remove_tmp();
+}
+
 /* Version 3 makes dataset names each user's own, and records the datasets
  * a job of version 2 named (names were global then, or an id). */
 Test(storage, migration_3_keeps_datasets_and_resolves_jobs_datasets) {
@@ -686,11 +705,13 @@ Test(storage, checkpoints_crud_and_gc) {
     sha256_buffer_hex(text, strlen(text), want);
     cr_assert_str_eq(c.sha256, want);
     cr_assert_eq(c.bytes, (int64_t)strlen(text));
+    cr_assert_eq(c.disk_bytes, (int64_t)strlen(text) + 7, "the model and the trainer's 7 bytes");
     cr_assert_str_eq(c.path, rel[4]);
     cr_assert(strstr(c.path, "epoch-4") != NULL);
     DbCheckpoint got;
     cr_assert_eq(db_checkpoint_get(db, c.id, &got), DB_OK);
     cr_assert_eq(got.step, 50);
+    cr_assert_eq(got.disk_bytes, c.disk_bytes);
     cr_assert_eq(db_checkpoint_get_epoch(db, job, 2, &got), DB_OK);
     cr_assert_eq(got.step, 30);
     cr_assert_eq(db_checkpoint_latest(db, job, &got), DB_OK);
