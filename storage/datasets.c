@@ -435,6 +435,23 @@ void db_dataset_list_free(DbDataset *list, int n) {
     free(list);
 }
 
+/* One UPDATE of dataset id binding ?2, ?3 (int64) and ?4 (text). */
+static int update(Db *db, int64_t id, const char *sql, int64_t a, int64_t b, const char *text) {
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, sql);
+    if (st) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, a);
+        sqlite3_bind_int64(st, 3, b);
+        db_bind_text(st, 4, text);
+        rc = db_step_update(c, st, "dataset", "dataset %lld: not found", (long long)id);
+    }
+    db_release(db, c);
+    return rc;
+}
+
 int db_dataset_delete(Db *db, int64_t id) {
     char dir[4200];
     if (db_dataset_dir(db, id, dir, sizeof dir) != 0) return DB_ERROR;
@@ -442,7 +459,19 @@ int db_dataset_delete(Db *db, int64_t id) {
     int rc = db_dataset_get(db, id, &ds);
     if (rc != DB_OK) return rc;
     db_dataset_clear(&ds);
-    /* files first: a row without files is finished by the next delete, files
+    /* out of 'ready' first, unless a queued or running job names it, in one
+     * statement: a job is inserted only while its datasets are ready
+     * (db_job_insert). A crash after it leaves a row the next start
+     * deletes (db_dataset_delete_stale). */
+    rc = update(db, id, "UPDATE datasets SET state = 'uploading' WHERE id = ?1 AND NOT EXISTS "
+                        "(SELECT 1 FROM jobs WHERE state IN ('queued', 'running') AND "
+                        "(train_dataset = ?1 OR val_dataset = ?1))", 0, 0, NULL);
+    if (rc == DB_NOT_FOUND) {
+        error_set("dataset %lld is used by a queued or running job", (long long)id);
+        return DB_CONFLICT;
+    }
+    if (rc != DB_OK) return rc;
+    /* files next: a row without files is finished by the next delete, files
      * without a row would leak disk forever */
     if (db_remove_tree(dir) != 0) return error_prefix("dataset %lld", (long long)id);
     DbConn *c = db_acquire(db);
@@ -465,23 +494,6 @@ int db_dataset_delete_stale(Db *db, int *n) {
         if (rc == DB_OK && n) (*n)++;
     }
     db_dataset_list_free(list, count);
-    return rc;
-}
-
-/* One UPDATE of dataset id binding ?2 (int64) and ?3 (text). */
-static int update(Db *db, int64_t id, const char *sql, int64_t a, int64_t b, const char *text) {
-    DbConn *c = db_acquire(db);
-    if (!c) return DB_ERROR;
-    int rc = DB_ERROR;
-    sqlite3_stmt *st = db_stmt(c, sql);
-    if (st) {
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_int64(st, 2, a);
-        sqlite3_bind_int64(st, 3, b);
-        db_bind_text(st, 4, text);
-        rc = db_step_update(c, st, "dataset", "dataset %lld: not found", (long long)id);
-    }
-    db_release(db, c);
     return rc;
 }
 

@@ -302,8 +302,10 @@ int db_dataset_list(Db *db, const DbViewer *viewer, int64_t owner, bool include_
  * the first's id in *job (may be NULL). */
 int db_dataset_jobs(Db *db, int64_t id, int *count, int64_t *job);
 void db_dataset_list_free(DbDataset *list, int n);
-/* Deletes the dataset's files and directory first, then its row; a second
- * call, or one after a crash between the two, finishes the job. */
+/* Takes the dataset out of 'ready', unless a queued or running job names
+ * it (DB_CONFLICT: in one statement, so no job's insert crosses it), then
+ * deletes its files and directory, then its row; a second call, or the
+ * next start's db_dataset_delete_stale after a crash, finishes the job. */
 int db_dataset_delete(Db *db, int64_t id);
 /* Deletes datasets left `uploading` or `importing` (by a daemon that died
  * mid-upload); call at start, before serving. *n (may be NULL) gets how

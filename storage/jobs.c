@@ -53,11 +53,17 @@ int db_job_insert(Db *db, const DbJobNew *job, int64_t *id_out) {
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
     int rc = DB_ERROR;
+    /* only with its datasets ready, in the one statement: a dataset's
+     * delete takes it out of 'ready' unless a queued job names it
+     * (db_dataset_delete), so a submission and a delete cannot cross */
     sqlite3_stmt *st = db_stmt(c, "INSERT INTO jobs (name, owner, spec, state, priority, "
                                   "created_at, device_request, parameters, train_bytes, "
                                   "train_dataset, val_dataset, total_steps, ranks) "
-                                  "VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-                                  "?12)");
+                                  "SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+                                  "?12 WHERE (?9 IS NULL OR EXISTS (SELECT 1 FROM datasets "
+                                  "WHERE id = ?9 AND state = 'ready')) AND (?10 IS NULL OR "
+                                  "EXISTS (SELECT 1 FROM datasets WHERE id = ?10 AND "
+                                  "state = 'ready'))");
     if (!st) goto done;
     db_bind_text(st, 1, job->name ? job->name : "");
     if (job->owner > 0)
@@ -80,6 +86,10 @@ int db_job_insert(Db *db, const DbJobNew *job, int64_t *id_out) {
     sqlite3_bind_int64(st, 11, job->total_steps);
     sqlite3_bind_int(st, 12, job->ranks > 0 ? job->ranks : 1);
     rc = db_step_done(c, st, "job");
+    if (rc == DB_OK && sqlite3_changes(c->h) == 0) {
+        error_at("data", "a dataset of the job was deleted as it was submitted");
+        rc = DB_INVALID;
+    }
     if (rc == DB_OK && id_out) *id_out = sqlite3_last_insert_rowid(c->h);
 done:
     db_release(db, c);

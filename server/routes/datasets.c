@@ -138,7 +138,10 @@ int datasets_delete(HttpRequest *req) {
                                           : "they must end or be cancelled");
     }
     importer_cancel(api->importer, id); /* an import in progress stops first */
-    if ((st = db_dataset_delete(api->db, id)) != DB_OK) return api_reply_db(req, st, NULL);
+    st = db_dataset_delete(api->db, id);
+    if (st == DB_CONFLICT) /* a job submitted since the check above */
+        return http_reply_error(req, 409, "in_use", NULL, "%s", error_get());
+    if (st != DB_OK) return api_reply_db(req, st, NULL);
     api_audit(req, "dataset.delete",
               "dataset %lld (%s/%s)", (long long)id, ds.owner_name, ds.name);
     return http_reply_json(req, 200, json_pack("{s:I, s:b}", "id", (json_int_t)id, "deleted", 1));

@@ -477,8 +477,23 @@ Test(storage, dataset_crud) {
     cr_assert_str_eq(list[0].name, "toy");
     db_dataset_list_free(list, n);
 
+    /* a queued job naming it: the delete refused (in the statement that
+     * takes it out of ready), the files kept; once the job has ended, the
+     * delete goes, and a job naming it is refused */
+    int64_t job;
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}", .train_dataset = id}, &job),
+                 DB_OK, "%s", error_get());
+    cr_assert_eq(db_dataset_delete(db, id), DB_CONFLICT);
+    cr_assert(exists(dir));
+    cr_assert_eq(db_dataset_get(db, id, &ds), DB_OK);
+    cr_assert_eq(ds.state, DB_DATASET_READY);
+    db_dataset_clear(&ds);
+    cr_assert_eq(db_job_cancel_queued(db, job), DB_OK, "%s", error_get());
     /* delete: files, then the row; again: not found */
     cr_assert_eq(db_dataset_delete(db, id), DB_OK);
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}", .val_dataset = id}, &job),
+                 DB_INVALID);
+    cr_assert_str_eq(error_get(), "data: a dataset of the job was deleted as it was submitted");
     cr_assert(!exists(dir));
     cr_assert_eq(db_dataset_get(db, id, &ds), DB_NOT_FOUND);
     cr_assert_eq(db_dataset_delete(db, id), DB_NOT_FOUND);
