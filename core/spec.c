@@ -343,11 +343,22 @@ static int parse_checkpoint(JobSpec *spec, const json_t *v) {
     return 0;
 }
 
+/* A path, or a daemon's checkpoint id: as a string, or the listing's
+ * integer itself. */
 static int parse_init(JobSpec *spec, const json_t *top, const char *base_dir) {
     json_t *v = json_object_get(top, "init");
     if (!v || json_is_null(v)) return 0;
+    if (json_is_integer(v)) {
+        if (json_integer_value(v) < 1)
+            return error_at("init", "a checkpoint id is >= 1, got %" JSON_INTEGER_FORMAT,
+                            json_integer_value(v));
+        char id[32];
+        snprintf(id, sizeof id, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return (spec->init = spec_resolve_path(base_dir, id)) ? 0 : -1;
+    }
     if (!json_is_string(v))
-        return error_at("init", "expected null or a string, got %s", spec_json_kind(v));
+        return error_at("init", "expected null, a string or a checkpoint id, got %s",
+                        spec_json_kind(v));
     return spec_get_path(top, "", "init", base_dir, &spec->init);
 }
 

@@ -49,7 +49,9 @@
 #define HTTP_JSON_MAX_DEFAULT (1 << 20)               /* JSON bodies: 1 MiB */
 #define HTTP_UPLOAD_MAX_DEFAULT ((int64_t)4 << 30)    /* streamed bodies: 4 GiB */
 #define HTTP_MAX_PARAMS 4
-#define HTTP_PARAM_MAX 128 /* bytes of one {name} segment, longer ones do not match */
+/* bytes of one {name} segment, decoded (the longest: a dataset's
+ * "user/name", 64 + 1 + 128); longer ones do not match */
+#define HTTP_PARAM_MAX 256
 
 /* Connections. A client's connections past max_per_ip are closed as soon
  * as accepted; max_connections bounds them all (the daemon raises its

@@ -184,6 +184,15 @@ static int history_body(Api *api, int64_t job, const char *name, int64_t after, 
     DbMetric *m = NULL;
     int n = 0;
     int st = db_metric_query(api->db, job, &q, &m, &n);
+    if (st == DB_OK && n == limit && n > 0 && !name && m[0].step == m[n - 1].step) {
+        /* one step holds a page or more: the page is the whole step, for a
+         * page ends at a step boundary (the next starts after it) */
+        q = (DbMetricQuery){.after = m[0].step - 1, .before = m[0].step + 1, .limit = 100000};
+        free(m);
+        m = NULL;
+        st = db_metric_query(api->db, job, &q, &m, &n);
+        limit = n;
+    }
     if (st != DB_OK) return st;
     int keep = n;
     int64_t next = -1;
@@ -191,7 +200,7 @@ static int history_body(Api *api, int64_t job, const char *name, int64_t after, 
         /* cut at a step boundary: the rest of the last step comes with the
          * next page (one series has one point per step) */
         while (!name && keep > 0 && m[keep - 1].step == m[n - 1].step) keep--;
-        if (keep == 0) keep = n; /* one step holds more than a page */
+        if (keep == 0) keep = n; /* the whole of one step, above */
         next = keep < n ? m[keep - 1].step : m[n - 1].step;
         /* a page that is part of one step is not a finished prefix: the
          * step's epoch metrics may still come */

@@ -435,6 +435,16 @@ api POST /v1/datasets -F name=half -F format=idx -F "images=@$TMP/tab.csv"
 expect "idx without labels" 422 invalid
 api POST /v1/datasets -F format=csv -F "file=@$TMP/tab.csv"
 expect "upload without a name" 400
+# the longest name a dataset may have (128), and with its owner's
+LONGEST=$($PY -c 'print("n" * 128)')
+api POST /v1/datasets -F "name=$LONGEST" -F format=csv -F label_column=label -F "file=@$TMP/tab.csv"
+expect "upload of a name of 128 characters" 201
+for ref in "$LONGEST" "admin%2F$LONGEST"; do
+    api GET "/v1/datasets/$ref"
+    expect "... found by its name (${#ref} bytes in the address)" 200
+done
+api DELETE "/v1/datasets/$LONGEST"
+expect "... and deleted by it" 200
 api POST /v1/datasets -H 'Content-Type: application/json' -d '{"name": 5, "format": "csv", "urls": {}}'
 expect "import: wrong type" 400
 api POST /v1/datasets -H 'Content-Type: text/plain' -d 'hello'

@@ -300,6 +300,9 @@ api GET "/v1/jobs/$J4/metrics?name=*"
 check "(d) the history of a metric named '*': none" "$(jv 'len(d["metrics"])')" 0
 api GET "/v1/jobs/$J4/metrics"
 check "(d) ... then every metric's, not that reply kept for it" "$(jv 'len(d["metrics"])')" 41
+api GET "/v1/jobs/$J4/metrics?after=1&limit=5"
+check "(d) a page of 5 from a step of 40 metrics: the whole step, then after it" \
+    "$(jv 'len(d["metrics"]), d["next_after"]')" "(40, 2)"
 TOKEN=$T4 api POST "$R/report" -d '{}'
 expect "(d) a report after the end: stale" 409 stale_attempt
 

@@ -312,7 +312,15 @@ Test(spec, errors_name_path_and_reason) {
                          "scheduler: LambdaLR: lr_lambda", false);
     expect_variant_error("checkpoint", "{\"every_epochs\": 0}",
                          "checkpoint.every_epochs: must be >= 1, got 0", true);
-    expect_variant_error("init", "3", "init: expected null or a string, got number", true);
+    expect_variant_error("init", "3.5", "init: expected null, a string or a checkpoint id, got "
+                         "number", true);
+    expect_variant_error("init", "0", "init: a checkpoint id is >= 1, got 0", true);
+    /* the listing's integer id, as its string */
+    char *text = spec_example_variant(spec_example_design, "init", "7");
+    JobSpec *s = spec_example_parse(text);
+    free(text);
+    cr_assert_str_eq(s->init, "7");
+    job_spec_free(s);
     expect_variant_error("name", "\"\"", "name: must have 1 to 128 characters, got 0", true);
     expect_variant_error("model", "[]", "model: must have at least one layer", true);
 }
