@@ -54,6 +54,7 @@ static const struct {
     {{[10] = 0xff, [11] = 0xff}, 96, 12}, /* ::ffff:a.b.c.d, IPv4-mapped */
     {{0}, 96, 12},                        /* ::a.b.c.d, IPv4-compatible */
     {{0x00, 0x64, 0xff, 0x9b}, 96, 12},   /* 64:ff9b::a.b.c.d, NAT64 */
+    {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 48, 12}, /* 64:ff9b:1::/48, local-use NAT64 (/96 in it) */
     {{0x20, 0x02}, 16, 2},                /* 2002:aabb:ccdd::, 6to4 */
 };
 

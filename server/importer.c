@@ -158,8 +158,9 @@ static int quota_room(Importer *im, const Import *j, QuotaRoom *room) {
 
 /* The error of a file cut off at what the quota left (`left` bytes). */
 static void over_quota(const QuotaRoom *room, const char *url, int64_t left) {
-    char a[32], b[32];
-    error_set("%.120s: the file is over the %s left of %s's dataset quota of %s", url,
+    char a[32], b[32], shown[256];
+    url_fetch_shown(url, shown, sizeof shown);
+    error_set("%.120s: the file is over the %s left of %s's dataset quota of %s", shown,
               quota_text_bytes(left, a, sizeof a), room->user,
               quota_text_bytes(room->limit, b, sizeof b));
 }

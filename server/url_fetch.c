@@ -18,6 +18,8 @@
 
 #define URL_FETCH_MAX_REDIRECTS 5L
 #define URL_FETCH_CONNECT_TIMEOUT_S 10L
+#define URL_FETCH_LOW_SPEED_BYTES 1024L /* a second, */
+#define URL_FETCH_LOW_SPEED_S 60L       /* averaged over this long */
 
 /* What a refused address reads as, after "<url> ". */
 #define REFUSAL "resolves to %s, %s; the daemon refuses private addresses " \
@@ -25,6 +27,7 @@
 
 typedef struct {
     const char *url;
+    char shown[256]; /* url as errors say it (url_fetch_shown) */
     const UrlFetchOptions *o;
     FILE *f;
     Sha256 sha;
@@ -37,6 +40,18 @@ typedef struct {
     char refused_addr[INET6_ADDRSTRLEN + 32];
     UrlFetchResult result; /* set once the transfer has ended */
 } Fetch;
+
+void url_fetch_shown(const char *url, char *out, size_t size) {
+    const char *scheme = strstr(url, "://");
+    const char *host = scheme ? scheme + 3 : url;
+    const char *end = host + strcspn(host, "/?#"), *at = NULL;
+    for (const char *p = host; p < end; p++)
+        if (*p == '@') at = p;
+    const char *rest = at ? at + 1 : host;
+    size_t path = strcspn(rest, "?#");
+    snprintf(out, size, "%.*s%.*s%s", (int)(host - url), url, (int)path, rest,
+             rest[path] == '?' ? "?..." : "");
+}
 
 int url_fetch_check(const char *url, const AddrPolicy *policy) {
     CURLU *u = curl_url();
@@ -116,6 +131,10 @@ static void set_options(CURL *c, Fetch *f, char *curl_err) {
     curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, f);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, URL_FETCH_CONNECT_TIMEOUT_S);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)f->o->timeout_s);
+    /* a server that trickles would hold an import thread for the whole
+     * timeout, and a user's few could hold them all */
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, URL_FETCH_LOW_SPEED_BYTES);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, URL_FETCH_LOW_SPEED_S);
     curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)f->o->max_bytes);
     curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L); /* we are one thread among many */
@@ -130,37 +149,39 @@ static void set_options(CURL *c, Fetch *f, char *curl_err) {
 
 /* The error of a transfer that ended with rc, and its result. */
 static int transfer_error(Fetch *f, CURL *c, CURLcode rc, const char *curl_err) {
-    const char *at = NULL;
+    const char *effective = NULL;
+    char at[256] = "";
     long code = 0;
-    curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &at);
+    curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &effective);
+    if (effective) url_fetch_shown(effective, at, sizeof at);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     f->result = URL_FETCH_REMOTE;
     if (f->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
         f->result = URL_FETCH_TOO_LARGE;
-        return error_set("%.120s: the file is over the import limit of %lld bytes", f->url,
+        return error_set("%.120s: the file is over the import limit of %lld bytes", f->shown,
                          (long long)f->o->max_bytes);
     }
     if (f->write_failed) {
         f->result = URL_FETCH_LOCAL;
-        error_set("%.120s: writing the file failed: %s", f->url, strerror(f->write_errno));
+        error_set("%.120s: writing the file failed: %s", f->shown, strerror(f->write_errno));
         return error_set_errno(f->write_errno); /* ENOSPC: the importer says the disk is full */
     }
     if (rc == CURLE_ABORTED_BY_CALLBACK) {
         f->result = URL_FETCH_CANCELLED;
-        return error_set("%.120s: cancelled", f->url);
+        return error_set("%.120s: cancelled", f->shown);
     }
     /* URLs are cut (here and above) so that the sentence fits the 255
      * bytes of a dataset's error */
-    if (f->refused && at && strcmp(at, f->url) != 0)
+    if (f->refused && at[0] && strcmp(at, f->shown) != 0)
         return error_set("a redirect to %.80s, which " REFUSAL, at, f->refused_addr,
                          addr_class_name(f->refused_class));
     if (f->refused)
-        return error_set("%.90s " REFUSAL, f->url, f->refused_addr,
+        return error_set("%.90s " REFUSAL, f->shown, f->refused_addr,
                          addr_class_name(f->refused_class));
     if (rc == CURLE_HTTP_RETURNED_ERROR)
-        return error_set("%.120s: HTTP %ld from the server", at ? at : f->url, code);
+        return error_set("%.120s: HTTP %ld from the server", at[0] ? at : f->shown, code);
     if (rc == CURLE_OUT_OF_MEMORY || rc == CURLE_FAILED_INIT) f->result = URL_FETCH_LOCAL;
-    return error_set("%.120s: %s", f->url, curl_err[0] ? curl_err : curl_easy_strerror(rc));
+    return error_set("%.120s: %s", f->shown, curl_err[0] ? curl_err : curl_easy_strerror(rc));
 }
 
 /* durable_write's writer: the transfer into the temporary file. */
@@ -170,7 +191,7 @@ static int transfer(FILE *out, const char *tmp, void *ctx) {
     CURL *c = curl_easy_init();
     if (!c) {
         f->result = URL_FETCH_LOCAL;
-        return error_set("%.120s: cannot start libcurl", f->url);
+        return error_set("%.120s: cannot start libcurl", f->shown);
     }
     char curl_err[CURL_ERROR_SIZE] = "";
     set_options(c, f, curl_err);
@@ -183,6 +204,7 @@ static int transfer(FILE *out, const char *tmp, void *ctx) {
 UrlFetchResult url_fetch(const char *url, const char *path, const UrlFetchOptions *o,
                          int64_t *bytes, char *sha256) {
     Fetch f = {.url = url, .o = o, .result = URL_FETCH_OK};
+    url_fetch_shown(url, f.shown, sizeof f.shown);
     sha256_init(&f.sha);
     char message[ERROR_MAX];
     if (durable_write(path, 0644, transfer, &f) == 0) {
@@ -201,9 +223,9 @@ UrlFetchResult url_fetch(const char *url, const char *path, const UrlFetchOption
         return f.result;
     }
     /* the disk: the whole error goes to the log, the client learns less */
-    log_message("import", "%s: %s", url, error_get());
+    log_message("import", "%s: %s", f.shown, error_get());
     int err = error_last()->sys_errno;
-    error_set("%.120s: the daemon could not store the file (its log says why)", url);
+    error_set("%.120s: the daemon could not store the file (its log says why)", f.shown);
     error_set_errno(err);
     return URL_FETCH_LOCAL;
 }

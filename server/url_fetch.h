@@ -17,6 +17,7 @@
 #ifndef TRAIND_SERVER_URL_FETCH_H
 #define TRAIND_SERVER_URL_FETCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "server/addr_policy.h"
@@ -46,9 +47,16 @@ typedef struct {
  * addresses (serve --import-allow-private)"). */
 int url_fetch_check(const char *url, const AddrPolicy *policy);
 
+/* url as errors and the log show it: without a user:password@ and with a
+ * query cut to "?..." (a presigned URL's signature), for a shared
+ * dataset's error is every user's to read. */
+void url_fetch_shown(const char *url, char *out, size_t size);
+
 /* Fetches url into path. URL_FETCH_OK with its size in *bytes and sha256
- * (65 bytes, hex); else the result and an error that names the URL but
- * not path (the data dir is none of a client's business). */
+ * (65 bytes, hex); else the result and an error that names the URL (as
+ * url_fetch_shown) but not path (the data dir is none of a client's
+ * business). A transfer slower than 1 KB/s for 60 s is cut, as one past
+ * the timeout. */
 UrlFetchResult url_fetch(const char *url, const char *path, const UrlFetchOptions *o,
                          int64_t *bytes, char *sha256);
 

@@ -187,6 +187,31 @@ Test(url_fetch, says_what_the_server_answered) {
     cr_assert_eq(fetch("/missing", &open, 1 << 20, NULL, &bytes, sha), URL_FETCH_REMOTE);
     snprintf(want, sizeof want, "http://127.0.0.1:%d/missing: HTTP 404 from the server", port);
     cr_expect_str_eq(error_get(), want);
+    /* credentials and a presigned query are not repeated: a shared
+     * dataset's error is every user's to read */
+    char url[160], file[128];
+    snprintf(url, sizeof url, "http://bob:s3cret@127.0.0.1:%d/missing?X-Amz-Signature=abc", port);
+    snprintf(file, sizeof file, "%s/out.csv", dir);
+    UrlFetchOptions o = {.policy = &open, .max_bytes = 1 << 20, .timeout_s = 20};
+    cr_assert_eq(url_fetch(url, file, &o, &bytes, sha), URL_FETCH_REMOTE);
+    snprintf(want, sizeof want, "http://127.0.0.1:%d/missing?...: HTTP 404 from the server", port);
+    cr_expect_str_eq(error_get(), want);
+}
+
+Test(url_fetch, shows_urls_without_credentials) {
+    static const char *const cases[][2] = {
+        {"https://u:p@host/a/b?X-Amz-Signature=abc#f", "https://host/a/b?..."},
+        {"http://host:8080/x.csv", "http://host:8080/x.csv"},
+        {"http://a@b@host/x", "http://host/x"},
+        {"http://host/p@q", "http://host/p@q"},
+        {"https://host?token=1", "https://host?..."},
+        {"http://host/x#frag", "http://host/x"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[128];
+        url_fetch_shown(cases[i][0], out, sizeof out);
+        cr_expect_str_eq(out, cases[i][1], "%s", cases[i][0]);
+    }
 }
 
 Test(url_fetch, checks_urls_before_fetching) {
