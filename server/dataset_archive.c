@@ -30,6 +30,7 @@ typedef struct {
     const char *name; /* the archive, for errors */
     int root;         /* fd of the folder being filled */
     int64_t written, max_bytes;
+    const char *limit_what;
     bool over_limit;
     char buf[1 << 16];
 } Extract;
@@ -71,8 +72,8 @@ static int charge(Extract *x, int64_t n, const char *rel) {
     if (x->max_bytes < 0 || x->written <= x->max_bytes) return 0;
     x->over_limit = true;
     return error_set("archive '%s': its files come to more than %lld bytes once extracted "
-                     "(at entry '%s'), over what the dataset-byte quota leaves", x->name,
-                     (long long)x->max_bytes, rel);
+                     "(at entry '%s'), over %s", x->name, (long long)x->max_bytes, rel,
+                     x->limit_what);
 }
 
 /* mkdir -p of the directories of `rel` (all of it when whole) under root,
@@ -210,7 +211,7 @@ void dataset_archive_remove(const char *dir) {
 }
 
 int64_t dataset_archive_extract(const char *path, const char *name, const char *dir,
-                                int64_t max_bytes, bool *over_limit) {
+                                int64_t max_bytes, const char *limit_what, bool *over_limit) {
     Extract *x = calloc(1, sizeof *x);
     char part[4200];
     *over_limit = false;
@@ -218,6 +219,7 @@ int64_t dataset_archive_extract(const char *path, const char *name, const char *
     snprintf(part, sizeof part, "%s.part", dir);
     x->name = name;
     x->max_bytes = max_bytes;
+    x->limit_what = limit_what;
     /* what a crash (or an id used again) left at either name goes first;
      * the messages name the archive, not the server's folders */
     dataset_archive_remove(part);

@@ -26,9 +26,10 @@
  * place; whatever a crash left at either name is removed first). Returns
  * the bytes written (an entry's overhead, each file and folder made,
  * included), or -1 with an error "archive 'NAME': ..."; *over_limit tells
- * the failure was max_bytes (max_bytes < 0: no limit but the disk). */
+ * the failure was max_bytes (max_bytes < 0: no limit but the disk), which
+ * the error calls `limit_what` ("what the dataset-byte quota leaves"). */
 int64_t dataset_archive_extract(const char *path, const char *name, const char *dir,
-                                int64_t max_bytes, bool *over_limit);
+                                int64_t max_bytes, const char *limit_what, bool *over_limit);
 /* Removes an extracted folder and everything in it (the error state is
  * left as it was: for cleaning up after a failure). */
 void dataset_archive_remove(const char *dir);

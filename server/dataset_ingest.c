@@ -16,6 +16,7 @@
 #include "core/spec.h"
 #include "job/build.h"
 #include "server/dataset_archive.h"
+#include "server/disk_space.h"
 
 static const char *const IDX_ROLES[] = {"images", "labels"};
 static const char *const CSV_ROLES[] = {"file"};
@@ -202,7 +203,11 @@ static int64_t quota_left(const DatasetIngest *in, int64_t *left) {
 }
 
 /* The archive extracted to the folder job_build_load_dataset reads, and
- * then removed: the dataset's bytes are the extracted files'. */
+ * then removed: the dataset's bytes are the extracted files'. Within the
+ * owner's quota, and within nine tenths of the disk's free space: an
+ * archive of a few KB may unpack to a terabyte (a sparse entry, a gzip
+ * bomb), and the tenth kept is everyone else's room (their checkpoints,
+ * the database) while it is refused. */
 static DatasetIngestResult extract_archive(const DatasetIngest *in, DbDataset *info,
                                            int64_t *bytes) {
     char archive[4400], folder[4200];
@@ -211,9 +216,15 @@ static DatasetIngestResult extract_archive(const DatasetIngest *in, DbDataset *i
         db_dataset_file_path(in->db, info, "archive", archive, sizeof archive) != 0 ||
         job_build_imagefolder_root(in->db, info->id, folder, sizeof folder) != 0)
         return DATASET_INGEST_STORAGE;
+    int64_t disk = disk_space_free(db_data_dir(in->db)), room = disk - disk / 10;
+    bool by_disk = disk >= 0 && (left < 0 || room < left);
+    const char *what = by_disk ? "the room the disk has (nine tenths of its free space)"
+                               : "what the dataset-byte quota leaves";
     bool over;
-    *bytes = dataset_archive_extract(archive, info->files[0].name, folder, left, &over);
+    *bytes = dataset_archive_extract(archive, info->files[0].name, folder, by_disk ? room : left,
+                                     what, &over);
     if (*bytes < 0) {
+        if (over && by_disk) return error_set_errno(ENOSPC), DATASET_INGEST_STORAGE; /* 507 */
         if (over) error_set_path("quota.dataset_bytes");
         int e = error_last()->sys_errno; /* the server's disk, or the archive at fault */
         return over ? DATASET_INGEST_OVER_QUOTA

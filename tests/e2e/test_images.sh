@@ -16,9 +16,11 @@
 # file that is no archive, images of two sizes, one folder holding the
 # class folders, a CIFAR-10 file of a wrong size; an archive that inflates
 # past the owner's dataset-byte quota is a 429. Nothing of a refused upload
-# is left (rows, files, or anything outside its directory).
-# Every response is checked against api-docs/openapi.yaml. Last, SIGTERM
-# stops the daemon cleanly (under ASan, no sanitizer report).
+# is left (rows, files, or anything outside its directory). SIGTERM stops
+# the daemon cleanly (under ASan, no sanitizer report). Last, a daemon on a
+# 48 MB tmpfs (mounted here; skipped where it cannot be) refuses with 507
+# an archive unpacking to 64 MB, past the disk's room, leaving nothing.
+# Every response is checked against api-docs/openapi.yaml.
 #
 # Needs curl, python3 (no torch, no PIL) and node; the shared MNIST
 # (../shared/datasets/mnist), else the MNIST checks are skipped. Ends with
@@ -286,7 +288,32 @@ check "refused uploads leave no files (only the ready datasets' directories)" \
     "$(echo "$live" | tr ' ' '\n' | sort -n | tr '\n' ' ' | sed 's/ $//')"
 check "nothing was written outside the dataset's directory" \
     "$(ls "$VAR/datasets/evil.png" "$VAR/evil.png" /tmp/abs-evil.png 2>/dev/null | wc -l)" 0
+stop_daemon "$DPID" "$TMP/daemon.log"
+
+# ---------------------------------------------------------------- a small disk
+# a second daemon whose data dir is a tmpfs of 48 MB: an archive of 70 KB
+# unpacking to 64 MB, past the room the disk has (nine tenths of its free
+# space; no quota is set), is refused with 507 naming it, leaving nothing
+SMALL=$TMP/small
+mkdir -p "$SMALL"
+if mount -t tmpfs -o size=48m tmpfs "$SMALL" 2>"$TMP/mount.err"; then
+    trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; wait 2>/dev/null;
+          umount "$SMALL"; cleanup_daemons' EXIT
+    head -c $((64 << 20)) /dev/zero >"$TMP/zeros64"
+    archive "$TMP/huge.tar.gz" tgz "a/ok.png=$TMP/ok.png" "b/zeros.png=$TMP/zeros64"
+    start_daemon "$SMALL/var" "$TMP/small.log" --workers 1
+    upload huge "$TMP/huge.tar.gz"
+    expect "an archive of $(($(stat -c %s "$TMP/huge.tar.gz") / 1024)) KB unpacking to 64 MB on a disk of 48 MB" \
+        507 insufficient_storage &&
+        check "... the message says what stopped it" \
+            "$(jv "'over the room the disk has (nine tenths of its free space)' in d['error']['message']")" True
+    check "... nothing of it left" "$(ls -A "$SMALL/var/datasets")" ""
+    api GET /v1/datasets
+    check "... the daemon serves on" "$STATUS,$(jv 'len(d["datasets"])')" "200,0"
+    stop_daemon "$DPID" "$TMP/small.log" "the small disk's daemon"
+else
+    skip "an archive past the disk's room" "no tmpfs could be mounted: $(head -c 200 "$TMP/mount.err")"
+fi
 
 openapi_summary
-stop_daemon "$DPID" "$TMP/daemon.log"
 summary

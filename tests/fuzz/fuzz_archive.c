@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fuzz_file(0, (FuzzBytes){data, size});
     bool over = false;
     fuzz_begin();
-    int64_t written = dataset_archive_extract(path, "fuzz.tar", dir, LIMIT, &over);
+    int64_t written = dataset_archive_extract(path, "fuzz.tar", dir, LIMIT, "the fuzz limit", &over);
     fuzz_end("dataset_archive_extract", written < 0);
     expect_only(grand, "p");
     expect_only(parent, written < 0 ? NULL : "d");
