@@ -14,7 +14,8 @@
  * work of the new one. The one other stream, the copy stream of the
  * DataLoader's uploads (runtime.cu), first waits for the default stream.
  *
- * Out of memory: the device's cache is released (cudaFree) and the
+ * Out of memory: the device's cache is released (cudaFree; not while a
+ * graph is captured on any thread, gpu_captures_underway) and the
  * cudaMalloc tried once more; if that fails too the allocation returns
  * NULL, the CUDA error is cleared (an OOM does not poison the context),
  * and tensor creation reports "out of memory allocating N bytes on cuda:K".
@@ -122,9 +123,10 @@ void *pool_alloc(GraphPool *g, size_t size) {
     return p;
 }
 
-/* Releases every cached block of `device`; caller holds the lock. */
+/* Releases every cached block of `device`; caller holds the lock. Not
+ * while a graph is captured on any thread (gpu_captures_underway). */
 void trim_locked(int device) {
-    if (caches[device].kept.empty()) return;
+    if (caches[device].kept.empty() || gpu_captures_underway() > 0) return;
     gpu_use_device(device);
     caches[device].drain(
         [](void *p) { gpu_record((int)cudaFree(p), "cudaFree (trim)"); });
@@ -185,6 +187,11 @@ extern "C" void gpu_free_bytes(int device, void *ptr) {
         return;
     }
     if (size == 0 || !c.keep(ptr, size)) { /* not ours (should not happen), or no room */
+        if (gpu_captures_underway() > 0) { /* lost rather than a capture ended */
+            gpu_record_msg(size ? "out of host memory" : "a block not the allocator's",
+                           "allocator (a block lost during a capture)");
+            return;
+        }
         gpu_use_device(device);
         gpu_record((int)cudaFree(ptr), size ? "cudaFree" : "cudaFree (foreign block)");
     }

@@ -19,6 +19,7 @@
  */
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <new>
 
 #include "gpu/gpu.h"
@@ -63,10 +64,13 @@ cudaError_t capture_stream_on(int device, cudaStream_t *stream) {
     return e;
 }
 
+std::atomic<int> captures_underway{0};
+
 /* The capture's pool released, the thread back on stream 0, CUDA's own
  * last error of a failed capture cleared (the sticky one says it), so
  * that the next launch's check does not report it again. */
 void capture_reset() {
+    if (capture_device >= 0) captures_underway.fetch_sub(1);
     (void)cudaGetLastError();
     gpu_stream_set(cudaStreamLegacy);
     gpu_allocator_capture_end();
@@ -102,10 +106,13 @@ extern "C" int gpu_graph_capture_begin(int device) {
         gpu_record((int)e, "cudaStreamBeginCapture");
         return -1;
     }
+    captures_underway.fetch_add(1);
     capture_device = device;
     gpu_stream_set(stream);
     return 0;
 }
+
+extern "C" int gpu_captures_underway(void) { return captures_underway.load(); }
 
 /* The capture ended, its graph instantiated; NULL with the sticky error. */
 extern "C" void *gpu_graph_capture_end(int device) {

@@ -133,6 +133,11 @@ const char *gpu_capture_refusal(void);
 void gpu_capture_refusal_clear(void);
 void gpu_allocator_capture_end(void);
 void gpu_allocator_pool_release(void *pool);
+/* graph.cu: captures under way now, on every thread. While one is, nothing
+ * frees memory in a way that waits for the device (cudaFree, cudaFreeHost):
+ * another thread's wait for a device with a stream capturing may end its
+ * capture (PyTorch's allocator defers its frees the same way). */
+int gpu_captures_underway(void);
 
 /* ---- kernels/layout.cu ---- */
 void gpu_launch_copy(const void *src, int src_dtype, GpuView sv, void *dst, int dst_dtype,

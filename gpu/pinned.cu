@@ -12,6 +12,9 @@
  * unpinned and it is tried again.
  * A buffer is reusable as soon as it is freed: every copy out of one
  * (gpu_memcpy_from_host_beside, cudaMemcpy) has completed when it returns.
+ * While a graph is captured, on any thread, nothing is unpinned
+ * (cudaFreeHost waits for the device): the cache keeps buffers past
+ * kCacheMax then, and the next free after the capture trims it.
  * Portable: the buffers serve every device.
  */
 #include <cuda_runtime.h>
@@ -40,6 +43,7 @@ extern "C" void *gpu_pinned_alloc(size_t nbytes) {
     void *p = nullptr;
     if (cudaHostAlloc(&p, size, cudaHostAllocPortable) != cudaSuccess) {
         (void)cudaGetLastError();
+        if (gpu_captures_underway() > 0) return nullptr; /* nothing unpinned meanwhile */
         cache.drain([](void *b) { (void)cudaFreeHost(b); }); /* unpin what is kept, once more */
         if (cudaHostAlloc(&p, size, cudaHostAllocPortable) != cudaSuccess) {
             (void)cudaGetLastError();
@@ -58,8 +62,13 @@ extern "C" void gpu_pinned_free(void *ptr) {
     std::lock_guard<std::mutex> g(lock);
     size_t size = cache.release(ptr);
     if (size == 0) return; /* not ours: nothing sane to do */
-    if (cache.cached + size > kCacheMax || !cache.keep(ptr, size))
-        gpu_record((int)cudaFreeHost(ptr), "cudaFreeHost");
+    bool capturing = gpu_captures_underway() > 0;
+    if (!capturing && cache.cached > kCacheMax) /* kept past it during a capture */
+        cache.drain([](void *b) { gpu_record((int)cudaFreeHost(b), "cudaFreeHost"); });
+    if ((capturing || cache.cached + size <= kCacheMax) && cache.keep(ptr, size)) return;
+    if (!capturing) gpu_record((int)cudaFreeHost(ptr), "cudaFreeHost");
+    /* else: out of host memory to keep it, in a capture: the buffer is lost
+     * (pinned until the process ends), not the capture */
 }
 
 extern "C" void gpu_pinned_stats(size_t *in_use_bytes, size_t *cached_bytes) {

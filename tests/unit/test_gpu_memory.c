@@ -7,6 +7,8 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +160,46 @@ Test(gpu, pinned_host_buffers) {
     cr_assert(again && tensor_data(again) == first, "the kept buffer is taken back");
     tensor_release(again);
     tensor_release(g);
+#endif
+}
+
+#ifdef TRAIND_CUDA
+/* A batch's pinned buffer over the cache's 256 MiB, freed by another
+ * thread (a DataLoader's) while this one captures a graph: not unpinned
+ * then (cudaFreeHost waits for the device, which would end the capture),
+ * but kept, and unpinned by the next free after the capture. */
+static void *pinned_round_trip(void *failed) {
+    void *p = gpu_pinned_alloc((size_t)257 << 20);
+    gpu_pinned_free(p);
+    *(bool *)failed = !p || gpu_last_error() != NULL;
+    return NULL;
+}
+#endif
+
+Test(gpu, pinned_free_beside_a_capture) {
+    test_need_gpu();
+#ifdef TRAIND_CUDA
+    const Backend *be = backend_for(CUDA0);
+    Tensor *a = tensor_zeros(SHAPE(4), DTYPE_FLOAT32, CUDA0);
+    cr_assert(a, "%s", error_get());
+    cr_assert_eq(be->graph_capture_begin(CUDA0), 0, "%s", error_get());
+    Tensor *b = tensor_add_scalar(a, 1);
+    pthread_t other;
+    bool failed = true;
+    cr_assert_eq(pthread_create(&other, NULL, pinned_round_trip, &failed), 0);
+    cr_assert_eq(pthread_join(other, NULL), 0);
+    void *graph = be->graph_capture_end(CUDA0);
+    cr_assert(graph, "the capture beside the free: %s", error_get());
+    cr_assert(!failed, "the other thread's pinned buffer");
+    size_t cached;
+    gpu_pinned_stats(NULL, &cached);
+    cr_assert_geq(cached, (size_t)257 << 20, "kept while the capture ran");
+    void *p = gpu_pinned_alloc(4096);
+    gpu_pinned_free(p);
+    gpu_pinned_stats(NULL, &cached);
+    cr_assert_leq(cached, (size_t)256 << 20, "unpinned by the next free after it");
+    be->graph_free(graph);
+    tensor_release(a), tensor_release(b);
 #endif
 }
 

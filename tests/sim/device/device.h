@@ -82,6 +82,12 @@ void simdev_capture_hold(cudaStream_t stream, std::shared_ptr<const void> held);
  * in global mode. A refused call fails the capture, which then ends with
  * cudaErrorStreamCaptureInvalidated. */
 bool simdev_capture_refuses();
+/* Whether a call that waits for the whole device (cudaDeviceSynchronize,
+ * cudaFree, cudaFreeHost) is refused now: any stream captures, on any
+ * thread, in any mode but relaxed. Each such capture is failed: a device
+ * wait from another thread ends a thread-local capture too (PyTorch's
+ * allocator defers its frees while one is under way for that reason). */
+bool simdev_device_wait_refused();
 
 /* How many devices there are (TRAIND_SIMDEV_GPUS), and the thread's. */
 int simdev_device_count();

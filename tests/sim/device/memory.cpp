@@ -224,7 +224,7 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes) {
 
 cudaError_t cudaFree(void *ptr) {
     std::lock_guard<SimLock> g(simdev_lock());
-    if (simdev_capture_refuses()) return simdev_fail(cudaErrorStreamCaptureUnsupported);
+    if (simdev_device_wait_refused()) return simdev_fail(cudaErrorStreamCaptureUnsupported);
     return drop_block(ptr, false);
 }
 
@@ -236,7 +236,7 @@ cudaError_t cudaHostAlloc(void **ptr, size_t bytes, unsigned flags) {
 
 cudaError_t cudaFreeHost(void *ptr) {
     std::lock_guard<SimLock> g(simdev_lock());
-    if (simdev_capture_refuses()) return simdev_fail(cudaErrorStreamCaptureUnsupported);
+    if (simdev_device_wait_refused()) return simdev_fail(cudaErrorStreamCaptureUnsupported);
     return drop_block(ptr, true);
 }
 

@@ -274,14 +274,20 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
     return simdev_drain(stream);
 }
 
-/* refused while any stream captures, whatever its mode or thread: CUDA
- * forbids waiting for a device one of whose streams captures */
-cudaError_t cudaDeviceSynchronize(void) {
+bool simdev_device_wait_refused() {
     std::lock_guard<SimLock> g(simdev_lock());
     bool capturing = simdev_capture_refuses();
     for (SimStream *s : live)
-        if (s->capture) capturing = s->capture->invalidated = true;
-    if (capturing) return simdev_fail(cudaErrorStreamCaptureUnsupported);
+        if (s->capture && s->mode != cudaStreamCaptureModeRelaxed)
+            capturing = s->capture->invalidated = true;
+    return capturing;
+}
+
+/* refused while any stream captures, whatever its thread: CUDA forbids
+ * waiting for a device one of whose streams captures */
+cudaError_t cudaDeviceSynchronize(void) {
+    std::lock_guard<SimLock> g(simdev_lock());
+    if (simdev_device_wait_refused()) return simdev_fail(cudaErrorStreamCaptureUnsupported);
     simdev_drain_all();
     return cudaSuccess;
 }
