@@ -163,6 +163,13 @@ static int check_backward(const Tensor *output, const Tensor *grad_output) {
                          tensor_shape_str(grad_output, a, sizeof a),
                          tensor_shape_str(output, b, sizeof b));
     }
+    /* the backward functions hand the buffers to kernels typed by the output */
+    if (grad_output->dtype != output->dtype || !device_equal(grad_output->device, output->device)) {
+        char a[32], b[32];
+        return error_set("backward: a gradient of %s on %s for an output of %s on %s",
+                         dtype_name(grad_output->dtype), device_name(grad_output->device, a, 32),
+                         dtype_name(output->dtype), device_name(output->device, b, 32));
+    }
     return 0;
 }
 

@@ -273,10 +273,9 @@ Tensor *tensor_narrow(Tensor *t, int dim, int64_t start, int64_t length) {
     if (!t) return NULL;
     int d = tensor_wrap_dim(dim, t->ndim, "narrow");
     if (d < 0) return NULL;
-    if (start < 0 || length < 0 || start + length > t->shape[d])
-        return error_set("narrow: [%lld, %lld) is outside dimension %d of size %lld",
-                         (long long)start, (long long)(start + length), d,
-                         (long long)t->shape[d]),
+    if (start < 0 || length < 0 || start > t->shape[d] - length) /* no start + length: it wraps */
+        return error_set("narrow: length %lld from %lld is outside dimension %d of size %lld",
+                         (long long)length, (long long)start, d, (long long)t->shape[d]),
                NULL;
     int64_t shape[TENSOR_MAX_DIMS];
     memcpy(shape, t->shape, sizeof shape);

@@ -163,25 +163,41 @@ static int div_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     return grads_ok(node, gx);
 }
 
+/* 1 where t `op` value (BINARY_EQ, BINARY_GT), else 0. */
+static Tensor *compare_scalar(Tensor *t, BinaryOp op, double value) {
+    Tensor *v = tensor_scalar(value, t->dtype, t->device);
+    Tensor *out = v ? binary_kernel("pow", op, t, v) : NULL;
+    tensor_release(v);
+    return out;
+}
+
+/* torch's: b a^(b-1), 0 where b = 0 (not 0 * 0^-1); a^b log(a), 0 where
+ * a = 0 and b >= 0 (not 0 * -inf). The masked places are moved to where
+ * the formula is finite (exponent b-1 -> 0, log(a) -> log(1)), as a NaN
+ * times 0 stays NaN. */
 static int pow_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     Tensor *a = node->inputs[0], *b = node->inputs[1];
-    if (a->requires_grad) { /* b * a^(b-1) */
+    if (a->requires_grad) {
+        Tensor *b0 = compare_scalar(b, BINARY_EQ, 0);
         Tensor *bm1 = tensor_add_scalar(b, -1.0);
-        Tensor *p = tensor_pow(a, bm1);
-        Tensor *bp = tensor_mul(b, p);
-        set_grad(gx, 0, tensor_mul(gy, bp), node);
-        tensor_release(bm1);
-        tensor_release(p);
-        tensor_release(bp);
+        Tensor *e = b0 && bm1 ? tensor_add(bm1, b0) : NULL;
+        Tensor *p = e ? tensor_pow(a, e) : NULL;
+        Tensor *bp = p ? tensor_mul(b, p) : NULL;
+        set_grad(gx, 0, bp ? tensor_mul(gy, bp) : NULL, node);
+        Tensor *all[] = {b0, bm1, e, p, bp};
+        for (int i = 0; i < 5; i++) tensor_release(all[i]);
     }
-    if (b->requires_grad) { /* a^b * log(a) */
-        Tensor *y = tensor_pow(a, b);
-        Tensor *la = tensor_log(a);
-        Tensor *t = tensor_mul(y, la);
-        set_grad(gx, 1, tensor_mul(gy, t), node);
-        tensor_release(y);
-        tensor_release(la);
-        tensor_release(t);
+    if (b->requires_grad) {
+        Tensor *a0 = compare_scalar(a, BINARY_EQ, 0), *bgt = compare_scalar(b, BINARY_GT, 0);
+        Tensor *beq = compare_scalar(b, BINARY_EQ, 0);
+        Tensor *bge = bgt && beq ? tensor_add(bgt, beq) : NULL;
+        Tensor *masked = a0 && bge ? tensor_mul(a0, bge) : NULL;
+        Tensor *safe = masked ? tensor_add(a, masked) : NULL;
+        Tensor *y = tensor_pow(a, b), *la = safe ? tensor_log(safe) : NULL;
+        Tensor *t = y && la ? tensor_mul(y, la) : NULL;
+        set_grad(gx, 1, t ? tensor_mul(gy, t) : NULL, node);
+        Tensor *all[] = {a0, bgt, beq, bge, masked, safe, y, la, t};
+        for (int i = 0; i < 9; i++) tensor_release(all[i]);
     }
     return grads_ok(node, gx);
 }
@@ -364,28 +380,33 @@ Tensor *tensor_mul_scalar(Tensor *a, double value) {
     return unary_op("mul", "MulBackward", UNARY_MUL_SCALAR, a, value, false);
 }
 
-/* clamp: the gradient passes where min <= x <= max, as in torch. */
+/* 1 where x is within the bound (x >= bound, or x <= bound: `upper`),
+ * as (x > bound) + (x == bound): 0 for a NaN x. */
+static Tensor *within(Tensor *x, double bound, bool upper) {
+    Tensor *b = tensor_scalar(bound, x->dtype, x->device);
+    Tensor *gt = b ? binary_kernel("clamp", BINARY_GT, upper ? b : x, upper ? x : b) : NULL;
+    Tensor *eq = b ? binary_kernel("clamp", BINARY_EQ, x, b) : NULL;
+    Tensor *out = gt && eq ? binary_kernel("clamp", BINARY_ADD, gt, eq) : NULL;
+    tensor_release(b), tensor_release(gt), tensor_release(eq);
+    return out;
+}
+
+/* clamp: the gradient passes where min <= x <= max, as in torch: nowhere
+ * for a NaN x, or for min > max. */
 static int clamp_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
     Tensor *x = node->inputs[0];
     double lo = node->scalars[0], hi = node->scalars[1];
     Tensor *mask = tensor_full(x->ndim, x->shape, 1.0, x->dtype, x->device);
-    if (!isnan(lo) && mask) { /* mask -= (lo > x) */
-        Tensor *bound = tensor_scalar(lo, x->dtype, x->device);
-        Tensor *below = binary_kernel("clamp", BINARY_GT, bound, x);
-        Tensor *m = binary_kernel("clamp", BINARY_SUB, mask, below);
-        tensor_release(bound);
-        tensor_release(below);
+    for (int side = 0; side < 2 && mask; side++) {
+        double bound = side ? hi : lo;
+        if (isnan(bound)) continue; /* no bound on that side */
+        Tensor *in = within(x, bound, side == 1);
+        Tensor *m = in ? binary_kernel("clamp", BINARY_MUL, mask, in) : NULL;
+        tensor_release(in);
         tensor_release(mask);
         mask = m;
     }
-    if (!isnan(hi) && mask) { /* mask -= (x > hi) */
-        Tensor *above = unary_kernel("clamp", UNARY_GT_SCALAR, x, hi);
-        Tensor *m = binary_kernel("clamp", BINARY_SUB, mask, above);
-        tensor_release(above);
-        tensor_release(mask);
-        mask = m;
-    }
-    gx[0] = tensor_mul(gy, mask);
+    gx[0] = mask ? tensor_mul(gy, mask) : NULL;
     tensor_release(mask);
     return gx[0] ? 0 : -1;
 }

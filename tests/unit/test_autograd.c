@@ -253,6 +253,10 @@ Test(autograd, backward_errors) {
     Tensor *bad = tensor_zeros(SHAPE(3), DTYPE_FLOAT64, DEVICE_CPU_INIT);
     cr_assert_eq(tensor_backward_with(y, bad), -1);
     assert_error_has("gradient of shape [3] for an output of shape [2]");
+    Tensor *f32 = tensor_zeros(SHAPE(2), DTYPE_FLOAT32, DEVICE_CPU_INIT);
+    cr_assert_eq(tensor_backward_with(y, f32), -1); /* its buffer read as float64 otherwise */
+    assert_error_has("backward: a gradient of float32 on cpu for an output of float64 on cpu");
+    tensor_release(f32);
     cr_assert_eq(tensor_backward(NULL), -1);
 
     /* with an explicit gradient, a non-scalar works */

@@ -389,6 +389,37 @@ Test(ops_basic, pointwise_gradient_at_the_kinks) {
     tensor_release(x);
 }
 
+/* torch's masks where the formulas are 0 * inf: a ** b's gradient in a is
+ * 0 where b = 0, in b 0 where a = 0 and b >= 0; clamp passes none where x
+ * is NaN or min > max. */
+Test(ops_basic, gradient_where_torch_masks_it) {
+    Tensor *a = tensor_from_string("[0, 0, 2]", DTYPE_FLOAT64);
+    Tensor *b = tensor_from_string("[2, 0, 3]", DTYPE_FLOAT64);
+    tensor_set_requires_grad(a, true);
+    tensor_set_requires_grad(b, true);
+    Tensor *p = tensor_pow(a, b), *l = tensor_sum(p);
+    cr_assert_eq(tensor_backward(l), 0, "%s", error_get());
+    assert_tensor_values(a->grad, (double[]){0, 0, 12}, 3, 1e-15, "d/da a**b");
+    assert_tensor_values(b->grad, (double[]){0, 0, 8 * log(2)}, 3, 1e-15, "d/db a**b");
+    tensor_release(p), tensor_release(l), tensor_release(a), tensor_release(b);
+
+    Tensor *x = tensor_from_string("[1.5, 0.5, 3, 1]", DTYPE_FLOAT64);
+    double nan_at_1[4] = {1.5, NAN, 3, 1};
+    Tensor *xn = tensor_from_doubles(nan_at_1, SHAPE(4), DTYPE_FLOAT64);
+    tensor_set_requires_grad(x, true);
+    tensor_set_requires_grad(xn, true);
+    Tensor *c = tensor_clamp(x, 2, 1);
+    l = tensor_sum(c);
+    cr_assert_eq(tensor_backward(l), 0, "%s", error_get());
+    assert_tensor_values(x->grad, (double[]){0, 0, 0, 0}, 4, 0, "clamp' with min > max");
+    tensor_release(c), tensor_release(l);
+    c = tensor_clamp(xn, 1, 2);
+    l = tensor_sum(c);
+    cr_assert_eq(tensor_backward(l), 0, "%s", error_get());
+    assert_tensor_values(xn->grad, (double[]){1, 0, 0, 1}, 4, 0, "clamp' of a NaN");
+    tensor_release(c), tensor_release(l), tensor_release(x), tensor_release(xn);
+}
+
 typedef struct {
     int n;
     int dims[TENSOR_MAX_DIMS];

@@ -442,7 +442,9 @@ Test(tensor, shape_ops) {
     cr_assert_eq(v->offset, 3);
     tensor_release(v);
     cr_assert_null(tensor_narrow(t, 1, 2, 2));
-    assert_error_has("narrow: [2, 4) is outside dimension 1 of size 3");
+    assert_error_has("narrow: length 2 from 2 is outside dimension 1 of size 3");
+    cr_assert_null(tensor_narrow(t, 1, INT64_MAX, 1)); /* start + length would wrap */
+    assert_error_has("narrow: length 1 from 9223372036854775807 is outside dimension 1");
     cr_assert_null(tensor_narrow(t, 3, 0, 1));
     assert_error_has("narrow: dimension 3 out of range");
     tensor_release(t);
