@@ -166,6 +166,30 @@ static json_t *load_manifest(const char *path, const char *cache) {
 
 /* ---- the node's fetch ---- */
 
+int dataset_fetch_cache_ready(const char *cache) {
+    char parent[4200];
+    snprintf(parent, sizeof parent, "%s", cache);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = '\0';
+        if (db_mkdir_p(parent) != 0) return -1;
+    }
+    if (mkdir(cache, 0700) != 0 && errno != EEXIST)
+        return error_sys(errno, "datasets cache %s: cannot make it", cache);
+    struct stat st;
+    if (lstat(cache, &st) != 0) return error_sys(errno, "datasets cache %s", cache);
+    if (!S_ISDIR(st.st_mode))
+        return error_set("datasets cache %s: not a directory (a link, or a file)", cache);
+    if (st.st_uid != geteuid())
+        return error_set("datasets cache %s: owned by uid %u, not by this user (uid %u): another "
+                         "user's files would be trusted", cache, (unsigned)st.st_uid,
+                         (unsigned)geteuid());
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return error_set("datasets cache %s: mode %03o lets others write it (chmod go-w)", cache,
+                         (unsigned)(st.st_mode & 0777));
+    return 0;
+}
+
 /* One entry into the cache: kept when it is already good there. */
 static int fetch_one(const AttemptHttp *http, CURL *curl, const char *cache, const FetchEntry *e,
                      int *fetched) {
@@ -186,6 +210,7 @@ static int fetch_one(const AttemptHttp *http, CURL *curl, const char *cache, con
 
 /* This node's part: every file of the manifest into the cache. */
 static int fetch_node(const char *manifest_path, const char *cache, const AttemptHttp *http) {
+    if (dataset_fetch_cache_ready(cache) != 0) return -1;
     json_t *m = load_manifest(manifest_path, cache);
     if (!m) return -1;
     CURL *curl = curl_easy_init();

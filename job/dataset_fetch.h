@@ -33,6 +33,13 @@
 int dataset_fetch_all(const char *manifest_path, const char *cache, const AttemptHttp *http,
                       DistGroup *group);
 
+/* The cache's root made (mode 0700) when missing; else it must be a
+ * directory, not a link, of this user's that no one else may write: a
+ * node's other users could plant /tmp/traind-datasets, or files and links
+ * in it, and feed the jobs that trust it their own bytes. 0, or -1 with an
+ * error naming the directory and what is wrong. */
+int dataset_fetch_cache_ready(const char *cache);
+
 /* Whether the file at path has `bytes` bytes and sha256 `sha256` (hex):
  * 0 when it has, 1 when there is no such file, -1 with an error naming the
  * path, the expected and the got size or digest. */
