@@ -16,12 +16,15 @@
  * A record per host thread (a job runs on its own thread, so one job never
  * sees another's), in slots of one mapped array. A slot is cleaned when a
  * thread takes it and when a job starts (Backend.clear_error), each time
- * after waiting for the device, so that a kernel still queued by whoever
- * used it before cannot write there afterwards. Slots and claim words are
- * made outside any capture (a job's first step runs op by op).
+ * after waiting for the devices it was used on (those alone, and without
+ * holding the lock: another job's thread on another device waits for
+ * nothing of it), so that a kernel still queued by whoever used it before
+ * cannot write there afterwards. Slots and claim words are made outside
+ * any capture (a job's first step runs op by op).
  */
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <mutex>
 
@@ -35,6 +38,10 @@ static std::mutex lock;
 static GpuIndexRecord *records;           /* kSlots of them, mapped */
 static unsigned *claims[GPU_MAX_DEVICES]; /* kSlots words on each device */
 static bool taken[kSlots];
+/* the devices whose claim word of slot i was handed out since it was
+ * last cleaned: the ones its cleaning waits for */
+static uint64_t used[kSlots];
+static_assert(GPU_MAX_DEVICES <= 64, "a device is a bit of used[]");
 
 /* This thread's slot and its record's device address, given back when the
  * thread ends. */
@@ -50,17 +57,25 @@ struct Slot {
 };
 static thread_local Slot slot;
 
-/* Caller holds the lock. Waits for every device with claims, then clears
- * slot i's record and claim words: nothing queued before can write them
+/* Waits for each device slot i's claim words were handed out on, then
+ * clears its record and those words: nothing queued before can write them
  * later. The kernels that write them run on the legacy stream (a graph's
  * replay too), so the wait is for that stream: CUDA refuses a wait for
  * the whole device while any of its streams captures a graph, as another
- * job's thread may be doing. The thread's current device is kept. */
+ * job's thread may be doing. The caller owns slot i (taken for it), and
+ * does not hold the lock: the waits would stall every thread's checks on
+ * every device. The thread's current device is kept. */
 static void clean(int i) {
+    uint64_t devices;
+    {
+        std::lock_guard<std::mutex> g(lock);
+        devices = used[i];
+        used[i] = 0;
+    }
     int current = -1;
     gpu_record((int)cudaGetDevice(&current), "cudaGetDevice (index check)");
     for (int d = 0; d < GPU_MAX_DEVICES; d++) {
-        if (!claims[d]) continue;
+        if (!(devices >> d & 1) || !claims[d]) continue;
         gpu_record((int)cudaSetDevice(d), "cudaSetDevice (index check)");
         gpu_record((int)cudaStreamSynchronize(cudaStreamLegacy),
                    "cudaStreamSynchronize (index check)");
@@ -71,8 +86,9 @@ static void clean(int i) {
 }
 
 /* Caller holds the lock. The records, the device's claim words and this
- * thread's slot, made when missing; false with the sticky error. */
-static bool make(int device) {
+ * thread's slot, made when missing (*fresh: the slot taken, for the
+ * caller to clean once the lock is let go); false with the sticky error. */
+static bool make(int device, int *fresh) {
     if (!records) {
         void *p = nullptr;
         cudaError_t e = cudaHostAlloc(&p, kSlots * sizeof *records,
@@ -104,21 +120,29 @@ static bool make(int device) {
     cudaError_t e = cudaHostGetDevicePointer(&mapped, records + i, 0);
     gpu_record((int)e, "cudaHostGetDevicePointer (index check)");
     if (e != cudaSuccess) return false;
-    clean(i);
     taken[i] = true;
     slot.index = i;
     slot.mapped = (GpuIndexRecord *)mapped;
+    *fresh = i;
     return true;
 }
 
 extern "C" int gpu_index_check_args(int device, GpuIndexOp op, GpuIndexCheck *out) {
-    std::lock_guard<std::mutex> g(lock);
-    if (!(records && claims[device] && slot.index >= 0)) {
-        if (gpu_stream() != cudaStreamLegacy) { /* capturing: no allocation, no wait */
-            gpu_record_msg("an index check set up inside a capture", "index check");
-            return -1;
+    int fresh = -1;
+    {
+        std::lock_guard<std::mutex> g(lock);
+        if (!(records && claims[device] && slot.index >= 0)) {
+            if (gpu_stream() != cudaStreamLegacy) { /* capturing: no allocation, no wait */
+                gpu_record_msg("an index check set up inside a capture", "index check");
+                return -1;
+            }
+            if (!make(device, &fresh)) return -1;
         }
-        if (!make(device)) return -1;
+    }
+    if (fresh >= 0) clean(fresh); /* what its last thread queued can no longer write it */
+    {
+        std::lock_guard<std::mutex> g(lock);
+        used[slot.index] |= (uint64_t)1 << device;
     }
     *out = GpuIndexCheck{slot.mapped, claims[device] + slot.index, device, (int)op};
     return 0;
@@ -137,15 +161,11 @@ extern "C" void gpu_index_check_report(void) {
         snprintf(msg, sizeof msg,
                  "embedding: index %lld at position %lld is out of range for num_embeddings %lld",
                  (long long)r->index, (long long)r->position, (long long)r->limit);
-    {
-        std::lock_guard<std::mutex> g(lock);
-        clean(slot.index);
-    }
+    clean(slot.index);
     gpu_record_text(msg);
 }
 
 extern "C" void gpu_index_check_discard(void) {
     if (slot.index < 0) return;
-    std::lock_guard<std::mutex> g(lock);
     clean(slot.index);
 }
