@@ -290,12 +290,14 @@ int db_user_add_usage(Db *db, int64_t id, double device_s, double half_life_s) {
         sqlite3_stmt *st = db_stmt(c, USER_COLS "WHERE id = ?1");
         rc = !st ? DB_ERROR : DB_OK;
         if (st) sqlite3_bind_int64(st, 1, id);
-        if (st && sqlite3_step(st) == SQLITE_ROW)
+        int s = st ? sqlite3_step(st) : SQLITE_ERROR;
+        if (s == SQLITE_ROW)
             read_user_row(st, &r);
-        else if (st) {
+        else if (s == SQLITE_DONE) {
             error_set("user %lld: not found", (long long)id);
             rc = DB_NOT_FOUND;
-        }
+        } else if (st)
+            rc = db_fail(c, "user"); /* SQLite's error, not a missing user */
     }
     if (rc == DB_OK) {
         int64_t now = db_now_ms();
