@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "server/http.h"
 #include "server/importer.h"
+#include "server/ingest_pool.h"
 #include "server/quota.h"
 #include "server/reply_cache.h"
 #include "server/scheduler.h"
@@ -39,6 +40,7 @@ typedef struct {
     Scheduler *sched;
     HttpServer *http;      /* set once listening */
     Importer *importer;    /* URL imports (server/importer.h) */
+    IngestPool *ingest;    /* uploads' checks (server/ingest_pool.h); NULL: on the HTTP thread */
     time_t started;
     ReplyCache *replies;   /* finished jobs' metric histories */
     ReplyCache *chunks;    /* series cut in chunks (history_chunks.h); NULL: off */

@@ -75,6 +75,7 @@ struct HttpRequest {
     size_t body_len, body_cap;
 
     HttpResponse *response; /* made, not yet handed to the connection */
+    HttpLaterFn later;      /* http_reply_later's, NULL for none */
     int status;
     bool counted; /* its reply was handed to the connection, and counted */
     void *state;
@@ -355,6 +356,28 @@ int http_reply_stream(HttpRequest *req, int status, const char *content_type, Ht
     return set_response(req, status, r);
 }
 
+/* ---- replies made later ---- */
+
+static HttpResponse *reply_take(HttpRequest *req);
+
+/* The connection's question, each tick: the route's reply, once made. */
+static HttpResponse *later_made(void *ctx) {
+    HttpRequest *req = ctx;
+    error_clear();
+    if (!req->later(req)) return NULL;
+    if (!req->response)
+        http_reply_error(req, 500, "internal", NULL, "%s",
+                         *error_get() ? error_get() : "the handler gave no reply");
+    return reply_take(req);
+}
+
+int http_reply_later(HttpRequest *req, HttpLaterFn poll) {
+    HttpResponse *r = http_response_later(later_made, req);
+    if (!r) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
+    req->later = poll;
+    return set_response(req, 0, r);
+}
+
 /* ---- the events ---- */
 
 static void request_free(HttpRequest *req) {
@@ -515,8 +538,10 @@ static HttpResponse *reply_take(HttpRequest *req) {
             return NULL;
         req->status = 503;
     }
-    count_request(req->server, req->route, req->status);
-    req->counted = true;
+    if (req->response->kind != HTTP_RESPONSE_LATER) { /* counted once it is made */
+        count_request(req->server, req->route, req->status);
+        req->counted = true;
+    }
     HttpResponse *r = req->response;
     req->response = NULL;
     return r;

@@ -33,7 +33,9 @@
  * our own (bound without SO_REUSEPORT, so a second daemon on the same port
  * fails to start instead of sharing it). Handlers run on those threads:
  * they must not block for long (a training step, a lock held by the
- * trainer), since every connection of that thread waits meanwhile.
+ * trainer), since every connection of that thread waits meanwhile; a route
+ * whose work is long hands it to a thread of its own and replies later
+ * (http_reply_later: an upload's check of its files).
  */
 #ifndef TRAIND_SERVER_HTTP_H
 #define TRAIND_SERVER_HTTP_H
@@ -259,5 +261,15 @@ void http_reply_header(HttpRequest *req, const char *name, const char *value);
  * (also when the client went away); on failure too. */
 int http_reply_stream(HttpRequest *req, int status, const char *content_type, HttpStreamFn fn,
                       void *ctx, void (*free_ctx)(void *ctx));
+
+/* A reply made later, for a route whose work runs on another thread (a
+ * handler must not block its thread): poll(req) runs on the connection's
+ * thread at each tick (~200 ms), the connection waiting without a thread
+ * meanwhile, and returns 0 (not yet) or 1 once it has replied with any
+ * http_reply_*. A client that goes away first ends the request as usual
+ * (the route's body finish sees it not completed), and poll is not
+ * called again. */
+typedef int (*HttpLaterFn)(HttpRequest *req);
+int http_reply_later(HttpRequest *req, HttpLaterFn poll);
 
 #endif

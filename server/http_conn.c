@@ -316,6 +316,9 @@ static bool body_feed(HttpConn *c) {
 
 static void send_start(HttpConn *c, HttpResponse *r) {
     c->resp = r;
+    c->state = ST_SEND;
+    c->streaming = c->stream_over = c->parked = false;
+    if (r->kind == HTTP_RESPONSE_LATER) return; /* send_more asks for the reply */
     if (r->kind == HTTP_RESPONSE_STREAM && c->minor == 0) c->close_after = true;
     c->keep_alive = c->keep_alive && !r->close && !c->close_after && !atomic_load(c->stopping);
     size_t len;
@@ -326,7 +329,6 @@ static void send_start(HttpConn *c, HttpResponse *r) {
     c->body_len = c->body_off = 0;
     c->file_left = 0;
     c->file_off = 0;
-    c->streaming = c->stream_over = c->parked = false;
     if (ok && !c->head_method) {
         if (r->kind == HTTP_RESPONSE_BYTES && r->len <= INLINE_BODY_MAX)
             ok = out_append(c, r->data, r->len);
@@ -337,8 +339,16 @@ static void send_start(HttpConn *c, HttpResponse *r) {
         else
             c->streaming = true;
     }
-    c->state = ST_SEND;
     if (!ok) close_now(c, HTTP_END_ERROR);
+}
+
+/* A reply made later: once made, it replaces the one standing in for it. */
+static SendResult send_later(HttpConn *c) {
+    HttpResponse *made = c->resp->later(c->resp->ctx);
+    if (!made) return SEND_PARKED;
+    http_response_free(c->resp);
+    send_start(c, made);
+    return c->state == ST_SEND ? SENT : SEND_BROKEN;
 }
 
 /* A piece of the file: sendfile, or read into c->out for TLS. */
@@ -395,7 +405,9 @@ static SendResult stream_next(HttpConn *c) {
 static SendResult send_more(HttpConn *c, double now) {
     for (;;) {
         SendResult r;
-        if (c->out_off < c->out_len) {
+        if (c->resp->kind == HTTP_RESPONSE_LATER) {
+            if ((r = send_later(c)) != SENT) return r;
+        } else if (c->out_off < c->out_len) {
             if ((r = send_buf(c, c->out, &c->out_off, c->out_len, now)) != SENT) return r;
             c->out_off = c->out_len = 0;
         } else if (c->body_off < c->body_len) {

@@ -62,6 +62,12 @@ HttpResponse *http_response_stream(int status, HttpStreamFn fn, void *ctx,
     return r;
 }
 
+HttpResponse *http_response_later(HttpResponse *(*later)(void *ctx), void *ctx) {
+    HttpResponse *r = response_new(0, HTTP_RESPONSE_LATER);
+    if (r) r->later = later, r->ctx = ctx;
+    return r;
+}
+
 int http_response_add(HttpResponse *r, const char *name, const char *value) {
     if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) return -1;
     if (!strcasecmp(name, "Connection")) {

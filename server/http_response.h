@@ -1,6 +1,7 @@
 /* http_response.h - a reply as the server sends it: a status, header
  * lines, and a body that is bytes (copied, owned or lent), a file, or a
- * stream of unknown length.
+ * stream of unknown length; or a reply made later (its route's work runs
+ * on another thread), which stands in until it is made.
  *
  * server/http.c makes them (http_reply_*); server/http_conn.c sends them:
  * it adds the framing (Content-Length, or chunked for a stream), Date and
@@ -22,9 +23,14 @@
 #define HTTP_STREAM_ERROR (-2)
 typedef ssize_t (*HttpStreamFn)(void *ctx, char *buf, size_t max);
 
-typedef enum { HTTP_RESPONSE_BYTES, HTTP_RESPONSE_FD, HTTP_RESPONSE_STREAM } HttpResponseKind;
+typedef enum {
+    HTTP_RESPONSE_BYTES,
+    HTTP_RESPONSE_FD,
+    HTTP_RESPONSE_STREAM,
+    HTTP_RESPONSE_LATER,
+} HttpResponseKind;
 
-typedef struct {
+typedef struct HttpResponse {
     int status;
     HttpResponseKind kind;
     char *fields; /* "Name: value\r\n" lines the route added */
@@ -42,6 +48,10 @@ typedef struct {
     HttpStreamFn fn;
     void *ctx;
     void (*free_ctx)(void *ctx);
+    /* HTTP_RESPONSE_LATER: nothing is sent until later(ctx) gives the
+     * response (NULL: not yet; asked again at the next tick, the
+     * connection waiting without a thread); ctx is not freed with it */
+    struct HttpResponse *(*later)(void *ctx);
 } HttpResponse;
 
 /* Each returns NULL when out of memory, having released what it was given
@@ -52,6 +62,7 @@ HttpResponse *http_response_copy(int status, const char *data, size_t len);
 HttpResponse *http_response_fd(int status, int fd, uint64_t size);
 HttpResponse *http_response_stream(int status, HttpStreamFn fn, void *ctx,
                                    void (*free_ctx)(void *ctx));
+HttpResponse *http_response_later(HttpResponse *(*later)(void *ctx), void *ctx);
 
 /* Adds a header line: 0, or -1 when out of memory or when name or value
  * holds a CR, LF or NUL (a header line must stay one line). "Connection:

@@ -44,8 +44,9 @@
  * Start: lock the data dir, open (or create) its database, drop uploads and
  * imports a previous daemon left half done, create the admin user on first
  * start (its token in <data-dir>/admin.token, mode 0600), start the metric
- * writer, the scheduler (which requeues jobs left running), the importer
- * and the HTTP server, and log {"event":"listening","port":N} (--port 0
+ * writer, the scheduler (which requeues jobs left running), the importer,
+ * the ingest pool (uploads' checks, server/ingest_pool.h) and the HTTP
+ * server, and log {"event":"listening","port":N} (--port 0
  * picks a free port: tests read it there).
  *
  * URL imports run on --import-threads threads of their own
@@ -54,7 +55,8 @@
  * --import-allow-net says otherwise (server/addr_policy.h).
  *
  * Stop, on SIGINT or SIGTERM: the HTTP server first (streams end, no new
- * request can reach the scheduler), the importer (transfers cancelled; the
+ * request can reach the scheduler), the ingest pool (the uploads being
+ * checked end, the queued ones are dropped), the importer (transfers cancelled; the
  * next start removes what they leave), then the scheduler (running jobs are
  * checkpointed where they stand and requeued, to resume on the next
  * start), the metric writer (flushed), the database. A second signal
@@ -180,6 +182,7 @@ typedef struct {
     char report_url[1024];
     Scheduler *sched;
     Importer *importer;
+    IngestPool *ingest; /* uploads' checks */
     Api api;
     HttpServer *http;
 } Daemon;
@@ -249,6 +252,8 @@ static void lower_priority(int nice_by) {
 static int start_http(Daemon *d, const ServeOptions *o, const TlsFiles *tls) {
     Api *api = &d->api;
     api->importer = d->importer;
+    if (!(d->ingest = ingest_pool_start(INGEST_POOL_THREADS_DEFAULT))) return -1;
+    api->ingest = d->ingest;
     api->db = d->db;
     api->metrics = d->mw;
     api->sched = d->sched;
@@ -280,6 +285,7 @@ static int start_http(Daemon *d, const ServeOptions *o, const TlsFiles *tls) {
 /* Stops what started, in the order the file's comment gives. */
 static void stop_daemon(Daemon *d) {
     http_server_stop(d->http);
+    ingest_pool_stop(d->ingest); /* uploads' checks: the running ones end, the queued go */
     importer_stop(d->importer); /* running imports cancelled; the next start removes them */
     scheduler_stop(d->sched);
     metric_writer_stop(d->mw);

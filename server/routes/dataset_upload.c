@@ -35,9 +35,13 @@
  * Each file part is written to <data-dir>/datasets/<id>/<name> as its bytes
  * arrive and hashed on the way (sha256); nothing of it is held in memory.
  * At the end the files are loaded with core/data (magic numbers, counts,
- * shapes) and only then is the dataset `ready` and listed. An invalid file,
- * a body cut short, or a client that goes away leaves nothing behind:
- * finish() deletes the files and the row of any upload not made ready.
+ * shapes) and only then is the dataset `ready` and listed. That check runs
+ * on a thread of the ingest pool (server/ingest_pool.h), not the HTTP
+ * thread, and the reply comes when it is done (http_reply_later). An
+ * invalid file, a body cut short, or a client that goes away before its
+ * files are checked leaves nothing behind: the last of the request and the
+ * check to let go of the upload deletes the files and the row of one not
+ * made ready.
  *
  * A full disk is 507 `insufficient_storage`, naming the dataset and the
  * space left: at once when the body's Content-Length holds more file bytes
@@ -47,6 +51,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +61,7 @@
 #include "server/api.h"
 #include "server/dataset_ingest.h"
 #include "server/disk_space.h"
+#include "server/ingest_pool.h"
 #include "server/log.h"
 #include "server/multipart.h"
 #include "server/quota_text.h"
@@ -90,6 +96,15 @@ typedef struct {
     int64_t stored; /* bytes of files written, all files */
 
     ApiPendingError err; /* the first error, replied by data() or the handler */
+
+    /* the check of the files (ingest), on a pool thread */
+    atomic_int refs;        /* the request's, and the check's while it runs */
+    atomic_bool checked;    /* result and error are written */
+    DatasetIngestResult result;
+    Error error;            /* the check's (errors are per thread) */
+    char *options;          /* the stored options the check takes */
+    char actor[DB_USER_NAME_MAX + 1];
+    const char *why;        /* why the request let go of it, for discard's log */
 } Upload;
 
 /* Closes the file in progress and removes the files and row of an upload
@@ -328,6 +343,7 @@ static int upload_begin(HttpRequest *req) {
     u->api = http_app(req);
     u->owner = http_auth(req)->user_id;
     u->fd = -1;
+    atomic_init(&u->refs, 1); /* the request's */
     u->mp = multipart_new(http_header(req, "Content-Type"), on_part, u);
     if (!u->mp) {
         free(u);
@@ -345,6 +361,68 @@ static int upload_data(HttpRequest *req, const char *data, size_t size) {
     if (!u->err.status) api_pending_error(&u->err, 400, "bad_request", "", "malformed multipart/form-data body");
     api_reply_pending(req, &u->err);
     return -1;
+}
+
+static void upload_release(Upload *u);
+
+/* The ingest pool's task: the files checked and the dataset made ready,
+ * its result and error kept for the reply; recorded in the audit trail
+ * whether or not the client is still there for the reply. */
+static void check_files(void *ctx, bool cancelled) {
+    Upload *u = ctx;
+    if (cancelled) {
+        error_set("dataset '%s': the daemon stopped before its files were checked", u->name);
+        u->result = DATASET_INGEST_STORAGE;
+    } else {
+        DatasetIngest in = {.db = u->api->db, .quota_defaults = &u->api->quota_defaults,
+                            .id = u->id, .owner = u->owner, .format = u->format,
+                            .options_json = u->options};
+        u->result = dataset_ingest_finish(&in, &u->info);
+    }
+    u->error = *error_last();
+    u->ready = u->result == DATASET_INGEST_OK;
+    if (u->ready) {
+        char target[160];
+        snprintf(target, sizeof target, "dataset %lld (%.64s/%.64s)", (long long)u->id, u->actor,
+                 u->name);
+        if (db_audit_add(u->api->db, u->actor, "dataset.create", target, NULL) != DB_OK)
+            log_message("audit", "dataset.create %s by %s: not written to the audit trail: %s",
+                        target, u->actor, error_get());
+    }
+    atomic_store(&u->checked, true);
+    upload_release(u);
+}
+
+/* The reply to a checked upload: 201 with the dataset, or what was wrong. */
+static int reply_checked(HttpRequest *req, Upload *u) {
+    error_restore(&u->error);
+    DatasetIngestResult r = u->result;
+    if (r == DATASET_INGEST_BAD_DATA)
+        return http_reply_error(req, 422, "invalid_dataset", "", "%s", error_get());
+    if (r == DATASET_INGEST_OVER_QUOTA) /* another upload of the user's was made ready meanwhile */
+        return http_reply_error(req, 429, "quota_exceeded", error_last()->path, "%s",
+                                error_get());
+    if (r != DATASET_INGEST_OK) {
+        int status = api_storage_status(0);
+        return http_reply_error(req, status, api_storage_code(status), "", "%s", error_get());
+    }
+    DbDataset ds;
+    if (db_dataset_get(u->api->db, u->id, &ds) != DB_OK) return api_reply_db(req, DB_ERROR, NULL);
+    json_t *body = dataset_json(&ds);
+    db_dataset_clear(&ds);
+    char loc[64];
+    snprintf(loc, sizeof loc, "/v1/datasets/%lld", (long long)u->id);
+    http_reply_json(req, 201, body);
+    http_reply_header(req, "Location", loc);
+    return 0;
+}
+
+/* http_reply_later's question: 1 once the files are checked (replied). */
+static int checked(HttpRequest *req) {
+    Upload *u = http_state(req);
+    if (!atomic_load(&u->checked)) return 0;
+    reply_checked(req, u);
+    return 1;
 }
 
 int dataset_upload_finish(HttpRequest *req) {
@@ -374,47 +452,36 @@ int dataset_upload_finish(HttpRequest *req) {
             return http_reply_error(req, 422, "invalid", roles[i], "format %s needs the file '%s'",
                                     u->format, roles[i]);
     }
-    error_clear();
     bool grayscale = false;
     parse_flag(u->grayscale, &grayscale); /* checked by insert_row */
-    char *options = dataset_ingest_options(u->label_column, u->feature_columns, grayscale);
-    if (!options) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
-    DatasetIngest in = {.db = u->api->db, .quota_defaults = &u->api->quota_defaults,
-                        .id = u->id, .owner = u->owner, .format = u->format,
-                        .options_json = options};
-    DatasetIngestResult r = dataset_ingest_finish(&in, &u->info);
-    free(options);
-    if (r == DATASET_INGEST_BAD_DATA)
-        return http_reply_error(req, 422, "invalid_dataset", "", "%s", error_get());
-    if (r == DATASET_INGEST_OVER_QUOTA) /* another upload of the user's was made ready meanwhile */
-        return http_reply_error(req, 429, "quota_exceeded", error_last()->path, "%s",
-                                error_get());
-    if (r != DATASET_INGEST_OK) {
-        int status = api_storage_status(0);
-        return http_reply_error(req, status, api_storage_code(status), "", "%s", error_get());
-    }
-    u->ready = true;
-    api_audit(req, "dataset.create",
-              "dataset %lld (%s/%s)", (long long)u->id, http_auth(req)->name, u->name);
-    DbDataset ds;
-    if (db_dataset_get(u->api->db, u->id, &ds) != DB_OK) return api_reply_db(req, DB_ERROR, NULL);
-    json_t *body = dataset_json(&ds);
-    db_dataset_clear(&ds);
-    char loc[64];
-    snprintf(loc, sizeof loc, "/v1/datasets/%lld", (long long)u->id);
-    http_reply_json(req, 201, body);
-    http_reply_header(req, "Location", loc);
-    return 0;
+    u->options = dataset_ingest_options(u->label_column, u->feature_columns, grayscale);
+    if (!u->options) return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
+    snprintf(u->actor, sizeof u->actor, "%.*s", (int)sizeof u->actor - 1, http_auth(req)->name);
+    IngestPool *pool = u->api->ingest;
+    atomic_fetch_add(&u->refs, 1); /* the check's */
+    if (pool && ingest_pool_run(pool, check_files, u) == 0) return http_reply_later(req, checked);
+    error_clear();
+    check_files(u, false); /* no pool (a test's Api): here */
+    return reply_checked(req, u);
+}
+
+/* Lets go of the upload: the last of the request and the check removes
+ * what was not made ready (an invalid file, a body cut short, a client
+ * gone: nothing stays), and frees it. */
+static void upload_release(Upload *u) {
+    if (atomic_fetch_sub(&u->refs, 1) != 1) return;
+    if (u->mp) multipart_end(u->mp);
+    discard(u, u->why ? u->why : "refused");
+    free(u->options);
+    free(u);
 }
 
 static void upload_finish(HttpRequest *req, bool completed) {
     Upload *u = http_state(req);
     if (!u) return;
-    if (u->mp) multipart_end(u->mp);
-    /* an invalid file, a body cut short, a client gone: nothing stays */
-    discard(u, completed ? "refused" : "abandoned");
-    free(u);
     http_set_state(req, NULL);
+    if (!completed && !atomic_load(&u->checked)) u->why = "abandoned";
+    upload_release(u);
 }
 
 const HttpBodyStream datasets_upload_body = {upload_begin, upload_data, upload_finish};

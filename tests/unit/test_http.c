@@ -101,8 +101,22 @@ static int gzip_ok(HttpRequest *req) {
     return http_reply_text(req, 200, "text/plain", http_accepts_gzip(req) ? "yes" : "no", 3);
 }
 
+/* A reply made later (http_reply_later): made once the test says so. */
+static atomic_bool later_release;
+static atomic_int later_polls;
+
+static int later_poll(HttpRequest *req) {
+    atomic_fetch_add(&later_polls, 1);
+    if (!atomic_load(&later_release)) return 0;
+    http_reply_text(req, 200, "text/plain", "made later", 10);
+    return 1;
+}
+
+static int later(HttpRequest *req) { return http_reply_later(req, later_poll); }
+
 static const HttpRoute routes[] = {
     {"GET", "/gzip", gzip_ok, HTTP_ROUTE_PUBLIC, NULL},
+    {"GET", "/later", later, HTTP_ROUTE_PUBLIC, NULL},
     {"GET", "/t/{a}/x/{b}", echo_params, HTTP_ROUTE_PUBLIC, NULL},
     {"GET", "/private/{a}", echo_params, 0, NULL},
     {"POST", "/json", echo_json, 0, NULL},
@@ -471,6 +485,48 @@ static bool raw_exchange(const char *head, char *buf, size_t max, int ms) {
     bool closed = raw_read(fd, buf, max, ms);
     close(fd);
     return closed;
+}
+
+/* A reply made later is asked for at each tick; meanwhile its connection
+ * holds no thread: a server of one thread answers another request. Its
+ * client gone, it is not asked again. */
+Test(http, reply_made_later_holds_no_thread) {
+    HttpConfig c = {.bind = "127.0.0.1", .port = 0, .threads = 1, .routes = routes,
+                    .num_routes = (int)(sizeof routes / sizeof routes[0]),
+                    .authenticate = authenticate};
+    HttpServer *s = http_server_start(&c);
+    cr_assert(s, "%s", error_get());
+    int port = http_server_port(s);
+    atomic_store(&later_release, false);
+    atomic_store(&later_polls, 0);
+    static const char later_head[] = "GET /later HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    static const char other_head[] = "GET /gzip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    char buf[2048];
+    int a = raw_connect(port, NULL);
+    cr_assert_eq(send(a, later_head, strlen(later_head), 0), (ssize_t)strlen(later_head));
+    raw_read(a, buf, sizeof buf, 500);
+    cr_assert_str_eq(buf, "", "nothing before the reply is made");
+    cr_assert_geq(atomic_load(&later_polls), 2, "asked at the ticks");
+    int b = raw_connect(port, NULL);
+    cr_assert_eq(send(b, other_head, strlen(other_head), 0), (ssize_t)strlen(other_head));
+    cr_assert(raw_read(b, buf, sizeof buf, 2000), "the one thread answers another request");
+    cr_assert(strstr(buf, "HTTP/1.1 200 OK") && strstr(buf, "no"), "%s", buf);
+    atomic_store(&later_release, true);
+    cr_assert(raw_read(a, buf, sizeof buf, 2000), "the reply, once made");
+    cr_assert(strstr(buf, "HTTP/1.1 200 OK") && strstr(buf, "\r\n\r\nmade later"), "%s", buf);
+    close(a);
+    close(b);
+
+    atomic_store(&later_release, false);
+    int d = raw_connect(port, NULL);
+    cr_assert_eq(send(d, later_head, strlen(later_head), 0), (ssize_t)strlen(later_head));
+    usleep(300 * 1000);
+    close(d);
+    usleep(500 * 1000);
+    int polls = atomic_load(&later_polls);
+    usleep(600 * 1000);
+    cr_assert_eq(atomic_load(&later_polls), polls, "asked again after its client went away");
+    http_server_stop(s);
 }
 
 Test(http, ambiguous_body_length_closes) {
