@@ -342,10 +342,12 @@ static void send_start(HttpConn *c, HttpResponse *r) {
     if (!ok) close_now(c, HTTP_END_ERROR);
 }
 
-/* A reply made later: once made, it replaces the one standing in for it. */
-static SendResult send_later(HttpConn *c) {
+/* A reply made later: once made, it replaces the one standing in for it
+ * (the idle clock starting again there, not at the request). */
+static SendResult send_later(HttpConn *c, double now) {
     HttpResponse *made = c->resp->later(c->resp->ctx);
     if (!made) return SEND_PARKED;
+    c->last_io = now;
     http_response_free(c->resp);
     send_start(c, made);
     return c->state == ST_SEND ? SENT : SEND_BROKEN;
@@ -406,7 +408,7 @@ static SendResult send_more(HttpConn *c, double now) {
     for (;;) {
         SendResult r;
         if (c->resp->kind == HTTP_RESPONSE_LATER) {
-            if ((r = send_later(c)) != SENT) return r;
+            if ((r = send_later(c, now)) != SENT) return r;
         } else if (c->out_off < c->out_len) {
             if ((r = send_buf(c, c->out, &c->out_off, c->out_len, now)) != SENT) return r;
             c->out_off = c->out_len = 0;

@@ -33,6 +33,7 @@ static Queued *next_task(IngestPool *p) {
 
 static void *pool_main(void *arg) {
     IngestPool *p = arg;
+    pthread_setname_np(pthread_self(), "ingest"); /* top, gdb */
     pthread_mutex_lock(&p->mu);
     Queued *q;
     while ((q = next_task(p))) {

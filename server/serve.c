@@ -212,7 +212,7 @@ static int open_storage(Daemon *d, const ServeOptions *o) {
     return (d->mw = metric_writer_start(d->db)) ? 0 : -1;
 }
 
-/* The scheduler (its workers, or --executor's launcher) and the importer. */
+/* The scheduler: its workers, or --executor's launcher. */
 static int start_work(Daemon *d, const ServeOptions *o, bool tls) {
     if (o->http_cpus && pin_this_thread(&o->train_set, "training workers") != 0) return -1;
     if (o->advertise_url)
@@ -229,13 +229,20 @@ static int start_work(Daemon *d, const ServeOptions *o, bool tls) {
                           .executor = o->executor ? &d->executor : NULL,
                           .executor_slots = o->executor_slots,
                           .executor_poll_ms = o->executor_poll_ms, .report_url = d->report_url};
-    if (!(d->sched = scheduler_start(&sc))) return -1;
+    return (d->sched = scheduler_start(&sc)) ? 0 : -1;
+}
+
+/* The importer and the ingest pool, whose threads check datasets' files:
+ * started where the HTTP threads are, at their nice value and on their
+ * CPUs (threads inherit both), not the training workers'. */
+static int start_datasets(Daemon *d, const ServeOptions *o) {
     ImporterConfig ic = {.db = d->db, .threads = o->import_threads,
                          .per_user = o->imports_per_user,
                          .max_bytes = (int64_t)o->max_upload_mb << 20,
                          .timeout_s = o->import_timeout_s, .policy = o->import_policy,
                          .quota_defaults = &o->quota_defaults};
-    return (d->importer = importer_start(&ic)) ? 0 : -1;
+    if (!(d->importer = importer_start(&ic))) return -1;
+    return (d->ingest = ingest_pool_start(INGEST_POOL_THREADS_DEFAULT)) ? 0 : -1;
 }
 
 /* The HTTP threads inherit this thread's nice value (Linux: per thread);
@@ -251,9 +258,6 @@ static void lower_priority(int nice_by) {
 /* The API's state and the HTTP server over it. */
 static int start_http(Daemon *d, const ServeOptions *o, const TlsFiles *tls) {
     Api *api = &d->api;
-    api->importer = d->importer;
-    if (!(d->ingest = ingest_pool_start(INGEST_POOL_THREADS_DEFAULT))) return -1;
-    api->ingest = d->ingest;
     api->db = d->db;
     api->metrics = d->mw;
     api->sched = d->sched;
@@ -277,6 +281,9 @@ static int start_http(Daemon *d, const ServeOptions *o, const TlsFiles *tls) {
         log_message("start", "HTTP threads on CPU(s) %s, training workers on %s", o->http_cpus,
                     train);
     }
+    if (start_datasets(d, o) != 0) return -1;
+    api->importer = d->importer;
+    api->ingest = d->ingest;
     if (!(d->http = http_server_start(&hc))) return -1;
     api->http = d->http;
     return 0;

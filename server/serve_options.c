@@ -155,9 +155,10 @@ static const ServeOption options[] = {
     {"--http-threads", "N", "4", INT(http_threads, 1, 256),
      "the HTTP thread pool"},
     {"--http-nice", "N", "10 (0 with --http-cpus)", INT(http_nice, 0, 19),
-     "the HTTP threads run N nice levels below the workers"},
+     "the HTTP threads (and datasets' checks) run N nice levels below the workers"},
     {"--http-cpus", "LIST", "off", CALL(http_cpus_arg),
-     "the HTTP threads and the metric writer on these CPUs (3, 0-1), the workers on the others"},
+     "the HTTP threads, metric writer and datasets' checks on these CPUs (3, 0-1), the workers "
+     "on the others"},
     {"--history-cache-mb", "N", SERVE_STR(API_CHUNK_CACHE_MB), INT(history_cache_mb, 0, 1 << 20),
      "memory for metric series kept as formatted chunks; 0 turns it off"},
     {"--max-upload-mb", "N", "4096", INT(max_upload_mb, 1, 1 << 30),

@@ -38,10 +38,11 @@
  * shapes) and only then is the dataset `ready` and listed. That check runs
  * on a thread of the ingest pool (server/ingest_pool.h), not the HTTP
  * thread, and the reply comes when it is done (http_reply_later). An
- * invalid file, a body cut short, or a client that goes away before its
- * files are checked leaves nothing behind: the last of the request and the
- * check to let go of the upload deletes the files and the row of one not
- * made ready.
+ * invalid file, a body cut short, or a client that goes away before the
+ * check of its files begins leaves nothing behind: the last of the request
+ * and the check to let go of the upload deletes the files and the row of
+ * one not made ready. (A client gone while the check runs finds its
+ * dataset ready, recorded in the audit trail.)
  *
  * A full disk is 507 `insufficient_storage`, naming the dataset and the
  * space left: at once when the body's Content-Length holds more file bytes
@@ -99,6 +100,7 @@ typedef struct {
 
     /* the check of the files (ingest), on a pool thread */
     atomic_int refs;        /* the request's, and the check's while it runs */
+    atomic_bool abandoned;  /* the request ended without its reply: a check not begun is not */
     atomic_bool checked;    /* result and error are written */
     DatasetIngestResult result;
     Error error;            /* the check's (errors are per thread) */
@@ -370,8 +372,9 @@ static void upload_release(Upload *u);
  * whether or not the client is still there for the reply. */
 static void check_files(void *ctx, bool cancelled) {
     Upload *u = ctx;
-    if (cancelled) {
-        error_set("dataset '%s': the daemon stopped before its files were checked", u->name);
+    if (cancelled || atomic_load(&u->abandoned)) {
+        error_set("dataset '%s': %s before its files were checked", u->name,
+                  cancelled ? "the daemon stopped" : "the client went away");
         u->result = DATASET_INGEST_STORAGE;
     } else {
         DatasetIngest in = {.db = u->api->db, .quota_defaults = &u->api->quota_defaults,
@@ -459,7 +462,11 @@ int dataset_upload_finish(HttpRequest *req) {
     snprintf(u->actor, sizeof u->actor, "%.*s", (int)sizeof u->actor - 1, http_auth(req)->name);
     IngestPool *pool = u->api->ingest;
     atomic_fetch_add(&u->refs, 1); /* the check's */
-    if (pool && ingest_pool_run(pool, check_files, u) == 0) return http_reply_later(req, checked);
+    if (pool && ingest_pool_run(pool, check_files, u) == 0) {
+        if (http_reply_later(req, checked) == 0) return 0;
+        atomic_store(&u->abandoned, true); /* replied 503: not to be made ready unseen */
+        return -1;
+    }
     error_clear();
     check_files(u, false); /* no pool (a test's Api): here */
     return reply_checked(req, u);
@@ -480,7 +487,10 @@ static void upload_finish(HttpRequest *req, bool completed) {
     Upload *u = http_state(req);
     if (!u) return;
     http_set_state(req, NULL);
-    if (!completed && !atomic_load(&u->checked)) u->why = "abandoned";
+    if (!completed && !atomic_load(&u->checked)) {
+        u->why = "abandoned";
+        atomic_store(&u->abandoned, true);
+    }
     upload_release(u);
 }
 

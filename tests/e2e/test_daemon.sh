@@ -306,8 +306,10 @@ else
     upload "daemon C"
     submit "pinned" 1
     check "pinned: the job succeeds" "$(wait_state "$JOB_ID" 120 succeeded failed cancelled)" succeeded
-    # (at the workers' nice too: they share no core, so --http-nice is 0)
-    check "pinned: HTTP threads on CPU $LAST at the worker's nice, the worker on the others" \
+    # (at the workers' nice too: they share no core, so --http-nice is 0);
+    # the datasets' checks (the ingest pool, the importer) where the HTTP
+    # threads are
+    check "pinned: HTTP, ingest and import threads on CPU $LAST at the worker's nice, the worker on the others" \
         "$($PY - "$PID_C" "$LAST" <<'EOF'
 import glob, os, sys
 pid, last = sys.argv[1], int(sys.argv[2])
@@ -320,7 +322,8 @@ for t in glob.glob("/proc/%s/task/*" % pid):
     seen.setdefault(name, set()).add((cpus, nice))
 train = seen.get("train", set())
 ok = (len(train) == 1 and next(iter(train))[0] == want_train and
-      seen.get("http") == {((last,), next(iter(train))[1])})
+      seen.get("http") == {((last,), next(iter(train))[1])} and
+      seen.get("ingest") == seen.get("http") == seen.get("import"))
 print(ok or seen)
 EOF
 )" True
