@@ -634,6 +634,22 @@ static int keep_last_of(Db *db, int64_t job, int *out) {
     return 0;
 }
 
+/* A step is one epoch's end: a checkpoint at the step of another epoch's
+ * would take that one's row and remove its directory. True after a 409. */
+static bool step_taken(HttpRequest *req, const CkptUpload *u, int64_t step) {
+    DbCheckpoint *list = NULL;
+    int n = 0, other = -1;
+    if (db_checkpoint_list(u->api->db, u->job, &list, &n) != DB_OK) n = 0; /* store's own error */
+    for (int i = 0; i < n; i++)
+        if (list[i].step == step && list[i].epoch != u->epoch) other = list[i].epoch;
+    free(list);
+    if (other < 0) return false;
+    http_reply_error(req, 409, "conflict", "step",
+                     "step %lld is the checkpoint of epoch %d; epoch %d's cannot take its place",
+                     (long long)step, other, u->epoch);
+    return true;
+}
+
 int job_checkpoint_put(HttpRequest *req) {
     CkptUpload *u = http_state(req);
     int complete = multipart_end(u->mp);
@@ -661,6 +677,7 @@ int job_checkpoint_put(HttpRequest *req) {
     int64_t job;
     int attempt;
     if (remote_auth(req, &job, &attempt) != 0) return 0;
+    if (step_taken(req, u, step)) return 0;
     int keep_last = 1;
     error_clear();
     if (keep_last_of(u->api->db, u->job, &keep_last) != 0) return api_reply_db(req, DB_ERROR, NULL);

@@ -211,6 +211,17 @@ STEPS=$STEPS_K same_metrics "(c)" "$J3" 0
 # resumes from it: the rank checks the recorded sha256 and refuses it
 submit bitten "$KEPOCHS"
 killed_after_checkpoint "$TMP/b1.jsonl"
+# a checkpoint of another epoch at that step is refused, the epoch's kept
+BE=$(jv 'd["checkpoints"][-1]["epoch"]') BS=$(jv 'd["checkpoints"][-1]["step"]')
+echo model >"$TMP/fake.model"
+echo trainer >"$TMP/fake.trainer"
+TOKEN=$(cat "$DIR/token") api PUT "/v1/jobs/$JOB_ID/attempts/1/checkpoints/$((BE + 7))" \
+    -F "step=$BS" -F "model=@$TMP/fake.model;filename=model.safetensors" \
+    -F "trainer=@$TMP/fake.trainer;filename=trainer.safetensors"
+expect "(c) a checkpoint of epoch $((BE + 7)) at epoch $BE's step $BS" 409 conflict
+check "(c) ... epoch $BE's kept" \
+    "$(api GET "/v1/jobs/$JOB_ID/checkpoints"; jv '[(c["epoch"], c["step"]) for c in d["checkpoints"]][-1]')" \
+    "($BE, $BS)"
 printf x >>"$VAR/jobs/$JOB_ID/checkpoints/epoch-$(jv 'd["checkpoints"][-1]["epoch"]')/model.safetensors"
 $(rank_cmd) >/dev/null 2>"$TMP/b2.err"
 check "(c) a rank resuming from a bitten checkpoint exits 1" "$?" 1
