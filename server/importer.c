@@ -356,22 +356,20 @@ int importer_submit(Importer *im, const ImportJob *job, int *held) {
     return rc;
 }
 
-bool importer_cancel(Importer *im, int64_t dataset_id) {
+bool importer_cancel_ask(Importer *im, int64_t dataset_id) {
     pthread_mutex_lock(&im->mu);
     Import *j = find(im->waiting, dataset_id);
-    bool found = j != NULL;
+    bool changed = j != NULL, running = false;
     if (j) {
         unlink_job(&im->waiting, j);
         import_free(j);
     } else if ((j = find(im->running, dataset_id)) != NULL) {
-        found = true;
-        atomic_store(&j->cancel, true);
-        /* its thread frees it once the transfer has stopped */
-        while (find(im->running, dataset_id)) pthread_cond_wait(&im->ended, &im->mu);
+        running = true; /* its thread frees it once the transfer has stopped */
+        changed = !atomic_exchange(&j->cancel, true);
     }
     pthread_mutex_unlock(&im->mu);
-    if (found) bump(im);
-    return found;
+    if (changed) bump(im);
+    return running;
 }
 
 uint64_t importer_generation(Importer *im) { return atomic_load(&im->generation); }

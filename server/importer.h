@@ -21,8 +21,9 @@
  *
  * Cancelling (DELETE of an importing dataset) drops a waiting import at
  * once, and stops a running one within a second (libcurl's progress
- * callback runs at least once a second, also while nothing arrives),
- * returning only once its thread has let go of the dataset's files. A
+ * callback runs at least once a second, also while nothing arrives); the
+ * DELETE's reply comes once its thread has let go of the dataset's files,
+ * made later rather than waited for on an HTTP thread. A
  * daemon stopping cancels every import; the rows they leave `importing`
  * are removed at the next start (db_dataset_delete_stale).
  */
@@ -76,10 +77,13 @@ int importer_per_user(const Importer *im);
  * (out of memory, the daemon stopping). */
 int importer_submit(Importer *im, const ImportJob *job, int *held);
 
-/* Stops the import of this dataset, if one is waiting or running, and
- * returns once nothing of it runs any more: whether there was one. The row
- * and the files are the caller's to delete. */
-bool importer_cancel(Importer *im, int64_t dataset_id);
+/* Asks the import of this dataset to stop: a waiting one is dropped at
+ * once, a running one stops within a second (or once the check of its
+ * files, which is not cut short, is over). Returns whether one still runs:
+ * asking again until it does not is how a caller waits without blocking a
+ * thread (an HTTP handler's reply made later). The row and the files are
+ * the caller's to delete once none runs. */
+bool importer_cancel_ask(Importer *im, int64_t dataset_id);
 
 /* A counter that moves whenever an import records progress or ends: the
  * events stream (routes/dataset_events.c) looks at the row when it has. */

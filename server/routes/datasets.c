@@ -112,17 +112,23 @@ int datasets_get(HttpRequest *req) {
     return http_reply_json(req, 200, body);
 }
 
-int datasets_delete(HttpRequest *req) {
+/* The DELETE, checked again at each step: 1 once replied, 0 while an
+ * import of the dataset lets go of it (asked to stop; its check of the
+ * files, if it has begun, is not cut short). */
+static int delete_step(HttpRequest *req) {
     Api *api = http_app(req);
     DbDataset ds;
-    if (resolve(req, &ds) != 0) return 0;
+    if (resolve(req, &ds) != 0) return 1;
     int64_t id = ds.id, owner = ds.owner;
     db_dataset_clear(&ds);
-    if (api_check_owner(req, owner, "dataset", id) != 0) return 0;
+    if (api_check_owner(req, owner, "dataset", id) != 0) return 1;
     int jobs = 0;
     int64_t job = 0;
     int st = db_dataset_jobs(api->db, id, &jobs, &job);
-    if (st != DB_OK) return api_reply_db(req, st, NULL);
+    if (st != DB_OK) {
+        api_reply_db(req, st, NULL);
+        return 1;
+    }
     if (jobs > 0) {
         /* another user's job on a shared dataset is not named to the owner */
         DbJob j;
@@ -131,20 +137,31 @@ int datasets_delete(HttpRequest *req) {
             if (api_owns(req, j.owner)) snprintf(which, sizeof which, "job %lld", (long long)job);
             db_job_clear(&j);
         }
-        return http_reply_error(req, 409, "in_use", NULL,
-                                "dataset %lld is used by %d queued or running job%s (%s); "
-                                "%s first", (long long)id, jobs, jobs == 1 ? "" : "s", which,
-                                jobs == 1 ? "it must end or be cancelled"
-                                          : "they must end or be cancelled");
+        http_reply_error(req, 409, "in_use", NULL,
+                         "dataset %lld is used by %d queued or running job%s (%s); %s first",
+                         (long long)id, jobs, jobs == 1 ? "" : "s", which,
+                         jobs == 1 ? "it must end or be cancelled"
+                                   : "they must end or be cancelled");
+        return 1;
     }
-    importer_cancel(api->importer, id); /* an import in progress stops first */
+    if (importer_cancel_ask(api->importer, id)) return 0; /* an import stops first */
     st = db_dataset_delete(api->db, id);
     if (st == DB_CONFLICT) /* a job submitted since the check above */
-        return http_reply_error(req, 409, "in_use", NULL, "%s", error_get());
-    if (st != DB_OK) return api_reply_db(req, st, NULL);
-    api_audit(req, "dataset.delete",
-              "dataset %lld (%s/%s)", (long long)id, ds.owner_name, ds.name);
-    return http_reply_json(req, 200, json_pack("{s:I, s:b}", "id", (json_int_t)id, "deleted", 1));
+        http_reply_error(req, 409, "in_use", NULL, "%s", error_get());
+    else if (st != DB_OK)
+        api_reply_db(req, st, NULL);
+    else {
+        api_audit(req, "dataset.delete", "dataset %lld (%s/%s)", (long long)id, ds.owner_name,
+                  ds.name);
+        http_reply_json(req, 200, json_pack("{s:I, s:b}", "id", (json_int_t)id, "deleted", 1));
+    }
+    return 1;
+}
+
+/* Replied at once, or later once an import of it has stopped: the HTTP
+ * thread does not wait for it. */
+int datasets_delete(HttpRequest *req) {
+    return delete_step(req) ? 0 : http_reply_later(req, delete_step);
 }
 
 /* PATCH {"shared": true|false}: the owner (or an admin) shares a dataset
