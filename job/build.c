@@ -279,10 +279,12 @@ int job_build(JobBuild *b, JobSpec *spec, const JobDaemon *d) {
               daemon_source_check(&spec->val, "data.val")))
         return -1;
     b->train_ds = load_source(spec, d, false);
+    if (!b->train_ds) return -1;
     SpecDataShape train_shape;
-    if (!b->train_ds || job_spec_check_data(spec, b->train_ds, NULL) != 0) return -1;
     spec_data_shape_of(b->train_ds, &train_shape);
-    if (job_spec_check_last_batch(spec, &train_shape, b->train_ds->n) != 0) return -1;
+    if (job_spec_check_shapes(spec, &train_shape, NULL) != 0 ||
+        job_spec_check_last_batch(spec, &train_shape, b->train_ds->n) != 0)
+        return -1;
     if (spec->val.kind != SPEC_SOURCE_NONE) {
         b->val_ds = load_source(spec, d, true);
         if (!b->val_ds || job_spec_check_data(spec, b->val_ds, NULL) != 0 ||

@@ -339,9 +339,9 @@ static int victim(Plan *p, const DbQueuedJob *j, const Owner *o) {
     int best = -1;
     for (int w = 0; w < p->nw; w++) {
         const QueueWorker *qw = &p->workers[w];
+        int gpus = gpus_on(qw, &nd);
         if (!qw->job_id || qw->member || qw->freed_for || p->marked[w] || !can_use(qw, &nd) ||
-            qw->job_admin_priority >= j->admin_priority ||
-            (gpus_on(qw, &nd) > 0 && !gpus_left(o, gpus_on(qw, &nd))))
+            qw->job_admin_priority >= j->admin_priority || (gpus > 0 && !gpus_left(o, gpus)))
             continue;
         const QueueWorker *b = best >= 0 ? &p->workers[best] : NULL;
         if (!b || qw->job_admin_priority < b->job_admin_priority ||

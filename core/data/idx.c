@@ -8,11 +8,13 @@
  * zlib's gzread passes raw files through unchanged, so one reader serves
  * both; the gzip magic (1f 8b) is sniffed only to decide how the claimed size
  * can be checked before allocating: exactly against the file length for a
- * raw file (too short or too long), and against deflate's best ratio (1032:1) for a gzipped one, so
- * a header that lies about a huge count fails without a huge allocation;
- * a daemon's limit on a dataset's memory (dataset_memory_check) bounds the
- * true ones, a gigabyte of zeros in a megabyte of gzip. After reading, the byte count actually present is compared with the claim
- * in both directions. The data is inflated straight into the tensor.
+ * raw file (too short or too long), and against deflate's best ratio
+ * (1032:1) for a gzipped one, so a header that lies about a huge count
+ * fails without a huge allocation; a daemon's limit on a dataset's memory
+ * (dataset_memory_check) bounds the true ones, a gigabyte of zeros in a
+ * megabyte of gzip. After reading, the byte count actually present is
+ * compared with the claim in both directions. The data is inflated
+ * straight into the tensor.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -230,14 +232,15 @@ Dataset *dataset_load_idx(const char *images_path, const char *labels_path) {
         idx_close(&fi);
         return NULL;
     }
-    if (fi.dims[0] != fl.dims[0])
-        error_set("idx: %s holds %lld images but %s holds %lld labels", images_path,
-                  (long long)fi.dims[0], labels_path, (long long)fl.dims[0]);
     char what[4200];
     snprintf(what, sizeof what, "idx: %s with its labels", images_path);
     /* the labels are read as uint8, then held as int64 */
     uint64_t bytes = fi.data_bytes + fl.data_bytes * (1 + sizeof(int64_t));
-    if (fi.dims[0] != fl.dims[0] || dataset_memory_check(what, bytes) != 0) {
+    int rc = fi.dims[0] != fl.dims[0]
+                 ? error_set("idx: %s holds %lld images but %s holds %lld labels", images_path,
+                             (long long)fi.dims[0], labels_path, (long long)fl.dims[0])
+                 : dataset_memory_check(what, bytes);
+    if (rc != 0) {
         idx_close(&fi);
         idx_close(&fl);
         return NULL;

@@ -166,8 +166,19 @@ static int div_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
 /* 1 where t `op` value (BINARY_EQ, BINARY_GT), else 0. */
 static Tensor *compare_scalar(Tensor *t, BinaryOp op, double value) {
     Tensor *v = tensor_scalar(value, t->dtype, t->device);
-    Tensor *out = v ? binary_kernel("pow", op, t, v) : NULL;
+    Tensor *out = v ? binary_kernel("compare", op, t, v) : NULL;
     tensor_release(v);
+    return out;
+}
+
+/* 1 where x is within the bound (x >= bound, or x <= bound: `upper`),
+ * as (x > bound) + (x == bound): 0 for a NaN x. */
+static Tensor *within(Tensor *x, double bound, bool upper) {
+    Tensor *b = tensor_scalar(bound, x->dtype, x->device);
+    Tensor *gt = b ? binary_kernel("compare", BINARY_GT, upper ? b : x, upper ? x : b) : NULL;
+    Tensor *eq = b ? binary_kernel("compare", BINARY_EQ, x, b) : NULL;
+    Tensor *out = gt && eq ? binary_kernel("compare", BINARY_ADD, gt, eq) : NULL;
+    tensor_release(b), tensor_release(gt), tensor_release(eq);
     return out;
 }
 
@@ -188,16 +199,14 @@ static int pow_backward(AutogradNode *node, Tensor *gy, Tensor **gx) {
         for (int i = 0; i < 5; i++) tensor_release(all[i]);
     }
     if (b->requires_grad) {
-        Tensor *a0 = compare_scalar(a, BINARY_EQ, 0), *bgt = compare_scalar(b, BINARY_GT, 0);
-        Tensor *beq = compare_scalar(b, BINARY_EQ, 0);
-        Tensor *bge = bgt && beq ? tensor_add(bgt, beq) : NULL;
+        Tensor *a0 = compare_scalar(a, BINARY_EQ, 0), *bge = within(b, 0, false);
         Tensor *masked = a0 && bge ? tensor_mul(a0, bge) : NULL;
         Tensor *safe = masked ? tensor_add(a, masked) : NULL;
         Tensor *y = tensor_pow(a, b), *la = safe ? tensor_log(safe) : NULL;
         Tensor *t = y && la ? tensor_mul(y, la) : NULL;
         set_grad(gx, 1, t ? tensor_mul(gy, t) : NULL, node);
-        Tensor *all[] = {a0, bgt, beq, bge, masked, safe, y, la, t};
-        for (int i = 0; i < 9; i++) tensor_release(all[i]);
+        Tensor *all[] = {a0, bge, masked, safe, y, la, t};
+        for (int i = 0; i < 7; i++) tensor_release(all[i]);
     }
     return grads_ok(node, gx);
 }
@@ -380,16 +389,6 @@ Tensor *tensor_mul_scalar(Tensor *a, double value) {
     return unary_op("mul", "MulBackward", UNARY_MUL_SCALAR, a, value, false);
 }
 
-/* 1 where x is within the bound (x >= bound, or x <= bound: `upper`),
- * as (x > bound) + (x == bound): 0 for a NaN x. */
-static Tensor *within(Tensor *x, double bound, bool upper) {
-    Tensor *b = tensor_scalar(bound, x->dtype, x->device);
-    Tensor *gt = b ? binary_kernel("clamp", BINARY_GT, upper ? b : x, upper ? x : b) : NULL;
-    Tensor *eq = b ? binary_kernel("clamp", BINARY_EQ, x, b) : NULL;
-    Tensor *out = gt && eq ? binary_kernel("clamp", BINARY_ADD, gt, eq) : NULL;
-    tensor_release(b), tensor_release(gt), tensor_release(eq);
-    return out;
-}
 
 /* clamp: the gradient passes where min <= x <= max, as in torch: nowhere
  * for a NaN x, or for min > max. */
