@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/io/durable.h"
 #include "server/disk_space.h"
+#include "server/quota.h"
 #include "server/scheduler_internal.h"
 
 /* A directory made here is fsynced into its parent: a power cut must not
@@ -45,6 +46,33 @@ static int checkpoint_unrecorded(const CheckpointStore *cs, const char *rel) {
     return error_restore(&e);
 }
 
+/* Whether the job's owner may keep the checkpoint written at rel: their
+ * checkpoints, grown by it (less the one it replaces and what keep_last
+ * then collects), within their quota. Weighed before its row is made, so
+ * that a refused one costs none of the checkpoints before it. 0;
+ * CHECKPOINT_OVER_QUOTA with the error that says by how much not; or -1. */
+static int within_quota(const CheckpointStore *cs, const char *rel, int64_t step, bool partial) {
+    Db *db = cs->s->db;
+    DbJob j;
+    if (db_job_get(db, cs->job, &j) != DB_OK) return -1;
+    int64_t owner = j.owner, growth;
+    db_job_clear(&j);
+    if (owner <= 0) return 0;
+    if (db_checkpoint_growth(db, cs->job, step, partial, rel, cs->keep_last, &growth) != DB_OK)
+        return -1;
+    if (growth <= 0) return 0;
+    DbQuota q;
+    DbUsage held;
+    char user[DB_USER_NAME_MAX + 1], msg[256];
+    if (quota_lookup(db, owner, &cs->s->quota_defaults, &q, &held, user, sizeof user) != DB_OK)
+        return -1;
+    if (quota_allows(user, &q, QUOTA_CHECKPOINT_BYTES, held.checkpoint_bytes, growth, msg,
+                     sizeof msg))
+        return 0;
+    error_set("not kept: %s; the checkpoints before it are kept", msg);
+    return CHECKPOINT_OVER_QUOTA;
+}
+
 int checkpoint_store(const CheckpointStore *cs, int epoch, int64_t step, bool partial,
                      DbCheckpoint *out) {
     Db *db = cs->s->db;
@@ -57,6 +85,11 @@ int checkpoint_store(const CheckpointStore *cs, int epoch, int64_t step, bool pa
         return -1;
     if (cs->write(cs->ctx, abs) != 0) return checkpoint_unwritten(cs, rel);
     if (cs->history_stored(cs->ctx) != 0) return checkpoint_unrecorded(cs, rel);
+    int quota = within_quota(cs, rel, step, partial);
+    if (quota != 0) {
+        checkpoint_unrecorded(cs, rel);
+        return quota;
+    }
     DbCheckpoint c;
     if (db_checkpoint_insert(db, cs->job, epoch, step, partial, rel, &c) != DB_OK) {
         error_prefix("recording it");

@@ -6,8 +6,9 @@
  * for a partial one) is written whole by the caller's writer (to a
  * temporary name, fsynced, renamed); then the job's history up to it must
  * be stored (its metrics committed), so that a recorded checkpoint never
- * points past the stored history; then its row (bytes and sha256 of
- * model.safetensors), then keep_last garbage collection, and a log line.
+ * points past the stored history; then its owner's checkpoint quota is
+ * weighed; then its row (bytes and sha256 of model.safetensors), then
+ * keep_last garbage collection, and a log line.
  * A full disk fails it with one sentence for the job's user and the space
  * left; a checkpoint written but not recorded is removed again.
  */
@@ -34,7 +35,12 @@ typedef struct {
     void *ctx;
 } CheckpointStore;
 
-/* 0 with the row in *out (may be NULL), or -1 with an error. */
+/* A checkpoint that would take its owner's checkpoints past their quota
+ * (server/quota.h): removed again, the ones before it kept. */
+#define CHECKPOINT_OVER_QUOTA (-2)
+
+/* 0 with the row in *out (may be NULL), CHECKPOINT_OVER_QUOTA with the
+ * error that says by how much, or -1 with an error. */
 int checkpoint_store(const CheckpointStore *cs, int epoch, int64_t step, bool partial,
                      DbCheckpoint *out);
 

@@ -233,22 +233,66 @@ done:
     return rc;
 }
 
-int db_checkpoint_gc(Db *db, int64_t job, int keep_last, int *removed) {
-    if (removed) *removed = 0;
-    if (keep_last < 1) {
-        error_set("checkpoint.keep_last: must be >= 1, got %d", keep_last);
+/* Whether gc drops c, the newest of a job's checkpoints or not, going from
+ * the newest down: a partial one unless it is the newest, a complete one
+ * with keep_last complete ones newer (*complete_newer, counted here). */
+static bool gc_drops(const DbCheckpoint *c, bool newest, int keep_last, int *complete_newer) {
+    bool drop = c->partial ? !newest : *complete_newer >= keep_last;
+    if (!c->partial) (*complete_newer)++;
+    return drop;
+}
+
+static int gc_keep_last_valid(int keep_last) {
+    if (keep_last >= 1) return DB_OK;
+    error_set("checkpoint.keep_last: must be >= 1, got %d", keep_last);
+    return DB_INVALID;
+}
+
+int db_checkpoint_growth(Db *db, int64_t job, int64_t step, bool partial, const char *rel_dir,
+                         int keep_last, int64_t *growth) {
+    *growth = 0;
+    DbCheckpoint k = {.step = step, .partial = partial}, *add = &k;
+    char dir[4400];
+    if (!rel_dir || strstr(rel_dir, "..") ||
+        snprintf(dir, sizeof dir, "%s/%s", db_data_dir(db), rel_dir) >= (int)sizeof dir) {
+        error_set("checkpoint: bad directory '%.200s'", rel_dir ? rel_dir : "");
         return DB_INVALID;
     }
+    int rc = gc_keep_last_valid(keep_last);
+    if (rc != DB_OK) return rc;
+    if (dir_bytes(dir, &k.disk_bytes) != 0) return DB_ERROR;
     DbCheckpoint *list;
     int n;
-    int rc = db_checkpoint_list(db, job, &list, &n);
-    if (rc != DB_OK) return rc;
+    if ((rc = db_checkpoint_list(db, job, &list, &n)) != DB_OK) return rc;
+    /* the rows from the newest down, `add` in its place by step, the row
+     * it replaces (the same step) out, then what gc drops */
+    *growth = add->disk_bytes;
+    int complete_newer = 0;
+    bool placed = false, newest = true;
+    for (int i = n - 1; i >= -1; i--) {
+        if (!placed && (i < 0 || list[i].step < add->step)) {
+            placed = true;
+            if (gc_drops(add, newest, keep_last, &complete_newer)) *growth -= add->disk_bytes;
+            newest = false;
+        }
+        if (i < 0) break;
+        if (list[i].step == add->step || gc_drops(&list[i], newest, keep_last, &complete_newer))
+            *growth -= list[i].disk_bytes;
+        newest = newest && list[i].step == add->step;
+    }
+    free(list);
+    return DB_OK;
+}
+
+int db_checkpoint_gc(Db *db, int64_t job, int keep_last, int *removed) {
+    if (removed) *removed = 0;
+    int rc = gc_keep_last_valid(keep_last);
+    DbCheckpoint *list;
+    int n;
+    if (rc != DB_OK || (rc = db_checkpoint_list(db, job, &list, &n)) != DB_OK) return rc;
     int complete_newer = 0; /* complete checkpoints newer than list[i] */
     for (int i = n - 1; i >= 0 && rc == DB_OK; i--) {
-        bool newest = i == n - 1;
-        bool drop = list[i].partial ? !newest : complete_newer >= keep_last;
-        if (!list[i].partial) complete_newer++;
-        if (!drop) continue;
+        if (!gc_drops(&list[i], i == n - 1, keep_last, &complete_newer)) continue;
         char dir[4400];
         if (db_checkpoint_file_path(db, &list[i], NULL, dir, sizeof dir) != 0 ||
             db_remove_tree(dir) != 0) {

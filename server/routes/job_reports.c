@@ -684,7 +684,11 @@ int job_checkpoint_put(HttpRequest *req) {
     CheckpointStore cs = {.s = u->api->sched, .job = u->job, .keep_last = keep_last,
                           .write = ckpt_write, .history_stored = ckpt_history, .ctx = u};
     DbCheckpoint c;
-    if (checkpoint_store(&cs, u->epoch, step, false, &c) != 0) {
+    int stored = checkpoint_store(&cs, u->epoch, step, false, &c);
+    if (stored == CHECKPOINT_OVER_QUOTA)
+        return http_reply_error(req, 429, "quota_exceeded", "quota.checkpoint_bytes",
+                                "checkpoint of epoch %d: %s", u->epoch, error_get());
+    if (stored != 0) {
         int status = api_storage_status(0);
         return http_reply_error(req, status, api_storage_code(status), NULL,
                                 "checkpoint of epoch %d: %s", u->epoch, error_get());

@@ -17,7 +17,8 @@
 # again with the same attempt and token: it resumes from the checkpoint
 # (GET .../resume), no step twice, the metrics equal to the plain run's;
 # (d) curl on the routes: a wrong token 401, a stale attempt 409
-# stale_attempt, a bad body 400 naming the field, a report sent twice
+# stale_attempt, a bad body 400 naming the field, a checkpoint past its
+# owner's quota 429, a report sent twice
 # stores its log lines once, the end of a cancelled job; (e) a cancel
 # through the user API reaches a running rank: it stops, the job ends
 # `cancelled`; (f) a queue longer than a report takes (8000 steps of batch
@@ -268,6 +269,19 @@ check "(d) the reported progress is the job's" "$(jv 'd["progress"]["step"], d["
 MANY=$($PY -c 'import json; print(json.dumps({"metrics": [{"name": "m%02d" % i, "step": 2, "epoch": 0, "value": i} for i in range(40)]}))')
 TOKEN=$T4 api POST "$R/report" -d "$MANY"
 check "(d) a report of 40 metrics at one step" "$(jv 'd["stored_metrics"]')" 40
+# a checkpoint past its owner's checkpoint quota: 429, nothing recorded
+ME=$(api GET /v1/me; jv 'd["name"]')
+api PATCH "/v1/users/$ME" -d '{"quota": {"checkpoint_bytes": 1}}'
+expect "(d) the owner's checkpoint quota set to 1 byte" 200
+TOKEN=$T4 api PUT "$R/checkpoints/0" -F step=1 -F "model=@$TMP/fake.model;filename=model.safetensors" \
+    -F "trainer=@$TMP/fake.trainer;filename=trainer.safetensors"
+expect "(d) a checkpoint past it" 429 quota_exceeded
+check "(d) ... the error names the quota" "$(jv 'd["error"]["path"]')" quota.checkpoint_bytes
+has "(d) ... and the numbers" "$TMP/body" \
+    "checkpoint of epoch 0: not kept: $ME has [0-9.]+ k?B of checkpoints; 14 B more would pass the quota of 1 B"
+check "(d) ... none recorded" "$(api GET "/v1/jobs/$J4/checkpoints"; jv 'len(d["checkpoints"])')" 0
+api PATCH "/v1/users/$ME" -d '{"quota": {"checkpoint_bytes": null}}'
+expect "(d) ... the quota back to the default" 200
 # a checkpoint whose upload begins now and ends after the attempt has
 # (cancelled, its end reported): not taken
 $PY - "$PORT" "$T4" "$R" "$TMP/ckpt-slow" <<'PYEOF' &

@@ -20,7 +20,9 @@
 # `event: error` (401 unauthorized) within 1.5 s (measured, printed), and
 # the token then gets 401; (f) the audit trail: every change above, in
 # order, with its actor ("cli" for the command line) and target; paging;
-# (g) README.md's "Users" part run verbatim (its ```sh blocks) against a
+# (g) a checkpoint quota reached while a job runs: the job fails saying by
+# how much, its checkpoints before kept, keep_last's turnover passing;
+# (h) README.md's "Users" part run verbatim (its ```sh blocks) against a
 # second daemon, the curl calls through the OpenAPI validator's proxy.
 # Every response is checked against api-docs/openapi.yaml. Last, SIGTERM
 # stops the daemons cleanly (under ASan, no sanitizer report).
@@ -207,13 +209,13 @@ DS=$(jv 'd["id"]')
 SHARED=$(curl -s -o /dev/null -w '%{http_code}' -X PATCH -H "Authorization: Bearer $ALICE" \
     -d '{"shared": true}' "$URL/v1/datasets/tab")
 check "alice shares it" "$SHARED" 200
-job() { # job NAME EPOCHS: a small MLP on tab
+job() { # job NAME EPOCHS [EVERY KEEP_LAST]: a small MLP on tab, checkpoints every EVERY epochs
     echo "{\"name\": \"$1\", \"data\": {\"train\": \"tab\"},
       \"model\": [{\"type\": \"Linear\", \"in_features\": 4, \"out_features\": 16}, {\"type\": \"ReLU\"},
                 {\"type\": \"Linear\", \"in_features\": 16, \"out_features\": 3}],
       \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.05},
       \"epochs\": $2, \"batch_size\": 50, \"shuffle\": true, \"seed\": 1,
-      \"checkpoint\": {\"every_epochs\": $2, \"keep_last\": 1}}"
+      \"checkpoint\": {\"every_epochs\": ${3:-$2}, \"keep_last\": ${4:-1}}}"
 }
 job long 100000 >"$TMP/job.json"
 TOKEN=$ALICE api POST /v1/jobs --data-binary "@$TMP/job.json"
@@ -332,7 +334,39 @@ expect "audit: limit 0" 400 bad_query
 api GET "/v1/audit?after=x"
 expect "audit: after not an integer" 400 bad_query
 
-# ---------------------------------------------------------------- (g) README.md's Users part, verbatim
+# ---------------------------------------------------------------- (g) a checkpoint quota reached mid-run
+# The quota is weighed at each checkpoint, not only at submission: one that
+# would pass it fails the job, the checkpoints before it kept; one that
+# replaces another (keep_last) grows nothing and passes.
+TOKEN=$ALICE4 api POST /v1/datasets -F name=tab -F format=csv -F label_column=label -F "file=@$TMP/tab.csv"
+expect "(g) alice uploads the dataset again" 201
+run_job() { # run_job NAME EPOCHS EVERY KEEP_LAST: alice's job, run to its end; J, STATE
+    job "$@" >"$TMP/job.json"
+    TOKEN=$ALICE4 api POST /v1/jobs --data-binary "@$TMP/job.json"
+    J=$(jv 'd["id"]')
+    TOKEN=$ALICE4 wait_job "$J"
+}
+held() { TOKEN=$ALICE4 api GET /v1/me && jv 'd["holdings"]["checkpoint_bytes"]'; }
+run_job one 1 1 1
+check "(g) a job with one checkpoint" "$STATE" succeeded
+B=$(held)
+check "(g) alice holds its bytes" "$([ "$B" -gt 0 ] && echo yes)" yes
+cli "(g) her checkpoint quota: 3.5 of them" 0 user set-quota alice --checkpoint-bytes $((B * 7 / 2)) \
+    --data-dir "$VAR"
+run_job rotating 3 1 1
+check "(g) keep_last 1: each checkpoint replaces the last, within the quota" "$STATE" succeeded
+check "(g) ... alice holds two" "$(held)" $((2 * B))
+run_job growing 4 1 3
+check "(g) keep_last 3: the second checkpoint would pass the quota" "$STATE" failed
+has "(g) ... the job's error says by how much" "$TMP/body" \
+    "checkpoint epoch-1: not kept: alice has [0-9.]+ k?B of checkpoints; [0-9.]+ k?B more would pass the quota of [0-9.]+ k?B; the checkpoints before it are kept"
+TOKEN=$ALICE4 api GET "/v1/jobs/$J/checkpoints"
+check "(g) ... its first checkpoint kept" "$(jv '[c["epoch"] for c in d["checkpoints"]]')" "[0]"
+check "(g) ... alice holds three" "$(held)" $((3 * B))
+check "(g) ... nothing of the refused one on disk" \
+    "$(ls "$VAR/jobs/$J/checkpoints")" epoch-0
+
+# ---------------------------------------------------------------- (h) README.md's Users part, verbatim
 # Its ```sh blocks, in one shell, from a scratch directory where build/traind
 # is the binary under test and var the second daemon's data dir; curl goes
 # through the OpenAPI validator's proxy.
