@@ -64,12 +64,21 @@ typedef struct {
     int64_t step0; /* step the attempt started from */
     double t0;
     const Trainer *trainer; /* the one training, while train_run runs */
-    Error log_lost;      /* the first trainer log line not stored (message "" for none) */
+    Error history_lost;  /* the first metric row or log line not stored ("" for none) */
 } JobRun;
+
+/* The first row of the job's history that could not be stored: the next
+ * checkpoint is refused (it would point past a history with a hole). */
+static void note_history_lost(JobRun *r, const char *what) {
+    if (r->history_lost.message[0]) return;
+    error_prefix("storing its %s", what);
+    r->history_lost = *error_last();
+}
 
 static void on_metric(void *user, const char *name, int64_t step, int epoch, double value) {
     JobRun *r = user;
-    metric_writer_push(r->s->mw, r->job, name, step, epoch, value);
+    if (metric_writer_push(r->s->mw, r->job, name, step, epoch, value) != 0)
+        note_history_lost(r, "metrics");
     if (strcmp(name, "loss") == 0) {
         /* the ETA from wall time, validations and checkpoints included; the
          * rate as the epoch's samples_per_s counts it, training time alone
@@ -98,17 +107,14 @@ static void on_metric(void *user, const char *name, int64_t step, int epoch, dou
 
 static void on_log(void *user, const char *line) {
     JobRun *r = user;
-    if (scheduler_job_log(r->s, r->job, "%s", line) != 0 && !r->log_lost.message[0])
-        r->log_lost = *error_last();
+    if (scheduler_job_log(r->s, r->job, "%s", line) != 0) note_history_lost(r, "log");
 }
 
 /* Whether the job's history is stored up to now: its metrics (committed
  * now) and its log lines. 0, or -1 with the error of what is not. */
 static int history_stored(JobRun *r) {
     if (metric_writer_flush(r->s->mw) != 0) return error_prefix("storing its metrics");
-    if (!r->log_lost.message[0]) return 0;
-    error_set("storing its log: %s", r->log_lost.message);
-    return error_set_errno(r->log_lost.sys_errno);
+    return r->history_lost.message[0] ? error_restore(&r->history_lost) : 0;
 }
 
 static int write_checkpoint(void *ctx, const char *dir) {

@@ -557,15 +557,17 @@ int db_metric_count(Db *db, int64_t job, int64_t *count);
 /* The batched writer: training threads push, one background thread
  * commits what has accumulated in one transaction every ~100 ms or 1000
  * rows, so a training step never waits for SQLite. A failed commit is
- * retried (and reported on stderr); rows are never dropped. */
+ * retried (and reported on stderr); a queued row is never dropped. */
 typedef struct MetricWriter MetricWriter;
 
 MetricWriter *metric_writer_start(Db *db); /* NULL with an error */
 /* Appends to the in-memory queue, stamped with the time of the call;
  * returns at once (it waits only when more than 4M rows are pending, i.e.
- * SQLite is stuck). Names longer than DB_METRIC_NAME_MAX are cut. */
-void metric_writer_push(MetricWriter *w, int64_t job, const char *name, int64_t step, int epoch,
-                        double value);
+ * SQLite is stuck). Names longer than DB_METRIC_NAME_MAX are cut. 0, or -1
+ * when the queue cannot grow (out of memory): that row is not stored,
+ * which the caller must not let pass for a stored history. */
+int metric_writer_push(MetricWriter *w, int64_t job, const char *name, int64_t step, int epoch,
+                       double value);
 /* Commits everything pushed before the call now and waits for it. 0, or
  * -1 when the commit keeps failing (3 tries in a row, one at least since
  * the call), with the last try's error ("metric writer: commit: database

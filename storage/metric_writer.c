@@ -142,79 +142,65 @@ static void let_rows_gather(MetricWriter *w) {
         if (pthread_cond_timedwait(&w->wake, &w->mu, &ts) == ETIMEDOUT) break;
 }
 
-/* The writer's spare buffer, swapped with the queue's for each batch. */
+/* A buffer of rows: the writer's batch in hand, or its spare, swapped with
+ * the queue's for each batch. */
 typedef struct {
     PendingMetric *rows;
-    size_t cap;
+    size_t n, cap;
 } RowBuffer;
 
-/* A failed batch (rows[0..n), a buffer of cap) back in front of what came
- * meanwhile; said once per run of failures, not every 200 ms while a disk
- * stays full. With w->mu held; *spare: the buffer left over. */
-static void requeue_failed(MetricWriter *w, PendingMetric *rows, size_t n, size_t cap,
-                           RowBuffer *spare) {
+/* A batch that failed is kept in hand and tried again before any newer row
+ * (a later row of a step must win), while pushers go on filling the queue:
+ * nothing is merged, so nothing needs memory to be kept. Said once per run
+ * of failures, not every 200 ms while a disk stays full. With w->mu held. */
+static void note_failure(MetricWriter *w, RowBuffer *batch, RowBuffer *spare) {
     if (!w->failures)
         fprintf(stderr, "traind: metric writer: %s (retrying every 200 ms)\n", error_get());
     w->failure = *error_last();
     w->failures++;
-    size_t need = n + w->n;
-    if (need > cap) {
-        PendingMetric *grown = realloc(rows, need * sizeof *rows);
-        if (grown) {
-            rows = grown;
-            cap = need;
-        }
-    }
-    if (need <= cap) {
-        memcpy(rows + n, w->rows, w->n * sizeof *rows);
-        *spare = (RowBuffer){w->rows, w->cap};
-        w->rows = rows;
-        w->cap = cap;
-        w->n = need;
-    } else {
-        /* out of memory merging: drop the failed batch rather than reorder
-         * (a later row of a step must win) */
-        fprintf(stderr, "traind: metric writer: out of memory, %zu rows lost\n", n);
-        w->committed += n;
-        *spare = (RowBuffer){rows, cap};
-    }
     if (w->stop && w->failures >= 3) {
-        fprintf(stderr, "traind: metric writer: giving up on %zu rows at stop\n", w->n);
-        w->committed += w->n;
+        fprintf(stderr, "traind: metric writer: giving up on %zu rows at stop\n",
+                batch->n + w->n);
+        w->committed += batch->n + w->n;
         w->n = 0;
+        batch->n = 0;
+        *spare = *batch;
     }
 }
 
 static void *writer_main(void *arg) {
     MetricWriter *w = arg;
-    RowBuffer spare = {NULL, 0};
+    RowBuffer spare = {NULL, 0, 0}, batch = {NULL, 0, 0};
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        if (w->n == 0) {
+        if (batch.n == 0 && w->n == 0) {
             if (w->stop) break;
             pthread_cond_wait(&w->wake, &w->mu);
             continue;
         }
         let_rows_gather(w);
-        /* swap the queue out: pushers go on filling the other buffer */
-        PendingMetric *rows = w->rows;
-        size_t n = w->n, cap = w->cap;
-        w->rows = spare.rows;
-        w->cap = spare.cap;
-        w->n = 0;
+        if (batch.n == 0) {
+            /* swap the queue out: pushers go on filling the other buffer */
+            batch = (RowBuffer){w->rows, w->n, w->cap};
+            w->rows = spare.rows;
+            w->cap = spare.cap;
+            w->n = 0;
+            spare = (RowBuffer){NULL, 0, 0};
+        }
         pthread_mutex_unlock(&w->mu);
-        int rc = commit_batch(w, rows, n);
+        int rc = commit_batch(w, batch.rows, batch.n);
         pthread_mutex_lock(&w->mu);
         if (rc == DB_OK) {
             if (w->failures)
                 fprintf(stderr, "traind: metric writer: committed again after %d failed tries\n",
                         w->failures);
-            w->committed += n;
+            w->committed += batch.n;
             w->generation++;
             w->failures = 0;
-            spare = (RowBuffer){rows, cap};
+            batch.n = 0;
+            spare = batch;
         } else {
-            requeue_failed(w, rows, n, cap, &spare);
+            note_failure(w, &batch, &spare);
         }
         pthread_cond_broadcast(&w->done);
     }
@@ -245,8 +231,8 @@ MetricWriter *metric_writer_start(Db *db) {
     return w;
 }
 
-void metric_writer_push(MetricWriter *w, int64_t job, const char *name, int64_t step, int epoch,
-                        double value) {
+int metric_writer_push(MetricWriter *w, int64_t job, const char *name, int64_t step, int epoch,
+                       double value) {
     pthread_mutex_lock(&w->mu);
     while (w->n >= WRITER_MAX_PENDING && !w->stop) pthread_cond_wait(&w->done, &w->mu);
     if (w->n == w->cap) {
@@ -254,9 +240,8 @@ void metric_writer_push(MetricWriter *w, int64_t job, const char *name, int64_t 
         PendingMetric *grown = realloc(w->rows, cap * sizeof *grown);
         if (!grown) {
             pthread_mutex_unlock(&w->mu);
-            fprintf(stderr, "traind: metric writer: out of memory, %s@%lld lost\n", name,
-                    (long long)step);
-            return;
+            return error_set("metric writer: out of memory queueing %s at step %lld (%zu rows "
+                             "queued)", name ? name : "", (long long)step, w->n);
         }
         w->rows = grown;
         w->cap = cap;
@@ -271,6 +256,7 @@ void metric_writer_push(MetricWriter *w, int64_t job, const char *name, int64_t 
     w->pushed++;
     if (w->n == 1 || w->n == WRITER_BATCH) pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->mu);
+    return 0;
 }
 
 int metric_writer_flush(MetricWriter *w) {

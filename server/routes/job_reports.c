@@ -214,20 +214,22 @@ static int check_report(json_t *body, json_t **metrics, json_t **logs, json_t **
     return *progress ? check_progress(*progress, p, e) : 0;
 }
 
-/* Pushes the metrics to the writer; true when an epoch ended among them
- * (its "samples_per_s"). */
-static bool push_metrics(Api *api, int64_t job, json_t *metrics) {
-    bool epoch_end = false;
+/* Pushes the metrics to the writer; *epoch_end when an epoch ended among
+ * them (its "samples_per_s"). 0, or -1 with the writer's error (out of
+ * memory: the rank sends the report again, its rows deduped). */
+static int push_metrics(Api *api, int64_t job, json_t *metrics, bool *epoch_end) {
+    *epoch_end = false;
     for (size_t i = 0; metrics && i < json_array_size(metrics); i++) {
         json_t *m = json_array_get(metrics, i);
         json_t *v = json_object_get(m, "value");
-        epoch_end |= !strcmp(json_string_value(json_object_get(m, "name")), "samples_per_s");
-        metric_writer_push(api->metrics, job, json_string_value(json_object_get(m, "name")),
-                           json_integer_value(json_object_get(m, "step")),
-                           (int)json_integer_value(json_object_get(m, "epoch")),
-                           json_is_null(v) ? NAN : json_number_value(v));
+        *epoch_end |= !strcmp(json_string_value(json_object_get(m, "name")), "samples_per_s");
+        if (metric_writer_push(api->metrics, job, json_string_value(json_object_get(m, "name")),
+                               json_integer_value(json_object_get(m, "step")),
+                               (int)json_integer_value(json_object_get(m, "epoch")),
+                               json_is_null(v) ? NAN : json_number_value(v)) != 0)
+            return -1;
     }
-    return epoch_end;
+    return 0;
 }
 
 /* The log lines through db_job_remote_logs: *stored new ones. */
@@ -272,7 +274,11 @@ int job_report_post(HttpRequest *req) {
         json_decref(body);
         return http_reply_error(req, 400, "invalid", e.path, "%s", e.msg);
     }
-    bool epoch_end = push_metrics(api, job, metrics);
+    bool epoch_end;
+    if (push_metrics(api, job, metrics, &epoch_end) != 0) {
+        json_decref(body);
+        return http_reply_error(req, 503, "unavailable", "metrics", "%s", error_get());
+    }
     int stored_logs = 0;
     error_clear();
     int st = store_logs(api, job, attempt, logs, &stored_logs);

@@ -283,6 +283,10 @@ Test(metrics, a_full_disk_is_enospc_and_the_writer_catches_up, .fini = full_disk
     char ok[64];
     integrity(db, ok, sizeof ok);
     cr_assert_str_eq(ok, "ok");
+    /* rows pushed while a failed batch waits are stored after it: the
+     * later row of a step wins */
+    cr_assert_eq(metric_writer_push(w, job, "loss", 50000, 0, -1.0), 0);
+    cr_assert_eq(metric_writer_push(w, job, "loss", 50001, 0, -2.0), 0);
 
     char filler[128];
     snprintf(filler, sizeof filler, "%s/filler", disk);
@@ -290,13 +294,15 @@ Test(metrics, a_full_disk_is_enospc_and_the_writer_catches_up, .fini = full_disk
     cr_assert_eq(metric_writer_flush(w), 0, "%s", error_get());
     int64_t count;
     cr_assert_eq(db_metric_count(db, job, &count), DB_OK);
-    cr_assert_eq(count, 50000);
+    cr_assert_eq(count, 50001);
     DbMetric *m;
     int n;
-    DbMetricQuery q = {.name = "loss", .after = 49999, .limit = 1};
+    DbMetricQuery q = {.name = "loss", .after = 49998, .limit = 3};
     cr_assert_eq(db_metric_query(db, job, &q, &m, &n), DB_OK);
-    cr_assert_eq(n, 1);
-    cr_assert_float_eq(m[0].value, 12500.0, 0);
+    cr_assert_eq(n, 3);
+    cr_assert_float_eq(m[0].value, 49999 * 0.25, 0);
+    cr_assert_float_eq(m[1].value, -1.0, 0, "the later row of step 50000");
+    cr_assert_float_eq(m[2].value, -2.0, 0);
     free(m);
     integrity(db, ok, sizeof ok);
     cr_assert_str_eq(ok, "ok");
