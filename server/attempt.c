@@ -409,9 +409,22 @@ static void run_ranks(Worker *w, const DbJob *job) {
     executor_ranks_close(&ops);
 }
 
+/* The device-seconds an attempt of job on worker w used: each of its
+ * devices (a slot's: the GPUs it asked the executor for) from when they
+ * ran it (server/scheduler_internal.h's use_since_ms) to now. */
+static double attempt_use_s(Worker *w, const DbJob *job) {
+    Scheduler *s = w->s;
+    pthread_mutex_lock(&s->mu);
+    int64_t since = w->use_since_ms;
+    pthread_mutex_unlock(&s->mu);
+    int64_t now = db_now_ms();
+    int devices = s->cfg.executor ? (w->slot_gpus > 0 ? w->slot_gpus : 1)
+                                  : device_list_count(job->device);
+    return since > 0 && now > since ? (double)(now - since) / 1000.0 * devices : 0;
+}
+
 void attempt_run(Worker *w, const DbJob *job) {
     Scheduler *s = w->s;
-    double started = clock_now_s();
     /* what a crash left in its checkpoints directory, before the attempt
      * writes there */
     int strays = 0;
@@ -426,12 +439,9 @@ void attempt_run(Worker *w, const DbJob *job) {
         run_ranks(w, job);
     else
         run_here(w, job);
-    /* the devices' time (each of a job's GPUs, a slot's as it asked them
-     * of the executor) goes to its owner's recent use, for the fair queue */
-    int devices = s->cfg.executor ? (w->slot_gpus > 0 ? w->slot_gpus : 1)
-                                  : device_list_count(job->device);
+    /* the devices' time goes to its owner's recent use, for the fair queue */
     if (job->owner > 0 &&
-        db_user_add_usage(s->db, job->owner, (clock_now_s() - started) * devices,
+        db_user_add_usage(s->db, job->owner, attempt_use_s(w, job),
                           s->cfg.fairshare_half_life_s) != DB_OK)
         scheduler_log(job->id, "error", "usage: %s", error_get());
     error_clear();

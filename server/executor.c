@@ -242,6 +242,14 @@ static void requeue(Worker *w, const RemoteAttempt *a, int64_t preempted_by) {
     if (!preempted_by) scheduler_log(a->job, "info", "ranks stopped, queued to resume");
 }
 
+/* The ranks run: the slot's devices are its owner's use from now (not
+ * while the job was pending in the executor's queue). */
+static void mark_running(Worker *w) {
+    pthread_mutex_lock(&w->s->mu);
+    if (!w->use_since_ms) w->use_since_ms = db_now_ms();
+    pthread_mutex_unlock(&w->s->mu);
+}
+
 static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, const char *handle) {
     Scheduler *s = w->s;
     int poll_ms = s->cfg.executor_poll_ms > 0 ? s->cfg.executor_poll_ms : 1000;
@@ -272,6 +280,7 @@ static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, co
                               now.restarts);
         st = now;
         show(w, ops, handle, &st);
+        if (st.phase == REMOTE_RUNNING) mark_running(w);
         char why[512];
         if (st.phase == REMOTE_ENDED) {
             snprintf(why, sizeof why, "%s: %s",

@@ -37,8 +37,8 @@ typedef struct {
 typedef struct {
     const QueueWorker *workers;
     int nw;
-    const DbQueuedJob *jobs; /* the queued jobs, to tell a worker's freed_for still waits */
-    int njobs;
+    const DbQueuedJob **order; /* the queued jobs in run order */
+    int placing;               /* order[placing] is being placed: those before it are placed */
     Owner *owners;
     int nowners;
     bool *taken;  /* a job of this plan starts on it */
@@ -93,9 +93,11 @@ static void start_owner(Plan *p, Owner *o, const QueueUser *users, int nu, int64
         if (!qw->job_id || qw->job_owner != o->id) continue;
         o->running += !qw->member; /* a job of several GPUs runs once */
         o->gpus += qw->slot ? qw->slot_gpus : is_gpu(qw);
-        /* each of a job's devices is use */
-        if (now_ms > qw->job_started_ms)
-            o->usage_s += (double)(now_ms - qw->job_started_ms) / 1000.0;
+        /* each of a job's devices is use (a slot's: the GPUs it asked for),
+         * from when they run it, not while it is pending in an executor */
+        int devices = qw->slot && qw->slot_gpus > 1 ? qw->slot_gpus : 1;
+        if (qw->use_since_ms > 0 && now_ms > qw->use_since_ms)
+            o->usage_s += (double)(now_ms - qw->use_since_ms) / 1000.0 * devices;
     }
     o->placed = o->running;
 }
@@ -179,13 +181,17 @@ static bool gpus_left(const Owner *o, int n) {
 
 static const char *owner_name(const Owner *o) { return o->user ? o->user->name : "this user"; }
 
-/* Whether worker w is kept for another queued job than j: freed for it. */
+/* Whether worker w is kept for another queued job than j: freed for one
+ * ahead of j in the order. Not for one after it: a job ahead takes what
+ * it needs first (else two jobs of several GPUs, each holding a worker
+ * freed for it, would wait for each other's for ever), and one that left
+ * the queue holds nothing. */
 static bool kept_for_another(const Plan *p, int w, const DbQueuedJob *j) {
     int64_t f = p->workers[w].freed_for;
     if (!f || f == j->id) return false;
-    for (int k = 0; k < p->njobs; k++)
-        if (p->jobs[k].id == f) return true;
-    return false; /* that job left the queue: the worker is anyone's */
+    for (int k = 0; k < p->placing; k++)
+        if (p->order[k]->id == f) return true;
+    return false;
 }
 
 /* Whether worker w is free for job j in this plan. */
@@ -371,7 +377,7 @@ static void preempt(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
 
 int queue_plan(const DbQueuedJob *jobs, int n, const QueueWorker *workers, int nw,
                const QueueUser *users, int nu, int64_t now_ms, QueueEntry *out) {
-    Plan p = {.workers = workers, .nw = nw, .jobs = jobs, .njobs = n};
+    Plan p = {.workers = workers, .nw = nw};
     const DbQueuedJob **order = calloc((size_t)n + 1, sizeof *order);
     const DbQueuedJob **slots = calloc((size_t)n + 1, sizeof *slots);
     p.owners = calloc((size_t)n + 1, sizeof *p.owners);
@@ -387,7 +393,9 @@ int queue_plan(const DbQueuedJob *jobs, int n, const QueueWorker *workers, int n
     qsort(slots, (size_t)n, sizeof *slots, by_owner);
     gather_owners(&p, slots, n, users, nu, now_ms);
     fair_order(&p, n, order);
+    p.order = order;
     for (int k = 0; k < n; k++) {
+        p.placing = k;
         place(&p, order[k], &out[k]);
         out[k].position = k + 1;
         preempt(&p, order[k], &out[k]);

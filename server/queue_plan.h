@@ -67,9 +67,11 @@ typedef struct {
     int64_t job_owner;    /* of that job */
     int job_admin_priority;
     int64_t job_started_ms;
+    int64_t use_since_ms; /* its devices in use since; 0 for not yet (pending in an executor) */
     /* The queued job this worker is being freed for (its running job asked
      * to stop for it, or stopped and the worker not claimed since); 0 for
-     * none. The plan keeps the worker for that job. */
+     * none. The plan keeps the worker for that job from the jobs after it
+     * in the order (one ahead of it may take it). */
     int64_t freed_for;
 } QueueWorker;
 

@@ -39,6 +39,10 @@ typedef struct Worker {
     int64_t job_owner;      /* of job_id */
     int job_admin_priority; /* of job_id, for preemption */
     int64_t job_started_ms;
+    /* wall ms since which job_id uses this worker's devices: its start, or
+     * with an executor the first poll that finds its ranks running (0 till
+     * then: a job pending in Slurm's queue is no one's use) */
+    int64_t use_since_ms;
     /* the worker that started job_id when this one only holds its GPU for
      * one of the job's ranks (server/queue_plan.h); -1 otherwise */
     int member_of;

@@ -22,7 +22,8 @@ static DbQueuedJob job(int64_t id, int64_t owner, const char *device, int priori
 
 static QueueWorker worker(const char *device, int64_t job, int64_t owner, int64_t started_s_ago) {
     QueueWorker w = {.job_id = job, .job_owner = owner,
-                     .job_started_ms = NOW - started_s_ago * 1000};
+                     .job_started_ms = NOW - started_s_ago * 1000,
+                     .use_since_ms = job ? NOW - started_s_ago * 1000 : 0};
     snprintf(w.device_name, sizeof w.device_name, "%s", device);
     w.device = (Device){.type = strcmp(device, "cpu") == 0 ? DEVICE_CPU : DEVICE_CUDA,
                         .index = strcmp(device, "cpu") == 0 ? 0 : device[5] - '0'};
@@ -186,10 +187,14 @@ Test(queue_plan, an_admins_priority_preempts_the_lowest_running_job) {
     }
     /* once stopped, the freed worker is kept for its job, not the next one */
     w[1].job_id = 0;
-    jobs[2].admin_priority = 9; /* job 12 now first in line */
     cr_assert_eq(queue_plan(jobs, 3, w, 3, u, 2, NOW, e), 0);
     cr_assert_eq(entry_of(e, 3, 10)->worker, 1);
     cr_assert_eq(entry_of(e, 3, 12)->worker, -1);
+    /* but a job ahead of its job in the order takes it */
+    jobs[2].admin_priority = 9; /* job 12 now first in line */
+    cr_assert_eq(queue_plan(jobs, 3, w, 3, u, 2, NOW, e), 0);
+    cr_assert_eq(entry_of(e, 3, 12)->worker, 1);
+    cr_assert_eq(entry_of(e, 3, 10)->worker, -1);
 }
 
 /* One job of an admin's priority preempts one running job, not one more at
@@ -375,4 +380,52 @@ Test(queue_plan, a_slot_is_not_preempted_for_a_job_past_its_gpu_limit) {
     u[0].quota.gpus = 8;
     cr_assert_eq(queue_plan(&urgent, 1, slots, 2, u, 2, NOW, e), 0);
     cr_assert_eq(e[0].preempts, 1, "within the limit: bob's slot");
+}
+
+/* Two jobs of 2 GPUs at an admin's priorities, each with one GPU freed for
+ * it (X preempted a job, then Y, set higher, preempted the other): the one
+ * first in line takes both, rather than each waiting for the other's for
+ * ever with every GPU idle. */
+Test(queue_plan, two_jobs_each_freed_a_gpu_do_not_wait_for_each_other) {
+    DbQueuedJob jobs[2] = {job(10, 1, "cuda", 0, 5), job(11, 2, "cuda", 0, 10)};
+    jobs[0].ranks = jobs[1].ranks = 2;
+    QueueWorker w[2] = {worker("cuda:0", 0, 0, 0), worker("cuda:1", 0, 0, 0)};
+    w[0].freed_for = 11;
+    w[1].freed_for = 10;
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
+    QueueEntry e[2];
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].job_id, 11);
+    assert_starts_on_two(&e[0], 0, 1);
+    cr_assert_eq(e[1].reason, QUEUE_PRIORITY, "%s", e[1].detail);
+    /* its own GPU still stopping: it holds the other, free, for itself */
+    w[0].job_id = 7;
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].reason, QUEUE_RESOURCES, "%s", e[0].detail);
+    cr_assert_str_eq(e[0].detail, "it needs 2 GPUs at once; the 1 free are held for it");
+    cr_assert_eq(e[0].preempts, 0, "the worker already stopping for it");
+    cr_assert_eq(e[1].preempts, -1);
+}
+
+/* An executor's slot counts the GPUs its job asked for, each as use, and
+ * only once its ranks run: hours pending in Slurm's queue are no one's. */
+Test(queue_plan, a_slots_use_is_its_gpus_once_they_run) {
+    DbQueuedJob jobs[2] = {job(10, 1, "auto", 0, 0), job(11, 2, "auto", 0, 0)};
+    QueueWorker w[2] = {worker("cpu", 5, 1, 10), worker("cpu", 6, 3, 1)};
+    w[0].slot = w[1].slot = true;
+    w[0].slot_gpus = 4;
+    QueueUser u[3] = {user(1, "alice", 0), user(2, "bob", 30), user(3, "carol", 0)};
+    QueueEntry e[2];
+    /* alice's 4 GPUs for 10 s: 40 s, past bob's 30 */
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(e[0].job_id, 11);
+    /* pending (not running yet): none of alice's use */
+    w[0].use_since_ms = 0;
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(e[0].job_id, 10);
+    /* one GPU's 10 s would not pass bob's 30 either */
+    w[0].use_since_ms = NOW - 10000;
+    w[0].slot_gpus = 1;
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(e[0].job_id, 10);
 }
