@@ -37,6 +37,9 @@
 #include "server/log.h"
 #include "server/scheduler_internal.h"
 
+/* How often an idle worker plans the queue again unwoken. */
+#define SCHEDULER_IDLE_REPLAN_MS 5000
+
 void scheduler_bump(Scheduler *s) { atomic_fetch_add(&s->generation, 1); }
 
 uint64_t scheduler_generation(Scheduler *s) { return atomic_load(&s->generation); }
@@ -253,10 +256,14 @@ static void *worker_main(void *arg) {
             clock_deadline_in(&ts, 1000);
             pthread_cond_timedwait(&s->work, &s->mu, &ts);
         }
-        if (got <= 0) {
-            if (got == 0) pthread_cond_wait(&s->work, &s->mu);
-            continue;
+        if (got == 0) {
+            /* woken by the daemon's own changes; the timeout sees those
+             * made beside it (traind user set-quota on its data dir) */
+            struct timespec ts;
+            clock_deadline_in(&ts, SCHEDULER_IDLE_REPLAN_MS);
+            pthread_cond_timedwait(&s->work, &s->mu, &ts);
         }
+        if (got <= 0) continue;
         pthread_mutex_lock(&w->pmu);
         /* where it stood (the steps of the whole run are known since its
          * submission), its rate and ETA unknown until it has stepped */
@@ -483,7 +490,7 @@ int scheduler_cancel(Scheduler *s, int64_t job_id, bool *was_running) {
     pthread_mutex_unlock(&s->mu);
     if (rc == DB_OK) {
         db_log_append(s->db, job_id, "cancelled while queued", NULL);
-        scheduler_bump(s);
+        scheduler_wake(s); /* the workers it held or was freed for are anyone's */
     } else if (rc == DB_CONFLICT) {
         error_set("job %" PRId64 " has already ended", job_id);
         DbJob job;

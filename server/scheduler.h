@@ -182,5 +182,8 @@ int scheduler_workers(Scheduler *s, SchedulerWorkerInfo *out, int max);
 uint64_t scheduler_generation(Scheduler *s);
 /* Bumps it (a state changed, a line was logged: a rank's report). */
 void scheduler_bump(Scheduler *s);
+/* Wakes the workers and plans the queue again: a job was queued or left
+ * it, a user's limits changed. */
+void scheduler_wake(Scheduler *s);
 
 #endif

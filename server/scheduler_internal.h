@@ -81,8 +81,6 @@ struct Scheduler {
  * for job 0. */
 void scheduler_log(int64_t job, const char *level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Wakes the workers and plans the queue again: a job was queued. */
-void scheduler_wake(Scheduler *s);
 /* Why the worker's job was asked to stop, once it has (WORKER_STOP_NONE
  * when it was not); *by (may be NULL) the preempting job. */
 WorkerStop worker_stop(Worker *w, int64_t *by);

@@ -166,6 +166,7 @@ int users_patch(HttpRequest *req) {
     char detail[256];
     api_audit_detail(req, "user.quota", quota_text_describe(&change, detail, sizeof detail),
                      "user %s", name);
+    scheduler_wake(api->sched); /* a job waiting for its owner's limit may start */
     return reply_user(req, 200, name, NULL);
 }
 

@@ -13,7 +13,9 @@
 # places left); PATCH /v1/jobs/{id} by the owner (their own
 # order) and by an admin (ahead of everyone: the running job is preempted,
 # checkpoints, resumes later and succeeds with every step's loss once and
-# equal to an uninterrupted run's). Every response is checked against
+# equal to an uninterrupted run's); a running-job limit raised while a job
+# waits beside an idle worker (with the CLI: started at the idle replan;
+# over HTTP: at once). Every response is checked against
 # api-docs/openapi.yaml.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -214,5 +216,44 @@ alive() {
 }
 alive "at the end"
 stop_daemon "$DPID" "$TMP/daemon.log"
+
+# ---------------------------------------------------------------- a limit raised while a job waits
+# Two workers; alice's second job waits for her running-job limit beside an
+# idle one. Raised with the CLI on the live data dir (no event reaches the
+# daemon), the job starts at the workers' idle replan (5 s); raised over
+# HTTP, at once.
+VAR=$TMP/var2
+start_daemon "$VAR" "$TMP/daemon2.log" --workers 2 --quota-running-jobs 1
+ADMIN=$TOKEN
+ALICE=$("$TRAIND" user add alice --data-dir "$VAR")
+TOKEN=$ADMIN api POST /v1/datasets -F name=tab -F format=csv -F label_column=label \
+    -F "file=@$TMP/tab.csv"
+TOKEN=$ADMIN api PATCH /v1/datasets/tab --data-binary '{"shared": true}'
+expect "(limit) the dataset shared on a daemon of two workers" 200
+submit "$ALICE" l1 5000
+L1=$ID
+wait_state "$L1" running 30
+submit "$ALICE" l2 5000
+L2=$ID
+TOKEN=$ALICE api GET "/v1/jobs/$L2"
+check "(limit) her second job waits for her limit, a worker idle" \
+    "$(jv '(d["state"], d["queue"]["reason"])')" "('queued', 'QuotaRunningJobs')"
+"$TRAIND" user set-quota alice --running-jobs 2 --data-dir "$VAR" >/dev/null
+wait_state "$L2" running 10
+check "(limit) raised with the CLI: it starts within the idle replan" "$(state_of "$L2")" running
+TOKEN=$ALICE api POST "/v1/jobs/$L2/cancel"
+wait_state "$L2" cancelled 30
+"$TRAIND" user set-quota alice --running-jobs 1 --data-dir "$VAR" >/dev/null
+submit "$ALICE" l3 5000
+L3=$ID
+TOKEN=$ALICE api GET "/v1/jobs/$L3"
+check "(limit) a third waits for it again" "$(jv 'd["queue"]["reason"]')" QuotaRunningJobs
+TOKEN=$ADMIN api PATCH /v1/users/alice --data-binary '{"quota": {"running_jobs": 2}}'
+expect "(limit) raised over HTTP" 200
+wait_state "$L3" running 2
+check "(limit) ... it starts at once (2 s)" "$(state_of "$L3")" running
+for j in "$L1" "$L3"; do TOKEN=$ALICE api POST "/v1/jobs/$j/cancel"; done
+alive "(limit) at the end"
+stop_daemon "$DPID" "$TMP/daemon2.log"
 openapi_summary
 summary
