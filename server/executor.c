@@ -154,14 +154,16 @@ static void show(Worker *w, const ExecutorOps *ops, const char *handle, const Re
     pthread_mutex_unlock(&w->pmu);
 }
 
-/* Waits ms, or less when the daemon stops or the job is asked to stop
- * (a stop not yet `handled`). */
+/* Waits ms, or less when the daemon stops or the job is asked to stop;
+ * once a stop is `handled` (a cancel sent to the ranks), the whole ms
+ * whatever else happens: the ranks are then polled until they end, not
+ * spun on while the daemon stops. */
 static void wait_poll(Worker *w, int ms, bool handled) {
     Scheduler *s = w->s;
     struct timespec deadline;
     clock_deadline_in(&deadline, ms);
     pthread_mutex_lock(&s->mu);
-    while (!s->stopping && (handled || !atomic_load(&w->cancel)) &&
+    while ((handled || (!s->stopping && !atomic_load(&w->cancel))) &&
            pthread_cond_timedwait(&s->work, &s->mu, &deadline) != ETIMEDOUT) {
     }
     pthread_mutex_unlock(&s->mu);

@@ -245,14 +245,20 @@ void db_job_list_free(DbJob *list, int n) {
 }
 
 /* Runs one guarded UPDATE (bound by `bind`) and turns "no row changed"
- * into DB_NOT_FOUND or DB_CONFLICT with a message naming the state. */
+ * into DB_NOT_FOUND or DB_CONFLICT with a message naming the state. The
+ * row read back into *out is read in the UPDATE's transaction: a failed
+ * read undoes the change (a job claimed `running` with no worker told
+ * would stay so). */
 static int transition(Db *db, int64_t id, const char *sql, const char *text, int ival,
                       const char *want, DbJob *out) {
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
-    int rc = DB_ERROR;
-    sqlite3_stmt *st = db_stmt(c, sql);
-    if (!st) goto done;
+    int rc = out ? db_begin(c) : DB_OK;
+    sqlite3_stmt *st = rc == DB_OK ? db_stmt(c, sql) : NULL;
+    if (!st) {
+        rc = DB_ERROR;
+        goto done;
+    }
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, db_now_ms());
     db_bind_text(st, 3, text);
@@ -269,9 +275,10 @@ static int transition(Db *db, int64_t id, const char *sql, const char *text, int
         }
         goto done;
     }
-    if (out) rc = get_with(c, id, out);
+    if (out && (rc = get_with(c, id, out)) == DB_OK && (rc = db_commit(c)) != DB_OK)
+        db_job_clear(out);
 done:
-    db_release(db, c);
+    db_release(db, c); /* rolls back what was not committed */
     return rc;
 }
 
