@@ -29,6 +29,7 @@
 
 #define IN_CHUNK (64 * 1024)          /* bytes read at a time */
 #define READS_PER_TURN 16             /* then the worker's other connections have a turn */
+#define SENDS_PER_TURN 16             /* pieces sent in one turn, for the same reason */
 #define INLINE_BODY_MAX (16 * 1024)   /* bodies copied beside the head: one send */
 #define STREAM_PIECE (16 * 1024)      /* what a stream's producer may give at once */
 #define CHUNK_LINE_ROOM 18            /* a chunk's size line: 16 hex digits and CRLF */
@@ -37,10 +38,12 @@
 
 typedef enum { ST_HANDSHAKE, ST_HEAD, ST_BODY, ST_SEND, ST_LINGER, ST_CLOSED } ConnState;
 
-/* What sending did: all of it, the socket is full, a stream waits for
- * its producer, the connection failed, or the response itself did (its
- * producer's error, a file shorter than it said). */
-typedef enum { SENT, SEND_AGAIN, SEND_PARKED, SEND_FAILED, SEND_BROKEN } SendResult;
+/* What sending did: all of it, the socket is full, its turn is over (a
+ * client that reads as fast as a stream's backlog goes must not keep the
+ * worker's other connections waiting), a stream waits for its producer,
+ * the connection failed, or the response itself did (its producer's
+ * error, a file shorter than it said). */
+typedef enum { SENT, SEND_AGAIN, SEND_YIELD, SEND_PARKED, SEND_FAILED, SEND_BROKEN } SendResult;
 
 struct HttpConn {
     int fd;
@@ -74,6 +77,8 @@ struct HttpConn {
     uint64_t file_left;
     off_t file_off;
     bool streaming, stream_over, parked, send_blocked;
+    double send_window;       /* SEND, blocked: when the window of the read rate began */
+    uint64_t send_window_got; /* the bytes the client took in it */
 };
 
 /* ---- bytes in and out ---- */
@@ -151,6 +156,7 @@ static SendResult send_buf(HttpConn *c, const char *buf, size_t *off, size_t len
         if (n == HTTP_TLS_AGAIN) return SEND_AGAIN;
         if (n <= 0) return SEND_FAILED;
         *off += (size_t)n;
+        c->send_window_got += (uint64_t)n;
         c->last_io = now;
     }
     return SENT;
@@ -372,6 +378,7 @@ static SendResult send_file(HttpConn *c, double now) {
     if (sent == 0) return SEND_BROKEN; /* the file is shorter than said */
     if (sent < 0) return SEND_FAILED;
     c->file_left -= (uint64_t)sent;
+    c->send_window_got += (uint64_t)sent;
     c->last_io = now;
     return SENT;
 }
@@ -403,9 +410,10 @@ static SendResult stream_next(HttpConn *c) {
     return SENT;
 }
 
-/* Sends what it can of the response. */
+/* Sends what it can of the response in one turn. */
 static SendResult send_more(HttpConn *c, double now) {
-    for (;;) {
+    for (int pieces = 0;; pieces++) {
+        if (pieces == SENDS_PER_TURN) return SEND_YIELD;
         SendResult r;
         if (c->resp->kind == HTTP_RESPONSE_LATER) {
             if ((r = send_later(c, now)) != SENT) return r;
@@ -493,12 +501,16 @@ static unsigned drive(HttpConn *c, double now) {
             break;
         case ST_SEND: {
             SendResult r = send_more(c, now);
+            if (r == SEND_AGAIN && !c->send_blocked) { /* the socket full: the clock starts */
+                c->send_window = now;
+                c->send_window_got = 0;
+            }
             c->send_blocked = r == SEND_AGAIN;
             c->parked = r == SEND_PARKED;
             if (r == SENT) response_done(c, now);
             else if (r == SEND_FAILED) close_now(c, HTTP_END_CLIENT_ABORT);
             else if (r == SEND_BROKEN) close_now(c, HTTP_END_ERROR);
-            else return r == SEND_AGAIN ? HTTP_CONN_WRITE : 0;
+            else return r == SEND_AGAIN || r == SEND_YIELD ? HTTP_CONN_WRITE : 0;
             continue;
         }
         case ST_LINGER:
@@ -537,6 +549,17 @@ unsigned http_conn_io(HttpConn *c, bool hangup, double now) {
     return settle(c, drive(c, now));
 }
 
+/* SEND, the socket full: whether the client took less than HTTP_MIN_RATE
+ * over the window that has lasted idle_timeout (else the next begins). */
+static bool reads_too_slowly(HttpConn *c, double now) {
+    double span = now - c->send_window;
+    if (span < c->times.idle_timeout) return false;
+    if ((double)c->send_window_got < HTTP_MIN_RATE * span) return true;
+    c->send_window = now;
+    c->send_window_got = 0;
+    return false;
+}
+
 unsigned http_conn_tick(HttpConn *c, double now) {
     bool stopping = atomic_load(c->stopping);
     switch (c->state) {
@@ -548,18 +571,19 @@ unsigned http_conn_tick(HttpConn *c, double now) {
             close_now(c, HTTP_END_TIMEOUT);
         break;
     case ST_BODY:
-        /* idle, or slower than HTTP_BODY_MIN_RATE on the whole: a byte a
+        /* idle, or slower than HTTP_MIN_RATE on the whole: a byte a
          * minute would otherwise hold the connection (and an upload's
          * row and files) for as long as the client likes */
         if (stopping) close_now(c, HTTP_END_SHUTDOWN);
         else if (now - c->last_io > c->times.idle_timeout ||
                  now - c->body_since >
-                     c->times.idle_timeout + (double)c->body_got / HTTP_BODY_MIN_RATE)
+                     c->times.idle_timeout + (double)c->body_got / HTTP_MIN_RATE)
             close_now(c, HTTP_END_TIMEOUT);
         break;
     case ST_SEND:
         if (c->parked) return settle(c, drive(c, now)); /* ask the producer again */
-        if (c->send_blocked && now - c->last_io > c->times.idle_timeout)
+        if (c->send_blocked &&
+            (now - c->last_io > c->times.idle_timeout || reads_too_slowly(c, now)))
             close_now(c, HTTP_END_TIMEOUT);
         break;
     case ST_LINGER:

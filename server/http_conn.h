@@ -19,9 +19,12 @@
  *   - a kept-alive connection waiting for its next request, a body that
  *     stops coming, a client that stops reading its response: closed after
  *     idle_timeout without a byte moving;
- *   - a body that comes, but slower than HTTP_BODY_MIN_RATE on the whole:
- *     closed once idle_timeout plus a second for each HTTP_BODY_MIN_RATE
+ *   - a body that comes, but slower than HTTP_MIN_RATE on the whole:
+ *     closed once idle_timeout plus a second for each HTTP_MIN_RATE
  *     bytes of it have passed since it began (mod_reqtimeout's MinRate);
+ *   - a response read slower than HTTP_MIN_RATE, measured over windows of
+ *     idle_timeout while the socket stays full: closed (a byte read now and
+ *     then keeps a connection from idling, not from this);
  *   - a stream waiting for its producer has no deadline (an SSE stream
  *     waits for events as long as its client stays).
  * A connection is driven by one thread at a time (its worker's, see
@@ -45,9 +48,10 @@
  * head gets 414 or 431 without being parsed. */
 #define HTTP_HEAD_READ_MAX (128 * 1024)
 
-/* The slowest a request body may come on the whole, in bytes a second: a
- * thousandth of a slow home uplink, far above a byte a minute. */
-#define HTTP_BODY_MIN_RATE 1024.0
+/* The slowest a request body may come on the whole, and a response be read
+ * while it waits to be, in bytes a second: a thousandth of a slow home
+ * link, far above a byte a minute. */
+#define HTTP_MIN_RATE 1024.0
 
 /* How a request ended, for the server's log. */
 typedef enum {
