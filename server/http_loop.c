@@ -43,6 +43,8 @@ typedef struct {
     pthread_t thread;
     bool started;
     Slot *slots;
+    double accept_paused_until; /* out of descriptors: the listening socket unwatched till then */
+    double accept_paused_said;  /* when the log last said so (once a minute at most) */
 } Worker;
 
 struct HttpLoop {
@@ -179,13 +181,40 @@ static void slot_ready(Worker *w, Slot *s, uint32_t events, double now) {
     slot_settle(w, s, http_conn_io(s->conn, hangup, now));
 }
 
+static int watch_listening(Worker *w) {
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = NULL};
+    return epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->loop->cfg.listen_fd, &ev);
+}
+
+/* Out of descriptors: the waiting connection stays in the backlog, and
+ * the listening socket, still readable, would wake this worker at once
+ * again and again; it is unwatched for a moment instead (a tick), while
+ * the open connections finish and give theirs back. */
+static void pause_accepting(Worker *w, double now) {
+    if (w->accept_paused_until > 0) return;
+    epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, w->loop->cfg.listen_fd, NULL);
+    w->accept_paused_until = now + HTTP_TICK_MS / 1000.0;
+    if (w->accept_paused_said > 0 && now - w->accept_paused_said < 60) return;
+    w->accept_paused_said = now;
+    log_message("http", "out of file descriptors (%s): new connections wait in the backlog; "
+                "raise the file limit (ulimit -n) or lower --max-connections", strerror(errno));
+}
+
+static void resume_accepting(Worker *w, double now) {
+    if (w->accept_paused_until == 0 || now < w->accept_paused_until) return;
+    if (watch_listening(w) == 0) w->accept_paused_until = 0;
+}
+
 static void accept_all(Worker *w, double now) {
     for (int i = 0; i < EVENTS_MAX; i++) {
         struct sockaddr_storage sa;
         socklen_t len = sizeof sa;
         int fd = accept4(w->loop->cfg.listen_fd, (struct sockaddr *)&sa, &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) return; /* none left, or out of descriptors: the next wake retries */
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) pause_accepting(w, now);
+            return; /* none left (the next wake retries) */
+        }
         slot_open(w, fd, &sa, now);
     }
 }
@@ -241,6 +270,7 @@ static void *worker_main(void *arg) {
         }
         if (now - last_tick >= HTTP_TICK_MS / 1000.0) {
             tick_all(w, now);
+            resume_accepting(w, now);
             last_tick = now;
         }
     }
@@ -255,9 +285,8 @@ static int worker_init(HttpLoop *l, Worker *w) {
     w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->epoll_fd < 0 || w->wake_fd < 0) return error_set("http: %s", strerror(errno));
-    struct epoll_event listen_ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = NULL};
     struct epoll_event wake_ev = {.events = EPOLLIN, .data.ptr = w};
-    if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, l->cfg.listen_fd, &listen_ev) != 0 ||
+    if (watch_listening(w) != 0 ||
         epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->wake_fd, &wake_ev) != 0)
         return error_set("http: cannot watch the sockets: %s", strerror(errno));
     return 0;

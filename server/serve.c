@@ -106,6 +106,9 @@ static int pin_this_thread(const cpu_set_t *set, const char *what) {
 /* Descriptors beyond the HTTP connections: the database and its WAL,
  * datasets and checkpoints being read or written, libcurl's imports. */
 #define SERVE_FDS_BESIDE_HTTP 256
+/* A connection's socket, and the file its request may hold open: an
+ * upload being written, a checkpoint being sent. */
+#define SERVE_FDS_PER_CONNECTION 2
 
 /* Raises the soft file limit so that o->max_connections fit, as far as the
  * hard limit allows; with a hard limit too low, serves fewer connections
@@ -113,13 +116,14 @@ static int pin_this_thread(const cpu_set_t *set, const char *what) {
 static void fit_file_limit(ServeOptions *o) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-    rlim_t want = (rlim_t)o->max_connections + SERVE_FDS_BESIDE_HTTP;
+    rlim_t want = (rlim_t)o->max_connections * SERVE_FDS_PER_CONNECTION + SERVE_FDS_BESIDE_HTTP;
     if (rl.rlim_cur >= want) return;
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
     if (rl.rlim_cur >= want) return;
-    int fit = rl.rlim_cur > 2 * SERVE_FDS_BESIDE_HTTP ? (int)(rl.rlim_cur - SERVE_FDS_BESIDE_HTTP)
-                                                      : (int)(rl.rlim_cur / 2);
+    rlim_t beside = rl.rlim_cur > 2 * SERVE_FDS_BESIDE_HTTP ? SERVE_FDS_BESIDE_HTTP
+                                                            : rl.rlim_cur / 2;
+    int fit = (int)((rl.rlim_cur - beside) / SERVE_FDS_PER_CONNECTION);
     log_message("start", "--max-connections %d: the file limit is %llu (ulimit -Hn), so at most "
                 "%d connections", o->max_connections, (unsigned long long)rl.rlim_cur, fit);
     o->max_connections = fit;

@@ -14,6 +14,7 @@
 # (505), a malformed chunk (400), oversized headers and request lines
 # (431, 414, up to 200,000 bytes), 401, 405, 413. (3) Limits:
 # JSON nesting and string length (400), connections per client address,
+# the connections a low file limit allows (two descriptors each, said),
 # and edge_flood.py: 200 slow-loris and 1,100 idle clients from
 # 127.0.0.2-40 while a job trains; /v1/health from 127.0.0.1 answers
 # within 100 ms every time, the job's step keeps growing, the slow heads
@@ -452,11 +453,19 @@ check "serve --help: one line per option, each with a default and a description"
     "$(grep '^  --' "$TMP/help.txt" | awk '{ if (NF < 4) bad++ } END { print NR - 0, bad + 0 }')" \
     "$(wc -l <"$TMP/help_opts") 0"
 
+# --max-connections under a file limit too low for it: two descriptors a
+# connection (its socket, a file it uploads or downloads) and 256 beside
+printf '#!/bin/sh\nexec prlimit --nofile=1000:1000 "%s" "$@"\n' "$TRAIND" >"$TMP/limited"
+chmod +x "$TMP/limited"
+TRAIND=$TMP/limited start_daemon "$TMP/l" "$TMP/l.log" --max-connections 2048
+has "a file limit of 1000: (1000 - 256) / 2 connections, said" "$TMP/l.log" \
+    'max-connections 2048: the file limit is 1000 \(ulimit -Hn\), so at most 372 connections'
+
 # ---------------------------------------------------------------- stop
 for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
 for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
 PIDS=()
-for log in "$TMP"/{a,f,m,t}.log; do
+for log in "$TMP"/{a,f,l,m,t}.log; do
     check "$(basename "$log" .log): stopped cleanly" "$(grep -c '"message":"stopped"' "$log")" 1
     check "$(basename "$log" .log): no sanitizer report" "$(grep -c "$SANITIZER" "$log")" 0
 done
