@@ -485,9 +485,12 @@ static size_t count_byte(const char *s, size_t n, char c) {
 }
 
 /* h->mem: the fields, the args, the head's copy, room for the decoded path
- * and arguments (each no longer than the target). */
+ * and arguments (each no longer than the target). The args are counted in
+ * the request line alone: '&'s in header values take no slots. */
 static char *allocate(const char *buf, size_t len, HttpHead *h) {
-    size_t fields = count_byte(buf, len, '\n') + 1, args = count_byte(buf, len, '&') + 2;
+    const char *eol = memchr(buf, '\n', len);
+    size_t line = eol ? (size_t)(eol - buf) : len;
+    size_t fields = count_byte(buf, len, '\n') + 1, args = count_byte(buf, line, '&') + 2;
     size_t arrays = (fields + args) * sizeof(HttpField);
     char *mem = malloc(arrays + 2 * (len + 2));
     if (!mem) return NULL;
