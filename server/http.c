@@ -75,6 +75,7 @@ struct HttpRequest {
     size_t body_len, body_cap;
 
     HttpResponse *response; /* made, not yet handed to the connection */
+    bool replied;           /* a reply was made, or tried (response NULL: out of memory) */
     HttpLaterFn later;      /* http_reply_later's, NULL for none */
     int status;
     bool counted; /* its reply was handed to the connection, and counted */
@@ -199,9 +200,12 @@ const char *http_body(const HttpRequest *req, size_t *len) {
 
 /* ---- replies ---- */
 
+/* A reply that could not be made (r NULL) still counts as one: the request
+ * is answered (reply_take's static 503), never handed on as if unrefused. */
 static int set_response(HttpRequest *req, int status, HttpResponse *r) {
     http_response_free(req->response);
     req->response = r;
+    req->replied = true;
     req->status = status;
     return 0;
 }
@@ -365,7 +369,7 @@ static HttpResponse *later_made(void *ctx) {
     HttpRequest *req = ctx;
     error_clear();
     if (!req->later(req)) return NULL;
-    if (!req->response)
+    if (!req->replied)
         http_reply_error(req, 500, "internal", NULL, "%s",
                          *error_get() ? error_get() : "the handler gave no reply");
     return reply_take(req);
@@ -502,7 +506,7 @@ static void request_begin(HttpRequest *req) {
         req->body_begun = true;
         int mode = route->body->begin(req);
         if (mode < 0) {
-            if (!req->response)
+            if (!req->replied)
                 http_reply_error(req, 500, "internal", NULL, "the route refused the request");
             return;
         }
@@ -544,6 +548,7 @@ static HttpResponse *reply_take(HttpRequest *req) {
     }
     HttpResponse *r = req->response;
     req->response = NULL;
+    req->replied = false; /* a reply made later: what later_made makes is asked for anew */
     return r;
 }
 
@@ -553,7 +558,7 @@ static HttpResponse *reply_take(HttpRequest *req) {
 static int ev_body(void *cls, const char *data, size_t n) {
     HttpRequest *req = cls;
     req->received += n;
-    if (req->response) return -1;
+    if (req->replied) return -1;
     if (req->received > req->limit) {
         http_reply_error(req, 413, "too_large", NULL,
                          "the body is over the limit of %" PRIu64 " bytes", req->limit);
@@ -561,9 +566,9 @@ static int ev_body(void *cls, const char *data, size_t n) {
     }
     if (req->body_mode == HTTP_BODY_STREAM) {
         atomic_fetch_add(&req->server->upload_bytes, n);
-        if (route_of(req)->body->data(req, data, n) != 0 && !req->response)
+        if (route_of(req)->body->data(req, data, n) != 0 && !req->replied)
             http_reply_error(req, 500, "internal", NULL, "the upload failed");
-        return req->response ? -1 : 0;
+        return req->replied ? -1 : 0;
     }
     if (req->body_len + n + 1 > req->body_cap) {
         size_t cap = req->body_cap ? req->body_cap : 4096;
@@ -607,20 +612,20 @@ static void *ev_head(void *cls, HttpHead *head, const HttpHeadError *e, HttpResp
     }
     /* refused: answered now (with a body on its way, the connection then
      * closes without reading it) */
-    *reply = req->response ? reply_take(req) : NULL;
+    *reply = req->replied ? reply_take(req) : NULL;
     return req;
 }
 
 /* The whole request is in (or its chunks went wrong): the handler runs. */
 static HttpResponse *ev_end(void *cls, const char *framing_error) {
     HttpRequest *req = cls;
-    if (framing_error && !req->response)
+    if (framing_error && !req->replied)
         http_reply_error(req, 400, "bad_request", NULL, "%s", framing_error);
-    if (!req->response) {
+    if (!req->replied) {
         const HttpRoute *route = route_of(req);
         error_clear();
         route->handler(req);
-        if (!req->response)
+        if (!req->replied)
             http_reply_error(req, 500, "internal", NULL, "%s",
                              *error_get() ? error_get() : "the handler gave no reply");
     }
