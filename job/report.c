@@ -70,6 +70,7 @@ typedef struct {
 struct Reporter {
     AttemptHttp http; /* the daemon's URL, the attempt, its token */
     atomic_int *cancel;
+    atomic_bool preempted; /* a reply said "preempt": true */
     CURL *main_curl; /* the trainer thread's: flush, checkpoints, resume, end */
     pthread_t thread;
     bool started;
@@ -229,6 +230,7 @@ static int send_batch(Reporter *r, CURL *h, const Batch *b, long *refused) {
     *refused = reply.refused;
     if (status < 0) return -1;
     json_t *o = reply.data ? json_loads(reply.data, 0, NULL) : NULL;
+    if (json_is_true(json_object_get(o, "preempt"))) atomic_store(&r->preempted, true);
     if (json_is_true(json_object_get(o, "cancel"))) atomic_store(r->cancel, 1);
     json_decref(o);
     free(reply.data);
@@ -315,7 +317,9 @@ static int fail_main(Reporter *r, const AttemptReply *reply) {
 
 /* ---- checkpoints, resume, end ---- */
 
-int report_checkpoint(Reporter *r, const char *dir, int epoch, int64_t step) {
+bool report_preempted(Reporter *r) { return atomic_load(&r->preempted); }
+
+int report_checkpoint(Reporter *r, const char *dir, int epoch, int64_t step, bool partial) {
     if (report_flush(r) != 0) return -1;
     char model[4200], trainer[4200], step_s[32];
     snprintf(model, sizeof model, "%s/model.safetensors", dir);
@@ -329,7 +333,7 @@ int report_checkpoint(Reporter *r, const char *dir, int epoch, int64_t step) {
         curl_mime_filedata(p, model) == CURLE_OK && (p = curl_mime_addpart(mime)) &&
         curl_mime_name(p, "trainer") == CURLE_OK && curl_mime_filedata(p, trainer) == CURLE_OK) {
         AttemptRequest q = {.method = "PUT", .mime = mime};
-        snprintf(q.path, sizeof q.path, "/checkpoints/%d", epoch);
+        snprintf(q.path, sizeof q.path, "/checkpoints/%d%s", epoch, partial ? "?partial=true" : "");
         AttemptReply reply;
         rc = attempt_http_request(&r->http, r->main_curl, &q, &reply) < 0 ? fail_main(r, &reply)
                                                                             : 0;
@@ -439,6 +443,7 @@ Reporter *report_open(const ReportConfig *c, atomic_int *cancel) {
         return NULL;
     }
     r->cancel = cancel;
+    atomic_init(&r->preempted, false);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     if (attempt_http_init(&r->http, c->url, c->job, c->attempt, c->token_file, c->timeout_s) != 0)

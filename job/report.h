@@ -11,7 +11,9 @@
  * after 0.2 s, doubling to 5 s, for up to the report timeout; a 4xx is
  * never retried: 401 (a wrong token) or 409 (the attempt is over) stops
  * the run with that error. A reply "cancel": true stops it as a cancel
- * (the trainer's cancel flag: every rank stops at the same step).
+ * (the trainer's cancel flag: every rank stops at the same step); with
+ * "preempt": true too, the job is preempted: rank 0 then uploads a partial
+ * checkpoint where the ranks stopped, from which the job resumes later.
  */
 #ifndef TRAIND_JOB_REPORT_H
 #define TRAIND_JOB_REPORT_H
@@ -46,9 +48,12 @@ void report_progress(Reporter *r, int epoch, int64_t step, double samples_per_s)
 int report_flush(Reporter *r);
 
 /* Uploads checkpoint directory dir (model.safetensors,
- * trainer.safetensors) of epoch after step, after report_flush. 0, or -1
- * with an error. */
-int report_checkpoint(Reporter *r, const char *dir, int epoch, int64_t step);
+ * trainer.safetensors) of epoch after step, after report_flush; partial:
+ * one taken mid-epoch, where a preempted run stopped. 0, or -1 with an
+ * error. */
+int report_checkpoint(Reporter *r, const char *dir, int epoch, int64_t step, bool partial);
+/* Whether a reply said the job is preempted ("preempt": true). */
+bool report_preempted(Reporter *r);
 
 /* Where the attempt starts (GET .../resume): 1 with the newest checkpoint
  * downloaded into dir_out (<out_dir>/resume-attempt-<n>, size bytes), 0

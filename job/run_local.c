@@ -28,9 +28,10 @@
 #include "job/run_local.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,7 @@ typedef struct {
     double start;
     Reporter *rep;          /* --report: rank 0's reports to the daemon, NULL otherwise */
     const Trainer *trainer; /* for the reported progress's samples/s */
+    int64_t saved_step;     /* of the newest checkpoint written or resumed from (0: none) */
 } RunContext;
 
 static void on_metric(void *user, const char *name, int64_t step, int epoch, double value) {
@@ -143,12 +145,33 @@ static int on_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) 
     if (train_save_checkpoint(t, dir) != 0) return -1;
     prune_checkpoints(rc->out_dir, rc->spec->checkpoint_keep_last, epoch);
     /* the daemon's copy is the job's: a run that cannot upload it fails */
-    if (rc->rep && report_checkpoint(rc->rep, dir, epoch, step) != 0) return -1;
+    if (rc->rep && report_checkpoint(rc->rep, dir, epoch, step, false) != 0) return -1;
+    rc->saved_step = step;
     if (rc->jsonl)
         printf("{\"event\":\"checkpoint\",\"epoch\":%d,\"step\":%lld,\"path\":\"%s\"}\n", epoch,
                (long long)step, dir);
     else
         fprintf(stderr, "%scheckpoint: %s\n", rc->tty ? "\r" : "", dir);
+    return 0;
+}
+
+/* A preempted run's state where its ranks stopped (rank 0's, the daemon's
+ * "preempt": true), for its job to resume from: written beside the epochs'
+ * (step-<S>) and uploaded as a partial checkpoint, unless the job takes no
+ * checkpoints, the stop is not a clean one, or the newest is at that step
+ * already (as an attempt in the daemon does: server/attempt.c). */
+static int checkpoint_at_stop(RunContext *rc, const Trainer *t) {
+    int64_t step = t->state.step;
+    if (!rc->spec->checkpoint || !t->cancelled || t->graph_failed || step <= rc->saved_step)
+        return 0;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/step-%" PRId64, rc->out_dir, step);
+    if (mkdir(rc->out_dir, 0755) != 0 && errno != EEXIST)
+        return error_set("checkpoint: cannot create %s: %s", rc->out_dir, strerror(errno));
+    if (train_save_checkpoint(t, dir) != 0 ||
+        report_checkpoint(rc->rep, dir, t->state.epoch, step, true) != 0)
+        return error_prefix("preempted at step %" PRId64, step);
+    on_log(rc, "preempted: partial checkpoint where it stopped uploaded");
     return 0;
 }
 
@@ -328,8 +351,11 @@ static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *r
         if (resume_auto(&t, rep, out_dir, a->attempt) != 0) return -1;
     } else if (a->resume && train_resume(&t, a->resume) != 0)
         return -1;
+    ctx.saved_step = t.state.step; /* where it starts: 0, or a checkpoint's */
     int rc = train_run(&t);
     *cancelled = t.cancelled;
+    /* its failure is told as the end's error; the ranks still end together */
+    if (rc != 0 && rep && report_preempted(rep)) checkpoint_at_stop(&ctx, &t);
     if (ctx.tty && !a->jsonl && dist_rank(group) == 0) fputc('\n', stderr);
     return rc;
 }

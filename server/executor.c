@@ -252,20 +252,35 @@ static void mark_running(Worker *w) {
     pthread_mutex_unlock(&w->s->mu);
 }
 
+/* The ranks stopped, by force when they have not ended: the job goes back
+ * to the queue (preempted_by: the job that takes its place, 0 for the
+ * daemon stopping). */
+static void stop_and_requeue(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops,
+                             const char *handle, int64_t preempted_by) {
+    ops->cancel(ops->ctx, handle);
+    if (ops->reap) ops->reap(ops->ctx, handle, EXECUTOR_CANCEL_GRACE_S);
+    requeue(w, a, preempted_by);
+}
+
 static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, const char *handle) {
     Scheduler *s = w->s;
     int poll_ms = s->cfg.executor_poll_ms > 0 ? s->cfg.executor_poll_ms : 1000;
-    double cancelled_at = 0;
+    double cancelled_at = 0, preempted_at = 0;
     RemoteStatus st = {.phase = REMOTE_PENDING};
     for (bool first = true;; first = false) {
-        if (!first) wait_poll(w, poll_ms, cancelled_at > 0);
+        if (!first) wait_poll(w, poll_ms, cancelled_at > 0 || preempted_at > 0);
         int64_t by = 0;
         WorkerStop stop = worker_stop(w, &by);
-        if (stop == WORKER_STOP_SHUTDOWN || stop == WORKER_STOP_PREEMPT) {
-            ops->cancel(ops->ctx, handle);
-            if (ops->reap) ops->reap(ops->ctx, handle, EXECUTOR_CANCEL_GRACE_S);
-            requeue(w, a, stop == WORKER_STOP_PREEMPT ? by : 0);
+        if (stop == WORKER_STOP_SHUTDOWN) {
+            stop_and_requeue(w, a, ops, handle, 0);
             return;
+        }
+        /* a preemption: the ranks' reports are answered "preempt": true,
+         * rank 0 uploads a partial checkpoint where they stop and reports
+         * their end; then (or after the grace) the job goes back */
+        if (stop == WORKER_STOP_PREEMPT && preempted_at == 0) {
+            preempted_at = clock_now_s();
+            scheduler_job_log(s, a->job, "preemption asked of the ranks: they checkpoint and end");
         }
         if (stop == WORKER_STOP_CANCEL && cancelled_at == 0) {
             ops->cancel(ops->ctx, handle);
@@ -283,6 +298,11 @@ static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, co
         st = now;
         show(w, ops, handle, &st);
         if (st.phase == REMOTE_RUNNING) mark_running(w);
+        if (preempted_at > 0 && (st.phase != REMOTE_RUNNING ||
+                                 clock_now_s() - preempted_at > EXECUTOR_CANCEL_GRACE_S)) {
+            stop_and_requeue(w, a, ops, handle, by);
+            return;
+        }
         char why[512];
         if (st.phase == REMOTE_ENDED) {
             snprintf(why, sizeof why, "%s: %s",

@@ -28,8 +28,14 @@
  *   - a user's cancel: ops->cancel, and the ranks' next report is answered
  *     "cancel": true; the job ends as they report it, or `cancelled` when
  *     they have not reported within EXECUTOR_CANCEL_GRACE_S;
- *   - the daemon stopping (or a preemption): ops->cancel, and the job goes
- *     back to the queue, to resume from its newest checkpoint.
+ *   - a preemption: the ranks' next report is answered "preempt": true
+ *     (and "cancel": true); they stop at the same step, rank 0 uploads a
+ *     partial checkpoint there (PUT .../checkpoints/{epoch}?partial=true)
+ *     and reports their end; then, or once EXECUTOR_CANCEL_GRACE_S have
+ *     passed (at once while they are pending), ops->cancel, and the job
+ *     goes back to the queue, to resume from that checkpoint;
+ *   - the daemon stopping: ops->cancel, and the job goes back to the
+ *     queue, to resume from its newest checkpoint.
  */
 #ifndef TRAIND_SERVER_EXECUTOR_H
 #define TRAIND_SERVER_EXECUTOR_H

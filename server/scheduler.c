@@ -541,12 +541,14 @@ int scheduler_progress(Scheduler *s, int64_t job_id, DbJobProgress *out) {
     return w ? DB_OK : DB_NOT_FOUND;
 }
 
-int scheduler_remote_progress(Scheduler *s, int64_t job, const DbJobProgress *p, bool *cancel) {
-    *cancel = false;
+int scheduler_remote_progress(Scheduler *s, int64_t job, const DbJobProgress *p, bool *cancel,
+                              bool *preempt) {
+    *cancel = *preempt = false;
     pthread_mutex_lock(&s->mu);
     Worker *w = worker_of(s, job);
     if (w) {
         *cancel = atomic_load(&w->cancel) != 0;
+        *preempt = *cancel && w->stop == WORKER_STOP_PREEMPT;
         pthread_mutex_lock(&w->pmu);
         DbJobProgress *q = &w->progress;
         double now = clock_now_s();

@@ -151,9 +151,11 @@ int scheduler_remote_token(Scheduler *s, int64_t job, int attempt, char token[65
 /* A report's progress of a job running outside the daemon, as the live
  * progress GET /v1/jobs/{id} shows (the ETA from the steps made since the
  * attempt's first report); *cancel whether the job was asked to stop (a
- * user's cancel, the daemon stopping). DB_NOT_FOUND when no slot follows
- * the job. p NULL: only *cancel. */
-int scheduler_remote_progress(Scheduler *s, int64_t job, const DbJobProgress *p, bool *cancel);
+ * user's cancel, the daemon stopping, a preemption), *preempt whether by a
+ * preemption (its ranks checkpoint where they stop, then end). DB_NOT_FOUND
+ * when no slot follows the job. p NULL: only *cancel and *preempt. */
+int scheduler_remote_progress(Scheduler *s, int64_t job, const DbJobProgress *p, bool *cancel,
+                              bool *preempt);
 
 /* How a job's attempt outside the daemon stands, for the job's JSON. */
 typedef struct {

@@ -89,6 +89,10 @@ export class CheckpointPanel {
 
   item(c) {
     const li = document.createElement("li");
+    if (!c.url) { // partial: where a stopped run left off, kept for resuming, not a download
+      li.append(`epoch ${c.epoch} · step ${c.step.toLocaleString("en")} · partial, to resume from`);
+      return li;
+    }
     const b = Object.assign(document.createElement("button"), { type: "button", textContent: "Download" });
     b.dataset.url = c.url;
     b.setAttribute("aria-label", `Download the checkpoint of epoch ${c.epoch}`);

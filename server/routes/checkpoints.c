@@ -20,12 +20,15 @@
 #include "core/error.h"
 #include "server/api.h"
 
+/* A partial checkpoint (where a stopped attempt left off, mid-epoch) has no
+ * download: GET .../checkpoints/{epoch} is the epoch's complete one. */
 json_t *checkpoint_json(const DbCheckpoint *c) {
     char url[96];
     snprintf(url, sizeof url, "/v1/jobs/%lld/checkpoints/%d", (long long)c->job_id, c->epoch);
-    return json_pack("{s:I, s:i, s:I, s:I, s:s, s:o, s:s}", "id", (json_int_t)c->id, "epoch",
-                     c->epoch, "step", (json_int_t)c->step, "bytes", (json_int_t)c->bytes,
-                     "sha256", c->sha256, "created_at", api_time(c->created_at), "url", url);
+    return json_pack("{s:I, s:i, s:I, s:b, s:I, s:s, s:o, s:o}", "id", (json_int_t)c->id, "epoch",
+                     c->epoch, "step", (json_int_t)c->step, "partial", c->partial, "bytes",
+                     (json_int_t)c->bytes, "sha256", c->sha256, "created_at",
+                     api_time(c->created_at), "url", c->partial ? json_null() : json_string(url));
 }
 
 int checkpoints_list(HttpRequest *req) {

@@ -4,7 +4,8 @@
  * wrong one, 409 stale_attempt once the attempt is over):
  *
  *   POST /v1/jobs/{id}/attempts/{n}/report           metrics, log lines, progress
- *   PUT  /v1/jobs/{id}/attempts/{n}/checkpoints/{e}  a checkpoint (multipart)
+ *   PUT  /v1/jobs/{id}/attempts/{n}/checkpoints/{e}  a checkpoint (multipart;
+ *                                                    ?partial=true: mid-epoch)
  *   GET  /v1/jobs/{id}/attempts/{n}/resume           where the attempt starts
  *   GET  /v1/jobs/{id}/attempts/{n}/resume/{file}    model | trainer of it
  *   GET  /v1/jobs/{id}/attempts/{n}/datasets/{d}/{file}  a file of the job's
@@ -16,7 +17,9 @@
  * never doubles), log lines numbered per attempt from 0 (a line is stored
  * once: db_job_remote_logs), the live progress on the slot following the
  * attempt, checkpoints through server/checkpoint_store.h. A report's reply
- * says whether the job was asked to stop ("cancel": true).
+ * says whether the job was asked to stop ("cancel": true), and whether by a
+ * preemption ("preempt": true: rank 0 uploads a partial checkpoint where
+ * the ranks stopped, then reports their end).
  *
  * The datasets route serves the nodes that fetch the job's datasets
  * (serve --slurm-datasets fetch, job/dataset_fetch.h): the token opens the
@@ -282,11 +285,12 @@ int job_report_post(HttpRequest *req) {
     int stored_logs = 0;
     error_clear();
     int st = store_logs(api, job, attempt, logs, &stored_logs);
-    bool cancel = false;
+    bool cancel = false, preempt = false;
     DbJobProgress live;
     /* as an attempt in process does: the progress stored at each epoch's
      * end, so that a daemon restarted shows where the job stood */
-    if (scheduler_remote_progress(api->sched, job, progress ? &p : NULL, &cancel) == DB_OK &&
+    if (scheduler_remote_progress(api->sched, job, progress ? &p : NULL, &cancel, &preempt) ==
+            DB_OK &&
         epoch_end && scheduler_progress(api->sched, job, &live) == DB_OK)
         db_job_set_progress(api->db, job, &live);
     if (stored_logs) scheduler_bump(api->sched);
@@ -294,8 +298,9 @@ int job_report_post(HttpRequest *req) {
     json_decref(body);
     if (st == DB_CONFLICT) return http_reply_error(req, 409, "stale_attempt", NULL, "%s", error_get());
     if (st != DB_OK) return api_reply_db(req, st, NULL);
-    return http_reply_json(req, 200, json_pack("{s:i, s:i, s:b}", "stored_metrics", n_metrics,
-                                               "stored_logs", stored_logs, "cancel", cancel));
+    return http_reply_json(req, 200, json_pack("{s:i, s:i, s:b, s:b}", "stored_metrics", n_metrics,
+                                               "stored_logs", stored_logs, "cancel", cancel,
+                                               "preempt", preempt));
 }
 
 /* ---- POST .../end ---- */
@@ -469,6 +474,7 @@ typedef struct {
     Api *api;
     int64_t job;
     int attempt, epoch;
+    bool partial;   /* ?partial=true: where a preempted attempt stopped, mid-epoch */
     Multipart *mp;
     char tmp[4400]; /* "" once renamed into place or removed */
     int fd;         /* the file in progress, -1 for none */
@@ -565,12 +571,15 @@ static int ckpt_begin(HttpRequest *req) {
                          "a checkpoint is multipart/form-data: step, model, trainer");
         return -1;
     }
+    bool partial = false;
+    if (http_query_bool(req, "partial", &partial) != 0) return -1;
     Api *api = http_app(req);
     CkptUpload *u = calloc(1, sizeof *u);
     char dir[4200];
     char *tmp = NULL;
     if (u) {
-        *u = (CkptUpload){.api = api, .job = job, .attempt = attempt, .epoch = (int)epoch, .fd = -1};
+        *u = (CkptUpload){.api = api, .job = job, .attempt = attempt, .epoch = (int)epoch,
+                          .partial = partial, .fd = -1};
         snprintf(dir, sizeof dir, "%s/jobs/%" PRId64 "/checkpoints/upload-epoch-%d",
                  db_data_dir(api->db), job, u->epoch);
         tmp = durable_temp_name(dir);
@@ -690,7 +699,7 @@ int job_checkpoint_put(HttpRequest *req) {
     CheckpointStore cs = {.s = u->api->sched, .job = u->job, .keep_last = keep_last,
                           .write = ckpt_write, .history_stored = ckpt_history, .ctx = u};
     DbCheckpoint c;
-    int stored = checkpoint_store(&cs, u->epoch, step, false, &c);
+    int stored = checkpoint_store(&cs, u->epoch, step, u->partial, &c);
     if (stored == CHECKPOINT_OVER_QUOTA)
         return http_reply_error(req, 429, "quota_exceeded", "quota.checkpoint_bytes",
                                 "checkpoint of epoch %d: %s", u->epoch, error_get());

@@ -22,7 +22,10 @@
 # stores its log lines once, the end of a cancelled job; (e) a cancel
 # through the user API reaches a running rank: it stops, the job ends
 # `cancelled`; (f) a queue longer than a report takes (8000 steps of batch
-# size 1) reaches the daemon whole; (g) a daemon with --slurm-shared-dir
+# size 1) reaches the daemon whole; (g) a job preempted by one at an
+# admin's priority: its rank told, a partial checkpoint uploaded where it
+# stopped, the job requeued, resumed from it in attempt 2 on the plain
+# run's trajectory; (h) a daemon with --slurm-shared-dir
 # and --slurm-datasets fetch: the attempt's files in the shared dir, the
 # rank (--datasets-cache) downloads the dataset into its cache, checked
 # by sha256, and trains, and of two ranks on one node (mpirun -np 2) one
@@ -365,7 +368,64 @@ check "(f) the job succeeded" "$(wait_state "$J6" 10 succeeded)" succeeded
 "$TRAIND" run "$DIR/spec.json" --jsonl --out "$TMP/refm" >"$TMP/ref.jsonl" 2>/dev/null
 STEPS=8000 same_metrics "(f)" "$J6" 0
 
-# ---------------------------------------------------------------- (g) datasets fetched
+# ---------------------------------------------------------------- (g) preempted
+# The three slots busy (two jobs whose ranks never start, then one whose
+# rank runs), a job at an admin's priority preempts the latest started:
+# its rank is told in a report's reply, uploads a partial checkpoint where
+# it stops and reports its end; the job goes back to the queue, the urgent
+# job runs, then the preempted one resumes from that checkpoint (attempt 2)
+# and ends on the plain run's trajectory.
+submit idle1 30
+submit idle2 30
+# 12,000 steps, checkpointed only at the end; the preemption is asked
+# before the rank starts, so that its first report's reply (after a
+# second: thousands of steps) stops it mid-epoch, whatever the machine's speed
+PEPOCHS=300
+job preempted "$PEPOCHS" | sed 's/"every_epochs": 1,/"every_epochs": 1000,/' >"$TMP/job.json"
+api POST /v1/jobs --data-binary "@$TMP/job.json"
+J7=$(jv 'd["id"]') JOB_ID=$(jv 'd["id"]') DIR=$VAR/jobs/$(jv 'd["id"]')/attempt-1 D7=$DIR
+for _ in $(seq 100); do [ -s "$DIR/token" ] && break; sleep 0.1; done
+job urgent 1 >"$TMP/job.json"
+api POST /v1/jobs --data-binary "@$TMP/job.json"
+J8=$(jv 'd["id"]') D8=$VAR/jobs/$(jv 'd["id"]')/attempt-1
+api PATCH "/v1/jobs/$J8" --data-binary '{"priority": 10}'
+expect "(g) an admin's priority on a job that finds every slot busy" 200
+$(rank_cmd) >"$TMP/p1.jsonl" 2>"$TMP/p1.err" &
+RPID=$!
+for _ in $(seq 200); do kill -0 "$RPID" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$RPID" 2>/dev/null; then
+    fail "(g) the preempted rank ends" "still running 20 s after the preemption"
+    kill -9 "$RPID"
+fi
+wait "$RPID" 2>/dev/null
+has "(g) the rank stopped at a step" "$TMP/p1.err" "cancelled at step [0-9]+"
+api GET "/v1/jobs/$J7/checkpoints"
+PSTEP=$(jv '[c["step"] for c in d["checkpoints"] if c["partial"]][-1]')
+check "(g) its partial checkpoint where it stopped, not downloadable" \
+    "$(jv '[(c["step"], c["url"]) for c in d["checkpoints"] if c["partial"]]')" "[($PSTEP, None)]"
+check "(g) ... at the rank's last step" \
+    "$(grep '"name":"loss"' "$TMP/p1.jsonl" | tail -n 1 | $PY -c 'import json,sys; print(json.load(sys.stdin)["step"])')" \
+    "$PSTEP"
+api GET "/v1/jobs/$J7"
+check "(g) the job is back in the queue, preempted once" \
+    "$(jv '(d["state"], d["preemptions"])')" "('queued', 1)"
+DIR=$D8 JOB_ID=$J8
+for _ in $(seq 100); do [ -s "$DIR/token" ] && break; sleep 0.1; done
+$(rank_cmd) >/dev/null 2>"$TMP/u.err"
+check "(g) the urgent job's rank exits 0" "$?" 0
+check "(g) ... the urgent job succeeded" "$(wait_state "$J8" 10 succeeded)" succeeded
+DIR=$VAR/jobs/$J7/attempt-2 JOB_ID=$J7
+for _ in $(seq 100); do [ -s "$DIR/token" ] && break; sleep 0.1; done
+$(rank_cmd | sed 's/--attempt 1/--attempt 2/') >"$TMP/p2.jsonl" 2>"$TMP/p2.err"
+check "(g) attempt 2's rank exits 0" "$?" 0
+check "(g) the preempted job succeeded" "$(wait_state "$J7" 10 succeeded)" succeeded
+check "(g) ... resuming after the partial checkpoint (its first step)" \
+    "$(grep -m1 '"name":"loss"' "$TMP/p2.jsonl" | $PY -c 'import json,sys; print(json.load(sys.stdin)["step"])')" \
+    "$((PSTEP + 1))"
+"$TRAIND" run "$D7/spec.json" --jsonl --out "$TMP/refp" >"$TMP/ref.jsonl" 2>/dev/null
+STEPS=$((PEPOCHS * 2000 / 50)) same_metrics "(g)" "$J7" 0
+
+# ---------------------------------------------------------------- (h) datasets fetched
 terminate "$DPID"
 check "the first daemon: SIGTERM, a graceful stop (exit 0)" "$RC" 0
 SHARED=$TMP/shared CACHE=$TMP/cache
@@ -382,19 +442,19 @@ fetch_run() { # fetch_run NAME: submits a 1-epoch job, runs its rank with --data
 }
 flip() { printf 'X' | dd of="$1" bs=1 seek=100 conv=notrunc status=none; } # one byte, same size
 fetch_run fetch
-check "(g) the rank that fetches its dataset exits 0" "$?" 0
-check "(g) the job succeeded" "$(wait_state "$JOB_ID" 10 succeeded)" succeeded
-check "(g) the attempt's files are in the shared dir, none in the data dir" \
+check "(h) the rank that fetches its dataset exits 0" "$?" 0
+check "(h) the job succeeded" "$(wait_state "$JOB_ID" 10 succeeded)" succeeded
+check "(h) the attempt's files are in the shared dir, none in the data dir" \
     "$(ls "$DIR" | tr '\n' ' ')$(ls "$VAR/jobs/$JOB_ID" 2>/dev/null | grep -c attempt)" \
     "datasets.json spec.json token 0"
-check "(g) spec.json names the file in the cache, by its sha256" \
+check "(h) spec.json names the file in the cache, by its sha256" \
     "$(jf "$DIR/spec.json" 'd["data"]["train"]["path"]')" "$CACHE/$SHA/$FILE"
-check "(g) datasets.json: the file's URL, bytes and sha256" \
+check "(h) datasets.json: the file's URL, bytes and sha256" \
     "$(jf "$DIR/datasets.json" 'd["cache"], [(f["url"], f["bytes"], f["sha256"]) for f in d["files"]]')" \
     "('$CACHE', [('$URL/v1/jobs/$JOB_ID/attempts/1/datasets/$DS/$FILE', $(stat -c %s "$TMP/tab.csv"), '$SHA')])"
-check "(g) the cached file's sha256 is the dataset's" \
+check "(h) the cached file's sha256 is the dataset's" \
     "$(sha256sum <"$CACHE/$SHA/$FILE" | cut -c1-64)" "$SHA"
-has "(g) the rank says what it fetched" "$TMP/fetch.err" "1 file\\(s\\) in $CACHE, 1 fetched"
+has "(h) the rank says what it fetched" "$TMP/fetch.err" "1 file\\(s\\) in $CACHE, 1 fetched"
 
 # two ranks on this one node: the node's first rank alone fetches, the
 # other waits for it (an all-reduce) and reads the same cache
@@ -404,43 +464,43 @@ if command -v mpirun >/dev/null; then
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:exitcode=99 timeout 120 \
         mpirun -np 2 --oversubscribe $(rank_cmd) --datasets-cache "$CACHE" >/dev/null \
         2>"$TMP/fetch2.err"
-    check "(g) two ranks on one node fetch and train: exit 0" "$?" 0
-    check "(g) ... the job succeeded" "$(wait_state "$JOB_ID" 10 succeeded)" succeeded
-    check "(g) ... one rank fetched the file, once" \
+    check "(h) two ranks on one node fetch and train: exit 0" "$?" 0
+    check "(h) ... the job succeeded" "$(wait_state "$JOB_ID" 10 succeeded)" succeeded
+    check "(h) ... one rank fetched the file, once" \
         "$(grep -c "1 file(s) in $CACHE, 1 fetched" "$TMP/fetch2.err")" 1
-    check "(g) ... the cache holds the dataset's bytes" \
+    check "(h) ... the cache holds the dataset's bytes" \
         "$(sha256sum <"$CACHE/$SHA/$FILE" | cut -c1-64)" "$SHA"
 else
-    skip "(g) two ranks fetching" "mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)"
+    skip "(h) two ranks fetching" "mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)"
 fi
 
 # the next job's attempt: the route by hand, then its rank on a tampered cache
 VAR=$SHARED submit cached 1
 T=$(cat "$DIR/token") R=/v1/jobs/$JOB_ID/attempts/1/datasets
 TOKEN=0000 api GET "$R/$DS/$FILE"
-expect "(g) the route with a wrong token" 401 unauthorized
+expect "(h) the route with a wrong token" 401 unauthorized
 TOKEN=$T api GET "$R/$((DS + 1))/$FILE"
-expect "(g) a dataset that is not the job's" 403 forbidden
+expect "(h) a dataset that is not the job's" 403 forbidden
 TOKEN=$T api GET "$R/$DS/nofile.csv"
-expect "(g) a file the dataset has not" 404 not_found
-check "(g) the attempt's token downloads the file, its sha256 in a header" \
+expect "(h) a file the dataset has not" 404 not_found
+check "(h) the attempt's token downloads the file, its sha256 in a header" \
     "$(curl -s -D "$TMP/h" -H "Authorization: Bearer $T" "$URL$R/$DS/$FILE" | sha256sum | cut -c1-64) $(grep -i x-checksum-sha256 "$TMP/h" | tr -d '\r' | cut -d' ' -f2)" \
     "$SHA $SHA"
 flip "$CACHE/$SHA/$FILE" # the size kept: only the digest tells
 $(rank_cmd) --datasets-cache "$CACHE" >/dev/null 2>"$TMP/cached.err"
-check "(g) a cached file tampered with: the rank exits 0" "$?" 0
-has "(g) ... saying it fetched it again" "$TMP/cached.err" "sha256 mismatch: expected $SHA, got .*; fetching it again"
-check "(g) ... the cache holds the right bytes again" "$(sha256sum <"$CACHE/$SHA/$FILE" | cut -c1-64)" "$SHA"
+check "(h) a cached file tampered with: the rank exits 0" "$?" 0
+has "(h) ... saying it fetched it again" "$TMP/cached.err" "sha256 mismatch: expected $SHA, got .*; fetching it again"
+check "(h) ... the cache holds the right bytes again" "$(sha256sum <"$CACHE/$SHA/$FILE" | cut -c1-64)" "$SHA"
 
 rm -rf "$CACHE"
 flip "$VAR/datasets/$DS/$FILE"
 BAD=$(sha256sum <"$VAR/datasets/$DS/$FILE" | cut -c1-64)
 fetch_run served
-check "(g) a served file tampered with fails the rank" "$?" 1
-has "(g) ... naming the file and both digests" "$TMP/served.err" \
+check "(h) a served file tampered with fails the rank" "$?" 1
+has "(h) ... naming the file and both digests" "$TMP/served.err" \
     "dataset $DS file '$FILE': sha256 mismatch: expected $SHA, got $BAD"
-check "(g) ... the job failed" "$(wait_state "$JOB_ID" 10 failed)" failed
-check "(g) ... nothing of the download left in the cache" "$(ls -A "$CACHE/$SHA")" ""
+check "(h) ... the job failed" "$(wait_state "$JOB_ID" 10 failed)" failed
+check "(h) ... nothing of the download left in the cache" "$(ls -A "$CACHE/$SHA")" ""
 
 # ---------------------------------------------------------------- the end
 for f in one k1 k2 c many fetch fetch2 cached served; do

@@ -4,8 +4,10 @@
  * with mode 0600 and its hash stored, out/), launch once with the report
  * URL, a pending reason shown, the job's final state from the reported end
  * or, without one, failed with the launcher's detail; a user's cancel
- * reaches the launcher and the ranks' next report; the daemon stopping
- * stops the ranks and requeues the job. No rank runs here: the routes and
+ * reaches the launcher and the ranks' next report; a preemption is said to
+ * the ranks, which are left to checkpoint and end before the launcher's
+ * cancel and the requeue; the daemon stopping stops the ranks and requeues
+ * the job. No rank runs here: the routes and
  * a real rank are tests/e2e/test_remote_report.sh's. */
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -69,14 +71,16 @@ static void teardown(void) { tmp_db_close(&env); }
 
 TestSuite(executor, .init = setup, .fini = teardown);
 
-static Scheduler *start(void) {
+static Scheduler *start_slots(int slots) {
     SchedulerConfig cfg = {.db = env.db, .metrics = env.mw, .executor = &ops,
-                           .executor_slots = 2, .executor_poll_ms = 20,
+                           .executor_slots = slots, .executor_poll_ms = 20,
                            .report_url = "http://10.0.0.1:8080"};
     Scheduler *s = scheduler_start(&cfg);
     cr_assert(s, "%s", error_get());
     return s;
 }
+
+static Scheduler *start(void) { return start_slots(2); }
 
 static const char spec_text[] =
     "{\"name\": \"toy\", \"data\": {\"train\": \"toy\"},"
@@ -170,9 +174,9 @@ Test(executor, the_reported_end_is_the_jobs) {
     int64_t id = submit(s);
     WAIT_FOR(phase_is(s, id, "running", ""));
     DbJobProgress p = {.epoch = 0, .step = 7, .samples_per_s = 50};
-    bool cancel = true;
-    cr_assert_eq(scheduler_remote_progress(s, id, &p, &cancel), DB_OK);
-    cr_assert(!cancel);
+    bool cancel = true, preempt = true;
+    cr_assert_eq(scheduler_remote_progress(s, id, &p, &cancel, &preempt), DB_OK);
+    cr_assert(!cancel && !preempt);
     cr_assert_eq(db_job_remote_end_set(env.db, id, 1, DB_JOB_SUCCEEDED, NULL), DB_OK);
     atomic_store(&script.phase, REMOTE_ENDED);
     WAIT_FOR(state_of(id) == DB_JOB_SUCCEEDED);
@@ -188,12 +192,13 @@ Test(executor, a_cancel_reaches_the_launcher_and_the_ranks) {
     Scheduler *s = start();
     int64_t id = submit(s);
     WAIT_FOR(phase_is(s, id, "running", ""));
-    bool was_running = false, cancel = false;
+    bool was_running = false, cancel = false, preempt = true;
     cr_assert_eq(scheduler_cancel(s, id, &was_running), DB_OK);
     cr_assert(was_running);
     WAIT_FOR(atomic_load(&script.cancels) == 1);
-    cr_assert_eq(scheduler_remote_progress(s, id, NULL, &cancel), DB_OK);
+    cr_assert_eq(scheduler_remote_progress(s, id, NULL, &cancel, &preempt), DB_OK);
     cr_assert(cancel, "the ranks' next report is answered cancel: true");
+    cr_assert(!preempt);
     cr_assert_eq(db_job_remote_end_set(env.db, id, 1, DB_JOB_CANCELLED, "cancelled at step 3"),
                  DB_OK);
     atomic_store(&script.phase, REMOTE_ENDED);
@@ -219,6 +224,34 @@ Test(executor, the_daemon_stopping_requeues_the_job) {
     cr_assert_eq(db_job_remote_get(env.db, id, &r), DB_OK);
     cr_assert_eq(r.token_attempt, 2);
     cr_assert_str_neq(r.token_sha256, old);
+    scheduler_stop(s);
+}
+
+/* A preemption: the ranks' next report says so ("preempt": true, and
+ * "cancel": true for ranks that know only that), and they are left to
+ * upload a checkpoint where they stop and report their end; only then is
+ * the launcher's cancel sent and the job put back in the queue. */
+Test(executor, a_preemption_lets_the_ranks_checkpoint_and_end_first) {
+    Scheduler *s = start_slots(1);
+    int64_t victim = submit(s);
+    WAIT_FOR(phase_is(s, victim, "running", ""));
+    int64_t urgent = submit(s);
+    cr_assert_eq(scheduler_set_priority(s, urgent, true, 5), DB_OK);
+    bool cancel = false, preempt = false;
+    WAIT_FOR(scheduler_remote_progress(s, victim, NULL, &cancel, &preempt) == DB_OK && preempt);
+    cr_assert(cancel);
+    usleep(200 * 1000); /* ten polls */
+    cr_assert_eq(atomic_load(&script.cancels), 0, "the ranks are left to checkpoint");
+    cr_assert_eq(state_of(victim), DB_JOB_RUNNING);
+    cr_assert_eq(db_job_remote_end_set(env.db, victim, 1, DB_JOB_CANCELLED, "cancelled at step 3"),
+                 DB_OK);
+    atomic_store(&script.phase, REMOTE_ENDED);
+    WAIT_FOR(state_of(victim) == DB_JOB_QUEUED || atomic_load(&script.launches) == 2);
+    cr_assert_geq(atomic_load(&script.cancels), 1, "then the launcher's cancel");
+    DbJob j;
+    cr_assert_eq(db_job_get(env.db, victim, &j), DB_OK);
+    cr_assert_eq(j.preemptions, 1);
+    db_job_clear(&j);
     scheduler_stop(s);
 }
 
