@@ -2,7 +2,8 @@
 # (included from the Makefile).
 #
 #   make fuzz-smoke   each target for FUZZ_SMOKE_SECONDS (4) on its committed
-#                     corpus, then every committed regression input replayed;
+#                     corpus, two at a time, then every committed regression
+#                     input replayed;
 #                     fails on any crash, leak, hang or sanitizer report
 #                     (part of `make test`)
 #   make fuzz         each target for FUZZ_SECONDS (300), one after another;
@@ -56,7 +57,7 @@ build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_SUPPORT) build/fuzz
 .SECONDARY: $(FUZZ_TARGETS:%=build/fuzz/obj/tests/fuzz/fuzz_%.o) $(FUZZ_SUPPORT)
 
 fuzz-smoke: $(FUZZ_BINS)
-	@tests/fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+	@FUZZ_JOBS=2 tests/fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 fuzz: $(FUZZ_BINS)
 	@tests/fuzz/run.sh long $(FUZZ_SECONDS) $(FUZZ_TARGETS)

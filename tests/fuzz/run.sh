@@ -7,7 +7,8 @@
 #   tests/fuzz/run.sh long SECONDS TARGET...    each target SECONDS; new
 #       finds kept in build/fuzz/corpus/<target>
 #
-# One target at a time (the machine's cores are shared). A crash, leak,
+# FUZZ_JOBS targets at a time (default 1: the machine's cores are shared;
+# make test's smoke run, alone on the machine then, runs two). A crash, leak,
 # sanitizer report, hang over 10 s or 2 GB of memory fails the target; its
 # input lands in build/fuzz/artifacts/<target>/. Ends "N passed, N failed";
 # the exit status is 1 when any failed.
@@ -28,9 +29,13 @@ summary() {
     echo "${units:-?} runs, ${rate:-?}/s, ${cov:-cov: ?}"
 }
 
-for t in "$@"; do
-    bin=build/fuzz/fuzz_$t seeds=tests/fuzz/corpus/$t
-    art=build/fuzz/artifacts/$t/ log=build/fuzz/logs/$t.$mode.log
+# One target: its line ("ok ..." or "FAIL ...", with the first error lines)
+# into build/fuzz/logs/<target>.<mode>.result.
+run_target() {
+    local t=$1
+    local bin=build/fuzz/fuzz_$t seeds=tests/fuzz/corpus/$t
+    local art=build/fuzz/artifacts/$t/ log=build/fuzz/logs/$t.$mode.log
+    local result=build/fuzz/logs/$t.$mode.result work
     mkdir -p "$art" build/fuzz/logs
     if [ "$mode" = smoke ]; then
         work=build/fuzz/smoke/$t
@@ -39,25 +44,44 @@ for t in "$@"; do
         work=build/fuzz/corpus/$t
     fi
     mkdir -p "$work"
-    dict=()
+    local dict=()
     [ -f tests/fuzz/$t.dict ] && dict=(-dict=tests/fuzz/$t.dict)
-    ok=1
+    local ok=1
     "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$art" "${dict[@]}" "$work" "$seeds" >"$log" 2>&1 || ok=0
+    local stats
     stats=$(summary "$log")
-    regressions=(tests/fuzz/regressions/$t/*)
+    local regressions=(tests/fuzz/regressions/$t/*)
     if [ "$mode" = smoke ] && [ $ok = 1 ] && [ -e "${regressions[0]}" ]; then
         "$bin" -timeout=10 -rss_limit_mb=2048 "${regressions[@]}" >>"$log" 2>&1 || ok=0
         stats="$stats, regressions replayed: ${#regressions[@]}"
     fi
     if [ $ok = 1 ]; then
+        echo "ok   fuzz_$t: $stats" >"$result"
+    else
+        {
+            echo "FAIL fuzz_$t: $stats (log: $log)"
+            grep -E '^(fuzz: |==[0-9]+==ERROR|SUMMARY|.*runtime error)' "$log" | head -5 |
+                sed 's/^/     /'
+        } >"$result"
+    fi
+}
+
+for t in "$@"; do
+    while [ "$(jobs -rp | wc -l)" -ge "${FUZZ_JOBS:-1}" ]; do wait -n; done
+    rm -f "build/fuzz/logs/$t.$mode.result"
+    run_target "$t" &
+done
+wait
+for t in "$@"; do
+    result=build/fuzz/logs/$t.$mode.result
+    if [ -f "$result" ] && head -1 "$result" | grep -q '^ok '; then
         pass=$((pass + 1))
-        echo "ok   fuzz_$t: $stats"
     else
         fail=$((fail + 1))
-        echo "FAIL fuzz_$t: $stats (log: $log)"
-        grep -E '^(fuzz: |==[0-9]+==ERROR|SUMMARY|.*runtime error)' "$log" | head -5 | sed 's/^/     /'
+        [ -f "$result" ] || echo "FAIL fuzz_$t: no result" >"$result"
     fi
+    cat "$result"
 done
 echo "fuzz $mode: $pass passed, $fail failed"
 [ $fail = 0 ]
