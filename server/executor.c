@@ -262,6 +262,22 @@ static void stop_and_requeue(Worker *w, const RemoteAttempt *a, const ExecutorOp
     requeue(w, a, preempted_by);
 }
 
+/* Whether a preempted attempt goes back to the queue now: its ranks
+ * pending (nothing to checkpoint yet), ended at the stop (their reported
+ * end "cancelled", or none), or still running past the grace. Ranks that
+ * ended otherwise meanwhile (the run finished, or failed) are recorded as
+ * they ended, as an attempt in process is. */
+static bool preemption_over(Worker *w, const RemoteAttempt *a, const RemoteStatus *st,
+                            double preempted_at) {
+    if (st->phase == REMOTE_PENDING) return true;
+    if (st->phase == REMOTE_RUNNING) return clock_now_s() - preempted_at > EXECUTOR_CANCEL_GRACE_S;
+    DbJobState state;
+    char *error = NULL;
+    int rc = db_job_remote_end(w->s->db, a->job, a->attempt, &state, &error);
+    free(error);
+    return rc != DB_OK || state == DB_JOB_CANCELLED;
+}
+
 static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, const char *handle) {
     Scheduler *s = w->s;
     int poll_ms = s->cfg.executor_poll_ms > 0 ? s->cfg.executor_poll_ms : 1000;
@@ -298,8 +314,7 @@ static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, co
         st = now;
         show(w, ops, handle, &st);
         if (st.phase == REMOTE_RUNNING) mark_running(w);
-        if (preempted_at > 0 && (st.phase != REMOTE_RUNNING ||
-                                 clock_now_s() - preempted_at > EXECUTOR_CANCEL_GRACE_S)) {
+        if (preempted_at > 0 && preemption_over(w, a, &st, preempted_at)) {
             stop_and_requeue(w, a, ops, handle, by);
             return;
         }

@@ -210,8 +210,9 @@ static int set_response(HttpRequest *req, int status, HttpResponse *r) {
     return 0;
 }
 
-/* The reply r with its Content-Type, or none (status 0: the connection is
- * dropped) when it could not be made; r's maker released what it held. */
+/* The reply r with its Content-Type, or none (status 0) when it could not
+ * be made, which reply_take answers with its static 503; r's maker released
+ * what it held. */
 static int reply_with(HttpRequest *req, int status, const char *content_type, HttpResponse *r) {
     if (!r || http_response_add(r, "Content-Type", content_type) != 0) {
         http_response_free(r);

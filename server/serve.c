@@ -124,6 +124,7 @@ static void fit_file_limit(ServeOptions *o) {
     rlim_t beside = rl.rlim_cur > 2 * SERVE_FDS_BESIDE_HTTP ? SERVE_FDS_BESIDE_HTTP
                                                             : rl.rlim_cur / 2;
     int fit = (int)((rl.rlim_cur - beside) / SERVE_FDS_PER_CONNECTION);
+    if (fit > o->max_connections) fit = o->max_connections;
     log_message("start", "--max-connections %d: the file limit is %llu (ulimit -Hn), so at most "
                 "%d connections", o->max_connections, (unsigned long long)rl.rlim_cur, fit);
     o->max_connections = fit;

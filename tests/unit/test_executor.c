@@ -255,6 +255,26 @@ Test(executor, a_preemption_lets_the_ranks_checkpoint_and_end_first) {
     scheduler_stop(s);
 }
 
+/* Ranks told of a preemption that end otherwise meanwhile (the run's last
+ * step was taken) end the job as they report it: not back in the queue. */
+Test(executor, ranks_that_finish_while_preempted_end_the_job) {
+    Scheduler *s = start_slots(1);
+    int64_t victim = submit(s);
+    WAIT_FOR(phase_is(s, victim, "running", ""));
+    int64_t urgent = submit(s);
+    cr_assert_eq(scheduler_set_priority(s, urgent, true, 5), DB_OK);
+    bool cancel = false, preempt = false;
+    WAIT_FOR(scheduler_remote_progress(s, victim, NULL, &cancel, &preempt) == DB_OK && preempt);
+    cr_assert_eq(db_job_remote_end_set(env.db, victim, 1, DB_JOB_SUCCEEDED, NULL), DB_OK);
+    atomic_store(&script.phase, REMOTE_ENDED);
+    WAIT_FOR(state_of(victim) == DB_JOB_SUCCEEDED);
+    DbJob j;
+    cr_assert_eq(db_job_get(env.db, victim, &j), DB_OK);
+    cr_assert_eq(j.preemptions, 0);
+    db_job_clear(&j);
+    scheduler_stop(s);
+}
+
 Test(executor, unknown_executor_named) {
     ExecutorOps o;
     ExecutorConfig config;
