@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -73,6 +74,32 @@ static int within_quota(const CheckpointStore *cs, const char *rel, int64_t step
     return CHECKPOINT_OVER_QUOTA;
 }
 
+/* Weighing a checkpoint against its owner's quota, recording it and
+ * collecting what it outlives are one step for the whole daemon, so that
+ * two checkpoints of one owner at once (two jobs, a job and a rank's PUT)
+ * cannot both pass the quota on the same holdings: milliseconds of SQLite
+ * each, against the epoch between a job's checkpoints. */
+static pthread_mutex_t record_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Under record_lock: the checkpoint written at rel weighed, recorded into
+ * *c and collected; 0, CHECKPOINT_OVER_QUOTA or -1, it removed again. */
+static int record(const CheckpointStore *cs, int epoch, int64_t step, bool partial,
+                  const char *rel, DbCheckpoint *c) {
+    int quota = within_quota(cs, rel, step, partial);
+    if (quota != 0) {
+        checkpoint_unrecorded(cs, rel);
+        return quota;
+    }
+    if (db_checkpoint_insert(cs->s->db, cs->job, epoch, step, partial, rel, c) != DB_OK) {
+        error_prefix("recording it");
+        return checkpoint_unrecorded(cs, rel);
+    }
+    int removed = 0;
+    if (db_checkpoint_gc(cs->s->db, cs->job, cs->keep_last, &removed) != DB_OK)
+        scheduler_log(cs->job, "error", "checkpoint gc: %s", error_get());
+    return 0;
+}
+
 int checkpoint_store(const CheckpointStore *cs, int epoch, int64_t step, bool partial,
                      DbCheckpoint *out) {
     Db *db = cs->s->db;
@@ -85,19 +112,11 @@ int checkpoint_store(const CheckpointStore *cs, int epoch, int64_t step, bool pa
         return -1;
     if (cs->write(cs->ctx, abs) != 0) return checkpoint_unwritten(cs, rel);
     if (cs->history_stored(cs->ctx) != 0) return checkpoint_unrecorded(cs, rel);
-    int quota = within_quota(cs, rel, step, partial);
-    if (quota != 0) {
-        checkpoint_unrecorded(cs, rel);
-        return quota;
-    }
     DbCheckpoint c;
-    if (db_checkpoint_insert(db, cs->job, epoch, step, partial, rel, &c) != DB_OK) {
-        error_prefix("recording it");
-        return checkpoint_unrecorded(cs, rel);
-    }
-    int removed = 0;
-    if (db_checkpoint_gc(db, cs->job, cs->keep_last, &removed) != DB_OK)
-        scheduler_log(cs->job, "error", "checkpoint gc: %s", error_get());
+    pthread_mutex_lock(&record_lock);
+    int rc = record(cs, epoch, step, partial, rel, &c);
+    pthread_mutex_unlock(&record_lock);
+    if (rc != 0) return rc;
     scheduler_job_log(cs->s, cs->job,
                       "checkpoint %s%s: step %" PRId64 ", %" PRId64 " bytes, sha256 %s", rel,
                       partial ? " (partial, for resuming)" : "", step, c.bytes, c.sha256);

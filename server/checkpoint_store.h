@@ -8,7 +8,9 @@
  * be stored (its metrics committed), so that a recorded checkpoint never
  * points past the stored history; then its owner's checkpoint quota is
  * weighed; then its row (bytes and sha256 of model.safetensors), then
- * keep_last garbage collection, and a log line.
+ * keep_last garbage collection (those three under one lock for the
+ * daemon, so that one owner's checkpoints at once are weighed one after
+ * the other), and a log line.
  * A full disk fails it with one sentence for the job's user and the space
  * left; a checkpoint written but not recorded is removed again.
  */
