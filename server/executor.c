@@ -306,7 +306,7 @@ static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, co
         RemoteStatus now = {.phase = REMOTE_RUNNING, .restarts = st.restarts};
         if (ops->poll(ops->ctx, a, handle, &now) != 0) {
             scheduler_log(a->job, "error", "%s executor: poll: %s", ops->name, error_get());
-            continue;
+            now = st; /* as it last stood: a cancel's or a preemption's grace still ends */
         }
         if (now.restarts > st.restarts)
             scheduler_job_log(s, a->job, "requeued by the %s launcher (restart %d)", ops->name,
