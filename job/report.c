@@ -80,6 +80,7 @@ struct Reporter {
     int64_t next_seq;  /* under mu */
     uint64_t pushed, sent;
     bool flush_asked, stopping;
+    double last_sent;        /* under mu: clock_now_s() of the last batch sent, 0 for none */
     char failure[ERROR_MAX]; /* under mu; "" while none */
     long refused;            /* under mu: the failure's 4xx, 0 for none */
 };
@@ -251,7 +252,11 @@ static void *sender_main(void *arg) {
                    pthread_cond_timedwait(&r->cv, &r->mu, &deadline) == 0) {
             }
         }
-        if (r->stopping || (r->pushed == r->sent && !r->queue.has_progress)) {
+        /* nothing new: an empty batch after a second all the same, whose
+         * reply may say to stop (a cancel or a preemption during a
+         * validation, a resume's download, a slow step) */
+        bool idle = r->pushed == r->sent && !r->queue.has_progress;
+        if (r->stopping || (idle && clock_now_s() - r->last_sent < 1.0)) {
             r->flush_asked = more = false;
             continue;
         }
@@ -268,6 +273,7 @@ static void *sender_main(void *arg) {
         int rc = send_batch(r, h, &b, &refused);
         batch_free(&b);
         pthread_mutex_lock(&r->mu);
+        r->last_sent = clock_now_s();
         if (rc != 0)
             fail_locked(r, error_get(), refused);
         else
@@ -335,9 +341,12 @@ int report_checkpoint(Reporter *r, const char *dir, int epoch, int64_t step, boo
         AttemptRequest q = {.method = "PUT", .mime = mime};
         snprintf(q.path, sizeof q.path, "/checkpoints/%d%s", epoch, partial ? "?partial=true" : "");
         AttemptReply reply;
-        rc = attempt_http_request(&r->http, r->main_curl, &q, &reply) < 0 ? fail_main(r, &reply)
-                                                                            : 0;
-        if (rc == 0) free(reply.data);
+        if (attempt_http_request(&r->http, r->main_curl, &q, &reply) >= 0) {
+            free(reply.data);
+            rc = 0;
+        } else if (!partial || reply.refused == 401 || reply.refused == 409) {
+            rc = fail_main(r, &reply);
+        } /* a partial one not taken (a quota, a full disk): the run ends as it would */
     } else
         error_set("checkpoint upload: out of memory");
     curl_mime_free(mime);

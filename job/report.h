@@ -50,7 +50,8 @@ int report_flush(Reporter *r);
 /* Uploads checkpoint directory dir (model.safetensors,
  * trainer.safetensors) of epoch after step, after report_flush; partial:
  * one taken mid-epoch, where a preempted run stopped. 0, or -1 with an
- * error. */
+ * error; the reports stop then, unless it was a partial one refused for
+ * itself (over the quota, a full disk), which the run can do without. */
 int report_checkpoint(Reporter *r, const char *dir, int epoch, int64_t step, bool partial);
 /* Whether a reply said the job is preempted ("preempt": true). */
 bool report_preempted(Reporter *r);

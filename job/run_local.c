@@ -169,8 +169,11 @@ static int checkpoint_at_stop(RunContext *rc, const Trainer *t) {
     if (mkdir(rc->out_dir, 0755) != 0 && errno != EEXIST)
         return error_set("checkpoint: cannot create %s: %s", rc->out_dir, strerror(errno));
     if (train_save_checkpoint(t, dir) != 0 ||
-        report_checkpoint(rc->rep, dir, t->state.epoch, step, true) != 0)
-        return error_prefix("preempted at step %" PRId64, step);
+        report_checkpoint(rc->rep, dir, t->state.epoch, step, true) != 0) {
+        error_prefix("preempted at step %" PRId64 ", no partial checkpoint", step);
+        on_log(rc, error_get()); /* the job resumes from the one before */
+        return -1;
+    }
     on_log(rc, "preempted: partial checkpoint where it stopped uploaded");
     return 0;
 }
@@ -354,8 +357,12 @@ static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *r
     ctx.saved_step = t.state.step; /* where it starts: 0, or a checkpoint's */
     int rc = train_run(&t);
     *cancelled = t.cancelled;
-    /* its failure is told as the end's error; the ranks still end together */
-    if (rc != 0 && rep && report_preempted(rep)) checkpoint_at_stop(&ctx, &t);
+    /* the end says where the run stopped, the checkpoint's failure logged */
+    if (rc != 0 && rep && report_preempted(rep)) {
+        Error stop = *error_last();
+        checkpoint_at_stop(&ctx, &t);
+        error_restore(&stop);
+    }
     if (ctx.tty && !a->jsonl && dist_rank(group) == 0) fputc('\n', stderr);
     return rc;
 }

@@ -424,6 +424,26 @@ check "(g) ... resuming after the partial checkpoint (its first step)" \
     "$((PSTEP + 1))"
 "$TRAIND" run "$D7/spec.json" --jsonl --out "$TMP/refp" >"$TMP/ref.jsonl" 2>/dev/null
 STEPS=$((PEPOCHS * 2000 / 50)) same_metrics "(g)" "$J7" 0
+# again, the owner's checkpoint quota at 1 byte: the partial checkpoint is
+# refused (429), which the job does without: requeued, not failed
+job preempted2 "$PEPOCHS" | sed 's/"every_epochs": 1,/"every_epochs": 1000,/' >"$TMP/job.json"
+api POST /v1/jobs --data-binary "@$TMP/job.json"
+J9=$(jv 'd["id"]') JOB_ID=$(jv 'd["id"]') DIR=$VAR/jobs/$(jv 'd["id"]')/attempt-1
+for _ in $(seq 100); do [ -s "$DIR/token" ] && break; sleep 0.1; done
+job urgent2 1 >"$TMP/job.json"
+api POST /v1/jobs --data-binary "@$TMP/job.json"
+api PATCH "/v1/jobs/$(jv 'd["id"]')" --data-binary '{"priority": 10}'
+ME=$(api GET /v1/me; jv 'd["name"]')
+api PATCH "/v1/users/$ME" -d '{"quota": {"checkpoint_bytes": 1}}' # (after the submissions it would refuse)
+timeout 60 $(rank_cmd) >/dev/null 2>"$TMP/p3.err"
+check "(g) over the quota: the job back in the queue all the same" "$(wait_state "$J9" 10 queued)" queued
+check "(g) ... without a checkpoint" "$(api GET "/v1/jobs/$J9/checkpoints"; jv 'len(d["checkpoints"])')" 0
+api GET "/v1/jobs/$J9/logs?limit=1000"
+check "(g) ... its log says why" \
+    "$(jv 'any("no partial checkpoint" in l["line"] and "quota" in l["line"] for l in d["lines"])')" True
+api PATCH "/v1/users/$ME" -d '{"quota": {"checkpoint_bytes": null}}'
+api POST "/v1/jobs/$J9/cancel"
+expect "(g) ... cancelled while queued" 200
 
 # ---------------------------------------------------------------- (h) datasets fetched
 terminate "$DPID"
