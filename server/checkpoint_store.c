@@ -78,19 +78,21 @@ static int within_quota(const CheckpointStore *cs, const char *rel, int64_t step
  * collecting what it outlives are one step for the whole daemon, so that
  * two checkpoints of one owner at once (two jobs, a job and a rank's PUT)
  * cannot both pass the quota on the same holdings: milliseconds of SQLite
- * each, against the epoch between a job's checkpoints. */
+ * each (the files are hashed before it), against the epoch between a
+ * job's checkpoints. */
 static pthread_mutex_t record_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Under record_lock: the checkpoint written at rel weighed, recorded into
- * *c and collected; 0, CHECKPOINT_OVER_QUOTA or -1, it removed again. */
+/* Under record_lock: the checkpoint written at rel (described: its hash
+ * and sizes, read before the lock) weighed, recorded into *c and
+ * collected; 0, CHECKPOINT_OVER_QUOTA or -1, it removed again. */
 static int record(const CheckpointStore *cs, int epoch, int64_t step, bool partial,
-                  const char *rel, DbCheckpoint *c) {
+                  const char *rel, const DbCheckpoint *described, DbCheckpoint *c) {
     int quota = within_quota(cs, rel, step, partial);
     if (quota != 0) {
         checkpoint_unrecorded(cs, rel);
         return quota;
     }
-    if (db_checkpoint_insert(cs->s->db, cs->job, epoch, step, partial, rel, c) != DB_OK) {
+    if (db_checkpoint_record(cs->s->db, cs->job, epoch, step, partial, described, c) != DB_OK) {
         error_prefix("recording it");
         return checkpoint_unrecorded(cs, rel);
     }
@@ -112,9 +114,13 @@ int checkpoint_store(const CheckpointStore *cs, int epoch, int64_t step, bool pa
         return -1;
     if (cs->write(cs->ctx, abs) != 0) return checkpoint_unwritten(cs, rel);
     if (cs->history_stored(cs->ctx) != 0) return checkpoint_unrecorded(cs, rel);
-    DbCheckpoint c;
+    DbCheckpoint described, c;
+    if (db_checkpoint_describe(db, rel, &described) != DB_OK) {
+        error_prefix("recording it");
+        return checkpoint_unrecorded(cs, rel);
+    }
     pthread_mutex_lock(&record_lock);
-    int rc = record(cs, epoch, step, partial, rel, &c);
+    int rc = record(cs, epoch, step, partial, rel, &described, &c);
     pthread_mutex_unlock(&record_lock);
     if (rc != 0) return rc;
     scheduler_job_log(cs->s, cs->job,

@@ -147,29 +147,35 @@ static int dir_bytes(const char *dir, int64_t *out) {
     return 0;
 }
 
+int db_checkpoint_describe(const Db *db, const char *rel_dir, DbCheckpoint *k) {
+    memset(k, 0, sizeof *k);
+    if (!rel_dir || strlen(rel_dir) >= sizeof k->path || strstr(rel_dir, "..")) {
+        error_set("checkpoint: bad directory '%s'", rel_dir ? rel_dir : "");
+        return DB_INVALID;
+    }
+    snprintf(k->path, sizeof k->path, "%s", rel_dir);
+    char file[4400];
+    if (snprintf(file, sizeof file, "%s/%s/model.safetensors", db_data_dir(db), rel_dir) >=
+        (int)sizeof file)
+        return error_set("checkpoint: path too long");
+    if (sha256_file_hex(file, k->sha256, &k->bytes) != 0) return error_prefix("checkpoint");
+    *strrchr(file, '/') = '\0';
+    return dir_bytes(file, &k->disk_bytes) == 0 ? DB_OK : DB_ERROR;
+}
+
 /* The row first, then the replaced directory's removal: a failure or a
  * crash in between leaves the old files without a row (collected at the
  * job's next attempt: db_checkpoint_collect_strays), never the row without
  * the files it names. */
-int db_checkpoint_insert(Db *db, int64_t job, int epoch, int64_t step, bool partial,
-                         const char *rel_dir, DbCheckpoint *out) {
-    if (!rel_dir || strlen(rel_dir) >= sizeof((DbCheckpoint *)0)->path || strstr(rel_dir, "..")) {
-        error_set("checkpoint: bad directory '%s'", rel_dir ? rel_dir : "");
-        return DB_INVALID;
-    }
-    DbCheckpoint k = {.job_id = job, .epoch = epoch, .step = step, .partial = partial,
-                      .created_at = db_now_ms()};
-    snprintf(k.path, sizeof k.path, "%s", rel_dir);
-    char file[4400], prev[sizeof k.path];
-    if (snprintf(file, sizeof file, "%s/%s/model.safetensors", db_data_dir(db), rel_dir) >=
-        (int)sizeof file)
-        return error_set("checkpoint: path too long");
-    if (sha256_file_hex(file, k.sha256, &k.bytes) != 0) return error_prefix("checkpoint");
-    *strrchr(file, '/') = '\0';
-    if (dir_bytes(file, &k.disk_bytes) != 0) return DB_ERROR;
+int db_checkpoint_record(Db *db, int64_t job, int epoch, int64_t step, bool partial,
+                         const DbCheckpoint *described, DbCheckpoint *out) {
+    DbCheckpoint k = *described;
+    k.job_id = job, k.epoch = epoch, k.step = step, k.partial = partial;
+    k.created_at = db_now_ms();
+    char prev[sizeof k.path], file[4400];
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
-    int rc = replaced_dir(c, job, step, rel_dir, prev, sizeof prev);
+    int rc = replaced_dir(c, job, step, k.path, prev, sizeof prev);
     if (rc == DB_OK) rc = upsert(c, &k, &k.id);
     db_release(db, c);
     if (rc != DB_OK) return rc;
@@ -178,6 +184,13 @@ int db_checkpoint_insert(Db *db, int64_t job, int epoch, int64_t step, bool part
         db_remove_tree(file); /* on failure a stray, collected as above */
     if (out) *out = k;
     return DB_OK;
+}
+
+int db_checkpoint_insert(Db *db, int64_t job, int epoch, int64_t step, bool partial,
+                         const char *rel_dir, DbCheckpoint *out) {
+    DbCheckpoint k;
+    int rc = db_checkpoint_describe(db, rel_dir, &k);
+    return rc == DB_OK ? db_checkpoint_record(db, job, epoch, step, partial, &k, out) : rc;
 }
 
 int db_checkpoint_discard(Db *db, int64_t job, const char *rel_dir) {

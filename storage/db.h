@@ -607,9 +607,17 @@ int db_checkpoint_rel_dir(int64_t job, int epoch, int64_t step, bool partial, ch
 /* Records a checkpoint directory already written (rel_dir as above):
  * hashes its model.safetensors for bytes and sha256. A row of the same
  * (job, step) is replaced (a resumed attempt re-saving it). *out may be
- * NULL. */
+ * NULL. db_checkpoint_describe then db_checkpoint_record, in one call. */
 int db_checkpoint_insert(Db *db, int64_t job, int epoch, int64_t step, bool partial,
                          const char *rel_dir, DbCheckpoint *out);
+/* The files of the checkpoint written at rel_dir, into *k: its path, the
+ * bytes and sha256 of model.safetensors, every file's bytes (disk_bytes).
+ * Reads them whole, touching no row: what may take long, before a lock. */
+int db_checkpoint_describe(const Db *db, const char *rel_dir, DbCheckpoint *k);
+/* The row of a checkpoint described by db_checkpoint_describe, as
+ * db_checkpoint_insert makes it. */
+int db_checkpoint_record(Db *db, int64_t job, int epoch, int64_t step, bool partial,
+                         const DbCheckpoint *described, DbCheckpoint *out);
 /* Removes the directory rel_dir of a checkpoint written but not recorded
  * (its metrics or its row could not be stored: a full disk), unless a row
  * names it. DB_OK when it is gone or recorded. */
