@@ -97,12 +97,27 @@ static int64_t submit(Scheduler *s) {
     return id;
 }
 
-static DbJobState state_of(int64_t id) {
+/* Job id's state and how many times it was preempted. */
+static void job_of(int64_t id, DbJobState *state, int *preemptions) {
     DbJob j;
     cr_assert_eq(db_job_get(env.db, id, &j), DB_OK);
-    DbJobState st = j.state;
+    *state = j.state;
+    *preemptions = j.preemptions;
     db_job_clear(&j);
+}
+
+static DbJobState state_of(int64_t id) {
+    DbJobState st;
+    int preemptions;
+    job_of(id, &st, &preemptions);
     return st;
+}
+
+static int preemptions_of(int64_t id) {
+    DbJobState st;
+    int preemptions;
+    job_of(id, &st, &preemptions);
+    return preemptions;
 }
 
 /* Polls (up to 10 s) until cond holds. */
@@ -231,27 +246,36 @@ Test(executor, the_daemon_stopping_requeues_the_job) {
  * "cancel": true for ranks that know only that), and they are left to
  * upload a checkpoint where they stop and report their end; only then is
  * the launcher's cancel sent and the job put back in the queue. */
-Test(executor, a_preemption_lets_the_ranks_checkpoint_and_end_first) {
-    Scheduler *s = start_slots(1);
+/* A job running on s's one slot, preempted by one at an admin's priority:
+ * its ranks' next report is answered "preempt": true. */
+static int64_t preempted_job(Scheduler *s) {
     int64_t victim = submit(s);
     WAIT_FOR(phase_is(s, victim, "running", ""));
     int64_t urgent = submit(s);
     cr_assert_eq(scheduler_set_priority(s, urgent, true, 5), DB_OK);
     bool cancel = false, preempt = false;
     WAIT_FOR(scheduler_remote_progress(s, victim, NULL, &cancel, &preempt) == DB_OK && preempt);
-    cr_assert(cancel);
+    cr_assert(cancel, "a stop too, for ranks that know only that");
+    return victim;
+}
+
+/* The ranks of job id's attempt 1 report their end, and the launcher says
+ * they ended. */
+static void ranks_end(int64_t id, DbJobState state, const char *error) {
+    cr_assert_eq(db_job_remote_end_set(env.db, id, 1, state, error), DB_OK);
+    atomic_store(&script.phase, REMOTE_ENDED);
+}
+
+Test(executor, a_preemption_lets_the_ranks_checkpoint_and_end_first) {
+    Scheduler *s = start_slots(1);
+    int64_t victim = preempted_job(s);
     usleep(200 * 1000); /* ten polls */
     cr_assert_eq(atomic_load(&script.cancels), 0, "the ranks are left to checkpoint");
     cr_assert_eq(state_of(victim), DB_JOB_RUNNING);
-    cr_assert_eq(db_job_remote_end_set(env.db, victim, 1, DB_JOB_CANCELLED, "cancelled at step 3"),
-                 DB_OK);
-    atomic_store(&script.phase, REMOTE_ENDED);
+    ranks_end(victim, DB_JOB_CANCELLED, "cancelled at step 3");
     WAIT_FOR(state_of(victim) == DB_JOB_QUEUED || atomic_load(&script.launches) == 2);
     cr_assert_geq(atomic_load(&script.cancels), 1, "then the launcher's cancel");
-    DbJob j;
-    cr_assert_eq(db_job_get(env.db, victim, &j), DB_OK);
-    cr_assert_eq(j.preemptions, 1);
-    db_job_clear(&j);
+    cr_assert_eq(preemptions_of(victim), 1);
     scheduler_stop(s);
 }
 
@@ -259,19 +283,10 @@ Test(executor, a_preemption_lets_the_ranks_checkpoint_and_end_first) {
  * step was taken) end the job as they report it: not back in the queue. */
 Test(executor, ranks_that_finish_while_preempted_end_the_job) {
     Scheduler *s = start_slots(1);
-    int64_t victim = submit(s);
-    WAIT_FOR(phase_is(s, victim, "running", ""));
-    int64_t urgent = submit(s);
-    cr_assert_eq(scheduler_set_priority(s, urgent, true, 5), DB_OK);
-    bool cancel = false, preempt = false;
-    WAIT_FOR(scheduler_remote_progress(s, victim, NULL, &cancel, &preempt) == DB_OK && preempt);
-    cr_assert_eq(db_job_remote_end_set(env.db, victim, 1, DB_JOB_SUCCEEDED, NULL), DB_OK);
-    atomic_store(&script.phase, REMOTE_ENDED);
+    int64_t victim = preempted_job(s);
+    ranks_end(victim, DB_JOB_SUCCEEDED, NULL);
     WAIT_FOR(state_of(victim) == DB_JOB_SUCCEEDED);
-    DbJob j;
-    cr_assert_eq(db_job_get(env.db, victim, &j), DB_OK);
-    cr_assert_eq(j.preemptions, 0);
-    db_job_clear(&j);
+    cr_assert_eq(preemptions_of(victim), 0);
     scheduler_stop(s);
 }
 
