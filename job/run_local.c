@@ -397,6 +397,27 @@ static int fetch_datasets(const RunArgs *a, DistGroup *group) {
     return rc;
 }
 
+/* Builds the job here, then every rank says whether it did: a failure
+ * they share (a bad spec, data that does not load) or one rank's ends them
+ * all together, rank 0 telling the daemon, rather than each rank's
+ * MPI_Abort killing the others (rank 0 too, before its end is told). 0;
+ * 1 when it failed here or on another rank, every rank knowing it; -1 when
+ * the ranks could not agree (they abort). */
+static int build_on_every_rank(JobBuild *r, const char *job, DistGroup *group) {
+    int rc = job_build(r, job_spec_parse_file(job), NULL);
+    if (!dist_active(group)) return rc == 0 ? 0 : 1;
+    Error mine = *error_last();
+    int64_t failed = rc != 0;
+    if (dist_all_reduce(group, &failed, 1, DTYPE_INT64) != 0) return -1;
+    if (!failed) return 0;
+    if (rc != 0)
+        error_restore(&mine);
+    else
+        error_set("%lld of the %d ranks could not build the job (their stderr says why)",
+                  (long long)failed, group->world);
+    return 1;
+}
+
 int job_run_local(int argc, char **argv) {
     RunArgs a = {0};
     int status = parse_args(argc, argv, &a);
@@ -411,16 +432,17 @@ int job_run_local(int argc, char **argv) {
     Reporter *rep = NULL;
     JobBuild r = {0};
     int fetched = 1; /* 1: not reached; -1: failed on every rank (they agreed on it) */
+    int built = 2;   /* 2: not reached; 1: failed, every rank knowing it */
     bool cancelled = false;
     status = open_reports(&a, group, &cancel, &rep) == 0 &&
                      (fetched = fetch_datasets(&a, group)) == 0 &&
-                     job_build(&r, job_spec_parse_file(a.job), NULL) == 0 &&
+                     (built = build_on_every_rank(&r, a.job, group)) == 0 &&
                      train_built(&r, &a, group, rep, &cancel, &cancelled) == 0
                  ? 0
                  : 1;
-    /* a cancel stops every rank at the same step, a failed fetch fails them
-     * all: none waits for another */
-    bool together = status != 0 && (cancelled || fetched < 0);
+    /* a cancel stops every rank at the same step, a failed fetch or build
+     * fails them all: none waits for another */
+    bool together = status != 0 && (cancelled || fetched < 0 || built == 1);
     if (report_outcome(rep, status == 0 ? 0 : -1, cancelled) != 0) status = 1;
     if (status != 0 && dist_active(group) && !together) {
         fprintf(stderr, "traind run: rank %d of %d: %s\n", group->rank, group->world,

@@ -13,7 +13,8 @@
 # step's metric once, equal to a plain `traind run` of the same spec, its
 # log lines once, its checkpoints listed and downloadable (the bytes the
 # rank wrote), the job `succeeded`; (b) `mpirun -np 2` of it on another
-# job: the same; (c) a rank killed with kill -9 after a checkpoint, started
+# job: the same, and a job neither of its ranks can build ends failed with
+# rank 0's reason; (c) a rank killed with kill -9 after a checkpoint, started
 # again with the same attempt and token: it resumes from the checkpoint
 # (GET .../resume), no step twice, the metrics equal to the plain run's;
 # (d) curl on the routes: a wrong token 401, a stale attempt 409
@@ -164,6 +165,22 @@ if command -v mpirun >/dev/null; then
     check "(b) mpirun -np 2: exit 0" "$?" 0
     check "(b) the job succeeded" "$(wait_state "$J2" 10 succeeded)" succeeded
     same_metrics "(b)" "$J2" 1e-4
+    # a job neither rank can build (its data gone): they end together, and
+    # rank 0 tells the daemon why, rather than one's abort killing the other
+    submit unbuildable 1
+    J2F=$JOB_ID
+    $PY - "$DIR/spec.json" "$TMP/gone.csv" <<'PYEOF'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["data"]["train"]["path"] = sys.argv[2]
+json.dump(spec, open(sys.argv[1], "w"))
+PYEOF
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:exitcode=99 timeout 120 \
+        mpirun -np 2 --oversubscribe $(rank_cmd) >/dev/null 2>"$TMP/twofail.err"
+    check "(b) a job neither rank can build: mpirun exits 1" "$?" 1
+    check "(b) ... the job failed, rank 0's end naming the file" \
+        "$(wait_state "$J2F" 10 failed; api GET "/v1/jobs/$J2F"; jv '"gone.csv" in (d["error"] or "")')" \
+        "$(printf 'failed\nTrue')"
 else
     skip "(b) two ranks" "mpirun is not installed (scripts/install-deps.sh installs openmpi-bin)"
 fi
