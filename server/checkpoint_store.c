@@ -47,19 +47,20 @@ static int checkpoint_unrecorded(const CheckpointStore *cs, const char *rel) {
     return error_restore(&e);
 }
 
-/* Whether the job's owner may keep the checkpoint written at rel: their
- * checkpoints, grown by it (less the one it replaces and what keep_last
- * then collects), within their quota. Weighed before its row is made, so
- * that a refused one costs none of the checkpoints before it. 0;
- * CHECKPOINT_OVER_QUOTA with the error that says by how much not; or -1. */
-static int within_quota(const CheckpointStore *cs, const char *rel, int64_t step, bool partial) {
+/* Whether the job's owner may keep the checkpoint `add` (described, its
+ * step set): their checkpoints, grown by it (less the one it replaces and
+ * what keep_last then collects), within their quota. Weighed before its
+ * row is made, so that a refused one costs none of the checkpoints before
+ * it. 0; CHECKPOINT_OVER_QUOTA with the error that says by how much not;
+ * or -1. */
+static int within_quota(const CheckpointStore *cs, const DbCheckpoint *add) {
     Db *db = cs->s->db;
     DbJob j;
     if (db_job_get(db, cs->job, &j) != DB_OK) return -1;
     int64_t owner = j.owner, growth;
     db_job_clear(&j);
     if (owner <= 0) return 0;
-    if (db_checkpoint_growth(db, cs->job, step, partial, rel, cs->keep_last, &growth) != DB_OK)
+    if (db_checkpoint_growth(db, cs->job, add, cs->keep_last, &growth) != DB_OK)
         return -1;
     if (growth <= 0) return 0;
     DbQuota q;
@@ -87,7 +88,9 @@ static pthread_mutex_t record_lock = PTHREAD_MUTEX_INITIALIZER;
  * collected; 0, CHECKPOINT_OVER_QUOTA or -1, it removed again. */
 static int record(const CheckpointStore *cs, int epoch, int64_t step, bool partial,
                   const char *rel, const DbCheckpoint *described, DbCheckpoint *c) {
-    int quota = within_quota(cs, rel, step, partial);
+    DbCheckpoint add = *described;
+    add.step = step, add.partial = partial;
+    int quota = within_quota(cs, &add);
     if (quota != 0) {
         checkpoint_unrecorded(cs, rel);
         return quota;

@@ -261,22 +261,13 @@ static int gc_keep_last_valid(int keep_last) {
     return DB_INVALID;
 }
 
-int db_checkpoint_growth(Db *db, int64_t job, int64_t step, bool partial, const char *rel_dir,
-                         int keep_last, int64_t *growth) {
+int db_checkpoint_growth(Db *db, int64_t job, const DbCheckpoint *add, int keep_last,
+                         int64_t *growth) {
     *growth = 0;
-    DbCheckpoint k = {.step = step, .partial = partial}, *add = &k;
-    char dir[4400];
-    if (!rel_dir || strstr(rel_dir, "..") ||
-        snprintf(dir, sizeof dir, "%s/%s", db_data_dir(db), rel_dir) >= (int)sizeof dir) {
-        error_set("checkpoint: bad directory '%.200s'", rel_dir ? rel_dir : "");
-        return DB_INVALID;
-    }
     int rc = gc_keep_last_valid(keep_last);
-    if (rc != DB_OK) return rc;
-    if (dir_bytes(dir, &k.disk_bytes) != 0) return DB_ERROR;
     DbCheckpoint *list;
     int n;
-    if ((rc = db_checkpoint_list(db, job, &list, &n)) != DB_OK) return rc;
+    if (rc != DB_OK || (rc = db_checkpoint_list(db, job, &list, &n)) != DB_OK) return rc;
     /* the rows from the newest down, `add` in its place by step, the row
      * it replaces (the same step) out, then what gc drops */
     *growth = add->disk_bytes;

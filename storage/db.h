@@ -640,11 +640,12 @@ int db_checkpoint_file_path(const Db *db, const DbCheckpoint *c, const char *fil
  * Idempotent. *removed may be NULL. */
 int db_checkpoint_gc(Db *db, int64_t job, int keep_last, int *removed);
 /* By how many bytes on disk a job's checkpoints would grow (< 0: shrink)
- * were the checkpoint written at rel_dir recorded (at step, partial or
- * not; replacing the row of that step) and db_checkpoint_gc(keep_last)
- * run: what a quota weighs before the row is made. */
-int db_checkpoint_growth(Db *db, int64_t job, int64_t step, bool partial, const char *rel_dir,
-                         int keep_last, int64_t *growth);
+ * were `add` recorded (its step, partial or not, and disk_bytes, as
+ * db_checkpoint_describe gives them; replacing the row of that step) and
+ * db_checkpoint_gc(keep_last) run: what a quota weighs before the row is
+ * made. */
+int db_checkpoint_growth(Db *db, int64_t job, const DbCheckpoint *add, int keep_last,
+                         int64_t *growth);
 /* Tidies a job's checkpoints directory before an attempt: what no row names
  * goes (a save's temporary directory left by a crash, a checkpoint replaced
  * or not recorded), except that a recorded checkpoint whose directory is

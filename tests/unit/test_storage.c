@@ -786,6 +786,16 @@ Test(storage, checkpoints_crud_and_gc) {
     remove_tmp();
 }
 
+/* The growth of the checkpoint written at rel (described as the store
+ * describes it) at step, partial or not. */
+static int growth_of(Db *db, int64_t job, const char *rel, int64_t step, bool partial,
+                     int keep_last, int64_t *growth) {
+    DbCheckpoint add;
+    cr_assert_eq(db_checkpoint_describe(db, rel, &add), DB_OK, "%s", error_get());
+    add.step = step, add.partial = partial;
+    return db_checkpoint_growth(db, job, &add, keep_last, growth);
+}
+
 /* What a new checkpoint would add to a job's bytes on disk, weighed before
  * its row is made: itself, less the row of its step it replaces, less what
  * keep_last then collects. Every fake checkpoint here takes 23 bytes. */
@@ -801,30 +811,30 @@ Test(storage, checkpoint_growth_weighs_replacement_and_gc) {
     fake_checkpoint(db, job, 3, 40, false, rel); /* written, not recorded */
     struct { int keep_last; int64_t growth; } complete[] = {{5, 23}, {3, 0}, {2, -23}, {1, -46}};
     for (int i = 0; i < 4; i++) {
-        cr_assert_eq(db_checkpoint_growth(db, job, 40, false, rel, complete[i].keep_last, &g),
-                     DB_OK, "%s", error_get());
+        cr_assert_eq(growth_of(db, job, rel, 40, false, complete[i].keep_last, &g), DB_OK, "%s",
+                     error_get());
         cr_assert_eq(g, complete[i].growth, "keep_last %d: %lld", complete[i].keep_last,
                      (long long)g);
     }
     /* a partial one is newest yet counts no place of keep_last */
     fake_checkpoint(db, job, 3, 35, true, rel);
-    cr_assert_eq(db_checkpoint_growth(db, job, 35, true, rel, 3, &g), DB_OK);
+    cr_assert_eq(growth_of(db, job, rel, 35, true, 3, &g), DB_OK);
     cr_assert_eq(g, 23);
-    cr_assert_eq(db_checkpoint_growth(db, job, 35, true, rel, 1, &g), DB_OK);
+    cr_assert_eq(growth_of(db, job, rel, 35, true, 1, &g), DB_OK);
     cr_assert_eq(g, -23);
     /* at the step of epoch 2's: it replaces that row */
     fake_checkpoint(db, job, 2, 30, true, rel);
-    cr_assert_eq(db_checkpoint_growth(db, job, 30, true, rel, 3, &g), DB_OK);
+    cr_assert_eq(growth_of(db, job, rel, 30, true, 3, &g), DB_OK);
     cr_assert_eq(g, 0);
-    cr_assert_eq(db_checkpoint_growth(db, job, 30, true, rel, 1, &g), DB_OK);
+    cr_assert_eq(growth_of(db, job, rel, 30, true, 1, &g), DB_OK);
     cr_assert_eq(g, -23, "epoch 2's replaced, epoch 0's collected, epoch 1's kept");
     /* older than the newest (a resumed attempt re-saving): gc weighs it too */
     fake_checkpoint(db, job, 0, 5, true, rel);
-    cr_assert_eq(db_checkpoint_growth(db, job, 5, true, rel, 3, &g), DB_OK);
+    cr_assert_eq(growth_of(db, job, rel, 5, true, 3, &g), DB_OK);
     cr_assert_eq(g, 0, "a partial one older than the newest is collected at once");
-    cr_assert_eq(db_checkpoint_growth(db, job, 40, false, rel, 0, &g), DB_INVALID);
-    cr_assert_eq(db_checkpoint_growth(db, job, 40, false, "jobs/1/checkpoints/none", 1, &g),
-                 DB_ERROR);
+    cr_assert_eq(growth_of(db, job, rel, 40, false, 0, &g), DB_INVALID);
+    DbCheckpoint none;
+    cr_assert_eq(db_checkpoint_describe(db, "jobs/1/checkpoints/none", &none), DB_ERROR);
     cr_assert(strstr(error_get(), "checkpoints/none") != NULL, "%s", error_get());
     db_close(db);
     remove_tmp();
