@@ -241,8 +241,8 @@ TOKEN=$(cat "$DIR/token") api PUT "/v1/jobs/$JOB_ID/attempts/1/checkpoints/$((BE
     -F "trainer=@$TMP/fake.trainer;filename=trainer.safetensors"
 expect "(c) a checkpoint of epoch $((BE + 7)) at epoch $BE's step $BS" 409 conflict
 check "(c) ... epoch $BE's kept" \
-    "$(api GET "/v1/jobs/$JOB_ID/checkpoints"; jv '[(c["epoch"], c["step"]) for c in d["checkpoints"]][-1]')" \
-    "($BE, $BS)"
+    "$(api GET "/v1/jobs/$JOB_ID/checkpoints"; jv '[(c["epoch"], c["step"]) for c in d["checkpoints"] if c["epoch"] == '"$BE"']')" \
+    "[($BE, $BS)]"
 printf x >>"$VAR/jobs/$JOB_ID/checkpoints/epoch-$(jv 'd["checkpoints"][-1]["epoch"]')/model.safetensors"
 $(rank_cmd) >/dev/null 2>"$TMP/b2.err"
 check "(c) a rank resuming from a bitten checkpoint exits 1" "$?" 1
