@@ -59,13 +59,19 @@ job() { # job NAME EPOCHS [BATCH]
       \"epochs\": $2, \"batch_size\": ${3:-50}, \"shuffle\": true, \"seed\": 7,
       \"checkpoint\": {\"every_epochs\": 1, \"keep_last\": 2}}"
 }
-submit() { # submit NAME EPOCHS [BATCH] -> JOB_ID, DIR (its attempt 1's files, once written)
-    job "$1" "$2" "${3:-}" >"$TMP/job.json"
-    api POST /v1/jobs --data-binary "@$TMP/job.json"
+post() { # post JOB.json -> JOB_ID, DIR (its attempt 1's files, once a slot takes it)
+    api POST /v1/jobs --data-binary "@$1"
     JOB_ID=$(jv 'd["id"]')
     DIR=$VAR/jobs/$JOB_ID/attempt-1
+}
+wait_token() { # wait_token NAME: DIR's token written, within 10 s
     for _ in $(seq 100); do [ -s "$DIR/token" ] && break; sleep 0.1; done
-    [ -s "$DIR/token" ] || fail "submit $1" "no $DIR/token after 10 s"
+    [ -s "$DIR/token" ] || fail "$1" "no $DIR/token after 10 s"
+}
+submit() { # submit NAME EPOCHS [BATCH] -> JOB_ID, DIR (its attempt 1's files, once written)
+    job "$1" "$2" "${3:-}" >"$TMP/job.json"
+    post "$TMP/job.json"
+    wait_token "submit $1"
 }
 # rank ARGS...: the remote rank's command for job $JOB_ID's attempt 1
 rank_cmd() {
@@ -394,19 +400,25 @@ STEPS=8000 same_metrics "(f)" "$J6" 0
 # and ends on the plain run's trajectory.
 submit idle1 30
 submit idle2 30
-# 12,000 steps, checkpointed only at the end; the preemption is asked
-# before the rank starts, so that its first report's reply (after a
-# second: thousands of steps) stops it mid-epoch, whatever the machine's speed
+# preempt NAME: a job of 12,000 steps, checkpointed only at its end,
+# takes the last slot, then one of an epoch at an admin's priority asks
+# for it, before the first's rank starts: that rank's first report's reply
+# (after a second: thousands of steps) stops it mid-epoch, whatever the
+# machine's speed -> JOB_ID, DIR (the first's), URGENT, URGENT_DIR
 PEPOCHS=300
-job preempted "$PEPOCHS" | sed 's/"every_epochs": 1,/"every_epochs": 1000,/' >"$TMP/job.json"
-api POST /v1/jobs --data-binary "@$TMP/job.json"
-J7=$(jv 'd["id"]') JOB_ID=$(jv 'd["id"]') DIR=$VAR/jobs/$(jv 'd["id"]')/attempt-1 D7=$DIR
-for _ in $(seq 100); do [ -s "$DIR/token" ] && break; sleep 0.1; done
-job urgent 1 >"$TMP/job.json"
-api POST /v1/jobs --data-binary "@$TMP/job.json"
-J8=$(jv 'd["id"]') D8=$VAR/jobs/$(jv 'd["id"]')/attempt-1
-api PATCH "/v1/jobs/$J8" --data-binary '{"priority": 10}'
-expect "(g) an admin's priority on a job that finds every slot busy" 200
+preempt() {
+    job "$1" "$PEPOCHS" | sed 's/"every_epochs": 1,/"every_epochs": 1000,/' >"$TMP/job.json"
+    post "$TMP/job.json"
+    wait_token "(g) submit $1"
+    local victim=$JOB_ID dir=$DIR
+    job "$1-urgent" 1 >"$TMP/job.json"
+    post "$TMP/job.json"
+    URGENT=$JOB_ID URGENT_DIR=$DIR JOB_ID=$victim DIR=$dir
+    api PATCH "/v1/jobs/$URGENT" --data-binary '{"priority": 10}'
+    expect "(g) $1: an admin's priority on a job that finds every slot busy" 200
+}
+preempt preempted
+J7=$JOB_ID D7=$DIR J8=$URGENT D8=$URGENT_DIR
 $(rank_cmd) >"$TMP/p1.jsonl" 2>"$TMP/p1.err" &
 RPID=$!
 for _ in $(seq 200); do kill -0 "$RPID" 2>/dev/null || break; sleep 0.1; done
@@ -427,12 +439,12 @@ api GET "/v1/jobs/$J7"
 check "(g) the job is back in the queue, preempted once" \
     "$(jv '(d["state"], d["preemptions"])')" "('queued', 1)"
 DIR=$D8 JOB_ID=$J8
-for _ in $(seq 100); do [ -s "$DIR/token" ] && break; sleep 0.1; done
+wait_token "(g) the urgent job's attempt"
 $(rank_cmd) >/dev/null 2>"$TMP/u.err"
 check "(g) the urgent job's rank exits 0" "$?" 0
 check "(g) ... the urgent job succeeded" "$(wait_state "$J8" 10 succeeded)" succeeded
 DIR=$VAR/jobs/$J7/attempt-2 JOB_ID=$J7
-for _ in $(seq 100); do [ -s "$DIR/token" ] && break; sleep 0.1; done
+wait_token "(g) the preempted job's attempt 2"
 $(rank_cmd | sed 's/--attempt 1/--attempt 2/') >"$TMP/p2.jsonl" 2>"$TMP/p2.err"
 check "(g) attempt 2's rank exits 0" "$?" 0
 check "(g) the preempted job succeeded" "$(wait_state "$J7" 10 succeeded)" succeeded
@@ -443,13 +455,8 @@ check "(g) ... resuming after the partial checkpoint (its first step)" \
 STEPS=$((PEPOCHS * 2000 / 50)) same_metrics "(g)" "$J7" 0
 # again, the owner's checkpoint quota at 1 byte: the partial checkpoint is
 # refused (429), which the job does without: requeued, not failed
-job preempted2 "$PEPOCHS" | sed 's/"every_epochs": 1,/"every_epochs": 1000,/' >"$TMP/job.json"
-api POST /v1/jobs --data-binary "@$TMP/job.json"
-J9=$(jv 'd["id"]') JOB_ID=$(jv 'd["id"]') DIR=$VAR/jobs/$(jv 'd["id"]')/attempt-1
-for _ in $(seq 100); do [ -s "$DIR/token" ] && break; sleep 0.1; done
-job urgent2 1 >"$TMP/job.json"
-api POST /v1/jobs --data-binary "@$TMP/job.json"
-api PATCH "/v1/jobs/$(jv 'd["id"]')" --data-binary '{"priority": 10}'
+preempt preempted2
+J9=$JOB_ID
 ME=$(api GET /v1/me; jv 'd["name"]')
 api PATCH "/v1/users/$ME" -d '{"quota": {"checkpoint_bytes": 1}}' # (after the submissions it would refuse)
 timeout 60 $(rank_cmd) >/dev/null 2>"$TMP/p3.err"
