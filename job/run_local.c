@@ -136,13 +136,21 @@ static void prune_checkpoints(const char *dir, int keep_last, int current) {
     }
 }
 
-static int on_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) {
-    RunContext *rc = user;
+/* Saves t into the checkpoint directory <--out>/<name> (its path into
+ * dir, of size bytes), --out made first. */
+static int save_in_out(const RunContext *rc, const Trainer *t, const char *name, char *dir,
+                       size_t size) {
     if (mkdir(rc->out_dir, 0755) != 0 && errno != EEXIST)
         return error_set("checkpoint: cannot create %s: %s", rc->out_dir, strerror(errno));
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/epoch-%d", rc->out_dir, epoch);
-    if (train_save_checkpoint(t, dir) != 0) return -1;
+    snprintf(dir, size, "%s/%s", rc->out_dir, name);
+    return train_save_checkpoint(t, dir);
+}
+
+static int on_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) {
+    RunContext *rc = user;
+    char name[32], dir[4096];
+    snprintf(name, sizeof name, "epoch-%d", epoch);
+    if (save_in_out(rc, t, name, dir, sizeof dir) != 0) return -1;
     prune_checkpoints(rc->out_dir, rc->spec->checkpoint_keep_last, epoch);
     /* the daemon's copy is the job's: a run that cannot upload it fails */
     if (rc->rep && report_checkpoint(rc->rep, dir, epoch, step, false) != 0) return -1;
@@ -164,11 +172,9 @@ static int checkpoint_at_stop(RunContext *rc, const Trainer *t) {
     int64_t step = t->state.step;
     if (!rc->spec->checkpoint || !t->cancelled || t->graph_failed || step <= rc->saved_step)
         return 0;
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/step-%" PRId64, rc->out_dir, step);
-    if (mkdir(rc->out_dir, 0755) != 0 && errno != EEXIST)
-        return error_set("checkpoint: cannot create %s: %s", rc->out_dir, strerror(errno));
-    if (train_save_checkpoint(t, dir) != 0 ||
+    char name[32], dir[4096];
+    snprintf(name, sizeof name, "step-%" PRId64, step);
+    if (save_in_out(rc, t, name, dir, sizeof dir) != 0 ||
         report_checkpoint(rc->rep, dir, t->state.epoch, step, true) != 0) {
         error_prefix("preempted at step %" PRId64 ", no partial checkpoint", step);
         on_log(rc, error_get()); /* the job resumes from the one before */
