@@ -144,8 +144,9 @@ Test(storage, migrations_from_empty_and_reopen) {
 /* Version 2 puts what the queue needs of a job in columns; the jobs of a
  * version-1 database take their device from their specs. */
 /* A database at version `version`, made by its own migrations, with the
- * rows of `sql` in it, in a new temporary data dir. */
-static void make_old_db(int version, const char *sql) {
+ * rows of `sql` in it, in a new temporary data dir: opened, so migrated to
+ * this version. */
+static Db *open_old_db(int version, const char *sql) {
     make_tmp();
     char path[300];
     snprintf(path, sizeof path, "%s/traind.db", tmpdir);
@@ -159,16 +160,18 @@ static void make_old_db(int version, const char *sql) {
     cr_assert_eq(sqlite3_exec(h, bump, NULL, NULL, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(h));
     sqlite3_close(h);
+    Db *db = db_open(tmpdir);
+    cr_assert(db != NULL, "%s", error_get());
+    return db;
 }
 
 Test(storage, migration_2_fills_device_request_from_the_spec) {
-    make_old_db(1, "INSERT INTO jobs (spec, state, created_at) VALUES"
-                   " ('{\"device\": \"cuda\"}', 'queued', 1),"
-                   " ('{\"device\": \"cpu\"}', 'queued', 2),"
-                   " ('{\"epochs\": 1}', 'queued', 3),"
-                   " ('{\"device\": \"cuda:1\"}', 'succeeded', 4)");
-    Db *db = db_open(tmpdir);
-    cr_assert(db != NULL, "%s", error_get());
+    Db *db = open_old_db(1,
+        "INSERT INTO jobs (spec, state, created_at) VALUES"
+        " ('{\"device\": \"cuda\"}', 'queued', 1),"
+        " ('{\"device\": \"cpu\"}', 'queued', 2),"
+        " ('{\"epochs\": 1}', 'queued', 3),"
+        " ('{\"device\": \"cuda:1\"}', 'succeeded', 4)");
     cr_assert_eq(db_schema_version(db), DB_SCHEMA_VERSION);
     DbQueuedJob *q;
     int n;
@@ -188,11 +191,10 @@ Test(storage, migration_2_fills_device_request_from_the_spec) {
 /* Version 6 records a job's ranks, read from the specs of the jobs before
  * (1 where a spec has none, or none that parses). */
 Test(storage, migration_6_reads_the_ranks_of_old_jobs) {
-    make_old_db(5, "INSERT INTO jobs (spec, state, created_at) VALUES"
-                   " ('{\"ranks\": 4}', 'queued', 1), ('{\"epochs\": 1}', 'queued', 2),"
-                   " ('not json', 'queued', 3), ('{\"ranks\": \"4\"}', 'queued', 4)");
-    Db *db = db_open(tmpdir);
-    cr_assert(db != NULL, "%s", error_get());
+    Db *db = open_old_db(5,
+        "INSERT INTO jobs (spec, state, created_at) VALUES"
+        " ('{\"ranks\": 4}', 'queued', 1), ('{\"epochs\": 1}', 'queued', 2),"
+        " ('not json', 'queued', 3), ('{\"ranks\": \"4\"}', 'queued', 4)");
     DbQueuedJob *q;
     int n;
     cr_assert_eq(db_job_queue(db, &q, &n), DB_OK);
@@ -215,12 +217,11 @@ Test(storage, migration_6_reads_the_ranks_of_old_jobs) {
 /* Version 7 counts a checkpoint's files on disk; the rows before count
  * their model's bytes, as they did, and a user's holdings sum them. */
 Test(storage, migration_7_counts_old_checkpoints_by_their_model) {
-    make_old_db(6, "INSERT INTO users (name, token_sha256, created_at) VALUES ('u', 'h', 1);"
-                   "INSERT INTO jobs (spec, state, created_at, owner) VALUES ('{}', 'failed', 1, 1);"
-                   "INSERT INTO checkpoints (job_id, epoch, step, partial, path, bytes, sha256,"
-                   " created_at) VALUES (1, 0, 10, 0, 'jobs/1/checkpoints/epoch-0', 1000, 'x', 1)");
-    Db *db = db_open(tmpdir);
-    cr_assert(db != NULL, "%s", error_get());
+    Db *db = open_old_db(6,
+        "INSERT INTO users (name, token_sha256, created_at) VALUES ('u', 'h', 1);"
+        "INSERT INTO jobs (spec, state, created_at, owner) VALUES ('{}', 'failed', 1, 1);"
+        "INSERT INTO checkpoints (job_id, epoch, step, partial, path, bytes, sha256,"
+        " created_at) VALUES (1, 0, 10, 0, 'jobs/1/checkpoints/epoch-0', 1000, 'x', 1)");
     DbCheckpoint c;
     cr_assert_eq(db_checkpoint_latest(db, 1, &c), DB_OK);
     cr_assert_eq(c.disk_bytes, 1000);
@@ -234,14 +235,13 @@ Test(storage, migration_7_counts_old_checkpoints_by_their_model) {
 /* Version 3 makes dataset names each user's own, and records the datasets
  * a job of version 2 named (names were global then, or an id). */
 Test(storage, migration_3_keeps_datasets_and_resolves_jobs_datasets) {
-    make_old_db(2, "INSERT INTO users (name, token_sha256, created_at) VALUES ('u', 'h', 1);"
-                   "INSERT INTO datasets (name, format, state, owner, created_at) VALUES"
-                   " ('train', 'csv', 'ready', 1, 1), ('test', 'csv', 'ready', 1, 1);"
-                   "INSERT INTO jobs (spec, state, created_at, owner) VALUES"
-                   " ('{\"data\": {\"train\": \"train\", \"val\": \"2\"}}', 'queued', 1, 1),"
-                   " ('{\"data\": {\"train\": \"gone\"}}', 'queued', 2, 1)");
-    Db *db = db_open(tmpdir);
-    cr_assert(db != NULL, "%s", error_get());
+    Db *db = open_old_db(2,
+        "INSERT INTO users (name, token_sha256, created_at) VALUES ('u', 'h', 1);"
+        "INSERT INTO datasets (name, format, state, owner, created_at) VALUES"
+        " ('train', 'csv', 'ready', 1, 1), ('test', 'csv', 'ready', 1, 1);"
+        "INSERT INTO jobs (spec, state, created_at, owner) VALUES"
+        " ('{\"data\": {\"train\": \"train\", \"val\": \"2\"}}', 'queued', 1, 1),"
+        " ('{\"data\": {\"train\": \"gone\"}}', 'queued', 2, 1)");
     DbJob j;
     cr_assert_eq(db_job_get(db, 1, &j), DB_OK);
     cr_assert_eq(j.train_dataset, 1);
@@ -269,14 +269,13 @@ Test(storage, migration_3_keeps_datasets_and_resolves_jobs_datasets) {
 /* Version 4 stamps metric points with their wall time; the points of
  * version 3 have none (NaN), in every query, and new ones have theirs. */
 Test(storage, migration_4_leaves_old_points_without_a_wall_time) {
-    make_old_db(3, "INSERT INTO jobs (spec, state, created_at) VALUES ('{}', 'running', 1);"
-                   "INSERT INTO metrics (job_id, name, step, epoch, value) VALUES"
-                   " (1, 'loss', 1, 0, 2.5), (1, 'loss', 2, 0, 2.25);"
-                   "WITH RECURSIVE s(x) AS (SELECT 10 UNION ALL SELECT x + 1 FROM s"
-                   " WHERE x < 10009) INSERT INTO metrics (job_id, name, step, epoch, value)"
-                   " SELECT 1, 'acc', x, x / 1000, x * 0.5 FROM s");
-    Db *db = db_open(tmpdir);
-    cr_assert(db != NULL, "%s", error_get());
+    Db *db = open_old_db(3,
+        "INSERT INTO jobs (spec, state, created_at) VALUES ('{}', 'running', 1);"
+        "INSERT INTO metrics (job_id, name, step, epoch, value) VALUES"
+        " (1, 'loss', 1, 0, 2.5), (1, 'loss', 2, 0, 2.25);"
+        "WITH RECURSIVE s(x) AS (SELECT 10 UNION ALL SELECT x + 1 FROM s"
+        " WHERE x < 10009) INSERT INTO metrics (job_id, name, step, epoch, value)"
+        " SELECT 1, 'acc', x, x / 1000, x * 0.5 FROM s");
     double t0 = clock_wall_s();
     cr_assert_eq(db_metric_put(db, 1, "loss", 3, 0, 2.0), DB_OK);
     double t1 = clock_wall_s();
