@@ -251,19 +251,16 @@ static void *worker_main(void *arg) {
     while (!s->stopping) {
         DbJob job;
         int got = replan(s, w, &job);
-        if (got < 0) { /* the database failed: again in a second, not at the next event */
+        if (got <= 0) {
+            /* the database failed: again in a second, not at the next
+             * event; idle: woken by the daemon's own changes, and every
+             * SCHEDULER_IDLE_REPLAN_MS to see those made beside it
+             * (traind user set-quota on its data dir) */
             struct timespec ts;
-            clock_deadline_in(&ts, 1000);
+            clock_deadline_in(&ts, got < 0 ? 1000 : SCHEDULER_IDLE_REPLAN_MS);
             pthread_cond_timedwait(&s->work, &s->mu, &ts);
+            continue;
         }
-        if (got == 0) {
-            /* woken by the daemon's own changes; the timeout sees those
-             * made beside it (traind user set-quota on its data dir) */
-            struct timespec ts;
-            clock_deadline_in(&ts, SCHEDULER_IDLE_REPLAN_MS);
-            pthread_cond_timedwait(&s->work, &s->mu, &ts);
-        }
-        if (got <= 0) continue;
         pthread_mutex_lock(&w->pmu);
         /* where it stood (the steps of the whole run are known since its
          * submission), its rate and ETA unknown until it has stepped */
