@@ -53,13 +53,18 @@ GPU_OBJ    := $(GPU_C_SRC:%.c=build/obj/%.o) $(GPU_CU_OBJ)
 # nvcc objects are not sanitised; gpu/backend.c is.
 ASAN_GPU   := $(GPU_C_SRC:%.c=build/asan/%.o) $(GPU_CU_OBJ)
 STD     += -DTRAIND_CUDA=1
-GPU_LIBS := -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcudnn -lcublasLt -lcublas -lnccl -lcudart -lstdc++
+GPU_LIBS := -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcudnn -lnccl -lcudart -ldl -lstdc++
 # CUDA under ASan needs the shadow gap unprotected; the driver's own
 # allocations at exit are not our leaks.
 GPU_ASAN_OPTIONS := :protect_shadow_gap=0
 GPU_LSAN := LSAN_OPTIONS=suppressions=$(CURDIR)/gpu/lsan.supp
-# gpu/conv_cudnn.c is C that includes cudnn.h (and with it cuda_runtime_api.h)
-build/obj/gpu/conv_cudnn.o build/asan/gpu/conv_cudnn.o: INC += -I$(CUDA_ROOT)/include
+# cuBLAS and cuBLASLt are not linked: gpu/blas_lib.c loads them at the first
+# product (see gpu/blas_lib.h). It and gpu/conv_cudnn.c are C that include
+# the toolkit's headers (cublasLt.h, cudnn.h, and with them cuda_runtime_api.h).
+build/obj/gpu/conv_cudnn.o build/asan/gpu/conv_cudnn.o \
+build/obj/gpu/blas_lib.o build/asan/gpu/blas_lib.o \
+build/obj/tests/unit/test_gpu_blas_lib.o build/asan/tests/unit/test_gpu_blas_lib.o: \
+    INC += -I$(CUDA_ROOT)/include
 endif
 
 # Files that test TRAIND_CUDA are rebuilt when the CUDA choice changes
@@ -246,7 +251,9 @@ test-sim: $(SIM_TESTS)
 # C files and every .cu file rewritten as above, against a CUDA runtime,
 # cuBLAS, cuBLASLt, cuDNN and NCCL that run on the CPU, linked with the
 # GPU's unit tests (tests/unit/test_gpu*.c), which find a device and run.
-SIMDEV_C   := $(wildcard gpu/*.c) $(shell grep -l test_need_gpu tests/unit/*.c) $(wildcard tests/support/*.c)
+# (gpu/blas_lib.c's table is bound by tests/sim/device/blas_lib.cpp instead)
+SIMDEV_C   := $(filter-out gpu/blas_lib.c,$(wildcard gpu/*.c)) \
+              $(shell grep -l test_need_gpu tests/unit/*.c) $(wildcard tests/support/*.c)
 SIMDEV_OBJ := $(SIMDEV_C:%.c=build/simdev/%.o) $(SIM_CU:%.cu=build/sim/%.cu.o) \
               $(patsubst tests/sim/%.cpp,build/sim/%.o,$(wildcard tests/sim/device/*.cpp)) \
               build/sim/fiber_switch.o

@@ -15,6 +15,8 @@
 #   kit/mnist/   ../shared/datasets/mnist, when it is here
 #   kit/text/    Debian's GPL-3 text, the corpus of check.sh's GPT (put at
 #                /usr/share/common-licenses/GPL-3 where the machine lacks it)
+#   kit/dlopened the libraries traind loads at run time, not named by ldd
+#                (cuBLAS and cuBLASLt: gpu/blas_lib.h), for env.sh to find
 #   kit/commit   the commit the binaries were built from (env.sh says it;
 #                a kit older than the tree is the first thing to rule out)
 #
@@ -64,6 +66,7 @@ if [ -d ../shared/datasets/mnist ]; then
 fi
 mkdir -p "$STAGE/kit/text"
 cp /usr/share/common-licenses/GPL-3 "$STAGE/kit/text/"
+strings -a build/traind | grep -xE 'libcublas(Lt)?\.so\.[0-9]+' | sort -u >"$STAGE/kit/dlopened"
 { git rev-parse HEAD; git status --porcelain | sed 's/^/changed: /'; } >"$STAGE/kit/commit"
 cat >"$STAGE/kit/env.sh" <<'EOF'
 # kit/env.sh - sourced from the repository root (see scripts/gpu-kit.sh)
@@ -76,7 +79,10 @@ libdirs=$KIT/need
 # PyTorch's own (its pip wheels keep them under site-packages/nvidia), wherever
 # its Python is: a venv in a home directory too
 roots="/usr/local /opt /usr/lib $HOME $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)"
-for lib in $(ldd build/traind | awk '/not found/ && /libcublas|libnccl|libcudnn/ {print $1}'); do
+for lib in $(ldd build/traind | awk '/not found/ && /libnccl|libcudnn/ {print $1}') \
+           $(cat "$KIT/dlopened"); do
+    # a dlopen'ed one in the system's cache is found there
+    ldconfig -p | grep -q "^[[:space:]]*$lib (" && continue
     found=$(find $roots -name "$lib" 2>/dev/null | head -n 1)
     [ -n "$found" ] && libdirs=$libdirs:$(dirname "$found")
 done

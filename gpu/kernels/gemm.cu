@@ -16,10 +16,9 @@
  * k == 0 scales C by beta here (beta == 0 writes zeros without reading C),
  * as core/cpu/gemm.c does.
  */
-#include <cublas_v2.h>
-
 #include <mutex>
 
+#include "gpu/blas_lib.h"
 #include "gpu/gpu.h"
 #include "gpu/kernels/common.cuh"
 
@@ -66,16 +65,18 @@ extern "C" bool gpu_tf32_enabled(void) { return want_tf32; }
  * pool. In the relaxed capture mode (gpu/stream.h), for a first product
  * inside a CUDA graph's capture. */
 static bool make_handle_locked(int dev) {
+    if (!gpu_blas_load("cublasCreate")) return false;
     cudaStreamCaptureMode mode = gpu_capture_relax();
     cublasHandle_t h = NULL;
-    bool made = cublas_ok(cublasCreate(&h), "cublasCreate");
-    if (made && !cublas_ok(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode")) {
-        cublasDestroy(h);
+    bool made = cublas_ok(gpu_blas.cublasCreate(&h), "cublasCreate");
+    if (made &&
+        !cublas_ok(gpu_blas.cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode")) {
+        gpu_blas.cublasDestroy(h);
         made = false;
     }
     void *ws = NULL;
     if (made && cudaMalloc(&ws, GPU_CUBLAS_WORKSPACE) == cudaSuccess) {
-        if (cublasSetWorkspace(h, ws, GPU_CUBLAS_WORKSPACE) != CUBLAS_STATUS_SUCCESS) {
+        if (gpu_blas.cublasSetWorkspace(h, ws, GPU_CUBLAS_WORKSPACE) != CUBLAS_STATUS_SUCCESS) {
             cudaFree(ws);
             ws = NULL;
         }
@@ -99,17 +100,19 @@ static cublasHandle_t device_handle_locked(int dev) {
      * the handle's workspace, so it is given back each time */
     cudaStream_t want = gpu_stream() == cudaStreamLegacy ? NULL : gpu_stream();
     if (handle_stream[dev] != want) {
-        if (!cublas_ok(cublasSetStream(handles[dev], want), "cublasSetStream")) return NULL;
+        if (!cublas_ok(gpu_blas.cublasSetStream(handles[dev], want), "cublasSetStream"))
+            return NULL;
         if (handle_workspace[dev] &&
-            !cublas_ok(cublasSetWorkspace(handles[dev], handle_workspace[dev],
-                                          GPU_CUBLAS_WORKSPACE),
+            !cublas_ok(gpu_blas.cublasSetWorkspace(handles[dev], handle_workspace[dev],
+                                                   GPU_CUBLAS_WORKSPACE),
                        "cublasSetWorkspace"))
             return NULL; /* tried again at the next product */
         handle_stream[dev] = want;
     }
     if (handle_tf32[dev] != want_tf32) {
         cublasMath_t mode = want_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
-        if (!cublas_ok(cublasSetMathMode(handles[dev], mode), "cublasSetMathMode")) return NULL;
+        if (!cublas_ok(gpu_blas.cublasSetMathMode(handles[dev], mode), "cublasSetMathMode"))
+            return NULL;
         handle_tf32[dev] = want_tf32;
     }
     return handles[dev];
@@ -159,19 +162,21 @@ extern "C" void gpu_launch_gemm(int dtype, bool trans_a, bool trans_b, int64_t m
     }
     if (dtype == GPU_F32 && want_bf16) {
         float al = (float)alpha, be = (float)beta;
-        cublas_ok(cublasGemmEx(h, tb, ta, (int)n, (int)m, (int)k, &al, b, CUDA_R_32F, (int)ldb, a,
-                               CUDA_R_32F, (int)lda, &be, c, CUDA_R_32F, (int)ldc,
-                               CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT),
+        cublas_ok(gpu_blas.cublasGemmEx(h, tb, ta, (int)n, (int)m, (int)k, &al, b, CUDA_R_32F,
+                                        (int)ldb, a, CUDA_R_32F, (int)lda, &be, c, CUDA_R_32F,
+                                        (int)ldc, CUBLAS_COMPUTE_32F_FAST_16BF,
+                                        CUBLAS_GEMM_DEFAULT),
                   "cublasGemmEx (bf16)");
     } else if (dtype == GPU_F32) {
         float al = (float)alpha, be = (float)beta;
-        cublas_ok(cublasSgemm(h, tb, ta, (int)n, (int)m, (int)k, &al, (const float *)b, (int)ldb,
-                              (const float *)a, (int)lda, &be, (float *)c, (int)ldc),
+        cublas_ok(gpu_blas.cublasSgemm(h, tb, ta, (int)n, (int)m, (int)k, &al, (const float *)b,
+                                       (int)ldb, (const float *)a, (int)lda, &be, (float *)c,
+                                       (int)ldc),
                   "cublasSgemm");
     } else {
-        cublas_ok(cublasDgemm(h, tb, ta, (int)n, (int)m, (int)k, &alpha, (const double *)b,
-                              (int)ldb, (const double *)a, (int)lda, &beta, (double *)c,
-                              (int)ldc),
+        cublas_ok(gpu_blas.cublasDgemm(h, tb, ta, (int)n, (int)m, (int)k, &alpha, (const double *)b,
+                                       (int)ldb, (const double *)a, (int)lda, &beta, (double *)c,
+                                       (int)ldc),
                   "cublasDgemm");
     }
 }

@@ -18,14 +18,13 @@
  * cuBLASLt's A is our b and its B our a. The caller holds the device's
  * gemm lock: plans and handles are per device and used under it.
  */
-#include <cublasLt.h>
-
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <tuple>
 
+#include "gpu/blas_lib.h"
 #include "gpu/kernels/common.cuh"
 
 namespace {
@@ -67,16 +66,17 @@ unsigned alignment(const void *a, const void *b, const void *c) {
 }
 
 void plan_free(Plan *p) {
-    if (p->op) cublasLtMatmulDescDestroy(p->op);
-    if (p->a) cublasLtMatrixLayoutDestroy(p->a);
-    if (p->b) cublasLtMatrixLayoutDestroy(p->b);
-    if (p->c) cublasLtMatrixLayoutDestroy(p->c);
+    if (p->op) gpu_blas.cublasLtMatmulDescDestroy(p->op);
+    if (p->a) gpu_blas.cublasLtMatrixLayoutDestroy(p->a);
+    if (p->b) gpu_blas.cublasLtMatrixLayoutDestroy(p->b);
+    if (p->c) gpu_blas.cublasLtMatrixLayoutDestroy(p->c);
     *p = Plan{};
 }
 
 /* A stored column-major matrix of rows x cols, `ld` apart. */
 bool layout(cublasLtMatrixLayout_t *out, int64_t rows, int64_t cols, int64_t ld) {
-    return lt_ok(cublasLtMatrixLayoutCreate(out, CUDA_R_32F, (uint64_t)rows, (uint64_t)cols, ld));
+    return lt_ok(
+        gpu_blas.cublasLtMatrixLayoutCreate(out, CUDA_R_32F, (uint64_t)rows, (uint64_t)cols, ld));
 }
 
 /* The plan of a product: descriptors and the heuristic's algorithm, or
@@ -87,28 +87,29 @@ Plan make_plan(DeviceLt *d, cublasComputeType_t compute, bool ta, bool tb, int64
     cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasLtMatmulPreference_t pref = NULL;
     size_t ws = d->workspace ? GPU_CUBLAS_WORKSPACE : 0;
-    bool ok = lt_ok(cublasLtMatmulDescCreate(&p.op, compute, CUDA_R_32F)) &&
-              lt_ok(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &opa,
-                                                   sizeof opa)) &&
-              lt_ok(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &opb,
-                                                   sizeof opb)) &&
+    bool ok = lt_ok(gpu_blas.cublasLtMatmulDescCreate(&p.op, compute, CUDA_R_32F)) &&
+              lt_ok(gpu_blas.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &opa,
+                                                            sizeof opa)) &&
+              lt_ok(gpu_blas.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &opb,
+                                                            sizeof opb)) &&
               layout(&p.a, tb ? k : n, tb ? n : k, ldb) &&
-              layout(&p.b, ta ? m : k, ta ? k : m, lda) &&
-              layout(&p.c, n, m, ldc) && lt_ok(cublasLtMatmulPreferenceCreate(&pref)) &&
-              lt_ok(cublasLtMatmulPreferenceSetAttribute(
+              layout(&p.b, ta ? m : k, ta ? k : m, lda) && layout(&p.c, n, m, ldc) &&
+              lt_ok(gpu_blas.cublasLtMatmulPreferenceCreate(&pref)) &&
+              lt_ok(gpu_blas.cublasLtMatmulPreferenceSetAttribute(
                   pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
     const cublasLtMatmulPreferenceAttributes_t aligns[] = {
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
     uint32_t al = align;
     for (int i = 0; ok && i < 4; i++)
-        ok = lt_ok(cublasLtMatmulPreferenceSetAttribute(pref, aligns[i], &al, sizeof al));
+        ok = lt_ok(gpu_blas.cublasLtMatmulPreferenceSetAttribute(pref, aligns[i], &al, sizeof al));
     cublasLtMatmulHeuristicResult_t found;
     int count = 0;
-    ok = ok && lt_ok(cublasLtMatmulAlgoGetHeuristic(d->handle, p.op, p.a, p.b, p.c, p.c, pref, 1,
-                                                    &found, &count)) &&
+    ok = ok &&
+         lt_ok(gpu_blas.cublasLtMatmulAlgoGetHeuristic(d->handle, p.op, p.a, p.b, p.c, p.c, pref, 1,
+                                                       &found, &count)) &&
          count > 0 && found.state == CUBLAS_STATUS_SUCCESS;
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (pref) gpu_blas.cublasLtMatmulPreferenceDestroy(pref);
     if (!ok) {
         plan_free(&p);
         return p; /* ok false: declined for good */
@@ -126,8 +127,12 @@ Plan make_plan(DeviceLt *d, cublasComputeType_t compute, bool ta, bool tb, int64
 bool device_ready(int dev) {
     DeviceLt *d = &devices[dev];
     if (d->handle || d->unavailable) return d->handle != NULL; /* tried once, not per product */
+    if (!gpu_blas_load("cublasLtCreate")) {
+        d->unavailable = true;
+        return false;
+    }
     cudaStreamCaptureMode mode = gpu_capture_relax();
-    bool made = lt_ok(cublasLtCreate(&d->handle));
+    bool made = lt_ok(gpu_blas.cublasLtCreate(&d->handle));
     if (!made) d->handle = NULL, d->unavailable = true;
     if (made && cudaMalloc(&d->workspace, GPU_CUBLAS_WORKSPACE) != cudaSuccess) {
         (void)cudaGetLastError(); /* short of memory: algorithms without one */
@@ -181,9 +186,9 @@ extern "C" int gpu_lt_sgemm(int dev, int math, bool ta, bool tb, int64_t m, int6
                  .first;
     Plan &p = it == d->plans.end() ? once : it->second;
     if (!p.ok) return 1;
-    cublasStatus_t s =
-        cublasLtMatmul(d->handle, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c, &p.algo,
-                       p.workspace ? d->workspace : NULL, p.workspace, gpu_stream());
+    cublasStatus_t s = gpu_blas.cublasLtMatmul(
+        d->handle, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c, &p.algo,
+        p.workspace ? d->workspace : NULL, p.workspace, gpu_stream());
     if (&p == &once) plan_free(&once); /* queued: the descriptors were read at the call */
     if (s != CUBLAS_STATUS_SUCCESS) {
         /* Nothing queued: this product runs on cuBLAS. A shape cuBLASLt
