@@ -15,8 +15,6 @@
 #include "server/quota_text.h"
 #include "storage/db.h"
 
-#define CLI_ACTOR "cli"
-
 typedef struct {
     const char *cmd;      /* "add", "list", ... */
     const char *name;     /* the user, NULL for list */
@@ -145,7 +143,7 @@ static Db *open_db(const UserArgs *a) {
 static int audit(Db *db, const UserArgs *a, const char *action, const char *detail) {
     char target[DB_USER_NAME_MAX + 8];
     snprintf(target, sizeof target, "user %s", a->name);
-    if (db_audit_add(db, CLI_ACTOR, action, target, detail) == DB_OK) return 0;
+    if (db_audit_add(db, DB_AUDIT_CLI_ACTOR, action, target, detail) == DB_OK) return 0;
     fprintf(stderr, "traind user %s: done, but its audit entry was not written: %s\n", a->cmd,
             error_get());
     return 1;

@@ -181,6 +181,9 @@ typedef struct {
     char detail[256];
 } DbAuditEntry;
 
+/* The actor of the changes `traind user` makes; no user may be named so. */
+#define DB_AUDIT_CLI_ACTOR "cli"
+
 int db_audit_add(Db *db, const char *actor, const char *action, const char *target,
                  const char *detail);
 /* Entries with id > after_id, oldest first, at most limit (1..1000). Free

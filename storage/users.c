@@ -56,6 +56,12 @@ static int check_name(const char *name) {
                              i + 1),
                    DB_INVALID;
     }
+    /* the audit trail's actor for `traind user`: no user may act under it */
+    if (strcmp(name, DB_AUDIT_CLI_ACTOR) == 0)
+        return error_set("user name '%s' is reserved: the audit trail's actor for the command "
+                         "line (traind user)",
+                         name),
+               DB_INVALID;
     return DB_OK;
 }
 

@@ -138,6 +138,10 @@ api POST /v1/users -d '{"name": "dave"}'
 expect "users: a name taken" 409 conflict && check "users: 409 names the field" "$(jv 'd["error"]["path"]')" name
 api POST /v1/users -d '{"name": "a/b"}'
 expect "users: a bad name" 422 invalid && check "users: 422 names the field" "$(jv 'd["error"]["path"]')" name
+api POST /v1/users -d '{"name": "cli"}'
+expect "users: the command line's audit actor is no user's name" 422 invalid
+check "users: ... and says so" "$(jv 'd["error"]["message"]')" \
+    "user name 'cli' is reserved: the audit trail's actor for the command line (traind user)"
 for bad in '{}|name' '{"name": 3}|name' '{"name": "x", "admin": "yes"}|admin' '{"name": "x", "role": 1}|role'; do
     api POST /v1/users -d "${bad%|*}"
     expect "users: bad body ${bad%|*}" 400 invalid && check "users: ${bad%|*} names ${bad#*|}" "$(jv 'd["error"]["path"]')" "${bad#*|}"
