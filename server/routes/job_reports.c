@@ -80,8 +80,10 @@ static int remote_auth(HttpRequest *req, int64_t *job, int *attempt) {
     DbJobRemote r;
     error_clear();
     int st = db_job_remote_get(api->db, id, &r);
-    if (st == DB_NOT_FOUND) /* an unknown job is a token that opens nothing */
-        return http_reply_error(req, 401, "unauthorized", NULL, "invalid attempt token"), -1;
+    if (st == DB_NOT_FOUND) /* an unknown job answers as a wrong token: ids are not told */
+        return http_reply_error(req, 401, "unauthorized", NULL,
+                                "invalid attempt token for job %" PRId64, id),
+               -1;
     if (st != DB_OK) return api_reply_db(req, st, NULL), -1;
     char why[256];
     switch (remote_attempt_check(&r, id, (int)n, token, why, sizeof why)) {

@@ -263,6 +263,11 @@ TOKEN=$T4 api POST "$R/report" -d '{}'
 expect "(d) an empty report" 200
 TOKEN=0000 api POST "$R/report" -d '{}'
 expect "(d) a wrong token" 401 unauthorized
+WRONG=$(jv 'd["error"]["message"].replace("'"$J4"'", "N")')
+TOKEN=0000 api POST "/v1/jobs/$((J4 + 1000))/attempts/1/report" -d '{}'
+expect "(d) a job that does not exist" 401 unauthorized
+check "(d) ... says what a wrong token says: which ids exist is not told" \
+    "$(jv 'd["error"]["message"].replace("'"$((J4 + 1000))"'", "N")')" "$WRONG"
 TOKEN=$T4 api POST "/v1/jobs/$J4/attempts/2/report" -d '{}'
 expect "(d) an attempt that is not current" 409 stale_attempt
 TOKEN=$T4 api GET "/v1/jobs/$J4"
