@@ -73,6 +73,13 @@ Dataset *dataset_load_cifar10(const char *const *paths, int num_paths) {
         }
         total += counts[i];
     }
+    /* about the files' size, but within what one dataset may take all the same */
+    char what[4200];
+    snprintf(what, sizeof what, "cifar10: %s%s", paths[0], num_paths > 1 ? " and the rest" : "");
+    if (dataset_memory_check(what, (uint64_t)total * (CIFAR_PIXELS + sizeof(int64_t))) != 0) {
+        free(counts);
+        return NULL;
+    }
     Tensor *inputs = tensor_empty(4, (int64_t[]){total, 3, CIFAR_SIDE, CIFAR_SIDE}, DTYPE_UINT8,
                                   DEVICE_CPU_INIT);
     Tensor *targets = tensor_empty(1, (int64_t[]){total}, DTYPE_INT64, DEVICE_CPU_INIT);

@@ -17,6 +17,12 @@
  * regression targets) within float32's range, or it would become inf.
  * Errors name the file, the line (the header is line 1) and the column:
  * "data.csv: line 1203, column 'x': 'abc' is not a number".
+ *
+ * Bounded for a daemon's uploads: a header of at most CSV_MAX_COLUMNS
+ * columns (each costs some 80 bytes held, a line of commas would cost 80
+ * times its size), a row of no more fields than the header, and the parsed
+ * numbers within dataset_memory_check's limit, counted twice: at the end
+ * the chunks are copied into tensors of their size.
  */
 #include <errno.h>
 #include <float.h>
@@ -31,6 +37,7 @@
 #define CSV_CHUNK_ROWS 8192
 #define CSV_CHUNK_BYTES (4 << 20) /* a chunk's most, unless one row is more */
 #define CSV_MAX_LABEL (1 << 24) /* class indices above this are surely not labels */
+#define CSV_MAX_COLUMNS (1 << 20)
 
 typedef struct {
     char **items;
@@ -38,11 +45,17 @@ typedef struct {
 } Fields;
 
 /* Splits `line` (NUL-terminated, no line end) at commas, unquoting quoted
- * fields in place. Returns 0, or -1 with an error for a bad quote. */
-static int split_fields(char *line, Fields *f, const char *path, long lineno) {
+ * fields in place. Returns 0, or -1 with an error for a bad quote or more
+ * than `max` fields. */
+static int split_fields(char *line, Fields *f, int max, const char *path, long lineno) {
     f->count = 0;
     char *p = line;
     for (;;) {
+        if (f->count == max && lineno == 1)
+            return error_set("csv: %s: line 1: more than %d columns", path, max);
+        if (f->count == max)
+            return error_set("csv: %s: line %ld has more fields than the header's %d columns",
+                             path, lineno, max);
         if (f->count == f->capacity) {
             int cap = f->capacity ? 2 * f->capacity : 16;
             char **items = realloc(f->items, (size_t)cap * sizeof *items);
@@ -245,7 +258,7 @@ static int read_header(Csv *c, const CsvOptions *o) {
         (unsigned char)text[2] == 0xBF)
         text += 3; /* UTF-8 byte order mark */
     if (*text == '\0') return error_set("csv: %s: line 1: empty header row", c->path);
-    if (split_fields(text, &c->fields, c->path, 1) != 0) return -1;
+    if (split_fields(text, &c->fields, CSV_MAX_COLUMNS, c->path, 1) != 0) return -1;
     c->names = calloc((size_t)c->fields.count, sizeof *c->names);
     if (!c->names) return error_set("csv: %s: out of memory", c->path);
     for (int i = 0; i < c->fields.count; i++) {
@@ -277,7 +290,18 @@ static int read_header(Csv *c, const CsvOptions *o) {
     return 0;
 }
 
+/* A chunk's bytes: chunk_rows rows of nf floats and nt targets. */
+static uint64_t chunk_bytes(const Csv *c) {
+    return (uint64_t)c->chunk_rows *
+           ((uint64_t)c->nf * sizeof(float) +
+            (uint64_t)c->nt * (c->regression ? sizeof(float) : sizeof(int64_t)));
+}
+
 static int add_chunk(Csv *c) {
+    char what[4200];
+    snprintf(what, sizeof what, "csv: %s: row %lld", c->path, (long long)c->rows + 1);
+    if (dataset_memory_check(what, 2 * chunk_bytes(c) * (uint64_t)(c->nchunks + 1)) != 0)
+        return -1;
     if (c->nchunks == c->chunk_cap) {
         int cap = c->chunk_cap ? 2 * c->chunk_cap : 8;
         Chunk *chunks = realloc(c->chunks, (size_t)cap * sizeof *chunks);
@@ -325,7 +349,7 @@ static int read_rows(Csv *c) {
         if (blank_since)
             return error_set("csv: %s: line %ld is empty (blank lines are only allowed at the "
                              "end)", c->path, blank_since);
-        if (split_fields(c->line, &c->fields, c->path, lineno) != 0) return -1;
+        if (split_fields(c->line, &c->fields, c->ncols, c->path, lineno) != 0) return -1;
         if (c->fields.count != c->ncols)
             return error_set("csv: %s: line %ld has %d field%s but the header has %d columns",
                              c->path, lineno, c->fields.count, c->fields.count == 1 ? "" : "s",

@@ -127,6 +127,8 @@ static uint64_t memory_limit;
 
 void dataset_set_memory_limit(uint64_t bytes) { memory_limit = bytes; }
 
+uint64_t dataset_memory_limit(void) { return memory_limit; }
+
 int dataset_memory_check(const char *what, uint64_t bytes) {
     if (!memory_limit || bytes <= memory_limit) return 0;
     return error_set("%s: would take %llu bytes of memory, over the %llu bytes one dataset may "

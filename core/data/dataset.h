@@ -106,6 +106,8 @@ int dataset_sample_shape(const Dataset *ds, int64_t *shape);
 void dataset_set_memory_limit(uint64_t bytes);
 /* 0, or -1 with an error naming `what` when `bytes` are over the limit. */
 int dataset_memory_check(const char *what, uint64_t bytes);
+/* The limit (0: none). */
+uint64_t dataset_memory_limit(void);
 
 /* ---- MNIST IDX (core/data/idx.c) ----
  * images: magic 0x00000803, dims [N, H, W]; labels: magic 0x00000801, dims [N].
@@ -201,6 +203,10 @@ Dataset *dataset_load_imagefolder(const char *root, bool grayscale, ImageFolderD
 /* The class names of root (its sub-directories, sorted), as the targets
  * number them: *names (free with dataset_imagefolder_classes_free). */
 int dataset_imagefolder_classes(const char *root, char ***names, int *n);
+/* How many threads decode a folder's images of width x height at once:
+ * OpenMP's, but no more than the memory limit holds decodings of such an
+ * image (at least 1). */
+int dataset_imagefolder_decode_threads(int width, int height, int channels);
 void dataset_imagefolder_classes_free(char **names, int n);
 
 /* ---- CIFAR-10 binary (core/data/cifar10.c) ----

@@ -26,10 +26,12 @@
  * needs no more memory than its batches. A file that fails then (changed
  * since it was checked) fails the batch, naming it. An upload's check
  * decodes every image once and drops it, in no more memory than a thread's
- * image each.
+ * image each, and no more threads than the memory one dataset may take
+ * holds such images (dataset_imagefolder_decode_threads).
  */
 #include <dirent.h>
 #include <errno.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,11 +282,24 @@ static void decode_into_row(Decode *d, int64_t i) {
     free(img.pixels);
 }
 
+/* A decoding holds the image's rows as its file has them (up to 4 bytes a
+ * pixel: RGBA, 16-bit grey) and their planar copy: a 64-Mpixel image, 448
+ * MB. A machine of 64 cores would hold 28 GB at once without a cap. */
+int dataset_imagefolder_decode_threads(int width, int height, int channels) {
+    int threads = omp_get_max_threads();
+    uint64_t limit = dataset_memory_limit();
+    uint64_t each = (uint64_t)width * (uint64_t)height * (uint64_t)(4 + channels);
+    if (limit && each && limit / each < (uint64_t)threads)
+        threads = limit / each > 0 ? (int)(limit / each) : 1;
+    return threads;
+}
+
 /* Images 1.. decoded by OpenMP's threads, into d->rows or (NULL) only to
  * check them; the failure of the lowest index reported. */
 static int decode_rest(Decode *d, int64_t n) {
     d->failed = -1;
-#pragma omp parallel for schedule(dynamic, 8)
+    int threads = dataset_imagefolder_decode_threads(d->width, d->height, d->channels);
+#pragma omp parallel for schedule(dynamic, 8) num_threads(threads)
     for (int64_t i = 1; i < n; i++) decode_into_row(d, i);
     return d->failed >= 0 ? error_set("%s", d->error) : 0;
 }

@@ -401,6 +401,12 @@ Dataset *dataset_load_npy(const char *inputs_path, const char *targets_path) {
         goto fail;
     }
     DType in_dtype = fi.dtype == DTYPE_UINT8 ? DTYPE_UINT8 : DTYPE_FLOAT32;
+    /* as they are held: uint8 labels take 8 bytes each, 8 times their file */
+    uint64_t bytes = (uint64_t)fi.numel * dtype_size(in_dtype) +
+                     (uint64_t)ft.numel * dtype_size(labels ? DTYPE_INT64 : DTYPE_FLOAT32);
+    char what[4200];
+    snprintf(what, sizeof what, "npy: %s with its targets", inputs_path);
+    if (dataset_memory_check(what, bytes) != 0) goto fail;
     Tensor *x = npy_read(&fi, in_dtype, 0, NULL);
     if (!x) goto fail;
     int64_t n = ft.shape[0], k = ft.ndim == 2 ? ft.shape[1] : 1;

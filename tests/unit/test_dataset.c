@@ -488,6 +488,51 @@ Test(dataset, csv_ragged_row) {
     cr_assert_str_eq(error_get(), want);
 }
 
+/* A daemon's upload cannot make the loader hold many times its size: a
+ * header of commas is refused past 2^20 columns, a row past the header's
+ * fields, and the parsed numbers past the memory limit (twice them: the
+ * chunks and the tensors they are copied into), at the chunk that would
+ * cross it. */
+Test(dataset, csv_bounded_for_a_daemon) {
+    char p[512], want[768];
+    in_dir("d.csv", p, sizeof p);
+    FILE *f = fopen(p, "w");
+    cr_assert(f != NULL);
+    for (int i = 0; i < 1 << 20; i++) fputc(',', f); /* 2^20 + 1 empty names */
+    fputs("\n1\n", f);
+    fclose(f);
+    cr_assert_null(dataset_load_csv(p, NULL));
+    snprintf(want, sizeof want, "csv: %s: line 1: more than 1048576 columns", p);
+    cr_assert_str_eq(error_get(), want);
+    write_text(p, "a,b\n1,2\n1,2,3,4\n");
+    cr_assert_null(dataset_load_csv(p, NULL));
+    snprintf(want, sizeof want, "csv: %s: line 3 has more fields than the header's 2 columns", p);
+    cr_assert_str_eq(error_get(), want);
+    /* 7 features and a label: chunks of 8192 rows of 36 bytes; 2 chunks,
+     * twice, are over a MiB */
+    for (int rows = 8193; rows >= 8192; rows--) {
+        f = fopen(p, "w");
+        cr_assert(f != NULL);
+        fputs("a,b,c,d,e,f,g,label\n", f);
+        for (int r = 0; r < rows; r++) fprintf(f, "%d,1,2,3,4,5,6,%d\n", r, r % 10);
+        fclose(f);
+        dataset_set_memory_limit(1 << 20);
+        Dataset *ds = dataset_load_csv(p, NULL);
+        dataset_set_memory_limit(0);
+        if (rows == 8193) {
+            cr_assert_null(ds);
+            snprintf(want, sizeof want,
+                     "csv: %s: row 8193: would take 1179648 bytes of memory, over the 1048576 "
+                     "bytes one dataset may take on this server", p);
+            cr_assert_str_eq(error_get(), want);
+        } else {
+            cr_assert_not_null(ds, "%s", error_get());
+            cr_assert_eq(ds->n, 8192);
+            dataset_free(ds);
+        }
+    }
+}
+
 Test(dataset, csv_other_errors) {
     char p[512];
     in_dir("d.csv", p, sizeof p);
@@ -624,6 +669,32 @@ static void write_npy(const char *path, const char *dict, const void *data, size
     fwrite(header, 1, (size_t)hlen, f);
     if (n) fwrite(data, 1, n, f);
     fclose(f);
+}
+
+/* Held as loaded, over a daemon's limit on a dataset's memory: float64
+ * inputs as float32, uint8 labels as int64 (8 times their file's bytes). */
+Test(dataset, npy_over_the_memory_limit) {
+    char x[512], y[512], want[1200];
+    double xs[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    write_npy(in_dir("x.npy", x, sizeof x),
+              "{'descr': '<f8', 'fortran_order': False, 'shape': (4, 2), }", xs, sizeof xs);
+    write_npy(in_dir("y.npy", y, sizeof y),
+              "{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }",
+              (uint8_t[]){0, 1, 2, 1}, 4);
+    int held = 8 * 4 + 4 * 8;
+    dataset_set_memory_limit(held - 1);
+    Dataset *ds = dataset_load_npy(x, y);
+    dataset_set_memory_limit(0);
+    cr_assert_null(ds);
+    snprintf(want, sizeof want, "npy: %s with its targets: would take %d bytes of memory, over "
+             "the %d bytes one dataset may take on this server", x, held, held - 1);
+    cr_assert_str_eq(error_get(), want);
+    dataset_set_memory_limit(held);
+    ds = dataset_load_npy(x, y);
+    dataset_set_memory_limit(0);
+    cr_assert_not_null(ds, "%s", error_get());
+    cr_assert_eq(ds->n, 4);
+    dataset_free(ds);
 }
 
 /* Values a step would fail on later, refused at loading, naming the file

@@ -7,6 +7,7 @@
  * its exact message. Folders and CIFAR-10 files for the errors are written
  * here, in a temporary directory. */
 #include <criterion/criterion.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,6 +356,20 @@ Test(images, cifar10_reads_records) {
     dataset_free(ds);
 }
 
+/* An upload's check decodes in fewer threads where the memory one dataset
+ * may take holds fewer decodings at once (448 MB each of 64 Mpixel RGB). */
+Test(images, imagefolder_decode_threads_within_the_memory_limit) {
+    omp_set_num_threads(8);
+    const uint64_t each = (uint64_t)8192 * 8192 * (4 + 3);
+    cr_assert_eq(dataset_imagefolder_decode_threads(8192, 8192, 3), 8, "no limit: OpenMP's");
+    dataset_set_memory_limit(3 * each + each / 2);
+    cr_assert_eq(dataset_imagefolder_decode_threads(8192, 8192, 3), 3);
+    cr_assert_eq(dataset_imagefolder_decode_threads(28, 28, 1), 8, "small images: OpenMP's");
+    dataset_set_memory_limit(each - 1);
+    cr_assert_eq(dataset_imagefolder_decode_threads(8192, 8192, 3), 1, "one at least");
+    dataset_set_memory_limit(0);
+}
+
 /* A file written by write_cifar fails to load with "cifar10: PATH: WANT". */
 static void expect_cifar_error(const char *rel, int n, int bad_label, int extra, const char *want) {
     char p[128], msg[512];
@@ -371,6 +386,18 @@ Test(images, cifar10_errors_name_the_file) {
     expect_cifar_error("label.bin", 3, 12, 0, "record 2 (byte 6146) has label 12; CIFAR-10's "
                                               "labels are 0..9");
     expect_cifar_error("empty.bin", 0, 0, 0, "an empty file");
+    /* 3 images and their labels held: 3 * (3072 + 8) bytes */
+    char p[128];
+    snprintf(p, sizeof p, "%s/label.bin", dir);
+    write_cifar("label.bin", 3, 0, 0);
+    dataset_set_memory_limit(3 * 3080 - 1);
+    Dataset *ds = dataset_load_cifar10((const char *const[]){p}, 1);
+    dataset_set_memory_limit(0);
+    cr_assert_null(ds);
+    char want[512];
+    snprintf(want, sizeof want, "cifar10: %s: would take 9240 bytes of memory, over the 9239 "
+             "bytes one dataset may take on this server", p);
+    cr_assert_str_eq(error_get(), want);
 }
 
 /* ---- job spec sources ---- */
