@@ -34,8 +34,10 @@
  *
  * Each file part is written to <data-dir>/datasets/<id>/<name> as its bytes
  * arrive and hashed on the way (sha256); nothing of it is held in memory.
- * At the end the files are loaded with core/data (magic numbers, counts,
- * shapes) and only then is the dataset `ready` and listed. That check runs
+ * At the end the files are fsynced and loaded with core/data (magic
+ * numbers, counts, shapes) and only then is the dataset `ready` and listed
+ * (until then its `uploading` row marks them as temporary: a daemon
+ * restarted removes such datasets). That check runs
  * on a thread of the ingest pool (server/ingest_pool.h), not the HTTP
  * thread, and the reply comes when it is done (http_reply_later). An
  * invalid file, a body cut short, or a client that goes away before the
@@ -59,6 +61,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/io/durable.h"
 #include "server/api.h"
 #include "server/dataset_ingest.h"
 #include "server/disk_space.h"
@@ -367,7 +370,26 @@ static int upload_data(HttpRequest *req, const char *data, size_t size) {
 
 static void upload_release(Upload *u);
 
-/* The ingest pool's task: the files checked and the dataset made ready,
+/* The files, then their directory and its entry, on the disk before the
+ * dataset is made ready: a power cut after the reply must not leave a
+ * ready dataset of empty or short files. Here, on the ingest pool's
+ * thread, not as each file closes on the HTTP thread, whose every
+ * connection would wait for gigabytes to reach the disk. */
+static int sync_files(const Upload *u) {
+    char path[4096 + 160];
+    if (u->info.num_files == 0) return 0; /* refused before: each format has files */
+    for (int i = 0; i < u->info.num_files; i++) {
+        snprintf(path, sizeof path, "%s/%s", u->dir, u->info.files[i].name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int rc = fd >= 0 ? fsync(fd) : -1;
+        int err = errno;
+        if (fd >= 0) close(fd);
+        if (rc != 0) return error_sys(err, "dataset '%s': fsync of %s", u->name, path);
+    }
+    return durable_sync_parent(path) == 0 && durable_sync_parent(u->dir) == 0 ? 0 : -1;
+}
+
+/* The ingest pool's task: the files synced and checked and the dataset made ready,
  * its result and error kept for the reply; recorded in the audit trail
  * whether or not the client is still there for the reply. */
 static void check_files(void *ctx, bool cancelled) {
@@ -375,6 +397,8 @@ static void check_files(void *ctx, bool cancelled) {
     if (cancelled || atomic_load(&u->abandoned)) {
         error_set("dataset '%s': %s before its files were checked", u->name,
                   cancelled ? "the daemon stopped" : "the client went away");
+        u->result = DATASET_INGEST_STORAGE;
+    } else if (sync_files(u) != 0) {
         u->result = DATASET_INGEST_STORAGE;
     } else {
         DatasetIngest in = {.db = u->api->db, .quota_defaults = &u->api->quota_defaults,
