@@ -14,6 +14,7 @@
  */
 #include "storage/db_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -452,34 +453,98 @@ static int update(Db *db, int64_t id, const char *sql, int64_t a, int64_t b, con
     return rc;
 }
 
-int db_dataset_delete(Db *db, int64_t id) {
-    char dir[4200];
-    if (db_dataset_dir(db, id, dir, sizeof dir) != 0) return DB_ERROR;
-    DbDataset ds;
-    int rc = db_dataset_get(db, id, &ds);
+/* The statement that takes dataset id out of 'ready' (and out of sight),
+ * unless a queued or running job names it: a job is inserted only while
+ * its datasets are ready (db_job_insert), so none crosses it. */
+#define OUT_OF_READY                                                                           \
+    "UPDATE datasets SET state = 'uploading' WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM "     \
+    "jobs WHERE state IN ('queued', 'running') AND (train_dataset = ?1 OR val_dataset = ?1))"
+
+/* Why OUT_OF_READY (and more) changed no row: a job names the dataset
+ * (DB_CONFLICT) or it is not there to take (DB_NOT_FOUND). */
+static int not_taken(Db *db, int64_t id) {
+    int jobs = 0;
+    int rc = db_dataset_jobs(db, id, &jobs, NULL);
     if (rc != DB_OK) return rc;
-    db_dataset_clear(&ds);
-    /* out of 'ready' first, unless a queued or running job names it, in one
-     * statement: a job is inserted only while its datasets are ready
-     * (db_job_insert). A crash after it leaves a row the next start
-     * deletes (db_dataset_delete_stale). */
-    rc = update(db, id, "UPDATE datasets SET state = 'uploading' WHERE id = ?1 AND NOT EXISTS "
-                        "(SELECT 1 FROM jobs WHERE state IN ('queued', 'running') AND "
-                        "(train_dataset = ?1 OR val_dataset = ?1))", 0, 0, NULL);
-    if (rc == DB_NOT_FOUND) {
-        error_set("dataset %lld is used by a queued or running job", (long long)id);
-        return DB_CONFLICT;
-    }
-    if (rc != DB_OK) return rc;
-    /* files next: a row without files is finished by the next delete, files
-     * without a row would leak disk forever */
-    if (db_remove_tree(dir) != 0) return error_prefix("dataset %lld", (long long)id);
+    if (jobs > 0)
+        return error_set("dataset %lld is used by a queued or running job", (long long)id),
+               DB_CONFLICT;
+    return error_set("dataset %lld: not found", (long long)id), DB_NOT_FOUND;
+}
+
+int db_dataset_claim_delete(Db *db, int64_t id) {
+    int rc = update(db, id, OUT_OF_READY " AND state != 'uploading'", 0, 0, NULL);
+    return rc == DB_NOT_FOUND ? not_taken(db, id) : rc;
+}
+
+/* <data-dir>/datasets/.trash-<id>: no dataset's directory (a name of
+ * digits) is ever so named. */
+static int trash_dir(const Db *db, int64_t id, char *buf, size_t size) {
+    if (snprintf(buf, size, "%s/datasets/.trash-%lld", db_data_dir(db), (long long)id) >=
+        (int)size)
+        return error_set("dataset %lld: path too long", (long long)id);
+    return 0;
+}
+
+static int delete_row(Db *db, int64_t id) {
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
     sqlite3_stmt *st = db_stmt(c, "DELETE FROM datasets WHERE id = ?1");
-    rc = st ? (sqlite3_bind_int64(st, 1, id), db_step_done(c, st, "dataset")) : DB_ERROR;
+    int rc = st ? (sqlite3_bind_int64(st, 1, id), db_step_done(c, st, "dataset")) : DB_ERROR;
     db_release(db, c);
     return rc;
+}
+
+int db_dataset_delete(Db *db, int64_t id, char *trash, size_t size) {
+    char dir[4200], aside[4200];
+    if (db_dataset_dir(db, id, dir, sizeof dir) != 0 ||
+        trash_dir(db, id, aside, sizeof aside) != 0)
+        return DB_ERROR;
+    if (trash) trash[0] = '\0';
+    /* out of 'ready' first; a crash after it leaves a row the next start
+     * deletes (db_dataset_delete_stale) */
+    int rc = update(db, id, OUT_OF_READY, 0, 0, NULL);
+    if (rc == DB_NOT_FOUND) return not_taken(db, id);
+    if (rc != DB_OK) return rc;
+    /* the files aside next, in one rename: a row without files is finished
+     * by the next start, files without a row under a dataset's name would
+     * leak disk forever */
+    bool moved = rename(dir, aside) == 0;
+    if (!moved && errno != ENOENT)
+        return error_set("dataset %lld: cannot move %s aside: %s", (long long)id, dir,
+                         strerror(errno)),
+               DB_ERROR;
+    bool handed = moved && trash && snprintf(trash, size, "%s", aside) < (int)size;
+    if (trash && !handed) trash[0] = '\0';
+    if (moved && !handed && db_remove_tree(aside) != 0)
+        return error_prefix("dataset %lld", (long long)id);
+    rc = delete_row(db, id);
+    if (rc != DB_OK && handed) {
+        /* SQLite needs room to delete a row: on a full disk, the files'
+         * room first, then again */
+        trash[0] = '\0';
+        if (db_remove_tree(aside) != 0) return error_prefix("dataset %lld", (long long)id);
+        rc = delete_row(db, id);
+    }
+    return rc;
+}
+
+/* The trash a crash left between a delete's rename and its removal. */
+static int remove_trash(Db *db) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/datasets", db_data_dir(db));
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? 0 : error_sys(errno, "cannot open %s", dir);
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d))) {
+        char path[4200 + 256];
+        if (strncmp(e->d_name, ".trash-", 7) != 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        rc = db_remove_tree(path);
+    }
+    closedir(d);
+    return rc == 0 ? DB_OK : DB_ERROR;
 }
 
 int db_dataset_delete_stale(Db *db, int *n) {
@@ -490,11 +555,11 @@ int db_dataset_delete_stale(Db *db, int *n) {
     if (rc != DB_OK) return rc;
     for (int i = 0; i < count && rc == DB_OK; i++) {
         if (list[i].state == DB_DATASET_READY) continue;
-        rc = db_dataset_delete(db, list[i].id);
+        rc = db_dataset_delete(db, list[i].id, NULL, 0);
         if (rc == DB_OK && n) (*n)++;
     }
     db_dataset_list_free(list, count);
-    return rc;
+    return rc == DB_OK ? remove_trash(db) : rc;
 }
 
 int db_dataset_import_progress(Db *db, int64_t id, int64_t bytes, int64_t total) {

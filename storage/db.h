@@ -73,6 +73,9 @@ void db_close(Db *db); /* NULL is fine; no call may be in flight */
 /* mkdir -p: path and its missing parents (mode 0755), as db_open makes
  * the data dir; 0, or -1 with an error. */
 int db_mkdir_p(const char *path);
+/* Removes a directory tree under the data dir (files first, then the
+ * directory). A missing path is success. 0, or -1 with an error. */
+int db_remove_tree(const char *path);
 
 const char *db_data_dir(const Db *db);
 /* PRAGMA user_version of the open database. */
@@ -305,14 +308,22 @@ int db_dataset_list(Db *db, const DbViewer *viewer, int64_t owner, bool include_
  * the first's id in *job (may be NULL). */
 int db_dataset_jobs(Db *db, int64_t id, int *count, int64_t *job);
 void db_dataset_list_free(DbDataset *list, int n);
-/* Takes the dataset out of 'ready', unless a queued or running job names
- * it (DB_CONFLICT: in one statement, so no job's insert crosses it), then
- * deletes its files and directory, then its row; a second call, or the
- * next start's db_dataset_delete_stale after a crash, finishes the job. */
-int db_dataset_delete(Db *db, int64_t id);
+/* A DELETE's claim on a dataset: out of 'ready' (or 'importing') and out
+ * of sight, unless a queued or running job names it (DB_CONFLICT: in one
+ * statement, so no job's insert crosses it) or another DELETE took it
+ * first (DB_NOT_FOUND). */
+int db_dataset_claim_delete(Db *db, int64_t id);
+/* Deletes the dataset: out of 'ready' unless a job names it (DB_CONFLICT,
+ * as above), its directory moved aside in one rename, then its row. The
+ * directory moved aside (<data-dir>/datasets/.trash-<id>) is removed here
+ * when trash is NULL; else its path goes to trash ("" when there was none)
+ * for the caller to remove (db_remove_tree) where a folder of many files
+ * may take its time. After a crash the next start's
+ * db_dataset_delete_stale finishes it. */
+int db_dataset_delete(Db *db, int64_t id, char *trash, size_t size);
 /* Deletes datasets left `uploading` or `importing` (by a daemon that died
- * mid-upload); call at start, before serving. *n (may be NULL) gets how
- * many. */
+ * mid-upload), and what deletes left aside; call at start, before
+ * serving. *n (may be NULL) gets how many datasets. */
 int db_dataset_delete_stale(Db *db, int *n);
 /* "<data-dir>/datasets/<id>/<file name>" of the file with this role. */
 int db_dataset_file_path(const Db *db, const DbDataset *ds, const char *role, char *buf,

@@ -117,8 +117,4 @@ int db_metric_blocks_downsample(DbConn *c, int64_t job, const char *name, int64_
  * build an old database; NULL past the last. */
 const char *db_migration(int version);
 
-/* Removes a directory tree under the data dir (files first, then the
- * directory). A missing path is success. 0, or -1 with an error. */
-int db_remove_tree(const char *path);
-
 #endif

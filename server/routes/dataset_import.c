@@ -157,7 +157,7 @@ int dataset_import(HttpRequest *req, json_t *body) {
     json_decref(out);
     char msg[ERROR_MAX];
     snprintf(msg, sizeof msg, "%s", error_get());
-    if (db_dataset_delete(api->db, job.dataset_id) != DB_OK) /* the next start will */
+    if (db_dataset_delete(api->db, job.dataset_id, NULL, 0) != DB_OK) /* the next start will */
         log_message("import", "dataset %lld: removing it: %s", (long long)job.dataset_id,
                     error_get());
     if (rc == 1)

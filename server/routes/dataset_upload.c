@@ -118,7 +118,7 @@ static void discard(Upload *u, const char *why) {
     if (u->fd >= 0) close(u->fd);
     u->fd = -1;
     if (!u->id || u->ready) return;
-    if (db_dataset_delete(u->api->db, u->id) != DB_OK)
+    if (db_dataset_delete(u->api->db, u->id, NULL, 0) != DB_OK)
         log_message("upload", "dataset %lld: cannot remove a failed upload: %s",
                     (long long)u->id, error_get());
     else

@@ -14,10 +14,13 @@
  * queued or running job trains on cannot be deleted (409 in_use).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "server/api.h"
+#include "server/ingest_pool.h"
+#include "server/log.h"
 
 static json_t *dims(int ndim, const int64_t *shape) {
     json_t *a = json_array();
@@ -112,6 +115,26 @@ int datasets_get(HttpRequest *req) {
     return http_reply_json(req, 200, body);
 }
 
+/* A deleted dataset's files, moved aside, removed by the ingest pool: an
+ * image folder of millions of files takes minutes, which the HTTP thread,
+ * and every connection on it, must not wait. Here without a pool (a
+ * test's Api); a removal the daemon's stop cuts short is finished at the
+ * next start (db_dataset_delete_stale). */
+static void remove_trash_task(void *path, bool cancelled) {
+    if (!cancelled && db_remove_tree(path) != 0)
+        log_message("dataset", "removing %s: %s", (char *)path, error_get());
+    free(path);
+}
+
+static void remove_trash_later(Api *api, const char *trash) {
+    if (!trash[0]) return;
+    char *path = strdup(trash);
+    if (path && api->ingest && ingest_pool_run(api->ingest, remove_trash_task, path) == 0) return;
+    if (path) remove_trash_task(path, false);
+    else if (db_remove_tree(trash) != 0)
+        log_message("dataset", "removing %s: %s", trash, error_get());
+}
+
 /* The DELETE, checked again at each step: 1 once replied, 0 while an
  * import of the dataset lets go of it (asked to stop; its check of the
  * files, if it has begun, is not cut short). */
@@ -145,12 +168,17 @@ static int delete_step(HttpRequest *req) {
         return 1;
     }
     if (importer_cancel_ask(api->importer, id)) return 0; /* an import stops first */
-    st = db_dataset_delete(api->db, id);
+    char trash[4400];
+    st = db_dataset_claim_delete(api->db, id);
+    if (st == DB_OK) st = db_dataset_delete(api->db, id, trash, sizeof trash);
     if (st == DB_CONFLICT) /* a job submitted since the check above */
         http_reply_error(req, 409, "in_use", NULL, "%s", error_get());
+    else if (st == DB_NOT_FOUND) /* another DELETE took it since resolve */
+        http_reply_error(req, 404, "not_found", NULL, "no dataset '%.64s'", http_param(req, 0));
     else if (st != DB_OK)
         api_reply_db(req, st, NULL);
     else {
+        remove_trash_later(api, trash);
         api_audit(req, "dataset.delete", "dataset %lld (%s/%s)", (long long)id, ds.owner_name,
                   ds.name);
         http_reply_json(req, 200, json_pack("{s:I, s:b}", "id", (json_int_t)id, "deleted", 1));

@@ -169,6 +169,26 @@ EOF
     acc=$(jv 'd["metrics"]["val_accuracy"]["value"]')
     check "its validation accuracy ($acc) is past 0.75 (a guess: 0.1)" \
         "$(jv 'd["metrics"]["val_accuracy"]["value"] > 0.75')" True
+
+    # two DELETEs of one folder at once: one deletes, the other finds none;
+    # its files go (on a background thread), nothing left aside
+    api GET /v1/datasets/mnist-if-grey
+    GREY=$(jv 'd["id"]')
+    DELS=()
+    for i in 1 2; do
+        curl -s -o /dev/null -w '%{http_code}\n' -X DELETE -H "Authorization: Bearer $TOKEN" \
+            "$URL/v1/datasets/$GREY" >"$TMP/del$i" &
+        DELS+=($!)
+    done
+    wait "${DELS[@]}"
+    check "two DELETEs at once: one 200, one 404" "$(cat "$TMP/del1" "$TMP/del2" | sort | tr '\n' ' ')" \
+        "200 404 "
+    for _ in $(seq 50); do
+        [ -z "$(ls -A "$VAR/datasets" | grep -x -e "$GREY" -e ".trash-$GREY")" ] && break
+        sleep 0.1
+    done
+    check "... its files gone, none left aside" \
+        "$(ls -A "$VAR/datasets" | grep -c -x -e "$GREY" -e ".trash-$GREY")" 0
 else
     skip "MNIST image folders" "$MNIST is absent"
 fi

@@ -482,20 +482,38 @@ Test(storage, dataset_crud) {
     int64_t job;
     cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}", .train_dataset = id}, &job),
                  DB_OK, "%s", error_get());
-    cr_assert_eq(db_dataset_delete(db, id), DB_CONFLICT);
+    cr_assert_eq(db_dataset_claim_delete(db, id), DB_CONFLICT);
+    char used[96];
+    snprintf(used, sizeof used, "dataset %lld is used by a queued or running job", (long long)id);
+    cr_assert_str_eq(error_get(), used);
+    cr_assert_eq(db_dataset_delete(db, id, NULL, 0), DB_CONFLICT);
     cr_assert(exists(dir));
     cr_assert_eq(db_dataset_get(db, id, &ds), DB_OK);
     cr_assert_eq(ds.state, DB_DATASET_READY);
     db_dataset_clear(&ds);
     cr_assert_eq(db_job_cancel_queued(db, job), DB_OK, "%s", error_get());
-    /* delete: files, then the row; again: not found */
-    cr_assert_eq(db_dataset_delete(db, id), DB_OK);
+    /* a DELETE's claim: out of sight; a second DELETE's claim finds none */
+    cr_assert_eq(db_dataset_claim_delete(db, id), DB_OK, "%s", error_get());
+    cr_assert_eq(db_dataset_resolve(db, NULL, "toy", &ds), DB_OK);
+    cr_assert_eq(ds.state, DB_DATASET_UPLOADING);
+    db_dataset_clear(&ds);
+    cr_assert_eq(db_dataset_claim_delete(db, id), DB_NOT_FOUND);
+    /* delete: the files moved aside for the caller, then the row; again:
+     * not found */
+    char trash[4400], want[4400];
+    cr_assert_eq(db_dataset_delete(db, id, trash, sizeof trash), DB_OK, "%s", error_get());
+    snprintf(want, sizeof want, "%s/datasets/.trash-%lld", db_data_dir(db), (long long)id);
+    cr_assert_str_eq(trash, want);
+    cr_assert(exists(trash) && !exists(dir));
+    /* what a crash left aside is removed at the next start */
+    cr_assert_eq(db_dataset_delete_stale(db, NULL), DB_OK);
+    cr_assert(!exists(trash));
     cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}", .val_dataset = id}, &job),
                  DB_INVALID);
     cr_assert_str_eq(error_get(), "data: a dataset of the job was deleted as it was submitted");
     cr_assert(!exists(dir));
     cr_assert_eq(db_dataset_get(db, id, &ds), DB_NOT_FOUND);
-    cr_assert_eq(db_dataset_delete(db, id), DB_NOT_FOUND);
+    cr_assert_eq(db_dataset_delete(db, id, NULL, 0), DB_NOT_FOUND);
     /* the name is free again; ids are not reused */
     int64_t id2;
     cr_assert_eq(db_dataset_insert(db, "toy", "csv", NULL, 0, &id2), DB_OK);
