@@ -27,12 +27,18 @@ static bool check_due(StreamAuth *a) {
     return true;
 }
 
-bool stream_auth_lost(StreamAuth *a, SseBuf *out) {
+bool stream_auth_revoked(StreamAuth *a, bool now) {
     if (a->lost) return true;
-    if (!check_due(a)) return false;
+    if (!check_due(a) && !now) return false;
     error_clear();
     if (db_user_token_valid(a->db, a->user_id, a->token_sha256) != DB_NOT_FOUND) return false;
     a->lost = true;
+    return true;
+}
+
+bool stream_auth_lost(StreamAuth *a, SseBuf *out) {
+    if (a->lost) return true;
+    if (!stream_auth_revoked(a, false)) return false;
     json_t *body = json_pack("{s:{s:s, s:o, s:o}}", "error", "code", "unauthorized", "message",
                              json_text(error_get()), "path", json_text(a->path));
     if (body) sse_event(out, -1, "error", body);

@@ -9,7 +9,9 @@
  * (db_user_token_valid: one indexed read). Once it does not, the stream
  * gets a last `event: error` with the API's JSON error body (401
  * unauthorized) and ends: within about STREAM_AUTH_CHECK_MS plus a tick of
- * the change.
+ * the change. An upload's body (server/routes/dataset_upload.c) is such a
+ * stream the other way: it asks stream_auth_revoked as its chunks come,
+ * and once more before its dataset is made.
  */
 #ifndef TRAIND_SERVER_STREAM_AUTH_H
 #define TRAIND_SERVER_STREAM_AUTH_H
@@ -36,7 +38,13 @@ typedef struct {
 /* The caller `who` (http_auth) of the request at path, checked from now on. */
 void stream_auth_init(StreamAuth *a, Db *db, const HttpAuth *who, const char *path);
 
-/* Whether the caller's token has stopped working: when STREAM_AUTH_CHECK_MS
+/* Whether the caller's token has stopped working: asks the database when
+ * STREAM_AUTH_CHECK_MS have passed since the last check, or at once with
+ * `now`; the reason in error_get(). A failing database is not an answer.
+ * True from then on. */
+bool stream_auth_revoked(StreamAuth *a, bool now);
+
+/* stream_auth_revoked for a stream of events: when STREAM_AUTH_CHECK_MS
  * have passed since the last check, asks the database; the first time it
  * answers no, appends `event: error` (data: {"error": {"code":
  * "unauthorized", "message", "path"}}) to out. A failing database is not

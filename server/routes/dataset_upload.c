@@ -69,6 +69,7 @@
 #include "server/log.h"
 #include "server/multipart.h"
 #include "server/quota_text.h"
+#include "server/stream_auth.h"
 #include "storage/sha256.h"
 
 #define UPLOAD_FIELD_MAX 1024
@@ -100,6 +101,7 @@ typedef struct {
     int64_t stored; /* bytes of files written, all files */
 
     ApiPendingError err; /* the first error, replied by data() or the handler */
+    StreamAuth auth;     /* the uploader's token, asked again as the body comes */
 
     /* the check of the files (ingest), on a pool thread */
     atomic_int refs;        /* the request's, and the check's while it runs */
@@ -347,6 +349,7 @@ static int upload_begin(HttpRequest *req) {
     u->quota = quota;
     u->api = http_app(req);
     u->owner = http_auth(req)->user_id;
+    stream_auth_init(&u->auth, u->api->db, http_auth(req), "/v1/datasets");
     u->fd = -1;
     atomic_init(&u->refs, 1); /* the request's */
     u->mp = multipart_new(http_header(req, "Content-Type"), on_part, u);
@@ -360,9 +363,20 @@ static int upload_begin(HttpRequest *req) {
     return HTTP_BODY_STREAM;
 }
 
+/* The uploader's token stopped working (revoked, or replaced) while the
+ * body came: as a stream's, the upload ends there, nothing of it kept. */
+static int token_lost(Upload *u) {
+    char why[ERROR_MAX];
+    snprintf(why, sizeof why, "%s", error_get());
+    discard(u, "ended: its token stopped working");
+    return api_pending_error(&u->err, 401, "unauthorized", "", "%s; nothing of the upload was kept",
+                             why);
+}
+
 static int upload_data(HttpRequest *req, const char *data, size_t size) {
     Upload *u = http_state(req);
-    if (multipart_feed(u->mp, data, size) == 0 && !u->err.status) return 0;
+    if (stream_auth_revoked(&u->auth, false)) token_lost(u);
+    else if (multipart_feed(u->mp, data, size) == 0 && !u->err.status) return 0;
     if (!u->err.status) api_pending_error(&u->err, 400, "bad_request", "", "malformed multipart/form-data body");
     api_reply_pending(req, &u->err);
     return -1;
@@ -458,6 +472,10 @@ int dataset_upload_finish(HttpRequest *req) {
     u->mp = NULL;
     if (u->err.status) return api_reply_pending(req, &u->err);
     if (close_file(u) != 0) return api_reply_pending(req, &u->err);
+    if (stream_auth_revoked(&u->auth, true)) {
+        token_lost(u);
+        return api_reply_pending(req, &u->err);
+    }
     if (complete != 0)
         return http_reply_error(req, 400, "bad_request", "",
                                 "the multipart body is cut short or malformed (no closing "

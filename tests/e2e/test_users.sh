@@ -370,6 +370,27 @@ check "(g) ... alice holds three" "$(held)" $((3 * B))
 check "(g) ... nothing of the refused one on disk" \
     "$(ls "$VAR/jobs/$J/checkpoints")" epoch-0
 
+# ---------------------------------------------------------------- (g2) an upload cut off
+# An upload's body is a stream too: dave's, 2 MB at 256 kB/s, ends 401 soon
+# after his token is revoked, and nothing of it is kept.
+head -c 2000000 /dev/zero >"$TMP/slow.bin"
+curl -s -o "$TMP/slow.json" -w '%{http_code}' --limit-rate 256k -H "Authorization: Bearer $DAVE3" \
+    -F name=slow -F format=tokens -F "file=@$TMP/slow.bin" "$URL/v1/datasets" >"$TMP/slow.code" &
+UPID=$!
+sleep 1.5
+T0=$(now_ms)
+api POST /v1/users/dave/revoke
+expect "(g2) dave revoked while his upload is on its way" 200
+wait "$UPID"
+MS=$(($(now_ms) - T0))
+check "(g2) the upload ends 401" "$(cat "$TMP/slow.code")" 401
+check "(g2) ... saying why" "$(jv 'd["error"]["message"]' "$TMP/slow.json")" \
+    "user 'dave': the token was revoked or replaced; nothing of the upload was kept"
+check "(g2) ... within 2 s of the revoke, not at the body's end ($MS ms)" \
+    "$([ "$MS" -le 2000 ] && echo yes)" yes
+check "(g2) ... nothing of it kept" \
+    "$(sql "$VAR" "SELECT count(*) FROM datasets WHERE name = 'slow'")" 0
+
 # ---------------------------------------------------------------- (h) README.md's Users part, verbatim
 # Its ```sh blocks, in one shell, from a scratch directory where build/traind
 # is the binary under test and var the second daemon's data dir; curl goes
