@@ -104,13 +104,15 @@ static size_t on_receive(char *p, size_t size, size_t n, void *ctx) {
     return took;
 }
 
-/* The daemon's error message of a refusal, as one line. */
+/* The daemon's error message of a refusal, as one line; *over whether it
+ * says the attempt is over (AttemptReply's attempt_over). */
 static void refusal(const AttemptHttp *h, const AttemptRequest *q, long status,
-                    const AttemptReply *body, char *out, size_t size) {
+                    const AttemptReply *body, char *out, size_t size, bool *over) {
     json_t *o = body->data ? json_loads(body->data, 0, NULL) : NULL;
     json_t *e = json_object_get(o, "error");
     const char *code = json_string_value(json_object_get(e, "code"));
     const char *msg = json_string_value(json_object_get(e, "message"));
+    *over = status == 401 || (status == 409 && code && strcmp(code, "stale_attempt") == 0);
     /* a long message is cut: the line stays a line */
     snprintf(out, size,
              "the daemon refused %s %.200s/v1/jobs/%" PRId64 "/attempts/%d%.64s: %ld %.32s: %.400s",
@@ -166,6 +168,7 @@ long attempt_http_request(const AttemptHttp *h, CURL *curl, const AttemptRequest
     if (q->json) headers = curl_slist_append(headers, "Content-Type: application/json");
     double start = clock_now_s(), backoff = ATTEMPT_HTTP_BACKOFF_FIRST_S;
     long status = -1, refused = 0;
+    bool over = false;
     char why[1024] = "";
     for (;;) {
         *reply = (AttemptReply){0};
@@ -182,7 +185,7 @@ long attempt_http_request(const AttemptHttp *h, CURL *curl, const AttemptRequest
         }
         if (rc == CURLE_OK && status >= 200 && status < 300) break;
         if (rc == CURLE_OK && status >= 400 && status < 500) {
-            refusal(h, q, status, reply, why, sizeof why);
+            refusal(h, q, status, reply, why, sizeof why, &over);
             error_set("%s", why);
             refused = status;
             status = -1;
@@ -191,7 +194,7 @@ long attempt_http_request(const AttemptHttp *h, CURL *curl, const AttemptRequest
         if (rc != CURLE_OK)
             snprintf(why, sizeof why, "%s", curl_err[0] ? curl_err : curl_easy_strerror(rc));
         else
-            refusal(h, q, status, reply, why, sizeof why);
+            refusal(h, q, status, reply, why, sizeof why, &over);
         free(reply->data);
         *reply = (AttemptReply){0};
         if (clock_now_s() - start + backoff > h->timeout_s) {
@@ -206,7 +209,7 @@ long attempt_http_request(const AttemptHttp *h, CURL *curl, const AttemptRequest
     curl_slist_free_all(headers);
     if (status < 0) {
         free(reply->data);
-        *reply = (AttemptReply){.refused = refused};
+        *reply = (AttemptReply){.refused = refused, .attempt_over = refused && over};
     }
     return status;
 }

@@ -12,6 +12,7 @@
 #define TRAIND_JOB_ATTEMPT_HTTP_H
 
 #include <curl/curl.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,10 @@ typedef struct {
     char *data; /* NUL-terminated; NULL when empty */
     size_t len;
     long refused; /* the 4xx status of a refusal (the request failed), else 0 */
+    /* refused because the attempt is over: its token opens nothing (401) or
+     * the daemon runs another attempt, or none (409 stale_attempt); not a
+     * refusal of the request itself (a 409 conflict of a checkpoint) */
+    bool attempt_over;
 } AttemptReply;
 
 /* Sends q on curl until it is answered below 500 or the timeout passes.

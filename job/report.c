@@ -82,7 +82,7 @@ struct Reporter {
     bool flush_asked, stopping;
     double last_sent;        /* under mu: clock_now_s() of the last batch sent, 0 for none */
     char failure[ERROR_MAX]; /* under mu; "" while none */
-    long refused;            /* under mu: the failure's 4xx, 0 for none */
+    bool attempt_over;       /* under mu: the failure said so (AttemptReply's) */
 };
 
 /* ---- the queue ---- */
@@ -106,11 +106,11 @@ static bool grow(void **items, int n, int *cap, size_t size) {
 }
 
 /* Under mu: a failure stops the reports and the run (the cancel flag);
- * refused: its 4xx status, 0 for none. */
-static void fail_locked(Reporter *r, const char *msg, long refused) {
+ * attempt_over: the daemon said the attempt is over. */
+static void fail_locked(Reporter *r, const char *msg, bool attempt_over) {
     if (!r->failure[0]) {
         snprintf(r->failure, sizeof r->failure, "%s", msg);
-        r->refused = refused;
+        r->attempt_over = attempt_over;
     }
     atomic_store(r->cancel, 1);
     pthread_cond_broadcast(&r->cv);
@@ -217,9 +217,9 @@ static json_t *batch_json(const Batch *b) {
 
 /* ---- the sending thread ---- */
 
-/* Sends one batch; 0, or -1 with an error. */
-/* *refused: a refusal's 4xx when it fails (0 for none). */
-static int send_batch(Reporter *r, CURL *h, const Batch *b, long *refused) {
+/* Sends one batch; 0, or -1 with an error, *attempt_over whether the
+ * daemon said the attempt is over. */
+static int send_batch(Reporter *r, CURL *h, const Batch *b, bool *attempt_over) {
     json_t *body = batch_json(b);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
@@ -228,7 +228,7 @@ static int send_batch(Reporter *r, CURL *h, const Batch *b, long *refused) {
     AttemptReply reply;
     long status = attempt_http_request(&r->http, h, &q, &reply);
     free(text);
-    *refused = reply.refused;
+    *attempt_over = reply.attempt_over;
     if (status < 0) return -1;
     json_t *o = reply.data ? json_loads(reply.data, 0, NULL) : NULL;
     if (json_is_true(json_object_get(o, "preempt"))) atomic_store(&r->preempted, true);
@@ -263,19 +263,19 @@ static void *sender_main(void *arg) {
         Batch b;
         int64_t taken = take_batch(r, &b);
         if (taken < 0) {
-            fail_locked(r, "reports: out of memory", 0);
+            fail_locked(r, "reports: out of memory", false);
             break;
         }
         more = r->sent + (uint64_t)taken < r->pushed;
         r->flush_asked = r->flush_asked && more;
         pthread_mutex_unlock(&r->mu);
-        long refused = 0;
-        int rc = send_batch(r, h, &b, &refused);
+        bool over = false;
+        int rc = send_batch(r, h, &b, &over);
         batch_free(&b);
         pthread_mutex_lock(&r->mu);
         r->last_sent = clock_now_s();
         if (rc != 0)
-            fail_locked(r, error_get(), refused);
+            fail_locked(r, error_get(), over);
         else
             r->sent += (uint64_t)taken;
         pthread_cond_broadcast(&r->cv);
@@ -307,7 +307,7 @@ const char *report_failure(Reporter *r) {
 
 bool report_attempt_over(Reporter *r) {
     pthread_mutex_lock(&r->mu);
-    bool over = r->refused == 401 || r->refused == 409;
+    bool over = r->attempt_over;
     pthread_mutex_unlock(&r->mu);
     return over;
 }
@@ -316,7 +316,7 @@ bool report_attempt_over(Reporter *r) {
  * reports as one on the sending thread does. Returns -1. */
 static int fail_main(Reporter *r, const AttemptReply *reply) {
     pthread_mutex_lock(&r->mu);
-    fail_locked(r, error_get(), reply->refused);
+    fail_locked(r, error_get(), reply->attempt_over);
     pthread_mutex_unlock(&r->mu);
     return -1;
 }
@@ -344,7 +344,7 @@ int report_checkpoint(Reporter *r, const char *dir, int epoch, int64_t step, boo
         if (attempt_http_request(&r->http, r->main_curl, &q, &reply) >= 0) {
             free(reply.data);
             rc = 0;
-        } else if (!partial || reply.refused == 401 || reply.refused == 409) {
+        } else if (!partial || reply.attempt_over) {
             rc = fail_main(r, &reply);
         } /* a partial one not taken (a quota, a full disk): the run ends as it would */
     } else

@@ -20,7 +20,8 @@
 # (d) curl on the routes: a wrong token 401, a stale attempt 409
 # stale_attempt, a bad body 400 naming the field, a checkpoint past its
 # owner's quota 429, a report sent twice
-# stores its log lines once, the end of a cancelled job; (e) a cancel
+# stores its log lines once, the end of a cancelled job; (d2) a rank whose
+# checkpoint is refused (409 conflict) ends the job failed; (e) a cancel
 # through the user API reaches a running rank: it stops, the job ends
 # `cancelled`; (f) a queue longer than a report takes (8000 steps of batch
 # size 1) reaches the daemon whole; (g) a job preempted by one at an
@@ -361,6 +362,21 @@ check "(d) a page of 5 from a step of 40 metrics: the whole step, then after it"
     "$(jv 'len(d["metrics"]), d["next_after"]')" "(40, 2)"
 TOKEN=$T4 api POST "$R/report" -d '{}'
 expect "(d) a report after the end: stale" 409 stale_attempt
+
+# ---------------------------------------------------------------- (d2) a checkpoint refused
+# A rank whose checkpoint is refused as a conflict (409 conflict, not
+# stale_attempt: the attempt goes on) reports the job's end, failed, saying
+# why, rather than leaving it running with no rank.
+submit conflict 1
+J6=$JOB_ID
+TOKEN=$(cat "$DIR/token") api PUT "/v1/jobs/$J6/attempts/1/checkpoints/5" -F step=$((2000 / 50)) \
+    -F "model=@$TMP/fake.model;filename=model.safetensors" \
+    -F "trainer=@$TMP/fake.trainer;filename=trainer.safetensors"
+expect "(d2) epoch 5's checkpoint at epoch 0's last step" 201
+$(rank_cmd | sed 's/ --resume auto//') >/dev/null 2>"$TMP/conflict.err"
+check "(d2) the rank (not resuming) whose epoch 0 checkpoint is refused exits 1" "$?" 1
+check "(d2) ... the job ends failed" "$(wait_state "$J6" 10 failed)" failed
+has "(d2) ... saying why" "$TMP/body" "409 conflict: step 40 is the checkpoint of epoch 5"
 
 # ---------------------------------------------------------------- (e) a cancel reaches a rank
 submit cancel 200
