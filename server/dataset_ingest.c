@@ -124,22 +124,39 @@ static Dataset *load(Db *db, const DbDataset *info) {
     return ds;
 }
 
+/* The owner's quota, and the dataset bytes they hold besides this
+ * dataset: their holdings count what uploads and imports in progress have
+ * stored (their rows' progress), this one's too, which its own checks
+ * must not count twice. */
+static int owner_quota(const DatasetIngest *in, DbQuota *q, int64_t *others, char *user,
+                       size_t size) {
+    DbUsage held;
+    DbDataset self;
+    int st = quota_lookup(in->db, in->owner, in->quota_defaults, q, &held, user, size);
+    if (st == DB_OK) st = db_dataset_get(in->db, in->id, &self);
+    if (st != DB_OK) return st;
+    *others = quota_holding(&held, QUOTA_DATASET_BYTES) -
+              (self.state == DB_DATASET_READY ? self.bytes
+               : self.error[0]                ? 0
+                                              : self.progress_bytes);
+    db_dataset_clear(&self);
+    return DB_OK;
+}
+
 /* Under ready_lock: the owner's quota against the ready datasets, then the
  * row made ready. */
 static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static DatasetIngestResult mark_ready(const DatasetIngest *in, const DbDataset *info) {
     DbQuota q;
-    DbUsage held;
+    int64_t others = 0;
     char user[DB_USER_NAME_MAX + 1], msg[256];
     pthread_mutex_lock(&ready_lock);
     DatasetIngestResult r = DATASET_INGEST_STORAGE;
-    int st = in->owner > 0 ? quota_lookup(in->db, in->owner, in->quota_defaults, &q, &held, user,
-                                          sizeof user)
+    int st = in->owner > 0 ? owner_quota(in, &q, &others, user, sizeof user)
                            : DB_OK; /* no owner, no quota */
     if (st == DB_OK && in->owner > 0 &&
-        !quota_allows(user, &q, QUOTA_DATASET_BYTES, quota_holding(&held, QUOTA_DATASET_BYTES),
-                      info->bytes, msg, sizeof msg)) {
+        !quota_allows(user, &q, QUOTA_DATASET_BYTES, others, info->bytes, msg, sizeof msg)) {
         error_set("%s", msg);
         error_set_path("quota.dataset_bytes");
         r = DATASET_INGEST_OVER_QUOTA;
@@ -190,14 +207,13 @@ static int token_record(const Dataset *ds, const char *options_json, DbDataset *
 /* What the owner's dataset-byte quota leaves (-1: no limit). */
 static int64_t quota_left(const DatasetIngest *in, int64_t *left) {
     DbQuota q;
-    DbUsage held;
+    int64_t others;
     char user[DB_USER_NAME_MAX + 1];
     *left = -1;
     if (in->owner <= 0) return 0;
-    int st = quota_lookup(in->db, in->owner, in->quota_defaults, &q, &held, user, sizeof user);
-    if (st != DB_OK) return -1;
+    if (owner_quota(in, &q, &others, user, sizeof user) != DB_OK) return -1;
     int64_t limit = quota_get(&q, QUOTA_DATASET_BYTES);
-    if (limit >= 0) *left = limit - quota_holding(&held, QUOTA_DATASET_BYTES);
+    if (limit >= 0) *left = limit - others;
     if (*left < 0 && limit >= 0) *left = 0;
     return 0;
 }

@@ -568,6 +568,12 @@ int db_dataset_import_progress(Db *db, int64_t id, int64_t bytes, int64_t total)
                   bytes, total, NULL);
 }
 
+int db_dataset_upload_progress(Db *db, int64_t id, int64_t bytes) {
+    return update(db, id, "UPDATE datasets SET progress_bytes = ?2 WHERE id = ?1 AND "
+                          "state = 'uploading'",
+                  bytes, 0, NULL);
+}
+
 int db_dataset_import_failed(Db *db, int64_t id, const char *error) {
     return update(db, id, "UPDATE datasets SET error = ?4 WHERE id = ?1", 0, 0, error);
 }

@@ -159,7 +159,8 @@ double db_user_usage_now(const DbUser *u, int64_t now_ms, double half_life_s);
 /* What a user holds now, against the quota. */
 typedef struct {
     int64_t running_jobs, queued_jobs, gpus; /* gpus: running jobs on a cuda device */
-    int64_t dataset_bytes;                   /* datasets they own, all states */
+    int64_t dataset_bytes; /* datasets they own: ready ones', and what uploads and imports in
+                            * progress have stored so far */
     int64_t checkpoint_bytes;                /* checkpoints of their jobs: every file (disk_bytes) */
 } DbUsage;
 int db_user_holdings(Db *db, int64_t id, DbUsage *out);
@@ -287,6 +288,9 @@ int db_dataset_dir(const Db *db, int64_t id, char *buf, size_t size);
 int db_dataset_mark_ready(Db *db, int64_t id, const DbDataset *info);
 /* uploading -> importing, or an import's progress. */
 int db_dataset_import_progress(Db *db, int64_t id, int64_t bytes, int64_t total);
+/* An upload's bytes stored so far (progress_bytes; its state stays
+ * `uploading`): the owner's holdings count them, as an import's. */
+int db_dataset_upload_progress(Db *db, int64_t id, int64_t bytes);
 /* An import that failed: its error kept for the user to read (the row stays
  * `importing` with the error until deleted). */
 int db_dataset_import_failed(Db *db, int64_t id, const char *error);

@@ -343,7 +343,10 @@ int db_user_holdings(Db *db, int64_t id, DbUsage *out) {
         /* the GPUs of its running jobs: each "cuda" of "cuda:0,cuda:1" */
         " (SELECT coalesce(sum((length(device) - length(replace(device, 'cuda', ''))) / 4), 0)"
         "   FROM jobs WHERE owner = ?1 AND state = 'running'),"
-        " (SELECT coalesce(sum(bytes), 0) FROM datasets WHERE owner = ?1),"
+        /* a ready dataset's bytes; what an upload or import in progress
+         * has stored so far (a failed import's files are gone) */
+        " (SELECT coalesce(sum(CASE WHEN state = 'ready' THEN bytes WHEN error IS NULL OR "
+        "   error = '' THEN progress_bytes ELSE 0 END), 0) FROM datasets WHERE owner = ?1),"
         " (SELECT coalesce(sum(c.disk_bytes), 0) FROM checkpoints c JOIN jobs j ON c.job_id = j.id"
         "   WHERE j.owner = ?1)",
         NULL, id, read_holdings, out, "user holdings");

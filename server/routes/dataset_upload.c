@@ -28,9 +28,11 @@
  * would pass it is refused (429) before a byte is read; without a
  * Content-Length, or when the files come to more than it let through, the
  * upload is refused as soon as the bytes stored would pass it, its files
- * and row removed at once. dataset_ingest_finish looks again as it makes
- * the dataset ready, so that two uploads (or imports) that each fit but
- * not together cannot both be kept.
+ * and row removed at once. The bytes stored count in the owner's holdings
+ * as they come (every half second, refresh_quota), so that two uploads (or
+ * an upload and an import) that each fit but not together stop as their
+ * bytes meet; dataset_ingest_finish looks again as it makes the dataset
+ * ready, so that two that each fit but not together cannot both be kept.
  *
  * Each file part is written to <data-dir>/datasets/<id>/<name> as its bytes
  * arrive and hashed on the way (sha256); nothing of it is held in memory.
@@ -60,6 +62,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/io/durable.h"
 #include "server/api.h"
@@ -68,6 +71,7 @@
 #include "server/ingest_pool.h"
 #include "server/log.h"
 #include "server/multipart.h"
+#include "server/quota.h"
 #include "server/quota_text.h"
 #include "server/stream_auth.h"
 #include "storage/sha256.h"
@@ -78,6 +82,7 @@
  * parts' headers and boundaries. A body within this of the quota is let in
  * and counted as it is stored. */
 #define UPLOAD_FORM_SLACK (64 * 1024)
+#define UPLOAD_QUOTA_REFRESH_S 0.5
 
 typedef struct {
     Api *api;
@@ -97,8 +102,9 @@ typedef struct {
     int file_index; /* into info.files */
     Sha256 sha;
     DbDataset info;
-    ApiQuota quota; /* the uploader's dataset bytes, as of the request's start */
-    int64_t stored; /* bytes of files written, all files */
+    ApiQuota quota; /* the uploader's dataset bytes, as of quota_at: held, less this one's */
+    double quota_at; /* clock_now_s of the last refresh_quota, 0 for none */
+    int64_t stored;  /* bytes of files written, all files */
 
     ApiPendingError err; /* the first error, replied by data() or the handler */
     StreamAuth auth;     /* the uploader's token, asked again as the body comes */
@@ -219,9 +225,32 @@ static int start_file(Upload *u, const char *role, const char *filename) {
     return 0;
 }
 
+/* Every UPLOAD_QUOTA_REFRESH_S while the body comes: the bytes stored so
+ * far put on the row, where the owner's other uploads and imports count
+ * them (db_user_holdings), and the holdings read again, less them, so that
+ * this one counts theirs. Two uploads that each fit, not together, then
+ * stop as their bytes meet, not when each ends. A failing database keeps
+ * the last look: the check at the end weighs the dataset again. */
+static void refresh_quota(Upload *u) {
+    u->quota_at = clock_now_s();
+    Db *db = u->api->db;
+    DbQuota q;
+    DbUsage held;
+    char user[DB_USER_NAME_MAX + 1];
+    if (db_dataset_upload_progress(db, u->id, u->stored) != DB_OK ||
+        quota_lookup(db, u->owner, &u->api->quota_defaults, &q, &held, user, sizeof user) !=
+            DB_OK) {
+        error_clear();
+        return;
+    }
+    u->quota.q = q;
+    u->quota.held = quota_holding(&held, QUOTA_DATASET_BYTES) - u->stored;
+}
+
 static int write_file(Upload *u, const char *data, size_t size) {
     DbDatasetFile *f = &u->info.files[u->file_index];
     char msg[256];
+    if (clock_now_s() - u->quota_at >= UPLOAD_QUOTA_REFRESH_S) refresh_quota(u);
     if (!api_quota_fits(&u->quota, u->stored + (int64_t)size, msg, sizeof msg)) {
         discard(u, "over the quota");
         return api_pending_error(&u->err, 429, "quota_exceeded", u->quota.path,

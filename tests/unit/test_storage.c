@@ -337,6 +337,38 @@ Test(storage, holdings_count_each_gpu_of_a_running_job) {
     remove_tmp();
 }
 
+/* A user's dataset bytes: a ready dataset's, and what an upload or an
+ * import in progress has stored so far, so that two at once count each
+ * other; not a failed import's (its files are gone), nor a ready one's
+ * progress besides its bytes. */
+Test(storage, holdings_count_datasets_in_progress) {
+    Db *db = open_tmp();
+    char token[DB_TOKEN_LEN + 1];
+    int64_t alice, up, im;
+    DbUsage held;
+    cr_assert_eq(db_user_create(db, "alice", false, &alice, token), DB_OK);
+    cr_assert_eq(db_dataset_insert(db, "up", "csv", NULL, alice, &up), DB_OK);
+    cr_assert_eq(db_dataset_insert(db, "im", "csv", NULL, alice, &im), DB_OK);
+    cr_assert_eq(db_dataset_upload_progress(db, up, 1000), DB_OK, "%s", error_get());
+    cr_assert_eq(db_dataset_import_progress(db, im, 500, 900), DB_OK, "%s", error_get());
+    cr_assert_eq(db_user_holdings(db, alice, &held), DB_OK, "%s", error_get());
+    cr_assert_eq(held.dataset_bytes, 1500);
+    cr_assert_eq(db_dataset_import_failed(db, im, "no such host"), DB_OK);
+    cr_assert_eq(db_dataset_upload_progress(db, im, 700), DB_NOT_FOUND); /* not an upload */
+    cr_assert_eq(db_user_holdings(db, alice, &held), DB_OK);
+    cr_assert_eq(held.dataset_bytes, 1000);
+    DbDataset info = {.num_files = 1, .bytes = 4000, .samples = 1};
+    snprintf(info.files[0].role, sizeof info.files[0].role, "file");
+    snprintf(info.files[0].name, sizeof info.files[0].name, "d.csv");
+    info.files[0].bytes = 4000;
+    cr_assert_eq(db_dataset_mark_ready(db, up, &info), DB_OK, "%s", error_get());
+    cr_assert_eq(db_dataset_upload_progress(db, up, 9999), DB_NOT_FOUND); /* no longer one */
+    cr_assert_eq(db_user_holdings(db, alice, &held), DB_OK);
+    cr_assert_eq(held.dataset_bytes, 4000);
+    db_close(db);
+    remove_tmp();
+}
+
 Test(storage, users_tokens_and_admin_bootstrap) {
     Db *db = open_tmp();
     char token[DB_TOKEN_LEN + 1];
