@@ -87,6 +87,7 @@
 #include "server/api.h"
 #include "server/cpu_list.h"
 #include "server/data_lock.h"
+#include "server/dataset_trash.h"
 #include "server/executor.h"
 #include "server/importer.h"
 #include "server/log.h"
@@ -206,6 +207,7 @@ static int open_storage(Daemon *d, const ServeOptions *o) {
     if (db_dataset_delete_stale(d->db, &stale) != DB_OK) return -1;
     if (stale)
         log_message("start", "removed %d dataset upload(s) or import(s) left unfinished", stale);
+    dataset_trash_sweep(d->db);
     bool created = false;
     if (db_user_bootstrap_admin(d->db, &created) != DB_OK) return -1;
     if (created)

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "core/io/durable.h"
 #include "storage/sha256.h"
 
 void db_dataset_clear(DbDataset *ds) {
@@ -479,8 +480,9 @@ int db_dataset_claim_delete(Db *db, int64_t id) {
 
 /* <data-dir>/datasets/.trash-<id>: no dataset's directory (a name of
  * digits) is ever so named. */
+#define TRASH_PREFIX ".trash-"
 static int trash_dir(const Db *db, int64_t id, char *buf, size_t size) {
-    if (snprintf(buf, size, "%s/datasets/.trash-%lld", db_data_dir(db), (long long)id) >=
+    if (snprintf(buf, size, "%s/datasets/" TRASH_PREFIX "%lld", db_data_dir(db), (long long)id) >=
         (int)size)
         return error_set("dataset %lld: path too long", (long long)id);
     return 0;
@@ -514,6 +516,9 @@ int db_dataset_delete(Db *db, int64_t id, char *trash, size_t size) {
         return error_set("dataset %lld: cannot move %s aside: %s", (long long)id, dir,
                          strerror(errno)),
                DB_ERROR;
+    /* the rename on the disk before the row goes: a power cut must not
+     * bring back a directory under the name of a dataset no row has */
+    if (moved && durable_sync_parent(aside) != 0) return DB_ERROR;
     bool handed = moved && trash && snprintf(trash, size, "%s", aside) < (int)size;
     if (trash && !handed) trash[0] = '\0';
     if (moved && !handed && db_remove_tree(aside) != 0)
@@ -529,22 +534,20 @@ int db_dataset_delete(Db *db, int64_t id, char *trash, size_t size) {
     return rc;
 }
 
-/* The trash a crash left between a delete's rename and its removal. */
-static int remove_trash(Db *db) {
+int db_dataset_trash_each(Db *db, void (*fn)(const char *path, void *ctx), void *ctx) {
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/datasets", db_data_dir(db));
     DIR *d = opendir(dir);
-    if (!d) return errno == ENOENT ? 0 : error_sys(errno, "cannot open %s", dir);
-    int rc = 0;
+    if (!d) return errno == ENOENT ? DB_OK : (error_sys(errno, "cannot open %s", dir), DB_ERROR);
     struct dirent *e;
-    while (rc == 0 && (e = readdir(d))) {
+    while ((e = readdir(d))) {
         char path[4200 + 256];
-        if (strncmp(e->d_name, ".trash-", 7) != 0) continue;
+        if (strncmp(e->d_name, TRASH_PREFIX, strlen(TRASH_PREFIX)) != 0) continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        rc = db_remove_tree(path);
+        fn(path, ctx);
     }
     closedir(d);
-    return rc == 0 ? DB_OK : DB_ERROR;
+    return DB_OK;
 }
 
 int db_dataset_delete_stale(Db *db, int *n) {
@@ -559,7 +562,7 @@ int db_dataset_delete_stale(Db *db, int *n) {
         if (rc == DB_OK && n) (*n)++;
     }
     db_dataset_list_free(list, count);
-    return rc == DB_OK ? remove_trash(db) : rc;
+    return rc;
 }
 
 int db_dataset_import_progress(Db *db, int64_t id, int64_t bytes, int64_t total) {

@@ -323,11 +323,14 @@ int db_dataset_claim_delete(Db *db, int64_t id);
  * when trash is NULL; else its path goes to trash ("" when there was none)
  * for the caller to remove (db_remove_tree) where a folder of many files
  * may take its time. After a crash the next start's
- * db_dataset_delete_stale finishes it. */
+ * db_dataset_delete_stale and db_dataset_trash_each finish it. */
 int db_dataset_delete(Db *db, int64_t id, char *trash, size_t size);
+/* fn(path, ctx) for each directory a delete moved aside and did not remove
+ * (the daemon stopped first): for the next start to remove. */
+int db_dataset_trash_each(Db *db, void (*fn)(const char *path, void *ctx), void *ctx);
 /* Deletes datasets left `uploading` or `importing` (by a daemon that died
- * mid-upload), and what deletes left aside; call at start, before
- * serving. *n (may be NULL) gets how many datasets. */
+ * mid-upload); call at start, before serving. *n (may be NULL) gets how
+ * many. */
 int db_dataset_delete_stale(Db *db, int *n);
 /* "<data-dir>/datasets/<id>/<file name>" of the file with this role. */
 int db_dataset_file_path(const Db *db, const DbDataset *ds, const char *role, char *buf,

@@ -14,13 +14,11 @@
  * queued or running job trains on cannot be deleted (409 in_use).
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "server/api.h"
-#include "server/ingest_pool.h"
-#include "server/log.h"
+#include "server/dataset_trash.h"
 
 static json_t *dims(int ndim, const int64_t *shape) {
     json_t *a = json_array();
@@ -115,26 +113,6 @@ int datasets_get(HttpRequest *req) {
     return http_reply_json(req, 200, body);
 }
 
-/* A deleted dataset's files, moved aside, removed by the ingest pool: an
- * image folder of millions of files takes minutes, which the HTTP thread,
- * and every connection on it, must not wait. Here without a pool (a
- * test's Api); a removal the daemon's stop cuts short is finished at the
- * next start (db_dataset_delete_stale). */
-static void remove_trash_task(void *path, bool cancelled) {
-    if (!cancelled && db_remove_tree(path) != 0)
-        log_message("dataset", "removing %s: %s", (char *)path, error_get());
-    free(path);
-}
-
-static void remove_trash_later(Api *api, const char *trash) {
-    if (!trash[0]) return;
-    char *path = strdup(trash);
-    if (path && api->ingest && ingest_pool_run(api->ingest, remove_trash_task, path) == 0) return;
-    if (path) remove_trash_task(path, false);
-    else if (db_remove_tree(trash) != 0)
-        log_message("dataset", "removing %s: %s", trash, error_get());
-}
-
 /* The DELETE, checked again at each step: 1 once replied, 0 while an
  * import of the dataset lets go of it (asked to stop; its check of the
  * files, if it has begun, is not cut short). */
@@ -178,7 +156,7 @@ static int delete_step(HttpRequest *req) {
     else if (st != DB_OK)
         api_reply_db(req, st, NULL);
     else {
-        remove_trash_later(api, trash);
+        if (trash[0]) dataset_trash_remove(trash);
         api_audit(req, "dataset.delete", "dataset %lld (%s/%s)", (long long)id, ds.owner_name,
                   ds.name);
         http_reply_json(req, 200, json_pack("{s:I, s:b}", "id", (json_int_t)id, "deleted", 1));
