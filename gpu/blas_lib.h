@@ -19,8 +19,8 @@
 extern "C" {
 #endif
 
-/* The functions of cuBLAS, then of cuBLASLt (gpu/blas_lib.c loads them in
- * that order from their two libraries). */
+/* The functions of cuBLAS and of cuBLASLt, each list from its library
+ * (gpu/blas_lib.c loads cuBLASLt's first: cuBLAS's needs it). */
 #define GPU_CUBLAS_FUNCTIONS(X) GPU_CUBLAS_TYPEOF_FUNCTIONS(X) X(cublasGemmEx)
 #define GPU_CUBLAS_TYPEOF_FUNCTIONS(X) \
     X(cublasCreate) X(cublasDestroy) X(cublasSetStream) X(cublasSetMathMode) \

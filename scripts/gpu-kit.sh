@@ -16,7 +16,8 @@
 #   kit/text/    Debian's GPL-3 text, the corpus of check.sh's GPT (put at
 #                /usr/share/common-licenses/GPL-3 where the machine lacks it)
 #   kit/dlopened the libraries traind loads at run time, not named by ldd
-#                (cuBLAS and cuBLASLt: gpu/blas_lib.h), for env.sh to find
+#                (cuBLAS and cuBLASLt: gpu/blas_lib.h), for env.sh to find,
+#                and kit/runpath the folders the build looks in first
 #   kit/commit   the commit the binaries were built from (env.sh says it;
 #                a kit older than the tree is the first thing to rule out)
 #
@@ -67,6 +68,7 @@ fi
 mkdir -p "$STAGE/kit/text"
 cp /usr/share/common-licenses/GPL-3 "$STAGE/kit/text/"
 strings -a build/traind | grep -xE 'libcublas(Lt)?\.so\.[0-9]+' | sort -u >"$STAGE/kit/dlopened"
+readelf -d build/traind | sed -n 's/.*Library runpath: \[\(.*\)\]/\1/p' >"$STAGE/kit/runpath"
 { git rev-parse HEAD; git status --porcelain | sed 's/^/changed: /'; } >"$STAGE/kit/commit"
 cat >"$STAGE/kit/env.sh" <<'EOF'
 # kit/env.sh - sourced from the repository root (see scripts/gpu-kit.sh)
@@ -79,13 +81,27 @@ libdirs=$KIT/need
 # PyTorch's own (its pip wheels keep them under site-packages/nvidia), wherever
 # its Python is: a venv in a home directory too
 roots="/usr/local /opt /usr/lib $HOME $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)"
-for lib in $(ldd build/traind | awk '/not found/ && /libnccl|libcudnn/ {print $1}') \
-           $(cat "$KIT/dlopened"); do
-    # a dlopen'ed one in the system's cache is found there
-    ldconfig -p | grep -q "^[[:space:]]*$lib (" && continue
+for lib in $(ldd build/traind | awk '/not found/ && /libnccl|libcudnn/ {print $1}'); do
     found=$(find $roots -name "$lib" 2>/dev/null | head -n 1)
     [ -n "$found" ] && libdirs=$libdirs:$(dirname "$found")
 done
+# the libraries traind loads at run time (cuBLAS, cuBLASLt): found as the
+# build's run path or the system's cache finds them, else all from the
+# first folder that holds them all (two versions must not mix)
+missing=""
+for lib in $(cat "$KIT/dlopened"); do
+    here=""
+    for dir in $(tr ':' ' ' <"$KIT/runpath"); do [ -e "$dir/$lib" ] && here=yes; done
+    [ -z "$here" ] && ! ldconfig -p | grep -q "^[[:space:]]*$lib (" && missing="$missing $lib"
+done
+if [ -n "$missing" ]; then
+    first=${missing# } first=${first%% *}
+    for found in $(find $roots -name "$first" 2>/dev/null); do
+        dir=$(dirname "$found") all=yes
+        for lib in $missing; do [ -e "$dir/$lib" ] || all=""; done
+        [ -n "$all" ] && { libdirs=$libdirs:$dir; break; }
+    done
+fi
 export LD_LIBRARY_PATH=$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 if ! command -v mpirun >/dev/null && [ -d "$KIT/ompi/lib" ]; then
     o=/usr/lib/x86_64-linux-gnu

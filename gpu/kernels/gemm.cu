@@ -65,10 +65,10 @@ extern "C" bool gpu_tf32_enabled(void) { return want_tf32; }
  * pool. In the relaxed capture mode (gpu/stream.h), for a first product
  * inside a CUDA graph's capture. */
 static bool make_handle_locked(int dev) {
-    if (!gpu_blas_load("cublasCreate")) return false;
-    cudaStreamCaptureMode mode = gpu_capture_relax();
+    cudaStreamCaptureMode mode = gpu_capture_relax(); /* the libraries' loading too */
     cublasHandle_t h = NULL;
-    bool made = cublas_ok(gpu_blas.cublasCreate(&h), "cublasCreate");
+    bool made =
+        gpu_blas_load("cublasCreate") && cublas_ok(gpu_blas.cublasCreate(&h), "cublasCreate");
     if (made &&
         !cublas_ok(gpu_blas.cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode")) {
         gpu_blas.cublasDestroy(h);

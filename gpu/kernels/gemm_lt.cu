@@ -127,12 +127,8 @@ Plan make_plan(DeviceLt *d, cublasComputeType_t compute, bool ta, bool tb, int64
 bool device_ready(int dev) {
     DeviceLt *d = &devices[dev];
     if (d->handle || d->unavailable) return d->handle != NULL; /* tried once, not per product */
-    if (!gpu_blas_load("cublasLtCreate")) {
-        d->unavailable = true;
-        return false;
-    }
-    cudaStreamCaptureMode mode = gpu_capture_relax();
-    bool made = lt_ok(gpu_blas.cublasLtCreate(&d->handle));
+    cudaStreamCaptureMode mode = gpu_capture_relax(); /* the libraries' loading too */
+    bool made = gpu_blas_load("cublasLtCreate") && lt_ok(gpu_blas.cublasLtCreate(&d->handle));
     if (!made) d->handle = NULL, d->unavailable = true;
     if (made && cudaMalloc(&d->workspace, GPU_CUBLAS_WORKSPACE) != cudaSuccess) {
         (void)cudaGetLastError(); /* short of memory: algorithms without one */
