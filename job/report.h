@@ -9,8 +9,10 @@
  * they are written to --out (PUT .../checkpoints/{epoch}); the end is
  * POST .../end. A request (job/attempt_http.h) that gets no answer, or a 5xx, is sent again
  * after 0.2 s, doubling to 5 s, for up to the report timeout; a 4xx is
- * never retried: 401 (a wrong token) or 409 (the attempt is over) stops
- * the run with that error. A reply "cancel": true stops it as a cancel
+ * never retried: 401 (a wrong token) or 409 stale_attempt (the attempt is
+ * over) stops the run with that error, no end reported; another 4xx (a
+ * checkpoint refused: 409 conflict, 429 quota) stops it too, its end
+ * reported failed with the daemon's reason. A reply "cancel": true stops it as a cancel
  * (the trainer's cancel flag: every rank stops at the same step); with
  * "preempt": true too, the job is preempted: rank 0 then uploads a partial
  * checkpoint where the ranks stopped, from which the job resumes later.
@@ -71,8 +73,8 @@ int report_end(Reporter *r, const char *state, const char *error);
  * answer within the timeout), or NULL when none did. */
 const char *report_failure(Reporter *r);
 /* Whether that failure was the daemon saying the attempt is over (401: its
- * token no longer works; 409: another attempt is the job's): then no end
- * of it is taken either. */
+ * token no longer works; 409 stale_attempt: another attempt is the job's,
+ * or none): then no end of it is taken either. */
 bool report_attempt_over(Reporter *r);
 
 /* Stops the thread (what is still queued is dropped: report_end flushes)
