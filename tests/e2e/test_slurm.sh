@@ -205,7 +205,10 @@ for _ in $(seq 200); do
 done
 check "(d) the job shows Slurm's restart" "$restarts" 1
 check "(d) the requeued job succeeds" "$(wait_state "$JD" 120 succeeded failed cancelled)" succeeded
-has "(d) Slurm killed the first run for the requeue" "$DIR/slurm-$handle.out" "DUE TO JOB REQUEUE"
+# the first run ends killed by Slurm, or, when its next report comes first,
+# told by the daemon that its attempt is over (the job's is Slurm's rerun)
+has "(d) the first run ended for the requeue" "$DIR/slurm-$handle.out" \
+    "DUE TO JOB REQUEUE|409 stale_attempt"
 api GET "/v1/jobs/$JD/logs?limit=10000"
 check "(d) the rerun resumed from a checkpoint (its log line)" \
     "$(jv 'any(l["line"].startswith("resumed from ") and ", step 0" not in l["line"] for l in d["lines"])')" \
