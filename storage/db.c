@@ -584,9 +584,16 @@ Db *db_open(const char *data_dir) {
     }
     pthread_mutex_init(&db->mu, NULL);
     pthread_cond_init(&db->cv, NULL);
-    size_t n = strlen(data_dir);
-    while (n > 1 && data_dir[n - 1] == '/') n--;
-    db->dir = strndup(data_dir, n);
+    /* absolute: the paths built on it reach ranks and files that do not
+     * share the daemon's working directory (a spec.json read relative to
+     * its attempt's) */
+    db->dir = realpath(data_dir, NULL);
+    if (!db->dir) {
+        error_sys(errno, "data dir %s", data_dir);
+        db_close(db);
+        return NULL;
+    }
+    size_t n = strlen(db->dir);
     db->path = malloc(n + 16);
     if (!db->dir || !db->path) {
         error_set("database: out of memory");

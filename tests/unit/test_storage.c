@@ -439,6 +439,21 @@ Test(storage, dataset_name_validation) {
     cr_assert(strstr(error_get(), "a/b") != NULL);
 }
 
+/* A relative data dir (serve's default, ./var) is held absolute: the
+ * paths built on it reach ranks that do not share the daemon's working
+ * directory, such as a spec.json read relative to its attempt's. */
+Test(storage, data_dir_held_absolute) {
+    char base[] = "/tmp/traind-relative-XXXXXX", want[300];
+    cr_assert_not_null(mkdtemp(base));
+    cr_assert_eq(chdir(base), 0);
+    Db *db = db_open("./var/");
+    cr_assert_not_null(db, "%s", error_get());
+    snprintf(want, sizeof want, "%s/var", base);
+    cr_assert_str_eq(db_data_dir(db), want);
+    db_close(db);
+    tmp_dir_remove(base);
+}
+
 /* db_dataset_trash_each's fn: the path into ctx. */
 static void note_path(const char *path, void *ctx) { snprintf(ctx, 4400, "%s", path); }
 
