@@ -147,9 +147,14 @@ static int resolve_source(Resolver *r, json_t *data, const char *field, int64_t 
     return put(data, field, o);
 }
 
-/* `init`: a checkpoint id -> its model.safetensors. */
+/* `init`: a checkpoint id, as a number or a string of digits (the spec
+ * takes both) -> its model.safetensors. */
 static int resolve_init(Resolver *r, json_t *spec) {
-    const char *init = json_string_value(json_object_get(spec, "init"));
+    json_t *v = json_object_get(spec, "init");
+    char digits[32];
+    if (json_is_integer(v))
+        snprintf(digits, sizeof digits, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    const char *init = json_is_integer(v) ? digits : json_string_value(v);
     if (!init) return 0;
     if (r->fetch)
         return error_set("init: datasets = fetch does not fetch the checkpoint a job starts "
