@@ -226,8 +226,8 @@ static const char *const migrations[] = {
     /* 7: a checkpoint's bytes on disk, its trainer's state (Adam's two
      * moments: twice the model) too, for the checkpoint quota; the rows of
      * version 6 count their model's until they are replaced */
-    "ALTER TABLE checkpoints ADD COLUMN disk_bytes INTEGER NOT NULL DEFAULT 0;"
-    "UPDATE checkpoints SET disk_bytes = bytes;",
+    ("ALTER TABLE checkpoints ADD COLUMN disk_bytes INTEGER NOT NULL DEFAULT 0;"
+     "UPDATE checkpoints SET disk_bytes = bytes;"),
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,
