@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -571,6 +572,25 @@ static int migrate(DbConn *c, const char *path) {
     }
 }
 
+/* data_dir as an absolute path without trailing slashes: the working
+ * directory in front of a relative one, its leading "./" dropped. A new
+ * string, or NULL with an error. */
+static char *absolute_dir(const char *data_dir) {
+    char cwd[PATH_MAX] = "";
+    if (data_dir[0] != '/' && !getcwd(cwd, sizeof cwd))
+        return error_sys(errno, "data dir %s: the working directory", data_dir), NULL;
+    while (data_dir[0] == '.' && data_dir[1] == '/') data_dir += 2;
+    size_t n = strlen(data_dir);
+    while (n > 1 && data_dir[n - 1] == '/') n--;
+    bool here = n == 0 || (n == 1 && data_dir[0] == '.'); /* "./", "." */
+    char *dir = NULL;
+    if (!cwd[0]) dir = strndup(data_dir, n);
+    else if (here) dir = strdup(cwd);
+    else if (asprintf(&dir, "%s/%.*s", cwd, (int)n, data_dir) < 0) dir = NULL;
+    if (!dir) error_set("database: out of memory");
+    return dir;
+}
+
 Db *db_open(const char *data_dir) {
     if (!data_dir || !*data_dir) {
         error_set("data dir: empty path");
@@ -586,10 +606,9 @@ Db *db_open(const char *data_dir) {
     pthread_cond_init(&db->cv, NULL);
     /* absolute: the paths built on it reach ranks and files that do not
      * share the daemon's working directory (a spec.json read relative to
-     * its attempt's) */
-    db->dir = realpath(data_dir, NULL);
-    if (!db->dir) {
-        error_sys(errno, "data dir %s", data_dir);
+     * its attempt's); a path given absolute stays as given, links and all
+     * (the nodes may mount it at that path, not at where it leads) */
+    if (!(db->dir = absolute_dir(data_dir))) {
         db_close(db);
         return NULL;
     }

@@ -443,13 +443,22 @@ Test(storage, dataset_name_validation) {
  * paths built on it reach ranks that do not share the daemon's working
  * directory, such as a spec.json read relative to its attempt's. */
 Test(storage, data_dir_held_absolute) {
-    char base[] = "/tmp/traind-relative-XXXXXX", want[300];
+    char base[] = "/tmp/traind-relative-XXXXXX", cwd[4096], want[4200];
     cr_assert_not_null(mkdtemp(base));
     cr_assert_eq(chdir(base), 0);
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
     Db *db = db_open("./var/");
     cr_assert_not_null(db, "%s", error_get());
-    snprintf(want, sizeof want, "%s/var", base);
+    snprintf(want, sizeof want, "%s/var", cwd);
     cr_assert_str_eq(db_data_dir(db), want);
+    db_close(db);
+    /* an absolute one stays as given, a link in it not followed */
+    char link[300];
+    snprintf(link, sizeof link, "%s/link", base);
+    cr_assert_eq(symlink(want, link), 0);
+    db = db_open(link);
+    cr_assert_not_null(db, "%s", error_get());
+    cr_assert_str_eq(db_data_dir(db), link);
     db_close(db);
     tmp_dir_remove(base);
 }
