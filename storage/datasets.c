@@ -456,10 +456,13 @@ static int update(Db *db, int64_t id, const char *sql, int64_t a, int64_t b, con
 
 /* The statement that takes dataset id out of 'ready' (and out of sight),
  * unless a queued or running job names it: a job is inserted only while
- * its datasets are ready (db_job_insert), so none crosses it. */
+ * its datasets are ready (db_job_insert), so none crosses it. Its bytes
+ * stay its owner's holdings (as an upload's progress) until its row goes:
+ * a delete that fails after it leaves the files on disk. */
 #define OUT_OF_READY                                                                           \
-    "UPDATE datasets SET state = 'uploading' WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM "     \
-    "jobs WHERE state IN ('queued', 'running') AND (train_dataset = ?1 OR val_dataset = ?1))"
+    "UPDATE datasets SET state = 'uploading', progress_bytes = max(bytes, progress_bytes) "    \
+    "WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'running') "   \
+    "AND (train_dataset = ?1 OR val_dataset = ?1))"
 
 /* Why OUT_OF_READY (and more) changed no row: a job names the dataset
  * (DB_CONFLICT) or it is not there to take (DB_NOT_FOUND). */

@@ -52,9 +52,12 @@ static int follow_poll(void *ctx) {
     int st = db_dataset_get(f->api->db, f->id, &ds);
     if (st == DB_NOT_FOUND) return end(f, "deleted", NULL);
     if (st != DB_OK) return -1;
-    int rc = ds.state == DB_DATASET_READY ? end(f, "ready", NULL)
-             : ds.error[0]                ? end(f, "failed", ds.error)
-                                          : progress(f, &ds);
+    /* an upload's bytes are on its row too (its owner's quota counts
+     * them), but its progress is its client's to show: nothing till ready */
+    int rc = ds.state == DB_DATASET_READY       ? end(f, "ready", NULL)
+             : ds.error[0]                      ? end(f, "failed", ds.error)
+             : ds.state == DB_DATASET_IMPORTING ? progress(f, &ds)
+                                                : 0;
     db_dataset_clear(&ds);
     return rc;
 }

@@ -505,6 +505,7 @@ int dataset_upload_finish(HttpRequest *req) {
         token_lost(u);
         return api_reply_pending(req, &u->err);
     }
+    refresh_quota(u); /* all its bytes on its row while it is checked */
     if (complete != 0)
         return http_reply_error(req, 400, "bad_request", "",
                                 "the multipart body is cut short or malformed (no closing "
