@@ -80,11 +80,10 @@ static int remote_auth(HttpRequest *req, int64_t *job, int *attempt) {
     DbJobRemote r;
     error_clear();
     int st = db_job_remote_get(api->db, id, &r);
-    if (st == DB_NOT_FOUND) /* an unknown job answers as a wrong token: ids are not told */
-        return http_reply_error(req, 401, "unauthorized", NULL,
-                                "invalid attempt token for job %" PRId64, id),
-               -1;
-    if (st != DB_OK) return api_reply_db(req, st, NULL), -1;
+    if (st == DB_NOT_FOUND) /* a job with no token: answered as a wrong token, ids not told */
+        r = (DbJobRemote){0};
+    else if (st != DB_OK)
+        return api_reply_db(req, st, NULL), -1;
     char why[256];
     switch (remote_attempt_check(&r, id, (int)n, token, why, sizeof why)) {
     case REMOTE_AUTH_OK: break;
