@@ -170,18 +170,22 @@ int api_user_filter(HttpRequest *req, const char *admin_only, int64_t *owner) {
     return 0;
 }
 
-int api_quota_load(HttpRequest *req, QuotaLimit k, ApiQuota *out) {
-    Api *api = http_app(req);
+int api_quota_read(Api *api, int64_t user_id, QuotaLimit k, ApiQuota *out) {
     DbUsage held;
     memset(out, 0, sizeof *out);
     out->k = k;
     error_clear();
-    int st = quota_lookup(api->db, http_auth(req)->user_id, &api->quota_defaults, &out->q, &held,
-                          out->user, sizeof out->user);
-    if (st != DB_OK) return api_reply_db(req, st, NULL), -1;
+    int st = quota_lookup(api->db, user_id, &api->quota_defaults, &out->q, &held, out->user,
+                          sizeof out->user);
+    if (st != DB_OK) return st;
     out->held = quota_holding(&held, k);
     snprintf(out->path, sizeof out->path, "quota.%s", quota_limit_name(k));
-    return 0;
+    return DB_OK;
+}
+
+int api_quota_load(HttpRequest *req, QuotaLimit k, ApiQuota *out) {
+    int st = api_quota_read(http_app(req), http_auth(req)->user_id, k, out);
+    return st == DB_OK ? 0 : (api_reply_db(req, st, NULL), -1);
 }
 
 bool api_quota_fits(const ApiQuota *a, int64_t adding, char *msg, size_t size) {

@@ -102,8 +102,11 @@ typedef struct {
     char user[DB_USER_NAME_MAX + 1];
     char path[48]; /* "quota.dataset_bytes", the 429's path */
 } ApiQuota;
-/* 0, or -1 after replying (a storage error). */
+/* The caller's: 0, or -1 after replying (a storage error). */
 int api_quota_load(HttpRequest *req, QuotaLimit k, ApiQuota *out);
+/* User user_id's, for a check away from the request's start (an upload's
+ * body as it comes): DB_OK, or a storage status with the error. */
+int api_quota_read(Api *api, int64_t user_id, QuotaLimit k, ApiQuota *out);
 /* Whether `adding` more fits; false with quota_allows' sentence in msg. */
 bool api_quota_fits(const ApiQuota *a, int64_t adding, char *msg, size_t size);
 /* Whether the caller may see job id (their own, or they are an admin):

@@ -71,7 +71,6 @@
 #include "server/ingest_pool.h"
 #include "server/log.h"
 #include "server/multipart.h"
-#include "server/quota.h"
 #include "server/quota_text.h"
 #include "server/stream_auth.h"
 #include "storage/sha256.h"
@@ -233,18 +232,14 @@ static int start_file(Upload *u, const char *role, const char *filename) {
  * the last look: the check at the end weighs the dataset again. */
 static void refresh_quota(Upload *u) {
     u->quota_at = clock_now_s();
-    Db *db = u->api->db;
-    DbQuota q;
-    DbUsage held;
-    char user[DB_USER_NAME_MAX + 1];
-    if (db_dataset_upload_progress(db, u->id, u->stored) != DB_OK ||
-        quota_lookup(db, u->owner, &u->api->quota_defaults, &q, &held, user, sizeof user) !=
-            DB_OK) {
+    ApiQuota now;
+    if (db_dataset_upload_progress(u->api->db, u->id, u->stored) != DB_OK ||
+        api_quota_read(u->api, u->owner, QUOTA_DATASET_BYTES, &now) != DB_OK) {
         error_clear();
         return;
     }
-    u->quota.q = q;
-    u->quota.held = quota_holding(&held, QUOTA_DATASET_BYTES) - u->stored;
+    now.held -= u->stored;
+    u->quota = now;
 }
 
 static int write_file(Upload *u, const char *data, size_t size) {
