@@ -614,7 +614,7 @@ Db *db_open(const char *data_dir) {
     }
     size_t n = strlen(db->dir);
     db->path = malloc(n + 16);
-    if (!db->dir || !db->path) {
+    if (!db->path) {
         error_set("database: out of memory");
         db_close(db);
         return NULL;
