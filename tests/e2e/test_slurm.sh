@@ -18,9 +18,10 @@
 #     in headless Chromium; cancelled through the API, its
 #     Slurm job ends CANCELLED (scancel) and the job `cancelled`;
 # (d) a running job requeued by Slurm (scontrol requeue: what a node
-#     failure or a preemption does) runs again and resumes from its newest
-#     checkpoint: the job succeeds with every step once, equal to the
-#     uninterrupted run's;
+#     failure or a preemption does; suspended first, so that its run cannot
+#     finish before the requeue lands, then released) runs again and
+#     resumes from its newest checkpoint: the job succeeds with every step
+#     once, equal to the uninterrupted run's;
 # (e) a daemon with --slurm-shared-dir and --slurm-datasets fetch: a job of
 #     2 ranks whose node's first rank fetches the dataset by URL into the
 #     node's cache (sha256 checked) succeeds, equal to `traind run`.
@@ -188,15 +189,27 @@ scancel "$blocker"
 # ---------------------------------------------------------------- (d) requeued by Slurm
 submit requeued 16 2
 JD=$JOB_ID
+handle=""
+for _ in $(seq 300); do
+    handle=$(executor "$JD" "e and e['handle'] or ''")
+    [ -n "$handle" ] && break
+    sleep 0.1
+done
 for _ in $(seq 300); do
     api GET "/v1/jobs/$JD/checkpoints"
     [ "$(jv 'len(d["checkpoints"]) > 0')" = True ] && break
     sleep 0.1
 done
+# held still first: the run's 640 steps take a second or two, and a requeue
+# (Slurm's kill, then its epilog) could come after the run had finished
+scontrol suspend "$handle"
+check "(d) scontrol suspend $handle after its first checkpoint: exit 0" "$?" 0
 check "(d) a checkpoint before the requeue" "$(jv 'len(d["checkpoints"]) > 0')" True
-handle=$(executor "$JD" "e['handle']")
 scontrol requeue "$handle"
 check "(d) scontrol requeue $handle: exit 0" "$?" 0
+# Slurm holds a job requeued while suspended (JobHeldAdmin) until released
+scontrol release "$handle"
+check "(d) scontrol release $handle: exit 0" "$?" 0
 restarts=""
 for _ in $(seq 200); do
     restarts=$(executor "$JD" "e and e['restarts']")
