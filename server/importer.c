@@ -82,23 +82,71 @@ static int64_t now_ms(void) {
 
 /* ---- one import ---- */
 
+/* What the owner's dataset-byte quota leaves this import to fetch, all its
+ * files together (left -1: no limit, or no owner). */
+typedef struct {
+    int64_t left, limit;
+    char user[DB_USER_NAME_MAX + 1];
+} QuotaRoom;
+
+/* The room as the holdings say now, less `own`, what this import's row
+ * holds of them: 0, or -1 with an error when they cannot be read. */
+static int quota_room(Importer *im, const Import *j, int64_t own, QuotaRoom *room) {
+    room->left = room->limit = -1;
+    room->user[0] = '\0';
+    if (j->owner <= 0) return 0;
+    DbQuota q;
+    DbUsage held;
+    if (quota_lookup(im->cfg.db, j->owner, im->cfg.quota_defaults, &q, &held, room->user,
+                     sizeof room->user) != DB_OK)
+        return -1;
+    room->limit = quota_get(&q, QUOTA_DATASET_BYTES);
+    if (room->limit >= 0) {
+        int64_t used = quota_holding(&held, QUOTA_DATASET_BYTES) - own;
+        room->left = room->limit > used ? room->limit - used : 0;
+    }
+    return 0;
+}
+
 typedef struct {
     Importer *im;
     Import *job;
     int64_t done;                  /* bytes of the files already in */
     int64_t written_got, written_total; /* what the row says */
     int64_t written_at;
+    QuotaRoom room; /* read again as the row's progress is written */
+    bool over;      /* stopped: the bytes passed room.left */
 } Progress;
 
 static void record(Progress *p, int64_t got, int64_t total) {
     if (got == p->written_got && total == p->written_total) return;
-    p->written_got = got;
-    p->written_total = total;
     p->written_at = now_ms();
-    if (db_dataset_import_progress(p->im->cfg.db, p->job->id, got, total) != DB_OK)
+    if (db_dataset_import_progress(p->im->cfg.db, p->job->id, got, total) != DB_OK) {
         log_message("import", "dataset %lld: recording progress: %s", (long long)p->job->id,
                     error_get());
+        return;
+    }
+    p->written_got = got;
+    p->written_total = total;
     bump(p->im);
+}
+
+/* The holdings read again, so that the owner's uploads and imports that
+ * each fit, not together, stop as their bytes meet rather than as each
+ * ends. A database that cannot be read keeps the last look (the check as
+ * the dataset is made ready weighs it again). */
+static void refresh_room(Progress *p) {
+    QuotaRoom now;
+    if (quota_room(p->im, p->job, p->written_got, &now) != 0) {
+        error_clear();
+        return;
+    }
+    p->room = now;
+}
+
+static bool past_room(Progress *p, int64_t bytes) {
+    if (p->room.left >= 0 && bytes > p->room.left) p->over = true;
+    return p->over;
 }
 
 /* url_fetch's progress: stop when cancelled; the row's numbers, now and
@@ -106,11 +154,12 @@ static void record(Progress *p, int64_t got, int64_t total) {
  * Content-Length of the one coming (0 while it is not known). */
 static int on_progress(void *ctx, int64_t got, int64_t expected) {
     Progress *p = ctx;
-    if (atomic_load(&p->job->cancel)) return 1;
+    if (atomic_load(&p->job->cancel) || past_room(p, p->done + got)) return 1;
     if (got == 0 && expected == 0) return 0; /* nothing new to say */
     if (now_ms() - p->written_at < IMPORTER_PROGRESS_MS) return 0;
     record(p, p->done + got, expected > 0 ? p->done + expected : 0);
-    return 0;
+    refresh_room(p);
+    return past_room(p, p->done + got);
 }
 
 /* The file's name in the dataset's directory: the URL's last path
@@ -132,32 +181,9 @@ static void remove_files(const char *dir, const DbDataset *info) {
     }
 }
 
-/* What the owner's dataset-byte quota leaves to fetch (left -1: no limit,
- * or no owner): 0, or -1 with an error when it cannot be read. */
-typedef struct {
-    int64_t left, limit;
-    char user[DB_USER_NAME_MAX + 1];
-} QuotaRoom;
-
-static int quota_room(Importer *im, const Import *j, QuotaRoom *room) {
-    room->left = room->limit = -1;
-    room->user[0] = '\0';
-    if (j->owner <= 0) return 0;
-    DbQuota q;
-    DbUsage held;
-    if (quota_lookup(im->cfg.db, j->owner, im->cfg.quota_defaults, &q, &held, room->user,
-                     sizeof room->user) != DB_OK)
-        return -1;
-    room->limit = quota_get(&q, QUOTA_DATASET_BYTES);
-    if (room->limit >= 0) {
-        int64_t used = quota_holding(&held, QUOTA_DATASET_BYTES);
-        room->left = room->limit > used ? room->limit - used : 0;
-    }
-    return 0;
-}
-
 /* The error of a file cut off at what the quota left (`left` bytes). */
 static void over_quota(const QuotaRoom *room, const char *url, int64_t left) {
+    if (left < 0) left = 0;
     char a[32], b[32], shown[256];
     url_fetch_shown(url, shown, sizeof shown);
     error_set("%.120s: the file is over the %s left of %s's dataset quota of %s", shown,
@@ -171,20 +197,22 @@ static int fetch_all(Importer *im, Import *j, const char *dir, DbDataset *info) 
     Progress p = {.im = im, .job = j};
     UrlFetchOptions o = {.policy = &im->cfg.policy, .timeout_s = im->cfg.timeout_s,
                          .progress = on_progress, .ctx = &p};
-    QuotaRoom room;
-    if (quota_room(im, j, &room) != 0) return -1;
+    if (quota_room(im, j, 0, &p.room) != 0) return -1;
     for (int i = 0; i < j->num_files; i++) {
         DbDatasetFile *f = &info->files[i];
         snprintf(f->role, sizeof f->role, "%s", j->roles[i]);
         file_name(j, i, info, f->name, sizeof f->name);
         char path[4096 + 160];
         snprintf(path, sizeof path, "%s/%s", dir, f->name);
-        int64_t left = room.left >= 0 ? room.left - p.done : -1;
+        int64_t left = p.room.left >= 0 ? p.room.left - p.done : -1;
         bool quota_caps = left >= 0 && left < im->cfg.max_bytes;
         o.max_bytes = quota_caps ? left : im->cfg.max_bytes;
         UrlFetchResult r = url_fetch(j->urls[i], path, &o, &f->bytes, f->sha256);
-        if (r == URL_FETCH_CANCELLED || atomic_load(&j->cancel)) return 1;
-        if (r == URL_FETCH_TOO_LARGE && quota_caps) over_quota(&room, j->urls[i], left);
+        if (atomic_load(&j->cancel)) return 1;
+        if ((r == URL_FETCH_TOO_LARGE && quota_caps) || (r == URL_FETCH_CANCELLED && p.over))
+            over_quota(&p.room, j->urls[i], p.room.left - p.done);
+        else if (r == URL_FETCH_CANCELLED)
+            return 1;
         if (r != URL_FETCH_OK) {
             char role[32];
             snprintf(role, sizeof role, "urls.%s", j->roles[i]);

@@ -16,8 +16,11 @@
  * they came; at most --imports-per-user in progress (running or waiting)
  * per user, more are refused (429) rather than queued without bound. The
  * owner's dataset-byte quota caps what is fetched: a file that would pass
- * what is left of it is cut off there, and the import fails saying so
- * (dataset_ingest_finish looks once more as it makes the dataset ready).
+ * what is left of it is cut off there, and the import fails saying so.
+ * What is left is read again as the progress is written, so that the
+ * owner's imports and uploads that each fit, not together, stop as their
+ * bytes meet (dataset_ingest_finish looks once more as it makes the
+ * dataset ready).
  *
  * Cancelling (DELETE of an importing dataset) drops a waiting import at
  * once, and stops a running one within a second (libcurl's progress

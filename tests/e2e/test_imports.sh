@@ -252,6 +252,38 @@ TOKEN=$DORA api GET /v1/datasets
 check "... and no row left of it" "$(jv '[x["name"] for x in d["datasets"]]')" "['dq1']"
 TOKEN=$DORA api DELETE "/v1/datasets/$DQ1"
 expect "dora deletes dq1" 200
+# an import and an upload that each fit, not together: the import, still
+# coming, stops as its bytes meet the upload's (it reads her holdings again
+# as it records its progress), not when its whole file is in
+api PATCH /v1/users/dora -d "{\"quota\": {\"dataset_bytes\": $((TAB_BYTES * 3 / 2))}}"
+expect "dora's quota: one and a half tab.csv again" 200
+TOKEN=$DORA import_urls dq4 csv "file=$WEB/files/tab.csv?rate=500" # 21 kB in 4.4 s
+expect "dora's slow import: accepted" 202
+DQ4=$(jv 'd["id"]')
+WWW_LOG=$TMP/www-127.0.0.1.log
+sent=$(grep -c 'sent /files/tab.csv' "$WWW_LOG") gone=$(grep -c 'gone /files/tab.csv' "$WWW_LOG")
+progress_at_least "$DQ4" 1000
+check "... under way" "$?" 0
+TOKEN=$DORA api POST /v1/datasets -F name=dq5 -F format=csv -F label_column=label \
+    -F "file=@$TMP/www/tab.csv"
+expect "dora uploads tab.csv while it comes: within her quota" 201
+DQ5=$(jv 'd["id"]')
+wait_import "$DQ4"
+check "... the import fails, cut off at what her quota left" \
+    "$(jv '(d["state"], "the file is over the" in d["error"] and "left of dora'"'"'s dataset quota" in d["error"])')" \
+    "('failed', True)"
+for _ in $(seq 40); do
+    [ "$(grep -c 'gone /files/tab.csv' "$WWW_LOG")" -gt "$gone" ] && break
+    sleep 0.1
+done
+check "... its transfer cut off, not carried to the end" \
+    "$(grep -c 'sent /files/tab.csv' "$WWW_LOG") $(grep -o 'gone /files/tab.csv after [0-9]*' "$WWW_LOG" | tail -n 1 | awk -v t="$TAB_BYTES" '{ print ($NF < t) }')" \
+    "$sent 1"
+check "... its file gone" "$(find "$VAR/datasets/$DQ4" -type f 2>/dev/null | wc -l)" 0
+for id in "$DQ4" "$DQ5"; do
+    TOKEN=$DORA api DELETE "/v1/datasets/$id"
+    expect "dora deletes dataset $id" 200
+done
 
 # ---------------------------------------------------------------- the per-user limit
 ADMIN_TOKEN=$TOKEN
