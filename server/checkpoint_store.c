@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -83,47 +84,79 @@ static int within_quota(const CheckpointStore *cs, const DbCheckpoint *add) {
  * job's checkpoints. */
 static pthread_mutex_t record_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Under record_lock: the checkpoint written at rel (described: its hash
- * and sizes, read before the lock) weighed, recorded into *c and
- * collected; 0, CHECKPOINT_OVER_QUOTA or -1, it removed again. */
+/* The staged copy goes again (refused, or not recorded), keeping the
+ * error: what is at rel, and its row, stay as they were. */
+static int unstage(const char *staged) {
+    Error e = *error_last();
+    db_remove_tree(staged);
+    return error_restore(&e);
+}
+
+/* Under record_lock: the checkpoint staged (described: its hash and sizes,
+ * read before the lock) weighed, put in rel's place, recorded into *c and
+ * collected; 0, CHECKPOINT_OVER_QUOTA or -1, the staged copy removed. */
 static int record(const CheckpointStore *cs, int epoch, int64_t step, bool partial,
-                  const char *rel, const DbCheckpoint *described, DbCheckpoint *c) {
+                  const char *rel, const char *staged, const DbCheckpoint *described,
+                  DbCheckpoint *c) {
+    Db *db = cs->s->db;
     DbCheckpoint add = *described;
     add.step = step, add.partial = partial;
     int quota = within_quota(cs, &add);
     if (quota != 0) {
-        checkpoint_unrecorded(cs, rel);
+        unstage(staged);
         return quota;
     }
-    if (db_checkpoint_record(cs->s->db, cs->job, epoch, step, partial, described, c) != DB_OK) {
+    char abs[4400];
+    if (db_path(db, rel, abs, sizeof abs) != 0 || durable_replace_dir(staged, abs) != 0)
+        return unstage(staged);
+    if (durable_sync_parent(abs) != 0) return checkpoint_unrecorded(cs, rel);
+    if (db_checkpoint_record(db, cs->job, epoch, step, partial, described, c) != DB_OK) {
         error_prefix("recording it");
         return checkpoint_unrecorded(cs, rel);
     }
     int removed = 0;
-    if (db_checkpoint_gc(cs->s->db, cs->job, cs->keep_last, &removed) != DB_OK)
+    if (db_checkpoint_gc(db, cs->job, cs->keep_last, &removed) != DB_OK)
         scheduler_log(cs->job, "error", "checkpoint gc: %s", error_get());
+    return 0;
+}
+
+/* Written, its history stored, described: the checkpoint staged beside
+ * rel under a name of its own, to take rel's place only once its quota
+ * lets it (a refused one must not replace one recorded at the same step:
+ * a rank's retry, a resumed attempt). 0 with *described, or -1 with an
+ * error, nothing left staged. */
+static int stage(const CheckpointStore *cs, const char *rel, const char *staged_rel,
+                 const char *staged, DbCheckpoint *described) {
+    if (cs->write(cs->ctx, staged) != 0) {
+        checkpoint_unwritten(cs, rel);
+        return unstage(staged);
+    }
+    if (cs->history_stored(cs->ctx) != 0) return unstage(staged);
+    if (db_checkpoint_describe(cs->s->db, staged_rel, described) != DB_OK) {
+        error_prefix("recording it");
+        return unstage(staged);
+    }
+    snprintf(described->path, sizeof described->path, "%s", rel);
     return 0;
 }
 
 int checkpoint_store(const CheckpointStore *cs, int epoch, int64_t step, bool partial,
                      DbCheckpoint *out) {
     Db *db = cs->s->db;
-    char rel[256], abs[4400], jobdir[4200], ckptdir[4300];
+    char rel[256], jobdir[4200], ckptdir[4300], staged[4400];
     snprintf(jobdir, sizeof jobdir, "%s/jobs/%" PRId64, db_data_dir(db), cs->job);
     snprintf(ckptdir, sizeof ckptdir, "%s/checkpoints", jobdir);
     if (ensure_dir(jobdir) != 0 || ensure_dir(ckptdir) != 0) return -1;
-    if (db_checkpoint_rel_dir(cs->job, epoch, step, partial, rel, sizeof rel) != 0 ||
-        db_path(db, rel, abs, sizeof abs) != 0)
-        return -1;
-    if (cs->write(cs->ctx, abs) != 0) return checkpoint_unwritten(cs, rel);
-    if (cs->history_stored(cs->ctx) != 0) return checkpoint_unrecorded(cs, rel);
+    if (db_checkpoint_rel_dir(cs->job, epoch, step, partial, rel, sizeof rel) != 0) return -1;
+    char *staged_rel = durable_temp_name(rel);
+    if (!staged_rel) return -1;
+    int rc = db_path(db, staged_rel, staged, sizeof staged);
     DbCheckpoint described, c;
-    if (db_checkpoint_describe(db, rel, &described) != DB_OK) {
-        error_prefix("recording it");
-        return checkpoint_unrecorded(cs, rel);
-    }
+    if (rc == 0) rc = stage(cs, rel, staged_rel, staged, &described);
+    free(staged_rel);
+    if (rc != 0) return rc;
     pthread_mutex_lock(&record_lock);
-    int rc = record(cs, epoch, step, partial, rel, &described, &c);
+    rc = record(cs, epoch, step, partial, rel, staged, &described, &c);
     pthread_mutex_unlock(&record_lock);
     if (rc != 0) return rc;
     scheduler_job_log(cs->s, cs->job,

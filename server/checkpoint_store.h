@@ -3,14 +3,16 @@
  * rank uploading one over HTTP (server/routes/job_reports.c) both do.
  *
  * The directory <data-dir>/jobs/<id>/checkpoints/epoch-<N> (or step-<S>
- * for a partial one) is written whole by the caller's writer (to a
- * temporary name, fsynced, renamed); then the job's history up to it must
- * be stored (its metrics committed), so that a recorded checkpoint never
- * points past the stored history; then its owner's checkpoint quota is
- * weighed; then its row (bytes and sha256 of model.safetensors), then
- * keep_last garbage collection (those three under one lock for the
- * daemon, so that one owner's checkpoints at once are weighed one after
- * the other), and a log line.
+ * for a partial one) is written whole by the caller's writer, staged
+ * beside it under a temporary name (fsynced); then the job's history up to
+ * it must be stored (its metrics committed), so that a recorded checkpoint
+ * never points past the stored history; then its owner's checkpoint quota
+ * is weighed; then it takes its place (an atomic swap with one recorded at
+ * the same step), then its row (bytes and sha256 of model.safetensors),
+ * then keep_last garbage collection (those under one lock for the daemon,
+ * so that one owner's checkpoints at once are weighed one after the
+ * other), and a log line. A checkpoint refused leaves the one recorded at
+ * its step, files and row, as it was.
  * A full disk fails it with one sentence for the job's user and the space
  * left; a checkpoint written but not recorded is removed again.
  */
@@ -27,8 +29,8 @@ typedef struct {
     Scheduler *s;
     int64_t job;
     int keep_last; /* the spec's checkpoint.keep_last (>= 1) */
-    /* Writes the checkpoint directory dir whole (it does not exist, or
-     * holds an older one to replace). 0, or -1 with an error whose
+    /* Writes the checkpoint directory dir whole (it does not exist yet).
+     * 0, or -1 with an error whose
      * sys_errno is a failed call's (ENOSPC: the disk is full). */
     int (*write)(void *ctx, const char *dir);
     /* 0 when the job's history up to now is stored, or -1 with the error

@@ -314,6 +314,25 @@ has "(d) ... and the numbers" "$TMP/body" \
 check "(d) ... none recorded" "$(api GET "/v1/jobs/$J4/checkpoints"; jv 'len(d["checkpoints"])')" 0
 api PATCH "/v1/users/$ME" -d '{"quota": {"checkpoint_bytes": null}}'
 expect "(d) ... the quota back to the default" 200
+# the same checkpoint sent again (a rank's retry, a resumed attempt),
+# bigger, past the quota: 429, and the one recorded stays whole, its row's
+# sha256 that of its file (the refused one's files once took its place)
+TOKEN=$T4 api PUT "$R/checkpoints/0" -F step=1 -F "model=@$TMP/fake.model;filename=model.safetensors" \
+    -F "trainer=@$TMP/fake.trainer;filename=trainer.safetensors"
+expect "(d) a checkpoint within the quota" 201
+SHA1=$(jv 'd["sha256"]')
+HELD=$(api GET /v1/me; jv 'd["holdings"]["checkpoint_bytes"]')
+api PATCH "/v1/users/$ME" -d "{\"quota\": {\"checkpoint_bytes\": $HELD}}"
+expect "(d) the owner's checkpoint quota set to what they hold" 200
+head -c 2000 /dev/urandom >"$TMP/big.model"
+TOKEN=$T4 api PUT "$R/checkpoints/0" -F step=1 -F "model=@$TMP/big.model;filename=model.safetensors" \
+    -F "trainer=@$TMP/fake.trainer;filename=trainer.safetensors"
+expect "(d) the same checkpoint again, bigger: past the quota" 429 quota_exceeded
+check "(d) ... the one recorded kept, its sha256 that of its file" \
+    "$(api GET "/v1/jobs/$J4/checkpoints"; jv '[(c["epoch"], c["step"], c["sha256"]) for c in d["checkpoints"]]') $(sha256sum <"$VAR/jobs/$J4/checkpoints/epoch-0/model.safetensors" | cut -c1-64)" \
+    "[(0, 1, '$SHA1')] $SHA1"
+api PATCH "/v1/users/$ME" -d '{"quota": {"checkpoint_bytes": null}}'
+expect "(d) ... the quota back to the default again" 200
 # a checkpoint whose upload begins now and ends after the attempt has
 # (cancelled, its end reported): not taken
 $PY - "$PORT" "$T4" "$R" "$TMP/ckpt-slow" <<'PYEOF' &
@@ -347,8 +366,8 @@ check "(d) the job ends cancelled" "$(wait_state "$J4" 10 cancelled)" cancelled
 touch "$TMP/ckpt-slow.go"
 wait "$SLOW_PID"
 check "(d) a checkpoint upload that ends after its attempt: 409, not stored" \
-    "$(cat "$TMP/ckpt-slow.status"),$(api GET "/v1/jobs/$J4/checkpoints"; jv 'len(d["checkpoints"])')" \
-    "HTTP/1.1 409 Conflict,0"
+    "$(cat "$TMP/ckpt-slow.status"),$(api GET "/v1/jobs/$J4/checkpoints"; jv '[c["sha256"] for c in d["checkpoints"]]')" \
+    "HTTP/1.1 409 Conflict,['$SHA1']"
 api GET "/v1/jobs/$J4/metrics?follow=1" -N -m 20
 check "(d) the stream of 41 points: each once, then the end" \
     "$(grep -c '^event: metric' "$TMP/body"),$(grep '^data: ' "$TMP/body" | sort -u | grep -c '"step"'),$(grep -c '^event: end' "$TMP/body")" \
