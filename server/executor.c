@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -169,26 +168,14 @@ static void wait_poll(Worker *w, int ms, bool handled) {
     pthread_mutex_unlock(&s->mu);
 }
 
-/* The job's final state: the end its ranks reported, else `fallback`
- * with `why`. Its metrics are committed first: the ranks sent them all
- * before their end. */
 /* An ended attempt's out/ goes: the ranks' own copies of the checkpoints
- * the daemon now holds, and the one they resumed from. The spec, the
- * script, the launcher's output and the token (no longer good for
- * anything) stay for whoever wants to see how it ran. */
+ * the daemon now holds, and the one they resumed from; a link the ranks
+ * left there is removed, never followed. The spec, the script, the
+ * launcher's output and the token (no longer good for anything) stay for
+ * whoever wants to see how it ran. */
 static void clean_attempt(const RemoteAttempt *a) {
-    DIR *d = opendir(a->out_dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (e->d_name[0] == '.') continue;
-            char path[4400];
-            snprintf(path, sizeof path, "%s/%s", a->out_dir, e->d_name);
-            durable_remove_flat_dir(path);
-        }
-        closedir(d);
-        rmdir(a->out_dir);
-    }
+    if (db_remove_tree(a->out_dir) != 0)
+        scheduler_log(a->job, "error", "removing the ranks' files: %s", error_get());
 }
 
 typedef struct {
@@ -202,6 +189,9 @@ static int read_remote_end(Scheduler *s, int64_t job, void *ctx) {
     return db_job_remote_end(s->db, job, e->attempt, e->state, e->reported);
 }
 
+/* The job's final state: the end its ranks reported, else `fallback`
+ * with `why`. Its metrics are committed first: the ranks sent them all
+ * before their end. */
 static void record(Worker *w, const RemoteAttempt *a, DbJobState fallback, const char *why) {
     Scheduler *s = w->s;
     if (metric_writer_flush(s->mw) != 0)

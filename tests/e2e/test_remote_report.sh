@@ -118,6 +118,8 @@ check "(a) the job runs on an executor slot" \
     "('running', 'external', 'running')"
 "$TRAIND" run "$D1/spec.json" --jsonl --out "$TMP/ref" >"$TMP/ref.jsonl" 2>"$TMP/ref.err"
 check "(a) the plain run of spec.json" "$?" 0
+# a link the ranks left in out/ is removed, not followed
+mkdir -p "$TMP/outside" "$D1/out" && echo kept >"$TMP/outside/file" && ln -s "$TMP/outside" "$D1/out/link"
 t0=$(date +%s.%N)
 $(rank_cmd) >"$TMP/one.jsonl" 2>"$TMP/one.err"
 check "(a) the rank exits 0" "$?" 0
@@ -137,6 +139,7 @@ check "(a) its checkpoint downloads as the plain run wrote it (the same weights,
     "$(sha256sum <"$TMP/ref/epoch-2/model.safetensors" | cut -c1-64)"
 check "(a) the ended attempt's out/ (the ranks' checkpoint copies) is gone" \
     "$(ls -A "$D1" | tr '\n' ' ')" "spec.json token "
+check "(a) ... a link in it removed, what it pointed to kept" "$(cat "$TMP/outside/file")" kept
 
 api GET "/v1/jobs?limit=1"
 check "(a) the stored progress (the list's) is the last epoch's" \
