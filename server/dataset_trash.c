@@ -9,9 +9,12 @@
 #include "core/error.h"
 #include "server/log.h"
 
+static void remove_now(const char *path) {
+    if (db_remove_tree(path) != 0) log_message("dataset", "removing %s: %s", path, error_get());
+}
+
 static void *remove_tree(void *path) {
-    if (db_remove_tree(path) != 0)
-        log_message("dataset", "removing %s: %s", (char *)path, error_get());
+    remove_now(path);
     free(path);
     return NULL;
 }
@@ -26,9 +29,8 @@ void dataset_trash_remove(const char *path) {
         pthread_attr_destroy(&attr);
         if (rc == 0) return;
     }
-    if (own) remove_tree(own); /* no thread: here, late rather than never */
-    else if (db_remove_tree(path) != 0)
-        log_message("dataset", "removing %s: %s", path, error_get());
+    free(own);
+    remove_now(path); /* no thread: here, late rather than never */
 }
 
 static void remove_later(const char *path, void *ctx) {
