@@ -44,8 +44,9 @@
  * Start: lock the data dir, open (or create) its database, drop uploads and
  * imports a previous daemon left half done, create the admin user on first
  * start (its token in <data-dir>/admin.token, mode 0600), start the metric
- * writer, the scheduler (which requeues jobs left running), the importer,
- * the ingest pool (uploads' checks, server/ingest_pool.h) and the HTTP
+ * writer, the scheduler (which requeues jobs left running), the removal of
+ * deleted datasets' files a stop left aside, the importer, the ingest
+ * pool (uploads' checks, server/ingest_pool.h) and the HTTP
  * server, and log {"event":"listening","port":N} (--port 0
  * picks a free port: tests read it there).
  *
@@ -207,7 +208,6 @@ static int open_storage(Daemon *d, const ServeOptions *o) {
     if (db_dataset_delete_stale(d->db, &stale) != DB_OK) return -1;
     if (stale)
         log_message("start", "removed %d dataset upload(s) or import(s) left unfinished", stale);
-    dataset_trash_sweep(d->db);
     bool created = false;
     if (db_user_bootstrap_admin(d->db, &created) != DB_OK) return -1;
     if (created)
@@ -239,10 +239,12 @@ static int start_work(Daemon *d, const ServeOptions *o, bool tls) {
     return (d->sched = scheduler_start(&sc)) ? 0 : -1;
 }
 
-/* The importer and the ingest pool, whose threads check datasets' files:
- * started where the HTTP threads are, at their nice value and on their
- * CPUs (threads inherit both), not the training workers'. */
+/* The importer, the ingest pool, and the removal of deleted datasets'
+ * files a stop left aside, whose threads work on datasets' files: started
+ * where the HTTP threads are, at their nice value and on their CPUs
+ * (threads inherit both), not the training workers'. */
 static int start_datasets(Daemon *d, const ServeOptions *o) {
+    dataset_trash_sweep(d->db);
     ImporterConfig ic = {.db = d->db, .threads = o->import_threads,
                          .per_user = o->imports_per_user,
                          .max_bytes = (int64_t)o->max_upload_mb << 20,
