@@ -250,6 +250,13 @@ static int pick_features(Csv *c, const CsvOptions *o) {
     return rc;
 }
 
+/* A row's bytes as held: nf float32 features and nt targets (float32
+ * for regression, int64 class labels). */
+static uint64_t row_bytes(const Csv *c) {
+    return (uint64_t)c->nf * sizeof(float) +
+           (uint64_t)c->nt * (c->regression ? sizeof(float) : sizeof(int64_t));
+}
+
 static int read_header(Csv *c, const CsvOptions *o) {
     ssize_t n = next_line(c);
     if (n < 0) return error_set("csv: %s: empty file (a header row is needed)", c->path);
@@ -283,19 +290,14 @@ static int read_header(Csv *c, const CsvOptions *o) {
     }
 
     if (pick_features(c, o) != 0) return -1;
-    int64_t row_bytes = (int64_t)c->nf * (int64_t)sizeof(float) + (int64_t)c->nt * 8;
-    c->chunk_rows = CSV_CHUNK_BYTES / row_bytes;
+    c->chunk_rows = (int64_t)(CSV_CHUNK_BYTES / row_bytes(c));
     if (c->chunk_rows > CSV_CHUNK_ROWS) c->chunk_rows = CSV_CHUNK_ROWS;
     if (c->chunk_rows < 1) c->chunk_rows = 1;
     return 0;
 }
 
-/* A chunk's bytes: chunk_rows rows of nf floats and nt targets. */
-static uint64_t chunk_bytes(const Csv *c) {
-    return (uint64_t)c->chunk_rows *
-           ((uint64_t)c->nf * sizeof(float) +
-            (uint64_t)c->nt * (c->regression ? sizeof(float) : sizeof(int64_t)));
-}
+/* A chunk's bytes: chunk_rows rows. */
+static uint64_t chunk_bytes(const Csv *c) { return (uint64_t)c->chunk_rows * row_bytes(c); }
 
 static int add_chunk(Csv *c) {
     char what[4200];
