@@ -10,15 +10,14 @@ export const token = {
   clear: () => localStorage.removeItem(TOKEN_KEY),
 };
 
-// A `#token=...` fragment (the address `traind serve` logs) is kept and
-// taken out of the address bar at once, so that it is neither bookmarked
-// nor left in the history. Returns whether there was one.
-export function takeTokenFromAddress() {
+// A `#token=...` fragment (the address `traind serve` logs) is taken out
+// of the address bar at once, so that it is neither bookmarked nor left in
+// the history. Returns its token ("" for an empty one), null for none.
+export function tokenFromAddress() {
   const t = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (t === null) return false;
+  if (t === null) return null;
   history.replaceState(null, "", location.pathname + location.search);
-  if (t.trim()) token.set(t.trim());
-  return true;
+  return t.trim();
 }
 
 // An answer other than 2xx: the API's {"error": {code, message, path}}, or

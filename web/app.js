@@ -1,4 +1,5 @@
-// app.js - the dashboard's start: takes a #token= address's token, signs
+// app.js - the dashboard's start: takes a #token= address's token (asking
+// first where it would replace another user's), signs
 // in with GET /v1/me (a form to paste a token when there is none or it is
 // refused, with the server's reason), shows who is signed in, and routes
 // by the address's fragment: #/jobs/ID a run's page (run.js),
@@ -6,18 +7,19 @@
 // the queue (devices.js), anything else the runs table (runs.js); the one
 // shown is stopped on leaving.
 
-import { api, token, takeTokenFromAddress } from "./api.js";
+import { api, token, tokenFromAddress } from "./api.js";
 import { RunsView } from "./runs.js";
 import { RunView } from "./run.js";
 import { CompareView, compareParams } from "./compare.js";
 import { DevicesView } from "./devices.js";
 
 // first of all: the token leaves the address bar
-takeTokenFromAddress();
+const linkedAtStart = tokenFromAddress();
 
 const $ = (id) => document.getElementById(id);
 let view = null;
 let me = null;
+let offered = null; // the #token= address's token a question waits on
 
 function authLost(e) {
   token.clear();
@@ -35,11 +37,75 @@ function route() {
 }
 
 // a #token= address pasted into a tab already open: the token leaves the
-// address bar and signs in; any other address is a view's
+// address bar and signs in (useLinked); any other address is a view's
 function addressChanged() {
-  if (takeTokenFromAddress()) signIn();
+  const linked = tokenFromAddress();
+  if (linked === null) route();
+  else useLinked(linked);
+}
+
+// A #token= address's token. Where another is kept and its user signed in,
+// the switch is asked, not done: a link someone sent must not sign this
+// browser into their account unnoticed (what it then uploads or submits
+// would be theirs). Otherwise it signs in, as a pasted token does.
+async function useLinked(linked) {
+  const kept = token.get();
+  if (linked && kept && linked !== kept) {
+    const wasIn = me !== null;
+    if (!wasIn) await signIn(); // who is signed in, first
+    if (me) {
+      if (wasIn) route(); // the address bar's view: the runs
+      offerSwitch(linked);
+      return;
+    }
+    if (token.get()) return; // the kept one neither refused nor checked: nothing changes
+  }
+  if (linked) token.set(linked);
+  if (linked || !me) signIn();
   else route();
 }
+
+// The question, naming both users: the link's token is looked up first
+// (with it alone). The same user's other token (a new one after a
+// rotation) is taken without asking; a refused one is said and dropped.
+async function offerSwitch(linked) {
+  let them;
+  try {
+    them = await api("GET", "/v1/me", { headers: { Authorization: `Bearer ${linked}` } });
+  } catch (e) {
+    if (me) ask(`The address's token was not used: ${e.message}. You are still signed in as ${me.name}.`);
+    return;
+  }
+  if (!me) return; // signed out meanwhile
+  if (them.id === me.id) {
+    token.set(linked);
+    return;
+  }
+  ask(`This address signs in as ${them.name}. You are signed in as ${me.name}.`, linked, them.name);
+}
+
+function ask(text, linked = null, name = "") {
+  offered = linked;
+  $("switch-text").textContent = text;
+  $("switch-yes").hidden = !linked;
+  $("switch-yes").textContent = `Sign in as ${name}`;
+  $("switch-no").textContent = linked ? `Stay signed in as ${me.name}` : "OK";
+  $("switch").hidden = false;
+}
+
+function closeQuestion() {
+  offered = null;
+  $("switch").hidden = true;
+}
+
+$("switch-yes").addEventListener("click", () => {
+  const linked = offered;
+  closeQuestion();
+  if (!linked) return;
+  token.set(linked);
+  signIn();
+});
+$("switch-no").addEventListener("click", closeQuestion);
 
 function makeView(hash) {
   const run = /^#\/jobs\/(\d+)$/.exec(hash);
@@ -71,6 +137,7 @@ function showSignIn(message = "") {
   view?.stop();
   view = null;
   me = null;
+  closeQuestion();
   document.title = "traind";
   $("loading").hidden = true;
   $("who").hidden = true;
@@ -85,6 +152,7 @@ function showSignIn(message = "") {
 }
 
 async function signIn() {
+  closeQuestion();
   if (!token.get()) {
     showSignIn();
     return;
@@ -124,4 +192,5 @@ window.addEventListener("hashchange", addressChanged);
 window.addEventListener("storage", (e) => {
   if (e.key === null || e.key === "traind.token") signIn();
 });
-signIn();
+if (linkedAtStart === null) signIn();
+else useLinked(linkedAtStart);

@@ -825,6 +825,49 @@ await step("17 address and tabs", async () => {
   await page.waitForFunction(() => document.querySelector("#who strong")?.textContent === "bob", WAIT);
   await signedInWith(namesOf("bob").length);
   same("17: another tab's sign-in is followed: bob's name over bob's runs", await who(), "Signed in as bob");
+  // another user's #token= address while bob is signed in (a link someone
+  // sent): asked, not done; staying keeps bob, switching signs alice in
+  const question = () => page.$eval("#switch-text", (e) => e.textContent);
+  const offer = async (t) => {
+    await page.evaluate((t) => { location.hash = `#token=${t}`; }, t);
+    await page.waitForSelector("#switch:not([hidden])", WAIT);
+  };
+  await offer(env.ALICE);
+  same("17: another user's #token= address while bob is signed in: asked first", await question(),
+    "This address signs in as alice. You are signed in as bob.");
+  same("17: ... bob still signed in, his token kept", [await who(), await stored()],
+    ["Signed in as bob", env.BOB]);
+  same("17: ... the choices", await page.$$eval("#switch button:not([hidden])",
+    (bs) => bs.map((b) => b.textContent)), ["Sign in as alice", "Stay signed in as bob"]);
+  await shot("17-switch-asked");
+  await page.click("#switch-no");
+  check("17: staying: the question gone", !(await visible("#switch")), "still asked");
+  same("17: ... bob still signed in", [await who(), await stored()], ["Signed in as bob", env.BOB]);
+  expect401 = true;
+  const before = expected401;
+  await offer("0".repeat(64));
+  check("17: a refused token's address: said, bob still signed in",
+    /^The address's token was not used: invalid token\. You are still signed in as bob\.$/i
+      .test(await question()) && (await stored()) === env.BOB, await question());
+  same("17: ... one 401 from GET /v1/me", expected401 - before, 1);
+  expect401 = false;
+  await page.click("#switch-no");
+  await offer(env.ALICE);
+  await page.click("#switch-yes");
+  await page.waitForFunction(() => document.querySelector("#who strong")?.textContent === "alice", WAIT);
+  await signedInWith(namesOf("alice").length);
+  same("17: switching: alice signed in, her token kept", [await who(), await stored()],
+    ["Signed in as alice", env.ALICE]);
+  // the same in a page opened at bob's #token= address: alice (kept) signed in, and asked
+  const fresh = await browser.newPage();
+  await fresh.goto(`${env.DASH_URL.split("#")[0]}#token=${env.BOB}`, { waitUntil: "load" });
+  await fresh.waitForSelector("#switch:not([hidden])", WAIT);
+  same("17: a page opened at another user's #token= address: the kept user's, asked",
+    await fresh.evaluate(() => [document.querySelector("#who strong")?.textContent,
+      document.getElementById("switch-text").textContent, localStorage.getItem("traind.token")]),
+    ["alice", "This address signs in as bob. You are signed in as alice.", env.ALICE]);
+  await fresh.close();
+  await page.bringToFront();
   await signOut();
   await paste(env.ADMIN);
   await signedInWith(4);
