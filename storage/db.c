@@ -19,7 +19,8 @@
 #include "storage/db_internal.h"
 
 #include <errno.h>
-#include <ftw.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -427,29 +428,57 @@ char *db_column_dup(sqlite3_stmt *st, int i, int *oom) {
     return s;
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb;
-    (void)ftw;
-    int rc = flag == FTW_DP ? rmdir(path) : unlink(path);
-    if (rc != 0 && errno != ENOENT) {
-        error_set("cannot remove %s: %s", path, strerror(errno));
-        return -1;
+/* Deeper than this, a tree is left (with an error): each level holds a
+ * directory open. */
+#define REMOVE_TREE_DEPTH 128
+
+/* Empties the directory open at fd (taken, closed here): each entry is
+ * removed by its name relative to fd, and a directory is entered only
+ * through openat with O_NOFOLLOW. A link, or one swapped in for a
+ * directory mid-walk (by whoever may write the tree: a job's ranks), is
+ * then removed, never followed out of the tree. */
+static int empty_dir(int fd, const char *shown, int depth) {
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return error_set("cannot read %s: %s", shown, strerror(errno));
     }
-    return 0;
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+        const char *name = e->d_name;
+        if (!strcmp(name, ".") || !strcmp(name, "..")) continue;
+        if (unlinkat(dirfd(d), name, 0) == 0 || errno == ENOENT) continue;
+        if (errno != EISDIR && errno != EPERM) {
+            rc = error_set("cannot remove %s/%s: %s", shown, name, strerror(errno));
+            break;
+        }
+        int sub = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0 && errno == ENOENT) continue;
+        if (sub < 0 || depth >= REMOVE_TREE_DEPTH) {
+            rc = error_set("cannot remove %s/%s: %s", shown, name,
+                           sub < 0 ? strerror(errno) : "nested too deep");
+            if (sub >= 0) close(sub);
+            break;
+        }
+        if ((rc = empty_dir(sub, shown, depth + 1)) != 0) break;
+        if (unlinkat(dirfd(d), name, AT_REMOVEDIR) != 0 && errno != ENOENT &&
+            unlinkat(dirfd(d), name, 0) != 0 && errno != ENOENT) /* a link swapped in after */
+            rc = error_set("cannot remove %s/%s: %s", shown, name, strerror(errno));
+    }
+    closedir(d);
+    return rc;
 }
 
 int db_remove_tree(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) {
-        if (errno == ENOENT) return 0;
-        return error_set("cannot stat %s: %s", path, strerror(errno));
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        if (unlink(path) != 0 && errno != ENOENT)
-            return error_set("cannot remove %s: %s", path, strerror(errno));
-        return 0;
-    }
-    return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : -1;
+    if (unlink(path) == 0 || errno == ENOENT) return 0; /* a file, a link, or nothing */
+    if (errno != EISDIR && errno != EPERM)
+        return error_set("cannot remove %s: %s", path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return error_set("cannot open %s: %s", path, strerror(errno));
+    if (empty_dir(fd, path, 0) != 0) return -1;
+    if (rmdir(path) != 0 && errno != ENOENT)
+        return error_set("cannot remove %s: %s", path, strerror(errno));
+    return 0;
 }
 
 /* ---- the pool ---- */

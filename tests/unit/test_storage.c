@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -460,6 +461,110 @@ Test(storage, data_dir_held_absolute) {
     cr_assert_not_null(db, "%s", error_get());
     cr_assert_str_eq(db_data_dir(db), link);
     db_close(db);
+    tmp_dir_remove(base);
+}
+
+/* A file of `text` at dir/name. */
+static void put_file(const char *dir, const char *name, const char *text) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A tree of files, folders and links (what a job's ranks leave in out/)
+ * goes whole; what its links point to stays, and so does a folder the
+ * tree's parent holds beside it. A file, a link, nothing: removed or fine. */
+Test(storage, remove_tree_removes_links_not_what_they_point_to) {
+    char base[] = "/tmp/traind-tree-XXXXXX", tree[300], outside[300], path[600];
+    cr_assert_not_null(mkdtemp(base));
+    snprintf(tree, sizeof tree, "%s/tree", base);
+    snprintf(outside, sizeof outside, "%s/outside", base);
+    cr_assert_eq(mkdir(outside, 0755), 0);
+    put_file(outside, "keep", "kept");
+    snprintf(path, sizeof path, "%s/a/b/c", tree);
+    cr_assert_eq(db_mkdir_p(path), 0, "%s", error_get());
+    put_file(path, "deep", "x");
+    snprintf(path, sizeof path, "%s/a", tree);
+    put_file(path, "f", "x");
+    put_file(tree, "top", "x");
+    char link[600];
+    snprintf(link, sizeof link, "%s/a/to-dir", tree);
+    cr_assert_eq(symlink(outside, link), 0);
+    snprintf(link, sizeof link, "%s/a/b/to-file", tree);
+    snprintf(path, sizeof path, "%s/keep", outside);
+    cr_assert_eq(symlink(path, link), 0);
+    snprintf(link, sizeof link, "%s/dangling", tree);
+    cr_assert_eq(symlink("/nonexistent/x", link), 0);
+    cr_assert_eq(db_remove_tree(tree), 0, "%s", error_get());
+    cr_assert(!exists(tree), "the tree is gone");
+    snprintf(path, sizeof path, "%s/keep", outside);
+    cr_assert(exists(path), "what a link pointed to stays");
+    /* a link given as the tree itself: the link goes, its target stays */
+    snprintf(link, sizeof link, "%s/link", base);
+    cr_assert_eq(symlink(outside, link), 0);
+    cr_assert_eq(db_remove_tree(link), 0, "%s", error_get());
+    struct stat st;
+    cr_assert_eq(lstat(link, &st), -1, "the link is gone");
+    cr_assert(exists(path), "its target's files stay");
+    cr_assert_eq(db_remove_tree(link), 0, "nothing there: fine");
+    cr_assert_eq(db_remove_tree(path), 0, "a file");
+    cr_assert(!exists(path));
+    tmp_dir_remove(base);
+}
+
+typedef struct {
+    int inotify;
+    char tree[300], outside[300];
+} Swap;
+
+/* At the first file removed from tree/a: a renamed to b and a link to
+ * `outside` put in its place (what a rank racing the removal does). */
+static void *swap_in_a_link(void *arg) {
+    Swap *w = arg;
+    char buf[4096], a[600], b[600];
+    if (read(w->inotify, buf, sizeof buf) <= 0) return NULL;
+    snprintf(a, sizeof a, "%s/a", w->tree);
+    snprintf(b, sizeof b, "%s/b", w->tree);
+    if (rename(a, b) == 0 && symlink(w->outside, a) != 0) perror("symlink");
+    return NULL;
+}
+
+/* The same, with a link swapped in for a folder while its files are being
+ * removed: the files of the folder it points to stay (a walk by path
+ * would remove those of the same names). */
+Test(storage, remove_tree_is_not_led_out_by_a_link_swapped_in) {
+    char base[] = "/tmp/traind-tree-XXXXXX", a[600], path[700];
+    cr_assert_not_null(mkdtemp(base));
+    Swap w;
+    snprintf(w.tree, sizeof w.tree, "%s/tree", base);
+    snprintf(w.outside, sizeof w.outside, "%s/outside", base);
+    snprintf(a, sizeof a, "%s/a", w.tree);
+    cr_assert_eq(db_mkdir_p(a), 0, "%s", error_get());
+    cr_assert_eq(mkdir(w.outside, 0755), 0);
+    enum { FILES = 3000 };
+    for (int i = 0; i < FILES; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "f%04d", i);
+        put_file(a, name, "x");
+        put_file(w.outside, name, "kept");
+    }
+    w.inotify = inotify_init1(IN_CLOEXEC);
+    cr_assert_geq(w.inotify, 0);
+    cr_assert_geq(inotify_add_watch(w.inotify, a, IN_DELETE), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, swap_in_a_link, &w), 0);
+    db_remove_tree(w.tree); /* b, made mid-walk, may stay behind: an error then */
+    pthread_join(t, NULL);
+    close(w.inotify);
+    int kept = 0;
+    for (int i = 0; i < FILES; i++) {
+        snprintf(path, sizeof path, "%s/f%04d", w.outside, i);
+        kept += exists(path);
+    }
+    cr_assert_eq(kept, FILES, "%d of the %d files the link points to removed", FILES - kept, FILES);
     tmp_dir_remove(base);
 }
 
