@@ -244,11 +244,14 @@ static void mark_running(Worker *w) {
 
 /* The ranks stopped, by force when they have not ended: the job goes back
  * to the queue (preempted_by: the job that takes its place, 0 for the
- * daemon stopping). */
+ * daemon stopping). Ranks the last poll saw end are not signalled: their
+ * handle (mpirun's pid, reaped) may be another process's by now. */
 static void stop_and_requeue(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops,
-                             const char *handle, int64_t preempted_by) {
-    ops->cancel(ops->ctx, handle);
-    if (ops->reap) ops->reap(ops->ctx, handle, EXECUTOR_CANCEL_GRACE_S);
+                             const char *handle, const RemoteStatus *st, int64_t preempted_by) {
+    if (st->phase != REMOTE_ENDED) {
+        ops->cancel(ops->ctx, handle);
+        if (ops->reap) ops->reap(ops->ctx, handle, EXECUTOR_CANCEL_GRACE_S);
+    }
     requeue(w, a, preempted_by);
 }
 
@@ -278,7 +281,7 @@ static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, co
         int64_t by = 0;
         WorkerStop stop = worker_stop(w, &by);
         if (stop == WORKER_STOP_SHUTDOWN) {
-            stop_and_requeue(w, a, ops, handle, 0);
+            stop_and_requeue(w, a, ops, handle, &st, 0);
             return;
         }
         /* a preemption: the ranks' reports are answered "preempt": true,
@@ -305,7 +308,7 @@ static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, co
         show(w, ops, handle, &st);
         if (st.phase == REMOTE_RUNNING) mark_running(w);
         if (preempted_at > 0 && preemption_over(w, a, &st, preempted_at)) {
-            stop_and_requeue(w, a, ops, handle, by);
+            stop_and_requeue(w, a, ops, handle, &st, by);
             return;
         }
         char why[512];

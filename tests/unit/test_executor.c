@@ -244,8 +244,9 @@ Test(executor, the_daemon_stopping_requeues_the_job) {
 
 /* A preemption: the ranks' next report says so ("preempt": true, and
  * "cancel": true for ranks that know only that), and they are left to
- * upload a checkpoint where they stop and report their end; only then is
- * the launcher's cancel sent and the job put back in the queue. */
+ * upload a checkpoint where they stop and report their end; then the job
+ * goes back in the queue, with no cancel sent to ranks the launcher says
+ * have ended (mpirun's pid, reaped, may be another process's by then). */
 /* A job running on s's one slot, preempted by one at an admin's priority:
  * its ranks' next report is answered "preempt": true. */
 static int64_t preempted_job(Scheduler *s) {
@@ -274,9 +275,10 @@ Test(executor, a_preemption_lets_the_ranks_checkpoint_and_end_first) {
     cr_assert_eq(state_of(victim), DB_JOB_RUNNING);
     ranks_end(victim, DB_JOB_CANCELLED, "cancelled at step 3");
     WAIT_FOR(state_of(victim) == DB_JOB_QUEUED || atomic_load(&script.launches) == 2);
-    cr_assert_geq(atomic_load(&script.cancels), 1, "then the launcher's cancel");
     cr_assert_eq(preemptions_of(victim), 1);
+    int cancels = atomic_load(&script.cancels);
     scheduler_stop(s);
+    cr_assert_eq(cancels, 0, "ranks that ended are not signalled");
 }
 
 /* Ranks told of a preemption that end otherwise meanwhile (the run's last
