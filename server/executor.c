@@ -110,6 +110,18 @@ static int write_spec(Scheduler *s, const DbJob *job, const SlurmConfig *c, Remo
     return rc;
 }
 
+/* The out/ of the job's attempts before this one: a daemon killed (-9)
+ * while they ran never removed it (the ranks' copies of whole checkpoints,
+ * counted in no quota). */
+static void clean_earlier_attempts(const char *root, const DbJob *job) {
+    char out[4400];
+    for (int k = 1; k < job->attempt; k++) {
+        snprintf(out, sizeof out, "%s/jobs/%" PRId64 "/attempt-%d/out", root, job->id, k);
+        if (db_remove_tree(out) != 0)
+            scheduler_log(job->id, "error", "removing attempt %d's files: %s", k, error_get());
+    }
+}
+
 /* The attempt's directory, spec.json, token and out/; *spec the parsed
  * spec (job_spec_free it). 0, or -1 with an error. */
 static int prepare(Scheduler *s, const DbJob *job, const ExecutorOps *ops, RemoteAttempt *a,
@@ -126,6 +138,7 @@ static int prepare(Scheduler *s, const DbJob *job, const ExecutorOps *ops, Remot
         path_in(a->out_dir, sizeof a->out_dir, a->dir, "out") || db_mkdir_p(a->out_dir) ||
         write_spec(s, job, c, a, spec) != 0)
         return -1;
+    clean_earlier_attempts(root, job);
     a->spec = *spec;
     a->ranks = (*spec)->ranks;
     char token[DB_TOKEN_LEN + 1];
@@ -232,6 +245,7 @@ static void requeue(Worker *w, const RemoteAttempt *a, int64_t preempted_by) {
                                      "to resume", preempted_by);
     attempt_requeue(s, a->job, preempted_by != 0);
     if (!preempted_by) scheduler_log(a->job, "info", "ranks stopped, queued to resume");
+    clean_attempt(a);
 }
 
 /* The ranks run: the slot's devices are its owner's use from now (not

@@ -481,6 +481,10 @@ check "(g) ... at the rank's last step" \
 api GET "/v1/jobs/$J7"
 check "(g) the job is back in the queue, preempted once" \
     "$(jv '(d["state"], d["preemptions"])')" "('queued', 1)"
+check "(g) ... its attempt's out/ (the rank's checkpoint copies) removed" \
+    "$(ls -A "$D7" | tr '\n' ' ')" "spec.json token "
+# what a daemon killed (-9) while the ranks ran leaves: removed as the next attempt starts
+mkdir -p "$D7/out/epoch-1" && echo x >"$D7/out/epoch-1/model.safetensors"
 DIR=$D8 JOB_ID=$J8
 wait_token "(g) the urgent job's attempt"
 $(rank_cmd) >/dev/null 2>"$TMP/u.err"
@@ -488,6 +492,8 @@ check "(g) the urgent job's rank exits 0" "$?" 0
 check "(g) ... the urgent job succeeded" "$(wait_state "$J8" 10 succeeded)" succeeded
 DIR=$VAR/jobs/$J7/attempt-2 JOB_ID=$J7
 wait_token "(g) the preempted job's attempt 2"
+check "(g) ... attempt 1's out/, left by a killed daemon, removed as attempt 2 starts" \
+    "$(ls -A "$D7" | tr '\n' ' ')" "spec.json token "
 $(rank_cmd | sed 's/--attempt 1/--attempt 2/') >"$TMP/p2.jsonl" 2>"$TMP/p2.err"
 check "(g) attempt 2's rank exits 0" "$?" 0
 check "(g) the preempted job succeeded" "$(wait_state "$J7" 10 succeeded)" succeeded
