@@ -428,7 +428,7 @@ void attempt_run(Worker *w, const DbJob *job) {
     /* what a crash left in its checkpoints directory, before the attempt
      * writes there */
     int strays = 0;
-    if (db_checkpoint_collect_strays(s->db, job->id, &strays) != DB_OK)
+    if (checkpoint_collect_strays(s->db, job->id, &strays) != DB_OK)
         scheduler_log(job->id, "error", "checkpoints: %s", error_get());
     else if (strays > 0)
         scheduler_job_log(s, job->id, "attempt %d: %d unrecorded checkpoint director%s removed",

@@ -93,12 +93,17 @@ static int unstage(const char *staged) {
 }
 
 /* Under record_lock: the checkpoint staged (described: its hash and sizes,
- * read before the lock) weighed, put in rel's place, recorded into *c and
- * collected; 0, CHECKPOINT_OVER_QUOTA or -1, the staged copy removed. */
+ * read before the lock) admitted, weighed, put in rel's place, recorded
+ * into *c and collected; 0, CHECKPOINT_REFUSED, CHECKPOINT_OVER_QUOTA or
+ * -1, the staged copy removed. */
 static int record(const CheckpointStore *cs, int epoch, int64_t step, bool partial,
                   const char *rel, const char *staged, const DbCheckpoint *described,
                   DbCheckpoint *c) {
     Db *db = cs->s->db;
+    if (cs->admit && cs->admit(cs->ctx) != 0) {
+        unstage(staged);
+        return CHECKPOINT_REFUSED;
+    }
     DbCheckpoint add = *described;
     add.step = step, add.partial = partial;
     int quota = within_quota(cs, &add);
@@ -164,4 +169,11 @@ int checkpoint_store(const CheckpointStore *cs, int epoch, int64_t step, bool pa
                       partial ? " (partial, for resuming)" : "", step, c.bytes, c.sha256);
     if (out) *out = c;
     return 0;
+}
+
+int checkpoint_collect_strays(Db *db, int64_t job, int *removed) {
+    pthread_mutex_lock(&record_lock);
+    int rc = db_checkpoint_collect_strays(db, job, removed);
+    pthread_mutex_unlock(&record_lock);
+    return rc;
 }

@@ -36,16 +36,27 @@ typedef struct {
     /* 0 when the job's history up to now is stored, or -1 with the error
      * of what is not. */
     int (*history_stored)(void *ctx);
+    /* NULL, or called under the daemon's checkpoint lock just before the
+     * quota is weighed: 0 to go on, or -1 to refuse the checkpoint (the
+     * reason kept in ctx): checkpoint_store then removes it and returns
+     * CHECKPOINT_REFUSED. */
+    int (*admit)(void *ctx);
     void *ctx;
 } CheckpointStore;
 
 /* A checkpoint that would take its owner's checkpoints past their quota
  * (server/quota.h): removed again, the ones before it kept. */
 #define CHECKPOINT_OVER_QUOTA (-2)
+/* One its admit refused: removed again, the reason the caller's. */
+#define CHECKPOINT_REFUSED (-3)
 
 /* 0 with the row in *out (may be NULL), CHECKPOINT_OVER_QUOTA with the
- * error that says by how much, or -1 with an error. */
+ * error that says by how much, CHECKPOINT_REFUSED, or -1 with an error. */
 int checkpoint_store(const CheckpointStore *cs, int epoch, int64_t step, bool partial,
                      DbCheckpoint *out);
+
+/* db_checkpoint_collect_strays under the checkpoint lock: a checkpoint
+ * being put in place and recorded is never taken for a stray. */
+int checkpoint_collect_strays(Db *db, int64_t job, int *removed);
 
 #endif

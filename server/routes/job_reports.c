@@ -65,8 +65,32 @@ static int64_t int_param(HttpRequest *req, int i, int64_t max) {
 
 /* The job and attempt of the route, checked against the request's token:
  * 0, or -1 after replying 401, 404 or 409. */
+/* Whether `attempt` is job id's current one and token its token: 0, or -1
+ * with the reply in *err (401 a wrong token, 409 stale_attempt, 5xx the
+ * database failing). A job without a token is answered as a wrong token:
+ * ids are not told. */
+static int attempt_current(Api *api, int64_t id, int attempt, const char *token,
+                           ApiPendingError *err) {
+    DbJobRemote r;
+    error_clear();
+    int st = db_job_remote_get(api->db, id, &r);
+    if (st == DB_NOT_FOUND) {
+        r = (DbJobRemote){0};
+    } else if (st != DB_OK) {
+        int status = api_storage_status(0);
+        return api_pending_error(err, status, api_storage_code(status), "", "%s",
+                                 *error_get() ? error_get() : "storage failed");
+    }
+    char why[256];
+    switch (remote_attempt_check(&r, id, attempt, token, why, sizeof why)) {
+    case REMOTE_AUTH_OK: return 0;
+    case REMOTE_AUTH_BAD_TOKEN: return api_pending_error(err, 401, "unauthorized", "", "%s", why);
+    case REMOTE_AUTH_STALE: return api_pending_error(err, 409, "stale_attempt", "", "%s", why);
+    }
+    return -1;
+}
+
 static int remote_auth(HttpRequest *req, int64_t *job, int *attempt) {
-    Api *api = http_app(req);
     int64_t id = int_param(req, 0, INT64_MAX), n = int_param(req, 1, 1 << 30);
     if (id <= 0 || n <= 0)
         return http_reply_error(req, 404, "not_found", NULL,
@@ -77,19 +101,9 @@ static int remote_auth(HttpRequest *req, int64_t *job, int *attempt) {
         return http_reply_error(req, 401, "unauthorized", NULL,
                                 "send the attempt's token: 'Authorization: Bearer <token>'"),
                -1;
-    DbJobRemote r;
-    error_clear();
-    int st = db_job_remote_get(api->db, id, &r);
-    if (st == DB_NOT_FOUND) /* a job with no token: answered as a wrong token, ids not told */
-        r = (DbJobRemote){0};
-    else if (st != DB_OK)
-        return api_reply_db(req, st, NULL), -1;
-    char why[256];
-    switch (remote_attempt_check(&r, id, (int)n, token, why, sizeof why)) {
-    case REMOTE_AUTH_OK: break;
-    case REMOTE_AUTH_BAD_TOKEN: return http_reply_error(req, 401, "unauthorized", NULL, "%s", why), -1;
-    case REMOTE_AUTH_STALE: return http_reply_error(req, 409, "stale_attempt", NULL, "%s", why), -1;
-    }
+    ApiPendingError err = {0};
+    if (attempt_current(http_app(req), id, (int)n, token, &err) != 0)
+        return http_reply_error(req, err.status, err.code, NULL, "%s", err.msg), -1;
     *job = id;
     *attempt = (int)n;
     return 0;
@@ -482,6 +496,8 @@ typedef struct {
     bool have_model, have_trainer, in_step;
     char step[32];
     size_t step_len;
+    int64_t step_number;  /* the step field, parsed at the end */
+    const char *token;    /* the request's, while the handler runs */
     ApiPendingError err; /* the first error, replied by data() or the handler */
 } CkptUpload;
 
@@ -651,19 +667,30 @@ static int keep_last_of(Db *db, int64_t job, int *out) {
 }
 
 /* A step is one epoch's end: a checkpoint at the step of another epoch's
- * would take that one's row and remove its directory. True after a 409. */
-static bool step_taken(HttpRequest *req, const CkptUpload *u, int64_t step) {
+ * would take that one's row and remove its directory. True with a 409 in
+ * u->err. */
+static bool step_taken(CkptUpload *u) {
     DbCheckpoint *list = NULL;
     int n = 0, other = -1;
     if (db_checkpoint_list(u->api->db, u->job, &list, &n) != DB_OK) n = 0; /* store's own error */
     for (int i = 0; i < n; i++)
-        if (list[i].step == step && list[i].epoch != u->epoch) other = list[i].epoch;
+        if (list[i].step == u->step_number && list[i].epoch != u->epoch) other = list[i].epoch;
     free(list);
     if (other < 0) return false;
-    http_reply_error(req, 409, "conflict", "step",
-                     "step %lld is the checkpoint of epoch %d; epoch %d's cannot take its place",
-                     (long long)step, other, u->epoch);
+    api_pending_error(&u->err, 409, "conflict", "step",
+                      "step %lld is the checkpoint of epoch %d; epoch %d's cannot take its place",
+                      (long long)u->step_number, other, u->epoch);
     return true;
+}
+
+/* checkpoint_store's admit, under its lock (so that two PUTs at once are
+ * looked at one after the other): the attempt still the job's (it may
+ * have ended while the files were hashed: preempted, cancelled, its token
+ * rotated, its successor collecting strays), the step no other epoch's. */
+static int ckpt_admit(void *ctx) {
+    CkptUpload *u = ctx;
+    if (attempt_current(u->api, u->job, u->attempt, u->token, &u->err) != 0) return -1;
+    return step_taken(u) ? -1 : 0;
 }
 
 int job_checkpoint_put(HttpRequest *req) {
@@ -693,14 +720,17 @@ int job_checkpoint_put(HttpRequest *req) {
     int64_t job;
     int attempt;
     if (remote_auth(req, &job, &attempt) != 0) return 0;
-    if (step_taken(req, u, step)) return 0;
+    u->step_number = step;
+    u->token = http_bearer(req);
     int keep_last = 1;
     error_clear();
     if (keep_last_of(u->api->db, u->job, &keep_last) != 0) return api_reply_db(req, DB_ERROR, NULL);
     CheckpointStore cs = {.s = u->api->sched, .job = u->job, .keep_last = keep_last,
-                          .write = ckpt_write, .history_stored = ckpt_history, .ctx = u};
+                          .write = ckpt_write, .history_stored = ckpt_history,
+                          .admit = ckpt_admit, .ctx = u};
     DbCheckpoint c;
     int stored = checkpoint_store(&cs, u->epoch, step, u->partial, &c);
+    if (stored == CHECKPOINT_REFUSED) return api_reply_pending(req, &u->err);
     if (stored == CHECKPOINT_OVER_QUOTA)
         return http_reply_error(req, 429, "quota_exceeded", "quota.checkpoint_bytes",
                                 "checkpoint of epoch %d: %s", u->epoch, error_get());

@@ -336,6 +336,26 @@ check "(d) ... the one recorded kept, its sha256 that of its file" \
     "[(0, 1, '$SHA1')] $SHA1"
 api PATCH "/v1/users/$ME" -d '{"quota": {"checkpoint_bytes": null}}'
 expect "(d) ... the quota back to the default again" 200
+# two checkpoints of one step, of two epochs, at once (a rank's bug, a
+# retry): one taken, the other 409, never both (the second once took the
+# first's row and removed its files)
+head -c 30000000 /dev/zero >"$TMP/big0.model"
+RACE=()
+for e in 1 2; do
+    curl -s -o "$TMP/race$e.body" -w '%{http_code}' -X PUT -H "Authorization: Bearer $T4" \
+        -F step=5 -F "model=@$TMP/big0.model;filename=model.safetensors" \
+        -F "trainer=@$TMP/fake.trainer;filename=trainer.safetensors" \
+        "$URL$R/checkpoints/$e" >"$TMP/race$e.status" &
+    RACE+=("$!")
+done
+wait "${RACE[@]}"
+check "(d) two checkpoints of one step at once: one 201, one 409" \
+    "$(printf '%s\n' "$(cat "$TMP/race1.status")" "$(cat "$TMP/race2.status")" | sort | tr '\n' ' ')" \
+    "201 409 "
+won=$(grep -l 201 "$TMP/race1.status" "$TMP/race2.status" | grep -o 'race[12]' | tr -d race)
+check "(d) ... the one taken listed at that step, its files there" \
+    "$(api GET "/v1/jobs/$J4/checkpoints"; jv '[c["epoch"] for c in d["checkpoints"] if c["step"] == 5]') $(ls "$VAR/jobs/$J4/checkpoints" | grep -c "^epoch-[12]$")" \
+    "[$won] 1"
 # a checkpoint whose upload begins now and ends after the attempt has
 # (cancelled, its end reported): not taken
 $PY - "$PORT" "$T4" "$R" "$TMP/ckpt-slow" <<'PYEOF' &
@@ -369,7 +389,7 @@ check "(d) the job ends cancelled" "$(wait_state "$J4" 10 cancelled)" cancelled
 touch "$TMP/ckpt-slow.go"
 wait "$SLOW_PID"
 check "(d) a checkpoint upload that ends after its attempt: 409, not stored" \
-    "$(cat "$TMP/ckpt-slow.status"),$(api GET "/v1/jobs/$J4/checkpoints"; jv '[c["sha256"] for c in d["checkpoints"]]')" \
+    "$(cat "$TMP/ckpt-slow.status"),$(api GET "/v1/jobs/$J4/checkpoints"; jv '[c["sha256"] for c in d["checkpoints"] if c["step"] == 1]')" \
     "HTTP/1.1 409 Conflict,['$SHA1']"
 api GET "/v1/jobs/$J4/metrics?follow=1" -N -m 20
 check "(d) the stream of 41 points: each once, then the end" \
