@@ -16,12 +16,13 @@
 #include "server/quota.h"
 #include "server/scheduler_internal.h"
 
-/* A directory made here is fsynced into its parent: a power cut must not
- * lose a job's first checkpoint, whose own files were fsynced. */
+/* The directory, fsynced into its parent: a power cut must not lose a
+ * job's first checkpoint, whose own files were fsynced. Also when it
+ * exists: a rank's upload made it (db_mkdir_p), unsynced. */
 static int ensure_dir(const char *path) {
-    if (mkdir(path, 0755) == 0) return durable_sync_parent(path);
-    if (errno != EEXIST) return error_sys(errno, "cannot create %s", path);
-    return 0;
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return error_sys(errno, "cannot create %s", path);
+    return durable_sync_parent(path);
 }
 
 /* The error of a checkpoint that could not be written. A full disk is one

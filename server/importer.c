@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/io/durable.h"
 #include "server/dataset_ingest.h"
 #include "server/disk_space.h"
 #include "server/log.h"
@@ -247,6 +248,8 @@ static void run(Importer *im, Import *j) {
     memset(&info, 0, sizeof info);
     char dir[4096];
     int rc = db_dataset_dir(db, j->id, dir, sizeof dir) == DB_OK ? fetch_all(im, j, dir, &info) : -1;
+    /* each file and its name were fsynced as it came; now the folder's name */
+    if (rc == 0 && durable_sync_parent(dir) != 0) rc = -1;
     if (rc == 1) return; /* cancelled: the canceller deletes, or the next start does */
     DatasetIngest in = {.db = db, .quota_defaults = im->cfg.quota_defaults, .id = j->id,
                         .owner = j->owner, .format = j->format, .options_json = j->options};

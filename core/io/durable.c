@@ -29,17 +29,27 @@ char *durable_temp_name(const char *path) {
     return tmp;
 }
 
+/* fsync of dir: 0, or the errno of what failed. */
+static int fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int err = fd < 0 || fsync(fd) != 0 ? errno : 0;
+    if (fd >= 0) close(fd);
+    return err;
+}
+
+int durable_sync_dir(const char *dir) {
+    int err = fsync_dir(dir);
+    return err ? error_sys(err, "fsync of directory '%s' failed", dir) : 0;
+}
+
 int durable_sync_parent(const char *path) {
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') n--;
     const char *slash = memrchr(path, '/', n);
     char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
     if (!dir) return error_set("%s: out of memory", path);
-    int rc = 0;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0)
-        rc = error_sys(errno, "%s: written, but fsync of directory '%s' failed", path, dir);
-    if (fd >= 0) close(fd);
+    int err = fsync_dir(dir);
+    int rc = err ? error_sys(err, "%s: written, but fsync of directory '%s' failed", path, dir) : 0;
     free(dir);
     return rc;
 }

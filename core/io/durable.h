@@ -35,6 +35,9 @@ char *durable_temp_name(const char *path);
 /* fsync of the directory holding path, after a rename into it. 0, or -1
  * with an error naming the directory. */
 int durable_sync_parent(const char *path);
+/* fsync of the directory dir itself (the names made in it). 0, or -1 with
+ * an error naming it. */
+int durable_sync_dir(const char *dir);
 
 /* Puts the directory tmp in place of dir in one atomic step (the old dir,
  * if any, exchanged with it and removed; a filesystem without

@@ -424,7 +424,7 @@ static int sync_files(const Upload *u) {
         if (fd >= 0) close(fd);
         if (rc != 0) return error_sys(err, "dataset '%s': fsync of %s", u->name, path);
     }
-    return durable_sync_parent(path) == 0 && durable_sync_parent(u->dir) == 0 ? 0 : -1;
+    return durable_sync_dir(u->dir) == 0 && durable_sync_parent(u->dir) == 0 ? 0 : -1;
 }
 
 /* The ingest pool's task: the files synced and checked and the dataset made ready,

@@ -644,7 +644,8 @@ const HttpBodyStream job_checkpoint_body = {ckpt_begin, ckpt_data, ckpt_finish};
 
 static int ckpt_write(void *ctx, const char *dir) {
     CkptUpload *u = ctx;
-    if (durable_replace_dir(u->tmp, dir) != 0) return -1;
+    /* its files were fsynced as each ended; now the names in it */
+    if (durable_sync_dir(u->tmp) != 0 || durable_replace_dir(u->tmp, dir) != 0) return -1;
     u->tmp[0] = '\0';
     return durable_sync_parent(dir);
 }
