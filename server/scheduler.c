@@ -359,9 +359,13 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg) {
     Device devs[SCHEDULER_MAX_WORKERS];
     int n;
     if (parse_devices(cfg, devs, &n) != 0) return NULL;
-    /* jobs a previous daemon left running go back in the queue first */
-    int requeued = 0;
-    if (db_job_requeue_running(cfg->db, &requeued) != DB_OK) return NULL;
+    /* jobs a previous daemon left running end as they were known to, or
+     * go back in the queue, first */
+    int requeued = 0, ended = 0;
+    if (db_job_recover_running(cfg->db, &requeued, &ended) != DB_OK) return NULL;
+    if (ended)
+        scheduler_log(0, "info", "%d job(s) left running ended as their runs had reported, or "
+                      "as cancelled", ended);
     if (requeued)
         scheduler_log(0, "info", "%d job(s) left running put back in the queue", requeued);
     Scheduler *s = calloc(1, sizeof *s + (size_t)n * sizeof(Worker));
@@ -479,6 +483,10 @@ int scheduler_cancel(Scheduler *s, int64_t job_id, bool *was_running) {
         }
         *was_running = true;
         pthread_mutex_unlock(&s->mu);
+        /* kept, so that a daemon killed before the run stops still ends it
+         * cancelled at its next start (db_job_recover_running) */
+        if (db_job_cancel_requested(s->db, job_id) != DB_OK)
+            scheduler_log(job_id, "error", "keeping the cancel: %s", error_get());
         return DB_OK;
     }
     /* not on a worker: cancel it in the queue, under mu so no worker claims

@@ -230,6 +230,10 @@ static const char *const migrations[] = {
      * version 6 count their model's until they are replaced */
     ("ALTER TABLE checkpoints ADD COLUMN disk_bytes INTEGER NOT NULL DEFAULT 0;"
      "UPDATE checkpoints SET disk_bytes = bytes;"),
+    /* 8: a cancel asked of a running job, so that a daemon killed before
+     * its run stopped ends the job cancelled at its next start rather than
+     * running it again (db_job_recover_running) */
+    "ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,

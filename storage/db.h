@@ -60,7 +60,7 @@ typedef enum {
 } DbStatus;
 
 #define DB_MAX_CONNECTIONS 16
-#define DB_SCHEMA_VERSION 7
+#define DB_SCHEMA_VERSION 8
 
 /* ---- open, close (storage/db.c) ---- */
 
@@ -445,8 +445,16 @@ int db_job_preempted(Db *db, int64_t id);
 /* The priority among its owner's jobs (admin false), or an admin's over
  * other users' work (admin true). DB_CONFLICT when it has ended. */
 int db_job_set_priority(Db *db, int64_t id, bool admin, int priority);
-/* Every running job -> queued (daemon start). *n (may be NULL): how many. */
-int db_job_requeue_running(Db *db, int *n);
+/* A cancel asked of a running job, kept for db_job_recover_running.
+ * DB_CONFLICT when it is not running. */
+int db_job_cancel_requested(Db *db, int64_t id);
+/* Daemon start: the jobs a previous daemon left running. Those whose end
+ * is known end so: the end their ranks reported for their current attempt
+ * (succeeded, failed; cancelled when a cancel was asked, else it was a
+ * preemption's or a stop's), or cancelled when a cancel was asked. The
+ * rest go back to the queue, their attempt count kept. *requeued and
+ * *ended (may be NULL): how many. One transaction. */
+int db_job_recover_running(Db *db, int *requeued, int *ended);
 int db_job_set_progress(Db *db, int64_t id, const DbJobProgress *p);
 
 /* ---- attempts run outside the daemon (storage/jobs.c) ----

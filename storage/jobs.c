@@ -285,8 +285,8 @@ done:
 int db_job_claim(Db *db, int64_t id, const char *device, DbJob *out) {
     return transition(db, id,
                       "UPDATE jobs SET state = 'running', attempt = attempt + 1, "
-                      "started_at = ?2, finished_at = 0, device = ?3, error = NULL "
-                      "WHERE id = ?1 AND state = 'queued'",
+                      "started_at = ?2, finished_at = 0, device = ?3, error = NULL, "
+                      "cancel_requested = 0 WHERE id = ?1 AND state = 'queued'",
                       device ? device : "", 0, "queued", out);
 }
 
@@ -343,16 +343,46 @@ int db_job_set_priority(Db *db, int64_t id, bool admin, int priority) {
                       NULL, priority, "queued or running", NULL);
 }
 
-int db_job_requeue_running(Db *db, int *n) {
-    if (n) *n = 0;
+int db_job_cancel_requested(Db *db, int64_t id) {
+    return transition(db, id,
+                      "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND state = 'running'",
+                      NULL, 0, "running", NULL);
+}
+
+/* db_job_recover_running's statements, in order: ?1 the time. */
+static const char *const recover_sql[] = {
+    /* the end the ranks reported for the current attempt */
+    "UPDATE jobs SET state = remote_end_state, finished_at = ?1, eta_s = "
+    "  CASE remote_end_state WHEN 'succeeded' THEN 0 ELSE -1 END, error = "
+    "  CASE remote_end_state WHEN 'succeeded' THEN NULL ELSE remote_end_error END "
+    "WHERE state = 'running' AND remote_attempt = attempt AND (remote_end_state IN "
+    "  ('succeeded', 'failed') OR (remote_end_state = 'cancelled' AND cancel_requested))",
+    /* a cancel asked, the run not yet stopped */
+    "UPDATE jobs SET state = 'cancelled', finished_at = ?1, eta_s = -1, error = 'cancelled; "
+    "the daemon restarted before its run had stopped' "
+    "WHERE state = 'running' AND cancel_requested",
+    "UPDATE jobs SET state = 'queued', samples_per_s = 0, eta_s = -1 WHERE state = 'running'",
+};
+
+int db_job_recover_running(Db *db, int *requeued, int *ended) {
+    int counts[3] = {0};
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
-    int rc = DB_ERROR;
-    sqlite3_stmt *st = db_stmt(c, "UPDATE jobs SET state = 'queued', samples_per_s = 0, "
-                                  "eta_s = -1 WHERE state = 'running'");
-    if (st) rc = db_step_done(c, st, "jobs");
-    if (rc == DB_OK && n) *n = sqlite3_changes(c->h);
+    int rc = db_begin(c);
+    for (int i = 0; rc == DB_OK && i < 3; i++) {
+        sqlite3_stmt *st = db_stmt(c, recover_sql[i]);
+        if (!st) {
+            rc = DB_ERROR;
+            break;
+        }
+        sqlite3_bind_int64(st, 1, db_now_ms());
+        if ((rc = db_step_done(c, st, "jobs")) == DB_OK) counts[i] = sqlite3_changes(c->h);
+    }
+    if (rc == DB_OK) rc = db_commit(c);
+    if (rc != DB_OK) db_rollback(c);
     db_release(db, c);
+    if (requeued) *requeued = rc == DB_OK ? counts[2] : 0;
+    if (ended) *ended = rc == DB_OK ? counts[0] + counts[1] : 0;
     return rc;
 }
 

@@ -34,7 +34,9 @@
 # fetches while the other waits; the route refuses a wrong token (401), another
 # dataset (403), an unknown file (404); a cached file tampered with is
 # fetched again, a served one tampered with fails the run naming the
-# digests, nothing left in the cache. Ends with "N passed, N failed, N
+# digests, nothing left in the cache; (i) a daemon killed (-9) after a
+# rank reported its end, and after a cancel was answered: both jobs end so
+# at its next start, neither run again. Ends with "N passed, N failed, N
 # skipped".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -614,6 +616,36 @@ has "(h) ... naming the file and both digests" "$TMP/served.err" \
     "dataset $DS file '$FILE': sha256 mismatch: expected $SHA, got $BAD"
 check "(h) ... the job failed" "$(wait_state "$JOB_ID" 10 failed)" failed
 check "(h) ... nothing of the download left in the cache" "$(ls -A "$CACHE/$SHA")" ""
+
+# ---------------------------------------------------------------- (i) a daemon killed -9
+# after one job's rank reported its end, and after another's cancel was
+# answered 202, both before the daemon acted on them (its next poll, 10
+# minutes off): its next start ends them so, rather than running them again
+terminate "$DPID"
+check "(i) the (h) daemon: SIGTERM, a graceful stop (exit 0)" "$RC" 0
+VAR=$TMP/vari
+start_daemon "$VAR" "$TMP/daemon.log" --quiet --executor external --executor-poll-ms 600000 \
+    --executor-slots 2
+api POST /v1/datasets -F name=tab -F format=csv -F label_column=label -F "file=@$TMP/tab.csv"
+expect "(i) upload the csv" 201
+submit reported 1
+JR=$JOB_ID
+TOKEN=$(cat "$DIR/token") api POST "/v1/jobs/$JR/attempts/1/end" -d '{"state": "succeeded"}'
+expect "(i) a rank's end reported: succeeded" 200
+submit asked 1
+JA=$JOB_ID
+api POST "/v1/jobs/$JA/cancel"
+expect "(i) a running job's cancel" 202
+check "(i) ... both still running in the daemon's eyes" \
+    "$(api GET "/v1/jobs/$JR"; jv 'd["state"]') $(api GET "/v1/jobs/$JA"; jv 'd["state"]')" \
+    "running running"
+kill -9 "$DPID"
+wait "$DPID" 2>/dev/null
+start_daemon "$VAR" "$TMP/daemon.log" --quiet --executor external --executor-poll-ms 600000 \
+    --executor-slots 2
+check "(i) restarted: the reported job succeeded, the cancelled one cancelled, neither run again" \
+    "$(api GET "/v1/jobs/$JR"; jv '(d["state"], d["attempt"])') $(api GET "/v1/jobs/$JA"; jv '(d["state"], d["attempt"], d["error"])')" \
+    "('succeeded', 1) ('cancelled', 1, 'cancelled; the daemon restarted before its run had stopped')"
 
 # ---------------------------------------------------------------- the end
 for f in one k1 k2 c many fetch fetch2 cached served; do

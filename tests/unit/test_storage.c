@@ -746,7 +746,7 @@ Test(storage, job_crud_and_state_machine) {
     cr_assert_eq(db_job_set_progress(db, id, &p), DB_OK);
     /* daemon restart: running -> queued, attempt kept; the next claim counts */
     int n;
-    cr_assert_eq(db_job_requeue_running(db, &n), DB_OK);
+    cr_assert_eq(db_job_recover_running(db, &n, NULL), DB_OK);
     cr_assert_eq(n, 1);
     cr_assert_eq(db_job_claim(db, id, "cpu", &j), DB_OK);
     cr_assert_eq(j.attempt, 2);
@@ -781,6 +781,74 @@ Test(storage, job_crud_and_state_machine) {
     cr_assert_str_eq(db_job_state_name(DB_JOB_CANCELLED), "cancelled");
     db_close(db);
     remove_tmp();
+}
+
+/* A running job as a previous daemon left it: claimed (attempt 1), its
+ * ranks' end `reported` for attempt `end_attempt` (none for 0), a cancel
+ * asked or not. */
+static int64_t left_running(Db *db, DbJobState reported, int end_attempt, bool cancel) {
+    int64_t id;
+    cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &id), DB_OK);
+    cr_assert_eq(db_job_claim(db, id, "cpu", NULL), DB_OK);
+    if (end_attempt) {
+        cr_assert_eq(db_job_remote_token_set(db, id, end_attempt, "x"), DB_OK);
+        cr_assert_eq(db_job_remote_end_set(db, id, end_attempt, reported, "the ranks' words"),
+                     DB_OK);
+    }
+    if (cancel) cr_assert_eq(db_job_cancel_requested(db, id), DB_OK);
+    return id;
+}
+
+static DbJobState state_of(Db *db, int64_t id, char *error, size_t size) {
+    DbJob j;
+    cr_assert_eq(db_job_get(db, id, &j), DB_OK);
+    DbJobState st = j.state;
+    snprintf(error, size, "%s", j.error ? j.error : "");
+    db_job_clear(&j);
+    return st;
+}
+
+/* A daemon's start: the jobs left running whose end was known end so (a
+ * kill -9 after the ranks reported, or after a cancel was asked, must not
+ * run them again); a preemption's or a stop's "cancelled" end, or an end
+ * of an attempt before, is requeued. */
+Test(storage, jobs_left_running_end_as_known) {
+    Db *db = open_tmp();
+    cr_assert_not_null(db, "%s", error_get());
+    int64_t done = left_running(db, DB_JOB_SUCCEEDED, 1, false);
+    int64_t failed = left_running(db, DB_JOB_FAILED, 1, false);
+    int64_t stopped = left_running(db, DB_JOB_CANCELLED, 1, false);
+    int64_t cancelled = left_running(db, DB_JOB_CANCELLED, 1, true);
+    int64_t asked = left_running(db, DB_JOB_SUCCEEDED, 0, true);
+    int64_t plain = left_running(db, DB_JOB_SUCCEEDED, 0, false);
+    int64_t old = left_running(db, DB_JOB_FAILED, 1, false);
+    cr_assert_eq(db_job_requeue(db, old), DB_OK);
+    cr_assert_eq(db_job_claim(db, old, "cpu", NULL), DB_OK); /* attempt 2: 1's end is not its */
+    int requeued, ended;
+    cr_assert_eq(db_job_recover_running(db, &requeued, &ended), DB_OK, "%s", error_get());
+    cr_assert_eq(requeued, 3);
+    cr_assert_eq(ended, 4);
+    char error[256];
+    cr_assert_eq(state_of(db, done, error, sizeof error), DB_JOB_SUCCEEDED);
+    cr_assert_str_eq(error, "");
+    cr_assert_eq(state_of(db, failed, error, sizeof error), DB_JOB_FAILED);
+    cr_assert_str_eq(error, "the ranks' words");
+    cr_assert_eq(state_of(db, stopped, error, sizeof error), DB_JOB_QUEUED);
+    cr_assert_eq(state_of(db, cancelled, error, sizeof error), DB_JOB_CANCELLED);
+    cr_assert_str_eq(error, "the ranks' words");
+    cr_assert_eq(state_of(db, asked, error, sizeof error), DB_JOB_CANCELLED);
+    cr_assert_str_eq(error, "cancelled; the daemon restarted before its run had stopped");
+    cr_assert_eq(state_of(db, plain, error, sizeof error), DB_JOB_QUEUED);
+    cr_assert_eq(state_of(db, old, error, sizeof error), DB_JOB_QUEUED);
+    /* a claim starts afresh: no cancel carried into the next attempt */
+    int64_t again = left_running(db, DB_JOB_SUCCEEDED, 0, true);
+    cr_assert_eq(db_job_requeue(db, again), DB_OK);
+    cr_assert_eq(db_job_claim(db, again, "cpu", NULL), DB_OK);
+    cr_assert_eq(db_job_recover_running(db, &requeued, &ended), DB_OK);
+    cr_assert_eq(requeued, 1);
+    cr_assert_eq(ended, 0);
+    cr_assert_eq(db_job_cancel_requested(db, done), DB_CONFLICT, "an ended job");
+    db_close(db);
 }
 
 Test(storage, job_list_filter_and_pagination) {
