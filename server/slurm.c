@@ -137,6 +137,30 @@ int slurm_option(SlurmConfig *c, const char *option, const char *value) {
                      "--slurm-datasets-cache)");
 }
 
+/* <shared_dir>/jobs, where the attempts' folders go: made here, or found
+ * a folder (not a link) of this daemon's user that no one else may write.
+ * A cluster user who could make or replace it would own the attempts'
+ * files, job.sbatch among them, which Slurm runs as the daemon's user. */
+static int check_jobs_dir(const char *shared) {
+    char jobs[sizeof ((SlurmConfig *)0)->shared_dir + 8];
+    snprintf(jobs, sizeof jobs, "%s/jobs", shared);
+    if (mkdir(jobs, 0755) != 0 && errno != EEXIST)
+        return error_sys(errno, "slurm shared_dir: cannot create '%s'", jobs);
+    struct stat st;
+    if (lstat(jobs, &st) != 0) return error_sys(errno, "slurm shared_dir: '%s'", jobs);
+    if (!S_ISDIR(st.st_mode))
+        return error_set("slurm shared_dir: '%s' is not a directory (a link is not followed)",
+                         jobs);
+    if (st.st_uid != geteuid())
+        return error_set("slurm shared_dir: '%s' belongs to uid %u, not to this daemon's user "
+                         "(uid %u); remove it, or give the daemon a folder of its own", jobs,
+                         (unsigned)st.st_uid, (unsigned)geteuid());
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return error_set("slurm shared_dir: '%s' is writable by other users (mode %04o); "
+                         "chmod go-w it", jobs, (unsigned)(st.st_mode & 07777));
+    return 0;
+}
+
 int slurm_config_check(const SlurmConfig *c) {
     if (!c->shared_dir[0]) return 0;
     struct stat st;
@@ -147,7 +171,14 @@ int slurm_config_check(const SlurmConfig *c) {
     if (access(c->shared_dir, W_OK | X_OK) != 0)
         return error_sys(errno, "slurm shared_dir '%s': this daemon cannot write in it",
                          c->shared_dir);
-    return 0;
+    /* without the sticky bit, anyone who may write in it may rename the
+     * daemon's folders away and put their own in their place */
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
+        return error_set("slurm shared_dir '%s' is writable by other users without the sticky "
+                         "bit (mode %04o): they could replace the daemon's folders in it; chmod "
+                         "+t it, or give the daemon a folder of its own", c->shared_dir,
+                         (unsigned)(st.st_mode & 07777));
+    return check_jobs_dir(c->shared_dir);
 }
 
 /* s between single quotes for bash: ' becomes '\'' */

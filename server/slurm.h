@@ -63,9 +63,11 @@ typedef struct {
 int slurm_option(SlurmConfig *c, const char *option, const char *value);
 
 /* What serve checks at start, once every option is read: shared_dir a
- * directory this daemon can write in (paths are checked absolute as they
- * are set; datasets_cache is the nodes', not looked at here). -1 with an
- * error naming the key and the path. */
+ * directory this daemon can write in, that other users may write in only
+ * with the sticky bit, and its jobs/ folder (made here) this daemon's user's
+ * alone (paths are checked absolute as they are set; datasets_cache is the
+ * nodes', not looked at here). -1 with an error naming the key and the
+ * path. */
 int slurm_config_check(const SlurmConfig *c);
 
 /* Whether a job of `ranks` over `nodes` fits the cluster: with `gpus`

@@ -4,6 +4,7 @@
  * 22.05 prints them, and the executor's admission (the GPUs a job takes).
  * tests/e2e/test_slurm.sh runs the real thing. */
 #include <criterion/criterion.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,13 +145,45 @@ Test(slurm, shared_dir_and_datasets) {
     cr_assert_str_eq(c.shared_dir, "", "the data dir unless given");
     cr_assert(!c.datasets_fetch);
     cr_assert_str_eq(c.datasets_cache, "/tmp/traind-datasets");
-    char *path = write_tmp("shared_dir = /tmp\ndatasets = fetch\ndatasets_cache = /scratch/traind\n");
+    char shared[] = "/tmp/traind-shared-XXXXXX", text[200], jobs[64];
+    cr_assert_not_null(mkdtemp(shared));
+    snprintf(text, sizeof text, "shared_dir = %s\ndatasets = fetch\ndatasets_cache = "
+             "/scratch/traind\n", shared);
+    char *path = write_tmp(text);
     cr_assert_eq(slurm_config_load(&c, path), 0, "%s", error_get());
     unlink(path);
-    cr_assert_str_eq(c.shared_dir, "/tmp");
+    cr_assert_str_eq(c.shared_dir, shared);
     cr_assert(c.datasets_fetch);
     cr_assert_str_eq(c.datasets_cache, "/scratch/traind");
+    /* others may write in it: only with the sticky bit (as /tmp, /scratch) */
+    cr_assert_eq(chmod(shared, 0777), 0);
+    cr_assert_eq(slurm_config_check(&c), -1);
+    cr_assert(strstr(error_get(), "writable by other users without the sticky bit (mode 0777)"),
+              "%s", error_get());
+    cr_assert_eq(chmod(shared, 01777), 0);
     cr_assert_eq(slurm_config_check(&c), 0, "%s", error_get());
+    /* its jobs/, made there: the daemon's user's alone */
+    snprintf(jobs, sizeof jobs, "%s/jobs", shared);
+    struct stat st;
+    cr_assert_eq(lstat(jobs, &st), 0, "jobs/ made");
+    cr_assert(S_ISDIR(st.st_mode) && !(st.st_mode & (S_IWGRP | S_IWOTH)));
+    cr_assert_eq(chmod(jobs, 0777), 0);
+    cr_assert_eq(slurm_config_check(&c), -1);
+    cr_assert(strstr(error_get(), "is writable by other users (mode 0777); chmod go-w it"), "%s",
+              error_get());
+    cr_assert_eq(chmod(jobs, 0755), 0);
+    if (geteuid() == 0) { /* another user's (root can make it so) */
+        cr_assert_eq(chown(jobs, 12345, (gid_t)-1), 0);
+        cr_assert_eq(slurm_config_check(&c), -1);
+        cr_assert(strstr(error_get(), "belongs to uid 12345, not to this daemon's user"), "%s",
+                  error_get());
+    }
+    cr_assert_eq(rmdir(jobs), 0);
+    cr_assert_eq(symlink("/tmp", jobs), 0);
+    cr_assert_eq(slurm_config_check(&c), -1);
+    cr_assert(strstr(error_get(), "is not a directory (a link is not followed)"), "%s", error_get());
+    cr_assert_eq(unlink(jobs), 0);
+    cr_assert_eq(rmdir(shared), 0);
     cr_assert_eq(slurm_option(&c, "--slurm-datasets", "shared"), 0);
     cr_assert(!c.datasets_fetch);
     cr_assert_eq(slurm_option(&c, "--slurm-datasets", "copy"), -1);
