@@ -290,6 +290,26 @@ static bool no_device(const Plan *p, const DbQueuedJob *j, const Need *nd, bool 
     return true;
 }
 
+/* The GPUs job (need nd) would hold on worker qw, counted as its owner's:
+ * a GPU worker's own, or what it asks of an executor's slot. */
+static int gpus_on(const QueueWorker *qw, const Need *nd) {
+    return is_gpu(qw) ? (nd->gpus > 0 ? nd->gpus : 1) : qw->slot ? slot_gpus(nd) : 0;
+}
+
+/* Whether the owner's GPU limit closes every worker job (need nd) can
+ * use, free or busy: it then waits for its owner's GPUs, not for a worker,
+ * and the jobs behind it are not kept from the workers it cannot take. */
+static bool gpu_limit_closes_all(const Plan *p, const Owner *o, const Need *nd) {
+    bool any = false;
+    for (int w = 0; w < p->nw; w++) {
+        if (!can_use(&p->workers[w], nd)) continue;
+        int g = gpus_on(&p->workers[w], nd);
+        if (g == 0 || gpus_left(o, g)) return false;
+        any = true;
+    }
+    return any;
+}
+
 /* Places job j: it starts on free workers, or waits for a reason (holding
  * the free GPUs it can use when it needs several at once). */
 static void place(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
@@ -318,19 +338,14 @@ static void place(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
         e->workers[0] = w;
         start(p, o, e, 1, g);
     } else {
-        blocked |= w >= 0; /* a slot, past the owner's GPU limit */
+        /* a slot free, past the owner's GPU limit; or every worker closed by it */
+        blocked |= w >= 0 || gpu_limit_closes_all(p, o, &nd);
         e->reason = waits(p, &nd, o, blocked, nfree, e->detail, sizeof e->detail);
         for (int i = 0; i < nfree && !blocked && nd.gpus > 1; i++) p->taken[e->workers[i]] = true;
     }
     if (e->reason != QUEUE_QUOTA_GPUS)
         for (int k = 0; k < p->nw; k++)
             if (can_use(&p->workers[k], &nd)) p->wanted[k] = true;
-}
-
-/* The GPUs job (need nd) would hold on worker qw, counted as its owner's:
- * a GPU worker's own, or what it asks of an executor's slot. */
-static int gpus_on(const QueueWorker *qw, const Need *nd) {
-    return is_gpu(qw) ? (nd->gpus > 0 ? nd->gpus : 1) : qw->slot ? slot_gpus(nd) : 0;
 }
 
 /* The worker a waiting job of an admin's priority frees for itself: one

@@ -30,6 +30,14 @@ static QueueWorker worker(const char *device, int64_t job, int64_t owner, int64_
     return w;
 }
 
+/* Workers made an executor's slots, named slurm-0, slurm-1, ... */
+static void name_slots(QueueWorker *w, int n) {
+    for (int i = 0; i < n; i++) {
+        snprintf(w[i].device_name, sizeof w[i].device_name, "slurm-%d", i);
+        w[i].slot = true;
+    }
+}
+
 static QueueUser user(int64_t id, const char *name, double usage_s) {
     QueueUser u = {.id = id, .usage_s = usage_s, .quota = {-1, -1, -1, -1, -1}};
     snprintf(u.name, sizeof u.name, "%s", name);
@@ -365,10 +373,7 @@ Test(queue_plan, auto_ranks_take_gpus_or_one_cpu_and_slots_run_anything) {
  * for it). Within the limit it preempts, the slot's GPUs charged. */
 Test(queue_plan, a_slot_is_not_preempted_for_a_job_past_its_gpu_limit) {
     QueueWorker slots[2] = {worker("cpu", 4, 1, 2), worker("cpu", 7, 2, 1)};
-    for (int i = 0; i < 2; i++) {
-        snprintf(slots[i].device_name, sizeof slots[i].device_name, "slurm-%d", i);
-        slots[i].slot = true;
-    }
+    name_slots(slots, 2);
     slots[0].slot_gpus = 4;
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
     u[0].quota.gpus = 6;
@@ -428,4 +433,35 @@ Test(queue_plan, a_slots_use_is_its_gpus_once_they_run) {
     w[0].slot_gpus = 1;
     cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, e), 0);
     cr_assert_eq(e[0].job_id, 10);
+}
+
+/* A job whose owner is at their GPU limit, every worker it can use busy:
+ * it waits for its owner's GPUs (QuotaGPUs), not for a worker, and keeps
+ * no worker from the jobs behind it (Resources, not Priority): when a
+ * worker frees, it could not take it. On executor slots and on GPUs. */
+Test(queue_plan, a_job_past_its_gpu_limit_waits_for_gpus_not_workers) {
+    QueueWorker slots[2] = {worker("cpu", 4, 1, 2), worker("cpu", 7, 4, 1)};
+    name_slots(slots, 2);
+    slots[0].slot_gpus = 1;
+    QueueUser u[3] = {user(1, "alice", 0), user(2, "bob", 1e6), user(4, "dave", 0)};
+    u[0].quota.gpus = 1;
+    DbQueuedJob jobs[2] = {job(10, 1, "cuda", 0, 0), job(11, 2, "cpu", 0, 0)};
+    QueueEntry e[2];
+    cr_assert_eq(queue_plan(jobs, 2, slots, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(e[0].job_id, 10, "alice's first: bob's use is the greater");
+    cr_assert_eq(e[0].reason, QUEUE_QUOTA_GPUS, "%s", e[0].detail);
+    cr_assert_str_eq(e[0].detail, "alice uses 1 of 1 GPUs");
+    cr_assert_eq(e[1].reason, QUEUE_RESOURCES, "%s", e[1].detail);
+    /* the same on GPU workers, for an auto job with no CPU worker to go to */
+    QueueWorker gpus[2] = {worker("cuda:0", 4, 1, 2), worker("cuda:1", 7, 4, 1)};
+    jobs[0] = job(10, 1, "auto", 0, 0);
+    jobs[1] = job(11, 2, "cuda", 0, 0);
+    cr_assert_eq(queue_plan(jobs, 2, gpus, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(e[0].job_id, 10);
+    cr_assert_eq(e[0].reason, QUEUE_QUOTA_GPUS, "%s", e[0].detail);
+    cr_assert_eq(e[1].reason, QUEUE_RESOURCES, "%s", e[1].detail);
+    /* a CPU worker it could use instead: it waits for workers after all */
+    QueueWorker mixed[2] = {worker("cuda:0", 4, 1, 2), worker("cpu", 7, 4, 1)};
+    cr_assert_eq(queue_plan(jobs, 1, mixed, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(e[0].reason, QUEUE_RESOURCES, "%s", e[0].detail);
 }
