@@ -340,9 +340,16 @@ int db_user_holdings(Db *db, int64_t id, DbUsage *out) {
         db,
         "SELECT (SELECT count(*) FROM jobs WHERE owner = ?1 AND state = 'running'),"
         " (SELECT count(*) FROM jobs WHERE owner = ?1 AND state = 'queued'),"
-        /* the GPUs of its running jobs: each "cuda" of "cuda:0,cuda:1" */
-        " (SELECT coalesce(sum((length(device) - length(replace(device, 'cuda', ''))) / 4), 0)"
-        "   FROM jobs WHERE owner = ?1 AND state = 'running'),"
+        /* the GPUs of its running jobs: each "cuda" of the device a worker
+         * gave ("cuda:0,cuda:1"); on an executor's slot ("slurm-0"), what
+         * the job asked for, as the queue counts it: its ranks for
+         * "cuda", each "cuda" of a list */
+        " (SELECT coalesce(sum(CASE WHEN device LIKE '%cuda%' THEN"
+        "   (length(device) - length(replace(device, 'cuda', ''))) / 4"
+        "   WHEN device_request = 'cuda' THEN max(ranks, 1)"
+        "   WHEN device_request LIKE 'cuda:%' THEN"
+        "   (length(device_request) - length(replace(device_request, 'cuda', ''))) / 4"
+        "   ELSE 0 END), 0) FROM jobs WHERE owner = ?1 AND state = 'running'),"
         /* a ready dataset's bytes; what an upload or import in progress
          * has stored so far (a failed import's files are gone) */
         " (SELECT coalesce(sum(CASE WHEN state = 'ready' THEN bytes WHEN error IS NULL OR "

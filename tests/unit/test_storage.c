@@ -334,6 +334,16 @@ Test(storage, holdings_count_each_gpu_of_a_running_job) {
     cr_assert_eq(held.running_jobs, 3);
     cr_assert_eq(held.queued_jobs, 1);
     cr_assert_eq(held.gpus, 3, "gpus %lld", (long long)held.gpus);
+    /* on an executor's slots: what the jobs asked for (2 ranks on "cuda",
+     * a list of 2), none for "auto" (it may run on CPUs) */
+    const char *asked[] = {"cuda", "cuda:0,cuda:1", "auto"};
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}", .owner = alice, .ranks = 2,
+                                                   .device_request = asked[i]}, &job), DB_OK);
+        cr_assert_eq(db_job_claim(db, job, "slurm-0", NULL), DB_OK, "%s", error_get());
+    }
+    cr_assert_eq(db_user_holdings(db, alice, &held), DB_OK, "%s", error_get());
+    cr_assert_eq(held.gpus, 7, "gpus %lld", (long long)held.gpus);
     db_close(db);
     remove_tmp();
 }
