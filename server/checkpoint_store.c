@@ -80,9 +80,10 @@ static int within_quota(const CheckpointStore *cs, const DbCheckpoint *add) {
 /* Weighing a checkpoint against its owner's quota, recording it and
  * collecting what it outlives are one step for the whole daemon, so that
  * two checkpoints of one owner at once (two jobs, a job and a rank's PUT)
- * cannot both pass the quota on the same holdings: milliseconds of SQLite
- * each (the files are hashed before it), against the epoch between a
- * job's checkpoints. */
+ * cannot both pass the quota on the same holdings: milliseconds of SQLite,
+ * renames and folder fsyncs each (the files are hashed before it, the one
+ * replaced removed after), against the epoch between a job's checkpoints.
+ * A job's attempt collects its strays under it too, once, as it starts. */
 static pthread_mutex_t record_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The staged copy goes again (refused, or not recorded), keeping the
@@ -93,13 +94,26 @@ static int unstage(const char *staged) {
     return error_restore(&e);
 }
 
+/* Not recorded after all: the checkpoint it replaced put back at abs (its
+ * row still names it), the new one removed, the error kept. Returns -1. */
+static int swap_back(const char *staged, const char *abs) {
+    Error e = *error_last();
+    bool had;
+    if (durable_swap_dir(staged, abs, &had) == 0) {
+        db_remove_tree(staged);
+        durable_sync_parent(abs);
+    }
+    return error_restore(&e);
+}
+
 /* Under record_lock: the checkpoint staged (described: its hash and sizes,
  * read before the lock) admitted, weighed, put in rel's place, recorded
- * into *c and collected; 0, CHECKPOINT_REFUSED, CHECKPOINT_OVER_QUOTA or
- * -1, the staged copy removed. */
+ * into *c and collected; 0 (*replaced: the one it replaced is at staged
+ * now), CHECKPOINT_REFUSED, CHECKPOINT_OVER_QUOTA or -1, the staged copy
+ * removed. */
 static int record(const CheckpointStore *cs, int epoch, int64_t step, bool partial,
                   const char *rel, const char *staged, const DbCheckpoint *described,
-                  DbCheckpoint *c) {
+                  DbCheckpoint *c, bool *replaced) {
     Db *db = cs->s->db;
     if (cs->admit && cs->admit(cs->ctx) != 0) {
         unstage(staged);
@@ -113,13 +127,15 @@ static int record(const CheckpointStore *cs, int epoch, int64_t step, bool parti
         return quota;
     }
     char abs[4400];
-    if (db_path(db, rel, abs, sizeof abs) != 0 || durable_replace_dir(staged, abs) != 0)
+    bool had = false;
+    if (db_path(db, rel, abs, sizeof abs) != 0 || durable_swap_dir(staged, abs, &had) != 0)
         return unstage(staged);
-    if (durable_sync_parent(abs) != 0) return checkpoint_unrecorded(cs, rel);
-    if (db_checkpoint_record(db, cs->job, epoch, step, partial, described, c) != DB_OK) {
-        error_prefix("recording it");
-        return checkpoint_unrecorded(cs, rel);
-    }
+    /* the one it replaces (at staged now) kept until the row names the new one */
+    int rc = durable_sync_parent(abs);
+    if (rc == 0 && db_checkpoint_record(db, cs->job, epoch, step, partial, described, c) != DB_OK)
+        rc = error_prefix("recording it");
+    if (rc != 0) return had ? swap_back(staged, abs) : checkpoint_unrecorded(cs, rel);
+    *replaced = had;
     int removed = 0;
     if (db_checkpoint_gc(db, cs->job, cs->keep_last, &removed) != DB_OK)
         scheduler_log(cs->job, "error", "checkpoint gc: %s", error_get());
@@ -161,10 +177,12 @@ int checkpoint_store(const CheckpointStore *cs, int epoch, int64_t step, bool pa
     if (rc == 0) rc = stage(cs, rel, staged_rel, staged, &described);
     free(staged_rel);
     if (rc != 0) return rc;
+    bool replaced = false;
     pthread_mutex_lock(&record_lock);
-    rc = record(cs, epoch, step, partial, rel, staged, &described, &c);
+    rc = record(cs, epoch, step, partial, rel, staged, &described, &c, &replaced);
     pthread_mutex_unlock(&record_lock);
     if (rc != 0) return rc;
+    if (replaced) db_remove_tree(staged); /* the one it replaced, left there by the swap */
     scheduler_job_log(cs->s, cs->job,
                       "checkpoint %s%s: step %" PRId64 ", %" PRId64 " bytes, sha256 %s", rel,
                       partial ? " (partial, for resuming)" : "", step, c.bytes, c.sha256);

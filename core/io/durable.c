@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,27 +111,11 @@ void durable_remove_flat_dir(const char *path) {
     rmdir(path);
 }
 
-/* Puts the directory `tmp` in place of `dir` in one atomic step. */
-int durable_replace_dir(const char *tmp, const char *dir) {
-    struct stat st;
-    if (stat(dir, &st) != 0) {
-        if (errno != ENOENT) return error_set("'%s': %s", dir, strerror(errno));
-        if (rename(tmp, dir) != 0)
-            return error_set("renaming '%s' to '%s': %s", tmp, dir, strerror(errno));
-        return 0;
-    }
-    if (!S_ISDIR(st.st_mode)) return error_set("'%s' exists and is not a directory", dir);
-    /* The old checkpoint and the new one swap names atomically; the old one
-     * is then deleted under the temporary name. */
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
-        durable_remove_flat_dir(tmp);
-        return 0;
-    }
-    if (errno != EINVAL && errno != ENOSYS)
-        return error_set("exchanging '%s' and '%s': %s", tmp, dir, strerror(errno));
-    /* A filesystem without RENAME_EXCHANGE: a short window without dir, in
-     * which a crash leaves the old one as "<tmp>.old" (the daemon renames
-     * it back: db_checkpoint_collect_strays). */
+/* A filesystem without RENAME_EXCHANGE: dir to "<tmp>.old", tmp to dir,
+ * the old one to tmp; a short window without dir, in which a crash leaves
+ * the old one as "<tmp>.old" (the daemon renames it back:
+ * db_checkpoint_collect_strays). */
+static int swap_by_renames(const char *tmp, const char *dir) {
     char *old = NULL;
     if (asprintf(&old, "%s.old", tmp) < 0) return error_set("out of memory");
     int rc = 0;
@@ -143,10 +128,36 @@ int durable_replace_dir(const char *tmp, const char *dir) {
                            dir, strerror(err), old, strerror(errno));
         else
             rc = error_set("renaming '%s' to '%s': %s", tmp, dir, strerror(err));
-    } else {
-        durable_remove_flat_dir(old);
+    } else if (rename(old, tmp) != 0) {
+        rc = error_set("renaming '%s' to '%s': %s", old, tmp, strerror(errno));
     }
     free(old);
     return rc;
+}
+
+int durable_swap_dir(const char *tmp, const char *dir, bool *had) {
+    *had = false;
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (errno != ENOENT) return error_set("'%s': %s", dir, strerror(errno));
+        if (rename(tmp, dir) != 0)
+            return error_set("renaming '%s' to '%s': %s", tmp, dir, strerror(errno));
+        return 0;
+    }
+    if (!S_ISDIR(st.st_mode)) return error_set("'%s' exists and is not a directory", dir);
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
+        if (errno != EINVAL && errno != ENOSYS)
+            return error_set("exchanging '%s' and '%s': %s", tmp, dir, strerror(errno));
+        if (swap_by_renames(tmp, dir) != 0) return -1;
+    }
+    *had = true;
+    return 0;
+}
+
+int durable_replace_dir(const char *tmp, const char *dir) {
+    bool had;
+    if (durable_swap_dir(tmp, dir, &had) != 0) return -1;
+    if (had) durable_remove_flat_dir(tmp); /* the old one, under the temporary name */
+    return 0;
 }
 

@@ -12,6 +12,7 @@
 #ifndef TRAIND_CORE_IO_DURABLE_H
 #define TRAIND_CORE_IO_DURABLE_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -44,6 +45,9 @@ int durable_sync_dir(const char *dir);
  * RENAME_EXCHANGE leaves a short window without dir). 0, or -1 with an
  * error naming the paths. */
 int durable_replace_dir(const char *tmp, const char *dir);
+/* The same, the old dir kept: *had says whether there was one, now at
+ * tmp (for the caller to remove, or to swap back). */
+int durable_swap_dir(const char *tmp, const char *dir, bool *had);
 /* Removes a directory holding only files (a checkpoint); best effort. */
 void durable_remove_flat_dir(const char *path);
 

@@ -4,6 +4,7 @@
  * and carries ENOSPC. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,4 +132,41 @@ Test(durable, other_errors_carry_no_enospc, .init = setup, .fini = teardown) {
     snprintf(path, sizeof path, "%s/token", dir);
     cr_assert_eq(durable_write(path, 0644, fail_halfway, "x"), -1);
     cr_assert_eq(error_last()->sys_errno, 0, "%s", error_get());
+}
+
+/* A folder of one file `name` holding `text`. */
+static void make_folder(const char *path, const char *text) {
+    char file[256];
+    cr_assert_eq(mkdir(path, 0755), 0, "%s", path);
+    snprintf(file, sizeof file, "%s/f", path);
+    cr_assert_eq(durable_write(file, 0644, write_text, (void *)text), 0, "%s", error_get());
+}
+
+/* A folder swapped into place keeps the one it replaced at its own name,
+ * so that a caller can swap them back (a checkpoint whose row could not
+ * be written); with none in place, it is simply renamed. */
+Test(durable, a_swapped_folder_keeps_the_old_one_to_swap_back, .init = setup,
+     .fini = teardown) {
+    char tmp[128], at[128], got[160];
+    snprintf(tmp, sizeof tmp, "%s/new", dir);
+    snprintf(at, sizeof at, "%s/epoch-1", dir);
+    make_folder(tmp, "one\n");
+    bool had = true;
+    cr_assert_eq(durable_swap_dir(tmp, at, &had), 0, "%s", error_get());
+    cr_assert(!had, "nothing was there");
+    cr_assert_eq(access(tmp, F_OK), -1, "renamed, not copied");
+    make_folder(tmp, "two\n");
+    cr_assert_eq(durable_swap_dir(tmp, at, &had), 0, "%s", error_get());
+    cr_assert(had);
+    snprintf(got, sizeof got, "%s/f", at);
+    char text[16];
+    read_file(got, text, sizeof text);
+    cr_assert_str_eq(text, "two\n", "the new one in place");
+    snprintf(got, sizeof got, "%s/f", tmp);
+    read_file(got, text, sizeof text);
+    cr_assert_str_eq(text, "one\n", "the old one at the temporary name");
+    cr_assert_eq(durable_swap_dir(tmp, at, &had), 0, "%s", error_get());
+    snprintf(got, sizeof got, "%s/f", at);
+    read_file(got, text, sizeof text);
+    cr_assert_str_eq(text, "one\n", "swapped back");
 }
