@@ -452,22 +452,29 @@ static int empty_dir(int fd, const char *shown, int depth) {
         const char *name = e->d_name;
         if (!strcmp(name, ".") || !strcmp(name, "..")) continue;
         if (unlinkat(dirfd(d), name, 0) == 0 || errno == ENOENT) continue;
-        if (errno != EISDIR && errno != EPERM) {
-            rc = error_set("cannot remove %s/%s: %s", shown, name, strerror(errno));
+        int err = errno; /* EISDIR (EPERM elsewhere): a folder */
+        if (err != EISDIR && err != EPERM) {
+            rc = error_set("cannot remove %s/%s: %s", shown, name, strerror(err));
             break;
         }
         int sub = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (sub < 0 && errno == ENOENT) continue;
         if (sub < 0 || depth >= REMOVE_TREE_DEPTH) {
-            rc = error_set("cannot remove %s/%s: %s", shown, name,
-                           sub < 0 ? strerror(errno) : "nested too deep");
+            /* not a folder after all (ENOTDIR, ELOOP): unlinkat's reason */
+            const char *why = sub >= 0 ? "nested too deep"
+                              : errno == ENOTDIR || errno == ELOOP ? strerror(err)
+                                                                   : strerror(errno);
+            rc = error_set("cannot remove %s/%s: %s", shown, name, why);
             if (sub >= 0) close(sub);
             break;
         }
         if ((rc = empty_dir(sub, shown, depth + 1)) != 0) break;
-        if (unlinkat(dirfd(d), name, AT_REMOVEDIR) != 0 && errno != ENOENT &&
-            unlinkat(dirfd(d), name, 0) != 0 && errno != ENOENT) /* a link swapped in after */
-            rc = error_set("cannot remove %s/%s: %s", shown, name, strerror(errno));
+        if (unlinkat(dirfd(d), name, AT_REMOVEDIR) == 0 || errno == ENOENT) continue;
+        err = errno;
+        /* a link swapped in after the walk: removed as the link it is */
+        if (err != ENOTDIR || (unlinkat(dirfd(d), name, 0) != 0 && errno != ENOENT))
+            rc = error_set("cannot remove %s/%s: %s", shown, name,
+                           strerror(err == ENOTDIR ? errno : err));
     }
     closedir(d);
     return rc;
