@@ -183,6 +183,13 @@ Test(slurm, shared_dir_and_datasets) {
     cr_assert_eq(slurm_config_check(&c), -1);
     cr_assert(strstr(error_get(), "is not a directory (a link is not followed)"), "%s", error_get());
     cr_assert_eq(unlink(jobs), 0);
+    if (geteuid() == 0) { /* another user's shared dir, sticky or not: its owner could */
+        cr_assert_eq(chown(shared, 12345, (gid_t)-1), 0);
+        cr_assert_eq(slurm_config_check(&c), -1);
+        cr_assert(strstr(error_get(), "belongs to uid 12345, neither this daemon's user nor root"),
+                  "%s", error_get());
+        cr_assert_eq(unlink(jobs), -1, "nothing made in it");
+    }
     cr_assert_eq(rmdir(shared), 0);
     cr_assert_eq(slurm_option(&c, "--slurm-datasets", "shared"), 0);
     cr_assert(!c.datasets_fetch);
