@@ -215,7 +215,7 @@ static void record(Worker *w, const RemoteAttempt *a, DbJobState fallback, const
      * success must not become the fallback's failure */
     int rc = attempt_store(s, a->job, "reading the ranks' end", read_remote_end,
                            &(RemoteEnd){a->attempt, &state, &reported}, NULL);
-    if (rc == DB_ERROR) return; /* the daemon stops: its next start requeues the job */
+    if (rc == DB_ERROR) return; /* the daemon stops: its next start ends or requeues the job */
     if (rc != DB_OK) {
         state = fallback;
         reported = why ? strdup(why) : NULL;

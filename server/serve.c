@@ -44,7 +44,7 @@
  * Start: lock the data dir, open (or create) its database, drop uploads and
  * imports a previous daemon left half done, create the admin user on first
  * start (its token in <data-dir>/admin.token, mode 0600), start the metric
- * writer, the scheduler (which requeues jobs left running), the removal of
+ * writer, the scheduler (which ends or requeues jobs left running), the removal of
  * deleted datasets' files a stop left aside, the importer, the ingest
  * pool (uploads' checks, server/ingest_pool.h) and the HTTP
  * server, and log {"event":"listening","port":N} (--port 0

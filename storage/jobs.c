@@ -320,17 +320,24 @@ int db_job_cancel_queued(Db *db, int64_t id) {
                       NULL, 0, "queued", NULL);
 }
 
+/* Back to the queue, or, when a cancel was asked of the run (as the
+ * daemon began to stop, or while it was preempted), cancelled: a job the
+ * user cancelled must not run again. */
+#define REQUEUE_OR_CANCEL                                                                    \
+    "UPDATE jobs SET samples_per_s = 0, eta_s = -1, "                                        \
+    "state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, "                \
+    "finished_at = CASE WHEN cancel_requested THEN ?2 ELSE finished_at END, "                \
+    "error = CASE WHEN cancel_requested THEN 'cancelled as its run was stopped' ELSE error END"
+
 int db_job_requeue(Db *db, int64_t id) {
-    return transition(db, id,
-                      "UPDATE jobs SET state = 'queued', samples_per_s = 0, eta_s = -1 "
-                      "WHERE id = ?1 AND state = 'running'",
-                      NULL, 0, "running", NULL);
+    return transition(db, id, REQUEUE_OR_CANCEL " WHERE id = ?1 AND state = 'running'", NULL, 0,
+                      "running", NULL);
 }
 
 int db_job_preempted(Db *db, int64_t id) {
     return transition(db, id,
-                      "UPDATE jobs SET state = 'queued', samples_per_s = 0, eta_s = -1, "
-                      "preemptions = preemptions + 1 WHERE id = ?1 AND state = 'running'",
+                      REQUEUE_OR_CANCEL ", preemptions = preemptions + "
+                      "(1 - cancel_requested) WHERE id = ?1 AND state = 'running'",
                       NULL, 0, "running", NULL);
 }
 

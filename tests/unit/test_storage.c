@@ -850,13 +850,15 @@ Test(storage, jobs_left_running_end_as_known) {
     cr_assert_str_eq(error, "cancelled; the daemon restarted before its run had stopped");
     cr_assert_eq(state_of(db, plain, error, sizeof error), DB_JOB_QUEUED);
     cr_assert_eq(state_of(db, old, error, sizeof error), DB_JOB_QUEUED);
-    /* a claim starts afresh: no cancel carried into the next attempt */
-    int64_t again = left_running(db, DB_JOB_SUCCEEDED, 0, true);
-    cr_assert_eq(db_job_requeue(db, again), DB_OK);
-    cr_assert_eq(db_job_claim(db, again, "cpu", NULL), DB_OK);
-    cr_assert_eq(db_job_recover_running(db, &requeued, &ended), DB_OK);
-    cr_assert_eq(requeued, 1);
-    cr_assert_eq(ended, 0);
+    /* a run stopped (a daemon stopping, a preemption) after its cancel was
+     * asked: cancelled, not requeued */
+    int64_t stopping = left_running(db, DB_JOB_SUCCEEDED, 0, true);
+    cr_assert_eq(db_job_requeue(db, stopping), DB_OK);
+    cr_assert_eq(state_of(db, stopping, error, sizeof error), DB_JOB_CANCELLED);
+    cr_assert_str_eq(error, "cancelled as its run was stopped");
+    int64_t preempted = left_running(db, DB_JOB_SUCCEEDED, 0, true);
+    cr_assert_eq(db_job_preempted(db, preempted), DB_OK);
+    cr_assert_eq(state_of(db, preempted, error, sizeof error), DB_JOB_CANCELLED);
     cr_assert_eq(db_job_cancel_requested(db, done), DB_CONFLICT, "an ended job");
     db_close(db);
 }
