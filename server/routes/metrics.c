@@ -46,6 +46,8 @@
 #include "server/text_json.h"
 
 #define FOLLOW_BATCH 2000
+/* The buckets of one ?max_points reply, all its series together. */
+#define METRICS_BUCKETS_MAX 100000
 
 static json_t *point_json(const DbMetric *m) {
     return json_pack("{s:s, s:I, s:i, s:o, s:o}", "name", m->name, "step", (json_int_t)m->step,
@@ -130,7 +132,9 @@ static int chunked_body(Api *api, const DbJob *j, const char *name, int64_t afte
 }
 
 /* ?max_points: each series apart, the named one or every one the job has,
- * in buckets; as JSON text into *out. */
+ * in buckets; as JSON text into *out. Every series of a job shares one
+ * budget of METRICS_BUCKETS_MAX buckets (a job's ranks may report
+ * thousands of names: a reply of max_points for each is gigabytes). */
 static int downsampled_body(Api *api, int64_t job, const char *name, int64_t after,
                             int64_t before, int64_t max_points, char **out) {
     DbMetric *names = NULL;
@@ -138,6 +142,13 @@ static int downsampled_body(Api *api, int64_t job, const char *name, int64_t aft
     if (!name) {
         int st = db_metric_latest(api->db, job, &names, &nn);
         if (st != DB_OK) return st;
+        if (nn > METRICS_BUCKETS_MAX) {
+            free(names);
+            error_set("max_points: the job has %d series, more than the %d buckets a reply "
+                      "holds; ask for one series (?name=)", nn, METRICS_BUCKETS_MAX);
+            return DB_INVALID;
+        }
+        if (nn > 0 && max_points > METRICS_BUCKETS_MAX / nn) max_points = METRICS_BUCKETS_MAX / nn;
     }
     json_t *items = json_array();
     for (int k = 0; k < (name ? 1 : nn); k++) {
@@ -268,6 +279,8 @@ static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t a
         st = chunked_body(api, j, name, after, limit, &body, &len, &full);
     else
         st = history_body(api, j->id, name, after, before, limit, max_points, &body, &len, &full);
+    if (st == DB_INVALID) /* more series than a downsampled reply holds */
+        return http_reply_error(req, 400, "bad_query", "?max_points", "%s", error_get());
     if (st != DB_OK) return api_reply_db(req, st, NULL);
     if (!final && !(resumed && full)) return http_reply_owned(req, 200, "application/json", body, len);
     char *fit = realloc(body, len + 1); /* the cache counts len bytes: hold no more */

@@ -625,15 +625,41 @@ terminate "$DPID"
 check "(i) the (h) daemon: SIGTERM, a graceful stop (exit 0)" "$RC" 0
 VAR=$TMP/vari
 start_daemon "$VAR" "$TMP/daemon.log" --quiet --executor external --executor-poll-ms 600000 \
-    --executor-slots 2
+    --executor-slots 3
 api POST /v1/datasets -F name=tab -F format=csv -F label_column=label -F "file=@$TMP/tab.csv"
 expect "(i) upload the csv" 201
+# a downsampled history of every series shares one budget of 100000
+# buckets: 50 series, one of them 3000 steps long, get 2000 buckets each
+submit series 1
+$PY -c 'import json; print(json.dumps({"metrics": [{"name": "long", "step": s, "epoch": 0, "value": s} for s in range(1, 3001)] + [{"name": "s%02d" % i, "step": 1, "epoch": 0, "value": i} for i in range(49)]}))' >"$TMP/series.json"
+TOKEN=$(cat "$DIR/token") api POST "/v1/jobs/$JOB_ID/attempts/1/report" --data-binary "@$TMP/series.json"
+check "(i) a report of 50 series, one of 3000 steps" "$(jv 'd["stored_metrics"]')" 3049
+for _ in $(seq 50); do # the metric writer commits every ~100 ms
+    api GET "/v1/jobs/$JOB_ID/metrics?name=long&max_points=100000"
+    [ "$(jv 'len(d["metrics"])')" = 3000 ] && break
+    sleep 0.1
+done
+check "(i) ... the long one alone: its 3000 points" "$(jv 'len(d["metrics"])')" 3000
+api GET "/v1/jobs/$JOB_ID/metrics?max_points=100000"
+check "(i) ... all 50 at max_points=100000: 2000 buckets each at most" \
+    "$(jv 'sum(m["name"] == "long" for m in d["metrics"]) <= 2000, len(d["metrics"]) <= 100000')" \
+    "(True, True)"
+# each end comes after the executor's first poll, which saw the ranks run
+polled() { # polled JOB: waits until the executor has looked at JOB's ranks once
+    for _ in $(seq 100); do
+        api GET "/v1/jobs/$1"
+        [ "$(jv '(d.get("executor") or {}).get("phase")')" = running ] && return 0
+        sleep 0.1
+    done
+}
 submit reported 1
 JR=$JOB_ID
+polled "$JR"
 TOKEN=$(cat "$DIR/token") api POST "/v1/jobs/$JR/attempts/1/end" -d '{"state": "succeeded"}'
 expect "(i) a rank's end reported: succeeded" 200
 submit asked 1
 JA=$JOB_ID
+polled "$JA"
 api POST "/v1/jobs/$JA/cancel"
 expect "(i) a running job's cancel" 202
 check "(i) ... both still running in the daemon's eyes" \
@@ -642,7 +668,7 @@ check "(i) ... both still running in the daemon's eyes" \
 kill -9 "$DPID"
 wait "$DPID" 2>/dev/null
 start_daemon "$VAR" "$TMP/daemon.log" --quiet --executor external --executor-poll-ms 600000 \
-    --executor-slots 2
+    --executor-slots 3
 check "(i) restarted: the reported job succeeded, the cancelled one cancelled, neither run again" \
     "$(api GET "/v1/jobs/$JR"; jv '(d["state"], d["attempt"])') $(api GET "/v1/jobs/$JA"; jv '(d["state"], d["attempt"], d["error"])')" \
     "('succeeded', 1) ('cancelled', 1, 'cancelled; the daemon restarted before its run had stopped')"
