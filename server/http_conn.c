@@ -61,6 +61,7 @@ struct HttpConn {
 
     char *in; /* bytes read and not yet used */
     size_t in_len, in_cap;
+    size_t head_scanned; /* in[0, head_scanned) holds no head's end */
 
     void *req; /* the events' request, while one is in flight */
     int minor;
@@ -122,6 +123,7 @@ static bool out_append(HttpConn *c, const char *data, size_t n) {
 static void consume(HttpConn *c, size_t n) {
     memmove(c->in, c->in + n, c->in_len - n);
     c->in_len -= n;
+    c->head_scanned = 0;
 }
 
 static void close_now(HttpConn *c, HttpEnd why) {
@@ -255,7 +257,7 @@ static void request_oversized(HttpConn *c) {
         snprintf(e.message, sizeof e.message, "the request head is over %d bytes long; the header "
                  "lines may have %d", HTTP_HEAD_READ_MAX, HTTP_HEADERS_MAX);
     }
-    c->in_len = 0;
+    c->in_len = c->head_scanned = 0;
     c->minor = 1;
     c->keep_alive = false;
     c->head_method = !strcmp(h.method, "HEAD"); /* its refusal has no body either */
@@ -270,11 +272,13 @@ static bool head_try(HttpConn *c, double now) {
         c->idle = false;
         c->head_since = now;
     }
-    size_t end = http_head_end(c->in, c->in_len);
+    size_t end = http_head_end_from(c->in, c->in_len, c->head_scanned);
     if (end) {
+        c->head_scanned = 0;
         request_start(c, end);
         return true;
     }
+    c->head_scanned = c->in_len;
     if (c->in_len < HTTP_HEAD_READ_MAX) return false;
     request_oversized(c);
     return true;
@@ -440,7 +444,7 @@ static void linger_start(HttpConn *c, double now) {
     shutdown(c->fd, SHUT_WR);
     c->state = ST_LINGER;
     c->linger_until = now + LINGER_S;
-    c->in_len = 0;
+    c->in_len = c->head_scanned = 0;
 }
 
 static void response_done(HttpConn *c, double now) {

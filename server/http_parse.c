@@ -149,18 +149,30 @@ static int check_nul(const char *target, HttpHeadError *e) {
 
 /* ---- lines ---- */
 
+/* Empty lines skipped before the request line (RFC 9112 2.2: a client may
+ * send one after a body); more end the head there, an empty request line,
+ * refused: a head of nothing but empty lines is not scanned again and
+ * again as its bytes come. */
+#define HTTP_LEADING_EMPTY_LINES_MAX 8
+
 /* Past the empty lines a client may send before the request line. */
 static size_t skip_empty_lines(const char *buf, size_t len) {
     size_t i = 0;
-    for (;;) {
+    for (int k = 0; k < HTTP_LEADING_EMPTY_LINES_MAX; k++) {
         if (i < len && buf[i] == '\n') i++;
         else if (i + 1 < len && buf[i] == '\r' && buf[i + 1] == '\n') i += 2;
-        else return i;
+        else break;
     }
+    return i;
 }
 
-size_t http_head_end(const char *buf, size_t len) {
-    const char *p = buf + skip_empty_lines(buf, len), *end = buf + len;
+size_t http_head_end(const char *buf, size_t len) { return http_head_end_from(buf, len, 0); }
+
+size_t http_head_end_from(const char *buf, size_t len, size_t from) {
+    /* an end not whole in buf[0, from) has its first LF at from - 2 or after */
+    size_t start = skip_empty_lines(buf, len);
+    if (from > 2 && from - 2 > start) start = from - 2;
+    const char *p = buf + start, *end = buf + len;
     while (p < end && (p = memchr(p, '\n', (size_t)(end - p)))) {
         p++;
         if (p < end && p[0] == '\n') return (size_t)(p + 1 - buf);

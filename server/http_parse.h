@@ -61,6 +61,9 @@ typedef struct {
 /* Where a head ends in buf[0, len): the offset just past its blank line
  * (CRLF CRLF, or LF LF), or 0 when it has not come whole yet. */
 size_t http_head_end(const char *buf, size_t len);
+/* The same, knowing that buf[0, from) held no end (a head read in pieces:
+ * each byte is looked at once, not once a read). */
+size_t http_head_end_from(const char *buf, size_t len, size_t from);
 
 /* Parses buf[0, len), one whole head with its blank line (http_head_end's
  * length). 0 with *h filled (http_head_free it), or -1 with *e filled

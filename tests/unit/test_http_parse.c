@@ -45,6 +45,35 @@ static void refused(const char *s, int status, const char *code, bool close, con
 
 /* ---- where a head ends ---- */
 
+/* A head read in pieces, each piece's scan starting where the last left
+ * off: the same end as one scan of the whole, at every way of cutting it
+ * in two and byte by byte; and a head of nothing but empty lines ends
+ * (to be refused) after eight of them rather than waiting on. */
+Test(http_parse, head_end_from_where_the_last_scan_stopped) {
+    const char *heads[] = {"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY", "GET / HTTP/1.1\nHost: a\n\nB",
+                           "GET / HTTP/1.1\nHost: a\n\r\nX", "\r\n\n\r\nGET / HTTP/1.1\r\n\r\n",
+                           "GET / HTTP/1.1\r\r\r\r\n\r\n"};
+    for (size_t k = 0; k < sizeof heads / sizeof *heads; k++) {
+        const char *s = heads[k];
+        size_t len = strlen(s), want = http_head_end(s, len);
+        cr_assert_neq(want, 0, "%zu", k);
+        for (size_t cut = 0; cut <= len; cut++) {
+            size_t first = http_head_end(s, cut);
+            size_t got = first ? first : http_head_end_from(s, len, cut);
+            cr_assert_eq(got, want, "head %zu cut at %zu", k, cut);
+        }
+        size_t scanned = 0, got = 0;
+        for (size_t n = 1; n <= len && !got; n++) {
+            got = http_head_end_from(s, n, scanned);
+            scanned = n;
+        }
+        cr_assert_eq(got, want, "head %zu byte by byte", k);
+    }
+    char empty[64] = "";
+    for (int i = 0; i < 20; i++) strcat(empty, "\r\n");
+    cr_assert_eq(http_head_end(empty, strlen(empty)), 20, "eight skipped, the ninth ends it");
+}
+
 Test(http_parse, head_end) {
     const char *s = "GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY";
     cr_assert_eq(http_head_end(s, strlen(s)), strlen(s) - 4);
