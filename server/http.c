@@ -468,9 +468,13 @@ static int authorize(HttpRequest *req, const HttpRoute *route) {
 }
 
 static void reply_too_large(HttpRequest *req, uint64_t declared, uint64_t limit) {
-    http_reply_error(req, 413, "too_large", NULL,
-                     "the body of %" PRIu64 " bytes is over the limit of %" PRIu64 " bytes",
-                     declared, limit);
+    if (limit == 0)
+        http_reply_error(req, 413, "too_large", NULL,
+                         "%s takes no body (Content-Length: %" PRIu64 ")", req->method, declared);
+    else
+        http_reply_error(req, 413, "too_large", NULL,
+                         "the body of %" PRIu64 " bytes is over the limit of %" PRIu64 " bytes",
+                         declared, limit);
 }
 
 /* The route, auth, declared size and the route's body mode of a head
@@ -498,6 +502,9 @@ static void request_begin(HttpRequest *req) {
     if (authorize(req, route) != 0) return;
     uint64_t json_max = c->json_max, upload_max = (uint64_t)c->upload_max;
     uint64_t most = route->body ? (upload_max > json_max ? upload_max : json_max) : json_max;
+    /* GET and HEAD take no body: none is held for them (a public route's,
+     * from anyone, for as long as its bytes take to come) */
+    if (!strcmp(req->method, "GET") || !strcmp(req->method, "HEAD")) json_max = most = 0;
     if (declared > most) {
         reply_too_large(req, declared, most);
         return;
@@ -561,8 +568,11 @@ static int ev_body(void *cls, const char *data, size_t n) {
     req->received += n;
     if (req->replied) return -1;
     if (req->received > req->limit) {
-        http_reply_error(req, 413, "too_large", NULL,
-                         "the body is over the limit of %" PRIu64 " bytes", req->limit);
+        if (req->limit == 0)
+            http_reply_error(req, 413, "too_large", NULL, "%s takes no body", req->method);
+        else
+            http_reply_error(req, 413, "too_large", NULL,
+                             "the body is over the limit of %" PRIu64 " bytes", req->limit);
         return -1;
     }
     if (req->body_mode == HTTP_BODY_STREAM) {

@@ -410,6 +410,10 @@ api POST "/v1/jobs/$JOB/cancel" --data-binary "@$TMP/huge.json"
 expect "a body over 1 MiB where none is read (cancel)" 413 too_large
 api GET /v1/jobs --data-binary "@$TMP/huge.json"
 expect "a body over 1 MiB on a GET" 413 too_large
+# a GET takes no body at all: none held in memory, a public route's neither
+curl -s -o "$TMP/body" -w '%{http_code}' -X GET --data-binary x "$URL/v1/health" >"$TMP/status"
+check "a body of 1 byte on GET /v1/health (public): 413, said" \
+    "$(cat "$TMP/status") $(jv 'd["error"]["message"]')" "413 GET takes no body (Content-Length: 1)"
 head -c 4000000 /dev/urandom >"$TMP/big.bin"
 api POST /v1/datasets -F name=big -F format=csv -F "file=@$TMP/big.bin"
 expect "upload over --max-upload-mb" 413 too_large

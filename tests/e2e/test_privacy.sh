@@ -148,9 +148,11 @@ check "the admin downloads alice's checkpoint" "$STATUS" 200
 
 # ---------------------------------------------------------------- alice's private dataset: 404 to bob
 for how in GET DELETE PATCH; do
-    TOKEN=$BOB api "$how" "/v1/datasets/$MISSING" -d '{"shared": true}'
+    body=() # a GET takes none
+    [ "$how" = GET ] || body=(-d '{"shared": true}')
+    TOKEN=$BOB api "$how" "/v1/datasets/$MISSING" "${body[@]}"
     missing="$STATUS $(err)"
-    TOKEN=$BOB api "$how" "/v1/datasets/$A_SECRET" -d '{"shared": true}'
+    TOKEN=$BOB api "$how" "/v1/datasets/$A_SECRET" "${body[@]}"
     expect "bob: $how alice's private dataset" 404 not_found
     check "bob: $how alice's private dataset answers as a missing one" "$STATUS $(err)" \
         "${missing//$MISSING/$A_SECRET}"
