@@ -541,6 +541,10 @@ typedef struct {
     int64_t after;    /* steps > after; -1 (or any negative) for all */
     int64_t before;   /* steps < before; 0 (or any negative) for no bound */
     int limit;        /* 1..100000; 0 means 10000 */
+    /* every metric (name NULL) only: when set, the rows of step after + 1
+     * named past it, then the steps after that: a step of more rows than
+     * a limit read on from where the last read stopped */
+    const char *past_name;
 } DbMetricQuery;
 
 /* History in step order (then name): the rows of design.md's

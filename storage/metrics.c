@@ -90,10 +90,16 @@ int db_metric_query(Db *db, int64_t job, const DbMetricQuery *q, DbMetric **out,
                         "WHERE job_id = ?1 AND name = ?2 AND step > ?3 AND step < ?5 "
                         "ORDER BY step LIMIT ?4");
         if (st) db_bind_text(st, 2, q->name);
-    } else
+    } else if (q->past_name) {
+        st = db_stmt(c, "SELECT name, step, epoch, value, wall_time FROM metrics "
+                        "INDEXED BY metrics_step WHERE job_id = ?1 AND step > ?3 AND step < ?5 "
+                        "AND (step > ?3 + 1 OR name > ?2) ORDER BY step, name LIMIT ?4");
+        if (st) db_bind_text(st, 2, q->past_name);
+    } else {
         st = db_stmt(c, "SELECT name, step, epoch, value, wall_time FROM metrics "
                         "INDEXED BY metrics_step "
                         "WHERE job_id = ?1 AND step > ?3 AND step < ?5 ORDER BY step, name LIMIT ?4");
+    }
     if (st) {
         sqlite3_bind_int64(st, 1, job);
         sqlite3_bind_int64(st, 3, q->after < 0 ? INT64_MIN : q->after);

@@ -310,12 +310,28 @@ typedef struct {
     StreamAuth auth; /* ends the stream once the caller's token stops working */
 } Follow;
 
+/* Where name is, or goes, in the sorted names sent at the partial step. */
+static int sent_slot(const Follow *f, const char *name, bool *found) {
+    int lo = 0, hi = f->num_sent;
+    *found = false;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(f->sent[mid], name);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
 static bool already_sent(const Follow *f, const DbMetric *m) {
     if (m->step <= f->done) return true;
     if (m->step != f->partial) return false;
-    for (int i = 0; i < f->num_sent; i++)
-        if (!strcmp(f->sent[i], m->name)) return true;
-    return false;
+    bool found;
+    sent_slot(f, m->name, &found);
+    return found;
 }
 
 /* -1 when out of memory */
@@ -332,8 +348,45 @@ static int mark_sent(Follow *f, const DbMetric *m) {
         f->sent = grown;
         f->cap_sent = cap;
     }
-    snprintf(f->sent[f->num_sent++], sizeof f->sent[0], "%s", m->name);
+    /* kept sorted: names come in order (but for a few committed late), so
+     * this is nearly always the end */
+    bool found;
+    int at = sent_slot(f, m->name, &found);
+    memmove(&f->sent[at + 1], &f->sent[at], (size_t)(f->num_sent - at) * sizeof f->sent[0]);
+    snprintf(f->sent[at], sizeof f->sent[0], "%s", m->name);
+    f->num_sent++;
     return 0;
+}
+
+/* The points of q not sent yet, sent: how many, or -1 on failure. A batch
+ * all sent already, all of one step, is a step of more points than a
+ * batch: read on past its last name (the step is read from its start
+ * again at each look, for names committed late; past a batch of it, by
+ * name order). */
+static int follow_batch(Follow *f, DbMetricQuery *q) {
+    char past[DB_METRIC_NAME_MAX + 1];
+    for (;;) {
+        DbMetric *m = NULL;
+        int n = 0, fresh = 0;
+        if (db_metric_query(f->api->db, f->job, q, &m, &n) != DB_OK) return -1;
+        for (int i = 0; i < n; i++) {
+            if (already_sent(f, &m[i])) continue;
+            if (sse_event(&f->out, m[i].step, "metric", point_json(&m[i])) != 0 ||
+                mark_sent(f, &m[i]) != 0) {
+                free(m);
+                return -1;
+            }
+            fresh++;
+        }
+        bool stuck = fresh == 0 && n == q->limit && !q->name && m[0].step == m[n - 1].step;
+        if (stuck) {
+            q->after = m[0].step - 1;
+            snprintf(past, sizeof past, "%s", m[n - 1].name);
+            q->past_name = past;
+        }
+        free(m);
+        if (!stuck) return fresh;
+    }
 }
 
 /* One look at the database: new points, or the end. -1 on failure. */
@@ -348,24 +401,11 @@ static int follow_poll(void *ctx) {
      * whole run are committed, and an empty answer below means the end */
     int64_t after = f->partial > f->done ? f->partial - 1 : f->done;
     DbMetricQuery q = {.name = f->name[0] ? f->name : NULL, .after = after, .limit = FOLLOW_BATCH};
-    DbMetric *m = NULL;
-    int n = 0;
-    if (db_metric_query(f->api->db, f->job, &q, &m, &n) != DB_OK) {
+    int fresh = follow_batch(f, &q);
+    if (fresh < 0) {
         free(error);
         return -1;
     }
-    int fresh = 0;
-    for (int i = 0; i < n; i++) {
-        if (already_sent(f, &m[i])) continue;
-        if (sse_event(&f->out, m[i].step, "metric", point_json(&m[i])) != 0 ||
-            mark_sent(f, &m[i]) != 0) {
-            free(m);
-            free(error);
-            return -1;
-        }
-        fresh++;
-    }
-    free(m);
     /* more rows may wait (a full batch), or the end may already be due
      * (rows came): look again at once rather than on the next change */
     f->pace.poll_now = fresh > 0;

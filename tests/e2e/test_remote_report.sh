@@ -629,11 +629,13 @@ start_daemon "$VAR" "$TMP/daemon.log" --quiet --executor external --executor-pol
 api POST /v1/datasets -F name=tab -F format=csv -F label_column=label -F "file=@$TMP/tab.csv"
 expect "(i) upload the csv" 201
 # a downsampled history of every series shares one budget of 100000
-# buckets: 50 series, one of them 3000 steps long, get 2000 buckets each
+# buckets: 2501 series, one of them 3000 steps long, get 39 buckets each;
+# and a stream reads on through a step of more points (2501) than it
+# reads at once (2000)
 submit series 1
-$PY -c 'import json; print(json.dumps({"metrics": [{"name": "long", "step": s, "epoch": 0, "value": s} for s in range(1, 3001)] + [{"name": "s%02d" % i, "step": 1, "epoch": 0, "value": i} for i in range(49)]}))' >"$TMP/series.json"
+$PY -c 'import json; print(json.dumps({"metrics": [{"name": "long", "step": s, "epoch": 0, "value": s} for s in range(1, 3001)] + [{"name": "s%04d" % i, "step": 1, "epoch": 0, "value": i} for i in range(2500)]}))' >"$TMP/series.json"
 TOKEN=$(cat "$DIR/token") api POST "/v1/jobs/$JOB_ID/attempts/1/report" --data-binary "@$TMP/series.json"
-check "(i) a report of 50 series, one of 3000 steps" "$(jv 'd["stored_metrics"]')" 3049
+check "(i) a report of 2501 series, one of 3000 steps" "$(jv 'd["stored_metrics"]')" 5500
 for _ in $(seq 50); do # the metric writer commits every ~100 ms
     api GET "/v1/jobs/$JOB_ID/metrics?name=long&max_points=100000"
     [ "$(jv 'len(d["metrics"])')" = 3000 ] && break
@@ -641,9 +643,12 @@ for _ in $(seq 50); do # the metric writer commits every ~100 ms
 done
 check "(i) ... the long one alone: its 3000 points" "$(jv 'len(d["metrics"])')" 3000
 api GET "/v1/jobs/$JOB_ID/metrics?max_points=100000"
-check "(i) ... all 50 at max_points=100000: 2000 buckets each at most" \
-    "$(jv 'sum(m["name"] == "long" for m in d["metrics"]) <= 2000, len(d["metrics"]) <= 100000')" \
+check "(i) ... all of them at max_points=100000: 39 buckets each at most" \
+    "$(jv 'sum(m["name"] == "long" for m in d["metrics"]) <= 39, len(d["metrics"]) <= 100000')" \
     "(True, True)"
+curl -sN -m 5 -H "Authorization: Bearer $TOKEN" "$URL/v1/jobs/$JOB_ID/metrics?follow=1" >"$TMP/many.sse"
+check "(i) ... followed: each of the 5500 points once, the 2501 of step 1 among them" \
+    "$(grep -c '^event: metric' "$TMP/many.sse") $(grep '^data: ' "$TMP/many.sse" | sort -u | wc -l)" "5500 5500"
 # each end comes after the executor's first poll, which saw the ranks run
 polled() { # polled JOB: waits until the executor has looked at JOB's ranks once
     for _ in $(seq 100); do
