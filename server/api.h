@@ -174,6 +174,9 @@ int jobs_patch(HttpRequest *req);
 json_t *queue_entry_json(const QueueEntry *e, bool named);
 int queue_get(HttpRequest *req);                /* queue.c */
 int metrics_get(HttpRequest *req);              /* metrics.c */
+/* The job's cached history pages and chunks dropped: its points past a
+ * checkpoint were deleted, to come again (metrics.c). */
+void metrics_history_forget(Api *api, int64_t job);
 int logs_get(HttpRequest *req);                 /* logs.c */
 int checkpoints_list(HttpRequest *req);         /* checkpoints.c */
 int checkpoints_get(HttpRequest *req);

@@ -226,3 +226,9 @@ int history_chunks_page(const HistorySeries *s, int64_t after, int64_t limit, Te
     }
     return t->oom ? error_set("metric history: out of memory") : DB_OK;
 }
+
+void history_chunks_forget(ReplyCache *cache, int64_t job) {
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "chunk %lld ", (long long)job); /* chunk_get's keys */
+    reply_cache_drop_prefix(cache, prefix);
+}

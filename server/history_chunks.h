@@ -54,4 +54,8 @@ void history_point_text(Text *t, const char *quoted, const DbMetric *m, bool com
 int history_chunks_page(const HistorySeries *s, int64_t after, int64_t limit, Text *t,
                         int64_t *count, int64_t *last_step);
 
+/* Drops job's chunks from the cache: its points past a checkpoint were
+ * deleted (a rerun of its attempt resumes there) and come again. */
+void history_chunks_forget(ReplyCache *cache, int64_t job);
+
 #endif

@@ -199,3 +199,13 @@ CachedReply *reply_cache_put(ReplyCache *c, const char *key, char *body, size_t 
     pthread_mutex_unlock(&c->lock);
     return r;
 }
+
+void reply_cache_drop_prefix(ReplyCache *c, const char *prefix) {
+    size_t n = strlen(prefix);
+    pthread_mutex_lock(&c->lock);
+    for (CachedReply *r = c->head, *next; r; r = next) {
+        next = r->next;
+        if (!strncmp(r->key, prefix, n)) evict(c, r);
+    }
+    pthread_mutex_unlock(&c->lock);
+}

@@ -29,6 +29,9 @@ CachedReply *reply_cache_get(ReplyCache *c, const char *key);
  * used; one too large for the cache is not kept but still returned. A
  * reference, or NULL (body freed) when out of memory. */
 CachedReply *reply_cache_put(ReplyCache *c, const char *key, char *body, size_t len);
+/* Drops every entry whose key begins with prefix (references held stay
+ * good until released). */
+void reply_cache_drop_prefix(ReplyCache *c, const char *prefix);
 
 const char *cached_reply_body(const CachedReply *r, size_t *len);
 /* The body gzip-compressed (RFC 1952): made by the first caller, who pays

@@ -367,6 +367,7 @@ int job_resume_get(HttpRequest *req) {
     if (st != DB_OK && st != DB_NOT_FOUND) return api_reply_db(req, st, NULL);
     int64_t from = st == DB_OK ? c.step : -1, deleted = 0;
     int rc = db_metric_delete_after(api->db, job, from, &deleted);
+    if (rc == DB_OK) metrics_history_forget(api, job);
     if (rc == DB_OK) rc = db_job_remote_log_restart(api->db, job, attempt);
     if (rc != DB_OK) return api_reply_db(req, rc, NULL);
     if (st == DB_NOT_FOUND) {

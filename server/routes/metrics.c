@@ -252,6 +252,13 @@ static int reply_cached(HttpRequest *req, CachedReply *r, bool hit) {
  *    (the metric writer commits in push order), so a full page is a
  *    committed prefix that stays as it is. A job is resumed only by a new
  *    daemon, whose cache starts empty. */
+void metrics_history_forget(Api *api, int64_t job) {
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "history %lld ", (long long)job); /* history()'s keys */
+    reply_cache_drop_prefix(api->replies, prefix);
+    if (api->chunks) history_chunks_forget(api->chunks, job);
+}
+
 static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t after,
                    int64_t before, int64_t limit, int64_t max_points) {
     Api *api = http_app(req);

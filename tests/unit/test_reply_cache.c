@@ -145,3 +145,24 @@ Test(reply_cache, gzip_copy_counts_in_the_bound) {
     }
     reply_cache_free(c);
 }
+
+/* A job's entries dropped by their keys' prefix (its history rewritten):
+ * the others stay, a reference held stays good, and the room is free. */
+Test(reply_cache, entries_dropped_by_prefix) {
+    ReplyCache *c = reply_cache_new(1 << 20, 8);
+    cr_assert_not_null(c);
+    cached_reply_release(reply_cache_put(c, "chunk 7 1 0 loss", body_of("seven"), 5));
+    cached_reply_release(reply_cache_put(c, "chunk 7 1 1 loss", body_of("seven"), 5));
+    cached_reply_release(reply_cache_put(c, "chunk 70 1 0 loss", body_of("seventy"), 7));
+    cached_reply_release(reply_cache_put(c, "history 7 1", body_of("page"), 4));
+    CachedReply *held = reply_cache_get(c, "chunk 7 1 0 loss");
+    reply_cache_drop_prefix(c, "chunk 7 ");
+    cr_assert_null(reply_cache_get(c, "chunk 7 1 0 loss"));
+    cr_assert_null(reply_cache_get(c, "chunk 7 1 1 loss"));
+    cr_assert(holds(c, "chunk 70 1 0 loss", "seventy"), "job 70's: not job 7's");
+    cr_assert(holds(c, "history 7 1", "page"), "another prefix");
+    size_t len;
+    cr_assert_eq(memcmp(cached_reply_body(held, &len), "seven", 5), 0, "a reference held");
+    cached_reply_release(held);
+    reply_cache_free(c);
+}
