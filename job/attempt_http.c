@@ -15,6 +15,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "job/transfer_watch.h"
 
 #define ATTEMPT_HTTP_BACKOFF_FIRST_S 0.2
 #define ATTEMPT_HTTP_BACKOFF_MAX_S 5.0
@@ -129,9 +130,25 @@ static void sleep_s(double s) {
 
 /* ---- one request, retried ---- */
 
+/* libcurl's progress during a file's transfer: stopped when stalled
+ * (job/transfer_watch.h). */
+typedef struct {
+    TransferWatch watch;
+    bool stalled;
+} Watched;
+
+static int on_progress(void *ctx, curl_off_t down_total, curl_off_t down_now, curl_off_t up_total,
+                       curl_off_t up_now) {
+    Watched *w = ctx;
+    w->stalled = transfer_watch_stalled(&w->watch, clock_now_s(), down_total, down_now, up_total,
+                                        up_now);
+    return w->stalled;
+}
+
 /* One try of q: curl's code, the status into *status. */
 static CURLcode try_once(CURL *curl, const AttemptRequest *q, const char *url,
-                         struct curl_slist *headers, Receive *rx, char *curl_err, long *status) {
+                         struct curl_slist *headers, Receive *rx, Watched *watched,
+                         char *curl_err, long *status) {
     curl_easy_reset(curl);
     curl_err[0] = '\0';
     curl_easy_setopt(curl, CURLOPT_URL, url);
@@ -142,10 +159,14 @@ static CURLcode try_once(CURL *curl, const AttemptRequest *q, const char *url,
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
     if (q->sink || q->mime) {
         /* a file's transfer (a dataset, a checkpoint) takes as long as its
-         * size asks: only one stalled under 1 KB/s for a minute is cut (a
-         * total limit would cut every transfer past it, try after try) */
-        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 60L);
+         * size asks: only one stalled is cut (a total limit would cut every
+         * transfer past it, try after try), not the daemon's work on an
+         * upload it has whole */
+        transfer_watch_start(&watched->watch, clock_now_s());
+        watched->stalled = false;
+        curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, watched);
     } else {
         curl_easy_setopt(curl, CURLOPT_TIMEOUT, 120L); /* a JSON answer: a stall, tried again */
     }
@@ -177,8 +198,15 @@ long attempt_http_request(const AttemptHttp *h, CURL *curl, const AttemptRequest
             break;
         }
         Receive rx = {.curl = curl, .sink = q->sink, .reply = reply};
+        Watched watched = {0};
         char curl_err[CURL_ERROR_SIZE];
-        CURLcode rc = try_once(curl, q, url, headers, &rx, curl_err, &status);
+        CURLcode rc = try_once(curl, q, url, headers, &rx, &watched, curl_err, &status);
+        if (rc == CURLE_ABORTED_BY_CALLBACK && watched.stalled && watched.watch.waiting)
+            snprintf(curl_err, sizeof curl_err, "no reply %.0f s after the body was sent",
+                     TRANSFER_WATCH_REPLY_WAIT_S);
+        else if (rc == CURLE_ABORTED_BY_CALLBACK && watched.stalled)
+            snprintf(curl_err, sizeof curl_err, "the transfer stalled (under %d bytes/s for %.0f s)",
+                     TRANSFER_WATCH_MIN_RATE, TRANSFER_WATCH_WINDOW_S);
         if (rx.sink_failed) { /* the sink's own error (a full disk, too many bytes) */
             status = -1;
             break;
