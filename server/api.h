@@ -21,6 +21,7 @@
 #define TRAIND_SERVER_API_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -44,6 +45,10 @@ typedef struct {
     time_t started;
     ReplyCache *replies;   /* finished jobs' metric histories */
     ReplyCache *chunks;    /* series cut in chunks (history_chunks.h); NULL: off */
+    /* in every key of both: bumped when a job's history is rewritten (a
+     * rerun of its attempt), so that a reply read before and kept after
+     * is never found again */
+    atomic_uint_fast64_t history_generation;
     DbQuota quota_defaults; /* serve --quota-*: a user's limits unless set for them */
     /* sha256 (hex) of serve --metrics-token-file's token; "" for none */
     char metrics_token_sha256[SHA256_HEX_LEN + 1];

@@ -128,9 +128,9 @@ static int chunk_whole(const HistorySeries *s, int64_t k, bool *whole) {
  * points must not format 8,192. */
 static int chunk_get(const HistorySeries *s, int64_t k, bool worth, Chunk *c, bool *fits,
                      bool *elsewhere) {
-    char key[DB_METRIC_NAME_MAX + 96];
-    snprintf(key, sizeof key, "chunk %lld %d %lld %s", (long long)s->job, s->attempt, (long long)k,
-             s->name);
+    char key[DB_METRIC_NAME_MAX + 128];
+    snprintf(key, sizeof key, "chunk %lld %d %llu %lld %s", (long long)s->job, s->attempt,
+             (unsigned long long)s->generation, (long long)k, s->name);
     *c = (Chunk){0};
     *fits = true;
     *elsewhere = false;

@@ -36,6 +36,7 @@ typedef struct {
     Db *db;
     int64_t job;
     int attempt;
+    uint64_t generation; /* Api's history_generation, read before any row */
     bool final;
     const char *name, *quoted;
 } HistorySeries;

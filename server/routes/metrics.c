@@ -110,6 +110,7 @@ static int chunked_body(Api *api, const DbJob *j, const char *name, int64_t afte
     char *quoted = quoted_name(name);
     if (!quoted) return error_set("out of memory");
     HistorySeries s = {.cache = api->chunks, .db = api->db, .job = j->id, .attempt = j->attempt,
+                       .generation = atomic_load(&api->history_generation),
                        .final = db_job_state_final(j->state), .name = name, .quoted = quoted};
     Text t = {0};
     int64_t count, last;
@@ -243,6 +244,18 @@ static int reply_cached(HttpRequest *req, CachedReply *r, bool hit) {
     return rc;
 }
 
+/* A rerun of the job's attempt deleted its points past a checkpoint: what
+ * is kept of them goes (the memory), and the generation in every key moves
+ * on, so that a reply read before the deletion and kept after it is not
+ * found either. */
+void metrics_history_forget(Api *api, int64_t job) {
+    atomic_fetch_add(&api->history_generation, 1);
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "history %lld ", (long long)job); /* history()'s keys */
+    reply_cache_drop_prefix(api->replies, prefix);
+    if (api->chunks) history_chunks_forget(api->chunks, job);
+}
+
 /* Which replies never change, so are kept (the key is every input of the
  * answer) and sent again as they are:
  *  - any reply about a finished job;
@@ -250,15 +263,8 @@ static int reply_cached(HttpRequest *req, CachedReply *r, bool hit) {
  *    attempt has resumed: its rows past the checkpoint are deleted at the
  *    attempt's start, and after that rows are only added, in step order
  *    (the metric writer commits in push order), so a full page is a
- *    committed prefix that stays as it is. A job is resumed only by a new
- *    daemon, whose cache starts empty. */
-void metrics_history_forget(Api *api, int64_t job) {
-    char prefix[48];
-    snprintf(prefix, sizeof prefix, "history %lld ", (long long)job); /* history()'s keys */
-    reply_cache_drop_prefix(api->replies, prefix);
-    if (api->chunks) history_chunks_forget(api->chunks, job);
-}
-
+ *    committed prefix that stays as it is. A rerun of the attempt (a rank
+ *    started again, Slurm's requeue) rewrites it: metrics_history_forget. */
 static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t after,
                    int64_t before, int64_t limit, int64_t max_points) {
     Api *api = http_app(req);
@@ -266,10 +272,12 @@ static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t a
     DbJobProgress live;
     bool resumed = j->state == DB_JOB_RUNNING && max_points == 0 &&
                    scheduler_progress(api->sched, j->id, &live) == DB_OK && live.total_steps > 0;
-    char key[DB_METRIC_NAME_MAX + 160];
+    char key[DB_METRIC_NAME_MAX + 192];
+    uint64_t generation = atomic_load(&api->history_generation); /* before any row is read */
     snprintf(key, sizeof key,
-             "history %lld %d %lld after=%lld before=%lld limit=%lld max_points=%lld %s%s",
-             (long long)j->id, j->attempt, final ? (long long)j->finished_at : -1LL,
+             "history %lld %d %llu %lld after=%lld before=%lld limit=%lld max_points=%lld %s%s",
+             (long long)j->id, j->attempt, (unsigned long long)generation,
+             final ? (long long)j->finished_at : -1LL,
              (long long)after, (long long)before, (long long)limit, (long long)max_points,
              name ? "name=" : "every metric", name ? name : ""); /* "*" is a name too */
     if (final || resumed) {
@@ -286,7 +294,7 @@ static int history(HttpRequest *req, const DbJob *j, const char *name, int64_t a
         st = chunked_body(api, j, name, after, limit, &body, &len, &full);
     else
         st = history_body(api, j->id, name, after, before, limit, max_points, &body, &len, &full);
-    if (st == DB_INVALID) /* more series than a downsampled reply holds */
+    if (st == DB_INVALID && max_points > 0 && !name) /* more series than a reply holds */
         return http_reply_error(req, 400, "bad_query", "?max_points", "%s", error_get());
     if (st != DB_OK) return api_reply_db(req, st, NULL);
     if (!final && !(resumed && full)) return http_reply_owned(req, 200, "application/json", body, len);
