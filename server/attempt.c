@@ -222,9 +222,17 @@ static int requeue_job(Scheduler *s, int64_t job, void *preempted) {
 }
 
 /* See scheduler_internal.h. */
-void attempt_requeue(Scheduler *s, int64_t job, bool preempted) {
+bool attempt_requeue(Scheduler *s, int64_t job, bool preempted) {
     int rc = attempt_store(s, job, "requeue", requeue_job, &preempted, NULL);
     if (rc != DB_OK && rc != DB_ERROR) scheduler_log(job, "error", "requeue: %s", error_get());
+    bool cancelled = false;
+    DbJob j;
+    if (rc == DB_OK && db_job_get(s->db, job, &j) == DB_OK) {
+        cancelled = j.state == DB_JOB_CANCELLED; /* a cancel was asked of it */
+        db_job_clear(&j);
+    }
+    if (cancelled) scheduler_job_log(s, job, "cancelled: a cancel was asked as its run stopped");
+    return cancelled;
 }
 
 /* The end of a run stopped for a daemon stopping or for the job that
@@ -251,11 +259,11 @@ static void requeue_stopped(JobRun *r, const Trainer *t, bool built, int64_t pre
         attempt_record_end(s, r->job, DB_JOB_FAILED, err);
         return;
     }
+    /* the preemption's line first: whoever sees the job queued finds it */
     if (preempted_by)
         scheduler_job_log(s, r->job, "preempted at step %" PRId64 " by job %" PRId64
                            ", of a higher priority; queued to resume", step, preempted_by);
-    attempt_requeue(s, r->job, preempted_by != 0);
-    if (!preempted_by)
+    if (!attempt_requeue(s, r->job, preempted_by != 0) && !preempted_by)
         scheduler_log(r->job, "info", "stopped at step %" PRId64 ", queued to resume", step);
 }
 

@@ -243,8 +243,8 @@ static void requeue(Worker *w, const RemoteAttempt *a, int64_t preempted_by) {
     if (preempted_by)
         scheduler_job_log(s, a->job, "preempted by job %" PRId64 ", of a higher priority; queued "
                                      "to resume", preempted_by);
-    attempt_requeue(s, a->job, preempted_by != 0);
-    if (!preempted_by) scheduler_log(a->job, "info", "ranks stopped, queued to resume");
+    if (!attempt_requeue(s, a->job, preempted_by != 0) && !preempted_by)
+        scheduler_log(a->job, "info", "ranks stopped, queued to resume");
     clean_attempt(a);
 }
 

@@ -484,9 +484,22 @@ int scheduler_cancel(Scheduler *s, int64_t job_id, bool *was_running) {
         *was_running = true;
         pthread_mutex_unlock(&s->mu);
         /* kept, so that a daemon killed before the run stops still ends it
-         * cancelled at its next start (db_job_recover_running) */
-        if (db_job_cancel_requested(s->db, job_id) != DB_OK)
-            scheduler_log(job_id, "error", "keeping the cancel: %s", error_get());
+         * cancelled at its next start (db_job_recover_running), and a stop
+         * requeueing it ends it cancelled instead; a run that left the
+         * row meanwhile (its worker requeued it first) is cancelled in the
+         * queue */
+        int rc = db_job_cancel_requested(s->db, job_id);
+        if (rc == DB_CONFLICT) {
+            pthread_mutex_lock(&s->mu);
+            rc = db_job_cancel_queued(s->db, job_id);
+            pthread_mutex_unlock(&s->mu);
+            if (rc == DB_OK) {
+                db_log_append(s->db, job_id, "cancelled while queued", NULL);
+                scheduler_wake(s);
+            }
+            if (rc == DB_CONFLICT) rc = DB_OK; /* it ended on its own meanwhile */
+        }
+        if (rc != DB_OK) scheduler_log(job_id, "error", "keeping the cancel: %s", error_get());
         return DB_OK;
     }
     /* not on a worker: cancel it in the queue, under mu so no worker claims

@@ -99,8 +99,9 @@ void attempt_run(Worker *w, const DbJob *job);
 void attempt_record_end(Scheduler *s, int64_t job, DbJobState state, const char *error);
 /* Puts a stopped job back in the queue (preempted: counted as a
  * preemption), tried again every second while the database fails, as
- * above: a job left `running` with no worker would wait for the next start. */
-void attempt_requeue(Scheduler *s, int64_t job, bool preempted);
+ * above: a job left `running` with no worker would wait for the next start.
+ * A job a cancel was asked of is cancelled instead, and logged so: true. */
+bool attempt_requeue(Scheduler *s, int64_t job, bool preempted);
 /* A database operation on the job's records: a DB_* code. */
 typedef int (*AttemptStore)(Scheduler *s, int64_t job, void *ctx);
 /* store(s, job, ctx) until its answer is not DB_ERROR, tried again every
