@@ -167,6 +167,11 @@ static CURLcode try_once(CURL *curl, const AttemptRequest *q, const char *url,
         curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(curl, CURLOPT_XFERINFODATA, watched);
+        /* the reply's wait may be long: a daemon gone without a word (its
+         * host down) is found by TCP's keepalive within two minutes */
+        curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+        curl_easy_setopt(curl, CURLOPT_TCP_KEEPIDLE, 60L);
+        curl_easy_setopt(curl, CURLOPT_TCP_KEEPINTVL, 15L);
     } else {
         curl_easy_setopt(curl, CURLOPT_TIMEOUT, 120L); /* a JSON answer: a stall, tried again */
     }
