@@ -42,6 +42,7 @@ typedef struct {
     HttpServer *http;      /* set once listening */
     Importer *importer;    /* URL imports (server/importer.h) */
     IngestPool *ingest;    /* uploads' checks (server/ingest_pool.h); NULL: on the HTTP thread */
+    IngestPool *stores;    /* ranks' checkpoints stored; NULL: on the HTTP thread */
     time_t started;
     ReplyCache *replies;   /* finished jobs' metric histories */
     ReplyCache *chunks;    /* series cut in chunks (history_chunks.h); NULL: off */

@@ -46,7 +46,8 @@
  * start (its token in <data-dir>/admin.token, mode 0600), start the metric
  * writer, the scheduler (which ends or requeues jobs left running), the removal of
  * deleted datasets' files a stop left aside, the importer, the ingest
- * pool (uploads' checks, server/ingest_pool.h) and the HTTP
+ * pools (uploads' checks, server/ingest_pool.h; ranks' checkpoints
+ * stored, a pool of their own) and the HTTP
  * server, and log {"event":"listening","port":N} (--port 0
  * picks a free port: tests read it there).
  *
@@ -190,6 +191,7 @@ typedef struct {
     Scheduler *sched;
     Importer *importer;
     IngestPool *ingest; /* uploads' checks */
+    IngestPool *stores; /* ranks' checkpoints stored, apart: never behind a check */
     Api api;
     HttpServer *http;
 } Daemon;
@@ -251,7 +253,10 @@ static int start_datasets(Daemon *d, const ServeOptions *o) {
                          .timeout_s = o->import_timeout_s, .policy = o->import_policy,
                          .quota_defaults = &o->quota_defaults};
     if (!(d->importer = importer_start(&ic))) return -1;
-    return (d->ingest = ingest_pool_start(INGEST_POOL_THREADS_DEFAULT)) ? 0 : -1;
+    if (!(d->ingest = ingest_pool_start(INGEST_POOL_THREADS_DEFAULT))) return -1;
+    /* as many as the HTTP threads that stored them before: a preempted
+     * rank's checkpoint must not wait out its grace behind others */
+    return (d->stores = ingest_pool_start(o->http_threads > 0 ? o->http_threads : 4)) ? 0 : -1;
 }
 
 /* The HTTP threads inherit this thread's nice value (Linux: per thread);
@@ -293,6 +298,7 @@ static int start_http(Daemon *d, const ServeOptions *o, const TlsFiles *tls) {
     if (start_datasets(d, o) != 0) return -1;
     api->importer = d->importer;
     api->ingest = d->ingest;
+    api->stores = d->stores;
     if (!(d->http = http_server_start(&hc))) return -1;
     api->http = d->http;
     return 0;
@@ -302,6 +308,7 @@ static int start_http(Daemon *d, const ServeOptions *o, const TlsFiles *tls) {
 static void stop_daemon(Daemon *d) {
     http_server_stop(d->http);
     ingest_pool_stop(d->ingest); /* uploads' checks: the running ones end, the queued go */
+    ingest_pool_stop(d->stores); /* checkpoints: likewise */
     importer_stop(d->importer); /* running imports cancelled; the next start removes them */
     scheduler_stop(d->sched);
     metric_writer_stop(d->mw);

@@ -35,6 +35,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,8 +499,13 @@ typedef struct {
     char step[32];
     size_t step_len;
     int64_t step_number;  /* the step field, parsed at the end */
-    const char *token;    /* the request's, while the handler runs */
+    char *token;          /* the request's, copied for the store's admit */
+    int keep_last;        /* the job's spec's */
     ApiPendingError err; /* the first error, replied by data() or the handler */
+    /* the store, on a thread of the ingest pool: its row, once done */
+    DbCheckpoint stored;
+    atomic_bool done;
+    atomic_int refs; /* the request's, and the store's while it runs */
 } CkptUpload;
 
 /* A file that could not be written: a full disk is 507 with the space
@@ -598,6 +604,8 @@ static int ckpt_begin(HttpRequest *req) {
     if (u) {
         *u = (CkptUpload){.api = api, .job = job, .attempt = attempt, .epoch = (int)epoch,
                           .partial = partial, .fd = -1};
+        atomic_init(&u->refs, 1);
+        atomic_init(&u->done, false);
         snprintf(dir, sizeof dir, "%s/jobs/%" PRId64 "/checkpoints/upload-epoch-%d",
                  db_data_dir(api->db), job, u->epoch);
         tmp = durable_temp_name(dir);
@@ -630,15 +638,23 @@ static int ckpt_data(HttpRequest *req, const char *data, size_t size) {
     return -1;
 }
 
+/* Lets go of the upload: the last of the request and the store removes
+ * what was not put in place, and frees it. */
+static void ckpt_release(CkptUpload *u) {
+    if (atomic_fetch_sub(&u->refs, 1) != 1) return;
+    if (u->mp) multipart_end(u->mp);
+    if (u->fd >= 0) close(u->fd);
+    if (u->tmp[0]) durable_remove_flat_dir(u->tmp);
+    free(u->token);
+    free(u);
+}
+
 static void ckpt_finish(HttpRequest *req, bool completed) {
     (void)completed;
     CkptUpload *u = http_state(req);
     if (!u) return;
-    if (u->mp) multipart_end(u->mp);
-    if (u->fd >= 0) close(u->fd);
-    if (u->tmp[0]) durable_remove_flat_dir(u->tmp);
-    free(u);
     http_set_state(req, NULL);
+    ckpt_release(u);
 }
 
 const HttpBodyStream job_checkpoint_body = {ckpt_begin, ckpt_data, ckpt_finish};
@@ -695,6 +711,52 @@ static int ckpt_admit(void *ctx) {
     return step_taken(u) ? -1 : 0;
 }
 
+/* The checkpoint stored (server/checkpoint_store.h), on a thread of a
+ * pool of its own (Api's stores, as many as the HTTP threads): hashing one
+ * of GBs takes seconds, which the other connections of an HTTP thread
+ * would wait. Its reply's error, if any,
+ * kept in u->err. */
+static void store_task(void *ctx, bool cancelled) {
+    CkptUpload *u = ctx;
+    if (cancelled) {
+        api_pending_error(&u->err, 503, "unavailable", "",
+                          "checkpoint of epoch %d: the daemon stopped before it was stored",
+                          u->epoch);
+    } else {
+        CheckpointStore cs = {.s = u->api->sched, .job = u->job, .keep_last = u->keep_last,
+                              .write = ckpt_write, .history_stored = ckpt_history,
+                              .admit = ckpt_admit, .ctx = u};
+        int st = checkpoint_store(&cs, u->epoch, u->step_number, u->partial, &u->stored);
+        if (st == CHECKPOINT_OVER_QUOTA) {
+            api_pending_error(&u->err, 429, "quota_exceeded", "quota.checkpoint_bytes",
+                              "checkpoint of epoch %d: %s", u->epoch, error_get());
+        } else if (st != 0 && st != CHECKPOINT_REFUSED) { /* refused: admit's u->err */
+            int status = api_storage_status(0);
+            api_pending_error(&u->err, status, api_storage_code(status), "",
+                              "checkpoint of epoch %d: %s", u->epoch, error_get());
+        }
+    }
+    atomic_store(&u->done, true);
+    ckpt_release(u);
+}
+
+/* The store's reply: 201 with the checkpoint, or its error (one without a
+ * path names the request's). */
+static int ckpt_reply(HttpRequest *req, const CkptUpload *u) {
+    if (u->err.status)
+        return http_reply_error(req, u->err.status, u->err.code,
+                                u->err.path[0] ? u->err.path : NULL, "%s", u->err.msg);
+    return http_reply_json(req, 201, checkpoint_json(&u->stored));
+}
+
+/* http_reply_later's question: 1 once the store is done (replied). */
+static int stored_yet(HttpRequest *req) {
+    CkptUpload *u = http_state(req);
+    if (!atomic_load(&u->done)) return 0;
+    ckpt_reply(req, u);
+    return 1;
+}
+
 int job_checkpoint_put(HttpRequest *req) {
     CkptUpload *u = http_state(req);
     int complete = multipart_end(u->mp);
@@ -723,23 +785,16 @@ int job_checkpoint_put(HttpRequest *req) {
     int attempt;
     if (remote_auth(req, &job, &attempt) != 0) return 0;
     u->step_number = step;
-    u->token = http_bearer(req);
-    int keep_last = 1;
     error_clear();
-    if (keep_last_of(u->api->db, u->job, &keep_last) != 0) return api_reply_db(req, DB_ERROR, NULL);
-    CheckpointStore cs = {.s = u->api->sched, .job = u->job, .keep_last = keep_last,
-                          .write = ckpt_write, .history_stored = ckpt_history,
-                          .admit = ckpt_admit, .ctx = u};
-    DbCheckpoint c;
-    int stored = checkpoint_store(&cs, u->epoch, step, u->partial, &c);
-    if (stored == CHECKPOINT_REFUSED) return api_reply_pending(req, &u->err);
-    if (stored == CHECKPOINT_OVER_QUOTA)
-        return http_reply_error(req, 429, "quota_exceeded", "quota.checkpoint_bytes",
-                                "checkpoint of epoch %d: %s", u->epoch, error_get());
-    if (stored != 0) {
-        int status = api_storage_status(0);
-        return http_reply_error(req, status, api_storage_code(status), NULL,
-                                "checkpoint of epoch %d: %s", u->epoch, error_get());
-    }
-    return http_reply_json(req, 201, checkpoint_json(&c));
+    if (keep_last_of(u->api->db, u->job, &u->keep_last) != 0)
+        return api_reply_db(req, DB_ERROR, NULL);
+    if (!(u->token = strdup(http_bearer(req))))
+        return http_reply_error(req, 503, "unavailable", NULL, "out of memory");
+    IngestPool *pool = u->api->stores;
+    atomic_fetch_add(&u->refs, 1); /* the store's */
+    if (pool && ingest_pool_run(pool, store_task, u) == 0)
+        return http_reply_later(req, stored_yet) == 0 ? 0 : -1;
+    error_clear();
+    store_task(u, false); /* no pool (a test's Api): here */
+    return ckpt_reply(req, u);
 }
