@@ -161,18 +161,21 @@ static int check_jobs_dir(const char *shared) {
     return 0;
 }
 
-/* Whether a folder (or link) of uid may hold the daemon's: its own, or
- * root's. Another user could rename what the daemon makes in it, sticky
- * bit or not, or point the link elsewhere. */
-static bool trusted_owner(uid_t uid) { return uid == geteuid() || uid == 0; }
+/* Whether the shared dir (or a link to it), of uid, may hold the daemon's
+ * folders: its own, or root's; -1 with the error otherwise. Another user
+ * could rename what the daemon makes in it, sticky bit or not, or point
+ * the link elsewhere. */
+static int check_owner(const char *shared, uid_t uid) {
+    if (uid == geteuid() || uid == 0) return 0;
+    return error_set("slurm shared_dir '%s' belongs to uid %u, neither this daemon's user nor "
+                     "root: its owner could replace the daemon's folders in it",
+                     shared, (unsigned)uid);
+}
 
 int slurm_config_check(const SlurmConfig *c) {
     if (!c->shared_dir[0]) return 0;
     struct stat st;
-    if (lstat(c->shared_dir, &st) == 0 && !trusted_owner(st.st_uid))
-        return error_set("slurm shared_dir '%s' belongs to uid %u, neither this daemon's user nor "
-                         "root: its owner could replace the daemon's folders in it",
-                         c->shared_dir, (unsigned)st.st_uid);
+    if (lstat(c->shared_dir, &st) == 0 && check_owner(c->shared_dir, st.st_uid) != 0) return -1;
     if (stat(c->shared_dir, &st) != 0)
         return error_sys(errno, "slurm shared_dir '%s'", c->shared_dir);
     if (!S_ISDIR(st.st_mode))
@@ -180,10 +183,7 @@ int slurm_config_check(const SlurmConfig *c) {
     if (access(c->shared_dir, W_OK | X_OK) != 0)
         return error_sys(errno, "slurm shared_dir '%s': this daemon cannot write in it",
                          c->shared_dir);
-    if (!trusted_owner(st.st_uid))
-        return error_set("slurm shared_dir '%s' belongs to uid %u, neither this daemon's user nor "
-                         "root: its owner could replace the daemon's folders in it",
-                         c->shared_dir, (unsigned)st.st_uid);
+    if (check_owner(c->shared_dir, st.st_uid) != 0) return -1;
     /* without the sticky bit, anyone who may write in it may rename the
      * daemon's folders away and put their own in their place */
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
