@@ -472,35 +472,35 @@ int scheduler_set_priority(Scheduler *s, int64_t job_id, bool admin, int priorit
     return DB_OK;
 }
 
+/* A running job's cancel, called with mu held and letting go of it: its
+ * worker told (a stop already under way for the daemon's shutdown is left
+ * as it is), and the cancel kept on its row, so that a daemon killed
+ * before the run stops still ends it cancelled at its next start
+ * (db_job_recover_running), and a stop that requeues it ends it cancelled
+ * instead. false when the run left the row meanwhile (its worker requeued
+ * it first). */
+static bool cancel_running(Scheduler *s, Worker *w, int64_t job_id) {
+    if (w->stop != WORKER_STOP_SHUTDOWN) {
+        w->stop = WORKER_STOP_CANCEL;
+        atomic_store(&w->cancel, 1);
+    }
+    pthread_mutex_unlock(&s->mu);
+    int rc = db_job_cancel_requested(s->db, job_id);
+    if (rc != DB_OK && rc != DB_CONFLICT)
+        scheduler_log(job_id, "error", "keeping the cancel: %s", error_get());
+    return rc != DB_CONFLICT;
+}
+
 int scheduler_cancel(Scheduler *s, int64_t job_id, bool *was_running) {
     *was_running = false;
-    pthread_mutex_lock(&s->mu);
-    Worker *w = worker_of(s, job_id);
-    if (w) {
-        if (w->stop != WORKER_STOP_SHUTDOWN) {
-            w->stop = WORKER_STOP_CANCEL;
-            atomic_store(&w->cancel, 1);
-        }
+    /* a run that left its row as it was told looked for again, once: in
+     * the queue now, or on a worker again */
+    for (int look = 0;; look++) {
+        pthread_mutex_lock(&s->mu);
+        Worker *w = look < 2 ? worker_of(s, job_id) : NULL;
+        if (!w) break;
         *was_running = true;
-        pthread_mutex_unlock(&s->mu);
-        /* kept, so that a daemon killed before the run stops still ends it
-         * cancelled at its next start (db_job_recover_running), and a stop
-         * requeueing it ends it cancelled instead; a run that left the
-         * row meanwhile (its worker requeued it first) is cancelled in the
-         * queue */
-        int rc = db_job_cancel_requested(s->db, job_id);
-        if (rc == DB_CONFLICT) {
-            pthread_mutex_lock(&s->mu);
-            rc = db_job_cancel_queued(s->db, job_id);
-            pthread_mutex_unlock(&s->mu);
-            if (rc == DB_OK) {
-                db_log_append(s->db, job_id, "cancelled while queued", NULL);
-                scheduler_wake(s);
-            }
-            if (rc == DB_CONFLICT) rc = DB_OK; /* it ended on its own meanwhile */
-        }
-        if (rc != DB_OK) scheduler_log(job_id, "error", "keeping the cancel: %s", error_get());
-        return DB_OK;
+        if (cancel_running(s, w, job_id)) return DB_OK;
     }
     /* not on a worker: cancel it in the queue, under mu so no worker claims
      * it meanwhile */
@@ -509,6 +509,8 @@ int scheduler_cancel(Scheduler *s, int64_t job_id, bool *was_running) {
     if (rc == DB_OK) {
         db_log_append(s->db, job_id, "cancelled while queued", NULL);
         scheduler_wake(s); /* the workers it held or was freed for are anyone's */
+    } else if (rc == DB_CONFLICT && *was_running) {
+        rc = DB_OK; /* its run ended on its own as it was told */
     } else if (rc == DB_CONFLICT) {
         error_set("job %" PRId64 " has already ended", job_id);
         DbJob job;
