@@ -467,14 +467,21 @@ static int authorize(HttpRequest *req, const HttpRoute *route) {
     return 0;
 }
 
+/* 413 for a body over limit: from its Content-Length (declared), or, 0,
+ * as its bytes came past the limit. */
 static void reply_too_large(HttpRequest *req, uint64_t declared, uint64_t limit) {
-    if (limit == 0)
+    if (limit == 0 && declared)
         http_reply_error(req, 413, "too_large", NULL,
                          "%s takes no body (Content-Length: %" PRIu64 ")", req->method, declared);
-    else
+    else if (limit == 0)
+        http_reply_error(req, 413, "too_large", NULL, "%s takes no body", req->method);
+    else if (declared)
         http_reply_error(req, 413, "too_large", NULL,
                          "the body of %" PRIu64 " bytes is over the limit of %" PRIu64 " bytes",
                          declared, limit);
+    else
+        http_reply_error(req, 413, "too_large", NULL,
+                         "the body is over the limit of %" PRIu64 " bytes", limit);
 }
 
 /* The route, auth, declared size and the route's body mode of a head
@@ -568,11 +575,7 @@ static int ev_body(void *cls, const char *data, size_t n) {
     req->received += n;
     if (req->replied) return -1;
     if (req->received > req->limit) {
-        if (req->limit == 0)
-            http_reply_error(req, 413, "too_large", NULL, "%s takes no body", req->method);
-        else
-            http_reply_error(req, 413, "too_large", NULL,
-                             "the body is over the limit of %" PRIu64 " bytes", req->limit);
+        reply_too_large(req, 0, req->limit);
         return -1;
     }
     if (req->body_mode == HTTP_BODY_STREAM) {
