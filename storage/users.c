@@ -334,6 +334,9 @@ static int read_holdings(sqlite3_stmt *st, void *out) {
     return 0;
 }
 
+/* SQL: how many "cuda" a device list column holds ("cuda:0,cuda:1": 2). */
+#define CUDAS_IN(col) "(length(" col ") - length(replace(" col ", 'cuda', ''))) / 4"
+
 int db_user_holdings(Db *db, int64_t id, DbUsage *out) {
     memset(out, 0, sizeof *out);
     return db_get_row(
@@ -344,11 +347,9 @@ int db_user_holdings(Db *db, int64_t id, DbUsage *out) {
          * gave ("cuda:0,cuda:1"); on an executor's slot ("slurm-0"), what
          * the job asked for, as the queue counts it: its ranks for
          * "cuda", each "cuda" of a list */
-        " (SELECT coalesce(sum(CASE WHEN device LIKE '%cuda%' THEN"
-        "   (length(device) - length(replace(device, 'cuda', ''))) / 4"
+        " (SELECT coalesce(sum(CASE WHEN device LIKE '%cuda%' THEN " CUDAS_IN("device")
         "   WHEN device_request = 'cuda' THEN max(ranks, 1)"
-        "   WHEN device_request LIKE 'cuda:%' THEN"
-        "   (length(device_request) - length(replace(device_request, 'cuda', ''))) / 4"
+        "   WHEN device_request LIKE 'cuda:%' THEN " CUDAS_IN("device_request")
         "   ELSE 0 END), 0) FROM jobs WHERE owner = ?1 AND state = 'running'),"
         /* a ready dataset's bytes; what an upload or import in progress
          * has stored so far (a failed import's files are gone) */
