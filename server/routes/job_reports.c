@@ -502,7 +502,7 @@ typedef struct {
     char *token;          /* the request's, copied for the store's admit */
     int keep_last;        /* the job's spec's */
     ApiPendingError err; /* the first error, replied by data() or the handler */
-    /* the store, on a thread of the ingest pool: its row, once done */
+    /* the store, on a thread of Api's stores: its row, once done */
     DbCheckpoint stored;
     atomic_bool done;
     atomic_int refs; /* the request's, and the store's while it runs */
@@ -714,8 +714,7 @@ static int ckpt_admit(void *ctx) {
 /* The checkpoint stored (server/checkpoint_store.h), on a thread of a
  * pool of its own (Api's stores, as many as the HTTP threads): hashing one
  * of GBs takes seconds, which the other connections of an HTTP thread
- * would wait. Its reply's error, if any,
- * kept in u->err. */
+ * would wait. Its reply's error, if any, kept in u->err. */
 static void store_task(void *ctx, bool cancelled) {
     CkptUpload *u = ctx;
     if (cancelled) {
