@@ -110,16 +110,31 @@ static int write_spec(Scheduler *s, const DbJob *job, const SlurmConfig *c, Remo
     return rc;
 }
 
-/* The out/ of the job's attempts before this one: a daemon killed (-9)
- * while they ran never removed it (the ranks' copies of whole checkpoints,
- * counted in no quota). */
-static void clean_earlier_attempts(const char *root, const DbJob *job) {
+/* Where the attempts' folders go: the Slurm shared dir, else the data dir
+ * (ops NULL: a daemon that trains in process, its mpirun ranks' files). */
+static const char *attempts_root(Db *db, const ExecutorOps *ops) {
+    const SlurmConfig *c = ops && ops->config ? &ops->config->slurm : NULL;
+    return c && c->shared_dir[0] ? c->shared_dir : db_data_dir(db);
+}
+
+/* An attempt's out/: the ranks' copies of whole checkpoints, counted in
+ * no quota, which a daemon killed (-9) while they ran never removed. */
+static void clean_out(const char *root, int64_t job, int attempt) {
     char out[4400];
-    for (int k = 1; k < job->attempt; k++) {
-        snprintf(out, sizeof out, "%s/jobs/%" PRId64 "/attempt-%d/out", root, job->id, k);
-        if (db_remove_tree(out) != 0)
-            scheduler_log(job->id, "error", "removing attempt %d's files: %s", k, error_get());
-    }
+    snprintf(out, sizeof out, "%s/jobs/%" PRId64 "/attempt-%d/out", root, job, attempt);
+    if (db_remove_tree(out) != 0)
+        scheduler_log(job, "error", "removing attempt %d's files: %s", attempt, error_get());
+}
+
+void executor_clean_left_attempts(Db *db, const ExecutorOps *ops, const DbJobAttempt *left,
+                                  int n) {
+    for (int i = 0; i < n; i++) clean_out(attempts_root(db, ops), left[i].job, left[i].attempt);
+}
+
+/* The out/ of the job's attempts before this one, should a daemon have
+ * been killed between a start's db_job_recover_running and its cleaning. */
+static void clean_earlier_attempts(const char *root, const DbJob *job) {
+    for (int k = 1; k < job->attempt; k++) clean_out(root, job->id, k);
 }
 
 /* The attempt's directory, spec.json, token and out/; *spec the parsed
@@ -127,7 +142,7 @@ static void clean_earlier_attempts(const char *root, const DbJob *job) {
 static int prepare(Scheduler *s, const DbJob *job, const ExecutorOps *ops, RemoteAttempt *a,
                    JobSpec **spec) {
     const SlurmConfig *c = ops->config ? &ops->config->slurm : NULL;
-    const char *root = c && c->shared_dir[0] ? c->shared_dir : db_data_dir(s->db);
+    const char *root = attempts_root(s->db, ops);
     *a = (RemoteAttempt){.job = job->id, .attempt = job->attempt, .ranks = 1};
     snprintf(a->report_url, sizeof a->report_url, "%s", s->report_url);
     if (snprintf(a->dir, sizeof a->dir, "%s/jobs/%" PRId64 "/attempt-%d", root, job->id,

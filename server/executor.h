@@ -126,6 +126,13 @@ int executor_slurm(Db *db, const ExecutorConfig *config, ExecutorOps *out);
 int executor_ranks(const char *traind, int threads, const char *devices, ExecutorOps *out);
 void executor_ranks_close(ExecutorOps *ops);
 
+/* Daemon start: the out/ of the attempts a previous daemon left running
+ * (db_job_running_attempts) goes, whether their jobs ended or were
+ * queued again; their ranks, if any still run, are refused from now as
+ * those of an attempt that is not running. ops NULL: in process. */
+void executor_clean_left_attempts(Db *db, const ExecutorOps *ops, const DbJobAttempt *left,
+                                  int n);
+
 struct Worker;
 /* One attempt at a claimed job through ops, on slot w (see above). */
 void executor_attempt_run(struct Worker *w, const DbJob *job, const ExecutorOps *ops);

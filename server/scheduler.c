@@ -361,8 +361,15 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg) {
     if (parse_devices(cfg, devs, &n) != 0) return NULL;
     /* jobs a previous daemon left running end as they were known to, or
      * go back in the queue, first */
-    int requeued = 0, ended = 0;
-    if (db_job_recover_running(cfg->db, &requeued, &ended) != DB_OK) return NULL;
+    int requeued = 0, ended = 0, nleft = 0;
+    DbJobAttempt *left = NULL;
+    if (db_job_running_attempts(cfg->db, &left, &nleft) != DB_OK) return NULL;
+    if (db_job_recover_running(cfg->db, &requeued, &ended) != DB_OK) {
+        free(left);
+        return NULL;
+    }
+    executor_clean_left_attempts(cfg->db, cfg->executor, left, nleft);
+    free(left);
     if (ended)
         scheduler_log(0, "info", "%d job(s) left running ended as their runs had reported, or "
                       "as cancelled", ended);

@@ -456,6 +456,15 @@ int db_job_cancel_requested(Db *db, int64_t id);
  * rest go back to the queue, their attempt count kept. *requeued and
  * *ended (may be NULL): how many. One transaction. */
 int db_job_recover_running(Db *db, int *requeued, int *ended);
+/* A job's attempt, by number. */
+typedef struct {
+    int64_t job;
+    int attempt;
+} DbJobAttempt;
+/* The running jobs' current attempts (*out malloc'ed, free it): read at
+ * daemon start, before db_job_recover_running, for the files of the runs a
+ * previous daemon left. */
+int db_job_running_attempts(Db *db, DbJobAttempt **out, int *n);
 int db_job_set_progress(Db *db, int64_t id, const DbJobProgress *p);
 
 /* ---- attempts run outside the daemon (storage/jobs.c) ----

@@ -393,6 +393,30 @@ int db_job_recover_running(Db *db, int *requeued, int *ended) {
     return rc;
 }
 
+static int read_attempt(sqlite3_stmt *st, void *out) {
+    DbJobAttempt *a = out;
+    a->job = sqlite3_column_int64(st, 0);
+    a->attempt = sqlite3_column_int(st, 1);
+    return 0;
+}
+
+int db_job_running_attempts(Db *db, DbJobAttempt **out, int *n) {
+    *out = NULL;
+    *n = 0;
+    DbConn *c = db_acquire(db);
+    if (!c) return DB_ERROR;
+    int rc = DB_ERROR;
+    sqlite3_stmt *st = db_stmt(c, "SELECT id, attempt FROM jobs WHERE state = 'running' ORDER BY id");
+    if (st) rc = db_collect(c, st, sizeof **out, read_attempt, (void **)out, n, "jobs");
+    db_release(db, c);
+    if (rc != DB_OK) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
 int db_job_set_progress(Db *db, int64_t id, const DbJobProgress *p) {
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;

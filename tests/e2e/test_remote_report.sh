@@ -36,8 +36,8 @@
 # fetched again, a served one tampered with fails the run naming the
 # digests, nothing left in the cache; (i) a daemon killed (-9) after a
 # rank reported its end, and after a cancel was answered: both jobs end so
-# at its next start, neither run again. Ends with "N passed, N failed, N
-# skipped".
+# at its next start, neither run again, the ranks' out/ of both removed.
+# Ends with "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -660,21 +660,27 @@ polled() { # polled JOB: waits until the executor has looked at JOB's ranks once
 }
 submit reported 1
 JR=$JOB_ID
+DR=$DIR
 polled "$JR"
 TOKEN=$(cat "$DIR/token") api POST "/v1/jobs/$JR/attempts/1/end" -d '{"state": "succeeded"}'
 expect "(i) a rank's end reported: succeeded" 200
 submit asked 1
 JA=$JOB_ID
+DA=$DIR
 polled "$JA"
 api POST "/v1/jobs/$JA/cancel"
 expect "(i) a running job's cancel" 202
 check "(i) ... both still running in the daemon's eyes" \
     "$(api GET "/v1/jobs/$JR"; jv 'd["state"]') $(api GET "/v1/jobs/$JA"; jv 'd["state"]')" \
     "running running"
+# the ranks' copies of their checkpoints, as a rank leaves them
+for d in "$DR" "$DA"; do mkdir -p "$d/out/step-1" && echo weights >"$d/out/step-1/model.pt"; done
 kill -9 "$DPID"
 wait "$DPID" 2>/dev/null
 start_daemon "$VAR" "$TMP/daemon.log" --quiet --executor external --executor-poll-ms 600000 \
     --executor-slots 3
+check "(i) ... the out/ of both attempts gone at the start, their spec.json kept" \
+    "$(ls -d "$DR/out" "$DA/out" 2>/dev/null | wc -l) $(ls "$DR/spec.json" "$DA/spec.json" | wc -l)" "0 2"
 check "(i) restarted: the reported job succeeded, the cancelled one cancelled, neither run again" \
     "$(api GET "/v1/jobs/$JR"; jv '(d["state"], d["attempt"])') $(api GET "/v1/jobs/$JA"; jv '(d["state"], d["attempt"], d["error"])')" \
     "('succeeded', 1) ('cancelled', 1, 'cancelled; the daemon restarted before its run had stopped')"
