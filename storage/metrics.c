@@ -91,9 +91,12 @@ int db_metric_query(Db *db, int64_t job, const DbMetricQuery *q, DbMetric **out,
                         "ORDER BY step LIMIT ?4");
         if (st) db_bind_text(st, 2, q->name);
     } else if (q->past_name) {
+        /* a row value: metrics_step's entries end in the key's name, so the
+         * read seeks to (after + 1, past_name) instead of reading the
+         * step's names before it again on every page */
         st = db_stmt(c, "SELECT name, step, epoch, value, wall_time FROM metrics "
-                        "INDEXED BY metrics_step WHERE job_id = ?1 AND step > ?3 AND step < ?5 "
-                        "AND (step > ?3 + 1 OR name > ?2) ORDER BY step, name LIMIT ?4");
+                        "INDEXED BY metrics_step WHERE job_id = ?1 AND (step, name) > (?3 + 1, ?2) "
+                        "AND step < ?5 ORDER BY step, name LIMIT ?4");
         if (st) db_bind_text(st, 2, q->past_name);
     } else {
         st = db_stmt(c, "SELECT name, step, epoch, value, wall_time FROM metrics "
