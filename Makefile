@@ -314,6 +314,7 @@ test-e2e: build/traind build/traind-asan build/tests/gradcheck_dist build/traind
 	DEVICE=cuda tests/e2e/test_run_parity.sh build/traind-simdev || ok=1; \
 	tests/e2e/test_simdev.sh build/traind-simdev || ok=1; \
 	tests/e2e/test_run_errors.sh build/traind-asan || ok=1; \
+	tests/e2e/test_run_cli.sh build/traind-asan || ok=1; \
 	tests/e2e/test_local_mode.sh build/traind || ok=1; \
 	tests/e2e/test_precision.sh build/traind || ok=1; \
 	tests/e2e/test_data_parallel.sh build/traind build/traind-asan || ok=1; \

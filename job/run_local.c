@@ -30,6 +30,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,6 +54,7 @@
 #include "job/dataset_fetch.h"
 #include "job/rank.h"
 #include "job/report.h"
+#include "storage/db.h"
 
 typedef struct {
     const JobSpec *spec;
@@ -65,6 +67,15 @@ typedef struct {
     int64_t saved_step;     /* of the newest checkpoint written or resumed from (0: none) */
 } RunContext;
 
+/* s as a JSON string, quotes and escapes included (malloc'ed; NULL when
+ * out of memory); bytes that are not UTF-8 become '?' (json_text). */
+static char *json_quoted(const char *s) {
+    json_t *text = json_text(s);
+    char *out = text ? json_dumps(text, JSON_ENCODE_ANY) : NULL;
+    json_decref(text);
+    return out;
+}
+
 static void on_metric(void *user, const char *name, int64_t step, int epoch, double value) {
     RunContext *rc = user;
     if (rc->rep) {
@@ -75,8 +86,11 @@ static void on_metric(void *user, const char *name, int64_t step, int epoch, dou
     if (rc->jsonl) {
         char number[REPR_DOUBLE_MAX]; /* as the API writes it: 0.1, null for NaN */
         repr_double(number, value);
-        printf("{\"event\":\"metric\",\"name\":\"%s\",\"step\":%lld,\"epoch\":%d,\"value\":%s}\n",
-               name, (long long)step, epoch, number);
+        char *quoted = json_quoted(name);
+        if (quoted)
+            printf("{\"event\":\"metric\",\"name\":%s,\"step\":%lld,\"epoch\":%d,\"value\":%s}\n",
+                   quoted, (long long)step, epoch, number);
+        free(quoted);
         return;
     }
     if (!rc->tty || strcmp(name, "loss") != 0) return;
@@ -137,11 +151,9 @@ static void prune_checkpoints(const char *dir, int keep_last, int current) {
 }
 
 /* Saves t into the checkpoint directory <--out>/<name> (its path into
- * dir, of size bytes), --out made first. */
+ * dir, of size bytes). */
 static int save_in_out(const RunContext *rc, const Trainer *t, const char *name, char *dir,
                        size_t size) {
-    if (mkdir(rc->out_dir, 0755) != 0 && errno != EEXIST)
-        return error_set("checkpoint: cannot create %s: %s", rc->out_dir, strerror(errno));
     snprintf(dir, size, "%s/%s", rc->out_dir, name);
     return train_save_checkpoint(t, dir);
 }
@@ -155,10 +167,12 @@ static int on_checkpoint(void *user, const Trainer *t, int epoch, int64_t step) 
     /* the daemon's copy is the job's: a run that cannot upload it fails */
     if (rc->rep && report_checkpoint(rc->rep, dir, epoch, step, false) != 0) return -1;
     rc->saved_step = step;
-    if (rc->jsonl)
-        printf("{\"event\":\"checkpoint\",\"epoch\":%d,\"step\":%lld,\"path\":\"%s\"}\n", epoch,
-               (long long)step, dir);
-    else
+    char *path = rc->jsonl ? json_quoted(dir) : NULL;
+    if (path)
+        printf("{\"event\":\"checkpoint\",\"epoch\":%d,\"step\":%lld,\"path\":%s}\n", epoch,
+               (long long)step, path);
+    free(path);
+    if (!rc->jsonl)
         fprintf(stderr, "%scheckpoint: %s\n", rc->tty ? "\r" : "", dir);
     return 0;
 }
@@ -236,6 +250,7 @@ static int parse_report_arg(const char *opt, const char *v, RunArgs *a) {
     return 0;
 }
 
+/* 0; 2 after a usage error's message; -1 after --help's usage (exit 0). */
 static int parse_args(int argc, char **argv, RunArgs *a) {
     for (int i = 0; i < argc; i++) {
         int rep = argv[i][0] == '-' && i + 1 < argc ? parse_report_arg(argv[i], argv[i + 1], a) : 1;
@@ -250,7 +265,10 @@ static int parse_args(int argc, char **argv, RunArgs *a) {
             a->out = argv[++i];
         else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc)
             a->resume = argv[++i];
-        else if (argv[i][0] != '-' && !a->job)
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(run_usage, stdout);
+            return -1; /* exit 0 */
+        } else if (argv[i][0] != '-' && !a->job)
             a->job = argv[i];
         else {
             fprintf(stderr, "traind run: unexpected argument '%s'\n", argv[i]);
@@ -335,16 +353,26 @@ static int train_built(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter
     return rc;
 }
 
+/* runs/<name>: the job's name as one folder under runs/, its '/' as '_'
+ * and a leading '.' too ("..", ".": not runs/ itself or above it). */
+static void default_out_dir(const char *name, char *out, size_t size) {
+    snprintf(out, size, "runs/%s", name[0] ? name : "job");
+    for (char *c = out + 5; *c; c++)
+        if (*c == '/' || (c == out + 5 && *c == '.')) *c = '_';
+}
+
 /* Trains the built job on `device` with `group` (NULL: one process). */
 static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *rep,
                     atomic_int *cancel, Device device, bool *cancelled) {
     char out_dir[4096];
     if (a->out)
         snprintf(out_dir, sizeof out_dir, "%s", a->out);
-    else {
-        mkdir("runs", 0755);
-        snprintf(out_dir, sizeof out_dir, "runs/%s", r->spec->name[0] ? r->spec->name : "job");
-    }
+    else
+        default_out_dir(r->spec->name, out_dir, sizeof out_dir);
+    /* made before the first step: not found missing an epoch later */
+    bool resume_auto_ = a->resume && strcmp(a->resume, "auto") == 0;
+    if ((r->spec->checkpoint || resume_auto_) && db_mkdir_p(out_dir) != 0)
+        return error_prefix("--out");
     RunContext ctx = {.spec = r->spec, .out_dir = out_dir, .jsonl = a->jsonl,
                       .tty = isatty(STDERR_FILENO), .start = clock_now_s(), .rep = rep};
     Trainer t;
@@ -356,7 +384,7 @@ static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *r
                             .checkpoint = on_checkpoint};
     ctx.trainer = &t;
     ctx.total_steps = train_total_steps(&t);
-    if (a->resume && strcmp(a->resume, "auto") == 0) {
+    if (resume_auto_) {
         if (resume_auto(&t, rep, out_dir, a->attempt) != 0) return -1;
     } else if (a->resume && train_resume(&t, a->resume) != 0)
         return -1;
@@ -424,26 +452,68 @@ static int build_on_every_rank(JobBuild *r, const char *job, DistGroup *group) {
     return 1;
 }
 
+/* A run in a shell: SIGINT (^C) or SIGTERM stops it at the next step as
+ * a cancel does (every rank at the same one), the checkpoints written so
+ * far kept whole; the same signal again ends it at once (another, as
+ * mpirun's SIGTERM after a ^C the ranks got too, does not). Not under
+ * --report: there the daemon stops its ranks, and Slurm's signals are its
+ * own. The cancel flag is static: a late signal finds it still there. */
+static atomic_int signal_cancel;
+static volatile sig_atomic_t stop_signal;
+static struct sigaction was_int, was_term;
+
+static void on_stop_signal(int sig) {
+    if (stop_signal == sig) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    if (!stop_signal) stop_signal = sig;
+    atomic_store(&signal_cancel, 1);
+}
+
+/* The run's cancel flag, caught signals setting it (restore_stop_signals
+ * undoes it). */
+static atomic_int *catch_stop_signals(void) {
+    /* SA_RESTART: a --jsonl line blocked on a full pipe is written whole */
+    struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask); /* one handler at a time: the first signal is the one said */
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    /* a shell's background job ignores ^C: kept so */
+    if (sigaction(SIGINT, NULL, &was_int) == 0 && was_int.sa_handler != SIG_IGN)
+        sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, &was_term);
+    return &signal_cancel;
+}
+
+static void restore_stop_signals(void) {
+    sigaction(SIGINT, &was_int, NULL);
+    sigaction(SIGTERM, &was_term, NULL);
+}
+
 int job_run_local(int argc, char **argv) {
     RunArgs a = {0};
     int status = parse_args(argc, argv, &a);
-    if (status != 0) return status;
+    if (status != 0) return status < 0 ? 0 : status;
+    if (a.jsonl) setvbuf(stdout, NULL, _IOLBF, 0); /* a line as it happens, to a pipe too */
     DistGroup *group = NULL;
     if (job_rank_open(&group) != 0) {
         fprintf(stderr, "traind run: %s\n", error_get());
         return 1;
     }
-    atomic_int cancel;
-    atomic_init(&cancel, 0);
+    atomic_int own_cancel;
+    atomic_init(&own_cancel, 0);
+    atomic_int *cancel = a.report_url ? &own_cancel : catch_stop_signals();
     Reporter *rep = NULL;
     JobBuild r = {0};
     int fetched = 1; /* 1: not reached; -1: failed on every rank (they agreed on it) */
     int built = 2;   /* 2: not reached; 1: failed, every rank knowing it */
     bool cancelled = false;
-    status = open_reports(&a, group, &cancel, &rep) == 0 &&
+    status = open_reports(&a, group, cancel, &rep) == 0 &&
                      (fetched = fetch_datasets(&a, group)) == 0 &&
                      (built = build_on_every_rank(&r, a.job, group)) == 0 &&
-                     train_built(&r, &a, group, rep, &cancel, &cancelled) == 0
+                     train_built(&r, &a, group, rep, cancel, &cancelled) == 0
                  ? 0
                  : 1;
     /* a cancel stops every rank at the same step, a failed fetch or build
@@ -456,7 +526,13 @@ int job_run_local(int argc, char **argv) {
         fflush(stdout);
         group->abort(group, 1);
     }
-    if (status != 0) fprintf(stderr, "traind run: %s\n", error_get());
+    if (!a.report_url) restore_stop_signals();
+    if (status != 0 && cancelled && stop_signal) {
+        fprintf(stderr, "traind run: stopped by %s: %s\n",
+                stop_signal == SIGINT ? "SIGINT" : "SIGTERM", error_get());
+        status = 128 + stop_signal; /* as the shell's own ^C */
+    } else if (status != 0)
+        fprintf(stderr, "traind run: %s\n", error_get());
     fflush(stdout);
     report_close(rep);
     job_build_free(&r);

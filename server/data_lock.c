@@ -31,7 +31,7 @@ static int write_pid(int fd) {
 }
 
 int data_lock_take(const char *data_dir) {
-    if (db_mkdir_p(data_dir) != 0) return -1;
+    if (db_mkdir_p(data_dir) != 0) return error_prefix("data dir");
     char path[4200];
     snprintf(path, sizeof path, "%s/traind.lock", data_dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);

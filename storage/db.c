@@ -565,16 +565,16 @@ void db_release(Db *db, DbConn *c) {
 int db_mkdir_p(const char *path) {
     char buf[4096];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return error_set("data dir: path too long");
+        return error_set("%.64s...: path too long", path);
     for (char *p = buf + 1; *p; p++) {
         if (*p != '/') continue;
         *p = '\0';
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return error_set("data dir: cannot create %s: %s", buf, strerror(errno));
+            return error_set("cannot create %s: %s", buf, strerror(errno));
         *p = '/';
     }
     if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return error_set("data dir: cannot create %s: %s", buf, strerror(errno));
+        return error_set("cannot create %s: %s", buf, strerror(errno));
     return 0;
 }
 
@@ -636,7 +636,10 @@ Db *db_open(const char *data_dir) {
         error_set("data dir: empty path");
         return NULL;
     }
-    if (db_mkdir_p(data_dir) != 0) return NULL;
+    if (db_mkdir_p(data_dir) != 0) {
+        error_prefix("data dir");
+        return NULL;
+    }
     Db *db = calloc(1, sizeof *db);
     if (!db) {
         error_set("database: out of memory");
