@@ -631,12 +631,27 @@ static char *absolute_dir(const char *data_dir) {
     return dir;
 }
 
+/* The data dir is its owner's alone (0700): users' work is private, from
+ * the server's other accounts too, whatever the modes of the files in it
+ * (uploads 0644, the database as the umask makes it). */
+static int keep_private(const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) != 0) return error_set("%s: %s", dir, strerror(errno));
+    /* an admin of a group that shares a data dir (0770) runs `traind
+     * user` in it as before: its owner decides its mode */
+    if (st.st_uid != geteuid()) return 0;
+    if ((st.st_mode & 077) && chmod(dir, st.st_mode & 07700) != 0)
+        return error_set("%s: mode %03o lets other accounts read users' work, and it cannot be "
+                         "made 0700: %s", dir, (unsigned)(st.st_mode & 0777), strerror(errno));
+    return 0;
+}
+
 Db *db_open(const char *data_dir) {
     if (!data_dir || !*data_dir) {
         error_set("data dir: empty path");
         return NULL;
     }
-    if (db_mkdir_p(data_dir) != 0) {
+    if (db_mkdir_p(data_dir) != 0 || keep_private(data_dir) != 0) {
         error_prefix("data dir");
         return NULL;
     }

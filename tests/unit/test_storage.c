@@ -40,6 +40,28 @@ static bool exists(const char *path) {
 
 /* ---- sha256 ---- */
 
+/* The data dir is its owner's alone: one made 0755 (an older daemon's, an
+ * admin's mkdir) is made 0700 when opened, a new one too. */
+Test(storage, the_data_dir_is_made_private) {
+    make_tmp();
+    char dir[300], sub[300];
+    tmp_dir_path(tmpdir, "old", dir, sizeof dir);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    cr_assert_eq(chmod(dir, 0755), 0); /* whatever the umask */
+    Db *db = db_open(dir);
+    cr_assert(db, "%s", error_get());
+    struct stat st;
+    cr_assert_eq(stat(dir, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0700, "mode %o", (unsigned)(st.st_mode & 0777));
+    db_close(db);
+    tmp_dir_path(tmpdir, "new/var", sub, sizeof sub);
+    cr_assert((db = db_open(sub)), "%s", error_get());
+    cr_assert_eq(stat(sub, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0700, "mode %o", (unsigned)(st.st_mode & 0777));
+    db_close(db);
+    remove_tmp();
+}
+
 Test(storage, sha256_nist_vectors) {
     static const struct {
         const char *msg, *hex;
