@@ -161,6 +161,7 @@ int scheduler_create_job(Scheduler *s, const JobSpec *spec, const char *spec_jso
      * worker that runs it reads back */
     DbJobNew job = {.name = spec->name,
                     .owner = owner ? owner->user_id : 0,
+                    .owner_admin = owner && owner->admin,
                     .spec_json = spec_json,
                     .priority = priority,
                     .device_request = request,

@@ -399,6 +399,7 @@ void db_job_clear(DbJob *job); /* frees spec_json and error */
 typedef struct {
     const char *name;      /* may be NULL */
     int64_t owner;         /* user id, 0 for none */
+    bool owner_admin;      /* sees every dataset (as owner 0 does) */
     const char *spec_json; /* the spec as submitted */
     int priority;
     /* "auto", "cpu", "cuda:N" (one device), "cuda" (any `ranks` GPUs, one

@@ -45,6 +45,12 @@ void db_job_clear(DbJob *job) {
     job->spec_json = job->error = NULL;
 }
 
+/* The dataset `id` ready and seen by the job's owner (?2; ?13: one who
+ * sees every dataset). */
+#define JOB_DATASET(id)                                                                     \
+    "SELECT 1 FROM datasets WHERE id = " id " AND state = 'ready' AND (?13 OR owner = ?2 "  \
+    "OR shared = 1)"
+
 int db_job_insert(Db *db, const DbJobNew *job, int64_t *id_out) {
     if (!job || !job->spec_json) {
         error_set("job: no spec");
@@ -53,17 +59,16 @@ int db_job_insert(Db *db, const DbJobNew *job, int64_t *id_out) {
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
     int rc = DB_ERROR;
-    /* only with its datasets ready, in the one statement: a dataset's
-     * delete takes it out of 'ready' unless a queued job names it
-     * (db_dataset_delete), so a submission and a delete cannot cross */
+    /* only with its datasets ready and still the owner's to see, in the
+     * one statement: a dataset's delete takes it out of 'ready' unless a
+     * queued job names it (db_dataset_delete), so neither a delete nor
+     * an unshare can cross a submission */
     sqlite3_stmt *st = db_stmt(c, "INSERT INTO jobs (name, owner, spec, state, priority, "
                                   "created_at, device_request, parameters, train_bytes, "
                                   "train_dataset, val_dataset, total_steps, ranks) "
                                   "SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-                                  "?12 WHERE (?9 IS NULL OR EXISTS (SELECT 1 FROM datasets "
-                                  "WHERE id = ?9 AND state = 'ready')) AND (?10 IS NULL OR "
-                                  "EXISTS (SELECT 1 FROM datasets WHERE id = ?10 AND "
-                                  "state = 'ready'))");
+                                  "?12 WHERE (?9 IS NULL OR EXISTS (" JOB_DATASET("?9") ")) AND "
+                                  "(?10 IS NULL OR EXISTS (" JOB_DATASET("?10") "))");
     if (!st) goto done;
     db_bind_text(st, 1, job->name ? job->name : "");
     if (job->owner > 0)
@@ -85,9 +90,11 @@ int db_job_insert(Db *db, const DbJobNew *job, int64_t *id_out) {
     }
     sqlite3_bind_int64(st, 11, job->total_steps);
     sqlite3_bind_int(st, 12, job->ranks > 0 ? job->ranks : 1);
+    sqlite3_bind_int(st, 13, job->owner <= 0 || job->owner_admin);
     rc = db_step_done(c, st, "job");
     if (rc == DB_OK && sqlite3_changes(c->h) == 0) {
-        error_at("data", "a dataset of the job was deleted as it was submitted");
+        error_at("data", "a dataset of the job was deleted, or no longer shared, as it was "
+                         "submitted");
         rc = DB_INVALID;
     }
     if (rc == DB_OK && id_out) *id_out = sqlite3_last_insert_rowid(c->h);

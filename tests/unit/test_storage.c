@@ -370,6 +370,36 @@ Test(storage, holdings_count_each_gpu_of_a_running_job) {
     remove_tmp();
 }
 
+/* A job is stored only on datasets its owner still sees: one unshared
+ * between the submission's check and its insert is refused there. */
+Test(storage, a_job_on_a_dataset_unshared_as_it_is_submitted_is_refused) {
+    Db *db = open_tmp();
+    char token[DB_TOKEN_LEN + 1];
+    int64_t alice, bob, carol, ds, job;
+    cr_assert_eq(db_user_create(db, "alice", false, &alice, token), DB_OK);
+    cr_assert_eq(db_user_create(db, "bob", false, &bob, token), DB_OK);
+    cr_assert_eq(db_user_create(db, "carol", true, &carol, token), DB_OK);
+    cr_assert_eq(db_dataset_insert(db, "open", "csv", NULL, alice, &ds), DB_OK);
+    DbDataset info = {.num_files = 1, .bytes = 10, .samples = 1};
+    snprintf(info.files[0].role, sizeof info.files[0].role, "file");
+    snprintf(info.files[0].name, sizeof info.files[0].name, "d.csv");
+    cr_assert_eq(db_dataset_mark_ready(db, ds, &info), DB_OK, "%s", error_get());
+    cr_assert_eq(db_dataset_set_shared(db, ds, true), DB_OK);
+    DbJobNew bobs = {.owner = bob, .spec_json = "{}", .val_dataset = ds};
+    cr_assert_eq(db_job_insert(db, &bobs, &job), DB_OK, "%s", error_get());
+    cr_assert_eq(db_dataset_set_shared(db, ds, false), DB_OK);
+    cr_assert_eq(db_job_insert(db, &bobs, &job), DB_INVALID);
+    cr_assert_str_eq(error_last()->path, "data");
+    /* its owner, an admin, the daemon itself still may */
+    DbJobNew others[] = {{.owner = alice, .spec_json = "{}", .train_dataset = ds},
+                         {.owner = carol, .owner_admin = true, .spec_json = "{}", .train_dataset = ds},
+                         {.spec_json = "{}", .train_dataset = ds}};
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(db_job_insert(db, &others[i], &job), DB_OK, "%d: %s", i, error_get());
+    db_close(db);
+    remove_tmp();
+}
+
 /* A user's dataset bytes: a ready dataset's, and what an upload or an
  * import in progress has stored so far, so that two at once count each
  * other; not a failed import's (its files are gone), nor a ready one's
@@ -707,7 +737,8 @@ Test(storage, dataset_crud) {
     cr_assert_str_eq(found, want);
     cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}", .val_dataset = id}, &job),
                  DB_INVALID);
-    cr_assert_str_eq(error_get(), "data: a dataset of the job was deleted as it was submitted");
+    cr_assert_str_eq(error_get(), "data: a dataset of the job was deleted, or no longer shared, as "
+                                  "it was submitted");
     cr_assert(!exists(dir));
     cr_assert_eq(db_dataset_get(db, id, &ds), DB_NOT_FOUND);
     cr_assert_eq(db_dataset_delete(db, id, NULL, 0), DB_NOT_FOUND);
