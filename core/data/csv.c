@@ -1,7 +1,7 @@
 /* csv.c - numeric CSV files with a header row, as pandas.read_csv + a
  * TensorDataset would load them.
  *
- * The file is read one line at a time (getline), each row parsed straight
+ * The file is read one line at a time (next_line), each row parsed straight
  * into fixed-size chunks of float32 features and targets (so a pipe works
  * too: the row count is not needed up front; a chunk is 8192 rows, fewer
  * when rows are wide, at most 4 MB unless one row is more); at the end the
@@ -18,9 +18,10 @@
  * Errors name the file, the line (the header is line 1) and the column:
  * "data.csv: line 1203, column 'x': 'abc' is not a number".
  *
- * Bounded for a daemon's uploads: a header of at most CSV_MAX_COLUMNS
- * columns (each costs some 80 bytes held, a line of commas would cost 80
- * times its size), a row of no more fields than the header, and the parsed
+ * Bounded for a daemon's uploads: a line under CSV_MAX_LINE bytes, a
+ * header of at most CSV_MAX_COLUMNS columns (each costs some 80 bytes
+ * held, a line of commas would cost 80 times its size), a row of no more
+ * fields than the header, and the parsed
  * numbers within dataset_memory_check's limit, counted twice: at the end
  * the chunks are copied into tensors of their size.
  */
@@ -38,6 +39,7 @@
 #define CSV_CHUNK_BYTES (4 << 20) /* a chunk's most, unless one row is more */
 #define CSV_MAX_LABEL (1 << 24) /* class indices above this are surely not labels */
 #define CSV_MAX_COLUMNS (1 << 20)
+#define CSV_MAX_LINE (64 << 20) /* a line holds fewer bytes: CSV_MAX_COLUMNS columns of 64 */
 
 typedef struct {
     char **items;
@@ -159,12 +161,37 @@ static void csv_cleanup(Csv *c) {
     free(c->chunks);
 }
 
-/* Reads the next line without its line end; returns its length, or -1 at EOF. */
-static ssize_t next_line(Csv *c) {
-    ssize_t n = getline(&c->line, &c->line_cap, c->fp);
-    if (n < 0) return -1;
-    while (n > 0 && (c->line[n - 1] == '\n' || c->line[n - 1] == '\r')) c->line[--n] = '\0';
-    return n;
+/* Line `lineno` into c->line without its line end: its length, -1 at the
+ * end of the file (a read error left to ferror), -2 with an error: a NUL
+ * byte (split_fields would end the line there), or a line over
+ * CSV_MAX_LINE, refused as it grows rather than held whole first. */
+static ssize_t next_line(Csv *c, long lineno) {
+    size_t n = 0;
+    int ch;
+    while ((ch = getc_unlocked(c->fp)) != EOF && ch != '\n') {
+        if (ch == '\0')
+            return error_set("csv: %s: line %ld, byte %zu: a NUL byte (a CSV file has none; "
+                             "is it UTF-16?)", c->path, lineno, n + 1), -2;
+        if (n + 1 >= c->line_cap) {
+            size_t cap = c->line_cap ? 2 * c->line_cap : 4096;
+            if (cap > CSV_MAX_LINE)
+                return error_set("csv: %s: line %ld is %d bytes or more", c->path, lineno,
+                                 CSV_MAX_LINE), -2;
+            char *grown = realloc(c->line, cap);
+            if (!grown) return error_set("csv: %s: line %ld: out of memory", c->path, lineno), -2;
+            c->line = grown;
+            c->line_cap = cap;
+        }
+        c->line[n++] = (char)ch;
+    }
+    if (ch == EOF && n == 0) return -1;
+    while (n > 0 && c->line[n - 1] == '\r') n--;
+    if (!c->line) { /* an empty line first */
+        if (!(c->line = malloc(c->line_cap = 4096)))
+            return error_set("csv: %s: line %ld: out of memory", c->path, lineno), -2;
+    }
+    c->line[n] = '\0';
+    return (ssize_t)n;
 }
 
 /* By name, then position. */
@@ -258,7 +285,8 @@ static uint64_t row_bytes(const Csv *c) {
 }
 
 static int read_header(Csv *c, const CsvOptions *o) {
-    ssize_t n = next_line(c);
+    ssize_t n = next_line(c, 1);
+    if (n == -2) return -1;
     if (n < 0) return error_set("csv: %s: empty file (a header row is needed)", c->path);
     char *text = c->line;
     if ((unsigned char)text[0] == 0xEF && (unsigned char)text[1] == 0xBB &&
@@ -342,7 +370,7 @@ static int field_value(const Csv *c, long lineno, int col, bool as_float, double
 static int read_rows(Csv *c) {
     long lineno = 1, blank_since = 0;
     ssize_t n;
-    while ((n = next_line(c)) >= 0) {
+    while ((n = next_line(c, lineno + 1)) >= 0) {
         lineno++;
         if (n == 0) {
             if (!blank_since) blank_since = lineno;
@@ -381,6 +409,7 @@ static int read_rows(Csv *c) {
         }
         c->rows++;
     }
+    if (n == -2) return -1;
     if (ferror(c->fp))
         return error_set("csv: %s: read error after line %ld: %s", c->path, lineno,
                          strerror(errno));
@@ -404,7 +433,10 @@ Dataset *dataset_load_csv(const char *path, const CsvOptions *opts) {
     x = tensor_empty(SHAPE(c.rows, c.nf), DTYPE_FLOAT32, DEVICE_CPU_INIT);
     y = c.regression ? tensor_empty(SHAPE(c.rows, c.nt), DTYPE_FLOAT32, DEVICE_CPU_INIT)
                      : tensor_empty(SHAPE(c.rows), DTYPE_INT64, DEVICE_CPU_INIT);
-    if (!x || !y) goto fail;
+    if (!x || !y) {
+        error_prefix("csv: %s", path);
+        goto fail;
+    }
     size_t tsize = c.regression ? sizeof(float) : sizeof(int64_t);
     for (int i = 0; i < c.nchunks; i++) {
         int64_t first = (int64_t)i * c.chunk_rows;

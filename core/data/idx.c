@@ -29,6 +29,7 @@
 #define GZIP_MAX_RATIO 1032 /* deflate cannot compress better than this */
 #define READ_CHUNK (1u << 24)
 #define IDX_MAX_BYTES (UINT64_C(1) << 40) /* a sanity cap on what a header may claim */
+#define EXTRA_COUNTED (UINT64_C(1) << 20) /* bytes past the claim read to say how many */
 
 typedef struct {
     const char *path;
@@ -171,6 +172,7 @@ static int idx_open(IdxFile *f, const char *path, int want_ndim, const char *wha
 static Tensor *idx_read(IdxFile *f) {
     Tensor *t = tensor_empty(f->ndim, f->dims, DTYPE_UINT8, DEVICE_CPU_INIT);
     if (!t) {
+        error_prefix("idx: %s", f->path);
         idx_close(f);
         return NULL;
     }
@@ -187,13 +189,16 @@ static Tensor *idx_read(IdxFile *f) {
         }
         done += (uint64_t)n;
     }
-    /* Anything left over means the header understates the count. */
+    /* Anything left over means the header understates the count; counted
+     * up to EXTRA_COUNTED only: a small gzip file may inflate to terabytes
+     * past a small claim. */
     uint64_t extra = 0;
     if (done == f->data_bytes) {
         unsigned char scratch[1 << 12];
-        int n;
-        while ((n = gzread(f->gz, scratch, sizeof scratch)) > 0) extra += (uint64_t)n;
-        if (n < 0) gzerror(f->gz, &gz_err);
+        int n = 0;
+        while (extra < EXTRA_COUNTED && (n = gzread(f->gz, scratch, sizeof scratch)) > 0)
+            extra += (uint64_t)n;
+        if (extra < EXTRA_COUNTED && n < 0) gzerror(f->gz, &gz_err);
     }
     if (gz_err != Z_OK && gz_err != Z_BUF_ERROR) {
         int e;
@@ -205,9 +210,9 @@ static Tensor *idx_read(IdxFile *f) {
     if (done != f->data_bytes || extra != 0) {
         char claim[160];
         describe_claim(f, claim, sizeof claim);
-        error_set("idx: %s: header says %s but the file holds %llu bytes after the %d-byte "
-                  "header%s", f->path, claim, (unsigned long long)(done + extra),
-                  f->header_bytes,
+        error_set("idx: %s: header says %s but the file holds %s%llu bytes after the %d-byte "
+                  "header%s", f->path, claim, extra >= EXTRA_COUNTED ? "more than " : "",
+                  (unsigned long long)(done + extra), f->header_bytes,
                   gz_err == Z_BUF_ERROR ? " (the gzip stream is cut short)" : "");
         goto fail;
     }

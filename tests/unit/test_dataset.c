@@ -211,6 +211,23 @@ Test(dataset, idx_header_understates_gz) {
     assert_error_contains("header says 10 images of 4x4 (160 bytes) but the file holds 167 bytes");
 }
 
+/* A small claim, then a gzip stream that inflates on and on: read to a
+ * megabyte past the claim, not to its end. */
+Test(dataset, idx_gz_past_a_small_claim_is_not_inflated_whole) {
+    char ip[512], lp[512];
+    write_idx_pair(in_dir("x.gz", ip, sizeof ip), in_dir("l.gz", lp, sizeof lp), 1, 1, 1, 1, 0,
+                   true);
+    size_t n = 16 + 1 + (64u << 20); /* 1 image of 1x1, then 64 MiB of zeros */
+    unsigned char *bytes = calloc(1, n);
+    cr_assert(bytes);
+    idx_header(bytes, 0x803, 3, (uint32_t[]){1, 1, 1});
+    write_gz(ip, bytes, n);
+    free(bytes);
+    cr_assert_null(dataset_load_idx(ip, lp));
+    assert_error_contains("header says 1 images of 1x1 (1 bytes) but the file holds more than "
+                          "1048577 bytes after the 16-byte header");
+}
+
 Test(dataset, idx_huge_claim_refused_before_allocating) {
     char ip[512], lp[512], xp[512];
     unsigned char h[16];
@@ -507,6 +524,25 @@ Test(dataset, csv_bounded_for_a_daemon) {
     write_text(p, "a,b\n1,2\n1,2,3,4\n");
     cr_assert_null(dataset_load_csv(p, NULL));
     snprintf(want, sizeof want, "csv: %s: line 3 has more fields than the header's 2 columns", p);
+    cr_assert_str_eq(error_get(), want);
+    /* a line past 64 MiB, refused as it grows (not held whole first) */
+    f = fopen(p, "w");
+    cr_assert(f != NULL);
+    fputs("a,b\n1,", f);
+    for (int i = 0; i < 64 << 20; i++) fputc('2', f);
+    fputs("\n", f);
+    fclose(f);
+    cr_assert_null(dataset_load_csv(p, NULL));
+    snprintf(want, sizeof want, "csv: %s: line 2 is 67108864 bytes or more", p);
+    cr_assert_str_eq(error_get(), want);
+    /* a NUL byte: not a row cut short there (a UTF-16 file has many) */
+    f = fopen(p, "w");
+    cr_assert(f != NULL);
+    fwrite("a,b\n1,2\n3,4\0,junk\n", 1, 18, f);
+    fclose(f);
+    cr_assert_null(dataset_load_csv(p, NULL));
+    snprintf(want, sizeof want, "csv: %s: line 3, byte 4: a NUL byte (a CSV file has none; is it "
+             "UTF-16?)", p);
     cr_assert_str_eq(error_get(), want);
     /* 7 features and a label: chunks of 8192 rows of 36 bytes; 2 chunks,
      * twice, are over a MiB */
