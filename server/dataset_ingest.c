@@ -280,21 +280,46 @@ static DatasetIngestResult one_class(Db *db, const DbDataset *info) {
     return DATASET_INGEST_BAD_DATA;
 }
 
-/* The options as stored, with the image folder's class names added. */
-static char *with_classes(Db *db, const DbDataset *info, const char *options_json) {
+/* A class folder's name json_string refused: one that is not UTF-8 (the
+ * classes are listed by name, in JSON and as PyTorch's str) is refused,
+ * named with '?' for its stray bytes; else it ran out of memory. */
+static DatasetIngestResult class_name_refused(const DbDataset *info, const char *name) {
+    json_t *shown = json_text(name);
+    /* shown as it is: it was UTF-8, and json_string ran out of memory */
+    bool utf8 = !shown || strcmp(json_string_value(shown), name) == 0;
+    if (!utf8)
+        error_set("archive '%s': class folder '%s': its name is not UTF-8", info->files[0].name,
+                  json_string_value(shown));
+    json_decref(shown);
+    return utf8 ? DATASET_INGEST_STORAGE : DATASET_INGEST_BAD_DATA;
+}
+
+/* The options as stored, with the image folder's class names added, into
+ * *out (free it). */
+static DatasetIngestResult with_classes(Db *db, const DbDataset *info, const char *options_json,
+                                        char **out) {
     char folder[4200], **names = NULL;
     int n = 0;
+    DatasetIngestResult r = DATASET_INGEST_STORAGE;
     json_t *o = json_loads(options_json ? options_json : "{}", 0, NULL), *list = json_array();
     bool ok = o && list && job_build_imagefolder_root(db, info->id, folder, sizeof folder) == 0 &&
               dataset_imagefolder_classes(folder, &names, &n) == 0;
-    for (int i = 0; ok && i < n; i++) ok = json_array_append_new(list, json_string(names[i])) == 0;
+    for (int i = 0; ok && i < n; i++) {
+        json_t *name = json_string(names[i]);
+        if (!name) {
+            r = class_name_refused(info, names[i]);
+            ok = false;
+        } else
+            ok = json_array_append_new(list, name) == 0;
+    }
     dataset_imagefolder_classes_free(names, n);
     ok = ok && json_object_set(o, "classes", list) == 0;
-    char *text = ok ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    *out = ok ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(list);
     json_decref(o);
-    if (!text) error_set("out of memory");
-    return text;
+    if (*out) return DATASET_INGEST_OK;
+    if (r == DATASET_INGEST_STORAGE) error_set("out of memory");
+    return r;
 }
 
 /* The files loaded, checked and recorded, the dataset made ready; an image
@@ -327,8 +352,8 @@ static DatasetIngestResult finish_loaded(const DatasetIngest *in, DbDataset *inf
         memcpy(info->sha256, info->files[0].sha256, sizeof info->sha256);
     else
         info->sha256[0] = '\0';
-    if (folder && !(options = with_classes(in->db, info, in->options_json)))
-        return DATASET_INGEST_STORAGE;
+    if (folder && (r = with_classes(in->db, info, in->options_json, &options)) != DATASET_INGEST_OK)
+        return r;
     info->options_json = options; /* stored by mark_ready; NULL: as inserted */
     r = mark_ready(in, info);
     info->options_json = owned;

@@ -368,7 +368,7 @@ static int folder_gather(const DatasetProducer *p, const int64_t *idx, int64_t n
                       img.width, img.height, d.width, d.height);
             return error_prefix("imagefolder %s", d.root);
         }
-        if (rc != 0) return -1;
+        if (rc != 0) return error_prefix("imagefolder %s", d.root);
         memcpy((uint8_t *)inputs + (size_t)i * d.channels * d.width * d.height, img.pixels,
                (size_t)d.channels * d.width * d.height);
         free(img.pixels);

@@ -291,7 +291,10 @@ static Tensor *npy_read(NpyFile *f, DType dtype, int ndim, const int64_t *shape)
                   dtype_name(dtype));
         goto done;
     }
-    if (!(t = tensor_empty(ndim, shape, dtype, DEVICE_CPU_INIT))) goto done;
+    if (!(t = tensor_empty(ndim, shape, dtype, DEVICE_CPU_INIT))) {
+        error_prefix("npy: %s", f->path);
+        goto done;
+    }
     size_t isz = dtype_size(f->dtype);
     if (fseeko(f->fp, (off_t)f->data_offset, SEEK_SET) != 0) goto read_error;
     if (f->dtype == dtype) {

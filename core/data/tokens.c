@@ -243,7 +243,9 @@ static int text_tokens(const char *path, const uint8_t *s, size_t n, TokenProduc
     CharSet *cs = calloc(1, sizeof *cs);
     if (!cs) return error_set("%s: out of memory", path);
     int rc = -1;
-    if (scan_text(path, s, n, cs, count, vocab_n) != 0) goto done;
+    if (scan_text(path, s, n, cs, count, vocab_n) != 0 ||
+        dataset_memory_check(path, (uint64_t)*count * 2) != 0)
+        goto done;
     if (!(t->owned = malloc((size_t)*count * 2))) {
         error_set("%s: out of memory for %lld tokens", path, (long long)*count);
         goto done;

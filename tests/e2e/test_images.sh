@@ -270,6 +270,9 @@ refused "a file that is no archive" bad-notar "$TMP/text.png" \
 archive "$TMP/onedir.tar.gz" tgz "digits/a/ok.png=$TMP/ok.png" "digits/b/ok.png=$TMP/ok.png"
 refused "an archive of one folder holding the classes" bad-onedir "$TMP/onedir.tar.gz" \
     "archive 'onedir.tar.gz': one class folder, 'digits', at its top"
+archive "$TMP/latin1.tar.gz" tgz $'caf\xe9/ok.png='"$TMP/ok.png" "dog/ok.png=$TMP/ok.png"
+refused "a class folder whose name is not UTF-8 (Latin-1)" bad-latin1 "$TMP/latin1.tar.gz" \
+    "archive 'latin1.tar.gz': class folder 'caf?': its name is not UTF-8"
 deep=$(printf 'f%d/' $(seq 33))
 archive "$TMP/deep.tar.gz" tgz "a/ok.png=$TMP/ok.png" "b/${deep}ok.png=$TMP/ok.png"
 refused "a file 34 folders deep" bad-deep "$TMP/deep.tar.gz" "more than 32 folders deep"

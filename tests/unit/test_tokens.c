@@ -383,6 +383,16 @@ Test(tokens, bad_text_files) {
                       "block_size 5 needs at least 6 tokens, but the file has 5");
     expect_load_error(true, p, (TokenOptions){.block_size = 1, .vocab_size = 3},
                       "vocab_size 3, but the text has 4 distinct characters");
+    /* its 2 bytes a character counted in what one dataset may take */
+    dataset_set_memory_limit(9);
+    expect_load_error(true, p, (TokenOptions){.block_size = 4},
+                      "would take 10 bytes of memory, over the 9 bytes one dataset may take on this "
+                      "server");
+    dataset_set_memory_limit(10);
+    Dataset *fits = dataset_load_text(p, &(TokenOptions){.block_size = 4});
+    dataset_set_memory_limit(0);
+    cr_assert(fits, "%s", error_get());
+    dataset_free(fits);
     /* the ids of "h\u00e9llo": vocab "hlo\u00e9" sorted by code point */
     Dataset *ds = dataset_load_text(p, &(TokenOptions){.block_size = 4});
     cr_assert(ds, "%s", error_get());
