@@ -41,6 +41,10 @@ static const ClassNet V6_NETS[] = {
     {{0xfc}, 7, ADDR_PRIVATE},                /* unique-local */
     {{0xfe, 0xc0}, 10, ADDR_PRIVATE},         /* site-local, deprecated but routed by some */
     {{0xfe, 0x80}, 10, ADDR_LINK_LOCAL},
+    /* local-use NAT64 (RFC 8215): the operator picks the prefix's length
+     * in it, so where the IPv4 address sits (RFC 6052) cannot be known;
+     * the network's own, as unique-local addresses are */
+    {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 48, ADDR_PRIVATE},
     {{0xff}, 8, ADDR_MULTICAST},
     {{0x01, 0x00}, 64, ADDR_RESERVED},        /* discard */
     {{0x20, 0x01, 0x0d, 0xb8}, 32, ADDR_RESERVED},
@@ -54,7 +58,6 @@ static const struct {
     {{[10] = 0xff, [11] = 0xff}, 96, 12}, /* ::ffff:a.b.c.d, IPv4-mapped */
     {{0}, 96, 12},                        /* ::a.b.c.d, IPv4-compatible */
     {{0x00, 0x64, 0xff, 0x9b}, 96, 12},   /* 64:ff9b::a.b.c.d, NAT64 */
-    {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 48, 12}, /* 64:ff9b:1::/48, local-use NAT64 (/96 in it) */
     {{0x20, 0x02}, 16, 2},                /* 2002:aabb:ccdd::, 6to4 */
 };
 

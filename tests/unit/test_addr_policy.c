@@ -64,7 +64,8 @@ Test(addr_policy, classifies_ipv6_and_the_ipv4_it_carries) {
         {"::ffff:169.254.169.254", ADDR_LINK_LOCAL}, {"::ffff:8.8.8.8", ADDR_PUBLIC},
         {"::127.0.0.1", ADDR_LOOPBACK},     {"64:ff9b::a9fe:a9fe", ADDR_LINK_LOCAL},
         {"64:ff9b::808:808", ADDR_PUBLIC},  {"2002:7f00:1::", ADDR_LOOPBACK},
-        {"64:ff9b:1::a9fe:a9fe", ADDR_LINK_LOCAL},
+        {"64:ff9b:1::a9fe:a9fe", ADDR_PRIVATE},  {"64:ff9b:1::808:808", ADDR_PRIVATE},
+        {"64:ff9b:1:7f00:0:1:808:808", ADDR_PRIVATE}, /* 127.0.0.1 at a /48's place */
         {"2002:c0a8:101::1", ADDR_PRIVATE}, {"2002:808:808::", ADDR_PUBLIC},
     };
     expect_classes(cases, sizeof cases / sizeof *cases);
