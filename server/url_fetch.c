@@ -87,13 +87,14 @@ static curl_socket_t open_socket(void *ctx, curlsocktype purpose, struct curl_so
     const struct sockaddr *sa = &address->addr;
     AddrClass cls;
     if (purpose != CURLSOCKTYPE_IPCXN || !addr_policy_allows(f->o->policy, sa, &cls)) {
-        if (!f->refused) {
+        if (!f->refused) { /* the first of a hop's */
             f->refused = true;
             f->refused_class = purpose == CURLSOCKTYPE_IPCXN ? cls : ADDR_RESERVED;
             addr_format(sa, f->refused_addr, sizeof f->refused_addr);
         }
         return CURL_SOCKET_BAD;
     }
+    f->refused = false; /* an address this hop may use: not the one to blame */
     return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
 }
 
@@ -171,7 +172,11 @@ static int transfer_error(Fetch *f, CURL *c, CURLcode rc, const char *curl_err) 
         return error_set("%.120s: cancelled", f->shown);
     }
     /* URLs are cut (here and above) so that the sentence fits the 255
-     * bytes of a dataset's error */
+     * bytes of a dataset's error; a refusal is the error only where no
+     * address was left to connect to and none allowed was tried since (a
+     * name's other address may have answered, 404 say, or refused the
+     * connection itself) */
+    if (rc != CURLE_COULDNT_CONNECT) f->refused = false;
     if (f->refused && at[0] && strcmp(at, f->shown) != 0)
         return error_set("a redirect to %.80s, which " REFUSAL, at, f->refused_addr,
                          addr_class_name(f->refused_class));
