@@ -47,7 +47,8 @@ int job_rank_device(const DistGroup *group, const JobSpec *spec, const char *arg
     int gpus = backend_cuda_device_count();
     if (!group || gpus == 0) return 0;
     bool auto_gpu = !arg && spec->device_auto;
-    if (out->type == DEVICE_CUDA || auto_gpu)
+    bool named = arg && strchr(arg, ':'); /* --device cuda:1: that GPU, as asked */
+    if ((out->type == DEVICE_CUDA && !named) || auto_gpu)
         *out = (Device){.type = DEVICE_CUDA, .index = local % gpus};
     return 0;
 }

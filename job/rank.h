@@ -23,7 +23,8 @@ int job_rank_open(DistGroup **group);
 int job_rank_local(const DistGroup *g);
 
 /* The device a rank trains on: `arg` (--device, may be NULL) or the
- * spec's, spread over the node's GPUs by local rank under a launcher; from
+ * spec's, spread over the node's GPUs by local rank under a launcher (not
+ * a GPU --device names: --device cuda:1 is cuda:1); from
  * a list (--device cuda:0,cuda:2, as the daemon gives a job's GPUs, or the
  * spec's "devices"), the local rank's entry. -1 with an error for a bad
  * --device or a list without an entry for this rank. */

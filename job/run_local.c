@@ -30,6 +30,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -215,13 +216,15 @@ static const char run_usage[] =
     "       [--report URL --job ID --attempt N --token-file PATH [--report-timeout S]\n"
     "        [--datasets-cache DIR]]\n";
 
-/* A number argument of `traind run` in [min, max]; -1 after a message. */
-static int number_arg(const char *opt, const char *v, double min, double max, double *out) {
+/* A number argument of `traind run` in [min, max], a whole one where
+ * `whole`; -1 after a message. */
+static int number_arg(const char *opt, const char *v, double min, double max, bool whole,
+                      double *out) {
     char *end;
     double x = strtod(v, &end);
-    if (!*v || *end || !(x >= min && x <= max)) {
-        fprintf(stderr, "traind run: %s: expected a number from %g to %g, got '%s'\n", opt, min,
-                max, v);
+    if (!*v || *end || !(x >= min && x <= max) || (whole && x != floor(x))) {
+        fprintf(stderr, "traind run: %s: expected a %s from %g to %g, got '%s'\n", opt,
+                whole ? "whole number" : "number", min, max, v);
         return -1;
     }
     *out = x;
@@ -237,13 +240,13 @@ static int parse_report_arg(const char *opt, const char *v, RunArgs *a) {
     else if (strcmp(opt, "--datasets-cache") == 0)
         a->datasets_cache = v;
     else if (strcmp(opt, "--job") == 0) {
-        if (number_arg(opt, v, 1, 9e15, &x)) return -1;
+        if (number_arg(opt, v, 1, 9e15, true, &x)) return -1;
         a->job_id = (int64_t)x;
     } else if (strcmp(opt, "--attempt") == 0) {
-        if (number_arg(opt, v, 1, 1e9, &x)) return -1;
+        if (number_arg(opt, v, 1, 1e9, true, &x)) return -1;
         a->attempt = (int)x;
     } else if (strcmp(opt, "--report-timeout") == 0) {
-        if (number_arg(opt, v, 1, 1e7, &x)) return -1;
+        if (number_arg(opt, v, 1, 1e7, false, &x)) return -1;
         a->report_timeout_s = x;
     } else
         return 1;
@@ -279,10 +282,10 @@ static int parse_args(int argc, char **argv, RunArgs *a) {
         fputs(run_usage, stderr);
         return 2;
     }
-    bool some = a->report_url || a->token_file || a->job_id || a->attempt;
+    bool some = a->report_url || a->token_file || a->job_id || a->attempt || a->report_timeout_s;
     if (some && !(a->report_url && a->token_file && a->job_id && a->attempt)) {
-        fprintf(stderr, "traind run: --report needs --job, --attempt and --token-file (and they "
-                        "need --report)\n");
+        fprintf(stderr, "traind run: --report needs --job, --attempt and --token-file (and they, "
+                        "and --report-timeout, need --report)\n");
         return 2;
     }
     if (a->datasets_cache && !a->report_url) {

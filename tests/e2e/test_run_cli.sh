@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_run_cli.sh - `traind run` as a shell user drives it, under ASan:
-# --help prints the usage and exits 0; a job whose name has quotes and a
+# --help prints the usage and exits 0, a usage error exits 2 saying what
+# is wrong (--job 1.5, --report-timeout alone); a job whose name has quotes and a
 # slash writes JSON lines a JSON reader takes whole (its checkpoint paths
 # too), into an --out folder made with its parents before the first step;
 # the default folder is one under runs/ ('/' and a leading '.' as '_');
@@ -24,6 +25,14 @@ trap 'rm -rf "$TMP"' EXIT
 "$TRAIND" run --help >"$TMP/help.out" 2>"$TMP/help.err"
 check "run --help: exit 0, the usage on stdout, nothing on stderr" \
     "$? $(grep -c '^usage: traind run JOB.json' "$TMP/help.out") $(wc -c <"$TMP/help.err")" "0 1 0"
+
+# usage errors: exit 2, one line saying what is wrong
+"$TRAIND" run x.json --report http://127.0.0.1:1 --job 1.5 --attempt 1 --token-file t \
+    >/dev/null 2>"$TMP/u.err"
+check "--job 1.5: exit 2, a whole number asked for" \
+    "$? $(cat "$TMP/u.err")" "2 traind run: --job: expected a whole number from 1 to 9e+15, got '1.5'"
+"$TRAIND" run x.json --report-timeout 5 >/dev/null 2>"$TMP/u.err"
+check "--report-timeout without --report: exit 2" "$? $(grep -c 'need --report' "$TMP/u.err")" "2 1"
 
 # job NAME EPOCHS OUT.json: the fixture MLP under NAME, checkpoints each epoch
 job() {
@@ -72,7 +81,7 @@ stopped() {
         "$TRAIND" run "$TMP/stop.json" --jsonl --out "$out" >"$out.jsonl" 2>"$out.err" &
     local pid=$!
     for _ in $(seq 600); do
-        grep -q '"event":"checkpoint","epoch":1' "$out.jsonl" 2>/dev/null && break
+        grep -q '"event":"checkpoint","epoch":1,' "$out.jsonl" 2>/dev/null && break
         sleep 0.1
     done
     kill -"$sig" "$pid"
@@ -82,7 +91,7 @@ stopped() {
     check "SIG$sig${then:+ then SIG$then}: exit $want, one line on stderr saying so" \
         "$rc $(wc -l <"$out.err") $(grep -c "^traind run: stopped by SIG$sig: cancelled at step [0-9]*" "$out.err")" "$want 1 1"
     check "... every line it printed JSON, the last checkpoint's among them" \
-        "$(whole_lines "$out.jsonl") $(grep -c '"event":"checkpoint","epoch":1' "$out.jsonl")" "True 1"
+        "$(whole_lines "$out.jsonl") $(grep -c '"event":"checkpoint","epoch":1,' "$out.jsonl")" "True 1"
     check "... its checkpoints whole, no temporary folder" "$($PY -c '
 import os, sys
 d = sys.argv[1]

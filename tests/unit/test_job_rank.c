@@ -9,7 +9,8 @@
  *     GPUs): the local rank's entry; none for it is an error naming it;
  *   - the spec's "devices": the same, from the spec;
  *   - "device": "cuda" (or "gpus"), and "auto" on a node with GPUs: the
- *     local rank's GPU among the node's, round robin; "cpu" stays;
+ *     local rank's GPU among the node's, round robin; "cpu" stays, and a
+ *     GPU --device names (cuda:1);
  *   - no launcher: the spec's device as written. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -94,6 +95,9 @@ Test(job_rank, cuda_and_auto_take_the_local_ranks_gpu) {
     assert_device(device_of(&rank3, ", \"device\": \"cpu\"", NULL), DEVICE_CPU, 0, "cpu");
     assert_device(device_of(&rank3, "", "cpu"), DEVICE_CPU, 0, "--device cpu");
     assert_device(device_of(&rank3, "", "cuda"), DEVICE_CUDA, 1, "--device cuda");
+    assert_device(device_of(&rank3, "", "cuda:0"), DEVICE_CUDA, 0, "--device cuda:0, as named");
+    setenv("SLURM_LOCALID", "0", 1);
+    assert_device(device_of(&rank3, "", "cuda:1"), DEVICE_CUDA, 1, "--device cuda:1, as named");
 }
 
 Test(job_rank, auto_without_gpus_and_without_a_launcher) {
