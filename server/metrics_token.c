@@ -36,6 +36,9 @@ int metrics_token_load(const char *path, char *sha256_hex) {
                                  "or not printable ASCII; the file holds the token alone, on "
                                  "one line", path, (size_t)(start - buf) + i + 1, c);
     }
+    if (len < METRICS_TOKEN_MIN) /* it opens /metrics to whoever guesses it */
+        return error_set(OPT " %s: the token is %zu bytes, fewer than %d (openssl rand -hex 32 "
+                         "makes one)", path, len, METRICS_TOKEN_MIN);
     sha256_buffer_hex(start, len, sha256_hex);
     return 0;
 }

@@ -12,12 +12,15 @@
 
 #include "storage/sha256.h"
 
-/* A token is at most this long (it travels in an HTTP header). */
+/* A token is at most this long (it travels in an HTTP header), and at
+ * least this long (one that opens /metrics must not be guessed). */
 #define METRICS_TOKEN_MAX 1024
+#define METRICS_TOKEN_MIN 16
 
 /* The sha256 (hex, SHA256_HEX_LEN + 1 bytes) of the token in the file at
  * path: 0, or -1 with an error naming the file (missing, unreadable,
- * empty, longer than METRICS_TOKEN_MAX, more than one line, or bytes that
+ * empty, shorter than METRICS_TOKEN_MIN or longer than METRICS_TOKEN_MAX,
+ * more than one line, or bytes that
  * cannot be in a header). */
 int metrics_token_load(const char *path, char *sha256_hex);
 

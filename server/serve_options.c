@@ -10,6 +10,7 @@
 #include "server/serve_options.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,10 @@ static int quota_arg(const char *name, QuotaLimit limit, const char *v, ServeOpt
     double x;
     if (scaled_arg(name, v, "", NULL, 1e9, &x)) return -1;
     bool bytes = limit >= QUOTA_DATASET_BYTES;
+    if (!bytes && x != floor(x)) { /* a count, as `traind user set-quota` takes it */
+        fprintf(stderr, "traind serve: %s: expected a whole number, got '%s'\n", name, v);
+        return -1;
+    }
     quota_set(&o->quota_defaults, limit, (int64_t)(bytes ? x * 1e9 : x));
     return 0;
 }

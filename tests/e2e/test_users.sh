@@ -72,6 +72,10 @@ has "serve: the missing file is named" "$TMP/err" "--metrics-token-file $TMP/non
 cli "serve: an empty --metrics-token-file" 2 serve --port 0 --data-dir "$TMP/m" \
     --metrics-token-file "$TMP/empty.token"
 has "serve: the empty file is named" "$TMP/err" "$TMP/empty.token: the file is empty"
+echo "guess" >"$TMP/short.token"
+cli "serve: a --metrics-token-file of a short token" 2 serve --port 0 --data-dir "$TMP/m" \
+    --metrics-token-file "$TMP/short.token"
+has "serve: ... its length said" "$TMP/err" "$TMP/short.token: the token is 5 bytes, fewer than 16"
 
 # ---------------------------------------------------------------- start
 SCRAPE=scrape-$RANDOM-$RANDOM-token
@@ -398,7 +402,7 @@ check "(g2) ... nothing of it kept" \
 R=$TMP/readme
 mkdir -p "$R/build"
 ln -s "$TRAIND" "$R/build/traind"
-openssl rand -hex 16 >"$R/metrics.token" 2>/dev/null || echo "readme-scrape-$RANDOM" >"$R/metrics.token"
+openssl rand -hex 16 >"$R/metrics.token" 2>/dev/null || echo "readme-scrape-token-$RANDOM" >"$R/metrics.token"
 start_daemon "$R/var" "$TMP/readme.log" --quiet --metrics-token-file "$R/metrics.token"
 RPID=$DPID
 readme_blocks "### Users" >"$R/users.sh"

@@ -140,6 +140,12 @@ Test(serve_options, negative_quota, .init = cr_redirect_stderr) {
     refused(ARGC(argv), argv, "traind serve: --quota-gpus: expected a number >= 0, got '-1'\n");
 }
 
+Test(serve_options, a_quota_of_jobs_is_a_whole_number, .init = cr_redirect_stderr) {
+    char *argv[] = {"--quota-running-jobs", "2.5"};
+    refused(ARGC(argv), argv,
+            "traind serve: --quota-running-jobs: expected a whole number, got '2.5'\n");
+}
+
 Test(serve_options, unknown_slurm_option_lists_the_known, .init = cr_redirect_stderr) {
     char *argv[] = {"--slurm-qeue", "x"};
     refused(ARGC(argv), argv,

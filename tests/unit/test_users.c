@@ -203,15 +203,15 @@ Test(users, metrics_token_file) {
     tmp_dir_make(dir, sizeof dir, "mtoken");
     snprintf(path, sizeof path, "%s/token", dir);
 
-    tmp_dir_write_file(path, "  s3cret-Token_1\n", 17);
+    tmp_dir_write_file(path, "  s3cret-Token_0001\n", 20);
     cr_assert_eq(metrics_token_load(path, hash), 0, "%s", error_get());
     char want[SHA256_HEX_LEN + 1];
-    sha256_buffer_hex("s3cret-Token_1", 14, want);
+    sha256_buffer_hex("s3cret-Token_0001", 17, want);
     cr_assert_str_eq(hash, want);
-    cr_assert(metrics_token_matches(hash, "s3cret-Token_1"));
-    cr_assert(!metrics_token_matches(hash, "s3cret-Token_2"));
-    cr_assert(!metrics_token_matches(hash, "s3cret-Token_1 "));
-    cr_assert(!metrics_token_matches("", "s3cret-Token_1"));
+    cr_assert(metrics_token_matches(hash, "s3cret-Token_0001"));
+    cr_assert(!metrics_token_matches(hash, "s3cret-Token_0002"));
+    cr_assert(!metrics_token_matches(hash, "s3cret-Token_0001 "));
+    cr_assert(!metrics_token_matches("", "s3cret-Token_0001"));
 
     static const struct {
         const char *text, *says;
@@ -220,6 +220,7 @@ Test(users, metrics_token_file) {
         {" \n\n", "the file is empty"},
         {"one\ntwo\n", "byte 4 of the token (0x0a)"},
         {"a b", "byte 2 of the token (0x20)"},
+        {"s3cret-Token_00\n", "the token is 15 bytes, fewer than 16"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         tmp_dir_write_file(path, bad[i].text, strlen(bad[i].text));
