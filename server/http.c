@@ -212,9 +212,12 @@ static int set_response(HttpRequest *req, int status, HttpResponse *r) {
 
 /* The reply r with its Content-Type, or none (status 0) when it could not
  * be made, which reply_take answers with its static 503; r's maker released
- * what it held. */
+ * what it held. Every reply is a user's private data or the dashboard (a
+ * few kB, embedded): kept by no cache, read as its type says and no other. */
 static int reply_with(HttpRequest *req, int status, const char *content_type, HttpResponse *r) {
-    if (!r || http_response_add(r, "Content-Type", content_type) != 0) {
+    if (!r || http_response_add(r, "Content-Type", content_type) != 0 ||
+        http_response_add(r, "Cache-Control", "no-store") != 0 ||
+        http_response_add(r, "X-Content-Type-Options", "nosniff") != 0) {
         http_response_free(r);
         return set_response(req, 0, NULL);
     }
@@ -352,8 +355,12 @@ int http_reply_stream(HttpRequest *req, int status, const char *content_type, Ht
                       void *ctx, void (*free_ctx)(void *ctx)) {
     HttpResponse *r = http_response_stream(status, fn, ctx, free_ctx);
     if (!r) return http_reply_error(req, 503, "unavailable", NULL, "cannot create a stream");
+    /* no-cache, as event streams have it: marked no-store, the log stream
+     * of an ended job was seen aborted (net::ERR_ABORTED) by Chromium as
+     * the dashboard changed view (3 runs of 4 of test_dashboard) */
     if (http_response_add(r, "Content-Type", content_type) != 0 ||
         http_response_add(r, "Cache-Control", "no-cache") != 0 ||
+        http_response_add(r, "X-Content-Type-Options", "nosniff") != 0 ||
         http_response_add(r, "X-Accel-Buffering", "no") != 0) {
         http_response_free(r);
         return http_reply_error(req, 503, "unavailable", NULL, "out of memory");

@@ -25,6 +25,8 @@ const COLOURS = 8; // --chart-1 .. --chart-8 in chart.css
 const RAW_ALPHA = 0.3;
 const BAND_ALPHA = 0.16;
 const DRAG_MIN_PX = 4; // a shorter drag is a click
+const MAX_TICKS = 200; // an axis's most
+const ZOOM_MIN_SPAN = 1e-9; // of the x it starts at: a narrower zoom shows no more
 const FONT_PX = 12;
 
 // TensorBoard's smoothing: an exponential moving average of weight w,
@@ -52,14 +54,20 @@ function niceStep(span, count) {
   return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
 }
 
+// the multiples of step in [lo, hi], by index: a step below the spacing
+// of doubles near lo (a zoom of a few doubles' width) cannot loop forever
+function stepTicks(lo, hi, step) {
+  const first = Math.ceil(lo / step);
+  const n = Math.min(MAX_TICKS, Math.floor(hi / step + 1e-9) - first + 1);
+  const ticks = [];
+  for (let i = 0; i < n; i++) ticks.push((first + i) * step);
+  return ticks;
+}
+
 function linearTicks(lo, hi, count) {
   if (!(hi > lo)) return { ticks: [lo], step: 1 };
   const step = niceStep(hi - lo, count);
-  const ticks = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
-    ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
-  }
-  return { ticks, step };
+  return { ticks: stepTicks(lo, hi, step), step };
 }
 
 // log ticks: the decades in range (every k-th when many); 1, 2, 5 times
@@ -103,9 +111,7 @@ function timeTicks(lo, hi, count) {
   const raw = (hi - lo) / Math.max(1, count);
   if (!(hi > lo) || raw < 1) return linearTicks(lo, hi, count);
   const step = TIME_STEPS.find((s) => s >= raw) ?? Math.ceil(raw / 86400) * 86400;
-  const ticks = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(v);
-  return { ticks, step };
+  return { ticks: stepTicks(lo, hi, step), step };
 }
 
 // seconds as a clock: "45 s" on an axis under a minute (`span`: its
@@ -566,7 +572,7 @@ export class Chart {
 
   zoomPx(p0, p1) {
     const x0 = this.pxToX(p0), x1 = this.pxToX(p1);
-    if (!(x1 > x0)) return;
+    if (!(x1 - x0 > ZOOM_MIN_SPAN * Math.max(1, Math.abs(x0)))) return;
     this.view = [x0, x1];
     this.schedule();
     if (this.onZoom) this.onZoom(x0, x1);

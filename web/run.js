@@ -54,7 +54,9 @@ export class RunView {
     for (const p of this.parts) p.destroy();
     this.parts = [];
     $("run").hidden = true;
-    for (const id of ["run-logs", "run-checkpoints", "run-spec", "run-curl", "run-title"])
+    // the status lines too: a run's message is not the next run's
+    for (const id of ["run-logs", "run-checkpoints", "run-spec", "run-curl", "run-title", "run-status",
+      "copy-curl-status"])
       $(id).replaceChildren();
   }
 

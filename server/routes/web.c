@@ -27,9 +27,7 @@ static int reply_asset(HttpRequest *req, const char *name) {
                                 "the dashboard has no file '%.64s'", name);
     /* the bytes are the binary's own: lent, nothing to release */
     http_reply_shared(req, 200, a->type, (const char *)a->data, a->size, NULL, NULL);
-    http_reply_header(req, "Cache-Control", "no-cache");
-    http_reply_header(req, "X-Content-Type-Options", "nosniff");
-    http_reply_header(req, "Content-Security-Policy", WEB_POLICY);
+    http_reply_header(req, "Content-Security-Policy", WEB_POLICY); /* no-store, nosniff: http.c */
     return 0;
 }
 

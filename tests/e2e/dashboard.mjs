@@ -516,11 +516,14 @@ await step("9 run page", async () => {
   same("9: back to the runs: its streams aborted, none open", [streamsAborted - aborted, streams.size], [2, 0]);
   await openRun(along);
   await page.waitForFunction(() => document.querySelectorAll("#run-logs div").length > 0, WAIT);
+  // a message this run's page shows (a failed download, say) is not the next page's
+  await page.evaluate(() => { document.getElementById("run-status").textContent = "a message of this run"; });
   await page.click(".crumbs a");
   await signedInWith(namesOf("alice").length);
   await sleep(300);
   same("9: the Runs link: back to the table, no stream open", [await page.evaluate(() => location.hash), streams.size],
     ["#/", 0]);
+  same("9: ... the run's status line left with it", await page.$eval("#run-status", (e) => e.textContent), "");
   leaving = false;
 });
 

@@ -22,7 +22,8 @@
 # quota (set in the database) refuses uploads with 429: from the
 # Content-Length before a row exists, and while a chunked or a near-quota
 # body streams, the partial files removed at once; and the queued-jobs
-# quota at submission. Every response is checked against
+# quota at submission; the data dir 0700, replies no-store and nosniff.
+# Every response is checked against
 # api-docs/openapi.yaml (lib.sh's api). Last, SIGTERM stops it cleanly.
 #
 # Needs curl, python3 and node (as test_api.sh). Ends with "N passed,
@@ -46,6 +47,12 @@ BOB_ID=$(sql "$VAR" "SELECT id FROM users WHERE name = 'bob'")
 ALICE_ID=$(sql "$VAR" "SELECT id FROM users WHERE name = 'alice'")
 echo "daemon on $URL, data dir $VAR; alice is user $ALICE_ID, bob $BOB_ID"
 TOKEN=$ALICE
+# off the API too: the data dir is the daemon's user's alone, and no
+# cache (a browser's, a proxy's) keeps a reply
+check "the data dir is mode 700" "$(stat -c %a "$VAR")" 700
+curl -sS -o /dev/null -D "$TMP/head" -H "Authorization: Bearer $ALICE" "$URL/v1/jobs"
+check "a reply: Cache-Control: no-store, X-Content-Type-Options: nosniff" \
+    "$(tr -d '\r' <"$TMP/head" | grep -ciE '^(cache-control: no-store|x-content-type-options: nosniff)$')" 2
 
 MISSING=999999
 $PY scripts/toy_csv.py 600 "$TMP/tab.csv"

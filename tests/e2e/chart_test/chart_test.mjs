@@ -179,6 +179,24 @@ same("... and draws every point again", await points("#one"), N);
 await page.mouse.click(plot.left + plot.width * 0.5, y, { clickCount: 1 });
 await page.mouse.click(plot.left + plot.width * 0.5, y, { clickCount: 2 });
 same("a double-click with no zoom calls nothing", (await page.evaluate(() => window.zooms)).length, 2);
+// zooms of 4 px, one in another, toward the spacing of doubles near x: they
+// stop at a span of 1e-9 of x, and the axis still draws (its ticks used to
+// be added up step by step, forever once a step was below that spacing)
+const deep = await page.evaluate(async () => {
+  const c = window.one, b = c.scale.box;
+  for (let i = 0; i < 40; i++) {
+    c.zoomPx(b.left + b.width / 2, b.left + b.width / 2 + 4);
+    await window.frame(); // the next zoom's pixels are this view's
+  }
+  const [x0, x1] = c.view;
+  const out = { zooms: window.zooms.length - 2, span: (x1 - x0) / x0 };
+  c.resetZoom();
+  await window.frame();
+  window.zooms.length = 2;
+  return out;
+});
+check("40 nested 4-px zooms stop at a span of 1e-9 of x and draw", deep.zooms > 1 && deep.zooms < 40 &&
+  deep.span >= 1e-9, JSON.stringify(deep));
 await page.mouse.move(plot.left + plot.width * 0.5, plot.top + plot.height + 200);
 
 // ------------------------------------------------------------ log y
