@@ -41,7 +41,7 @@ typedef struct {
     int placing;               /* order[placing] is being placed: those before it are placed */
     Owner *owners;
     int nowners;
-    bool *taken;  /* a job of this plan starts on it */
+    int64_t *taken; /* the job of this plan that starts on it, or holds it; 0: none */
     bool *wanted; /* a job earlier in the order can use it */
     bool *marked; /* chosen to be preempted in this plan */
 } Plan;
@@ -262,7 +262,7 @@ static void start(Plan *p, Owner *o, QueueEntry *e, int n, int slot_gpu_count) {
     e->worker = e->workers[0];
     e->gpus = slot_gpu_count;
     for (int i = 0; i < n; i++) {
-        p->taken[e->workers[i]] = true;
+        p->taken[e->workers[i]] = e->job_id;
         e->gpus += is_gpu(&p->workers[e->workers[i]]);
     }
     o->running++;
@@ -341,7 +341,7 @@ static void place(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
         /* a slot free, past the owner's GPU limit; or every worker closed by it */
         blocked |= w >= 0 || gpu_limit_closes_all(p, o, &nd);
         e->reason = waits(p, &nd, o, blocked, nfree, e->detail, sizeof e->detail);
-        for (int i = 0; i < nfree && !blocked && nd.gpus > 1; i++) p->taken[e->workers[i]] = true;
+        for (int i = 0; i < nfree && !blocked && nd.gpus > 1; i++) p->taken[e->workers[i]] = j->id;
     }
     if (e->reason != QUEUE_QUOTA_GPUS)
         for (int k = 0; k < p->nw; k++)
@@ -351,18 +351,19 @@ static void place(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
 /* The worker a waiting job of an admin's priority frees for itself: one
  * already stopping for it, else the one running the job of the lowest
  * admin priority below its own (the latest started of those), on a device
- * its owner may use (no GPU past their GPU limit, a slot's included); -1
- * for none. */
-static int victim(Plan *p, const DbQueuedJob *j, const Owner *o) {
+ * its owner may use (no GPU past their GPU limit, a slot's included; no
+ * GPU at all unless `gpus`: its GPUs are out of reach); -1 for none. */
+static int victim(Plan *p, const DbQueuedJob *j, const Owner *o, bool gpus) {
     for (int w = 0; w < p->nw; w++)
         if (p->workers[w].job_id && p->workers[w].freed_for == j->id) return w;
     Need nd = need_of(j);
     int best = -1;
     for (int w = 0; w < p->nw; w++) {
         const QueueWorker *qw = &p->workers[w];
-        int gpus = gpus_on(qw, &nd);
+        int held = gpus_on(qw, &nd);
         if (!qw->job_id || qw->member || qw->freed_for || p->marked[w] || !can_use(qw, &nd) ||
-            qw->job_admin_priority >= j->admin_priority || (gpus > 0 && !gpus_left(o, gpus)))
+            (!gpus && is_gpu(qw)) || qw->job_admin_priority >= j->admin_priority ||
+            (held > 0 && !gpus_left(o, held)))
             continue;
         const QueueWorker *b = best >= 0 ? &p->workers[best] : NULL;
         if (!b || qw->job_admin_priority < b->job_admin_priority ||
@@ -373,20 +374,42 @@ static int victim(Plan *p, const DbQueuedJob *j, const Owner *o) {
     return best;
 }
 
-/* A waiting job of an admin's priority preempts the running job victim()
- * picks: that job checkpoints and goes back to the queue. The worker counts
- * as the waiting job's from now, for its owner's limits and for the jobs
- * after it: one such job frees one worker, once. */
+/* Whether a job of several GPUs could have them all: those free or held
+ * for it, and those running jobs of a lower admin priority (or stopping
+ * for it), as many as it needs. Else a preemption of a GPU would stop a
+ * job for a GPU that then idles while the rest stay busy. */
+static bool gpus_in_reach(const Plan *p, const DbQueuedJob *j, const Need *nd) {
+    if (nd->gpus <= 1) return true;
+    int n = 0;
+    for (int w = 0; w < p->nw; w++) {
+        const QueueWorker *qw = &p->workers[w];
+        if (qw->slot) return true; /* an executor's slot runs it whole */
+        if (!gpu_for(qw, nd)) continue;
+        bool lower = qw->job_id && !p->marked[w] && !qw->freed_for &&
+                     qw->job_admin_priority < j->admin_priority;
+        n += free_for(p, w, j) || p->taken[w] == j->id || lower ||
+             (qw->job_id && qw->freed_for == j->id);
+    }
+    return n >= nd->gpus;
+}
+
+/* A waiting job preempts the running job victim() picks, of an admin
+ * priority below its own: that job checkpoints and goes back to the
+ * queue. The worker counts as the waiting job's from now, for its owner's
+ * limits and for the jobs after it: one such job frees one worker, once. */
 static void preempt(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
-    if (j->admin_priority <= 0 || (e->reason != QUEUE_RESOURCES && e->reason != QUEUE_PRIORITY))
-        return;
+    Need nd = need_of(j);
+    if (e->reason != QUEUE_RESOURCES && e->reason != QUEUE_PRIORITY) return;
+    /* out of reach, the GPUs are not stopped for it ("auto" ranks may
+     * still stop a CPU worker, which runs them all) */
+    bool gpus = gpus_in_reach(p, j, &nd);
+    if (!gpus && !nd.other) return;
     Owner *o = owner_of(p, j->owner);
-    int w = victim(p, j, o);
+    int w = victim(p, j, o, gpus);
     if (w < 0) return;
     p->marked[w] = true;
     e->preempts = w;
     o->running++;
-    Need nd = need_of(j);
     o->gpus += is_gpu(&p->workers[w]) ? 1 : gpus_on(&p->workers[w], &nd);
 }
 

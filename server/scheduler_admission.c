@@ -80,6 +80,18 @@ static const Worker *device_check(Scheduler *s, const JobSpec *spec) {
     if (!w)
         error_at("device", "no such device %s; this daemon has %s",
                  device_name(spec->device, name, sizeof name), list);
+    /* "auto" ranks: a GPU each, all at once, or one CPU worker they share */
+    if (w && spec->device_auto && spec->ranks > 1 && !s->cfg.executor) {
+        int gpus, all;
+        largest(s, NULL, true, &gpus);
+        largest(s, NULL, false, &all);
+        if (gpus == all && gpus < spec->ranks) {
+            error_at("ranks", "%d ranks on \"device\": \"auto\" take a GPU each or one CPU "
+                     "worker; this daemon has %d GPUs and no CPU worker (%s)", spec->ranks, gpus,
+                     list);
+            return NULL;
+        }
+    }
     return w;
 }
 

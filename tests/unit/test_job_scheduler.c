@@ -860,6 +860,38 @@ static void read_text(const char *path, char *out, size_t size) {
     fclose(f);
 }
 
+/* "auto" ranks take a GPU each or one CPU worker: on a daemon of two GPUs
+ * and no CPU worker, 2 ranks are taken and 4 refused at submission
+ * (never queued to wait for a device forever). */
+Test(job_scheduler, auto_ranks_past_the_gpus_of_a_daemon_without_a_cpu_are_refused) {
+    backend_register_cuda(&cpu_backend, 2);
+    Env e = setup();
+    SchedulerConfig cfg = {.db = e.db, .metrics = e.mw, .devices = "cuda:0,cuda:1"};
+    Scheduler *s = scheduler_start(&cfg);
+    cr_assert(s, "%s", error_get());
+    for (int ranks = 2; ranks <= 4; ranks += 2) {
+        char field[32];
+        snprintf(field, sizeof field, ", \"ranks\": %d", ranks);
+        char *text = spec_with("ranks", field);
+        JobSpec *spec = job_spec_parse(text, strlen(text));
+        cr_assert(spec, "%s", error_get());
+        int64_t id = 0;
+        int rc = scheduler_create_job(s, spec, text, NULL, 0, &id);
+        if (ranks == 2) {
+            cr_assert_eq(rc, DB_OK, "%s", error_get());
+        } else {
+            cr_assert_eq(rc, DB_INVALID);
+            cr_assert_str_eq(error_get(), "ranks: 4 ranks on \"device\": \"auto\" take a GPU "
+                                          "each or one CPU worker; this daemon has 2 GPUs and no "
+                                          "CPU worker (cuda:0, cuda:1)");
+        }
+        job_spec_free(spec);
+        free(text);
+    }
+    scheduler_stop(s);
+    teardown(&e);
+}
+
 /* A job of "gpus": 2 on two stand-in GPUs beside the CPU worker:
  *   - while another job holds cuda:1 it waits, saying it needs both at
  *     once, and the free cuda:0 is held for it: an auto job submitted

@@ -171,7 +171,7 @@ Test(queue_plan, auto_jobs_take_a_gpu_first) {
 
 /* A queued job of an admin's priority preempts the running job of the
  * lowest priority below its own, the latest started of those; one job per
- * waiting job, and none for a job of no admin priority. */
+ * waiting job, and none where no running job's is below its own. */
 Test(queue_plan, an_admins_priority_preempts_the_lowest_running_job) {
     DbQueuedJob jobs[3] = {job(10, 2, "cpu", 0, 5), job(11, 2, "cpu", 0, 5),
                            job(12, 2, "cpu", 0, 0)};
@@ -226,6 +226,21 @@ Test(queue_plan, a_preemption_frees_one_worker_its_job_may_use) {
     cr_assert_eq(queue_plan(jobs, 2, w, 3, u, 2, NOW, e), 0);
     cr_assert_eq(entry_of(e, 2, 10)->preempts, 2);
     cr_assert_eq(entry_of(e, 2, 11)->preempts, -1);
+}
+
+/* A job an admin put below the others (-10) is preempted by a job of
+ * none (0): "a higher admin priority", whatever its sign. */
+Test(queue_plan, a_job_demoted_below_zero_is_preempted_by_one_of_zero) {
+    DbQueuedJob jobs[1] = {job(10, 2, "cpu", 0, 0)};
+    QueueWorker w[1] = {worker("cpu", 1, 1, 30)};
+    w[0].job_admin_priority = -10;
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
+    QueueEntry e[1];
+    cr_assert_eq(queue_plan(jobs, 1, w, 1, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].preempts, 0);
+    w[0].job_admin_priority = 0;
+    cr_assert_eq(queue_plan(jobs, 1, w, 1, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].preempts, -1);
 }
 
 static DbQueuedJob ranks_job(int64_t id, int64_t owner, const char *device, int ranks) {
@@ -332,6 +347,58 @@ Test(queue_plan, a_running_job_of_two_gpus_counts_once_as_a_job_and_twice_as_gpu
     cr_assert_eq(queue_plan(&urgent, 1, w, 5, u, 2, NOW, e), 0);
     cr_assert_eq(e[0].reason, QUEUE_RESOURCES);
     cr_assert_eq(e[0].preempts, 1);
+}
+
+/* A job of two GPUs at an admin's priority preempts only where it could
+ * then have both: with one GPU running a job of its own priority, it
+ * stops nothing (the stopped job's GPU would idle); with both below it,
+ * it frees one, then the other. */
+Test(queue_plan, a_job_of_two_gpus_preempts_only_where_it_could_have_both) {
+    DbQueuedJob a = ranks_job(10, 2, "cuda", 2);
+    a.admin_priority = 5;
+    QueueWorker w[2] = {worker("cuda:0", 1, 1, 30), worker("cuda:1", 2, 1, 20)};
+    w[1].job_admin_priority = 5;
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
+    QueueEntry e[1];
+    cr_assert_eq(queue_plan(&a, 1, w, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].preempts, -1, "cuda:0 stopped for a job that cannot start");
+    w[1].job_admin_priority = 0;
+    cr_assert_eq(queue_plan(&a, 1, w, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].preempts, 1, "the latest started first");
+    w[1].freed_for = 10;
+    w[1].job_id = 0; /* stopped, held for it */
+    cr_assert_eq(queue_plan(&a, 1, w, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].preempts, 0, "then the other");
+}
+
+/* "auto" ranks whose GPUs are out of reach (one of two below them) stop
+ * no GPU, but may stop the CPU worker, which runs them all; with none
+ * below them there, nothing. */
+Test(queue_plan, auto_ranks_out_of_their_gpus_reach_preempt_a_cpu_only) {
+    DbQueuedJob a = ranks_job(10, 2, "auto", 2);
+    QueueWorker w[3] = {worker("cuda:0", 1, 1, 10), worker("cuda:1", 2, 1, 20),
+                        worker("cpu", 3, 1, 30)};
+    w[0].job_admin_priority = w[2].job_admin_priority = -10;
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
+    QueueEntry e[1];
+    cr_assert_eq(queue_plan(&a, 1, w, 3, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].preempts, 2, "the CPU worker, not cuda:0 (the latest started)");
+    w[2].job_admin_priority = 0;
+    cr_assert_eq(queue_plan(&a, 1, w, 3, u, 2, NOW, e), 0);
+    cr_assert_eq(e[0].preempts, -1);
+}
+
+/* A job the daemon cannot run (Device: 2 GPUs of a daemon of one) holds
+ * no worker (no_device() places it before any is wanted): the jobs after
+ * it wait for Resources, not behind it (Priority). */
+Test(queue_plan, a_job_no_worker_runs_makes_none_wait_behind_it) {
+    DbQueuedJob jobs[2] = {ranks_job(10, 1, "cuda", 2), job(11, 2, "cuda", 0, 0)};
+    QueueWorker w[1] = {worker("cuda:0", 1, 3, 30)};
+    QueueUser u[3] = {user(1, "alice", 0), user(2, "bob", 0), user(3, "carol", 0)};
+    QueueEntry e[2];
+    cr_assert_eq(queue_plan(jobs, 2, w, 1, u, 3, NOW, e), 0);
+    cr_assert_eq(entry_of(e, 2, 10)->reason, QUEUE_DEVICE);
+    cr_assert_eq(entry_of(e, 2, 11)->reason, QUEUE_RESOURCES, "%s", entry_of(e, 2, 11)->detail);
 }
 
 /* "auto" with 2 ranks: two free GPUs, else one CPU worker (its ranks share
