@@ -419,16 +419,24 @@ static void run_ranks(Worker *w, const DbJob *job) {
 
 /* The device-seconds an attempt of job on worker w used: each of its
  * devices (a slot's: the GPUs it asked the executor for) from when they
- * ran it (server/scheduler_internal.h's use_since_ms) to now. */
+ * ran it (server/scheduler_internal.h's use_since_ms) to now, decayed as
+ * it went (a week's run is not a week of use as of its end). Taken from
+ * the worker once: a plan made before it reaches the user's row counts it
+ * in neither place for that moment, rather than in both. */
 static double attempt_use_s(Worker *w, const DbJob *job) {
     Scheduler *s = w->s;
     pthread_mutex_lock(&s->mu);
     int64_t since = w->use_since_ms;
+    for (int i = 0; i < s->nworkers; i++) /* the plan counts it as running no more */
+        if (&s->workers[i] == w || s->workers[i].member_of == w->index)
+            s->workers[i].use_since_ms = 0;
     pthread_mutex_unlock(&s->mu);
     int64_t now = db_now_ms();
     int devices = s->cfg.executor ? (w->slot_gpus > 0 ? w->slot_gpus : 1)
                                   : device_list_count(job->device);
-    return since > 0 && now > since ? (double)(now - since) / 1000.0 * devices : 0;
+    return since > 0 && now > since ? db_user_use_until_now(devices, (double)(now - since) / 1000.0,
+                                                           s->cfg.fairshare_half_life_s)
+                                    : 0;
 }
 
 void attempt_run(Worker *w, const DbJob *job) {

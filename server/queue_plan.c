@@ -37,6 +37,7 @@ typedef struct {
 typedef struct {
     const QueueWorker *workers;
     int nw;
+    double half_life_s;        /* the fair share's: the running jobs' time decays by it */
     const DbQueuedJob **order; /* the queued jobs in run order */
     int placing;               /* order[placing] is being placed: those before it are placed */
     Owner *owners;
@@ -97,7 +98,8 @@ static void start_owner(Plan *p, Owner *o, const QueueUser *users, int nu, int64
          * from when they run it, not while it is pending in an executor */
         int devices = qw->slot && qw->slot_gpus > 1 ? qw->slot_gpus : 1;
         if (qw->use_since_ms > 0 && now_ms > qw->use_since_ms)
-            o->usage_s += (double)(now_ms - qw->use_since_ms) / 1000.0 * devices;
+            o->usage_s += db_user_use_until_now(
+                devices, (double)(now_ms - qw->use_since_ms) / 1000.0, p->half_life_s);
     }
     o->placed = o->running;
 }
@@ -414,8 +416,9 @@ static void preempt(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
 }
 
 int queue_plan(const DbQueuedJob *jobs, int n, const QueueWorker *workers, int nw,
-               const QueueUser *users, int nu, int64_t now_ms, QueueEntry *out) {
-    Plan p = {.workers = workers, .nw = nw};
+               const QueueUser *users, int nu, int64_t now_ms, double half_life_s,
+               QueueEntry *out) {
+    Plan p = {.workers = workers, .nw = nw, .half_life_s = half_life_s};
     const DbQueuedJob **order = calloc((size_t)n + 1, sizeof *order);
     const DbQueuedJob **slots = calloc((size_t)n + 1, sizeof *slots);
     p.owners = calloc((size_t)n + 1, sizeof *p.owners);

@@ -99,11 +99,13 @@ typedef struct {
     int preempts;       /* the worker whose job it preempts, or -1 */
 } QueueEntry;
 
-/* Plans the n queued jobs (in any order) on the workers, now_ms being now.
- * users must hold every owner of a queued or running job (a missing one
- * counts as no use and no limits). out (n entries) gets the jobs in run
- * order. 0, or -1 with an error (out of memory). */
+/* Plans the n queued jobs (in any order) on the workers, now_ms being now
+ * and half_life_s the fair share's (the running jobs' time decays by it;
+ * 0: never). users must hold every owner of a queued or running job (a
+ * missing one counts as no use and no limits). out (n entries) gets the
+ * jobs in run order. 0, or -1 with an error (out of memory). */
 int queue_plan(const DbQueuedJob *jobs, int n, const QueueWorker *workers, int nw,
-               const QueueUser *users, int nu, int64_t now_ms, QueueEntry *out);
+               const QueueUser *users, int nu, int64_t now_ms, double half_life_s,
+               QueueEntry *out);
 
 #endif

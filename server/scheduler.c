@@ -149,7 +149,9 @@ static int plan_now(Scheduler *s, DbQueuedJob **queue, QueueEntry **entries, int
         goto fail;
     }
     plan_workers(s, workers);
-    if (queue_plan(*queue, *n, workers, s->nworkers, users, nu, now, *entries) != 0) goto fail;
+    if (queue_plan(*queue, *n, workers, s->nworkers, users, nu, now,
+                   s->cfg.fairshare_half_life_s, *entries) != 0)
+        goto fail;
     free(users);
     return 0;
 fail:

@@ -155,6 +155,11 @@ int db_user_set_quota(Db *db, const char *name, const DbQuota *q);
 int db_user_add_usage(Db *db, int64_t id, double device_s, double half_life_s);
 /* usage_s decayed from usage_at to now_ms. */
 double db_user_usage_now(const DbUser *u, int64_t now_ms, double half_life_s);
+/* The use of `devices` over the `seconds` up to now, decayed to now: each
+ * moment's by its own age (devices × ∫ 2^(-t/H) dt over the seconds), as a
+ * run of that long has decayed by its end; half_life_s <= 0: devices ×
+ * seconds, never forgotten. */
+double db_user_use_until_now(double devices, double seconds, double half_life_s);
 
 /* What a user holds now, against the quota. */
 typedef struct {

@@ -286,6 +286,12 @@ double db_user_usage_now(const DbUser *u, int64_t now_ms, double half_life_s) {
     return u->usage_s * exp2(-age_s / half_life_s);
 }
 
+double db_user_use_until_now(double devices, double seconds, double half_life_s) {
+    if (!(seconds > 0)) return 0;
+    if (half_life_s <= 0) return devices * seconds;
+    return devices * half_life_s / M_LN2 * -expm1(-seconds / half_life_s * M_LN2);
+}
+
 int db_user_add_usage(Db *db, int64_t id, double device_s, double half_life_s) {
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;

@@ -60,7 +60,7 @@ Test(queue_plan, a_second_users_job_runs_before_the_first_users_queue) {
     QueueWorker w[1] = {worker("cpu", 1, 1, 5)};
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
     QueueEntry e[11];
-    cr_assert_eq(queue_plan(jobs, 11, w, 1, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 11, w, 1, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].job_id, 20);
     cr_assert_eq(e[0].position, 1);
     cr_assert_eq(e[0].reason, QUEUE_RESOURCES);
@@ -80,7 +80,7 @@ Test(queue_plan, users_of_equal_use_take_turns) {
     QueueWorker w[2] = {worker("cpu", 0, 0, 0), worker("cpu", 0, 0, 0)};
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
     QueueEntry e[4];
-    cr_assert_eq(queue_plan(jobs, 4, w, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 4, w, 2, u, 2, NOW, 0, e), 0);
     int64_t order[4] = {1, 4, 2, 3};
     for (int i = 0; i < 4; i++) cr_assert_eq(e[i].job_id, order[i], "position %d", i + 1);
     cr_assert_eq(e[0].reason, QUEUE_STARTS);
@@ -97,13 +97,13 @@ Test(queue_plan, use_then_own_priority_then_admin_priority) {
     QueueWorker w[1] = {worker("cpu", 9, 3, 1)};
     QueueUser u[3] = {user(1, "alice", 3600), user(2, "bob", 60), user(3, "carol", 0)};
     QueueEntry e[4];
-    cr_assert_eq(queue_plan(jobs, 4, w, 1, u, 3, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 4, w, 1, u, 3, NOW, 0, e), 0);
     /* bob's use stays below alice's: both of his first (his -5 after his
      * 0), then hers, her priority 1000 first: it orders only her jobs */
     int64_t order[4] = {3, 4, 2, 1};
     for (int i = 0; i < 4; i++) cr_assert_eq(e[i].job_id, order[i], "position %d", i + 1);
     jobs[0].admin_priority = 1; /* an admin put alice's job 1 first */
-    cr_assert_eq(queue_plan(jobs, 4, w, 1, u, 3, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 4, w, 1, u, 3, NOW, 0, e), 0);
     cr_assert_eq(e[0].job_id, 1);
 }
 
@@ -114,7 +114,7 @@ Test(queue_plan, own_priority_does_not_pass_another_users_older_job) {
     QueueWorker w[1] = {worker("cpu", 9, 3, 1)};
     QueueUser u[3] = {user(1, "alice", 0), user(2, "bob", 0), user(3, "carol", 0)};
     QueueEntry e[2];
-    cr_assert_eq(queue_plan(jobs, 2, w, 1, u, 3, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, w, 1, u, 3, NOW, 0, e), 0);
     cr_assert_eq(e[0].job_id, 1, "alice's older job first, not bob's of priority 1000");
     cr_assert_eq(e[1].job_id, 2);
 }
@@ -125,10 +125,24 @@ Test(queue_plan, running_time_counts_as_use) {
     QueueWorker w[2] = {worker("cpu", 7, 1, 100), worker("cpu", 0, 0, 0)};
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 50)};
     QueueEntry e[2];
-    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].job_id, 2); /* bob's 50 s < alice's 100 s running */
     cr_assert_eq(e[0].reason, QUEUE_STARTS);
     cr_assert_eq(e[0].worker, 1);
+}
+
+/* The running job's time so far decays as it goes: 200 s at a half-life
+ * of 100 s weighs 100/ln2 × 3/4 = 108.2 s, less than bob's 110. */
+Test(queue_plan, running_time_decays_as_it_goes) {
+    DbQueuedJob jobs[2] = {job(1, 1, "cpu", 0, 0), job(2, 2, "cpu", 0, 0)};
+    QueueWorker w[2] = {worker("cpu", 7, 1, 200), worker("cpu", 0, 0, 0)};
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 110)};
+    QueueEntry e[2];
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, 100, e), 0);
+    cr_assert_eq(e[0].job_id, 1, "alice's 108.2 s < bob's 110 s");
+    /* never forgotten (a half-life of 0): 200 s */
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, 0, e), 0);
+    cr_assert_eq(e[0].job_id, 2);
 }
 
 Test(queue_plan, each_reason_in_slurms_words) {
@@ -140,7 +154,7 @@ Test(queue_plan, each_reason_in_slurms_words) {
     u[0].quota.running_jobs = 1;
     u[1].quota.gpus = 0;
     QueueEntry e[4];
-    cr_assert_eq(queue_plan(jobs, 4, w, 2, u, 4, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 4, w, 2, u, 4, NOW, 0, e), 0);
     const QueueEntry *a = entry_of(e, 4, 1), *b = entry_of(e, 4, 2), *c = entry_of(e, 4, 3),
                      *d = entry_of(e, 4, 4);
     cr_assert_eq(a->reason, QUEUE_QUOTA_RUNNING_JOBS);
@@ -162,10 +176,10 @@ Test(queue_plan, auto_jobs_take_a_gpu_first) {
     QueueWorker w[2] = {worker("cpu", 0, 0, 0), worker("cuda:0", 0, 0, 0)};
     QueueUser u[1] = {user(1, "alice", 0)};
     QueueEntry e[1];
-    cr_assert_eq(queue_plan(jobs, 1, w, 2, u, 1, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 1, w, 2, u, 1, NOW, 0, e), 0);
     cr_assert_eq(e[0].worker, 1);
     u[0].quota.gpus = 0;
-    cr_assert_eq(queue_plan(jobs, 1, w, 2, u, 1, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 1, w, 2, u, 1, NOW, 0, e), 0);
     cr_assert_eq(e[0].worker, 0);
 }
 
@@ -180,7 +194,7 @@ Test(queue_plan, an_admins_priority_preempts_the_lowest_running_job) {
     w[2].job_admin_priority = 7; /* above the queued jobs' */
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
     QueueEntry e[3];
-    cr_assert_eq(queue_plan(jobs, 3, w, 3, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 3, w, 3, u, 2, NOW, 0, e), 0);
     cr_assert_eq(entry_of(e, 3, 10)->preempts, 1); /* started 10 s ago: the latest */
     cr_assert_eq(entry_of(e, 3, 11)->preempts, 0);
     cr_assert_eq(entry_of(e, 3, 12)->preempts, -1);
@@ -188,19 +202,19 @@ Test(queue_plan, an_admins_priority_preempts_the_lowest_running_job) {
     w[1].freed_for = 10;
     w[0].freed_for = 11;
     for (int round = 0; round < 3; round++) {
-        cr_assert_eq(queue_plan(jobs, 3, w, 3, u, 2, NOW, e), 0);
+        cr_assert_eq(queue_plan(jobs, 3, w, 3, u, 2, NOW, 0, e), 0);
         cr_assert_eq(entry_of(e, 3, 10)->preempts, 1);
         cr_assert_eq(entry_of(e, 3, 11)->preempts, 0);
         cr_assert_eq(entry_of(e, 3, 12)->preempts, -1, "round %d", round);
     }
     /* once stopped, the freed worker is kept for its job, not the next one */
     w[1].job_id = 0;
-    cr_assert_eq(queue_plan(jobs, 3, w, 3, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 3, w, 3, u, 2, NOW, 0, e), 0);
     cr_assert_eq(entry_of(e, 3, 10)->worker, 1);
     cr_assert_eq(entry_of(e, 3, 12)->worker, -1);
     /* but a job ahead of its job in the order takes it */
     jobs[2].admin_priority = 9; /* job 12 now first in line */
-    cr_assert_eq(queue_plan(jobs, 3, w, 3, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 3, w, 3, u, 2, NOW, 0, e), 0);
     cr_assert_eq(entry_of(e, 3, 12)->worker, 1);
     cr_assert_eq(entry_of(e, 3, 10)->worker, -1);
 }
@@ -217,13 +231,13 @@ Test(queue_plan, a_preemption_frees_one_worker_its_job_may_use) {
     u[0].quota.gpus = 0;
     u[0].quota.running_jobs = 1;
     QueueEntry e[2];
-    cr_assert_eq(queue_plan(jobs, 2, w, 3, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, w, 3, u, 2, NOW, 0, e), 0);
     /* the latest started is bob's GPU job, but alice may use no GPU: the
      * latest started CPU job; her second job would pass her running limit */
     cr_assert_eq(entry_of(e, 2, 10)->preempts, 2);
     cr_assert_eq(entry_of(e, 2, 11)->preempts, -1);
     w[2].freed_for = 10;
-    cr_assert_eq(queue_plan(jobs, 2, w, 3, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, w, 3, u, 2, NOW, 0, e), 0);
     cr_assert_eq(entry_of(e, 2, 10)->preempts, 2);
     cr_assert_eq(entry_of(e, 2, 11)->preempts, -1);
 }
@@ -236,10 +250,10 @@ Test(queue_plan, a_job_demoted_below_zero_is_preempted_by_one_of_zero) {
     w[0].job_admin_priority = -10;
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
     QueueEntry e[1];
-    cr_assert_eq(queue_plan(jobs, 1, w, 1, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 1, w, 1, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].preempts, 0);
     w[0].job_admin_priority = 0;
-    cr_assert_eq(queue_plan(jobs, 1, w, 1, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 1, w, 1, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].preempts, -1);
 }
 
@@ -266,17 +280,17 @@ Test(queue_plan, a_job_of_several_gpus_takes_them_at_once) {
                         worker("cuda:1", 0, 0, 0), worker("cuda:2", 0, 0, 0)};
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
     QueueEntry e[1];
-    cr_assert_eq(queue_plan(jobs, 1, w, 4, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 1, w, 4, u, 2, NOW, 0, e), 0);
     assert_starts_on_two(&e[0], 2, 3);
     cr_assert_eq(e[0].gpus, 2);
     cr_assert_eq(e[0].ranks, 2);
     w[3].job_id = 8; /* one GPU left free: not enough */
-    cr_assert_eq(queue_plan(jobs, 1, w, 4, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 1, w, 4, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].reason, QUEUE_RESOURCES);
     cr_assert_str_eq(e[0].detail, "it needs 2 GPUs at once; the 1 free are held for it");
     u[0].quota.gpus = 1;
     w[3].job_id = 0;
-    cr_assert_eq(queue_plan(jobs, 1, w, 4, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 1, w, 4, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].reason, QUEUE_QUOTA_GPUS);
     cr_assert_str_eq(e[0].detail, "alice uses 0 of 1 GPUs; the job asks for 2");
 }
@@ -288,7 +302,7 @@ Test(queue_plan, a_free_gpu_is_held_for_the_job_of_several_ahead) {
     QueueWorker w[2] = {worker("cuda:0", 9, 3, 5), worker("cuda:1", 0, 0, 0)};
     QueueUser u[3] = {user(1, "alice", 0), user(2, "bob", 10), user(3, "carol", 0)};
     QueueEntry e[2];
-    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, 0, e), 0);
     cr_assert_eq(e[0].job_id, 1);
     cr_assert_eq(e[0].reason, QUEUE_RESOURCES);
     cr_assert_eq(e[1].reason, QUEUE_PRIORITY);
@@ -296,7 +310,7 @@ Test(queue_plan, a_free_gpu_is_held_for_the_job_of_several_ahead) {
     /* bob's use falls below alice's: his one-GPU job goes first, and runs */
     u[1].usage_s = 0;
     u[0].usage_s = 10;
-    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, 0, e), 0);
     cr_assert_eq(e[0].job_id, 2);
     cr_assert_eq(e[0].worker, 1);
 }
@@ -310,7 +324,7 @@ Test(queue_plan, named_gpus_are_those_gpus) {
                         worker("cuda:2", 0, 0, 0), worker("cuda:3", 0, 0, 0)};
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 10)};
     QueueEntry e[2];
-    cr_assert_eq(queue_plan(jobs, 2, w, 4, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, w, 4, u, 2, NOW, 0, e), 0);
     assert_starts_on_two(&e[0], 0, 2);
     cr_assert_eq(e[1].reason, QUEUE_DEVICE);
     cr_assert_str_eq(e[1].detail,
@@ -328,14 +342,14 @@ Test(queue_plan, a_running_job_of_two_gpus_counts_once_as_a_job_and_twice_as_gpu
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
     u[0].quota.running_jobs = 2;
     QueueEntry e[2];
-    cr_assert_eq(queue_plan(jobs, 2, w, 5, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, w, 5, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].reason, QUEUE_STARTS);
     cr_assert_eq(e[1].reason, QUEUE_QUOTA_RUNNING_JOBS);
     cr_assert_str_eq(e[1].detail, "alice has 2 of 2 running jobs");
     DbQueuedJob gpus = ranks_job(3, 1, "cuda", 2);
     u[0].quota.running_jobs = -1;
     u[0].quota.gpus = 3;
-    cr_assert_eq(queue_plan(&gpus, 1, w, 5, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(&gpus, 1, w, 5, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].reason, QUEUE_QUOTA_GPUS);
     cr_assert_str_eq(e[0].detail, "alice uses 2 of 3 GPUs; the job asks for 2");
     /* bob's job of an admin's priority stops her job of two GPUs at the
@@ -344,7 +358,7 @@ Test(queue_plan, a_running_job_of_two_gpus_counts_once_as_a_job_and_twice_as_gpu
     w[4].job_owner = 1;
     w[4].job_admin_priority = 9;
     DbQueuedJob urgent = job(4, 2, "cuda", 0, 5);
-    cr_assert_eq(queue_plan(&urgent, 1, w, 5, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(&urgent, 1, w, 5, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].reason, QUEUE_RESOURCES);
     cr_assert_eq(e[0].preempts, 1);
 }
@@ -360,14 +374,14 @@ Test(queue_plan, a_job_of_two_gpus_preempts_only_where_it_could_have_both) {
     w[1].job_admin_priority = 5;
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
     QueueEntry e[1];
-    cr_assert_eq(queue_plan(&a, 1, w, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(&a, 1, w, 2, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].preempts, -1, "cuda:0 stopped for a job that cannot start");
     w[1].job_admin_priority = 0;
-    cr_assert_eq(queue_plan(&a, 1, w, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(&a, 1, w, 2, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].preempts, 1, "the latest started first");
     w[1].freed_for = 10;
     w[1].job_id = 0; /* stopped, held for it */
-    cr_assert_eq(queue_plan(&a, 1, w, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(&a, 1, w, 2, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].preempts, 0, "then the other");
 }
 
@@ -381,10 +395,10 @@ Test(queue_plan, auto_ranks_out_of_their_gpus_reach_preempt_a_cpu_only) {
     w[0].job_admin_priority = w[2].job_admin_priority = -10;
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
     QueueEntry e[1];
-    cr_assert_eq(queue_plan(&a, 1, w, 3, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(&a, 1, w, 3, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].preempts, 2, "the CPU worker, not cuda:0 (the latest started)");
     w[2].job_admin_priority = 0;
-    cr_assert_eq(queue_plan(&a, 1, w, 3, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(&a, 1, w, 3, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].preempts, -1);
 }
 
@@ -396,7 +410,7 @@ Test(queue_plan, a_job_no_worker_runs_makes_none_wait_behind_it) {
     QueueWorker w[1] = {worker("cuda:0", 1, 3, 30)};
     QueueUser u[3] = {user(1, "alice", 0), user(2, "bob", 0), user(3, "carol", 0)};
     QueueEntry e[2];
-    cr_assert_eq(queue_plan(jobs, 2, w, 1, u, 3, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, w, 1, u, 3, NOW, 0, e), 0);
     cr_assert_eq(entry_of(e, 2, 10)->reason, QUEUE_DEVICE);
     cr_assert_eq(entry_of(e, 2, 11)->reason, QUEUE_RESOURCES, "%s", entry_of(e, 2, 11)->detail);
 }
@@ -409,11 +423,11 @@ Test(queue_plan, auto_ranks_take_gpus_or_one_cpu_and_slots_run_anything) {
                         worker("cuda:1", 0, 0, 0)};
     QueueUser u[1] = {user(1, "alice", 0)};
     QueueEntry e[1];
-    cr_assert_eq(queue_plan(jobs, 1, w, 3, u, 1, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 1, w, 3, u, 1, NOW, 0, e), 0);
     cr_assert_eq(e[0].nworkers, 2);
     cr_assert_eq(e[0].worker, 1);
     w[2].job_id = 5;
-    cr_assert_eq(queue_plan(jobs, 1, w, 3, u, 1, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 1, w, 3, u, 1, NOW, 0, e), 0);
     cr_assert_eq(e[0].nworkers, 1);
     cr_assert_eq(e[0].worker, 0);
     cr_assert_eq(e[0].gpus, 0);
@@ -426,11 +440,11 @@ Test(queue_plan, auto_ranks_take_gpus_or_one_cpu_and_slots_run_anything) {
     DbQueuedJob two[2] = {job(1, 1, "cpu", 0, 0), ranks_job(2, 1, "cuda", 4)};
     QueueEntry e2[2];
     u[0].quota.gpus = 6;
-    cr_assert_eq(queue_plan(two, 2, slots, 2, u, 1, NOW, e2), 0);
+    cr_assert_eq(queue_plan(two, 2, slots, 2, u, 1, NOW, 0, e2), 0);
     cr_assert_eq(entry_of(e2, 2, 1)->reason, QUEUE_STARTS);
     cr_assert_eq(entry_of(e2, 2, 1)->worker, 1);
     /* the GPU job alone: its 4 GPUs and the running job's 4 pass 6 */
-    cr_assert_eq(queue_plan(&two[1], 1, slots, 2, u, 1, NOW, e2), 0);
+    cr_assert_eq(queue_plan(&two[1], 1, slots, 2, u, 1, NOW, 0, e2), 0);
     cr_assert_eq(e2[0].reason, QUEUE_QUOTA_GPUS);
     cr_assert_str_eq(e2[0].detail, "alice uses 4 of 6 GPUs; the job asks for 4");
 }
@@ -447,10 +461,10 @@ Test(queue_plan, a_slot_is_not_preempted_for_a_job_past_its_gpu_limit) {
     DbQueuedJob urgent = ranks_job(9, 1, "cuda", 4);
     urgent.admin_priority = 5;
     QueueEntry e[1];
-    cr_assert_eq(queue_plan(&urgent, 1, slots, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(&urgent, 1, slots, 2, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].preempts, -1, "bob's slot preempted for a job that cannot start");
     u[0].quota.gpus = 8;
-    cr_assert_eq(queue_plan(&urgent, 1, slots, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(&urgent, 1, slots, 2, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].preempts, 1, "within the limit: bob's slot");
 }
 
@@ -466,13 +480,13 @@ Test(queue_plan, two_jobs_each_freed_a_gpu_do_not_wait_for_each_other) {
     w[1].freed_for = 10;
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
     QueueEntry e[2];
-    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].job_id, 11);
     assert_starts_on_two(&e[0], 0, 1);
     cr_assert_eq(e[1].reason, QUEUE_PRIORITY, "%s", e[1].detail);
     /* its own GPU still stopping: it holds the other, free, for itself */
     w[0].job_id = 7;
-    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, 0, e), 0);
     cr_assert_eq(e[0].reason, QUEUE_RESOURCES, "%s", e[0].detail);
     cr_assert_str_eq(e[0].detail, "it needs 2 GPUs at once; the 1 free are held for it");
     cr_assert_eq(e[0].preempts, 0, "the worker already stopping for it");
@@ -489,16 +503,16 @@ Test(queue_plan, a_slots_use_is_its_gpus_once_they_run) {
     QueueUser u[3] = {user(1, "alice", 0), user(2, "bob", 30), user(3, "carol", 0)};
     QueueEntry e[2];
     /* alice's 4 GPUs for 10 s: 40 s, past bob's 30 */
-    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, 0, e), 0);
     cr_assert_eq(e[0].job_id, 11);
     /* pending (not running yet): none of alice's use */
     w[0].use_since_ms = 0;
-    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, 0, e), 0);
     cr_assert_eq(e[0].job_id, 10);
     /* one GPU's 10 s would not pass bob's 30 either */
     w[0].use_since_ms = NOW - 10000;
     w[0].slot_gpus = 1;
-    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 3, NOW, 0, e), 0);
     cr_assert_eq(e[0].job_id, 10);
 }
 
@@ -514,7 +528,7 @@ Test(queue_plan, a_job_past_its_gpu_limit_waits_for_gpus_not_workers) {
     u[0].quota.gpus = 1;
     DbQueuedJob jobs[2] = {job(10, 1, "cuda", 0, 0), job(11, 2, "cpu", 0, 0)};
     QueueEntry e[2];
-    cr_assert_eq(queue_plan(jobs, 2, slots, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, slots, 2, u, 3, NOW, 0, e), 0);
     cr_assert_eq(e[0].job_id, 10, "alice's first: bob's use is the greater");
     cr_assert_eq(e[0].reason, QUEUE_QUOTA_GPUS, "%s", e[0].detail);
     cr_assert_str_eq(e[0].detail, "alice uses 1 of 1 GPUs");
@@ -523,12 +537,12 @@ Test(queue_plan, a_job_past_its_gpu_limit_waits_for_gpus_not_workers) {
     QueueWorker gpus[2] = {worker("cuda:0", 4, 1, 2), worker("cuda:1", 7, 4, 1)};
     jobs[0] = job(10, 1, "auto", 0, 0);
     jobs[1] = job(11, 2, "cuda", 0, 0);
-    cr_assert_eq(queue_plan(jobs, 2, gpus, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 2, gpus, 2, u, 3, NOW, 0, e), 0);
     cr_assert_eq(e[0].job_id, 10);
     cr_assert_eq(e[0].reason, QUEUE_QUOTA_GPUS, "%s", e[0].detail);
     cr_assert_eq(e[1].reason, QUEUE_RESOURCES, "%s", e[1].detail);
     /* a CPU worker it could use instead: it waits for workers after all */
     QueueWorker mixed[2] = {worker("cuda:0", 4, 1, 2), worker("cpu", 7, 4, 1)};
-    cr_assert_eq(queue_plan(jobs, 1, mixed, 2, u, 3, NOW, e), 0);
+    cr_assert_eq(queue_plan(jobs, 1, mixed, 2, u, 3, NOW, 0, e), 0);
     cr_assert_eq(e[0].reason, QUEUE_RESOURCES, "%s", e[0].detail);
 }

@@ -7,6 +7,7 @@
  * (server/stream_auth.h). Each database test works in its own temporary
  * data dir. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,21 @@ Test(users, unlimited_is_stored_apart_from_the_default) {
     cr_assert_eq(db_user_set_quota(db, "alice", &worse), DB_INVALID);
     cr_assert_eq(db_user_set_quota(db, "nobody", &q), DB_NOT_FOUND);
     close_tmp(db);
+}
+
+/* Recent use decays moment by moment: a run of 14 days at a 7-day half-
+ * life weighs what 14 one-day runs do, each decayed from its own end
+ * (H/ln2 × 3/4 device-days), not 14 device-days; a half-life of 0 never
+ * forgets. */
+Test(users, a_long_run_decays_as_the_short_ones_it_is_made_of) {
+    const double day = 86400, h = 7 * day;
+    double long_run = db_user_use_until_now(1, 14 * day, h), short_runs = 0;
+    for (int k = 0; k < 14; k++) short_runs += db_user_use_until_now(1, day, h) * exp2(-k * day / h);
+    cr_assert_float_eq(long_run, short_runs, 1e-6 * short_runs);
+    cr_assert_float_eq(long_run, h / M_LN2 * 0.75, 1e-9 * long_run);
+    cr_assert_float_eq(db_user_use_until_now(2, 1e-3, h), 2e-3, 1e-9 * 2e-3, "a moment: all of it");
+    cr_assert_float_eq(db_user_use_until_now(3, 14 * day, 0), 42 * day, 0);
+    cr_assert_float_eq(db_user_use_until_now(3, 0, h), 0, 0);
 }
 
 Test(users, audit_trail_pages) {
