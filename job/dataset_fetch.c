@@ -190,6 +190,8 @@ int dataset_fetch_cache_ready(const char *cache) {
     return 0;
 }
 
+static bool same_name(const char *name, void *file) { return strcmp(name, file) == 0; }
+
 /* One entry into the cache: kept when it is already good there. */
 static int fetch_one(const AttemptHttp *http, CURL *curl, const char *cache, const FetchEntry *e,
                      int *fetched) {
@@ -203,7 +205,11 @@ static int fetch_one(const AttemptHttp *http, CURL *curl, const char *cache, con
         fprintf(stderr, "traind run: %s; fetching it again\n", error_get());
         if (unlink(final) != 0) return error_sys(errno, "cannot remove %s", final);
     }
-    if (db_mkdir_p(dir) != 0 || download(http, curl, e, final) != 0) return -1;
+    if (db_mkdir_p(dir) != 0) return -1;
+    /* a fetch killed (scancel -9) left its partial file: an hour untouched,
+     * so that one another node writes into a cache they share stays */
+    durable_remove_strays(dir, same_name, strrchr(final, '/') + 1, 3600);
+    if (download(http, curl, e, final) != 0) return -1;
     (*fetched)++;
     return 0;
 }

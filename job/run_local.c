@@ -46,6 +46,7 @@
 #include "core/backend.h"
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/io/durable.h"
 #include "core/json_text.h"
 #include "core/spec.h"
 #include "core/repr.h"
@@ -356,6 +357,18 @@ static int train_built(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter
     return rc;
 }
 
+/* Whether name is one of the checkpoints a run writes under --out:
+ * epoch-<N>, step-<S> (durable_remove_strays touches those alone). */
+static bool checkpoint_name(const char *name, void *ctx) {
+    (void)ctx;
+    const char *digits = !strncmp(name, "epoch-", 6) ? name + 6
+                         : !strncmp(name, "step-", 5)  ? name + 5
+                                                       : NULL;
+    if (!digits || !*digits) return false;
+    while (*digits >= '0' && *digits <= '9') digits++;
+    return *digits == '\0';
+}
+
 /* runs/<name>: the job's name as one folder under runs/, its '/' as '_'
  * and a leading '.' too ("..", ".": not runs/ itself or above it). */
 static void default_out_dir(const char *name, char *out, size_t size) {
@@ -376,6 +389,14 @@ static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *r
     bool resume_auto_ = a->resume && strcmp(a->resume, "auto") == 0;
     if ((r->spec->checkpoint || resume_auto_) && db_mkdir_p(out_dir) != 0)
         return error_prefix("--out");
+    /* a run killed (-9) in its checkpoint left its temporary copy: a
+     * daemon's attempt has its out/ removed for it instead */
+    int strays = !a->report_url && dist_rank(group) == 0
+                     ? durable_remove_strays(out_dir, checkpoint_name, NULL, 0)
+                     : 0;
+    if (strays > 0)
+        fprintf(stderr, "traind run: %d unfinished checkpoint%s of a killed run cleaned up in %s\n",
+                strays, strays == 1 ? "" : "s", out_dir);
     RunContext ctx = {.spec = r->spec, .out_dir = out_dir, .jsonl = a->jsonl,
                       .tty = isatty(STDERR_FILENO), .start = clock_now_s(), .rep = rep};
     Trainer t;

@@ -5,12 +5,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -109,6 +111,53 @@ void durable_remove_flat_dir(const char *path) {
         closedir(d);
     }
     rmdir(path);
+}
+
+/* The stray of a dead writer: name is "<base>.tmp.<pid>.<n>[.old]", pid
+ * not alive here; its base into base, *old whether it ends in ".old". */
+static bool dead_writers(const char *name, char *base, size_t size, bool *old) {
+    const char *at = strstr(name, ".tmp."), *next;
+    while (at && (next = strstr(at + 1, ".tmp.")) != NULL) at = next;
+    long pid;
+    unsigned n;
+    int end = 0;
+    if (!at || at == name || (size_t)(at - name) >= size ||
+        sscanf(at, ".tmp.%ld.%u%n", &pid, &n, &end) != 2 || pid <= 0)
+        return false;
+    *old = strcmp(at + end, ".old") == 0;
+    if (at[end] != '\0' && !*old) return false;
+    if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) return false;
+    snprintf(base, size, "%.*s", (int)(at - name), name);
+    return true;
+}
+
+int durable_remove_strays(const char *dir, bool (*ours)(const char *name, void *ctx), void *ctx,
+                          int min_age_s) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int count = 0;
+    struct dirent *e;
+    char base[256], path[4400], back[4400];
+    time_t now = time(NULL);
+    while ((e = readdir(d)) != NULL) {
+        bool old;
+        if (!dead_writers(e->d_name, base, sizeof base, &old) || !ours(base, ctx)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        snprintf(back, sizeof back, "%s/%s", dir, base);
+        struct stat st, at;
+        if (lstat(path, &st) != 0 || now - st.st_mtime < min_age_s) continue;
+        if (old && lstat(back, &at) != 0 && errno == ENOENT && rename(path, back) == 0) {
+            count++;
+            continue;
+        }
+        if (S_ISDIR(st.st_mode))
+            durable_remove_flat_dir(path);
+        else
+            unlink(path);
+        count += lstat(path, &at) != 0; /* a folder of folders is not ours: left */
+    }
+    closedir(d);
+    return count;
 }
 
 /* A filesystem without RENAME_EXCHANGE: dir to "<tmp>.old", tmp to dir,

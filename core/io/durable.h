@@ -51,4 +51,15 @@ int durable_swap_dir(const char *tmp, const char *dir, bool *had);
 /* Removes a directory holding only files (a checkpoint); best effort. */
 void durable_remove_flat_dir(const char *path);
 
+/* What a process killed (-9) while writing into dir left there: each
+ * "<name>.tmp.<pid>.<n>" whose <name> the caller writes (ours(name)), of
+ * a pid no longer alive on this machine and untouched for min_age_s (a
+ * writer on another machine sharing the folder keeps writing to its own),
+ * is removed (a file, or a directory of files), and a
+ * "<name>.tmp.<pid>.<n>.old" whose <name> is missing (a swap without
+ * RENAME_EXCHANGE cut short) is put back as <name>. The count removed or
+ * put back; best effort. */
+int durable_remove_strays(const char *dir, bool (*ours)(const char *name, void *ctx), void *ctx,
+                          int min_age_s);
+
 #endif

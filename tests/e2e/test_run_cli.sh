@@ -4,7 +4,8 @@
 # is wrong (--job 1.5, --report-timeout alone); a job whose name has quotes and a
 # slash writes JSON lines a JSON reader takes whole (its checkpoint paths
 # too), into an --out folder made with its parents before the first step;
-# the default folder is one under runs/ ('/' and a leading '.' as '_');
+# the default folder is one under runs/ ('/' and a leading '.' as '_'),
+# a killed run's temporary checkpoint there removed;
 # SIGTERM, and SIGINT (^C), stop a run at its next step (a SIGTERM after
 # the SIGINT too): exit 128 + the signal, one line on stderr saying so,
 # every line it printed whole, the checkpoints written so far whole and
@@ -66,9 +67,16 @@ print(len(c), c[0]["path"] == sys.argv[2] + "/epoch-0", os.path.isfile(c[0]["pat
 mkdir "$TMP/cwd"
 job 'lr/0.1' 1 "$TMP/slash.json"
 job '..' 1 "$TMP/dots.json"
-(cd "$TMP/cwd" && "$TRAIND" run "$TMP/slash.json" 2>/dev/null && "$TRAIND" run "$TMP/dots.json" 2>/dev/null)
+# a run killed (-9) in its checkpoint left its temporary copy there
+DEAD=$(sh -c 'echo $$')
+mkdir -p "$TMP/cwd/runs/lr_0.1/epoch-0.tmp.$DEAD.0"
+echo part >"$TMP/cwd/runs/lr_0.1/epoch-0.tmp.$DEAD.0/model.safetensors"
+(cd "$TMP/cwd" && "$TRAIND" run "$TMP/slash.json" 2>"$TMP/slash.err" && "$TRAIND" run "$TMP/dots.json" 2>/dev/null)
 check "the default --out: runs/<name>, '/' and a leading '.' as '_'" \
     "$(cd "$TMP/cwd" && ls -d runs/*/epoch-0 | tr '\n' ' ')" "runs/_./epoch-0 runs/lr_0.1/epoch-0 "
+check "... a killed run's temporary checkpoint removed, and said so" \
+    "$(ls "$TMP/cwd/runs/lr_0.1") $(grep -c '1 unfinished checkpoint of a killed run cleaned up' "$TMP/slash.err")" \
+    "epoch-0 1"
 
 # stopped SIGNAL EXIT [THEN]: a long run stopped by SIGNAL once its first
 # checkpoint is out (then sent THEN too, as mpirun sends SIGTERM after the

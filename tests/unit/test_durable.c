@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -169,4 +170,50 @@ Test(durable, a_swapped_folder_keeps_the_old_one_to_swap_back, .init = setup,
     snprintf(got, sizeof got, "%s/f", at);
     read_file(got, text, sizeof text);
     cr_assert_str_eq(text, "one\n", "swapped back");
+}
+
+/* A pid that was a process's and is no longer any (a child, reaped). */
+static long dead_pid(void) {
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) _exit(0);
+    waitpid(pid, NULL, 0);
+    return (long)pid;
+}
+
+static bool all_names(const char *name, void *ctx) { return (void)name, (void)ctx, true; }
+static bool epochs_only(const char *name, void *ctx) {
+    (void)ctx;
+    return strncmp(name, "epoch-", 6) == 0;
+}
+
+/* What a writer killed (-9) left: its temporary folder and file go, the
+ * old folder a swap by renames had moved aside comes back where its name
+ * is missing; a live writer's (this process's) temporaries stay, and so
+ * do names that are not temporaries, names the caller does not write,
+ * and temporaries younger than the age asked for. */
+Test(durable, a_dead_writers_strays_are_removed_or_put_back, .init = setup, .fini = teardown) {
+    long dead = dead_pid();
+    char path[160], f[200], text[16];
+    const char *folders[] = {"epoch-1.tmp.%ld.0", "epoch-3.tmp.%ld.1.old", "epoch-4.tmp.%ld.2"};
+    for (int i = 0; i < 3; i++) {
+        char name[64];
+        snprintf(name, sizeof name, folders[i], i == 2 ? (long)getpid() : dead);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        make_folder(path, i == 1 ? "old\n" : "part\n");
+    }
+    snprintf(path, sizeof path, "%s/train.csv.tmp.%ld.7", dir, dead);
+    tmp_dir_write_file(path, "x", 1);
+    snprintf(path, sizeof path, "%s/epoch-2.tmpl", dir);
+    tmp_dir_write_file(path, "keep", 4);
+    cr_assert_eq(durable_remove_strays(dir, all_names, NULL, 3600), 0, "none an hour old");
+    cr_assert_eq(durable_remove_strays(dir, epochs_only, NULL, 0), 2, "the epochs' alone");
+    cr_assert_eq(durable_remove_strays(dir, all_names, NULL, 0), 1, "then the file");
+    snprintf(f, sizeof f, "%s/epoch-3/f", dir);
+    read_file(f, text, sizeof text);
+    cr_assert_str_eq(text, "old\n", "the swap's old folder put back");
+    cr_assert_eq(count_files(), 3, "epoch-3, the live writer's epoch-4 temporary, epoch-2.tmpl");
+    snprintf(path, sizeof path, "%s/epoch-4.tmp.%ld.2", dir, (long)getpid());
+    cr_assert_eq(access(path, F_OK), 0);
+    cr_assert_eq(durable_remove_strays(dir, all_names, NULL, 0), 0, "nothing more");
 }
