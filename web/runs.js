@@ -195,9 +195,11 @@ export class RunsView {
     }
     const empty = $("runs-empty");
     empty.hidden = shown.length > 0 && !this.more;
-    empty.textContent = shown.length === 0
-      ? (this.jobs.length ? "No run matches the filters." : "No runs here yet.")
-      : `The newest ${LIMIT} runs are shown: filter by state or user to see older ones.`;
+    const older = `filter by state or user to see older ones`;
+    empty.textContent = shown.length > 0 ? `The newest ${LIMIT} runs are shown: ${older}.`
+      : !this.jobs.length ? "No runs here yet."
+        : this.more ? `None of the newest ${LIMIT} runs matches the filters: ${older}.`
+          : "No run matches the filters.";
   }
 
   // the rows in this order, moving none that is already in place (a moved

@@ -575,6 +575,10 @@ await step("6 sort and filter", async () => {
   await page.type("#filter-name", "alice-*");
   same("6: name glob alice-*", (await rows()).map((x) => x.name), ["alice-short", "alice-long"]);
   await shot("6-sorted-filtered");
+  await page.type("#filter-name", "-none");
+  same("6: a glob nothing matches: said so, every run fetched", [(await rows()).length,
+    await page.$eval("#runs-empty", (e) => (e.hidden ? "" : e.textContent))], [0, "No run matches the filters."]);
+  for (let i = 0; i < 5; i++) await page.keyboard.press("Backspace");
   await page.emulateMediaFeatures([{ name: "prefers-color-scheme", value: "dark" }]);
   const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
   check(`6: a dark theme when the system's is (${bg})`, bg === "rgb(20, 23, 26)", bg);
