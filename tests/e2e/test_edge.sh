@@ -26,7 +26,8 @@
 # trains; /v1/health still answers within 100 ms every time, the job's
 # step grows, and each import is still receiving its bytes.
 # (4) HTTPS with a CA and a certificate made here (openssl): health, an
-# SSE stream, plain HTTP refused, bad --tls-* files exit 2 naming them.
+# SSE stream, plain HTTP refused, TLS 1.2 (AEAD, ECDHE) and 1.3 spoken and
+# TLS 1.1, CBC and static RSA not, bad --tls-* files exit 2 naming them.
 # (5) `serve --help` and README.md's "Daemon options" list the same
 # options. Last, SIGTERM stops every daemon cleanly with no sanitizer
 # report. Needs curl, python3 and openssl. Ends with "N passed, N failed".
@@ -411,6 +412,16 @@ api GET /v1/health "${TLS[@]}"
 check "https: /v1/health with the CA" "$STATUS,$(jv 'd["status"]')" 200,ok
 check "https: plain http to the TLS port gets no reply" \
     "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$PORT/v1/health")" 000
+# hello HELLO-ARGS...: whether openssl s_client completes a handshake so
+hello() {
+    timeout 10 openssl s_client -connect "127.0.0.1:$PORT" -CAfile "$TMP/ca.pem" "$@" \
+        </dev/null >/dev/null 2>&1 && echo done || echo refused
+}
+check "https: TLS 1.3, and 1.2 with an AEAD cipher, are spoken" \
+    "$(hello -tls1_3) $(hello -tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256)" "done done"
+check "https: TLS 1.1, CBC ciphers and static RSA are not" \
+    "$(hello -tls1_1 -cipher 'DEFAULT:@SECLEVEL=0') $(hello -tls1_2 -cipher ECDHE-RSA-AES128-SHA) $(
+        hello -tls1_2 -cipher AES128-GCM-SHA256)" "refused refused refused"
 check "https: unknown to a client without the CA" \
     "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$URL/v1/health")" 000
 upload "${TLS[@]}"
