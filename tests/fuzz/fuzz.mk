@@ -18,7 +18,7 @@
 
 FUZZ_CC      ?= clang
 FUZZ_TARGETS ?= spec lr_expr csv idx npy safetensors multipart http_parse http_conn image \
-                tokens cifar10 archive
+                tokens cifar10 archive json_limits
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 4
 # clang's OpenMP (libomp) for core's pragmas; no CUDA: the parsers are host code.
@@ -48,6 +48,8 @@ build/fuzz/fuzz_http_conn: build/fuzz/obj/server/http_conn.o build/fuzz/obj/serv
     build/fuzz/obj/server/http_tls.o
 # the archive extraction stands alone too (libarchive is in LIBS)
 build/fuzz/fuzz_archive: build/fuzz/obj/server/dataset_archive.o
+# the JSON bodies' scan, against jansson
+build/fuzz/fuzz_json_limits: build/fuzz/obj/server/json_limits.o
 
 build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_SUPPORT) build/fuzz/libcore.a
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp -o $@ $(filter %.o,$^) build/fuzz/libcore.a \

@@ -458,7 +458,20 @@ def archive():
         gzip.compress(tar([("zeros", "file", bytes(200 << 10))]), mtime=0))
 
 
+def json_limits():
+    # byte 0: the limits (depth 1..16 in bits 0-3; strings of 4 x 1..16
+    # bytes in bits 4-7), then a body as a route gets it
+    bodies = [b'{"name": "mlp", "epochs": 2, "optimizer": {"type": "SGD", "lr": 0.1}}',
+              b'[[[[1]]]]', b'{"a": "\\"[[[[\\"", "b": [1, {"c": []}]}',
+              b'"\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9"', b'{"k\\"ey": [true, null]}',
+              b'[1, 2', b'{"a": "unterminated']
+    for i, body in enumerate(bodies):
+        out("json_limits", "body%02d" % i, bytes([0x33]) + body)
+    out("json_limits", "deep", bytes([0x00]) + b"[" * 40 + b"]" * 40)
+    out("json_limits", "long", bytes([0x00]) + b'"' + b"x" * 100 + b'"')
+
+
 if __name__ == "__main__":
     for make in [spec, lr_expr, csv, idx, npy, safetensors, multipart, http_parse, http_conn,
-                 image, tokens, cifar10, archive]:
+                 image, tokens, cifar10, archive, json_limits]:
         make()
