@@ -48,6 +48,7 @@ typedef enum { SENT, SEND_AGAIN, SEND_YIELD, SEND_PARKED, SEND_FAILED, SEND_BROK
 struct HttpConn {
     int fd;
     HttpTls *tls;
+    bool tls_started; /* its first byte seen to start a TLS record */
     const HttpEvents *ev;
     HttpConnTimes times;
     const atomic_bool *stopping;
@@ -475,6 +476,30 @@ static int linger_read(HttpConn *c) {
     return 0;
 }
 
+/* HANDSHAKE, before GnuTLS reads: a client that speaks plain HTTP to the
+ * TLS port (http:// for https://) gets a 400 that says so, in plain HTTP,
+ * rather than a closed connection and nothing to go on. 1: it did (the
+ * connection lingers); 0: a TLS record starts; -1: nothing came yet. */
+static int plain_http_to_tls(HttpConn *c, double now) {
+    unsigned char first;
+    ssize_t n = recv(c->fd, &first, 1, MSG_PEEK);
+    if (n < 0 && io_again()) return -1;
+    if (n != 1 || first == 0x16) return 0; /* a handshake record, or GnuTLS sees the end */
+    static const char body[] = "{\"error\":{\"code\":\"bad_request\",\"message\":\"this port "
+                               "speaks HTTPS: use https://\",\"path\":\"\"}}\n";
+    char reply[256];
+    int len = snprintf(reply, sizeof reply,
+                       "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                       "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
+                       sizeof body - 1, body);
+    /* one small write into an empty socket: taken whole, or the client is gone */
+    (void)send(c->fd, reply, (size_t)len, MSG_NOSIGNAL);
+    http_tls_free(c->tls);
+    c->tls = NULL;
+    linger_start(c, now);
+    return 1;
+}
+
 /* ---- driving it ---- */
 
 /* Does what the connection can now; returns what it waits for. */
@@ -483,6 +508,10 @@ static unsigned drive(HttpConn *c, double now) {
     for (;;) {
         switch (c->state) {
         case ST_HANDSHAKE: {
+            int plain = c->tls_started ? 0 : plain_http_to_tls(c, now);
+            if (plain < 0) return HTTP_CONN_READ;
+            if (plain > 0) continue;
+            c->tls_started = true;
             int r = http_tls_handshake(c->tls);
             if (r == HTTP_TLS_AGAIN)
                 return http_tls_wants_write(c->tls) ? HTTP_CONN_WRITE : HTTP_CONN_READ;

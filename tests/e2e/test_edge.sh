@@ -26,8 +26,9 @@
 # trains; /v1/health still answers within 100 ms every time, the job's
 # step grows, and each import is still receiving its bytes.
 # (4) HTTPS with a CA and a certificate made here (openssl): health, an
-# SSE stream, plain HTTP refused, TLS 1.2 (AEAD, ECDHE) and 1.3 spoken and
-# TLS 1.1, CBC and static RSA not, bad --tls-* files exit 2 naming them.
+# SSE stream, plain HTTP answered 400 (use https://), TLS 1.2 (AEAD,
+# ECDHE) and 1.3 spoken and TLS 1.1, CBC and static RSA not, bad --tls-*
+# files exit 2 naming them.
 # (5) `serve --help` and README.md's "Daemon options" list the same
 # options. Last, SIGTERM stops every daemon cleanly with no sanitizer
 # report. Needs curl, python3 and openssl. Ends with "N passed, N failed".
@@ -410,8 +411,10 @@ start "$TMP/t" "$TMP/t.log" https --tls-cert "$TMP/server.pem" --tls-key "$TMP/s
 TLS=(--cacert "$TMP/ca.pem")
 api GET /v1/health "${TLS[@]}"
 check "https: /v1/health with the CA" "$STATUS,$(jv 'd["status"]')" 200,ok
-check "https: plain http to the TLS port gets no reply" \
-    "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$PORT/v1/health")" 000
+check "https: plain http to the TLS port: 400, saying to use https://" \
+    "$(curl -s -w ' %{http_code}' --max-time 5 "http://127.0.0.1:$PORT/v1/health")" \
+    '{"error":{"code":"bad_request","message":"this port speaks HTTPS: use https://","path":""}}
+ 400'
 # hello HELLO-ARGS...: whether openssl s_client completes a handshake so
 hello() {
     timeout 10 openssl s_client -connect "127.0.0.1:$PORT" -CAfile "$TMP/ca.pem" "$@" \

@@ -88,8 +88,8 @@ start_daemon "$R/var-tls" "$TMP/tls.log" --quiet --tls-cert "$R/cert.pem" --tls-
 readme_blocks "### TLS" 2 >"$R/tls.sh"
 (cd "$R" && TRAINDS=https://127.0.0.1:$PORT bash -e -o pipefail tls.sh) >"$TMP/tls.out" 2>&1
 check "README: curl --cacert over HTTPS" "$(cat "$TMP/tls.out")" '{"status":"ok"}'
-check "plain http to the TLS port is no API reply" \
-    "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1/health")" 000
+check "plain http to the TLS port: 400, as the README says" \
+    "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1/health")" 400
 
 check "integrity_check" "$(integrity "$R/var")" ok
 openapi_summary
