@@ -807,6 +807,7 @@ HttpServer *http_server_start(const HttpConfig *config) {
         server_free(s);
         return NULL;
     }
+    s->cfg.tls_cert = s->cfg.tls_key = NULL; /* GnuTLS's copy is the one kept: the caller's goes */
     HttpListener own;
     if (config->listener) {
         own = *config->listener;

@@ -323,6 +323,7 @@ static void stop_daemon(Daemon *d) {
  * before anything starts. */
 static int load_files(const ServeOptions *o, TlsFiles *tls, char *metrics_token) {
     if (o->tls_cert && tls_files_load(o->tls_cert, o->tls_key, tls) != 0) return -1;
+    if (tls->warning[0]) fprintf(stderr, "traind serve: warning: %s\n", tls->warning);
     if (o->metrics_token_file && metrics_token_load(o->metrics_token_file, metrics_token) != 0) {
         tls_files_free(tls);
         return -1;
@@ -380,13 +381,15 @@ int cmd_serve(int argc, char **argv) {
                 .api = {.started = time(NULL), .quota_defaults = o.quota_defaults}};
     memcpy(d.api.metrics_token_sha256, metrics_token, sizeof metrics_token);
     int status = 1;
-    if (open_storage(&d, &o) == 0 && start_work(&d, &o, tls.cert != NULL) == 0 &&
+    bool https = tls.cert != NULL;
+    if (open_storage(&d, &o) == 0 && start_work(&d, &o, https) == 0 &&
         start_http(&d, &o, &tls) == 0) {
+        tls_files_free(&tls); /* GnuTLS holds its own copy: the key's text goes now */
         json_t *l = json_pack("{s:s, s:i, s:s, s:s, s:i, s:b}", "bind", o.bind, "port",
                               http_server_port(d.http), "data_dir", o.data_dir, "version",
-                              TRAIND_VERSION, "pid", (int)getpid(), "tls", tls.cert != NULL);
+                              TRAIND_VERSION, "pid", (int)getpid(), "tls", https);
         log_json("listening", l);
-        log_dashboard(&o, http_server_port(d.http), tls.cert != NULL);
+        log_dashboard(&o, http_server_port(d.http), https);
         wait_for_signal(&set);
         status = 0;
     } else {

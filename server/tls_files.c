@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/error.h"
 #include "server/http.h"
@@ -27,6 +28,7 @@ static char *read_text(const char *opt, const char *path) {
         if (!buf) error_set("%s %s: out of memory", opt, path);
         else if (bad) error_set("%s %s: cannot read: %s", opt, path, strerror(bad));
         else error_set("%s %s: larger than %d bytes", opt, path, TLS_FILE_MAX);
+        if (buf) explicit_bzero(buf, n);
         free(buf);
         return NULL;
     }
@@ -43,6 +45,7 @@ static char *read_pem(const char *opt, const char *path, const char *kind) {
     snprintf(end, sizeof end, "%s-----", kind);
     if (!strstr(text, "-----BEGIN ") || !strstr(text, end)) {
         error_set("%s %s: no PEM %s in it (a block '-----BEGIN ...%s')", opt, path, kind, end);
+        explicit_bzero(text, strlen(text)); /* a key's, maybe */
         free(text);
         return NULL;
     }
@@ -62,11 +65,18 @@ int tls_files_load(const char *cert_path, const char *key_path, TlsFiles *out) {
         tls_files_free(out);
         return -1;
     }
+    /* said, not refused: the admin may have meant it (a group of daemons) */
+    struct stat st;
+    if (stat(key_path, &st) == 0 && (st.st_mode & 077))
+        snprintf(out->warning, sizeof out->warning,
+                 "--tls-key %.64s: mode %03o lets other accounts read the key (chmod 600 it)",
+                 key_path, (unsigned)(st.st_mode & 0777));
     return 0;
 }
 
 void tls_files_free(TlsFiles *t) {
     free(t->cert);
+    if (t->key) explicit_bzero(t->key, strlen(t->key));
     free(t->key);
     *t = (TlsFiles){0};
 }

@@ -407,7 +407,10 @@ check "all at once: the job is cancelled" "$(wait_state "$JM" 30 cancelled)" can
             -out server.pem -days 2 -extfile san.ext
 ) >"$TMP/openssl.log" 2>&1
 check "openssl made a CA and a server certificate" "$?" 0
+chmod 644 "$TMP/server.key" # a key other accounts may read: said at the start
 start "$TMP/t" "$TMP/t.log" https --tls-cert "$TMP/server.pem" --tls-key "$TMP/server.key"
+check "https: a key of mode 644 is warned of" "$(grep -c -F "traind serve: warning: --tls-key \
+$TMP/server.key: mode 644 lets other accounts read the key (chmod 600 it)" "$TMP/t.log")" 1
 TLS=(--cacert "$TMP/ca.pem")
 api GET /v1/health "${TLS[@]}"
 check "https: /v1/health with the CA" "$STATUS,$(jv 'd["status"]')" 200,ok
