@@ -352,7 +352,9 @@ static void place(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
 
 /* The worker a waiting job of an admin's priority frees for itself: one
  * already stopping for it, else the one running the job of the lowest
- * admin priority below its own (the latest started of those), on a device
+ * admin priority below its own (of those, the one preempted the fewest
+ * times, then the latest started: a job that just resumed is not the
+ * latest started again and again, stopped each time), on a device
  * its owner may use (no GPU past their GPU limit, a slot's included; no
  * GPU at all unless `gpus`: its GPUs are out of reach); -1 for none. */
 static int victim(Plan *p, const DbQueuedJob *j, const Owner *o, bool gpus) {
@@ -370,7 +372,9 @@ static int victim(Plan *p, const DbQueuedJob *j, const Owner *o, bool gpus) {
         const QueueWorker *b = best >= 0 ? &p->workers[best] : NULL;
         if (!b || qw->job_admin_priority < b->job_admin_priority ||
             (qw->job_admin_priority == b->job_admin_priority &&
-             qw->job_started_ms > b->job_started_ms))
+             (qw->job_preemptions < b->job_preemptions ||
+              (qw->job_preemptions == b->job_preemptions &&
+               qw->job_started_ms > b->job_started_ms))))
             best = w;
     }
     return best;

@@ -67,6 +67,7 @@ typedef struct {
     int64_t job_owner;    /* of that job */
     int job_admin_priority;
     int64_t job_started_ms;
+    int job_preemptions; /* times its job was preempted before */
     int64_t use_since_ms; /* its devices in use since; 0 for not yet (pending in an executor) */
     /* The queued job this worker is being freed for (its running job asked
      * to stop for it, or stopped and the worker not claimed since); 0 for

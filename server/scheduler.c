@@ -104,6 +104,7 @@ static void plan_workers(const Scheduler *s, QueueWorker *out) {
                                .job_owner = w->job_owner,
                                .job_admin_priority = w->job_admin_priority,
                                .job_started_ms = w->job_started_ms,
+                               .job_preemptions = w->job_preemptions,
                                .use_since_ms = w->use_since_ms,
                                /* set when a job preempts this worker's, kept
                                 * until the worker claims again */
@@ -186,6 +187,7 @@ static void assign(Worker *w, const DbJob *job, const Worker *lead, int slot_gpu
     w->job_owner = job->owner;
     w->job_admin_priority = job->admin_priority;
     w->job_started_ms = job->started_at;
+    w->job_preemptions = job->preemptions;
     w->use_since_ms = w->s->cfg.executor ? 0 : job->started_at;
     w->member_of = lead == w ? -1 : lead->index;
     w->slot_gpus = slot_gpus;

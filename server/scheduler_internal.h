@@ -39,6 +39,7 @@ typedef struct Worker {
     int64_t job_owner;      /* of job_id */
     int job_admin_priority; /* of job_id, for preemption */
     int64_t job_started_ms;
+    int job_preemptions; /* its job's, as claimed */
     /* wall ms since which job_id uses this worker's devices: its start, or
      * with an executor the first poll that finds its ranks running (0 till
      * then: a job pending in Slurm's queue is no one's use) */

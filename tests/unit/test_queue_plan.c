@@ -219,6 +219,22 @@ Test(queue_plan, an_admins_priority_preempts_the_lowest_running_job) {
     cr_assert_eq(entry_of(e, 3, 10)->worker, -1);
 }
 
+/* Of the running jobs of the lowest priority, the one preempted the fewest
+ * times is stopped, then the latest started: a job that just resumed
+ * (started latest) is not the one stopped each time. */
+Test(queue_plan, the_job_preempted_least_is_stopped_first) {
+    DbQueuedJob jobs[1] = {job(10, 2, "cpu", 0, 5)};
+    QueueWorker w[2] = {worker("cpu", 1, 1, 30), worker("cpu", 2, 1, 10)};
+    w[1].job_preemptions = 2;
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
+    QueueEntry e[1];
+    cr_assert_eq(queue_plan(jobs, 1, w, 2, u, 2, NOW, 0, e), 0);
+    cr_assert_eq(e[0].preempts, 0, "the job never preempted, though started earlier");
+    w[1].job_preemptions = 0;
+    cr_assert_eq(queue_plan(jobs, 1, w, 2, u, 2, NOW, 0, e), 0);
+    cr_assert_eq(e[0].preempts, 1, "equal counts: the latest started");
+}
+
 /* One job of an admin's priority preempts one running job, not one more at
  * each plan; and none its owner could not use: a GPU past their GPU limit
  * (the job that would come back to it again and again), or any worker
