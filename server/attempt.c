@@ -217,20 +217,23 @@ void attempt_record_end(Scheduler *s, int64_t job, DbJobState state, const char 
         scheduler_log(job, "error", "%s", error_get());
 }
 
-static int requeue_job(Scheduler *s, int64_t job, void *preempted) {
-    return *(const bool *)preempted ? db_job_preempted(s->db, job) : db_job_requeue(s->db, job);
+typedef struct {
+    bool preempted;
+    DbJobState state; /* the one it took: queued, or cancelled */
+} Requeue;
+
+static int requeue_job(Scheduler *s, int64_t job, void *ctx) {
+    Requeue *r = ctx;
+    return r->preempted ? db_job_preempted(s->db, job, &r->state)
+                        : db_job_requeue(s->db, job, &r->state);
 }
 
 /* See scheduler_internal.h. */
 bool attempt_requeue(Scheduler *s, int64_t job, bool preempted) {
-    int rc = attempt_store(s, job, "requeue", requeue_job, &preempted, NULL);
+    Requeue r = {.preempted = preempted, .state = DB_JOB_QUEUED};
+    int rc = attempt_store(s, job, "requeue", requeue_job, &r, NULL);
     if (rc != DB_OK && rc != DB_ERROR) scheduler_log(job, "error", "requeue: %s", error_get());
-    bool cancelled = false;
-    DbJob j;
-    if (rc == DB_OK && db_job_get(s->db, job, &j) == DB_OK) {
-        cancelled = j.state == DB_JOB_CANCELLED; /* a cancel was asked of it */
-        db_job_clear(&j);
-    }
+    bool cancelled = rc == DB_OK && r.state == DB_JOB_CANCELLED; /* a cancel was asked of it */
     if (cancelled) scheduler_job_log(s, job, "cancelled: a cancel was asked as its run stopped");
     return cancelled;
 }

@@ -445,10 +445,11 @@ int db_job_finish(Db *db, int64_t id, DbJobState final, const char *error);
 int db_job_cancel_queued(Db *db, int64_t id);
 /* running -> queued for one job (a daemon stopping, SIGTERM); the attempt
  * count stays, the next claim adds one. -> cancelled instead when a cancel
- * was asked of it (db_job_cancel_requested). DB_CONFLICT when not running. */
-int db_job_requeue(Db *db, int64_t id);
+ * was asked of it (db_job_cancel_requested); *state (may be NULL) says
+ * which. DB_CONFLICT when not running. */
+int db_job_requeue(Db *db, int64_t id, DbJobState *state);
 /* The same for a job of higher priority, counted in preemptions. */
-int db_job_preempted(Db *db, int64_t id);
+int db_job_preempted(Db *db, int64_t id, DbJobState *state);
 /* The priority among its owner's jobs (admin false), or an admin's over
  * other users' work (admin true). DB_CONFLICT when it has ended. */
 int db_job_set_priority(Db *db, int64_t id, bool admin, int priority);

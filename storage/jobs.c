@@ -336,16 +336,27 @@ int db_job_cancel_queued(Db *db, int64_t id) {
     "finished_at = CASE WHEN cancel_requested THEN ?2 ELSE finished_at END, "                \
     "error = CASE WHEN cancel_requested THEN 'cancelled as its run was stopped' ELSE error END"
 
-int db_job_requeue(Db *db, int64_t id) {
-    return transition(db, id, REQUEUE_OR_CANCEL " WHERE id = ?1 AND state = 'running'", NULL, 0,
-                      "running", NULL);
+/* A running job's REQUEUE_OR_CANCEL (sql), the state it took into *state
+ * (may be NULL), read in the same transaction. */
+static int requeue_as(Db *db, int64_t id, const char *sql, DbJobState *state) {
+    DbJob j;
+    int rc = transition(db, id, sql, NULL, 0, "running", state ? &j : NULL);
+    if (rc == DB_OK && state) {
+        *state = j.state;
+        db_job_clear(&j);
+    }
+    return rc;
 }
 
-int db_job_preempted(Db *db, int64_t id) {
-    return transition(db, id,
+int db_job_requeue(Db *db, int64_t id, DbJobState *state) {
+    return requeue_as(db, id, REQUEUE_OR_CANCEL " WHERE id = ?1 AND state = 'running'", state);
+}
+
+int db_job_preempted(Db *db, int64_t id, DbJobState *state) {
+    return requeue_as(db, id,
                       REQUEUE_OR_CANCEL ", preemptions = preemptions + "
                       "(1 - cancel_requested) WHERE id = ?1 AND state = 'running'",
-                      NULL, 0, "running", NULL);
+                      state);
 }
 
 int db_job_set_priority(Db *db, int64_t id, bool admin, int priority) {

@@ -829,7 +829,7 @@ Test(storage, job_crud_and_state_machine) {
     cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &q), DB_OK);
     cr_assert_eq(db_job_cancel_queued(db, q), DB_OK);
     cr_assert_eq(db_job_claim(db, q, "cpu", NULL), DB_CONFLICT);
-    cr_assert_eq(db_job_requeue(db, q), DB_CONFLICT);
+    cr_assert_eq(db_job_requeue(db, q, NULL), DB_CONFLICT);
 
     int64_t counts[DB_JOB_NUM_STATES];
     cr_assert_eq(db_job_count_by_state(db, counts), DB_OK);
@@ -885,7 +885,9 @@ Test(storage, jobs_left_running_end_as_known) {
     int64_t asked = left_running(db, DB_JOB_SUCCEEDED, 0, true);
     int64_t plain = left_running(db, DB_JOB_SUCCEEDED, 0, false);
     int64_t old = left_running(db, DB_JOB_FAILED, 1, false);
-    cr_assert_eq(db_job_requeue(db, old), DB_OK);
+    DbJobState took;
+    cr_assert_eq(db_job_requeue(db, old, &took), DB_OK);
+    cr_assert_eq(took, DB_JOB_QUEUED);
     cr_assert_eq(db_job_claim(db, old, "cpu", NULL), DB_OK); /* attempt 2: 1's end is not its */
     int requeued, ended;
     cr_assert_eq(db_job_recover_running(db, &requeued, &ended), DB_OK, "%s", error_get());
@@ -906,11 +908,13 @@ Test(storage, jobs_left_running_end_as_known) {
     /* a run stopped (a daemon stopping, a preemption) after its cancel was
      * asked: cancelled, not requeued */
     int64_t stopping = left_running(db, DB_JOB_SUCCEEDED, 0, true);
-    cr_assert_eq(db_job_requeue(db, stopping), DB_OK);
+    cr_assert_eq(db_job_requeue(db, stopping, &took), DB_OK);
+    cr_assert_eq(took, DB_JOB_CANCELLED, "the state it took, as it took it");
     cr_assert_eq(state_of(db, stopping, error, sizeof error), DB_JOB_CANCELLED);
     cr_assert_str_eq(error, "cancelled as its run was stopped");
     int64_t preempted = left_running(db, DB_JOB_SUCCEEDED, 0, true);
-    cr_assert_eq(db_job_preempted(db, preempted), DB_OK);
+    cr_assert_eq(db_job_preempted(db, preempted, &took), DB_OK);
+    cr_assert_eq(took, DB_JOB_CANCELLED);
     cr_assert_eq(state_of(db, preempted, error, sizeof error), DB_JOB_CANCELLED);
     cr_assert_eq(db_job_cancel_requested(db, done), DB_CONFLICT, "an ended job");
     db_close(db);
