@@ -119,8 +119,11 @@ Test(queue_plan, own_priority_does_not_pass_another_users_older_job) {
     cr_assert_eq(e[1].job_id, 2);
 }
 
-/* A running job's time so far counts as its owner's use. */
-Test(queue_plan, running_time_counts_as_use) {
+/* A running job's time so far counts as its owner's use, decayed as it
+ * goes: 100 s running, never forgotten (a half-life of 0), is more than
+ * bob's 50; 200 s at a half-life of 100 s weighs 100/ln2 × 3/4 = 108.2 s,
+ * less than bob's 110, though 200 s never forgotten is more. */
+Test(queue_plan, running_time_counts_as_use_decayed_as_it_goes) {
     DbQueuedJob jobs[2] = {job(1, 1, "cpu", 0, 0), job(2, 2, "cpu", 0, 0)};
     QueueWorker w[2] = {worker("cpu", 7, 1, 100), worker("cpu", 0, 0, 0)};
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 50)};
@@ -129,20 +132,12 @@ Test(queue_plan, running_time_counts_as_use) {
     cr_assert_eq(e[0].job_id, 2); /* bob's 50 s < alice's 100 s running */
     cr_assert_eq(e[0].reason, QUEUE_STARTS);
     cr_assert_eq(e[0].worker, 1);
-}
-
-/* The running job's time so far decays as it goes: 200 s at a half-life
- * of 100 s weighs 100/ln2 × 3/4 = 108.2 s, less than bob's 110. */
-Test(queue_plan, running_time_decays_as_it_goes) {
-    DbQueuedJob jobs[2] = {job(1, 1, "cpu", 0, 0), job(2, 2, "cpu", 0, 0)};
-    QueueWorker w[2] = {worker("cpu", 7, 1, 200), worker("cpu", 0, 0, 0)};
-    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 110)};
-    QueueEntry e[2];
+    w[0] = worker("cpu", 7, 1, 200);
+    u[1].usage_s = 110;
     cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, 100, e), 0);
     cr_assert_eq(e[0].job_id, 1, "alice's 108.2 s < bob's 110 s");
-    /* never forgotten (a half-life of 0): 200 s */
     cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, 0, e), 0);
-    cr_assert_eq(e[0].job_id, 2);
+    cr_assert_eq(e[0].job_id, 2, "200 s never forgotten > bob's 110 s");
 }
 
 Test(queue_plan, each_reason_in_slurms_words) {
