@@ -114,13 +114,9 @@ static void on_log(void *user, const char *line) {
         fprintf(stderr, "%s%s\n", rc->tty ? "\r" : "", line);
         return;
     }
-    /* a line that is not UTF-8 (a file's name) with '?' for its stray bytes */
-    json_t *text = json_text(line);
-    json_t *ev = text ? json_pack("{s:s, s:o}", "event", "log", "line", text) : NULL;
-    char *out = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
-    if (out) printf("%s\n", out);
-    free(out);
-    json_decref(ev);
+    char *quoted = json_quoted(line); /* a file's name in it may not be UTF-8 */
+    if (quoted) printf("{\"event\":\"log\",\"line\":%s}\n", quoted);
+    free(quoted);
 }
 
 /* Removes DIR/epoch-* beyond the newest keep_last up to `current` (just
@@ -386,8 +382,8 @@ static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *r
     else
         default_out_dir(r->spec->name, out_dir, sizeof out_dir);
     /* made before the first step: not found missing an epoch later */
-    bool resume_auto_ = a->resume && strcmp(a->resume, "auto") == 0;
-    if ((r->spec->checkpoint || resume_auto_) && db_mkdir_p(out_dir) != 0)
+    bool resume_from_daemon = a->resume && strcmp(a->resume, "auto") == 0;
+    if ((r->spec->checkpoint || resume_from_daemon) && db_mkdir_p(out_dir) != 0)
         return error_prefix("--out");
     /* a run killed (-9) in its checkpoint left its temporary copy: a
      * daemon's attempt has its out/ removed for it instead */
@@ -408,7 +404,7 @@ static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *r
                             .checkpoint = on_checkpoint};
     ctx.trainer = &t;
     ctx.total_steps = train_total_steps(&t);
-    if (resume_auto_) {
+    if (resume_from_daemon) {
         if (resume_auto(&t, rep, out_dir, a->attempt) != 0) return -1;
     } else if (a->resume && train_resume(&t, a->resume) != 0)
         return -1;
