@@ -55,9 +55,23 @@ const HttpRoute api_routes[] = {
 };
 const int api_num_routes = (int)(sizeof api_routes / sizeof api_routes[0]);
 
+void api_set_metrics_token(Api *api, const char *sha256_hex) {
+    pthread_mutex_lock(&api->metrics_token_lock);
+    snprintf(api->metrics_token_sha256, sizeof api->metrics_token_sha256, "%s", sha256_hex);
+    pthread_mutex_unlock(&api->metrics_token_lock);
+}
+
+static bool is_metrics_token(Api *api, const char *token) {
+    char sha256_hex[SHA256_HEX_LEN + 1];
+    pthread_mutex_lock(&api->metrics_token_lock);
+    memcpy(sha256_hex, api->metrics_token_sha256, sizeof sha256_hex);
+    pthread_mutex_unlock(&api->metrics_token_lock);
+    return metrics_token_matches(sha256_hex, token);
+}
+
 int api_authenticate(void *app, const char *token, HttpAuth *out) {
     Api *api = app;
-    if (metrics_token_matches(api->metrics_token_sha256, token)) {
+    if (is_metrics_token(api, token)) {
         /* no user: "(...)" is no user's name, for the request log */
         *out = (HttpAuth){.scrape = true};
         snprintf(out->name, sizeof out->name, "(metrics token)");

@@ -21,6 +21,7 @@
 #define TRAIND_SERVER_API_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
@@ -51,7 +52,9 @@ typedef struct {
      * is never found again */
     atomic_uint_fast64_t history_generation;
     DbQuota quota_defaults; /* serve --quota-*: a user's limits unless set for them */
-    /* sha256 (hex) of serve --metrics-token-file's token; "" for none */
+    /* sha256 (hex) of serve --metrics-token-file's token; "" for none.
+     * Under its lock: a reload (SIGHUP) replaces it while requests read it. */
+    pthread_mutex_t metrics_token_lock;
     char metrics_token_sha256[SHA256_HEX_LEN + 1];
 } Api;
 
@@ -68,6 +71,8 @@ extern const int api_num_routes;
 /* HttpConfig.authenticate: the token's user from the database (with the
  * token's sha256, for streams), or the metrics scrape token. */
 int api_authenticate(void *app, const char *token, HttpAuth *out);
+/* The metrics scrape token's sha256 from now on ("" : none). */
+void api_set_metrics_token(Api *api, const char *sha256_hex);
 
 /* Replies for a failed storage or scheduler call (st < 0), with
  * error_get() as the message: DB_NOT_FOUND 404, DB_CONFLICT 409,

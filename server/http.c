@@ -827,6 +827,11 @@ HttpServer *http_server_start(const HttpConfig *config) {
 
 int http_server_port(const HttpServer *s) { return s->port; }
 
+int http_server_replace_tls(HttpServer *s, const char *cert, const char *key) {
+    if (!s->tls) return error_set("the server speaks plain HTTP: no certificate to replace");
+    return http_tls_creds_replace(s->tls, cert, key);
+}
+
 void http_server_stop(HttpServer *s) {
     if (!s) return;
     http_loop_stop(s->loop);

@@ -178,6 +178,10 @@ HttpServer *http_server_start(const HttpConfig *config);
  * its reason ("The certificate and the given key do not match."). */
 int http_tls_check(const char *cert, const char *key);
 int http_server_port(const HttpServer *s);
+/* The certificate and key (PEM text) of the connections accepted from
+ * now on, the open ones keeping theirs: 0, or -1 with the reason (GnuTLS
+ * refuses them, the server speaks plain HTTP), the old ones still served. */
+int http_server_replace_tls(HttpServer *s, const char *cert, const char *key);
 /* Ends the streams (their clients see the end of the stream), stops
  * accepting, closes connections, frees. NULL is fine. */
 void http_server_stop(HttpServer *s);

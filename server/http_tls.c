@@ -2,6 +2,8 @@
 #include "server/http_tls.h"
 
 #include <gnutls/gnutls.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,32 +16,65 @@
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"      \
     "+CHACHA20-POLY1305:-RSA:-DHE-RSA:%SERVER_PRECEDENCE"
 
-struct HttpTlsCreds {
+/* One certificate and key. A session keeps the one current when it
+ * began (GnuTLS reads it until the session ends), so a replaced one is
+ * freed with the last session that holds it. */
+typedef struct {
     gnutls_certificate_credentials_t cert;
+    atomic_int holders; /* HttpTlsCreds while current, and each session */
+} TlsCert;
+
+struct HttpTlsCreds {
+    pthread_mutex_t lock; /* over current: swapped by a reload, read by each new session */
+    TlsCert *current;
     gnutls_priority_t priority;
 };
 
 struct HttpTls {
     gnutls_session_t session;
+    TlsCert *cert;
 };
 
-HttpTlsCreds *http_tls_creds_new(const char *cert_pem, const char *key_pem) {
-    HttpTlsCreds *c = calloc(1, sizeof *c);
-    if (!c || gnutls_certificate_allocate_credentials(&c->cert) < 0) {
-        free(c);
+static void cert_release(TlsCert *t) {
+    if (!t || atomic_fetch_sub(&t->holders, 1) != 1) return;
+    gnutls_certificate_free_credentials(t->cert);
+    free(t);
+}
+
+/* The certificate and key from PEM text, held once; NULL with an error. */
+static TlsCert *cert_new(const char *cert_pem, const char *key_pem) {
+    TlsCert *t = calloc(1, sizeof *t);
+    if (!t || gnutls_certificate_allocate_credentials(&t->cert) < 0) {
+        free(t);
         error_set("TLS: out of memory");
         return NULL;
     }
+    atomic_init(&t->holders, 1);
     gnutls_datum_t cert = {(unsigned char *)cert_pem, (unsigned)strlen(cert_pem)};
     gnutls_datum_t key = {(unsigned char *)key_pem, (unsigned)strlen(key_pem)};
-    int rc = gnutls_certificate_set_x509_key_mem(c->cert, &cert, &key, GNUTLS_X509_FMT_PEM);
+    int rc = gnutls_certificate_set_x509_key_mem(t->cert, &cert, &key, GNUTLS_X509_FMT_PEM);
     if (rc < 0) {
         error_set("GnuTLS cannot use the certificate and key: %s", gnutls_strerror(rc));
+        cert_release(t);
+        return NULL;
+    }
+    return t;
+}
+
+HttpTlsCreds *http_tls_creds_new(const char *cert_pem, const char *key_pem) {
+    HttpTlsCreds *c = calloc(1, sizeof *c);
+    if (!c) {
+        error_set("TLS: out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    if (!(c->current = cert_new(cert_pem, key_pem))) {
         http_tls_creds_free(c);
         return NULL;
     }
     const char *at = NULL;
-    if ((rc = gnutls_priority_init(&c->priority, TLS_PRIORITY, &at)) < 0) {
+    int rc = gnutls_priority_init(&c->priority, TLS_PRIORITY, &at);
+    if (rc < 0) {
         error_set("GnuTLS refuses the priority string at '%s': %s", at ? at : "",
                   gnutls_strerror(rc));
         http_tls_creds_free(c);
@@ -48,11 +83,32 @@ HttpTlsCreds *http_tls_creds_new(const char *cert_pem, const char *key_pem) {
     return c;
 }
 
+int http_tls_creds_replace(HttpTlsCreds *c, const char *cert_pem, const char *key_pem) {
+    TlsCert *fresh = cert_new(cert_pem, key_pem);
+    if (!fresh) return -1;
+    pthread_mutex_lock(&c->lock);
+    TlsCert *old = c->current;
+    c->current = fresh;
+    pthread_mutex_unlock(&c->lock);
+    cert_release(old);
+    return 0;
+}
+
 void http_tls_creds_free(HttpTlsCreds *c) {
     if (!c) return;
-    gnutls_certificate_free_credentials(c->cert);
+    cert_release(c->current);
     if (c->priority) gnutls_priority_deinit(c->priority);
+    pthread_mutex_destroy(&c->lock);
     free(c);
+}
+
+/* The current certificate, held for a session. */
+static TlsCert *cert_hold(HttpTlsCreds *c) {
+    pthread_mutex_lock(&c->lock);
+    TlsCert *t = c->current;
+    atomic_fetch_add(&t->holders, 1);
+    pthread_mutex_unlock(&c->lock);
+    return t;
 }
 
 HttpTls *http_tls_new(HttpTlsCreds *creds, int fd) {
@@ -62,8 +118,9 @@ HttpTls *http_tls_new(HttpTlsCreds *creds, int fd) {
         free(t);
         return NULL;
     }
+    t->cert = cert_hold(creds);
     if (gnutls_priority_set(t->session, creds->priority) < 0 ||
-        gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE, creds->cert) < 0) {
+        gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE, t->cert->cert) < 0) {
         http_tls_free(t);
         return NULL;
     }
@@ -75,6 +132,7 @@ HttpTls *http_tls_new(HttpTlsCreds *creds, int fd) {
 void http_tls_free(HttpTls *t) {
     if (!t) return;
     gnutls_deinit(t->session);
+    cert_release(t->cert);
     free(t);
 }
 

@@ -1,7 +1,9 @@
 /* http_tls.h - HTTPS for the server's connections, through GnuTLS.
  *
  * The certificate and key are loaded once (HttpTlsCreds, shared by every
- * connection); each connection has its session over its non-blocking
+ * connection) and may be replaced while the server runs (a renewed
+ * certificate): new sessions take the new one, sessions under way keep
+ * theirs. Each connection has its session over its non-blocking
  * socket. The calls never block: they say HTTP_TLS_AGAIN, and
  * http_tls_wants_write tells whether the session waits to write (a
  * handshake's reply, a record half sent) or to read.
@@ -21,6 +23,9 @@ typedef struct HttpTls HttpTls;
 /* The certificate (chain) and its private key, PEM text: NULL with the
  * reason in error_get() ("the certificate and the key do not match"). */
 HttpTlsCreds *http_tls_creds_new(const char *cert_pem, const char *key_pem);
+/* The certificate and key of the sessions begun from now on: 0, or -1
+ * with the reason in error_get(), the ones in use kept. Any thread. */
+int http_tls_creds_replace(HttpTlsCreds *creds, const char *cert_pem, const char *key_pem);
 void http_tls_creds_free(HttpTlsCreds *creds);
 
 /* A server session on socket fd; NULL when out of memory. */

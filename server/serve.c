@@ -64,6 +64,10 @@
  * start), the metric writer (flushed), the database. A second signal
  * while stopping exits at once.
  *
+ * SIGHUP reads --tls-cert, --tls-key and --metrics-token-file again
+ * (server/serve_reload.h): a renewed certificate or a rotated token
+ * without a restart. It no longer ends the daemon, as it did by default.
+ *
  * Signals are blocked in every thread (masked before any is created) and
  * taken by sigwait in the main thread, so no handler runs inside an HTTP thread or a
  * training step.
@@ -95,6 +99,7 @@
 #include "server/log.h"
 #include "server/metrics_token.h"
 #include "server/serve_options.h"
+#include "server/serve_reload.h"
 #include "server/tls_files.h"
 #include "server/version.h"
 
@@ -168,15 +173,15 @@ static void log_dashboard(const ServeOptions *o, int port, bool tls) {
                                     "the dashboard, signed in as the admin"));
 }
 
-/* After the first signal: a second one ends the process at once. */
+/* After the first signal: a second one ends the process at once (a
+ * SIGHUP then reloads nothing, and ends nothing). */
 static void *second_signal(void *arg) {
     sigset_t *set = arg;
-    int sig;
-    if (sigwait(set, &sig) == 0) {
-        log_message("stop", "second signal (%d): exiting without a graceful stop", sig);
-        _exit(130);
+    int sig = 0;
+    while (sigwait(set, &sig) != 0 || sig == SIGHUP) {
     }
-    return NULL;
+    log_message("stop", "second signal (%d): exiting without a graceful stop", sig);
+    _exit(130);
 }
 
 /* What a running daemon holds, in the order it starts; the configs its
@@ -331,12 +336,12 @@ static int load_files(const ServeOptions *o, TlsFiles *tls, char *metrics_token)
     return 0;
 }
 
-/* Waits for SIGINT or SIGTERM (blocked in every thread); after it, a
- * second one ends the process at once. */
-static void wait_for_signal(sigset_t *set) {
+/* Waits for SIGINT or SIGTERM (blocked in every thread), reloading on
+ * each SIGHUP meanwhile; after it, a second one ends the process at once. */
+static void wait_for_signal(sigset_t *set, Daemon *d, const ServeOptions *o) {
     int sig = 0;
-    while (sigwait(set, &sig) != 0) {
-    }
+    while (sigwait(set, &sig) != 0 || sig == SIGHUP)
+        if (sig == SIGHUP) serve_reload(o, d->http, &d->api);
     log_message("stop", "signal %d: stopping (HTTP, then the scheduler checkpoints and requeues "
                         "running jobs)", sig);
     pthread_t watcher;
@@ -361,6 +366,7 @@ int cmd_serve(int argc, char **argv) {
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -378,8 +384,9 @@ int cmd_serve(int argc, char **argv) {
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
 
     Daemon d = {.lock = -1, .listener = {.fd = -1},
-                .api = {.started = time(NULL), .quota_defaults = o.quota_defaults}};
-    memcpy(d.api.metrics_token_sha256, metrics_token, sizeof metrics_token);
+                .api = {.started = time(NULL), .quota_defaults = o.quota_defaults,
+                        .metrics_token_lock = PTHREAD_MUTEX_INITIALIZER}};
+    api_set_metrics_token(&d.api, metrics_token);
     int status = 1;
     bool https = tls.cert != NULL;
     if (open_storage(&d, &o) == 0 && start_work(&d, &o, https) == 0 &&
@@ -390,7 +397,7 @@ int cmd_serve(int argc, char **argv) {
                               TRAIND_VERSION, "pid", (int)getpid(), "tls", https);
         log_json("listening", l);
         log_dashboard(&o, http_server_port(d.http), https);
-        wait_for_signal(&set);
+        wait_for_signal(&set, &d, &o);
         status = 0;
     } else {
         fprintf(stderr, "traind serve: %s\n", error_get());

@@ -195,7 +195,7 @@ static const ServeOption options[] = {
      "a connection on which no byte moves for S s is closed (a stream waiting for events is not "
      "idle)"},
     {"--tls-cert", "FILE", "off", TEXT(tls_cert),
-     "serve HTTPS with this PEM certificate (chain); needs --tls-key"},
+     "serve HTTPS with this PEM certificate (chain); needs --tls-key; both read again on SIGHUP"},
     {"--tls-key", "FILE", "off", TEXT(tls_key),
      "the PEM private key of --tls-cert"},
     {"--quota-running-jobs", "N", "none", QUOTA(QUOTA_RUNNING_JOBS),
@@ -212,7 +212,8 @@ static const ServeOption options[] = {
     {"--fairshare-half-life", "T", "7d", CALL(half_life_arg),
      "how fast the fair queue forgets a user's device time (seconds, or with s, m, h or d)"},
     {"--metrics-token-file", "FILE", "off", TEXT(metrics_token_file),
-     "a token (the file's one line) that opens GET /metrics and nothing else, for Prometheus"},
+     "a token (the file's one line) that opens GET /metrics and nothing else, for Prometheus; "
+     "read again on SIGHUP"},
     {"--executor", "NAME", "off", TEXT(executor),
      "jobs' ranks run outside the daemon, started by the launcher NAME (external: by someone "
      "else) and reporting over HTTP"},

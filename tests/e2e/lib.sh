@@ -304,6 +304,23 @@ terminate() {
     done
 }
 
+# sighup PID LOG: sends the daemon SIGHUP and waits (10 s at most) for the
+# "reload" line(s) it then logs in LOG; prints them (nothing if none came).
+sighup() {
+    local before now
+    before=$(grep -c '"event":"reload"' "$2")
+    kill -HUP "$1"
+    for _ in $(seq 100); do
+        now=$(grep -c '"event":"reload"' "$2")
+        if [ "$now" -gt "$before" ]; then
+            sleep 0.1 # the other files' lines of the same reload
+            grep '"event":"reload"' "$2" | tail -n +"$((before + 1))"
+            return 0
+        fi
+        sleep 0.1
+    done
+}
+
 # listening_port LOG PID [SKIP]: waits (up to 15 s) for the daemon PID to log
 # its "listening" line in LOG, after the first SKIP lines (a log that earlier
 # runs appended to), and prints its port; prints nothing if the daemon died

@@ -26,7 +26,8 @@
 # trains; /v1/health still answers within 100 ms every time, the job's
 # step grows, and each import is still receiving its bytes.
 # (4) HTTPS with a CA and a certificate made here (openssl): health, an
-# SSE stream, plain HTTP answered 400 (use https://), TLS 1.2 (AEAD,
+# SSE stream, plain HTTP answered 400 (use https://), a renewed certificate
+# taken on SIGHUP (and a bad one refused there), TLS 1.2 (AEAD,
 # ECDHE) and 1.3 spoken and TLS 1.1, CBC and static RSA not, bad --tls-*
 # files exit 2 naming them.
 # (5) `serve --help` and README.md's "Daemon options" list the same
@@ -437,6 +438,52 @@ curl -s -N --max-time 60 "${TLS[@]}" -H "Authorization: Bearer $TOKEN" \
 check "https: an SSE stream to the end" \
     "$(grep -c '^event: metric' "$TMP/tls_stream.txt" | sed 's/^[1-9][0-9]*$/some/'),$(
         grep -c '^event: end' "$TMP/tls_stream.txt")" some,1
+
+# a renewed certificate: SIGHUP reads the files again; connections open keep
+# the old one, new ones get the new; a key that does not fit is logged and
+# the certificate in use kept
+TLS_PID=$DPID
+fingerprint() { openssl x509 -in "$1" -outform DER | sha256sum | cut -c1-16; }
+OLD_FP=$(fingerprint "$TMP/server.pem")
+(
+    cd "$TMP" &&
+        openssl req -newkey rsa:2048 -nodes -keyout renewed.key -out renewed.csr \
+            -subj /CN=127.0.0.1 &&
+        openssl x509 -req -in renewed.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -out renewed.pem -days 2 -extfile san.ext
+) >>"$TMP/openssl.log" 2>&1
+NEW_FP=$(fingerprint "$TMP/renewed.pem")
+export -f sighup
+# around PORT CA COMMAND: a keep-alive connection's status and certificate,
+# COMMAND run, the same connection's again, then a new connection's
+around() {
+    $PY - "$@" <<'PYEOF'
+import hashlib, http.client, ssl, subprocess, sys
+port, ca, between = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+def get(c):
+    c.request("GET", "/v1/health")
+    r = c.getresponse()
+    r.read()
+    return "%d %s" % (r.status, hashlib.sha256(c.sock.getpeercert(True)).hexdigest()[:16])
+a = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+first = get(a)
+subprocess.run(["bash", "-c", between], stdout=subprocess.DEVNULL, check=True)
+print(first, "|", get(a), "|", get(http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)))
+PYEOF
+}
+check "https: SIGHUP with a renewed certificate: the open connection keeps the old, a new one gets it" \
+    "$(around "$PORT" "$TMP/ca.pem" "cp $TMP/renewed.key $TMP/server.key && \
+        cp $TMP/renewed.pem $TMP/server.pem && sighup $TLS_PID $TMP/t.log >/dev/null")" \
+    "200 $OLD_FP | 200 $OLD_FP | 200 $NEW_FP"
+check "https: the reload logged" "$(grep -c "\"event\":\"reload\",\"option\":\"--tls-cert\",\
+\"file\":\"$TMP/server.pem\",\"ok\":true" "$TMP/t.log")" 1
+cp "$TMP/ca.key" "$TMP/server.key"
+check "https: SIGHUP with a key not the certificate's: logged, naming both files" \
+    "$(sighup "$TLS_PID" "$TMP/t.log" | grep -c -F "\"ok\":false,\"error\":\"--tls-cert $TMP/server.pem \
+with --tls-key $TMP/server.key: GnuTLS cannot use the certificate and key")" 1
+check "https: ... and the renewed certificate still served" \
+    "$(around "$PORT" "$TMP/ca.pem" true)" "200 $NEW_FP | 200 $NEW_FP | 200 $NEW_FP"
 
 # bad files: exit 2, naming the file
 tls_refused() { # NAME WANT CERT KEY

@@ -207,6 +207,20 @@ TOKEN=$SCRAPE api GET /v1/me
 expect "the scrape token on /v1/me" 401 unauthorized
 TOKEN=${SCRAPE}x api GET /metrics
 expect "/metrics: a wrong token" 401 unauthorized
+# rotated: SIGHUP reads the file again; a bad file is logged, the token kept
+ROTATED=scrape-$RANDOM-$RANDOM-rotated
+echo "$ROTATED" >"$TMP/metrics.token.new" && mv "$TMP/metrics.token.new" "$TMP/metrics.token"
+check "SIGHUP: the token file read again, logged" "$(sighup "$MAIN_PID" "$LOG" | grep -c \
+    "\"option\":\"--metrics-token-file\",\"file\":\"$TMP/metrics.token\",\"ok\":true")" 1
+TOKEN=$ROTATED api GET /metrics
+expect "/metrics: the rotated token" 200
+TOKEN=$SCRAPE api GET /metrics
+expect "/metrics: the token it replaced" 401 unauthorized
+echo "short" >"$TMP/metrics.token"
+check "SIGHUP: a token file now bad: logged, naming the file" "$(sighup "$MAIN_PID" "$LOG" | grep -c \
+    "\"ok\":false,\"error\":\"--metrics-token-file $TMP/metrics.token: the token is 5 bytes")" 1
+TOKEN=$ROTATED api GET /metrics
+expect "/metrics: the rotated token is kept" 200
 
 # ---------------------------------------------------------------- (e) streams cut off
 $PY scripts/toy_csv.py 600 "$TMP/tab.csv"
