@@ -39,6 +39,7 @@ typedef struct {
     int nw;
     double half_life_s;        /* the fair share's: the running jobs' time decays by it */
     const DbQueuedJob **order; /* the queued jobs in run order */
+    const QueueEntry *entries; /* their places: entries[k] is order[k]'s, once placed */
     int placing;               /* order[placing] is being placed: those before it are placed */
     Owner *owners;
     int nowners;
@@ -184,15 +185,19 @@ static bool gpus_left(const Owner *o, int n) {
 static const char *owner_name(const Owner *o) { return o->user ? o->user->name : "this user"; }
 
 /* Whether worker w is kept for another queued job than j: freed for one
- * ahead of j in the order. Not for one after it: a job ahead takes what
- * it needs first (else two jobs of several GPUs, each holding a worker
- * freed for it, would wait for each other's for ever), and one that left
- * the queue holds nothing. */
+ * ahead of j in the order that waits for workers. Not for one after it: a
+ * job ahead takes what it needs first (else two jobs of several GPUs,
+ * each holding a worker freed for it, would wait for each other's for
+ * ever); not for one that waits for its owner's limits (another of their
+ * jobs started meanwhile), which could not use it, so that it idles no
+ * longer than they last; and one that left the queue holds nothing. */
 static bool kept_for_another(const Plan *p, int w, const DbQueuedJob *j) {
     int64_t f = p->workers[w].freed_for;
     if (!f || f == j->id) return false;
     for (int k = 0; k < p->placing; k++)
-        if (p->order[k]->id == f) return true;
+        if (p->order[k]->id == f)
+            return p->entries[k].reason == QUEUE_RESOURCES ||
+                   p->entries[k].reason == QUEUE_PRIORITY;
     return false;
 }
 
@@ -439,6 +444,7 @@ int queue_plan(const DbQueuedJob *jobs, int n, const QueueWorker *workers, int n
     gather_owners(&p, slots, n, users, nu, now_ms);
     fair_order(&p, n, order);
     p.order = order;
+    p.entries = out;
     for (int k = 0; k < n; k++) {
         p.placing = k;
         place(&p, order[k], &out[k]);

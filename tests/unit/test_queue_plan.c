@@ -396,6 +396,29 @@ Test(queue_plan, a_job_of_two_gpus_preempts_only_where_it_could_have_both) {
     cr_assert_eq(e[0].preempts, 0, "then the other");
 }
 
+/* A worker freed for alice's job of an admin's priority while she now runs
+ * all the jobs she may (one started meanwhile): bob's job takes it rather
+ * than it idling till hers ends; without her limit, hers starts there. */
+Test(queue_plan, a_worker_freed_for_a_job_its_owners_limit_holds_goes_to_another) {
+    DbQueuedJob jobs[2] = {job(10, 1, "cpu", 0, 5), job(11, 2, "cpu", 0, 0)};
+    QueueWorker w[2] = {worker("cpu", 0, 0, 0), worker("cpu", 5, 1, 60)};
+    w[0].freed_for = 10;
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
+    u[0].quota.running_jobs = 1;
+    QueueEntry e[2];
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, 0, e), 0);
+    cr_assert_eq(e[0].job_id, 10);
+    cr_assert_eq(e[0].reason, QUEUE_QUOTA_RUNNING_JOBS);
+    cr_assert_eq(e[1].job_id, 11);
+    cr_assert_eq(e[1].reason, QUEUE_STARTS, "bob's job waits: %s", e[1].detail);
+    cr_assert_eq(e[1].worker, 0);
+    u[0].quota.running_jobs = -1;
+    cr_assert_eq(queue_plan(jobs, 2, w, 2, u, 2, NOW, 0, e), 0);
+    cr_assert_eq(e[0].reason, QUEUE_STARTS);
+    cr_assert_eq(e[0].worker, 0);
+    cr_assert_neq(e[1].reason, QUEUE_STARTS);
+}
+
 /* "auto" ranks whose GPUs are out of reach (one of two below them) stop
  * no GPU, but may stop the CPU worker, which runs them all; with none
  * below them there, nothing. */
