@@ -361,7 +361,10 @@ static void place(Plan *p, const DbQueuedJob *j, QueueEntry *e) {
  * times, then the latest started: a job that just resumed is not the
  * latest started again and again, stopped each time), on a device
  * its owner may use (no GPU past their GPU limit, a slot's included; no
- * GPU at all unless `gpus`: its GPUs are out of reach); -1 for none. */
+ * GPU at all unless `gpus`: its GPUs are out of reach); -1 for none. A
+ * GPU held for a job of several GPUs is freed by stopping that job where
+ * it started: the worker returned is then that one (a job asking for
+ * that GPU by name takes it once the whole job has stopped). */
 static int victim(Plan *p, const DbQueuedJob *j, const Owner *o, bool gpus) {
     for (int w = 0; w < p->nw; w++)
         if (p->workers[w].job_id && p->workers[w].freed_for == j->id) return w;
@@ -369,18 +372,21 @@ static int victim(Plan *p, const DbQueuedJob *j, const Owner *o, bool gpus) {
     int best = -1;
     for (int w = 0; w < p->nw; w++) {
         const QueueWorker *qw = &p->workers[w];
-        int held = gpus_on(qw, &nd);
-        if (!qw->job_id || qw->member || qw->freed_for || p->marked[w] || !can_use(qw, &nd) ||
-            (!gpus && is_gpu(qw)) || qw->job_admin_priority >= j->admin_priority ||
+        int v = qw->member ? qw->lead : w, held = gpus_on(qw, &nd);
+        if (!qw->job_id || v < 0 || v >= p->nw || !can_use(qw, &nd) || (!gpus && is_gpu(qw)) ||
             (held > 0 && !gpus_left(o, held)))
             continue;
+        const QueueWorker *qv = &p->workers[v];
+        if (!qv->job_id || qv->freed_for || p->marked[v] ||
+            qv->job_admin_priority >= j->admin_priority)
+            continue;
         const QueueWorker *b = best >= 0 ? &p->workers[best] : NULL;
-        if (!b || qw->job_admin_priority < b->job_admin_priority ||
-            (qw->job_admin_priority == b->job_admin_priority &&
-             (qw->job_preemptions < b->job_preemptions ||
-              (qw->job_preemptions == b->job_preemptions &&
-               qw->job_started_ms > b->job_started_ms))))
-            best = w;
+        if (!b || qv->job_admin_priority < b->job_admin_priority ||
+            (qv->job_admin_priority == b->job_admin_priority &&
+             (qv->job_preemptions < b->job_preemptions ||
+              (qv->job_preemptions == b->job_preemptions &&
+               qv->job_started_ms > b->job_started_ms))))
+            best = v;
     }
     return best;
 }

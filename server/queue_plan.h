@@ -63,6 +63,7 @@ typedef struct {
     bool slot;     /* an executor's slot (serve --executor): runs a job of any device */
     int slot_gpus; /* a slot's: the GPUs its job asked the executor for */
     bool member;   /* holds its GPU for a job of several ranks another worker started */
+    int lead;      /* a member's: the index of the worker that started that job */
     int64_t job_id;       /* running now, 0 when idle */
     int64_t job_owner;    /* of that job */
     int job_admin_priority;

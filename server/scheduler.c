@@ -100,7 +100,7 @@ static void plan_workers(const Scheduler *s, QueueWorker *out) {
         const Worker *w = &s->workers[i];
         out[i] = (QueueWorker){.device = w->device, .job_id = w->job_id,
                                .slot = s->cfg.executor != NULL, .slot_gpus = w->slot_gpus,
-                               .member = w->member_of >= 0,
+                               .member = w->member_of >= 0, .lead = w->member_of,
                                .job_owner = w->job_owner,
                                .job_admin_priority = w->job_admin_priority,
                                .job_started_ms = w->job_started_ms,

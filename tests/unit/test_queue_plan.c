@@ -350,6 +350,7 @@ Test(queue_plan, a_running_job_of_two_gpus_counts_once_as_a_job_and_twice_as_gpu
                         worker("cuda:1", 7, 1, 90), worker("cpu", 0, 0, 0),
                         worker("cuda:2", 0, 0, 0)};
     w[2].member = true;
+    w[2].lead = 1;
     QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
     u[0].quota.running_jobs = 2;
     QueueEntry e[2];
@@ -417,6 +418,33 @@ Test(queue_plan, a_worker_freed_for_a_job_its_owners_limit_holds_goes_to_another
     cr_assert_eq(e[0].reason, QUEUE_STARTS);
     cr_assert_eq(e[0].worker, 0);
     cr_assert_neq(e[1].reason, QUEUE_STARTS);
+}
+
+/* A job asking for cuda:1 by name, which holds it for a job of two GPUs
+ * started on cuda:0: that job is stopped where it started (cuda:0). Of an
+ * admin priority not below the job's, nothing is stopped. */
+Test(queue_plan, a_job_naming_a_gpu_another_job_holds_preempts_that_job_where_it_started) {
+    DbQueuedJob urgent = job(10, 2, "cuda:1", 0, 5);
+    QueueWorker w[3] = {worker("cuda:0", 7, 1, 100), worker("cuda:1", 7, 1, 100),
+                        worker("cuda:2", 8, 1, 10)};
+    w[1].member = true;
+    w[1].lead = 0;
+    QueueUser u[2] = {user(1, "alice", 0), user(2, "bob", 0)};
+    QueueEntry e[1];
+    cr_assert_eq(queue_plan(&urgent, 1, w, 3, u, 2, NOW, 0, e), 0);
+    cr_assert_eq(e[0].reason, QUEUE_RESOURCES);
+    cr_assert_eq(e[0].preempts, 0, "cuda:2's job stopped, or none: %d", e[0].preempts);
+    w[0].job_admin_priority = w[1].job_admin_priority = 5;
+    cr_assert_eq(queue_plan(&urgent, 1, w, 3, u, 2, NOW, 0, e), 0);
+    cr_assert_eq(e[0].preempts, -1);
+    /* stopped, cuda:0 freed for it and cuda:1 free: it starts on cuda:1 */
+    w[0].job_admin_priority = w[1].job_admin_priority = 0;
+    w[0].job_id = w[1].job_id = 0;
+    w[1].member = false;
+    w[0].freed_for = 10;
+    cr_assert_eq(queue_plan(&urgent, 1, w, 3, u, 2, NOW, 0, e), 0);
+    cr_assert_eq(e[0].reason, QUEUE_STARTS);
+    cr_assert_eq(e[0].worker, 1);
 }
 
 /* "auto" ranks whose GPUs are out of reach (one of two below them) stop
