@@ -31,6 +31,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/json_text.h"
+#include "server/addr_policy.h"
 #include "server/http_conn.h"
 #include "server/http_loop.h"
 #include "server/http_parse.h"
@@ -670,6 +671,21 @@ static void log_request(const HttpRequest *req, int status, bool completed, Http
     log_json("request", o);
 }
 
+/* A connection refused before any request (a TLS handshake failed, plain
+ * HTTP to the TLS port): logged with its peer, as requests are, for the
+ * admin whose clients cannot connect (an expired certificate, an unknown
+ * CA). */
+static void ev_refused(void *app, int fd, const char *why) {
+    (void)app;
+    if (!log_requests_enabled()) return;
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    char addr[INET6_ADDRSTRLEN + 32] = "?";
+    if (getpeername(fd, (struct sockaddr *)&peer, &len) == 0)
+        addr_format((struct sockaddr *)&peer, addr, sizeof addr);
+    log_json("tls", json_pack("{s:s, s:s}", "peer", addr, "error", why));
+}
+
 /* The request is over: its reply sent, or not (how says). */
 static void ev_done(void *cls, HttpEnd how) {
     HttpRequest *req = cls;
@@ -783,7 +799,8 @@ static HttpLoop *start_loop(HttpServer *s, int fd) {
         .max_per_ip = c->max_per_ip,
         .times = {.header_timeout = c->header_timeout_s, .idle_timeout = c->idle_timeout_s},
         .tls = s->tls,
-        .events = {.app = s, .head = ev_head, .body = ev_body, .end = ev_end, .done = ev_done},
+        .events = {.app = s, .head = ev_head, .body = ev_body, .end = ev_end, .done = ev_done,
+                   .refused = ev_refused},
     };
     return http_loop_start(&lc);
 }

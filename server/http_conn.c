@@ -476,6 +476,11 @@ static int linger_read(HttpConn *c) {
     return 0;
 }
 
+/* Tells the server of a connection refused before any request. */
+static void refused(HttpConn *c, const char *why) {
+    if (why && c->ev->refused) c->ev->refused(c->ev->app, c->fd, why);
+}
+
 /* HANDSHAKE, before GnuTLS reads: a client that speaks plain HTTP to the
  * TLS port (http:// for https://) gets a 400 that says so, in plain HTTP,
  * rather than a closed connection and nothing to go on. 1: it did (the
@@ -494,6 +499,7 @@ static int plain_http_to_tls(HttpConn *c, double now) {
                        sizeof body - 1, body);
     /* one small write into an empty socket: taken whole, or the client is gone */
     (void)send(c->fd, reply, (size_t)len, MSG_NOSIGNAL);
+    refused(c, "plain HTTP to the HTTPS port (answered 400: use https://)");
     http_tls_free(c->tls);
     c->tls = NULL;
     linger_start(c, now);
@@ -515,8 +521,12 @@ static unsigned drive(HttpConn *c, double now) {
             int r = http_tls_handshake(c->tls);
             if (r == HTTP_TLS_AGAIN)
                 return http_tls_wants_write(c->tls) ? HTTP_CONN_WRITE : HTTP_CONN_READ;
-            if (r < 0) close_now(c, HTTP_END_READ_ERROR);
-            else c->state = ST_HEAD;
+            if (r < 0) {
+                refused(c, http_tls_handshake_error(c->tls));
+                close_now(c, HTTP_END_READ_ERROR);
+            } else {
+                c->state = ST_HEAD;
+            }
             continue;
         }
         case ST_HEAD:

@@ -83,6 +83,9 @@ typedef struct {
     HttpResponse *(*end)(void *req, const char *framing_error);
     /* The request is over, its response sent (or not: how says). */
     void (*done)(void *req, HttpEnd how);
+    /* A connection refused before any request (may be NULL): its TLS
+     * handshake failed, or it spoke plain HTTP to the TLS port; why. */
+    void (*refused)(void *app, int fd, const char *why);
 } HttpEvents;
 
 typedef struct {

@@ -4,6 +4,7 @@
 #include <gnutls/gnutls.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,8 @@ struct HttpTlsCreds {
 struct HttpTls {
     gnutls_session_t session;
     TlsCert *cert;
+    int failure; /* the handshake's fatal error, 0 for none */
+    char why[128];
 };
 
 static void cert_release(TlsCert *t) {
@@ -145,7 +148,25 @@ static ssize_t tls_result(ssize_t rc) {
 
 int http_tls_handshake(HttpTls *t) {
     int rc = gnutls_handshake(t->session);
-    return rc == GNUTLS_E_SUCCESS ? 1 : (int)tls_result(rc);
+    if (rc == GNUTLS_E_SUCCESS) return 1;
+    int r = (int)tls_result(rc);
+    if (r < 0) t->failure = rc;
+    return r;
+}
+
+const char *http_tls_handshake_error(HttpTls *t) {
+    /* a client gone without a word (a port check, a scan) is no error */
+    if (!t->failure || t->failure == GNUTLS_E_PREMATURE_TERMINATION ||
+        t->failure == GNUTLS_E_PULL_ERROR || t->failure == GNUTLS_E_PUSH_ERROR)
+        return NULL;
+    if (t->failure == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+        const char *alert = gnutls_alert_get_name(gnutls_alert_get(t->session));
+        snprintf(t->why, sizeof t->why, "the client ended the handshake: %s",
+                 alert ? alert : "an alert");
+    } else {
+        snprintf(t->why, sizeof t->why, "%s", gnutls_strerror(t->failure));
+    }
+    return t->why;
 }
 
 ssize_t http_tls_recv(HttpTls *t, void *buf, size_t max) {

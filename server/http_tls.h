@@ -35,6 +35,11 @@ void http_tls_free(HttpTls *t);
 
 /* 1 once the handshake is done, HTTP_TLS_AGAIN, or -1 when it failed. */
 int http_tls_handshake(HttpTls *t);
+/* After a failed handshake: why, for the log ("the client ended the
+ * handshake: Unknown CA", "No supported cipher suites have been found."),
+ * or NULL when the client just left (a port check). Valid until the
+ * session is freed. */
+const char *http_tls_handshake_error(HttpTls *t);
 /* Bytes read (> 0), 0 at the end of the stream, HTTP_TLS_AGAIN, or -1. */
 ssize_t http_tls_recv(HttpTls *t, void *buf, size_t max);
 /* Bytes sent (> 0), HTTP_TLS_AGAIN (call again with the same bytes), or -1. */

@@ -243,7 +243,7 @@ static const ServeOption options[] = {
     {"--slurm-datasets-cache", "DIR", SLURM_DATASETS_CACHE_DEFAULT, CALL(slurm_arg),
      "with --slurm-datasets fetch: the nodes' own directory the datasets are fetched into"},
     {"--quiet", "", "off", FLAG(quiet),
-     "no log line per request"},
+     "no log line per request, nor per connection refused before one (a TLS handshake)"},
 };
 
 #undef FLAG

@@ -409,7 +409,9 @@ check "all at once: the job is cancelled" "$(wait_state "$JM" 30 cancelled)" can
 ) >"$TMP/openssl.log" 2>&1
 check "openssl made a CA and a server certificate" "$?" 0
 chmod 644 "$TMP/server.key" # a key other accounts may read: said at the start
-start "$TMP/t" "$TMP/t.log" https --tls-cert "$TMP/server.pem" --tls-key "$TMP/server.key"
+# not --quiet: connections refused before a request are logged as requests are
+start_daemon "$TMP/t" "$TMP/t.log" --tls-cert "$TMP/server.pem" --tls-key "$TMP/server.key"
+URL=https://127.0.0.1:$PORT
 check "https: a key of mode 644 is warned of" "$(grep -c -F "traind serve: warning: --tls-key \
 $TMP/server.key: mode 644 lets other accounts read the key (chmod 600 it)" "$TMP/t.log")" 1
 TLS=(--cacert "$TMP/ca.pem")
@@ -431,6 +433,17 @@ check "https: TLS 1.1, CBC ciphers and static RSA are not" \
         hello -tls1_2 -cipher AES128-GCM-SHA256)" "refused refused refused"
 check "https: unknown to a client without the CA" \
     "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$URL/v1/health")" 000
+tls_log() { grep -F "\"event\":\"tls\",\"peer\":\"127.0.0.1\",\"error\":\"$1" "$TMP/t.log" | wc -l; }
+# a bare connect: GnuTLS would say the peer left (a pull error, or a
+# connection not properly ended), which is no error to log
+$PY -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1]))).close()' "$PORT"
+sleep 0.5
+check "https: refused connections logged: plain HTTP; TLS 1.1; a CBC and a static-RSA client; \
+not a bare connect" "$(tls_log "plain HTTP to the HTTPS port (answered 400: use https://)\"") $(
+    tls_log "A packet with illegal or unsupported version was received.\"") $(
+    tls_log "No supported cipher suites have been found.\"") $(($(
+    tls_log "Error in the pull function.\"") + $(
+    tls_log "The TLS connection was non-properly terminated.\"")))" "1 1 2 0"
 upload "${TLS[@]}"
 submit 1 "${TLS[@]}"
 curl -s -N --max-time 60 "${TLS[@]}" -H "Authorization: Bearer $TOKEN" \
