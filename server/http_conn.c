@@ -625,8 +625,11 @@ unsigned http_conn_tick(HttpConn *c, double now) {
         break;
     case ST_SEND:
         if (c->parked) return settle(c, drive(c, now)); /* ask the producer again */
-        if (c->send_blocked &&
-            (now - c->last_io > c->times.idle_timeout || reads_too_slowly(c, now)))
+        /* idle whether or not the last turn filled the socket: one that
+         * yielded with the socket nearly full waits for room epoll may
+         * never report, if the client reads no more */
+        if (now - c->last_io > c->times.idle_timeout ||
+            (c->send_blocked && reads_too_slowly(c, now)))
             close_now(c, HTTP_END_TIMEOUT);
         break;
     case ST_LINGER:

@@ -3,7 +3,8 @@
  * slower than HTTP_MIN_RATE is cut off though a byte moves now and then
  * (which keeps the idle clock fresh); one that reads faster gets the whole
  * response; a stream whose backlog a client takes as fast as it comes
- * yields the worker after a turn's pieces. */
+ * yields the worker after a turn's pieces, and is cut off at the idle
+ * timeout if its client then reads nothing more. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -125,20 +126,43 @@ Test(http_conn, a_response_read_fast_enough_is_sent_whole) {
     cr_assert_gt(taken, (size_t)BODY_BYTES - 65536);
 }
 
+/* An endless stream on sv, sockets of 1 MiB: its first turn is sent, and
+ * it asks to write again. */
+static HttpConn *endless_after_a_turn(int sv[2]) {
+    endless = true;
+    HttpConn *c = connect_get(sv, 1 << 20);
+    cr_assert_eq(http_conn_io(c, false, 0), HTTP_CONN_WRITE);
+    return c;
+}
+
 /* An endless stream, the socket with room for more than a turn's 16
  * pieces (the head, then 16 kB pieces, each made then sent): one turn sends
  * those and asks to write again. */
 Test(http_conn, a_stream_yields_the_worker_after_a_turn) {
     int sv[2];
-    endless = true;
-    HttpConn *c = connect_get(sv, 1 << 20);
-    cr_assert_eq(http_conn_io(c, false, 0), HTTP_CONN_WRITE);
+    HttpConn *c = endless_after_a_turn(sv);
     size_t got = 0;
     char buf[65536];
     for (ssize_t n; (n = read(sv[1], buf, sizeof buf)) > 0;) got += (size_t)n;
     cr_assert_gt(got, (size_t)4 * 16384, "%zu bytes", got);
     cr_assert_lt(got, (size_t)17 * 16384, "%zu bytes: more than a turn's", got);
     cr_assert_eq(http_conn_io(c, false, 0), HTTP_CONN_WRITE, "the next turn, the same");
+    http_conn_free(c, HTTP_END_SHUTDOWN);
+    close(sv[1]);
+}
+
+/* A turn's pieces sent, the worker yielded, and the client reads nothing
+ * more: with the socket nearly full, epoll never says it may write again,
+ * so only the ticks see it; they end it at the idle timeout. */
+Test(http_conn, a_stream_that_yielded_to_a_client_that_reads_no_more_is_cut_off) {
+    int sv[2];
+    HttpConn *c = endless_after_a_turn(sv);
+    unsigned want = 0;
+    double t = STEP_S;
+    for (; t <= 3 * IDLE_S && !(want & HTTP_CONN_CLOSE); t += STEP_S) want = http_conn_tick(c, t);
+    cr_assert(want & HTTP_CONN_CLOSE, "still open after %.0f s", 3 * IDLE_S);
+    cr_assert_eq(http_conn_end(c), HTTP_END_TIMEOUT);
+    cr_assert_gt(t, IDLE_S, "cut off at %.2f s, before the idle timeout", t);
     http_conn_free(c, HTTP_END_SHUTDOWN);
     close(sv[1]);
 }
