@@ -5,22 +5,49 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/error.h"
 
+/* The counter of this process's temporary names. It starts at a random
+ * number: a process that got the pid of one killed while writing (a
+ * container's pid 1, run again) must not take the names it left, which
+ * O_EXCL and mkdir would then refuse for ever. */
+static atomic_uint seq;
+static unsigned seq_start;
+static pthread_once_t seq_once = PTHREAD_ONCE_INIT;
+
+static void seq_seed(void) {
+    unsigned r;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = (unsigned)ts.tv_nsec ^ (unsigned)ts.tv_sec;
+    }
+    seq_start = r;
+    atomic_store(&seq, r);
+}
+
+/* Whether n is a name this process has handed out. */
+static bool made_here(unsigned n) {
+    pthread_once(&seq_once, seq_seed);
+    return n - seq_start < atomic_load(&seq) - seq_start;
+}
+
 char *durable_temp_name(const char *path) {
-    /* pid and a counter: two threads (or a restarted daemon that reused a
-     * pid and found a stale file) never write into the same temporary */
-    static atomic_uint seq;
+    /* pid and a counter: two threads, or two processes, never write into
+     * the same temporary */
+    pthread_once(&seq_once, seq_seed);
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') n--;
     char *tmp = NULL;
@@ -126,7 +153,10 @@ static bool dead_writers(const char *name, char *base, size_t size, bool *old) {
         return false;
     *old = strcmp(at + end, ".old") == 0;
     if (at[end] != '\0' && !*old) return false;
-    if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) return false;
+    /* this pid's: a writer of this process, or of one before it that had
+     * the same pid (its names are not this one's) */
+    if (pid == (long)getpid() ? made_here(n) : kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        return false;
     snprintf(base, size, "%.*s", (int)(at - name), name);
     return true;
 }

@@ -29,8 +29,10 @@ int durable_write(const char *path, mode_t mode, DurableWriteFn write, void *ctx
 /* durable_write of a string. */
 int durable_write_text(const char *path, mode_t mode, const char *text);
 
-/* "<path>.tmp.<pid>.<n>", a name no other writer uses: a new string, or
- * NULL with an error. For a file or directory built beside its final name. */
+/* "<path>.tmp.<pid>.<n>", a name no other writer uses (n counts from a
+ * random start: a process with the pid of one killed while writing does
+ * not take the names it left): a new string, or NULL with an error. For a
+ * file or directory built beside its final name. */
 char *durable_temp_name(const char *path);
 
 /* fsync of the directory holding path, after a rename into it. 0, or -1
@@ -53,7 +55,8 @@ void durable_remove_flat_dir(const char *path);
 
 /* What a process killed (-9) while writing into dir left there: each
  * "<name>.tmp.<pid>.<n>" whose <name> the caller writes (ours(name)), of
- * a pid no longer alive on this machine and untouched for min_age_s (a
+ * a pid no longer alive on this machine, or of this process's pid but not
+ * a name it made (one before it had the pid), and untouched for min_age_s (a
  * writer on another machine sharing the folder keeps writing to its own),
  * is removed (a file, or a directory of files), and a
  * "<name>.tmp.<pid>.<n>.old" whose <name> is missing (a swap without
