@@ -105,6 +105,19 @@ static int replaced_dir(DbConn *c, int64_t job, int64_t step, const char *rel_di
     return DB_OK;
 }
 
+/* Another step's row naming the directory now saved again (an epoch's
+ * checkpoint uploaded twice, at two steps): its files are gone, and a gc
+ * of it would remove the new ones. */
+static int forget_same_dir(DbConn *c, int64_t job, int64_t step, const char *rel_dir) {
+    sqlite3_stmt *st = db_stmt(
+        c, "DELETE FROM checkpoints WHERE job_id = ?1 AND path = ?2 AND step != ?3");
+    if (!st) return DB_ERROR;
+    sqlite3_bind_int64(st, 1, job);
+    db_bind_text(st, 2, rel_dir);
+    sqlite3_bind_int64(st, 3, step);
+    return db_step_done(c, st, "checkpoint");
+}
+
 /* The row (job, step) made or replaced; an upsert keeps the id of a row
  * re-saved by a resumed attempt. */
 static int upsert(DbConn *c, const DbCheckpoint *k, int64_t *id) {
@@ -175,8 +188,14 @@ int db_checkpoint_record(Db *db, int64_t job, int epoch, int64_t step, bool part
     char prev[sizeof k.path], file[4400];
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
-    int rc = replaced_dir(c, job, step, k.path, prev, sizeof prev);
+    int rc = db_begin(c);
+    if (rc == DB_OK) rc = replaced_dir(c, job, step, k.path, prev, sizeof prev);
+    if (rc == DB_OK) rc = forget_same_dir(c, job, step, k.path);
     if (rc == DB_OK) rc = upsert(c, &k, &k.id);
+    if (rc == DB_OK)
+        rc = db_commit(c);
+    else
+        db_rollback(c);
     db_release(db, c);
     if (rc != DB_OK) return rc;
     if (prev[0] && !strstr(prev, "..") &&

@@ -686,11 +686,15 @@ static int keep_last_of(Db *db, int64_t job, int *out) {
 
 /* A step is one epoch's end: a checkpoint at the step of another epoch's
  * would take that one's row and remove its directory. True with a 409 in
- * u->err. */
+ * u->err, or a 503 when the checkpoints cannot be read. */
 static bool step_taken(CkptUpload *u) {
     DbCheckpoint *list = NULL;
     int n = 0, other = -1;
-    if (db_checkpoint_list(u->api->db, u->job, &list, &n) != DB_OK) n = 0; /* store's own error */
+    if (db_checkpoint_list(u->api->db, u->job, &list, &n) != DB_OK) {
+        /* unchecked, it might take another epoch's row: the rank retries */
+        api_pending_error(&u->err, 503, "unavailable", "", "checkpoints: %s", error_get());
+        return true;
+    }
     for (int i = 0; i < n; i++)
         if (list[i].step == u->step_number && list[i].epoch != u->epoch) other = list[i].epoch;
     free(list);

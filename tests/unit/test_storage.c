@@ -1101,6 +1101,19 @@ Test(storage, checkpoints_crud_and_gc) {
     cr_assert_eq(removed, 1); /* the partial one */
     snprintf(path, sizeof path, "%s/%s", db_data_dir(db), prel);
     cr_assert(!exists(path));
+    /* epoch 5's directory saved again at another step: one row names it,
+     * and a gc keeping one removes nothing of it */
+    cr_assert_eq(db_checkpoint_insert(db, job, 5, 70, false, erel, NULL), DB_OK);
+    cr_assert_eq(db_checkpoint_list(db, job, &list, &n), DB_OK);
+    int naming = 0;
+    for (int i = 0; i < n; i++) naming += !strcmp(list[i].path, erel);
+    cr_assert_eq(naming, 1, "%d rows name %s", naming, erel);
+    free(list);
+    cr_assert_eq(db_checkpoint_gc(db, job, 1, &removed), DB_OK);
+    snprintf(path, sizeof path, "%s/%s/model.safetensors", db_data_dir(db), erel);
+    cr_assert(exists(path), "the newest checkpoint's files removed");
+    cr_assert_eq(db_checkpoint_latest(db, job, &got), DB_OK);
+    cr_assert_eq(got.step, 70);
     db_close(db);
     remove_tmp();
 }
