@@ -342,8 +342,13 @@ int job_end_post(HttpRequest *req) {
         json_decref(body);
         return http_reply_error(req, 400, "invalid", e.path, "%s", e.msg);
     }
+    /* the metrics its reports were answered for are committed first: a
+     * daemon killed after the end was stored would end the job as the
+     * ranks said (db_job_recover_running), without them */
     error_clear();
-    int st = db_job_remote_end_set(api->db, job, attempt, state, json_string_value(err));
+    int st = metric_writer_flush(api->metrics) == 0 ? DB_OK : DB_ERROR;
+    if (st == DB_OK)
+        st = db_job_remote_end_set(api->db, job, attempt, state, json_string_value(err));
     json_decref(body);
     if (st == DB_CONFLICT) return http_reply_error(req, 409, "stale_attempt", NULL, "%s", error_get());
     if (st != DB_OK) return api_reply_db(req, st, NULL);
@@ -366,10 +371,14 @@ int job_resume_get(HttpRequest *req) {
     DbCheckpoint c;
     int st = db_checkpoint_latest(api->db, job, &c);
     if (st != DB_OK && st != DB_NOT_FOUND) return api_reply_db(req, st, NULL);
+    /* the attempt checked again (it may have ended since remote_auth: over,
+     * as there) as its log numbering starts again, before any of the job's
+     * metrics go: a stale resume must not delete its successor's */
+    int rc = db_job_remote_log_restart(api->db, job, attempt);
+    if (rc == DB_CONFLICT) return http_reply_error(req, 409, "stale_attempt", NULL, "%s", error_get());
     int64_t from = st == DB_OK ? c.step : -1, deleted = 0;
-    int rc = db_metric_delete_after(api->db, job, from, &deleted);
+    if (rc == DB_OK) rc = db_metric_delete_after(api->db, job, from, &deleted);
     if (rc == DB_OK) metrics_history_forget(api, job);
-    if (rc == DB_OK) rc = db_job_remote_log_restart(api->db, job, attempt);
     if (rc != DB_OK) return api_reply_db(req, rc, NULL);
     if (st == DB_NOT_FOUND) {
         scheduler_job_log(api->sched, job,

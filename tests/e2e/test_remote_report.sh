@@ -385,8 +385,25 @@ TOKEN=$T4 api POST "$R/report" -d '{}'
 check "(d) after a cancel, a report is answered cancel: true" "$(jv 'd["cancel"]')" True
 TOKEN=$T4 api POST "$R/end" -d '{"state": "done"}'
 expect "(d) an end with a bad state" 400 invalid
-TOKEN=$T4 api POST "$R/end" -d '{"state": "cancelled", "error": "cancelled at step 1"}'
-expect "(d) the end reported" 200
+# a last report and the end at once (well within the metric writer's
+# 100 ms): the end is answered once its reports' metrics are committed
+check "(d) a report, then the end: its metric in the database when the end is answered" \
+    "$($PY - "$PORT" "$T4" "$R" "$VAR/traind.db" "$J4" <<'PYEOF'
+import http.client, sqlite3, sys
+port, token, route, db, job = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def post(path, body):
+    c.request("POST", route + path, body, {"Authorization": "Bearer " + token})
+    r = c.getresponse()
+    r.read()
+    return r.status
+a = post("/report", '{"metrics": [{"name": "last", "step": 3, "epoch": 0, "value": 1}]}')
+b = post("/end", '{"state": "cancelled", "error": "cancelled at step 1"}')
+n = sqlite3.connect(db, timeout=5).execute(
+    "SELECT COUNT(*) FROM metrics WHERE job_id = ? AND name = 'last'", (int(job),)).fetchone()[0]
+print(a, b, n)
+PYEOF
+)" "200 200 1"
 check "(d) the job ends cancelled" "$(wait_state "$J4" 10 cancelled)" cancelled
 touch "$TMP/ckpt-slow.go"
 wait "$SLOW_PID"
@@ -394,13 +411,13 @@ check "(d) a checkpoint upload that ends after its attempt: 409, not stored" \
     "$(cat "$TMP/ckpt-slow.status"),$(api GET "/v1/jobs/$J4/checkpoints"; jv '[c["sha256"] for c in d["checkpoints"] if c["step"] == 1]')" \
     "HTTP/1.1 409 Conflict,['$SHA1']"
 api GET "/v1/jobs/$J4/metrics?follow=1" -N -m 20
-check "(d) the stream of 41 points: each once, then the end" \
+check "(d) the stream of 42 points: each once, then the end" \
     "$(grep -c '^event: metric' "$TMP/body"),$(grep '^data: ' "$TMP/body" | sort -u | grep -c '"step"'),$(grep -c '^event: end' "$TMP/body")" \
-    "41,41,1"
+    "42,42,1"
 api GET "/v1/jobs/$J4/metrics?name=*"
 check "(d) the history of a metric named '*': none" "$(jv 'len(d["metrics"])')" 0
 api GET "/v1/jobs/$J4/metrics"
-check "(d) ... then every metric's, not that reply kept for it" "$(jv 'len(d["metrics"])')" 41
+check "(d) ... then every metric's, not that reply kept for it" "$(jv 'len(d["metrics"])')" 42
 api GET "/v1/jobs/$J4/metrics?after=1&limit=5"
 check "(d) a page of 5 from a step of 40 metrics: the whole step, then after it" \
     "$(jv 'len(d["metrics"]), d["next_after"]')" "(40, 2)"
