@@ -126,7 +126,9 @@ char *http_response_head(const HttpResponse *r, int minor, bool keep_alive, size
     struct tm tm;
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
     uint64_t length = r->kind == HTTP_RESPONSE_BYTES ? r->len : r->size;
-    if (r->kind != HTTP_RESPONSE_STREAM)
+    if (r->status == 204 || r->status == 304 || r->status < 200)
+        framing[0] = '\0'; /* RFC 9110: no Content-Length, and never a body */
+    else if (r->kind != HTTP_RESPONSE_STREAM)
         snprintf(framing, sizeof framing, "Content-Length: %llu\r\n", (unsigned long long)length);
     else /* HTTP/1.0 has no chunks: the body ends where the connection does */
         snprintf(framing, sizeof framing, "%s", minor ? "Transfer-Encoding: chunked\r\n" : "");

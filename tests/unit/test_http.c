@@ -114,8 +114,11 @@ static int later_poll(HttpRequest *req) {
 
 static int later(HttpRequest *req) { return http_reply_later(req, later_poll); }
 
+static int no_content(HttpRequest *req) { return http_reply_text(req, 204, "text/plain", "", 0); }
+
 static const HttpRoute routes[] = {
     {"GET", "/gzip", gzip_ok, HTTP_ROUTE_PUBLIC, NULL},
+    {"GET", "/none", no_content, HTTP_ROUTE_PUBLIC, NULL},
     {"GET", "/later", later, HTTP_ROUTE_PUBLIC, NULL},
     {"GET", "/t/{a}/x/{b}", echo_params, HTTP_ROUTE_PUBLIC, NULL},
     {"GET", "/private/{a}", echo_params, 0, NULL},
@@ -485,6 +488,18 @@ static bool raw_exchange(const char *head, char *buf, size_t max, int ms) {
     bool closed = raw_read(fd, buf, max, ms);
     close(fd);
     return closed;
+}
+
+/* A 204 has no Content-Length (RFC 9110), and the connection goes on:
+ * the request after it, on the same connection, is answered. */
+Test(http, no_content_has_no_length) {
+    char buf[4096];
+    raw_exchange("GET /none HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "GET /none HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                 buf, sizeof buf, 3000);
+    const char *second = strstr(buf, "\r\n\r\nHTTP/1.1 204 No Content\r\n");
+    cr_assert(strncmp(buf, "HTTP/1.1 204 No Content\r\n", 25) == 0 && second, "%s", buf);
+    cr_assert(!strcasestr(buf, "Content-Length"), "%s", buf);
 }
 
 /* A reply made later is asked for at each tick; meanwhile its connection
