@@ -65,8 +65,8 @@ void sse_free(SseBuf *b) {
     memset(b, 0, sizeof *b);
 }
 
-int sse_resume_point(HttpRequest *req, int64_t def, int64_t *out, bool *reconnect) {
-    const char *last = http_header(req, "Last-Event-ID");
+int sse_resume_point(HttpRequest *req, bool follow, int64_t def, int64_t *out, bool *reconnect) {
+    const char *last = follow ? http_header(req, "Last-Event-ID") : NULL;
     *reconnect = last && *last;
     if (*reconnect) {
         char *end;
@@ -85,10 +85,18 @@ int sse_resume_point(HttpRequest *req, int64_t def, int64_t *out, bool *reconnec
 
 json_t *sse_number(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
+/* Seconds on the monotonic clock: a clock set back must not hold the
+ * keep-alives back (a proxy would drop the quiet stream). */
+static time_t monotonic_s(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec;
+}
+
 void sse_pacer_init(SsePacer *p) {
     memset(p, 0, sizeof *p);
     p->poll_now = true;
-    p->last_out = time(NULL);
+    p->last_out = monotonic_s();
 }
 
 bool sse_pacer_due(SsePacer *p, const uint64_t *gens, int n) {
@@ -102,14 +110,15 @@ bool sse_pacer_due(SsePacer *p, const uint64_t *gens, int n) {
         p->gens[i] = gens[i];
     }
     if (due) p->last_poll = now;
+    p->poll_now = false; /* until a poll finds rows again */
     return due;
 }
 
 ssize_t sse_pacer_take(SsePacer *p, SseBuf *out, char *buf, size_t max) {
-    if (!sse_pending(out) && time(NULL) - p->last_out >= SSE_KEEPALIVE_S)
+    if (!sse_pending(out) && monotonic_s() - p->last_out >= SSE_KEEPALIVE_S)
         sse_comment(out, "keep-alive");
     if (!sse_pending(out)) return 0;
-    p->last_out = time(NULL);
+    p->last_out = monotonic_s();
     return sse_take(out, buf, max);
 }
 

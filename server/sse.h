@@ -48,7 +48,7 @@ void sse_free(SseBuf *b);
 
 typedef struct {
     uint64_t gens[SSE_MAX_GENERATIONS];
-    bool poll_now; /* set by the follower's poll when it found rows */
+    bool poll_now; /* set by the follower's poll when it found rows; cleared by sse_pacer_due */
     time_t last_out;
     struct timespec last_poll;
 } SsePacer;
@@ -71,9 +71,11 @@ ssize_t sse_follow_read(SsePacer *p, SseBuf *out, bool ended, const uint64_t *ge
                         int (*poll)(void *ctx), void *ctx, char *buf, size_t max);
 
 /* Where a follower resumes: Last-Event-ID (a reconnect: *reconnect true)
- * if present, else the query argument `after`, else def. -1 after replying
- * 400 for a value that is not an integer; 0 otherwise, the value in *out. */
-int sse_resume_point(HttpRequest *req, int64_t def, int64_t *out, bool *reconnect);
+ * if present and the request follows (a page, not a stream, is where its
+ * `after` says, whatever a client's headers hold), else the query argument
+ * `after`, else def. -1 after replying 400 for a value that is not an
+ * integer; 0 otherwise, the value in *out. */
+int sse_resume_point(HttpRequest *req, bool follow, int64_t def, int64_t *out, bool *reconnect);
 
 /* A JSON number, or null for NaN and infinities (JSON has neither). */
 json_t *sse_number(double v);

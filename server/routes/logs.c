@@ -117,7 +117,7 @@ int logs_get(HttpRequest *req) {
     if (job < 0) return 0;
     bool follow, reconnect;
     int64_t after, limit, tail;
-    if (http_query_bool(req, "follow", &follow) || sse_resume_point(req, 0, &after, &reconnect) ||
+    if (http_query_bool(req, "follow", &follow) || sse_resume_point(req, follow, 0, &after, &reconnect) ||
         http_query_int(req, "limit", 1000, 1, 10000, &limit) ||
         http_query_int(req, "tail", 0, 1, 10000, &tail))
         return 0;

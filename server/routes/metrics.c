@@ -480,7 +480,7 @@ int metrics_get(HttpRequest *req) {
         db_job_clear(&j);
         return http_reply_error(req, 400, "bad_query", "?name", "name: expected a metric name");
     }
-    if (http_query_bool(req, "follow", &follow) || sse_resume_point(req, -1, &after, &reconnect) ||
+    if (http_query_bool(req, "follow", &follow) || sse_resume_point(req, follow, -1, &after, &reconnect) ||
         http_query_int(req, "limit", 10000, 1, 100000, &limit) ||
         http_query_int(req, "max_points", 0, 1, 100000, &max_points) ||
         http_query_int(req, "before", 0, 1, INT64_MAX, &before) ||

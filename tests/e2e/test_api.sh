@@ -171,6 +171,10 @@ api GET "/v1/jobs/$JOB/metrics?name=loss&after=50&limit=10"
 expect "history: after + limit" 200
 check "history: steps 51..60, next_after 60" "$(jv '([m["step"] for m in d["metrics"]], d["next_after"])')" \
     "([51, 52, 53, 54, 55, 56, 57, 58, 59, 60], 60)"
+api GET "/v1/jobs/$JOB/metrics?name=loss&after=50&limit=10" -H 'Last-Event-ID: 90'
+check "history: a page is where its after says, whatever Last-Event-ID says (not a stream)" \
+    "$(jv '([m["step"] for m in d["metrics"]], d["next_after"])')" \
+    "([51, 52, 53, 54, 55, 56, 57, 58, 59, 60], 60)"
 api GET "/v1/jobs/$JOB/metrics?after=50&limit=3"
 check "history of every metric: a page cut at a step boundary" \
     "$(jv '([(m["step"], m["name"]) for m in d["metrics"]], d["next_after"])')" "([(51, 'loss'), (51, 'lr')], 51)"

@@ -536,7 +536,7 @@ hostile "metrics ?limit=99999999999999999999" 400 bad_query \
     GET "$J/$JOB/metrics?limit=99999999999999999999"
 hostile "metrics ?max_points=0" 400 bad_query GET "$J/$JOB/metrics?max_points=0"
 hostile "metrics ?follow=2" 400 bad_query GET "$J/$JOB/metrics?follow=2"
-hostile "metrics Last-Event-ID: 1e3" 400 bad_request GET "$J/$JOB/metrics" \
+hostile "metrics Last-Event-ID: 1e3 (a stream's)" 400 bad_request GET "$J/$JOB/metrics?follow=1" \
     -H 'Last-Event-ID: 1e3'
 hostile "logs ?after=x" 400 bad_query GET "$J/$JOB/logs?after=x"
 hostile "logs ?limit=0" 400 bad_query GET "$J/$JOB/logs?limit=0"
