@@ -188,7 +188,10 @@ int db_checkpoint_record(Db *db, int64_t job, int epoch, int64_t step, bool part
     char prev[sizeof k.path], file[4400];
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
-    int rc = db_begin(c);
+    /* durable: the replaced directory, and those the gc after it removes,
+     * go once their rows are gone for good, not only as far as a kill -9 */
+    int rc = db_set_durable(c, true);
+    if (rc == DB_OK) rc = db_begin(c);
     if (rc == DB_OK) rc = replaced_dir(c, job, step, k.path, prev, sizeof prev);
     if (rc == DB_OK) rc = forget_same_dir(c, job, step, k.path);
     if (rc == DB_OK) rc = upsert(c, &k, &k.id);
@@ -196,6 +199,7 @@ int db_checkpoint_record(Db *db, int64_t job, int epoch, int64_t step, bool part
         rc = db_commit(c);
     else
         db_rollback(c);
+    rc = db_durable_done(c, rc);
     db_release(db, c);
     if (rc != DB_OK) return rc;
     if (prev[0] && !strstr(prev, "..") &&

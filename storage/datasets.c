@@ -248,7 +248,8 @@ int db_dataset_mark_ready(Db *db, int64_t id, const DbDataset *info) {
         goto done;
     }
     c = db_acquire(db);
-    if (!c) goto done;
+    /* durable: the 201 that follows promises the dataset kept */
+    if (!c || db_set_durable(c, true) != DB_OK) goto done;
     sqlite3_stmt *st = db_stmt(c, "UPDATE datasets SET state = 'ready', files = ?2, bytes = ?3, "
                                   "sha256 = ?4, samples = ?5, shape = ?6, "
                                   "options = coalesce(?7, options) "
@@ -267,6 +268,7 @@ int db_dataset_mark_ready(Db *db, int64_t id, const DbDataset *info) {
         rc = DB_CONFLICT;
     }
 done:
+    if (c) rc = db_durable_done(c, rc);
     if (c) db_release(db, c);
     free(files_text);
     free(shape_text);

@@ -352,6 +352,18 @@ int db_exec(DbConn *c, const char *sql) {
     return DB_OK;
 }
 
+int db_set_durable(DbConn *c, bool on) {
+    return db_exec(c, on ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+}
+
+int db_durable_done(DbConn *c, int rc) {
+    Error kept = *error_last();
+    if (db_set_durable(c, false) == DB_OK) return rc;
+    if (rc == DB_OK) return DB_ERROR;
+    error_restore(&kept); /* the call's own error, not the reset's */
+    return rc;
+}
+
 int db_begin(DbConn *c) {
     sqlite3_stmt *st = db_stmt(c, "BEGIN IMMEDIATE");
     if (!st) return DB_ERROR;

@@ -35,6 +35,15 @@ void db_release(Db *db, DbConn *c);
 sqlite3_stmt *db_stmt(DbConn *c, const char *sql);
 /* Runs statements without results. DB_OK or DB_ERROR. */
 int db_exec(DbConn *c, const char *sql);
+/* The connection's commits from now on durable when they return (on:
+ * synchronous=FULL, the WAL synced at each commit), or as every other's
+ * (off: NORMAL, which a power cut may undo). On, for a commit after which
+ * files go that only its rows still name, or that a reply promises kept.
+ * Outside a transaction only (SQLite refuses it within). */
+int db_set_durable(DbConn *c, bool on);
+/* db_set_durable(c, false) after a call that returned rc: rc, or DB_ERROR
+ * when rc was DB_OK and the reset failed; a failed rc's error is kept. */
+int db_durable_done(DbConn *c, int rc);
 /* BEGIN IMMEDIATE (the write lock up front, so busy_timeout applies),
  * COMMIT, ROLLBACK (never fails the caller). */
 int db_begin(DbConn *c);
