@@ -33,6 +33,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/json_text.h"
+#include "server/checkpoint_store.h"
 #include "server/executor.h"
 #include "server/log.h"
 #include "server/scheduler_internal.h"
@@ -355,6 +356,27 @@ static uint64_t device_memory(Device d) {
     return total;
 }
 
+/* What the runs a previous daemon left running may have left in their
+ * checkpoints directories (a checkpoint half staged, one set aside by a
+ * swap cut short): collected now, not at the job's next attempt, which
+ * a job recovered as ended, or cancelled while queued, never has. */
+static void collect_left_strays(Db *db, const DbJobAttempt *left, int n) {
+    for (int i = 0; i < n; i++) {
+        int removed = 0;
+        char line[128];
+        if (checkpoint_collect_strays(db, left[i].job, &removed) != DB_OK) {
+            scheduler_log(left[i].job, "error", "checkpoints: %s", error_get());
+            continue;
+        }
+        if (removed == 0) continue;
+        snprintf(line, sizeof line, "daemon start: %d unrecorded checkpoint director%s removed",
+                 removed, removed == 1 ? "y" : "ies");
+        scheduler_log(left[i].job, "info", "%s", line);
+        if (db_log_append(db, left[i].job, line, NULL) != DB_OK)
+            scheduler_log(left[i].job, "error", "cannot store a log line: %s", error_get());
+    }
+}
+
 Scheduler *scheduler_start(const SchedulerConfig *cfg) {
     if (!cfg || !cfg->db || !cfg->metrics) {
         error_set("scheduler: needs a database and a metric writer");
@@ -373,6 +395,7 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg) {
         return NULL;
     }
     executor_clean_left_attempts(cfg->db, cfg->executor, left, nleft);
+    collect_left_strays(cfg->db, left, nleft);
     free(left);
     if (ended)
         scheduler_log(0, "info", "%d job(s) left running ended as their runs had reported, or "

@@ -156,7 +156,7 @@ check "restart: the log says attempt 2 resumed from the checkpoint at step $ck_s
 check "restart: the stray temporary checkpoint directory removed, and said" \
     "$([ -e "$VA/jobs/$JA/checkpoints/epoch-99.tmp.1234.0" ] && echo kept || echo gone),$(jv \
         '[l["line"] for l in d["lines"] if "unrecorded" in l["line"]]')" \
-    "gone,['attempt 2: 1 unrecorded checkpoint directory removed']"
+    "gone,['daemon start: 1 unrecorded checkpoint directory removed']"
 metric_history "$JA" "$TMP/hist_a.json"
 check "resumed: each metric once a step (loss at 1..$TOTAL, train_loss once an epoch)" \
     "$($PY - "$TMP/hist_a.json" "$TOTAL" "$STEPS_PER_EPOCH" <<'EOF'

@@ -577,6 +577,36 @@ static void restart_case(bool crash_like) {
     teardown(&e);
 }
 
+/* A job a previous daemon left running with a cancel asked ends cancelled
+ * at the next start, and never runs again: what its run left half made in
+ * its checkpoints directory goes at that start. */
+Test(job_scheduler, a_start_collects_the_strays_of_jobs_left_running) {
+    Env e = setup();
+    int64_t id;
+    DbJob j;
+    cr_assert_eq(db_job_insert(e.db, &(DbJobNew){.spec_json = "{}"}, &id), DB_OK);
+    cr_assert_eq(db_job_claim(e.db, id, "cpu", &j), DB_OK, "%s", error_get());
+    db_job_clear(&j);
+    cr_assert_eq(db_job_cancel_requested(e.db, id), DB_OK);
+    char stray[600];
+    snprintf(stray, sizeof stray, "%s/jobs/%lld/checkpoints/epoch-2.tmp.999999.1",
+             db_data_dir(e.db), (long long)id);
+    cr_assert_eq(db_mkdir_p(stray), 0, "%s", error_get());
+    Scheduler *s = start(&e, 1, false);
+    cr_assert_eq(wait_state(&e, id, -1, 10), DB_JOB_CANCELLED);
+    cr_assert_eq(access(stray, F_OK), -1, "%s is still there", stray);
+    DbLogLine *lines;
+    int n;
+    cr_assert_eq(db_log_list(e.db, id, 0, 0, &lines, &n), DB_OK);
+    bool said = false;
+    for (int i = 0; i < n; i++)
+        said |= !strcmp(lines[i].line, "daemon start: 1 unrecorded checkpoint directory removed");
+    db_log_list_free(lines, n);
+    cr_assert(said, "not said in the job's log");
+    scheduler_stop(s);
+    teardown(&e);
+}
+
 Test(job_scheduler, restart_resumes_same_trajectory) { restart_case(false); }
 
 Test(job_scheduler, crash_resumes_from_epoch_checkpoint) { restart_case(true); }
