@@ -466,7 +466,7 @@ static int empty_dir(int fd, const char *shown, int depth) {
         if (unlinkat(dirfd(d), name, 0) == 0 || errno == ENOENT) continue;
         int err = errno; /* EISDIR (EPERM elsewhere): a folder */
         if (err != EISDIR && err != EPERM) {
-            rc = error_set("cannot remove %s/%s: %s", shown, name, strerror(err));
+            rc = error_sys(err, "cannot remove %s/%s", shown, name);
             break;
         }
         int sub = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -485,8 +485,7 @@ static int empty_dir(int fd, const char *shown, int depth) {
         err = errno;
         /* a link swapped in after the walk: removed as the link it is */
         if (err != ENOTDIR || (unlinkat(dirfd(d), name, 0) != 0 && errno != ENOENT))
-            rc = error_set("cannot remove %s/%s: %s", shown, name,
-                           strerror(err == ENOTDIR ? errno : err));
+            rc = error_sys(err == ENOTDIR ? errno : err, "cannot remove %s/%s", shown, name);
     }
     closedir(d);
     return rc;
@@ -494,13 +493,11 @@ static int empty_dir(int fd, const char *shown, int depth) {
 
 int db_remove_tree(const char *path) {
     if (unlink(path) == 0 || errno == ENOENT) return 0; /* a file, a link, or nothing */
-    if (errno != EISDIR && errno != EPERM)
-        return error_set("cannot remove %s: %s", path, strerror(errno));
+    if (errno != EISDIR && errno != EPERM) return error_sys(errno, "cannot remove %s", path);
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return error_set("cannot open %s: %s", path, strerror(errno));
+    if (fd < 0) return error_sys(errno, "cannot open %s", path);
     if (empty_dir(fd, path, 0) != 0) return -1;
-    if (rmdir(path) != 0 && errno != ENOENT)
-        return error_set("cannot remove %s: %s", path, strerror(errno));
+    if (rmdir(path) != 0 && errno != ENOENT) return error_sys(errno, "cannot remove %s", path);
     return 0;
 }
 
@@ -582,11 +579,11 @@ int db_mkdir_p(const char *path) {
         if (*p != '/') continue;
         *p = '\0';
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return error_set("cannot create %s: %s", buf, strerror(errno));
+            return error_sys(errno, "cannot create %s", buf);
         *p = '/';
     }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return error_set("cannot create %s: %s", buf, strerror(errno));
+    /* the errno kept (ENOSPC: the disk is full), for the callers' 507 */
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return error_sys(errno, "cannot create %s", buf);
     return 0;
 }
 

@@ -199,16 +199,18 @@ static int swap_by_renames(const char *tmp, const char *dir) {
     if (asprintf(&old, "%s.old", tmp) < 0) return error_set("out of memory");
     int rc = 0;
     if (rename(dir, old) != 0) {
-        rc = error_set("renaming '%s' to '%s': %s", dir, old, strerror(errno));
+        rc = error_sys(errno, "renaming '%s' to '%s'", dir, old);
     } else if (rename(tmp, dir) != 0) {
         int err = errno;
-        if (rename(old, dir) != 0)
-            rc = error_set("renaming '%s' to '%s': %s; the old one is left as '%s' (%s)", tmp,
-                           dir, strerror(err), old, strerror(errno));
-        else
-            rc = error_set("renaming '%s' to '%s': %s", tmp, dir, strerror(err));
+        if (rename(old, dir) != 0) {
+            error_set("renaming '%s' to '%s': %s; the old one is left as '%s' (%s)", tmp, dir,
+                      strerror(err), old, strerror(errno));
+            rc = error_set_errno(err);
+        } else {
+            rc = error_sys(err, "renaming '%s' to '%s'", tmp, dir);
+        }
     } else if (rename(old, tmp) != 0) {
-        rc = error_set("renaming '%s' to '%s': %s", old, tmp, strerror(errno));
+        rc = error_sys(errno, "renaming '%s' to '%s'", old, tmp);
     }
     free(old);
     return rc;
@@ -218,15 +220,14 @@ int durable_swap_dir(const char *tmp, const char *dir, bool *had) {
     *had = false;
     struct stat st;
     if (stat(dir, &st) != 0) {
-        if (errno != ENOENT) return error_set("'%s': %s", dir, strerror(errno));
-        if (rename(tmp, dir) != 0)
-            return error_set("renaming '%s' to '%s': %s", tmp, dir, strerror(errno));
+        if (errno != ENOENT) return error_sys(errno, "'%s'", dir);
+        if (rename(tmp, dir) != 0) return error_sys(errno, "renaming '%s' to '%s'", tmp, dir);
         return 0;
     }
     if (!S_ISDIR(st.st_mode)) return error_set("'%s' exists and is not a directory", dir);
     if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
         if (errno != EINVAL && errno != ENOSYS)
-            return error_set("exchanging '%s' and '%s': %s", tmp, dir, strerror(errno));
+            return error_sys(errno, "exchanging '%s' and '%s'", tmp, dir);
         if (swap_by_renames(tmp, dir) != 0) return -1;
     }
     *had = true;

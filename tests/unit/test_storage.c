@@ -1342,3 +1342,20 @@ Test(storage, job_names_of_128_characters) {
     db_close(db);
     remove_tmp();
 }
+
+/* A directory that cannot be made, or a tree that cannot be removed, keeps
+ * its errno (ENOSPC would make a 507): here ENOTDIR, under a file. */
+Test(storage, mkdir_p_and_remove_tree_keep_the_errno) {
+    char dir[] = "/tmp/traind-errno-XXXXXX", path[128];
+    cr_assert(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/file", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/file/sub", dir);
+    cr_assert_eq(db_mkdir_p(path), -1);
+    cr_assert_eq(error_last()->sys_errno, ENOTDIR, "%s", error_get());
+    cr_assert_eq(db_remove_tree(path), -1);
+    cr_assert_eq(error_last()->sys_errno, ENOTDIR, "%s", error_get());
+    cr_assert_eq(db_remove_tree(dir), 0, "%s", error_get());
+}
