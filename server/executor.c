@@ -284,15 +284,26 @@ static void stop_and_requeue(Worker *w, const RemoteAttempt *a, const ExecutorOp
     requeue(w, a, preempted_by);
 }
 
+/* How long ranks told to stop get to end. */
+static double grace_s(const Scheduler *s) {
+    return s->cfg.executor_grace_ms > 0 ? s->cfg.executor_grace_ms / 1000.0
+                                        : EXECUTOR_CANCEL_GRACE_S;
+}
+
 /* Whether a preempted attempt goes back to the queue now: its ranks
  * pending (nothing to checkpoint yet), ended at the stop (their reported
- * end "cancelled", or none), or still running past the grace. Ranks that
+ * end "cancelled", or none), or still running past the grace (and past
+ * their checkpoint's upload, if one is under way). Ranks that
  * ended otherwise meanwhile (the run finished, or failed) are recorded as
  * they ended, as an attempt in process is. */
 static bool preemption_over(Worker *w, const RemoteAttempt *a, const RemoteStatus *st,
                             double preempted_at) {
     if (st->phase == REMOTE_PENDING) return true;
-    if (st->phase == REMOTE_RUNNING) return clock_now_s() - preempted_at > EXECUTOR_CANCEL_GRACE_S;
+    if (st->phase == REMOTE_RUNNING) {
+        double waited = clock_now_s() - preempted_at;
+        bool uploading = atomic_load(&w->uploads) > 0 && waited < EXECUTOR_UPLOAD_GRACE_S;
+        return waited > grace_s(w->s) && !uploading;
+    }
     DbJobState state;
     char *error = NULL;
     int rc = db_job_remote_end(w->s->db, a->job, a->attempt, &state, &error);
@@ -348,10 +359,10 @@ static void follow(Worker *w, const RemoteAttempt *a, const ExecutorOps *ops, co
             record(w, a, cancelled_at > 0 ? DB_JOB_CANCELLED : DB_JOB_FAILED, why);
             return;
         }
-        if (cancelled_at > 0 && clock_now_s() - cancelled_at > EXECUTOR_CANCEL_GRACE_S) {
+        if (cancelled_at > 0 && clock_now_s() - cancelled_at > grace_s(s)) {
             if (ops->reap) ops->reap(ops->ctx, handle, 0);
-            snprintf(why, sizeof why, "cancelled; the ranks did not report their end within %d s",
-                     EXECUTOR_CANCEL_GRACE_S);
+            snprintf(why, sizeof why, "cancelled; the ranks did not report their end within %.0f s",
+                     grace_s(s));
             record(w, a, DB_JOB_CANCELLED, why);
             return;
         }

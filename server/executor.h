@@ -32,7 +32,8 @@
  *     (and "cancel": true); they stop at the same step, rank 0 uploads a
  *     partial checkpoint there (PUT .../checkpoints/{epoch}?partial=true)
  *     and reports their end; then, or once EXECUTOR_CANCEL_GRACE_S have
- *     passed (at once while they are pending), ops->cancel, and the job
+ *     passed with no checkpoint upload of theirs under way (at once while
+ *     they are pending; EXECUTOR_UPLOAD_GRACE_S at most), ops->cancel, and the job
  *     goes back to the queue, to resume from that checkpoint;
  *   - the daemon stopping: ops->cancel, and the job goes back to the
  *     queue, to resume from its newest checkpoint.
@@ -48,6 +49,11 @@
 #include "storage/db.h"
 
 #define EXECUTOR_CANCEL_GRACE_S 30
+/* A preempted attempt whose rank 0 is uploading its checkpoint when the
+ * grace ends is waited for while the upload lasts, up to this: a
+ * checkpoint of GBs takes longer than the grace to send and hash, and
+ * cut off it would cost the job all it did since its last one. */
+#define EXECUTOR_UPLOAD_GRACE_S 600
 
 typedef struct {
     int64_t job;

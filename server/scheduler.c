@@ -195,6 +195,8 @@ static void assign(Worker *w, const DbJob *job, const Worker *lead, int slot_gpu
     w->stop = WORKER_STOP_NONE;
     w->preempted_by = 0;
     atomic_store(&w->cancel, 0);
+    atomic_store(&w->uploads, 0);
+    w->claim = ++w->s->claims;
 }
 
 /* Under mu: claims the job of plan entry e for worker w, its first; the
@@ -430,6 +432,7 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg) {
         if (cfg->executor) /* "external-0": a slot, not a device */
             snprintf(w->device_name, sizeof w->device_name, "%.16s-%d", executor_name(cfg->executor), i);
         atomic_init(&w->cancel, 0);
+        atomic_init(&w->uploads, 0);
         pthread_mutex_init(&w->pmu, NULL);
     }
     for (int i = 0; i < n; i++) {
@@ -593,6 +596,25 @@ int scheduler_progress(Scheduler *s, int64_t job_id, DbJobProgress *out) {
     pthread_mutex_unlock(&s->mu);
     if (!w) error_set("job %" PRId64 ": not running", job_id);
     return w ? DB_OK : DB_NOT_FOUND;
+}
+
+uint64_t scheduler_upload_begin(Scheduler *s, int64_t job) {
+    if (!s) return 0;
+    pthread_mutex_lock(&s->mu);
+    Worker *w = worker_of(s, job);
+    if (w) atomic_fetch_add(&w->uploads, 1);
+    uint64_t claim = w ? w->claim : 0;
+    pthread_mutex_unlock(&s->mu);
+    return claim;
+}
+
+void scheduler_upload_end(Scheduler *s, uint64_t claim) {
+    if (!s || !claim) return;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->nworkers; i++)
+        if (s->workers[i].job_id && s->workers[i].claim == claim)
+            atomic_fetch_sub(&s->workers[i].uploads, 1);
+    pthread_mutex_unlock(&s->mu);
 }
 
 int scheduler_remote_progress(Scheduler *s, int64_t job, const DbJobProgress *p, bool *cancel,

@@ -80,6 +80,8 @@ typedef struct {
     const struct ExecutorOps *executor;
     int executor_slots;
     int executor_poll_ms;
+    /* Tests: the grace of ranks told to stop (0: EXECUTOR_CANCEL_GRACE_S). */
+    int executor_grace_ms;
     const char *report_url;
 } SchedulerConfig;
 
@@ -154,6 +156,13 @@ int scheduler_remote_token(Scheduler *s, int64_t job, int attempt, char token[65
  * user's cancel, the daemon stopping, a preemption), *preempt whether by a
  * preemption (its ranks checkpoint where they stop, then end). DB_NOT_FOUND
  * when no slot follows the job. p NULL: only *cancel and *preempt. */
+/* A checkpoint upload of job's ranks begins: counted on the claim of the
+ * job that runs it, which it returns (0: none runs it, nothing counted),
+ * for scheduler_upload_end. A preempted attempt's grace waits for those
+ * under way (server/executor.h); one that ends after its job moved on
+ * (requeued, claimed again) is taken from no count. */
+uint64_t scheduler_upload_begin(Scheduler *s, int64_t job);
+void scheduler_upload_end(Scheduler *s, uint64_t claim);
 int scheduler_remote_progress(Scheduler *s, int64_t job, const DbJobProgress *p, bool *cancel,
                               bool *preempt);
 

@@ -52,6 +52,12 @@ typedef struct Worker {
     int64_t preempted_by;   /* WORKER_STOP_PREEMPT: the job that takes its place */
     /* set by cancel/stop, read by the trainer at each step */
     atomic_int cancel;
+    /* checkpoint uploads of job_id's ranks under way (an executor's),
+     * counted for this claim of the job (claim: under mu, a number new at
+     * each claim, so that an upload ending after the job moved on is not
+     * taken from the next claim's count) */
+    atomic_int uploads;
+    uint64_t claim;
     /* under pmu: live progress of job_id */
     pthread_mutex_t pmu;
     DbJobProgress progress;
@@ -73,6 +79,7 @@ struct Scheduler {
     bool stopping;
     atomic_uint_least64_t generation; /* scheduler_generation */
     char report_url[1024];            /* cfg.report_url's copy */
+    uint64_t claims; /* under mu: the last Worker.claim given */
     int nworkers;
     Worker workers[];
 };

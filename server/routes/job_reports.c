@@ -515,6 +515,7 @@ typedef struct {
     DbCheckpoint stored;
     atomic_bool done;
     atomic_int refs; /* the request's, and the store's while it runs */
+    uint64_t counted; /* scheduler_upload_begin's claim (0: none), till released */
 } CkptUpload;
 
 /* A file that could not be written: a full disk is 507 with the space
@@ -627,6 +628,7 @@ static int ckpt_begin(HttpRequest *req) {
     snprintf(u->tmp, sizeof u->tmp, "%s", tmp);
     free(tmp);
     http_set_state(req, u);
+    u->counted = scheduler_upload_begin(api->sched, job); /* a preemption's grace waits for it */
     int err = db_mkdir_p(u->tmp) == 0 ? 0 : error_last()->sys_errno;
     if (err || !(u->mp = multipart_new(http_header(req, "Content-Type"), on_ckpt_part, u))) {
         if (err)
@@ -651,6 +653,7 @@ static int ckpt_data(HttpRequest *req, const char *data, size_t size) {
  * what was not put in place, and frees it. */
 static void ckpt_release(CkptUpload *u) {
     if (atomic_fetch_sub(&u->refs, 1) != 1) return;
+    scheduler_upload_end(u->api->sched, u->counted);
     if (u->mp) multipart_end(u->mp);
     if (u->fd >= 0) close(u->fd);
     if (u->tmp[0]) durable_remove_flat_dir(u->tmp);

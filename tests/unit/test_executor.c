@@ -54,6 +54,7 @@ static void fake_cancel(void *ctx, const char *handle) {
 }
 
 static TmpDb env;
+static int grace_ms; /* the ranks' grace to stop; 0: the default */
 static Script script;
 static ExecutorOps ops;
 static int64_t toy_id;
@@ -62,6 +63,7 @@ static void setup(void) {
     tmp_db_open(&env, "executor");
     toy_id = toy_dataset_make(env.db);
     memset(&script, 0, sizeof script);
+    grace_ms = 0;
     atomic_store(&script.phase, REMOTE_RUNNING);
     ops = (ExecutorOps){.name = "fake", .launch = fake_launch, .poll = fake_poll,
                         .cancel = fake_cancel, .ctx = &script};
@@ -74,7 +76,7 @@ TestSuite(executor, .init = setup, .fini = teardown);
 static Scheduler *start_slots(int slots) {
     SchedulerConfig cfg = {.db = env.db, .metrics = env.mw, .executor = &ops,
                            .executor_slots = slots, .executor_poll_ms = 20,
-                           .report_url = "http://10.0.0.1:8080"};
+                           .executor_grace_ms = grace_ms, .report_url = "http://10.0.0.1:8080"};
     Scheduler *s = scheduler_start(&cfg);
     cr_assert(s, "%s", error_get());
     return s;
@@ -279,6 +281,34 @@ Test(executor, a_preemption_lets_the_ranks_checkpoint_and_end_first) {
     int cancels = atomic_load(&script.cancels);
     scheduler_stop(s);
     cr_assert_eq(cancels, 0, "ranks that ended are not signalled");
+}
+
+/* Past the grace, ranks still running are stopped and the job requeued;
+ * while rank 0's checkpoint is being uploaded (two at once here), not till
+ * it has come. */
+Test(executor, a_preemption_waits_past_its_grace_for_a_checkpoint_upload) {
+    grace_ms = 300;
+    Scheduler *s = start_slots(1);
+    int64_t victim = submit(s);
+    WAIT_FOR(phase_is(s, victim, "running", ""));
+    uint64_t upload = scheduler_upload_begin(s, victim); /* before the preemption: counted */
+    cr_assert_neq(upload, 0);
+    int64_t urgent = submit(s);
+    cr_assert_eq(scheduler_set_priority(s, urgent, true, 5), DB_OK);
+    bool cancel = false, preempt = false;
+    WAIT_FOR(scheduler_remote_progress(s, victim, NULL, &cancel, &preempt) == DB_OK && preempt);
+    usleep(1000 * 1000);
+    cr_assert_eq(atomic_load(&script.cancels), 0, "stopped while its checkpoint was uploading");
+    cr_assert_eq(state_of(victim), DB_JOB_RUNNING);
+    uint64_t second = scheduler_upload_begin(s, victim);
+    scheduler_upload_end(s, upload);
+    usleep(200 * 1000); /* ten polls */
+    cr_assert_eq(atomic_load(&script.cancels), 0, "stopped while a second upload was under way");
+    scheduler_upload_end(s, second);
+    WAIT_FOR(atomic_load(&script.cancels) == 1);
+    WAIT_FOR(state_of(victim) == DB_JOB_QUEUED || atomic_load(&script.launches) == 2);
+    cr_assert_eq(preemptions_of(victim), 1);
+    scheduler_stop(s);
 }
 
 /* Ranks told of a preemption that end otherwise meanwhile (the run's last
