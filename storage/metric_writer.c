@@ -231,6 +231,13 @@ MetricWriter *metric_writer_start(Db *db) {
     return w;
 }
 
+bool metric_writer_has_room(MetricWriter *w, size_t n) {
+    pthread_mutex_lock(&w->mu);
+    bool room = n <= WRITER_MAX_PENDING && w->n <= WRITER_MAX_PENDING - n;
+    pthread_mutex_unlock(&w->mu);
+    return room;
+}
+
 int metric_writer_push(MetricWriter *w, int64_t job, const char *name, int64_t step, int epoch,
                        double value) {
     pthread_mutex_lock(&w->mu);

@@ -251,13 +251,13 @@ static int push_metrics(Api *api, int64_t job, json_t *metrics, bool *epoch_end)
     return 0;
 }
 
-/* The log lines through db_job_remote_logs: *stored new ones. */
+/* The log lines through db_job_remote_logs: *stored new ones. With none,
+ * the attempt is still checked there (DB_CONFLICT once it is over). */
 static int store_logs(Api *api, int64_t job, int attempt, json_t *logs, int *stored) {
     *stored = 0;
     size_t n = logs ? json_array_size(logs) : 0;
-    if (n == 0) return DB_OK;
-    int64_t *seqs = calloc(n, sizeof *seqs);
-    const char **lines = calloc(n, sizeof *lines);
+    int64_t *seqs = calloc(n + 1, sizeof *seqs);
+    const char **lines = calloc(n + 1, sizeof *lines);
     int rc = DB_ERROR;
     if (!seqs || !lines)
         error_set("out of memory");
@@ -293,14 +293,31 @@ int job_report_post(HttpRequest *req) {
         json_decref(body);
         return http_reply_error(req, 400, "invalid", e.path, "%s", e.msg);
     }
-    bool epoch_end;
+    /* the logs first: their transaction checks the attempt is still the
+     * job's, and a stale report's metrics must not follow them in */
+    int stored_logs = 0;
+    error_clear();
+    int st = store_logs(api, job, attempt, logs, &stored_logs);
+    if (st != DB_OK) {
+        json_decref(body);
+        return st == DB_CONFLICT ? http_reply_error(req, 409, "stale_attempt", NULL, "%s", error_get())
+                                 : api_reply_db(req, st, NULL);
+    }
+    if (stored_logs) scheduler_bump(api->sched); /* the streams of its lines, whatever follows */
+    /* an HTTP thread must not wait on a queue the database cannot empty:
+     * the rank retries (its rows and lines deduplicated) */
+    size_t n_queued = metrics ? json_array_size(metrics) : 0;
+    if (!metric_writer_has_room(api->metrics, n_queued)) {
+        json_decref(body);
+        return http_reply_error(req, 503, "unavailable", "metrics",
+                                "the daemon's metric queue is full (its database is not keeping "
+                                "up): report again later");
+    }
+    bool epoch_end = false;
     if (push_metrics(api, job, metrics, &epoch_end) != 0) {
         json_decref(body);
         return http_reply_error(req, 503, "unavailable", "metrics", "%s", error_get());
     }
-    int stored_logs = 0;
-    error_clear();
-    int st = store_logs(api, job, attempt, logs, &stored_logs);
     bool cancel = false, preempt = false;
     DbJobProgress live;
     /* as an attempt in process does: the progress stored at each epoch's
@@ -309,12 +326,8 @@ int job_report_post(HttpRequest *req) {
             DB_OK &&
         epoch_end && scheduler_progress(api->sched, job, &live) == DB_OK)
         db_job_set_progress(api->db, job, &live);
-    if (stored_logs) scheduler_bump(api->sched);
-    int n_metrics = metrics ? (int)json_array_size(metrics) : 0;
     json_decref(body);
-    if (st == DB_CONFLICT) return http_reply_error(req, 409, "stale_attempt", NULL, "%s", error_get());
-    if (st != DB_OK) return api_reply_db(req, st, NULL);
-    return http_reply_json(req, 200, json_pack("{s:i, s:i, s:b, s:b}", "stored_metrics", n_metrics,
+    return http_reply_json(req, 200, json_pack("{s:i, s:i, s:b, s:b}", "stored_metrics", (int)n_queued,
                                                "stored_logs", stored_logs, "cancel", cancel,
                                                "preempt", preempt));
 }

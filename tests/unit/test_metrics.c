@@ -331,6 +331,10 @@ Test(metrics, a_full_disk_is_enospc_and_the_writer_catches_up, .fini = full_disk
      * later row of a step wins */
     cr_assert_eq(metric_writer_push(w, job, "loss", 50000, 0, -1.0), 0);
     cr_assert_eq(metric_writer_push(w, job, "loss", 50001, 0, -2.0), 0);
+    /* the queue takes 4M rows before a push waits: those queued (the 2,
+     * and those of the 50,000 not in the batch kept in hand) count */
+    cr_assert(metric_writer_has_room(w, (4u << 20) - 50002));
+    cr_assert(!metric_writer_has_room(w, (4u << 20) - 1), "the rows queued not counted");
 
     char filler[128];
     snprintf(filler, sizeof filler, "%s/filler", disk);
