@@ -53,8 +53,24 @@ static void read_until(Stream *s, double deadline) {
     }
 }
 
+/* A child starts with no signal blocked and SIGPIPE as by default. The
+ * daemon blocks SIGINT, SIGTERM and SIGHUP in every thread (sigwait takes
+ * them) and ignores SIGPIPE, and a child inherits both across exec: an
+ * mpirun sent SIGTERM to stop its ranks would not see it. */
+static void spawn_attr_init(posix_spawnattr_t *attr, short flags) {
+    sigset_t none, pipe_only;
+    sigemptyset(&none);
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    posix_spawnattr_init(attr);
+    posix_spawnattr_setsigmask(attr, &none);
+    posix_spawnattr_setsigdefault(attr, &pipe_only);
+    posix_spawnattr_setflags(attr, flags | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
 static int spawn(char *const argv[], int pipes[2][2], pid_t *pid) {
     posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     for (int i = 0; i < 2; i++) {
@@ -62,7 +78,9 @@ static int spawn(char *const argv[], int pipes[2][2], pid_t *pid) {
         posix_spawn_file_actions_addclose(&fa, pipes[i][0]);
         posix_spawn_file_actions_addclose(&fa, pipes[i][1]);
     }
-    int rc = posix_spawnp(pid, argv[0], &fa, NULL, argv, environ);
+    spawn_attr_init(&attr, 0);
+    int rc = posix_spawnp(pid, argv[0], &fa, &attr, argv, environ);
+    posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) return error_set("%s: %s", argv[0], strerror(rc));
     return 0;
@@ -120,8 +138,7 @@ int command_start(char *const argv[], const char *log_path, pid_t *pid) {
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    spawn_attr_init(&attr, POSIX_SPAWN_SETPGROUP);
     posix_spawnattr_setpgroup(&attr, 0);
     int rc = posix_spawnp(pid, argv[0], &fa, &attr, argv, environ);
     posix_spawnattr_destroy(&attr);

@@ -1,7 +1,15 @@
 /* test_command.c - server/command.c: another program's exit status, its
- * stdout and stderr, a timeout, and a program that is not there. */
+ * stdout and stderr, a timeout, a program that is not there, and children
+ * that start with no signal blocked and SIGPIPE not ignored, whatever the
+ * daemon's threads block and ignore. */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "server/command.h"
@@ -41,4 +49,42 @@ Test(command, missing_program) {
     CommandResult r;
     cr_assert_eq(command_run(argv, 1000, &r), -1);
     cr_assert_str_eq(error_get(), "traind-no-such-program: No such file or directory");
+}
+
+/* The signal lines of a child's /proc/self/status ("SigBlk: ...", "SigIgn:
+ * ...") as command_run, then command_start, give them, with this thread
+ * blocking SIGTERM and SIGHUP and ignoring SIGPIPE as the daemon does. */
+Test(command, children_start_with_no_signal_blocked_or_ignored) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    cr_assert_eq(pthread_sigmask(SIG_BLOCK, &set, NULL), 0);
+    signal(SIGPIPE, SIG_IGN);
+    char *argv[] = {"grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status", NULL};
+    CommandResult r;
+    cr_assert_eq(command_run(argv, 10000, &r), 0, "%s", error_get());
+    cr_assert(strstr(r.out, "SigBlk:\t0000000000000000\n"), "%s", r.out);
+    /* SIGPIPE is signal 13: bit 12 of SigIgn, 0x1000 */
+    const char *ign = strstr(r.out, "SigIgn:\t");
+    cr_assert(ign, "%s", r.out);
+    unsigned long long mask = strtoull(ign + 8, NULL, 16);
+    cr_assert_eq(mask & 0x1000, 0, "SIGPIPE ignored: %s", r.out);
+    command_result_free(&r);
+    char log[] = "/tmp/test_command_XXXXXX";
+    int fd = mkstemp(log);
+    cr_assert(fd >= 0);
+    close(fd);
+    pid_t pid;
+    cr_assert_eq(command_start(argv, log, &pid), 0, "%s", error_get());
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    char text[512] = "";
+    FILE *f = fopen(log, "r");
+    cr_assert(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    unlink(log);
+    cr_assert(strstr(text, "SigBlk:\t0000000000000000\n"), "command_start: %s", text);
 }
