@@ -101,10 +101,17 @@ static char *trim(char *s) {
 int slurm_config_load(SlurmConfig *c, const char *path) {
     FILE *f = fopen(path, "r");
     if (!f) return error_sys(errno, "slurm config '%s'", path);
-    char line[1024];
+    char line[SLURM_CONFIG_LINE_MAX + 2]; /* the line, its '\n', the NUL */
     int n = 0, rc = 0;
     while (rc == 0 && fgets(line, sizeof line, f)) {
         n++;
+        size_t len = strlen(line);
+        /* a longer line would be read as two: a value cut short, taken */
+        if (len == sizeof line - 1 && line[len - 1] != '\n') {
+            rc = error_set("slurm config '%s' line %d: longer than %d bytes", path, n,
+                           SLURM_CONFIG_LINE_MAX);
+            break;
+        }
         char *hash = strchr(line, '#');
         if (hash) *hash = '\0';
         char *t = trim(line), *eq = strchr(t, '=');

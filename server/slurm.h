@@ -20,6 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The longest line of a --slurm-config file (a shared_dir of 4095 bytes
+ * and its key fit). */
+#define SLURM_CONFIG_LINE_MAX 4200
+
 typedef struct {
     char partition[64];  /* "" : Slurm's default partition */
     char account[64];    /* "" : the user's default account */

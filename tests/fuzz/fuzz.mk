@@ -18,7 +18,7 @@
 
 FUZZ_CC      ?= clang
 FUZZ_TARGETS ?= spec lr_expr csv idx npy safetensors multipart http_parse http_conn image \
-                tokens cifar10 archive json_limits
+                tokens cifar10 archive json_limits slurm
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 4
 # clang's OpenMP (libomp) for core's pragmas; no CUDA: the parsers are host code.
@@ -50,6 +50,8 @@ build/fuzz/fuzz_http_conn: build/fuzz/obj/server/http_conn.o build/fuzz/obj/serv
 build/fuzz/fuzz_archive: build/fuzz/obj/server/dataset_archive.o
 # the JSON bodies' scan, against jansson
 build/fuzz/fuzz_json_limits: build/fuzz/obj/server/json_limits.o
+# what traind reads of Slurm (slurm.c runs its commands through command.c)
+build/fuzz/fuzz_slurm: build/fuzz/obj/server/slurm.o build/fuzz/obj/server/command.o
 
 build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_SUPPORT) build/fuzz/libcore.a
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp -o $@ $(filter %.o,$^) build/fuzz/libcore.a \

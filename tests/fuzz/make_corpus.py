@@ -471,7 +471,27 @@ def json_limits():
     out("json_limits", "long", bytes([0x00]) + b'"' + b"x" * 100 + b'"')
 
 
+def slurm():
+    # byte 0: even, a line of `scontrol show job -o`; odd, a --slurm-config file
+    lines = [b"JobId=3 JobName=traind-7 UserId=root(0) Priority=4294901757 JobState=PENDING "
+             b"Reason=Resources Dependency=(null) Requeue=1 Restarts=0 ExitCode=0:0\n",
+             b"JobId=3 JobState=PENDING Reason=BeginTime Requeue=1 Restarts=1 ExitCode=0:0\n",
+             b"JobId=4 JobState=NODE_FAIL Reason=NodeDown Restarts=0 ExitCode=1:9\n",
+             b"JobId=5 JobState=RUNNING Reason=None Command=/a b/JobState=COMPLETED\n",
+             b"JobId=6 Reason=None\n"]
+    for i, line in enumerate(lines):
+        out("slurm", "scontrol%02d" % i, b"\x00" + line)
+    configs = [b"# the lab's cluster\npartition = a100 \naccount=lab-7\n\n"
+               b"gpus_per_node = 4 # HGX\ntime = 1-00:00:00\n",
+               b"shared_dir = /shared/traind\ndatasets = fetch\ndatasets_cache = /scratch/c\n"
+               b"mpi = pmix\ntraind = /opt/traind/bin/traind\nqos = normal\n",
+               b"partition a100\n", b"account = lab 7\n", b"gpus_per_node = many\n",
+               b"shared_dir = /" + b"d" * 4300 + b"\n"]
+    for i, text in enumerate(configs):
+        out("slurm", "config%02d" % i, b"\x01" + text)
+
+
 if __name__ == "__main__":
     for make in [spec, lr_expr, csv, idx, npy, safetensors, multipart, http_parse, http_conn,
-                 image, tokens, cifar10, archive, json_limits]:
+                 image, tokens, cifar10, archive, json_limits, slurm]:
         make()

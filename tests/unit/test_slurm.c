@@ -108,6 +108,16 @@ Test(slurm, config_file) {
     }
     cr_assert_eq(slurm_config_load(&c, "/nonexistent/slurm.conf"), -1);
     cr_assert(strstr(error_get(), "/nonexistent/slurm.conf"), "%s", error_get());
+    /* a line longer than the reader's buffer: refused, not read as two (a
+     * shared_dir cut at 1 KiB, then "line 2" of its rest) */
+    static char lng[5000];
+    int k = snprintf(lng, sizeof lng, "mpi = pmix\nshared_dir = /");
+    memset(lng + k, 'd', 4300);
+    strcpy(lng + k + 4300, "\n");
+    path = write_tmp(lng);
+    cr_assert_eq(slurm_config_load(&c, path), -1);
+    cr_assert(strstr(error_get(), "line 2: longer than 4200 bytes"), "%s", error_get());
+    unlink(path);
 }
 
 Test(slurm, scontrol_records) {
