@@ -119,33 +119,49 @@ static void on_log(void *user, const char *line) {
     free(quoted);
 }
 
+/* Removes the checkpoint DIR/name: renamed aside first, so that a run
+ * killed while removing leaves a temporary (durable_remove_strays takes
+ * it), never a checkpoint of that name missing a file. */
+static void remove_checkpoint(const char *dir, const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char *aside = durable_temp_name(path);
+    if (aside && rename(path, aside) == 0) durable_remove_flat_dir(aside);
+    free(aside);
+}
+
 /* Removes DIR/epoch-* beyond the newest keep_last up to `current` (just
  * written), and any past it: those are an earlier run's in a directory used
- * again (runs/<name>), and counted as newer they would remove this run's. */
+ * again (runs/<name>), and counted as newer they would remove this run's.
+ * And every DIR/step-*: a stop's partial checkpoint, this run's own (it
+ * resumed from it) or an earlier run's, is behind the one just written. */
 static void prune_checkpoints(const char *dir, int keep_last, int current) {
     DIR *d = opendir(dir);
     if (!d) return;
     int epochs[4096], n = 0;
+    char steps[64][32];
+    int nsteps = 0;
     struct dirent *e;
-    while ((e = readdir(d)) && n < 4096) {
+    while ((e = readdir(d))) {
         int ep;
+        long long st;
         char tail;
-        if (sscanf(e->d_name, "epoch-%d%c", &ep, &tail) == 1) epochs[n++] = ep;
+        if (n < 4096 && sscanf(e->d_name, "epoch-%d%c", &ep, &tail) == 1) epochs[n++] = ep;
+        size_t len = strlen(e->d_name);
+        if (nsteps < 64 && len < sizeof steps[0] &&
+            sscanf(e->d_name, "step-%lld%c", &st, &tail) == 1)
+            memcpy(steps[nsteps++], e->d_name, len + 1);
     }
     closedir(d);
     for (int i = 0; i < n; i++) {
         int newer = 0;
         for (int j = 0; j < n; j++) newer += epochs[j] > epochs[i] && epochs[j] <= current;
         if (epochs[i] <= current && newer < keep_last) continue;
-        char path[4096], file[4200];
-        snprintf(path, sizeof path, "%s/epoch-%d", dir, epochs[i]);
-        /* files first, then the directory */
-        snprintf(file, sizeof file, "%s/model.safetensors", path);
-        unlink(file);
-        snprintf(file, sizeof file, "%s/trainer.safetensors", path);
-        unlink(file);
-        rmdir(path);
+        char name[32];
+        snprintf(name, sizeof name, "epoch-%d", epochs[i]);
+        remove_checkpoint(dir, name);
     }
+    for (int i = 0; i < nsteps; i++) remove_checkpoint(dir, steps[i]);
 }
 
 /* Saves t into the checkpoint directory <--out>/<name> (its path into

@@ -69,12 +69,14 @@ job 'lr/0.1' 1 "$TMP/slash.json"
 job '..' 1 "$TMP/dots.json"
 # a run killed (-9) in its checkpoint left its temporary copy there
 DEAD=$(sh -c 'echo $$')
-mkdir -p "$TMP/cwd/runs/lr_0.1/epoch-0.tmp.$DEAD.0"
+mkdir -p "$TMP/cwd/runs/lr_0.1/epoch-0.tmp.$DEAD.0" "$TMP/cwd/runs/lr_0.1/step-7"
 echo part >"$TMP/cwd/runs/lr_0.1/epoch-0.tmp.$DEAD.0/model.safetensors"
+# and an earlier run's partial checkpoint, behind the first epoch's
+touch "$TMP/cwd/runs/lr_0.1/step-7/model.safetensors" "$TMP/cwd/runs/lr_0.1/step-7/trainer.safetensors"
 (cd "$TMP/cwd" && "$TRAIND" run "$TMP/slash.json" 2>"$TMP/slash.err" && "$TRAIND" run "$TMP/dots.json" 2>/dev/null)
 check "the default --out: runs/<name>, '/' and a leading '.' as '_'" \
     "$(cd "$TMP/cwd" && ls -d runs/*/epoch-0 | tr '\n' ' ')" "runs/_./epoch-0 runs/lr_0.1/epoch-0 "
-check "... a killed run's temporary checkpoint removed, and said so" \
+check "... a killed run's temporary checkpoint removed, and said so; the partial one gone" \
     "$(ls "$TMP/cwd/runs/lr_0.1") $(grep -c '1 unfinished checkpoint of a killed run cleaned up' "$TMP/slash.err")" \
     "epoch-0 1"
 
