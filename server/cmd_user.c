@@ -133,6 +133,19 @@ static Db *open_db(const UserArgs *a) {
                 a->cmd, a->data_dir, path, a->data_dir);
         return NULL;
     }
+    /* an older database is the daemon's to upgrade: one of the version
+     * before may be serving it still, and would write it on as the old
+     * schema has it (metric_blocks, made by version 4, it never fills) */
+    int version = 0;
+    if (access(path, F_OK) == 0 && db_file_schema_version(a->data_dir, &version) == 0 &&
+        version < DB_SCHEMA_VERSION) {
+        fprintf(stderr,
+                "traind user %s: %s is of schema version %d, older than this traind's %d: "
+                "start this traind's `serve --data-dir %s` once (it upgrades it), then run "
+                "traind user again\n",
+                a->cmd, path, version, DB_SCHEMA_VERSION, a->data_dir);
+        return NULL;
+    }
     Db *db = db_open(a->data_dir);
     if (!db) fprintf(stderr, "traind user %s: %s\n", a->cmd, error_get());
     return db;

@@ -46,6 +46,31 @@ struct Db {
 
 /* ---- schema ---- */
 
+/* metric_blocks (metric_blocks.c): its columns, and its rows made from
+ * the metrics there are (migration 4 makes it, 9 makes it where 4's first
+ * form did not). The text is 4's as it shipped: a migration's SQL never
+ * changes once released. */
+#define METRIC_BLOCKS_COLUMNS \
+    "  job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE," \
+    "  name TEXT NOT NULL," \
+    "  block INTEGER NOT NULL," \
+    "  count INTEGER NOT NULL," \
+    "  first_step INTEGER NOT NULL," \
+    "  last_step INTEGER NOT NULL," \
+    "  min REAL, max REAL, last REAL," \
+    "  epoch INTEGER NOT NULL," \
+    "  wall_time REAL," \
+    "  PRIMARY KEY (job_id, name, block)) WITHOUT ROWID;"
+
+#define METRIC_BLOCKS_FILL \
+    "INSERT INTO metric_blocks (job_id, name, block, count, first_step, last_step, min, max," \
+    "  last, epoch, wall_time)" \
+    "  SELECT g.job_id, g.name, g.block, g.n, g.lo, g.hi, g.mn, g.mx, m.value, m.epoch," \
+    "  m.wall_time FROM (SELECT job_id, name, step >> 8 AS block, count(*) AS n," \
+    "  min(step) AS lo, max(step) AS hi, min(value) AS mn, max(value) AS mx FROM metrics" \
+    "  GROUP BY job_id, name, step >> 8) AS g" \
+    "  JOIN metrics AS m ON m.job_id = g.job_id AND m.name = g.name AND m.step = g.hi"
+
 static const char *const migrations[] = {
     /* 1: the first schema */
     "CREATE TABLE users ("
@@ -192,24 +217,7 @@ static const char *const migrations[] = {
      * Each series summarised per block of 256 steps (metric_blocks.c),
      * made here from the rows there are. */
     "ALTER TABLE metrics ADD COLUMN wall_time REAL;"
-    "CREATE TABLE metric_blocks ("
-    "  job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
-    "  name TEXT NOT NULL,"
-    "  block INTEGER NOT NULL,"
-    "  count INTEGER NOT NULL,"
-    "  first_step INTEGER NOT NULL,"
-    "  last_step INTEGER NOT NULL,"
-    "  min REAL, max REAL, last REAL,"
-    "  epoch INTEGER NOT NULL,"
-    "  wall_time REAL,"
-    "  PRIMARY KEY (job_id, name, block)) WITHOUT ROWID;"
-    "INSERT INTO metric_blocks (job_id, name, block, count, first_step, last_step, min, max,"
-    "  last, epoch, wall_time)"
-    "  SELECT g.job_id, g.name, g.block, g.n, g.lo, g.hi, g.mn, g.mx, m.value, m.epoch,"
-    "  m.wall_time FROM (SELECT job_id, name, step >> 8 AS block, count(*) AS n,"
-    "  min(step) AS lo, max(step) AS hi, min(value) AS mn, max(value) AS mx FROM metrics"
-    "  GROUP BY job_id, name, step >> 8) AS g"
-    "  JOIN metrics AS m ON m.job_id = g.job_id AND m.name = g.name AND m.step = g.hi;",
+    "CREATE TABLE metric_blocks (" METRIC_BLOCKS_COLUMNS METRIC_BLOCKS_FILL ";",
     /* 5: attempts run outside the daemon (server/executor.h): the sha256
      * of the token their ranks report with and the attempt it belongs to,
      * the next log line number that attempt's ranks may store, and the end
@@ -234,6 +242,19 @@ static const char *const migrations[] = {
      * its run stopped ends the job cancelled at its next start rather than
      * running it again (db_job_recover_running) */
     "ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;",
+    /* 9: repairs. Version 4 first shipped without metric_blocks (added to
+     * its migration later): a data dir made then has none, and every
+     * metric write failed on it; made and filled here where it is missing
+     * or empty. Version 3 rebuilt datasets, and so restarted its id
+     * sequence at the highest id left: ids of deleted datasets that jobs
+     * still name are never handed out again from here. */
+    "CREATE TABLE IF NOT EXISTS metric_blocks (" METRIC_BLOCKS_COLUMNS METRIC_BLOCKS_FILL
+    "  WHERE NOT EXISTS (SELECT 1 FROM metric_blocks);"
+    "INSERT INTO sqlite_sequence (name, seq) SELECT 'datasets', 0"
+    "  WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'datasets');"
+    "UPDATE sqlite_sequence SET seq = max(seq,"
+    "  coalesce((SELECT max(train_dataset) FROM jobs), 0),"
+    "  coalesce((SELECT max(val_dataset) FROM jobs), 0)) WHERE name = 'datasets';",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,
@@ -714,6 +735,25 @@ void db_close(Db *db) {
 }
 
 const char *db_data_dir(const Db *db) { return db->dir; }
+
+int db_file_schema_version(const char *data_dir, int *version) {
+    *version = 0;
+    char path[4200];
+    if (snprintf(path, sizeof path, "%s/traind.db", data_dir) >= (int)sizeof path)
+        return error_set("data dir %.64s...: path too long", data_dir);
+    sqlite3 *h = NULL;
+    int rc = sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL);
+    sqlite3_stmt *st = NULL;
+    if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st) == SQLITE_ROW ? SQLITE_OK : sqlite3_errcode(h);
+    if (rc == SQLITE_OK)
+        *version = sqlite3_column_int(st, 0);
+    else
+        error_set("database %s: %s", path, h ? sqlite3_errmsg(h) : "cannot open");
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return rc == SQLITE_OK ? 0 : -1;
+}
 
 int db_schema_version(Db *db) {
     DbConn *c = db_acquire(db);

@@ -60,7 +60,7 @@ typedef enum {
 } DbStatus;
 
 #define DB_MAX_CONNECTIONS 16
-#define DB_SCHEMA_VERSION 8
+#define DB_SCHEMA_VERSION 9
 
 /* ---- open, close (storage/db.c) ---- */
 
@@ -80,6 +80,9 @@ int db_remove_tree(const char *path);
 const char *db_data_dir(const Db *db);
 /* PRAGMA user_version of the open database. */
 int db_schema_version(Db *db);
+/* The schema version of data_dir's database, read without opening it for
+ * writing (nothing migrated): 0, or -1 with an error. */
+int db_file_schema_version(const char *data_dir, int *version);
 /* Now, in ms since the epoch (CLOCK_REALTIME). */
 int64_t db_now_ms(void);
 /* "2024-05-01T12:00:00.123Z" (UTC) into buf (>= 32 bytes); "" for 0. */

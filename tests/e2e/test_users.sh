@@ -64,6 +64,15 @@ cli "user add: no name" 2 user add --data-dir "$TMP/typo"
 cli "user add --create makes the database" 0 user add zed --data-dir "$TMP/fresh" --create
 check "user add --create: a token" "$(hex64 "$(cat "$TMP/out")")" yes
 check "user add --create: the database" "$(sql "$TMP/fresh" "SELECT name FROM users")" zed
+# a database of the version before: the daemon's to upgrade (an older one
+# may be serving it), not traind user's
+cp -r "$TMP/fresh" "$TMP/older"
+$PY -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute("PRAGMA user_version=8"); c.commit()' \
+    "$TMP/older/traind.db"
+cli "user list: a database of an older schema" 1 user list --data-dir "$TMP/older"
+has "... says to start this traind's serve on it first" "$TMP/err" \
+    "traind.db is of schema version 8, older than this traind's [0-9]+: start this traind's \`serve --data-dir $TMP/older\` once"
+check "... and leaves it as it was" "$(sql "$TMP/older" "PRAGMA user_version")" 8
 
 cli "serve: a missing --metrics-token-file" 2 serve --port 0 --data-dir "$TMP/m" \
     --metrics-token-file "$TMP/none.token"

@@ -211,6 +211,41 @@ Test(storage, migration_2_fills_device_request_from_the_spec) {
     remove_tmp();
 }
 
+/* Version 4 first shipped without metric_blocks: version 9 makes it and
+ * fills it from the rows there are, and metrics are written again. And
+ * version 3 restarted the dataset ids at the highest left: a deleted
+ * dataset's id that a job names is not handed out again. */
+static int count_rows(Db *db, const char *sql) {
+    DbConn *c = db_acquire(db);
+    cr_assert(c);
+    sqlite3_stmt *st = db_stmt(c, sql);
+    cr_assert(st && sqlite3_step(st) == SQLITE_ROW, "%s", error_get());
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    db_release(db, c);
+    return n;
+}
+
+Test(storage, migration_9_repairs_a_version_4_without_metric_blocks) {
+    Db *db = open_old_db(8,
+        "DROP TABLE metric_blocks;"
+        "INSERT INTO jobs (spec, state, created_at, train_dataset) VALUES ('{}', 'succeeded', 1, 7);"
+        "INSERT INTO metrics (job_id, name, step, epoch, value) VALUES"
+        " (1, 'loss', 1, 0, 2.0), (1, 'loss', 2, 0, 1.0), (1, 'loss', 300, 1, 0.5);"
+        "INSERT INTO datasets (id, name, format, state, created_at) VALUES (2, 'a', 'csv', 'ready', 1);"
+        "UPDATE sqlite_sequence SET seq = 2 WHERE name = 'datasets'");
+    cr_assert_eq(db_schema_version(db), DB_SCHEMA_VERSION);
+    cr_assert_eq(count_rows(db, "SELECT count(*) FROM metric_blocks WHERE job_id = 1"), 2,
+                 "blocks 0 and 1 of loss");
+    cr_assert_eq(count_rows(db, "SELECT last FROM metric_blocks WHERE block = 0") , 1);
+    cr_assert_eq(db_metric_put(db, 1, "loss", 3, 0, 0.75), DB_OK, "%s", error_get());
+    int64_t id;
+    cr_assert_eq(db_dataset_insert(db, "b", "csv", NULL, 0, &id), DB_OK, "%s", error_get());
+    cr_assert_eq(id, 8, "a job names dataset 7");
+    db_close(db);
+    remove_tmp();
+}
+
 /* Version 6 records a job's ranks, read from the specs of the jobs before
  * (1 where a spec has none, or none that parses). */
 Test(storage, migration_6_reads_the_ranks_of_old_jobs) {
