@@ -238,7 +238,8 @@ static int fetch_node(const char *manifest_path, const char *cache, const Attemp
 
 int dataset_fetch_all(const char *manifest_path, const char *cache, const AttemptHttp *http,
                       DistGroup *group) {
-    int rc = job_rank_local(group) == 0 ? fetch_node(manifest_path, cache, http) : 0;
+    int local = job_rank_local(group);
+    int rc = local < 0 ? -1 : local == 0 ? fetch_node(manifest_path, cache, http) : 0;
     char mine[ERROR_MAX];
     snprintf(mine, sizeof mine, "%s", error_get());
     int64_t failed = rc != 0;

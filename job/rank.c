@@ -1,6 +1,8 @@
 /* rank.c - a launched rank's group and device; see rank.h. */
 #include "job/rank.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,14 +26,23 @@ int job_rank_open(DistGroup **group) {
 int job_rank_local(const DistGroup *g) {
     /* Open MPI's first: mpirun inside an sbatch script leaves every rank
      * the batch step's SLURM_LOCALID, 0 */
-    const char *v = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    if (!v) v = getenv("SLURM_LOCALID");
-    return v ? atoi(v) : dist_rank(g);
+    const char *name = "OMPI_COMM_WORLD_LOCAL_RANK", *v = getenv(name);
+    if (!v) v = getenv(name = "SLURM_LOCALID");
+    if (!v) return dist_rank(g);
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    /* garbage read as 0, or -1, would pick another rank's GPU */
+    if (!*v || *end || errno || n < 0 || n > INT_MAX)
+        return error_set("%s: expected a local rank (a whole number, 0 or more), got '%.32s'",
+                         name, v);
+    return (int)n;
 }
 
 int job_rank_device(const DistGroup *group, const JobSpec *spec, const char *arg, Device *out) {
     *out = DEVICE_CPU_INIT;
     int local = group ? job_rank_local(group) : 0;
+    if (local < 0) return -1;
     if (arg && strchr(arg, ','))
         return device_list_get(arg, local, out) == 0 ? 0 : error_prefix("--device, local rank %d",
                                                                           local);

@@ -19,7 +19,8 @@
 int job_rank_open(DistGroup **group);
 
 /* The rank's place on its node: Open MPI's (OMPI_COMM_WORLD_LOCAL_RANK),
- * Slurm's (SLURM_LOCALID), else its rank in g (0 for NULL). */
+ * Slurm's (SLURM_LOCALID), else its rank in g (0 for NULL); -1 with an
+ * error when the launcher's variable is not a whole number, 0 or more. */
 int job_rank_local(const DistGroup *g);
 
 /* The device a rank trains on: `arg` (--device, may be NULL) or the

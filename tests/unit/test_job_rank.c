@@ -52,6 +52,14 @@ Test(job_rank, local_rank_from_open_mpi_then_slurm_then_the_group) {
     setenv("SLURM_LOCALID", "0", 1); /* the batch step's, under mpirun in sbatch */
     setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);
     cr_assert_eq(job_rank_local(&rank3), 1, "mpirun's over the batch step's");
+    /* garbage is not rank 0, nor -1 an index */
+    const char *bad[] = {"", "x", "1x", "-1", "99999999999"};
+    for (int i = 0; i < 5; i++) {
+        setenv("OMPI_COMM_WORLD_LOCAL_RANK", bad[i], 1);
+        cr_assert_eq(job_rank_local(&rank3), -1, "'%s'", bad[i]);
+        cr_assert(strstr(error_get(), "OMPI_COMM_WORLD_LOCAL_RANK: expected a local rank"), "%s",
+                  error_get());
+    }
 }
 
 Test(job_rank, a_device_list_gives_the_local_ranks_entry) {
