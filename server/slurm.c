@@ -243,7 +243,9 @@ char *slurm_script(const SlurmConfig *c, const SlurmRequest *r) {
     sbatch_line(f, "qos", c->qos);
     sbatch_line(f, "time", c->time_limit);
     if (r->gpus) fprintf(f, "#SBATCH --gres=gpu:%d\n", per_node);
-    fprintf(f, "exec srun --mpi=%s ", c->mpi);
+    /* a rank that dies (OOM-killed) takes the others down: Slurm's default
+     * leaves them waiting in a collective till the time limit */
+    fprintf(f, "exec srun --kill-on-bad-exit=1 --mpi=%s ", c->mpi);
     put_quoted(f, c->traind);
     fputs(" run ", f);
     put_quoted(f, r->spec_path);

@@ -149,7 +149,7 @@ check "(b) the job of 2 ranks succeeds" "$(wait_state "$JB" 90 succeeded failed 
 [ "$(jv 'd["state"]')" = succeeded ] || cat "$DIR"/slurm-*.out 2>/dev/null | tail -n 20
 has "(b) its batch script asks Slurm for 2 tasks" "$DIR/job.sbatch" "^#SBATCH --ntasks-per-node=2$"
 has "(b) ... and runs srun --mpi=pmix traind run" "$DIR/job.sbatch" \
-    "^exec srun --mpi=pmix '$RANK_TRAIND' run '$DIR/spec.json' --report "
+    "^exec srun --kill-on-bad-exit=1 --mpi=pmix '$RANK_TRAIND' run '$DIR/spec.json' --report "
 "$RANK_TRAIND" run "$DIR/spec.json" --jsonl --out "$TMP/refb" >"$TMP/refb.jsonl" 2>/dev/null
 same_metrics "(b)" "$JB" "$TMP/refb.jsonl" 120
 wait "$SSE"

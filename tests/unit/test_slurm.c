@@ -51,7 +51,8 @@ Test(slurm, script) {
         "#SBATCH --partition=gpu\n"
         "#SBATCH --time=2:00:00\n"
         "#SBATCH --gres=gpu:4\n"
-        "exec srun --mpi=pmix '/opt/traind/bin/traind' run '/shared/jobs/42/attempt-2/spec.json' "
+        "exec srun --kill-on-bad-exit=1 --mpi=pmix '/opt/traind/bin/traind' run "
+        "'/shared/jobs/42/attempt-2/spec.json' "
         "--report 'http://daemon:8080' --job 42 --attempt 2 --token-file "
         "'/shared/jobs/42/attempt-2/token' --resume auto --out '/shared/it'\\''s here/out'\n";
     cr_assert_str_eq(s, want);
