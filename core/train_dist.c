@@ -87,6 +87,17 @@ int train_dist_denominator(Tensor *target, int64_t ignore, double *out) {
     return 0;
 }
 
+/* A batch of fewer rows than ranks: those without rows ran no forward, and
+ * their Dropout layers drew no numbers. Their stream would fall behind
+ * the others', and every mask after differ from one process's: every
+ * rank takes the offset of those that ran (the same on each of them). */
+static int sync_rng(Trainer *t, bool ran) {
+    int64_t v[2] = {ran ? (int64_t)t->rng->offset : 0, ran ? 1 : 0};
+    if (dist_all_reduce(t->dist, v, 2, DTYPE_INT64) != 0) return -1;
+    if (v[1] > 0) t->rng->offset = (uint64_t)(v[0] / v[1]);
+    return 0;
+}
+
 int train_dist_reduce_batch(Trainer *t, const TrainBatchTotals *local, double denominator,
                             TrainBatchTotals *global) {
     *global = *local;
@@ -101,6 +112,9 @@ int train_dist_reduce_batch(Trainer *t, const TrainBatchTotals *local, double de
         return error_set("data parallel: %.0f of the %d ranks have no labelled target in this "
                          "batch, and the model's BatchNorm needs every rank's backward",
                          sums[4], dist_world(t->dist));
+    /* every rank knows the batch's rows, so all or none of them sync */
+    if (t->rng && t->rows.total < dist_world(t->dist) && sync_rng(t, local->samples > 0) != 0)
+        return -1;
     global->loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
     global->weight = sums[1] > 0 ? denominator / sums[1] : 0;
     global->samples = t->rows.total;

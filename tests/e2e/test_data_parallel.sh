@@ -7,7 +7,9 @@
 #     within 1e-4), BatchNorm (synchronised) and Dropout jobs included, each
 #     metric once (rank 0 alone reports);
 #   - a character-level GPT with dropout (residual and attention) on 2 ranks
-#     gives the one-process losses: its masks follow the global sample;
+#     gives the one-process losses: its masks follow the global sample; on
+#     4 ranks, with a last batch of 3 rows (a rank without rows, drawing
+#     nothing), the next epoch's too;
 #   - the GPT and a BatchNorm job in buckets of one parameter each
 #     ("bucket_cap_mb", DDP's): the one-process losses again, the log
 #     naming the buckets;
@@ -116,6 +118,22 @@ if ranks 2 "$TMP/gpt.json" "$TMP/gpt-2"; then
         "$TMP/gpt-2.jsonl" 1e-5
 else
     fail "the GPT with dropout on 2 ranks" "$(tail -n 3 "$TMP/gpt-2.err")"
+fi
+
+# ---- 19 windows (the train split's) in batches of 4 on 4 ranks: the
+# last batch's 3 rows leave a rank without rows, whose Dropout draws
+# nothing; it takes the others' place in the stream, and epoch 2's masks
+# are one process's
+sed 's/"batch_size": 16/"batch_size": 4/' "$TMP/gpt.json" >"$TMP/gpt-short.json"
+OMP_NUM_THREADS=1 "$TRAIND" run "$TMP/gpt-short.json" --jsonl --out "$TMP/gpt-short-1" \
+    >"$TMP/gpt-short-1.jsonl" 2>"$TMP/gpt-short-1.err"
+check "the GPT of a last batch of 3 windows on one process: exit 0, 5 steps an epoch" \
+    "$?,$(grep -c '"name":"loss"' "$TMP/gpt-short-1.jsonl")" "0,10"
+if ranks 4 "$TMP/gpt-short.json" "$TMP/gpt-short-4"; then
+    compare "... on 4 ranks (one without rows in each last batch) against one process" \
+        "$TMP/gpt-short-1.jsonl" "$TMP/gpt-short-4.jsonl" 1e-5
+else
+    fail "the GPT of a last batch of 3 windows on 4 ranks" "$(tail -n 3 "$TMP/gpt-short-4.err")"
 fi
 
 # ---- buckets of one parameter each (bucket_cap_mb as DDP's): every
