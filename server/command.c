@@ -1,12 +1,14 @@
 /* command.c - another program's run and output; see command.h. */
 #include "server/command.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -138,8 +140,7 @@ int command_start(char *const argv[], const char *log_path, pid_t *pid) {
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    spawn_attr_init(&attr, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attr, 0);
+    spawn_attr_init(&attr, POSIX_SPAWN_SETSID);
     int rc = posix_spawnp(pid, argv[0], &fa, &attr, argv, environ);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
@@ -150,4 +151,35 @@ void command_result_free(CommandResult *r) {
     free(r->out);
     free(r->err);
     r->out = r->err = NULL;
+}
+
+/* The session of process `pid` from /proc/<pid>/stat ("pid (comm) state
+ * ppid pgrp session ..."; comm may hold spaces and parentheses), or -1. */
+static pid_t session_of(const char *pid) {
+    char path[64], text[512];
+    snprintf(path, sizeof path, "/proc/%s/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *close_paren = strrchr(text, ')');
+    int ppid, pgrp, session;
+    char state;
+    if (!close_paren || sscanf(close_paren + 1, " %c %d %d %d", &state, &ppid, &pgrp, &session) != 4)
+        return -1;
+    return (pid_t)session;
+}
+
+int command_kill_session(pid_t sid, int sig) {
+    if (sid <= 1) return 0;
+    DIR *d = opendir("/proc");
+    if (!d) return 0;
+    int count = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        if (session_of(e->d_name) == sid && kill((pid_t)atoi(e->d_name), sig) == 0) count++;
+    }
+    closedir(d);
+    return count;
 }

@@ -27,10 +27,14 @@ typedef struct {
 int command_run(char *const argv[], int timeout_ms, CommandResult *out);
 void command_result_free(CommandResult *r);
 
-/* Starts argv[0] in the background, in a process group of its own (its
- * pid: kill(-pid, ...) reaches what it started too), stdout and stderr
- * appended to log_path, stdin /dev/null; the caller reaps it (waitpid). 0
- * with *pid, or -1 with an error. */
+/* Starts argv[0] in the background, in a session of its own (its pid is
+ * the session's and its process group's id), stdout and stderr appended to
+ * log_path, stdin /dev/null; the caller reaps it (waitpid). 0 with *pid, or
+ * -1 with an error. */
 int command_start(char *const argv[], const char *log_path, pid_t *pid);
+/* Sends sig to every process of session sid (one command_start began):
+ * what it started too, those in process groups of their own (mpirun's
+ * ranks: Open MPI gives each its own), also after it has exited. How many. */
+int command_kill_session(pid_t sid, int sig);
 
 #endif

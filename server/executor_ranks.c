@@ -8,11 +8,13 @@
  * each with its share of the job's OpenMP threads); on GPUs, each rank
  * takes one of the job's (traind run --device cuda:0,cuda:1: the local
  * rank's entry), NCCL between them. Their output goes to
- * DIR/ranks.log. The handle is mpirun's pid, the leader of a process
- * group of its own: poll reaps it, cancel sends it SIGTERM, which mpirun
- * passes on to the ranks, and reap waits for it, killing the whole group
- * past the grace period, so no rank outlives its attempt on the job's
- * devices (a preempting job may take them at once).
+ * DIR/ranks.log. The handle is mpirun's pid, the leader of a session of
+ * its own: poll reaps it, cancel sends it SIGTERM, which mpirun passes on
+ * to the ranks, and reap waits for it, killing the whole session past the
+ * grace period (Open MPI puts each rank in a process group of its own, but
+ * not outside mpirun's session), and what is left of it once mpirun has
+ * exited, so no rank outlives its attempt on the job's devices (a
+ * preempting job may take them at once).
  */
 #include <errno.h>
 #include <signal.h>
@@ -88,6 +90,7 @@ static int ranks_poll(void *ctx, const RemoteAttempt *a, const char *handle, Rem
         return 0;
     }
     out->phase = REMOTE_ENDED;
+    command_kill_session((pid_t)atoi(handle), SIGKILL); /* a rank that outlived it */
     if (got < 0)
         snprintf(out->detail, sizeof out->detail, "mpirun %s: %s", handle, strerror(errno));
     else if (WIFSIGNALED(status))
@@ -109,14 +112,14 @@ static void ranks_reap(void *ctx, const char *handle, int grace_s) {
         pid_t got = waitpid(pid, NULL, WNOHANG);
         if (got == pid || (got < 0 && errno != EINTR)) break; /* gone, or reaped before */
         if (waited_ms >= grace_s * 1000) {
-            kill(-pid, SIGKILL);
+            command_kill_session(pid, SIGKILL);
             while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
             }
             break;
         }
         usleep(50 * 1000);
     }
-    kill(-pid, SIGKILL); /* a rank that outlived mpirun */
+    command_kill_session(pid, SIGKILL); /* a rank that outlived mpirun */
 }
 
 int executor_ranks(const char *traind, int threads, const char *devices, ExecutorOps *out) {

@@ -4,6 +4,7 @@
  * daemon's threads block and ignore. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,4 +88,51 @@ Test(command, children_start_with_no_signal_blocked_or_ignored) {
     fclose(f);
     unlink(log);
     cr_assert(strstr(text, "SigBlk:\t0000000000000000\n"), "command_start: %s", text);
+}
+
+/* Whether process pid is gone (or a zombie no one has reaped yet). */
+static bool gone(pid_t pid) {
+    char path[64], text[256] = "";
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return true;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *paren = strrchr(text, ')');
+    return paren && paren[1] == ' ' && paren[2] == 'Z';
+}
+
+/* A process that a command started in a process group of its own (as
+ * mpirun's ranks are), still in the command's session: command_kill_session
+ * reaches it, also once the command has exited. */
+Test(command, a_session_is_killed_whole_after_its_leader_exits) {
+    char log[] = "/tmp/test_command_XXXXXX";
+    int fd = mkstemp(log);
+    cr_assert(fd >= 0);
+    close(fd);
+    char *argv[] = {"python3", "-c",
+                    "import os, time\n"
+                    "if os.fork() == 0:\n"
+                    "    os.setpgid(0, 0)\n"
+                    "    print(os.getpid(), flush=True)\n"
+                    "    time.sleep(60)\n",
+                    NULL};
+    pid_t pid;
+    cr_assert_eq(command_start(argv, log, &pid), 0, "%s", error_get());
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    pid_t child = 0;
+    for (int i = 0; i < 500 && child <= 0; i++) {
+        FILE *f = fopen(log, "r");
+        if (f && fscanf(f, "%d", &child) != 1) child = 0;
+        if (f) fclose(f);
+        if (child <= 0) usleep(10 * 1000);
+    }
+    unlink(log);
+    cr_assert_gt(child, 0, "the child never said its pid");
+    cr_assert(!gone(child));
+    cr_assert_eq(command_kill_session(pid, SIGKILL), 1);
+    for (int i = 0; i < 500 && !gone(child); i++) usleep(10 * 1000);
+    cr_assert(gone(child), "the child of a session whose leader exited still runs");
 }
