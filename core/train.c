@@ -287,8 +287,9 @@ static int scaled_backward(Tensor *loss, double weight, int64_t n) {
 static int step_totals(Trainer *t, const Forward *f, double denominator,
                        TrainBatchTotals *global) {
     if (forward_read(t, f, denominator, global) != 0) return -1;
-    if (!isfinite(global->loss)) return error_set("loss is %s", nonfinite_name(global->loss));
-    return 0;
+    if (isfinite(global->loss)) return 0;
+    t->failed_together = true; /* the ranks' summed loss: the same on each */
+    return error_set("loss is %s", nonfinite_name(global->loss));
 }
 
 /* Forward, loss and backward of one micro-batch whose loss is scaled by
@@ -814,7 +815,7 @@ static void graph_end(Trainer *t) {
 
 int train_run(Trainer *t) {
     if (check_trainer(t) != 0) return -1;
-    t->cancelled = false;
+    t->cancelled = t->failed_together = false;
     if (backend_check_precision(t->device, t->precision) != 0) return error_prefix_at("precision");
     if (t->rng) module_set_rng(t->model, t->rng);
     /* Grad mode is per thread; the loop needs it on and gives it back. */

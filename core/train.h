@@ -169,6 +169,10 @@ struct Trainer {
     /* train_run ended at a cancel (not at a failure that came while one was
      * pending): t->state is a consistent point, fit for a checkpoint */
     bool cancelled;
+    /* train_run failed on a number every rank of a data-parallel run has
+     * alike (the batch's loss summed over them, not finite): they all
+     * failed at the same step, none waits for another */
+    bool failed_together;
 
     TrainState state;
 };

@@ -345,15 +345,21 @@ static int report_outcome(Reporter *rep, int rc, bool cancelled) {
     return ok ? 0 : error_set("%s", err);
 }
 
-/* Trains the built job; 0 or -1 with an error, *cancelled saying whether
- * the run stopped at the cancel. */
+/* How a training run ended: at the cancel; and whether every rank stopped
+ * at the same point (a cancel, or a failure on the ranks' summed numbers),
+ * so that none waits for another and rank 0 may report it. */
+typedef struct {
+    bool cancelled, together;
+} RunEnd;
+
+/* Trains the built job; 0 or -1 with an error, *end saying how it stopped. */
 static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *rep,
-                    atomic_int *cancel, Device device, bool *cancelled);
+                    atomic_int *cancel, Device device, RunEnd *end);
 
 /* Moves the built job to its device and trains it there, with the GPUs'
  * own group when its ranks train on GPUs. */
 static int train_built(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *rep,
-                       atomic_int *cancel, bool *cancelled) {
+                       atomic_int *cancel, RunEnd *end) {
     Device device;
     if (job_rank_device(group, r->spec, a->device, &device) != 0) return -1;
     /* cuda:N needs a registered CUDA backend (gpu_init in main) with that
@@ -363,9 +369,9 @@ static int train_built(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter
     bool made = false;
     DistGroup *train_group = NULL;
     if (job_rank_train_group(group, device, &train_group, &made) != 0) return -1;
-    int rc = train_on(r, a, train_group, rep, cancel, device, cancelled);
+    int rc = train_on(r, a, train_group, rep, cancel, device, end);
     /* a cancel stops every rank at the same step: none waits for another */
-    if (made) job_rank_close(NULL, train_group, true, rc != 0 && !*cancelled);
+    if (made) job_rank_close(NULL, train_group, true, rc != 0 && !end->together);
     return rc;
 }
 
@@ -391,7 +397,7 @@ static void default_out_dir(const char *name, char *out, size_t size) {
 
 /* Trains the built job on `device` with `group` (NULL: one process). */
 static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *rep,
-                    atomic_int *cancel, Device device, bool *cancelled) {
+                    atomic_int *cancel, Device device, RunEnd *end) {
     char out_dir[4096];
     if (a->out)
         snprintf(out_dir, sizeof out_dir, "%s", a->out);
@@ -426,7 +432,7 @@ static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *r
         return -1;
     ctx.saved_step = t.state.step; /* where it starts: 0, or a checkpoint's */
     int rc = train_run(&t);
-    *cancelled = t.cancelled;
+    *end = (RunEnd){.cancelled = t.cancelled, .together = t.cancelled || t.failed_together};
     /* the end says where the run stopped, the checkpoint's failure logged */
     if (rc != 0 && rep && report_preempted(rep)) {
         Error stop = *error_last();
@@ -545,16 +551,19 @@ int job_run_local(int argc, char **argv) {
     JobBuild r = {0};
     int fetched = 1; /* 1: not reached; -1: failed on every rank (they agreed on it) */
     int built = 2;   /* 2: not reached; 1: failed, every rank knowing it */
-    bool cancelled = false;
+    RunEnd end = {0};
     status = open_reports(&a, group, cancel, &rep) == 0 &&
                      (fetched = fetch_datasets(&a, group)) == 0 &&
                      (built = build_on_every_rank(&r, a.job, group)) == 0 &&
-                     train_built(&r, &a, group, rep, cancel, &cancelled) == 0
+                     train_built(&r, &a, group, rep, cancel, &end) == 0
                  ? 0
                  : 1;
+    bool cancelled = end.cancelled;
     /* a cancel stops every rank at the same step, a failed fetch or build
-     * fails them all: none waits for another */
-    bool together = status != 0 && (cancelled || fetched < 0 || built == 1);
+     * fails them all, and so does a loss summed over them that is not
+     * finite: none waits for another, and rank 0 reports it (another's
+     * MPI_Abort would kill it before its end reached the daemon) */
+    bool together = status != 0 && (end.together || fetched < 0 || built == 1);
     if (report_outcome(rep, status == 0 ? 0 : -1, cancelled) != 0) status = 1;
     if (status != 0 && dist_active(group) && !together) {
         fprintf(stderr, "traind run: rank %d of %d: %s\n", group->rank, group->world,

@@ -24,7 +24,8 @@
 #   - the daemon (training in process) refuses "gpus" and "devices" it
 #     lacks, "nodes", a batch_size the ranks do not divide and a
 #     bucket_cap_mb of 0 (422 or 400, the field's path), and runs a job of "ranks": 2 on its CPU worker with mpirun, the
-#     ranks reporting over HTTP: it succeeds with the one-process metrics.
+#     ranks reporting over HTTP: it succeeds with the one-process metrics;
+#     one whose loss diverges fails with rank 0's reason.
 #
 #   tests/e2e/test_data_parallel.sh [TRAIND [DAEMON]]
 #       TRAIND (default build/traind) runs the ranks, DAEMON (default TRAIND)
@@ -267,6 +268,17 @@ for ask in '"gpus": 2|422|gpus|2 GPUs asked; this daemon has 0 (cpu)' \
     check "the daemon refuses $field" "$STATUS $(jv 'd["error"]["path"] + " | " + d["error"]["message"]')" \
         "$status $path | $path: $message"
 done
+# a job of 2 ranks whose loss diverges: every rank fails at the same step,
+# and rank 0's reason reaches the daemon (not "the ranks ended without
+# reporting", as when another rank's MPI_Abort killed it first)
+sed 's/"Adam", "lr": 0.01/"SGD", "lr": 1e30/; s/"two-ranks"/"diverging"/' "$TMP/ranks.json" \
+    >"$TMP/diverge.json"
+api POST /v1/jobs --data-binary "@$TMP/diverge.json"
+JD=$(jv 'd["id"]')
+wait_job "$JD"
+check "the daemon: a job of 2 ranks whose loss diverges fails with rank 0's reason" \
+    "$STATE: $(jv 'd["error"]' | sed 's/step [0-9]*/step N/; s/loss is [-a-z]*/loss is X/')" \
+    "failed: step N: loss is X"
 ADIR=$VAR/jobs/$JR/attempt-1
 has "... mpirun started its ranks (ranks.log)" "$ADIR/ranks.log" "."
 OMP_NUM_THREADS=1 "$RANKS_TRAIND" run "$ADIR/spec.json" --jsonl --out "$TMP/ranks-ref" \
