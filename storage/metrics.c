@@ -194,6 +194,9 @@ int db_metric_downsample(Db *db, int64_t job, const char *name, int64_t after, i
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t step = sqlite3_column_int64(st, 0);
         double v = db_column_real(st, 2);
+        /* a row committed after lo was read (a resumed attempt rewrites
+         * the steps past its checkpoint): before the buckets, not in one */
+        if (step < lo) continue;
         uint64_t k = (uint64_t)(step - lo) / w;
         if (k >= nb) break; /* a row committed after hi was read */
         if (k != cur) {
@@ -260,7 +263,9 @@ int db_metric_latest(Db *db, int64_t job, DbMetric **out, int *n) {
         }
         sqlite3_bind_int64(st, 1, job);
         db_bind_text(st, 2, name);
-        if (sqlite3_step(st) != SQLITE_ROW) {
+        int last = sqlite3_step(st);
+        if (last == SQLITE_DONE) continue; /* its rows deleted since (a resume): none to show */
+        if (last != SQLITE_ROW) {
             rc = db_fail(c, "metrics");
             break;
         }
