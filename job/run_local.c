@@ -119,6 +119,18 @@ static void on_log(void *user, const char *line) {
     free(quoted);
 }
 
+/* Whether name is one of the checkpoints a run writes under --out:
+ * epoch-<N>, step-<S> (durable_remove_strays touches those alone). */
+static bool checkpoint_name(const char *name, void *ctx) {
+    (void)ctx;
+    const char *digits = !strncmp(name, "epoch-", 6) ? name + 6
+                         : !strncmp(name, "step-", 5)  ? name + 5
+                                                       : NULL;
+    if (!digits || !*digits) return false;
+    while (*digits >= '0' && *digits <= '9') digits++;
+    return *digits == '\0';
+}
+
 /* Removes the checkpoint DIR/name: renamed aside first, so that a run
  * killed while removing leaves a temporary (durable_remove_strays takes
  * it), never a checkpoint of that name missing a file. */
@@ -144,12 +156,11 @@ static void prune_checkpoints(const char *dir, int keep_last, int current) {
     struct dirent *e;
     while ((e = readdir(d))) {
         int ep;
-        long long st;
         char tail;
         if (n < 4096 && sscanf(e->d_name, "epoch-%d%c", &ep, &tail) == 1) epochs[n++] = ep;
         size_t len = strlen(e->d_name);
-        if (nsteps < 64 && len < sizeof steps[0] &&
-            sscanf(e->d_name, "step-%lld%c", &st, &tail) == 1)
+        if (nsteps < 64 && len < sizeof steps[0] && !strncmp(e->d_name, "step-", 5) &&
+            checkpoint_name(e->d_name, NULL))
             memcpy(steps[nsteps++], e->d_name, len + 1);
     }
     closedir(d);
@@ -373,18 +384,6 @@ static int train_built(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter
     /* a cancel stops every rank at the same step: none waits for another */
     if (made) job_rank_close(NULL, train_group, true, rc != 0 && !end->together);
     return rc;
-}
-
-/* Whether name is one of the checkpoints a run writes under --out:
- * epoch-<N>, step-<S> (durable_remove_strays touches those alone). */
-static bool checkpoint_name(const char *name, void *ctx) {
-    (void)ctx;
-    const char *digits = !strncmp(name, "epoch-", 6) ? name + 6
-                         : !strncmp(name, "step-", 5)  ? name + 5
-                                                       : NULL;
-    if (!digits || !*digits) return false;
-    while (*digits >= '0' && *digits <= '9') digits++;
-    return *digits == '\0';
 }
 
 /* runs/<name>: the job's name as one folder under runs/, its '/' as '_'

@@ -112,7 +112,7 @@ static void ranks_reap(void *ctx, const char *handle, int grace_s) {
         pid_t got = waitpid(pid, NULL, WNOHANG);
         if (got == pid || (got < 0 && errno != EINTR)) break; /* gone, or reaped before */
         if (waited_ms >= grace_s * 1000) {
-            command_kill_session(pid, SIGKILL);
+            kill(pid, SIGKILL); /* mpirun; its ranks with the session below */
             while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
             }
             break;

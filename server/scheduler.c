@@ -362,20 +362,15 @@ static uint64_t device_memory(Device d) {
  * checkpoints directories (a checkpoint half staged, one set aside by a
  * swap cut short): collected now, not at the job's next attempt, which
  * a job recovered as ended, or cancelled while queued, never has. */
-static void collect_left_strays(Db *db, const DbJobAttempt *left, int n) {
+static void collect_left_strays(Scheduler *s, const DbJobAttempt *left, int n) {
     for (int i = 0; i < n; i++) {
         int removed = 0;
-        char line[128];
-        if (checkpoint_collect_strays(db, left[i].job, &removed) != DB_OK) {
+        if (checkpoint_collect_strays(s->db, left[i].job, &removed) != DB_OK)
             scheduler_log(left[i].job, "error", "checkpoints: %s", error_get());
-            continue;
-        }
-        if (removed == 0) continue;
-        snprintf(line, sizeof line, "daemon start: %d unrecorded checkpoint director%s removed",
-                 removed, removed == 1 ? "y" : "ies");
-        scheduler_log(left[i].job, "info", "%s", line);
-        if (db_log_append(db, left[i].job, line, NULL) != DB_OK)
-            scheduler_log(left[i].job, "error", "cannot store a log line: %s", error_get());
+        else if (removed > 0)
+            scheduler_job_log(s, left[i].job,
+                              "daemon start: %d unrecorded checkpoint director%s removed",
+                              removed, removed == 1 ? "y" : "ies");
     }
 }
 
@@ -397,8 +392,6 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg) {
         return NULL;
     }
     executor_clean_left_attempts(cfg->db, cfg->executor, left, nleft);
-    collect_left_strays(cfg->db, left, nleft);
-    free(left);
     if (ended)
         scheduler_log(0, "info", "%d job(s) left running ended as their runs had reported, or "
                       "as cancelled", ended);
@@ -406,6 +399,7 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg) {
         scheduler_log(0, "info", "%d job(s) left running put back in the queue", requeued);
     Scheduler *s = calloc(1, sizeof *s + (size_t)n * sizeof(Worker));
     if (!s) {
+        free(left);
         error_set("scheduler: out of memory");
         return NULL;
     }
@@ -435,6 +429,8 @@ Scheduler *scheduler_start(const SchedulerConfig *cfg) {
         atomic_init(&w->uploads, 0);
         pthread_mutex_init(&w->pmu, NULL);
     }
+    collect_left_strays(s, left, nleft); /* before any worker takes a job */
+    free(left);
     for (int i = 0; i < n; i++) {
         Worker *w = &s->workers[i];
         int e = pthread_create(&w->thread, NULL, worker_main, w);

@@ -150,12 +150,6 @@ int scheduler_job_log(Scheduler *s, int64_t job, const char *fmt, ...)
  * an error (no randomness, a job not running that attempt, storage). */
 int scheduler_remote_token(Scheduler *s, int64_t job, int attempt, char token[65]);
 
-/* A report's progress of a job running outside the daemon, as the live
- * progress GET /v1/jobs/{id} shows (the ETA from the steps made since the
- * attempt's first report); *cancel whether the job was asked to stop (a
- * user's cancel, the daemon stopping, a preemption), *preempt whether by a
- * preemption (its ranks checkpoint where they stop, then end). DB_NOT_FOUND
- * when no slot follows the job. p NULL: only *cancel and *preempt. */
 /* A checkpoint upload of job's ranks begins: counted on the claim of the
  * job that runs it, which it returns (0: none runs it, nothing counted),
  * for scheduler_upload_end. A preempted attempt's grace waits for those
@@ -163,6 +157,12 @@ int scheduler_remote_token(Scheduler *s, int64_t job, int attempt, char token[65
  * (requeued, claimed again) is taken from no count. */
 uint64_t scheduler_upload_begin(Scheduler *s, int64_t job);
 void scheduler_upload_end(Scheduler *s, uint64_t claim);
+/* A report's progress of a job running outside the daemon, as the live
+ * progress GET /v1/jobs/{id} shows (the ETA from the steps made since the
+ * attempt's first report); *cancel whether the job was asked to stop (a
+ * user's cancel, the daemon stopping, a preemption), *preempt whether by a
+ * preemption (its ranks checkpoint where they stop, then end). DB_NOT_FOUND
+ * when no slot follows the job. p NULL: only *cancel and *preempt. */
 int scheduler_remote_progress(Scheduler *s, int64_t job, const DbJobProgress *p, bool *cancel,
                               bool *preempt);
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "server/text_json.h"
 
 static int append(SseBuf *b, const char *text, size_t n) {
@@ -85,18 +86,10 @@ int sse_resume_point(HttpRequest *req, bool follow, int64_t def, int64_t *out, b
 
 json_t *sse_number(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
-/* Seconds on the monotonic clock: a clock set back must not hold the
- * keep-alives back (a proxy would drop the quiet stream). */
-static time_t monotonic_s(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec;
-}
-
 void sse_pacer_init(SsePacer *p) {
     memset(p, 0, sizeof *p);
     p->poll_now = true;
-    p->last_out = monotonic_s();
+    p->last_out = clock_now_s();
 }
 
 bool sse_pacer_due(SsePacer *p, const uint64_t *gens, int n) {
@@ -115,10 +108,10 @@ bool sse_pacer_due(SsePacer *p, const uint64_t *gens, int n) {
 }
 
 ssize_t sse_pacer_take(SsePacer *p, SseBuf *out, char *buf, size_t max) {
-    if (!sse_pending(out) && monotonic_s() - p->last_out >= SSE_KEEPALIVE_S)
+    if (!sse_pending(out) && clock_now_s() - p->last_out >= SSE_KEEPALIVE_S)
         sse_comment(out, "keep-alive");
     if (!sse_pending(out)) return 0;
-    p->last_out = monotonic_s();
+    p->last_out = clock_now_s();
     return sse_take(out, buf, max);
 }
 

@@ -49,7 +49,9 @@ void sse_free(SseBuf *b);
 typedef struct {
     uint64_t gens[SSE_MAX_GENERATIONS];
     bool poll_now; /* set by the follower's poll when it found rows; cleared by sse_pacer_due */
-    time_t last_out;
+    /* on the monotonic clock (clock_now_s): one set back must not hold
+     * the keep-alives back, and a proxy drop the quiet stream */
+    double last_out;
     struct timespec last_poll;
 } SsePacer;
 

@@ -614,14 +614,14 @@ int db_metric_count(Db *db, int64_t job, int64_t *count);
 typedef struct MetricWriter MetricWriter;
 
 MetricWriter *metric_writer_start(Db *db); /* NULL with an error */
+/* Whether n more rows would be queued now without waiting (a caller that
+ * must not wait, an HTTP thread, answers 503 instead). */
+bool metric_writer_has_room(MetricWriter *w, size_t n);
 /* Appends to the in-memory queue, stamped with the time of the call;
  * returns at once (it waits only when more than 4M rows are pending, i.e.
  * SQLite is stuck). Names longer than DB_METRIC_NAME_MAX are cut. 0, or -1
  * when the queue cannot grow (out of memory): that row is not stored,
  * which the caller must not let pass for a stored history. */
-/* Whether n more rows would be queued now without waiting (a caller that
- * must not wait, an HTTP thread, answers 503 instead). */
-bool metric_writer_has_room(MetricWriter *w, size_t n);
 int metric_writer_push(MetricWriter *w, int64_t job, const char *name, int64_t step, int epoch,
                        double value);
 /* Commits everything pushed before the call now and waits for it. 0, or
