@@ -498,18 +498,25 @@ static int build_on_every_rank(JobBuild *r, const char *job, DistGroup *group) {
  * far kept whole; the same signal again ends it at once (another, as
  * mpirun's SIGTERM after a ^C the ranks got too, does not). Not under
  * --report: there the daemon stops its ranks, and Slurm's signals are its
- * own. The cancel flag is static: a late signal finds it still there. */
+ * own. The cancel flag is static: a late signal finds it still there.
+ * The signal said is the first, except that a ^C wins over a SIGTERM that
+ * comes with it: the two, sent together, are taken by two of the
+ * process's threads (OpenMP's, OpenBLAS's) at once, in either order. */
 static atomic_int signal_cancel;
-static volatile sig_atomic_t stop_signal;
+static atomic_int stop_signal; /* lock-free: read and set in a handler */
 static struct sigaction was_int, was_term;
 
 static void on_stop_signal(int sig) {
-    if (stop_signal == sig) {
+    if (atomic_load(&stop_signal) == sig) {
         signal(sig, SIG_DFL);
         raise(sig);
         return;
     }
-    if (!stop_signal) stop_signal = sig;
+    int none = 0;
+    if (sig == SIGINT)
+        atomic_store(&stop_signal, SIGINT);
+    else
+        atomic_compare_exchange_strong(&stop_signal, &none, sig);
     atomic_store(&signal_cancel, 1);
 }
 
@@ -571,10 +578,11 @@ int job_run_local(int argc, char **argv) {
         group->abort(group, 1);
     }
     if (!a.report_url) restore_stop_signals();
-    if (status != 0 && cancelled && stop_signal) {
+    int stopped_by = atomic_load(&stop_signal);
+    if (status != 0 && cancelled && stopped_by) {
         fprintf(stderr, "traind run: stopped by %s: %s\n",
-                stop_signal == SIGINT ? "SIGINT" : "SIGTERM", error_get());
-        status = 128 + stop_signal; /* as the shell's own ^C */
+                stopped_by == SIGINT ? "SIGINT" : "SIGTERM", error_get());
+        status = 128 + stopped_by; /* as the shell's own ^C */
     } else if (status != 0)
         fprintf(stderr, "traind run: %s\n", error_get());
     fflush(stdout);
