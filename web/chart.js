@@ -286,6 +286,15 @@ export class Chart {
     if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.draw(); });
   }
 
+  // a pending frame drawn now: points added since the last one lie past
+  // its scale, so a key or the pointer picking one must see them drawn
+  flush() {
+    if (!this.frame) return;
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.draw();
+  }
+
   colours() {
     const cs = getComputedStyle(this.el);
     const v = (name, dflt) => cs.getPropertyValue(name).trim() || dflt;
@@ -592,6 +601,7 @@ export class Chart {
   }
 
   hoverAt(px) {
+    this.flush();
     const s = this.lead();
     if (!s || !this.scale?.xr) return;
     const b = this.scale.box;
@@ -600,6 +610,7 @@ export class Chart {
   }
 
   key(e) {
+    this.flush();
     const s = this.lead();
     if (!s) return;
     const n = s.xs.length, big = Math.max(1, Math.round(n / 20));

@@ -9,7 +9,7 @@
 // screenshots: $SHOTS/chart-light.png, $SHOTS/chart-dark.png.
 //
 // Environment: CHROMIUM (the browser), SHOTS (the screenshots' folder).
-/* global process, console, document, window, performance, getComputedStyle, URL */
+/* global process, console, document, window, performance, getComputedStyle, URL, KeyboardEvent */
 
 import { createRequire } from "node:module";
 import { createServer } from "node:http";
@@ -133,6 +133,21 @@ check("Home then 5 × ArrowRight: the readout shows step 60, smoothed and raw y 
   readout.text.includes(`loss ${four(want[5])} (raw ${four(ys[5])})`), JSON.stringify(readout));
 await page.keyboard.press("Escape");
 same("Escape hides the readout", await page.$eval("#one .chart-readout", (e) => e.hidden), true);
+// points come in between two frames (a live run): End picks the last one
+// before any frame has drawn it, and the readout shows it
+const live = await page.evaluate((pts) => {
+  const plot = document.querySelector("#one .chart-plot");
+  const more = [...pts, { x: pts.at(-1).x * 2, y: 1 }];
+  window.one.setSeries([{ name: "loss", points: more }]);
+  plot.dispatchEvent(new KeyboardEvent("keydown", { key: "End", bubbles: true, cancelable: true }));
+  const r = document.querySelector("#one .chart-readout");
+  const seen = { hidden: r.hidden, text: r.querySelector(".chart-readout-x")?.textContent };
+  window.one.setSeries([{ name: "loss", points: pts }]);
+  plot.dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true }));
+  return seen;
+}, loss);
+same("End before the new points' frame: the readout shows the newest step", live,
+  { hidden: false, text: `step ${N * 20}` });
 await page.keyboard.press("Tab");
 same("Tab leaves the chart (no trap)", await page.evaluate(() => document.activeElement.id), "after");
 
