@@ -222,10 +222,12 @@ typedef struct {
     DbJobState state; /* the one it took: queued, or cancelled */
 } Requeue;
 
+#define REQUEUE_CANCELLED_LINE "cancelled: a cancel was asked as its run stopped"
+
 static int requeue_job(Scheduler *s, int64_t job, void *ctx) {
     Requeue *r = ctx;
-    return r->preempted ? db_job_preempted(s->db, job, &r->state)
-                        : db_job_requeue(s->db, job, &r->state);
+    return r->preempted ? db_job_preempted(s->db, job, REQUEUE_CANCELLED_LINE, &r->state)
+                        : db_job_requeue(s->db, job, REQUEUE_CANCELLED_LINE, &r->state);
 }
 
 /* See scheduler_internal.h. */
@@ -234,7 +236,7 @@ bool attempt_requeue(Scheduler *s, int64_t job, bool preempted) {
     int rc = attempt_store(s, job, "requeue", requeue_job, &r, NULL);
     if (rc != DB_OK && rc != DB_ERROR) scheduler_log(job, "error", "requeue: %s", error_get());
     bool cancelled = rc == DB_OK && r.state == DB_JOB_CANCELLED; /* a cancel was asked of it */
-    if (cancelled) scheduler_job_log(s, job, "cancelled: a cancel was asked as its run stopped");
+    if (cancelled) scheduler_log(job, "info", "%s", REQUEUE_CANCELLED_LINE);
     return cancelled;
 }
 
@@ -413,7 +415,10 @@ static void run_ranks(Worker *w, const DbJob *job) {
     }
     ExecutorOps ops;
     if (executor_ranks(traind, job_threads(w->s), job->device, &ops) != 0) {
-        attempt_record_end(w->s, job->id, DB_JOB_FAILED, error_get());
+        char err[ERROR_MAX];
+        snprintf(err, sizeof err, "%s", error_get());
+        scheduler_job_log(w->s, job->id, "failed: %s", err);
+        attempt_record_end(w->s, job->id, DB_JOB_FAILED, err);
         return;
     }
     executor_attempt_run(w, job, &ops);

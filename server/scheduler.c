@@ -41,6 +41,9 @@
 /* How often an idle worker plans the queue again unwoken. */
 #define SCHEDULER_IDLE_REPLAN_MS 5000
 
+/* the log line of a job cancelled in the queue, stored with the change */
+#define CANCELLED_QUEUED_LINE "cancelled while queued"
+
 void scheduler_bump(Scheduler *s) { atomic_fetch_add(&s->generation, 1); }
 
 uint64_t scheduler_generation(Scheduler *s) { return atomic_load(&s->generation); }
@@ -285,8 +288,8 @@ static void *worker_main(void *arg) {
         pthread_mutex_lock(&s->mu);
         /* a cancel that came while a preempted job was being put back in
          * the queue: it is cancelled there (a conflict: it had ended) */
-        if (w->stop == WORKER_STOP_CANCEL && db_job_cancel_queued(s->db, w->job_id) == DB_OK)
-            db_log_append(s->db, w->job_id, "cancelled while queued", NULL);
+        if (w->stop == WORKER_STOP_CANCEL)
+            db_job_cancel_queued(s->db, w->job_id, CANCELLED_QUEUED_LINE);
         for (int i = 0; i < s->nworkers; i++) /* the GPUs it held for the job's ranks */
             if (s->workers[i].member_of == w->index) {
                 s->workers[i].job_id = 0;
@@ -537,10 +540,9 @@ int scheduler_cancel(Scheduler *s, int64_t job_id, bool *was_running) {
     }
     /* not on a worker: cancel it in the queue, under mu so no worker claims
      * it meanwhile */
-    int rc = db_job_cancel_queued(s->db, job_id);
+    int rc = db_job_cancel_queued(s->db, job_id, CANCELLED_QUEUED_LINE);
     pthread_mutex_unlock(&s->mu);
     if (rc == DB_OK) {
-        db_log_append(s->db, job_id, "cancelled while queued", NULL);
         scheduler_wake(s); /* the workers it held or was freed for are anyone's */
     } else if (rc == DB_CONFLICT && *was_running) {
         rc = DB_OK; /* its run ended on its own as it was told */

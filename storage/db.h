@@ -444,15 +444,17 @@ int db_job_claim(Db *db, int64_t id, const char *device, DbJob *out);
 /* running -> succeeded | failed | cancelled, finished_at now, error stored
  * (NULL for none). DB_CONFLICT when it is not running. */
 int db_job_finish(Db *db, int64_t id, DbJobState final, const char *error);
-/* queued -> cancelled (finished_at now). DB_CONFLICT when not queued. */
-int db_job_cancel_queued(Db *db, int64_t id);
+/* queued -> cancelled (finished_at now), line (NULL for none) stored in
+ * its log in the same transaction. DB_CONFLICT when not queued. */
+int db_job_cancel_queued(Db *db, int64_t id, const char *line);
 /* running -> queued for one job (a daemon stopping, SIGTERM); the attempt
  * count stays, the next claim adds one. -> cancelled instead when a cancel
- * was asked of it (db_job_cancel_requested); *state (may be NULL) says
- * which. DB_CONFLICT when not running. */
-int db_job_requeue(Db *db, int64_t id, DbJobState *state);
+ * was asked of it (db_job_cancel_requested), with cancel_line (NULL for
+ * none) stored in its log in the same transaction; *state (may be NULL)
+ * says which. DB_CONFLICT when not running. */
+int db_job_requeue(Db *db, int64_t id, const char *cancel_line, DbJobState *state);
 /* The same for a job of higher priority, counted in preemptions. */
-int db_job_preempted(Db *db, int64_t id, DbJobState *state);
+int db_job_preempted(Db *db, int64_t id, const char *cancel_line, DbJobState *state);
 /* The priority among its owner's jobs (admin false), or an admin's over
  * other users' work (admin true). DB_CONFLICT when it has ended. */
 int db_job_set_priority(Db *db, int64_t id, bool admin, int priority);

@@ -255,12 +255,17 @@ void db_job_list_free(DbJob *list, int n) {
  * into DB_NOT_FOUND or DB_CONFLICT with a message naming the state. The
  * row read back into *out is read in the UPDATE's transaction: a failed
  * read undoes the change (a job claimed `running` with no worker told
- * would stay so). */
+ * would stay so). cancel_line (NULL for none) goes into the job's log in
+ * that transaction when the row is left cancelled: a log stream ends once
+ * it sees the job ended with no line after its last, so the line telling
+ * why must be there by then. */
 static int transition(Db *db, int64_t id, const char *sql, const char *text, int ival,
-                      const char *want, DbJob *out) {
+                      const char *want, const char *cancel_line, DbJob *out) {
     DbConn *c = db_acquire(db);
     if (!c) return DB_ERROR;
-    int rc = out ? db_begin(c) : DB_OK;
+    DbJob row, *got = out ? out : &row;
+    bool read_back = out || cancel_line;
+    int rc = read_back ? db_begin(c) : DB_OK;
     sqlite3_stmt *st = rc == DB_OK ? db_stmt(c, sql) : NULL;
     if (!st) {
         rc = DB_ERROR;
@@ -282,8 +287,10 @@ static int transition(Db *db, int64_t id, const char *sql, const char *text, int
         }
         goto done;
     }
-    if (out && (rc = get_with(c, id, out)) == DB_OK && (rc = db_commit(c)) != DB_OK)
-        db_job_clear(out);
+    if (!read_back || (rc = get_with(c, id, got)) != DB_OK) goto done;
+    if (cancel_line && got->state == DB_JOB_CANCELLED) rc = db_log_insert(c, id, cancel_line, NULL);
+    if (rc == DB_OK) rc = db_commit(c);
+    if (rc != DB_OK || !out) db_job_clear(got);
 done:
     db_release(db, c); /* rolls back what was not committed */
     return rc;
@@ -294,7 +301,7 @@ int db_job_claim(Db *db, int64_t id, const char *device, DbJob *out) {
                       "UPDATE jobs SET state = 'running', attempt = attempt + 1, "
                       "started_at = ?2, finished_at = 0, device = ?3, error = NULL, "
                       "cancel_requested = 0 WHERE id = ?1 AND state = 'queued'",
-                      device ? device : "", 0, "queued", out);
+                      device ? device : "", 0, "queued", NULL, out);
 }
 
 int db_job_finish(Db *db, int64_t id, DbJobState final, const char *error) {
@@ -317,14 +324,14 @@ int db_job_finish(Db *db, int64_t id, DbJobState final, const char *error) {
               "WHERE id = ?1 AND state = 'running'";
         break;
     }
-    return transition(db, id, sql, error, 0, "running", NULL);
+    return transition(db, id, sql, error, 0, "running", NULL, NULL);
 }
 
-int db_job_cancel_queued(Db *db, int64_t id) {
+int db_job_cancel_queued(Db *db, int64_t id, const char *line) {
     return transition(db, id,
                       "UPDATE jobs SET state = 'cancelled', finished_at = ?2 "
                       "WHERE id = ?1 AND state = 'queued'",
-                      NULL, 0, "queued", NULL);
+                      NULL, 0, "queued", line, NULL);
 }
 
 /* Back to the queue, or, when a cancel was asked of the run (as the
@@ -337,10 +344,11 @@ int db_job_cancel_queued(Db *db, int64_t id) {
     "error = CASE WHEN cancel_requested THEN 'cancelled as its run was stopped' ELSE error END"
 
 /* A running job's REQUEUE_OR_CANCEL (sql), the state it took into *state
- * (may be NULL), read in the same transaction. */
-static int requeue_as(Db *db, int64_t id, const char *sql, DbJobState *state) {
+ * (may be NULL), read in the same transaction, as cancel_line is stored. */
+static int requeue_as(Db *db, int64_t id, const char *sql, const char *cancel_line,
+                      DbJobState *state) {
     DbJob j;
-    int rc = transition(db, id, sql, NULL, 0, "running", state ? &j : NULL);
+    int rc = transition(db, id, sql, NULL, 0, "running", cancel_line, state ? &j : NULL);
     if (rc == DB_OK && state) {
         *state = j.state;
         db_job_clear(&j);
@@ -348,15 +356,16 @@ static int requeue_as(Db *db, int64_t id, const char *sql, DbJobState *state) {
     return rc;
 }
 
-int db_job_requeue(Db *db, int64_t id, DbJobState *state) {
-    return requeue_as(db, id, REQUEUE_OR_CANCEL " WHERE id = ?1 AND state = 'running'", state);
+int db_job_requeue(Db *db, int64_t id, const char *cancel_line, DbJobState *state) {
+    return requeue_as(db, id, REQUEUE_OR_CANCEL " WHERE id = ?1 AND state = 'running'",
+                      cancel_line, state);
 }
 
-int db_job_preempted(Db *db, int64_t id, DbJobState *state) {
+int db_job_preempted(Db *db, int64_t id, const char *cancel_line, DbJobState *state) {
     return requeue_as(db, id,
                       REQUEUE_OR_CANCEL ", preemptions = preemptions + "
                       "(1 - cancel_requested) WHERE id = ?1 AND state = 'running'",
-                      state);
+                      cancel_line, state);
 }
 
 int db_job_set_priority(Db *db, int64_t id, bool admin, int priority) {
@@ -365,13 +374,13 @@ int db_job_set_priority(Db *db, int64_t id, bool admin, int priority) {
                               "state IN ('queued', 'running')"
                             : "UPDATE jobs SET priority = ?4 WHERE id = ?1 AND "
                               "state IN ('queued', 'running')",
-                      NULL, priority, "queued or running", NULL);
+                      NULL, priority, "queued or running", NULL, NULL);
 }
 
 int db_job_cancel_requested(Db *db, int64_t id) {
     return transition(db, id,
                       "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND state = 'running'",
-                      NULL, 0, "running", NULL);
+                      NULL, 0, "running", NULL, NULL);
 }
 
 /* db_job_recover_running's statements, in order: ?1 the time. */
@@ -518,7 +527,7 @@ int db_job_remote_token_set(Db *db, int64_t job, int attempt, const char *token_
                       "UPDATE jobs SET remote_token = ?3, remote_attempt = ?4, "
                       "remote_log_seq = 0, remote_end_state = NULL, remote_end_error = NULL "
                       "WHERE id = ?1 AND state = 'running' AND attempt = ?4",
-                      token_sha256, attempt, want, NULL);
+                      token_sha256, attempt, want, NULL, NULL);
 }
 
 static int read_remote(sqlite3_stmt *st, void *out) {

@@ -107,7 +107,7 @@ Test(remote_attempt, token_check) {
 Test(remote_attempt, token_only_for_the_running_attempt) {
     int64_t job = running_job();
     cr_assert_eq(db_job_remote_token_set(db, job, 2, "x"), DB_CONFLICT);
-    cr_assert_eq(db_job_requeue(db, job, NULL), DB_OK);
+    cr_assert_eq(db_job_requeue(db, job, NULL, NULL), DB_OK);
     cr_assert_eq(db_job_remote_token_set(db, job, 1, "x"), DB_CONFLICT);
     cr_assert(strstr(error_get(), "queued") != NULL, "%s", error_get());
 }

@@ -752,7 +752,7 @@ Test(storage, dataset_crud) {
     cr_assert_eq(db_dataset_get(db, id, &ds), DB_OK);
     cr_assert_eq(ds.state, DB_DATASET_READY);
     db_dataset_clear(&ds);
-    cr_assert_eq(db_job_cancel_queued(db, job), DB_OK, "%s", error_get());
+    cr_assert_eq(db_job_cancel_queued(db, job, NULL), DB_OK, "%s", error_get());
     /* a DELETE's claim: out of sight; a second DELETE's claim finds none */
     cr_assert_eq(db_dataset_claim_delete(db, id), DB_OK, "%s", error_get());
     cr_assert_eq(db_dataset_resolve(db, NULL, "toy", &ds), DB_OK);
@@ -813,6 +813,17 @@ Test(storage, dataset_ref_of_a_too_long_user_name) {
 
 /* ---- jobs ---- */
 
+/* The job's last log line ("" for none), in a buffer the next call reuses. */
+static const char *last_log_line(Db *db, int64_t id) {
+    static char line[256];
+    DbLogLine *lines = NULL;
+    int n = 0;
+    cr_assert_eq(db_log_tail(db, id, 1, &lines, &n), DB_OK, "%s", error_get());
+    snprintf(line, sizeof line, "%s", n ? lines[0].line : "");
+    db_log_list_free(lines, n);
+    return line;
+}
+
 Test(storage, job_crud_and_state_machine) {
     Db *db = open_tmp();
     int64_t id;
@@ -837,7 +848,8 @@ Test(storage, job_crud_and_state_machine) {
     db_job_clear(&j);
     cr_assert_eq(db_job_claim(db, id, "cpu", NULL), DB_CONFLICT);
     cr_assert(strstr(error_get(), "running") != NULL, "%s", error_get());
-    cr_assert_eq(db_job_cancel_queued(db, id), DB_CONFLICT);
+    cr_assert_eq(db_job_cancel_queued(db, id, "never stored"), DB_CONFLICT);
+    cr_assert_str_eq(last_log_line(db, id), "");
 
     DbJobProgress p = {.epoch = 2, .step = 30, .total_steps = 100, .samples_per_s = 1234.5,
                        .eta_s = 7};
@@ -862,9 +874,10 @@ Test(storage, job_crud_and_state_machine) {
 
     int64_t q;
     cr_assert_eq(db_job_insert(db, &(DbJobNew){.spec_json = "{}"}, &q), DB_OK);
-    cr_assert_eq(db_job_cancel_queued(db, q), DB_OK);
+    cr_assert_eq(db_job_cancel_queued(db, q, "cancelled in the queue"), DB_OK);
+    cr_assert_str_eq(last_log_line(db, q), "cancelled in the queue", "stored with the change");
     cr_assert_eq(db_job_claim(db, q, "cpu", NULL), DB_CONFLICT);
-    cr_assert_eq(db_job_requeue(db, q, NULL), DB_CONFLICT);
+    cr_assert_eq(db_job_requeue(db, q, NULL, NULL), DB_CONFLICT);
 
     int64_t counts[DB_JOB_NUM_STATES];
     cr_assert_eq(db_job_count_by_state(db, counts), DB_OK);
@@ -921,8 +934,9 @@ Test(storage, jobs_left_running_end_as_known) {
     int64_t plain = left_running(db, DB_JOB_SUCCEEDED, 0, false);
     int64_t old = left_running(db, DB_JOB_FAILED, 1, false);
     DbJobState took;
-    cr_assert_eq(db_job_requeue(db, old, &took), DB_OK);
+    cr_assert_eq(db_job_requeue(db, old, "not cancelled: not stored", &took), DB_OK);
     cr_assert_eq(took, DB_JOB_QUEUED);
+    cr_assert_str_eq(last_log_line(db, old), "");
     cr_assert_eq(db_job_claim(db, old, "cpu", NULL), DB_OK); /* attempt 2: 1's end is not its */
     int requeued, ended;
     cr_assert_eq(db_job_recover_running(db, &requeued, &ended), DB_OK, "%s", error_get());
@@ -943,13 +957,15 @@ Test(storage, jobs_left_running_end_as_known) {
     /* a run stopped (a daemon stopping, a preemption) after its cancel was
      * asked: cancelled, not requeued */
     int64_t stopping = left_running(db, DB_JOB_SUCCEEDED, 0, true);
-    cr_assert_eq(db_job_requeue(db, stopping, &took), DB_OK);
+    cr_assert_eq(db_job_requeue(db, stopping, "cancelled as it stopped", &took), DB_OK);
     cr_assert_eq(took, DB_JOB_CANCELLED, "the state it took, as it took it");
+    cr_assert_str_eq(last_log_line(db, stopping), "cancelled as it stopped");
     cr_assert_eq(state_of(db, stopping, error, sizeof error), DB_JOB_CANCELLED);
     cr_assert_str_eq(error, "cancelled as its run was stopped");
     int64_t preempted = left_running(db, DB_JOB_SUCCEEDED, 0, true);
-    cr_assert_eq(db_job_preempted(db, preempted, &took), DB_OK);
+    cr_assert_eq(db_job_preempted(db, preempted, "cancelled as preempted", &took), DB_OK);
     cr_assert_eq(took, DB_JOB_CANCELLED);
+    cr_assert_str_eq(last_log_line(db, preempted), "cancelled as preempted");
     cr_assert_eq(state_of(db, preempted, error, sizeof error), DB_JOB_CANCELLED);
     cr_assert_eq(db_job_cancel_requested(db, done), DB_CONFLICT, "an ended job");
     db_close(db);
@@ -964,7 +980,7 @@ Test(storage, job_list_filter_and_pagination) {
         cr_assert_eq(db_job_insert(db, &(DbJobNew){.name = name, .spec_json = "{}"}, &ids[i]),
                      DB_OK);
     }
-    for (int i = 0; i < 25; i += 3) cr_assert_eq(db_job_cancel_queued(db, ids[i]), DB_OK);
+    for (int i = 0; i < 25; i += 3) cr_assert_eq(db_job_cancel_queued(db, ids[i], NULL), DB_OK);
     /* every job, pages of 10 by cursor, newest first */
     DbJobQuery q = {.state = -1, .limit = 10};
     int seen = 0;
