@@ -41,7 +41,9 @@ typedef struct {
     UrlFetchResult result; /* set once the transfer has ended */
 } Fetch;
 
-void url_fetch_shown(const char *url, char *out, size_t size) {
+/* The URL cut as its text reads: no user:password@, the query "?...",
+ * no fragment; the host as the user wrote it ("2130706433"). */
+static void shown_as_text(const char *url, char *out, size_t size) {
     const char *scheme = strstr(url, "://");
     const char *host = scheme ? scheme + 3 : url;
     const char *end = host + strcspn(host, "/?#"), *at = NULL;
@@ -53,25 +55,58 @@ void url_fetch_shown(const char *url, char *out, size_t size) {
              rest[path] == '?' ? "?..." : "");
 }
 
+/* A URL in which libcurl reads credentials is shown as libcurl rebuilds
+ * it without them, for its text may hide them from a cut by the text
+ * ("http:/u:p@host" is a URL to libcurl, with a password); any other as
+ * its text reads. */
+void url_fetch_shown(const char *url, char *out, size_t size) {
+    CURLU *u = curl_url();
+    char *part = NULL, *shown = NULL;
+    bool credentials = false;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+        static const CURLUPart parts[] = {CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_OPTIONS};
+        for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++, curl_free(part), part = NULL)
+            credentials |= curl_url_get(u, parts[i], &part, 0) == CURLUE_OK;
+    }
+    if (credentials) {
+        bool has_query = curl_url_get(u, CURLUPART_QUERY, &part, 0) == CURLUE_OK;
+        if (curl_url_set(u, CURLUPART_USER, NULL, 0) != CURLUE_OK ||
+            curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) != CURLUE_OK ||
+            curl_url_set(u, CURLUPART_OPTIONS, NULL, 0) != CURLUE_OK ||
+            curl_url_set(u, CURLUPART_FRAGMENT, NULL, 0) != CURLUE_OK ||
+            curl_url_set(u, CURLUPART_QUERY, has_query ? "..." : NULL, 0) != CURLUE_OK ||
+            curl_url_get(u, CURLUPART_URL, &shown, 0) != CURLUE_OK)
+            shown = NULL;
+    }
+    if (shown) snprintf(out, size, "%s", shown);
+    else if (credentials) snprintf(out, size, "%s", "(a URL with credentials)");
+    else if (u) shown_as_text(url, out, size);
+    else snprintf(out, size, "%s", "(a URL: out of memory)");
+    curl_free(part);
+    curl_free(shown);
+    curl_url_cleanup(u);
+}
+
 int url_fetch_check(const char *url, const AddrPolicy *policy) {
     CURLU *u = curl_url();
     if (!u) return error_set("out of memory");
     char *scheme = NULL, *host = NULL;
     struct sockaddr_storage ss;
     AddrClass cls;
-    char text[INET6_ADDRSTRLEN + 32];
+    char text[INET6_ADDRSTRLEN + 32], shown[256];
+    url_fetch_shown(url, shown, sizeof shown);
     int rc = 0;
     CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
     if (uc != CURLUE_OK)
-        rc = error_set("'%.120s' is not a URL: %s", url, curl_url_strerror(uc));
+        rc = error_set("'%.120s' is not a URL: %s", shown, curl_url_strerror(uc));
     else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
              (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0))
-        rc = error_set("only http:// and https:// URLs are imported, not '%.120s'", url);
+        rc = error_set("only http:// and https:// URLs are imported, not '%.120s'", shown);
     else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
-        rc = error_set("%.120s has no host", url);
+        rc = error_set("%.120s has no host", shown);
     else if (addr_parse(host, &ss) && !addr_policy_allows(policy, (struct sockaddr *)&ss, &cls)) {
         addr_format((struct sockaddr *)&ss, text, sizeof text);
-        rc = error_set("%.90s " REFUSAL, url, text, addr_class_name(cls));
+        rc = error_set("%.90s " REFUSAL, shown, text, addr_class_name(cls));
     }
     curl_free(scheme);
     curl_free(host);

@@ -18,7 +18,7 @@
 
 FUZZ_CC      ?= clang
 FUZZ_TARGETS ?= spec lr_expr csv idx npy safetensors multipart http_parse http_conn image \
-                tokens cifar10 archive json_limits slurm
+                tokens cifar10 archive json_limits slurm url
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 4
 # clang's OpenMP (libomp) for core's pragmas; no CUDA: the parsers are host code.
@@ -52,6 +52,10 @@ build/fuzz/fuzz_archive: build/fuzz/obj/server/dataset_archive.o
 build/fuzz/fuzz_json_limits: build/fuzz/obj/server/json_limits.o
 # what traind reads of Slurm (slurm.c runs its commands through command.c)
 build/fuzz/fuzz_slurm: build/fuzz/obj/server/slurm.o build/fuzz/obj/server/command.o
+# a URL import's checks before any fetch, and the address policy
+build/fuzz/fuzz_url: build/fuzz/obj/server/url_fetch.o build/fuzz/obj/server/addr_policy.o \
+    build/fuzz/obj/server/log.o build/fuzz/obj/server/text.o build/fuzz/obj/server/text_json.o \
+    build/fuzz/obj/storage/sha256.o
 
 build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_SUPPORT) build/fuzz/libcore.a
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp -o $@ $(filter %.o,$^) build/fuzz/libcore.a \

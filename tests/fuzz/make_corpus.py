@@ -491,7 +491,20 @@ def slurm():
         out("slurm", "config%02d" % i, b"\x01" + text)
 
 
+def url():
+    # byte 0: even, a URL to import; odd, an --import-allow-nets list
+    urls = [b"https://u:p@host/a/b?X-Amz-Signature=abc#f", b"http://host:8080/x.csv",
+            b"http://a@b@host/x", b"https://[2606:4700::1111]/x", b"http://2130706433/",
+            b"http://[::ffff:192.168.1.1]/", b"HTTPS://10.0.0.1/x", b"ftp://u:p@h/x",
+            b"user:secret@host/x", b"http://exa mple.com/"]
+    for i, u in enumerate(urls):
+        out("url", "url%02d" % i, b"\x00" + u)
+    nets = [b"127.0.0.2/32,fd00::/8", b"10.0.0.0/8", b"::1", b"10.0.0.0/33", b"1.2.3.4,,5.6.7.8"]
+    for i, n in enumerate(nets):
+        out("url", "nets%02d" % i, b"\x01" + n)
+
+
 if __name__ == "__main__":
     for make in [spec, lr_expr, csv, idx, npy, safetensors, multipart, http_parse, http_conn,
-                 image, tokens, cifar10, archive, json_limits, slurm]:
+                 image, tokens, cifar10, archive, json_limits, slurm, url]:
         make()

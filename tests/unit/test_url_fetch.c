@@ -205,7 +205,16 @@ Test(url_fetch, shows_urls_without_credentials) {
         {"http://a@b@host/x", "http://host/x"},
         {"http://host/p@q", "http://host/p@q"},
         {"https://host?token=1", "https://host?..."},
+        {"http://2130706433:8/x", "http://2130706433:8/x"}, /* as the user wrote it */
         {"http://host/x#frag", "http://host/x"},
+        /* credentials in libcurl's reading, not the text's: one slash is
+         * a URL with a user and a password to libcurl, shown as it
+         * rebuilds it without them */
+        {"http:/$user:secret@example.com/a?sig=1", "http://example.com/a?..."},
+        {"HTTP://U:P@Host:80/x", "http://Host:80/x"},
+        /* no URL to libcurl, or none with credentials: the text's reading */
+        {"user:secret@host/x", "host/x"},
+        {"ftp://u:p@exa mple.com/x?y", "ftp://exa mple.com/x?..."},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[128];
@@ -223,6 +232,7 @@ Test(url_fetch, checks_urls_before_fetching) {
         {"ftp://example.com/x", "only http:// and https:// URLs are imported"},
         {"gopher://example.com/", "only http:// and https:// URLs are imported"},
         {"example.com/x", "is not a URL"},
+        {"ftp://u:secret@example.com/x", "not 'ftp://example.com/x'"},
         {"http://exa mple.com/", "is not a URL"},
         {"http://127.0.0.1:8080/x", "resolves to 127.0.0.1, a loopback address"},
         {"http://[::1]/x", "resolves to ::1, a loopback address"},
