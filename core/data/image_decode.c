@@ -177,12 +177,30 @@ typedef struct {
     jmp_buf jump;
     char msg[JMSG_LENGTH_MAX];
     bool truncated;
+    struct jpeg_progress_mgr progress;
+    char refusal[ERROR_MAX]; /* our own reason to stop, not libjpeg's */
 } JpegErr;
 
 static void jpeg_on_error(j_common_ptr c) {
     JpegErr *e = (JpegErr *)c->err;
     c->err->format_message(c, e->msg);
     longjmp(e->jump, 1);
+}
+
+/* Called as libjpeg reads: a file whose scans would cost more than
+ * IMAGE_MAX_SCAN_PIXELS (thousands of empty scans) is stopped at the
+ * first scan past it. */
+static void jpeg_on_progress(j_common_ptr c) {
+    j_decompress_ptr d = (j_decompress_ptr)c;
+    JpegErr *e = (JpegErr *)c->err;
+    int64_t pixels = (int64_t)d->image_width * d->image_height;
+    if (pixels > 0 && (int64_t)d->input_scan_number * pixels > IMAGE_MAX_SCAN_PIXELS) {
+        snprintf(e->refusal, sizeof e->refusal,
+                 "a JPEG of over %lld scans at %ux%u, more decoding than one image may take "
+                 "(a progressive JPEG has about 10)",
+                 (long long)(IMAGE_MAX_SCAN_PIXELS / pixels), d->image_width, d->image_height);
+        longjmp(e->jump, 1);
+    }
 }
 
 /* Warnings are ignored as PIL ignores them, except the data ending early,
@@ -200,13 +218,16 @@ static int decode_jpeg(FILE *fp, const char *name, int channels, const Image *li
     cinfo.err = jpeg_std_error(&err.mgr);
     err.mgr.error_exit = jpeg_on_error;
     err.mgr.emit_message = jpeg_on_message;
+    err.progress.progress_monitor = jpeg_on_progress;
     uint8_t *volatile hwc = NULL;
     if (setjmp(err.jump)) {
         free(hwc);
         jpeg_destroy_decompress(&cinfo);
+        if (err.refusal[0]) return error_set("%s: %s", name, err.refusal);
         return error_set("%s: not a valid JPEG image (%s)", name, err.msg);
     }
     jpeg_create_decompress(&cinfo);
+    cinfo.progress = &err.progress;
     jpeg_stdio_src(&cinfo, fp);
     jpeg_read_header(&cinfo, TRUE);
     if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {

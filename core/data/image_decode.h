@@ -15,6 +15,11 @@
  * before their pixels are allocated (PIL refuses twice its 89 Mpixel
  * warning; 64 Mpixel is far above any training image). */
 #define IMAGE_MAX_PIXELS (INT64_C(64) << 20)
+/* A progressive JPEG's decoding costs a pass over its pixels per scan,
+ * and a scan with no data is a few bytes: scans times pixels is capped at
+ * 32 scans of the largest image (a progressive JPEG has about 10; a
+ * 224x224 one may have 42,000). */
+#define IMAGE_MAX_SCAN_PIXELS (32 * IMAGE_MAX_PIXELS)
 
 typedef struct {
     int width, height, channels; /* channels 1 or 3 */

@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <omp.h>
 #include <stdio.h>
+#include <jpeglib.h> /* after stdio.h */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -118,6 +119,70 @@ Test(images, bad_files_named) {
                         "bad_bomb.png: a PNG image of 20000x20000 pixels is over the limit of "
                         "67108864 pixels (a decompression bomb?)");
     expect_decode_error("missing.png", "missing.png: No such file or directory");
+}
+
+/* A progressive grey JPEG of side x side (libjpeg's simple progression:
+ * 6 scans), with `empty` scans of no data added before its end, written
+ * to dir/rel: each is 10 bytes, and libjpeg passes over the whole image
+ * for it, warning of a bogus progression. */
+static void write_scanned_jpeg(const char *rel, int side, int empty) {
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr jerr;
+    c.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&c);
+    unsigned char *mem = NULL;
+    unsigned long size = 0;
+    jpeg_mem_dest(&c, &mem, &size);
+    c.image_width = c.image_height = (JDIMENSION)side;
+    c.input_components = 1;
+    c.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&c);
+    jpeg_simple_progression(&c);
+    jpeg_start_compress(&c, TRUE);
+    unsigned char *row = calloc((size_t)side, 1);
+    cr_assert_not_null(row);
+    for (int y = 0; y < side; y++) {
+        memset(row, y & 0xff, (size_t)side);
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    free(row);
+    cr_assert(size > 2 && mem[size - 2] == 0xFF && mem[size - 1] == 0xD9, "ends with EOI");
+    static const unsigned char scan[] = {0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01,
+                                         0x00, 0x01, 0x3F, 0x00}; /* AC 1..63, first */
+    size_t total = size - 2 + (size_t)empty * sizeof scan + 2;
+    unsigned char *out = malloc(total), *p = out;
+    cr_assert_not_null(out);
+    memcpy(p, mem, size - 2), p += size - 2;
+    for (int i = 0; i < empty; i++) memcpy(p, scan, sizeof scan), p += sizeof scan;
+    p[0] = 0xFF, p[1] = 0xD9;
+    write_bytes(rel, out, total);
+    free(out);
+    free(mem);
+}
+
+/* Empty scans cost a pass over the pixels each: a file whose scans times
+ * pixels pass IMAGE_MAX_SCAN_PIXELS is refused at the first scan past it;
+ * one within decodes, as PIL decodes it. */
+Test(images, jpeg_scans_within_a_budget) {
+    char path[512];
+    Image img;
+    /* 1024x1024: 2048 scans allowed; 6 of libjpeg's own and 2042 empty */
+    write_scanned_jpeg("within.jpg", 1024, 2042);
+    snprintf(path, sizeof path, "%s/within.jpg", dir);
+    cr_assert_eq(image_decode(path, "within.jpg", 1, NULL, &img), 0, "%s", error_get());
+    cr_assert_eq(img.width, 1024);
+    cr_assert_eq(img.pixels[5 * 1024 + 7], 5, "row 5's grey");
+    free(img.pixels);
+    write_scanned_jpeg("over.jpg", 1024, 2043);
+    snprintf(path, sizeof path, "%s/over.jpg", dir);
+    cr_assert_eq(image_decode(path, "over.jpg", 1, NULL, &img), -1);
+    cr_assert_null(img.pixels);
+    cr_assert_str_eq(error_get(), "over.jpg: a JPEG of over 2048 scans at 1024x1024, more "
+                                  "decoding than one image may take (a progressive JPEG has "
+                                  "about 10)");
 }
 
 /* An image not of the size asked for is not decoded: its size, no pixels
