@@ -364,6 +364,14 @@ static int parse_init(JobSpec *spec, const json_t *top, const char *base_dir) {
 
 /* ---- the whole spec ---- */
 
+/* "epochs", before the scheduler, which is checked with it. */
+static int parse_epochs(JobSpec *spec, const json_t *root) {
+    int64_t epochs;
+    if (spec_get_int(root, "", "epochs", true, 0, 1, JOB_SPEC_MAX_EPOCHS, &epochs)) return -1;
+    spec->epochs = (int)epochs;
+    return 0;
+}
+
 static JobSpec *parse_root(const json_t *root, const char *base_dir, const char *fallback_name) {
     if (spec_expect_object(root, "")) return NULL;
     JobSpec *spec = calloc(1, sizeof *spec);
@@ -371,15 +379,15 @@ static JobSpec *parse_root(const json_t *root, const char *base_dir, const char 
         error_set("job spec: out of memory");
         return NULL;
     }
-    int64_t epochs = 0, seed = 0, accumulate = 1;
+    int64_t seed = 0, accumulate = 1;
     if (spec_check_fields(root, "", top_fields, NULL) ||
         parse_name(spec, json_object_get(root, "name"), fallback_name) ||
         spec_parse_data(spec, json_object_get(root, "data"), base_dir) ||
         spec_parse_model(spec, json_object_get(root, "model")) ||
         parse_loss(spec, json_object_get(root, "loss")) || spec_data_check_loss(spec) ||
         parse_optimizer(spec, json_object_get(root, "optimizer")) ||
+        parse_epochs(spec, root) ||
         spec_parse_scheduler(spec, json_object_get(root, "scheduler")) ||
-        spec_get_int(root, "", "epochs", true, 0, 1, JOB_SPEC_MAX_EPOCHS, &epochs) ||
         spec_get_int(root, "", "batch_size", false, 1, 1, MAX_BATCH_SIZE, &spec->batch_size) ||
         spec_get_bool(root, "", "shuffle", false, &spec->shuffle) ||
         spec_get_bool(root, "", "drop_last", false, &spec->drop_last) ||
@@ -396,7 +404,6 @@ static JobSpec *parse_root(const json_t *root, const char *base_dir, const char 
         job_spec_free(spec);
         return NULL;
     }
-    spec->epochs = (int)epochs;
     spec->accumulate_steps = (int)accumulate;
     spec->seed = (uint64_t)seed;
     return spec;

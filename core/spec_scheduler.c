@@ -166,10 +166,10 @@ static int parse_sequential(const JobSpec *spec, LrSchedulerConfig *c, const jso
     c->schedulers = kids;
     for (size_t i = 0; i < n; i++) {
         char pi[SPEC_PATH_MAX];
+        c->n_schedulers++; /* before it is parsed: what a failed one holds is freed too */
         if (parse_scheduler_at(spec, &kids[i], json_array_get(list, i),
                                spec_path_index(pi, k, i), false))
             return -1;
-        c->n_schedulers++;
         if (kids[i].type == LR_SCHEDULER_SEQUENTIAL)
             return error_at(pi, "a SequentialLR cannot hold another (torch's SequentialLR.step "
                                 "takes no epoch to restart it at a milestone)");
@@ -260,19 +260,35 @@ static int parse_scheduler_at(const JobSpec *spec, LrSchedulerConfig *c, const j
     return 0;
 }
 
-/* The job's numbers a OneCycleLR's total_steps is derived from are not
- * known while parsing (the batches per epoch need the data): its check here
- * takes 2^20 steps, which cannot make a phase empty unless pct_start is
- * 2^-20; the real numbers are checked when the job is built. */
+/* The batches per epoch a OneCycleLR's total_steps may be derived from
+ * are not known while parsing (they need the data): its check here takes
+ * 2^20 of them, or fewer where the epochs (the job's, or the largest a
+ * OneCycleLR names) would take the cycle past LR_SCHEDULER_MAX_EPOCH,
+ * which cannot make a phase empty unless pct_start is tiny; the real
+ * numbers are checked when the job is built. */
 #define SPEC_CHECK_STEPS ((int64_t)1 << 20)
+
+/* The largest epochs a OneCycleLR of the tree names (0: none). */
+static int64_t cycle_epochs(const LrSchedulerConfig *c) {
+    int64_t e = c->type == LR_SCHEDULER_ONE_CYCLE ? c->epochs : 0;
+    for (size_t i = 0; i < c->n_schedulers; i++) {
+        int64_t k = cycle_epochs(&c->schedulers[i]);
+        if (k > e) e = k;
+    }
+    return e;
+}
 
 int spec_parse_scheduler(JobSpec *spec, const json_t *v) {
     if (!v || json_is_null(v)) return 0;
     spec->has_lr_scheduler = true;
     if (parse_scheduler_at(spec, &spec->lr_scheduler, v, "scheduler", true)) return -1;
     /* What is left (an lr_lambda that fails at epoch 0, ...) the scheduler knows. */
-    LrScheduler *s = lr_scheduler_new_in(&spec->lr_scheduler, job_spec_lr(spec), 1,
-                                         SPEC_CHECK_STEPS);
+    int64_t epochs = spec->epochs > 0 ? spec->epochs : 1, named = cycle_epochs(&spec->lr_scheduler);
+    int64_t most = named > epochs ? named : epochs;
+    int64_t steps = LR_SCHEDULER_MAX_EPOCH / most < SPEC_CHECK_STEPS ? LR_SCHEDULER_MAX_EPOCH / most
+                                                                     : SPEC_CHECK_STEPS;
+    LrScheduler *s = lr_scheduler_new_in(&spec->lr_scheduler, job_spec_lr(spec), epochs,
+                                         steps > 0 ? steps : 1);
     if (!s) return error_prefix_at("scheduler");
     lr_scheduler_free(s);
     return 0;

@@ -479,49 +479,28 @@ static int count_steps(const JobSpec *spec, int64_t samples, int64_t *per_epoch_
                     (long long)spec->batch_size, (long long)*total, (long long)JOB_MAX_STEPS);
 }
 
-/* A LambdaLR's factor at each of the `stepped` times the job steps it:
- * finite and >= 0 (a negative one would train with a negative lr, one that
- * raises would fail the job at that epoch). */
-static int check_lambda(const LrSchedulerConfig *c, int64_t stepped) {
-    LrExpr *e = lr_expr_parse(c->lr_lambda);
-    if (!e) return error_prefix_at("scheduler.lr_lambda");
-    int rc = 0;
-    for (int64_t at = 0; at <= stepped && rc == 0; at++) {
-        double f;
-        if (lr_expr_eval(e, (double)at, &f) != 0)
-            rc = error_prefix("at epoch %lld", (long long)at);
-        else if (!isfinite(f) || f < 0)
-            rc = error_set("is %g at epoch %lld: the lr it scales must stay a finite number >= 0",
-                           f, (long long)at);
-    }
-    lr_expr_free(e);
-    return rc == 0 ? 0 : error_prefix_at("scheduler.lr_lambda");
-}
-
 /* The scheduler with the job's own numbers, which parsing could not know:
- * a OneCycleLR whose phase is empty in a short job, or whose total_steps
- * fall short of the steps the job takes, a scheduler stepped more times
- * than one counts, are refused now rather than at the step they fail.
- * per_epoch and total count optimizer steps (of accumulate_steps batches). */
+ * a OneCycleLR (also in a SequentialLR) whose phase is empty in a short
+ * job, or whose cycle falls short of the steps the job takes, an
+ * lr_lambda that turns negative or fails at a step the job reaches, a
+ * scheduler stepped more times than one counts, are refused now rather
+ * than at the step they fail. per_epoch and total count optimizer steps
+ * (of accumulate_steps batches). */
 static int check_scheduler(const JobSpec *spec, int64_t per_epoch, int64_t total) {
     if (!spec->has_lr_scheduler || per_epoch == 0) return 0;
     LrScheduler *s;
     if (job_spec_build_lr_scheduler(spec, job_spec_lr(spec), per_epoch, &s) != 0) return -1;
     bool per_step = lr_scheduler_per_step(s);
-    lr_scheduler_free(s);
     int64_t stepped = per_step ? total : spec->epochs;
+    int rc = 0;
     if (stepped > LR_SCHEDULER_MAX_EPOCH)
-        return error_at("scheduler", "stepped once a %s, %lld times in this job; a scheduler "
-                                     "counts at most %lld", per_step ? "step" : "epoch",
-                        (long long)stepped, (long long)LR_SCHEDULER_MAX_EPOCH);
-    const LrSchedulerConfig *c = &spec->lr_scheduler;
-    int64_t cycle = c->total_steps ? c->total_steps : c->epochs * c->steps_per_epoch;
-    if (c->type == LR_SCHEDULER_ONE_CYCLE && cycle > 0 && cycle < stepped)
-        return error_at(c->total_steps ? "scheduler.total_steps" : "scheduler.epochs",
-                        "a cycle of %lld steps, but this job steps its scheduler %lld times "
-                        "(OneCycleLR cannot step past its cycle)",
-                        (long long)cycle, (long long)stepped);
-    return c->type == LR_SCHEDULER_LAMBDA ? check_lambda(c, stepped) : 0;
+        rc = error_at("scheduler", "stepped once a %s, %lld times in this job; a scheduler "
+                                   "counts at most %lld", per_step ? "step" : "epoch",
+                      (long long)stepped, (long long)LR_SCHEDULER_MAX_EPOCH);
+    else
+        rc = lr_scheduler_check_run(s, stepped, "scheduler");
+    lr_scheduler_free(s);
+    return rc;
 }
 
 int job_build_check(const JobDaemon *d, const JobSpec *spec, JobCheck *out) {

@@ -396,6 +396,8 @@ int lr_expr_eval(const LrExpr *e, double epoch, double *out) {
 
 const char *lr_expr_text(const LrExpr *e) { return e ? e->text : NULL; }
 
+int lr_expr_ops(const LrExpr *e) { return e ? e->n_ops : 0; }
+
 void lr_expr_free(LrExpr *e) {
     if (!e) return;
     free(e->text);

@@ -34,6 +34,8 @@ LrExpr *lr_expr_parse(const char *text);
 int lr_expr_eval(const LrExpr *expr, double epoch, double *out);
 /* The source text the expression was compiled from. */
 const char *lr_expr_text(const LrExpr *expr);
+/* The operations one evaluation runs (what it costs: about 4 ns each). */
+int lr_expr_ops(const LrExpr *expr);
 void lr_expr_free(LrExpr *expr);
 
 #endif

@@ -532,6 +532,68 @@ static int sequential_replay(LrScheduler *s, int64_t epoch) {
     return 0;
 }
 
+/* ---- the check of a whole run ---- */
+
+/* An lr_lambda's factor at epoch `at`: finite and >= 0. */
+static int check_factor(const LrExpr *e, int64_t at) {
+    double f;
+    if (lr_expr_eval(e, (double)at, &f) != 0) return error_prefix("at epoch %lld", (long long)at);
+    if (!isfinite(f) || f < 0)
+        return error_set("is %g at epoch %lld: the lr it scales must stay a finite number >= 0",
+                         f, (long long)at);
+    return 0;
+}
+
+/* At epochs 0..steps, or at `budget` of them spread evenly (both ends
+ * included) when all would cost more than LR_SCHEDULER_CHECK_OPS. */
+static int check_lambda_run(const LrExpr *e, int64_t steps) {
+    int64_t ops = lr_expr_ops(e) > 0 ? lr_expr_ops(e) : 1;
+    int64_t budget = LR_SCHEDULER_CHECK_OPS / ops;
+    if (budget < 2) budget = 2;
+    if (steps + 1 <= budget) {
+        for (int64_t at = 0; at <= steps; at++)
+            if (check_factor(e, at) != 0) return -1;
+        return 0;
+    }
+    for (int64_t j = 0; j < budget; j++)
+        if (check_factor(e, j * steps / (budget - 1)) != 0) return -1;
+    return 0;
+}
+
+/* The steps a SequentialLR's child i is given of the parent's `steps`:
+ * from its milestone (child 0: from construction) to the next one's eve. */
+static int64_t child_steps(const LrScheduler *s, size_t i, int64_t steps) {
+    int64_t from = i ? s->milestones[i - 1] : 0;
+    int64_t to = i + 1 < s->n_children && s->milestones[i] - 1 < steps ? s->milestones[i] - 1
+                                                                        : steps;
+    return to > from ? to - from : 0;
+}
+
+int lr_scheduler_check_run(const LrScheduler *s, int64_t steps, const char *path) {
+    char at[ERROR_PATH_MAX];
+    switch (s->cfg.type) {
+    case LR_SCHEDULER_LAMBDA:
+        if (check_lambda_run(s->lambda, steps) == 0) return 0;
+        snprintf(at, sizeof at, "%s.lr_lambda", path);
+        return error_prefix_at(at);
+    case LR_SCHEDULER_ONE_CYCLE:
+        if (s->total_steps >= steps) return 0;
+        snprintf(at, sizeof at, "%s.%s", path, s->cfg.total_steps ? "total_steps" : "epochs");
+        return error_at(at, "a cycle of %lld steps, but this job steps it %lld times "
+                            "(OneCycleLR cannot step past its cycle)",
+                        (long long)s->total_steps, (long long)steps);
+    case LR_SCHEDULER_SEQUENTIAL:
+        for (size_t i = 0; i < s->n_children; i++) {
+            snprintf(at, sizeof at, "%s.schedulers[%zu]", path, i);
+            if (lr_scheduler_check_run(s->children[i], child_steps(s, i, steps), at) != 0)
+                return -1;
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
 int lr_scheduler_set_last_epoch(LrScheduler *s, int64_t epoch) {
     if (epoch < 0 || epoch > LR_SCHEDULER_MAX_EPOCH)
         return error_set("%s: last_epoch must be in 0..%lld, got %lld",

@@ -261,7 +261,7 @@ Test(job_scheduler, bad_specs_refused_at_submission) {
          " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
          " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"batch_size\": 10, \"scheduler\":"
          " {\"type\": \"OneCycleLR\", \"max_lr\": 0.5, \"total_steps\": 3, \"interval\": \"step\"}}",
-         "scheduler.total_steps: a cycle of 3 steps, but this job steps its scheduler 10 times"},
+         "scheduler.total_steps: a cycle of 3 steps, but this job steps it 10 times"},
         {"{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", \"in_features\": 4,"
          " \"out_features\": 3}], \"loss\": {\"type\": \"CrossEntropyLoss\"}, \"optimizer\":"
          " {\"type\": \"SGD\", \"lr\": 0.1}, \"epochs\": 1, \"batch_size\": 48, \"scheduler\":"
@@ -318,10 +318,85 @@ Test(job_scheduler, scheduler_checked_in_optimizer_steps) {
             cr_assert_eq(rc, DB_OK, "%s", error_get());
         } else {
             cr_assert_eq(rc, DB_INVALID);
-            cr_assert(strstr(error_get(), "a cycle of 5 steps, but this job steps its scheduler "
+            cr_assert(strstr(error_get(), "a cycle of 5 steps, but this job steps it "
                                           "6 times"), "%s", error_get());
         }
     }
+    scheduler_stop(s);
+    teardown(&e);
+}
+
+/* A toy job's spec (96 rows) with its epochs, batch size and scheduler. */
+static void toy_spec(char *out, size_t size, int epochs, int batch, const char *scheduler) {
+    snprintf(out, size,
+             "{\"data\": {\"train\": \"toy\"}, \"model\": [{\"type\": \"Linear\", "
+             "\"in_features\": 4, \"out_features\": 3}], \"loss\": {\"type\": "
+             "\"CrossEntropyLoss\"}, \"optimizer\": {\"type\": \"SGD\", \"lr\": 0.1}, "
+             "\"epochs\": %d, \"batch_size\": %d, \"scheduler\": %s}", epochs, batch, scheduler);
+}
+
+/* A SequentialLR's schedulers are checked for the steps each is given: a
+ * LambdaLR that turns negative after its milestone is refused, one that
+ * would only past it is not; a OneCycleLR of its own epochs, shorter than
+ * the job, is refused naming them. */
+Test(job_scheduler, scheduler_children_checked_for_their_steps) {
+    Env e = setup();
+    Scheduler *s = start(&e, 1, false);
+    static const struct {
+        int epochs;
+        const char *scheduler, *want; /* want NULL: accepted */
+    } cases[] = {
+        {6, "{\"type\": \"SequentialLR\", \"milestones\": [1], \"schedulers\": "
+            "[{\"type\": \"StepLR\", \"step_size\": 100}, {\"type\": \"LambdaLR\", "
+            "\"lr_lambda\": \"1 - epoch / 2\"}]}",
+         "scheduler.schedulers[1].lr_lambda: is -0.5 at epoch 3: the lr it scales must stay a "
+         "finite number >= 0"},
+        /* epochs 0..4 of 100 are the lambda's: 1 - epoch/10 stays >= 0 */
+        {100, "{\"type\": \"SequentialLR\", \"milestones\": [5], \"schedulers\": "
+              "[{\"type\": \"LambdaLR\", \"lr_lambda\": \"1 - epoch / 10\"}, "
+              "{\"type\": \"StepLR\", \"step_size\": 10}]}", NULL},
+        {6, "{\"type\": \"SequentialLR\", \"milestones\": [2], \"schedulers\": "
+            "[{\"type\": \"StepLR\", \"step_size\": 100}, {\"type\": \"OneCycleLR\", "
+            "\"max_lr\": 0.5, \"total_steps\": 3}]}",
+         "scheduler.schedulers[1].total_steps: a cycle of 3 steps, but this job steps it 4 "
+         "times"},
+        {10, "{\"type\": \"OneCycleLR\", \"max_lr\": 0.5, \"epochs\": 5}",
+         "scheduler.epochs: a cycle of 60 steps, but this job steps it 120 times"},
+        {10, "{\"type\": \"OneCycleLR\", \"max_lr\": 0.5, \"epochs\": 10}", NULL},
+    };
+    char spec[2048];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        toy_spec(spec, sizeof spec, cases[i].epochs, 8, cases[i].scheduler);
+        int64_t id = 0;
+        int rc = try_create(s, spec, &id);
+        if (!cases[i].want) {
+            cr_assert_eq(rc, DB_OK, "case %zu: %s", i, error_get());
+            continue;
+        }
+        cr_assert_eq(rc, DB_INVALID, "case %zu accepted", i);
+        cr_assert(strstr(error_get(), cases[i].want) == error_get(), "case %zu: %s", i,
+                  error_get());
+    }
+    scheduler_stop(s);
+    teardown(&e);
+}
+
+/* An lr_lambda of ~400 operations stepped 96,000 times is past what the
+ * check evaluates at every step: it is checked at points spread evenly,
+ * the last included, which is where this one turns negative. */
+Test(job_scheduler, long_lambda_checked_at_spread_steps_and_the_last) {
+    Env e = setup();
+    Scheduler *s = start(&e, 1, false);
+    char lambda[1100] = "95999.5 - epoch";
+    while (strlen(lambda) + 10 < 1000) strcat(lambda, " + 0*epoch");
+    char scheduler[1200], spec[2048];
+    snprintf(scheduler, sizeof scheduler,
+             "{\"type\": \"LambdaLR\", \"interval\": \"step\", \"lr_lambda\": \"%s\"}", lambda);
+    toy_spec(spec, sizeof spec, 1000, 1, scheduler);
+    int64_t id = 0;
+    cr_assert_eq(try_create(s, spec, &id), DB_INVALID);
+    cr_assert_str_eq(error_get(), "scheduler.lr_lambda: is -0.5 at epoch 96000: the lr it "
+                                  "scales must stay a finite number >= 0");
     scheduler_stop(s);
     teardown(&e);
 }

@@ -914,12 +914,28 @@ Test(spec, per_step_schedulers) {
          "\"LinearLR\"}]}, {\"type\": \"LinearLR\"}]}",
          "scheduler.schedulers[0]: a SequentialLR cannot hold another (torch's "
          "SequentialLR.step takes no epoch to restart it at a milestone)"},
+        /* a scheduler that fails after what it had allocated (its
+         * milestones): freed with the rest (LeakSanitizer watches) */
+        {"{\"type\": \"SequentialLR\", \"milestones\": [2], \"schedulers\": "
+         "[{\"type\": \"MultiStepLR\", \"milestones\": [1, 2, 3], \"gamma\": -1}, "
+         "{\"type\": \"StepLR\", \"step_size\": 1}]}",
+         "scheduler.schedulers[0].gamma: must be >= 0, got -1"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *text = spec_example_variant(spec_example_mlp, "scheduler", bad[i].sched);
         spec_example_expect_error(text, bad[i].want, true);
         free(text);
     }
+    /* a OneCycleLR of its own epochs, its steps per epoch the job's: not
+     * known while parsing, and no reason to refuse (10 epochs of the 2^20
+     * steps the parse check once took were past the limit) */
+    char *cycle = spec_example_variant(spec_example_mlp, "scheduler",
+                                       "{\"type\": \"OneCycleLR\", \"max_lr\": 0.1, "
+                                       "\"epochs\": 10}");
+    JobSpec *cs = spec_example_parse(cycle);
+    cr_assert_eq(cs->lr_scheduler.epochs, 10);
+    job_spec_free(cs);
+    free(cycle);
 }
 
 /* accumulate_steps and no_decay_1d reach the trainer and the optimizer:
