@@ -29,7 +29,7 @@ static int check_loss(const JobSpec *spec, const SpecDataShape *d, int nd, const
     if (job_spec_uses_labels(spec)) {
         /* a label per sample and [N, C] scores, or a label per token of a
          * sequence [T] and [N, T, C] scores (flattened, as nanoGPT's loss) */
-        bool seq = d->target_ndim == 1 && nd == 3;
+        bool seq = d->target_ndim == 1;
         if (d->target_dtype != DTYPE_INT64 || d->target_ndim > 1)
             return error_at("loss",
                             "%s needs integer class labels (one per sample, or one per token "
@@ -37,10 +37,10 @@ static int check_loss(const JobSpec *spec, const SpecDataShape *d, int nd, const
                             "or L1Loss for regression)",
                             loss, dtype_name(d->target_dtype),
                             shape_str(d->target_ndim, d->target_shape, s1, sizeof s1));
-        if (nd != 2 && !seq)
-            return error_at("loss",
-                            "%s needs the model's output to be [N, C] (class scores)%s, got %s",
-                            loss, d->target_ndim ? " or [N, T, C] for targets [T]" : "",
+        if (nd != (seq ? 3 : 2))
+            return error_at("loss", "%s needs the model's output to be %s, got %s", loss,
+                            seq ? "[N, T, C] (class scores at each position) for targets [T]"
+                                : "[N, C] (class scores)",
                             shape_str(nd, out, s1, sizeof s1));
         if (seq && out[1] != d->target_shape[0])
             return error_at("loss",
@@ -48,7 +48,10 @@ static int check_loss(const JobSpec *spec, const SpecDataShape *d, int nd, const
                             "have %lld per sample",
                             loss, shape_str(nd, out, s1, sizeof s1), (long long)out[1],
                             (long long)d->target_shape[0]);
-        if (d->num_classes > out[nd - 1])
+        /* labels up to ignore_index, the highest, may need fewer classes:
+         * which the loss checks per batch (the data says its highest only) */
+        bool top_ignored = d->num_classes - 1 == spec->class_loss.ignore_index;
+        if (d->num_classes > out[nd - 1] && !top_ignored)
             return error_at("loss",
                             "%s: the model's output %s has %lld classes, but the "
                             "labels go up to %d",

@@ -38,7 +38,10 @@ int nn_flatten_shape(int start_dim, int end_dim, int ndim, const int64_t *in, in
     int k = 0;
     for (int i = 0; i < s; i++) out[k++] = in[i];
     int64_t merged = 1;
-    for (int i = s; i <= e; i++) merged *= in[i];
+    for (int i = s; i <= e; i++)
+        if (__builtin_mul_overflow(merged, in[i], &merged)) /* a spec's sizes are anyone's */
+            return error_set("dims %d to %d of its input hold more than 2^63 values", s,
+                             e);
     out[k++] = merged;
     for (int i = e + 1; i < ndim; i++) out[k++] = in[i];
     *out_ndim = k;

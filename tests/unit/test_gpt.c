@@ -173,6 +173,17 @@ Test(embedding, layer_in_a_job_spec) {
                                   "float32 (an Embedding can only be the first layer)"),
               "%s", error_get());
     job_spec_free(spec);
+    /* a label per token needs scores per position: [N, C] is refused
+     * here, not at the first batch's loss */
+    spec = token_spec("[{\"type\": \"Embedding\", \"num_embeddings\": 30, \"embedding_dim\": 4},"
+                      " {\"type\": \"Flatten\"}, {\"type\": \"Linear\", \"in_features\": 48, "
+                      "\"out_features\": 30}]");
+    cr_assert(spec, "%s", error_get());
+    cr_assert_neq(job_spec_check_shapes(spec, &d, NULL), 0);
+    cr_assert_str_eq(error_get(), "loss: CrossEntropyLoss needs the model's output to be "
+                                  "[N, T, C] (class scores at each position) for targets [T], "
+                                  "got [4, 30]");
+    job_spec_free(spec);
     spec = token_spec("[{\"type\": \"Embedding\", \"num_embeddings\": 30, \"embedding_dim\": 8, "
                       "\"padding_idx\": 0}]");
     cr_assert_null(spec);

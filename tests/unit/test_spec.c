@@ -434,6 +434,44 @@ Test(spec, resnet_arch_and_blocks_fit_the_data) {
     job_spec_free(s);
 }
 
+/* Labels up to 255 where 255 is the loss's ignore_index (a segmentation
+ * "void" label, as torch allows) are not counted as 256 classes; without
+ * it they are, and a 10-class output is refused. */
+Test(spec, ignore_index_label_not_a_class) {
+    SpecDataShape d = spec_example_mnist();
+    d.num_classes = 256;
+    char *t = spec_example_variant(spec_example_design, "loss",
+                                   "{\"type\": \"CrossEntropyLoss\", \"ignore_index\": 255}");
+    JobSpec *s = spec_example_parse(t);
+    free(t);
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), 0, "%s", error_get());
+    job_spec_free(s);
+    s = spec_example_parse(spec_example_design);
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
+    cr_assert(strstr(error_get(), "has 10 classes, but the labels go up to 255"), "%s",
+              error_get());
+    job_spec_free(s);
+}
+
+/* A model whose Flatten would merge more than 2^63 values is refused at
+ * that layer (the product once wrapped to a small, plausible size). */
+Test(spec, flatten_past_int64_refused) {
+    SpecDataShape d = spec_example_mnist();
+    char *t = spec_example_variant(spec_example_design, "model",
+        "[{\"type\": \"Conv2d\", \"in_channels\": 1, \"out_channels\": 3570773, "
+        "\"kernel_size\": 1}, {\"type\": \"AdaptiveAvgPool2d\", \"output_size\": [15122, 1]}, "
+        "{\"type\": \"Linear\", \"in_features\": 1, \"out_features\": 2049743401}, "
+        "{\"type\": \"Flatten\"}, {\"type\": \"Linear\", \"in_features\": 10, "
+        "\"out_features\": 10}]");
+    JobSpec *s = spec_example_parse(t);
+    free(t);
+    cr_assert_eq(job_spec_check_shapes(s, &d, NULL), -1);
+    cr_assert_str_eq(error_last()->path, "model[3]");
+    cr_assert_str_eq(error_get(), "model[3] Flatten: dims 1 to 3 of its input hold more than "
+                                  "2^63 values");
+    job_spec_free(s);
+}
+
 /* GELU, SiLU, LeakyReLU, Identity: torch's arguments and defaults, passed
  * on to the built layers; bad arguments and unknown keys name their path. */
 Test(spec, activation_layers) {
