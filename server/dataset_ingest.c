@@ -218,12 +218,18 @@ static int64_t quota_left(const DatasetIngest *in, int64_t *left) {
     return 0;
 }
 
+/* One archive is extracted at a time (uploads and imports alike): each
+ * measures the disk's free space once the one before has written all it
+ * will, so two bombs at once cannot each take nine tenths of it. */
+static pthread_mutex_t extract_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* The archive extracted to the folder job_build_load_dataset reads, and
  * then removed: the dataset's bytes are the extracted files'. Within the
  * owner's quota, and within nine tenths of the disk's free space: an
  * archive of a few KB may unpack to a terabyte (a sparse entry, a gzip
  * bomb), and the tenth kept is everyone else's room (their checkpoints,
- * the database) while it is refused. */
+ * the database) while it is refused. A disk whose free space cannot be
+ * read extracts nothing. */
 static DatasetIngestResult extract_archive(const DatasetIngest *in, DbDataset *info,
                                            int64_t *bytes) {
     char archive[4400], folder[4200];
@@ -232,13 +238,21 @@ static DatasetIngestResult extract_archive(const DatasetIngest *in, DbDataset *i
         db_dataset_file_path(in->db, info, "archive", archive, sizeof archive) != 0 ||
         job_build_imagefolder_root(in->db, info->id, folder, sizeof folder) != 0)
         return DATASET_INGEST_STORAGE;
+    pthread_mutex_lock(&extract_lock);
     int64_t disk = disk_space_free(db_data_dir(in->db)), room = disk - disk / 10;
-    bool by_disk = disk >= 0 && (left < 0 || room < left);
+    if (disk < 0) {
+        int e = errno;
+        pthread_mutex_unlock(&extract_lock);
+        error_sys(e, "the data dir's free space (statvfs)");
+        return DATASET_INGEST_STORAGE;
+    }
+    bool by_disk = left < 0 || room < left;
     const char *what = by_disk ? "the room the disk has (nine tenths of its free space)"
                                : "what the dataset-byte quota leaves";
     bool over;
     *bytes = dataset_archive_extract(archive, info->files[0].name, folder, by_disk ? room : left,
                                      what, &over);
+    pthread_mutex_unlock(&extract_lock);
     if (*bytes < 0) {
         if (over && by_disk) return error_set_errno(ENOSPC), DATASET_INGEST_STORAGE; /* 507 */
         if (over) error_set_path("quota.dataset_bytes");
