@@ -150,10 +150,21 @@ static const char *kind_of(mode_t type) {
     }
 }
 
+/* What macOS puts beside the files it archives: Finder's zips hold it
+ * under __MACOSX/, its tar as ._NAME (AppleDouble) files. Neither is data
+ * (a ._cat.png is no image) and a lab's Mac adds them unasked. */
+static bool macos_metadata(const char *rel) {
+    if (strncmp(rel, "__MACOSX", 8) == 0 && (rel[8] == '/' || rel[8] == '\0')) return true;
+    const char *base = strrchr(rel, '/');
+    base = base ? base + 1 : rel;
+    return base[0] == '.' && base[1] == '_';
+}
+
 static int extract_entry(Extract *x, struct archive *a, struct archive_entry *e) {
     char rel[ENTRY_PATH_MAX];
     const char *path = archive_entry_pathname(e);
     if (clean_path(x, path, rel, sizeof rel) != 0) return -1;
+    if (macos_metadata(rel)) return 0; /* left out: its data is skipped by the next header */
     mode_t type = archive_entry_filetype(e);
     if (archive_entry_hardlink(e))
         return error_set("archive '%s': entry '%s': a hard link (only files and directories "

@@ -11,7 +11,8 @@
  * more for each entry (its inode and directory block: a million empty
  * entries are not free), against a limit the caller gives (the owner's
  * dataset-byte quota): a zip bomb stops at the limit. The folder is filled under "<dir>.part", synced (syncfs),
- * and renamed to dir; on failure nothing is left.
+ * and renamed to dir; on failure nothing is left. macOS's metadata
+ * (__MACOSX/..., ._NAME files) is left out, unchecked and unwritten.
  */
 #ifndef TRAIND_SERVER_DATASET_ARCHIVE_H
 #define TRAIND_SERVER_DATASET_ARCHIVE_H

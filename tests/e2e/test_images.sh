@@ -291,6 +291,15 @@ TOKEN=$ALICE upload bomb "$TMP/folders.tar.gz"
 expect "an archive whose unlisted folders come past the quota" 429 quota_exceeded &&
     check "... the message names a folder" "$(jv '"/d30" in d["error"]["message"] or "/d2" in d["error"]["message"]')" True
 
+# a zip made by macOS's Finder: its metadata (__MACOSX/, ._NAME files, no
+# images) is left out; the two classes are the archive's
+archive "$TMP/finder.zip" zip "a/ok.png=$TMP/ok.png" "b/ok.png=$TMP/ok.png" \
+    "__MACOSX/a/._ok.png=$TMP/text.png" "b/._ok.png=$TMP/text.png"
+upload finder "$TMP/finder.zip"
+expect "a zip of macOS's Finder" 201 &&
+    check "... its metadata left out: two classes, two samples" \
+        "$(jv '(d["samples"], d["options"]["classes"])')" "(2, ['a', 'b'])"
+
 # what a crash left under the next dataset's id (a half-extracted folder, a
 # stale one): cleared, the upload is the archive's alone
 next=$(( $(sql "$VAR" "SELECT seq FROM sqlite_sequence WHERE name = 'datasets'") + 1 ))
