@@ -26,12 +26,14 @@
  * needs no more memory than its batches. A file that fails then (changed
  * since it was checked) fails the batch, naming it. An upload's check
  * decodes every image once and drops it, in no more memory than a thread's
- * image each, and no more threads than the memory one dataset may take
- * holds such images (dataset_imagefolder_decode_threads).
+ * image each, and no more threads than the memory datasets may take holds
+ * such images, shared by every folder decoding at once (an upload's check,
+ * an import's, a job's eager load: dataset_imagefolder_decode_reserve).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,24 +285,51 @@ static void decode_into_row(Decode *d, int64_t i) {
 }
 
 /* A decoding holds the image's rows as its file has them (up to 4 bytes a
- * pixel: RGBA, 16-bit grey) and their planar copy: a 64-Mpixel image, 448
- * MB. A machine of 64 cores would hold 28 GB at once without a cap. */
-int dataset_imagefolder_decode_threads(int width, int height, int channels) {
+ * pixel: RGBA, 16-bit grey), a progressive JPEG's coefficients (2 bytes a
+ * sample, 3 samples a pixel at most) and the planar copy: a 64-Mpixel
+ * image, 832 MB. A machine of 64 cores would hold 53 GB at once without a
+ * cap, and two uploads and four imports decode at once. */
+static uint64_t decode_bytes(int width, int height, int channels) {
+    return (uint64_t)width * (uint64_t)height * (uint64_t)(4 + 6 + channels);
+}
+
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t held_freed = PTHREAD_COND_INITIALIZER;
+static uint64_t held; /* bytes the decodings under way hold */
+
+int dataset_imagefolder_decode_reserve(int width, int height, int channels) {
     int threads = omp_get_max_threads();
-    uint64_t limit = dataset_memory_limit();
-    uint64_t each = (uint64_t)width * (uint64_t)height * (uint64_t)(4 + channels);
-    if (limit && each && limit / each < (uint64_t)threads)
-        threads = limit / each > 0 ? (int)(limit / each) : 1;
+    uint64_t limit = dataset_memory_limit(), each = decode_bytes(width, height, channels);
+    if (!limit || !each) return threads;
+    pthread_mutex_lock(&held_lock);
+    /* one decoding fits what is left, or nothing is held (one image over
+     * the limit decodes alone) */
+    while (held > 0 && (held >= limit || limit - held < each))
+        pthread_cond_wait(&held_freed, &held_lock);
+    uint64_t left = held < limit ? limit - held : 0;
+    if (left / each < (uint64_t)threads) threads = left / each > 0 ? (int)(left / each) : 1;
+    held += (uint64_t)threads * each;
+    pthread_mutex_unlock(&held_lock);
     return threads;
+}
+
+void dataset_imagefolder_decode_release(int threads, int width, int height, int channels) {
+    if (!dataset_memory_limit()) return;
+    uint64_t bytes = (uint64_t)threads * decode_bytes(width, height, channels);
+    pthread_mutex_lock(&held_lock);
+    held = held > bytes ? held - bytes : 0;
+    pthread_cond_broadcast(&held_freed);
+    pthread_mutex_unlock(&held_lock);
 }
 
 /* Images 1.. decoded by OpenMP's threads, into d->rows or (NULL) only to
  * check them; the failure of the lowest index reported. */
 static int decode_rest(Decode *d, int64_t n) {
     d->failed = -1;
-    int threads = dataset_imagefolder_decode_threads(d->width, d->height, d->channels);
+    int threads = dataset_imagefolder_decode_reserve(d->width, d->height, d->channels);
 #pragma omp parallel for schedule(dynamic, 8) num_threads(threads)
     for (int64_t i = 1; i < n; i++) decode_into_row(d, i);
+    dataset_imagefolder_decode_release(threads, d->width, d->height, d->channels);
     return d->failed >= 0 ? error_set("%s", d->error) : 0;
 }
 
