@@ -270,6 +270,17 @@ static int check_reduction(const JobSpec *spec) {
                     "the trainer logs batch-mean losses; only 'mean' is supported");
 }
 
+/* Token ids index the first Embedding's rows: the data's vocabulary (the
+ * classes of its next-token targets) must fit in them, or the first batch
+ * holding a larger id fails the job. */
+static int check_vocabulary(const JobSpec *spec, const SpecDataShape *d) {
+    if (spec->num_layers == 0 || spec->layers[0].type != SPEC_LAYER_EMBEDDING) return 0;
+    int64_t rows = spec->layers[0].num_embeddings;
+    if (d->num_classes <= rows) return 0;
+    return error_at("model[0].num_embeddings", "%lld rows, but the data's tokens take %d values "
+                                               "(its vocabulary)", (long long)rows, d->num_classes);
+}
+
 int job_build(JobBuild *b, JobSpec *spec, const JobDaemon *d) {
     memset(b, 0, sizeof *b);
     b->spec = spec;
@@ -282,7 +293,9 @@ int job_build(JobBuild *b, JobSpec *spec, const JobDaemon *d) {
     if (!b->train_ds) return -1;
     SpecDataShape train_shape;
     spec_data_shape_of(b->train_ds, &train_shape);
-    if (job_spec_check_shapes(spec, &train_shape, NULL) != 0 ||
+    bool tokens = train_shape.input_dtype == DTYPE_INT64 && train_shape.target_ndim == 1;
+    if ((tokens && check_vocabulary(spec, &train_shape) != 0) ||
+        job_spec_check_shapes(spec, &train_shape, NULL) != 0 ||
         job_spec_check_last_batch(spec, &train_shape, b->train_ds->n) != 0)
         return -1;
     if (spec->val.kind != SPEC_SOURCE_NONE) {
@@ -421,17 +434,6 @@ static int token_record_shape(const DbDataset *rec, const TokenOptions *tok, con
     d->input_ndim = d->target_ndim = 1;
     d->input_shape[0] = d->target_shape[0] = tok->block_size;
     return 0;
-}
-
-/* Token ids index the first Embedding's rows: the data's vocabulary (the
- * classes of its next-token targets) must fit in them, or the first batch
- * holding a larger id fails the job. */
-static int check_vocabulary(const JobSpec *spec, const SpecDataShape *d) {
-    if (spec->num_layers == 0 || spec->layers[0].type != SPEC_LAYER_EMBEDDING) return 0;
-    int64_t rows = spec->layers[0].num_embeddings;
-    if (d->num_classes <= rows) return 0;
-    return error_at("model[0].num_embeddings", "%lld rows, but the data's tokens take %d values "
-                                               "(its vocabulary)", (long long)rows, d->num_classes);
 }
 
 /* A named source resolved in the owner's namespace, its recorded shape

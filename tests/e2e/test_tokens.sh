@@ -98,6 +98,11 @@ job local "{\"train\": {\"format\": \"text\", \"path\": \"$PWD/$FX/input.txt\", 
 check "traind run: a layer list over a text fails" "$?" 1
 has "... with the model's error" "$TMP/run.err" \
     'model: the data are token ids, int64 \[4, 8\]; a list of layers takes float32 input'
+job localsmall "{\"train\": {\"format\": \"text\", \"path\": \"$PWD/$FX/input.txt\", \"block_size\": 8}}" "$SMALL"
+"$TRAIND" run "$TMP/localsmall.json" --out "$TMP/run-small" >"$TMP/run.out" 2>"$TMP/run.err"
+check "traind run: an Embedding of fewer rows than the text's vocabulary fails" "$?" 1
+has "... before training, naming the rows and the vocabulary" "$TMP/run.err" \
+    "model\[0\].num_embeddings: 3 rows, but the data's tokens take [0-9]+ values \(its vocabulary\)"
 
 stop_daemon "$DPID" "$TMP/d.log"
 openapi_summary
