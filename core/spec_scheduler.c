@@ -175,10 +175,17 @@ static int parse_sequential(const JobSpec *spec, LrSchedulerConfig *c, const jso
                                 "takes no epoch to restart it at a milestone)");
     }
     if (parse_milestones(c, v, p, false)) return -1;
+    spec_path_key(k, p, "milestones");
     if (c->n_milestones != n - 1)
-        return error_at(spec_path_key(k, p, "milestones"), "%zu schedulers need %zu milestones "
-                        "(the epochs or steps where the next takes over), got %zu",
-                        n, n - 1, c->n_milestones);
+        return error_at(k, "%zu schedulers need %zu milestones (the epochs or steps where the "
+                           "next takes over), got %zu", n, n - 1, c->n_milestones);
+    for (size_t i = 0; i < c->n_milestones; i++) {
+        int64_t prev = i ? c->milestones[i - 1] : 0;
+        char pi[SPEC_PATH_MAX];
+        if (c->milestones[i] <= prev)
+            return error_at(spec_path_index(pi, k, i), "must be above %lld (milestones increase, "
+                            "from 1), got %lld", (long long)prev, (long long)c->milestones[i]);
+    }
     return 0;
 }
 
@@ -225,7 +232,9 @@ static int parse_scheduler_at(const JobSpec *spec, LrSchedulerConfig *c, const j
         if (spec_get_string(v, p, "lr_lambda", true, &text)) return -1;
         LrExpr *e = lr_expr_parse(text);
         if (!e) return error_prefix_at(spec_path_key(k, p, "lr_lambda"));
+        int at0 = lr_scheduler_check_factor(e, 0); /* its first step is known */
         lr_expr_free(e);
+        if (at0 != 0) return error_prefix_at(spec_path_key(k, p, "lr_lambda"));
         if (!(c->lr_lambda = spec_strdup(text))) return -1;
         return 0;
     }

@@ -534,8 +534,7 @@ static int sequential_replay(LrScheduler *s, int64_t epoch) {
 
 /* ---- the check of a whole run ---- */
 
-/* An lr_lambda's factor at epoch `at`: finite and >= 0. */
-static int check_factor(const LrExpr *e, int64_t at) {
+int lr_scheduler_check_factor(const LrExpr *e, int64_t at) {
     double f;
     if (lr_expr_eval(e, (double)at, &f) != 0) return error_prefix("at epoch %lld", (long long)at);
     if (!isfinite(f) || f < 0)
@@ -552,11 +551,11 @@ static int check_lambda_run(const LrExpr *e, int64_t steps) {
     if (budget < 2) budget = 2;
     if (steps + 1 <= budget) {
         for (int64_t at = 0; at <= steps; at++)
-            if (check_factor(e, at) != 0) return -1;
+            if (lr_scheduler_check_factor(e, at) != 0) return -1;
         return 0;
     }
     for (int64_t j = 0; j < budget; j++)
-        if (check_factor(e, j * steps / (budget - 1)) != 0) return -1;
+        if (lr_scheduler_check_factor(e, j * steps / (budget - 1)) != 0) return -1;
     return 0;
 }
 

@@ -31,6 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/optim/lr_expr.h"
+
 typedef enum {
     LR_SCHEDULER_LAMBDA,       /* "LambdaLR" */
     LR_SCHEDULER_STEP,         /* "StepLR" */
@@ -146,6 +148,9 @@ int64_t lr_scheduler_last_epoch(const LrScheduler *s);
  * an error at `path` (the scheduler's), e.g. "<path>.schedulers[1].lr_lambda:
  * is -0.5 at epoch 3: ...". */
 int lr_scheduler_check_run(const LrScheduler *s, int64_t steps, const char *path);
+/* An lr_lambda's factor at epoch `at`: a finite number >= 0. 0, or -1
+ * with an error ("is -1 at epoch 2: ..."). */
+int lr_scheduler_check_factor(const LrExpr *e, int64_t at);
 /* Puts the scheduler where lr_scheduler_step() x epoch from construction
  * would have, for resuming. 0 <= epoch <= LR_SCHEDULER_MAX_EPOCH. -1 with
  * the scheduler unchanged on error. */

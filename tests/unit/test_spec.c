@@ -309,7 +309,7 @@ Test(spec, errors_name_path_and_reason) {
                          "scheduler.type: unknown scheduler 'StepLr' (did you mean 'StepLR'?)",
                          true);
     expect_variant_error("scheduler", "{\"type\": \"LambdaLR\", \"lr_lambda\": \"1 / epoch\"}",
-                         "scheduler: LambdaLR: lr_lambda", false);
+                         "scheduler.lr_lambda: at epoch 0: division by zero", false);
     expect_variant_error("checkpoint", "{\"every_epochs\": 0}",
                          "checkpoint.every_epochs: must be >= 1, got 0", true);
     expect_variant_error("init", "3.5", "init: expected null, a string or a checkpoint id, got "
@@ -945,8 +945,16 @@ Test(spec, per_step_schedulers) {
          "next takes over), got 0"},
         {"{\"type\": \"SequentialLR\", \"milestones\": [4, 4], \"schedulers\": "
          "[{\"type\": \"LinearLR\"}, {\"type\": \"LinearLR\"}, {\"type\": \"LinearLR\"}]}",
-         "scheduler: SequentialLR: milestones must be increasing, from 1 to 10000000; "
-         "milestones[1] is 4"},
+         "scheduler.milestones[1]: must be above 4 (milestones increase, from 1), got 4"},
+        {"{\"type\": \"SequentialLR\", \"milestones\": [0], \"schedulers\": "
+         "[{\"type\": \"LinearLR\"}, {\"type\": \"LinearLR\"}]}",
+         "scheduler.milestones[0]: must be above 0 (milestones increase, from 1), got 0"},
+        {"{\"type\": \"LambdaLR\", \"lr_lambda\": \"1 / epoch\"}",
+         "scheduler.lr_lambda: at epoch 0: division by zero at position 2"},
+        {"{\"type\": \"SequentialLR\", \"milestones\": [2], \"schedulers\": "
+         "[{\"type\": \"LinearLR\"}, {\"type\": \"LambdaLR\", \"lr_lambda\": \"epoch - 1\"}]}",
+         "scheduler.schedulers[1].lr_lambda: is -1 at epoch 0: the lr it scales must stay a "
+         "finite number >= 0"},
         {"{\"type\": \"SequentialLR\", \"milestones\": [2], \"schedulers\": "
          "[{\"type\": \"SequentialLR\", \"milestones\": [], \"schedulers\": [{\"type\": "
          "\"LinearLR\"}]}, {\"type\": \"LinearLR\"}]}",
