@@ -261,11 +261,9 @@ done:
 static int forward_read(Trainer *t, const Forward *f, double denominator,
                         TrainBatchTotals *global) {
     TrainBatchTotals local = {.loss = NAN, .weight = 1, .samples = f->samples};
-    if (f->loss) {
-        local.loss = tensor_item(f->loss);
-        /* tensor_item's NAN on failure has its own message */
-        if (isnan(local.loss) && tensor_numel(f->loss) != 1) return -1;
-    }
+    /* a failed read (on a GPU: a kernel's failure, an index out of range,
+     * found at this copy) is the device's error, not a NaN loss */
+    if (f->loss && tensor_to_doubles(f->loss, &local.loss, 1) != 0) return -1;
     if (f->pred &&
         count_correct(f->pred, f->labels, ignored_label(t), &local.correct, &local.labelled) != 0)
         return -1;

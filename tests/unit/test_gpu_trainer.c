@@ -85,3 +85,34 @@ Test(gpu, trainer_parity_jobs_on_cuda) {
         free(gpu);
     }
 }
+
+/* A label past the model's classes, found on the GPU when the loss is
+ * read (the device's index check): the step fails with that error, not
+ * "loss is nan"; in validation too, where it was dropped (val_loss NaN). */
+static void expect_label_error(bool in_val) {
+    JobBuild b;
+    const char *path = "tests/fixtures/jobs/mlp_sgd_lambda.json";
+    cr_assert_eq(job_build(&b, job_spec_parse_file(path), NULL), 0, "%s", error_get());
+    Dataset *ds = in_val ? b.val_ds : b.train_ds;
+    cr_assert(ds && ds->targets, "a dense dataset");
+    ((int64_t *)tensor_data(ds->targets))[3] = 99;
+    cr_assert_eq(job_build_to_device(&b, CUDA0), 0, "%s", error_get());
+    Trainer t;
+    train_init(&t);
+    job_build_trainer(&b, &t, CUDA0);
+    Losses *seen = calloc(1, sizeof *seen);
+    cr_assert_not_null(seen);
+    t.cb = (TrainCallbacks){.user = seen, .metric = rec_metric};
+    cr_assert_neq(train_run(&t), 0, "a label of 99 trained");
+    cr_assert(strstr(error_get(), "class loss: target 99 at index 3 is out of range for 10 "
+                                  "classes"), "%s", error_get());
+    cr_assert_null(strstr(error_get(), "nan"), "%s", error_get());
+    free(seen);
+    job_build_free(&b);
+}
+
+Test(gpu, trainer_reports_the_devices_error_at_the_loss) {
+    test_need_gpu();
+    expect_label_error(false);
+    expect_label_error(true);
+}
