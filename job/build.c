@@ -519,7 +519,8 @@ int job_build_check(const JobDaemon *d, const JobSpec *spec, JobCheck *out) {
         return -1;
     /* the scheduler steps with the optimizer: once per accumulate_steps batches */
     int64_t opt_per_epoch = train_steps_for(per_epoch, spec->accumulate_steps);
-    if (check_scheduler(spec, opt_per_epoch, opt_per_epoch * spec->epochs)) return -1;
+    out->total_steps = opt_per_epoch * spec->epochs; /* the steps a job's progress counts */
+    if (check_scheduler(spec, opt_per_epoch, out->total_steps)) return -1;
     char path[4400];
     return spec->init ? init_path(d, spec->init, path, sizeof path) : 0;
 }

@@ -85,7 +85,7 @@ void job_build_sample_shape(const Dataset *ds, DbSampleShape *out);
 typedef struct {
     SpecModelSize size;                 /* the model against data.train */
     int64_t train_dataset, val_dataset; /* ids, 0 for none */
-    int64_t total_steps;                /* epochs x batches of data.train */
+    int64_t total_steps;                /* the optimizer steps of epochs x batches of data.train */
 } JobCheck;
 
 /* Submission-time checks in the daemon, without loading any data: the

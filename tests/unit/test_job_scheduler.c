@@ -316,6 +316,11 @@ Test(job_scheduler, scheduler_checked_in_optimizer_steps) {
         int rc = try_create(s, spec, &id);
         if (cycle == 6) {
             cr_assert_eq(rc, DB_OK, "%s", error_get());
+            DbJob j;
+            cr_assert_eq(db_job_get(e.db, id, &j), DB_OK);
+            cr_assert_eq(j.progress.total_steps, 6, "its progress counts optimizer steps, not %lld "
+                         "batches", (long long)j.progress.total_steps);
+            db_job_clear(&j);
         } else {
             cr_assert_eq(rc, DB_INVALID);
             cr_assert(strstr(error_get(), "a cycle of 5 steps, but this job steps it "
