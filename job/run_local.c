@@ -64,6 +64,7 @@ typedef struct {
     bool jsonl, tty;
     int64_t total_steps;
     double start;
+    int64_t start_step;     /* the step it started at (0, or a checkpoint's): the ETA's */
     Reporter *rep;          /* --report: rank 0's reports to the daemon, NULL otherwise */
     const Trainer *trainer; /* for the reported progress's samples/s */
     int64_t saved_step;     /* of the newest checkpoint written or resumed from (0: none) */
@@ -98,7 +99,8 @@ static void on_metric(void *user, const char *name, int64_t step, int epoch, dou
     if (!rc->tty || strcmp(name, "loss") != 0) return;
     /* progress bar: epoch, step/total, loss, samples/s, ETA */
     double elapsed = clock_now_s() - rc->start;
-    double eta = step > 0 ? elapsed * (double)(rc->total_steps - step) / (double)step : 0;
+    int64_t done = step - rc->start_step; /* in this process, at `elapsed` */
+    double eta = done > 0 ? elapsed * (double)(rc->total_steps - step) / (double)done : 0;
     int width = 30, filled = rc->total_steps ? (int)(width * step / rc->total_steps) : width;
     char bar[64];
     for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
@@ -429,7 +431,8 @@ static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *r
         if (resume_auto(&t, rep, out_dir, a->attempt) != 0) return -1;
     } else if (a->resume && train_resume(&t, a->resume) != 0)
         return -1;
-    ctx.saved_step = t.state.step; /* where it starts: 0, or a checkpoint's */
+    ctx.saved_step = ctx.start_step = t.state.step; /* where it starts: 0, or a checkpoint's */
+    ctx.start = clock_now_s();
     int rc = train_run(&t);
     *end = (RunEnd){.cancelled = t.cancelled, .together = t.cancelled || t.failed_together};
     /* the end says where the run stopped, the checkpoint's failure logged */
