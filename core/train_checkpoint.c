@@ -301,14 +301,15 @@ int train_resume(Trainer *t, const char *dir) {
         error_prefix("'%s'", trainer_path);
         goto done;
     }
-    if (t->lr_scheduler && lr_scheduler_set_last_epoch(t->lr_scheduler, sv.sched_epoch) != 0)
+    if ((t->lr_scheduler && lr_scheduler_set_last_epoch(t->lr_scheduler, sv.sched_epoch) != 0) ||
+        dataloader_restore(t->train, &sv.train) != 0 ||
+        (t->val && dataloader_restore(t->val, &sv.val) != 0)) {
+        error_prefix("'%s'", trainer_path); /* the scheduler's or the loaders' state in it */
         goto done;
-    if (dataloader_restore(t->train, &sv.train) != 0) goto done;
-    if (t->val) {
-        /* regenerates that epoch's order, so its Rng runs on as it did */
-        if (dataloader_restore(t->val, &sv.val) != 0) goto done;
-        dataloader_end_epoch(t->val);
     }
+    /* the val loader's restore regenerated that epoch's order, so its Rng
+     * runs on as it did */
+    if (t->val) dataloader_end_epoch(t->val);
     if (t->rng) *t->rng = sv.rng;
     if (train_apply_schedule(t) != 0) goto done;
     t->state = sv.state;

@@ -895,6 +895,21 @@ Test(train, resume_errors) {
               error_get());
     rig_free(a);
 
+    /* a scheduler that cannot be put at the saved epoch: the file named */
+    toy_data(50, 31, &x, &y);
+    o = resume_options(24, 0);
+    LrSchedulerConfig fails_at_1;
+    lr_scheduler_config_init(&fails_at_1, LR_SCHEDULER_LAMBDA);
+    fails_at_1.lr_lambda = "1 / (1 - epoch)";
+    o.sched = &fails_at_1;
+    a = rig_new(&o, x, y, NULL, NULL);
+    cr_assert_eq(train_resume(&a->t, dir), -1);
+    char named[4300];
+    snprintf(named, sizeof named, "'%s/trainer.safetensors': ", dir);
+    cr_assert(strstr(error_get(), named), "%s", error_get());
+    cr_assert(strstr(error_get(), "division by zero"), "%s", error_get());
+    rig_free(a);
+
     /* a step or an epoch past the trainer's end (a hostile or mismatched
      * file): refused, naming the key, before step + 1 overflows */
     char tpath[4300];
