@@ -460,10 +460,14 @@ static int choose(cudnnHandle_t h, Plan *p, const Call *c) {
     /* without TF32 the run is FMA math whatever cuDNN reported (its
      * default math would let float32 run on TF32 tensor cores) */
     cudnnMathType_t math = p->key.math == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : perf[best].math;
-    *ch = (Choice){CHOICE_READY, perf[best].algo, perf[best].memory, math};
-    rc = workspace_size(h, p, c->pass, ch);
+    /* recorded once its workspace is known: a failed query leaves the
+     * pass unchosen (searched again), not ready with too small a one */
+    Choice chosen = {CHOICE_READY, perf[best].algo, perf[best].memory, math};
+    rc = workspace_size(h, p, c->pass, &chosen);
+    if (rc < 0) return -1;
+    *ch = chosen;
     if (rc > 0) ch->state = CHOICE_DECLINED;
-    return rc < 0 ? -1 : 0;
+    return 0;
 }
 
 /* ---- running a pass ---- */
