@@ -93,7 +93,14 @@ extern "C" int gpu_graph_capture_begin(int device) {
         gpu_record((int)e, "cudaStreamCreateWithFlags (capture)");
         return -1;
     }
+    /* counted first: a trim or an unpin starting from now on skips its
+     * frees, and one already freeing holds the lock the pool and the
+     * pinned cache are taken under here, so none is running once the
+     * capture begins */
+    captures_underway.fetch_add(1);
+    capture_device = device;
     capture_pool = gpu_allocator_capture_begin(device);
+    gpu_pinned_wait_frees();
     if (!capture_pool) {
         capture_reset();
         gpu_record_msg("out of host memory", "graph capture");
@@ -106,8 +113,6 @@ extern "C" int gpu_graph_capture_begin(int device) {
         gpu_record((int)e, "cudaStreamBeginCapture");
         return -1;
     }
-    captures_underway.fetch_add(1);
-    capture_device = device;
     gpu_stream_set(stream);
     return 0;
 }

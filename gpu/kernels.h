@@ -138,6 +138,9 @@ void gpu_allocator_pool_release(void *pool);
  * another thread's wait for a device with a stream capturing may end its
  * capture (PyTorch's allocator defers its frees the same way). */
 int gpu_captures_underway(void);
+/* pinned.cu: returns once no cudaFreeHost of the pinned cache is running
+ * (a capture counted first, none starts after). */
+void gpu_pinned_wait_frees(void);
 
 /* ---- kernels/layout.cu ---- */
 void gpu_launch_copy(const void *src, int src_dtype, GpuView sv, void *dst, int dst_dtype,

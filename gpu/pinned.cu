@@ -71,6 +71,8 @@ extern "C" void gpu_pinned_free(void *ptr) {
      * (pinned until the process ends), not the capture */
 }
 
+extern "C" void gpu_pinned_wait_frees(void) { std::lock_guard<std::mutex> g(lock); }
+
 extern "C" void gpu_pinned_stats(size_t *in_use_bytes, size_t *cached_bytes) {
     std::lock_guard<std::mutex> g(lock);
     if (in_use_bytes) *in_use_bytes = cache.in_use;
