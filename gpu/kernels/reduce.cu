@@ -159,15 +159,13 @@ __global__ void split_sum_finish(const double *partial, int chunks, int64_t kept
 }
 
 /* Enough blocks to keep every multiprocessor's loads in flight: about
- * four a multiprocessor, each chunk at least four loads a thread. */
+ * four a multiprocessor of an H100 or H200 (132), each chunk at least four
+ * loads a thread. A number, not the device's count: a sum splits, and so
+ * rounds, the same on any GPU. */
+#define SPLIT_BLOCKS (4 * 132)
+
 static int split_chunks(const Blocked &b) {
-    static int sms = 0;
-    if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
-                                       gpu_current_device()) != cudaSuccess) {
-        (void)cudaGetLastError();
-        sms = 132;
-    }
-    int64_t want = (4 * (int64_t)sms + b.kept - 1) / b.kept;
+    int64_t want = (SPLIT_BLOCKS + b.kept - 1) / b.kept;
     int64_t most = (b.outer * b.inner + 4 * SUM_THREADS - 1) / (4 * SUM_THREADS);
     if (want > most) want = most;
     if (want > 65535) want = 65535;
