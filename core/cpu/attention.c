@@ -94,7 +94,9 @@ static inline int64_t tile_rows(int64_t t, int64_t at) {
                 double bm = -INFINITY;                                                             \
                 for (int64_t c = 0; c < x.nk && tile_sees(&x, r, c); c++)                          \
                     bm = fmax(bm, a->scale * (double)row[c]);                                      \
-                if (bm == -INFINITY) { /* no key of this block for this row */                     \
+                /* no key of this block for this row (keys seen whose scores                       \
+                 * are all NaN go on: the row's output is NaN, as torch's) */                      \
+                if (x.nk == 0 || !tile_sees(&x, r, 0)) {                                           \
                     for (int64_t c = 0; c < x.nk; c++) row[c] = 0;                                 \
                     continue;                                                                      \
                 }                                                                                  \

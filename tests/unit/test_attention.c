@@ -208,6 +208,26 @@ Test(attention, causal_mask) {
  * CPU walks raises a row's running max and the output so far must be
  * rescaled: against softmax written out in double over T = 150, both
  * dtypes. */
+/* A key whose scores are NaN makes every row that sees it NaN, as torch's
+ * softmax does, even a row that sees it alone in its block of keys (key
+ * 64 starts the second block of 64: query 64's block was once skipped as
+ * keyless, its row finite); rows before it stay finite. */
+Test(attention, nan_key_makes_the_rows_that_see_it_nan) {
+    Tensor *q = gradcheck_input(SHAPE(1, 1, 128, 4), -1, 1, 11);
+    Tensor *k = gradcheck_input(SHAPE(1, 1, 128, 4), -1, 1, 12);
+    Tensor *v = gradcheck_input(SHAPE(1, 1, 128, 4), -1, 1, 13);
+    double *pk = tensor_data(k);
+    for (int c = 0; c < 4; c++) pk[64 * 4 + c] = NAN;
+    Tensor *out = tensor_causal_attention(q, k, v);
+    cr_assert(out, "%s", error_get());
+    for (int r = 0; r < 128; r++)
+        for (int c = 0; c < 4; c++) {
+            double o = tensor_get(out, r * 4 + c);
+            cr_assert(r < 64 ? isfinite(o) : isnan(o), "row %d, column %d: %g", r, c, o);
+        }
+    tensor_release(q), tensor_release(k), tensor_release(v), tensor_release(out);
+}
+
 Test(attention, online_softmax_rescales_when_later_keys_score_higher) {
     const int64_t t = 150, d = 4;
     for (int dt = 0; dt < 2; dt++) {
