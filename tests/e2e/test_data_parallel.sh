@@ -280,7 +280,8 @@ check "the daemon: a job of 2 ranks whose loss diverges fails with rank 0's reas
     "$STATE: $(jv 'd["error"]' | sed 's/step [0-9]*/step N/; s/loss is [-a-z]*/loss is X/')" \
     "failed: step N: loss is X"
 ADIR=$VAR/jobs/$JR/attempt-1
-has "... mpirun started its ranks (ranks.log)" "$ADIR/ranks.log" "."
+has "... mpirun started its ranks, which trained over MPI (ranks.log)" "$ADIR/ranks.log" \
+    '^data parallel: 2 ranks over mpi'
 OMP_NUM_THREADS=1 "$RANKS_TRAIND" run "$ADIR/spec.json" --jsonl --out "$TMP/ranks-ref" \
     >"$TMP/ranks-ref.jsonl" 2>/dev/null
 job_history "$JR" "$TMP/ranks-got.jsonl"
@@ -292,7 +293,7 @@ compare "... its stored metrics against one process" "$TMP/ranks-ref.jsonl" "$TM
 sed 's/"epochs": 2/"epochs": 400/; s/"two-ranks"/"long-ranks"/' "$TMP/ranks.json" >"$TMP/long.json"
 api POST /v1/jobs --data-binary "@$TMP/long.json"
 JL=$(jv 'd["id"]')
-wait_stepping "$JL"
+wait_stepping "$JL" || fail "the job of 2 ranks to preempt" "job $JL never stepped"
 sed 's/"ranks": 2/"ranks": 1/; s/"two-ranks"/"urgent"/' "$TMP/ranks.json" >"$TMP/urgent.json"
 api POST /v1/jobs --data-binary "@$TMP/urgent.json"
 JU=$(jv 'd["id"]')
@@ -301,6 +302,9 @@ wait_job "$JU"
 check "the daemon: an admin's job preempts the job of 2 ranks and succeeds" "$STATE" succeeded
 check "... the preempted job's mpirun reaped, its ranks gone" \
     "$(ps -o stat= --ppid "$DPID" | grep -c Z),$(pgrep -fc "jobs/$JL/attempt-1/spec.json")" "0,0"
+api GET "/v1/jobs/$JL"
+check "... and it was preempted (counted), back in the queue or running again" \
+    "$(jv 'd["preemptions"] >= 1 and d["state"] in ("queued", "running")')" True
 api POST "/v1/jobs/$JL/cancel"
 wait_job "$JL"
 stop_daemon "$DPID" "$TMP/daemon.log"

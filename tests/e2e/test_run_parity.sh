@@ -29,8 +29,10 @@ for expected in "$JOBS"/*.expected.json; do
     c=$(basename "$expected" .expected.json)
     job="$JOBS/$c.json"
     out="$TMP/$c"
-    if ! "$TRAIND" run "$job" --jsonl --device "$DEVICE" --out "$out" >"$out.jsonl" 2>"$out.err"; then
-        echo "FAIL $c: traind run exited $?: $(tail -n 3 "$out.err")"
+    "$TRAIND" run "$job" --jsonl --device "$DEVICE" --out "$out" >"$out.jsonl" 2>"$out.err"
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "FAIL $c: traind run exited $rc: $(tail -n 3 "$out.err")"
         failed=$((failed + 1))
         continue
     fi

@@ -71,7 +71,7 @@ Test(gpu, trainer_parity_jobs_on_cuda) {
         double worst = 0;
         for (int k = 0; k < cpu->n; k++) {
             double e = fabs(gpu->loss[k] - cpu->loss[k]) / fmax(fabs(cpu->loss[k]), 1e-12);
-            if (e > worst) worst = e;
+            if (!(e <= worst)) worst = isnan(e) ? INFINITY : e; /* a NaN is the worst */
         }
         fprintf(stderr, "gpu trainer %-36s %d metrics, worst rel err %.3g, peak %.0f bytes\n",
                 cases[i], cpu->n, worst, gpu->peak);

@@ -18,21 +18,15 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/parity.h"
 
 static void need_bf16(void) {
     if (backend_check_precision(DEVICE_CPU_INIT, PRECISION_BF16) != 0)
         cr_skip_test("no bf16 on this CPU: %s", error_get());
 }
 
-/* max |a - b| / max |b|: the normwise relative error */
-static double rel_err(const Tensor *a, const Tensor *b) {
-    double diff = 0, scale = 0;
-    for (int64_t i = 0; i < tensor_numel(b); i++) {
-        diff = fmax(diff, fabs(tensor_get(a, i) - tensor_get(b, i)));
-        scale = fmax(scale, fabs(tensor_get(b, i)));
-    }
-    return diff / scale;
-}
+/* worst, or d where it is worse; a NaN is the worst of all */
+static double worse(double worst, double d) { return isnan(d) ? INFINITY : fmax(worst, d); }
 
 /* out, gx, gw, gb of sum(f(x) * up) in precision p: the convolution, or
  * with block the Conv2d -> ReLU -> MaxPool2d block, fused or as the
@@ -76,7 +70,7 @@ Test(precision, bf16_convolution_passes) {
     run(PRECISION_FLOAT32, CONV, f32);
     run(PRECISION_BF16, CONV, bf16);
     for (int i = 0; i < 4; i++) {
-        double e = rel_err(bf16[i], f32[i]);
+        double e = parity_rel_err(bf16[i], f32[i]);
         fprintf(stderr, "precision bf16 conv %s: relative error %.3g\n", names[i], e);
         cr_assert(e < 1e-2, "%s: bf16 off by %g of float32", names[i], e);
         /* the bias gradient sums gy alone, which bf16 does not round */
@@ -96,10 +90,10 @@ Test(precision, bf16_conv_relu_pool_block) {
     run(PRECISION_FLOAT32, BLOCK_FUSED, f32);
     run(PRECISION_BF16, BLOCK_FUSED, fused);
     run(PRECISION_BF16, BLOCK_THREE_OPS, three);
-    double e = rel_err(fused[0], f32[0]);
+    double e = parity_rel_err(fused[0], f32[0]);
     cr_assert(e < 1e-2 && e > 1e-5, "out: bf16 off by %g of float32", e);
     for (int i = 0; i < 4; i++) {
-        double d = rel_err(fused[i], three[i]);
+        double d = parity_rel_err(fused[i], three[i]);
         fprintf(stderr, "precision bf16 block %s: relative error %.3g to the three ops\n", names[i],
                 d);
         cr_assert(d < 1e-5, "%s: fused bf16 off by %g of the three ops in bf16", names[i], d);
@@ -155,14 +149,14 @@ Test(precision, bf16_matrix_products) {
             for (int64_t c = 0; c < k; c++)
                 ref += bf16_of(tensor_get(x, i * k + c)) * bf16_of(tensor_get(w, j * k + c));
             double lin = tensor_get(got[1][0], i * n + j), mm = tensor_get(got[1][1], i * n + j);
-            worst = fmax(worst, fmax(fabs(lin - (ref + tensor_get(b, j))), fabs(mm - ref)));
+            worst = worse(worse(worst, fabs(lin - (ref + tensor_get(b, j)))), fabs(mm - ref));
             scale = fmax(scale, fabs(ref));
         }
     cr_assert(worst <= 1e-6 * scale, "bf16 products off the bf16-rounded ones by %g (of %g)",
               worst, scale);
     const char *what[3] = {"linear", "matmul", "linear gx"};
     for (int i = 0; i < 3; i++) {
-        double e = rel_err(got[1][i], got[0][i]);
+        double e = parity_rel_err(got[1][i], got[0][i]);
         fprintf(stderr, "precision bf16 %s: relative error %.3g\n", what[i], e);
         cr_assert(e > 1e-5 && e < 1e-2, "%s: %g from float32", what[i], e);
     }
@@ -182,7 +176,7 @@ Test(precision, per_thread) {
     pthread_join(t, NULL);
     cpu_set_precision(DEVICE_CPU_INIT, PRECISION_FLOAT32);
     for (int i = 0; i < 4; i++) {
-        cr_assert_eq(rel_err(b[i], a[i]), 0, "another thread's bf16 leaked into float32");
+        cr_assert_eq(parity_rel_err(b[i], a[i]), 0, "another thread's bf16 leaked into float32");
         tensor_release(a[i]), tensor_release(b[i]);
     }
 }
