@@ -166,7 +166,8 @@ run: deps
 # failing on any sanitizer report), the fuzz targets' smoke run
 # (tests/fuzz/fuzz.mk), the OpenAPI lint, then the e2e scripts.
 # A test that skips says why where it skips and in build/skips.log, which
-# the run lists, with their count, at its end. What a phase runs is built
+# the run lists, with their count, at its end, and fails on a skip that no
+# machine's set-up explains (scripts/check-skips.sh). What a phase runs is built
 # before it on both cores (CI's machine has 2): the tests themselves run
 # one phase at a time.
 test: export TRAIND_SKIP_LOG := $(CURDIR)/build/skips.log
@@ -183,6 +184,7 @@ test: deps
 	@$(MAKE) --no-print-directory lint-web
 	@$(MAKE) --no-print-directory test-e2e
 	@touch build/skips.log; echo "make test: $$(wc -l <build/skips.log) skipped"; cat build/skips.log
+	@scripts/check-skips.sh build/skips.log
 
 test-only:
 	OMP_WAIT_POLICY=passive $(GPU_LSAN) \
@@ -275,7 +277,7 @@ build/traind-simdev: build/simdev/server/main.o build/simdev/job/rank.o \
 	$(CXX) $(SAN) $(OMP) -pthread -o $@ $^ $(LIBS)
 
 test-simdev: build/tests/unit-simdev
-	OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 TRAIND_REQUIRE_GPU=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1 UNIT_TESTS=build/tests/unit-simdev \
 	    scripts/run-unit-tests.sh $(TEST_ARGS)
 
