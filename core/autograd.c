@@ -121,12 +121,17 @@ static int topo_sort(Tensor *root, TensorList *order) {
         bool expanded = emit.items[--emit.count] != NULL;
         if (expanded) {
             rc = list_push(order, t);
+            /* out of memory: t is in neither list the marks are cleared
+             * from below, and a mark left would skip it in the next pass
+             * and be freed as a gradient with it */
+            if (rc != 0) t->backward_grad = NULL;
             continue;
         }
         if (t->backward_grad == &visited_mark) continue; /* expanded via another path */
         if (t->backward_grad) tensor_release(t->backward_grad); /* left from a failed pass */
         t->backward_grad = &visited_mark;
         if (list_push(&stack, t) || list_push(&emit, t)) {
+            t->backward_grad = NULL; /* as above */
             rc = -1;
             break;
         }
