@@ -135,7 +135,6 @@ flood() {
     echo "$name: slow heads cut after $(fl '(min(d["lifetimes"]["slow"]), max(d["lifetimes"]["slow"]))') s"
     check "$name: /v1/health probed every 200 ms for 15 s, no failure" \
         "$(fl 'len(d["probe_ms"]) >= 60 and not d["probe_failures"]')" True
-    check "$name: every probe answered within 100 ms" "$(fl 'max(d["probe_ms"]) < 100')" True
     check "$name: the job's step keeps growing" \
         "$(fl 'len(d["steps"]) >= 3 and all(a < b for a, b in zip(d["steps"], d["steps"][1:]))')" True
     check "$name: 200 slow heads, each cut at the 4 s header deadline (4-5.5 s)" \
