@@ -543,19 +543,19 @@ int lr_scheduler_check_factor(const LrExpr *e, int64_t at) {
     return 0;
 }
 
-/* At epochs 0..steps, or at `budget` of them spread evenly (both ends
- * included) when all would cost more than LR_SCHEDULER_CHECK_OPS. */
-static int check_lambda_run(const LrExpr *e, int64_t steps) {
+/* At epochs 0..steps, or, when all would cost more than the *ops_left
+ * operations left, at as many as they pay for spread evenly (both ends
+ * included, 2 at least); what they cost taken from *ops_left. */
+static int check_lambda_run(const LrExpr *e, int64_t steps, int64_t *ops_left) {
     int64_t ops = lr_expr_ops(e) > 0 ? lr_expr_ops(e) : 1;
-    int64_t budget = LR_SCHEDULER_CHECK_OPS / ops;
-    if (budget < 2) budget = 2;
-    if (steps + 1 <= budget) {
-        for (int64_t at = 0; at <= steps; at++)
-            if (lr_scheduler_check_factor(e, at) != 0) return -1;
-        return 0;
+    int64_t points = *ops_left / ops;
+    if (points < 2) points = 2;
+    if (points > steps + 1) points = steps + 1;
+    *ops_left = *ops_left > points * ops ? *ops_left - points * ops : 0;
+    for (int64_t j = 0; j < points; j++) {
+        int64_t at = points == steps + 1 ? j : j * steps / (points - 1);
+        if (lr_scheduler_check_factor(e, at) != 0) return -1;
     }
-    for (int64_t j = 0; j < budget; j++)
-        if (lr_scheduler_check_factor(e, j * steps / (budget - 1)) != 0) return -1;
     return 0;
 }
 
@@ -568,29 +568,43 @@ static int64_t child_steps(const LrScheduler *s, size_t i, int64_t steps) {
     return to > from ? to - from : 0;
 }
 
-int lr_scheduler_check_run(const LrScheduler *s, int64_t steps, const char *path) {
+/* The field a OneCycleLR's cycle comes from, the first the user gave. */
+static const char *cycle_field(const LrSchedulerConfig *c) {
+    return c->total_steps ? "total_steps" : c->epochs || !c->steps_per_epoch ? "epochs"
+                                                                             : "steps_per_epoch";
+}
+
+static int check_run(const LrScheduler *s, int64_t steps, const char *path, int64_t *ops_left) {
     char at[ERROR_PATH_MAX];
     switch (s->cfg.type) {
     case LR_SCHEDULER_LAMBDA:
-        if (check_lambda_run(s->lambda, steps) == 0) return 0;
+        if (check_lambda_run(s->lambda, steps, ops_left) == 0) return 0;
         snprintf(at, sizeof at, "%s.lr_lambda", path);
         return error_prefix_at(at);
     case LR_SCHEDULER_ONE_CYCLE:
         if (s->total_steps >= steps) return 0;
-        snprintf(at, sizeof at, "%s.%s", path, s->cfg.total_steps ? "total_steps" : "epochs");
+        snprintf(at, sizeof at, "%s.%s", path, cycle_field(&s->cfg));
         return error_at(at, "a cycle of %lld steps, but this job steps it %lld times "
                             "(OneCycleLR cannot step past its cycle)",
                         (long long)s->total_steps, (long long)steps);
-    case LR_SCHEDULER_SEQUENTIAL:
+    case LR_SCHEDULER_SEQUENTIAL: {
+        /* the operations shared evenly: a list of 64 LambdaLRs costs what one does */
+        int64_t share = *ops_left / (int64_t)(s->n_children ? s->n_children : 1);
         for (size_t i = 0; i < s->n_children; i++) {
+            int64_t mine = share;
             snprintf(at, sizeof at, "%s.schedulers[%zu]", path, i);
-            if (lr_scheduler_check_run(s->children[i], child_steps(s, i, steps), at) != 0)
-                return -1;
+            if (check_run(s->children[i], child_steps(s, i, steps), at, &mine) != 0) return -1;
         }
         return 0;
+    }
     default:
         return 0;
     }
+}
+
+int lr_scheduler_check_run(const LrScheduler *s, int64_t steps, const char *path) {
+    int64_t ops_left = LR_SCHEDULER_CHECK_OPS;
+    return check_run(s, steps, path, &ops_left);
 }
 
 int lr_scheduler_set_last_epoch(LrScheduler *s, int64_t epoch) {

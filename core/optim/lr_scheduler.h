@@ -135,16 +135,17 @@ double lr_scheduler_base_lr(const LrScheduler *s);
 int lr_scheduler_step(LrScheduler *s);
 /* Epochs stepped so far (PyTorch's last_epoch): 0 after construction. */
 int64_t lr_scheduler_last_epoch(const LrScheduler *s);
-/* Evaluations of an lr_lambda's operations lr_scheduler_check_run makes
- * for one scheduler: ~0.15 s. */
+/* Evaluations of lr_lambda operations lr_scheduler_check_run makes in
+ * all (a SequentialLR's schedulers share them): ~0.15 s. */
 #define LR_SCHEDULER_CHECK_OPS (INT64_C(1) << 25)
 
 /* Whether the scheduler, as constructed, can be stepped `steps` times,
  * before any is: a OneCycleLR's cycle holds the steps it is given, and an
  * lr_lambda's factor is a finite number >= 0 at each (at every step while
- * that costs at most LR_SCHEDULER_CHECK_OPS, else at that many spread
- * evenly, the last included); a SequentialLR's schedulers each for the
- * steps it gives them (torch restarts one at its milestone). 0, or -1 with
+ * that costs at most LR_SCHEDULER_CHECK_OPS in all, a SequentialLR's
+ * schedulers sharing it evenly, else at as many steps as it pays for,
+ * spread evenly, the last included); a SequentialLR's schedulers each for
+ * the steps it gives them (torch restarts one at its milestone). 0, or -1 with
  * an error at `path` (the scheduler's), e.g. "<path>.schedulers[1].lr_lambda:
  * is -0.5 at epoch 3: ...". */
 int lr_scheduler_check_run(const LrScheduler *s, int64_t steps, const char *path);

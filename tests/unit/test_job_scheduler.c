@@ -368,6 +368,9 @@ Test(job_scheduler, scheduler_children_checked_for_their_steps) {
         {10, "{\"type\": \"OneCycleLR\", \"max_lr\": 0.5, \"epochs\": 5}",
          "scheduler.epochs: a cycle of 60 steps, but this job steps it 120 times"},
         {10, "{\"type\": \"OneCycleLR\", \"max_lr\": 0.5, \"epochs\": 10}", NULL},
+        /* its epochs the job's, its steps per epoch its own: that is named */
+        {10, "{\"type\": \"OneCycleLR\", \"max_lr\": 0.5, \"steps_per_epoch\": 5}",
+         "scheduler.steps_per_epoch: a cycle of 50 steps, but this job steps it 120 times"},
     };
     char spec[2048];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
