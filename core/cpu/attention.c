@@ -92,11 +92,16 @@ static inline int64_t tile_rows(int64_t t, int64_t at) {
             for (int64_t r = 0; r < x.nq; r++) {                                                   \
                 T *row = st + r * BLOCK;                                                           \
                 double bm = -INFINITY;                                                             \
-                for (int64_t c = 0; c < x.nk && tile_sees(&x, r, c); c++)                          \
-                    bm = fmax(bm, a->scale * (double)row[c]);                                      \
-                /* no key of this block for this row (keys seen whose scores                       \
-                 * are all NaN go on: the row's output is NaN, as torch's) */                      \
-                if (x.nk == 0 || !tile_sees(&x, r, 0)) {                                           \
+                bool saw_nan = false;                                                              \
+                for (int64_t c = 0; c < x.nk && tile_sees(&x, r, c); c++) {                        \
+                    double s = a->scale * (double)row[c];                                          \
+                    bm = fmax(bm, s);                                                              \
+                    saw_nan |= isnan(s);                                                           \
+                }                                                                                  \
+                /* nothing of this block for this row: no key it sees, or                          \
+                 * only scores of -inf (a NaN among them goes on: the                              \
+                 * row's output is NaN, as torch's) */                                             \
+                if (bm == -INFINITY && !saw_nan) {                                                 \
                     for (int64_t c = 0; c < x.nk; c++) row[c] = 0;                                 \
                     continue;                                                                      \
                 }                                                                                  \

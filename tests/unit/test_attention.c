@@ -204,10 +204,6 @@ Test(attention, causal_mask) {
         tensor_release(v2), tensor_release(a), tensor_release(b);
 }
 
-/* Scores that grow with the key's position, so each block of 64 keys the
- * CPU walks raises a row's running max and the output so far must be
- * rescaled: against softmax written out in double over T = 150, both
- * dtypes. */
 /* A key whose scores are NaN makes every row that sees it NaN, as torch's
  * softmax does, even a row that sees it alone in its block of keys (key
  * 64 starts the second block of 64: query 64's block was once skipped as
@@ -228,6 +224,31 @@ Test(attention, nan_key_makes_the_rows_that_see_it_nan) {
     tensor_release(q), tensor_release(k), tensor_release(v), tensor_release(out);
 }
 
+/* A block of keys whose scores are all -inf for a row adds nothing (a
+ * later key's score decides): row 64 sees keys 0-63 at -inf (q 1e200
+ * against k -1e200) and key 64 at 0, and its output is v[64]. */
+Test(attention, keys_of_minus_inf_scores_add_nothing) {
+    Tensor *q = gradcheck_input(SHAPE(1, 1, 128, 4), -1, 1, 21);
+    Tensor *k = gradcheck_input(SHAPE(1, 1, 128, 4), -1, 1, 22);
+    Tensor *v = gradcheck_input(SHAPE(1, 1, 128, 4), -1, 1, 23);
+    double *pq = tensor_data(q), *pk = tensor_data(k);
+    for (int c = 0; c < 4; c++) {
+        pq[64 * 4 + c] = 1e200;
+        for (int r = 0; r < 64; r++) pk[r * 4 + c] = -1e200;
+        pk[64 * 4 + c] = 0;
+    }
+    Tensor *out = tensor_causal_attention(q, k, v);
+    cr_assert(out, "%s", error_get());
+    for (int c = 0; c < 4; c++)
+        cr_assert_float_eq(tensor_get(out, 64 * 4 + c), tensor_get(v, 64 * 4 + c), 1e-15,
+                           "column %d", c);
+    tensor_release(q), tensor_release(k), tensor_release(v), tensor_release(out);
+}
+
+/* Scores that grow with the key's position, so each block of 64 keys the
+ * CPU walks raises a row's running max and the output so far must be
+ * rescaled: against softmax written out in double over T = 150, both
+ * dtypes. */
 Test(attention, online_softmax_rescales_when_later_keys_score_higher) {
     const int64_t t = 150, d = 4;
     for (int dt = 0; dt < 2; dt++) {
