@@ -42,11 +42,21 @@ typedef struct {
 } Fetch;
 
 /* The URL cut as its text reads: no user:password@, the query "?...",
- * no fragment; the host as the user wrote it ("2130706433"). */
-static void shown_as_text(const char *url, char *out, size_t size) {
+ * no fragment; the host as the user wrote it ("2130706433"). Text that is
+ * no URL (parsed false) loses everything up to its last '@' before any
+ * '?' or '#', for its credentials may lie past a slash there
+ * ("http:/u:secret@ho st/x"); its "scheme://" is kept where no '@' is in
+ * it. */
+static void shown_as_text(const char *url, bool parsed, char *out, size_t size) {
     const char *scheme = strstr(url, "://");
     const char *host = scheme ? scheme + 3 : url;
     const char *end = host + strcspn(host, "/?#"), *at = NULL;
+    if (!parsed) {
+        end = url + strcspn(url, "?#");
+        if (scheme && (scheme >= end || memchr(url, '@', (size_t)(scheme - url))))
+            scheme = NULL;
+        host = scheme ? scheme + 3 : url;
+    }
     for (const char *p = host; p < end; p++)
         if (*p == '@') at = p;
     const char *rest = at ? at + 1 : host;
@@ -62,8 +72,8 @@ static void shown_as_text(const char *url, char *out, size_t size) {
 void url_fetch_shown(const char *url, char *out, size_t size) {
     CURLU *u = curl_url();
     char *part = NULL, *shown = NULL;
-    bool credentials = false;
-    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+    bool credentials = false, parsed = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK;
+    if (parsed) {
         static const CURLUPart parts[] = {CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_OPTIONS};
         for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++, curl_free(part), part = NULL)
             credentials |= curl_url_get(u, parts[i], &part, 0) == CURLUE_OK;
@@ -80,7 +90,7 @@ void url_fetch_shown(const char *url, char *out, size_t size) {
     }
     if (shown) snprintf(out, size, "%s", shown);
     else if (credentials) snprintf(out, size, "%s", "(a URL with credentials)");
-    else if (u) shown_as_text(url, out, size);
+    else if (u) shown_as_text(url, parsed, out, size);
     else snprintf(out, size, "%s", "(a URL: out of memory)");
     curl_free(part);
     curl_free(shown);

@@ -10,7 +10,8 @@
  *      gets. For a URL libcurl parses with a user or a password (what
  *      url_fetch hands libcurl), the shown form, the one errors and the
  *      shared log carry, must parse in libcurl too with neither, the same
- *      host, and no query but "...".
+ *      host, and no query but "..."; text libcurl refuses is shown with no
+ *      '@' before its "?...".
  *   1: a --import-allow-nets list. addr_policy_add_nets fails with a
  *      message naming a byte within the list, or keeps at most
  *      ADDR_POLICY_MAX_NETS networks whose prefixes fit their family, each
@@ -88,6 +89,16 @@ static void fuzz_url(const char *url) {
                       shown);
     }
     if (len < sizeof shown - 1) check_credentials_hidden(url, shown);
+    /* text libcurl refuses keeps no '@' before its query: what a user:
+     * password@ there might be is cut wherever it stands */
+    CURLU *u = curl_url();
+    if (!u) fuzz_fail("out of memory");
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK && len < sizeof shown - 1) {
+        size_t before_query = strcspn(shown, "?");
+        if (memchr(shown, '@', before_query))
+            fuzz_fail("'%s', no URL to libcurl, shown as '%s', with an '@'", url, shown);
+    }
+    curl_url_cleanup(u);
 }
 
 /* A socket address of the network's own address. */

@@ -215,6 +215,7 @@ Test(url_fetch, shows_urls_without_credentials) {
         /* no URL to libcurl, or none with credentials: the text's reading */
         {"user:secret@host/x", "host/x"},
         {"ftp://u:p@exa mple.com/x?y", "ftp://exa mple.com/x?..."},
+        {"http:/u:secret@ho st/x", "ho st/x"}, /* past a slash too, when no URL */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[128];
