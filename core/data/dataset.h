@@ -203,13 +203,14 @@ Dataset *dataset_load_imagefolder(const char *root, bool grayscale, ImageFolderD
 /* The class names of root (its sub-directories, sorted), as the targets
  * number them: *names (free with dataset_imagefolder_classes_free). */
 int dataset_imagefolder_classes(const char *root, char ***names, int *n);
-/* The threads that decode a folder's images of width x height, reserved
+/* The threads that decode `images` images of width x height, reserved
  * from the memory limit, which every folder decoding at once shares:
- * OpenMP's, but no more than what is left holds decodings of such an
- * image; waits until it holds one (or until none is held: an image over
- * the limit decodes alone). No limit: OpenMP's, nothing reserved. Give
- * them back with dataset_imagefolder_decode_release. */
-int dataset_imagefolder_decode_reserve(int width, int height, int channels);
+ * OpenMP's (no more than the images), but no more than what is left
+ * holds decodings of such an image; waits until it holds one (or until
+ * none is held: an image over the limit decodes alone). No limit: those
+ * threads, nothing reserved. Give them back with
+ * dataset_imagefolder_decode_release. */
+int dataset_imagefolder_decode_reserve(int width, int height, int channels, int64_t images);
 void dataset_imagefolder_decode_release(int threads, int width, int height, int channels);
 void dataset_imagefolder_classes_free(char **names, int n);
 

@@ -297,8 +297,9 @@ static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t held_freed = PTHREAD_COND_INITIALIZER;
 static uint64_t held; /* bytes the decodings under way hold */
 
-int dataset_imagefolder_decode_reserve(int width, int height, int channels) {
+int dataset_imagefolder_decode_reserve(int width, int height, int channels, int64_t images) {
     int threads = omp_get_max_threads();
+    if (images < threads) threads = images > 1 ? (int)images : 1;
     uint64_t limit = dataset_memory_limit(), each = decode_bytes(width, height, channels);
     if (!limit || !each) return threads;
     pthread_mutex_lock(&held_lock);
@@ -326,7 +327,8 @@ void dataset_imagefolder_decode_release(int threads, int width, int height, int 
  * check them; the failure of the lowest index reported. */
 static int decode_rest(Decode *d, int64_t n) {
     d->failed = -1;
-    int threads = dataset_imagefolder_decode_reserve(d->width, d->height, d->channels);
+    if (n <= 1) return 0;
+    int threads = dataset_imagefolder_decode_reserve(d->width, d->height, d->channels, n - 1);
 #pragma omp parallel for schedule(dynamic, 8) num_threads(threads)
     for (int64_t i = 1; i < n; i++) decode_into_row(d, i);
     dataset_imagefolder_decode_release(threads, d->width, d->height, d->channels);

@@ -423,8 +423,6 @@ Test(images, cifar10_reads_records) {
     dataset_free(ds);
 }
 
-/* An upload's check decodes in fewer threads where the memory one dataset
- * may take holds fewer decodings at once (448 MB each of 64 Mpixel RGB). */
 typedef struct {
     int threads;
     atomic_bool done;
@@ -433,23 +431,27 @@ typedef struct {
 static void *reserve_big(void *arg) {
     Reserve *r = arg;
     omp_set_num_threads(8); /* OpenMP's count is the thread's own */
-    r->threads = dataset_imagefolder_decode_reserve(8192, 8192, 3);
+    r->threads = dataset_imagefolder_decode_reserve(8192, 8192, 3, 100);
     atomic_store(&r->done, true);
     return NULL;
 }
 
 /* Decoding threads come from one memory limit that every folder decoding
- * at once shares: a second folder of large images waits while the first
- * holds what would fit, and gets it when it is given back. */
+ * at once shares (832 MB a decoding of 64 Mpixel RGB): fewer threads where
+ * it holds fewer decodings, no more than the images; a second folder of
+ * large images waits while the first holds what would fit, and gets it
+ * when it is given back. */
 Test(images, imagefolder_decode_threads_within_the_memory_limit) {
     omp_set_num_threads(8);
     const uint64_t each = (uint64_t)8192 * 8192 * (4 + 6 + 3);
-    cr_assert_eq(dataset_imagefolder_decode_reserve(8192, 8192, 3), 8, "no limit: OpenMP's");
+    cr_assert_eq(dataset_imagefolder_decode_reserve(8192, 8192, 3, 100), 8, "no limit: OpenMP's");
     dataset_imagefolder_decode_release(8, 8192, 8192, 3);
+    cr_assert_eq(dataset_imagefolder_decode_reserve(8192, 8192, 3, 2), 2, "no more than the images");
+    dataset_imagefolder_decode_release(2, 8192, 8192, 3);
     dataset_set_memory_limit(3 * each + each / 2);
-    int first = dataset_imagefolder_decode_reserve(8192, 8192, 3);
+    int first = dataset_imagefolder_decode_reserve(8192, 8192, 3, 100);
     cr_assert_eq(first, 3);
-    cr_assert_eq(dataset_imagefolder_decode_reserve(28, 28, 1), 8,
+    cr_assert_eq(dataset_imagefolder_decode_reserve(28, 28, 1, 100), 8,
                  "small images: OpenMP's, in what is left");
     dataset_imagefolder_decode_release(8, 28, 28, 1);
     Reserve second = {0};
@@ -462,7 +464,7 @@ Test(images, imagefolder_decode_threads_within_the_memory_limit) {
     cr_assert_eq(second.threads, 3, "then gets it");
     dataset_imagefolder_decode_release(second.threads, 8192, 8192, 3);
     dataset_set_memory_limit(each - 1);
-    int alone = dataset_imagefolder_decode_reserve(8192, 8192, 3);
+    int alone = dataset_imagefolder_decode_reserve(8192, 8192, 3, 100);
     cr_assert_eq(alone, 1, "one at least, when nothing else is held");
     dataset_imagefolder_decode_release(alone, 8192, 8192, 3);
     dataset_set_memory_limit(0);
