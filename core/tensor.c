@@ -393,6 +393,7 @@ int64_t tensor_numel(const Tensor *t) {
 }
 
 bool tensor_is_contiguous(const Tensor *t) {
+    if (tensor_numel(t) == 0) return true; /* no element to be out of place (torch's rule) */
     int64_t stride = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] != 1 && t->strides[i] != stride) return false;

@@ -171,7 +171,8 @@ Tensor *tensor_unsqueeze(Tensor *t, int dim) {
 
 Tensor *tensor_squeeze(Tensor *t, int dim) {
     if (!t) return NULL;
-    if (t->ndim == 0) return tensor_view(t, 0, NULL);
+    if (t->ndim == 0) /* dim 0 or -1 only, as torch's */
+        return tensor_wrap_dim(dim, 0, "squeeze") < 0 ? NULL : tensor_view(t, 0, NULL);
     int d = tensor_wrap_dim(dim, t->ndim, "squeeze");
     if (d < 0) return NULL;
     if (t->shape[d] != 1) return tensor_view(t, t->ndim, t->shape);
@@ -271,6 +272,7 @@ Tensor *tensor_expand(Tensor *t, int ndim, const int64_t *shape) {
 
 Tensor *tensor_narrow(Tensor *t, int dim, int64_t start, int64_t length) {
     if (!t) return NULL;
+    if (t->ndim == 0) return error_set("narrow: a 0-d tensor has no dimension to narrow"), NULL;
     int d = tensor_wrap_dim(dim, t->ndim, "narrow");
     if (d < 0) return NULL;
     if (start < 0 || length < 0 || start > t->shape[d] - length) /* no start + length: it wraps */

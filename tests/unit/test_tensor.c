@@ -461,11 +461,31 @@ Test(tensor, scalar_views) {
     Tensor *e = tensor_expand(s, SHAPE(2, 2));
     assert_shape(e, SHAPE(2, 2), "expand of 0-d");
     assert_tensor_values(e, (double[]){2, 2, 2, 2}, 4, 0, "expand values");
+    /* squeeze takes dim 0 or -1 of a 0-d tensor, as torch's; narrow none */
+    Tensor *q = tensor_squeeze(s, -1);
+    cr_assert(q && q->ndim == 0, "%s", error_get());
+    cr_assert_null(tensor_squeeze(s, 5));
+    cr_assert_str_eq(error_get(), "squeeze: dimension 5 out of range for a 0-d tensor "
+                                  "(expected -1..0)");
+    cr_assert_null(tensor_narrow(s, 0, 0, 0));
+    cr_assert_str_eq(error_get(), "narrow: a 0-d tensor has no dimension to narrow");
     tensor_release(s);
     tensor_release(u);
     tensor_release(f);
     tensor_release(b);
     tensor_release(e);
+    tensor_release(q);
+}
+
+/* A tensor of no element is contiguous whatever its strides (torch's
+ * rule): a view of zeros [3, 0] and its unsqueeze too. */
+Test(tensor, empty_views_are_contiguous) {
+    Tensor *z = tensor_zeros(SHAPE(3, 0), DTYPE_FLOAT32, DEVICE_CPU_INIT);
+    Tensor *v = tensor_view(z, 2, (int64_t[]){3, 0});
+    Tensor *u = tensor_unsqueeze(z, 1);
+    cr_assert(z && v && u, "%s", error_get());
+    cr_assert(tensor_is_contiguous(z) && tensor_is_contiguous(v) && tensor_is_contiguous(u));
+    tensor_release(z), tensor_release(v), tensor_release(u);
 }
 
 Test(tensor, writing_through_views_changes_the_base) {
