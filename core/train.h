@@ -148,7 +148,7 @@ struct Trainer {
     /* internal to a data-parallel run */
     DistRows rows; /* this rank's rows of the batch in flight */
     struct DistReducer *reducer;
-    bool dist_collective_forward; /* the model's forward joins collectives (BatchNorm) */
+    bool dist_collective_forward; /* the model's training forward joins collectives (BatchNorm) */
     int checkpoint_every; /* epochs between checkpoint callbacks; 0: none */
     /* Each step captured once as a CUDA graph and replayed (a job's
      * "cuda_graphs"), where the device and the step allow: see

@@ -11,21 +11,26 @@
 #include "core/error.h"
 #include "core/tensor_dict.h"
 
-/* A BatchNorm anywhere in the tree: its forward joins a collective. */
-static bool has_batch_norm(const Module *m) {
-    if (strncmp(module_type(m), "BatchNorm", 9) == 0) return true;
+/* A BatchNorm anywhere in the tree that takes its batch's statistics in
+ * that mode: its forward joins a collective (in eval, only one without
+ * running stats). */
+static bool batch_stats_forward(const Module *m, bool training) {
+    if (strncmp(module_type(m), "BatchNorm", 9) == 0 && nn_batch_norm_batch_stats(m, training))
+        return true;
     for (int i = 0; i < m->n_children; i++)
-        if (has_batch_norm(m->children[i])) return true;
+        if (batch_stats_forward(m->children[i], training)) return true;
     return false;
 }
 
 /* A rank with no rows in a loader's short last batch skips its forward;
- * a BatchNorm's collectives would then wait for it forever. */
-static int check_last_batch(const Trainer *t, const DataLoader *dl, const char *which) {
+ * a BatchNorm's collectives (collective: the model's forward has them in
+ * this loader's mode) would then wait for it forever. */
+static int check_last_batch(const Trainer *t, const DataLoader *dl, const char *which,
+                            bool collective) {
     int world = dist_world(t->dist);
     int64_t n = dataloader_num_samples(dl), batch = dataloader_batch_size(dl);
     int64_t last = n % batch ? n % batch : batch;
-    if (last >= world || !t->dist_collective_forward) return 0;
+    if (last >= world || !collective) return 0;
     return error_set("data parallel: the %s set's last batch holds %" PRId64 " samples (%" PRId64
                      " samples in batches of %" PRId64 "), fewer than the %d ranks, and the "
                      "model's BatchNorm needs rows on every rank; choose a batch_size that "
@@ -47,15 +52,16 @@ static int broadcast_model(Trainer *t) {
 int train_dist_begin(Trainer *t) {
     if (!dist_active(t->dist)) return 0;
     int rank = dist_rank(t->dist), world = dist_world(t->dist);
-    t->dist_collective_forward = has_batch_norm(t->model);
+    t->dist_collective_forward = batch_stats_forward(t->model, true);
     int64_t batch = dataloader_batch_size(t->train);
     if (batch % world != 0)
         return error_set("data parallel: batch_size %" PRId64 " (the global batch) does not divide "
                          "by the %d ranks (%" PRId64 " = %d x %" PRId64 " + %" PRId64 "); choose "
                          "a multiple of %d",
                          batch, world, batch, world, batch / world, batch % world, world);
-    if (check_last_batch(t, t->train, "train") != 0) return -1;
-    if (t->val && check_last_batch(t, t->val, "val") != 0) return -1;
+    if (check_last_batch(t, t->train, "train", t->dist_collective_forward) != 0) return -1;
+    if (t->val && check_last_batch(t, t->val, "val", batch_stats_forward(t->model, false)) != 0)
+        return -1;
     if (dataloader_set_shard(t->train, rank, world) != 0) return -1;
     if (t->val && dataloader_set_shard(t->val, rank, world) != 0) return -1;
     t->rows = dist_rows_of(0, rank, world);

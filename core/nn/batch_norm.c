@@ -76,6 +76,10 @@ static Tensor *cumulative_factor(Tensor *tracked) {
     return f;
 }
 
+bool nn_batch_norm_batch_stats(const Module *m, bool training) {
+    return training || !((const BatchNorm *)m)->track_running_stats;
+}
+
 /* x in NCHW, or where `blocked` the blocked layout (core/ops.h). */
 static Tensor *batch_norm_run(Module *m, Tensor *x, bool blocked) {
     const BatchNorm *b = (const BatchNorm *)m;

@@ -278,6 +278,10 @@ Module *nn_batch_norm1d(int64_t num_features, double eps, double momentum, bool 
                         bool track_running_stats);
 Module *nn_batch_norm2d(int64_t num_features, double eps, double momentum, bool affine,
                         bool track_running_stats);
+/* Whether the BatchNorm m normalises with its batch's statistics in that
+ * mode (training, or eval without running stats): then a data-parallel
+ * forward of it joins its ranks' collective. */
+bool nn_batch_norm_batch_stats(const Module *m, bool training);
 /* layer_norm.c: nn.LayerNorm(normalized_shape, eps=1e-5,
  * elementwise_affine=True, bias=True); normalized_shape has ndim dims. */
 Module *nn_layer_norm(int ndim, const int64_t *normalized_shape, double eps,
