@@ -236,7 +236,10 @@ bool attempt_requeue(Scheduler *s, int64_t job, bool preempted) {
     int rc = attempt_store(s, job, "requeue", requeue_job, &r, NULL);
     if (rc != DB_OK && rc != DB_ERROR) scheduler_log(job, "error", "requeue: %s", error_get());
     bool cancelled = rc == DB_OK && r.state == DB_JOB_CANCELLED; /* a cancel was asked of it */
-    if (cancelled) scheduler_log(job, "info", "%s", REQUEUE_CANCELLED_LINE);
+    if (cancelled) { /* its line is stored: the job's followers are told, as for any line */
+        scheduler_log(job, "info", "%s", REQUEUE_CANCELLED_LINE);
+        scheduler_bump(s);
+    }
     return cancelled;
 }
 
