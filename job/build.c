@@ -293,8 +293,7 @@ int job_build(JobBuild *b, JobSpec *spec, const JobDaemon *d) {
     if (!b->train_ds) return -1;
     SpecDataShape train_shape;
     spec_data_shape_of(b->train_ds, &train_shape);
-    bool tokens = train_shape.input_dtype == DTYPE_INT64 && train_shape.target_ndim == 1;
-    if ((tokens && check_vocabulary(spec, &train_shape) != 0) ||
+    if ((b->train_ds->tokens > 0 && check_vocabulary(spec, &train_shape) != 0) ||
         job_spec_check_shapes(spec, &train_shape, NULL) != 0 ||
         job_spec_check_last_batch(spec, &train_shape, b->train_ds->n) != 0)
         return -1;

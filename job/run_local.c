@@ -63,8 +63,8 @@ typedef struct {
     const char *out_dir;
     bool jsonl, tty;
     int64_t total_steps;
-    double start;
-    int64_t start_step;     /* the step it started at (0, or a checkpoint's): the ETA's */
+    double start;           /* when training started, at start_step: the ETA's */
+    int64_t start_step;     /* 0, or the checkpoint's it resumed from */
     Reporter *rep;          /* --report: rank 0's reports to the daemon, NULL otherwise */
     const Trainer *trainer; /* for the reported progress's samples/s */
     int64_t saved_step;     /* of the newest checkpoint written or resumed from (0: none) */
@@ -417,7 +417,7 @@ static int train_on(JobBuild *r, const RunArgs *a, DistGroup *group, Reporter *r
         fprintf(stderr, "traind run: %d unfinished checkpoint%s of a killed run cleaned up in %s\n",
                 strays, strays == 1 ? "" : "s", out_dir);
     RunContext ctx = {.spec = r->spec, .out_dir = out_dir, .jsonl = a->jsonl,
-                      .tty = isatty(STDERR_FILENO), .start = clock_now_s(), .rep = rep};
+                      .tty = isatty(STDERR_FILENO), .rep = rep};
     Trainer t;
     train_init(&t);
     job_build_trainer(r, &t, device);

@@ -20,6 +20,7 @@
 #define URL_FETCH_CONNECT_TIMEOUT_S 10L
 #define URL_FETCH_LOW_SPEED_BYTES 1024L /* a second, */
 #define URL_FETCH_LOW_SPEED_S 60L       /* averaged over this long */
+#define URL_SHOWN_MAX 256               /* bytes of a URL as errors show it */
 
 /* What a refused address reads as, after "<url> ". */
 #define REFUSAL "resolves to %s, %s; the daemon refuses private addresses " \
@@ -27,7 +28,7 @@
 
 typedef struct {
     const char *url;
-    char shown[256]; /* url as errors say it (url_fetch_shown) */
+    char shown[URL_SHOWN_MAX]; /* url as errors say it (url_fetch_shown) */
     const UrlFetchOptions *o;
     FILE *f;
     Sha256 sha;
@@ -97,26 +98,32 @@ void url_fetch_shown(const char *url, char *out, size_t size) {
     curl_url_cleanup(u);
 }
 
+/* url_fetch_shown into buf, for a refusal's message. */
+static const char *shown_in(const char *url, char buf[static URL_SHOWN_MAX]) {
+    url_fetch_shown(url, buf, URL_SHOWN_MAX);
+    return buf;
+}
+
 int url_fetch_check(const char *url, const AddrPolicy *policy) {
     CURLU *u = curl_url();
     if (!u) return error_set("out of memory");
     char *scheme = NULL, *host = NULL;
     struct sockaddr_storage ss;
     AddrClass cls;
-    char text[INET6_ADDRSTRLEN + 32], shown[256];
-    url_fetch_shown(url, shown, sizeof shown);
+    char text[INET6_ADDRSTRLEN + 32], shown[URL_SHOWN_MAX]; /* the URL as a refusal names it */
     int rc = 0;
     CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
     if (uc != CURLUE_OK)
-        rc = error_set("'%.120s' is not a URL: %s", shown, curl_url_strerror(uc));
+        rc = error_set("'%.120s' is not a URL: %s", shown_in(url, shown), curl_url_strerror(uc));
     else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
              (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0))
-        rc = error_set("only http:// and https:// URLs are imported, not '%.120s'", shown);
+        rc = error_set("only http:// and https:// URLs are imported, not '%.120s'",
+                       shown_in(url, shown));
     else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
-        rc = error_set("%.120s has no host", shown);
+        rc = error_set("%.120s has no host", shown_in(url, shown));
     else if (addr_parse(host, &ss) && !addr_policy_allows(policy, (struct sockaddr *)&ss, &cls)) {
         addr_format((struct sockaddr *)&ss, text, sizeof text);
-        rc = error_set("%.90s " REFUSAL, shown, text, addr_class_name(cls));
+        rc = error_set("%.90s " REFUSAL, shown_in(url, shown), text, addr_class_name(cls));
     }
     curl_free(scheme);
     curl_free(host);
@@ -196,7 +203,7 @@ static void set_options(CURL *c, Fetch *f, char *curl_err) {
 /* The error of a transfer that ended with rc, and its result. */
 static int transfer_error(Fetch *f, CURL *c, CURLcode rc, const char *curl_err) {
     const char *effective = NULL;
-    char at[256] = "";
+    char at[URL_SHOWN_MAX] = "";
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &effective);
     if (effective) url_fetch_shown(effective, at, sizeof at);
